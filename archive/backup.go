@@ -1,0 +1,282 @@
+package archive
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Format values of the "format" metadata key (pghoard-format.md c.3).
+const (
+	FormatBBv1    = "pghoard-bb-v1"
+	FormatBBv2    = "pghoard-bb-v2"
+	FormatDeltaV1 = "pghoard-delta-v1"
+	FormatDeltaV2 = "pghoard-delta-v2"
+)
+
+// Metadata keys of a backup's main object. The first group is PGHoard's;
+// the "hoard-" group is hoard's addition, ignored by PGHoard's readers.
+const (
+	MetaFormat               = "format"
+	MetaStartWALSegment      = "start-wal-segment"
+	MetaStartTime            = "start-time"
+	MetaEndWALSegment        = "end-wal-segment"
+	MetaEndTime              = "end-time"
+	MetaTotalSizePlain       = "total-size-plain"
+	MetaTotalSizeEnc         = "total-size-enc"
+	MetaActiveBackupMode     = "active-backup-mode"
+	MetaBasebackupMode       = "basebackup-mode"
+	MetaBackupDecisionTime   = "backup-decision-time"
+	MetaBackupReason         = "backup-reason"
+	MetaNormalizedBackupTime = "normalized-backup-time"
+	MetaSite                 = "site"
+	MetaPGVersion            = "pg-version"
+	MetaHost                 = "host"
+	MetaOriginalFileSize     = "original-file-size"
+	MetaCompressionAlgorithm = "compression-algorithm"
+	MetaEncryptionKeyID      = "encryption-key-id"
+	MetaHash                 = "hash"
+	MetaHashAlgorithm        = "hash-algorithm"
+
+	MetaStartLSN       = "hoard-start-lsn"
+	MetaEndLSN         = "hoard-end-lsn"
+	MetaStartTimeline  = "hoard-start-timeline"
+	MetaEndTimeline    = "hoard-end-timeline"
+	MetaSystemID       = "hoard-system-identifier"
+	MetaWALSegmentSize = "hoard-wal-segment-size"
+	MetaChunkCount     = "hoard-chunk-count"
+	MetaPGManifest     = "hoard-pg-manifest" // "true" when PostgreSQL's backup_manifest is in the control tar
+)
+
+// BackupInfo is what hoard knows of a stored basebackup, read from (and
+// written to) the main object's metadata.
+type BackupInfo struct {
+	Name string // backup name without the control suffix, e.g. 2024-01-01_10-00_0
+	Key  string // key of the main object
+
+	Format          string
+	StartWALSegment string
+	EndWALSegment   string
+	StartTime       time.Time
+	EndTime         time.Time // zero when unknown
+	StartLSN        pglogrepl.LSN
+	EndLSN          pglogrepl.LSN
+	StartTimeline   uint32
+	EndTimeline     uint32
+	SystemID        string
+	WALSegmentSize  uint64 // 0 when unknown (PGHoard backups: 16 MiB)
+	PGVersion       int    // server_version_num, e.g. 150004
+	TotalSizePlain  int64
+	TotalSizeEnc    int64
+	StoredSize      int64 // size of the main object itself
+	ChunkCount      int
+
+	Site             string
+	Host             string
+	ActiveBackupMode string
+	BasebackupMode   string
+	BackupReason     string // scheduled | requested
+	DecisionTime     time.Time
+	NormalizedTime   time.Time
+
+	Metadata storage.Metadata // everything, as stored
+}
+
+// SegmentSize returns the backup's WAL segment size, defaulting to 16 MiB
+// for backups that do not record it.
+func (b *BackupInfo) SegmentSize() uint64 {
+	if b.WALSegmentSize == 0 {
+		return 16 << 20
+	}
+	return b.WALSegmentSize
+}
+
+// Metadata returns the main object's metadata for b. Zero values are left
+// out, as rohmu drops null values.
+func (b *BackupInfo) ToMetadata() storage.Metadata {
+	md := storage.Metadata{}
+	set := func(k, v string) {
+		if v != "" {
+			md[k] = v
+		}
+	}
+	setTime := func(k string, t time.Time) {
+		if !t.IsZero() {
+			md[k] = t.UTC().Format("2006-01-02T15:04:05.000000+00:00")
+		}
+	}
+	setInt := func(k string, v int64) {
+		if v != 0 {
+			md[k] = strconv.FormatInt(v, 10)
+		}
+	}
+	set(MetaFormat, b.Format)
+	set(MetaStartWALSegment, b.StartWALSegment)
+	set(MetaEndWALSegment, b.EndWALSegment)
+	setTime(MetaStartTime, b.StartTime)
+	setTime(MetaEndTime, b.EndTime)
+	setTime(MetaBackupDecisionTime, b.DecisionTime)
+	setTime(MetaNormalizedBackupTime, b.NormalizedTime)
+	if b.StartLSN != 0 {
+		md[MetaStartLSN] = b.StartLSN.String()
+	}
+	if b.EndLSN != 0 {
+		md[MetaEndLSN] = b.EndLSN.String()
+	}
+	setInt(MetaStartTimeline, int64(b.StartTimeline))
+	setInt(MetaEndTimeline, int64(b.EndTimeline))
+	set(MetaSystemID, b.SystemID)
+	setInt(MetaWALSegmentSize, int64(b.WALSegmentSize))
+	setInt(MetaPGVersion, int64(b.PGVersion))
+	md[MetaTotalSizePlain] = strconv.FormatInt(b.TotalSizePlain, 10)
+	md[MetaTotalSizeEnc] = strconv.FormatInt(b.TotalSizeEnc, 10)
+	setInt(MetaChunkCount, int64(b.ChunkCount))
+	set(MetaSite, b.Site)
+	set(MetaHost, b.Host)
+	set(MetaActiveBackupMode, b.ActiveBackupMode)
+	set(MetaBasebackupMode, b.BasebackupMode)
+	set(MetaBackupReason, b.BackupReason)
+	return md
+}
+
+// ParseBackupInfo reads a backup's main object metadata. key is the object's
+// key, size its stored size. Fields PGHoard does not write (LSNs, timeline
+// ends) are derived from the WAL segment names when absent.
+func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, error) {
+	b := &BackupInfo{
+		Name:             BackupName(key),
+		Key:              key,
+		Format:           md[MetaFormat],
+		StartWALSegment:  md[MetaStartWALSegment],
+		EndWALSegment:    md[MetaEndWALSegment],
+		SystemID:         md[MetaSystemID],
+		StoredSize:       size,
+		Site:             md[MetaSite],
+		Host:             md[MetaHost],
+		ActiveBackupMode: md[MetaActiveBackupMode],
+		BasebackupMode:   md[MetaBasebackupMode],
+		BackupReason:     md[MetaBackupReason],
+		Metadata:         md,
+	}
+	var err error
+	fail := func(k string, e error) (*BackupInfo, error) {
+		return nil, fmt.Errorf("backup %s: metadata %s=%q: %w", key, k, md[k], e)
+	}
+	if b.StartTime, err = parseOptionalTime(md[MetaStartTime]); err != nil {
+		return fail(MetaStartTime, err)
+	}
+	if b.EndTime, err = parseOptionalTime(md[MetaEndTime]); err != nil {
+		return fail(MetaEndTime, err)
+	}
+	if b.DecisionTime, err = parseOptionalTime(md[MetaBackupDecisionTime]); err != nil {
+		return fail(MetaBackupDecisionTime, err)
+	}
+	if b.NormalizedTime, err = parseOptionalTime(md[MetaNormalizedBackupTime]); err != nil {
+		return fail(MetaNormalizedBackupTime, err)
+	}
+	for _, f := range []struct {
+		key string
+		dst *pglogrepl.LSN
+	}{{MetaStartLSN, &b.StartLSN}, {MetaEndLSN, &b.EndLSN}} {
+		if v := md[f.key]; v != "" {
+			if *f.dst, err = pglogrepl.ParseLSN(v); err != nil {
+				return fail(f.key, err)
+			}
+		}
+	}
+	ints := []struct {
+		key string
+		set func(int64)
+	}{
+		{MetaStartTimeline, func(v int64) { b.StartTimeline = uint32(v) }},
+		{MetaEndTimeline, func(v int64) { b.EndTimeline = uint32(v) }},
+		{MetaWALSegmentSize, func(v int64) { b.WALSegmentSize = uint64(v) }},
+		{MetaPGVersion, func(v int64) { b.PGVersion = int(v) }},
+		{MetaTotalSizePlain, func(v int64) { b.TotalSizePlain = v }},
+		{MetaTotalSizeEnc, func(v int64) { b.TotalSizeEnc = v }},
+		{MetaChunkCount, func(v int64) { b.ChunkCount = int(v) }},
+	}
+	for _, f := range ints {
+		if v := md[f.key]; v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return fail(f.key, fmt.Errorf("not a non-negative integer"))
+			}
+			f.set(n)
+		}
+	}
+	seg := b.SegmentSize()
+	if b.StartWALSegment != "" {
+		s, err := ParseSegmentName(b.StartWALSegment, seg)
+		if err != nil {
+			return fail(MetaStartWALSegment, err)
+		}
+		if b.StartTimeline == 0 {
+			b.StartTimeline = s.Timeline
+		}
+		if b.StartLSN == 0 {
+			b.StartLSN = s.StartLSN(seg)
+		}
+	}
+	if b.EndWALSegment != "" {
+		s, err := ParseSegmentName(b.EndWALSegment, seg)
+		if err != nil {
+			return fail(MetaEndWALSegment, err)
+		}
+		if b.EndTimeline == 0 {
+			b.EndTimeline = s.Timeline
+		}
+	}
+	if b.BackupReason == "" {
+		b.BackupReason = "scheduled"
+	}
+	return b, nil
+}
+
+// SortBackups orders backups oldest first by start time, then name.
+func SortBackups(bs []*BackupInfo) {
+	sort.Slice(bs, func(i, j int) bool {
+		if !bs[i].StartTime.Equal(bs[j].StartTime) {
+			return bs[i].StartTime.Before(bs[j].StartTime)
+		}
+		return bs[i].Name < bs[j].Name
+	})
+}
+
+// ParseTime parses the time forms PGHoard writes: ISO 8601 with "T" or a
+// space between date and time, with or without fractional seconds, with "Z"
+// or a ±HH:MM (or ±HHMM, ±HH) offset. A time without an offset is UTC.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, fmt.Errorf("empty time")
+	}
+	norm := strings.Replace(s, " ", "T", 1)
+	layouts := []string{
+		time.RFC3339Nano,
+		"2006-01-02T15:04:05.999999999Z0700",
+		"2006-01-02T15:04:05.999999999Z07",
+		"2006-01-02T15:04:05.999999999",
+		"2006-01-02T15:04",
+		"2006-01-02",
+	}
+	for _, l := range layouts {
+		if t, err := time.Parse(l, norm); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("parse time %q: not an ISO 8601 time", s)
+}
+
+func parseOptionalTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return ParseTime(s)
+}

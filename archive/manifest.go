@@ -1,0 +1,120 @@
+package archive
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// ManifestName is the first member of a pghoard-bb-v2 control tar.
+const ManifestName = ".pghoard_tar_metadata.json"
+
+// Members of the control tar besides the manifest (pghoard-format.md c.4).
+const (
+	ControlPGControl   = "pgdata/global/pg_control"
+	ControlBackupLabel = "pgdata/backup_label"
+	// ControlPGManifest is PostgreSQL's own backup_manifest (PG 13+), a hoard
+	// addition so that a restored directory can be checked with
+	// pg_verifybackup. PGHoard extracts it as an ordinary file.
+	ControlPGManifest    = "pgdata/backup_manifest"
+	ControlTablespaceMap = "pgdata/tablespace_map"
+)
+
+// ControlEmptyDirs are the directories the control tar creates (mode 0700)
+// because chunks leave their contents out.
+var ControlEmptyDirs = []string{
+	"pgdata/pg_dynshmem", "pgdata/pg_log", "pgdata/pg_replslot", "pgdata/pg_snapshot",
+	"pgdata/pg_stat_tmp", "pgdata/pg_tblspc", "pgdata/pg_wal", "pgdata/pg_wal/archive_status",
+	"pgdata/pg_xlog", "pgdata/pg_xlog/archive_status",
+}
+
+// Manifest is the JSON document .pghoard_tar_metadata.json at the head of a
+// pghoard-bb-v2 control tar. Field names are PGHoard's; the hoard_* fields
+// are hoard's additions.
+type Manifest struct {
+	BackupStartTime       ManifestTime                  `json:"backup_start_time"`
+	BackupStartWALSegment string                        `json:"backup_start_wal_segment"`
+	BackupEndTime         ManifestTime                  `json:"backup_end_time"`
+	BackupEndWALSegment   string                        `json:"backup_end_wal_segment"`
+	PGData                string                        `json:"pgdata"`
+	PGHoardObject         string                        `json:"pghoard_object"`
+	PGHoardVersion        string                        `json:"pghoard_version"`
+	Host                  string                        `json:"host"`
+	Tablespaces           map[string]ManifestTablespace `json:"tablespaces"`
+	Chunks                []ManifestChunk               `json:"chunks"`
+	DeltaStats            json.RawMessage               `json:"delta_stats,omitempty"`
+	DeltaManifest         json.RawMessage               `json:"manifest,omitempty"`
+	Hoard                 *HoardManifest                `json:"hoard,omitempty"`
+}
+
+// ManifestTablespace locates one tablespace of the backed-up cluster.
+type ManifestTablespace struct {
+	Path string `json:"path"`
+	OID  uint32 `json:"oid"`
+}
+
+// ManifestChunk describes one chunk object. ChunkFilename is relative to the
+// site's basebackup_chunk/ folder.
+type ManifestChunk struct {
+	ChunkFilename string   `json:"chunk_filename"`
+	InputSize     int64    `json:"input_size"`
+	ResultSize    int64    `json:"result_size"`
+	Files         []string `json:"files"`
+}
+
+// HoardManifest holds what hoard records beyond PGHoard's fields.
+type HoardManifest struct {
+	StartLSN       string `json:"start_lsn"`
+	EndLSN         string `json:"end_lsn"`
+	StartTimeline  uint32 `json:"start_timeline"`
+	EndTimeline    uint32 `json:"end_timeline"`
+	SystemID       string `json:"system_identifier"`
+	WALSegmentSize uint64 `json:"wal_segment_size"`
+	PGVersion      int    `json:"pg_version"`
+	PGManifest     bool   `json:"pg_manifest"` // backup_manifest is in the control tar
+}
+
+// ManifestTime is a time in the manifest: written as ISO 8601 with "Z" as
+// PGHoard writes it, read in any form ParseTime accepts. The zero time is
+// written as null.
+type ManifestTime struct{ time.Time }
+
+// MarshalJSON implements json.Marshaler.
+func (t ManifestTime) MarshalJSON() ([]byte, error) {
+	if t.IsZero() {
+		return []byte("null"), nil
+	}
+	return json.Marshal(t.UTC().Format("2006-01-02T15:04:05.000000Z"))
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (t *ManifestTime) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		t.Time = time.Time{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("manifest time: %w", err)
+	}
+	v, err := ParseTime(s)
+	if err != nil {
+		return err
+	}
+	t.Time = v
+	return nil
+}
+
+// ParseManifest decodes a control tar's JSON manifest.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("parse backup manifest: %w", err)
+	}
+	return &m, nil
+}
+
+// Marshal encodes the manifest with compact separators, as PGHoard does.
+func (m *Manifest) Marshal() ([]byte, error) {
+	return json.Marshal(m)
+}
