@@ -1,0 +1,295 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// load parses a testdata file with the given environment, failing the test
+// on error.
+func load(t testing.TB, name string, env map[string]string) *Config {
+	t.Helper()
+	c, err := Load(filepath.Join("testdata", name), mapEnv(env))
+	if err != nil {
+		t.Fatalf("Load(%s): %v", name, err)
+	}
+	return c
+}
+
+func mapEnv(env map[string]string) func(string) string {
+	return func(k string) string { return env[k] }
+}
+
+func mustSite(t testing.TB, c *Config, name string) *Site {
+	t.Helper()
+	_, s, err := c.Site(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestNew(t *testing.T) {
+	c := New()
+	cpu := runtime.NumCPU()
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"http_address", c.HTTPAddress, "127.0.0.1"},
+		{"http_port", c.HTTPPort, 16000},
+		{"compression.algorithm", c.Compression.Algorithm, "snappy"},
+		{"compression.level", c.Compression.Level, 0},
+		{"compression.thread_count", c.Compression.ThreadCount, cpu + 1},
+		{"transfer.thread_count", c.Transfer.ThreadCount, min(cpu+3, 20)},
+		{"restore_process_count", c.RestoreProcessCount, min(cpu+1, 20)},
+		{"upload_retries_warning_limit", c.UploadRetriesWarningLimit, 3},
+		{"graceful_shutdown_compression_timeout", c.GracefulShutdownCompressionTimeout, 180 * time.Second},
+		{"graceful_shutdown_upload_timeout", c.GracefulShutdownUploadTimeout, 300 * time.Second},
+		{"hash_algorithm", c.HashAlgorithm, "sha1"},
+		{"log_level", c.LogLevel, "INFO"},
+		{"json_state_file_path", c.JSONStateFilePath, "/var/lib/pghoard/pghoard_state.json"},
+		{"maintenance_mode_file", c.MaintenanceModeFile, "/var/lib/pghoard/maintenance_mode_file"},
+		{"tar_executable", c.TarExecutable, "pghoard_gnutaremu"},
+		{"syslog_address", c.SyslogAddress, "/dev/log"},
+		{"syslog_facility", c.SyslogFacility, "local2"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestLoad_Quickstart(t *testing.T) {
+	c := load(t, "quickstart.json", nil)
+	name, s, err := c.Site("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "example-site" {
+		t.Errorf("site = %q", name)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings = %q", c.Warnings)
+	}
+	if got, want := s.Nodes[0].ConnString(), "host=127.0.0.1 password=secret port=5432 user=backup"; got != want {
+		t.Errorf("ConnString = %q, want %q", got, want)
+	}
+	if got, want := s.Prefix, "example-site"; got != want {
+		t.Errorf("prefix = %q, want %q", got, want)
+	}
+	if got, want := s.ObjectStorage, (ObjectStorage{StorageType: StorageLocal, Directory: "./backups"}); !cmp.Equal(got, want) {
+		t.Errorf("object_storage: %s", cmp.Diff(want, got))
+	}
+	if got, want := c.AlertFileDir, "/var/lib/pghoard"; got != want {
+		t.Errorf("alert_file_dir = %q, want %q", got, want)
+	}
+	if got, want := c.RestorePrefetch, c.Transfer.ThreadCount; got != want {
+		t.Errorf("restore_prefetch = %d, want transfer.thread_count %d", got, want)
+	}
+	// Site defaults.
+	if iv, ok := s.BasebackupInterval(); !ok || iv != 24*time.Hour {
+		t.Errorf("BasebackupInterval = %v, %v", iv, ok)
+	}
+	if n, ok := s.BasebackupCountMax(); !ok || n != 2 {
+		t.Errorf("BasebackupCountMax = %d, %v", n, ok)
+	}
+	if _, _, ok := s.BasebackupAnchor(); ok {
+		t.Error("BasebackupAnchor set by default")
+	}
+	if _, ok := s.BasebackupMaxAge(); ok {
+		t.Error("BasebackupMaxAge set by default")
+	}
+	if _, ok := s.RestoreTestInterval(); ok {
+		t.Error("RestoreTestInterval set by default")
+	}
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"active", s.Active, true},
+		{"active_backup_mode", s.ActiveBackupMode, ModePGReceiveXLog},
+		{"basebackup_mode", s.BasebackupMode, BasebackupBasic},
+		{"basebackup_chunk_size", s.BasebackupChunkSize, int64(2 << 30)},
+		{"basebackup_chunks_in_progress", s.BasebackupChunksInProgress, 5},
+		{"basebackup_threads", s.BasebackupThreads, 1},
+		{"basebackup_compression_threads", s.BasebackupCompressionThreads, 0},
+		{"basebackup_count_min", s.BasebackupCountMin, 2},
+		{"pg_data_directory", s.PGDataDirectory, "/var/lib/postgresql/15/main"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	if got, want := c.Source("backup_sites.example-site.nodes"), "file"; got != want {
+		t.Errorf("Source(nodes) = %q, want %q", got, want)
+	}
+	if got, want := c.Source("backup_sites.example-site.basebackup_count"), "default"; got != want {
+		t.Errorf("Source(basebackup_count) = %q, want %q", got, want)
+	}
+}
+
+func TestLoad_PGHoardTestdata(t *testing.T) {
+	for _, name := range []string{"pghoard-basebackup.json", "pghoard-basebackup_delta.json", "pghoard-basebackup_with_ts.json"} {
+		t.Run(name, func(t *testing.T) {
+			c := load(t, name, nil)
+			_, s, err := c.Site("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, k, ok := s.EncryptionKey()
+			if !ok || id == "" {
+				t.Fatalf("EncryptionKey() = %q, %v", id, ok)
+			}
+			if !strings.HasPrefix(k.Public, "-----BEGIN PUBLIC KEY-----\n") || !strings.HasPrefix(k.Private, "-----BEGIN PRIVATE KEY-----\n") {
+				t.Errorf("key %s not carried as PEM text", id)
+			}
+			if s.ObjectStorage.StorageType != StorageLocal || !strings.HasSuffix(s.ObjectStorage.Directory, "/chunks") {
+				t.Errorf("object_storage = %+v", s.ObjectStorage)
+			}
+			if !strings.HasSuffix(s.Prefix, "/"+s.Name) {
+				t.Errorf("prefix %q does not end in the site name %q", s.Prefix, s.Name)
+			}
+			if c.RestoreProcessCount != 2 {
+				t.Errorf("restore_process_count = %d", c.RestoreProcessCount)
+			}
+			// No nodes: one empty node, filled by pgconn from PG*.
+			if got := len(s.Nodes); got != 1 || s.Nodes[0].ConnString() != "" {
+				t.Errorf("nodes = %v", s.Nodes)
+			}
+			if len(c.Warnings) != 0 {
+				t.Errorf("warnings = %q", c.Warnings)
+			}
+		})
+	}
+}
+
+func TestLoad_S3(t *testing.T) {
+	c := load(t, "s3.json", nil)
+	s := mustSite(t, c, "prod")
+	want := ObjectStorage{
+		StorageType: StorageS3, Region: "eu-west-1", BucketName: "pg-backups",
+		AWSAccessKeyID: "AKIAEXAMPLE", AWSSecretAccessKey: "c2VjcmV0", Prefix: "cluster-a",
+		AddressingStyle: "virtual", Encrypted: true,
+	}
+	if diff := cmp.Diff(want, s.ObjectStorage); diff != "" {
+		t.Errorf("object_storage (-want +got):\n%s", diff)
+	}
+	if h, m, ok := s.BasebackupAnchor(); !ok || h != 1 || m != 30 {
+		t.Errorf("BasebackupAnchor = %d, %d, %v", h, m, ok)
+	}
+	if iv, _ := s.BasebackupInterval(); iv != 6*time.Hour {
+		t.Errorf("BasebackupInterval = %v", iv)
+	}
+	if age, ok := s.BasebackupMaxAge(); !ok || age != 30*24*time.Hour {
+		t.Errorf("BasebackupMaxAge = %v, %v", age, ok)
+	}
+	if got, want := c.Compression, (Compression{Algorithm: "zstd", Level: 3, ThreadCount: 4}); got != want {
+		t.Errorf("compression = %+v", got)
+	}
+	if got, want := c.RestorePrefetch, 8; got != want {
+		t.Errorf("restore_prefetch = %d, want %d (transfer.thread_count)", got, want)
+	}
+	wantStatsd := &Statsd{Host: "statsd.internal", Port: 8125, Format: "datadog", Tags: map[string]string{"env": "prod", "shard": "7"}}
+	if diff := cmp.Diff(wantStatsd, c.Statsd); diff != "" {
+		t.Errorf("statsd (-want +got):\n%s", diff)
+	}
+	if got, want := c.AlertFileDir, "/var/lib/pghoard/alerts"; got != want {
+		t.Errorf("alert_file_dir = %q", got)
+	}
+	if s.PGVersion != 160004 || s.BasebackupMode != BasebackupLocalTar || s.ActiveBackupMode != ModeWALReceiver {
+		t.Errorf("site = %+v", s)
+	}
+}
+
+func TestLoad_Multisite(t *testing.T) {
+	c := load(t, "multisite.json", nil)
+	if _, _, err := c.Site(""); err == nil || !strings.Contains(err.Error(), "azure, blob, gcs") {
+		t.Errorf(`Site("") = %v, want the list of sites`, err)
+	}
+	if _, _, err := c.Site("nope"); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf(`Site("nope") = %v`, err)
+	}
+
+	gcs := mustSite(t, c, "gcs")
+	if _, ok := gcs.BasebackupInterval(); ok {
+		t.Error("basebackup_interval_hours null: want no schedule")
+	}
+	if _, ok := gcs.BasebackupCountMax(); ok {
+		t.Error("basebackup_count null: want unlimited")
+	}
+	if got, want := gcs.Prefix, "tenants/gcs"; got != want {
+		t.Errorf("prefix = %q, want %q", got, want)
+	}
+	if got, want := string(gcs.ObjectStorage.Credentials), `{"client_email":"backup@my-project.iam.gserviceaccount.com","type":"service_account"}`; got != want {
+		t.Errorf("credentials = %s", got)
+	}
+	if got, want := gcs.Nodes[0].Redacted(), "postgres://replicator:xxxxx@db2.internal:5433/postgres?sslmode=verify-full"; got != want {
+		t.Errorf("Redacted = %q, want %q", got, want)
+	}
+
+	az := mustSite(t, c, "azure")
+	if !az.ObjectStorage.IsSecure {
+		t.Error("azure is_secure defaults to true")
+	}
+	if got, want := az.Nodes[0], (Node{ConnStr: "host=db3.internal user=replicator", Slot: "pghoard_slot"}); !cmp.Equal(got, want) {
+		t.Errorf("node = %#v", got)
+	}
+	if diff := cmp.Diff([]string{"azure-old"}, az.MovedFrom); diff != "" {
+		t.Error(diff)
+	}
+
+	blob := mustSite(t, c, "blob")
+	if got, want := blob.ObjectStorage, (ObjectStorage{StorageType: StorageURL, URL: "s3://bucket?region=us-east-1&endpoint=http://minio:9000", Prefix: "blob"}); !cmp.Equal(got, want) {
+		t.Errorf("object_storage = %+v", got)
+	}
+	if got, want := blob.Nodes[0].Slot, "hoard"; got != want {
+		t.Errorf("slot = %q", got)
+	}
+	if c.Prometheus == nil || c.Prometheus.Tags["team"] != "db" {
+		t.Errorf("prometheus = %+v", c.Prometheus)
+	}
+}
+
+func TestLoad_Warnings(t *testing.T) {
+	c := load(t, "unknown-keys.json", nil)
+	want := []string{
+		"backup_sites.default.basebackup_cnt: unknown key",
+		"backup_sites.default.object_storage.region: unknown key",
+		"stats: unknown key",
+	}
+	if diff := cmp.Diff(want, c.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoad_ErrNotFound(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.json"), nil)
+	if !os.IsNotExist(err) && (err == nil || !strings.Contains(err.Error(), "no such file")) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestParse_ErrSyntax(t *testing.T) {
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"BadToken", "{\n  \"backup_location\": \"/x\",\n  oops\n}", "cfg.json: line 3, column 3"},
+		{"Truncated", "{\n  \"backup_sites\": {", "cfg.json: line 2, column 20"},
+		{"Trailing", "{} {}", "data after the top-level value"},
+		{"Empty", "", "unexpected end of input"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("cfg.json", []byte(tc.data), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

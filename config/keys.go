@@ -1,0 +1,259 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// AddEncryptionKey adds a key pair under backup_sites.<site>.encryption_keys
+// of the JSON file at path and makes it the site's encryption_key_id. Every
+// other key and value is kept in its order; the file is re-indented with 4
+// spaces. It refuses a key id that already exists (ErrKeyExists). site ""
+// means the only site. The file is replaced atomically with mode 0600, since
+// it now holds a private key.
+func AddEncryptionKey(path, site, keyID, publicPEM, privatePEM string) error {
+	if keyID == "" {
+		return errors.New("add encryption key: empty key id")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("add encryption key: %w", err)
+	}
+	root, err := decodeOrdered(data)
+	if err != nil {
+		return fmt.Errorf("add encryption key: parse %s: %w", path, err)
+	}
+	top, ok := root.(*object)
+	if !ok {
+		return fmt.Errorf("add encryption key: %s: top level is not an object", path)
+	}
+	sites, ok := top.get("backup_sites").(*object)
+	if !ok {
+		return fmt.Errorf("add encryption key: %s: backup_sites: %w", path, ErrNoSites)
+	}
+	if site == "" {
+		switch len(sites.keys) {
+		case 0:
+			return fmt.Errorf("add encryption key: %s: %w", path, ErrNoSites)
+		case 1:
+			site = sites.keys[0]
+		default:
+			return fmt.Errorf("add encryption key: %s has sites %s: pass --site", path, strings.Join(sites.keys, ", "))
+		}
+	}
+	s, ok := sites.get(site).(*object)
+	if !ok {
+		return fmt.Errorf("add encryption key: site %q: %w (have: %s)", site, ErrUnknownSite, strings.Join(sites.keys, ", "))
+	}
+	keys, ok := s.get("encryption_keys").(*object)
+	if !ok {
+		keys = &object{}
+		s.set("encryption_keys", keys)
+	}
+	if keys.has(keyID) {
+		return fmt.Errorf("add encryption key %q to site %s: %w", keyID, site, ErrKeyExists)
+	}
+	pair := &object{}
+	if privatePEM != "" {
+		pair.set("private", privatePEM)
+	}
+	pair.set("public", publicPEM)
+	keys.set(keyID, pair)
+	s.set("encryption_key_id", keyID)
+
+	var buf bytes.Buffer
+	if err := writeOrdered(&buf, root, ""); err != nil {
+		return fmt.Errorf("add encryption key: %w", err)
+	}
+	buf.WriteByte('\n')
+	if err := writeFileAtomic(path, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("add encryption key: %w", err)
+	}
+	return nil
+}
+
+// object is a JSON object that remembers its key order.
+type object struct {
+	keys []string
+	vals map[string]any
+}
+
+func (o *object) get(k string) any { return o.vals[k] }
+
+func (o *object) has(k string) bool { _, ok := o.vals[k]; return ok }
+
+func (o *object) set(k string, v any) {
+	if o.vals == nil {
+		o.vals = map[string]any{}
+	}
+	if _, ok := o.vals[k]; !ok {
+		o.keys = append(o.keys, k)
+	}
+	o.vals[k] = v
+}
+
+// decodeOrdered decodes JSON into *object, []any, json.Number, string, bool
+// and nil, keeping key order.
+func decodeOrdered(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := decodeValue(dec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the top-level value")
+	}
+	return v, nil
+}
+
+func decodeValue(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			o := &object{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				k, ok := kt.(string)
+				if !ok {
+					return nil, fmt.Errorf("object key is %v", kt)
+				}
+				v, err := decodeValue(dec)
+				if err != nil {
+					return nil, err
+				}
+				o.set(k, v)
+			}
+			_, err := dec.Token()
+			return o, err
+		case '[':
+			a := []any{}
+			for dec.More() {
+				v, err := decodeValue(dec)
+				if err != nil {
+					return nil, err
+				}
+				a = append(a, v)
+			}
+			_, err := dec.Token()
+			return a, err
+		}
+		return nil, fmt.Errorf("unexpected %v", t)
+	}
+	return tok, nil
+}
+
+// writeOrdered writes v as JSON indented with 4 spaces.
+func writeOrdered(w *bytes.Buffer, v any, indent string) error {
+	inner := indent + "    "
+	switch x := v.(type) {
+	case *object:
+		if len(x.keys) == 0 {
+			w.WriteString("{}")
+			return nil
+		}
+		w.WriteString("{\n")
+		for i, k := range x.keys {
+			w.WriteString(inner)
+			if err := writeScalar(w, k); err != nil {
+				return err
+			}
+			w.WriteString(": ")
+			if err := writeOrdered(w, x.vals[k], inner); err != nil {
+				return err
+			}
+			if i < len(x.keys)-1 {
+				w.WriteByte(',')
+			}
+			w.WriteByte('\n')
+		}
+		w.WriteString(indent + "}")
+	case []any:
+		if len(x) == 0 {
+			w.WriteString("[]")
+			return nil
+		}
+		w.WriteString("[\n")
+		for i, e := range x {
+			w.WriteString(inner)
+			if err := writeOrdered(w, e, inner); err != nil {
+				return err
+			}
+			if i < len(x)-1 {
+				w.WriteByte(',')
+			}
+			w.WriteByte('\n')
+		}
+		w.WriteString(indent + "]")
+	default:
+		return writeScalar(w, v)
+	}
+	return nil
+}
+
+func writeScalar(w *bytes.Buffer, v any) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	w.Write(bytes.TrimRight(b.Bytes(), "\n"))
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file in path's directory,
+// fsyncs it, renames it over path and fsyncs the directory, so a crash
+// leaves either the old or the new file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create temp file: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmp, err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// siteJSON wraps site keys in a minimal valid configuration with one site s1.
+func siteJSON(site string) string {
+	return `{"backup_location": "/var/lib/pghoard", "backup_sites": {"s1": {` + site + `}}}`
+}
+
+func TestParse_ErrValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"WrongTypeCount", siteJSON(`"basebackup_count": "two"`), `backup_sites.s1.basebackup_count: want integer or null, got string "two"`},
+		{"WrongTypeFraction", siteJSON(`"basebackup_threads": 1.5`), `backup_sites.s1.basebackup_threads: want integer, got number 1.5`},
+		{"WrongTypeInterval", siteJSON(`"basebackup_interval_hours": true`), `backup_sites.s1.basebackup_interval_hours: want number or null, got boolean true`},
+		{"WrongTypeActive", siteJSON(`"active": "yes"`), `backup_sites.s1.active: want boolean`},
+		{"WrongTypeSites", `{"backup_location": "/b", "backup_sites": []}`, `backup_sites: want object, got array`},
+		{"WrongTypeNodes", siteJSON(`"nodes": "host=x"`), `backup_sites.s1.nodes: want array`},
+		{"WrongTypeNode", siteJSON(`"nodes": [5]`), `backup_sites.s1.nodes[0]: want connection string or object, got number 5`},
+		{"WrongTypeNodeParam", siteJSON(`"nodes": [{"host": ["a"]}]`), `backup_sites.s1.nodes[0].host: want string or number, got array`},
+		{"WrongTypeCompression", `{"backup_location": "/b", "compression": "zstd", "backup_sites": {"s": {}}}`, `compression: want object, got string "zstd"`},
+		{"WrongTypeTopLevel", `[1]`, `(top level): want object, got array`},
+		{"BadConnString", siteJSON(`"nodes": ["host='unclosed"]`), `backup_sites.s1.nodes[0]: malformed`},
+		{"NoSites", `{"backup_location": "/b"}`, `backup_sites: at least one site is required`},
+		{"HourWithoutMinute", siteJSON(`"basebackup_hour": 3`), `backup_sites.s1.basebackup_minute: required when basebackup_hour is set`},
+		{"MinuteWithoutHour", siteJSON(`"basebackup_minute": 3`), `backup_sites.s1.basebackup_hour: required when basebackup_minute is set`},
+		{"HourRange", siteJSON(`"basebackup_hour": 24, "basebackup_minute": 0`), `backup_sites.s1.basebackup_hour: 24 out of range 0-23`},
+		{"MinuteRange", siteJSON(`"basebackup_hour": 2, "basebackup_minute": 60`), `backup_sites.s1.basebackup_minute: 60 out of range 0-59`},
+		{"IntervalZero", siteJSON(`"basebackup_interval_hours": 0`), `backup_sites.s1.basebackup_interval_hours: must be positive`},
+		{"CountZero", siteJSON(`"basebackup_count": 0`), `backup_sites.s1.basebackup_count: must be at least 1`},
+		{"ActiveBackupMode", siteJSON(`"active_backup_mode": "pg_receivewal"`), `backup_sites.s1.active_backup_mode: unknown mode "pg_receivewal"`},
+		{"BasebackupMode", siteJSON(`"basebackup_mode": "fast"`), `backup_sites.s1.basebackup_mode: unknown mode "fast"`},
+		{"LocalDirIsBackupLocation", siteJSON(`"object_storage": {"storage_type": "local", "directory": "/var/lib/pghoard/"}`), `backup_sites.s1.object_storage.directory: must differ from backup_location`},
+		{"LocalNoDirectory", siteJSON(`"object_storage": {"storage_type": "local"}`), `backup_sites.s1.object_storage.directory: required`},
+		{"NoBackupLocation", `{"backup_sites": {"s1": {}}}`, `backup_location: required: site s1 has no object_storage`},
+		{"StorageType", siteJSON(`"object_storage": {"storage_type": "swift", "user": "u"}`), `backup_sites.s1.object_storage.storage_type: unknown storage type "swift"`},
+		{"StorageTypeMissing", siteJSON(`"object_storage": {"directory": "/x"}`), `backup_sites.s1.object_storage.storage_type: required`},
+		{"StorageURLAndType", siteJSON(`"object_storage": {"storage_type": "s3", "url": "s3://b"}`), `backup_sites.s1.object_storage: url and storage_type are mutually exclusive`},
+		{"StorageURLNoScheme", siteJSON(`"object_storage": {"url": "bucket"}`), `backup_sites.s1.object_storage.url: want a gocloud.dev/blob URL`},
+		{"S3Region", siteJSON(`"object_storage": {"storage_type": "s3", "bucket_name": "b"}`), `backup_sites.s1.object_storage.region: required for s3 storage`},
+		{"S3Bucket", siteJSON(`"object_storage": {"storage_type": "s3", "region": "r"}`), `backup_sites.s1.object_storage.bucket_name: required for s3 storage`},
+		{"S3Addressing", siteJSON(`"object_storage": {"storage_type": "s3", "region": "r", "bucket_name": "b", "addressing_style": "dns"}`), `backup_sites.s1.object_storage.addressing_style: unknown style "dns"`},
+		{"GoogleBucket", siteJSON(`"object_storage": {"storage_type": "google"}`), `backup_sites.s1.object_storage.bucket_name: project_id and/or bucket_name required`},
+		{"AzureAccount", siteJSON(`"object_storage": {"storage_type": "azure"}`), `backup_sites.s1.object_storage.account_name: required for azure storage`},
+		{"AzureHostPort", siteJSON(`"object_storage": {"storage_type": "azure", "account_name": "a", "host": "h"}`), `backup_sites.s1.object_storage.port: host and port must be set together`},
+		{"Compression", `{"backup_location": "/b", "compression": {"algorithm": "gzip"}, "backup_sites": {"s": {}}}`, `compression.algorithm: unknown compression algorithm "gzip"`},
+		{"CompressionLevel", `{"backup_location": "/b", "compression": {"algorithm": "lzma", "level": 10}, "backup_sites": {"s": {}}}`, `compression.level: 10 out of range 0-9 for lzma`},
+		{"KeyIDMissing", siteJSON(`"encryption_key_id": "k2", "encryption_keys": {"k1": {"public": "P"}}`), `backup_sites.s1.encryption_key_id: key "k2" not present in encryption_keys`},
+		{"KeyNoPublic", siteJSON(`"encryption_key_id": "k1", "encryption_keys": {"k1": {"private": "Q"}}`), `backup_sites.s1.encryption_keys.k1.public: required`},
+		{"KeyEmpty", siteJSON(`"encryption_keys": {"k1": {}}`), `backup_sites.s1.encryption_keys.k1: needs public and/or private`},
+		{"HTTPPort", `{"backup_location": "/b", "http_port": 70000, "backup_sites": {"s": {}}}`, `http_port: 70000 out of range`},
+		{"WebserverAuth", `{"backup_location": "/b", "webserver_username": "u", "backup_sites": {"s": {}}}`, `webserver_password: webserver_username and webserver_password must be set together`},
+		{"LogLevel", `{"backup_location": "/b", "log_level": "LOUD", "backup_sites": {"s": {}}}`, `log_level: unknown level "LOUD"`},
+		{"HashAlgorithm", `{"backup_location": "/b", "hash_algorithm": "crc", "backup_sites": {"s": {}}}`, `hash_algorithm: unknown hash "crc"`},
+		{"StatsdFormat", `{"backup_location": "/b", "statsd": {"format": "x"}, "backup_sites": {"s": {}}}`, `statsd.format: unknown format "x"`},
+		{"MovedFrom", siteJSON(`"moved_from": [1]`), `backup_sites.s1.moved_from[0]: want string, got number 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("hoard.json", []byte(tc.data), nil)
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("err = %v, want *ValidationError", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err =\n%v\nwant it to contain %q", err, tc.want)
+			}
+			if !strings.HasPrefix(err.Error(), "invalid config hoard.json:") {
+				t.Errorf("err does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidationError_Error(t *testing.T) {
+	// Every problem is reported, one per line, not just the first.
+	data := `{
+		"compression": {"algorithm": "gzip"},
+		"backup_sites": {
+			"a": {"basebackup_count": "two", "basebackup_hour": 3},
+			"b": {"object_storage": {"storage_type": "nfs"}}
+		}
+	}`
+	_, err := Parse("multi.json", []byte(data), nil)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v", err)
+	}
+	wantPaths := []string{
+		"backup_sites.a.basebackup_count",
+		"backup_sites.b.object_storage.storage_type",
+		"compression.algorithm",
+		"backup_sites.a.basebackup_minute",
+		"backup_location",
+	}
+	for _, p := range wantPaths {
+		found := false
+		for _, pr := range ve.Problems {
+			if pr.Path == p {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem at %s in %v", p, ve.Problems)
+		}
+	}
+	if got, want := strings.Count(err.Error(), "\n"), len(ve.Problems); got != want {
+		t.Errorf("%d lines for %d problems:\n%v", got, want, err)
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		c := load(t, "s3.json", nil)
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("ErrAfterEdit", func(t *testing.T) {
+		c := load(t, "s3.json", nil)
+		c.BackupSites["prod"].BasebackupThreads = 0
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "backup_sites.prod.basebackup_threads") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
