@@ -1,7 +1,8 @@
 package config
 
 import (
-	"os"
+	"errors"
+	"io/fs"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -271,7 +272,7 @@ func TestLoad_Warnings(t *testing.T) {
 
 func TestLoad_ErrNotFound(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "missing.json"), nil)
-	if !os.IsNotExist(err) && (err == nil || !strings.Contains(err.Error(), "no such file")) {
+	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("err = %v", err)
 	}
 }
