@@ -294,3 +294,60 @@ func TestParse_ErrSyntax(t *testing.T) {
 		})
 	}
 }
+
+func TestParse_Forms(t *testing.T) {
+	data := `{
+		"backup_location": "/b",
+		"log_level": "warning",
+		"graceful_shutdown_upload_timeout": 12.5,
+		"restore_prefetch": 0,
+		"pushgateway": {"endpoint": "http://pgw:9091", "tags": {"a": true}},
+		"backup_sites": {"s1": {
+			"moved_from": "old",
+			"stream_compression": true,
+			"slot": "site_slot",
+			"nodes": [{"host": "a"}, {"host": "b", "slot": "own"}],
+			"pg_receivexlog": {"disk_space_check_interval": 30, "min_disk_free_bytes": 1000, "resume_multiplier": 2},
+			"wal_partial_upload_interval": 15,
+			"restore_test_interval_hours": 168,
+			"basebackup_age_days_max": 0.5
+		}}
+	}`
+	c, err := Parse("forms.json", []byte(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustSite(t, c, "s1")
+	if diff := cmp.Diff([]string{"old"}, s.MovedFrom); diff != "" {
+		t.Error(diff)
+	}
+	if got := s.EffectiveBasebackupMode(); got != BasebackupPipe {
+		t.Errorf("EffectiveBasebackupMode = %q, want pipe (stream_compression)", got)
+	}
+	if got, want := []string{s.Nodes[0].Slot, s.Nodes[1].Slot}, []string{"site_slot", "own"}; !cmp.Equal(got, want) {
+		t.Errorf("slots = %q, want %q", got, want)
+	}
+	wantRX := PGReceiveXLog{DiskSpaceCheckInterval: 30 * time.Second, MinDiskFreeBytes: new(int64), ResumeMultiplier: 2}
+	*wantRX.MinDiskFreeBytes = 1000
+	if diff := cmp.Diff(wantRX, s.PGReceiveXLog); diff != "" {
+		t.Errorf("pg_receivexlog (-want +got):\n%s", diff)
+	}
+	if s.WALPartialUploadInterval != 15*time.Second {
+		t.Errorf("wal_partial_upload_interval = %v", s.WALPartialUploadInterval)
+	}
+	if iv, ok := s.RestoreTestInterval(); !ok || iv != 168*time.Hour {
+		t.Errorf("RestoreTestInterval = %v, %v", iv, ok)
+	}
+	if age, _ := s.BasebackupMaxAge(); age != 12*time.Hour {
+		t.Errorf("BasebackupMaxAge = %v", age)
+	}
+	if c.GracefulShutdownUploadTimeout != 12500*time.Millisecond {
+		t.Errorf("graceful_shutdown_upload_timeout = %v", c.GracefulShutdownUploadTimeout)
+	}
+	if c.RestorePrefetch != 0 {
+		t.Errorf("restore_prefetch = %d, want the file's 0", c.RestorePrefetch)
+	}
+	if diff := cmp.Diff(&Pushgateway{Endpoint: "http://pgw:9091", Job: "pghoard", Tags: map[string]string{"a": "true"}}, c.Pushgateway); diff != "" {
+		t.Errorf("pushgateway (-want +got):\n%s", diff)
+	}
+}
