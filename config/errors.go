@@ -22,6 +22,7 @@ type Problem struct {
 	Msg  string
 }
 
+// String returns "path: msg".
 func (p Problem) String() string {
 	if p.Path == "" {
 		return p.Msg
