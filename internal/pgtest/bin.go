@@ -1,0 +1,118 @@
+package pgtest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// DebianMajor is the major version of Debian's PostgreSQL packages, whose
+// full toolset lives in DebianBinDir.
+const DebianMajor = 15
+
+// DebianBinDir holds Debian's PostgreSQL 15 binaries, client tools included.
+const DebianBinDir = "/usr/lib/postgresql/15/bin"
+
+// AllVersions are the PostgreSQL majors hoard supports, in order.
+var AllVersions = []int{13, 14, 15, 16, 17, 18}
+
+// defaultVersions are the majors tested when HOARD_PG_VERSIONS is unset:
+// the oldest, Debian's and the newest.
+var defaultVersions = []int{13, 15, 18}
+
+// Strict reports whether HOARD_TEST_STRICT=1 is set: then a missing binary or
+// server fails the test instead of skipping it.
+func Strict() bool {
+	return os.Getenv("HOARD_TEST_STRICT") == "1"
+}
+
+// Unavailable skips the test because something it needs is missing, or fails
+// it when Strict is set.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if Strict() {
+		t.Fatalf("%s (HOARD_TEST_STRICT=1)", msg)
+	}
+	t.Skip(msg)
+}
+
+// Versions returns the PostgreSQL majors under test, from HOARD_PG_VERSIONS:
+// a comma-separated list such as "13,15,18", or "all" for 13 to 18. The
+// default is 13, 15 and 18. An unparsable value panics: it is a mistake in
+// the test environment, not a test failure.
+func Versions() []int {
+	return parseVersions(os.Getenv("HOARD_PG_VERSIONS"))
+}
+
+func parseVersions(s string) []int {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "":
+		return slices.Clone(defaultVersions)
+	case "all":
+		return slices.Clone(AllVersions)
+	}
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.Atoi(f)
+		if err != nil || !slices.Contains(AllVersions, v) {
+			panic(fmt.Sprintf("HOARD_PG_VERSIONS: unsupported major %q (want a list of %v or \"all\")", f, AllVersions))
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CacheDir returns $HOARD_CACHE, default /var/cache/hoard.
+func CacheDir() string {
+	if d := os.Getenv("HOARD_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/hoard"
+}
+
+// BinDir returns the directory holding initdb, pg_ctl and postgres for the
+// major version, or Debian's directory when debian is set (major must then
+// be DebianMajor). It skips or fails the test when the binaries are missing.
+func BinDir(t testing.TB, major int, debian bool) string {
+	t.Helper()
+	dir := filepath.Join(CacheDir(), "pg", strconv.Itoa(major), "bin")
+	if debian {
+		if major != DebianMajor {
+			t.Fatalf("pgtest: Debian ships PostgreSQL %d, not %d", DebianMajor, major)
+		}
+		dir = DebianBinDir
+	}
+	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			Unavailable(t, "pgtest: PostgreSQL %d binaries not found (%v); run scripts/deps.sh", major, err)
+		}
+	}
+	return dir
+}
+
+// Tool returns the path of a PostgreSQL client tool (pg_verifybackup,
+// pg_waldump, pg_checksums, pgbench, psql, pg_controldata, pg_amcheck, ...)
+// from Debian's PostgreSQL 15. It skips or fails the test when the tool is
+// missing. Tools of one major are not guaranteed to understand another
+// major's files: pg_verifybackup and pg_waldump only fit major 15 data.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(DebianBinDir, name)
+	if _, err := os.Stat(p); err != nil {
+		Unavailable(t, "pgtest: %s not found (%v); install Debian's postgresql-15", name, err)
+	}
+	return p
+}

@@ -1,0 +1,381 @@
+package pgtest
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Options describe the cluster Start creates.
+type Options struct {
+	// Major is the PostgreSQL major version (13 to 18). Zero means
+	// DebianMajor when Debian is set.
+	Major int
+	// Debian uses Debian's PostgreSQL 15 (DebianBinDir) instead of the npm
+	// build of the same major.
+	Debian bool
+	// Conf holds extra postgresql.conf settings, written after the
+	// harness's own so they win (archive_mode, archive_command, ...).
+	// Values are quoted by the harness.
+	Conf map[string]string
+	// DataChecksums runs initdb with --data-checksums. Without it, majors
+	// 18 and later get --no-data-checksums, so every major starts alike.
+	DataChecksums bool
+	// WALSegmentSizeMB is initdb's --wal-segsize; zero keeps the default
+	// (16 MB).
+	WALSegmentSizeMB int
+	// InitDBArgs are extra initdb arguments.
+	InitDBArgs []string
+	// Fsync keeps fsync on; by default the harness turns it off for speed.
+	Fsync bool
+	// HBA, when not nil, replaces the harness's pg_hba.conf lines, which
+	// trust every local and loopback connection, replication included.
+	HBA []string
+}
+
+// DefaultHBA are the pg_hba.conf lines of a harness cluster: trust for every
+// local and loopback connection, replication included.
+var DefaultHBA = []string{
+	"local all all trust",
+	"local replication all trust",
+	"host all all 127.0.0.1/32 trust",
+	"host replication all 127.0.0.1/32 trust",
+	"host all all ::1/128 trust",
+	"host replication all ::1/128 trust",
+}
+
+// Cluster is a running (or stopped) PostgreSQL cluster owned by one test.
+type Cluster struct {
+	Major     int    // PostgreSQL major version
+	BinDir    string // directory of initdb, pg_ctl and postgres
+	DataDir   string // the data directory
+	Port      int    // TCP port on Host
+	Host      string // always 127.0.0.1
+	SocketDir string // the private unix socket directory
+
+	logPath string
+}
+
+// startTimeout bounds pg_ctl's waits. A restored cluster may replay a lot
+// of WAL before it accepts connections.
+const startTimeout = 300 * time.Second
+
+// Start creates a new cluster with initdb, configures it for replication
+// tests and starts it on a free loopback port. The cluster is stopped and
+// removed when the test ends. Start skips the test with -short and when the
+// binaries are missing (fails instead under HOARD_TEST_STRICT=1).
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("pgtest: -short skips tests that start PostgreSQL")
+	}
+	if opts.Major == 0 && opts.Debian {
+		opts.Major = DebianMajor
+	}
+	if !slices.Contains(AllVersions, opts.Major) {
+		t.Fatalf("pgtest: unsupported PostgreSQL major %d", opts.Major)
+	}
+	bin := BinDir(t, opts.Major, opts.Debian)
+	dir := TempDir(t)
+	c := &Cluster{
+		Major:     opts.Major,
+		BinDir:    bin,
+		DataDir:   filepath.Join(dir, "data"),
+		Host:      "127.0.0.1",
+		SocketDir: dir,
+		logPath:   filepath.Join(dir, "server.log"),
+	}
+
+	args := []string{"-D", c.DataDir, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"}
+	switch {
+	case opts.DataChecksums:
+		args = append(args, "--data-checksums")
+	case opts.Major >= 18:
+		args = append(args, "--no-data-checksums")
+	}
+	if opts.WALSegmentSizeMB != 0 {
+		args = append(args, "--wal-segsize="+strconv.Itoa(opts.WALSegmentSizeMB))
+	}
+	args = append(args, opts.InitDBArgs...)
+	if out, err := c.command("initdb", args...).CombinedOutput(); err != nil {
+		t.Fatalf("pgtest: initdb: %v\n%s", err, out)
+	}
+
+	conf := map[string]string{
+		"wal_level":             "replica",
+		"max_wal_senders":       "10",
+		"max_replication_slots": "10",
+		"max_connections":       "30",
+		"logging_collector":     "off",
+		"fsync":                 "off",
+	}
+	if opts.Fsync {
+		conf["fsync"] = "on"
+	}
+	var b strings.Builder
+	b.WriteString("\n# pgtest\n")
+	writeConf(&b, conf)
+	writeConf(&b, opts.Conf)
+	appendFile(t, filepath.Join(c.DataDir, "postgresql.conf"), b.String())
+
+	hba := DefaultHBA
+	if opts.HBA != nil {
+		hba = opts.HBA
+	}
+	writeFile(t, filepath.Join(c.DataDir, "pg_hba.conf"), strings.Join(hba, "\n")+"\n")
+
+	t.Cleanup(func() { c.cleanup(t) })
+	c.Start(t)
+	return c
+}
+
+// StartDataDir starts an existing data directory, such as a restored
+// backup, with the npm build of the major version. It gives the directory to
+// the server's user, sets mode 0700, makes its parent directories under the
+// system temp dir traversable (t.TempDir's are mode 0700), appends conf to
+// postgresql.auto.conf (so it wins over postgresql.conf), and waits until
+// the server accepts connections; use WaitRecoveryDone to wait for the end
+// of recovery. The server is stopped when the test ends; the directory is
+// left to its owner.
+func StartDataDir(t testing.TB, major int, dataDir string, conf map[string]string) *Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("pgtest: -short skips tests that start PostgreSQL")
+	}
+	bin := BinDir(t, major, false)
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	dir := TempDir(t)
+	c := &Cluster{
+		Major:     major,
+		BinDir:    bin,
+		DataDir:   dataDir,
+		Host:      "127.0.0.1",
+		SocketDir: dir,
+		logPath:   filepath.Join(dir, "server.log"),
+	}
+	if len(conf) > 0 {
+		var b strings.Builder
+		b.WriteString("\n# pgtest\n")
+		writeConf(&b, conf)
+		appendFile(t, filepath.Join(dataDir, "postgresql.auto.conf"), b.String())
+	}
+	openParents(t, dataDir)
+	Chown(t, dataDir)
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		t.Fatalf("pgtest: chmod %s: %v", dataDir, err)
+	}
+	t.Cleanup(func() { c.cleanup(t) })
+	c.Start(t)
+	return c
+}
+
+// openParents adds search permission for others to the parents of dir that
+// lie under the system temp dir, so the server's user can reach dir.
+func openParents(t testing.TB, dir string) {
+	t.Helper()
+	if !asRoot() {
+		return
+	}
+	tmp := filepath.Clean(os.TempDir())
+	for p := filepath.Dir(dir); strings.HasPrefix(p, tmp+string(filepath.Separator)); p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()|0o011); err != nil {
+				t.Fatalf("pgtest: %v", err)
+			}
+		}
+	}
+}
+
+// Start starts the stopped cluster again and waits until it accepts
+// connections. It keeps the previous port when it is still free, so that
+// connection strings (a standby's primary_conninfo) stay valid.
+func (c *Cluster) Start(t testing.TB) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		if c.Port == 0 || attempt > 0 {
+			c.Port = freePort(t)
+		}
+		offset := c.logSize()
+		out, err := c.command("pg_ctl", "start", "-D", c.DataDir, "-l", c.logPath, "-w",
+			"-t", strconv.Itoa(int(startTimeout/time.Second)),
+			"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", c.Port, c.SocketDir)).CombinedOutput()
+		if err == nil {
+			return
+		}
+		log := c.Log()[offset:]
+		if attempt < 5 && (strings.Contains(log, "could not bind") || strings.Contains(log, "Address already in use")) {
+			continue
+		}
+		t.Fatalf("pgtest: start PostgreSQL %d: %v\n%s\nserver log:\n%s", c.Major, err, out, log)
+	}
+}
+
+// Stop shuts the cluster down cleanly (fast mode) and waits for it.
+func (c *Cluster) Stop(t testing.TB) {
+	t.Helper()
+	out, err := c.command("pg_ctl", "stop", "-D", c.DataDir, "-m", "fast", "-w", "-t", "120").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgtest: stop PostgreSQL %d: %v\n%s", c.Major, err, out)
+	}
+}
+
+// Restart stops the cluster cleanly and starts it again.
+func (c *Cluster) Restart(t testing.TB) {
+	t.Helper()
+	c.Stop(t)
+	c.Start(t)
+}
+
+// Promote ends recovery of a standby (pg_ctl promote) and waits until it is
+// a primary.
+func (c *Cluster) Promote(t testing.TB) {
+	t.Helper()
+	out, err := c.command("pg_ctl", "promote", "-D", c.DataDir, "-w", "-t", "120").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgtest: promote: %v\n%s", err, out)
+	}
+}
+
+// Running reports whether a postmaster is running on the data directory.
+func (c *Cluster) Running() bool {
+	pid, err := c.postmasterPID()
+	return err == nil && processAlive(pid)
+}
+
+// Log returns the server log so far (every start of this cluster appends to
+// it).
+func (c *Cluster) Log() string {
+	b, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// LogPath is the file the server logs to.
+func (c *Cluster) LogPath() string { return c.logPath }
+
+// WaitForLog waits until the server log contains substr, and fails the test
+// after timeout.
+func (c *Cluster) WaitForLog(t testing.TB, substr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(c.Log(), substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pgtest: %q not in the server log after %v:\n%s", substr, timeout, tail(c.Log(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) logSize() int {
+	fi, err := os.Stat(c.logPath)
+	if err != nil {
+		return 0
+	}
+	return int(fi.Size())
+}
+
+// cleanup stops a still-running server at the end of the test, printing
+// the log's tail when the test failed.
+func (c *Cluster) cleanup(t testing.TB) {
+	if t.Failed() {
+		t.Logf("pgtest: PostgreSQL %d log tail (%s):\n%s", c.Major, c.logPath, tail(c.Log(), 60))
+	}
+	if !c.Running() {
+		return
+	}
+	out, err := c.command("pg_ctl", "stop", "-D", c.DataDir, "-m", "immediate", "-w", "-t", "60").CombinedOutput()
+	if err != nil {
+		t.Errorf("pgtest: stop PostgreSQL %d: %v\n%s", c.Major, err, out)
+	}
+}
+
+// command builds a command for one of the cluster's binaries, run as the
+// server's user, without the PG* variables of the test's environment.
+func (c *Cluster) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(c.BinDir, name), args...)
+	cmd.Env = cleanEnv()
+	RunAs(cmd)
+	return cmd
+}
+
+// cleanEnv is the test's environment without libpq's PG* variables, which
+// would change what the server tools connect to.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// freePort asks the kernel for a free loopback port. Another process may
+// take it before the server binds it; Start retries then.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("pgtest: find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writeConf writes settings in postgresql.conf syntax, sorted by name, each
+// value single-quoted.
+func writeConf(b *strings.Builder, conf map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
+		fmt.Fprintf(b, "%s = '%s'\n", k, strings.ReplaceAll(conf[k], "'", "''"))
+	}
+}
+
+func appendFile(t testing.TB, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		t.Fatalf("pgtest: append to %s: %v", path, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	Chown(t, path)
+}
+
+func writeFile(t testing.TB, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	Chown(t, path)
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,173 @@
+package pgtest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseVersions(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []int
+	}{
+		{"", []int{13, 15, 18}},
+		{"all", []int{13, 14, 15, 16, 17, 18}},
+		{"18, 13,13", []int{13, 18}},
+		{"16", []int{16}},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, parseVersions(tt.in)); diff != "" {
+			t.Errorf("parseVersions(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestParseVersions_ErrUnsupported(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("parseVersions(\"12\") did not panic")
+		}
+	}()
+	parseVersions("12")
+}
+
+func TestStart(t *testing.T) {
+	for _, major := range Versions() {
+		t.Run(fmt.Sprint(major), func(t *testing.T) {
+			t.Parallel()
+			c := Start(t, Options{Major: major})
+			var num int
+			c.Scan(t, "select current_setting('server_version_num')::int", &num)
+			if got := num / 10000; got != major {
+				t.Errorf("server_version_num %d: major %d, want %d", num, got, major)
+			}
+			if got := c.QueryString(t, "show wal_level"); got != "replica" {
+				t.Errorf("wal_level = %q, want replica", got)
+			}
+			if got := c.QueryString(t, "show data_checksums"); got != "off" {
+				t.Errorf("data_checksums = %q, want off", got)
+			}
+			row := c.QueryRow(t, "select $1::text, 2::int", "one")
+			if diff := cmp.Diff([]any{"one", int32(2)}, row); diff != "" {
+				t.Errorf("QueryRow (-want +got):\n%s", diff)
+			}
+			c.Stop(t)
+			if c.Running() {
+				t.Fatal("Running after Stop")
+			}
+			c.Start(t)
+			c.WaitReady(t)
+		})
+	}
+}
+
+func TestStart_Debian(t *testing.T) {
+	t.Parallel()
+	c := Start(t, Options{Debian: true, DataChecksums: true, WALSegmentSizeMB: 1,
+		Conf: map[string]string{"application_name": "it's pgtest"}})
+	if got := c.QueryString(t, "show wal_segment_size"); got != "1MB" {
+		t.Errorf("wal_segment_size = %q, want 1MB", got)
+	}
+	if got := c.QueryString(t, "show data_checksums"); got != "on" {
+		t.Errorf("data_checksums = %q, want on", got)
+	}
+	if got := c.QueryString(t, "show application_name"); got != "it's pgtest" {
+		t.Errorf("application_name = %q", got)
+	}
+	if !strings.HasPrefix(c.BinDir, DebianBinDir) {
+		t.Errorf("BinDir = %s", c.BinDir)
+	}
+}
+
+func TestCluster_Kill(t *testing.T) {
+	t.Parallel()
+	c := Start(t, Options{Major: Versions()[0]})
+	c.Exec(t, "create table t (i int)")
+	c.Exec(t, "insert into t values (1)")
+	c.Kill(t)
+	if c.Running() {
+		t.Fatal("Running after Kill")
+	}
+	c.Start(t)
+	c.WaitForLog(t, "database system was interrupted", 10*time.Second)
+	var n int
+	c.Scan(t, "select count(*) from t", &n)
+	if n != 1 {
+		t.Errorf("count = %d after crash recovery, want 1", n)
+	}
+}
+
+func TestStartDataDir(t *testing.T) {
+	t.Parallel()
+	major := Versions()[0]
+	c := Start(t, Options{Major: major})
+	c.Exec(t, "create table t as select 42 as i")
+	c.Stop(t)
+
+	// Copy the stopped cluster into a root-owned t.TempDir, as a restore
+	// would, then start the copy as a standby and promote it.
+	dst := filepath.Join(t.TempDir(), "restored")
+	copyDir(t, c.DataDir, dst)
+	writeFileRoot(t, filepath.Join(dst, "standby.signal"), "")
+	r := StartDataDir(t, major, dst, map[string]string{"application_name": "restored"})
+	var in bool
+	r.Scan(t, "select pg_is_in_recovery()", &in)
+	if !in {
+		t.Fatal("standby not in recovery")
+	}
+	r.Promote(t)
+	r.WaitRecoveryDone(t, time.Minute)
+	var i int
+	r.Scan(t, "select i from t", &i)
+	if i != 42 {
+		t.Errorf("i = %d, want 42", i)
+	}
+	if got := r.QueryString(t, "show application_name"); got != "restored" {
+		t.Errorf("application_name = %q, want restored", got)
+	}
+}
+
+func TestPgbench(t *testing.T) {
+	t.Parallel()
+	c := Start(t, Options{Major: Versions()[len(Versions())-1]})
+	Pgbench(t, c, "-i", "-s", "1", "-q")
+	out := Pgbench(t, c, "-t", "20", "-c", "2")
+	if !strings.Contains(out, "number of transactions actually processed: 40") {
+		t.Errorf("pgbench output:\n%s", out)
+	}
+}
+
+func copyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if fi.IsDir() {
+			return os.MkdirAll(target, 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o600)
+	})
+	if err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+}
+
+func writeFileRoot(t testing.TB, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
