@@ -1,0 +1,111 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// closeTimeout bounds the goodbye when a failed stream closes the
+// connection.
+const closeTimeout = 5 * time.Second
+
+// Conn is a physical replication connection (replication=true): it accepts
+// replication commands only, never SQL. A Conn is not safe for concurrent
+// use, except that a BaseBackup's Progress may be read from any goroutine.
+type Conn struct {
+	pg     *pgconn.PgConn
+	config *pgconn.Config // a copy without the replication parameter, for SQL fallbacks
+
+	// streaming is set between StartReplication and the end of the COPY
+	// BOTH mode.
+	streaming bool
+}
+
+// Connect opens a physical replication connection. connString is a libpq
+// keyword/value string or URI; libpq's PG* environment variables fill in
+// what it leaves out, as pgconn.ParseConfig does. Errors wrap
+// ErrAuthentication, ErrNotPermitted or ErrUnreachable when they apply.
+func Connect(ctx context.Context, connString string) (*Conn, error) {
+	config, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("parse connection string: %w", err)
+	}
+	sqlConfig := config.Copy()
+	delete(sqlConfig.RuntimeParams, "replication")
+	config.RuntimeParams["replication"] = "true"
+	pg, err := pgconn.ConnectConfig(ctx, config)
+	if err != nil {
+		if kind := classifyConnectError(err); kind != nil {
+			return nil, fmt.Errorf("connect: %w: %w", kind, err)
+		}
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return &Conn{pg: pg, config: sqlConfig}, nil
+}
+
+// PgConn returns the underlying pgconn connection, for what this package
+// does not cover.
+func (c *Conn) PgConn() *pgconn.PgConn { return c.pg }
+
+// Close ends the connection. ctx bounds the polite goodbye; the socket is
+// closed regardless.
+func (c *Conn) Close(ctx context.Context) error {
+	return c.pg.Close(ctx)
+}
+
+// ServerVersion returns the server's version as server_version_num does
+// (150004 for 15.4), from the server_version the server reported at
+// startup. It returns 0 when that cannot be parsed.
+func (c *Conn) ServerVersion() int {
+	return parseServerVersion(c.pg.ParameterStatus("server_version"))
+}
+
+// parseServerVersion turns "15.4", "16beta1" or "13.23 (Debian 13.23-1)"
+// into the server_version_num form. Only versions 10 and later are
+// understood: two parts, major and minor.
+func parseServerVersion(s string) int {
+	s, _, _ = strings.Cut(s, " ")
+	end := 0
+	for end < len(s) && s[end] >= '0' && s[end] <= '9' {
+		end++
+	}
+	major, err := strconv.Atoi(s[:end])
+	if err != nil || major < 10 {
+		return 0
+	}
+	minor := 0
+	if rest, ok := strings.CutPrefix(s[end:], "."); ok {
+		e := 0
+		for e < len(rest) && rest[e] >= '0' && rest[e] <= '9' {
+			e++
+		}
+		minor, _ = strconv.Atoi(rest[:e])
+	}
+	return major*10000 + minor
+}
+
+// exec runs one replication command that returns ordinary result sets.
+func (c *Conn) exec(ctx context.Context, cmd string) ([]*pgconn.Result, error) {
+	results, err := c.pg.Exec(ctx, cmd).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// quoteIdent quotes a name for a replication command, as SQL quotes an
+// identifier.
+func quoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// quoteLiteral quotes a string for a replication command. The replication
+// grammar treats backslashes literally, like standard_conforming_strings.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}

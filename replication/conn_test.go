@@ -1,0 +1,86 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+func TestParseServerVersion(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{"15.4", 150004},
+		{"13.23 (Debian 13.23-1.pgdg120+1)", 130023},
+		{"16beta1", 160000},
+		{"18.0", 180000},
+		{"9.6.24", 0},
+		{"", 0},
+	}
+	for _, tt := range tests {
+		if got := parseServerVersion(tt.in); got != tt.want {
+			t.Errorf("parseServerVersion(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestConnect(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, major int) {
+		c := pgtest.Start(t, pgtest.Options{Major: major})
+		conn := connect(t, c)
+		if got := conn.ServerVersion() / 10000; got != major {
+			t.Errorf("ServerVersion() = %d, want major %d", conn.ServerVersion(), major)
+		}
+		// A physical replication connection refuses SQL.
+		if _, err := conn.exec(testContext(t), "select 1"); err == nil {
+			t.Error("select 1 accepted on a replication connection")
+		}
+	})
+}
+
+func TestConnect_ErrUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	_, err = Connect(context.Background(), fmt.Sprintf("host=127.0.0.1 port=%d user=postgres sslmode=disable connect_timeout=5", port))
+	if !errors.Is(err, ErrUnreachable) {
+		t.Errorf("Connect to a closed port: %v, want ErrUnreachable", err)
+	}
+}
+
+func TestConnect_ErrNotPermitted(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], HBA: []string{
+		"local all all trust",
+		"host all all 127.0.0.1/32 trust",
+		"host replication alice 127.0.0.1/32 md5",
+	}})
+	c.Exec(t, "create role alice login replication password 'right'")
+
+	// postgres has no replication line in pg_hba.conf.
+	_, err := Connect(testContext(t), c.ConnString("postgres"))
+	if !errors.Is(err, ErrNotPermitted) {
+		t.Errorf("Connect without a pg_hba entry: %v, want ErrNotPermitted", err)
+	}
+
+	t.Run("ErrAuthentication", func(t *testing.T) {
+		_, err := Connect(testContext(t), fmt.Sprintf("host=%s port=%d user=alice password=wrong sslmode=disable", c.Host, c.Port))
+		if !errors.Is(err, ErrAuthentication) {
+			t.Errorf("Connect with a wrong password: %v, want ErrAuthentication", err)
+		}
+	})
+	t.Run("OK", func(t *testing.T) {
+		conn, err := Connect(testContext(t), fmt.Sprintf("host=%s port=%d user=alice password=right sslmode=disable", c.Host, c.Port))
+		if err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+		conn.Close(context.Background())
+	})
+}

@@ -1,0 +1,56 @@
+package replication
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+func TestConn_CreatePhysicalSlot(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, major int) {
+		c := pgtest.Start(t, pgtest.Options{Major: major})
+		conn := connect(t, c)
+		ctx := testContext(t)
+		// "user" is a reserved word: the name must be quoted.
+		const name = "user"
+		if err := conn.CreatePhysicalSlot(ctx, name); err != nil {
+			t.Fatalf("CreatePhysicalSlot: %v", err)
+		}
+		t.Run("ErrSlotExists", func(t *testing.T) {
+			err := conn.CreatePhysicalSlot(ctx, name)
+			if !errors.Is(err, ErrSlotExists) {
+				t.Errorf("second CreatePhysicalSlot: %v, want ErrSlotExists", err)
+			}
+		})
+
+		// RESERVE_WAL: the slot holds WAL from the start.
+		slot, err := conn.ReadSlot(ctx, name)
+		if err != nil {
+			t.Fatalf("ReadSlot: %v", err)
+		}
+		want := c.QueryString(t, "select restart_lsn::text from pg_replication_slots where slot_name = $1", name)
+		if slot.RestartLSN == 0 || slot.RestartLSN.String() != want {
+			t.Errorf("ReadSlot restart LSN %s, pg_replication_slots %s", slot.RestartLSN, want)
+		}
+		wantTLI := int32(0)
+		if major >= 15 {
+			wantTLI = 1
+		}
+		if slot.Timeline != wantTLI || slot.Name != name {
+			t.Errorf("ReadSlot = %+v, want timeline %d", slot, wantTLI)
+		}
+
+		if err := conn.DropSlot(ctx, name); err != nil {
+			t.Fatalf("DropSlot: %v", err)
+		}
+		t.Run("ErrSlotNotFound", func(t *testing.T) {
+			if err := conn.DropSlot(ctx, name); !errors.Is(err, ErrSlotNotFound) {
+				t.Errorf("second DropSlot: %v, want ErrSlotNotFound", err)
+			}
+			if _, err := conn.ReadSlot(ctx, name); !errors.Is(err, ErrSlotNotFound) {
+				t.Errorf("ReadSlot of a dropped slot: %v, want ErrSlotNotFound", err)
+			}
+		})
+	})
+}
