@@ -1,0 +1,173 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// fakeServer is a scripted peer, for the protocol failures a real server
+// does not produce on demand: it accepts one connection, answers the
+// startup as the given server version, reads one query and sends script.
+// It returns the connection string.
+func fakeServer(t *testing.T, version string, script []pgproto3.BackendMessage) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- serveScript(l, version, script)
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		if err := <-done; err != nil {
+			t.Errorf("fake server: %v", err)
+		}
+	})
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres sslmode=disable", l.Addr().(*net.TCPAddr).Port)
+}
+
+func serveScript(l net.Listener, version string, script []pgproto3.BackendMessage) error {
+	nc, err := l.Accept()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	be := pgproto3.NewBackend(nc, nc)
+	if _, err := be.ReceiveStartupMessage(); err != nil {
+		return err
+	}
+	for _, m := range []pgproto3.BackendMessage{
+		&pgproto3.AuthenticationOk{},
+		&pgproto3.ParameterStatus{Name: "server_version", Value: version},
+		&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{0, 0, 0, 1}},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	} {
+		be.Send(m)
+	}
+	if err := be.Flush(); err != nil {
+		return err
+	}
+	if _, err := be.Receive(); err != nil {
+		return err
+	}
+	for _, m := range script {
+		be.Send(m)
+	}
+	if err := be.Flush(); err != nil {
+		return err
+	}
+	// Wait for the client to hang up (Terminate or close).
+	for {
+		msg, err := be.Receive()
+		if err != nil {
+			return nil
+		}
+		if _, ok := msg.(*pgproto3.Terminate); ok {
+			return nil
+		}
+	}
+}
+
+// backupStart is the start of a PostgreSQL 15+ BASE_BACKUP response with
+// one tablespace, up to the first archive's 'n' message.
+func backupStart() []pgproto3.BackendMessage {
+	return []pgproto3.BackendMessage{
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("0/2000028"), []byte("1")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("spcoid")}, {Name: []byte("spclocation")}, {Name: []byte("size")}}},
+		&pgproto3.DataRow{Values: [][]byte{nil, nil, nil}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
+		&pgproto3.CopyOutResponse{},
+		&pgproto3.CopyData{Data: []byte("nbase.tar\x00\x00")},
+	}
+}
+
+func TestBaseBackup_Read_ErrServer(t *testing.T) {
+	script := append(backupStart(),
+		&pgproto3.CopyData{Data: []byte("dsome tar bytes")},
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "58P01", Message: "could not open file"},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	conn, err := Connect(context.Background(), fakeServer(t, "16.2", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
+	if err != nil {
+		t.Fatalf("StartBaseBackup: %v", err)
+	}
+	if bb.StartLSN.String() != "0/2000028" || bb.Timeline != 1 || len(bb.Tablespaces) != 1 || bb.Tablespaces[0].Size != -1 {
+		t.Fatalf("backup = %+v", bb)
+	}
+	a, err := bb.NextArchive(context.Background())
+	if err != nil || a.Name != "base.tar" || a.Kind != ArchiveTablespace {
+		t.Fatalf("NextArchive = %+v, %v", a, err)
+	}
+	got, err := io.ReadAll(bb)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "58P01" {
+		t.Fatalf("Read: %v, want the server's error", err)
+	}
+	if string(got) != "some tar bytes" {
+		t.Errorf("read %q before the error", got)
+	}
+	if _, err := bb.NextArchive(context.Background()); !errors.As(err, &pgErr) {
+		t.Errorf("NextArchive after the error: %v", err)
+	}
+	// The server is ready again: the connection stays open.
+	if conn.PgConn().IsClosed() {
+		t.Error("connection closed after a server error")
+	}
+}
+
+func TestBaseBackup_Read_ErrProtocol(t *testing.T) {
+	script := append(backupStart(), &pgproto3.CopyData{Data: []byte("zwhat")})
+	conn, err := Connect(context.Background(), fakeServer(t, "15.0", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
+	if err != nil {
+		t.Fatalf("StartBaseBackup: %v", err)
+	}
+	if _, err := bb.NextArchive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(bb); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("Read: %v, want ErrProtocol", err)
+	}
+	if !conn.PgConn().IsClosed() {
+		t.Error("connection left open after a protocol violation")
+	}
+}
+
+func TestConn_StartBaseBackup_ErrProtocol(t *testing.T) {
+	// An old-form server that lists no tablespace at all.
+	script := []pgproto3.BackendMessage{
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("0/2000028"), []byte("1")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("spcoid")}, {Name: []byte("spclocation")}, {Name: []byte("size")}}},
+		&pgproto3.CopyOutResponse{},
+	}
+	conn, err := Connect(context.Background(), fakeServer(t, "14.9", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"}); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("StartBaseBackup: %v, want ErrProtocol", err)
+	}
+}
