@@ -144,6 +144,7 @@ type BaseBackup struct {
 	copies   int    // old form: COPY OUTs begun so far
 	peeked   pgproto3.BackendMessage
 	finished bool // all archives are done
+	closed   bool // Finish was called
 	err      error
 
 	canceled atomic.Pointer[error]

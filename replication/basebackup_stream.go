@@ -240,6 +240,10 @@ func (b *BaseBackup) addReceived(n int) {
 // StartLSN up to the returned end LSN, on the returned timeline.
 func (b *BaseBackup) Finish(ctx context.Context) (pglogrepl.LSN, int32, error) {
 	defer b.stop()
+	if b.closed {
+		return 0, 0, fmt.Errorf("base backup: already finished")
+	}
+	b.closed = true
 	for {
 		_, err := b.NextArchive(ctx)
 		if err == io.EOF {
