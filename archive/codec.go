@@ -1,0 +1,325 @@
+package archive
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// MetaCompressionLevel is the metadata key of the compression level an
+// object was written with (pghoard-format.md c.3).
+const MetaCompressionLevel = "compression-level"
+
+// Codec turns plaintext into stored objects and back: compress, then
+// optionally encrypt into a pghoa1 envelope, with PGHoard's metadata
+// (pghoard-format.md b.1, c.3). The zero Codec stores plaintext as is.
+type Codec struct {
+	Compression string // compress.None, Snappy, Zstd, LZMA or LZ4
+	Level       int    // compression level; 0 is the algorithm's default
+	// KeyID and PublicKey encrypt new objects when set (both or neither).
+	KeyID     string
+	PublicKey *rsa.PublicKey
+	// PrivateKeys decrypt objects by their encryption-key-id metadata.
+	PrivateKeys map[string]*rsa.PrivateKey
+	Host        string // written as the host metadata when not empty
+}
+
+// Stored describes an object Put wrote.
+type Stored struct {
+	PlainSize  int64            // bytes read from the source
+	StoredSize int64            // bytes stored, after compression and encryption
+	Metadata   storage.Metadata // the metadata stored with the object
+}
+
+// DecodeError reports an object whose stored bytes do not decode to what
+// was stored: a failed HMAC, truncation, corrupt compressed data, a decoded
+// size that differs from original-file-size, or a key that is not
+// configured. Errors reading the store itself are not DecodeErrors.
+type DecodeError struct {
+	Key string // the object's key
+	Err error
+}
+
+// Error names the object and the cause.
+func (e *DecodeError) Error() string { return fmt.Sprintf("decode %s: %v", e.Key, e.Err) }
+
+// Unwrap returns the cause, so errors.Is(err, crypto.ErrTampered) and
+// errors.Is(err, compress.ErrCorrupt) work through a DecodeError.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// encrypts reports whether new objects are encrypted, and refuses a half
+// configured key.
+func (c *Codec) encrypts() (bool, error) {
+	switch {
+	case c.KeyID == "" && c.PublicKey == nil:
+		return false, nil
+	case c.KeyID == "":
+		return false, errors.New("codec has a public key but no key id to record")
+	case c.PublicKey == nil:
+		return false, fmt.Errorf("codec has no public key for key id %s", c.KeyID)
+	}
+	return true, nil
+}
+
+// metadata returns md with the codec's own keys set for an object of
+// plaintext size (size < 0: unknown). The codec's keys always win: a
+// caller's encryption-key-id on an unencrypted object would make it
+// unreadable.
+func (c *Codec) metadata(md storage.Metadata, size int64, encrypted bool) storage.Metadata {
+	out := storage.Metadata{}
+	for k, v := range md {
+		out[k] = v
+	}
+	for _, k := range []string{MetaCompressionAlgorithm, MetaCompressionLevel, MetaEncryptionKeyID, MetaOriginalFileSize} {
+		delete(out, k)
+	}
+	if c.Compression != compress.None {
+		out[MetaCompressionAlgorithm] = c.Compression
+		out[MetaCompressionLevel] = strconv.Itoa(c.Level)
+	}
+	if encrypted {
+		out[MetaEncryptionKeyID] = c.KeyID
+	}
+	if size >= 0 {
+		out[MetaOriginalFileSize] = strconv.FormatInt(size, 10)
+	}
+	if c.Host != "" {
+		out[MetaHost] = c.Host
+	}
+	return out
+}
+
+// Put encodes r (compress, then encrypt) and stores it under key with
+// PGHoard's metadata (compression-algorithm, compression-level,
+// encryption-key-id, original-file-size when size >= 0, host) merged over
+// md. size < 0 means unknown; otherwise a source that yields a different
+// number of bytes is an error. The object is stored whole or not at all:
+// any error closes the upload stream with that error, which makes Store.Put
+// abandon it.
+func (c *Codec) Put(ctx context.Context, st storage.Store, key string, r io.Reader, size int64, md storage.Metadata) (Stored, error) {
+	enc, err := c.encrypts()
+	if err != nil {
+		return Stored{}, fmt.Errorf("put %s: %w", key, err)
+	}
+	// Fail before the upload starts on an algorithm we cannot write.
+	if _, err := compress.NewWriter(io.Discard, c.Compression, c.Level); err != nil {
+		return Stored{}, fmt.Errorf("put %s: %w", key, err)
+	}
+	meta := c.metadata(md, size, enc)
+	pr, pw := io.Pipe()
+	out := &countWriter{w: pw}
+	var plain int64
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		plain, err = c.encode(out, r, size, enc)
+		pw.CloseWithError(err) // nil: Put sees EOF
+		done <- err
+	}()
+	putErr := st.Put(ctx, key, pr, meta)
+	// Unblock the encoder if Put returned without reading everything.
+	pr.CloseWithError(errUploadEnded)
+	encErr := <-done
+	switch {
+	case encErr != nil && !errors.Is(encErr, errUploadEnded):
+		if putErr == nil {
+			// A store that returns success without reading to EOF
+			// broke its contract; do not leave a short object.
+			_ = st.Delete(context.WithoutCancel(ctx), key)
+		}
+		return Stored{}, fmt.Errorf("put %s: %w", key, encErr)
+	case putErr != nil:
+		return Stored{}, fmt.Errorf("put %s: %w", key, putErr)
+	case encErr != nil:
+		_ = st.Delete(context.WithoutCancel(ctx), key)
+		return Stored{}, fmt.Errorf("put %s: store returned before reading the whole object", key)
+	}
+	return Stored{PlainSize: plain, StoredSize: out.n, Metadata: meta}, nil
+}
+
+var errUploadEnded = errors.New("upload ended")
+
+// encode copies r through compression and encryption into w, returning the
+// plaintext byte count.
+func (c *Codec) encode(w io.Writer, r io.Reader, size int64, enc bool) (int64, error) {
+	var sink io.WriteCloser = nopWriteCloser{w}
+	if enc {
+		sink = crypto.NewWriter(w, c.PublicKey)
+	}
+	cw, err := compress.NewWriter(sink, c.Compression, c.Level)
+	if err != nil {
+		return 0, err
+	}
+	src := r
+	if size >= 0 {
+		// One byte more than promised is enough to know it lied.
+		src = io.LimitReader(r, size+1)
+	}
+	// Plain Write calls only: lz4's ReadFrom mishandles a source error.
+	n, err := io.CopyBuffer(struct{ io.Writer }{cw}, struct{ io.Reader }{src}, make([]byte, 64<<10))
+	if err != nil {
+		return n, fmt.Errorf("encode: %w", err)
+	}
+	if size >= 0 && n != size {
+		return n, fmt.Errorf("encode: source has %d bytes, expected %d", n, size)
+	}
+	if err := cw.Close(); err != nil {
+		return n, fmt.Errorf("encode: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return n, fmt.Errorf("encode: %w", err)
+	}
+	return n, nil
+}
+
+// Open streams the decoded plaintext of the object key, with its metadata.
+// Integrity failures surface as *DecodeError from Open or from Read, at EOF
+// at the latest: read to EOF before trusting the bytes.
+func (c *Codec) Open(ctx context.Context, st storage.Store, key string) (io.ReadCloser, storage.Metadata, error) {
+	rc, md, err := st.Open(ctx, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	dec, err := c.Decode(key, rc, md)
+	if err != nil {
+		rc.Close()
+		return nil, md, err
+	}
+	return &closeBoth{ReadCloser: dec, under: rc}, md, nil
+}
+
+// Decode is Open on a stream the caller has already opened: r holds the
+// stored bytes of object key, md its metadata. Closing the result does not
+// close r.
+func (c *Codec) Decode(key string, r io.Reader, md storage.Metadata) (io.ReadCloser, error) {
+	stored := &errReader{r: r}
+	var src, dec io.Reader = stored, nil
+	if kid := md[MetaEncryptionKeyID]; kid != "" {
+		priv := c.PrivateKeys[kid]
+		if priv == nil {
+			return nil, &DecodeError{Key: key, Err: fmt.Errorf(
+				"object %s is encrypted with key %s, which is not in the configuration", key, kid)}
+		}
+		dec = crypto.NewReader(stored, priv)
+		src = dec
+	}
+	want := int64(-1)
+	if v := md[MetaOriginalFileSize]; v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return nil, &DecodeError{Key: key, Err: fmt.Errorf("metadata %s=%q is not a size", MetaOriginalFileSize, v)}
+		}
+		want = n
+	}
+	dr, err := compress.NewReader(src, md[MetaCompressionAlgorithm])
+	if err != nil {
+		return nil, &DecodeError{Key: key, Err: err}
+	}
+	return &decoder{key: key, r: dr, src: stored, decrypt: dec, want: want}, nil
+}
+
+// decoder checks the decoded size and types the errors of a decode chain.
+type decoder struct {
+	key string
+	r   io.ReadCloser
+	src *errReader
+	// decrypt is the envelope reader of an encrypted object, drained to
+	// check the HMAC when decompression fails: altered ciphertext usually
+	// shows as corrupt compressed data first, and ErrTampered is the
+	// truer report.
+	decrypt io.Reader
+	want    int64 // original-file-size, or -1
+	n       int64
+	err     error
+}
+
+func (d *decoder) Read(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	n, err := d.r.Read(p)
+	d.n += int64(n)
+	switch {
+	case d.want >= 0 && d.n > d.want:
+		err = fmt.Errorf("decoded more than original-file-size %d bytes", d.want)
+		n -= int(d.n - d.want)
+		d.n = d.want
+	case err == io.EOF && d.want >= 0 && d.n != d.want:
+		err = fmt.Errorf("decoded %d bytes, original-file-size says %d", d.n, d.want)
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		d.err = io.EOF
+	case d.src.err != nil && errors.Is(err, d.src.err):
+		// The store failed, not the content: worth a retry.
+		d.err = fmt.Errorf("read %s: %w", d.key, err)
+	default:
+		if d.decrypt != nil && errors.Is(err, compress.ErrCorrupt) {
+			if _, derr := io.Copy(io.Discard, d.decrypt); errors.Is(derr, crypto.ErrTampered) {
+				err = derr
+			}
+		}
+		d.err = &DecodeError{Key: d.key, Err: err}
+	}
+	return n, d.err
+}
+
+func (d *decoder) Close() error {
+	err := d.r.Close()
+	if d.err == nil {
+		d.err = errors.New("read after close")
+	}
+	return err
+}
+
+type closeBoth struct {
+	io.ReadCloser
+	under io.Closer
+}
+
+func (c *closeBoth) Close() error {
+	err := c.ReadCloser.Close()
+	if e := c.under.Close(); err == nil {
+		err = e
+	}
+	return err
+}
+
+// errReader remembers the first error of the stored stream other than
+// io.EOF, to tell a failing store from corrupt content.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }

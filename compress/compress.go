@@ -1,0 +1,230 @@
+package compress
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/golang/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
+)
+
+// Algorithm names, as stored in the compression-algorithm metadata key
+// (pghoard-format.md b.1). None means no compression.
+const (
+	None   = ""
+	Snappy = "snappy"
+	Zstd   = "zstd"
+	LZMA   = "lzma"
+	LZ4    = "lz4"
+)
+
+// ErrCorrupt is wrapped by every error a reader returns for input that is
+// not a valid stream of its algorithm, truncated streams included.
+var ErrCorrupt = errors.New("corrupt compressed data")
+
+// ErrUnknownAlgorithm is wrapped by NewWriter and NewReader for an algorithm
+// name they do not know.
+var ErrUnknownAlgorithm = errors.New("unknown compression algorithm")
+
+// Algorithms lists every algorithm NewWriter and NewReader accept besides
+// None.
+var Algorithms = []string{Snappy, Zstd, LZMA, LZ4}
+
+// maxZstdWindow caps the window a zstd frame may ask the decoder to hold.
+// zstd's level 22 ("ultra") uses 128 MiB (windowLog 27), the most any
+// PGHoard or hoard writer produces; a frame asking for more is refused
+// rather than allowed to allocate up to the library's 512 MiB default.
+const maxZstdWindow = 128 << 20
+
+// NewWriter returns a writer that compresses into w with algorithm at
+// level. Level 0 means the algorithm's default. Close flushes the stream and
+// never closes w. With None, the writer passes bytes through unchanged.
+func NewWriter(w io.Writer, algorithm string, level int) (io.WriteCloser, error) {
+	switch algorithm {
+	case None:
+		return nopCloser{w}, nil
+	case Snappy:
+		// The framing format, as python-snappy's StreamCompressor writes
+		// it (b.2). Nothing written means no bytes at all.
+		return snappy.NewBufferedWriter(w), nil
+	case Zstd:
+		if level == 0 {
+			level = 3 // python-zstandard's default (b.3)
+		}
+		zw, err := zstd.NewWriter(w,
+			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("zstd writer: %w", err)
+		}
+		return zw, nil
+	case LZMA:
+		// An .xz container with the LZMA2 filter and a CRC64 check, as
+		// Python's lzma.open(preset=level) writes (b.4).
+		xw, err := xz.WriterConfig{DictCap: xzDictCap(level), CheckSum: xz.CRC64}.NewWriter(w)
+		if err != nil {
+			return nil, fmt.Errorf("lzma writer: %w", err)
+		}
+		return xw, nil
+	case LZ4:
+		lw := lz4.NewWriter(w)
+		if err := lw.Apply(lz4.CompressionLevelOption(lz4Level(level))); err != nil {
+			return nil, fmt.Errorf("lz4 writer: %w", err)
+		}
+		return lw, nil
+	}
+	return nil, fmt.Errorf("compress with %q: %w", algorithm, ErrUnknownAlgorithm)
+}
+
+// xzDictCap returns the dictionary size of xz's preset level, so that a
+// level means what it means to xz and Python's lzma module.
+func xzDictCap(level int) int {
+	sizes := []int{256 << 10, 1 << 20, 2 << 20, 4 << 20, 4 << 20, 8 << 20, 8 << 20, 16 << 20, 32 << 20, 64 << 20}
+	switch {
+	case level < 0:
+		return sizes[6] // xz's default preset
+	case level >= len(sizes):
+		return sizes[len(sizes)-1]
+	}
+	return sizes[level]
+}
+
+// lz4Level maps 0 to lz4's fast mode and 1..9 to the high-compression
+// levels.
+func lz4Level(level int) lz4.CompressionLevel {
+	levels := []lz4.CompressionLevel{lz4.Fast, lz4.Level1, lz4.Level2, lz4.Level3, lz4.Level4,
+		lz4.Level5, lz4.Level6, lz4.Level7, lz4.Level8, lz4.Level9}
+	switch {
+	case level <= 0:
+		return lz4.Fast
+	case level >= len(levels):
+		return lz4.Level9
+	}
+	return levels[level]
+}
+
+// NewReader returns a reader of the data compressed with algorithm in r.
+// Input that is not a valid stream makes Read return an error wrapping
+// ErrCorrupt; an error of r itself is returned as it is. Close releases the
+// decoder and never closes r.
+func NewReader(r io.Reader, algorithm string) (io.ReadCloser, error) {
+	src := &srcReader{r: r}
+	var dec io.Reader
+	var closeFn func()
+	switch algorithm {
+	case None:
+		return io.NopCloser(r), nil
+	case Snappy:
+		dec = snappy.NewReader(src)
+	case Zstd:
+		zr, err := zstd.NewReader(src,
+			zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderMaxWindow(maxZstdWindow),
+			zstd.WithDecoderMaxMemory(maxZstdWindow))
+		if err != nil {
+			return nil, fmt.Errorf("zstd reader: %w", err)
+		}
+		dec, closeFn = zr, zr.Close
+	case LZMA:
+		dec = &lazyXZ{src: src}
+	case LZ4:
+		dec = lz4.NewReader(src)
+	default:
+		return nil, fmt.Errorf("decompress %q: %w", algorithm, ErrUnknownAlgorithm)
+	}
+	return &reader{alg: algorithm, src: src, dec: dec, closeFn: closeFn}, nil
+}
+
+// reader turns a decoder's errors into ErrCorrupt unless they came from the
+// source, and keeps returning the first error.
+type reader struct {
+	alg     string
+	src     *srcReader
+	dec     io.Reader
+	closeFn func()
+	n       int64 // decompressed bytes so far
+	err     error
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	n, err := r.dec.Read(p)
+	r.n += int64(n)
+	if err == nil {
+		return n, nil
+	}
+	switch {
+	case r.src.err != nil:
+		// The source failed (a network error, or crypto.ErrTampered):
+		// that is the story, not the decoder's complaint about it.
+		err = r.src.err
+	case err == io.EOF:
+		if r.alg != Snappy && r.src.n == 0 {
+			// Every writer of these formats emits a header even for
+			// empty input; only snappy's framing has a 0-byte stream.
+			err = fmt.Errorf("%s stream: empty input: %w", r.alg, ErrCorrupt)
+		}
+	default:
+		err = fmt.Errorf("%s stream at output byte %d: %w: %w", r.alg, r.n, ErrCorrupt, err)
+	}
+	r.err = err
+	return n, err
+}
+
+func (r *reader) Close() error {
+	if r.closeFn != nil {
+		r.closeFn()
+		r.closeFn = nil
+	}
+	if r.err == nil {
+		r.err = errors.New("read after close")
+	}
+	return nil
+}
+
+// srcReader records the compressed byte count and the first error of the
+// underlying reader other than io.EOF.
+type srcReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (s *srcReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// lazyXZ creates the xz reader on the first Read: xz.NewReader reads the
+// stream header at once, and NewReader must not block or fail on input.
+type lazyXZ struct {
+	src *srcReader
+	xr  *xz.Reader
+}
+
+func (l *lazyXZ) Read(p []byte) (int, error) {
+	if l.xr == nil {
+		xr, err := xz.NewReader(l.src)
+		if err != nil {
+			if err == io.EOF && l.src.n > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		l.xr = xr
+	}
+	return l.xr.Read(p)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
