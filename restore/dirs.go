@@ -1,0 +1,77 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// ErrTargetNotEmpty is returned (wrapped) when the target directory, or a
+// tablespace directory, holds files and Overwrite is not set.
+var ErrTargetNotEmpty = errors.New("directory is not empty")
+
+// checkEmptyDir reports whether dir is absent, or empty, or holds only
+// lost+found (a fresh file system's mount point). It changes nothing.
+func checkEmptyDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read directory %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if e.Name() != "lost+found" {
+			return fmt.Errorf("%s holds %s (use overwrite to replace its contents): %w", dir, e.Name(), ErrTargetNotEmpty)
+		}
+	}
+	return nil
+}
+
+// prepareDir creates dir (mode 0700) or, when wipe is set, removes its
+// contents but not dir itself (it may be a mount point) nor lost+found;
+// then it checks that a file can be written there.
+func prepareDir(dir string, wipe bool) error {
+	if wipe {
+		ents, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("read directory %s: %w", dir, err)
+		}
+		for _, e := range ents {
+			if e.Name() == "lost+found" {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("remove %s: %w", filepath.Join(dir, e.Name()), err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	// PostgreSQL refuses a data directory readable by others.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("chmod %s: %w", dir, err)
+	}
+	return writeTest(dir)
+}
+
+// writeTest writes, syncs and removes a small file in dir, so that a
+// read-only or full file system is found before any download.
+func writeTest(dir string) error {
+	f, err := os.CreateTemp(dir, ".hoard-write-test-*")
+	if err != nil {
+		return fmt.Errorf("write test in %s: %w", dir, err)
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("hoard"))
+	serr := f.Sync()
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	if err := errors.Join(werr, serr, cerr, rerr); err != nil {
+		return fmt.Errorf("write test in %s: %w", dir, err)
+	}
+	return nil
+}

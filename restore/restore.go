@@ -1,0 +1,545 @@
+package restore
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// ErrIncomplete is returned (wrapped) when a restore stopped after it began
+// writing the target: the directory has no pg_control and no recovery
+// configuration, so PostgreSQL will not start on it. Run again with
+// Overwrite.
+var ErrIncomplete = errors.New("restore incomplete")
+
+// ErrUnsupportedFormat is returned (wrapped) for a backup format Run cannot
+// restore.
+var ErrUnsupportedFormat = errors.New("unsupported backup format")
+
+// ErrSizeMismatch is returned (wrapped) when a chunk decodes to a size other
+// than the manifest's input_size.
+var ErrSizeMismatch = errors.New("chunk size differs from manifest")
+
+// Defaults of Options.
+const (
+	DefaultParallel     = 8
+	DefaultRetries      = 3
+	DefaultStallTimeout = 2 * time.Minute
+)
+
+// Options configure Run.
+type Options struct {
+	Archive   *archive.Archive
+	TargetDir string // the data directory to create
+	Backup    string // backup name; "" or "latest" chooses by Target
+	Target    Target
+
+	// TablespaceDirs maps tablespace names to the directories to restore
+	// them into; TablespaceBaseDir/<oid> is used for the others, or else
+	// the path they had when backed up.
+	TablespaceDirs    map[string]string
+	TablespaceBaseDir string
+
+	// Overwrite allows non-empty target and tablespace directories and
+	// removes their contents (not the directories themselves).
+	Overwrite bool
+
+	Standby            bool   // write standby.signal instead of recovery.signal
+	PrimaryConnInfo    string // primary_conninfo
+	RestoreCommand     string // restore_command, e.g. hoard wal-fetch ... %f %p
+	RecoveryEndCommand string // recovery_end_command
+
+	// TargetAction is recovery_target_action (pause, promote or shutdown),
+	// written only with a target. "" means promote when restoring a
+	// primary, so that starting PostgreSQL on the directory gives a
+	// writable server at the target (PostgreSQL's own default, pause,
+	// needs hot_standby and a manual pg_wal_replay_resume or promote), and
+	// nothing (PostgreSQL's pause) for a standby.
+	TargetAction string
+
+	Parallel     int           // chunks downloaded at once (restore_process_count); 0: DefaultParallel
+	Retries      int           // re-downloads of a chunk after a transient error; 0: DefaultRetries, <0: none
+	StallTimeout time.Duration // abort a download that reads nothing this long; 0: DefaultStallTimeout
+
+	// MaxScanSegments bounds the WAL scanned for a restore point name
+	// (FindRestorePoint); 0: 64.
+	MaxScanSegments int
+
+	// Progress, when set, is called every ProgressInterval (0: one second)
+	// during the chunk downloads and once when they are done, always from
+	// the same goroutine.
+	Progress         func(Progress)
+	ProgressInterval time.Duration
+
+	Logger zerolog.Logger
+}
+
+// Progress reports how far the chunk downloads are.
+type Progress struct {
+	Chunks, ChunksDone int
+	Bytes, BytesDone   int64 // decoded (tar) bytes: the manifest's input sizes, and those read so far
+}
+
+// Result describes a finished restore.
+type Result struct {
+	Backup      *archive.BackupInfo
+	Manifest    *archive.Manifest
+	PGMajor     int
+	Chunks      int
+	Bytes       int64             // decoded bytes of chunks and control tar
+	StoredBytes int64             // bytes read from storage for the chunks (result_size)
+	Tablespaces map[string]string // tablespace name → directory restored into
+
+	// WALArchivedThrough is the last segment of the unbroken run of
+	// archived WAL that starts at the backup's start segment.
+	WALArchivedThrough string
+
+	Download time.Duration // chunk downloads and extraction
+	Elapsed  time.Duration // the whole Run
+}
+
+// Run restores a backup of o.Archive into o.TargetDir, configured to
+// recover to o.Target. It checks everything it can before writing anything:
+// the target directories, the archived WAL from the backup's start to its
+// end (and to an LSN target), and the backup's manifest. Chunks are
+// streamed straight into place in parallel; only when all have decoded and
+// verified is the control tar (pg_control, backup_label) written, then the
+// recovery configuration, then everything is synced to disk.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	began := time.Now()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	log := o.Logger.With().Str("component", "restore").Str("site", o.Archive.Site).Logger()
+	a := o.Archive
+	backups, err := a.ListBackups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := o.Target
+	if t.Name != "" && (o.Backup == "" || o.Backup == "latest") && len(backups) > 0 {
+		lsn, err := FindRestorePoint(ctx, a, t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments)
+		if err != nil {
+			return nil, err
+		}
+		t.nameLSN = lsn
+	}
+	b, err := SelectBackup(backups, o.Backup, t)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With().Str("backup", b.Name).Logger()
+	log.Info().Time("end_time", b.EndTime).Str("end_lsn", b.EndLSN.String()).Msg("backup selected")
+	if t.XID != 0 && b.Metadata[metaEndXmax] == "" {
+		log.Warn().Uint64("xid", t.XID).Msg("backup records no end snapshot; recovery may not reach the xid")
+	}
+	if err := checkFormat(b); err != nil {
+		return nil, err
+	}
+	if b.PGVersion != 0 && b.PGVersion < 130000 {
+		return nil, fmt.Errorf("backup %s is of PostgreSQL %d; hoard restores 13 and later: %w", b.Name, b.PGVersion/10000, ErrUnsupportedVersion)
+	}
+	if !o.Overwrite {
+		if err := checkEmptyDir(o.TargetDir); err != nil {
+			return nil, err
+		}
+	}
+	path, err := recoveryPath(ctx, a, b, t.Timeline)
+	if err != nil {
+		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+	}
+	w, err := listWAL(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	walEnd, err := checkWAL(w, b, path, max(t.LSN, t.nameLSN))
+	if err != nil {
+		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+	}
+	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
+
+	control, m, err := fetchControl(ctx, a, b)
+	if err != nil {
+		return nil, err
+	}
+	spcDirs, wipe, err := o.tablespaceDirs(m)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range mapKeys(spcDirs) {
+		if !wipe[name] {
+			if err := checkEmptyDir(spcDirs[name]); err != nil {
+				return nil, fmt.Errorf("tablespace %s: %w", name, err)
+			}
+		}
+	}
+	// Everything is checked: from here on the directories change.
+	if err := prepareDir(o.TargetDir, o.Overwrite); err != nil {
+		return nil, err
+	}
+	for _, name := range mapKeys(spcDirs) {
+		if err := prepareDir(spcDirs[name], wipe[name]); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd}
+	incomplete := func(err error) error {
+		return fmt.Errorf("%w; %s is incomplete and PostgreSQL cannot start on it (run again with overwrite): %w", err, o.TargetDir, ErrIncomplete)
+	}
+	ex := newExtractor(o.TargetDir, spcDirs)
+	dl := time.Now()
+	if err := o.downloadChunks(ctx, log, ex, m, res); err != nil {
+		return nil, incomplete(err)
+	}
+	res.Download = time.Since(dl)
+	if err := ex.finishLinks(); err != nil {
+		return nil, incomplete(err)
+	}
+	n, err := extractControl(ex, control, m, spcDirs, o.TargetDir)
+	if err != nil {
+		return nil, incomplete(fmt.Errorf("extract control object of %s: %w", b.Name, err))
+	}
+	res.Bytes += n
+	if res.PGMajor, err = PGMajor(o.TargetDir); err != nil {
+		return nil, incomplete(err)
+	}
+	err = WriteRecoveryConfig(o.TargetDir, RecoveryConfig{
+		RestoreCommand: o.RestoreCommand, RecoveryEndCommand: o.RecoveryEndCommand,
+		PrimaryConnInfo: o.PrimaryConnInfo, Target: o.Target, TargetAction: o.TargetAction, Standby: o.Standby,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range append([]string{o.TargetDir}, mapValues(spcDirs)...) {
+		if err := syncFS(d); err != nil {
+			return nil, err
+		}
+	}
+	res.Elapsed = time.Since(began)
+	log.Info().Int64("bytes", res.Bytes).Dur("elapsed", res.Elapsed).Msg("restore done")
+	return res, nil
+}
+
+// checkFormat refuses the backup formats Run cannot restore, naming them.
+func checkFormat(b *archive.BackupInfo) error {
+	what := ""
+	switch b.Format {
+	case archive.FormatBBv2:
+		return nil
+	case "":
+		what = "a single pg_basebackup tar (PGHoard's basic or pipe mode)"
+	case archive.FormatBBv1:
+		what = "PGHoard's legacy single-object format " + archive.FormatBBv1
+	case archive.FormatDeltaV1, archive.FormatDeltaV2:
+		what = "PGHoard's delta format " + b.Format
+	default:
+		what = fmt.Sprintf("format %q", b.Format)
+	}
+	return fmt.Errorf("backup %s is %s; hoard restores %s backups only (restore it with pghoard_restore): %w",
+		b.Name, what, archive.FormatBBv2, ErrUnsupportedFormat)
+}
+
+func (o *Options) validate() error {
+	if o.Archive == nil || o.Archive.Store == nil || o.Archive.Codec == nil {
+		return errors.New("restore: no archive")
+	}
+	if o.TargetDir == "" {
+		return errors.New("restore: no target directory")
+	}
+	abs, err := filepath.Abs(o.TargetDir)
+	if err != nil {
+		return fmt.Errorf("resolve target directory: %w", err)
+	}
+	o.TargetDir = abs
+	if err := o.Target.Validate(); err != nil {
+		return err
+	}
+	if err := validateAction(o.TargetAction); err != nil {
+		return err
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = DefaultParallel
+	}
+	if o.Retries == 0 {
+		o.Retries = DefaultRetries
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = time.Second
+	}
+	return nil
+}
+
+// tablespaceDirs decides where each of the backup's tablespaces goes, and
+// which of those directories Overwrite may empty: the ones the caller named
+// (mapped or under TablespaceBaseDir), never a tablespace's original path,
+// which on the backed-up host belongs to the running cluster.
+func (o *Options) tablespaceDirs(m *archive.Manifest) (dirs map[string]string, wipe map[string]bool, err error) {
+	for name := range o.TablespaceDirs {
+		if _, ok := m.Tablespaces[name]; !ok {
+			return nil, nil, fmt.Errorf("tablespace %q is not in the backup (it has %v)", name, mapKeys(m.Tablespaces))
+		}
+	}
+	dirs, wipe = map[string]string{}, map[string]bool{}
+	owner := map[string]string{}
+	for _, name := range mapKeys(m.Tablespaces) {
+		ts := m.Tablespaces[name]
+		d, chosen := ts.Path, true
+		switch {
+		case o.TablespaceDirs[name] != "":
+			d = o.TablespaceDirs[name]
+		case o.TablespaceBaseDir != "":
+			d = filepath.Join(o.TablespaceBaseDir, strconv.FormatUint(uint64(ts.OID), 10))
+		default:
+			chosen = false
+		}
+		if d == "" {
+			return nil, nil, fmt.Errorf("tablespace %q has no path in the backup; map it with a tablespace directory", name)
+		}
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("resolve tablespace directory %s: %w", d, err)
+		}
+		if within(abs, o.TargetDir) || within(o.TargetDir, abs) {
+			return nil, nil, fmt.Errorf("tablespace %q directory %s overlaps the target directory %s", name, abs, o.TargetDir)
+		}
+		for other, od := range owner {
+			if within(abs, od) || within(od, abs) {
+				return nil, nil, fmt.Errorf("tablespaces %q and %q would share directory %s", other, name, abs)
+			}
+		}
+		owner[name] = abs
+		dirs[name] = abs
+		wipe[name] = chosen && o.Overwrite
+	}
+	return dirs, wipe, nil
+}
+
+// within reports whether p is dir or inside it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, dir+string(filepath.Separator))
+}
+
+// fetchControl reads the backup's control tar into memory and parses its
+// first member, the manifest.
+func fetchControl(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) ([]byte, *archive.Manifest, error) {
+	rc, _, err := a.Codec.Open(ctx, a.Store, b.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open backup %s: %w", b.Key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read backup %s: %w", b.Key, err)
+	}
+	tr := tar.NewReader(bytes.NewReader(data))
+	h, err := tr.Next()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read backup %s: %w", b.Key, err)
+	}
+	if h.Name != archive.ManifestName {
+		return nil, nil, fmt.Errorf("backup %s: first member is %q, not %s", b.Key, h.Name, archive.ManifestName)
+	}
+	js, err := io.ReadAll(tr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read backup %s: %w", b.Key, err)
+	}
+	m, err := archive.ParseManifest(js)
+	if err != nil {
+		return nil, nil, fmt.Errorf("backup %s: %w", b.Key, err)
+	}
+	return data, m, nil
+}
+
+// extractControl writes the control tar's members (pg_control,
+// backup_label, backup_manifest, the excluded directories) and links each
+// pg_tblspc/<oid> to its tablespace's directory. A tablespace_map is kept
+// as is when no tablespace moved; otherwise it is rewritten with the new
+// paths, because at startup PostgreSQL replaces the pg_tblspc links with
+// the map's paths (read_tablespace_map in xlogrecovery.c).
+func extractControl(ex *extractor, control []byte, m *archive.Manifest, dirs map[string]string, pgdata string) (int64, error) {
+	tr := tar.NewReader(bytes.NewReader(control))
+	buf := make([]byte, 64<<10)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read tar: %w", err)
+		}
+		if h.Name == archive.ControlTablespaceMap && moved(m, dirs) {
+			if err := writeTablespaceMap(filepath.Join(pgdata, "tablespace_map"), m, dirs); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err := ex.member(tr, h, buf); err != nil {
+			return 0, err
+		}
+	}
+	tblspc := filepath.Join(pgdata, "pg_tblspc")
+	if err := os.MkdirAll(tblspc, 0o700); err != nil {
+		return 0, fmt.Errorf("create %s: %w", tblspc, err)
+	}
+	for name, ts := range m.Tablespaces {
+		link := filepath.Join(tblspc, strconv.FormatUint(uint64(ts.OID), 10))
+		if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("replace %s: %w", link, err)
+		}
+		if err := os.Symlink(dirs[name], link); err != nil {
+			return 0, fmt.Errorf("link tablespace %s: %w", name, err)
+		}
+	}
+	return int64(len(control)), nil
+}
+
+func moved(m *archive.Manifest, dirs map[string]string) bool {
+	for name, ts := range m.Tablespaces {
+		if filepath.Clean(ts.Path) != dirs[name] {
+			return true
+		}
+	}
+	return false
+}
+
+// writeTablespaceMap writes "<oid> <path>" lines, escaping \, CR and LF in
+// paths with a backslash as PostgreSQL's do_pg_backup_start does.
+func writeTablespaceMap(name string, m *archive.Manifest, dirs map[string]string) error {
+	var b strings.Builder
+	for spc, ts := range m.Tablespaces {
+		p := dirs[spc]
+		var esc strings.Builder
+		for _, c := range p {
+			if c == '\\' || c == '\n' || c == '\r' {
+				esc.WriteByte('\\')
+			}
+			esc.WriteRune(c)
+		}
+		fmt.Fprintf(&b, "%d %s\n", ts.OID, esc.String())
+	}
+	return writeFileSync(name, []byte(b.String()), 0o600)
+}
+
+// syncFS flushes the file system holding dir (syncfs(2)): cheaper than an
+// fsync per file after writing thousands of them.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// downloadChunks restores every chunk on a pool of o.Parallel workers. The
+// first failure cancels the rest. o.Progress is called from one goroutine
+// every o.ProgressInterval, and once more when all chunks are done.
+func (o *Options) downloadChunks(ctx context.Context, log zerolog.Logger, ex *extractor, m *archive.Manifest, res *Result) error {
+	p := &progress{Progress: Progress{Chunks: len(m.Chunks)}}
+	for _, c := range m.Chunks {
+		p.Bytes += c.InputSize
+	}
+	jobs := make(chan archive.ManifestChunk)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(jobs)
+		for _, c := range m.Chunks {
+			select {
+			case jobs <- c:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		return nil
+	})
+	for range min(o.Parallel, max(len(m.Chunks), 1)) {
+		g.Go(func() error {
+			buf := make([]byte, copyBufferSize)
+			for c := range jobs {
+				if _, err := o.chunk(gctx, log, ex, c, buf, p); err != nil {
+					return err
+				}
+				p.chunksDone.Add(1)
+			}
+			return nil
+		})
+	}
+	stop := o.reportProgress(p)
+	err := g.Wait()
+	stop(err == nil)
+	if err != nil {
+		return err
+	}
+	res.Bytes += p.bytesDone.Load()
+	for _, c := range m.Chunks {
+		res.StoredBytes += c.ResultSize
+	}
+	return nil
+}
+
+// progress is the running state behind Progress reports.
+type progress struct {
+	Progress
+	chunksDone, bytesDone atomic.Int64
+}
+
+func (p *progress) snapshot() Progress {
+	s := p.Progress
+	s.ChunksDone = int(p.chunksDone.Load())
+	s.BytesDone = p.bytesDone.Load()
+	return s
+}
+
+// reportProgress calls o.Progress every o.ProgressInterval until the
+// returned func is called; that call waits for the reporter and, when
+// final is set, reports once more.
+func (o *Options) reportProgress(p *progress) func(final bool) {
+	if o.Progress == nil {
+		return func(bool) {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(o.ProgressInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				o.Progress(p.snapshot())
+			}
+		}
+	}()
+	return func(final bool) {
+		close(done)
+		wg.Wait()
+		if final {
+			o.Progress(p.snapshot())
+		}
+	}
+}

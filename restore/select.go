@@ -1,0 +1,160 @@
+package restore
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// Metadata keys of the transaction snapshot taken at a backup's end (written
+// by basebackup): txid_current_snapshot()'s xmin and xmax.
+const (
+	metaEndXmin = "hoard-end-xmin"
+	metaEndXmax = "hoard-end-xmax"
+)
+
+// SelectBackup chooses the backup to restore from backups (oldest first, as
+// archive.ListBackups returns them).
+//
+// An explicit name wins; with a target too, the backup must have ended
+// before the target, or recovery could never reach it. Otherwise:
+//
+//   - no target or immediate: the newest backup;
+//   - time: the newest backup whose end time is at or before the target;
+//   - lsn: the newest backup whose end LSN is at or before the target and
+//     whose end timeline is not above a numeric target timeline (LSNs grow
+//     across timelines, so on one history they compare directly);
+//   - xid: the newest backup whose end snapshot's xmax is at or below the
+//     xid, so the transaction began after the backup was consistent. Backups
+//     without recorded snapshots (PGHoard's, older hoard's) cannot be judged:
+//     when no recorded backup qualifies, the oldest backup is chosen if it
+//     has no snapshot, as it gives recovery the most WAL to find the
+//     commit in (Run logs a warning);
+//   - name: the newest backup that ended before the restore point, whose
+//     position Run finds by scanning archived WAL (see FindRestorePoint).
+//
+// When nothing qualifies the error wraps archive.ErrNoBackup and says why.
+func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archive.BackupInfo, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if len(backups) == 0 {
+		return nil, fmt.Errorf("no basebackups in the archive: %w", archive.ErrNoBackup)
+	}
+	if name != "" && name != "latest" {
+		want := archive.BackupName(name)
+		for _, b := range backups {
+			if b.Name != want {
+				continue
+			}
+			if ok, why := endsBefore(b, t); !ok {
+				return nil, fmt.Errorf("backup %s cannot reach the recovery target: %s: %w", b.Name, why, archive.ErrNoBackup)
+			}
+			return b, nil
+		}
+		return nil, fmt.Errorf("no basebackup %q (see hoard list): %w", name, archive.ErrNoBackup)
+	}
+	if t.Name != "" && t.nameLSN == 0 {
+		return nil, fmt.Errorf("restore point %q was not found in the archived WAL; name the backup to restore: %w", t.Name, archive.ErrNoBackup)
+	}
+	for i := len(backups) - 1; i >= 0; i-- {
+		if ok, _ := endsBefore(backups[i], t); ok {
+			return backups[i], nil
+		}
+	}
+	if t.XID != 0 {
+		if oldest := backups[0]; oldest.Metadata[metaEndXmax] == "" {
+			return oldest, nil
+		}
+	}
+	_, why := endsBefore(backups[0], t)
+	return nil, fmt.Errorf("no backup ended before the recovery target (the oldest, %s: %s): %w", backups[0].Name, why, archive.ErrNoBackup)
+}
+
+// endsBefore reports whether recovery from b can reach t, and if not why.
+// An xid target on a backup without a recorded snapshot is unknown: it
+// reports false with the reason, and SelectBackup's fallback decides.
+func endsBefore(b *archive.BackupInfo, t Target) (bool, string) {
+	switch {
+	case !t.Time.IsZero():
+		if b.EndTime.IsZero() {
+			return false, "its end time is not recorded"
+		}
+		if b.EndTime.After(t.Time) {
+			return false, fmt.Sprintf("it ended at %s, after %s", fmtTime(b.EndTime), fmtTime(t.Time))
+		}
+	case t.LSN != 0:
+		return lsnBefore(b, t.LSN, t.timelineLimit())
+	case t.nameLSN != 0:
+		ok, why := lsnBefore(b, t.nameLSN, t.timelineLimit())
+		if !ok {
+			return false, fmt.Sprintf("%s (restore point %q)", why, t.Name)
+		}
+	case t.Name != "":
+		// An explicitly named backup with a restore point that could not
+		// be located: PostgreSQL will say whether it reaches it.
+	case t.XID != 0:
+		v := b.Metadata[metaEndXmax]
+		if v == "" {
+			return false, "its end snapshot is not recorded"
+		}
+		xmax, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return false, fmt.Sprintf("its %s=%q is not a number", metaEndXmax, v)
+		}
+		if !xidAtOrAfter(t.XID, xmax) {
+			return false, fmt.Sprintf("xid %d may have committed before it ended (end snapshot xmax %d)", t.XID, xmax)
+		}
+	}
+	return true, ""
+}
+
+// xidAtOrAfter reports whether xid was assigned at or after xmax, the first
+// unassigned xid when the backup ended, so its commit comes after the
+// backup's end. xmax is a full 64-bit xid (txid_current_snapshot); a
+// 32-bit xid is compared modulo 2^32 as PostgreSQL's
+// TransactionIdFollowsOrEquals does.
+func xidAtOrAfter(xid, xmax uint64) bool {
+	if xid > 0xFFFFFFFF {
+		return xid >= xmax
+	}
+	return int32(uint32(xid)-uint32(xmax)) >= 0
+}
+
+// lsnBefore compares b's end with lsn on timeline limit (0: any).
+func lsnBefore(b *archive.BackupInfo, lsn pglogrepl.LSN, limit uint32) (bool, string) {
+	end := endLSN(b)
+	if end == 0 {
+		return false, "its end LSN is not recorded"
+	}
+	if limit != 0 && b.EndTimeline > limit {
+		return false, fmt.Sprintf("it ended on timeline %d, after timeline %d", b.EndTimeline, limit)
+	}
+	if end > lsn {
+		return false, fmt.Sprintf("it ended at LSN %s, after %s", end, lsn)
+	}
+	return true, ""
+}
+
+// endLSN returns b's end LSN, or when only the end segment is recorded
+// (PGHoard) the end of that segment: an upper bound, so a backup is never
+// wrongly taken as ending before a target.
+func endLSN(b *archive.BackupInfo) pglogrepl.LSN {
+	if b.EndLSN != 0 {
+		return b.EndLSN
+	}
+	if b.EndWALSegment == "" {
+		return 0
+	}
+	seg, err := archive.ParseSegmentName(b.EndWALSegment, b.SegmentSize())
+	if err != nil {
+		return 0
+	}
+	return seg.StartLSN(b.SegmentSize()) + pglogrepl.LSN(b.SegmentSize())
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

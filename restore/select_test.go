@@ -1,0 +1,151 @@
+package restore
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+
+// hoardBackup is a backup as hoard's basebackup records it: LSNs, end time
+// and end snapshot, ending at hour h after t0 and at LSN end.
+func hoardBackup(name string, h int, end pglogrepl.LSN, xmax string) *archive.BackupInfo {
+	md := storage.Metadata{}
+	if xmax != "" {
+		md[metaEndXmax] = xmax
+	}
+	return &archive.BackupInfo{
+		Name: name, Format: archive.FormatBBv2,
+		StartTime: t0.Add(time.Duration(h)*time.Hour - time.Minute), EndTime: t0.Add(time.Duration(h) * time.Hour),
+		StartLSN: end - 0x100, EndLSN: end, StartTimeline: 1, EndTimeline: 1,
+		StartWALSegment: archive.SegmentOf(1, end-0x100, 16<<20).Name(16 << 20),
+		EndWALSegment:   archive.SegmentOf(1, end, 16<<20).Name(16 << 20),
+		Metadata:        md,
+	}
+}
+
+// pghoardBackup is a backup as PGHoard records it: segment names, times,
+// no LSNs (ParseBackupInfo derives the start LSN) and no snapshot.
+func pghoardBackup(t *testing.T, name string, h int, startSeg, endSeg string) *archive.BackupInfo {
+	t.Helper()
+	md := storage.Metadata{
+		"format": "pghoard-bb-v2", "start-wal-segment": startSeg, "end-wal-segment": endSeg,
+		"start-time":       t0.Add(time.Duration(h)*time.Hour - time.Minute).Format(time.RFC3339),
+		"end-time":         t0.Add(time.Duration(h) * time.Hour).Format("2006-01-02 15:04:05.000000-07:00"),
+		"total-size-plain": "1", "total-size-enc": "1",
+	}
+	b, err := archive.ParseBackupInfo("site/basebackup/"+name+archive.ControlSuffix, 10, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSelectBackup(t *testing.T) {
+	hoard := []*archive.BackupInfo{
+		hoardBackup("b1", 1, 0x1000100, "1000"),
+		hoardBackup("b2", 2, 0x2000100, "2000"),
+		hoardBackup("b3", 3, 0x3000100, "3000"),
+	}
+	pgh := []*archive.BackupInfo{
+		pghoardBackup(t, "p1", 1, "000000010000000000000001", "000000010000000000000001"),
+		pghoardBackup(t, "p2", 2, "000000010000000000000002", "000000010000000000000003"),
+	}
+	noXmax := []*archive.BackupInfo{hoardBackup("n1", 1, 0x1000100, ""), hoardBackup("n2", 2, 0x2000100, "")}
+	tli2 := hoardBackup("t2", 4, 0x4000100, "4000")
+	tli2.StartTimeline, tli2.EndTimeline = 2, 2
+	withTLI := append(append([]*archive.BackupInfo{}, hoard...), tli2)
+	tests := []struct {
+		name    string
+		backups []*archive.BackupInfo
+		backup  string
+		target  Target
+		want    string // "" = ErrNoBackup
+	}{
+		{"NoTarget", hoard, "", Target{}, "b3"},
+		{"Latest", hoard, "latest", Target{}, "b3"},
+		{"Immediate", hoard, "", Target{Immediate: true}, "b3"},
+		{"ByName", hoard, "b1", Target{}, "b1"},
+		{"ByKey", hoard, "site/basebackup/b2" + archive.ControlSuffix, Target{}, "b2"},
+		{"ErrUnknownName", hoard, "b9", Target{}, ""},
+		{"TimeBetween", hoard, "", Target{Time: t0.Add(150 * time.Minute)}, "b2"},
+		{"TimeAtEndQualifies", hoard, "", Target{Time: t0.Add(2 * time.Hour)}, "b2"},
+		{"TimeJustBeforeEnd", hoard, "", Target{Time: t0.Add(2*time.Hour - time.Nanosecond)}, "b1"},
+		{"ErrTimeBeforeAll", hoard, "", Target{Time: t0}, ""},
+		{"ErrNamedEndsAfterTime", hoard, "b3", Target{Time: t0.Add(150 * time.Minute)}, ""},
+		{"NamedEndsBeforeTime", hoard, "b1", Target{Time: t0.Add(150 * time.Minute)}, "b1"},
+		{"LSNBetween", hoard, "", Target{LSN: 0x2800000}, "b2"},
+		{"LSNAtEndQualifies", hoard, "", Target{LSN: 0x2000100}, "b2"},
+		{"LSNJustBeforeEnd", hoard, "", Target{LSN: 0x20000FF}, "b1"},
+		{"ErrLSNBeforeAll", hoard, "", Target{LSN: 0x100}, ""},
+		{"LSNTimelineLimit", withTLI, "", Target{LSN: 0x5000000, Timeline: "1"}, "b3"},
+		{"LSNLatestTimeline", withTLI, "", Target{LSN: 0x5000000}, "t2"},
+		{"XIDAfterXmax", hoard, "", Target{XID: 2500}, "b2"},
+		{"XIDAtXmaxQualifies", hoard, "", Target{XID: 2000}, "b2"},
+		{"XIDBelowXmax", hoard, "", Target{XID: 1999}, "b1"},
+		{"XID64Bit", hoard, "", Target{XID: 1<<32 + 5}, "b3"},
+		{"ErrXIDBeforeAll", hoard, "", Target{XID: 10}, ""},
+		{"XIDNoSnapshotOldest", noXmax, "", Target{XID: 10}, "n1"},
+		{"NameFound", hoard, "", Target{Name: "rp", nameLSN: 0x3000200}, "b3"},
+		{"NameFoundBetween", hoard, "", Target{Name: "rp", nameLSN: 0x2000200}, "b2"},
+		{"ErrNameNotFound", hoard, "", Target{Name: "rp"}, ""},
+		{"NameWithBackup", hoard, "b1", Target{Name: "rp"}, "b1"},
+		// PGHoard records the end segment only: its end is taken as the
+		// end of that segment, never earlier.
+		{"PGHoardTime", pgh, "", Target{Time: t0.Add(90 * time.Minute)}, "p1"},
+		{"PGHoardTimeAtEnd", pgh, "", Target{Time: t0.Add(2 * time.Hour)}, "p2"},
+		{"PGHoardLSNInEndSegment", pgh, "", Target{LSN: 0x3800000}, "p1"},
+		{"PGHoardLSNAfterEndSegment", pgh, "", Target{LSN: 0x4000000}, "p2"},
+		{"PGHoardXIDOldest", pgh, "", Target{XID: 5}, "p1"},
+		{"ErrEmpty", nil, "", Target{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := SelectBackup(tt.backups, tt.backup, tt.target)
+			if tt.want == "" {
+				if !errors.Is(err, archive.ErrNoBackup) {
+					t.Fatalf("SelectBackup = %v, %v; want ErrNoBackup", b, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Name != tt.want {
+				t.Errorf("SelectBackup = %s, want %s", b.Name, tt.want)
+			}
+		})
+	}
+}
+
+func TestSelectBackup_ErrBadTarget(t *testing.T) {
+	_, err := SelectBackup([]*archive.BackupInfo{hoardBackup("b1", 1, 0x1000100, "")}, "", Target{XID: 5, LSN: 6})
+	if !errors.Is(err, ErrBadTarget) {
+		t.Fatalf("err = %v, want ErrBadTarget", err)
+	}
+}
+
+func TestXIDAtOrAfter(t *testing.T) {
+	tests := []struct {
+		xid, xmax uint64
+		want      bool
+	}{
+		{100, 100, true}, {99, 100, false}, {101, 100, true},
+		{5, 1<<32 + 3, true},          // low 32 bits compared: 5 follows 3
+		{2, 1<<32 + 3, false},         // 2 precedes 3
+		{1<<32 + 2, 1<<32 + 3, false}, // full xids compare in full
+		{1<<33 + 2, 1<<32 + 3, true},  // a later epoch
+		{3, 0xFFFFFFF0, true},         // wrapped around past xmax
+	}
+	for _, tt := range tests {
+		if got := xidAtOrAfter(tt.xid, tt.xmax); got != tt.want {
+			t.Errorf("xidAtOrAfter(%d, %d) = %v, want %v", tt.xid, tt.xmax, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,344 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// ErrMissingWAL is returned (wrapped) when a WAL segment recovery needs is
+// not in the archive.
+var ErrMissingWAL = errors.New("WAL segment missing from archive")
+
+// walIndex is the set of archived segment names of a site.
+type walIndex map[string]bool
+
+// listWAL lists the segment names under the site's xlog/ folder.
+func listWAL(ctx context.Context, a *archive.Archive) (walIndex, error) {
+	dir := a.Layout.Dir(archive.XLogDir)
+	idx := walIndex{}
+	err := a.Store.List(ctx, dir, func(o storage.Object) error {
+		if name := strings.TrimPrefix(o.Key, dir); archive.IsSegmentName(name) {
+			idx[name] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list WAL of site %s: %w", a.Site, err)
+	}
+	return idx, nil
+}
+
+// timelineSpan is one timeline of a recovery path: its WAL is read from the
+// segment holding Begin onwards (Begin is 0 for the oldest).
+type timelineSpan struct {
+	TLI   uint32
+	Begin pglogrepl.LSN
+}
+
+// walPath is the list of timelines recovery follows, oldest first, as
+// PostgreSQL derives it from the target timeline's history file.
+type walPath []timelineSpan
+
+// parseHistory reads a timeline history file ("<parent tli>\t<switch
+// LSN>\t<reason>" lines, PostgreSQL's timeline.c) of timeline tli and
+// returns the path that ends on tli.
+func parseHistory(tli uint32, data []byte) (walPath, error) {
+	var p walPath
+	var begin pglogrepl.LSN
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			return nil, fmt.Errorf("history of timeline %d: bad line %q", tli, line)
+		}
+		parent, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("history of timeline %d: bad timeline in %q", tli, line)
+		}
+		sw, err := pglogrepl.ParseLSN(f[1])
+		if err != nil {
+			return nil, fmt.Errorf("history of timeline %d: bad switch point in %q", tli, line)
+		}
+		if len(p) > 0 && uint32(parent) <= p[len(p)-1].TLI {
+			return nil, fmt.Errorf("history of timeline %d: timelines not increasing at %q", tli, line)
+		}
+		p = append(p, timelineSpan{TLI: uint32(parent), Begin: begin})
+		begin = sw
+	}
+	return append(p, timelineSpan{TLI: tli, Begin: begin}), nil
+}
+
+// timelines returns the timelines a segment may be read from, newest
+// first: those that began at or before it (PostgreSQL's
+// XLogFileReadAnyTLI) and did not end before it. The segment holding a
+// switch point exists on both; PostgreSQL prefers the newer.
+func (p walPath) timelines(no, segSize uint64) []uint32 {
+	var out []uint32
+	for i := len(p) - 1; i >= 0; i-- {
+		if uint64(p[i].Begin)/segSize > no {
+			continue
+		}
+		if i < len(p)-1 && uint64(p[i+1].Begin)/segSize < no {
+			continue
+		}
+		out = append(out, p[i].TLI)
+	}
+	return out
+}
+
+// contains reports whether the path runs through tli at lsn: the target
+// timeline must descend from the backup's timeline after the backup.
+func (p walPath) contains(tli uint32, lsn pglogrepl.LSN) bool {
+	for i, s := range p {
+		if s.TLI != tli {
+			continue
+		}
+		return i == len(p)-1 || p[i+1].Begin >= lsn
+	}
+	return false
+}
+
+// historyIndex is the set of timelines with an archived history file.
+type historyIndex map[uint32]bool
+
+// listHistories lists the timelines whose .history file is archived.
+func listHistories(ctx context.Context, a *archive.Archive) (historyIndex, error) {
+	dir := a.Layout.Dir(archive.TimelineDir)
+	idx := historyIndex{}
+	err := a.Store.List(ctx, dir, func(o storage.Object) error {
+		name := strings.TrimPrefix(o.Key, dir)
+		if archive.IsHistoryFile(name) {
+			n, _ := strconv.ParseUint(strings.TrimSuffix(name, ".history"), 16, 32)
+			idx[uint32(n)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list timeline histories of site %s: %w", a.Site, err)
+	}
+	return idx, nil
+}
+
+// targetTimeline resolves recovery_target_timeline as PostgreSQL does:
+// current is the backup's timeline, latest the newest timeline reached by
+// probing history files upwards from it (findNewestTimeLine).
+func targetTimeline(spec string, start uint32, h historyIndex) uint32 {
+	switch spec {
+	case "current":
+		return start
+	case "", "latest":
+		t := start
+		for h[t+1] {
+			t++
+		}
+		return t
+	}
+	n, _ := strconv.ParseUint(spec, 10, 32)
+	return uint32(n)
+}
+
+// recoveryPath reads the target timeline's history and returns the
+// timelines recovery of b follows. It fails when the target timeline does
+// not descend from the backup's.
+func recoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, spec string) (walPath, error) {
+	h, err := listHistories(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	tli := targetTimeline(spec, b.StartTimeline, h)
+	if tli == b.StartTimeline {
+		return walPath{{TLI: tli}}, nil
+	}
+	name := archive.HistoryFileName(tli)
+	if !h[tli] {
+		return nil, fmt.Errorf("timeline %d: %s is not archived: %w", tli, name, ErrMissingWAL)
+	}
+	rc, _, err := a.Codec.Open(ctx, a.Store, a.Layout.WALKey(name))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	p, err := parseHistory(tli, data)
+	if err != nil {
+		return nil, err
+	}
+	if !p.contains(b.StartTimeline, backupEndLSN(b)) {
+		return nil, fmt.Errorf("%w: timeline %d does not descend from backup %s (timeline %d at %s)",
+			ErrBadTarget, tli, b.Name, b.StartTimeline, backupEndLSN(b))
+	}
+	return p, nil
+}
+
+// backupEndLSN returns the backup's end, or its start when the end is not
+// recorded.
+func backupEndLSN(b *archive.BackupInfo) pglogrepl.LSN {
+	if e := endLSN(b); e != 0 {
+		return e
+	}
+	return b.StartLSN
+}
+
+// lastSegment returns the number of the last segment recovery of b must
+// read to become consistent: the one holding the byte before the end LSN
+// when hoard recorded it, else the end segment PGHoard recorded, else the
+// start segment (PGHoard records no end for a backup of a standby).
+func lastSegment(b *archive.BackupInfo, start archive.Segment) (uint64, error) {
+	segSize := b.SegmentSize()
+	if b.EndLSN > b.StartLSN {
+		return uint64(b.EndLSN-1) / segSize, nil
+	}
+	if b.EndWALSegment != "" {
+		end, err := archive.ParseSegmentName(b.EndWALSegment, segSize)
+		if err != nil {
+			return 0, fmt.Errorf("backup %s: end segment: %w", b.Name, err)
+		}
+		return end.No, nil
+	}
+	return start.No, nil
+}
+
+// checkWAL checks that every segment from b's start to its end, and on to
+// upTo (when beyond the end), is archived on the timelines of path, and
+// returns the last segment of the unbroken run that follows. The first gap
+// is named in the error, on the timeline recovery would read it from.
+func checkWAL(w walIndex, b *archive.BackupInfo, p walPath, upTo pglogrepl.LSN) (string, error) {
+	segSize := b.SegmentSize()
+	start, err := archive.ParseSegmentName(b.StartWALSegment, segSize)
+	if err != nil {
+		return "", fmt.Errorf("backup %s: start segment: %w", b.Name, err)
+	}
+	end, err := lastSegment(b, start)
+	if err != nil {
+		return "", err
+	}
+	need := end
+	if uint64(upTo)/segSize > need {
+		need = uint64(upTo) / segSize
+	}
+	last := ""
+	for no := start.No; ; no++ {
+		tlis := p.timelines(no, segSize)
+		found := ""
+		for _, tli := range tlis {
+			if n := (archive.Segment{Timeline: tli, No: no}).Name(segSize); w[n] {
+				found = n
+				break
+			}
+		}
+		if found != "" {
+			last = found
+			continue
+		}
+		if no > need {
+			return last, nil
+		}
+		tli := start.Timeline
+		if len(tlis) > 0 {
+			tli = tlis[0]
+		}
+		missing := archive.Segment{Timeline: tli, No: no}.Name(segSize)
+		why := "the backup's WAL"
+		if no > end {
+			why = "WAL up to the recovery target " + upTo.String()
+		}
+		return last, fmt.Errorf("%s: %s is not archived: %w", why, missing, ErrMissingWAL)
+	}
+}
+
+// Defaults for FindRestorePoint.
+const defaultScanSegments = 64
+
+// FindRestorePoint scans the newest archived WAL segments of a, at most
+// maxSegments of them (0: 64), newest first, for an XLOG_RESTORE_POINT
+// record called name and returns the LSN just past the record's body.
+// The record body (xl_restore_point) is an 8-byte timestamp then the name
+// NUL-padded to 64 bytes, so the scan looks for that padded name. A record
+// split across a WAL page boundary is not recognised: the segment then does
+// not match, and the caller falls back to asking for a backup name.
+func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segSize uint64, maxSegments int) (pglogrepl.LSN, error) {
+	if maxSegments <= 0 {
+		maxSegments = defaultScanSegments
+	}
+	if len(name) == 0 || len(name) > 63 {
+		return 0, fmt.Errorf("%w: restore point name must be 1 to 63 bytes", ErrBadTarget)
+	}
+	w, err := listWAL(ctx, a)
+	if err != nil {
+		return 0, err
+	}
+	names := make([]string, 0, len(w))
+	for n := range w {
+		names = append(names, n)
+	}
+	// Names sort by timeline, then position; order by position first.
+	sort.Slice(names, func(i, j int) bool {
+		if names[i][8:] != names[j][8:] {
+			return names[i][8:] > names[j][8:]
+		}
+		return names[i] > names[j]
+	})
+	pattern := make([]byte, 64)
+	copy(pattern, name)
+	buf := make([]byte, 0, segSize)
+	for i, n := range names {
+		if i >= maxSegments {
+			break
+		}
+		rc, _, err := a.Codec.Open(ctx, a.Store, a.Layout.WALKey(n))
+		if err != nil {
+			return 0, fmt.Errorf("open WAL %s: %w", n, err)
+		}
+		b := bytes.NewBuffer(buf[:0])
+		_, err = io.Copy(b, rc)
+		rc.Close()
+		if err != nil {
+			return 0, fmt.Errorf("read WAL %s: %w", n, err)
+		}
+		if at := findRestorePointRecord(b.Bytes(), pattern); at >= 0 {
+			seg, err := archive.ParseSegmentName(n, segSize)
+			if err != nil {
+				return 0, err
+			}
+			return seg.StartLSN(segSize) + pglogrepl.LSN(at+len(pattern)), nil
+		}
+	}
+	return 0, nil
+}
+
+// findRestorePointRecord returns the offset of the last padded name in data
+// that sits in an XLOG_RESTORE_POINT record, or -1. Before the name come
+// the 8-byte timestamp, XLR_BLOCK_ID_DATA_SHORT (255) with the data length
+// (72), and the 24-byte XLogRecord header whose xl_info (offset 16) holds
+// XLOG_RESTORE_POINT (0x70) and whose xl_rmid (offset 17) is RM_XLOG_ID (0).
+func findRestorePointRecord(data, pattern []byte) int {
+	const hdr = 24 + 2 + 8
+	for end := len(data); end > 0; {
+		at := bytes.LastIndex(data[:end], pattern)
+		if at < 0 {
+			return -1
+		}
+		if h := at - hdr; h >= 0 && data[h+16]&0xF0 == 0x70 && data[h+17] == 0 && data[h+24] == 0xFF && data[h+25] == 72 {
+			return at
+		}
+		end = at + len(pattern) - 1
+	}
+	return -1
+}

@@ -1,0 +1,122 @@
+package restore
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pglogrepl"
+)
+
+func walIdx(names ...string) walIndex {
+	w := walIndex{}
+	for _, n := range names {
+		w[n] = true
+	}
+	return w
+}
+
+func TestParseHistory(t *testing.T) {
+	data := "1\t0/5000000\tno recovery target specified\n\n# comment\n2\t0/7000100\tat restore point \"x\"\n"
+	p, err := parseHistory(3, []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := walPath{{1, 0}, {2, 0x5000000}, {3, 0x7000100}}
+	if len(p) != len(want) {
+		t.Fatalf("path = %v, want %v", p, want)
+	}
+	for i := range want {
+		if p[i] != want[i] {
+			t.Errorf("path[%d] = %v, want %v", i, p[i], want[i])
+		}
+	}
+	if !p.contains(1, 0x4000000) || p.contains(1, 0x6000000) || !p.contains(3, 0x9000000) || p.contains(4, 0) {
+		t.Error("contains is wrong")
+	}
+	for _, bad := range []string{"x\t0/1\tr", "1\tzz\tr", "2\t0/1\n1\t0/2", "1"} {
+		if _, err := parseHistory(3, []byte(bad)); err == nil {
+			t.Errorf("parseHistory(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestTargetTimeline(t *testing.T) {
+	h := historyIndex{2: true, 3: true, 5: true}
+	for _, tt := range []struct {
+		spec  string
+		start uint32
+		want  uint32
+	}{{"latest", 1, 3}, {"", 2, 3}, {"current", 1, 1}, {"5", 1, 5}, {"latest", 4, 5}, {"latest", 5, 5}} {
+		if got := targetTimeline(tt.spec, tt.start, h); got != tt.want {
+			t.Errorf("targetTimeline(%q, %d) = %d, want %d", tt.spec, tt.start, got, tt.want)
+		}
+	}
+}
+
+func TestCheckWAL(t *testing.T) {
+	b := hoardBackup("b", 1, 0x4000100, "")
+	b.StartLSN, b.StartWALSegment = 0x2000028, "000000010000000000000002"
+	one := walPath{{TLI: 1}}
+	// Timeline 2 began at 0/5800000: segment 5 onwards is read from it.
+	two := walPath{{TLI: 1}, {TLI: 2, Begin: 0x5800000}}
+	tests := []struct {
+		name    string
+		wal     walIndex
+		path    walPath
+		upTo    pglogrepl.LSN
+		last    string
+		missing string
+	}{
+		{"OK", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004"), one, 0,
+			"000000010000000000000004", ""},
+		{"RunsOn", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+			"000000010000000000000005", "000000010000000000000007"), one, 0, "000000010000000000000005", ""},
+		{"ErrStart", walIdx("000000010000000000000003", "000000010000000000000004"), one, 0, "", "000000010000000000000002"},
+		{"ErrMiddle", walIdx("000000010000000000000002", "000000010000000000000004"), one, 0, "", "000000010000000000000003"},
+		{"ErrEnd", walIdx("000000010000000000000002", "000000010000000000000003"), one, 0, "", "000000010000000000000004"},
+		{"ErrToLSN", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004"), one, 0x6000000,
+			"", "000000010000000000000005"},
+		{"TimelineSwitch", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+			"000000010000000000000005", "000000020000000000000005", "000000020000000000000006"), two, 0x6000010,
+			"000000020000000000000006", ""},
+		// The switch segment exists only on the old timeline (PostgreSQL
+		// would fall back to it); segment 6 is missing on timeline 2.
+		{"ErrAfterSwitch", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+			"000000010000000000000005", "000000010000000000000006"), two, 0x6000010, "", "000000020000000000000006"},
+		// A segment of an unrelated timeline does not fill the gap.
+		{"ErrOtherTimeline", walIdx("000000010000000000000002", "000000030000000000000003", "000000010000000000000004"), one, 0,
+			"", "000000010000000000000003"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			last, err := checkWAL(tt.wal, b, tt.path, tt.upTo)
+			if tt.missing != "" {
+				if !errors.Is(err, ErrMissingWAL) || !strings.Contains(err.Error(), tt.missing) {
+					t.Fatalf("checkWAL = %v, want ErrMissingWAL naming %s", err, tt.missing)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last != tt.last {
+				t.Errorf("last = %s, want %s", last, tt.last)
+			}
+		})
+	}
+}
+
+func TestCheckWAL_PGHoard(t *testing.T) {
+	// PGHoard records no end LSN: its end segment is needed. No end
+	// segment (a backup of a standby): the start segment only.
+	b := pghoardBackup(t, "p", 1, "000000010000000000000002", "000000010000000000000003")
+	_, err := checkWAL(walIdx("000000010000000000000002"), b, walPath{{TLI: 1}}, 0)
+	if !errors.Is(err, ErrMissingWAL) || !strings.Contains(err.Error(), "000000010000000000000003") {
+		t.Fatalf("checkWAL = %v", err)
+	}
+	b.EndWALSegment = ""
+	if _, err := checkWAL(walIdx("000000010000000000000002"), b, walPath{{TLI: 1}}, 0); err != nil {
+		t.Fatal(err)
+	}
+}
