@@ -1,0 +1,336 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// DefaultHashAlgorithm is PGHoard's default hash_algorithm.
+const DefaultHashAlgorithm = "sha1"
+
+// wholeFileLimit is the largest WAL file PushWAL reads into memory. The
+// default 16 MiB segment fits; larger segments (up to 1 GiB) are read twice
+// from disk instead, once to hash and once to upload. A variable so tests
+// can take the large-file path with small files.
+var wholeFileLimit int64 = 64 << 20
+
+// ErrWALConflict is returned (wrapped) by PushWAL when a different file is
+// already archived under the same name. hoard never overwrites archived
+// WAL: the two copies must be compared by a person.
+var ErrWALConflict = errors.New("a different file is already archived under this name")
+
+// PushOptions configure PushWAL.
+type PushOptions struct {
+	// PGVersion is the server_version_num recorded as pg-version. Zero
+	// derives the major from a segment's page magic (e.g. 150000), and
+	// leaves pg-version out for other files or unknown magics.
+	PGVersion int
+	// HashAlgorithm names the digest stored as the hash metadata: sha1 (the
+	// default, as PGHoard), sha256, sha512 or md5.
+	HashAlgorithm string
+}
+
+// PushResult describes a pushed WAL file.
+type PushResult struct {
+	Name string // the file's name: segment, .partial, .history or .backup
+	Key  string // its storage key
+	// Uploaded is false when an identical file was already archived and
+	// nothing was written.
+	Uploaded      bool
+	Hash          string // hex digest of the plain file
+	HashAlgorithm string
+	// SegmentSize is the segment size read from the page header of a
+	// segment or .partial file, 0 for other files.
+	SegmentSize uint64
+	PGVersion   int    // pg-version recorded (0: none)
+	Stored      Stored // sizes and metadata of the upload; zero when not Uploaded
+}
+
+// walKind classifies a WAL file name and reports whether hoard archives it.
+func walKind(name string) (segment, partial, ok bool) {
+	switch {
+	case IsSegmentName(name):
+		return true, false, true
+	case IsPartialName(name):
+		return false, true, true
+	case IsHistoryFile(name), IsBackupHistoryName(name):
+		return false, false, true
+	}
+	return false, false, false
+}
+
+// PushWAL archives the WAL file at path, as PostgreSQL's archive_command
+// does with %p: a segment (its page header must match its name), a
+// .partial segment, a timeline .history file or a .backup history file.
+// Other names are refused.
+//
+// PushWAL is idempotent, as archive_command must be (PostgreSQL retries a
+// push whose success it did not see): when the key already holds the same
+// bytes it returns with Uploaded false; when it holds different bytes it
+// returns an error wrapping ErrWALConflict and leaves the object alone.
+// Two pushers racing on one name with different bytes are not detected:
+// object stores offer no create-if-absent that every backend shares.
+func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (PushResult, error) {
+	name := filepath.Base(path)
+	segment, partial, ok := walKind(name)
+	if !ok {
+		return PushResult{}, fmt.Errorf("push %s: %q is not a WAL segment, .partial, .history or .backup file name", path, name)
+	}
+	alg := o.HashAlgorithm
+	if alg == "" {
+		alg = DefaultHashAlgorithm
+	}
+	if _, err := newHash(alg); err != nil {
+		return PushResult{}, err
+	}
+	src, err := openWALFile(path)
+	if err != nil {
+		return PushResult{}, fmt.Errorf("push %s: %w", path, err)
+	}
+	defer src.Close()
+
+	res := PushResult{Name: name, Key: a.Layout.WALKey(name), HashAlgorithm: alg, PGVersion: o.PGVersion}
+	if segment || partial {
+		hdr := make([]byte, PageHeaderSize)
+		if _, err := src.ReadAt(hdr, 0); err != nil {
+			return res, fmt.Errorf("push %s: %w: read page header: %v", path, ErrBadWALHeader, err)
+		}
+		h, err := CheckSegment(name, hdr, src.size)
+		if err != nil {
+			return res, fmt.Errorf("push %s: %w", path, err)
+		}
+		res.SegmentSize = uint64(h.SegmentSize)
+		if res.PGVersion == 0 {
+			res.PGVersion = h.ServerVersionNum()
+		}
+	}
+	if res.Hash, err = src.digest(alg); err != nil {
+		return res, fmt.Errorf("push %s: %w", path, err)
+	}
+
+	same, err := a.sameAsArchived(ctx, res.Key, src, res.Hash, alg)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return res, fmt.Errorf("push %s: %w", path, err)
+	case same:
+		return res, nil
+	}
+
+	md := storage.Metadata{MetaHash: res.Hash, MetaHashAlgorithm: alg}
+	if res.PGVersion != 0 {
+		md[MetaPGVersion] = strconv.Itoa(res.PGVersion)
+	}
+	r, err := src.verifiedReader(alg, res.Hash)
+	if err != nil {
+		return res, fmt.Errorf("push %s: %w", path, err)
+	}
+	if res.Stored, err = a.Codec.Put(ctx, a.Store, res.Key, r, src.size, md); err != nil {
+		return res, fmt.Errorf("push %s as %s: %w", path, res.Key, err)
+	}
+	res.Uploaded = true
+	return res, nil
+}
+
+// sameAsArchived reports whether key already holds src. It returns an error
+// wrapping storage.ErrNotFound when key is absent, and one wrapping
+// ErrWALConflict when key holds different bytes. An archived object with a
+// hash is compared by hash; one without (PGHoard's timeline files) is
+// downloaded and compared byte by byte.
+func (a *Archive) sameAsArchived(ctx context.Context, key string, src *walFile, sum, alg string) (bool, error) {
+	obj, err := a.Store.Stat(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", key, err)
+	}
+	if theirs := obj.Metadata[MetaHash]; theirs != "" {
+		theirAlg := obj.Metadata[MetaHashAlgorithm]
+		if theirAlg == "" {
+			theirAlg = DefaultHashAlgorithm
+		}
+		if _, err := newHash(theirAlg); err == nil {
+			ours := sum
+			if theirAlg != alg {
+				if ours, err = src.digest(theirAlg); err != nil {
+					return false, err
+				}
+			}
+			if ours != theirs {
+				return false, fmt.Errorf("%s holds %s %s, the local file has %s: %w", key, theirAlg, theirs, ours, ErrWALConflict)
+			}
+			return true, nil
+		}
+	}
+	rc, _, err := a.Codec.Open(ctx, a.Store, key)
+	if err != nil {
+		return false, fmt.Errorf("compare with the archived copy: %w", err)
+	}
+	defer rc.Close()
+	same, err := sameContent(rc, src.reader())
+	if err != nil {
+		return false, fmt.Errorf("compare %s with the local file: %w", key, err)
+	}
+	if !same {
+		return false, fmt.Errorf("%s holds other bytes than the local file (%s %s): %w", key, alg, sum, ErrWALConflict)
+	}
+	return true, nil
+}
+
+// sameContent reports whether a and b yield the same bytes. It reads a to
+// its end even when they differ early, so a decoding reader reports a
+// damaged object rather than a mismatch.
+func sameContent(a, b io.Reader) (bool, error) {
+	bufA := make([]byte, 256<<10)
+	bufB := make([]byte, len(bufA))
+	same := true
+	for {
+		n, errA := io.ReadFull(a, bufA)
+		if errA != nil && errA != io.EOF && errA != io.ErrUnexpectedEOF {
+			return false, errA
+		}
+		if same {
+			m, errB := io.ReadFull(b, bufB[:n])
+			if errB != nil && errB != io.EOF && errB != io.ErrUnexpectedEOF {
+				return false, errB
+			}
+			same = m == n && bytes.Equal(bufA[:n], bufB[:n])
+		}
+		if errA != nil {
+			break
+		}
+	}
+	if same {
+		// a ended: b must end too.
+		var one [1]byte
+		n, err := io.ReadFull(b, one[:])
+		if err != nil && err != io.EOF {
+			return false, err
+		}
+		same = n == 0
+	}
+	return same, nil
+}
+
+// newHash returns a hash by its Python hashlib name, as PGHoard's
+// hash_algorithm spells it.
+func newHash(alg string) (hash.Hash, error) {
+	switch alg {
+	case "sha1":
+		return sha1.New(), nil
+	case "sha256":
+		return sha256.New(), nil
+	case "sha512":
+		return sha512.New(), nil
+	case "md5":
+		return md5.New(), nil
+	}
+	return nil, fmt.Errorf("unsupported hash algorithm %q (use sha1, sha256, sha512 or md5)", alg)
+}
+
+// walFile is a WAL file opened for pushing: held in memory when small,
+// read from disk (twice) when large.
+type walFile struct {
+	f    *os.File
+	data []byte // whole content when size <= wholeFileLimit
+	size int64
+}
+
+func openWALFile(path string) (*walFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	w := &walFile{f: f, size: fi.Size()}
+	if w.size <= wholeFileLimit {
+		w.data = make([]byte, w.size)
+		if _, err := io.ReadFull(f, w.data); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	return w, nil
+}
+
+func (w *walFile) Close() error { return w.f.Close() }
+
+// ReadAt reads from the file's content at off.
+func (w *walFile) ReadAt(p []byte, off int64) (int, error) {
+	if w.data != nil {
+		return bytes.NewReader(w.data).ReadAt(p, off)
+	}
+	return w.f.ReadAt(p, off)
+}
+
+// reader returns a fresh reader of the whole content.
+func (w *walFile) reader() io.Reader { return io.NewSectionReader(w, 0, w.size) }
+
+// digest returns the hex digest of the content.
+func (w *walFile) digest(alg string) (string, error) {
+	h, err := newHash(alg)
+	if err != nil {
+		return "", err
+	}
+	if w.data != nil {
+		h.Write(w.data)
+	} else if _, err := io.CopyBuffer(h, w.reader(), make([]byte, 1<<20)); err != nil {
+		return "", fmt.Errorf("read %s: %w", w.f.Name(), err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// verifiedReader returns the content for upload. A file read from disk a
+// second time is hashed again on the way, and a change since the first
+// read fails the read at EOF, so the upload is abandoned instead of
+// storing bytes that differ from the recorded hash.
+func (w *walFile) verifiedReader(alg, want string) (io.Reader, error) {
+	if w.data != nil {
+		return bytes.NewReader(w.data), nil
+	}
+	h, err := newHash(alg)
+	if err != nil {
+		return nil, err
+	}
+	return &hashCheckReader{r: w.reader(), h: h, want: want, name: w.f.Name()}, nil
+}
+
+// hashCheckReader passes r through and, at EOF, returns an error instead
+// of io.EOF when the bytes read do not hash to want.
+type hashCheckReader struct {
+	r    io.Reader
+	h    hash.Hash
+	want string
+	name string
+}
+
+func (r *hashCheckReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.h.Write(p[:n])
+	if err == io.EOF {
+		if got := hex.EncodeToString(r.h.Sum(nil)); got != r.want {
+			return n, fmt.Errorf("%s changed while being archived (hash %s, then %s)", r.name, r.want, got)
+		}
+	}
+	return n, err
+}

@@ -1,0 +1,303 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+var (
+	walKeyOnce sync.Once
+	walKey     *rsa.PrivateKey
+)
+
+// walTestArchive returns an archive of site "site" in a fresh in-memory
+// store, snappy-compressed and, when encrypted, encrypted.
+func walTestArchive(tb testing.TB, encrypted bool) *Archive {
+	tb.Helper()
+	a := &Archive{
+		Store:  storage.NewMem(),
+		Codec:  &Codec{Compression: compress.Snappy, Host: "test"},
+		Layout: Layout{Prefix: "site"},
+		Site:   "site",
+	}
+	if encrypted {
+		walKeyOnce.Do(func() {
+			var err error
+			if walKey, err = crypto.GenerateKey(2048); err != nil {
+				panic(err)
+			}
+		})
+		a.Codec.KeyID = "k1"
+		a.Codec.PublicKey = &walKey.PublicKey
+		a.Codec.PrivateKeys = map[string]*rsa.PrivateKey{"k1": walKey}
+	}
+	tb.Cleanup(func() { a.Store.Close() })
+	return a
+}
+
+// writeWALFile writes data as dir/name and returns its path.
+func writeWALFile(tb testing.TB, dir, name string, data []byte) string {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// storedPlain returns the decoded content and metadata of key.
+func storedPlain(tb testing.TB, a *Archive, key string) ([]byte, storage.Metadata) {
+	tb.Helper()
+	rc, md, err := a.Codec.Open(context.Background(), a.Store, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b, md
+}
+
+func sha1Hex(b []byte) string {
+	s := sha1.Sum(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestArchive_PushWAL(t *testing.T) {
+	ctx := context.Background()
+	for _, encrypted := range []bool{false, true} {
+		a := walTestArchive(t, encrypted)
+		dir := t.TempDir()
+		name := "000000010000000000000003"
+		data := testSegment(t, name, 16<<20, 3)
+		res, err := a.PushWAL(ctx, writeWALFile(t, dir, name, data), PushOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Uploaded || res.Key != "site/xlog/"+name || res.SegmentSize != 16<<20 || res.PGVersion != 150000 {
+			t.Fatalf("result %+v", res)
+		}
+		got, md := storedPlain(t, a, res.Key)
+		if !bytes.Equal(got, data) {
+			t.Fatal("stored segment differs")
+		}
+		want := map[string]string{
+			MetaHash: sha1Hex(data), MetaHashAlgorithm: "sha1", MetaPGVersion: "150000",
+			MetaOriginalFileSize: "16777216", MetaCompressionAlgorithm: "snappy", MetaHost: "test",
+		}
+		if encrypted {
+			want[MetaEncryptionKeyID] = "k1"
+		}
+		for k, v := range want {
+			if md[k] != v {
+				t.Errorf("encrypted=%v: metadata %s = %q, want %q", encrypted, k, md[k], v)
+			}
+		}
+	}
+}
+
+func TestArchive_PushWAL_Kinds(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	dir := t.TempDir()
+	files := map[string][]byte{
+		"00000002.history":                         []byte("1\t0/3000000\tno recovery target specified\n"),
+		"000000010000000000000002.00000028.backup": []byte("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"),
+		"000000010000000000000004.partial":         testSegment(t, "000000010000000000000004", 1<<20, 4)[:100000],
+	}
+	keys := map[string]string{
+		"00000002.history":                         "site/timeline/00000002.history",
+		"000000010000000000000002.00000028.backup": "site/xlog/000000010000000000000002.00000028.backup",
+		"000000010000000000000004.partial":         "site/xlog/000000010000000000000004.partial",
+	}
+	for name, data := range files {
+		res, err := a.PushWAL(ctx, writeWALFile(t, dir, name, data), PushOptions{PGVersion: 160002, HashAlgorithm: "sha256"})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if res.Key != keys[name] {
+			t.Errorf("%s stored as %s, want %s", name, res.Key, keys[name])
+		}
+		got, md := storedPlain(t, a, res.Key)
+		if !bytes.Equal(got, data) {
+			t.Errorf("%s: stored content differs", name)
+		}
+		if md[MetaHashAlgorithm] != "sha256" || md[MetaPGVersion] != "160002" || len(md[MetaHash]) != 64 {
+			t.Errorf("%s: metadata %v", name, md)
+		}
+	}
+}
+
+func TestArchive_PushWAL_AlreadyArchived(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	name := "000000010000000000000003"
+	p := writeWALFile(t, t.TempDir(), name, testSegment(t, name, 1<<20, 3))
+	if _, err := a.PushWAL(ctx, p, PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := a.Store.Stat(ctx, "site/xlog/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second push, even with another hash algorithm, finds the same bytes.
+	res, err := a.PushWAL(ctx, p, PushOptions{HashAlgorithm: "sha512"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Uploaded {
+		t.Fatal("identical segment uploaded again")
+	}
+	after, err := a.Store.Stat(ctx, "site/xlog/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Metadata[MetaHashAlgorithm] != "sha1" || after.Size != before.Size {
+		t.Fatalf("object changed: %v", after)
+	}
+}
+
+func TestArchive_PushWAL_ErrConflict(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	name := "000000010000000000000003"
+	first := testSegment(t, name, 1<<20, 3)
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, first), PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other := testSegment(t, name, 1<<20, 4)
+	_, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, other), PushOptions{})
+	if !errors.Is(err, ErrWALConflict) {
+		t.Fatalf("err = %v, want ErrWALConflict", err)
+	}
+	for _, h := range []string{sha1Hex(first), sha1Hex(other)} {
+		if !strings.Contains(err.Error(), h) {
+			t.Errorf("error %q does not name hash %s", err, h)
+		}
+	}
+	if got, _ := storedPlain(t, a, "site/xlog/"+name); !bytes.Equal(got, first) {
+		t.Fatal("archived segment was overwritten")
+	}
+}
+
+// PGHoard stores timeline files without a hash: they are compared by
+// content.
+func TestArchive_PushWAL_NoStoredHash(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	name := "00000002.history"
+	content := []byte("1\t0/3000000\tno recovery target specified\n")
+	if _, err := a.Codec.Put(ctx, a.Store, "site/timeline/"+name, bytes.NewReader(content), int64(len(content)), nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, content), PushOptions{})
+	if err != nil || res.Uploaded {
+		t.Fatalf("same content: uploaded=%v err=%v", res.Uploaded, err)
+	}
+	longer := append(append([]byte{}, content...), "2\t0/5000000\tno recovery target specified\n"...)
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, longer), PushOptions{}); !errors.Is(err, ErrWALConflict) {
+		t.Fatalf("longer content: err = %v, want ErrWALConflict", err)
+	}
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, content[:10]), PushOptions{}); !errors.Is(err, ErrWALConflict) {
+		t.Fatalf("shorter content: err = %v, want ErrWALConflict", err)
+	}
+	if got, _ := storedPlain(t, a, "site/timeline/"+name); !bytes.Equal(got, content) {
+		t.Fatal("timeline file was overwritten")
+	}
+}
+
+func TestArchive_PushWAL_ErrRefused(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	dir := t.TempDir()
+	seg := testSegment(t, "000000010000000000000003", 1<<20, 3)
+	tests := []struct {
+		name    string
+		file    string
+		data    []byte
+		wantErr string
+	}{
+		{"ErrRecycled", "000000010000000000000004", seg, "segment name 000000010000000000000004 but page address 0/300000"},
+		{"ErrTruncated", "000000010000000000000003", seg[:1<<19], "truncated or padded"},
+		{"ErrUnknownName", "RECOVERYXLOG", seg, `"RECOVERYXLOG" is not a WAL segment`},
+		{"ErrLowercase", "00000001000000000000000a", seg, "is not a WAL segment"},
+		{"ErrEmptySegment", "000000010000000000000005", nil, "bad WAL page header"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeWALFile(t, dir, tt.file, tt.data)
+			_, err := a.PushWAL(ctx, p, PushOptions{})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), p) {
+				t.Errorf("error %q does not name the file", err)
+			}
+			if _, err := a.Store.Stat(ctx, a.Layout.WALKey(tt.file)); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("refused file was stored (stat: %v)", err)
+			}
+		})
+	}
+	if _, err := a.PushWAL(ctx, filepath.Join(dir, "000000010000000000000009"), PushOptions{}); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: err = %v", err)
+	}
+	if _, err := a.PushWAL(ctx, writeWALFile(t, dir, "000000010000000000000003", seg), PushOptions{HashAlgorithm: "crc32"}); err == nil {
+		t.Fatal("unknown hash algorithm accepted")
+	}
+}
+
+// Segments above wholeFileLimit are streamed from disk twice; a file that
+// changes between the reads is not stored.
+func TestArchive_PushWAL_Large(t *testing.T) {
+	ctx := context.Background()
+	old := wholeFileLimit
+	wholeFileLimit = 64 << 10
+	t.Cleanup(func() { wholeFileLimit = old })
+
+	a := walTestArchive(t, true)
+	name := "000000010000000000000003"
+	data := testSegment(t, name, 1<<20, 3)
+	p := writeWALFile(t, t.TempDir(), name, data)
+	res, err := a.PushWAL(ctx, p, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, md := storedPlain(t, a, res.Key); !bytes.Equal(got, data) || md[MetaHash] != sha1Hex(data) {
+		t.Fatal("large segment stored wrongly")
+	}
+	if _, err := a.PushWAL(ctx, p, PushOptions{}); err != nil {
+		t.Fatalf("second push: %v", err)
+	}
+
+	src, err := openWALFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	r, err := src.verifiedReader("sha1", sha1Hex(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, testSegment(t, name, 1<<20, 4), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, r); err == nil || !strings.Contains(err.Error(), "changed while being archived") {
+		t.Fatalf("changed file: err = %v", err)
+	}
+}
