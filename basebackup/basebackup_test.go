@@ -1,0 +1,405 @@
+package basebackup
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// testTimeout bounds each real-cluster test.
+const testTimeout = 5 * time.Minute
+
+// verifyBackupMaxMajor is the last major whose manifests Debian's
+// pg_verifybackup 15 reads: 17 added the System-Identifier field (manifest
+// version 2).
+const verifyBackupMaxMajor = 16
+
+func testContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// localArchive returns an archive in a local store under a temp dir.
+func localArchive(t testing.TB) *archive.Archive {
+	t.Helper()
+	st, err := storage.Open(context.Background(), storage.Config{Type: "local", Directory: t.TempDir()})
+	if err != nil {
+		t.Fatalf("open local store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &archive.Archive{
+		Store:  st,
+		Codec:  &archive.Codec{Compression: compress.Snappy, Host: "testhost"},
+		Layout: archive.Layout{Prefix: "site"},
+		Site:   "site",
+	}
+}
+
+func TestRun_OK(t *testing.T) {
+	for i, major := range pgtest.Versions() {
+		t.Run(strconv.Itoa(major), func(t *testing.T) {
+			t.Parallel()
+			opts := pgtest.Options{Major: major}
+			if i == 0 {
+				// Not the default segment size: names must follow the
+				// cluster's.
+				opts.WALSegmentSizeMB = 1
+			}
+			c := pgtest.Start(t, opts)
+			testRun(t, c)
+		})
+	}
+}
+
+func testRun(t *testing.T, c *pgtest.Cluster) {
+	ctx := testContext(t)
+	tsDir := pgtest.TempDir(t)
+	c.Exec(t, "create tablespace extra location '"+tsDir+"'")
+	pgtest.Pgbench(t, c, "-i", "-s", "1")
+	c.Exec(t, "create table in_extra tablespace extra as select generate_series(1, 100000) as i")
+	a := localArchive(t)
+
+	var mu sync.Mutex
+	var reports []Progress
+	info, err := Run(ctx, Options{
+		ConnString: c.ConnString("postgres"), Archive: a,
+		Fast: true, NoWait: true, ChunkSize: 1 << 20, Reason: ReasonScheduled,
+		ActiveBackupMode: "pg_receivexlog", BasebackupMode: "local-tar",
+		ProgressInterval: 20 * time.Millisecond,
+		Progress: func(p Progress) {
+			mu.Lock()
+			reports = append(reports, p)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// Listed, as stored.
+	backups, err := a.ListBackups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(backups) != 1 {
+		t.Fatalf("%d backups listed, want 1", len(backups))
+	}
+	b := backups[0]
+	if b.Name != info.Name || b.StartLSN != info.StartLSN || b.EndLSN != info.EndLSN || b.ChunkCount != info.ChunkCount {
+		t.Errorf("listed %+v\nreturned %+v", b, info)
+	}
+	if !strings.HasPrefix(b.Name, info.StartTime.UTC().Format(nameLayout)+"_") {
+		t.Errorf("name %s does not match start time %s", b.Name, info.StartTime)
+	}
+	if b.ChunkCount < 10 {
+		t.Errorf("%d chunks of 1 MiB for pgbench data, want more", b.ChunkCount)
+	}
+
+	// What the server says.
+	segSize, _ := strconv.ParseUint(c.QueryString(t, "select setting from pg_settings where name = 'wal_segment_size'"), 10, 64)
+	if unit := c.QueryString(t, "select coalesce(unit, '') from pg_settings where name = 'wal_segment_size'"); unit == "8kB" {
+		segSize *= 8192
+	} else if unit == "B" {
+		segSize *= 1
+	}
+	checks := []struct{ what, got, want string }{
+		{"wal segment size", strconv.FormatUint(b.WALSegmentSize, 10), strconv.FormatUint(segSize, 10)},
+		{"start segment", b.StartWALSegment, c.QueryString(t, "select pg_walfile_name($1::text::pg_lsn)", b.StartLSN.String())},
+		{"end segment", b.EndWALSegment, c.QueryString(t, "select pg_walfile_name($1::text::pg_lsn)", b.EndLSN.String())},
+		{"system id", b.SystemID, c.QueryString(t, "select system_identifier::text from pg_control_system()")},
+		{"pg version", strconv.Itoa(b.PGVersion), c.QueryString(t, "show server_version_num")},
+		{"format", b.Format, archive.FormatBBv2},
+		{"reason", b.BackupReason, ReasonScheduled},
+		{"timelines", strconv.Itoa(int(b.StartTimeline)) + "," + strconv.Itoa(int(b.EndTimeline)), "1,1"},
+		{"pg manifest", b.Metadata[archive.MetaPGManifest], "true"},
+		{"mode", b.BasebackupMode, "local-tar"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %q, want %q", ch.what, ch.got, ch.want)
+		}
+	}
+	xmin, err1 := strconv.ParseUint(b.Metadata[MetaEndXmin], 10, 64)
+	xmax, err2 := strconv.ParseUint(b.Metadata[MetaEndXmax], 10, 64)
+	if err1 != nil || err2 != nil || xmin == 0 || xmax < xmin {
+		t.Errorf("end snapshot %q:%q", b.Metadata[MetaEndXmin], b.Metadata[MetaEndXmax])
+	}
+	if b.EndTime.Before(b.StartTime) || b.EndLSN <= b.StartLSN {
+		t.Errorf("backup from %s (%s) ends at %s (%s)", b.StartLSN, b.StartTime, b.EndLSN, b.EndTime)
+	}
+	mu.Lock()
+	if len(reports) == 0 || !reports[len(reports)-1].Done || reports[len(reports)-1].Chunks != b.ChunkCount {
+		t.Errorf("progress reports end with %+v", reports[max(0, len(reports)-1):])
+	}
+	mu.Unlock()
+
+	// The control tar: members in order, manifest consistent.
+	names, files := readControl(t, a, b.Key)
+	want := []string{archive.ManifestName, archive.ControlPGControl, archive.ControlBackupLabel,
+		archive.ControlTablespaceMap, archive.ControlPGManifest}
+	for _, d := range archive.ControlEmptyDirs {
+		want = append(want, d+"/")
+	}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("control tar members\n got %v\nwant %v", names, want)
+	}
+	m, err := archive.ParseManifest(files[archive.ManifestName])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Chunks) != b.ChunkCount || m.Hoard == nil || m.Hoard.StartLSN != b.StartLSN.String() ||
+		m.Hoard.EndLSN != b.EndLSN.String() || m.BackupStartWALSegment != b.StartWALSegment {
+		t.Errorf("manifest disagrees with metadata: %+v %+v", m.Hoard, b)
+	}
+	ts, ok := m.Tablespaces["extra"]
+	if !ok || ts.Path != tsDir || ts.OID == 0 {
+		t.Fatalf("manifest tablespaces %+v, want extra at %s", m.Tablespaces, tsDir)
+	}
+	label := string(files[archive.ControlBackupLabel])
+	if w := "START WAL LOCATION: " + b.StartLSN.String() + " (file " + b.StartWALSegment + ")"; !strings.Contains(label, w) {
+		t.Errorf("backup_label lacks %q:\n%s", w, label)
+	}
+
+	// Every chunk alone, then everything extracted: the oracle.
+	pgdata := filepath.Join(t.TempDir(), "pgdata")
+	spcDir := filepath.Join(t.TempDir(), "extra")
+	roots := map[string]string{"pgdata/": pgdata, "tablespaces/extra/": spcDir}
+	var total int64
+	for _, ch := range m.Chunks {
+		members, size := readChunk(t, a, a.Layout.ChunkKey(ch.ChunkFilename))
+		if size != ch.InputSize {
+			t.Errorf("chunk %s: %d bytes, manifest says %d", ch.ChunkFilename, size, ch.InputSize)
+		}
+		total += size
+		for _, mem := range members {
+			if filepath.Base(mem.name) == "pg_control" || mem.name == "pgdata/backup_label" {
+				t.Errorf("chunk %s holds %s", ch.ChunkFilename, mem.name)
+			}
+		}
+		extract(t, a, a.Layout.ChunkKey(ch.ChunkFilename), roots)
+	}
+	if total != b.TotalSizePlain {
+		t.Errorf("chunks hold %d bytes, total-size-plain %d", total, b.TotalSizePlain)
+	}
+	extract(t, a, b.Key, roots)
+	if err := os.Symlink(spcDir, filepath.Join(pgdata, "pg_tblspc", strconv.FormatUint(uint64(ts.OID), 10))); err != nil {
+		t.Fatal(err)
+	}
+	checkManifestFiles(t, pgdata)
+	if c.Major > verifyBackupMaxMajor {
+		t.Logf("pg_verifybackup skipped: Debian's version 15 cannot read PostgreSQL %d manifests (file list checked)", c.Major)
+		return
+	}
+	out, err := exec.Command(pgtest.Tool(t, "pg_verifybackup"), "-n", pgdata).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_verifybackup: %v\n%s", err, out)
+	}
+}
+
+// readControl decodes a control object: member names in order and the
+// regular files' contents.
+func readControl(t testing.TB, a *archive.Archive, key string) ([]string, map[string][]byte) {
+	t.Helper()
+	rc, _, err := a.Codec.Open(context.Background(), a.Store, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(bytes.NewReader(data))
+	var names []string
+	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names, files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+		if files[h.Name], err = io.ReadAll(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// extract unpacks a stored tar, mapping member prefixes to directories.
+func extract(t testing.TB, a *archive.Archive, key string, roots map[string]string) {
+	t.Helper()
+	rc, _, err := a.Codec.Open(context.Background(), a.Store, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if h.Name == archive.ManifestName {
+			continue
+		}
+		dst := ""
+		for prefix, dir := range roots {
+			if rest, ok := strings.CutPrefix(h.Name, prefix); ok {
+				dst = filepath.Join(dir, rest)
+			}
+		}
+		if dst == "" {
+			t.Fatalf("%s: member %s outside the roots", key, h.Name)
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(dst, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, dst); err != nil {
+				t.Fatal(err)
+			}
+		case tar.TypeReg:
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, os.FileMode(h.Mode)&0o777|0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(dst, h.ModTime, h.ModTime); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Errorf("%s: member %s of type %c", key, h.Name, h.Typeflag)
+		}
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+}
+
+// checkManifestFiles checks that every file PostgreSQL's backup_manifest
+// lists is in dir with its size: the check pg_verifybackup would start
+// with, for the majors it cannot read.
+func checkManifestFiles(t testing.TB, dir string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "backup_manifest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Files []struct {
+			Path string `json:"Path"`
+			Size int64  `json:"Size"`
+		} `json:"Files"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("parse backup_manifest: %v", err)
+	}
+	if len(m.Files) < 100 {
+		t.Fatalf("backup_manifest lists %d files", len(m.Files))
+	}
+	for _, f := range m.Files {
+		st, err := os.Stat(filepath.Join(dir, f.Path))
+		if err != nil {
+			t.Errorf("manifest file %s: %v", f.Path, err)
+			continue
+		}
+		if st.Size() != f.Size {
+			t.Errorf("manifest file %s: %d bytes, manifest says %d", f.Path, st.Size(), f.Size)
+		}
+	}
+}
+
+// cancelingStore cancels a context once the first chunk is stored.
+type cancelingStore struct {
+	storage.Store
+	cancel context.CancelFunc
+}
+
+func (s *cancelingStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	err := s.Store.Put(ctx, key, r, md)
+	if err == nil && strings.HasSuffix(key, ".00000001.pghoard") {
+		s.cancel()
+	}
+	return err
+}
+
+func TestRun_ErrCanceled(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0]})
+	pgtest.Pgbench(t, c, "-i", "-s", "1")
+	a := localArchive(t)
+	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
+	real := a.Store
+	a.Store = &cancelingStore{Store: real, cancel: cancel}
+	_, err := Run(ctx, Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	err = real.List(context.Background(), "", func(o storage.Object) error {
+		t.Errorf("%s left behind by a canceled backup", o.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server is free for the next backup, which gets the same name
+	// when it starts in the same minute.
+	a.Store = real
+	info, err := Run(testContext(t), Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 4 << 20})
+	if err != nil {
+		t.Fatalf("Run after the canceled one: %v", err)
+	}
+	if bs, err := a.ListBackups(testContext(t)); err != nil || len(bs) != 1 || bs[0].Name != info.Name {
+		t.Errorf("ListBackups = %v, %v", bs, err)
+	}
+}
+
+func TestChooseName(t *testing.T) {
+	ctx := context.Background()
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	start := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("X", 3600))
+	put := func(key string, md storage.Metadata) {
+		if err := a.Store.Put(ctx, key, strings.NewReader("x"), md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name, err := chooseName(ctx, a, start)
+	if err != nil || name != "2026-03-04_04-06_0" {
+		t.Fatalf("chooseName = %q, %v", name, err)
+	}
+	put(a.Layout.BackupKey("2026-03-04_04-06_0"), storage.Metadata{"start-time": "2026-03-04T04:06:00+00:00"})
+	put(a.Layout.ChunkKey(archive.ChunkFilename("2026-03-04_04-06_1", 1)), nil)
+	name, err = chooseName(ctx, a, start)
+	if err != nil || name != "2026-03-04_04-06_2" {
+		t.Fatalf("chooseName with a backup and leftover chunks = %q, %v", name, err)
+	}
+}

@@ -1,0 +1,338 @@
+package basebackup
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// minFillDivisor is PGHoard's rule for cutting chunks: a chunk is closed
+// before a member that would take it past the chunk size only once it is at
+// least a fifth full, so a large file after a few small ones does not leave
+// a tiny chunk behind.
+const minFillDivisor = 5
+
+// pipeBufferSize batches the tar writer's small writes (512-byte headers)
+// before they cross the pipe to the upload goroutine.
+const pipeBufferSize = 256 << 10
+
+// tarTrailerSize is the end-of-archive marker that closes every chunk.
+const tarTrailerSize = 2 * 512
+
+// chunker re-packs the members of the server's tar streams into
+// pghoard-bb-v2 chunk tars and uploads each one as it is written: the tar
+// writer feeds an io.Pipe whose reader a goroutine hands to Codec.Put. At
+// most parallel chunks are in flight (the one being written included), so
+// memory stays bounded whatever the size of the database.
+//
+// Only the goroutine that calls add, finish and abort touches the chunker's
+// state; upload goroutines touch their own chunk's stored field and the
+// atomic counters.
+type chunker struct {
+	a      *archive.Archive
+	backup string
+	limit  int64
+
+	g    *errgroup.Group
+	gctx context.Context
+	sem  chan struct{}
+
+	chunks []*chunk
+	cur    *chunk
+	// dirs holds every directory header seen so far, by member name, so
+	// that a chunk can repeat the directories its members are in.
+	dirs map[string]*tar.Header
+	buf  []byte
+
+	uploaded    atomic.Int64 // chunks stored
+	storedBytes atomic.Int64 // their stored size
+}
+
+// chunk is one chunk tar, being written or uploaded.
+type chunk struct {
+	filename string // relative to basebackup_chunk/, as the manifest records it
+	key      string
+	files    []string
+	written  map[string]bool // directory entries already in this chunk
+
+	pw *io.PipeWriter
+	bw *bufio.Writer
+	cw *countingWriter
+	tw *tar.Writer
+
+	input  int64          // tar bytes, set when the chunk is closed
+	stored archive.Stored // set by the upload goroutine
+}
+
+// newChunker returns a chunker that uploads chunks of the backup called
+// backup under g, whose context is gctx. limit is the chunk size and
+// parallel the number of chunks in flight.
+func newChunker(gctx context.Context, g *errgroup.Group, a *archive.Archive, backup string, limit int64, parallel int) *chunker {
+	return &chunker{
+		a:      a,
+		backup: backup,
+		limit:  limit,
+		g:      g,
+		gctx:   gctx,
+		sem:    make(chan struct{}, parallel),
+		dirs:   map[string]*tar.Header{},
+		buf:    make([]byte, 128<<10),
+	}
+}
+
+// tarSize is the size a member takes in a tar: its header and its data
+// rounded up to whole blocks. Long names add PAX records, which the
+// estimate leaves out: it only decides where chunks are cut, and a chunk
+// may overshoot the limit by those.
+func tarSize(size int64) int64 {
+	return 512 + (size+511)/512*512
+}
+
+// add writes one member into the current chunk, opening a new chunk when
+// the member would overflow it. name is the member's name in the chunk
+// (pgdata/... or tablespaces/<name>/...), h the server's header and r the
+// member's data. Members other than directories, regular files and
+// symbolic links are skipped, as PGHoard does.
+func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
+	out := &tar.Header{
+		Name:    name,
+		Mode:    h.Mode,
+		Uid:     h.Uid,
+		Gid:     h.Gid,
+		ModTime: h.ModTime,
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		out.Typeflag = tar.TypeDir
+		out.Name = name + "/"
+		c.dirs[name] = out
+	case tar.TypeReg, tar.TypeRegA:
+		out.Typeflag = tar.TypeReg
+		out.Size = h.Size
+	case tar.TypeSymlink:
+		out.Typeflag = tar.TypeSymlink
+		out.Linkname = h.Linkname
+	default:
+		return nil
+	}
+	if c.cur != nil {
+		n := c.cur.cw.n
+		need := tarSize(out.Size) + int64(len(c.missingParents(name)))*512 + tarTrailerSize
+		if n+need > c.limit && n >= c.limit/minFillDivisor {
+			if err := c.finish(); err != nil {
+				return err
+			}
+		}
+	}
+	if c.cur == nil {
+		if err := c.open(); err != nil {
+			return err
+		}
+	}
+	ch := c.cur
+	if err := c.parents(name); err != nil {
+		return err
+	}
+	if out.Typeflag == tar.TypeDir {
+		if ch.written[name] {
+			return nil
+		}
+		ch.written[name] = true
+	}
+	if err := ch.tw.WriteHeader(out); err != nil {
+		return c.writeErr(name, err)
+	}
+	if out.Size > 0 {
+		n, err := io.CopyBuffer(ch.tw, io.LimitReader(r, out.Size), c.buf)
+		if err != nil {
+			return c.writeErr(name, err)
+		}
+		if n != out.Size {
+			return fmt.Errorf("read %s: %w", name, io.ErrUnexpectedEOF)
+		}
+	}
+	ch.files = append(ch.files, name)
+	return nil
+}
+
+// parents writes the directory entries of name's parents that the current
+// chunk lacks, outermost first, so that the chunk extracts on its own. The
+// roots pgdata/ and tablespaces/<name>/ get no entry, as in PGHoard's
+// chunks.
+func (c *chunker) parents(name string) error {
+	missing := c.missingParents(name)
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		h, ok := c.dirs[d]
+		if !ok {
+			// The server sends a directory before its contents; this is
+			// only a safety net for a stream that does not.
+			h = &tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o700, ModTime: time.Now()}
+		}
+		hc := *h
+		if err := c.cur.tw.WriteHeader(&hc); err != nil {
+			return c.writeErr(d, err)
+		}
+		c.cur.written[d] = true
+		c.cur.files = append(c.cur.files, d)
+	}
+	return nil
+}
+
+// missingParents returns the directories above name that the current
+// chunk lacks, innermost first.
+func (c *chunker) missingParents(name string) []string {
+	var missing []string
+	for d := path.Dir(name); !isRoot(d); d = path.Dir(d) {
+		if c.cur.written[d] {
+			break
+		}
+		missing = append(missing, d)
+	}
+	return missing
+}
+
+// isRoot reports whether d is a chunk's root: ".", pgdata, tablespaces or
+// tablespaces/<name>.
+func isRoot(d string) bool {
+	if d == "." || d == "pgdata" || d == "tablespaces" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(d, "tablespaces/")
+	return ok && !strings.Contains(rest, "/")
+}
+
+// open starts the next chunk and its upload. It waits while parallel
+// chunks are in flight.
+func (c *chunker) open() error {
+	select {
+	case c.sem <- struct{}{}:
+	case <-c.gctx.Done():
+		return context.Cause(c.gctx)
+	}
+	n := len(c.chunks) + 1
+	filename := archive.ChunkFilename(c.backup, n)
+	pr, pw := io.Pipe()
+	bw := bufio.NewWriterSize(pw, pipeBufferSize)
+	cw := &countingWriter{w: bw}
+	ch := &chunk{
+		filename: filename,
+		key:      c.a.Layout.ChunkKey(filename),
+		written:  map[string]bool{},
+		pw:       pw,
+		bw:       bw,
+		cw:       cw,
+		tw:       tar.NewWriter(cw),
+	}
+	c.chunks = append(c.chunks, ch)
+	c.cur = ch
+	c.g.Go(func() error {
+		defer func() { <-c.sem }()
+		md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
+		st, err := c.a.Codec.Put(c.gctx, c.a.Store, ch.key, pr, -1, md)
+		if err != nil {
+			err = fmt.Errorf("upload chunk %s: %w", ch.key, err)
+			pr.CloseWithError(err)
+			return err
+		}
+		// Put read to EOF; closing the reader makes a writer that was
+		// not done fail instead of blocking.
+		pr.CloseWithError(errors.New("upload ended before the chunk"))
+		ch.stored = st
+		c.uploaded.Add(1)
+		c.storedBytes.Add(st.StoredSize)
+		return nil
+	})
+	return nil
+}
+
+// finish ends the current chunk's tar and closes its pipe: its upload
+// completes in the background.
+func (c *chunker) finish() error {
+	ch := c.cur
+	if ch == nil {
+		return nil
+	}
+	c.cur = nil
+	if err := ch.tw.Close(); err != nil {
+		return c.closeErr(ch, err)
+	}
+	if err := ch.bw.Flush(); err != nil {
+		return c.closeErr(ch, err)
+	}
+	ch.input = ch.cw.n
+	return ch.pw.Close()
+}
+
+// abort fails the current chunk's upload with err, so that Put stores
+// nothing.
+func (c *chunker) abort(err error) {
+	if c.cur != nil {
+		c.cur.pw.CloseWithError(err)
+		c.cur = nil
+	}
+}
+
+// writeErr wraps an error from writing a member into the current chunk. A
+// write fails when the upload has failed: the pipe then returns the
+// upload's error.
+func (c *chunker) writeErr(name string, err error) error {
+	return fmt.Errorf("write %s into chunk %s: %w", name, c.cur.filename, err)
+}
+
+func (c *chunker) closeErr(ch *chunk, err error) error {
+	ch.pw.CloseWithError(err)
+	return fmt.Errorf("close chunk %s: %w", ch.filename, err)
+}
+
+// manifestChunks returns the chunks for the control tar's manifest and
+// checks that each one was stored with the bytes written. Call it only
+// after every upload has returned.
+func (c *chunker) manifestChunks() ([]archive.ManifestChunk, error) {
+	out := make([]archive.ManifestChunk, 0, len(c.chunks))
+	for _, ch := range c.chunks {
+		if ch.stored.PlainSize != ch.input {
+			return nil, fmt.Errorf("chunk %s: stored %d plain bytes, wrote %d", ch.key, ch.stored.PlainSize, ch.input)
+		}
+		out = append(out, archive.ManifestChunk{
+			ChunkFilename: ch.filename,
+			InputSize:     ch.input,
+			ResultSize:    ch.stored.StoredSize,
+			Files:         ch.files,
+		})
+	}
+	return out, nil
+}
+
+// keys returns the keys of every chunk whose upload began.
+func (c *chunker) keys() []string {
+	out := make([]string, len(c.chunks))
+	for i, ch := range c.chunks {
+		out[i] = ch.key
+	}
+	return out
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	w.n += int64(n)
+	return n, err
+}
