@@ -1,0 +1,489 @@
+package archive
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// fetchTempPrefix starts the names of FetchWAL's temporary files in the
+// destination's directory (pg_wal); staleFetchTemp is the age after which
+// one is known to be left over by a killed wal-fetch (a live download keeps
+// writing to its file, so its modification time stays recent).
+const (
+	fetchTempPrefix = ".hoard-fetch-"
+	staleFetchTemp  = time.Hour
+)
+
+// FetchOptions configure FetchWAL.
+type FetchOptions struct {
+	// MovedFrom are the layouts of older sites (PGHoard's moved_from),
+	// searched in order when a file is not in the site's own folders. They
+	// share the archive's store and codec.
+	MovedFrom []Layout
+	// Spool is the prefetch spool directory (SpoolDir of the destination);
+	// "" turns prefetching off. A segment found in the spool is moved into
+	// place without a storage round trip, and each delivered segment is
+	// recorded there for the prefetch worker (PrefetchWAL).
+	Spool string
+}
+
+// FetchWAL restores the WAL file name (a segment, .partial, .history or
+// .backup file) to dest, as PostgreSQL's restore_command does with %f and
+// %p. The file is decoded into a temporary file beside dest, checked (a
+// segment's page header must match its name, and a recorded hash must
+// match), fsynced and renamed into place: dest never exists half-written.
+// A file in none of the searched folders gives an error wrapping
+// storage.ErrNotFound; PostgreSQL reads that as the end of the archive.
+func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOptions) error {
+	if _, _, ok := walKind(name); !ok {
+		return fmt.Errorf("fetch %s: not a WAL segment, .partial, .history or .backup file name", name)
+	}
+	removeStaleTemps(filepath.Dir(dest), fetchTempPrefix, time.Now().Add(-staleFetchTemp))
+	spooled := o.Spool != "" && IsSegmentName(name)
+	if spooled {
+		sp := spool(o.Spool)
+		sp.dropBefore(name)
+		if h, ok := sp.take(name, dest); ok {
+			sp.want(name, uint64(h.SegmentSize))
+			return nil
+		}
+	}
+	keys := make([]string, 0, 1+len(o.MovedFrom))
+	for _, l := range append([]Layout{a.Layout}, o.MovedFrom...) {
+		key := l.WALKey(name)
+		keys = append(keys, key)
+		h, err := a.fetchKey(ctx, key, name, dest, fetchTempPrefix)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if spooled {
+			spool(o.Spool).want(name, uint64(h.SegmentSize))
+		}
+		return nil
+	}
+	if spooled {
+		// PostgreSQL asks for a missing segment at the end of the archive,
+		// and at the end of every recovery: what is spooled is no longer
+		// needed (a standby asks again and gets it from storage).
+		spool(o.Spool).clear()
+	}
+	return fmt.Errorf("fetch %s: not in the archive (%s): %w", name, strings.Join(keys, ", "), storage.ErrNotFound)
+}
+
+// fetchKey decodes key into dest through a temporary file whose name
+// starts with tmpPrefix, checks it, and renames it into place. For a
+// segment or .partial file it returns the checked page header.
+func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix string) (PageHeader, error) {
+	rc, md, err := a.Codec.Open(ctx, a.Store, key)
+	if err != nil {
+		return PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
+	}
+	defer rc.Close()
+
+	dir := filepath.Dir(dest)
+	tmp, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
+	if err != nil {
+		return PageHeader{}, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	var head headBuffer
+	w := io.Writer(tmp)
+	var sum hash.Hash
+	if md[MetaHash] != "" {
+		alg := md[MetaHashAlgorithm]
+		if alg == "" {
+			alg = DefaultHashAlgorithm
+		}
+		// An unknown algorithm leaves the check to the codec's own
+		// integrity checks.
+		if sum, err = newHash(alg); err == nil {
+			w = io.MultiWriter(tmp, sum)
+		}
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(w, &head), rc, make([]byte, 1<<20))
+	if err != nil {
+		return PageHeader{}, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	if sum != nil {
+		if got := hex.EncodeToString(sum.Sum(nil)); got != md[MetaHash] {
+			return PageHeader{}, fmt.Errorf("fetch %s: decoded file hashes to %s, metadata says %s: damaged object", key, got, md[MetaHash])
+		}
+	}
+	var h PageHeader
+	if segment, partial, _ := walKind(name); segment || partial {
+		if h, err = CheckSegment(name, head.b, n); err != nil {
+			return h, fmt.Errorf("fetch %s: %w", key, err)
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		return h, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return h, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		return h, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	committed = true
+	if err := syncDir(dir); err != nil {
+		return h, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	return h, nil
+}
+
+// headBuffer keeps the first PageHeaderSize bytes written to it.
+type headBuffer struct{ b []byte }
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	if need := PageHeaderSize - len(h.b); need > 0 {
+		h.b = append(h.b, p[:min(need, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// syncDir fsyncs a directory so a rename in it survives a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// removeStaleTemps removes files in dir whose names start with prefix and
+// that were last modified before cutoff. Errors are ignored: this is
+// housekeeping of files nobody reads.
+func removeStaleTemps(dir, prefix string, cutoff time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// The prefetch spool. restore_command runs once per file, so a background
+// worker (PrefetchWAL, started detached by wal-fetch) downloads the next
+// segments into a spool directory beside the destination while PostgreSQL
+// replays the current one. The spool holds:
+//
+//	lock      flock'ed by the running worker: at most one per spool
+//	want      "<segment> <segment size>": the last segment delivered
+//	<segment> a segment, complete and verified: only ever created by rename
+//	.tmp-*    a worker's download in progress
+//
+// wal-fetch moves <segment> into place by rename (same directory tree, same
+// filesystem), so a spooled segment costs no storage round trip.
+const (
+	// SpoolDirName is the spool's directory name beside restore_command's
+	// %p: pg_wal/hoard-prefetch for pg_wal/RECOVERYXLOG. BASE_BACKUP leaves
+	// pg_wal's contents out, and PostgreSQL ignores directories in pg_wal.
+	SpoolDirName = "hoard-prefetch"
+
+	spoolLockFile  = "lock"
+	spoolWantFile  = "want"
+	spoolTmpPrefix = ".tmp-"
+)
+
+// SpoolDir returns the prefetch spool directory for restore_command's
+// destination path dest.
+func SpoolDir(dest string) string { return filepath.Join(filepath.Dir(dest), SpoolDirName) }
+
+// spool is a prefetch spool directory. Its methods used by FetchWAL are
+// best effort: a spool that cannot be read or cleaned only costs speed, so
+// its errors never fail a fetch.
+type spool string
+
+func (s spool) path(name string) string { return filepath.Join(string(s), name) }
+
+// take moves the spooled segment name to dest if it is there and its page
+// header still fits its name and size.
+func (s spool) take(name, dest string) (PageHeader, bool) {
+	p := s.path(name)
+	h, err := CheckSegmentFile(p, name)
+	if errors.Is(err, os.ErrNotExist) {
+		return h, false
+	}
+	if err != nil {
+		os.Remove(p)
+		return h, false
+	}
+	if err := os.Rename(p, dest); err != nil {
+		return h, false
+	}
+	if err := syncDir(filepath.Dir(dest)); err != nil {
+		// The segment is in place; PostgreSQL fsyncs what it replays from.
+		return h, true
+	}
+	return h, true
+}
+
+// segments returns the names of the segments in the spool.
+func (s spool) segments() []string {
+	entries, err := os.ReadDir(string(s))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if IsSegmentName(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// dropBefore removes spooled segments that sort before name: PostgreSQL has
+// moved past them (names sort by timeline, then position).
+func (s spool) dropBefore(name string) {
+	for _, n := range s.segments() {
+		if n < name {
+			os.Remove(s.path(n))
+		}
+	}
+}
+
+// clear removes every spooled segment.
+func (s spool) clear() {
+	for _, n := range s.segments() {
+		os.Remove(s.path(n))
+	}
+}
+
+// want records name as the last segment delivered, for the worker.
+func (s spool) want(name string, segSize uint64) {
+	if err := os.MkdirAll(string(s), 0o700); err != nil {
+		return
+	}
+	tmp := s.path(spoolWantFile + ".new")
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%s %d\n", name, segSize)), 0o600); err != nil {
+		return
+	}
+	os.Rename(tmp, s.path(spoolWantFile))
+}
+
+// readWant returns the last segment delivered and the segment size.
+func (s spool) readWant() (Segment, uint64, error) {
+	b, err := os.ReadFile(s.path(spoolWantFile))
+	if err != nil {
+		return Segment{}, 0, err
+	}
+	var name string
+	var segSize uint64
+	if _, err := fmt.Sscanf(string(b), "%s %d", &name, &segSize); err != nil {
+		return Segment{}, 0, fmt.Errorf("read %s: %w", s.path(spoolWantFile), err)
+	}
+	if !powerOfTwo(segSize) || segSize < minSegmentSize || segSize > maxSegmentSize {
+		return Segment{}, 0, fmt.Errorf("read %s: bad segment size %d", s.path(spoolWantFile), segSize)
+	}
+	seg, err := ParseSegmentName(name, segSize)
+	return seg, segSize, err
+}
+
+// lock takes the spool's worker lock without waiting. It returns
+// ErrPrefetchBusy when another worker holds it.
+func (s spool) lock() (*os.File, error) {
+	if err := os.MkdirAll(string(s), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.path(spoolLockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := flockExclusive(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ErrPrefetchBusy is returned (wrapped) by PrefetchWAL when another worker
+// is already prefetching into the spool.
+var ErrPrefetchBusy = errors.New("another prefetch worker holds the spool")
+
+// PrefetchRunning reports whether a prefetch worker holds the spool dir.
+func PrefetchRunning(dir string) bool {
+	f, err := spool(dir).lock()
+	if err != nil {
+		return errors.Is(err, ErrPrefetchBusy)
+	}
+	f.Close()
+	return false
+}
+
+// PrefetchOptions configure PrefetchWAL.
+type PrefetchOptions struct {
+	// Count is how many segments after the last one delivered to keep
+	// ready, downloading as many at once (restore_prefetch; at least 1).
+	Count int
+	// MovedFrom are older sites' layouts, as in FetchOptions.
+	MovedFrom []Layout
+}
+
+// PrefetchResult tells what a PrefetchWAL run did.
+type PrefetchResult struct {
+	Fetched []string // segments downloaded into the spool
+	// Missing is the first segment not found in the archive, where the
+	// worker stopped; "" when it stopped because it was Count ahead.
+	Missing string
+}
+
+// PrefetchWAL is the prefetch worker: it keeps the Count segments that
+// follow the last delivered one (recorded in the spool by FetchWAL) in the
+// spool dir, on the same timeline, downloading them in parallel. Each is
+// decoded and verified (hash, page header) into a temporary file, fsynced,
+// and only then renamed to its name, so a spooled segment is always safe to
+// use. The worker stops at the first segment missing from the archive, and
+// when a round finds that PostgreSQL has not asked for a newer segment
+// since the round began. At most one worker runs per spool: PrefetchWAL
+// returns an error wrapping ErrPrefetchBusy when another holds the lock.
+func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions) (PrefetchResult, error) {
+	var res PrefetchResult
+	s := spool(dir)
+	lock, err := s.lock()
+	if err != nil {
+		return res, fmt.Errorf("prefetch into %s: %w", dir, err)
+	}
+	defer lock.Close()
+	// Holding the lock, no other worker is writing: every temporary file is
+	// left over by one that was killed.
+	removeStaleTemps(dir, spoolTmpPrefix, time.Now())
+
+	count := max(o.Count, 1)
+	var last Segment
+	for round := 0; ; round++ {
+		from, segSize, err := s.readWant()
+		if errors.Is(err, os.ErrNotExist) {
+			return res, nil
+		}
+		if err != nil {
+			return res, fmt.Errorf("prefetch into %s: %w", dir, err)
+		}
+		if round > 0 && from == last {
+			return res, nil
+		}
+		last = from
+		var names []string
+		for i, seg := 0, from.Next(); i < count; i, seg = i+1, seg.Next() {
+			names = append(names, seg.Name(segSize))
+		}
+		fetched, missing, err := a.prefetchRound(ctx, s, names, count, o.MovedFrom)
+		res.Fetched = append(res.Fetched, fetched...)
+		if err != nil {
+			return res, fmt.Errorf("prefetch into %s: %w", dir, err)
+		}
+		if missing != "" {
+			res.Missing = missing
+			return res, nil
+		}
+	}
+}
+
+// prefetchRound downloads the names not yet spooled, parallel downloads at
+// once, in order, scheduling none after the first missing one.
+func (a *Archive) prefetchRound(ctx context.Context, s spool, names []string, parallel int, moved []Layout) (fetched []string, missing string, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		i       int
+		missing bool
+		err     error
+	}
+	results := make(chan result)
+	var stop bool
+	missingAt := len(names)
+	running := 0
+	next := 0
+	for running > 0 || (!stop && next < len(names)) {
+		if !stop && next < len(names) && running < parallel {
+			i := next
+			next++
+			if _, err := os.Stat(s.path(names[i])); err == nil {
+				continue
+			}
+			running++
+			go func() {
+				err := a.prefetchOne(ctx, s, names[i], moved)
+				results <- result{i: i, missing: errors.Is(err, storage.ErrNotFound), err: err}
+			}()
+			continue
+		}
+		r := <-results
+		running--
+		switch {
+		case r.missing:
+			stop = true
+			missingAt = min(missingAt, r.i)
+		case r.err != nil:
+			if err == nil {
+				err = r.err
+			}
+			stop = true
+			cancel()
+		default:
+			fetched = append(fetched, names[r.i])
+		}
+	}
+	if missingAt < len(names) {
+		missing = names[missingAt]
+	}
+	return fetched, missing, err
+}
+
+// prefetchOne downloads one segment into the spool, searching the site and
+// then the moved_from sites.
+func (a *Archive) prefetchOne(ctx context.Context, s spool, name string, moved []Layout) error {
+	for _, l := range append([]Layout{a.Layout}, moved...) {
+		_, err := a.fetchKey(ctx, l.WALKey(name), name, s.path(name), spoolTmpPrefix)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("prefetch %s: %w", name, storage.ErrNotFound)
+}
+
+// flockExclusive takes an exclusive flock on f without waiting.
+func flockExclusive(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EWOULDBLOCK):
+			return ErrPrefetchBusy
+		default:
+			return fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+	}
+}

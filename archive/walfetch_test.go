@@ -1,0 +1,389 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+const testSegSize = 1 << 20
+
+// pushSegments pushes segments first..last of timeline 1 (1 MiB) and
+// returns their contents by name.
+func pushSegments(tb testing.TB, a *Archive, first, last uint64) map[string][]byte {
+	tb.Helper()
+	dir := tb.TempDir()
+	out := map[string][]byte{}
+	for no := first; no <= last; no++ {
+		name := Segment{Timeline: 1, No: no}.Name(testSegSize)
+		data := testSegment(tb, name, testSegSize, int64(no))
+		if _, err := a.PushWAL(context.Background(), writeWALFile(tb, dir, name, data), PushOptions{}); err != nil {
+			tb.Fatal(err)
+		}
+		out[name] = data
+	}
+	return out
+}
+
+// dirNames lists dir, sorted.
+func dirNames(tb testing.TB, dir string) []string {
+	tb.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func checkFile(tb testing.TB, path string, want []byte) {
+	tb.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		tb.Fatalf("%s: content differs (%d bytes, want %d)", path, len(got), len(want))
+	}
+}
+
+// tamper flips one stored byte of key.
+func tamper(tb testing.TB, a *Archive, key string, at int) {
+	tb.Helper()
+	ctx := context.Background()
+	rc, md, err := a.Store.Open(ctx, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if at < 0 {
+		at += len(b)
+	}
+	b[at] ^= 0x40
+	if err := a.Store.Put(ctx, key, bytes.NewReader(b), md); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func TestArchive_FetchWAL(t *testing.T) {
+	ctx := context.Background()
+	for _, encrypted := range []bool{false, true} {
+		a := walTestArchive(t, encrypted)
+		segs := pushSegments(t, a, 3, 3)
+		src := t.TempDir()
+		files := map[string][]byte{
+			"00000002.history":                         []byte("1\t0/3000000\tno recovery target specified\n"),
+			"000000010000000000000002.00000028.backup": []byte("START WAL LOCATION: 0/2000028\n"),
+			"000000010000000000000004.partial":         testSegment(t, "000000010000000000000004", testSegSize, 4)[:50000],
+		}
+		for name, data := range files {
+			if _, err := a.PushWAL(ctx, writeWALFile(t, src, name, data), PushOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, data := range segs {
+			files[name] = data
+		}
+		pgwal := t.TempDir()
+		for name, data := range files {
+			dest := filepath.Join(pgwal, "RECOVERYXLOG")
+			if err := a.FetchWAL(ctx, name, dest, FetchOptions{}); err != nil {
+				t.Fatalf("encrypted=%v %s: %v", encrypted, name, err)
+			}
+			checkFile(t, dest, data)
+		}
+		if got := dirNames(t, pgwal); len(got) != 1 || got[0] != "RECOVERYXLOG" {
+			t.Fatalf("pg_wal holds %v", got)
+		}
+	}
+}
+
+func TestArchive_FetchWAL_ErrNotFound(t *testing.T) {
+	a := walTestArchive(t, false)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	for _, name := range []string{"000000010000000000000007", "00000003.history"} {
+		err := a.FetchWAL(context.Background(), name, dest, FetchOptions{})
+		if !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("%s: err = %v, want ErrNotFound", name, err)
+		}
+		if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: dest exists after a miss", name)
+		}
+	}
+	if err := a.FetchWAL(context.Background(), "pg_control", dest, FetchOptions{}); err == nil || errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("bad name: err = %v", err)
+	}
+}
+
+func TestArchive_FetchWAL_MovedFrom(t *testing.T) {
+	ctx := context.Background()
+	old := walTestArchive(t, true)
+	segs := pushSegments(t, old, 5, 5)
+	a := *old
+	a.Layout = Layout{Prefix: "newsite"}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	name := "000000010000000000000005"
+	if err := a.FetchWAL(ctx, name, dest, FetchOptions{}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("without moved_from: err = %v", err)
+	}
+	o := FetchOptions{MovedFrom: []Layout{{Prefix: "gone"}, {Prefix: "site"}}}
+	if err := a.FetchWAL(ctx, name, dest, o); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, segs[name])
+	err := a.FetchWAL(ctx, "000000010000000000000006", dest, o)
+	if !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "gone/xlog/000000010000000000000006") {
+		t.Fatalf("missing everywhere: err = %v", err)
+	}
+}
+
+// A damaged object never reaches dest: not by the envelope's HMAC, not by
+// the compression's checksums, not by the recorded hash, not by the page
+// header check.
+func TestArchive_FetchWAL_ErrDamaged(t *testing.T) {
+	ctx := context.Background()
+	name := "000000010000000000000003"
+	key := "site/xlog/" + name
+	tests := []struct {
+		name      string
+		encrypted bool
+		setup     func(t *testing.T, a *Archive)
+		wantErr   string
+	}{
+		{"ErrTamperedEncrypted", true, func(t *testing.T, a *Archive) { tamper(t, a, key, 3000) }, ""},
+		{"ErrTamperedSnappy", false, func(t *testing.T, a *Archive) { tamper(t, a, key, 3000) }, ""},
+		{"ErrHash", false, func(t *testing.T, a *Archive) {
+			// Uncompressed and unencrypted, only the hash can tell.
+			a.Codec.Compression = ""
+			pushSegments(t, a, 3, 3)
+			tamper(t, a, key, 5000)
+		}, "damaged object"},
+		{"ErrHeader", false, func(t *testing.T, a *Archive) {
+			data := testSegment(t, "000000010000000000000002", testSegSize, 2)
+			if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(data), int64(len(data)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}, "recycled or misnamed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := walTestArchive(t, tt.encrypted)
+			if tt.name != "ErrHash" && tt.name != "ErrHeader" {
+				pushSegments(t, a, 3, 3)
+			}
+			tt.setup(t, a)
+			pgwal := t.TempDir()
+			dest := filepath.Join(pgwal, "RECOVERYXLOG")
+			err := a.FetchWAL(ctx, name, dest, FetchOptions{Spool: SpoolDir(dest)})
+			if err == nil || errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("err = %v, want a damage error", err)
+			}
+			if tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
+			}
+			if got := dirNames(t, pgwal); len(got) != 0 {
+				t.Fatalf("pg_wal holds %v after a failed fetch", got)
+			}
+		})
+	}
+}
+
+func TestArchive_FetchWAL_StaleTemp(t *testing.T) {
+	a := walTestArchive(t, false)
+	segs := pushSegments(t, a, 3, 3)
+	pgwal := t.TempDir()
+	stale := filepath.Join(pgwal, fetchTempPrefix+"000000010000000000000002-123")
+	fresh := filepath.Join(pgwal, fetchTempPrefix+"000000010000000000000003-456")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial download"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleFetchTemp)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(pgwal, "RECOVERYXLOG")
+	if err := a.FetchWAL(context.Background(), "000000010000000000000003", dest, FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, segs["000000010000000000000003"])
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Error("stale temporary file kept")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Error("recent temporary file removed")
+	}
+}
+
+func TestArchive_PrefetchWAL(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	segs := pushSegments(t, a, 1, 6)
+	name := func(no uint64) string { return Segment{Timeline: 1, No: no}.Name(testSegSize) }
+	pgwal := t.TempDir()
+	dest := filepath.Join(pgwal, "RECOVERYXLOG")
+	spoolDir := SpoolDir(dest)
+	o := FetchOptions{Spool: spoolDir}
+	po := PrefetchOptions{Count: 3}
+
+	// Nothing delivered yet: the worker has nothing to do.
+	if res, err := a.PrefetchWAL(ctx, spoolDir, po); err != nil || len(res.Fetched) != 0 {
+		t.Fatalf("empty spool: %+v, %v", res, err)
+	}
+	// Leftovers of a killed worker and of an earlier recovery.
+	if err := os.WriteFile(filepath.Join(spoolDir, spoolTmpPrefix+name(2)+"-1"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(spoolDir, name(0)), segs[name(1)], 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := a.FetchWAL(ctx, name(1), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, segs[name(1)])
+	res, err := a.PrefetchWAL(ctx, spoolDir, po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(res.Fetched)
+	if want := []string{name(2), name(3), name(4)}; strings.Join(res.Fetched, " ") != strings.Join(want, " ") || res.Missing != "" {
+		t.Fatalf("prefetched %+v, want %v", res, want)
+	}
+	if got, want := strings.Join(dirNames(t, spoolDir), " "), strings.Join([]string{name(2), name(3), name(4), "lock", "want"}, " "); got != want {
+		t.Fatalf("spool holds %s, want %s", got, want)
+	}
+
+	// Spooled segments are served without the store.
+	for no := uint64(2); no <= 4; no++ {
+		if err := a.Store.Delete(ctx, a.Layout.WALKey(name(no))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for no := uint64(2); no <= 3; no++ {
+		if err := a.FetchWAL(ctx, name(no), dest, o); err != nil {
+			t.Fatalf("%s from the spool: %v", name(no), err)
+		}
+		checkFile(t, dest, segs[name(no)])
+	}
+	// The next run starts after segment 3: 4 is spooled, 5 and 6 are
+	// fetched.
+	res, err = a.PrefetchWAL(ctx, spoolDir, po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(res.Fetched)
+	if strings.Join(res.Fetched, " ") != name(5)+" "+name(6) || res.Missing != "" {
+		t.Fatalf("second run %+v", res)
+	}
+	for no := uint64(4); no <= 6; no++ {
+		if err := a.FetchWAL(ctx, name(no), dest, o); err != nil {
+			t.Fatal(err)
+		}
+		checkFile(t, dest, segs[name(no)])
+	}
+	// After 6 the worker finds the end of the archive.
+	if res, err = a.PrefetchWAL(ctx, spoolDir, po); err != nil || len(res.Fetched) != 0 || res.Missing != name(7) {
+		t.Fatalf("third run %+v, %v", res, err)
+	}
+	// The end of the archive empties the spool.
+	if err := os.WriteFile(filepath.Join(spoolDir, name(9)), segs[name(1)], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FetchWAL(ctx, name(7), dest, o); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("end of archive: err = %v", err)
+	}
+	if got := strings.Join(dirNames(t, spoolDir), " "); got != "lock want" {
+		t.Fatalf("spool after the end of the archive: %s", got)
+	}
+}
+
+// A spooled file that does not fit its name is dropped and the segment is
+// downloaded instead.
+func TestArchive_FetchWAL_BadSpooledFile(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	segs := pushSegments(t, a, 4, 4)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	spoolDir := SpoolDir(dest)
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	name := "000000010000000000000004"
+	if err := os.WriteFile(filepath.Join(spoolDir, name), testSegment(t, "000000010000000000000003", testSegSize, 3), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FetchWAL(ctx, name, dest, FetchOptions{Spool: spoolDir}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, segs[name])
+}
+
+func TestArchive_PrefetchWAL_ErrBusy(t *testing.T) {
+	a := walTestArchive(t, false)
+	dir := filepath.Join(t.TempDir(), SpoolDirName)
+	if PrefetchRunning(dir) {
+		t.Fatal("running before any worker")
+	}
+	lock, err := spool(dir).lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !PrefetchRunning(dir) {
+		t.Fatal("lock held but not running")
+	}
+	if _, err := a.PrefetchWAL(context.Background(), dir, PrefetchOptions{Count: 2}); !errors.Is(err, ErrPrefetchBusy) {
+		t.Fatalf("err = %v, want ErrPrefetchBusy", err)
+	}
+	lock.Close()
+	if PrefetchRunning(dir) {
+		t.Fatal("running after unlock")
+	}
+}
+
+// A damaged object stops the worker with an error and spools nothing under
+// its name.
+func TestArchive_PrefetchWAL_ErrDamaged(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	pushSegments(t, a, 1, 4)
+	tamper(t, a, "site/xlog/000000010000000000000003", -10)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	o := FetchOptions{Spool: SpoolDir(dest)}
+	if err := a.FetchWAL(ctx, "000000010000000000000001", dest, o); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.PrefetchWAL(ctx, o.Spool, PrefetchOptions{Count: 3})
+	if err == nil {
+		t.Fatal("damaged segment prefetched without error")
+	}
+	for _, n := range dirNames(t, o.Spool) {
+		if strings.Contains(n, "000000010000000000000003") {
+			t.Fatalf("spool holds %s", n)
+		}
+	}
+	if err := a.FetchWAL(ctx, "000000010000000000000002", dest, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FetchWAL(ctx, "000000010000000000000003", dest, o); err == nil || errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("damaged segment: err = %v", err)
+	}
+}
