@@ -16,6 +16,11 @@ type Archive struct {
 	Codec  *Codec
 	Layout Layout
 	Site   string
+	// MovedFrom are the archives of the sites this one moved from (the
+	// site's moved_from), each with its own store, codec and layout. Their
+	// backups and WAL count for retention, which deletes from the site that
+	// holds each object.
+	MovedFrom []*Archive
 }
 
 // ListBackups returns the site's complete basebackups, oldest first. Only

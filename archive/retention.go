@@ -1,0 +1,679 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Retention decides which basebackups and WAL files a site no longer needs
+// (pghoard-features.md section 12) and deletes them. Planning is a pure
+// function of the listing (PlanRetention), so `hoard retention --dry-run`
+// shows exactly what a real run deletes; Archive.PlanRetention adds where
+// each object lives and the leftovers of interrupted runs, and
+// Archive.ApplyRetention deletes in an order that a crash cannot turn into
+// a listed backup with missing pieces.
+
+// RetentionPolicy is a site's retention configuration.
+type RetentionPolicy struct {
+	// MaxCount is basebackup_count: keep at most this many backups
+	// (0 = unlimited).
+	MaxCount int
+	// MinCount is basebackup_count_min: age-based deletion never goes
+	// below this many backups.
+	MinCount int
+	// MaxAge is basebackup_age_days_max (0 = off). A backup's age is
+	// now - (start + Interval), PGHoard's rule: a backup is only "old" once
+	// its successor should have been taken.
+	MaxAge time.Duration
+	// Interval is basebackup_interval_hours (0 when automatic backups are
+	// off).
+	Interval time.Duration
+	// Preserved maps backup names to the time until which a preservation
+	// request pins them (preservation_request/ objects).
+	Preserved map[string]time.Time
+}
+
+// BackupDecision is the fate of one backup in a plan.
+type BackupDecision struct {
+	Backup *BackupInfo
+	// Site is the site (Archive.Site) whose store holds the backup; empty
+	// in plans made by PlanRetention alone, meaning the archive applying it.
+	Site   string
+	Reason string // why the backup is kept or deleted, for people
+}
+
+// WALDeletion is one archived WAL file a plan deletes.
+type WALDeletion struct {
+	Name   string // file name: a segment, a .partial or a .backup file
+	Reason string
+	// Site, Key and Size locate the stored object; Archive.PlanRetention
+	// fills them (one deletion per site holding the file). An empty Key
+	// means Layout.WALKey(Name) in the archive applying the plan.
+	Site string
+	Key  string
+	Size int64
+}
+
+// OrphanDeletion is a chunk folder left behind by a backup that never got
+// its main object, or whose deletion was interrupted.
+type OrphanDeletion struct {
+	Site   string
+	Folder string   // key prefix of the folder, ending in "/"
+	Keys   []string // the objects in it
+	Size   int64    // their stored bytes
+	Reason string
+}
+
+// RetentionPlan is what one retention run keeps and deletes.
+type RetentionPlan struct {
+	Now     time.Time
+	Keep    []BackupDecision // oldest first
+	Delete  []BackupDecision // oldest first
+	WAL     []WALDeletion    // in name order
+	KeptWAL int              // archived WAL files (not .history) the plan keeps
+	Orphans []OrphanDeletion
+	// Notes explain decisions that delete less than the policy allows, such
+	// as WAL kept because no kept backup records its start segment.
+	Notes []string
+}
+
+// Empty reports whether the plan deletes nothing.
+func (p RetentionPlan) Empty() bool {
+	return len(p.Delete) == 0 && len(p.WAL) == 0 && len(p.Orphans) == 0
+}
+
+// PlanRetention decides which backups and WAL files to delete. backups may
+// come in any order; wal holds the names of the files under xlog/
+// (segments, .partial and .backup files; .history files are ignored and
+// never deleted).
+//
+// Backups, sorted by start time, are deleted oldest first while more than
+// p.MaxCount remain, then while more than p.MinCount remain and the oldest
+// is older than p.MaxAge. Deletion stops at the first backup that does not
+// qualify, at the first preserved backup (so it and every newer backup
+// stay, as in PGHoard), and always before the newest backup.
+//
+// WAL: every file whose position (the log and segment part of its name,
+// whatever its timeline) is before the lowest start segment of the kept
+// backups is deleted. Comparing positions across timelines is deliberately
+// conservative: a segment of any timeline at or after that position stays,
+// so WAL that a kept backup reaches through a timeline switch, and WAL of a
+// newer timeline forked at an earlier position, is never lost. With no
+// backup at all nothing is deleted.
+func PlanRetention(backups []*BackupInfo, wal []string, p RetentionPolicy, now time.Time) RetentionPlan {
+	plan := RetentionPlan{Now: now}
+	bs := append([]*BackupInfo(nil), backups...)
+	SortBackups(bs)
+
+	drop := 0
+	stop := ""
+	for drop < len(bs) {
+		b := bs[drop]
+		left := len(bs) - drop
+		if left == 1 {
+			stop = "newest backup, never deleted"
+			break
+		}
+		if until, ok := p.Preserved[b.Name]; ok && until.After(now) {
+			stop = fmt.Sprintf("preserved until %s (this and every newer backup are kept)", fmtTime(until))
+			break
+		}
+		if p.MaxCount > 0 && left > p.MaxCount {
+			plan.Delete = append(plan.Delete, BackupDecision{Backup: b, Reason: fmt.Sprintf(
+				"backup %s (started %s) exceeds basebackup_count=%d (%d backups)",
+				b.Name, fmtTime(b.StartTime), p.MaxCount, left)})
+			drop++
+			continue
+		}
+		if p.MaxAge > 0 && left > p.MinCount && !b.StartTime.IsZero() {
+			age := now.Sub(b.StartTime.Add(p.Interval))
+			if age > p.MaxAge {
+				plan.Delete = append(plan.Delete, BackupDecision{Backup: b, Reason: fmt.Sprintf(
+					"backup %s (started %s) is %s old (from start + interval), over basebackup_age_days_max=%s, and %d backups > basebackup_count_min=%d",
+					b.Name, fmtTime(b.StartTime), fmtDays(age), fmtDays(p.MaxAge), left, p.MinCount)})
+				drop++
+				continue
+			}
+		}
+		stop = "within the retention policy"
+		break
+	}
+	for i, b := range bs[drop:] {
+		reason := "within the retention policy"
+		switch {
+		case i == 0:
+			reason = stop
+		case drop+i == len(bs)-1:
+			reason = "newest backup, never deleted"
+		}
+		if until, ok := p.Preserved[b.Name]; ok && until.After(now) {
+			reason = fmt.Sprintf("preserved until %s", fmtTime(until))
+		}
+		plan.Keep = append(plan.Keep, BackupDecision{Backup: b, Reason: reason})
+	}
+
+	planWAL(&plan, wal)
+	return plan
+}
+
+// planWAL fills plan.WAL from the kept backups' start positions.
+func planWAL(plan *RetentionPlan, wal []string) {
+	names := append([]string(nil), wal...)
+	sort.Strings(names)
+	files := 0
+	for _, n := range names {
+		if !IsHistoryFile(n) {
+			files++
+		}
+	}
+	if len(plan.Keep) == 0 {
+		plan.KeptWAL = files
+		if files > 0 {
+			plan.Notes = append(plan.Notes, "no basebackup: every WAL file is kept")
+		}
+		return
+	}
+	var low *BackupInfo
+	lowStart := ""
+	for _, k := range plan.Keep {
+		s := startSegment(k.Backup)
+		if s == "" {
+			plan.KeptWAL = files
+			plan.Notes = append(plan.Notes, fmt.Sprintf(
+				"backup %s records no start WAL segment: every WAL file is kept", k.Backup.Name))
+			return
+		}
+		if low == nil || s[8:] < lowStart[8:] {
+			low, lowStart = k.Backup, s
+		}
+	}
+	for _, n := range names {
+		pos, ok := walPosition(n)
+		if !ok || pos >= lowStart[8:] {
+			if !IsHistoryFile(n) {
+				plan.KeptWAL++
+			}
+			continue
+		}
+		plan.WAL = append(plan.WAL, WALDeletion{Name: n, Reason: fmt.Sprintf(
+			"%s precedes the start of every kept backup (lowest: backup %s, start segment %s)", n, low.Name, lowStart)})
+	}
+}
+
+// startSegment returns the name of the segment a backup starts in, from
+// its start-wal-segment or, failing that, hoard's start LSN and timeline.
+func startSegment(b *BackupInfo) string {
+	if IsSegmentName(b.StartWALSegment) {
+		return b.StartWALSegment
+	}
+	if b.StartLSN != 0 && b.StartTimeline != 0 {
+		return SegmentOf(b.StartTimeline, b.StartLSN, b.SegmentSize()).Name(b.SegmentSize())
+	}
+	return ""
+}
+
+// walPosition returns the log and segment part of a WAL file name (the 16
+// hex digits after the timeline), which sorts as the position does. Files
+// that are not segments, .partial or .backup files have no position and are
+// never deleted.
+func walPosition(name string) (string, bool) {
+	var seg string
+	switch {
+	case IsSegmentName(name):
+		seg = name
+	case IsPartialName(name):
+		seg = strings.TrimSuffix(name, ".partial")
+	case IsBackupHistoryName(name):
+		seg = name[:24]
+	default:
+		return "", false
+	}
+	return seg[8:], true
+}
+
+// backupNameTime returns the start time a backup name records: PGHoard
+// names backups YYYY-MM-DD_HH-MM_N (older versions YYYY-MM-DD_N) in UTC.
+func backupNameTime(name string) (time.Time, bool) {
+	if t, err := time.Parse("2006-01-02_15-04", prefixUpTo(name, 16)); err == nil && len(name) > 17 && name[16] == '_' && isDigits(name[17:]) {
+		return t, true
+	}
+	if t, err := time.Parse("2006-01-02", prefixUpTo(name, 10)); err == nil && len(name) > 11 && name[10] == '_' && isDigits(name[11:]) {
+		return t, true
+	}
+	return time.Time{}, false
+}
+
+func prefixUpTo(s string, n int) string {
+	if len(s) < n {
+		return s
+	}
+	return s[:n]
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// fmtDays renders a duration in days, as basebackup_age_days_max counts.
+func fmtDays(d time.Duration) string {
+	return strconv.FormatFloat(math.Round(d.Hours()/24*100)/100, 'f', -1, 64) + "d"
+}
+
+// PreservationDir is the folder of preservation requests: empty objects
+// whose metadata names a backup (preserve-backup) and a time
+// (preserve-until) before which retention must not delete it.
+const PreservationDir = "preservation_request"
+
+// Metadata keys of a preservation request.
+const (
+	MetaPreserveBackup = "preserve-backup"
+	MetaPreserveUntil  = "preserve-until"
+)
+
+// basebackupDeltaChunkDir holds the small-file bundles of delta backups.
+const basebackupDeltaChunkDir = "basebackup_delta_chunk"
+
+// OrphanMinAge is how old (by the start time in its name) a chunk folder
+// without a main object must be before retention deletes it. A backup
+// writes its chunks first and its main object last, so a folder without a
+// main object may be a backup in progress. Retention deletes such a folder
+// only when its name is more than OrphanMinAge old AND a listed backup
+// started after it: hoard takes one backup per site at a time, so a later
+// complete backup means the folder's backup is over, and the day of margin
+// covers clock skew and a second writer (PGHoard on another host) whose
+// backup is still running.
+const OrphanMinAge = 24 * time.Hour
+
+// sites returns a followed by the archives it moved from.
+func (a *Archive) sites() []*Archive {
+	return append([]*Archive{a}, a.MovedFrom...)
+}
+
+// site returns the archive called name among a's sites; "" is a.
+func (a *Archive) site(name string) (*Archive, error) {
+	if name == "" {
+		return a, nil
+	}
+	for _, s := range a.sites() {
+		if s.Site == name {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("retention plan names site %q, which is neither %s nor one it moved from", name, a.Site)
+}
+
+// ListPreservations returns, for every backup that a preservation request
+// names in a or a site it moved from, the latest preserve-until time. A
+// request whose metadata cannot be read is an error: ignoring it could
+// delete a backup someone asked to keep.
+func (a *Archive) ListPreservations(ctx context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	for _, s := range a.sites() {
+		var keys []string
+		dir := s.Layout.Dir(PreservationDir)
+		err := s.Store.List(ctx, dir, func(o storage.Object) error {
+			keys = append(keys, o.Key)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list preservation requests of site %s: %w", s.Site, err)
+		}
+		for _, k := range keys {
+			o, err := s.Store.Stat(ctx, k)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // withdrawn since the listing
+			}
+			if err != nil {
+				return nil, fmt.Errorf("stat preservation request %s: %w", k, err)
+			}
+			name := BackupName(o.Metadata[MetaPreserveBackup])
+			until, terr := ParseTime(o.Metadata[MetaPreserveUntil])
+			if name == "" || name == "." || terr != nil {
+				return nil, fmt.Errorf("preservation request %s: metadata %s=%q %s=%q is not a backup and a time; fix or delete the request",
+					k, MetaPreserveBackup, o.Metadata[MetaPreserveBackup], MetaPreserveUntil, o.Metadata[MetaPreserveUntil])
+			}
+			if until.After(out[name]) {
+				out[name] = until
+			}
+		}
+	}
+	return out, nil
+}
+
+// walObject is one stored WAL file.
+type walObject struct {
+	site, key string
+	size      int64
+}
+
+// PlanRetention lists the backups and WAL of a and of the sites it moved
+// from, adds the site's preservation requests to p.Preserved, and plans
+// with the package function PlanRetention. It fills in where each object
+// lives, and adds orphaned chunk folders (see OrphanMinAge).
+func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time.Time) (RetentionPlan, error) {
+	pres, err := a.ListPreservations(ctx)
+	if err != nil {
+		return RetentionPlan{}, err
+	}
+	merged := map[string]time.Time{}
+	for _, m := range []map[string]time.Time{p.Preserved, pres} {
+		for k, v := range m {
+			if v.After(merged[k]) {
+				merged[k] = v
+			}
+		}
+	}
+	p.Preserved = merged
+
+	var backups []*BackupInfo
+	holder := map[*BackupInfo]string{}
+	listed := map[string]map[string]bool{} // site -> backup names
+	wal := map[string][]walObject{}
+	var walNames []string
+	for _, s := range a.sites() {
+		bs, err := s.ListBackups(ctx)
+		if err != nil {
+			return RetentionPlan{}, err
+		}
+		listed[s.Site] = map[string]bool{}
+		for _, b := range bs {
+			holder[b] = s.Site
+			listed[s.Site][b.Name] = true
+		}
+		backups = append(backups, bs...)
+		dir := s.Layout.Dir(XLogDir)
+		err = s.Store.List(ctx, dir, func(o storage.Object) error {
+			name := strings.TrimPrefix(o.Key, dir)
+			if name == "" || strings.Contains(name, "/") {
+				return nil
+			}
+			if _, ok := wal[name]; !ok {
+				walNames = append(walNames, name)
+			}
+			wal[name] = append(wal[name], walObject{site: s.Site, key: o.Key, size: o.Size})
+			return nil
+		})
+		if err != nil {
+			return RetentionPlan{}, fmt.Errorf("list wal of site %s: %w", s.Site, err)
+		}
+	}
+
+	plan := PlanRetention(backups, walNames, p, now)
+	for i := range plan.Keep {
+		plan.Keep[i].Site = holder[plan.Keep[i].Backup]
+	}
+	for i := range plan.Delete {
+		plan.Delete[i].Site = holder[plan.Delete[i].Backup]
+	}
+	var located []WALDeletion
+	for _, d := range plan.WAL {
+		for _, o := range wal[d.Name] {
+			d.Site, d.Key, d.Size = o.site, o.key, o.size
+			located = append(located, d)
+		}
+	}
+	plan.WAL = located
+	plan.KeptWAL = 0
+	for _, n := range walNames {
+		if !IsHistoryFile(n) {
+			plan.KeptWAL += len(wal[n])
+		}
+	}
+	plan.KeptWAL -= len(located)
+
+	var newest time.Time
+	for _, b := range backups {
+		if b.StartTime.After(newest) {
+			newest = b.StartTime
+		}
+	}
+	for _, s := range a.sites() {
+		orphans, err := s.planOrphans(ctx, listed[s.Site], newest, now)
+		if err != nil {
+			return RetentionPlan{}, err
+		}
+		plan.Orphans = append(plan.Orphans, orphans...)
+	}
+	return plan, nil
+}
+
+// planOrphans returns the chunk folders of a's chunk directories whose
+// backup is not listed and which are old enough (OrphanMinAge).
+func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newest, now time.Time) ([]OrphanDeletion, error) {
+	var out []OrphanDeletion
+	for _, d := range []string{BasebackupChunkDir, basebackupDeltaChunkDir} {
+		dir := a.Layout.Dir(d)
+		var cur *OrphanDeletion
+		err := a.Store.List(ctx, dir, func(o storage.Object) error {
+			folder, _, ok := strings.Cut(strings.TrimPrefix(o.Key, dir), "/")
+			if !ok || listed[folder] {
+				return nil
+			}
+			started, ok := backupNameTime(folder)
+			if !ok || !started.Before(newest) || now.Sub(started) <= OrphanMinAge {
+				return nil
+			}
+			if cur == nil || cur.Folder != dir+folder+"/" {
+				out = append(out, OrphanDeletion{
+					Site:   a.Site,
+					Folder: dir + folder + "/",
+					Reason: fmt.Sprintf("chunks of %s have no main object, are over %s old, and a newer backup (started %s) completed",
+						folder, fmtDays(OrphanMinAge), fmtTime(newest)),
+				})
+				cur = &out[len(out)-1]
+			}
+			cur.Keys = append(cur.Keys, o.Key)
+			cur.Size += o.Size
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s of site %s: %w", dir, a.Site, err)
+		}
+	}
+	return out, nil
+}
+
+// RetentionResult counts what ApplyRetention deleted.
+type RetentionResult struct {
+	Backups int   // main objects
+	Chunks  int   // chunk objects of deleted backups
+	WAL     int   // WAL files
+	Orphans int   // objects of orphaned chunk folders
+	Bytes   int64 // stored bytes of the deleted WAL and orphans, and the chunks' result_size
+}
+
+// ApplyRetention deletes what plan lists, in an order that keeps the
+// archive consistent if it stops at any point: for each backup, oldest
+// first, it reads the chunk list from the control object, deletes the main
+// object (after which the backup is no longer listed, so no listed backup
+// ever misses a chunk), then the chunks named in the manifest and every
+// object left in the backup's chunk folder; then the WAL; then orphaned
+// chunk folders. Whatever an interrupted run leaves behind is unlisted
+// garbage that a later plan finds again (WAL before the oldest kept
+// backup, chunk folders without a main object). It stops at the first
+// error and returns what it deleted so far.
+func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log zerolog.Logger) (RetentionResult, error) {
+	var res RetentionResult
+	if len(plan.Keep) == 0 && len(plan.Delete) > 0 {
+		return res, errors.New("retention plan deletes every backup; refusing (the newest backup is always kept)")
+	}
+	for _, d := range plan.Delete {
+		s, err := a.site(d.Site)
+		if err != nil {
+			return res, err
+		}
+		if err := s.deleteBackup(ctx, d, &res, log); err != nil {
+			return res, err
+		}
+	}
+	for _, w := range plan.WAL {
+		s, err := a.site(w.Site)
+		if err != nil {
+			return res, err
+		}
+		key := w.Key
+		if key == "" {
+			key = s.Layout.WALKey(w.Name)
+		}
+		if err := s.Store.Delete(ctx, key); err != nil {
+			return res, fmt.Errorf("delete wal %s: %w", key, err)
+		}
+		res.WAL++
+		res.Bytes += w.Size
+		log.Debug().Str("site", s.Site).Str("key", key).Str("reason", w.Reason).Msg("deleted wal")
+	}
+	if len(plan.WAL) > 0 {
+		log.Info().Int("files", len(plan.WAL)).Str("first", plan.WAL[0].Name).
+			Str("last", plan.WAL[len(plan.WAL)-1].Name).Msg("deleted wal before the oldest kept backup")
+	}
+	for _, o := range plan.Orphans {
+		s, err := a.site(o.Site)
+		if err != nil {
+			return res, err
+		}
+		for _, k := range o.Keys {
+			if err := s.Store.Delete(ctx, k); err != nil {
+				return res, fmt.Errorf("delete orphaned chunk %s: %w", k, err)
+			}
+			res.Orphans++
+		}
+		res.Bytes += o.Size
+		log.Info().Str("site", s.Site).Str("key", o.Folder).Int("objects", len(o.Keys)).
+			Str("reason", o.Reason).Msg("deleted orphaned chunk folder")
+	}
+	return res, nil
+}
+
+// deleteBackup deletes one backup of a: main object first, then chunks.
+func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, res *RetentionResult, log zerolog.Logger) error {
+	b := d.Backup
+	chunkDir := BasebackupChunkDir
+	if b.Format == FormatDeltaV1 || b.Format == FormatDeltaV2 {
+		chunkDir = basebackupDeltaChunkDir
+	}
+	var chunks []ManifestChunk
+	switch b.Format {
+	case FormatBBv2, FormatDeltaV1, FormatDeltaV2:
+		m, err := a.readManifest(ctx, b.Key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			// Deleted by an earlier, interrupted run: the folder listing
+			// below finds what is left.
+		case err != nil:
+			return fmt.Errorf("read chunk list of backup %s (retention needs the private key of every backup it deletes): %w", b.Name, err)
+		default:
+			chunks = m.Chunks
+		}
+	}
+	if err := a.Store.Delete(ctx, b.Key); err != nil {
+		return fmt.Errorf("delete backup %s: %w", b.Key, err)
+	}
+	res.Backups++
+	log.Info().Str("site", a.Site).Str("backup", b.Name).Str("reason", d.Reason).Msg("deleted basebackup")
+
+	done := map[string]bool{}
+	for _, c := range chunks {
+		// A chunk always lives in its backup's folder; a manifest naming
+		// anything else is not trusted to delete it.
+		if !strings.HasPrefix(c.ChunkFilename, b.Name+"/") || strings.Contains(c.ChunkFilename, "..") {
+			log.Warn().Str("backup", b.Name).Str("key", c.ChunkFilename).Msg("manifest names a chunk outside the backup's folder; not deleting it")
+			continue
+		}
+		key := a.Layout.join(chunkDir, c.ChunkFilename)
+		if err := a.Store.Delete(ctx, key); err != nil {
+			return fmt.Errorf("delete chunk %s of backup %s: %w", key, b.Name, err)
+		}
+		done[key] = true
+		res.Chunks++
+		res.Bytes += c.ResultSize
+	}
+	folder := a.Layout.Dir(chunkDir) + b.Name + "/"
+	var rest []string
+	err := a.Store.List(ctx, folder, func(o storage.Object) error {
+		if !done[o.Key] {
+			rest = append(rest, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list chunks of backup %s: %w", b.Name, err)
+	}
+	for _, k := range rest {
+		if err := a.Store.Delete(ctx, k); err != nil {
+			return fmt.Errorf("delete chunk %s of backup %s: %w", k, b.Name, err)
+		}
+		res.Chunks++
+	}
+	return nil
+}
+
+// readManifest reads the JSON manifest of a control object, reading the
+// whole object so that its integrity check runs.
+func (a *Archive) readManifest(ctx context.Context, key string) (*Manifest, error) {
+	rc, _, err := a.Codec.Open(ctx, a.Store, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var m *Manifest
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read control tar %s: %w", key, err)
+		}
+		if h.Name != ManifestName || m != nil {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, maxManifestSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("read control tar %s: %w", key, err)
+		}
+		if len(data) > maxManifestSize {
+			return nil, fmt.Errorf("control tar %s: manifest over %d bytes", key, maxManifestSize)
+		}
+		if m, err = ParseManifest(data); err != nil {
+			return nil, fmt.Errorf("control tar %s: %w", key, err)
+		}
+	}
+	// The tar reader stops at the end-of-archive blocks; the padding after
+	// them still goes through the decoder's checks.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return nil, fmt.Errorf("read control tar %s: %w", key, err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("control tar %s has no %s", key, ManifestName)
+	}
+	return m, nil
+}
+
+// maxManifestSize bounds the manifest read into memory; a delta manifest
+// lists every file of the cluster, so it is generous.
+const maxManifestSize = 1 << 30

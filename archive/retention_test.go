@@ -1,0 +1,681 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/retention/*.golden")
+
+// retentionNow is the "now" of every planner test.
+var retentionNow = time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+
+// pghoardBackup builds a backup as PGHoard's metadata describes it: a name,
+// a start time and a start segment, nothing else.
+func pghoardBackup(t testing.TB, name, startSeg string) *BackupInfo {
+	t.Helper()
+	start, ok := backupNameTime(name)
+	if !ok {
+		t.Fatalf("bad backup name %q", name)
+	}
+	md := storage.Metadata{
+		MetaFormat:          FormatBBv2,
+		MetaStartTime:       start.Format("2006-01-02T15:04:05+00:00"),
+		MetaStartWALSegment: startSeg,
+		MetaTotalSizePlain:  "1000",
+		MetaTotalSizeEnc:    "500",
+	}
+	b, err := ParseBackupInfo("site/basebackup/"+name+ControlSuffix, 100, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// segs returns the segment names of timeline tli from first to last.
+func segs(tli uint32, first, last uint64) []string {
+	var out []string
+	for n := first; n <= last; n++ {
+		out = append(out, Segment{Timeline: tli, No: n}.Name(16<<20))
+	}
+	return out
+}
+
+func TestPlanRetention_Golden(t *testing.T) {
+	day := 24 * time.Hour
+	tests := []struct {
+		name    string
+		backups func(t testing.TB) []*BackupInfo
+		wal     []string
+		policy  RetentionPolicy
+	}{
+		{
+			name: "count_only",
+			backups: func(t testing.TB) []*BackupInfo {
+				return []*BackupInfo{
+					pghoardBackup(t, "2024-03-09_10-00_0", "000000010000000000000008"),
+					pghoardBackup(t, "2024-03-06_10-00_0", "000000010000000000000002"),
+					pghoardBackup(t, "2024-03-08_10-00_0", "000000010000000000000006"),
+					pghoardBackup(t, "2024-03-07_10-00_0", "000000010000000000000004"),
+				}
+			},
+			wal:    append(segs(1, 1, 10), "000000010000000000000004.00000028.backup", "000000010000000000000006.00000028.backup"),
+			policy: RetentionPolicy{MaxCount: 2, MinCount: 2, Interval: day},
+		},
+		{
+			name: "age_with_min_count",
+			backups: func(t testing.TB) []*BackupInfo {
+				return []*BackupInfo{
+					pghoardBackup(t, "2024-03-01_10-00_0", "000000010000000000000002"),
+					pghoardBackup(t, "2024-03-02_10-00_0", "000000010000000000000004"),
+					pghoardBackup(t, "2024-03-03_10-00_0", "000000010000000000000006"),
+					pghoardBackup(t, "2024-03-04_10-00_0", "000000010000000000000008"),
+					pghoardBackup(t, "2024-03-05_10-00_0", "00000001000000000000000A"),
+				}
+			},
+			wal: segs(1, 1, 12),
+			// Every backup is over 3 days old, but 3 must stay.
+			policy: RetentionPolicy{MaxCount: 10, MinCount: 3, MaxAge: 3 * day, Interval: day},
+		},
+		{
+			name: "age_stops_at_young_backup",
+			backups: func(t testing.TB) []*BackupInfo {
+				return []*BackupInfo{
+					pghoardBackup(t, "2024-03-01_10-00_0", "000000010000000000000002"),
+					pghoardBackup(t, "2024-03-07_10-00_0", "000000010000000000000004"),
+					pghoardBackup(t, "2024-03-08_10-00_0", "000000010000000000000006"),
+				}
+			},
+			wal: segs(1, 1, 7),
+			// 2024-03-07 is 3.08 days old from its start, but only 2.08
+			// from start + interval: kept, and so is every newer one.
+			policy: RetentionPolicy{MaxAge: 3 * day, MinCount: 1, Interval: day},
+		},
+		{
+			name: "preserved_stops_deletion",
+			backups: func(t testing.TB) []*BackupInfo {
+				return []*BackupInfo{
+					pghoardBackup(t, "2024-03-05_10-00_0", "000000010000000000000002"),
+					pghoardBackup(t, "2024-03-06_10-00_0", "000000010000000000000004"),
+					pghoardBackup(t, "2024-03-07_10-00_0", "000000010000000000000006"),
+					pghoardBackup(t, "2024-03-08_10-00_0", "000000010000000000000008"),
+					pghoardBackup(t, "2024-03-09_10-00_0", "00000001000000000000000A"),
+				}
+			},
+			wal: segs(1, 1, 11),
+			policy: RetentionPolicy{MaxCount: 1, MinCount: 1, Interval: day, Preserved: map[string]time.Time{
+				"2024-03-05_10-00_0": retentionNow.Add(-time.Hour), // expired: no effect
+				"2024-03-07_10-00_0": retentionNow.Add(30 * day),
+			}},
+		},
+		{
+			name: "timelines",
+			backups: func(t testing.TB) []*BackupInfo {
+				return []*BackupInfo{
+					pghoardBackup(t, "2024-03-07_10-00_0", "000000010000000000000003"),
+					pghoardBackup(t, "2024-03-08_10-00_0", "000000020000000000000008"),
+					pghoardBackup(t, "2024-03-09_10-00_0", "00000002000000000000000A"),
+				}
+			},
+			// Promotion to timeline 2 in segment 6; a stale old primary
+			// kept writing timeline 1 up to segment 9.
+			wal: append(append(append(segs(1, 1, 9),
+				"000000010000000000000006.partial",
+				"000000010000000000000003.00000060.backup",
+				"000000020000000000000008.00000028.backup",
+				"00000002.history"), segs(2, 6, 12)...), "00000003.history"),
+			policy: RetentionPolicy{MaxCount: 2, MinCount: 2, Interval: day},
+		},
+		{
+			name: "newer_timeline_forked_lower",
+			backups: func(t testing.TB) []*BackupInfo {
+				return []*BackupInfo{
+					pghoardBackup(t, "2024-03-06_10-00_0", "000000010000000000000002"),
+					pghoardBackup(t, "2024-03-07_10-00_0", "00000001000000000000000A"),
+					// A point-in-time restore to segment 4, promoted to
+					// timeline 3, then backed up: its start is lower than
+					// the older kept backup's.
+					pghoardBackup(t, "2024-03-09_10-00_0", "000000030000000000000005"),
+				}
+			},
+			wal:    append(append(segs(1, 1, 12), "00000003.history"), segs(3, 4, 7)...),
+			policy: RetentionPolicy{MaxCount: 2, MinCount: 2, Interval: day},
+		},
+		{
+			name: "pghoard_without_lsn",
+			backups: func(t testing.TB) []*BackupInfo {
+				old := pghoardBackup(t, "2024-03-07_10-00_0", "000000010000000000000002")
+				// hoard backups carry the start LSN and timeline; a
+				// backup with those but no start-wal-segment still
+				// gives its start segment.
+				md := storage.Metadata{
+					MetaFormat:          FormatBBv2,
+					MetaStartTime:       "2024-03-08 10:00:00.123+00:00",
+					MetaStartLSN:        "0/5000028",
+					MetaStartTimeline:   "1",
+					MetaWALSegmentSize:  "16777216",
+					MetaTotalSizePlain:  "1",
+					MetaTotalSizeEnc:    "1",
+					MetaBackupReason:    "requested",
+					MetaStartWALSegment: "",
+				}
+				hoard, err := ParseBackupInfo("site/basebackup/2024-03-08_10-00_0"+ControlSuffix, 1, md)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return []*BackupInfo{old, hoard, pghoardBackup(t, "2024-03-09_10-00_0", "000000010000000000000007")}
+			},
+			wal:    segs(1, 1, 8),
+			policy: RetentionPolicy{MaxCount: 2, MinCount: 2, Interval: day},
+		},
+		{
+			name: "never_deletes_newest",
+			backups: func(t testing.TB) []*BackupInfo {
+				return []*BackupInfo{
+					pghoardBackup(t, "2024-01-01_10-00_0", "000000010000000000000002"),
+					pghoardBackup(t, "2024-01-02_10-00_0", "000000010000000000000004"),
+				}
+			},
+			wal: segs(1, 1, 5),
+			// Everything is too old and no minimum is set: the newest
+			// backup stays anyway.
+			policy: RetentionPolicy{MaxCount: 0, MinCount: 0, MaxAge: time.Hour},
+		},
+		{
+			name:    "empty_archive",
+			backups: func(t testing.TB) []*BackupInfo { return nil },
+			wal:     append(segs(1, 1, 3), "00000002.history"),
+			policy:  RetentionPolicy{MaxCount: 1},
+		},
+		{
+			name: "backup_without_start_segment",
+			backups: func(t testing.TB) []*BackupInfo {
+				b := pghoardBackup(t, "2024-03-08_10-00_0", "000000010000000000000004")
+				b.StartWALSegment, b.StartLSN = "", 0
+				return []*BackupInfo{pghoardBackup(t, "2024-03-07_10-00_0", "000000010000000000000002"), b}
+			},
+			wal:    segs(1, 1, 5),
+			policy: RetentionPolicy{MaxCount: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := PlanRetention(tt.backups(t), tt.wal, tt.policy, retentionNow)
+			checkGolden(t, filepath.Join("testdata", "retention", tt.name+".golden"), formatPlan(plan))
+		})
+	}
+}
+
+// formatPlan renders a plan for golden files.
+func formatPlan(p RetentionPlan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "now %s\n", p.Now.Format(time.RFC3339))
+	for _, d := range p.Keep {
+		fmt.Fprintf(&b, "keep   %s start=%s: %s\n", d.Backup.Name, startSegment(d.Backup), d.Reason)
+	}
+	for _, d := range p.Delete {
+		fmt.Fprintf(&b, "delete %s start=%s: %s\n", d.Backup.Name, startSegment(d.Backup), d.Reason)
+	}
+	for _, w := range p.WAL {
+		fmt.Fprintf(&b, "delete wal %s\n", w.Reason)
+	}
+	fmt.Fprintf(&b, "kept wal files: %d\n", p.KeptWAL)
+	for _, n := range p.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	return b.String()
+}
+
+func checkGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+	}
+}
+
+// TestPlanRetention_Invariants checks the safety rules on every prefix of a
+// long history under several policies.
+func TestPlanRetention_Invariants(t *testing.T) {
+	var all []*BackupInfo
+	for i := 0; i < 12; i++ {
+		name := time.Date(2024, 2, 20+i/2, 10+i%2, 0, 0, 0, time.UTC).Format("2006-01-02_15-04") + "_0"
+		all = append(all, pghoardBackup(t, name, Segment{Timeline: 1 + uint32(i/5), No: uint64(2 + 3*i)}.Name(16<<20)))
+	}
+	wal := append(append(segs(1, 0, 20), segs(2, 14, 35)...), segs(3, 29, 40)...)
+	policies := []RetentionPolicy{
+		{}, {MaxCount: 1}, {MaxCount: 3, MinCount: 5}, {MaxAge: 48 * time.Hour, MinCount: 2, Interval: 12 * time.Hour},
+		{MaxAge: time.Nanosecond}, {MaxCount: 1, Preserved: map[string]time.Time{all[4].Name: retentionNow.Add(time.Hour)}},
+	}
+	for pi, p := range policies {
+		for n := 0; n <= len(all); n++ {
+			plan := PlanRetention(all[:n], wal, p, retentionNow)
+			if n > 0 && len(plan.Keep) == 0 {
+				t.Fatalf("policy %d, %d backups: nothing kept", pi, n)
+			}
+			if len(plan.Keep)+len(plan.Delete) != n {
+				t.Fatalf("policy %d, %d backups: %d kept + %d deleted", pi, n, len(plan.Keep), len(plan.Delete))
+			}
+			if p.MaxCount > 0 && n > p.MaxCount && len(plan.Keep) > p.MaxCount && plan.Keep[0].Backup.Name != all[4].Name {
+				t.Fatalf("policy %d, %d backups: kept %d", pi, n, len(plan.Keep))
+			}
+			low := ""
+			for _, k := range plan.Keep {
+				if s := startSegment(k.Backup)[8:]; low == "" || s < low {
+					low = s
+				}
+			}
+			for _, w := range plan.WAL {
+				if pos, _ := walPosition(w.Name); pos >= low {
+					t.Fatalf("policy %d, %d backups: deletes %s at or after kept start %s", pi, n, w.Name, low)
+				}
+			}
+			if len(plan.WAL)+plan.KeptWAL != len(wal) {
+				t.Fatalf("policy %d: %d deleted + %d kept != %d", pi, len(plan.WAL), plan.KeptWAL, len(wal))
+			}
+		}
+	}
+}
+
+func TestBackupNameTime(t *testing.T) {
+	tests := []struct {
+		name string
+		want time.Time
+		ok   bool
+	}{
+		{"2024-03-01_10-05_0", time.Date(2024, 3, 1, 10, 5, 0, 0, time.UTC), true},
+		{"2024-03-01_10-05_12", time.Date(2024, 3, 1, 10, 5, 0, 0, time.UTC), true},
+		{"2024-03-01_3", time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC), true},
+		{"2024-03-01_10-05_", time.Time{}, false},
+		{"2024-03-01", time.Time{}, false},
+		{"something", time.Time{}, false},
+		{"2024-03-01_10-05_0x", time.Time{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := backupNameTime(tt.name)
+		if ok != tt.ok || !got.Equal(tt.want) {
+			t.Errorf("backupNameTime(%q) = %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// --- execution against a real local store ---
+
+var retentionKey struct {
+	once sync.Once
+	key  *rsa.PrivateKey
+	err  error
+}
+
+// retentionCodec returns an encrypting, compressing codec with one key.
+func retentionCodec(t testing.TB) *Codec {
+	t.Helper()
+	retentionKey.once.Do(func() { retentionKey.key, retentionKey.err = crypto.GenerateKey(2048) })
+	if retentionKey.err != nil {
+		t.Fatal(retentionKey.err)
+	}
+	priv := retentionKey.key
+	return &Codec{
+		Compression: compress.Snappy,
+		KeyID:       "k1",
+		PublicKey:   &priv.PublicKey,
+		PrivateKeys: map[string]*rsa.PrivateKey{"k1": priv},
+	}
+}
+
+// localArchive opens an archive for site on a real local store in dir.
+func localArchive(t testing.TB, dir, site string, codec *Codec) *Archive {
+	t.Helper()
+	st, err := storage.Open(context.Background(), storage.Config{Type: "local", Directory: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &Archive{Store: st, Codec: codec, Layout: Layout{Prefix: site}, Site: site}
+}
+
+// putBackup stores a pghoard-bb-v2 backup: n chunks (all but stray listed
+// in the manifest), the control object, then the main object's metadata.
+// It returns the keys it wrote.
+func putBackup(t testing.TB, a *Archive, name, startSeg string, n, stray int) []string {
+	t.Helper()
+	ctx := context.Background()
+	start, _ := backupNameTime(name)
+	m := &Manifest{
+		BackupStartTime:       ManifestTime{start},
+		BackupStartWALSegment: startSeg,
+		PGHoardObject:         "basebackup",
+		Tablespaces:           map[string]ManifestTablespace{},
+	}
+	var keys []string
+	for i := 1; i <= n+stray; i++ {
+		cf := ChunkFilename(name, i)
+		body := bytes.Repeat([]byte(name), 100*i)
+		st, err := a.Codec.Put(ctx, a.Store, a.Layout.ChunkKey(cf), bytes.NewReader(body), int64(len(body)), storage.Metadata{MetaFormat: FormatBBv2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, a.Layout.ChunkKey(cf))
+		if i <= n {
+			m.Chunks = append(m.Chunks, ManifestChunk{ChunkFilename: cf, InputSize: int64(len(body)), ResultSize: st.StoredSize})
+		}
+	}
+	js, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{ManifestName, js}, {ControlBackupLabel, []byte("START WAL LOCATION: 0/2000028 (file " + startSeg + ")\n")}} {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o600, Size: int64(len(f.data))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info := &BackupInfo{Format: FormatBBv2, StartWALSegment: startSeg, StartTime: start, ChunkCount: n, Site: a.Site}
+	key := a.Layout.BackupKey(name)
+	if _, err := a.Codec.Put(ctx, a.Store, key, &tb, int64(tb.Len()), info.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+	return append(keys, key)
+}
+
+// putWAL stores WAL files with small fake bodies.
+func putWAL(t testing.TB, a *Archive, names ...string) []string {
+	t.Helper()
+	var keys []string
+	for _, n := range names {
+		key := a.Layout.WALKey(n)
+		if _, err := a.Codec.Put(context.Background(), a.Store, key, strings.NewReader(n), int64(len(n)), nil); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+// storeKeys lists every object of a store.
+func storeKeys(t testing.TB, st storage.Store) []string {
+	t.Helper()
+	var out []string
+	if err := st.List(context.Background(), "", func(o storage.Object) error {
+		out = append(out, o.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkIntact decodes every object in keys to EOF.
+func checkIntact(t testing.TB, a *Archive, keys []string) {
+	t.Helper()
+	for _, k := range keys {
+		rc, _, err := a.Codec.Open(context.Background(), a.Store, k)
+		if err != nil {
+			t.Fatalf("kept object: %v", err)
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("kept object %s: %v", k, err)
+		}
+	}
+}
+
+// retentionFixture is a site "new" that moved from site "old" (in the
+// same local directory, as a prefix move), with backups, WAL and orphans.
+type retentionFixture struct {
+	a        *Archive
+	old      *Archive
+	keep     []string // keys that must survive
+	drop     []string // keys retention must delete
+	backups  []string // names of the kept backups
+	policy   RetentionPolicy
+	now      time.Time
+	dropKeys int
+}
+
+func newRetentionFixture(t testing.TB) *retentionFixture {
+	t.Helper()
+	dir := t.TempDir()
+	codec := retentionCodec(t)
+	f := &retentionFixture{
+		a:      localArchive(t, dir, "new", codec),
+		old:    localArchive(t, dir, "old", codec),
+		policy: RetentionPolicy{MaxCount: 2, MinCount: 2, Interval: 24 * time.Hour},
+		now:    time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC),
+	}
+	f.a.MovedFrom = []*Archive{f.old}
+	// Site "old": the two oldest backups and their WAL.
+	f.drop = append(f.drop, putBackup(t, f.old, "2024-03-05_10-00_0", "000000010000000000000002", 2, 0)...)
+	f.drop = append(f.drop, putWAL(t, f.old, segs(1, 1, 5)...)...)
+	f.drop = append(f.drop, putBackup(t, f.old, "2024-03-06_10-00_0", "000000010000000000000004", 3, 1)...)
+	// An interrupted backup of the old site: chunks but no main object.
+	f.drop = append(f.drop, putWAL(t, f.old, "000000010000000000000002.00000028.backup")...)
+	orphan := putBackup(t, f.old, "2024-03-05_22-00_0", "000000010000000000000003", 2, 0)
+	if err := f.old.Store.Delete(context.Background(), orphan[len(orphan)-1]); err != nil {
+		t.Fatal(err)
+	}
+	f.drop = append(f.drop, orphan[:len(orphan)-1]...)
+	// Site "new": one more old backup, then the two kept ones.
+	f.drop = append(f.drop, putBackup(t, f.a, "2024-03-07_10-00_0", "000000010000000000000006", 1, 0)...)
+	f.drop = append(f.drop, putWAL(t, f.a, segs(1, 6, 7)...)...)
+	f.keep = append(f.keep, putBackup(t, f.a, "2024-03-08_10-00_0", "000000010000000000000008", 2, 0)...)
+	f.keep = append(f.keep, putBackup(t, f.a, "2024-03-09_10-00_0", "000000020000000000000009", 2, 1)...)
+	f.keep = append(f.keep, putWAL(t, f.a, append(segs(1, 8, 9), "00000002.history", "000000010000000000000009.partial")...)...)
+	f.keep = append(f.keep, putWAL(t, f.a, segs(2, 9, 10)...)...)
+	// The old site also holds WAL past the kept start: it stays.
+	f.keep = append(f.keep, putWAL(t, f.old, "000000010000000000000008")...)
+	// A backup in progress (chunks, no main object yet), started an hour
+	// ago: never an orphan.
+	running := putBackup(t, f.a, "2024-03-10_11-00_0", "00000002000000000000000A", 2, 0)
+	if err := f.a.Store.Delete(context.Background(), running[len(running)-1]); err != nil {
+		t.Fatal(err)
+	}
+	f.keep = append(f.keep, running[:len(running)-1]...)
+	f.backups = []string{"2024-03-08_10-00_0", "2024-03-09_10-00_0"}
+	sort.Strings(f.keep)
+	return f
+}
+
+func TestArchive_ApplyRetention(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		f := newRetentionFixture(t)
+		ctx := context.Background()
+		plan, err := f.a.PlanRetention(ctx, f.policy, f.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(plan.Delete), 3; got != want {
+			t.Fatalf("plan deletes %d backups, want %d: %+v", got, want, plan.Delete)
+		}
+		if got, want := plan.Delete[0].Site, "old"; got != want {
+			t.Errorf("oldest backup's site = %q, want %q", got, want)
+		}
+		if got, want := len(plan.Orphans), 1; got != want {
+			t.Fatalf("plan has %d orphan folders, want %d: %+v", got, want, plan.Orphans)
+		}
+		res, err := f.a.ApplyRetention(ctx, plan, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(f.keep, allKeys(t, f.a)); diff != "" {
+			t.Errorf("objects after retention (-want +got):\n%s", diff)
+		}
+		if got, want := res.Backups, 3; got != want {
+			t.Errorf("deleted %d backups, want %d", got, want)
+		}
+		if got, want := res.Chunks, 7; got != want {
+			t.Errorf("deleted %d chunks, want %d", got, want)
+		}
+		checkIntact(t, f.a, f.keep)
+		again, err := f.a.PlanRetention(ctx, f.policy, f.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !again.Empty() {
+			t.Errorf("second plan is not empty: %+v", again)
+		}
+	})
+	t.Run("ErrPreservationUnreadable", func(t *testing.T) {
+		f := newRetentionFixture(t)
+		ctx := context.Background()
+		key := f.a.Layout.Dir(PreservationDir) + "2024-03-05_10-00_0_x"
+		if err := f.a.Store.Put(ctx, key, strings.NewReader(""), storage.Metadata{MetaPreserveBackup: "2024-03-05_10-00_0"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.a.PlanRetention(ctx, f.policy, f.now); err == nil {
+			t.Fatal("plan with an unreadable preservation request succeeded")
+		}
+	})
+	t.Run("Preserved", func(t *testing.T) {
+		f := newRetentionFixture(t)
+		ctx := context.Background()
+		key := f.old.Layout.Dir(PreservationDir) + "2024-03-06_10-00_0.00000000.pghoard_2024-04-01 00:00:00+00:00"
+		md := storage.Metadata{MetaPreserveBackup: "2024-03-06_10-00_0.00000000.pghoard", MetaPreserveUntil: "2024-04-01 00:00:00+00:00"}
+		if err := f.old.Store.Put(ctx, key, strings.NewReader(""), md); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := f.a.PlanRetention(ctx, f.policy, f.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, d := range plan.Delete {
+			names = append(names, d.Backup.Name)
+		}
+		if diff := cmp.Diff([]string{"2024-03-05_10-00_0"}, names); diff != "" {
+			t.Errorf("deleted backups (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// allKeys lists every object of the fixture's shared store.
+func allKeys(t testing.TB, a *Archive) []string {
+	return storeKeys(t, a.Store)
+}
+
+// failingStore fails Delete once after a number of successful deletes.
+type failingStore struct {
+	storage.Store
+	mu      sync.Mutex
+	allowed int
+}
+
+var errInjected = errors.New("injected delete failure")
+
+func (s *failingStore) Delete(ctx context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.allowed == 0 {
+		return errInjected
+	}
+	s.allowed--
+	return s.Store.Delete(ctx, key)
+}
+
+// TestArchive_ApplyRetentionInterrupted stops a run at every delete in
+// turn: each time, every kept backup stays listed and whole, and a second
+// run finishes the job.
+func TestArchive_ApplyRetentionInterrupted(t *testing.T) {
+	f := newRetentionFixture(t)
+	total := len(storeKeys(t, f.a.Store)) - len(f.keep)
+	if testing.Short() {
+		total = 3
+	}
+	for n := 0; n < total; n++ {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			f := newRetentionFixture(t)
+			ctx := context.Background()
+			fs := &failingStore{Store: f.a.Store, allowed: n}
+			cut := *f.a
+			cutOld := *f.old
+			cut.Store, cutOld.Store = fs, fs
+			cut.MovedFrom = []*Archive{&cutOld}
+			plan, err := cut.PlanRetention(ctx, f.policy, f.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cut.ApplyRetention(ctx, plan, zerolog.Nop()); !errors.Is(err, errInjected) {
+				t.Fatalf("apply with a delete failure after %d deletes: %v", n, err)
+			}
+			checkIntact(t, f.a, f.keep)
+			listed := map[string]bool{}
+			for _, s := range []*Archive{f.a, f.old} {
+				bs, err := s.ListBackups(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, b := range bs {
+					listed[b.Name] = true
+					// Every listed backup, kept or not yet deleted,
+					// still has all its chunks.
+					m, err := s.readManifest(ctx, b.Key)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, c := range m.Chunks {
+						checkIntact(t, s, []string{s.Layout.ChunkKey(c.ChunkFilename)})
+					}
+				}
+			}
+			for _, name := range f.backups {
+				if !listed[name] {
+					t.Errorf("kept backup %s is no longer listed", name)
+				}
+			}
+			plan, err = f.a.PlanRetention(ctx, f.policy, f.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(f.keep, allKeys(t, f.a)); diff != "" {
+				t.Errorf("objects after the second run (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
