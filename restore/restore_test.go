@@ -1,0 +1,384 @@
+package restore
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+const testBackup = "2026-01-02_03-00_0"
+
+// pghoardDir returns the folder of a PGHoard test vector set: the repo's
+// testdata/pghoard copy, else the shared original.
+func pghoardDir(t testing.TB, name string) string {
+	t.Helper()
+	for _, d := range []string{filepath.Join("..", "testdata", "pghoard", name), filepath.Join("..", "..", "shared", "pghoard-testdata", name)} {
+		if _, err := os.Stat(filepath.Join(d, "config.json")); err == nil {
+			return d
+		}
+	}
+	t.Fatalf("PGHoard test data %s not found", name)
+	return ""
+}
+
+// pghoardKeys reads the private keys of a test vector set's config.json.
+func pghoardKeys(t testing.TB, dir string) map[string]*rsa.PrivateKey {
+	t.Helper()
+	var cfg struct {
+		BackupSites map[string]struct {
+			EncryptionKeys map[string]struct {
+				Private string `json:"private"`
+			} `json:"encryption_keys"`
+		} `json:"backup_sites"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]*rsa.PrivateKey{}
+	for _, s := range cfg.BackupSites {
+		for id, k := range s.EncryptionKeys {
+			if keys[id], err = crypto.ParsePrivateKeyPEM(k.Private); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return keys
+}
+
+// fixture is an archive holding one pghoard-bb-v2 backup whose chunks are
+// PGHoard's real objects, stored byte for byte with their metadata, around
+// a control object built by the test.
+type fixture struct {
+	a      *archive.Archive
+	chunks []string // chunk keys
+	info   *archive.BackupInfo
+}
+
+// newFixture stores the chunks of the test vector set name, a control
+// object naming them and tablespaces, and WAL segments 2 and 3.
+func newFixture(t *testing.T, name string, tablespaces map[string]archive.ManifestTablespace) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := pghoardDir(t, name)
+	f := &fixture{a: &archive.Archive{
+		Store:  storage.NewMem(),
+		Codec:  &archive.Codec{PrivateKeys: pghoardKeys(t, dir)},
+		Layout: archive.Layout{Prefix: "site"},
+		Site:   "site",
+	}}
+	files, err := filepath.Glob(filepath.Join(dir, "chunks", "*.pghoard"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("chunks of %s: %v %v", name, files, err)
+	}
+	m := &archive.Manifest{PGHoardObject: "basebackup", Tablespaces: tablespaces,
+		BackupStartWALSegment: "000000010000000000000002", BackupEndWALSegment: "000000010000000000000003"}
+	for i, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mdData, err := os.ReadFile(file + ".metadata")
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := storage.Metadata{}
+		if err := json.Unmarshal(mdData, &md); err != nil {
+			t.Fatal(err)
+		}
+		delete(md, "_hash")
+		size, err := strconv.ParseInt(md["original-file-size"], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf := archive.ChunkFilename(testBackup, i+1)
+		key := f.a.Layout.ChunkKey(cf)
+		if err := f.a.Store.Put(ctx, key, bytes.NewReader(data), md); err != nil {
+			t.Fatal(err)
+		}
+		f.chunks = append(f.chunks, key)
+		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: cf, InputSize: size, ResultSize: int64(len(data))})
+	}
+	js, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := []tarEntry{
+		{name: archive.ManifestName, body: string(js)},
+		{name: archive.ControlPGControl, body: strings.Repeat("c", 8192)},
+		{name: archive.ControlBackupLabel, body: "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"},
+		// PGHoard's test chunks are a part of a data directory: the
+		// control tar brings PG_VERSION, which a real chunk would.
+		{name: "pgdata/PG_VERSION", body: "15\n"},
+	}
+	for _, d := range archive.ControlEmptyDirs {
+		entries = append(entries, tarEntry{name: d, typ: tar.TypeDir})
+	}
+	control := makeTar(t, entries...)
+	f.info = &archive.BackupInfo{
+		Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", EndWALSegment: "000000010000000000000003",
+		StartTime: t0, EndTime: t0.Add(time.Minute), PGVersion: 150004, Site: "site",
+	}
+	f.put(t, f.a.Layout.BackupKey(testBackup), control, f.info.ToMetadata())
+	for _, seg := range []string{"000000010000000000000002", "000000010000000000000003"} {
+		f.put(t, f.a.Layout.WALKey(seg), []byte("wal "+seg), nil)
+	}
+	return f
+}
+
+func (f *fixture) put(t *testing.T, key string, data []byte, md storage.Metadata) {
+	t.Helper()
+	if _, err := f.a.Codec.Put(context.Background(), f.a.Store, key, bytes.NewReader(data), int64(len(data)), md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// members decodes the fixture's chunks with the codec and returns their
+// regular files (member name → size): the oracle for what Run extracts.
+func (f *fixture) members(t *testing.T) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, key := range f.chunks {
+		rc, _, err := f.a.Codec.Open(context.Background(), f.a.Store, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Typeflag == tar.TypeReg {
+				out[h.Name] = h.Size
+			}
+		}
+		rc.Close()
+	}
+	return out
+}
+
+func (f *fixture) options(dir string) Options {
+	return Options{Archive: f.a, TargetDir: dir, RestoreCommand: "hoard wal-fetch %f %p", Parallel: 3, Logger: zerolog.Nop()}
+}
+
+func TestRun_PGHoard(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	dir := filepath.Join(t.TempDir(), "data")
+	var reports []Progress
+	o := f.options(dir)
+	o.Progress = func(p Progress) { reports = append(reports, p) }
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f.members(t)
+	if len(want) != 6 {
+		t.Fatalf("oracle found %d files, want 6: %v", len(want), want)
+	}
+	for name, size := range want {
+		fi, err := os.Stat(filepath.Join(dir, strings.TrimPrefix(name, "pgdata/")))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if fi.Size() != size {
+			t.Errorf("%s: %d bytes, want %d", name, fi.Size(), size)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "pg_notify", "0000")); err != nil || fi.Size() != 8192 {
+		t.Errorf("pg_notify/0000: %v %v", fi, err)
+	}
+	for _, d := range []string{"pg_subtrans", "base/1", "pg_wal/archive_status", "pg_tblspc", "pg_replslot"} {
+		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+			t.Errorf("directory %s: %v", d, err)
+		}
+	}
+	for _, name := range []string{"global/pg_control", "backup_label", "recovery.signal"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	auto, err := os.ReadFile(filepath.Join(dir, "postgresql.auto.conf"))
+	if err != nil || !strings.Contains(string(auto), "restore_command = 'hoard wal-fetch %f %p'") {
+		t.Errorf("postgresql.auto.conf: %q, %v", auto, err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("target mode %v, %v; want 0700", fi.Mode(), err)
+	}
+	if res.Chunks != 4 || res.PGMajor != 15 || res.WALArchivedThrough != "000000010000000000000003" || res.Backup.Name != testBackup {
+		t.Errorf("result %+v", res)
+	}
+	if len(reports) == 0 {
+		t.Fatal("no progress reported")
+	}
+	if last := reports[len(reports)-1]; last.ChunksDone != 4 || last.BytesDone != last.Bytes || last.Bytes != 20480+20480+10240+20480 {
+		t.Errorf("last progress %+v", last)
+	}
+}
+
+func TestRun_PGHoardTablespaces(t *testing.T) {
+	f := newFixture(t, "basebackup_with_ts", map[string]archive.ManifestTablespace{
+		"nstest1": {Path: "/var/lib/pgsql/nstest1", OID: 16395},
+		"nstest2": {Path: "/var/lib/pgsql/nstest2", OID: 16396},
+	})
+	root := t.TempDir()
+	dir, spc1, base := filepath.Join(root, "data"), filepath.Join(root, "ts1"), filepath.Join(root, "spc")
+	o := f.options(dir)
+	o.TablespaceDirs = map[string]string{"nstest1": spc1}
+	o.TablespaceBaseDir = base
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spc2 := filepath.Join(base, "16396")
+	for name, size := range f.members(t) {
+		var p string
+		switch {
+		case name == "pgdata/postgresql.auto.conf":
+			continue // hoard's block is appended: checked below
+		case strings.HasPrefix(name, "pgdata/"):
+			p = filepath.Join(dir, strings.TrimPrefix(name, "pgdata/"))
+		case strings.HasPrefix(name, "tablespaces/nstest1/"):
+			p = filepath.Join(spc1, strings.TrimPrefix(name, "tablespaces/nstest1/"))
+		case strings.HasPrefix(name, "tablespaces/nstest2/"):
+			p = filepath.Join(spc2, strings.TrimPrefix(name, "tablespaces/nstest2/"))
+		}
+		if fi, err := os.Stat(p); err != nil || fi.Size() != size {
+			t.Errorf("%s at %s: %v %v, want %d bytes", name, p, fi, err, size)
+		}
+	}
+	for oid, want := range map[string]string{"16395": spc1, "16396": spc2} {
+		if got, err := os.Readlink(filepath.Join(dir, "pg_tblspc", oid)); err != nil || got != want {
+			t.Errorf("pg_tblspc/%s -> %q, %v; want %s", oid, got, err, want)
+		}
+	}
+	if got := res.Tablespaces; got["nstest1"] != spc1 || got["nstest2"] != spc2 {
+		t.Errorf("Tablespaces = %v", got)
+	}
+	auto, _ := os.ReadFile(filepath.Join(dir, "postgresql.auto.conf"))
+	if !strings.HasPrefix(string(auto), "# Do not edit") || !strings.Contains(string(auto), confHeader) {
+		t.Errorf("postgresql.auto.conf from the backup not kept and extended:\n%s", auto)
+	}
+}
+
+func TestRun_ErrTamperedChunk(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	ctx := context.Background()
+	victim := f.chunks[1]
+	rc, md, err := f.a.Store.Open(ctx, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	data[len(data)/2] ^= 1
+	if err := f.a.Store.Put(ctx, victim, bytes.NewReader(data), md); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	_, err = Run(ctx, f.options(dir))
+	var de *archive.DecodeError
+	if !errors.As(err, &de) || de.Key != victim {
+		t.Fatalf("Run = %v, want a DecodeError for %s", err, victim)
+	}
+	if !errors.Is(err, ErrIncomplete) || !errors.Is(err, crypto.ErrTampered) {
+		t.Errorf("Run = %v, want ErrIncomplete and ErrTampered", err)
+	}
+	for _, name := range []string{"global/pg_control", "backup_label", "recovery.signal"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.Errorf("a failed restore wrote %s", name)
+		}
+	}
+	// With overwrite, a second run over the failed one succeeds once the
+	// chunk is repaired.
+	f2 := newFixture(t, "basebackup", nil)
+	o := f2.options(dir)
+	o.Overwrite = true
+	if _, err := Run(ctx, o); err != nil {
+		t.Fatalf("re-run with overwrite: %v", err)
+	}
+}
+
+func TestRun_ErrMissingWAL(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	ctx := context.Background()
+	if err := f.a.Store.Delete(ctx, f.a.Layout.WALKey("000000010000000000000003")); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	_, err := Run(ctx, f.options(dir))
+	if !errors.Is(err, ErrMissingWAL) || !strings.Contains(err.Error(), "000000010000000000000003") {
+		t.Fatalf("Run = %v, want ErrMissingWAL naming 000000010000000000000003", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("target touched before the WAL check failed: %v", err)
+	}
+}
+
+func TestRun_ErrLSNTargetBeyondWAL(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	o := f.options(filepath.Join(t.TempDir(), "data"))
+	o.Backup = testBackup
+	o.Target = Target{LSN: 0x5000010}
+	_, err := Run(context.Background(), o)
+	if !errors.Is(err, ErrMissingWAL) || !strings.Contains(err.Error(), "000000010000000000000004") {
+		t.Fatalf("Run = %v, want ErrMissingWAL naming segment 4", err)
+	}
+}
+
+func TestRun_ErrTargetNotEmpty(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "PG_VERSION"), []byte("15\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), f.options(dir)); !errors.Is(err, ErrTargetNotEmpty) {
+		t.Fatalf("Run = %v, want ErrTargetNotEmpty", err)
+	}
+}
+
+func TestRun_ErrUnsupportedFormat(t *testing.T) {
+	for _, format := range []string{"", archive.FormatBBv1, archive.FormatDeltaV2} {
+		f := newFixture(t, "basebackup_one_chunk", nil)
+		f.info.Format = format
+		md := f.info.ToMetadata()
+		key := f.a.Layout.BackupKey(testBackup)
+		f.put(t, key, []byte("x"), md)
+		_, err := Run(context.Background(), f.options(filepath.Join(t.TempDir(), "data")))
+		if !errors.Is(err, ErrUnsupportedFormat) {
+			t.Errorf("format %q: Run = %v, want ErrUnsupportedFormat", format, err)
+		}
+	}
+}
+
+func TestRun_ErrOldPostgreSQL(t *testing.T) {
+	f := newFixture(t, "basebackup_one_chunk", nil)
+	f.info.PGVersion = 120005
+	f.put(t, f.a.Layout.BackupKey(testBackup), []byte("x"), f.info.ToMetadata())
+	if _, err := Run(context.Background(), f.options(filepath.Join(t.TempDir(), "data"))); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("Run = %v, want ErrUnsupportedVersion", err)
+	}
+}
