@@ -1,0 +1,248 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Azurite's well-known development account (public, documented by
+// Microsoft; not a secret).
+const (
+	AzuriteAccount = "devstoreaccount1"
+	AzuriteKey     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+// MinIO's credentials in tests.
+const (
+	minioUser     = "hoardtest"
+	minioPassword = "hoardtest-secret"
+)
+
+// Strict reports whether HOARD_TEST_STRICT=1: missing servers fail tests.
+func Strict() bool { return os.Getenv("HOARD_TEST_STRICT") == "1" }
+
+// Unavailable skips the test because something it needs is missing, or
+// fails it when Strict is set.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if Strict() {
+		t.Fatalf("%s (HOARD_TEST_STRICT=1)", msg)
+	}
+	t.Skip(msg)
+}
+
+// Cache returns $HOARD_CACHE, by default /var/cache/hoard.
+func Cache() string {
+	if d := os.Getenv("HOARD_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/hoard"
+}
+
+// binary returns the path of a server binary, or skips.
+func binary(t testing.TB, rel string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no storage servers")
+	}
+	p := filepath.Join(Cache(), rel)
+	if _, err := os.Stat(p); err != nil {
+		Unavailable(t, "%s not installed (run scripts/deps.sh): %v", p, err)
+	}
+	return p
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start runs a server until the test ends and waits until GET url answers
+// with any HTTP response.
+func start(t testing.TB, name string, env []string, url string, bin string, args ...string) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		// Stop the server's process group: it was started here, with its own group.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	deadline := time.Now().Add(90 * time.Second)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("%s exited before answering: %v\n%s", name, err, out.String())
+		default:
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not answer at %s: %v\n%s", name, url, err, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// MinIO starts a MinIO server and returns the config of a new bucket on it,
+// with a 5 MiB part size (S3's minimum) so that tests exercise multipart
+// uploads with small objects.
+func MinIO(t testing.TB) storage.Config {
+	t.Helper()
+	bin := binary(t, "bin/minio")
+	port, console := freePort(t), freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	start(t, "minio", []string{
+		"MINIO_ROOT_USER=" + minioUser,
+		"MINIO_ROOT_PASSWORD=" + minioPassword,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+	}, "http://"+addr+"/minio/health/live", bin,
+		"server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:"+strconv.Itoa(console), t.TempDir())
+	c := storage.Config{
+		Type:            "s3",
+		Region:          "us-east-1",
+		BucketName:      "hoard-test",
+		AccessKeyID:     minioUser,
+		SecretAccessKey: minioPassword,
+		Host:            "127.0.0.1",
+		Port:            port,
+		SegmentSize:     5 << 20,
+	}
+	st := openStore(t, c)
+	var client *s3.Client
+	if !st.(*storage.Bucket).As(&client) {
+		t.Fatal("minio: store has no *s3.Client")
+	}
+	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(c.BucketName)}); err != nil {
+		t.Fatalf("minio: create bucket: %v", err)
+	}
+	return c
+}
+
+// Azurite starts Azurite's blob service and returns the config of a new
+// container on it, for the well-known development account.
+func Azurite(t testing.TB) storage.Config {
+	t.Helper()
+	bin := binary(t, "azurite/node_modules/.bin/azurite-blob")
+	port := freePort(t)
+	start(t, "azurite", nil, fmt.Sprintf("http://127.0.0.1:%d/", port), bin,
+		"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port), "--location", t.TempDir(),
+		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
+	c := storage.Config{
+		Type:        "azure",
+		AccountName: AzuriteAccount,
+		AccountKey:  AzuriteKey,
+		BucketName:  "hoard-test",
+		Host:        "127.0.0.1",
+		Port:        port,
+		SegmentSize: 4 << 20,
+	}
+	st := openStore(t, c)
+	var client *container.Client
+	if !st.(*storage.Bucket).As(&client) {
+		t.Fatal("azurite: store has no *container.Client")
+	}
+	if _, err := client.Create(context.Background(), nil); err != nil {
+		t.Fatalf("azurite: create container: %v", err)
+	}
+	return c
+}
+
+// FakeGCS starts fake-gcs-server (in-memory) and returns the config of a new
+// bucket on it. It sets STORAGE_EMULATOR_HOST for the test, which is how the
+// GCS client finds the emulator, so the test cannot be parallel.
+func FakeGCS(t testing.TB) storage.Config {
+	t.Helper()
+	bin := binary(t, "bin/fake-gcs-server")
+	port := freePort(t)
+	host := "127.0.0.1:" + strconv.Itoa(port)
+	start(t, "fake-gcs-server", nil, "http://"+host+"/storage/v1/b", bin,
+		"-scheme", "http", "-host", "127.0.0.1", "-port", strconv.Itoa(port),
+		"-public-host", host, "-backend", "memory", "-log-level", "error")
+	t.Setenv("STORAGE_EMULATOR_HOST", host)
+	c := storage.Config{Type: "google", BucketName: "hoard-test", ProjectID: "hoard", SegmentSize: 1 << 20}
+	resp, err := http.Post("http://"+host+"/storage/v1/b?project=hoard", "application/json",
+		strings.NewReader(`{"name":"`+c.BucketName+`"}`))
+	if err != nil {
+		t.Fatalf("fake-gcs-server: create bucket: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("fake-gcs-server: create bucket: %s", resp.Status)
+	}
+	return c
+}
+
+// Local returns the config of a local store in a new temporary directory.
+func Local(t testing.TB) storage.Config {
+	t.Helper()
+	return storage.Config{Type: "local", Directory: t.TempDir()}
+}
+
+var prefixes atomic.Int64
+
+// Open opens c under a prefix of its own (c.Prefix/tN), so that tests can
+// share a bucket, and closes the store when the test ends.
+func Open(t testing.TB, c storage.Config) storage.Store {
+	t.Helper()
+	c.Prefix = strings.Trim(c.Prefix+"/t"+strconv.FormatInt(prefixes.Add(1), 10), "/")
+	return openStore(t, c)
+}
+
+func openStore(t testing.TB, c storage.Config) storage.Store {
+	t.Helper()
+	st, err := storage.Open(context.Background(), c)
+	if err != nil {
+		t.Fatalf("open %s store: %v", c.Type, err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("close %s store: %v", c.Type, err)
+		}
+	})
+	return st
+}

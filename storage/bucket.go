@@ -1,0 +1,260 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+)
+
+var _ Store = (*Bucket)(nil)
+
+// Bucket is a Store on a gocloud.dev/blob bucket (S3, GCS, Azure, memory or
+// any gocloud URL). It translates PGHoard's metadata spelling for the
+// backend, aborts failed uploads and classifies permanent errors.
+type Bucket struct {
+	b      *blob.Bucket
+	kind   string // "s3", "google", "azure", "mem" or the URL scheme
+	name   string // bucket or container name, for messages
+	prefix string // object_storage.prefix as applied to keys, with a trailing '/'
+
+	partSize    int // WriterOptions.BufferSize; 0 for the driver's default
+	concurrency int // WriterOptions.MaxConcurrency; 0 for the driver's default
+
+	// rawMetadata overrides gocloud's escaping of metadata so that the wire
+	// spelling is PGHoard's; nil where gocloud stores keys as given.
+	rawMetadata func(md map[string]string) func(asFunc func(any) bool) error
+	// afterAbort cleans up after a Put that was abandoned (S3: parts of a
+	// multipart upload that the SDK could not abort with a cancelled ctx).
+	afterAbort func(ctx context.Context, fullKey string)
+	secrets    []string
+
+	bucketOK atomic.Bool // the bucket answered a listing once
+}
+
+// newBucket wraps b. prefix is applied with blob.PrefixedBucket.
+func newBucket(b *blob.Bucket, kind, name, prefix string) *Bucket {
+	prefix = strings.Trim(prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+		b = blob.PrefixedBucket(b, prefix)
+	}
+	return &Bucket{b: b, kind: kind, name: name, prefix: prefix}
+}
+
+// As exposes the backend's client types, as gocloud's Bucket.As does (for
+// example **s3.Client or **container.Client), for tests and diagnostics.
+func (b *Bucket) As(i any) bool { return b.b.As(i) }
+
+// wireMetadata turns PGHoard metadata into the backend's spelling: empty
+// values are dropped (as rohmu drops them), Azure gets '_' for '-' and S3
+// lowercase keys.
+func (b *Bucket) wireMetadata(md Metadata) map[string]string {
+	out := make(map[string]string, len(md))
+	for k, v := range md {
+		if v == "" {
+			continue
+		}
+		switch b.kind {
+		case "azure":
+			k = strings.ReplaceAll(k, "-", "_")
+		case "s3":
+			k = strings.ToLower(k)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// readMetadata turns backend metadata back into PGHoard's spelling.
+func (b *Bucket) readMetadata(md map[string]string) Metadata {
+	out := make(Metadata, len(md))
+	for k, v := range md {
+		switch b.kind {
+		case "azure":
+			k = strings.ReplaceAll(k, "_", "-")
+		case "s3":
+			k = strings.ToLower(k)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Put streams r to the backend through blob.Bucket.Upload. An error from r
+// or a cancelled ctx cancels the upload's context before the driver sees the
+// error, which is gocloud's way to abort a write ("To abort a write, cancel
+// ctx"): no object becomes visible and an existing one stays as it was.
+func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, md Metadata) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wmd := b.wireMetadata(md)
+	opts := &blob.WriterOptions{
+		ContentType:    "application/octet-stream",
+		Metadata:       wmd,
+		BufferSize:     b.partSize,
+		MaxConcurrency: b.concurrency,
+	}
+	if b.rawMetadata != nil {
+		opts.BeforeWrite = b.rawMetadata(wmd)
+	}
+	src := &abortReader{ctx: wctx, r: r, cancel: cancel}
+	err := b.b.Upload(wctx, key, src, opts)
+	if err == nil && src.err != nil {
+		// No driver commits after its source failed; should one ever do
+		// it, the object is incomplete and must not stay.
+		_ = b.b.Delete(context.WithoutCancel(ctx), key)
+		err = src.err
+	}
+	if err != nil {
+		b.abandoned(ctx, key)
+		if src.err != nil && !errors.Is(err, src.err) {
+			return fmt.Errorf("put %s: %w", key, src.err)
+		}
+		return b.putError(ctx, key, err)
+	}
+	return nil
+}
+
+// abortReader cancels the upload's context as soon as the source fails or
+// the caller's context ends, before handing the error to the driver.
+type abortReader struct {
+	ctx    context.Context
+	r      io.Reader
+	cancel context.CancelFunc
+	err    error // the first error other than io.EOF
+}
+
+func (a *abortReader) Read(p []byte) (int, error) {
+	if a.err != nil {
+		return 0, a.err
+	}
+	if err := a.ctx.Err(); err != nil {
+		a.err = err
+		return 0, err
+	}
+	n, err := a.r.Read(p)
+	if err != nil && err != io.EOF {
+		a.err = err
+		a.cancel()
+	}
+	return n, err
+}
+
+// putError reports a failed Put. When ctx was cancelled the SDKs often
+// return their own text for it, so ctx's error is put back in the chain.
+func (b *Bucket) putError(ctx context.Context, key string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("put %s: %w (%v)", key, cerr, &redactedError{err: err, secrets: b.secrets})
+	}
+	return b.errorf(ctx, "put", key, err)
+}
+
+// abandoned runs the backend's clean-up after a failed Put, even when ctx is
+// already cancelled.
+func (b *Bucket) abandoned(ctx context.Context, key string) {
+	if b.afterAbort != nil {
+		b.afterAbort(context.WithoutCancel(ctx), b.prefix+key)
+	}
+}
+
+// Open returns the object's bytes and metadata. The metadata is read with a
+// separate request before the body.
+func (b *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
+	attrs, err := b.b.Attributes(ctx, key)
+	if err != nil {
+		return nil, nil, b.errorf(ctx, "open", key, err)
+	}
+	r, err := b.b.NewReader(ctx, key, nil)
+	if err != nil {
+		return nil, nil, b.errorf(ctx, "open", key, err)
+	}
+	return r, b.readMetadata(attrs.Metadata), nil
+}
+
+// OpenRange streams length bytes from offset (length < 0: to the end).
+func (b *Bucket) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	r, err := b.b.NewRangeReader(ctx, key, offset, length, nil)
+	if err != nil {
+		return nil, b.errorf(ctx, "open", key, err)
+	}
+	return r, nil
+}
+
+// Stat returns the object's size, time and metadata.
+func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
+	attrs, err := b.b.Attributes(ctx, key)
+	if err != nil {
+		return Object{}, b.errorf(ctx, "stat", key, err)
+	}
+	return Object{Key: key, Size: attrs.Size, Modified: attrs.ModTime, Metadata: b.readMetadata(attrs.Metadata)}, nil
+}
+
+// List calls fn for each object under prefix in lexical order; every backend
+// lists in that order without a delimiter.
+func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	it := b.b.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		o, err := it.Next(ctx)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return b.errorf(ctx, "list", prefix, err)
+		}
+		if o.IsDir {
+			continue
+		}
+		if err := fn(Object{Key: o.Key, Size: o.Size, Modified: o.ModTime}); err != nil {
+			return err
+		}
+	}
+}
+
+// Delete removes the object; a missing key is not an error.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	err := b.b.Delete(ctx, key)
+	if err == nil || gcerrors.Code(err) == gcerrors.NotFound && !bucketMissing(err) {
+		return nil
+	}
+	return b.errorf(ctx, "delete", key, err)
+}
+
+// Close releases the bucket.
+func (b *Bucket) Close() error { return b.b.Close() }
+
+// errorf wraps a backend error: a missing object becomes ErrNotFound (after
+// making sure, once, that the bucket itself exists, so that a wrong bucket
+// name never reads as "no such WAL segment"), and permanent failures become
+// ErrPermanent.
+func (b *Bucket) errorf(ctx context.Context, op, key string, err error) error {
+	if len(b.secrets) > 0 {
+		err = &redactedError{err: err, secrets: b.secrets}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	if gcerrors.Code(err) == gcerrors.NotFound && !bucketMissing(err) {
+		if b.bucketOK.Load() || b.kind == "mem" {
+			return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+		}
+		ok, aerr := b.b.IsAccessible(ctx)
+		switch {
+		case aerr != nil:
+			return errorf(b.kind, b.name, op, key, aerr)
+		case !ok:
+			return fmt.Errorf("%s %s: %w", op, key, &permanentError{
+				msg: fmt.Sprintf("%s bucket %q does not exist: create it or fix bucket_name", b.kind, b.name),
+				err: err,
+			})
+		}
+		b.bucketOK.Store(true)
+		return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+	}
+	return errorf(b.kind, b.name, op, key, err)
+}

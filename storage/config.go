@@ -1,0 +1,100 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/azureblob" // azblob:// URLs
+	_ "gocloud.dev/blob/fileblob"  // file:// URLs
+	_ "gocloud.dev/blob/gcsblob"   // gs:// URLs
+	"gocloud.dev/blob/memblob"
+	_ "gocloud.dev/blob/s3blob" // s3:// URLs
+)
+
+// Config selects and configures a backend. Its fields mirror PGHoard's
+// object_storage settings; the config package fills it in.
+type Config struct {
+	Type   string // local, s3, google, azure or mem; ignored when URL is set
+	URL    string // any gocloud.dev/blob URL (s3://, gs://, azblob://, file://, mem://)
+	Prefix string // object_storage.prefix: keys given to the Store are relative to it
+
+	Directory string // local: the root directory
+
+	Region          string // s3: region (default us-east-1)
+	BucketName      string // s3, google; azure: the container name
+	AccessKeyID     string // s3: static credentials; empty uses the AWS default chain
+	SecretAccessKey string // s3
+	SessionToken    string // s3: optional
+	Host            string // s3, azure: custom endpoint host (MinIO, Azurite, ...)
+	Port            int    // s3, azure: custom endpoint port; 0 for the scheme's default
+	IsSecure        bool   // s3, azure: https rather than http to Host
+	IsVerifyTLS     *bool  // s3: verify the server certificate; nil means verify
+	CertPath        string // s3: PEM CA bundle to verify the server with
+	AddressingStyle string // s3: path (default), virtual or auto
+	SegmentSize     int64  // s3, azure, google: upload part size in bytes
+	Encrypted       bool   // s3: server-side encryption (AES256)
+
+	ProjectID       string // google: project (only needed to create buckets)
+	CredentialFile  string // google: service account or user credentials JSON file
+	CredentialsJSON []byte // google: the same, inline
+
+	AccountName string // azure
+	AccountKey  string // azure: shared key
+	SASToken    string // azure: instead of AccountKey
+	AzureCloud  string // azure: public (default), china, germany or usgov
+}
+
+// Open opens the store that c describes. Open does not contact the backend:
+// a wrong bucket or bad credentials show up, as ErrPermanent, on first use.
+func Open(ctx context.Context, c Config) (Store, error) {
+	if c.URL != "" {
+		b, err := blob.OpenBucket(ctx, c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("open storage url: %w", err)
+		}
+		kind, _, _ := strings.Cut(c.URL, "://")
+		return newBucket(b, kind, c.URL, c.Prefix), nil
+	}
+	switch c.Type {
+	case "local":
+		if c.Directory == "" {
+			return nil, fmt.Errorf("open local storage: directory is not set")
+		}
+		return NewLocal(filepath.Join(c.Directory, filepath.FromSlash(strings.Trim(c.Prefix, "/")))), nil
+	case "mem":
+		return newBucket(memblob.OpenBucket(nil), "mem", "mem", c.Prefix), nil
+	case "s3":
+		return openS3(ctx, c)
+	case "google":
+		return openGCS(ctx, c)
+	case "azure":
+		return openAzure(ctx, c)
+	default:
+		return nil, fmt.Errorf("open storage: unknown storage_type %q (want local, s3, google, azure or mem)", c.Type)
+	}
+}
+
+// NewMem returns an empty in-memory store, for unit tests.
+func NewMem() Store {
+	return newBucket(memblob.OpenBucket(nil), "mem", "mem", "")
+}
+
+// mib is a mebibyte, for part sizes.
+const mib = 1 << 20
+
+// safeASCII reports whether s can travel as an HTTP header value unchanged
+// and come back unchanged through gocloud's URL-unescaping on read.
+func safeASCII(s string) bool {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e || s[i] == '%' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,144 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"gocloud.dev/gcerrors"
+	"google.golang.org/api/googleapi"
+)
+
+// ErrPermanent marks errors that retrying cannot fix: bad credentials, a
+// missing bucket or container, permission denied. The wrapping error says
+// what to check. Test with errors.Is; WithRetry never retries them.
+var ErrPermanent = errors.New("permanent storage error")
+
+// IsTransient reports whether err may go away if the operation is tried
+// again: it is not nil, not ErrNotFound, not ErrPermanent and not a context
+// cancellation or deadline.
+func IsTransient(err error) bool {
+	switch {
+	case err == nil,
+		errors.Is(err, ErrNotFound),
+		errors.Is(err, ErrPermanent),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	return true
+}
+
+// permanentError is an ErrPermanent with an actionable message.
+type permanentError struct {
+	msg string
+	err error
+}
+
+func (e *permanentError) Error() string { return e.msg + ": " + e.err.Error() }
+
+func (e *permanentError) Unwrap() []error { return []error{ErrPermanent, e.err} }
+
+// redactedError hides secrets that a backend might echo back (an Azure SAS
+// token in a request URL, for one) while keeping the error chain intact.
+type redactedError struct {
+	err     error
+	secrets []string
+}
+
+func (e *redactedError) Error() string {
+	s := e.err.Error()
+	for _, secret := range e.secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "REDACTED")
+		}
+	}
+	return s
+}
+
+func (e *redactedError) Unwrap() error { return e.err }
+
+// accessDenied reports whether err is a backend's refusal of the credentials
+// or of the permission, rather than a failure that may pass.
+func accessDenied(err error) bool {
+	if gcerrors.Code(err) == gcerrors.PermissionDenied || errors.Is(err, os.ErrPermission) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+			"InvalidToken", "ExpiredToken", "TokenRefreshRequired", "AuthorizationHeaderMalformed",
+			"InvalidSecurity", "AllAccessDisabled", "AccountProblem":
+			return true
+		}
+	}
+	var azErr *azcore.ResponseError
+	if errors.As(err, &azErr) {
+		switch azErr.ErrorCode {
+		case "AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch",
+			"InsufficientAccountPermissions", "AccountIsDisabled":
+			return true
+		}
+		return azErr.StatusCode == http.StatusForbidden || azErr.StatusCode == http.StatusUnauthorized
+	}
+	var gErr *googleapi.Error
+	if errors.As(err, &gErr) {
+		return gErr.Code == http.StatusForbidden || gErr.Code == http.StatusUnauthorized
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized
+	}
+	return false
+}
+
+// bucketMissing reports whether err says the bucket or container itself does
+// not exist.
+func bucketMissing(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchBucket" || ae.ErrorCode() == "InvalidBucketName") {
+		return true
+	}
+	var azErr *azcore.ResponseError
+	if errors.As(err, &azErr) && azErr.ErrorCode == "ContainerNotFound" {
+		return true
+	}
+	var gErr *googleapi.Error
+	if errors.As(err, &gErr) && gErr.Code == http.StatusNotFound && strings.Contains(strings.ToLower(gErr.Message), "bucket") {
+		return true
+	}
+	return false
+}
+
+// hint returns what a user should check for a backend, without secrets.
+func hint(kind string) string {
+	switch kind {
+	case "s3":
+		return "check aws_access_key_id, aws_secret_access_key (or the AWS default credential chain) and the bucket policy"
+	case "azure":
+		return "check account_name and account_key or sas_token, and the container's access policy"
+	case "google":
+		return "check credential_file (or the default Google credentials) and the service account's roles on the bucket"
+	default:
+		return "check the credentials and permissions"
+	}
+}
+
+// errorf wraps err from operation op on key with context, turning permanent
+// failures into ErrPermanent with an actionable message.
+func errorf(kind, bucket, op, key string, err error) error {
+	switch {
+	case bucketMissing(err):
+		err = &permanentError{msg: fmt.Sprintf("%s bucket %q does not exist: create it or fix bucket_name", kind, bucket), err: err}
+	case accessDenied(err):
+		err = &permanentError{msg: fmt.Sprintf("access denied to %s bucket %q: %s", kind, bucket, hint(kind)), err: err}
+	}
+	return fmt.Errorf("%s %s: %w", op, key, err)
+}

@@ -1,0 +1,374 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+var _ Store = (*Local)(nil)
+
+// Local is PGHoard's "local" storage: the object for key K is the file
+// <root>/K and its metadata the sidecar <root>/K.metadata, a JSON object of
+// string values plus "_hash", the SHA-256 hex of the stored bytes. An object
+// without a sidecar is invisible, so the sidecar is written last.
+type Local struct {
+	root string
+}
+
+// NewLocal returns the local store rooted at dir (PGHoard's
+// object_storage.directory joined with the prefix). The directory is
+// created on the first Put.
+func NewLocal(dir string) *Local {
+	return &Local{root: dir}
+}
+
+const (
+	sidecarSuffix = ".metadata"
+	sidecarTemp   = ".metadata_tmp" // PGHoard's marker for a sidecar being written
+	hashKey       = "_hash"
+)
+
+// hidden reports whether a directory entry is never an object: PGHoard's
+// rules (dot files, sidecars, sidecar temp files); hoard's data temp files
+// start with a dot.
+func hidden(name string) bool {
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, sidecarSuffix) || strings.Contains(name, sidecarTemp)
+}
+
+// path checks key and returns its file path.
+func (l *Local) path(key string) (string, error) {
+	if key == "" || strings.HasPrefix(key, "/") {
+		return "", fmt.Errorf("invalid key %q", key)
+	}
+	for _, part := range strings.Split(key, "/") {
+		if part == "" || part == "." || part == ".." || hidden(part) {
+			return "", fmt.Errorf("invalid key %q: component %q cannot be stored as a local file", key, part)
+		}
+	}
+	return filepath.Join(l.root, filepath.FromSlash(key)), nil
+}
+
+// Put writes a temp file in the object's directory, fsyncs and renames it,
+// then does the same for the sidecar, then fsyncs the directory. An old
+// sidecar is removed first, so an overwrite is never visible with the old
+// metadata and the new bytes.
+func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (err error) {
+	p, err := l.path(key)
+	if err != nil {
+		return fmt.Errorf("put: %w", err)
+	}
+	dir, base := filepath.Split(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return localErr("put", key, err)
+	}
+	sum, tmp, err := writeTemp(ctx, dir, "."+base+".tmp-*", r)
+	if err != nil {
+		return localErr("put", key, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp) // already renamed on success
+		}
+	}()
+	sidecar, err := encodeSidecar(md, sum)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := os.Remove(p + sidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return localErr("put", key, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return localErr("put", key, err)
+	}
+	_, mdTmp, err := writeTemp(ctx, dir, base+sidecarTemp+"-*", bytes.NewReader(sidecar))
+	if err != nil {
+		_ = os.Remove(p)
+		return localErr("put", key, err)
+	}
+	if err := os.Rename(mdTmp, p+sidecarSuffix); err != nil {
+		_ = os.Remove(mdTmp)
+		_ = os.Remove(p)
+		return localErr("put", key, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return localErr("put", key, err)
+	}
+	return nil
+}
+
+// writeTemp copies r into a new fsynced temp file in dir and returns the
+// SHA-256 of the bytes and the file's path. On error it leaves nothing.
+func writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byte, name string, err error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r}); err != nil {
+		return nil, "", err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, "", err
+	}
+	if err := f.Close(); err != nil {
+		return nil, "", err
+	}
+	return h.Sum(nil), f.Name(), nil
+}
+
+// ctxReader stops a copy when ctx is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// syncDir fsyncs a directory so that renames in it survive a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// encodeSidecar renders the sidecar as rohmu does: sorted keys, Python's
+// json.dumps separators, empty values dropped, "_hash" added.
+func encodeSidecar(md Metadata, sum []byte) ([]byte, error) {
+	m := make(map[string]string, len(md)+1)
+	for k, v := range md {
+		if v != "" && k != hashKey {
+			m[k] = v
+		}
+	}
+	m[hashKey] = hex.EncodeToString(sum)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteString(", ")
+		}
+		for j, s := range []string{k, m[k]} {
+			if j == 1 {
+				buf.WriteString(": ")
+			}
+			enc, err := json.Marshal(s)
+			if err != nil {
+				return nil, fmt.Errorf("encode metadata: %w", err)
+			}
+			buf.Write(enc)
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// readSidecar reads the object's metadata; a missing sidecar means the
+// object does not exist. "_hash" is dropped and not checked: PGHoard's own
+// test data carries a placeholder there.
+func (l *Local) readSidecar(op, key string) (string, Metadata, error) {
+	p, err := l.path(key)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", op, err)
+	}
+	data, err := os.ReadFile(p + sidecarSuffix)
+	if err != nil {
+		return "", nil, localErr(op, key, err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return "", nil, fmt.Errorf("%s %s: parse %s: %w", op, key, filepath.Base(p)+sidecarSuffix, err)
+	}
+	md := make(Metadata, len(raw))
+	for k, v := range raw {
+		switch v := v.(type) {
+		case nil:
+		case string:
+			md[k] = v
+		default:
+			md[k] = fmt.Sprint(v)
+		}
+	}
+	delete(md, hashKey)
+	return p, md, nil
+}
+
+// Open returns the object's file and metadata.
+func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
+	p, md, err := l.readSidecar("open", key)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, nil, localErr("open", key, err)
+	}
+	return f, md, nil
+}
+
+// OpenRange returns a section of the object's file.
+func (l *Local) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	p, _, err := l.readSidecar("open", key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, localErr("open", key, err)
+	}
+	if length < 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			_ = f.Close()
+			return nil, localErr("open", key, err)
+		}
+		return f, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, offset, length), f}, nil
+}
+
+// Stat returns the file's size and time and the sidecar's metadata.
+func (l *Local) Stat(ctx context.Context, key string) (Object, error) {
+	p, md, err := l.readSidecar("stat", key)
+	if err != nil {
+		return Object{}, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return Object{}, localErr("stat", key, err)
+	}
+	return Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Metadata: md}, nil
+}
+
+// List walks the directory holding prefix and reports, in lexical key order,
+// every file that has a sidecar. Keys are collected and sorted first:
+// directory order differs from key order ("a-b" < "a/x" but "a" < "a-b").
+func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	start := l.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = filepath.Join(l.root, filepath.FromSlash(prefix[:i]))
+	}
+	var objs []Object
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p == start {
+			return nil
+		}
+		if hidden(d.Name()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(l.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if d.IsDir() {
+			if !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		if _, err := os.Stat(p + sidecarSuffix); err != nil {
+			return nil // no sidecar: not a complete object
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil // removed while listing
+		}
+		objs = append(objs, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return localErr("list", prefix, err)
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
+	for _, o := range objs {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete removes the sidecar first (the object disappears at once), then
+// the file. Missing files are fine.
+func (l *Local) Delete(ctx context.Context, key string) error {
+	p, err := l.path(key)
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	for _, name := range []string{p + sidecarSuffix, p} {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return localErr("delete", key, err)
+		}
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return localErr("delete", key, err)
+	}
+	return nil
+}
+
+// Close does nothing: Local holds no resources.
+func (l *Local) Close() error { return nil }
+
+// localErr maps file errors to the Store's errors.
+func localErr(op, key string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%s %s: %w", op, key, &permanentError{msg: "permission denied: check the owner and mode of the storage directory", err: err})
+	}
+	return fmt.Errorf("%s %s: %w", op, key, err)
+}

@@ -1,0 +1,202 @@
+package storage
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"gocloud.dev/blob/s3blob"
+)
+
+// s3PartSize is the default multipart part size. S3 allows 10,000 parts, so
+// 256 MiB parts carry objects up to 2.5 TiB (a basic-mode basebackup of a
+// large cluster); with one part in flight and one being filled, a Put holds
+// at most about 512 MiB, and objects under 16 MiB (WAL) go in one PUT
+// without a full part buffer. segment_size overrides it.
+const s3PartSize = 256 * mib
+
+// openS3 builds an aws-sdk-go-v2 S3 client by hand from c, so that PGHoard's
+// settings (custom endpoint, path addressing, TLS, static keys) apply, and
+// opens the bucket with s3blob.
+func openS3(ctx context.Context, c Config) (*Bucket, error) {
+	if c.BucketName == "" {
+		return nil, fmt.Errorf("open s3 storage: bucket_name is not set")
+	}
+	region := c.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	httpClient, err := s3HTTPClient(c)
+	if err != nil {
+		return nil, err
+	}
+	loadOpts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRegion(region),
+		awsconfig.WithHTTPClient(httpClient),
+	}
+	if c.AccessKeyID != "" {
+		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("open s3 storage: load aws config: %w", err)
+	}
+	custom := c.Host != ""
+	checksum := aws.RequestChecksumCalculationWhenSupported
+	if custom {
+		// S3-compatible servers (Ceph, older MinIO) reject the newer
+		// checksum headers; send them only when an operation requires them.
+		checksum = aws.RequestChecksumCalculationWhenRequired
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if custom {
+			scheme := "http"
+			if c.IsSecure {
+				scheme = "https"
+			}
+			host := c.Host
+			if c.Port != 0 {
+				host = net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+			}
+			o.BaseEndpoint = aws.String(scheme + "://" + host)
+		}
+		switch c.AddressingStyle {
+		case "virtual":
+			o.UsePathStyle = false
+		case "auto":
+			o.UsePathStyle = custom
+		default: // PGHoard's default is path
+			o.UsePathStyle = true
+		}
+		o.RequestChecksumCalculation = checksum
+		if custom {
+			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+			o.DisableLogOutputChecksumValidationSkipped = true
+		}
+	})
+	opts := &s3blob.Options{RequestChecksumCalculation: checksum}
+	if c.Encrypted {
+		opts.EncryptionType = types.ServerSideEncryptionAes256
+	}
+	bb, err := s3blob.OpenBucket(ctx, client, c.BucketName, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open s3 bucket %s: %w", c.BucketName, err)
+	}
+	b := newBucket(bb, "s3", c.BucketName, c.Prefix)
+	b.partSize = s3PartSize
+	if c.SegmentSize > 0 {
+		b.partSize = int(c.SegmentSize)
+	}
+	b.concurrency = 1
+	b.rawMetadata = s3RawMetadata
+	b.afterAbort = func(ctx context.Context, key string) { abortUploads(ctx, client, c.BucketName, key) }
+	b.secrets = []string{c.SecretAccessKey, c.SessionToken}
+	return b, nil
+}
+
+// s3HTTPClient applies is_verify_tls and cert_path.
+func s3HTTPClient(c Config) (*awshttp.BuildableClient, error) {
+	var tlsErr error
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		if t.TLSClientConfig == nil {
+			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if c.IsVerifyTLS != nil && !*c.IsVerifyTLS {
+			t.TLSClientConfig.InsecureSkipVerify = true // the user's explicit is_verify_tls=false
+		}
+		if c.CertPath != "" {
+			pem, err := os.ReadFile(c.CertPath)
+			if err != nil {
+				tlsErr = fmt.Errorf("open s3 storage: read cert_path: %w", err)
+				return
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				tlsErr = fmt.Errorf("open s3 storage: cert_path %s holds no PEM certificate", c.CertPath)
+				return
+			}
+			t.TLSClientConfig.RootCAs = pool
+		}
+	})
+	// The transport options run when the client is first built; build it
+	// now so that a bad cert_path is reported by Open.
+	hc.GetTransport()
+	if tlsErr != nil {
+		return nil, tlsErr
+	}
+	return hc, nil
+}
+
+// s3RawMetadata writes metadata as PGHoard does (x-amz-meta-<key>: <value>)
+// instead of gocloud's URL-escaped form, for every entry that can travel
+// unchanged; gocloud's unescaping on read leaves such values alone.
+func s3RawMetadata(md map[string]string) func(func(any) bool) error {
+	return func(as func(any) bool) error {
+		var in *transfermanager.UploadObjectInput
+		if !as(&in) {
+			return nil
+		}
+		for k, v := range md {
+			if safeS3Key(k) && safeASCII(v) {
+				in.Metadata[k] = v
+			}
+		}
+		return nil
+	}
+}
+
+// safeS3Key reports whether gocloud would store k unescaped.
+func safeS3Key(k string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return k != ""
+}
+
+// abortUploads aborts unfinished multipart uploads of key. The SDK's upload
+// manager aborts with the upload's own context, which is already cancelled
+// when hoard abandons a Put, so the parts would otherwise stay (invisible,
+// but billed) until a lifecycle rule removes them. Uploads of the same key
+// by another writer at the same moment would be aborted too; hoard never
+// writes one key from two places at once.
+func abortUploads(ctx context.Context, client *s3.Client, bucket, key string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{
+		Bucket: aws.String(bucket),
+		Prefix: aws.String(key),
+	})
+	if err != nil {
+		return // best effort: the Put has already failed with its own error
+	}
+	for _, u := range out.Uploads {
+		if aws.ToString(u.Key) != key {
+			continue
+		}
+		_, _ = client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket:   aws.String(bucket),
+			Key:      u.Key,
+			UploadId: u.UploadId,
+		})
+	}
+}

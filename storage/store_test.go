@@ -1,0 +1,227 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+func TestLocal_Conformance(t *testing.T) {
+	c := storetest.Local(t)
+	storetest.Run(t, func(t testing.TB) storage.Store { return storetest.Open(t, c) })
+}
+
+func TestMem_Conformance(t *testing.T) {
+	storetest.Run(t, func(t testing.TB) storage.Store { return storetest.Open(t, storage.Config{Type: "mem"}) })
+}
+
+func TestNewMem_Conformance(t *testing.T) {
+	storetest.Run(t, func(t testing.TB) storage.Store { return storage.NewMem() })
+}
+
+func TestURL_Conformance(t *testing.T) {
+	storetest.Run(t, func(t testing.TB) storage.Store {
+		return storetest.Open(t, storage.Config{URL: "mem://"})
+	})
+}
+
+func TestMinIO_Conformance(t *testing.T) {
+	c := storetest.MinIO(t)
+	storetest.Run(t, func(t testing.TB) storage.Store { return storetest.Open(t, c) })
+}
+
+func TestAzurite_Conformance(t *testing.T) {
+	c := storetest.Azurite(t)
+	storetest.Run(t, func(t testing.TB) storage.Store { return storetest.Open(t, c) })
+}
+
+func TestFakeGCS_Conformance(t *testing.T) {
+	c := storetest.FakeGCS(t)
+	storetest.Run(t, func(t testing.TB) storage.Store { return storetest.Open(t, c) })
+}
+
+// An S3 multipart upload abandoned after several parts leaves no object and
+// no unfinished upload (whose parts S3 would keep and bill).
+func TestMinIO_AbortedMultipartLeavesNoParts(t *testing.T) {
+	c := storetest.MinIO(t)
+	st := storetest.Open(t, c)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	r := &failAfter{n: 22 << 20, err: boom}
+	if err := st.Put(ctx, "site/basebackup/big", r, nil); !errors.Is(err, boom) {
+		t.Fatalf("Put = %v, want the reader's error", err)
+	}
+	var client *s3.Client
+	if !st.(*storage.Bucket).As(&client) {
+		t.Fatal("no *s3.Client")
+	}
+	out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(c.BucketName)})
+	if err != nil {
+		t.Fatalf("ListMultipartUploads: %v", err)
+	}
+	if len(out.Uploads) != 0 {
+		t.Errorf("%d unfinished multipart uploads remain, first %s", len(out.Uploads), aws.ToString(out.Uploads[0].Key))
+	}
+	if err := st.List(ctx, "", func(o storage.Object) error { t.Errorf("listed %s", o.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Metadata travels with PGHoard's spelling: raw values, lowercase keys.
+func TestMinIO_MetadataOnTheWire(t *testing.T) {
+	c := storetest.MinIO(t)
+	c.Prefix = "pre"
+	st := openT(t, c)
+	ctx := context.Background()
+	md := storage.Metadata{"compression-algorithm": "snappy", "end-time": "2019-07-10 14:33:12.657815+02:00", "Content-Length": "3"}
+	if err := st.Put(ctx, "site/xlog/1", strings.NewReader("abc"), md); err != nil {
+		t.Fatal(err)
+	}
+	var client *s3.Client
+	st.(*storage.Bucket).As(&client)
+	out, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.BucketName), Key: aws.String("pre/site/xlog/1")})
+	if err != nil {
+		t.Fatalf("HeadObject: %v", err)
+	}
+	want := map[string]string{"compression-algorithm": "snappy", "end-time": "2019-07-10 14:33:12.657815+02:00", "content-length": "3"}
+	for k, v := range want {
+		if out.Metadata[k] != v {
+			t.Errorf("x-amz-meta-%s = %q, want %q (all: %v)", k, out.Metadata[k], v, out.Metadata)
+		}
+	}
+}
+
+// Azure keys carry '_' for '-' on the wire and come back with '-'.
+func TestAzurite_MetadataOnTheWire(t *testing.T) {
+	c := storetest.Azurite(t)
+	st := openT(t, c)
+	ctx := context.Background()
+	md := storage.Metadata{"compression-algorithm": "snappy", "end-time": "2019-07-10 14:33:12.657815+02:00"}
+	if err := st.Put(ctx, "site/xlog/1", strings.NewReader("abc"), md); err != nil {
+		t.Fatal(err)
+	}
+	var client *container.Client
+	st.(*storage.Bucket).As(&client)
+	props, err := client.NewBlobClient("site/xlog/1").GetProperties(ctx, nil)
+	if err != nil {
+		t.Fatalf("GetProperties: %v", err)
+	}
+	got := map[string]string{}
+	for k, v := range props.Metadata {
+		got[strings.ToLower(k)] = *v
+	}
+	want := map[string]string{"compression_algorithm": "snappy", "end_time": "2019-07-10 14:33:12.657815+02:00"}
+	if !cmp.Equal(got, want) {
+		t.Errorf("blob metadata = %v, want %v", got, want)
+	}
+	o, err := st.Stat(ctx, "site/xlog/1")
+	if err != nil || !cmp.Equal(o.Metadata, md) {
+		t.Errorf("Stat metadata = %v (%v), want %v", o.Metadata, err, md)
+	}
+}
+
+func TestMinIO_ErrPermanent(t *testing.T) {
+	c := storetest.MinIO(t)
+	ctx := context.Background()
+
+	bad := c
+	bad.SecretAccessKey = "wrong-secret-value"
+	st := openT(t, bad)
+	err := st.Put(ctx, "k", strings.NewReader("x"), nil)
+	checkPermanent(t, "bad secret: Put", err, "aws_access_key_id", bad.SecretAccessKey)
+	_, err = st.Stat(ctx, "k")
+	checkPermanent(t, "bad secret: Stat", err, "aws_access_key_id", bad.SecretAccessKey)
+
+	missing := c
+	missing.BucketName = "no-such-bucket"
+	st = openT(t, missing)
+	for op, err := range map[string]error{
+		"Put":  st.Put(ctx, "k", strings.NewReader("x"), nil),
+		"Stat": func() error { _, err := st.Stat(ctx, "k"); return err }(),
+		"List": st.List(ctx, "", func(storage.Object) error { return nil }),
+	} {
+		checkPermanent(t, "missing bucket: "+op, err, `"no-such-bucket" does not exist`, "")
+	}
+}
+
+func TestAzurite_ErrPermanent(t *testing.T) {
+	c := storetest.Azurite(t)
+	ctx := context.Background()
+	bad := c
+	bad.AccountKey = "d3Jvbmcta2V5LXZhbHVlLWZvci10ZXN0aW5nLW9ubHk="
+	st := openT(t, bad)
+	err := st.Put(ctx, "k", strings.NewReader("x"), nil)
+	checkPermanent(t, "bad key: Put", err, "account_key", bad.AccountKey)
+
+	missing := c
+	missing.BucketName = "no-such-container"
+	st = openT(t, missing)
+	_, err = st.Stat(ctx, "k")
+	checkPermanent(t, "missing container: Stat", err, `"no-such-container" does not exist`, "")
+	err = st.Put(ctx, "k", strings.NewReader("x"), nil)
+	checkPermanent(t, "missing container: Put", err, `"no-such-container" does not exist`, "")
+}
+
+func TestFakeGCS_ErrPermanent(t *testing.T) {
+	c := storetest.FakeGCS(t)
+	ctx := context.Background()
+	missing := c
+	missing.BucketName = "no-such-bucket"
+	st := openT(t, missing)
+	_, err := st.Stat(ctx, "k")
+	checkPermanent(t, "missing bucket: Stat", err, `"no-such-bucket" does not exist`, "")
+}
+
+func checkPermanent(t *testing.T, what string, err error, wantText, secret string) {
+	t.Helper()
+	if !errors.Is(err, storage.ErrPermanent) {
+		t.Errorf("%s: %v, want ErrPermanent", what, err)
+		return
+	}
+	if storage.IsTransient(err) {
+		t.Errorf("%s: IsTransient(%v) = true", what, err)
+	}
+	if !strings.Contains(err.Error(), wantText) {
+		t.Errorf("%s: %q does not say %q", what, err, wantText)
+	}
+	if secret != "" && strings.Contains(err.Error(), secret) {
+		t.Errorf("%s: error shows the secret: %q", what, err)
+	}
+}
+
+func openT(t *testing.T, c storage.Config) storage.Store {
+	t.Helper()
+	st, err := storage.Open(context.Background(), c)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// failAfter yields n bytes and then err.
+type failAfter struct {
+	n   int64
+	err error
+}
+
+func (f *failAfter) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, f.err
+	}
+	k := min(int64(len(p)), f.n)
+	for i := range p[:k] {
+		p[i] = byte(f.n - int64(i))
+	}
+	f.n -= k
+	return int(k), nil
+}
