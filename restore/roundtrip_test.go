@@ -1,0 +1,81 @@
+package restore
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestRun_RoundTrip takes a basebackup of a real cluster with hoard's
+// basebackup, archives its WAL with archive_command = cp, stores that WAL,
+// restores into a new directory, starts PostgreSQL on it and compares
+// rows. PostgreSQL itself is the oracle. The restored cluster reads WAL
+// from the cp archive: hoard wal-fetch is the end-to-end tests' business.
+func TestRun_RoundTrip(t *testing.T) {
+	const major = 15
+	walDir := pgtest.TempDir(t)
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{
+		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f",
+	}})
+	src.Exec(t, "create table t (id int primary key)")
+	src.Exec(t, "insert into t select generate_series(1, 1000)")
+	ctx := context.Background()
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	b, err := basebackup.Run(ctx, basebackup.Options{
+		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Exec(t, "insert into t select generate_series(1001, 1500)")
+	last := src.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	src.Exec(t, "select pg_switch_wal()")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(walDir, last)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("segment %s was not archived", last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ents, err := os.ReadDir(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join(walDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Codec.Put(ctx, a.Store, a.Layout.WALKey(e.Name()), f, -1, nil)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	res, err := Run(ctx, Options{Archive: a, TargetDir: dir, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backup.Name != b.Name || res.PGMajor != major {
+		t.Errorf("restored %s (PG %d), want %s (PG %d)", res.Backup.Name, res.PGMajor, b.Name, major)
+	}
+	c := pgtest.StartDataDir(t, major, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got := c.QueryString(t, "select count(*)::text from t"); got != "1500" {
+		t.Errorf("restored t has %s rows, want 1500", got)
+	}
+}
