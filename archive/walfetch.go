@@ -97,7 +97,7 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 	dir := filepath.Dir(dest)
 	tmp, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
 	if err != nil {
-		return PageHeader{}, fmt.Errorf("fetch %s: %w", key, err)
+		return PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	committed := false
 	defer func() {
@@ -123,7 +123,7 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 	}
 	n, err := io.CopyBuffer(io.MultiWriter(w, &head), rc, make([]byte, 1<<20))
 	if err != nil {
-		return PageHeader{}, fmt.Errorf("fetch %s: %w", key, err)
+		return PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	if sum != nil {
 		if got := hex.EncodeToString(sum.Sum(nil)); got != md[MetaHash] {
@@ -133,21 +133,21 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 	var h PageHeader
 	if segment, partial, _ := walKind(name); segment || partial {
 		if h, err = CheckSegment(name, head.b, n); err != nil {
-			return h, fmt.Errorf("fetch %s: %w", key, err)
+			return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 		}
 	}
 	if err := tmp.Sync(); err != nil {
-		return h, fmt.Errorf("fetch %s: %w", key, err)
+		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return h, fmt.Errorf("fetch %s: %w", key, err)
+		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	if err := os.Rename(tmp.Name(), dest); err != nil {
-		return h, fmt.Errorf("fetch %s: %w", key, err)
+		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	committed = true
 	if err := syncDir(dir); err != nil {
-		return h, fmt.Errorf("fetch %s: %w", key, err)
+		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	return h, nil
 }

@@ -1,0 +1,173 @@
+package command
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Exit codes of wal-fetch, read by PostgreSQL: a restore_command exit
+// status above 125 makes PostgreSQL stop recovery with an error (see
+// RestoreArchivedFile in src/backend/access/transam/xlogarchive.c), while
+// any other failure means "not archived" and ends recovery there.
+const (
+	exitWALMissing = 1   // the file is not in the archive
+	exitWALFatal   = 255 // the archive could not be read: stop recovery
+)
+
+// prefetchWorkerLog is the worker's log file in the spool.
+const prefetchWorkerLog = "worker.log"
+
+func walFetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "wal-fetch",
+		Usage:     "restore one WAL file (PostgreSQL's restore_command)",
+		ArgsUsage: "NAME DEST",
+		Description: "Downloads, decrypts and decompresses the WAL file NAME (PostgreSQL's %f) to DEST (%p),\n" +
+			"checks it (a segment's page header must match its name; the recorded hash must match)\n" +
+			"and renames it into place, so DEST never exists half-written. Older sites named in the\n" +
+			"site's moved_from are searched too.\n\n" +
+			"After delivering a segment, wal-fetch starts a background worker (unless one runs) that\n" +
+			"downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside\n" +
+			"DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.\n" +
+			"restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log.\n\n" +
+			"In postgresql.conf (or recovery.conf before PostgreSQL 12):\n\n" +
+			"   restore_command = 'hoard wal-fetch --config /etc/hoard.json %f %p'\n\n" +
+			"EXIT STATUS:\n" +
+			"   0    the file is in place\n" +
+			"   1    the file is not in the archive; nothing is printed (PostgreSQL asks for files\n" +
+			"        that may not exist: the next timeline's history, the segment after the last)\n" +
+			"   255  anything else: storage unreachable, a damaged or tampered object, a missing key,\n" +
+			"        a bad page header, bad arguments or configuration. PostgreSQL then stops\n" +
+			"        recovery with an error instead of ending it early with WAL missing.",
+		Flags: append(siteFlags(),
+			&cli.StringFlag{Name: "prefetch-worker", Usage: "run as the prefetch worker of spool `DIR` (started by wal-fetch itself)", Hidden: true},
+		),
+		Before: inheritSiteFlags,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return &exitError{code: exitWALFatal, err: err}
+		},
+		Action: runWALFetch,
+	}
+}
+
+func runWALFetch(c *cli.Context) error {
+	if dir := c.String("prefetch-worker"); dir != "" {
+		return runPrefetchWorker(c, dir)
+	}
+	if c.NArg() != 2 {
+		return &exitError{code: exitWALFatal, err: usagef("restore_command = 'hoard wal-fetch --config FILE %f %p'",
+			"want NAME and DEST, got %d arguments", c.NArg())}
+	}
+	name, dest := c.Args().Get(0), c.Args().Get(1)
+	env, err := openSite(c)
+	if err != nil {
+		return &exitError{code: exitWALFatal, err: err}
+	}
+	defer env.archive.Store.Close()
+	o := archive.FetchOptions{MovedFrom: movedFromLayouts(env)}
+	prefetch := env.cfg.RestorePrefetch > 0 && archive.IsSegmentName(name)
+	if prefetch {
+		// Absolute, for the worker's log and arguments.
+		if abs, err := filepath.Abs(archive.SpoolDir(dest)); err == nil {
+			o.Spool = abs
+		} else {
+			prefetch = false
+		}
+	}
+	err = env.archive.FetchWAL(c.Context, name, dest, o)
+	if errors.Is(err, storage.ErrNotFound) {
+		env.log.Debug().Str(logSegment, name).Msg("not in the archive")
+		return &exitError{code: exitWALMissing}
+	}
+	if err != nil {
+		return &exitError{code: exitWALFatal, err: err}
+	}
+	env.log.Info().Str(logSegment, name).Msg("wal file restored")
+	if prefetch && !archive.PrefetchRunning(o.Spool) {
+		if err := startPrefetchWorker(c, o.Spool); err != nil {
+			// The file is delivered; without a worker the next ones are
+			// simply downloaded on demand.
+			env.log.Warn().Err(err).Str("spool", o.Spool).Msg("prefetch worker not started")
+		}
+	}
+	return nil
+}
+
+// movedFromLayouts returns the layouts of the site's moved_from sites: a
+// site still in the configuration keeps its prefix, a removed one has the
+// default prefix <path_prefix>/<name>.
+func movedFromLayouts(env *siteEnv) []archive.Layout {
+	var out []archive.Layout
+	for _, name := range env.site.MovedFrom {
+		prefix := path.Join(env.cfg.PathPrefix, name)
+		if s, ok := env.cfg.BackupSites[name]; ok {
+			prefix = s.Prefix
+		}
+		out = append(out, archive.Layout{Prefix: prefix})
+	}
+	return out
+}
+
+// startPrefetchWorker starts `hoard <global flags> wal-fetch
+// --prefetch-worker SPOOL` in its own session with its output in the
+// spool's worker.log, and does not wait for it: restore_command must
+// return as soon as its file is in place.
+func startPrefetchWorker(c *cli.Context, spool string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	args := []string{}
+	for _, name := range []string{"config", "site", "log-level", "log-format"} {
+		if v := c.String(name); v != "" {
+			args = append(args, "--"+name+"="+v)
+		}
+	}
+	if c.Bool("short-log") {
+		args = append(args, "--short-log")
+	}
+	args = append(args, "wal-fetch", "--prefetch-worker="+spool)
+	logf, err := os.OpenFile(filepath.Join(spool, prefetchWorkerLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", exe, err)
+	}
+	return cmd.Process.Release()
+}
+
+// runPrefetchWorker is the detached worker: it fills the spool and exits.
+func runPrefetchWorker(c *cli.Context, spool string) error {
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	log := env.log.With().Str("component", "prefetch").Str("spool", spool).Logger()
+	res, err := env.archive.PrefetchWAL(c.Context, spool, archive.PrefetchOptions{
+		Count:     env.cfg.RestorePrefetch,
+		MovedFrom: movedFromLayouts(env),
+	})
+	if errors.Is(err, archive.ErrPrefetchBusy) {
+		log.Debug().Msg("another prefetch worker is running")
+		return nil
+	}
+	log.Info().Int("fetched", len(res.Fetched)).Str("missing", res.Missing).Msg("prefetch done")
+	return err
+}
