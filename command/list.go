@@ -1,0 +1,175 @@
+package command
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list basebackups (also: hoard restore list-basebackups)",
+		Description: "Lists the site's complete basebackups, oldest first: name, stored size (total-size-enc,\n" +
+			"else the control object's size), original size, start and end time, start and end LSN,\n" +
+			"and timeline. Backups written by PGHoard record no LSNs: they are shown from the WAL\n" +
+			"segment names. --json prints every field and the stored metadata.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also print each backup's metadata"},
+		},
+		Action: runList,
+	}
+}
+
+// backupJSON is one backup in hoard list --json.
+type backupJSON struct {
+	Name             string            `json:"name"`
+	Key              string            `json:"key"`
+	Format           string            `json:"format"`
+	StartWALSegment  string            `json:"start_wal_segment"`
+	EndWALSegment    string            `json:"end_wal_segment"`
+	StartTime        *time.Time        `json:"start_time"`
+	EndTime          *time.Time        `json:"end_time"`
+	StartLSN         string            `json:"start_lsn"`
+	EndLSN           string            `json:"end_lsn"`
+	StartTimeline    uint32            `json:"start_timeline"`
+	EndTimeline      uint32            `json:"end_timeline"`
+	SystemID         string            `json:"system_identifier"`
+	WALSegmentSize   uint64            `json:"wal_segment_size"`
+	PGVersion        int               `json:"pg_version"`
+	TotalSizePlain   int64             `json:"total_size_plain"`
+	TotalSizeEnc     int64             `json:"total_size_enc"`
+	StoredSize       int64             `json:"stored_size"`
+	ChunkCount       int               `json:"chunk_count"`
+	Site             string            `json:"site"`
+	Host             string            `json:"host"`
+	ActiveBackupMode string            `json:"active_backup_mode"`
+	BasebackupMode   string            `json:"basebackup_mode"`
+	BackupReason     string            `json:"backup_reason"`
+	DecisionTime     *time.Time        `json:"backup_decision_time"`
+	NormalizedTime   *time.Time        `json:"normalized_backup_time"`
+	Metadata         map[string]string `json:"metadata"`
+}
+
+func runList(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("hoard list [--json] [-v]", "unexpected argument %q", c.Args().First())
+	}
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	bs, err := env.archive.ListBackups(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return writeBackupsJSON(c.App.Writer, bs)
+	}
+	return writeBackupsTable(c.App.Writer, bs, c.Bool("verbose"))
+}
+
+func writeBackupsJSON(w io.Writer, bs []*archive.BackupInfo) error {
+	out := make([]backupJSON, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, backupJSON{
+			Name: b.Name, Key: b.Key, Format: b.Format,
+			StartWALSegment: b.StartWALSegment, EndWALSegment: b.EndWALSegment,
+			StartTime: timePtr(b.StartTime), EndTime: timePtr(b.EndTime),
+			StartLSN: lsnString(uint64(b.StartLSN)), EndLSN: lsnString(uint64(b.EndLSN)),
+			StartTimeline: b.StartTimeline, EndTimeline: b.EndTimeline,
+			SystemID: b.SystemID, WALSegmentSize: b.SegmentSize(), PGVersion: b.PGVersion,
+			TotalSizePlain: b.TotalSizePlain, TotalSizeEnc: b.TotalSizeEnc, StoredSize: b.StoredSize,
+			ChunkCount: b.ChunkCount, Site: b.Site, Host: b.Host,
+			ActiveBackupMode: b.ActiveBackupMode, BasebackupMode: b.BasebackupMode, BackupReason: b.BackupReason,
+			DecisionTime: timePtr(b.DecisionTime), NormalizedTime: timePtr(b.NormalizedTime),
+			Metadata: b.Metadata,
+		})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func writeBackupsTable(w io.Writer, bs []*archive.BackupInfo, verbose bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	printf(tw, "Basebackup\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\n")
+	printf(tw, "----------\t-----------\t---------\t----------\t--------\t---------\t-------\t---\n")
+	for _, b := range bs {
+		size := b.TotalSizeEnc
+		if size == 0 {
+			size = b.StoredSize
+		}
+		tli := strconv.FormatUint(uint64(b.StartTimeline), 10)
+		if b.EndTimeline != 0 && b.EndTimeline != b.StartTimeline {
+			tli += "-" + strconv.FormatUint(uint64(b.EndTimeline), 10)
+		}
+		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, humanBytes(size), humanBytes(b.TotalSizePlain),
+			tableTime(b.StartTime), tableTime(b.EndTime), lsnOrDash(uint64(b.StartLSN)), lsnOrDash(uint64(b.EndLSN)), tli)
+		if verbose {
+			for _, k := range sortedKeys(b.Metadata) {
+				printf(tw, "    metadata: %s=%s\n", k, b.Metadata[k])
+			}
+		}
+	}
+	if len(bs) == 0 {
+		printf(tw, "(no basebackups)\n")
+	}
+	return tw.Flush()
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func tableTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05Z")
+}
+
+func lsnString(l uint64) string {
+	if l == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%X/%X", l>>32, uint32(l))
+}
+
+func lsnOrDash(l uint64) string {
+	if l == 0 {
+		return "-"
+	}
+	return lsnString(l)
+}
+
+// humanBytes formats n with binary units: 1.5 GiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

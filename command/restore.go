@@ -1,0 +1,317 @@
+package command
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/restore"
+)
+
+func restoreCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "restore",
+		Usage: "restore a basebackup into a data directory, for a recovery target",
+		UsageText: "hoard restore --target-dir DIR [--basebackup NAME] [--target-time T | --target-xid X |\n" +
+			"     --target-name N | --target-lsn L | --target-immediate] [--standby --primary-conninfo C] ...\n" +
+			"   hoard restore list-basebackups [--json] [-v]",
+		Description: "Chooses a basebackup (by --basebackup, or the newest that ended before the recovery\n" +
+			"target), checks that the target directory is empty and that the archive holds all WAL\n" +
+			"from the backup's start to its end, then downloads, decrypts, decompresses and untars\n" +
+			"its chunks in parallel straight into the target directory. pg_control is written last,\n" +
+			"so a restore that fails part-way leaves a directory PostgreSQL refuses to start on.\n" +
+			"Then it writes the recovery configuration into postgresql.auto.conf (restore_command\n" +
+			"runs hoard wal-fetch with this configuration) and creates recovery.signal, or\n" +
+			"standby.signal with --standby. With a target, a primary promotes when it reaches it\n" +
+			"(--target-action changes that). PostgreSQL 13 and later.\n\n" +
+			"Times are ISO 8601 with a zone: 2026-01-02T03:04:05Z or 2026-01-02 05:04:05+02:00.\n\n" +
+			"EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks\n" +
+			"failed; otherwise the directory is incomplete: run again with --overwrite);\n" +
+			"2 bad flags or configuration; 130 interrupted.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "target-dir", Usage: "data `DIR` to create: absent, empty, or only lost+found"},
+			&cli.StringFlag{Name: "basebackup", Usage: "backup `NAME` to restore (default: the newest that can reach the target)"},
+			&cli.StringFlag{Name: "target-time", Aliases: []string{"recovery-target-time"}, Usage: "recover to `TIME` (ISO 8601 with a zone)"},
+			&cli.StringFlag{Name: "target-xid", Aliases: []string{"recovery-target-xid"}, Usage: "recover to transaction `XID`"},
+			&cli.StringFlag{Name: "target-name", Aliases: []string{"recovery-target-name"}, Usage: "recover to the restore point `NAME` (pg_create_restore_point)"},
+			&cli.StringFlag{Name: "target-lsn", Usage: "recover to `LSN` (e.g. 0/3000060)"},
+			&cli.BoolFlag{Name: "target-immediate", Usage: "stop as soon as the backup is consistent"},
+			&cli.BoolFlag{Name: "target-inclusive", Value: true, Usage: "stop just after the target (false: just before)"},
+			&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "recovery_target_timeline: latest, current or a `TLI` number"},
+			&cli.StringFlag{Name: "target-action", Aliases: []string{"recovery-target-action"}, Usage: "at the target: pause, promote or shutdown (default promote; with --standby PostgreSQL's pause)"},
+			&cli.BoolFlag{Name: "standby", Usage: "restore a standby (standby.signal) instead of a primary (recovery.signal)"},
+			&cli.BoolFlag{Name: "restore-to-primary", Aliases: []string{"restore-to-master"}, Usage: "accepted for PGHoard compatibility: restoring a primary is the default"},
+			&cli.StringFlag{Name: "primary-conninfo", Usage: "primary_conninfo `CONNINFO` for a standby to stream from after archive replay"},
+			&cli.StringSliceFlag{Name: "tablespace-dir", Usage: "restore tablespace NAME into `NAME=DIR` (repeatable)"},
+			&cli.StringFlag{Name: "tablespace-base-dir", Usage: "restore other tablespaces into `DIR`/<oid>"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace) directory first"},
+			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once (default: restore_process_count)"},
+			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` to write (default: this hoard's wal-fetch)"},
+			&cli.StringFlag{Name: "recovery-end-command", Usage: "recovery_end_command `CMD` to write"},
+		},
+		Subcommands: []*cli.Command{listBasebackupsCommand()},
+		Action:      runRestore,
+	}
+}
+
+// listBasebackupsCommand is PGHoard's pghoard_restore list-basebackups.
+func listBasebackupsCommand() *cli.Command {
+	c := listCommand()
+	c.Name = "list-basebackups"
+	c.Usage = "same as hoard list"
+	return c
+}
+
+func runRestore(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("hoard restore --target-dir DIR [flags]; see hoard restore --help", "unexpected argument %q", c.Args().First())
+	}
+	dir := c.String("target-dir")
+	if dir == "" {
+		return usagef("pass the data directory to create: --target-dir DIR", "--target-dir is required")
+	}
+	target, err := restoreTarget(c)
+	if err != nil {
+		return err
+	}
+	spcDirs := map[string]string{}
+	for _, kv := range c.StringSlice("tablespace-dir") {
+		name, d, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || d == "" {
+			return usagef("use --tablespace-dir NAME=DIR", "bad --tablespace-dir %q", kv)
+		}
+		spcDirs[name] = d
+	}
+	if c.Bool("standby") && c.Bool("restore-to-primary") {
+		return usagef("give one of them", "--standby and --restore-to-primary contradict each other")
+	}
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	rc := c.String("restore-command")
+	if rc == "" {
+		if rc, err = restoreCommandLine(c.String("config"), env.name); err != nil {
+			return err
+		}
+	}
+	parallel := c.Int("parallel")
+	if parallel <= 0 {
+		parallel = env.cfg.RestoreProcessCount
+	}
+	o := restore.Options{
+		Archive:            env.archive,
+		TargetDir:          dir,
+		Backup:             c.String("basebackup"),
+		Target:             target,
+		TablespaceDirs:     spcDirs,
+		TablespaceBaseDir:  c.String("tablespace-base-dir"),
+		Overwrite:          c.Bool("overwrite"),
+		Standby:            c.Bool("standby"),
+		PrimaryConnInfo:    c.String("primary-conninfo"),
+		RestoreCommand:     rc,
+		RecoveryEndCommand: c.String("recovery-end-command"),
+		TargetAction:       c.String("target-action"),
+		Parallel:           parallel,
+		Logger:             env.log,
+	}
+	meter := newRestoreMeter(c.App.ErrWriter, env)
+	o.Progress, o.ProgressInterval = meter.report, meter.interval
+	res, err := restore.Run(c.Context, o)
+	meter.finish()
+	if err != nil {
+		return restoreError(err)
+	}
+	printRestored(c.App.Writer, o, res)
+	return nil
+}
+
+// restoreError turns the restore errors a user can fix by changing flags
+// into usage errors with a hint; the rest stay failures.
+func restoreError(err error) error {
+	switch {
+	case errors.Is(err, restore.ErrBadTarget):
+		return usagef("see hoard restore --help", "%v", err)
+	case errors.Is(err, restore.ErrTargetNotEmpty):
+		return usagef("choose an empty directory, or pass --overwrite to replace its contents", "%v", err)
+	case errors.Is(err, archive.ErrNoBackup):
+		return usagef("see the backups with hoard list", "%v", err)
+	}
+	return err
+}
+
+// zoneSuffix matches the zone at the end of an ISO 8601 time.
+var zoneSuffix = regexp.MustCompile(`(Z|z|[+-]\d\d(:?\d\d)?)$`)
+
+// restoreTarget builds the recovery target from the flags.
+func restoreTarget(c *cli.Context) (restore.Target, error) {
+	var t restore.Target
+	if s := c.String("target-time"); s != "" {
+		tm, err := archive.ParseTime(s)
+		if err != nil {
+			return t, usagef("use ISO 8601 with a zone, e.g. 2026-01-02T03:04:05Z", "--target-time: %v", err)
+		}
+		if !zoneSuffix.MatchString(strings.TrimSpace(s)) || len(strings.TrimSpace(s)) <= len("2006-01-02") {
+			return t, usagef(fmt.Sprintf("add the zone, e.g. %sZ for UTC or %s+02:00", strings.TrimSpace(s), strings.TrimSpace(s)),
+				"--target-time %q has no time zone", s)
+		}
+		t.Time = tm
+	}
+	if s := c.String("target-xid"); s != "" {
+		x, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || x == 0 {
+			return t, usagef("give a transaction id such as 1234 (from txid_current())", "--target-xid %q is not a transaction id", s)
+		}
+		t.XID = x
+	}
+	t.Name = c.String("target-name")
+	if s := c.String("target-lsn"); s != "" {
+		l, err := pglogrepl.ParseLSN(s)
+		if err != nil || l == 0 {
+			return t, usagef("give an LSN such as 0/3000060 (from pg_current_wal_lsn())", "--target-lsn %q is not an LSN", s)
+		}
+		t.LSN = l
+	}
+	t.Immediate = c.Bool("target-immediate")
+	if c.IsSet("target-inclusive") {
+		v := c.Bool("target-inclusive")
+		t.Inclusive = &v
+	}
+	t.Timeline = c.String("target-timeline")
+	if err := t.Validate(); err != nil {
+		return t, usagef("see hoard restore --help", "%v", err)
+	}
+	return t, nil
+}
+
+// restoreCommandLine builds the restore_command that runs this hoard binary's
+// wal-fetch with the same configuration file (none when the configuration
+// comes from the environment alone) and site.
+func restoreCommandLine(configPath, site string) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the hoard binary for restore_command (pass --restore-command): %w", err)
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	args := []string{shellQuote(exe)}
+	if configPath != "" {
+		abs, err := filepath.Abs(configPath)
+		if err != nil {
+			return "", fmt.Errorf("resolve configuration path %s: %w", configPath, err)
+		}
+		args = append(args, "--config", shellQuote(abs))
+	}
+	args = append(args, "--site", shellQuote(site), "wal-fetch", "%f", "%p")
+	return strings.Join(args, " "), nil
+}
+
+// safeShellWord matches words the shell passes through unchanged.
+var safeShellWord = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
+
+// shellQuote quotes s for /bin/sh, which PostgreSQL runs restore_command
+// with, when it holds anything but plain characters.
+func shellQuote(s string) string {
+	if safeShellWord.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// restoreMeter shows download progress: a line rewritten in place on a
+// terminal, a log line every 30 seconds otherwise.
+type restoreMeter struct {
+	w        io.Writer
+	tty      bool
+	interval time.Duration
+	env      *siteEnv
+	start    time.Time
+	shown    bool
+}
+
+func newRestoreMeter(w io.Writer, env *siteEnv) *restoreMeter {
+	m := &restoreMeter{w: w, tty: isTerminal(w), env: env, start: time.Now(), interval: 30 * time.Second}
+	if m.tty {
+		m.interval = time.Second
+	}
+	return m
+}
+
+// report is restore.Options.Progress.
+func (m *restoreMeter) report(p restore.Progress) {
+	el := time.Since(m.start).Seconds()
+	rate := 0.0
+	if el > 0 {
+		rate = float64(p.BytesDone) / el
+	}
+	pct := 100.0
+	if p.Bytes > 0 {
+		pct = 100 * float64(p.BytesDone) / float64(p.Bytes)
+	}
+	if m.tty {
+		printf(m.w, "\r\033[Krestoring: %d/%d chunks, %s / %s (%.0f%%), %s/s",
+			p.ChunksDone, p.Chunks, humanBytes(p.BytesDone), humanBytes(p.Bytes), pct, humanBytes(int64(rate)))
+		m.shown = true
+		return
+	}
+	m.env.log.Info().Int("chunks_done", p.ChunksDone).Int("chunks", p.Chunks).Int64("bytes_done", p.BytesDone).
+		Int64("bytes", p.Bytes).Float64("bytes_per_second", rate).Msg("restore progress")
+}
+
+// finish ends the terminal progress line.
+func (m *restoreMeter) finish() {
+	if m.shown {
+		printf(m.w, "\n")
+	}
+}
+
+// printRestored tells the user what was restored and how to start it.
+func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
+	b := res.Backup
+	printf(w, "Restored basebackup %s (PostgreSQL %d, %d chunks, %s) into %s in %s.\n",
+		b.Name, res.PGMajor, res.Chunks, humanBytes(res.Bytes), o.TargetDir, res.Elapsed.Round(time.Second))
+	for _, name := range sortedKeys(res.Tablespaces) {
+		printf(w, "Tablespace %s restored into %s.\n", name, res.Tablespaces[name])
+	}
+	printf(w, "WAL is archived from %s through %s.\n", b.StartWALSegment, res.WALArchivedThrough)
+	mode := "a primary (recovery.signal)"
+	if o.Standby {
+		mode = "a standby (standby.signal)"
+	}
+	printf(w, "Recovery is configured in postgresql.auto.conf as %s, to %s.\n", mode, describeTarget(o.Target))
+	printf(w, "\nThe directory must be owned by the user PostgreSQL runs as, with mode 0700, e.g.:\n")
+	printf(w, "  chown -R postgres: %s", shellQuote(o.TargetDir))
+	for _, d := range sortedKeys(res.Tablespaces) {
+		printf(w, " %s", shellQuote(res.Tablespaces[d]))
+	}
+	printf(w, "\nThen start PostgreSQL on it (as that user):\n  pg_ctl -D %s start\n", shellQuote(o.TargetDir))
+}
+
+// describeTarget says in words where recovery stops.
+func describeTarget(t restore.Target) string {
+	switch {
+	case t.Immediate:
+		return "the end of the backup (immediate)"
+	case !t.Time.IsZero():
+		return "time " + t.Time.UTC().Format(time.RFC3339Nano)
+	case t.XID != 0:
+		return fmt.Sprintf("transaction %d", t.XID)
+	case t.Name != "":
+		return fmt.Sprintf("restore point %q", t.Name)
+	case t.LSN != 0:
+		return "LSN " + t.LSN.String()
+	}
+	return "the end of the archived WAL"
+}

@@ -1,0 +1,105 @@
+package command
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/restore"
+)
+
+// parseRestoreTarget runs restoreTarget on args given to hoard restore.
+func parseRestoreTarget(t *testing.T, args ...string) (restore.Target, error) {
+	t.Helper()
+	var got restore.Target
+	var gotErr error
+	cmd := restoreCommand()
+	cmd.Action = func(c *cli.Context) error {
+		got, gotErr = restoreTarget(c)
+		return nil
+	}
+	app := &cli.App{Name: "hoard", Commands: []*cli.Command{cmd}, ExitErrHandler: func(*cli.Context, error) {}}
+	if err := app.Run(append([]string{"hoard", "restore"}, args...)); err != nil {
+		t.Fatalf("parse %v: %v", args, err)
+	}
+	return got, gotErr
+}
+
+func TestRestoreTarget(t *testing.T) {
+	tt, err := parseRestoreTarget(t, "--target-time", "2026-01-02T03:04:05+02:00")
+	if err != nil || !tt.Time.Equal(time.Date(2026, 1, 2, 1, 4, 5, 0, time.UTC)) || tt.Timeline != "latest" {
+		t.Errorf("time: %+v, %v", tt, err)
+	}
+	tt, err = parseRestoreTarget(t, "--recovery-target-time", "2026-01-02 03:04:05.5Z", "--target-inclusive=false")
+	if err != nil || tt.Time.Nanosecond() != 500000000 || tt.Inclusive == nil || *tt.Inclusive {
+		t.Errorf("alias and inclusive: %+v, %v", tt, err)
+	}
+	tt, err = parseRestoreTarget(t, "--recovery-target-xid", "4294967301")
+	if err != nil || tt.XID != 4294967301 || tt.Inclusive != nil {
+		t.Errorf("xid: %+v, %v", tt, err)
+	}
+	tt, err = parseRestoreTarget(t, "--target-lsn", "1/3000060", "--target-timeline", "2")
+	if err != nil || tt.LSN != 0x103000060 || tt.Timeline != "2" {
+		t.Errorf("lsn: %+v, %v", tt, err)
+	}
+	tt, err = parseRestoreTarget(t, "--recovery-target-name", "rp1")
+	if err != nil || tt.Name != "rp1" {
+		t.Errorf("name: %+v, %v", tt, err)
+	}
+	tt, err = parseRestoreTarget(t, "--target-immediate")
+	if err != nil || !tt.Immediate {
+		t.Errorf("immediate: %+v, %v", tt, err)
+	}
+	for _, args := range [][]string{
+		{"--target-time", "2026-01-02T03:04:05"}, // no zone
+		{"--target-time", "2026-01-02"},
+		{"--target-time", "yesterday"},
+		{"--target-xid", "abc"},
+		{"--target-lsn", "3000060"},
+		{"--target-xid", "5", "--target-immediate"},
+		{"--target-timeline", "newest"},
+	} {
+		_, err := parseRestoreTarget(t, args...)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+	_, err = parseRestoreTarget(t, "--target-time", "2026-01-02T03:04:05")
+	if err == nil || !strings.Contains(err.Error(), "2026-01-02T03:04:05Z") {
+		t.Errorf("no-zone hint: %v", err)
+	}
+}
+
+func TestRestoreCommandLine(t *testing.T) {
+	exe, _ := os.Executable()
+	exe, _ = filepath.EvalSymlinks(exe)
+	got, err := restoreCommandLine("", "default")
+	if err != nil || got != shellQuote(exe)+" --site default wal-fetch %f %p" {
+		t.Errorf("env-only: %q, %v", got, err)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	got, err = restoreCommandLine("my hoard.json", "s1")
+	want := shellQuote(exe) + " --config '" + filepath.Join(dir, "my hoard.json") + "' --site s1 wal-fetch %f %p"
+	if err != nil || got != want {
+		t.Errorf("with config: %q, want %q (%v)", got, want, err)
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/usr/bin/hoard": "/usr/bin/hoard",
+		"/a b/hoard":     "'/a b/hoard'",
+		"it's":           `'it'\''s'`,
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
