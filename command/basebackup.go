@@ -1,0 +1,173 @@
+package command
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+)
+
+// progressLogInterval is how often a basebackup without a terminal logs its
+// progress.
+const progressLogInterval = 10 * time.Second
+
+func basebackupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "basebackup",
+		Usage: "take one basebackup of the site now",
+		Description: "Takes a basebackup over the replication protocol (BASE_BACKUP, PostgreSQL 13 or later)\n" +
+			"from the site's first node and stores it in PGHoard's pghoard-bb-v2 format: chunk tars\n" +
+			"of basebackup_chunk_size, then the control object, which makes the backup visible to\n" +
+			"hoard list and restore. A failed or interrupted backup deletes what it stored.\n\n" +
+			"The backup is restorable only with its WAL, from its start to its end segment: run the\n" +
+			"daemon (or archive_command) so that it is archived.\n\n" +
+			"On a terminal a progress bar is drawn on stderr; otherwise progress is logged every 10 s.\n" +
+			"The summary goes to stdout.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "fast", Usage: "request an immediate checkpoint instead of a spread one"},
+			&cli.IntFlag{Name: "max-rate", Usage: "limit the server's send rate to `KB/s` (32 to 1048576; 0 = unlimited)"},
+			&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the server to archive the backup's WAL (archive_command)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON"},
+		},
+		Action: runBasebackup,
+	}
+}
+
+func runBasebackup(c *cli.Context) error {
+	decided := time.Now()
+	rate := c.Int("max-rate")
+	if rate != 0 && (rate < 32 || rate > 1048576) {
+		return usagef("use 32 to 1048576, or 0 for no limit", "--max-rate %d is out of range", rate)
+	}
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	if len(env.site.Nodes) == 0 {
+		return usagef("add a node to the site's nodes", "site %s has no nodes", env.name)
+	}
+
+	bar := &progressBar{w: os.Stderr, term: isTerminal(os.Stderr)}
+	o := basebackup.Options{
+		ConnString:       env.site.Nodes[0].ConnString(),
+		Archive:          env.archive,
+		Fast:             c.Bool("fast"),
+		MaxRate:          rate,
+		NoWait:           c.Bool("no-wait"),
+		ChunkSize:        env.site.BasebackupChunkSize,
+		Reason:           basebackup.ReasonRequested,
+		ActiveBackupMode: env.site.ActiveBackupMode,
+		// hoard always writes PGHoard's local-tar format, whatever
+		// basebackup_mode says.
+		BasebackupMode: "local-tar",
+		DecisionTime:   decided,
+		PGData:         env.site.PGDataDirectory,
+		Version:        "hoard " + c.App.Version,
+		Logger:         env.log,
+	}
+	if bar.term {
+		o.Progress = bar.draw
+	} else {
+		o.Progress = bar.logEvery(env, progressLogInterval)
+	}
+	info, err := basebackup.Run(c.Context, o)
+	bar.end()
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(info)
+	}
+	printSummary(c.App.Writer, info)
+	return nil
+}
+
+// printSummary prints a stored backup in a few lines.
+func printSummary(w io.Writer, b *archive.BackupInfo) {
+	printf(w, "basebackup %s stored\n", b.Name)
+	printf(w, "  start     %s  LSN %s  timeline %d  (WAL %s)\n", b.StartTime.UTC().Format(time.RFC3339), b.StartLSN, b.StartTimeline, b.StartWALSegment)
+	printf(w, "  end       %s  LSN %s  timeline %d  (WAL %s)\n", b.EndTime.UTC().Format(time.RFC3339), b.EndLSN, b.EndTimeline, b.EndWALSegment)
+	printf(w, "  duration  %s\n", b.EndTime.Sub(b.StartTime).Round(100*time.Millisecond))
+	printf(w, "  size      %s in %d chunks, %s stored\n", byteSize(b.TotalSizePlain), b.ChunkCount, byteSize(b.TotalSizeEnc+b.StoredSize))
+}
+
+// progressBar draws a basebackup's progress on one terminal line, or logs
+// it now and then.
+type progressBar struct {
+	w     io.Writer
+	term  bool
+	drawn bool
+}
+
+func (p *progressBar) draw(pr basebackup.Progress) {
+	var b strings.Builder
+	b.WriteString(byteSize(pr.Bytes))
+	if pct := pr.Percent(); pct >= 0 {
+		const width = 24
+		fill := int(pct / 100 * width)
+		fmt.Fprintf(&b, " / %s [%s%s] %3.0f%%", byteSize(pr.Total), strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct)
+	}
+	fmt.Fprintf(&b, "  %s/s  %d chunks", byteSize(int64(pr.Rate)), pr.Chunks)
+	if eta, ok := pr.ETA(); ok && !pr.Done {
+		fmt.Fprintf(&b, "  ETA %s", eta.Round(time.Second))
+	}
+	// \r returns to the line's start, \033[K clears what a longer line left.
+	printf(p.w, "\r%s\033[K", b.String())
+	p.drawn = true
+	if pr.Done {
+		// Run logs once more after the last report: on its own line.
+		printf(p.w, "\n")
+		p.drawn = false
+	}
+}
+
+// end finishes the progress line so that later output starts on its own.
+func (p *progressBar) end() {
+	if p.drawn {
+		printf(p.w, "\n")
+	}
+}
+
+// logEvery returns a Progress func that logs at most once per interval, and
+// the final report.
+func (p *progressBar) logEvery(env *siteEnv, interval time.Duration) func(basebackup.Progress) {
+	var last time.Time
+	return func(pr basebackup.Progress) {
+		if !pr.Done && time.Since(last) < interval {
+			return
+		}
+		last = time.Now()
+		ev := env.log.Info().Int64("bytes", pr.Bytes).Str("rate", byteSize(int64(pr.Rate))+"/s").Int("chunks", pr.Chunks)
+		if pct := pr.Percent(); pct >= 0 {
+			ev = ev.Int64("total", pr.Total).Float64("percent", float64(int(pct*10))/10)
+		}
+		if eta, ok := pr.ETA(); ok && !pr.Done {
+			ev = ev.Str("eta", eta.Round(time.Second).String())
+		}
+		ev.Msg("basebackup progress")
+	}
+}
+
+// byteSize formats n bytes with a binary unit.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
