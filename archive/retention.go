@@ -83,7 +83,12 @@ type RetentionPlan struct {
 	Delete  []BackupDecision // oldest first
 	WAL     []WALDeletion    // in name order
 	KeptWAL int              // archived WAL files (not .history) the plan keeps
-	Orphans []OrphanDeletion
+	// WALHorizon is the lowest start segment of the kept backups, and
+	// WALHorizonBackup the backup that starts there: WAL before its
+	// position is deleted. Empty when no WAL may be deleted.
+	WALHorizon       string
+	WALHorizonBackup string
+	Orphans          []OrphanDeletion
 	// Notes explain decisions that delete less than the policy allows, such
 	// as WAL kept because no kept backup records its start segment.
 	Notes []string
@@ -199,6 +204,7 @@ func planWAL(plan *RetentionPlan, wal []string) {
 			low, lowStart = k.Backup, s
 		}
 	}
+	plan.WALHorizon, plan.WALHorizonBackup = lowStart, low.Name
 	for _, n := range names {
 		pos, ok := walPosition(n)
 		if !ok || pos >= lowStart[8:] {
@@ -526,7 +532,7 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		if err != nil {
 			return res, err
 		}
-		if err := s.deleteBackup(ctx, d, &res, log); err != nil {
+		if err := s.deleteBackup(ctx, d, &res, siteLogger(log, a, s)); err != nil {
 			return res, err
 		}
 	}
@@ -544,7 +550,7 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		}
 		res.WAL++
 		res.Bytes += w.Size
-		log.Debug().Str("site", s.Site).Str("key", key).Str("reason", w.Reason).Msg("deleted wal")
+		log.Debug().Str("key", key).Str("reason", w.Reason).Msg("deleted wal")
 	}
 	if len(plan.WAL) > 0 {
 		log.Info().Int("files", len(plan.WAL)).Str("first", plan.WAL[0].Name).
@@ -562,10 +568,20 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 			res.Orphans++
 		}
 		res.Bytes += o.Size
-		log.Info().Str("site", s.Site).Str("key", o.Folder).Int("objects", len(o.Keys)).
+		l := siteLogger(log, a, s)
+		l.Info().Str("key", o.Folder).Int("objects", len(o.Keys)).
 			Str("reason", o.Reason).Msg("deleted orphaned chunk folder")
 	}
 	return res, nil
+}
+
+// siteLogger adds the site field to log for a moved_from site s of a; the
+// caller's logger already names a.
+func siteLogger(log zerolog.Logger, a, s *Archive) zerolog.Logger {
+	if s == a {
+		return log
+	}
+	return log.With().Str("site", s.Site).Logger()
 }
 
 // deleteBackup deletes one backup of a: main object first, then chunks.
@@ -593,7 +609,7 @@ func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, res *Reten
 		return fmt.Errorf("delete backup %s: %w", b.Key, err)
 	}
 	res.Backups++
-	log.Info().Str("site", a.Site).Str("backup", b.Name).Str("reason", d.Reason).Msg("deleted basebackup")
+	log.Info().Str("backup", b.Name).Str("reason", d.Reason).Msg("deleted basebackup")
 
 	done := map[string]bool{}
 	for _, c := range chunks {

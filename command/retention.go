@@ -1,0 +1,343 @@
+package command
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/config"
+)
+
+func retentionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "retention",
+		Usage: "delete basebackups and WAL that the retention policy no longer needs",
+		Description: "Applies the site's retention policy, as the daemon does after each backup:\n" +
+			"basebackup_count (keep at most N), basebackup_age_days_max with basebackup_count_min\n" +
+			"(delete backups older than N days, counted from start + basebackup_interval_hours, while\n" +
+			"more than the minimum remain), and preservation requests (a preserved backup and every\n" +
+			"newer one are kept). The newest backup is never deleted. Backups of the sites listed in\n" +
+			"moved_from count too, and are deleted from the site that holds them.\n\n" +
+			"WAL files (segments, .partial and .backup files) before the lowest start segment of the\n" +
+			"kept backups are deleted, on every timeline; .history files are never deleted. Chunk\n" +
+			"folders left by interrupted backups or deletions are removed once they are over a day\n" +
+			"old and a newer backup has completed.\n\n" +
+			"Each backup is deleted main object first, then its chunks, so an interrupted run never\n" +
+			"leaves a listed backup with missing chunks; running again finishes the job.\n" +
+			"--dry-run prints what would be deleted and why, and deletes nothing. An inactive site\n" +
+			"(active: false) is never changed.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan, delete nothing"},
+			&cli.BoolFlag{Name: "json", Usage: "print the plan (and what was deleted) as JSON"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every WAL file to delete"},
+		},
+		Action: runRetention,
+	}
+}
+
+func runRetention(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("hoard retention [--dry-run] [--json]", "unexpected argument %q", c.Args().First())
+	}
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	dry := c.Bool("dry-run")
+	if !env.site.Active && !dry {
+		return usagef("use --dry-run to see what retention would delete; set active to true to allow deletions",
+			"site %s is inactive (backup_sites.%s.active is false): retention never deletes from an inactive site", env.name, env.name)
+	}
+	older, closeOlder, err := movedFromArchives(c, env)
+	if err != nil {
+		return err
+	}
+	defer closeOlder()
+	env.archive.MovedFrom = older
+
+	plan, err := env.archive.PlanRetention(c.Context, retentionPolicy(env.site), time.Now())
+	if err != nil {
+		return err
+	}
+	var res *archive.RetentionResult
+	var applyErr error
+	if !dry {
+		r, err := env.archive.ApplyRetention(c.Context, plan, env.log)
+		res, applyErr = &r, err
+	}
+	if c.Bool("json") {
+		if err := writeRetentionJSON(c.App.Writer, env.name, plan, res); err != nil {
+			return err
+		}
+	} else {
+		writeRetentionText(c.App.Writer, plan, res, c.Bool("verbose"))
+	}
+	return applyErr
+}
+
+// retentionPolicy turns a site's configuration into a retention policy.
+// Preservation requests are read from storage by PlanRetention.
+func retentionPolicy(s *config.Site) archive.RetentionPolicy {
+	var p archive.RetentionPolicy
+	if n, ok := s.BasebackupCountMax(); ok {
+		p.MaxCount = n
+	}
+	p.MinCount = s.BasebackupCountMin
+	if d, ok := s.BasebackupMaxAge(); ok {
+		p.MaxAge = d
+	}
+	if d, ok := s.BasebackupInterval(); ok {
+		p.Interval = d
+	}
+	return p
+}
+
+// movedFromArchives opens the archives of the site's moved_from sites. A
+// site still in the configuration uses its own storage, keys and prefix; a
+// site no longer configured is looked for in this site's storage under its
+// default prefix <path_prefix>/<name>. The returned func closes the stores
+// it opened.
+func movedFromArchives(c *cli.Context, env *siteEnv) ([]*archive.Archive, func(), error) {
+	var out []*archive.Archive
+	var opened []io.Closer
+	closeAll := func() {
+		for _, s := range opened {
+			_ = s.Close()
+		}
+	}
+	for _, name := range env.site.MovedFrom {
+		s, ok := env.cfg.BackupSites[name]
+		if !ok {
+			out = append(out, &archive.Archive{
+				Store:  env.archive.Store,
+				Codec:  env.archive.Codec,
+				Layout: archive.Layout{Prefix: path.Join(env.cfg.PathPrefix, name)},
+				Site:   name,
+			})
+			continue
+		}
+		codec, err := siteCodec(env.cfg, s)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		// The new site usually holds the keys of the old one's backups.
+		for id, k := range env.archive.Codec.PrivateKeys {
+			if _, ok := codec.PrivateKeys[id]; !ok {
+				codec.PrivateKeys[id] = k
+			}
+		}
+		st, err := openStore(c.Context, s.ObjectStorage)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("open storage of site %s (moved_from of %s): %w", name, env.name, err)
+		}
+		opened = append(opened, st)
+		out = append(out, &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: s.Prefix}, Site: name})
+	}
+	return out, closeAll, nil
+}
+
+// walRange is a run of consecutive WAL files of one timeline in one site.
+type walRange struct {
+	Site  string `json:"site"`
+	First string `json:"first"`
+	Last  string `json:"last"`
+	Files int    `json:"files"`
+	Bytes int64  `json:"bytes"`
+	no    uint64
+}
+
+// walRanges groups the plan's WAL deletions into runs of consecutive
+// segments of one timeline in one site.
+func walRanges(plan archive.RetentionPlan) []walRange {
+	segSize := uint64(16 << 20)
+	if n := len(plan.Keep); n > 0 {
+		segSize = plan.Keep[n-1].Backup.SegmentSize()
+	}
+	ws := slices.Clone(plan.WAL)
+	slices.SortStableFunc(ws, func(a, b archive.WALDeletion) int {
+		return cmp.Or(strings.Compare(a.Site, b.Site), strings.Compare(a.Name, b.Name))
+	})
+	var out []walRange
+	for _, w := range ws {
+		seg, err := archive.ParseSegmentName(w.Name[:min(24, len(w.Name))], segSize)
+		if len(out) > 0 {
+			r := &out[len(out)-1]
+			if err == nil && r.Site == w.Site && r.First[:8] == w.Name[:8] && seg.No <= r.no+1 {
+				r.Last, r.no = w.Name, seg.No
+				r.Files++
+				r.Bytes += w.Size
+				continue
+			}
+		}
+		out = append(out, walRange{Site: w.Site, First: w.Name, Last: w.Name, Files: 1, Bytes: w.Size, no: seg.No})
+	}
+	return out
+}
+
+func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.RetentionResult, verbose bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	printf(tw, "Basebackup\tSite\tStart time\tStart segment\tBackup size\tAction\tReason\n")
+	printf(tw, "----------\t----\t----------\t-------------\t-----------\t------\t------\n")
+	row := func(d archive.BackupDecision, action string) {
+		b := d.Backup
+		size := b.TotalSizeEnc
+		if size == 0 {
+			size = b.StoredSize
+		}
+		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, d.Site, tableTime(b.StartTime), orDash(b.StartWALSegment),
+			humanBytes(size), action, d.Reason)
+	}
+	action := "delete"
+	if res == nil {
+		action = "would delete"
+	}
+	for _, d := range plan.Delete {
+		row(d, action)
+	}
+	for _, d := range plan.Keep {
+		row(d, "keep")
+	}
+	if len(plan.Keep)+len(plan.Delete) == 0 {
+		printf(tw, "(no basebackups)\n")
+	}
+	_ = tw.Flush()
+
+	var bytes int64
+	for _, d := range plan.WAL {
+		bytes += d.Size
+	}
+	printf(w, "\nWAL: %s %d files (%s), keep %d", action, len(plan.WAL), humanBytes(bytes), plan.KeptWAL)
+	if plan.WALHorizon != "" {
+		printf(w, " (deleting what precedes %s, the lowest start segment of the kept backups, of backup %s, on any timeline)",
+			plan.WALHorizon, plan.WALHorizonBackup)
+	}
+	printf(w, "\n")
+	for _, r := range walRanges(plan) {
+		printf(w, "  %s %s .. %s: %d files, %s\n", r.Site, r.First, r.Last, r.Files, humanBytes(r.Bytes))
+	}
+	if verbose {
+		for _, d := range plan.WAL {
+			printf(w, "  %s %s\n", action, d.Key)
+		}
+	}
+	for _, o := range plan.Orphans {
+		printf(w, "\nOrphaned chunk folder %s (site %s, %d objects, %s): %s: %s\n",
+			o.Folder, o.Site, len(o.Keys), humanBytes(o.Size), action, o.Reason)
+	}
+	for _, n := range plan.Notes {
+		printf(w, "\nnote: %s\n", n)
+	}
+	switch {
+	case plan.Empty():
+		printf(w, "\nNothing to delete.\n")
+	case res != nil:
+		printf(w, "\nDeleted %d basebackups (%d chunks), %d WAL files and %d orphaned chunks: %s.\n",
+			res.Backups, res.Chunks, res.WAL, res.Orphans, humanBytes(res.Bytes))
+	default:
+		printf(w, "\nDry run: nothing was deleted.\n")
+	}
+}
+
+// retentionBackupJSON is one backup in hoard retention --json.
+type retentionBackupJSON struct {
+	Name            string     `json:"name"`
+	Site            string     `json:"site"`
+	Key             string     `json:"key"`
+	StartTime       *time.Time `json:"start_time"`
+	StartWALSegment string     `json:"start_wal_segment"`
+	TotalSizeEnc    int64      `json:"total_size_enc"`
+	Reason          string     `json:"reason"`
+}
+
+// retentionJSON is the output of hoard retention --json.
+type retentionJSON struct {
+	Site    string                `json:"site"`
+	DryRun  bool                  `json:"dry_run"`
+	Now     time.Time             `json:"now"`
+	Keep    []retentionBackupJSON `json:"keep"`
+	Delete  []retentionBackupJSON `json:"delete"`
+	WAL     retentionWALJSON      `json:"wal"`
+	Orphans []retentionOrphanJSON `json:"orphaned_chunk_folders"`
+	Notes   []string              `json:"notes"`
+	// Deleted is what was deleted (null for a dry run). After an error it
+	// counts what was deleted before it.
+	Deleted *retentionResultJSON `json:"deleted"`
+}
+
+type retentionResultJSON struct {
+	Backups int   `json:"backups"`
+	Chunks  int   `json:"chunks"`
+	WAL     int   `json:"wal"`
+	Orphans int   `json:"orphaned_chunks"`
+	Bytes   int64 `json:"bytes"`
+}
+
+type retentionWALJSON struct {
+	Before       string     `json:"before"`        // lowest start segment of the kept backups
+	BeforeBackup string     `json:"before_backup"` // the backup that starts there
+	Delete       int        `json:"delete"`
+	Bytes        int64      `json:"bytes"`
+	Keep         int        `json:"keep"`
+	Ranges       []walRange `json:"ranges"`
+}
+
+type retentionOrphanJSON struct {
+	Site    string `json:"site"`
+	Folder  string `json:"folder"`
+	Objects int    `json:"objects"`
+	Bytes   int64  `json:"bytes"`
+	Reason  string `json:"reason"`
+}
+
+func writeRetentionJSON(w io.Writer, site string, plan archive.RetentionPlan, res *archive.RetentionResult) error {
+	backups := func(ds []archive.BackupDecision) []retentionBackupJSON {
+		out := []retentionBackupJSON{}
+		for _, d := range ds {
+			out = append(out, retentionBackupJSON{
+				Name: d.Backup.Name, Site: d.Site, Key: d.Backup.Key, StartTime: timePtr(d.Backup.StartTime),
+				StartWALSegment: d.Backup.StartWALSegment, TotalSizeEnc: d.Backup.TotalSizeEnc, Reason: d.Reason,
+			})
+		}
+		return out
+	}
+	out := retentionJSON{
+		Site: site, DryRun: res == nil, Now: plan.Now.UTC(),
+		Keep: backups(plan.Keep), Delete: backups(plan.Delete),
+		WAL:     retentionWALJSON{Before: plan.WALHorizon, BeforeBackup: plan.WALHorizonBackup, Delete: len(plan.WAL), Keep: plan.KeptWAL, Ranges: walRanges(plan)},
+		Orphans: []retentionOrphanJSON{}, Notes: append([]string{}, plan.Notes...),
+	}
+	if res != nil {
+		out.Deleted = &retentionResultJSON{Backups: res.Backups, Chunks: res.Chunks, WAL: res.WAL, Orphans: res.Orphans, Bytes: res.Bytes}
+	}
+	if out.WAL.Ranges == nil {
+		out.WAL.Ranges = []walRange{}
+	}
+	for _, d := range plan.WAL {
+		out.WAL.Bytes += d.Size
+	}
+	for _, o := range plan.Orphans {
+		out.Orphans = append(out.Orphans, retentionOrphanJSON{Site: o.Site, Folder: o.Folder, Objects: len(o.Keys), Bytes: o.Size, Reason: o.Reason})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
