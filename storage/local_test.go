@@ -1,0 +1,158 @@
+package storage_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// PGHoard's own local-storage objects (../shared/pghoard-testdata) read as
+// a store, although their "_hash" is the placeholder "abc".
+func TestLocal_PGHoardTestdata(t *testing.T) {
+	dir := filepath.Join("..", "..", "shared", "pghoard-testdata", "basebackup")
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("PGHoard test data not found: %v", err)
+	}
+	st, err := storage.Open(context.Background(), storage.Config{Type: "local", Directory: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var keys []string
+	if err := st.List(ctx, "chunks/", func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		fi, err := os.Stat(filepath.Join(dir, o.Key))
+		if err != nil || fi.Size() != o.Size {
+			t.Errorf("%s: listed size %d, file %v %v", o.Key, o.Size, fi, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"chunks/00000001.pghoard", "chunks/00000002.pghoard", "chunks/00000003.pghoard", "chunks/00000004.pghoard"}
+	if diff := cmp.Diff(want, keys); diff != "" {
+		t.Fatalf("List (-want +got):\n%s", diff)
+	}
+	rc, md, err := st.Open(ctx, "chunks/00000001.pghoard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := os.ReadFile(filepath.Join(dir, "chunks", "00000001.pghoard"))
+	if string(data) != string(file) || len(data) != 1745 {
+		t.Errorf("read %d bytes, want the file's %d", len(data), len(file))
+	}
+	wantMD := storage.Metadata{
+		"compression-algorithm": "snappy",
+		"encryption-key-id":     "5ba999de817c49a682ffed124abf9a2e",
+		"format":                "pghoard-bb-v2",
+		"original-file-size":    "20480",
+	}
+	if diff := cmp.Diff(wantMD, md); diff != "" {
+		t.Errorf("metadata (-want +got):\n%s", diff)
+	}
+	if o, err := st.Stat(ctx, "chunks/00000003.pghoard"); err != nil || o.Metadata["original-file-size"] != "10240" || o.Size != 1130 {
+		t.Errorf("Stat = %+v, %v", o, err)
+	}
+}
+
+// Put writes the object file and a PGHoard sidecar: sorted JSON of string
+// values with "_hash", the SHA-256 of the stored bytes, and no temp files.
+func TestLocal_Sidecar(t *testing.T) {
+	dir := t.TempDir()
+	st, err := storage.Open(context.Background(), storage.Config{Type: "local", Directory: dir, Prefix: "pfx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := "stored bytes"
+	md := storage.Metadata{"original-file-size": "12", "compression-algorithm": "snappy", "encryption-key-id": "", "host": "h"}
+	if err := st.Put(ctx, "site/xlog/000000010000000000000001", strings.NewReader(data), md); err != nil {
+		t.Fatal(err)
+	}
+	obj := filepath.Join(dir, "pfx", "site", "xlog", "000000010000000000000001")
+	got, err := os.ReadFile(obj)
+	if err != nil || string(got) != data {
+		t.Fatalf("object file = %q, %v", got, err)
+	}
+	sidecar, err := os.ReadFile(obj + ".metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(data))
+	want := `{"_hash": "` + hex.EncodeToString(sum[:]) + `", "compression-algorithm": "snappy", "host": "h", "original-file-size": "12"}`
+	if string(sidecar) != want {
+		t.Errorf("sidecar =\n%s\nwant\n%s", sidecar, want)
+	}
+	var parsed map[string]string
+	if err := json.Unmarshal(sidecar, &parsed); err != nil {
+		t.Errorf("sidecar is not a JSON object of strings: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(obj))
+	if len(entries) != 2 {
+		t.Errorf("directory holds %d entries, want the object and its sidecar: %v", len(entries), entries)
+	}
+}
+
+// Files that are not complete objects stay invisible: no sidecar, dot
+// files, sidecar temp files.
+func TestLocal_Invisible(t *testing.T) {
+	dir := t.TempDir()
+	st := storage.NewLocal(dir)
+	ctx := context.Background()
+	if err := st.Put(ctx, "xlog/1", strings.NewReader("one"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"xlog/2":                 "no sidecar",
+		"xlog/.1.tmp-123":        "temp data",
+		"xlog/1.metadata_tmp-99": "{}",
+		"xlog/3.metadata_tmp":    "{}",
+		"xlog/.hidden":           "x",
+		"xlog/.hidden.metadata":  "{}",
+		"xlog/orphan.metadata":   "{}",
+		".dotdir/x":              "x",
+		".dotdir/x.metadata":     "{}",
+		"xlog/3":                 "x",
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys []string
+	if err := st.List(ctx, "", func(o storage.Object) error { keys = append(keys, o.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(keys, []string{"xlog/1"}) {
+		t.Errorf("List = %v, want [xlog/1]", keys)
+	}
+	for _, key := range []string{"xlog/2", "xlog/3"} {
+		if _, _, err := st.Open(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Open %s: %v, want ErrNotFound", key, err)
+		}
+	}
+	for _, key := range []string{"../x", "/abs", "a//b", "xlog/x.metadata", "xlog/.x", ""} {
+		if err := st.Put(ctx, key, strings.NewReader("x"), nil); err == nil {
+			t.Errorf("Put %q succeeded, want an invalid-key error", key)
+		}
+	}
+}
