@@ -1,0 +1,48 @@
+package walstream
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// diskGuard decides when receiving pauses because the spool's filesystem
+// is nearly full. Below min free bytes it pauses; it resumes only above
+// min*1.5, so that a spool hovering around the limit does not flap.
+type diskGuard struct {
+	min    uint64
+	free   func() (uint64, error)
+	paused bool
+}
+
+// check asks for the free space and returns whether receiving should be
+// paused now and whether that changed with this call. When the free space
+// cannot be read, the state stays as it was and the error is returned.
+func (g *diskGuard) check() (paused, changed bool, err error) {
+	if g.min == 0 {
+		return false, false, nil
+	}
+	free, err := g.free()
+	if err != nil {
+		return g.paused, false, err
+	}
+	switch {
+	case !g.paused && free < g.min:
+		g.paused = true
+		return true, true, nil
+	case g.paused && free >= g.min+g.min/2:
+		g.paused = false
+		return false, true, nil
+	}
+	return g.paused, false, nil
+}
+
+// freeBytes returns the bytes available to an unprivileged user on the
+// filesystem holding dir.
+func freeBytes(dir string) (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}

@@ -1,0 +1,110 @@
+// Package walstream is hoard's WAL receiver, the heart of hoard daemon: it
+// streams WAL from a server over a physical replication connection into
+// fsynced segment files in a local spool directory, and hands each
+// complete segment to an Uploader that archives it.
+//
+// It does what PostgreSQL's pg_receivewal does, without running it, and
+// keeps its on-disk conventions, so the two can be compared file by file.
+//
+// # Stream
+//
+// Run connects (IDENTIFY_SYSTEM, SHOW wal_segment_size: segments are not
+// always 16 MiB), makes sure the physical replication slot exists
+// (CREATE_REPLICATION_SLOT ... PHYSICAL RESERVE_WAL, so the server keeps
+// WAL from that moment), decides where to resume and sends
+// START_REPLICATION SLOT s PHYSICAL X/Y TIMELINE t. XLogData is written at
+// its offset in the segment that holds it; WAL must arrive contiguous, and
+// a message that does not start where the last one ended ends the session.
+// Server keepalives that ask for a reply get a standby status update at
+// once; otherwise one is sent every StatusInterval.
+//
+// Connection and stream errors, local write errors included, end the
+// session; Run reconnects with backoff and resumes from the spool. Only
+// errors that reconnecting cannot fix stop Run: the server is not the one
+// the spool came from (segment size, system identifier, timeline
+// history), or it no longer has the WAL the spool needs (ErrWALRemoved).
+//
+// # Spool
+//
+// The spool directory holds:
+//
+//	<segment>.partial   the segment being received, preallocated to the
+//	                    segment size (fallocate, or zeros), as pg_receivewal
+//	                    does; also the last segment of an ended timeline,
+//	                    until uploaded
+//	<segment>           complete segments waiting for upload
+//	<tli>.history       timeline history files waiting for upload
+//	partial-upload/     temporary copies of the growing .partial
+//	*.tmp               temporary files, removed at start
+//
+// When a segment fills, it is fsynced and renamed to its final name, and
+// the directory is fsynced; the next segment's .partial is created before
+// the rename, so the spool always shows where to resume even after the
+// uploader deleted every complete segment. A complete segment is never
+// rewritten.
+//
+// # Resume
+//
+// Streaming always starts at a segment boundary, as pg_receivewal's does:
+// a segment is received whole, and bytes already in a .partial are
+// received again and written at the same offsets. The start is the latest
+// .partial in the spool, or the segment after the latest complete one;
+// with an empty spool, the start of the segment holding the slot's
+// restart_lsn (the flush position last reported); without that, the
+// server's current position. When the spool is on an older timeline than
+// the server, the server's timeline history (TIMELINE_HISTORY) says where
+// that timeline ended: before the end, streaming resumes on the old
+// timeline and the server switches over as usual; at or past it, on the
+// next timeline from the start of the segment holding the switch point.
+//
+// # Timelines
+//
+// At the end of a timeline the server leaves COPY mode and names the next
+// timeline and its switch point. Like the walreceiver and pg_receivewal,
+// the Receiver keeps the old timeline's last segment as <segment>.partial
+// (it is not a complete segment: it holds WAL only up to the switch point)
+// and queues it for upload under that name, fetches and queues the new
+// timeline's history file, then streams the new timeline from the start of
+// the segment that holds the switch point: the server's copy of that
+// segment on the new timeline begins with the old timeline's WAL.
+//
+// # Durability
+//
+// The standby status update reports as written what was received, and as
+// flushed (and applied: nothing is replayed) only what was fsynced. The
+// partial segment is fsynced in batches, before each status update, and a
+// segment is fsynced before it is renamed complete; WAL is never
+// acknowledged before it is on disk. With a slot, the server keeps every
+// segment from the one holding the reported flush position, so WAL the
+// Receiver lost in a crash (the unflushed tail of the .partial) is still
+// on the server, and the next run fetches it again. A crash can therefore
+// lose nothing that was reported flushed: it is in the spool or archived.
+//
+// # Uploads
+//
+// The receive loop never waits on storage. Complete segments, .history
+// files and ended timelines' .partial files go to a queue drained in order
+// by one uploader goroutine, which retries each file forever with backoff
+// (logging a warning and recording the error in Status) and deletes it from
+// the spool only after the Uploader returned nil. Files left in the spool
+// are queued again at the next start. With PartialUploadInterval, the
+// growing .partial is fsynced and a copy of its fsynced part (padded with
+// zeros) is uploaded through Uploader.UploadPartial when it grew; a failure
+// waits for the next interval.
+//
+// # Disk guard
+//
+// With MinFreeBytes, the Receiver stops reading from the server while the
+// spool's filesystem has less free space, so no new WAL is received or
+// acknowledged: the slot keeps it on the server. Status updates go on,
+// with the old flush position, so the server does not time the connection
+// out. Receiving resumes above 1.5 times MinFreeBytes, as uploads free the
+// spool.
+//
+// # Shutdown
+//
+// When ctx ends, Run stops receiving, fsyncs the partial segment, sends a
+// last status update with the true flush position and closes the
+// connection. The upload in progress gets DrainTimeout to finish; the rest
+// stays in the spool for the next run.
+package walstream

@@ -1,0 +1,284 @@
+package walstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
+)
+
+// Defaults of Options.
+const (
+	DefaultStatusInterval = 10 * time.Second
+	DefaultDrainTimeout   = 30 * time.Second
+)
+
+// Log field names.
+const (
+	logLSN     = "lsn"
+	logTLI     = "tli"
+	logSegment = "segment"
+	logFile    = "file"
+)
+
+// Retry delays: reconnections and failed uploads back off from the first
+// to the second, doubling.
+const (
+	retryMin = time.Second
+	retryMax = 30 * time.Second
+)
+
+// finalTimeout bounds the durable work at shutdown: the last fsync and
+// status update, and closing the connection.
+const finalTimeout = 10 * time.Second
+
+// Options configure a Receiver.
+type Options struct {
+	// ConnString is the libpq connection string or URI of the server to
+	// stream from; the replication package adds replication=true.
+	ConnString string
+	// Slot is the physical replication slot to stream from. It is created
+	// (with RESERVE_WAL) when missing.
+	Slot string
+	// SpoolDir is the local directory that holds the segments being
+	// received and those waiting for upload, for example
+	// <backup_location>/<site>/xlog_incoming. It is created if needed, and
+	// belongs to one Receiver at a time.
+	SpoolDir string
+	// Uploader archives completed segments, .partial and .history files.
+	Uploader Uploader
+	// PartialUploadInterval, when not zero, uploads the growing .partial
+	// segment this often when it grew (through Uploader.UploadPartial).
+	PartialUploadInterval time.Duration
+	// MinFreeBytes, when not zero, pauses receiving while the spool's
+	// filesystem has fewer bytes free, and resumes above 1.5 times it.
+	MinFreeBytes uint64
+	// StatusInterval is the time between standby status updates; zero
+	// means DefaultStatusInterval. Keep it well below the server's
+	// wal_sender_timeout.
+	StatusInterval time.Duration
+	// DrainTimeout bounds how long Run waits at shutdown for the upload in
+	// progress; zero means DefaultDrainTimeout. Files not uploaded stay in
+	// the spool for the next run.
+	DrainTimeout time.Duration
+	// Logger receives the Receiver's logs; the zero Logger discards them.
+	Logger zerolog.Logger
+}
+
+// Status is a snapshot of a Receiver's progress, for monitoring.
+type Status struct {
+	SystemID string // the server's system identifier
+	Timeline int32  // the timeline being streamed
+	Segment  string // the segment being received
+	// Received is the end of the WAL received and written to the spool.
+	Received pglogrepl.LSN
+	// Flushed is the end of the WAL fsynced to the spool: what the server
+	// was (or is about to be) told is flushed.
+	Flushed pglogrepl.LSN
+	// Uploaded is the end of the last complete segment the Uploader
+	// accepted (at start, the start of the oldest segment still waiting).
+	Uploaded pglogrepl.LSN
+	// ServerLSN is the server's WAL end as of its last message.
+	ServerLSN pglogrepl.LSN
+	// BytesBehind is ServerLSN minus Uploaded: WAL the server has that is
+	// not yet archived as complete segments (0 while either is unknown).
+	BytesBehind uint64
+	// QueueDepth is the number of files waiting for upload, the one in
+	// progress included.
+	QueueDepth int
+	Connected  bool // streaming now
+	Paused     bool // receiving is paused by the free-space guard
+	// LastError is the last error seen (connection, stream or upload);
+	// it is kept after recovery, with its time.
+	LastError   string
+	LastErrorAt time.Time
+}
+
+// Receiver streams WAL from a server into the spool directory and hands
+// complete segments to an Uploader. Create it with New; run it with Run.
+type Receiver struct {
+	opts  Options
+	log   zerolog.Logger
+	queue *uploadQueue
+	// guard pauses receiving when the spool's disk is nearly full.
+	guard *diskGuard
+	// histories records the timelines whose history file was queued.
+	histories map[int32]bool
+	// retryMin and retryMax bound the reconnection and upload backoff.
+	retryMin, retryMax time.Duration
+	started            atomic.Bool
+
+	// segSize is the server's WAL segment size, once known.
+	segSize atomic.Uint64
+
+	mu     sync.Mutex
+	status Status
+
+	snapshotMu   sync.Mutex
+	snapshotDone uploadTask // the last snapshot uploaded: name and length
+}
+
+// New checks opts and returns a Receiver.
+func New(opts Options) (*Receiver, error) {
+	switch {
+	case opts.Slot == "":
+		return nil, errors.New("walstream: no replication slot name")
+	case opts.SpoolDir == "":
+		return nil, errors.New("walstream: no spool directory")
+	case opts.Uploader == nil:
+		return nil, errors.New("walstream: no uploader")
+	case opts.StatusInterval < 0, opts.PartialUploadInterval < 0, opts.DrainTimeout < 0:
+		return nil, errors.New("walstream: negative interval")
+	}
+	if opts.StatusInterval == 0 {
+		opts.StatusInterval = DefaultStatusInterval
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	r := &Receiver{
+		opts:     opts,
+		log:      opts.Logger.With().Str("component", "walstream").Logger(),
+		queue:    newUploadQueue(),
+		retryMin: retryMin,
+		retryMax: retryMax,
+	}
+	r.guard = &diskGuard{min: opts.MinFreeBytes, free: func() (uint64, error) { return freeBytes(opts.SpoolDir) }}
+	r.histories = make(map[int32]bool)
+	return r, nil
+}
+
+// Status returns a snapshot of the Receiver's progress. It is safe to call
+// from any goroutine.
+func (r *Receiver) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.status
+	if s.ServerLSN > s.Uploaded && s.Uploaded != 0 {
+		s.BytesBehind = uint64(s.ServerLSN - s.Uploaded)
+	}
+	return s
+}
+
+// update changes the status under its lock.
+func (r *Receiver) update(fn func(*Status)) {
+	r.mu.Lock()
+	fn(&r.status)
+	r.mu.Unlock()
+}
+
+// setError records err as the last error.
+func (r *Receiver) setError(err error) {
+	r.update(func(s *Status) {
+		s.LastError = err.Error()
+		s.LastErrorAt = time.Now()
+	})
+}
+
+// fatalError marks an error that reconnecting cannot fix: the spool
+// cannot be written, or the server does not match it.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// fatal wraps err as a fatalError; nil stays nil.
+func fatal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fatalError{err}
+}
+
+// ErrWALRemoved is returned (wrapped) by Run when the server no longer has
+// the WAL the spool says streaming must resume from: the slot was dropped
+// or advanced by someone else. The archive has a gap from that position;
+// a new base backup is needed.
+var ErrWALRemoved = errors.New("WAL needed to resume was removed from the server")
+
+// Run streams until ctx is cancelled or a fatal error occurs. It
+// reconnects, with backoff, after connection and stream errors. At
+// shutdown it fsyncs the partial segment, reports its true flush position
+// to the server and waits up to DrainTimeout for the upload in progress;
+// everything not uploaded stays in the spool and is queued again by the
+// next Run. It returns nil after a shutdown by ctx. Run may be called
+// once.
+func (r *Receiver) Run(ctx context.Context) error {
+	if r.started.Swap(true) {
+		return errors.New("walstream: Run called twice")
+	}
+	if err := os.MkdirAll(r.opts.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("create spool: %w", err)
+	}
+	if err := cleanSpool(r.opts.SpoolDir); err != nil {
+		return err
+	}
+	c, err := readSpool(r.opts.SpoolDir)
+	if err != nil {
+		return err
+	}
+	for _, name := range c.uploads {
+		r.enqueue(uploadTask{kind: taskFile, name: name})
+	}
+
+	stop := make(chan struct{})
+	uploadCtx, cancelUploads := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelUploads()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.uploadLoop(uploadCtx, stop)
+	}()
+
+	err = r.stream(ctx)
+
+	close(stop)
+	drain := time.AfterFunc(r.opts.DrainTimeout, cancelUploads)
+	wg.Wait()
+	drain.Stop()
+	if n := r.queue.len(); n > 0 {
+		r.log.Info().Int("files", n).Msg("files left in the spool for the next run")
+	}
+	return err
+}
+
+// stream runs sessions, reconnecting with backoff, until ctx ends or an
+// error is fatal.
+func (r *Receiver) stream(ctx context.Context) error {
+	delay := r.retryMin
+	for {
+		progressed, err := r.session(ctx)
+		r.update(func(s *Status) { s.Connected = false })
+		if ctx.Err() != nil {
+			var fe *fatalError
+			if errors.As(err, &fe) {
+				return err
+			}
+			return nil
+		}
+		var fe *fatalError
+		if errors.As(err, &fe) {
+			r.log.Error().Err(err).Msg("streaming stopped")
+			r.setError(err)
+			return err
+		}
+		if progressed {
+			delay = r.retryMin
+		}
+		r.log.Warn().Err(err).Dur("retry_in", delay).Msg("streaming interrupted; reconnecting")
+		r.setError(err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, r.retryMax)
+	}
+}

@@ -1,0 +1,517 @@
+package walstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/replication"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// diskCheckInterval is how often the free-space guard looks at the disk.
+const diskCheckInterval = time.Second
+
+// codeUndefinedFile is SQLSTATE 58P01: the walsender reports a WAL segment
+// it no longer has ("requested WAL segment ... has already been removed")
+// with it.
+const codeUndefinedFile = "58P01"
+
+// session is one replication connection: where it streams, and the
+// segment being written.
+type session struct {
+	r       *Receiver
+	conn    *replication.Conn
+	segSize uint64
+	tli     int32
+	cur     *segmentFile  // the segment holding pos; always open
+	pos     pglogrepl.LSN // end of the WAL received
+	flushed pglogrepl.LSN // end of the WAL fsynced
+	// streaming is set while the connection is in COPY BOTH mode.
+	streaming bool
+	// progressed is set once WAL arrived, to reset the reconnect backoff.
+	progressed bool
+
+	nextStatus, nextPartial, nextDiskCheck time.Time
+}
+
+// session connects, finds where to resume and streams until ctx ends or
+// an error occurs. It always leaves the partial segment fsynced and the
+// connection closed.
+func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
+	conn, err := replication.Connect(ctx, r.opts.ConnString)
+	if err != nil {
+		return false, err
+	}
+	s := &session{r: r, conn: conn}
+	err = s.run(ctx)
+	if cerr := s.close(ctx); cerr != nil && (err == nil || ctx.Err() != nil) {
+		err = cerr
+	}
+	return s.progressed, err
+}
+
+// run prepares the stream and receives until an error.
+func (s *session) run(ctx context.Context) error {
+	r := s.r
+	sys, err := s.conn.IdentifySystem(ctx)
+	if err != nil {
+		return err
+	}
+	if s.segSize, err = s.conn.WALSegmentSize(ctx); err != nil {
+		return err
+	}
+	if old := r.segSize.Swap(s.segSize); old != 0 && old != s.segSize {
+		return fatal(fmt.Errorf("wal segment size changed from %d to %d: not the same server", old, s.segSize))
+	}
+	if old := r.Status().SystemID; old != "" && old != sys.SystemID {
+		return fatal(fmt.Errorf("system identifier changed from %s to %s: not the same server", old, sys.SystemID))
+	}
+	slot, err := s.slot(ctx)
+	if err != nil {
+		return err
+	}
+	start, err := s.resume(ctx, sys, slot)
+	if err != nil {
+		return err
+	}
+	r.log.Info().Str(logLSN, start.String()).Int32(logTLI, s.tli).Str(logSegment, s.cur.name()).
+		Msg("streaming")
+	for {
+		err := s.conn.StartReplication(ctx, replication.StartOptions{Slot: r.opts.Slot, Start: s.pos, Timeline: s.tli})
+		if err == nil {
+			s.streaming = true
+			r.update(func(st *Status) { st.Connected = true })
+			err = s.receive(ctx)
+		}
+		if eot, ok := replication.IsEndOfTimeline(err); ok {
+			s.streaming = false
+			if err := s.switchTimeline(ctx, eot); err != nil {
+				return err
+			}
+			continue
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == codeUndefinedFile {
+			return fatal(fmt.Errorf("resume at %s on timeline %d: %w: %w", s.pos, s.tli, ErrWALRemoved, err))
+		}
+		return err
+	}
+}
+
+// slot reads the replication slot, creating it when missing.
+func (s *session) slot(ctx context.Context) (replication.Slot, error) {
+	name := s.r.opts.Slot
+	slot, err := s.conn.ReadSlot(ctx, name)
+	if !errors.Is(err, replication.ErrSlotNotFound) {
+		return slot, err
+	}
+	if err := s.conn.CreatePhysicalSlot(ctx, name); err != nil && !errors.Is(err, replication.ErrSlotExists) {
+		return slot, err
+	}
+	s.r.log.Info().Str("slot", name).Msg("created replication slot")
+	return s.conn.ReadSlot(ctx, name)
+}
+
+// resume decides where streaming starts, on which timeline, opens that
+// segment's .partial and queues the .partial files of ended timelines.
+// Streaming always starts at a segment boundary (as pg_receivewal does),
+// so the segment is received whole: bytes already in the .partial are
+// received again and written at the same offsets.
+//
+// The spool knows best: its latest .partial, or the segment after its
+// latest complete one. Without spool files, the slot's restart_lsn (the
+// flush position last reported) says what the archive already holds;
+// without it, the server's current position.
+func (s *session) resume(ctx context.Context, sys replication.System, slot replication.Slot) (pglogrepl.LSN, error) {
+	r := s.r
+	segSize := s.segSize
+	floor := func(lsn pglogrepl.LSN) pglogrepl.LSN { return lsn - lsn%pglogrepl.LSN(segSize) }
+	c, err := readSpool(r.opts.SpoolDir)
+	if err != nil {
+		return 0, err
+	}
+	sp, err := resumeSegment(c, segSize)
+	if err != nil {
+		return 0, fatal(err)
+	}
+	var start pglogrepl.LSN
+	var localTLI int32
+	switch {
+	case sp.found:
+		start, localTLI = sp.seg.StartLSN(segSize), int32(sp.seg.Timeline)
+		if slot.RestartLSN != 0 && floor(slot.RestartLSN) > start {
+			r.log.Warn().Str(logLSN, start.String()).Str("restart_lsn", slot.RestartLSN.String()).
+				Msg("replication slot is ahead of the spool; the server may miss WAL from the spool's position")
+		}
+	case slot.RestartLSN != 0:
+		start = floor(slot.RestartLSN)
+	default:
+		start = floor(sys.XLogPos)
+	}
+
+	tli := sys.Timeline
+	switch {
+	case localTLI > sys.Timeline:
+		return 0, fatal(fmt.Errorf("spool is on timeline %d, ahead of the server's timeline %d", localTLI, sys.Timeline))
+	case localTLI == sys.Timeline, localTLI == 0 && sys.Timeline == 1:
+	default:
+		_, content, err := s.conn.TimelineHistory(ctx, sys.Timeline)
+		if err != nil {
+			return 0, err
+		}
+		history, err := parseHistory(content)
+		if err != nil {
+			return 0, fmt.Errorf("timeline %d: %w", sys.Timeline, err)
+		}
+		if localTLI == 0 {
+			tli = timelineOf(history, sys.Timeline, start)
+			break
+		}
+		end, next, ok := endOf(history, sys.Timeline, localTLI)
+		if !ok {
+			return 0, fatal(fmt.Errorf("spool is on timeline %d, which is not in the history of the server's timeline %d", localTLI, sys.Timeline))
+		}
+		if start < end {
+			// The server streams the rest of the old timeline, then
+			// switches.
+			tli = localTLI
+		} else {
+			r.log.Info().Int32(logTLI, next).Str(logLSN, end.String()).Msg("spool is past the end of its timeline; resuming at the switch point")
+			start, tli = floor(end), next
+		}
+	}
+	if err := s.fetchHistory(ctx, tli); err != nil {
+		return 0, err
+	}
+
+	s.tli = tli
+	seg := archive.SegmentOf(uint32(tli), start, segSize)
+	if err := r.queuePartials(c, seg.Name(segSize)); err != nil {
+		return 0, err
+	}
+	if s.cur, err = openSegment(r.opts.SpoolDir, seg, segSize); err != nil {
+		return 0, err
+	}
+	s.pos, s.flushed = start, start
+	now := time.Now()
+	s.nextStatus = now
+	s.nextDiskCheck = now
+	s.nextPartial = now.Add(r.opts.PartialUploadInterval)
+	r.update(func(st *Status) {
+		st.SystemID = sys.SystemID
+		st.Timeline = tli
+		st.Segment = seg.Name(segSize)
+		st.Received, st.Flushed = start, start
+		st.ServerLSN = max(st.ServerLSN, sys.XLogPos)
+		if st.Uploaded == 0 {
+			st.Uploaded = start
+			for _, name := range c.uploads {
+				if first, err := archive.ParseSegmentName(name, segSize); err == nil {
+					st.Uploaded = min(st.Uploaded, first.StartLSN(segSize))
+					break
+				}
+			}
+		}
+	})
+	return start, nil
+}
+
+// fetchHistory writes the history file of timeline tli to the spool and
+// queues it, once per Run: it may be the first time the archive sees
+// this timeline.
+func (s *session) fetchHistory(ctx context.Context, tli int32) error {
+	if tli <= 1 || s.r.histories[tli] {
+		return nil
+	}
+	name, content, err := s.conn.TimelineHistory(ctx, tli)
+	if err != nil {
+		return err
+	}
+	if want := archive.HistoryFileName(uint32(tli)); name != want {
+		return fmt.Errorf("timeline history %d: server named it %q, want %q", tli, name, want)
+	}
+	if err := writeFileAtomic(s.r.opts.SpoolDir, name, content); err != nil {
+		return err
+	}
+	s.r.histories[tli] = true
+	s.r.enqueue(uploadTask{kind: taskFile, name: name})
+	return nil
+}
+
+// receive handles messages until an error, answering keepalives and
+// sending status updates, pausing while the disk is full.
+func (s *session) receive(ctx context.Context) error {
+	r := s.r
+	guard := r.guard
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := time.Now()
+		if guard.min != 0 && !now.Before(s.nextDiskCheck) {
+			s.nextDiskCheck = now.Add(diskCheckInterval)
+			paused, changed, err := guard.check()
+			if err != nil {
+				r.log.Warn().Err(err).Msg("free space check failed")
+			}
+			if changed {
+				if paused {
+					r.log.Warn().Uint64("min_free_bytes", guard.min).Msg("spool disk nearly full; receiving paused")
+				} else {
+					r.log.Info().Msg("spool disk has room again; receiving resumed")
+				}
+				r.update(func(st *Status) { st.Paused = paused })
+			}
+		}
+		if !now.Before(s.nextStatus) {
+			if err := s.sendStatus(ctx); err != nil {
+				return err
+			}
+		}
+		if r.opts.PartialUploadInterval > 0 && !now.Before(s.nextPartial) {
+			s.nextPartial = now.Add(r.opts.PartialUploadInterval)
+			if err := s.snapshot(); err != nil {
+				return err
+			}
+		}
+
+		wake := s.nextStatus
+		if guard.min != 0 {
+			wake = minTime(wake, s.nextDiskCheck)
+		}
+		if r.opts.PartialUploadInterval > 0 {
+			wake = minTime(wake, s.nextPartial)
+		}
+		if guard.paused {
+			// Read nothing: the server keeps the WAL for the slot.
+			t := time.NewTimer(time.Until(wake))
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+
+		rctx, cancel := context.WithDeadline(ctx, wake)
+		msg, err := s.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return err
+		}
+		switch msg.Kind {
+		case replication.MessageXLogData:
+			if err := s.write(msg.XLogData); err != nil {
+				return err
+			}
+		case replication.MessageKeepalive:
+			k := msg.Keepalive
+			r.update(func(st *Status) { st.ServerLSN = max(st.ServerLSN, k.ServerWALEnd) })
+			if k.ReplyRequested {
+				if err := s.sendStatus(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// minTime returns the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// write stores XLogData at its offset in the segment, completing segments
+// as they fill. WAL must arrive in order, without gaps or overlaps.
+func (s *session) write(x pglogrepl.XLogData) error {
+	if x.WALStart != s.pos {
+		return fmt.Errorf("server sent WAL at %s, expected %s", x.WALStart, s.pos)
+	}
+	data := x.WALData
+	for len(data) > 0 {
+		off := uint64(s.pos - s.cur.seg.StartLSN(s.segSize))
+		n := min(uint64(len(data)), s.segSize-off)
+		if err := s.cur.writeAt(data[:n], off); err != nil {
+			return err
+		}
+		s.pos += pglogrepl.LSN(n)
+		data = data[n:]
+		if off+n == s.segSize {
+			if err := s.completeSegment(); err != nil {
+				return err
+			}
+		}
+	}
+	s.progressed = true
+	pos := s.pos
+	s.r.update(func(st *Status) {
+		st.Received = pos
+		st.ServerLSN = max(st.ServerLSN, x.ServerWALEnd)
+	})
+	return nil
+}
+
+// completeSegment fsyncs the full segment, renames it to its final name
+// and queues it. The next segment's .partial is created first, so that
+// the spool always shows where to resume, even once the completed segment
+// has been uploaded and deleted.
+func (s *session) completeSegment() error {
+	dir := s.r.opts.SpoolDir
+	next, err := openSegment(dir, s.cur.seg.Next(), s.segSize)
+	if err != nil {
+		return err
+	}
+	done := s.cur
+	if err := done.complete(); err != nil {
+		next.close()
+		return err
+	}
+	s.cur = next
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	s.flushed = next.seg.StartLSN(s.segSize)
+	s.r.enqueue(uploadTask{kind: taskFile, name: done.name()})
+	s.r.log.Debug().Str(logSegment, done.name()).Msg("segment complete")
+	flushed, name := s.flushed, next.name()
+	s.r.update(func(st *Status) {
+		st.Flushed = flushed
+		st.Segment = name
+	})
+	return nil
+}
+
+// sendStatus fsyncs the partial segment, then reports the received
+// position as written and the fsynced one as flushed and applied.
+func (s *session) sendStatus(ctx context.Context) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	st := replication.StandbyStatus{Write: s.pos, Flush: s.flushed, Apply: s.flushed}
+	if err := s.conn.SendStandbyStatus(ctx, st); err != nil {
+		return err
+	}
+	s.nextStatus = time.Now().Add(s.r.opts.StatusInterval)
+	return nil
+}
+
+// flush fsyncs the partial segment and advances the flush position.
+func (s *session) flush() error {
+	if err := s.cur.sync(); err != nil {
+		return err
+	}
+	s.flushed = max(s.flushed, s.cur.seg.StartLSN(s.segSize)+pglogrepl.LSN(s.cur.synced))
+	flushed := s.flushed
+	s.r.update(func(st *Status) { st.Flushed = flushed })
+	return nil
+}
+
+// snapshot queues an upload of the partial segment when it grew since
+// the last successful one and no snapshot is waiting.
+func (s *session) snapshot() error {
+	name := s.cur.name() + partialSuffix
+	if s.cur.written == 0 || s.cur.written <= s.r.snapshotUploaded(name) || s.r.queue.hasSnapshot() {
+		return nil
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	s.r.enqueue(uploadTask{kind: taskSnapshot, name: name, length: s.cur.synced})
+	return nil
+}
+
+// switchTimeline follows the server to the next timeline: the old
+// timeline's .partial is closed and queued as a .partial (never as a
+// complete segment), the new timeline's history file is written and
+// queued, and streaming goes on from the start of the segment holding the
+// switch point, on the new timeline.
+func (s *session) switchTimeline(ctx context.Context, eot *replication.EndOfTimeline) error {
+	r := s.r
+	if s.pos < eot.SwitchLSN {
+		return fmt.Errorf("timeline %d ended at %s but WAL was received only up to %s", s.tli, eot.SwitchLSN, s.pos)
+	}
+	if s.pos > eot.SwitchLSN {
+		r.log.Warn().Int32(logTLI, s.tli).Str(logLSN, s.pos.String()).Str("switch_lsn", eot.SwitchLSN.String()).
+			Msg("received WAL beyond the end of the timeline; it stays in the old timeline's .partial")
+	}
+	if err := s.fetchHistory(ctx, eot.NextTimeline); err != nil {
+		return err
+	}
+	start := eot.SwitchLSN - eot.SwitchLSN%pglogrepl.LSN(s.segSize)
+	seg := archive.SegmentOf(uint32(eot.NextTimeline), start, s.segSize)
+	next, err := openSegment(r.opts.SpoolDir, seg, s.segSize)
+	if err != nil {
+		return err
+	}
+	old := s.cur
+	if err := old.close(); err != nil {
+		next.close()
+		return err
+	}
+	s.cur = next
+	if err := r.finishPartial(old.name() + partialSuffix); err != nil {
+		return err
+	}
+	r.log.Info().Int32(logTLI, eot.NextTimeline).Str(logLSN, eot.SwitchLSN.String()).Str(logSegment, old.name()).
+		Msg("timeline switch")
+	s.tli, s.pos, s.flushed = eot.NextTimeline, start, start
+	s.nextStatus = time.Now()
+	tli, name := s.tli, seg.Name(s.segSize)
+	r.update(func(st *Status) {
+		st.Timeline = tli
+		st.Segment = name
+		st.Received, st.Flushed = start, start
+	})
+	return nil
+}
+
+// close ends the session: it fsyncs the partial segment, tells the server
+// the true flush position if still streaming, and closes the connection.
+// It runs after ctx may have ended, under its own timeout.
+func (s *session) close(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+	defer cancel()
+	var err error
+	if s.cur != nil {
+		if err = s.flush(); err == nil && s.streaming {
+			if serr := s.sendStatus(fctx); serr != nil {
+				s.r.log.Debug().Err(serr).Msg("final status update not sent")
+			} else {
+				s.r.log.Info().Str(logLSN, s.flushed.String()).Msg("reported final flush position")
+			}
+		}
+		if cerr := s.cur.close(); err == nil {
+			err = cerr
+		}
+	}
+	_ = s.conn.Close(fctx)
+	return err
+}
+
+// queuePartials queues the .partial files of the spool listing c except
+// active, the segment the stream continues: they belong to ended
+// timelines.
+func (r *Receiver) queuePartials(c spoolContents, active string) error {
+	for _, name := range c.partials {
+		if name == active+partialSuffix {
+			continue
+		}
+		if err := r.finishPartial(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,314 @@
+package walstream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hoardbackup/hoard/archive"
+	"golang.org/x/sys/unix"
+)
+
+// File names in the spool directory.
+const (
+	partialSuffix = ".partial"
+	tmpSuffix     = ".tmp"
+	// snapshotDir holds the copies of the growing .partial segment that
+	// PartialUploadInterval uploads; they are temporary.
+	snapshotDir = "partial-upload"
+)
+
+// firstPageHeaderSize is the size of the long page header that starts
+// every WAL segment (SizeOfXLogLongPHD in PostgreSQL's xlog_internal.h).
+const firstPageHeaderSize = 40
+
+// segmentFile is the .partial file of the segment being received. WAL is
+// written at its offset in the segment; the file is preallocated to the
+// segment size, as pg_receivewal does, so that fsync never has to extend
+// the file and a full disk shows up when the segment is opened, not in
+// the middle of it.
+type segmentFile struct {
+	dir     string
+	seg     archive.Segment
+	segSize uint64
+	f       *os.File
+	// written is the number of bytes from the segment start received in
+	// this session; synced is how many of them are fsynced. Bytes beyond
+	// written are zeros or left over from an earlier session and are
+	// overwritten as the stream goes on.
+	written, synced uint64
+}
+
+// name returns the segment's file name without the .partial suffix.
+func (s *segmentFile) name() string { return s.seg.Name(s.segSize) }
+
+// path returns the path of the .partial file.
+func (s *segmentFile) path() string {
+	return filepath.Join(s.dir, s.name()+partialSuffix)
+}
+
+// openSegment opens (or creates) the .partial file of seg in dir and makes
+// it exactly segSize bytes long. A new file's directory entry is fsynced
+// before openSegment returns.
+func openSegment(dir string, seg archive.Segment, segSize uint64) (*segmentFile, error) {
+	s := &segmentFile{dir: dir, seg: seg, segSize: segSize}
+	p := s.path()
+	_, statErr := os.Stat(p)
+	created := errors.Is(statErr, os.ErrNotExist)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	if err := preallocate(f, int64(segSize)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("preallocate %s: %w", p, err)
+	}
+	if created {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("sync %s: %w", p, err)
+		}
+		if err := syncDir(dir); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	s.f = f
+	return s, nil
+}
+
+// preallocate makes f exactly size bytes long with its blocks allocated.
+// fallocate reserves the space without writing it; where the filesystem
+// cannot, zeros are written, as pg_receivewal does.
+func preallocate(f *os.File, size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() > size {
+		return f.Truncate(size)
+	}
+	if fi.Size() == size {
+		return nil
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	zeros := make([]byte, 1<<16)
+	for off := fi.Size(); off < size; {
+		n := min(int64(len(zeros)), size-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// writeAt writes data at offset off of the segment.
+func (s *segmentFile) writeAt(data []byte, off uint64) error {
+	if _, err := s.f.WriteAt(data, int64(off)); err != nil {
+		return fmt.Errorf("write %s: %w", s.path(), err)
+	}
+	s.written = max(s.written, off+uint64(len(data)))
+	return nil
+}
+
+// sync fsyncs what was written since the last sync.
+func (s *segmentFile) sync() error {
+	if s.synced == s.written {
+		return nil
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", s.path(), err)
+	}
+	s.synced = s.written
+	return nil
+}
+
+// complete fsyncs the full segment and renames it to its final name. The
+// caller fsyncs the directory.
+func (s *segmentFile) complete() error {
+	if err := s.sync(); err != nil {
+		return err
+	}
+	if err := s.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", s.path(), err)
+	}
+	s.f = nil
+	final := filepath.Join(s.dir, s.name())
+	if err := os.Rename(s.path(), final); err != nil {
+		return fmt.Errorf("rename %s: %w", s.path(), err)
+	}
+	return nil
+}
+
+// close fsyncs and closes the .partial file, which stays in the spool.
+func (s *segmentFile) close() error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.sync()
+	if cerr := s.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", s.path(), cerr)
+	}
+	s.f = nil
+	return err
+}
+
+// syncDir fsyncs a directory, making renames and new entries in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to dir/name through a temporary file: write,
+// fsync, rename, fsync the directory.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, name+tmpSuffix)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return syncDir(dir)
+}
+
+// spoolContents is what a spool directory holds.
+type spoolContents struct {
+	// uploads are the complete segments and .history files waiting for
+	// upload, in upload order (by name: timeline, then position, with a
+	// timeline's .history before its segments).
+	uploads []string
+	// partials are the .partial segments, by name.
+	partials []string
+}
+
+// cleanSpool removes the temporary files an interrupted run left in dir.
+func cleanSpool(dir string) error {
+	if err := os.RemoveAll(filepath.Join(dir, snapshotDir)); err != nil {
+		return fmt.Errorf("clean spool: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clean spool: %w", err)
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), tmpSuffix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("clean spool: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// readSpool lists the WAL files in dir.
+func readSpool(dir string) (spoolContents, error) {
+	var c spoolContents
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return c, fmt.Errorf("read spool: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case !e.Type().IsRegular():
+		case archive.IsSegmentName(name), archive.IsHistoryFile(name):
+			c.uploads = append(c.uploads, name)
+		case archive.IsPartialName(name):
+			c.partials = append(c.partials, name)
+		}
+	}
+	sort.Strings(c.uploads)
+	sort.Strings(c.partials)
+	return c, nil
+}
+
+// spoolPosition is where the spool says streaming should resume.
+type spoolPosition struct {
+	found bool
+	// seg is the segment to stream next: the highest .partial, or the one
+	// after the highest complete segment, whichever is later (timeline
+	// first, then position).
+	seg archive.Segment
+}
+
+// resumeSegment finds the segment to resume with from the spool's
+// complete segments (queued or not yet deleted) and .partial files.
+func resumeSegment(c spoolContents, segSize uint64) (spoolPosition, error) {
+	var p spoolPosition
+	consider := func(s archive.Segment) {
+		if !p.found || s.Timeline > p.seg.Timeline || s.Timeline == p.seg.Timeline && s.No > p.seg.No {
+			p = spoolPosition{found: true, seg: s}
+		}
+	}
+	for _, name := range c.uploads {
+		if !archive.IsSegmentName(name) {
+			continue
+		}
+		s, err := archive.ParseSegmentName(name, segSize)
+		if err != nil {
+			return p, fmt.Errorf("spool: %w", err)
+		}
+		consider(s.Next())
+	}
+	for _, name := range c.partials {
+		s, err := archive.ParseSegmentName(strings.TrimSuffix(name, partialSuffix), segSize)
+		if err != nil {
+			return p, fmt.Errorf("spool: %w", err)
+		}
+		consider(s)
+	}
+	return p, nil
+}
+
+// isEmptyPartial reports whether the .partial at path holds no WAL: its
+// first page header is zeros (a file opened ahead of the stream and never
+// written).
+func isEmptyPartial(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, firstPageHeaderSize)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	for _, b := range buf[:n] {
+		if b != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}

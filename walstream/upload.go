@@ -1,0 +1,302 @@
+package walstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// Uploader archives the files the Receiver completes. The daemon adapts
+// archive.PushWAL to it. Both methods are called from one goroutine, one
+// file at a time, in the order the files were completed; a call that
+// returns an error is retried later with the same file. The file stays in
+// place until the call returns; the Receiver deletes it after a nil return.
+type Uploader interface {
+	// Upload archives the complete WAL segment or timeline .history file
+	// at path, named by its base name. It must be idempotent: the same
+	// file may be offered again after a crash or a failed call.
+	Upload(ctx context.Context, path string) error
+	// UploadPartial archives the .partial segment at path, named by its
+	// base name ("<segment>.partial"), replacing the previous .partial of
+	// this segment: a growing segment is offered again as it grows, and
+	// the final copy of a segment cut short by a timeline switch replaces
+	// the earlier ones. The file is padded with zeros to the segment size,
+	// as pg_receivewal leaves its .partial files.
+	UploadPartial(ctx context.Context, path string) error
+}
+
+// taskKind tells what an upload task does.
+type taskKind int
+
+const (
+	// taskFile uploads a complete segment or .history file with Upload,
+	// retrying until it succeeds, then deletes it.
+	taskFile taskKind = iota + 1
+	// taskPartial uploads a .partial segment that will not grow any more
+	// (its timeline ended) with UploadPartial, retrying until it
+	// succeeds, then deletes it.
+	taskPartial
+	// taskSnapshot copies the first length bytes of the growing .partial
+	// and uploads the copy with UploadPartial, once: a failure waits for
+	// the next PartialUploadInterval.
+	taskSnapshot
+)
+
+// uploadTask is one entry of the upload queue.
+type uploadTask struct {
+	kind   taskKind
+	name   string // file name in the spool
+	length uint64 // taskSnapshot: the fsynced bytes to copy
+}
+
+// uploadQueue is the FIFO between the receive loop and the uploader. The
+// task being uploaded stays at the head until it is done.
+type uploadQueue struct {
+	mu    sync.Mutex
+	tasks []uploadTask
+	wake  chan struct{}
+}
+
+func newUploadQueue() *uploadQueue {
+	return &uploadQueue{wake: make(chan struct{}, 1)}
+}
+
+// push appends t unless a task for the same file is already queued, and
+// returns the queue length.
+func (q *uploadQueue) push(t uploadTask) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, old := range q.tasks {
+		if old.name == t.name && old.kind == t.kind {
+			return len(q.tasks)
+		}
+	}
+	q.tasks = append(q.tasks, t)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return len(q.tasks)
+}
+
+// head returns the first task without removing it.
+func (q *uploadQueue) head() (uploadTask, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.tasks) == 0 {
+		return uploadTask{}, false
+	}
+	return q.tasks[0], true
+}
+
+// pop removes the first task and returns the queue length.
+func (q *uploadQueue) pop() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.tasks = q.tasks[1:]
+	return len(q.tasks)
+}
+
+// len returns the number of queued tasks, the one in progress included.
+func (q *uploadQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.tasks)
+}
+
+// hasSnapshot reports whether a snapshot upload is queued.
+func (q *uploadQueue) hasSnapshot() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, t := range q.tasks {
+		if t.kind == taskSnapshot {
+			return true
+		}
+	}
+	return false
+}
+
+// enqueue adds a task and publishes the queue depth.
+func (r *Receiver) enqueue(t uploadTask) {
+	n := r.queue.push(t)
+	r.update(func(s *Status) { s.QueueDepth = n })
+}
+
+// uploadLoop drains the queue until stop is closed, then returns after
+// the task in progress: it ends when that task succeeds, when ctx is
+// cancelled (at the drain deadline) or at its next retry.
+func (r *Receiver) uploadLoop(ctx context.Context, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		t, ok := r.queue.head()
+		if !ok {
+			select {
+			case <-stop:
+				return
+			case <-r.queue.wake:
+			}
+			continue
+		}
+		if !r.runTask(ctx, stop, t) {
+			return
+		}
+		n := r.queue.pop()
+		r.update(func(s *Status) { s.QueueDepth = n })
+	}
+}
+
+// runTask runs one task, retrying files forever with backoff. It returns
+// false when it gave up because of shutdown; the file then stays in the
+// spool for the next run.
+func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTask) bool {
+	if t.kind == taskSnapshot {
+		if err := r.uploadSnapshot(ctx, t); err != nil {
+			r.log.Warn().Err(err).Str(logSegment, t.name).Msg("partial segment upload failed; retrying at the next interval")
+			r.setError(err)
+		}
+		return ctx.Err() == nil
+	}
+	delay := r.retryMin
+	for attempt := 1; ; attempt++ {
+		err := r.uploadFile(ctx, t)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		r.log.Warn().Err(err).Str(logFile, t.name).Int("attempt", attempt).Dur("retry_in", delay).Msg("upload failed; retrying")
+		r.setError(err)
+		select {
+		case <-stop:
+			return false
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, r.retryMax)
+	}
+}
+
+// uploadFile uploads a complete segment, .history or finished .partial,
+// then deletes it from the spool.
+func (r *Receiver) uploadFile(ctx context.Context, t uploadTask) error {
+	p := filepath.Join(r.opts.SpoolDir, t.name)
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		// Queued twice around a reconnection, and already uploaded.
+		r.log.Debug().Str(logFile, t.name).Msg("queued file already gone")
+		return nil
+	}
+	var err error
+	if t.kind == taskPartial {
+		err = r.opts.Uploader.UploadPartial(ctx, p)
+	} else {
+		err = r.opts.Uploader.Upload(ctx, p)
+	}
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", t.name, err)
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("remove uploaded %s: %w", p, err)
+	}
+	r.log.Debug().Str(logFile, t.name).Msg("uploaded")
+	if t.kind == taskFile && archive.IsSegmentName(t.name) {
+		if segSize := r.segSize.Load(); segSize != 0 {
+			if seg, err := archive.ParseSegmentName(t.name, segSize); err == nil {
+				end := seg.Next().StartLSN(segSize)
+				r.update(func(s *Status) { s.Uploaded = max(s.Uploaded, end) })
+			}
+		}
+	}
+	return nil
+}
+
+// uploadSnapshot copies the fsynced head of the growing .partial into
+// the snapshot directory, pads it to the segment size and uploads it. The
+// bytes below t.length are never rewritten while the stream goes on, so
+// the copy is consistent although the receive loop keeps writing beyond.
+// When the segment was completed meanwhile, the complete segment
+// supersedes the snapshot and nothing is uploaded.
+func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
+	src, err := os.Open(filepath.Join(r.opts.SpoolDir, t.name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", t.name, err)
+	}
+	defer src.Close()
+	dir := filepath.Join(r.opts.SpoolDir, snapshotDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("snapshot %s: %w", t.name, err)
+	}
+	p := filepath.Join(dir, t.name)
+	defer os.Remove(p)
+	dst, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", t.name, err)
+	}
+	_, err = io.Copy(dst, io.NewSectionReader(src, 0, int64(t.length)))
+	if err == nil {
+		fi, serr := src.Stat()
+		err = serr
+		if err == nil {
+			err = dst.Truncate(fi.Size())
+		}
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", t.name, err)
+	}
+	if err := r.opts.Uploader.UploadPartial(ctx, p); err != nil {
+		return fmt.Errorf("upload %s: %w", t.name, err)
+	}
+	r.log.Debug().Str(logFile, t.name).Uint64("bytes", t.length).Msg("uploaded partial segment")
+	r.snapshotMu.Lock()
+	r.snapshotDone = uploadTask{name: t.name, length: t.length}
+	r.snapshotMu.Unlock()
+	return nil
+}
+
+// snapshotUploaded returns how many bytes of the .partial name the last
+// successful snapshot upload held.
+func (r *Receiver) snapshotUploaded(name string) uint64 {
+	r.snapshotMu.Lock()
+	defer r.snapshotMu.Unlock()
+	if r.snapshotDone.name != name {
+		return 0
+	}
+	return r.snapshotDone.length
+}
+
+// finishPartial queues the .partial name of an ended timeline for upload,
+// or removes it when it holds no WAL.
+func (r *Receiver) finishPartial(name string) error {
+	p := filepath.Join(r.opts.SpoolDir, name)
+	empty, err := isEmptyPartial(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if empty {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("remove empty %s: %w", p, err)
+		}
+		return nil
+	}
+	r.enqueue(uploadTask{kind: taskPartial, name: name})
+	return nil
+}
