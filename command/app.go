@@ -1,0 +1,79 @@
+// Package command holds hoard's subcommands: each file parses one command's
+// flags, builds the options of the package that does the work, calls it and
+// prints the result.
+package command
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+)
+
+// App builds the hoard command line.
+func App(version string) *cli.App {
+	app := &cli.App{
+		Name:    "hoard",
+		Usage:   "PostgreSQL backup and point-in-time restore",
+		Version: version,
+		Description: "hoard streams WAL and takes basebackups over PostgreSQL's replication protocol,\n" +
+			"stores them compressed and encrypted in object storage in PGHoard's format,\n" +
+			"and restores them to any point in time. It reads PGHoard's JSON configuration.",
+		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
+		EnableBashCompletion:  true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "config",
+				Usage:   "PGHoard-format JSON configuration `FILE`",
+				EnvVars: []string{"HOARD_CONFIG", "PGHOARD_CONFIG"},
+			},
+			&cli.StringFlag{
+				Name:    "site",
+				Usage:   "backup site to use (default: the only site in the configuration)",
+				EnvVars: []string{"HOARD_SITE"},
+			},
+			&cli.StringFlag{
+				Name:    "log-level",
+				Usage:   "debug, info, warn or error",
+				Value:   "info",
+				EnvVars: []string{"HOARD_LOG_LEVEL"},
+			},
+			&cli.StringFlag{
+				Name:    "log-format",
+				Usage:   "console or json",
+				Value:   "console",
+				EnvVars: []string{"HOARD_LOG_FORMAT"},
+			},
+			&cli.BoolFlag{
+				Name:    "short-log",
+				Usage:   "log only level and message (for journald)",
+				EnvVars: []string{"HOARD_SHORT_LOG"},
+			},
+		},
+		Before: func(c *cli.Context) error {
+			l, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"), c.Bool("short-log"))
+			if err != nil {
+				return err
+			}
+			c.App.Metadata = map[string]any{"logger": l}
+			return nil
+		},
+		Commands: commands(),
+		ExitErrHandler: func(*cli.Context, error) {
+			// main maps errors to exit codes; urfave must not exit itself.
+		},
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return usagef(fmt.Sprintf("see hoard %s --help", c.Command.Name), "%v", err)
+		},
+	}
+	return app
+}
+
+// logger returns the logger built in App's Before hook.
+func logger(c *cli.Context) zerolog.Logger {
+	if l, ok := c.App.Metadata["logger"].(zerolog.Logger); ok {
+		return l
+	}
+	return zerolog.Nop()
+}

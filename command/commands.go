@@ -1,0 +1,17 @@
+package command
+
+import "github.com/urfave/cli/v2"
+
+// commands lists hoard's subcommands, each in its own file.
+func commands() []*cli.Command {
+	return []*cli.Command{
+		basebackupCommand(),
+		listCommand(),
+		restoreCommand(),
+		walPushCommand(),
+		walFetchCommand(),
+		retentionCommand(),
+		createKeysCommand(),
+		objectCommand(),
+	}
+}

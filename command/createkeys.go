@@ -1,0 +1,87 @@
+package command
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/crypto"
+)
+
+func createKeysCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "create-keys",
+		Usage: "make an RSA key pair for encrypting backups",
+		Description: "Makes an RSA key pair (public exponent 65537) in PGHoard's PEM forms: the private key\n" +
+			"as unencrypted PKCS#8, the public key as SubjectPublicKeyInfo. With --config it adds the\n" +
+			"pair to the site's encryption_keys in that file and makes it the site's encryption_key_id\n" +
+			"(the file is rewritten atomically with mode 0600); an existing key id is refused.\n" +
+			"Without a configuration file it prints a JSON snippet to paste into one.\n\n" +
+			"The daemon, basebackup and wal-push need only the public key; restore, wal-fetch and\n" +
+			"verify need the private key. Keep a copy of the private key outside the backup host.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "key-id", Usage: "name of the new key `ID`", Required: true},
+			&cli.IntFlag{Name: "bits", Usage: "RSA key size in bits", Value: 3072},
+		},
+		Action: runCreateKeys,
+	}
+}
+
+func runCreateKeys(c *cli.Context) error {
+	id := c.String("key-id")
+	if id == "" {
+		return usagef("", "--key-id must not be empty")
+	}
+	bits := c.Int("bits")
+	if bits < 2048 || bits > 16384 {
+		return usagef("use 2048, 3072 (the default) or 4096", "--bits %d is out of range", bits)
+	}
+	key, err := crypto.GenerateKey(bits)
+	if err != nil {
+		return err
+	}
+	privPEM, err := crypto.EncodePrivateKeyPEM(key)
+	if err != nil {
+		return err
+	}
+	pubPEM, err := crypto.EncodePublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	path := c.String("config")
+	if path == "" {
+		site := c.String("site")
+		if site == "" {
+			site = config.DefaultSite
+		}
+		snippet := map[string]any{
+			"backup_sites": map[string]any{
+				site: map[string]any{
+					"encryption_key_id": id,
+					"encryption_keys": map[string]any{
+						id: map[string]string{"public": pubPEM, "private": privPEM},
+					},
+				},
+			},
+		}
+		out, err := json.MarshalIndent(snippet, "", "    ")
+		if err != nil {
+			return err
+		}
+		printf(c.App.Writer, "%s\n", out)
+		printf(c.App.ErrWriter, "Add this to your configuration file. The daemon needs only the public key.\n")
+		return nil
+	}
+	if err := config.AddEncryptionKey(path, c.String("site"), id, pubPEM, privPEM); err != nil {
+		if errors.Is(err, config.ErrKeyExists) {
+			return usagef("choose another --key-id; old keys stay to read old backups", "%v", err)
+		}
+		return fmt.Errorf("add key %s to %s: %w", id, path, err)
+	}
+	l := logger(c)
+	l.Info().Str("key_id", id).Str("file", path).Msg("key pair added; new uploads will be encrypted with it")
+	return nil
+}

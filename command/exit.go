@@ -1,0 +1,94 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Exit codes shared by every command. wal-push and wal-fetch add their own
+// (see their help): PostgreSQL reads their exit status.
+const (
+	ExitOK      = 0 // success
+	ExitFailure = 1 // the operation failed; the message says why
+	ExitUsage   = 2 // bad flags, arguments or configuration: nothing was done
+	// ExitInterrupted is returned when SIGINT or SIGTERM stopped the command.
+	ExitInterrupted = 130
+)
+
+// exitCodesHelp documents the exit codes in `hoard --help`.
+const exitCodesHelp = `EXIT STATUS:
+   0    success
+   1    the operation failed (the message names the object or setting at fault)
+   2    bad flags, arguments or configuration; nothing was changed
+   130  interrupted by SIGINT or SIGTERM
+   wal-fetch: 1 = the file is not in the archive (PostgreSQL ends recovery there),
+              255 = the archive could not be read (PostgreSQL stops recovery
+              instead of ending it early)`
+
+// usageError is a mistake in how hoard was called: the message says what is
+// wrong and Hint what to do instead.
+type usageError struct {
+	msg  string
+	hint string
+}
+
+func (e *usageError) Error() string {
+	if e.hint == "" {
+		return e.msg
+	}
+	return e.msg + "\n  hint: " + e.hint
+}
+
+// usagef returns a usage error with a hint (which may be empty).
+func usagef(hint, format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...), hint: hint}
+}
+
+// exitError carries an explicit exit code for commands whose callers read
+// it (PostgreSQL for wal-fetch). A nil Err exits quietly.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// ExitCode maps an error returned by the app to the process exit code.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return ExitUsage
+	}
+	if errors.Is(err, context.Canceled) {
+		return ExitInterrupted
+	}
+	return ExitFailure
+}
+
+// ErrorMessage returns the text to print for err, or "" when the command
+// asked to exit quietly.
+func ErrorMessage(err error) string {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err == nil {
+		return ""
+	}
+	if errors.Is(err, context.Canceled) {
+		return "interrupted"
+	}
+	return err.Error()
+}

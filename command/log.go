@@ -1,0 +1,64 @@
+package command
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Log field names used across hoard.
+const (
+	logSite    = "site"
+	logBackup  = "backup"
+	logKey     = "key"
+	logSegment = "segment"
+)
+
+// newLogger builds the process logger from the global flags. Logs go to
+// stderr; command output goes to stdout.
+func newLogger(w io.Writer, level, format string, short bool) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
+	if err != nil || level == "" {
+		return zerolog.Nop(), usagef("use one of debug, info, warn, error", "unknown log level %q", level)
+	}
+	var out io.Writer
+	switch format {
+	case "json":
+		out = w
+	case "console", "":
+		cw := zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
+		if short {
+			// --short-log: level and message only, for journald which adds
+			// its own timestamp (PGHoard's -s).
+			cw.PartsExclude = []string{zerolog.TimestampFieldName}
+		}
+		out = cw
+	default:
+		return zerolog.Nop(), usagef("use console or json", "unknown log format %q", format)
+	}
+	l := zerolog.New(out).Level(lvl)
+	if !short || format == "json" {
+		l = l.With().Timestamp().Logger()
+	}
+	return l, nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// mustWrite is for progress output whose write errors are not worth failing
+// the command over (a closed terminal).
+func printf(w io.Writer, format string, args ...any) {
+	_, _ = fmt.Fprintf(w, format, args...)
+}

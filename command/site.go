@@ -1,0 +1,157 @@
+package command
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// siteEnv is what a command needs to work on one site: the loaded
+// configuration, the site, and its archive.
+type siteEnv struct {
+	cfg     *config.Config
+	name    string
+	site    *config.Site
+	archive *archive.Archive
+	log     zerolog.Logger
+}
+
+// loadConfig loads the configuration named by --config (or HOARD_CONFIG),
+// or builds it from the environment alone when none is given.
+func loadConfig(c *cli.Context) (*config.Config, error) {
+	cfg, err := config.Load(c.String("config"), os.Getenv)
+	if err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			return nil, &usageError{msg: err.Error(), hint: "fix the configuration; see docs/configuration.md"}
+		}
+		if c.String("config") == "" {
+			return nil, usagef("pass --config FILE, or set HOARD_CONFIG", "load configuration: %v", err)
+		}
+		return nil, &usageError{msg: fmt.Sprintf("load configuration: %v", err)}
+	}
+	l := logger(c)
+	for _, w := range cfg.Warnings {
+		l.Warn().Str("file", cfg.File).Msg("configuration: " + w)
+	}
+	return cfg, nil
+}
+
+// openSite loads the configuration and opens the selected site's archive.
+// The caller closes env.archive.Store.
+func openSite(c *cli.Context) (*siteEnv, error) {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	name, site, err := cfg.Site(c.String("site"))
+	if err != nil {
+		return nil, usagef("pass --site NAME", "%v", err)
+	}
+	codec, err := siteCodec(cfg, site)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(c.Context, site.ObjectStorage)
+	if err != nil {
+		return nil, fmt.Errorf("open storage of site %s: %w", name, err)
+	}
+	return &siteEnv{
+		cfg:  cfg,
+		name: name,
+		site: site,
+		archive: &archive.Archive{
+			Store:  st,
+			Codec:  codec,
+			Layout: archive.Layout{Prefix: site.Prefix},
+			Site:   name,
+		},
+		log: logger(c).With().Str(logSite, name).Logger(),
+	}, nil
+}
+
+// siteCodec builds the object codec from the global compression settings
+// and the site's keys. Private keys are optional: writers need only the
+// public key, readers only the private keys of the objects they read.
+func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
+	host, _ := os.Hostname()
+	codec := &archive.Codec{
+		Compression: cfg.Compression.Algorithm,
+		Level:       cfg.Compression.Level,
+		PrivateKeys: map[string]*rsa.PrivateKey{},
+		Host:        host,
+	}
+	for id, k := range site.EncryptionKeys {
+		if k.Private == "" {
+			continue
+		}
+		priv, err := crypto.ParsePrivateKeyPEM(k.Private)
+		if err != nil {
+			return nil, usagef("", "backup_sites.%s.encryption_keys.%s.private: %v", site.Name, id, err)
+		}
+		codec.PrivateKeys[id] = priv
+	}
+	if id, k, ok := site.EncryptionKey(); ok {
+		pub, err := crypto.ParsePublicKeyPEM(k.Public)
+		if err != nil {
+			return nil, usagef("", "backup_sites.%s.encryption_keys.%s.public: %v", site.Name, id, err)
+		}
+		codec.KeyID = id
+		codec.PublicKey = pub
+	}
+	return codec, nil
+}
+
+// openStore opens the storage a site's object_storage describes, with
+// retries of transient errors.
+func openStore(ctx context.Context, o config.ObjectStorage) (storage.Store, error) {
+	sc := storage.Config{
+		Type:            o.StorageType,
+		URL:             o.URL,
+		Prefix:          o.Prefix,
+		Directory:       o.Directory,
+		Region:          o.Region,
+		BucketName:      o.BucketName,
+		AccessKeyID:     o.AWSAccessKeyID,
+		SecretAccessKey: o.AWSSecretAccessKey,
+		SessionToken:    o.AWSSessionToken,
+		Host:            o.Host,
+		Port:            o.Port,
+		IsSecure:        o.IsSecure,
+		CertPath:        o.CertPath,
+		AddressingStyle: o.AddressingStyle,
+		SegmentSize:     o.SegmentSize,
+		Encrypted:       o.Encrypted,
+		ProjectID:       o.ProjectID,
+		CredentialFile:  o.CredentialFile,
+		AccountName:     o.AccountName,
+		AccountKey:      o.AccountKey,
+		SASToken:        o.SASToken,
+		AzureCloud:      o.AzureCloud,
+	}
+	if o.StorageType == config.StorageURL {
+		sc.Type = ""
+	}
+	if o.StorageType == config.StorageS3 {
+		verify := o.IsVerifyTLS
+		sc.IsVerifyTLS = &verify
+	}
+	if len(o.Credentials) > 0 {
+		sc.CredentialsJSON = o.Credentials
+	}
+	st, err := storage.Open(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	return storage.WithRetry(st, storage.RetryOptions{}), nil
+}
