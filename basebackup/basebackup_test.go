@@ -19,6 +19,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -113,11 +114,9 @@ func testRun(t *testing.T, c *pgtest.Cluster) {
 	}
 
 	// What the server says.
-	segSize, _ := strconv.ParseUint(c.QueryString(t, "select setting from pg_settings where name = 'wal_segment_size'"), 10, 64)
-	if unit := c.QueryString(t, "select coalesce(unit, '') from pg_settings where name = 'wal_segment_size'"); unit == "8kB" {
-		segSize *= 8192
-	} else if unit == "B" {
-		segSize *= 1
+	segSize, err := replication.ParseSize(c.QueryString(t, "show wal_segment_size"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	checks := []struct{ what, got, want string }{
 		{"wal segment size", strconv.FormatUint(b.WALSegmentSize, 10), strconv.FormatUint(segSize, 10)},
