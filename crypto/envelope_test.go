@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
-	"strings"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -167,49 +169,6 @@ func TestReader_ErrSource(t *testing.T) {
 	}
 }
 
-func TestKeys_PEM(t *testing.T) {
-	k := key(t)
-	privPEM, err := EncodePrivateKeyPEM(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubPEM, err := EncodePublicKeyPEM(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(privPEM, "-----BEGIN PRIVATE KEY-----\n") || !strings.HasPrefix(pubPEM, "-----BEGIN PUBLIC KEY-----\n") {
-		t.Fatalf("PEM types: %q / %q", privPEM[:30], pubPEM[:30])
-	}
-	priv, err := ParsePrivateKeyPEM(privPEM)
-	if err != nil || !priv.Equal(k) {
-		t.Fatalf("ParsePrivateKeyPEM: %v", err)
-	}
-	pub, err := ParsePublicKeyPEM(pubPEM)
-	if err != nil || !pub.Equal(&k.PublicKey) {
-		t.Fatalf("ParsePublicKeyPEM: %v", err)
-	}
-	if _, err := ParsePrivateKeyPEM(pkcs1PrivatePEM(k)); err != nil {
-		t.Errorf("PKCS#1 private key: %v", err)
-	}
-	if _, err := ParsePublicKeyPEM(pkcs1PublicPEM(&k.PublicKey)); err != nil {
-		t.Errorf("PKCS#1 public key: %v", err)
-	}
-	for _, bad := range []string{"", "garbage", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", pubPEM} {
-		if _, err := ParsePrivateKeyPEM(bad); err == nil {
-			t.Errorf("ParsePrivateKeyPEM(%.20q) succeeded", bad)
-		}
-	}
-	if _, err := ParsePublicKeyPEM(privPEM); err == nil {
-		t.Error("ParsePublicKeyPEM(private key) succeeded")
-	}
-}
-
-func TestGenerateKey_ErrTooSmall(t *testing.T) {
-	if _, err := GenerateKey(512); err == nil || !strings.Contains(err.Error(), "too small") {
-		t.Fatalf("GenerateKey(512) = %v", err)
-	}
-}
-
 type oneByteReader struct{ r io.Reader }
 
 func (o *oneByteReader) Read(p []byte) (int, error) {
@@ -222,3 +181,57 @@ func (o *oneByteReader) Read(p []byte) (int, error) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// pghoardDir holds real PGHoard objects and the key that encrypted them.
+const pghoardDir = "../testdata/pghoard"
+
+// pghoardKey returns the private key of the basebackup test objects.
+func pghoardKey(tb testing.TB) *rsa.PrivateKey {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join(pghoardDir, "basebackup", "config.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var cfg struct {
+		BackupSites map[string]struct {
+			EncryptionKeys map[string]struct{ Private string } `json:"encryption_keys"`
+		} `json:"backup_sites"`
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		tb.Fatal(err)
+	}
+	for _, site := range cfg.BackupSites {
+		for _, k := range site.EncryptionKeys {
+			priv, err := ParsePrivateKeyPEM(k.Private)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return priv
+		}
+	}
+	tb.Fatal("no key in config.json")
+	return nil
+}
+
+// TestReader_PGHoard decrypts PGHoard's objects: the plaintext is a snappy
+// stream (pghoard-format.md e).
+func TestReader_PGHoard(t *testing.T) {
+	k := pghoardKey(t)
+	obj, err := os.ReadFile(filepath.Join(pghoardDir, "basebackup", "chunks", "00000001.pghoard"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(obj), 1745; got != want {
+		t.Fatalf("object is %d bytes, want %d", got, want)
+	}
+	plain, err := io.ReadAll(NewReader(bytes.NewReader(obj), k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(plain), 1745-8-384-32; got != want {
+		t.Errorf("plaintext %d bytes, want %d", got, want)
+	}
+	if !bytes.HasPrefix(plain, []byte("\xff\x06\x00\x00sNaPpY")) {
+		t.Errorf("plaintext starts %x, want the snappy stream identifier", plain[:10])
+	}
+}
