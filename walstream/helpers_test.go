@@ -18,6 +18,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
 )
 
 // testTimeout bounds each wait of a test.
@@ -104,6 +105,7 @@ func start(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opts Opti
 	}
 	opts.SpoolDir = spool
 	opts.Uploader = up
+	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 200 * time.Millisecond
 	}
