@@ -1,0 +1,219 @@
+package walstream
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/jackc/pglogrepl"
+)
+
+func TestDiskGuard_check(t *testing.T) {
+	var free uint64
+	var freeErr error
+	g := &diskGuard{min: 1000, free: func() (uint64, error) { return free, freeErr }}
+	steps := []struct {
+		free                   uint64
+		err                    error
+		wantPaused, wantChange bool
+	}{
+		{free: 5000},
+		{free: 1000},
+		{free: 999, wantPaused: true, wantChange: true},
+		{free: 10, wantPaused: true},
+		{free: 1200, wantPaused: true}, // above min, below min*1.5: still paused
+		{free: 0, err: errors.New("statfs"), wantPaused: true},
+		{free: 1500, wantChange: true},
+		{free: 1499},
+		{free: 999, wantPaused: true, wantChange: true},
+	}
+	for i, s := range steps {
+		free, freeErr = s.free, s.err
+		paused, changed, err := g.check()
+		if (err != nil) != (s.err != nil) || paused != s.wantPaused || changed != s.wantChange {
+			t.Errorf("step %d (free %d): paused %v changed %v err %v; want %v %v", i, s.free, paused, changed, err, s.wantPaused, s.wantChange)
+		}
+	}
+	off := &diskGuard{free: func() (uint64, error) { return 0, nil }}
+	if paused, _, _ := off.check(); paused {
+		t.Error("guard without a minimum paused")
+	}
+}
+
+func TestParseHistory(t *testing.T) {
+	content := []byte("1\t0/3000160\tno recovery target specified\n\n# comment\n2\t0/5000000\tat restore point \"x\"\n")
+	got, err := parseHistory(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []historyEntry{{1, 0x3000160}, {2, 0x5000000}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parseHistory (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct {
+		lsn  pglogrepl.LSN
+		want int32
+	}{{0, 1}, {0x300015F, 1}, {0x3000160, 2}, {0x4FFFFFF, 2}, {0x5000000, 3}, {0x9000000, 3}} {
+		if got := timelineOf(want, 3, tc.lsn); got != tc.want {
+			t.Errorf("timelineOf(%s) = %d, want %d", tc.lsn, got, tc.want)
+		}
+	}
+	if end, next, ok := endOf(want, 3, 1); !ok || end != 0x3000160 || next != 2 {
+		t.Errorf("endOf(1) = %s, %d, %v", end, next, ok)
+	}
+	if end, next, ok := endOf(want, 3, 2); !ok || end != 0x5000000 || next != 3 {
+		t.Errorf("endOf(2) = %s, %d, %v", end, next, ok)
+	}
+	if _, _, ok := endOf(want, 3, 3); ok {
+		t.Error("endOf(current) found an end")
+	}
+
+	for _, bad := range []string{"1\n", "x\t0/1\tr\n", "1\tzz\tr\n", "2\t0/5\tr\n1\t0/6\tr\n"} {
+		if _, err := parseHistory([]byte(bad)); err == nil {
+			t.Errorf("parseHistory(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestResumeSegment(t *testing.T) {
+	const segSize = 1 << 24
+	seg := func(name string) archive.Segment {
+		s, err := archive.ParseSegmentName(name, segSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		c    spoolContents
+		want string // "" for nothing found
+	}{
+		{"Empty", spoolContents{}, ""},
+		{"Partial", spoolContents{partials: []string{"000000010000000000000005.partial"}}, "000000010000000000000005"},
+		{"CompleteOnly", spoolContents{uploads: []string{"000000010000000000000004", "00000002.history"}}, "000000010000000000000005"},
+		{"CompleteAndPartial", spoolContents{
+			uploads:  []string{"000000010000000000000003", "000000010000000000000004"},
+			partials: []string{"000000010000000000000005.partial"},
+		}, "000000010000000000000005"},
+		{"NewerTimeline", spoolContents{
+			uploads:  []string{"000000010000000000000004"},
+			partials: []string{"000000010000000000000005.partial", "000000020000000000000005.partial"},
+		}, "000000020000000000000005"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := resumeSegment(tc.c, segSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				if p.found {
+					t.Errorf("found %s", p.seg.Name(segSize))
+				}
+				return
+			}
+			if !p.found || p.seg != seg(tc.want) {
+				t.Errorf("resume at %v (found %v), want %s", p.seg.Name(segSize), p.found, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadSpool(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"000000010000000000000004", "00000002.history", "000000010000000000000005.partial",
+		"000000010000000000000003", "x.tmp", "other"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, snapshotDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := cleanSpool(dir); err != nil {
+		t.Fatal(err)
+	}
+	c, err := readSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := spoolContents{
+		uploads:  []string{"000000010000000000000003", "000000010000000000000004", "00000002.history"},
+		partials: []string{"000000010000000000000005.partial"},
+	}
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(spoolContents{})); diff != "" {
+		t.Errorf("readSpool (-want +got):\n%s", diff)
+	}
+	for _, gone := range []string{"x.tmp", snapshotDir} {
+		if _, err := os.Stat(filepath.Join(dir, gone)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left in the spool", gone)
+		}
+	}
+}
+
+func TestUploadQueue(t *testing.T) {
+	q := newUploadQueue()
+	q.push(uploadTask{kind: taskFile, name: "a"})
+	if n := q.push(uploadTask{kind: taskFile, name: "a"}); n != 1 {
+		t.Errorf("duplicate queued: %d tasks", n)
+	}
+	q.push(uploadTask{kind: taskSnapshot, name: "b.partial", length: 10})
+	if !q.hasSnapshot() {
+		t.Error("snapshot not seen")
+	}
+	if h, _ := q.head(); h.name != "a" {
+		t.Errorf("head %q", h.name)
+	}
+	if n := q.pop(); n != 1 {
+		t.Errorf("%d left", n)
+	}
+}
+
+func TestSegmentFile(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 1 << 20
+	seg := archive.Segment{Timeline: 1, No: 7}
+	s, err := openSegment(dir, seg, segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeAt([]byte("wal"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(s.path())
+	if err != nil || fi.Size() != segSize {
+		t.Fatalf("partial: %v, %v", fi, err)
+	}
+	empty, err := isEmptyPartial(s.path())
+	if err != nil || !empty {
+		t.Errorf("isEmptyPartial = %v, %v: the first page header is zeros", empty, err)
+	}
+
+	// A truncated partial is made whole again.
+	if err := os.Truncate(s.path(), 50); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openSegment(dir, seg, segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeAt([]byte("page"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.complete(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, seg.Name(segSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) != segSize || string(data[:4]) != "page" || data[100] != 0 {
+		t.Errorf("complete segment: %d bytes, starts %q", len(data), data[:4])
+	}
+}
