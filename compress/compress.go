@@ -213,7 +213,7 @@ type lazyXZ struct {
 
 func (l *lazyXZ) Read(p []byte) (int, error) {
 	if l.xr == nil {
-		xr, err := xz.NewReader(l.src)
+		xr, err := xz.NewReader(newXZGuard(l.src))
 		if err != nil {
 			if err == io.EOF && l.src.n > 0 {
 				err = io.ErrUnexpectedEOF

@@ -25,7 +25,8 @@
 //     cannot read it, so choose it only for archives hoard alone reads.
 //
 // Readers never buffer a whole stream: memory is bounded by the format's
-// window (zstd windows over 128 MiB are refused). Input that is not a valid
+// window: zstd windows and xz dictionaries over 128 MiB are refused before
+// anything is allocated for them. Input that is not a valid
 // stream, truncated streams included, makes Read return an error wrapping
 // ErrCorrupt that names the algorithm; an error of the underlying reader
 // (a network failure, crypto.ErrTampered) is passed through unchanged, so
