@@ -380,10 +380,9 @@ func (m *memStore) Stat(ctx context.Context, key string) (storage.Object, error)
 func (m *memStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
 	m.mu.Lock()
 	var keys []string
-	for k, o := range m.objs {
+	for k := range m.objs {
 		if strings.HasPrefix(k, prefix) {
 			keys = append(keys, k)
-			_ = o
 		}
 	}
 	m.mu.Unlock()
