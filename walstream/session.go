@@ -48,8 +48,15 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	}
 	s := &session{r: r, conn: conn}
 	err = s.run(ctx)
-	if cerr := s.close(ctx); cerr != nil && (err == nil || ctx.Err() != nil) {
-		err = cerr
+	if cerr := s.close(ctx); cerr != nil {
+		if ctx.Err() != nil {
+			// Shutting down: the partial segment may not be durable, and
+			// Run must not report success.
+			return s.progressed, fatal(cerr)
+		}
+		if err == nil {
+			err = cerr
+		}
 	}
 	return s.progressed, err
 }
@@ -447,9 +454,6 @@ func (s *session) switchTimeline(ctx context.Context, eot *replication.EndOfTime
 		r.log.Warn().Int32(logTLI, s.tli).Str(logLSN, s.pos.String()).Str("switch_lsn", eot.SwitchLSN.String()).
 			Msg("received WAL beyond the end of the timeline; it stays in the old timeline's .partial")
 	}
-	if err := s.fetchHistory(ctx, eot.NextTimeline); err != nil {
-		return err
-	}
 	start := eot.SwitchLSN - eot.SwitchLSN%pglogrepl.LSN(s.segSize)
 	seg := archive.SegmentOf(uint32(eot.NextTimeline), start, s.segSize)
 	next, err := openSegment(r.opts.SpoolDir, seg, s.segSize)
@@ -463,6 +467,9 @@ func (s *session) switchTimeline(ctx context.Context, eot *replication.EndOfTime
 	}
 	s.cur = next
 	if err := r.finishPartial(old.name() + partialSuffix); err != nil {
+		return err
+	}
+	if err := s.fetchHistory(ctx, eot.NextTimeline); err != nil {
 		return err
 	}
 	r.log.Info().Int32(logTLI, eot.NextTimeline).Str(logLSN, eot.SwitchLSN.String()).Str(logSegment, old.name()).
