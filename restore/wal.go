@@ -269,8 +269,11 @@ const defaultScanSegments = 64
 // FindRestorePoint scans the newest archived WAL segments of a, at most
 // maxSegments of them (0: 64), newest first, for an XLOG_RESTORE_POINT
 // record called name and returns the LSN just past the record's body.
-// The record body (xl_restore_point) is an 8-byte timestamp then the name
-// NUL-padded to 64 bytes, so the scan looks for that padded name. A record
+// The record body (xl_restore_point) is an 8-byte timestamp then a 64-byte
+// name field. PostgreSQL fills the field with strlcpy (XLogRestorePoint in
+// xlog.c), so only the name and its terminating NUL are defined: the rest
+// is whatever the stack held. The scan looks for the name and its NUL, and
+// the record header in front of it. A record
 // split across a WAL page boundary is not recognised: the segment then does
 // not match, and the caller falls back to asking for a backup name.
 func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segSize uint64, maxSegments int) (pglogrepl.LSN, error) {
@@ -295,8 +298,7 @@ func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segS
 		}
 		return names[i] > names[j]
 	})
-	pattern := make([]byte, 64)
-	copy(pattern, name)
+	pattern := append([]byte(name), 0)
 	buf := make([]byte, 0, segSize)
 	for i, n := range names {
 		if i >= maxSegments {
@@ -317,13 +319,16 @@ func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segS
 			if err != nil {
 				return 0, err
 			}
-			return seg.StartLSN(segSize) + pglogrepl.LSN(at+len(pattern)), nil
+			return seg.StartLSN(segSize) + pglogrepl.LSN(at+restorePointNameSize), nil
 		}
 	}
 	return 0, nil
 }
 
-// findRestorePointRecord returns the offset of the last padded name in data
+// restorePointNameSize is MAXFNAMELEN, the size of xl_restore_point's name.
+const restorePointNameSize = 64
+
+// findRestorePointRecord returns the offset of the last NUL-terminated name in data
 // that sits in an XLOG_RESTORE_POINT record, or -1. Before the name come
 // the 8-byte timestamp, XLR_BLOCK_ID_DATA_SHORT (255) with the data length
 // (72), and the 24-byte XLogRecord header whose xl_info (offset 16) holds
