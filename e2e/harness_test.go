@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// hoardBin is the binary under test, built by TestMain.
+var hoardBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "hoard-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	// The server's user runs the binary as archive_command and
+	// restore_command: it must be able to reach it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	hoardBin = filepath.Join(dir, "hoard")
+	build := exec.Command("go", "build", "-o", hoardBin, "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build hoard: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// site is one hoard site under test: a configuration file, a local store,
+// and the environment every hoard command gets.
+type site struct {
+	t        testing.TB
+	name     string
+	dir      string // owned by the server's user
+	config   string // path of the configuration file
+	storeDir string
+	env      []string // PG* variables naming the cluster
+}
+
+// siteOptions shape the configuration newSite writes.
+type siteOptions struct {
+	Compression string // compression.algorithm; "" = snappy
+	Encrypt     bool   // make a key pair with hoard create-keys
+	ChunkSize   int64  // basebackup_chunk_size; 0 = 1 MiB
+}
+
+// newSite writes a configuration for a site whose WAL arrives through
+// archive_command, stored in a local directory.
+func newSite(t testing.TB, o siteOptions) *site {
+	t.Helper()
+	dir := pgtest.TempDir(t)
+	s := &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json"), storeDir: filepath.Join(dir, "store")}
+	if o.Compression == "" {
+		o.Compression = "snappy"
+	}
+	if o.ChunkSize == 0 {
+		o.ChunkSize = 1 << 20
+	}
+	cfg := map[string]any{
+		"backup_location": filepath.Join(dir, "state"),
+		"compression":     map[string]any{"algorithm": o.Compression},
+		"backup_sites": map[string]any{
+			s.name: map[string]any{
+				"active_backup_mode":    "archive_command",
+				"basebackup_chunk_size": o.ChunkSize,
+				"object_storage":        map[string]any{"storage_type": "local", "directory": s.storeDir},
+			},
+		},
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.writeFile(s.config, data)
+	if o.Encrypt {
+		s.mustHoard("create-keys", "--key-id", "e2e-key")
+	}
+	return s
+}
+
+// writeFile writes a file as the server's user would own it.
+func (s *site) writeFile(path string, data []byte) {
+	s.t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	pgtest.Chown(s.t, path)
+}
+
+// archiveCommand is the archive_command that pushes WAL with this site.
+func (s *site) archiveCommand() string {
+	return fmt.Sprintf("'%s' --config '%s' wal-push %%p", hoardBin, s.config)
+}
+
+// clusterConf is what a source cluster needs to archive through hoard.
+func (s *site) clusterConf() map[string]string {
+	return map[string]string{
+		"archive_mode":    "on",
+		"archive_command": s.archiveCommand(),
+	}
+}
+
+// use points hoard's connection at cluster c through libpq's variables.
+func (s *site) use(c *pgtest.Cluster) {
+	s.env = []string{"PGHOST=" + c.Host, "PGPORT=" + strconv.Itoa(c.Port), "PGUSER=postgres", "PGSSLMODE=disable"}
+}
+
+// hoard runs the binary as the server's user with the site's
+// configuration and returns stdout, stderr and the error.
+func (s *site) hoard(args ...string) (string, string, error) {
+	s.t.Helper()
+	full := append([]string{"--config", s.config, "--log-level", "info"}, args...)
+	cmd := exec.Command(hoardBin, full...)
+	cmd.Env = append(minimalEnv(), s.env...)
+	cmd.Dir = s.dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	pgtest.RunAs(cmd)
+	start := time.Now()
+	err := cmd.Run()
+	s.t.Logf("hoard %s (%v): err=%v\nstderr:\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), err, tailLines(stderr.String(), 30))
+	return stdout.String(), stderr.String(), err
+}
+
+// mustHoard runs hoard and fails the test unless it exits 0.
+func (s *site) mustHoard(args ...string) string {
+	s.t.Helper()
+	out, errOut, err := s.hoard(args...)
+	if err != nil {
+		s.t.Fatalf("hoard %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+// exitCode returns the process exit status of err (0 for nil).
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// minimalEnv keeps PATH and HOME-like basics but none of the test runner's
+// PG* or HOARD_* variables.
+func minimalEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "PG") || strings.HasPrefix(k, "HOARD_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// backupJSON is the part of `hoard list --json` the tests read.
+type backupJSON struct {
+	Name            string `json:"name"`
+	StartWALSegment string `json:"start_wal_segment"`
+	EndWALSegment   string `json:"end_wal_segment"`
+	StartLSN        string `json:"start_lsn"`
+	EndLSN          string `json:"end_lsn"`
+}
+
+// listBackups runs hoard list --json.
+func (s *site) listBackups() []backupJSON {
+	s.t.Helper()
+	out := s.mustHoard("list", "--json")
+	var bs []backupJSON
+	if err := json.Unmarshal([]byte(out), &bs); err != nil {
+		s.t.Fatalf("hoard list --json: %v\n%s", err, out)
+	}
+	return bs
+}
+
+// switchAndWaitArchived forces a WAL switch and waits until the archiver
+// has stored the segment it closed.
+func switchAndWaitArchived(t testing.TB, c *pgtest.Cluster) string {
+	t.Helper()
+	seg := c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	c.Exec(t, "select pg_switch_wal()")
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		last := c.QueryString(t, "select coalesce(last_archived_wal, '') from pg_stat_archiver")
+		if last >= seg {
+			return seg
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("segment %s was not archived within 2 minutes\n%s", seg, tailLines(c.Log(), 30))
+	return ""
+}
+
+// noArchiving keeps a restored cluster, which inherits the source's
+// archive_command, from archiving its new timeline into the source's
+// archive, where a later restore following the latest timeline would find
+// it.
+var noArchiving = map[string]string{"archive_mode": "off"}

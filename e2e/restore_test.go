@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRestoreTablespaceVerify backs up a PostgreSQL 15 cluster with a
+// tablespace, restores it with the tablespace moved, checks the restored
+// files with Debian's pg_verifybackup (an independent reader of the
+// backup_manifest PostgreSQL itself wrote during BASE_BACKUP), then starts
+// the cluster and reads the tablespace's rows.
+func TestRestoreTablespaceVerify(t *testing.T) {
+	s := newSite(t, siteOptions{Encrypt: true})
+	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf(), DataChecksums: true})
+	s.use(src)
+	spcDir := pgtest.TempDir(t)
+	src.Exec(t, "create tablespace ts1 location '"+spcDir+"'")
+	src.Exec(t, "create table in_ts (id int, pad text) tablespace ts1")
+	src.Exec(t, "insert into in_ts select g, repeat('x', 200) from generate_series(1, 20000) g")
+	src.Exec(t, "checkpoint")
+
+	s.mustHoard("basebackup", "--fast")
+	switchAndWaitArchived(t, src)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	newSpc := filepath.Join(pgtest.TempDir(t), "ts1")
+	s.mustHoard("restore", "--target-dir", dir, "--tablespace-dir", "ts1="+newSpc, "--target-immediate")
+
+	link, err := os.Readlink(filepath.Join(dir, "pg_tblspc", src.QueryString(t, "select oid::text from pg_tablespace where spcname = 'ts1'")))
+	if err != nil {
+		t.Fatalf("tablespace link: %v", err)
+	}
+	if link != newSpc {
+		t.Errorf("pg_tblspc link points to %s, want %s", link, newSpc)
+	}
+
+	// pg_verifybackup checks every file against the server's manifest.
+	// -n: the restored pg_wal is empty (WAL comes from the archive).
+	// tablespace_map is rewritten with the new location, so it differs
+	// from the manifest by design.
+	verify := exec.Command(pgtest.Tool(t, "pg_verifybackup"), "-n", "-i", "tablespace_map", dir)
+	pgtest.RunAs(verify)
+	if out, err := verify.CombinedOutput(); err != nil {
+		t.Fatalf("pg_verifybackup: %v\n%s", err, out)
+	} else {
+		t.Logf("pg_verifybackup: %s", out)
+	}
+
+	c := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got := c.QueryString(t, "select count(*)::text from in_ts"); got != "20000" {
+		t.Errorf("restored in_ts has %s rows, want 20000", got)
+	}
+	if got := c.QueryString(t, "select pg_tablespace_location(oid) from pg_tablespace where spcname = 'ts1'"); got != newSpc {
+		t.Errorf("restored tablespace location %s, want %s", got, newSpc)
+	}
+	checksums := exec.Command(filepath.Join(pgtest.DebianBinDir, "pg_checksums"), "--check", "-D", dir)
+	c.Stop(t)
+	pgtest.RunAs(checksums)
+	if out, err := checksums.CombinedOutput(); err != nil {
+		t.Errorf("pg_checksums --check on the restored cluster: %v\n%s", err, out)
+	}
+}
+
+// TestRestoreRefusesDamage checks that a tampered chunk and a missing WAL
+// segment each make hoard restore fail, naming the object, and never leave
+// a directory PostgreSQL could start on.
+func TestRestoreRefusesDamage(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	s := newSite(t, siteOptions{Encrypt: true})
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+	s.use(src)
+	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
+	s.mustHoard("basebackup", "--fast")
+	switchAndWaitArchived(t, src)
+	b := s.listBackups()[0]
+
+	t.Run("TamperedChunk", func(t *testing.T) {
+		chunks, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", b.Name, "*.pghoard"))
+		if err != nil || len(chunks) < 2 {
+			t.Fatalf("chunks of %s: %v %v", b.Name, chunks, err)
+		}
+		victim := chunks[len(chunks)/2]
+		orig := readFile(t, victim)
+		bad := append([]byte(nil), orig...)
+		bad[len(bad)/2] ^= 0x01
+		s.writeFile(victim, bad)
+		defer s.writeFile(victim, orig)
+
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		_, errOut, err := s.hoard("restore", "--target-dir", dir)
+		if code := exitCode(err); code != 1 {
+			t.Fatalf("restore of a tampered backup: exit %d, want 1\n%s", code, errOut)
+		}
+		if key := filepath.Base(victim); !strings.Contains(errOut, key) {
+			t.Errorf("error does not name the tampered object %s:\n%s", key, errOut)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
+			t.Errorf("a failed restore left global/pg_control: PostgreSQL could start on it")
+		}
+	})
+
+	t.Run("MissingWAL", func(t *testing.T) {
+		seg := filepath.Join(s.storeDir, s.name, "xlog", b.StartWALSegment)
+		orig := readFile(t, seg)
+		md := readFile(t, seg+".metadata")
+		if err := os.Remove(seg); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(seg + ".metadata"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { s.writeFile(seg, orig); s.writeFile(seg+".metadata", md) }()
+
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		_, errOut, err := s.hoard("restore", "--target-dir", dir)
+		if code := exitCode(err); code != 1 {
+			t.Fatalf("restore with a missing WAL segment: exit %d, want 1\n%s", code, errOut)
+		}
+		if !strings.Contains(errOut, b.StartWALSegment) {
+			t.Errorf("error does not name the missing segment %s:\n%s", b.StartWALSegment, errOut)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("restore touched %s before finding the WAL gap (stat: %v)", dir, err)
+		}
+	})
+}
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
