@@ -207,9 +207,11 @@ func (s *site) listBackups() []backupJSON {
 }
 
 // switchAndWaitArchived forces a WAL switch and waits until the archiver
-// has stored the segment it closed.
+// has stored the segment it closed. It writes a WAL record first:
+// pg_switch_wal does nothing when no WAL was written since the last switch.
 func switchAndWaitArchived(t testing.TB, c *pgtest.Cluster) string {
 	t.Helper()
+	c.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'switch')")
 	seg := c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
 	c.Exec(t, "select pg_switch_wal()")
 	deadline := time.Now().Add(2 * time.Minute)
