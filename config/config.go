@@ -52,6 +52,11 @@ type Config struct {
 	HTTPPort            int              // http_port (default 16000)
 	WebserverUsername   string           // webserver_username (null = no HTTP Basic auth)
 	WebserverPassword   string           // webserver_password
+	// HTTPTLSCertFile and HTTPTLSKeyFile are hoard's http_tls_cert_file and
+	// http_tls_key_file: PEM files that turn the HTTP server into HTTPS.
+	// Both or neither.
+	HTTPTLSCertFile string
+	HTTPTLSKeyFile  string
 
 	Compression Compression // compression
 	Transfer    Transfer    // transfer

@@ -34,6 +34,8 @@ type EnvVar struct {
 //	HOARD_LOG_LEVEL                   log_level
 //	HOARD_WEBSERVER_USERNAME          webserver_username
 //	HOARD_WEBSERVER_PASSWORD[_FILE]   webserver_password
+//	HOARD_HTTP_TLS_CERT_FILE          http_tls_cert_file
+//	HOARD_HTTP_TLS_KEY_FILE           http_tls_key_file
 //	HOARD_PG_URI[_FILE]               <site>.nodes                    one node: libpq string or URI
 //	HOARD_SLOT                        <site>.slot                     also set on every node
 //	HOARD_PG_DATA_DIRECTORY           <site>.pg_data_directory
@@ -61,6 +63,8 @@ var EnvVars = []EnvVar{
 	{Name: "HOARD_LOG_LEVEL", Key: "log_level", Help: "DEBUG, INFO, WARNING, ERROR or CRITICAL"},
 	{Name: "HOARD_WEBSERVER_USERNAME", Key: "webserver_username", Help: "HTTP Basic auth user"},
 	{Name: "HOARD_WEBSERVER_PASSWORD", Key: "webserver_password", File: true, Help: "HTTP Basic auth password"},
+	{Name: "HOARD_HTTP_TLS_CERT_FILE", Key: "http_tls_cert_file", Help: "PEM certificate chain for HTTPS (with HOARD_HTTP_TLS_KEY_FILE)"},
+	{Name: "HOARD_HTTP_TLS_KEY_FILE", Key: "http_tls_key_file", Help: "PEM private key for HTTPS (with HOARD_HTTP_TLS_CERT_FILE)"},
 	{Name: "HOARD_PG_URI", Key: "nodes", Site: true, File: true, Help: "PostgreSQL connection string or URI (replaces nodes)"},
 	{Name: "HOARD_SLOT", Key: "slot", Site: true, Help: "physical replication slot, set on every node"},
 	{Name: "HOARD_PG_DATA_DIRECTORY", Key: "pg_data_directory", Site: true, Help: "PGDATA on this host"},
@@ -156,6 +160,8 @@ func applyEnv(c *Config, getenv func(string) string, ps *problems) {
 	setStr("HOARD_LOG_LEVEL", "log_level", &c.LogLevel)
 	setStr("HOARD_WEBSERVER_USERNAME", "webserver_username", &c.WebserverUsername)
 	setStr("HOARD_WEBSERVER_PASSWORD", "webserver_password", &c.WebserverPassword)
+	setStr("HOARD_HTTP_TLS_CERT_FILE", "http_tls_cert_file", &c.HTTPTLSCertFile)
+	setStr("HOARD_HTTP_TLS_KEY_FILE", "http_tls_key_file", &c.HTTPTLSKeyFile)
 
 	name, s := envSite(c, e)
 	if s == nil {

@@ -211,6 +211,10 @@ func TestEnvVars(t *testing.T) {
 			env["HOARD_ENCRYPTION_PUBLIC_KEY"] = "P"
 		case "HOARD_ENCRYPTION_KEY_ID":
 			env["HOARD_ENCRYPTION_PUBLIC_KEY"] = "P"
+		case "HOARD_HTTP_TLS_CERT_FILE", "HOARD_HTTP_TLS_KEY_FILE":
+			pem := writeFile(t, t.TempDir(), "tls.pem", "PEM")
+			env["HOARD_HTTP_TLS_CERT_FILE"] = pem
+			env["HOARD_HTTP_TLS_KEY_FILE"] = pem
 		case "HOARD_WEBSERVER_USERNAME", "HOARD_WEBSERVER_PASSWORD":
 			env["HOARD_WEBSERVER_USERNAME"] = "u"
 			env["HOARD_WEBSERVER_PASSWORD"] = "p"

@@ -109,6 +109,8 @@ func (d *decoder) globalFields() map[string]fieldFunc {
 		"http_port":                             d.integer(&c.HTTPPort),
 		"webserver_username":                    d.str(&c.WebserverUsername),
 		"webserver_password":                    d.str(&c.WebserverPassword),
+		"http_tls_cert_file":                    d.str(&c.HTTPTLSCertFile),
+		"http_tls_key_file":                     d.str(&c.HTTPTLSKeyFile),
 		"upload_retries_warning_limit":          d.integer(&c.UploadRetriesWarningLimit),
 		"graceful_shutdown_compression_timeout": d.seconds(&c.GracefulShutdownCompressionTimeout),
 		"graceful_shutdown_upload_timeout":      d.seconds(&c.GracefulShutdownUploadTimeout),

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -59,6 +60,15 @@ func (c *Config) validate() problems {
 	if (c.WebserverUsername == "") != (c.WebserverPassword == "") {
 		ps.add("webserver_password", "webserver_username and webserver_password must be set together")
 	}
+	switch {
+	case c.HTTPTLSCertFile != "" && c.HTTPTLSKeyFile == "":
+		ps.add("http_tls_key_file", "required when http_tls_cert_file is set")
+	case c.HTTPTLSCertFile == "" && c.HTTPTLSKeyFile != "":
+		ps.add("http_tls_cert_file", "required when http_tls_key_file is set")
+	case c.HTTPTLSCertFile != "":
+		readable(&ps, "http_tls_cert_file", c.HTTPTLSCertFile)
+		readable(&ps, "http_tls_key_file", c.HTTPTLSKeyFile)
+	}
 	if !oneOf(strings.ToUpper(c.LogLevel), logLevels) {
 		ps.add("log_level", "unknown level %q (want DEBUG, INFO, WARNING, ERROR or CRITICAL)", c.LogLevel)
 	}
@@ -75,6 +85,17 @@ func (c *Config) validate() problems {
 		c.BackupSites[name].validate(&ps, c, "backup_sites."+name)
 	}
 	return ps
+}
+
+// readable records a problem when the file at name cannot be opened for
+// reading, so a bad path fails at startup rather than at the first request.
+func readable(ps *problems, path, name string) {
+	f, err := os.Open(name)
+	if err != nil {
+		ps.add(path, "%v", err)
+		return
+	}
+	_ = f.Close()
 }
 
 func positive(ps *problems, path string, n int) {

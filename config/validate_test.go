@@ -129,3 +129,47 @@ func TestConfig_Validate(t *testing.T) {
 		}
 	})
 }
+
+func TestParse_HTTPTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert := writeFile(t, dir, "cert.pem", "CERT")
+	key := writeFile(t, dir, "key.pem", "KEY")
+	conf := func(keys string) string {
+		return `{"backup_location": "/b", ` + keys + ` "backup_sites": {"s": {}}}`
+	}
+	t.Run("OK", func(t *testing.T) {
+		c, err := Parse("c.json", []byte(conf(`"http_tls_cert_file": "`+cert+`", "http_tls_key_file": "`+key+`",`)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HTTPTLSCertFile != cert || c.HTTPTLSKeyFile != key {
+			t.Errorf("cert %q key %q", c.HTTPTLSCertFile, c.HTTPTLSKeyFile)
+		}
+	})
+	t.Run("OKEnv", func(t *testing.T) {
+		c, err := Parse("c.json", []byte(conf("")), mapEnv(map[string]string{
+			"HOARD_HTTP_TLS_CERT_FILE": cert, "HOARD_HTTP_TLS_KEY_FILE": key,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HTTPTLSCertFile != cert || c.HTTPTLSKeyFile != key {
+			t.Errorf("cert %q key %q", c.HTTPTLSCertFile, c.HTTPTLSKeyFile)
+		}
+		if got, want := c.Source("http_tls_key_file"), "env HOARD_HTTP_TLS_KEY_FILE"; got != want {
+			t.Errorf("Source = %q, want %q", got, want)
+		}
+	})
+	for _, tc := range []struct{ name, keys, want string }{
+		{"ErrCertOnly", `"http_tls_cert_file": "` + cert + `",`, "http_tls_key_file: required when http_tls_cert_file is set"},
+		{"ErrKeyOnly", `"http_tls_key_file": "` + key + `",`, "http_tls_cert_file: required when http_tls_key_file is set"},
+		{"ErrUnreadable", `"http_tls_cert_file": "` + cert + `", "http_tls_key_file": "/nonexistent/key.pem",`, "http_tls_key_file: open /nonexistent/key.pem"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("c.json", []byte(conf(tc.keys)), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
