@@ -54,7 +54,7 @@ func App(version string) *cli.App {
 		Before: func(c *cli.Context) error {
 			l, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"), c.Bool("short-log"))
 			if err != nil {
-				return err
+				return walFetchFatal(c, err)
 			}
 			c.App.Metadata = map[string]any{"logger": l}
 			return nil
@@ -64,10 +64,26 @@ func App(version string) *cli.App {
 			// main maps errors to exit codes; urfave must not exit itself.
 		},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return usagef(fmt.Sprintf("see hoard %s --help", c.Command.Name), "%v", err)
+			return walFetchFatal(c, usagef(fmt.Sprintf("see hoard %s --help", c.Command.Name), "%v", err))
 		},
 	}
+	for _, cmd := range app.Commands {
+		setUsageErrors(cmd)
+	}
 	return app
+}
+
+// setUsageErrors makes a flag mistake in cmd or its subcommands a usage
+// error (exit 2) unless the command maps it itself, as wal-fetch does.
+func setUsageErrors(cmd *cli.Command) {
+	if cmd.OnUsageError == nil {
+		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+			return usagef(fmt.Sprintf("see hoard %s --help", c.Command.FullName()), "%v", err)
+		}
+	}
+	for _, sub := range cmd.Subcommands {
+		setUsageErrors(sub)
+	}
 }
 
 // logger returns the logger built in App's Before hook.
@@ -76,4 +92,17 @@ func logger(c *cli.Context) zerolog.Logger {
 		return l
 	}
 	return zerolog.Nop()
+}
+
+// walFetchFatal gives err wal-fetch's fatal exit status when the command
+// being run is wal-fetch. A mistake in the global flags would otherwise exit
+// 2, which PostgreSQL's restore_command reads as "file not archived" and so
+// ends recovery early instead of stopping.
+func walFetchFatal(c *cli.Context, err error) error {
+	for _, a := range c.Args().Slice() {
+		if a == "wal-fetch" {
+			return &exitError{code: exitWALFatal, err: err}
+		}
+	}
+	return err
 }
