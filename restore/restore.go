@@ -160,7 +160,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	path, err := recoveryPath(ctx, a, b, t.Timeline)
+	path, err := RecoveryPath(ctx, a, b, t.Timeline)
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}

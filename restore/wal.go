@@ -39,22 +39,22 @@ func listWAL(ctx context.Context, a *archive.Archive) (walIndex, error) {
 	return idx, nil
 }
 
-// timelineSpan is one timeline of a recovery path: its WAL is read from the
+// TimelineSpan is one timeline of a recovery path: its WAL is read from the
 // segment holding Begin onwards (Begin is 0 for the oldest).
-type timelineSpan struct {
+type TimelineSpan struct {
 	TLI   uint32
 	Begin pglogrepl.LSN
 }
 
-// walPath is the list of timelines recovery follows, oldest first, as
+// WALPath is the list of timelines recovery follows, oldest first, as
 // PostgreSQL derives it from the target timeline's history file.
-type walPath []timelineSpan
+type WALPath []TimelineSpan
 
-// parseHistory reads a timeline history file ("<parent tli>\t<switch
+// ParseHistory reads a timeline history file ("<parent tli>\t<switch
 // LSN>\t<reason>" lines, PostgreSQL's timeline.c) of timeline tli and
 // returns the path that ends on tli.
-func parseHistory(tli uint32, data []byte) (walPath, error) {
-	var p walPath
+func ParseHistory(tli uint32, data []byte) (WALPath, error) {
+	var p WALPath
 	var begin pglogrepl.LSN
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
@@ -76,17 +76,17 @@ func parseHistory(tli uint32, data []byte) (walPath, error) {
 		if len(p) > 0 && uint32(parent) <= p[len(p)-1].TLI {
 			return nil, fmt.Errorf("history of timeline %d: timelines not increasing at %q", tli, line)
 		}
-		p = append(p, timelineSpan{TLI: uint32(parent), Begin: begin})
+		p = append(p, TimelineSpan{TLI: uint32(parent), Begin: begin})
 		begin = sw
 	}
-	return append(p, timelineSpan{TLI: tli, Begin: begin}), nil
+	return append(p, TimelineSpan{TLI: tli, Begin: begin}), nil
 }
 
-// timelines returns the timelines a segment may be read from, newest
+// Timelines returns the timelines a segment may be read from, newest
 // first: those that began at or before it (PostgreSQL's
 // XLogFileReadAnyTLI) and did not end before it. The segment holding a
 // switch point exists on both; PostgreSQL prefers the newer.
-func (p walPath) timelines(no, segSize uint64) []uint32 {
+func (p WALPath) Timelines(no, segSize uint64) []uint32 {
 	var out []uint32
 	for i := len(p) - 1; i >= 0; i-- {
 		if uint64(p[i].Begin)/segSize > no {
@@ -102,7 +102,7 @@ func (p walPath) timelines(no, segSize uint64) []uint32 {
 
 // contains reports whether the path runs through tli at lsn: the target
 // timeline must descend from the backup's timeline after the backup.
-func (p walPath) contains(tli uint32, lsn pglogrepl.LSN) bool {
+func (p WALPath) contains(tli uint32, lsn pglogrepl.LSN) bool {
 	for i, s := range p {
 		if s.TLI != tli {
 			continue
@@ -151,17 +151,18 @@ func targetTimeline(spec string, start uint32, h historyIndex) uint32 {
 	return uint32(n)
 }
 
-// recoveryPath reads the target timeline's history and returns the
+// RecoveryPath reads the target timeline's history (spec is
+// recovery_target_timeline: latest, current or a number) and returns the
 // timelines recovery of b follows. It fails when the target timeline does
 // not descend from the backup's.
-func recoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, spec string) (walPath, error) {
+func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, spec string) (WALPath, error) {
 	h, err := listHistories(ctx, a)
 	if err != nil {
 		return nil, err
 	}
 	tli := targetTimeline(spec, b.StartTimeline, h)
 	if tli == b.StartTimeline {
-		return walPath{{TLI: tli}}, nil
+		return WALPath{{TLI: tli}}, nil
 	}
 	name := archive.HistoryFileName(tli)
 	if !h[tli] {
@@ -176,7 +177,7 @@ func recoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	p, err := parseHistory(tli, data)
+	p, err := ParseHistory(tli, data)
 	if err != nil {
 		return nil, err
 	}
@@ -196,11 +197,11 @@ func backupEndLSN(b *archive.BackupInfo) pglogrepl.LSN {
 	return b.StartLSN
 }
 
-// lastSegment returns the number of the last segment recovery of b must
+// LastSegment returns the number of the last segment recovery of b must
 // read to become consistent: the one holding the byte before the end LSN
 // when hoard recorded it, else the end segment PGHoard recorded, else the
 // start segment (PGHoard records no end for a backup of a standby).
-func lastSegment(b *archive.BackupInfo, start archive.Segment) (uint64, error) {
+func LastSegment(b *archive.BackupInfo, start archive.Segment) (uint64, error) {
 	segSize := b.SegmentSize()
 	if b.EndLSN > b.StartLSN {
 		return uint64(b.EndLSN-1) / segSize, nil
@@ -219,13 +220,13 @@ func lastSegment(b *archive.BackupInfo, start archive.Segment) (uint64, error) {
 // upTo (when beyond the end), is archived on the timelines of path, and
 // returns the last segment of the unbroken run that follows. The first gap
 // is named in the error, on the timeline recovery would read it from.
-func checkWAL(w walIndex, b *archive.BackupInfo, p walPath, upTo pglogrepl.LSN) (string, error) {
+func checkWAL(w walIndex, b *archive.BackupInfo, p WALPath, upTo pglogrepl.LSN) (string, error) {
 	segSize := b.SegmentSize()
 	start, err := archive.ParseSegmentName(b.StartWALSegment, segSize)
 	if err != nil {
 		return "", fmt.Errorf("backup %s: start segment: %w", b.Name, err)
 	}
-	end, err := lastSegment(b, start)
+	end, err := LastSegment(b, start)
 	if err != nil {
 		return "", err
 	}
@@ -235,7 +236,7 @@ func checkWAL(w walIndex, b *archive.BackupInfo, p walPath, upTo pglogrepl.LSN) 
 	}
 	last := ""
 	for no := start.No; ; no++ {
-		tlis := p.timelines(no, segSize)
+		tlis := p.Timelines(no, segSize)
 		found := ""
 		for _, tli := range tlis {
 			if n := (archive.Segment{Timeline: tli, No: no}).Name(segSize); w[n] {

@@ -18,11 +18,11 @@ func walIdx(names ...string) walIndex {
 
 func TestParseHistory(t *testing.T) {
 	data := "1\t0/5000000\tno recovery target specified\n\n# comment\n2\t0/7000100\tat restore point \"x\"\n"
-	p, err := parseHistory(3, []byte(data))
+	p, err := ParseHistory(3, []byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := walPath{{1, 0}, {2, 0x5000000}, {3, 0x7000100}}
+	want := WALPath{{1, 0}, {2, 0x5000000}, {3, 0x7000100}}
 	if len(p) != len(want) {
 		t.Fatalf("path = %v, want %v", p, want)
 	}
@@ -35,8 +35,8 @@ func TestParseHistory(t *testing.T) {
 		t.Error("contains is wrong")
 	}
 	for _, bad := range []string{"x\t0/1\tr", "1\tzz\tr", "2\t0/1\n1\t0/2", "1"} {
-		if _, err := parseHistory(3, []byte(bad)); err == nil {
-			t.Errorf("parseHistory(%q) succeeded", bad)
+		if _, err := ParseHistory(3, []byte(bad)); err == nil {
+			t.Errorf("ParseHistory(%q) succeeded", bad)
 		}
 	}
 }
@@ -57,13 +57,13 @@ func TestTargetTimeline(t *testing.T) {
 func TestCheckWAL(t *testing.T) {
 	b := hoardBackup("b", 1, 0x4000100, "")
 	b.StartLSN, b.StartWALSegment = 0x2000028, "000000010000000000000002"
-	one := walPath{{TLI: 1}}
+	one := WALPath{{TLI: 1}}
 	// Timeline 2 began at 0/5800000: segment 5 onwards is read from it.
-	two := walPath{{TLI: 1}, {TLI: 2, Begin: 0x5800000}}
+	two := WALPath{{TLI: 1}, {TLI: 2, Begin: 0x5800000}}
 	tests := []struct {
 		name    string
 		wal     walIndex
-		path    walPath
+		path    WALPath
 		upTo    pglogrepl.LSN
 		last    string
 		missing string
@@ -111,12 +111,12 @@ func TestCheckWAL_PGHoard(t *testing.T) {
 	// PGHoard records no end LSN: its end segment is needed. No end
 	// segment (a backup of a standby): the start segment only.
 	b := pghoardBackup(t, "p", 1, "000000010000000000000002", "000000010000000000000003")
-	_, err := checkWAL(walIdx("000000010000000000000002"), b, walPath{{TLI: 1}}, 0)
+	_, err := checkWAL(walIdx("000000010000000000000002"), b, WALPath{{TLI: 1}}, 0)
 	if !errors.Is(err, ErrMissingWAL) || !strings.Contains(err.Error(), "000000010000000000000003") {
 		t.Fatalf("checkWAL = %v", err)
 	}
 	b.EndWALSegment = ""
-	if _, err := checkWAL(walIdx("000000010000000000000002"), b, walPath{{TLI: 1}}, 0); err != nil {
+	if _, err := checkWAL(walIdx("000000010000000000000002"), b, WALPath{{TLI: 1}}, 0); err != nil {
 		t.Fatal(err)
 	}
 }
