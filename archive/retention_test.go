@@ -467,14 +467,13 @@ func checkIntact(t testing.TB, a *Archive, keys []string) {
 // retentionFixture is a site "new" that moved from site "old" (in the
 // same local directory, as a prefix move), with backups, WAL and orphans.
 type retentionFixture struct {
-	a        *Archive
-	old      *Archive
-	keep     []string // keys that must survive
-	drop     []string // keys retention must delete
-	backups  []string // names of the kept backups
-	policy   RetentionPolicy
-	now      time.Time
-	dropKeys int
+	a       *Archive
+	old     *Archive
+	keep    []string // keys that must survive
+	drop    []string // keys retention must delete
+	backups []string // names of the kept backups
+	policy  RetentionPolicy
+	now     time.Time
 }
 
 func newRetentionFixture(t testing.TB) *retentionFixture {

@@ -428,7 +428,7 @@ func (r *run) archive(stream io.Reader, name string, main bool, prefix string) e
 // keep holds a control tar member: pg_control (8 kB), backup_label or
 // tablespace_map (small text files).
 func (r *run) keep(rel string, h *tar.Header, tr io.Reader) error {
-	if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+	if h.Typeflag != tar.TypeReg { // archive/tar reports old-style regular files as TypeReg too
 		return fmt.Errorf("not a regular file")
 	}
 	if h.Size > 1<<20 {

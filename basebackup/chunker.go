@@ -118,7 +118,7 @@ func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
 		out.Typeflag = tar.TypeDir
 		out.Name = name + "/"
 		c.dirs[name] = out
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // archive/tar reports old-style (TypeRegA) regular files as TypeReg
 		out.Typeflag = tar.TypeReg
 		out.Size = h.Size
 	case tar.TypeSymlink:
