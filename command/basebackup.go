@@ -1,7 +1,6 @@
 package command
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -84,9 +83,7 @@ func runBasebackup(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(info)
+		return writeJSON(c.App.Writer, newBackupJSON(info))
 	}
 	printSummary(c.App.Writer, info)
 	return nil

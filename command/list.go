@@ -83,23 +83,33 @@ func runList(c *cli.Context) error {
 func writeBackupsJSON(w io.Writer, bs []*archive.BackupInfo) error {
 	out := make([]backupJSON, 0, len(bs))
 	for _, b := range bs {
-		out = append(out, backupJSON{
-			Name: b.Name, Key: b.Key, Format: b.Format,
-			StartWALSegment: b.StartWALSegment, EndWALSegment: b.EndWALSegment,
-			StartTime: timePtr(b.StartTime), EndTime: timePtr(b.EndTime),
-			StartLSN: lsnString(uint64(b.StartLSN)), EndLSN: lsnString(uint64(b.EndLSN)),
-			StartTimeline: b.StartTimeline, EndTimeline: b.EndTimeline,
-			SystemID: b.SystemID, WALSegmentSize: b.SegmentSize(), PGVersion: b.PGVersion,
-			TotalSizePlain: b.TotalSizePlain, TotalSizeEnc: b.TotalSizeEnc, StoredSize: b.StoredSize,
-			ChunkCount: b.ChunkCount, Site: b.Site, Host: b.Host,
-			ActiveBackupMode: b.ActiveBackupMode, BasebackupMode: b.BasebackupMode, BackupReason: b.BackupReason,
-			DecisionTime: timePtr(b.DecisionTime), NormalizedTime: timePtr(b.NormalizedTime),
-			Metadata: b.Metadata,
-		})
+		out = append(out, newBackupJSON(b))
 	}
+	return writeJSON(w, out)
+}
+
+// newBackupJSON is the JSON view of a backup, shared by list and basebackup.
+func newBackupJSON(b *archive.BackupInfo) backupJSON {
+	return backupJSON{
+		Name: b.Name, Key: b.Key, Format: b.Format,
+		StartWALSegment: b.StartWALSegment, EndWALSegment: b.EndWALSegment,
+		StartTime: timePtr(b.StartTime), EndTime: timePtr(b.EndTime),
+		StartLSN: lsnString(uint64(b.StartLSN)), EndLSN: lsnString(uint64(b.EndLSN)),
+		StartTimeline: b.StartTimeline, EndTimeline: b.EndTimeline,
+		SystemID: b.SystemID, WALSegmentSize: b.SegmentSize(), PGVersion: b.PGVersion,
+		TotalSizePlain: b.TotalSizePlain, TotalSizeEnc: b.TotalSizeEnc, StoredSize: b.StoredSize,
+		ChunkCount: b.ChunkCount, Site: b.Site, Host: b.Host,
+		ActiveBackupMode: b.ActiveBackupMode, BasebackupMode: b.BasebackupMode, BackupReason: b.BackupReason,
+		DecisionTime: timePtr(b.DecisionTime), NormalizedTime: timePtr(b.NormalizedTime),
+		Metadata: b.Metadata,
+	}
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return enc.Encode(v)
 }
 
 func writeBackupsTable(w io.Writer, bs []*archive.BackupInfo, verbose bool) error {
