@@ -95,7 +95,7 @@ func printSummary(w io.Writer, b *archive.BackupInfo) {
 	printf(w, "  start     %s  LSN %s  timeline %d  (WAL %s)\n", b.StartTime.UTC().Format(time.RFC3339), b.StartLSN, b.StartTimeline, b.StartWALSegment)
 	printf(w, "  end       %s  LSN %s  timeline %d  (WAL %s)\n", b.EndTime.UTC().Format(time.RFC3339), b.EndLSN, b.EndTimeline, b.EndWALSegment)
 	printf(w, "  duration  %s\n", b.EndTime.Sub(b.StartTime).Round(100*time.Millisecond))
-	printf(w, "  size      %s in %d chunks, %s stored\n", byteSize(b.TotalSizePlain), b.ChunkCount, byteSize(b.TotalSizeEnc+b.StoredSize))
+	printf(w, "  size      %s in %d chunks, %s stored\n", humanBytes(b.TotalSizePlain), b.ChunkCount, humanBytes(b.TotalSizeEnc+b.StoredSize))
 }
 
 // progressBar draws a basebackup's progress on one terminal line, or logs
@@ -108,13 +108,13 @@ type progressBar struct {
 
 func (p *progressBar) draw(pr basebackup.Progress) {
 	var b strings.Builder
-	b.WriteString(byteSize(pr.Bytes))
+	b.WriteString(humanBytes(pr.Bytes))
 	if pct := pr.Percent(); pct >= 0 {
 		const width = 24
 		fill := int(pct / 100 * width)
-		fmt.Fprintf(&b, " / %s [%s%s] %3.0f%%", byteSize(pr.Total), strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct)
+		fmt.Fprintf(&b, " / %s [%s%s] %3.0f%%", humanBytes(pr.Total), strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct)
 	}
-	fmt.Fprintf(&b, "  %s/s  %d chunks", byteSize(int64(pr.Rate)), pr.Chunks)
+	fmt.Fprintf(&b, "  %s/s  %d chunks", humanBytes(int64(pr.Rate)), pr.Chunks)
 	if eta, ok := pr.ETA(); ok && !pr.Done {
 		fmt.Fprintf(&b, "  ETA %s", eta.Round(time.Second))
 	}
@@ -144,7 +144,7 @@ func (p *progressBar) logEvery(env *siteEnv, interval time.Duration) func(baseba
 			return
 		}
 		last = time.Now()
-		ev := env.log.Info().Int64("bytes", pr.Bytes).Str("rate", byteSize(int64(pr.Rate))+"/s").Int("chunks", pr.Chunks)
+		ev := env.log.Info().Int64("bytes", pr.Bytes).Str("rate", humanBytes(int64(pr.Rate))+"/s").Int("chunks", pr.Chunks)
 		if pct := pr.Percent(); pct >= 0 {
 			ev = ev.Int64("total", pr.Total).Float64("percent", float64(int(pct*10))/10)
 		}
@@ -153,18 +153,4 @@ func (p *progressBar) logEvery(env *siteEnv, interval time.Duration) func(baseba
 		}
 		ev.Msg("basebackup progress")
 	}
-}
-
-// byteSize formats n bytes with a binary unit.
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
