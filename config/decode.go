@@ -277,3 +277,20 @@ func scalarString(v any) (string, bool) {
 func (d *decoder) ignored() fieldFunc {
 	return func(path string, v any) { d.set(path) }
 }
+
+// field returns the decoder for a pointer from storageTargets.
+func (d *decoder) field(target any) fieldFunc {
+	switch p := target.(type) {
+	case *string:
+		return d.str(p)
+	case *int:
+		return d.integer(p)
+	case *int64:
+		return d.integer64(p)
+	case *bool:
+		return d.boolean(p)
+	case *json.RawMessage:
+		return d.rawObject(p)
+	}
+	panic(fmt.Sprintf("config: no decoder for %T", target))
+}

@@ -1,9 +1,12 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // EnvVar documents one HOARD_* environment override.
@@ -13,8 +16,11 @@ type EnvVar struct {
 	// selected site ("backup_sites.<site>.").
 	Key  string
 	Site bool // applies to the selected site
+	// Storage is the storage type a HOARD_<TYPE>_* variable applies to
+	// (local, s3, google or azure); "" for the others.
+	Storage string
 	// File is true when NAME_FILE is also accepted: the value is read from
-	// that file (trailing newlines dropped), for container secrets.
+	// that file (one trailing newline dropped), for container secrets.
 	File bool
 	Help string
 }
@@ -24,36 +30,18 @@ type EnvVar struct {
 // named by HOARD_SITE, or to the only site. With no config file the site is
 // created, named HOARD_SITE or "default".
 //
-//	Variable                          Key                             Notes
-//	HOARD_SITE                        (site name)                     selects/creates the site; default "default"
-//	HOARD_BACKUP_LOCATION             backup_location
-//	HOARD_COMPRESSION_ALGORITHM       compression.algorithm           snappy, zstd, lzma, lz4
-//	HOARD_COMPRESSION_LEVEL           compression.level
-//	HOARD_HTTP_ADDRESS                http_address
-//	HOARD_HTTP_PORT                   http_port
-//	HOARD_LOG_LEVEL                   log_level
-//	HOARD_WEBSERVER_USERNAME          webserver_username
-//	HOARD_WEBSERVER_PASSWORD[_FILE]   webserver_password
-//	HOARD_HTTP_TLS_CERT_FILE          http_tls_cert_file
-//	HOARD_HTTP_TLS_KEY_FILE           http_tls_key_file
-//	HOARD_PG_URI[_FILE]               <site>.nodes                    one node: libpq string or URI
-//	HOARD_SLOT                        <site>.slot                     also set on every node
-//	HOARD_PG_DATA_DIRECTORY           <site>.pg_data_directory
-//	HOARD_ACTIVE_BACKUP_MODE          <site>.active_backup_mode
-//	HOARD_BASEBACKUP_MODE             <site>.basebackup_mode
-//	HOARD_BASEBACKUP_INTERVAL_HOURS   <site>.basebackup_interval_hours "null" turns schedules off
-//	HOARD_BASEBACKUP_COUNT            <site>.basebackup_count          "null" = unlimited
-//	HOARD_STORAGE_URL[_FILE]          <site>.object_storage.url        any gocloud.dev/blob URL
-//	HOARD_STORAGE_PREFIX              <site>.object_storage.prefix
-//	HOARD_ENCRYPTION_KEY_ID           <site>.encryption_key_id
-//	HOARD_ENCRYPTION_PUBLIC_KEY[_FILE]  <site>.encryption_keys.<id>.public  PEM text
-//	HOARD_ENCRYPTION_PRIVATE_KEY[_FILE] <site>.encryption_keys.<id>.private PEM text
+// Storage comes from HOARD_STORAGE_URL (any gocloud.dev/blob URL), or from
+// HOARD_STORAGE_TYPE and the variables of that type, named after rohmu's
+// object_storage keys: HOARD_<TYPE>_<KEY> with TYPE LOCAL, S3, GCS or AZURE
+// and KEY the key in capitals, without its "aws_" or "azure_" prefix
+// (HOARD_S3_REGION, HOARD_S3_SECRET_ACCESS_KEY, HOARD_AZURE_CLOUD,
+// HOARD_LOCAL_DIRECTORY). Secrets (File) are also read from NAME_FILE.
 //
 // HOARD_CONFIG (the file path) is read by the command line, not here. The
 // PostgreSQL connection also honours libpq's PG* variables and ~/.pgpass:
 // pgconn.ParseConfig applies them, and a site with no node has the empty
 // connection string, which takes everything from them.
-var EnvVars = []EnvVar{
+var EnvVars = append([]EnvVar{
 	{Name: "HOARD_SITE", Help: "site the site overrides apply to; with no file, the name of the site created (default \"default\")"},
 	{Name: "HOARD_BACKUP_LOCATION", Key: "backup_location", Help: "local state and staging directory"},
 	{Name: "HOARD_COMPRESSION_ALGORITHM", Key: "compression.algorithm", Help: "snappy, zstd, lzma or lz4"},
@@ -71,12 +59,48 @@ var EnvVars = []EnvVar{
 	{Name: "HOARD_ACTIVE_BACKUP_MODE", Key: "active_backup_mode", Site: true, Help: "pg_receivexlog, walreceiver, archive_command, standalone_hot_backup or basic"},
 	{Name: "HOARD_BASEBACKUP_MODE", Key: "basebackup_mode", Site: true, Help: "basic, pipe, local-tar, delta or local-tar-delta-stats"},
 	{Name: "HOARD_BASEBACKUP_INTERVAL_HOURS", Key: "basebackup_interval_hours", Site: true, Help: "hours between basebackups; null = no schedule"},
+	{Name: "HOARD_BASEBACKUP_HOUR", Key: "basebackup_hour", Site: true, Help: "hour of day (0-23) scheduled basebackups start at; null = unanchored"},
+	{Name: "HOARD_BASEBACKUP_MINUTE", Key: "basebackup_minute", Site: true, Help: "minute (0-59) scheduled basebackups start at; null = unanchored"},
 	{Name: "HOARD_BASEBACKUP_COUNT", Key: "basebackup_count", Site: true, Help: "basebackups to keep; null = unlimited"},
+	{Name: "HOARD_BASEBACKUP_COUNT_MIN", Key: "basebackup_count_min", Site: true, Help: "basebackups always kept, whatever their age"},
+	{Name: "HOARD_BASEBACKUP_AGE_DAYS_MAX", Key: "basebackup_age_days_max", Site: true, Help: "delete basebackups older than this many days; null = no age limit"},
+	{Name: "HOARD_WAL_PARTIAL_UPLOAD_INTERVAL", Key: "wal_partial_upload_interval", Site: true, Help: "seconds between uploads of the WAL segment in progress; 0 = never"},
+	{Name: "HOARD_RESTORE_TEST_INTERVAL_HOURS", Key: "restore_test_interval_hours", Site: true, Help: "hours between test restores by the daemon; null = never"},
 	{Name: "HOARD_STORAGE_URL", Key: "object_storage.url", Site: true, File: true, Help: "gocloud.dev/blob URL (replaces object_storage)"},
+	{Name: "HOARD_STORAGE_TYPE", Key: "object_storage.storage_type", Site: true, Help: "local, s3, google or azure (replaces object_storage; the HOARD_<TYPE>_* variables fill it)"},
 	{Name: "HOARD_STORAGE_PREFIX", Key: "object_storage.prefix", Site: true, Help: "key prefix inside the storage"},
 	{Name: "HOARD_ENCRYPTION_KEY_ID", Key: "encryption_key_id", Site: true, Help: "key id for new uploads"},
-	{Name: "HOARD_ENCRYPTION_PUBLIC_KEY", Key: "encryption_keys.<id>.public", Site: true, File: true, Help: "public key PEM for the key id"},
-	{Name: "HOARD_ENCRYPTION_PRIVATE_KEY", Key: "encryption_keys.<id>.private", Site: true, File: true, Help: "private key PEM for the key id"},
+	{Name: "HOARD_ENCRYPTION_PUBLIC_KEY", Key: "encryption_keys.<key-id>.public", Site: true, File: true, Help: "public key PEM for the key id"},
+	{Name: "HOARD_ENCRYPTION_PRIVATE_KEY", Key: "encryption_keys.<key-id>.private", Site: true, File: true, Help: "private key PEM for the key id"},
+}, storageEnvVars()...)
+
+// storageEnvPrefix names each storage type in its variables.
+var storageEnvPrefix = map[string]string{
+	StorageLocal: "HOARD_LOCAL_", StorageS3: "HOARD_S3_", StorageGoogle: "HOARD_GCS_", StorageAzure: "HOARD_AZURE_",
+}
+
+// secretStorageKeys are the object_storage keys holding credentials.
+var secretStorageKeys = map[string]bool{
+	"aws_secret_access_key": true, "aws_session_token": true, "credentials": true, "account_key": true, "sas_token": true,
+}
+
+// storageEnvVars derives HOARD_<TYPE>_<KEY> from storageKeys.
+func storageEnvVars() []EnvVar {
+	var out []EnvVar
+	for _, typ := range []string{StorageLocal, StorageS3, StorageGoogle, StorageAzure} {
+		for _, k := range storageKeys[typ] {
+			name := strings.TrimPrefix(strings.TrimPrefix(k, "aws_"), "azure_")
+			out = append(out, EnvVar{
+				Name:    storageEnvPrefix[typ] + strings.ToUpper(name),
+				Key:     "object_storage." + k,
+				Site:    true,
+				Storage: typ,
+				File:    secretStorageKeys[k],
+				Help:    typ + " storage: " + k,
+			})
+		}
+	}
+	return out
 }
 
 // envReader reads overrides, resolving NAME_FILE variants.
@@ -104,7 +128,9 @@ func (e *envReader) get(name string) (string, bool) {
 			e.ps.add(name+"_FILE", "%v", err)
 			return "", false
 		}
-		return strings.TrimRight(string(b), "\r\n"), true
+		// Mounted secrets and `echo x > file` end in one newline.
+		s := strings.TrimSuffix(string(b), "\n")
+		return strings.TrimSuffix(s, "\r"), true
 	}
 	return v, v != ""
 }
@@ -130,50 +156,152 @@ func (e *envReader) peek(name string) (string, bool) {
 	return "", false
 }
 
+// envSetter parses variables into typed fields, recording the JSON path's
+// source or a problem naming the variable.
+type envSetter struct {
+	e      *envReader
+	c      *Config
+	prefix string // "" for global keys, "backup_sites.<site>." for site keys
+}
+
+func (s envSetter) str(name, key string, dst *string) {
+	if v, ok := s.e.get(name); ok {
+		*dst = v
+		s.c.setSource(s.prefix+key, "env "+name)
+	}
+}
+
+func (s envSetter) integer(name, key string, dst *int) {
+	if v, ok := s.e.get(name); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			s.e.ps.add(name, "want integer, got %q", v)
+			return
+		}
+		*dst = n
+		s.c.setSource(s.prefix+key, "env "+name)
+	}
+}
+
+func (s envSetter) integer64(name, key string, dst *int64) {
+	if v, ok := s.e.get(name); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			s.e.ps.add(name, "want integer, got %q", v)
+			return
+		}
+		*dst = n
+		s.c.setSource(s.prefix+key, "env "+name)
+	}
+}
+
+func (s envSetter) boolean(name, key string, dst *bool) {
+	if v, ok := s.e.get(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			s.e.ps.add(name, "want true or false, got %q", v)
+			return
+		}
+		*dst = b
+		s.c.setSource(s.prefix+key, "env "+name)
+	}
+}
+
+// optInteger accepts an integer or "null".
+func (s envSetter) optInteger(name, key string, dst **int) {
+	v, ok := s.e.get(name)
+	if !ok {
+		return
+	}
+	if v == "null" {
+		*dst = nil
+	} else if n, err := strconv.Atoi(v); err == nil {
+		*dst = &n
+	} else {
+		s.e.ps.add(name, "want integer or null, got %q", v)
+		return
+	}
+	s.c.setSource(s.prefix+key, "env "+name)
+}
+
+// optNumber accepts a number or "null".
+func (s envSetter) optNumber(name, key string, dst **float64) {
+	v, ok := s.e.get(name)
+	if !ok {
+		return
+	}
+	if v == "null" {
+		*dst = nil
+	} else if f, err := strconv.ParseFloat(v, 64); err == nil {
+		*dst = &f
+	} else {
+		s.e.ps.add(name, "want number or null, got %q", v)
+		return
+	}
+	s.c.setSource(s.prefix+key, "env "+name)
+}
+
+func (s envSetter) seconds(name, key string, dst *time.Duration) {
+	if v, ok := s.e.get(name); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > float64(1<<31) {
+			s.e.ps.add(name, "want a number of seconds, got %q", v)
+			return
+		}
+		*dst = time.Duration(f * float64(time.Second))
+		s.c.setSource(s.prefix+key, "env "+name)
+	}
+}
+
+// target sets a field from storageTargets.
+func (s envSetter) target(name, key string, dst any) {
+	switch p := dst.(type) {
+	case *string:
+		s.str(name, key, p)
+	case *int:
+		s.integer(name, key, p)
+	case *int64:
+		s.integer64(name, key, p)
+	case *bool:
+		s.boolean(name, key, p)
+	case *json.RawMessage:
+		if v, ok := s.e.get(name); ok {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				s.e.ps.add(name, "want a JSON object: %v", err)
+				return
+			}
+			*p = json.RawMessage(v)
+			s.c.setSource(s.prefix+key, "env "+name)
+		}
+	default:
+		panic(fmt.Sprintf("config: no env parser for %T", dst))
+	}
+}
+
 func applyEnv(c *Config, getenv func(string) string, ps *problems) {
 	e := &envReader{getenv: getenv, ps: ps, file: map[string]bool{}}
 	for _, ev := range EnvVars {
 		e.file[ev.Name] = ev.File
 	}
-	setStr := func(name, key string, dst *string) {
-		if v, ok := e.get(name); ok {
-			*dst = v
-			c.setSource(key, "env "+name)
-		}
-	}
-	setInt := func(name, key string, dst *int) {
-		if v, ok := e.get(name); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				ps.add(name, "want integer, got %q", v)
-				return
-			}
-			*dst = n
-			c.setSource(key, "env "+name)
-		}
-	}
-	setStr("HOARD_BACKUP_LOCATION", "backup_location", &c.BackupLocation)
-	setStr("HOARD_COMPRESSION_ALGORITHM", "compression.algorithm", &c.Compression.Algorithm)
-	setInt("HOARD_COMPRESSION_LEVEL", "compression.level", &c.Compression.Level)
-	setStr("HOARD_HTTP_ADDRESS", "http_address", &c.HTTPAddress)
-	setInt("HOARD_HTTP_PORT", "http_port", &c.HTTPPort)
-	setStr("HOARD_LOG_LEVEL", "log_level", &c.LogLevel)
-	setStr("HOARD_WEBSERVER_USERNAME", "webserver_username", &c.WebserverUsername)
-	setStr("HOARD_WEBSERVER_PASSWORD", "webserver_password", &c.WebserverPassword)
-	setStr("HOARD_HTTP_TLS_CERT_FILE", "http_tls_cert_file", &c.HTTPTLSCertFile)
-	setStr("HOARD_HTTP_TLS_KEY_FILE", "http_tls_key_file", &c.HTTPTLSKeyFile)
+	g := envSetter{e: e, c: c}
+	g.str("HOARD_BACKUP_LOCATION", "backup_location", &c.BackupLocation)
+	g.str("HOARD_COMPRESSION_ALGORITHM", "compression.algorithm", &c.Compression.Algorithm)
+	g.integer("HOARD_COMPRESSION_LEVEL", "compression.level", &c.Compression.Level)
+	g.str("HOARD_HTTP_ADDRESS", "http_address", &c.HTTPAddress)
+	g.integer("HOARD_HTTP_PORT", "http_port", &c.HTTPPort)
+	g.str("HOARD_LOG_LEVEL", "log_level", &c.LogLevel)
+	g.str("HOARD_WEBSERVER_USERNAME", "webserver_username", &c.WebserverUsername)
+	g.str("HOARD_WEBSERVER_PASSWORD", "webserver_password", &c.WebserverPassword)
+	g.str("HOARD_HTTP_TLS_CERT_FILE", "http_tls_cert_file", &c.HTTPTLSCertFile)
+	g.str("HOARD_HTTP_TLS_KEY_FILE", "http_tls_key_file", &c.HTTPTLSKeyFile)
 
 	name, s := envSite(c, e)
 	if s == nil {
 		return
 	}
 	p := "backup_sites." + name + "."
-	setStr = func(n, key string, dst *string) {
-		if v, ok := e.get(n); ok {
-			*dst = v
-			c.setSource(p+key, "env "+n)
-		}
-	}
+	st := envSetter{e: e, c: c, prefix: p}
 	if v, ok := e.get("HOARD_PG_URI"); ok {
 		s.Nodes = []Node{{ConnStr: v}}
 		c.setSource(p+"nodes", "env HOARD_PG_URI")
@@ -185,35 +313,19 @@ func applyEnv(c *Config, getenv func(string) string, ps *problems) {
 		}
 		c.setSource(p+"slot", "env HOARD_SLOT")
 	}
-	setStr("HOARD_PG_DATA_DIRECTORY", "pg_data_directory", &s.PGDataDirectory)
-	setStr("HOARD_ACTIVE_BACKUP_MODE", "active_backup_mode", &s.ActiveBackupMode)
-	setStr("HOARD_BASEBACKUP_MODE", "basebackup_mode", &s.BasebackupMode)
-	if v, ok := e.get("HOARD_BASEBACKUP_INTERVAL_HOURS"); ok {
-		if v == "null" {
-			s.BasebackupIntervalHours = nil
-		} else if f, err := strconv.ParseFloat(v, 64); err == nil {
-			s.BasebackupIntervalHours = &f
-		} else {
-			ps.add("HOARD_BASEBACKUP_INTERVAL_HOURS", "want number or null, got %q", v)
-		}
-		c.setSource(p+"basebackup_interval_hours", "env HOARD_BASEBACKUP_INTERVAL_HOURS")
-	}
-	if v, ok := e.get("HOARD_BASEBACKUP_COUNT"); ok {
-		if v == "null" {
-			s.BasebackupCount = nil
-		} else if n, err := strconv.Atoi(v); err == nil {
-			s.BasebackupCount = &n
-		} else {
-			ps.add("HOARD_BASEBACKUP_COUNT", "want integer or null, got %q", v)
-		}
-		c.setSource(p+"basebackup_count", "env HOARD_BASEBACKUP_COUNT")
-	}
-	if v, ok := e.get("HOARD_STORAGE_URL"); ok {
-		s.ObjectStorage = ObjectStorage{StorageType: StorageURL, URL: v, Prefix: s.ObjectStorage.Prefix}
-		c.setSource(p+"object_storage", "env HOARD_STORAGE_URL")
-	}
-	setStr("HOARD_STORAGE_PREFIX", "object_storage.prefix", &s.ObjectStorage.Prefix)
-	setStr("HOARD_ENCRYPTION_KEY_ID", "encryption_key_id", &s.EncryptionKeyID)
+	st.str("HOARD_PG_DATA_DIRECTORY", "pg_data_directory", &s.PGDataDirectory)
+	st.str("HOARD_ACTIVE_BACKUP_MODE", "active_backup_mode", &s.ActiveBackupMode)
+	st.str("HOARD_BASEBACKUP_MODE", "basebackup_mode", &s.BasebackupMode)
+	st.optNumber("HOARD_BASEBACKUP_INTERVAL_HOURS", "basebackup_interval_hours", &s.BasebackupIntervalHours)
+	st.optInteger("HOARD_BASEBACKUP_HOUR", "basebackup_hour", &s.BasebackupHour)
+	st.optInteger("HOARD_BASEBACKUP_MINUTE", "basebackup_minute", &s.BasebackupMinute)
+	st.optInteger("HOARD_BASEBACKUP_COUNT", "basebackup_count", &s.BasebackupCount)
+	st.integer("HOARD_BASEBACKUP_COUNT_MIN", "basebackup_count_min", &s.BasebackupCountMin)
+	st.optNumber("HOARD_BASEBACKUP_AGE_DAYS_MAX", "basebackup_age_days_max", &s.BasebackupAgeDaysMax)
+	st.seconds("HOARD_WAL_PARTIAL_UPLOAD_INTERVAL", "wal_partial_upload_interval", &s.WALPartialUploadInterval)
+	st.optNumber("HOARD_RESTORE_TEST_INTERVAL_HOURS", "restore_test_interval_hours", &s.RestoreTestIntervalHours)
+	applyStorageEnv(st, s)
+	st.str("HOARD_ENCRYPTION_KEY_ID", "encryption_key_id", &s.EncryptionKeyID)
 	for _, kv := range []struct{ name, field string }{
 		{"HOARD_ENCRYPTION_PUBLIC_KEY", "public"},
 		{"HOARD_ENCRYPTION_PRIVATE_KEY", "private"},
@@ -234,6 +346,49 @@ func applyEnv(c *Config, getenv func(string) string, ps *problems) {
 		}
 		s.EncryptionKeys[s.EncryptionKeyID] = k
 		c.setSource(p+"encryption_keys."+s.EncryptionKeyID+"."+kv.field, "env "+kv.name)
+	}
+}
+
+// applyStorageEnv applies HOARD_STORAGE_URL or HOARD_STORAGE_TYPE (each
+// replaces the file's object_storage, keeping its prefix), then the
+// HOARD_<TYPE>_* variables, which must match the storage type in effect.
+func applyStorageEnv(st envSetter, s *Site) {
+	e, p := st.e, st.prefix
+	url, hasURL := e.get("HOARD_STORAGE_URL")
+	typ, hasType := e.get("HOARD_STORAGE_TYPE")
+	switch {
+	case hasURL && hasType:
+		e.ps.add("HOARD_STORAGE_TYPE", "set either HOARD_STORAGE_URL or HOARD_STORAGE_TYPE, not both")
+	case hasURL:
+		s.ObjectStorage = ObjectStorage{StorageType: StorageURL, URL: url, Prefix: s.ObjectStorage.Prefix}
+		st.c.setSource(p+"object_storage", "env HOARD_STORAGE_URL")
+	case hasType:
+		if _, ok := storageEnvPrefix[typ]; !ok {
+			e.ps.add("HOARD_STORAGE_TYPE", "unknown storage type %q (want local, s3, google or azure)", typ)
+			break
+		}
+		// rohmu: Azure defaults to HTTPS, S3 to is_secure false.
+		s.ObjectStorage = ObjectStorage{StorageType: typ, Prefix: s.ObjectStorage.Prefix, IsSecure: typ == StorageAzure}
+		st.c.setSource(p+"object_storage", "env HOARD_STORAGE_TYPE")
+	}
+	st.str("HOARD_STORAGE_PREFIX", "object_storage.prefix", &s.ObjectStorage.Prefix)
+	targets := storageTargets(&s.ObjectStorage)
+	for _, ev := range EnvVars {
+		if ev.Storage == "" {
+			continue
+		}
+		if _, ok := e.peek(ev.Name); !ok {
+			continue
+		}
+		if have := s.ObjectStorage.StorageType; have != ev.Storage {
+			if have == "" {
+				have = "not set"
+			}
+			e.ps.add(ev.Name, "applies to %s storage, but the storage type is %s: set HOARD_STORAGE_TYPE=%s", ev.Storage, have, ev.Storage)
+			continue
+		}
+		key := strings.TrimPrefix(ev.Key, "object_storage.")
+		st.target(ev.Name, ev.Key, targets[key])
 	}
 }
 

@@ -192,6 +192,13 @@ func TestEnvVars(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The least each storage type needs to be valid.
+	storageBase := map[string]map[string]string{
+		StorageLocal:  {"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": "/d"},
+		StorageS3:     {"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_REGION": "r", "HOARD_S3_BUCKET_NAME": "b"},
+		StorageGoogle: {"HOARD_STORAGE_TYPE": "google", "HOARD_GCS_BUCKET_NAME": "b"},
+		StorageAzure:  {"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_NAME": "a"},
+	}
 	for _, ev := range EnvVars {
 		if ev.Name == "HOARD_SITE" {
 			continue
@@ -200,12 +207,44 @@ func TestEnvVars(t *testing.T) {
 			"HOARD_COMPRESSION_ALGORITHM": "zstd", "HOARD_COMPRESSION_LEVEL": "5", "HOARD_HTTP_PORT": "1234",
 			"HOARD_LOG_LEVEL": "ERROR", "HOARD_ACTIVE_BACKUP_MODE": "archive_command", "HOARD_BASEBACKUP_MODE": "pipe",
 			"HOARD_BASEBACKUP_INTERVAL_HOURS": "3", "HOARD_BASEBACKUP_COUNT": "9", "HOARD_STORAGE_URL": "mem://", "HOARD_PG_URI": "host=h",
+			"HOARD_BASEBACKUP_HOUR": "3", "HOARD_BASEBACKUP_MINUTE": "4", "HOARD_BASEBACKUP_COUNT_MIN": "5",
+			"HOARD_BASEBACKUP_AGE_DAYS_MAX": "30", "HOARD_WAL_PARTIAL_UPLOAD_INTERVAL": "15", "HOARD_RESTORE_TEST_INTERVAL_HOURS": "48",
+			"HOARD_STORAGE_TYPE": "local", "HOARD_S3_PORT": "9000", "HOARD_S3_SEGMENT_SIZE": "1048576", "HOARD_AZURE_PORT": "10000",
+			"HOARD_S3_IS_SECURE": "true", "HOARD_S3_IS_VERIFY_TLS": "true", "HOARD_S3_ENCRYPTED": "true", "HOARD_AZURE_IS_SECURE": "false",
+			"HOARD_S3_ADDRESSING_STYLE": "virtual", "HOARD_AZURE_CLOUD": "china", "HOARD_GCS_CREDENTIALS": `{"type": "service_account"}`,
 		}[ev.Name]
 		if val == "" {
 			val = "v-" + ev.Name
 		}
 		env := map[string]string{ev.Name: val}
+		base := base
+		if ev.Storage != "" || ev.Name == "HOARD_STORAGE_TYPE" {
+			typ := ev.Storage
+			if typ == "" {
+				typ = StorageLocal
+			}
+			if _, ok := storageBase[typ][ev.Name]; !ok {
+				var err error
+				if base, err = Load(filepath.Join("testdata", "quickstart.json"), mapEnv(storageBase[typ])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for k, v := range storageBase[typ] {
+				if _, ok := env[k]; !ok {
+					env[k] = v
+				}
+			}
+		}
 		switch ev.Name {
+		case "HOARD_BASEBACKUP_HOUR", "HOARD_BASEBACKUP_MINUTE":
+			env["HOARD_BASEBACKUP_HOUR"] = "3"
+			env["HOARD_BASEBACKUP_MINUTE"] = "4"
+		case "HOARD_S3_ACCESS_KEY_ID", "HOARD_S3_SECRET_ACCESS_KEY":
+			env["HOARD_S3_ACCESS_KEY_ID"] = "id"
+			env["HOARD_S3_SECRET_ACCESS_KEY"] = "secret"
+		case "HOARD_AZURE_HOST", "HOARD_AZURE_PORT":
+			env["HOARD_AZURE_HOST"] = "h"
+			env["HOARD_AZURE_PORT"] = "10000"
 		case "HOARD_ENCRYPTION_PUBLIC_KEY", "HOARD_ENCRYPTION_PRIVATE_KEY":
 			env["HOARD_ENCRYPTION_KEY_ID"] = "k"
 			env["HOARD_ENCRYPTION_PUBLIC_KEY"] = "P"
@@ -227,5 +266,121 @@ func TestEnvVars(t *testing.T) {
 		if cmp.Equal(base, c, cmp.AllowUnexported(Config{})) {
 			t.Errorf("%s=%q changed nothing", ev.Name, val)
 		}
+	}
+}
+
+// TestLoad_EnvOnlyStorage builds a whole single-site configuration for each
+// storage type from the environment alone, as a sidecar container does.
+func TestLoad_EnvOnlyStorage(t *testing.T) {
+	dir := t.TempDir()
+	common := map[string]string{
+		"HOARD_SITE":               "pg",
+		"HOARD_BACKUP_LOCATION":    "/var/lib/hoard",
+		"HOARD_PG_URI":             "host=127.0.0.1 user=replicator",
+		"HOARD_ACTIVE_BACKUP_MODE": "walreceiver",
+		"HOARD_SLOT":               "hoard",
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want ObjectStorage
+	}{
+		{"OKLocal", map[string]string{"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": "/archive"},
+			ObjectStorage{StorageType: StorageLocal, Directory: "/archive"}},
+		{"OKS3", map[string]string{
+			"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_REGION": "eu-west-1", "HOARD_S3_BUCKET_NAME": "backups",
+			"HOARD_S3_HOST": "minio", "HOARD_S3_PORT": "9000", "HOARD_S3_ACCESS_KEY_ID": "AKID",
+			"HOARD_S3_SECRET_ACCESS_KEY_FILE": writeFile(t, dir, "s3secret", "s3 secret\n\n"),
+			"HOARD_S3_ADDRESSING_STYLE":       "path", "HOARD_STORAGE_PREFIX": "clusters",
+		}, ObjectStorage{StorageType: StorageS3, Region: "eu-west-1", BucketName: "backups", Host: "minio", Port: 9000,
+			AWSAccessKeyID: "AKID", AWSSecretAccessKey: "s3 secret\n", AddressingStyle: "path", Prefix: "clusters"}},
+		{"OKAzure", map[string]string{
+			"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_NAME": "acct", "HOARD_AZURE_BUCKET_NAME": "container",
+			"HOARD_AZURE_ACCOUNT_KEY_FILE": writeFile(t, dir, "azkey", "a2V5\n"),
+		}, ObjectStorage{StorageType: StorageAzure, AccountName: "acct", BucketName: "container", AccountKey: "a2V5", IsSecure: true}},
+		{"OKGoogle", map[string]string{
+			"HOARD_STORAGE_TYPE": "google", "HOARD_GCS_BUCKET_NAME": "b", "HOARD_GCS_PROJECT_ID": "p",
+			"HOARD_GCS_CREDENTIALS": `{"type":"service_account"}`,
+		}, ObjectStorage{StorageType: StorageGoogle, BucketName: "b", ProjectID: "p", Credentials: []byte(`{"type":"service_account"}`)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range common {
+				env[k] = v
+			}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			c, err := Load("", mapEnv(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := mustSite(t, c, "pg")
+			if diff := cmp.Diff(tc.want, s.ObjectStorage); diff != "" {
+				t.Errorf("object_storage (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]Node{{ConnStr: "host=127.0.0.1 user=replicator", Slot: "hoard"}}, s.Nodes); diff != "" {
+				t.Errorf("nodes (-want +got):\n%s", diff)
+			}
+			if s.ActiveBackupMode != ModeWALReceiver || s.Prefix != "pg" {
+				t.Errorf("mode %q prefix %q", s.ActiveBackupMode, s.Prefix)
+			}
+			if got, want := c.Source("backup_sites.pg.object_storage"), "env HOARD_STORAGE_TYPE"; got != want {
+				t.Errorf("Source(object_storage) = %q, want %q", got, want)
+			}
+		})
+	}
+	t.Run("OKScheduleAndRetention", func(t *testing.T) {
+		c, err := Load("", mapEnv(map[string]string{
+			"HOARD_BACKUP_LOCATION": "/b", "HOARD_BASEBACKUP_HOUR": "3", "HOARD_BASEBACKUP_MINUTE": "30",
+			"HOARD_BASEBACKUP_COUNT_MIN": "1", "HOARD_BASEBACKUP_AGE_DAYS_MAX": "14", "HOARD_WAL_PARTIAL_UPLOAD_INTERVAL": "60",
+			"HOARD_RESTORE_TEST_INTERVAL_HOURS": "168", "HOARD_BASEBACKUP_INTERVAL_HOURS": "null",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := mustSite(t, c, DefaultSite)
+		if h, m, ok := s.BasebackupAnchor(); !ok || h != 3 || m != 30 {
+			t.Errorf("anchor = %d:%d %v", h, m, ok)
+		}
+		if age, _ := s.BasebackupMaxAge(); age != 14*24*time.Hour || s.BasebackupCountMin != 1 {
+			t.Errorf("age %v count_min %d", age, s.BasebackupCountMin)
+		}
+		if _, ok := s.BasebackupInterval(); ok {
+			t.Error("interval null: want no schedule")
+		}
+		if iv, _ := s.RestoreTestInterval(); iv != 168*time.Hour || s.WALPartialUploadInterval != time.Minute {
+			t.Errorf("restore test %v partial %v", iv, s.WALPartialUploadInterval)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"ErrTypeMismatch", map[string]string{"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": "/a", "HOARD_S3_REGION": "r"},
+			"HOARD_S3_REGION: applies to s3 storage, but the storage type is local: set HOARD_STORAGE_TYPE=s3"},
+		{"ErrNoType", map[string]string{"HOARD_AZURE_ACCOUNT_NAME": "a"},
+			"HOARD_AZURE_ACCOUNT_NAME: applies to azure storage, but the storage type is not set"},
+		{"ErrUnknownType", map[string]string{"HOARD_STORAGE_TYPE": "swift"}, `HOARD_STORAGE_TYPE: unknown storage type "swift"`},
+		{"ErrURLAndType", map[string]string{"HOARD_STORAGE_TYPE": "s3", "HOARD_STORAGE_URL": "s3://b"}, "HOARD_STORAGE_TYPE: set either"},
+		{"ErrPort", map[string]string{"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_PORT": "ninety"}, `HOARD_S3_PORT: want integer, got "ninety"`},
+		{"ErrBool", map[string]string{"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_IS_SECURE": "yes please"}, `HOARD_S3_IS_SECURE: want true or false`},
+		{"ErrCredentials", map[string]string{"HOARD_STORAGE_TYPE": "google", "HOARD_GCS_CREDENTIALS": "{"}, "HOARD_GCS_CREDENTIALS: want a JSON object"},
+		{"ErrS3Required", map[string]string{"HOARD_STORAGE_TYPE": "s3"}, "backup_sites.default.object_storage.region: required for s3 storage"},
+		{"ErrHour", map[string]string{"HOARD_BASEBACKUP_HOUR": "three", "HOARD_BASEBACKUP_MINUTE": "0"}, `HOARD_BASEBACKUP_HOUR: want integer or null, got "three"`},
+		{"ErrPartial", map[string]string{"HOARD_WAL_PARTIAL_UPLOAD_INTERVAL": "-1"}, `HOARD_WAL_PARTIAL_UPLOAD_INTERVAL: want a number of seconds`},
+		{"ErrSecretFile", map[string]string{"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_KEY_FILE": "/nonexistent/k"}, "HOARD_AZURE_ACCOUNT_KEY_FILE: open /nonexistent/k"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"HOARD_BACKUP_LOCATION": "/b"}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			_, err := Load("", mapEnv(env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
 	}
 }

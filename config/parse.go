@@ -361,35 +361,10 @@ func (d *decoder) storage(path string, v any, o *ObjectStorage) {
 	}
 	// rohmu: Azure defaults to HTTPS, S3 to is_secure false.
 	o.IsSecure = o.StorageType == StorageAzure
-	all := map[string]fieldFunc{
-		"storage_type":          func(string, any) {},
-		"prefix":                d.str(&o.Prefix),
-		"url":                   d.str(&o.URL),
-		"directory":             d.str(&o.Directory),
-		"bucket_name":           d.str(&o.BucketName),
-		"region":                d.str(&o.Region),
-		"aws_access_key_id":     d.str(&o.AWSAccessKeyID),
-		"aws_secret_access_key": d.str(&o.AWSSecretAccessKey),
-		"aws_session_token":     d.str(&o.AWSSessionToken),
-		"host":                  d.str(&o.Host),
-		"port":                  d.integer(&o.Port),
-		"is_secure":             d.boolean(&o.IsSecure),
-		"is_verify_tls":         d.boolean(&o.IsVerifyTLS),
-		"cert_path":             d.str(&o.CertPath),
-		"addressing_style":      d.str(&o.AddressingStyle),
-		"segment_size":          d.integer64(&o.SegmentSize),
-		"encrypted":             d.boolean(&o.Encrypted),
-		"project_id":            d.str(&o.ProjectID),
-		"credential_file":       d.str(&o.CredentialFile),
-		"credentials":           d.rawObject(&o.Credentials),
-		"account_name":          d.str(&o.AccountName),
-		"account_key":           d.str(&o.AccountKey),
-		"sas_token":             d.str(&o.SASToken),
-		"azure_cloud":           d.str(&o.AzureCloud),
-	}
-	fields := map[string]fieldFunc{"storage_type": all["storage_type"], "prefix": all["prefix"]}
+	all := storageTargets(o)
+	fields := map[string]fieldFunc{"storage_type": func(string, any) {}, "prefix": d.field(all["prefix"])}
 	for _, k := range storageKeys[o.StorageType] {
-		fields[k] = all[k]
+		fields[k] = d.field(all[k])
 	}
 	d.object(path, m, fields)
 }

@@ -60,3 +60,34 @@ var storageKeys = map[string][]string{
 	StorageAzure:  {"account_name", "account_key", "sas_token", "bucket_name", "is_secure", "host", "port", "azure_cloud"},
 	StorageURL:    {"url"},
 }
+
+// storageTargets maps every object_storage key (but storage_type) to the
+// field of o it sets. The decoder and the HOARD_<TYPE>_* variables both
+// use it, so a key cannot be read from one and not the other.
+func storageTargets(o *ObjectStorage) map[string]any {
+	return map[string]any{
+		"prefix":                &o.Prefix,
+		"url":                   &o.URL,
+		"directory":             &o.Directory,
+		"bucket_name":           &o.BucketName,
+		"region":                &o.Region,
+		"aws_access_key_id":     &o.AWSAccessKeyID,
+		"aws_secret_access_key": &o.AWSSecretAccessKey,
+		"aws_session_token":     &o.AWSSessionToken,
+		"host":                  &o.Host,
+		"port":                  &o.Port,
+		"is_secure":             &o.IsSecure,
+		"is_verify_tls":         &o.IsVerifyTLS,
+		"cert_path":             &o.CertPath,
+		"addressing_style":      &o.AddressingStyle,
+		"segment_size":          &o.SegmentSize,
+		"encrypted":             &o.Encrypted,
+		"project_id":            &o.ProjectID,
+		"credential_file":       &o.CredentialFile,
+		"credentials":           &o.Credentials,
+		"account_name":          &o.AccountName,
+		"account_key":           &o.AccountKey,
+		"sas_token":             &o.SASToken,
+		"azure_cloud":           &o.AzureCloud,
+	}
+}
