@@ -231,3 +231,25 @@ func switchAndWaitArchived(t testing.TB, c *pgtest.Cluster) string {
 // archive, where a later restore following the latest timeline would find
 // it.
 var noArchiving = map[string]string{"archive_mode": "off"}
+
+// rewriteStore points the site's local store at dir (created for the
+// server's user).
+func (s *site) rewriteStore(dir string) {
+	s.t.Helper()
+	var cfg map[string]any
+	if err := json.Unmarshal(readFile(s.t, s.config), &cfg); err != nil {
+		s.t.Fatal(err)
+	}
+	site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+	site["object_storage"] = map[string]any{"storage_type": "local", "directory": dir}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		s.t.Fatal(err)
+	}
+	pgtest.Chown(s.t, dir)
+	s.writeFile(s.config, data)
+	s.storeDir = dir
+}
