@@ -1,0 +1,21 @@
+// Package verify answers "is this archive restorable, and to which points
+// in time?".
+//
+// Run checks every basebackup of a site: its control object decodes and its
+// manifest parses, every chunk exists with the recorded size (or, with
+// Full, decodes to its recorded size with its integrity checks), and the
+// WAL from the backup's start continues without a gap, along the timelines
+// recovery follows (the .history files), through the newest stored
+// segment. The Report gives per backup whether it is restorable and how
+// far recovery can reach.
+//
+// RestoreTest goes further: it restores a backup into a scratch directory,
+// starts PostgreSQL of the backup's major version on it, lets it replay the
+// archive, checks the result (connections, every database, amcheck, page
+// checksums), stops it and removes the directory. The daemon runs it on a
+// schedule.
+//
+// Sync is PGHoard's pghoard_archive_sync: on the database host it stores
+// the segments of the local pg_wal the archive lacks, compares hashes of
+// those it has, and checks that the archive is continuous.
+package verify

@@ -1,0 +1,467 @@
+package verify
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// DefaultParallel is how many objects Run checks at once.
+const DefaultParallel = 4
+
+// Options configure Run.
+type Options struct {
+	Archive *archive.Archive
+	// Full downloads and decodes every chunk and every WAL segment the
+	// backups need, instead of checking that the chunks exist with their
+	// recorded sizes.
+	Full     bool
+	Parallel int // objects checked at once; 0: DefaultParallel
+	Logger   zerolog.Logger
+}
+
+// Status of a backup in a Report.
+const (
+	// StatusOK: the backup and all WAL from its start through the newest
+	// stored segment are sound.
+	StatusOK = "ok"
+	// StatusLimited: the backup is restorable, but a WAL gap after its end
+	// (or damage elsewhere) keeps recovery from reaching the newest WAL.
+	StatusLimited = "limited"
+	// StatusBroken: the backup cannot be restored.
+	StatusBroken = "broken"
+)
+
+// Report is the result of Run.
+type Report struct {
+	Site    string         `json:"site"`
+	Full    bool           `json:"full"`
+	Checked time.Time      `json:"checked"`
+	Backups []BackupReport `json:"backups"`
+	// Segments and Newest describe the stored WAL: how many segments, and
+	// the newest by position.
+	Segments int    `json:"wal_segments"`
+	Newest   string `json:"newest_wal_segment"`
+	// Problems are findings that belong to no single backup: a missing
+	// timeline history, damaged WAL objects.
+	Problems []string `json:"problems"`
+	Elapsed  Duration `json:"elapsed_seconds"`
+}
+
+// BackupReport is what Run found for one backup.
+type BackupReport struct {
+	Name         string        `json:"name"`
+	Status       string        `json:"status"`
+	Restorable   bool          `json:"restorable"`
+	StartTime    time.Time     `json:"start_time"`
+	EndTime      *time.Time    `json:"end_time"`
+	StartLSN     pglogrepl.LSN `json:"-"`
+	EndLSN       pglogrepl.LSN `json:"-"`
+	StartSegment string        `json:"start_wal_segment"`
+	EndSegment   string        `json:"end_wal_segment"`
+	Chunks       int           `json:"chunks"`
+	// ReachSegment is the last segment of the unbroken run of WAL from the
+	// backup's start and ReachLSN where it ends: the furthest recovery
+	// point. ReachTimeAtLeast is the end time of the newest backup whose
+	// end lies within that run, a lower bound of the time recovery
+	// reaches (the time of the last record is not read); nil when none.
+	ReachSegment     string     `json:"reach_wal_segment"`
+	ReachLSN         string     `json:"reach_lsn"`
+	ReachTimeAtLeast *time.Time `json:"reach_time_at_least"`
+	Gaps             []Gap      `json:"wal_gaps"`
+	Problems         []string   `json:"problems"`
+
+	reach pglogrepl.LSN
+}
+
+// OK reports whether everything checked is sound: there is at least one
+// backup, every backup is StatusOK, and there are no other problems.
+func (r *Report) OK() bool {
+	if len(r.Backups) == 0 || len(r.Problems) > 0 {
+		return false
+	}
+	for _, b := range r.Backups {
+		if b.Status != StatusOK {
+			return false
+		}
+	}
+	return true
+}
+
+// Duration is a time.Duration written to JSON as seconds.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%.3f", time.Duration(d).Seconds())), nil
+}
+
+// Run checks every basebackup of o.Archive and the WAL each needs.
+//
+// For every backup listed, the control object is downloaded and decoded
+// (its integrity checks run) and its manifest parsed; each chunk it lists
+// must exist with the manifest's result_size. With Full, every chunk is
+// downloaded and decoded to its end as a tar of the manifest's input_size,
+// and every WAL segment from each backup's start through the newest stored
+// one is decoded, its hash metadata compared and its page header checked
+// against its name. The WAL must continue without a gap from each backup's
+// start along the timelines recovery follows (the history files), through
+// the newest stored segment.
+//
+// Findings are in the Report; the error is for what stopped the checks
+// (listing the archive failed, ctx ended).
+func Run(ctx context.Context, o Options) (*Report, error) {
+	began := time.Now()
+	a := o.Archive
+	if a == nil || a.Store == nil || a.Codec == nil {
+		return nil, errors.New("verify: no archive")
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = DefaultParallel
+	}
+	log := o.Logger.With().Str("component", "verify").Str("site", a.Site).Logger()
+	rep := &Report{Site: a.Site, Full: o.Full, Checked: began.UTC(), Backups: []BackupReport{}, Problems: []string{}}
+
+	backups, err := a.ListBackups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := listWAL(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	rep.Segments = len(idx.segments)
+	for name := range idx.segments {
+		if rep.Newest == "" || name[8:] > rep.Newest[8:] || name[8:] == rep.Newest[8:] && name > rep.Newest {
+			rep.Newest = name
+		}
+	}
+	if len(backups) == 0 {
+		rep.Problems = append(rep.Problems, "no basebackups: nothing is restorable")
+	}
+	for _, tli := range idx.missingHistories() {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("timeline %d has WAL segments but %s is not archived: recovery cannot follow it",
+			tli, archive.HistoryFileName(tli)))
+	}
+
+	reps := make([]BackupReport, len(backups))
+	paths := make([]restore.WALPath, len(backups))
+	chains := make([]*Chain, len(backups))
+	for i, b := range backups {
+		reps[i] = newBackupReport(b)
+		paths[i], chains[i] = backupChain(ctx, a, idx, b, &reps[i], nil)
+	}
+
+	// Objects: control objects always, chunks by Stat or by decoding,
+	// WAL segments by decoding with Full.
+	c := &checker{a: a, log: log}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallel)
+	for i, b := range backups {
+		r := &reps[i]
+		g.Go(func() error { return c.backup(gctx, g, b, r, o.Full) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if o.Full {
+		bad, err := c.segments(ctx, idx, chains, o.Parallel)
+		if err != nil {
+			return nil, err
+		}
+		if len(bad) > 0 {
+			names := make([]string, 0, len(bad))
+			for name, why := range bad {
+				names = append(names, name)
+				rep.Problems = append(rep.Problems, why)
+			}
+			sort.Strings(rep.Problems[len(rep.Problems)-len(bad):])
+			// A damaged segment ends recovery as a missing one does.
+			flags := map[string]bool{}
+			for _, n := range names {
+				flags[n] = true
+			}
+			for i, b := range backups {
+				if paths[i] == nil {
+					continue
+				}
+				reps[i].Gaps, reps[i].Problems = nil, slices.DeleteFunc(reps[i].Problems, isWALProblem)
+				backupChain(ctx, a, idx, b, &reps[i], flags)
+			}
+		}
+		if err := c.histories(ctx, idx, rep); err != nil {
+			return nil, err
+		}
+	}
+	for i := range reps {
+		finish(&reps[i], backups, chains[i] != nil)
+	}
+	rep.Backups = reps
+	rep.Elapsed = Duration(time.Since(began))
+	log.Info().Int("backups", len(reps)).Bool("ok", rep.OK()).Dur("elapsed", time.Since(began)).Msg("verify done")
+	return rep, nil
+}
+
+// walProblemPrefix starts the problems backupChain records, so that a
+// second pass can replace them.
+const walProblemPrefix = "WAL: "
+
+func isWALProblem(p string) bool {
+	return len(p) >= len(walProblemPrefix) && p[:len(walProblemPrefix)] == walProblemPrefix
+}
+
+func newBackupReport(b *archive.BackupInfo) BackupReport {
+	r := BackupReport{
+		Name: b.Name, StartTime: b.StartTime, StartLSN: b.StartLSN, EndLSN: b.EndLSN,
+		StartSegment: b.StartWALSegment, EndSegment: b.EndWALSegment, Restorable: true,
+		Gaps: []Gap{}, Problems: []string{},
+	}
+	if !b.EndTime.IsZero() {
+		t := b.EndTime
+		r.EndTime = &t
+	}
+	return r
+}
+
+// backupChain follows b's WAL and records the gaps in r. It returns the
+// recovery path and the chain, nil when the WAL could not be followed.
+func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *archive.BackupInfo, r *BackupReport, bad map[string]bool) (restore.WALPath, *Chain) {
+	fail := func(format string, args ...any) (restore.WALPath, *Chain) {
+		r.Restorable = false
+		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf(format, args...))
+		return nil, nil
+	}
+	path, err := restore.RecoveryPath(ctx, a, b, "latest")
+	if errors.Is(err, restore.ErrBadTarget) {
+		// The newest timeline forked before this backup ended: a restore
+		// must ask for recovery_target_timeline current.
+		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf("%v; restore it with --target-timeline current", err))
+		path, err = restore.RecoveryPath(ctx, a, b, "current")
+	}
+	if err != nil {
+		return fail("%v", err)
+	}
+	ch, err := followWAL(idx, b, path, bad)
+	if err != nil {
+		return fail("%v", err)
+	}
+	r.Gaps = ch.Gaps
+	r.ReachSegment = ch.LastContinuous
+	r.reach = ch.ReachLSN
+	if ch.ReachLSN != 0 {
+		r.ReachLSN = ch.ReachLSN.String()
+	}
+	if !ch.Restorable {
+		r.Restorable = false
+	}
+	for _, g := range ch.Gaps {
+		what := "missing after the backup's end: recovery stops before it"
+		if firstNo(g, b) <= lastNo(ch.End, b) {
+			what = "missing between the backup's start and end: the backup cannot become consistent"
+		}
+		r.Problems = append(r.Problems, walProblemPrefix+g.String()+" "+what)
+	}
+	return path, ch
+}
+
+func firstNo(g Gap, b *archive.BackupInfo) uint64 { return lastNo(g.First, b) }
+
+func lastNo(name string, b *archive.BackupInfo) uint64 {
+	s, _ := archive.ParseSegmentName(name, b.SegmentSize())
+	return s.No
+}
+
+// finish sets the backup's status and reach time.
+func finish(r *BackupReport, backups []*archive.BackupInfo, followed bool) {
+	if followed && r.reach != 0 {
+		var best time.Time
+		for _, b := range backups {
+			if b.EndLSN != 0 && b.EndLSN <= r.reach && b.EndLSN >= r.EndLSN && b.EndTime.After(best) {
+				best = b.EndTime
+			}
+		}
+		if !best.IsZero() {
+			r.ReachTimeAtLeast = &best
+		}
+	}
+	switch {
+	case !r.Restorable:
+		r.Status = StatusBroken
+	case len(r.Problems) > 0:
+		r.Status = StatusLimited
+	default:
+		r.Status = StatusOK
+	}
+}
+
+// checker runs the object checks; problems go into the reports under mu.
+type checker struct {
+	a   *archive.Archive
+	log zerolog.Logger
+	mu  sync.Mutex
+}
+
+func (c *checker) problem(r *BackupReport, broken bool, format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	if broken {
+		r.Restorable = false
+	}
+}
+
+// backup checks b's control object and schedules its chunk checks on g.
+func (c *checker) backup(ctx context.Context, g *errgroup.Group, b *archive.BackupInfo, r *BackupReport, full bool) error {
+	if b.Format != archive.FormatBBv2 {
+		c.problem(r, true, "format %q: hoard checks and restores %s backups only", b.Format, archive.FormatBBv2)
+		return nil
+	}
+	m, err := readControl(ctx, c.a, b.Key)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		c.problem(r, true, "control object %s: %v", b.Key, err)
+		return nil
+	}
+	c.mu.Lock()
+	r.Chunks = len(m.Chunks)
+	c.mu.Unlock()
+	for _, ch := range m.Chunks {
+		key := c.a.Layout.ChunkKey(ch.ChunkFilename)
+		g.Go(func() error {
+			var err error
+			if full {
+				err = c.decodeChunk(ctx, key, ch)
+			} else {
+				err = c.statChunk(ctx, key, ch)
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				c.log.Debug().Err(err).Str("key", key).Msg("chunk damaged")
+				c.problem(r, true, "chunk %s: %v", key, err)
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+// statChunk checks that a chunk exists with the size the manifest records.
+func (c *checker) statChunk(ctx context.Context, key string, ch archive.ManifestChunk) error {
+	st, err := c.a.Store.Stat(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errors.New("missing")
+	}
+	if err != nil {
+		return err
+	}
+	if ch.ResultSize > 0 && st.Size != ch.ResultSize {
+		return fmt.Errorf("stored size %d, manifest says %d", st.Size, ch.ResultSize)
+	}
+	return nil
+}
+
+// decodeChunk decodes a chunk to its end as a tar stream and checks its
+// decoded size against the manifest's input_size.
+func (c *checker) decodeChunk(ctx context.Context, key string, ch archive.ManifestChunk) error {
+	rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errors.New("missing")
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	cr := &countReader{r: rc}
+	tr := tar.NewReader(cr)
+	buf := make([]byte, 256<<10)
+	for {
+		_, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+	}
+	// The padding after the end-of-archive blocks, and the integrity
+	// checks at EOF.
+	if _, err := io.CopyBuffer(io.Discard, cr, buf); err != nil {
+		return err
+	}
+	if ch.InputSize > 0 && cr.n != ch.InputSize {
+		return fmt.Errorf("decodes to %d bytes, manifest says %d", cr.n, ch.InputSize)
+	}
+	return nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// readControl downloads and decodes a control object to its end and parses
+// its manifest, the tar's first member.
+func readControl(ctx context.Context, a *archive.Archive, key string) (*archive.Manifest, error) {
+	rc, _, err := a.Codec.Open(ctx, a.Store, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(bytes.NewReader(data))
+	h, err := tr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("read control tar: %w", err)
+	}
+	if h.Name != archive.ManifestName {
+		return nil, fmt.Errorf("first member is %q, not %s", h.Name, archive.ManifestName)
+	}
+	js, err := io.ReadAll(tr)
+	if err != nil {
+		return nil, fmt.Errorf("read control tar: %w", err)
+	}
+	m, err := archive.ParseManifest(js)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if _, err := tr.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("read control tar: %w", err)
+		}
+	}
+	return m, nil
+}

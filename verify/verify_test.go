@@ -1,0 +1,397 @@
+package verify
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// segSize is the segment size of the synthetic archives: the smallest
+// PostgreSQL allows, to keep the tests light.
+const segSize = 1 << 20
+
+// testArchive is a site in a mem store, with zstd compression.
+func testArchive(t testing.TB) *archive.Archive {
+	t.Helper()
+	st := storage.NewMem()
+	t.Cleanup(func() { st.Close() })
+	return &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+}
+
+// segmentBytes builds a complete segment called name whose long page
+// header fits its name, as PostgreSQL 15 writes it.
+func segmentBytes(t testing.TB, name string) []byte {
+	t.Helper()
+	s, err := archive.ParseSegmentName(name, segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, segSize)
+	le := binary.LittleEndian
+	le.PutUint16(b[0:], 0xD110) // XLOG_PAGE_MAGIC of 15
+	le.PutUint16(b[2:], 0x0002) // XLP_LONG_HEADER
+	le.PutUint32(b[4:], s.Timeline)
+	le.PutUint64(b[8:], uint64(s.StartLSN(segSize)))
+	le.PutUint64(b[24:], 7123456789012345678)
+	le.PutUint32(b[32:], segSize)
+	le.PutUint32(b[36:], 8192)
+	copy(b[100:], name) // distinct content per segment
+	return b
+}
+
+// putSegment stores a segment with its sha1 hash metadata, as wal-push does.
+func putSegment(t testing.TB, a *archive.Archive, name string, data []byte) {
+	t.Helper()
+	sum := sha1.Sum(data)
+	md := storage.Metadata{archive.MetaHash: hex.EncodeToString(sum[:]), archive.MetaHashAlgorithm: "sha1"}
+	if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.WALKey(name), bytes.NewReader(data), int64(len(data)), md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// putSegments stores complete segments no from..to of timeline tli.
+func putSegments(t testing.TB, a *archive.Archive, tli uint32, from, to uint64) {
+	t.Helper()
+	for no := from; no <= to; no++ {
+		name := archive.Segment{Timeline: tli, No: no}.Name(segSize)
+		putSegment(t, a, name, segmentBytes(t, name))
+	}
+}
+
+// putHistory stores a timeline history file.
+func putHistory(t testing.TB, a *archive.Archive, tli uint32, content string) {
+	t.Helper()
+	name := archive.HistoryFileName(tli)
+	if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.WALKey(name), strings.NewReader(content), int64(len(content)), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tarOf builds a tar with the given members.
+func tarOf(t testing.TB, members map[string][]byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, data := range members {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(data)
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+// putBackup stores a pghoard-bb-v2 backup with two chunks that starts in
+// segment startNo and ends endBytes into segment endNo, on timeline tli.
+func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startNo, endNo uint64, at time.Time) *archive.BackupInfo {
+	t.Helper()
+	ctx := context.Background()
+	m := &archive.Manifest{Tablespaces: map[string]archive.ManifestTablespace{}}
+	for i := 1; i <= 2; i++ {
+		tr := tarOf(t, map[string][]byte{fmt.Sprintf("pgdata/base/%d", i): bytes.Repeat([]byte{byte(i)}, 5000)})
+		fn := archive.ChunkFilename(name, i)
+		st, err := a.Codec.Put(ctx, a.Store, a.Layout.ChunkKey(fn), bytes.NewReader(tr), int64(len(tr)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: fn, InputSize: int64(len(tr)), ResultSize: st.StoredSize})
+	}
+	js, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: archive.ManifestName, Mode: 0o600, Size: int64(len(js)), Typeflag: tar.TypeReg})
+	tw.Write(js)
+	tw.Close()
+	start := archive.Segment{Timeline: tli, No: startNo}
+	b := &archive.BackupInfo{
+		Format:          archive.FormatBBv2,
+		StartWALSegment: start.Name(segSize),
+		EndWALSegment:   archive.Segment{Timeline: tli, No: endNo}.Name(segSize),
+		StartTime:       at,
+		EndTime:         at.Add(time.Minute),
+		StartLSN:        start.StartLSN(segSize) + 0x28,
+		EndLSN:          archive.Segment{No: endNo}.StartLSN(segSize) + 0x100,
+		StartTimeline:   tli,
+		EndTimeline:     tli,
+		WALSegmentSize:  segSize,
+		PGVersion:       150004,
+		ChunkCount:      2,
+	}
+	if _, err := a.Codec.Put(ctx, a.Store, a.Layout.BackupKey(name), bytes.NewReader(buf.Bytes()), int64(buf.Len()), b.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+	b.Name = name
+	b.Key = a.Layout.BackupKey(name)
+	return b
+}
+
+func seg(tli uint32, no uint64) string { return archive.Segment{Timeline: tli, No: no}.Name(segSize) }
+
+var t0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+
+func run(t *testing.T, a *archive.Archive, full bool) *Report {
+	t.Helper()
+	rep, err := Run(context.Background(), Options{Archive: a, Full: full, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func problems(rep *Report) string {
+	var all []string
+	all = append(all, rep.Problems...)
+	for _, b := range rep.Backups {
+		all = append(all, b.Problems...)
+	}
+	return strings.Join(all, "\n")
+}
+
+func TestRun_OK(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putBackup(t, a, "b2", 1, 5, 5, t0.Add(time.Hour))
+	putSegments(t, a, 1, 1, 7)
+	for _, full := range []bool{false, true} {
+		rep := run(t, a, full)
+		if !rep.OK() {
+			t.Fatalf("full=%v: not OK:\n%s", full, problems(rep))
+		}
+		if got, want := rep.Backups[0].ReachSegment, seg(1, 7); got != want {
+			t.Errorf("reach %s, want %s", got, want)
+		}
+		if got, want := rep.Backups[0].ReachLSN, pglogrepl.LSN(8*segSize).String(); got != want {
+			t.Errorf("reach LSN %s, want %s", got, want)
+		}
+		if rt := rep.Backups[0].ReachTimeAtLeast; rt == nil || !rt.Equal(t0.Add(time.Hour+time.Minute)) {
+			t.Errorf("reach time at least %v, want the end of b2", rt)
+		}
+	}
+}
+
+func TestRun_ErrNoBackups(t *testing.T) {
+	a := testArchive(t)
+	putSegments(t, a, 1, 1, 2)
+	if rep := run(t, a, false); rep.OK() || !strings.Contains(problems(rep), "no basebackups") {
+		t.Fatalf("empty archive: OK=%v problems %q", rep.OK(), problems(rep))
+	}
+}
+
+func TestRun_ErrGapAfterEnd(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 4)
+	putSegments(t, a, 1, 8, 9)
+	rep := run(t, a, false)
+	if rep.OK() {
+		t.Fatal("a WAL gap passed")
+	}
+	b := rep.Backups[0]
+	if b.Status != StatusLimited || !b.Restorable {
+		t.Errorf("status %s restorable %v, want limited and restorable", b.Status, b.Restorable)
+	}
+	want := Gap{First: seg(1, 5), Last: seg(1, 7), Count: 3}
+	if len(b.Gaps) != 1 || b.Gaps[0] != want {
+		t.Fatalf("gaps %+v, want %+v", b.Gaps, want)
+	}
+	if !strings.Contains(problems(rep), seg(1, 5)+".."+seg(1, 7)) {
+		t.Errorf("problems do not name the gap:\n%s", problems(rep))
+	}
+	if b.ReachSegment != seg(1, 4) {
+		t.Errorf("reach %s, want %s", b.ReachSegment, seg(1, 4))
+	}
+}
+
+func TestRun_ErrGapInBackup(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 4, t0)
+	putSegments(t, a, 1, 2, 2)
+	putSegments(t, a, 1, 4, 5)
+	rep := run(t, a, false)
+	b := rep.Backups[0]
+	if b.Status != StatusBroken || b.Restorable {
+		t.Fatalf("status %s restorable %v, want broken", b.Status, b.Restorable)
+	}
+	if !strings.Contains(problems(rep), seg(1, 3)+" missing between the backup's start and end") {
+		t.Errorf("problems:\n%s", problems(rep))
+	}
+}
+
+func TestRun_ErrMissingEnd(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 4, t0)
+	putSegments(t, a, 1, 2, 3)
+	rep := run(t, a, false)
+	if b := rep.Backups[0]; b.Restorable || len(b.Gaps) != 1 || b.Gaps[0].First != seg(1, 4) {
+		t.Fatalf("restorable %v gaps %+v, want not restorable with %s missing", b.Restorable, b.Gaps, seg(1, 4))
+	}
+}
+
+func TestRun_Timelines(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	// Timeline 2 forks in segment 5, timeline 3 in segment 7. The
+	// switch segments exist on both sides, as after a promotion.
+	putSegments(t, a, 1, 2, 5)
+	putHistory(t, a, 2, "1\t0/500100\tno recovery target specified\n")
+	putSegments(t, a, 2, 5, 7)
+	putHistory(t, a, 3, "1\t0/500100\tno recovery target specified\n2\t0/700200\tno recovery target specified\n")
+	putSegments(t, a, 3, 7, 9)
+	// A leftover of the old timeline past the fork is not on the path.
+	putSegments(t, a, 1, 6, 6)
+
+	rep := run(t, a, true)
+	if !rep.OK() {
+		t.Fatalf("not OK:\n%s", problems(rep))
+	}
+	if got := rep.Backups[0].ReachSegment; got != seg(3, 9) {
+		t.Errorf("reach %s, want %s", got, seg(3, 9))
+	}
+
+	t.Run("ErrGapOnTimeline", func(t *testing.T) {
+		if err := a.Store.Delete(context.Background(), a.Layout.WALKey(seg(2, 6))); err != nil {
+			t.Fatal(err)
+		}
+		rep := run(t, a, false)
+		b := rep.Backups[0]
+		if len(b.Gaps) != 1 || b.Gaps[0].First != seg(2, 6) || b.Gaps[0].Count != 1 {
+			t.Fatalf("gaps %+v, want %s", b.Gaps, seg(2, 6))
+		}
+		if b.ReachSegment != seg(2, 5) {
+			t.Errorf("reach %s, want %s", b.ReachSegment, seg(2, 5))
+		}
+		putSegments(t, a, 2, 6, 6)
+	})
+
+	t.Run("ErrMissingHistory", func(t *testing.T) {
+		if err := a.Store.Delete(context.Background(), a.Layout.WALKey(archive.HistoryFileName(3))); err != nil {
+			t.Fatal(err)
+		}
+		rep := run(t, a, false)
+		if rep.OK() || !strings.Contains(problems(rep), "timeline 3 has WAL segments but 00000003.history is not archived") {
+			t.Fatalf("OK=%v problems:\n%s", rep.OK(), problems(rep))
+		}
+		// Without 3.history recovery stays on timeline 2, whose WAL ends
+		// in segment 7.
+		if got := rep.Backups[0].ReachSegment; got != seg(2, 7) {
+			t.Errorf("reach %s, want %s", got, seg(2, 7))
+		}
+	})
+}
+
+// damage rewrites the object at key with one byte of its stored form
+// flipped, keeping its metadata.
+func damage(t *testing.T, a *archive.Archive, key string) {
+	t.Helper()
+	ctx := context.Background()
+	rc, md, err := a.Store.Open(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := a.Store.Put(ctx, key, bytes.NewReader(data), md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRun_ErrDamagedChunk(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 3)
+	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 2))
+	damage(t, a, key)
+	if rep := run(t, a, false); !rep.OK() {
+		t.Fatalf("a same-size damaged chunk fails the quick check:\n%s", problems(rep))
+	}
+	rep := run(t, a, true)
+	if rep.OK() || rep.Backups[0].Status != StatusBroken || !strings.Contains(problems(rep), key) {
+		t.Fatalf("full: OK=%v problems:\n%s", rep.OK(), problems(rep))
+	}
+}
+
+func TestRun_ErrMissingChunk(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 3)
+	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 1))
+	if err := a.Store.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, a, false)
+	if rep.OK() || !strings.Contains(problems(rep), "chunk "+key+": missing") {
+		t.Fatalf("OK=%v problems:\n%s", rep.OK(), problems(rep))
+	}
+}
+
+func TestRun_ErrDamagedSegment(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 5)
+	// A segment stored under the wrong name: its hash fits, its header
+	// does not.
+	putSegment(t, a, seg(1, 4), segmentBytes(t, seg(1, 9)))
+	if rep := run(t, a, false); !rep.OK() {
+		t.Fatalf("quick check read WAL contents:\n%s", problems(rep))
+	}
+	rep := run(t, a, true)
+	b := rep.Backups[0]
+	if rep.OK() || !strings.Contains(problems(rep), "page address") || b.ReachSegment != seg(1, 3) {
+		t.Fatalf("OK=%v reach %s problems:\n%s", rep.OK(), b.ReachSegment, problems(rep))
+	}
+	if len(b.Gaps) != 1 || b.Gaps[0].First != seg(1, 4) {
+		t.Errorf("gaps %+v: the damaged segment should end the chain", b.Gaps)
+	}
+
+	t.Run("ErrHash", func(t *testing.T) {
+		damage(t, a, a.Layout.WALKey(seg(1, 5)))
+		rep := run(t, a, true)
+		if !strings.Contains(problems(rep), seg(1, 5)) {
+			t.Fatalf("problems do not name %s:\n%s", seg(1, 5), problems(rep))
+		}
+	})
+}
+
+func TestCheckContinuity(t *testing.T) {
+	a := testArchive(t)
+	b := putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 3)
+	putSegments(t, a, 1, 6, 6)
+	bs, err := a.ListBackups(context.Background())
+	if err != nil || len(bs) != 1 {
+		t.Fatal(bs, err)
+	}
+	ch, err := CheckContinuity(context.Background(), a, bs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Continuous() || !ch.Restorable || ch.Newest != seg(1, 6) || ch.Start != b.StartWALSegment {
+		t.Fatalf("chain %+v", ch)
+	}
+	if got := ch.Gaps[0].String(); got != seg(1, 4)+".."+seg(1, 5)+" (2 segments)" {
+		t.Errorf("gap %q", got)
+	}
+}

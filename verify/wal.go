@@ -1,0 +1,238 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// walIndex is what the site's archive holds of WAL: segments under xlog/
+// (name to listed object) and the timelines with a history file.
+type walIndex struct {
+	segments  map[string]storage.Object
+	histories map[uint32]bool
+}
+
+// listWAL lists the segments and timeline histories of a.
+func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
+	idx := &walIndex{segments: map[string]storage.Object{}, histories: map[uint32]bool{}}
+	dir := a.Layout.Dir(archive.XLogDir)
+	err := a.Store.List(ctx, dir, func(o storage.Object) error {
+		if name := strings.TrimPrefix(o.Key, dir); archive.IsSegmentName(name) {
+			idx.segments[name] = o
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list WAL of site %s: %w", a.Site, err)
+	}
+	dir = a.Layout.Dir(archive.TimelineDir)
+	err = a.Store.List(ctx, dir, func(o storage.Object) error {
+		if name := strings.TrimPrefix(o.Key, dir); archive.IsHistoryFile(name) {
+			idx.histories[historyTimeline(name)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list timeline histories of site %s: %w", a.Site, err)
+	}
+	return idx, nil
+}
+
+// historyTimeline returns the timeline of a history file name.
+func historyTimeline(name string) uint32 {
+	n, _ := strconv.ParseUint(strings.TrimSuffix(name, ".history"), 16, 32)
+	return uint32(n)
+}
+
+// segmentTimeline returns the timeline of a segment name.
+func segmentTimeline(name string) uint32 {
+	n, _ := strconv.ParseUint(name[:8], 16, 32)
+	return uint32(n)
+}
+
+// missingHistories returns the timelines above 1 that have segments in
+// xlog/ but no history file: recovery following the latest timeline cannot
+// find its way onto them (PostgreSQL's findNewestTimeLine probes history
+// files, never segments).
+func (w *walIndex) missingHistories() []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	for name := range w.segments {
+		tli := segmentTimeline(name)
+		if tli > 1 && !w.histories[tli] && !seen[tli] {
+			seen[tli] = true
+			out = append(out, tli)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Gap is a run of consecutive WAL segments missing from the archive, named
+// on the timeline recovery would read each from.
+type Gap struct {
+	First string `json:"first"`
+	Last  string `json:"last"`
+	Count uint64 `json:"count"`
+}
+
+// String names the gap: one segment, or the first and last of a run.
+func (g Gap) String() string {
+	if g.Count == 1 {
+		return g.First
+	}
+	return fmt.Sprintf("%s..%s (%d segments)", g.First, g.Last, g.Count)
+}
+
+// Chain is the WAL a backup's recovery reads, as the archive holds it:
+// from the backup's start segment along the timelines recovery follows
+// (recovery_target_timeline latest) through the newest stored segment.
+type Chain struct {
+	Path     restore.WALPath // the timelines followed, oldest first
+	Start    string          // the backup's start segment
+	End      string          // the last segment recovery needs to become consistent
+	Newest   string          // the newest stored segment on the path ("" when none)
+	Segments []string        // stored segments on the path from Start, in order
+	// LastContinuous is the last segment of the unbroken run from Start
+	// ("" when Start itself is missing); ReachLSN is where it ends, the
+	// furthest point recovery can replay to.
+	LastContinuous string
+	ReachLSN       pglogrepl.LSN
+	Gaps           []Gap // every run of missing segments from Start to Newest (or End)
+	// Restorable is true when no gap lies between Start and End: recovery
+	// can reach a consistent state.
+	Restorable bool
+}
+
+// Continuous reports whether the chain has no gap at all.
+func (c *Chain) Continuous() bool { return len(c.Gaps) == 0 }
+
+// CheckContinuity follows b's WAL in a's archive, as Run does for every
+// backup. It returns an error only when the archive cannot be listed or
+// b's timeline history cannot be read; gaps are in the Chain.
+func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) (*Chain, error) {
+	idx, err := listWAL(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	path, err := restore.RecoveryPath(ctx, a, b, "latest")
+	if err != nil {
+		return nil, err
+	}
+	return followWAL(idx, b, path, nil)
+}
+
+// followWAL walks the stored segments of path from b's start segment.
+// Segments in bad (damaged objects) count as missing.
+func followWAL(idx *walIndex, b *archive.BackupInfo, path restore.WALPath, bad map[string]bool) (*Chain, error) {
+	segSize := b.SegmentSize()
+	start, err := startSegment(b)
+	if err != nil {
+		return nil, err
+	}
+	endNo, err := restore.LastSegment(b, start)
+	if err != nil {
+		return nil, err
+	}
+	// present maps a segment number to the stored segment recovery reads
+	// for it: the one on the newest timeline of the path that has it.
+	present := map[uint64]string{}
+	rank := map[uint64]int{}
+	for name := range idx.segments {
+		if bad[name] {
+			continue
+		}
+		s, err := archive.ParseSegmentName(name, segSize)
+		if err != nil || s.No < start.No {
+			continue
+		}
+		tlis := path.Timelines(s.No, segSize)
+		i := slices.Index(tlis, s.Timeline)
+		if i < 0 {
+			continue
+		}
+		if prev, ok := rank[s.No]; !ok || i < prev {
+			present[s.No], rank[s.No] = name, i
+		}
+	}
+	nos := make([]uint64, 0, len(present))
+	for no := range present {
+		nos = append(nos, no)
+	}
+	slices.Sort(nos)
+
+	c := &Chain{Path: path, Start: start.Name(segSize), End: nameOn(path, start, endNo, segSize)}
+	missing := func(from, to uint64) {
+		c.Gaps = append(c.Gaps, Gap{
+			First: nameOn(path, start, from, segSize),
+			Last:  nameOn(path, start, to, segSize),
+			Count: to - from + 1,
+		})
+	}
+	next := start.No
+	lastCont := uint64(0)
+	continuous := true
+	for _, no := range nos {
+		if no > next {
+			missing(next, no-1)
+			continuous = false
+		}
+		if continuous {
+			c.LastContinuous = present[no]
+			lastCont = no
+		}
+		c.Segments = append(c.Segments, present[no])
+		next = no + 1
+	}
+	if endNo >= next {
+		missing(next, endNo)
+	}
+	if len(nos) > 0 {
+		c.Newest = present[nos[len(nos)-1]]
+	}
+	if c.LastContinuous != "" {
+		c.ReachLSN = archive.Segment{No: lastCont + 1}.StartLSN(segSize)
+	}
+	c.Restorable = c.LastContinuous != "" && lastCont >= endNo
+	return c, nil
+}
+
+// nameOn names segment no on the timeline recovery reads it from: the
+// newest of path's timelines that has it.
+func nameOn(path restore.WALPath, start archive.Segment, no, segSize uint64) string {
+	tli := start.Timeline
+	if tlis := path.Timelines(no, segSize); len(tlis) > 0 {
+		tli = tlis[0]
+	}
+	return archive.Segment{Timeline: tli, No: no}.Name(segSize)
+}
+
+// errNoStart is returned for a backup that records neither its start
+// segment nor its start LSN.
+var errNoStart = errors.New("backup records no start WAL segment")
+
+// startSegment returns the segment holding b's start.
+func startSegment(b *archive.BackupInfo) (archive.Segment, error) {
+	segSize := b.SegmentSize()
+	if b.StartWALSegment != "" {
+		s, err := archive.ParseSegmentName(b.StartWALSegment, segSize)
+		if err != nil {
+			return s, fmt.Errorf("backup %s: start segment: %w", b.Name, err)
+		}
+		return s, nil
+	}
+	if b.StartLSN != 0 && b.StartTimeline != 0 {
+		return archive.SegmentOf(b.StartTimeline, b.StartLSN, segSize), nil
+	}
+	return archive.Segment{}, fmt.Errorf("backup %s: %w", b.Name, errNoStart)
+}
