@@ -1,0 +1,136 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Alert file names. The first five are PGHoard's (pghoard.py, transfer.py),
+// so monitoring written for PGHoard keeps working.
+const (
+	AlertAuthentication     = "authentication_error"      // PostgreSQL refused the password or authentication method
+	AlertConfiguration      = "configuration_error"       // any other connection failure (pg_hba.conf, host, database)
+	AlertUploadRetries      = "upload_retries_warning"    // an upload failed more than upload_retries_warning_limit times
+	AlertVersionMismatch    = "version_mismatch_error"    // PGHoard: client tool major version differs from the server's
+	AlertVersionUnsupported = "version_unsupported_error" // the server's version is not supported
+)
+
+// knownAlerts are looked for by Active even when this process has not
+// raised them, so a file left by an earlier run shows until it is cleared.
+var knownAlerts = []string{
+	AlertAuthentication, AlertConfiguration, AlertUploadRetries,
+	AlertVersionMismatch, AlertVersionUnsupported,
+}
+
+// alertContent is what PGHoard writes into every alert file.
+const alertContent = "alert"
+
+// Alerts manages PGHoard-style alert files: while a condition holds, the file
+// <dir>/<name> exists and contains "alert", for tools that watch the
+// directory (Nagios checks, node_exporter's textfile scripts). Unlike PGHoard,
+// which never deletes them, hoard clears a file when its condition ends. It
+// is safe for concurrent use.
+type Alerts struct {
+	dir string
+
+	mu    sync.Mutex
+	names map[string]bool // every name raised or cleared through a
+}
+
+// NewAlerts returns an Alerts writing into dir (PGHoard's alert_file_dir).
+// Nothing is touched on disk until Raise or Clear.
+func NewAlerts(dir string) *Alerts {
+	return &Alerts{dir: dir, names: make(map[string]bool)}
+}
+
+// Raise creates the alert file name, and the directory if it is missing. It
+// is idempotent: an existing alert file is left as it is. The file appears
+// whole (written to a temporary name, then renamed), so a watcher never reads
+// it half-written.
+func (a *Alerts) Raise(name string) error {
+	if err := checkAlertName(name); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.names[name] = true
+	path := filepath.Join(a.dir, name)
+	if b, err := os.ReadFile(path); err == nil && string(b) == alertContent {
+		return nil
+	}
+	if err := os.MkdirAll(a.dir, 0o700); err != nil {
+		return fmt.Errorf("raise alert %s: %w", name, err)
+	}
+	f, err := os.CreateTemp(a.dir, "."+name+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("raise alert %s: %w", name, err)
+	}
+	_, err = f.WriteString(alertContent)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("raise alert %s: %w", name, err)
+	}
+	return nil
+}
+
+// Clear removes the alert file name. Clearing an alert that is not raised
+// is not an error.
+func (a *Alerts) Clear(name string) error {
+	if err := checkAlertName(name); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.names[name] = true
+	err := os.Remove(filepath.Join(a.dir, name))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clear alert %s: %w", name, err)
+	}
+	return nil
+}
+
+// Active returns the names of the alert files that exist now, sorted: those
+// raised through a, and PGHoard's alert names even when an earlier run left
+// them behind.
+func (a *Alerts) Active() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen := make(map[string]bool, len(a.names)+len(knownAlerts))
+	for name := range a.names {
+		seen[name] = true
+	}
+	for _, name := range knownAlerts {
+		seen[name] = true
+	}
+	active := []string{}
+	for name := range seen {
+		if _, err := os.Stat(filepath.Join(a.dir, name)); err == nil {
+			active = append(active, name)
+		}
+	}
+	sort.Strings(active)
+	return active
+}
+
+// checkAlertName refuses names that are not a plain file name.
+func checkAlertName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("alert name %q: not a plain file name", name)
+	}
+	return nil
+}
