@@ -16,6 +16,9 @@ type decoder struct {
 	c        *Config
 	ps       problems
 	warnings []string
+	// walk is set when the field tables are walked instead of decoding
+	// (see walk.go): each field reports its path, type and current value.
+	walk *walker
 }
 
 type fieldFunc func(path string, v any)
@@ -61,6 +64,12 @@ func (d *decoder) set(path string) { d.c.setSource(path, "file") }
 // object calls fields[key] for each key of v in sorted order; keys with no
 // field become warnings.
 func (d *decoder) object(path string, v any, fields map[string]fieldFunc) {
+	if d.walked(path, v, "object", nil) {
+		for _, k := range sortedFieldKeys(fields) {
+			fields[k](join(path, k), walkValue{})
+		}
+		return
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		d.wrongType(path, "object", v)
@@ -89,6 +98,9 @@ func sortedKeys(m map[string]any) []string {
 // unset for its optional strings.
 func (d *decoder) str(dst *string) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "string", *dst) {
+			return
+		}
 		switch x := v.(type) {
 		case nil:
 		case string:
@@ -102,6 +114,9 @@ func (d *decoder) str(dst *string) fieldFunc {
 
 func (d *decoder) boolean(dst *bool) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "boolean", *dst) {
+			return
+		}
 		x, ok := v.(bool)
 		if !ok {
 			d.wrongType(path, "boolean", v)
@@ -138,6 +153,9 @@ func toFloat(v any) (float64, bool) {
 
 func (d *decoder) integer(dst *int) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "integer", *dst) {
+			return
+		}
 		i, ok := toInt(v)
 		if !ok || i > math.MaxInt32 || i < math.MinInt32 {
 			d.wrongType(path, "integer", v)
@@ -150,6 +168,9 @@ func (d *decoder) integer(dst *int) fieldFunc {
 
 func (d *decoder) integer64(dst *int64) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "integer", *dst) {
+			return
+		}
 		i, ok := toInt(v)
 		if !ok {
 			d.wrongType(path, "integer", v)
@@ -163,6 +184,9 @@ func (d *decoder) integer64(dst *int64) fieldFunc {
 // optInteger accepts an integer or null (nil = unset / unlimited).
 func (d *decoder) optInteger(dst **int) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "integer or null", *dst) {
+			return
+		}
 		if v == nil {
 			*dst = nil
 			d.set(path)
@@ -181,6 +205,9 @@ func (d *decoder) optInteger(dst **int) fieldFunc {
 
 func (d *decoder) optInteger64(dst **int64) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "integer or null", *dst) {
+			return
+		}
 		if v == nil {
 			*dst = nil
 			d.set(path)
@@ -198,6 +225,9 @@ func (d *decoder) optInteger64(dst **int64) fieldFunc {
 
 func (d *decoder) number(dst *float64) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "number", *dst) {
+			return
+		}
 		f, ok := toFloat(v)
 		if !ok {
 			d.wrongType(path, "number", v)
@@ -211,6 +241,9 @@ func (d *decoder) number(dst *float64) fieldFunc {
 // optNumber accepts a number or null (nil = off).
 func (d *decoder) optNumber(dst **float64) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "number or null", *dst) {
+			return
+		}
 		if v == nil {
 			*dst = nil
 			d.set(path)
@@ -229,6 +262,9 @@ func (d *decoder) optNumber(dst **float64) fieldFunc {
 // seconds accepts a number of seconds.
 func (d *decoder) seconds(dst *time.Duration) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "seconds", *dst) {
+			return
+		}
 		f, ok := toFloat(v)
 		if !ok || math.Abs(f) > float64(math.MaxInt64/int64(time.Second)) {
 			d.wrongType(path, "number of seconds", v)
@@ -242,6 +278,9 @@ func (d *decoder) seconds(dst *time.Duration) fieldFunc {
 // tags accepts an object of scalar values, kept as strings.
 func (d *decoder) tags(dst *map[string]string) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "object of strings", *dst) {
+			return
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			d.wrongType(path, "object", v)

@@ -143,42 +143,73 @@ func (d *decoder) globalFields() map[string]fieldFunc {
 				return
 			}
 			s := &Statsd{Host: "127.0.0.1", Port: 8125, Format: "telegraf"}
+			if d.walkValues(v) {
+				if c.Statsd == nil {
+					d.walk.add(p, "object or null", nil)
+					return
+				}
+				s = c.Statsd
+			}
 			d.object(p, v, map[string]fieldFunc{
 				"host":   d.str(&s.Host),
 				"port":   d.integer(&s.Port),
 				"format": d.str(&s.Format),
 				"tags":   d.tags(&s.Tags),
 			})
-			c.Statsd = s
-			d.set(p)
+			if !d.walking(v) {
+				c.Statsd = s
+				d.set(p)
+			}
 		},
 		"pushgateway": func(p string, v any) {
 			if v == nil {
 				return
 			}
 			g := &Pushgateway{Job: "pghoard"}
+			if d.walkValues(v) {
+				if c.Pushgateway == nil {
+					d.walk.add(p, "object or null", nil)
+					return
+				}
+				g = c.Pushgateway
+			}
 			d.object(p, v, map[string]fieldFunc{
 				"endpoint": d.str(&g.Endpoint),
 				"job":      d.str(&g.Job),
 				"instance": d.str(&g.Instance),
 				"tags":     d.tags(&g.Tags),
 			})
-			c.Pushgateway = g
-			d.set(p)
+			if !d.walking(v) {
+				c.Pushgateway = g
+				d.set(p)
+			}
 		},
 		"prometheus": func(p string, v any) {
 			if v == nil {
 				return
 			}
 			m := &Prometheus{}
+			if d.walkValues(v) {
+				if c.Prometheus == nil {
+					d.walk.add(p, "object or null", nil)
+					return
+				}
+				m = c.Prometheus
+			}
 			d.object(p, v, map[string]fieldFunc{"tags": d.tags(&m.Tags)})
-			c.Prometheus = m
-			d.set(p)
+			if !d.walking(v) {
+				c.Prometheus = m
+				d.set(p)
+			}
 		},
 	}
 }
 
 func (d *decoder) sites(path string, v any) {
+	if d.walking(v) {
+		d.walkSites(path)
+		return
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		d.wrongType(path, "object", v)
@@ -236,6 +267,10 @@ func (d *decoder) siteFields(s *Site) map[string]fieldFunc {
 }
 
 func (d *decoder) keys(path string, v any, s *Site) {
+	if d.walking(v) {
+		d.walkKeys(path, s)
+		return
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		d.wrongType(path, "object", v)
@@ -253,6 +288,9 @@ func (d *decoder) keys(path string, v any, s *Site) {
 
 // movedFrom accepts a site name or a list of them.
 func (d *decoder) movedFrom(path string, v any, s *Site) {
+	if d.walked(path, v, "string or array of strings", s.MovedFrom) {
+		return
+	}
 	switch x := v.(type) {
 	case nil:
 		s.MovedFrom = nil
@@ -276,6 +314,10 @@ func (d *decoder) movedFrom(path string, v any, s *Site) {
 }
 
 func (d *decoder) nodes(path string, v any, s *Site) {
+	if d.walking(v) {
+		d.walkNodes(path, s)
+		return
+	}
 	list, ok := v.([]any)
 	if !ok {
 		d.wrongType(path, "array", v)
@@ -326,6 +368,10 @@ func (d *decoder) nodeObject(path string, m map[string]any) Node {
 }
 
 func (d *decoder) storage(path string, v any, o *ObjectStorage) {
+	if d.walking(v) {
+		d.walkStorage(path, o)
+		return
+	}
 	if v == nil {
 		return
 	}
@@ -373,6 +419,9 @@ func (d *decoder) storage(path string, v any, o *ObjectStorage) {
 // credentials are handed to the client library as they are).
 func (d *decoder) rawObject(dst *json.RawMessage) fieldFunc {
 	return func(path string, v any) {
+		if d.walked(path, v, "JSON object", *dst) {
+			return
+		}
 		if _, ok := v.(map[string]any); !ok {
 			d.wrongType(path, "object", v)
 			return
