@@ -1,0 +1,303 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Errors RequestBackup returns (wrapped) to get the matching HTTP status.
+var (
+	// ErrUnknownSite means no site of that name is configured (404).
+	ErrUnknownSite = errors.New("unknown site")
+	// ErrBackupPending means a basebackup of the site is already requested
+	// or running (409).
+	ErrBackupPending = errors.New("basebackup already requested or running")
+)
+
+// HTTP server limits. A monitoring endpoint answers in milliseconds; these
+// only keep slow or idle clients from holding connections for long.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 30 * time.Second
+	httpWriteTimeout      = 60 * time.Second
+	httpIdleTimeout       = 120 * time.Second
+	httpMaxHeaderBytes    = 64 << 10
+	httpShutdownTimeout   = 5 * time.Second
+)
+
+// authRealm is the Basic auth realm ("pghoard" in PGHoard).
+const authRealm = "hoard"
+
+// HTTPOptions configures ServeHTTP. Nil functions turn their endpoint off
+// (501), except Healthy: without it /healthz always answers "ok".
+type HTTPOptions struct {
+	Address string // http_address: "" listens on all IPv4 addresses (as PGHoard), "::" on all IPv4 and IPv6
+	Port    int    // http_port; 0 picks a free port (tests)
+
+	// Username turns on HTTP Basic auth for every endpoint but /healthz.
+	Username, Password string
+
+	// TLSCertFile and TLSKeyFile (PEM) turn on HTTPS when both are set.
+	TLSCertFile, TLSKeyFile string
+
+	Status        func() any              // GET /status: the value is sent as indented JSON
+	Metrics       *Metrics                // GET /metrics
+	RequestBackup func(site string) error // PUT|POST /<site>/archive/basebackup, POST /<site>/basebackup
+	Healthy       func() error            // GET /healthz: nil is healthy
+
+	Logger zerolog.Logger
+
+	// Listening, when set, is called with the bound address before serving
+	// starts, so a caller that asked for port 0 learns the port.
+	Listening func(addr net.Addr)
+}
+
+// ServeHTTP serves the daemon's HTTP API until ctx is done, then shuts down
+// gracefully, giving requests in flight 5 s. An error binding the address or
+// loading the TLS key pair is returned at once.
+func ServeHTTP(ctx context.Context, o HTTPOptions) error {
+	log := o.Logger.With().Str("component", "http").Logger()
+	srv := &http.Server{
+		Handler:           newHTTPHandler(o, log),
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ErrorLog:          stdlog.New(httpErrorLog{log}, "", 0),
+	}
+	useTLS := o.TLSCertFile != "" || o.TLSKeyFile != ""
+	if useTLS {
+		if o.TLSCertFile == "" || o.TLSKeyFile == "" {
+			return errors.New("https needs both a certificate and a key file")
+		}
+		cert, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("load tls key pair %s, %s: %w", o.TLSCertFile, o.TLSKeyFile, err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	ln, err := listenHTTP(ctx, o.Address, o.Port)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("addr", ln.Addr().String()).Bool("tls", useTLS).Bool("auth", o.Username != "").
+		Msg("http server listening")
+	if o.Listening != nil {
+		o.Listening(ln.Addr())
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		if useTLS {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if err != nil {
+		// Requests still running after the deadline are cut off.
+		_ = srv.Close()
+		err = fmt.Errorf("shut down http server: %w", err)
+	}
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("serve http on %s: %w", ln.Addr(), serr)
+	}
+	log.Info().Msg("http server stopped")
+	return err
+}
+
+// listenHTTP binds address:port with PGHoard's meaning of the address, and
+// turns the usual bind failures into messages naming the config keys.
+func listenHTTP(ctx context.Context, address string, port int) (net.Listener, error) {
+	network, host, shown := "tcp", address, address
+	if address == "" {
+		// PGHoard binds "" with an AF_INET socket: every IPv4 address.
+		network, host, shown = "tcp4", "0.0.0.0", "0.0.0.0"
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, network, net.JoinHostPort(host, strconv.Itoa(port)))
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("http_port %d on %s is in use: stop the other process or change http_port", port, shown)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("http_address %s is not an address of this host: %w", shown, err)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("http_port %d on %s needs privileges: use a port above 1023", port, shown)
+	default:
+		return nil, fmt.Errorf("listen on http_address %q http_port %d: %w", address, port, err)
+	}
+}
+
+// newHTTPHandler returns the routes behind auth and request logging.
+func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if o.Healthy != nil {
+			if err := o.Healthy(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		writeText(w, http.StatusOK, "ok\n")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		if o.Status == nil {
+			http.Error(w, "status is not available", http.StatusNotImplemented)
+			return
+		}
+		b, err := json.MarshalIndent(o.Status(), "", "  ")
+		if err != nil {
+			log.Error().Err(err).Msg("encode status")
+			http.Error(w, "encode status: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(append(b, '\n'))
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if o.Metrics == nil {
+			http.Error(w, "metrics are not enabled", http.StatusNotImplemented)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		bw := bufio.NewWriterSize(w, 32<<10)
+		if err := o.Metrics.WritePrometheus(bw); err == nil {
+			_ = bw.Flush()
+		}
+	})
+	backup := func(w http.ResponseWriter, r *http.Request) {
+		site := r.PathValue("site")
+		if o.RequestBackup == nil {
+			http.Error(w, "basebackup requests are not available", http.StatusNotImplemented)
+			return
+		}
+		err := o.RequestBackup(site)
+		switch {
+		case err == nil:
+			log.Info().Str("site", site).Msg("basebackup requested over http")
+			writeText(w, http.StatusCreated, "basebackup requested\n")
+		case errors.Is(err, ErrUnknownSite):
+			http.Error(w, err.Error(), http.StatusNotFound)
+		case errors.Is(err, ErrBackupPending):
+			http.Error(w, err.Error(), http.StatusConflict)
+		default:
+			log.Error().Err(err).Str("site", site).Msg("basebackup request")
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	}
+	mux.HandleFunc("PUT /{site}/archive/basebackup", backup)
+	mux.HandleFunc("POST /{site}/archive/basebackup", backup)
+	mux.HandleFunc("POST /{site}/basebackup", backup)
+
+	var h http.Handler = mux
+	if o.Username != "" {
+		h = basicAuth(h, o.Username, o.Password)
+	}
+	return logRequests(h, log)
+}
+
+// writeText writes a plain-text response.
+func writeText(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body))
+}
+
+// basicAuth requires the credentials on every path but /healthz, so liveness
+// probes need no secret. Both sides are hashed before the constant-time
+// compare so neither the length nor the content leaks through timing.
+func basicAuth(next http.Handler, username, password string) http.Handler {
+	wantUser := sha256.Sum256([]byte(username))
+	wantPass := sha256.Sum256([]byte(password))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		user, pass, ok := r.BasicAuth()
+		gotUser := sha256.Sum256([]byte(user))
+		gotPass := sha256.Sum256([]byte(pass))
+		userOK := subtle.ConstantTimeCompare(gotUser[:], wantUser[:])
+		passOK := subtle.ConstantTimeCompare(gotPass[:], wantPass[:])
+		if !ok || userOK&passOK != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+authRealm+`", charset="UTF-8"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status code a handler wrote, for the log.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// logRequests logs every request at Debug level.
+func logRequests(next http.Handler, log zerolog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.code == 0 {
+			rec.code = http.StatusOK
+		}
+		log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", rec.code).
+			Str("remote", r.RemoteAddr).Dur("duration", time.Since(start)).Msg("http request")
+	})
+}
+
+// httpErrorLog sends net/http's own error messages (TLS handshake failures,
+// broken connections) to zerolog at Debug level: they are about clients.
+type httpErrorLog struct{ log zerolog.Logger }
+
+func (h httpErrorLog) Write(p []byte) (int, error) {
+	h.log.Debug().Str("error", strings.TrimSpace(string(p))).Msg("http server error")
+	return len(p), nil
+}
