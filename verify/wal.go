@@ -98,11 +98,12 @@ func (g Gap) String() string {
 // from the backup's start segment along the timelines recovery follows
 // (recovery_target_timeline latest) through the newest stored segment.
 type Chain struct {
-	Path     restore.WALPath // the timelines followed, oldest first
-	Start    string          // the backup's start segment
-	End      string          // the last segment recovery needs to become consistent
-	Newest   string          // the newest stored segment on the path ("" when none)
-	Segments []string        // stored segments on the path from Start, in order
+	Path        restore.WALPath // the timelines followed, oldest first
+	SegmentSize uint64          // the backup's WAL segment size
+	Start       string          // the backup's start segment
+	End         string          // the last segment recovery needs to become consistent
+	Newest      string          // the newest stored segment on the path ("" when none)
+	Segments    []string        // stored segments on the path from Start, in order
 	// LastContinuous is the last segment of the unbroken run from Start
 	// ("" when Start itself is missing); ReachLSN is where it ends, the
 	// furthest point recovery can replay to.
@@ -171,7 +172,7 @@ func followWAL(idx *walIndex, b *archive.BackupInfo, path restore.WALPath, bad m
 	}
 	slices.Sort(nos)
 
-	c := &Chain{Path: path, Start: start.Name(segSize), End: nameOn(path, start, endNo, segSize)}
+	c := &Chain{Path: path, SegmentSize: segSize, Start: start.Name(segSize), End: nameOn(path, start, endNo, segSize)}
 	missing := func(from, to uint64) {
 		c.Gaps = append(c.Gaps, Gap{
 			First: nameOn(path, start, from, segSize),

@@ -1,0 +1,235 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// DefaultMaxHashChecks is how many archived segments Sync compares with
+// the local copies by default (PGHoard's --max-hash-checks).
+const DefaultMaxHashChecks = 100
+
+// SyncOptions configure Sync.
+type SyncOptions struct {
+	Archive *archive.Archive
+	PGData  string // the cluster's data directory; WAL is read from its pg_wal
+	// MaxHashChecks bounds how many archived segments, newest first, have
+	// their hash metadata compared with the local file; 0:
+	// DefaultMaxHashChecks, negative: none.
+	MaxHashChecks int
+	HashAlgorithm string // for pushes; "" is sha1
+	// NoVerify skips the continuity check of the archive after the sync.
+	NoVerify bool
+	Logger   zerolog.Logger
+}
+
+// SyncResult is what Sync did and found.
+type SyncResult struct {
+	// Pushed are the segments and history files stored because the
+	// archive lacked them.
+	Pushed []string `json:"pushed"`
+	// HashChecked counts the archived segments compared with the local
+	// copies; Mismatches names those whose stored hash differs (left
+	// alone: hoard never overwrites archived WAL).
+	HashChecked int      `json:"hash_checked"`
+	Mismatches  []string `json:"hash_mismatches"`
+	// Newest is the newest complete local segment, Oldest the oldest one
+	// looked at (the newest backup's start segment, or the oldest local).
+	Newest string `json:"newest_local_segment"`
+	Oldest string `json:"oldest_local_segment"`
+	// Chain is the archive's WAL from the newest backup's start, after
+	// the sync; nil with NoVerify or without backups.
+	Chain *Chain `json:"-"`
+	Gaps  []Gap  `json:"wal_gaps"`
+}
+
+// Continuous reports whether the continuity check ran and found no gap.
+func (r *SyncResult) Continuous() bool { return r.Chain != nil && r.Chain.Continuous() }
+
+// Sync is PGHoard's pghoard_archive_sync, run on the database host. It
+// reads the local pg_wal and, from the newest complete segment back to the
+// newest backup's start segment, stores each segment the archive lacks
+// (archive.PushWAL) and compares the stored hash of up to MaxHashChecks
+// others with the local file. It stores the local history files the
+// archive lacks. Unless NoVerify, it then follows the archive's WAL from
+// the newest backup's start (CheckContinuity); the gaps are in the result.
+//
+// The segment being written is the newest local file whose page header
+// fits its name: it is left out. Files PostgreSQL recycled (renamed ahead
+// for reuse, still holding old WAL) have headers that do not fit their
+// names and are skipped.
+func Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
+	a := o.Archive
+	if a == nil || o.PGData == "" {
+		return nil, errors.New("archive sync: no archive or no data directory (pg_data_directory)")
+	}
+	maxChecks := o.MaxHashChecks
+	if maxChecks == 0 {
+		maxChecks = DefaultMaxHashChecks
+	}
+	log := o.Logger.With().Str("component", "archive-sync").Str("site", a.Site).Logger()
+	walDir := filepath.Join(o.PGData, "pg_wal")
+	entries, err := os.ReadDir(walDir)
+	if err != nil {
+		return nil, fmt.Errorf("read local WAL: %w", err)
+	}
+	type local struct {
+		name string
+		seg  archive.Segment
+	}
+	var segs []local
+	var histories []string
+	var segSize uint64
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case archive.IsHistoryFile(name):
+			histories = append(histories, name)
+		case archive.IsSegmentName(name):
+			h, err := archive.CheckSegmentFile(filepath.Join(walDir, name), "")
+			if err != nil {
+				continue // recycled, or not yet written
+			}
+			segSize = uint64(h.SegmentSize)
+			s, err := archive.ParseSegmentName(name, segSize)
+			if err != nil {
+				continue
+			}
+			segs = append(segs, local{name, s})
+		}
+	}
+	// By position, then timeline.
+	slices.SortFunc(segs, func(x, y local) int {
+		if x.seg.No != y.seg.No {
+			return cmpUint(x.seg.No, y.seg.No)
+		}
+		return cmpUint(uint64(x.seg.Timeline), uint64(y.seg.Timeline))
+	})
+	if len(segs) > 0 {
+		segs = segs[:len(segs)-1] // the one being written
+	}
+
+	backups, err := a.ListBackups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var newestBackup *archive.BackupInfo
+	var from uint64
+	if len(backups) > 0 {
+		newestBackup = backups[len(backups)-1]
+		if s, err := startSegment(newestBackup); err == nil {
+			from = s.No
+		}
+	}
+
+	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}, Gaps: []Gap{}}
+	checks := 0
+	for i := len(segs) - 1; i >= 0; i-- {
+		l := segs[i]
+		if l.seg.No < from {
+			break
+		}
+		if res.Newest == "" {
+			res.Newest = l.name
+		}
+		res.Oldest = l.name
+		key := a.Layout.WALKey(l.name)
+		st, err := a.Store.Stat(ctx, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			pr, err := a.PushWAL(ctx, filepath.Join(walDir, l.name), archive.PushOptions{HashAlgorithm: o.HashAlgorithm})
+			if err != nil {
+				return res, err
+			}
+			log.Info().Str("segment", l.name).Bool("uploaded", pr.Uploaded).Msg("stored missing segment")
+			res.Pushed = append(res.Pushed, l.name)
+		case err != nil:
+			return res, fmt.Errorf("stat %s: %w", key, err)
+		case maxChecks > 0 && checks < maxChecks:
+			checks++
+			same, err := sameHash(filepath.Join(walDir, l.name), st.Metadata)
+			if err != nil {
+				return res, err
+			}
+			if !same {
+				log.Error().Str("segment", l.name).Msg("archived segment differs from the local one")
+				res.Mismatches = append(res.Mismatches, l.name)
+			}
+		}
+	}
+	res.HashChecked = checks
+
+	slices.Sort(histories)
+	for _, name := range histories {
+		key := a.Layout.WALKey(name)
+		_, err := a.Store.Stat(ctx, key)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return res, fmt.Errorf("stat %s: %w", key, err)
+		}
+		if _, err := a.PushWAL(ctx, filepath.Join(walDir, name), archive.PushOptions{HashAlgorithm: o.HashAlgorithm}); err != nil {
+			return res, err
+		}
+		log.Info().Str("file", name).Msg("stored missing timeline history")
+		res.Pushed = append(res.Pushed, name)
+	}
+
+	if o.NoVerify || newestBackup == nil {
+		return res, nil
+	}
+	ch, err := CheckContinuity(ctx, a, newestBackup)
+	if err != nil {
+		return res, err
+	}
+	res.Chain, res.Gaps = ch, ch.Gaps
+	return res, nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// sameHash compares the local file's digest with the stored hash
+// metadata. An object without a hash counts as the same: there is nothing
+// to compare.
+func sameHash(path string, md map[string]string) (bool, error) {
+	want := md[archive.MetaHash]
+	if want == "" {
+		return true, nil
+	}
+	alg := md[archive.MetaHashAlgorithm]
+	if alg == "" {
+		alg = archive.DefaultHashAlgorithm
+	}
+	h, err := newHash(alg)
+	if err != nil {
+		return false, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil)) == want, nil
+}

@@ -1,0 +1,81 @@
+package verify
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+// localWAL writes a pg_wal with segments from..to of timeline 1 (the last
+// one "being written"), and a recycled file named ahead.
+func localWAL(t *testing.T, from, to uint64) string {
+	t.Helper()
+	pgdata := t.TempDir()
+	dir := filepath.Join(pgdata, "pg_wal")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for no := from; no <= to; no++ {
+		if err := os.WriteFile(filepath.Join(dir, seg(1, no)), segmentBytes(t, seg(1, no)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Recycled: an old segment renamed ahead, its header still old.
+	if err := os.WriteFile(filepath.Join(dir, seg(1, to+1)), segmentBytes(t, seg(1, from)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "00000002.history"), []byte("1\t0/A000000\tno recovery target specified\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pgdata
+}
+
+func TestSync(t *testing.T) {
+	ctx := context.Background()
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 3, 3, t0)
+	putSegments(t, a, 1, 3, 3)
+	putSegments(t, a, 1, 6, 6)
+	// Segment 5 is archived with other contents than the local copy.
+	putSegment(t, a, seg(1, 5), append(segmentBytes(t, seg(1, 5))[:segSize-1], 1))
+	pgdata := localWAL(t, 1, 8)
+
+	res, err := Sync(ctx, SyncOptions{Archive: a, PGData: pgdata, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{seg(1, 7), seg(1, 4), "00000002.history"}
+	if !slices.Equal(res.Pushed, want) {
+		t.Errorf("pushed %v, want %v", res.Pushed, want)
+	}
+	if !slices.Equal(res.Mismatches, []string{seg(1, 5)}) || res.HashChecked != 3 {
+		t.Errorf("mismatches %v after %d checks, want %s after 3", res.Mismatches, res.HashChecked, seg(1, 5))
+	}
+	if res.Newest != seg(1, 7) || res.Oldest != seg(1, 3) {
+		t.Errorf("looked at %s..%s, want %s..%s", res.Oldest, res.Newest, seg(1, 3), seg(1, 7))
+	}
+	if !res.Continuous() {
+		t.Errorf("archive not continuous after the sync: %+v", res.Gaps)
+	}
+
+	t.Run("ErrGap", func(t *testing.T) {
+		a := testArchive(t)
+		putBackup(t, a, "b1", 1, 3, 3, t0)
+		putSegments(t, a, 1, 3, 3)
+		putSegments(t, a, 1, 6, 6)
+		res, err := Sync(ctx, SyncOptions{Archive: a, PGData: localWAL(t, 5, 6), MaxHashChecks: -1, Logger: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Continuous() || len(res.Gaps) != 1 || res.Gaps[0].First != seg(1, 4) {
+			t.Fatalf("gaps %+v, want %s", res.Gaps, seg(1, 4))
+		}
+		if res.HashChecked != 0 {
+			t.Errorf("%d hash checks with checks off", res.HashChecked)
+		}
+	})
+}
