@@ -1,0 +1,370 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+)
+
+// unhealthyAfter is how long a streaming site may be disconnected before
+// /healthz reports the daemon unhealthy (a server restart takes seconds).
+const unhealthyAfter = time.Minute
+
+// daemon is the state Run shares between its parts.
+type daemon struct {
+	opts    Options
+	log     zerolog.Logger
+	metrics *Metrics
+	alerts  *Alerts
+	started time.Time
+
+	mu    sync.Mutex
+	sites []Site                 // the current configuration, sorted by name
+	sups  map[string]*supervisor // running (or starting) supervisors
+	// warned holds the sites whose uploads keep failing: the
+	// upload_retries_warning alert is cleared when none is left.
+	warned map[string]bool
+	// down records since when a streaming site has been disconnected.
+	down map[string]time.Time
+}
+
+// Run runs the daemon until ctx ends: one supervisor per active site (WAL
+// receiver, basebackups, retention), the state file, StatsD and the HTTP
+// server, under one errgroup. The first fatal error (a site whose archive
+// cannot be opened, a WAL receiver that cannot continue, an HTTP address
+// that cannot be bound) stops everything and is returned. After ctx ends,
+// Run waits for every part to stop: WAL receivers fsync, report their
+// flush position and get DrainTimeout for the upload in progress; a
+// basebackup in progress is abandoned (its chunks deleted). It returns nil
+// after a shutdown by ctx.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	d := &daemon{
+		opts:    o,
+		log:     o.Logger.With().Str("component", "daemon").Logger(),
+		metrics: NewMetrics(o.MetricLabels),
+		started: time.Now(),
+		sups:    map[string]*supervisor{},
+		warned:  map[string]bool{},
+		down:    map[string]time.Time{},
+	}
+	if o.AlertDir != "" {
+		d.alerts = NewAlerts(o.AlertDir)
+	}
+	d.metrics.Gauge(MetricDaemonStartedTime, "When the daemon started (Unix seconds).", nil).Set(float64(d.started.Unix()))
+
+	var sd *StatsD
+	if o.StatsD != nil {
+		var err error
+		if sd, err = NewStatsD(o.StatsD.Host, o.StatsD.Port, o.StatsD.Format, o.StatsD.Tags); err != nil {
+			return fmt.Errorf("statsd: %w", err)
+		}
+		defer sd.Close()
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.runSites(gctx, o.Sites) })
+	g.Go(func() error { d.monitor(gctx, sd); return nil })
+	if o.HTTP != nil {
+		h := o.HTTP
+		g.Go(func() error {
+			return ServeHTTP(gctx, HTTPOptions{
+				Address: h.Address, Port: h.Port, Username: h.Username, Password: h.Password,
+				TLSCertFile: h.TLSCertFile, TLSKeyFile: h.TLSKeyFile,
+				Status:        func() any { return d.status() },
+				Metrics:       d.metrics,
+				RequestBackup: d.requestBackup,
+				Healthy:       d.healthy,
+				Logger:        o.Logger,
+			})
+		})
+	}
+	err := g.Wait()
+	// A last state file, so it does not claim the sites still run.
+	d.writeState()
+	return err
+}
+
+// running is one started supervisor.
+type running struct {
+	sup    *supervisor
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// runSites starts a supervisor per active site and restarts them as
+// reloads say, until ctx ends or a supervisor fails.
+func (d *daemon) runSites(ctx context.Context, sites []Site) error {
+	exited := make(chan *running)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	cur := map[string]*running{}
+
+	start := func(s Site) {
+		sup := newSupervisor(d, s)
+		d.mu.Lock()
+		d.sups[s.Name] = sup
+		d.mu.Unlock()
+		if !s.Active {
+			d.log.Info().Str(logSite, s.Name).Msg("site is inactive (active: false): no wal, no basebackups, no deletions")
+			return
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		r := &running{sup: sup, cancel: cancel, done: make(chan struct{})}
+		cur[s.Name] = r
+		d.metrics.Gauge(MetricSiteRunning, "1 while the site's supervisor runs.", map[string]string{"site": s.Name}).Set(1)
+		go func() {
+			r.err = sup.run(sctx)
+			close(r.done)
+			select {
+			case exited <- r:
+			case <-stopped:
+			}
+		}()
+	}
+	// stop stops a site's supervisor; forget also drops it from the
+	// status (a reload), while a shutdown keeps it for the last state.
+	stop := func(name string, forget bool) {
+		r := cur[name]
+		delete(cur, name)
+		if forget {
+			d.mu.Lock()
+			delete(d.sups, name)
+			delete(d.down, name)
+			d.mu.Unlock()
+		}
+		if r == nil {
+			return
+		}
+		r.cancel()
+		<-r.done
+		d.metrics.Gauge(MetricSiteRunning, "1 while the site's supervisor runs.", map[string]string{"site": name}).Set(0)
+		if r.err != nil {
+			d.log.Error().Err(r.err).Str(logSite, name).Msg("site stopped with an error")
+		}
+	}
+	stopAll := func() {
+		for name := range cur {
+			stop(name, false)
+		}
+	}
+	defer stopAll()
+
+	d.setSites(sites)
+	for _, s := range sites {
+		start(s)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-exited:
+			if cur[r.sup.site.Name] != r {
+				continue // stopped on purpose by a reload
+			}
+			if r.err == nil && ctx.Err() != nil {
+				return nil
+			}
+			if r.err == nil {
+				r.err = fmt.Errorf("stopped unexpectedly")
+			}
+			return fmt.Errorf("site %s: %w", r.sup.site.Name, r.err)
+		case next := <-d.opts.Reload:
+			if err := checkSites(next); err != nil {
+				d.log.Error().Err(err).Msg("reload refused; keeping the running configuration")
+				continue
+			}
+			d.reload(next, start, stop)
+		}
+	}
+}
+
+// reload applies a new list of sites: removed and changed sites are
+// stopped, changed and new ones started, the others left alone.
+func (d *daemon) reload(next []Site, start func(Site), stop func(string, bool)) {
+	old := map[string]Site{}
+	d.mu.Lock()
+	for _, s := range d.sites {
+		old[s.Name] = s
+	}
+	d.mu.Unlock()
+	want := map[string]bool{}
+	for _, s := range next {
+		want[s.Name] = true
+		prev, ok := old[s.Name]
+		switch {
+		case !ok:
+			d.log.Info().Str(logSite, s.Name).Msg("reload: new site")
+			start(s)
+		case prev.Fingerprint != s.Fingerprint || prev.Active != s.Active:
+			d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it")
+			stop(s.Name, true)
+			start(s)
+		}
+	}
+	for name := range old {
+		if !want[name] {
+			d.log.Info().Str(logSite, name).Msg("reload: site removed; stopping it")
+			stop(name, true)
+		}
+	}
+	d.setSites(next)
+	d.log.Info().Int("sites", len(next)).Msg("configuration reloaded")
+}
+
+func (d *daemon) setSites(sites []Site) {
+	s := append([]Site(nil), sites...)
+	sort.Slice(s, func(i, j int) bool { return s[i].Name < s[j].Name })
+	d.mu.Lock()
+	d.sites = s
+	d.mu.Unlock()
+}
+
+// supervisors returns the current supervisors by name.
+func (d *daemon) supervisors() map[string]*supervisor {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]*supervisor, len(d.sups))
+	for k, v := range d.sups {
+		out[k] = v
+	}
+	return out
+}
+
+// requestBackup asks the site's supervisor for a basebackup.
+func (d *daemon) requestBackup(site string) error {
+	sup := d.supervisors()[site]
+	if sup == nil {
+		return fmt.Errorf("site %q: %w", site, ErrUnknownSite)
+	}
+	if !sup.site.Active {
+		return fmt.Errorf("site %s is inactive (active: false): %w", site, ErrUnknownSite)
+	}
+	return sup.request()
+}
+
+// status returns the whole daemon's status.
+func (d *daemon) status() Status {
+	st := Status{Version: d.opts.Version, StartedAt: d.started.UTC(), Time: time.Now().UTC(), Sites: map[string]SiteStatus{}}
+	for name, sup := range d.supervisors() {
+		st.Sites[name] = sup.status()
+	}
+	return st
+}
+
+// healthy reports an error when a streaming site has been disconnected
+// for more than unhealthyAfter, or an active site's supervisor is not
+// running.
+func (d *daemon) healthy() error {
+	now := time.Now()
+	for name, sup := range d.supervisors() {
+		st := sup.status()
+		if !st.Active {
+			continue
+		}
+		if !st.Running {
+			return fmt.Errorf("site %s is not running: %w", name, errUnhealthy)
+		}
+		d.mu.Lock()
+		since, down := d.down[name]
+		d.mu.Unlock()
+		if down && now.Sub(since) > unhealthyAfter {
+			return fmt.Errorf("site %s: wal receiver disconnected since %s: %w", name, since.UTC().Format(time.RFC3339), errUnhealthy)
+		}
+	}
+	return nil
+}
+
+// monitor refreshes the sites' WAL status and metrics, writes the state
+// file and flushes StatsD every StateInterval until ctx ends.
+func (d *daemon) monitor(ctx context.Context, sd *StatsD) {
+	t := time.NewTicker(d.opts.StateInterval)
+	defer t.Stop()
+	stateFailed := false
+	for {
+		now := time.Now()
+		for name, sup := range d.supervisors() {
+			sup.refresh(now)
+			if sup.site.WAL != WALStream || !sup.site.Active {
+				continue
+			}
+			st := sup.status()
+			d.mu.Lock()
+			if st.WAL != nil && st.WAL.Connected {
+				delete(d.down, name)
+			} else if _, ok := d.down[name]; !ok {
+				d.down[name] = now
+			}
+			d.mu.Unlock()
+		}
+		if err := d.writeState(); err != nil && !stateFailed {
+			// Logged once: the daemon works without its state file.
+			stateFailed = true
+			d.log.Warn().Err(err).Msg("cannot write the state file; going on without it")
+		} else if err == nil && stateFailed {
+			stateFailed = false
+			d.log.Info().Str("file", d.opts.StateFile).Msg("state file written again")
+		}
+		if sd != nil {
+			if err := sd.Flush(d.metrics); err != nil {
+				d.log.Debug().Err(err).Msg("statsd flush")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// writeState writes the state file, when there is one.
+func (d *daemon) writeState() error {
+	if d.opts.StateFile == "" {
+		return nil
+	}
+	return writeStateFile(d.opts.StateFile, d.status())
+}
+
+// raise raises an alert file (name "" does nothing). A failure to write it
+// is logged: alerts must not stop backups.
+func (d *daemon) raise(name string) {
+	if name == "" || d.alerts == nil {
+		return
+	}
+	if err := d.alerts.Raise(name); err != nil {
+		d.log.Warn().Err(err).Str("alert", name).Msg("raise alert")
+	}
+}
+
+// uploadWarning records whether a site's uploads keep failing, and raises
+// or clears upload_retries_warning: it stays while any site is failing.
+func (d *daemon) uploadWarning(site string, on bool) {
+	d.mu.Lock()
+	if on {
+		d.warned[site] = true
+	} else {
+		delete(d.warned, site)
+	}
+	n := len(d.warned)
+	d.mu.Unlock()
+	if d.alerts == nil {
+		return
+	}
+	switch {
+	case on:
+		d.raise(AlertUploadRetries)
+	case n == 0:
+		if err := d.alerts.Clear(AlertUploadRetries); err != nil {
+			d.log.Warn().Err(err).Str("alert", AlertUploadRetries).Msg("clear alert")
+		}
+	}
+}

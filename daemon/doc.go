@@ -1,0 +1,54 @@
+// Package daemon is what `hoard daemon` runs all day beside PostgreSQL:
+// per backup site, WAL capture, scheduled and requested basebackups, and
+// retention; for the whole process, a JSON state file, alert files,
+// metrics (Prometheus and StatsD) and an HTTP API.
+//
+// # Sites
+//
+// Run starts one supervisor per active site. A supervisor runs, under one
+// errgroup:
+//
+//   - the WAL receiver (walstream) when the site's active_backup_mode is
+//     pg_receivexlog or walreceiver, with an uploader that archives
+//     complete segments and .history files with archive.PushWAL
+//     (idempotent, never overwrites) and the growing .partial segment
+//     with Archive.PutPartialWAL (replaces the previous copy). In
+//     archive_command mode WAL arrives through `hoard wal-push`; basic and
+//     standalone_hot_backup capture no WAL;
+//   - the backup loop: one basebackup at a time, when the Schedule says
+//     one is due or one was requested (HTTP, `hoard basebackup` while a
+//     daemon runs), labelled scheduled or requested with the decision time
+//     and schedule slot in its metadata. A streaming site waits for its
+//     receiver to hold the replication slot before its first backup, and
+//     its backups do not wait for the server's archiver (the daemon
+//     archives that WAL itself). Failures are retried with backoff and are
+//     never fatal. Retention (archive.PlanRetention, ApplyRetention) runs
+//     after each backup and every RetentionInterval in between, never
+//     while a backup runs. While the maintenance mode file exists no backup
+//     and no retention starts; WAL is still streamed.
+//
+// Inactive sites (active: false) get no supervisor: the daemon never
+// writes to or deletes from them.
+//
+// # Failures
+//
+// The first fatal error stops every part and Run returns it: a site whose
+// archive cannot be opened, a WAL receiver that cannot continue (the
+// server is not the one the spool came from, or it removed WAL the archive
+// needs), an HTTP address that cannot be bound. Everything else (server
+// restarts, storage outages, failed backups) is retried: walstream
+// retries each upload forever with backoff, and a file leaves the spool
+// only once stored. Upload failures more than UploadRetriesWarningLimit in
+// a row raise PGHoard's upload_retries_warning alert file until uploads
+// recover; connection errors raise authentication_error or
+// configuration_error.
+//
+// # Reload and shutdown
+//
+// Options.Reload delivers new site lists (the command sends one after
+// SIGHUP): sites whose Fingerprint changed are restarted, new ones
+// started, removed ones stopped, the rest keep running. When ctx ends,
+// receivers stop receiving, fsync, report their flush position and get
+// DrainTimeout for the upload in progress; what is not stored stays in the
+// spool for the next start.
+package daemon

@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+)
+
+// Schedule is a site's basebackup schedule: PGHoard's
+// basebackup_interval_hours, basebackup_hour and basebackup_minute.
+type Schedule struct {
+	// Interval is the time between scheduled backups. Zero means
+	// backups are taken only on request (basebackup_interval_hours null),
+	// not even a first one.
+	Interval time.Duration
+	// Anchored pins the schedule's slots to Hour:Minute UTC: the slots are
+	// that time of day plus whole intervals (every 6 h from 01:00 gives
+	// 01:00, 07:00, 13:00 and 19:00).
+	Anchored     bool
+	Hour, Minute int
+}
+
+// Decision is what the schedule says at one moment.
+type Decision struct {
+	// Due is set when a scheduled backup should start now.
+	Due bool
+	// Next is when the next scheduled backup falls due when none is due
+	// now; zero when the schedule never takes one.
+	Next time.Time
+	// Normalized is the slot a backup started now belongs to (the
+	// normalized-backup-time metadata); zero when the schedule is not
+	// anchored.
+	Normalized time.Time
+	// Why explains the decision, for logs.
+	Why string
+}
+
+// Decide applies PGHoard's rules to the site's backups at now:
+//
+//   - with no interval, nothing is ever due: backups are taken on request;
+//   - with no backup at all, one is due at once;
+//   - anchored, the current slot is the latest Hour:Minute + k*Interval at
+//     or before now (see Slot); a backup is due when the slot is at
+//     least half an interval after the slot of the last scheduled backup
+//     (its normalized-backup-time, else its start time; a site with only
+//     requested backups counts from the newest). The half interval keeps
+//     a changed hour or minute from causing a burst of backups: the
+//     schedule drifts to the new time instead;
+//   - not anchored, a backup is due one interval after the start of the
+//     newest backup, whatever its reason.
+func (s Schedule) Decide(now time.Time, backups []*archive.BackupInfo) Decision {
+	now = now.UTC()
+	var d Decision
+	if s.Anchored && s.Interval > 0 {
+		d.Normalized = s.Slot(now)
+	}
+	switch {
+	case s.Interval <= 0:
+		d.Why = "automatic basebackups are off (basebackup_interval_hours is null); waiting for a request"
+		return d
+	case len(backups) == 0:
+		d.Due, d.Why = true, "the site has no basebackup"
+		return d
+	}
+	bs := append([]*archive.BackupInfo(nil), backups...)
+	archive.SortBackups(bs)
+	newest := bs[len(bs)-1]
+
+	if !s.Anchored {
+		d.Next = newest.StartTime.Add(s.Interval)
+		if !now.Before(d.Next) {
+			d.Due, d.Next = true, time.Time{}
+			d.Why = "an interval has passed since the newest basebackup started"
+		} else {
+			d.Why = "the newest basebackup is less than an interval old"
+		}
+		return d
+	}
+
+	ref := newest
+	for i := len(bs) - 1; i >= 0; i-- {
+		if bs[i].BackupReason != basebackup.ReasonRequested {
+			ref = bs[i]
+			break
+		}
+	}
+	last := ref.NormalizedTime
+	if last.IsZero() {
+		last = ref.StartTime
+	}
+	half := s.Interval / 2
+	if d.Normalized.Sub(last) >= half {
+		d.Due = true
+		d.Why = "a new schedule slot has begun since the last scheduled basebackup"
+		return d
+	}
+	next := d.Normalized.Add(s.Interval)
+	for next.Sub(last) < half {
+		next = next.Add(s.Interval)
+	}
+	d.Next = next
+	d.Why = "the last scheduled basebackup is in the current schedule slot"
+	return d
+}
+
+// Slot returns the anchored schedule's slot holding t: the latest
+// Hour:Minute + k*Interval at or before t. Slots count from Hour:Minute on
+// 1970-01-01 UTC, so they stay put whatever the interval; for an interval
+// that divides a day (PGHoard's usual 24, 12, 6 ... hours) they are simply
+// the anchor time of every day plus whole intervals. Without an interval
+// there are no slots: Slot returns the zero time.
+func (s Schedule) Slot(t time.Time) time.Time {
+	t = t.UTC()
+	epoch := time.Date(1970, 1, 1, s.Hour, s.Minute, 0, 0, time.UTC)
+	if s.Interval <= 0 {
+		return time.Time{}
+	}
+	// Time.Sub saturates after 292 years, far from any real clock.
+	k := t.Sub(epoch) / s.Interval
+	if slot := epoch.Add(k * s.Interval); slot.After(t) {
+		k--
+	}
+	return epoch.Add(k * s.Interval)
+}

@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+)
+
+func at(s string) time.Time {
+	t, err := time.Parse("2006-01-02 15:04", s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// bb is a backup started at start; normalized may be "".
+func bb(start, normalized, reason string) *archive.BackupInfo {
+	b := &archive.BackupInfo{Name: start, StartTime: at(start), BackupReason: reason}
+	if normalized != "" {
+		b.NormalizedTime = at(normalized)
+	}
+	return b
+}
+
+func TestSchedule_Decide(t *testing.T) {
+	daily := Schedule{Interval: 24 * time.Hour}
+	anchored6 := Schedule{Interval: 6 * time.Hour, Anchored: true, Hour: 1, Minute: 0}
+	anchoredDaily := Schedule{Interval: 24 * time.Hour, Anchored: true, Hour: 3, Minute: 30}
+	sched, req := basebackup.ReasonScheduled, basebackup.ReasonRequested
+	tests := []struct {
+		name       string
+		s          Schedule
+		now        string
+		backups    []*archive.BackupInfo
+		due        bool
+		next       string // "" = zero
+		normalized string // "" = zero
+	}{
+		{name: "NoInterval", s: Schedule{}, now: "2024-05-01 12:00"},
+		{name: "NoIntervalNoBackups", s: Schedule{}, now: "2024-05-01 12:00", backups: nil},
+		{name: "NoBackups", s: daily, now: "2024-05-01 12:00", due: true},
+		{name: "NoBackupsAnchored", s: anchored6, now: "2024-05-01 12:00", due: true, normalized: "2024-05-01 07:00"},
+		{
+			name: "IntervalNotYet", s: daily, now: "2024-05-01 12:00",
+			backups: []*archive.BackupInfo{bb("2024-05-01 00:30", "", sched)},
+			next:    "2024-05-02 00:30",
+		},
+		{
+			name: "IntervalPassed", s: daily, now: "2024-05-02 00:30",
+			backups: []*archive.BackupInfo{bb("2024-05-01 00:30", "", sched)},
+			due:     true,
+		},
+		{
+			name: "IntervalCountsRequested", s: daily, now: "2024-05-02 01:00",
+			backups: []*archive.BackupInfo{bb("2024-05-01 00:30", "", sched), bb("2024-05-01 20:00", "", req)},
+			next:    "2024-05-02 20:00",
+		},
+		{
+			name: "AnchoredSameSlot", s: anchored6, now: "2024-05-01 12:59",
+			backups:    []*archive.BackupInfo{bb("2024-05-01 07:02", "2024-05-01 07:00", sched)},
+			normalized: "2024-05-01 07:00", next: "2024-05-01 13:00",
+		},
+		{
+			name: "AnchoredNewSlot", s: anchored6, now: "2024-05-01 13:00",
+			backups:    []*archive.BackupInfo{bb("2024-05-01 07:02", "2024-05-01 07:00", sched)},
+			due:        true,
+			normalized: "2024-05-01 13:00",
+		},
+		{
+			name: "AnchoredMissedSlots", s: anchored6, now: "2024-05-03 02:00",
+			backups:    []*archive.BackupInfo{bb("2024-05-01 07:02", "2024-05-01 07:00", sched)},
+			due:        true,
+			normalized: "2024-05-03 01:00",
+		},
+		{
+			// The anchor moved from 01:00 to 03:30: the last backup (slot
+			// 01:00) is less than half a day before the 03:30 slot, so
+			// the next one waits for the following day's 03:30 instead
+			// of running twice in three hours.
+			name: "AnchorMovedLessThanHalf", s: anchoredDaily, now: "2024-05-01 04:00",
+			backups:    []*archive.BackupInfo{bb("2024-05-01 01:05", "2024-05-01 01:00", sched)},
+			normalized: "2024-05-01 03:30", next: "2024-05-02 03:30",
+		},
+		{
+			name: "AnchorMovedMoreThanHalf", s: anchoredDaily, now: "2024-05-01 04:00",
+			backups:    []*archive.BackupInfo{bb("2024-04-30 13:05", "2024-04-30 13:00", sched)},
+			due:        true,
+			normalized: "2024-05-01 03:30",
+		},
+		{
+			// Today's 03:30 has not come yet: the slot is yesterday's.
+			name: "AnchoredBeforeTodaysSlot", s: anchoredDaily, now: "2024-05-01 02:00",
+			backups:    []*archive.BackupInfo{bb("2024-04-30 03:31", "2024-04-30 03:30", sched)},
+			normalized: "2024-04-30 03:30", next: "2024-05-01 03:30",
+		},
+		{
+			// Requested backups do not move an anchored schedule: the
+			// slot counts from the last scheduled one.
+			name: "AnchoredIgnoresRequested", s: anchored6, now: "2024-05-01 13:10",
+			backups: []*archive.BackupInfo{
+				bb("2024-05-01 07:02", "2024-05-01 07:00", sched),
+				bb("2024-05-01 13:05", "2024-05-01 13:00", req),
+			},
+			due:        true,
+			normalized: "2024-05-01 13:00",
+		},
+		{
+			// A backup without normalized-backup-time (PGHoard before it
+			// recorded one, or hoard basebackup) counts by its start.
+			name: "AnchoredFallsBackToStart", s: anchored6, now: "2024-05-01 08:00",
+			backups:    []*archive.BackupInfo{bb("2024-05-01 03:00", "", "")},
+			due:        true,
+			normalized: "2024-05-01 07:00",
+		},
+		{
+			name: "AnchoredOnlyRequested", s: anchored6, now: "2024-05-01 08:00",
+			backups:    []*archive.BackupInfo{bb("2024-05-01 07:30", "2024-05-01 07:00", req)},
+			normalized: "2024-05-01 07:00", next: "2024-05-01 13:00",
+		},
+		{
+			// Longer than a day: slots count from the epoch, so they do
+			// not move from one day to the next.
+			name: "AnchoredTwoDays", s: Schedule{Interval: 48 * time.Hour, Anchored: true, Hour: 0, Minute: 0}, now: "2024-05-02 10:00",
+			backups:    []*archive.BackupInfo{bb("2024-05-01 00:01", "2024-05-01 00:00", sched)},
+			normalized: "2024-05-01 00:00", next: "2024-05-03 00:00",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := tt.s.Decide(at(tt.now), tt.backups)
+			if d.Due != tt.due {
+				t.Errorf("due = %v, want %v (%s)", d.Due, tt.due, d.Why)
+			}
+			if want := timeOrZero(tt.next); !d.Next.Equal(want) {
+				t.Errorf("next = %v, want %v", d.Next, want)
+			}
+			if want := timeOrZero(tt.normalized); !d.Normalized.Equal(want) {
+				t.Errorf("normalized = %v, want %v", d.Normalized, want)
+			}
+			if d.Why == "" {
+				t.Error("no reason given")
+			}
+		})
+	}
+}
+
+func timeOrZero(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	return at(s)
+}
+
+func TestSchedule_Slot(t *testing.T) {
+	s := Schedule{Interval: 6 * time.Hour, Anchored: true, Hour: 1, Minute: 0}
+	for now, want := range map[string]string{
+		"2024-05-01 00:59": "2024-04-30 19:00",
+		"2024-05-01 01:00": "2024-05-01 01:00",
+		"2024-05-01 06:59": "2024-05-01 01:00",
+		"2024-05-01 07:00": "2024-05-01 07:00",
+		"2024-05-01 23:00": "2024-05-01 19:00",
+	} {
+		if got := s.Slot(at(now)); !got.Equal(at(want)) {
+			t.Errorf("Slot(%s) = %s, want %s", now, got.Format("2006-01-02 15:04"), want)
+		}
+	}
+	if got := (Schedule{Anchored: true}).Slot(at("2024-05-01 12:00")); !got.IsZero() {
+		t.Errorf("Slot without an interval = %v, want zero", got)
+	}
+}

@@ -1,0 +1,453 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/walstream"
+)
+
+// Backup retry delays: a failed basebackup is tried again after the first,
+// doubling up to the second. A failure is never fatal to the daemon.
+const (
+	backupRetryMin = 15 * time.Second
+	backupRetryMax = 15 * time.Minute
+)
+
+// scheduleCheckInterval is the longest the backup loop sleeps: the
+// schedule is looked at again at least this often (the listing may have
+// changed, the clock may have jumped).
+const scheduleCheckInterval = time.Minute
+
+// Log field names.
+const (
+	logSite   = "site"
+	logBackup = "backup"
+)
+
+// supervisor runs one active site: the WAL receiver (when the site
+// streams) and the backup loop, which takes scheduled and requested
+// basebackups one at a time and runs retention between them.
+type supervisor struct {
+	site Site
+	d    *daemon
+	log  zerolog.Logger
+	// requests holds one pending backup request.
+	requests chan struct{}
+	m        siteMetrics
+
+	mu       sync.Mutex
+	recv     *walstream.Receiver // nil unless streaming (and started)
+	up       *uploader
+	running  bool
+	st       SiteStatus
+	waitSync time.Time // when the upload queue was last seen empty
+}
+
+func newSupervisor(d *daemon, s Site) *supervisor {
+	sup := &supervisor{
+		site:     s,
+		d:        d,
+		log:      d.log.With().Str(logSite, s.Name).Logger(),
+		requests: make(chan struct{}, 1),
+		m:        newSiteMetrics(d.metrics, s.Name),
+	}
+	sup.st = SiteStatus{Active: s.Active, ActiveBackupMode: s.ActiveBackupMode, WALMode: s.WAL}
+	return sup
+}
+
+// request asks for a basebackup. A request already waiting makes it
+// ErrBackupPending; one made while a backup runs is taken after it.
+func (s *supervisor) request() error {
+	select {
+	case s.requests <- struct{}{}:
+		s.update(func(st *SiteStatus) { st.BackupRequested = true })
+		return nil
+	default:
+		return fmt.Errorf("site %s: %w", s.site.Name, ErrBackupPending)
+	}
+}
+
+func (s *supervisor) update(fn func(*SiteStatus)) {
+	s.mu.Lock()
+	fn(&s.st)
+	s.mu.Unlock()
+}
+
+func (s *supervisor) setError(err error) {
+	now := time.Now().UTC()
+	s.update(func(st *SiteStatus) { st.LastError, st.LastErrorAt = err.Error(), &now })
+}
+
+// run serves the site until ctx ends (nil) or a fatal error: the archive
+// cannot be opened, or the WAL receiver stopped for good (the server is
+// not the one the spool came from, or it removed WAL the archive needs).
+func (s *supervisor) run(ctx context.Context) error {
+	arch, closeArch, err := s.site.OpenArchive(ctx)
+	if err != nil {
+		return fmt.Errorf("open archive: %w", err)
+	}
+	defer closeArch()
+	s.update(func(st *SiteStatus) { st.Running = true })
+	defer s.update(func(st *SiteStatus) { st.Running = false })
+
+	g, gctx := errgroup.WithContext(ctx)
+	switch s.site.WAL {
+	case WALStream:
+		recv, err := s.receiver(arch)
+		if err != nil {
+			return err
+		}
+		s.log.Info().Str("slot", s.site.Slot).Str("spool", s.site.SpoolDir).Msg("streaming wal")
+		g.Go(func() error {
+			if err := recv.Run(gctx); err != nil {
+				return fmt.Errorf("wal receiver: %w", err)
+			}
+			return nil
+		})
+	case WALArchiveCommand:
+		s.log.Info().Msg("wal arrives through archive_command (hoard wal-push)")
+	default:
+		s.log.Warn().Str("active_backup_mode", s.site.ActiveBackupMode).
+			Msg("no wal capture in this mode: basebackups are restorable only with wal archived some other way")
+	}
+	g.Go(func() error { return s.backups(gctx, arch) })
+	return g.Wait()
+}
+
+// receiver builds the site's WAL receiver.
+func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error) {
+	up := &uploader{
+		arch: arch, push: s.site.Push, limit: s.d.opts.UploadRetriesWarningLimit, log: s.log,
+		warn:     func(on bool) { s.d.uploadWarning(s.site.Name, on) },
+		failed:   func() { s.m.uploadErrors.Add(1) },
+		uploaded: func() { s.m.uploads.Add(1) },
+	}
+	recv, err := walstream.New(walstream.Options{
+		ConnString:            s.site.ConnString,
+		Slot:                  s.site.Slot,
+		SpoolDir:              s.site.SpoolDir,
+		Uploader:              up,
+		PartialUploadInterval: s.site.PartialUploadInterval,
+		MinFreeBytes:          s.site.MinFreeBytes,
+		DrainTimeout:          s.d.opts.DrainTimeout,
+		Logger:                s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.recv, s.up = recv, up
+	s.mu.Unlock()
+	return recv, nil
+}
+
+// backups is the backup loop: it takes a backup when the schedule or a
+// request says so, one at a time, retrying failures with backoff, and runs
+// retention after each backup and every RetentionInterval in between.
+func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
+	var (
+		requested   bool
+		failures    int
+		retryAt     time.Time
+		retentionAt time.Time // zero: at once
+		inMaint     bool
+	)
+	if s.site.WAL == WALStream {
+		// The receiver must hold the slot before the first backup starts:
+		// a slot created after the backup's checkpoint would stream from
+		// after the backup's start, a gap no restore could cross.
+		if err := s.waitStreaming(ctx); err != nil {
+			return nil
+		}
+	}
+	for {
+		now := time.Now()
+		wake := now.Add(scheduleCheckInterval)
+		maint := s.maintenance()
+		if maint != inMaint {
+			inMaint = maint
+			s.update(func(st *SiteStatus) { st.Maintenance = maint })
+			if maint {
+				s.log.Warn().Str("file", s.d.opts.MaintenanceFile).Msg("maintenance mode: no basebackups and no retention until the file is removed")
+			} else {
+				s.log.Info().Msg("maintenance mode ended")
+			}
+		}
+		if !maint {
+			backups, err := arch.ListBackups(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				s.log.Warn().Err(err).Msg("list basebackups")
+				s.setError(err)
+			default:
+				s.noteBackups(backups)
+				dec := s.site.Schedule.Decide(now, backups)
+				s.update(func(st *SiteStatus) { st.NextBackup = timePtr(dec.Next) })
+				reason := ""
+				switch {
+				case now.Before(retryAt):
+					wake = earliest(wake, retryAt)
+				case requested:
+					reason = basebackup.ReasonRequested
+				case dec.Due:
+					reason = basebackup.ReasonScheduled
+					s.log.Info().Str("why", dec.Why).Msg("scheduled basebackup due")
+				}
+				if reason != "" {
+					err := s.backup(ctx, arch, reason, now, dec.Normalized)
+					if ctx.Err() != nil {
+						return nil
+					}
+					if err != nil {
+						failures++
+						delay := min(backupRetryMin<<min(failures-1, 10), backupRetryMax)
+						retryAt = time.Now().Add(delay)
+						s.log.Error().Err(err).Int("failures", failures).Dur("retry_in", delay).Msg("basebackup failed")
+					} else {
+						failures, retryAt = 0, time.Time{}
+						if reason == basebackup.ReasonRequested {
+							requested = false
+							s.update(func(st *SiteStatus) { st.BackupRequested = false })
+						}
+						retentionAt = time.Time{}
+					}
+					s.update(func(st *SiteStatus) { st.BackupFailures = failures })
+					continue
+				}
+				if !dec.Next.IsZero() {
+					wake = earliest(wake, dec.Next)
+				}
+			}
+			if !time.Now().Before(retentionAt) {
+				s.retention(ctx, arch)
+				retentionAt = time.Now().Add(s.d.opts.RetentionInterval)
+			}
+			wake = earliest(wake, retentionAt)
+		}
+		timer := time.NewTimer(time.Until(wake))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-s.requests:
+			requested = true
+			s.log.Info().Msg("basebackup requested")
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// waitStreaming waits until the receiver has connected once (and so holds
+// its slot) or ctx ends.
+func (s *supervisor) waitStreaming(ctx context.Context) error {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		recv := s.recv
+		s.mu.Unlock()
+		if recv != nil {
+			if st := recv.Status(); st.Connected || st.Received != 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// maintenance reports whether the maintenance mode file exists.
+func (s *supervisor) maintenance() bool {
+	if s.d.opts.MaintenanceFile == "" {
+		return false
+	}
+	_, err := os.Stat(s.d.opts.MaintenanceFile)
+	return err == nil
+}
+
+// noteBackups records the listing in the status and metrics.
+func (s *supervisor) noteBackups(bs []*archive.BackupInfo) {
+	var last *archive.BackupInfo
+	if len(bs) > 0 {
+		last = bs[len(bs)-1]
+		end := last.EndTime
+		if end.IsZero() {
+			end = last.StartTime
+		}
+		s.m.lastBackup.Set(float64(end.Unix()))
+	}
+	s.update(func(st *SiteStatus) {
+		st.Backups = len(bs)
+		st.LastBackup = backupStatus(last)
+	})
+}
+
+// backup takes one basebackup.
+func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason string, decided, normalized time.Time) error {
+	o := s.site.Backup
+	o.ConnString = s.site.ConnString
+	o.Archive = arch
+	o.Reason = reason
+	o.DecisionTime = decided
+	o.NormalizedTime = normalized
+	o.ActiveBackupMode = s.site.ActiveBackupMode
+	// The server's archiver does not see WAL the daemon streams itself:
+	// waiting for it would wait for nothing (or forever).
+	o.NoWait = o.NoWait || s.site.WAL == WALStream
+	o.Logger = s.log
+
+	started := time.Now()
+	s.update(func(st *SiteStatus) { st.BackupRunning, st.BackupStartedAt = true, timePtr(started) })
+	s.m.backupRunning.Set(1)
+	s.log.Info().Str("reason", reason).Msg("basebackup starting")
+	info, err := basebackup.Run(ctx, o)
+	s.m.backupRunning.Set(0)
+	s.update(func(st *SiteStatus) { st.BackupRunning, st.BackupStartedAt = false, nil })
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		s.m.backupsFailed.Add(1)
+		s.connectAlert(err)
+		s.setError(err)
+		s.update(func(st *SiteStatus) { st.LastBackupError = err.Error() })
+		return err
+	}
+	took := time.Since(started)
+	s.m.backupsOK.Add(1)
+	s.m.backupDuration.Set(took.Seconds())
+	s.log.Info().Str(logBackup, info.Name).Str("start_wal", info.StartWALSegment).Str("end_wal", info.EndWALSegment).
+		Dur("took", took).Msg("basebackup stored")
+	s.update(func(st *SiteStatus) { st.LastBackupError = "" })
+	return nil
+}
+
+// connectAlert raises PGHoard's alert for a connection error: a rejected
+// password or authentication method, or any other refusal (pg_hba.conf,
+// missing REPLICATION attribute).
+func (s *supervisor) connectAlert(err error) {
+	name := ""
+	switch {
+	case errors.Is(err, replication.ErrAuthentication):
+		name = AlertAuthentication
+	case errors.Is(err, replication.ErrNotPermitted):
+		name = AlertConfiguration
+	}
+	s.d.raise(name)
+}
+
+// receiverAlert does what connectAlert does for the receiver, which
+// reports its errors as text only: the sentinels' messages are in it.
+func (s *supervisor) receiverAlert(lastErr string) {
+	switch {
+	case strings.Contains(lastErr, replication.ErrAuthentication.Error()):
+		s.d.raise(AlertAuthentication)
+	case strings.Contains(lastErr, replication.ErrNotPermitted.Error()):
+		s.d.raise(AlertConfiguration)
+	}
+}
+
+// retention applies the site's retention policy once. Failures are logged
+// and recorded; the next run tries again.
+func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
+	plan, err := arch.PlanRetention(ctx, s.site.Retention, time.Now())
+	if err == nil && !plan.Empty() {
+		var res archive.RetentionResult
+		res, err = arch.ApplyRetention(ctx, plan, s.log)
+		s.m.deletedBackups.Add(float64(res.Backups))
+		s.m.deletedChunks.Add(float64(res.Chunks))
+		s.m.deletedWAL.Add(float64(res.WAL))
+		s.m.deletedOrphans.Add(float64(res.Orphans))
+		if res != (archive.RetentionResult{}) {
+			s.log.Info().Int("basebackups", res.Backups).Int("chunks", res.Chunks).Int("wal", res.WAL).
+				Int("orphans", res.Orphans).Int64("bytes", res.Bytes).Msg("retention deleted")
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	now := time.Now().UTC()
+	if err != nil {
+		s.log.Error().Err(err).Msg("retention")
+		s.setError(err)
+		s.update(func(st *SiteStatus) { st.LastRetentionError = err.Error() })
+		return
+	}
+	s.update(func(st *SiteStatus) { st.LastRetention, st.LastRetentionError = &now, "" })
+}
+
+// refresh updates the WAL part of the status and the metrics from the
+// receiver; the daemon calls it every StateInterval.
+func (s *supervisor) refresh(now time.Time) {
+	s.mu.Lock()
+	recv, up := s.recv, s.up
+	s.mu.Unlock()
+	if recv == nil {
+		return
+	}
+	rs := recv.Status()
+	s.mu.Lock()
+	if rs.QueueDepth == 0 || s.waitSync.IsZero() {
+		s.waitSync = now
+	}
+	lag := now.Sub(s.waitSync)
+	s.st.WAL = walStatus(rs, lag)
+	s.st.UploadFailures = up.failures()
+	s.mu.Unlock()
+
+	s.m.received.Set(float64(rs.Received))
+	s.m.flushed.Set(float64(rs.Flushed))
+	s.m.uploaded.Set(float64(rs.Uploaded))
+	s.m.queue.Set(float64(rs.QueueDepth))
+	s.m.lagBytes.Set(float64(rs.BytesBehind))
+	s.m.lagSeconds.Set(lag.Seconds())
+	s.m.connected.Set(boolFloat(rs.Connected))
+	s.m.paused.Set(boolFloat(rs.Paused))
+	if rs.LastError != "" && !rs.Connected {
+		s.receiverAlert(rs.LastError)
+	}
+}
+
+// status returns a copy of the site's status.
+func (s *supervisor) status() SiteStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	if st.WAL != nil {
+		w := *st.WAL
+		st.WAL = &w
+	}
+	return st
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,66 @@
+package daemon
+
+// siteMetrics are the series of one site, registered once per supervisor
+// start (Metrics returns the same series for the same name and labels, so
+// a site restarted by a reload keeps counting where it was).
+type siteMetrics struct {
+	received, flushed, uploaded *Gauge
+	queue, lagBytes, lagSeconds *Gauge
+	connected, paused           *Gauge
+	uploads, uploadErrors       *Counter
+
+	lastBackup, backupDuration, backupRunning *Gauge
+	backupsOK, backupsFailed                  *Counter
+
+	deletedBackups, deletedChunks, deletedWAL, deletedOrphans *Counter
+}
+
+// Metric names. Every series has a site label.
+const (
+	MetricWALReceived       = "hoard_wal_received_lsn_bytes"
+	MetricWALFlushed        = "hoard_wal_flushed_lsn_bytes"
+	MetricWALUploaded       = "hoard_wal_uploaded_lsn_bytes"
+	MetricWALQueue          = "hoard_wal_upload_queue_segments"
+	MetricWALLagBytes       = "hoard_wal_lag_bytes"
+	MetricWALLagSeconds     = "hoard_wal_lag_seconds"
+	MetricWALConnected      = "hoard_wal_connected"
+	MetricWALPaused         = "hoard_wal_paused"
+	MetricUploads           = "hoard_wal_uploads_total"
+	MetricUploadErrors      = "hoard_upload_errors_total"
+	MetricLastBackup        = "hoard_last_basebackup_timestamp_seconds"
+	MetricBackupDuration    = "hoard_basebackup_duration_seconds"
+	MetricBackupRunning     = "hoard_basebackup_running"
+	MetricBackups           = "hoard_basebackups_total"
+	MetricRetentionDeleted  = "hoard_retention_deleted_total"
+	MetricSiteRunning       = "hoard_site_running"
+	MetricDaemonStartedTime = "hoard_start_timestamp_seconds"
+)
+
+func newSiteMetrics(m *Metrics, site string) siteMetrics {
+	l := map[string]string{"site": site}
+	with := func(k, v string) map[string]string { return map[string]string{"site": site, k: v} }
+	return siteMetrics{
+		received:   m.Gauge(MetricWALReceived, "End of the WAL received from the server and written to the spool (LSN as a byte position).", l),
+		flushed:    m.Gauge(MetricWALFlushed, "End of the WAL fsynced to the spool and reported flushed to the server (LSN as a byte position).", l),
+		uploaded:   m.Gauge(MetricWALUploaded, "End of the last complete WAL segment stored in the archive (LSN as a byte position).", l),
+		queue:      m.Gauge(MetricWALQueue, "WAL files waiting for upload, the one in progress included.", l),
+		lagBytes:   m.Gauge(MetricWALLagBytes, "WAL the server has that is not yet archived as complete segments, in bytes.", l),
+		lagSeconds: m.Gauge(MetricWALLagSeconds, "How long the upload queue has not been empty, in seconds (0 when nothing waits).", l),
+		connected:  m.Gauge(MetricWALConnected, "1 while the WAL receiver is streaming from the server.", l),
+		paused:     m.Gauge(MetricWALPaused, "1 while the disk guard pauses receiving (spool disk nearly full).", l),
+
+		uploads:      m.Counter(MetricUploads, "WAL files (segments, .history, .partial) stored.", l),
+		uploadErrors: m.Counter(MetricUploadErrors, "Failed WAL upload attempts (each is retried).", l),
+
+		lastBackup:     m.Gauge(MetricLastBackup, "End time of the newest basebackup in the archive (Unix seconds).", l),
+		backupDuration: m.Gauge(MetricBackupDuration, "Duration of the last basebackup the daemon took, in seconds.", l),
+		backupRunning:  m.Gauge(MetricBackupRunning, "1 while the daemon takes a basebackup.", l),
+		backupsOK:      m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "success")),
+		backupsFailed:  m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "failure")),
+
+		deletedBackups: m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "basebackup")),
+		deletedChunks:  m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "chunk")),
+		deletedWAL:     m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "wal")),
+		deletedOrphans: m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "orphan")),
+	}
+}

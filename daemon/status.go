@@ -1,0 +1,150 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/walstream"
+)
+
+// Status is the daemon's state: served at GET /status and written to the
+// JSON state file (json_state_file_path).
+type Status struct {
+	Version   string                `json:"version"`
+	StartedAt time.Time             `json:"started_at"`
+	Time      time.Time             `json:"time"`
+	Sites     map[string]SiteStatus `json:"backup_sites"`
+}
+
+// SiteStatus is one site's part of Status.
+type SiteStatus struct {
+	Active           bool   `json:"active"`
+	ActiveBackupMode string `json:"active_backup_mode"`
+	WALMode          string `json:"wal_mode"` // stream, archive_command or none
+	Running          bool   `json:"running"`  // the site's supervisor runs
+	Maintenance      bool   `json:"maintenance"`
+
+	// WAL is the receiver's progress; nil unless the site streams.
+	WAL *WALStatus `json:"wal,omitempty"`
+
+	LastBackup      *BackupStatus `json:"last_basebackup"`
+	Backups         int           `json:"basebackups"`
+	BackupRunning   bool          `json:"basebackup_running"`
+	BackupStartedAt *time.Time    `json:"basebackup_started_at,omitempty"`
+	BackupRequested bool          `json:"basebackup_requested"`
+	NextBackup      *time.Time    `json:"next_scheduled_basebackup,omitempty"`
+	// BackupFailures counts failed basebackup attempts in a row.
+	BackupFailures int `json:"basebackup_failures_in_a_row"`
+
+	LastRetention      *time.Time `json:"last_retention,omitempty"`
+	UploadFailures     int        `json:"upload_failures_in_a_row"`
+	LastError          string     `json:"last_error,omitempty"`
+	LastErrorAt        *time.Time `json:"last_error_at,omitempty"`
+	LastBackupError    string     `json:"last_basebackup_error,omitempty"`
+	LastRetentionError string     `json:"last_retention_error,omitempty"`
+}
+
+// WALStatus is the WAL receiver's progress (walstream.Status) with LSNs
+// as PostgreSQL prints them.
+type WALStatus struct {
+	SystemID  string `json:"system_identifier,omitempty"`
+	Timeline  int32  `json:"timeline"`
+	Segment   string `json:"segment,omitempty"`
+	Received  string `json:"received_lsn"`
+	Flushed   string `json:"flushed_lsn"`
+	Uploaded  string `json:"uploaded_lsn"`
+	ServerLSN string `json:"server_lsn"`
+	// LagBytes is the WAL the server has that is not yet archived as
+	// complete segments.
+	LagBytes uint64 `json:"lag_bytes"`
+	// LagSeconds is how long the upload queue has not been empty: the
+	// age of the oldest complete WAL waiting to be archived (0 when
+	// nothing waits).
+	LagSeconds  float64    `json:"lag_seconds"`
+	QueueDepth  int        `json:"upload_queue"`
+	Connected   bool       `json:"connected"`
+	Paused      bool       `json:"paused_by_disk_guard"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+}
+
+// BackupStatus describes a stored basebackup.
+type BackupStatus struct {
+	Name      string     `json:"name"`
+	StartTime time.Time  `json:"start_time"`
+	EndTime   *time.Time `json:"end_time,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	StartWAL  string     `json:"start_wal_segment,omitempty"`
+	EndWAL    string     `json:"end_wal_segment,omitempty"`
+}
+
+func backupStatus(b *archive.BackupInfo) *BackupStatus {
+	if b == nil {
+		return nil
+	}
+	return &BackupStatus{
+		Name: b.Name, StartTime: b.StartTime, EndTime: timePtr(b.EndTime), Reason: b.BackupReason,
+		StartWAL: b.StartWALSegment, EndWAL: b.EndWALSegment,
+	}
+}
+
+func walStatus(s walstream.Status, lag time.Duration) *WALStatus {
+	w := &WALStatus{
+		SystemID: s.SystemID, Timeline: s.Timeline, Segment: s.Segment,
+		Received: s.Received.String(), Flushed: s.Flushed.String(), Uploaded: s.Uploaded.String(),
+		ServerLSN: s.ServerLSN.String(), LagBytes: s.BytesBehind, LagSeconds: lag.Seconds(),
+		QueueDepth: s.QueueDepth, Connected: s.Connected, Paused: s.Paused,
+		LastError: s.LastError, LastErrorAt: timePtr(s.LastErrorAt),
+	}
+	return w
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// writeStateFile writes st to path atomically: a temporary file in the
+// same directory, fsynced, then renamed over the old one, so a reader
+// never sees half a file.
+func writeStateFile(path string, st Status) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write state file: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(append(data, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write state file %s: %w", path, err)
+	}
+	return nil
+}
+
+// errUnhealthy is wrapped by Healthy's errors.
+var errUnhealthy = errors.New("unhealthy")

@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// uploader adapts the site's archive to walstream.Uploader: complete
+// segments and .history files go through archive.PushWAL (idempotent, never
+// overwrites), .partial files through Archive.PutPartialWAL (replaces the
+// previous copy). It counts failures in a row for the
+// upload_retries_warning alert: walstream retries one file at a time, so
+// failures in a row are the same upload failing again.
+type uploader struct {
+	arch *archive.Archive
+	push archive.PushOptions
+	// limit is upload_retries_warning_limit.
+	limit int
+	// warn is called with true when failures in a row exceed limit, and
+	// with false at the next success after that.
+	warn func(bool)
+	// failed and uploaded count failed and successful uploads (metrics).
+	failed, uploaded func()
+	log              zerolog.Logger
+
+	mu     sync.Mutex
+	inARow int
+	warned bool
+}
+
+// Upload archives a complete segment or .history file.
+func (u *uploader) Upload(ctx context.Context, path string) error {
+	_, err := u.arch.PushWAL(ctx, path, u.push)
+	u.record(ctx, err)
+	return err
+}
+
+// UploadPartial archives the growing (or final) .partial segment.
+func (u *uploader) UploadPartial(ctx context.Context, path string) error {
+	_, err := u.arch.PutPartialWAL(ctx, path, u.push)
+	u.record(ctx, err)
+	return err
+}
+
+// failures returns the number of failed uploads in a row.
+func (u *uploader) failures() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.inARow
+}
+
+func (u *uploader) record(ctx context.Context, err error) {
+	if err != nil && ctx.Err() != nil {
+		// Shutdown cut the upload short: not a storage failure.
+		return
+	}
+	u.mu.Lock()
+	var change, warn bool
+	if err != nil {
+		u.inARow++
+		if u.inARow > u.limit && !u.warned {
+			u.warned, change, warn = true, true, true
+		}
+	} else {
+		u.inARow = 0
+		if u.warned {
+			u.warned, change = false, true
+		}
+	}
+	n := u.inARow
+	u.mu.Unlock()
+
+	if err != nil {
+		u.failed()
+	} else {
+		u.uploaded()
+	}
+	if change {
+		if warn {
+			u.log.Error().Err(err).Int("attempts", n).Msg("wal upload keeps failing; raising upload_retries_warning")
+		} else {
+			u.log.Info().Msg("wal uploads recovered; clearing upload_retries_warning")
+		}
+		u.warn(warn)
+	}
+}
