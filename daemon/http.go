@@ -93,6 +93,9 @@ func ServeHTTP(ctx context.Context, o HTTPOptions) error {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
+	if ctx.Err() != nil {
+		return nil // stopped before it started, as after a shutdown
+	}
 	ln, err := listenHTTP(ctx, o.Address, o.Port)
 	if err != nil {
 		return err
@@ -204,14 +207,14 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 		err := o.RequestBackup(site)
 		switch {
 		case err == nil:
-			log.Info().Str("site", site).Msg("basebackup requested over http")
+			log.Info().Str(logSite, site).Msg("basebackup requested over http")
 			writeText(w, http.StatusCreated, "basebackup requested\n")
 		case errors.Is(err, ErrUnknownSite):
 			http.Error(w, err.Error(), http.StatusNotFound)
 		case errors.Is(err, ErrBackupPending):
 			http.Error(w, err.Error(), http.StatusConflict)
 		default:
-			log.Error().Err(err).Str("site", site).Msg("basebackup request")
+			log.Error().Err(err).Str(logSite, site).Msg("basebackup request")
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	}
