@@ -1,0 +1,425 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/daemon"
+)
+
+// daemonExitHelp documents hoard daemon's exit codes.
+const daemonExitHelp = "EXIT STATUS:\n" +
+	"   0    stopped by SIGTERM or SIGINT after draining uploads (within graceful_shutdown_upload_timeout)\n" +
+	"   1    a fatal error stopped the daemon: a site's storage could not be opened, the WAL receiver\n" +
+	"        cannot continue (another server, or WAL the archive needs was removed from the server),\n" +
+	"        the HTTP address cannot be bound. The log says which; systemd's Restart=on-failure retries.\n" +
+	"   2    bad flags or configuration: nothing was started"
+
+func daemonCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "daemon",
+		Usage: "stream WAL, take scheduled basebackups and apply retention, until stopped",
+		Description: "Runs every active site of the configuration:\n" +
+			"  - WAL: with active_backup_mode pg_receivexlog or walreceiver, streams WAL over a physical\n" +
+			"    replication slot (the node's slot, else the site's, else hoard_<site>; created when\n" +
+			"    missing) into <backup_location>/<site>/xlog_incoming and archives each complete segment;\n" +
+			"    with archive_command, WAL comes from hoard wal-push; basic captures none.\n" +
+			"  - basebackups on basebackup_interval_hours (anchored by basebackup_hour and\n" +
+			"    basebackup_minute), one at once when the site has none, and on request:\n" +
+			"    POST /<site>/basebackup, or hoard basebackup while the daemon runs.\n" +
+			"  - retention after each backup and every 5 minutes.\n" +
+			"  - the state file (json_state_file_path), alert files (alert_file_dir), and HTTP on\n" +
+			"    http_address:http_port: /healthz, /status, /metrics; StatsD when statsd is set.\n\n" +
+			"SIGTERM or SIGINT stops receiving and gives the upload in progress\n" +
+			"graceful_shutdown_upload_timeout; what is not stored stays in the spool for the next start.\n" +
+			"SIGHUP reloads the configuration: sites whose settings changed are restarted, the others\n" +
+			"keep running; a configuration that does not load is logged and the old one kept.\n" +
+			"Under systemd (Type=notify) the daemon reports READY=1 once started.\n\n" + daemonExitHelp,
+		Action: runDaemon,
+	}
+}
+
+func runDaemon(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("hoard daemon takes no arguments", "unexpected argument %q", c.Args().First())
+	}
+	log := logger(c)
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	opts, err := daemonOptions(c, cfg)
+	if err != nil {
+		return err
+	}
+	reloads := make(chan []daemon.Site)
+	opts.Reload = reloads
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, c, hup, reloads, opts, log)
+
+	log.Info().Str("version", c.App.Version).Str("config", cfg.File).Int("sites", len(opts.Sites)).Msg("daemon starting")
+	notifySystemd(log, "READY=1")
+	err = daemon.Run(ctx, opts)
+	notifySystemd(log, "STOPPING=1")
+	if err != nil {
+		log.Error().Err(err).Msg("daemon stopped")
+		return err
+	}
+	log.Info().Msg("daemon stopped")
+	return nil
+}
+
+// reloadOnHUP loads the configuration again at each SIGHUP and sends the
+// new sites to the daemon. A configuration that does not load, or whose
+// sites cannot be built, is logged and ignored. Settings that only a
+// restart applies (HTTP, state file, alerts, StatsD) are reported.
+func reloadOnHUP(ctx context.Context, c *cli.Context, hup <-chan os.Signal, out chan<- []daemon.Site, cur daemon.Options, log zerolog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		log.Info().Msg("SIGHUP: reloading the configuration")
+		notifySystemd(log, "RELOADING=1")
+		cfg, err := loadConfig(c)
+		var next daemon.Options
+		if err == nil {
+			next, err = daemonOptions(c, cfg)
+		}
+		if err != nil {
+			log.Error().Err(err).Msg("reload failed; keeping the running configuration")
+			notifySystemd(log, "READY=1")
+			continue
+		}
+		if globalFingerprint(next) != globalFingerprint(cur) {
+			log.Warn().Msg("reload: http, state file, alert, statsd or shutdown settings changed; they apply at the next restart")
+		}
+		select {
+		case out <- next.Sites:
+		case <-ctx.Done():
+			return
+		}
+		notifySystemd(log, "READY=1")
+	}
+}
+
+// daemonOptions turns the configuration into the daemon's options.
+func daemonOptions(c *cli.Context, cfg *config.Config) (daemon.Options, error) {
+	o := daemon.Options{
+		StateFile:                 cfg.JSONStateFilePath,
+		AlertDir:                  cfg.AlertFileDir,
+		MaintenanceFile:           cfg.MaintenanceModeFile,
+		UploadRetriesWarningLimit: cfg.UploadRetriesWarningLimit,
+		DrainTimeout:              cfg.GracefulShutdownUploadTimeout,
+		HTTP: &daemon.HTTPConfig{
+			Address: cfg.HTTPAddress, Port: cfg.HTTPPort,
+			Username: cfg.WebserverUsername, Password: cfg.WebserverPassword,
+			TLSCertFile: cfg.HTTPTLSCertFile, TLSKeyFile: cfg.HTTPTLSKeyFile,
+		},
+		Version: c.App.Version,
+		Logger:  logger(c),
+	}
+	if s := cfg.Statsd; s != nil {
+		o.StatsD = &daemon.StatsDConfig{Host: s.Host, Port: s.Port, Format: s.Format, Tags: s.Tags}
+	}
+	if p := cfg.Prometheus; p != nil {
+		o.MetricLabels = p.Tags
+	}
+	if len(cfg.BackupSites) == 0 {
+		return o, usagef("add a site under backup_sites", "the configuration has no backup sites")
+	}
+	for _, name := range cfg.SiteNames() {
+		s, err := daemonSite(c, cfg, name)
+		if err != nil {
+			return o, err
+		}
+		o.Sites = append(o.Sites, s)
+	}
+	return o, nil
+}
+
+// daemonSite builds one site of the daemon from its configuration.
+func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, error) {
+	site := cfg.BackupSites[name]
+	s := daemon.Site{
+		Name:             name,
+		Fingerprint:      siteFingerprint(cfg, site),
+		Active:           site.Active,
+		ActiveBackupMode: site.ActiveBackupMode,
+		WAL:              walMode(site.ActiveBackupMode),
+		Push:             archive.PushOptions{HashAlgorithm: cfg.HashAlgorithm, PGVersion: site.PGVersion},
+		Retention:        retentionPolicy(site),
+		Backup: basebackup.Options{
+			ChunkSize: site.BasebackupChunkSize,
+			// hoard always writes PGHoard's local-tar format.
+			BasebackupMode: config.BasebackupLocalTar,
+			PGData:         site.PGDataDirectory,
+			Version:        "hoard " + c.App.Version,
+		},
+	}
+	if len(site.Nodes) == 0 {
+		return s, usagef("add a node to the site's nodes", "site %s has no nodes", name)
+	}
+	node := site.Nodes[0]
+	s.ConnString = node.ConnString()
+	s.Slot = node.Slot
+	if s.Slot == "" {
+		s.Slot = defaultSlot(name)
+	}
+	if s.WAL == daemon.WALStream {
+		if cfg.BackupLocation == "" {
+			return s, usagef("set backup_location (or HOARD_BACKUP_LOCATION)",
+				"site %s streams WAL (active_backup_mode %s) but backup_location, where the spool lives, is not set", name, site.ActiveBackupMode)
+		}
+		s.SpoolDir = filepath.Join(cfg.BackupLocation, name, "xlog_incoming")
+	}
+	s.MinFreeBytes = minFreeBytes(site)
+	s.PartialUploadInterval = site.WALPartialUploadInterval
+	if d, ok := site.BasebackupInterval(); ok {
+		s.Schedule.Interval = d
+	}
+	if h, m, ok := site.BasebackupAnchor(); ok {
+		s.Schedule.Anchored, s.Schedule.Hour, s.Schedule.Minute = true, h, m
+	}
+	s.OpenArchive = func(ctx context.Context) (*archive.Archive, func(), error) {
+		return openDaemonArchive(ctx, c, cfg, name)
+	}
+	return s, nil
+}
+
+// openDaemonArchive opens a site's archive with the archives of its
+// moved_from sites (retention counts their backups).
+func openDaemonArchive(ctx context.Context, c *cli.Context, cfg *config.Config, name string) (*archive.Archive, func(), error) {
+	site := cfg.BackupSites[name]
+	codec, err := siteCodec(cfg, site)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, site.ObjectStorage)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open storage of site %s: %w", name, err)
+	}
+	env := &siteEnv{
+		cfg: cfg, name: name, site: site,
+		archive: &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name},
+		log:     logger(c).With().Str(logSite, name).Logger(),
+	}
+	older, closeOlder, err := movedFromArchives(c, env)
+	if err != nil {
+		_ = st.Close()
+		return nil, nil, err
+	}
+	env.archive.MovedFrom = older
+	return env.archive, func() { closeOlder(); _ = st.Close() }, nil
+}
+
+// walMode maps PGHoard's active_backup_mode to the daemon's WAL capture.
+func walMode(mode string) string {
+	switch mode {
+	case config.ModePGReceiveXLog, config.ModeWALReceiver:
+		return daemon.WALStream
+	case config.ModeArchiveCommand:
+		return daemon.WALArchiveCommand
+	}
+	return daemon.WALNone
+}
+
+// minFreeBytes is the disk guard's threshold: pg_receivexlog's
+// min_disk_free_bytes, 0 (off) when unset.
+func minFreeBytes(site *config.Site) uint64 {
+	if p := site.PGReceiveXLog.MinDiskFreeBytes; p != nil && *p > 0 {
+		return uint64(*p)
+	}
+	return 0
+}
+
+// defaultSlot is the replication slot of a site whose nodes name none:
+// hoard_<site>, reduced to what a slot name may hold (lower-case letters,
+// digits and underscores, at most 63 bytes: NAMEDATALEN - 1).
+func defaultSlot(site string) string {
+	var b strings.Builder
+	b.WriteString("hoard_")
+	for _, r := range strings.ToLower(site) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	s := b.String()
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	return s
+}
+
+// siteFingerprint hashes everything a site's supervisor is built from: the
+// site's settings, those of its moved_from sites, and the global settings
+// it uses. A reload restarts the site when it changes.
+func siteFingerprint(cfg *config.Config, site *config.Site) string {
+	moved := map[string]*config.Site{}
+	for _, n := range site.MovedFrom {
+		moved[n] = cfg.BackupSites[n]
+	}
+	data, err := json.Marshal(struct {
+		Site           *config.Site
+		MovedFrom      map[string]*config.Site
+		Compression    config.Compression
+		HashAlgorithm  string
+		BackupLocation string
+		PathPrefix     string
+	}{site, moved, cfg.Compression, cfg.HashAlgorithm, cfg.BackupLocation, cfg.PathPrefix})
+	if err != nil {
+		// Unreachable for plain data; a fresh value forces a restart.
+		return time.Now().String()
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// globalFingerprint hashes the daemon settings a reload cannot apply.
+func globalFingerprint(o daemon.Options) string {
+	data, _ := json.Marshal(struct {
+		StateFile, AlertDir, MaintenanceFile string
+		Limit                                int
+		Drain                                time.Duration
+		HTTP                                 *daemon.HTTPConfig
+		StatsD                               *daemon.StatsDConfig
+		Labels                               map[string]string
+	}{o.StateFile, o.AlertDir, o.MaintenanceFile, o.UploadRetriesWarningLimit, o.DrainTimeout, o.HTTP, o.StatsD, o.MetricLabels})
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// notifySystemd sends state to systemd's notification socket when the
+// daemon runs under systemd with Type=notify (sd_notify(3)); otherwise it
+// does nothing. A failure is logged: the service manager will time out.
+func notifySystemd(log zerolog.Logger, state string) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	if strings.HasPrefix(sock, "@") {
+		sock = "\x00" + sock[1:] // abstract socket namespace
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err == nil {
+		_, err = conn.Write([]byte(state))
+		_ = conn.Close()
+	}
+	if err != nil {
+		log.Warn().Err(err).Str("state", state).Msg("notify systemd")
+	}
+}
+
+// errNoDaemon is returned (wrapped) by requestBackupFromDaemon when no
+// daemon answers on the configured HTTP address.
+var errNoDaemon = errors.New("no hoard daemon answers")
+
+// requestBackupFromDaemon asks a running daemon for a basebackup of site
+// over its HTTP API (POST /<site>/basebackup on http_address:http_port,
+// with webserver_username/password, over HTTPS when http_tls_cert_file is
+// set: the daemon's certificate is pinned to that file, so no CA or host
+// name is involved). It returns an error wrapping errNoDaemon when nothing
+// listens there, so a caller can take the backup itself; any other error
+// means a daemon answered and refused.
+func requestBackupFromDaemon(ctx context.Context, cfg *config.Config, site string) error {
+	host := cfg.HTTPAddress
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	scheme := "http"
+	tr := &http.Transport{Proxy: nil}
+	if cfg.HTTPTLSCertFile != "" {
+		pin, err := certLeaf(cfg.HTTPTLSCertFile)
+		if err != nil {
+			return err
+		}
+		scheme = "https"
+		tr.TLSClientConfig = &tls.Config{
+			// The certificate is compared byte for byte with the one in
+			// the configuration instead of being verified against CAs.
+			InsecureSkipVerify: true,
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				if len(raw) == 0 || !bytes.Equal(raw[0], pin) {
+					return fmt.Errorf("the daemon's certificate is not the one in http_tls_cert_file %s", cfg.HTTPTLSCertFile)
+				}
+				return nil
+			},
+			MinVersion: tls.VersionTLS12,
+		}
+	}
+	url := fmt.Sprintf("%s://%s/%s/basebackup", scheme, net.JoinHostPort(host, strconv.Itoa(cfg.HTTPPort)), site)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return err
+	}
+	if cfg.WebserverUsername != "" {
+		req.SetBasicAuth(cfg.WebserverUsername, cfg.WebserverPassword)
+	}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			return fmt.Errorf("%w on %s: %v", errNoDaemon, net.JoinHostPort(host, strconv.Itoa(cfg.HTTPPort)), err)
+		}
+		return fmt.Errorf("request a basebackup from the daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the daemon refused the basebackup request: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// certLeaf returns the DER bytes of the first certificate in a PEM file.
+func certLeaf(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read http_tls_cert_file: %w", err)
+	}
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return nil, fmt.Errorf("http_tls_cert_file %s holds no PEM certificate", path)
+		}
+		if b.Type == "CERTIFICATE" {
+			return b.Bytes, nil
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/daemon"
+)
+
+func testCLIContext() *cli.Context {
+	app := &cli.App{Version: "test"}
+	return cli.NewContext(app, flag.NewFlagSet("hoard", flag.ContinueOnError), nil)
+}
+
+func parseTestConfig(t *testing.T, js string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.json", []byte(js), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestDaemonOptions checks the mapping from PGHoard's keys to the daemon's
+// options: WAL mode, slot, spool, disk guard, partial uploads, schedule.
+func TestDaemonOptions(t *testing.T) {
+	cfg := parseTestConfig(t, `{
+		"backup_location": "/var/lib/hoard",
+		"http_port": 16001,
+		"upload_retries_warning_limit": 5,
+		"graceful_shutdown_upload_timeout": 12,
+		"backup_sites": {
+			"Main-Site": {
+				"nodes": [{"host": "db1", "port": 5432}],
+				"basebackup_interval_hours": 6, "basebackup_hour": 1, "basebackup_minute": 30,
+				"basebackup_count": 3,
+				"pg_receivexlog": {"min_disk_free_bytes": 1073741824},
+				"wal_partial_upload_interval": 30
+			},
+			"pushed": {
+				"active_backup_mode": "archive_command",
+				"nodes": [{"host": "db2", "slot": "own_slot"}],
+				"basebackup_interval_hours": null
+			},
+			"quick": {"active_backup_mode": "basic", "active": false}
+		}
+	}`)
+	o, err := daemonOptions(testCLIContext(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.UploadRetriesWarningLimit != 5 || o.DrainTimeout != 12*time.Second || o.HTTP.Port != 16001 || o.HTTP.Address != "127.0.0.1" {
+		t.Errorf("global options %+v", o)
+	}
+	if len(o.Sites) != 3 {
+		t.Fatalf("%d sites", len(o.Sites))
+	}
+	main, pushed, quick := o.Sites[0], o.Sites[1], o.Sites[2]
+
+	if main.WAL != daemon.WALStream || main.Slot != "hoard_main_site" || main.SpoolDir != "/var/lib/hoard/Main-Site/xlog_incoming" {
+		t.Errorf("streaming site: wal %s slot %s spool %s", main.WAL, main.Slot, main.SpoolDir)
+	}
+	// The disk guard: pg_receivexlog.min_disk_free_bytes.
+	if main.MinFreeBytes != 1<<30 || main.PartialUploadInterval != 30*time.Second {
+		t.Errorf("disk guard %d, partial interval %s", main.MinFreeBytes, main.PartialUploadInterval)
+	}
+	if s := main.Schedule; s.Interval != 6*time.Hour || !s.Anchored || s.Hour != 1 || s.Minute != 30 {
+		t.Errorf("schedule %+v", s)
+	}
+	if main.Retention.MaxCount != 3 || main.Backup.BasebackupMode != config.BasebackupLocalTar || main.ConnString == "" {
+		t.Errorf("retention %+v, backup mode %s, conn %q", main.Retention, main.Backup.BasebackupMode, main.ConnString)
+	}
+
+	if pushed.WAL != daemon.WALArchiveCommand || pushed.Slot != "own_slot" || pushed.SpoolDir != "" || pushed.MinFreeBytes != 0 {
+		t.Errorf("archive_command site %+v", pushed)
+	}
+	if pushed.Schedule.Interval != 0 {
+		t.Errorf("null interval mapped to %s", pushed.Schedule.Interval)
+	}
+	if quick.WAL != daemon.WALNone || quick.Active {
+		t.Errorf("basic inactive site: wal %s active %v", quick.WAL, quick.Active)
+	}
+
+	// The same configuration gives the same fingerprints; a change to a
+	// site changes only that site's.
+	cfg2 := parseTestConfig(t, `{
+		"backup_location": "/var/lib/hoard",
+		"backup_sites": {
+			"Main-Site": {
+				"nodes": [{"host": "db1", "port": 5432}],
+				"basebackup_interval_hours": 6, "basebackup_hour": 1, "basebackup_minute": 30,
+				"basebackup_count": 3,
+				"pg_receivexlog": {"min_disk_free_bytes": 1073741824},
+				"wal_partial_upload_interval": 30
+			},
+			"pushed": {
+				"active_backup_mode": "archive_command",
+				"nodes": [{"host": "db2", "slot": "own_slot"}],
+				"basebackup_interval_hours": 12
+			},
+			"quick": {"active_backup_mode": "basic", "active": false}
+		}
+	}`)
+	o2, err := daemonOptions(testCLIContext(), cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o2.Sites[0].Fingerprint != main.Fingerprint || o2.Sites[2].Fingerprint != quick.Fingerprint {
+		t.Error("unchanged sites changed fingerprint")
+	}
+	if o2.Sites[1].Fingerprint == pushed.Fingerprint {
+		t.Error("a changed site kept its fingerprint")
+	}
+}
+
+func TestDaemonOptions_ErrNoBackupLocation(t *testing.T) {
+	cfg := parseTestConfig(t, `{"backup_sites": {"s": {"nodes": [{"host": "db"}],
+		"object_storage": {"storage_type": "local", "directory": "/tmp/x"}}}}`)
+	_, err := daemonOptions(testCLIContext(), cfg)
+	var ue *usageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("streaming without backup_location: err %v, want a usage error", err)
+	}
+}
+
+func TestDefaultSlot(t *testing.T) {
+	for site, want := range map[string]string{
+		"default":               "hoard_default",
+		"Prod-EU.1":             "hoard_prod_eu_1",
+		strings.Repeat("x", 70): "hoard_" + strings.Repeat("x", 57), // 63 bytes: NAMEDATALEN - 1
+	} {
+		if got := defaultSlot(site); got != want {
+			t.Errorf("defaultSlot(%q) = %q, want %q", site, got, want)
+		}
+	}
+}
+
+func TestRequestBackupFromDaemon(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		got = r.Method + " " + r.URL.Path + " " + user + ":" + pass
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	cfg := config.New()
+	cfg.HTTPAddress = host
+	cfg.HTTPPort, _ = strconv.Atoi(port)
+	cfg.WebserverUsername, cfg.WebserverPassword = "u", "p"
+	if err := requestBackupFromDaemon(context.Background(), cfg, "main"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "POST /main/basebackup u:p"; got != want {
+		t.Errorf("request %q, want %q", got, want)
+	}
+
+	// Nothing listening: errNoDaemon, so the caller takes the backup.
+	srv.Close()
+	if err := requestBackupFromDaemon(context.Background(), cfg, "main"); !errors.Is(err, errNoDaemon) {
+		t.Errorf("no daemon: err %v, want errNoDaemon", err)
+	}
+}
+
+// TestDaemonOptions_Example loads deploy/hoard.json.example.
+func TestDaemonOptions_Example(t *testing.T) {
+	cfg, err := config.Load("../deploy/hoard.json.example", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) > 0 {
+		t.Errorf("warnings: %v", cfg.Warnings)
+	}
+	o, err := daemonOptions(testCLIContext(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := o.Sites[0]; s.WAL != daemon.WALStream || s.Slot != "hoard_default" || !s.Schedule.Anchored {
+		t.Errorf("example site %+v", s)
+	}
+}
