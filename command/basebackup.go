@@ -55,23 +55,8 @@ func runBasebackup(c *cli.Context) error {
 	}
 
 	bar := &progressBar{w: os.Stderr, term: isTerminal(os.Stderr)}
-	o := basebackup.Options{
-		ConnString:       env.site.Nodes[0].ConnString(),
-		Archive:          env.archive,
-		Fast:             c.Bool("fast"),
-		MaxRate:          rate,
-		NoWait:           c.Bool("no-wait"),
-		ChunkSize:        env.site.BasebackupChunkSize,
-		Reason:           basebackup.ReasonRequested,
-		ActiveBackupMode: env.site.ActiveBackupMode,
-		// hoard always writes PGHoard's local-tar format, whatever
-		// basebackup_mode says.
-		BasebackupMode: "local-tar",
-		DecisionTime:   decided,
-		PGData:         env.site.PGDataDirectory,
-		Version:        "hoard " + c.App.Version,
-		Logger:         env.log,
-	}
+	o := basebackupOptions(c, env, decided, basebackup.ReasonRequested)
+	o.Fast, o.MaxRate, o.NoWait = c.Bool("fast"), rate, c.Bool("no-wait")
 	if bar.term {
 		o.Progress = bar.draw
 	} else {
@@ -87,6 +72,26 @@ func runBasebackup(c *cli.Context) error {
 	}
 	printSummary(c.App.Writer, info)
 	return nil
+}
+
+// basebackupOptions builds the options of a basebackup of the site's first
+// node, as the site's configuration asks; callers set Fast, MaxRate, NoWait
+// and Progress.
+func basebackupOptions(c *cli.Context, env *siteEnv, decided time.Time, reason string) basebackup.Options {
+	return basebackup.Options{
+		ConnString:       env.site.Nodes[0].ConnString(),
+		Archive:          env.archive,
+		ChunkSize:        env.site.BasebackupChunkSize,
+		Reason:           reason,
+		ActiveBackupMode: env.site.ActiveBackupMode,
+		// hoard always writes PGHoard's local-tar format, whatever
+		// basebackup_mode says.
+		BasebackupMode: "local-tar",
+		DecisionTime:   decided,
+		PGData:         env.site.PGDataDirectory,
+		Version:        "hoard " + c.App.Version,
+		Logger:         env.log,
+	}
 }
 
 // printSummary prints a stored backup in a few lines.

@@ -6,6 +6,7 @@ import "github.com/urfave/cli/v2"
 func commands() []*cli.Command {
 	return []*cli.Command{
 		basebackupCommand(),
+		daemonCommand(),
 		listCommand(),
 		restoreCommand(),
 		walPushCommand(),
@@ -13,5 +14,7 @@ func commands() []*cli.Command {
 		retentionCommand(),
 		createKeysCommand(),
 		objectCommand(),
+		verifyCommand(),
+		archiveSyncCommand(),
 	}
 }

@@ -1,0 +1,141 @@
+package command
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/verify"
+)
+
+func archiveSyncCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "archive-sync",
+		Usage:     "store WAL the archive lacks from the local pg_wal, and check the archive is continuous",
+		UsageText: "hoard archive-sync [--max-hash-checks N] [--no-verify] [--create-new-backup-on-failure] [--json]",
+		Description: "PGHoard's pghoard_archive_sync, run on the database host. Reads the pg_wal of the site's\n" +
+			"pg_data_directory and, from the newest complete segment back to the newest backup's start\n" +
+			"segment, stores every segment the archive lacks and compares the stored hash of up to\n" +
+			"--max-hash-checks archived ones with the local file (a mismatch is reported, never\n" +
+			"overwritten). Stores the local .history files the archive lacks. Then, unless --no-verify,\n" +
+			"checks that the archive's WAL continues without a gap from the newest backup's start to the\n" +
+			"newest segment; with --create-new-backup-on-failure a gap makes it take a new basebackup.\n\n" +
+			"EXIT STATUS: 0 the archive is continuous (or a new basebackup was taken) and no hash differs;\n" +
+			"1 a gap remains, a hash differs, or storing failed; 2 bad flags or configuration; 130 interrupted.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "max-hash-checks", Value: verify.DefaultMaxHashChecks, Usage: "compare the hashes of at most `N` archived segments (0: none)"},
+			&cli.BoolFlag{Name: "no-verify", Usage: "skip the continuity check"},
+			&cli.BoolFlag{Name: "create-new-backup-on-failure", Usage: "take a new basebackup when the archive is not continuous"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		Action: runArchiveSync,
+	}
+}
+
+func runArchiveSync(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("see hoard archive-sync --help", "unexpected argument %q", c.Args().First())
+	}
+	if c.Bool("no-verify") && c.Bool("create-new-backup-on-failure") {
+		return usagef("give one of them", "--create-new-backup-on-failure needs the continuity check that --no-verify skips")
+	}
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	if env.site.PGDataDirectory == "" {
+		return usagef("set pg_data_directory in the site's configuration (or HOARD_PG_DATA_DIRECTORY)", "site %s has no pg_data_directory", env.name)
+	}
+	checks := c.Int("max-hash-checks")
+	if checks == 0 {
+		checks = -1 // verify.Sync reads 0 as its default
+	}
+	res, err := verify.Sync(c.Context, verify.SyncOptions{
+		Archive:       env.archive,
+		PGData:        env.site.PGDataDirectory,
+		MaxHashChecks: checks,
+		HashAlgorithm: env.cfg.HashAlgorithm,
+		NoVerify:      c.Bool("no-verify"),
+		Logger:        env.log,
+	})
+	if err != nil {
+		return err
+	}
+	var failures []string
+	if len(res.Mismatches) > 0 {
+		failures = append(failures, fmt.Sprintf("%d archived segments differ from the local ones (left alone): %s",
+			len(res.Mismatches), strings.Join(res.Mismatches, ", ")))
+	}
+	newBackup := ""
+	if !c.Bool("no-verify") && res.Chain != nil && !res.Chain.Continuous() {
+		gaps := make([]string, len(res.Gaps))
+		for i, g := range res.Gaps {
+			gaps[i] = g.String()
+		}
+		if c.Bool("create-new-backup-on-failure") {
+			env.log.Warn().Strs("gaps", gaps).Msg("archive not continuous: taking a new basebackup")
+			if len(env.site.Nodes) == 0 {
+				return usagef("add a node to the site's nodes", "site %s has no nodes to take a new basebackup from", env.name)
+			}
+			o := basebackupOptions(c, env, time.Now(), basebackup.ReasonRequested)
+			o.Fast = true
+			info, err := basebackup.Run(c.Context, o)
+			if err != nil {
+				return fmt.Errorf("archive not continuous (WAL missing: %s) and the new basebackup failed: %w", strings.Join(gaps, ", "), err)
+			}
+			newBackup = info.Name
+		} else {
+			failures = append(failures, "archive not continuous from the newest backup's start: WAL missing: "+strings.Join(gaps, ", ")+
+				" (the segments are no longer in pg_wal; take a new basebackup, or pass --create-new-backup-on-failure)")
+		}
+	}
+	if c.Bool("json") {
+		out := struct {
+			*verify.SyncResult
+			Continuous *bool  `json:"continuous"`
+			NewBackup  string `json:"new_basebackup,omitempty"`
+		}{SyncResult: res, NewBackup: newBackup}
+		if res.Chain != nil {
+			v := res.Chain.Continuous()
+			out.Continuous = &v
+		}
+		if err := writeJSON(c.App.Writer, out); err != nil {
+			return err
+		}
+	} else {
+		writeSyncResult(c.App.Writer, res, newBackup)
+	}
+	if len(failures) > 0 {
+		return &exitError{code: ExitFailure, err: fmt.Errorf("archive-sync: %s", strings.Join(failures, "; "))}
+	}
+	return nil
+}
+
+func writeSyncResult(w io.Writer, r *verify.SyncResult, newBackup string) {
+	printf(w, "local WAL %s..%s: stored %d missing files, compared %d hashes, %d differ\n",
+		dash(r.Oldest), dash(r.Newest), len(r.Pushed), r.HashChecked, len(r.Mismatches))
+	for _, n := range r.Pushed {
+		printf(w, "  stored %s\n", n)
+	}
+	for _, n := range r.Mismatches {
+		printf(w, "  DIFFERS %s\n", n)
+	}
+	switch {
+	case r.Chain == nil:
+		printf(w, "continuity not checked\n")
+	case r.Chain.Continuous():
+		printf(w, "archive continuous from %s to %s\n", r.Chain.Start, dash(r.Chain.Newest))
+	default:
+		for _, g := range r.Gaps {
+			printf(w, "  WAL missing: %s\n", g)
+		}
+	}
+	if newBackup != "" {
+		printf(w, "took new basebackup %s\n", newBackup)
+	}
+}

@@ -1,0 +1,196 @@
+package command
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/verify"
+)
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "check that the site's basebackups and WAL are restorable, or test a restore",
+		UsageText: "hoard verify [--full] [--json]\n" +
+			"   hoard verify --restore [--basebackup NAME] [--target-time T] [--scratch-dir D] [--pg-bin-dir D] [--as-user U] [--json]",
+		Description: "Without --restore: for every basebackup, the control object is downloaded and decoded and\n" +
+			"every chunk it lists must exist with its recorded size; with --full every chunk and every\n" +
+			"WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,\n" +
+			"WAL page headers against names). The WAL must continue without a gap from each backup's\n" +
+			"start, along the timeline .history files, through the newest stored segment; gaps are\n" +
+			"named. The table shows per backup whether it is restorable and how far recovery reaches.\n\n" +
+			"With --restore: restores a backup into a scratch directory, starts PostgreSQL of its major\n" +
+			"version on it (found with --pg-bin-dir, on PATH, in pg_bin_directory, /usr/lib/postgresql/<major>/bin,\n" +
+			"/usr/pgsql-<major>/bin or $HOARD_CACHE/pg/<major>/bin), lets it replay the archive (to the\n" +
+			"target, or to its end), checks that it accepts connections, that recovery reached the newest\n" +
+			"archived WAL, that every database answers, amcheck's bt_index_check on every btree index\n" +
+			"(when the extension is available) and pg_checksums --check (when checksums are on), then\n" +
+			"stops it and removes the scratch directory. See docs/verifying.md.\n\n" +
+			"EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it)\n" +
+			"or the test restore failed; 2 bad flags or configuration; 130 interrupted.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "full", Usage: "download and decode every chunk and WAL segment"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.IntFlag{Name: "parallel", Usage: "objects checked at once (default 4)"},
+			&cli.BoolFlag{Name: "restore", Usage: "restore into a scratch directory and test the result with PostgreSQL"},
+			&cli.StringFlag{Name: "basebackup", Usage: "with --restore: backup `NAME` to test (default: the newest that reaches the target)"},
+			&cli.StringFlag{Name: "target-time", Usage: "with --restore: recover to `TIME` (ISO 8601 with a zone) instead of the end of the archive"},
+			&cli.StringFlag{Name: "scratch-dir", Usage: "with --restore: make the scratch directory in `DIR` (default: the system temp directory)"},
+			&cli.StringFlag{Name: "pg-bin-dir", Usage: "with --restore: PostgreSQL binaries `DIR` of the backup's major version"},
+			&cli.StringFlag{Name: "as-user", Usage: "with --restore as root: run PostgreSQL as `USER` (default postgres)"},
+			&cli.StringFlag{Name: "db-user", Usage: "with --restore: role the checks connect as (default: postgres, then the server's user)"},
+		},
+		Action: runVerify,
+	}
+}
+
+func runVerify(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("see hoard verify --help", "unexpected argument %q", c.Args().First())
+	}
+	if c.Bool("restore") {
+		return runRestoreTest(c)
+	}
+	for _, f := range []string{"basebackup", "target-time", "scratch-dir", "pg-bin-dir", "as-user", "db-user"} {
+		if c.IsSet(f) {
+			return usagef("add --restore, or leave --"+f+" out", "--%s applies to --restore only", f)
+		}
+	}
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	rep, err := verify.Run(c.Context, verify.Options{Archive: env.archive, Full: c.Bool("full"), Parallel: c.Int("parallel"), Logger: env.log})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if err := writeJSON(c.App.Writer, rep); err != nil {
+			return err
+		}
+	} else if err := writeVerifyTable(c.App.Writer, rep); err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return &exitError{code: ExitFailure, err: fmt.Errorf("verify: site %s: problems found (see above)", env.name)}
+	}
+	return nil
+}
+
+// writeVerifyTable prints one line per backup, then every problem.
+func writeVerifyTable(w io.Writer, rep *verify.Report) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BACKUP\tSTATUS\tREACHES LSN\tREACHES SEGMENT\tREACHES TIME (AT LEAST)\tPROBLEMS")
+	for _, b := range rep.Backups {
+		reachTime := "unknown"
+		if b.ReachTimeAtLeast != nil {
+			reachTime = tableTime(*b.ReachTimeAtLeast)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", b.Name, b.Status, dash(b.ReachLSN), dash(b.ReachSegment), reachTime, len(b.Problems))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	mode := "quick"
+	if rep.Full {
+		mode = "full"
+	}
+	printf(w, "\n%d backups, %d WAL segments (newest %s), %s check in %s\n", len(rep.Backups), rep.Segments, dash(rep.Newest), mode,
+		time.Duration(rep.Elapsed).Round(time.Millisecond))
+	for _, b := range rep.Backups {
+		for _, p := range b.Problems {
+			printf(w, "  %s: %s\n", b.Name, p)
+		}
+	}
+	for _, p := range rep.Problems {
+		printf(w, "  archive: %s\n", p)
+	}
+	if rep.OK() {
+		printf(w, "OK: every backup is restorable through the newest stored WAL\n")
+	} else {
+		printf(w, "PROBLEMS FOUND\n")
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// runRestoreTest runs hoard verify --restore.
+func runRestoreTest(c *cli.Context) error {
+	if c.Bool("full") {
+		return usagef("run hoard verify --full separately", "--full does not apply to --restore")
+	}
+	// Only --target-time is defined here; restoreTarget reads the other
+	// target flags as unset.
+	target, err := restoreTarget(c)
+	if err != nil {
+		return err
+	}
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	rc, err := restoreCommandLine(c.String("config"), env.name)
+	if err != nil {
+		return err
+	}
+	res, err := verify.RestoreTest(c.Context, verify.RestoreTestOptions{
+		Archive:        env.archive,
+		Backup:         c.String("basebackup"),
+		Target:         target,
+		PGBinDir:       c.String("pg-bin-dir"),
+		SitePGBinDir:   env.site.PGBinDirectory,
+		ScratchDir:     c.String("scratch-dir"),
+		RestoreCommand: rc,
+		RunAsUser:      c.String("as-user"),
+		DBUser:         c.String("db-user"),
+		Parallel:       env.cfg.RestoreProcessCount,
+		Logger:         env.log,
+	})
+	if res != nil {
+		if c.Bool("json") {
+			if werr := writeJSON(c.App.Writer, res); werr != nil {
+				return werr
+			}
+		} else {
+			writeRestoreTest(c.App.Writer, res)
+		}
+	}
+	if err != nil {
+		return restoreError(err)
+	}
+	return nil
+}
+
+// writeRestoreTest prints a restore test's result.
+func writeRestoreTest(w io.Writer, r *verify.RestoreTestResult) {
+	status := "PASSED"
+	if !r.OK {
+		status = "FAILED"
+	}
+	printf(w, "restore test %s: backup %s, PostgreSQL %d (%s)\n", status, dash(r.Backup), r.PGMajor, dash(r.BinDir))
+	printf(w, "  restore %s, replay %s, checks %s (total %s)\n",
+		time.Duration(r.Restore).Round(time.Millisecond), time.Duration(r.Replay).Round(time.Millisecond),
+		time.Duration(r.Checking).Round(time.Millisecond), time.Duration(r.Elapsed).Round(time.Millisecond))
+	if r.ReplayedTo != "" {
+		printf(w, "  recovery ended at %s\n", r.ReplayedTo)
+	}
+	for _, ch := range r.Checks {
+		printf(w, "  %-10s %-11s %s\n", ch.Name, ch.Status, strings.ReplaceAll(ch.Detail, "\n", " "))
+	}
+	if r.Error != "" {
+		printf(w, "  error: %s\n", r.Error)
+	}
+}
