@@ -200,10 +200,22 @@ func (c *Config) setSource(jsonPath, src string) {
 }
 
 // finish fills the defaults that depend on other values: restore_prefetch,
-// alert_file_dir, site prefixes, slots and the fallback local storage.
+// alert_file_dir, site prefixes, slots and the fallback local storage, and
+// with no file the state and maintenance files under backup_location.
 func (c *Config) finish(cwd string) {
 	if _, ok := c.sources["restore_prefetch"]; !ok {
 		c.RestorePrefetch = c.Transfer.ThreadCount
+	}
+	if c.File == "" && c.BackupLocation != "" {
+		// PGHoard's defaults are under /var/lib/pghoard, which a container
+		// configured from the environment alone does not have: keep the
+		// daemon's files in the one directory it is given.
+		if _, ok := c.sources["json_state_file_path"]; !ok {
+			c.JSONStateFilePath = path.Join(c.BackupLocation, "pghoard_state.json")
+		}
+		if _, ok := c.sources["maintenance_mode_file"]; !ok {
+			c.MaintenanceModeFile = path.Join(c.BackupLocation, "maintenance_mode_file")
+		}
 	}
 	if c.AlertFileDir == "" {
 		c.AlertFileDir = c.BackupLocation

@@ -53,6 +53,9 @@ var EnvVars = append([]EnvVar{
 	{Name: "HOARD_WEBSERVER_PASSWORD", Key: "webserver_password", File: true, Help: "HTTP Basic auth password"},
 	{Name: "HOARD_HTTP_TLS_CERT_FILE", Key: "http_tls_cert_file", Help: "PEM certificate chain for HTTPS (with HOARD_HTTP_TLS_KEY_FILE)"},
 	{Name: "HOARD_HTTP_TLS_KEY_FILE", Key: "http_tls_key_file", Help: "PEM private key for HTTPS (with HOARD_HTTP_TLS_CERT_FILE)"},
+	{Name: "HOARD_JSON_STATE_FILE_PATH", Key: "json_state_file_path", Help: "the daemon's state file (with no config file: <backup_location>/pghoard_state.json)"},
+	{Name: "HOARD_MAINTENANCE_MODE_FILE", Key: "maintenance_mode_file", Help: "maintenance mode file (with no config file: <backup_location>/maintenance_mode_file)"},
+	{Name: "HOARD_ALERT_FILE_DIR", Key: "alert_file_dir", Help: "directory for alert files"},
 	{Name: "HOARD_PG_URI", Key: "nodes", Site: true, File: true, Help: "PostgreSQL connection string or URI (replaces nodes)"},
 	{Name: "HOARD_SLOT", Key: "slot", Site: true, Help: "physical replication slot, set on every node"},
 	{Name: "HOARD_PG_DATA_DIRECTORY", Key: "pg_data_directory", Site: true, Help: "PGDATA on this host"},
@@ -295,6 +298,9 @@ func applyEnv(c *Config, getenv func(string) string, ps *problems) {
 	g.str("HOARD_WEBSERVER_PASSWORD", "webserver_password", &c.WebserverPassword)
 	g.str("HOARD_HTTP_TLS_CERT_FILE", "http_tls_cert_file", &c.HTTPTLSCertFile)
 	g.str("HOARD_HTTP_TLS_KEY_FILE", "http_tls_key_file", &c.HTTPTLSKeyFile)
+	g.str("HOARD_JSON_STATE_FILE_PATH", "json_state_file_path", &c.JSONStateFilePath)
+	g.str("HOARD_MAINTENANCE_MODE_FILE", "maintenance_mode_file", &c.MaintenanceModeFile)
+	g.str("HOARD_ALERT_FILE_DIR", "alert_file_dir", &c.AlertFileDir)
 
 	name, s := envSite(c, e)
 	if s == nil {

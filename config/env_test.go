@@ -71,6 +71,9 @@ func TestLoad_EnvOnly(t *testing.T) {
 		if c.Compression.Algorithm != "lz4" || c.Compression.Level != 3 || c.HTTPAddress != "0.0.0.0" || c.HTTPPort != 16001 || c.LogLevel != "DEBUG" {
 			t.Errorf("globals = %+v", c)
 		}
+		if c.JSONStateFilePath != "/var/lib/hoard/pghoard_state.json" || c.MaintenanceModeFile != "/var/lib/hoard/maintenance_mode_file" {
+			t.Errorf("state file %q, maintenance file %q: want them under backup_location", c.JSONStateFilePath, c.MaintenanceModeFile)
+		}
 		if s.ActiveBackupMode != ModeWALReceiver || s.PGDataDirectory != "/pgdata" || s.EncryptionKeyID != "k1" {
 			t.Errorf("site = %+v", s)
 		}

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-//go:generate go run ../docs/gen
+//go:generate go run ../docs/gen -dir ../docs
 
 // KeyDoc describes one configuration key for the reference.
 type KeyDoc struct {
