@@ -15,9 +15,11 @@ type KeyDoc struct {
 	Path    string
 	Type    string // JSON type: "string", "integer or null", "seconds", "object", ...
 	Default string // the default as JSON, or a description of a computed one
-	Env     string // the HOARD_* variable that overrides it ("" = none)
-	Doc     string
-	Secret  bool // `hoard config show` masks the value
+	// Env names the HOARD_* variables that override it, comma-separated
+	// ("" = none); object_storage keys have one per storage type.
+	Env    string
+	Doc    string
+	Secret bool // `hoard config show` masks the value
 	// Storage lists the storage types an object_storage key applies to.
 	Storage []string
 }
@@ -36,7 +38,10 @@ func Keys() []KeyDoc {
 		if ev.Site {
 			k = "backup_sites." + sitePlaceholder + "." + k
 		}
-		env[k] = ev.Name
+		if env[k] != "" {
+			env[k] += ", "
+		}
+		env[k] += ev.Name
 	}
 	storagePath := "backup_sites." + sitePlaceholder + ".object_storage."
 	var out []KeyDoc

@@ -47,7 +47,7 @@ func TestKeys(t *testing.T) {
 		"http_port":                            {Type: "integer", Default: "16000", Env: "HOARD_HTTP_PORT"},
 		"backup_sites.<site>.basebackup_count": {Type: "integer or null", Default: "2", Env: "HOARD_BASEBACKUP_COUNT"},
 		"backup_sites.<site>.object_storage.aws_secret_access_key":     {Type: "string", Env: "HOARD_S3_SECRET_ACCESS_KEY", Secret: true},
-		"backup_sites.<site>.object_storage.bucket_name":               {Type: "string", Env: "HOARD_S3_BUCKET_NAME"},
+		"backup_sites.<site>.object_storage.bucket_name":               {Type: "string", Env: "HOARD_S3_BUCKET_NAME, HOARD_GCS_BUCKET_NAME, HOARD_AZURE_BUCKET_NAME"},
 		"compression.thread_count":                                     {Type: "integer", Default: "CPU count + 1"},
 		"backup_sites.<site>.pg_receivexlog.disk_space_check_interval": {Type: "seconds", Default: "10"},
 	} {
@@ -55,10 +55,8 @@ func TestKeys(t *testing.T) {
 		if got.Type != want.Type || got.Default != want.Default || got.Secret != want.Secret {
 			t.Errorf("%s = %+v, want type %q default %q secret %v", path, got, want.Type, want.Default, want.Secret)
 		}
-		// Several variables may override one key (bucket_name per storage
-		// type); the registry names one.
-		if want.Env != "" && !strings.HasPrefix(got.Env, "HOARD_") {
-			t.Errorf("%s: env %q", path, got.Env)
+		if got.Env != want.Env {
+			t.Errorf("%s: env %q, want %q", path, got.Env, want.Env)
 		}
 	}
 	if got := byPath["backup_sites.<site>.object_storage.bucket_name"].Storage; strings.Join(got, ",") != "s3,google,azure" {

@@ -1,0 +1,110 @@
+package docs_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/docs"
+)
+
+// TestGenerated fails while a generated page differs from what the code
+// renders now: run `go generate ./docs`.
+func TestGenerated(t *testing.T) {
+	pages, err := docs.Pages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range pages {
+		got, err := os.ReadFile(name)
+		if err != nil {
+			t.Errorf("%v: run go generate ./docs", err)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is stale: run go generate ./docs", name)
+		}
+	}
+}
+
+func TestConfiguration_EveryKey(t *testing.T) {
+	b, err := os.ReadFile(docs.ConfigurationFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(b)
+	for _, k := range config.Keys() {
+		if !strings.Contains(page, "`"+k.Path+"`") {
+			t.Errorf("%s does not document %s", docs.ConfigurationFile, k.Path)
+		}
+	}
+	for _, ev := range config.EnvVars {
+		if !strings.Contains(page, "`"+ev.Name+"`") {
+			t.Errorf("%s does not document %s", docs.ConfigurationFile, ev.Name)
+		}
+	}
+}
+
+func TestCommands_EveryCommand(t *testing.T) {
+	b, err := os.ReadFile(docs.CommandsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(b)
+	for _, p := range docs.CommandPaths() {
+		heading := "\n## " + strings.Join(append([]string{"hoard"}, p...), " ") + "\n"
+		if !strings.Contains(page, heading) {
+			t.Errorf("%s lacks the heading %q", docs.CommandsFile, strings.TrimSpace(heading))
+		}
+	}
+}
+
+// mdLink matches the target of a Markdown link or image.
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// TestLinks checks that every relative link of the pages and the README
+// names a file that exists.
+func TestLinks(t *testing.T) {
+	files, err := filepath.Glob("*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join("..", "README.md"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(stripCode(string(b)), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") || strings.HasPrefix(target, "#") {
+				continue
+			}
+			target, _, _ = strings.Cut(target, "#")
+			if _, err := os.Stat(filepath.Join(filepath.Dir(f), target)); err != nil {
+				t.Errorf("%s: broken link %s", f, m[1])
+			}
+		}
+	}
+}
+
+// stripCode drops fenced code blocks, whose brackets are not links.
+func stripCode(s string) string {
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			in = !in
+			continue
+		}
+		if !in {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
