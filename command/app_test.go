@@ -39,3 +39,14 @@ func TestApp_ExitCodes(t *testing.T) {
 		})
 	}
 }
+
+func TestParseLevel(t *testing.T) {
+	for _, s := range []string{"debug", "INFO", "", "warn", "WARNING", "error", "CRITICAL"} {
+		if _, err := parseLevel(s); err != nil {
+			t.Errorf("parseLevel(%q): %v", s, err)
+		}
+	}
+	if _, err := parseLevel("verbose"); err == nil {
+		t.Errorf("parseLevel(verbose) accepted an unknown level")
+	}
+}

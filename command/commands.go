@@ -16,5 +16,7 @@ func commands() []*cli.Command {
 		objectCommand(),
 		verifyCommand(),
 		archiveSyncCommand(),
+		configCommand(),
+		completionCommand(),
 	}
 }

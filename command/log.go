@@ -21,9 +21,9 @@ const (
 // newLogger builds the process logger from the global flags. Logs go to
 // stderr; command output goes to stdout.
 func newLogger(w io.Writer, level, format string, short bool) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
-	if err != nil || level == "" {
-		return zerolog.Nop(), usagef("use one of debug, info, warn, error", "unknown log level %q", level)
+	lvl, err := parseLevel(level)
+	if err != nil {
+		return zerolog.Nop(), err
 	}
 	var out io.Writer
 	switch format {
@@ -45,6 +45,24 @@ func newLogger(w io.Writer, level, format string, short bool) (zerolog.Logger, e
 		l = l.With().Timestamp().Logger()
 	}
 	return l, nil
+}
+
+// parseLevel reads a log level in hoard's spelling (debug, info, warn,
+// error) or PGHoard's log_level spelling (DEBUG, INFO, WARNING, ERROR,
+// CRITICAL), in any case: HOARD_LOG_LEVEL sets both the flag and the
+// configuration key.
+func parseLevel(s string) (zerolog.Level, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		return zerolog.DebugLevel, nil
+	case "info", "":
+		return zerolog.InfoLevel, nil
+	case "warn", "warning":
+		return zerolog.WarnLevel, nil
+	case "error", "critical":
+		return zerolog.ErrorLevel, nil
+	}
+	return zerolog.NoLevel, usagef("use one of debug, info, warn, error", "unknown log level %q", s)
 }
 
 // isTerminal reports whether w is a character device (a terminal).
