@@ -58,6 +58,7 @@ func restoreCommand() *cli.Command {
 			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once (default: restore_process_count)"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` to write (default: this hoard's wal-fetch)"},
 			&cli.StringFlag{Name: "recovery-end-command", Usage: "recovery_end_command `CMD` to write"},
+			&cli.StringFlag{Name: "archive-mode", Value: "preserve", Usage: "`preserve` the backup's archive settings, or off: write archive_mode = 'off' so a restored copy does not archive its new timeline into this archive"},
 		},
 		Subcommands: []*cli.Command{listBasebackupsCommand()},
 		Action:      runRestore,
@@ -110,7 +111,16 @@ func runRestore(c *cli.Context) error {
 	if parallel <= 0 {
 		parallel = env.cfg.RestoreProcessCount
 	}
+	archiveOff := false
+	switch c.String("archive-mode") {
+	case "preserve":
+	case "off":
+		archiveOff = true
+	default:
+		return usagef("use --archive-mode preserve or off", "unknown --archive-mode %q", c.String("archive-mode"))
+	}
 	o := restore.Options{
+		ArchiveOff:         archiveOff,
 		Archive:            env.archive,
 		TargetDir:          dir,
 		Backup:             c.String("basebackup"),

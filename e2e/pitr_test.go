@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func testPITR(t *testing.T, major int) {
 		args  []string
 		steps int // rows of steps 1..steps are visible; -1: table t does not exist yet
 	}{
-		{"latest", nil, 3},
+		{"latest", []string{"--archive-mode", "off"}, 3},
 		{"time", []string{"--target-time", p.afterStep1}, 1},
 		{"name", []string{"--target-name", "after_step1"}, 1},
 		{"xid", []string{"--target-xid", p.xidStep2}, 2},
@@ -66,8 +67,17 @@ func testPITR(t *testing.T, major int) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(pgtest.TempDir(t), "data")
 			s.mustHoard(append([]string{"restore", "--target-dir", dir}, tc.args...)...)
-			c := pgtest.StartDataDir(t, major, dir, noArchiving)
+			conf := noArchiving
+			if slices.Contains(tc.args, "--archive-mode") {
+				conf = nil // hoard restore --archive-mode off must do it
+			}
+			c := pgtest.StartDataDir(t, major, dir, conf)
 			c.WaitRecoveryDone(t, 3*time.Minute)
+			if conf == nil {
+				if got := c.QueryString(t, "show archive_mode"); got != "off" {
+					t.Errorf("restored with --archive-mode off: archive_mode = %s", got)
+				}
+			}
 			checkPgbench(t, c)
 			checkSteps(t, c, tc.steps)
 			c.Stop(t)

@@ -39,6 +39,10 @@ type RecoveryConfig struct {
 	// standby: see Options.TargetAction.
 	TargetAction string
 	Standby      bool
+	// ArchiveOff writes archive_mode = 'off', so that a restored copy does
+	// not archive its new timeline into the archive it came from (where its
+	// history file would clash with the source's own later promotion).
+	ArchiveOff bool
 }
 
 // validateAction checks a recovery_target_action value ("" allowed).
@@ -154,6 +158,9 @@ func (c RecoveryConfig) block() string {
 	}
 	if c.RecoveryEndCommand != "" {
 		set("recovery_end_command", c.RecoveryEndCommand)
+	}
+	if c.ArchiveOff {
+		set("archive_mode", "off")
 	}
 	b.WriteString(confFooter + "\n")
 	return b.String()

@@ -65,6 +65,7 @@ func TestWriteRecoveryConfig_Golden(t *testing.T) {
 		{"primary_conninfo", RecoveryConfig{Standby: true,
 			PrimaryConnInfo:    `host=db1 user=replicator password='it''s' application_name=c:\x`,
 			RecoveryEndCommand: "echo done"}},
+		{"archive_off", RecoveryConfig{ArchiveOff: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

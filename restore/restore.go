@@ -61,6 +61,7 @@ type Options struct {
 	Overwrite bool
 
 	Standby            bool   // write standby.signal instead of recovery.signal
+	ArchiveOff         bool   // write archive_mode = 'off' (see RecoveryConfig.ArchiveOff)
 	PrimaryConnInfo    string // primary_conninfo
 	RestoreCommand     string // restore_command, e.g. hoard wal-fetch ... %f %p
 	RecoveryEndCommand string // recovery_end_command
@@ -222,6 +223,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	err = WriteRecoveryConfig(o.TargetDir, RecoveryConfig{
 		RestoreCommand: o.RestoreCommand, RecoveryEndCommand: o.RecoveryEndCommand,
 		PrimaryConnInfo: o.PrimaryConnInfo, Target: o.Target, TargetAction: o.TargetAction, Standby: o.Standby,
+		ArchiveOff: o.ArchiveOff,
 	})
 	if err != nil {
 		return nil, err
