@@ -179,6 +179,10 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 		Push:             archive.PushOptions{HashAlgorithm: cfg.HashAlgorithm, PGVersion: site.PGVersion},
 		Retention:        retentionPolicy(site),
 		Backup: basebackup.Options{
+			// An immediate checkpoint, as PGHoard's backups request, so a
+			// backup starts when it is due rather than a checkpoint
+			// interval later.
+			Fast:      true,
 			ChunkSize: site.BasebackupChunkSize,
 			// hoard always writes PGHoard's local-tar format.
 			BasebackupMode: config.BasebackupLocalTar,

@@ -121,6 +121,9 @@ func writeStateFile(path string, st Status) error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write state file: %w", err)
+	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("write state file: %w", err)

@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// daemonProc is a running `hoard daemon`.
+type daemonProc struct {
+	t      testing.TB
+	s      *streamSite
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{}
+	err    error
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the
+// test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// startDaemon runs hoard daemon as the server's user with the site's
+// configuration. It is killed when the test ends if still running.
+func (s *streamSite) startDaemon() *daemonProc {
+	s.t.Helper()
+	cmd := exec.Command(hoardBin, "--config", s.config, "--log-level", "info", "daemon")
+	cmd.Env = append(minimalEnv(), s.env...)
+	cmd.Dir = s.dir
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	pgtest.RunAs(cmd)
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start hoard daemon: %v", err)
+	}
+	d := &daemonProc{t: s.t, s: s, cmd: cmd, out: out, exited: make(chan struct{})}
+	go func() {
+		d.err = cmd.Wait()
+		close(d.exited)
+	}()
+	s.t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-d.exited
+		}
+		if s.t.Failed() {
+			s.t.Logf("hoard daemon log (tail):\n%s", tailLines(out.String(), 60))
+		}
+	})
+	return d
+}
+
+// stop sends sig and waits for the daemon to exit; it returns the exit
+// code.
+func (d *daemonProc) stop(sig syscall.Signal, timeout time.Duration) int {
+	d.t.Helper()
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case <-d.exited:
+	case <-time.After(timeout):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		d.t.Fatalf("hoard daemon did not exit within %s of %v\n%s", timeout, sig, tailLines(d.out.String(), 40))
+	}
+	return exitCode(d.err)
+}
+
+// daemonStatus is the part of GET /status the tests read.
+type daemonStatus struct {
+	Sites map[string]struct {
+		Running    bool `json:"running"`
+		LastBackup *struct {
+			Name     string `json:"name"`
+			StartWAL string `json:"start_wal_segment"`
+		} `json:"last_basebackup"`
+		Backups       int  `json:"basebackups"`
+		BackupRunning bool `json:"basebackup_running"`
+		WAL           *struct {
+			Connected  bool   `json:"connected"`
+			Uploaded   string `json:"uploaded_lsn"`
+			QueueDepth int    `json:"upload_queue"`
+		} `json:"wal"`
+		UploadFailures int `json:"upload_failures_in_a_row"`
+	} `json:"backup_sites"`
+}
+
+// status fetches the daemon's /status; ok is false while it does not
+// answer.
+func (d *daemonProc) status() (daemonStatus, bool) {
+	var st daemonStatus
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/status", d.s.httpPort))
+	if err != nil {
+		return st, false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &st) != nil {
+		return st, false
+	}
+	return st, true
+}
+
+// waitFor polls cond every 200 ms until it holds, failing the test after
+// timeout or when the daemon exits.
+func (d *daemonProc) waitFor(what string, timeout time.Duration, cond func() bool) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		select {
+		case <-d.exited:
+			d.t.Fatalf("hoard daemon exited (%v) while waiting for %s\n%s", d.err, what, tailLines(d.out.String(), 40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s: not within %s\n%s", what, timeout, tailLines(d.out.String(), 40))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// tcpProxy forwards loopback connections to a target address and can cut
+// them all and refuse new ones for a while: a storage outage in front of a
+// real server.
+type tcpProxy struct {
+	t      testing.TB
+	addr   string
+	target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+	wg    sync.WaitGroup
+}
+
+func newTCPProxy(t testing.TB, target string) *tcpProxy {
+	t.Helper()
+	p := &tcpProxy{t: t, target: target, conns: map[net.Conn]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(func() { p.down(); p.wg.Wait() })
+	return p
+}
+
+// port returns the proxy's port.
+func (p *tcpProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+func (p *tcpProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.pipe(c)
+			}()
+		}
+	}()
+}
+
+func (p *tcpProxy) pipe(c net.Conn) {
+	u, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[c], p.conns[u] = true, true
+	p.mu.Unlock()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	<-done
+	c.Close()
+	u.Close()
+	<-done
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, u)
+	p.mu.Unlock()
+}
+
+// down closes the listener and every connection: clients get refused
+// connections and reset streams.
+func (p *tcpProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.ln.Close()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// up listens again on the same address.
+func (p *tcpProxy) up() {
+	p.t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ {
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		p.t.Fatalf("proxy: listen again on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
+}
