@@ -1,6 +1,7 @@
 package command
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,6 +28,10 @@ func basebackupCommand() *cli.Command {
 			"hoard list and restore. A failed or interrupted backup deletes what it stored.\n\n" +
 			"The backup is restorable only with its WAL, from its start to its end segment: run the\n" +
 			"daemon (or archive_command) so that it is archived.\n\n" +
+			"When a hoard daemon runs with this configuration (it answers on http_address:http_port),\n" +
+			"the backup is requested from it instead, so that backups of a site never overlap; the\n" +
+			"daemon takes it at once, or right after the backup it is taking. --local takes the\n" +
+			"backup in this process regardless.\n\n" +
 			"On a terminal a progress bar is drawn on stderr; otherwise progress is logged every 10 s.\n" +
 			"The summary goes to stdout.",
 		Flags: []cli.Flag{
@@ -34,6 +39,7 @@ func basebackupCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-rate", Usage: "limit the server's send rate to `KB/s` (32 to 1048576; 0 = unlimited)"},
 			&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the server to archive the backup's WAL (archive_command)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON"},
+			&cli.BoolFlag{Name: "local", Usage: "take the backup in this process even when a daemon runs"},
 		},
 		Action: runBasebackup,
 	}
@@ -52,6 +58,19 @@ func runBasebackup(c *cli.Context) error {
 	defer env.archive.Store.Close()
 	if len(env.site.Nodes) == 0 {
 		return usagef("add a node to the site's nodes", "site %s has no nodes", env.name)
+	}
+	if !c.Bool("local") {
+		err := requestBackupFromDaemon(c.Context, env.cfg, env.name)
+		if err == nil {
+			if c.Bool("fast") || rate != 0 || c.Bool("no-wait") {
+				env.log.Warn().Msg("--fast, --max-rate and --no-wait apply to backups taken here; the daemon uses its own settings (use --local)")
+			}
+			printf(c.App.Writer, "basebackup of site %s requested from the running daemon; see hoard list\n", env.name)
+			return nil
+		}
+		if !errors.Is(err, errNoDaemon) {
+			return fmt.Errorf("request a basebackup from the daemon at %s:%d: %w (use --local to take it here)", env.cfg.HTTPAddress, env.cfg.HTTPPort, err)
+		}
 	}
 
 	bar := &progressBar{w: os.Stderr, term: isTerminal(os.Stderr)}
