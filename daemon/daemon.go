@@ -26,9 +26,9 @@ type daemon struct {
 	mu    sync.Mutex
 	sites []Site                 // the current configuration, sorted by name
 	sups  map[string]*supervisor // running (or starting) supervisors
-	// warned holds the sites whose uploads keep failing: the
-	// upload_retries_warning alert is cleared when none is left.
-	warned map[string]bool
+	// raisedBy holds, per alert name, the sites whose condition raised it:
+	// an alert file is removed when no site is left holding it.
+	raisedBy map[string]map[string]bool
 	// down records since when a streaming site has been disconnected.
 	down map[string]time.Time
 }
@@ -47,13 +47,13 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	d := &daemon{
-		opts:    o,
-		log:     o.Logger.With().Str("component", "daemon").Logger(),
-		metrics: NewMetrics(o.MetricLabels),
-		started: time.Now(),
-		sups:    map[string]*supervisor{},
-		warned:  map[string]bool{},
-		down:    map[string]time.Time{},
+		opts:     o,
+		log:      o.Logger.With().Str("component", "daemon").Logger(),
+		metrics:  NewMetrics(o.MetricLabels),
+		started:  time.Now(),
+		sups:     map[string]*supervisor{},
+		raisedBy: map[string]map[string]bool{},
+		down:     map[string]time.Time{},
 	}
 	if o.AlertDir != "" {
 		d.alerts = NewAlerts(o.AlertDir)
@@ -140,6 +140,8 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 			delete(d.sups, name)
 			delete(d.down, name)
 			d.mu.Unlock()
+			// A restarted site raises its alerts again if they still hold.
+			d.forgetAlerts(name)
 		}
 		if r == nil {
 			return
@@ -253,7 +255,10 @@ func (d *daemon) requestBackup(site string) error {
 
 // status returns the whole daemon's status.
 func (d *daemon) status() Status {
-	st := Status{Version: d.opts.Version, StartedAt: d.started.UTC(), Time: time.Now().UTC(), Sites: map[string]SiteStatus{}}
+	st := Status{Version: d.opts.Version, StartedAt: d.started.UTC(), Time: time.Now().UTC(), Sites: map[string]SiteStatus{}, Alerts: []string{}}
+	if d.alerts != nil {
+		st.Alerts = d.alerts.Active()
+	}
 	for name, sup := range d.supervisors() {
 		st.Sites[name] = sup.status()
 	}
@@ -334,37 +339,52 @@ func (d *daemon) writeState() error {
 	return writeStateFile(d.opts.StateFile, d.status())
 }
 
-// raise raises an alert file (name "" does nothing). A failure to write it
-// is logged: alerts must not stop backups.
-func (d *daemon) raise(name string) {
-	if name == "" || d.alerts == nil {
-		return
-	}
-	if err := d.alerts.Raise(name); err != nil {
-		d.log.Warn().Err(err).Str("alert", name).Msg("raise alert")
-	}
-}
-
-// uploadWarning records whether a site's uploads keep failing, and raises
-// or clears upload_retries_warning: it stays while any site is failing.
-func (d *daemon) uploadWarning(site string, on bool) {
+// setAlert records whether site's condition for the alert name holds,
+// and raises or clears the alert file: it exists while any site holds it.
+// Clearing an alert no site holds removes the file too (one left by an
+// earlier run, whose condition has ended). A failure to write the file is
+// logged: alerts must not stop backups.
+func (d *daemon) setAlert(name, site string, on bool) {
 	d.mu.Lock()
+	holders := d.raisedBy[name]
 	if on {
-		d.warned[site] = true
+		if holders == nil {
+			holders = map[string]bool{}
+			d.raisedBy[name] = holders
+		}
+		holders[site] = true
 	} else {
-		delete(d.warned, site)
+		delete(holders, site)
 	}
-	n := len(d.warned)
+	n := len(holders)
 	d.mu.Unlock()
 	if d.alerts == nil {
 		return
 	}
+	var err error
 	switch {
 	case on:
-		d.raise(AlertUploadRetries)
+		err = d.alerts.Raise(name)
 	case n == 0:
-		if err := d.alerts.Clear(AlertUploadRetries); err != nil {
-			d.log.Warn().Err(err).Str("alert", AlertUploadRetries).Msg("clear alert")
+		err = d.alerts.Clear(name)
+	}
+	if err != nil {
+		d.log.Warn().Err(err).Str("alert", name).Msg("alert file")
+	}
+}
+
+// forgetAlerts drops a stopped site from every alert, clearing those it
+// alone held.
+func (d *daemon) forgetAlerts(site string) {
+	d.mu.Lock()
+	var names []string
+	for name, holders := range d.raisedBy {
+		if holders[site] {
+			names = append(names, name)
 		}
+	}
+	d.mu.Unlock()
+	for _, name := range names {
+		d.setAlert(name, site, false)
 	}
 }

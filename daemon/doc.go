@@ -41,7 +41,9 @@
 // only once stored. Upload failures more than UploadRetriesWarningLimit in
 // a row raise PGHoard's upload_retries_warning alert file until uploads
 // recover; connection errors raise authentication_error or
-// configuration_error.
+// configuration_error until the site connects again (the receiver starts
+// streaming, or a basebackup is taken). The status lists the alert files
+// that exist.
 //
 // # Reload and shutdown
 //

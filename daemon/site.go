@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +52,8 @@ type supervisor struct {
 	running  bool
 	st       SiteStatus
 	waitSync time.Time // when the upload queue was last seen empty
+	// streaming is whether the receiver was connected at the last refresh.
+	streaming bool
 }
 
 func newSupervisor(d *daemon, s Site) *supervisor {
@@ -130,7 +131,7 @@ func (s *supervisor) run(ctx context.Context) error {
 func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error) {
 	up := &uploader{
 		arch: arch, push: s.site.Push, limit: s.d.opts.UploadRetriesWarningLimit, log: s.log,
-		warn:     func(on bool) { s.d.uploadWarning(s.site.Name, on) },
+		warn:     func(on bool) { s.d.setAlert(AlertUploadRetries, s.site.Name, on) },
 		failed:   func() { s.m.uploadErrors.Add(1) },
 		uploaded: func() { s.m.uploads.Add(1) },
 	}
@@ -142,7 +143,8 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 		PartialUploadInterval: s.site.PartialUploadInterval,
 		MinFreeBytes:          s.site.MinFreeBytes,
 		DrainTimeout:          s.d.opts.DrainTimeout,
-		Logger:                s.log,
+		// walstream names its own component.
+		Logger: s.d.opts.Logger.With().Str(logSite, s.site.Name).Logger(),
 	})
 	if err != nil {
 		return nil, err
@@ -333,7 +335,7 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	}
 	if err != nil {
 		s.m.backupsFailed.Add(1)
-		s.connectAlert(err)
+		s.connectFailed(err)
 		s.setError(err)
 		s.update(func(st *SiteStatus) { st.LastBackupError = err.Error() })
 		return err
@@ -341,35 +343,31 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	took := time.Since(started)
 	s.m.backupsOK.Add(1)
 	s.m.backupDuration.Set(took.Seconds())
+	s.connected()
 	s.log.Info().Str(logBackup, info.Name).Str("start_wal", info.StartWALSegment).Str("end_wal", info.EndWALSegment).
 		Dur("took", took).Msg("basebackup stored")
 	s.update(func(st *SiteStatus) { st.LastBackupError = "" })
 	return nil
 }
 
-// connectAlert raises PGHoard's alert for a connection error: a rejected
-// password or authentication method, or any other refusal (pg_hba.conf,
-// missing REPLICATION attribute).
-func (s *supervisor) connectAlert(err error) {
-	name := ""
+// connectFailed raises PGHoard's alert for a connection error: a rejected
+// password or authentication method (authentication_error), or a refused
+// replication connection (configuration_error: pg_hba.conf, a role without
+// REPLICATION). Other errors raise nothing.
+func (s *supervisor) connectFailed(err error) {
 	switch {
 	case errors.Is(err, replication.ErrAuthentication):
-		name = AlertAuthentication
+		s.d.setAlert(AlertAuthentication, s.site.Name, true)
 	case errors.Is(err, replication.ErrNotPermitted):
-		name = AlertConfiguration
+		s.d.setAlert(AlertConfiguration, s.site.Name, true)
 	}
-	s.d.raise(name)
 }
 
-// receiverAlert does what connectAlert does for the receiver, which
-// reports its errors as text only: the sentinels' messages are in it.
-func (s *supervisor) receiverAlert(lastErr string) {
-	switch {
-	case strings.Contains(lastErr, replication.ErrAuthentication.Error()):
-		s.d.raise(AlertAuthentication)
-	case strings.Contains(lastErr, replication.ErrNotPermitted.Error()):
-		s.d.raise(AlertConfiguration)
-	}
+// connected clears the site's connection alerts: the server accepted a
+// connection (the receiver started streaming, or a basebackup was taken).
+func (s *supervisor) connected() {
+	s.d.setAlert(AlertAuthentication, s.site.Name, false)
+	s.d.setAlert(AlertConfiguration, s.site.Name, false)
 }
 
 // retention applies the site's retention policy once. Failures are logged
@@ -418,6 +416,8 @@ func (s *supervisor) refresh(now time.Time) {
 	lag := now.Sub(s.waitSync)
 	s.st.WAL = walStatus(rs, lag)
 	s.st.UploadFailures = up.failures()
+	wasConnected := s.streaming
+	s.streaming = rs.Connected
 	s.mu.Unlock()
 
 	s.m.received.Set(float64(rs.Received))
@@ -428,8 +428,14 @@ func (s *supervisor) refresh(now time.Time) {
 	s.m.lagSeconds.Set(lag.Seconds())
 	s.m.connected.Set(boolFloat(rs.Connected))
 	s.m.paused.Set(boolFloat(rs.Paused))
-	if rs.LastError != "" && !rs.Connected {
-		s.receiverAlert(rs.LastError)
+	// Alerts follow the connection's changes, so that a backup failing
+	// for its credentials while the receiver streams on is not cleared by
+	// the next refresh.
+	switch {
+	case rs.Connected && !wasConnected:
+		s.connected()
+	case !rs.Connected && rs.LastErr != nil:
+		s.connectFailed(rs.LastErr)
 	}
 }
 

@@ -19,6 +19,10 @@ type Status struct {
 	StartedAt time.Time             `json:"started_at"`
 	Time      time.Time             `json:"time"`
 	Sites     map[string]SiteStatus `json:"backup_sites"`
+	// Alerts are the names of the alert files that exist in
+	// alert_file_dir, sorted; empty when there are none or alert files
+	// are off.
+	Alerts []string `json:"alerts"`
 }
 
 // SiteStatus is one site's part of Status.

@@ -95,8 +95,12 @@ type Status struct {
 	Connected  bool // streaming now
 	Paused     bool // receiving is paused by the free-space guard
 	// LastError is the last error seen (connection, stream or upload);
-	// it is kept after recovery, with its time.
+	// it is kept after recovery, with its time. LastErr is the error
+	// itself, for errors.Is: a connection refused for its credentials
+	// wraps replication.ErrAuthentication, one refused by pg_hba.conf or
+	// for a role without REPLICATION replication.ErrNotPermitted.
 	LastError   string
+	LastErr     error
 	LastErrorAt time.Time
 }
 
@@ -177,6 +181,7 @@ func (r *Receiver) update(fn func(*Status)) {
 func (r *Receiver) setError(err error) {
 	r.update(func(s *Status) {
 		s.LastError = err.Error()
+		s.LastErr = err
 		s.LastErrorAt = time.Now()
 	})
 }

@@ -1,0 +1,192 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// runTimeout bounds each wait of the Run tests.
+const runTimeout = 90 * time.Second
+
+// runningDaemon is Run in the background, with a state file to read.
+type runningDaemon struct {
+	t      *testing.T
+	opts   Options
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// streamingSite returns a site that streams WAL from c (as connString)
+// into a local store, with no scheduled backups.
+func streamingSite(t *testing.T, connString string) Site {
+	t.Helper()
+	st := storage.NewLocal(t.TempDir())
+	arch := &archive.Archive{Store: st, Codec: &archive.Codec{}, Site: "test"}
+	return Site{
+		Name: "test", Fingerprint: "1", Active: true,
+		ActiveBackupMode: "pg_receivexlog", WAL: WALStream,
+		ConnString: connString, Slot: "hoard_test", SpoolDir: filepath.Join(t.TempDir(), "xlog_incoming"),
+		OpenArchive: func(context.Context) (*archive.Archive, func(), error) { return arch, func() {}, nil },
+	}
+}
+
+// runDaemon runs the daemon with o (state file, alert directory and a
+// short state interval filled in) until the test ends.
+func runDaemon(t *testing.T, o Options) *runningDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	if o.StateFile == "" {
+		o.StateFile = filepath.Join(dir, "state.json")
+	}
+	if o.AlertDir == "" {
+		o.AlertDir = filepath.Join(dir, "alerts")
+	}
+	o.StateInterval = 200 * time.Millisecond
+	o.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	rd := &runningDaemon{t: t, opts: o, cancel: cancel, done: make(chan error, 1)}
+	go func() { rd.done <- Run(ctx, o) }()
+	t.Cleanup(rd.stop)
+	return rd
+}
+
+// stop ends Run and checks it returned nil; calling it again does nothing.
+func (rd *runningDaemon) stop() {
+	if rd.done == nil {
+		return
+	}
+	rd.cancel()
+	select {
+	case err := <-rd.done:
+		if err != nil {
+			rd.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(runTimeout):
+		rd.t.Errorf("Run did not return after cancel")
+	}
+	rd.done = nil
+}
+
+// status reads the state file; ok is false while there is none.
+func (rd *runningDaemon) status() (st Status, ok bool) {
+	data, err := os.ReadFile(rd.opts.StateFile)
+	if err != nil || json.Unmarshal(data, &st) != nil {
+		return st, false
+	}
+	return st, true
+}
+
+// waitFor polls cond until it holds, failing the test after runTimeout or
+// when Run returns.
+func (rd *runningDaemon) waitFor(what string, cond func(Status) bool) Status {
+	rd.t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	for {
+		if st, ok := rd.status(); ok && cond(st) {
+			return st
+		}
+		select {
+		case err := <-rd.done:
+			rd.done = nil
+			rd.t.Fatalf("Run returned %v while waiting for %s", err, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			st, _ := rd.status()
+			rd.t.Fatalf("%s: not within %s; status %+v", what, runTimeout, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// alertFile reports whether the alert file name exists.
+func (rd *runningDaemon) alertFile(name string) bool {
+	_, err := os.Stat(filepath.Join(rd.opts.AlertDir, name))
+	return err == nil
+}
+
+// TestRun_ConnectAlerts streams from a real cluster as a role that first
+// has the wrong password (authentication_error), then the right one but
+// no REPLICATION attribute (configuration_error); once the role may
+// replicate, the receiver connects and both alerts are cleared, in the
+// alert directory and in the status.
+func TestRun_ConnectAlerts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	hba := append([]string{"host replication hoard_user 127.0.0.1/32 scram-sha-256"}, pgtest.DefaultHBA...)
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], HBA: hba})
+	c.Exec(t, "create role hoard_user login password 'right'")
+	conn := func(password string) string {
+		return "host=" + c.Host + " port=" + strconv.Itoa(c.Port) + " user=hoard_user password=" + password + " dbname=postgres sslmode=disable"
+	}
+	site := streamingSite(t, conn("wrong"))
+	rd := runDaemon(t, Options{Sites: []Site{site}})
+	rd.waitFor("authentication_error", func(st Status) bool {
+		return slices.Contains(st.Alerts, AlertAuthentication) && rd.alertFile(AlertAuthentication)
+	})
+	rd.stop()
+
+	// The right password, but no REPLICATION attribute.
+	site.ConnString = conn("right")
+	rd = runDaemon(t, Options{Sites: []Site{site}, AlertDir: rd.opts.AlertDir})
+	st := rd.waitFor("configuration_error", func(st Status) bool {
+		return slices.Contains(st.Alerts, AlertConfiguration) && rd.alertFile(AlertConfiguration)
+	})
+	// The file left by the previous run still shows until cleared.
+	if !slices.Contains(st.Alerts, AlertAuthentication) {
+		t.Errorf("alerts %v: authentication_error left by the previous run not reported", st.Alerts)
+	}
+
+	c.Exec(t, "alter role hoard_user replication")
+	rd.waitFor("alerts cleared after the receiver connected", func(st Status) bool {
+		w := st.Sites["test"].WAL
+		return w != nil && w.Connected && len(st.Alerts) == 0
+	})
+	for _, name := range []string{AlertAuthentication, AlertConfiguration} {
+		if rd.alertFile(name) {
+			t.Errorf("alert file %s still exists", name)
+		}
+	}
+}
+
+// TestDaemon_setAlert checks that an alert file stays while any site holds
+// its condition, and that forgetting a site clears what it alone held.
+func TestDaemon_setAlert(t *testing.T) {
+	dir := t.TempDir()
+	d := &daemon{log: zerolog.Nop(), alerts: NewAlerts(dir), raisedBy: map[string]map[string]bool{}}
+	exists := func() bool {
+		_, err := os.Stat(filepath.Join(dir, AlertAuthentication))
+		return err == nil
+	}
+	d.setAlert(AlertAuthentication, "a", true)
+	d.setAlert(AlertAuthentication, "b", true)
+	d.setAlert(AlertAuthentication, "a", false)
+	if !exists() {
+		t.Fatal("alert cleared while site b still holds it")
+	}
+	d.forgetAlerts("b")
+	if exists() {
+		t.Fatal("alert not cleared once no site holds it")
+	}
+	// Clearing with no holder removes a file an earlier run left.
+	if err := d.alerts.Raise(AlertConfiguration); err != nil {
+		t.Fatal(err)
+	}
+	d.setAlert(AlertConfiguration, "a", false)
+	if got := d.alerts.Active(); len(got) != 0 {
+		t.Fatalf("active alerts %v, want none", got)
+	}
+}
