@@ -171,3 +171,29 @@ func TestConn_StartBaseBackup_ErrProtocol(t *testing.T) {
 		t.Fatalf("StartBaseBackup: %v, want ErrProtocol", err)
 	}
 }
+
+// TestConn_ReceiveMessage_ServerShutdown: a walsender shutting down ends
+// COPY BOTH with CommandComplete alone; that is ErrStreamEnded, not a
+// protocol violation.
+func TestConn_ReceiveMessage_ServerShutdown(t *testing.T) {
+	script := []pgproto3.BackendMessage{
+		&pgproto3.CopyBothResponse{},
+		&pgproto3.CopyData{Data: append([]byte{'k'}, make([]byte, 17)...)},
+		&pgproto3.CommandComplete{CommandTag: []byte("COPY 0")},
+	}
+	conn, err := Connect(context.Background(), fakeServer(t, "16.2", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.StartReplication(context.Background(), StartOptions{Start: 0x2000000}); err != nil {
+		t.Fatalf("StartReplication: %v", err)
+	}
+	if m, err := conn.ReceiveMessage(context.Background()); err != nil || m.Kind != MessageKeepalive {
+		t.Fatalf("ReceiveMessage = %+v, %v; want a keepalive", m, err)
+	}
+	_, err = conn.ReceiveMessage(context.Background())
+	if !errors.Is(err, ErrStreamEnded) || errors.Is(err, ErrProtocol) {
+		t.Fatalf("ReceiveMessage after CommandComplete: %v, want ErrStreamEnded", err)
+	}
+}

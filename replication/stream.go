@@ -117,7 +117,9 @@ func (c *Conn) StartReplication(ctx context.Context, opts StartOptions) error {
 
 // ReceiveMessage returns the next XLogData or keepalive. When the server
 // ends the timeline, ReceiveMessage completes the exchange and returns an
-// *EndOfTimeline; the connection then accepts commands again. When ctx
+// *EndOfTimeline; the connection then accepts commands again. When the
+// server shuts down it ends the stream with an error wrapping
+// ErrStreamEnded; the connection is then useless. When ctx
 // ends first, the error satisfies pgconn.Timeout and the connection stays
 // usable: a receive loop may use a short deadline to wake up and send
 // status updates.
@@ -143,6 +145,12 @@ func (c *Conn) ReceiveMessage(ctx context.Context) (Message, error) {
 			pgErr := pgconn.ErrorResponseToPgError(msg)
 			_ = c.readUntilReady(ctx)
 			return Message{}, fmt.Errorf("receive message: %w", pgErr)
+		case *pgproto3.CommandComplete:
+			// A walsender told to shut down sends CommandComplete ("COPY
+			// 0") without CopyDone once the receiver has everything, then
+			// exits (WalSndDone in walsender.c).
+			c.streaming = false
+			return Message{}, fmt.Errorf("receive message: %w", ErrStreamEnded)
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		default:
 			return Message{}, fmt.Errorf("receive message: %w: got %T", ErrProtocol, msg)

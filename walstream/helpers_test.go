@@ -99,13 +99,24 @@ type running struct {
 // fills in the rest.
 func start(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opts Options) *running {
 	t.Helper()
+	return startLogged(t, c, spool, up, opts, nil)
+}
+
+// startLogged is start with the Receiver's log also written to w (JSON
+// lines) when w is not nil.
+func startLogged(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opts Options, w io.Writer) *running {
+	t.Helper()
 	opts.ConnString = c.ConnString("postgres")
 	if opts.Slot == "" {
 		opts.Slot = "hoard"
 	}
 	opts.SpoolDir = spool
 	opts.Uploader = up
-	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	var out io.Writer = zerolog.NewTestWriter(t)
+	if w != nil {
+		out = io.MultiWriter(out, w)
+	}
+	opts.Logger = zerolog.New(out).Level(zerolog.DebugLevel)
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 200 * time.Millisecond
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/replication"
 )
 
 // Defaults of Options.
@@ -277,8 +279,14 @@ func (r *Receiver) stream(ctx context.Context) error {
 		if progressed {
 			delay = r.retryMin
 		}
-		r.log.Warn().Err(err).Dur("retry_in", delay).Msg("streaming interrupted; reconnecting")
-		r.setError(err)
+		if errors.Is(err, replication.ErrStreamEnded) {
+			// The server is shutting down (a restart, a failover): a
+			// normal end, not an error.
+			r.log.Info().Dur("retry_in", delay).Msg("server ended replication")
+		} else {
+			r.log.Warn().Err(err).Dur("retry_in", delay).Msg("streaming interrupted; reconnecting")
+			r.setError(err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -275,3 +275,60 @@ func TestReceiver_Run_PartialUpload(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiver_Run_ServerRestart restarts PostgreSQL under a streaming
+// Receiver: the server ending the stream is a normal end, logged at Info
+// (no error, no protocol violation), and the Receiver reconnects and
+// streams on with no gap.
+func TestReceiver_Run_ServerRestart(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	segSize := segSizeOf(t, c)
+	s := newSink(t)
+	var logs syncBuffer
+	rr := startLogged(t, c, t.TempDir(), s, Options{}, &logs)
+	first := rr.r.Status().Segment
+	switchWAL(t, c)
+	c.Exec(t, "insert into filler select generate_series(1, 500)")
+	target := lsn(t, c, "select pg_current_wal_flush_lsn()")
+	waitFor(t, "WAL received", func() bool { return rr.r.Status().Received >= target })
+
+	c.Restart(t)
+	waitFor(t, "streaming again", func() bool { return rr.r.Status().Connected })
+	switchWAL(t, c)
+	last := switchWAL(t, c)
+	names := segmentsBetween(t, first, last, segSize)
+	waitUploaded(t, s, names...)
+	rr.stop(t)
+	checkOrder(t, s.uploads())
+	if compareWithServer(t, c, s, names) == 0 {
+		t.Error("nothing compared")
+	}
+
+	out := logs.String()
+	if !strings.Contains(out, `"message":"server ended replication"`) {
+		t.Errorf("no %q in the log", "server ended replication")
+	}
+	for _, bad := range []string{`"level":"error"`, "protocol violation"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("the log has %s:\n%s", bad, out)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -94,6 +94,11 @@ func (s *session) run(ctx context.Context) error {
 			r.update(func(st *Status) { st.Connected = true })
 			err = s.receive(ctx)
 		}
+		if errors.Is(err, replication.ErrStreamEnded) {
+			// The walsender has exited: no final status to send.
+			s.streaming = false
+			return err
+		}
 		if eot, ok := replication.IsEndOfTimeline(err); ok {
 			s.streaming = false
 			if err := s.switchTimeline(ctx, eot); err != nil {
