@@ -241,7 +241,9 @@ func (d *daemon) supervisors() map[string]*supervisor {
 	return out
 }
 
-// requestBackup asks the site's supervisor for a basebackup.
+// requestBackup asks the site's supervisor for a basebackup. While the
+// maintenance mode file exists the request is refused (ErrMaintenance)
+// rather than kept for later.
 func (d *daemon) requestBackup(site string) error {
 	sup := d.supervisors()[site]
 	if sup == nil {
@@ -249,6 +251,9 @@ func (d *daemon) requestBackup(site string) error {
 	}
 	if !sup.site.Active {
 		return fmt.Errorf("site %s is inactive (active: false): %w", site, ErrUnknownSite)
+	}
+	if sup.maintenance() {
+		return fmt.Errorf("site %s: %w (remove %s to end it)", site, ErrMaintenance, d.opts.MaintenanceFile)
 	}
 	return sup.request()
 }

@@ -25,7 +25,8 @@
 //     never fatal. Retention (archive.PlanRetention, ApplyRetention) runs
 //     after each backup and every RetentionInterval in between, never
 //     while a backup runs. While the maintenance mode file exists no backup
-//     and no retention starts; WAL is still streamed.
+//     and no retention starts and backup requests are refused
+//     (ErrMaintenance); WAL is still streamed.
 //
 // Inactive sites (active: false) get no supervisor: the daemon never
 // writes to or deletes from them.

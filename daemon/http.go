@@ -27,6 +27,9 @@ var (
 	// ErrBackupPending means a basebackup of the site is already requested
 	// or running (409).
 	ErrBackupPending = errors.New("basebackup already requested or running")
+	// ErrMaintenance means the maintenance mode file exists: no
+	// basebackup starts until it is removed (503).
+	ErrMaintenance = errors.New("maintenance mode: no basebackups start while the maintenance mode file exists")
 )
 
 // HTTP server limits. A monitoring endpoint answers in milliseconds; these
@@ -213,6 +216,8 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 		case errors.Is(err, ErrBackupPending):
 			http.Error(w, err.Error(), http.StatusConflict)
+		case errors.Is(err, ErrMaintenance):
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		default:
 			log.Error().Err(err).Str(logSite, site).Msg("basebackup request")
 			http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -121,6 +121,8 @@ func (f *fakeSites) RequestBackup(site string) error {
 		return nil
 	case "broken":
 		return errors.New("site broken: scheduler stopped")
+	case "maint":
+		return fmt.Errorf("site maint: %w", ErrMaintenance)
 	default:
 		return fmt.Errorf("site %q: %w", site, ErrUnknownSite)
 	}
@@ -193,6 +195,7 @@ func TestServeHTTP_Endpoints(t *testing.T) {
 		{"ErrUnknownSite", "POST", "/nosuch/basebackup", 404},
 		{"ErrUnknownSiteArchive", "PUT", "/nosuch/archive/basebackup", 404},
 		{"ErrBackupFailed", "POST", "/broken/basebackup", 500},
+		{"ErrMaintenance", "POST", "/maint/basebackup", 503},
 		{"ErrMethodBackup", "GET", "/main/basebackup", 405},
 		{"ErrMethodMetrics", "POST", "/metrics", 405},
 		{"ErrNotFound", "GET", "/nothing/here", 404},

@@ -3,16 +3,22 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -189,4 +195,75 @@ func TestDaemon_setAlert(t *testing.T) {
 	if got := d.alerts.Active(); len(got) != 0 {
 		t.Fatalf("active alerts %v, want none", got)
 	}
+}
+
+// freePort returns a free loopback TCP port.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// postBackup requests a basebackup of site over HTTP and returns the
+// status code and body.
+func postBackup(t *testing.T, port int, site string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/%s/basebackup", port, site), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestRun_Maintenance starts the daemon while the maintenance mode file
+// exists, on a site with no backup (one is due at once): WAL streams and is
+// archived, but no basebackup starts and a request is refused with 503.
+// Once the file is removed, the due backup is taken.
+func TestRun_Maintenance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	site := streamingSite(t, c.ConnString("postgres"))
+	site.Schedule.Interval = 24 * time.Hour
+	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	arch, _, _ := site.OpenArchive(context.Background())
+	maint := filepath.Join(t.TempDir(), "maintenance")
+	if err := os.WriteFile(maint, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	rd := runDaemon(t, Options{Sites: []Site{site}, MaintenanceFile: maint, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}})
+	rd.waitFor("maintenance mode in the status", func(st Status) bool { return st.Sites["test"].Maintenance })
+
+	// WAL still streams and is archived.
+	seg := c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	c.Exec(t, "select pg_switch_wal()")
+	rd.waitFor("segment "+seg+" archived", func(Status) bool {
+		_, err := arch.Store.Stat(context.Background(), arch.Layout.WALKey(seg))
+		return err == nil
+	})
+	code, body := postBackup(t, port, "test")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "maintenance mode") {
+		t.Errorf("basebackup request in maintenance mode: %d %q, want 503 naming maintenance mode", code, body)
+	}
+	if bs, err := arch.ListBackups(context.Background()); err != nil || len(bs) != 0 {
+		t.Fatalf("%d basebackups (%v) in maintenance mode, want none", len(bs), err)
+	}
+	if st, _ := rd.status(); st.Sites["test"].BackupRunning {
+		t.Fatal("a basebackup runs in maintenance mode")
+	}
+
+	if err := os.Remove(maint); err != nil {
+		t.Fatal(err)
+	}
+	rd.waitFor("the due basebackup after maintenance", func(st Status) bool {
+		return !st.Sites["test"].Maintenance && st.Sites["test"].Backups == 1
+	})
 }

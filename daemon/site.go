@@ -29,6 +29,10 @@ const (
 // changed, the clock may have jumped).
 const scheduleCheckInterval = time.Minute
 
+// maintenanceCheckInterval is how often the backup loop looks for the
+// maintenance mode file to go while it exists.
+const maintenanceCheckInterval = 5 * time.Second
+
 // Log field names.
 const (
 	logSite   = "site"
@@ -187,7 +191,9 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				s.log.Info().Msg("maintenance mode ended")
 			}
 		}
-		if !maint {
+		if maint {
+			wake = now.Add(maintenanceCheckInterval)
+		} else {
 			backups, err := arch.ListBackups(ctx)
 			switch {
 			case ctx.Err() != nil:
