@@ -22,11 +22,12 @@ import (
 // DefaultHashAlgorithm is PGHoard's default hash_algorithm.
 const DefaultHashAlgorithm = "sha1"
 
-// wholeFileLimit is the largest WAL file PushWAL reads into memory. The
-// default 16 MiB segment fits; larger segments (up to 1 GiB) are read twice
-// from disk instead, once to hash and once to upload. A variable so tests
-// can take the large-file path with small files.
-var wholeFileLimit int64 = 64 << 20
+// wholeFileLimit is the largest WAL file PushWAL reads into memory:
+// history and backup label files. Segments are read twice instead, once to
+// hash and once to upload, which costs a second read from the page cache
+// but keeps the daemon, which pushes segments all day, from holding a
+// whole segment per upload. A variable so tests can move the boundary.
+var wholeFileLimit int64 = 1 << 20
 
 // ErrWALConflict is returned (wrapped) by PushWAL when a different file is
 // already archived under the same name. hoard never overwrites archived
