@@ -312,11 +312,6 @@ func scalarString(v any) (string, bool) {
 	return "", false
 }
 
-// ignored accepts any value: a PGHoard key hoard has no use for.
-func (d *decoder) ignored() fieldFunc {
-	return func(path string, v any) { d.set(path) }
-}
-
 // field returns the decoder for a pointer from storageTargets.
 func (d *decoder) field(target any) fieldFunc {
 	switch p := target.(type) {

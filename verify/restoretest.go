@@ -555,7 +555,6 @@ func (t *restoreTest) checkReplay(ch *Chain) {
 		why += "; WAL missing: " + ch.Gaps[0].String()
 	}
 	t.add(Check{Name: "replay", Status: CheckFailed, Detail: why})
-	return
 }
 
 // newestHistory returns the highest timeline with a history file in dir
