@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -266,4 +267,76 @@ func TestRun_Maintenance(t *testing.T) {
 	rd.waitFor("the due basebackup after maintenance", func(st Status) bool {
 		return !st.Sites["test"].Maintenance && st.Sites["test"].Backups == 1
 	})
+}
+
+// TestRun_StatsD runs the daemon with statsd pointed at a UDP listener:
+// once a segment is archived and the first basebackup taken, the
+// datagrams hold the site's WAL gauges and the backup counter, in
+// Telegraf's format with the configured tags.
+func TestRun_StatsD(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	lines := make(chan string, 1<<16)
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				close(lines)
+				return
+			}
+			for _, l := range strings.Split(string(buf[:n]), "\n") {
+				select {
+				case lines <- l:
+				default: // the test reads only until it has what it needs
+				}
+			}
+		}
+	}()
+
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	site := streamingSite(t, c.ConnString("postgres"))
+	site.Schedule.Interval = 24 * time.Hour
+	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	rd := runDaemon(t, Options{Sites: []Site{site}, StatsD: &StatsDConfig{Host: "127.0.0.1", Port: port, Format: StatsDTelegraf, Tags: map[string]string{"env": "test"}}})
+	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
+	c.Exec(t, "select pg_switch_wal()")
+
+	// Gauges come at every flush; the counters once, when they moved.
+	want := map[string]func(value, kind string) bool{
+		MetricWALConnected + ",env=test,site=test": func(v, k string) bool { return k == "g" && v == "1" },
+		MetricWALUploaded + ",env=test,site=test": func(v, k string) bool {
+			n, err := strconv.ParseFloat(v, 64)
+			return k == "g" && err == nil && n > 0
+		},
+		MetricBackups + ",env=test,result=success,site=test": func(v, k string) bool { return k == "c" && v == "1" },
+		MetricUploads + ",env=test,site=test":                func(v, k string) bool { return k == "c" },
+	}
+	deadline := time.After(runTimeout)
+	for len(want) > 0 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("listener closed")
+			}
+			// name,tags:value|kind
+			nameTags, rest, ok1 := strings.Cut(l, ":")
+			value, kind, ok2 := strings.Cut(rest, "|")
+			if !ok1 || !ok2 {
+				t.Fatalf("malformed statsd line %q", l)
+			}
+			if check, ok := want[nameTags]; ok && check(value, kind) {
+				delete(want, nameTags)
+			}
+		case <-deadline:
+			t.Fatalf("no statsd lines for %v", slices.Collect(maps.Keys(want)))
+		}
+	}
 }
