@@ -207,6 +207,8 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 		s.SpoolDir = filepath.Join(cfg.BackupLocation, name, "xlog_incoming")
 	}
 	s.MinFreeBytes = minFreeBytes(site)
+	s.ResumeMultiplier = site.PGReceiveXLog.ResumeMultiplier
+	s.DiskCheckInterval = site.PGReceiveXLog.DiskSpaceCheckInterval
 	s.PartialUploadInterval = site.WALPartialUploadInterval
 	if d, ok := site.BasebackupInterval(); ok {
 		s.Schedule.Interval = d

@@ -116,6 +116,10 @@ type Site struct {
 	SpoolDir string
 	// MinFreeBytes is pg_receivexlog.min_disk_free_bytes (0 = off).
 	MinFreeBytes uint64
+	// ResumeMultiplier is pg_receivexlog.resume_multiplier (0 = 1.5) and
+	// DiskCheckInterval pg_receivexlog.disk_space_check_interval (0 = 1 s).
+	ResumeMultiplier  float64
+	DiskCheckInterval time.Duration
 	// PartialUploadInterval is wal_partial_upload_interval (0 = off).
 	PartialUploadInterval time.Duration
 	// Push configures WAL uploads (hash_algorithm, pg_version).

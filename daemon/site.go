@@ -146,6 +146,8 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 		Uploader:              up,
 		PartialUploadInterval: s.site.PartialUploadInterval,
 		MinFreeBytes:          s.site.MinFreeBytes,
+		ResumeMultiplier:      s.site.ResumeMultiplier,
+		DiskCheckInterval:     s.site.DiskCheckInterval,
 		DrainTimeout:          s.d.opts.DrainTimeout,
 		// walstream names its own component.
 		Logger: s.d.opts.Logger.With().Str(logSite, s.site.Name).Logger(),

@@ -7,10 +7,12 @@ import (
 )
 
 // diskGuard decides when receiving pauses because the spool's filesystem
-// is nearly full. Below min free bytes it pauses; it resumes only above
-// min*1.5, so that a spool hovering around the limit does not flap.
+// is nearly full. Below min free bytes it pauses; it resumes only at
+// resume bytes or more (min*1.5 when resume is 0), so that a spool
+// hovering around the limit does not flap.
 type diskGuard struct {
 	min    uint64
+	resume uint64
 	free   func() (uint64, error)
 	paused bool
 }
@@ -30,11 +32,19 @@ func (g *diskGuard) check() (paused, changed bool, err error) {
 	case !g.paused && free < g.min:
 		g.paused = true
 		return true, true, nil
-	case g.paused && free >= g.min+g.min/2:
+	case g.paused && free >= g.resumeAt():
 		g.paused = false
 		return false, true, nil
 	}
 	return g.paused, false, nil
+}
+
+// resumeAt returns the free bytes at which receiving resumes.
+func (g *diskGuard) resumeAt() uint64 {
+	if g.resume == 0 {
+		return g.min + g.min/2
+	}
+	return max(g.resume, g.min)
 }
 
 // freeBytes returns the bytes available to an unprivileged user on the

@@ -98,8 +98,9 @@
 // spool's filesystem has less free space, so no new WAL is received or
 // acknowledged: the slot keeps it on the server. Status updates go on,
 // with the old flush position, so the server does not time the connection
-// out. Receiving resumes above 1.5 times MinFreeBytes, as uploads free the
-// spool.
+// out. Receiving resumes at ResumeMultiplier (1.5) times MinFreeBytes, as
+// uploads free the spool. The free space is looked at every
+// DiskCheckInterval (1 s).
 //
 // # Shutdown
 //

@@ -19,6 +19,9 @@ import (
 const (
 	DefaultStatusInterval = 10 * time.Second
 	DefaultDrainTimeout   = 30 * time.Second
+	// DefaultResumeMultiplier is PGHoard's resume_multiplier default.
+	DefaultResumeMultiplier  = 1.5
+	DefaultDiskCheckInterval = time.Second
 )
 
 // Log field names.
@@ -59,8 +62,15 @@ type Options struct {
 	// segment this often when it grew (through Uploader.UploadPartial).
 	PartialUploadInterval time.Duration
 	// MinFreeBytes, when not zero, pauses receiving while the spool's
-	// filesystem has fewer bytes free, and resumes above 1.5 times it.
+	// filesystem has fewer bytes free, and resumes at ResumeMultiplier
+	// times it.
 	MinFreeBytes uint64
+	// ResumeMultiplier is pg_receivexlog's resume_multiplier; zero means
+	// DefaultResumeMultiplier. Values below 1 are taken as 1.
+	ResumeMultiplier float64
+	// DiskCheckInterval is how often the free space is looked at while
+	// MinFreeBytes is set; zero means DefaultDiskCheckInterval.
+	DiskCheckInterval time.Duration
 	// StatusInterval is the time between standby status updates; zero
 	// means DefaultStatusInterval. Keep it well below the server's
 	// wal_sender_timeout.
@@ -139,7 +149,7 @@ func New(opts Options) (*Receiver, error) {
 		return nil, errors.New("walstream: no spool directory")
 	case opts.Uploader == nil:
 		return nil, errors.New("walstream: no uploader")
-	case opts.StatusInterval < 0, opts.PartialUploadInterval < 0, opts.DrainTimeout < 0:
+	case opts.StatusInterval < 0, opts.PartialUploadInterval < 0, opts.DrainTimeout < 0, opts.DiskCheckInterval < 0:
 		return nil, errors.New("walstream: negative interval")
 	}
 	if opts.StatusInterval == 0 {
@@ -148,6 +158,12 @@ func New(opts Options) (*Receiver, error) {
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = DefaultDrainTimeout
 	}
+	if opts.ResumeMultiplier == 0 {
+		opts.ResumeMultiplier = DefaultResumeMultiplier
+	}
+	if opts.DiskCheckInterval == 0 {
+		opts.DiskCheckInterval = DefaultDiskCheckInterval
+	}
 	r := &Receiver{
 		opts:     opts,
 		log:      opts.Logger.With().Str("component", "walstream").Logger(),
@@ -155,7 +171,11 @@ func New(opts Options) (*Receiver, error) {
 		retryMin: retryMin,
 		retryMax: retryMax,
 	}
-	r.guard = &diskGuard{min: opts.MinFreeBytes, free: func() (uint64, error) { return freeBytes(opts.SpoolDir) }}
+	r.guard = &diskGuard{
+		min:    opts.MinFreeBytes,
+		resume: uint64(float64(opts.MinFreeBytes) * max(opts.ResumeMultiplier, 1)),
+		free:   func() (uint64, error) { return freeBytes(opts.SpoolDir) },
+	}
 	r.histories = make(map[int32]bool)
 	return r, nil
 }

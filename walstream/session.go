@@ -12,9 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// diskCheckInterval is how often the free-space guard looks at the disk.
-const diskCheckInterval = time.Second
-
 // codeUndefinedFile is SQLSTATE 58P01: the walsender reports a WAL segment
 // it no longer has ("requested WAL segment ... has already been removed")
 // with it.
@@ -265,7 +262,7 @@ func (s *session) receive(ctx context.Context) error {
 		}
 		now := time.Now()
 		if guard.min != 0 && !now.Before(s.nextDiskCheck) {
-			s.nextDiskCheck = now.Add(diskCheckInterval)
+			s.nextDiskCheck = now.Add(r.opts.DiskCheckInterval)
 			paused, changed, err := guard.check()
 			if err != nil {
 				r.log.Warn().Err(err).Msg("free space check failed")

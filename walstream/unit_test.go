@@ -37,6 +37,17 @@ func TestDiskGuard_check(t *testing.T) {
 			t.Errorf("step %d (free %d): paused %v changed %v err %v; want %v %v", i, s.free, paused, changed, err, s.wantPaused, s.wantChange)
 		}
 	}
+	// resume_multiplier 3: paused until 3000 bytes are free.
+	g = &diskGuard{min: 1000, resume: 3000, free: func() (uint64, error) { return free, nil }}
+	for _, s := range []struct {
+		free       uint64
+		wantPaused bool
+	}{{999, true}, {2999, true}, {3000, false}} {
+		free = s.free
+		if paused, _, _ := g.check(); paused != s.wantPaused {
+			t.Errorf("resume at 3000, free %d: paused %v, want %v", s.free, paused, s.wantPaused)
+		}
+	}
 	off := &diskGuard{free: func() (uint64, error) { return 0, nil }}
 	if paused, _, _ := off.check(); paused {
 		t.Error("guard without a minimum paused")
