@@ -1,0 +1,83 @@
+package walstream
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// tmpfsSpool mounts a tmpfs of size MiB for a spool, unmounted when the
+// test ends. It needs root; without it the test skips (fails under
+// HOARD_TEST_STRICT=1).
+func tmpfsSpool(t *testing.T, size int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		pgtest.Unavailable(t, "mounting a tmpfs needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "spool")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(size)+"m", "tmpfs", dir).CombinedOutput(); err != nil {
+		pgtest.Unavailable(t, "mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// TestReceiver_Run_DiskGuard fills a 16 MiB tmpfs spool while uploads
+// fail: below MinFreeBytes receiving pauses, the server is told nothing
+// beyond what was flushed, and the WAL waits in the slot. Once uploads
+// work again the spool drains, receiving resumes, and every segment is
+// archived with no gap.
+func TestReceiver_Run_DiskGuard(t *testing.T) {
+	spool := tmpfsSpool(t, 16)
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	segSize := segSizeOf(t, c)
+	s := newSink(t)
+	s.failing.Store(true)
+	rr := start(t, c, spool, s, Options{MinFreeBytes: 8 << 20, DiskCheckInterval: 50 * time.Millisecond})
+	first := rr.r.Status().Segment
+
+	// Write segments until the guard pauses receiving.
+	var last string
+	for i := 0; !rr.r.Status().Paused; i++ {
+		if i == 30 {
+			t.Fatalf("not paused after %d segments; status %+v", i, rr.r.Status())
+		}
+		last = switchWAL(t, c)
+		time.Sleep(100 * time.Millisecond)
+	}
+	paused := rr.r.Status()
+	// More WAL while paused: none of it is received, the slot keeps it.
+	for range 3 {
+		last = switchWAL(t, c)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if st := rr.r.Status(); !st.Paused || st.Received != paused.Received {
+		t.Fatalf("received %s while paused (at %s)", st.Received, paused.Received)
+	}
+	restart := lsn(t, c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'")
+	if restart > paused.Flushed {
+		t.Fatalf("slot at %s, beyond the flushed %s", restart, paused.Flushed)
+	}
+
+	s.failing.Store(false)
+	waitFor(t, "receiving resumed", func() bool { return !rr.r.Status().Paused })
+	names := segmentsBetween(t, first, last, segSize)
+	waitUploaded(t, s, names...)
+	rr.stop(t)
+	checkOrder(t, s.uploads())
+	if compareWithServer(t, c, s, names) == 0 {
+		t.Error("nothing compared")
+	}
+}
