@@ -106,6 +106,11 @@ func runRestore(c *cli.Context) error {
 		if rc, err = restoreCommandLine(c.String("config"), env.name); err != nil {
 			return err
 		}
+		if c.String("config") == "" {
+			// Nothing on the command line carries the configuration:
+			// PostgreSQL runs restore_command in its own environment.
+			env.log.Warn().Str("restore_command", rc).Msg("the configuration came from the environment: PostgreSQL's environment must hold the same HOARD_* variables when it runs restore_command, or pass --restore-command")
+		}
 	}
 	parallel := c.Int("parallel")
 	if parallel <= 0 {
