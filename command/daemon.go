@@ -216,6 +216,18 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	if h, m, ok := site.BasebackupAnchor(); ok {
 		s.Schedule.Anchored, s.Schedule.Hour, s.Schedule.Minute = true, h, m
 	}
+	if d, ok := site.RestoreTestInterval(); ok {
+		// Without a file the configuration comes from the environment,
+		// which the restored server's restore_command inherits.
+		rc, err := restoreCommandLine(cfg.File, name)
+		if err != nil {
+			return s, err
+		}
+		s.RestoreTest = daemon.RestoreTest{Interval: d, RestoreCommand: rc, PGBinDir: site.PGBinDirectory, Parallel: cfg.RestoreProcessCount}
+		if cfg.BackupLocation != "" {
+			s.RestoreTest.Dir = filepath.Join(cfg.BackupLocation, name, "restore-test")
+		}
+	}
 	s.OpenArchive = func(ctx context.Context) (*archive.Archive, func(), error) {
 		return openDaemonArchive(ctx, c, cfg, name)
 	}

@@ -127,6 +127,8 @@ type Site struct {
 
 	Schedule  Schedule
 	Retention archive.RetentionPolicy
+	// RestoreTest schedules test restores (restore_test_interval_hours).
+	RestoreTest RestoreTest
 	// Backup is the template of every basebackup's options: chunk size,
 	// data directory, version... The daemon fills in ConnString, Archive,
 	// Reason, DecisionTime, NormalizedTime, NoWait, ActiveBackupMode and

@@ -128,6 +128,9 @@ func (s *supervisor) run(ctx context.Context) error {
 			Msg("no wal capture in this mode: basebackups are restorable only with wal archived some other way")
 	}
 	g.Go(func() error { return s.backups(gctx, arch) })
+	if s.site.RestoreTest.Interval > 0 {
+		g.Go(func() error { return s.restoreTests(gctx, arch) })
+	}
 	return g.Wait()
 }
 

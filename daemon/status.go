@@ -51,6 +51,10 @@ type SiteStatus struct {
 	LastErrorAt        *time.Time `json:"last_error_at,omitempty"`
 	LastBackupError    string     `json:"last_basebackup_error,omitempty"`
 	LastRetentionError string     `json:"last_retention_error,omitempty"`
+
+	// RestoreTest is the scheduled test restores; nil when the site runs
+	// none.
+	RestoreTest *RestoreTestStatus `json:"restore_test,omitempty"`
 }
 
 // WALStatus is the WAL receiver's progress (walstream.Status) with LSNs

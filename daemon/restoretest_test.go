@@ -1,0 +1,307 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/verify"
+)
+
+func TestDecideRestoreTest(t *testing.T) {
+	start := at("2024-05-01 00:00")
+	const h = time.Hour
+	tests := []struct {
+		name                 string
+		now, lastRun         string
+		backupRunning, maint bool
+		wantDue              bool
+		wantNext             string
+		wantRecheck          bool // next is restoreTestRecheck after now
+	}{
+		{name: "FirstNotDueBeforeAnIntervalSinceStart", now: "2024-05-01 05:59", wantNext: "2024-05-01 06:00"},
+		{name: "FirstDueAnIntervalAfterStart", now: "2024-05-01 06:00", wantDue: true},
+		// A run kept by an earlier daemon counts, not this start.
+		{name: "KeptRunRecentNotDue", now: "2024-05-01 01:00", lastRun: "2024-04-30 23:00", wantNext: "2024-05-01 05:00"},
+		{name: "KeptRunOldDueAtOnce", now: "2024-05-01 00:01", lastRun: "2024-04-29 00:00", wantDue: true},
+		{name: "NotDueLaterThanStartRule", now: "2024-05-01 06:30", lastRun: "2024-05-01 03:00", wantNext: "2024-05-01 09:00"},
+		{name: "DueAfterLastRun", now: "2024-05-01 09:00", lastRun: "2024-05-01 03:00", wantDue: true},
+		{name: "SkippedWhileBackupRuns", now: "2024-05-01 09:00", lastRun: "2024-05-01 03:00", backupRunning: true, wantRecheck: true},
+		{name: "SkippedInMaintenance", now: "2024-05-01 07:00", maint: true, wantRecheck: true},
+		{name: "BackupRunningButNotDue", now: "2024-05-01 01:00", backupRunning: true, wantNext: "2024-05-01 06:00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dec := decideRestoreTest(at(tt.now), 6*h, start, timeOrZero(tt.lastRun), tt.backupRunning, tt.maint)
+			if dec.Due != tt.wantDue {
+				t.Errorf("due = %v, want %v (%s)", dec.Due, tt.wantDue, dec.Why)
+			}
+			want := timeOrZero(tt.wantNext)
+			if tt.wantRecheck {
+				want = at(tt.now).Add(restoreTestRecheck)
+			}
+			if got := dec.Next; !got.Equal(want) {
+				t.Errorf("next = %v, want %v (%s)", got, want, dec.Why)
+			}
+			if dec.Why == "" {
+				t.Error("no reason given")
+			}
+		})
+	}
+}
+
+// testDaemon is a daemon with alert files in a temporary directory, for
+// driving a supervisor without Run.
+func testDaemon(t *testing.T) *daemon {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "alerts")
+	return &daemon{
+		opts:     Options{AlertDir: dir},
+		log:      zerolog.New(zerolog.NewTestWriter(t)),
+		metrics:  NewMetrics(nil),
+		alerts:   NewAlerts(dir),
+		started:  time.Now(),
+		sups:     map[string]*supervisor{},
+		raisedBy: map[string]map[string]bool{},
+		down:     map[string]time.Time{},
+	}
+}
+
+// archiveWithBackup returns an archive in memory holding one backup's main
+// object (its metadata is all ListBackups reads).
+func archiveWithBackup(t *testing.T) *archive.Archive {
+	t.Helper()
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{}, Site: "test"}
+	b := &archive.BackupInfo{StartTime: time.Now().Add(-time.Hour), StartWALSegment: "000000010000000000000002"}
+	if err := a.Store.Put(context.Background(), a.Layout.BackupKey("2024-05-01_0"), strings.NewReader("x"), b.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// fakeRestoreTests answers verify.RestoreTest with scripted results.
+type fakeRestoreTests struct {
+	mu    sync.Mutex
+	calls int
+	fail  map[int]bool // calls (from 1) that fail
+}
+
+func (f *fakeRestoreTests) run(ctx context.Context, o verify.RestoreTestOptions) (*verify.RestoreTestResult, error) {
+	f.mu.Lock()
+	f.calls++
+	n := f.calls
+	f.mu.Unlock()
+	res := &verify.RestoreTestResult{
+		Backup: "2024-05-01_0", PGMajor: 17, Started: time.Now().UTC(),
+		Restore: verify.Duration(2 * time.Second), Replay: verify.Duration(3 * time.Second), Elapsed: verify.Duration(6 * time.Second),
+		Checks: []verify.Check{{Name: "connect", Status: verify.CheckOK}},
+	}
+	if o.RestoreCommand != "hoard wal-fetch %f %p" || o.ScratchDir == "" {
+		return res, fmt.Errorf("options: %+v", o)
+	}
+	if f.fail[n] {
+		res.Checks = append(res.Checks, verify.Check{Name: "databases", Status: verify.CheckFailed, Detail: "unreadable: x"})
+		res.Error = "restore test failed: databases: unreadable: x"
+		return res, fmt.Errorf("%w: databases: unreadable: x", verify.ErrRestoreTest)
+	}
+	res.OK = true
+	return res, nil
+}
+
+func (f *fakeRestoreTests) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// waitUntil polls cond, failing the test after runTimeout.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, runTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func restoreTestSite(dir string, interval time.Duration, f *fakeRestoreTests) Site {
+	return Site{
+		Name: "test", Active: true, WAL: WALArchiveCommand,
+		RestoreTest: RestoreTest{Interval: interval, Dir: dir, RestoreCommand: "hoard wal-fetch %f %p", run: f.run},
+	}
+}
+
+// TestSupervisor_RestoreTests runs the loop with a short interval: a
+// failed test raises the alert and sets the metrics to failure; the next,
+// passing, clears it; the result file keeps the last result, and a new
+// supervisor with a long interval shows it and does not test again at its
+// start.
+func TestSupervisor_RestoreTests(t *testing.T) {
+	d := testDaemon(t)
+	dir := filepath.Join(t.TempDir(), "restore-test")
+	// A scratch directory left by a killed daemon is removed at the start.
+	left := filepath.Join(dir, "hoard-restore-test-123")
+	if err := os.MkdirAll(filepath.Join(left, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeRestoreTests{fail: map[int]bool{1: true}}
+	sup := newSupervisor(d, restoreTestSite(dir, 50*time.Millisecond, f))
+	arch := archiveWithBackup(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.restoreTests(ctx, arch) }()
+	alert := filepath.Join(d.opts.AlertDir, AlertRestoreTest)
+	waitUntil(t, "the failed test's alert", func() bool { _, err := os.Stat(alert); return err == nil })
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("left-over scratch directory: stat = %v, want it removed", err)
+	}
+	waitUntil(t, "a passing test", func() bool { return sup.status().RestoreTest.passed() })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("restoreTests = %v", err)
+	}
+	if _, err := os.Stat(alert); !os.IsNotExist(err) {
+		t.Errorf("alert file after a passing test: stat = %v, want it cleared", err)
+	}
+	st := sup.status().RestoreTest
+	if st.Finished == nil || st.LastSuccess == nil || !st.LastSuccess.Equal(*st.Finished) || st.Error != "" || st.Backup != "2024-05-01_0" {
+		t.Errorf("status = %+v", st)
+	}
+	if st.RestoreSeconds != 2 || st.ReplaySeconds != 3 || st.ElapsedSeconds != 6 || len(st.Checks) != 1 {
+		t.Errorf("status durations and checks = %+v", st)
+	}
+	okG, durG, runG, successG := sup.restoreTestMetrics()
+	if okG.Value() != 1 || durG.Value() != 6 || runG.Value() != float64(st.Finished.Unix()) || successG.Value() != float64(st.LastSuccess.Unix()) {
+		t.Errorf("metrics ok %v duration %v last run %v last success %v", okG.Value(), durG.Value(), runG.Value(), successG.Value())
+	}
+	calls := f.count()
+
+	// A restart: the kept result is shown, the next test is an interval
+	// after it, not now.
+	d2 := testDaemon(t)
+	sup2 := newSupervisor(d2, restoreTestSite(dir, time.Hour, f))
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() { done <- sup2.restoreTests(ctx2, arch) }()
+	waitUntil(t, "the next test in the status", func() bool {
+		r := sup2.status().RestoreTest
+		return r != nil && r.Next != nil
+	})
+	cancel2()
+	if err := <-done; err != nil {
+		t.Fatalf("restoreTests = %v", err)
+	}
+	r := sup2.status().RestoreTest
+	if !r.passed() || r.Finished == nil || !r.Finished.Equal(*st.Finished) {
+		t.Errorf("kept result = %+v, want the last one (%v)", r, st.Finished)
+	}
+	if want := st.Finished.Add(time.Hour); !r.Next.Equal(want) {
+		t.Errorf("next = %v, want %v (an interval after the kept test)", r.Next, want)
+	}
+	if got := f.count(); got != calls {
+		t.Errorf("tests after the restart = %d, want none", got-calls)
+	}
+	if okG, _, runG, _ := sup2.restoreTestMetrics(); okG.Value() != 1 || runG.Value() != float64(st.Finished.Unix()) {
+		t.Errorf("metrics after the restart: ok %v last run %v", okG.Value(), runG.Value())
+	}
+}
+
+// TestSupervisor_RestoreTestsKeptFailure: a kept failed result raises the
+// alert again at the start and keeps the time of the last success.
+func TestSupervisor_RestoreTestsKeptFailure(t *testing.T) {
+	dir := t.TempDir()
+	ok := false
+	finished, success := time.Now().Add(-time.Minute).UTC().Truncate(time.Second), time.Now().Add(-48*time.Hour).UTC().Truncate(time.Second)
+	kept := RestoreTestStatus{Finished: &finished, OK: &ok, Error: "restore test failed: replay", LastSuccess: &success}
+	data, _ := json.Marshal(kept)
+	if err := os.WriteFile(filepath.Join(dir, restoreTestResultFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := testDaemon(t)
+	sup := newSupervisor(d, restoreTestSite(dir, time.Hour, &fakeRestoreTests{}))
+	r := sup.loadRestoreTest()
+	if r == nil || r.passed() || r.Error != kept.Error {
+		t.Fatalf("loaded %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(d.opts.AlertDir, AlertRestoreTest)); err != nil {
+		t.Errorf("alert after loading a failed result: %v", err)
+	}
+	okG, _, _, successG := sup.restoreTestMetrics()
+	if okG.Value() != 0 || successG.Value() != float64(success.Unix()) {
+		t.Errorf("metrics ok %v last success %v", okG.Value(), successG.Value())
+	}
+	// The next failure keeps the last success.
+	res := &verify.RestoreTestResult{Started: time.Now(), Error: "boom"}
+	got := sup.recordRestoreTest(res, errors.New("boom"), time.Now())
+	if got.LastSuccess == nil || !got.LastSuccess.Equal(success) || got.Error != "boom" {
+		t.Errorf("recorded %+v", got)
+	}
+}
+
+// TestSupervisor_restoreTestOnceSkips: no test starts while a basebackup
+// of the site runs, nor before the site has a backup.
+func TestSupervisor_restoreTestOnceSkips(t *testing.T) {
+	f := &fakeRestoreTests{}
+	sup := newSupervisor(testDaemon(t), restoreTestSite(t.TempDir(), time.Millisecond, f))
+	sup.update(func(st *SiteStatus) { st.BackupRunning = true })
+	if _, skip := sup.restoreTestOnce(context.Background(), archiveWithBackup(t)); !skip {
+		t.Error("a test started while a basebackup runs")
+	}
+	sup.update(func(st *SiteStatus) { st.BackupRunning = false })
+	empty := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{}, Site: "test"}
+	if _, skip := sup.restoreTestOnce(context.Background(), empty); !skip {
+		t.Error("a test started without a backup")
+	}
+	if n := f.count(); n != 0 {
+		t.Errorf("tests run = %d, want 0", n)
+	}
+}
+
+// TestSupervisor_RestoreTestsShutdown: a test interrupted by the end of ctx
+// is not recorded as a failure.
+func TestSupervisor_RestoreTestsShutdown(t *testing.T) {
+	d := testDaemon(t)
+	dir := t.TempDir()
+	started := make(chan struct{})
+	site := restoreTestSite(dir, time.Millisecond, nil)
+	site.RestoreTest.run = func(ctx context.Context, _ verify.RestoreTestOptions) (*verify.RestoreTestResult, error) {
+		close(started)
+		<-ctx.Done()
+		return &verify.RestoreTestResult{Error: ctx.Err().Error()}, ctx.Err()
+	}
+	d.started = time.Now().Add(-time.Hour)
+	sup := newSupervisor(d, site)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.restoreTests(ctx, archiveWithBackup(t)) }()
+	<-started
+	if r := sup.status().RestoreTest; r == nil || !r.Running {
+		t.Errorf("status while running = %+v", r)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("restoreTests = %v", err)
+	}
+	if r := sup.status().RestoreTest; r.Running || r.Finished != nil {
+		t.Errorf("status after shutdown = %+v, want nothing recorded", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, restoreTestResultFile)); !os.IsNotExist(err) {
+		t.Errorf("result file after shutdown: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(d.opts.AlertDir, AlertRestoreTest)); !os.IsNotExist(err) {
+		t.Errorf("alert after shutdown: %v", err)
+	}
+}
