@@ -66,7 +66,12 @@ func (s *sink) put(ctx context.Context, path string, partial bool) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, name), data, 0o600); err != nil {
+	// Temporary name, then rename: has must not see a file half written.
+	tmp := filepath.Join(s.dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, name)); err != nil {
 		return err
 	}
 	s.mu.Lock()
