@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -188,5 +189,29 @@ func TestDaemonOptions_Example(t *testing.T) {
 	}
 	if s := o.Sites[0]; s.WAL != daemon.WALStream || s.Slot != "hoard_default" || !s.Schedule.Anchored {
 		t.Errorf("example site %+v", s)
+	}
+}
+
+// TestDaemonOptions_RestoreTest: restore_test_interval_hours gives the
+// site scheduled restore tests with this binary's wal-fetch and the same
+// configuration file, scratch under backup_location.
+func TestDaemonOptions_RestoreTest(t *testing.T) {
+	cfg := parseTestConfig(t, `{"backup_location": "/var/lib/hoard", "restore_process_count": 3,
+		"backup_sites": {"s": {"nodes": [{"host": "db"}], "restore_test_interval_hours": 1.5, "pg_bin_directory": "/opt/pg/bin"},
+			"off": {"nodes": [{"host": "db"}]}}}`)
+	o, err := daemonOptions(testCLIContext(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, s := o.Sites[0].RestoreTest, o.Sites[1].RestoreTest
+	if off.Interval != 0 || off.RestoreCommand != "" {
+		t.Errorf("site without restore_test_interval_hours: %+v", off)
+	}
+	if s.Interval != 90*time.Minute || s.Dir != "/var/lib/hoard/s/restore-test" || s.PGBinDir != "/opt/pg/bin" || s.Parallel != 3 {
+		t.Errorf("restore test %+v", s)
+	}
+	abs, _ := filepath.Abs("test.json")
+	if want := " --config " + shellQuote(abs) + " --site s wal-fetch %f %p"; !strings.HasSuffix(s.RestoreCommand, want) {
+		t.Errorf("restore_command %q, want it to end with %q", s.RestoreCommand, want)
 	}
 }
