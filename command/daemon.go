@@ -52,6 +52,8 @@ func daemonCommand() *cli.Command {
 			"    basebackup_minute), one at once when the site has none, and on request:\n" +
 			"    POST /<site>/basebackup, or hoard basebackup while the daemon runs.\n" +
 			"  - retention after each backup and every 5 minutes.\n" +
+			"  - with restore_test_interval_hours, a test restore of the newest backup on that schedule\n" +
+			"    (as hoard verify --restore: restore, start PostgreSQL, replay, check, clean up).\n" +
 			"  - the state file (json_state_file_path), alert files (alert_file_dir), and HTTP on\n" +
 			"    http_address:http_port: /healthz, /status, /metrics; StatsD when statsd is set.\n\n" +
 			"SIGTERM or SIGINT stops receiving and gives the upload in progress\n" +

@@ -25,7 +25,7 @@ const (
 // raised them, so a file left by an earlier run shows until it is cleared.
 var knownAlerts = []string{
 	AlertAuthentication, AlertConfiguration, AlertUploadRetries,
-	AlertVersionMismatch, AlertVersionUnsupported,
+	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest,
 }
 
 // alertContent is what PGHoard writes into every alert file.

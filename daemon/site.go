@@ -53,7 +53,6 @@ type supervisor struct {
 	mu       sync.Mutex
 	recv     *walstream.Receiver // nil unless streaming (and started)
 	up       *uploader
-	running  bool
 	st       SiteStatus
 	waitSync time.Time // when the upload queue was last seen empty
 	// streaming is whether the receiver was connected at the last refresh.
