@@ -264,7 +264,11 @@ func (d *daemon) status() Status {
 	if d.alerts != nil {
 		st.Alerts = d.alerts.Active()
 	}
+	now := time.Now()
 	for name, sup := range d.supervisors() {
+		// The receiver's figures move with every message: read them now
+		// rather than show the monitor's last refresh.
+		sup.refresh(now)
 		st.Sites[name] = sup.status()
 	}
 	return st

@@ -25,7 +25,7 @@ import (
 //     daemon had stored (sampled every 100 ms); it includes the segment
 //     the server is still writing, which is stored when it is complete;
 //   - max-unstored-segments: the most complete segments not yet stored at
-//     any sample;
+//     any sample, and mean-unstored-segments, their mean over the samples;
 //   - max-rss-MiB: the daemon's largest resident memory (VmRSS, sampled
 //     with the lag) while it streams (basebackup_interval_hours is null,
 //     so it takes no basebackup);
@@ -64,13 +64,13 @@ func BenchmarkDaemonStreaming(b *testing.B) {
 		return ok && w != nil && w.Connected
 	})
 
-	var maxLag, maxUnstored, maxRSS, walRate float64
+	var maxLag, maxUnstored, meanUnstored, maxRSS, walRate float64
 	for b.Loop() {
 		startLSN := currentLSN(b, src)
 		began := time.Now()
 		done := make(chan struct{})
 		var wg sync.WaitGroup
-		var lag, rss, unstored float64
+		var lag, rss, unstored, unstoredSum, samples float64
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -93,7 +93,10 @@ func BenchmarkDaemonStreaming(b *testing.B) {
 				}
 				cur := currentLSN(b, src)
 				lag = max(lag, float64(cur-up)/(16<<20))
-				unstored = max(unstored, float64(uint64(cur)/(16<<20))-float64(uint64(up)/(16<<20)))
+				n := float64(uint64(cur)/(16<<20)) - float64(uint64(up)/(16<<20))
+				unstored = max(unstored, n)
+				unstoredSum += n
+				samples++
 				rss = max(rss, rssMiB(b, d.cmd.Process.Pid, "VmRSS:"))
 			}
 		}()
@@ -103,10 +106,14 @@ func BenchmarkDaemonStreaming(b *testing.B) {
 		walRate = float64(currentLSN(b, src)-startLSN) / time.Since(began).Seconds() / 1e6
 		maxLag = max(maxLag, lag)
 		maxUnstored = max(maxUnstored, unstored)
+		if samples > 0 {
+			meanUnstored = max(meanUnstored, unstoredSum/samples)
+		}
 		maxRSS = max(maxRSS, rss)
 	}
 	b.ReportMetric(maxLag, "max-lag-segments")
 	b.ReportMetric(maxUnstored, "max-unstored-segments")
+	b.ReportMetric(meanUnstored, "mean-unstored-segments")
 	b.ReportMetric(maxRSS, "max-rss-MiB")
 	b.ReportMetric(walRate, "wal-MB/s")
 	d.stop(15, time.Minute) // SIGTERM
