@@ -17,12 +17,12 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 )
 
-// PGHoard's own local-storage objects (../shared/pghoard-testdata) read as
-// a store, although their "_hash" is the placeholder "abc".
+// PGHoard's own local-storage objects (testdata/pghoard, written by
+// PGHoard) read as a store, although their "_hash" is the placeholder "abc".
 func TestLocal_PGHoardTestdata(t *testing.T) {
-	dir := filepath.Join("..", "..", "shared", "pghoard-testdata", "basebackup")
+	dir := filepath.Join("..", "testdata", "pghoard", "basebackup")
 	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("PGHoard test data not found: %v", err)
+		t.Fatalf("PGHoard test data: %v", err)
 	}
 	st, err := storage.Open(context.Background(), storage.Config{Type: "local", Directory: dir})
 	if err != nil {
