@@ -117,7 +117,7 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 		}
 		// An unknown algorithm leaves the check to the codec's own
 		// integrity checks.
-		if sum, err = newHash(alg); err == nil {
+		if sum, err = NewHash(alg); err == nil {
 			w = io.MultiWriter(tmp, sum)
 		}
 	}

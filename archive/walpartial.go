@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -29,35 +28,12 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 	if !IsPartialName(name) {
 		return PushResult{}, fmt.Errorf("put partial %s: %q is not a <segment>.partial file name", path, name)
 	}
-	alg := o.HashAlgorithm
-	if alg == "" {
-		alg = DefaultHashAlgorithm
-	}
-	if _, err := newHash(alg); err != nil {
-		return PushResult{}, err
-	}
-	src, err := openWALFile(path)
+	src, res, err := a.openWALUpload(path, name, o, true)
 	if err != nil {
-		return PushResult{}, fmt.Errorf("put partial %s: %w", path, err)
+		return res, fmt.Errorf("put partial %s: %w", path, err)
 	}
 	defer src.Close()
-
-	res := PushResult{Name: name, Key: a.Layout.WALKey(name), HashAlgorithm: alg, PGVersion: o.PGVersion}
-	hdr := make([]byte, PageHeaderSize)
-	if _, err := src.ReadAt(hdr, 0); err != nil {
-		return res, fmt.Errorf("put partial %s: %w: read page header: %v", path, ErrBadWALHeader, err)
-	}
-	h, err := CheckSegment(name, hdr, src.size)
-	if err != nil {
-		return res, fmt.Errorf("put partial %s: %w", path, err)
-	}
-	res.SegmentSize = uint64(h.SegmentSize)
-	if res.PGVersion == 0 {
-		res.PGVersion = h.ServerVersionNum()
-	}
-	if res.Hash, err = src.digest(alg); err != nil {
-		return res, fmt.Errorf("put partial %s: %w", path, err)
-	}
+	alg := res.HashAlgorithm
 
 	// Skip the upload when the stored copy has the same hash (a retry
 	// after a crash, or a partial segment that did not grow).
@@ -69,17 +45,8 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 		return res, nil
 	}
 
-	md := storage.Metadata{MetaHash: res.Hash, MetaHashAlgorithm: alg}
-	if res.PGVersion != 0 {
-		md[MetaPGVersion] = strconv.Itoa(res.PGVersion)
-	}
-	r, err := src.verifiedReader(alg, res.Hash)
-	if err != nil {
+	if err := a.storeWAL(ctx, src, &res); err != nil {
 		return res, fmt.Errorf("put partial %s: %w", path, err)
 	}
-	if res.Stored, err = a.Codec.Put(ctx, a.Store, res.Key, r, src.size, md); err != nil {
-		return res, fmt.Errorf("put partial %s as %s: %w", path, res.Key, err)
-	}
-	res.Uploaded = true
 	return res, nil
 }

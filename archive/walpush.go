@@ -91,37 +91,12 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	if !ok {
 		return PushResult{}, fmt.Errorf("push %s: %q is not a WAL segment, .partial, .history or .backup file name", path, name)
 	}
-	alg := o.HashAlgorithm
-	if alg == "" {
-		alg = DefaultHashAlgorithm
-	}
-	if _, err := newHash(alg); err != nil {
-		return PushResult{}, err
-	}
-	src, err := openWALFile(path)
+	src, res, err := a.openWALUpload(path, name, o, segment || partial)
 	if err != nil {
-		return PushResult{}, fmt.Errorf("push %s: %w", path, err)
-	}
-	defer src.Close()
-
-	res := PushResult{Name: name, Key: a.Layout.WALKey(name), HashAlgorithm: alg, PGVersion: o.PGVersion}
-	if segment || partial {
-		hdr := make([]byte, PageHeaderSize)
-		if _, err := src.ReadAt(hdr, 0); err != nil {
-			return res, fmt.Errorf("push %s: %w: read page header: %v", path, ErrBadWALHeader, err)
-		}
-		h, err := CheckSegment(name, hdr, src.size)
-		if err != nil {
-			return res, fmt.Errorf("push %s: %w", path, err)
-		}
-		res.SegmentSize = uint64(h.SegmentSize)
-		if res.PGVersion == 0 {
-			res.PGVersion = h.ServerVersionNum()
-		}
-	}
-	if res.Hash, err = src.digest(alg); err != nil {
 		return res, fmt.Errorf("push %s: %w", path, err)
 	}
+	defer src.Close()
+	alg := res.HashAlgorithm
 
 	same, err := a.sameAsArchived(ctx, res.Key, src, res.Hash, alg)
 	switch {
@@ -132,19 +107,68 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 		return res, nil
 	}
 
-	md := storage.Metadata{MetaHash: res.Hash, MetaHashAlgorithm: alg}
+	if err := a.storeWAL(ctx, src, &res); err != nil {
+		return res, fmt.Errorf("push %s: %w", path, err)
+	}
+	return res, nil
+}
+
+// openWALUpload opens a WAL file for storing under name: it checks the
+// hash algorithm, the page header when checkHeader (segments and .partial
+// files) and hashes the content. The caller closes the file.
+func (a *Archive) openWALUpload(path, name string, o PushOptions, checkHeader bool) (*walFile, PushResult, error) {
+	alg := o.HashAlgorithm
+	if alg == "" {
+		alg = DefaultHashAlgorithm
+	}
+	res := PushResult{Name: name, Key: a.Layout.WALKey(name), HashAlgorithm: alg, PGVersion: o.PGVersion}
+	if _, err := NewHash(alg); err != nil {
+		return nil, res, err
+	}
+	src, err := openWALFile(path)
+	if err != nil {
+		return nil, res, err
+	}
+	if checkHeader {
+		hdr := make([]byte, PageHeaderSize)
+		if _, err := src.ReadAt(hdr, 0); err != nil {
+			src.Close()
+			return nil, res, fmt.Errorf("%w: read page header: %v", ErrBadWALHeader, err)
+		}
+		h, err := CheckSegment(name, hdr, src.size)
+		if err != nil {
+			src.Close()
+			return nil, res, err
+		}
+		res.SegmentSize = uint64(h.SegmentSize)
+		if res.PGVersion == 0 {
+			res.PGVersion = h.ServerVersionNum()
+		}
+	}
+	if res.Hash, err = src.digest(alg); err != nil {
+		src.Close()
+		return nil, res, err
+	}
+	return src, res, nil
+}
+
+// storeWAL uploads src through the codec with its hash and PostgreSQL
+// version as metadata, re-hashing it on the way so that a file changed
+// since it was hashed is not stored.
+func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult) error {
+	md := storage.Metadata{MetaHash: res.Hash, MetaHashAlgorithm: res.HashAlgorithm}
 	if res.PGVersion != 0 {
 		md[MetaPGVersion] = strconv.Itoa(res.PGVersion)
 	}
-	r, err := src.verifiedReader(alg, res.Hash)
+	r, err := src.verifiedReader(res.HashAlgorithm, res.Hash)
 	if err != nil {
-		return res, fmt.Errorf("push %s: %w", path, err)
+		return err
 	}
 	if res.Stored, err = a.Codec.Put(ctx, a.Store, res.Key, r, src.size, md); err != nil {
-		return res, fmt.Errorf("push %s as %s: %w", path, res.Key, err)
+		return fmt.Errorf("store as %s: %w", res.Key, err)
 	}
 	res.Uploaded = true
-	return res, nil
+	return nil
 }
 
 // sameAsArchived reports whether key already holds src. It returns an error
@@ -162,7 +186,7 @@ func (a *Archive) sameAsArchived(ctx context.Context, key string, src *walFile, 
 		if theirAlg == "" {
 			theirAlg = DefaultHashAlgorithm
 		}
-		if _, err := newHash(theirAlg); err == nil {
+		if _, err := NewHash(theirAlg); err == nil {
 			ours := sum
 			if theirAlg != alg {
 				if ours, err = src.digest(theirAlg); err != nil {
@@ -227,7 +251,7 @@ func sameContent(a, b io.Reader) (bool, error) {
 
 // newHash returns a hash by its Python hashlib name, as PGHoard's
 // hash_algorithm spells it.
-func newHash(alg string) (hash.Hash, error) {
+func NewHash(alg string) (hash.Hash, error) {
 	switch alg {
 	case "sha1":
 		return sha1.New(), nil
@@ -289,7 +313,7 @@ func (w *walFile) reader() io.Reader { return io.NewSectionReader(w, 0, w.size) 
 
 // digest returns the hex digest of the content.
 func (w *walFile) digest(alg string) (string, error) {
-	h, err := newHash(alg)
+	h, err := NewHash(alg)
 	if err != nil {
 		return "", err
 	}
@@ -309,7 +333,7 @@ func (w *walFile) verifiedReader(alg, want string) (io.Reader, error) {
 	if w.data != nil {
 		return bytes.NewReader(w.data), nil
 	}
-	h, err := newHash(alg)
+	h, err := NewHash(alg)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/daemon"
+	"github.com/hoardbackup/hoard/restore"
 )
 
 // daemonExitHelp documents hoard daemon's exit codes.
@@ -221,7 +222,7 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	if d, ok := site.RestoreTestInterval(); ok {
 		// Without a file the configuration comes from the environment,
 		// which the restored server's restore_command inherits.
-		rc, err := restoreCommandLine(cfg.File, name)
+		rc, err := restore.WALFetchCommand(cfg.File, name)
 		if err != nil {
 			return s, err
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/daemon"
+	"github.com/hoardbackup/hoard/restore"
 )
 
 func testCLIContext() *cli.Context {
@@ -211,7 +212,7 @@ func TestDaemonOptions_RestoreTest(t *testing.T) {
 		t.Errorf("restore test %+v", s)
 	}
 	abs, _ := filepath.Abs("test.json")
-	if want := " --config " + shellQuote(abs) + " --site s wal-fetch %f %p"; !strings.HasSuffix(s.RestoreCommand, want) {
+	if want := " --config " + restore.ShellQuote(abs) + " --site s wal-fetch %f %p"; !strings.HasSuffix(s.RestoreCommand, want) {
 		t.Errorf("restore_command %q, want it to end with %q", s.RestoreCommand, want)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -103,7 +101,7 @@ func runRestore(c *cli.Context) error {
 	defer env.archive.Store.Close()
 	rc := c.String("restore-command")
 	if rc == "" {
-		if rc, err = restoreCommandLine(c.String("config"), env.name); err != nil {
+		if rc, err = restore.WALFetchCommand(c.String("config"), env.name); err != nil {
 			return err
 		}
 		if c.String("config") == "" {
@@ -210,41 +208,6 @@ func restoreTarget(c *cli.Context) (restore.Target, error) {
 	return t, nil
 }
 
-// restoreCommandLine builds the restore_command that runs this hoard binary's
-// wal-fetch with the same configuration file (none when the configuration
-// comes from the environment alone) and site.
-func restoreCommandLine(configPath, site string) (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("find the hoard binary for restore_command (pass --restore-command): %w", err)
-	}
-	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = resolved
-	}
-	args := []string{shellQuote(exe)}
-	if configPath != "" {
-		abs, err := filepath.Abs(configPath)
-		if err != nil {
-			return "", fmt.Errorf("resolve configuration path %s: %w", configPath, err)
-		}
-		args = append(args, "--config", shellQuote(abs))
-	}
-	args = append(args, "--site", shellQuote(site), "wal-fetch", "%f", "%p")
-	return strings.Join(args, " "), nil
-}
-
-// safeShellWord matches words the shell passes through unchanged.
-var safeShellWord = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
-
-// shellQuote quotes s for /bin/sh, which PostgreSQL runs restore_command
-// with, when it holds anything but plain characters.
-func shellQuote(s string) string {
-	if safeShellWord.MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // restoreMeter shows download progress: a line rewritten in place on a
 // terminal, a log line every 30 seconds otherwise.
 type restoreMeter struct {
@@ -307,11 +270,11 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 	}
 	printf(w, "Recovery is configured in postgresql.auto.conf as %s, to %s.\n", mode, describeTarget(o.Target))
 	printf(w, "\nThe directory must be owned by the user PostgreSQL runs as, with mode 0700, e.g.:\n")
-	printf(w, "  chown -R postgres: %s", shellQuote(o.TargetDir))
+	printf(w, "  chown -R postgres: %s", restore.ShellQuote(o.TargetDir))
 	for _, d := range sortedKeys(res.Tablespaces) {
-		printf(w, " %s", shellQuote(res.Tablespaces[d]))
+		printf(w, " %s", restore.ShellQuote(res.Tablespaces[d]))
 	}
-	printf(w, "\nThen start PostgreSQL on it (as that user):\n  pg_ctl -D %s start\n", shellQuote(o.TargetDir))
+	printf(w, "\nThen start PostgreSQL on it (as that user):\n  pg_ctl -D %s start\n", restore.ShellQuote(o.TargetDir))
 }
 
 // describeTarget says in words where recovery stops.

@@ -2,8 +2,6 @@ package command
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,33 +71,5 @@ func TestRestoreTarget(t *testing.T) {
 	_, err = parseRestoreTarget(t, "--target-time", "2026-01-02T03:04:05")
 	if err == nil || !strings.Contains(err.Error(), "2026-01-02T03:04:05Z") {
 		t.Errorf("no-zone hint: %v", err)
-	}
-}
-
-func TestRestoreCommandLine(t *testing.T) {
-	exe, _ := os.Executable()
-	exe, _ = filepath.EvalSymlinks(exe)
-	got, err := restoreCommandLine("", "default")
-	if err != nil || got != shellQuote(exe)+" --site default wal-fetch %f %p" {
-		t.Errorf("env-only: %q, %v", got, err)
-	}
-	dir := t.TempDir()
-	t.Chdir(dir)
-	got, err = restoreCommandLine("my hoard.json", "s1")
-	want := shellQuote(exe) + " --config '" + filepath.Join(dir, "my hoard.json") + "' --site s1 wal-fetch %f %p"
-	if err != nil || got != want {
-		t.Errorf("with config: %q, want %q (%v)", got, want, err)
-	}
-}
-
-func TestShellQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"/usr/bin/hoard": "/usr/bin/hoard",
-		"/a b/hoard":     "'/a b/hoard'",
-		"it's":           `'it'\''s'`,
-	} {
-		if got := shellQuote(in); got != want {
-			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
-		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/verify"
 )
 
@@ -142,7 +143,7 @@ func runRestoreTest(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
-	rc, err := restoreCommandLine(c.String("config"), env.name)
+	rc, err := restore.WALFetchCommand(c.String("config"), env.name)
 	if err != nil {
 		return err
 	}

@@ -219,7 +219,7 @@ func sameHash(path string, md map[string]string) (bool, error) {
 	if alg == "" {
 		alg = archive.DefaultHashAlgorithm
 	}
-	h, err := newHash(alg)
+	h, err := archive.NewHash(alg)
 	if err != nil {
 		return false, err
 	}

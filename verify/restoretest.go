@@ -151,7 +151,7 @@ func (t *restoreTest) run(ctx context.Context) error {
 	rc := o.RestoreCommand
 	if rc == "" {
 		var err error
-		if rc, err = walFetchCommand(o.ConfigPath, o.Site); err != nil {
+		if rc, err = restore.WALFetchCommand(o.ConfigPath, o.Site); err != nil {
 			return err
 		}
 	}
@@ -276,32 +276,6 @@ func (t *restoreTest) runAs() error {
 	t.osUser = name
 	return nil
 }
-
-// walFetchCommand builds the restore_command that runs this executable's
-// wal-fetch.
-func walFetchCommand(configPath, site string) (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("find the hoard binary for restore_command: %w", err)
-	}
-	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = resolved
-	}
-	args := []string{shellQuote(exe)}
-	if configPath != "" {
-		abs, err := filepath.Abs(configPath)
-		if err != nil {
-			return "", fmt.Errorf("resolve configuration path %s: %w", configPath, err)
-		}
-		args = append(args, "--config", shellQuote(abs))
-	}
-	if site != "" {
-		args = append(args, "--site", shellQuote(site))
-	}
-	return strings.Join(append(args, "wal-fetch", "%f", "%p"), " "), nil
-}
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // confQuote quotes a postgresql.conf string value.
 func confQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -2,10 +2,6 @@ package verify
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -99,7 +95,7 @@ func (c *checker) decodeWAL(ctx context.Context, key, name string, segment bool)
 		if alg == "" {
 			alg = archive.DefaultHashAlgorithm
 		}
-		if sum, err = newHash(alg); err != nil {
+		if sum, err = archive.NewHash(alg); err != nil {
 			return err
 		}
 	}
@@ -135,19 +131,4 @@ func (c *checker) decodeWAL(ctx context.Context, key, name string, segment bool)
 		}
 	}
 	return nil
-}
-
-// newHash returns the digest PGHoard's hash-algorithm metadata names.
-func newHash(alg string) (hash.Hash, error) {
-	switch alg {
-	case "sha1":
-		return sha1.New(), nil
-	case "sha256":
-		return sha256.New(), nil
-	case "sha512":
-		return sha512.New(), nil
-	case "md5":
-		return md5.New(), nil
-	}
-	return nil, fmt.Errorf("unknown hash-algorithm %q", alg)
 }
