@@ -19,7 +19,7 @@ type Archive struct {
 	// MovedFrom are the archives of the sites this one moved from (the
 	// site's moved_from), each with its own store, codec and layout. Their
 	// backups and WAL count for retention, which deletes from the site that
-	// holds each object.
+	// holds each object, and FetchWAL looks for WAL in them after a.
 	MovedFrom []*Archive
 }
 

@@ -314,7 +314,8 @@ const basebackupDeltaChunkDir = "basebackup_delta_chunk"
 // backup is still running.
 const OrphanMinAge = 24 * time.Hour
 
-// sites returns a followed by the archives it moved from.
+// sites returns a followed by the archives it moved from: the order in
+// which WAL is looked for.
 func (a *Archive) sites() []*Archive {
 	return append([]*Archive{a}, a.MovedFrom...)
 }

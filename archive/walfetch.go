@@ -27,10 +27,6 @@ const (
 
 // FetchOptions configure FetchWAL.
 type FetchOptions struct {
-	// MovedFrom are the layouts of older sites (PGHoard's moved_from),
-	// searched in order when a file is not in the site's own folders. They
-	// share the archive's store and codec.
-	MovedFrom []Layout
 	// Spool is the prefetch spool directory (SpoolDir of the destination);
 	// "" turns prefetching off. A segment found in the spool is moved into
 	// place without a storage round trip, and each delivered segment is
@@ -59,11 +55,11 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 			return nil
 		}
 	}
-	keys := make([]string, 0, 1+len(o.MovedFrom))
-	for _, l := range append([]Layout{a.Layout}, o.MovedFrom...) {
-		key := l.WALKey(name)
+	keys := make([]string, 0, 1+len(a.MovedFrom))
+	for _, arc := range a.sites() {
+		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
-		h, err := a.fetchKey(ctx, key, name, dest, fetchTempPrefix)
+		h, err := arc.fetchKey(ctx, key, name, dest, fetchTempPrefix)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -344,8 +340,6 @@ type PrefetchOptions struct {
 	// Count is how many segments after the last one delivered to keep
 	// ready, downloading as many at once (restore_prefetch; at least 1).
 	Count int
-	// MovedFrom are older sites' layouts, as in FetchOptions.
-	MovedFrom []Layout
 }
 
 // PrefetchResult tells what a PrefetchWAL run did.
@@ -395,7 +389,7 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 		for i, seg := 0, from.Next(); i < count; i, seg = i+1, seg.Next() {
 			names = append(names, seg.Name(segSize))
 		}
-		fetched, missing, err := a.prefetchRound(ctx, s, names, count, o.MovedFrom)
+		fetched, missing, err := a.prefetchRound(ctx, s, names, count)
 		res.Fetched = append(res.Fetched, fetched...)
 		if err != nil {
 			return res, fmt.Errorf("prefetch into %s: %w", dir, err)
@@ -409,7 +403,7 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 
 // prefetchRound downloads the names not yet spooled, parallel downloads at
 // once, in order, scheduling none after the first missing one.
-func (a *Archive) prefetchRound(ctx context.Context, s spool, names []string, parallel int, moved []Layout) (fetched []string, missing string, err error) {
+func (a *Archive) prefetchRound(ctx context.Context, s spool, names []string, parallel int) (fetched []string, missing string, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -431,7 +425,7 @@ func (a *Archive) prefetchRound(ctx context.Context, s spool, names []string, pa
 			}
 			running++
 			go func() {
-				err := a.prefetchOne(ctx, s, names[i], moved)
+				err := a.prefetchOne(ctx, s, names[i])
 				results <- result{i: i, missing: errors.Is(err, storage.ErrNotFound), err: err}
 			}()
 			continue
@@ -460,9 +454,9 @@ func (a *Archive) prefetchRound(ctx context.Context, s spool, names []string, pa
 
 // prefetchOne downloads one segment into the spool, searching the site and
 // then the moved_from sites.
-func (a *Archive) prefetchOne(ctx context.Context, s spool, name string, moved []Layout) error {
-	for _, l := range append([]Layout{a.Layout}, moved...) {
-		_, err := a.fetchKey(ctx, l.WALKey(name), name, s.path(name), spoolTmpPrefix)
+func (a *Archive) prefetchOne(ctx context.Context, s spool, name string) error {
+	for _, arc := range a.sites() {
+		_, err := arc.fetchKey(ctx, arc.Layout.WALKey(name), name, s.path(name), spoolTmpPrefix)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -132,18 +132,23 @@ func TestArchive_FetchWAL_ErrNotFound(t *testing.T) {
 	}
 }
 
+// The older sites of moved_from are searched in order, each in its own
+// store: a site that moved to a new bucket still restores from the old one.
 func TestArchive_FetchWAL_MovedFrom(t *testing.T) {
 	ctx := context.Background()
 	old := walTestArchive(t, true)
 	segs := pushSegments(t, old, 5, 5)
-	a := *old
+	a := walTestArchive(t, true)
 	a.Layout = Layout{Prefix: "newsite"}
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
 	name := "000000010000000000000005"
 	if err := a.FetchWAL(ctx, name, dest, FetchOptions{}); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("without moved_from: err = %v", err)
 	}
-	o := FetchOptions{MovedFrom: []Layout{{Prefix: "gone"}, {Prefix: "site"}}}
+	gone := walTestArchive(t, true)
+	gone.Layout = Layout{Prefix: "gone"}
+	a.MovedFrom = []*Archive{gone, old}
+	o := FetchOptions{}
 	if err := a.FetchWAL(ctx, name, dest, o); err != nil {
 		t.Fatal(err)
 	}

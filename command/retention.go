@@ -3,9 +3,7 @@ package command
 import (
 	"cmp"
 	"encoding/json"
-	"fmt"
 	"io"
-	"path"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -100,52 +98,6 @@ func retentionPolicy(s *config.Site) archive.RetentionPolicy {
 		p.Interval = d
 	}
 	return p
-}
-
-// movedFromArchives opens the archives of the site's moved_from sites. A
-// site still in the configuration uses its own storage, keys and prefix; a
-// site no longer configured is looked for in this site's storage under its
-// default prefix <path_prefix>/<name>. The returned func closes the stores
-// it opened.
-func movedFromArchives(c *cli.Context, env *siteEnv) ([]*archive.Archive, func(), error) {
-	var out []*archive.Archive
-	var opened []io.Closer
-	closeAll := func() {
-		for _, s := range opened {
-			_ = s.Close()
-		}
-	}
-	for _, name := range env.site.MovedFrom {
-		s, ok := env.cfg.BackupSites[name]
-		if !ok {
-			out = append(out, &archive.Archive{
-				Store:  env.archive.Store,
-				Codec:  env.archive.Codec,
-				Layout: archive.Layout{Prefix: path.Join(env.cfg.PathPrefix, name)},
-				Site:   name,
-			})
-			continue
-		}
-		codec, err := siteCodec(env.cfg, s)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		// The new site usually holds the keys of the old one's backups.
-		for id, k := range env.archive.Codec.PrivateKeys {
-			if _, ok := codec.PrivateKeys[id]; !ok {
-				codec.PrivateKeys[id] = k
-			}
-		}
-		st, err := openStore(c.Context, s.ObjectStorage)
-		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("open storage of site %s (moved_from of %s): %w", name, env.name, err)
-		}
-		opened = append(opened, st)
-		out = append(out, &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: s.Prefix}, Site: name})
-	}
-	return out, closeAll, nil
 }
 
 // walRange is a run of consecutive WAL files of one timeline in one site.

@@ -5,7 +5,9 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -154,4 +156,50 @@ func openStore(ctx context.Context, o config.ObjectStorage) (storage.Store, erro
 		return nil, err
 	}
 	return storage.WithRetry(st, storage.RetryOptions{}), nil
+}
+
+// movedFromArchives opens the archives of the site's moved_from sites. A
+// site still in the configuration uses its own storage, keys and prefix; a
+// site no longer configured is looked for in this site's storage under its
+// default prefix <path_prefix>/<name>. The returned func closes the stores
+// it opened.
+func movedFromArchives(c *cli.Context, env *siteEnv) ([]*archive.Archive, func(), error) {
+	var out []*archive.Archive
+	var opened []io.Closer
+	closeAll := func() {
+		for _, s := range opened {
+			_ = s.Close()
+		}
+	}
+	for _, name := range env.site.MovedFrom {
+		s, ok := env.cfg.BackupSites[name]
+		if !ok {
+			out = append(out, &archive.Archive{
+				Store:  env.archive.Store,
+				Codec:  env.archive.Codec,
+				Layout: archive.Layout{Prefix: path.Join(env.cfg.PathPrefix, name)},
+				Site:   name,
+			})
+			continue
+		}
+		codec, err := siteCodec(env.cfg, s)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		// The new site usually holds the keys of the old one's backups.
+		for id, k := range env.archive.Codec.PrivateKeys {
+			if _, ok := codec.PrivateKeys[id]; !ok {
+				codec.PrivateKeys[id] = k
+			}
+		}
+		st, err := openStore(c.Context, s.ObjectStorage)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("open storage of site %s (moved_from of %s): %w", name, env.name, err)
+		}
+		opened = append(opened, st)
+		out = append(out, &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: s.Prefix}, Site: name})
+	}
+	return out, closeAll, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"syscall"
 
@@ -74,7 +73,13 @@ func runWALFetch(c *cli.Context) error {
 		return &exitError{code: exitWALFatal, err: err}
 	}
 	defer env.archive.Store.Close()
-	o := archive.FetchOptions{MovedFrom: movedFromLayouts(env)}
+	older, closeOlder, err := movedFromArchives(c, env)
+	if err != nil {
+		return &exitError{code: exitWALFatal, err: err}
+	}
+	defer closeOlder()
+	env.archive.MovedFrom = older
+	o := archive.FetchOptions{}
 	prefetch := env.cfg.RestorePrefetch > 0 && archive.IsSegmentName(name)
 	if prefetch {
 		// Absolute, for the worker's log and arguments.
@@ -101,21 +106,6 @@ func runWALFetch(c *cli.Context) error {
 		}
 	}
 	return nil
-}
-
-// movedFromLayouts returns the layouts of the site's moved_from sites: a
-// site still in the configuration keeps its prefix, a removed one has the
-// default prefix <path_prefix>/<name>.
-func movedFromLayouts(env *siteEnv) []archive.Layout {
-	var out []archive.Layout
-	for _, name := range env.site.MovedFrom {
-		prefix := path.Join(env.cfg.PathPrefix, name)
-		if s, ok := env.cfg.BackupSites[name]; ok {
-			prefix = s.Prefix
-		}
-		out = append(out, archive.Layout{Prefix: prefix})
-	}
-	return out
 }
 
 // startPrefetchWorker starts `hoard <global flags> wal-fetch
@@ -159,11 +149,14 @@ func runPrefetchWorker(c *cli.Context, spool string) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	older, closeOlder, err := movedFromArchives(c, env)
+	if err != nil {
+		return err
+	}
+	defer closeOlder()
+	env.archive.MovedFrom = older
 	log := env.log.With().Str("component", "prefetch").Str("spool", spool).Logger()
-	res, err := env.archive.PrefetchWAL(c.Context, spool, archive.PrefetchOptions{
-		Count:     env.cfg.RestorePrefetch,
-		MovedFrom: movedFromLayouts(env),
-	})
+	res, err := env.archive.PrefetchWAL(c.Context, spool, archive.PrefetchOptions{Count: env.cfg.RestorePrefetch})
 	if errors.Is(err, archive.ErrPrefetchBusy) {
 		log.Debug().Msg("another prefetch worker is running")
 		return nil
