@@ -60,6 +60,35 @@ func (a *Archive) ListBackups(ctx context.Context) ([]*BackupInfo, error) {
 	return out, nil
 }
 
+// ListAllBackups returns the complete basebackups of a and of every site
+// it moved from (a.MovedFrom), oldest first, as PGHoard's restore lists
+// them. Each backup's Archive is the archive that holds it: read its
+// control object and chunks from there (ArchiveOf).
+func (a *Archive) ListAllBackups(ctx context.Context) ([]*BackupInfo, error) {
+	var out []*BackupInfo
+	for _, s := range a.sites() {
+		bs, err := s.ListBackups(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			b.Archive = s
+		}
+		out = append(out, bs...)
+	}
+	SortBackups(out)
+	return out, nil
+}
+
+// ArchiveOf returns the archive holding b: b.Archive when ListAllBackups
+// set it, else a.
+func (a *Archive) ArchiveOf(b *BackupInfo) *Archive {
+	if b.Archive != nil {
+		return b.Archive
+	}
+	return a
+}
+
 // FindBackup returns the backup called name (with or without the control
 // suffix, or as a full key), or the newest when name is "" or "latest".
 func (a *Archive) FindBackup(ctx context.Context, name string) (*BackupInfo, error) {

@@ -86,6 +86,11 @@ type BackupInfo struct {
 	NormalizedTime   time.Time
 
 	Metadata storage.Metadata // everything, as stored
+
+	// Archive is the archive whose store holds the backup, set by
+	// Archive.ListAllBackups (nil otherwise: the archive listing it). It is
+	// never marshalled.
+	Archive *Archive `json:"-"`
 }
 
 // SegmentSize returns the backup's WAL segment size, defaulting to 16 MiB

@@ -19,10 +19,11 @@ func listCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list",
 		Usage: "list basebackups (also: hoard restore list-basebackups)",
-		Description: "Lists the site's complete basebackups, oldest first: name, stored size (total-size-enc,\n" +
-			"else the control object's size), original size, start and end time, start and end LSN,\n" +
-			"and timeline. Backups written by PGHoard record no LSNs: they are shown from the WAL\n" +
-			"segment names. --json prints every field and the stored metadata.",
+		Description: "Lists the complete basebackups of the site and of its moved_from sites, oldest first:\n" +
+			"name, the site whose storage holds it, stored size (total-size-enc, else the control\n" +
+			"object's size), original size, start and end time, start and end LSN, and timeline.\n" +
+			"Backups written by PGHoard record no LSNs: they are shown from the WAL segment names.\n" +
+			"--json prints every field and the stored metadata.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also print each backup's metadata"},
@@ -70,7 +71,13 @@ func runList(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
-	bs, err := env.archive.ListBackups(c.Context)
+	older, closeOlder, err := movedFromArchives(c, env)
+	if err != nil {
+		return err
+	}
+	defer closeOlder()
+	env.archive.MovedFrom = older
+	bs, err := env.archive.ListAllBackups(c.Context)
 	if err != nil {
 		return err
 	}
@@ -89,7 +96,12 @@ func writeBackupsJSON(w io.Writer, bs []*archive.BackupInfo) error {
 }
 
 // newBackupJSON is the JSON view of a backup, shared by list and basebackup.
+// Its site is the one the metadata names, else the site holding it.
 func newBackupJSON(b *archive.BackupInfo) backupJSON {
+	site := b.Site
+	if site == "" && b.Archive != nil {
+		site = b.Archive.Site
+	}
 	return backupJSON{
 		Name: b.Name, Key: b.Key, Format: b.Format,
 		StartWALSegment: b.StartWALSegment, EndWALSegment: b.EndWALSegment,
@@ -98,7 +110,7 @@ func newBackupJSON(b *archive.BackupInfo) backupJSON {
 		StartTimeline: b.StartTimeline, EndTimeline: b.EndTimeline,
 		SystemID: b.SystemID, WALSegmentSize: b.SegmentSize(), PGVersion: b.PGVersion,
 		TotalSizePlain: b.TotalSizePlain, TotalSizeEnc: b.TotalSizeEnc, StoredSize: b.StoredSize,
-		ChunkCount: b.ChunkCount, Site: b.Site, Host: b.Host,
+		ChunkCount: b.ChunkCount, Site: site, Host: b.Host,
 		ActiveBackupMode: b.ActiveBackupMode, BasebackupMode: b.BasebackupMode, BackupReason: b.BackupReason,
 		DecisionTime: timePtr(b.DecisionTime), NormalizedTime: timePtr(b.NormalizedTime),
 		Metadata: b.Metadata,
@@ -114,8 +126,8 @@ func writeJSON(w io.Writer, v any) error {
 
 func writeBackupsTable(w io.Writer, bs []*archive.BackupInfo, verbose bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	printf(tw, "Basebackup\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\n")
-	printf(tw, "----------\t-----------\t---------\t----------\t--------\t---------\t-------\t---\n")
+	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\n")
+	printf(tw, "----------\t----\t-----------\t---------\t----------\t--------\t---------\t-------\t---\n")
 	for _, b := range bs {
 		size := b.TotalSizeEnc
 		if size == 0 {
@@ -125,7 +137,7 @@ func writeBackupsTable(w io.Writer, bs []*archive.BackupInfo, verbose bool) erro
 		if b.EndTimeline != 0 && b.EndTimeline != b.StartTimeline {
 			tli += "-" + strconv.FormatUint(uint64(b.EndTimeline), 10)
 		}
-		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, humanBytes(size), humanBytes(b.TotalSizePlain),
+		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, holdingSite(b), humanBytes(size), humanBytes(b.TotalSizePlain),
 			tableTime(b.StartTime), tableTime(b.EndTime), lsnOrDash(uint64(b.StartLSN)), lsnOrDash(uint64(b.EndLSN)), tli)
 		if verbose {
 			for _, k := range sortedKeys(b.Metadata) {
@@ -137,6 +149,18 @@ func writeBackupsTable(w io.Writer, bs []*archive.BackupInfo, verbose bool) erro
 		printf(tw, "(no basebackups)\n")
 	}
 	return tw.Flush()
+}
+
+// holdingSite names the site whose storage holds b (set by
+// Archive.ListAllBackups), else the site its metadata names, else "-".
+func holdingSite(b *archive.BackupInfo) string {
+	switch {
+	case b.Archive != nil:
+		return b.Archive.Site
+	case b.Site != "":
+		return b.Site
+	}
+	return "-"
 }
 
 func timePtr(t time.Time) *time.Time {

@@ -2,7 +2,11 @@ package command
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +56,33 @@ func TestWriteBackupsTable(t *testing.T) {
 	}
 }
 
+func TestWriteBackups_HoldingSite(t *testing.T) {
+	bs := testBackups(t)
+	old := &archive.Archive{Site: "oldsite"}
+	bs[0].Archive = old // PGHoard's backup, no site in its metadata
+	bs[1].Site = "newsite"
+	var b bytes.Buffer
+	if err := writeBackupsTable(&b, bs, false); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	if !strings.Contains(lines[0], "Site") || !strings.Contains(lines[2], "2021-07-30_13-56_0  oldsite") ||
+		!strings.Contains(lines[3], "2026-01-02_03-00_0  newsite") {
+		t.Errorf("table does not name the sites:\n%s", b.String())
+	}
+	b.Reset()
+	if err := writeBackupsJSON(&b, bs); err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got[0]["site"] != "oldsite" || got[1]["site"] != "newsite" {
+		t.Errorf("JSON sites %v, %v; want oldsite, newsite", got[0]["site"], got[1]["site"])
+	}
+}
+
 func TestWriteBackupsJSON(t *testing.T) {
 	var b bytes.Buffer
 	if err := writeBackupsJSON(&b, testBackups(t)); err != nil {
@@ -83,6 +114,62 @@ func TestHumanBytes(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
+
+// TestList_MovedFrom runs hoard list on a site that moved from another
+// site in its own local storage: both sites' backups are listed, oldest
+// first, each with the site that holds it.
+func TestList_MovedFrom(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	put := func(dir, prefix, name string, start time.Time) {
+		t.Helper()
+		st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start}
+		a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: prefix}}
+		body := []byte("control")
+		if _, err := a.Codec.Put(ctx, st, a.Layout.BackupKey(name), bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	oldDir, newDir := filepath.Join(root, "old"), filepath.Join(root, "new")
+	put(oldDir, "old", "2026-01-02_03-00_0", start)
+	put(newDir, "new", "2026-01-03_03-00_0", start.Add(24*time.Hour))
+	put(oldDir, "old", "2026-01-04_03-00_0", start.Add(48*time.Hour))
+	cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {
+		"new": {"prefix": "new", "moved_from": ["old"], "object_storage": {"storage_type": "local", "directory": %q}},
+		"old": {"prefix": "old", "active": false, "object_storage": {"storage_type": "local", "directory": %q}}}}`,
+		filepath.Join(root, "state"), newDir, oldDir)
+	cfgFile := filepath.Join(root, "hoard.json")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"list"}, {"restore", "list-basebackups"}} {
+		var out, errOut bytes.Buffer
+		app := App("test")
+		app.Writer, app.ErrWriter = &out, &errOut
+		argv := append([]string{"hoard", "--config", cfgFile, "--site", "new"}, args...)
+		if err := app.RunContext(ctx, append(argv, "--json")); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut.String())
+		}
+		var got []map[string]any
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out.String())
+		}
+		var seen []string
+		for _, b := range got {
+			seen = append(seen, fmt.Sprintf("%s@%s", b["name"], b["site"]))
+		}
+		want := "2026-01-02_03-00_0@old 2026-01-03_03-00_0@new 2026-01-04_03-00_0@old"
+		if strings.Join(seen, " ") != want {
+			t.Errorf("hoard %v lists %v, want %s", args, seen, want)
 		}
 	}
 }

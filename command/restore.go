@@ -32,6 +32,8 @@ func restoreCommand() *cli.Command {
 			"runs hoard wal-fetch with this configuration) and creates recovery.signal, or\n" +
 			"standby.signal with --standby. With a target, a primary promotes when it reaches it\n" +
 			"(--target-action changes that). PostgreSQL 13 and later.\n\n" +
+			"The backups, WAL and timeline histories of the site's moved_from sites count as the\n" +
+			"site's own: a backup is read from the site that holds it.\n\n" +
 			"Times are ISO 8601 with a zone: 2026-01-02T03:04:05Z or 2026-01-02 05:04:05+02:00.\n\n" +
 			"EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks\n" +
 			"failed; otherwise the directory is incomplete: run again with --overwrite);\n" +
@@ -99,6 +101,12 @@ func runRestore(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	older, closeOlder, err := movedFromArchives(c, env)
+	if err != nil {
+		return err
+	}
+	defer closeOlder()
+	env.archive.MovedFrom = older
 	rc := c.String("restore-command")
 	if rc == "" {
 		if rc, err = restore.WALFetchCommand(c.String("config"), env.name); err != nil {

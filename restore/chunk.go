@@ -44,12 +44,12 @@ func retryable(err error) bool {
 	return errors.As(err, &se)
 }
 
-// chunk restores one chunk, re-downloading it from the start after a
-// transient error, and returns its decoded size.
-func (o *Options) chunk(ctx context.Context, log zerolog.Logger, ex *extractor, c archive.ManifestChunk, buf []byte, p *progress) (int64, error) {
-	key := o.Archive.Layout.ChunkKey(c.ChunkFilename)
+// chunk restores one chunk of the backup held by src, re-downloading it
+// from the start after a transient error, and returns its decoded size.
+func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, c archive.ManifestChunk, buf []byte, p *progress) (int64, error) {
+	key := src.Layout.ChunkKey(c.ChunkFilename)
 	for attempt := 0; ; attempt++ {
-		n, err := o.chunkOnce(ctx, ex, key, c, buf, &p.bytesDone)
+		n, err := o.chunkOnce(ctx, src, ex, key, c, buf, &p.bytesDone)
 		if err == nil {
 			return n, nil
 		}
@@ -62,10 +62,10 @@ func (o *Options) chunk(ctx context.Context, log zerolog.Logger, ex *extractor, 
 
 // chunkOnce downloads and extracts one chunk once. The codec's reader
 // verifies the object at EOF, so the stream is read to its very end.
-func (o *Options) chunkOnce(ctx context.Context, ex *extractor, key string, c archive.ManifestChunk, buf []byte, total *atomic.Int64) (n int64, err error) {
+func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extractor, key string, c archive.ManifestChunk, buf []byte, total *atomic.Int64) (n int64, err error) {
 	octx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	rc, _, err := o.Archive.Codec.Open(octx, o.Archive.Store, key)
+	rc, _, err := src.Codec.Open(octx, src.Store, key)
 	if err != nil {
 		return 0, &sourceError{err}
 	}

@@ -115,8 +115,9 @@ type Result struct {
 	Elapsed  time.Duration // the whole Run
 }
 
-// Run restores a backup of o.Archive into o.TargetDir, configured to
-// recover to o.Target. It checks everything it can before writing anything:
+// Run restores a backup of o.Archive, or of a site it moved from, into
+// o.TargetDir, configured to recover to o.Target. WAL and timeline
+// histories count from all of those sites. It checks everything it can before writing anything:
 // the target directories, the archived WAL from the backup's start to its
 // end (and to an LSN target), and the backup's manifest. Chunks are
 // streamed straight into place in parallel; only when all have decoded and
@@ -129,7 +130,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	log := o.Logger.With().Str("component", "restore").Str("site", o.Archive.Site).Logger()
 	a := o.Archive
-	backups, err := a.ListBackups(ctx)
+	backups, err := a.ListAllBackups(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +147,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	log = log.With().Str("backup", b.Name).Logger()
-	log.Info().Time("end_time", b.EndTime).Str("end_lsn", b.EndLSN.String()).Msg("backup selected")
+	src := a.ArchiveOf(b)
+	log.Info().Str("backup_site", src.Site).Time("end_time", b.EndTime).Str("end_lsn", b.EndLSN.String()).Msg("backup selected")
 	if t.XID != 0 && b.Metadata[metaEndXmax] == "" {
 		log.Warn().Uint64("xid", t.XID).Msg("backup records no end snapshot; recovery may not reach the xid")
 	}
@@ -175,7 +177,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
 
-	control, m, err := fetchControl(ctx, a, b)
+	control, m, err := fetchControl(ctx, src, b)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +207,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	ex := newExtractor(o.TargetDir, spcDirs)
 	dl := time.Now()
-	if err := o.downloadChunks(ctx, log, ex, m, res); err != nil {
+	if err := o.downloadChunks(ctx, log, src, ex, m, res); err != nil {
 		return nil, incomplete(err)
 	}
 	res.Download = time.Since(dl)
@@ -455,10 +457,11 @@ func syncFS(dir string) error {
 	return nil
 }
 
-// downloadChunks restores every chunk on a pool of o.Parallel workers. The
+// downloadChunks restores every chunk, read from src (the archive holding
+// the backup), on a pool of o.Parallel workers. The
 // first failure cancels the rest. o.Progress is called from one goroutine
 // every o.ProgressInterval, and once more when all chunks are done.
-func (o *Options) downloadChunks(ctx context.Context, log zerolog.Logger, ex *extractor, m *archive.Manifest, res *Result) error {
+func (o *Options) downloadChunks(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, m *archive.Manifest, res *Result) error {
 	p := &progress{Progress: Progress{Chunks: len(m.Chunks)}}
 	for _, c := range m.Chunks {
 		p.Bytes += c.InputSize
@@ -480,7 +483,7 @@ func (o *Options) downloadChunks(ctx context.Context, log zerolog.Logger, ex *ex
 		g.Go(func() error {
 			buf := make([]byte, copyBufferSize)
 			for c := range jobs {
-				if _, err := o.chunk(gctx, log, ex, c, buf, p); err != nil {
+				if _, err := o.chunk(gctx, log, src, ex, c, buf, p); err != nil {
 					return err
 				}
 				p.chunksDone.Add(1)

@@ -20,23 +20,33 @@ import (
 // not in the archive.
 var ErrMissingWAL = errors.New("WAL segment missing from archive")
 
-// walIndex is the set of archived segment names of a site.
-type walIndex map[string]bool
+// walIndex maps the archived segment names of a site and the sites it
+// moved from to the archive holding each.
+type walIndex map[string]*archive.Archive
 
-// listWAL lists the segment names under the site's xlog/ folder.
+// listWAL lists the segment names under the xlog/ folders of a and of the
+// sites it moved from. A segment in several is read from the first, in the
+// order wal-fetch searches them: a, then a.MovedFrom.
 func listWAL(ctx context.Context, a *archive.Archive) (walIndex, error) {
-	dir := a.Layout.Dir(archive.XLogDir)
 	idx := walIndex{}
-	err := a.Store.List(ctx, dir, func(o storage.Object) error {
-		if name := strings.TrimPrefix(o.Key, dir); archive.IsSegmentName(name) {
-			idx[name] = true
+	for _, s := range sites(a) {
+		dir := s.Layout.Dir(archive.XLogDir)
+		err := s.Store.List(ctx, dir, func(o storage.Object) error {
+			if name := strings.TrimPrefix(o.Key, dir); archive.IsSegmentName(name) && idx[name] == nil {
+				idx[name] = s
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list WAL of site %s: %w", s.Site, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list WAL of site %s: %w", a.Site, err)
 	}
 	return idx, nil
+}
+
+// sites returns a followed by the archives it moved from.
+func sites(a *archive.Archive) []*archive.Archive {
+	return append([]*archive.Archive{a}, a.MovedFrom...)
 }
 
 // TimelineSpan is one timeline of a recovery path: its WAL is read from the
@@ -112,23 +122,29 @@ func (p WALPath) contains(tli uint32, lsn pglogrepl.LSN) bool {
 	return false
 }
 
-// historyIndex is the set of timelines with an archived history file.
-type historyIndex map[uint32]bool
+// historyIndex maps the timelines with an archived history file to the
+// archive holding it.
+type historyIndex map[uint32]*archive.Archive
 
-// listHistories lists the timelines whose .history file is archived.
+// listHistories lists the timelines whose .history file is archived in a
+// or a site it moved from; the first of them holding a file wins.
 func listHistories(ctx context.Context, a *archive.Archive) (historyIndex, error) {
-	dir := a.Layout.Dir(archive.TimelineDir)
 	idx := historyIndex{}
-	err := a.Store.List(ctx, dir, func(o storage.Object) error {
-		name := strings.TrimPrefix(o.Key, dir)
-		if archive.IsHistoryFile(name) {
-			n, _ := strconv.ParseUint(strings.TrimSuffix(name, ".history"), 16, 32)
-			idx[uint32(n)] = true
+	for _, s := range sites(a) {
+		dir := s.Layout.Dir(archive.TimelineDir)
+		err := s.Store.List(ctx, dir, func(o storage.Object) error {
+			name := strings.TrimPrefix(o.Key, dir)
+			if archive.IsHistoryFile(name) {
+				n, _ := strconv.ParseUint(strings.TrimSuffix(name, ".history"), 16, 32)
+				if idx[uint32(n)] == nil {
+					idx[uint32(n)] = s
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list timeline histories of site %s: %w", s.Site, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list timeline histories of site %s: %w", a.Site, err)
 	}
 	return idx, nil
 }
@@ -142,7 +158,7 @@ func targetTimeline(spec string, start uint32, h historyIndex) uint32 {
 		return start
 	case "", "latest":
 		t := start
-		for h[t+1] {
+		for h[t+1] != nil {
 			t++
 		}
 		return t
@@ -152,8 +168,8 @@ func targetTimeline(spec string, start uint32, h historyIndex) uint32 {
 }
 
 // RecoveryPath reads the target timeline's history (spec is
-// recovery_target_timeline: latest, current or a number) and returns the
-// timelines recovery of b follows. It fails when the target timeline does
+// recovery_target_timeline: latest, current or a number) from a or a site
+// it moved from, and returns the timelines recovery of b follows. It fails when the target timeline does
 // not descend from the backup's.
 func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, spec string) (WALPath, error) {
 	h, err := listHistories(ctx, a)
@@ -165,10 +181,11 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 		return WALPath{{TLI: tli}}, nil
 	}
 	name := archive.HistoryFileName(tli)
-	if !h[tli] {
+	src := h[tli]
+	if src == nil {
 		return nil, fmt.Errorf("timeline %d: %s is not archived: %w", tli, name, ErrMissingWAL)
 	}
-	rc, _, err := a.Codec.Open(ctx, a.Store, a.Layout.WALKey(name))
+	rc, _, err := src.Codec.Open(ctx, src.Store, src.Layout.WALKey(name))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
@@ -239,7 +256,7 @@ func checkWAL(w walIndex, b *archive.BackupInfo, p WALPath, upTo pglogrepl.LSN) 
 		tlis := p.Timelines(no, segSize)
 		found := ""
 		for _, tli := range tlis {
-			if n := (archive.Segment{Timeline: tli, No: no}).Name(segSize); w[n] {
+			if n := (archive.Segment{Timeline: tli, No: no}).Name(segSize); w[n] != nil {
 				found = n
 				break
 			}
@@ -267,9 +284,9 @@ func checkWAL(w walIndex, b *archive.BackupInfo, p WALPath, upTo pglogrepl.LSN) 
 // Defaults for FindRestorePoint.
 const defaultScanSegments = 64
 
-// FindRestorePoint scans the newest archived WAL segments of a, at most
-// maxSegments of them (0: 64), newest first, for an XLOG_RESTORE_POINT
-// record called name and returns the LSN just past the record's body.
+// FindRestorePoint scans the newest archived WAL segments of a and the
+// sites it moved from, at most maxSegments of them (0: 64), newest first,
+// for an XLOG_RESTORE_POINT record called name and returns the LSN just past the record's body.
 // The record body (xl_restore_point) is an 8-byte timestamp then a 64-byte
 // name field. PostgreSQL fills the field with strlcpy (XLogRestorePoint in
 // xlog.c), so only the name and its terminating NUL are defined: the rest
@@ -305,7 +322,8 @@ func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segS
 		if i >= maxSegments {
 			break
 		}
-		rc, _, err := a.Codec.Open(ctx, a.Store, a.Layout.WALKey(n))
+		src := w[n]
+		rc, _, err := src.Codec.Open(ctx, src.Store, src.Layout.WALKey(n))
 		if err != nil {
 			return 0, fmt.Errorf("open WAL %s: %w", n, err)
 		}

@@ -6,12 +6,15 @@ import (
 	"testing"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
 )
 
 func walIdx(names ...string) walIndex {
 	w := walIndex{}
+	a := &archive.Archive{Site: "site"}
 	for _, n := range names {
-		w[n] = true
+		w[n] = a
 	}
 	return w
 }
@@ -42,7 +45,8 @@ func TestParseHistory(t *testing.T) {
 }
 
 func TestTargetTimeline(t *testing.T) {
-	h := historyIndex{2: true, 3: true, 5: true}
+	a := &archive.Archive{Site: "site"}
+	h := historyIndex{2: a, 3: a, 5: a}
 	for _, tt := range []struct {
 		spec  string
 		start uint32
