@@ -254,12 +254,11 @@ func openDaemonArchive(ctx context.Context, c *cli.Context, cfg *config.Config, 
 		archive: &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name},
 		log:     logger(c).With().Str(logSite, name).Logger(),
 	}
-	older, closeOlder, err := movedFromArchives(c, env)
+	closeOlder, err := openMovedFrom(c, env)
 	if err != nil {
 		_ = st.Close()
 		return nil, nil, err
 	}
-	env.archive.MovedFrom = older
 	return env.archive, func() { closeOlder(); _ = st.Close() }, nil
 }
 

@@ -71,12 +71,11 @@ func runList(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
-	older, closeOlder, err := movedFromArchives(c, env)
+	closeOlder, err := openMovedFrom(c, env)
 	if err != nil {
 		return err
 	}
 	defer closeOlder()
-	env.archive.MovedFrom = older
 	bs, err := env.archive.ListAllBackups(c.Context)
 	if err != nil {
 		return err

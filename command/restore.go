@@ -101,12 +101,11 @@ func runRestore(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
-	older, closeOlder, err := movedFromArchives(c, env)
+	closeOlder, err := openMovedFrom(c, env)
 	if err != nil {
 		return err
 	}
 	defer closeOlder()
-	env.archive.MovedFrom = older
 	rc := c.String("restore-command")
 	if rc == "" {
 		if rc, err = restore.WALFetchCommand(c.String("config"), env.name); err != nil {

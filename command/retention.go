@@ -56,12 +56,11 @@ func runRetention(c *cli.Context) error {
 		return usagef("use --dry-run to see what retention would delete; set active to true to allow deletions",
 			"site %s is inactive (backup_sites.%s.active is false): retention never deletes from an inactive site", env.name, env.name)
 	}
-	older, closeOlder, err := movedFromArchives(c, env)
+	closeOlder, err := openMovedFrom(c, env)
 	if err != nil {
 		return err
 	}
 	defer closeOlder()
-	env.archive.MovedFrom = older
 
 	plan, err := env.archive.PlanRetention(c.Context, retentionPolicy(env.site), time.Now())
 	if err != nil {

@@ -158,12 +158,13 @@ func openStore(ctx context.Context, o config.ObjectStorage) (storage.Store, erro
 	return storage.WithRetry(st, storage.RetryOptions{}), nil
 }
 
-// movedFromArchives opens the archives of the site's moved_from sites. A
-// site still in the configuration uses its own storage, keys and prefix; a
-// site no longer configured is looked for in this site's storage under its
-// default prefix <path_prefix>/<name>. The returned func closes the stores
-// it opened.
-func movedFromArchives(c *cli.Context, env *siteEnv) ([]*archive.Archive, func(), error) {
+// openMovedFrom opens the archives of the site's moved_from sites into
+// env.archive.MovedFrom, so that listing, restore, wal-fetch and retention
+// see them. A site still in the configuration uses its own storage, keys
+// and prefix; a site no longer configured is looked for in this site's
+// storage under its default prefix <path_prefix>/<name>. The returned func
+// closes the stores it opened.
+func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 	var out []*archive.Archive
 	var opened []io.Closer
 	closeAll := func() {
@@ -185,7 +186,7 @@ func movedFromArchives(c *cli.Context, env *siteEnv) ([]*archive.Archive, func()
 		codec, err := siteCodec(env.cfg, s)
 		if err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, err
 		}
 		// The new site usually holds the keys of the old one's backups.
 		for id, k := range env.archive.Codec.PrivateKeys {
@@ -196,10 +197,11 @@ func movedFromArchives(c *cli.Context, env *siteEnv) ([]*archive.Archive, func()
 		st, err := openStore(c.Context, s.ObjectStorage)
 		if err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("open storage of site %s (moved_from of %s): %w", name, env.name, err)
+			return nil, fmt.Errorf("open storage of site %s (moved_from of %s): %w", name, env.name, err)
 		}
 		opened = append(opened, st)
 		out = append(out, &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: s.Prefix}, Site: name})
 	}
-	return out, closeAll, nil
+	env.archive.MovedFrom = out
+	return closeAll, nil
 }

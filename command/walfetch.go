@@ -73,12 +73,11 @@ func runWALFetch(c *cli.Context) error {
 		return &exitError{code: exitWALFatal, err: err}
 	}
 	defer env.archive.Store.Close()
-	older, closeOlder, err := movedFromArchives(c, env)
+	closeOlder, err := openMovedFrom(c, env)
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}
 	}
 	defer closeOlder()
-	env.archive.MovedFrom = older
 	o := archive.FetchOptions{}
 	prefetch := env.cfg.RestorePrefetch > 0 && archive.IsSegmentName(name)
 	if prefetch {
@@ -149,12 +148,11 @@ func runPrefetchWorker(c *cli.Context, spool string) error {
 		return err
 	}
 	defer env.archive.Store.Close()
-	older, closeOlder, err := movedFromArchives(c, env)
+	closeOlder, err := openMovedFrom(c, env)
 	if err != nil {
 		return err
 	}
 	defer closeOlder()
-	env.archive.MovedFrom = older
 	log := env.log.With().Str("component", "prefetch").Str("spool", spool).Logger()
 	res, err := env.archive.PrefetchWAL(c.Context, spool, archive.PrefetchOptions{Count: env.cfg.RestorePrefetch})
 	if errors.Is(err, archive.ErrPrefetchBusy) {
