@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// newLocalStreamSite writes a configuration for a pg_receivexlog site
+// storing into a local directory, which the test also opens directly.
+func newLocalStreamSite(t *testing.T) *streamSite {
+	t.Helper()
+	dir := pgtest.TempDir(t)
+	s := &streamSite{
+		site: &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json"),
+			storeDir: filepath.Join(dir, "store")},
+		httpPort: freeTCPPort(t),
+		alertDir: filepath.Join(dir, "alerts"),
+	}
+	cfg := map[string]any{
+		"backup_location":                  filepath.Join(dir, "state"),
+		"json_state_file_path":             filepath.Join(dir, "state", "hoard_state.json"),
+		"alert_file_dir":                   s.alertDir,
+		"http_port":                        s.httpPort,
+		"graceful_shutdown_upload_timeout": 30,
+		"compression":                      map[string]any{"algorithm": "snappy"},
+		"backup_sites": map[string]any{
+			s.name: map[string]any{
+				"active_backup_mode":        "pg_receivexlog",
+				"basebackup_chunk_size":     1 << 20,
+				"basebackup_interval_hours": 24,
+				"object_storage":            map[string]any{"storage_type": "local", "directory": s.storeDir},
+			},
+		},
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.writeFile(s.config, data)
+	st, err := storage.Open(context.Background(), storage.Config{Type: "local", Directory: s.storeDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s.store = st
+	return s
+}
+
+// storedHistory reports whether timeline/<name> exists.
+func (s *streamSite) storedHistory(name string) bool {
+	_, err := s.store.Stat(context.Background(), s.name+"/timeline/"+name)
+	return err == nil
+}
+
+// rowsOf lists every row of the test table, in order, as one string.
+func rowsOf(t *testing.T, c *pgtest.Cluster) string {
+	t.Helper()
+	return c.QueryString(t, `select count(*)::text || ' rows: ' ||
+		coalesce(string_agg(id::text || '=' || phase, ',' order by id), '-') from tl_rows`)
+}
+
+// TestDaemonTimelineSwitch streams with hoard daemon from a standby (made
+// by Debian's pg_basebackup -R, so PostgreSQL 15 only), which also serves
+// the daemon's first basebackup. The primary writes rows that reach the
+// standby and the archive; then the primary stops and the standby is
+// promoted to timeline 2 under the daemon, and writes more rows. The
+// daemon must store 00000002.history and the timeline 2 segment holding
+// them, exit 0 on SIGTERM, and a restore of its backup must recover
+// exactly the promoted standby's rows, from both timelines.
+func TestDaemonTimelineSwitch(t *testing.T) {
+	major := pgtest.DebianMajor
+	primary := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
+	primary.Exec(t, "insert into tl_rows select g, 'before-backup' from generate_series(1, 100) g")
+
+	data := filepath.Join(pgtest.TempDir(t), "standby")
+	cmd := exec.Command(pgtest.Tool(t, "pg_basebackup"), "-h", primary.Host, "-p", strconv.Itoa(primary.Port),
+		"-U", "postgres", "-D", data, "-R", "-X", "stream", "-c", "fast")
+	cmd.Env = minimalEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	standby := pgtest.StartDataDir(t, major, data, nil)
+	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
+		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
+	}
+
+	s := newLocalStreamSite(t)
+	s.use(standby)
+	d := s.startDaemon()
+	d.waitFor("the first basebackup, taken from the standby", 2*time.Minute, func() bool {
+		st, ok := d.status()
+		site := st.Sites[s.name]
+		return ok && site.Backups >= 1 && !site.BackupRunning
+	})
+	d.waitFor("WAL streaming from the standby", time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[s.name].WAL != nil && st.Sites[s.name].WAL.Connected
+	})
+
+	// Timeline 1: rows written on the primary reach the standby and, as a
+	// closed segment, the archive.
+	primary.Exec(t, "insert into tl_rows select g, 'timeline-1' from generate_series(101, 200) g")
+	primary.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'switch')")
+	seg1 := primary.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	end1 := primary.QueryString(t, "select pg_current_wal_lsn()::text")
+	primary.Exec(t, "select pg_switch_wal()")
+	d.waitFor("the standby replaying "+end1, time.Minute, func() bool {
+		return standby.QueryString(t, "select (pg_last_wal_replay_lsn() >= $1::pg_lsn)::text", end1) == "true"
+	})
+	d.waitFor("timeline 1 segment "+seg1+" stored", time.Minute, func() bool { return s.stored(seg1) })
+
+	// The primary goes away; the standby is promoted to timeline 2 while
+	// the daemon streams from it.
+	primary.Exec(t, "insert into tl_rows select g, 'timeline-1-last' from generate_series(201, 250) g")
+	primary.Stop(t)
+	standby.Promote(t)
+	standby.WaitRecoveryDone(t, time.Minute)
+	standby.Exec(t, "insert into tl_rows select g, 'timeline-2' from generate_series(251, 400) g")
+	standby.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'switch')")
+	seg2 := standby.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	standby.Exec(t, "select pg_switch_wal()")
+	if !strings.HasPrefix(seg2, "00000002") {
+		t.Fatalf("segment %s after promotion, want timeline 2", seg2)
+	}
+	d.waitFor("00000002.history stored", time.Minute, func() bool { return s.storedHistory("00000002.history") })
+	d.waitFor("timeline 2 segment "+seg2+" stored", time.Minute, func() bool { return s.stored(seg2) })
+	want := rowsOf(t, standby)
+	if !strings.HasPrefix(want, "400 rows: ") {
+		t.Fatalf("the promoted standby has %.60s..., want 400 rows", want)
+	}
+
+	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
+	}
+	t.Logf("stored WAL: %v", s.storedWAL())
+
+	bs := s.listBackups()
+	if len(bs) == 0 {
+		t.Fatal("hoard list: no backups")
+	}
+	newest := bs[len(bs)-1]
+	if !strings.HasPrefix(newest.StartWALSegment, "00000001") {
+		t.Errorf("backup %s starts in %s, want timeline 1 (taken before the promotion)", newest.Name, newest.StartWALSegment)
+	}
+	target := filepath.Join(pgtest.TempDir(t), "data")
+	s.mustHoard("restore", "--target-dir", target, "--basebackup", newest.Name, "--archive-mode", "off")
+	if _, err := os.Stat(filepath.Join(target, "standby.signal")); err == nil {
+		t.Errorf("restored %s keeps the standby's standby.signal", target)
+	}
+	c := pgtest.StartDataDir(t, major, target, noArchiving)
+	c.WaitRecoveryDone(t, time.Minute)
+	if got := rowsOf(t, c); got != want {
+		t.Errorf("restored cluster has\n%s\nthe promoted standby has\n%s", got, want)
+	}
+	// Recovery followed timeline 2 to its end and forked timeline 3.
+	if got := c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())"); !strings.HasPrefix(got, "00000003") {
+		t.Errorf("restored cluster writes %s, want timeline 3 (after timeline 2)", got)
+	}
+}
