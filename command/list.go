@@ -66,16 +66,11 @@ func runList(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("hoard list [--json] [-v]", "unexpected argument %q", c.Args().First())
 	}
-	env, err := openSite(c)
+	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return err
 	}
-	defer env.archive.Store.Close()
-	closeOlder, err := openMovedFrom(c, env)
-	if err != nil {
-		return err
-	}
-	defer closeOlder()
+	defer closeAll()
 	bs, err := env.archive.ListAllBackups(c.Context)
 	if err != nil {
 		return err

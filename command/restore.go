@@ -96,16 +96,11 @@ func runRestore(c *cli.Context) error {
 	if c.Bool("standby") && c.Bool("restore-to-primary") {
 		return usagef("give one of them", "--standby and --restore-to-primary contradict each other")
 	}
-	env, err := openSite(c)
+	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return err
 	}
-	defer env.archive.Store.Close()
-	closeOlder, err := openMovedFrom(c, env)
-	if err != nil {
-		return err
-	}
-	defer closeOlder()
+	defer closeAll()
 	rc := c.String("restore-command")
 	if rc == "" {
 		if rc, err = restore.WALFetchCommand(c.String("config"), env.name); err != nil {

@@ -158,6 +158,22 @@ func openStore(ctx context.Context, o config.ObjectStorage) (storage.Store, erro
 	return storage.WithRetry(st, storage.RetryOptions{}), nil
 }
 
+// openSiteAll is openSite followed by openMovedFrom, for the commands that
+// see a site together with the sites it moved from. The returned func
+// closes every store it opened.
+func openSiteAll(c *cli.Context) (*siteEnv, func(), error) {
+	env, err := openSite(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeOlder, err := openMovedFrom(c, env)
+	if err != nil {
+		_ = env.archive.Store.Close()
+		return nil, nil, err
+	}
+	return env, func() { closeOlder(); _ = env.archive.Store.Close() }, nil
+}
+
 // openMovedFrom opens the archives of the site's moved_from sites into
 // env.archive.MovedFrom, so that listing, restore, wal-fetch and retention
 // see them. A site still in the configuration uses its own storage, keys

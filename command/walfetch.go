@@ -68,16 +68,11 @@ func runWALFetch(c *cli.Context) error {
 			"want NAME and DEST, got %d arguments", c.NArg())}
 	}
 	name, dest := c.Args().Get(0), c.Args().Get(1)
-	env, err := openSite(c)
+	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}
 	}
-	defer env.archive.Store.Close()
-	closeOlder, err := openMovedFrom(c, env)
-	if err != nil {
-		return &exitError{code: exitWALFatal, err: err}
-	}
-	defer closeOlder()
+	defer closeAll()
 	o := archive.FetchOptions{}
 	prefetch := env.cfg.RestorePrefetch > 0 && archive.IsSegmentName(name)
 	if prefetch {
@@ -143,16 +138,11 @@ func startPrefetchWorker(c *cli.Context, spool string) error {
 
 // runPrefetchWorker is the detached worker: it fills the spool and exits.
 func runPrefetchWorker(c *cli.Context, spool string) error {
-	env, err := openSite(c)
+	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return err
 	}
-	defer env.archive.Store.Close()
-	closeOlder, err := openMovedFrom(c, env)
-	if err != nil {
-		return err
-	}
-	defer closeOlder()
+	defer closeAll()
 	log := env.log.With().Str("component", "prefetch").Str("spool", spool).Logger()
 	res, err := env.archive.PrefetchWAL(c.Context, spool, archive.PrefetchOptions{Count: env.cfg.RestorePrefetch})
 	if errors.Is(err, archive.ErrPrefetchBusy) {
