@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // Format values of the "format" metadata key (pghoard-format.md c.3).
@@ -218,7 +219,7 @@ func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, 
 	}
 	seg := b.SegmentSize()
 	if b.StartWALSegment != "" {
-		s, err := ParseSegmentName(b.StartWALSegment, seg)
+		s, err := wal.ParseSegmentName(b.StartWALSegment, seg)
 		if err != nil {
 			return fail(MetaStartWALSegment, err)
 		}
@@ -230,7 +231,7 @@ func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, 
 		}
 	}
 	if b.EndWALSegment != "" {
-		s, err := ParseSegmentName(b.EndWALSegment, seg)
+		s, err := wal.ParseSegmentName(b.EndWALSegment, seg)
 		if err != nil {
 			return fail(MetaEndWALSegment, err)
 		}

@@ -3,10 +3,9 @@ package archive
 import (
 	"fmt"
 	"path"
-	"strconv"
 	"strings"
 
-	"github.com/jackc/pglogrepl"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // Folders of a site's archive, as PGHoard names them (pghoard-format.md c.1).
@@ -41,7 +40,7 @@ func (l Layout) Dir(dir string) string { return l.join(dir, "") }
 // WALKey returns the key of a WAL file: segments, .partial and .backup files
 // go under xlog/, .history files under timeline/.
 func (l Layout) WALKey(name string) string {
-	if IsHistoryFile(name) {
+	if wal.IsHistoryFile(name) {
 		return l.join(TimelineDir, name)
 	}
 	return l.join(XLogDir, name)
@@ -71,100 +70,3 @@ func (l Layout) ChunkKey(chunkFilename string) string {
 func BackupName(s string) string {
 	return strings.TrimSuffix(path.Base(s), ControlSuffix)
 }
-
-// WAL file names (PostgreSQL's xlog_internal.h): a segment is
-// TTTTTTTTXXXXXXXXYYYYYYYY, the timeline and the segment number split in
-// two by the number of segments per 4 GiB "xlogid".
-
-// IsSegmentName reports whether name is a 24-hex-digit WAL segment name.
-func IsSegmentName(name string) bool {
-	if len(name) != 24 {
-		return false
-	}
-	for _, c := range name {
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
-// IsHistoryFile reports whether name is a timeline history file: 8 hex
-// digits followed by ".history".
-func IsHistoryFile(name string) bool {
-	base, ok := strings.CutSuffix(name, ".history")
-	return ok && len(base) == 8 && isUpperHex(base)
-}
-
-// IsPartialName reports whether name is a segment name followed by ".partial".
-func IsPartialName(name string) bool {
-	base, ok := strings.CutSuffix(name, ".partial")
-	return ok && IsSegmentName(base)
-}
-
-// IsBackupHistoryName reports whether name is a backup history file such as
-// 000000010000000000000003.00000028.backup.
-func IsBackupHistoryName(name string) bool {
-	base, ok := strings.CutSuffix(name, ".backup")
-	if !ok || len(base) != 24+1+8 || base[24] != '.' {
-		return false
-	}
-	return IsSegmentName(base[:24]) && isUpperHex(base[25:])
-}
-
-func isUpperHex(s string) bool {
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return s != ""
-}
-
-// Segment identifies one WAL segment: its timeline and its number (the LSN
-// divided by the segment size).
-type Segment struct {
-	Timeline uint32
-	No       uint64
-}
-
-// segmentsPerXLogID is the number of segments in a 4 GiB xlogid.
-func segmentsPerXLogID(segSize uint64) uint64 { return 0x100000000 / segSize }
-
-// SegmentOf returns the segment that holds lsn.
-func SegmentOf(tli uint32, lsn pglogrepl.LSN, segSize uint64) Segment {
-	return Segment{Timeline: tli, No: uint64(lsn) / segSize}
-}
-
-// Name returns the segment's 24-hex file name.
-func (s Segment) Name(segSize uint64) string {
-	per := segmentsPerXLogID(segSize)
-	return fmt.Sprintf("%08X%08X%08X", s.Timeline, s.No/per, s.No%per)
-}
-
-// StartLSN returns the LSN at which the segment begins.
-func (s Segment) StartLSN(segSize uint64) pglogrepl.LSN {
-	return pglogrepl.LSN(s.No * segSize)
-}
-
-// Next returns the following segment on the same timeline.
-func (s Segment) Next() Segment { return Segment{Timeline: s.Timeline, No: s.No + 1} }
-
-// ParseSegmentName parses a 24-hex segment name. segSize must be a power of
-// two between 1 MiB and 1 GiB, as PostgreSQL allows.
-func ParseSegmentName(name string, segSize uint64) (Segment, error) {
-	if !IsSegmentName(name) {
-		return Segment{}, fmt.Errorf("parse wal segment name %q: not 24 hex digits", name)
-	}
-	tli, _ := strconv.ParseUint(name[0:8], 16, 32)
-	hi, _ := strconv.ParseUint(name[8:16], 16, 32)
-	lo, _ := strconv.ParseUint(name[16:24], 16, 32)
-	per := segmentsPerXLogID(segSize)
-	if lo >= per {
-		return Segment{}, fmt.Errorf("parse wal segment name %q: segment %X out of range for %d-byte segments", name, lo, segSize)
-	}
-	return Segment{Timeline: uint32(tli), No: hi*per + lo}, nil
-}
-
-// HistoryFileName returns the name of a timeline's history file.
-func HistoryFileName(tli uint32) string { return fmt.Sprintf("%08X.history", tli) }

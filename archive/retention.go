@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // Retention decides which basebackups and WAL files a site no longer needs
@@ -100,7 +101,7 @@ func (p RetentionPlan) Empty() bool {
 }
 
 // PlanRetention decides which backups and WAL files to delete. backups may
-// come in any order; wal holds the names of the files under xlog/
+// come in any order; walNames holds the names of the files under xlog/
 // (segments, .partial and .backup files; .history files are ignored and
 // never deleted).
 //
@@ -117,7 +118,7 @@ func (p RetentionPlan) Empty() bool {
 // so WAL that a kept backup reaches through a timeline switch, and WAL of a
 // newer timeline forked at an earlier position, is never lost. With no
 // backup at all nothing is deleted.
-func PlanRetention(backups []*BackupInfo, wal []string, p RetentionPolicy, now time.Time) RetentionPlan {
+func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, now time.Time) RetentionPlan {
 	plan := RetentionPlan{Now: now}
 	bs := append([]*BackupInfo(nil), backups...)
 	SortBackups(bs)
@@ -169,17 +170,17 @@ func PlanRetention(backups []*BackupInfo, wal []string, p RetentionPolicy, now t
 		plan.Keep = append(plan.Keep, BackupDecision{Backup: b, Reason: reason})
 	}
 
-	planWAL(&plan, wal)
+	planWAL(&plan, walNames)
 	return plan
 }
 
 // planWAL fills plan.WAL from the kept backups' start positions.
-func planWAL(plan *RetentionPlan, wal []string) {
-	names := append([]string(nil), wal...)
+func planWAL(plan *RetentionPlan, walNames []string) {
+	names := append([]string(nil), walNames...)
 	sort.Strings(names)
 	files := 0
 	for _, n := range names {
-		if !IsHistoryFile(n) {
+		if !wal.IsHistoryFile(n) {
 			files++
 		}
 	}
@@ -208,7 +209,7 @@ func planWAL(plan *RetentionPlan, wal []string) {
 	for _, n := range names {
 		pos, ok := walPosition(n)
 		if !ok || pos >= lowStart[8:] {
-			if !IsHistoryFile(n) {
+			if !wal.IsHistoryFile(n) {
 				plan.KeptWAL++
 			}
 			continue
@@ -221,11 +222,11 @@ func planWAL(plan *RetentionPlan, wal []string) {
 // startSegment returns the name of the segment a backup starts in, from
 // its start-wal-segment or, failing that, hoard's start LSN and timeline.
 func startSegment(b *BackupInfo) string {
-	if IsSegmentName(b.StartWALSegment) {
+	if wal.IsSegmentName(b.StartWALSegment) {
 		return b.StartWALSegment
 	}
 	if b.StartLSN != 0 && b.StartTimeline != 0 {
-		return SegmentOf(b.StartTimeline, b.StartLSN, b.SegmentSize()).Name(b.SegmentSize())
+		return wal.SegmentOf(b.StartTimeline, b.StartLSN, b.SegmentSize()).Name(b.SegmentSize())
 	}
 	return ""
 }
@@ -237,11 +238,11 @@ func startSegment(b *BackupInfo) string {
 func walPosition(name string) (string, bool) {
 	var seg string
 	switch {
-	case IsSegmentName(name):
+	case wal.IsSegmentName(name):
 		seg = name
-	case IsPartialName(name):
-		seg = strings.TrimSuffix(name, ".partial")
-	case IsBackupHistoryName(name):
+	case wal.IsPartialName(name):
+		seg = strings.TrimSuffix(name, wal.PartialSuffix)
+	case wal.IsBackupHistoryName(name):
 		seg = name[:24]
 	default:
 		return "", false
@@ -399,7 +400,7 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	var backups []*BackupInfo
 	holder := map[*BackupInfo]string{}
 	listed := map[string]map[string]bool{} // site -> backup names
-	wal := map[string][]walObject{}
+	stored := map[string][]walObject{}
 	var walNames []string
 	for _, s := range a.sites() {
 		bs, err := s.ListBackups(ctx)
@@ -418,10 +419,10 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 			if name == "" || strings.Contains(name, "/") {
 				return nil
 			}
-			if _, ok := wal[name]; !ok {
+			if _, ok := stored[name]; !ok {
 				walNames = append(walNames, name)
 			}
-			wal[name] = append(wal[name], walObject{site: s.Site, key: o.Key, size: o.Size})
+			stored[name] = append(stored[name], walObject{site: s.Site, key: o.Key, size: o.Size})
 			return nil
 		})
 		if err != nil {
@@ -438,7 +439,7 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	}
 	var located []WALDeletion
 	for _, d := range plan.WAL {
-		for _, o := range wal[d.Name] {
+		for _, o := range stored[d.Name] {
 			d.Site, d.Key, d.Size = o.site, o.key, o.size
 			located = append(located, d)
 		}
@@ -446,8 +447,8 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	plan.WAL = located
 	plan.KeptWAL = 0
 	for _, n := range walNames {
-		if !IsHistoryFile(n) {
-			plan.KeptWAL += len(wal[n])
+		if !wal.IsHistoryFile(n) {
+			plan.KeptWAL += len(stored[n])
 		}
 	}
 	plan.KeptWAL -= len(located)

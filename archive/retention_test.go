@@ -23,6 +23,7 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/retention/*.golden")
@@ -56,7 +57,7 @@ func pghoardBackup(t testing.TB, name, startSeg string) *BackupInfo {
 func segs(tli uint32, first, last uint64) []string {
 	var out []string
 	for n := first; n <= last; n++ {
-		out = append(out, Segment{Timeline: tli, No: n}.Name(16<<20))
+		out = append(out, wal.Segment{Timeline: tli, No: n}.Name(16<<20))
 	}
 	return out
 }
@@ -272,7 +273,7 @@ func TestPlanRetention_Invariants(t *testing.T) {
 	var all []*BackupInfo
 	for i := 0; i < 12; i++ {
 		name := time.Date(2024, 2, 20+i/2, 10+i%2, 0, 0, 0, time.UTC).Format("2006-01-02_15-04") + "_0"
-		all = append(all, pghoardBackup(t, name, Segment{Timeline: 1 + uint32(i/5), No: uint64(2 + 3*i)}.Name(16<<20)))
+		all = append(all, pghoardBackup(t, name, wal.Segment{Timeline: 1 + uint32(i/5), No: uint64(2 + 3*i)}.Name(16<<20)))
 	}
 	wal := append(append(segs(1, 0, 20), segs(2, 14, 35)...), segs(3, 29, 40)...)
 	policies := []RetentionPolicy{

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // fetchTempPrefix starts the names of FetchWAL's temporary files in the
@@ -46,7 +47,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		return fmt.Errorf("fetch %s: not a WAL segment, .partial, .history or .backup file name", name)
 	}
 	removeStaleTemps(filepath.Dir(dest), fetchTempPrefix, time.Now().Add(-staleFetchTemp))
-	spooled := o.Spool != "" && IsSegmentName(name)
+	spooled := o.Spool != "" && wal.IsSegmentName(name)
 	if spooled {
 		sp := spool(o.Spool)
 		sp.dropBefore(name)
@@ -83,17 +84,17 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 // fetchKey decodes key into dest through a temporary file whose name
 // starts with tmpPrefix, checks it, and renames it into place. For a
 // segment or .partial file it returns the checked page header.
-func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix string) (PageHeader, error) {
+func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix string) (wal.PageHeader, error) {
 	rc, md, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
-		return PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
+		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	defer rc.Close()
 
 	dir := filepath.Dir(dest)
 	tmp, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
 	if err != nil {
-		return PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
+		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	committed := false
 	defer func() {
@@ -119,16 +120,16 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 	}
 	n, err := io.CopyBuffer(io.MultiWriter(w, &head), rc, make([]byte, 1<<20))
 	if err != nil {
-		return PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
+		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	if sum != nil {
 		if got := hex.EncodeToString(sum.Sum(nil)); got != md[MetaHash] {
-			return PageHeader{}, fmt.Errorf("fetch %s: decoded file hashes to %s, metadata says %s: damaged object", key, got, md[MetaHash])
+			return wal.PageHeader{}, fmt.Errorf("fetch %s: decoded file hashes to %s, metadata says %s: damaged object", key, got, md[MetaHash])
 		}
 	}
-	var h PageHeader
+	var h wal.PageHeader
 	if segment, partial, _ := walKind(name); segment || partial {
-		if h, err = CheckSegment(name, head.b, n); err != nil {
+		if h, err = wal.CheckSegment(name, head.b, n); err != nil {
 			return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 		}
 	}
@@ -148,11 +149,11 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 	return h, nil
 }
 
-// headBuffer keeps the first PageHeaderSize bytes written to it.
+// headBuffer keeps the first wal.PageHeaderSize bytes written to it.
 type headBuffer struct{ b []byte }
 
 func (h *headBuffer) Write(p []byte) (int, error) {
-	if need := PageHeaderSize - len(h.b); need > 0 {
+	if need := wal.PageHeaderSize - len(h.b); need > 0 {
 		h.b = append(h.b, p[:min(need, len(p))]...)
 	}
 	return len(p), nil
@@ -222,9 +223,9 @@ func (s spool) path(name string) string { return filepath.Join(string(s), name) 
 
 // take moves the spooled segment name to dest if it is there and its page
 // header still fits its name and size.
-func (s spool) take(name, dest string) (PageHeader, bool) {
+func (s spool) take(name, dest string) (wal.PageHeader, bool) {
 	p := s.path(name)
-	h, err := CheckSegmentFile(p, name)
+	h, err := wal.CheckSegmentFile(p, name)
 	if errors.Is(err, os.ErrNotExist) {
 		return h, false
 	}
@@ -250,7 +251,7 @@ func (s spool) segments() []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if IsSegmentName(e.Name()) {
+		if wal.IsSegmentName(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}
@@ -287,20 +288,20 @@ func (s spool) want(name string, segSize uint64) {
 }
 
 // readWant returns the last segment delivered and the segment size.
-func (s spool) readWant() (Segment, uint64, error) {
+func (s spool) readWant() (wal.Segment, uint64, error) {
 	b, err := os.ReadFile(s.path(spoolWantFile))
 	if err != nil {
-		return Segment{}, 0, err
+		return wal.Segment{}, 0, err
 	}
 	var name string
 	var segSize uint64
 	if _, err := fmt.Sscanf(string(b), "%s %d", &name, &segSize); err != nil {
-		return Segment{}, 0, fmt.Errorf("read %s: %w", s.path(spoolWantFile), err)
+		return wal.Segment{}, 0, fmt.Errorf("read %s: %w", s.path(spoolWantFile), err)
 	}
-	if !powerOfTwo(segSize) || segSize < minSegmentSize || segSize > maxSegmentSize {
-		return Segment{}, 0, fmt.Errorf("read %s: bad segment size %d", s.path(spoolWantFile), segSize)
+	if !wal.ValidSegmentSize(segSize) {
+		return wal.Segment{}, 0, fmt.Errorf("read %s: bad segment size %d", s.path(spoolWantFile), segSize)
 	}
-	seg, err := ParseSegmentName(name, segSize)
+	seg, err := wal.ParseSegmentName(name, segSize)
 	return seg, segSize, err
 }
 
@@ -372,7 +373,7 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 	removeStaleTemps(dir, spoolTmpPrefix, time.Now())
 
 	count := max(o.Count, 1)
-	var last Segment
+	var last wal.Segment
 	for round := 0; ; round++ {
 		from, segSize, err := s.readWant()
 		if errors.Is(err, os.ErrNotExist) {

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 const testSegSize = 1 << 20
@@ -24,8 +26,8 @@ func pushSegments(tb testing.TB, a *Archive, first, last uint64) map[string][]by
 	dir := tb.TempDir()
 	out := map[string][]byte{}
 	for no := first; no <= last; no++ {
-		name := Segment{Timeline: 1, No: no}.Name(testSegSize)
-		data := testSegment(tb, name, testSegSize, int64(no))
+		name := wal.Segment{Timeline: 1, No: no}.Name(testSegSize)
+		data := waltest.Segment(tb, name, testSegSize, int64(no))
 		if _, err := a.PushWAL(context.Background(), writeWALFile(tb, dir, name, data), PushOptions{}); err != nil {
 			tb.Fatal(err)
 		}
@@ -91,7 +93,7 @@ func TestArchive_FetchWAL(t *testing.T) {
 		files := map[string][]byte{
 			"00000002.history":                         []byte("1\t0/3000000\tno recovery target specified\n"),
 			"000000010000000000000002.00000028.backup": []byte("START WAL LOCATION: 0/2000028\n"),
-			"000000010000000000000004.partial":         testSegment(t, "000000010000000000000004", testSegSize, 4)[:50000],
+			"000000010000000000000004.partial":         waltest.Segment(t, "000000010000000000000004", testSegSize, 4)[:50000],
 		}
 		for name, data := range files {
 			if _, err := a.PushWAL(ctx, writeWALFile(t, src, name, data), PushOptions{}); err != nil {
@@ -181,7 +183,7 @@ func TestArchive_FetchWAL_ErrDamaged(t *testing.T) {
 			tamper(t, a, key, 5000)
 		}, "damaged object"},
 		{"ErrHeader", false, func(t *testing.T, a *Archive) {
-			data := testSegment(t, "000000010000000000000002", testSegSize, 2)
+			data := waltest.Segment(t, "000000010000000000000002", testSegSize, 2)
 			if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(data), int64(len(data)), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -242,7 +244,7 @@ func TestArchive_PrefetchWAL(t *testing.T) {
 	ctx := context.Background()
 	a := walTestArchive(t, true)
 	segs := pushSegments(t, a, 1, 6)
-	name := func(no uint64) string { return Segment{Timeline: 1, No: no}.Name(testSegSize) }
+	name := func(no uint64) string { return wal.Segment{Timeline: 1, No: no}.Name(testSegSize) }
 	pgwal := t.TempDir()
 	dest := filepath.Join(pgwal, "RECOVERYXLOG")
 	spoolDir := SpoolDir(dest)
@@ -333,7 +335,7 @@ func TestArchive_FetchWAL_BadSpooledFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := "000000010000000000000004"
-	if err := os.WriteFile(filepath.Join(spoolDir, name), testSegment(t, "000000010000000000000003", testSegSize, 3), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(spoolDir, name), waltest.Segment(t, "000000010000000000000003", testSegSize, 3), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.FetchWAL(ctx, name, dest, FetchOptions{Spool: spoolDir}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // PutPartialWAL stores the .partial segment at path (its base name must be
@@ -25,7 +26,7 @@ import (
 // When the stored object already has the file's hash, nothing is written.
 func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions) (PushResult, error) {
 	name := filepath.Base(path)
-	if !IsPartialName(name) {
+	if !wal.IsPartialName(name) {
 		return PushResult{}, fmt.Errorf("put partial %s: %q is not a <segment>.partial file name", path, name)
 	}
 	src, res, err := a.openWALUpload(path, name, o, true)

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func TestArchive_PutPartialWAL(t *testing.T) {
@@ -13,7 +16,7 @@ func TestArchive_PutPartialWAL(t *testing.T) {
 		a := walTestArchive(t, encrypted)
 		dir := t.TempDir()
 		name := "000000010000000000000005"
-		full := testSegment(t, name, 1<<20, 5)
+		full := waltest.Segment(t, name, 1<<20, 5)
 
 		// The growing segment: a short copy, then a longer one padded with
 		// zeros to the segment size, as walstream offers it.
@@ -49,7 +52,7 @@ func TestArchive_PutPartialWAL_ErrRefused(t *testing.T) {
 	a := walTestArchive(t, false)
 	dir := t.TempDir()
 	name := "000000010000000000000005"
-	seg := testSegment(t, name, 1<<20, 5)
+	seg := waltest.Segment(t, name, 1<<20, 5)
 
 	// A complete segment name is refused: complete segments are never
 	// replaced.
@@ -58,8 +61,8 @@ func TestArchive_PutPartialWAL_ErrRefused(t *testing.T) {
 	}
 	// A .partial whose header belongs to another segment.
 	other := "000000010000000000000006.partial"
-	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, other, seg), PushOptions{}); !errors.Is(err, ErrBadWALHeader) {
-		t.Errorf("misnamed partial: err %v, want ErrBadWALHeader", err)
+	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, other, seg), PushOptions{}); !errors.Is(err, wal.ErrBadPageHeader) {
+		t.Errorf("misnamed partial: err %v, want wal.ErrBadPageHeader", err)
 	}
 	if _, err := a.Store.Stat(ctx, "site/xlog/"+other); err == nil {
 		t.Error("a refused partial was stored")

@@ -17,6 +17,7 @@ import (
 	"strconv"
 
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // DefaultHashAlgorithm is PGHoard's default hash_algorithm.
@@ -64,11 +65,11 @@ type PushResult struct {
 // walKind classifies a WAL file name and reports whether hoard archives it.
 func walKind(name string) (segment, partial, ok bool) {
 	switch {
-	case IsSegmentName(name):
+	case wal.IsSegmentName(name):
 		return true, false, true
-	case IsPartialName(name):
+	case wal.IsPartialName(name):
 		return false, true, true
-	case IsHistoryFile(name), IsBackupHistoryName(name):
+	case wal.IsHistoryFile(name), wal.IsBackupHistoryName(name):
 		return false, false, true
 	}
 	return false, false, false
@@ -130,12 +131,12 @@ func (a *Archive) openWALUpload(path, name string, o PushOptions, checkHeader bo
 		return nil, res, err
 	}
 	if checkHeader {
-		hdr := make([]byte, PageHeaderSize)
+		hdr := make([]byte, wal.PageHeaderSize)
 		if _, err := src.ReadAt(hdr, 0); err != nil {
 			src.Close()
-			return nil, res, fmt.Errorf("%w: read page header: %v", ErrBadWALHeader, err)
+			return nil, res, fmt.Errorf("%w: read page header: %v", wal.ErrBadPageHeader, err)
 		}
-		h, err := CheckSegment(name, hdr, src.size)
+		h, err := wal.CheckSegment(name, hdr, src.size)
 		if err != nil {
 			src.Close()
 			return nil, res, err

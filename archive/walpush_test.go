@@ -22,7 +22,9 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 var (
@@ -91,7 +93,7 @@ func TestArchive_PushWAL(t *testing.T) {
 		a := walTestArchive(t, encrypted)
 		dir := t.TempDir()
 		name := "000000010000000000000003"
-		data := testSegment(t, name, 16<<20, 3)
+		data := waltest.Segment(t, name, 16<<20, 3)
 		res, err := a.PushWAL(ctx, writeWALFile(t, dir, name, data), PushOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -125,7 +127,7 @@ func TestArchive_PushWAL_Kinds(t *testing.T) {
 	files := map[string][]byte{
 		"00000002.history":                         []byte("1\t0/3000000\tno recovery target specified\n"),
 		"000000010000000000000002.00000028.backup": []byte("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"),
-		"000000010000000000000004.partial":         testSegment(t, "000000010000000000000004", 1<<20, 4)[:100000],
+		"000000010000000000000004.partial":         waltest.Segment(t, "000000010000000000000004", 1<<20, 4)[:100000],
 	}
 	keys := map[string]string{
 		"00000002.history":                         "site/timeline/00000002.history",
@@ -154,7 +156,7 @@ func TestArchive_PushWAL_AlreadyArchived(t *testing.T) {
 	ctx := context.Background()
 	a := walTestArchive(t, true)
 	name := "000000010000000000000003"
-	p := writeWALFile(t, t.TempDir(), name, testSegment(t, name, 1<<20, 3))
+	p := writeWALFile(t, t.TempDir(), name, waltest.Segment(t, name, 1<<20, 3))
 	if _, err := a.PushWAL(ctx, p, PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -183,11 +185,11 @@ func TestArchive_PushWAL_ErrConflict(t *testing.T) {
 	ctx := context.Background()
 	a := walTestArchive(t, false)
 	name := "000000010000000000000003"
-	first := testSegment(t, name, 1<<20, 3)
+	first := waltest.Segment(t, name, 1<<20, 3)
 	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, first), PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	other := testSegment(t, name, 1<<20, 4)
+	other := waltest.Segment(t, name, 1<<20, 4)
 	_, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, other), PushOptions{})
 	if !errors.Is(err, ErrWALConflict) {
 		t.Fatalf("err = %v, want ErrWALConflict", err)
@@ -232,7 +234,7 @@ func TestArchive_PushWAL_ErrRefused(t *testing.T) {
 	ctx := context.Background()
 	a := walTestArchive(t, false)
 	dir := t.TempDir()
-	seg := testSegment(t, "000000010000000000000003", 1<<20, 3)
+	seg := waltest.Segment(t, "000000010000000000000003", 1<<20, 3)
 	tests := []struct {
 		name    string
 		file    string
@@ -278,7 +280,7 @@ func TestArchive_PushWAL_Large(t *testing.T) {
 
 	a := walTestArchive(t, true)
 	name := "000000010000000000000003"
-	data := testSegment(t, name, 1<<20, 3)
+	data := waltest.Segment(t, name, 1<<20, 3)
 	p := writeWALFile(t, t.TempDir(), name, data)
 	res, err := a.PushWAL(ctx, p, PushOptions{})
 	if err != nil {
@@ -300,7 +302,7 @@ func TestArchive_PushWAL_Large(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, testSegment(t, name, 1<<20, 4), 0o600); err != nil {
+	if err := os.WriteFile(p, waltest.Segment(t, name, 1<<20, 4), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.Copy(io.Discard, r); err == nil || !strings.Contains(err.Error(), "changed while being archived") {
@@ -369,7 +371,7 @@ func pushFetchDir(t *testing.T, dir string, major int, segSize uint64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if IsSegmentName(name) {
+		if wal.IsSegmentName(name) {
 			segments++
 			if res.SegmentSize != segSize || res.PGVersion != major*10000 {
 				t.Errorf("%s: segment size %d, pg-version %d; want %d, %d", name, res.SegmentSize, res.PGVersion, segSize, major*10000)
@@ -395,7 +397,7 @@ func pushFetchDir(t *testing.T, dir string, major int, segSize uint64) {
 	// segment (the one before the last holds the test's inserts).
 	var names []string
 	for _, e := range entries {
-		if IsSegmentName(e.Name()) {
+		if wal.IsSegmentName(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}
@@ -426,8 +428,8 @@ func BenchmarkPushWAL(b *testing.B) {
 			a.Store.Close()
 			a.Store = st
 			dir := b.TempDir()
-			first := Segment{Timeline: 1, No: 1}
-			data := testSegment(b, first.Name(segSize), segSize, 1)
+			first := wal.Segment{Timeline: 1, No: 1}
+			data := waltest.Segment(b, first.Name(segSize), segSize, 1)
 			path := writeWALFile(b, dir, first.Name(segSize), data)
 			b.SetBytes(segSize)
 			b.ResetTimer()
@@ -435,7 +437,7 @@ func BenchmarkPushWAL(b *testing.B) {
 				// Each push needs a new segment: rename the file and
 				// rewrite its page address.
 				b.StopTimer()
-				seg := Segment{Timeline: 1, No: uint64(i) + 1}
+				seg := wal.Segment{Timeline: 1, No: uint64(i) + 1}
 				next := filepath.Join(dir, seg.Name(segSize))
 				if err := os.Rename(path, next); err != nil {
 					b.Fatal(err)

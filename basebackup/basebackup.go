@@ -18,6 +18,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // server is what Run learns of the server before the backup.
@@ -209,7 +210,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		Name:             name,
 		Key:              o.Archive.Layout.BackupKey(name),
 		Format:           archive.FormatBBv2,
-		StartWALSegment:  archive.SegmentOf(uint32(bb.Timeline), bb.StartLSN, seg).Name(seg),
+		StartWALSegment:  wal.SegmentOf(uint32(bb.Timeline), bb.StartLSN, seg).Name(seg),
 		EndWALSegment:    endSegment(uint32(endTLI), end, seg),
 		StartTime:        startTime,
 		EndTime:          endTime,
@@ -293,7 +294,7 @@ func endSegment(tli uint32, end pglogrepl.LSN, segSize uint64) string {
 	if end > 0 {
 		end--
 	}
-	return archive.SegmentOf(tli, end, segSize).Name(segSize)
+	return wal.SegmentOf(tli, end, segSize).Name(segSize)
 }
 
 func (r *run) missing() string {

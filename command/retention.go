@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func retentionCommand() *cli.Command {
@@ -122,7 +123,7 @@ func walRanges(plan archive.RetentionPlan) []walRange {
 	})
 	var out []walRange
 	for _, w := range ws {
-		seg, err := archive.ParseSegmentName(w.Name[:min(24, len(w.Name))], segSize)
+		seg, err := wal.ParseSegmentName(w.Name[:min(24, len(w.Name))], segSize)
 		if len(out) > 0 {
 			r := &out[len(out)-1]
 			if err == nil && r.Site == w.Site && r.First[:8] == w.Name[:8] && seg.No <= r.no+1 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // Exit codes of wal-fetch, read by PostgreSQL: a restore_command exit
@@ -74,7 +75,7 @@ func runWALFetch(c *cli.Context) error {
 	}
 	defer closeAll()
 	o := archive.FetchOptions{}
-	prefetch := env.cfg.RestorePrefetch > 0 && archive.IsSegmentName(name)
+	prefetch := env.cfg.RestorePrefetch > 0 && wal.IsSegmentName(name)
 	if prefetch {
 		// Absolute, for the worker's log and arguments.
 		if abs, err := filepath.Abs(archive.SpoolDir(dest)); err == nil {

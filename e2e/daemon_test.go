@@ -21,7 +21,9 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // streamSite is a site whose WAL the daemon streams into a real S3 server
@@ -279,14 +281,6 @@ func TestDaemonStreaming(t *testing.T) {
 // EOF) to a segment whose header matches its name.
 func checkContiguous(t *testing.T, s *streamSite, first, last string, segSize uint64) {
 	t.Helper()
-	a, err := archive.ParseSegmentName(first, segSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := archive.ParseSegmentName(last, segSize)
-	if err != nil {
-		t.Fatal(err)
-	}
 	have := map[string]bool{}
 	for _, n := range s.storedWAL() {
 		have[n] = true
@@ -294,8 +288,7 @@ func checkContiguous(t *testing.T, s *streamSite, first, last string, segSize ui
 	codec := &archive.Codec{}
 	var missing []string
 	n := 0
-	for seg := a; seg.No <= b.No; seg = seg.Next() {
-		name := seg.Name(segSize)
+	for _, name := range waltest.Names(t, first, last, segSize) {
 		if !have[name] {
 			missing = append(missing, name)
 			continue
@@ -312,7 +305,7 @@ func checkContiguous(t *testing.T, s *streamSite, first, last string, segSize ui
 			t.Errorf("decode %s: %v", name, err)
 			continue
 		}
-		if _, err := archive.CheckSegment(name, data[:min(len(data), archive.PageHeaderSize)], int64(len(data))); err != nil {
+		if _, err := wal.CheckSegment(name, data[:min(len(data), wal.PageHeaderSize)], int64(len(data))); err != nil {
 			t.Errorf("stored %s: %v", name, err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // Metadata keys of the transaction snapshot taken at a backup's end (written
@@ -150,7 +151,7 @@ func endLSN(b *archive.BackupInfo) pglogrepl.LSN {
 	if b.EndWALSegment == "" {
 		return 0
 	}
-	seg, err := archive.ParseSegmentName(b.EndWALSegment, b.SegmentSize())
+	seg, err := wal.ParseSegmentName(b.EndWALSegment, b.SegmentSize())
 	if err != nil {
 		return 0
 	}

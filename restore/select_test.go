@@ -9,6 +9,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
@@ -24,8 +25,8 @@ func hoardBackup(name string, h int, end pglogrepl.LSN, xmax string) *archive.Ba
 		Name: name, Format: archive.FormatBBv2,
 		StartTime: t0.Add(time.Duration(h)*time.Hour - time.Minute), EndTime: t0.Add(time.Duration(h) * time.Hour),
 		StartLSN: end - 0x100, EndLSN: end, StartTimeline: 1, EndTimeline: 1,
-		StartWALSegment: archive.SegmentOf(1, end-0x100, 16<<20).Name(16 << 20),
-		EndWALSegment:   archive.SegmentOf(1, end, 16<<20).Name(16 << 20),
+		StartWALSegment: wal.SegmentOf(1, end-0x100, 16<<20).Name(16 << 20),
+		EndWALSegment:   wal.SegmentOf(1, end, 16<<20).Name(16 << 20),
 		Metadata:        md,
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // ErrMissingWAL is returned (wrapped) when a WAL segment recovery needs is
@@ -32,7 +33,7 @@ func listWAL(ctx context.Context, a *archive.Archive) (walIndex, error) {
 	for _, s := range sites(a) {
 		dir := s.Layout.Dir(archive.XLogDir)
 		err := s.Store.List(ctx, dir, func(o storage.Object) error {
-			if name := strings.TrimPrefix(o.Key, dir); archive.IsSegmentName(name) && idx[name] == nil {
+			if name := strings.TrimPrefix(o.Key, dir); wal.IsSegmentName(name) && idx[name] == nil {
 				idx[name] = s
 			}
 			return nil
@@ -49,79 +50,6 @@ func sites(a *archive.Archive) []*archive.Archive {
 	return append([]*archive.Archive{a}, a.MovedFrom...)
 }
 
-// TimelineSpan is one timeline of a recovery path: its WAL is read from the
-// segment holding Begin onwards (Begin is 0 for the oldest).
-type TimelineSpan struct {
-	TLI   uint32
-	Begin pglogrepl.LSN
-}
-
-// WALPath is the list of timelines recovery follows, oldest first, as
-// PostgreSQL derives it from the target timeline's history file.
-type WALPath []TimelineSpan
-
-// ParseHistory reads a timeline history file ("<parent tli>\t<switch
-// LSN>\t<reason>" lines, PostgreSQL's timeline.c) of timeline tli and
-// returns the path that ends on tli.
-func ParseHistory(tli uint32, data []byte) (WALPath, error) {
-	var p WALPath
-	var begin pglogrepl.LSN
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			return nil, fmt.Errorf("history of timeline %d: bad line %q", tli, line)
-		}
-		parent, err := strconv.ParseUint(f[0], 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("history of timeline %d: bad timeline in %q", tli, line)
-		}
-		sw, err := pglogrepl.ParseLSN(f[1])
-		if err != nil {
-			return nil, fmt.Errorf("history of timeline %d: bad switch point in %q", tli, line)
-		}
-		if len(p) > 0 && uint32(parent) <= p[len(p)-1].TLI {
-			return nil, fmt.Errorf("history of timeline %d: timelines not increasing at %q", tli, line)
-		}
-		p = append(p, TimelineSpan{TLI: uint32(parent), Begin: begin})
-		begin = sw
-	}
-	return append(p, TimelineSpan{TLI: tli, Begin: begin}), nil
-}
-
-// Timelines returns the timelines a segment may be read from, newest
-// first: those that began at or before it (PostgreSQL's
-// XLogFileReadAnyTLI) and did not end before it. The segment holding a
-// switch point exists on both; PostgreSQL prefers the newer.
-func (p WALPath) Timelines(no, segSize uint64) []uint32 {
-	var out []uint32
-	for i := len(p) - 1; i >= 0; i-- {
-		if uint64(p[i].Begin)/segSize > no {
-			continue
-		}
-		if i < len(p)-1 && uint64(p[i+1].Begin)/segSize < no {
-			continue
-		}
-		out = append(out, p[i].TLI)
-	}
-	return out
-}
-
-// contains reports whether the path runs through tli at lsn: the target
-// timeline must descend from the backup's timeline after the backup.
-func (p WALPath) contains(tli uint32, lsn pglogrepl.LSN) bool {
-	for i, s := range p {
-		if s.TLI != tli {
-			continue
-		}
-		return i == len(p)-1 || p[i+1].Begin >= lsn
-	}
-	return false
-}
-
 // historyIndex maps the timelines with an archived history file to the
 // archive holding it.
 type historyIndex map[uint32]*archive.Archive
@@ -133,12 +61,9 @@ func listHistories(ctx context.Context, a *archive.Archive) (historyIndex, error
 	for _, s := range sites(a) {
 		dir := s.Layout.Dir(archive.TimelineDir)
 		err := s.Store.List(ctx, dir, func(o storage.Object) error {
-			name := strings.TrimPrefix(o.Key, dir)
-			if archive.IsHistoryFile(name) {
-				n, _ := strconv.ParseUint(strings.TrimSuffix(name, ".history"), 16, 32)
-				if idx[uint32(n)] == nil {
-					idx[uint32(n)] = s
-				}
+			tli, err := wal.ParseHistoryFileName(strings.TrimPrefix(o.Key, dir))
+			if err == nil && idx[tli] == nil {
+				idx[tli] = s
 			}
 			return nil
 		})
@@ -171,16 +96,16 @@ func targetTimeline(spec string, start uint32, h historyIndex) uint32 {
 // recovery_target_timeline: latest, current or a number) from a or a site
 // it moved from, and returns the timelines recovery of b follows. It fails when the target timeline does
 // not descend from the backup's.
-func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, spec string) (WALPath, error) {
+func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, spec string) (wal.History, error) {
 	h, err := listHistories(ctx, a)
 	if err != nil {
 		return nil, err
 	}
 	tli := targetTimeline(spec, b.StartTimeline, h)
 	if tli == b.StartTimeline {
-		return WALPath{{TLI: tli}}, nil
+		return wal.History{{Timeline: tli}}, nil
 	}
-	name := archive.HistoryFileName(tli)
+	name := wal.HistoryFileName(tli)
 	src := h[tli]
 	if src == nil {
 		return nil, fmt.Errorf("timeline %d: %s is not archived: %w", tli, name, ErrMissingWAL)
@@ -194,11 +119,11 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	p, err := ParseHistory(tli, data)
+	p, err := wal.ParseHistory(tli, data)
 	if err != nil {
 		return nil, err
 	}
-	if !p.contains(b.StartTimeline, backupEndLSN(b)) {
+	if !p.Contains(b.StartTimeline, backupEndLSN(b)) {
 		return nil, fmt.Errorf("%w: timeline %d does not descend from backup %s (timeline %d at %s)",
 			ErrBadTarget, tli, b.Name, b.StartTimeline, backupEndLSN(b))
 	}
@@ -218,13 +143,13 @@ func backupEndLSN(b *archive.BackupInfo) pglogrepl.LSN {
 // read to become consistent: the one holding the byte before the end LSN
 // when hoard recorded it, else the end segment PGHoard recorded, else the
 // start segment (PGHoard records no end for a backup of a standby).
-func LastSegment(b *archive.BackupInfo, start archive.Segment) (uint64, error) {
+func LastSegment(b *archive.BackupInfo, start wal.Segment) (uint64, error) {
 	segSize := b.SegmentSize()
 	if b.EndLSN > b.StartLSN {
 		return uint64(b.EndLSN-1) / segSize, nil
 	}
 	if b.EndWALSegment != "" {
-		end, err := archive.ParseSegmentName(b.EndWALSegment, segSize)
+		end, err := wal.ParseSegmentName(b.EndWALSegment, segSize)
 		if err != nil {
 			return 0, fmt.Errorf("backup %s: end segment: %w", b.Name, err)
 		}
@@ -237,9 +162,9 @@ func LastSegment(b *archive.BackupInfo, start archive.Segment) (uint64, error) {
 // upTo (when beyond the end), is archived on the timelines of path, and
 // returns the last segment of the unbroken run that follows. The first gap
 // is named in the error, on the timeline recovery would read it from.
-func checkWAL(w walIndex, b *archive.BackupInfo, p WALPath, upTo pglogrepl.LSN) (string, error) {
+func checkWAL(w walIndex, b *archive.BackupInfo, p wal.History, upTo pglogrepl.LSN) (string, error) {
 	segSize := b.SegmentSize()
-	start, err := archive.ParseSegmentName(b.StartWALSegment, segSize)
+	start, err := wal.ParseSegmentName(b.StartWALSegment, segSize)
 	if err != nil {
 		return "", fmt.Errorf("backup %s: start segment: %w", b.Name, err)
 	}
@@ -256,7 +181,7 @@ func checkWAL(w walIndex, b *archive.BackupInfo, p WALPath, upTo pglogrepl.LSN) 
 		tlis := p.Timelines(no, segSize)
 		found := ""
 		for _, tli := range tlis {
-			if n := (archive.Segment{Timeline: tli, No: no}).Name(segSize); w[n] != nil {
+			if n := (wal.Segment{Timeline: tli, No: no}).Name(segSize); w[n] != nil {
 				found = n
 				break
 			}
@@ -272,7 +197,7 @@ func checkWAL(w walIndex, b *archive.BackupInfo, p WALPath, upTo pglogrepl.LSN) 
 		if len(tlis) > 0 {
 			tli = tlis[0]
 		}
-		missing := archive.Segment{Timeline: tli, No: no}.Name(segSize)
+		missing := wal.Segment{Timeline: tli, No: no}.Name(segSize)
 		why := "the backup's WAL"
 		if no > end {
 			why = "WAL up to the recovery target " + upTo.String()
@@ -334,7 +259,7 @@ func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segS
 			return 0, fmt.Errorf("read WAL %s: %w", n, err)
 		}
 		if at := findRestorePointRecord(b.Bytes(), pattern); at >= 0 {
-			seg, err := archive.ParseSegmentName(n, segSize)
+			seg, err := wal.ParseSegmentName(n, segSize)
 			if err != nil {
 				return 0, err
 			}

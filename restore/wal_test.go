@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func walIdx(names ...string) walIndex {
@@ -17,31 +18,6 @@ func walIdx(names ...string) walIndex {
 		w[n] = a
 	}
 	return w
-}
-
-func TestParseHistory(t *testing.T) {
-	data := "1\t0/5000000\tno recovery target specified\n\n# comment\n2\t0/7000100\tat restore point \"x\"\n"
-	p, err := ParseHistory(3, []byte(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := WALPath{{1, 0}, {2, 0x5000000}, {3, 0x7000100}}
-	if len(p) != len(want) {
-		t.Fatalf("path = %v, want %v", p, want)
-	}
-	for i := range want {
-		if p[i] != want[i] {
-			t.Errorf("path[%d] = %v, want %v", i, p[i], want[i])
-		}
-	}
-	if !p.contains(1, 0x4000000) || p.contains(1, 0x6000000) || !p.contains(3, 0x9000000) || p.contains(4, 0) {
-		t.Error("contains is wrong")
-	}
-	for _, bad := range []string{"x\t0/1\tr", "1\tzz\tr", "2\t0/1\n1\t0/2", "1"} {
-		if _, err := ParseHistory(3, []byte(bad)); err == nil {
-			t.Errorf("ParseHistory(%q) succeeded", bad)
-		}
-	}
 }
 
 func TestTargetTimeline(t *testing.T) {
@@ -61,13 +37,13 @@ func TestTargetTimeline(t *testing.T) {
 func TestCheckWAL(t *testing.T) {
 	b := hoardBackup("b", 1, 0x4000100, "")
 	b.StartLSN, b.StartWALSegment = 0x2000028, "000000010000000000000002"
-	one := WALPath{{TLI: 1}}
+	one := wal.History{{Timeline: 1}}
 	// Timeline 2 began at 0/5800000: segment 5 onwards is read from it.
-	two := WALPath{{TLI: 1}, {TLI: 2, Begin: 0x5800000}}
+	two := wal.History{{Timeline: 1}, {Timeline: 2, Begin: 0x5800000}}
 	tests := []struct {
 		name    string
 		wal     walIndex
-		path    WALPath
+		path    wal.History
 		upTo    pglogrepl.LSN
 		last    string
 		missing string
@@ -115,12 +91,12 @@ func TestCheckWAL_PGHoard(t *testing.T) {
 	// PGHoard records no end LSN: its end segment is needed. No end
 	// segment (a backup of a standby): the start segment only.
 	b := pghoardBackup(t, "p", 1, "000000010000000000000002", "000000010000000000000003")
-	_, err := checkWAL(walIdx("000000010000000000000002"), b, WALPath{{TLI: 1}}, 0)
+	_, err := checkWAL(walIdx("000000010000000000000002"), b, wal.History{{Timeline: 1}}, 0)
 	if !errors.Is(err, ErrMissingWAL) || !strings.Contains(err.Error(), "000000010000000000000003") {
 		t.Fatalf("checkWAL = %v", err)
 	}
 	b.EndWALSegment = ""
-	if _, err := checkWAL(walIdx("000000010000000000000002"), b, WALPath{{TLI: 1}}, 0); err != nil {
+	if _, err := checkWAL(walIdx("000000010000000000000002"), b, wal.History{{Timeline: 1}}, 0); err != nil {
 		t.Fatal(err)
 	}
 }

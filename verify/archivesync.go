@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // DefaultMaxHashChecks is how many archived segments Sync compares with
@@ -85,7 +86,7 @@ func Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 	}
 	type local struct {
 		name string
-		seg  archive.Segment
+		seg  wal.Segment
 	}
 	var segs []local
 	var histories []string
@@ -93,15 +94,15 @@ func Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 	for _, e := range entries {
 		name := e.Name()
 		switch {
-		case archive.IsHistoryFile(name):
+		case wal.IsHistoryFile(name):
 			histories = append(histories, name)
-		case archive.IsSegmentName(name):
-			h, err := archive.CheckSegmentFile(filepath.Join(walDir, name), "")
+		case wal.IsSegmentName(name):
+			h, err := wal.CheckSegmentFile(filepath.Join(walDir, name), "")
 			if err != nil {
 				continue // recycled, or not yet written
 			}
 			segSize = uint64(h.SegmentSize)
-			s, err := archive.ParseSegmentName(name, segSize)
+			s, err := wal.ParseSegmentName(name, segSize)
 			if err != nil {
 				continue
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // RestoreTestOptions configure RestoreTest.
@@ -505,7 +506,7 @@ func (t *restoreTest) checkReplay(ch *Chain) {
 		t.add(Check{Name: "replay", Status: CheckUnavailable, Detail: fmt.Sprintf("no timeline history in pg_wal (%v)", err)})
 		return
 	}
-	p, err := restore.ParseHistory(tli, data)
+	p, err := wal.ParseHistory(tli, data)
 	if err != nil {
 		t.add(Check{Name: "replay", Status: CheckUnavailable, Detail: err.Error()})
 		return
@@ -517,7 +518,7 @@ func (t *restoreTest) checkReplay(ch *Chain) {
 		return
 	}
 	newest, reachedNewest := ch.Newest, false
-	if s, err := archive.ParseSegmentName(newest, ch.SegmentSize); err == nil {
+	if s, err := wal.ParseSegmentName(newest, ch.SegmentSize); err == nil {
 		reachedNewest = end > s.StartLSN(ch.SegmentSize)
 	}
 	if reachedNewest {
@@ -540,14 +541,14 @@ func newestHistory(dir string) (uint32, []byte, error) {
 	}
 	var best uint32
 	for _, e := range entries {
-		if archive.IsHistoryFile(e.Name()) {
-			best = max(best, historyTimeline(e.Name()))
+		if tli, err := wal.ParseHistoryFileName(e.Name()); err == nil {
+			best = max(best, tli)
 		}
 	}
 	if best == 0 {
 		return 0, nil, nil
 	}
-	data, err := os.ReadFile(filepath.Join(dir, archive.HistoryFileName(best)))
+	data, err := os.ReadFile(filepath.Join(dir, wal.HistoryFileName(best)))
 	return best, data, err
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // DefaultParallel is how many objects Run checks at once.
@@ -156,11 +157,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	for _, tli := range idx.missingHistories() {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("timeline %d has WAL segments but %s is not archived: recovery cannot follow it",
-			tli, archive.HistoryFileName(tli)))
+			tli, wal.HistoryFileName(tli)))
 	}
 
 	reps := make([]BackupReport, len(backups))
-	paths := make([]restore.WALPath, len(backups))
+	paths := make([]wal.History, len(backups))
 	chains := make([]*Chain, len(backups))
 	for i, b := range backups {
 		reps[i] = newBackupReport(b)
@@ -240,8 +241,8 @@ func newBackupReport(b *archive.BackupInfo) BackupReport {
 
 // backupChain follows b's WAL and records the gaps in r. It returns the
 // recovery path and the chain, nil when the WAL could not be followed.
-func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *archive.BackupInfo, r *BackupReport, bad map[string]bool) (restore.WALPath, *Chain) {
-	fail := func(format string, args ...any) (restore.WALPath, *Chain) {
+func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *archive.BackupInfo, r *BackupReport, bad map[string]bool) (wal.History, *Chain) {
+	fail := func(format string, args ...any) (wal.History, *Chain) {
 		r.Restorable = false
 		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf(format, args...))
 		return nil, nil
@@ -282,7 +283,7 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 func firstNo(g Gap, b *archive.BackupInfo) uint64 { return lastNo(g.First, b) }
 
 func lastNo(name string, b *archive.BackupInfo) uint64 {
-	s, _ := archive.ParseSegmentName(name, b.SegmentSize())
+	s, _ := wal.ParseSegmentName(name, b.SegmentSize())
 	return s.No
 }
 

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -18,7 +17,9 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // segSize is the segment size of the synthetic archives: the smallest
@@ -37,21 +38,7 @@ func testArchive(t testing.TB) *archive.Archive {
 // header fits its name, as PostgreSQL 15 writes it.
 func segmentBytes(t testing.TB, name string) []byte {
 	t.Helper()
-	s, err := archive.ParseSegmentName(name, segSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, segSize)
-	le := binary.LittleEndian
-	le.PutUint16(b[0:], 0xD110) // XLOG_PAGE_MAGIC of 15
-	le.PutUint16(b[2:], 0x0002) // XLP_LONG_HEADER
-	le.PutUint32(b[4:], s.Timeline)
-	le.PutUint64(b[8:], uint64(s.StartLSN(segSize)))
-	le.PutUint64(b[24:], 7123456789012345678)
-	le.PutUint32(b[32:], segSize)
-	le.PutUint32(b[36:], 8192)
-	copy(b[100:], name) // distinct content per segment
-	return b
+	return waltest.Segment(t, name, segSize, 0)
 }
 
 // putSegment stores a segment with its sha1 hash metadata, as wal-push does.
@@ -68,7 +55,7 @@ func putSegment(t testing.TB, a *archive.Archive, name string, data []byte) {
 func putSegments(t testing.TB, a *archive.Archive, tli uint32, from, to uint64) {
 	t.Helper()
 	for no := from; no <= to; no++ {
-		name := archive.Segment{Timeline: tli, No: no}.Name(segSize)
+		name := wal.Segment{Timeline: tli, No: no}.Name(segSize)
 		putSegment(t, a, name, segmentBytes(t, name))
 	}
 }
@@ -76,7 +63,7 @@ func putSegments(t testing.TB, a *archive.Archive, tli uint32, from, to uint64) 
 // putHistory stores a timeline history file.
 func putHistory(t testing.TB, a *archive.Archive, tli uint32, content string) {
 	t.Helper()
-	name := archive.HistoryFileName(tli)
+	name := wal.HistoryFileName(tli)
 	if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.WALKey(name), strings.NewReader(content), int64(len(content)), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -121,15 +108,15 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 	tw.WriteHeader(&tar.Header{Name: archive.ManifestName, Mode: 0o600, Size: int64(len(js)), Typeflag: tar.TypeReg})
 	tw.Write(js)
 	tw.Close()
-	start := archive.Segment{Timeline: tli, No: startNo}
+	start := wal.Segment{Timeline: tli, No: startNo}
 	b := &archive.BackupInfo{
 		Format:          archive.FormatBBv2,
 		StartWALSegment: start.Name(segSize),
-		EndWALSegment:   archive.Segment{Timeline: tli, No: endNo}.Name(segSize),
+		EndWALSegment:   wal.Segment{Timeline: tli, No: endNo}.Name(segSize),
 		StartTime:       at,
 		EndTime:         at.Add(time.Minute),
 		StartLSN:        start.StartLSN(segSize) + 0x28,
-		EndLSN:          archive.Segment{No: endNo}.StartLSN(segSize) + 0x100,
+		EndLSN:          wal.Segment{No: endNo}.StartLSN(segSize) + 0x100,
 		StartTimeline:   tli,
 		EndTimeline:     tli,
 		WALSegmentSize:  segSize,
@@ -144,7 +131,7 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 	return b
 }
 
-func seg(tli uint32, no uint64) string { return archive.Segment{Timeline: tli, No: no}.Name(segSize) }
+func seg(tli uint32, no uint64) string { return wal.Segment{Timeline: tli, No: no}.Name(segSize) }
 
 var t0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 
@@ -283,7 +270,7 @@ func TestRun_Timelines(t *testing.T) {
 	})
 
 	t.Run("ErrMissingHistory", func(t *testing.T) {
-		if err := a.Store.Delete(context.Background(), a.Layout.WALKey(archive.HistoryFileName(3))); err != nil {
+		if err := a.Store.Delete(context.Background(), a.Layout.WALKey(wal.HistoryFileName(3))); err != nil {
 			t.Fatal(err)
 		}
 		rep := run(t, a, false)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -13,6 +12,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // walIndex is what the site's archive holds of WAL: segments under xlog/
@@ -27,7 +27,7 @@ func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 	idx := &walIndex{segments: map[string]storage.Object{}, histories: map[uint32]bool{}}
 	dir := a.Layout.Dir(archive.XLogDir)
 	err := a.Store.List(ctx, dir, func(o storage.Object) error {
-		if name := strings.TrimPrefix(o.Key, dir); archive.IsSegmentName(name) {
+		if name := strings.TrimPrefix(o.Key, dir); wal.IsSegmentName(name) {
 			idx.segments[name] = o
 		}
 		return nil
@@ -37,8 +37,8 @@ func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 	}
 	dir = a.Layout.Dir(archive.TimelineDir)
 	err = a.Store.List(ctx, dir, func(o storage.Object) error {
-		if name := strings.TrimPrefix(o.Key, dir); archive.IsHistoryFile(name) {
-			idx.histories[historyTimeline(name)] = true
+		if tli, err := wal.ParseHistoryFileName(strings.TrimPrefix(o.Key, dir)); err == nil {
+			idx.histories[tli] = true
 		}
 		return nil
 	})
@@ -46,18 +46,6 @@ func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 		return nil, fmt.Errorf("list timeline histories of site %s: %w", a.Site, err)
 	}
 	return idx, nil
-}
-
-// historyTimeline returns the timeline of a history file name.
-func historyTimeline(name string) uint32 {
-	n, _ := strconv.ParseUint(strings.TrimSuffix(name, ".history"), 16, 32)
-	return uint32(n)
-}
-
-// segmentTimeline returns the timeline of a segment name.
-func segmentTimeline(name string) uint32 {
-	n, _ := strconv.ParseUint(name[:8], 16, 32)
-	return uint32(n)
 }
 
 // missingHistories returns the timelines above 1 that have segments in
@@ -68,7 +56,7 @@ func (w *walIndex) missingHistories() []uint32 {
 	seen := map[uint32]bool{}
 	var out []uint32
 	for name := range w.segments {
-		tli := segmentTimeline(name)
+		tli := wal.SegmentTimeline(name)
 		if tli > 1 && !w.histories[tli] && !seen[tli] {
 			seen[tli] = true
 			out = append(out, tli)
@@ -98,12 +86,12 @@ func (g Gap) String() string {
 // from the backup's start segment along the timelines recovery follows
 // (recovery_target_timeline latest) through the newest stored segment.
 type Chain struct {
-	Path        restore.WALPath // the timelines followed, oldest first
-	SegmentSize uint64          // the backup's WAL segment size
-	Start       string          // the backup's start segment
-	End         string          // the last segment recovery needs to become consistent
-	Newest      string          // the newest stored segment on the path ("" when none)
-	Segments    []string        // stored segments on the path from Start, in order
+	Path        wal.History // the timelines followed, oldest first
+	SegmentSize uint64      // the backup's WAL segment size
+	Start       string      // the backup's start segment
+	End         string      // the last segment recovery needs to become consistent
+	Newest      string      // the newest stored segment on the path ("" when none)
+	Segments    []string    // stored segments on the path from Start, in order
 	// LastContinuous is the last segment of the unbroken run from Start
 	// ("" when Start itself is missing); ReachLSN is where it ends, the
 	// furthest point recovery can replay to.
@@ -135,7 +123,7 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 
 // followWAL walks the stored segments of path from b's start segment.
 // Segments in bad (damaged objects) count as missing.
-func followWAL(idx *walIndex, b *archive.BackupInfo, path restore.WALPath, bad map[string]bool) (*Chain, error) {
+func followWAL(idx *walIndex, b *archive.BackupInfo, path wal.History, bad map[string]bool) (*Chain, error) {
 	segSize := b.SegmentSize()
 	start, err := startSegment(b)
 	if err != nil {
@@ -153,7 +141,7 @@ func followWAL(idx *walIndex, b *archive.BackupInfo, path restore.WALPath, bad m
 		if bad[name] {
 			continue
 		}
-		s, err := archive.ParseSegmentName(name, segSize)
+		s, err := wal.ParseSegmentName(name, segSize)
 		if err != nil || s.No < start.No {
 			continue
 		}
@@ -202,7 +190,7 @@ func followWAL(idx *walIndex, b *archive.BackupInfo, path restore.WALPath, bad m
 		c.Newest = present[nos[len(nos)-1]]
 	}
 	if c.LastContinuous != "" {
-		c.ReachLSN = archive.Segment{No: lastCont + 1}.StartLSN(segSize)
+		c.ReachLSN = wal.Segment{No: lastCont + 1}.StartLSN(segSize)
 	}
 	c.Restorable = c.LastContinuous != "" && lastCont >= endNo
 	return c, nil
@@ -210,12 +198,12 @@ func followWAL(idx *walIndex, b *archive.BackupInfo, path restore.WALPath, bad m
 
 // nameOn names segment no on the timeline recovery reads it from: the
 // newest of path's timelines that has it.
-func nameOn(path restore.WALPath, start archive.Segment, no, segSize uint64) string {
+func nameOn(path wal.History, start wal.Segment, no, segSize uint64) string {
 	tli := start.Timeline
 	if tlis := path.Timelines(no, segSize); len(tlis) > 0 {
 		tli = tlis[0]
 	}
-	return archive.Segment{Timeline: tli, No: no}.Name(segSize)
+	return wal.Segment{Timeline: tli, No: no}.Name(segSize)
 }
 
 // errNoStart is returned for a backup that records neither its start
@@ -223,17 +211,17 @@ func nameOn(path restore.WALPath, start archive.Segment, no, segSize uint64) str
 var errNoStart = errors.New("backup records no start WAL segment")
 
 // startSegment returns the segment holding b's start.
-func startSegment(b *archive.BackupInfo) (archive.Segment, error) {
+func startSegment(b *archive.BackupInfo) (wal.Segment, error) {
 	segSize := b.SegmentSize()
 	if b.StartWALSegment != "" {
-		s, err := archive.ParseSegmentName(b.StartWALSegment, segSize)
+		s, err := wal.ParseSegmentName(b.StartWALSegment, segSize)
 		if err != nil {
 			return s, fmt.Errorf("backup %s: start segment: %w", b.Name, err)
 		}
 		return s, nil
 	}
 	if b.StartLSN != 0 && b.StartTimeline != 0 {
-		return archive.SegmentOf(b.StartTimeline, b.StartLSN, segSize), nil
+		return wal.SegmentOf(b.StartTimeline, b.StartLSN, segSize), nil
 	}
-	return archive.Segment{}, fmt.Errorf("backup %s: %w", b.Name, errNoStart)
+	return wal.Segment{}, fmt.Errorf("backup %s: %w", b.Name, errNoStart)
 }

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // segments decodes every stored segment on the chains, once each, and
@@ -59,7 +59,7 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 // histories decodes every stored timeline history file and parses it.
 func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report) error {
 	for tli := range idx.histories {
-		name := archive.HistoryFileName(tli)
+		name := wal.HistoryFileName(tli)
 		key := c.a.Layout.WALKey(name)
 		rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
 		if err == nil {
@@ -67,7 +67,7 @@ func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report) err
 			data, err = io.ReadAll(io.LimitReader(rc, 1<<20))
 			rc.Close()
 			if err == nil {
-				_, err = restore.ParseHistory(tli, data)
+				_, err = wal.ParseHistory(tli, data)
 			}
 		}
 		if ctx.Err() != nil {
@@ -99,14 +99,14 @@ func (c *checker) decodeWAL(ctx context.Context, key, name string, segment bool)
 			return err
 		}
 	}
-	head := make([]byte, 0, archive.PageHeaderSize)
+	head := make([]byte, 0, wal.PageHeaderSize)
 	buf := make([]byte, 1<<20)
 	var n int64
 	for {
 		k, err := rc.Read(buf)
 		if k > 0 {
-			if len(head) < archive.PageHeaderSize {
-				head = append(head, buf[:min(k, archive.PageHeaderSize-len(head))]...)
+			if len(head) < wal.PageHeaderSize {
+				head = append(head, buf[:min(k, wal.PageHeaderSize-len(head))]...)
 			}
 			if sum != nil {
 				sum.Write(buf[:k])
@@ -126,7 +126,7 @@ func (c *checker) decodeWAL(ctx context.Context, key, name string, segment bool)
 		}
 	}
 	if segment {
-		if _, err := archive.CheckSegment(name, head, n); err != nil {
+		if _, err := wal.CheckSegment(name, head, n); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/waltest"
 )
 
 // tmpfsSpool mounts a tmpfs of size MiB for a spool, unmounted when the
@@ -73,7 +74,7 @@ func TestReceiver_Run_DiskGuard(t *testing.T) {
 
 	s.failing.Store(false)
 	waitFor(t, "receiving resumed", func() bool { return !rr.r.Status().Paused })
-	names := segmentsBetween(t, first, last, segSize)
+	names := waltest.Names(t, first, last, segSize)
 	waitUploaded(t, s, names...)
 	rr.stop(t)
 	checkOrder(t, s.uploads())

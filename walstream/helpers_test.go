@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // testTimeout bounds each wait of a test.
@@ -59,7 +60,7 @@ func (s *sink) put(ctx context.Context, path string, partial bool) error {
 		return errors.New("sink: injected failure")
 	}
 	name := filepath.Base(path)
-	if partial != archive.IsPartialName(name) {
+	if partial != wal.IsPartialName(name) {
 		return fmt.Errorf("sink: %s offered with partial=%v", name, partial)
 	}
 	data, err := os.ReadFile(path)
@@ -198,25 +199,6 @@ func segSizeOf(t *testing.T, c *pgtest.Cluster) uint64 {
 	return n
 }
 
-// segmentsBetween returns the names of the segments from first to last on
-// one timeline, both included.
-func segmentsBetween(t *testing.T, first, last string, segSize uint64) []string {
-	t.Helper()
-	a, err := archive.ParseSegmentName(first, segSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := archive.ParseSegmentName(last, segSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for s := a; s.No <= b.No; s = s.Next() {
-		names = append(names, s.Name(segSize))
-	}
-	return names
-}
-
 // waitUploaded waits until every named file is in the sink.
 func waitUploaded(t *testing.T, s *sink, names ...string) {
 	t.Helper()
@@ -273,7 +255,7 @@ func checkOrder(t *testing.T, calls []upload) {
 	var last string
 	seen := map[string]bool{}
 	for _, c := range calls {
-		if c.partial || !archive.IsSegmentName(c.name) {
+		if c.partial || !wal.IsSegmentName(c.name) {
 			continue
 		}
 		if seen[c.name] {

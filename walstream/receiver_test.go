@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func TestNew_ErrOptions(t *testing.T) {
@@ -83,7 +85,7 @@ func TestReceiver_Run(t *testing.T) {
 			for range 3 {
 				last = switchWAL(t, c)
 			}
-			names := segmentsBetween(t, first, last, segSize)
+			names := waltest.Names(t, first, last, segSize)
 			waitUploaded(t, s, names...)
 			close(stop)
 			wg.Wait()
@@ -128,7 +130,7 @@ func TestReceiver_Run_SmallSegments(t *testing.T) {
 	first := rr.r.Status().Segment
 	c.Exec(t, "create table big as select g, repeat('x', 200) as pad from generate_series(1, 20000) g")
 	last := switchWAL(t, c)
-	names := segmentsBetween(t, first, last, segSize)
+	names := waltest.Names(t, first, last, segSize)
 	if len(names) < 4 {
 		t.Errorf("only %d segments for ~4 MiB of WAL", len(names))
 	}
@@ -177,7 +179,7 @@ func TestReceiver_Run_Resume(t *testing.T) {
 				return restart == final.Flushed
 			})
 			partial := filepath.Join(spool, final.Segment+".partial")
-			seg, err := archive.ParseSegmentName(final.Segment, segSize)
+			seg, err := wal.ParseSegmentName(final.Segment, segSize)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,7 +203,7 @@ func TestReceiver_Run_Resume(t *testing.T) {
 			last := switchWAL(t, c)
 
 			rr2 := start(t, c, spool, s, Options{})
-			names := segmentsBetween(t, first, last, segSize)
+			names := waltest.Names(t, first, last, segSize)
 			waitUploaded(t, s, names...)
 			rr2.stop(t)
 			if compareWithServer(t, c, s, names) == 0 {
@@ -236,7 +238,7 @@ func TestReceiver_Run_UploadFailures(t *testing.T) {
 	}
 	waitFor(t, "retries", func() bool { return s.failures.Load() >= 3 })
 	s.failing.Store(false)
-	names := segmentsBetween(t, first, last, segSize)
+	names := waltest.Names(t, first, last, segSize)
 	waitUploaded(t, s, names...)
 	checkOrder(t, s.uploads())
 	compareWithServer(t, c, s, names)
@@ -260,7 +262,7 @@ func TestReceiver_Run_PartialUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := archive.CheckSegment(name, got[:40], int64(len(got))); err != nil {
+	if _, err := wal.CheckSegment(name, got[:40], int64(len(got))); err != nil {
 		t.Errorf("uploaded partial: %v", err)
 	}
 	end := len(strings.TrimRight(string(got), "\x00"))
@@ -296,7 +298,7 @@ func TestReceiver_Run_ServerRestart(t *testing.T) {
 	waitFor(t, "streaming again", func() bool { return rr.r.Status().Connected })
 	switchWAL(t, c)
 	last := switchWAL(t, c)
-	names := segmentsBetween(t, first, last, segSize)
+	names := waltest.Names(t, first, last, segSize)
 	waitUploaded(t, s, names...)
 	rr.stop(t)
 	checkOrder(t, s.uploads())

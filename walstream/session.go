@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/replication"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // codeUndefinedFile is SQLSTATE 58P01: the walsender reports a WAL segment
@@ -172,15 +173,16 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 		if err != nil {
 			return 0, err
 		}
-		history, err := parseHistory(content)
+		history, err := wal.ParseHistory(uint32(sys.Timeline), content)
 		if err != nil {
-			return 0, fmt.Errorf("timeline %d: %w", sys.Timeline, err)
+			return 0, err
 		}
 		if localTLI == 0 {
-			tli = timelineOf(history, sys.Timeline, start)
+			tli = int32(history.TimelineAt(start))
 			break
 		}
-		end, next, ok := endOf(history, sys.Timeline, localTLI)
+		end, nextTLI, ok := history.Switch(uint32(localTLI))
+		next := int32(nextTLI)
 		if !ok {
 			return 0, fatal(fmt.Errorf("spool is on timeline %d, which is not in the history of the server's timeline %d", localTLI, sys.Timeline))
 		}
@@ -198,7 +200,7 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 	}
 
 	s.tli = tli
-	seg := archive.SegmentOf(uint32(tli), start, segSize)
+	seg := wal.SegmentOf(uint32(tli), start, segSize)
 	if err := r.queuePartials(c, seg.Name(segSize)); err != nil {
 		return 0, err
 	}
@@ -219,7 +221,7 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 		if st.Uploaded == 0 {
 			st.Uploaded = start
 			for _, name := range c.uploads {
-				if first, err := archive.ParseSegmentName(name, segSize); err == nil {
+				if first, err := wal.ParseSegmentName(name, segSize); err == nil {
 					st.Uploaded = min(st.Uploaded, first.StartLSN(segSize))
 					break
 				}
@@ -240,7 +242,7 @@ func (s *session) fetchHistory(ctx context.Context, tli int32) error {
 	if err != nil {
 		return err
 	}
-	if want := archive.HistoryFileName(uint32(tli)); name != want {
+	if want := wal.HistoryFileName(uint32(tli)); name != want {
 		return fmt.Errorf("timeline history %d: server named it %q, want %q", tli, name, want)
 	}
 	if err := writeFileAtomic(s.r.opts.SpoolDir, name, content); err != nil {
@@ -431,7 +433,7 @@ func (s *session) flush() error {
 // snapshot queues an upload of the partial segment when it grew since
 // the last successful one and no snapshot is waiting.
 func (s *session) snapshot() error {
-	name := s.cur.name() + partialSuffix
+	name := s.cur.name() + wal.PartialSuffix
 	if s.cur.written == 0 || s.cur.written <= s.r.snapshotUploaded(name) || s.r.queue.hasSnapshot() {
 		return nil
 	}
@@ -457,7 +459,7 @@ func (s *session) switchTimeline(ctx context.Context, eot *replication.EndOfTime
 			Msg("received WAL beyond the end of the timeline; it stays in the old timeline's .partial")
 	}
 	start := eot.SwitchLSN - eot.SwitchLSN%pglogrepl.LSN(s.segSize)
-	seg := archive.SegmentOf(uint32(eot.NextTimeline), start, s.segSize)
+	seg := wal.SegmentOf(uint32(eot.NextTimeline), start, s.segSize)
 	next, err := openSegment(r.opts.SpoolDir, seg, s.segSize)
 	if err != nil {
 		return err
@@ -468,7 +470,7 @@ func (s *session) switchTimeline(ctx context.Context, eot *replication.EndOfTime
 		return err
 	}
 	s.cur = next
-	if err := r.finishPartial(old.name() + partialSuffix); err != nil {
+	if err := r.finishPartial(old.name() + wal.PartialSuffix); err != nil {
 		return err
 	}
 	if err := s.fetchHistory(ctx, eot.NextTimeline); err != nil {
@@ -515,7 +517,7 @@ func (s *session) close(ctx context.Context) error {
 // timelines.
 func (r *Receiver) queuePartials(c spoolContents, active string) error {
 	for _, name := range c.partials {
-		if name == active+partialSuffix {
+		if name == active+wal.PartialSuffix {
 			continue
 		}
 		if err := r.finishPartial(name); err != nil {

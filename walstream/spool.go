@@ -9,22 +9,18 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/hoardbackup/hoard/archive"
 	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // File names in the spool directory.
 const (
-	partialSuffix = ".partial"
-	tmpSuffix     = ".tmp"
+	tmpSuffix = ".tmp"
 	// snapshotDir holds the copies of the growing .partial segment that
 	// PartialUploadInterval uploads; they are temporary.
 	snapshotDir = "partial-upload"
 )
-
-// firstPageHeaderSize is the size of the long page header that starts
-// every WAL segment (SizeOfXLogLongPHD in PostgreSQL's xlog_internal.h).
-const firstPageHeaderSize = 40
 
 // segmentFile is the .partial file of the segment being received. WAL is
 // written at its offset in the segment; the file is preallocated to the
@@ -33,7 +29,7 @@ const firstPageHeaderSize = 40
 // the middle of it.
 type segmentFile struct {
 	dir     string
-	seg     archive.Segment
+	seg     wal.Segment
 	segSize uint64
 	f       *os.File
 	// written is the number of bytes from the segment start received in
@@ -48,13 +44,13 @@ func (s *segmentFile) name() string { return s.seg.Name(s.segSize) }
 
 // path returns the path of the .partial file.
 func (s *segmentFile) path() string {
-	return filepath.Join(s.dir, s.name()+partialSuffix)
+	return filepath.Join(s.dir, s.name()+wal.PartialSuffix)
 }
 
 // openSegment opens (or creates) the .partial file of seg in dir and makes
 // it exactly segSize bytes long. A new file's directory entry is fsynced
 // before openSegment returns.
-func openSegment(dir string, seg archive.Segment, segSize uint64) (*segmentFile, error) {
+func openSegment(dir string, seg wal.Segment, segSize uint64) (*segmentFile, error) {
 	s := &segmentFile{dir: dir, seg: seg, segSize: segSize}
 	p := s.path()
 	_, statErr := os.Stat(p)
@@ -242,9 +238,9 @@ func readSpool(dir string) (spoolContents, error) {
 		name := e.Name()
 		switch {
 		case !e.Type().IsRegular():
-		case archive.IsSegmentName(name), archive.IsHistoryFile(name):
+		case wal.IsSegmentName(name), wal.IsHistoryFile(name):
 			c.uploads = append(c.uploads, name)
-		case archive.IsPartialName(name):
+		case wal.IsPartialName(name):
 			c.partials = append(c.partials, name)
 		}
 	}
@@ -259,30 +255,30 @@ type spoolPosition struct {
 	// seg is the segment to stream next: the highest .partial, or the one
 	// after the highest complete segment, whichever is later (timeline
 	// first, then position).
-	seg archive.Segment
+	seg wal.Segment
 }
 
 // resumeSegment finds the segment to resume with from the spool's
 // complete segments (queued or not yet deleted) and .partial files.
 func resumeSegment(c spoolContents, segSize uint64) (spoolPosition, error) {
 	var p spoolPosition
-	consider := func(s archive.Segment) {
+	consider := func(s wal.Segment) {
 		if !p.found || s.Timeline > p.seg.Timeline || s.Timeline == p.seg.Timeline && s.No > p.seg.No {
 			p = spoolPosition{found: true, seg: s}
 		}
 	}
 	for _, name := range c.uploads {
-		if !archive.IsSegmentName(name) {
+		if !wal.IsSegmentName(name) {
 			continue
 		}
-		s, err := archive.ParseSegmentName(name, segSize)
+		s, err := wal.ParseSegmentName(name, segSize)
 		if err != nil {
 			return p, fmt.Errorf("spool: %w", err)
 		}
 		consider(s.Next())
 	}
 	for _, name := range c.partials {
-		s, err := archive.ParseSegmentName(strings.TrimSuffix(name, partialSuffix), segSize)
+		s, err := wal.ParseSegmentName(strings.TrimSuffix(name, wal.PartialSuffix), segSize)
 		if err != nil {
 			return p, fmt.Errorf("spool: %w", err)
 		}
@@ -300,7 +296,7 @@ func isEmptyPartial(path string) (bool, error) {
 		return false, err
 	}
 	defer f.Close()
-	buf := make([]byte, firstPageHeaderSize)
+	buf := make([]byte, wal.PageHeaderSize)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return false, fmt.Errorf("read %s: %w", path, err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // TestReceiver_Run_TimelineSwitch streams from a standby that is then
@@ -39,7 +41,7 @@ func TestReceiver_Run_TimelineSwitch(t *testing.T) {
 	first := rr.r.Status().Segment
 	switchWAL(t, primary)
 	last := switchWAL(t, primary)
-	waitUploaded(t, s, segmentsBetween(t, first, last, segSize)...)
+	waitUploaded(t, s, waltest.Names(t, first, last, segSize)...)
 	// Leave the switch point in the middle of a segment.
 	primary.Exec(t, "insert into filler select generate_series(1, 1000)")
 	target := lsn(t, primary, "select pg_current_wal_flush_lsn()")
@@ -81,11 +83,11 @@ func TestReceiver_Run_TimelineSwitch(t *testing.T) {
 	}
 	// The .partial holds timeline 1 up to the switch point. The server
 	// began timeline 2's first segment with a copy of those bytes.
-	entries, err := parseHistory(history)
-	if err != nil || len(entries) != 1 {
+	h, err := wal.ParseHistory(2, history)
+	if err != nil || len(h) != 2 {
 		t.Fatalf("history %q: %v", history, err)
 	}
-	n := int64(uint64(entries[0].End) % segSize)
+	n := int64(uint64(h[1].Begin) % segSize)
 	got := readPrefix(t, filepath.Join(s.dir, partial), n)
 	wantPartial := readPrefix(t, filepath.Join(standby.DataDir, "pg_wal", "00000002"+partial[8:24]), n)
 	if n == 0 || string(got) != string(wantPartial) {
@@ -95,7 +97,7 @@ func TestReceiver_Run_TimelineSwitch(t *testing.T) {
 	// The timeline 2 segments up to the one just switched, from the one
 	// holding the switch point, equal the new primary's.
 	firstTLI2 := "00000002" + partial[8:24]
-	names := segmentsBetween(t, firstTLI2, after, segSize)
+	names := waltest.Names(t, firstTLI2, after, segSize)
 	waitUploaded(t, s, names...)
 	if compareWithServer(t, standby, s, names) == 0 {
 		t.Error("nothing compared on timeline 2")

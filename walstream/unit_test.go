@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/hoardbackup/hoard/archive"
-	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func TestDiskGuard_check(t *testing.T) {
@@ -54,45 +54,10 @@ func TestDiskGuard_check(t *testing.T) {
 	}
 }
 
-func TestParseHistory(t *testing.T) {
-	content := []byte("1\t0/3000160\tno recovery target specified\n\n# comment\n2\t0/5000000\tat restore point \"x\"\n")
-	got, err := parseHistory(content)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []historyEntry{{1, 0x3000160}, {2, 0x5000000}}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("parseHistory (-want +got):\n%s", diff)
-	}
-	for _, tc := range []struct {
-		lsn  pglogrepl.LSN
-		want int32
-	}{{0, 1}, {0x300015F, 1}, {0x3000160, 2}, {0x4FFFFFF, 2}, {0x5000000, 3}, {0x9000000, 3}} {
-		if got := timelineOf(want, 3, tc.lsn); got != tc.want {
-			t.Errorf("timelineOf(%s) = %d, want %d", tc.lsn, got, tc.want)
-		}
-	}
-	if end, next, ok := endOf(want, 3, 1); !ok || end != 0x3000160 || next != 2 {
-		t.Errorf("endOf(1) = %s, %d, %v", end, next, ok)
-	}
-	if end, next, ok := endOf(want, 3, 2); !ok || end != 0x5000000 || next != 3 {
-		t.Errorf("endOf(2) = %s, %d, %v", end, next, ok)
-	}
-	if _, _, ok := endOf(want, 3, 3); ok {
-		t.Error("endOf(current) found an end")
-	}
-
-	for _, bad := range []string{"1\n", "x\t0/1\tr\n", "1\tzz\tr\n", "2\t0/5\tr\n1\t0/6\tr\n"} {
-		if _, err := parseHistory([]byte(bad)); err == nil {
-			t.Errorf("parseHistory(%q) succeeded", bad)
-		}
-	}
-}
-
 func TestResumeSegment(t *testing.T) {
 	const segSize = 1 << 24
-	seg := func(name string) archive.Segment {
-		s, err := archive.ParseSegmentName(name, segSize)
+	seg := func(name string) wal.Segment {
+		s, err := wal.ParseSegmentName(name, segSize)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +151,7 @@ func TestUploadQueue(t *testing.T) {
 func TestSegmentFile(t *testing.T) {
 	dir := t.TempDir()
 	const segSize = 1 << 20
-	seg := archive.Segment{Timeline: 1, No: 7}
+	seg := wal.Segment{Timeline: 1, No: 7}
 	s, err := openSegment(dir, seg, segSize)
 	if err != nil {
 		t.Fatal(err)

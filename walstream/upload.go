@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // Uploader archives the files the Receiver completes. The daemon adapts
@@ -209,9 +209,9 @@ func (r *Receiver) uploadFile(ctx context.Context, t uploadTask) error {
 		return fmt.Errorf("remove uploaded %s: %w", p, err)
 	}
 	r.log.Debug().Str(logFile, t.name).Msg("uploaded")
-	if t.kind == taskFile && archive.IsSegmentName(t.name) {
+	if t.kind == taskFile && wal.IsSegmentName(t.name) {
 		if segSize := r.segSize.Load(); segSize != 0 {
-			if seg, err := archive.ParseSegmentName(t.name, segSize); err == nil {
+			if seg, err := wal.ParseSegmentName(t.name, segSize); err == nil {
 				end := seg.Next().StartLSN(segSize)
 				r.update(func(s *Status) { s.Uploaded = max(s.Uploaded, end) })
 			}

@@ -1,50 +1,52 @@
-package archive
+package wal
 
 import (
-	"encoding/binary"
 	"errors"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pglogrepl"
 )
 
 // pageHeader builds a long page header.
 func pageHeader(magic uint16, info uint16, tli uint32, pageAddr uint64, segSize, blockSize uint32) []byte {
-	b := make([]byte, PageHeaderSize)
-	le := binary.LittleEndian
-	le.PutUint16(b[0:], magic)
-	le.PutUint16(b[2:], info)
-	le.PutUint32(b[4:], tli)
-	le.PutUint64(b[8:], pageAddr)
-	le.PutUint64(b[24:], 7123456789012345678)
-	le.PutUint32(b[32:], segSize)
-	le.PutUint32(b[36:], blockSize)
-	return b
+	return PageHeader{Magic: magic, Info: info, Timeline: tli, PageAddr: pglogrepl.LSN(pageAddr),
+		SystemID: 7123456789012345678, SegmentSize: segSize, BlockSize: blockSize}.Encode(nil)
 }
 
 // testSegment returns a complete segment called name of segSize bytes,
-// written by PostgreSQL 15, with pseudo-random (seeded) contents after the
-// header.
-func testSegment(t testing.TB, name string, segSize uint64, seed int64) []byte {
+// written by PostgreSQL 15, zero after the header.
+func testSegment(t testing.TB, name string, segSize uint64) []byte {
 	t.Helper()
 	seg, err := ParseSegmentName(name, segSize)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := make([]byte, segSize)
-	rng := rand.New(rand.NewSource(seed))
-	// Half random, half zero per 8 KiB page: compressible like real WAL.
-	for p := 0; p < len(b); p += 8192 {
-		rng.Read(b[p : p+4096])
-	}
-	copy(b, pageHeader(0xD110, xlpLongHeader|0x0004, seg.Timeline, uint64(seg.StartLSN(segSize)), uint32(segSize), 8192))
+	copy(b, pageHeader(0xD110, LongHeader|0x0004, seg.Timeline, uint64(seg.StartLSN(segSize)), uint32(segSize), 8192))
 	return b
 }
 
+func TestPageHeader_Encode(t *testing.T) {
+	want := PageHeader{Magic: 0xD116, Info: LongHeader, Timeline: 3, PageAddr: 0x2_0100_0000, RemLen: 17,
+		SystemID: 7123456789012345678, SegmentSize: 16 << 20, BlockSize: 8192}
+	b := want.Encode([]byte("x"))
+	if len(b) != 1+PageHeaderSize {
+		t.Fatalf("Encode appended %d bytes, want %d", len(b)-1, PageHeaderSize)
+	}
+	got, err := DecodePageHeader(b[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("DecodePageHeader(Encode(h)) = %+v, want %+v", got, want)
+	}
+}
+
 func TestDecodePageHeader(t *testing.T) {
-	good := pageHeader(0xD10D, xlpLongHeader, 1, 0x9000000, 16<<20, 8192)
+	good := pageHeader(0xD10D, LongHeader, 1, 0x9000000, 16<<20, 8192)
 	tests := []struct {
 		name    string
 		b       []byte
@@ -52,11 +54,11 @@ func TestDecodePageHeader(t *testing.T) {
 	}{
 		{"OK", good, ""},
 		{"ErrShort", good[:39], "39 bytes"},
-		{"ErrMagic", pageHeader(0x1234, xlpLongHeader, 1, 0, 16<<20, 8192), "magic 0x1234"},
+		{"ErrMagic", pageHeader(0x1234, LongHeader, 1, 0, 16<<20, 8192), "magic 0x1234"},
 		{"ErrShortHeader", pageHeader(0xD10D, 0, 1, 0, 16<<20, 8192), "XLP_LONG_HEADER"},
-		{"ErrSegmentSize", pageHeader(0xD10D, xlpLongHeader, 1, 0, 3<<20, 8192), "segment size 3145728"},
-		{"ErrSegmentSizeLarge", pageHeader(0xD10D, xlpLongHeader, 1, 0, 2<<30, 8192), "segment size"},
-		{"ErrBlockSize", pageHeader(0xD10D, xlpLongHeader, 1, 0, 16<<20, 100), "block size 100"},
+		{"ErrSegmentSize", pageHeader(0xD10D, LongHeader, 1, 0, 3<<20, 8192), "segment size 3145728"},
+		{"ErrSegmentSizeLarge", pageHeader(0xD10D, LongHeader, 1, 0, 2<<30, 8192), "segment size"},
+		{"ErrBlockSize", pageHeader(0xD10D, LongHeader, 1, 0, 16<<20, 100), "block size 100"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,8 +73,8 @@ func TestDecodePageHeader(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrBadWALHeader) || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("err = %v, want ErrBadWALHeader mentioning %q", err, tt.wantErr)
+			if !errors.Is(err, ErrBadPageHeader) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want ErrBadPageHeader mentioning %q", err, tt.wantErr)
 			}
 		})
 	}
@@ -128,8 +130,8 @@ func TestCheckSegment(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrBadWALHeader) || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("err = %v, want ErrBadWALHeader mentioning %q", err, tt.wantErr)
+			if !errors.Is(err, ErrBadPageHeader) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want ErrBadPageHeader mentioning %q", err, tt.wantErr)
 			}
 		})
 	}
@@ -139,7 +141,7 @@ func TestCheckSegmentFile(t *testing.T) {
 	dir := t.TempDir()
 	name := "000000010000000000000005"
 	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, testSegment(t, name, 1<<20, 1), 0o600); err != nil {
+	if err := os.WriteFile(p, testSegment(t, name, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h, err := CheckSegmentFile(p, "")
@@ -149,13 +151,13 @@ func TestCheckSegmentFile(t *testing.T) {
 	if h.SegmentSize != 1<<20 || h.Major() != 15 {
 		t.Fatalf("header %+v", h)
 	}
-	if _, err := CheckSegmentFile(p, "000000010000000000000006"); !errors.Is(err, ErrBadWALHeader) {
+	if _, err := CheckSegmentFile(p, "000000010000000000000006"); !errors.Is(err, ErrBadPageHeader) {
 		t.Fatalf("renamed: err = %v", err)
 	}
 	if err := os.Truncate(p, 20); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := CheckSegmentFile(p, ""); !errors.Is(err, ErrBadWALHeader) {
+	if _, err := CheckSegmentFile(p, ""); !errors.Is(err, ErrBadPageHeader) {
 		t.Fatalf("truncated: err = %v", err)
 	}
 }
@@ -165,7 +167,7 @@ func FuzzDecodePageHeader(f *testing.F) {
 	f.Add([]byte("short"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := DecodePageHeader(b)
-		if err == nil && (h.SegmentSize < minSegmentSize || h.Info&xlpLongHeader == 0) {
+		if err == nil && (h.SegmentSize < MinSegmentSize || h.Info&LongHeader == 0) {
 			t.Fatalf("accepted %+v", h)
 		}
 		_, _ = CheckSegment("00000001000000000000000A", b, int64(len(b)))

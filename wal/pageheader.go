@@ -1,4 +1,4 @@
-package archive
+package wal
 
 import (
 	"encoding/binary"
@@ -28,11 +28,9 @@ import (
 const (
 	// PageHeaderSize is SizeOfXLogLongPHD, the bytes PageHeader reads.
 	PageHeaderSize = 40
-	// xlpLongHeader is XLP_LONG_HEADER in xlp_info.
-	xlpLongHeader = 0x0002
-
-	minSegmentSize = 1 << 20 // initdb --wal-segsize bounds
-	maxSegmentSize = 1 << 30
+	// LongHeader is XLP_LONG_HEADER in xlp_info: the page starts with the
+	// long header, as a segment's first page does.
+	LongHeader = 0x0002
 )
 
 // pageMagics maps XLOG_PAGE_MAGIC to the PostgreSQL major version that
@@ -49,10 +47,10 @@ var pageMagics = map[uint16]int{
 	0xD118: 18,
 }
 
-// ErrBadWALHeader is returned (wrapped) when a file's first page header does
+// ErrBadPageHeader is returned (wrapped) when a file's first page header does
 // not fit its name: not a WAL segment, a recycled segment that still holds
 // an older position, a truncated file, or a file from another cluster size.
-var ErrBadWALHeader = errors.New("bad WAL page header")
+var ErrBadPageHeader = errors.New("bad WAL page header")
 
 // PageHeader is the long page header at the start of a WAL segment.
 type PageHeader struct {
@@ -72,7 +70,7 @@ type PageHeader struct {
 // segment and block size PostgreSQL allows.
 func DecodePageHeader(b []byte) (PageHeader, error) {
 	if len(b) < PageHeaderSize {
-		return PageHeader{}, fmt.Errorf("%w: %d bytes, want at least %d", ErrBadWALHeader, len(b), PageHeaderSize)
+		return PageHeader{}, fmt.Errorf("%w: %d bytes, want at least %d", ErrBadPageHeader, len(b), PageHeaderSize)
 	}
 	le := binary.LittleEndian
 	h := PageHeader{
@@ -88,18 +86,33 @@ func DecodePageHeader(b []byte) (PageHeader, error) {
 	// Every XLOG_PAGE_MAGIC since 9.x is 0xD0xx or 0xD1xx; an unknown one
 	// in that range is a newer major, anything else is not WAL.
 	if h.Magic>>8 != 0xD0 && h.Magic>>8 != 0xD1 {
-		return h, fmt.Errorf("%w: magic 0x%04X is not a WAL page magic", ErrBadWALHeader, h.Magic)
+		return h, fmt.Errorf("%w: magic 0x%04X is not a WAL page magic", ErrBadPageHeader, h.Magic)
 	}
-	if h.Info&xlpLongHeader == 0 {
-		return h, fmt.Errorf("%w: first page lacks XLP_LONG_HEADER (xlp_info 0x%04X)", ErrBadWALHeader, h.Info)
+	if h.Info&LongHeader == 0 {
+		return h, fmt.Errorf("%w: first page lacks XLP_LONG_HEADER (xlp_info 0x%04X)", ErrBadPageHeader, h.Info)
 	}
-	if !powerOfTwo(uint64(h.SegmentSize)) || h.SegmentSize < minSegmentSize || h.SegmentSize > maxSegmentSize {
-		return h, fmt.Errorf("%w: segment size %d is not a power of two from 1 MiB to 1 GiB", ErrBadWALHeader, h.SegmentSize)
+	if !ValidSegmentSize(uint64(h.SegmentSize)) {
+		return h, fmt.Errorf("%w: segment size %d is not a power of two from 1 MiB to 1 GiB", ErrBadPageHeader, h.SegmentSize)
 	}
 	if !powerOfTwo(uint64(h.BlockSize)) || h.BlockSize < 1024 || h.BlockSize > 65536 {
-		return h, fmt.Errorf("%w: WAL block size %d is not a power of two from 1 KiB to 64 KiB", ErrBadWALHeader, h.BlockSize)
+		return h, fmt.Errorf("%w: WAL block size %d is not a power of two from 1 KiB to 64 KiB", ErrBadPageHeader, h.BlockSize)
 	}
 	return h, nil
+}
+
+// Encode appends the header's PageHeaderSize bytes to dst, little-endian,
+// as DecodePageHeader reads them; the padding is zero.
+func (h PageHeader) Encode(dst []byte) []byte {
+	le := binary.LittleEndian
+	dst = le.AppendUint16(dst, h.Magic)
+	dst = le.AppendUint16(dst, h.Info)
+	dst = le.AppendUint32(dst, h.Timeline)
+	dst = le.AppendUint64(dst, uint64(h.PageAddr))
+	dst = le.AppendUint32(dst, h.RemLen)
+	dst = le.AppendUint32(dst, 0) // padding to MAXALIGN
+	dst = le.AppendUint64(dst, h.SystemID)
+	dst = le.AppendUint32(dst, h.SegmentSize)
+	return le.AppendUint32(dst, h.BlockSize)
 }
 
 func powerOfTwo(n uint64) bool { return n != 0 && n&(n-1) == 0 }
@@ -132,19 +145,19 @@ func CheckSegment(name string, header []byte, size int64) (PageHeader, error) {
 	segSize := uint64(h.SegmentSize)
 	s, err := ParseSegmentName(seg, segSize)
 	if err != nil {
-		return h, fmt.Errorf("wal file %s: %w: %v", name, ErrBadWALHeader, err)
+		return h, fmt.Errorf("wal file %s: %w: %v", name, ErrBadPageHeader, err)
 	}
 	if want := s.StartLSN(segSize); h.PageAddr != want {
 		return h, fmt.Errorf("%w: segment name %s but page address %s (expected %s): recycled or misnamed file",
-			ErrBadWALHeader, seg, h.PageAddr, want)
+			ErrBadPageHeader, seg, h.PageAddr, want)
 	}
 	switch {
 	case partial && (size < PageHeaderSize || uint64(size) > segSize):
 		return h, fmt.Errorf("%w: partial segment %s is %d bytes, not between %d and the %d-byte segment size",
-			ErrBadWALHeader, name, size, PageHeaderSize, segSize)
+			ErrBadPageHeader, name, size, PageHeaderSize, segSize)
 	case !partial && uint64(size) != segSize:
 		return h, fmt.Errorf("%w: segment %s is %d bytes but its header says segments are %d bytes: truncated or padded file",
-			ErrBadWALHeader, name, size, segSize)
+			ErrBadPageHeader, name, size, segSize)
 	}
 	return h, nil
 }
@@ -163,7 +176,7 @@ func CheckSegmentFile(path, name string) (PageHeader, error) {
 	}
 	buf := make([]byte, PageHeaderSize)
 	if _, err := io.ReadFull(f, buf); err != nil {
-		return PageHeader{}, fmt.Errorf("%w: read header of %s: %v", ErrBadWALHeader, path, err)
+		return PageHeader{}, fmt.Errorf("%w: read header of %s: %v", ErrBadPageHeader, path, err)
 	}
 	if name == "" {
 		name = fi.Name()
