@@ -4,24 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
+	"strconv"
 
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
+// MetaPartialDataSize is the metadata key, on .partial objects, of the
+// number of bytes up to the last non-zero byte of the plain file: how much
+// WAL the copy holds (the rest is zero padding). hoard's addition.
+const MetaPartialDataSize = "partial-data-size"
+
 // PutPartialWAL stores the .partial segment at path (its base name must be
-// "<segment>.partial") as xlog/<segment>.partial, REPLACING any object of
-// that name. It exists for the daemon's WAL receiver, which uploads the
-// segment it is still receiving every wal_partial_upload_interval as it
-// grows, and the last .partial of an ended timeline once it is final: each
-// copy holds more WAL than the previous one, so the newest wins.
+// "<segment>.partial") as xlog/<segment>.partial, replacing an object of
+// that name that holds less WAL. It exists for the daemon's WAL receiver,
+// which uploads the segment it is still receiving every
+// wal_partial_upload_interval as it grows, and the last .partial of an
+// ended timeline once it is final: each copy holds more WAL than the
+// previous one, so the longest wins.
+//
+// A copy never goes backwards: a restarted receiver streams the segment
+// again from its start, and its first copies hold less than what an
+// earlier run stored. The stored object's MetaPartialDataSize (or, for an
+// object without it, its decoded content) says how much WAL it holds, and
+// a file that holds less is not stored (Stale in the result). Both are
+// prefixes of the same stream padded with zeros, so a file holding as
+// much is the same WAL.
 //
 // It is never used for complete segments, .history or .backup files: those
 // go through PushWAL, which never overwrites an archived object. A .partial
 // object is never needed by a restore that has the complete segment, and
 // restores fall back to it only at the end of the archive, so replacing it
-// cannot make the archive worse than before.
+// with a longer copy cannot make the archive worse than before.
 //
 // When the stored object already has the file's hash, nothing is written.
 func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions) (PushResult, error) {
@@ -35,19 +51,94 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 	}
 	defer src.Close()
 	alg := res.HashAlgorithm
+	size, err := dataSize(src.reader())
+	if err != nil {
+		return res, fmt.Errorf("put partial %s: %w", path, err)
+	}
 
-	// Skip the upload when the stored copy has the same hash (a retry
-	// after a crash, or a partial segment that did not grow).
 	switch obj, err := a.Store.Stat(ctx, res.Key); {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
 		return res, fmt.Errorf("put partial %s: stat %s: %w", path, res.Key, err)
 	case obj.Metadata[MetaHash] == res.Hash && obj.Metadata[MetaHashAlgorithm] == alg:
+		// A retry after a crash, or a segment that did not grow.
+		if err := storage.Sync(ctx, a.Store, res.Key); err != nil {
+			return res, fmt.Errorf("put partial %s: %w", path, err)
+		}
 		return res, nil
+	default:
+		stored, err := a.storedDataSize(ctx, obj)
+		if err != nil {
+			return res, fmt.Errorf("put partial %s: %w", path, err)
+		}
+		if stored > size {
+			res.Stale = true
+			return res, nil
+		}
 	}
 
-	if err := a.storeWAL(ctx, src, &res); err != nil {
+	md := storage.Metadata{MetaPartialDataSize: strconv.FormatInt(size, 10)}
+	if err := a.storeWAL(ctx, src, &res, md); err != nil {
 		return res, fmt.Errorf("put partial %s: %w", path, err)
 	}
 	return res, nil
+}
+
+// storedDataSize returns how many bytes of WAL the stored .partial obj
+// holds: its MetaPartialDataSize, or for an object written without it,
+// the position after the last non-zero byte of its decoded content.
+func (a *Archive) storedDataSize(ctx context.Context, obj storage.Object) (int64, error) {
+	if v, ok := obj.Metadata[MetaPartialDataSize]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%s: bad %s %q", obj.Key, MetaPartialDataSize, v)
+		}
+		return n, nil
+	}
+	rc, _, err := a.Codec.Open(ctx, a.Store, obj.Key)
+	if err != nil {
+		return 0, fmt.Errorf("read the stored copy: %w", err)
+	}
+	defer rc.Close()
+	n, err := dataSize(rc)
+	if err != nil {
+		return 0, fmt.Errorf("read the stored copy %s: %w", obj.Key, err)
+	}
+	return n, nil
+}
+
+// dataSize returns the position after the last non-zero byte of r.
+func dataSize(r io.Reader) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var off, end int64
+	for {
+		n, err := r.Read(buf)
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] != 0 {
+				end = off + int64(i) + 1
+				break
+			}
+		}
+		off += int64(n)
+		if err == io.EOF {
+			return end, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// DeletePartialWAL removes xlog/<segment>.partial, a copy of the segment
+// while it was being received, once the complete segment is stored: the
+// complete segment supersedes it. A missing object is not an error.
+func (a *Archive) DeletePartialWAL(ctx context.Context, segment string) error {
+	if !wal.IsSegmentName(segment) {
+		return fmt.Errorf("delete partial: %q is not a WAL segment name", segment)
+	}
+	key := a.Layout.WALKey(segment + ".partial")
+	if err := a.Store.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
 }

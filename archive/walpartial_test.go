@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -66,5 +68,110 @@ func TestArchive_PutPartialWAL_ErrRefused(t *testing.T) {
 	}
 	if _, err := a.Store.Stat(ctx, "site/xlog/"+other); err == nil {
 		t.Error("a refused partial was stored")
+	}
+}
+
+// A .partial copy never goes backwards, even for an archive opened anew (a
+// restarted daemon, which streams the segment again from its start): a
+// copy holding less WAL than the stored one is not stored, whether the
+// stored one records its size or (written before the size was recorded)
+// has to be read.
+func TestArchive_PutPartialWAL_NeverBackwards(t *testing.T) {
+	ctx := context.Background()
+	name := "000000010000000000000005"
+	full := waltest.Segment(t, name, 1<<20, 5)
+	padded := func(n int) []byte {
+		return append(append([]byte(nil), full[:n]...), make([]byte, len(full)-n)...)
+	}
+	short, longer := padded(300000), padded(700000)
+	for _, tc := range []struct {
+		name     string
+		recorded bool
+	}{{"OK", true}, {"OKWithoutSizeMetadata", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			first := walTestArchive(t, true)
+			dir := t.TempDir()
+			if tc.recorded {
+				if _, err := first.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", longer), PushOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				// As stored before MetaPartialDataSize existed.
+				src, res, err := first.openWALUpload(writeWALFile(t, dir, name+".partial", longer), name+".partial", PushOptions{}, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = first.storeWAL(ctx, src, &res, nil)
+				src.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Another Archive on the same store: nothing is remembered in
+			// memory.
+			restarted := &Archive{Store: first.Store, Codec: first.Codec, Layout: first.Layout, Site: first.Site}
+			res, err := restarted.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", short), PushOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Uploaded || !res.Stale {
+				t.Errorf("shorter copy: uploaded=%v stale=%v, want not uploaded and stale", res.Uploaded, res.Stale)
+			}
+			if got, _ := storedPlain(t, restarted, res.Key); !bytes.Equal(got, longer) {
+				t.Fatal("a shorter .partial replaced a longer one")
+			}
+			// The whole segment as a .partial (an ended timeline's last
+			// segment) holds more: it replaces the copy.
+			res, err = restarted.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", full), PushOptions{})
+			if err != nil || !res.Uploaded || res.Stale {
+				t.Fatalf("longer copy: %+v, %v", res, err)
+			}
+			got, md := storedPlain(t, restarted, res.Key)
+			if !bytes.Equal(got, full) {
+				t.Fatal("a longer .partial did not replace the stored one")
+			}
+			if want, _ := dataSize(bytes.NewReader(full)); md[MetaPartialDataSize] != strconv.FormatInt(want, 10) {
+				t.Errorf("%s = %q, want %d", MetaPartialDataSize, md[MetaPartialDataSize], want)
+			}
+		})
+	}
+}
+
+func TestDataSize(t *testing.T) {
+	for _, tc := range []struct {
+		b    []byte
+		want int64
+	}{
+		{nil, 0},
+		{make([]byte, 1000), 0},
+		{[]byte{1}, 1},
+		{append(append(make([]byte, 300<<10), 7), make([]byte, 5)...), 300<<10 + 1},
+		{append(make([]byte, 256<<10-1), 9), 256 << 10},
+	} {
+		got, err := dataSize(bytes.NewReader(tc.b))
+		if err != nil || got != tc.want {
+			t.Errorf("dataSize(%d bytes) = %d, %v; want %d", len(tc.b), got, err, tc.want)
+		}
+	}
+}
+
+func TestArchive_DeletePartialWAL(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	name := "000000010000000000000005"
+	seg := waltest.Segment(t, name, 1<<20, 5)
+	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, t.TempDir(), name+".partial", seg), PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a missing object is fine
+		if err := a.DeletePartialWAL(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Store.Stat(ctx, "site/xlog/"+name+".partial"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("stat after delete: %v, want not found", err)
+	}
+	if err := a.DeletePartialWAL(ctx, name+".partial"); err == nil {
+		t.Error("DeletePartialWAL accepted a .partial name")
 	}
 }

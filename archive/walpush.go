@@ -52,7 +52,10 @@ type PushResult struct {
 	Key  string // its storage key
 	// Uploaded is false when an identical file was already archived and
 	// nothing was written.
-	Uploaded      bool
+	Uploaded bool
+	// Stale is set by PutPartialWAL when the stored .partial holds more
+	// WAL than the file, which was not stored.
+	Stale         bool
 	Hash          string // hex digest of the plain file
 	HashAlgorithm string
 	// SegmentSize is the segment size read from the page header of a
@@ -105,10 +108,16 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	case err != nil:
 		return res, fmt.Errorf("push %s: %w", path, err)
 	case same:
+		// The push that stored it may have died before its own fsyncs
+		// (PostgreSQL retries a push it did not see succeed): success
+		// is reported only for an object that survives a crash.
+		if err := storage.Sync(ctx, a.Store, res.Key); err != nil {
+			return res, fmt.Errorf("push %s: %w", path, err)
+		}
 		return res, nil
 	}
 
-	if err := a.storeWAL(ctx, src, &res); err != nil {
+	if err := a.storeWAL(ctx, src, &res, nil); err != nil {
 		return res, fmt.Errorf("push %s: %w", path, err)
 	}
 	return res, nil
@@ -153,11 +162,14 @@ func (a *Archive) openWALUpload(path, name string, o PushOptions, checkHeader bo
 	return src, res, nil
 }
 
-// storeWAL uploads src through the codec with its hash and PostgreSQL
-// version as metadata, re-hashing it on the way so that a file changed
-// since it was hashed is not stored.
-func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult) error {
+// storeWAL uploads src through the codec with its hash, PostgreSQL
+// version and extra as metadata, re-hashing it on the way so that a file
+// changed since it was hashed is not stored.
+func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, extra storage.Metadata) error {
 	md := storage.Metadata{MetaHash: res.Hash, MetaHashAlgorithm: res.HashAlgorithm}
+	for k, v := range extra {
+		md[k] = v
+	}
 	if res.PGVersion != 0 {
 		md[MetaPGVersion] = strconv.Itoa(res.PGVersion)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -178,6 +179,53 @@ func TestArchive_PushWAL_AlreadyArchived(t *testing.T) {
 	}
 	if after.Metadata[MetaHashAlgorithm] != "sha1" || after.Size != before.Size {
 		t.Fatalf("object changed: %v", after)
+	}
+}
+
+// syncStore records the keys Sync was asked for.
+type syncStore struct {
+	storage.Store
+	mu   sync.Mutex
+	keys []string
+}
+
+func (s *syncStore) Sync(ctx context.Context, key string) error {
+	s.mu.Lock()
+	s.keys = append(s.keys, key)
+	s.mu.Unlock()
+	return storage.Sync(ctx, s.Store, key)
+}
+
+// A push that finds its file already archived makes the stored object
+// durable before reporting success: the push that stored it may have died
+// after its renames and before its fsyncs. The same for a .partial copy
+// that did not change.
+func TestArchive_PushWAL_AlreadyArchivedSyncs(t *testing.T) {
+	ctx := context.Background()
+	st := &syncStore{Store: storage.NewLocal(t.TempDir())}
+	a := &Archive{Store: st, Codec: &Codec{Compression: compress.Snappy}, Layout: Layout{Prefix: "site"}, Site: "site"}
+	name := "000000010000000000000003"
+	dir := t.TempDir()
+	seg := waltest.Segment(t, name, 1<<20, 3)
+	for _, p := range []string{writeWALFile(t, dir, name, seg), writeWALFile(t, dir, name+".partial", seg)} {
+		put := a.PushWAL
+		if strings.HasSuffix(p, ".partial") {
+			put = a.PutPartialWAL
+		}
+		if _, err := put(ctx, p, PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		st.keys = nil
+		res, err := put(ctx, p, PushOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Uploaded {
+			t.Fatalf("%s stored again", p)
+		}
+		if want := []string{res.Key}; !slices.Equal(st.keys, want) {
+			t.Errorf("%s already archived: synced %v, want %v", filepath.Base(p), st.keys, want)
+		}
 	}
 }
 

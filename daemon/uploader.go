@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // uploader adapts the site's archive to walstream.Uploader: complete
@@ -32,9 +34,15 @@ type uploader struct {
 	warned bool
 }
 
-// Upload archives a complete segment or .history file.
+// Upload archives a complete segment or .history file. A segment's
+// .partial copies, uploaded while it was being received, are deleted once
+// it is stored: an error doing so fails the call, and the retry finds the
+// segment stored and deletes them then.
 func (u *uploader) Upload(ctx context.Context, path string) error {
 	_, err := u.arch.PushWAL(ctx, path, u.push)
+	if name := filepath.Base(path); err == nil && wal.IsSegmentName(name) {
+		err = u.arch.DeletePartialWAL(ctx, name)
+	}
 	u.record(ctx, err)
 	return err
 }

@@ -36,6 +36,10 @@
 //     PGHoard's test data has a placeholder there). Data goes to a temp file,
 //     fsync, rename; then the sidecar the same way (a *.metadata_tmp name);
 //     then the directory is fsynced. A file without a sidecar is invisible.
+//     Directories Put creates are fsynced in their parents. Sync (the
+//     Syncer interface) fsyncs an existing object, its sidecar and its
+//     directories again, for a caller that finds an object a crashed Put
+//     may have left unsynced.
 //   - s3: an aws-sdk-go-v2 client built from region, static keys or the AWS
 //     default chain, host/port/is_secure for S3-compatible servers, path
 //     addressing by default (as PGHoard), is_verify_tls and cert_path, and

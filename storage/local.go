@@ -16,7 +16,10 @@ import (
 	"strings"
 )
 
-var _ Store = (*Local)(nil)
+var (
+	_ Store  = (*Local)(nil)
+	_ Syncer = (*Local)(nil)
+)
 
 // Local is PGHoard's "local" storage: the object for key K is the file
 // <root>/K and its metadata the sidecar <root>/K.metadata, a JSON object of
@@ -24,6 +27,8 @@ var _ Store = (*Local)(nil)
 // without a sidecar is invisible, so the sidecar is written last.
 type Local struct {
 	root string
+	// fsync is (*os.File).Sync; tests replace it to see what is synced.
+	fsync func(*os.File) error
 }
 
 // NewLocal returns the local store rooted at dir (PGHoard's
@@ -69,7 +74,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 		return fmt.Errorf("put: %w", err)
 	}
 	dir, base := filepath.Split(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := l.mkdirAll(dir); err != nil {
 		return localErr("put", key, err)
 	}
 	sum, tmp, err := writeTemp(ctx, dir, "."+base+".tmp-*", r)
@@ -109,6 +114,86 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	}
 	return nil
 }
+
+// mkdirAll creates dir and its missing parents, as os.MkdirAll does, and
+// fsyncs the parent of each directory it created, so that a crash cannot
+// take away a directory, with the objects in it, after Put returned.
+func (l *Local) mkdirAll(dir string) error {
+	dir = filepath.Clean(dir)
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		if err := l.syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sync fsyncs the object's file and sidecar, its directory and every
+// directory up to the store's root and the root's parent: a Put that died
+// before its own fsyncs may have created any of them.
+func (l *Local) Sync(ctx context.Context, key string) error {
+	p, _, err := l.readSidecar("sync", key)
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{p, p + sidecarSuffix} {
+		if err := l.syncFile(name); err != nil {
+			return localErr("sync", key, err)
+		}
+	}
+	root := filepath.Clean(l.root)
+	for d := filepath.Dir(p); ; d = filepath.Dir(d) {
+		if err := l.syncDir(d); err != nil {
+			return localErr("sync", key, err)
+		}
+		if d == root || filepath.Dir(d) == d || !strings.HasPrefix(d, root) {
+			break
+		}
+	}
+	if err := l.syncDir(filepath.Dir(root)); err != nil {
+		return localErr("sync", key, err)
+	}
+	return nil
+}
+
+// syncFile fsyncs the file or directory at name.
+func (l *Local) syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	if l.fsync != nil {
+		err = l.fsync(f)
+	} else {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir fsyncs a directory so that the entries created in it survive a
+// crash.
+func (l *Local) syncDir(dir string) error { return l.syncFile(dir) }
 
 // writeTemp copies r into a new fsynced temp file in dir and returns the
 // SHA-256 of the bytes and the file's path. On error it leaves nothing.

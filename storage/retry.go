@@ -53,7 +53,10 @@ type retryStore struct {
 	o RetryOptions
 }
 
-var _ Store = (*retryStore)(nil)
+var (
+	_ Store  = (*retryStore)(nil)
+	_ Syncer = (*retryStore)(nil)
+)
 
 // do runs f until it succeeds, fails for good, or runs out of attempts.
 func (r *retryStore) do(ctx context.Context, op, key string, f func() error) error {
@@ -179,3 +182,12 @@ func (r *retryStore) Delete(ctx context.Context, key string) error {
 }
 
 func (r *retryStore) Close() error { return r.s.Close() }
+
+// Sync passes Sync on to the wrapped store when it has one, retrying
+// transient errors.
+func (r *retryStore) Sync(ctx context.Context, key string) error {
+	if _, ok := r.s.(Syncer); !ok {
+		return nil
+	}
+	return r.do(ctx, "sync", key, func() error { return Sync(ctx, r.s, key) })
+}

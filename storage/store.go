@@ -56,3 +56,26 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// Syncer is implemented by stores whose objects can be visible before they
+// are durable. The local store is one: a Put that dies after its renames but
+// before it fsynced the directory leaves an object that Stat and Open see
+// and that a crash of the host can still take away. Object stores make an
+// object durable before the upload returns, and have nothing to sync.
+type Syncer interface {
+	// Sync makes the object under key, its metadata and the directory
+	// entries leading to it durable. A missing key is an error wrapping
+	// ErrNotFound.
+	Sync(ctx context.Context, key string) error
+}
+
+// Sync makes the object under key durable when s is a Syncer, and does
+// nothing otherwise. A caller that finds an object already stored (a
+// retried wal-push) calls it before reporting success, as the Put that
+// wrote the object may not have finished.
+func Sync(ctx context.Context, s Store, key string) error {
+	if y, ok := s.(Syncer); ok {
+		return y.Sync(ctx, key)
+	}
+	return nil
+}

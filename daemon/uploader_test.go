@@ -1,0 +1,64 @@
+package daemon
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// walSegment writes a 1 MiB segment file called name (timeline 1, segment
+// 5) into dir, with a PostgreSQL 15 page header, and returns its path.
+func walSegment(t *testing.T, dir, name string) string {
+	t.Helper()
+	b := make([]byte, 1<<20)
+	le := binary.LittleEndian
+	le.PutUint16(b[0:], 0xD110) // PostgreSQL 15's XLOG_PAGE_MAGIC
+	le.PutUint16(b[2:], 0x0002) // XLP_LONG_HEADER
+	le.PutUint32(b[4:], 1)
+	le.PutUint64(b[8:], 5<<20)
+	le.PutUint64(b[24:], 7123456789012345678)
+	le.PutUint32(b[32:], 1<<20)
+	le.PutUint32(b[36:], 8192)
+	for i := 8192; i < len(b); i += 8192 {
+		b[i] = 1
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Once a complete segment is stored, the .partial copies uploaded while
+// it was being received are deleted.
+func TestUploader_UploadDeletesPartial(t *testing.T) {
+	ctx := context.Background()
+	arch := &archive.Archive{Store: storage.NewLocal(t.TempDir()), Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "test"}, Site: "test"}
+	u := &uploader{arch: arch, log: zerolog.Nop(), warn: func(bool) {}, failed: func() {}, uploaded: func() {}}
+	name := "000000010000000000000005"
+	dir := t.TempDir()
+	if err := u.UploadPartial(ctx, walSegment(t, dir, name+".partial")); err != nil {
+		t.Fatal(err)
+	}
+	partialKey := arch.Layout.WALKey(name + ".partial")
+	if _, err := arch.Store.Stat(ctx, partialKey); err != nil {
+		t.Fatalf("partial not stored: %v", err)
+	}
+	if err := u.Upload(ctx, walSegment(t, dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := arch.Store.Stat(ctx, arch.Layout.WALKey(name)); err != nil {
+		t.Errorf("segment not stored: %v", err)
+	}
+	if _, err := arch.Store.Stat(ctx, partialKey); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("%s still stored after the complete segment (err %v)", partialKey, err)
+	}
+}
