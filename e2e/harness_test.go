@@ -69,6 +69,9 @@ type siteOptions struct {
 // archive_command, stored in a local directory.
 func newSite(t testing.TB, o siteOptions) *site {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: the binary is built only without -short")
+	}
 	dir := pgtest.TempDir(t)
 	s := &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json"), storeDir: filepath.Join(dir, "store")}
 	if o.Compression == "" {
