@@ -23,11 +23,35 @@ type Archive struct {
 	MovedFrom []*Archive
 }
 
-// ListBackups returns the site's complete basebackups, oldest first. Only
-// objects directly under basebackup/ count (PGHoard's rule), so chunks of a
-// backup that never finished are never listed: the main object is written
-// last.
-func (a *Archive) ListBackups(ctx context.Context) ([]*BackupInfo, error) {
+// DamagedBackup is a backup whose main object is stored but whose metadata
+// cannot be read: a local store's sidecar that is not JSON, or a field
+// ParseBackupInfo refuses (a start time that is no time, an LSN that is no
+// LSN). Nothing about it can be trusted, not even its start: it is never
+// chosen for a restore, never counted or deleted by retention, and its
+// name is never reused.
+type DamagedBackup struct {
+	Name string // backup name without the control suffix
+	Key  string // key of the main object
+	Err  error  // why its metadata cannot be read
+	// Archive is the archive whose store holds it, set by ScanAllBackups
+	// (nil otherwise: the archive listing it).
+	Archive *Archive
+}
+
+// Backups is a listing of basebackups: the sound ones oldest first, and the
+// damaged ones by key.
+type Backups struct {
+	Sound   []*BackupInfo
+	Damaged []*DamagedBackup
+}
+
+// ScanBackups lists the site's complete basebackups. Only objects directly
+// under basebackup/ count (PGHoard's rule), so chunks of a backup that
+// never finished are never listed: the main object is written last. A
+// backup whose metadata cannot be read is listed in Damaged and does not
+// stop the listing; an error reading the store does.
+func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
+	var out Backups
 	dir := a.Layout.Dir(BasebackupDir)
 	var keys []storage.Object
 	err := a.Store.List(ctx, dir, func(o storage.Object) error {
@@ -39,45 +63,67 @@ func (a *Archive) ListBackups(ctx context.Context) ([]*BackupInfo, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list backups of site %s: %w", a.Site, err)
+		return out, fmt.Errorf("list backups of site %s: %w", a.Site, err)
 	}
-	var out []*BackupInfo
 	for _, o := range keys {
 		st, err := a.Store.Stat(ctx, o.Key)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted since the listing
 		}
+		if errors.Is(err, storage.ErrBadMetadata) {
+			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("stat backup %s: %w", o.Key, err)
+			return out, fmt.Errorf("stat backup %s: %w", o.Key, err)
 		}
 		b, err := ParseBackupInfo(o.Key, st.Size, st.Metadata)
 		if err != nil {
-			return nil, err
+			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})
+			continue
 		}
-		out = append(out, b)
+		out.Sound = append(out.Sound, b)
 	}
-	SortBackups(out)
+	SortBackups(out.Sound)
 	return out, nil
 }
 
-// ListAllBackups returns the complete basebackups of a and of every site
-// it moved from (a.MovedFrom), oldest first, as PGHoard's restore lists
-// them. Each backup's Archive is the archive that holds it: read its
-// control object and chunks from there (ArchiveOf).
-func (a *Archive) ListAllBackups(ctx context.Context) ([]*BackupInfo, error) {
-	var out []*BackupInfo
+// ScanAllBackups is ScanBackups over a and every site it moved from
+// (a.MovedFrom), as PGHoard's restore lists them. Each backup's Archive is
+// the archive that holds it: read its control object and chunks from there
+// (ArchiveOf).
+func (a *Archive) ScanAllBackups(ctx context.Context) (Backups, error) {
+	var out Backups
 	for _, s := range a.sites() {
-		bs, err := s.ListBackups(ctx)
+		bs, err := s.ScanBackups(ctx)
 		if err != nil {
-			return nil, err
+			return Backups{}, err
 		}
-		for _, b := range bs {
+		for _, b := range bs.Sound {
 			b.Archive = s
 		}
-		out = append(out, bs...)
+		for _, d := range bs.Damaged {
+			d.Archive = s
+		}
+		out.Sound = append(out.Sound, bs.Sound...)
+		out.Damaged = append(out.Damaged, bs.Damaged...)
 	}
-	SortBackups(out)
+	SortBackups(out.Sound)
 	return out, nil
+}
+
+// ListBackups returns the site's sound basebackups, oldest first (see
+// ScanBackups); damaged ones are left out.
+func (a *Archive) ListBackups(ctx context.Context) ([]*BackupInfo, error) {
+	bs, err := a.ScanBackups(ctx)
+	return bs.Sound, err
+}
+
+// ListAllBackups returns the sound basebackups of a and of every site it
+// moved from, oldest first (see ScanAllBackups); damaged ones are left out.
+func (a *Archive) ListAllBackups(ctx context.Context) ([]*BackupInfo, error) {
+	bs, err := a.ScanAllBackups(ctx)
+	return bs.Sound, err
 }
 
 // ArchiveOf returns the archive holding b: b.Archive when ListAllBackups
@@ -92,9 +138,15 @@ func (a *Archive) ArchiveOf(b *BackupInfo) *Archive {
 // FindBackup returns the backup called name (with or without the control
 // suffix, or as a full key), or the newest when name is "" or "latest".
 func (a *Archive) FindBackup(ctx context.Context, name string) (*BackupInfo, error) {
-	bs, err := a.ListBackups(ctx)
+	listed, err := a.ScanBackups(ctx)
 	if err != nil {
 		return nil, err
+	}
+	bs := listed.Sound
+	for _, d := range listed.Damaged {
+		if name != "" && name != "latest" && d.Name == BackupName(name) {
+			return nil, fmt.Errorf("site %s: backup %s is damaged: %w", a.Site, d.Name, d.Err)
+		}
 	}
 	if len(bs) == 0 {
 		return nil, fmt.Errorf("site %s has no basebackups: %w", a.Site, ErrNoBackup)

@@ -1,7 +1,15 @@
 package archive
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/storage"
@@ -51,5 +59,85 @@ func TestListAllBackups(t *testing.T) {
 	}
 	if own[0].Archive != nil || a.ArchiveOf(own[0]) != a {
 		t.Errorf("ListBackups: first backup held by %v, want a with Archive unset", own[0].Archive)
+	}
+}
+
+// damageBackup rewrites the metadata of backup name's main object in a's
+// store: key=value is set in it.
+func damageBackup(t testing.TB, a *Archive, name, key, value string) {
+	t.Helper()
+	ctx := context.Background()
+	k := a.Layout.BackupKey(name)
+	rc, md, err := a.Store.Open(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	md[key] = value
+	if err := a.Store.Put(ctx, k, bytes.NewReader(data), md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanBackups_Damaged: one backup with an unparsable start time, one
+// with a bad LSN and one whose local sidecar was cut short are listed as
+// damaged, each with its reason; the sound ones stay listed and usable.
+func TestScanBackups_Damaged(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := &Archive{Store: storage.NewLocal(dir), Codec: &Codec{}, Layout: Layout{Prefix: "s"}, Site: "s"}
+	for i, name := range []string{"2024-03-01_10-00_0", "2024-03-02_10-00_0", "2024-03-03_10-00_0", "2024-03-04_10-00_0", "2024-03-05_10-00_0"} {
+		putBackup(t, a, name, fmt.Sprintf("00000001000000000000000%d", i+1), 1, 0)
+	}
+	damageBackup(t, a, "2024-03-02_10-00_0", MetaStartTime, "yesterday")
+	damageBackup(t, a, "2024-03-03_10-00_0", MetaEndLSN, "0/zz")
+	sidecar := filepath.Join(dir, filepath.FromSlash(a.Layout.BackupKey("2024-03-05_10-00_0"))+".metadata")
+	js, err := os.ReadFile(sidecar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sidecar, js[:len(js)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	bs, err := a.ScanBackups(ctx)
+	if err != nil {
+		t.Fatalf("ScanBackups = %v, want the damaged backups listed, not an error", err)
+	}
+	var sound []string
+	for _, b := range bs.Sound {
+		sound = append(sound, b.Name)
+	}
+	if want := []string{"2024-03-01_10-00_0", "2024-03-04_10-00_0"}; !slices.Equal(sound, want) {
+		t.Errorf("sound backups %v, want %v", sound, want)
+	}
+	want := map[string]string{
+		"2024-03-02_10-00_0": MetaStartTime,
+		"2024-03-03_10-00_0": MetaEndLSN,
+		"2024-03-05_10-00_0": ".metadata",
+	}
+	if len(bs.Damaged) != len(want) {
+		t.Fatalf("damaged %v, want %v", bs.Damaged, want)
+	}
+	for _, d := range bs.Damaged {
+		if why, ok := want[d.Name]; !ok || !strings.Contains(d.Err.Error(), why) || d.Key != a.Layout.BackupKey(d.Name) {
+			t.Errorf("damaged %s (%s): %v; want the reason to name %q", d.Name, d.Key, d.Err, want[d.Name])
+		}
+	}
+	if !errors.Is(bs.Damaged[2].Err, storage.ErrBadMetadata) {
+		t.Errorf("cut sidecar: %v, want ErrBadMetadata", bs.Damaged[2].Err)
+	}
+
+	// ListBackups and ListAllBackups keep to the sound ones.
+	if l, err := a.ListAllBackups(ctx); err != nil || len(l) != 2 {
+		t.Errorf("ListAllBackups = %d backups, %v; want 2", len(l), err)
+	}
+	all, err := a.ScanAllBackups(ctx)
+	if err != nil || len(all.Damaged) != 3 || all.Damaged[0].Archive != a {
+		t.Errorf("ScanAllBackups = %+v, %v; want 3 damaged held by a", all, err)
 	}
 }

@@ -403,14 +403,20 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	stored := map[string][]walObject{}
 	var walNames []string
 	for _, s := range a.sites() {
-		bs, err := s.ListBackups(ctx)
+		scan, err := s.ScanBackups(ctx)
 		if err != nil {
 			return RetentionPlan{}, err
 		}
+		bs := scan.Sound
 		listed[s.Site] = map[string]bool{}
 		for _, b := range bs {
 			holder[b] = s.Site
 			listed[s.Site][b.Name] = true
+		}
+		// A damaged backup is neither counted nor deleted, and its chunks
+		// are not orphans: someone must look at it.
+		for _, d := range scan.Damaged {
+			listed[s.Site][d.Name] = true
 		}
 		backups = append(backups, bs...)
 		dir := s.Layout.Dir(XLogDir)

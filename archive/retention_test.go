@@ -521,6 +521,26 @@ func newRetentionFixture(t testing.TB) *retentionFixture {
 }
 
 func TestArchive_ApplyRetention(t *testing.T) {
+	t.Run("Damaged", func(t *testing.T) {
+		// A backup whose metadata cannot be read, older than every other:
+		// retention neither counts nor deletes it, nor its chunks.
+		f := newRetentionFixture(t)
+		ctx := context.Background()
+		damaged := putBackup(t, f.a, "2024-03-04_10-00_0", "000000010000000000000001", 2, 0)
+		damageBackup(t, f.a, "2024-03-04_10-00_0", MetaStartTime, "last week")
+		plan, err := f.a.PlanRetention(ctx, f.policy, f.now)
+		if err != nil {
+			t.Fatalf("PlanRetention with a damaged backup: %v", err)
+		}
+		if _, err := f.a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+			t.Fatal(err)
+		}
+		want := append(append([]string{}, f.keep...), damaged...)
+		sort.Strings(want)
+		if diff := cmp.Diff(want, allKeys(t, f.a)); diff != "" {
+			t.Errorf("objects after retention (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("OK", func(t *testing.T) {
 		f := newRetentionFixture(t)
 		ctx := context.Background()

@@ -401,4 +401,11 @@ func TestChooseName(t *testing.T) {
 	if err != nil || name != "2026-03-04_04-06_2" {
 		t.Fatalf("chooseName with a backup and leftover chunks = %q, %v", name, err)
 	}
+	// A backup whose metadata cannot be read is still stored under its
+	// name: never reused.
+	put(a.Layout.BackupKey("2026-03-04_04-06_2"), storage.Metadata{"start-time": "not a time"})
+	name, err = chooseName(ctx, a, start)
+	if err != nil || name != "2026-03-04_04-06_3" {
+		t.Fatalf("chooseName with a damaged backup = %q, %v", name, err)
+	}
 }

@@ -75,13 +75,17 @@ const nameLayout = "2006-01-02_15-04"
 // backup of the site uses and under which no chunks are stored (those of
 // a backup that died before it could clean up).
 func chooseName(ctx context.Context, a *archive.Archive, start time.Time) (string, error) {
-	backups, err := a.ListBackups(ctx)
+	backups, err := a.ScanBackups(ctx)
 	if err != nil {
 		return "", fmt.Errorf("basebackup: %w", err)
 	}
 	used := map[string]bool{}
-	for _, b := range backups {
+	for _, b := range backups.Sound {
 		used[b.Name] = true
+	}
+	// A damaged backup's object is still stored: never write over it.
+	for _, d := range backups.Damaged {
+		used[d.Name] = true
 	}
 	base := start.UTC().Format(nameLayout)
 	for n := 0; ; n++ {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,7 +24,10 @@ func listCommand() *cli.Command {
 			"name, the site whose storage holds it, stored size (total-size-enc, else the control\n" +
 			"object's size), original size, start and end time, start and end LSN, and timeline.\n" +
 			"Backups written by PGHoard record no LSNs: they are shown from the WAL segment names.\n" +
-			"--json prints every field and the stored metadata.",
+			"A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:\n" +
+			"restore never chooses it, and the others stay usable.\n" +
+			"--json prints every field and the stored metadata (a damaged backup: name, key, site\n" +
+			"and \"damaged\", the reason).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also print each backup's metadata"},
@@ -60,6 +64,9 @@ type backupJSON struct {
 	DecisionTime     *time.Time        `json:"backup_decision_time"`
 	NormalizedTime   *time.Time        `json:"normalized_backup_time"`
 	Metadata         map[string]string `json:"metadata"`
+	// Damaged says why the backup's metadata cannot be read; only the name,
+	// key and site are set then.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 func runList(c *cli.Context) error {
@@ -71,9 +78,12 @@ func runList(c *cli.Context) error {
 		return err
 	}
 	defer closeAll()
-	bs, err := env.archive.ListAllBackups(c.Context)
+	bs, err := env.archive.ScanAllBackups(c.Context)
 	if err != nil {
 		return err
+	}
+	for _, d := range bs.Damaged {
+		env.log.Warn().Err(d.Err).Str("backup", d.Name).Str("key", d.Key).Msg("damaged backup: its metadata cannot be read")
 	}
 	if c.Bool("json") {
 		return writeBackupsJSON(c.App.Writer, bs)
@@ -81,12 +91,23 @@ func runList(c *cli.Context) error {
 	return writeBackupsTable(c.App.Writer, bs, c.Bool("verbose"))
 }
 
-func writeBackupsJSON(w io.Writer, bs []*archive.BackupInfo) error {
-	out := make([]backupJSON, 0, len(bs))
-	for _, b := range bs {
+func writeBackupsJSON(w io.Writer, bs archive.Backups) error {
+	out := make([]backupJSON, 0, len(bs.Sound)+len(bs.Damaged))
+	for _, b := range bs.Sound {
 		out = append(out, newBackupJSON(b))
 	}
+	for _, d := range bs.Damaged {
+		out = append(out, backupJSON{Name: d.Name, Key: d.Key, Site: damagedSite(d), Damaged: d.Err.Error()})
+	}
 	return writeJSON(w, out)
+}
+
+// damagedSite names the site whose storage holds d, "-" when unknown.
+func damagedSite(d *archive.DamagedBackup) string {
+	if d.Archive != nil {
+		return d.Archive.Site
+	}
+	return "-"
 }
 
 // newBackupJSON is the JSON view of a backup, shared by list and basebackup.
@@ -118,7 +139,8 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func writeBackupsTable(w io.Writer, bs []*archive.BackupInfo, verbose bool) error {
+func writeBackupsTable(w io.Writer, all archive.Backups, verbose bool) error {
+	bs := all.Sound
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\n")
 	printf(tw, "----------\t----\t-----------\t---------\t----------\t--------\t---------\t-------\t---\n")
@@ -139,7 +161,10 @@ func writeBackupsTable(w io.Writer, bs []*archive.BackupInfo, verbose bool) erro
 			}
 		}
 	}
-	if len(bs) == 0 {
+	for _, d := range all.Damaged {
+		printf(tw, "%s\t%s\tDAMAGED: %s\n", d.Name, damagedSite(d), oneLine(d.Err.Error()))
+	}
+	if len(bs) == 0 && len(all.Damaged) == 0 {
 		printf(tw, "(no basebackups)\n")
 	}
 	return tw.Flush()
@@ -155,6 +180,12 @@ func holdingSite(b *archive.BackupInfo) string {
 		return b.Site
 	}
 	return "-"
+}
+
+// oneLine keeps a message on one table row: tabs and line breaks become
+// spaces.
+func oneLine(s string) string {
+	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
 }
 
 func timePtr(t time.Time) *time.Time {

@@ -41,7 +41,7 @@ func testBackups(t *testing.T) []*archive.BackupInfo {
 
 func TestWriteBackupsTable(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, testBackups(t), true); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: testBackups(t)}, true); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -62,7 +62,7 @@ func TestWriteBackups_HoldingSite(t *testing.T) {
 	bs[0].Archive = old // PGHoard's backup, no site in its metadata
 	bs[1].Site = "newsite"
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, bs, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(b.String(), "\n")
@@ -71,7 +71,7 @@ func TestWriteBackups_HoldingSite(t *testing.T) {
 		t.Errorf("table does not name the sites:\n%s", b.String())
 	}
 	b.Reset()
-	if err := writeBackupsJSON(&b, bs); err != nil {
+	if err := writeBackupsJSON(&b, archive.Backups{Sound: bs}); err != nil {
 		t.Fatal(err)
 	}
 	var got []map[string]any
@@ -85,7 +85,7 @@ func TestWriteBackups_HoldingSite(t *testing.T) {
 
 func TestWriteBackupsJSON(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeBackupsJSON(&b, testBackups(t)); err != nil {
+	if err := writeBackupsJSON(&b, archive.Backups{Sound: testBackups(t)}); err != nil {
 		t.Fatal(err)
 	}
 	var got []map[string]any
@@ -105,7 +105,7 @@ func TestWriteBackupsJSON(t *testing.T) {
 		t.Errorf("metadata: %v", got[0]["metadata"])
 	}
 	var empty bytes.Buffer
-	if err := writeBackupsJSON(&empty, nil); err != nil || strings.TrimSpace(empty.String()) != "[]" {
+	if err := writeBackupsJSON(&empty, archive.Backups{}); err != nil || strings.TrimSpace(empty.String()) != "[]" {
 		t.Errorf("no backups: %q, %v", empty.String(), err)
 	}
 }
@@ -171,5 +171,88 @@ func TestList_MovedFrom(t *testing.T) {
 		if strings.Join(seen, " ") != want {
 			t.Errorf("hoard %v lists %v, want %s", args, seen, want)
 		}
+	}
+}
+
+// TestList_DamagedBackup: a backup with a bad start time, one with a bad
+// LSN and one whose local sidecar is cut short do not make hoard list fail:
+// they are listed as damaged with the reason, and the sound one as usual.
+func TestList_DamagedBackup(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	store := filepath.Join(root, "store")
+	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}}
+	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	for i, damage := range []map[string]string{
+		nil,
+		{archive.MetaStartTime: "2026-13-45T99:00:00Z"},
+		{archive.MetaStartLSN: "not-an-lsn"},
+		nil, // its sidecar is cut below
+	} {
+		info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start.Add(time.Duration(i) * time.Hour)}
+		md := info.ToMetadata()
+		for k, v := range damage {
+			md[k] = v
+		}
+		name := fmt.Sprintf("2026-01-02_0%d-00_0", 3+i)
+		body := []byte("control")
+		if _, err := a.Codec.Put(ctx, st, a.Layout.BackupKey(name), bytes.NewReader(body), int64(len(body)), md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sidecar := filepath.Join(store, filepath.FromSlash(a.Layout.BackupKey("2026-01-02_06-00_0"))+".metadata")
+	js, err := os.ReadFile(sidecar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sidecar, js[:len(js)-20], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": "s", "object_storage": {"storage_type": "local", "directory": %q}}}}`,
+		filepath.Join(root, "state"), store)
+	cfgFile := filepath.Join(root, "hoard.json")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		app := App("test")
+		app.Writer, app.ErrWriter = &out, &errOut
+		if err := app.RunContext(ctx, append([]string{"hoard", "--config", cfgFile, "list"}, args...)); err != nil {
+			t.Fatalf("hoard list %v: %v\n%s", args, err, errOut.String())
+		}
+		return out.String()
+	}
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(list("--json")), &got); err != nil {
+		t.Fatal(err)
+	}
+	damaged := map[string]string{}
+	for _, b := range got {
+		if d, ok := b["damaged"].(string); ok {
+			damaged[b["name"].(string)] = d
+		} else if b["name"] != "2026-01-02_03-00_0" {
+			t.Errorf("listed %v as sound", b["name"])
+		}
+	}
+	for name, why := range map[string]string{
+		"2026-01-02_04-00_0": archive.MetaStartTime, "2026-01-02_05-00_0": archive.MetaStartLSN, "2026-01-02_06-00_0": "metadata",
+	} {
+		if !strings.Contains(damaged[name], why) {
+			t.Errorf("%s: damaged = %q, want the reason to name %s", name, damaged[name], why)
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("listed %d backups, want 4: %v", len(got), got)
+	}
+	table := list()
+	if !strings.Contains(table, "2026-01-02_03-00_0") || strings.Count(table, "DAMAGED") != 3 {
+		t.Errorf("table:\n%s", table)
 	}
 }

@@ -130,10 +130,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	log := o.Logger.With().Str("component", "restore").Str("site", o.Archive.Site).Logger()
 	a := o.Archive
-	backups, err := a.ListAllBackups(ctx)
+	listed, err := a.ScanAllBackups(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDamaged(log, listed.Damaged, o.Backup); err != nil {
+		return nil, err
+	}
+	backups := listed.Sound
 	t := o.Target
 	if t.Name != "" && (o.Backup == "" || o.Backup == "latest") && len(backups) > 0 {
 		lsn, err := FindRestorePoint(ctx, a, t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments)
@@ -238,6 +242,23 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Elapsed = time.Since(began)
 	log.Info().Int64("bytes", res.Bytes).Dur("elapsed", res.Elapsed).Msg("restore done")
 	return res, nil
+}
+
+// ErrDamagedBackup is returned (wrapped) when the backup asked for by name
+// is listed but its metadata cannot be read.
+var ErrDamagedBackup = errors.New("damaged backup")
+
+// checkDamaged refuses a damaged backup asked for by name; when the backup
+// is chosen automatically it logs each damaged one, which selection never
+// sees.
+func checkDamaged(log zerolog.Logger, damaged []*archive.DamagedBackup, name string) error {
+	for _, d := range damaged {
+		if name != "" && name != "latest" && archive.BackupName(name) == d.Name {
+			return fmt.Errorf("backup %s is damaged and cannot be restored (choose another with hoard list): %w: %w", d.Name, ErrDamagedBackup, d.Err)
+		}
+		log.Warn().Err(d.Err).Str("backup", d.Name).Str("key", d.Key).Msg("skipping damaged backup: its metadata cannot be read")
+	}
+	return nil
 }
 
 // checkFormat refuses the backup formats Run cannot restore, naming them.

@@ -20,14 +20,20 @@ import (
 // what to check. Test with errors.Is; WithRetry never retries them.
 var ErrPermanent = errors.New("permanent storage error")
 
+// ErrBadMetadata marks an object whose metadata is stored but cannot be
+// read (a local store's sidecar that is not a JSON object): the object is
+// damaged, not missing, and retrying cannot help.
+var ErrBadMetadata = errors.New("unreadable object metadata")
+
 // IsTransient reports whether err may go away if the operation is tried
-// again: it is not nil, not ErrNotFound, not ErrPermanent and not a context
-// cancellation or deadline.
+// again: it is not nil, not ErrNotFound, ErrPermanent or ErrBadMetadata,
+// and not a context cancellation or deadline.
 func IsTransient(err error) bool {
 	switch {
 	case err == nil,
 		errors.Is(err, ErrNotFound),
 		errors.Is(err, ErrPermanent),
+		errors.Is(err, ErrBadMetadata),
 		errors.Is(err, context.Canceled),
 		errors.Is(err, context.DeadlineExceeded):
 		return false

@@ -297,7 +297,7 @@ func (l *Local) readSidecar(op, key string) (string, Metadata, error) {
 	}
 	var raw map[string]any
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return "", nil, fmt.Errorf("%s %s: parse %s: %w", op, key, filepath.Base(p)+sidecarSuffix, err)
+		return "", nil, fmt.Errorf("%s %s: parse %s: %w: %w", op, key, filepath.Base(p)+sidecarSuffix, ErrBadMetadata, err)
 	}
 	md := make(Metadata, len(raw))
 	for k, v := range raw {

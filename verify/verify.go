@@ -59,7 +59,8 @@ type Report struct {
 	Segments int    `json:"wal_segments"`
 	Newest   string `json:"newest_wal_segment"`
 	// Problems are findings that belong to no single backup: a missing
-	// timeline history, damaged WAL objects.
+	// timeline history, damaged WAL objects, a backup whose metadata cannot
+	// be read (listed as damaged and left out of Backups).
 	Problems []string `json:"problems"`
 	Elapsed  Duration `json:"elapsed_seconds"`
 }
@@ -138,9 +139,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	log := o.Logger.With().Str("component", "verify").Str("site", a.Site).Logger()
 	rep := &Report{Site: a.Site, Full: o.Full, Checked: began.UTC(), Backups: []BackupReport{}, Problems: []string{}}
 
-	backups, err := a.ListBackups(ctx)
+	listed, err := a.ScanBackups(ctx)
 	if err != nil {
 		return nil, err
+	}
+	backups := listed.Sound
+	for _, d := range listed.Damaged {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("backup %s is damaged (%s): %v", d.Name, d.Key, d.Err))
 	}
 	idx, err := listWAL(ctx, a)
 	if err != nil {

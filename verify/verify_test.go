@@ -382,3 +382,34 @@ func TestCheckContinuity(t *testing.T) {
 		t.Errorf("gap %q", got)
 	}
 }
+
+// TestRun_DamagedBackup: a backup whose metadata cannot be parsed is named
+// as damaged; the others are checked as usual and stay OK.
+func TestRun_DamagedBackup(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	bad := putBackup(t, a, "b2", 1, 4, 4, t0.Add(time.Hour))
+	putBackup(t, a, "b3", 1, 5, 5, t0.Add(2*time.Hour))
+	putSegments(t, a, 1, 1, 7)
+	md := bad.ToMetadata()
+	md[archive.MetaStartTime] = "half past nine"
+	body := []byte("control")
+	if _, err := a.Codec.Put(context.Background(), a.Store, bad.Key, bytes.NewReader(body), int64(len(body)), md); err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, a, false)
+	if rep.OK() {
+		t.Fatal("a damaged backup left the report OK")
+	}
+	if p := strings.Join(rep.Problems, "\n"); !strings.Contains(p, "backup b2 is damaged") || !strings.Contains(p, "half past nine") {
+		t.Errorf("problems %q do not name the damaged backup", p)
+	}
+	if len(rep.Backups) != 2 || rep.Backups[0].Name != "b1" || rep.Backups[1].Name != "b3" {
+		t.Fatalf("backups %+v, want b1 and b3", rep.Backups)
+	}
+	for _, b := range rep.Backups {
+		if b.Status != StatusOK {
+			t.Errorf("%s: %s %v", b.Name, b.Status, b.Problems)
+		}
+	}
+}
