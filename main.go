@@ -19,7 +19,8 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := command.App(version).RunContext(ctx, os.Args)
+	app := command.App(version)
+	err := app.RunContext(ctx, command.OrderArgs(app, os.Args))
 	stop()
 	if err != nil {
 		if msg := command.ErrorMessage(err); msg != "" {

@@ -12,7 +12,7 @@ func run(t *testing.T, args ...string) int {
 	t.Helper()
 	app := App("test")
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
-	return ExitCode(app.RunContext(context.Background(), append([]string{"hoard"}, args...)))
+	return ExitCode(app.RunContext(context.Background(), OrderArgs(app, append([]string{"hoard"}, args...))))
 }
 
 func TestApp_ExitCodes(t *testing.T) {

@@ -118,7 +118,7 @@ func runObjectLs(c *cli.Context) error {
 
 func runObjectGet(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return usagef("hoard object get [-o FILE] KEY (flags go before KEY)", "want exactly one KEY, got %q", c.Args().Slice())
+		return usagef("hoard object get KEY [-o FILE]", "want exactly one KEY, got %q", c.Args().Slice())
 	}
 	key := c.Args().First()
 	env, err := openSite(c)

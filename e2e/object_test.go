@@ -57,7 +57,13 @@ func TestObjectGet_PGHoard(t *testing.T) {
 			}
 			for i, key := range objects {
 				out := filepath.Join(t.TempDir(), "plain")
-				runHoard(t, cfg, "object", "get", "-o", out, key)
+				// Flags before or after the key, as PGHoard's tools take
+				// them: the binary reorders its arguments.
+				if i%2 == 0 {
+					runHoard(t, cfg, "object", "get", "-o", out, key)
+				} else {
+					runHoard(t, cfg, "object", "get", key, "-o", out)
+				}
 				plain, err := os.ReadFile(out)
 				if err != nil {
 					t.Fatal(err)

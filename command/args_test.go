@@ -1,0 +1,115 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestOrderArgs(t *testing.T) {
+	cases := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"FlagsFirst", "object get -o F KEY", "object get -o F KEY"},
+		{"ValueFlagAfterArg", "object get KEY -o F", "object get -o F KEY"},
+		{"LongValueFlagAfterArg", "object get KEY --output F", "object get --output F KEY"},
+		{"EqualsForm", "object get KEY --output=F", "object get --output=F KEY"},
+		{"BoolFlagDoesNotTakeNext", "object ls PREFIX --long EXTRA", "object ls --long PREFIX EXTRA"},
+		{"RepeatedSliceFlag", "object put FILE KEY -m a=1 -m b=2", "object put -m a=1 -m b=2 FILE KEY"},
+		{"GlobalFlagAfterCommand", "list --config F --json", "--config F list --json"},
+		{"GlobalFlagAfterArg", "object get KEY --config F -o O", "--config F object get -o O KEY"},
+		{"GlobalsBeforeKept", "--log-level warn object get KEY -o O", "--log-level warn object get -o O KEY"},
+		// wal-push defines --config itself (archive_command lines put it
+		// after the command): the command's own flag wins.
+		{"CommandOwnConfig", "wal-push pg_wal/X --config F", "wal-push --config F pg_wal/X"},
+		{"RestoreLikePGHoard", "restore --config F --target-dir D --target-time T", "--config F restore --target-dir D --target-time T"},
+		{"ValueLooksLikeFlag", "restore --target-dir D --target-name -x", "restore --target-dir D --target-name -x"},
+		{"SubcommandOfCommand", "restore list-basebackups --json --config F", "--config F restore list-basebackups --json"},
+		{"DashDash", "object get -- -odd-key -o F", "object get -- -odd-key -o F"},
+		{"DashDashAfterArg", "object get KEY -o F -- -x", "object get -o F -- KEY -x"},
+		{"LoneDashIsArg", "object put - KEY -m a=1", "object put -m a=1 - KEY"},
+		{"UnknownFlagMovedForUrfave", "list EXTRA --bogus", "list --bogus EXTRA"},
+		{"HelpAfterArg", "object get KEY --help", "object get --help"},
+		{"Completion", "object get KEY -o F --generate-bash-completion", "object get -o F KEY --generate-bash-completion"},
+		{"UnknownCommand", "nope a -x", "nope a -x"},
+		{"HelpCommand", "help list", "help list"},
+		{"NoCommand", "--config F", "--config F"},
+		{"MissingValue", "object get KEY -o", "object get -o KEY"},
+	}
+	app := App("test")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := OrderArgs(app, append([]string{"hoard"}, strings.Fields(tc.in)...))
+			want := append([]string{"hoard"}, strings.Fields(tc.want)...)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("OrderArgs(%s) (-want +got):\n%s", tc.in, diff)
+			}
+		})
+	}
+}
+
+// TestOrderArgs_Object runs hoard object put, ls and get on a local store
+// with every flag, global ones included, after the positional arguments.
+func TestOrderArgs_Object(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hoard.json")
+	store := filepath.Join(dir, "store")
+	err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {
+		"object_storage": {"storage_type": "local", "directory": %q}}}}`, filepath.Join(dir, "state"), store)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "in")
+	if err := os.WriteFile(src, []byte("hello, archive\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hoard := func(args ...string) string {
+		t.Helper()
+		app := App("test")
+		var out, errOut bytes.Buffer
+		app.Writer, app.ErrWriter = &out, &errOut
+		argv := append([]string{"hoard"}, args...)
+		if err := app.RunContext(context.Background(), OrderArgs(app, argv)); err != nil {
+			t.Fatalf("hoard %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String()
+	}
+	hoard("object", "put", src, "s/misc/greeting", "-m", "note=hi", "--config", cfg)
+	if ls := hoard("object", "ls", "s/misc/", "--long", "--config", cfg); !strings.Contains(ls, "s/misc/greeting") || !strings.Contains(ls, "note=hi") {
+		t.Errorf("object ls --long after PREFIX:\n%s", ls)
+	}
+	dst := filepath.Join(dir, "out")
+	hoard("object", "get", "s/misc/greeting", "-o", dst, "--config", cfg)
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatalf("object get KEY -o FILE wrote no file: %v", err)
+	}
+	if string(got) != "hello, archive\n" {
+		t.Errorf("object get wrote %q", got)
+	}
+}
+
+func TestOrderArgs_ExitCodes(t *testing.T) {
+	// A flag mistake after the arguments is still a usage error, and
+	// still wal-fetch's fatal status for wal-fetch.
+	if got := run(t, "list", "EXTRA", "--no-such-flag"); got != ExitUsage {
+		t.Errorf("unknown flag after an argument: exit %d, want %d", got, ExitUsage)
+	}
+	if got := run(t, "wal-fetch", "a", "b", "--no-such-flag"); got != exitWALFatal {
+		t.Errorf("wal-fetch with an unknown flag after its arguments: exit %d, want %d", got, exitWALFatal)
+	}
+	app := App("test")
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	if err := app.RunContext(context.Background(), OrderArgs(app, []string{"hoard", "object", "get", "KEY", "--help"})); err != nil {
+		t.Errorf("object get KEY --help: %v", err)
+	}
+}
