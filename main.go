@@ -21,6 +21,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := command.App(version)
 	err := app.RunContext(ctx, command.OrderArgs(app, os.Args))
+	if ctx.Err() != nil {
+		// A signal came: whatever the command returned, it stopped early.
+		err = command.Interrupted(err)
+	}
 	stop()
 	if err != nil {
 		if msg := command.ErrorMessage(err); msg != "" {

@@ -92,3 +92,17 @@ func ErrorMessage(err error) string {
 	}
 	return err.Error()
 }
+
+// Interrupted marks err, returned by a command that SIGINT or SIGTERM
+// stopped, so that hoard exits ExitInterrupted whatever the error wraps (a
+// storage error from a cancelled request, a wal-fetch failure). A nil err,
+// a command that finished despite the signal, stays nil.
+func Interrupted(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return &exitError{code: ExitInterrupted, err: err}
+	}
+	return &exitError{code: ExitInterrupted, err: fmt.Errorf("interrupted: %w", err)}
+}

@@ -176,13 +176,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Objects: control objects always, chunks by Stat or by decoding,
 	// WAL segments by decoding with Full.
 	c := &checker{a: a, log: log}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.Parallel)
-	for i, b := range backups {
-		r := &reps[i]
-		g.Go(func() error { return c.backup(gctx, g, b, r, o.Full) })
+	chunks, err := c.controls(ctx, backups, reps, o.Parallel)
+	if err != nil {
+		return nil, err
 	}
-	if err := g.Wait(); err != nil {
+	if err := c.chunks(ctx, chunks, o.Full, o.Parallel); err != nil {
 		return nil, err
 	}
 	if o.Full {
@@ -331,43 +329,99 @@ func (c *checker) problem(r *BackupReport, broken bool, format string, args ...a
 	}
 }
 
-// backup checks b's control object and schedules its chunk checks on g.
-func (c *checker) backup(ctx context.Context, g *errgroup.Group, b *archive.BackupInfo, r *BackupReport, full bool) error {
+// chunkCheck is one chunk of one backup to check.
+type chunkCheck struct {
+	r     *BackupReport
+	key   string
+	chunk archive.ManifestChunk
+}
+
+// controls reads the control object of every backup, parallel at a time,
+// and returns the chunks they list. The control objects are read to the
+// end before any chunk is checked: a task that waited for tasks queued
+// on its own bounded pool would hold a slot each, and with as many
+// backups as slots none would ever run.
+func (c *checker) controls(ctx context.Context, backups []*archive.BackupInfo, reps []BackupReport, parallel int) ([]chunkCheck, error) {
+	lists := make([][]chunkCheck, len(backups))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for i, b := range backups {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			var err error
+			lists[i], err = c.control(gctx, b, &reps[i])
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var all []chunkCheck
+	for _, l := range lists {
+		all = append(all, l...)
+	}
+	return all, nil
+}
+
+// control checks b's control object and returns the chunks it lists.
+func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupReport) ([]chunkCheck, error) {
 	if b.Format != archive.FormatBBv2 {
 		c.problem(r, true, "format %q: hoard checks and restores %s backups only", b.Format, archive.FormatBBv2)
-		return nil
+		return nil, nil
 	}
 	m, err := readControl(ctx, c.a, b.Key)
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	if err != nil {
 		c.problem(r, true, "control object %s: %v", b.Key, err)
-		return nil
+		return nil, nil
 	}
 	c.mu.Lock()
 	r.Chunks = len(m.Chunks)
 	c.mu.Unlock()
+	list := make([]chunkCheck, 0, len(m.Chunks))
 	for _, ch := range m.Chunks {
-		key := c.a.Layout.ChunkKey(ch.ChunkFilename)
+		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), chunk: ch})
+	}
+	return list, nil
+}
+
+// chunks checks every chunk, parallel at a time: by Stat, or with full by
+// decoding it.
+func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, parallel int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for _, cc := range list {
+		if gctx.Err() != nil {
+			break
+		}
 		g.Go(func() error {
 			var err error
 			if full {
-				err = c.decodeChunk(ctx, key, ch)
+				err = c.decodeChunk(gctx, cc.key, cc.chunk)
 			} else {
-				err = c.statChunk(ctx, key, ch)
+				err = c.statChunk(gctx, cc.key, cc.chunk)
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if gctx.Err() != nil {
+				return gctx.Err()
 			}
 			if err != nil {
-				c.log.Debug().Err(err).Str("key", key).Msg("chunk damaged")
-				c.problem(r, true, "chunk %s: %v", key, err)
+				c.log.Debug().Err(err).Str("key", cc.key).Msg("chunk damaged")
+				c.problem(cc.r, true, "chunk %s: %v", cc.key, err)
 			}
 			return nil
 		})
 	}
-	return nil
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // statChunk checks that a chunk exists with the size the manifest records.

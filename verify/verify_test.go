@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -411,5 +412,49 @@ func TestRun_DamagedBackup(t *testing.T) {
 		if b.Status != StatusOK {
 			t.Errorf("%s: %s %v", b.Name, b.Status, b.Problems)
 		}
+	}
+}
+
+// TestRun_ManyBackups checks a site with more backups than --parallel: the
+// control object checks must not wait on chunk checks queued behind them.
+func TestRun_ManyBackups(t *testing.T) {
+	a := testArchive(t)
+	for i := range 10 {
+		putBackup(t, a, fmt.Sprintf("b%02d", i), 1, uint64(2+2*i), uint64(2+2*i), t0.Add(time.Duration(i)*time.Hour))
+	}
+	putSegments(t, a, 1, 1, 22)
+	for _, parallel := range []int{1, 2, 4} {
+		for _, full := range []bool{false, true} {
+			done := make(chan *Report, 1)
+			go func() {
+				rep, err := Run(context.Background(), Options{Archive: a, Full: full, Parallel: parallel, Logger: zerolog.Nop()})
+				if err != nil {
+					t.Error(err)
+				}
+				done <- rep
+			}()
+			select {
+			case rep := <-done:
+				if rep == nil || !rep.OK() || len(rep.Backups) != 10 {
+					t.Fatalf("parallel %d full %v: %+v", parallel, full, rep)
+				}
+			case <-time.After(time.Minute):
+				t.Fatalf("parallel %d full %v: verify of 10 backups did not finish (deadlock)", parallel, full)
+			}
+		}
+	}
+}
+
+// TestRun_ErrCanceled: a cancelled context stops Run with its error.
+func TestRun_ErrCanceled(t *testing.T) {
+	a := testArchive(t)
+	for i := range 10 {
+		putBackup(t, a, fmt.Sprintf("b%02d", i), 1, uint64(2+2*i), uint64(2+2*i), t0.Add(time.Duration(i)*time.Hour))
+	}
+	putSegments(t, a, 1, 1, 22)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, Options{Archive: a, Full: true, Parallel: 1, Logger: zerolog.Nop()}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with a cancelled context: %v, want context.Canceled", err)
 	}
 }

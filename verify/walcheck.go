@@ -35,6 +35,9 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallel)
 	for _, name := range names {
+		if gctx.Err() != nil {
+			break
+		}
 		key := c.a.Layout.WALKey(name)
 		g.Go(func() error {
 			err := c.decodeWAL(gctx, key, name, true)
@@ -51,6 +54,9 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	return bad, nil
