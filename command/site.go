@@ -117,39 +117,9 @@ func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 // openStore opens the storage a site's object_storage describes, with
 // retries of transient errors.
 func openStore(ctx context.Context, o config.ObjectStorage) (storage.Store, error) {
-	sc := storage.Config{
-		Type:            o.StorageType,
-		URL:             o.URL,
-		Prefix:          o.Prefix,
-		Directory:       o.Directory,
-		Region:          o.Region,
-		BucketName:      o.BucketName,
-		AccessKeyID:     o.AWSAccessKeyID,
-		SecretAccessKey: o.AWSSecretAccessKey,
-		SessionToken:    o.AWSSessionToken,
-		Host:            o.Host,
-		Port:            o.Port,
-		IsSecure:        o.IsSecure,
-		CertPath:        o.CertPath,
-		AddressingStyle: o.AddressingStyle,
-		SegmentSize:     o.SegmentSize,
-		Encrypted:       o.Encrypted,
-		ProjectID:       o.ProjectID,
-		CredentialFile:  o.CredentialFile,
-		AccountName:     o.AccountName,
-		AccountKey:      o.AccountKey,
-		SASToken:        o.SASToken,
-		AzureCloud:      o.AzureCloud,
-	}
-	if o.StorageType == config.StorageURL {
-		sc.Type = ""
-	}
-	if o.StorageType == config.StorageS3 {
-		verify := o.IsVerifyTLS
-		sc.IsVerifyTLS = &verify
-	}
-	if len(o.Credentials) > 0 {
-		sc.CredentialsJSON = o.Credentials
+	sc, err := storage.ParseConfig(o.JSON())
+	if err != nil {
+		return nil, err
 	}
 	st, err := storage.Open(ctx, sc)
 	if err != nil {

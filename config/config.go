@@ -2,7 +2,7 @@ package config
 
 import (
 	"path"
-	"runtime"
+	"reflect"
 	"sort"
 	"time"
 )
@@ -25,63 +25,53 @@ const (
 	BasebackupLocalTarDeltaS = "local-tar-delta-stats"
 )
 
-// Compression algorithms. lz4 is hoard's addition; PGHoard knows the others.
-const (
-	CompressionSnappy = "snappy"
-	CompressionZstd   = "zstd"
-	CompressionLZMA   = "lzma"
-	CompressionLZ4    = "lz4"
-)
-
 // DefaultSite is the site name of a configuration built from the environment
 // alone when HOARD_SITE is not set.
 const DefaultSite = "default"
 
-// Config is a whole PGHoard-compatible configuration file. Field comments
-// give the JSON key; defaults are PGHoard's (pghoard/config.py).
+// Config is a whole PGHoard-compatible configuration file. Its fields hold
+// the keys of the schema's rows (schema.go), which give each key's name,
+// default and meaning.
 type Config struct {
 	// File is the path the configuration was loaded from ("" for env only).
 	File string
 
-	BackupLocation      string           // backup_location: local state/staging dir, fallback local storage
-	BackupSites         map[string]*Site // backup_sites
-	AlertFileDir        string           // alert_file_dir (default backup_location, else the working directory)
-	JSONStateFilePath   string           // json_state_file_path
-	MaintenanceModeFile string           // maintenance_mode_file
-	HTTPAddress         string           // http_address (default 127.0.0.1)
-	HTTPPort            int              // http_port (default 16000)
-	WebserverUsername   string           // webserver_username (null = no HTTP Basic auth)
-	WebserverPassword   string           // webserver_password
-	// HTTPTLSCertFile and HTTPTLSKeyFile are hoard's http_tls_cert_file and
-	// http_tls_key_file: PEM files that turn the HTTP server into HTTPS.
-	// Both or neither.
-	HTTPTLSCertFile string
-	HTTPTLSKeyFile  string
+	BackupLocation      string
+	BackupSites         map[string]*Site
+	AlertFileDir        string
+	JSONStateFilePath   string
+	MaintenanceModeFile string
+	HTTPAddress         string
+	HTTPPort            int
+	WebserverUsername   string // "" = no HTTP Basic auth
+	WebserverPassword   string
+	HTTPTLSCertFile     string // with HTTPTLSKeyFile: HTTPS
+	HTTPTLSKeyFile      string
 
-	Compression Compression // compression
-	Transfer    Transfer    // transfer
+	Compression Compression
+	Transfer    Transfer
 
-	UploadRetriesWarningLimit          int           // upload_retries_warning_limit (3)
-	GracefulShutdownCompressionTimeout time.Duration // graceful_shutdown_compression_timeout (180 s)
-	GracefulShutdownUploadTimeout      time.Duration // graceful_shutdown_upload_timeout (300 s)
-	RestoreProcessCount                int           // restore_process_count (min(cpu+1, 20))
-	RestorePrefetch                    int           // restore_prefetch (transfer.thread_count)
-	TarExecutable                      string        // tar_executable
-	HashAlgorithm                      string        // hash_algorithm (sha1)
-	DeleterEventGetTimeout             time.Duration // deleter_event_get_timeout (1 s)
+	UploadRetriesWarningLimit          int
+	GracefulShutdownCompressionTimeout time.Duration
+	GracefulShutdownUploadTimeout      time.Duration
+	RestoreProcessCount                int
+	RestorePrefetch                    int
+	TarExecutable                      string
+	HashAlgorithm                      string
+	DeleterEventGetTimeout             time.Duration
 
-	LogLevel       string // log_level (INFO)
-	Syslog         bool   // syslog
-	SyslogAddress  string // syslog_address (/dev/log)
-	SyslogFacility string // syslog_facility (local2)
+	LogLevel       string
+	Syslog         bool
+	SyslogAddress  string
+	SyslogFacility string
 
-	Statsd      *Statsd      // statsd (nil = off)
-	Pushgateway *Pushgateway // pushgateway (nil = off)
-	Prometheus  *Prometheus  // prometheus (nil = off)
+	Statsd      *Statsd      // nil = off
+	Pushgateway *Pushgateway // nil = off
+	Prometheus  *Prometheus  // nil = off
 
-	PathPrefix        string // path_prefix (deprecated; put in front of default site prefixes)
-	PGBasebackupPath  string // pg_basebackup_path (accepted for compatibility; hoard runs no client tools)
-	PGReceiveXLogPath string // pg_receivexlog_path (accepted for compatibility)
+	PathPrefix        string
+	PGBasebackupPath  string
+	PGReceiveXLogPath string
 
 	// Warnings lists unknown keys and other harmless oddities, each with its
 	// JSON path, for example "backup_sites.default.basebackup_cnt: unknown key".
@@ -94,35 +84,35 @@ type Config struct {
 
 // Compression is the global compression key.
 type Compression struct {
-	Algorithm   string // algorithm: snappy (default), zstd, lzma, lz4
-	Level       int    // level: lzma preset or zstd/lz4 level; 0 = library default
-	ThreadCount int    // thread_count (cpu+1)
+	Algorithm   string
+	Level       int // 0 = the library's default
+	ThreadCount int
 }
 
 // Transfer is the global transfer key.
 type Transfer struct {
-	ThreadCount int // thread_count (min(cpu+3, 20))
+	ThreadCount int
 }
 
 // Statsd configures UDP metrics.
 type Statsd struct {
-	Host   string            // host (127.0.0.1)
-	Port   int               // port (8125)
-	Format string            // format: telegraf (default) or datadog
-	Tags   map[string]string // tags
+	Host   string
+	Port   int
+	Format string // telegraf or datadog
+	Tags   map[string]string
 }
 
 // Pushgateway configures metrics pushed to a Prometheus pushgateway.
 type Pushgateway struct {
-	Endpoint string            // endpoint
-	Job      string            // job (pghoard)
-	Instance string            // instance (default: site name)
-	Tags     map[string]string // tags
+	Endpoint string
+	Job      string
+	Instance string // "" = the site name
+	Tags     map[string]string
 }
 
 // Prometheus turns on GET /metrics.
 type Prometheus struct {
-	Tags map[string]string // tags
+	Tags map[string]string
 }
 
 // EncryptionKey holds one key pair as PEM text. crypto/ parses them; the
@@ -132,31 +122,13 @@ type EncryptionKey struct {
 	Private string `json:"private,omitempty"`
 }
 
-// New returns a Config holding PGHoard's defaults and no sites.
-// CPU-derived defaults use runtime.NumCPU(), as PGHoard uses
+// New returns a Config holding PGHoard's defaults (pghoard/config.py) and
+// no sites. CPU-derived defaults use runtime.NumCPU(), as PGHoard uses
 // multiprocessing.cpu_count().
 func New() *Config {
-	cpu := runtime.NumCPU()
-	return &Config{
-		BackupSites:                        map[string]*Site{},
-		JSONStateFilePath:                  "/var/lib/pghoard/pghoard_state.json",
-		MaintenanceModeFile:                "/var/lib/pghoard/maintenance_mode_file",
-		HTTPAddress:                        "127.0.0.1",
-		HTTPPort:                           16000,
-		Compression:                        Compression{Algorithm: CompressionSnappy, ThreadCount: cpu + 1},
-		Transfer:                           Transfer{ThreadCount: min(cpu+3, 20)},
-		UploadRetriesWarningLimit:          3,
-		GracefulShutdownCompressionTimeout: 180 * time.Second,
-		GracefulShutdownUploadTimeout:      300 * time.Second,
-		RestoreProcessCount:                min(cpu+1, 20),
-		TarExecutable:                      "pghoard_gnutaremu",
-		HashAlgorithm:                      "sha1",
-		DeleterEventGetTimeout:             time.Second,
-		LogLevel:                           "INFO",
-		SyslogAddress:                      "/dev/log",
-		SyslogFacility:                     "local2",
-		sources:                            map[string]string{},
-	}
+	c := &Config{sources: map[string]string{}}
+	setDefaults(reflect.ValueOf(c).Elem(), globalKeys)
+	return c
 }
 
 // SiteNames returns the site names in sorted order.

@@ -1,12 +1,9 @@
 package config
 
 import (
-	"encoding/json"
-	"fmt"
 	"os"
-	"strconv"
+	"reflect"
 	"strings"
-	"time"
 )
 
 // EnvVar documents one HOARD_* environment override.
@@ -25,8 +22,8 @@ type EnvVar struct {
 	Help string
 }
 
-// EnvVars lists every environment override, in the order they are applied
-// (after the file, so they win over it). Site overrides apply to the site
+// EnvVars lists every environment override, from the schema. They are
+// applied after the file, so they win over it. Site overrides apply to the site
 // named by HOARD_SITE, or to the only site. With no config file the site is
 // created, named HOARD_SITE or "default".
 //
@@ -41,65 +38,46 @@ type EnvVar struct {
 // PostgreSQL connection also honours libpq's PG* variables and ~/.pgpass:
 // pgconn.ParseConfig applies them, and a site with no node has the empty
 // connection string, which takes everything from them.
-var EnvVars = append([]EnvVar{
-	{Name: "HOARD_SITE", Help: "site the site overrides apply to; with no file, the name of the site created (default \"default\")"},
-	{Name: "HOARD_BACKUP_LOCATION", Key: "backup_location", Help: "local state and staging directory"},
-	{Name: "HOARD_COMPRESSION_ALGORITHM", Key: "compression.algorithm", Help: "snappy, zstd, lzma or lz4"},
-	{Name: "HOARD_COMPRESSION_LEVEL", Key: "compression.level", Help: "compression level (0 = default)"},
-	{Name: "HOARD_HTTP_ADDRESS", Key: "http_address", Help: "HTTP listen address"},
-	{Name: "HOARD_HTTP_PORT", Key: "http_port", Help: "HTTP listen port"},
-	{Name: "HOARD_LOG_LEVEL", Key: "log_level", Help: "DEBUG, INFO, WARNING, ERROR or CRITICAL"},
-	{Name: "HOARD_WEBSERVER_USERNAME", Key: "webserver_username", Help: "HTTP Basic auth user"},
-	{Name: "HOARD_WEBSERVER_PASSWORD", Key: "webserver_password", File: true, Help: "HTTP Basic auth password"},
-	{Name: "HOARD_HTTP_TLS_CERT_FILE", Key: "http_tls_cert_file", Help: "PEM certificate chain for HTTPS (with HOARD_HTTP_TLS_KEY_FILE)"},
-	{Name: "HOARD_HTTP_TLS_KEY_FILE", Key: "http_tls_key_file", Help: "PEM private key for HTTPS (with HOARD_HTTP_TLS_CERT_FILE)"},
-	{Name: "HOARD_JSON_STATE_FILE_PATH", Key: "json_state_file_path", Help: "the daemon's state file (with no config file: <backup_location>/pghoard_state.json)"},
-	{Name: "HOARD_MAINTENANCE_MODE_FILE", Key: "maintenance_mode_file", Help: "maintenance mode file (with no config file: <backup_location>/maintenance_mode_file)"},
-	{Name: "HOARD_ALERT_FILE_DIR", Key: "alert_file_dir", Help: "directory for alert files"},
-	{Name: "HOARD_PG_URI", Key: "nodes", Site: true, File: true, Help: "PostgreSQL connection string or URI (replaces nodes)"},
-	{Name: "HOARD_SLOT", Key: "slot", Site: true, Help: "physical replication slot, set on every node"},
-	{Name: "HOARD_PG_DATA_DIRECTORY", Key: "pg_data_directory", Site: true, Help: "PGDATA on this host"},
-	{Name: "HOARD_ACTIVE_BACKUP_MODE", Key: "active_backup_mode", Site: true, Help: "pg_receivexlog, walreceiver, archive_command, standalone_hot_backup or basic"},
-	{Name: "HOARD_BASEBACKUP_MODE", Key: "basebackup_mode", Site: true, Help: "basic, pipe, local-tar, delta or local-tar-delta-stats"},
-	{Name: "HOARD_BASEBACKUP_INTERVAL_HOURS", Key: "basebackup_interval_hours", Site: true, Help: "hours between basebackups; null = no schedule"},
-	{Name: "HOARD_BASEBACKUP_HOUR", Key: "basebackup_hour", Site: true, Help: "hour of day (0-23) scheduled basebackups start at; null = unanchored"},
-	{Name: "HOARD_BASEBACKUP_MINUTE", Key: "basebackup_minute", Site: true, Help: "minute (0-59) scheduled basebackups start at; null = unanchored"},
-	{Name: "HOARD_BASEBACKUP_COUNT", Key: "basebackup_count", Site: true, Help: "basebackups to keep; null = unlimited"},
-	{Name: "HOARD_BASEBACKUP_COUNT_MIN", Key: "basebackup_count_min", Site: true, Help: "basebackups always kept, whatever their age"},
-	{Name: "HOARD_BASEBACKUP_AGE_DAYS_MAX", Key: "basebackup_age_days_max", Site: true, Help: "delete basebackups older than this many days; null = no age limit"},
-	{Name: "HOARD_WAL_PARTIAL_UPLOAD_INTERVAL", Key: "wal_partial_upload_interval", Site: true, Help: "seconds between uploads of the WAL segment in progress; 0 = never"},
-	{Name: "HOARD_RESTORE_TEST_INTERVAL_HOURS", Key: "restore_test_interval_hours", Site: true, Help: "hours between test restores by the daemon; null = never"},
-	{Name: "HOARD_STORAGE_URL", Key: "object_storage.url", Site: true, File: true, Help: "gocloud.dev/blob URL (replaces object_storage)"},
-	{Name: "HOARD_STORAGE_TYPE", Key: "object_storage.storage_type", Site: true, Help: "local, s3, google or azure (replaces object_storage; the HOARD_<TYPE>_* variables fill it)"},
-	{Name: "HOARD_STORAGE_PREFIX", Key: "object_storage.prefix", Site: true, Help: "key prefix inside the storage"},
-	{Name: "HOARD_ENCRYPTION_KEY_ID", Key: "encryption_key_id", Site: true, Help: "key id for new uploads"},
-	{Name: "HOARD_ENCRYPTION_PUBLIC_KEY", Key: "encryption_keys.<key-id>.public", Site: true, File: true, Help: "public key PEM for the key id"},
-	{Name: "HOARD_ENCRYPTION_PRIVATE_KEY", Key: "encryption_keys.<key-id>.private", Site: true, File: true, Help: "private key PEM for the key id"},
-}, storageEnvVars()...)
+var EnvVars = envVars()
 
-// storageEnvPrefix names each storage type in its variables.
-var storageEnvPrefix = map[string]string{
-	StorageLocal: "HOARD_LOCAL_", StorageS3: "HOARD_S3_", StorageGoogle: "HOARD_GCS_", StorageAzure: "HOARD_AZURE_",
-}
-
-// secretStorageKeys are the object_storage keys holding credentials.
-var secretStorageKeys = map[string]bool{
-	"aws_secret_access_key": true, "aws_session_token": true, "credentials": true, "account_key": true, "sas_token": true,
-}
-
-// storageEnvVars derives HOARD_<TYPE>_<KEY> from storageKeys.
-func storageEnvVars() []EnvVar {
-	var out []EnvVar
-	for _, typ := range []string{StorageLocal, StorageS3, StorageGoogle, StorageAzure} {
-		for _, k := range storageKeys[typ] {
-			name := strings.TrimPrefix(strings.TrimPrefix(k, "aws_"), "azure_")
+// envVars lists HOARD_SITE, the variables the schema's rows name, then the
+// HOARD_<TYPE>_<KEY> variables of each storage type.
+func envVars() []EnvVar {
+	out := []EnvVar{{Name: "HOARD_SITE", Help: "site the site overrides apply to; with no file, the name of the site created (default \"default\")"}}
+	var site []EnvVar // after the global ones
+	var visit func(path string, table []key, dst *[]EnvVar)
+	visit = func(path string, table []key, dst *[]EnvVar) {
+		for i := range table {
+			k := &table[i]
+			p := join(path, k.name)
+			if k.env != "" {
+				*dst = append(*dst, EnvVar{Name: k.env, Key: p, Site: dst == &site, File: k.file || k.secret, Help: k.envDoc})
+			}
+			switch {
+			case k.name == "backup_sites" && path == "": // site keys are relative to the site
+				visit("", k.keys, &site)
+			case k.each != "":
+				visit(join(p, k.each), k.keys, dst)
+			default:
+				visit(p, k.keys, dst)
+			}
+		}
+	}
+	visit("", globalKeys, &out)
+	out = append(out, site...)
+	for _, t := range storageTypes {
+		for _, k := range storageKeys {
+			if k.env != "" || !k.accepts(t.name) {
+				continue
+			}
+			name := strings.TrimPrefix(strings.TrimPrefix(k.name, "aws_"), "azure_")
 			out = append(out, EnvVar{
-				Name:    storageEnvPrefix[typ] + strings.ToUpper(name),
-				Key:     "object_storage." + k,
+				Name:    t.env + strings.ToUpper(name),
+				Key:     "object_storage." + k.name,
 				Site:    true,
-				Storage: typ,
-				File:    secretStorageKeys[k],
-				Help:    typ + " storage: " + k,
+				Storage: t.name,
+				File:    k.secret,
+				Help:    t.name + " storage: " + k.name,
 			})
 		}
 	}
@@ -159,127 +137,23 @@ func (e *envReader) peek(name string) (string, bool) {
 	return "", false
 }
 
-// envSetter parses variables into typed fields, recording the JSON path's
-// source or a problem naming the variable.
-type envSetter struct {
-	e      *envReader
-	c      *Config
-	prefix string // "" for global keys, "backup_sites.<site>." for site keys
-}
-
-func (s envSetter) str(name, key string, dst *string) {
-	if v, ok := s.e.get(name); ok {
-		*dst = v
-		s.c.setSource(s.prefix+key, "env "+name)
+// set applies the variable name, if set, to the field f at path.
+func (e *envReader) set(c *Config, path, name string, f reflect.Value) {
+	if s, ok := e.get(name); ok {
+		e.store(c, path, name, s, f)
 	}
 }
 
-func (s envSetter) integer(name, key string, dst *int) {
-	if v, ok := s.e.get(name); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			s.e.ps.add(name, "want integer, got %q", v)
-			return
-		}
-		*dst = n
-		s.c.setSource(s.prefix+key, "env "+name)
-	}
-}
-
-func (s envSetter) integer64(name, key string, dst *int64) {
-	if v, ok := s.e.get(name); ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			s.e.ps.add(name, "want integer, got %q", v)
-			return
-		}
-		*dst = n
-		s.c.setSource(s.prefix+key, "env "+name)
-	}
-}
-
-func (s envSetter) boolean(name, key string, dst *bool) {
-	if v, ok := s.e.get(name); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			s.e.ps.add(name, "want true or false, got %q", v)
-			return
-		}
-		*dst = b
-		s.c.setSource(s.prefix+key, "env "+name)
-	}
-}
-
-// optInteger accepts an integer or "null".
-func (s envSetter) optInteger(name, key string, dst **int) {
-	v, ok := s.e.get(name)
-	if !ok {
+// store parses the text s of the variable name into the field f at path.
+func (e *envReader) store(c *Config, path, name, s string, f reflect.Value) {
+	kd, null := kindOf(f.Type())
+	x, err := kd.parseEnv(s, null)
+	if err != nil {
+		e.ps.add(name, "%v", err)
 		return
 	}
-	if v == "null" {
-		*dst = nil
-	} else if n, err := strconv.Atoi(v); err == nil {
-		*dst = &n
-	} else {
-		s.e.ps.add(name, "want integer or null, got %q", v)
-		return
-	}
-	s.c.setSource(s.prefix+key, "env "+name)
-}
-
-// optNumber accepts a number or "null".
-func (s envSetter) optNumber(name, key string, dst **float64) {
-	v, ok := s.e.get(name)
-	if !ok {
-		return
-	}
-	if v == "null" {
-		*dst = nil
-	} else if f, err := strconv.ParseFloat(v, 64); err == nil {
-		*dst = &f
-	} else {
-		s.e.ps.add(name, "want number or null, got %q", v)
-		return
-	}
-	s.c.setSource(s.prefix+key, "env "+name)
-}
-
-func (s envSetter) seconds(name, key string, dst *time.Duration) {
-	if v, ok := s.e.get(name); ok {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 || f > float64(1<<31) {
-			s.e.ps.add(name, "want a number of seconds, got %q", v)
-			return
-		}
-		*dst = time.Duration(f * float64(time.Second))
-		s.c.setSource(s.prefix+key, "env "+name)
-	}
-}
-
-// target sets a field from storageTargets.
-func (s envSetter) target(name, key string, dst any) {
-	switch p := dst.(type) {
-	case *string:
-		s.str(name, key, p)
-	case *int:
-		s.integer(name, key, p)
-	case *int64:
-		s.integer64(name, key, p)
-	case *bool:
-		s.boolean(name, key, p)
-	case *json.RawMessage:
-		if v, ok := s.e.get(name); ok {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(v), &m); err != nil {
-				s.e.ps.add(name, "want a JSON object: %v", err)
-				return
-			}
-			*p = json.RawMessage(v)
-			s.c.setSource(s.prefix+key, "env "+name)
-		}
-	default:
-		panic(fmt.Sprintf("config: no env parser for %T", dst))
-	}
+	set(f, x)
+	c.setSource(path, "env "+name)
 }
 
 func applyEnv(c *Config, getenv func(string) string, ps *problems) {
@@ -287,98 +161,68 @@ func applyEnv(c *Config, getenv func(string) string, ps *problems) {
 	for _, ev := range EnvVars {
 		e.file[ev.Name] = ev.File
 	}
-	g := envSetter{e: e, c: c}
-	g.str("HOARD_BACKUP_LOCATION", "backup_location", &c.BackupLocation)
-	g.str("HOARD_COMPRESSION_ALGORITHM", "compression.algorithm", &c.Compression.Algorithm)
-	g.integer("HOARD_COMPRESSION_LEVEL", "compression.level", &c.Compression.Level)
-	g.str("HOARD_HTTP_ADDRESS", "http_address", &c.HTTPAddress)
-	g.integer("HOARD_HTTP_PORT", "http_port", &c.HTTPPort)
-	g.str("HOARD_LOG_LEVEL", "log_level", &c.LogLevel)
-	g.str("HOARD_WEBSERVER_USERNAME", "webserver_username", &c.WebserverUsername)
-	g.str("HOARD_WEBSERVER_PASSWORD", "webserver_password", &c.WebserverPassword)
-	g.str("HOARD_HTTP_TLS_CERT_FILE", "http_tls_cert_file", &c.HTTPTLSCertFile)
-	g.str("HOARD_HTTP_TLS_KEY_FILE", "http_tls_key_file", &c.HTTPTLSKeyFile)
-	g.str("HOARD_JSON_STATE_FILE_PATH", "json_state_file_path", &c.JSONStateFilePath)
-	g.str("HOARD_MAINTENANCE_MODE_FILE", "maintenance_mode_file", &c.MaintenanceModeFile)
-	g.str("HOARD_ALERT_FILE_DIR", "alert_file_dir", &c.AlertFileDir)
-
+	e.object(c, "", globalKeys, reflect.ValueOf(c).Elem())
 	name, s := envSite(c, e)
 	if s == nil {
 		return
 	}
-	p := "backup_sites." + name + "."
-	st := envSetter{e: e, c: c, prefix: p}
-	if v, ok := e.get("HOARD_PG_URI"); ok {
-		s.Nodes = []Node{{ConnStr: v}}
-		c.setSource(p+"nodes", "env HOARD_PG_URI")
-	}
-	if v, ok := e.get("HOARD_SLOT"); ok {
-		s.Slot = v
+	p := "backup_sites." + name
+	e.object(c, p, siteKeys, reflect.ValueOf(s).Elem())
+	if strings.HasPrefix(c.sources[p+".slot"], "env ") {
+		// HOARD_SLOT names the slot of every node, not only of those
+		// naming none.
 		for i := range s.Nodes {
-			s.Nodes[i].Slot = v
+			s.Nodes[i].Slot = s.Slot
 		}
-		c.setSource(p+"slot", "env HOARD_SLOT")
 	}
-	st.str("HOARD_PG_DATA_DIRECTORY", "pg_data_directory", &s.PGDataDirectory)
-	st.str("HOARD_ACTIVE_BACKUP_MODE", "active_backup_mode", &s.ActiveBackupMode)
-	st.str("HOARD_BASEBACKUP_MODE", "basebackup_mode", &s.BasebackupMode)
-	st.optNumber("HOARD_BASEBACKUP_INTERVAL_HOURS", "basebackup_interval_hours", &s.BasebackupIntervalHours)
-	st.optInteger("HOARD_BASEBACKUP_HOUR", "basebackup_hour", &s.BasebackupHour)
-	st.optInteger("HOARD_BASEBACKUP_MINUTE", "basebackup_minute", &s.BasebackupMinute)
-	st.optInteger("HOARD_BASEBACKUP_COUNT", "basebackup_count", &s.BasebackupCount)
-	st.integer("HOARD_BASEBACKUP_COUNT_MIN", "basebackup_count_min", &s.BasebackupCountMin)
-	st.optNumber("HOARD_BASEBACKUP_AGE_DAYS_MAX", "basebackup_age_days_max", &s.BasebackupAgeDaysMax)
-	st.seconds("HOARD_WAL_PARTIAL_UPLOAD_INTERVAL", "wal_partial_upload_interval", &s.WALPartialUploadInterval)
-	st.optNumber("HOARD_RESTORE_TEST_INTERVAL_HOURS", "restore_test_interval_hours", &s.RestoreTestIntervalHours)
-	applyStorageEnv(st, s)
-	st.str("HOARD_ENCRYPTION_KEY_ID", "encryption_key_id", &s.EncryptionKeyID)
-	for _, kv := range []struct{ name, field string }{
-		{"HOARD_ENCRYPTION_PUBLIC_KEY", "public"},
-		{"HOARD_ENCRYPTION_PRIVATE_KEY", "private"},
-	} {
-		v, ok := e.get(kv.name)
-		if !ok {
-			continue
+	e.storage(c, p, s)
+	e.keyPair(c, p, s)
+}
+
+// object applies the variables of table's rows to the struct v, and those
+// of its objects that are always there (compression). object_storage and
+// encryption_keys have their own rules (storage, keyPair).
+func (e *envReader) object(c *Config, path string, table []key, v reflect.Value) {
+	for i := range table {
+		k := &table[i]
+		f := v.FieldByName(k.field)
+		switch {
+		case k.env != "":
+			e.set(c, join(path, k.name), k.env, f)
+		case f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[ObjectStorage]():
+			e.object(c, join(path, k.name), k.keys, f)
 		}
-		if s.EncryptionKeyID == "" {
-			ps.add(kv.name, "needs HOARD_ENCRYPTION_KEY_ID (or encryption_key_id in the file)")
-			continue
-		}
-		k := s.EncryptionKeys[s.EncryptionKeyID]
-		if kv.field == "public" {
-			k.Public = v
-		} else {
-			k.Private = v
-		}
-		s.EncryptionKeys[s.EncryptionKeyID] = k
-		c.setSource(p+"encryption_keys."+s.EncryptionKeyID+"."+kv.field, "env "+kv.name)
 	}
 }
 
-// applyStorageEnv applies HOARD_STORAGE_URL or HOARD_STORAGE_TYPE (each
-// replaces the file's object_storage, keeping its prefix), then the
-// HOARD_<TYPE>_* variables, which must match the storage type in effect.
-func applyStorageEnv(st envSetter, s *Site) {
-	e, p := st.e, st.prefix
-	url, hasURL := e.get("HOARD_STORAGE_URL")
-	typ, hasType := e.get("HOARD_STORAGE_TYPE")
+// storage applies HOARD_STORAGE_URL or HOARD_STORAGE_TYPE (each replaces
+// the file's object_storage, keeping its prefix), HOARD_STORAGE_PREFIX,
+// then the HOARD_<TYPE>_* variables, which must match the storage type in
+// effect.
+func (e *envReader) storage(c *Config, site string, s *Site) {
+	p := site + ".object_storage"
+	table := lookup(siteKeys, "object_storage").keys
+	urlVar, typeVar := lookup(table, "url").env, lookup(table, "storage_type").env
+	url, hasURL := e.get(urlVar)
+	typ, hasType := e.get(typeVar)
 	switch {
 	case hasURL && hasType:
-		e.ps.add("HOARD_STORAGE_TYPE", "set either HOARD_STORAGE_URL or HOARD_STORAGE_TYPE, not both")
+		e.ps.add(typeVar, "set either %s or %s, not both", urlVar, typeVar)
 	case hasURL:
-		s.ObjectStorage = ObjectStorage{StorageType: StorageURL, URL: url, Prefix: s.ObjectStorage.Prefix}
-		st.c.setSource(p+"object_storage", "env HOARD_STORAGE_URL")
+		s.ObjectStorage = newObjectStorage(StorageURL, s.ObjectStorage.Prefix)
+		s.ObjectStorage.URL = url
+		c.setSource(p, "env "+urlVar)
 	case hasType:
-		if _, ok := storageEnvPrefix[typ]; !ok {
-			e.ps.add("HOARD_STORAGE_TYPE", "unknown storage type %q (want local, s3, google or azure)", typ)
+		if !knownStorageType(typ) {
+			e.ps.add(typeVar, "unknown storage type %q (want %s)", typ, storageTypeList())
 			break
 		}
-		// rohmu: Azure defaults to HTTPS, S3 to is_secure false.
-		s.ObjectStorage = ObjectStorage{StorageType: typ, Prefix: s.ObjectStorage.Prefix, IsSecure: typ == StorageAzure}
-		st.c.setSource(p+"object_storage", "env HOARD_STORAGE_TYPE")
+		s.ObjectStorage = newObjectStorage(typ, s.ObjectStorage.Prefix)
+		c.setSource(p, "env "+typeVar)
 	}
-	st.str("HOARD_STORAGE_PREFIX", "object_storage.prefix", &s.ObjectStorage.Prefix)
-	targets := storageTargets(&s.ObjectStorage)
+	v := reflect.ValueOf(&s.ObjectStorage).Elem()
+	prefix := lookup(table, "prefix")
+	e.set(c, join(p, prefix.name), prefix.env, v.FieldByName(prefix.field))
 	for _, ev := range EnvVars {
 		if ev.Storage == "" {
 			continue
@@ -390,11 +234,30 @@ func applyStorageEnv(st envSetter, s *Site) {
 			if have == "" {
 				have = "not set"
 			}
-			e.ps.add(ev.Name, "applies to %s storage, but the storage type is %s: set HOARD_STORAGE_TYPE=%s", ev.Storage, have, ev.Storage)
+			e.ps.add(ev.Name, "applies to %s storage, but the storage type is %s: set %s=%s", ev.Storage, have, typeVar, ev.Storage)
 			continue
 		}
-		key := strings.TrimPrefix(ev.Key, "object_storage.")
-		st.target(ev.Name, ev.Key, targets[key])
+		k := lookup(table, strings.TrimPrefix(ev.Key, "object_storage."))
+		e.set(c, site+"."+ev.Key, ev.Name, v.FieldByName(k.field))
+	}
+}
+
+// keyPair applies HOARD_ENCRYPTION_PUBLIC_KEY and _PRIVATE_KEY to the key
+// pair encryption_key_id names.
+func (e *envReader) keyPair(c *Config, site string, s *Site) {
+	for _, k := range lookup(siteKeys, "encryption_keys").keys {
+		text, ok := e.get(k.env)
+		if !ok {
+			continue
+		}
+		id := s.EncryptionKeyID
+		if id == "" {
+			e.ps.add(k.env, "needs HOARD_ENCRYPTION_KEY_ID (or encryption_key_id in the file)")
+			continue
+		}
+		pair := s.EncryptionKeys[id]
+		e.store(c, join(site, "encryption_keys."+id+"."+k.name), k.env, text, reflect.ValueOf(&pair).Elem().FieldByName(k.field))
+		s.EncryptionKeys[id] = pair
 	}
 }
 

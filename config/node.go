@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -181,4 +183,71 @@ func parseKV(s string) (map[string]string, error) {
 
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+// nodeKeys are the keys of a node written {"connection_string": ...,
+// "slot": ...}; a node written as a keyword object takes any libpq keyword
+// and slot.
+var nodeKeys = []key{{name: "connection_string", field: "ConnStr"}, {name: "slot", field: "Slot"}}
+
+// decodeNodes reads nodes: an array of connection strings and objects.
+func decodeNodes(d *decoder, path string, v any, _ *key, f reflect.Value) {
+	list, ok := v.([]any)
+	if !ok {
+		d.wrongType(path, "array", v)
+		return
+	}
+	var nodes []Node
+	for i, e := range list {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		switch x := e.(type) {
+		case string:
+			nodes = append(nodes, Node{ConnStr: x})
+		case map[string]any:
+			nodes = append(nodes, decodeNode(d, p, x))
+		default:
+			d.wrongType(p, "connection string or object", e)
+		}
+	}
+	f.Set(reflect.ValueOf(nodes))
+	d.set(path)
+}
+
+func decodeNode(d *decoder, path string, m map[string]any) Node {
+	var n Node
+	v := reflect.ValueOf(&n).Elem()
+	if _, ok := m["connection_string"]; ok {
+		d.object(path, m, nodeKeys, v)
+		return n
+	}
+	n.Params = map[string]string{}
+	for _, k := range sortedKeys(m) {
+		p := join(path, k)
+		switch s, ok := scalarString(m[k]); {
+		case k == "slot":
+			d.value(p, m[k], &nodeKeys[1], v.FieldByName("Slot"))
+		case m[k] == nil:
+		case !ok:
+			d.wrongType(p, "string or number", m[k])
+		default:
+			n.Params[k] = s
+		}
+	}
+	return n
+}
+
+// walkNodes reports each node as its connection string, password
+// redacted, and its slot.
+func walkNodes(w *walker, path string, k *key, f reflect.Value) {
+	if w.docs {
+		w.add(path, "array", nil, k)
+		return
+	}
+	for i, n := range f.Interface().([]Node) {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		w.add(p, "connection string", n.Redacted(), k)
+		if n.Slot != "" {
+			w.add(p+".slot", "string", n.Slot, k)
+		}
+	}
 }

@@ -2,11 +2,15 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"sort"
+	"strconv"
 )
 
 // Load reads the configuration at path and returns it validated. Values come,
@@ -36,7 +40,7 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 		if err != nil {
 			return nil, fmt.Errorf("parse config %s: %w", name, err)
 		}
-		d.object("", root, d.globalFields())
+		d.object("", root, globalKeys, reflect.ValueOf(c).Elem())
 	}
 	if getenv == nil {
 		getenv = func(string) string { return "" }
@@ -97,341 +101,123 @@ func position(data []byte, off int64) string {
 	return fmt.Sprintf("line %d, column %d", line, col)
 }
 
-func (d *decoder) globalFields() map[string]fieldFunc {
-	c := d.c
-	return map[string]fieldFunc{
-		"backup_location":                       d.str(&c.BackupLocation),
-		"backup_sites":                          d.sites,
-		"alert_file_dir":                        d.str(&c.AlertFileDir),
-		"json_state_file_path":                  d.str(&c.JSONStateFilePath),
-		"maintenance_mode_file":                 d.str(&c.MaintenanceModeFile),
-		"http_address":                          d.str(&c.HTTPAddress),
-		"http_port":                             d.integer(&c.HTTPPort),
-		"webserver_username":                    d.str(&c.WebserverUsername),
-		"webserver_password":                    d.str(&c.WebserverPassword),
-		"http_tls_cert_file":                    d.str(&c.HTTPTLSCertFile),
-		"http_tls_key_file":                     d.str(&c.HTTPTLSKeyFile),
-		"upload_retries_warning_limit":          d.integer(&c.UploadRetriesWarningLimit),
-		"graceful_shutdown_compression_timeout": d.seconds(&c.GracefulShutdownCompressionTimeout),
-		"graceful_shutdown_upload_timeout":      d.seconds(&c.GracefulShutdownUploadTimeout),
-		"restore_process_count":                 d.integer(&c.RestoreProcessCount),
-		"restore_prefetch":                      d.integer(&c.RestorePrefetch),
-		"tar_executable":                        d.str(&c.TarExecutable),
-		"hash_algorithm":                        d.str(&c.HashAlgorithm),
-		"deleter_event_get_timeout":             d.seconds(&c.DeleterEventGetTimeout),
-		"log_level":                             d.str(&c.LogLevel),
-		"syslog":                                d.boolean(&c.Syslog),
-		"syslog_address":                        d.str(&c.SyslogAddress),
-		"syslog_facility":                       d.str(&c.SyslogFacility),
-		"path_prefix":                           d.str(&c.PathPrefix),
-		"pg_basebackup_path":                    d.str(&c.PGBasebackupPath),
-		"pg_receivexlog_path":                   d.str(&c.PGReceiveXLogPath),
-		"compression": func(p string, v any) {
-			d.object(p, v, map[string]fieldFunc{
-				"algorithm":    d.str(&c.Compression.Algorithm),
-				"level":        d.integer(&c.Compression.Level),
-				"thread_count": d.integer(&c.Compression.ThreadCount),
-			})
-		},
-		"transfer": func(p string, v any) {
-			d.object(p, v, map[string]fieldFunc{
-				"thread_count": d.integer(&c.Transfer.ThreadCount),
-			})
-		},
-		"statsd": func(p string, v any) {
-			if v == nil {
-				return
-			}
-			s := &Statsd{Host: "127.0.0.1", Port: 8125, Format: "telegraf"}
-			if d.walkValues(v) {
-				if c.Statsd == nil {
-					d.walk.add(p, "object or null", nil)
-					return
-				}
-				s = c.Statsd
-			}
-			d.object(p, v, map[string]fieldFunc{
-				"host":   d.str(&s.Host),
-				"port":   d.integer(&s.Port),
-				"format": d.str(&s.Format),
-				"tags":   d.tags(&s.Tags),
-			})
-			if !d.walking(v) {
-				c.Statsd = s
-				d.set(p)
-			}
-		},
-		"pushgateway": func(p string, v any) {
-			if v == nil {
-				return
-			}
-			g := &Pushgateway{Job: "pghoard"}
-			if d.walkValues(v) {
-				if c.Pushgateway == nil {
-					d.walk.add(p, "object or null", nil)
-					return
-				}
-				g = c.Pushgateway
-			}
-			d.object(p, v, map[string]fieldFunc{
-				"endpoint": d.str(&g.Endpoint),
-				"job":      d.str(&g.Job),
-				"instance": d.str(&g.Instance),
-				"tags":     d.tags(&g.Tags),
-			})
-			if !d.walking(v) {
-				c.Pushgateway = g
-				d.set(p)
-			}
-		},
-		"prometheus": func(p string, v any) {
-			if v == nil {
-				return
-			}
-			m := &Prometheus{}
-			if d.walkValues(v) {
-				if c.Prometheus == nil {
-					d.walk.add(p, "object or null", nil)
-					return
-				}
-				m = c.Prometheus
-			}
-			d.object(p, v, map[string]fieldFunc{"tags": d.tags(&m.Tags)})
-			if !d.walking(v) {
-				c.Prometheus = m
-				d.set(p)
-			}
-		},
-	}
+// decoder reads a generic JSON value (decoded with UseNumber) into the
+// fields the schema names, recording type problems with their JSON path,
+// unknown keys as warnings, and "file" as the source of every value it
+// sets.
+type decoder struct {
+	c        *Config
+	ps       problems
+	warnings []string
 }
 
-func (d *decoder) sites(path string, v any) {
-	if d.walking(v) {
-		d.walkSites(path)
-		return
-	}
+// object reads the JSON object v into the struct dst, whose keys table
+// describes, key by key in sorted order.
+func (d *decoder) object(path string, v any, table []key, dst reflect.Value) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		d.wrongType(path, "object", v)
 		return
 	}
 	for _, name := range sortedKeys(m) {
-		s := newSite(name)
-		d.c.BackupSites[name] = s
-		d.object(join(path, name), m[name], d.siteFields(s))
-	}
-}
-
-func (d *decoder) siteFields(s *Site) map[string]fieldFunc {
-	return map[string]fieldFunc{
-		"nodes":                          func(p string, v any) { d.nodes(p, v, s) },
-		"pg_data_directory":              d.str(&s.PGDataDirectory),
-		"pg_bin_directory":               d.str(&s.PGBinDirectory),
-		"prefix":                         d.str(&s.Prefix),
-		"active":                         d.boolean(&s.Active),
-		"active_backup_mode":             d.str(&s.ActiveBackupMode),
-		"slot":                           d.str(&s.Slot),
-		"basebackup_mode":                d.str(&s.BasebackupMode),
-		"basebackup_chunk_size":          d.integer64(&s.BasebackupChunkSize),
-		"basebackup_chunks_in_progress":  d.integer(&s.BasebackupChunksInProgress),
-		"basebackup_threads":             d.integer(&s.BasebackupThreads),
-		"basebackup_compression_threads": d.integer(&s.BasebackupCompressionThreads),
-		"basebackup_delta_mode_min_delta_file_size": d.integer64(&s.BasebackupDeltaModeMinDeltaFileSize),
-		"basebackup_delta_mode_chunk_size":          d.integer64(&s.BasebackupDeltaModeChunkSize),
-		"basebackup_delta_mode_max_retries":         d.integer(&s.BasebackupDeltaModeMaxRetries),
-		"basebackup_interval_hours":                 d.optNumber(&s.BasebackupIntervalHours),
-		"basebackup_hour":                           d.optInteger(&s.BasebackupHour),
-		"basebackup_minute":                         d.optInteger(&s.BasebackupMinute),
-		"basebackup_count":                          d.optInteger(&s.BasebackupCount),
-		"basebackup_count_min":                      d.integer(&s.BasebackupCountMin),
-		"basebackup_age_days_max":                   d.optNumber(&s.BasebackupAgeDaysMax),
-		"encryption_key_id":                         d.str(&s.EncryptionKeyID),
-		"encryption_keys":                           func(p string, v any) { d.keys(p, v, s) },
-		"object_storage":                            func(p string, v any) { d.storage(p, v, &s.ObjectStorage) },
-		"moved_from":                                func(p string, v any) { d.movedFrom(p, v, s) },
-		"pg_version":                                d.integer(&s.PGVersion),
-		"pg_basebackup_path":                        d.str(&s.PGBasebackupPath),
-		"pg_receivexlog_path":                       d.str(&s.PGReceiveXLogPath),
-		"stream_compression":                        d.boolean(&s.StreamCompression),
-		"wal_partial_upload_interval":               d.seconds(&s.WALPartialUploadInterval),
-		"restore_test_interval_hours":               d.optNumber(&s.RestoreTestIntervalHours),
-		"pg_receivexlog": func(p string, v any) {
-			r := &s.PGReceiveXLog
-			d.object(p, v, map[string]fieldFunc{
-				"disk_space_check_interval": d.seconds(&r.DiskSpaceCheckInterval),
-				"min_disk_free_bytes":       d.optInteger64(&r.MinDiskFreeBytes),
-				"resume_multiplier":         d.number(&r.ResumeMultiplier),
-			})
-		},
-	}
-}
-
-func (d *decoder) keys(path string, v any, s *Site) {
-	if d.walking(v) {
-		d.walkKeys(path, s)
-		return
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		d.wrongType(path, "object", v)
-		return
-	}
-	for _, id := range sortedKeys(m) {
-		var k EncryptionKey
-		d.object(join(path, id), m[id], map[string]fieldFunc{
-			"public":  d.str(&k.Public),
-			"private": d.str(&k.Private),
-		})
-		s.EncryptionKeys[id] = k
-	}
-}
-
-// movedFrom accepts a site name or a list of them.
-func (d *decoder) movedFrom(path string, v any, s *Site) {
-	if d.walked(path, v, "string or array of strings", s.MovedFrom) {
-		return
-	}
-	switch x := v.(type) {
-	case nil:
-		s.MovedFrom = nil
-	case string:
-		s.MovedFrom = []string{x}
-	case []any:
-		s.MovedFrom = nil
-		for i, e := range x {
-			str, ok := e.(string)
-			if !ok {
-				d.wrongType(fmt.Sprintf("%s[%d]", path, i), "string", e)
-				continue
-			}
-			s.MovedFrom = append(s.MovedFrom, str)
+		k := lookup(table, name)
+		if k == nil {
+			d.warnings = append(d.warnings, join(path, name)+": unknown key")
+			continue
 		}
-	default:
-		d.wrongType(path, "string or array of strings", v)
-		return
+		d.value(join(path, name), m[name], k, dst.FieldByName(k.field))
 	}
-	d.set(path)
 }
 
-func (d *decoder) nodes(path string, v any, s *Site) {
-	if d.walking(v) {
-		d.walkNodes(path, s)
-		return
-	}
-	list, ok := v.([]any)
-	if !ok {
-		d.wrongType(path, "array", v)
-		return
-	}
-	s.Nodes = nil
-	for i, e := range list {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		switch x := e.(type) {
-		case string:
-			s.Nodes = append(s.Nodes, Node{ConnStr: x})
-		case map[string]any:
-			s.Nodes = append(s.Nodes, d.nodeObject(p, x))
+// value reads v into the field f that k describes.
+func (d *decoder) value(path string, v any, k *key, f reflect.Value) {
+	if kd, null := kindOf(f.Type()); kd != nil {
+		switch {
+		case kd.decode != nil:
+			kd.decode(d, path, v, k, f)
+		case v == nil && kd.keepNull:
+		case v == nil && null:
+			f.SetZero()
+			d.set(path)
 		default:
-			d.wrongType(p, "connection string or object", e)
+			x, ok := kd.fromJSON(v)
+			if !ok {
+				d.wrongType(path, cmp.Or(kd.want, kd.typeName(null)), v)
+				return
+			}
+			set(f, x)
+			d.set(path)
 		}
+		return
 	}
-	d.set(path)
-}
-
-func (d *decoder) nodeObject(path string, m map[string]any) Node {
-	var n Node
-	if _, ok := m["connection_string"]; ok {
-		d.object(path, m, map[string]fieldFunc{
-			"connection_string": d.str(&n.ConnStr),
-			"slot":              d.str(&n.Slot),
-		})
-		return n
-	}
-	n.Params = map[string]string{}
-	for _, k := range sortedKeys(m) {
-		p := join(path, k)
-		if k == "slot" {
-			d.str(&n.Slot)(p, m[k])
-			continue
+	switch f.Kind() {
+	case reflect.Struct: // an object that is always there: compression
+		d.object(path, v, k.keys, f)
+	case reflect.Pointer: // an optional object, off when null: statsd
+		if v == nil {
+			return
 		}
-		if m[k] == nil {
-			continue
-		}
-		s, ok := scalarString(m[k])
+		x := newObject(f.Type().Elem(), k.keys)
+		d.object(path, v, k.keys, x.Elem())
+		f.Set(x)
+		d.set(path)
+	case reflect.Map: // objects by name: backup_sites
+		m, ok := v.(map[string]any)
 		if !ok {
-			d.wrongType(p, "string or number", m[k])
-			continue
-		}
-		n.Params[k] = s
-	}
-	return n
-}
-
-func (d *decoder) storage(path string, v any, o *ObjectStorage) {
-	if d.walking(v) {
-		d.walkStorage(path, o)
-		return
-	}
-	if v == nil {
-		return
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		d.wrongType(path, "object", v)
-		return
-	}
-	*o = ObjectStorage{}
-	d.set(path)
-	_, hasURL := m["url"]
-	st, hasType := m["storage_type"]
-	switch {
-	case hasURL && hasType:
-		d.ps.add(path, "url and storage_type are mutually exclusive")
-		return
-	case hasURL:
-		o.StorageType = StorageURL
-	case !hasType:
-		d.ps.add(join(path, "storage_type"), "required (local, s3, google or azure), or give url")
-		return
-	default:
-		s, ok := st.(string)
-		if !ok {
-			d.wrongType(join(path, "storage_type"), "string", st)
-			return
-		}
-		if _, known := storageKeys[s]; !known || s == StorageURL {
-			d.ps.add(join(path, "storage_type"), "unknown storage type %q (want local, s3, google or azure)", s)
-			return
-		}
-		o.StorageType = s
-	}
-	// rohmu: Azure defaults to HTTPS, S3 to is_secure false.
-	o.IsSecure = o.StorageType == StorageAzure
-	all := storageTargets(o)
-	fields := map[string]fieldFunc{"storage_type": func(string, any) {}, "prefix": d.field(all["prefix"])}
-	for _, k := range storageKeys[o.StorageType] {
-		fields[k] = d.field(all[k])
-	}
-	d.object(path, m, fields)
-}
-
-// rawObject keeps a JSON object as raw bytes (Google service-account
-// credentials are handed to the client library as they are).
-func (d *decoder) rawObject(dst *json.RawMessage) fieldFunc {
-	return func(path string, v any) {
-		if d.walked(path, v, "JSON object", *dst) {
-			return
-		}
-		if _, ok := v.(map[string]any); !ok {
 			d.wrongType(path, "object", v)
 			return
 		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			d.ps.add(path, "encode: %v", err)
-			return
+		for _, name := range sortedKeys(m) {
+			x := newMember(f.Type().Elem(), k.keys)
+			d.object(join(path, name), m[name], k.keys, reflect.Indirect(x))
+			f.SetMapIndex(reflect.ValueOf(name), x)
 		}
-		*dst = b
-		d.set(path)
 	}
+}
+
+func (d *decoder) wrongType(path, want string, v any) {
+	if path == "" {
+		path = "(top level)"
+	}
+	d.ps.add(path, "want %s, got %s", want, describe(v))
+}
+
+func (d *decoder) set(path string) { d.c.setSource(path, "file") }
+
+// describe names a JSON value's type for error messages.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		if len(x) > 40 {
+			x = x[:40] + "..."
+		}
+		return "string " + strconv.Quote(x)
+	case json.Number:
+		return "number " + x.String()
+	case bool:
+		return "boolean " + strconv.FormatBool(x)
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func join(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -2,94 +2,68 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 )
 
 // Site is one entry of backup_sites: a PostgreSQL cluster and where its
-// backups go.
+// backups go. Its fields hold the keys of siteKeys (schema.go).
 type Site struct {
 	// Name is the key under backup_sites.
 	Name string
 
-	Nodes           []Node // nodes; an empty list becomes one empty node (PG* variables)
-	PGDataDirectory string // pg_data_directory
-	PGBinDirectory  string // pg_bin_directory (accepted for compatibility)
-	Prefix          string // prefix (default <path_prefix>/<site>)
-	Active          bool   // active (true); false = read-only site
-	// ActiveBackupMode is active_backup_mode: pg_receivexlog (default),
-	// walreceiver, archive_command, standalone_hot_backup or basic.
+	Nodes            []Node // never empty once loaded: one empty node takes PG* variables
+	Slot             string // default slot of the nodes that name none ("" = no slot)
+	PGDataDirectory  string
+	PGBinDirectory   string
+	Prefix           string
+	Active           bool // false = read-only site
 	ActiveBackupMode string
-	// Slot is hoard's site-wide default replication slot for nodes that name
-	// none ("" = no slot, as PGHoard).
-	Slot string
 
-	BasebackupMode               string // basebackup_mode (basic)
-	BasebackupChunkSize          int64  // basebackup_chunk_size (2 GiB)
-	BasebackupChunksInProgress   int    // basebackup_chunks_in_progress (5)
-	BasebackupThreads            int    // basebackup_threads (1)
-	BasebackupCompressionThreads int    // basebackup_compression_threads (0)
+	BasebackupMode                      string
+	BasebackupChunkSize                 int64
+	BasebackupChunksInProgress          int
+	BasebackupThreads                   int
+	BasebackupCompressionThreads        int
+	BasebackupDeltaModeMinDeltaFileSize int64
+	BasebackupDeltaModeChunkSize        int64
+	BasebackupDeltaModeMaxRetries       int
+	StreamCompression                   bool // PGHoard's legacy alias for basebackup_mode pipe
 
-	BasebackupDeltaModeMinDeltaFileSize int64 // basebackup_delta_mode_min_delta_file_size (10 MiB)
-	BasebackupDeltaModeChunkSize        int64 // basebackup_delta_mode_chunk_size (500 MiB)
-	BasebackupDeltaModeMaxRetries       int   // basebackup_delta_mode_max_retries (10)
+	BasebackupIntervalHours *float64 // nil = no scheduled basebackups
+	BasebackupHour          *int     // with BasebackupMinute; nil = not anchored
+	BasebackupMinute        *int
+	BasebackupCount         *int // nil = unlimited
+	BasebackupCountMin      int
+	BasebackupAgeDaysMax    *float64 // nil = no age limit
 
-	BasebackupIntervalHours *float64 // basebackup_interval_hours (24; nil = no automatic backups)
-	BasebackupHour          *int     // basebackup_hour (unset)
-	BasebackupMinute        *int     // basebackup_minute (unset)
-	BasebackupCount         *int     // basebackup_count (2; nil = unlimited)
-	BasebackupCountMin      int      // basebackup_count_min (2)
-	BasebackupAgeDaysMax    *float64 // basebackup_age_days_max (unset)
+	EncryptionKeyID string // "" = no encryption
+	EncryptionKeys  map[string]EncryptionKey
 
-	EncryptionKeyID string                   // encryption_key_id ("" = no encryption)
-	EncryptionKeys  map[string]EncryptionKey // encryption_keys
+	ObjectStorage ObjectStorage
+	MovedFrom     []string // older names of the site
+	PGVersion     int      // server_version_num; 0 = ask the server
 
-	ObjectStorage ObjectStorage // object_storage (default: local at backup_location)
-	MovedFrom     []string      // moved_from: older site names
-	PGVersion     int           // pg_version (server_version_num; 0 = ask the server)
+	PGReceiveXLog            PGReceiveXLog
+	WALPartialUploadInterval time.Duration // 0 = never
+	RestoreTestIntervalHours *float64      // nil = never
 
-	PGReceiveXLog PGReceiveXLog // pg_receivexlog (disk guard)
-
-	// WALPartialUploadInterval is hoard's wal_partial_upload_interval
-	// (seconds): how often the WAL receiver uploads the segment in progress
-	// as a .partial object. 0 = never.
-	WALPartialUploadInterval time.Duration
-	// RestoreTestIntervalHours is hoard's restore_test_interval_hours: how
-	// often the daemon does a real test restore (nil = never).
-	RestoreTestIntervalHours *float64
-
-	PGBasebackupPath  string // pg_basebackup_path (accepted for compatibility)
-	PGReceiveXLogPath string // pg_receivexlog_path (accepted for compatibility)
-	StreamCompression bool   // stream_compression: legacy alias for basebackup_mode pipe
+	PGBasebackupPath  string
+	PGReceiveXLogPath string
 }
 
 // PGReceiveXLog is the site's pg_receivexlog disk-space guard.
 type PGReceiveXLog struct {
-	DiskSpaceCheckInterval time.Duration // disk_space_check_interval (10 s)
-	MinDiskFreeBytes       *int64        // min_disk_free_bytes (null = off)
-	ResumeMultiplier       float64       // resume_multiplier (1.5)
+	DiskSpaceCheckInterval time.Duration
+	MinDiskFreeBytes       *int64 // nil = off
+	ResumeMultiplier       float64
 }
 
 func newSite(name string) *Site {
-	interval := 24.0
-	count := 2
-	return &Site{
-		Name:                                name,
-		Active:                              true,
-		ActiveBackupMode:                    ModePGReceiveXLog,
-		BasebackupMode:                      BasebackupBasic,
-		BasebackupChunkSize:                 2 << 30,
-		BasebackupChunksInProgress:          5,
-		BasebackupThreads:                   1,
-		BasebackupDeltaModeMinDeltaFileSize: 10 << 20,
-		BasebackupDeltaModeChunkSize:        500 << 20,
-		BasebackupDeltaModeMaxRetries:       10,
-		BasebackupIntervalHours:             &interval,
-		BasebackupCount:                     &count,
-		BasebackupCountMin:                  2,
-		EncryptionKeys:                      map[string]EncryptionKey{},
-		PGReceiveXLog:                       PGReceiveXLog{DiskSpaceCheckInterval: 10 * time.Second, ResumeMultiplier: 1.5},
-	}
+	s := &Site{Name: name}
+	setDefaults(reflect.ValueOf(s).Elem(), siteKeys)
+	return s
 }
 
 // Site returns the named site. With name "" it returns the only site, or an

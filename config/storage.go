@@ -1,6 +1,10 @@
 package config
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+)
 
 // Storage types (object_storage.storage_type). StorageURL is hoard's
 // extension: object_storage {"url": "s3://bucket?region=..."} takes any
@@ -14,80 +18,149 @@ const (
 )
 
 // ObjectStorage is a site's object_storage: rohmu's keys for local, s3,
-// google and azure, or hoard's {"url": ...}.
+// google and azure, or hoard's {"url": ...}. storageKeys names the key of
+// each field.
 type ObjectStorage struct {
-	StorageType string // storage_type; StorageURL when URL is set
-	URL         string // url: a gocloud.dev/blob URL (hoard's extension)
-	Prefix      string // prefix: put in front of every key (before the site prefix)
+	StorageType string // StorageURL when URL is set
+	URL         string
+	Prefix      string // put in front of every key (before the site prefix)
 
 	// Implicit is true when the site had no object_storage and this is
 	// PGHoard's fallback: local storage at backup_location.
 	Implicit bool
 
-	Directory string // local: directory
+	Directory string // local
 
-	BucketName string // s3, google, azure (container): bucket_name
+	BucketName string // s3, google, azure (the container)
 
-	Region             string // s3: region
-	AWSAccessKeyID     string // s3: aws_access_key_id
-	AWSSecretAccessKey string // s3: aws_secret_access_key
-	AWSSessionToken    string // s3: aws_session_token
-	Host               string // s3, azure: host
-	Port               int    // s3, azure: port
-	IsSecure           bool   // s3 (false), azure (true): is_secure
-	IsVerifyTLS        bool   // s3: is_verify_tls (false)
-	CertPath           string // s3: cert_path
-	AddressingStyle    string // s3: addressing_style path|virtual|auto (path)
-	SegmentSize        int64  // s3: segment_size, multipart part size (0 = automatic)
-	Encrypted          bool   // s3: encrypted (SSE-S3 AES256)
+	Region             string // s3
+	AWSAccessKeyID     string
+	AWSSecretAccessKey string
+	AWSSessionToken    string
+	Host               string // s3, azure
+	Port               int
+	IsSecure           bool
+	IsVerifyTLS        bool // s3
+	CertPath           string
+	AddressingStyle    string // path, virtual or auto
+	SegmentSize        int64  // multipart part size; 0 = automatic
+	Encrypted          bool   // SSE-S3 AES256
 
-	ProjectID      string          // google: project_id
-	CredentialFile string          // google: credential_file
-	Credentials    json.RawMessage // google: credentials (a service-account JSON object)
+	ProjectID      string // google
+	CredentialFile string
+	Credentials    json.RawMessage // a service-account JSON object
 
-	AccountName string // azure: account_name
-	AccountKey  string // azure: account_key
-	SASToken    string // azure: sas_token
-	AzureCloud  string // azure: azure_cloud public|germany|china
+	AccountName string // azure
+	AccountKey  string
+	SASToken    string
+	AzureCloud  string // public, germany or china
 }
 
-// storageKeys lists the keys each storage type accepts besides storage_type
-// and prefix.
-var storageKeys = map[string][]string{
-	StorageLocal:  {"directory"},
-	StorageS3:     {"region", "bucket_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "host", "port", "is_secure", "is_verify_tls", "cert_path", "addressing_style", "segment_size", "encrypted"},
-	StorageGoogle: {"project_id", "bucket_name", "credential_file", "credentials"},
-	StorageAzure:  {"account_name", "account_key", "sas_token", "bucket_name", "is_secure", "host", "port", "azure_cloud"},
-	StorageURL:    {"url"},
+// JSON returns o as PGHoard's object_storage object: storage_type (none
+// for a url), prefix and the keys of its storage type, unset optional
+// values left out. storage.ParseConfig reads it. config and storage are
+// both leaves and import no hoard package, so rohmu's key names, which
+// storage.Config's json tags spell too, are where they meet.
+func (o ObjectStorage) JSON() []byte {
+	m := map[string]any{}
+	v := reflect.ValueOf(o)
+	for i := range storageKeys {
+		k := &storageKeys[i]
+		if !k.accepts(o.StorageType) || k.name == "storage_type" && o.StorageType == StorageURL {
+			continue
+		}
+		if x := show(v.FieldByName(k.field)); x != nil {
+			m[k.name] = x
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("config: encode object_storage: %v", err)) // strings, numbers and a checked JSON object
+	}
+	return b
 }
 
-// storageTargets maps every object_storage key (but storage_type) to the
-// field of o it sets. The decoder and the HOARD_<TYPE>_* variables both
-// use it, so a key cannot be read from one and not the other.
-func storageTargets(o *ObjectStorage) map[string]any {
-	return map[string]any{
-		"prefix":                &o.Prefix,
-		"url":                   &o.URL,
-		"directory":             &o.Directory,
-		"bucket_name":           &o.BucketName,
-		"region":                &o.Region,
-		"aws_access_key_id":     &o.AWSAccessKeyID,
-		"aws_secret_access_key": &o.AWSSecretAccessKey,
-		"aws_session_token":     &o.AWSSessionToken,
-		"host":                  &o.Host,
-		"port":                  &o.Port,
-		"is_secure":             &o.IsSecure,
-		"is_verify_tls":         &o.IsVerifyTLS,
-		"cert_path":             &o.CertPath,
-		"addressing_style":      &o.AddressingStyle,
-		"segment_size":          &o.SegmentSize,
-		"encrypted":             &o.Encrypted,
-		"project_id":            &o.ProjectID,
-		"credential_file":       &o.CredentialFile,
-		"credentials":           &o.Credentials,
-		"account_name":          &o.AccountName,
-		"account_key":           &o.AccountKey,
-		"sas_token":             &o.SASToken,
-		"azure_cloud":           &o.AzureCloud,
+// newObjectStorage returns the object_storage of a storage type before its
+// keys are read.
+func newObjectStorage(typ, prefix string) ObjectStorage {
+	// rohmu: Azure defaults to HTTPS, S3 to is_secure false.
+	return ObjectStorage{StorageType: typ, Prefix: prefix, IsSecure: typ == StorageAzure}
+}
+
+// storageTypeList is "local, s3, google or azure", for messages.
+func storageTypeList() string {
+	names := make([]string, len(storageTypes))
+	for i, t := range storageTypes {
+		names[i] = t.name
+	}
+	return orList(names)
+}
+
+func knownStorageType(typ string) bool {
+	for _, t := range storageTypes {
+		if t.name == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeStorage reads object_storage: url, or storage_type and the keys of
+// that type; the keys of other types are unknown keys.
+func decodeStorage(d *decoder, path string, v any, k *key, f reflect.Value) {
+	if v == nil {
+		return
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.wrongType(path, "object", v)
+		return
+	}
+	o := f.Addr().Interface().(*ObjectStorage)
+	*o = ObjectStorage{}
+	d.set(path)
+	_, hasURL := m["url"]
+	st, hasType := m["storage_type"]
+	typ := StorageURL
+	switch {
+	case hasURL && hasType:
+		d.ps.add(path, "url and storage_type are mutually exclusive")
+		return
+	case hasURL:
+	case !hasType:
+		d.ps.add(join(path, "storage_type"), "required (%s), or give url", storageTypeList())
+		return
+	default:
+		s, ok := st.(string)
+		if !ok {
+			d.wrongType(join(path, "storage_type"), "string", st)
+			return
+		}
+		if !knownStorageType(s) {
+			d.ps.add(join(path, "storage_type"), "unknown storage type %q (want %s)", s, storageTypeList())
+			return
+		}
+		typ = s
+	}
+	*o = newObjectStorage(typ, "")
+	var rows []key
+	for _, sk := range k.keys {
+		if sk.accepts(typ) {
+			rows = append(rows, sk)
+		}
+	}
+	d.object(path, m, rows, f)
+}
+
+// walkStorage reports object_storage: for a loaded configuration the keys
+// of its storage type, for the reference every key of every type.
+func walkStorage(w *walker, path string, k *key, f reflect.Value) {
+	w.add(path, "object", nil, k)
+	typ := f.FieldByName("StorageType").String()
+	for _, sk := range sortedRows(k.keys) {
+		if !w.docs && (!sk.accepts(typ) || sk.name == "storage_type" && typ == StorageURL) {
+			continue
+		}
+		w.value(join(path, sk.name), sk, f.FieldByName(sk.field))
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -22,17 +25,42 @@ var (
 	basebackupModes   = []string{BasebackupBasic, BasebackupPipe, BasebackupLocalTar, BasebackupDelta, BasebackupLocalTarDeltaS}
 	logLevels         = []string{"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"}
 	hashAlgorithms    = []string{"sha1", "sha224", "sha256", "sha384", "sha512", "md5"}
-	// maxLevel is the highest compression level each algorithm accepts.
-	maxLevel = map[string]int{CompressionSnappy: 0, CompressionZstd: 22, CompressionLZMA: 9, CompressionLZ4: 12}
 )
 
-func oneOf(v string, allowed []string) bool {
-	for _, a := range allowed {
-		if v == a {
-			return true
+// compressionLevels are the algorithms compression.algorithm accepts, with
+// the highest level of each. They are compress.Algorithms; config is a leaf
+// and cannot import compress, so command's TestCompressionAlgorithms checks
+// that the lists agree.
+var compressionLevels = []struct {
+	name string
+	max  int
+}{{"snappy", 0}, {"zstd", 22}, {"lzma", 9}, {"lz4", 12}}
+
+// CompressionAlgorithms returns the algorithms compression.algorithm
+// accepts.
+func CompressionAlgorithms() []string {
+	names := make([]string, len(compressionLevels))
+	for i, a := range compressionLevels {
+		names[i] = a.name
+	}
+	return names
+}
+
+func maxCompressionLevel(algorithm string) (int, bool) {
+	for _, a := range compressionLevels {
+		if a.name == algorithm {
+			return a.max, true
 		}
 	}
-	return false
+	return 0, false
+}
+
+// orList writes names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 func (c *Config) validate() problems {
@@ -40,23 +68,12 @@ func (c *Config) validate() problems {
 	if len(c.BackupSites) == 0 {
 		ps.add("backup_sites", "at least one site is required")
 	}
-	if max, ok := maxLevel[c.Compression.Algorithm]; !ok {
-		ps.add("compression.algorithm", "unknown compression algorithm %q (want snappy, zstd, lzma or lz4)", c.Compression.Algorithm)
+	if max, ok := maxCompressionLevel(c.Compression.Algorithm); !ok {
+		ps.add("compression.algorithm", "unknown compression algorithm %q (want %s)", c.Compression.Algorithm, orList(CompressionAlgorithms()))
 	} else if c.Compression.Level < 0 || (max > 0 && c.Compression.Level > max) {
 		ps.add("compression.level", "%d out of range 0-%d for %s", c.Compression.Level, max, c.Compression.Algorithm)
 	}
-	positive(&ps, "compression.thread_count", c.Compression.ThreadCount)
-	positive(&ps, "transfer.thread_count", c.Transfer.ThreadCount)
-	positive(&ps, "restore_process_count", c.RestoreProcessCount)
-	if c.RestorePrefetch < 0 {
-		ps.add("restore_prefetch", "must not be negative, got %d", c.RestorePrefetch)
-	}
-	if c.UploadRetriesWarningLimit < 0 {
-		ps.add("upload_retries_warning_limit", "must not be negative, got %d", c.UploadRetriesWarningLimit)
-	}
-	if c.HTTPPort < 0 || c.HTTPPort > 65535 {
-		ps.add("http_port", "%d out of range 0-65535", c.HTTPPort)
-	}
+	c.checkRanges(&ps)
 	if (c.WebserverUsername == "") != (c.WebserverPassword == "") {
 		ps.add("webserver_password", "webserver_username and webserver_password must be set together")
 	}
@@ -69,10 +86,10 @@ func (c *Config) validate() problems {
 		readable(&ps, "http_tls_cert_file", c.HTTPTLSCertFile)
 		readable(&ps, "http_tls_key_file", c.HTTPTLSKeyFile)
 	}
-	if !oneOf(strings.ToUpper(c.LogLevel), logLevels) {
+	if !slices.Contains(logLevels, strings.ToUpper(c.LogLevel)) {
 		ps.add("log_level", "unknown level %q (want DEBUG, INFO, WARNING, ERROR or CRITICAL)", c.LogLevel)
 	}
-	if !oneOf(c.HashAlgorithm, hashAlgorithms) {
+	if !slices.Contains(hashAlgorithms, c.HashAlgorithm) {
 		ps.add("hash_algorithm", "unknown hash %q (want one of %s)", c.HashAlgorithm, strings.Join(hashAlgorithms, ", "))
 	}
 	if c.Statsd != nil && c.Statsd.Format != "telegraf" && c.Statsd.Format != "datadog" {
@@ -98,59 +115,48 @@ func readable(ps *problems, path, name string) {
 	_ = f.Close()
 }
 
-func positive(ps *problems, path string, n int) {
-	if n < 1 {
-		ps.add(path, "must be at least 1, got %d", n)
+// checkRanges reports every number outside the range its row allows
+// (key.valid), at every level: sites, nested objects, object_storage.
+func (c *Config) checkRanges(ps *problems) {
+	w := &walker{}
+	w.object("", globalKeys, reflect.ValueOf(c).Elem())
+	for _, e := range w.entries {
+		if e.key.valid == "" || e.val == nil {
+			continue
+		}
+		n := reflect.ValueOf(e.val).Convert(reflect.TypeFor[float64]()).Float()
+		orNull := ""
+		if strings.HasSuffix(e.typ, " or null") {
+			orNull = " or null"
+		}
+		lo, hi, isRange := strings.Cut(e.key.valid, "-")
+		switch min, _ := strconv.ParseFloat(lo, 64); {
+		case isRange:
+			if max, _ := strconv.ParseFloat(hi, 64); n < min || n > max {
+				ps.add(e.path, "%v out of range %s", e.val, e.key.valid)
+			}
+		case e.key.valid == ">=0" && n < 0:
+			ps.add(e.path, "must not be negative%s, got %v", orNull, e.val)
+		case e.key.valid == ">=1" && n < 1:
+			ps.add(e.path, "must be at least 1%s, got %v", orNull, e.val)
+		case e.key.valid == ">0" && n <= 0:
+			ps.add(e.path, "must be positive%s, got %v", orNull, e.val)
+		}
 	}
 }
 
 func (s *Site) validate(ps *problems, c *Config, p string) {
-	if !oneOf(s.ActiveBackupMode, activeBackupModes) {
+	if !slices.Contains(activeBackupModes, s.ActiveBackupMode) {
 		ps.add(p+".active_backup_mode", "unknown mode %q (want one of %s)", s.ActiveBackupMode, strings.Join(activeBackupModes, ", "))
 	}
-	if !oneOf(s.BasebackupMode, basebackupModes) {
+	if !slices.Contains(basebackupModes, s.BasebackupMode) {
 		ps.add(p+".basebackup_mode", "unknown mode %q (want one of %s)", s.BasebackupMode, strings.Join(basebackupModes, ", "))
-	}
-	if s.BasebackupChunkSize < 1 {
-		ps.add(p+".basebackup_chunk_size", "must be positive, got %d", s.BasebackupChunkSize)
-	}
-	positive(ps, p+".basebackup_chunks_in_progress", s.BasebackupChunksInProgress)
-	positive(ps, p+".basebackup_threads", s.BasebackupThreads)
-	if s.BasebackupCompressionThreads < 0 {
-		ps.add(p+".basebackup_compression_threads", "must not be negative, got %d", s.BasebackupCompressionThreads)
-	}
-	if s.BasebackupIntervalHours != nil && *s.BasebackupIntervalHours <= 0 {
-		ps.add(p+".basebackup_interval_hours", "must be positive or null, got %v", *s.BasebackupIntervalHours)
 	}
 	switch {
 	case s.BasebackupHour != nil && s.BasebackupMinute == nil:
 		ps.add(p+".basebackup_minute", "required when basebackup_hour is set")
 	case s.BasebackupHour == nil && s.BasebackupMinute != nil:
 		ps.add(p+".basebackup_hour", "required when basebackup_minute is set")
-	}
-	if s.BasebackupHour != nil && (*s.BasebackupHour < 0 || *s.BasebackupHour > 23) {
-		ps.add(p+".basebackup_hour", "%d out of range 0-23", *s.BasebackupHour)
-	}
-	if s.BasebackupMinute != nil && (*s.BasebackupMinute < 0 || *s.BasebackupMinute > 59) {
-		ps.add(p+".basebackup_minute", "%d out of range 0-59", *s.BasebackupMinute)
-	}
-	if s.BasebackupCount != nil && *s.BasebackupCount < 1 {
-		ps.add(p+".basebackup_count", "must be at least 1 or null, got %d", *s.BasebackupCount)
-	}
-	if s.BasebackupCountMin < 0 {
-		ps.add(p+".basebackup_count_min", "must not be negative, got %d", s.BasebackupCountMin)
-	}
-	if s.BasebackupAgeDaysMax != nil && *s.BasebackupAgeDaysMax <= 0 {
-		ps.add(p+".basebackup_age_days_max", "must be positive or null, got %v", *s.BasebackupAgeDaysMax)
-	}
-	if s.RestoreTestIntervalHours != nil && *s.RestoreTestIntervalHours <= 0 {
-		ps.add(p+".restore_test_interval_hours", "must be positive or null, got %v", *s.RestoreTestIntervalHours)
-	}
-	if s.WALPartialUploadInterval < 0 {
-		ps.add(p+".wal_partial_upload_interval", "must not be negative")
-	}
-	if s.PGVersion < 0 {
-		ps.add(p+".pg_version", "must not be negative, got %d", s.PGVersion)
 	}
 	for i, n := range s.Nodes {
 		if n.Params == nil && strings.TrimSpace(n.ConnStr) != "" && !isURI(n.ConnStr) {
@@ -168,7 +174,7 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 			ps.add(p+".encryption_keys."+s.EncryptionKeyID+".public", "required: encryption_key_id %q uploads with this key", s.EncryptionKeyID)
 		}
 	}
-	for _, id := range sortedKeyIDs(s.EncryptionKeys) {
+	for _, id := range sortedKeys(s.EncryptionKeys) {
 		if k := s.EncryptionKeys[id]; k.Public == "" && k.Private == "" {
 			ps.add(p+".encryption_keys."+id, "needs public and/or private")
 		}
@@ -178,14 +184,6 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 
 func isURI(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
-}
-
-func sortedKeyIDs(m map[string]EncryptionKey) []string {
-	a := make(map[string]any, len(m))
-	for k := range m {
-		a[k] = nil
-	}
-	return sortedKeys(a)
 }
 
 func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
@@ -213,13 +211,9 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 		if (o.AWSAccessKeyID == "") != (o.AWSSecretAccessKey == "") {
 			ps.add(p+".aws_secret_access_key", "aws_access_key_id and aws_secret_access_key must be set together")
 		}
-		if o.AddressingStyle != "" && !oneOf(o.AddressingStyle, []string{"path", "virtual", "auto"}) {
+		if o.AddressingStyle != "" && !slices.Contains([]string{"path", "virtual", "auto"}, o.AddressingStyle) {
 			ps.add(p+".addressing_style", "unknown style %q (want path, virtual or auto)", o.AddressingStyle)
 		}
-		if o.SegmentSize < 0 {
-			ps.add(p+".segment_size", "must not be negative, got %d", o.SegmentSize)
-		}
-		validPort(ps, p+".port", o.Port)
 	case StorageGoogle:
 		if o.ProjectID == "" && o.BucketName == "" {
 			ps.add(p+".bucket_name", "project_id and/or bucket_name required for google storage")
@@ -234,8 +228,7 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 		if (o.Host == "") != (o.Port == 0) {
 			ps.add(p+".port", "host and port must be set together")
 		}
-		validPort(ps, p+".port", o.Port)
-		if o.AzureCloud != "" && !oneOf(o.AzureCloud, []string{"public", "germany", "china"}) {
+		if o.AzureCloud != "" && !slices.Contains([]string{"public", "germany", "china"}, o.AzureCloud) {
 			ps.add(p+".azure_cloud", "unknown cloud %q (want public, germany or china)", o.AzureCloud)
 		}
 	case StorageURL:
@@ -248,12 +241,6 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 		case u.Scheme == "":
 			ps.add(p+".url", "want a gocloud.dev/blob URL such as s3://bucket?region=r, got no scheme")
 		}
-	}
-}
-
-func validPort(ps *problems, path string, port int) {
-	if port < 0 || port > 65535 {
-		ps.add(path, "%d out of range 0-65535", port)
 	}
 }
 

@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -14,37 +16,51 @@ import (
 	_ "gocloud.dev/blob/s3blob" // s3:// URLs
 )
 
-// Config selects and configures a backend. Its fields mirror PGHoard's
-// object_storage settings; the config package fills it in.
+// Config selects and configures a backend. Its fields are PGHoard's
+// object_storage settings, named in the json tags as rohmu names them:
+// ParseConfig reads a site's object_storage object into a Config.
 type Config struct {
-	Type   string // local, s3, google, azure or mem; ignored when URL is set
-	URL    string // any gocloud.dev/blob URL (s3://, gs://, azblob://, file://, mem://)
-	Prefix string // object_storage.prefix: keys given to the Store are relative to it
+	Type   string `json:"storage_type"` // local, s3, google, azure or mem; ignored when URL is set
+	URL    string `json:"url"`          // any gocloud.dev/blob URL (s3://, gs://, azblob://, file://, mem://)
+	Prefix string `json:"prefix"`       // keys given to the Store are relative to it
 
-	Directory string // local: the root directory
+	Directory string `json:"directory"` // local: the root directory
 
-	Region          string // s3: region (default us-east-1)
-	BucketName      string // s3, google; azure: the container name
-	AccessKeyID     string // s3: static credentials; empty uses the AWS default chain
-	SecretAccessKey string // s3
-	SessionToken    string // s3: optional
-	Host            string // s3, azure: custom endpoint host (MinIO, Azurite, ...)
-	Port            int    // s3, azure: custom endpoint port; 0 for the scheme's default
-	IsSecure        bool   // s3, azure: https rather than http to Host
-	IsVerifyTLS     *bool  // s3: verify the server certificate; nil means verify
-	CertPath        string // s3: PEM CA bundle to verify the server with
-	AddressingStyle string // s3: path (default), virtual or auto
-	SegmentSize     int64  // s3, azure, google: upload part size in bytes
-	Encrypted       bool   // s3: server-side encryption (AES256)
+	Region          string `json:"region"`                // s3: region (default us-east-1)
+	BucketName      string `json:"bucket_name"`           // s3, google; azure: the container name
+	AccessKeyID     string `json:"aws_access_key_id"`     // s3: static credentials; empty uses the AWS default chain
+	SecretAccessKey string `json:"aws_secret_access_key"` // s3
+	SessionToken    string `json:"aws_session_token"`     // s3: optional
+	Host            string `json:"host"`                  // s3, azure: custom endpoint host (MinIO, Azurite, ...)
+	Port            int    `json:"port"`                  // s3, azure: custom endpoint port; 0 for the scheme's default
+	IsSecure        bool   `json:"is_secure"`             // s3, azure: https rather than http to Host
+	IsVerifyTLS     *bool  `json:"is_verify_tls"`         // s3: verify the server certificate; nil means verify
+	CertPath        string `json:"cert_path"`             // s3: PEM CA bundle to verify the server with
+	AddressingStyle string `json:"addressing_style"`      // s3: path (default), virtual or auto
+	SegmentSize     int64  `json:"segment_size"`          // s3, azure, google: upload part size in bytes
+	Encrypted       bool   `json:"encrypted"`             // s3: server-side encryption (AES256)
 
-	ProjectID       string // google: project (only needed to create buckets)
-	CredentialFile  string // google: service account or user credentials JSON file
-	CredentialsJSON []byte // google: the same, inline
+	ProjectID       string          `json:"project_id"`      // google: project (only needed to create buckets)
+	CredentialFile  string          `json:"credential_file"` // google: service account or user credentials JSON file
+	CredentialsJSON json.RawMessage `json:"credentials"`     // google: the same, inline
 
-	AccountName string // azure
-	AccountKey  string // azure: shared key
-	SASToken    string // azure: instead of AccountKey
-	AzureCloud  string // azure: public (default), china, germany or usgov
+	AccountName string `json:"account_name"` // azure
+	AccountKey  string `json:"account_key"`  // azure: shared key
+	SASToken    string `json:"sas_token"`    // azure: instead of AccountKey
+	AzureCloud  string `json:"azure_cloud"`  // azure: public (default), china, germany or usgov
+}
+
+// ParseConfig reads PGHoard's object_storage object (rohmu's keys, or
+// hoard's url) into a Config. A key Config does not have is an error
+// rather than a setting silently dropped.
+func ParseConfig(object []byte) (Config, error) {
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(object))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("read object_storage: %w", err)
+	}
+	return c, nil
 }
 
 // Open opens the store that c describes. Open does not contact the backend:

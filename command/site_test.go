@@ -1,0 +1,125 @@
+package command
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// storageConfig is what openStore gives storage.Open for a site's
+// object_storage.
+func storageConfig(t *testing.T, objectStorage string) storage.Config {
+	t.Helper()
+	js := `{"backup_location": "/var/lib/hoard", "backup_sites": {"s": {}}}`
+	if objectStorage != "" {
+		js = `{"backup_location": "/var/lib/hoard", "backup_sites": {"s": {"object_storage": ` + objectStorage + `}}}`
+	}
+	cfg := parseTestConfig(t, js)
+	sc, err := storage.ParseConfig(cfg.BackupSites["s"].ObjectStorage.JSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+func TestObjectStorage_StorageConfig(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		name, storage string
+		want          storage.Config
+	}{
+		{"Implicit", "", storage.Config{Type: "local", Directory: "/var/lib/hoard"}},
+		{"Local", `{"storage_type": "local", "directory": "/archive", "prefix": "p"}`,
+			storage.Config{Type: "local", Directory: "/archive", Prefix: "p"}},
+		{"URL", `{"url": "s3://b?region=r", "prefix": "p"}`, storage.Config{URL: "s3://b?region=r", Prefix: "p"}},
+		{"S3", `{"storage_type": "s3", "region": "r", "bucket_name": "b", "aws_access_key_id": "id",
+			"aws_secret_access_key": "secret", "aws_session_token": "token", "host": "minio", "port": 9000,
+			"is_secure": true, "is_verify_tls": true, "cert_path": "/ca.pem", "addressing_style": "virtual",
+			"segment_size": 1048576, "encrypted": true, "prefix": "p"}`,
+			storage.Config{Type: "s3", Region: "r", BucketName: "b", AccessKeyID: "id", SecretAccessKey: "secret",
+				SessionToken: "token", Host: "minio", Port: 9000, IsSecure: true, IsVerifyTLS: &yes, CertPath: "/ca.pem",
+				AddressingStyle: "virtual", SegmentSize: 1 << 20, Encrypted: true, Prefix: "p"}},
+		// rohmu's default is_verify_tls for s3 is false: it is passed on,
+		// not left to storage's nil (verify).
+		{"S3Defaults", `{"storage_type": "s3", "region": "r", "bucket_name": "b"}`,
+			storage.Config{Type: "s3", Region: "r", BucketName: "b", IsVerifyTLS: &no}},
+		{"Google", `{"storage_type": "google", "project_id": "p", "bucket_name": "b",
+			"credentials": {"type": "service_account"}}`,
+			storage.Config{Type: "google", ProjectID: "p", BucketName: "b",
+				CredentialsJSON: json.RawMessage(`{"type":"service_account"}`)}},
+		{"GoogleFile", `{"storage_type": "google", "bucket_name": "b", "credential_file": "/c.json"}`,
+			storage.Config{Type: "google", BucketName: "b", CredentialFile: "/c.json"}},
+		{"Azure", `{"storage_type": "azure", "account_name": "a", "account_key": "k", "sas_token": "t",
+			"bucket_name": "c", "host": "azurite", "port": 10000, "azure_cloud": "china"}`,
+			storage.Config{Type: "azure", AccountName: "a", AccountKey: "k", SASToken: "t", BucketName: "c",
+				Host: "azurite", Port: 10000, IsSecure: true, AzureCloud: "china"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, storageConfig(t, tc.storage)); diff != "" {
+				t.Errorf("storage.Config (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestObjectStorage_EveryKey gives each object_storage key of each storage
+// type two values and checks that storage.Config tells them apart, so a
+// key added to config and not to storage (or spelled differently) fails.
+func TestObjectStorage_EveryKey(t *testing.T) {
+	// A valid object_storage of each type; keys that must come in pairs are
+	// both set. The key under test is given again: the last value wins.
+	base := map[string]string{
+		config.StorageLocal:  `"directory": "/archive"`,
+		config.StorageS3:     `"region": "r", "bucket_name": "b", "aws_access_key_id": "id", "aws_secret_access_key": "s"`,
+		config.StorageGoogle: `"bucket_name": "b"`,
+		config.StorageAzure:  `"account_name": "a", "host": "h", "port": 1`,
+	}
+	values := map[string][2]string{
+		"string": {`"one"`, `"two"`}, "integer": {"7", "8"}, "boolean": {"true", "false"},
+		"JSON object":      {`{"a": 1}`, `{"a": 2}`},
+		"addressing_style": {`"virtual"`, `"auto"`}, "azure_cloud": {`"china"`, `"germany"`},
+	}
+	const prefix = "backup_sites.<site>.object_storage."
+	n := 0
+	for _, k := range config.Keys() {
+		name, ok := strings.CutPrefix(k.Path, prefix)
+		if !ok {
+			continue
+		}
+		v, ok := values[name]
+		if !ok {
+			v = values[k.Type]
+		}
+		for _, typ := range k.Storage {
+			if typ == config.StorageURL {
+				continue
+			}
+			obj := `{"storage_type": "` + typ + `", ` + base[typ] + `, "` + name + `": `
+			if cmp.Equal(storageConfig(t, obj+v[0]+"}"), storageConfig(t, obj+v[1]+"}")) {
+				t.Errorf("object_storage.%s of %s storage does not reach storage.Config", name, typ)
+			}
+			n++
+		}
+	}
+	if n < 20 {
+		t.Errorf("checked %d keys: the schema's object_storage keys were not found", n)
+	}
+}
+
+// TestCompressionAlgorithms: config, a leaf, keeps its own list of the
+// algorithms compression.algorithm accepts; it must be compress's.
+func TestCompressionAlgorithms(t *testing.T) {
+	if got, want := config.CompressionAlgorithms(), compress.Algorithms; !slices.Equal(got, want) {
+		t.Errorf("config accepts %v, compress implements %v", got, want)
+	}
+	for _, alg := range compress.Algorithms {
+		parseTestConfig(t, `{"backup_location": "/b", "compression": {"algorithm": "`+alg+`"}, "backup_sites": {"s": {}}}`)
+	}
+}

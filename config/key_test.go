@@ -1,0 +1,85 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSchema checks that every row of the schema fits its field, so that a
+// mistake in a table fails here rather than in a user's load: the field
+// exists, has a kind or is an object with keys, takes the default, and a
+// variable can set it where one is named.
+func TestSchema(t *testing.T) {
+	checkTable(t, reflect.TypeFor[Config](), "", globalKeys, true)
+}
+
+// checkTable checks the rows of table, which describes the struct typ at
+// path; env tells whether applyEnv reaches the rows' variables.
+func checkTable(t *testing.T, typ reflect.Type, path string, table []key, env bool) {
+	for i := range table {
+		k := &table[i]
+		p := join(path, k.name)
+		sf, ok := typ.FieldByName(k.field)
+		if !ok {
+			t.Errorf("%s: %s has no field %s", p, typ, k.field)
+			continue
+		}
+		if lookup(table, k.name) != k {
+			t.Errorf("%s: listed twice", p)
+		}
+		if k.doc == "" || (k.env != "") != (k.envDoc != "") {
+			t.Errorf("%s: want doc, and envDoc with env", p)
+		}
+		ft := sf.Type
+		if k.def != nil && !defaultFits(reflect.TypeOf(k.def), ft) {
+			t.Errorf("%s: default %v is a %T, not a %s", p, k.def, k.def, ft)
+		}
+		kd, null := kindOf(ft)
+		if k.valid != "" && (kd == nil || !strings.Contains("integer number seconds", kd.name)) {
+			t.Errorf("%s: valid %q on a %s", p, k.valid, ft)
+		}
+		switch {
+		case ft == reflect.TypeFor[ObjectStorage]():
+			for _, sk := range k.keys {
+				// Only storage_type, url and prefix have variables of their
+				// own; the other keys get HOARD_<TYPE>_<KEY>.
+				if own := sk.types == "" || sk.types == StorageURL; own != (sk.env != "") {
+					t.Errorf("%s.%s: only storage_type, url and prefix name a variable", p, sk.name)
+				}
+				if f, ok := ft.FieldByName(sk.field); ok && kinds[f.Type].fromEnv == nil {
+					t.Errorf("%s.%s: no variable can set a %v", p, sk.name, f.Type)
+				}
+			}
+			checkTable(t, ft, p, k.keys, true)
+		case kd != nil:
+			if k.keys != nil || k.env != "" && (!env || kd.fromEnv == nil || null && kd.decode != nil) {
+				t.Errorf("%s: a %s has no keys, and a variable only where applyEnv reaches", p, ft)
+			}
+		case ft.Kind() == reflect.Struct:
+			checkTable(t, ft, p, k.keys, env)
+		case ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct:
+			checkTable(t, ft.Elem(), p, k.keys, false) // an optional object has no variables
+		case ft.Kind() == reflect.Map && ft.Key().Kind() == reflect.String && k.each != "":
+			m := ft.Elem()
+			if m.Kind() == reflect.Pointer {
+				m = m.Elem()
+			}
+			checkTable(t, m, join(p, k.each), k.keys, true)
+		default:
+			t.Errorf("%s: no kind for a field of type %s", p, ft)
+		}
+	}
+}
+
+// defaultFits tells whether a default of type d can fill a field of type
+// f: the same type, or numbers (an int for an int64 or a *float64). A
+// duration must be one (180 * time.Second), never a bare number.
+func defaultFits(d, f reflect.Type) bool {
+	if f.Kind() == reflect.Pointer {
+		f = f.Elem()
+	}
+	number := func(t reflect.Type) bool { return t.Kind() >= reflect.Int && t.Kind() <= reflect.Float64 }
+	return d == f || number(d) && number(f) && f != reflect.TypeFor[time.Duration]()
+}

@@ -1,0 +1,279 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"time"
+)
+
+// kind is how the values of one Go type are read from the file and from a
+// variable, and shown. A key's kind is its field's type, so a key of a type
+// listed in kinds needs no code of its own. A pointer to one of these types
+// takes null too (nil).
+type kind struct {
+	name string // the JSON type, as the reference and config show name it
+	want string // the type in "want X, got Y" errors ("" = name)
+	// keepNull makes null leave a value as it is: PGHoard treats null as
+	// unset for its optional strings.
+	keepNull bool
+	// fromJSON converts a value decoded with UseNumber; false means the
+	// wrong type.
+	fromJSON func(v any) (any, bool)
+	// fromEnv converts a variable's text; nil means no variable sets it.
+	fromEnv func(s string) (any, error)
+	// decode and walk replace fromJSON and the one-line report of a
+	// value for kinds with parts (nodes, object_storage).
+	decode func(d *decoder, path string, v any, k *key, f reflect.Value)
+	walk   func(w *walker, path string, k *key, f reflect.Value)
+}
+
+// kinds are the types a key's field may have besides objects (structs,
+// pointers to structs, maps of them). init fills it: decoding nodes and
+// object_storage refers back to it.
+var kinds map[reflect.Type]*kind
+
+func init() {
+	kinds = map[reflect.Type]*kind{
+		reflect.TypeFor[string](): {name: "string", keepNull: true,
+			fromJSON: func(v any) (any, bool) { s, ok := v.(string); return s, ok },
+			fromEnv:  func(s string) (any, error) { return s, nil }},
+		reflect.TypeFor[bool](): {name: "boolean",
+			fromJSON: func(v any) (any, bool) { b, ok := v.(bool); return b, ok },
+			fromEnv: func(s string) (any, error) {
+				b, err := strconv.ParseBool(s)
+				return b, wantErr(err, "true or false", s)
+			}},
+		// An int holds PostgreSQL's and PGHoard's 32-bit settings.
+		reflect.TypeFor[int](): {name: "integer",
+			fromJSON: func(v any) (any, bool) {
+				i, ok := toInt(v)
+				return int(i), ok && i >= math.MinInt32 && i <= math.MaxInt32
+			},
+			fromEnv: func(s string) (any, error) {
+				n, err := strconv.Atoi(s)
+				return n, wantErr(err, "integer", s)
+			}},
+		reflect.TypeFor[int64](): {name: "integer",
+			fromJSON: func(v any) (any, bool) { return toInt(v) },
+			fromEnv: func(s string) (any, error) {
+				n, err := strconv.ParseInt(s, 10, 64)
+				return n, wantErr(err, "integer", s)
+			}},
+		reflect.TypeFor[float64](): {name: "number",
+			fromJSON: func(v any) (any, bool) { return toFloat(v) },
+			fromEnv: func(s string) (any, error) {
+				f, err := strconv.ParseFloat(s, 64)
+				return f, wantErr(err, "number", s)
+			}},
+		reflect.TypeFor[time.Duration](): {name: "seconds", want: "number of seconds",
+			fromJSON: func(v any) (any, bool) {
+				f, ok := toFloat(v)
+				return time.Duration(f * float64(time.Second)), ok && math.Abs(f) <= float64(math.MaxInt64/int64(time.Second))
+			},
+			fromEnv: func(s string) (any, error) {
+				f, err := strconv.ParseFloat(s, 64)
+				if err != nil || f < 0 || f > float64(1<<31) {
+					return nil, fmt.Errorf("want a number of seconds, got %q", s)
+				}
+				return time.Duration(f * float64(time.Second)), nil
+			}},
+		reflect.TypeFor[map[string]string](): {name: "object of strings", decode: decodeTags},
+		reflect.TypeFor[json.RawMessage](): {name: "JSON object", decode: decodeRawObject,
+			fromEnv: func(s string) (any, error) {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(s), &m); err != nil {
+					return nil, fmt.Errorf("want a JSON object: %w", err) // not the value: it is a secret
+				}
+				return json.RawMessage(s), nil
+			}},
+		reflect.TypeFor[[]string](): {name: "string or array of strings", decode: decodeNames},
+		reflect.TypeFor[[]Node](): {name: "array", decode: decodeNodes, walk: walkNodes,
+			fromEnv: func(s string) (any, error) { return []Node{{ConnStr: s}}, nil }},
+		reflect.TypeFor[ObjectStorage](): {name: "object", decode: decodeStorage, walk: walkStorage},
+	}
+}
+
+// kindOf returns the kind of a field of type t, and whether t is a pointer
+// that takes null; nil for an object.
+func kindOf(t reflect.Type) (*kind, bool) {
+	if k := kinds[t]; k != nil {
+		return k, false
+	}
+	if t.Kind() == reflect.Pointer {
+		if k := kinds[t.Elem()]; k != nil && k.decode == nil {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+// typeName is the JSON type of the kind, or of a pointer to it.
+func (kd *kind) typeName(null bool) string {
+	if null {
+		return kd.name + " or null"
+	}
+	return kd.name
+}
+
+// parseEnv converts a variable's text for a field of the kind; a pointer
+// takes "null".
+func (kd *kind) parseEnv(s string, null bool) (any, error) {
+	if !null {
+		return kd.fromEnv(s)
+	}
+	if s == "null" {
+		return nil, nil
+	}
+	x, err := kd.fromEnv(s)
+	if err != nil {
+		return nil, fmt.Errorf("want %s, got %q", kd.typeName(true), s)
+	}
+	return x, nil
+}
+
+// set stores x, what fromJSON or parseEnv returned, in the field f: nil
+// for null, else x or a pointer to it.
+func set(f reflect.Value, x any) {
+	switch {
+	case x == nil:
+		f.SetZero()
+	case f.Kind() == reflect.Pointer && f.Type().Elem() == reflect.TypeOf(x):
+		p := reflect.New(f.Type().Elem())
+		p.Elem().Set(reflect.ValueOf(x))
+		f.Set(p)
+	default:
+		f.Set(reflect.ValueOf(x))
+	}
+}
+
+func wantErr(err error, want, s string) error {
+	if err != nil {
+		return fmt.Errorf("want %s, got %q", want, s)
+	}
+	return nil
+}
+
+// toInt accepts an integral JSON number, also written as a float (1e3).
+func toInt(v any) (int64, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, false
+	}
+	if i, err := n.Int64(); err == nil {
+		return i, true
+	}
+	f, err := n.Float64()
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+func toFloat(v any) (float64, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, false
+	}
+	f, err := n.Float64()
+	return f, err == nil && !math.IsInf(f, 0)
+}
+
+// decodeTags accepts an object of scalar values, kept as strings.
+func decodeTags(d *decoder, path string, v any, _ *key, f reflect.Value) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.wrongType(path, "object", v)
+		return
+	}
+	out := map[string]string{}
+	for _, k := range sortedKeys(m) {
+		s, ok := scalarString(m[k])
+		if !ok {
+			d.wrongType(join(path, k), "string or number", m[k])
+			continue
+		}
+		out[k] = s
+	}
+	f.Set(reflect.ValueOf(out))
+	d.set(path)
+}
+
+func scalarString(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case json.Number:
+		return x.String(), true
+	case bool:
+		return strconv.FormatBool(x), true
+	}
+	return "", false
+}
+
+// decodeRawObject keeps a JSON object as raw bytes (Google service-account
+// credentials are handed to the client library as they are).
+func decodeRawObject(d *decoder, path string, v any, _ *key, f reflect.Value) {
+	if _, ok := v.(map[string]any); !ok {
+		d.wrongType(path, "object", v)
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		d.ps.add(path, "encode: %v", err)
+		return
+	}
+	f.Set(reflect.ValueOf(json.RawMessage(b)))
+	d.set(path)
+}
+
+// decodeNames accepts a name or a list of them (moved_from).
+func decodeNames(d *decoder, path string, v any, _ *key, f reflect.Value) {
+	var names []string
+	switch x := v.(type) {
+	case nil:
+	case string:
+		names = []string{x}
+	case []any:
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				d.wrongType(fmt.Sprintf("%s[%d]", path, i), "string", e)
+				continue
+			}
+			names = append(names, s)
+		}
+	default:
+		d.wrongType(path, "string or array of strings", v)
+		return
+	}
+	f.Set(reflect.ValueOf(names))
+	d.set(path)
+}
+
+// show turns a field's value into what the file would hold for it:
+// seconds for durations, null for unset pointers, maps, lists and raw
+// JSON.
+func show(f reflect.Value) any {
+	switch x := f.Interface().(type) {
+	case time.Duration:
+		return x.Seconds()
+	case json.RawMessage:
+		if len(x) == 0 {
+			return nil
+		}
+		return x
+	}
+	switch f.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice:
+		if f.IsNil() {
+			return nil
+		}
+		if f.Kind() == reflect.Pointer {
+			return show(f.Elem())
+		}
+	}
+	return f.Interface()
+}
