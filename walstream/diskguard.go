@@ -18,9 +18,11 @@ type diskGuard struct {
 }
 
 // check asks for the free space and returns whether receiving should be
-// paused now and whether that changed with this call. When the free space
-// cannot be read, the state stays as it was and the error is returned.
-func (g *diskGuard) check() (paused, changed bool, err error) {
+// paused now and whether that changed with this call. need is space about
+// to be taken (a new segment file), counted as already gone. When the
+// free space cannot be read, the state stays as it was and the error is
+// returned.
+func (g *diskGuard) check(need uint64) (paused, changed bool, err error) {
 	if g.min == 0 {
 		return false, false, nil
 	}
@@ -28,6 +30,7 @@ func (g *diskGuard) check() (paused, changed bool, err error) {
 	if err != nil {
 		return g.paused, false, err
 	}
+	free -= min(free, need)
 	switch {
 	case !g.paused && free < g.min:
 		g.paused = true

@@ -37,11 +37,15 @@
 //	partial-upload/     temporary copies of the growing .partial
 //	*.tmp               temporary files, removed at start
 //
-// When a segment fills, it is fsynced and renamed to its final name, and
-// the directory is fsynced; the next segment's .partial is created before
-// the rename, so the spool always shows where to resume even after the
-// uploader deleted every complete segment. A complete segment is never
-// rewritten.
+// When a segment fills, it is fsynced, renamed to its final name and the
+// directory is fsynced; only then is its end reported as flushed, and
+// only then is the next segment's .partial created. At every instant a
+// finished segment is either complete under its final name or the flush
+// position the server heard lies before its end, so a crash between any
+// two steps loses nothing: the server still has whatever the spool may
+// lack. A crash after the uploader deleted the last complete segment and
+// before the next .partial exists leaves an empty spool, and the slot
+// says where to resume.
 //
 // # Resume
 //
@@ -51,7 +55,13 @@
 // .partial in the spool, or the segment after the latest complete one;
 // with an empty spool, the start of the segment holding the slot's
 // restart_lsn (the flush position last reported); without that, the
-// server's current position. When the spool is on an older timeline than
+// server's current position. A full segment left as .partial below that
+// start on the same timeline (earlier hoard versions left one when they
+// died between creating the next segment and renaming the finished one)
+// is never uploaded as a .partial: streaming resumes at its start when
+// the slot shows the server still has it; otherwise it is renamed
+// complete if every page holds its WAL, and streamed again if not. When
+// the spool is on an older timeline than
 // the server, the server's timeline history (TIMELINE_HISTORY) says where
 // that timeline ended: before the end, streaming resumes on the old
 // timeline and the server switches over as usual; at or past it, on the
@@ -80,6 +90,14 @@
 // on the server, and the next run fetches it again. A crash can therefore
 // lose nothing that was reported flushed: it is in the spool or archived.
 //
+// An fsync error is final for the file: Linux reports a failed writeback
+// once, and a second fsync succeeds whether or not the bytes reached the
+// disk. The session ends without reporting anything past what was fsynced
+// before the error, and the next one streams the segment again from its
+// start, rewriting every byte. A failed fsync of the directory after a
+// rename renames the segment back to .partial, for the same reason. At
+// start the spool directory is fsynced before its listing is trusted.
+//
 // # Uploads
 //
 // The receive loop never waits on storage. Complete segments, .history
@@ -94,13 +112,19 @@
 //
 // # Disk guard
 //
-// With MinFreeBytes, the Receiver stops reading from the server while the
-// spool's filesystem has less free space, so no new WAL is received or
-// acknowledged: the slot keeps it on the server. Status updates go on,
+// A new segment file takes a whole segment of disk at once
+// (preallocated). With MinFreeBytes, the guard is asked before each new
+// segment file is created: when the spool's filesystem would have less
+// than MinFreeBytes free after it, the segment is not created and
+// receiving pauses at the segment boundary. It is also asked every
+// DiskCheckInterval (1 s), which pauses receiving in the middle of a
+// segment too. A full disk (ENOSPC while preallocating) pauses the same
+// way, with or without MinFreeBytes. While paused, no new WAL is received
+// or acknowledged: the slot keeps it on the server. Status updates go on,
 // with the old flush position, so the server does not time the connection
-// out. Receiving resumes at ResumeMultiplier (1.5) times MinFreeBytes, as
-// uploads free the spool. The free space is looked at every
-// DiskCheckInterval (1 s).
+// out. Receiving resumes once ResumeMultiplier (1.5) times MinFreeBytes
+// are free (and the new segment fits), as uploads free the spool; this is
+// looked at every DiskCheckInterval.
 //
 // # Shutdown
 //

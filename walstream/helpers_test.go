@@ -112,6 +112,13 @@ func start(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opts Opti
 // lines) when w is not nil.
 func startLogged(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opts Options, w io.Writer) *running {
 	t.Helper()
+	return startReceiver(t, c, spool, up, opts, w, nil)
+}
+
+// startReceiver is startLogged with setup, when not nil, called on the
+// Receiver before it runs.
+func startReceiver(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opts Options, w io.Writer, setup func(*Receiver)) *running {
+	t.Helper()
 	opts.ConnString = c.ConnString("postgres")
 	if opts.Slot == "" {
 		opts.Slot = "hoard"
@@ -131,6 +138,9 @@ func startLogged(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opt
 		t.Fatal(err)
 	}
 	r.retryMin, r.retryMax = 20*time.Millisecond, 200*time.Millisecond
+	if setup != nil {
+		setup(r)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rr := &running{r: r, cancel: cancel, done: make(chan error, 1)}
 	go func() { rr.done <- r.Run(ctx) }()

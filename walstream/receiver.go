@@ -62,14 +62,16 @@ type Options struct {
 	// segment this often when it grew (through Uploader.UploadPartial).
 	PartialUploadInterval time.Duration
 	// MinFreeBytes, when not zero, pauses receiving while the spool's
-	// filesystem has fewer bytes free, and resumes at ResumeMultiplier
-	// times it.
+	// filesystem has fewer bytes free, or would have after creating the
+	// next segment file (asked before each one), and resumes at
+	// ResumeMultiplier times it.
 	MinFreeBytes uint64
 	// ResumeMultiplier is pg_receivexlog's resume_multiplier; zero means
 	// DefaultResumeMultiplier. Values below 1 are taken as 1.
 	ResumeMultiplier float64
 	// DiskCheckInterval is how often the free space is looked at while
-	// MinFreeBytes is set; zero means DefaultDiskCheckInterval.
+	// MinFreeBytes is set, and how often a paused Receiver tries again to
+	// create the next segment file; zero means DefaultDiskCheckInterval.
 	DiskCheckInterval time.Duration
 	// StatusInterval is the time between standby status updates; zero
 	// means DefaultStatusInterval. Keep it well below the server's
@@ -105,7 +107,7 @@ type Status struct {
 	// progress included.
 	QueueDepth int
 	Connected  bool // streaming now
-	Paused     bool // receiving is paused by the free-space guard
+	Paused     bool // receiving is paused: the spool is (nearly) full
 	// LastError is the last error seen (connection, stream or upload);
 	// it is kept after recovery, with its time. LastErr is the error
 	// itself, for errors.Is: a connection refused for its credentials
@@ -138,6 +140,9 @@ type Receiver struct {
 
 	snapshotMu   sync.Mutex
 	snapshotDone uploadTask // the last snapshot uploaded: name and length
+
+	// faults injects file system failures and crashes in tests.
+	faults faults
 }
 
 // New checks opts and returns a Receiver.
@@ -244,6 +249,11 @@ func (r *Receiver) Run(ctx context.Context) error {
 		return fmt.Errorf("create spool: %w", err)
 	}
 	if err := cleanSpool(r.opts.SpoolDir); err != nil {
+		return err
+	}
+	// A run killed before it fsynced the directory may have left renames
+	// that are not durable yet: make them so before trusting them.
+	if err := syncDir(r.opts.SpoolDir); err != nil {
 		return err
 	}
 	c, err := readSpool(r.opts.SpoolDir)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -25,9 +26,17 @@ type session struct {
 	conn    *replication.Conn
 	segSize uint64
 	tli     int32
-	cur     *segmentFile  // the segment holding pos; always open
-	pos     pglogrepl.LSN // end of the WAL received
-	flushed pglogrepl.LSN // end of the WAL fsynced
+	// cur is the segment holding pos; nil while the next segment waits
+	// for room in the spool (see openNext).
+	cur     *segmentFile
+	pos     pglogrepl.LSN // end of the WAL written to the spool
+	flushed pglogrepl.LSN // end of the WAL fsynced, as reported to the server
+	// pending is WAL received for the segment at pos while it could not
+	// be opened; it is written once it is.
+	pending []byte
+	// full is set while the last attempt to open a segment found the
+	// disk full (ENOSPC).
+	full bool
 	// streaming is set while the connection is in COPY BOTH mode.
 	streaming bool
 	// progressed is set once WAL arrived, to reset the reconnect backoff.
@@ -83,8 +92,8 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.log.Info().Str(logLSN, start.String()).Int32(logTLI, s.tli).Str(logSegment, s.cur.name()).
-		Msg("streaming")
+	r.log.Info().Str(logLSN, start.String()).Int32(logTLI, s.tli).
+		Str(logSegment, wal.SegmentOf(uint32(s.tli), start, s.segSize).Name(s.segSize)).Msg("streaming")
 	for {
 		err := s.conn.StartReplication(ctx, replication.StartOptions{Slot: r.opts.Slot, Start: s.pos, Timeline: s.tli})
 		if err == nil {
@@ -148,6 +157,11 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 	if err != nil {
 		return 0, fatal(err)
 	}
+	if sp.found {
+		if sp.seg, err = s.repairSpool(c, sp.seg, slot); err != nil {
+			return 0, err
+		}
+	}
 	var start pglogrepl.LSN
 	var localTLI int32
 	switch {
@@ -201,13 +215,13 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 
 	s.tli = tli
 	seg := wal.SegmentOf(uint32(tli), start, segSize)
-	if err := r.queuePartials(c, seg.Name(segSize)); err != nil {
-		return 0, err
-	}
-	if s.cur, err = openSegment(r.opts.SpoolDir, seg, segSize); err != nil {
+	if err := r.queuePartials(c, uint32(tli)); err != nil {
 		return 0, err
 	}
 	s.pos, s.flushed = start, start
+	if err := s.openNext(); err != nil {
+		return 0, err
+	}
 	now := time.Now()
 	s.nextStatus = now
 	s.nextDiskCheck = now
@@ -263,19 +277,19 @@ func (s *session) receive(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
-		if guard.min != 0 && !now.Before(s.nextDiskCheck) {
+		waiting := s.cur == nil // for room to open the next segment
+		if (guard.min != 0 || waiting) && !now.Before(s.nextDiskCheck) {
 			s.nextDiskCheck = now.Add(r.opts.DiskCheckInterval)
-			paused, changed, err := guard.check()
-			if err != nil {
-				r.log.Warn().Err(err).Msg("free space check failed")
-			}
-			if changed {
-				if paused {
-					r.log.Warn().Uint64("min_free_bytes", guard.min).Msg("spool disk nearly full; receiving paused")
-				} else {
-					r.log.Info().Msg("spool disk has room again; receiving resumed")
+			if waiting {
+				if err := s.openNext(); err != nil {
+					return err
 				}
-				r.update(func(st *Status) { st.Paused = paused })
+			} else {
+				paused, changed, err := guard.check(0)
+				if err != nil {
+					r.log.Warn().Err(err).Msg("free space check failed")
+				}
+				s.guardChanged(paused, changed)
 			}
 		}
 		if !now.Before(s.nextStatus) {
@@ -291,13 +305,13 @@ func (s *session) receive(ctx context.Context) error {
 		}
 
 		wake := s.nextStatus
-		if guard.min != 0 {
+		if guard.min != 0 || s.cur == nil {
 			wake = minTime(wake, s.nextDiskCheck)
 		}
 		if r.opts.PartialUploadInterval > 0 {
 			wake = minTime(wake, s.nextPartial)
 		}
-		if guard.paused {
+		if guard.paused || s.cur == nil {
 			// Read nothing: the server keeps the WAL for the slot.
 			t := time.NewTimer(time.Until(wake))
 			select {
@@ -345,66 +359,6 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-// write stores XLogData at its offset in the segment, completing segments
-// as they fill. WAL must arrive in order, without gaps or overlaps.
-func (s *session) write(x pglogrepl.XLogData) error {
-	if x.WALStart != s.pos {
-		return fmt.Errorf("server sent WAL at %s, expected %s", x.WALStart, s.pos)
-	}
-	data := x.WALData
-	for len(data) > 0 {
-		off := uint64(s.pos - s.cur.seg.StartLSN(s.segSize))
-		n := min(uint64(len(data)), s.segSize-off)
-		if err := s.cur.writeAt(data[:n], off); err != nil {
-			return err
-		}
-		s.pos += pglogrepl.LSN(n)
-		data = data[n:]
-		if off+n == s.segSize {
-			if err := s.completeSegment(); err != nil {
-				return err
-			}
-		}
-	}
-	s.progressed = true
-	pos := s.pos
-	s.r.update(func(st *Status) {
-		st.Received = pos
-		st.ServerLSN = max(st.ServerLSN, x.ServerWALEnd)
-	})
-	return nil
-}
-
-// completeSegment fsyncs the full segment, renames it to its final name
-// and queues it. The next segment's .partial is created first, so that
-// the spool always shows where to resume, even once the completed segment
-// has been uploaded and deleted.
-func (s *session) completeSegment() error {
-	dir := s.r.opts.SpoolDir
-	next, err := openSegment(dir, s.cur.seg.Next(), s.segSize)
-	if err != nil {
-		return err
-	}
-	done := s.cur
-	if err := done.complete(); err != nil {
-		next.close()
-		return err
-	}
-	s.cur = next
-	if err := syncDir(dir); err != nil {
-		return err
-	}
-	s.flushed = next.seg.StartLSN(s.segSize)
-	s.r.enqueue(uploadTask{kind: taskFile, name: done.name()})
-	s.r.log.Debug().Str(logSegment, done.name()).Msg("segment complete")
-	flushed, name := s.flushed, next.name()
-	s.r.update(func(st *Status) {
-		st.Flushed = flushed
-		st.Segment = name
-	})
-	return nil
-}
-
 // sendStatus fsyncs the partial segment, then reports the received
 // position as written and the fsynced one as flushed and applied.
 func (s *session) sendStatus(ctx context.Context) error {
@@ -419,20 +373,12 @@ func (s *session) sendStatus(ctx context.Context) error {
 	return nil
 }
 
-// flush fsyncs the partial segment and advances the flush position.
-func (s *session) flush() error {
-	if err := s.cur.sync(); err != nil {
-		return err
-	}
-	s.flushed = max(s.flushed, s.cur.seg.StartLSN(s.segSize)+pglogrepl.LSN(s.cur.synced))
-	flushed := s.flushed
-	s.r.update(func(st *Status) { st.Flushed = flushed })
-	return nil
-}
-
 // snapshot queues an upload of the partial segment when it grew since
 // the last successful one and no snapshot is waiting.
 func (s *session) snapshot() error {
+	if s.cur == nil {
+		return nil
+	}
 	name := s.cur.name() + wal.PartialSuffix
 	if s.cur.written == 0 || s.cur.written <= s.r.snapshotUploaded(name) || s.r.queue.hasSnapshot() {
 		return nil
@@ -458,35 +404,32 @@ func (s *session) switchTimeline(ctx context.Context, eot *replication.EndOfTime
 		r.log.Warn().Int32(logTLI, s.tli).Str(logLSN, s.pos.String()).Str("switch_lsn", eot.SwitchLSN.String()).
 			Msg("received WAL beyond the end of the timeline; it stays in the old timeline's .partial")
 	}
-	start := eot.SwitchLSN - eot.SwitchLSN%pglogrepl.LSN(s.segSize)
-	seg := wal.SegmentOf(uint32(eot.NextTimeline), start, s.segSize)
-	next, err := openSegment(r.opts.SpoolDir, seg, s.segSize)
-	if err != nil {
-		return err
-	}
-	old := s.cur
-	if err := old.close(); err != nil {
-		next.close()
-		return err
-	}
-	s.cur = next
-	if err := r.finishPartial(old.name() + wal.PartialSuffix); err != nil {
-		return err
+	// The old timeline's last segment is fsynced and queued first: a
+	// crash before the new segment is opened leaves the spool on the old
+	// timeline, and the next run finds the switch in the server's history.
+	if old := s.cur; old != nil {
+		s.cur = nil
+		if err := old.close(); err != nil {
+			return err
+		}
+		if err := r.finishPartial(old.name() + wal.PartialSuffix); err != nil {
+			return err
+		}
+		r.log.Info().Int32(logTLI, eot.NextTimeline).Str(logLSN, eot.SwitchLSN.String()).Str(logSegment, old.name()).
+			Msg("timeline switch")
 	}
 	if err := s.fetchHistory(ctx, eot.NextTimeline); err != nil {
 		return err
 	}
-	r.log.Info().Int32(logTLI, eot.NextTimeline).Str(logLSN, eot.SwitchLSN.String()).Str(logSegment, old.name()).
-		Msg("timeline switch")
-	s.tli, s.pos, s.flushed = eot.NextTimeline, start, start
+	start := eot.SwitchLSN - eot.SwitchLSN%pglogrepl.LSN(s.segSize)
+	s.tli, s.pos, s.flushed, s.pending = eot.NextTimeline, start, start, nil
 	s.nextStatus = time.Now()
-	tli, name := s.tli, seg.Name(s.segSize)
+	tli := s.tli
 	r.update(func(st *Status) {
 		st.Timeline = tli
-		st.Segment = name
 		st.Received, st.Flushed = start, start
 	})
-	return nil
+	return s.openNext()
 }
 
 // close ends the session: it fsyncs the partial segment, tells the server
@@ -495,29 +438,32 @@ func (s *session) switchTimeline(ctx context.Context, eot *replication.EndOfTime
 func (s *session) close(ctx context.Context) error {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
 	defer cancel()
-	var err error
-	if s.cur != nil {
-		if err = s.flush(); err == nil && s.streaming {
-			if serr := s.sendStatus(fctx); serr != nil {
-				s.r.log.Debug().Err(serr).Msg("final status update not sent")
-			} else {
-				s.r.log.Info().Str(logLSN, s.flushed.String()).Msg("reported final flush position")
-			}
+	// After an fsync error flush fails again: nothing more is reported.
+	err := s.flush()
+	if err == nil && s.streaming {
+		if serr := s.sendStatus(fctx); serr != nil {
+			s.r.log.Debug().Err(serr).Msg("final status update not sent")
+		} else {
+			s.r.log.Info().Str(logLSN, s.flushed.String()).Msg("reported final flush position")
 		}
+	}
+	if s.cur != nil {
 		if cerr := s.cur.close(); err == nil {
 			err = cerr
 		}
+		s.cur = nil
 	}
 	_ = s.conn.Close(fctx)
 	return err
 }
 
-// queuePartials queues the .partial files of the spool listing c except
-// active, the segment the stream continues: they belong to ended
-// timelines.
-func (r *Receiver) queuePartials(c spoolContents, active string) error {
+// queuePartials queues the .partial files of the spool listing c whose
+// timeline is before tli, the timeline the stream continues: they are the
+// last segments of ended timelines. Those of tli itself are the segment
+// streaming resumes with and later ones, which the stream writes again.
+func (r *Receiver) queuePartials(c spoolContents, tli uint32) error {
 	for _, name := range c.partials {
-		if name == active+wal.PartialSuffix {
+		if wal.SegmentTimeline(name) >= tli {
 			continue
 		}
 		if err := r.finishPartial(name); err != nil {
@@ -525,4 +471,41 @@ func (r *Receiver) queuePartials(c spoolContents, active string) error {
 		}
 	}
 	return nil
+}
+
+// repairSpool deals with the full segments an interrupted run may have
+// left as .partial files on the timeline of next, the segment the spool
+// says streaming resumes with: earlier hoard versions opened the next
+// segment before renaming the finished one, and a crash or a failed
+// rename in between left both as .partial. Such a file is never uploaded
+// as a .partial. When the slot shows that the server still has it (the
+// flush position it heard lies before the file's end), streaming resumes
+// at its start and receives it again. Otherwise the server was told it is
+// flushed and may have removed it: if every page holds this segment's WAL,
+// it is renamed complete and queued; if not, streaming resumes at its
+// start all the same, and the server either still has the WAL or refuses
+// (ErrWALRemoved). It returns the segment streaming resumes with.
+func (s *session) repairSpool(c spoolContents, next wal.Segment, slot replication.Slot) (wal.Segment, error) {
+	r := s.r
+	for _, name := range c.partials {
+		seg, err := wal.ParseSegmentName(strings.TrimSuffix(name, wal.PartialSuffix), s.segSize)
+		if err != nil {
+			return next, fatal(fmt.Errorf("spool: %w", err))
+		}
+		if seg.Timeline != next.Timeline || seg.No >= next.No {
+			continue
+		}
+		if slot.RestartLSN < seg.Next().StartLSN(s.segSize) {
+			r.log.Warn().Str(logSegment, seg.Name(s.segSize)).Msg("a full segment was left as .partial; streaming it again")
+			return seg, nil
+		}
+		if err := repairSegment(r.opts.SpoolDir, seg, s.segSize); err != nil {
+			r.log.Error().Err(err).Str(logSegment, seg.Name(s.segSize)).Str("restart_lsn", slot.RestartLSN.String()).
+				Msg("a segment left as .partial is incomplete and the slot is past it; streaming it again")
+			return seg, nil
+		}
+		r.log.Warn().Str(logSegment, seg.Name(s.segSize)).Msg("a full segment was left as .partial; completed it")
+		r.enqueue(uploadTask{kind: taskFile, name: seg.Name(s.segSize)})
+	}
+	return next, nil
 }

@@ -22,6 +22,20 @@ const (
 	snapshotDir = "partial-upload"
 )
 
+// faults injects failures and crashes into the spool's file operations,
+// for tests. The zero value injects nothing.
+type faults struct {
+	// sync, when set, is called before each fsync of a segment file with
+	// the file's path; an error it returns stands for fsync's.
+	sync func(path string) error
+	// allocate, when set, is called before a new segment file is
+	// preallocated; an error it returns stands for fallocate's.
+	allocate func(path string) error
+	// step, when set, is called between the steps of completing a
+	// segment, with the step's name and the segment's.
+	step func(step, segment string)
+}
+
 // segmentFile is the .partial file of the segment being received. WAL is
 // written at its offset in the segment; the file is preallocated to the
 // segment size, as pg_receivewal does, so that fsync never has to extend
@@ -32,11 +46,17 @@ type segmentFile struct {
 	seg     wal.Segment
 	segSize uint64
 	f       *os.File
+	faults  *faults
 	// written is the number of bytes from the segment start received in
 	// this session; synced is how many of them are fsynced. Bytes beyond
 	// written are zeros or left over from an earlier session and are
 	// overwritten as the stream goes on.
 	written, synced uint64
+	// failed is the first fsync error. After it nothing more of the file
+	// counts as fsynced: Linux reports a lost write once, and a second
+	// fsync succeeds whether or not the bytes reached the disk. The file
+	// must be written again from a new session.
+	failed error
 }
 
 // name returns the segment's file name without the .partial suffix.
@@ -47,11 +67,22 @@ func (s *segmentFile) path() string {
 	return filepath.Join(s.dir, s.name()+wal.PartialSuffix)
 }
 
+// allocated reports whether the .partial file of seg in dir exists with
+// its full size, so that opening it needs no space.
+func allocated(dir string, seg wal.Segment, segSize uint64) bool {
+	fi, err := os.Stat(filepath.Join(dir, seg.Name(segSize)+wal.PartialSuffix))
+	return err == nil && fi.Size() == int64(segSize)
+}
+
 // openSegment opens (or creates) the .partial file of seg in dir and makes
 // it exactly segSize bytes long. A new file's directory entry is fsynced
-// before openSegment returns.
-func openSegment(dir string, seg wal.Segment, segSize uint64) (*segmentFile, error) {
-	s := &segmentFile{dir: dir, seg: seg, segSize: segSize}
+// before openSegment returns. When a new file cannot be allocated (the
+// error wraps unix.ENOSPC when the disk is full), it is removed.
+func openSegment(dir string, seg wal.Segment, segSize uint64, fl *faults) (*segmentFile, error) {
+	if fl == nil {
+		fl = &faults{}
+	}
+	s := &segmentFile{dir: dir, seg: seg, segSize: segSize, faults: fl}
 	p := s.path()
 	_, statErr := os.Stat(p)
 	created := errors.Is(statErr, os.ErrNotExist)
@@ -59,8 +90,19 @@ func openSegment(dir string, seg wal.Segment, segSize uint64) (*segmentFile, err
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}
-	if err := preallocate(f, int64(segSize)); err != nil {
+	err = nil
+	if created && fl.allocate != nil {
+		err = fl.allocate(p)
+	}
+	if err == nil {
+		err = preallocate(f, int64(segSize))
+	}
+	if err != nil {
 		f.Close()
+		if created {
+			// Give back what fallocate may have reserved.
+			_ = os.Remove(p)
+		}
 		return nil, fmt.Errorf("preallocate %s: %w", p, err)
 	}
 	if created {
@@ -111,6 +153,9 @@ func preallocate(f *os.File, size int64) error {
 
 // writeAt writes data at offset off of the segment.
 func (s *segmentFile) writeAt(data []byte, off uint64) error {
+	if s.failed != nil {
+		return s.failed
+	}
 	if _, err := s.f.WriteAt(data, int64(off)); err != nil {
 		return fmt.Errorf("write %s: %w", s.path(), err)
 	}
@@ -118,30 +163,45 @@ func (s *segmentFile) writeAt(data []byte, off uint64) error {
 	return nil
 }
 
-// sync fsyncs what was written since the last sync.
+// sync fsyncs what was written since the last sync. After an fsync error
+// it fails for good (see failed).
 func (s *segmentFile) sync() error {
+	if s.failed != nil {
+		return s.failed
+	}
 	if s.synced == s.written {
 		return nil
 	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", s.path(), err)
+	var err error
+	if s.faults.sync != nil {
+		err = s.faults.sync(s.path())
+	}
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if err != nil {
+		s.failed = fmt.Errorf("sync %s: %w", s.path(), err)
+		return s.failed
 	}
 	s.synced = s.written
 	return nil
 }
 
-// complete fsyncs the full segment and renames it to its final name. The
-// caller fsyncs the directory.
-func (s *segmentFile) complete() error {
-	if err := s.sync(); err != nil {
-		return err
+// rename closes the fsynced full segment and renames it to its final name.
+// The caller fsyncs the directory.
+func (s *segmentFile) rename() error {
+	if s.failed != nil {
+		return s.failed
+	}
+	if s.synced != s.segSize {
+		return fmt.Errorf("complete %s: %d of %d bytes fsynced", s.path(), s.synced, s.segSize)
 	}
 	if err := s.f.Close(); err != nil {
+		s.f = nil
 		return fmt.Errorf("close %s: %w", s.path(), err)
 	}
 	s.f = nil
-	final := filepath.Join(s.dir, s.name())
-	if err := os.Rename(s.path(), final); err != nil {
+	if err := os.Rename(s.path(), filepath.Join(s.dir, s.name())); err != nil {
 		return fmt.Errorf("rename %s: %w", s.path(), err)
 	}
 	return nil

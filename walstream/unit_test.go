@@ -1,13 +1,17 @@
 package walstream
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pglogrepl"
 
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -32,7 +36,7 @@ func TestDiskGuard_check(t *testing.T) {
 	}
 	for i, s := range steps {
 		free, freeErr = s.free, s.err
-		paused, changed, err := g.check()
+		paused, changed, err := g.check(0)
 		if (err != nil) != (s.err != nil) || paused != s.wantPaused || changed != s.wantChange {
 			t.Errorf("step %d (free %d): paused %v changed %v err %v; want %v %v", i, s.free, paused, changed, err, s.wantPaused, s.wantChange)
 		}
@@ -44,12 +48,12 @@ func TestDiskGuard_check(t *testing.T) {
 		wantPaused bool
 	}{{999, true}, {2999, true}, {3000, false}} {
 		free = s.free
-		if paused, _, _ := g.check(); paused != s.wantPaused {
+		if paused, _, _ := g.check(0); paused != s.wantPaused {
 			t.Errorf("resume at 3000, free %d: paused %v, want %v", s.free, paused, s.wantPaused)
 		}
 	}
 	off := &diskGuard{free: func() (uint64, error) { return 0, nil }}
-	if paused, _, _ := off.check(); paused {
+	if paused, _, _ := off.check(0); paused {
 		t.Error("guard without a minimum paused")
 	}
 }
@@ -152,7 +156,7 @@ func TestSegmentFile(t *testing.T) {
 	dir := t.TempDir()
 	const segSize = 1 << 20
 	seg := wal.Segment{Timeline: 1, No: 7}
-	s, err := openSegment(dir, seg, segSize)
+	s, err := openSegment(dir, seg, segSize, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,14 +179,30 @@ func TestSegmentFile(t *testing.T) {
 	if err := os.Truncate(s.path(), 50); err != nil {
 		t.Fatal(err)
 	}
-	s, err = openSegment(dir, seg, segSize)
+	s, err = openSegment(dir, seg, segSize, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.writeAt([]byte("page"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.complete(); err != nil {
+	// Only a fully written and fsynced segment is renamed complete.
+	if err := s.rename(); err == nil {
+		t.Fatal("a segment with 4 bytes written was renamed complete")
+	}
+	s, err = openSegment(dir, seg, segSize, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := make([]byte, segSize)
+	copy(full, "page")
+	if err := s.writeAt(full, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rename(); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, seg.Name(segSize)))
@@ -191,5 +211,90 @@ func TestSegmentFile(t *testing.T) {
 	}
 	if len(data) != segSize || string(data[:4]) != "page" || data[100] != 0 {
 		t.Errorf("complete segment: %d bytes, starts %q", len(data), data[:4])
+	}
+}
+
+// After an fsync error a segment file never counts as fsynced again, and
+// is never renamed complete: Linux reports a lost write once, and a second
+// fsync would succeed with the bytes gone.
+func TestSegmentFile_SyncError(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 1 << 20
+	fails := 1
+	fl := &faults{sync: func(string) error {
+		if fails > 0 {
+			fails--
+			return errors.New("injected EIO")
+		}
+		return nil
+	}}
+	s, err := openSegment(dir, wal.Segment{Timeline: 1, No: 7}, segSize, fl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if err := s.writeAt(make([]byte, segSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sync(); err == nil {
+		t.Fatal("injected fsync error not returned")
+	}
+	for i := range 2 {
+		if err := s.sync(); err == nil || s.synced != 0 {
+			t.Fatalf("sync %d after the error: %v, %d bytes counted as fsynced", i+2, err, s.synced)
+		}
+	}
+	if err := s.rename(); err == nil {
+		t.Error("renamed complete after an fsync error")
+	}
+	if err := s.writeAt([]byte("x"), 0); err == nil {
+		t.Error("written after an fsync error")
+	}
+}
+
+// repairSegment completes a .partial only when every page holds the
+// segment's WAL.
+func TestRepairSegment(t *testing.T) {
+	const segSize = 1 << 20
+	seg := wal.Segment{Timeline: 2, No: 5}
+	name := seg.Name(segSize)
+	whole := waltest.Segment(t, name, segSize, 1)
+	// waltest's pages after the first have no headers: give each one.
+	for off := 8192; off < segSize; off += 8192 {
+		hdr := wal.PageHeader{Magic: 0xD110, Timeline: 2, PageAddr: seg.StartLSN(segSize) + pglogrepl.LSN(off)}.Encode(nil)
+		copy(whole[off:], hdr[:24])
+	}
+	for _, tc := range []struct {
+		name string
+		data func() []byte
+		ok   bool
+	}{
+		{"OK", func() []byte { return whole }, true},
+		{"ErrUnwrittenPage", func() []byte {
+			b := slices.Clone(whole)
+			clear(b[segSize-8192:])
+			return b
+		}, false},
+		{"ErrOtherSegmentsPage", func() []byte {
+			b := slices.Clone(whole)
+			binary.LittleEndian.PutUint64(b[8192*3+8:], uint64(seg.StartLSN(segSize))+8192*3+segSize)
+			return b
+		}, false},
+		{"ErrShort", func() []byte { return whole[:segSize/2] }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, name+wal.PartialSuffix), tc.data(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := repairSegment(dir, seg, segSize)
+			_, statErr := os.Stat(filepath.Join(dir, name))
+			if tc.ok && (err != nil || statErr != nil) {
+				t.Errorf("repair: %v; complete segment: %v", err, statErr)
+			}
+			if !tc.ok && (err == nil || statErr == nil) {
+				t.Errorf("repair of a bad segment: %v; complete segment: %v", err, statErr)
+			}
+		})
 	}
 }

@@ -1,0 +1,499 @@
+package walstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/verify"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// The tests in this file stream into a real archive (the local file store,
+// snappy-compressed) and end as an operator would: a basebackup restored
+// with the archived WAL, whose rows must equal the source's, and a full
+// verify of the archive that finds every segment from the backup on.
+
+// archiveUploader archives through the archive package as the daemon
+// does: complete files with PushWAL, .partial files with PutPartialWAL,
+// and a segment's .partial object deleted once the segment is stored. It
+// records the calls.
+type archiveUploader struct {
+	a *archive.Archive
+	// failing makes every call fail while set: the storage is down.
+	failing atomic.Bool
+
+	mu    sync.Mutex
+	calls []upload
+}
+
+// errStorageDown is what archiveUploader returns while failing.
+var errStorageDown = errors.New("storage unavailable")
+
+func (u *archiveUploader) Upload(ctx context.Context, path string) error {
+	if u.failing.Load() {
+		return errStorageDown
+	}
+	_, err := u.a.PushWAL(ctx, path, archive.PushOptions{})
+	if name := filepath.Base(path); err == nil && wal.IsSegmentName(name) {
+		err = u.a.DeletePartialWAL(ctx, name)
+	}
+	u.record(path, false, err)
+	return err
+}
+
+func (u *archiveUploader) UploadPartial(ctx context.Context, path string) error {
+	if u.failing.Load() {
+		return errStorageDown
+	}
+	_, err := u.a.PutPartialWAL(ctx, path, archive.PushOptions{})
+	u.record(path, true, err)
+	return err
+}
+
+func (u *archiveUploader) record(path string, partial bool, err error) {
+	if err != nil {
+		return
+	}
+	u.mu.Lock()
+	u.calls = append(u.calls, upload{partial: partial, name: filepath.Base(path)})
+	u.mu.Unlock()
+}
+
+func (u *archiveUploader) uploads() []upload {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.calls)
+}
+
+// openArchive returns the archive of site "test" stored in the local
+// store at dir.
+func openArchive(dir string) *archive.Archive {
+	return &archive.Archive{
+		Store:  storage.NewLocal(dir),
+		Codec:  &archive.Codec{Compression: compress.Snappy},
+		Layout: archive.Layout{Prefix: "test"},
+		Site:   "test",
+	}
+}
+
+// durable is a cluster streamed into a real archive.
+type durable struct {
+	t        *testing.T
+	c        *pgtest.Cluster
+	major    int
+	segSize  uint64
+	storeDir string
+	arch     *archive.Archive
+	up       *archiveUploader
+	spool    string
+}
+
+// newDurable starts a cluster with 1 MiB segments and a table to count,
+// and an archive for it. The spool is spool, or a new directory.
+func newDurable(t *testing.T, spool string) *durable {
+	t.Helper()
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	c := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+	c.Exec(t, "create table rows (id bigint, pad text)")
+	if spool == "" {
+		spool = t.TempDir()
+	}
+	d := &durable{t: t, c: c, major: major, segSize: segSizeOf(t, c), storeDir: t.TempDir(), spool: spool}
+	d.arch = openArchive(d.storeDir)
+	d.up = &archiveUploader{a: d.arch}
+	return d
+}
+
+// start runs a Receiver on the spool into the archive.
+func (d *durable) start(opts Options) *running {
+	d.t.Helper()
+	return start(d.t, d.c, d.spool, d.up, opts)
+}
+
+// insert adds n rows, about 1 KiB of WAL each.
+func (d *durable) insert(n int) {
+	d.t.Helper()
+	d.c.Exec(d.t, fmt.Sprintf("insert into rows select g, repeat('x', 900) from generate_series(1, %d) g", n))
+}
+
+// summary is what a restore must reproduce.
+func (d *durable) summary(c *pgtest.Cluster) string {
+	d.t.Helper()
+	return c.QueryString(d.t, "select count(*)::text || ' rows, sum ' || coalesce(sum(id), 0)::text from rows")
+}
+
+// backup takes a basebackup into the archive; the Receiver must hold the
+// slot already, as the daemon makes sure.
+func (d *durable) backup() {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	_, err := basebackup.Run(ctx, basebackup.Options{
+		ConnString: d.c.ConnString("postgres"), Archive: d.arch, Fast: true, NoWait: true, ChunkSize: 4 << 20, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		d.t.Fatalf("basebackup: %v", err)
+	}
+}
+
+// stored reports whether the archive holds xlog/name.
+func (d *durable) stored(name string) bool {
+	_, err := d.arch.Store.Stat(context.Background(), d.arch.Layout.WALKey(name))
+	return err == nil
+}
+
+// archivedWAL returns the names under xlog/.
+func (d *durable) archivedWAL() []string {
+	d.t.Helper()
+	var names []string
+	dir := d.arch.Layout.Dir(archive.XLogDir)
+	err := d.arch.Store.List(context.Background(), dir, func(o storage.Object) error {
+		names = append(names, strings.TrimPrefix(o.Key, dir))
+		return nil
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return names
+}
+
+// finish writes the last rows, waits until their segment is archived
+// while rr runs, stops rr, and checks the archive as an operator would:
+// verify --full finds no problem and no gap, no complete segment was
+// archived as a .partial, and a restore of the first backup recovers the
+// source's rows exactly.
+func (d *durable) finish(rr *running) {
+	t := d.t
+	t.Helper()
+	d.insert(500)
+	want := d.summary(d.c)
+	d.c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'last')")
+	last := d.c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	d.c.Exec(t, "select pg_switch_wal()")
+	waitFor(t, "segment "+last+" archived", func() bool { return d.stored(last) })
+	rr.stop(t)
+
+	for _, u := range d.up.uploads() {
+		if u.partial && d.stored(strings.TrimSuffix(u.name, wal.PartialSuffix)) {
+			if d.stored(u.name) {
+				t.Errorf("%s is still archived beside the complete segment", u.name)
+			}
+		}
+	}
+	for _, name := range d.archivedWAL() {
+		if wal.IsPartialName(name) {
+			t.Errorf("%s archived as a .partial on a timeline that did not end", name)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	rep, err := verify.Run(ctx, verify.Options{Archive: d.arch, Full: true, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatalf("verify --full: %v", err)
+	}
+	if !rep.OK() {
+		t.Errorf("verify --full: %+v", rep)
+	}
+	for _, b := range rep.Backups {
+		if len(b.Gaps) > 0 {
+			t.Errorf("verify --full: backup %s has WAL gaps %v", b.Name, b.Gaps)
+		}
+		if b.ReachSegment < last {
+			t.Errorf("verify --full: backup %s reaches %s, want at least %s", b.Name, b.ReachSegment, last)
+		}
+	}
+
+	// The restored server replays the archived WAL through a plain
+	// restore_command from a directory of segments fetched (and checked)
+	// by the archive package.
+	walDir := pgtest.TempDir(t)
+	for _, name := range d.archivedWAL() {
+		if err := d.arch.FetchWAL(ctx, name, filepath.Join(walDir, name), archive.FetchOptions{}); err != nil {
+			t.Fatalf("fetch %s: %v", name, err)
+		}
+	}
+	pgtest.Chown(t, walDir)
+	target := filepath.Join(pgtest.TempDir(t), "data")
+	_, err = restore.Run(ctx, restore.Options{
+		Archive: d.arch, TargetDir: target, ArchiveOff: true,
+		RestoreCommand: fmt.Sprintf("cp %s/%%f %%p", walDir), Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	pgtest.Chown(t, filepath.Dir(target))
+	rc := pgtest.StartDataDir(t, d.major, target, map[string]string{"archive_mode": "off"})
+	rc.WaitRecoveryDone(t, testTimeout)
+	if got := d.summary(rc); got != want {
+		t.Errorf("restored cluster has %s, the source committed %s", got, want)
+	}
+}
+
+// TestReceiver_Run_SyncError makes one fsync of the segment being received
+// fail, as a disk does when it loses written pages: Linux reports such an
+// error once, so a second fsync succeeds although the bytes may be gone.
+// The Receiver must never report a flush position past what was fsynced
+// before the failure: the session ends, the server is told nothing more,
+// and the next session streams those bytes again.
+func TestReceiver_Run_SyncError(t *testing.T) {
+	d := newDurable(t, "")
+	var (
+		armed, fired atomic.Bool
+		mu           sync.Mutex
+		failedAt     string
+		before       pglogrepl.LSN // the flush position when fsync failed
+		rr           *running
+	)
+	fault := func(path string) error {
+		if !armed.Load() || !strings.HasSuffix(path, wal.PartialSuffix) || fired.Swap(true) {
+			return nil
+		}
+		mu.Lock()
+		failedAt, before = filepath.Base(path), rr.r.Status().Flushed
+		mu.Unlock()
+		return errInjectedEIO
+	}
+	// A slow reconnection leaves time to read the slot once the failed
+	// session ended.
+	rr = d.startWith(Options{}, func(r *Receiver) {
+		r.faults.sync = fault
+		r.retryMin, r.retryMax = 3*time.Second, 3*time.Second
+	})
+	d.backup()
+	d.insert(3000)
+	armed.Store(true)
+	d.insert(2000)
+	waitFor(t, "the injected fsync error", fired.Load)
+	waitFor(t, "the failed session ended", func() bool { return !rr.r.Status().Connected })
+	mu.Lock()
+	t.Logf("fsync of %s failed with %s flushed", failedAt, before)
+	mu.Unlock()
+	// The slot must not pass the flush position of before the failure:
+	// anything beyond may not be on disk.
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if restart := lsn(t, d.c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'"); restart > before {
+			t.Fatalf("after the fsync error in %s the server was told %s is flushed; only %s was fsynced", failedAt, restart, before)
+		}
+	}
+	waitFor(t, "streaming again", func() bool { return rr.r.Status().Connected })
+	d.insert(2000)
+	d.finish(rr)
+}
+
+// errInjectedEIO is the error the fault hooks inject.
+var errInjectedEIO = errors.New("injected EIO")
+
+// startWith runs a Receiver that setup adjusts before it runs (faults,
+// retry delays).
+func (d *durable) startWith(opts Options, setup func(*Receiver)) *running {
+	d.t.Helper()
+	return startReceiver(d.t, d.c, d.spool, d.up, opts, nil, setup)
+}
+
+// crashEnv names the environment variable that makes
+// TestReceiver_CrashChild run: the JSON of a crashSpec.
+const crashEnv = "HOARD_WALSTREAM_CRASH"
+
+// crashSpec tells the child process where to stream and where to die.
+type crashSpec struct {
+	ConnString string
+	Spool      string
+	Store      string
+	// Step is the step of completeSegment (see session.step) at which the
+	// child kills itself with SIGKILL, the Nth time it gets there.
+	Step string
+	N    int
+}
+
+// TestReceiver_CrashChild is the child process of
+// TestReceiver_Run_CrashWhileCompleting, which runs the test binary with
+// crashEnv set; without it, it does nothing. It streams into the archive
+// until it dies at its step.
+func TestReceiver_CrashChild(t *testing.T) {
+	spec := os.Getenv(crashEnv)
+	if spec == "" {
+		return
+	}
+	var c crashSpec
+	if err := json.Unmarshal([]byte(spec), &c); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Options{
+		ConnString: c.ConnString, Slot: "hoard", SpoolDir: c.Spool,
+		Uploader:       &archiveUploader{a: openArchive(c.Store)},
+		StatusInterval: 100 * time.Millisecond,
+		Logger:         zerolog.New(os.Stderr).Level(zerolog.DebugLevel),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	r.faults.step = func(step, segment string) {
+		if step == c.Step && int(n.Add(1)) == c.N {
+			fmt.Fprintf(os.Stderr, "crash at %s of %s\n", step, segment)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	t.Fatalf("Run returned without the crash: %v", r.Run(ctx))
+}
+
+// TestReceiver_Run_CrashWhileCompleting kills a Receiver (a child process)
+// with SIGKILL at each step of completing a segment, as a power cut or the
+// OOM killer would, and restarts it on the same spool each time. Two
+// more crashes leave the spool as earlier hoard versions left it when
+// they died between creating the next segment and renaming the finished
+// one: both as .partial, once with the slot before the finished segment's
+// end, once after it (those versions could report it flushed). After each
+// crash the server must not have been told of a flush position past a
+// segment that is not complete under its final name; in the end the
+// archive holds every segment, none as a .partial, and a restore has every
+// row.
+func TestReceiver_Run_CrashWhileCompleting(t *testing.T) {
+	d := newDurable(t, "")
+	rr := d.start(Options{})
+	d.backup()
+	rr.stop(t)
+	for _, tc := range []struct {
+		step string
+		old  bool // leave the next segment's .partial too, as older versions did
+		slot bool // and move the slot past the finished segment
+	}{
+		{step: "synced"}, {step: "renamed"}, {step: "dir-synced"}, {step: "next-opened"},
+		{step: "synced", old: true}, {step: "synced", old: true, slot: true},
+	} {
+		d.crash(tc.step)
+		full := d.checkSpoolAfterCrash()
+		if tc.old {
+			if full == nil {
+				t.Fatalf("crash at %s left no full .partial", tc.step)
+			}
+			next, err := openSegment(d.spool, full.Next(), d.segSize, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next.close()
+		}
+		if tc.slot {
+			end := full.Next().StartLSN(d.segSize)
+			d.c.Exec(t, fmt.Sprintf("select pg_replication_slot_advance('hoard', '%s')", end))
+			if got := lsn(t, d.c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'"); got < end {
+				t.Fatalf("slot at %s after advancing it to %s", got, end)
+			}
+		}
+		// Restarted on the same spool, the Receiver streams on.
+		rr := d.start(Options{})
+		d.insert(1500)
+		rr.stop(t)
+	}
+	rr = d.start(Options{})
+	d.insert(1000)
+	d.finish(rr)
+	for _, u := range d.up.uploads() {
+		if u.partial {
+			t.Errorf("%s uploaded as a .partial", u.name)
+		}
+	}
+}
+
+// crash runs the child until it kills itself at the second time it
+// reaches step, writing WAL meanwhile.
+func (d *durable) crash(step string) {
+	t := d.t
+	t.Helper()
+	spec, err := json.Marshal(crashSpec{ConnString: d.c.ConnString("postgres"), Spool: d.spool, Store: d.storeDir, Step: step, N: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReceiver_CrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashEnv+"="+string(spec))
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for i := 0; ; i++ {
+		select {
+		case err := <-exited:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("child did not die of SIGKILL at %s: %v\n%s", step, err, out.String())
+			}
+			t.Logf("child: %s", lastLine(out.String(), "crash at"))
+			return
+		default:
+		}
+		if i == 200 {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("child did not reach %s\n%s", step, out.String())
+		}
+		d.insert(300)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkSpoolAfterCrash checks what a crash left: the server heard no flush
+// position at or past the end of a segment that is still a .partial. It
+// returns the full .partial left, if any.
+func (d *durable) checkSpoolAfterCrash() *wal.Segment {
+	t := d.t
+	t.Helper()
+	restart := lsn(t, d.c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'")
+	c, err := readSpool(d.spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full *wal.Segment
+	for _, name := range c.partials {
+		seg, err := wal.ParseSegmentName(strings.TrimSuffix(name, wal.PartialSuffix), d.segSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end := seg.Next().StartLSN(d.segSize); restart >= end {
+			t.Errorf("the slot is at %s, past the end of %s, which the spool has only as .partial", restart, name)
+		}
+		if empty, err := isEmptyPartial(filepath.Join(d.spool, name)); err == nil && !empty && full == nil {
+			full = &seg
+		}
+	}
+	t.Logf("spool %v, slot at %s", c, restart)
+	return full
+}
+
+// lastLine returns the last line of s that contains substr.
+func lastLine(s, substr string) string {
+	var last string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			last = l
+		}
+	}
+	return last
+}

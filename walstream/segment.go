@@ -1,0 +1,279 @@
+package walstream
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/jackc/pglogrepl"
+	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// This file holds what a session does with the segment it receives:
+// writing WAL into it, completing it, opening the next one when the spool
+// has room, and fsyncing it before the server hears of it. The rule it
+// keeps: at every instant, either a segment is complete under its final
+// name (fsynced, its directory fsynced) or the flush position the server
+// heard lies before the segment's end.
+
+// write stores XLogData at its offset in the segment, completing segments
+// as they fill. WAL must arrive in order, without gaps or overlaps.
+func (s *session) write(x pglogrepl.XLogData) error {
+	if x.WALStart != s.pos {
+		return fmt.Errorf("server sent WAL at %s, expected %s", x.WALStart, s.pos)
+	}
+	if err := s.writeData(x.WALData); err != nil {
+		return err
+	}
+	s.progressed = true
+	pos := s.pos
+	s.r.update(func(st *Status) {
+		st.Received = pos
+		st.ServerLSN = max(st.ServerLSN, x.ServerWALEnd)
+	})
+	return nil
+}
+
+// writeData writes data at pos. When a segment completes and the next one
+// cannot be opened (the spool is full), the rest of data is kept in
+// pending, and the receive loop reads nothing more until openNext has
+// written it.
+func (s *session) writeData(data []byte) error {
+	for len(data) > 0 {
+		if s.cur == nil {
+			s.pending = append(s.pending[:0], data...)
+			return nil
+		}
+		off := uint64(s.pos - s.cur.seg.StartLSN(s.segSize))
+		n := min(uint64(len(data)), s.segSize-off)
+		if err := s.cur.writeAt(data[:n], off); err != nil {
+			return err
+		}
+		s.pos += pglogrepl.LSN(n)
+		data = data[n:]
+		if off+n == s.segSize {
+			if err := s.completeSegment(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// completeSegment makes the full segment durable under its final name,
+// queues it, then opens the next one. The order makes a crash at any
+// point safe:
+//
+//  1. fsync the segment. A crash before the rename leaves a full
+//     <segment>.partial: the next run streams that segment again from its
+//     start. The server still has it, since no flush position at or past
+//     its end was reported (flush never reports a full segment's end).
+//  2. rename it to its final name, then
+//  3. fsync the directory. Only now is the complete segment sure to
+//     survive a crash, and only now may the server hear that it is
+//     flushed. A crash between 2 and 3 leaves either name, both safe.
+//  4. open the next segment's .partial, if the disk guard lets it (see
+//     openNext). A crash before leaves no .partial: the next run resumes
+//     after the highest complete segment or, once the uploader deleted it,
+//     at the slot's restart_lsn, which is at most this segment's end.
+//
+// An error at 1 or 2 leaves the full .partial, at 3 it is renamed back:
+// the session ends, and the next one streams the segment again.
+func (s *session) completeSegment() error {
+	dir := s.r.opts.SpoolDir
+	done := s.cur
+	if err := done.sync(); err != nil {
+		return err
+	}
+	s.step("synced", done.name())
+	s.cur = nil
+	if err := done.rename(); err != nil {
+		return err
+	}
+	s.step("renamed", done.name())
+	if err := syncDir(dir); err != nil {
+		// The rename may not be durable: make the segment a .partial
+		// again, to be streamed again by the next session. Failing that,
+		// the spool cannot be trusted any more.
+		if rerr := os.Rename(filepath.Join(dir, done.name()), done.path()); rerr != nil {
+			return fatal(fmt.Errorf("%w; rename back: %w", err, rerr))
+		}
+		return err
+	}
+	s.step("dir-synced", done.name())
+	s.flushed = done.seg.Next().StartLSN(s.segSize)
+	s.r.enqueue(uploadTask{kind: taskFile, name: done.name()})
+	s.r.log.Debug().Str(logSegment, done.name()).Msg("segment complete")
+	flushed := s.flushed
+	s.r.update(func(st *Status) { st.Flushed = flushed })
+	if err := s.openNext(); err != nil {
+		return err
+	}
+	s.step("next-opened", done.name())
+	return nil
+}
+
+// step tells the faults hook that completing segment reached step.
+func (s *session) step(step, segment string) {
+	if s.r.faults.step != nil {
+		s.r.faults.step(step, segment)
+	}
+}
+
+// openNext opens the .partial of the segment at pos, which starts there,
+// and writes the WAL pending for it. The disk guard is asked first: a new
+// segment needs a whole segment of free space, and the guard pauses when
+// the spool would keep less than MinFreeBytes. A full disk (ENOSPC) pauses
+// too. While paused, the session has no segment, receives nothing and
+// reports the old flush position: the server keeps the WAL for the slot.
+// The receive loop calls openNext again every DiskCheckInterval.
+func (s *session) openNext() error {
+	r := s.r
+	seg := wal.SegmentOf(uint32(s.tli), s.pos, s.segSize)
+	var need uint64
+	if !allocated(r.opts.SpoolDir, seg, s.segSize) {
+		need = s.segSize
+	}
+	if r.guard.min != 0 {
+		paused, changed, err := r.guard.check(need)
+		if err != nil {
+			r.log.Warn().Err(err).Msg("free space check failed")
+		}
+		s.guardChanged(paused, changed)
+		if paused {
+			return nil
+		}
+	}
+	f, err := openSegment(r.opts.SpoolDir, seg, s.segSize, &r.faults)
+	if errors.Is(err, unix.ENOSPC) {
+		if !s.full {
+			s.full = true
+			r.log.Warn().Err(err).Str(logSegment, seg.Name(s.segSize)).Msg("spool disk full; receiving paused")
+			r.update(func(st *Status) { st.Paused = true })
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.cur = f
+	if s.full {
+		s.full = false
+		r.log.Info().Msg("spool disk has room again; receiving resumed")
+	}
+	name, paused := f.name(), r.guard.paused
+	r.update(func(st *Status) {
+		st.Segment = name
+		st.Paused = paused
+	})
+	if pending := s.pending; len(pending) > 0 {
+		s.pending = nil
+		return s.writeData(pending)
+	}
+	return nil
+}
+
+// guardChanged logs and publishes a change of the disk guard's state.
+func (s *session) guardChanged(paused, changed bool) {
+	if !changed {
+		return
+	}
+	r := s.r
+	if paused {
+		r.log.Warn().Uint64("min_free_bytes", r.guard.min).Msg("spool disk nearly full; receiving paused")
+	} else {
+		r.log.Info().Msg("spool disk has room again; receiving resumed")
+	}
+	full := s.full
+	r.update(func(st *Status) { st.Paused = paused || full })
+}
+
+// flush fsyncs the partial segment and advances the flush position to
+// the end of what is fsynced, short of a full segment's end: only
+// completeSegment reports that, once the segment has its final name.
+func (s *session) flush() error {
+	if s.cur == nil {
+		return nil
+	}
+	if err := s.cur.sync(); err != nil {
+		return err
+	}
+	if s.cur.synced < s.segSize {
+		s.flushed = max(s.flushed, s.cur.seg.StartLSN(s.segSize)+pglogrepl.LSN(s.cur.synced))
+	}
+	flushed := s.flushed
+	s.r.update(func(st *Status) { st.Flushed = flushed })
+	return nil
+}
+
+// repairSegment completes the full segment seg that an interrupted run
+// left as <segment>.partial in dir, when every page of it holds this
+// segment's WAL: each XLOG_BLCKSZ page starts with a header of the
+// segment's magic and its own address. It fsyncs the file, renames it to
+// its final name and fsyncs the directory. An error says why the file
+// cannot be trusted as a complete segment.
+func repairSegment(dir string, seg wal.Segment, segSize uint64) error {
+	name := seg.Name(segSize)
+	p := filepath.Join(dir, name+wal.PartialSuffix)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := checkPages(f, name, seg, segSize); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", p, err)
+	}
+	if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("rename %s: %w", p, err)
+	}
+	return syncDir(dir)
+}
+
+// Short page header fields (XLogPageHeaderData in PostgreSQL's
+// xlog_internal.h): xlp_magic at 0, xlp_info at 2, xlp_tli at 4,
+// xlp_pageaddr at 8.
+const shortPageHeaderSize = 24
+
+// checkPages checks that the segment file f is whole: its size is the
+// segment size, its first page has a long header that fits name, and
+// every other page starts with a header of the same magic, a timeline no
+// later than the segment's, and the page's own address. Pages never
+// written (zeros) or left from another segment fail.
+func checkPages(f *os.File, name string, seg wal.Segment, segSize uint64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	first := make([]byte, wal.PageHeaderSize)
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, wal.PageHeaderSize), first); err != nil {
+		return fmt.Errorf("%s: read the first page header: %w", name, err)
+	}
+	h, err := wal.CheckSegment(name, first, fi.Size())
+	if err != nil {
+		return err
+	}
+	if uint64(fi.Size()) != segSize || uint64(h.SegmentSize) != segSize {
+		return fmt.Errorf("%s: %d bytes, want %d", name, fi.Size(), segSize)
+	}
+	start := seg.StartLSN(segSize)
+	hdr := make([]byte, shortPageHeaderSize)
+	le := binary.LittleEndian
+	for off := uint64(h.BlockSize); off < segSize; off += uint64(h.BlockSize) {
+		if _, err := f.ReadAt(hdr, int64(off)); err != nil {
+			return fmt.Errorf("%s: read the page at %d: %w", name, off, err)
+		}
+		magic, tli, addr := le.Uint16(hdr[0:]), le.Uint32(hdr[4:]), pglogrepl.LSN(le.Uint64(hdr[8:]))
+		if magic != h.Magic || tli == 0 || tli > seg.Timeline || addr != start+pglogrepl.LSN(off) {
+			return fmt.Errorf("%s: the page at offset %d was not written (magic %#x, timeline %d, address %s)", name, off, magic, tli, addr)
+		}
+	}
+	return nil
+}
