@@ -19,13 +19,18 @@ const (
 	AlertUploadRetries      = "upload_retries_warning"    // an upload failed more than upload_retries_warning_limit times
 	AlertVersionMismatch    = "version_mismatch_error"    // PGHoard: client tool major version differs from the server's
 	AlertVersionUnsupported = "version_unsupported_error" // the server's version is not supported
+	// AlertWALHole is hoard's: the WAL receiver found segments missing
+	// from the archive before where it resumed streaming (the spool was
+	// lost, or the slot moved on without it). Backups taken before cannot
+	// be restored past the hole; it is cleared by the next basebackup.
+	AlertWALHole = "wal_hole_error"
 )
 
 // knownAlerts are looked for by Active even when this process has not
 // raised them, so a file left by an earlier run shows until it is cleared.
 var knownAlerts = []string{
 	AlertAuthentication, AlertConfiguration, AlertUploadRetries,
-	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest,
+	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest, AlertWALHole,
 }
 
 // alertContent is what PGHoard writes into every alert file.

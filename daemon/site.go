@@ -57,6 +57,9 @@ type supervisor struct {
 	waitSync time.Time // when the upload queue was last seen empty
 	// streaming is whether the receiver was connected at the last refresh.
 	streaming bool
+	// holesResolved is how many of the receiver's holes (Status.Holes) a
+	// later basebackup made harmless for new restores.
+	holesResolved int
 }
 
 func newSupervisor(d *daemon, s Site) *supervisor {
@@ -150,6 +153,7 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 		MinFreeBytes:          s.site.MinFreeBytes,
 		ResumeMultiplier:      s.site.ResumeMultiplier,
 		DiskCheckInterval:     s.site.DiskCheckInterval,
+		Archived:              up,
 		DrainTimeout:          s.d.opts.DrainTimeout,
 		// walstream names its own component.
 		Logger: s.d.opts.Logger.With().Str(logSite, s.site.Name).Logger(),
@@ -351,6 +355,7 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 		return err
 	}
 	took := time.Since(started)
+	s.resolveHoles(info.StartWALSegment)
 	s.m.backupsOK.Add(1)
 	s.m.backupDuration.Set(took.Seconds())
 	s.connected()
@@ -358,6 +363,31 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 		Dur("took", took).Msg("basebackup stored")
 	s.update(func(st *SiteStatus) { st.LastBackupError = "" })
 	return nil
+}
+
+// resolveHoles is called after a basebackup that starts in segment
+// start: the WAL holes before it do not affect restores of it. They leave
+// the status and the metric, and once none is left wal_hole_error is
+// cleared (also when an earlier run raised it).
+func (s *supervisor) resolveHoles(start string) {
+	s.mu.Lock()
+	var holes []walstream.Hole
+	if s.recv != nil {
+		holes = s.recv.Status().Holes
+	}
+	// Holes are found in stream order; compare positions, not timelines.
+	for s.holesResolved < len(holes) && len(start) == 24 && holes[s.holesResolved].Last[8:] < start[8:] {
+		s.holesResolved++
+	}
+	left := len(holes) - s.holesResolved
+	if s.st.WAL != nil {
+		s.st.WAL.Holes = holes[s.holesResolved:]
+	}
+	s.mu.Unlock()
+	if left == 0 {
+		s.m.holeSegments.Set(0)
+		s.d.setAlert(AlertWALHole, s.site.Name, false)
+	}
 }
 
 // connectFailed raises PGHoard's alert for a connection error: a rejected
@@ -424,7 +454,8 @@ func (s *supervisor) refresh(now time.Time) {
 		s.waitSync = now
 	}
 	lag := now.Sub(s.waitSync)
-	s.st.WAL = walStatus(rs, lag)
+	holes := rs.Holes[min(s.holesResolved, len(rs.Holes)):]
+	s.st.WAL = walStatus(rs, lag, holes)
 	s.st.UploadFailures = up.failures()
 	wasConnected := s.streaming
 	s.streaming = rs.Connected
@@ -438,6 +469,14 @@ func (s *supervisor) refresh(now time.Time) {
 	s.m.lagSeconds.Set(lag.Seconds())
 	s.m.connected.Set(boolFloat(rs.Connected))
 	s.m.paused.Set(boolFloat(rs.Paused))
+	var missing uint64
+	for _, h := range holes {
+		missing += h.Count
+	}
+	s.m.holeSegments.Set(float64(missing))
+	if len(holes) > 0 {
+		s.d.setAlert(AlertWALHole, s.site.Name, true)
+	}
 	// Alerts follow the connection's changes, so that a backup failing
 	// for its credentials while the receiver streams on is not cleared by
 	// the next refresh.

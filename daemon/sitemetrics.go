@@ -7,6 +7,7 @@ type siteMetrics struct {
 	received, flushed, uploaded *Gauge
 	queue, lagBytes, lagSeconds *Gauge
 	connected, paused           *Gauge
+	holeSegments                *Gauge
 	uploads, uploadErrors       *Counter
 
 	lastBackup, backupDuration, backupRunning *Gauge
@@ -25,6 +26,7 @@ const (
 	MetricWALLagSeconds     = "hoard_wal_lag_seconds"
 	MetricWALConnected      = "hoard_wal_connected"
 	MetricWALPaused         = "hoard_wal_paused"
+	MetricWALHoleSegments   = "hoard_wal_hole_segments"
 	MetricUploads           = "hoard_wal_uploads_total"
 	MetricUploadErrors      = "hoard_upload_errors_total"
 	MetricLastBackup        = "hoard_last_basebackup_timestamp_seconds"
@@ -48,6 +50,8 @@ func newSiteMetrics(m *Metrics, site string) siteMetrics {
 		lagSeconds: m.Gauge(MetricWALLagSeconds, "How long the upload queue has not been empty, in seconds (0 when nothing waits).", l),
 		connected:  m.Gauge(MetricWALConnected, "1 while the WAL receiver is streaming from the server.", l),
 		paused:     m.Gauge(MetricWALPaused, "1 while the disk guard pauses receiving (spool disk nearly full).", l),
+		holeSegments: m.Gauge(MetricWALHoleSegments,
+			"WAL segments found missing before where streaming resumed, since the last basebackup (0: none).", l),
 
 		uploads:      m.Counter(MetricUploads, "WAL files (segments, .history, .partial) stored.", l),
 		uploadErrors: m.Counter(MetricUploadErrors, "Failed WAL upload attempts (each is retried).", l),

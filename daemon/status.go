@@ -79,6 +79,10 @@ type WALStatus struct {
 	Paused      bool       `json:"paused_by_disk_guard"`
 	LastError   string     `json:"last_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	// Holes are the runs of WAL segments the receiver found missing from
+	// the archive before where it resumed streaming, since the last
+	// basebackup: backups before them cannot be restored past them.
+	Holes []walstream.Hole `json:"holes,omitempty"`
 }
 
 // BackupStatus describes a stored basebackup.
@@ -101,13 +105,13 @@ func backupStatus(b *archive.BackupInfo) *BackupStatus {
 	}
 }
 
-func walStatus(s walstream.Status, lag time.Duration) *WALStatus {
+func walStatus(s walstream.Status, lag time.Duration, holes []walstream.Hole) *WALStatus {
 	w := &WALStatus{
 		SystemID: s.SystemID, Timeline: s.Timeline, Segment: s.Segment,
 		Received: s.Received.String(), Flushed: s.Flushed.String(), Uploaded: s.Uploaded.String(),
 		ServerLSN: s.ServerLSN.String(), LagBytes: s.BytesBehind, LagSeconds: lag.Seconds(),
 		QueueDepth: s.QueueDepth, Connected: s.Connected, Paused: s.Paused,
-		LastError: s.LastError, LastErrorAt: timePtr(s.LastErrorAt),
+		LastError: s.LastError, LastErrorAt: timePtr(s.LastErrorAt), Holes: holes,
 	}
 	return w
 }

@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -52,6 +55,23 @@ func (u *uploader) UploadPartial(ctx context.Context, path string) error {
 	_, err := u.arch.PutPartialWAL(ctx, path, u.push)
 	u.record(ctx, err)
 	return err
+}
+
+// ArchivedSegments lists the complete segments in the archive, for the
+// receiver's hole check.
+func (u *uploader) ArchivedSegments(ctx context.Context) ([]string, error) {
+	var names []string
+	dir := u.arch.Layout.Dir(archive.XLogDir)
+	err := u.arch.Store.List(ctx, dir, func(o storage.Object) error {
+		if name := strings.TrimPrefix(o.Key, dir); wal.IsSegmentName(name) {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list WAL of site %s: %w", u.arch.Site, err)
+	}
+	return names, nil
 }
 
 // failures returns the number of failed uploads in a row.

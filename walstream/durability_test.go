@@ -23,6 +23,7 @@ import (
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/verify"
@@ -181,38 +182,13 @@ func (d *durable) archivedWAL() []string {
 // finish writes the last rows, waits until their segment is archived
 // while rr runs, stops rr, and checks the archive as an operator would:
 // verify --full finds no problem and no gap, no complete segment was
-// archived as a .partial, and a restore of the first backup recovers the
+// archived as a .partial, and a restore of the latest backup recovers the
 // source's rows exactly.
 func (d *durable) finish(rr *running) {
 	t := d.t
 	t.Helper()
-	d.insert(500)
-	want := d.summary(d.c)
-	d.c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'last')")
-	last := d.c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
-	d.c.Exec(t, "select pg_switch_wal()")
-	waitFor(t, "segment "+last+" archived", func() bool { return d.stored(last) })
-	rr.stop(t)
-
-	for _, u := range d.up.uploads() {
-		if u.partial && d.stored(strings.TrimSuffix(u.name, wal.PartialSuffix)) {
-			if d.stored(u.name) {
-				t.Errorf("%s is still archived beside the complete segment", u.name)
-			}
-		}
-	}
-	for _, name := range d.archivedWAL() {
-		if wal.IsPartialName(name) {
-			t.Errorf("%s archived as a .partial on a timeline that did not end", name)
-		}
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	rep, err := verify.Run(ctx, verify.Options{Archive: d.arch, Full: true, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatalf("verify --full: %v", err)
-	}
+	want, last := d.finishWAL(rr)
+	rep := d.verifyFull()
 	if !rep.OK() {
 		t.Errorf("verify --full: %+v", rep)
 	}
@@ -224,10 +200,52 @@ func (d *durable) finish(rr *running) {
 			t.Errorf("verify --full: backup %s reaches %s, want at least %s", b.Name, b.ReachSegment, last)
 		}
 	}
+	d.restoreLatest(want)
+}
 
-	// The restored server replays the archived WAL through a plain
-	// restore_command from a directory of segments fetched (and checked)
-	// by the archive package.
+// finishWAL writes the last rows, waits until their segment is archived
+// while rr runs, and stops rr. It checks that no complete segment was
+// archived as a .partial, and returns the summary a restore must have and
+// the last segment.
+func (d *durable) finishWAL(rr *running) (want, last string) {
+	t := d.t
+	t.Helper()
+	d.insert(500)
+	want = d.summary(d.c)
+	d.c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'last')")
+	last = d.c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	d.c.Exec(t, "select pg_switch_wal()")
+	waitFor(t, "segment "+last+" archived", func() bool { return d.stored(last) })
+	rr.stop(t)
+	for _, name := range d.archivedWAL() {
+		if wal.IsPartialName(name) {
+			t.Errorf("%s archived as a .partial on a timeline that did not end", name)
+		}
+	}
+	return want, last
+}
+
+// verifyFull runs verify --full on the archive.
+func (d *durable) verifyFull() *verify.Report {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	rep, err := verify.Run(ctx, verify.Options{Archive: d.arch, Full: true, Logger: zerolog.Nop()})
+	if err != nil {
+		d.t.Fatalf("verify --full: %v", err)
+	}
+	return rep
+}
+
+// restoreLatest restores the latest backup with the archived WAL and
+// checks that the restored cluster has want. The restored server replays
+// the WAL through a plain restore_command from a directory of segments
+// fetched (and checked) by the archive package.
+func (d *durable) restoreLatest(want string) {
+	t := d.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
 	walDir := pgtest.TempDir(t)
 	for _, name := range d.archivedWAL() {
 		if err := d.arch.FetchWAL(ctx, name, filepath.Join(walDir, name), archive.FetchOptions{}); err != nil {
@@ -236,7 +254,7 @@ func (d *durable) finish(rr *running) {
 	}
 	pgtest.Chown(t, walDir)
 	target := filepath.Join(pgtest.TempDir(t), "data")
-	_, err = restore.Run(ctx, restore.Options{
+	_, err := restore.Run(ctx, restore.Options{
 		Archive: d.arch, TargetDir: target, ArchiveOff: true,
 		RestoreCommand: fmt.Sprintf("cp %s/%%f %%p", walDir), Logger: zerolog.Nop(),
 	})
@@ -249,6 +267,84 @@ func (d *durable) finish(rr *running) {
 	if got := d.summary(rc); got != want {
 		t.Errorf("restored cluster has %s, the source committed %s", got, want)
 	}
+}
+
+// lister lists the archive's segments for the hole check, as the daemon
+// does.
+type lister struct{ a *archive.Archive }
+
+func (l lister) ArchivedSegments(ctx context.Context) ([]string, error) {
+	var names []string
+	dir := l.a.Layout.Dir(archive.XLogDir)
+	err := l.a.Store.List(ctx, dir, func(o storage.Object) error {
+		if name := strings.TrimPrefix(o.Key, dir); wal.IsSegmentName(name) {
+			names = append(names, name)
+		}
+		return nil
+	})
+	return names, err
+}
+
+// TestReceiver_Run_Hole loses the spool (a disk replaced, a container
+// rescheduled without its volume) while segments wait in it for the
+// storage. The restarted Receiver resumes at the slot, and its hole check
+// names exactly the lost segments, at Error and in Status.Holes; verify
+// --full finds the same hole behind the old backup. A new basebackup is
+// restorable with every row.
+func TestReceiver_Run_Hole(t *testing.T) {
+	d := newDurable(t, "")
+	var logs syncBuffer
+	opts := Options{Archived: lister{d.arch}}
+	rr := startReceiver(t, d.c, d.spool, d.up, opts, &logs, nil)
+	d.backup()
+	d.insert(1000)
+	archivedUpTo := switchWAL(t, d.c)
+	waitFor(t, archivedUpTo+" archived", func() bool { return d.stored(archivedUpTo) })
+	d.up.failing.Store(true)
+	var lost string
+	for range 3 {
+		d.insert(500)
+		lost = switchWAL(t, d.c)
+	}
+	target := lsn(t, d.c, "select pg_current_wal_flush_lsn()")
+	waitFor(t, "WAL received", func() bool { return rr.r.Status().Received >= target })
+	rr.stop(t)
+	if len(rr.r.Status().Holes) != 0 {
+		t.Fatalf("holes before the spool was lost: %v", rr.r.Status().Holes)
+	}
+
+	// The spool is lost; the storage is back.
+	if err := os.RemoveAll(d.spool); err != nil {
+		t.Fatal(err)
+	}
+	d.up.failing.Store(false)
+	rr = startReceiver(t, d.c, d.spool, d.up, opts, &logs, nil)
+	waitFor(t, "the hole check", func() bool { return len(rr.r.Status().Holes) > 0 })
+	first, err := wal.ParseSegmentName(archivedUpTo, d.segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Hole{First: first.Next().Name(d.segSize), Last: lost, Count: uint64(len(waltest.Names(t, archivedUpTo, lost, d.segSize)) - 1)}
+	if got := rr.r.Status().Holes; len(got) != 1 || got[0] != want {
+		t.Errorf("holes %v, want [%v]", got, want)
+	}
+	if !strings.Contains(logs.String(), `"level":"error"`) || !strings.Contains(logs.String(), want.First) {
+		t.Errorf("the hole %v is not logged at error", want)
+	}
+
+	// verify --full finds the same hole behind the first backup; a new
+	// backup restores every row.
+	d.backup()
+	rows, _ := d.finishWAL(rr)
+	rep := d.verifyFull()
+	var gaps []verify.Gap
+	for _, b := range rep.Backups {
+		gaps = append(gaps, b.Gaps...)
+	}
+	if len(gaps) != 1 || gaps[0].First != want.First || gaps[0].Last != want.Last {
+		t.Errorf("verify --full found gaps %v, want the hole %v", gaps, want)
+	}
+	d.restoreLatest(rows)
 }
 
 // TestReceiver_Run_SyncError makes one fsync of the segment being received

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,10 @@ type Options struct {
 	// progress; zero means DefaultDrainTimeout. Files not uploaded stay in
 	// the spool for the next run.
 	DrainTimeout time.Duration
+	// Archived, when set, is listed after each resume for the hole check:
+	// WAL before where streaming resumes must be in the archive or the
+	// spool. A hole is logged at Error and kept in Status.Holes.
+	Archived ArchiveLister
 	// Logger receives the Receiver's logs; the zero Logger discards them.
 	Logger zerolog.Logger
 }
@@ -116,6 +121,11 @@ type Status struct {
 	LastError   string
 	LastErr     error
 	LastErrorAt time.Time
+	// Holes are the holes the hole checks of this Run found, oldest
+	// first: WAL before where streaming resumed that is neither in the
+	// archive nor in the spool (the spool was lost, or the slot moved on
+	// without it).
+	Holes []Hole
 }
 
 // Receiver streams WAL from a server into the spool directory and hands
@@ -140,6 +150,9 @@ type Receiver struct {
 
 	snapshotMu   sync.Mutex
 	snapshotDone uploadTask // the last snapshot uploaded: name and length
+
+	// holeChecks holds the hole check waiting for holeLoop.
+	holeChecks chan holeCheck
 
 	// faults injects file system failures and crashes in tests.
 	faults faults
@@ -175,6 +188,8 @@ func New(opts Options) (*Receiver, error) {
 		queue:    newUploadQueue(),
 		retryMin: retryMin,
 		retryMax: retryMax,
+		// One check waits at most: a newer one replaces it.
+		holeChecks: make(chan holeCheck, 1),
 	}
 	r.guard = &diskGuard{
 		min:    opts.MinFreeBytes,
@@ -191,6 +206,7 @@ func (r *Receiver) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.status
+	s.Holes = slices.Clone(s.Holes)
 	if s.ServerLSN > s.Uploaded && s.Uploaded != 0 {
 		s.BytesBehind = uint64(s.ServerLSN - s.Uploaded)
 	}
@@ -273,10 +289,22 @@ func (r *Receiver) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.uploadLoop(uploadCtx, stop)
 	}()
+	// The hole check is not drained at shutdown: the next run checks
+	// again.
+	holeCtx, cancelHoles := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHoles()
+	if r.opts.Archived != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.holeLoop(holeCtx, stop)
+		}()
+	}
 
 	err = r.stream(ctx)
 
 	close(stop)
+	cancelHoles()
 	drain := time.AfterFunc(r.opts.DrainTimeout, cancelUploads)
 	wg.Wait()
 	drain.Stop()

@@ -158,7 +158,7 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 		return 0, fatal(err)
 	}
 	if sp.found {
-		if sp.seg, err = s.repairSpool(c, sp.seg, slot); err != nil {
+		if sp.seg, err = s.repairSpool(&c, sp.seg, slot); err != nil {
 			return 0, err
 		}
 	}
@@ -219,6 +219,7 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 		return 0, err
 	}
 	s.pos, s.flushed = start, start
+	r.requestHoleCheck(holeCheck{start: seg, segSize: segSize, spooled: c.uploads})
 	if err := s.openNext(); err != nil {
 		return 0, err
 	}
@@ -485,7 +486,7 @@ func (r *Receiver) queuePartials(c spoolContents, tli uint32) error {
 // it is renamed complete and queued; if not, streaming resumes at its
 // start all the same, and the server either still has the WAL or refuses
 // (ErrWALRemoved). It returns the segment streaming resumes with.
-func (s *session) repairSpool(c spoolContents, next wal.Segment, slot replication.Slot) (wal.Segment, error) {
+func (s *session) repairSpool(c *spoolContents, next wal.Segment, slot replication.Slot) (wal.Segment, error) {
 	r := s.r
 	for _, name := range c.partials {
 		seg, err := wal.ParseSegmentName(strings.TrimSuffix(name, wal.PartialSuffix), s.segSize)
@@ -506,6 +507,7 @@ func (s *session) repairSpool(c spoolContents, next wal.Segment, slot replicatio
 		}
 		r.log.Warn().Str(logSegment, seg.Name(s.segSize)).Msg("a full segment was left as .partial; completed it")
 		r.enqueue(uploadTask{kind: taskFile, name: seg.Name(s.segSize)})
+		c.uploads = append(c.uploads, seg.Name(s.segSize))
 	}
 	return next, nil
 }

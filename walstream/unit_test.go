@@ -298,3 +298,30 @@ func TestRepairSegment(t *testing.T) {
 		})
 	}
 }
+
+func TestFindHole(t *testing.T) {
+	const segSize = 1 << 24
+	start := wal.Segment{Timeline: 2, No: 10}
+	name := func(tli uint32, no uint64) string { return wal.Segment{Timeline: tli, No: no}.Name(segSize) }
+	for _, tc := range []struct {
+		name              string
+		archived, spooled []string
+		want              Hole
+	}{
+		{"OKEmptyArchive", nil, nil, Hole{}},
+		{"OKContinuous", []string{name(2, 8), name(2, 9)}, nil, Hole{}},
+		{"OKSpooled", []string{name(2, 7)}, []string{name(2, 8), name(2, 9)}, Hole{}},
+		{"OKEarlierTimeline", []string{name(1, 9)}, nil, Hole{}},
+		{"OKLaterSegmentsIgnored", []string{name(2, 9), name(2, 10), name(2, 12), "00000002.history", "x"}, nil, Hole{}},
+		{"ErrOne", []string{name(2, 8)}, nil, Hole{First: name(2, 9), Last: name(2, 9), Count: 1}},
+		{"ErrRun", []string{name(2, 3), name(2, 4)}, []string{name(2, 5)}, Hole{First: name(2, 6), Last: name(2, 9), Count: 4}},
+		{"ErrLaterTimelineDoesNotCount", []string{name(2, 4), name(3, 9)}, nil, Hole{First: name(2, 5), Last: name(2, 9), Count: 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := findHole(holeCheck{start: start, segSize: segSize, spooled: tc.spooled}, tc.archived)
+			if got != tc.want {
+				t.Errorf("findHole = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,135 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// downStore is a real store that fails every call while down is set: the
+// storage is unreachable.
+type downStore struct {
+	storage.Store
+	down atomic.Bool
+}
+
+var errDown = errors.New("storage unreachable")
+
+func (s *downStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if s.down.Load() {
+		return errDown
+	}
+	return s.Store.Put(ctx, key, r, md)
+}
+
+func (s *downStore) Stat(ctx context.Context, key string) (storage.Object, error) {
+	if s.down.Load() {
+		return storage.Object{}, errDown
+	}
+	return s.Store.Stat(ctx, key)
+}
+
+func (s *downStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	if s.down.Load() {
+		return errDown
+	}
+	return s.Store.List(ctx, prefix, fn)
+}
+
+// metric returns the line of the Prometheus text at port that starts
+// with prefix.
+func metric(t *testing.T, port int, prefix string) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestRun_WALHole loses the spool while segments wait in it for the
+// storage, and restarts the daemon: the receiver's hole check finds the
+// lost segments, and the daemon shows them in /status (wal.holes), in
+// hoard_wal_hole_segments and as the wal_hole_error alert file. A
+// basebackup taken after the hole clears all three.
+func TestRun_WALHole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	st := &downStore{Store: storage.NewLocal(t.TempDir())}
+	arch := &archive.Archive{Store: st, Codec: &archive.Codec{}, Site: "test"}
+	site := Site{
+		Name: "test", Fingerprint: "1", Active: true,
+		ActiveBackupMode: "pg_receivexlog", WAL: WALStream,
+		ConnString: c.ConnString("postgres"), Slot: "hoard_test", SpoolDir: filepath.Join(t.TempDir(), "xlog_incoming"),
+		OpenArchive: func(context.Context) (*archive.Archive, func(), error) { return arch, func() {}, nil },
+		Schedule:    Schedule{Interval: 24 * time.Hour},
+		Backup:      basebackup.Options{Fast: true, ChunkSize: 1 << 20},
+	}
+	port := freePort(t)
+	opts := Options{Sites: []Site{site}, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}, DrainTimeout: time.Second, AlertDir: filepath.Join(t.TempDir(), "alerts")}
+	rd := runDaemon(t, opts)
+	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
+
+	// The storage goes away; three segments wait in the spool.
+	st.down.Store(true)
+	var lost []string
+	for range 3 {
+		c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'x')")
+		lost = append(lost, c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"))
+	}
+	rd.waitFor("three segments waiting", func(st Status) bool {
+		return st.Sites["test"].WAL != nil && st.Sites["test"].WAL.QueueDepth >= 3
+	})
+	rd.stop()
+
+	// The spool is lost; the storage is back; the daemon starts again.
+	if err := os.RemoveAll(site.SpoolDir); err != nil {
+		t.Fatal(err)
+	}
+	st.down.Store(false)
+	rd = runDaemon(t, opts)
+	got := rd.waitFor("the hole in the status", func(st Status) bool {
+		return st.Sites["test"].WAL != nil && len(st.Sites["test"].WAL.Holes) > 0
+	}).Sites["test"].WAL.Holes
+	if len(got) != 1 || got[0].First != lost[0] || got[0].Last != lost[2] || got[0].Count != 3 {
+		t.Errorf("holes %+v, want %s..%s (3 segments)", got, lost[0], lost[2])
+	}
+	rd.waitFor("the alert", func(Status) bool { return rd.alertFile(AlertWALHole) })
+	if m := metric(t, port, MetricWALHoleSegments); m != MetricWALHoleSegments+`{site="test"} 3` {
+		t.Errorf("metric %q, want 3 segments", m)
+	}
+
+	// A basebackup after the hole: restores of it are not affected.
+	if code, body := postBackup(t, port, "test"); code != http.StatusCreated {
+		t.Fatalf("basebackup request: %d %s", code, body)
+	}
+	rd.waitFor("the hole resolved by the second basebackup", func(st Status) bool {
+		s := st.Sites["test"]
+		return s.Backups == 2 && s.WAL != nil && len(s.WAL.Holes) == 0 && !rd.alertFile(AlertWALHole)
+	})
+	if m := metric(t, port, MetricWALHoleSegments); m != MetricWALHoleSegments+`{site="test"} 0` {
+		t.Errorf("metric %q after the basebackup, want 0", m)
+	}
+}

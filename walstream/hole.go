@@ -1,0 +1,135 @@
+package walstream
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// ArchiveLister tells the Receiver what the archive holds, for the hole
+// check at resume. The daemon lists the site's archive.
+type ArchiveLister interface {
+	// ArchivedSegments returns the names of the complete WAL segments in
+	// the archive, in any order.
+	ArchivedSegments(ctx context.Context) ([]string, error)
+}
+
+// Hole is a run of consecutive WAL segments that a hole check found
+// neither in the archive nor in the spool, before where streaming
+// resumed: WAL that no restore can replay. It is named on the timeline
+// streaming resumed on.
+type Hole struct {
+	First string `json:"first"`
+	Last  string `json:"last"`
+	Count uint64 `json:"count"`
+}
+
+// String names the hole: one segment, or the first and last of a run.
+func (h Hole) String() string {
+	if h.Count == 1 {
+		return h.First
+	}
+	return fmt.Sprintf("%s..%s (%d segments)", h.First, h.Last, h.Count)
+}
+
+// holeCheck is what a resume hands to the hole check: where streaming
+// resumed, and the complete segments the spool held then (they will be
+// archived).
+type holeCheck struct {
+	start   wal.Segment
+	segSize uint64
+	spooled []string
+}
+
+// requestHoleCheck hands c to the hole check goroutine, replacing a check
+// it has not started.
+func (r *Receiver) requestHoleCheck(c holeCheck) {
+	if r.opts.Archived == nil {
+		return
+	}
+	select {
+	case <-r.holeChecks:
+	default:
+	}
+	r.holeChecks <- c
+}
+
+// holeLoop runs the hole checks resumes request until stop is closed. The
+// archive listing retries with backoff while the storage fails; a newer
+// request replaces the one waiting. The receive loop never waits for it.
+func (r *Receiver) holeLoop(ctx context.Context, stop <-chan struct{}) {
+	for {
+		var c holeCheck
+		select {
+		case <-stop:
+			return
+		case c = <-r.holeChecks:
+		}
+		delay := r.retryMin
+		for {
+			names, err := r.opts.Archived.ArchivedSegments(ctx)
+			if err == nil {
+				r.reportHole(c, findHole(c, names))
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn().Err(err).Dur("retry_in", delay).Msg("listing the archive for the hole check failed; retrying")
+			select {
+			case <-stop:
+				return
+			case newer := <-r.holeChecks:
+				c = newer
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, r.retryMax)
+		}
+	}
+}
+
+// findHole returns the segments missing just before c.start: from the
+// newest segment before it that the archive or the spool holds (on its
+// timeline or an earlier one) to c.start. With no such segment (a new
+// archive) there is nothing to be continuous with, and no hole.
+func findHole(c holeCheck, archived []string) Hole {
+	var newest uint64
+	found := false
+	for _, names := range [][]string{archived, c.spooled} {
+		for _, name := range names {
+			seg, err := wal.ParseSegmentName(name, c.segSize)
+			if err != nil || seg.Timeline > c.start.Timeline || seg.No >= c.start.No {
+				continue
+			}
+			if !found || seg.No > newest {
+				newest, found = seg.No, true
+			}
+		}
+	}
+	if !found || newest+1 == c.start.No {
+		return Hole{}
+	}
+	first := wal.Segment{Timeline: c.start.Timeline, No: newest + 1}
+	last := wal.Segment{Timeline: c.start.Timeline, No: c.start.No - 1}
+	return Hole{First: first.Name(c.segSize), Last: last.Name(c.segSize), Count: c.start.No - newest - 1}
+}
+
+// reportHole logs a hole at Error and records it in Status.Holes; an
+// empty hole is logged at Debug.
+func (r *Receiver) reportHole(c holeCheck, h Hole) {
+	start := c.start.Name(c.segSize)
+	if h.Count == 0 {
+		r.log.Debug().Str(logSegment, start).Msg("hole check: the archive continues up to where streaming resumed")
+		return
+	}
+	r.log.Error().Str("first", h.First).Str("last", h.Last).Uint64("segments", h.Count).Str(logSegment, start).
+		Msg("wal hole: segments before the resume point are neither archived nor spooled; take a new basebackup")
+	r.update(func(st *Status) {
+		if !slices.Contains(st.Holes, h) {
+			st.Holes = append(st.Holes, h)
+		}
+	})
+}
