@@ -161,7 +161,7 @@ var siteKeys = []key{
 	{name: "stream_compression", field: "StreamCompression", doc: "PGHoard's legacy flag for basebackup mode `pipe`; accepted."},
 	{name: "pg_receivexlog", field: "PGReceiveXLog", doc: "Disk guard of the WAL receiver: stop receiving while the spool's file system is nearly full.", keys: []key{
 		{name: "disk_space_check_interval", field: "DiskSpaceCheckInterval", def: 10 * time.Second, doc: "Seconds between free-space checks."},
-		{name: "min_disk_free_bytes", field: "MinDiskFreeBytes", doc: "Pause receiving below this many free bytes; `null` = off."},
+		{name: "min_disk_free_bytes", field: "MinDiskFreeBytes", doc: "Pause receiving while the spool's filesystem has fewer free bytes, or would have after the next segment file; `null` = off (a full disk still pauses)."},
 		{name: "resume_multiplier", field: "ResumeMultiplier", def: 1.5, doc: "Resume when free space is back above `min_disk_free_bytes` times this."},
 	}},
 	{name: "pg_basebackup_path", field: "PGBasebackupPath", doc: "Accepted for compatibility and ignored."},

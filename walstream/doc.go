@@ -126,6 +126,17 @@
 // are free (and the new segment fits), as uploads free the spool; this is
 // looked at every DiskCheckInterval.
 //
+// # Hole check
+//
+// With Options.Archived, every resume hands where streaming resumes, and
+// the complete segments then waiting in the spool, to a goroutine that
+// lists the archive (retrying while the storage fails; the receive loop
+// does not wait). The newest segment before that point, in the archive or
+// the spool, must be the one just before it. Otherwise the segments
+// between are a hole: WAL that was only in a lost spool, or that the slot
+// moved past. It is logged at Error and kept in Status.Holes. A new
+// archive, with no segment before that point, has no hole.
+//
 // # Shutdown
 //
 // When ctx ends, Run stops receiving, fsyncs the partial segment, sends a
