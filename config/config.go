@@ -154,16 +154,6 @@ func (c *Config) Source(jsonPath string) string {
 	return "default"
 }
 
-// Sources returns a copy of the map from JSON path to source for every value
-// that did not come from the defaults.
-func (c *Config) Sources() map[string]string {
-	m := make(map[string]string, len(c.sources))
-	for k, v := range c.sources {
-		m[k] = v
-	}
-	return m
-}
-
 func (c *Config) setSource(jsonPath, src string) {
 	if c.sources == nil {
 		c.sources = map[string]string{}

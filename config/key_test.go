@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,10 @@ func checkTable(t *testing.T, typ reflect.Type, path string, table []key, env bo
 				if own := sk.types == "" || sk.types == StorageURL; own != (sk.env != "") {
 					t.Errorf("%s.%s: only storage_type, url and prefix name a variable", p, sk.name)
 				}
+				order := []string{StorageLocal, StorageS3, StorageGoogle, StorageAzure, StorageURL}
+				if idx := indexes(order, strings.Fields(sk.types)); slices.Contains(idx, -1) || !slices.IsSorted(idx) {
+					t.Errorf("%s.%s: types %q: want known types, in the order %v", p, sk.name, sk.types, order)
+				}
 				if f, ok := ft.FieldByName(sk.field); ok && kinds[f.Type].fromEnv == nil {
 					t.Errorf("%s.%s: no variable can set a %v", p, sk.name, f.Type)
 				}
@@ -71,6 +76,15 @@ func checkTable(t *testing.T, typ reflect.Type, path string, table []key, env bo
 			t.Errorf("%s: no kind for a field of type %s", p, ft)
 		}
 	}
+}
+
+// indexes returns the index in list of each of names, -1 for none.
+func indexes(list, names []string) []int {
+	var out []int
+	for _, n := range names {
+		out = append(out, slices.Index(list, n))
+	}
+	return out
 }
 
 // defaultFits tells whether a default of type d can fill a field of type

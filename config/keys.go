@@ -157,63 +157,46 @@ func decodeValue(dec *json.Decoder) (any, error) {
 	return tok, nil
 }
 
-// writeOrdered writes v as JSON indented with 4 spaces.
-func writeOrdered(w *bytes.Buffer, v any, indent string) error {
-	inner := indent + "    "
-	switch x := v.(type) {
-	case *object:
-		if len(x.keys) == 0 {
-			w.WriteString("{}")
-			return nil
-		}
-		w.WriteString("{\n")
-		for i, k := range x.keys {
-			w.WriteString(inner)
-			if err := writeScalar(w, k); err != nil {
-				return err
-			}
-			w.WriteString(": ")
-			if err := writeOrdered(w, x.vals[k], inner); err != nil {
-				return err
-			}
-			if i < len(x.keys)-1 {
-				w.WriteByte(',')
-			}
-			w.WriteByte('\n')
-		}
-		w.WriteString(indent + "}")
-	case []any:
-		if len(x) == 0 {
-			w.WriteString("[]")
-			return nil
-		}
-		w.WriteString("[\n")
-		for i, e := range x {
-			w.WriteString(inner)
-			if err := writeOrdered(w, e, inner); err != nil {
-				return err
-			}
-			if i < len(x)-1 {
-				w.WriteByte(',')
-			}
-			w.WriteByte('\n')
-		}
-		w.WriteString(indent + "]")
-	default:
-		return writeScalar(w, v)
+// writeOrdered writes v as JSON indented with 4 spaces, each line after
+// the first starting with prefix.
+func writeOrdered(w *bytes.Buffer, v any, prefix string) error {
+	compact, err := marshal(v)
+	if err != nil {
+		return err
 	}
-	return nil
+	return json.Indent(w, compact, prefix, "    ")
 }
 
-func writeScalar(w *bytes.Buffer, v any) error {
+// MarshalJSON writes o with its keys in their order.
+func (o *object) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for i, k := range o.keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		kv, err := marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		vv, err := marshal(o.vals[k])
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(b, kv...), ':'), vv...)
+	}
+	return append(b, '}'), nil
+}
+
+// marshal encodes v as compact JSON, leaving <, > and & as they are (the
+// file is not HTML) and json.Number as written.
+func marshal(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return err
+		return nil, err
 	}
-	w.Write(bytes.TrimRight(b.Bytes(), "\n"))
-	return nil
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 // writeFileAtomic writes data to a temporary file in path's directory,

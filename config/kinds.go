@@ -42,32 +42,20 @@ func init() {
 			fromEnv:  func(s string) (any, error) { return s, nil }},
 		reflect.TypeFor[bool](): {name: "boolean",
 			fromJSON: func(v any) (any, bool) { b, ok := v.(bool); return b, ok },
-			fromEnv: func(s string) (any, error) {
-				b, err := strconv.ParseBool(s)
-				return b, wantErr(err, "true or false", s)
-			}},
+			fromEnv:  parser("true or false", strconv.ParseBool)},
 		// An int holds PostgreSQL's and PGHoard's 32-bit settings.
 		reflect.TypeFor[int](): {name: "integer",
 			fromJSON: func(v any) (any, bool) {
 				i, ok := toInt(v)
 				return int(i), ok && i >= math.MinInt32 && i <= math.MaxInt32
 			},
-			fromEnv: func(s string) (any, error) {
-				n, err := strconv.Atoi(s)
-				return n, wantErr(err, "integer", s)
-			}},
+			fromEnv: parser("integer", strconv.Atoi)},
 		reflect.TypeFor[int64](): {name: "integer",
 			fromJSON: func(v any) (any, bool) { return toInt(v) },
-			fromEnv: func(s string) (any, error) {
-				n, err := strconv.ParseInt(s, 10, 64)
-				return n, wantErr(err, "integer", s)
-			}},
+			fromEnv:  parser("integer", func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })},
 		reflect.TypeFor[float64](): {name: "number",
 			fromJSON: func(v any) (any, bool) { return toFloat(v) },
-			fromEnv: func(s string) (any, error) {
-				f, err := strconv.ParseFloat(s, 64)
-				return f, wantErr(err, "number", s)
-			}},
+			fromEnv:  parser("number", func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })},
 		reflect.TypeFor[time.Duration](): {name: "seconds", want: "number of seconds",
 			fromJSON: func(v any) (any, bool) {
 				f, ok := toFloat(v)
@@ -149,11 +137,15 @@ func set(f reflect.Value, x any) {
 	}
 }
 
-func wantErr(err error, want, s string) error {
-	if err != nil {
-		return fmt.Errorf("want %s, got %q", want, s)
+// parser makes a fromEnv of a strconv function.
+func parser[T any](want string, parse func(string) (T, error)) func(string) (any, error) {
+	return func(s string) (any, error) {
+		x, err := parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("want %s, got %q", want, s)
+		}
+		return x, nil
 	}
-	return nil
 }
 
 // toInt accepts an integral JSON number, also written as a float (1e3).

@@ -179,11 +179,7 @@ func Keys() []KeyDoc {
 			k.Default = defaultText(e.typ, e.val)
 		}
 		if e.key.types != "" {
-			for _, t := range append(storageTypes, struct{ name, env string }{name: StorageURL}) {
-				if e.key.accepts(t.name) {
-					k.Storage = append(k.Storage, t.name)
-				}
-			}
+			k.Storage = strings.Fields(e.key.types)
 		}
 		out = append(out, k)
 	}
