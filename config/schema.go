@@ -88,8 +88,8 @@ var globalKeys = []key{
 		{name: "tags", field: "Tags", doc: "Labels added to every metric."},
 	}},
 	{name: "path_prefix", field: "PathPrefix", doc: "Deprecated PGHoard key: put in front of every site's default prefix."},
-	{name: "pg_basebackup_path", field: "PGBasebackupPath", doc: "Where to find the PostgreSQL server binaries (postgres, pg_ctl, pg_checksums) for test restores (hoard verify --restore and the daemon's restore_test_interval_hours); searched before the usual install folders. hoard runs no PostgreSQL client tools for backups."},
-	{name: "pg_receivexlog_path", field: "PGReceiveXLogPath", doc: "Where to find the PostgreSQL server binaries (postgres, pg_ctl, pg_checksums) for test restores (hoard verify --restore and the daemon's restore_test_interval_hours); searched before the usual install folders. hoard runs no PostgreSQL client tools for backups."},
+	{name: "pg_basebackup_path", field: "PGBasebackupPath", doc: "Accepted for compatibility and ignored: hoard runs no PostgreSQL client tools."},
+	{name: "pg_receivexlog_path", field: "PGReceiveXLogPath", doc: "Accepted for compatibility and ignored: hoard runs no PostgreSQL client tools."},
 }
 
 // siteKeys are the keys of one site under backup_sites (Site).
