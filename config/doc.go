@@ -43,7 +43,8 @@
 //  4. Run `go generate ./docs` to regenerate docs/configuration.md.
 //
 // TestSchema checks that every row fits its field; TestEnvVars that every
-// variable changes something. A field of a type kinds does not list yet
+// variable changes something (give a new variable that is not a string a
+// valid value there). A field of a type kinds does not list yet
 // needs an entry there: how it is read from JSON and from a variable. A new
 // storage type needs a row in storageTypes, its keys' types, and its checks
 // in ObjectStorage.validate.
