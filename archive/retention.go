@@ -32,7 +32,7 @@ type RetentionPolicy struct {
 	// (0 = unlimited).
 	MaxCount int
 	// MinCount is basebackup_count_min: age-based deletion never goes
-	// below this many backups.
+	// below this many backups, and is off when it is 0 (PGHoard's rule).
 	MinCount int
 	// MaxAge is basebackup_age_days_max (0 = off). A backup's age is
 	// now - (start + Interval), PGHoard's rule: a backup is only "old" once
@@ -53,7 +53,18 @@ type BackupDecision struct {
 	// in plans made by PlanRetention alone, meaning the archive applying it.
 	Site   string
 	Reason string // why the backup is kept or deleted, for people
+	// Extra is set on a backup the policy would delete but that is kept
+	// anyway: ExtraReadOnly (it is stored by a read-only moved_from
+	// site) or ExtraKnownGood (the backups kept after it are not known
+	// good).
+	Extra string
 }
+
+// Why a backup is kept beyond the policy (BackupDecision.Extra).
+const (
+	ExtraReadOnly  = "read-only"
+	ExtraKnownGood = "known-good"
+)
 
 // WALDeletion is one archived WAL file a plan deletes.
 type WALDeletion struct {
@@ -93,6 +104,23 @@ type RetentionPlan struct {
 	// Notes explain decisions that delete less than the policy allows, such
 	// as WAL kept because no kept backup records its start segment.
 	Notes []string
+	// Damaged names the kept backups that failed Archive.PlanRetention's
+	// checks, each with what is wrong, for logs and alerts. Checked says
+	// whether the checks ran: only before deleting a backup.
+	Damaged []string
+	Checked bool
+}
+
+// KeptExtra returns how many backups the plan keeps beyond what the
+// policy asks because deleting them was unsafe (ExtraKnownGood).
+func (p RetentionPlan) KeptExtra() int {
+	n := 0
+	for _, k := range p.Keep {
+		if k.Extra == ExtraKnownGood {
+			n++
+		}
+	}
+	return n
 }
 
 // Empty reports whether the plan deletes nothing.
@@ -143,7 +171,10 @@ func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, 
 			drop++
 			continue
 		}
-		if p.MaxAge > 0 && left > p.MinCount && !b.StartTime.IsZero() {
+		// PGHoard deletes by age only with a minimum above zero
+		// (basebackup_count_min 0 turns age-based deletion off): an age
+		// limit alone never empties a site whose backups stopped.
+		if p.MaxAge > 0 && p.MinCount > 0 && left > p.MinCount && !b.StartTime.IsZero() {
 			age := now.Sub(b.StartTime.Add(p.Interval))
 			if age > p.MaxAge {
 				plan.Delete = append(plan.Delete, BackupDecision{Backup: b, Reason: fmt.Sprintf(
@@ -174,6 +205,19 @@ func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, 
 	return plan
 }
 
+// horizonBackups returns the kept backups whose WAL must stay: all but
+// those kept only because their site is read-only (their WAL is in that
+// site, which retention does not touch).
+func horizonBackups(keep []BackupDecision) []BackupDecision {
+	var out []BackupDecision
+	for _, k := range keep {
+		if k.Extra != ExtraReadOnly {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // planWAL fills plan.WAL from the kept backups' start positions.
 func planWAL(plan *RetentionPlan, walNames []string) {
 	names := append([]string(nil), walNames...)
@@ -184,7 +228,9 @@ func planWAL(plan *RetentionPlan, walNames []string) {
 			files++
 		}
 	}
-	if len(plan.Keep) == 0 {
+	plan.WAL, plan.WALHorizon, plan.WALHorizonBackup, plan.KeptWAL = nil, "", "", 0
+	keep := horizonBackups(plan.Keep)
+	if len(keep) == 0 {
 		plan.KeptWAL = files
 		if files > 0 {
 			plan.Notes = append(plan.Notes, "no basebackup: every WAL file is kept")
@@ -193,7 +239,7 @@ func planWAL(plan *RetentionPlan, walNames []string) {
 	}
 	var low *BackupInfo
 	lowStart := ""
-	for _, k := range plan.Keep {
+	for _, k := range keep {
 		s := startSegment(k.Backup)
 		if s == "" {
 			plan.KeptWAL = files
@@ -304,15 +350,19 @@ const (
 // basebackupDeltaChunkDir holds the small-file bundles of delta backups.
 const basebackupDeltaChunkDir = "basebackup_delta_chunk"
 
-// OrphanMinAge is how old (by the start time in its name) a chunk folder
-// without a main object must be before retention deletes it. A backup
-// writes its chunks first and its main object last, so a folder without a
-// main object may be a backup in progress. Retention deletes such a folder
-// only when its name is more than OrphanMinAge old AND a listed backup
-// started after it: hoard takes one backup per site at a time, so a later
-// complete backup means the folder's backup is over, and the day of margin
-// covers clock skew and a second writer (PGHoard on another host) whose
-// backup is still running.
+// OrphanMinAge is how long ago the last object of a chunk folder without
+// a main object must have been written before retention deletes it. A
+// backup writes its chunks first and its main object last, so a folder
+// without a main object may be a backup in progress. Retention deletes
+// such a folder only when nothing was written in it for OrphanMinAge AND
+// a listed backup started after its last write: hoard takes one backup
+// per site at a time, so a later complete backup means the folder's
+// backup is over, and the day of margin covers clock skew and a second
+// writer (PGHoard on another host) whose backup is still running. The
+// times are the store's modification times, not the minute in the
+// folder's name: a backup that started in the same minute as the newest
+// complete one, or whose name was chosen on a skewed clock, is not judged
+// by its name.
 const OrphanMinAge = 24 * time.Hour
 
 // sites returns a followed by the archives it moved from: the order in
@@ -443,9 +493,21 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	for i := range plan.Delete {
 		plan.Delete[i].Site = holder[plan.Delete[i].Backup]
 	}
+	a.keepReadOnly(&plan)
+	if len(plan.Delete) > 0 {
+		if err := a.keepKnownGood(ctx, &plan); err != nil {
+			return RetentionPlan{}, err
+		}
+	}
+	planWAL(&plan, walNames)
+	// WAL is deleted only from this site's own store: the sites it moved
+	// from are read-only.
 	var located []WALDeletion
 	for _, d := range plan.WAL {
 		for _, o := range stored[d.Name] {
+			if o.site != a.Site {
+				continue
+			}
 			d.Site, d.Key, d.Size = o.site, o.key, o.size
 			located = append(located, d)
 		}
@@ -465,14 +527,120 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 			newest = b.StartTime
 		}
 	}
-	for _, s := range a.sites() {
-		orphans, err := s.planOrphans(ctx, listed[s.Site], newest, now)
-		if err != nil {
-			return RetentionPlan{}, err
-		}
-		plan.Orphans = append(plan.Orphans, orphans...)
+	orphans, err := a.planOrphans(ctx, listed[a.Site], newest, now)
+	if err != nil {
+		return RetentionPlan{}, err
 	}
+	plan.Orphans = orphans
 	return plan, nil
+}
+
+// keepReadOnly moves the deletions of backups stored by a moved_from site
+// into plan.Keep: retention deletes only under the site's own prefix, as
+// PGHoard does, and a site it moved from may be another site's, or one
+// the configuration marks inactive. Their WAL is not deleted either.
+func (a *Archive) keepReadOnly(plan *RetentionPlan) {
+	var del []BackupDecision
+	for _, d := range plan.Delete {
+		if d.Site == "" || d.Site == a.Site {
+			del = append(del, d)
+			continue
+		}
+		d.Reason = fmt.Sprintf("%s; kept: site %s, which %s moved from, is read-only to retention", d.Reason, d.Site, a.Site)
+		d.Extra = ExtraReadOnly
+		plan.Keep = append(plan.Keep, d)
+	}
+	if len(del) == len(plan.Delete) {
+		return
+	}
+	plan.Delete = del
+	sortDecisions(plan.Keep)
+	plan.Notes = append(plan.Notes, fmt.Sprintf("backups of the sites %s moved from are never deleted by its retention", a.Site))
+}
+
+// keepKnownGood makes sure that a backup the plan keeps is known good
+// before any is deleted. Every kept backup gets the quick check
+// (CheckBackup: control object decodes, chunks exist with their sizes),
+// then the newest that passes is decoded in full. When none passes, the
+// backups planned for deletion are decoded in full, newest first, and
+// kept until one passes; the plan then keeps more backups than the policy
+// asks (BackupDecision.Extra, RetentionPlan.KeptExtra), and plan.Damaged
+// names what failed, for the caller to log and alert on. A backup whose
+// check fails for any reason (a storage error too) is not known good:
+// retention errs on the side of keeping.
+func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error {
+	plan.Checked = true
+	check := func(d BackupDecision, full bool) (bool, error) {
+		s, err := a.site(d.Site)
+		if err != nil {
+			return false, err
+		}
+		err = s.CheckBackup(ctx, d.Backup, full)
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		if err != nil {
+			plan.Damaged = append(plan.Damaged, fmt.Sprintf("backup %s (site %s): %v", d.Backup.Name, s.Site, err))
+			return false, nil
+		}
+		return true, nil
+	}
+	quick := make([]bool, len(plan.Keep))
+	for i, k := range plan.Keep {
+		ok, err := check(k, false)
+		if err != nil {
+			return err
+		}
+		quick[i] = ok
+	}
+	for i := len(plan.Keep) - 1; i >= 0; i-- {
+		if !quick[i] {
+			continue
+		}
+		ok, err := check(plan.Keep[i], true)
+		if err != nil || ok {
+			return err
+		}
+	}
+	var found string
+	n := len(plan.Delete)
+	for n > 0 && found == "" {
+		d := plan.Delete[n-1]
+		ok, err := check(d, true)
+		if err != nil {
+			return err
+		}
+		if ok {
+			found = d.Backup.Name
+			d.Reason = fmt.Sprintf("%s; kept: no newer backup is known good, and this one decodes in full", d.Reason)
+		} else {
+			d.Reason = fmt.Sprintf("%s; kept: no newer backup is known good, and this one is damaged too", d.Reason)
+		}
+		d.Extra = ExtraKnownGood
+		plan.Keep = append(plan.Keep, d)
+		n--
+	}
+	plan.Delete = plan.Delete[:n]
+	sortDecisions(plan.Keep)
+	note := fmt.Sprintf("no kept backup is known good: %d more backups kept than the policy asks", plan.KeptExtra())
+	if found != "" {
+		note += ", through " + found + ", the newest that decodes in full"
+	} else {
+		note += "; none of them decodes in full either"
+	}
+	plan.Notes = append(plan.Notes, note)
+	return nil
+}
+
+// sortDecisions sorts decisions as SortBackups sorts backups.
+func sortDecisions(ds []BackupDecision) {
+	sort.SliceStable(ds, func(i, j int) bool {
+		bi, bj := ds[i].Backup, ds[j].Backup
+		if !bi.StartTime.Equal(bj.StartTime) {
+			return bi.StartTime.Before(bj.StartTime)
+		}
+		return bi.Name < bj.Name
+	})
 }
 
 // planOrphans returns the chunk folders of a's chunk directories whose
@@ -481,31 +649,44 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 	var out []OrphanDeletion
 	for _, d := range []string{BasebackupChunkDir, basebackupDeltaChunkDir} {
 		dir := a.Layout.Dir(d)
-		var cur *OrphanDeletion
+		var folders []*OrphanDeletion
+		last := map[string]time.Time{} // folder -> newest object's modification
+		unknown := map[string]bool{}   // folders with an object of unknown time
+		byFolder := map[string]*OrphanDeletion{}
 		err := a.Store.List(ctx, dir, func(o storage.Object) error {
 			folder, _, ok := strings.Cut(strings.TrimPrefix(o.Key, dir), "/")
 			if !ok || listed[folder] {
 				return nil
 			}
-			started, ok := backupNameTime(folder)
-			if !ok || !started.Before(newest) || now.Sub(started) <= OrphanMinAge {
-				return nil
+			f := byFolder[folder]
+			if f == nil {
+				f = &OrphanDeletion{Site: a.Site, Folder: dir + folder + "/"}
+				byFolder[folder] = f
+				folders = append(folders, f)
 			}
-			if cur == nil || cur.Folder != dir+folder+"/" {
-				out = append(out, OrphanDeletion{
-					Site:   a.Site,
-					Folder: dir + folder + "/",
-					Reason: fmt.Sprintf("chunks of %s have no main object, are over %s old, and a newer backup (started %s) completed",
-						folder, fmtDays(OrphanMinAge), fmtTime(newest)),
-				})
-				cur = &out[len(out)-1]
+			f.Keys = append(f.Keys, o.Key)
+			f.Size += o.Size
+			// A backend that reports no time makes the folder look
+			// new: it is kept.
+			if o.Modified.IsZero() {
+				unknown[folder] = true
+			} else if o.Modified.After(last[folder]) {
+				last[folder] = o.Modified
 			}
-			cur.Keys = append(cur.Keys, o.Key)
-			cur.Size += o.Size
 			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("list %s of site %s: %w", dir, a.Site, err)
+		}
+		for _, f := range folders {
+			name := strings.TrimSuffix(strings.TrimPrefix(f.Folder, dir), "/")
+			at := last[name]
+			if unknown[name] || !at.Before(newest) || now.Sub(at) <= OrphanMinAge {
+				continue
+			}
+			f.Reason = fmt.Sprintf("chunks of %s have no main object, none was written in the last %s (newest %s), and a backup that started after them (at %s) completed",
+				name, fmtDays(OrphanMinAge), fmtTime(at), fmtTime(newest))
+			out = append(out, *f)
 		}
 	}
 	return out, nil

@@ -190,7 +190,7 @@ func TestPlanRetention_Golden(t *testing.T) {
 			policy: RetentionPolicy{MaxCount: 2, MinCount: 2, Interval: day},
 		},
 		{
-			name: "never_deletes_newest",
+			name: "count_min_0_no_age_deletion",
 			backups: func(t testing.TB) []*BackupInfo {
 				return []*BackupInfo{
 					pghoardBackup(t, "2024-01-01_10-00_0", "000000010000000000000002"),
@@ -198,8 +198,9 @@ func TestPlanRetention_Golden(t *testing.T) {
 				}
 			},
 			wal: segs(1, 1, 5),
-			// Everything is too old and no minimum is set: the newest
-			// backup stays anyway.
+			// Everything is too old but basebackup_count_min is 0: as in
+			// PGHoard, age-based deletion needs a minimum above zero, so
+			// nothing is deleted.
 			policy: RetentionPolicy{MaxCount: 0, MinCount: 0, MaxAge: time.Hour},
 		},
 		{
@@ -421,6 +422,17 @@ func putBackup(t testing.TB, a *Archive, name, startSeg string, n, stray int) []
 	return append(keys, key)
 }
 
+// setModified sets the modification time of the local store's files of
+// keys (under dir).
+func setModified(t testing.TB, dir string, keys []string, at time.Time) {
+	t.Helper()
+	for _, k := range keys {
+		if err := os.Chtimes(filepath.Join(dir, filepath.FromSlash(k)), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // putWAL stores WAL files with small fake bodies.
 func putWAL(t testing.TB, a *Archive, names ...string) []string {
 	t.Helper()
@@ -488,18 +500,26 @@ func newRetentionFixture(t testing.TB) *retentionFixture {
 		now:    time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC),
 	}
 	f.a.MovedFrom = []*Archive{f.old}
-	// Site "old": the two oldest backups and their WAL.
-	f.drop = append(f.drop, putBackup(t, f.old, "2024-03-05_10-00_0", "000000010000000000000002", 2, 0)...)
-	f.drop = append(f.drop, putWAL(t, f.old, segs(1, 1, 5)...)...)
-	f.drop = append(f.drop, putBackup(t, f.old, "2024-03-06_10-00_0", "000000010000000000000004", 3, 1)...)
+	// Site "old": the two oldest backups and their WAL. The policy would
+	// delete them, but a site moved from is read-only to retention:
+	// everything in it stays.
+	f.keep = append(f.keep, putBackup(t, f.old, "2024-03-05_10-00_0", "000000010000000000000002", 2, 0)...)
+	f.keep = append(f.keep, putWAL(t, f.old, segs(1, 1, 5)...)...)
+	f.keep = append(f.keep, putBackup(t, f.old, "2024-03-06_10-00_0", "000000010000000000000004", 3, 1)...)
 	// An interrupted backup of the old site: chunks but no main object.
-	f.drop = append(f.drop, putWAL(t, f.old, "000000010000000000000002.00000028.backup")...)
+	f.keep = append(f.keep, putWAL(t, f.old, "000000010000000000000002.00000028.backup")...)
 	orphan := putBackup(t, f.old, "2024-03-05_22-00_0", "000000010000000000000003", 2, 0)
 	if err := f.old.Store.Delete(context.Background(), orphan[len(orphan)-1]); err != nil {
 		t.Fatal(err)
 	}
+	f.keep = append(f.keep, orphan[:len(orphan)-1]...)
+	// Site "new": an interrupted backup (chunks last written days ago),
+	// one more old backup, then the two kept ones.
+	orphan = putBackup(t, f.a, "2024-03-06_22-00_0", "000000010000000000000005", 2, 0)
+	if err := f.a.Store.Delete(context.Background(), orphan[len(orphan)-1]); err != nil {
+		t.Fatal(err)
+	}
 	f.drop = append(f.drop, orphan[:len(orphan)-1]...)
-	// Site "new": one more old backup, then the two kept ones.
 	f.drop = append(f.drop, putBackup(t, f.a, "2024-03-07_10-00_0", "000000010000000000000006", 1, 0)...)
 	f.drop = append(f.drop, putWAL(t, f.a, segs(1, 6, 7)...)...)
 	f.keep = append(f.keep, putBackup(t, f.a, "2024-03-08_10-00_0", "000000010000000000000008", 2, 0)...)
@@ -517,6 +537,22 @@ func newRetentionFixture(t testing.TB) *retentionFixture {
 	f.keep = append(f.keep, running[:len(running)-1]...)
 	f.backups = []string{"2024-03-08_10-00_0", "2024-03-09_10-00_0"}
 	sort.Strings(f.keep)
+	// Chunks were written ten minutes after their backup started, the
+	// running backup's ten minutes before now.
+	for _, k := range storeKeys(t, f.a.Store) {
+		if _, rest, ok := strings.Cut(k, "/"+BasebackupChunkDir+"/"); ok {
+			folder, _, _ := strings.Cut(rest, "/")
+			at, ok := backupNameTime(folder)
+			if !ok {
+				t.Fatalf("chunk folder %q", folder)
+			}
+			at = at.Add(10 * time.Minute)
+			if at.After(f.now) {
+				at = f.now.Add(-10 * time.Minute)
+			}
+			setModified(t, dir, []string{k}, at)
+		}
+	}
 	return f
 }
 
@@ -548,14 +584,33 @@ func TestArchive_ApplyRetention(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := len(plan.Delete), 3; got != want {
+		if got, want := len(plan.Delete), 1; got != want {
 			t.Fatalf("plan deletes %d backups, want %d: %+v", got, want, plan.Delete)
 		}
-		if got, want := plan.Delete[0].Site, "old"; got != want {
-			t.Errorf("oldest backup's site = %q, want %q", got, want)
+		if got, want := plan.Delete[0].Site, "new"; got != want {
+			t.Errorf("deleted backup's site = %q, want %q", got, want)
 		}
-		if got, want := len(plan.Orphans), 1; got != want {
-			t.Fatalf("plan has %d orphan folders, want %d: %+v", got, want, plan.Orphans)
+		// The policy would delete the old site's two backups too: they
+		// are kept, read-only, and say why.
+		var readOnly []string
+		for _, k := range plan.Keep {
+			if k.Extra == ExtraReadOnly {
+				readOnly = append(readOnly, k.Site+"/"+k.Backup.Name)
+				if !strings.Contains(k.Reason, "read-only") {
+					t.Errorf("reason %q does not say the site is read-only", k.Reason)
+				}
+			}
+		}
+		if diff := cmp.Diff([]string{"old/2024-03-05_10-00_0", "old/2024-03-06_10-00_0"}, readOnly); diff != "" {
+			t.Errorf("kept read-only (-want +got):\n%s", diff)
+		}
+		for _, w := range plan.WAL {
+			if w.Site != "new" {
+				t.Errorf("plan deletes WAL %s of site %s", w.Key, w.Site)
+			}
+		}
+		if got, want := len(plan.Orphans), 1; got != want || plan.Orphans[0].Site != "new" {
+			t.Fatalf("plan has %d orphan folders, want %d of site new: %+v", got, want, plan.Orphans)
 		}
 		res, err := f.a.ApplyRetention(ctx, plan, zerolog.Nop())
 		if err != nil {
@@ -564,10 +619,10 @@ func TestArchive_ApplyRetention(t *testing.T) {
 		if diff := cmp.Diff(f.keep, allKeys(t, f.a)); diff != "" {
 			t.Errorf("objects after retention (-want +got):\n%s", diff)
 		}
-		if got, want := res.Backups, 3; got != want {
+		if got, want := res.Backups, 1; got != want {
 			t.Errorf("deleted %d backups, want %d", got, want)
 		}
-		if got, want := res.Chunks, 7; got != want {
+		if got, want := res.Chunks, 1; got != want {
 			t.Errorf("deleted %d chunks, want %d", got, want)
 		}
 		checkIntact(t, f.a, f.keep)
@@ -593,8 +648,8 @@ func TestArchive_ApplyRetention(t *testing.T) {
 	t.Run("Preserved", func(t *testing.T) {
 		f := newRetentionFixture(t)
 		ctx := context.Background()
-		key := f.old.Layout.Dir(PreservationDir) + "2024-03-06_10-00_0.00000000.pghoard_2024-04-01 00:00:00+00:00"
-		md := storage.Metadata{MetaPreserveBackup: "2024-03-06_10-00_0.00000000.pghoard", MetaPreserveUntil: "2024-04-01 00:00:00+00:00"}
+		key := f.old.Layout.Dir(PreservationDir) + "2024-03-07_10-00_0.00000000.pghoard_2024-04-01 00:00:00+00:00"
+		md := storage.Metadata{MetaPreserveBackup: "2024-03-07_10-00_0.00000000.pghoard", MetaPreserveUntil: "2024-04-01 00:00:00+00:00"}
 		if err := f.old.Store.Put(ctx, key, strings.NewReader(""), md); err != nil {
 			t.Fatal(err)
 		}
@@ -606,8 +661,13 @@ func TestArchive_ApplyRetention(t *testing.T) {
 		for _, d := range plan.Delete {
 			names = append(names, d.Backup.Name)
 		}
-		if diff := cmp.Diff([]string{"2024-03-05_10-00_0"}, names); diff != "" {
-			t.Errorf("deleted backups (-want +got):\n%s", diff)
+		if len(names) != 0 {
+			t.Errorf("plan deletes %v; the only deletable backup is preserved", names)
+		}
+		for _, k := range plan.Keep {
+			if k.Backup.Name == "2024-03-07_10-00_0" && !strings.Contains(k.Reason, "preserved") {
+				t.Errorf("preserved backup kept for %q", k.Reason)
+			}
 		}
 	})
 }
@@ -697,5 +757,134 @@ func TestArchive_ApplyRetentionInterrupted(t *testing.T) {
 				t.Errorf("objects after the second run (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestArchive_PlanRetentionKnownGood: with basebackup_count 1, the older
+// backup is deleted only while the newest is known good. A newest backup
+// with a chunk that fails its integrity check (same size: only a full
+// decode sees it) or a missing chunk keeps the older one, and the plan
+// says why.
+func TestArchive_PlanRetentionKnownGood(t *testing.T) {
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	policy := RetentionPolicy{MaxCount: 1}
+	setup := func(t *testing.T) (*Archive, string, []string) {
+		dir := t.TempDir()
+		a := localArchive(t, dir, "site", retentionCodec(t))
+		putBackup(t, a, "2024-03-08_10-00_0", "000000010000000000000002", 2, 0)
+		newest := putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000004", 2, 0)
+		putWAL(t, a, segs(1, 1, 5)...)
+		return a, dir, newest
+	}
+	plan := func(t *testing.T, a *Archive) RetentionPlan {
+		p, err := a.PlanRetention(context.Background(), policy, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Run("OK", func(t *testing.T) {
+		a, _, _ := setup(t)
+		p := plan(t, a)
+		if len(p.Delete) != 1 || p.Delete[0].Backup.Name != "2024-03-08_10-00_0" || p.KeptExtra() != 0 || len(p.Damaged) != 0 {
+			t.Fatalf("plan: delete %+v, extra %d, damaged %v", p.Delete, p.KeptExtra(), p.Damaged)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, dir string, chunk string)
+	}{
+		{"ErrChunkTampered", func(t *testing.T, dir, chunk string) {
+			path := filepath.Join(dir, filepath.FromSlash(chunk))
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[len(data)/2] ^= 1
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"ErrChunkMissing", func(t *testing.T, dir, chunk string) {
+			if err := os.Remove(filepath.Join(dir, filepath.FromSlash(chunk))); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, dir, newest := setup(t)
+			tc.damage(t, dir, newest[1])
+			p := plan(t, a)
+			if len(p.Delete) != 0 {
+				t.Fatalf("plan deletes %+v while the only other backup is damaged", p.Delete)
+			}
+			if p.KeptExtra() != 1 || len(p.Damaged) != 1 || !strings.Contains(p.Damaged[0], "2024-03-09_10-00_0") {
+				t.Fatalf("extra %d, damaged %q", p.KeptExtra(), p.Damaged)
+			}
+			if p.WALHorizonBackup != "2024-03-08_10-00_0" {
+				t.Errorf("WAL horizon %s (%s), want the kept older backup's start", p.WALHorizon, p.WALHorizonBackup)
+			}
+			if len(p.Notes) == 0 || !strings.Contains(strings.Join(p.Notes, "\n"), "known good") {
+				t.Errorf("notes %q do not explain the extra backup", p.Notes)
+			}
+			if _, err := a.ApplyRetention(context.Background(), p, zerolog.Nop()); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.CheckBackup(context.Background(), p.Keep[0].Backup, true); err != nil {
+				t.Errorf("the older backup is not intact after retention: %v", err)
+			}
+		})
+	}
+}
+
+// TestArchive_PlanRetentionRunningSameMinute: a backup that started in the
+// same minute as the newest complete one and still writes chunks more than
+// OrphanMinAge after that minute is not an orphan; a folder whose last
+// chunk was written days before the newest backup started is.
+func TestArchive_PlanRetentionRunningSameMinute(t *testing.T) {
+	dir := t.TempDir()
+	a := localArchive(t, dir, "site", retentionCodec(t))
+	ctx := context.Background()
+	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000004", 1, 0)
+	// The complete backup started 30 s into its minute.
+	b, err := a.FindBackup(ctx, "2024-03-09_10-00_0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := b.ToMetadata()
+	md[MetaStartTime] = "2024-03-09T10:00:30+00:00"
+	rc, _, err := a.Codec.Open(ctx, a.Store, b.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Codec.Put(ctx, a.Store, b.Key, bytes.NewReader(body), int64(len(body)), md); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	running := putBackup(t, a, "2024-03-09_10-00_1", "000000010000000000000004", 2, 0)
+	if err := a.Store.Delete(ctx, running[len(running)-1]); err != nil {
+		t.Fatal(err)
+	}
+	setModified(t, dir, running[:len(running)-1], now.Add(-5*time.Minute))
+	stale := putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
+	if err := a.Store.Delete(ctx, stale[len(stale)-1]); err != nil {
+		t.Fatal(err)
+	}
+	setModified(t, dir, stale[:len(stale)-1], time.Date(2024, 3, 7, 10, 20, 0, 0, time.UTC))
+	p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 2}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var folders []string
+	for _, o := range p.Orphans {
+		folders = append(folders, o.Folder)
+	}
+	if diff := cmp.Diff([]string{"site/basebackup_chunk/2024-03-07_10-00_0/"}, folders); diff != "" {
+		t.Errorf("orphans (-want +got):\n%s", diff)
 	}
 }

@@ -23,13 +23,19 @@ func retentionCommand() *cli.Command {
 		Description: "Applies the site's retention policy, as the daemon does after each backup:\n" +
 			"basebackup_count (keep at most N), basebackup_age_days_max with basebackup_count_min\n" +
 			"(delete backups older than N days, counted from start + basebackup_interval_hours, while\n" +
-			"more than the minimum remain), and preservation requests (a preserved backup and every\n" +
-			"newer one are kept). The newest backup is never deleted. Backups of the sites listed in\n" +
-			"moved_from count too, and are deleted from the site that holds them.\n\n" +
+			"more than the minimum remain; as in PGHoard, only when basebackup_count_min is above 0),\n" +
+			"and preservation requests (a preserved backup and every newer one are kept). The newest\n" +
+			"backup is never deleted. Backups of the sites listed in moved_from count too, but those\n" +
+			"sites are read-only: nothing is ever deleted there.\n\n" +
+			"Before deleting any backup, retention makes sure one it keeps is known good: every kept\n" +
+			"backup's control object must decode and its chunks exist with their sizes, and the newest\n" +
+			"that passes is decoded in full. When none passes, older backups are kept instead, up to\n" +
+			"the newest that decodes in full; the output names the damaged backups (DAMAGED) and the\n" +
+			"daemon raises the backup_damaged alert.\n\n" +
 			"WAL files (segments, .partial and .backup files) before the lowest start segment of the\n" +
 			"kept backups are deleted, on every timeline; .history files are never deleted. Chunk\n" +
-			"folders left by interrupted backups or deletions are removed once they are over a day\n" +
-			"old and a newer backup has completed.\n\n" +
+			"folders left by interrupted backups or deletions are removed once nothing was written in\n" +
+			"them for a day and a backup that started after their last write has completed.\n\n" +
 			"Each backup is deleted main object first, then its chunks, so an interrupted run never\n" +
 			"leaves a listed backup with missing chunks; running again finishes the job.\n" +
 			"--dry-run prints what would be deleted and why, and deletes nothing. An inactive site\n" +
@@ -188,6 +194,9 @@ func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.Re
 		printf(w, "\nOrphaned chunk folder %s (site %s, %d objects, %s): %s: %s\n",
 			o.Folder, o.Site, len(o.Keys), humanBytes(o.Size), action, o.Reason)
 	}
+	for _, d := range plan.Damaged {
+		printf(w, "\nDAMAGED: %s\n", d)
+	}
 	for _, n := range plan.Notes {
 		printf(w, "\nnote: %s\n", n)
 	}
@@ -223,6 +232,7 @@ type retentionJSON struct {
 	WAL     retentionWALJSON      `json:"wal"`
 	Orphans []retentionOrphanJSON `json:"orphaned_chunk_folders"`
 	Notes   []string              `json:"notes"`
+	Damaged []string              `json:"damaged"`
 	// Deleted is what was deleted (null for a dry run). After an error it
 	// counts what was deleted before it.
 	Deleted *retentionResultJSON `json:"deleted"`
@@ -269,6 +279,7 @@ func writeRetentionJSON(w io.Writer, site string, plan archive.RetentionPlan, re
 		Keep: backups(plan.Keep), Delete: backups(plan.Delete),
 		WAL:     retentionWALJSON{Before: plan.WALHorizon, BeforeBackup: plan.WALHorizonBackup, Delete: len(plan.WAL), Keep: plan.KeptWAL, Ranges: walRanges(plan)},
 		Orphans: []retentionOrphanJSON{}, Notes: append([]string{}, plan.Notes...),
+		Damaged: append([]string{}, plan.Damaged...),
 	}
 	if res != nil {
 		out.Deleted = &retentionResultJSON{Backups: res.Backups, Chunks: res.Chunks, WAL: res.WAL, Orphans: res.Orphans, Bytes: res.Bytes}

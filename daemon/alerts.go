@@ -31,7 +31,13 @@ const (
 var knownAlerts = []string{
 	AlertAuthentication, AlertConfiguration, AlertUploadRetries,
 	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest, AlertWALHole,
+	AlertBackupDamaged,
 }
+
+// AlertBackupDamaged is raised while retention finds that a backup it
+// keeps fails its checks (archive.RetentionPlan.Damaged): it then keeps
+// older backups instead of deleting them, until a newer one is known good.
+const AlertBackupDamaged = "backup_damaged"
 
 // alertContent is what PGHoard writes into every alert file.
 const alertContent = "alert"

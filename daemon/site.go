@@ -414,6 +414,19 @@ func (s *supervisor) connected() {
 // and recorded; the next run tries again.
 func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
 	plan, err := arch.PlanRetention(ctx, s.site.Retention, time.Now())
+	if err == nil {
+		// Kept backups that fail their checks: retention kept older ones
+		// in their place (or deleted nothing); someone must look.
+		for _, d := range plan.Damaged {
+			s.log.Warn().Str("problem", d).Msg("retention: a backup it keeps is damaged")
+		}
+		if n := plan.KeptExtra(); n > 0 {
+			s.log.Warn().Int("extra", n).Strs("notes", plan.Notes).Msg("retention kept more backups than the policy asks: no newer backup is known good")
+		}
+		if plan.Checked {
+			s.d.setAlert(AlertBackupDamaged, s.site.Name, len(plan.Damaged) > 0)
+		}
+	}
 	if err == nil && !plan.Empty() {
 		var res archive.RetentionResult
 		res, err = arch.ApplyRetention(ctx, plan, s.log)
