@@ -32,6 +32,11 @@ func restoreCommand() *cli.Command {
 			"runs hoard wal-fetch with this configuration) and creates recovery.signal, or\n" +
 			"standby.signal with --standby. With a target, a primary promotes when it reaches it\n" +
 			"(--target-action changes that). PostgreSQL 13 and later.\n\n" +
+			"Without a target, recovery replays the archive to its end. When the archived WAL after\n" +
+			"the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and\n" +
+			"promote, dropping every transaction after it: restore refuses, naming the missing\n" +
+			"segments and the LSN recovery would reach. --stop-at-gap accepts that end; the summary\n" +
+			"then says where recovery stops.\n\n" +
 			"The backups, WAL and timeline histories of the site's moved_from sites count as the\n" +
 			"site's own: a backup is read from the site that holds it.\n\n" +
 			"Times are ISO 8601 with a zone: 2026-01-02T03:04:05Z or 2026-01-02 05:04:05+02:00.\n\n" +
@@ -55,6 +60,7 @@ func restoreCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "tablespace-dir", Usage: "restore tablespace NAME into `NAME=DIR` (repeatable)"},
 			&cli.StringFlag{Name: "tablespace-base-dir", Usage: "restore other tablespaces into `DIR`/<oid>"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace) directory first"},
+			&cli.BoolFlag{Name: "stop-at-gap", Usage: "without a target: accept a gap in the archived WAL and let recovery stop there (the WAL stored after the gap is not replayed)"},
 			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once (default: restore_process_count)"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` to write (default: this hoard's wal-fetch)"},
 			&cli.StringFlag{Name: "recovery-end-command", Usage: "recovery_end_command `CMD` to write"},
@@ -133,6 +139,7 @@ func runRestore(c *cli.Context) error {
 		TablespaceDirs:     spcDirs,
 		TablespaceBaseDir:  c.String("tablespace-base-dir"),
 		Overwrite:          c.Bool("overwrite"),
+		StopAtGap:          c.Bool("stop-at-gap"),
 		Standby:            c.Bool("standby"),
 		PrimaryConnInfo:    c.String("primary-conninfo"),
 		RestoreCommand:     rc,
@@ -271,12 +278,29 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 		mode = "a standby (standby.signal)"
 	}
 	printf(w, "Recovery is configured in postgresql.auto.conf as %s, to %s.\n", mode, describeTarget(o.Target))
+	if g := res.WALGap; g != nil {
+		if o.Target.IsZero() {
+			printf(w, "WAL GAP: recovery will stop at LSN %s, the end of %s, and promote: %s are missing,\n"+
+				"and the WAL stored from %s on is not replayed.\n", g.ReachLSN, g.ReachSegment, gapRange(g), g.Next)
+		} else if !o.Target.Immediate {
+			printf(w, "WAL GAP: %s are missing: recovery cannot go past LSN %s (the end of %s);\n"+
+				"a target after it is not reached and PostgreSQL stops with an error.\n", gapRange(g), g.ReachLSN, g.ReachSegment)
+		}
+	}
 	printf(w, "\nThe directory must be owned by the user PostgreSQL runs as, with mode 0700, e.g.:\n")
 	printf(w, "  chown -R postgres: %s", restore.ShellQuote(o.TargetDir))
 	for _, d := range sortedKeys(res.Tablespaces) {
 		printf(w, " %s", restore.ShellQuote(res.Tablespaces[d]))
 	}
 	printf(w, "\nThen start PostgreSQL on it (as that user):\n  pg_ctl -D %s start\n", restore.ShellQuote(o.TargetDir))
+}
+
+// gapRange names a gap's missing segments.
+func gapRange(g *restore.WALGap) string {
+	if g.First == g.Last {
+		return g.First
+	}
+	return g.First + " through " + g.Last
 }
 
 // describeTarget says in words where recovery stops.

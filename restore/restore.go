@@ -60,6 +60,12 @@ type Options struct {
 	// removes their contents (not the directories themselves).
 	Overwrite bool
 
+	// StopAtGap accepts a gap in the archived WAL after the backup's end,
+	// with stored WAL beyond it, for a restore to the end of the archive:
+	// recovery then stops at the gap (Result.WALGap says where). Without
+	// it Run refuses such a restore with ErrWALGap, naming the gap.
+	StopAtGap bool
+
 	Standby            bool   // write standby.signal instead of recovery.signal
 	ArchiveOff         bool   // write archive_mode = 'off' (see RecoveryConfig.ArchiveOff)
 	PrimaryConnInfo    string // primary_conninfo
@@ -110,6 +116,10 @@ type Result struct {
 	// WALArchivedThrough is the last segment of the unbroken run of
 	// archived WAL that starts at the backup's start segment.
 	WALArchivedThrough string
+	// WALGap is the gap that ends that run when stored WAL lies beyond it
+	// (a restore to the end of the archive needs StopAtGap then): recovery
+	// stops at WALGap.ReachLSN. nil when there is none.
+	WALGap *WALGap
 
 	Download time.Duration // chunk downloads and extraction
 	Elapsed  time.Duration // the whole Run
@@ -175,11 +185,27 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	walEnd, err := checkWAL(w, b, path, max(t.LSN, t.nameLSN))
+	walEnd, gap, err := checkWALGap(w, b, path, max(t.LSN, t.nameLSN))
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
+	if gap != nil {
+		switch {
+		case t.IsZero() && !o.StopAtGap:
+			// Recovery to the end of the archive would promote at the
+			// gap, silently dropping the stored WAL beyond it.
+			return nil, fmt.Errorf("archived WAL after backup %s has a gap: %s, losing every transaction after it; "+
+				"store the missing segments (hoard archive-sync from the primary's pg_wal, or another copy), "+
+				"or accept that end with --stop-at-gap: %w", b.Name, gap, ErrWALGap)
+		case t.IsZero():
+			log.Warn().Str("gap_first", gap.First).Str("gap_last", gap.Last).Str("next_stored", gap.Next).
+				Str("lsn", gap.ReachLSN.String()).Msg("WAL gap accepted: recovery stops at the gap")
+		case !t.Immediate:
+			log.Warn().Str("gap_first", gap.First).Str("gap_last", gap.Last).Str("lsn", gap.ReachLSN.String()).
+				Msg("archived WAL has a gap: a recovery target after it cannot be reached and PostgreSQL will stop with an error")
+		}
+	}
 
 	control, m, err := fetchControl(ctx, src, b)
 	if err != nil {
@@ -205,7 +231,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd}
+	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALGap: gap}
 	incomplete := func(err error) error {
 		return fmt.Errorf("%w; %s is incomplete and PostgreSQL cannot start on it (run again with overwrite): %w", err, o.TargetDir, ErrIncomplete)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -163,14 +164,21 @@ func LastSegment(b *archive.BackupInfo, start wal.Segment) (uint64, error) {
 // returns the last segment of the unbroken run that follows. The first gap
 // is named in the error, on the timeline recovery would read it from.
 func checkWAL(w walIndex, b *archive.BackupInfo, p wal.History, upTo pglogrepl.LSN) (string, error) {
+	last, _, err := checkWALGap(w, b, p, upTo)
+	return last, err
+}
+
+// checkWALGap is checkWAL that also returns the gap, if any, where the
+// unbroken run ends while stored WAL of the path lies beyond it.
+func checkWALGap(w walIndex, b *archive.BackupInfo, p wal.History, upTo pglogrepl.LSN) (string, *WALGap, error) {
 	segSize := b.SegmentSize()
 	start, err := wal.ParseSegmentName(b.StartWALSegment, segSize)
 	if err != nil {
-		return "", fmt.Errorf("backup %s: start segment: %w", b.Name, err)
+		return "", nil, fmt.Errorf("backup %s: start segment: %w", b.Name, err)
 	}
 	end, err := LastSegment(b, start)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	need := end
 	if uint64(upTo)/segSize > need {
@@ -191,7 +199,7 @@ func checkWAL(w walIndex, b *archive.BackupInfo, p wal.History, upTo pglogrepl.L
 			continue
 		}
 		if no > need {
-			return last, nil
+			return last, findGap(w, p, no, segSize, start, last), nil
 		}
 		tli := start.Timeline
 		if len(tlis) > 0 {
@@ -202,8 +210,68 @@ func checkWAL(w walIndex, b *archive.BackupInfo, p wal.History, upTo pglogrepl.L
 		if no > end {
 			why = "WAL up to the recovery target " + upTo.String()
 		}
-		return last, fmt.Errorf("%s: %s is not archived: %w", why, missing, ErrMissingWAL)
+		return last, nil, fmt.Errorf("%s: %s is not archived: %w", why, missing, ErrMissingWAL)
 	}
+}
+
+// ErrWALGap is returned (wrapped) when the archived WAL after a backup's
+// end has a gap with stored WAL beyond it: recovery to the end of the
+// archive would stop at the gap and promote, and every transaction in the
+// WAL after it would be lost without a word from PostgreSQL.
+var ErrWALGap = errors.New("gap in the archived WAL")
+
+// WALGap is a run of missing segments after a backup's end, followed by
+// stored WAL that recovery cannot reach.
+type WALGap struct {
+	First, Last string // the missing segments, on the timeline recovery reads
+	Next        string // the first stored segment after the gap
+	// ReachSegment is the last segment recovery replays and ReachLSN where
+	// it ends: the furthest point recovery reaches.
+	ReachSegment string
+	ReachLSN     pglogrepl.LSN
+}
+
+// String describes the gap for people.
+func (g *WALGap) String() string {
+	missing := g.First
+	if g.Last != g.First {
+		missing += " through " + g.Last
+	}
+	return fmt.Sprintf("%s missing, %s and later stored; recovery stops at LSN %s (end of %s)",
+		missing, g.Next, g.ReachLSN, g.ReachSegment)
+}
+
+// findGap returns the gap that starts at segment no of the path p, when a
+// segment of one of p's timelines is stored after it; last is the last
+// segment of the unbroken run before it. nil when no WAL lies beyond.
+func findGap(w walIndex, p wal.History, no, segSize uint64, start wal.Segment, last string) *WALGap {
+	var next *wal.Segment
+	for name := range w {
+		seg, err := wal.ParseSegmentName(name, segSize)
+		if err != nil || seg.No <= no || !slices.Contains(p.Timelines(seg.No, segSize), seg.Timeline) {
+			continue // not WAL recovery along p would read
+		}
+		if next == nil || seg.No < next.No || seg.No == next.No && seg.Timeline > next.Timeline {
+			next = &seg
+		}
+	}
+	if next == nil {
+		return nil
+	}
+	tli := func(n uint64) uint32 {
+		if tl := p.Timelines(n, segSize); len(tl) > 0 {
+			return tl[0]
+		}
+		return start.Timeline
+	}
+	g := &WALGap{
+		First:        wal.Segment{Timeline: tli(no), No: no}.Name(segSize),
+		Last:         wal.Segment{Timeline: tli(next.No - 1), No: next.No - 1}.Name(segSize),
+		Next:         next.Name(segSize),
+		ReachSegment: last,
+		ReachLSN:     pglogrepl.LSN(no * segSize),
+	}
+	return g
 }
 
 // Defaults for FindRestorePoint.

@@ -100,3 +100,48 @@ func TestCheckWAL_PGHoard(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckWALGap: after the backup's end, a missing segment with stored
+// WAL beyond it is a gap, named with the furthest point recovery reaches;
+// the end of the stored WAL is not; WAL of a timeline recovery leaves
+// behind does not count as beyond.
+func TestCheckWALGap(t *testing.T) {
+	b := pghoardBackup(t, "p", 1, "000000010000000000000002", "000000010000000000000003")
+	one := wal.History{{Timeline: 1}}
+	for _, tt := range []struct {
+		name string
+		wal  walIndex
+		path wal.History
+		want string // the gap's String, "" for none
+	}{
+		{"OK", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004"), one, ""},
+		{"ErrGap", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+			"000000010000000000000007", "000000010000000000000008"), one,
+			"000000010000000000000005 through 000000010000000000000006 missing, 000000010000000000000007 and later stored; recovery stops at LSN 0/5000000 (end of 000000010000000000000004)"},
+		{"ErrGapOneSegment", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000005"), one,
+			"000000010000000000000004 missing, 000000010000000000000005 and later stored; recovery stops at LSN 0/4000000 (end of 000000010000000000000003)"},
+		// Timeline 2 forks at 0/5000000: timeline 1's later segments are
+		// not on recovery's path.
+		{"OtherTimeline", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+			"000000020000000000000005", "000000010000000000000007"),
+			wal.History{{Timeline: 1}, {Timeline: 2, Begin: 0x5000000}}, ""},
+		{"ErrGapNewTimeline", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+			"000000020000000000000007"),
+			wal.History{{Timeline: 1}, {Timeline: 2, Begin: 0x5000000}},
+			"000000020000000000000005 through 000000020000000000000006 missing, 000000020000000000000007 and later stored; recovery stops at LSN 0/5000000 (end of 000000010000000000000004)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, gap, err := checkWALGap(tt.wal, b, tt.path, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if gap != nil {
+				got = gap.String()
+			}
+			if got != tt.want {
+				t.Errorf("gap %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
