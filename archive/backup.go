@@ -256,8 +256,9 @@ func SortBackups(bs []*BackupInfo) {
 }
 
 // ParseTime parses the time forms PGHoard writes: ISO 8601 with "T" or a
-// space between date and time, with or without fractional seconds, with "Z"
-// or a ±HH:MM (or ±HHMM, ±HH) offset. A time without an offset is UTC.
+// space between date and time, with or without seconds and fractional
+// seconds, with "Z" or a ±HH:MM (or ±HHMM, ±HH) offset. A time without an
+// offset is UTC.
 func ParseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -269,6 +270,9 @@ func ParseTime(s string) (time.Time, error) {
 		"2006-01-02T15:04:05.999999999Z0700",
 		"2006-01-02T15:04:05.999999999Z07",
 		"2006-01-02T15:04:05.999999999",
+		"2006-01-02T15:04Z07:00",
+		"2006-01-02T15:04Z0700",
+		"2006-01-02T15:04Z07",
 		"2006-01-02T15:04",
 		"2006-01-02",
 	}

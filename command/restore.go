@@ -39,7 +39,7 @@ func restoreCommand() *cli.Command {
 			"then says where recovery stops.\n\n" +
 			"The backups, WAL and timeline histories of the site's moved_from sites count as the\n" +
 			"site's own: a backup is read from the site that holds it.\n\n" +
-			"Times are ISO 8601 with a zone: 2026-01-02T03:04:05Z or 2026-01-02 05:04:05+02:00.\n\n" +
+			"Times are ISO 8601 with a zone, seconds optional: 2026-01-02T03:04:05Z or 2026-01-02 05:04+02:00.\n\n" +
 			"EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks\n" +
 			"failed; otherwise the directory is incomplete: run again with --overwrite);\n" +
 			"2 bad flags or configuration; 130 interrupted.",
@@ -176,17 +176,34 @@ func restoreError(err error) error {
 // zoneSuffix matches the zone at the end of an ISO 8601 time.
 var zoneSuffix = regexp.MustCompile(`(Z|z|[+-]\d\d(:?\d\d)?)$`)
 
+// targetTime parses a --target-time: ISO 8601 (archive.ParseTime) with an
+// explicit zone, which PostgreSQL's recovery_target_time would otherwise
+// take from the restored server's TimeZone. Every form a hint suggests is
+// one it accepts.
+func targetTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	tm, err := archive.ParseTime(s)
+	if err != nil {
+		return tm, usagef("use ISO 8601 with a zone, e.g. 2026-01-02T03:04:05Z", "--target-time: %v", err)
+	}
+	if len(s) <= len("2006-01-02") {
+		return tm, usagef(fmt.Sprintf("add the time and zone, e.g. %sT00:00:00Z for midnight UTC or %s 00:00:00+02:00", s, s),
+			"--target-time %q has no time of day nor time zone", s)
+	}
+	if !zoneSuffix.MatchString(s) {
+		return tm, usagef(fmt.Sprintf("add the zone, e.g. %sZ for UTC or %s+02:00", s, s),
+			"--target-time %q has no time zone", s)
+	}
+	return tm, nil
+}
+
 // restoreTarget builds the recovery target from the flags.
 func restoreTarget(c *cli.Context) (restore.Target, error) {
 	var t restore.Target
 	if s := c.String("target-time"); s != "" {
-		tm, err := archive.ParseTime(s)
+		tm, err := targetTime(s)
 		if err != nil {
-			return t, usagef("use ISO 8601 with a zone, e.g. 2026-01-02T03:04:05Z", "--target-time: %v", err)
-		}
-		if !zoneSuffix.MatchString(strings.TrimSpace(s)) || len(strings.TrimSpace(s)) <= len("2006-01-02") {
-			return t, usagef(fmt.Sprintf("add the zone, e.g. %sZ for UTC or %s+02:00", strings.TrimSpace(s), strings.TrimSpace(s)),
-				"--target-time %q has no time zone", s)
+			return t, err
 		}
 		t.Time = tm
 	}

@@ -2,6 +2,7 @@ package command
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +72,33 @@ func TestRestoreTarget(t *testing.T) {
 	_, err = parseRestoreTarget(t, "--target-time", "2026-01-02T03:04:05")
 	if err == nil || !strings.Contains(err.Error(), "2026-01-02T03:04:05Z") {
 		t.Errorf("no-zone hint: %v", err)
+	}
+}
+
+// TestTargetTime: every form --target-time's hints suggest is accepted.
+func TestTargetTime(t *testing.T) {
+	hint := regexp.MustCompile(`e\.g\. (\S+(?: \S+)?) for .* or (\S+(?: \S+)?)$`)
+	for _, in := range []string{"2026-12-01T23:20", "2026-12-01 23:20", "2026-12-01T23:20:05", "2026-12-01 23:20:05.5", "2026-12-01"} {
+		t.Run(in, func(t *testing.T) {
+			_, err := targetTime(in)
+			var ue *usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("targetTime(%q) = %v, want a usage error with a hint", in, err)
+			}
+			m := hint.FindStringSubmatch(ue.hint)
+			if m == nil {
+				t.Fatalf("hint %q names no forms", ue.hint)
+			}
+			for _, form := range m[1:] {
+				if _, err := targetTime(form); err != nil {
+					t.Errorf("hint for %q suggests %q, which is refused: %v", in, form, err)
+				}
+			}
+		})
+	}
+	for _, ok := range []string{"2026-12-01T23:20Z", "2026-12-01 23:20+02:00", "2026-12-01T23:20:05.123+0200", "2026-12-01T23:20-05"} {
+		if _, err := targetTime(ok); err != nil {
+			t.Errorf("targetTime(%q): %v", ok, err)
+		}
 	}
 }

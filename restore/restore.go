@@ -156,6 +156,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		t.nameLSN = lsn
 	}
+	if t.path, err = TargetPath(ctx, a, t.Timeline); err != nil {
+		return nil, fmt.Errorf("target timeline %s: %w", t.Timeline, err)
+	}
 	b, err := SelectBackup(backups, o.Backup, t)
 	if err != nil {
 		return nil, err
@@ -163,8 +166,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	log = log.With().Str("backup", b.Name).Logger()
 	src := a.ArchiveOf(b)
 	log.Info().Str("backup_site", src.Site).Time("end_time", b.EndTime).Str("end_lsn", b.EndLSN.String()).Msg("backup selected")
-	if t.XID != 0 && b.Metadata[metaEndXmax] == "" {
-		log.Warn().Uint64("xid", t.XID).Msg("backup records no end snapshot; recovery may not reach the xid")
+	if t.XID != 0 {
+		if ok, why := endsBefore(b, t); !ok {
+			// An explicit backup the end snapshot cannot settle, or the
+			// oldest backup without a snapshot.
+			log.Warn().Uint64("xid", t.XID).Str("why", why).
+				Msg("the transaction may have committed before this backup ended; then recovery does not reach the xid and PostgreSQL stops with an error")
+		}
 	}
 	if err := checkFormat(b); err != nil {
 		return nil, err

@@ -11,8 +11,11 @@ import (
 	"github.com/hoardbackup/hoard/wal"
 )
 
-// Metadata keys of the transaction snapshot taken at a backup's end (written
-// by basebackup): txid_current_snapshot()'s xmin and xmax.
+// Metadata keys of the transaction snapshot taken right after a backup's
+// end (written by basebackup): txid_current_snapshot()'s xmin and xmax.
+// xmax is one past the newest completed xid (latestCompletedXid + 1), not
+// the next xid to be assigned: transactions at or above it may already
+// have been running, but none had completed.
 const (
 	metaEndXmin = "hoard-end-xmin"
 	metaEndXmax = "hoard-end-xmax"
@@ -22,7 +25,11 @@ const (
 // archive.ListBackups returns them).
 //
 // An explicit name wins; with a target too, the backup must have ended
-// before the target, or recovery could never reach it. Otherwise:
+// before the target, or recovery could never reach it, except for an xid
+// target the snapshot cannot settle (the transaction may have been running
+// when the backup ended): the named backup is taken and Run logs a
+// warning. With a numeric target timeline, for every kind of target, only
+// backups that timeline descends from qualify. Otherwise:
 //
 //   - no target or immediate: the newest backup;
 //   - time: the newest backup whose end time is at or before the target;
@@ -30,11 +37,15 @@ const (
 //     whose end timeline is not above a numeric target timeline (LSNs grow
 //     across timelines, so on one history they compare directly);
 //   - xid: the newest backup whose end snapshot's xmax is at or below the
-//     xid, so the transaction began after the backup was consistent. Backups
-//     without recorded snapshots (PGHoard's, older hoard's) cannot be judged:
-//     when no recorded backup qualifies, the oldest backup is chosen if it
-//     has no snapshot, as it gives recovery the most WAL to find the
-//     commit in (Run logs a warning);
+//     xid, so the transaction had not completed when the backup ended and
+//     its commit record comes after the backup's end. A transaction below
+//     xmax may have completed before the end, or still have been running
+//     (the snapshot's list of running xids is not recorded): such backups
+//     are passed over, conservatively. Backups without recorded snapshots
+//     (PGHoard's, older hoard's) cannot be judged: when no recorded backup
+//     qualifies, the oldest backup is chosen if it has no snapshot, as it
+//     gives recovery the most WAL to find the commit in (Run logs a
+//     warning);
 //   - name: the newest backup that ended before the restore point, whose
 //     position Run finds by scanning archived WAL (see FindRestorePoint).
 //
@@ -52,7 +63,7 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 			if b.Name != want {
 				continue
 			}
-			if ok, why := endsBefore(b, t); !ok {
+			if ok, why := endsBefore(b, t); !ok && !(t.XID != 0 && xidUncertain(b, t)) {
 				return nil, fmt.Errorf("backup %s cannot reach the recovery target: %s: %w", b.Name, why, archive.ErrNoBackup)
 			}
 			return b, nil
@@ -80,6 +91,17 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 // An xid target on a backup without a recorded snapshot is unknown: it
 // reports false with the reason, and SelectBackup's fallback decides.
 func endsBefore(b *archive.BackupInfo, t Target) (bool, string) {
+	// A numeric target timeline: recovery can only follow it from a
+	// backup on a timeline it descends from, ended before the fork.
+	if limit := t.timelineLimit(); limit != 0 {
+		if t.path != nil {
+			if !t.path.Contains(b.StartTimeline, backupEndLSN(b)) {
+				return false, fmt.Sprintf("timeline %d does not descend from it (timeline %d at %s)", limit, b.StartTimeline, backupEndLSN(b))
+			}
+		} else if b.EndTimeline > limit || b.StartTimeline > limit {
+			return false, fmt.Sprintf("it is on timeline %d, after timeline %d", max(b.StartTimeline, b.EndTimeline), limit)
+		}
+	}
 	switch {
 	case !t.Time.IsZero():
 		if b.EndTime.IsZero() {
@@ -114,8 +136,25 @@ func endsBefore(b *archive.BackupInfo, t Target) (bool, string) {
 	return true, ""
 }
 
-// xidAtOrAfter reports whether xid was assigned at or after xmax, the first
-// unassigned xid when the backup ended, so its commit comes after the
+// xidUncertain reports whether b's end snapshot cannot say if an xid
+// target's transaction had completed before b ended: the target's own
+// timeline and time checks pass, and the xid is below the snapshot's xmax
+// (or no snapshot is recorded). Such a transaction may have been running
+// at the end, and then recovery from b reaches its commit.
+func xidUncertain(b *archive.BackupInfo, t Target) bool {
+	if t.timelineLimit() != 0 {
+		u := t
+		u.XID = 0
+		if ok, _ := endsBefore(b, u); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// xidAtOrAfter reports whether xid is at or after xmax, one past the
+// newest xid that had completed when the backup's end snapshot was taken:
+// the transaction had not completed then, so its commit comes after the
 // backup's end. xmax is a full 64-bit xid (txid_current_snapshot); a
 // 32-bit xid is compared modulo 2^32 as PostgreSQL's
 // TransactionIdFollowsOrEquals does.

@@ -150,3 +150,62 @@ func TestXIDAtOrAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectBackup_TargetTimeline: with a numeric target timeline, every
+// target kind chooses among the backups that timeline descends from.
+// Timeline 2 forks from 1 at 0/2800000; b3 is on timeline 2, b2 ended on
+// timeline 1 before the fork, b2x ended on timeline 1 after it.
+func TestSelectBackup_TargetTimeline(t *testing.T) {
+	b1 := hoardBackup("b1", 1, 0x1000100, "1000")
+	b2 := hoardBackup("b2", 2, 0x2000100, "2000")
+	b2x := hoardBackup("b2x", 3, 0x3000100, "3000")
+	b3 := hoardBackup("b3", 4, 0x3800100, "4000")
+	b3.StartTimeline, b3.EndTimeline = 2, 2
+	backups := []*archive.BackupInfo{b1, b2, b2x, b3}
+	two := wal.History{{Timeline: 1}, {Timeline: 2, Begin: 0x2800000}}
+	one := wal.History{{Timeline: 1}}
+	late := t0.Add(10 * time.Hour)
+	for _, tt := range []struct {
+		name string
+		t    Target
+		want string
+	}{
+		{"TimeOnTimeline1", Target{Time: late, Timeline: "1", path: one}, "b2x"},
+		{"XIDOnTimeline1", Target{XID: 5000, Timeline: "1", path: one}, "b2x"},
+		{"NoneOnTimeline1", Target{Timeline: "1", path: one}, "b2x"},
+		{"ImmediateOnTimeline1", Target{Immediate: true, Timeline: "1", path: one}, "b2x"},
+		{"TimeOnTimeline2", Target{Time: late, Timeline: "2", path: two}, "b3"},
+		{"XIDOnTimeline2BeforeFork", Target{XID: 3500, Timeline: "2", path: two}, "b2"},
+		{"TimeOnTimeline2BeforeB3", Target{Time: t0.Add(3 * time.Hour), Timeline: "2", path: two}, "b2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := SelectBackup(backups, "", tt.t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Name != tt.want {
+				t.Errorf("chose %s, want %s", b.Name, tt.want)
+			}
+		})
+	}
+	if _, err := SelectBackup(backups, "b3", Target{Time: late, Timeline: "1", path: one}); !errors.Is(err, archive.ErrNoBackup) {
+		t.Errorf("explicit backup on timeline 2 for target timeline 1: %v, want ErrNoBackup", err)
+	}
+}
+
+// TestSelectBackup_ExplicitXID: a named backup whose end snapshot cannot
+// rule the xid out (xid below its xmax: the transaction may have been
+// running at the end) is taken; the automatic choice passes it over.
+func TestSelectBackup_ExplicitXID(t *testing.T) {
+	b1 := hoardBackup("b1", 1, 0x1000100, "1000")
+	b2 := hoardBackup("b2", 2, 0x2000100, "2000")
+	backups := []*archive.BackupInfo{b1, b2}
+	tgt := Target{XID: 1500}
+	if b, err := SelectBackup(backups, "", tgt); err != nil || b.Name != "b1" {
+		t.Fatalf("automatic choice for xid 1500: %v %v, want b1", b, err)
+	}
+	b, err := SelectBackup(backups, "b2", tgt)
+	if err != nil || b.Name != "b2" {
+		t.Fatalf("explicit b2 for xid 1500: %v %v, want b2", b, err)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // ErrBadTarget is returned (wrapped) for an invalid recovery target.
@@ -30,6 +32,9 @@ type Target struct {
 	// nameLSN is where Run found the restore point called Name in the
 	// archived WAL; SelectBackup needs it to choose a backup for Name.
 	nameLSN pglogrepl.LSN
+	// path is the history of a numeric Timeline (TargetPath), read by
+	// Run: SelectBackup then takes only backups it descends from.
+	path wal.History
 }
 
 // kinds returns the names of the target kinds that are set.

@@ -106,9 +106,26 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	if tli == b.StartTimeline {
 		return wal.History{{Timeline: tli}}, nil
 	}
+	p, err := readHistory(ctx, h, tli)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Contains(b.StartTimeline, backupEndLSN(b)) {
+		return nil, fmt.Errorf("%w: timeline %d does not descend from backup %s (timeline %d at %s)",
+			ErrBadTarget, tli, b.Name, b.StartTimeline, backupEndLSN(b))
+	}
+	return p, nil
+}
+
+// readHistory reads and parses the history of timeline tli, the archive
+// holding it found in h. Timeline 1 has none: its path is itself.
+func readHistory(ctx context.Context, h historyIndex, tli uint32) (wal.History, error) {
 	name := wal.HistoryFileName(tli)
 	src := h[tli]
 	if src == nil {
+		if tli == 1 {
+			return wal.History{{Timeline: 1}}, nil
+		}
 		return nil, fmt.Errorf("timeline %d: %s is not archived: %w", tli, name, ErrMissingWAL)
 	}
 	rc, _, err := src.Codec.Open(ctx, src.Store, src.Layout.WALKey(name))
@@ -120,15 +137,23 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	p, err := wal.ParseHistory(tli, data)
+	return wal.ParseHistory(tli, data)
+}
+
+// TargetPath reads the path of timelines that leads to a numeric
+// recovery_target_timeline spec from a and the sites it moved from, for
+// SelectBackup; nil for latest and current, which depend on the backup.
+func TargetPath(ctx context.Context, a *archive.Archive, spec string) (wal.History, error) {
+	t := Target{Timeline: spec}
+	tli := t.timelineLimit()
+	if tli == 0 {
+		return nil, nil
+	}
+	h, err := listHistories(ctx, a)
 	if err != nil {
 		return nil, err
 	}
-	if !p.Contains(b.StartTimeline, backupEndLSN(b)) {
-		return nil, fmt.Errorf("%w: timeline %d does not descend from backup %s (timeline %d at %s)",
-			ErrBadTarget, tli, b.Name, b.StartTimeline, backupEndLSN(b))
-	}
-	return p, nil
+	return readHistory(ctx, h, tli)
 }
 
 // backupEndLSN returns the backup's end, or its start when the end is not
