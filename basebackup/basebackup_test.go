@@ -385,27 +385,40 @@ func TestRun_ErrCanceled(t *testing.T) {
 func TestChooseName(t *testing.T) {
 	ctx := context.Background()
 	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
-	start := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("X", 3600))
+	start := time.Date(2026, 3, 4, 5, 6, 7, 250e6, time.FixedZone("X", 3600))
 	put := func(key string, md storage.Metadata) {
 		if err := a.Store.Put(ctx, key, strings.NewReader("x"), md); err != nil {
 			t.Fatal(err)
 		}
 	}
 	name, err := chooseName(ctx, a, start)
-	if err != nil || name != "2026-03-04_04-06_0" {
+	if err != nil || name != "2026-03-04_04-06_7250" {
 		t.Fatalf("chooseName = %q, %v", name, err)
 	}
-	put(a.Layout.BackupKey("2026-03-04_04-06_0"), storage.Metadata{"start-time": "2026-03-04T04:06:00+00:00"})
-	put(a.Layout.ChunkKey(archive.ChunkFilename("2026-03-04_04-06_1", 1)), nil)
+	put(a.Layout.BackupKey("2026-03-04_04-06_7250"), storage.Metadata{"start-time": "2026-03-04T04:06:07.25+00:00"})
+	put(a.Layout.ChunkKey(archive.ChunkFilename("2026-03-04_04-06_7251", 1)), nil)
 	name, err = chooseName(ctx, a, start)
-	if err != nil || name != "2026-03-04_04-06_2" {
+	if err != nil || name != "2026-03-04_04-06_7252" {
 		t.Fatalf("chooseName with a backup and leftover chunks = %q, %v", name, err)
 	}
 	// A backup whose metadata cannot be read is still stored under its
 	// name: never reused.
-	put(a.Layout.BackupKey("2026-03-04_04-06_2"), storage.Metadata{"start-time": "not a time"})
+	put(a.Layout.BackupKey("2026-03-04_04-06_7252"), storage.Metadata{"start-time": "not a time"})
 	name, err = chooseName(ctx, a, start)
-	if err != nil || name != "2026-03-04_04-06_3" {
+	if err != nil || name != "2026-03-04_04-06_7253" {
 		t.Fatalf("chooseName with a damaged backup = %q, %v", name, err)
+	}
+	// Once a backup is deleted, a later backup of the same minute does
+	// not get its name back: a preservation request left for the deleted
+	// backup must not protect another.
+	b := storage.NewMem()
+	a2 := &archive.Archive{Store: b, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	first, err := chooseName(ctx, a2, time.Date(2026, 3, 4, 4, 6, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := chooseName(ctx, a2, time.Date(2026, 3, 4, 4, 6, 40, 0, time.UTC))
+	if err != nil || second == first {
+		t.Fatalf("a later backup of the same minute, with the first deleted: %q (first %q), %v", second, first, err)
 	}
 }

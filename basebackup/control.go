@@ -71,9 +71,14 @@ func (r *run) controlTar(m *archive.Manifest, endTime time.Time) ([]byte, error)
 const nameLayout = "2006-01-02_15-04"
 
 // chooseName returns the name of a backup started at start:
-// YYYY-MM-DD_HH-MM_N in UTC, with N the smallest number that no listed
-// backup of the site uses and under which no chunks are stored (those of
-// a backup that died before it could clean up).
+// YYYY-MM-DD_HH-MM_N in UTC, PGHoard's form, with N counted from the
+// start's milliseconds within the minute (seconds × 1000 + milliseconds)
+// and raised past every number a listed backup of the site uses or under
+// which chunks are stored (those of a backup that died before it could
+// clean up). PGHoard counts N from 0, so a name came back once its backup
+// was deleted, and a preservation request left for the deleted backup
+// protected the new one; with N from the start time, a name recurs only
+// if the clock goes back to the same millisecond.
 func chooseName(ctx context.Context, a *archive.Archive, start time.Time) (string, error) {
 	backups, err := a.ScanBackups(ctx)
 	if err != nil {
@@ -88,7 +93,8 @@ func chooseName(ctx context.Context, a *archive.Archive, start time.Time) (strin
 		used[d.Name] = true
 	}
 	base := start.UTC().Format(nameLayout)
-	for n := 0; ; n++ {
+	first := start.Second()*1000 + start.Nanosecond()/int(time.Millisecond)
+	for n := first; ; n++ {
 		name := fmt.Sprintf("%s_%d", base, n)
 		if used[name] {
 			continue

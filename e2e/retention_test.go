@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRetentionSafety runs hoard retention against a real cluster's
+// archive with basebackup_count 1 and two backups.
+//
+// A site "n" that moved from the cluster's site, which the configuration
+// marks inactive, must delete nothing there (the policy would delete the
+// older backup and its WAL), and a restore through "n" must recover every
+// row. Then, with the newest backup's chunk damaged so that only a full
+// decode sees it, the site's own retention must keep the older, intact
+// backup, name the damaged one, and a restore of the kept backup must
+// recover every row.
+func TestRetentionSafety(t *testing.T) {
+	s := newSite(t, siteOptions{Encrypt: true})
+	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
+	s.use(src)
+	src.Exec(t, "create table t (id int primary key)")
+	src.Exec(t, "insert into t values (1)")
+	s.mustHoard("basebackup", "--fast")
+	src.Exec(t, "insert into t values (2)")
+	switchAndWaitArchived(t, src)
+	s.mustHoard("basebackup", "--fast")
+	src.Exec(t, "insert into t values (3)")
+	switchAndWaitArchived(t, src)
+	bs := s.listBackups()
+	if len(bs) != 2 {
+		t.Fatalf("%d backups, want 2", len(bs))
+	}
+	older, newest := bs[0].Name, bs[1].Name
+	rows := func(c *pgtest.Cluster) string {
+		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text, ',' order by id) from t")
+	}
+	want := rows(src)
+
+	t.Run("MovedFromInactive", func(t *testing.T) {
+		cfg := readConfig(t, s)
+		sites := cfg["backup_sites"].(map[string]any)
+		old := sites[s.name].(map[string]any)
+		old["active"] = false
+		sites["n"] = map[string]any{
+			"active_backup_mode": "archive_command",
+			"basebackup_count":   1,
+			"moved_from":         []string{s.name},
+			"object_storage":     map[string]any{"storage_type": "local", "directory": filepath.Join(s.dir, "store-n")},
+		}
+		writeConfig(t, s, cfg)
+		defer func() {
+			old["active"] = true
+			delete(sites, "n")
+			writeConfig(t, s, cfg)
+		}()
+		before := listTree(t, s.storeDir)
+		out := s.mustHoard("--site", "n", "retention")
+		if !strings.Contains(out, "read-only") {
+			t.Errorf("retention output does not say the moved_from site is read-only:\n%s", out)
+		}
+		if diff := strings.Join(diffLists(before, listTree(t, s.storeDir)), "\n"); diff != "" {
+			t.Errorf("retention of site n changed site %s's store:\n%s", s.name, diff)
+		}
+		_, errOut, err := s.hoard("--site", s.name, "retention")
+		if exitCode(err) != 2 || !strings.Contains(errOut, "inactive") {
+			t.Errorf("retention of the inactive site: exit %d\n%s", exitCode(err), errOut)
+		}
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		s.mustHoard("--site", "n", "restore", "--target-dir", dir)
+		restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+		if got := rows(restored); got != want {
+			t.Errorf("restored through site n: rows %q, want %q", got, want)
+		}
+		restored.Stop(t)
+	})
+
+	t.Run("KeepsKnownGood", func(t *testing.T) {
+		setSiteKey(t, s, "basebackup_count", 1)
+		chunks, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", newest, "*.pghoard"))
+		if err != nil || len(chunks) == 0 {
+			t.Fatalf("chunks of %s: %v %v", newest, chunks, err)
+		}
+		victim := chunks[len(chunks)/2]
+		data := readFile(t, victim)
+		data[len(data)/2] ^= 1
+		s.writeFile(victim, data)
+
+		out := s.mustHoard("retention")
+		if !strings.Contains(out, "DAMAGED") || !strings.Contains(out, newest) {
+			t.Errorf("retention output does not name the damaged backup %s:\n%s", newest, out)
+		}
+		if got := s.listBackups(); len(got) != 2 || got[0].Name != older {
+			t.Fatalf("backups after retention: %+v, want %s kept", got, older)
+		}
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		s.mustHoard("restore", "--target-dir", dir, "--basebackup", older)
+		restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+		if got := rows(restored); got != want {
+			t.Errorf("restored from the kept backup: rows %q, want %q", got, want)
+		}
+	})
+}
+
+func readConfig(t testing.TB, s *site) map[string]any {
+	t.Helper()
+	var cfg map[string]any
+	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func writeConfig(t testing.TB, s *site, cfg map[string]any) {
+	t.Helper()
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.writeFile(s.config, data)
+}
+
+// listTree lists the files under dir with their sizes.
+func listTree(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out = append(out, fmt.Sprintf("%s %d bytes, modified %s", rel, fi.Size(), fi.ModTime()))
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// diffLists returns the lines only in a (prefixed -) or only in b (+).
+func diffLists(a, b []string) []string {
+	in := map[string]int{}
+	for _, x := range a {
+		in[x]--
+	}
+	for _, x := range b {
+		in[x]++
+	}
+	var out []string
+	for x, n := range in {
+		switch {
+		case n < 0:
+			out = append(out, "- "+x)
+		case n > 0:
+			out = append(out, "+ "+x)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
