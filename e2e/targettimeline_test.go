@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRestoreTargetTimeline: one site holds timeline 1 (the source, which
+// goes on writing) and timeline 2 (a copy restored from the first backup
+// and promoted), each with a backup. A time target on timeline 1, after
+// both backups ended, must choose timeline 1's backup (the newer backup is
+// on timeline 2, which timeline 1 does not descend from) and recover the
+// source's rows at that time.
+func TestRestoreTargetTimeline(t *testing.T) {
+	s := newSite(t, siteOptions{})
+	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
+	s.use(src)
+	src.Exec(t, "create table t (id int primary key)")
+	src.Exec(t, "insert into t values (1)")
+	s.mustHoard("basebackup", "--fast")
+	b1 := s.listBackups()[0].Name
+	src.Exec(t, "insert into t values (2)")
+	switchAndWaitArchived(t, src)
+
+	// Timeline 2: a copy of the first backup, promoted at the end of the
+	// archive, archiving into the same site, with a backup of its own.
+	forkDir := filepath.Join(pgtest.TempDir(t), "fork")
+	s.mustHoard("restore", "--target-dir", forkDir)
+	fork := pgtest.StartDataDir(t, 15, forkDir, s.clusterConf())
+	for deadline := time.Now().Add(2 * time.Minute); fork.QueryString(t, "select pg_is_in_recovery()::text") == "true"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fork did not promote\n%s", tailLines(fork.Log(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fork.Exec(t, "insert into t values (50)")
+	s.use(fork)
+	s.mustHoard("basebackup", "--fast")
+	fork.Exec(t, "insert into t values (51)")
+	switchAndWaitArchived(t, fork)
+	s.use(src)
+	bs := s.listBackups()
+	if len(bs) != 2 {
+		t.Fatalf("%d backups, want 2", len(bs))
+	}
+
+	// Timeline 1 goes on: the target lies between two of its commits.
+	src.Exec(t, "insert into t values (3)")
+	target := src.QueryString(t, `select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`)
+	rows := func(c *pgtest.Cluster) string {
+		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text, ',' order by id) from t")
+	}
+	want := rows(src)
+	src.Exec(t, "insert into t values (4)")
+	switchAndWaitArchived(t, src)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	_, errOut, err := s.hoard("restore", "--target-dir", dir, "--target-time", target, "--target-timeline", "1")
+	if err != nil {
+		t.Fatalf("restore --target-timeline 1 --target-time %s: %v\n%s", target, err, errOut)
+	}
+	if !strings.Contains(errOut, "backup="+b1) {
+		t.Errorf("restore did not choose %s, timeline 1's backup:\n%s", b1, errOut)
+	}
+	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	if got := rows(restored); got != want {
+		t.Errorf("restored rows %q, want %q (timeline 1 at %s)", got, want, target)
+	}
+}
