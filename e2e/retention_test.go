@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -44,6 +45,44 @@ func TestRetentionSafety(t *testing.T) {
 		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text, ',' order by id) from t")
 	}
 	want := rows(src)
+
+	t.Run("AgeWithCountMin0", func(t *testing.T) {
+		// Both backups are past basebackup_age_days_max (a second), with
+		// no schedule adding an interval: as in PGHoard, age deletes
+		// nothing while basebackup_count_min is 0, and deletes the older
+		// backup with a minimum of 1.
+		setSiteKey(t, s, "basebackup_interval_hours", nil)
+		setSiteKey(t, s, "basebackup_age_days_max", 1.0/86400)
+		defer func() {
+			cfg := readConfig(t, s)
+			site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+			delete(site, "basebackup_interval_hours")
+			delete(site, "basebackup_age_days_max")
+			delete(site, "basebackup_count_min")
+			writeConfig(t, s, cfg)
+		}()
+		time.Sleep(1100 * time.Millisecond) // both backups older than the limit
+		for _, tc := range []struct {
+			min     int
+			deletes []string
+		}{{0, nil}, {1, []string{older}}} {
+			setSiteKey(t, s, "basebackup_count_min", tc.min)
+			var plan struct {
+				Delete []struct{ Name string } `json:"delete"`
+			}
+			out := s.mustHoard("retention", "--dry-run", "--json")
+			if err := json.Unmarshal([]byte(out), &plan); err != nil {
+				t.Fatalf("retention --json: %v\n%s", err, out)
+			}
+			var got []string
+			for _, d := range plan.Delete {
+				got = append(got, d.Name)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.deletes, ",") {
+				t.Errorf("basebackup_count_min %d: plan deletes %v, want %v\n%s", tc.min, got, tc.deletes, out)
+			}
+		}
+	})
 
 	t.Run("MovedFromInactive", func(t *testing.T) {
 		cfg := readConfig(t, s)
