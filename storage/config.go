@@ -20,7 +20,7 @@ import (
 // object_storage settings, named in the json tags as rohmu names them:
 // ParseConfig reads a site's object_storage object into a Config.
 type Config struct {
-	Type   string `json:"storage_type"` // local, s3, google, azure or mem; ignored when URL is set
+	Type   string `json:"storage_type"` // local, s3, google, azure, swift, sftp or mem; ignored when URL is set
 	URL    string `json:"url"`          // any gocloud.dev/blob URL (s3://, gs://, azblob://, file://, mem://)
 	Prefix string `json:"prefix"`       // keys given to the Store are relative to it
 
@@ -37,7 +37,7 @@ type Config struct {
 	IsVerifyTLS     *bool  `json:"is_verify_tls"`         // s3: verify the server certificate; nil means verify
 	CertPath        string `json:"cert_path"`             // s3: PEM CA bundle to verify the server with
 	AddressingStyle string `json:"addressing_style"`      // s3: path (default), virtual or auto
-	SegmentSize     int64  `json:"segment_size"`          // s3, azure, google: upload part size in bytes
+	SegmentSize     int64  `json:"segment_size"`          // s3, azure, google: upload part size in bytes; swift: segment size
 	Encrypted       bool   `json:"encrypted"`             // s3: server-side encryption (AES256)
 
 	ProjectID       string          `json:"project_id"`      // google: project (only needed to create buckets)
@@ -48,6 +48,23 @@ type Config struct {
 	AccountKey  string `json:"account_key"`  // azure: shared key
 	SASToken    string `json:"sas_token"`    // azure: instead of AccountKey
 	AzureCloud  string `json:"azure_cloud"`  // azure: public (default), china, germany or usgov
+
+	User              string `json:"user"`                // swift: user name (tempauth: account:user)
+	Key               string `json:"key"`                 // swift: password or API key
+	AuthURL           string `json:"auth_url"`            // swift: Keystone or v1 auth endpoint
+	AuthVersion       string `json:"auth_version"`        // swift: 2.0 (default), 3.0 or 1.0
+	ContainerName     string `json:"container_name"`      // swift: the container
+	TenantName        string `json:"tenant_name"`         // swift: v2 tenant (v3: project, when project_name is unset)
+	TenantID          string `json:"tenant_id"`           // swift: v2 tenant id
+	RegionName        string `json:"region_name"`         // swift: region of the endpoint
+	UserID            string `json:"user_id"`             // swift v3
+	UserDomainID      string `json:"user_domain_id"`      // swift v3
+	UserDomainName    string `json:"user_domain_name"`    // swift v3
+	ProjectName       string `json:"project_name"`        // swift v3 (project_id is shared with google)
+	ProjectDomainID   string `json:"project_domain_id"`   // swift v3
+	ProjectDomainName string `json:"project_domain_name"` // swift v3
+	ServiceType       string `json:"service_type"`        // swift: only object-store
+	EndpointType      string `json:"endpoint_type"`       // swift: publicURL (default), internalURL or adminURL
 }
 
 // ParseConfig reads PGHoard's object_storage object (rohmu's keys, or
@@ -88,8 +105,10 @@ func Open(ctx context.Context, c Config) (Store, error) {
 		return openGCS(ctx, c)
 	case "azure":
 		return openAzure(ctx, c)
+	case "swift":
+		return openSwift(c)
 	default:
-		return nil, fmt.Errorf("open storage: unknown storage_type %q (want local, s3, google, azure or mem)", c.Type)
+		return nil, fmt.Errorf("open storage: unknown storage_type %q (want local, s3, google, azure, swift, sftp or mem)", c.Type)
 	}
 }
 

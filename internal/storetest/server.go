@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -86,28 +87,14 @@ func freePort(t testing.TB) int {
 // with any HTTP response.
 func start(t testing.TB, name string, env []string, url string, bin string, args ...string) {
 	t.Helper()
-	var out bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// Stop the server's process group: it was started here, with its own group.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(90 * time.Second)
+	startWait(t, name, env, url, 90*time.Second, bin, args...)
+}
+
+// startWait is start with a time limit for the server to answer.
+func startWait(t testing.TB, name string, env []string, url string, timeout time.Duration, bin string, args ...string) {
+	t.Helper()
+	exited, out := run(t, name, env, bin, args...)
+	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: 2 * time.Second}
 	for {
 		select {
@@ -125,6 +112,55 @@ func start(t testing.TB, name string, env []string, url string, bin string, args
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// run starts a process in its own process group, stopped (SIGTERM, then
+// SIGKILL after 10 s) when the test ends. The channel receives its exit;
+// the buffer collects its output.
+func run(t testing.TB, name string, env []string, bin string, args ...string) (<-chan error, *syncBuffer) {
+	t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	exited := make(chan error, 1)
+	done := make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		// Stop the server's process group: it was started here, with its own group.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	return exited, out
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's writes and the test's
+// reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // MinIO starts a MinIO server and returns the config of a new bucket on it,

@@ -1,0 +1,146 @@
+package storetest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Swift's all-in-one in tests: tempauth's user and key.
+const (
+	SwiftUser = "test:tester"
+	SwiftKey  = "testing"
+)
+
+// swiftBinaries are what Swift needs: Debian's swift-proxy, swift-account,
+// swift-container and swift-object packages, and memcached, where tempauth
+// keeps its tokens.
+var swiftBinaries = []string{
+	"/usr/bin/swift-proxy-server", "/usr/bin/swift-account-server",
+	"/usr/bin/swift-container-server", "/usr/bin/swift-object-server", "/usr/bin/memcached",
+}
+
+// Swift starts an OpenStack Swift all-in-one on loopback ports (one
+// replica of the account, container and object rings on one device in a
+// temp dir, a proxy with tempauth, memcached for tempauth's tokens) and
+// returns the config of a container on it, with 5 MiB segments so that
+// tests exercise large objects with small ones. The object server keeps
+// metadata in extended attributes: the temp dir's filesystem must have
+// user xattrs (ext4, xfs, tmpfs).
+func Swift(t testing.TB) storage.Config {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no storage servers")
+	}
+	for _, b := range swiftBinaries {
+		if _, err := os.Stat(b); err != nil {
+			Unavailable(t, "%s not installed (run scripts/deps.sh): %v", b, err)
+		}
+	}
+	dir := t.TempDir()
+	dev := filepath.Join(dir, "srv", "d1")
+	if err := os.MkdirAll(dev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	probe := filepath.Join(dev, "xattr-probe")
+	if err := os.WriteFile(probe, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(probe, "user.swift.metadata", []byte("x"), 0); err != nil {
+		Unavailable(t, "swift: %s has no user xattrs, which Swift's object server needs (set TMPDIR to ext4, xfs or tmpfs): %v", dir, err)
+	}
+	_ = os.Remove(probe)
+	u, err := user.Current()
+	if err != nil {
+		t.Fatalf("swift: current user: %v", err)
+	}
+	ports := map[string]int{}
+	for _, s := range []string{"proxy", "account", "container", "object", "memcached"} {
+		ports[s] = freePort(t)
+	}
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("swift.conf", "[swift-hash]\nswift_hash_path_suffix = hoardtest\nswift_hash_path_prefix = hoardtest\n"+
+		"[storage-policy:0]\nname = Policy-0\ndefault = yes\n")
+	common := fmt.Sprintf("[DEFAULT]\nbind_ip = 127.0.0.1\nworkers = 0\nuser = %s\nswift_dir = %s\nlog_level = WARNING\n", u.Username, dir)
+	for _, s := range []string{"account", "container", "object"} {
+		write(s+"-server.conf", common+fmt.Sprintf("bind_port = %d\ndevices = %s\nmount_check = false\n"+
+			"[pipeline:main]\npipeline = %s-server\n[app:%s-server]\nuse = egg:swift#%s\n"+
+			"[%s-replicator]\n[%s-updater]\n[%s-auditor]\n", ports[s], filepath.Dir(dev), s, s, s, s, s, s))
+	}
+	write("proxy-server.conf", common+fmt.Sprintf("bind_port = %d\n"+
+		"[pipeline:main]\npipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats tempauth copy slo dlo proxy-logging proxy-server\n"+
+		"[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n"+
+		"[filter:catch_errors]\nuse = egg:swift#catch_errors\n[filter:gatekeeper]\nuse = egg:swift#gatekeeper\n"+
+		"[filter:healthcheck]\nuse = egg:swift#healthcheck\n[filter:proxy-logging]\nuse = egg:swift#proxy_logging\n"+
+		"[filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = 127.0.0.1:%d\n"+
+		"[filter:listing_formats]\nuse = egg:swift#listing_formats\n"+
+		"[filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = %s .admin\n"+
+		"[filter:copy]\nuse = egg:swift#copy\n[filter:slo]\nuse = egg:swift#slo\n[filter:dlo]\nuse = egg:swift#dlo\n",
+		ports["proxy"], ports["memcached"], SwiftKey))
+	// The rings, built with Swift's own RingBuilder (what swift-ring-builder
+	// runs) in one interpreter rather than nine swift-ring-builder calls.
+	ring := exec.Command("/usr/bin/python3", "-c", `
+import sys
+from swift.common.ring import RingBuilder
+d = sys.argv[1]
+for name, port in zip(("account", "container", "object"), sys.argv[2:]):
+    b = RingBuilder(6, 1, 1)
+    b.add_dev({"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port), "device": "d1", "weight": 1.0})
+    b.rebalance()
+    b.get_ring().save("%s/%s.ring.gz" % (d, name))
+`, dir, strconv.Itoa(ports["account"]), strconv.Itoa(ports["container"]), strconv.Itoa(ports["object"]))
+	if out, err := ring.CombinedOutput(); err != nil {
+		t.Fatalf("swift: build rings: %v\n%s", err, out)
+	}
+	run(t, "memcached", nil, "/usr/bin/memcached", "-l", "127.0.0.1", "-p", strconv.Itoa(ports["memcached"]), "-U", "0", "-u", u.Username)
+	if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", ports["memcached"]), 60*time.Second); err != nil {
+		t.Fatalf("memcached: %v", err)
+	}
+	// Python servers start slowly on a loaded machine: wait longer than for
+	// the Go servers.
+	for _, s := range []string{"account", "container", "object"} {
+		startWait(t, "swift-"+s+"-server", nil, fmt.Sprintf("http://127.0.0.1:%d/", ports[s]), 5*time.Minute,
+			"/usr/bin/swift-"+s+"-server", filepath.Join(dir, s+"-server.conf"))
+	}
+	proxy := fmt.Sprintf("http://127.0.0.1:%d", ports["proxy"])
+	startWait(t, "swift-proxy-server", nil, proxy+"/healthcheck", 5*time.Minute,
+		"/usr/bin/swift-proxy-server", filepath.Join(dir, "proxy-server.conf"))
+	return storage.Config{
+		Type:          "swift",
+		User:          SwiftUser,
+		Key:           SwiftKey,
+		AuthURL:       proxy + "/auth/v1.0",
+		AuthVersion:   "1.0",
+		ContainerName: "hoard-test",
+		SegmentSize:   5 << 20,
+	}
+}
+
+// waitTCP waits until addr accepts a connection.
+func waitTCP(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s does not accept connections: %w", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,674 @@
+package storage
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ncw/swift/v2"
+)
+
+var _ Store = (*Swift)(nil)
+
+// ErrExist is returned (wrapped) when an object is created only if absent
+// and one already exists under the key. Test with errors.Is.
+var ErrExist = errors.New("object already exists")
+
+// Swift is a Store on an OpenStack Swift container, laid out as rohmu lays
+// it out, so that PGHoard and hoard read each other's objects:
+//
+//   - the object for key K is the Swift object <prefix>/K, its metadata the
+//     X-Object-Meta-<name> headers (names lowercased, values as given);
+//   - an object larger than fits in one request is a Dynamic Large Object:
+//     segments <dir>_segments/<base>/<upload>/<n> (n as 8 hex digits from
+//     1, <dir>/<base> the object's name) and, last, a zero-byte manifest
+//     under the object's name whose X-Object-Manifest names the segments'
+//     container and prefix and which carries the metadata. rohmu puts the
+//     segments right under <dir>_segments/<base>/; hoard adds the upload's
+//     own folder so that a new upload never writes over the segments of an
+//     object that is still stored. Both forms read and delete the same way.
+type Swift struct {
+	c         *swift.Connection
+	container string
+	prefix    string // object_storage.prefix with a trailing '/', or ""
+	segSize   int64  // bytes per segment of a large object
+	readAhead int    // bytes read before choosing one PUT or segments
+
+	containerOK atomic.Bool // the container answered once
+	secrets     []string
+}
+
+// swiftReadAhead bounds the memory a Put holds: an object that ends within
+// it goes up in one PUT (with its MD5 as the ETag, checked by Swift),
+// a longer one as segments streamed from the source.
+const swiftReadAhead = 32 << 20
+
+// swiftDefaultSegment is rohmu's default segment size (3 GiB); Swift's own
+// limit on one object is 5 GiB unless the cluster says otherwise.
+const swiftDefaultSegment = 3 << 30
+
+// swiftSegments is the suffix of the folders that hold segments; hoard
+// refuses keys with such a folder, and List never shows what is in one.
+const swiftSegments = "_segments"
+
+// openSwift checks c and returns a Swift store. It does not contact the
+// server: authentication happens on first use.
+func openSwift(c Config) (*Swift, error) {
+	var missing []string
+	for _, k := range []struct{ name, v string }{
+		{"user", c.User}, {"key", c.Key}, {"auth_url", c.AuthURL}, {"container_name", c.ContainerName},
+	} {
+		if k.v == "" {
+			missing = append(missing, k.name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("open swift storage: %s not set", strings.Join(missing, ", "))
+	}
+	version, err := swiftAuthVersion(c.AuthVersion)
+	if err != nil {
+		return nil, err
+	}
+	endpoint, err := swiftEndpoint(c.EndpointType)
+	if err != nil {
+		return nil, err
+	}
+	if c.ServiceType != "" && c.ServiceType != "object-store" {
+		return nil, fmt.Errorf("open swift storage: service_type %q is not supported: hoard finds Swift in the catalog as \"object-store\"", c.ServiceType)
+	}
+	if c.SegmentSize < 0 {
+		return nil, fmt.Errorf("open swift storage: segment_size %d is negative", c.SegmentSize)
+	}
+	conn := &swift.Connection{
+		UserName:     c.User,
+		ApiKey:       c.Key,
+		AuthUrl:      c.AuthURL,
+		AuthVersion:  version,
+		Region:       c.RegionName,
+		UserId:       c.UserID,
+		Domain:       c.UserDomainName,
+		DomainId:     c.UserDomainID,
+		Tenant:       c.TenantName,
+		TenantId:     c.TenantID,
+		EndpointType: endpoint,
+		// The data channel waits on hoard's source (a basebackup stream, a
+		// rate limit) as well as on the server.
+		Timeout:   5 * time.Minute,
+		UserAgent: "hoard",
+	}
+	if version == 3 {
+		// Keystone v3 names a project; rohmu passes tenant_name too.
+		if c.ProjectName != "" {
+			conn.Tenant = c.ProjectName
+		}
+		if c.ProjectID != "" {
+			conn.TenantId = c.ProjectID
+		}
+		conn.TenantDomain = c.ProjectDomainName
+		conn.TenantDomainId = c.ProjectDomainID
+	}
+	seg := c.SegmentSize
+	if seg == 0 {
+		seg = swiftDefaultSegment
+	}
+	prefix := strings.Trim(c.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &Swift{
+		c:         conn,
+		container: c.ContainerName,
+		prefix:    prefix,
+		segSize:   seg,
+		readAhead: int(min(seg, swiftReadAhead)),
+		secrets:   []string{c.Key},
+	}, nil
+}
+
+// swiftAuthVersion reads rohmu's auth_version ("2.0" by default, "3.0"
+// for Keystone v3, "1.0" for v1 auth such as tempauth and RadosGW).
+func swiftAuthVersion(v string) (int, error) {
+	switch v {
+	case "", "2", "2.0":
+		return 2, nil
+	case "3", "3.0":
+		return 3, nil
+	case "1", "1.0":
+		return 1, nil
+	}
+	return 0, fmt.Errorf("open swift storage: auth_version %q: want 1.0, 2.0 or 3.0", v)
+}
+
+// swiftEndpoint reads endpoint_type in python-swiftclient's spelling
+// (publicURL, internalURL, adminURL) or Keystone v3's (public, internal,
+// admin).
+func swiftEndpoint(v string) (swift.EndpointType, error) {
+	switch strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(v, "URL"), "url")) {
+	case "", "public":
+		return swift.EndpointTypePublic, nil
+	case "internal":
+		return swift.EndpointTypeInternal, nil
+	case "admin":
+		return swift.EndpointTypeAdmin, nil
+	}
+	return "", fmt.Errorf("open swift storage: endpoint_type %q: want publicURL, internalURL or adminURL", v)
+}
+
+// name checks key and returns the object's name in the container.
+func (s *Swift) name(key string) (string, error) {
+	if key == "" || strings.HasPrefix(key, "/") {
+		return "", fmt.Errorf("invalid key %q", key)
+	}
+	if segmentKey(key) {
+		return "", fmt.Errorf("invalid key %q: a folder ending in %s holds Swift large-object segments", key, swiftSegments)
+	}
+	return s.prefix + key, nil
+}
+
+// segmentKey reports whether key lies in a segments folder: a folder whose
+// name ends in _segments. PGHoard's keys have none (site, xlog, timeline,
+// basebackup, basebackup_chunk and the backups' names).
+func segmentKey(key string) bool {
+	parts := strings.Split(key, "/")
+	for _, p := range parts[:len(parts)-1] {
+		if strings.HasSuffix(p, swiftSegments) {
+			return true
+		}
+	}
+	return false
+}
+
+// segmentFolder returns rohmu's segments folder of an object name:
+// <dir>_segments/<base>/.
+func segmentFolder(name string) string {
+	dir, base := path.Split(name)
+	return strings.TrimSuffix(dir, "/") + swiftSegments + "/" + base + "/"
+}
+
+// auth authenticates once, so that bad credentials are told apart from a
+// request refused later.
+func (s *Swift) auth(ctx context.Context) error {
+	if s.c.Authenticated() {
+		return nil
+	}
+	if err := s.c.Authenticate(ctx); err != nil {
+		err = s.redact(err)
+		var se *swift.Error
+		if ctx.Err() == nil && errors.As(err, &se) && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden) {
+			return &permanentError{msg: fmt.Sprintf("swift authentication at %s refused: check user, key, auth_version and the tenant, project and domain keys", s.c.AuthUrl), err: err}
+		}
+		return fmt.Errorf("swift authentication at %s: %w", s.c.AuthUrl, err)
+	}
+	return nil
+}
+
+func (s *Swift) redact(err error) error {
+	return &redactedError{err: err, secrets: s.secrets}
+}
+
+// errorf wraps a Swift error for operation op on key: a missing object
+// becomes ErrNotFound once the container is known to exist, a refusal
+// ErrPermanent, a failed If-None-Match ErrExist.
+func (s *Swift) errorf(ctx context.Context, op, key string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%s %s: %w (%v)", op, key, cerr, s.redact(err))
+	}
+	var se *swift.Error
+	if !errors.As(err, &se) {
+		var pe *permanentError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("%s %s: %w", op, key, err)
+		}
+		return fmt.Errorf("%s %s: %w", op, key, s.redact(err))
+	}
+	switch se.StatusCode {
+	case http.StatusNotFound:
+		if cerr := s.checkContainer(ctx); cerr != nil {
+			return fmt.Errorf("%s %s: %w", op, key, cerr)
+		}
+		return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+	case http.StatusPreconditionFailed:
+		return fmt.Errorf("%s %s: %w", op, key, ErrExist)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%s %s: %w", op, key, &permanentError{
+			msg: fmt.Sprintf("access denied to swift container %q: check the user's roles on it (or user, key and the project keys)", s.container),
+			err: s.redact(err)})
+	case http.StatusRequestEntityTooLarge:
+		return fmt.Errorf("%s %s: %w", op, key, &permanentError{
+			msg: "swift refused the object as too large: lower segment_size below the cluster's max_file_size", err: s.redact(err)})
+	case http.StatusBadRequest:
+		return fmt.Errorf("%s %s: %w", op, key, &permanentError{msg: "swift refused the request", err: s.redact(err)})
+	}
+	return fmt.Errorf("%s %s: %w", op, key, s.redact(err))
+}
+
+// checkContainer returns nil when the container exists, ErrPermanent when
+// it does not, so that a wrong container_name never reads as "no such WAL
+// segment".
+func (s *Swift) checkContainer(ctx context.Context) error {
+	if s.containerOK.Load() {
+		return nil
+	}
+	_, _, err := s.c.Container(ctx, s.container)
+	var se *swift.Error
+	switch {
+	case err == nil:
+		s.containerOK.Store(true)
+		return nil
+	case errors.Is(err, swift.ContainerNotFound) || errors.As(err, &se) && se.StatusCode == http.StatusNotFound:
+		return &permanentError{msg: fmt.Sprintf("swift container %q does not exist: fix container_name (hoard creates it on the first upload)", s.container), err: err}
+	}
+	return fmt.Errorf("check swift container %q: %w", s.container, s.redact(err))
+}
+
+// ensureContainer creates the container if it is missing, as rohmu does
+// when it starts.
+func (s *Swift) ensureContainer(ctx context.Context) error {
+	if s.containerOK.Load() {
+		return nil
+	}
+	_, _, err := s.c.Container(ctx, s.container)
+	if errors.Is(err, swift.ContainerNotFound) {
+		err = s.c.ContainerCreate(ctx, s.container, nil)
+	}
+	if err != nil {
+		return s.errorf(ctx, "create container", s.container, err)
+	}
+	s.containerOK.Store(true)
+	return nil
+}
+
+// wireMetadata returns the metadata headers: keys lowercased, empty
+// values dropped. A value HTTP cannot carry unchanged is an error rather
+// than metadata that reads back different.
+func wireSwiftMetadata(md Metadata) (swift.Headers, error) {
+	h := swift.Headers{}
+	for k, v := range md {
+		if v == "" {
+			continue
+		}
+		if k == "" || strings.ContainsAny(k, " \t\r\n:_") {
+			return nil, fmt.Errorf("metadata key %q cannot be a swift header name", k)
+		}
+		if v != strings.TrimSpace(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, fmt.Errorf("metadata %s: value %q cannot travel in a swift header unchanged", k, v)
+		}
+		h["X-Object-Meta-"+strings.ToLower(k)] = v
+	}
+	return h, nil
+}
+
+// readSwiftMetadata returns the metadata in response headers.
+func readSwiftMetadata(h swift.Headers) Metadata {
+	md := Metadata{}
+	for k, v := range h {
+		if lk := strings.ToLower(k); strings.HasPrefix(lk, "x-object-meta-") {
+			md[strings.TrimPrefix(lk, "x-object-meta-")] = v
+		}
+	}
+	return md
+}
+
+// Put stores r under key, replacing any object there. See put.
+func (s *Swift) Put(ctx context.Context, key string, r io.Reader, md Metadata) error {
+	return s.put(ctx, "put", key, r, md, false)
+}
+
+// put reads up to readAhead bytes. An object that ends there is one PUT
+// with its length and MD5 (Swift checks both). A longer one goes up as
+// segments, each streamed from r with chunked encoding and its MD5 checked
+// against Swift's ETag, then the container listing is checked to hold
+// them all, then the manifest is written. An error from r, or a cancelled
+// ctx, aborts the segment in flight (Swift stores nothing of a chunked
+// upload that did not end) and deletes the segments already stored; no
+// manifest is written, so no object becomes visible and an old one stays.
+//
+// With ifAbsent the object or manifest is written with If-None-Match: *,
+// which Swift refuses (412) when the name exists.
+func (s *Swift) put(ctx context.Context, op, key string, r io.Reader, md Metadata, ifAbsent bool) error {
+	name, err := s.name(key)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	headers, err := wireSwiftMetadata(md)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	if err := s.auth(ctx); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	if err := s.ensureContainer(ctx); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	var old string // the segments of the object replaced, if it is a large object
+	if !ifAbsent {
+		_, h, err := s.c.Object(ctx, s.container, name)
+		switch {
+		case err == nil:
+			old = h["X-Object-Manifest"]
+		case !errors.Is(err, swift.ObjectNotFound):
+			return s.errorf(ctx, op, key, err)
+		}
+	}
+	if ifAbsent {
+		headers["If-None-Match"] = "*"
+	}
+	head, err := io.ReadAll(io.LimitReader(r, int64(s.readAhead)+1))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	if len(head) <= s.readAhead {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s %s: %w", op, key, err)
+		}
+		sum := md5.Sum(head)
+		headers["Content-Length"] = strconv.Itoa(len(head))
+		if _, err := s.c.ObjectPut(ctx, s.container, name, bytes.NewReader(head), false, hex.EncodeToString(sum[:]), "application/octet-stream", headers); err != nil {
+			return s.errorf(ctx, op, key, err)
+		}
+	} else if err := s.putLarge(ctx, op, key, name, io.MultiReader(bytes.NewReader(head), r), headers); err != nil {
+		return err
+	}
+	if old != "" {
+		s.deleteSegments(context.WithoutCancel(ctx), old)
+	}
+	return nil
+}
+
+// putLarge uploads a Dynamic Large Object: segments, then the manifest.
+func (s *Swift) putLarge(ctx context.Context, op, key, name string, r io.Reader, headers swift.Headers) error {
+	folder := segmentFolder(name) + uploadID() + "/"
+	manifest := manifestValue(s.container, folder)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	src := &abortReader{ctx: wctx, r: r, cancel: cancel}
+	br := bufio.NewReaderSize(src, 64<<10)
+	var sizes []int64
+	committed := false
+	defer func() {
+		if !committed {
+			s.deleteSegments(context.WithoutCancel(ctx), manifest)
+		}
+	}()
+	for n := 1; ; n++ {
+		if _, err := br.Peek(1); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("%s %s: %w", op, key, err)
+		}
+		seg := &countingReader{r: io.LimitReader(br, s.segSize)}
+		segName := fmt.Sprintf("%s%08x", folder, n)
+		_, err := s.c.ObjectPut(wctx, s.container, segName, seg, true, "", "application/octet-stream", nil)
+		if src.err != nil {
+			return fmt.Errorf("%s %s: %w", op, key, src.err)
+		}
+		if err != nil {
+			return s.errorf(ctx, op, key, err)
+		}
+		sizes = append(sizes, seg.n)
+	}
+	if err := s.checkSegments(ctx, folder, sizes); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	headers["X-Object-Manifest"] = manifest
+	headers["Content-Length"] = "0"
+	if _, err := s.c.ObjectPut(ctx, s.container, name, bytes.NewReader(nil), false, "", "application/octet-stream", headers); err != nil {
+		return s.errorf(ctx, op, key, err)
+	}
+	committed = true
+	return nil
+}
+
+// checkSegments waits until the container listing shows the segments as
+// uploaded: a Dynamic Large Object is what the listing of its folder says,
+// and listings can lag behind uploads on a busy cluster.
+func (s *Swift) checkSegments(ctx context.Context, folder string, sizes []int64) error {
+	var got []int64
+	for attempt := 0; ; attempt++ {
+		objs, err := s.c.ObjectsAll(ctx, s.container, &swift.ObjectsOpts{Prefix: folder})
+		if err != nil {
+			return s.errorf(ctx, "list segments", folder, err)
+		}
+		got = got[:0]
+		for _, o := range objs {
+			got = append(got, o.Bytes)
+		}
+		if equalSizes(got, sizes) {
+			return nil
+		}
+		if attempt == 10 {
+			return fmt.Errorf("swift lists %d segments (%v bytes) under %s, want %d (%v bytes)", len(got), got, folder, len(sizes), sizes)
+		}
+		if err := sleep(ctx, time.Duration(attempt+1)*200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func equalSizes(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// manifestValue is an X-Object-Manifest value: container/prefix, each
+// part URL-escaped, as Swift unescapes it.
+func manifestValue(container, folder string) string {
+	parts := strings.Split(container+"/"+folder, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
+}
+
+// uploadID names one upload's segment folder: the time, so that folders
+// sort by age, and random bits, so that two uploads never share one.
+func uploadID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%016x%s", time.Now().UnixNano(), hex.EncodeToString(b[:]))
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// deleteSegments deletes the segments an X-Object-Manifest value names.
+// It is clean-up after the manifest is gone or was never written: failures
+// leave segments that no listing shows and no object uses.
+func (s *Swift) deleteSegments(ctx context.Context, manifest string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	container, folder, ok := strings.Cut(manifest, "/")
+	if !ok {
+		return
+	}
+	container, err1 := url.PathUnescape(container)
+	folder, err2 := url.PathUnescape(folder)
+	if err1 != nil || err2 != nil || folder == "" {
+		return
+	}
+	names, err := s.c.ObjectNamesAll(ctx, container, &swift.ObjectsOpts{Prefix: folder})
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		_ = s.c.ObjectDelete(ctx, container, n)
+	}
+}
+
+// Open streams the object (a large object's segments in order) and
+// returns its metadata.
+func (s *Swift) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
+	name, err := s.name(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open: %w", err)
+	}
+	if err := s.auth(ctx); err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	f, h, err := s.c.ObjectOpen(ctx, s.container, name, true, nil)
+	if err != nil {
+		return nil, nil, s.errorf(ctx, "open", key, err)
+	}
+	return f, readSwiftMetadata(h), nil
+}
+
+// OpenRange streams length bytes from offset (length < 0: to the end).
+func (s *Swift) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	name, err := s.name(key)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	if err := s.auth(ctx); err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	if length == 0 {
+		if _, _, err := s.c.Object(ctx, s.container, name); err != nil {
+			return nil, s.errorf(ctx, "open", key, err)
+		}
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	rng := fmt.Sprintf("bytes=%d-", offset)
+	if length > 0 {
+		rng += strconv.FormatInt(offset+length-1, 10)
+	}
+	f, _, err := s.c.ObjectOpen(ctx, s.container, name, false, swift.Headers{"Range": rng})
+	if err != nil {
+		return nil, s.errorf(ctx, "open", key, err)
+	}
+	return f, nil
+}
+
+// Stat returns the object's size (a large object's total), time and
+// metadata.
+func (s *Swift) Stat(ctx context.Context, key string) (Object, error) {
+	name, err := s.name(key)
+	if err != nil {
+		return Object{}, fmt.Errorf("stat: %w", err)
+	}
+	if err := s.auth(ctx); err != nil {
+		return Object{}, fmt.Errorf("stat %s: %w", key, err)
+	}
+	info, h, err := s.c.Object(ctx, s.container, name)
+	if err != nil {
+		return Object{}, s.errorf(ctx, "stat", key, err)
+	}
+	return Object{Key: key, Size: info.Bytes, Modified: info.LastModified, Metadata: readSwiftMetadata(h)}, nil
+}
+
+// List lists the container under prefix, in Swift's (lexical) order,
+// leaving out segments. A listing shows a large object's manifest with
+// zero bytes, so zero-byte entries are asked their size.
+func (s *Swift) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	if err := s.auth(ctx); err != nil {
+		return fmt.Errorf("list %s: %w", prefix, err)
+	}
+	opts := &swift.ObjectsOpts{Prefix: s.prefix + prefix, Limit: 1000}
+	for {
+		objs, err := s.c.Objects(ctx, s.container, opts)
+		if err != nil {
+			if errors.Is(err, swift.ContainerNotFound) {
+				err = &permanentError{msg: fmt.Sprintf("swift container %q does not exist: fix container_name", s.container), err: err}
+			}
+			return s.errorf(ctx, "list", prefix, err)
+		}
+		if len(objs) == 0 {
+			return nil
+		}
+		for _, o := range objs {
+			key := strings.TrimPrefix(o.Name, s.prefix)
+			if o.SubDir != "" || segmentKey(key) {
+				continue
+			}
+			size := o.Bytes
+			if size == 0 {
+				info, _, err := s.c.Object(ctx, s.container, o.Name)
+				if errors.Is(err, swift.ObjectNotFound) {
+					continue // deleted since the listing
+				}
+				if err != nil {
+					return s.errorf(ctx, "list", prefix, err)
+				}
+				size = info.Bytes
+			}
+			if err := fn(Object{Key: key, Size: size, Modified: o.LastModified}); err != nil {
+				return err
+			}
+		}
+		opts.Marker = objs[len(objs)-1].Name
+	}
+}
+
+// Delete removes the object and, for a large object, its segments: the
+// manifest first, so the object disappears at once. A missing key
+// succeeds.
+func (s *Swift) Delete(ctx context.Context, key string) error {
+	name, err := s.name(key)
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	if err := s.auth(ctx); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	_, h, err := s.c.Object(ctx, s.container, name)
+	if errors.Is(err, swift.ObjectNotFound) {
+		return nil
+	}
+	if err != nil {
+		return s.errorf(ctx, "delete", key, err)
+	}
+	if h["X-Static-Large-Object"] != "" {
+		// Written by another tool: Swift deletes an SLO's segments itself.
+		if err := s.c.StaticLargeObjectDelete(ctx, s.container, name); err != nil && !errors.Is(err, swift.ObjectNotFound) {
+			return s.errorf(ctx, "delete", key, err)
+		}
+		return nil
+	}
+	if err := s.c.ObjectDelete(ctx, s.container, name); err != nil && !errors.Is(err, swift.ObjectNotFound) {
+		return s.errorf(ctx, "delete", key, err)
+	}
+	if m := h["X-Object-Manifest"]; m != "" {
+		s.deleteSegments(ctx, m)
+	}
+	return nil
+}
+
+// Close releases idle connections.
+func (s *Swift) Close() error {
+	s.c.UnAuthenticate()
+	return nil
+}

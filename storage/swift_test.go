@@ -1,0 +1,185 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ncw/swift/v2"
+
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestSwift runs the conformance suite and Swift's own cases against one
+// real Swift all-in-one (it takes a while to start).
+func TestSwift(t *testing.T) {
+	c := storetest.Swift(t)
+	t.Run("Conformance", func(t *testing.T) {
+		storetest.Run(t, func(t testing.TB) storage.Store { return storetest.Open(t, c) })
+	})
+	ctx := context.Background()
+	// An independent client, to see what is on the server.
+	conn := &swift.Connection{UserName: c.User, ApiKey: c.Key, AuthUrl: c.AuthURL, AuthVersion: 1}
+	if err := conn.Authenticate(ctx); err != nil {
+		t.Fatalf("authenticate: %v", err)
+	}
+	names := func(t *testing.T, prefix string) []string {
+		t.Helper()
+		n, err := conn.ObjectNamesAll(ctx, c.ContainerName, &swift.ObjectsOpts{Prefix: prefix})
+		if err != nil {
+			t.Fatalf("list %s: %v", prefix, err)
+		}
+		return n
+	}
+	open := func(t *testing.T, prefix string) storage.Store {
+		t.Helper()
+		cc := c
+		cc.Prefix = prefix
+		st, err := storage.Open(ctx, cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+
+	// A large object is rohmu's Dynamic Large Object: segments under
+	// <dir>_segments/<base>/, a manifest carrying the metadata as
+	// X-Object-Meta-* headers. Listings show the object, not its segments.
+	t.Run("LargeObjectLayout", func(t *testing.T) {
+		st := open(t, "layout")
+		data := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16+1000)
+		if err := st.Put(ctx, "site/basebackup_chunk/bb/bb.00000001.pghoard", io.MultiReader(bytes.NewReader(data)), storage.Metadata{"format": "pghoard-bb-v2"}); err != nil {
+			t.Fatal(err)
+		}
+		segs := names(t, "layout/site/basebackup_chunk/bb_segments/bb.00000001.pghoard/")
+		if len(segs) != 3 {
+			t.Fatalf("segments = %q, want 3 (12 MiB and a bit in 5 MiB segments)", segs)
+		}
+		info, h, err := conn.Object(ctx, c.ContainerName, "layout/site/basebackup_chunk/bb/bb.00000001.pghoard")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Bytes != int64(len(data)) || !strings.HasPrefix(h["X-Object-Manifest"], c.ContainerName+"/layout/site/basebackup_chunk/bb_segments/bb.00000001.pghoard/") {
+			t.Errorf("manifest: %d bytes, X-Object-Manifest %q", info.Bytes, h["X-Object-Manifest"])
+		}
+		if got := h["X-Object-Meta-Format"]; got != "pghoard-bb-v2" {
+			t.Errorf("X-Object-Meta-Format = %q, want pghoard-bb-v2", got)
+		}
+		var listed []storage.Object
+		if err := st.List(ctx, "", func(o storage.Object) error { listed = append(listed, o); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(listed) != 1 || listed[0].Key != "site/basebackup_chunk/bb/bb.00000001.pghoard" || listed[0].Size != int64(len(data)) {
+			t.Errorf("List = %+v, want the object alone with its whole size", listed)
+		}
+		// Replaced by a small object: the old segments go.
+		if err := st.Put(ctx, "site/basebackup_chunk/bb/bb.00000001.pghoard", strings.NewReader("small"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if segs := names(t, "layout/site/basebackup_chunk/bb_segments/"); len(segs) != 0 {
+			t.Errorf("segments left after replacing the object: %q", segs)
+		}
+	})
+
+	// An object rohmu wrote (segments right under <dir>_segments/<base>/,
+	// manifest unescaped) reads, lists and deletes whole.
+	t.Run("ReadsRohmuLargeObject", func(t *testing.T) {
+		st := open(t, "rohmu")
+		const name = "rohmu/site/basebackup/2024-01-01_10-00_0.00000000.pghoard"
+		var want []byte
+		for i := 1; i <= 3; i++ {
+			part := bytes.Repeat([]byte{byte('a' + i)}, 1000*i)
+			want = append(want, part...)
+			if err := conn.ObjectPutBytes(ctx, c.ContainerName, fmt.Sprintf("rohmu/site/basebackup_segments/2024-01-01_10-00_0.00000000.pghoard/%08x", i), part, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.ObjectPut(ctx, c.ContainerName, name, bytes.NewReader(nil), false, "", "", swift.Headers{
+			"X-Object-Manifest":                  c.ContainerName + "/rohmu/site/basebackup_segments/2024-01-01_10-00_0.00000000.pghoard/",
+			"x-object-meta-start-time":           "2024-01-01T10:00:00+00:00",
+			"x-object-meta-compression-algorithm": "snappy",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		rc, md, err := st.Open(ctx, "site/basebackup/2024-01-01_10-00_0.00000000.pghoard")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("read %d bytes (%v), want the %d of the segments", len(got), err, len(want))
+		}
+		if diff := cmp.Diff(storage.Metadata{"start-time": "2024-01-01T10:00:00+00:00", "compression-algorithm": "snappy"}, md); diff != "" {
+			t.Errorf("metadata (-want +got):\n%s", diff)
+		}
+		var sizes []int64
+		if err := st.List(ctx, "site/", func(o storage.Object) error { sizes = append(sizes, o.Size); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !cmp.Equal(sizes, []int64{int64(len(want))}) {
+			t.Errorf("List sizes = %v, want [%d]", sizes, len(want))
+		}
+		if err := st.Delete(ctx, "site/basebackup/2024-01-01_10-00_0.00000000.pghoard"); err != nil {
+			t.Fatal(err)
+		}
+		if left := names(t, "rohmu/"); len(left) != 0 {
+			t.Errorf("left after Delete: %q", left)
+		}
+	})
+
+	// An upload that fails after some segments leaves nothing behind.
+	t.Run("AbortedLargeObjectLeavesNoSegments", func(t *testing.T) {
+		st := open(t, "abort")
+		boom := errors.New("boom")
+		r := io.MultiReader(bytes.NewReader(bytes.Repeat([]byte("x"), 12<<20)), errorReader{boom})
+		if err := st.Put(ctx, "site/basebackup/big", r, nil); !errors.Is(err, boom) {
+			t.Fatalf("Put = %v, want the reader's error", err)
+		}
+		if left := names(t, "abort/"); len(left) != 0 {
+			t.Errorf("left after an aborted Put: %q", left)
+		}
+	})
+
+	t.Run("ReservedSegmentKeys", func(t *testing.T) {
+		st := open(t, "reserved")
+		if err := st.Put(ctx, "site/xlog_segments/x/00000001", strings.NewReader("x"), nil); err == nil {
+			t.Error("Put of a key in a _segments folder succeeded")
+		}
+	})
+
+	t.Run("ErrPermanent", func(t *testing.T) {
+		bad := c
+		bad.Key = "wrong-key"
+		st, err := storage.Open(ctx, bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		_, err = st.Stat(ctx, "site/xlog/000000010000000000000001")
+		if !errors.Is(err, storage.ErrPermanent) || strings.Contains(err.Error(), "wrong-key") {
+			t.Errorf("Stat with a wrong key = %v, want ErrPermanent without the key", err)
+		}
+		missing := c
+		missing.ContainerName = "no-such-container"
+		st2, err := storage.Open(ctx, missing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st2.Close()
+		if _, _, err := st2.Open(ctx, "site/xlog/000000010000000000000001"); !errors.Is(err, storage.ErrPermanent) || errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Open in a missing container = %v, want ErrPermanent, not ErrNotFound", err)
+		}
+	})
+}
+
+type errorReader struct{ err error }
+
+func (e errorReader) Read([]byte) (int, error) { return 0, e.err }
