@@ -60,6 +60,18 @@ func TestObjectStorage_StorageConfig(t *testing.T) {
 			"bucket_name": "c", "host": "azurite", "port": 10000, "azure_cloud": "china"}`,
 			storage.Config{Type: "azure", AccountName: "a", AccountKey: "k", SASToken: "t", BucketName: "c",
 				Host: "azurite", Port: 10000, IsSecure: true, AzureCloud: "china"}},
+		{"Swift", `{"storage_type": "swift", "user": "u", "key": "k", "auth_url": "https://keystone:5000/v3",
+			"auth_version": "3.0", "container_name": "c", "tenant_name": "t", "tenant_id": "ti", "region_name": "r",
+			"user_id": "ui", "user_domain_id": "udi", "user_domain_name": "udn", "project_id": "pi", "project_name": "pn",
+			"project_domain_id": "pdi", "project_domain_name": "pdn", "service_type": "object-store",
+			"endpoint_type": "internalURL", "segment_size": 1073741824, "prefix": "p"}`,
+			storage.Config{Type: "swift", User: "u", Key: "k", AuthURL: "https://keystone:5000/v3", AuthVersion: "3.0",
+				ContainerName: "c", TenantName: "t", TenantID: "ti", RegionName: "r", UserID: "ui", UserDomainID: "udi",
+				UserDomainName: "udn", ProjectID: "pi", ProjectName: "pn", ProjectDomainID: "pdi", ProjectDomainName: "pdn",
+				ServiceType: "object-store", EndpointType: "internalURL", SegmentSize: 1 << 30, Prefix: "p"}},
+		// rohmu's auth_version default, 2.0, is storage's when unset.
+		{"SwiftDefaults", `{"storage_type": "swift", "user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"}`,
+			storage.Config{Type: "swift", User: "u", Key: "k", AuthURL: "http://a", ContainerName: "c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, storageConfig(t, tc.storage)); diff != "" {
@@ -80,11 +92,14 @@ func TestObjectStorage_EveryKey(t *testing.T) {
 		config.StorageS3:     `"region": "r", "bucket_name": "b", "aws_access_key_id": "id", "aws_secret_access_key": "s"`,
 		config.StorageGoogle: `"bucket_name": "b"`,
 		config.StorageAzure:  `"account_name": "a", "host": "h", "port": 1`,
+		config.StorageSwift:  `"user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"`,
 	}
 	values := map[string][2]string{
 		"string": {`"one"`, `"two"`}, "integer": {"7", "8"}, "boolean": {"true", "false"},
 		"JSON object":      {`{"a": 1}`, `{"a": 2}`},
 		"addressing_style": {`"virtual"`, `"auto"`}, "azure_cloud": {`"china"`, `"germany"`},
+		"auth_version": {`"3.0"`, `"1.0"`}, "service_type": {`"object-store"`, `""`},
+		"endpoint_type": {`"internalURL"`, `"adminURL"`},
 	}
 	const prefix = "backup_sites.<site>.object_storage."
 	n := 0

@@ -201,6 +201,8 @@ func TestEnvVars(t *testing.T) {
 		StorageS3:     {"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_REGION": "r", "HOARD_S3_BUCKET_NAME": "b"},
 		StorageGoogle: {"HOARD_STORAGE_TYPE": "google", "HOARD_GCS_BUCKET_NAME": "b"},
 		StorageAzure:  {"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_NAME": "a"},
+		StorageSwift: {"HOARD_STORAGE_TYPE": "swift", "HOARD_SWIFT_USER": "u", "HOARD_SWIFT_KEY": "k",
+			"HOARD_SWIFT_AUTH_URL": "http://keystone:5000/v3", "HOARD_SWIFT_CONTAINER_NAME": "c"},
 	}
 	for _, ev := range EnvVars {
 		if ev.Name == "HOARD_SITE" {
@@ -215,6 +217,8 @@ func TestEnvVars(t *testing.T) {
 			"HOARD_STORAGE_TYPE": "local", "HOARD_S3_PORT": "9000", "HOARD_S3_SEGMENT_SIZE": "1048576", "HOARD_AZURE_PORT": "10000",
 			"HOARD_S3_IS_SECURE": "true", "HOARD_S3_IS_VERIFY_TLS": "true", "HOARD_S3_ENCRYPTED": "true", "HOARD_AZURE_IS_SECURE": "false",
 			"HOARD_S3_ADDRESSING_STYLE": "virtual", "HOARD_AZURE_CLOUD": "china", "HOARD_GCS_CREDENTIALS": `{"type": "service_account"}`,
+			"HOARD_SWIFT_SEGMENT_SIZE": "1048576", "HOARD_SWIFT_AUTH_VERSION": "3.0", "HOARD_SWIFT_SERVICE_TYPE": "object-store",
+			"HOARD_SWIFT_ENDPOINT_TYPE": "internalURL",
 		}[ev.Name]
 		if val == "" {
 			val = "v-" + ev.Name
@@ -365,7 +369,8 @@ func TestLoad_EnvOnlyStorage(t *testing.T) {
 			"HOARD_S3_REGION: applies to s3 storage, but the storage type is local: set HOARD_STORAGE_TYPE=s3"},
 		{"ErrNoType", map[string]string{"HOARD_AZURE_ACCOUNT_NAME": "a"},
 			"HOARD_AZURE_ACCOUNT_NAME: applies to azure storage, but the storage type is not set"},
-		{"ErrUnknownType", map[string]string{"HOARD_STORAGE_TYPE": "swift"}, `HOARD_STORAGE_TYPE: unknown storage type "swift"`},
+		{"ErrUnknownType", map[string]string{"HOARD_STORAGE_TYPE": "ftp"}, `HOARD_STORAGE_TYPE: unknown storage type "ftp"`},
+		{"ErrSwiftRequired", map[string]string{"HOARD_STORAGE_TYPE": "swift", "HOARD_SWIFT_USER": "u"}, "backup_sites.default.object_storage.auth_url: required for swift storage"},
 		{"ErrURLAndType", map[string]string{"HOARD_STORAGE_TYPE": "s3", "HOARD_STORAGE_URL": "s3://b"}, "HOARD_STORAGE_TYPE: set either"},
 		{"ErrPort", map[string]string{"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_PORT": "ninety"}, `HOARD_S3_PORT: want integer, got "ninety"`},
 		{"ErrBool", map[string]string{"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_IS_SECURE": "yes please"}, `HOARD_S3_IS_SECURE: want true or false`},

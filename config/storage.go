@@ -14,11 +14,12 @@ const (
 	StorageS3     = "s3"
 	StorageGoogle = "google"
 	StorageAzure  = "azure"
+	StorageSwift  = "swift"
 	StorageURL    = "url"
 )
 
 // ObjectStorage is a site's object_storage: rohmu's keys for local, s3,
-// google and azure, or hoard's {"url": ...}. storageKeys names the key of
+// google, azure and swift, or hoard's {"url": ...}. storageKeys names the key of
 // each field.
 type ObjectStorage struct {
 	StorageType string // StorageURL when URL is set
@@ -54,6 +55,23 @@ type ObjectStorage struct {
 	AccountKey  string
 	SASToken    string
 	AzureCloud  string // public, germany or china
+
+	User              string // swift
+	Key               string
+	AuthURL           string
+	AuthVersion       string // 1.0, 2.0 or 3.0
+	ContainerName     string
+	TenantName        string
+	TenantID          string
+	RegionName        string
+	UserID            string
+	UserDomainID      string
+	UserDomainName    string
+	ProjectName       string
+	ProjectDomainID   string
+	ProjectDomainName string
+	ServiceType       string
+	EndpointType      string
 }
 
 // JSON returns o as PGHoard's object_storage object: storage_type (none

@@ -231,6 +231,23 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 		if o.AzureCloud != "" && !slices.Contains([]string{"public", "germany", "china"}, o.AzureCloud) {
 			ps.add(p+".azure_cloud", "unknown cloud %q (want public, germany or china)", o.AzureCloud)
 		}
+	case StorageSwift:
+		for _, k := range []struct{ name, v string }{
+			{"user", o.User}, {"key", o.Key}, {"auth_url", o.AuthURL}, {"container_name", o.ContainerName},
+		} {
+			if k.v == "" {
+				ps.add(p+"."+k.name, "required for swift storage")
+			}
+		}
+		if !slices.Contains([]string{"", "1", "1.0", "2", "2.0", "3", "3.0"}, o.AuthVersion) {
+			ps.add(p+".auth_version", "unknown version %q (want 1.0, 2.0 or 3.0)", o.AuthVersion)
+		}
+		if o.ServiceType != "" && o.ServiceType != "object-store" {
+			ps.add(p+".service_type", "only object-store is supported, got %q", o.ServiceType)
+		}
+		if o.EndpointType != "" && !slices.Contains([]string{"publicURL", "internalURL", "adminURL", "public", "internal", "admin"}, o.EndpointType) {
+			ps.add(p+".endpoint_type", "unknown endpoint type %q (want publicURL, internalURL or adminURL)", o.EndpointType)
+		}
 	case StorageURL:
 		u, err := url.Parse(o.URL)
 		switch {

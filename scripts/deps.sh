@@ -12,7 +12,12 @@
 #   $HOARD_CACHE/bin/task           go-task
 #   $HOARD_CACHE/azurite/           Azurite (npm)
 # Debian's PostgreSQL 15 client tools (pg_verifybackup, pg_waldump,
-# pg_checksums, pgbench) come from apt when missing.
+# pg_checksums, pgbench) come from apt when missing, and so do OpenStack
+# Swift (swift-proxy, swift-account, swift-container, swift-object and
+# memcached for tempauth's tokens) and OpenSSH's server, which the storage
+# tests start on loopback ports of their own (internal/storetest). On a
+# host running systemd, Debian also starts these packages' services on
+# install; the tests do not use them.
 set -euo pipefail
 
 CACHE=${HOARD_CACHE:-/var/cache/hoard}
@@ -54,6 +59,15 @@ apt_pg() {
   apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
 }
 
+apt_servers() {
+  if [ -x /usr/bin/swift-proxy-server ] && [ -x /usr/bin/swift-object-server ] && [ -x /usr/bin/swift-container-server ] &&
+    [ -x /usr/bin/swift-account-server ] && [ -x /usr/bin/memcached ] && [ -x /usr/sbin/sshd ]; then return; fi
+  log "installing Debian's swift, memcached and openssh-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq swift swift-proxy swift-account swift-container swift-object memcached openssh-server >/dev/null
+}
+
 pg_major() { # major version
   local major=$1 ver=${PG_VERSIONS[$1]}
   local dir="$CACHE/pg/$major"
@@ -78,6 +92,7 @@ azurite() {
 }
 
 apt_pg
+apt_servers
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 for major in "${!PG_VERSIONS[@]}"; do pg_major "$major" & done
 azurite &

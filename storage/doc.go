@@ -51,6 +51,15 @@
 //   - azure: container bucket_name of account_name, with account_key, a SAS
 //     token or the default Azure identity; host/port/is_secure for Azurite.
 //     64 MiB blocks by default (3.2 TB within 50,000 blocks).
+//   - swift: an OpenStack Swift container through ncw/swift/v2, with
+//     rohmu's keys (Keystone v2 or v3, or v1 auth). Objects up to 32 MiB
+//     (or segment_size) go up in one PUT with their MD5; longer ones are
+//     rohmu's Dynamic Large Objects: segments streamed to
+//     <dir>_segments/<base>/<upload>/<n>, the listing checked to show them
+//     all, then the manifest, which carries the metadata. A failed upload
+//     deletes its segments; List never shows a key under a folder ending in
+//     _segments, and Put refuses such keys. The container is created on
+//     the first Put when missing, as rohmu does.
 //   - mem and any gocloud URL (Config.URL, for example "mem://" or
 //     "s3://bucket?region=..."); NewMem is an in-memory store for tests.
 //
