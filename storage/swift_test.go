@@ -102,8 +102,8 @@ func TestSwift(t *testing.T) {
 			}
 		}
 		if _, err := conn.ObjectPut(ctx, c.ContainerName, name, bytes.NewReader(nil), false, "", "", swift.Headers{
-			"X-Object-Manifest":                  c.ContainerName + "/rohmu/site/basebackup_segments/2024-01-01_10-00_0.00000000.pghoard/",
-			"x-object-meta-start-time":           "2024-01-01T10:00:00+00:00",
+			"X-Object-Manifest":                   c.ContainerName + "/rohmu/site/basebackup_segments/2024-01-01_10-00_0.00000000.pghoard/",
+			"x-object-meta-start-time":            "2024-01-01T10:00:00+00:00",
 			"x-object-meta-compression-algorithm": "snappy",
 		}); err != nil {
 			t.Fatal(err)
