@@ -2,6 +2,8 @@ package archive
 
 import (
 	"bytes"
+	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,10 +84,15 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte(`{"hoard":{"start_lsn":"0/4000028","end_lsn":"0/5000100","start_timeline":1,"wal_segment_size":16777216,"pg_manifest":true}}`))
 	f.Add([]byte(`{"tablespaces":{"a":{"oid":-1}}}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"chunks":[{"chunk_filename":"../../xlog/000000010000000000000002","input_size":1}]}`))
+	f.Add([]byte(`{"tablespaces":{"ts":{"path":"/srv/../etc","oid":16400}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ParseManifest(data)
 		if err != nil {
 			return
+		}
+		if m.Validate() == nil {
+			checkValid(t, m)
 		}
 		out, err := m.Marshal()
 		if err != nil {
@@ -102,5 +109,53 @@ func FuzzParseManifest(f *testing.F) {
 		if !bytes.Equal(out, out2) {
 			t.Fatalf("manifest round trip is not stable:\n%s\n%s", out, out2)
 		}
+	})
+}
+
+// checkValid checks what Validate promises of a manifest it accepts.
+func checkValid(t *testing.T, m *Manifest) {
+	t.Helper()
+	l := Layout{Prefix: "site"}
+	dir := l.Dir(BasebackupChunkDir)
+	for _, c := range m.Chunks {
+		key := l.ChunkKey(c.ChunkFilename)
+		if !strings.HasPrefix(path.Clean(key), dir) || path.Clean(key) != key || c.InputSize <= 0 {
+			t.Fatalf("valid chunk %q has key %q outside %s (input_size %d)", c.ChunkFilename, key, dir, c.InputSize)
+		}
+	}
+	for name, ts := range m.Tablespaces {
+		if strings.Contains(name, "/") || name == ".." || name == "." || name == "" {
+			t.Fatalf("valid tablespace name %q", name)
+		}
+		if ts.Path != "" && (!filepath.IsAbs(ts.Path) || filepath.Clean(ts.Path) != ts.Path) {
+			t.Fatalf("valid tablespace %q path %q", name, ts.Path)
+		}
+	}
+}
+
+// FuzzReadControl checks that reading a control tar never panics, that
+// what it accepts has a valid manifest, and that it reads the input to
+// its end (so the codec's checks at EOF always run).
+func FuzzReadControl(f *testing.F) {
+	m := &Manifest{Chunks: []ManifestChunk{{ChunkFilename: "b/b.00000001.pghoard", InputSize: 10240}},
+		Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/srv/ts", OID: 16400}}}
+	var b bytes.Buffer
+	controlTar(f, &b, m, ControlBackupLabel, 100)
+	f.Add(b.Bytes())
+	f.Add(b.Bytes()[:700])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		c, err := ReadControl(r, nil)
+		if err != nil {
+			return
+		}
+		if r.Len() != 0 || c.Size != int64(len(data)) {
+			t.Fatalf("accepted after reading %d of %d bytes", c.Size, len(data))
+		}
+		if err := c.Manifest.Validate(); err != nil {
+			t.Fatalf("accepted an invalid manifest: %v", err)
+		}
+		checkValid(t, c.Manifest)
 	})
 }

@@ -2,7 +2,10 @@ package archive
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -112,6 +115,78 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("parse backup manifest: %w", err)
 	}
 	return &m, nil
+}
+
+// ErrBadManifest is returned (wrapped) by Manifest.Validate.
+var ErrBadManifest = errors.New("invalid backup manifest")
+
+// Validate checks what restore and verify build on, since the manifest
+// comes from storage: every chunk name is a relative path that stays under
+// basebackup_chunk/ (no "..", no absolute or empty part) and appears once,
+// with a positive input_size and a result_size that is not negative; every
+// tablespace name is one path element, every OID positive and distinct, and
+// every path absolute and clean ("" is allowed here: restore then needs a
+// directory for it).
+func (m *Manifest) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadManifest, fmt.Sprintf(format, args...))
+	}
+	seen := map[string]bool{}
+	for i, c := range m.Chunks {
+		if err := checkChunkFilename(c.ChunkFilename); err != nil {
+			return bad("chunk %d: chunk_filename %q: %v", i, c.ChunkFilename, err)
+		}
+		if seen[c.ChunkFilename] {
+			return bad("chunk %q is listed twice", c.ChunkFilename)
+		}
+		seen[c.ChunkFilename] = true
+		if c.InputSize <= 0 {
+			return bad("chunk %q: input_size %d is not positive", c.ChunkFilename, c.InputSize)
+		}
+		if c.ResultSize < 0 {
+			return bad("chunk %q: result_size %d is negative", c.ChunkFilename, c.ResultSize)
+		}
+	}
+	oids := map[uint32]string{}
+	for name, ts := range m.Tablespaces {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || len(name) > 255 {
+			return bad("tablespace name %q is not a single path element", name)
+		}
+		if ts.OID == 0 {
+			return bad("tablespace %q has no OID", name)
+		}
+		if other, ok := oids[ts.OID]; ok {
+			return bad("tablespaces %q and %q share OID %d", other, name, ts.OID)
+		}
+		oids[ts.OID] = name
+		if ts.Path == "" {
+			continue
+		}
+		if !filepath.IsAbs(ts.Path) || filepath.Clean(ts.Path) != ts.Path || ts.Path == "/" || strings.ContainsRune(ts.Path, 0) {
+			return bad("tablespace %q: path %q is not a clean absolute directory", name, ts.Path)
+		}
+	}
+	return nil
+}
+
+// checkChunkFilename refuses a chunk name that could leave the chunk folder.
+func checkChunkFilename(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty")
+	case len(name) > 1024:
+		return errors.New("over 1024 bytes")
+	case strings.ContainsAny(name, "\\\x00"):
+		return errors.New("holds a backslash or NUL")
+	case strings.HasPrefix(name, "/"):
+		return errors.New("absolute")
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == "" || part == "." || part == ".." {
+			return fmt.Errorf("has a %q part", part)
+		}
+	}
+	return nil
 }
 
 // Marshal encodes the manifest with compact separators, as PGHoard does.

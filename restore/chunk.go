@@ -35,7 +35,7 @@ func retryable(err error) bool {
 	var de *archive.DecodeError
 	switch {
 	case errors.As(err, &de), errors.Is(err, storage.ErrNotFound), errors.Is(err, ErrSizeMismatch),
-		errors.Is(err, ErrUnsafePath), errors.Is(err, context.Canceled):
+		errors.Is(err, ErrUnsafeMember), errors.Is(err, context.Canceled):
 		return false
 	case errors.Is(err, errStalled):
 		return true
@@ -45,43 +45,71 @@ func retryable(err error) bool {
 }
 
 // chunk restores one chunk of the backup held by src, re-downloading it
-// from the start after a transient error, and returns its decoded size.
+// from the start after a transient error (the files the failed attempt
+// created are removed first), and returns its decoded size.
 func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, c archive.ManifestChunk, buf []byte, p *progress) (int64, error) {
 	key := src.Layout.ChunkKey(c.ChunkFilename)
+	var made []memberPlan
 	for attempt := 0; ; attempt++ {
-		n, err := o.chunkOnce(ctx, src, ex, key, c, buf, &p.bytesDone)
+		made = made[:0]
+		n, err := o.chunkOnce(ctx, src, ex, key, c, buf, &p.bytesDone, &made)
 		if err == nil {
 			return n, nil
 		}
 		if ctx.Err() != nil || !retryable(err) || attempt >= o.Retries {
-			return 0, fmt.Errorf("restore chunk %s: %w", key, err)
+			return 0, fmt.Errorf("chunk %s: %w", key, err)
+		}
+		if rerr := ex.removeMade(made); rerr != nil {
+			return 0, fmt.Errorf("chunk %s: %w (retrying after: %w)", key, rerr, err)
 		}
 		log.Warn().Err(err).Str("key", key).Int("attempt", attempt+1).Msg("retrying chunk")
 	}
 }
 
 // chunkOnce downloads and extracts one chunk once. The codec's reader
-// verifies the object at EOF, so the stream is read to its very end.
-func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extractor, key string, c archive.ManifestChunk, buf []byte, total *atomic.Int64) (n int64, err error) {
+// verifies the object at EOF, so the stream is read to its very end. The
+// stored bytes may not pass the manifest's result_size, nor the decoded
+// ones its input_size: either is an error as soon as it happens, so a
+// compression bomb is stopped at the size the manifest declares; at the
+// end both must match exactly.
+func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extractor, key string, c archive.ManifestChunk, buf []byte, total *atomic.Int64, made *[]memberPlan) (n int64, err error) {
 	octx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	rc, _, err := src.Codec.Open(octx, src.Store, key)
+	rc, md, err := src.Store.Open(octx, key)
 	if err != nil {
-		return 0, &sourceError{err}
+		return 0, &sourceError{fmt.Errorf("open %s: %w", key, err)}
 	}
 	defer rc.Close()
-	pr := &progressReader{r: rc, total: total}
+	storedMax := c.ResultSize
+	if storedMax == 0 {
+		storedMax = -1 // not recorded
+	}
+	stored := &sizedReader{r: rc, max: storedMax, what: "stored bytes, over the manifest's result_size"}
+	dec, err := src.Codec.Decode(key, stored, md)
+	if err != nil {
+		return 0, err
+	}
+	defer dec.Close()
+	decoded := &sizedReader{r: dec, max: c.InputSize, what: "decoded bytes, over the manifest's input_size"}
+	pr := &progressReader{r: decoded, total: total}
 	defer func() {
 		if err != nil {
 			total.Add(-pr.n.Load()) // a retry starts the count again
 		}
 	}()
 	stop := watchStall(octx, cancel, pr, o.StallTimeout)
-	err = ex.extract(pr, buf)
+	err = ex.extract(pr, func() int64 { return c.InputSize - decoded.n }, buf, made)
 	if err == nil {
 		// Tar readers stop at the end-of-archive blocks; the padding
-		// and the HMAC check at EOF follow.
+		// and the HMAC check at EOF follow, then whatever stored bytes
+		// the decoder left.
 		_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{pr}, buf)
+	}
+	if err == nil {
+		_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{stored}, buf)
+		if err != nil {
+			err = &sourceError{err}
+		}
 	}
 	stop()
 	if cause := context.Cause(octx); errors.Is(cause, errStalled) {
@@ -90,10 +118,38 @@ func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extra
 	if err != nil {
 		return 0, err
 	}
-	if n := pr.n.Load(); c.InputSize > 0 && n != c.InputSize {
-		return 0, fmt.Errorf("decoded %d bytes, manifest says %d: %w", n, c.InputSize, ErrSizeMismatch)
+	if decoded.n != c.InputSize {
+		return 0, fmt.Errorf("decoded %d bytes, manifest's input_size says %d: %w", decoded.n, c.InputSize, ErrSizeMismatch)
 	}
-	return pr.n.Load(), nil
+	if storedMax >= 0 && stored.n != storedMax {
+		return 0, fmt.Errorf("stored %d bytes, manifest's result_size says %d: %w", stored.n, storedMax, ErrSizeMismatch)
+	}
+	return decoded.n, nil
+}
+
+// sizedReader reads at most max bytes from r (max < 0: no limit): one more
+// is an error wrapping ErrSizeMismatch, returned as soon as it is read.
+type sizedReader struct {
+	r    io.Reader
+	n    int64
+	max  int64
+	what string // what the bytes are, for the error
+}
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	if s.max >= 0 {
+		if rest := s.max - s.n + 1; int64(len(p)) > rest {
+			p = p[:rest]
+		}
+	}
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if s.max >= 0 && s.n > s.max {
+		over := int(s.n - s.max)
+		s.n = s.max
+		return n - over, fmt.Errorf("more than %d %s: %w", s.max, s.what, ErrSizeMismatch)
+	}
+	return n, err
 }
 
 // progressReader counts bytes read, also into total, and marks read errors

@@ -6,6 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 )
 
 // ErrTargetNotEmpty is returned (wrapped) when the target directory, or a
@@ -74,4 +77,48 @@ func writeTest(dir string) error {
 		return fmt.Errorf("write test in %s: %w", dir, err)
 	}
 	return nil
+}
+
+// ErrServerRunning is returned (wrapped) when Overwrite would empty the
+// data directory of a running PostgreSQL.
+var ErrServerRunning = errors.New("PostgreSQL is running on the target directory")
+
+// checkNotRunning refuses to overwrite dir while its postmaster.pid names a
+// live process. As PostgreSQL's own CreateLockFile (miscinit.c) does, a pid
+// that is this process or its parent counts as stale; a postmaster.pid
+// that cannot be read or holds no pid is refused too: a person must look.
+func checkNotRunning(dir string) error {
+	root, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer root.Close()
+	b, err := readRegular(root, "postmaster.pid", 4096)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	stale := "remove " + filepath.Join(dir, "postmaster.pid") + " if no PostgreSQL runs on the directory"
+	if err != nil {
+		return fmt.Errorf("%s holds a postmaster.pid that cannot be read (%v): %s: %w", dir, err, stale, ErrServerRunning)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("%s holds a postmaster.pid without a process id: %s: %w", dir, stale, ErrServerRunning)
+	}
+	if pid == os.Getpid() || pid == os.Getppid() || !processAlive(pid) {
+		return nil
+	}
+	return fmt.Errorf("%s: postmaster.pid names process %d, which is running: stop PostgreSQL first (if process %d is not PostgreSQL, %s): %w",
+		dir, pid, pid, stale, ErrServerRunning)
+}
+
+// processAlive reports whether a process pid exists (kill(pid, 0); EPERM
+// means it exists under another user).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -1,10 +1,20 @@
 package restore
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/internal/pgtest"
 )
 
 func TestCheckEmptyDir(t *testing.T) {
@@ -50,5 +60,89 @@ func TestPrepareDir(t *testing.T) {
 	}
 	if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("mode = %v, %v; want 0700", fi.Mode(), err)
+	}
+}
+
+// TestCheckNotRunning: a postmaster.pid naming a live process is refused
+// with its pid; a dead process's, this process's own (as PostgreSQL's
+// CreateLockFile decides) and no file at all are not; one without a pid is
+// refused.
+func TestCheckNotRunning(t *testing.T) {
+	dir := t.TempDir()
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := checkNotRunning(dir); err != nil {
+		t.Errorf("no postmaster.pid: %v", err)
+	}
+	if err := checkNotRunning(filepath.Join(dir, "absent")); err != nil {
+		t.Errorf("no directory: %v", err)
+	}
+	sleep := exec.Command("sleep", "600")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	live := sleep.Process.Pid
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	write(fmt.Sprintf("%d\n%s\n1767236400\n5432\n", live, dir))
+	err := checkNotRunning(dir)
+	if !errors.Is(err, ErrServerRunning) || !strings.Contains(err.Error(), fmt.Sprintf("process %d", live)) {
+		t.Errorf("live pid: %v, want ErrServerRunning naming %d", err, live)
+	}
+	done := exec.Command("true")
+	if err := done.Run(); err != nil {
+		t.Fatal(err)
+	}
+	write(fmt.Sprintf("%d\n", done.Process.Pid))
+	if err := checkNotRunning(dir); err != nil {
+		t.Errorf("dead pid: %v", err)
+	}
+	write(fmt.Sprintf("%d\n", os.Getpid()))
+	if err := checkNotRunning(dir); err != nil {
+		t.Errorf("own pid: %v", err)
+	}
+	for _, bad := range []string{"", "x\n", "0\n", "-1\n"} {
+		write(bad)
+		if err := checkNotRunning(dir); !errors.Is(err, ErrServerRunning) {
+			t.Errorf("postmaster.pid %q: %v, want ErrServerRunning", bad, err)
+		}
+	}
+}
+
+// TestRun_ErrOverwriteRunning: restore --overwrite into the data directory
+// of a running PostgreSQL is refused, naming the postmaster's pid, and
+// leaves the cluster running and whole; once it is stopped, the same
+// restore goes ahead.
+func TestRun_ErrOverwriteRunning(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: 15})
+	c.Exec(t, "create table kept (id int)")
+	pidFile, err := os.ReadFile(filepath.Join(c.DataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _, _ := strings.Cut(string(pidFile), "\n")
+	before := hostile.Snapshot(t, c.DataDir)
+	a := hostileArchive(t)
+	st := hostile.Put(t, a, hostile.Benign())
+	o := Options{Archive: a, TargetDir: c.DataDir, Backup: st.Name, Overwrite: true, Logger: zerolog.Nop()}
+	_, err = Run(context.Background(), o)
+	if !errors.Is(err, ErrServerRunning) || !strings.Contains(err.Error(), "process "+pid+",") {
+		t.Fatalf("Run = %v, want ErrServerRunning naming pid %s", err, pid)
+	}
+	if diff := cmp.Diff(before, hostile.Snapshot(t, c.DataDir)); diff != "" {
+		t.Errorf("the data directory changed (-before +after):\n%s", diff)
+	}
+	if got := c.QueryString(t, "select count(*)::text from kept"); got != "0" {
+		t.Errorf("the running cluster answers %q", got)
+	}
+	c.Stop(t)
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatalf("Run after the server stopped: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.DataDir, "recovery.signal")); err != nil {
+		t.Errorf("not restored: %v", err)
 	}
 }

@@ -8,23 +8,44 @@
 // must replay past the backup's end to be consistent.
 //
 // Run checks before it writes: the target directory must be absent, empty
-// or hold only lost+found (unless Overwrite), every tablespace directory
-// likewise, and the archive must hold every WAL segment from the backup's
-// start to its end (and on to an LSN target). It then streams the chunks in
-// parallel straight into the target, with no staging copy: each chunk is
-// decrypted, decompressed and untarred as it arrives, pgdata/ mapped to the
-// target and tablespaces/<name>/ to the tablespace's directory. A download
-// that makes no progress for StallTimeout is cancelled and retried from
-// the start, as are other storage read errors; integrity errors (HMAC,
-// truncation, corrupt data, size) are never retried.
+// or hold only lost+found (with Overwrite, its postmaster.pid must not name
+// a live process), every tablespace directory likewise, and the archive
+// must hold every WAL segment from the backup's start to its end (and on
+// to an LSN target). The control object is read whole (streaming, only its
+// manifest kept, at most archive.MaxManifestSize of it) and its manifest
+// validated: chunk names that stay in their folder, tablespace paths that
+// are absolute. Then Run streams the chunks in parallel straight into the
+// target, with no staging copy: each chunk is decrypted, decompressed and
+// untarred as it arrives, pgdata/ mapped to the target and
+// tablespaces/<name>/ to the tablespace's directory. A download that makes
+// no progress for StallTimeout is cancelled and retried from the start, as
+// are other storage read errors; integrity errors (HMAC, truncation,
+// corrupt data, size) are never retried.
 //
-// pg_control exists only in the control tar, which Run writes after every
-// chunk decoded and verified: a failed restore leaves a directory that
-// PostgreSQL refuses to start on, and the error wraps ErrIncomplete.
-// Then Run links pg_tblspc/<oid> to each tablespace's directory, writes
-// the recovery configuration (WriteRecoveryConfig: a block appended to
-// postgresql.auto.conf and recovery.signal or standby.signal; PostgreSQL
-// 13 and later only) and syncs the file systems.
+// A restore is confined to its target and tablespace directories, whatever
+// the archive holds. planMember is the one place that maps a tar member to
+// a path: it refuses every symbolic link, hard link, device, FIFO and
+// sparse file, and every name that is absolute, holds "..", or lies
+// outside pgdata/ and the manifest's tablespaces, with an error
+// (ErrUnsafeMember) that names the backup, the object and the member. The
+// extractor then creates only directories and regular files (O_EXCL: a
+// member twice is refused), through an os.Root of each directory, so no
+// link is followed out of it. A member may not declare more bytes than its
+// chunk has left of the manifest's input_size, and a chunk may not decode
+// to more than its input_size nor store more than its result_size: both
+// are stopped as they happen (ErrSizeMismatch). The only links a restore
+// makes are pg_tblspc/<oid>, to the tablespace directories.
+//
+// pg_control exists only in the control tar, which Run reads again and
+// writes after every chunk decoded and verified; it must decode to the
+// same bytes as the first time, and pg_control, held in memory until then,
+// is written last: a failed restore leaves a directory that PostgreSQL
+// refuses to start on, and the error wraps ErrIncomplete. Then Run links
+// pg_tblspc/<oid> to each tablespace's directory, writes the recovery
+// configuration (WriteRecoveryConfig: a block appended to
+// postgresql.auto.conf and recovery.signal or standby.signal, each
+// replaced through a new file renamed into place, never written through a
+// link; PostgreSQL 13 and later only) and syncs the file systems.
 //
 // Unlike PGHoard, restore writes recovery.signal for a primary (PGHoard
 // wrote neither signal file, so PostgreSQL 12+ started without recovering),

@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -13,6 +15,7 @@ import (
 type tarEntry struct {
 	name, body, link string
 	typ              byte
+	pax              map[string]string // PAX records
 }
 
 func makeTar(t testing.TB, entries ...tarEntry) []byte {
@@ -20,7 +23,10 @@ func makeTar(t testing.TB, entries ...tarEntry) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o600, Size: int64(len(e.body)), Linkname: e.link}
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o600, Size: int64(len(e.body)), Linkname: e.link, PAXRecords: e.pax}
+		if e.typ == tar.TypeXGlobalHeader {
+			h = &tar.Header{Typeflag: e.typ, PAXRecords: e.pax}
+		}
 		if e.typ == 0 {
 			h.Typeflag = tar.TypeReg
 		}
@@ -45,10 +51,31 @@ func makeTar(t testing.TB, entries ...tarEntry) []byte {
 	return buf.Bytes()
 }
 
+// extractAll runs the extractor over data as one chunk with no size limit.
+func extractAll(t *testing.T, ex *extractor, data []byte) error {
+	t.Helper()
+	return ex.extract(bytes.NewReader(data), func() int64 { return 1 << 40 }, make([]byte, 4096), nil)
+}
+
+func testExtractor(t *testing.T, root string) *extractor {
+	t.Helper()
+	pg, spc := filepath.Join(root, "pg"), filepath.Join(root, "spc")
+	for _, d := range []string{pg, spc} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ex, err := newExtractor(pg, map[string]string{"ts1": spc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ex.close)
+	return ex
+}
+
 func TestExtractor_OK(t *testing.T) {
 	root := t.TempDir()
-	pg, spc := filepath.Join(root, "pg"), filepath.Join(root, "spc")
-	ex := newExtractor(pg, map[string]string{"ts1": spc})
+	ex := testExtractor(t, root)
 	data := makeTar(t,
 		tarEntry{name: ".pghoard_tar_metadata.json", body: "{}"},
 		tarEntry{name: "pgdata", typ: tar.TypeDir},
@@ -56,87 +83,230 @@ func TestExtractor_OK(t *testing.T) {
 		tarEntry{name: "pgdata/base/1/1259", body: "heap"},
 		tarEntry{name: "pgdata/global/pg_control", body: "not from a chunk"},
 		tarEntry{name: "pgdata/backup_label", body: "not from a chunk"},
-		tarEntry{name: "pgdata/pg_wal", typ: tar.TypeSymlink, link: "/elsewhere/wal"},
-		tarEntry{name: "pgdata/conf.d", typ: tar.TypeSymlink, link: "/etc/postgresql"},
 		tarEntry{name: "tablespaces/ts1", typ: tar.TypeDir},
 		tarEntry{name: "tablespaces/ts1/PG_15_1/5/16384", body: "spc"},
+		tarEntry{name: "pax-global", typ: tar.TypeXGlobalHeader, pax: map[string]string{"comment": "x"}},
 	)
-	if err := ex.extract(bytes.NewReader(data), make([]byte, 4096)); err != nil {
-		t.Fatal(err)
-	}
-	if err := ex.finishLinks(); err != nil {
+	if err := extractAll(t, ex, data); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{
-		filepath.Join(pg, "base/1/1259"):      "heap",
-		filepath.Join(spc, "PG_15_1/5/16384"): "spc",
+		filepath.Join(root, "pg", "base/1/1259"):      "heap",
+		filepath.Join(root, "spc", "PG_15_1/5/16384"): "spc",
 	} {
 		got, err := os.ReadFile(name)
 		if err != nil || string(got) != want {
 			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
 		}
 	}
-	for _, name := range []string{"global/pg_control", "backup_label", "pg_wal", ".pghoard_tar_metadata.json"} {
-		if _, err := os.Lstat(filepath.Join(pg, name)); err == nil {
+	for _, name := range []string{"global/pg_control", "backup_label", ".pghoard_tar_metadata.json"} {
+		if _, err := os.Lstat(filepath.Join(root, "pg", name)); err == nil {
 			t.Errorf("%s was extracted from a chunk", name)
 		}
 	}
-	if got, err := os.Readlink(filepath.Join(pg, "conf.d")); err != nil || got != "/etc/postgresql" {
-		t.Errorf("conf.d link = %q, %v", got, err)
-	}
 }
 
-func TestExtractor_ErrUnsafePath(t *testing.T) {
+// TestExtractor_ErrUnsafeMember: each member restore refuses is refused
+// with an error naming it, and nothing is created outside the target.
+func TestExtractor_ErrUnsafeMember(t *testing.T) {
 	tests := []struct {
 		name    string
 		entries []tarEntry
+		member  string // the member the error must name
 	}{
-		{"Absolute", []tarEntry{{name: "/etc/passwd", body: "x"}}},
-		{"DotDot", []tarEntry{{name: "pgdata/../../escape", body: "x"}}},
-		{"DotDotTablespace", []tarEntry{{name: "tablespaces/ts1/../../escape", body: "x"}}},
-		{"OutsidePGData", []tarEntry{{name: "etc/passwd", body: "x"}}},
-		{"UnknownTablespace", []tarEntry{{name: "tablespaces/other/x", body: "x"}}},
-		{"ThroughSymlink", []tarEntry{
-			{name: "pgdata/evil", typ: tar.TypeSymlink, link: "/tmp"},
-			{name: "pgdata/evil/x", body: "x"},
-		}},
-		{"FileOverSymlink", []tarEntry{
-			{name: "pgdata/evil", typ: tar.TypeSymlink, link: "/tmp"},
-			{name: "pgdata/evil", typ: tar.TypeDir},
-		}},
-		{"HardLinkOutside", []tarEntry{{name: "pgdata/x", typ: tar.TypeLink, link: "/etc/passwd"}}},
+		{"Absolute", []tarEntry{{name: "/etc/passwd", body: "x"}}, "/etc/passwd"},
+		{"DotDot", []tarEntry{{name: "pgdata/../../escape", body: "x"}}, "pgdata/../../escape"},
+		{"DotDotTablespace", []tarEntry{{name: "tablespaces/ts1/../../escape", body: "x"}}, "tablespaces/ts1/../../escape"},
+		{"OutsidePGData", []tarEntry{{name: "etc/passwd", body: "x"}}, "etc/passwd"},
+		{"UnknownTablespace", []tarEntry{{name: "tablespaces/other/x", body: "x"}}, "tablespaces/other/x"},
+		{"Symlink", []tarEntry{{name: "pgdata/evil", typ: tar.TypeSymlink, link: "/tmp"}}, "pgdata/evil"},
+		{"SymlinkInnerFirst", []tarEntry{
+			{name: "pgdata/aa/bb", typ: tar.TypeSymlink, link: "../../escape"},
+			{name: "pgdata/aa", typ: tar.TypeSymlink, link: "/tmp"},
+		}, "pgdata/aa/bb"},
+		{"SymlinkPGWal", []tarEntry{{name: "pgdata/pg_wal", typ: tar.TypeSymlink, link: "/elsewhere/wal"}}, "pgdata/pg_wal"},
+		{"HardLink", []tarEntry{{name: "pgdata/x", typ: tar.TypeLink, link: "/etc/passwd"}}, "pgdata/x"},
+		{"HardLinkInside", []tarEntry{{name: "pgdata/a", body: "a"}, {name: "pgdata/b", typ: tar.TypeLink, link: "pgdata/a"}}, "pgdata/b"},
+		{"CharDevice", []tarEntry{{name: "pgdata/null", typ: tar.TypeChar}}, "pgdata/null"},
+		{"BlockDevice", []tarEntry{{name: "pgdata/sda", typ: tar.TypeBlock}}, "pgdata/sda"},
+		{"FIFO", []tarEntry{{name: "pgdata/fifo", typ: tar.TypeFifo}}, "pgdata/fifo"},
+		{"Duplicate", []tarEntry{{name: "pgdata/PG_VERSION", body: "15\n"}, {name: "pgdata/PG_VERSION", body: "16\n"}}, "pgdata/PG_VERSION"},
+		{"FileOverDirectory", []tarEntry{{name: "pgdata/base", typ: tar.TypeDir}, {name: "pgdata/base", body: "x"}}, "pgdata/base"},
+		{"TablespaceLink", []tarEntry{{name: "pgdata/pg_tblspc/16384", typ: tar.TypeDir}}, "pgdata/pg_tblspc/16384"},
+		{"RootNotDirectory", []tarEntry{{name: "pgdata", body: "x"}}, "pgdata"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
-			ex := newExtractor(filepath.Join(root, "pg"), map[string]string{"ts1": filepath.Join(root, "spc")})
-			err := ex.extract(bytes.NewReader(makeTar(t, tt.entries...)), make([]byte, 4096))
-			if err == nil {
-				err = ex.finishLinks()
+			ex := testExtractor(t, root)
+			err := extractAll(t, ex, makeTar(t, tt.entries...))
+			if !errors.Is(err, ErrUnsafeMember) || !strings.Contains(err.Error(), "member \""+tt.member+"\"") {
+				t.Fatalf("extract = %v, want ErrUnsafeMember naming member %q", err, tt.member)
 			}
-			if !errors.Is(err, ErrUnsafePath) {
-				t.Fatalf("extract = %v, want ErrUnsafePath", err)
+			ents, _ := os.ReadDir(root)
+			if len(ents) != 2 {
+				t.Errorf("entries outside the target: %v", ents)
 			}
-			if _, err := os.Stat(filepath.Join(root, "escape")); err == nil {
-				t.Error("a member escaped the target")
+			if _, err := os.Lstat(filepath.Join(root, "pg", "evil")); err == nil {
+				t.Error("a link was created")
 			}
 		})
 	}
 }
 
-// TestExtractor_SymlinkAfterWrite: a link recorded after another chunk
-// wrote under its path is refused when links are made.
-func TestExtractor_SymlinkAfterWrite(t *testing.T) {
+// TestExtractor_ErrSparse: GNU sparse members, in the old 'S' form and
+// in the PAX form archive/tar expands into holes, are refused before a
+// byte is written.
+func TestExtractor_ErrSparse(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		data []byte
+	}{
+		{"GNU", gnuSparseTar(t, "pgdata/base/1/big", 1<<30)},
+		{"PAX", paxSparseTar(t, "pgdata/base/1/big", 1<<30)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			ex := testExtractor(t, root)
+			err := extractAll(t, ex, tt.data)
+			if !errors.Is(err, ErrUnsafeMember) || !strings.Contains(err.Error(), "sparse") {
+				t.Fatalf("extract = %v, want ErrUnsafeMember for a sparse file", err)
+			}
+			if _, err := os.Lstat(filepath.Join(root, "pg", "base", "1", "big")); err == nil {
+				t.Error("the sparse member was written")
+			}
+		})
+	}
+}
+
+// TestExtractor_ErrDeclaredSize: a member that declares more bytes than
+// the chunk has left of its input_size is refused at its header.
+func TestExtractor_ErrDeclaredSize(t *testing.T) {
 	root := t.TempDir()
-	ex := newExtractor(filepath.Join(root, "pg"), nil)
-	buf := make([]byte, 4096)
-	if err := ex.extract(bytes.NewReader(makeTar(t, tarEntry{name: "pgdata/d/x", body: "x"})), buf); err != nil {
+	ex := testExtractor(t, root)
+	data := makeTar(t, tarEntry{name: "pgdata/big", body: strings.Repeat("x", 4096)})
+	err := ex.extract(bytes.NewReader(data), func() int64 { return 1000 }, make([]byte, 4096), nil)
+	if !errors.Is(err, ErrUnsafeMember) || !strings.Contains(err.Error(), `"pgdata/big" declares 4096 bytes`) {
+		t.Fatalf("extract = %v, want the member's declared size refused", err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "pg", "big")); err == nil {
+		t.Error("the member was written")
+	}
+}
+
+// TestExtractor_NoLinkFollowed: links placed in the target by someone
+// else (restore makes none) are not followed out of it: a file member at a
+// link's path is refused, and a member under a linked directory is not
+// written through it.
+func TestExtractor_NoLinkFollowed(t *testing.T) {
+	root := t.TempDir()
+	ex := testExtractor(t, root)
+	outside := filepath.Join(root, "outside")
+	if err := os.Mkdir(outside, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := ex.extract(bytes.NewReader(makeTar(t, tarEntry{name: "pgdata/d", typ: tar.TypeSymlink, link: "/tmp"})), buf); err != nil {
+	victim := filepath.Join(outside, "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := ex.finishLinks(); !errors.Is(err, ErrUnsafePath) {
-		t.Fatalf("finishLinks = %v, want ErrUnsafePath", err)
+	for name, target := range map[string]string{"file": victim, "dir": outside} {
+		if err := os.Symlink(target, filepath.Join(root, "pg", name)); err != nil {
+			t.Fatal(err)
+		}
 	}
+	for _, e := range []tarEntry{{name: "pgdata/file", body: "x"}, {name: "pgdata/dir/new", body: "x"}, {name: "pgdata/dir/victim", body: "x"}} {
+		if err := extractAll(t, ex, makeTar(t, e)); err == nil {
+			t.Errorf("%s: written through a link", e.name)
+		}
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep" {
+		t.Errorf("victim = %q, %v", b, err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 1 {
+		t.Errorf("outside holds %v", ents)
+	}
+}
+
+// rawHeader builds a 512-byte tar header by hand, for the members
+// archive/tar refuses to write (sparse files). ustar selects the POSIX
+// magic, else GNU's; patch may set more fields before the checksum.
+func rawHeader(name string, typ byte, size int64, ustar bool, patch func(h []byte)) []byte {
+	h := make([]byte, 512)
+	copy(h[0:100], name)
+	octal(h[100:108], 0o600)
+	octal(h[108:116], 0)
+	octal(h[116:124], 0)
+	octal(h[124:136], size)
+	octal(h[136:148], 0)
+	h[156] = typ
+	if ustar {
+		copy(h[257:265], "ustar\x0000")
+	} else {
+		copy(h[257:265], "ustar  \x00")
+	}
+	if patch != nil {
+		patch(h)
+	}
+	copy(h[148:156], "        ")
+	var sum int64
+	for _, c := range h {
+		sum += int64(c)
+	}
+	octal(h[148:155], sum)
+	h[155] = ' '
+	return h
+}
+
+// octal writes v as a NUL-terminated octal field filling dst.
+func octal(dst []byte, v int64) {
+	s := []byte(strings.Repeat("0", len(dst)-1))
+	for i := len(s) - 1; i >= 0 && v > 0; i-- {
+		s[i] = byte('0' + v%8)
+		v /= 8
+	}
+	copy(dst, append(s, 0))
+}
+
+// block pads data to whole 512-byte blocks.
+func block(data []byte) []byte {
+	return append(data, make([]byte, (512-len(data)%512)%512)...)
+}
+
+// gnuSparseTar builds a tar with one GNU sparse ('S') member of realsize
+// bytes stored as a single byte at its end.
+func gnuSparseTar(t testing.TB, name string, realsize int64) []byte {
+	t.Helper()
+	h := rawHeader(name, 'S', 1, false, func(h []byte) {
+		// One sparse entry at 386: offset realsize-1, 1 byte; realsize at 483.
+		octal(h[386:398], realsize-1)
+		octal(h[398:410], 1)
+		octal(h[483:495], realsize)
+	})
+	data := append(h, block([]byte("x"))...)
+	return append(data, make([]byte, 1024)...)
+}
+
+// paxSparseTar builds a tar with one member in GNU's PAX sparse format
+// 0.1 (GNU.sparse.* records), realsize bytes stored as one byte at its end.
+func paxSparseTar(t testing.TB, name string, realsize int64) []byte {
+	t.Helper()
+	var recs strings.Builder
+	for _, kv := range [][2]string{
+		{"GNU.sparse.numblocks", "1"},
+		{"GNU.sparse.map", fmt.Sprintf("%d,1", realsize-1)},
+		{"GNU.sparse.name", name},
+		{"GNU.sparse.size", fmt.Sprint(realsize)},
+	} {
+		rec := " " + kv[0] + "=" + kv[1] + "\n"
+		n := len(rec) + 1
+		for len(fmt.Sprint(n))+len(rec) != n {
+			n++
+		}
+		recs.WriteString(fmt.Sprint(n) + rec)
+	}
+	data := rawHeader("PaxHeaders/x", 'x', int64(recs.Len()), true, nil)
+	data = append(data, block([]byte(recs.String()))...)
+	data = append(data, rawHeader("GNUSparseFile.0/x", '0', 1, true, nil)...)
+	data = append(data, block([]byte("x"))...)
+	return append(data, make([]byte, 1024)...)
 }

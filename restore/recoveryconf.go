@@ -2,8 +2,10 @@ package restore
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,9 +56,25 @@ func validateAction(a string) error {
 	return fmt.Errorf("%w: target action %q is not pause, promote or shutdown", ErrBadTarget, a)
 }
 
-// PGMajor reads the PostgreSQL major version from dir/PG_VERSION.
+// maxAutoConf bounds the postgresql.auto.conf WriteRecoveryConfig reads
+// into memory (ALTER SYSTEM writes a few lines).
+const maxAutoConf = 16 << 20
+
+// PGMajor reads the PostgreSQL major version from dir/PG_VERSION, which
+// must be a regular file of at most a few bytes: it is opened from dir
+// without following a link, and its content is quoted in an error only as
+// far as a version goes.
 func PGMajor(dir string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "PG_VERSION"))
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return 0, fmt.Errorf("read PG_VERSION: %w", err)
+	}
+	defer root.Close()
+	return pgMajor(root)
+}
+
+func pgMajor(root *os.Root) (int, error) {
+	b, err := readRegular(root, "PG_VERSION", 16)
 	if err != nil {
 		return 0, fmt.Errorf("read PG_VERSION: %w", err)
 	}
@@ -65,10 +83,36 @@ func PGMajor(dir string) (int, error) {
 		v = maj // 9.6 and older
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, fmt.Errorf("read PG_VERSION: %q is not a version", string(b))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("read PG_VERSION: %q is not a version", b)
 	}
 	return n, nil
+}
+
+// readRegular reads the regular file name under root, at most max bytes. A
+// symbolic link or anything but a regular file is refused, as is a larger
+// file; a missing one gives an error wrapping fs.ErrNotExist.
+func readRegular(root *os.Root, name string, max int64) ([]byte, error) {
+	fi, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v): %w", name, fi.Mode().Type(), ErrUnsafeMember)
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is over %d bytes", name, max)
+	}
+	return b, nil
 }
 
 // WriteRecoveryConfig configures the data directory dir for recovery: it
@@ -83,17 +127,25 @@ func WriteRecoveryConfig(dir string, c RecoveryConfig) error {
 	if err := validateAction(c.TargetAction); err != nil {
 		return err
 	}
-	major, err := PGMajor(dir)
+	if err := c.checkValues(); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer root.Close()
+	major, err := pgMajor(root)
 	if err != nil {
 		return err
 	}
 	if major < 13 {
 		return fmt.Errorf("data directory %s is PostgreSQL %d; hoard restores 13 and later: %w", dir, major, ErrUnsupportedVersion)
 	}
-	name := filepath.Join(dir, "postgresql.auto.conf")
-	old, err := os.ReadFile(name)
+	const name = "postgresql.auto.conf"
+	old, err := readRegular(root, name, maxAutoConf)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("read %s: %w", filepath.Join(dir, name), err)
 	}
 	var out bytes.Buffer
 	out.Write(removeBlock(old))
@@ -102,17 +154,34 @@ func WriteRecoveryConfig(dir string, c RecoveryConfig) error {
 	}
 	out.WriteByte('\n')
 	out.WriteString(c.block())
-	if err := writeFileSync(name, out.Bytes(), 0o600); err != nil {
+	if err := writeFileSync(root, name, out.Bytes(), 0o600); err != nil {
 		return err
 	}
 	signal, other := "recovery.signal", "standby.signal"
 	if c.Standby {
 		signal, other = other, signal
 	}
-	if err := os.Remove(filepath.Join(dir, other)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// Remove deletes a link itself, never what it points to.
+	if err := root.Remove(other); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", other, err)
 	}
-	return writeFileSync(filepath.Join(dir, signal), nil, 0o600)
+	return writeFileSync(root, signal, nil, 0o600)
+}
+
+// checkValues refuses the settings quote cannot write: a configuration
+// file's string ends at the line (guc-file.l), so a line break would cut
+// it, and a NUL ends the file's text.
+func (c RecoveryConfig) checkValues() error {
+	for _, v := range []struct{ name, value string }{
+		{"restore_command", c.RestoreCommand},
+		{"recovery_end_command", c.RecoveryEndCommand},
+		{"primary_conninfo", c.PrimaryConnInfo},
+	} {
+		if strings.ContainsAny(v.value, "\n\r\x00") {
+			return fmt.Errorf("%s holds a line break or NUL, which postgresql.auto.conf cannot hold", v.name)
+		}
+	}
+	return nil
 }
 
 // block renders the settings, one per line, between the markers.
@@ -194,9 +263,18 @@ func removeBlock(conf []byte) []byte {
 	return append(out, conf[end:]...)
 }
 
-// writeFileSync writes data to name and fsyncs it.
-func writeFileSync(name string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+// writeFileSync replaces name, a file of root's top directory, with data:
+// it writes a new temporary file (O_EXCL, so never through a link), fsyncs
+// it and renames it over name, which replaces a link rather than writing
+// through it; then it fsyncs the directory. A crash leaves the old file or
+// the new one, and at worst a temporary file that PostgreSQL ignores.
+func writeFileSync(root *os.Root, name string, data []byte, mode fs.FileMode) error {
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	tmp := fmt.Sprintf(".%s.hoard-%x", name, rnd)
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
@@ -204,7 +282,20 @@ func writeFileSync(name string, data []byte, mode fs.FileMode) error {
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
+		root.Remove(tmp)
 		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		root.Remove(tmp)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	d, err := root.Open(".")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync directory: %w", name, err)
 	}
 	return nil
 }

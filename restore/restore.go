@@ -2,12 +2,13 @@ package restore
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -180,10 +181,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if b.PGVersion != 0 && b.PGVersion < 130000 {
 		return nil, fmt.Errorf("backup %s is of PostgreSQL %d; hoard restores 13 and later: %w", b.Name, b.PGVersion/10000, ErrUnsupportedVersion)
 	}
-	if !o.Overwrite {
-		if err := checkEmptyDir(o.TargetDir); err != nil {
+	if o.Overwrite {
+		if err := checkNotRunning(o.TargetDir); err != nil {
 			return nil, err
 		}
+	} else if err := checkEmptyDir(o.TargetDir); err != nil {
+		return nil, err
 	}
 	path, err := RecoveryPath(ctx, a, b, t.Timeline)
 	if err != nil {
@@ -215,18 +218,23 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 
-	control, m, err := fetchControl(ctx, src, b)
+	// The control object is read whole now, before anything is written:
+	// its manifest (validated, at most archive.MaxManifestSize bytes) says
+	// what to download, and its other members are checked as the
+	// extraction will check them. Only the manifest is held in memory.
+	ctrl, err := src.ReadControl(ctx, b.Key, checkControlMember)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("backup %s: %w", b.Name, err)
 	}
+	m := ctrl.Manifest
 	spcDirs, wipe, err := o.tablespaceDirs(m)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
 	}
 	for _, name := range mapKeys(spcDirs) {
 		if !wipe[name] {
 			if err := checkEmptyDir(spcDirs[name]); err != nil {
-				return nil, fmt.Errorf("tablespace %s: %w", name, err)
+				return nil, fmt.Errorf("backup %s (manifest in %s): tablespace %s: %w", b.Name, b.Key, name, err)
 			}
 		}
 	}
@@ -243,20 +251,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	incomplete := func(err error) error {
 		return fmt.Errorf("%w; %s is incomplete and PostgreSQL cannot start on it (run again with overwrite): %w", err, o.TargetDir, ErrIncomplete)
 	}
-	ex := newExtractor(o.TargetDir, spcDirs)
+	ex, err := newExtractor(o.TargetDir, spcDirs)
+	if err != nil {
+		return nil, incomplete(err)
+	}
+	defer ex.close()
 	dl := time.Now()
 	if err := o.downloadChunks(ctx, log, src, ex, m, res); err != nil {
-		return nil, incomplete(err)
+		return nil, incomplete(fmt.Errorf("backup %s: %w", b.Name, err))
 	}
 	res.Download = time.Since(dl)
-	if err := ex.finishLinks(); err != nil {
-		return nil, incomplete(err)
+	if err := extractControl(ctx, src, b.Key, ctrl, ex, spcDirs); err != nil {
+		return nil, incomplete(fmt.Errorf("backup %s: control object %s: %w", b.Name, b.Key, err))
 	}
-	n, err := extractControl(ex, control, m, spcDirs, o.TargetDir)
-	if err != nil {
-		return nil, incomplete(fmt.Errorf("extract control object of %s: %w", b.Name, err))
-	}
-	res.Bytes += n
+	res.Bytes += ctrl.Size
 	if res.PGMajor, err = PGMajor(o.TargetDir); err != nil {
 		return nil, incomplete(err)
 	}
@@ -266,7 +274,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		ArchiveOff: o.ArchiveOff,
 	})
 	if err != nil {
-		return nil, err
+		return nil, incomplete(err)
 	}
 	for _, d := range append([]string{o.TargetDir}, mapValues(spcDirs)...) {
 		if err := syncFS(d); err != nil {
@@ -330,6 +338,10 @@ func (o *Options) validate() error {
 		return err
 	}
 	if err := validateAction(o.TargetAction); err != nil {
+		return err
+	}
+	rc := RecoveryConfig{RestoreCommand: o.RestoreCommand, RecoveryEndCommand: o.RecoveryEndCommand, PrimaryConnInfo: o.PrimaryConnInfo}
+	if err := rc.checkValues(); err != nil {
 		return err
 	}
 	if o.Parallel <= 0 {
@@ -397,78 +409,94 @@ func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, dir+string(filepath.Separator))
 }
 
-// fetchControl reads the backup's control tar into memory and parses its
-// first member, the manifest.
-func fetchControl(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) ([]byte, *archive.Manifest, error) {
-	rc, _, err := a.Codec.Open(ctx, a.Store, b.Key)
+// extractControl reads the control object key again, once every chunk is
+// in place, and writes its members (backup_label, backup_manifest, the
+// excluded directories), then pg_control, then the pg_tblspc/<oid> links
+// to the tablespace directories dirs. The object must decode to the very
+// bytes ReadControl checked before the chunks (same size and SHA-256):
+// pg_control is held in memory until that is known, so a control object
+// changed in between leaves a directory PostgreSQL refuses to start on.
+//
+// A tablespace_map is kept as is when no tablespace moved; otherwise it is
+// rewritten with the new paths, because at startup PostgreSQL replaces the
+// pg_tblspc links with the map's paths (read_tablespace_map in
+// xlogrecovery.c).
+func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl *archive.Control, ex *extractor, dirs map[string]string) error {
+	m := ctrl.Manifest
+	rc, _, err := src.Codec.Open(ctx, src.Store, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open backup %s: %w", b.Key, err)
+		return err
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read backup %s: %w", b.Key, err)
-	}
-	tr := tar.NewReader(bytes.NewReader(data))
-	h, err := tr.Next()
-	if err != nil {
-		return nil, nil, fmt.Errorf("read backup %s: %w", b.Key, err)
-	}
-	if h.Name != archive.ManifestName {
-		return nil, nil, fmt.Errorf("backup %s: first member is %q, not %s", b.Key, h.Name, archive.ManifestName)
-	}
-	js, err := io.ReadAll(tr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read backup %s: %w", b.Key, err)
-	}
-	m, err := archive.ParseManifest(js)
-	if err != nil {
-		return nil, nil, fmt.Errorf("backup %s: %w", b.Key, err)
-	}
-	return data, m, nil
-}
-
-// extractControl writes the control tar's members (pg_control,
-// backup_label, backup_manifest, the excluded directories) and links each
-// pg_tblspc/<oid> to its tablespace's directory. A tablespace_map is kept
-// as is when no tablespace moved; otherwise it is rewritten with the new
-// paths, because at startup PostgreSQL replaces the pg_tblspc links with
-// the map's paths (read_tablespace_map in xlogrecovery.c).
-func extractControl(ex *extractor, control []byte, m *archive.Manifest, dirs map[string]string, pgdata string) (int64, error) {
-	tr := tar.NewReader(bytes.NewReader(control))
+	sum := sha256.New()
+	sized := &sizedReader{r: rc, max: ctrl.Size, what: "decoded bytes, more than when it was first read"}
+	r := io.TeeReader(sized, sum)
+	tr := tar.NewReader(r)
 	buf := make([]byte, 64<<10)
+	rewriteMap := moved(m, dirs)
+	var pgControl []byte
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return 0, fmt.Errorf("read tar: %w", err)
+			return fmt.Errorf("read tar: %w", err)
 		}
-		if h.Name == archive.ControlTablespaceMap && moved(m, dirs) {
-			if err := writeTablespaceMap(filepath.Join(pgdata, "tablespace_map"), m, dirs); err != nil {
-				return 0, err
+		if err := checkControlMember(m, h); err != nil {
+			return err
+		}
+		switch path.Clean(h.Name) {
+		case archive.ControlPGControl:
+			if pgControl != nil {
+				return fmt.Errorf("member %q twice: %w", h.Name, ErrUnsafeMember)
 			}
-			continue
-		}
-		if err := ex.member(tr, h, buf); err != nil {
-			return 0, err
-		}
-	}
-	tblspc := filepath.Join(pgdata, "pg_tblspc")
-	if err := os.MkdirAll(tblspc, 0o700); err != nil {
-		return 0, fmt.Errorf("create %s: %w", tblspc, err)
-	}
-	for name, ts := range m.Tablespaces {
-		link := filepath.Join(tblspc, strconv.FormatUint(uint64(ts.OID), 10))
-		if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("replace %s: %w", link, err)
-		}
-		if err := os.Symlink(dirs[name], link); err != nil {
-			return 0, fmt.Errorf("link tablespace %s: %w", name, err)
+			if pgControl, err = io.ReadAll(io.LimitReader(tr, maxControlMember)); err != nil {
+				return fmt.Errorf("member %q: %w", h.Name, err)
+			}
+		case archive.ControlTablespaceMap:
+			if !rewriteMap {
+				if err := ex.member(tr, h, true, buf, nil); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := ex.member(tr, h, true, buf, nil); err != nil {
+				return err
+			}
 		}
 	}
-	return int64(len(control)), nil
+	// The padding after the end-of-archive blocks, and the codec's checks.
+	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, buf); err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	var got [sha256.Size]byte
+	sum.Sum(got[:0])
+	if sized.n != ctrl.Size || got != ctrl.Sum {
+		return fmt.Errorf("it changed since it was first read (%d bytes, then %d): %w", ctrl.Size, sized.n, ErrSizeMismatch)
+	}
+	if pgControl == nil {
+		return fmt.Errorf("it holds no %s", archive.ControlPGControl)
+	}
+	if rewriteMap {
+		if err := ex.writeNew("tablespace_map", tablespaceMap(m, dirs), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := ex.writeNew("global/pg_control", pgControl, 0o600); err != nil {
+		return err
+	}
+	root := ex.roots[""]
+	if err := root.MkdirAll("pg_tblspc", 0o700); err != nil {
+		return fmt.Errorf("create pg_tblspc: %w", err)
+	}
+	for _, name := range mapKeys(m.Tablespaces) {
+		link := "pg_tblspc/" + strconv.FormatUint(uint64(m.Tablespaces[name].OID), 10)
+		if err := root.Symlink(dirs[name], link); err != nil {
+			return fmt.Errorf("link tablespace %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func moved(m *archive.Manifest, dirs map[string]string) bool {
@@ -480,22 +508,21 @@ func moved(m *archive.Manifest, dirs map[string]string) bool {
 	return false
 }
 
-// writeTablespaceMap writes "<oid> <path>" lines, escaping \, CR and LF in
+// tablespaceMap renders "<oid> <path>" lines, escaping \, CR and LF in
 // paths with a backslash as PostgreSQL's do_pg_backup_start does.
-func writeTablespaceMap(name string, m *archive.Manifest, dirs map[string]string) error {
+func tablespaceMap(m *archive.Manifest, dirs map[string]string) []byte {
 	var b strings.Builder
-	for spc, ts := range m.Tablespaces {
-		p := dirs[spc]
+	for _, spc := range mapKeys(m.Tablespaces) {
 		var esc strings.Builder
-		for _, c := range p {
+		for _, c := range dirs[spc] {
 			if c == '\\' || c == '\n' || c == '\r' {
 				esc.WriteByte('\\')
 			}
 			esc.WriteRune(c)
 		}
-		fmt.Fprintf(&b, "%d %s\n", ts.OID, esc.String())
+		fmt.Fprintf(&b, "%d %s\n", m.Tablespaces[spc].OID, esc.String())
 	}
-	return writeFileSync(name, []byte(b.String()), 0o600)
+	return []byte(b.String())
 }
 
 // syncFS flushes the file system holding dir (syncfs(2)): cheaper than an

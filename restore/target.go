@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -73,6 +74,10 @@ func (t Target) Validate() error {
 	// PostgreSQL's MAXFNAMELEN: a restore point name is at most 63 bytes.
 	if len(t.Name) > 63 {
 		return fmt.Errorf("%w: restore point name longer than 63 bytes", ErrBadTarget)
+	}
+	// A configuration file's string ends at the line (guc-file.l).
+	if strings.ContainsAny(t.Name, "\n\r\x00") {
+		return fmt.Errorf("%w: restore point name holds a line break or NUL", ErrBadTarget)
 	}
 	switch t.Timeline {
 	case "", "latest", "current":

@@ -178,9 +178,13 @@ func (t *restoreTest) run(ctx context.Context) error {
 	}()
 
 	began := time.Now()
+	// Tablespaces go under the scratch directory too, never to the paths
+	// the backup records: on this host those may belong to a live cluster,
+	// and they come from storage.
 	rr, err := restore.Run(ctx, restore.Options{
 		Archive: o.Archive, TargetDir: t.data, Backup: o.Backup, Target: o.Target,
-		RestoreCommand: rc, Parallel: o.Parallel, Logger: o.Logger,
+		TablespaceBaseDir: filepath.Join(scratch, "tablespaces"),
+		RestoreCommand:    rc, Parallel: o.Parallel, Logger: o.Logger,
 	})
 	t.res.Restore = Duration(time.Since(began))
 	if err != nil {
@@ -293,10 +297,21 @@ func (t *restoreTest) configure() error {
 	t.port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 
+	// The restored files are opened from the data directory without
+	// following a link out of it (restore makes none but the pg_tblspc
+	// ones), and the one appended to must be a regular file.
+	root, err := os.OpenRoot(t.data)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	// A Debian cluster keeps postgresql.conf in /etc: the backup has none.
-	conf := filepath.Join(t.data, "postgresql.conf")
-	if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(conf, nil, 0o600); err != nil {
+	if _, err := root.Lstat("postgresql.conf"); errors.Is(err, os.ErrNotExist) {
+		f, err := root.OpenFile("postgresql.conf", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
 			return err
 		}
 	}
@@ -325,7 +340,10 @@ func (t *restoreTest) configure() error {
 	for _, s := range settings {
 		fmt.Fprintf(&b, "%s = %s\n", s[0], s[1])
 	}
-	f, err := os.OpenFile(filepath.Join(t.data, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
+	if fi, err := root.Lstat("postgresql.auto.conf"); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("restored postgresql.auto.conf is not a regular file: %v", err)
+	}
+	f, err := root.OpenFile("postgresql.auto.conf", os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
@@ -405,7 +423,12 @@ func (t *restoreTest) start(ctx context.Context) (func(clean bool) error, error)
 // postmasterRunning reports whether the postmaster of the data directory
 // is alive, from the pid in postmaster.pid.
 func (t *restoreTest) postmasterRunning() bool {
-	b, err := os.ReadFile(filepath.Join(t.data, "postmaster.pid"))
+	root, err := os.OpenRoot(t.data)
+	if err != nil {
+		return false
+	}
+	defer root.Close()
+	b, err := root.ReadFile("postmaster.pid")
 	if err != nil {
 		return false
 	}

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -331,9 +330,10 @@ func (c *checker) problem(r *BackupReport, broken bool, format string, args ...a
 
 // chunkCheck is one chunk of one backup to check.
 type chunkCheck struct {
-	r     *BackupReport
-	key   string
-	chunk archive.ManifestChunk
+	r        *BackupReport
+	key      string
+	manifest *archive.Manifest
+	chunk    archive.ManifestChunk
 }
 
 // controls reads the control object of every backup, parallel at a time,
@@ -374,20 +374,21 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		c.problem(r, true, "format %q: hoard checks and restores %s backups only", b.Format, archive.FormatBBv2)
 		return nil, nil
 	}
-	m, err := readControl(ctx, c.a, b.Key)
+	ctrl, err := c.a.ReadControl(ctx, b.Key, restore.CheckControlMember)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	if err != nil {
-		c.problem(r, true, "control object %s: %v", b.Key, err)
+		c.problem(r, true, "%v", err)
 		return nil, nil
 	}
+	m := ctrl.Manifest
 	c.mu.Lock()
 	r.Chunks = len(m.Chunks)
 	c.mu.Unlock()
 	list := make([]chunkCheck, 0, len(m.Chunks))
 	for _, ch := range m.Chunks {
-		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), chunk: ch})
+		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch})
 	}
 	return list, nil
 }
@@ -404,7 +405,7 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 		g.Go(func() error {
 			var err error
 			if full {
-				err = c.decodeChunk(gctx, cc.key, cc.chunk)
+				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk)
 			} else {
 				err = c.statChunk(gctx, cc.key, cc.chunk)
 			}
@@ -440,8 +441,9 @@ func (c *checker) statChunk(ctx context.Context, key string, ch archive.Manifest
 }
 
 // decodeChunk decodes a chunk to its end as a tar stream and checks its
-// decoded size against the manifest's input_size.
-func (c *checker) decodeChunk(ctx context.Context, key string, ch archive.ManifestChunk) error {
+// decoded size against the manifest's input_size (decoding stops just past
+// it), and each member as restore would (restore.CheckChunkMember).
+func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk) error {
 	rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errors.New("missing")
@@ -450,16 +452,19 @@ func (c *checker) decodeChunk(ctx context.Context, key string, ch archive.Manife
 		return err
 	}
 	defer rc.Close()
-	cr := &countReader{r: rc}
+	cr := &countReader{r: io.LimitReader(rc, ch.InputSize+1)}
 	tr := tar.NewReader(cr)
 	buf := make([]byte, 256<<10)
 	for {
-		_, err := tr.Next()
+		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
+		}
+		if err := restore.CheckChunkMember(m, h); err != nil {
+			return err
 		}
 		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
 			return fmt.Errorf("read tar: %w", err)
@@ -470,7 +475,10 @@ func (c *checker) decodeChunk(ctx context.Context, key string, ch archive.Manife
 	if _, err := io.CopyBuffer(io.Discard, cr, buf); err != nil {
 		return err
 	}
-	if ch.InputSize > 0 && cr.n != ch.InputSize {
+	if cr.n > ch.InputSize {
+		return fmt.Errorf("decodes to more than the manifest's %d bytes", ch.InputSize)
+	}
+	if cr.n != ch.InputSize {
 		return fmt.Errorf("decodes to %d bytes, manifest says %d", cr.n, ch.InputSize)
 	}
 	return nil
@@ -486,42 +494,4 @@ func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// readControl downloads and decodes a control object to its end and parses
-// its manifest, the tar's first member.
-func readControl(ctx context.Context, a *archive.Archive, key string) (*archive.Manifest, error) {
-	rc, _, err := a.Codec.Open(ctx, a.Store, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, err
-	}
-	tr := tar.NewReader(bytes.NewReader(data))
-	h, err := tr.Next()
-	if err != nil {
-		return nil, fmt.Errorf("read control tar: %w", err)
-	}
-	if h.Name != archive.ManifestName {
-		return nil, fmt.Errorf("first member is %q, not %s", h.Name, archive.ManifestName)
-	}
-	js, err := io.ReadAll(tr)
-	if err != nil {
-		return nil, fmt.Errorf("read control tar: %w", err)
-	}
-	m, err := archive.ParseManifest(js)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		if _, err := tr.Next(); err == io.EOF {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("read control tar: %w", err)
-		}
-	}
-	return m, nil
 }

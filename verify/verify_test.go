@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -457,4 +458,58 @@ func TestRun_ErrCanceled(t *testing.T) {
 	if _, err := Run(ctx, Options{Archive: a, Full: true, Parallel: 1, Logger: zerolog.Nop()}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run with a cancelled context: %v, want context.Canceled", err)
 	}
+}
+
+// TestRun_ControlBomb: a control object of a few KiB that decodes to
+// 256 MiB (zstd) is checked with a bounded amount of memory: only its
+// manifest is held.
+func TestRun_ControlBomb(t *testing.T) {
+	a := testArchive(t)
+	b := putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 1, 3)
+	ctx := context.Background()
+	rc, _, err := a.Codec.Open(ctx, a.Store, b.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(rc)
+	if _, err := tr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	js, err := io.ReadAll(tr)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 256 << 20
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		tw.WriteHeader(&tar.Header{Name: archive.ManifestName, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(js))})
+		tw.Write(js)
+		tw.WriteHeader(&tar.Header{Name: "pgdata/backup_manifest", Typeflag: tar.TypeReg, Mode: 0o600, Size: size})
+		io.CopyN(tw, zeroReader{}, size)
+		pw.CloseWithError(tw.Close())
+	}()
+	if _, err := a.Codec.Put(ctx, a.Store, b.Key, pr, -1, b.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rep := run(t, a, false)
+	runtime.ReadMemStats(&after)
+	if !rep.OK() {
+		t.Errorf("not OK:\n%s", problems(rep))
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("verify of a 256 MiB control object allocated %d MiB", alloc>>20)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

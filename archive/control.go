@@ -1,0 +1,147 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+)
+
+// Limits of a control object. It is small: the manifest, pg_control
+// (8 KiB), backup_label, PostgreSQL's backup_manifest (about 150 bytes per
+// file of the cluster) and a few directories. Reading one never holds more
+// than the manifest in memory, and stops as soon as a limit is passed, so a
+// compression bomb costs neither memory nor much time.
+const (
+	// MaxManifestSize bounds the JSON manifest, the only member held in
+	// memory. PGHoard's manifest lists every file of the cluster in its
+	// chunks' "files": 256 MiB is millions of files.
+	MaxManifestSize = 256 << 20
+	// MaxControlSize bounds the decoded control tar as a whole.
+	MaxControlSize = 4 << 30
+)
+
+// maxControlSize is MaxControlSize, lowered by tests.
+var maxControlSize int64 = MaxControlSize
+
+// ErrControlLimit is returned (wrapped) for a control object or manifest
+// larger than its limit.
+var ErrControlLimit = errors.New("control object over its size limit")
+
+// Control is what ReadControl found in a control object.
+type Control struct {
+	Manifest *Manifest // parsed and validated
+	// Size and Sum are the length and SHA-256 of the decoded tar, padding
+	// included: a second read of the object (restore extracts it after the
+	// chunks) must find the same bytes.
+	Size int64
+	Sum  [sha256.Size]byte
+}
+
+// ControlCheck is called for each member of a control tar after the
+// manifest, with the parsed manifest; an error stops the read.
+type ControlCheck func(m *Manifest, h *tar.Header) error
+
+// ReadControl reads a pghoard-bb-v2 control tar from r to its end. The
+// first member must be the manifest (ManifestName), at most
+// MaxManifestSize bytes; it is parsed and validated (Manifest.Validate).
+// Every other member's header goes to check (nil: any) and its data is
+// read through without being kept. More than MaxControlSize decoded bytes
+// is an error wrapping ErrControlLimit. Reading to EOF runs the codec's
+// integrity checks, so nothing is returned before they passed.
+func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
+	h := sha256.New()
+	lr := &controlReader{r: r, h: h, max: maxControlSize}
+	tr := tar.NewReader(lr)
+	hdr, err := tr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("read control tar: %w", err)
+	}
+	if hdr.Name != ManifestName {
+		return nil, fmt.Errorf("control tar: first member is %q, not %s", hdr.Name, ManifestName)
+	}
+	if hdr.Typeflag != tar.TypeReg {
+		return nil, fmt.Errorf("control tar: %s is not a regular file", ManifestName)
+	}
+	if hdr.Size > MaxManifestSize {
+		return nil, fmt.Errorf("control tar: %s declares %d bytes, over the %d limit: %w", ManifestName, hdr.Size, MaxManifestSize, ErrControlLimit)
+	}
+	// Grown as the bytes arrive: a declared size is no reason to allocate.
+	js, err := io.ReadAll(tr)
+	if err != nil {
+		return nil, fmt.Errorf("read control tar: %s: %w", ManifestName, err)
+	}
+	m, err := ParseManifest(js)
+	if err != nil {
+		return nil, err
+	}
+	js = nil
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read control tar: %w", err)
+		}
+		if check != nil {
+			if err := check(m, hdr); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
+			return nil, fmt.Errorf("read control tar: member %q: %w", hdr.Name, err)
+		}
+	}
+	// The tar reader stops at the end-of-archive blocks; the padding after
+	// them still goes through the size limit and the codec's checks.
+	if _, err := io.CopyBuffer(io.Discard, lr, buf); err != nil {
+		return nil, fmt.Errorf("read control tar: %w", err)
+	}
+	c := &Control{Manifest: m, Size: lr.n}
+	h.Sum(c.Sum[:0])
+	return c, nil
+}
+
+// ReadControl reads the control object key of a's store with the codec (see
+// the package function ReadControl).
+func (a *Archive) ReadControl(ctx context.Context, key string, check ControlCheck) (*Control, error) {
+	rc, _, err := a.Codec.Open(ctx, a.Store, key)
+	if err != nil {
+		return nil, fmt.Errorf("open control object %s: %w", key, err)
+	}
+	defer rc.Close()
+	c, err := ReadControl(rc, check)
+	if err != nil {
+		return nil, fmt.Errorf("control object %s: %w", key, err)
+	}
+	return c, nil
+}
+
+// controlReader hashes and counts what it reads, failing past max bytes.
+type controlReader struct {
+	r   io.Reader
+	h   hash.Hash
+	n   int64
+	max int64
+}
+
+func (c *controlReader) Read(p []byte) (int, error) {
+	if rest := c.max - c.n + 1; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.max {
+		return 0, fmt.Errorf("decodes to more than %d bytes: %w", c.max, ErrControlLimit)
+	}
+	c.h.Write(p[:n])
+	return n, err
+}

@@ -1,0 +1,305 @@
+// Package hostile builds malicious basebackups for tests, from Go code
+// (no binary blobs): backups whose chunks or control object hold links,
+// hard links, devices, FIFOs, sparse files, names that climb out of the
+// target, a member twice or over its chunk's size, and manifests with chunk
+// names or tablespace paths that leave their place. It is what someone who
+// can write to the storage but holds no key could store.
+//
+// Cases lists them with what restore must refuse and name; Env is a fresh
+// parent directory holding the restore target and the files a hostile
+// backup aims at, and Snapshot records a tree so that a test can assert
+// that a refused restore changed nothing outside its target.
+package hostile
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Member is one member of a hostile tar.
+type Member struct {
+	Name string
+	Type byte // tar.TypeReg when 0
+	Body string
+	Link string
+	Mode int64 // 0: 0600 for files, 0700 for directories
+	// Raw, when set, is the member's header and data blocks as they go into
+	// the tar: for what archive/tar will not write (sparse files, a size
+	// the data does not have).
+	Raw []byte
+}
+
+// Backup is a hostile backup: its name, the members of each chunk, and
+// what its control object holds.
+type Backup struct {
+	Name string
+	// Chunks are the members of each data chunk, after a first chunk Put
+	// adds with what makes a benign backup restorable (PG_VERSION, a
+	// relation file, the directories).
+	Chunks [][]Member
+	// Control are members of the control tar after the manifest,
+	// pg_control, backup_label and the excluded directories.
+	Control     []Member
+	Tablespaces map[string]archive.ManifestTablespace
+	// Manifest, when set, changes the manifest before it is stored.
+	Manifest func(*archive.Manifest)
+	// ControlTar, when set, is the whole control tar, as is.
+	ControlTar []byte
+	// ChunkTars, when set, replace the tars built from Chunks (after the
+	// first, benign one); the manifest records their sizes.
+	ChunkTars [][]byte
+}
+
+// Stored names what Put stored.
+type Stored struct {
+	Name       string
+	ControlKey string
+	ChunkKeys  []string // ChunkKeys[0] is the benign first chunk
+}
+
+// SegmentSize is the WAL segment size of every hostile backup: 1 MiB
+// keeps the archived WAL small.
+const SegmentSize = 1 << 20
+
+// The WAL segments from a hostile backup's start to its end, which Put
+// stores so that restore's WAL check passes.
+const (
+	StartSegment = "000000010000000000000002"
+	EndSegment   = "000000010000000000000003"
+)
+
+// PGControlSize is PostgreSQL's PG_CONTROL_FILE_SIZE.
+const PGControlSize = 8192
+
+// Put stores b in a through a's codec: its chunks, its control object and
+// WAL segments StartSegment and EndSegment (timeline 1, SegmentSize).
+func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
+	t.Helper()
+	ctx := context.Background()
+	s := Stored{Name: b.Name, ControlKey: a.Layout.BackupKey(b.Name)}
+	m := &archive.Manifest{
+		BackupStartWALSegment: StartSegment, BackupEndWALSegment: EndSegment,
+		PGHoardObject: "basebackup", PGHoardVersion: "hostile", Host: "attacker",
+		Tablespaces: b.Tablespaces,
+	}
+	if m.Tablespaces == nil {
+		m.Tablespaces = map[string]archive.ManifestTablespace{}
+	}
+	tars := [][]byte{Tar(t, benign()...)}
+	if b.ChunkTars != nil {
+		tars = append(tars, b.ChunkTars...)
+	} else {
+		for _, members := range b.Chunks {
+			tars = append(tars, Tar(t, members...))
+		}
+	}
+	var plain, stored int64
+	for i, data := range tars {
+		cf := archive.ChunkFilename(b.Name, i+1)
+		key := a.Layout.ChunkKey(cf)
+		st, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(data), int64(len(data)), storage.Metadata{archive.MetaFormat: archive.FormatBBv2})
+		if err != nil {
+			t.Fatalf("store chunk %s: %v", key, err)
+		}
+		s.ChunkKeys = append(s.ChunkKeys, key)
+		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: cf, InputSize: int64(len(data)), ResultSize: st.StoredSize})
+		plain += int64(len(data))
+		stored += st.StoredSize
+	}
+	if b.Manifest != nil {
+		b.Manifest(m)
+	}
+	control := b.ControlTar
+	if control == nil {
+		js, err := m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		members := []Member{
+			{Name: archive.ManifestName, Body: string(js)},
+			{Name: archive.ControlPGControl, Body: strings.Repeat("c", PGControlSize)},
+			{Name: archive.ControlBackupLabel, Body: "START WAL LOCATION: 0/2000028 (file " + StartSegment + ")\n"},
+		}
+		for _, d := range archive.ControlEmptyDirs {
+			members = append(members, Member{Name: d, Type: tar.TypeDir})
+		}
+		control = Tar(t, append(members, b.Control...)...)
+	}
+	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	info := &archive.BackupInfo{
+		Format: archive.FormatBBv2, StartWALSegment: StartSegment, EndWALSegment: EndSegment,
+		StartTime: start, EndTime: start.Add(time.Minute), StartLSN: 0x200028, EndLSN: 0x300100,
+		StartTimeline: 1, EndTimeline: 1, WALSegmentSize: SegmentSize, PGVersion: 150004,
+		TotalSizePlain: plain, TotalSizeEnc: stored, ChunkCount: len(tars), Site: a.Site,
+	}
+	if _, err := a.Codec.Put(ctx, a.Store, s.ControlKey, bytes.NewReader(control), int64(len(control)), info.ToMetadata()); err != nil {
+		t.Fatalf("store control object %s: %v", s.ControlKey, err)
+	}
+	for _, seg := range []string{StartSegment, EndSegment} {
+		data := waltest.Segment(t, seg, SegmentSize, 1)
+		if _, err := a.Codec.Put(ctx, a.Store, a.Layout.WALKey(seg), bytes.NewReader(data), int64(len(data)), nil); err != nil {
+			t.Fatalf("store WAL %s: %v", seg, err)
+		}
+	}
+	return s
+}
+
+// benign is the first chunk of every hostile backup: what a restore needs
+// to get to its recovery configuration.
+func benign() []Member {
+	return []Member{
+		{Name: "pgdata", Type: tar.TypeDir},
+		{Name: "pgdata/PG_VERSION", Body: "15\n"},
+		{Name: "pgdata/global", Type: tar.TypeDir},
+		{Name: "pgdata/base", Type: tar.TypeDir},
+		{Name: "pgdata/base/1", Type: tar.TypeDir},
+		{Name: "pgdata/base/1/1259", Body: strings.Repeat("r", 8192)},
+	}
+}
+
+// Tar builds a tar of members; Raw members go in as they are.
+func Tar(t testing.TB, members ...Member) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range members {
+		if e.Raw != nil {
+			if err := tw.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			buf.Write(e.Raw)
+			continue
+		}
+		h := &tar.Header{Name: e.Name, Typeflag: e.Type, Mode: e.Mode, Linkname: e.Link, ModTime: time.Unix(1767236400, 0)}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.Body))
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o600
+			if h.Typeflag == tar.TypeDir {
+				h.Mode = 0o700
+			}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatalf("tar member %q: %v", e.Name, err)
+		}
+		if h.Size > 0 {
+			if _, err := tw.Write([]byte(e.Body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// RawHeader builds a 512-byte tar header by hand, for what archive/tar
+// will not write. ustar selects the POSIX magic, else GNU's; patch may set
+// more fields before the checksum is computed.
+func RawHeader(name string, typ byte, size int64, ustar bool, patch func(h []byte)) []byte {
+	h := make([]byte, 512)
+	copy(h[0:100], name)
+	octal(h[100:108], 0o600)
+	octal(h[108:116], 0)
+	octal(h[116:124], 0)
+	octal(h[124:136], size)
+	octal(h[136:148], 1767236400)
+	h[156] = typ
+	if ustar {
+		copy(h[257:265], "ustar\x0000")
+	} else {
+		copy(h[257:265], "ustar  \x00")
+	}
+	if patch != nil {
+		patch(h)
+	}
+	copy(h[148:156], "        ")
+	var sum int64
+	for _, c := range h {
+		sum += int64(c)
+	}
+	octal(h[148:155], sum)
+	h[155] = ' '
+	return h
+}
+
+// octal writes v as a NUL-terminated octal field filling dst, or in GNU's
+// base-256 form (high bit set, big-endian) when it does not fit.
+func octal(dst []byte, v int64) {
+	if v >= 1<<(3*(len(dst)-1)) {
+		for i := len(dst) - 1; i > 0; i-- {
+			dst[i] = byte(v)
+			v >>= 8
+		}
+		dst[0] = 0x80
+		return
+	}
+	s := []byte(strings.Repeat("0", len(dst)-1))
+	for i := len(s) - 1; i >= 0 && v > 0; i-- {
+		s[i] = byte('0' + v%8)
+		v /= 8
+	}
+	copy(dst, append(s, 0))
+}
+
+// pad fills data up to whole 512-byte blocks.
+func pad(data []byte) []byte {
+	return append(data, make([]byte, (512-len(data)%512)%512)...)
+}
+
+// GNUSparse is a member in GNU's old sparse format ('S') of realsize
+// bytes, stored as the single byte at its end: extracted naively, a few
+// hundred stored bytes become a realsize file.
+func GNUSparse(name string, realsize int64) Member {
+	h := RawHeader(name, 'S', 1, false, func(h []byte) {
+		// One sparse entry at 386 (offset, length), the real size at 483.
+		octal(h[386:398], realsize-1)
+		octal(h[398:410], 1)
+		octal(h[483:495], realsize)
+	})
+	return Member{Name: name, Raw: append(h, pad([]byte("x"))...)}
+}
+
+// PAXSparse is a member in GNU's PAX sparse format 0.1 (GNU.sparse.*
+// records, which archive/tar expands into holes) of realsize bytes, stored
+// as the single byte at its end.
+func PAXSparse(name string, realsize int64) Member {
+	var recs strings.Builder
+	for _, kv := range [][2]string{
+		{"GNU.sparse.numblocks", "1"},
+		{"GNU.sparse.map", fmt.Sprintf("%d,1", realsize-1)},
+		{"GNU.sparse.name", name},
+		{"GNU.sparse.size", fmt.Sprint(realsize)},
+	} {
+		rec := " " + kv[0] + "=" + kv[1] + "\n"
+		n := len(rec) + 1
+		for len(fmt.Sprint(n))+len(rec) != n {
+			n++
+		}
+		recs.WriteString(fmt.Sprint(n) + rec)
+	}
+	data := RawHeader("PaxHeaders/sparse", 'x', int64(recs.Len()), true, nil)
+	data = append(data, pad([]byte(recs.String()))...)
+	data = append(data, RawHeader("GNUSparseFile.0/sparse", '0', 1, true, nil)...)
+	return Member{Name: name, Raw: append(data, pad([]byte("x"))...)}
+}
+
+// Declared is a regular file member whose header declares size bytes but
+// whose data is only the first block: a huge declared size.
+func Declared(name string, size int64) Member {
+	return Member{Name: name, Raw: append(RawHeader(name, '0', size, true, nil), make([]byte, 512)...)}
+}

@@ -1,0 +1,195 @@
+package restore
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// ErrUnsafeMember is returned (wrapped) for a tar member restore refuses:
+// a name that is absolute, holds "..", or lies outside pgdata/ and the
+// backup's tablespaces/<name>/; a symbolic link, hard link, device, FIFO
+// or sparse file; a member over the chunk's size; a member written twice.
+// The error names the backup, the object and the member.
+var ErrUnsafeMember = errors.New("unsafe member in backup")
+
+// maxControlMember bounds pg_control, which restore holds in memory until
+// the control object verified (PostgreSQL's is PG_CONTROL_FILE_SIZE, 8192
+// bytes).
+const maxControlMember = 64 << 10
+
+// controlOnly are the members only the control tar may write. PGHoard's
+// chunks never hold them; a chunk that did could make a failed restore
+// look startable, so they are skipped there.
+var controlOnly = map[string]bool{
+	archive.ControlPGControl:     true,
+	archive.ControlBackupLabel:   true,
+	archive.ControlTablespaceMap: true,
+}
+
+// memberKind is what restore does with a tar member.
+type memberKind int
+
+const (
+	memberSkip memberKind = iota // nothing
+	memberDir                    // create the directory
+	memberFile                   // create the regular file, which must not exist yet
+)
+
+// memberPlan says where a member goes: rel (slash-separated, clean and
+// local) under the data directory when spc is "", else under tablespace
+// spc's directory.
+type memberPlan struct {
+	kind memberKind
+	spc  string
+	rel  string
+}
+
+// planMember decides what restore does with member h of a chunk, or of the
+// control tar when control is set; spcs holds the backup's tablespace
+// names. It is the only place that maps member names to paths, and it
+// touches nothing: the extractor then creates directories and regular
+// files only, without following links (see extractor).
+//
+// Skipped: the manifest, the pgdata/ and tablespaces/<name>/ roots, a
+// global PAX header, and in a chunk the members only the control tar
+// writes (pg_control, backup_label, tablespace_map). Refused, with an error
+// wrapping ErrUnsafeMember: every link, device, FIFO and sparse member
+// (PostgreSQL's BASE_BACKUP sends none to hoard's chunks, and PGHoard's
+// local-tar mode skips special files), a name that is empty, absolute, holds
+// ".." or NUL, or is outside pgdata/ and the backup's tablespaces, and
+// anything under pg_tblspc/, where restore makes the tablespace links.
+func planMember(h *tar.Header, spcs map[string]bool, control bool) (memberPlan, error) {
+	refuse := func(format string, args ...any) (memberPlan, error) {
+		return memberPlan{}, fmt.Errorf("member %q: %s: %w", h.Name, fmt.Sprintf(format, args...), ErrUnsafeMember)
+	}
+	var kind memberKind
+	switch h.Typeflag {
+	case tar.TypeDir:
+		kind = memberDir
+	case tar.TypeReg:
+		if sparse(h) {
+			return refuse("sparse file")
+		}
+		kind = memberFile
+	case tar.TypeXGlobalHeader:
+		return memberPlan{}, nil
+	case tar.TypeSymlink:
+		return refuse("symbolic link to %q (restore makes only the pg_tblspc links, from the manifest)", h.Linkname)
+	case tar.TypeLink:
+		return refuse("hard link to %q", h.Linkname)
+	case tar.TypeChar, tar.TypeBlock:
+		return refuse("device file")
+	case tar.TypeFifo:
+		return refuse("FIFO")
+	case tar.TypeGNUSparse:
+		return refuse("sparse file")
+	default:
+		return refuse("member type %q", h.Typeflag)
+	}
+	name := strings.TrimSuffix(h.Name, "/")
+	switch {
+	case name == "" || strings.HasPrefix(name, "/"):
+		return refuse("absolute or empty name")
+	case strings.ContainsRune(name, 0):
+		return refuse("NUL in the name")
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return refuse("\"..\" in the name")
+		}
+	}
+	clean := path.Clean(name)
+	if clean == archive.ManifestName {
+		return memberPlan{}, nil
+	}
+	if !control && controlOnly[clean] {
+		return memberPlan{}, nil
+	}
+	p := memberPlan{kind: kind}
+	switch {
+	case clean == "pgdata" || clean == "tablespaces":
+		if kind != memberDir {
+			return refuse("the root of the backup is not a directory")
+		}
+		return memberPlan{}, nil
+	case strings.HasPrefix(clean, "pgdata/"):
+		p.rel = strings.TrimPrefix(clean, "pgdata/")
+		if p.rel == "pg_tblspc" && kind != memberDir {
+			return refuse("pg_tblspc is not a directory")
+		}
+		if strings.HasPrefix(p.rel, "pg_tblspc/") {
+			return refuse("pg_tblspc holds only the tablespace links restore makes")
+		}
+	case strings.HasPrefix(clean, "tablespaces/"):
+		spc, rest, _ := strings.Cut(strings.TrimPrefix(clean, "tablespaces/"), "/")
+		if !spcs[spc] {
+			return refuse("tablespace %q is not in the backup's manifest", spc)
+		}
+		if rest == "" {
+			if kind != memberDir {
+				return refuse("the root of tablespace %q is not a directory", spc)
+			}
+			return memberPlan{}, nil
+		}
+		p.spc, p.rel = spc, rest
+	default:
+		return refuse("not under pgdata/ or tablespaces/")
+	}
+	if !filepath.IsLocal(p.rel) {
+		return refuse("not a local path")
+	}
+	return p, nil
+}
+
+// sparse reports whether h is a sparse file in any of the tar formats Go
+// reads: GNU's old type 'S', or PAX's GNU.sparse records (formats 0.0 to
+// 1.0), which archive/tar expands into holes.
+func sparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkControlMember is the archive.ControlCheck of a restore: the control
+// tar's members are planned as the extractor will, and pg_control, held in
+// memory, is bounded.
+func checkControlMember(m *archive.Manifest, h *tar.Header) error {
+	if _, err := planMember(h, tablespaceNames(m), true); err != nil {
+		return err
+	}
+	if path.Clean(h.Name) == archive.ControlPGControl && h.Size > maxControlMember {
+		return fmt.Errorf("member %q: %d bytes, over %d: %w", h.Name, h.Size, maxControlMember, ErrUnsafeMember)
+	}
+	return nil
+}
+
+// CheckControlMember is the check restore applies to each member of a
+// control tar after the manifest, before it writes anything: for verify.
+func CheckControlMember(m *archive.Manifest, h *tar.Header) error { return checkControlMember(m, h) }
+
+// CheckChunkMember is the check restore applies to each member of a chunk
+// of the backup whose manifest is m, before writing it: for verify.
+func CheckChunkMember(m *archive.Manifest, h *tar.Header) error {
+	_, err := planMember(h, tablespaceNames(m), false)
+	return err
+}
+
+func tablespaceNames(m *archive.Manifest) map[string]bool {
+	out := make(map[string]bool, len(m.Tablespaces))
+	for name := range m.Tablespaces {
+		out[name] = true
+	}
+	return out
+}

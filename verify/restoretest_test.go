@@ -1,0 +1,97 @@
+package verify
+
+import (
+	"archive/tar"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestRestoreTest_Hostile runs the test restore of hoard verify --restore
+// and of the daemon's scheduled restore tests on each hostile backup: it
+// fails, and nothing outside its scratch directory changes. The backups
+// that aim a tablespace at a path outside are restored under the scratch
+// directory instead (a test restore never uses the backup's paths), so
+// their victims are untouched too.
+func TestRestoreTest_Hostile(t *testing.T) {
+	binDir := pgtest.BinDir(t, pgtest.DebianMajor, true)
+	for _, c := range hostile.Cases(hostile.NewEnv(t)) {
+		t.Run(c.Name, func(t *testing.T) {
+			e := hostile.NewEnv(t)
+			for _, cc := range hostile.Cases(e) {
+				if cc.Name == c.Name {
+					c = cc
+				}
+			}
+			st := storage.NewMem()
+			defer st.Close()
+			a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+			stored := hostile.Put(t, a, c.Backup)
+			if err := os.Mkdir(e.Target(), 0o711); err != nil {
+				t.Fatal(err)
+			}
+			before := e.Snapshot(t)
+			res, err := RestoreTest(context.Background(), RestoreTestOptions{
+				Archive: a, Backup: stored.Name, PGBinDir: binDir, ScratchDir: e.Target(),
+				RestoreCommand: "false", RunAsUser: pgtest.ServerUser, Logger: zerolog.Nop(),
+			})
+			if err == nil || res.OK {
+				t.Fatalf("test restore of a hostile backup passed: %+v", res)
+			}
+			if !strings.HasPrefix(c.Name, "Tablespace") {
+				if why := c.Check(err, stored); why != "" {
+					t.Error(why)
+				}
+			}
+			if diff := cmp.Diff(before, e.Snapshot(t)); diff != "" {
+				t.Errorf("outside the scratch directory (-before +after):\n%s", diff)
+			}
+			if m, _ := filepath.Glob(filepath.Join(e.Target(), "hoard-restore-test-*")); len(m) != 0 {
+				t.Errorf("scratch left: %v", m)
+			}
+		})
+	}
+}
+
+// TestRestoreTest_TablespaceInScratch: a test restore puts a tablespace
+// under its scratch directory, never at the path the backup records (on
+// this host that may be a live cluster's, and it comes from storage).
+func TestRestoreTest_TablespaceInScratch(t *testing.T) {
+	binDir := pgtest.BinDir(t, pgtest.DebianMajor, true)
+	e := hostile.NewEnv(t)
+	recorded := filepath.Join(e.Parent, "recorded-ts")
+	st := storage.NewMem()
+	defer st.Close()
+	a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+	b := hostile.Benign()
+	b.Tablespaces = map[string]archive.ManifestTablespace{"ts": {Path: recorded, OID: 16400}}
+	b.Chunks = [][]hostile.Member{{{Name: "tablespaces/ts", Type: tar.TypeDir}, {Name: "tablespaces/ts/PG_15_202209061/5/16401", Body: "spc"}}}
+	stored := hostile.Put(t, a, b)
+	if err := os.Mkdir(e.Target(), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	before := e.Snapshot(t)
+	// PostgreSQL cannot start on the backup's fake pg_control: the test
+	// fails after the restore, which is what is checked here.
+	res, err := RestoreTest(context.Background(), RestoreTestOptions{
+		Archive: a, Backup: stored.Name, PGBinDir: binDir, ScratchDir: e.Target(),
+		RestoreCommand: "false", RunAsUser: pgtest.ServerUser, Logger: zerolog.Nop(),
+	})
+	if err == nil || res.Restore == 0 || strings.Contains(err.Error(), "restore:") {
+		t.Fatalf("test restore: %v (restore took %v), want it to fail after the restore", err, res.Restore)
+	}
+	if diff := cmp.Diff(before, e.Snapshot(t)); diff != "" {
+		t.Errorf("outside the scratch directory (-before +after):\n%s", diff)
+	}
+}
