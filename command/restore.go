@@ -37,6 +37,11 @@ func restoreCommand() *cli.Command {
 			"promote, dropping every transaction after it: restore refuses, naming the missing\n" +
 			"segments and the LSN recovery would reach. --stop-at-gap accepts that end; the summary\n" +
 			"then says where recovery stops.\n\n" +
+			"A restore creates only directories and regular files, inside the target and tablespace\n" +
+			"directories, and follows no link out of them: a backup holding a symbolic or hard link,\n" +
+			"a device, a FIFO, a sparse file, a member twice, a name outside its directory, or a\n" +
+			"chunk over the manifest's sizes is refused, naming the backup, object and member.\n" +
+			"The only links it makes are pg_tblspc/<oid>, to the tablespace directories.\n\n" +
 			"The backups, WAL and timeline histories of the site's moved_from sites count as the\n" +
 			"site's own: a backup is read from the site that holds it.\n\n" +
 			"Times are ISO 8601 with a zone, seconds optional: 2026-01-02T03:04:05Z or 2026-01-02 05:04+02:00.\n\n" +
@@ -59,7 +64,7 @@ func restoreCommand() *cli.Command {
 			&cli.StringFlag{Name: "primary-conninfo", Usage: "primary_conninfo `CONNINFO` for a standby to stream from after archive replay"},
 			&cli.StringSliceFlag{Name: "tablespace-dir", Usage: "restore tablespace NAME into `NAME=DIR` (repeatable)"},
 			&cli.StringFlag{Name: "tablespace-base-dir", Usage: "restore other tablespaces into `DIR`/<oid>"},
-			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace) directory first"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace) directory first; refused while its postmaster.pid names a running process"},
 			&cli.BoolFlag{Name: "stop-at-gap", Usage: "without a target: accept a gap in the archived WAL and let recovery stop there (the WAL stored after the gap is not replayed)"},
 			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once (default: restore_process_count)"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` to write (default: this hoard's wal-fetch)"},
