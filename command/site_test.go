@@ -69,6 +69,10 @@ func TestObjectStorage_StorageConfig(t *testing.T) {
 				ContainerName: "c", TenantName: "t", TenantID: "ti", RegionName: "r", UserID: "ui", UserDomainID: "udi",
 				UserDomainName: "udn", ProjectID: "pi", ProjectName: "pn", ProjectDomainID: "pdi", ProjectDomainName: "pdn",
 				ServiceType: "object-store", EndpointType: "internalURL", SegmentSize: 1 << 30, Prefix: "p"}},
+		{"SFTP", `{"storage_type": "sftp", "server": "backup.example.com", "port": 2222, "username": "u", "password": "p",
+			"private_key": "/k", "known_hosts_file": "/kh", "directory": "/srv", "prefix": "p"}`,
+			storage.Config{Type: "sftp", Server: "backup.example.com", Port: 2222, Username: "u", Password: "p",
+				PrivateKey: "/k", KnownHostsFile: "/kh", Directory: "/srv", Prefix: "p"}},
 		// rohmu's auth_version default, 2.0, is storage's when unset.
 		{"SwiftDefaults", `{"storage_type": "swift", "user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"}`,
 			storage.Config{Type: "swift", User: "u", Key: "k", AuthURL: "http://a", ContainerName: "c"}},
@@ -93,13 +97,15 @@ func TestObjectStorage_EveryKey(t *testing.T) {
 		config.StorageGoogle: `"bucket_name": "b"`,
 		config.StorageAzure:  `"account_name": "a", "host": "h", "port": 1`,
 		config.StorageSwift:  `"user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"`,
+		config.StorageSFTP:   `"server": "s", "username": "u", "password": "p"`,
 	}
 	values := map[string][2]string{
 		"string": {`"one"`, `"two"`}, "integer": {"7", "8"}, "boolean": {"true", "false"},
 		"JSON object":      {`{"a": 1}`, `{"a": 2}`},
 		"addressing_style": {`"virtual"`, `"auto"`}, "azure_cloud": {`"china"`, `"germany"`},
 		"auth_version": {`"3.0"`, `"1.0"`}, "service_type": {`"object-store"`, `""`},
-		"endpoint_type": {`"internalURL"`, `"adminURL"`},
+		"endpoint_type":        {`"internalURL"`, `"adminURL"`},
+		"host_key_fingerprint": {`"SHA256:a"`, `"SHA256:b"`},
 	}
 	const prefix = "backup_sites.<site>.object_storage."
 	n := 0

@@ -203,6 +203,7 @@ func TestEnvVars(t *testing.T) {
 		StorageAzure:  {"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_NAME": "a"},
 		StorageSwift: {"HOARD_STORAGE_TYPE": "swift", "HOARD_SWIFT_USER": "u", "HOARD_SWIFT_KEY": "k",
 			"HOARD_SWIFT_AUTH_URL": "http://keystone:5000/v3", "HOARD_SWIFT_CONTAINER_NAME": "c"},
+		StorageSFTP: {"HOARD_STORAGE_TYPE": "sftp", "HOARD_SFTP_SERVER": "s", "HOARD_SFTP_USERNAME": "u", "HOARD_SFTP_PASSWORD": "p"},
 	}
 	for _, ev := range EnvVars {
 		if ev.Name == "HOARD_SITE" {
@@ -218,7 +219,8 @@ func TestEnvVars(t *testing.T) {
 			"HOARD_S3_IS_SECURE": "true", "HOARD_S3_IS_VERIFY_TLS": "true", "HOARD_S3_ENCRYPTED": "true", "HOARD_AZURE_IS_SECURE": "false",
 			"HOARD_S3_ADDRESSING_STYLE": "virtual", "HOARD_AZURE_CLOUD": "china", "HOARD_GCS_CREDENTIALS": `{"type": "service_account"}`,
 			"HOARD_SWIFT_SEGMENT_SIZE": "1048576", "HOARD_SWIFT_AUTH_VERSION": "3.0", "HOARD_SWIFT_SERVICE_TYPE": "object-store",
-			"HOARD_SWIFT_ENDPOINT_TYPE": "internalURL",
+			"HOARD_SWIFT_ENDPOINT_TYPE": "internalURL", "HOARD_SFTP_PORT": "2222", "HOARD_SFTP_INSECURE_IGNORE_HOST_KEY": "true",
+			"HOARD_SFTP_HOST_KEY_FINGERPRINT": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
 		}[ev.Name]
 		if val == "" {
 			val = "v-" + ev.Name
@@ -370,6 +372,7 @@ func TestLoad_EnvOnlyStorage(t *testing.T) {
 		{"ErrNoType", map[string]string{"HOARD_AZURE_ACCOUNT_NAME": "a"},
 			"HOARD_AZURE_ACCOUNT_NAME: applies to azure storage, but the storage type is not set"},
 		{"ErrUnknownType", map[string]string{"HOARD_STORAGE_TYPE": "ftp"}, `HOARD_STORAGE_TYPE: unknown storage type "ftp"`},
+		{"ErrSFTPAuth", map[string]string{"HOARD_STORAGE_TYPE": "sftp", "HOARD_SFTP_SERVER": "s", "HOARD_SFTP_USERNAME": "u"}, "backup_sites.default.object_storage.password: password or private_key required"},
 		{"ErrSwiftRequired", map[string]string{"HOARD_STORAGE_TYPE": "swift", "HOARD_SWIFT_USER": "u"}, "backup_sites.default.object_storage.auth_url: required for swift storage"},
 		{"ErrURLAndType", map[string]string{"HOARD_STORAGE_TYPE": "s3", "HOARD_STORAGE_URL": "s3://b"}, "HOARD_STORAGE_TYPE: set either"},
 		{"ErrPort", map[string]string{"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_PORT": "ninety"}, `HOARD_S3_PORT: want integer, got "ninety"`},

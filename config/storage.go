@@ -15,11 +15,12 @@ const (
 	StorageGoogle = "google"
 	StorageAzure  = "azure"
 	StorageSwift  = "swift"
+	StorageSFTP   = "sftp"
 	StorageURL    = "url"
 )
 
 // ObjectStorage is a site's object_storage: rohmu's keys for local, s3,
-// google, azure and swift, or hoard's {"url": ...}. storageKeys names the key of
+// google, azure, swift and sftp, or hoard's {"url": ...}. storageKeys names the key of
 // each field.
 type ObjectStorage struct {
 	StorageType string // StorageURL when URL is set
@@ -72,6 +73,14 @@ type ObjectStorage struct {
 	ProjectDomainName string
 	ServiceType       string
 	EndpointType      string
+
+	Server                string // sftp (and Port, Directory)
+	Username              string
+	Password              string
+	PrivateKey            string // a key file's path, as PGHoard takes it
+	KnownHostsFile        string
+	HostKeyFingerprint    string
+	InsecureIgnoreHostKey bool
 }
 
 // JSON returns o as PGHoard's object_storage object: storage_type (none

@@ -248,6 +248,22 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 		if o.EndpointType != "" && !slices.Contains([]string{"publicURL", "internalURL", "adminURL", "public", "internal", "admin"}, o.EndpointType) {
 			ps.add(p+".endpoint_type", "unknown endpoint type %q (want publicURL, internalURL or adminURL)", o.EndpointType)
 		}
+	case StorageSFTP:
+		if o.Server == "" {
+			ps.add(p+".server", "required for sftp storage")
+		}
+		if o.Username == "" {
+			ps.add(p+".username", "required for sftp storage")
+		}
+		if o.Password == "" && o.PrivateKey == "" {
+			ps.add(p+".password", "password or private_key required for sftp storage")
+		}
+		if o.HostKeyFingerprint != "" && !strings.HasPrefix(o.HostKeyFingerprint, "SHA256:") {
+			ps.add(p+".host_key_fingerprint", "want SHA256:<base64> as ssh-keygen -l prints it, got %q", o.HostKeyFingerprint)
+		}
+		if o.InsecureIgnoreHostKey && (o.HostKeyFingerprint != "" || o.KnownHostsFile != "") {
+			ps.add(p+".insecure_ignore_host_key", "contradicts host_key_fingerprint and known_hosts_file: give one way to check the host key")
+		}
 	case StorageURL:
 		u, err := url.Parse(o.URL)
 		switch {

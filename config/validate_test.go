@@ -39,6 +39,8 @@ func TestParse_ErrValidation(t *testing.T) {
 		{"LocalNoDirectory", siteJSON(`"object_storage": {"storage_type": "local"}`), `backup_sites.s1.object_storage.directory: required`},
 		{"NoBackupLocation", `{"backup_sites": {"s1": {}}}`, `backup_location: required: site s1 has no object_storage`},
 		{"StorageType", siteJSON(`"object_storage": {"storage_type": "ftp", "user": "u"}`), `backup_sites.s1.object_storage.storage_type: unknown storage type "ftp"`},
+		{"SFTPFingerprint", siteJSON(`"object_storage": {"storage_type": "sftp", "server": "h", "username": "u", "password": "p", "host_key_fingerprint": "aa:bb"}`), `backup_sites.s1.object_storage.host_key_fingerprint: want SHA256:`},
+		{"SFTPHostKeyChecks", siteJSON(`"object_storage": {"storage_type": "sftp", "server": "h", "username": "u", "password": "p", "host_key_fingerprint": "SHA256:x", "insecure_ignore_host_key": true}`), `backup_sites.s1.object_storage.insecure_ignore_host_key: contradicts`},
 		{"SwiftRequired", siteJSON(`"object_storage": {"storage_type": "swift", "user": "u", "key": "k", "auth_url": "http://a"}`), `backup_sites.s1.object_storage.container_name: required for swift storage`},
 		{"SwiftAuthVersion", siteJSON(`"object_storage": {"storage_type": "swift", "user": "u", "key": "k", "auth_url": "http://a", "container_name": "c", "auth_version": "4"}`), `backup_sites.s1.object_storage.auth_version: unknown version "4"`},
 		{"StorageTypeMissing", siteJSON(`"object_storage": {"directory": "/x"}`), `backup_sites.s1.object_storage.storage_type: required`},

@@ -65,6 +65,14 @@ type Config struct {
 	ProjectDomainName string `json:"project_domain_name"` // swift v3
 	ServiceType       string `json:"service_type"`        // swift: only object-store
 	EndpointType      string `json:"endpoint_type"`       // swift: publicURL (default), internalURL or adminURL
+
+	Server                string `json:"server"`                   // sftp: host name or address (Port: 22 when 0; Directory: under it, Prefix)
+	Username              string `json:"username"`                 // sftp
+	Password              string `json:"password"`                 // sftp: this or PrivateKey
+	PrivateKey            string `json:"private_key"`              // sftp: path of an unencrypted key file
+	KnownHostsFile        string `json:"known_hosts_file"`         // sftp: default ~/.ssh/known_hosts
+	HostKeyFingerprint    string `json:"host_key_fingerprint"`     // sftp: SHA256:... instead of known_hosts
+	InsecureIgnoreHostKey bool   `json:"insecure_ignore_host_key"` // sftp: accept any host key
 }
 
 // ParseConfig reads PGHoard's object_storage object (rohmu's keys, or
@@ -107,6 +115,8 @@ func Open(ctx context.Context, c Config) (Store, error) {
 		return openAzure(ctx, c)
 	case "swift":
 		return openSwift(c)
+	case "sftp":
+		return openSFTP(c)
 	default:
 		return nil, fmt.Errorf("open storage: unknown storage_type %q (want local, s3, google, azure, swift, sftp or mem)", c.Type)
 	}

@@ -60,6 +60,14 @@
 //     deletes its segments; List never shows a key under a folder ending in
 //     _segments, and Put refuses such keys. The container is created on
 //     the first Put when missing, as rohmu does.
+//   - sftp: PGHoard's sftp storage, the local layout (files and .metadata
+//     sidecars, listings that skip files without one) on an SSH server,
+//     through golang.org/x/crypto/ssh and github.com/pkg/sftp. The host
+//     key is checked against a known_hosts file or a pinned SHA256
+//     fingerprint; an unknown or changed key is ErrPermanent unless
+//     insecure_ignore_host_key. Data and sidecar go to dot-named temp files
+//     (fsync@openssh.com when offered) renamed into place with
+//     posix-rename@openssh.com; a lost connection is dialled again.
 //   - mem and any gocloud URL (Config.URL, for example "mem://" or
 //     "s3://bucket?region=..."); NewMem is an in-memory store for tests.
 //

@@ -1,0 +1,132 @@
+package storetest
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// SFTPServer is an OpenSSH server started for a test.
+type SFTPServer struct {
+	Config storage.Config // reaches the server as the current user, with a key, checking the host key in known_hosts
+	// HostKey is the server's public host key.
+	HostKey ssh.PublicKey
+}
+
+// SFTP starts OpenSSH's sshd (Debian's openssh-server) on a loopback port,
+// in the foreground, with a throwaway host key and a throwaway client key
+// authorized for the current user, and returns the config of a store in a
+// temp dir on it: private_key the client key, known_hosts_file a file that
+// lists the host key. Password and keyboard-interactive logins are off.
+//
+// sshd running as root needs its privilege separation directory, /run/sshd,
+// which a system's own sshd service creates; SFTP creates it when missing.
+func SFTP(t testing.TB) SFTPServer {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no storage servers")
+	}
+	const sshd = "/usr/sbin/sshd"
+	if _, err := os.Stat(sshd); err != nil {
+		Unavailable(t, "%s not installed (run scripts/deps.sh): %v", sshd, err)
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatalf("sftp: current user: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			t.Fatalf("sftp: sshd's privilege separation directory: %v", err)
+		}
+	}
+	dir := t.TempDir()
+	hostPub := WriteKey(t, filepath.Join(dir, "host_ed25519"))
+	clientPub := WriteKey(t, filepath.Join(dir, "client_ed25519"))
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	conf := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %s
+PidFile %s
+AuthorizedKeysFile %s
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+AllowUsers %s
+Subsystem sftp internal-sftp
+LogLevel ERROR
+`, port, filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"), u.Username)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exited, out := run(t, "sshd", nil, sshd, "-D", "-e", "-f", conf)
+	if err := waitTCP(addr, 60*time.Second); err != nil {
+		select {
+		case err := <-exited:
+			t.Fatalf("sshd exited: %v\n%s", err, out.String())
+		default:
+		}
+		t.Fatalf("sshd: %v\n%s", err, out.String())
+	}
+	knownHosts := filepath.Join(dir, "known_hosts")
+	line := knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostPub) + "\n"
+	if err := os.WriteFile(knownHosts, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	storageDir := filepath.Join(dir, "storage")
+	if err := os.Mkdir(storageDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return SFTPServer{
+		Config: storage.Config{
+			Type:           "sftp",
+			Server:         "127.0.0.1",
+			Port:           port,
+			Username:       u.Username,
+			PrivateKey:     filepath.Join(dir, "client_ed25519"),
+			KnownHostsFile: knownHosts,
+			Directory:      storageDir,
+		},
+		HostKey: hostPub,
+	}
+}
+
+// WriteKey writes a new ed25519 private key in OpenSSH's format to name and
+// returns its public key.
+func WriteKey(t testing.TB, name string) ssh.PublicKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sshPub
+}

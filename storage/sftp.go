@@ -1,0 +1,610 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+var _ Store = (*SFTP)(nil)
+
+// SFTP is PGHoard's sftp storage: the local store's layout on an SSH
+// server. The object for key K is the file <root>/K and its metadata the
+// sidecar <root>/K.metadata (a JSON object of strings plus "_hash", the
+// SHA-256 of the stored bytes); a file without a sidecar is invisible, so
+// the sidecar is stored last. <root> is directory joined with prefix,
+// relative to the login directory unless absolute.
+//
+// Files are written to a temp name starting with a dot (which listings
+// skip, as PGHoard's do), fsynced when the server has fsync@openssh.com,
+// and renamed: posix-rename@openssh.com replaces an object atomically.
+// SFTP cannot fsync a directory, so a rename's durability is the server
+// filesystem's.
+type SFTP struct {
+	addr   string
+	config *ssh.ClientConfig
+	root   string
+
+	mu   sync.Mutex
+	conn *ssh.Client
+	c    *sftp.Client
+}
+
+// openSFTP checks c and returns an SFTP store. It does not connect: the
+// first operation does, and checks the server's host key then.
+func openSFTP(c Config) (*SFTP, error) {
+	if c.Server == "" || c.Username == "" {
+		return nil, fmt.Errorf("open sftp storage: server and username are required")
+	}
+	var auth []ssh.AuthMethod
+	if c.PrivateKey != "" {
+		pem, err := os.ReadFile(c.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("open sftp storage: private_key: %w", err)
+		}
+		signer, err := ssh.ParsePrivateKey(pem)
+		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) {
+			return nil, fmt.Errorf("open sftp storage: private_key %s is encrypted: give an unencrypted key file (as PGHoard takes it)", c.PrivateKey)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open sftp storage: private_key %s: %w", c.PrivateKey, err)
+		}
+		auth = append(auth, ssh.PublicKeys(signer))
+	}
+	if c.Password != "" {
+		pw := c.Password
+		auth = append(auth, ssh.Password(pw), ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+			answers := make([]string, len(questions))
+			for i := range answers {
+				answers[i] = pw
+			}
+			return answers, nil
+		}))
+	}
+	if len(auth) == 0 {
+		return nil, fmt.Errorf("open sftp storage: set password or private_key")
+	}
+	port := c.Port
+	if port == 0 {
+		port = 22
+	}
+	addr := net.JoinHostPort(c.Server, strconv.Itoa(port))
+	check, err := hostKeyCheck(c, addr)
+	if err != nil {
+		return nil, err
+	}
+	root := path.Join(c.Directory, strings.TrimSuffix(c.Prefix, "/"))
+	if root == "" {
+		root = "."
+	}
+	return &SFTP{
+		addr: addr,
+		root: root,
+		config: &ssh.ClientConfig{
+			User:            c.Username,
+			Auth:            auth,
+			HostKeyCallback: check,
+			Timeout:         30 * time.Second,
+		},
+	}, nil
+}
+
+// hostKeyCheck returns the host key callback c asks for: a pinned
+// fingerprint, a known_hosts file (by default ~/.ssh/known_hosts), or, only
+// when insecure_ignore_host_key says so, none.
+func hostKeyCheck(c Config, addr string) (ssh.HostKeyCallback, error) {
+	switch {
+	case c.InsecureIgnoreHostKey:
+		if c.HostKeyFingerprint != "" || c.KnownHostsFile != "" {
+			return nil, fmt.Errorf("open sftp storage: insecure_ignore_host_key contradicts host_key_fingerprint and known_hosts_file")
+		}
+		return ssh.InsecureIgnoreHostKey(), nil
+	case c.HostKeyFingerprint != "":
+		want := c.HostKeyFingerprint
+		return func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if got := ssh.FingerprintSHA256(key); got != want {
+				return &permanentError{
+					msg: fmt.Sprintf("sftp server %s presents host key %s %s, not host_key_fingerprint %s: check the server (or the fingerprint)", addr, key.Type(), got, want),
+					err: errHostKey,
+				}
+			}
+			return nil
+		}, nil
+	}
+	file := c.KnownHostsFile
+	if file == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("open sftp storage: no known_hosts_file and no home directory: %w", err)
+		}
+		file = filepath.Join(home, ".ssh", "known_hosts")
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, fmt.Errorf("open sftp storage: known_hosts file: %w: add the server's key (ssh-keyscan -p PORT HOST >> FILE), "+
+			"or set known_hosts_file or host_key_fingerprint", err)
+	}
+	kh, err := knownhosts.New(file)
+	if err != nil {
+		return nil, fmt.Errorf("open sftp storage: known_hosts file %s: %w", file, err)
+	}
+	return func(host string, remote net.Addr, key ssh.PublicKey) error {
+		err := kh(host, remote, key)
+		var ke *knownhosts.KeyError
+		if errors.As(err, &ke) {
+			if len(ke.Want) == 0 {
+				return &permanentError{
+					msg: fmt.Sprintf("sftp server %s is not in %s (its host key is %s %s): add it if that is the server's key, or set host_key_fingerprint",
+						addr, file, key.Type(), ssh.FingerprintSHA256(key)),
+					err: errHostKey,
+				}
+			}
+			return &hostKeyMismatch{addr: addr, file: file, got: key, want: ke.Want}
+		}
+		return err
+	}, nil
+}
+
+// errHostKey is the cause of a refused host key.
+var errHostKey = errors.New("host key refused")
+
+// hostKeyMismatch is a host key that known_hosts has other keys for: a
+// changed key, or only a key of another type, which connect asks for again.
+type hostKeyMismatch struct {
+	addr, file string
+	got        ssh.PublicKey
+	want       []knownhosts.KnownKey
+}
+
+func (e *hostKeyMismatch) Error() string {
+	return fmt.Sprintf("sftp server %s presents host key %s %s, which differs from the one in %s: the host key changed or someone is in between",
+		e.addr, e.got.Type(), ssh.FingerprintSHA256(e.got), e.file)
+}
+
+func (e *hostKeyMismatch) Unwrap() []error { return []error{ErrPermanent, errHostKey} }
+
+// client returns the SFTP session, connecting when there is none.
+func (s *SFTP) client() (*sftp.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c != nil {
+		return s.c, nil
+	}
+	conn, err := ssh.Dial("tcp", s.addr, s.config)
+	var mm *hostKeyMismatch
+	if errors.As(err, &mm) && !sameKeyType(mm) {
+		// known_hosts has the server under another key type than the
+		// one negotiated: ask for the known types.
+		cfg := *s.config
+		cfg.HostKeyAlgorithms = keyAlgorithms(mm.want)
+		conn, err = ssh.Dial("tcp", s.addr, &cfg)
+	}
+	if err != nil {
+		var pe *permanentError
+		if errors.As(err, &pe) || errors.As(err, &mm) {
+			return nil, err
+		}
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, &permanentError{msg: fmt.Sprintf("sftp server %s refused user %s: check username, password or private_key", s.addr, s.config.User), err: err}
+		}
+		return nil, fmt.Errorf("connect to sftp server %s: %w", s.addr, err)
+	}
+	c, err := sftp.NewClient(conn, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("start sftp on %s: %w", s.addr, err)
+	}
+	s.conn, s.c = conn, c
+	return c, nil
+}
+
+func sameKeyType(mm *hostKeyMismatch) bool {
+	for _, k := range mm.want {
+		if k.Key.Type() == mm.got.Type() {
+			return true
+		}
+	}
+	return false
+}
+
+// keyAlgorithms returns the host key algorithms that produce keys of the
+// known keys' types.
+func keyAlgorithms(known []knownhosts.KnownKey) []string {
+	var algs []string
+	for _, k := range known {
+		switch t := k.Key.Type(); t {
+		case ssh.KeyAlgoRSA:
+			algs = append(algs, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)
+		default:
+			algs = append(algs, t)
+		}
+	}
+	return algs
+}
+
+// broken drops the session after an error that is not the server's answer
+// (a lost connection), so the next operation connects again.
+func (s *SFTP) broken(c *sftp.Client, err error) {
+	var se *sftp.StatusError
+	if err == nil || errors.As(err, &se) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == c {
+		_ = s.c.Close()
+		_ = s.conn.Close()
+		s.c, s.conn = nil, nil
+	}
+}
+
+// path checks key and returns its file path on the server; the rules are
+// the local store's.
+func (s *SFTP) path(key string) (string, error) {
+	if key == "" || strings.HasPrefix(key, "/") {
+		return "", fmt.Errorf("invalid key %q", key)
+	}
+	for _, part := range strings.Split(key, "/") {
+		if part == "" || part == "." || part == ".." || hidden(part) {
+			return "", fmt.Errorf("invalid key %q: component %q cannot be stored as a file", key, part)
+		}
+	}
+	return path.Join(s.root, key), nil
+}
+
+// errorf wraps an SFTP error: a missing file is ErrNotFound, a refusal
+// ErrPermanent.
+func (s *SFTP) errorf(op, key string, err error) error {
+	var pe *permanentError
+	var mm *hostKeyMismatch
+	switch {
+	case errors.As(err, &pe) || errors.As(err, &mm):
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+	case errors.Is(err, fs.ErrPermission):
+		err = &permanentError{msg: fmt.Sprintf("permission denied on sftp server %s: check the user's rights on %s", s.addr, s.root), err: err}
+	}
+	return fmt.Errorf("%s %s: %w", op, key, err)
+}
+
+// do runs f with a session, dropping the session when f fails for a reason
+// other than the server's answer.
+func (s *SFTP) do(op, key string, f func(c *sftp.Client) error) error {
+	c, err := s.client()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	err = f(c)
+	s.broken(c, err)
+	if err != nil {
+		return s.errorf(op, key, err)
+	}
+	return nil
+}
+
+// Put writes the object to a temp file and renames it over the object,
+// then does the same for the sidecar; the old sidecar goes first, so an
+// overwrite is never seen with old metadata and new bytes.
+func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, md Metadata) error {
+	p, err := s.path(key)
+	if err != nil {
+		return fmt.Errorf("put: %w", err)
+	}
+	return s.do("put", key, func(c *sftp.Client) error {
+		tmp, sidecarTmp, err := s.writeTemps(ctx, c, p, r, md)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			_ = c.Remove(tmp)
+			_ = c.Remove(sidecarTmp)
+		}()
+		if err := c.Remove(p + sidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := replace(c, tmp, p); err != nil {
+			return err
+		}
+		if err := replace(c, sidecarTmp, p+sidecarSuffix); err != nil {
+			_ = c.Remove(p)
+			return err
+		}
+		return nil
+	})
+}
+
+// replace renames oldname to newname, replacing newname: atomically with
+// posix-rename@openssh.com, else by removing newname first.
+func replace(c *sftp.Client, oldname, newname string) error {
+	if _, ok := c.HasExtension("posix-rename@openssh.com"); ok {
+		return c.PosixRename(oldname, newname)
+	}
+	if err := c.Remove(newname); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return c.Rename(oldname, newname)
+}
+
+// writeTemps makes the object's directory and writes the data and the
+// sidecar to temp files in it. On error it leaves neither.
+func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Reader, md Metadata) (tmp, sidecarTmp string, err error) {
+	dir, base := path.Split(p)
+	if err := c.MkdirAll(dir); err != nil {
+		return "", "", err
+	}
+	tmp = dir + "." + base + ".tmp-" + randomSuffix()
+	sum, err := writeRemote(ctx, c, tmp, r)
+	if err != nil {
+		return "", "", err
+	}
+	sidecar, err := encodeSidecar(md, sum)
+	if err == nil {
+		sidecarTmp = dir + "." + base + sidecarTemp + "-" + randomSuffix()
+		_, err = writeRemote(ctx, c, sidecarTmp, bytes.NewReader(sidecar))
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		_ = c.Remove(tmp)
+		if sidecarTmp != "" {
+			_ = c.Remove(sidecarTmp)
+		}
+		return "", "", err
+	}
+	return tmp, sidecarTmp, nil
+}
+
+// writeRemote copies r to a new file name and returns the SHA-256 of the
+// bytes. The file is fsynced when the server can (fsync@openssh.com). On
+// error, including a cancelled ctx, the file is removed.
+func writeRemote(ctx context.Context, c *sftp.Client, name string, r io.Reader) (sum []byte, err error) {
+	f, err := c.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = c.Remove(name)
+		}
+	}()
+	h := sha256.New()
+	if _, err := io.Copy(f, io.TeeReader(ctxReader{ctx: ctx, r: r}, h)); err != nil {
+		return nil, err
+	}
+	if _, ok := c.HasExtension("fsync@openssh.com"); ok {
+		if err := f.Sync(); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+func randomSuffix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// readSidecar reads and decodes the object's sidecar.
+func (s *SFTP) readSidecar(c *sftp.Client, p string) (Metadata, error) {
+	f, err := c.Open(p + sidecarSuffix)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+		return nil, fmt.Errorf("parse %s: %w: %v", path.Base(p)+sidecarSuffix, ErrBadMetadata, err)
+	}
+	md := make(Metadata, len(raw))
+	for k, v := range raw {
+		switch v := v.(type) {
+		case nil:
+		case string:
+			md[k] = v
+		default:
+			md[k] = fmt.Sprint(v)
+		}
+	}
+	delete(md, hashKey)
+	return md, nil
+}
+
+// Open returns the object's file and metadata.
+func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open: %w", err)
+	}
+	var f *sftp.File
+	var md Metadata
+	err = s.do("open", key, func(c *sftp.Client) error {
+		if md, err = s.readSidecar(c, p); err != nil {
+			return err
+		}
+		f, err = c.Open(p)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, md, nil
+}
+
+// OpenRange returns a section of the object's file.
+func (s *SFTP) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	var f *sftp.File
+	err = s.do("open", key, func(c *sftp.Client) error {
+		if _, err := c.Stat(p + sidecarSuffix); err != nil {
+			return err
+		}
+		if f, err = c.Open(p); err != nil {
+			return err
+		}
+		if length < 0 {
+			_, err = f.Seek(offset, io.SeekStart)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		if f != nil {
+			_ = f.Close()
+		}
+		return nil, err
+	}
+	if length < 0 {
+		return f, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, offset, length), f}, nil
+}
+
+// Stat returns the file's size and time and the sidecar's metadata.
+func (s *SFTP) Stat(ctx context.Context, key string) (Object, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return Object{}, fmt.Errorf("stat: %w", err)
+	}
+	var o Object
+	err = s.do("stat", key, func(c *sftp.Client) error {
+		md, err := s.readSidecar(c, p)
+		if err != nil {
+			return err
+		}
+		fi, err := c.Stat(p)
+		if err != nil {
+			return err
+		}
+		o = Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Metadata: md}
+		return nil
+	})
+	return o, err
+}
+
+// List walks the directories under prefix, reading each once; a file
+// counts when its directory also has its sidecar, as in PGHoard.
+func (s *SFTP) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	start := ""
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = prefix[:i]
+	}
+	var objs []Object
+	err := s.do("list", prefix, func(c *sftp.Client) error {
+		var walk func(dir string) error
+		walk = func(dir string) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			entries, err := c.ReadDir(path.Join(s.root, dir))
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			names := make(map[string]bool, len(entries))
+			for _, e := range entries {
+				names[e.Name()] = true
+			}
+			for _, e := range entries {
+				if hidden(e.Name()) {
+					continue
+				}
+				key := e.Name()
+				if dir != "" {
+					key = dir + "/" + key
+				}
+				switch {
+				case e.IsDir():
+					if strings.HasPrefix(key+"/", prefix) || strings.HasPrefix(prefix, key+"/") {
+						if err := walk(key); err != nil {
+							return err
+						}
+					}
+				case e.Mode().IsRegular() && strings.HasPrefix(key, prefix) && names[e.Name()+sidecarSuffix]:
+					objs = append(objs, Object{Key: key, Size: e.Size(), Modified: e.ModTime()})
+				}
+			}
+			return nil
+		}
+		return walk(start)
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
+	for _, o := range objs {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete removes the sidecar first (the object disappears at once), then
+// the file. Missing files are fine.
+func (s *SFTP) Delete(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	return s.do("delete", key, func(c *sftp.Client) error {
+		for _, name := range []string{p + sidecarSuffix, p} {
+			if err := c.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Close ends the SSH session.
+func (s *SFTP) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil {
+		return nil
+	}
+	err := s.c.Close()
+	if cerr := s.conn.Close(); err == nil {
+		err = cerr
+	}
+	s.c, s.conn = nil, nil
+	return err
+}
