@@ -106,6 +106,7 @@ type daemonStatus struct {
 			Connected  bool   `json:"connected"`
 			Uploaded   string `json:"uploaded_lsn"`
 			QueueDepth int    `json:"upload_queue"`
+			Paused     bool   `json:"paused_by_disk_guard"`
 		} `json:"wal"`
 		UploadFailures int `json:"upload_failures_in_a_row"`
 	} `json:"backup_sites"`

@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// The tests in this file put the streaming daemon through what must lose
+// no committed WAL, and end as an operator would: hoard verify --full finds
+// every segment from the first backup on, and hoard restore of that backup
+// recovers exactly the committed rows.
+
+// verifyFullReport is the part of `hoard verify --full --json` the tests
+// read.
+type verifyFullReport struct {
+	Backups []struct {
+		Name    string   `json:"name"`
+		Status  string   `json:"status"`
+		Reach   string   `json:"reach_wal_segment"`
+		Gaps    []any    `json:"wal_gaps"`
+		Problem []string `json:"problems"`
+	} `json:"backups"`
+	Problems []string `json:"problems"`
+}
+
+// finishAndCheck writes a marker row, waits until its segment is stored,
+// stops the daemon with SIGTERM, and checks the archive: no complete
+// segment stored as a .partial, no wal_hole_error, verify --full sound and
+// reaching the marker, and a restore of backup with every committed row.
+// It returns the restored cluster, running.
+func (s *streamSite) finishAndCheck(t *testing.T, d *daemonProc, src *pgtest.Cluster, major int, backup string) *pgtest.Cluster {
+	t.Helper()
+	src.Exec(t, "create table if not exists marker (id int)")
+	src.Exec(t, "insert into marker values (42)")
+	want := dataSummary(t, src)
+	last := s.switchAndWaitStored(d, src, 2*time.Minute)
+	if code := d.stop(syscall.SIGTERM, 90*time.Second); code != 0 {
+		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
+	}
+	if strings.Contains(d.out.String(), "wal hole") {
+		t.Errorf("the daemon reported a wal hole:\n%s", d.out.String())
+	}
+	if _, err := os.Stat(filepath.Join(s.alertDir, "wal_hole_error")); err == nil {
+		t.Error("wal_hole_error raised")
+	}
+	stored := s.storedWAL()
+	t.Logf("%d WAL objects stored", len(stored))
+	for _, name := range stored {
+		if wal.IsPartialName(name) {
+			t.Errorf("%s stored as a .partial on a timeline that did not end", name)
+		}
+	}
+
+	out, errOut, err := s.hoard("verify", "--full", "--json")
+	var rep verifyFullReport
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		t.Fatalf("verify --full --json: %v (exit %v)\n%s\n%s", jerr, err, out, errOut)
+	}
+	if err != nil || len(rep.Problems) > 0 || len(rep.Backups) == 0 {
+		t.Errorf("verify --full: exit %v, report %+v", err, rep)
+	}
+	for _, b := range rep.Backups {
+		if b.Status != "ok" || len(b.Gaps) > 0 || b.Reach < last {
+			t.Errorf("verify --full: backup %s is %s with gaps %v, reaching %s (want %s)", b.Name, b.Status, b.Gaps, b.Reach, last)
+		}
+	}
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	s.mustHoard("restore", "--target-dir", dir, "--basebackup", backup)
+	c := pgtest.StartDataDir(t, major, dir, noArchiving)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got := dataSummary(t, c); got != want {
+		t.Errorf("restored cluster has %s, source committed %s", got, want)
+	}
+	return c
+}
+
+// TestDaemonKillLoop kills hoard daemon with SIGKILL at random moments, 24
+// times, under pgbench on a cluster with 1 MiB segments (several segments
+// complete each second, so kills land inside every step of completing
+// one), restarting it each time. Then the archive must be whole from the
+// first backup on, and a restore must hold every committed transaction.
+func TestDaemonKillLoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: -short")
+	}
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	minio := storetest.MinIO(t)
+	s := newStreamSite(t, minio, minio)
+	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+	s.use(src)
+	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
+
+	d := s.startDaemon()
+	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[s.name].Backups >= 1
+	})
+	first := s.listBackups()[0]
+
+	// pgbench's transactions are what the restore must hold; a second
+	// pgbench writing large rows (about 6 MB/s) makes several segments
+	// complete every second, so that kills land inside the steps of
+	// completing one.
+	src.Exec(t, "create table filler (id int, pad text)")
+	script := filepath.Join(t.TempDir(), "filler.sql")
+	if err := os.WriteFile(script, []byte("insert into filler select g, repeat('x', 1000) from generate_series(1, 150) g;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const kills = 24
+	load := startPgbench(t, src, "-T", "600", "-c", "2", "-n")
+	filler := startPgbench(t, src, "-T", "600", "-c", "1", "-n", "-R", "40", "-f", script)
+	for i := range kills {
+		if i%4 == 0 {
+			// Now and then let it stream, so that the loop makes progress
+			// whatever the random delays.
+			d.waitFor("streaming", time.Minute, func() bool {
+				st, ok := d.status()
+				return ok && st.Sites[s.name].WAL != nil && st.Sites[s.name].WAL.Connected
+			})
+		}
+		time.Sleep(time.Duration(100+rand.IntN(700)) * time.Millisecond)
+		d.stop(syscall.SIGKILL, 10*time.Second)
+		d = s.startDaemon()
+	}
+	for _, l := range []*pgbenchLoad{load, filler} {
+		_ = l.cmd.Process.Signal(syscall.SIGINT)
+		<-l.done
+	}
+	want := src.QueryString(t, "select count(*)::text from filler")
+	t.Logf("%d kills under load; %s filler rows", kills, want)
+	c := s.finishAndCheck(t, d, src, major, first.Name)
+	if got := c.QueryString(t, "select count(*)::text from filler"); got != want {
+		t.Errorf("restored cluster has %s filler rows, source committed %s", got, want)
+	}
+}
+
+// mountTmpfs mounts a tmpfs of size MiB on a new directory owned by the
+// server's user, unmounted when the test ends. It needs root; without it
+// the test skips (fails under HOARD_TEST_STRICT=1).
+func mountTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		pgtest.Unavailable(t, "mounting a tmpfs needs root")
+	}
+	dir := filepath.Join(pgtest.TempDir(t), "tmpfs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(size)+"m", "tmpfs", dir).CombinedOutput(); err != nil {
+		pgtest.Unavailable(t, "mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	pgtest.Chown(t, dir)
+	return dir
+}
+
+// TestDaemonSpoolFullStorageDown runs the daemon with its spool on a
+// 12 MiB tmpfs while MinIO is unreachable, under pgbench: the spool fills
+// with segments that cannot be uploaded. With min_disk_free_bytes at 4 MiB
+// and the timer check at its 10 s default, the guard asked before each new
+// segment file must pause receiving before the disk is full (the WAL
+// waits on the server, in the slot). Once MinIO is back the spool drains,
+// receiving resumes, and nothing is missing.
+func TestDaemonSpoolFullStorageDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: -short")
+	}
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	minio := storetest.MinIO(t)
+	proxy := newTCPProxy(t, net.JoinHostPort(minio.Host, strconv.Itoa(minio.Port)))
+	via := minio
+	via.Port = proxy.port()
+	s := newStreamSite(t, via, minio)
+	spool := mountTmpfs(t, 12)
+	s.editConfig(func(cfg map[string]any) {
+		cfg["backup_location"] = spool
+		site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+		site["pg_receivexlog"] = map[string]any{"min_disk_free_bytes": 4 << 20}
+	})
+	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+	s.use(src)
+	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
+
+	d := s.startDaemon()
+	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[s.name].Backups >= 1
+	})
+	first := s.listBackups()[0]
+
+	proxy.down()
+	load := startPgbench(t, src, "-T", "600", "-c", "2", "-n")
+	d.waitFor("receiving paused by the disk guard", 3*time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[s.name].WAL != nil && st.Sites[s.name].WAL.Paused
+	})
+	// Paused, the slot holds the WAL: pgbench goes on committing.
+	time.Sleep(2 * time.Second)
+	if strings.Contains(d.out.String(), "no space left") || strings.Contains(d.out.String(), "spool disk full") {
+		t.Errorf("the spool ran out of space:\n%s", tailLines(d.out.String(), 40))
+	}
+	proxy.up()
+	d.waitFor("receiving resumed", 3*time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[s.name].WAL != nil && !st.Sites[s.name].WAL.Paused
+	})
+	_ = load.cmd.Process.Signal(syscall.SIGINT)
+	<-load.done
+	s.finishAndCheck(t, d, src, major, first.Name)
+}
