@@ -37,6 +37,7 @@ func basebackupCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "fast", Usage: "request an immediate checkpoint instead of a spread one"},
 			&cli.IntFlag{Name: "max-rate", Usage: "limit the server's send rate to `KB/s` (32 to 1048576; 0 = unlimited)"},
+			uploadRateFlag,
 			&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the server to archive the backup's WAL (archive_command)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON"},
 			&cli.BoolFlag{Name: "local", Usage: "take the backup in this process even when a daemon runs"},

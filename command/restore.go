@@ -50,6 +50,7 @@ func restoreCommand() *cli.Command {
 			"2 bad flags or configuration; 130 interrupted.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "target-dir", Usage: "data `DIR` to create: absent, empty, or only lost+found"},
+			downloadRateFlag,
 			&cli.StringFlag{Name: "basebackup", Usage: "backup `NAME` to restore (default: the newest that can reach the target)"},
 			&cli.StringFlag{Name: "target-time", Aliases: []string{"recovery-target-time"}, Usage: "recover to `TIME` (ISO 8601 with a zone)"},
 			&cli.StringFlag{Name: "target-xid", Aliases: []string{"recovery-target-xid"}, Usage: "recover to transaction `XID`"},

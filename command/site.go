@@ -64,7 +64,11 @@ func openSite(c *cli.Context) (*siteEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(c.Context, site.ObjectStorage)
+	limits, err := rateLimits(c, site)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(c.Context, site.ObjectStorage, limits)
 	if err != nil {
 		return nil, fmt.Errorf("open storage of site %s: %w", name, err)
 	}
@@ -114,9 +118,10 @@ func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 	return codec, nil
 }
 
-// openStore opens the storage a site's object_storage describes, with
-// retries of transient errors.
-func openStore(ctx context.Context, o config.ObjectStorage) (storage.Store, error) {
+// openStore opens the storage a site's object_storage describes, with its
+// rate limits and retries of transient errors (outside the limits, so
+// that a retry still sees the caller's seekable reader).
+func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateLimits) (storage.Store, error) {
 	sc, err := storage.ParseConfig(o.JSON())
 	if err != nil {
 		return nil, err
@@ -125,7 +130,7 @@ func openStore(ctx context.Context, o config.ObjectStorage) (storage.Store, erro
 	if err != nil {
 		return nil, err
 	}
-	return storage.WithRetry(st, storage.RetryOptions{}), nil
+	return storage.WithRetry(storage.WithRateLimit(st, limits), storage.RetryOptions{}), nil
 }
 
 // openSiteAll is openSite followed by openMovedFrom, for the commands that
@@ -180,7 +185,12 @@ func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 				codec.PrivateKeys[id] = k
 			}
 		}
-		st, err := openStore(c.Context, s.ObjectStorage)
+		limits, err := rateLimits(c, s)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		st, err := openStore(c.Context, s.ObjectStorage, limits)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("open storage of site %s (moved_from of %s): %w", name, env.name, err)

@@ -21,6 +21,11 @@ type Site struct {
 	Active           bool // false = read-only site
 	ActiveBackupMode string
 
+	// UploadRateLimit and DownloadRateLimit cap the site's transfers to
+	// and from its storage in bytes per second; 0 = unlimited.
+	UploadRateLimit   int64
+	DownloadRateLimit int64
+
 	BasebackupMode                      string
 	BasebackupChunkSize                 int64
 	BasebackupChunksInProgress          int
