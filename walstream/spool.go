@@ -28,9 +28,6 @@ type faults struct {
 	// sync, when set, is called before each fsync of a segment file with
 	// the file's path; an error it returns stands for fsync's.
 	sync func(path string) error
-	// allocate, when set, is called before a new segment file is
-	// preallocated; an error it returns stands for fallocate's.
-	allocate func(path string) error
 	// step, when set, is called between the steps of completing a
 	// segment, with the step's name and the segment's.
 	step func(step, segment string)
@@ -90,14 +87,7 @@ func openSegment(dir string, seg wal.Segment, segSize uint64, fl *faults) (*segm
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}
-	err = nil
-	if created && fl.allocate != nil {
-		err = fl.allocate(p)
-	}
-	if err == nil {
-		err = preallocate(f, int64(segSize))
-	}
-	if err != nil {
+	if err := preallocate(f, int64(segSize)); err != nil {
 		f.Close()
 		if created {
 			// Give back what fallocate may have reserved.
