@@ -23,6 +23,12 @@ type Archive struct {
 	MovedFrom []*Archive
 }
 
+// sites returns a followed by the archives it moved from: the order in
+// which WAL is looked for.
+func (a *Archive) sites() []*Archive {
+	return append([]*Archive{a}, a.MovedFrom...)
+}
+
 // DamagedBackup is a backup whose main object is stored but whose metadata
 // cannot be read: a local store's sidecar that is not JSON, or a field
 // ParseBackupInfo refuses (a start time that is no time, an LSN that is no

@@ -53,6 +53,8 @@ const (
 	MetaWALSegmentSize = "hoard-wal-segment-size"
 	MetaChunkCount     = "hoard-chunk-count"
 	MetaPGManifest     = "hoard-pg-manifest" // "true" when PostgreSQL's backup_manifest is in the control tar
+	MetaEndXmin        = "hoard-end-xmin"
+	MetaEndXmax        = "hoard-end-xmax"
 )
 
 // BackupInfo is what hoard knows of a stored basebackup, read from (and
@@ -77,6 +79,16 @@ type BackupInfo struct {
 	TotalSizeEnc    int64
 	StoredSize      int64 // size of the main object itself
 	ChunkCount      int
+	// PGManifest is true when PostgreSQL's backup_manifest is in the
+	// control tar.
+	PGManifest bool
+	// EndXmin and EndXmax are the transaction snapshot taken right after
+	// the backup ended (txid_current_snapshot()), 0 when not recorded:
+	// restore uses them to choose a backup for an xid target. xmax is one
+	// past the newest completed xid (latestCompletedXid + 1), not the next
+	// xid to be assigned: transactions at or above it may already have
+	// been running, but none had completed.
+	EndXmin, EndXmax uint64
 
 	Site             string
 	Host             string
@@ -103,7 +115,7 @@ func (b *BackupInfo) SegmentSize() uint64 {
 	return b.WALSegmentSize
 }
 
-// Metadata returns the main object's metadata for b. Zero values are left
+// ToMetadata returns the main object's metadata for b. Zero values are left
 // out, as rohmu drops null values.
 func (b *BackupInfo) ToMetadata() storage.Metadata {
 	md := storage.Metadata{}
@@ -143,6 +155,16 @@ func (b *BackupInfo) ToMetadata() storage.Metadata {
 	md[MetaTotalSizePlain] = strconv.FormatInt(b.TotalSizePlain, 10)
 	md[MetaTotalSizeEnc] = strconv.FormatInt(b.TotalSizeEnc, 10)
 	setInt(MetaChunkCount, int64(b.ChunkCount))
+	if b.PGManifest {
+		md[MetaPGManifest] = "true"
+	}
+	setUint := func(k string, v uint64) {
+		if v != 0 {
+			md[k] = strconv.FormatUint(v, 10)
+		}
+	}
+	setUint(MetaEndXmin, b.EndXmin)
+	setUint(MetaEndXmax, b.EndXmax)
 	set(MetaSite, b.Site)
 	set(MetaHost, b.Host)
 	set(MetaActiveBackupMode, b.ActiveBackupMode)
@@ -168,6 +190,7 @@ func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, 
 		ActiveBackupMode: md[MetaActiveBackupMode],
 		BasebackupMode:   md[MetaBasebackupMode],
 		BackupReason:     md[MetaBackupReason],
+		PGManifest:       md[MetaPGManifest] == "true",
 		Metadata:         md,
 	}
 	var err error
@@ -207,6 +230,8 @@ func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, 
 		{MetaTotalSizePlain, func(v int64) { b.TotalSizePlain = v }},
 		{MetaTotalSizeEnc, func(v int64) { b.TotalSizeEnc = v }},
 		{MetaChunkCount, func(v int64) { b.ChunkCount = int(v) }},
+		{MetaEndXmin, func(v int64) { b.EndXmin = uint64(v) }},
+		{MetaEndXmax, func(v int64) { b.EndXmax = uint64(v) }},
 	}
 	for _, f := range ints {
 		if v := md[f.key]; v != "" {

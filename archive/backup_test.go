@@ -58,8 +58,16 @@ func TestBackupInfo_Metadata(t *testing.T) {
 		Site:            "default",
 		Host:            "db1",
 		BackupReason:    "requested",
+		PGManifest:      true,
+		EndXmin:         731,
+		EndXmax:         735,
 	}
 	md := in.ToMetadata()
+	for k, v := range map[string]string{MetaPGManifest: "true", MetaEndXmin: "731", MetaEndXmax: "735"} {
+		if md[k] != v {
+			t.Errorf("metadata %s = %q, want %q", k, md[k], v)
+		}
+	}
 	got, err := ParseBackupInfo("default/basebackup/2026-11-24_03-00_0.00000000.pghoard", 1234, md)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +117,7 @@ func TestParseBackupInfo_ErrBadValue(t *testing.T) {
 		{"total-size-plain": "-1"},
 		{"start-wal-segment": "nope"},
 		{"hoard-start-lsn": "zz"},
+		{"hoard-end-xmax": "many"},
 	} {
 		if _, err := ParseBackupInfo("k", 0, md); err == nil {
 			t.Errorf("ParseBackupInfo(%v) succeeded", md)

@@ -365,12 +365,6 @@ const basebackupDeltaChunkDir = "basebackup_delta_chunk"
 // by its name.
 const OrphanMinAge = 24 * time.Hour
 
-// sites returns a followed by the archives it moved from: the order in
-// which WAL is looked for.
-func (a *Archive) sites() []*Archive {
-	return append([]*Archive{a}, a.MovedFrom...)
-}
-
 // site returns the archive called name among a's sites; "" is a.
 func (a *Archive) site(name string) (*Archive, error) {
 	if name == "" {
@@ -422,12 +416,6 @@ func (a *Archive) ListPreservations(ctx context.Context) (map[string]time.Time, 
 	return out, nil
 }
 
-// walObject is one stored WAL file.
-type walObject struct {
-	site, key string
-	size      int64
-}
-
 // PlanRetention lists the backups and WAL of a and of the sites it moved
 // from, adds the site's preservation requests to p.Preserved, and plans
 // with the package function PlanRetention. It fills in where each object
@@ -447,51 +435,45 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	}
 	p.Preserved = merged
 
-	var backups []*BackupInfo
-	holder := map[*BackupInfo]string{}
+	scan, err := a.ScanAllBackups(ctx)
+	if err != nil {
+		return RetentionPlan{}, err
+	}
+	backups := scan.Sound
 	listed := map[string]map[string]bool{} // site -> backup names
-	stored := map[string][]walObject{}
+	list := func(site, name string) {
+		if listed[site] == nil {
+			listed[site] = map[string]bool{}
+		}
+		listed[site][name] = true
+	}
+	for _, b := range backups {
+		list(a.ArchiveOf(b).Site, b.Name)
+	}
+	// A damaged backup is neither counted nor deleted, and its chunks are
+	// not orphans: someone must look at it.
+	for _, d := range scan.Damaged {
+		list(d.Archive.Site, d.Name)
+	}
+	files, err := a.ListWAL(ctx)
+	if err != nil {
+		return RetentionPlan{}, err
+	}
+	stored := map[string][]WALFile{}
 	var walNames []string
-	for _, s := range a.sites() {
-		scan, err := s.ScanBackups(ctx)
-		if err != nil {
-			return RetentionPlan{}, err
+	for _, f := range files {
+		if _, ok := stored[f.Name]; !ok {
+			walNames = append(walNames, f.Name)
 		}
-		bs := scan.Sound
-		listed[s.Site] = map[string]bool{}
-		for _, b := range bs {
-			holder[b] = s.Site
-			listed[s.Site][b.Name] = true
-		}
-		// A damaged backup is neither counted nor deleted, and its chunks
-		// are not orphans: someone must look at it.
-		for _, d := range scan.Damaged {
-			listed[s.Site][d.Name] = true
-		}
-		backups = append(backups, bs...)
-		dir := s.Layout.Dir(XLogDir)
-		err = s.Store.List(ctx, dir, func(o storage.Object) error {
-			name := strings.TrimPrefix(o.Key, dir)
-			if name == "" || strings.Contains(name, "/") {
-				return nil
-			}
-			if _, ok := stored[name]; !ok {
-				walNames = append(walNames, name)
-			}
-			stored[name] = append(stored[name], walObject{site: s.Site, key: o.Key, size: o.Size})
-			return nil
-		})
-		if err != nil {
-			return RetentionPlan{}, fmt.Errorf("list wal of site %s: %w", s.Site, err)
-		}
+		stored[f.Name] = append(stored[f.Name], f)
 	}
 
 	plan := PlanRetention(backups, walNames, p, now)
 	for i := range plan.Keep {
-		plan.Keep[i].Site = holder[plan.Keep[i].Backup]
+		plan.Keep[i].Site = a.ArchiveOf(plan.Keep[i].Backup).Site
 	}
 	for i := range plan.Delete {
-		plan.Delete[i].Site = holder[plan.Delete[i].Backup]
+		plan.Delete[i].Site = a.ArchiveOf(plan.Delete[i].Backup).Site
 	}
 	a.keepReadOnly(&plan)
 	if len(plan.Delete) > 0 {
@@ -504,11 +486,11 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	// from are read-only.
 	var located []WALDeletion
 	for _, d := range plan.WAL {
-		for _, o := range stored[d.Name] {
-			if o.site != a.Site {
+		for _, f := range stored[d.Name] {
+			if f.Archive.Site != a.Site {
 				continue
 			}
-			d.Site, d.Key, d.Size = o.site, o.key, o.size
+			d.Site, d.Key, d.Size = f.Archive.Site, f.Key, f.Size
 			located = append(located, d)
 		}
 	}

@@ -104,34 +104,9 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 		}
 	}()
 
-	var head headBuffer
-	w := io.Writer(tmp)
-	var sum hash.Hash
-	if md[MetaHash] != "" {
-		alg := md[MetaHashAlgorithm]
-		if alg == "" {
-			alg = DefaultHashAlgorithm
-		}
-		// An unknown algorithm leaves the check to the codec's own
-		// integrity checks.
-		if sum, err = NewHash(alg); err == nil {
-			w = io.MultiWriter(tmp, sum)
-		}
-	}
-	n, err := io.CopyBuffer(io.MultiWriter(w, &head), rc, make([]byte, 1<<20))
+	h, err := copyChecked(tmp, rc, md, name, false)
 	if err != nil {
-		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
-	}
-	if sum != nil {
-		if got := hex.EncodeToString(sum.Sum(nil)); got != md[MetaHash] {
-			return wal.PageHeader{}, fmt.Errorf("fetch %s: decoded file hashes to %s, metadata says %s: damaged object", key, got, md[MetaHash])
-		}
-	}
-	var h wal.PageHeader
-	if segment, partial, _ := walKind(name); segment || partial {
-		if h, err = wal.CheckSegment(name, head.b, n); err != nil {
-			return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
-		}
+		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)
@@ -147,6 +122,40 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	return h, nil
+}
+
+// copyChecked copies r, the decoded bytes of a WAL file called name whose
+// object has metadata md, to w, and checks what it copied: the bytes
+// against the hash metadata, then, for a segment or .partial file, the page
+// header against the name and size (wal.CheckSegment), which it returns. A
+// hash algorithm hoard does not know is an error when strict; otherwise
+// the check is left to the codec's own integrity checks.
+func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, name string, strict bool) (wal.PageHeader, error) {
+	var head headBuffer
+	dst := io.MultiWriter(w, &head)
+	alg, want := MetadataHash(md)
+	var sum hash.Hash
+	if want != "" {
+		var err error
+		if sum, err = NewHash(alg); err == nil {
+			dst = io.MultiWriter(dst, sum)
+		} else if strict {
+			return wal.PageHeader{}, err
+		}
+	}
+	n, err := io.CopyBuffer(dst, r, make([]byte, 1<<20))
+	if err != nil {
+		return wal.PageHeader{}, err
+	}
+	if sum != nil {
+		if got := hex.EncodeToString(sum.Sum(nil)); got != want {
+			return wal.PageHeader{}, fmt.Errorf("decoded bytes hash to %s, metadata says %s: damaged object", got, want)
+		}
+	}
+	if segment, partial, _ := walKind(name); segment || partial {
+		return wal.CheckSegment(name, head.b, n)
+	}
+	return wal.PageHeader{}, nil
 }
 
 // headBuffer keeps the first wal.PageHeaderSize bytes written to it.

@@ -23,6 +23,17 @@ import (
 // DefaultHashAlgorithm is PGHoard's default hash_algorithm.
 const DefaultHashAlgorithm = "sha1"
 
+// MetadataHash returns the hash an object's metadata records of its plain
+// bytes: the algorithm (hash-algorithm, DefaultHashAlgorithm when absent,
+// as PGHoard reads it) and the hex digest (hash), "" when none is recorded.
+func MetadataHash(md storage.Metadata) (alg, sum string) {
+	alg = md[MetaHashAlgorithm]
+	if alg == "" {
+		alg = DefaultHashAlgorithm
+	}
+	return alg, md[MetaHash]
+}
+
 // wholeFileLimit is the largest WAL file PushWAL reads into memory:
 // history and backup label files. Segments are read twice instead, once to
 // hash and once to upload, which costs a second read from the page cache
@@ -194,11 +205,7 @@ func (a *Archive) sameAsArchived(ctx context.Context, key string, src *walFile, 
 	if err != nil {
 		return false, fmt.Errorf("stat %s: %w", key, err)
 	}
-	if theirs := obj.Metadata[MetaHash]; theirs != "" {
-		theirAlg := obj.Metadata[MetaHashAlgorithm]
-		if theirAlg == "" {
-			theirAlg = DefaultHashAlgorithm
-		}
+	if theirAlg, theirs := MetadataHash(obj.Metadata); theirs != "" {
 		if _, err := NewHash(theirAlg); err == nil {
 			ours := sum
 			if theirAlg != alg {

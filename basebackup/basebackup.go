@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -229,6 +228,9 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		BackupReason:     o.Reason,
 		DecisionTime:     o.DecisionTime,
 		NormalizedTime:   o.NormalizedTime,
+		PGManifest:       true,
+		EndXmin:          uint64(xmin),
+		EndXmax:          uint64(xmax),
 	}
 	for _, c := range chunks {
 		info.TotalSizePlain += c.InputSize
@@ -264,9 +266,6 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		return nil, err
 	}
 	md := info.ToMetadata()
-	md[archive.MetaPGManifest] = "true"
-	md[MetaEndXmin] = strconv.FormatInt(xmin, 10)
-	md[MetaEndXmax] = strconv.FormatInt(xmax, 10)
 	// The control object goes last: once it exists the backup is listed.
 	st, err := o.Archive.Codec.Put(ctx, o.Archive.Store, info.Key, bytes.NewReader(control), int64(len(control)), md)
 	if err != nil {

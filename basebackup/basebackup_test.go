@@ -127,7 +127,7 @@ func testRun(t *testing.T, c *pgtest.Cluster) {
 		{"format", b.Format, archive.FormatBBv2},
 		{"reason", b.BackupReason, ReasonScheduled},
 		{"timelines", strconv.Itoa(int(b.StartTimeline)) + "," + strconv.Itoa(int(b.EndTimeline)), "1,1"},
-		{"pg manifest", b.Metadata[archive.MetaPGManifest], "true"},
+		{"pg manifest", b.Metadata[archive.MetaPGManifest] + "," + strconv.FormatBool(b.PGManifest), "true,true"},
 		{"mode", b.BasebackupMode, "local-tar"},
 	}
 	for _, ch := range checks {
@@ -135,10 +135,8 @@ func testRun(t *testing.T, c *pgtest.Cluster) {
 			t.Errorf("%s = %q, want %q", ch.what, ch.got, ch.want)
 		}
 	}
-	xmin, err1 := strconv.ParseUint(b.Metadata[MetaEndXmin], 10, 64)
-	xmax, err2 := strconv.ParseUint(b.Metadata[MetaEndXmax], 10, 64)
-	if err1 != nil || err2 != nil || xmin == 0 || xmax < xmin {
-		t.Errorf("end snapshot %q:%q", b.Metadata[MetaEndXmin], b.Metadata[MetaEndXmax])
+	if b.EndXmin == 0 || b.EndXmax < b.EndXmin {
+		t.Errorf("end snapshot %d:%d (metadata %q:%q)", b.EndXmin, b.EndXmax, b.Metadata[archive.MetaEndXmin], b.Metadata[archive.MetaEndXmax])
 	}
 	if b.EndTime.Before(b.StartTime) || b.EndLSN <= b.StartLSN {
 		t.Errorf("backup from %s (%s) ends at %s (%s)", b.StartLSN, b.StartTime, b.EndLSN, b.EndTime)

@@ -23,14 +23,6 @@ const (
 	minServerVersion = 130000
 )
 
-// Metadata keys of the transaction snapshot taken right after the backup
-// ended (txid_current_snapshot()): restore uses them to choose a backup for
-// an xid target.
-const (
-	MetaEndXmin = "hoard-end-xmin"
-	MetaEndXmax = "hoard-end-xmax"
-)
-
 // Backup reasons (backup-reason metadata).
 const (
 	ReasonScheduled = "scheduled"

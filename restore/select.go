@@ -2,23 +2,12 @@ package restore
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/wal"
-)
-
-// Metadata keys of the transaction snapshot taken right after a backup's
-// end (written by basebackup): txid_current_snapshot()'s xmin and xmax.
-// xmax is one past the newest completed xid (latestCompletedXid + 1), not
-// the next xid to be assigned: transactions at or above it may already
-// have been running, but none had completed.
-const (
-	metaEndXmin = "hoard-end-xmin"
-	metaEndXmax = "hoard-end-xmax"
 )
 
 // SelectBackup chooses the backup to restore from backups (oldest first, as
@@ -79,7 +68,7 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 		}
 	}
 	if t.XID != 0 {
-		if oldest := backups[0]; oldest.Metadata[metaEndXmax] == "" {
+		if oldest := backups[0]; oldest.EndXmax == 0 {
 			return oldest, nil
 		}
 	}
@@ -121,16 +110,11 @@ func endsBefore(b *archive.BackupInfo, t Target) (bool, string) {
 		// An explicitly named backup with a restore point that could not
 		// be located: PostgreSQL will say whether it reaches it.
 	case t.XID != 0:
-		v := b.Metadata[metaEndXmax]
-		if v == "" {
+		if b.EndXmax == 0 {
 			return false, "its end snapshot is not recorded"
 		}
-		xmax, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return false, fmt.Sprintf("its %s=%q is not a number", metaEndXmax, v)
-		}
-		if !xidAtOrAfter(t.XID, xmax) {
-			return false, fmt.Sprintf("xid %d may have committed before it ended (end snapshot xmax %d)", t.XID, xmax)
+		if !xidAtOrAfter(t.XID, b.EndXmax) {
+			return false, fmt.Sprintf("xid %d may have committed before it ended (end snapshot xmax %d)", t.XID, b.EndXmax)
 		}
 	}
 	return true, ""

@@ -16,18 +16,14 @@ var t0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 
 // hoardBackup is a backup as hoard's basebackup records it: LSNs, end time
 // and end snapshot, ending at hour h after t0 and at LSN end.
-func hoardBackup(name string, h int, end pglogrepl.LSN, xmax string) *archive.BackupInfo {
-	md := storage.Metadata{}
-	if xmax != "" {
-		md[metaEndXmax] = xmax
-	}
+func hoardBackup(name string, h int, end pglogrepl.LSN, xmax uint64) *archive.BackupInfo {
 	return &archive.BackupInfo{
 		Name: name, Format: archive.FormatBBv2,
 		StartTime: t0.Add(time.Duration(h)*time.Hour - time.Minute), EndTime: t0.Add(time.Duration(h) * time.Hour),
 		StartLSN: end - 0x100, EndLSN: end, StartTimeline: 1, EndTimeline: 1,
 		StartWALSegment: wal.SegmentOf(1, end-0x100, 16<<20).Name(16 << 20),
 		EndWALSegment:   wal.SegmentOf(1, end, 16<<20).Name(16 << 20),
-		Metadata:        md,
+		EndXmax:         xmax,
 	}
 }
 
@@ -50,16 +46,16 @@ func pghoardBackup(t *testing.T, name string, h int, startSeg, endSeg string) *a
 
 func TestSelectBackup(t *testing.T) {
 	hoard := []*archive.BackupInfo{
-		hoardBackup("b1", 1, 0x1000100, "1000"),
-		hoardBackup("b2", 2, 0x2000100, "2000"),
-		hoardBackup("b3", 3, 0x3000100, "3000"),
+		hoardBackup("b1", 1, 0x1000100, 1000),
+		hoardBackup("b2", 2, 0x2000100, 2000),
+		hoardBackup("b3", 3, 0x3000100, 3000),
 	}
 	pgh := []*archive.BackupInfo{
 		pghoardBackup(t, "p1", 1, "000000010000000000000001", "000000010000000000000001"),
 		pghoardBackup(t, "p2", 2, "000000010000000000000002", "000000010000000000000003"),
 	}
-	noXmax := []*archive.BackupInfo{hoardBackup("n1", 1, 0x1000100, ""), hoardBackup("n2", 2, 0x2000100, "")}
-	tli2 := hoardBackup("t2", 4, 0x4000100, "4000")
+	noXmax := []*archive.BackupInfo{hoardBackup("n1", 1, 0x1000100, 0), hoardBackup("n2", 2, 0x2000100, 0)}
+	tli2 := hoardBackup("t2", 4, 0x4000100, 4000)
 	tli2.StartTimeline, tli2.EndTimeline = 2, 2
 	withTLI := append(append([]*archive.BackupInfo{}, hoard...), tli2)
 	tests := []struct {
@@ -126,7 +122,7 @@ func TestSelectBackup(t *testing.T) {
 }
 
 func TestSelectBackup_ErrBadTarget(t *testing.T) {
-	_, err := SelectBackup([]*archive.BackupInfo{hoardBackup("b1", 1, 0x1000100, "")}, "", Target{XID: 5, LSN: 6})
+	_, err := SelectBackup([]*archive.BackupInfo{hoardBackup("b1", 1, 0x1000100, 0)}, "", Target{XID: 5, LSN: 6})
 	if !errors.Is(err, ErrBadTarget) {
 		t.Fatalf("err = %v, want ErrBadTarget", err)
 	}
@@ -156,10 +152,10 @@ func TestXIDAtOrAfter(t *testing.T) {
 // Timeline 2 forks from 1 at 0/2800000; b3 is on timeline 2, b2 ended on
 // timeline 1 before the fork, b2x ended on timeline 1 after it.
 func TestSelectBackup_TargetTimeline(t *testing.T) {
-	b1 := hoardBackup("b1", 1, 0x1000100, "1000")
-	b2 := hoardBackup("b2", 2, 0x2000100, "2000")
-	b2x := hoardBackup("b2x", 3, 0x3000100, "3000")
-	b3 := hoardBackup("b3", 4, 0x3800100, "4000")
+	b1 := hoardBackup("b1", 1, 0x1000100, 1000)
+	b2 := hoardBackup("b2", 2, 0x2000100, 2000)
+	b2x := hoardBackup("b2x", 3, 0x3000100, 3000)
+	b3 := hoardBackup("b3", 4, 0x3800100, 4000)
 	b3.StartTimeline, b3.EndTimeline = 2, 2
 	backups := []*archive.BackupInfo{b1, b2, b2x, b3}
 	two := wal.History{{Timeline: 1}, {Timeline: 2, Begin: 0x2800000}}
@@ -197,8 +193,8 @@ func TestSelectBackup_TargetTimeline(t *testing.T) {
 // rule the xid out (xid below its xmax: the transaction may have been
 // running at the end) is taken; the automatic choice passes it over.
 func TestSelectBackup_ExplicitXID(t *testing.T) {
-	b1 := hoardBackup("b1", 1, 0x1000100, "1000")
-	b2 := hoardBackup("b2", 2, 0x2000100, "2000")
+	b1 := hoardBackup("b1", 1, 0x1000100, 1000)
+	b2 := hoardBackup("b2", 2, 0x2000100, 2000)
 	backups := []*archive.BackupInfo{b1, b2}
 	tgt := Target{XID: 1500}
 	if b, err := SelectBackup(backups, "", tgt); err != nil || b.Name != "b1" {

@@ -9,12 +9,10 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -23,32 +21,22 @@ import (
 var ErrMissingWAL = errors.New("WAL segment missing from archive")
 
 // walIndex maps the archived segment names of a site and the sites it
-// moved from to the archive holding each.
+// moved from to the archive holding the copy recovery reads.
 type walIndex map[string]*archive.Archive
 
-// listWAL lists the segment names under the xlog/ folders of a and of the
-// sites it moved from. A segment in several is read from the first, in the
+// listWAL lists the segments of a and of the sites it moved from
+// (Archive.ListWAL). A segment in several is read from the first, in the
 // order wal-fetch searches them: a, then a.MovedFrom.
 func listWAL(ctx context.Context, a *archive.Archive) (walIndex, error) {
+	files, err := a.ListWAL(ctx)
+	if err != nil {
+		return nil, err
+	}
 	idx := walIndex{}
-	for _, s := range sites(a) {
-		dir := s.Layout.Dir(archive.XLogDir)
-		err := s.Store.List(ctx, dir, func(o storage.Object) error {
-			if name := strings.TrimPrefix(o.Key, dir); wal.IsSegmentName(name) && idx[name] == nil {
-				idx[name] = s
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list WAL of site %s: %w", s.Site, err)
-		}
+	for name, f := range archive.SegmentIndex(files) {
+		idx[name] = f.Archive
 	}
 	return idx, nil
-}
-
-// sites returns a followed by the archives it moved from.
-func sites(a *archive.Archive) []*archive.Archive {
-	return append([]*archive.Archive{a}, a.MovedFrom...)
 }
 
 // historyIndex maps the timelines with an archived history file to the
@@ -56,21 +44,16 @@ func sites(a *archive.Archive) []*archive.Archive {
 type historyIndex map[uint32]*archive.Archive
 
 // listHistories lists the timelines whose .history file is archived in a
-// or a site it moved from; the first of them holding a file wins.
+// or a site it moved from (Archive.ListHistories); the first of them
+// holding a file wins.
 func listHistories(ctx context.Context, a *archive.Archive) (historyIndex, error) {
+	h, err := a.ListHistories(ctx)
+	if err != nil {
+		return nil, err
+	}
 	idx := historyIndex{}
-	for _, s := range sites(a) {
-		dir := s.Layout.Dir(archive.TimelineDir)
-		err := s.Store.List(ctx, dir, func(o storage.Object) error {
-			tli, err := wal.ParseHistoryFileName(strings.TrimPrefix(o.Key, dir))
-			if err == nil && idx[tli] == nil {
-				idx[tli] = s
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list timeline histories of site %s: %w", s.Site, err)
-		}
+	for tli, f := range h {
+		idx[tli] = f.Archive
 	}
 	return idx, nil
 }

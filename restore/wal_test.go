@@ -35,7 +35,7 @@ func TestTargetTimeline(t *testing.T) {
 }
 
 func TestCheckWAL(t *testing.T) {
-	b := hoardBackup("b", 1, 0x4000100, "")
+	b := hoardBackup("b", 1, 0x4000100, 0)
 	b.StartLSN, b.StartWALSegment = 0x2000028, "000000010000000000000002"
 	one := wal.History{{Timeline: 1}}
 	// Timeline 2 began at 0/5800000: segment 5 onwards is read from it.

@@ -212,13 +212,9 @@ func cmpUint(a, b uint64) int {
 // metadata. An object without a hash counts as the same: there is nothing
 // to compare.
 func sameHash(path string, md map[string]string) (bool, error) {
-	want := md[archive.MetaHash]
+	alg, want := archive.MetadataHash(md)
 	if want == "" {
 		return true, nil
-	}
-	alg := md[archive.MetaHashAlgorithm]
-	if alg == "" {
-		alg = archive.DefaultHashAlgorithm
 	}
 	h, err := archive.NewHash(alg)
 	if err != nil {

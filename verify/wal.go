@@ -5,47 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/restore"
-	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
-// walIndex is what the site's archive holds of WAL: segments under xlog/
-// (name to listed object) and the timelines with a history file.
+// walIndex is what the site's archive, and the sites it moved from, hold
+// of WAL: the segments under xlog/ and the timelines with a history file,
+// each the copy recovery reads.
 type walIndex struct {
-	segments  map[string]storage.Object
-	histories map[uint32]bool
+	segments  map[string]archive.WALFile
+	histories map[uint32]archive.WALFile
 }
 
 // listWAL lists the segments and timeline histories of a.
 func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
-	idx := &walIndex{segments: map[string]storage.Object{}, histories: map[uint32]bool{}}
-	dir := a.Layout.Dir(archive.XLogDir)
-	err := a.Store.List(ctx, dir, func(o storage.Object) error {
-		if name := strings.TrimPrefix(o.Key, dir); wal.IsSegmentName(name) {
-			idx.segments[name] = o
-		}
-		return nil
-	})
+	files, err := a.ListWAL(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list WAL of site %s: %w", a.Site, err)
+		return nil, err
 	}
-	dir = a.Layout.Dir(archive.TimelineDir)
-	err = a.Store.List(ctx, dir, func(o storage.Object) error {
-		if tli, err := wal.ParseHistoryFileName(strings.TrimPrefix(o.Key, dir)); err == nil {
-			idx.histories[tli] = true
-		}
-		return nil
-	})
+	h, err := a.ListHistories(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list timeline histories of site %s: %w", a.Site, err)
+		return nil, err
 	}
-	return idx, nil
+	return &walIndex{segments: archive.SegmentIndex(files), histories: h}, nil
 }
 
 // missingHistories returns the timelines above 1 that have segments in
@@ -57,7 +43,7 @@ func (w *walIndex) missingHistories() []uint32 {
 	var out []uint32
 	for name := range w.segments {
 		tli := wal.SegmentTimeline(name)
-		if tli > 1 && !w.histories[tli] && !seen[tli] {
+		if _, ok := w.histories[tli]; tli > 1 && !ok && !seen[tli] {
 			seen[tli] = true
 			out = append(out, tli)
 		}

@@ -1,0 +1,129 @@
+package archive
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// WALFile is a stored WAL file: a segment, .partial or .backup file under
+// xlog/, or a .history file under timeline/.
+type WALFile struct {
+	Name string // file name, as PostgreSQL names it
+	Key  string // the object's key in Archive.Store
+	Size int64  // stored bytes
+	// Archive is the archive holding the file: the one listed, or one of
+	// the sites it moved from.
+	Archive *Archive
+}
+
+// ListWAL lists the files directly under xlog/ of a and of every site it
+// moved from (a.MovedFrom): segments, .partial and .backup files, and
+// whatever else lies there (callers pick by name, with wal.IsSegmentName
+// and friends). Sites come in the order wal-fetch searches them, a first;
+// a file stored by several sites is listed once for each, in that order.
+func (a *Archive) ListWAL(ctx context.Context) ([]WALFile, error) {
+	var out []WALFile
+	for _, s := range a.sites() {
+		files, err := s.listDir(ctx, XLogDir)
+		if err != nil {
+			return nil, fmt.Errorf("list WAL of site %s: %w", s.Site, err)
+		}
+		out = append(out, files...)
+	}
+	return out, nil
+}
+
+// ListHistories returns the timelines whose history file is stored in a
+// or a site it moved from, each with the copy wal-fetch reads: the first
+// site holding it, in the order a, a.MovedFrom.
+func (a *Archive) ListHistories(ctx context.Context) (map[uint32]WALFile, error) {
+	out := map[uint32]WALFile{}
+	for _, s := range a.sites() {
+		files, err := s.listDir(ctx, TimelineDir)
+		if err != nil {
+			return nil, fmt.Errorf("list timeline histories of site %s: %w", s.Site, err)
+		}
+		for _, f := range files {
+			tli, err := wal.ParseHistoryFileName(f.Name)
+			if _, seen := out[tli]; err == nil && !seen {
+				out[tli] = f
+			}
+		}
+	}
+	return out, nil
+}
+
+// SegmentIndex maps the complete segments among files (as ListWAL returns
+// them) to the copy wal-fetch reads: the first listed.
+func SegmentIndex(files []WALFile) map[string]WALFile {
+	out := map[string]WALFile{}
+	for _, f := range files {
+		if _, seen := out[f.Name]; !seen && wal.IsSegmentName(f.Name) {
+			out[f.Name] = f
+		}
+	}
+	return out
+}
+
+// listDir lists the objects directly under one of a's folders (not in
+// folders below it).
+func (a *Archive) listDir(ctx context.Context, dir string) ([]WALFile, error) {
+	prefix := a.Layout.Dir(dir)
+	var out []WALFile
+	err := a.Store.List(ctx, prefix, func(o storage.Object) error {
+		name := strings.TrimPrefix(o.Key, prefix)
+		if name != "" && !strings.Contains(name, "/") {
+			out = append(out, WALFile{Name: name, Key: o.Key, Size: o.Size, Archive: a})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Open opens f in the archive holding it and decodes it, as Codec.Open
+// does.
+func (f WALFile) Open(ctx context.Context) (io.ReadCloser, storage.Metadata, error) {
+	return f.Archive.Codec.Open(ctx, f.Archive.Store, f.Key)
+}
+
+// maxHistorySize bounds what ReadHistory reads: a history file holds a
+// line per ancestor timeline, far below this.
+const maxHistorySize = 1 << 20
+
+// ReadHistory reads and parses f, a timeline history file (as
+// ListHistories returns them).
+func (f WALFile) ReadHistory(ctx context.Context) (wal.History, error) {
+	tli, err := wal.ParseHistoryFileName(f.Name)
+	if err != nil {
+		return nil, err
+	}
+	rc, _, err := f.Open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", f.Name, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxHistorySize))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Name, err)
+	}
+	return wal.ParseHistory(tli, data)
+}
+
+// Check decodes f to its end, keeping nothing, and checks it as FetchWAL
+// does before it delivers a file: the codec's integrity checks, the bytes
+// against the hash metadata (an unknown hash algorithm is an error), and
+// a segment's or .partial file's page header against its name and size.
+func (f WALFile) Check(ctx context.Context) error {
+	rc, md, err := f.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = copyChecked(io.Discard, rc, md, f.Name, true)
+	return err
+}
