@@ -12,6 +12,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/daemon"
 )
 
 // progressLogInterval is how often a basebackup without a terminal logs its
@@ -61,7 +62,7 @@ func runBasebackup(c *cli.Context) error {
 		return usagef("add a node to the site's nodes", "site %s has no nodes", env.name)
 	}
 	if !c.Bool("local") {
-		err := requestBackupFromDaemon(c.Context, env.cfg, env.name)
+		err := daemon.RequestBackup(c.Context, *httpConfig(env.cfg), env.name)
 		if err == nil {
 			if c.Bool("fast") || rate != 0 || c.Bool("no-wait") {
 				env.log.Warn().Msg("--fast, --max-rate and --no-wait apply to backups taken here; the daemon uses its own settings (use --local)")
@@ -69,7 +70,7 @@ func runBasebackup(c *cli.Context) error {
 			printf(c.App.Writer, "basebackup of site %s requested from the running daemon; see hoard list\n", env.name)
 			return nil
 		}
-		if !errors.Is(err, errNoDaemon) {
+		if !errors.Is(err, daemon.ErrNoDaemon) {
 			return fmt.Errorf("request a basebackup from the daemon at %s:%d: %w (use --local to take it here)", env.cfg.HTTPAddress, env.cfg.HTTPPort, err)
 		}
 	}

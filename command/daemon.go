@@ -1,24 +1,16 @@
 package command
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -86,12 +78,20 @@ func runDaemon(c *cli.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, c, hup, reloads, opts, log)
+	var reloader sync.WaitGroup
+	reloader.Add(1)
+	go func() {
+		defer reloader.Done()
+		reloadOnHUP(ctx, c, hup, reloads, opts, log)
+	}()
 
 	log.Info().Str("version", c.App.Version).Str("config", cfg.File).Int("sites", len(opts.Sites)).Msg("daemon starting")
-	notifySystemd(log, "READY=1")
+	notifySystemd(log, daemon.NotifyReady)
 	err = daemon.Run(ctx, opts)
-	notifySystemd(log, "STOPPING=1")
+	notifySystemd(log, daemon.NotifyStopping)
+	// daemon.Run takes no more reloads: stop the reloader and wait for it.
+	cancel()
+	reloader.Wait()
 	if err != nil {
 		log.Error().Err(err).Msg("daemon stopped")
 		return err
@@ -112,7 +112,7 @@ func reloadOnHUP(ctx context.Context, c *cli.Context, hup <-chan os.Signal, out 
 		case <-hup:
 		}
 		log.Info().Msg("SIGHUP: reloading the configuration")
-		notifySystemd(log, "RELOADING=1")
+		notifySystemd(log, daemon.NotifyReloading)
 		cfg, err := loadConfig(c)
 		var next daemon.Options
 		if err == nil {
@@ -120,7 +120,7 @@ func reloadOnHUP(ctx context.Context, c *cli.Context, hup <-chan os.Signal, out 
 		}
 		if err != nil {
 			log.Error().Err(err).Msg("reload failed; keeping the running configuration")
-			notifySystemd(log, "READY=1")
+			notifySystemd(log, daemon.NotifyReady)
 			continue
 		}
 		if globalFingerprint(next) != globalFingerprint(cur) {
@@ -131,7 +131,7 @@ func reloadOnHUP(ctx context.Context, c *cli.Context, hup <-chan os.Signal, out 
 		case <-ctx.Done():
 			return
 		}
-		notifySystemd(log, "READY=1")
+		notifySystemd(log, daemon.NotifyReady)
 	}
 }
 
@@ -143,13 +143,9 @@ func daemonOptions(c *cli.Context, cfg *config.Config) (daemon.Options, error) {
 		MaintenanceFile:           cfg.MaintenanceModeFile,
 		UploadRetriesWarningLimit: cfg.UploadRetriesWarningLimit,
 		DrainTimeout:              cfg.GracefulShutdownUploadTimeout,
-		HTTP: &daemon.HTTPConfig{
-			Address: cfg.HTTPAddress, Port: cfg.HTTPPort,
-			Username: cfg.WebserverUsername, Password: cfg.WebserverPassword,
-			TLSCertFile: cfg.HTTPTLSCertFile, TLSKeyFile: cfg.HTTPTLSKeyFile,
-		},
-		Version: c.App.Version,
-		Logger:  logger(c),
+		HTTP:                      httpConfig(cfg),
+		Version:                   c.App.Version,
+		Logger:                    logger(c),
 	}
 	if s := cfg.Statsd; s != nil {
 		o.StatsD = &daemon.StatsDConfig{Host: s.Host, Port: s.Port, Format: s.Format, Tags: s.Tags}
@@ -340,106 +336,19 @@ func globalFingerprint(o daemon.Options) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// notifySystemd sends state to systemd's notification socket when the
-// daemon runs under systemd with Type=notify (sd_notify(3)); otherwise it
-// does nothing. A failure is logged: the service manager will time out.
+// notifySystemd reports state to systemd (daemon.Notify); a failure is
+// logged: the service manager will time out.
 func notifySystemd(log zerolog.Logger, state string) {
-	sock := os.Getenv("NOTIFY_SOCKET")
-	if sock == "" {
-		return
-	}
-	if strings.HasPrefix(sock, "@") {
-		sock = "\x00" + sock[1:] // abstract socket namespace
-	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err == nil {
-		_, err = conn.Write([]byte(state))
-		_ = conn.Close()
-	}
-	if err != nil {
+	if err := daemon.Notify(state); err != nil {
 		log.Warn().Err(err).Str("state", state).Msg("notify systemd")
 	}
 }
 
-// errNoDaemon is returned (wrapped) by requestBackupFromDaemon when no
-// daemon answers on the configured HTTP address.
-var errNoDaemon = errors.New("no hoard daemon answers")
-
-// requestBackupFromDaemon asks a running daemon for a basebackup of site
-// over its HTTP API (POST /<site>/basebackup on http_address:http_port,
-// with webserver_username/password, over HTTPS when http_tls_cert_file is
-// set: the daemon's certificate is pinned to that file, so no CA or host
-// name is involved). It returns an error wrapping errNoDaemon when nothing
-// listens there, so a caller can take the backup itself; any other error
-// means a daemon answered and refused.
-func requestBackupFromDaemon(ctx context.Context, cfg *config.Config, site string) error {
-	host := cfg.HTTPAddress
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
-	}
-	scheme := "http"
-	tr := &http.Transport{Proxy: nil}
-	if cfg.HTTPTLSCertFile != "" {
-		pin, err := certLeaf(cfg.HTTPTLSCertFile)
-		if err != nil {
-			return err
-		}
-		scheme = "https"
-		tr.TLSClientConfig = &tls.Config{
-			// The certificate is compared byte for byte with the one in
-			// the configuration instead of being verified against CAs.
-			InsecureSkipVerify: true,
-			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-				if len(raw) == 0 || !bytes.Equal(raw[0], pin) {
-					return fmt.Errorf("the daemon's certificate is not the one in http_tls_cert_file %s", cfg.HTTPTLSCertFile)
-				}
-				return nil
-			},
-			MinVersion: tls.VersionTLS12,
-		}
-	}
-	url := fmt.Sprintf("%s://%s/%s/basebackup", scheme, net.JoinHostPort(host, strconv.Itoa(cfg.HTTPPort)), site)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
-	if err != nil {
-		return err
-	}
-	if cfg.WebserverUsername != "" {
-		req.SetBasicAuth(cfg.WebserverUsername, cfg.WebserverPassword)
-	}
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return fmt.Errorf("%w on %s: %v", errNoDaemon, net.JoinHostPort(host, strconv.Itoa(cfg.HTTPPort)), err)
-		}
-		return fmt.Errorf("request a basebackup from the daemon: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the daemon refused the basebackup request: %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
-}
-
-// certLeaf returns the DER bytes of the first certificate in a PEM file.
-func certLeaf(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read http_tls_cert_file: %w", err)
-	}
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return nil, fmt.Errorf("http_tls_cert_file %s holds no PEM certificate", path)
-		}
-		if b.Type == "CERTIFICATE" {
-			return b.Bytes, nil
-		}
+// httpConfig is the daemon's HTTP API as the configuration sets it.
+func httpConfig(cfg *config.Config) *daemon.HTTPConfig {
+	return &daemon.HTTPConfig{
+		Address: cfg.HTTPAddress, Port: cfg.HTTPPort,
+		Username: cfg.WebserverUsername, Password: cfg.WebserverPassword,
+		TLSCertFile: cfg.HTTPTLSCertFile, TLSKeyFile: cfg.HTTPTLSKeyFile,
 	}
 }

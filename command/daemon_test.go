@@ -1,14 +1,9 @@
 package command
 
 import (
-	"context"
 	"errors"
 	"flag"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,33 +140,6 @@ func TestDefaultSlot(t *testing.T) {
 		if got := defaultSlot(site); got != want {
 			t.Errorf("defaultSlot(%q) = %q, want %q", site, got, want)
 		}
-	}
-}
-
-func TestRequestBackupFromDaemon(t *testing.T) {
-	var got string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pass, _ := r.BasicAuth()
-		got = r.Method + " " + r.URL.Path + " " + user + ":" + pass
-		w.WriteHeader(http.StatusCreated)
-	}))
-	defer srv.Close()
-	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	cfg := config.New()
-	cfg.HTTPAddress = host
-	cfg.HTTPPort, _ = strconv.Atoi(port)
-	cfg.WebserverUsername, cfg.WebserverPassword = "u", "p"
-	if err := requestBackupFromDaemon(context.Background(), cfg, "main"); err != nil {
-		t.Fatal(err)
-	}
-	if want := "POST /main/basebackup u:p"; got != want {
-		t.Errorf("request %q, want %q", got, want)
-	}
-
-	// Nothing listening: errNoDaemon, so the caller takes the backup.
-	srv.Close()
-	if err := requestBackupFromDaemon(context.Background(), cfg, "main"); !errors.Is(err, errNoDaemon) {
-		t.Errorf("no daemon: err %v, want errNoDaemon", err)
 	}
 }
 
