@@ -9,6 +9,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/hoardbackup/hoard/metrics"
 )
 
 // unhealthyAfter is how long a streaming site may be disconnected before
@@ -19,7 +21,7 @@ const unhealthyAfter = time.Minute
 type daemon struct {
 	opts    Options
 	log     zerolog.Logger
-	metrics *Metrics
+	metrics *metrics.Registry
 	alerts  *Alerts
 	started time.Time
 
@@ -49,7 +51,7 @@ func Run(ctx context.Context, o Options) error {
 	d := &daemon{
 		opts:     o,
 		log:      o.Logger.With().Str("component", "daemon").Logger(),
-		metrics:  NewMetrics(o.MetricLabels),
+		metrics:  metrics.New(o.MetricLabels),
 		started:  time.Now(),
 		sups:     map[string]*supervisor{},
 		raisedBy: map[string]map[string]bool{},
@@ -60,10 +62,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	d.metrics.Gauge(MetricDaemonStartedTime, "When the daemon started (Unix seconds).", nil).Set(float64(d.started.Unix()))
 
-	var sd *StatsD
+	var sd *metrics.StatsD
 	if o.StatsD != nil {
 		var err error
-		if sd, err = NewStatsD(o.StatsD.Host, o.StatsD.Port, o.StatsD.Format, o.StatsD.Tags); err != nil {
+		if sd, err = metrics.NewStatsD(o.StatsD.Host, o.StatsD.Port, o.StatsD.Format, o.StatsD.Tags); err != nil {
 			return fmt.Errorf("statsd: %w", err)
 		}
 		defer sd.Close()
@@ -299,7 +301,7 @@ func (d *daemon) healthy() error {
 
 // monitor refreshes the sites' WAL status and metrics, writes the state
 // file and flushes StatsD every StateInterval until ctx ends.
-func (d *daemon) monitor(ctx context.Context, sd *StatsD) {
+func (d *daemon) monitor(ctx context.Context, sd *metrics.StatsD) {
 	t := time.NewTicker(d.opts.StateInterval)
 	defer t.Stop()
 	stateFailed := false

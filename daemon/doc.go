@@ -1,7 +1,8 @@
 // Package daemon is what `hoard daemon` runs all day beside PostgreSQL:
 // per backup site, WAL capture, scheduled and requested basebackups, and
 // retention; for the whole process, a JSON state file, alert files,
-// metrics (Prometheus and StatsD) and an HTTP API.
+// metrics (a metrics.Registry served on /metrics and flushed to StatsD)
+// and an HTTP API.
 //
 // # Sites
 //

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/metrics"
 )
 
 // Errors RequestBackup returns (wrapped) to get the matching HTTP status.
@@ -59,7 +61,7 @@ type HTTPOptions struct {
 	TLSCertFile, TLSKeyFile string
 
 	Status        func() any              // GET /status: the value is sent as indented JSON
-	Metrics       *Metrics                // GET /metrics
+	Metrics       *metrics.Registry       // GET /metrics
 	RequestBackup func(site string) error // PUT|POST /<site>/archive/basebackup, POST /<site>/basebackup
 	Healthy       func() error            // GET /healthz: nil is healthy
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/metrics"
 	"github.com/hoardbackup/hoard/verify"
 )
 
@@ -143,7 +144,7 @@ func decideRestoreTest(now time.Time, interval time.Duration, daemonStart, lastR
 
 // restoreTestMetrics returns the site's restore test series, registering
 // them on first use.
-func (s *supervisor) restoreTestMetrics() (ok, duration, lastRun, lastSuccess *Gauge) {
+func (s *supervisor) restoreTestMetrics() (ok, duration, lastRun, lastSuccess *metrics.Gauge) {
 	l := map[string]string{"site": s.site.Name}
 	m := s.d.metrics
 	return m.Gauge(MetricRestoreTestOK, "1 when the last scheduled restore test passed, 0 when it failed.", l),

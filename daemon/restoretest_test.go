@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/metrics"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/verify"
 )
@@ -69,7 +70,7 @@ func testDaemon(t *testing.T) *daemon {
 	return &daemon{
 		opts:     Options{AlertDir: dir},
 		log:      zerolog.New(zerolog.NewTestWriter(t)),
-		metrics:  NewMetrics(nil),
+		metrics:  metrics.New(nil),
 		alerts:   NewAlerts(dir),
 		started:  time.Now(),
 		sups:     map[string]*supervisor{},

@@ -21,6 +21,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/metrics"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -305,7 +306,7 @@ func TestRun_StatsD(t *testing.T) {
 	site.Schedule.Interval = 24 * time.Hour
 	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
 	port := pc.LocalAddr().(*net.UDPAddr).Port
-	rd := runDaemon(t, Options{Sites: []Site{site}, StatsD: &StatsDConfig{Host: "127.0.0.1", Port: port, Format: StatsDTelegraf, Tags: map[string]string{"env": "test"}}})
+	rd := runDaemon(t, Options{Sites: []Site{site}, StatsD: &StatsDConfig{Host: "127.0.0.1", Port: port, Format: metrics.StatsDTelegraf, Tags: map[string]string{"env": "test"}}})
 	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
 	c.Exec(t, "select pg_switch_wal()")
 

@@ -1,19 +1,21 @@
 package daemon
 
+import "github.com/hoardbackup/hoard/metrics"
+
 // siteMetrics are the series of one site, registered once per supervisor
-// start (Metrics returns the same series for the same name and labels, so
+// start (the registry returns the same series for the same name and labels, so
 // a site restarted by a reload keeps counting where it was).
 type siteMetrics struct {
-	received, flushed, uploaded *Gauge
-	queue, lagBytes, lagSeconds *Gauge
-	connected, paused           *Gauge
-	holeSegments                *Gauge
-	uploads, uploadErrors       *Counter
+	received, flushed, uploaded *metrics.Gauge
+	queue, lagBytes, lagSeconds *metrics.Gauge
+	connected, paused           *metrics.Gauge
+	holeSegments                *metrics.Gauge
+	uploads, uploadErrors       *metrics.Counter
 
-	lastBackup, backupDuration, backupRunning *Gauge
-	backupsOK, backupsFailed                  *Counter
+	lastBackup, backupDuration, backupRunning *metrics.Gauge
+	backupsOK, backupsFailed                  *metrics.Counter
 
-	deletedBackups, deletedChunks, deletedWAL, deletedOrphans *Counter
+	deletedBackups, deletedChunks, deletedWAL, deletedOrphans *metrics.Counter
 }
 
 // Metric names. Every series has a site label.
@@ -38,7 +40,7 @@ const (
 	MetricDaemonStartedTime = "hoard_start_timestamp_seconds"
 )
 
-func newSiteMetrics(m *Metrics, site string) siteMetrics {
+func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 	l := map[string]string{"site": site}
 	with := func(k, v string) map[string]string { return map[string]string{"site": site, k: v} }
 	return siteMetrics{

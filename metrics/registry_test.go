@@ -1,4 +1,4 @@
-package daemon
+package metrics
 
 import (
 	"bufio"
@@ -159,7 +159,7 @@ func unescape(t testing.TB, s string, quote bool) string {
 	return b.String()
 }
 
-func exposition(t testing.TB, m *Metrics) string {
+func exposition(t testing.TB, m *Registry) string {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := m.WritePrometheus(&buf); err != nil {
@@ -168,8 +168,8 @@ func exposition(t testing.TB, m *Metrics) string {
 	return buf.String()
 }
 
-func TestMetrics_WritePrometheus(t *testing.T) {
-	m := NewMetrics(map[string]string{"instance": "db1", "bad-tag": "x"})
+func TestRegistry_WritePrometheus(t *testing.T) {
+	m := New(map[string]string{"instance": "db1", "bad-tag": "x"})
 	m.Gauge("hoard_wal_lag_bytes", "Bytes between the server's flush LSN and the stored LSN.", map[string]string{"site": "main"}).Set(16777216)
 	m.Gauge("hoard_wal_lag_bytes", "ignored: help is kept from the first registration", map[string]string{"site": "alpha"}).Set(0.5)
 	c := m.Counter("hoard_upload_bytes_total", "Bytes stored.\nSecond line with a \\ backslash.", map[string]string{
@@ -235,19 +235,19 @@ func TestMetrics_WritePrometheus(t *testing.T) {
 	}
 }
 
-func TestMetrics_WritePrometheusEmpty(t *testing.T) {
-	if got := exposition(t, NewMetrics(nil)); got != "" {
+func TestRegistry_WritePrometheusEmpty(t *testing.T) {
+	if got := exposition(t, New(nil)); got != "" {
 		t.Errorf("empty registry wrote %q", got)
 	}
-	m := NewMetrics(nil)
+	m := New(nil)
 	m.Counter("a_total", "A.", nil)
 	if got, want := exposition(t, m), "# HELP a_total A.\n# TYPE a_total counter\na_total 0\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
 
-func TestMetrics_SameSeries(t *testing.T) {
-	m := NewMetrics(nil)
+func TestRegistry_SameSeries(t *testing.T) {
+	m := New(nil)
 	a := m.Counter("x_total", "X.", map[string]string{"site": "a", "type": "xlog"})
 	b := m.Counter("x_total", "X.", map[string]string{"type": "xlog", "site": "a"})
 	if a != b {
@@ -265,7 +265,7 @@ func TestMetrics_SameSeries(t *testing.T) {
 }
 
 func TestCounter_Monotonic(t *testing.T) {
-	m := NewMetrics(nil)
+	m := New(nil)
 	c := m.Counter("c_total", "C.", nil)
 	c.Add(2)
 	c.Add(-1)
@@ -327,16 +327,16 @@ func TestCounter_Monotonic(t *testing.T) {
 	}
 }
 
-func TestMetrics_Panics(t *testing.T) {
+func TestRegistry_Panics(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		f    func(m *Metrics)
+		f    func(m *Registry)
 	}{
-		{"ErrMetricName", func(m *Metrics) { m.Counter("hoard.upload", "", nil) }},
-		{"ErrMetricNameDigit", func(m *Metrics) { m.Gauge("1x", "", nil) }},
-		{"ErrLabelName", func(m *Metrics) { m.Gauge("x", "", map[string]string{"a-b": "v"}) }},
-		{"ErrReservedLabel", func(m *Metrics) { m.Gauge("x", "", map[string]string{"__name__": "v"}) }},
-		{"ErrKind", func(m *Metrics) { m.Counter("x", "", nil); m.Gauge("x", "", nil) }},
+		{"ErrMetricName", func(m *Registry) { m.Counter("hoard.upload", "", nil) }},
+		{"ErrMetricNameDigit", func(m *Registry) { m.Gauge("1x", "", nil) }},
+		{"ErrLabelName", func(m *Registry) { m.Gauge("x", "", map[string]string{"a-b": "v"}) }},
+		{"ErrReservedLabel", func(m *Registry) { m.Gauge("x", "", map[string]string{"__name__": "v"}) }},
+		{"ErrKind", func(m *Registry) { m.Counter("x", "", nil); m.Gauge("x", "", nil) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer func() {
@@ -344,7 +344,7 @@ func TestMetrics_Panics(t *testing.T) {
 					t.Error("no panic")
 				}
 			}()
-			tc.f(NewMetrics(nil))
+			tc.f(New(nil))
 		})
 	}
 }
@@ -353,8 +353,8 @@ type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
-func TestMetrics_WritePrometheusErrWrite(t *testing.T) {
-	m := NewMetrics(nil)
+func TestRegistry_WritePrometheusErrWrite(t *testing.T) {
+	m := New(nil)
 	m.Gauge("g", "G.", nil)
 	if err := m.WritePrometheus(failWriter{}); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("err = %v, want the writer's error", err)
@@ -369,8 +369,8 @@ func TestSanitizeLabelName(t *testing.T) {
 	}
 }
 
-func BenchmarkMetrics_WritePrometheus(b *testing.B) {
-	m := NewMetrics(map[string]string{"instance": "db1"})
+func BenchmarkRegistry_WritePrometheus(b *testing.B) {
+	m := New(map[string]string{"instance": "db1"})
 	for i := range 1000 {
 		labels := map[string]string{"site": fmt.Sprintf("site%02d", i%20), "type": []string{"xlog", "timeline", "basebackup"}[i%3], "n": strconv.Itoa(i)}
 		if i%2 == 0 {

@@ -1,4 +1,4 @@
-package daemon
+package metrics
 
 import (
 	"errors"
@@ -116,7 +116,7 @@ func TestStatsD_Flush(t *testing.T) {
 		t.Run(tc.format, func(t *testing.T) {
 			sink := newUDPSink(t)
 			s := newTestStatsD(t, sink, tc.format, map[string]string{"env": "prod", "site": "overridden"})
-			m := NewMetrics(map[string]string{"prometheus_only": "x"})
+			m := New(map[string]string{"prometheus_only": "x"})
 			up := m.Counter("hoard_upload_bytes_total", "Bytes.", map[string]string{"site": "a,b=c:d|e f", "type": "xlog"})
 			lag := m.Gauge("hoard_lag_bytes", "Lag.", map[string]string{"site": "main"})
 			m.Gauge("hoard_queue", "Queue.", nil).Set(7)
@@ -165,7 +165,7 @@ func TestStatsD_Flush(t *testing.T) {
 func TestStatsD_FlushSplitsDatagrams(t *testing.T) {
 	sink := newUDPSink(t)
 	s := newTestStatsD(t, sink, "datadog", map[string]string{"host": "db1"})
-	m := NewMetrics(nil)
+	m := New(nil)
 	var want []string
 	for i := range 300 {
 		site := fmt.Sprintf("site-with-a-rather-long-name-%03d", i)
@@ -198,7 +198,7 @@ func TestStatsD_FlushErrSend(t *testing.T) {
 	// counter's whole increase goes out on the next successful flush.
 	sink := newUDPSink(t)
 	s := newTestStatsD(t, sink, "telegraf", nil)
-	m := NewMetrics(nil)
+	m := New(nil)
 	c := m.Counter("c_total", "C.", nil)
 	c.Add(2)
 	good := s.conn

@@ -1,4 +1,4 @@
-package daemon
+package metrics
 
 import (
 	"fmt"
@@ -21,7 +21,7 @@ const (
 // is fragmented (the limit DogStatsD clients use).
 const maxDatagram = 1432
 
-// StatsD sends a Metrics registry to a StatsD server over UDP, with tags in
+// StatsD sends a Registry to a StatsD server over UDP, with tags in
 // Telegraf's or Datadog's syntax. Counters are sent as the increase since the
 // previous Flush (|c), gauges as their current value (|g). Metric names are
 // sent as registered; the tags are the series' labels merged over the tags
@@ -80,7 +80,7 @@ func (s *StatsD) Close() error {
 // at most 1432 bytes; a single line longer than that goes alone. A counter's
 // increase counts as sent only once its datagram was written, so after an
 // error the next Flush sends it again. The first write error is returned.
-func (s *StatsD) Flush(m *Metrics) error {
+func (s *StatsD) Flush(m *Registry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 

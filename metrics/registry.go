@@ -1,4 +1,4 @@
-package daemon
+package metrics
 
 import (
 	"fmt"
@@ -11,12 +11,12 @@ import (
 	"sync/atomic"
 )
 
-// Metrics is a small registry of counters and gauges, exposed in the
+// Registry is a small registry of counters and gauges, exposed in the
 // Prometheus text format by WritePrometheus and sent to StatsD by
-// StatsD.Flush. It does what the daemon needs and nothing more, so hoard
+// StatsD.Flush. It does what hoard's daemon needs and nothing more, so hoard
 // carries no Prometheus client library. All methods are safe for concurrent
 // use; updating a series is one atomic operation.
-type Metrics struct {
+type Registry struct {
 	constLabels []labelPair // sorted by name; added to every series on /metrics
 
 	mu       sync.RWMutex
@@ -70,8 +70,8 @@ type Gauge series
 // prometheus.tags) are added to every series in the Prometheus exposition;
 // a series label of the same name wins. Characters not allowed in a label
 // name are replaced by "_", since the labels come from the user's config.
-func NewMetrics(constLabels map[string]string) *Metrics {
-	m := &Metrics{families: make(map[string]*family)}
+func New(constLabels map[string]string) *Registry {
+	m := &Registry{families: make(map[string]*family)}
 	for name, value := range constLabels {
 		m.constLabels = append(m.constLabels, labelPair{sanitizeLabelName(name), value})
 	}
@@ -84,14 +84,14 @@ func NewMetrics(constLabels map[string]string) *Metrics {
 // series. help is used on first registration. It panics when name or a label
 // name is not a valid Prometheus name, or when name is already a gauge: both
 // are programming errors.
-func (m *Metrics) Counter(name, help string, labels map[string]string) *Counter {
+func (m *Registry) Counter(name, help string, labels map[string]string) *Counter {
 	return (*Counter)(m.series(name, help, kindCounter, labels))
 }
 
 // Gauge returns the gauge series name{labels}, creating it at zero on first
 // use; later calls with the same name and labels return the same series. It
 // panics like Counter.
-func (m *Metrics) Gauge(name, help string, labels map[string]string) *Gauge {
+func (m *Registry) Gauge(name, help string, labels map[string]string) *Gauge {
 	return (*Gauge)(m.series(name, help, kindGauge, labels))
 }
 
@@ -130,14 +130,14 @@ func (s *series) add(v float64) {
 
 // series finds or creates a series. The read-locked fast path serves the
 // common case of a component fetching a series it registered before.
-func (m *Metrics) series(name, help string, k kind, labels map[string]string) *series {
+func (m *Registry) series(name, help string, k kind, labels map[string]string) *series {
 	if !validMetricName(name) {
-		panic(fmt.Sprintf("daemon: invalid metric name %q", name))
+		panic(fmt.Sprintf("metrics: invalid metric name %q", name))
 	}
 	pairs := make([]labelPair, 0, len(labels))
 	for n, v := range labels {
 		if !validLabelName(n) {
-			panic(fmt.Sprintf("daemon: metric %s: invalid label name %q", name, n))
+			panic(fmt.Sprintf("metrics: metric %s: invalid label name %q", name, n))
 		}
 		pairs = append(pairs, labelPair{n, v})
 	}
@@ -167,7 +167,7 @@ func (m *Metrics) series(name, help string, k kind, labels map[string]string) *s
 		m.sorted[i] = f
 	}
 	if f.kind != k {
-		panic(fmt.Sprintf("daemon: metric %s is a %s, not a %s", name, f.kind, k))
+		panic(fmt.Sprintf("metrics: metric %s is a %s, not a %s", name, f.kind, k))
 	}
 	if s = f.series[key]; s != nil {
 		return s
@@ -183,7 +183,7 @@ func (m *Metrics) series(name, help string, k kind, labels map[string]string) *s
 
 // render returns the exposition label block of a series: its own labels
 // merged over the constant labels, sorted by name.
-func (m *Metrics) render(own []labelPair) string {
+func (m *Registry) render(own []labelPair) string {
 	all := make([]labelPair, 0, len(own)+len(m.constLabels))
 	all = append(all, own...)
 	for _, c := range m.constLabels {
@@ -262,7 +262,7 @@ func appendValue(b []byte, v float64) []byte {
 // WritePrometheus writes every series in the Prometheus text exposition
 // format 0.0.4: per metric name, sorted, a HELP line, a TYPE line and one
 // sample line per label set, sorted by labels. Only w's errors are returned.
-func (m *Metrics) WritePrometheus(w io.Writer) error {
+func (m *Registry) WritePrometheus(w io.Writer) error {
 	const chunk = 32 << 10
 	b := make([]byte, 0, chunk+1024)
 	m.mu.RLock()
@@ -306,7 +306,7 @@ type sample struct {
 }
 
 // snapshot returns every series' current value, by name and labels.
-func (m *Metrics) snapshot() []sample {
+func (m *Registry) snapshot() []sample {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var out []sample
