@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -113,6 +114,28 @@ func (b *BackupInfo) SegmentSize() uint64 {
 		return 16 << 20
 	}
 	return b.WALSegmentSize
+}
+
+// ErrNoStartSegment is returned (wrapped) for a backup that records
+// neither its start segment nor its start LSN.
+var ErrNoStartSegment = errors.New("backup records no start WAL segment")
+
+// StartSegment returns the segment holding the backup's start: its
+// start-wal-segment or, failing that, the one holding hoard's start LSN on
+// the start timeline.
+func (b *BackupInfo) StartSegment() (wal.Segment, error) {
+	segSize := b.SegmentSize()
+	if b.StartWALSegment != "" {
+		s, err := wal.ParseSegmentName(b.StartWALSegment, segSize)
+		if err != nil {
+			return s, fmt.Errorf("backup %s: start segment: %w", b.Name, err)
+		}
+		return s, nil
+	}
+	if b.StartLSN != 0 && b.StartTimeline != 0 {
+		return wal.SegmentOf(b.StartTimeline, b.StartLSN, segSize), nil
+	}
+	return wal.Segment{}, fmt.Errorf("backup %s: %w", b.Name, ErrNoStartSegment)
 }
 
 // ToMetadata returns the main object's metadata for b. Zero values are left

@@ -265,16 +265,14 @@ func planWAL(plan *RetentionPlan, walNames []string) {
 	}
 }
 
-// startSegment returns the name of the segment a backup starts in, from
-// its start-wal-segment or, failing that, hoard's start LSN and timeline.
+// startSegment returns the name of the segment a backup starts in
+// (BackupInfo.StartSegment), "" when it records none.
 func startSegment(b *BackupInfo) string {
-	if wal.IsSegmentName(b.StartWALSegment) {
-		return b.StartWALSegment
+	s, err := b.StartSegment()
+	if err != nil {
+		return ""
 	}
-	if b.StartLSN != 0 && b.StartTimeline != 0 {
-		return wal.SegmentOf(b.StartTimeline, b.StartLSN, b.SegmentSize()).Name(b.SegmentSize())
-	}
-	return ""
+	return s.Name(b.SegmentSize())
 }
 
 // walPosition returns the log and segment part of a WAL file name (the 16

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/verify"
 )
@@ -27,7 +28,7 @@ func archiveSyncCommand() *cli.Command {
 			"EXIT STATUS: 0 the archive is continuous (or a new basebackup was taken) and no hash differs;\n" +
 			"1 a gap remains, a hash differs, or storing failed; 2 bad flags or configuration; 130 interrupted.",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "max-hash-checks", Value: verify.DefaultMaxHashChecks, Usage: "compare the hashes of at most `N` archived segments (0: none)"},
+			&cli.IntFlag{Name: "max-hash-checks", Value: archive.DefaultMaxHashChecks, Usage: "compare the hashes of at most `N` archived segments (0: none)"},
 			&cli.BoolFlag{Name: "no-verify", Usage: "skip the continuity check"},
 			&cli.BoolFlag{Name: "create-new-backup-on-failure", Usage: "take a new basebackup when the archive is not continuous"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
@@ -53,18 +54,23 @@ func runArchiveSync(c *cli.Context) error {
 	}
 	checks := c.Int("max-hash-checks")
 	if checks == 0 {
-		checks = -1 // verify.Sync reads 0 as its default
+		checks = -1 // Archive.Sync reads 0 as its default
 	}
-	res, err := verify.Sync(c.Context, verify.SyncOptions{
-		Archive:       env.archive,
+	res, err := env.archive.Sync(c.Context, archive.SyncOptions{
 		PGData:        env.site.PGDataDirectory,
 		MaxHashChecks: checks,
 		HashAlgorithm: env.cfg.HashAlgorithm,
-		NoVerify:      c.Bool("no-verify"),
 		Logger:        env.log,
 	})
 	if err != nil {
 		return err
+	}
+	// The archive's WAL from the newest backup's start, after the sync.
+	var chain *verify.Chain
+	if !c.Bool("no-verify") && res.Backup != nil {
+		if chain, err = verify.CheckContinuity(c.Context, env.archive, res.Backup); err != nil {
+			return err
+		}
 	}
 	var failures []string
 	if len(res.Mismatches) > 0 {
@@ -72,9 +78,9 @@ func runArchiveSync(c *cli.Context) error {
 			len(res.Mismatches), strings.Join(res.Mismatches, ", ")))
 	}
 	newBackup := ""
-	if !c.Bool("no-verify") && res.Chain != nil && !res.Chain.Continuous() {
-		gaps := make([]string, len(res.Gaps))
-		for i, g := range res.Gaps {
+	if chain != nil && !chain.Continuous() {
+		gaps := make([]string, len(chain.Gaps))
+		for i, g := range chain.Gaps {
 			gaps[i] = g.String()
 		}
 		if c.Bool("create-new-backup-on-failure") {
@@ -96,19 +102,20 @@ func runArchiveSync(c *cli.Context) error {
 	}
 	if c.Bool("json") {
 		out := struct {
-			*verify.SyncResult
-			Continuous *bool  `json:"continuous"`
-			NewBackup  string `json:"new_basebackup,omitempty"`
-		}{SyncResult: res, NewBackup: newBackup}
-		if res.Chain != nil {
-			v := res.Chain.Continuous()
-			out.Continuous = &v
+			*archive.SyncResult
+			Gaps       []verify.Gap `json:"wal_gaps"`
+			Continuous *bool        `json:"continuous"`
+			NewBackup  string       `json:"new_basebackup,omitempty"`
+		}{SyncResult: res, Gaps: []verify.Gap{}, NewBackup: newBackup}
+		if chain != nil {
+			v := chain.Continuous()
+			out.Gaps, out.Continuous = chain.Gaps, &v
 		}
 		if err := writeJSON(c.App.Writer, out); err != nil {
 			return err
 		}
 	} else {
-		writeSyncResult(c.App.Writer, res, newBackup)
+		writeSyncResult(c.App.Writer, res, chain, newBackup)
 	}
 	if len(failures) > 0 {
 		return &exitError{code: ExitFailure, err: fmt.Errorf("archive-sync: %s", strings.Join(failures, "; "))}
@@ -116,7 +123,7 @@ func runArchiveSync(c *cli.Context) error {
 	return nil
 }
 
-func writeSyncResult(w io.Writer, r *verify.SyncResult, newBackup string) {
+func writeSyncResult(w io.Writer, r *archive.SyncResult, chain *verify.Chain, newBackup string) {
 	printf(w, "local WAL %s..%s: stored %d missing files, compared %d hashes, %d differ\n",
 		dash(r.Oldest), dash(r.Newest), len(r.Pushed), r.HashChecked, len(r.Mismatches))
 	for _, n := range r.Pushed {
@@ -126,12 +133,12 @@ func writeSyncResult(w io.Writer, r *verify.SyncResult, newBackup string) {
 		printf(w, "  DIFFERS %s\n", n)
 	}
 	switch {
-	case r.Chain == nil:
+	case chain == nil:
 		printf(w, "continuity not checked\n")
-	case r.Chain.Continuous():
-		printf(w, "archive continuous from %s to %s\n", r.Chain.Start, dash(r.Chain.Newest))
+	case chain.Continuous():
+		printf(w, "archive continuous from %s to %s\n", chain.Start, dash(chain.Newest))
 	default:
-		for _, g := range r.Gaps {
+		for _, g := range chain.Gaps {
 			printf(w, "  WAL missing: %s\n", g)
 		}
 	}

@@ -15,7 +15,7 @@
 // checksums), stops it and removes the directory. The daemon runs it on a
 // schedule.
 //
-// Sync is PGHoard's pghoard_archive_sync: on the database host it stores
-// the segments of the local pg_wal the archive lacks, compares hashes of
-// those it has, and checks that the archive is continuous.
+// CheckContinuity follows one backup's WAL through the archive: hoard
+// archive-sync runs it after archive.Archive.Sync has stored what the
+// local pg_wal holds and the archive lacks.
 package verify

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -111,7 +110,7 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 // Segments in bad (damaged objects) count as missing.
 func followWAL(idx *walIndex, b *archive.BackupInfo, path wal.History, bad map[string]bool) (*Chain, error) {
 	segSize := b.SegmentSize()
-	start, err := startSegment(b)
+	start, err := b.StartSegment()
 	if err != nil {
 		return nil, err
 	}
@@ -190,24 +189,4 @@ func nameOn(path wal.History, start wal.Segment, no, segSize uint64) string {
 		tli = tlis[0]
 	}
 	return wal.Segment{Timeline: tli, No: no}.Name(segSize)
-}
-
-// errNoStart is returned for a backup that records neither its start
-// segment nor its start LSN.
-var errNoStart = errors.New("backup records no start WAL segment")
-
-// startSegment returns the segment holding b's start.
-func startSegment(b *archive.BackupInfo) (wal.Segment, error) {
-	segSize := b.SegmentSize()
-	if b.StartWALSegment != "" {
-		s, err := wal.ParseSegmentName(b.StartWALSegment, segSize)
-		if err != nil {
-			return s, fmt.Errorf("backup %s: start segment: %w", b.Name, err)
-		}
-		return s, nil
-	}
-	if b.StartLSN != 0 && b.StartTimeline != 0 {
-		return wal.SegmentOf(b.StartTimeline, b.StartLSN, segSize), nil
-	}
-	return wal.Segment{}, fmt.Errorf("backup %s: %w", b.Name, errNoStart)
 }

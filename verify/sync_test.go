@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
 )
 
 // localWAL writes a pg_wal with segments from..to of timeline 1 (the last
@@ -34,7 +36,10 @@ func localWAL(t *testing.T, from, to uint64) string {
 	return pgdata
 }
 
-func TestSync(t *testing.T) {
+// TestSync_CheckContinuity is hoard archive-sync: archive.Sync stores what
+// the archive lacks of the local pg_wal, then CheckContinuity follows the
+// archive's WAL from the newest backup's start.
+func TestSync_CheckContinuity(t *testing.T) {
 	ctx := context.Background()
 	a := testArchive(t)
 	putBackup(t, a, "b1", 1, 3, 3, t0)
@@ -44,7 +49,7 @@ func TestSync(t *testing.T) {
 	putSegment(t, a, seg(1, 5), append(segmentBytes(t, seg(1, 5))[:segSize-1], 1))
 	pgdata := localWAL(t, 1, 8)
 
-	res, err := Sync(ctx, SyncOptions{Archive: a, PGData: pgdata, Logger: zerolog.Nop()})
+	res, err := a.Sync(ctx, archive.SyncOptions{PGData: pgdata, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +63,15 @@ func TestSync(t *testing.T) {
 	if res.Newest != seg(1, 7) || res.Oldest != seg(1, 3) {
 		t.Errorf("looked at %s..%s, want %s..%s", res.Oldest, res.Newest, seg(1, 3), seg(1, 7))
 	}
-	if !res.Continuous() {
-		t.Errorf("archive not continuous after the sync: %+v", res.Gaps)
+	if res.Backup == nil || res.Backup.Name != "b1" {
+		t.Fatalf("sync bounded by backup %v, want b1", res.Backup)
+	}
+	ch, err := CheckContinuity(ctx, a, res.Backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ch.Continuous() {
+		t.Errorf("archive not continuous after the sync: %+v", ch.Gaps)
 	}
 
 	t.Run("ErrGap", func(t *testing.T) {
@@ -67,12 +79,16 @@ func TestSync(t *testing.T) {
 		putBackup(t, a, "b1", 1, 3, 3, t0)
 		putSegments(t, a, 1, 3, 3)
 		putSegments(t, a, 1, 6, 6)
-		res, err := Sync(ctx, SyncOptions{Archive: a, PGData: localWAL(t, 5, 6), MaxHashChecks: -1, Logger: zerolog.Nop()})
+		res, err := a.Sync(ctx, archive.SyncOptions{PGData: localWAL(t, 5, 6), MaxHashChecks: -1, Logger: zerolog.Nop()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Continuous() || len(res.Gaps) != 1 || res.Gaps[0].First != seg(1, 4) {
-			t.Fatalf("gaps %+v, want %s", res.Gaps, seg(1, 4))
+		ch, err := CheckContinuity(ctx, a, res.Backup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.Continuous() || len(ch.Gaps) != 1 || ch.Gaps[0].First != seg(1, 4) {
+			t.Fatalf("gaps %+v, want %s", ch.Gaps, seg(1, 4))
 		}
 		if res.HashChecked != 0 {
 			t.Errorf("%d hash checks with checks off", res.HashChecked)

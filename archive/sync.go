@@ -1,6 +1,7 @@
-package verify
+package archive
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -20,21 +20,18 @@ import (
 // the local copies by default (PGHoard's --max-hash-checks).
 const DefaultMaxHashChecks = 100
 
-// SyncOptions configure Sync.
+// SyncOptions configure Archive.Sync.
 type SyncOptions struct {
-	Archive *archive.Archive
-	PGData  string // the cluster's data directory; WAL is read from its pg_wal
+	PGData string // the cluster's data directory; WAL is read from its pg_wal
 	// MaxHashChecks bounds how many archived segments, newest first, have
 	// their hash metadata compared with the local file; 0:
 	// DefaultMaxHashChecks, negative: none.
 	MaxHashChecks int
 	HashAlgorithm string // for pushes; "" is sha1
-	// NoVerify skips the continuity check of the archive after the sync.
-	NoVerify bool
-	Logger   zerolog.Logger
+	Logger        zerolog.Logger
 }
 
-// SyncResult is what Sync did and found.
+// SyncResult is what Archive.Sync did and found.
 type SyncResult struct {
 	// Pushed are the segments and history files stored because the
 	// archive lacked them.
@@ -48,31 +45,27 @@ type SyncResult struct {
 	// looked at (the newest backup's start segment, or the oldest local).
 	Newest string `json:"newest_local_segment"`
 	Oldest string `json:"oldest_local_segment"`
-	// Chain is the archive's WAL from the newest backup's start, after
-	// the sync; nil with NoVerify or without backups.
-	Chain *Chain `json:"-"`
-	Gaps  []Gap  `json:"wal_gaps"`
+	// Backup is the newest backup, whose start bounds the sync; nil when
+	// the site has none. The archive's WAL must be continuous from its
+	// start (verify.CheckContinuity).
+	Backup *BackupInfo `json:"-"`
 }
-
-// Continuous reports whether the continuity check ran and found no gap.
-func (r *SyncResult) Continuous() bool { return r.Chain != nil && r.Chain.Continuous() }
 
 // Sync is PGHoard's pghoard_archive_sync, run on the database host. It
 // reads the local pg_wal and, from the newest complete segment back to the
 // newest backup's start segment, stores each segment the archive lacks
-// (archive.PushWAL) and compares the stored hash of up to MaxHashChecks
-// others with the local file. It stores the local history files the
-// archive lacks. Unless NoVerify, it then follows the archive's WAL from
-// the newest backup's start (CheckContinuity); the gaps are in the result.
+// (PushWAL) and compares the stored hash of up to MaxHashChecks others with
+// the local file. It stores the local history files the archive lacks.
+// Whether the archive is then continuous from the newest backup's start
+// (SyncResult.Backup) is verify's to check.
 //
 // The segment being written is the newest local file whose page header
 // fits its name: it is left out. Files PostgreSQL recycled (renamed ahead
 // for reuse, still holding old WAL) have headers that do not fit their
 // names and are skipped.
-func Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
-	a := o.Archive
-	if a == nil || o.PGData == "" {
-		return nil, errors.New("archive sync: no archive or no data directory (pg_data_directory)")
+func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
+	if o.PGData == "" {
+		return nil, errors.New("archive sync: no data directory (pg_data_directory)")
 	}
 	maxChecks := o.MaxHashChecks
 	if maxChecks == 0 {
@@ -111,10 +104,7 @@ func Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 	}
 	// By position, then timeline.
 	slices.SortFunc(segs, func(x, y local) int {
-		if x.seg.No != y.seg.No {
-			return cmpUint(x.seg.No, y.seg.No)
-		}
-		return cmpUint(uint64(x.seg.Timeline), uint64(y.seg.Timeline))
+		return cmp.Or(cmp.Compare(x.seg.No, y.seg.No), cmp.Compare(x.seg.Timeline, y.seg.Timeline))
 	})
 	if len(segs) > 0 {
 		segs = segs[:len(segs)-1] // the one being written
@@ -124,16 +114,15 @@ func Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var newestBackup *archive.BackupInfo
+	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}}
 	var from uint64
 	if len(backups) > 0 {
-		newestBackup = backups[len(backups)-1]
-		if s, err := startSegment(newestBackup); err == nil {
+		res.Backup = backups[len(backups)-1]
+		if s, err := res.Backup.StartSegment(); err == nil {
 			from = s.No
 		}
 	}
 
-	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}, Gaps: []Gap{}}
 	checks := 0
 	for i := len(segs) - 1; i >= 0; i-- {
 		l := segs[i]
@@ -148,7 +137,7 @@ func Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 		st, err := a.Store.Stat(ctx, key)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
-			pr, err := a.PushWAL(ctx, filepath.Join(walDir, l.name), archive.PushOptions{HashAlgorithm: o.HashAlgorithm})
+			pr, err := a.PushWAL(ctx, filepath.Join(walDir, l.name), PushOptions{HashAlgorithm: o.HashAlgorithm})
 			if err != nil {
 				return res, err
 			}
@@ -180,43 +169,25 @@ func Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 		if !errors.Is(err, storage.ErrNotFound) {
 			return res, fmt.Errorf("stat %s: %w", key, err)
 		}
-		if _, err := a.PushWAL(ctx, filepath.Join(walDir, name), archive.PushOptions{HashAlgorithm: o.HashAlgorithm}); err != nil {
+		if _, err := a.PushWAL(ctx, filepath.Join(walDir, name), PushOptions{HashAlgorithm: o.HashAlgorithm}); err != nil {
 			return res, err
 		}
 		log.Info().Str("file", name).Msg("stored missing timeline history")
 		res.Pushed = append(res.Pushed, name)
 	}
 
-	if o.NoVerify || newestBackup == nil {
-		return res, nil
-	}
-	ch, err := CheckContinuity(ctx, a, newestBackup)
-	if err != nil {
-		return res, err
-	}
-	res.Chain, res.Gaps = ch, ch.Gaps
 	return res, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // sameHash compares the local file's digest with the stored hash
 // metadata. An object without a hash counts as the same: there is nothing
 // to compare.
 func sameHash(path string, md map[string]string) (bool, error) {
-	alg, want := archive.MetadataHash(md)
+	alg, want := MetadataHash(md)
 	if want == "" {
 		return true, nil
 	}
-	h, err := archive.NewHash(alg)
+	h, err := NewHash(alg)
 	if err != nil {
 		return false, err
 	}
