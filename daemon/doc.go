@@ -29,7 +29,7 @@
 //     and no retention starts and backup requests are refused
 //     (ErrMaintenance); WAL is still streamed;
 //   - with RestoreTest.Interval set, the restore test loop
-//     (restoretest.go): verify.RestoreTest of the newest backup one
+//     (testrestores.go): verify.RestoreTest of the newest backup one
 //     interval after the last test (kept in RestoreTest.Dir) or the
 //     daemon's start, never while a basebackup of the site runs, one at a
 //     time in the whole daemon; a failure raises restore_test_failed until

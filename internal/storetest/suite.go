@@ -16,7 +16,7 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 )
 
-// Keys as PGHoard names them (archive/names.go has the real rules).
+// Keys as PGHoard names them (archive/layout.go has the real rules).
 const (
 	walKey     = "site/xlog/000000010000000000000012"
 	controlKey = "site/basebackup/2024-01-01_10-00_0.00000000.pghoard"
