@@ -16,6 +16,7 @@ func commands() []*cli.Command {
 		objectCommand(),
 		verifyCommand(),
 		archiveSyncCommand(),
+		archiveCopyCommand(),
 		configCommand(),
 		completionCommand(),
 	}

@@ -236,8 +236,13 @@ func (s *Swift) errorf(ctx context.Context, op, key string, err error) error {
 	}
 	switch se.StatusCode {
 	case http.StatusNotFound:
-		if cerr := s.checkContainer(ctx); cerr != nil {
-			return fmt.Errorf("%s %s: %w", op, key, cerr)
+		// Stat answers "not found" in a container that does not exist
+		// yet, so that a first upload (which creates it) can check that
+		// its key is free; reads of content need the container.
+		if op != "stat" {
+			if cerr := s.checkContainer(ctx); cerr != nil {
+				return fmt.Errorf("%s %s: %w", op, key, cerr)
+			}
 		}
 		return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
 	case http.StatusPreconditionFailed:
@@ -574,7 +579,7 @@ func (s *Swift) OpenRange(ctx context.Context, key string, offset, length int64)
 }
 
 // Stat returns the object's size (a large object's total), time and
-// metadata.
+// metadata; ErrNotFound also when the container does not exist yet.
 func (s *Swift) Stat(ctx context.Context, key string) (Object, error) {
 	name, err := s.name(key)
 	if err != nil {
@@ -592,7 +597,8 @@ func (s *Swift) Stat(ctx context.Context, key string) (Object, error) {
 
 // List lists the container under prefix, in Swift's (lexical) order,
 // leaving out segments. A listing shows a large object's manifest with
-// zero bytes, so zero-byte entries are asked their size.
+// zero bytes, so zero-byte entries are asked their size. A container that
+// does not exist lists nothing: the first upload creates it.
 func (s *Swift) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	if err := s.auth(ctx); err != nil {
 		return fmt.Errorf("list %s: %w", prefix, err)
@@ -600,10 +606,12 @@ func (s *Swift) List(ctx context.Context, prefix string, fn func(Object) error) 
 	opts := &swift.ObjectsOpts{Prefix: s.prefix + prefix, Limit: 1000}
 	for {
 		objs, err := s.c.Objects(ctx, s.container, opts)
+		if errors.Is(err, swift.ContainerNotFound) {
+			// Not created yet (the first upload does), as a local
+			// store's missing directory lists nothing.
+			return nil
+		}
 		if err != nil {
-			if errors.Is(err, swift.ContainerNotFound) {
-				err = &permanentError{msg: fmt.Sprintf("swift container %q does not exist: fix container_name", s.container), err: err}
-			}
 			return s.errorf(ctx, "list", prefix, err)
 		}
 		if len(objs) == 0 {

@@ -178,6 +178,35 @@ func TestSwift(t *testing.T) {
 			t.Errorf("Open in a missing container = %v, want ErrPermanent, not ErrNotFound", err)
 		}
 	})
+
+	// A container that does not exist yet: Stat finds nothing and List
+	// lists nothing (a first wal-push checks its key is free), reads of
+	// content refuse, and the first upload creates the container.
+	t.Run("NewContainer", func(t *testing.T) {
+		fresh := c
+		fresh.ContainerName = "hoard-new"
+		st, err := storage.Open(ctx, fresh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		const key = "site/xlog/000000010000000000000001"
+		if _, err := st.Stat(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Stat in a missing container = %v, want ErrNotFound", err)
+		}
+		if err := st.List(ctx, "", func(o storage.Object) error { t.Errorf("listed %s", o.Key); return nil }); err != nil {
+			t.Errorf("List of a missing container = %v, want nothing listed", err)
+		}
+		if _, _, err := st.Open(ctx, key); !errors.Is(err, storage.ErrPermanent) {
+			t.Errorf("Open in a missing container = %v, want ErrPermanent", err)
+		}
+		if err := st.Put(ctx, key, strings.NewReader("wal"), nil); err != nil {
+			t.Fatalf("Put creating the container: %v", err)
+		}
+		if _, err := st.Stat(ctx, key); err != nil {
+			t.Errorf("Stat after the first Put: %v", err)
+		}
+	})
 }
 
 type errorReader struct{ err error }

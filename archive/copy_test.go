@@ -1,0 +1,255 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// copySource builds a site "src" in a memory store: two WAL segments, a
+// history file, and two backups with a chunk each, all encrypted.
+func copySource(t *testing.T) (*Archive, map[string][]byte) {
+	t.Helper()
+	key := testKey(t)
+	codec := &Codec{Compression: "snappy", KeyID: "k1", PublicKey: &key.PublicKey, PrivateKeys: map[string]*rsa.PrivateKey{"k1": key}}
+	a := &Archive{Store: storage.NewMem(), Codec: codec, Layout: Layout{Prefix: "src"}, Site: "src"}
+	plain := map[string][]byte{
+		"src/xlog/000000010000000000000001":                                           bytes.Repeat([]byte("w1"), 5000),
+		"src/xlog/000000010000000000000002":                                           bytes.Repeat([]byte("w2"), 5000),
+		"src/timeline/00000002.history":                                               []byte("1\t0/3000000\tno recovery target specified\n"),
+		"src/basebackup_chunk/2024-01-01_10-00_0/2024-01-01_10-00_0.00000001.pghoard": bytes.Repeat([]byte("c1"), 9000),
+		"src/basebackup/2024-01-01_10-00_0.00000000.pghoard":                          []byte("control 1"),
+		"src/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard": bytes.Repeat([]byte("c2"), 9000),
+		"src/basebackup/2024-01-02_10-00_0.00000000.pghoard":                          []byte("control 2"),
+	}
+	for k, v := range plain {
+		if _, err := codec.Put(context.Background(), a.Store, k, bytes.NewReader(v), int64(len(v)), storage.Metadata{"format": "pghoard-bb-v2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, plain
+}
+
+func copyTarget(prefix string, keys map[string]*rsa.PrivateKey) *Archive {
+	return &Archive{Store: storage.NewMem(), Codec: &Codec{PrivateKeys: keys}, Layout: Layout{Prefix: prefix}, Site: prefix}
+}
+
+// storedBytes reads every object of a store: key → stored bytes.
+func storedBytes(t *testing.T, st storage.Store, prefix string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	if err := st.List(context.Background(), prefix, func(o storage.Object) error {
+		rc, _, err := st.Open(context.Background(), o.Key)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		out[o.Key] = string(b)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestCopy_OK(t *testing.T) {
+	ctx := context.Background()
+	src, plain := copySource(t)
+	dst := copyTarget("dst", nil) // no private key: the source's decodes
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Objects != len(plain) || res.Copied != len(plain) || res.Decoded != len(plain) || res.Skipped != 0 || len(res.Failed)+len(res.Conflicts) != 0 {
+		t.Fatalf("first copy: %+v, want %d objects copied and decoded", res, len(plain))
+	}
+	want := map[string]string{}
+	for k, v := range storedBytes(t, src.Store, "") {
+		want["dst/"+strings.TrimPrefix(k, "src/")] = v
+	}
+	if diff := cmp.Diff(want, storedBytes(t, dst.Store, "")); diff != "" {
+		t.Errorf("target's stored bytes (-want +got):\n%s", diff)
+	}
+	// The metadata travels too, and the target decodes with the key.
+	dst.Codec.PrivateKeys = src.Codec.PrivateKeys
+	rc, md, err := dst.Codec.Open(ctx, dst.Store, "dst/xlog/000000010000000000000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, plain["src/xlog/000000010000000000000001"]) || md["format"] != "pghoard-bb-v2" || md[MetaEncryptionKeyID] != "k1" {
+		t.Errorf("copied WAL decodes to %d bytes (%v), metadata %v", len(got), err, md)
+	}
+	// Run again: everything is there.
+	res, err = Copy(ctx, CopyOptions{From: src, To: dst, VerifyExisting: true})
+	if err != nil || res.Skipped != len(plain) || res.Copied != 0 || res.Decoded != len(plain) {
+		t.Errorf("second copy: %+v, %v; want every object skipped after a check", res, err)
+	}
+}
+
+// Without either private key, copies are checked by their bytes.
+func TestCopy_HashOnly(t *testing.T) {
+	src, plain := copySource(t)
+	src.Codec.PrivateKeys = nil
+	res, err := Copy(context.Background(), CopyOptions{From: src, To: copyTarget("dst", nil)})
+	if err != nil || res.Copied != len(plain) || res.HashOnly != len(plain) || res.Decoded != 0 {
+		t.Errorf("Copy = %+v, %v; want every object copied, checked by hash only", res, err)
+	}
+}
+
+// An interrupted copy (here: cancelled after some objects) continues where
+// it stopped, and control objects are stored after everything else.
+func TestCopy_Resume(t *testing.T) {
+	src, plain := copySource(t)
+	rec := &recordingStore{Store: storage.NewMem()}
+	dst := &Archive{Store: rec, Codec: &Codec{}, Layout: Layout{Prefix: "dst"}, Site: "dst"}
+	ctx, cancel := context.WithCancel(context.Background())
+	rec.afterPut = func(n int) {
+		if n == 3 {
+			cancel()
+		}
+	}
+	if _, err := Copy(ctx, CopyOptions{From: src, To: dst, Parallel: 1}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted Copy = %v, want context.Canceled", err)
+	}
+	if len(rec.puts) != 3 {
+		t.Fatalf("%d objects stored before the interruption, want 3", len(rec.puts))
+	}
+	rec.afterPut = nil
+	res, err := Copy(context.Background(), CopyOptions{From: src, To: dst, Parallel: 2})
+	if err != nil || res.Skipped != 3 || res.Copied != len(plain)-3 {
+		t.Fatalf("resumed Copy = %+v, %v; want 3 skipped, %d copied", res, err, len(plain)-3)
+	}
+	for i, k := range rec.puts {
+		if strings.HasPrefix(k, "dst/basebackup/") && i < len(rec.puts)-2 {
+			t.Errorf("control object %s stored at position %d of %d, before other objects", k, i, len(rec.puts))
+		}
+	}
+}
+
+// An object the target holds with other bytes is a conflict and stays.
+func TestCopy_ErrConflict(t *testing.T) {
+	ctx := context.Background()
+	src, plain := copySource(t)
+	dst := copyTarget("dst", nil)
+	const k = "dst/xlog/000000010000000000000002"
+	if err := dst.Store.Put(ctx, k, strings.NewReader("other"), storage.Metadata{"format": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
+	if err != nil || !cmp.Equal(res.Conflicts, []string{"src/xlog/000000010000000000000002"}) || res.Copied != len(plain)-1 {
+		t.Fatalf("Copy = %+v, %v; want one conflict and the rest copied", res, err)
+	}
+	if got := storedBytes(t, dst.Store, "dst/xlog/")[k]; got != "other" {
+		t.Errorf("conflicting object = %q, want it left alone", got)
+	}
+}
+
+// A source chunk that does not decode (tampered ciphertext) is reported,
+// its copy removed, and its backup's control object not copied; the other
+// backup is copied whole.
+func TestCopy_ErrDamagedSource(t *testing.T) {
+	ctx := context.Background()
+	src, plain := copySource(t)
+	const chunk = "src/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"
+	rc, md, err := src.Store.Open(ctx, chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	data[len(data)/2] ^= 1
+	if err := src.Store.Put(ctx, chunk, bytes.NewReader(data), md); err != nil {
+		t.Fatal(err)
+	}
+	dst := copyTarget("dst", nil)
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, f := range res.Failed {
+		failed = append(failed, f.Key)
+	}
+	if want := []string{"src/basebackup/2024-01-02_10-00_0.00000000.pghoard", chunk}; !cmp.Equal(failed, want) || res.Copied != len(plain)-2 {
+		t.Fatalf("Copy = %+v; want %q failed and the rest copied", res, want)
+	}
+	got := storedBytes(t, dst.Store, "")
+	for _, k := range []string{"dst/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard", "dst/basebackup/2024-01-02_10-00_0.00000000.pghoard"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("%s is in the target", k)
+		}
+	}
+	if _, ok := got["dst/basebackup/2024-01-01_10-00_0.00000000.pghoard"]; !ok {
+		t.Error("the sound backup's control object was not copied")
+	}
+}
+
+// A copy that does not read back as the source's bytes is removed.
+func TestCopy_ErrCopyDiffers(t *testing.T) {
+	src, plain := copySource(t)
+	dst := &Archive{Store: &corruptingStore{Store: storage.NewMem()}, Codec: &Codec{}, Layout: Layout{Prefix: "dst"}, Site: "dst"}
+	res, err := Copy(context.Background(), CopyOptions{From: src, To: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Copied != 0 || len(res.Failed) != len(plain) {
+		t.Fatalf("Copy = %+v; want every object failed", res)
+	}
+	if !errors.Is(res.Failed[len(res.Failed)-1].Err, errCopyDiffers) && !strings.Contains(res.Failed[len(res.Failed)-1].Err.Error(), "not copied") {
+		t.Errorf("failure: %v", res.Failed[len(res.Failed)-1].Err)
+	}
+	if got := storedBytes(t, dst.Store, ""); len(got) != 0 {
+		t.Errorf("bad copies left in the target: %d", len(got))
+	}
+}
+
+// recordingStore records the keys Put stores, in order.
+type recordingStore struct {
+	storage.Store
+	mu       sync.Mutex
+	puts     []string
+	afterPut func(n int)
+}
+
+func (r *recordingStore) Put(ctx context.Context, key string, rd io.Reader, md storage.Metadata) error {
+	if err := r.Store.Put(ctx, key, rd, md); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.puts = append(r.puts, key)
+	n, f := len(r.puts), r.afterPut
+	r.mu.Unlock()
+	if f != nil {
+		f(n)
+	}
+	return nil
+}
+
+// corruptingStore flips a bit of every object it stores.
+type corruptingStore struct{ storage.Store }
+
+func (c *corruptingStore) Put(ctx context.Context, key string, rd io.Reader, md storage.Metadata) error {
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return err
+	}
+	if len(b) > 0 {
+		b[0] ^= 1
+	} else {
+		b = []byte{0}
+	}
+	return c.Store.Put(ctx, key, bytes.NewReader(b), md)
+}

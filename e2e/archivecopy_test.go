@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// copyResult is the part of `hoard archive-copy --json` the test reads.
+type copyResult struct {
+	Objects   int      `json:"objects"`
+	Copied    int      `json:"copied"`
+	Skipped   int      `json:"skipped"`
+	Decoded   int      `json:"decoded"`
+	HashOnly  int      `json:"checked_by_hash_only"`
+	Conflicts []string `json:"conflicts"`
+	Failed    []any    `json:"failed"`
+}
+
+// TestArchiveCopy moves an archive across three real backends: a local
+// directory to MinIO with a first run killed (SIGKILL) midway and a second
+// run that finishes it, then MinIO to OpenStack Swift. A restore from Swift
+// then recovers the source cluster's rows.
+func TestArchiveCopy(t *testing.T) {
+	s := newSite(t, siteOptions{Encrypt: true, ChunkSize: 256 << 10})
+	minio := storetest.MinIO(t)
+	swift := storetest.Swift(t)
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+	s.use(src)
+	pgtest.Pgbench(t, src, "-i", "-s", "2", "-q")
+	s.mustHoard("basebackup", "--fast")
+	src.Exec(t, "create table t (id int primary key, v text)")
+	src.Exec(t, "insert into t select g, md5(g::text) from generate_series(1, 5000) g")
+	switchAndWaitArchived(t, src)
+	const rows = "select (select count(*) || ':' || sum(abalance) from pgbench_accounts) || '/' || (select count(*) || ':' || md5(string_agg(v, ',' order by id)) from t)"
+	want := src.QueryString(t, rows)
+
+	toMinIO := s.storageConfig(t, "minio.json", map[string]any{
+		"storage_type": "s3", "region": minio.Region, "bucket_name": minio.BucketName, "host": minio.Host, "port": minio.Port,
+		"aws_access_key_id": minio.AccessKeyID, "aws_secret_access_key": minio.SecretAccessKey, "segment_size": minio.SegmentSize,
+	})
+	toSwift := s.storageConfig(t, "swift.json", map[string]any{
+		"storage_type": "swift", "user": swift.User, "key": swift.Key, "auth_url": swift.AuthURL, "auth_version": swift.AuthVersion,
+		"container_name": swift.ContainerName, "segment_size": swift.SegmentSize,
+	})
+
+	// The first run, held to 64 KiB/s, is killed once a few objects are in
+	// MinIO.
+	minioStore, err := storage.Open(context.Background(), minio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer minioStore.Close()
+	cmd := exec.Command(hoardBin, "--config", s.config, "archive-copy", "--to-config", toMinIO, "--upload-rate-limit", "64K", "--parallel", "1")
+	cmd.Env = append(minimalEnv(), s.env...)
+	cmd.Dir = s.dir
+	var killedErr bytes.Buffer
+	cmd.Stderr = &killedErr
+	pgtest.RunAs(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for deadline := time.Now().Add(3 * time.Minute); stored < 3; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("archive-copy stored %d objects in 3 minutes\n%s", stored, killedErr.String())
+		}
+		stored = countObjects(t, minioStore)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	stored = countObjects(t, minioStore)
+
+	first := s.archiveCopy(t, toMinIO)
+	t.Logf("the killed run stored %d objects; the next run skipped %d and copied %d of %d", stored, first.Skipped, first.Copied, first.Objects)
+	if first.Copied == 0 {
+		t.Fatalf("the killed run had copied everything: %+v", first)
+	}
+	if first.Skipped < stored || first.Skipped+first.Copied != first.Objects || first.Decoded != first.Copied {
+		t.Fatalf("resumed copy: %+v; want the %d objects the killed run stored skipped and the rest copied, every one decoded", first, stored)
+	}
+	if again := s.archiveCopy(t, toMinIO); again.Skipped != again.Objects || again.Copied != 0 {
+		t.Errorf("third run: %+v, want every object skipped", again)
+	}
+
+	// MinIO to Swift, with MinIO's configuration as the source.
+	viaMinIO := &site{t: t, name: s.name, dir: s.dir, config: toMinIO, env: s.env}
+	second := viaMinIO.archiveCopy(t, toSwift)
+	if second.Copied != first.Objects || second.Decoded != second.Objects {
+		t.Fatalf("MinIO to Swift: %+v; want all %d objects copied and decoded", second, first.Objects)
+	}
+
+	// Restore from Swift and compare the rows.
+	viaSwift := &site{t: t, name: s.name, dir: s.dir, config: toSwift, env: s.env}
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	viaSwift.mustHoard("restore", "--target-dir", dir)
+	c := pgtest.StartDataDir(t, major, dir, noArchiving)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got := c.QueryString(t, rows); got != want {
+		t.Errorf("restored from Swift: %s, want the source's %s", got, want)
+	}
+}
+
+// storageConfig writes a copy of the site's configuration whose
+// object_storage is os, for the server's user, and returns its path.
+func (s *site) storageConfig(t *testing.T, name string, os map[string]any) string {
+	t.Helper()
+	var cfg map[string]any
+	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)["object_storage"] = os
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.dir, name)
+	s.writeFile(path, data)
+	return path
+}
+
+// archiveCopy runs hoard archive-copy --json into the configuration to.
+func (s *site) archiveCopy(t *testing.T, to string) copyResult {
+	t.Helper()
+	out, _, err := s.hoard("archive-copy", "--to-config", to, "--json")
+	var r copyResult
+	if jerr := json.Unmarshal([]byte(out), &r); jerr != nil || err != nil {
+		t.Fatalf("archive-copy --json: %v, %v\n%s", err, jerr, out)
+	}
+	if len(r.Conflicts) != 0 || len(r.Failed) != 0 || r.Objects == 0 {
+		t.Fatalf("archive-copy: %+v", r)
+	}
+	return r
+}
+
+func countObjects(t *testing.T, st storage.Store) int {
+	t.Helper()
+	n := 0
+	if err := st.List(context.Background(), "", func(storage.Object) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
