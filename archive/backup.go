@@ -147,9 +147,9 @@ func (b *BackupInfo) ToMetadata() storage.Metadata {
 			md[k] = v
 		}
 	}
-	setTime := func(k string, t time.Time) {
+	setTime := func(k string, t time.Time, format func(time.Time) string) {
 		if !t.IsZero() {
-			md[k] = t.UTC().Format("2006-01-02T15:04:05.000000+00:00")
+			md[k] = format(t)
 		}
 	}
 	setInt := func(k string, v int64) {
@@ -160,10 +160,13 @@ func (b *BackupInfo) ToMetadata() storage.Metadata {
 	set(MetaFormat, b.Format)
 	set(MetaStartWALSegment, b.StartWALSegment)
 	set(MetaEndWALSegment, b.EndWALSegment)
-	setTime(MetaStartTime, b.StartTime)
-	setTime(MetaEndTime, b.EndTime)
-	setTime(MetaBackupDecisionTime, b.DecisionTime)
-	setTime(MetaNormalizedBackupTime, b.NormalizedTime)
+	// PGHoard's forms: end-time is str() of the server's now(), the others
+	// datetime.isoformat(). normalized-backup-time is compared as a string
+	// by PGHoard's scheduler, so its form matters.
+	setTime(MetaStartTime, b.StartTime, ISOTime)
+	setTime(MetaEndTime, b.EndTime, strTime)
+	setTime(MetaBackupDecisionTime, b.DecisionTime, ISOTime)
+	setTime(MetaNormalizedBackupTime, b.NormalizedTime, ISOTime)
 	if b.StartLSN != 0 {
 		md[MetaStartLSN] = b.StartLSN.String()
 	}
@@ -301,6 +304,25 @@ func SortBackups(bs []*BackupInfo) {
 		}
 		return bs[i].Name < bs[j].Name
 	})
+}
+
+// ISOTime renders t in UTC as Python's datetime.isoformat() does, the form
+// of PGHoard's times: 2024-01-02T03:04:05+00:00, with six digits of
+// microseconds only when they are not zero (2024-01-02T03:04:05.123456+00:00).
+// Nanoseconds are dropped, as a Python datetime has none.
+func ISOTime(t time.Time) string {
+	t = t.UTC().Truncate(time.Microsecond)
+	if t.Nanosecond() == 0 {
+		return t.Format("2006-01-02T15:04:05+00:00")
+	}
+	return t.Format("2006-01-02T15:04:05.000000+00:00")
+}
+
+// strTime renders t as Python's str(datetime): ISOTime with a space
+// instead of the "T" (2024-01-02 03:04:05.123456+00:00), the form of
+// PGHoard's end-time.
+func strTime(t time.Time) string {
+	return strings.Replace(ISOTime(t), "T", " ", 1)
 }
 
 // ParseTime parses the time forms PGHoard writes: ISO 8601 with "T" or a

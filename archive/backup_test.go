@@ -124,3 +124,31 @@ func TestParseBackupInfo_ErrBadValue(t *testing.T) {
 		}
 	}
 }
+
+// PGHoard writes times with Python's datetime.isoformat() and str(); its
+// scheduler compares normalized-backup-time as a string, so the form must
+// be Python's exactly.
+func TestBackupInfo_MetadataTimeForms(t *testing.T) {
+	at := func(h, m, s, ns int) time.Time { return time.Date(2026, 11, 24, h, m, s, ns, time.UTC) }
+	b := &BackupInfo{
+		StartTime:      at(3, 0, 1, 0),
+		EndTime:        at(3, 4, 5, 657815000),
+		DecisionTime:   at(2, 59, 59, 123456789),
+		NormalizedTime: time.Date(2026, 11, 24, 4, 50, 0, 0, time.FixedZone("CET", 3600)),
+	}
+	want := map[string]string{
+		MetaStartTime:            "2026-11-24T03:00:01+00:00",
+		MetaEndTime:              "2026-11-24 03:04:05.657815+00:00",
+		MetaBackupDecisionTime:   "2026-11-24T02:59:59.123456+00:00",
+		MetaNormalizedBackupTime: "2026-11-24T03:50:00+00:00",
+	}
+	md := b.ToMetadata()
+	for k, v := range want {
+		if md[k] != v {
+			t.Errorf("%s = %q, want %q", k, md[k], v)
+		}
+	}
+	if got := strTime(at(3, 4, 5, 0)); got != "2026-11-24 03:04:05+00:00" {
+		t.Errorf("strTime without microseconds = %q", got)
+	}
+}

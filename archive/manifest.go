@@ -35,7 +35,7 @@ var ControlEmptyDirs = []string{
 // pghoard-bb-v2 control tar. Field names are PGHoard's; the hoard_* fields
 // are hoard's additions.
 type Manifest struct {
-	BackupStartTime       ManifestTime                  `json:"backup_start_time"`
+	BackupStartTime       LabelTime                     `json:"backup_start_time"`
 	BackupStartWALSegment string                        `json:"backup_start_wal_segment"`
 	BackupEndTime         ManifestTime                  `json:"backup_end_time"`
 	BackupEndWALSegment   string                        `json:"backup_end_wal_segment"`
@@ -77,9 +77,10 @@ type HoardManifest struct {
 	PGManifest     bool   `json:"pg_manifest"` // backup_manifest is in the control tar
 }
 
-// ManifestTime is a time in the manifest: written as ISO 8601 with "Z" as
-// PGHoard writes it, read in any form ParseTime accepts. The zero time is
-// written as null.
+// ManifestTime is backup_end_time: written as PGHoard writes a datetime in
+// the manifest (Python's isoformat in UTC with "+00:00" replaced by "Z",
+// microseconds only when not zero: 2024-01-02T03:04:05.123456Z), read in
+// any form ParseTime accepts. The zero time is written as null.
 type ManifestTime struct{ time.Time }
 
 // MarshalJSON implements json.Marshaler.
@@ -87,13 +88,36 @@ func (t ManifestTime) MarshalJSON() ([]byte, error) {
 	if t.IsZero() {
 		return []byte("null"), nil
 	}
-	return json.Marshal(t.UTC().Format("2006-01-02T15:04:05.000000Z"))
+	return json.Marshal(strings.TrimSuffix(ISOTime(t.Time), "+00:00") + "Z")
 }
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (t *ManifestTime) UnmarshalJSON(b []byte) error {
+	return unmarshalTime(b, &t.Time)
+}
+
+// LabelTime is backup_start_time: PGHoard writes backup_label's START TIME
+// re-rendered by Python's isoformat, a string with "+00:00" rather than
+// "Z" (2024-01-02T03:04:05+00:00). Read in any form ParseTime accepts; the
+// zero time is written as null.
+type LabelTime struct{ time.Time }
+
+// MarshalJSON implements json.Marshaler.
+func (t LabelTime) MarshalJSON() ([]byte, error) {
+	if t.IsZero() {
+		return []byte("null"), nil
+	}
+	return json.Marshal(ISOTime(t.Time))
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (t *LabelTime) UnmarshalJSON(b []byte) error {
+	return unmarshalTime(b, &t.Time)
+}
+
+func unmarshalTime(b []byte, dst *time.Time) error {
 	if string(b) == "null" {
-		t.Time = time.Time{}
+		*dst = time.Time{}
 		return nil
 	}
 	var s string
@@ -104,7 +128,7 @@ func (t *ManifestTime) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	t.Time = v
+	*dst = v
 	return nil
 }
 

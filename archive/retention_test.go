@@ -376,7 +376,7 @@ func putBackup(t testing.TB, a *Archive, name, startSeg string, n, stray int) []
 	ctx := context.Background()
 	start, _ := backupNameTime(name)
 	m := &Manifest{
-		BackupStartTime:       ManifestTime{start},
+		BackupStartTime:       LabelTime{start},
 		BackupStartWALSegment: startSeg,
 		PGHoardObject:         "basebackup",
 		Tablespaces:           map[string]ManifestTablespace{},

@@ -141,6 +141,15 @@ type member struct {
 // is the one the control object is stored under.
 func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replication.Conn) (*archive.BackupInfo, error) {
 	o := r.o
+	// tablespace_map only when the cluster has tablespaces, as
+	// pg_basebackup does: PGHoard's backups have none, and the server's
+	// backup_manifest lists the map whenever it is asked for. A tablespace
+	// created after this check is still restored, from the manifest's
+	// tablespaces.
+	var hasTablespaces bool
+	if err := r.sql.QueryRow(gctx, "SELECT EXISTS (SELECT 1 FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))").Scan(&hasTablespaces); err != nil {
+		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
+	}
 	bb, err := repl.StartBaseBackup(gctx, replication.BaseBackupOptions{
 		Label:         o.Label,
 		Fast:          o.Fast,
@@ -148,7 +157,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		Manifest:      true,
 		Progress:      !o.NoEstimate,
 		NoWait:        o.NoWait,
-		TablespaceMap: true,
+		TablespaceMap: hasTablespaces,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
@@ -157,11 +166,13 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	// The checkpoint is done and the start position known: the server's
 	// clock now is the backup's start time, as backup_label's START TIME
 	// (stamped right after the checkpoint) says, without parsing a time
-	// zone abbreviation.
+	// zone abbreviation. Whole seconds, as in the label, which is where
+	// PGHoard takes its start-time from.
 	var startTime time.Time
 	if err := r.sql.QueryRow(gctx, "SELECT clock_timestamp()").Scan(&startTime); err != nil {
 		return nil, fmt.Errorf("basebackup: query start time: %w", err)
 	}
+	startTime = startTime.Truncate(time.Second)
 	spc, err := r.tablespaces(gctx, bb.Tablespaces)
 	if err != nil {
 		return nil, err
@@ -237,7 +248,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		info.TotalSizeEnc += c.ResultSize
 	}
 	m := &archive.Manifest{
-		BackupStartTime:       archive.ManifestTime{Time: startTime},
+		BackupStartTime:       archive.LabelTime{Time: startTime},
 		BackupStartWALSegment: info.StartWALSegment,
 		BackupEndTime:         archive.ManifestTime{Time: endTime},
 		BackupEndWALSegment:   info.EndWALSegment,

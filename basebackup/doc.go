@@ -7,11 +7,13 @@
 // Run opens a replication connection (IDENTIFY_SYSTEM for the system
 // identifier, SHOW wal_segment_size: never assumed to be 16 MiB) and an
 // ordinary SQL connection to the same server. It starts BASE_BACKUP with
-// LABEL, MANIFEST 'yes' (hence PostgreSQL 13 or later), TABLESPACE_MAP,
+// LABEL, MANIFEST 'yes' (hence PostgreSQL 13 or later), TABLESPACE_MAP
+// when pg_tablespace lists tablespaces besides pg_default and pg_global,
 // PROGRESS (unless Options.NoEstimate), a fast or spread checkpoint,
 // MAX_RATE, and WAIT unless Options.NoWait. The start position and
-// timeline come back before any data; the server's clock read then is
-// the backup's start time, and names the backup YYYY-MM-DD_HH-MM_N (UTC, N
+// timeline come back before any data; the server's clock read then, to
+// the second as backup_label's START TIME, is the backup's start time, and
+// names the backup YYYY-MM-DD_HH-MM_N (UTC, N
 // the smallest number free among the site's backups and leftover chunk
 // folders). The tablespaces' names come from pg_tablespace.
 //

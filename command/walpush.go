@@ -1,9 +1,16 @@
 package command
 
 import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func walPushCommand() *cli.Command {
@@ -16,6 +23,10 @@ func walPushCommand() *cli.Command {
 			"header must match its name and size, so a recycled or misnamed file is refused. Pushing a\n" +
 			"file that is already archived with the same contents succeeds without uploading; a\n" +
 			"different file under the same name is refused and never overwritten.\n\n" +
+			"The object's pg-version metadata is the site's pg_version when set; otherwise wal-push asks\n" +
+			"the site's first node for its server_version_num (one short connection, at most 5 s) and\n" +
+			"records it when that node is the cluster that wrote the file. Failing that, it records the\n" +
+			"major version the WAL page header gives (150000 for 15), with a warning.\n\n" +
 			"In postgresql.conf:\n\n" +
 			"   archive_mode = on\n" +
 			"   archive_command = 'hoard wal-push --config /etc/hoard.json %p'\n\n" +
@@ -40,8 +51,13 @@ func runWALPush(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	pgVersion, err := walPGVersion(c.Context, env, path)
+	if err != nil {
+		env.log.Warn().Err(err).Str(logSegment, filepath.Base(path)).
+			Msg("pg-version records the major version only; set the site's pg_version to record the full one without asking the server")
+	}
 	res, err := env.archive.PushWAL(c.Context, path, archive.PushOptions{
-		PGVersion:     env.site.PGVersion,
+		PGVersion:     pgVersion,
 		HashAlgorithm: env.cfg.HashAlgorithm,
 	})
 	if err != nil {
@@ -54,6 +70,47 @@ func runWALPush(c *cli.Context) error {
 	}
 	ev.Int64("plain_bytes", res.Stored.PlainSize).Int64("stored_bytes", res.Stored.StoredSize).Msg("wal file archived")
 	return nil
+}
+
+// serverVersionTimeout bounds wal-push's question to the server about its
+// version: an unreachable node slows archiving down by at most this much.
+const serverVersionTimeout = 5 * time.Second
+
+// walPGVersion returns the server_version_num to record as the pg-version
+// of the WAL file at path: the site's pg_version when set (PGHoard's cached
+// version, which also saves the connection), else the version of the
+// site's first node, asked over an ordinary connection, when that node is
+// the cluster that wrote the file (same system identifier). WAL holds only
+// the major version (its page magic), which PushWAL records when this
+// returns 0 with an error saying why. A file PushWAL will refuse anyway
+// gets 0 and no error: PushWAL says what is wrong with it.
+func walPGVersion(ctx context.Context, env *siteEnv, path string) (int, error) {
+	if env.site.PGVersion != 0 {
+		return env.site.PGVersion, nil
+	}
+	name := filepath.Base(path)
+	segment := wal.IsSegmentName(name) || wal.IsPartialName(name)
+	if !segment && !wal.IsHistoryFile(name) && !wal.IsBackupHistoryName(name) {
+		return 0, nil
+	}
+	sysID, err := archive.WALSystemID(path)
+	if err != nil {
+		if segment {
+			return 0, nil // unreadable or a bad header: PushWAL refuses it
+		}
+		return 0, err
+	}
+	node := env.site.Nodes[0]
+	ctx, cancel := context.WithTimeout(ctx, serverVersionTimeout)
+	defer cancel()
+	srv, err := replication.QueryServer(ctx, node.ConnString())
+	if err != nil {
+		return 0, fmt.Errorf("ask node %q for its version: %w", node.Redacted(), err)
+	}
+	if srv.SystemID != sysID {
+		return 0, fmt.Errorf("node %q is cluster %d, but %s was written by cluster %d", node.Redacted(), srv.SystemID, name, sysID)
+	}
+	return srv.Version, nil
 }
 
 // siteFlags are --config and --site again on the command itself, so that

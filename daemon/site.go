@@ -138,8 +138,15 @@ func (s *supervisor) run(ctx context.Context) error {
 
 // receiver builds the site's WAL receiver.
 func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error) {
+	conn := s.site.ConnString
 	up := &uploader{
 		arch: arch, push: s.site.Push, limit: s.d.opts.UploadRetriesWarningLimit, log: s.log,
+		serverVersion: func(ctx context.Context) (int, error) {
+			ctx, cancel := context.WithTimeout(ctx, serverVersionTimeout)
+			defer cancel()
+			srv, err := replication.QueryServer(ctx, conn)
+			return srv.Version, err
+		},
 		warn:     func(on bool) { s.d.setAlert(AlertUploadRetries, s.site.Name, on) },
 		failed:   func() { s.m.uploadErrors.Add(1) },
 		uploaded: func() { s.m.uploads.Add(1) },

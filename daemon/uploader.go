@@ -6,12 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
+)
+
+// serverVersionTimeout bounds the question to the node about its version.
+const (
+	serverVersionTimeout = 5 * time.Second
+	serverVersionRetry   = time.Minute
 )
 
 // uploader adapts the site's archive to walstream.Uploader: complete
@@ -23,6 +30,13 @@ import (
 type uploader struct {
 	arch *archive.Archive
 	push archive.PushOptions
+	// serverVersion, when set and push has no PGVersion (the site sets no
+	// pg_version), asks the node for its server_version_num: the WAL
+	// comes from that node's replication connection. The first answer
+	// is kept, as PGHoard caches the version; until one comes, PushWAL
+	// records the major version from the page header.
+	serverVersion func(context.Context) (int, error)
+	versionFailed time.Time // when serverVersion last failed: asked again a minute later
 	// limit is upload_retries_warning_limit.
 	limit int
 	// warn is called with true when failures in a row exceed limit, and
@@ -42,7 +56,7 @@ type uploader struct {
 // it is stored: an error doing so fails the call, and the retry finds the
 // segment stored and deletes them then.
 func (u *uploader) Upload(ctx context.Context, path string) error {
-	_, err := u.arch.PushWAL(ctx, path, u.push)
+	_, err := u.arch.PushWAL(ctx, path, u.pushOptions(ctx))
 	if name := filepath.Base(path); err == nil && wal.IsSegmentName(name) {
 		err = u.arch.DeletePartialWAL(ctx, name)
 	}
@@ -52,7 +66,7 @@ func (u *uploader) Upload(ctx context.Context, path string) error {
 
 // UploadPartial archives the growing (or final) .partial segment.
 func (u *uploader) UploadPartial(ctx context.Context, path string) error {
-	_, err := u.arch.PutPartialWAL(ctx, path, u.push)
+	_, err := u.arch.PutPartialWAL(ctx, path, u.pushOptions(ctx))
 	u.record(ctx, err)
 	return err
 }
@@ -72,6 +86,29 @@ func (u *uploader) ArchivedSegments(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("list WAL of site %s: %w", u.arch.Site, err)
 	}
 	return names, nil
+}
+
+// pushOptions returns the options of the next upload, learning the
+// server's version first when it is still unknown.
+func (u *uploader) pushOptions(ctx context.Context) archive.PushOptions {
+	u.mu.Lock()
+	o := u.push
+	retry := time.Since(u.versionFailed) >= serverVersionRetry
+	u.mu.Unlock()
+	if o.PGVersion != 0 || u.serverVersion == nil || !retry {
+		return o
+	}
+	v, err := u.serverVersion(ctx)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err != nil {
+		u.versionFailed = time.Now()
+		u.log.Warn().Err(err).Msg("server version unknown: pg-version records the major version from the wal page header")
+		return o
+	}
+	u.push.PGVersion = v
+	o.PGVersion = v
+	return o
 }
 
 // failures returns the number of failed uploads in a row.

@@ -62,3 +62,43 @@ func TestUploader_UploadDeletesPartial(t *testing.T) {
 		t.Errorf("%s still stored after the complete segment (err %v)", partialKey, err)
 	}
 }
+
+// The server's full version is asked once and recorded as pg-version; a
+// failed question is not repeated at every upload, and the page header's
+// major is recorded meanwhile.
+func TestUploader_ServerVersion(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		ask  func(context.Context) (int, error)
+		want string
+	}{
+		{"OK", func(context.Context) (int, error) { return 150018, nil }, "150018"},
+		{"ErrUnreachable", func(context.Context) (int, error) { return 0, errors.New("connection refused") }, "150000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			arch := &archive.Archive{Store: storage.NewLocal(t.TempDir()), Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "test"}, Site: "test"}
+			asked := 0
+			u := &uploader{arch: arch, log: zerolog.Nop(), warn: func(bool) {}, failed: func() {}, uploaded: func() {},
+				serverVersion: func(ctx context.Context) (int, error) { asked++; return tc.ask(ctx) }}
+			dir := t.TempDir()
+			name := "000000010000000000000005"
+			if err := u.UploadPartial(ctx, walSegment(t, dir, name+".partial")); err != nil {
+				t.Fatal(err)
+			}
+			if err := u.Upload(ctx, walSegment(t, dir, name)); err != nil {
+				t.Fatal(err)
+			}
+			obj, err := arch.Store.Stat(ctx, arch.Layout.WALKey(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := obj.Metadata[archive.MetaPGVersion]; got != tc.want {
+				t.Errorf("pg-version = %q, want %q", got, tc.want)
+			}
+			if asked != 1 {
+				t.Errorf("server asked %d times for 2 uploads, want 1", asked)
+			}
+		})
+	}
+}

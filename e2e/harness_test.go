@@ -215,7 +215,9 @@ func (s *site) listBackups() []backupJSON {
 func switchAndWaitArchived(t testing.TB, c *pgtest.Cluster) string {
 	t.Helper()
 	c.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'switch')")
-	seg := c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	// The insert position: the write position may still be at the start
+	// of the segment, naming the previous one.
+	seg := c.QueryString(t, "select pg_walfile_name(pg_current_wal_insert_lsn())")
 	c.Exec(t, "select pg_switch_wal()")
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -23,8 +24,9 @@ var (
 
 // Local is PGHoard's "local" storage: the object for key K is the file
 // <root>/K and its metadata the sidecar <root>/K.metadata, a JSON object of
-// string values plus "_hash", the SHA-256 hex of the stored bytes. An object
-// without a sidecar is invisible, so the sidecar is written last.
+// string values plus "_hash", the SHA-256 hex of the stored bytes, and
+// "Content-Length", their count, as PGHoard's uploader records it. An
+// object without a sidecar is invisible, so the sidecar is written last.
 type Local struct {
 	root string
 	// fsync is (*os.File).Sync; tests replace it to see what is synced.
@@ -42,6 +44,9 @@ const (
 	sidecarSuffix = ".metadata"
 	sidecarTemp   = ".metadata_tmp" // PGHoard's marker for a sidecar being written
 	hashKey       = "_hash"
+	// contentLengthKey is the stored size PGHoard's uploader adds to the
+	// metadata of every object it stores.
+	contentLengthKey = "Content-Length"
 )
 
 // hidden reports whether a directory entry is never an object: PGHoard's
@@ -77,7 +82,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := l.mkdirAll(dir); err != nil {
 		return localErr("put", key, err)
 	}
-	sum, tmp, err := writeTemp(ctx, dir, "."+base+".tmp-*", r)
+	sum, size, tmp, err := writeTemp(ctx, dir, "."+base+".tmp-*", r)
 	if err != nil {
 		return localErr("put", key, err)
 	}
@@ -86,7 +91,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 			_ = os.Remove(tmp) // already renamed on success
 		}
 	}()
-	sidecar, err := encodeSidecar(md, sum)
+	sidecar, err := encodeSidecar(md, sum, size)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -99,7 +104,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := os.Rename(tmp, p); err != nil {
 		return localErr("put", key, err)
 	}
-	_, mdTmp, err := writeTemp(ctx, dir, base+sidecarTemp+"-*", bytes.NewReader(sidecar))
+	_, _, mdTmp, err := writeTemp(ctx, dir, base+sidecarTemp+"-*", bytes.NewReader(sidecar))
 	if err != nil {
 		_ = os.Remove(p)
 		return localErr("put", key, err)
@@ -196,11 +201,12 @@ func (l *Local) syncFile(name string) error {
 func (l *Local) syncDir(dir string) error { return l.syncFile(dir) }
 
 // writeTemp copies r into a new fsynced temp file in dir and returns the
-// SHA-256 of the bytes and the file's path. On error it leaves nothing.
-func writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byte, name string, err error) {
+// SHA-256 of the bytes, their count and the file's path. On error it
+// leaves nothing.
+func writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byte, size int64, name string, err error) {
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
-		return nil, "", err
+		return nil, 0, "", err
 	}
 	defer func() {
 		if err != nil {
@@ -209,16 +215,17 @@ func writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byt
 		}
 	}()
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r}); err != nil {
-		return nil, "", err
+	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+	if err != nil {
+		return nil, 0, "", err
 	}
 	if err := f.Sync(); err != nil {
-		return nil, "", err
+		return nil, 0, "", err
 	}
 	if err := f.Close(); err != nil {
-		return nil, "", err
+		return nil, 0, "", err
 	}
-	return h.Sum(nil), f.Name(), nil
+	return h.Sum(nil), n, f.Name(), nil
 }
 
 // ctxReader stops a copy when ctx is cancelled.
@@ -247,16 +254,19 @@ func syncDir(dir string) error {
 	return err
 }
 
-// encodeSidecar renders the sidecar as rohmu does: sorted keys, Python's
-// json.dumps separators, empty values dropped, "_hash" added.
-func encodeSidecar(md Metadata, sum []byte) ([]byte, error) {
-	m := make(map[string]string, len(md)+1)
+// encodeSidecar renders the sidecar as PGHoard's writes it: sorted keys,
+// Python's json.dumps separators, empty values dropped, "_hash" (rohmu's)
+// and "Content-Length", the stored size (which PGHoard's uploader adds to
+// every object's metadata), set from the bytes written.
+func encodeSidecar(md Metadata, sum []byte, size int64) ([]byte, error) {
+	m := make(map[string]string, len(md)+2)
 	for k, v := range md {
 		if v != "" && k != hashKey {
 			m[k] = v
 		}
 	}
 	m[hashKey] = hex.EncodeToString(sum)
+	m[contentLengthKey] = strconv.FormatInt(size, 10)
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -284,8 +294,8 @@ func encodeSidecar(md Metadata, sum []byte) ([]byte, error) {
 }
 
 // readSidecar reads the object's metadata; a missing sidecar means the
-// object does not exist. "_hash" is dropped and not checked: PGHoard's own
-// test data carries a placeholder there.
+// object does not exist. "_hash" is dropped and not checked (PGHoard's own
+// test data carries a placeholder there), and so is "Content-Length".
 func (l *Local) readSidecar(op, key string) (string, Metadata, error) {
 	p, err := l.path(key)
 	if err != nil {
@@ -309,7 +319,10 @@ func (l *Local) readSidecar(op, key string) (string, Metadata, error) {
 			md[k] = fmt.Sprint(v)
 		}
 	}
+	// Both are the store's bookkeeping, not the writer's metadata: every
+	// store returns what was put, and Stat reports the size.
 	delete(md, hashKey)
+	delete(md, contentLengthKey)
 	return p, md, nil
 }
 

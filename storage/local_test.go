@@ -72,7 +72,8 @@ func TestLocal_PGHoardTestdata(t *testing.T) {
 }
 
 // Put writes the object file and a PGHoard sidecar: sorted JSON of string
-// values with "_hash", the SHA-256 of the stored bytes, and no temp files.
+// values with "_hash", the SHA-256 of the stored bytes, "Content-Length",
+// their count (a stale one passed in is replaced), and no temp files.
 func TestLocal_Sidecar(t *testing.T) {
 	dir := t.TempDir()
 	st, err := storage.Open(context.Background(), storage.Config{Type: "local", Directory: dir, Prefix: "pfx"})
@@ -81,7 +82,7 @@ func TestLocal_Sidecar(t *testing.T) {
 	}
 	ctx := context.Background()
 	data := "stored bytes"
-	md := storage.Metadata{"original-file-size": "12", "compression-algorithm": "snappy", "encryption-key-id": "", "host": "h"}
+	md := storage.Metadata{"original-file-size": "12", "compression-algorithm": "snappy", "encryption-key-id": "", "host": "h", "Content-Length": "99"}
 	if err := st.Put(ctx, "site/xlog/000000010000000000000001", strings.NewReader(data), md); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestLocal_Sidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte(data))
-	want := `{"_hash": "` + hex.EncodeToString(sum[:]) + `", "compression-algorithm": "snappy", "host": "h", "original-file-size": "12"}`
+	want := `{"Content-Length": "12", "_hash": "` + hex.EncodeToString(sum[:]) + `", "compression-algorithm": "snappy", "host": "h", "original-file-size": "12"}`
 	if string(sidecar) != want {
 		t.Errorf("sidecar =\n%s\nwant\n%s", sidecar, want)
 	}

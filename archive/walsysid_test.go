@@ -1,0 +1,52 @@
+package archive
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/waltest"
+)
+
+func TestWALSystemID(t *testing.T) {
+	pgdata := t.TempDir()
+	for _, d := range []string{"pg_wal", "global"} {
+		if err := os.Mkdir(filepath.Join(pgdata, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	control := make([]byte, 8192)
+	binary.LittleEndian.PutUint64(control, 7400000000000000042)
+	if err := os.WriteFile(filepath.Join(pgdata, "global", "pg_control"), control, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	seg := "000000010000000000000003"
+	writeWALFile(t, filepath.Join(pgdata, "pg_wal"), seg, waltest.Segment(t, seg, 1<<20, 1))
+	writeWALFile(t, filepath.Join(pgdata, "pg_wal"), "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n"))
+
+	cases := []struct {
+		path string
+		want uint64
+	}{
+		{filepath.Join(pgdata, "pg_wal", seg), 7123456789012345678}, // waltest's header
+		{filepath.Join(pgdata, "pg_wal", "00000002.history"), 7400000000000000042},
+	}
+	for _, tc := range cases {
+		got, err := WALSystemID(tc.path)
+		if err != nil || got != tc.want {
+			t.Errorf("WALSystemID(%s) = %d, %v; want %d", filepath.Base(tc.path), got, err, tc.want)
+		}
+	}
+	// %p is relative to the data directory archive_command runs in.
+	t.Chdir(pgdata)
+	if got, err := WALSystemID("pg_wal/00000002.history"); err != nil || got != 7400000000000000042 {
+		t.Errorf("WALSystemID(relative) = %d, %v", got, err)
+	}
+
+	// A history file outside a data directory: no pg_control to read.
+	other := writeWALFile(t, t.TempDir(), "00000003.history", []byte("x"))
+	if _, err := WALSystemID(other); err == nil {
+		t.Errorf("WALSystemID of a file outside a data directory succeeded")
+	}
+}

@@ -1,0 +1,52 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Server is what an ordinary connection learns of a server: its full
+// version and its cluster's system identifier.
+type Server struct {
+	Version  int    // server_version_num, e.g. 150018 for 15.18
+	SystemID uint64 // the system identifier in pg_control
+}
+
+// QueryServer connects to the server connString names with an ordinary
+// (not a replication) connection, so that it takes no WAL sender, and asks
+// for server_version_num and the system identifier. pg_control_system()
+// is readable by any role.
+func QueryServer(ctx context.Context, connString string) (Server, error) {
+	config, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		return Server{}, fmt.Errorf("parse connection string: %w", err)
+	}
+	delete(config.RuntimeParams, "replication")
+	pg, err := pgconn.ConnectConfig(ctx, config)
+	if err != nil {
+		if kind := classifyConnectError(err); kind != nil {
+			return Server{}, fmt.Errorf("connect: %w: %w", kind, err)
+		}
+		return Server{}, fmt.Errorf("connect: %w", err)
+	}
+	defer pg.Close(context.WithoutCancel(ctx))
+	results, err := pg.Exec(ctx, "SELECT current_setting('server_version_num'), system_identifier::text FROM pg_control_system()").ReadAll()
+	if err != nil {
+		return Server{}, fmt.Errorf("query server version: %w", err)
+	}
+	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != 2 {
+		return Server{}, fmt.Errorf("query server version: %w: want one row of two columns", ErrProtocol)
+	}
+	row := results[0].Rows[0]
+	var s Server
+	if s.Version, err = strconv.Atoi(string(row[0])); err != nil {
+		return Server{}, fmt.Errorf("query server version: server_version_num %q: %w", row[0], err)
+	}
+	if s.SystemID, err = strconv.ParseUint(string(row[1]), 10, 64); err != nil {
+		return Server{}, fmt.Errorf("query server version: system_identifier %q: %w", row[1], err)
+	}
+	return s, nil
+}
