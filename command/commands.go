@@ -19,5 +19,6 @@ func commands() []*cli.Command {
 		archiveCopyCommand(),
 		configCommand(),
 		completionCommand(),
+		demoCommand(),
 	}
 }
