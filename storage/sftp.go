@@ -353,14 +353,14 @@ func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Re
 		return "", "", err
 	}
 	tmp = dir + "." + base + ".tmp-" + randomSuffix()
-	sum, err := writeRemote(ctx, c, tmp, r)
+	sum, size, err := writeRemote(ctx, c, tmp, r)
 	if err != nil {
 		return "", "", err
 	}
-	sidecar, err := encodeSidecar(md, sum)
+	sidecar, err := encodeSidecar(md, sum, size)
 	if err == nil {
 		sidecarTmp = dir + "." + base + sidecarTemp + "-" + randomSuffix()
-		_, err = writeRemote(ctx, c, sidecarTmp, bytes.NewReader(sidecar))
+		_, _, err = writeRemote(ctx, c, sidecarTmp, bytes.NewReader(sidecar))
 	}
 	if err == nil {
 		err = ctx.Err()
@@ -378,10 +378,10 @@ func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Re
 // writeRemote copies r to a new file name and returns the SHA-256 of the
 // bytes. The file is fsynced when the server can (fsync@openssh.com). On
 // error, including a cancelled ctx, the file is removed.
-func writeRemote(ctx context.Context, c *sftp.Client, name string, r io.Reader) (sum []byte, err error) {
+func writeRemote(ctx context.Context, c *sftp.Client, name string, r io.Reader) (sum []byte, size int64, err error) {
 	f, err := c.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer func() {
 		if err != nil {
@@ -390,18 +390,19 @@ func writeRemote(ctx context.Context, c *sftp.Client, name string, r io.Reader) 
 		}
 	}()
 	h := sha256.New()
-	if _, err := io.Copy(f, io.TeeReader(ctxReader{ctx: ctx, r: r}, h)); err != nil {
-		return nil, err
+	n, err := io.Copy(f, io.TeeReader(ctxReader{ctx: ctx, r: r}, h))
+	if err != nil {
+		return nil, 0, err
 	}
 	if _, ok := c.HasExtension("fsync@openssh.com"); ok {
 		if err := f.Sync(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if err := f.Close(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return h.Sum(nil), nil
+	return h.Sum(nil), n, nil
 }
 
 func randomSuffix() string {
@@ -436,6 +437,7 @@ func (s *SFTP) readSidecar(c *sftp.Client, p string) (Metadata, error) {
 		}
 	}
 	delete(md, hashKey)
+	delete(md, contentLengthKey)
 	return md, nil
 }
 

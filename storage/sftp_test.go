@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -72,6 +73,15 @@ func TestSFTP(t *testing.T) {
 		}
 		if strings.Join(names, " ") != "000000010000000000000001 000000010000000000000001.metadata" {
 			t.Errorf("directory holds %q, want the file and its sidecar only (no temp files)", names)
+		}
+		// The stored size, as PGHoard's uploader records it.
+		sidecar, err := os.ReadFile(filepath.Join(c.Directory, keys[0]+".metadata"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw map[string]string
+		if err := json.Unmarshal(sidecar, &raw); err != nil || raw["Content-Length"] != "3" {
+			t.Errorf("sidecar %s: Content-Length %q, want 3 (%v)", sidecar, raw["Content-Length"], err)
 		}
 	})
 
