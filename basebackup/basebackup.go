@@ -166,18 +166,19 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	// The checkpoint is done and the start position known: the server's
 	// clock now is the backup's start time, as backup_label's START TIME
 	// (stamped right after the checkpoint) says, without parsing a time
-	// zone abbreviation. Whole seconds, as in the label, which is where
-	// PGHoard takes its start-time from.
-	var startTime time.Time
-	if err := r.sql.QueryRow(gctx, "SELECT clock_timestamp()").Scan(&startTime); err != nil {
+	// zone abbreviation. It is recorded to the second, as in the label,
+	// which is where PGHoard takes its start-time from; the name counts
+	// from the milliseconds.
+	var clock time.Time
+	if err := r.sql.QueryRow(gctx, "SELECT clock_timestamp()").Scan(&clock); err != nil {
 		return nil, fmt.Errorf("basebackup: query start time: %w", err)
 	}
-	startTime = startTime.Truncate(time.Second)
+	startTime := clock.Truncate(time.Second)
 	spc, err := r.tablespaces(gctx, bb.Tablespaces)
 	if err != nil {
 		return nil, err
 	}
-	name, err := chooseName(gctx, o.Archive, startTime)
+	name, err := chooseName(gctx, o.Archive, clock)
 	if err != nil {
 		return nil, err
 	}

@@ -11,11 +11,12 @@
 // when pg_tablespace lists tablespaces besides pg_default and pg_global,
 // PROGRESS (unless Options.NoEstimate), a fast or spread checkpoint,
 // MAX_RATE, and WAIT unless Options.NoWait. The start position and
-// timeline come back before any data; the server's clock read then, to
-// the second as backup_label's START TIME, is the backup's start time, and
-// names the backup YYYY-MM-DD_HH-MM_N (UTC, N
-// the smallest number free among the site's backups and leftover chunk
-// folders). The tablespaces' names come from pg_tablespace.
+// timeline come back before any data; the server's clock read then is the
+// backup's start time (recorded to the second, as backup_label's START
+// TIME) and names the backup YYYY-MM-DD_HH-MM_N (UTC, N counted from the
+// milliseconds within the minute past the numbers of the site's backups
+// and leftover chunk folders). The tablespaces' names come from
+// pg_tablespace.
 //
 // Each tablespace's tar stream (the main data directory comes last) is
 // read member by member and re-packed into chunk tars, with the member
