@@ -26,14 +26,16 @@ type copyResult struct {
 	Failed    []any    `json:"failed"`
 }
 
-// TestArchiveCopy moves an archive across three real backends: a local
+// TestArchiveCopy moves an archive across four real backends: a local
 // directory to MinIO with a first run killed (SIGKILL) midway and a second
-// run that finishes it, then MinIO to OpenStack Swift. A restore from Swift
-// then recovers the source cluster's rows.
+// run that finishes it, then MinIO to OpenStack Swift, then Swift to an
+// SFTP server. Restores from Swift and from SFTP then recover the source
+// cluster's rows.
 func TestArchiveCopy(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true, ChunkSize: 256 << 10})
 	minio := storetest.MinIO(t)
 	swift := storetest.Swift(t)
+	sftp := storetest.SFTP(t).Config
 	major := pgtest.Versions()[len(pgtest.Versions())-1]
 	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
 	s.use(src)
@@ -52,6 +54,17 @@ func TestArchiveCopy(t *testing.T) {
 	toSwift := s.storageConfig(t, "swift.json", map[string]any{
 		"storage_type": "swift", "user": swift.User, "key": swift.Key, "auth_url": swift.AuthURL, "auth_version": swift.AuthVersion,
 		"container_name": swift.ContainerName, "segment_size": swift.SegmentSize,
+	})
+
+	// hoard runs as the server's user: it reads copies of the SSH files.
+	for _, f := range []*string{&sftp.PrivateKey, &sftp.KnownHostsFile} {
+		cp := filepath.Join(s.dir, filepath.Base(*f))
+		s.writeFile(cp, readFile(t, *f))
+		*f = cp
+	}
+	toSFTP := s.storageConfig(t, "sftp.json", map[string]any{
+		"storage_type": "sftp", "server": sftp.Server, "port": sftp.Port, "username": sftp.Username,
+		"private_key": sftp.PrivateKey, "known_hosts_file": sftp.KnownHostsFile, "directory": sftp.Directory,
 	})
 
 	// The first run, held to 64 KiB/s, is killed once a few objects are in
@@ -103,14 +116,27 @@ func TestArchiveCopy(t *testing.T) {
 		t.Fatalf("MinIO to Swift: %+v; want all %d objects copied and decoded", second, first.Objects)
 	}
 
-	// Restore from Swift and compare the rows.
+	// Swift to SFTP, with Swift's configuration as the source.
 	viaSwift := &site{t: t, name: s.name, dir: s.dir, config: toSwift, env: s.env}
-	dir := filepath.Join(pgtest.TempDir(t), "data")
-	viaSwift.mustHoard("restore", "--target-dir", dir)
-	c := pgtest.StartDataDir(t, major, dir, noArchiving)
-	c.WaitRecoveryDone(t, 3*time.Minute)
-	if got := c.QueryString(t, rows); got != want {
-		t.Errorf("restored from Swift: %s, want the source's %s", got, want)
+	third := viaSwift.archiveCopy(t, toSFTP)
+	if third.Copied != first.Objects || third.Decoded != third.Objects {
+		t.Fatalf("Swift to SFTP: %+v; want all %d objects copied and decoded", third, first.Objects)
+	}
+
+	// Restore from Swift, then from SFTP, and compare the rows.
+	viaSFTP := &site{t: t, name: s.name, dir: s.dir, config: toSFTP, env: s.env}
+	for _, from := range []struct {
+		name string
+		site *site
+	}{{"Swift", viaSwift}, {"SFTP", viaSFTP}} {
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		from.site.mustHoard("restore", "--target-dir", dir)
+		c := pgtest.StartDataDir(t, major, dir, noArchiving)
+		c.WaitRecoveryDone(t, 3*time.Minute)
+		if got := c.QueryString(t, rows); got != want {
+			t.Errorf("restored from %s: %s, want the source's %s", from.name, got, want)
+		}
+		c.Stop(t)
 	}
 }
 
