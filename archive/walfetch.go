@@ -2,11 +2,13 @@ package archive
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,21 +48,31 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	if _, _, ok := walKind(name); !ok {
 		return fmt.Errorf("fetch %s: not a WAL segment, .partial, .history or .backup file name", name)
 	}
-	removeStaleTemps(filepath.Dir(dest), fetchTempPrefix, time.Now().Add(-staleFetchTemp))
+	dir, err := os.OpenRoot(filepath.Dir(dest))
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	defer dir.Close()
+	removeStaleTemps(dir, fetchTempPrefix, time.Now().Add(-staleFetchTemp))
 	spooled := o.Spool != "" && wal.IsSegmentName(name)
 	if spooled {
-		sp := spool(o.Spool)
-		sp.dropBefore(name)
-		if h, ok := sp.take(name, dest); ok {
-			sp.want(name, uint64(h.SegmentSize))
-			return nil
+		if sp, err := openSpool(o.Spool, false); err == nil {
+			sp.dropBefore(name)
+			h, ok := sp.take(name, dest)
+			if ok {
+				sp.want(name, uint64(h.SegmentSize))
+			}
+			sp.close()
+			if ok {
+				return nil
+			}
 		}
 	}
 	keys := make([]string, 0, 1+len(a.MovedFrom))
 	for _, arc := range a.sites() {
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
-		h, err := arc.fetchKey(ctx, key, name, dest, fetchTempPrefix)
+		h, err := arc.fetchKey(ctx, key, name, dir, filepath.Base(dest), fetchTempPrefix)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -68,7 +80,10 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 			return err
 		}
 		if spooled {
-			spool(o.Spool).want(name, uint64(h.SegmentSize))
+			if sp, err := openSpool(o.Spool, true); err == nil {
+				sp.want(name, uint64(h.SegmentSize))
+				sp.close()
+			}
 		}
 		return nil
 	}
@@ -76,23 +91,27 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		// PostgreSQL asks for a missing segment at the end of the archive,
 		// and at the end of every recovery: what is spooled is no longer
 		// needed (a standby asks again and gets it from storage).
-		spool(o.Spool).clear()
+		if sp, err := openSpool(o.Spool, false); err == nil {
+			sp.clear()
+			sp.close()
+		}
 	}
 	return fmt.Errorf("fetch %s: not in the archive (%s): %w", name, strings.Join(keys, ", "), storage.ErrNotFound)
 }
 
-// fetchKey decodes key into dest through a temporary file whose name
-// starts with tmpPrefix, checks it, and renames it into place. For a
-// segment or .partial file it returns the checked page header.
-func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix string) (wal.PageHeader, error) {
+// fetchKey decodes key into destName of dir through a temporary file whose
+// name starts with tmpPrefix, checks it, and renames it into place. The
+// temporary file is created anew (O_EXCL) and both names are resolved in
+// dir, so no link is followed. For a segment or .partial file it returns
+// the checked page header.
+func (a *Archive) fetchKey(ctx context.Context, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
 	rc, md, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	defer rc.Close()
 
-	dir := filepath.Dir(dest)
-	tmp, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
+	tmp, tmpName, err := createTemp(dir, tmpPrefix+name+"-")
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
@@ -100,7 +119,7 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 	defer func() {
 		if !committed {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			dir.Remove(tmpName)
 		}
 	}()
 
@@ -114,11 +133,11 @@ func (a *Archive) fetchKey(ctx context.Context, key, name, dest, tmpPrefix strin
 	if err := tmp.Close(); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
-	if err := os.Rename(tmp.Name(), dest); err != nil {
+	if err := dir.Rename(tmpName, destName); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	committed = true
-	if err := syncDir(dir); err != nil {
+	if err := syncRoot(dir); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	return h, nil
@@ -158,6 +177,34 @@ func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, name string, str
 	return wal.PageHeader{}, nil
 }
 
+// createTemp creates a new file in dir called prefix and a random suffix,
+// with O_EXCL: never through a link.
+func createTemp(dir *os.Root, prefix string) (*os.File, string, error) {
+	for range 100 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, "", err
+		}
+		name := prefix + hex.EncodeToString(b[:])
+		f, err := dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, name, err
+	}
+	return nil, "", fmt.Errorf("create a temporary file %s* in %s: too many tries", prefix, dir.Name())
+}
+
+// syncRoot fsyncs the directory of dir, so a rename in it survives a crash.
+func syncRoot(dir *os.Root) error {
+	d, err := dir.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // headBuffer keeps the first wal.PageHeaderSize bytes written to it.
 type headBuffer struct{ b []byte }
 
@@ -168,32 +215,29 @@ func (h *headBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// syncDir fsyncs a directory so a rename in it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // removeStaleTemps removes files in dir whose names start with prefix and
 // that were last modified before cutoff. Errors are ignored: this is
 // housekeeping of files nobody reads.
-func removeStaleTemps(dir, prefix string, cutoff time.Time) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
+func removeStaleTemps(dir *os.Root, prefix string, cutoff time.Time) {
+	for _, e := range readDir(dir) {
 		if !strings.HasPrefix(e.Name(), prefix) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			os.Remove(filepath.Join(dir, e.Name()))
+			dir.Remove(e.Name())
 		}
 	}
+}
+
+// readDir lists dir's top directory; nil when it cannot be read.
+func readDir(dir *os.Root) []fs.DirEntry {
+	d, err := dir.Open(".")
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	entries, _ := d.ReadDir(-1)
+	return entries
 }
 
 // The prefetch spool. restore_command runs once per file, so a background
@@ -223,43 +267,102 @@ const (
 // destination path dest.
 func SpoolDir(dest string) string { return filepath.Join(filepath.Dir(dest), SpoolDirName) }
 
-// spool is a prefetch spool directory. Its methods used by FetchWAL are
-// best effort: a spool that cannot be read or cleaned only costs speed, so
-// its errors never fail a fetch.
-type spool string
+// spool is a prefetch spool directory. It lies in pg_wal of a restored data
+// directory, where a link could have been planted: it is opened from its
+// parent without following a link at its own name, and everything in it is
+// reached through root, so nothing outside the spool is read, written or
+// removed. Its methods used by FetchWAL are best effort: a spool that
+// cannot be read or cleaned only costs speed, so its errors never fail a
+// fetch.
+type spool struct {
+	dir    string
+	parent *os.Root // the directory holding the spool (pg_wal)
+	root   *os.Root // the spool
+}
 
-func (s spool) path(name string) string { return filepath.Join(string(s), name) }
-
-// take moves the spooled segment name to dest if it is there and its page
-// header still fits its name and size.
-func (s spool) take(name, dest string) (wal.PageHeader, bool) {
-	p := s.path(name)
-	h, err := wal.CheckSegmentFile(p, name)
-	if errors.Is(err, os.ErrNotExist) {
-		return h, false
+// openSpool opens the spool directory dir, creating it (mode 0700) when
+// create is set. A link, or anything but a directory, at dir is refused.
+func openSpool(dir string, create bool) (*spool, error) {
+	parent, err := os.OpenRoot(filepath.Dir(dir))
+	if err != nil {
+		return nil, err
+	}
+	base := filepath.Base(dir)
+	if create {
+		if err := parent.Mkdir(base, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			parent.Close()
+			return nil, err
+		}
+	}
+	fi, err := parent.Lstat(base)
+	if err == nil && !fi.IsDir() {
+		err = fmt.Errorf("spool %s is not a directory (%v)", dir, fi.Mode().Type())
+	}
+	var root *os.Root
+	if err == nil {
+		root, err = parent.OpenRoot(base)
 	}
 	if err != nil {
-		os.Remove(p)
+		parent.Close()
+		return nil, err
+	}
+	return &spool{dir: dir, parent: parent, root: root}, nil
+}
+
+func (s *spool) close() {
+	s.root.Close()
+	s.parent.Close()
+}
+
+func (s *spool) path(name string) string { return filepath.Join(s.dir, name) }
+
+// take moves the spooled segment name to dest, which must be in the
+// spool's parent directory, if it is there, a regular file, and its page
+// header still fits its name and size.
+func (s *spool) take(name, dest string) (wal.PageHeader, bool) {
+	if filepath.Dir(dest) != filepath.Dir(s.dir) {
+		return wal.PageHeader{}, false
+	}
+	fi, err := s.root.Lstat(name)
+	if err != nil {
+		return wal.PageHeader{}, false
+	}
+	h, err := s.check(name, fi)
+	if err != nil {
+		s.root.Remove(name)
 		return h, false
 	}
-	if err := os.Rename(p, dest); err != nil {
+	if err := s.parent.Rename(filepath.Join(filepath.Base(s.dir), name), filepath.Base(dest)); err != nil {
 		return h, false
 	}
-	if err := syncDir(filepath.Dir(dest)); err != nil {
+	if err := syncRoot(s.parent); err != nil {
 		// The segment is in place; PostgreSQL fsyncs what it replays from.
 		return h, true
 	}
 	return h, true
 }
 
-// segments returns the names of the segments in the spool.
-func (s spool) segments() []string {
-	entries, err := os.ReadDir(string(s))
-	if err != nil {
-		return nil
+// check reads the page header of the spooled segment name, fi its Lstat.
+func (s *spool) check(name string, fi fs.FileInfo) (wal.PageHeader, error) {
+	if !fi.Mode().IsRegular() {
+		return wal.PageHeader{}, fmt.Errorf("%s is not a regular file", s.path(name))
 	}
+	f, err := s.root.Open(name)
+	if err != nil {
+		return wal.PageHeader{}, err
+	}
+	defer f.Close()
+	buf := make([]byte, wal.PageHeaderSize)
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return wal.PageHeader{}, fmt.Errorf("%w: read header of %s: %v", wal.ErrBadPageHeader, s.path(name), err)
+	}
+	return wal.CheckSegment(name, buf, fi.Size())
+}
+
+// segments returns the names of the segments in the spool.
+func (s *spool) segments() []string {
 	var out []string
-	for _, e := range entries {
+	for _, e := range readDir(s.root) {
 		if wal.IsSegmentName(e.Name()) {
 			out = append(out, e.Name())
 		}
@@ -269,38 +372,46 @@ func (s spool) segments() []string {
 
 // dropBefore removes spooled segments that sort before name: PostgreSQL has
 // moved past them (names sort by timeline, then position).
-func (s spool) dropBefore(name string) {
+func (s *spool) dropBefore(name string) {
 	for _, n := range s.segments() {
 		if n < name {
-			os.Remove(s.path(n))
+			s.root.Remove(n)
 		}
 	}
 }
 
 // clear removes every spooled segment.
-func (s spool) clear() {
+func (s *spool) clear() {
 	for _, n := range s.segments() {
-		os.Remove(s.path(n))
+		s.root.Remove(n)
 	}
 }
 
 // want records name as the last segment delivered, for the worker.
-func (s spool) want(name string, segSize uint64) {
-	if err := os.MkdirAll(string(s), 0o700); err != nil {
+func (s *spool) want(name string, segSize uint64) {
+	tmp := spoolWantFile + ".new"
+	s.root.Remove(tmp)
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
 		return
 	}
-	tmp := s.path(spoolWantFile + ".new")
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%s %d\n", name, segSize)), 0o600); err != nil {
+	_, werr := fmt.Fprintf(f, "%s %d\n", name, segSize)
+	if err := f.Close(); err != nil || werr != nil {
 		return
 	}
-	os.Rename(tmp, s.path(spoolWantFile))
+	s.root.Rename(tmp, spoolWantFile)
 }
 
 // readWant returns the last segment delivered and the segment size.
-func (s spool) readWant() (wal.Segment, uint64, error) {
-	b, err := os.ReadFile(s.path(spoolWantFile))
+func (s *spool) readWant() (wal.Segment, uint64, error) {
+	f, err := s.root.Open(spoolWantFile)
 	if err != nil {
 		return wal.Segment{}, 0, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 256))
+	f.Close()
+	if err != nil {
+		return wal.Segment{}, 0, fmt.Errorf("read %s: %w", s.path(spoolWantFile), err)
 	}
 	var name string
 	var segSize uint64
@@ -316,11 +427,8 @@ func (s spool) readWant() (wal.Segment, uint64, error) {
 
 // lock takes the spool's worker lock without waiting. It returns
 // ErrPrefetchBusy when another worker holds it.
-func (s spool) lock() (*os.File, error) {
-	if err := os.MkdirAll(string(s), 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(s.path(spoolLockFile), os.O_RDWR|os.O_CREATE, 0o600)
+func (s *spool) lock() (*os.File, error) {
+	f, err := s.root.OpenFile(spoolLockFile, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +445,12 @@ var ErrPrefetchBusy = errors.New("another prefetch worker holds the spool")
 
 // PrefetchRunning reports whether a prefetch worker holds the spool dir.
 func PrefetchRunning(dir string) bool {
-	f, err := spool(dir).lock()
+	s, err := openSpool(dir, true)
+	if err != nil {
+		return false
+	}
+	defer s.close()
+	f, err := s.lock()
 	if err != nil {
 		return errors.Is(err, ErrPrefetchBusy)
 	}
@@ -371,7 +484,11 @@ type PrefetchResult struct {
 // returns an error wrapping ErrPrefetchBusy when another holds the lock.
 func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions) (PrefetchResult, error) {
 	var res PrefetchResult
-	s := spool(dir)
+	s, err := openSpool(dir, true)
+	if err != nil {
+		return res, fmt.Errorf("prefetch into %s: %w", dir, err)
+	}
+	defer s.close()
 	lock, err := s.lock()
 	if err != nil {
 		return res, fmt.Errorf("prefetch into %s: %w", dir, err)
@@ -379,7 +496,7 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 	defer lock.Close()
 	// Holding the lock, no other worker is writing: every temporary file is
 	// left over by one that was killed.
-	removeStaleTemps(dir, spoolTmpPrefix, time.Now())
+	removeStaleTemps(s.root, spoolTmpPrefix, time.Now())
 
 	count := max(o.Count, 1)
 	var last wal.Segment
@@ -413,7 +530,7 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 
 // prefetchRound downloads the names not yet spooled, parallel downloads at
 // once, in order, scheduling none after the first missing one.
-func (a *Archive) prefetchRound(ctx context.Context, s spool, names []string, parallel int) (fetched []string, missing string, err error) {
+func (a *Archive) prefetchRound(ctx context.Context, s *spool, names []string, parallel int) (fetched []string, missing string, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -430,7 +547,7 @@ func (a *Archive) prefetchRound(ctx context.Context, s spool, names []string, pa
 		if !stop && next < len(names) && running < parallel {
 			i := next
 			next++
-			if _, err := os.Stat(s.path(names[i])); err == nil {
+			if _, err := s.root.Lstat(names[i]); err == nil {
 				continue
 			}
 			running++
@@ -464,9 +581,9 @@ func (a *Archive) prefetchRound(ctx context.Context, s spool, names []string, pa
 
 // prefetchOne downloads one segment into the spool, searching the site and
 // then the moved_from sites.
-func (a *Archive) prefetchOne(ctx context.Context, s spool, name string) error {
+func (a *Archive) prefetchOne(ctx context.Context, s *spool, name string) error {
 	for _, arc := range a.sites() {
-		_, err := arc.fetchKey(ctx, arc.Layout.WALKey(name), name, s.path(name), spoolTmpPrefix)
+		_, err := arc.fetchKey(ctx, arc.Layout.WALKey(name), name, s.root, name, spoolTmpPrefix)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -350,7 +350,12 @@ func TestArchive_PrefetchWAL_ErrBusy(t *testing.T) {
 	if PrefetchRunning(dir) {
 		t.Fatal("running before any worker")
 	}
-	lock, err := spool(dir).lock()
+	sp, err := openSpool(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	lock, err := sp.lock()
 	if err != nil {
 		t.Fatal(err)
 	}
