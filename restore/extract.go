@@ -68,11 +68,15 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *[]
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
 		}
+		p, err := planMember(h, e.spcs, false)
+		if err != nil {
+			return err
+		}
 		if h.Size > left() {
 			return fmt.Errorf("member %q declares %d bytes, more than the %d left of the chunk's input_size: %w",
 				h.Name, h.Size, left(), ErrUnsafeMember)
 		}
-		if err := e.member(tr, h, false, buf, made); err != nil {
+		if err := e.write(p, tr, h, buf, made); err != nil {
 			return err
 		}
 	}
@@ -82,8 +86,16 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *[]
 // is set.
 func (e *extractor) member(r io.Reader, h *tar.Header, control bool, buf []byte, made *[]memberPlan) error {
 	p, err := planMember(h, e.spcs, control)
-	if err != nil || p.kind == memberSkip {
+	if err != nil {
 		return err
+	}
+	return e.write(p, r, h, buf, made)
+}
+
+// write carries out plan p for member h, whose data r holds.
+func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, made *[]memberPlan) error {
+	if p.kind == memberSkip {
+		return nil
 	}
 	root := e.roots[p.spc]
 	mode := fs.FileMode(h.Mode) & fs.ModePerm

@@ -26,7 +26,13 @@ type Env struct{ Parent string }
 // NewEnv makes an Env in a new temporary directory.
 func NewEnv(t testing.TB) Env {
 	t.Helper()
-	e := Env{Parent: t.TempDir()}
+	return EnvAt(t, t.TempDir())
+}
+
+// EnvAt makes an Env in dir, an empty directory.
+func EnvAt(t testing.TB, dir string) Env {
+	t.Helper()
+	e := Env{Parent: dir}
 	if err := os.WriteFile(e.Victim(), []byte(Secret), 0o644); err != nil {
 		t.Fatal(err)
 	}

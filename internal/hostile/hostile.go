@@ -145,6 +145,9 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 		t.Fatalf("store control object %s: %v", s.ControlKey, err)
 	}
 	for _, seg := range []string{StartSegment, EndSegment} {
+		if _, err := a.Store.Stat(ctx, a.Layout.WALKey(seg)); err == nil {
+			continue // stored for another backup of the site
+		}
 		data := waltest.Segment(t, seg, SegmentSize, 1)
 		if _, err := a.Codec.Put(ctx, a.Store, a.Layout.WALKey(seg), bytes.NewReader(data), int64(len(data)), nil); err != nil {
 			t.Fatalf("store WAL %s: %v", seg, err)
