@@ -439,6 +439,21 @@ func (s *spool) lock() (*os.File, error) {
 	return f, nil
 }
 
+// CreateSpoolFile creates the file name in the spool directory dir (the
+// prefetch worker's log), replacing an earlier one, as the spool's other
+// files are: never through a link, never outside the spool.
+func CreateSpoolFile(dir, name string) (*os.File, error) {
+	s, err := openSpool(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if err := s.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
 // ErrPrefetchBusy is returned (wrapped) by PrefetchWAL when another worker
 // is already prefetching into the spool.
 var ErrPrefetchBusy = errors.New("another prefetch worker holds the spool")

@@ -122,7 +122,7 @@ func startPrefetchWorker(c *cli.Context, spool string) error {
 		args = append(args, "--short-log")
 	}
 	args = append(args, "wal-fetch", "--prefetch-worker="+spool)
-	logf, err := os.OpenFile(filepath.Join(spool, prefetchWorkerLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	logf, err := archive.CreateSpoolFile(spool, prefetchWorkerLog)
 	if err != nil {
 		return err
 	}
