@@ -198,7 +198,7 @@ func (t *tour) configure(ctx context.Context) error {
 		return err
 	}
 	t.printf("PGHoard's JSON format: one site, %q, whose WAL arrives through archive_command, and\n", site)
-	t.printf("a store in a local directory (S3, GCS and Azure work the same). %s:\n", t.config)
+	t.printf("a store in a local directory (S3, GCS, Azure, Swift and SFTP work the same).\n%s:\n", t.config)
 	t.printf("%s\n", indent(string(data), "    "))
 	t.printf("A fresh RSA key pair makes every stored object encrypted (the private key is only\n")
 	t.printf("needed to restore):\n")
@@ -325,8 +325,9 @@ func (t *tour) restore(ctx context.Context) error {
 	if err := t.waitPromoted(ctx); err != nil {
 		return err
 	}
-	t.printf("Started on port %d: PostgreSQL fetched the WAL from the archive with hoard wal-fetch\n", t.copy.port)
-	t.printf("(its restore_command), replayed it up to the point and was promoted, in %s.\n\n", time.Since(began).Round(100*time.Millisecond))
+	t.printf("The demo starts it (pg_ctl start, as %s) on port %d. PostgreSQL fetched the WAL from\n", t.user.name, t.copy.port)
+	t.printf("the archive with hoard wal-fetch (its restore_command), replayed it up to the point and\n")
+	t.printf("was promoted, in %s.\n\n", time.Since(began).Round(100*time.Millisecond))
 
 	count := func(c *cluster) (before, after int64, err error) {
 		err = t.query(ctx, c.connString(),
@@ -422,8 +423,12 @@ func (t *tour) keepHints(runErr error) {
 	t.printf("    %sbin/hoard --config hoard.json list\n", p)
 	t.printf("    %sbin/hoard --config hoard.json object ls %s/xlog/ -l    # WAL and its metadata\n", p, site)
 	t.printf("    cat archive/%s/basebackup/*.metadata                    # a backup's metadata, as PGHoard stores it\n", site)
-	t.printf("    %s%s -D restored -l restored.log -o \"-p 5433 -k %s\" start\n", p, pgCtl, t.primary.sockDir)
-	t.printf("    psql -h %s -p 5433 -U postgres -c 'SELECT phase, count(*) FROM orders GROUP BY 1'\n", t.primary.sockDir)
+	port := t.copy.port // free a moment ago
+	if port == 0 {
+		port = 5433
+	}
+	t.printf("    %s%s -D restored -l restored.log -o \"-p %d -k %s\" start\n", p, pgCtl, port, t.primary.sockDir)
+	t.printf("    psql -h %s -p %d -U postgres -c 'SELECT phase, count(*) FROM orders GROUP BY 1'\n", t.primary.sockDir, port)
 	t.printf("    %s%s -D restored stop\n", p, pgCtl)
 	t.printf("    rm -rf %s\n", t.dir)
 }
