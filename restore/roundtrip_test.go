@@ -15,9 +15,10 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 )
 
-// TestRun_RoundTrip takes a basebackup of a real cluster with hoard's
-// basebackup, archives its WAL with archive_command = cp, stores that WAL,
-// restores into a new directory, starts PostgreSQL on it and compares
+// TestRun_RoundTrip takes a basebackup of a real cluster (holding a
+// symbolic link in its data directory) with hoard's basebackup, archives
+// its WAL with archive_command = cp, stores that WAL, restores into a new
+// directory, starts PostgreSQL on it and compares
 // rows. PostgreSQL itself is the oracle. The restored cluster reads WAL
 // from the cp archive: hoard wal-fetch is the end-to-end tests' business.
 func TestRun_RoundTrip(t *testing.T) {
@@ -28,6 +29,13 @@ func TestRun_RoundTrip(t *testing.T) {
 	}})
 	src.Exec(t, "create table t (id int primary key)")
 	src.Exec(t, "insert into t select generate_series(1, 1000)")
+	// A link in the data directory (a configuration file kept elsewhere):
+	// BASE_BACKUP sends links only from pg_tblspc (sendDir in
+	// basebackup.c skips others as special files), so the backup holds
+	// none and restores, whose extraction refuses links.
+	if err := os.Symlink("/etc/hostname", filepath.Join(src.DataDir, "conf_link")); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
 	b, err := basebackup.Run(ctx, basebackup.Options{
@@ -72,6 +80,9 @@ func TestRun_RoundTrip(t *testing.T) {
 	}
 	if res.Backup.Name != b.Name || res.PGMajor != major {
 		t.Errorf("restored %s (PG %d), want %s (PG %d)", res.Backup.Name, res.PGMajor, b.Name, major)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "conf_link")); err == nil {
+		t.Error("the data directory's link was restored")
 	}
 	c := pgtest.StartDataDir(t, major, dir, nil)
 	c.WaitRecoveryDone(t, 3*time.Minute)
