@@ -122,7 +122,7 @@ func (s *hostileSite) restoreAll(t *testing.T, stored func()) {
 
 	for _, r := range runs {
 		t.Run(r.c.Name, func(t *testing.T) {
-			before := r.e.Snapshot(t)
+			before := r.e.Snapshot(t, r.c.Owned()...)
 			args := []string{"restore", "--target-dir", r.e.Target(), "--basebackup", r.s.Name}
 			for name, dir := range r.c.TablespaceDirs {
 				args = append(args, "--tablespace-dir", name+"="+dir)
@@ -135,7 +135,7 @@ func (s *hostileSite) restoreAll(t *testing.T, stored func()) {
 			if why := r.c.Check(errors.New(errorLine(errOut)), r.s); why != "" {
 				t.Error(why)
 			}
-			if diff := cmp.Diff(before, r.e.Snapshot(t)); diff != "" {
+			if diff := cmp.Diff(before, r.e.Snapshot(t, r.c.Owned()...)); diff != "" {
 				t.Errorf("outside the target (-before +after):\n%s", diff)
 			}
 		})

@@ -25,6 +25,7 @@ func FuzzPlanMember(f *testing.F) {
 		{"pgdata/base/1/1259", tar.TypeReg, ""},
 		{"pgdata/base/", tar.TypeDir, ""},
 		{"tablespaces/ts1/PG_15_1/5/16384", tar.TypeReg, ""},
+		{"tablespaces/ts1/crontab", tar.TypeReg, ""},
 		{"tablespaces/ts1", tar.TypeDir, ""},
 		{"pgdata/../../etc/passwd", tar.TypeReg, ""},
 		{"/etc/passwd", tar.TypeReg, ""},
@@ -68,6 +69,9 @@ func FuzzPlanMember(f *testing.F) {
 		}
 		if p.spc != "" && !spcs[p.spc] {
 			t.Fatalf("tablespace %q is not in the manifest", p.spc)
+		}
+		if top, _, _ := strings.Cut(p.rel, "/"); p.spc != "" && !tablespaceVersionDir.MatchString(top) {
+			t.Fatalf("tablespace member %q planned at %q, outside its version directory", name, p.rel)
 		}
 		if !filepath.IsLocal(p.rel) || strings.Contains(p.rel, "\x00") {
 			t.Fatalf("%q planned at %q, not a local path", name, p.rel)

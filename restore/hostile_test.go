@@ -69,12 +69,12 @@ func TestRun_Hostile(t *testing.T) {
 					c = cc
 				}
 			}
-			before := e.Snapshot(t)
+			before := e.Snapshot(t, c.Owned()...)
 			st, _, err := restoreHostile(t, e, c.Backup, c.TablespaceDirs)
 			if why := c.Check(err, st); why != "" {
 				t.Error(why)
 			}
-			if diff := cmp.Diff(before, e.Snapshot(t)); diff != "" {
+			if diff := cmp.Diff(before, e.Snapshot(t, c.Owned()...)); diff != "" {
 				t.Errorf("outside the target (-before +after):\n%s", diff)
 			}
 		})

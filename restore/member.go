@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -62,8 +63,10 @@ type memberPlan struct {
 // wrapping ErrUnsafeMember: every link, device, FIFO and sparse member
 // (PostgreSQL's BASE_BACKUP sends none to hoard's chunks, and PGHoard's
 // local-tar mode skips special files), a name that is empty, absolute, holds
-// ".." or NUL, or is outside pgdata/ and the backup's tablespaces, and
-// anything under pg_tblspc/, where restore makes the tablespace links.
+// ".." or NUL, or is outside pgdata/ and the backup's tablespaces, a
+// tablespace member outside the tablespace's PG_<version>_<catalog>
+// directory, and anything under pg_tblspc/, where restore makes the
+// tablespace links.
 func planMember(h *tar.Header, spcs map[string]bool, control bool) (memberPlan, error) {
 	refuse := func(format string, args ...any) (memberPlan, error) {
 		return memberPlan{}, fmt.Errorf("member %q: %s: %w", h.Name, fmt.Sprintf(format, args...), ErrUnsafeMember)
@@ -137,6 +140,13 @@ func planMember(h *tar.Header, spcs map[string]bool, control bool) (memberPlan, 
 			}
 			return memberPlan{}, nil
 		}
+		// PostgreSQL keeps everything of a tablespace in one directory
+		// named for its version (TABLESPACE_VERSION_DIRECTORY, e.g.
+		// PG_15_202209061): nothing else is written to the directory a
+		// tablespace goes to, whose path may come from the backup.
+		if top, _, _ := strings.Cut(rest, "/"); !tablespaceVersionDir.MatchString(top) {
+			return refuse("not under tablespace %q's PG_<version>_<catalog version> directory", spc)
+		}
 		p.spc, p.rel = spc, rest
 	default:
 		return refuse("not under pgdata/ or tablespaces/")
@@ -146,6 +156,10 @@ func planMember(h *tar.Header, spcs map[string]bool, control bool) (memberPlan, 
 	}
 	return p, nil
 }
+
+// tablespaceVersionDir matches PostgreSQL's TABLESPACE_VERSION_DIRECTORY,
+// "PG_" PG_MAJORVERSION "_" CATALOG_VERSION_NO (PG_9.6_201608131 before 10).
+var tablespaceVersionDir = regexp.MustCompile(`^PG_[0-9]+(\.[0-9]+)?_[0-9]+$`)
 
 // sparse reports whether h is a sparse file in any of the tar formats Go
 // reads: GNU's old type 'S', or PAX's GNU.sparse records (formats 0.0 to

@@ -118,8 +118,19 @@ type Case struct {
 	// tablespace path at fault.
 	Names []string
 	// TablespaceDirs maps tablespace names to directories for the restore
-	// (restore's --tablespace-dir).
+	// (restore's --tablespace-dir); a snapshot leaves them out, since the
+	// restore owns them.
 	TablespaceDirs map[string]string
+}
+
+// Owned are the directories outside the target that the restore of c
+// owns: its mapped tablespace directories.
+func (c Case) Owned() []string {
+	var out []string
+	for _, d := range c.TablespaceDirs {
+		out = append(out, d)
+	}
+	return out
 }
 
 // Check reports what err, the error of restoring the stored backup s of
@@ -242,6 +253,12 @@ func Cases(e Env) []Case {
 			Backup: Backup{
 				Tablespaces: map[string]archive.ManifestTablespace{"ts": {Path: e.VictimDir(), OID: 16400}},
 				Chunks:      chunk(Member{Name: "tablespaces/ts", Type: tar.TypeDir}, file("tablespaces/ts/keep", "owned\n")),
+			}},
+		{Name: "TablespaceOutsideVersionDir", Object: "chunk", Names: []string{"tablespaces/ts/crontab"},
+			TablespaceDirs: map[string]string{"ts": e.Parent + "/spc"},
+			Backup: Backup{
+				Tablespaces: map[string]archive.ManifestTablespace{"ts": {Path: "/var/spool/cron/crontabs", OID: 16400}},
+				Chunks:      chunk(Member{Name: "tablespaces/ts", Type: tar.TypeDir}, file("tablespaces/ts/crontab", "* * * * * true\n")),
 			}},
 		{Name: "ManifestOverLimit", Object: "control", Names: []string{archive.ManifestName},
 			Backup: Backup{ControlTar: tarOf(Declared(archive.ManifestName, archive.MaxManifestSize+1))}},
