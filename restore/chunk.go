@@ -46,20 +46,21 @@ func retryable(err error) bool {
 
 // chunk restores one chunk of the backup held by src, re-downloading it
 // from the start after a transient error (the files the failed attempt
-// created are removed first), and returns its decoded size.
+// created are removed first; a chunk of more than maxMadeFiles files is
+// not retried), and returns its decoded size.
 func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, c archive.ManifestChunk, buf []byte, p *progress) (int64, error) {
 	key := src.Layout.ChunkKey(c.ChunkFilename)
-	var made []memberPlan
+	var made madeFiles
 	for attempt := 0; ; attempt++ {
-		made = made[:0]
+		made.files, made.overflow = made.files[:0], false
 		n, err := o.chunkOnce(ctx, src, ex, key, c, buf, &p.bytesDone, &made)
 		if err == nil {
 			return n, nil
 		}
-		if ctx.Err() != nil || !retryable(err) || attempt >= o.Retries {
+		if ctx.Err() != nil || !retryable(err) || attempt >= o.Retries || made.overflow {
 			return 0, fmt.Errorf("chunk %s: %w", key, err)
 		}
-		if rerr := ex.removeMade(made); rerr != nil {
+		if rerr := ex.removeMade(made.files); rerr != nil {
 			return 0, fmt.Errorf("chunk %s: %w (retrying after: %w)", key, rerr, err)
 		}
 		log.Warn().Err(err).Str("key", key).Int("attempt", attempt+1).Msg("retrying chunk")
@@ -72,7 +73,7 @@ func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Ar
 // ones its input_size: either is an error as soon as it happens, so a
 // compression bomb is stopped at the size the manifest declares; at the
 // end both must match exactly.
-func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extractor, key string, c archive.ManifestChunk, buf []byte, total *atomic.Int64, made *[]memberPlan) (n int64, err error) {
+func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extractor, key string, c archive.ManifestChunk, buf []byte, total *atomic.Int64, made *madeFiles) (n int64, err error) {
 	octx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	rc, md, err := src.Store.Open(octx, key)

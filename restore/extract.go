@@ -58,7 +58,7 @@ func (e *extractor) close() {
 // left returns how many bytes of the chunk's input_size are unread: a
 // member that declares more is refused before anything of it is written.
 // The files created are appended to made, so that a retry can remove them.
-func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *[]memberPlan) error {
+func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *madeFiles) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -84,7 +84,7 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *[]
 
 // member writes one member of a chunk, or of the control tar when control
 // is set.
-func (e *extractor) member(r io.Reader, h *tar.Header, control bool, buf []byte, made *[]memberPlan) error {
+func (e *extractor) member(r io.Reader, h *tar.Header, control bool, buf []byte, made *madeFiles) error {
 	p, err := planMember(h, e.spcs, control)
 	if err != nil {
 		return err
@@ -93,7 +93,7 @@ func (e *extractor) member(r io.Reader, h *tar.Header, control bool, buf []byte,
 }
 
 // write carries out plan p for member h, whose data r holds.
-func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, made *[]memberPlan) error {
+func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, made *madeFiles) error {
 	if p.kind == memberSkip {
 		return nil
 	}
@@ -114,7 +114,7 @@ func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, 
 }
 
 // writeFile creates the regular file p, which must not exist, from r.
-func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.FileMode, buf []byte, made *[]memberPlan) error {
+func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.FileMode, buf []byte, made *madeFiles) error {
 	root := e.roots[p.spc]
 	if dir := path.Dir(p.rel); dir != "." {
 		if err := root.MkdirAll(dir, 0o700); err != nil {
@@ -129,7 +129,7 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 		return fmt.Errorf("member %q: create: %w", member, err)
 	}
 	if made != nil {
-		*made = append(*made, p)
+		made.add(p)
 	}
 	// Hide os.File's ReadFrom so that io.CopyBuffer uses buf: large writes.
 	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, r, buf); err != nil {
@@ -164,6 +164,26 @@ func (e *extractor) writeNew(rel string, data []byte, mode fs.FileMode) error {
 		return fmt.Errorf("write %s: %w", rel, err)
 	}
 	return nil
+}
+
+// madeFiles records the files one attempt at a chunk created, so that a
+// retry can remove them first. It keeps at most maxMadeFiles of them: a
+// chunk of more files is not retried, which bounds the memory that a chunk
+// of many tiny members can take.
+type madeFiles struct {
+	files    []memberPlan
+	overflow bool
+}
+
+// maxMadeFiles is a variable for tests.
+var maxMadeFiles = 1 << 16
+
+func (m *madeFiles) add(p memberPlan) {
+	if len(m.files) >= maxMadeFiles {
+		m.overflow = true
+		return
+	}
+	m.files = append(m.files, p)
 }
 
 // removeMade removes the files an attempt created, before a retry.

@@ -3,12 +3,22 @@ package restore
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // tarEntry is one member of a test tar.
@@ -309,4 +319,64 @@ func paxSparseTar(t testing.TB, name string, realsize int64) []byte {
 	data = append(data, rawHeader("GNUSparseFile.0/x", '0', 1, true, nil)...)
 	data = append(data, block([]byte("x"))...)
 	return append(data, make([]byte, 1024)...)
+}
+
+// failingStore fails every read of an object at its end, as a dropped
+// connection does: a transient error that restore retries.
+type failingStore struct {
+	storage.Store
+	opens int
+}
+
+func (s *failingStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Metadata, error) {
+	rc, md, err := s.Store.Open(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.opens++
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(rc, iotest.ErrReader(errors.New("connection reset"))), rc}, md, nil
+}
+
+// TestChunk_MadeFilesBounded: the files an attempt at a chunk created are
+// remembered for a retry up to maxMadeFiles; a chunk of more members is
+// not retried, so a chunk of millions of tiny members costs no memory per
+// member. A chunk under the limit is retried.
+func TestChunk_MadeFilesBounded(t *testing.T) {
+	old := maxMadeFiles
+	maxMadeFiles = 3
+	t.Cleanup(func() { maxMadeFiles = old })
+	for _, tt := range []struct {
+		name      string
+		files     int
+		wantOpens int
+	}{
+		{"UnderLimit", 3, 1 + DefaultRetries},
+		{"OverLimit", 4, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var entries []tarEntry
+			for i := range tt.files {
+				entries = append(entries, tarEntry{name: fmt.Sprintf("pgdata/f%d", i), body: "x"})
+			}
+			data := makeTar(t, entries...)
+			st := &failingStore{Store: storage.NewMem()}
+			a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.None}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+			c := archive.ManifestChunk{ChunkFilename: testBackup + "/" + testBackup + ".00000001.pghoard", InputSize: int64(len(data))}
+			if _, err := a.Codec.Put(context.Background(), st.Store, a.Layout.ChunkKey(c.ChunkFilename), bytes.NewReader(data), -1, nil); err != nil {
+				t.Fatal(err)
+			}
+			ex := testExtractor(t, t.TempDir())
+			o := Options{Retries: DefaultRetries, StallTimeout: time.Minute}
+			_, err := o.chunk(context.Background(), zerolog.Nop(), a, ex, c, make([]byte, 4096), &progress{})
+			if err == nil || !strings.Contains(err.Error(), "connection reset") {
+				t.Fatalf("chunk = %v, want the read error", err)
+			}
+			if st.opens != tt.wantOpens {
+				t.Errorf("chunk opened the object %d times, want %d", st.opens, tt.wantOpens)
+			}
+		})
+	}
 }
