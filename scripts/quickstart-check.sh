@@ -9,7 +9,10 @@
 # reaching it through PGHOST/PGPORT. It listens on no TCP port, on a port
 # number that is free, so it disturbs no other server. /var/lib/hoard is
 # created owned by postgres, as the README asks, and removed afterwards; a
-# /var/lib/hoard that already exists is never touched.
+# /var/lib/hoard that already exists is never touched, unless it is one this
+# check made (it holds the marker file .quickstart-check) and left behind
+# when it was killed: that one is stopped and removed first. Runs of the
+# check take turns (a lock file), so one never removes another's.
 #
 #   scripts/quickstart-check.sh             (as root; hoard on PATH)
 #   PG_BIN=/usr/lib/postgresql/15/bin README=README.md  are the defaults
@@ -29,8 +32,32 @@ hoard=$(command -v hoard) || die "hoard is not on PATH"
 [ -x "$pg_bin/initdb" ] || die "no PostgreSQL binaries in $pg_bin (set PG_BIN)"
 id "$pg_user" >/dev/null 2>&1 || die "no user $pg_user"
 [ -d "$sockdir_shared" ] || die "$sockdir_shared missing: the README's nodes connect there"
+
+# One check at a time on this machine: the script runs again under flock,
+# which holds the lock itself (-o), so servers started below never inherit it.
+if [ -z "${HOARD_QUICKSTART_LOCKED:-}" ]; then
+	HOARD_QUICKSTART_LOCKED=1 exec flock -o -w 900 /tmp/hoard-quickstart-check.lock bash scripts/quickstart-check.sh "$@"
+fi
+
+marker=/var/lib/hoard/.quickstart-check
+stop_cluster() { # dir
+	[ -f "$1/postmaster.pid" ] || return 0
+	runuser -u "$pg_user" -- "$pg_bin/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1 || true
+}
+if [ -f "$marker" ]; then
+	# Left behind by a run of this check that was killed.
+	leftover=$(cat "$marker")
+	echo "quickstart-check: removing /var/lib/hoard and $leftover left by a killed run of this check"
+	stop_cluster /var/lib/hoard/restored
+	case $leftover in /tmp/hoard-quickstart.*) stop_cluster "$leftover/data"; rm -rf "$leftover" ;; esac
+	rm -rf /var/lib/hoard
+fi
 [ ! -e /var/lib/hoard ] || die "/var/lib/hoard exists: refusing to touch it"
-[ ! -e "$sockdir_shared/.s.PGSQL.$restored_port" ] || die "a server already listens on $sockdir_shared port $restored_port"
+# A socket lock file whose process is gone is stale (PostgreSQL replaces it).
+socklock=$sockdir_shared/.s.PGSQL.$restored_port.lock
+if [ -f "$socklock" ] && kill -0 "$(head -n 1 "$socklock")" 2>/dev/null; then
+	die "a server already listens on $sockdir_shared port $restored_port"
+fi
 
 # The block, exactly as written.
 block=$(awk '
@@ -81,6 +108,7 @@ as_pg psql -qAt -c "create table quickstart (n int); insert into quickstart sele
 # The README: "The archive lives in /var/lib/hoard/archive (create it, owned
 # by that user, first)".
 install -d -o "$pg_user" -g "$(id -gn "$pg_user")" -m 0750 /var/lib/hoard /var/lib/hoard/archive
+printf '%s\n' "$work" >"$marker"
 
 echo "quickstart-check: running the quick start as $pg_user (PGDATA=$PGDATA, port $port)"
 printf '%s\n' "$block" >"$work/quickstart.sh"
