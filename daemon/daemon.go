@@ -60,7 +60,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.AlertDir != "" {
 		d.alerts = NewAlerts(o.AlertDir)
 	}
-	d.metrics.Gauge(MetricDaemonStartedTime, "When the daemon started (Unix seconds).", nil).Set(float64(d.started.Unix()))
+	startedMetric(d.metrics).Set(float64(d.started.Unix()))
 
 	var sd *metrics.StatsD
 	if o.StatsD != nil {
@@ -122,7 +122,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 		sctx, cancel := context.WithCancel(ctx)
 		r := &running{sup: sup, cancel: cancel, done: make(chan struct{})}
 		cur[s.Name] = r
-		d.metrics.Gauge(MetricSiteRunning, "1 while the site's supervisor runs.", map[string]string{"site": s.Name}).Set(1)
+		siteRunningMetric(d.metrics, s.Name).Set(1)
 		go func() {
 			r.err = sup.run(sctx)
 			close(r.done)
@@ -150,7 +150,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 		}
 		r.cancel()
 		<-r.done
-		d.metrics.Gauge(MetricSiteRunning, "1 while the site's supervisor runs.", map[string]string{"site": name}).Set(0)
+		siteRunningMetric(d.metrics, name).Set(0)
 		if r.err != nil {
 			d.log.Error().Err(r.err).Str(logSite, name).Msg("site stopped with an error")
 		}

@@ -310,6 +310,10 @@ func TestRun_StatsD(t *testing.T) {
 	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
 	c.Exec(t, "select pg_switch_wal()")
 
+	positive := func(v, k string) bool {
+		n, err := strconv.ParseFloat(v, 64)
+		return k == "g" && err == nil && n > 0
+	}
 	// Gauges come at every flush; the counters once, when they moved.
 	want := map[string]func(value, kind string) bool{
 		MetricWALConnected + ",env=test,site=test": func(v, k string) bool { return k == "g" && v == "1" },
@@ -319,6 +323,9 @@ func TestRun_StatsD(t *testing.T) {
 		},
 		MetricBackups + ",env=test,result=success,site=test": func(v, k string) bool { return k == "c" && v == "1" },
 		MetricUploads + ",env=test,site=test":                func(v, k string) bool { return k == "c" },
+		MetricLastUpload + ",env=test,site=test":             positive,
+		MetricBackupSize + ",env=test,site=test":             positive,
+		MetricBackupStored + ",env=test,site=test":           positive,
 	}
 	deadline := time.After(runTimeout)
 	for len(want) > 0 {

@@ -147,9 +147,12 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 			srv, err := replication.QueryServer(ctx, conn)
 			return srv.Version, err
 		},
-		warn:     func(on bool) { s.d.setAlert(AlertUploadRetries, s.site.Name, on) },
-		failed:   func() { s.m.uploadErrors.Add(1) },
-		uploaded: func() { s.m.uploads.Add(1) },
+		warn:   func(on bool) { s.d.setAlert(AlertUploadRetries, s.site.Name, on) },
+		failed: func() { s.m.uploadErrors.Add(1) },
+		uploaded: func() {
+			s.m.uploads.Add(1)
+			s.m.lastUpload.Set(float64(time.Now().Unix()))
+		},
 	}
 	recv, err := walstream.New(walstream.Options{
 		ConnString:            s.site.ConnString,
@@ -365,6 +368,8 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	s.resolveHoles(info.StartWALSegment)
 	s.m.backupsOK.Add(1)
 	s.m.backupDuration.Set(took.Seconds())
+	s.m.backupSize.Set(float64(info.TotalSizePlain))
+	s.m.backupStored.Set(float64(info.TotalSizeEnc + info.StoredSize))
 	s.connected()
 	s.log.Info().Str(logBackup, info.Name).Str("start_wal", info.StartWALSegment).Str("end_wal", info.EndWALSegment).
 		Dur("took", took).Msg("basebackup stored")

