@@ -5,7 +5,10 @@
 // ended before the recovery target (by end time, end LSN, end snapshot for
 // an xid, or the position of a restore point found in archived WAL). A
 // backup that ended after the target could never reach it: PostgreSQL
-// must replay past the backup's end to be consistent.
+// must replay past the backup's end to be consistent. Only backups the
+// target timeline descends from qualify: a numeric one, or the latest
+// reached from the backup's timeline, so backups left on a timeline a
+// point-in-time restore abandoned are passed over.
 //
 // Run checks before it writes: the target directory must be absent, empty
 // or hold only lost+found (with Overwrite, its postmaster.pid must not name

@@ -160,6 +160,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if t.path, err = TargetPath(ctx, a, t.Timeline); err != nil {
 		return nil, fmt.Errorf("target timeline %s: %w", t.Timeline, err)
 	}
+	if (t.Timeline == "" || t.Timeline == "latest") && (o.Backup == "" || o.Backup == "latest") {
+		if t.latest, err = LatestPaths(ctx, a, backups); err != nil {
+			return nil, fmt.Errorf("target timeline latest: %w", err)
+		}
+	}
 	b, err := SelectBackup(backups, o.Backup, t)
 	if err != nil {
 		return nil, err

@@ -18,7 +18,11 @@ import (
 // target the snapshot cannot settle (the transaction may have been running
 // when the backup ended): the named backup is taken and Run logs a
 // warning. With a numeric target timeline, for every kind of target, only
-// backups that timeline descends from qualify. Otherwise:
+// backups that timeline descends from qualify; with latest (the default),
+// when Run has read the archived histories, only backups the newest
+// timeline reached from theirs descends from: after a point-in-time
+// restore that switched timelines, the newer backups left on the
+// abandoned timeline are passed over. Otherwise:
 //
 //   - no target or immediate: the newest backup;
 //   - time: the newest backup whose end time is at or before the target;
@@ -68,7 +72,7 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 		}
 	}
 	if t.XID != 0 {
-		if oldest := backups[0]; oldest.EndXmax == 0 {
+		if oldest := backups[0]; oldest.EndXmax == 0 && xidUncertain(oldest, t) {
 			return oldest, nil
 		}
 	}
@@ -90,6 +94,9 @@ func endsBefore(b *archive.BackupInfo, t Target) (bool, string) {
 		} else if b.EndTimeline > limit || b.StartTimeline > limit {
 			return false, fmt.Sprintf("it is on timeline %d, after timeline %d", max(b.StartTimeline, b.EndTimeline), limit)
 		}
+	} else if p, ok := t.latest[b.StartTimeline]; ok && !p.Contains(b.StartTimeline, backupEndLSN(b)) {
+		return false, fmt.Sprintf("the latest timeline, %d, does not descend from it (timeline %d at %s)",
+			p.Timeline(), b.StartTimeline, backupEndLSN(b))
 	}
 	switch {
 	case !t.Time.IsZero():
@@ -126,7 +133,7 @@ func endsBefore(b *archive.BackupInfo, t Target) (bool, string) {
 // (or no snapshot is recorded). Such a transaction may have been running
 // at the end, and then recovery from b reaches its commit.
 func xidUncertain(b *archive.BackupInfo, t Target) bool {
-	if t.timelineLimit() != 0 {
+	if t.timelineLimit() != 0 || t.latest != nil {
 		u := t
 		u.XID = 0
 		if ok, _ := endsBefore(b, u); !ok {

@@ -205,3 +205,45 @@ func TestSelectBackup_ExplicitXID(t *testing.T) {
 		t.Fatalf("explicit b2 for xid 1500: %v %v, want b2", b, err)
 	}
 }
+
+// TestSelectBackup_LatestTimeline: after a point-in-time restore from b1
+// forked timeline 2 from timeline 1 at 0/2800000, b2 (timeline 1, ended
+// after the fork) lies on the abandoned timeline: with the default target
+// timeline, latest, the automatic choice passes it over for b1, unless a
+// backup on timeline 2 is newer.
+func TestSelectBackup_LatestTimeline(t *testing.T) {
+	b1 := hoardBackup("b1", 1, 0x1000100, 1000)
+	b2 := hoardBackup("b2", 2, 0x3000100, 2000)
+	b3 := hoardBackup("b3", 3, 0x3800100, 3000)
+	b3.StartTimeline, b3.EndTimeline = 2, 2
+	two := wal.History{{Timeline: 1}, {Timeline: 2, Begin: 0x2800000}}
+	latest := map[uint32]wal.History{1: two, 2: two}
+	late := t0.Add(10 * time.Hour)
+	for _, tt := range []struct {
+		name    string
+		backups []*archive.BackupInfo
+		t       Target
+		want    string
+	}{
+		{"None", []*archive.BackupInfo{b1, b2}, Target{latest: latest}, "b1"},
+		{"Immediate", []*archive.BackupInfo{b1, b2}, Target{Immediate: true, latest: latest}, "b1"},
+		{"Time", []*archive.BackupInfo{b1, b2}, Target{Time: late, latest: latest}, "b1"},
+		{"XID", []*archive.BackupInfo{b1, b2}, Target{XID: 2500, latest: latest}, "b1"},
+		{"NewerOnTimeline2", []*archive.BackupInfo{b1, b2, b3}, Target{latest: latest}, "b3"},
+		{"NoFork", []*archive.BackupInfo{b1, b2}, Target{latest: map[uint32]wal.History{1: {{Timeline: 1}}}}, "b2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := SelectBackup(tt.backups, "", tt.t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Name != tt.want {
+				t.Errorf("chose %s, want %s", b.Name, tt.want)
+			}
+		})
+	}
+	_, err := SelectBackup([]*archive.BackupInfo{b2}, "", Target{latest: latest})
+	if !errors.Is(err, archive.ErrNoBackup) {
+		t.Errorf("only a backup on the abandoned timeline: %v, want ErrNoBackup", err)
+	}
+}

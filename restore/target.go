@@ -36,6 +36,11 @@ type Target struct {
 	// path is the history of a numeric Timeline (TargetPath), read by
 	// Run: SelectBackup then takes only backups it descends from.
 	path wal.History
+	// latest maps a timeline to the history of the timeline that
+	// recovery_target_timeline 'latest' reaches from it (LatestPaths),
+	// set by Run for an automatic choice: SelectBackup then takes only
+	// backups that timeline descends from.
+	latest map[uint32]wal.History
 }
 
 // kinds returns the names of the target kinds that are set.

@@ -139,6 +139,39 @@ func TargetPath(ctx context.Context, a *archive.Archive, spec string) (wal.Histo
 	return readHistory(ctx, h, tli)
 }
 
+// LatestPaths reads, for each start timeline of backups, the history of
+// the timeline recovery_target_timeline 'latest' reaches from it (as
+// RecoveryPath would), from a and the sites it moved from, for
+// SelectBackup. Each history is read once.
+func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.BackupInfo) (map[uint32]wal.History, error) {
+	h, err := listHistories(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	read := map[uint32]wal.History{}
+	paths := map[uint32]wal.History{}
+	for _, b := range backups {
+		start := b.StartTimeline
+		if _, ok := paths[start]; ok {
+			continue
+		}
+		tli := targetTimeline("latest", start, h)
+		if tli == start {
+			paths[start] = wal.History{{Timeline: tli}}
+			continue
+		}
+		p, ok := read[tli]
+		if !ok {
+			if p, err = readHistory(ctx, h, tli); err != nil {
+				return nil, fmt.Errorf("timeline %d: %w", tli, err)
+			}
+			read[tli] = p
+		}
+		paths[start] = p
+	}
+	return paths, nil
+}
+
 // backupEndLSN returns the backup's end, or its start when the end is not
 // recorded.
 func backupEndLSN(b *archive.BackupInfo) pglogrepl.LSN {

@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRestoreLatestTimelineAfterPITR: two backups on timeline 1, then a
+// point-in-time restore to a moment between them, promoted, takes over
+// the site on timeline 2. The newer backup lies on the abandoned timeline
+// 1 (it ended after the fork): hoard restore with no backup named and no
+// target must choose the older one, which timeline 2 descends from, and
+// recover timeline 2's rows.
+func TestRestoreLatestTimelineAfterPITR(t *testing.T) {
+	s := newSite(t, siteOptions{})
+	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
+	s.use(src)
+	src.Exec(t, "create table t (id int primary key)")
+	src.Exec(t, "insert into t values (1)")
+	s.mustHoard("basebackup", "--fast")
+	b1 := s.listBackups()[0].Name
+	src.Exec(t, "insert into t values (2)")
+	target := src.QueryString(t, `select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`)
+	src.Exec(t, "insert into t values (3)")
+	s.mustHoard("basebackup", "--fast")
+	if n := len(s.listBackups()); n != 2 {
+		t.Fatalf("%d backups, want 2", n)
+	}
+	switchAndWaitArchived(t, src)
+	src.Stop(t)
+
+	// The point-in-time restore: recovery stops at the target, promotes
+	// to timeline 2 and archives into the same site.
+	pitrDir := filepath.Join(pgtest.TempDir(t), "pitr")
+	_, errOut, err := s.hoard("restore", "--target-dir", pitrDir, "--target-time", target)
+	if err != nil {
+		t.Fatalf("restore --target-time %s: %v\n%s", target, err, errOut)
+	}
+	if !strings.Contains(errOut, "backup="+b1) {
+		t.Fatalf("point-in-time restore did not choose %s:\n%s", b1, errOut)
+	}
+	pitr := pgtest.StartDataDir(t, 15, pitrDir, s.clusterConf())
+	pitr.WaitRecoveryDone(t, 2*time.Minute)
+	if tli := pitr.QueryString(t, "select timeline_id::text from pg_control_checkpoint()"); tli != "2" {
+		t.Fatalf("restored cluster on timeline %s, want 2", tli)
+	}
+	pitr.Exec(t, "insert into t values (50)")
+	rows := func(c *pgtest.Cluster) string {
+		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text, ',' order by id) from t")
+	}
+	want := rows(pitr)
+	s.use(pitr)
+	switchAndWaitArchived(t, pitr)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	_, errOut, err = s.hoard("restore", "--target-dir", dir)
+	if err != nil {
+		t.Fatalf("restore after the timeline switch: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "backup="+b1) {
+		t.Errorf("restore did not choose %s, the newest backup timeline 2 descends from:\n%s", b1, errOut)
+	}
+	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	restored.WaitRecoveryDone(t, 2*time.Minute)
+	if got := rows(restored); got != want {
+		t.Errorf("restored rows %q, want %q (the end of timeline 2)", got, want)
+	}
+}
