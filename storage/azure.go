@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -63,15 +64,15 @@ func openAzure(ctx context.Context, c Config) (*Bucket, error) {
 			// The SDK's message does not echo the key.
 			return nil, fmt.Errorf("open azure storage: account_key: %w", err)
 		}
-		client, err = container.NewClientWithSharedKeyCredential(containerURL, cred, nil)
+		client, err = container.NewClientWithSharedKeyCredential(containerURL, cred, azureClientOptions())
 	case c.SASToken != "":
-		client, err = container.NewClientWithNoCredential(containerURL+"?"+strings.TrimPrefix(c.SASToken, "?"), nil)
+		client, err = container.NewClientWithNoCredential(containerURL+"?"+strings.TrimPrefix(c.SASToken, "?"), azureClientOptions())
 	default:
 		cred, cerr := azidentity.NewDefaultAzureCredential(nil)
 		if cerr != nil {
 			return nil, fmt.Errorf("open azure storage: no account_key or sas_token, and no default azure identity: %w", cerr)
 		}
-		client, err = container.NewClient(containerURL, cred, nil)
+		client, err = container.NewClient(containerURL, cred, azureClientOptions())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open azure container %s: %w", c.BucketName, &redactedError{err: err, secrets: []string{c.SASToken, c.AccountKey}})
@@ -118,4 +119,12 @@ func safeAzureKey(k string) bool {
 		}
 	}
 	return k != ""
+}
+
+// azureClientOptions gives the SDK a transport whose connections fail when
+// they stall (see StallTimeout).
+func azureClientOptions() *container.ClientOptions {
+	o := &container.ClientOptions{}
+	o.Transport = &http.Client{Transport: stallTransport()}
+	return o
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 
 	"cloud.google.com/go/storage"
+	"gocloud.dev/blob"
 	"gocloud.dev/blob/gcsblob"
 	"gocloud.dev/gcp"
 	"golang.org/x/oauth2/google"
+	"google.golang.org/api/option"
 )
 
 // gcsChunkSize is the default resumable-upload chunk: the GCS client buffers
@@ -25,20 +28,32 @@ func openGCS(ctx context.Context, c Config) (*Bucket, error) {
 	if c.BucketName == "" {
 		return nil, fmt.Errorf("open google storage: bucket_name is not set")
 	}
-	client := &gcp.HTTPClient{}
-	if os.Getenv("STORAGE_EMULATOR_HOST") == "" {
+	var bb *blob.Bucket
+	if host := os.Getenv("STORAGE_EMULATOR_HOST"); host != "" {
+		// As gcsblob talks to an emulator, but through a transport that
+		// gives up on stalled connections (gcsblob's own uses Go's default).
+		sc, err := storage.NewClient(ctx,
+			option.WithoutAuthentication(),
+			option.WithEndpoint("http://"+host+"/storage/v1/"),
+			option.WithHTTPClient(&http.Client{Transport: stallTransport()}))
+		if err != nil {
+			return nil, fmt.Errorf("open google storage: %w", err)
+		}
+		if bb, err = gcsblob.OpenBucket(ctx, nil, c.BucketName, &gcsblob.Options{Client: sc}); err != nil {
+			return nil, fmt.Errorf("open google bucket %s: %w", c.BucketName, err)
+		}
+	} else {
 		creds, err := gcsCredentials(ctx, c)
 		if err != nil {
 			return nil, err
 		}
-		client, err = gcp.NewHTTPClient(gcp.DefaultTransport(), gcp.CredentialsTokenSource(creds))
+		client, err := gcp.NewHTTPClient(stallTransport(), gcp.CredentialsTokenSource(creds))
 		if err != nil {
 			return nil, fmt.Errorf("open google storage: %w", err)
 		}
-	}
-	bb, err := gcsblob.OpenBucket(ctx, client, c.BucketName, nil)
-	if err != nil {
-		return nil, fmt.Errorf("open google bucket %s: %w", c.BucketName, err)
+		if bb, err = gcsblob.OpenBucket(ctx, client, c.BucketName, nil); err != nil {
+			return nil, fmt.Errorf("open google bucket %s: %w", c.BucketName, err)
+		}
 	}
 	b := newBucket(bb, "google", c.BucketName, c.Prefix)
 	b.partSize = gcsChunkSize

@@ -112,6 +112,7 @@ func openS3(ctx context.Context, c Config) (*Bucket, error) {
 func s3HTTPClient(c Config) (*awshttp.BuildableClient, error) {
 	var tlsErr error
 	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.DialContext = stallDial(t.DialContext)
 		if t.TLSClientConfig == nil {
 			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
