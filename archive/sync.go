@@ -28,7 +28,11 @@ type SyncOptions struct {
 	// DefaultMaxHashChecks, negative: none.
 	MaxHashChecks int
 	HashAlgorithm string // for pushes; "" is sha1
-	Logger        zerolog.Logger
+	// PGVersion, when set, returns the server_version_num recorded as the
+	// pushed files' pg-version (PushOptions.PGVersion). It is called once,
+	// before the first push: a sync that pushes nothing asks nothing.
+	PGVersion func(context.Context) int
+	Logger    zerolog.Logger
 }
 
 // SyncResult is what Archive.Sync did and found.
@@ -123,6 +127,16 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 		}
 	}
 
+	push := PushOptions{HashAlgorithm: o.HashAlgorithm}
+	asked := o.PGVersion == nil
+	pushOptions := func() PushOptions {
+		if !asked {
+			asked = true
+			push.PGVersion = o.PGVersion(ctx)
+		}
+		return push
+	}
+
 	checks := 0
 	for i := len(segs) - 1; i >= 0; i-- {
 		l := segs[i]
@@ -137,7 +151,7 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 		st, err := a.Store.Stat(ctx, key)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
-			pr, err := a.PushWAL(ctx, filepath.Join(walDir, l.name), PushOptions{HashAlgorithm: o.HashAlgorithm})
+			pr, err := a.PushWAL(ctx, filepath.Join(walDir, l.name), pushOptions())
 			if err != nil {
 				return res, err
 			}
@@ -169,7 +183,7 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 		if !errors.Is(err, storage.ErrNotFound) {
 			return res, fmt.Errorf("stat %s: %w", key, err)
 		}
-		if _, err := a.PushWAL(ctx, filepath.Join(walDir, name), PushOptions{HashAlgorithm: o.HashAlgorithm}); err != nil {
+		if _, err := a.PushWAL(ctx, filepath.Join(walDir, name), pushOptions()); err != nil {
 			return res, err
 		}
 		log.Info().Str("file", name).Msg("stored missing timeline history")

@@ -34,10 +34,19 @@ func WALSystemID(path string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	control := filepath.Join(filepath.Dir(filepath.Dir(abs)), "global", "pg_control")
-	b, err := readHead(control, 8)
+	id, err := ClusterSystemID(filepath.Dir(filepath.Dir(abs)))
 	if err != nil {
 		return 0, fmt.Errorf("system identifier of %s: %w", path, err)
+	}
+	return id, nil
+}
+
+// ClusterSystemID returns the system identifier of the cluster whose data
+// directory is pgdata, from global/pg_control.
+func ClusterSystemID(pgdata string) (uint64, error) {
+	b, err := readHead(filepath.Join(pgdata, "global", "pg_control"), 8)
+	if err != nil {
+		return 0, err
 	}
 	return binary.LittleEndian.Uint64(b), nil
 }

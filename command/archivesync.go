@@ -1,6 +1,7 @@
 package command
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -56,10 +57,29 @@ func runArchiveSync(c *cli.Context) error {
 	if checks == 0 {
 		checks = -1 // Archive.Sync reads 0 as its default
 	}
+	// As wal-push records it: the site's pg_version, else the node's
+	// version when the node is the cluster whose pg_wal is read.
+	pgVersion := func(ctx context.Context) int {
+		if env.site.PGVersion != 0 {
+			return env.site.PGVersion
+		}
+		sysID, err := archive.ClusterSystemID(env.site.PGDataDirectory)
+		if err != nil {
+			err = fmt.Errorf("system identifier of %s: %w", env.site.PGDataDirectory, err)
+		} else {
+			var v int
+			if v, err = nodeVersion(ctx, env, sysID, env.site.PGDataDirectory); err == nil {
+				return v
+			}
+		}
+		env.log.Warn().Err(err).Msg("pg-version of the WAL stored records the major version only; set the site's pg_version to record the full one without asking the server")
+		return 0
+	}
 	res, err := env.archive.Sync(c.Context, archive.SyncOptions{
 		PGData:        env.site.PGDataDirectory,
 		MaxHashChecks: checks,
 		HashAlgorithm: env.cfg.HashAlgorithm,
+		PGVersion:     pgVersion,
 		Logger:        env.log,
 	})
 	if err != nil {

@@ -100,15 +100,26 @@ func walPGVersion(ctx context.Context, env *siteEnv, path string) (int, error) {
 		}
 		return 0, err
 	}
+	return nodeVersion(ctx, env, sysID, name)
+}
+
+// nodeVersion asks the site's first node for its server_version_num and
+// returns it when the node is cluster sysID, which wrote what (a file
+// name, or a data directory).
+func nodeVersion(ctx context.Context, env *siteEnv, sysID uint64, what string) (int, error) {
 	node := env.site.Nodes[0]
+	name := fmt.Sprintf("node %q", node.Redacted())
+	if node.Redacted() == "" {
+		name = "the node libpq's PG* variables and defaults name"
+	}
 	ctx, cancel := context.WithTimeout(ctx, serverVersionTimeout)
 	defer cancel()
 	srv, err := replication.QueryServer(ctx, node.ConnString())
 	if err != nil {
-		return 0, fmt.Errorf("ask node %q for its version: %w", node.Redacted(), err)
+		return 0, fmt.Errorf("ask %s for its version: %w", name, err)
 	}
 	if srv.SystemID != sysID {
-		return 0, fmt.Errorf("node %q is cluster %d, but %s was written by cluster %d", node.Redacted(), srv.SystemID, name, sysID)
+		return 0, fmt.Errorf("%s is cluster %d, but %s belongs to cluster %d", name, srv.SystemID, what, sysID)
 	}
 	return srv.Version, nil
 }

@@ -127,6 +127,11 @@ func testVerify(t *testing.T, major int) {
 		if !strings.Contains(out, "stored "+victim) || !strings.Contains(out, "archive continuous") {
 			t.Errorf("archive-sync output:\n%s", out)
 		}
+		// The node (PGHOST) is the cluster whose pg_wal was read: its full
+		// version, as wal-push records it.
+		if got, want := readSidecar(t, seg)["pg-version"], src.QueryString(t, "show server_version_num"); got != want {
+			t.Errorf("%s stored again by archive-sync: pg-version %q, want %q", victim, got, want)
+		}
 		s.mustHoard("verify", "--full")
 	})
 }

@@ -47,7 +47,7 @@ func TestWALPush_PGVersion(t *testing.T) {
 			}
 		})
 	}
-	if log := src.Log(); !strings.Contains(log, "pg-version records the major version only") || !strings.Contains(log, "was written by cluster") {
+	if log := src.Log(); !strings.Contains(log, "pg-version records the major version only") || !strings.Contains(log, "belongs to cluster") {
 		t.Errorf("no warning about the other cluster in the server log:\n%s", tailLines(log, 20))
 	}
 }

@@ -95,3 +95,46 @@ func TestSync_CheckContinuity(t *testing.T) {
 		}
 	})
 }
+
+// TestSync_PGVersion: the files Sync stores carry the pg-version its
+// PGVersion returns, asked once for all of them; a sync that stores nothing
+// asks nothing (archive-sync then opens no connection to the node).
+func TestSync_PGVersion(t *testing.T) {
+	ctx := context.Background()
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 3, 3, t0)
+	putSegments(t, a, 1, 3, 3)
+	pgdata := localWAL(t, 1, 6)
+	asked := 0
+	o := archive.SyncOptions{PGData: pgdata, Logger: zerolog.Nop(), PGVersion: func(context.Context) int {
+		asked++
+		return 150018
+	}}
+	res, err := a.Sync(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{seg(1, 5), seg(1, 4), "00000002.history"}; !slices.Equal(res.Pushed, want) {
+		t.Fatalf("pushed %v, want %v", res.Pushed, want)
+	}
+	if asked != 1 {
+		t.Errorf("PGVersion asked %d times for %d files, want once", asked, len(res.Pushed))
+	}
+	for _, name := range res.Pushed {
+		st, err := a.Store.Stat(ctx, a.Layout.WALKey(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Metadata[archive.MetaPGVersion]; got != "150018" {
+			t.Errorf("%s: pg-version %q, want 150018", name, got)
+		}
+	}
+
+	asked = 0
+	if res, err = a.Sync(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Pushed) != 0 || asked != 0 {
+		t.Errorf("second sync pushed %v and asked for the version %d times, want nothing and 0", res.Pushed, asked)
+	}
+}
