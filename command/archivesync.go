@@ -26,6 +26,9 @@ func archiveSyncCommand() *cli.Command {
 			"overwritten). Stores the local .history files the archive lacks. Then, unless --no-verify,\n" +
 			"checks that the archive's WAL continues without a gap from the newest backup's start to the\n" +
 			"newest segment; with --create-new-backup-on-failure a gap makes it take a new basebackup.\n\n" +
+			"The WAL it stores records pg-version as wal-push does: the site's pg_version when set, else\n" +
+			"the server_version_num of the site's first node when that node is the cluster of\n" +
+			"pg_data_directory (asked once, only when something is stored), else the major version.\n\n" +
 			"EXIT STATUS: 0 the archive is continuous (or a new basebackup was taken) and no hash differs;\n" +
 			"1 a gap remains, a hash differs, or storing failed; 2 bad flags or configuration; 130 interrupted.",
 		Flags: []cli.Flag{
