@@ -267,6 +267,20 @@ func TestDaemonStreaming(t *testing.T) {
 	// each an intact object holding a whole segment.
 	checkContiguous(t, s, first.StartWALSegment, last, 1<<20)
 
+	// Every WAL object carries the server's full version, as PGHoard's
+	// cached pg_version: each daemon asked the node it streams from (the
+	// site sets no pg_version), not the page header's major version.
+	version := src.QueryString(t, "show server_version_num")
+	for _, name := range s.storedWAL() {
+		obj, err := s.store.Stat(context.Background(), s.name+"/xlog/"+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := obj.Metadata[archive.MetaPGVersion]; got != version {
+			t.Errorf("xlog/%s: pg-version %q, want the server's %s", name, got, version)
+		}
+	}
+
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir, "--basebackup", first.Name)
 	c := pgtest.StartDataDir(t, major, dir, noArchiving)
