@@ -43,7 +43,7 @@ func registeredMetrics(t *testing.T) map[string]bool {
 func TestMetricNames_Deploy(t *testing.T) {
 	have := registeredMetrics(t)
 	var files []string
-	for _, pattern := range []string{"../deploy/prometheus/*.yml"} {
+	for _, pattern := range []string{"../deploy/prometheus/*.yml", "../deploy/grafana/*.json"} {
 		f, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)

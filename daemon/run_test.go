@@ -326,6 +326,7 @@ func TestRun_StatsD(t *testing.T) {
 		MetricLastUpload + ",env=test,site=test":             positive,
 		MetricBackupSize + ",env=test,site=test":             positive,
 		MetricBackupStored + ",env=test,site=test":           positive,
+		MetricBackupRate + ",env=test,site=test":             positive,
 	}
 	deadline := time.After(runTimeout)
 	for len(want) > 0 {

@@ -370,6 +370,9 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	s.m.backupDuration.Set(took.Seconds())
 	s.m.backupSize.Set(float64(info.TotalSizePlain))
 	s.m.backupStored.Set(float64(info.TotalSizeEnc + info.StoredSize))
+	if took > 0 {
+		s.m.backupRate.Set(float64(info.TotalSizePlain) / took.Seconds())
+	}
 	s.connected()
 	s.log.Info().Str(logBackup, info.Name).Str("start_wal", info.StartWALSegment).Str("end_wal", info.EndWALSegment).
 		Dur("took", took).Msg("basebackup stored")

@@ -14,7 +14,7 @@ type siteMetrics struct {
 	lastUpload                  *metrics.Gauge
 
 	lastBackup, backupDuration, backupRunning *metrics.Gauge
-	backupSize, backupStored                  *metrics.Gauge
+	backupSize, backupStored, backupRate      *metrics.Gauge
 	backupsOK, backupsFailed                  *metrics.Counter
 
 	deletedBackups, deletedChunks, deletedWAL, deletedOrphans *metrics.Counter
@@ -39,6 +39,7 @@ const (
 	MetricBackupRunning     = "hoard_basebackup_running"
 	MetricBackupSize        = "hoard_basebackup_size_bytes"
 	MetricBackupStored      = "hoard_basebackup_stored_bytes"
+	MetricBackupRate        = "hoard_basebackup_bytes_per_second"
 	MetricBackups           = "hoard_basebackups_total"
 	MetricRetentionDeleted  = "hoard_retention_deleted_total"
 	MetricSiteRunning       = "hoard_site_running"
@@ -80,6 +81,7 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		backupRunning:  m.Gauge(MetricBackupRunning, "1 while the daemon takes a basebackup.", l),
 		backupSize:     m.Gauge(MetricBackupSize, "Data read from the server by the last basebackup the daemon took, in bytes.", l),
 		backupStored:   m.Gauge(MetricBackupStored, "Bytes stored for the last basebackup the daemon took (after compression and encryption).", l),
+		backupRate:     m.Gauge(MetricBackupRate, "Data read from the server per second by the last basebackup the daemon took.", l),
 		backupsOK:      m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "success")),
 		backupsFailed:  m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "failure")),
 

@@ -58,7 +58,9 @@ func (d *daemonProc) get(path string) (string, bool) {
 // TestDaemonRestoreTest runs hoard daemon with restore_test_interval_hours
 // at 18 s against a real cluster streaming into MinIO: the first scheduled
 // test restore of the newest backup passes and shows in /status and
-// /metrics with no alert file; a second one, interrupted by SIGTERM while
+// /metrics with no alert file, and a real Prometheus scraping the daemon
+// gets data for every query of the Grafana dashboard and evaluates the
+// alerting rules, none firing (checkMonitoring); a second one, interrupted by SIGTERM while
 // its server replays, leaves the daemon exiting 0 with that server stopped
 // and no scratch directory.
 func TestDaemonRestoreTest(t *testing.T) {
@@ -73,6 +75,7 @@ func TestDaemonRestoreTest(t *testing.T) {
 	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
 
 	d := s.startDaemon()
+	prom := startPrometheus(t, fmt.Sprintf("127.0.0.1:%d", s.httpPort))
 	var rt *restoreTestStatus
 	d.waitFor("a finished restore test in /status", 2*time.Minute, func() bool {
 		rt = d.restoreTest()
@@ -115,6 +118,7 @@ func TestDaemonRestoreTest(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.alertDir, "restore_test_failed")); !os.IsNotExist(err) {
 		t.Errorf("alert file restore_test_failed after a passing test: %v", err)
 	}
+	checkMonitoring(t, d, prom)
 
 	// The next test starts 18 s after the first ended, with about 100 MB
 	// more WAL to replay; stop the daemon while its server replays.
