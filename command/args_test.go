@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/urfave/cli/v2"
 )
 
 func TestOrderArgs(t *testing.T) {
@@ -111,5 +112,47 @@ func TestOrderArgs_ExitCodes(t *testing.T) {
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
 	if err := app.RunContext(context.Background(), OrderArgs(app, []string{"hoard", "object", "get", "KEY", "--help"})); err != nil {
 		t.Errorf("object get KEY --help: %v", err)
+	}
+}
+
+// TestOrderArgs_EveryCommand: for every command and subcommand, each of its
+// flags written after a positional argument is moved before it, with its
+// value when it takes one, so no command reads a flag as an argument.
+func TestOrderArgs_EveryCommand(t *testing.T) {
+	app := App("test")
+	var walk func(path []string, cmds []*cli.Command)
+	n := 0
+	walk = func(path []string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			if c.Name == "help" {
+				continue
+			}
+			p := append(append([]string{}, path...), c.Name)
+			for _, f := range c.Flags {
+				name := f.Names()[0]
+				if name == "help" {
+					continue
+				}
+				flag := "--" + name
+				if len(name) == 1 {
+					flag = "-" + name
+				}
+				fl := []string{flag}
+				if d, ok := f.(cli.DocGenerationFlag); ok && d.TakesValue() {
+					fl = append(fl, "VALUE")
+				}
+				in := append(append(append([]string{"hoard"}, p...), "ARG"), fl...)
+				want := append(append(append([]string{"hoard"}, p...), fl...), "ARG")
+				if diff := cmp.Diff(want, OrderArgs(app, in)); diff != "" {
+					t.Errorf("OrderArgs(%s) (-want +got):\n%s", strings.Join(in, " "), diff)
+				}
+				n++
+			}
+			walk(p, c.Subcommands)
+		}
+	}
+	walk(nil, app.Commands)
+	if n < len(app.Commands) {
+		t.Fatalf("only %d flags checked over %d commands", n, len(app.Commands))
 	}
 }
