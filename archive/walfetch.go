@@ -123,7 +123,7 @@ func (a *Archive) fetchKey(ctx context.Context, key, name string, dir *os.Root, 
 		}
 	}()
 
-	h, err := copyChecked(tmp, rc, md, name, false)
+	h, err := copyChecked(tmp, rc, md, key, name)
 	if err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
@@ -144,23 +144,23 @@ func (a *Archive) fetchKey(ctx context.Context, key, name string, dir *os.Root, 
 }
 
 // copyChecked copies r, the decoded bytes of a WAL file called name whose
-// object has metadata md, to w, and checks what it copied: the bytes
+// object (key) has metadata md, to w, and checks what it copied: the bytes
 // against the hash metadata, then, for a segment or .partial file, the page
 // header against the name and size (wal.CheckSegment), which it returns. A
-// hash algorithm hoard does not know is an error when strict; otherwise
-// the check is left to the codec's own integrity checks.
-func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, name string, strict bool) (wal.PageHeader, error) {
+// hash algorithm hoard does not know is a *DecodeError: a hash that cannot
+// be checked is not skipped, the object is refused as one whose hash does
+// not match would be.
+func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, key, name string) (wal.PageHeader, error) {
 	var head headBuffer
 	dst := io.MultiWriter(w, &head)
 	alg, want := MetadataHash(md)
 	var sum hash.Hash
 	if want != "" {
 		var err error
-		if sum, err = NewHash(alg); err == nil {
-			dst = io.MultiWriter(dst, sum)
-		} else if strict {
-			return wal.PageHeader{}, err
+		if sum, err = NewHash(alg); err != nil {
+			return wal.PageHeader{}, &DecodeError{Key: key, Err: fmt.Errorf("metadata %s: %w", MetaHashAlgorithm, err)}
 		}
+		dst = io.MultiWriter(dst, sum)
 	}
 	n, err := io.CopyBuffer(dst, r, make([]byte, 1<<20))
 	if err != nil {

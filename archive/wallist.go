@@ -124,6 +124,6 @@ func (f WALFile) Check(ctx context.Context) error {
 		return err
 	}
 	defer rc.Close()
-	_, err = copyChecked(io.Discard, rc, md, f.Name, true)
+	_, err = copyChecked(io.Discard, rc, md, f.Key, f.Name)
 	return err
 }

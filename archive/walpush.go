@@ -3,10 +3,6 @@ package archive
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,20 +15,6 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
-
-// DefaultHashAlgorithm is PGHoard's default hash_algorithm.
-const DefaultHashAlgorithm = "sha1"
-
-// MetadataHash returns the hash an object's metadata records of its plain
-// bytes: the algorithm (hash-algorithm, DefaultHashAlgorithm when absent,
-// as PGHoard reads it) and the hex digest (hash), "" when none is recorded.
-func MetadataHash(md storage.Metadata) (alg, sum string) {
-	alg = md[MetaHashAlgorithm]
-	if alg == "" {
-		alg = DefaultHashAlgorithm
-	}
-	return alg, md[MetaHash]
-}
 
 // wholeFileLimit is the largest WAL file PushWAL reads into memory:
 // history and backup label files. Segments are read twice instead, once to
@@ -53,7 +35,7 @@ type PushOptions struct {
 	// leaves pg-version out for other files or unknown magics.
 	PGVersion int
 	// HashAlgorithm names the digest stored as the hash metadata: sha1 (the
-	// default, as PGHoard), sha256, sha512 or md5.
+	// default, as PGHoard) or any other name of HashAlgorithms.
 	HashAlgorithm string
 }
 
@@ -267,22 +249,6 @@ func sameContent(a, b io.Reader) (bool, error) {
 		same = n == 0
 	}
 	return same, nil
-}
-
-// newHash returns a hash by its Python hashlib name, as PGHoard's
-// hash_algorithm spells it.
-func NewHash(alg string) (hash.Hash, error) {
-	switch alg {
-	case "sha1":
-		return sha1.New(), nil
-	case "sha256":
-		return sha256.New(), nil
-	case "sha512":
-		return sha512.New(), nil
-	case "md5":
-		return md5.New(), nil
-	}
-	return nil, fmt.Errorf("unsupported hash algorithm %q (use sha1, sha256, sha512 or md5)", alg)
 }
 
 // walFile is a WAL file opened for pushing: held in memory when small,

@@ -24,8 +24,13 @@ var (
 	activeBackupModes = []string{ModePGReceiveXLog, ModeWALReceiver, ModeArchiveCommand, ModeStandaloneHotBackup, ModeBasic}
 	basebackupModes   = []string{BasebackupBasic, BasebackupPipe, BasebackupLocalTar, BasebackupDelta, BasebackupLocalTarDeltaS}
 	logLevels         = []string{"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"}
-	hashAlgorithms    = []string{"sha1", "sha224", "sha256", "sha384", "sha512", "md5"}
 )
+
+// HashAlgorithms are the hash_algorithm values hoard accepts: the hashlib
+// names PGHoard can use (archive.HashAlgorithms, which the command
+// package's tests hold equal to this list).
+var HashAlgorithms = []string{"blake2b", "blake2s", "md5", "sha1", "sha224", "sha256", "sha384", "sha3_224",
+	"sha3_256", "sha3_384", "sha3_512", "sha512", "sha512_224", "sha512_256"}
 
 // compressionLevels are the algorithms compression.algorithm accepts, with
 // the highest level of each. They are compress.Algorithms; config is a leaf
@@ -89,8 +94,8 @@ func (c *Config) validate() problems {
 	if !slices.Contains(logLevels, strings.ToUpper(c.LogLevel)) {
 		ps.add("log_level", "unknown level %q (want DEBUG, INFO, WARNING, ERROR or CRITICAL)", c.LogLevel)
 	}
-	if !slices.Contains(hashAlgorithms, c.HashAlgorithm) {
-		ps.add("hash_algorithm", "unknown hash %q (want one of %s)", c.HashAlgorithm, strings.Join(hashAlgorithms, ", "))
+	if !slices.Contains(HashAlgorithms, c.HashAlgorithm) {
+		ps.add("hash_algorithm", "unknown hash %q (want one of %s)", c.HashAlgorithm, strings.Join(HashAlgorithms, ", "))
 	}
 	if c.Statsd != nil && c.Statsd.Format != "telegraf" && c.Statsd.Format != "datadog" {
 		ps.add("statsd.format", "unknown format %q (want telegraf or datadog)", c.Statsd.Format)

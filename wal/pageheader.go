@@ -129,10 +129,18 @@ func (h PageHeader) ServerVersionNum() int { return h.Major() * 10000 }
 // CheckSegment checks that header, the first bytes of a file called name
 // (a 24-hex segment name, or one with the .partial suffix) of size bytes,
 // is the long page header of that very segment: the page address is the
-// segment's start LSN computed with the header's own segment size, and a
-// complete segment's size is that segment size (a .partial file may be
-// shorter). It returns the decoded header, whose SegmentSize tells callers
-// the cluster's segment size without any configuration.
+// segment's start LSN computed with the header's own segment size, the
+// page's timeline is between 1 and the name's timeline, and a complete
+// segment's size is that segment size (a .partial file may be shorter). It
+// returns the decoded header, whose SegmentSize tells callers the cluster's
+// segment size without any configuration.
+//
+// The page's timeline may be lower than the name's: at a timeline switch
+// PostgreSQL starts the new timeline's first segment as a copy of the old
+// timeline's segment up to the switch point (XLogInitNewTimeline in
+// src/backend/access/transam/xlog.c), so its first page still carries the
+// old timeline. It is never higher: a segment named for timeline t holds
+// no page of a later timeline.
 func CheckSegment(name string, header []byte, size int64) (PageHeader, error) {
 	seg, partial := name, false
 	if IsPartialName(name) {
@@ -150,6 +158,10 @@ func CheckSegment(name string, header []byte, size int64) (PageHeader, error) {
 	if want := s.StartLSN(segSize); h.PageAddr != want {
 		return h, fmt.Errorf("%w: segment name %s but page address %s (expected %s): recycled or misnamed file",
 			ErrBadPageHeader, seg, h.PageAddr, want)
+	}
+	if h.Timeline == 0 || h.Timeline > s.Timeline {
+		return h, fmt.Errorf("%w: segment name %s is on timeline %d but its first page is on timeline %d: misnamed file or one from another timeline",
+			ErrBadPageHeader, seg, s.Timeline, h.Timeline)
 	}
 	switch {
 	case partial && (size < PageHeaderSize || uint64(size) > segSize):

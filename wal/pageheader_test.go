@@ -116,6 +116,10 @@ func TestCheckSegment(t *testing.T) {
 			"out of range"},
 		{"ErrPartialTooLong", "00000001000000000000000A.partial", pageHeader(0xD110, 2, 1, 0xA00000, mib, 8192), 2 * mib,
 			"partial segment"},
+		{"ErrTimelineAhead", "00000001000000000000000A", pageHeader(0xD110, 2, 2, 0xA000000, 16*mib, 8192), 16 * mib,
+			"is on timeline 1 but its first page is on timeline 2"},
+		{"ErrTimelineZero", "00000003000000000000000A", pageHeader(0xD110, 2, 0, 0xA000000, 16*mib, 8192), 16 * mib,
+			"is on timeline 3 but its first page is on timeline 0"},
 		{"ErrNotWAL", "00000001000000000000000A", []byte(strings.Repeat("hello, world! ", 4)), 16 * mib, "not a WAL page magic"},
 	}
 	for _, tt := range tests {
