@@ -77,8 +77,8 @@ func damageBackup(t testing.TB, a *Archive, name, key, value string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md[key] = value
-	if err := a.Store.Put(ctx, k, bytes.NewReader(data), md); err != nil {
+	md.Metadata[key] = value
+	if err := a.Store.Put(ctx, k, bytes.NewReader(data), md.Metadata); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,12 +1,14 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
@@ -29,7 +31,31 @@ type Codec struct {
 	// PrivateKeys decrypt objects by their encryption-key-id metadata.
 	PrivateKeys map[string]*rsa.PrivateKey
 	Host        string // written as the host metadata when not empty
+
+	// RequireEncryption refuses to decode an object that is not encrypted
+	// (no encryption-key-id): in a site with encryption keys, anyone who
+	// can write the storage but holds no key could otherwise plant
+	// plaintext WAL or backups. Open and Decode return a DecodeError
+	// wrapping ErrUnencrypted for such an object.
+	RequireEncryption bool
+	// UnencryptedBefore, when not zero, lets Open decode an unencrypted
+	// object anyway if the storage recorded its last write before this
+	// time (storage.Object.Modified: a time the storage sets and a writer
+	// cannot choose): objects archived before encryption was switched on.
+	UnencryptedBefore time.Time
 }
+
+// ErrUnencrypted is wrapped by the DecodeError of an object that is not
+// encrypted in a site that requires encryption (Codec.RequireEncryption).
+// hoard treats it as tampering: restore refuses it, wal-fetch stops
+// recovery, verify names it.
+var ErrUnencrypted = errors.New("object is not encrypted, but the site encrypts: refused as tampered")
+
+// ErrCompressionMismatch is wrapped by the DecodeError of an object whose
+// content (after decryption) is not a stream of the compression-algorithm
+// its metadata names: the metadata was altered, or the object is not what
+// it claims to be.
+var ErrCompressionMismatch = errors.New("content does not match the compression-algorithm metadata")
 
 // Stored describes an object Put wrote.
 type Stored struct {
@@ -104,6 +130,18 @@ func (c *Codec) metadata(md storage.Metadata, size int64, encrypted bool) storag
 // any error closes the upload stream with that error, which makes Store.Put
 // abandon it.
 func (c *Codec) Put(ctx context.Context, st storage.Store, key string, r io.Reader, size int64, md storage.Metadata) (Stored, error) {
+	return c.put(ctx, st.Put, st, key, r, size, md)
+}
+
+// Create is Put through storage.Store.Create: it stores the object only if
+// key holds none, and returns an error wrapping storage.ErrExist if it
+// does.
+func (c *Codec) Create(ctx context.Context, st storage.Store, key string, r io.Reader, size int64, md storage.Metadata) (Stored, error) {
+	return c.put(ctx, st.Create, st, key, r, size, md)
+}
+
+func (c *Codec) put(ctx context.Context, store func(context.Context, string, io.Reader, storage.Metadata) error,
+	st storage.Store, key string, r io.Reader, size int64, md storage.Metadata) (Stored, error) {
 	enc, err := c.encrypts()
 	if err != nil {
 		return Stored{}, fmt.Errorf("put %s: %w", key, err)
@@ -123,7 +161,7 @@ func (c *Codec) Put(ctx context.Context, st storage.Store, key string, r io.Read
 		pw.CloseWithError(err) // nil: Put sees EOF
 		done <- err
 	}()
-	putErr := st.Put(ctx, key, pr, meta)
+	putErr := store(ctx, key, pr, meta)
 	// Unblock the encoder if Put returned without reading everything.
 	pr.CloseWithError(errUploadEnded)
 	encErr := <-done
@@ -183,22 +221,48 @@ func (c *Codec) encode(w io.Writer, r io.Reader, size int64, enc bool) (int64, e
 // Integrity failures surface as *DecodeError from Open or from Read, at EOF
 // at the latest: read to EOF before trusting the bytes.
 func (c *Codec) Open(ctx context.Context, st storage.Store, key string) (io.ReadCloser, storage.Metadata, error) {
-	rc, md, err := st.Open(ctx, key)
+	rc, obj, err := st.Open(ctx, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", key, err)
 	}
-	dec, err := c.Decode(key, rc, md)
+	dec, err := c.decode(key, rc, obj.Metadata, obj.Modified)
 	if err != nil {
 		rc.Close()
-		return nil, md, err
+		return nil, obj.Metadata, err
 	}
-	return &closeBoth{ReadCloser: dec, under: rc}, md, nil
+	return &closeBoth{ReadCloser: dec, under: rc}, obj.Metadata, nil
 }
 
 // Decode is Open on a stream the caller has already opened: r holds the
 // stored bytes of object key, md its metadata. Closing the result does not
-// close r.
+// close r. The storage's time of the object is not known here, so with
+// RequireEncryption an unencrypted object is refused whatever
+// UnencryptedBefore says.
 func (c *Codec) Decode(key string, r io.Reader, md storage.Metadata) (io.ReadCloser, error) {
+	return c.decode(key, r, md, time.Time{})
+}
+
+// checkEncrypted applies RequireEncryption and UnencryptedBefore to an
+// object without encryption-key-id that the storage last wrote at written
+// (zero: unknown).
+func (c *Codec) checkEncrypted(key string, written time.Time) error {
+	switch {
+	case !c.RequireEncryption:
+		return nil
+	case c.UnencryptedBefore.IsZero():
+		return &DecodeError{Key: key, Err: fmt.Errorf("%w (no %s metadata); if it was archived before encryption "+
+			"was switched on, see unencrypted_objects_before in docs/security.md", ErrUnencrypted, MetaEncryptionKeyID)}
+	case written.IsZero():
+		return &DecodeError{Key: key, Err: fmt.Errorf("%w (no %s metadata, and the storage's time of the object is not known)",
+			ErrUnencrypted, MetaEncryptionKeyID)}
+	case !written.Before(c.UnencryptedBefore):
+		return &DecodeError{Key: key, Err: fmt.Errorf("%w (no %s metadata; the storage wrote it at %s, not before unencrypted_objects_before %s)",
+			ErrUnencrypted, MetaEncryptionKeyID, written.UTC().Format(time.RFC3339), c.UnencryptedBefore.UTC().Format(time.RFC3339))}
+	}
+	return nil
+}
+
+func (c *Codec) decode(key string, r io.Reader, md storage.Metadata, written time.Time) (io.ReadCloser, error) {
 	stored := &errReader{r: r}
 	var src, dec io.Reader = stored, nil
 	if kid := md[MetaEncryptionKeyID]; kid != "" {
@@ -209,6 +273,8 @@ func (c *Codec) Decode(key string, r io.Reader, md storage.Metadata) (io.ReadClo
 		}
 		dec = crypto.NewReader(stored, priv)
 		src = dec
+	} else if err := c.checkEncrypted(key, written); err != nil {
+		return nil, err
 	}
 	want := int64(-1)
 	if v := md[MetaOriginalFileSize]; v != "" {
@@ -218,11 +284,78 @@ func (c *Codec) Decode(key string, r io.Reader, md storage.Metadata) (io.ReadClo
 		}
 		want = n
 	}
-	dr, err := compress.NewReader(src, md[MetaCompressionAlgorithm])
+	alg := md[MetaCompressionAlgorithm]
+	magic := &magicReader{r: src, alg: alg}
+	dr, err := compress.NewReader(magic, alg)
 	if err != nil {
 		return nil, &DecodeError{Key: key, Err: err}
 	}
 	return &decoder{key: key, r: dr, src: stored, decrypt: dec, want: want}, nil
+}
+
+// streamMagics are the first bytes of every stream hoard and PGHoard
+// write: the snappy framing's stream identifier chunk, the zstd frame
+// magic, the xz header magic and the LZ4 frame magic.
+var streamMagics = map[string][]byte{
+	compress.Snappy: {0xff, 0x06, 0x00, 0x00, 's', 'N', 'a', 'P', 'p', 'Y'},
+	compress.Zstd:   {0x28, 0xb5, 0x2f, 0xfd},
+	compress.LZMA:   {0xfd, '7', 'z', 'X', 'Z', 0x00},
+	compress.LZ4:    {0x04, 0x22, 0x4d, 0x18},
+}
+
+// magicReader checks, before passing any byte on, that the start of the
+// (decrypted) stream fits the compression-algorithm metadata: a stream of
+// another algorithm is refused by name, and so is an "uncompressed" object
+// that starts like a compressed stream, which is what taking the
+// compression-algorithm metadata away from a compressed object looks like.
+// Neither hoard nor PGHoard writes an uncompressed object, and no WAL page,
+// tar header or relation page starts with one of these byte strings. An
+// empty stream is left to the decoder.
+type magicReader struct {
+	r       io.Reader
+	alg     string
+	checked bool
+	head    []byte // bytes read for the check, not yet passed on
+	err     error  // the source's error after head, or the mismatch
+}
+
+func (m *magicReader) Read(p []byte) (int, error) {
+	if !m.checked {
+		m.checked = true
+		buf := make([]byte, 10)
+		n, err := io.ReadFull(m.r, buf)
+		m.head = buf[:n]
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			m.err = err
+		}
+		if found := detectStream(m.head); found != "" && found != m.alg {
+			m.head = nil // nothing of a refused stream is passed on
+			if m.alg == compress.None {
+				m.err = fmt.Errorf("%w: no %s metadata, but the content is a %s stream", ErrCompressionMismatch, MetaCompressionAlgorithm, found)
+			} else {
+				m.err = fmt.Errorf("%w: %s=%s, but the content is a %s stream", ErrCompressionMismatch, MetaCompressionAlgorithm, m.alg, found)
+			}
+		}
+	}
+	if len(m.head) > 0 {
+		n := copy(p, m.head)
+		m.head = m.head[n:]
+		return n, nil
+	}
+	if m.err != nil {
+		return 0, m.err
+	}
+	return m.r.Read(p)
+}
+
+// detectStream returns the algorithm whose magic b starts with, or "".
+func detectStream(b []byte) string {
+	for alg, magic := range streamMagics {
+		if bytes.HasPrefix(b, magic) {
+			return alg
+		}
+	}
+	return ""
 }
 
 // decoder checks the decoded size and types the errors of a decode chain.

@@ -339,6 +339,16 @@ func (m *memStore) Put(ctx context.Context, key string, r io.Reader, md storage.
 	return nil
 }
 
+func (m *memStore) Create(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	m.mu.Lock()
+	_, ok := m.objs[key]
+	m.mu.Unlock()
+	if ok {
+		return fmt.Errorf("create %s: %w", key, storage.ErrExist)
+	}
+	return m.Put(ctx, key, r, md)
+}
+
 func (m *memStore) get(key string) (memObject, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -349,12 +359,12 @@ func (m *memStore) get(key string) (memObject, error) {
 	return o, nil
 }
 
-func (m *memStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Metadata, error) {
+func (m *memStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
 	o, err := m.get(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, storage.Object{}, err
 	}
-	return io.NopCloser(bytes.NewReader(o.data)), o.md, nil
+	return io.NopCloser(bytes.NewReader(o.data)), storage.Object{Key: key, Size: int64(len(o.data)), Metadata: o.md}, nil
 }
 
 func (m *memStore) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {

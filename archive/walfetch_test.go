@@ -79,7 +79,7 @@ func tamper(tb testing.TB, a *Archive, key string, at int) {
 		at += len(b)
 	}
 	b[at] ^= 0x40
-	if err := a.Store.Put(ctx, key, bytes.NewReader(b), md); err != nil {
+	if err := a.Store.Put(ctx, key, bytes.NewReader(b), md.Metadata); err != nil {
 		tb.Fatal(err)
 	}
 }

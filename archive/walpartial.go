@@ -78,7 +78,7 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 	}
 
 	md := storage.Metadata{MetaPartialDataSize: strconv.FormatInt(size, 10)}
-	if err := a.storeWAL(ctx, src, &res, md); err != nil {
+	if err := a.storeWAL(ctx, src, &res, md, false); err != nil {
 		return res, fmt.Errorf("put partial %s: %w", path, err)
 	}
 	return res, nil

@@ -101,7 +101,7 @@ func TestArchive_PutPartialWAL_NeverBackwards(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				err = first.storeWAL(ctx, src, &res, nil)
+				err = first.storeWAL(ctx, src, &res, nil, false)
 				src.Close()
 				if err != nil {
 					t.Fatal(err)

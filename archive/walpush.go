@@ -80,8 +80,9 @@ func walKind(name string) (segment, partial, ok bool) {
 // push whose success it did not see): when the key already holds the same
 // bytes it returns with Uploaded false; when it holds different bytes it
 // returns an error wrapping ErrWALConflict and leaves the object alone.
-// Two pushers racing on one name with different bytes are not detected:
-// object stores offer no create-if-absent that every backend shares.
+// The object is created with storage.Store.Create, so of pushers racing on
+// one name exactly one stores its file; each other one compares its file
+// with the stored one and succeeds (same bytes) or returns ErrWALConflict.
 func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (PushResult, error) {
 	name := filepath.Base(path)
 	segment, partial, ok := walKind(name)
@@ -110,10 +111,27 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 		return res, nil
 	}
 
-	if err := a.storeWAL(ctx, src, &res, nil); err != nil {
-		return res, fmt.Errorf("push %s: %w", path, err)
+	err = a.storeWAL(ctx, src, &res, nil, true)
+	if err == nil {
+		return res, nil
 	}
-	return res, nil
+	// Another pusher stored the name first (ErrExist), or the upload
+	// failed in a way that may still have stored the object (a lost
+	// response): what is there now decides.
+	same, cerr := a.sameAsArchived(ctx, res.Key, src, res.Hash, alg)
+	switch {
+	case cerr == nil && same:
+		res.Uploaded, res.Stored = false, Stored{}
+		if err := storage.Sync(ctx, a.Store, res.Key); err != nil {
+			return res, fmt.Errorf("push %s: %w", path, err)
+		}
+		return res, nil
+	case errors.Is(cerr, ErrWALConflict):
+		return res, fmt.Errorf("push %s: %w", path, cerr)
+	case errors.Is(err, storage.ErrExist) && cerr != nil:
+		return res, fmt.Errorf("push %s: %s exists but cannot be compared: %w", path, res.Key, cerr)
+	}
+	return res, fmt.Errorf("push %s: %w", path, err)
 }
 
 // openWALUpload opens a WAL file for storing under name: it checks the
@@ -157,8 +175,9 @@ func (a *Archive) openWALUpload(path, name string, o PushOptions, checkHeader bo
 
 // storeWAL uploads src through the codec with its hash, PostgreSQL
 // version and extra as metadata, re-hashing it on the way so that a file
-// changed since it was hashed is not stored.
-func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, extra storage.Metadata) error {
+// changed since it was hashed is not stored. With create it stores only if
+// the key is free (storage.Store.Create), else it replaces.
+func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, extra storage.Metadata, create bool) error {
 	md := storage.Metadata{MetaHash: res.Hash, MetaHashAlgorithm: res.HashAlgorithm}
 	for k, v := range extra {
 		md[k] = v
@@ -170,7 +189,11 @@ func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, e
 	if err != nil {
 		return err
 	}
-	if res.Stored, err = a.Codec.Put(ctx, a.Store, res.Key, r, src.size, md); err != nil {
+	put := a.Codec.Put
+	if create {
+		put = a.Codec.Create
+	}
+	if res.Stored, err = put(ctx, a.Store, res.Key, r, src.size, md); err != nil {
 		return fmt.Errorf("store as %s: %w", res.Key, err)
 	}
 	res.Uploaded = true

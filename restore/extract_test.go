@@ -328,16 +328,16 @@ type failingStore struct {
 	opens int
 }
 
-func (s *failingStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Metadata, error) {
-	rc, md, err := s.Store.Open(ctx, key)
+func (s *failingStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	rc, obj, err := s.Store.Open(ctx, key)
 	if err != nil {
-		return nil, nil, err
+		return nil, storage.Object{}, err
 	}
 	s.opens++
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(rc, iotest.ErrReader(errors.New("connection reset"))), rc}, md, nil
+	}{io.MultiReader(rc, iotest.ErrReader(errors.New("connection reset"))), rc}, obj, nil
 }
 
 // TestChunk_MadeFilesBounded: the files an attempt at a chunk created are

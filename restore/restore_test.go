@@ -295,7 +295,7 @@ func TestRun_ErrTamperedChunk(t *testing.T) {
 	data, _ := io.ReadAll(rc)
 	rc.Close()
 	data[len(data)/2] ^= 1
-	if err := f.a.Store.Put(ctx, victim, bytes.NewReader(data), md); err != nil {
+	if err := f.a.Store.Put(ctx, victim, bytes.NewReader(data), md.Metadata); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "data")

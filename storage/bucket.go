@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
@@ -91,6 +92,23 @@ func (b *Bucket) readMetadata(md map[string]string) Metadata {
 // error, which is gocloud's way to abort a write ("To abort a write, cancel
 // ctx"): no object becomes visible and an existing one stays as it was.
 func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, md Metadata) error {
+	return b.put(ctx, "put", key, r, md, false)
+}
+
+// Create is Put with the backend's create-if-absent precondition (gocloud's
+// IfNotExist: S3 If-None-Match: *, on the single PUT or on
+// CompleteMultipartUpload; GCS ifGenerationMatch=0; Azure If-None-Match: *).
+// The backend refuses a write to an existing key with 412 Precondition
+// Failed, which Create returns as ErrExist.
+func (b *Bucket) Create(ctx context.Context, key string, r io.Reader, md Metadata) error {
+	err := b.put(ctx, "create", key, r, md, true)
+	if err != nil && gcerrors.Code(err) == gcerrors.FailedPrecondition {
+		return fmt.Errorf("create %s: %w", key, ErrExist)
+	}
+	return err
+}
+
+func (b *Bucket) put(ctx context.Context, op, key string, r io.Reader, md Metadata, ifNotExist bool) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wmd := b.wireMetadata(md)
@@ -99,6 +117,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, md Metadata) 
 		Metadata:       wmd,
 		BufferSize:     b.partSize,
 		MaxConcurrency: b.concurrency,
+		IfNotExist:     ifNotExist,
 	}
 	if b.rawMetadata != nil {
 		opts.BeforeWrite = b.rawMetadata(wmd)
@@ -114,9 +133,9 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, md Metadata) 
 	if err != nil {
 		b.abandoned(ctx, key)
 		if src.err != nil && !errors.Is(err, src.err) {
-			return fmt.Errorf("put %s: %w", key, src.err)
+			return fmt.Errorf("%s %s: %w", op, key, src.err)
 		}
-		return b.putError(ctx, key, err)
+		return b.putError(ctx, op, key, err)
 	}
 	return nil
 }
@@ -148,11 +167,11 @@ func (a *abortReader) Read(p []byte) (int, error) {
 
 // putError reports a failed Put. When ctx was cancelled the SDKs often
 // return their own text for it, so ctx's error is put back in the chain.
-func (b *Bucket) putError(ctx context.Context, key string, err error) error {
+func (b *Bucket) putError(ctx context.Context, op, key string, err error) error {
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("put %s: %w (%v)", key, cerr, &redactedError{err: err, secrets: b.secrets})
+		return fmt.Errorf("%s %s: %w (%v)", op, key, cerr, &redactedError{err: err, secrets: b.secrets})
 	}
-	return b.errorf(ctx, "put", key, err)
+	return b.errorf(ctx, op, key, err)
 }
 
 // abandoned runs the backend's clean-up after a failed Put, even when ctx is
@@ -164,17 +183,29 @@ func (b *Bucket) abandoned(ctx context.Context, key string) {
 }
 
 // Open returns the object's bytes and metadata. The metadata is read with a
-// separate request before the body.
-func (b *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
-	attrs, err := b.b.Attributes(ctx, key)
-	if err != nil {
-		return nil, nil, b.errorf(ctx, "open", key, err)
+// separate request before the body; an object replaced between the two
+// (its size or time differs) is opened again, so that the metadata and
+// the time returned are those of the bytes read.
+func (b *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
+	for attempt := 1; ; attempt++ {
+		attrs, err := b.b.Attributes(ctx, key)
+		if err != nil {
+			return nil, Object{}, b.errorf(ctx, "open", key, err)
+		}
+		r, err := b.b.NewReader(ctx, key, nil)
+		if err != nil {
+			return nil, Object{}, b.errorf(ctx, "open", key, err)
+		}
+		// HTTP's Last-Modified, from which some drivers take the reader's
+		// time, has whole seconds only.
+		if r.Size() == attrs.Size && r.ModTime().Truncate(time.Second).Equal(attrs.ModTime.Truncate(time.Second)) {
+			return r, Object{Key: key, Size: r.Size(), Modified: attrs.ModTime, Metadata: b.readMetadata(attrs.Metadata)}, nil
+		}
+		_ = r.Close()
+		if attempt == 3 {
+			return nil, Object{}, fmt.Errorf("open %s: the object changes between reading its metadata and its bytes", key)
+		}
 	}
-	r, err := b.b.NewReader(ctx, key, nil)
-	if err != nil {
-		return nil, nil, b.errorf(ctx, "open", key, err)
-	}
-	return r, b.readMetadata(attrs.Metadata), nil
 }
 
 // OpenRange streams length bytes from offset (length < 0: to the end).

@@ -26,12 +26,13 @@ var ErrPermanent = errors.New("permanent storage error")
 var ErrBadMetadata = errors.New("unreadable object metadata")
 
 // IsTransient reports whether err may go away if the operation is tried
-// again: it is not nil, not ErrNotFound, ErrPermanent or ErrBadMetadata,
-// and not a context cancellation or deadline.
+// again: it is not nil, not ErrNotFound, ErrExist, ErrPermanent or
+// ErrBadMetadata, and not a context cancellation or deadline.
 func IsTransient(err error) bool {
 	switch {
 	case err == nil,
 		errors.Is(err, ErrNotFound),
+		errors.Is(err, ErrExist),
 		errors.Is(err, ErrPermanent),
 		errors.Is(err, ErrBadMetadata),
 		errors.Is(err, context.Canceled),

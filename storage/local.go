@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var (
@@ -47,13 +48,32 @@ const (
 	// contentLengthKey is the stored size PGHoard's uploader adds to the
 	// metadata of every object it stores.
 	contentLengthKey = "Content-Length"
+	tempMarker       = ".tmp-" // in the names of hoard's data temp files: .<name>.tmp-<random>
 )
+
+// StaleTempAge is how long a temp file of a Put or Create may go unmodified
+// before List removes it as the leftover of a killed writer. A live writer
+// keeps writing its temp file, so its modification time stays recent; no
+// hoard upload stalls for a day.
+const StaleTempAge = 24 * time.Hour
+
+// incompleteWait is how long Create waits for the sidecar of an object
+// file another writer has linked but not yet described: between its two
+// links a writer does nothing else, so a sidecar that does not appear in
+// this time never will.
+var incompleteWait = 5 * time.Second
 
 // hidden reports whether a directory entry is never an object: PGHoard's
 // rules (dot files, sidecars, sidecar temp files); hoard's data temp files
 // start with a dot.
 func hidden(name string) bool {
 	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, sidecarSuffix) || strings.Contains(name, sidecarTemp)
+}
+
+// tempFile reports whether a hidden name is a temp file of a Put or Create
+// (hoard's, or PGHoard's sidecar temp files).
+func tempFile(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, tempMarker) || strings.Contains(name, sidecarTemp)
 }
 
 // path checks key and returns its file path.
@@ -82,7 +102,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := l.mkdirAll(dir); err != nil {
 		return localErr("put", key, err)
 	}
-	sum, size, tmp, err := writeTemp(ctx, dir, "."+base+".tmp-*", r)
+	sum, size, tmp, err := writeTemp(ctx, dir, "."+base+tempMarker+"*", r)
 	if err != nil {
 		return localErr("put", key, err)
 	}
@@ -155,7 +175,7 @@ func (l *Local) mkdirAll(dir string) error {
 // directory up to the store's root and the root's parent: a Put that died
 // before its own fsyncs may have created any of them.
 func (l *Local) Sync(ctx context.Context, key string) error {
-	p, _, err := l.readSidecar("sync", key)
+	p, _, _, err := l.readSidecar("sync", key, false)
 	if err != nil {
 		return err
 	}
@@ -199,6 +219,124 @@ func (l *Local) syncFile(name string) error {
 // syncDir fsyncs a directory so that the entries created in it survive a
 // crash.
 func (l *Local) syncDir(dir string) error { return l.syncFile(dir) }
+
+// Create stores the object only if the key has none, with two hard links:
+// the data temp file is linked to the object's name, then the sidecar temp
+// file to the sidecar's name. link(2) fails on an existing name, on local
+// filesystems and NFS alike, so of two writers only one can link each
+// name, and the sidecar, which makes the object visible, is linked only by
+// the writer whose bytes are under the object's name.
+//
+// An object file without a sidecar is a writer between its two links, or
+// one that died there. Create adopts it when it holds the same bytes (the
+// sidecar it then links describes them truly), waits for its sidecar when
+// it holds other bytes, and, when no sidecar comes, refuses with an error
+// that names the file: it may be the only copy of those bytes, and only a
+// person can say which copy is right.
+func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata) error {
+	p, err := l.path(key)
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	if _, err := os.Lstat(p + sidecarSuffix); err == nil {
+		return fmt.Errorf("create %s: %w", key, ErrExist)
+	}
+	dir, base := filepath.Split(p)
+	if err := l.mkdirAll(dir); err != nil {
+		return localErr("create", key, err)
+	}
+	sum, size, tmp, err := writeTemp(ctx, dir, "."+base+tempMarker+"*", r)
+	if err != nil {
+		return localErr("create", key, err)
+	}
+	// The temp names go in every case: after a link they are second names
+	// of the committed files.
+	defer os.Remove(tmp)
+	sidecar, err := encodeSidecar(md, sum, size)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	_, _, mdTmp, err := writeTemp(ctx, dir, "."+base+sidecarTemp+"-*", bytes.NewReader(sidecar))
+	if err != nil {
+		return localErr("create", key, err)
+	}
+	defer os.Remove(mdTmp)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	if err := l.linkData(key, tmp, p, sum); err != nil {
+		return err
+	}
+	// p holds our bytes now. Should the sidecar link fail, p stays: it may
+	// be another writer's identical file, and a later Create adopts it.
+	if err := os.Link(mdTmp, p+sidecarSuffix); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", key, ErrExist)
+		}
+		return localErr("create", key, err)
+	}
+	if err := l.syncDir(dir); err != nil {
+		return localErr("create", key, err)
+	}
+	return nil
+}
+
+// linkData links the data temp file tmp to the object's name p, or adopts
+// an identical object file already there without a sidecar.
+func (l *Local) linkData(key, tmp, p string, sum []byte) error {
+	err := os.Link(tmp, p)
+	if err == nil || !errors.Is(err, fs.ErrExist) {
+		if err != nil {
+			return localErr("create", key, err)
+		}
+		return nil
+	}
+	deadline := time.Now().Add(incompleteWait)
+	for {
+		if _, err := os.Lstat(p + sidecarSuffix); err == nil {
+			return fmt.Errorf("create %s: %w", key, ErrExist)
+		}
+		same, err := fileHashes(p, sum)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Gone meanwhile (a Delete): the name is free again.
+			if err := os.Link(tmp, p); err == nil {
+				return nil
+			}
+		case err != nil:
+			return localErr("create", key, err)
+		case same:
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("create %s: %w", key, &permanentError{
+				msg: fmt.Sprintf("%s exists without its metadata sidecar and holds other bytes: a writer stopped between storing "+
+					"an object and its metadata; if no hoard or PGHoard process is writing it, move it out of the storage "+
+					"directory (keep it: it may be the only copy of those bytes) and the file will be stored again", p),
+				err: errIncomplete,
+			})
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// errIncomplete is the cause of Create's refusal of an object file that
+// has no sidecar and other bytes.
+var errIncomplete = errors.New("object file without its metadata sidecar")
+
+// fileHashes reports whether the file at p has SHA-256 sum.
+func fileHashes(p string, sum []byte) (bool, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, err
+	}
+	return bytes.Equal(h.Sum(nil), sum), nil
+}
 
 // writeTemp copies r into a new fsynced temp file in dir and returns the
 // SHA-256 of the bytes, their count and the file's path. On error it
@@ -293,21 +431,64 @@ func encodeSidecar(md Metadata, sum []byte, size int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// readSidecar reads the object's metadata; a missing sidecar means the
+// readSidecar reads the object's metadata and returns the object file's
+// path and the sidecar's FileInfo (from the descriptor read, so its change
+// time is the one of the metadata returned); a missing sidecar means the
 // object does not exist. "_hash" is dropped and not checked (PGHoard's own
 // test data carries a placeholder there), and so is "Content-Length".
-func (l *Local) readSidecar(op, key string) (string, Metadata, error) {
+//
+// With mounted, a missing sidecar is ErrNotFound only if the storage
+// directory is there and not empty (see notFound): reads of content ask
+// this; Stat does not, so that a first upload into a new directory can
+// check that its key is free.
+func (l *Local) readSidecar(op, key string, mounted bool) (string, Metadata, os.FileInfo, error) {
 	p, err := l.path(key)
 	if err != nil {
-		return "", nil, fmt.Errorf("%s: %w", op, err)
+		return "", nil, nil, fmt.Errorf("%s: %w", op, err)
 	}
-	data, err := os.ReadFile(p + sidecarSuffix)
+	f, err := os.Open(p + sidecarSuffix)
 	if err != nil {
-		return "", nil, localErr(op, key, err)
+		if errors.Is(err, fs.ErrNotExist) {
+			if !mounted {
+				return "", nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+			}
+			return "", nil, nil, l.notFound(op, key)
+		}
+		return "", nil, nil, localErr(op, key, err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", nil, nil, localErr(op, key, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSidecar+1))
+	if err != nil {
+		return "", nil, nil, localErr(op, key, err)
+	}
+	if len(data) > maxSidecar {
+		return "", nil, nil, fmt.Errorf("%s %s: %s is over %d bytes", op, key, filepath.Base(p)+sidecarSuffix, maxSidecar)
+	}
+	md, err := parseSidecar(data)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("%s %s: parse %s: %w: %w", op, key, filepath.Base(p)+sidecarSuffix, ErrBadMetadata, err)
+	}
+	return p, md, fi, nil
+}
+
+// maxSidecar bounds a sidecar read into memory; PGHoard's are a few
+// hundred bytes.
+const maxSidecar = 1 << 20
+
+// parseSidecar decodes a sidecar: a JSON object whose values are strings
+// (PGHoard's), or numbers and booleans (read as their text); nulls are
+// dropped, and so is "_hash".
+func parseSidecar(data []byte) (Metadata, error) {
 	var raw map[string]any
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return "", nil, fmt.Errorf("%s %s: parse %s: %w: %w", op, key, filepath.Base(p)+sidecarSuffix, ErrBadMetadata, err)
+		return nil, err
+	}
+	if raw == nil {
+		return nil, errors.New("not a JSON object")
 	}
 	md := make(Metadata, len(raw))
 	for k, v := range raw {
@@ -315,39 +496,98 @@ func (l *Local) readSidecar(op, key string) (string, Metadata, error) {
 		case nil:
 		case string:
 			md[k] = v
-		default:
+		case float64, bool:
 			md[k] = fmt.Sprint(v)
+		default:
+			return nil, fmt.Errorf("value of %q is not a string", k)
 		}
 	}
 	// Both are the store's bookkeeping, not the writer's metadata: every
 	// store returns what was put, and Stat reports the size.
 	delete(md, hashKey)
 	delete(md, contentLengthKey)
-	return p, md, nil
+	return md, nil
 }
 
-// Open returns the object's file and metadata.
-func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
-	p, md, err := l.readSidecar("open", key)
+// notFound is the error for a key without a sidecar: ErrNotFound when the
+// storage directory answers, an error when it is missing or empty, which is
+// what an unmounted volume looks like. Without this check wal-fetch would
+// tell PostgreSQL that the archive ends here, and recovery would stop and
+// promote short of the archived WAL.
+func (l *Local) notFound(op, key string) error {
+	d, err := os.Open(l.root)
 	if err != nil {
-		return nil, nil, err
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s %s: %w", op, key, &permanentError{
+				msg: fmt.Sprintf("local storage directory %s does not exist: is its volume mounted? (check object_storage.directory)", l.root),
+				err: err,
+			})
+		}
+		return localErr(op, key, err)
 	}
+	defer d.Close()
+	names, err := d.Readdirnames(1)
+	if len(names) == 0 {
+		return fmt.Errorf("%s %s: %w", op, key, &permanentError{
+			msg: fmt.Sprintf("local storage directory %s is empty or unreadable: is its volume mounted? (check object_storage.directory)", l.root),
+			err: fmt.Errorf("no entries: %v", err),
+		})
+	}
+	return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+}
+
+// openFile opens the object file p of a key whose sidecar was read. A
+// missing file is a damaged store, not a missing object, unless the
+// sidecar is gone too (a Delete removes the sidecar first).
+func (l *Local) openFile(op, key, p string) (*os.File, os.FileInfo, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, nil, localErr("open", key, err)
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, serr := os.Lstat(p + sidecarSuffix); errors.Is(serr, fs.ErrNotExist) {
+				return nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+			}
+			return nil, nil, fmt.Errorf("%s %s: %w", op, key, &permanentError{
+				msg: fmt.Sprintf("%s has a metadata sidecar but no object file: the local storage is damaged", p),
+				err: err,
+			})
+		}
+		return nil, nil, localErr(op, key, err)
 	}
-	return f, md, nil
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, nil, localErr(op, key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, nil, fmt.Errorf("%s %s: %s is not a regular file", op, key, p)
+	}
+	return f, fi, nil
+}
+
+// Open returns the object's file and metadata. The object's time is the
+// later change time of the file and the sidecar actually read.
+func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
+	p, md, sfi, err := l.readSidecar("open", key, true)
+	if err != nil {
+		return nil, Object{}, err
+	}
+	f, fi, err := l.openFile("open", key, p)
+	if err != nil {
+		return nil, Object{}, err
+	}
+	return f, Object{Key: key, Size: fi.Size(), Modified: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
 }
 
 // OpenRange returns a section of the object's file.
 func (l *Local) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	p, _, err := l.readSidecar("open", key)
+	p, _, _, err := l.readSidecar("open", key, true)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, _, err := l.openFile("open", key, p)
 	if err != nil {
-		return nil, localErr("open", key, err)
+		return nil, err
 	}
 	if length < 0 {
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
@@ -362,28 +602,40 @@ func (l *Local) OpenRange(ctx context.Context, key string, offset, length int64)
 	}{io.NewSectionReader(f, offset, length), f}, nil
 }
 
-// Stat returns the file's size and time and the sidecar's metadata.
+// Stat returns the file's size, the later change time of the file and its
+// sidecar, and the sidecar's metadata.
 func (l *Local) Stat(ctx context.Context, key string) (Object, error) {
-	p, md, err := l.readSidecar("stat", key)
+	p, md, sfi, err := l.readSidecar("stat", key, false)
 	if err != nil {
 		return Object{}, err
 	}
-	fi, err := os.Stat(p)
+	f, fi, err := l.openFile("stat", key, p)
 	if err != nil {
-		return Object{}, localErr("stat", key, err)
+		return Object{}, err
 	}
-	return Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Metadata: md}, nil
+	_ = f.Close()
+	return Object{Key: key, Size: fi.Size(), Modified: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // List walks the directory holding prefix and reports, in lexical key order,
 // every file that has a sidecar. Keys are collected and sorted first:
 // directory order differs from key order ("a-b" < "a/x" but "a" < "a-b").
+// On the way it removes temp files that have not been written for
+// StaleTempAge: what a killed Put or Create left behind, never an object.
 func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	start := l.root
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		start = filepath.Join(l.root, filepath.FromSlash(prefix[:i]))
 	}
 	var objs []Object
+	now := time.Now()
 	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -401,6 +653,9 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
+			if tempFile(d.Name()) && d.Type().IsRegular() {
+				removeStale(p, d, now)
+			}
 			return nil
 		}
 		rel, err := filepath.Rel(l.root, p)
@@ -417,14 +672,15 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
 			return nil
 		}
-		if _, err := os.Stat(p + sidecarSuffix); err != nil {
+		sfi, err := os.Stat(p + sidecarSuffix)
+		if err != nil {
 			return nil // no sidecar: not a complete object
 		}
 		fi, err := d.Info()
 		if err != nil {
 			return nil // removed while listing
 		}
-		objs = append(objs, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime()})
+		objs = append(objs, Object{Key: key, Size: fi.Size(), Modified: later(changeTime(fi), changeTime(sfi))})
 		return nil
 	})
 	if err != nil {
@@ -437,6 +693,15 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		}
 	}
 	return nil
+}
+
+// removeStale removes the temp file p if it was last written StaleTempAge
+// before now. Errors are ignored: a reader without write access leaves the
+// housekeeping to a writer.
+func removeStale(p string, d fs.DirEntry, now time.Time) {
+	if fi, err := d.Info(); err == nil && now.Sub(fi.ModTime()) > StaleTempAge {
+		_ = os.Remove(p)
+	}
 }
 
 // Delete removes the sidecar first (the object disappears at once), then

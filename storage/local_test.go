@@ -63,7 +63,7 @@ func TestLocal_PGHoardTestdata(t *testing.T) {
 		"format":                "pghoard-bb-v2",
 		"original-file-size":    "20480",
 	}
-	if diff := cmp.Diff(wantMD, md); diff != "" {
+	if diff := cmp.Diff(wantMD, md.Metadata); diff != "" {
 		t.Errorf("metadata (-want +got):\n%s", diff)
 	}
 	if o, err := st.Stat(ctx, "chunks/00000003.pghoard"); err != nil || o.Metadata["original-file-size"] != "10240" || o.Size != 1130 {

@@ -100,23 +100,34 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (r *retryStore) Put(ctx context.Context, key string, rd io.Reader, md Metadata) error {
+	return r.put(ctx, "put", key, rd, md, r.s.Put)
+}
+
+// Create is retried as Put is. A retry after a Create whose success was
+// not seen meets its own object as ErrExist, which Create's callers handle
+// by comparing (see Store.Create).
+func (r *retryStore) Create(ctx context.Context, key string, rd io.Reader, md Metadata) error {
+	return r.put(ctx, "create", key, rd, md, r.s.Create)
+}
+
+func (r *retryStore) put(ctx context.Context, op, key string, rd io.Reader, md Metadata, put func(context.Context, string, io.Reader, Metadata) error) error {
 	seeker, ok := rd.(io.Seeker)
 	if !ok {
-		return r.s.Put(ctx, key, rd, md)
+		return put(ctx, key, rd, md)
 	}
 	start, err := seeker.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return r.s.Put(ctx, key, rd, md)
+		return put(ctx, key, rd, md)
 	}
 	first := true
-	return r.do(ctx, "put", key, func() error {
+	return r.do(ctx, op, key, func() error {
 		if !first {
 			if _, err := seeker.Seek(start, io.SeekStart); err != nil {
-				return fmt.Errorf("put %s: rewind for retry: %w", key, errPermanentRewind{err})
+				return fmt.Errorf("%s %s: rewind for retry: %w", op, key, errPermanentRewind{err})
 			}
 		}
 		first = false
-		return r.s.Put(ctx, key, rd, md)
+		return put(ctx, key, rd, md)
 	})
 }
 
@@ -126,12 +137,12 @@ type errPermanentRewind struct{ err error }
 func (e errPermanentRewind) Error() string   { return e.err.Error() }
 func (e errPermanentRewind) Unwrap() []error { return []error{ErrPermanent, e.err} }
 
-func (r *retryStore) Open(ctx context.Context, key string) (rc io.ReadCloser, md Metadata, err error) {
+func (r *retryStore) Open(ctx context.Context, key string) (rc io.ReadCloser, o Object, err error) {
 	err = r.do(ctx, "open", key, func() error {
-		rc, md, err = r.s.Open(ctx, key)
+		rc, o, err = r.s.Open(ctx, key)
 		return err
 	})
-	return rc, md, err
+	return rc, o, err
 }
 
 func (r *retryStore) OpenRange(ctx context.Context, key string, offset, length int64) (rc io.ReadCloser, err error) {

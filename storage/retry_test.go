@@ -52,9 +52,17 @@ func (f *faultStore) Put(ctx context.Context, key string, r io.Reader, md storag
 	return f.Store.Put(ctx, key, r, md)
 }
 
-func (f *faultStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Metadata, error) {
+func (f *faultStore) Create(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if err := f.fault("create"); err != nil {
+		_, _ = io.CopyN(io.Discard, r, 3)
+		return err
+	}
+	return f.Store.Create(ctx, key, r, md)
+}
+
+func (f *faultStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
 	if err := f.fault("open"); err != nil {
-		return nil, nil, err
+		return nil, storage.Object{}, err
 	}
 	return f.Store.Open(ctx, key)
 }

@@ -7,9 +7,20 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned (wrapped) by Open, OpenRange and Stat when no
-// complete object exists under the key. Test with errors.Is.
+// ErrNotFound is returned (wrapped) by Open, OpenRange and Stat when the
+// backend answered that no complete object exists under the key, and only
+// then: a backend that could not answer (an unreachable server, a missing
+// bucket, a local object whose metadata exists without its file) returns
+// another error, and so do Open and OpenRange of a local store whose
+// directory is missing or empty, which is what an unmounted volume looks
+// like (Stat answers ErrNotFound there, so that a first upload can check
+// that its key is free). wal-fetch tells PostgreSQL "end of the archive"
+// on ErrNotFound alone. Test with errors.Is.
 var ErrNotFound = errors.New("object not found")
+
+// ErrExist is returned (wrapped) by Create when an object already exists
+// under the key. Test with errors.Is.
+var ErrExist = errors.New("object already exists")
 
 // Metadata is an object's user metadata: string keys and values, spelled as
 // PGHoard spells them (compression-algorithm, encryption-key-id, ...).
@@ -19,10 +30,16 @@ type Metadata map[string]string
 
 // Object describes one stored object as a listing or Stat sees it.
 type Object struct {
-	Key      string    // full key, relative to the store's root
-	Size     int64     // stored (encoded) size in bytes
-	Modified time.Time // last modification time, as the backend reports it
-	Metadata Metadata  // filled by Stat and Open; nil in listings
+	Key  string // full key, relative to the store's root
+	Size int64  // stored (encoded) size in bytes
+	// Modified is when the storage last wrote the object, as the storage
+	// itself records it, never a time the writer chose: S3's and Azure's
+	// Last-Modified, GCS's updated time, and for a local store the later
+	// inode change time (ctime) of the object's file and its sidecar,
+	// which utimes(2) cannot set. Rewriting an object, or its metadata,
+	// moves it forward.
+	Modified time.Time
+	Metadata Metadata // filled by Stat and Open; nil in listings
 }
 
 // Store is hoard's view of an object store. Keys use '/' as separator and
@@ -33,9 +50,24 @@ type Store interface {
 	// object that Open, Stat or List can see. Put replaces an existing object.
 	Put(ctx context.Context, key string, r io.Reader, md Metadata) error
 
-	// Open streams the object's stored bytes and returns its metadata. It
-	// returns an error wrapping ErrNotFound when the key does not exist.
-	Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error)
+	// Create is Put that never replaces: it stores r under key only if no
+	// object exists there, atomically, in the backend itself (local: a hard
+	// link, which fails on an existing name; S3: a conditional PUT with
+	// If-None-Match: *; GCS: ifGenerationMatch=0; Azure: If-None-Match: *).
+	// Of concurrent Creates of one key exactly one succeeds; the others
+	// return an error wrapping ErrExist and leave the object as the winner
+	// wrote it. A Create whose success was not seen (a lost response, then
+	// a retry) can also meet its own object as ErrExist: callers compare
+	// the stored object with theirs. Put and Create of the same key at the
+	// same time are not supported: WAL and history files are only ever
+	// written with Create.
+	Create(ctx context.Context, key string, r io.Reader, md Metadata) error
+
+	// Open streams the object's stored bytes and returns the object as those
+	// bytes were written: its size, Modified time and metadata. It returns
+	// an error wrapping ErrNotFound when the key does not exist (see
+	// ErrNotFound for what is not "does not exist").
+	Open(ctx context.Context, key string) (io.ReadCloser, Object, error)
 
 	// OpenRange streams length bytes starting at offset (length < 0 means to
 	// the end). ErrNotFound as Open.

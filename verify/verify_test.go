@@ -302,7 +302,7 @@ func damage(t *testing.T, a *archive.Archive, key string) {
 		t.Fatal(err)
 	}
 	data[len(data)/2] ^= 0x40
-	if err := a.Store.Put(ctx, key, bytes.NewReader(data), md); err != nil {
+	if err := a.Store.Put(ctx, key, bytes.NewReader(data), md.Metadata); err != nil {
 		t.Fatal(err)
 	}
 }

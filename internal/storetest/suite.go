@@ -310,6 +310,91 @@ func Run(t *testing.T, newStore func(t testing.TB) storage.Store) {
 		}
 	})
 
+	t.Run("Create", func(t *testing.T) {
+		st := newStore(t)
+		if err := st.Create(ctx, walKey, bytes.NewReader([]byte("first")), storage.Metadata{"host": "a"}); err != nil {
+			t.Fatalf("Create of a new key: %v", err)
+		}
+		err := st.Create(ctx, walKey, bytes.NewReader([]byte("second")), storage.Metadata{"host": "b"})
+		if !errors.Is(err, storage.ErrExist) || storage.IsTransient(err) {
+			t.Fatalf("Create of an existing key = %v, want ErrExist (not transient)", err)
+		}
+		mustPut(t, st, historyKey, []byte("put"), nil)
+		if err := st.Create(ctx, historyKey, bytes.NewReader([]byte("created")), nil); !errors.Is(err, storage.ErrExist) {
+			t.Fatalf("Create over a Put object = %v, want ErrExist", err)
+		}
+		if got, md := mustRead(t, st, walKey); string(got) != "first" || md["host"] != "a" {
+			t.Errorf("%s = %q %v after a refused Create, want the first object", walKey, got, md)
+		}
+		if got, _ := mustRead(t, st, historyKey); string(got) != "put" {
+			t.Errorf("%s = %q after a refused Create, want %q", historyKey, got, "put")
+		}
+		// A failed Create leaves nothing, and the key stays free.
+		boom := errors.New("boom")
+		if err := st.Create(ctx, chunkKey, io.MultiReader(bytes.NewReader([]byte("part")), errReader{boom}), nil); !errors.Is(err, boom) {
+			t.Fatalf("Create with a failing reader = %v, want its error", err)
+		}
+		if _, err := st.Stat(ctx, chunkKey); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Stat after a failed Create: %v, want ErrNotFound", err)
+		}
+		if err := st.Create(ctx, chunkKey, bytes.NewReader([]byte("whole")), nil); err != nil {
+			t.Fatalf("Create after a failed Create: %v", err)
+		}
+		// A deleted key can be created again.
+		if err := st.Delete(ctx, walKey); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Create(ctx, walKey, bytes.NewReader([]byte("again")), nil); err != nil {
+			t.Fatalf("Create after Delete: %v", err)
+		}
+	})
+
+	// Ten writers create one key at once, with different bytes: the
+	// backend's precondition must let exactly one win, and the object must
+	// be the winner's, whole. Large objects go through multipart (S3),
+	// resumable (GCS) or block (Azure) uploads, where the precondition is
+	// checked when the upload completes.
+	for _, size := range []int{1000, 6 << 20} {
+		t.Run(fmt.Sprintf("ConcurrentCreate/%d", size), func(t *testing.T) {
+			st := newStore(t)
+			const writers = 10
+			errs := make([]error, writers)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					errs[i] = st.Create(ctx, walKey, bytes.NewReader(randomBytes(uint64(100+i), size)), storage.Metadata{"host": fmt.Sprint(i)})
+				}()
+			}
+			close(start)
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Errorf("writers %d and %d both created %s: the backend does not honour the create-if-absent precondition", winner, i, walKey)
+				case err == nil:
+					winner = i
+				case !errors.Is(err, storage.ErrExist):
+					t.Errorf("writer %d: %v, want success or ErrExist", i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("no writer created %s: %v", walKey, errs)
+			}
+			got, md := mustRead(t, st, walKey)
+			if !bytes.Equal(got, randomBytes(uint64(100+winner), size)) || md["host"] != fmt.Sprint(winner) {
+				t.Errorf("%s holds %d bytes with host %q, not writer %d's object", walKey, len(got), md["host"], winner)
+			}
+			if keys := listKeys(t, st, ""); !cmp.Equal(keys, []string{walKey}) {
+				t.Errorf("List = %v, want only %s", keys, walKey)
+			}
+		})
+	}
+
 	t.Run("PGHoardKeys", func(t *testing.T) {
 		st := newStore(t)
 		keys := []string{controlKey, chunkKey, historyKey, preserve, "2024-01-01_10-00_0.00000000.pghoard",
@@ -352,7 +437,7 @@ func mustPut(t *testing.T, st storage.Store, key string, data []byte, md storage
 
 func mustRead(t *testing.T, st storage.Store, key string) ([]byte, storage.Metadata) {
 	t.Helper()
-	rc, md, err := st.Open(context.Background(), key)
+	rc, o, err := st.Open(context.Background(), key)
 	if err != nil {
 		t.Fatalf("Open %s: %v", key, err)
 	}
@@ -361,7 +446,10 @@ func mustRead(t *testing.T, st storage.Store, key string) ([]byte, storage.Metad
 	if err != nil {
 		t.Fatalf("read %s: %v", key, err)
 	}
-	return data, md
+	if o.Key != key || o.Size != int64(len(data)) || o.Modified.IsZero() {
+		t.Errorf("Open %s = key %q size %d modified %v; want the key, the %d bytes read and a time", key, o.Key, o.Size, o.Modified, len(data))
+	}
+	return data, o.Metadata
 }
 
 func listKeys(t *testing.T, st storage.Store, prefix string) []string {

@@ -1,0 +1,111 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Ten wal-push of one segment name at once, against every real storage
+// server: with identical files all succeed and one object is stored; with
+// different files exactly the pushers of the stored bytes succeed and
+// every other one gets ErrWALConflict, the stored object untouched.
+func TestArchive_PushWAL_ConcurrentWriters(t *testing.T) {
+	servers := []struct {
+		name string
+		cfg  func(t *testing.T) storage.Config
+	}{
+		{"Local", func(t *testing.T) storage.Config { return storetest.Local(t) }},
+		{"MinIO", func(t *testing.T) storage.Config { return storetest.MinIO(t) }},
+		{"Azurite", func(t *testing.T) storage.Config { return storetest.Azurite(t) }},
+		{"FakeGCS", func(t *testing.T) storage.Config { return storetest.FakeGCS(t) }},
+	}
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			c := srv.cfg(t)
+			for _, mode := range []string{"Identical", "Different"} {
+				t.Run(mode, func(t *testing.T) {
+					a := &Archive{
+						Store:  storetest.Open(t, c),
+						Codec:  &Codec{Compression: compress.Zstd},
+						Layout: Layout{Prefix: "site"},
+						Site:   "site",
+					}
+					pushConcurrently(t, a, mode == "Different")
+				})
+			}
+		})
+	}
+}
+
+func pushConcurrently(t *testing.T, a *Archive, different bool) {
+	ctx := context.Background()
+	const writers = 10
+	name := "000000010000000000000003"
+	files := make([][]byte, writers)
+	paths := make([]string, writers)
+	for i := range writers {
+		seed := int64(3)
+		if different {
+			seed = int64(100 + i)
+		}
+		// 16 MiB: over the test part sizes, so S3, GCS and Azure upload
+		// in parts and check the precondition when the upload completes.
+		files[i] = waltest.Segment(t, name, 16<<20, seed)
+		paths[i] = writeWALFile(t, t.TempDir(), name, files[i])
+	}
+	errs := make([]error, writers)
+	results := make([]PushResult, writers)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i], errs[i] = a.PushWAL(ctx, paths[i], PushOptions{})
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	stored, _ := storedPlain(t, a, a.Layout.WALKey(name))
+	uploaded := 0
+	for i := range writers {
+		same := bytes.Equal(files[i], stored)
+		switch {
+		case same && errs[i] != nil:
+			t.Errorf("writer %d pushed the stored bytes but failed: %v", i, errs[i])
+		case !same && !errors.Is(errs[i], ErrWALConflict):
+			t.Errorf("writer %d pushed other bytes than the stored ones: err = %v, want ErrWALConflict", i, errs[i])
+		}
+		if results[i].Uploaded {
+			uploaded++
+		}
+	}
+	if uploaded != 1 {
+		t.Errorf("%d writers report having uploaded, want exactly 1", uploaded)
+	}
+	if !different {
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("writer %d of identical files: %v", i, err)
+			}
+		}
+	}
+	var keys []string
+	if err := a.Store.List(ctx, "", func(o storage.Object) error { keys = append(keys, o.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{a.Layout.WALKey(name)}; fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Errorf("store holds %v, want only %v", keys, want)
+	}
+}

@@ -1,0 +1,11 @@
+package storage
+
+import "time"
+
+// SetIncompleteWait sets how long Create waits for another writer's
+// sidecar, for tests; it returns a func that restores the old value.
+func SetIncompleteWait(d time.Duration) func() {
+	old := incompleteWait
+	incompleteWait = d
+	return func() { incompleteWait = old }
+}
