@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -20,7 +21,19 @@ import (
 //
 // Retention relies on it before deleting a backup (Archive.PlanRetention):
 // any error, whatever its cause, means b is not known good.
+//
+// A backup whose control object is encrypted with a key whose private half
+// a does not hold (a daemon configured with the public key only) cannot be
+// decoded: it is checked sealed instead (CheckBackupSealed), with or
+// without full.
 func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) error {
+	sealed, err := a.sealed(ctx, b)
+	if err != nil {
+		return err
+	}
+	if sealed {
+		return a.CheckBackupSealed(ctx, b)
+	}
 	switch b.Format {
 	case FormatBBv2, FormatDeltaV1, FormatDeltaV2:
 	default:
@@ -78,6 +91,101 @@ func (a *Archive) decodeAll(ctx context.Context, key string, want int64) error {
 	}
 	if want >= 0 && n != want {
 		return fmt.Errorf("%s decodes to %d bytes, manifest says %d", key, n, want)
+	}
+	return nil
+}
+
+// readManifest reads the JSON manifest of a control object, reading the
+// whole object so that its integrity check runs.
+func (a *Archive) readManifest(ctx context.Context, key string) (*Manifest, error) {
+	rc, _, err := a.Codec.Open(ctx, a.Store, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var m *Manifest
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read control tar %s: %w", key, err)
+		}
+		if h.Name != ManifestName || m != nil {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, maxManifestSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("read control tar %s: %w", key, err)
+		}
+		if len(data) > maxManifestSize {
+			return nil, fmt.Errorf("control tar %s: manifest over %d bytes", key, maxManifestSize)
+		}
+		if m, err = ParseManifest(data); err != nil {
+			return nil, fmt.Errorf("control tar %s: %w", key, err)
+		}
+	}
+	// The tar reader stops at the end-of-archive blocks; the padding after
+	// them still goes through the decoder's checks.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return nil, fmt.Errorf("read control tar %s: %w", key, err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("control tar %s has no %s", key, ManifestName)
+	}
+	return m, nil
+}
+
+// maxManifestSize bounds the manifest read into memory; a delta manifest
+// lists every file of the cluster, so it is generous.
+const maxManifestSize = 1 << 30
+
+// sealed reports whether b's main object is encrypted with a key whose
+// private half a's codec does not hold.
+func (a *Archive) sealed(ctx context.Context, b *BackupInfo) (bool, error) {
+	o, err := a.Store.Stat(ctx, b.Key)
+	if err != nil {
+		return false, fmt.Errorf("backup %s: %w", b.Key, err)
+	}
+	kid := o.Metadata[MetaEncryptionKeyID]
+	return kid != "" && a.Codec.PrivateKeys[kid] == nil, nil
+}
+
+// CheckBackupSealed checks b without decrypting anything, which is all a
+// holder of the public key alone can do: the backup's chunk folder must
+// hold at least as many chunks as its chunk-count metadata says (at least
+// one for a format with chunks), holding at least the bytes its
+// total-size-enc metadata says, where the backup records them; objects in
+// the folder that its manifest does not list only add. It cannot see
+// tampering inside an object: the restore host's verify does.
+func (a *Archive) CheckBackupSealed(ctx context.Context, b *BackupInfo) error {
+	chunkDir := BasebackupChunkDir
+	switch b.Format {
+	case FormatBBv2:
+	case FormatDeltaV1, FormatDeltaV2:
+		chunkDir = basebackupDeltaChunkDir
+	default:
+		return nil // a single object, which exists: it was listed
+	}
+	var n int
+	var total int64
+	err := a.Store.List(ctx, a.Layout.Dir(chunkDir)+b.Name+"/", func(o storage.Object) error {
+		n++
+		total += o.Size
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list chunks of backup %s: %w", b.Name, err)
+	}
+	switch {
+	case b.ChunkCount > 0 && n < b.ChunkCount:
+		return fmt.Errorf("backup %s has %d chunks stored, its metadata says %d", b.Name, n, b.ChunkCount)
+	case n == 0 && b.Format == FormatBBv2:
+		return fmt.Errorf("backup %s has no chunks stored", b.Name)
+	case b.TotalSizeEnc > 0 && b.Format == FormatBBv2 && total < b.TotalSizeEnc:
+		return fmt.Errorf("backup %s: its chunks hold %d bytes, its metadata says %d", b.Name, total, b.TotalSizeEnc)
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ type Codec struct {
 	RequireEncryption bool
 	// UnencryptedBefore, when not zero, lets Open decode an unencrypted
 	// object anyway if the storage recorded its last write before this
-	// time (storage.Object.Modified: a time the storage sets and a writer
+	// time (storage.Object.Changed: a time the storage sets and a writer
 	// cannot choose): objects archived before encryption was switched on.
 	UnencryptedBefore time.Time
 }
@@ -225,7 +225,7 @@ func (c *Codec) Open(ctx context.Context, st storage.Store, key string) (io.Read
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", key, err)
 	}
-	dec, err := c.decode(key, rc, obj.Metadata, obj.Modified)
+	dec, err := c.decode(key, rc, obj.Metadata, obj.Changed)
 	if err != nil {
 		rc.Close()
 		return nil, obj.Metadata, err

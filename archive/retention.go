@@ -1,12 +1,11 @@
 package archive
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -550,10 +549,20 @@ func (a *Archive) keepReadOnly(plan *RetentionPlan) {
 // retention errs on the side of keeping.
 func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error {
 	plan.Checked = true
+	var sealed []string
+	defer func() {
+		if len(sealed) > 0 {
+			plan.Notes = append(plan.Notes, fmt.Sprintf("checked without decrypting (no private key for them): %s; "+
+				"only their chunk counts and sizes were compared with their metadata", strings.Join(sealed, ", ")))
+		}
+	}()
 	check := func(d BackupDecision, full bool) (bool, error) {
 		s, err := a.site(d.Site)
 		if err != nil {
 			return false, err
+		}
+		if ok, err := s.sealed(ctx, d.Backup); err == nil && ok && !slices.Contains(sealed, d.Backup.Name) {
+			sealed = append(sealed, d.Backup.Name)
 		}
 		err = s.CheckBackup(ctx, d.Backup, full)
 		if ctx.Err() != nil {
@@ -678,7 +687,7 @@ type RetentionResult struct {
 	Chunks  int   // chunk objects of deleted backups
 	WAL     int   // WAL files
 	Orphans int   // objects of orphaned chunk folders
-	Bytes   int64 // stored bytes of the deleted WAL and orphans, and the chunks' result_size
+	Bytes   int64 // stored bytes of everything deleted
 }
 
 // ApplyRetention deletes what plan lists, in an order that keeps the
@@ -753,112 +762,40 @@ func siteLogger(log zerolog.Logger, a, s *Archive) zerolog.Logger {
 	return log.With().Str("site", s.Site).Logger()
 }
 
-// deleteBackup deletes one backup of a: main object first, then chunks.
+// deleteBackup deletes one backup of a: the main object first (after which
+// the backup is no longer listed), then every object in its chunk folder.
+// It decrypts nothing, so a daemon holding only the public key can apply
+// retention: a backup's chunks (PGHoard's and hoard's alike) all live in
+// the folder named after it, so listing the folder finds every chunk the
+// control object's manifest names, and any it does not.
 func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, res *RetentionResult, log zerolog.Logger) error {
 	b := d.Backup
 	chunkDir := BasebackupChunkDir
 	if b.Format == FormatDeltaV1 || b.Format == FormatDeltaV2 {
 		chunkDir = basebackupDeltaChunkDir
 	}
-	var chunks []ManifestChunk
-	switch b.Format {
-	case FormatBBv2, FormatDeltaV1, FormatDeltaV2:
-		m, err := a.readManifest(ctx, b.Key)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			// Deleted by an earlier, interrupted run: the folder listing
-			// below finds what is left.
-		case err != nil:
-			return fmt.Errorf("read chunk list of backup %s (retention needs the private key of every backup it deletes): %w", b.Name, err)
-		default:
-			chunks = m.Chunks
-		}
-	}
 	if err := a.Store.Delete(ctx, b.Key); err != nil {
 		return fmt.Errorf("delete backup %s: %w", b.Key, err)
 	}
 	res.Backups++
+	res.Bytes += b.StoredSize
 	log.Info().Str("backup", b.Name).Str("reason", d.Reason).Msg("deleted basebackup")
 
-	done := map[string]bool{}
-	for _, c := range chunks {
-		// A chunk always lives in its backup's folder; a manifest naming
-		// anything else is not trusted to delete it.
-		if !strings.HasPrefix(c.ChunkFilename, b.Name+"/") || strings.Contains(c.ChunkFilename, "..") {
-			log.Warn().Str("backup", b.Name).Str("key", c.ChunkFilename).Msg("manifest names a chunk outside the backup's folder; not deleting it")
-			continue
-		}
-		key := a.Layout.join(chunkDir, c.ChunkFilename)
-		if err := a.Store.Delete(ctx, key); err != nil {
-			return fmt.Errorf("delete chunk %s of backup %s: %w", key, b.Name, err)
-		}
-		done[key] = true
-		res.Chunks++
-		res.Bytes += c.ResultSize
-	}
 	folder := a.Layout.Dir(chunkDir) + b.Name + "/"
-	var rest []string
+	var chunks []storage.Object
 	err := a.Store.List(ctx, folder, func(o storage.Object) error {
-		if !done[o.Key] {
-			rest = append(rest, o.Key)
-		}
+		chunks = append(chunks, o)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("list chunks of backup %s: %w", b.Name, err)
 	}
-	for _, k := range rest {
-		if err := a.Store.Delete(ctx, k); err != nil {
-			return fmt.Errorf("delete chunk %s of backup %s: %w", k, b.Name, err)
+	for _, o := range chunks {
+		if err := a.Store.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("delete chunk %s of backup %s: %w", o.Key, b.Name, err)
 		}
 		res.Chunks++
+		res.Bytes += o.Size
 	}
 	return nil
 }
-
-// readManifest reads the JSON manifest of a control object, reading the
-// whole object so that its integrity check runs.
-func (a *Archive) readManifest(ctx context.Context, key string) (*Manifest, error) {
-	rc, _, err := a.Codec.Open(ctx, a.Store, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	var m *Manifest
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read control tar %s: %w", key, err)
-		}
-		if h.Name != ManifestName || m != nil {
-			continue
-		}
-		data, err := io.ReadAll(io.LimitReader(tr, maxManifestSize+1))
-		if err != nil {
-			return nil, fmt.Errorf("read control tar %s: %w", key, err)
-		}
-		if len(data) > maxManifestSize {
-			return nil, fmt.Errorf("control tar %s: manifest over %d bytes", key, maxManifestSize)
-		}
-		if m, err = ParseManifest(data); err != nil {
-			return nil, fmt.Errorf("control tar %s: %w", key, err)
-		}
-	}
-	// The tar reader stops at the end-of-archive blocks; the padding after
-	// them still goes through the decoder's checks.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return nil, fmt.Errorf("read control tar %s: %w", key, err)
-	}
-	if m == nil {
-		return nil, fmt.Errorf("control tar %s has no %s", key, ManifestName)
-	}
-	return m, nil
-}
-
-// maxManifestSize bounds the manifest read into memory; a delta manifest
-// lists every file of the cluster, so it is generous.
-const maxManifestSize = 1 << 30

@@ -634,6 +634,34 @@ func TestArchive_ApplyRetention(t *testing.T) {
 			t.Errorf("second plan is not empty: %+v", again)
 		}
 	})
+	// A daemon that holds only the public key (all it needs to back up)
+	// deletes backups too: retention never decrypts.
+	t.Run("PublicKeyOnly", func(t *testing.T) {
+		f := newRetentionFixture(t)
+		ctx := context.Background()
+		full := f.a.Codec
+		pubOnly := &Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, RequireEncryption: true}
+		f.a.Codec, f.old.Codec = pubOnly, pubOnly
+		plan, err := f.a.PlanRetention(ctx, f.policy, f.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.a.ApplyRetention(ctx, plan, zerolog.Nop())
+		if err != nil {
+			t.Fatalf("retention with the public key only: %v", err)
+		}
+		if diff := cmp.Diff(f.keep, allKeys(t, f.a)); diff != "" {
+			t.Errorf("objects after retention (-want +got):\n%s", diff)
+		}
+		if res.Backups != 1 || res.Chunks != 1 || res.Bytes == 0 {
+			t.Errorf("deleted %d backups, %d chunks, %d bytes; want 1, 1 and their size (as with the private key)", res.Backups, res.Chunks, res.Bytes)
+		}
+		if !strings.Contains(strings.Join(plan.Notes, "\n"), "checked without decrypting") {
+			t.Errorf("plan notes %q do not say the backups were checked without decrypting", plan.Notes)
+		}
+		f.a.Codec = full
+		checkIntact(t, f.a, f.keep)
+	})
 	t.Run("ErrPreservationUnreadable", func(t *testing.T) {
 		f := newRetentionFixture(t)
 		ctx := context.Background()
@@ -783,6 +811,22 @@ func TestArchive_PlanRetentionKnownGood(t *testing.T) {
 		}
 		return p
 	}
+	// With the public key only, a missing chunk still keeps the older
+	// backup: the sealed check counts the chunks.
+	t.Run("ErrChunkMissingPublicKeyOnly", func(t *testing.T) {
+		a, dir, newest := setup(t)
+		full := a.Codec
+		a.Codec = &Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey}
+		if p := plan(t, a); len(p.Delete) != 1 {
+			t.Fatalf("sound backups, public key only: plan deletes %+v, want the older backup", p.Delete)
+		}
+		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(newest[1]))); err != nil {
+			t.Fatal(err)
+		}
+		if p := plan(t, a); len(p.Delete) != 0 || len(p.Damaged) != 1 {
+			t.Fatalf("newest backup misses a chunk, public key only: plan deletes %+v, damaged %q", p.Delete, p.Damaged)
+		}
+	})
 	t.Run("OK", func(t *testing.T) {
 		a, _, _ := setup(t)
 		p := plan(t, a)

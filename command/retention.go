@@ -31,7 +31,9 @@ func retentionCommand() *cli.Command {
 			"backup's control object must decode and its chunks exist with their sizes, and the newest\n" +
 			"that passes is decoded in full. When none passes, older backups are kept instead, up to\n" +
 			"the newest that decodes in full; the output names the damaged backups (DAMAGED) and the\n" +
-			"daemon raises the backup_damaged alert.\n\n" +
+			"daemon raises the backup_damaged alert. With the public key only (a daemon that cannot\n" +
+			"decrypt), retention still works: a backup is checked without decrypting, its chunk count\n" +
+			"and sizes against its metadata, and the plan says so.\n\n" +
 			"WAL files (segments, .partial and .backup files) before the lowest start segment of the\n" +
 			"kept backups are deleted, on every timeline; .history files are never deleted. Chunk\n" +
 			"folders left by interrupted backups or deletions are removed once nothing was written in\n" +

@@ -199,7 +199,7 @@ func (b *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, Object, e
 		// HTTP's Last-Modified, from which some drivers take the reader's
 		// time, has whole seconds only.
 		if r.Size() == attrs.Size && r.ModTime().Truncate(time.Second).Equal(attrs.ModTime.Truncate(time.Second)) {
-			return r, Object{Key: key, Size: r.Size(), Modified: attrs.ModTime, Metadata: b.readMetadata(attrs.Metadata)}, nil
+			return r, Object{Key: key, Size: r.Size(), Modified: attrs.ModTime, Changed: attrs.ModTime, Metadata: b.readMetadata(attrs.Metadata)}, nil
 		}
 		_ = r.Close()
 		if attempt == 3 {
@@ -223,7 +223,7 @@ func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
 	if err != nil {
 		return Object{}, b.errorf(ctx, "stat", key, err)
 	}
-	return Object{Key: key, Size: attrs.Size, Modified: attrs.ModTime, Metadata: b.readMetadata(attrs.Metadata)}, nil
+	return Object{Key: key, Size: attrs.Size, Modified: attrs.ModTime, Changed: attrs.ModTime, Metadata: b.readMetadata(attrs.Metadata)}, nil
 }
 
 // List calls fn for each object under prefix in lexical order; every backend
@@ -241,7 +241,7 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error)
 		if o.IsDir {
 			continue
 		}
-		if err := fn(Object{Key: o.Key, Size: o.Size, Modified: o.ModTime}); err != nil {
+		if err := fn(Object{Key: o.Key, Size: o.Size, Modified: o.ModTime, Changed: o.ModTime}); err != nil {
 			return err
 		}
 	}

@@ -576,7 +576,7 @@ func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 	if err != nil {
 		return nil, Object{}, err
 	}
-	return f, Object{Key: key, Size: fi.Size(), Modified: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
+	return f, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
 }
 
 // OpenRange returns a section of the object's file.
@@ -614,7 +614,7 @@ func (l *Local) Stat(ctx context.Context, key string) (Object, error) {
 		return Object{}, err
 	}
 	_ = f.Close()
-	return Object{Key: key, Size: fi.Size(), Modified: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
+	return Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
 }
 
 func later(a, b time.Time) time.Time {
@@ -680,7 +680,7 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		if err != nil {
 			return nil // removed while listing
 		}
-		objs = append(objs, Object{Key: key, Size: fi.Size(), Modified: later(changeTime(fi), changeTime(sfi))})
+		objs = append(objs, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi))})
 		return nil
 	})
 	if err != nil {

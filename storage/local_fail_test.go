@@ -116,7 +116,7 @@ func TestLocal_List_RemovesStaleTemps(t *testing.T) {
 
 // An object's time is the storage's: setting the file's or the sidecar's
 // modification time back does not make it older.
-func TestLocal_Modified_IsChangeTime(t *testing.T) {
+func TestLocal_Changed_IsChangeTime(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	st := storage.NewLocal(dir)
@@ -141,9 +141,9 @@ func TestLocal_Modified_IsChangeTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc.Close()
-	for what, m := range map[string]time.Time{"Stat": o.Modified, "Open": opened.Modified} {
+	for what, m := range map[string]time.Time{"Stat": o.Changed, "Open": opened.Changed} {
 		if m.Before(before) {
-			t.Errorf("%s: Modified = %v after utimes to %v, want the change time (after %v)", what, m, past, before)
+			t.Errorf("%s: Changed = %v after utimes to %v, want the change time (after %v)", what, m, past, before)
 		}
 	}
 }

@@ -30,15 +30,16 @@ type Metadata map[string]string
 
 // Object describes one stored object as a listing or Stat sees it.
 type Object struct {
-	Key  string // full key, relative to the store's root
-	Size int64  // stored (encoded) size in bytes
-	// Modified is when the storage last wrote the object, as the storage
+	Key      string    // full key, relative to the store's root
+	Size     int64     // stored (encoded) size in bytes
+	Modified time.Time // last modification time, as the backend reports it (local: the file's mtime)
+	// Changed is when the storage last wrote the object, as the storage
 	// itself records it, never a time the writer chose: S3's and Azure's
 	// Last-Modified, GCS's updated time, and for a local store the later
 	// inode change time (ctime) of the object's file and its sidecar,
-	// which utimes(2) cannot set. Rewriting an object, or its metadata,
-	// moves it forward.
-	Modified time.Time
+	// which utimes(2) cannot set, unlike Modified. Rewriting an object, or
+	// its metadata, moves it forward.
+	Changed  time.Time
 	Metadata Metadata // filled by Stat and Open; nil in listings
 }
 

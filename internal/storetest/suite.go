@@ -59,8 +59,8 @@ func Run(t *testing.T, newStore func(t testing.TB) storage.Store) {
 		if err != nil {
 			t.Fatalf("Stat: %v", err)
 		}
-		if o.Key != walKey || o.Size != int64(len(data)) || o.Modified.IsZero() {
-			t.Errorf("Stat = %q size %d modified %v, want %q size %d and a time", o.Key, o.Size, o.Modified, walKey, len(data))
+		if o.Key != walKey || o.Size != int64(len(data)) || o.Modified.IsZero() || o.Changed.IsZero() {
+			t.Errorf("Stat = %q size %d modified %v changed %v, want %q size %d and times", o.Key, o.Size, o.Modified, o.Changed, walKey, len(data))
 		}
 		if diff := cmp.Diff(md, o.Metadata); diff != "" {
 			t.Errorf("Stat metadata (-want +got):\n%s", diff)
@@ -446,8 +446,8 @@ func mustRead(t *testing.T, st storage.Store, key string) ([]byte, storage.Metad
 	if err != nil {
 		t.Fatalf("read %s: %v", key, err)
 	}
-	if o.Key != key || o.Size != int64(len(data)) || o.Modified.IsZero() {
-		t.Errorf("Open %s = key %q size %d modified %v; want the key, the %d bytes read and a time", key, o.Key, o.Size, o.Modified, len(data))
+	if o.Key != key || o.Size != int64(len(data)) || o.Modified.IsZero() || o.Changed.IsZero() {
+		t.Errorf("Open %s = key %q size %d modified %v changed %v; want the key, the %d bytes read and times", key, o.Key, o.Size, o.Modified, o.Changed, len(data))
 	}
 	return data, o.Metadata
 }
