@@ -17,11 +17,15 @@ func createKeysCommand() *cli.Command {
 		Usage: "make an RSA key pair for encrypting backups",
 		Description: "Makes an RSA key pair (public exponent 65537) in PGHoard's PEM forms: the private key\n" +
 			"as unencrypted PKCS#8, the public key as SubjectPublicKeyInfo. With --config it adds the\n" +
-			"pair to the site's encryption_keys in that file and makes it the site's encryption_key_id\n" +
-			"(the file is rewritten atomically with mode 0600); an existing key id is refused.\n" +
+			"pair to the site's encryption_keys in that file and makes it the site's encryption_key_id;\n" +
+			"an existing key id is refused. The file is replaced atomically and keeps its owner, group\n" +
+			"and mode, less any permission for others (it now holds a private key), so a service user\n" +
+			"that could read it still can after `sudo hoard create-keys`.\n" +
 			"Without a configuration file it prints a JSON snippet to paste into one.\n\n" +
-			"The daemon, basebackup and wal-push need only the public key; restore, wal-fetch and\n" +
-			"verify need the private key. Keep a copy of the private key outside the backup host.",
+			"The daemon (retention included), basebackup and wal-push need only the public key;\n" +
+			"restore, wal-fetch and verify need the private key. Keep a copy of the private key\n" +
+			"outside the backup host. A site with encryption keys reads only encrypted objects (see\n" +
+			"unencrypted_objects_before in docs/configuration.md for archives from before).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "key-id", Usage: "name of the new key `ID`", Required: true},
 			&cli.IntFlag{Name: "bits", Usage: "RSA key size in bits", Value: 3072},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/hoardbackup/hoard/config"
@@ -61,8 +62,8 @@ func TestCreateKeys_Config(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("config mode %v after adding a private key, want 0600", fi.Mode().Perm())
+	if fi.Mode().Perm() != 0o640 {
+		t.Errorf("config mode %v after adding a private key to a 0644 file, want 0640 (nothing for others)", fi.Mode().Perm())
 	}
 	cfg, err := config.Load(path, func(string) string { return "" })
 	if err != nil {
@@ -77,4 +78,51 @@ func TestCreateKeys_Config(t *testing.T) {
 			t.Errorf("second create-keys with the same id: exit %d, want %d", got, ExitUsage)
 		}
 	})
+}
+
+// `sudo hoard create-keys --config F` keeps F's owner, group and mode, so
+// the service user can still read it.
+func TestCreateKeys_KeepsOwnerGroupMode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the file another owner")
+	}
+	for _, tc := range []struct {
+		mode, want os.FileMode
+	}{{0o640, 0o640}, {0o600, 0o600}, {0o660, 0o660}, {0o644, 0o640}} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "hoard.json")
+			if err := os.WriteFile(path, []byte(`{"backup_location": "/tmp/x", "backup_sites": {"db1": {}}}`), tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			const uid, gid = 65534, 65533
+			if err := os.Chown(path, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+			if got := run(t, "--config", path, "create-keys", "--key-id", "k1", "--bits", "2048"); got != ExitOK {
+				t.Fatalf("create-keys: exit %d", got)
+			}
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if st.Uid != uid || st.Gid != gid || fi.Mode().Perm() != tc.want {
+				t.Errorf("after create-keys: owner %d:%d mode %v, want %d:%d %v", st.Uid, st.Gid, fi.Mode().Perm(), uid, gid, tc.want)
+			}
+			cfg, err := config.Load(path, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, k, ok := cfg.BackupSites["db1"].EncryptionKey(); !ok || k.Private == "" {
+				t.Errorf("key not added")
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+				t.Errorf("directory holds %d entries, want only the configuration", len(entries))
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -88,14 +89,24 @@ func openSite(c *cli.Context) (*siteEnv, error) {
 
 // siteCodec builds the object codec from the global compression settings
 // and the site's keys. Private keys are optional: writers need only the
-// public key, readers only the private keys of the objects they read.
+// public key, readers only the private keys of the objects they read. A
+// site with any encryption key reads only encrypted objects, but for those
+// the storage wrote before unencrypted_objects_before.
 func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 	host, _ := os.Hostname()
 	codec := &archive.Codec{
-		Compression: cfg.Compression.Algorithm,
-		Level:       cfg.Compression.Level,
-		PrivateKeys: map[string]*rsa.PrivateKey{},
-		Host:        host,
+		Compression:       cfg.Compression.Algorithm,
+		Level:             cfg.Compression.Level,
+		PrivateKeys:       map[string]*rsa.PrivateKey{},
+		Host:              host,
+		RequireEncryption: site.EncryptionKeyID != "" || len(site.EncryptionKeys) > 0,
+	}
+	if v := site.UnencryptedObjectsBefore; v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return nil, usagef("", "backup_sites.%s.unencrypted_objects_before: %v", site.Name, err)
+		}
+		codec.UnencryptedBefore = t
 	}
 	for id, k := range site.EncryptionKeys {
 		if k.Private == "" {
@@ -184,6 +195,13 @@ func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 			if _, ok := codec.PrivateKeys[id]; !ok {
 				codec.PrivateKeys[id] = k
 			}
+		}
+		// WAL and backups of an old site are restored into this one: an
+		// old site without keys must not be a way around this site's
+		// encryption, so it reads as strictly as this site does.
+		if env.archive.Codec.RequireEncryption && !codec.RequireEncryption {
+			codec.RequireEncryption = true
+			codec.UnencryptedBefore = env.archive.Codec.UnencryptedBefore
 		}
 		limits, err := rateLimits(c, s)
 		if err != nil {

@@ -15,8 +15,10 @@ import (
 // of the JSON file at path and makes it the site's encryption_key_id. Every
 // other key and value is kept in its order; the file is re-indented with 4
 // spaces. It refuses a key id that already exists (ErrKeyExists). site ""
-// means the only site. The file is replaced atomically with mode 0600, since
-// it now holds a private key.
+// means the only site. The file is replaced atomically and keeps its owner,
+// group and mode, less any permission for others, since it now holds a
+// private key: `sudo hoard create-keys` on a root:postgres 0640 file leaves
+// a root:postgres 0640 file that the service can still read.
 func AddEncryptionKey(path, site, keyID, publicPEM, privatePEM string) error {
 	if keyID == "" {
 		return errors.New("add encryption key: empty key id")
@@ -72,7 +74,7 @@ func AddEncryptionKey(path, site, keyID, publicPEM, privatePEM string) error {
 		return fmt.Errorf("add encryption key: %w", err)
 	}
 	buf.WriteByte('\n')
-	if err := writeFileAtomic(path, buf.Bytes(), 0o600); err != nil {
+	if err := replaceFile(path, buf.Bytes()); err != nil {
 		return fmt.Errorf("add encryption key: %w", err)
 	}
 	return nil
@@ -202,7 +204,32 @@ func marshal(v any) ([]byte, error) {
 // writeFileAtomic writes data to a temporary file in path's directory,
 // fsyncs it, renames it over path and fsyncs the directory, so a crash
 // leaves either the old or the new file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+// replaceFile replaces the file at path with data atomically, keeping its
+// owner, group and mode less the permissions for others. It refuses, rather
+// than hand the file to another owner, when it cannot give the new file the
+// old one's owner and group (not root, and not their owner).
+func replaceFile(path string, data []byte) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	mode := fi.Mode().Perm() &^ 0o007
+	uid, gid, ok := fileOwner(fi)
+	if !ok {
+		return writeFileAtomic(path, data, mode, nil)
+	}
+	return writeFileAtomic(path, data, mode, func(f *os.File) error {
+		if err := f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("keep owner %d and group %d of %s (run as root or as the file's owner): %w", uid, gid, path, err)
+		}
+		return nil
+	})
+}
+
+// writeFileAtomic writes data to a temp file beside path with mode, runs
+// prepare on it (nil: nothing), fsyncs it, renames it over path and fsyncs
+// the directory.
+func writeFileAtomic(path string, data []byte, mode os.FileMode, prepare func(*os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -215,6 +242,12 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
+	if prepare != nil {
+		if err = prepare(f); err != nil {
+			return err
+		}
+	}
+	// After the chown, which clears set-id bits.
 	if err = f.Chmod(mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, err)
 	}

@@ -68,8 +68,9 @@ func TestAddEncryptionKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fi.Mode().Perm(); got != 0o600 {
-			t.Errorf("mode = %o, want 600", got)
+		// The file's mode is kept, without the permissions for others.
+		if got := fi.Mode().Perm(); got != 0o640 {
+			t.Errorf("mode = %o, want 640", got)
 		}
 		entries, _ := os.ReadDir(filepath.Dir(p))
 		if len(entries) != 1 {

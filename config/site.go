@@ -45,6 +45,10 @@ type Site struct {
 
 	EncryptionKeyID string // "" = no encryption
 	EncryptionKeys  map[string]EncryptionKey
+	// UnencryptedObjectsBefore is an RFC 3339 time ("" = none): in a site
+	// with encryption keys, unencrypted objects the storage last wrote
+	// before it are still read.
+	UnencryptedObjectsBefore string
 
 	ObjectStorage ObjectStorage
 	MovedFrom     []string // older names of the site

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate checks the whole configuration and returns a *ValidationError
@@ -168,6 +169,14 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 			if _, err := parseKV(n.ConnStr); err != nil {
 				ps.add(fmt.Sprintf("%s.nodes[%d]", p, i), "%v", err)
 			}
+		}
+	}
+	if s.UnencryptedObjectsBefore != "" {
+		switch t, err := time.Parse(time.RFC3339, s.UnencryptedObjectsBefore); {
+		case err != nil:
+			ps.add(p+".unencrypted_objects_before", "%q is not an RFC 3339 time such as 2024-05-01T00:00:00Z", s.UnencryptedObjectsBefore)
+		case t.After(time.Now()):
+			ps.add(p+".unencrypted_objects_before", "%s is in the future: set it to when encryption was switched on", s.UnencryptedObjectsBefore)
 		}
 	}
 	if s.EncryptionKeyID != "" {
