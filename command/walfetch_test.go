@@ -3,15 +3,123 @@ package command
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
+
+// objectStorageJSON renders c as a site's object_storage.
+func objectStorageJSON(c storage.Config) map[string]any {
+	switch c.Type {
+	case "s3":
+		return map[string]any{"storage_type": "s3", "region": c.Region, "bucket_name": c.BucketName,
+			"aws_access_key_id": c.AccessKeyID, "aws_secret_access_key": c.SecretAccessKey,
+			"host": c.Host, "port": c.Port, "is_secure": false, "prefix": c.Prefix}
+	case "azure":
+		return map[string]any{"storage_type": "azure", "account_name": c.AccountName, "account_key": c.AccountKey,
+			"bucket_name": c.BucketName, "host": c.Host, "port": c.Port, "is_secure": false, "prefix": c.Prefix}
+	case "google":
+		return map[string]any{"storage_type": "google", "project_id": c.ProjectID, "bucket_name": c.BucketName, "prefix": c.Prefix}
+	}
+	return map[string]any{"storage_type": "local", "directory": c.Directory, "prefix": c.Prefix}
+}
+
+// writeSiteConfig writes a one-site configuration using c and returns its
+// path.
+func writeSiteConfig(t *testing.T, c storage.Config) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := map[string]any{
+		"backup_location":  filepath.Join(dir, "state"),
+		"restore_prefetch": 0,
+		"backup_sites": map[string]any{"s": map[string]any{
+			"active_backup_mode": "archive_command",
+			"object_storage":     objectStorageJSON(c),
+		}},
+	}
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "hoard.json")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// wal-fetch exits 1, which PostgreSQL takes as the end of the archive,
+// only when the storage answered that the file does not exist; a missing
+// bucket, container or storage directory, and a local object whose
+// sidecar outlived its file, exit 255 on every backend.
+func TestWALFetch_ExitCodes(t *testing.T) {
+	const name = "000000010000000000000003"
+	seg := waltest.Segment(t, name, 1<<20, 3)
+	for _, srv := range []struct {
+		name string
+		cfg  func(t *testing.T) storage.Config
+	}{
+		{"Local", func(t *testing.T) storage.Config { return storetest.Local(t) }},
+		{"MinIO", func(t *testing.T) storage.Config { return storetest.MinIO(t) }},
+		{"Azurite", func(t *testing.T) storage.Config { return storetest.Azurite(t) }},
+		{"FakeGCS", func(t *testing.T) storage.Config { return storetest.FakeGCS(t) }},
+	} {
+		t.Run(srv.name, func(t *testing.T) {
+			c := srv.cfg(t)
+			c.Prefix = "p"
+			cfg := writeSiteConfig(t, c)
+			walDir := t.TempDir()
+			src := filepath.Join(walDir, name)
+			if err := os.WriteFile(src, seg, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if got := run(t, "--config", cfg, "wal-push", src); got != ExitOK {
+				t.Fatalf("wal-push: exit %d", got)
+			}
+			dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+			if got := run(t, "--config", cfg, "wal-fetch", name, dest); got != ExitOK {
+				t.Fatalf("wal-fetch of an archived segment: exit %d", got)
+			}
+			if got := run(t, "--config", cfg, "wal-fetch", "000000010000000000000004", dest); got != exitWALMissing {
+				t.Errorf("wal-fetch of a segment not in the archive: exit %d, want %d", got, exitWALMissing)
+			}
+			if got := run(t, "--config", cfg, "wal-fetch", "00000002.history", dest); got != exitWALMissing {
+				t.Errorf("wal-fetch of a history file not in the archive: exit %d, want %d", got, exitWALMissing)
+			}
+			missing := c
+			switch c.Type {
+			case "local":
+				missing.Directory = filepath.Join(t.TempDir(), "unmounted")
+			default:
+				missing.BucketName = "no-such-bucket"
+			}
+			if got := run(t, "--config", writeSiteConfig(t, missing), "wal-fetch", name, dest); got != exitWALFatal {
+				t.Errorf("wal-fetch from a missing bucket or directory: exit %d, want %d", got, exitWALFatal)
+			}
+			if c.Type != "local" {
+				return
+			}
+			empty := c
+			empty.Directory, empty.Prefix = t.TempDir(), ""
+			if got := run(t, "--config", writeSiteConfig(t, empty), "wal-fetch", name, dest); got != exitWALFatal {
+				t.Errorf("wal-fetch from an empty storage directory (unmounted volume): exit %d, want %d", got, exitWALFatal)
+			}
+			if err := os.Remove(filepath.Join(c.Directory, "p", "s", "xlog", name)); err != nil {
+				t.Fatal(err)
+			}
+			if got := run(t, "--config", cfg, "wal-fetch", name, dest); got != exitWALFatal {
+				t.Errorf("wal-fetch of an object whose sidecar outlived its file: exit %d, want %d", got, exitWALFatal)
+			}
+		})
+	}
+}
 
 // TestWALFetch_SpoolLogLink: a link planted at the prefetch worker's log
 // (pg_wal/hoard-prefetch/worker.log, in a restored data directory) is
