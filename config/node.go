@@ -109,11 +109,13 @@ func quoteKV(v string) string {
 	}
 	var b strings.Builder
 	b.WriteByte('\'')
-	for _, r := range v {
-		if r == '\'' || r == '\\' {
+	// Byte by byte: a value that is not UTF-8 (a password from PG*
+	// variables) must come back unchanged, not with U+FFFD in it.
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\'' || v[i] == '\\' {
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(v[i])
 	}
 	b.WriteByte('\'')
 	return b.String()

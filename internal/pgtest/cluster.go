@@ -147,6 +147,18 @@ func Start(t testing.TB, opts Options) *Cluster {
 // left to its owner.
 func StartDataDir(t testing.TB, major int, dataDir string, conf map[string]string) *Cluster {
 	t.Helper()
+	c, err := TryStartDataDir(t, major, dataDir, conf)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return c
+}
+
+// TryStartDataDir is StartDataDir for a directory that may not start (a
+// recovery expected to fail): it returns pg_ctl's error, with the server
+// log's new lines, instead of failing the test. c.Log() has the whole log.
+func TryStartDataDir(t testing.TB, major int, dataDir string, conf map[string]string) (*Cluster, error) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("pgtest: -short skips tests that start PostgreSQL")
 	}
@@ -176,8 +188,7 @@ func StartDataDir(t testing.TB, major int, dataDir string, conf map[string]strin
 		t.Fatalf("pgtest: chmod %s: %v", dataDir, err)
 	}
 	t.Cleanup(func() { c.cleanup(t) })
-	c.Start(t)
-	return c
+	return c, c.tryStart(t)
 }
 
 // openParents adds search permission for others to the parents of dir that
@@ -206,6 +217,15 @@ func openParents(t testing.TB, dir string) {
 // connection strings (a standby's primary_conninfo) stay valid.
 func (c *Cluster) Start(t testing.TB) {
 	t.Helper()
+	if err := c.tryStart(t); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}
+
+// tryStart starts the cluster, retrying on a port taken meanwhile, and
+// returns pg_ctl's error with the server log written by the attempt.
+func (c *Cluster) tryStart(t testing.TB) error {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
 		if c.Port == 0 || attempt > 0 {
 			c.Port = freePort(t)
@@ -215,13 +235,13 @@ func (c *Cluster) Start(t testing.TB) {
 			"-t", strconv.Itoa(int(startTimeout/time.Second)),
 			"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", c.Port, c.SocketDir)).CombinedOutput()
 		if err == nil {
-			return
+			return nil
 		}
 		log := c.Log()[offset:]
 		if attempt < 5 && (strings.Contains(log, "could not bind") || strings.Contains(log, "Address already in use")) {
 			continue
 		}
-		t.Fatalf("pgtest: start PostgreSQL %d: %v\n%s\nserver log:\n%s", c.Major, err, out, log)
+		return fmt.Errorf("start PostgreSQL %d: %v\n%s\nserver log:\n%s", c.Major, err, out, log)
 	}
 }
 

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRecoveryRefusesBadArchive restores an encrypted site and starts
+// PostgreSQL on it, with hoard wal-fetch as restore_command, after the
+// segment holding the last rows was replaced by someone without the key,
+// or its local object file lost its data. wal-fetch must stop recovery
+// (exit 255, PostgreSQL shuts down with an error), not serve the planted
+// plaintext, and not answer "not in the archive", which would end recovery
+// early and promote a server without those rows.
+func TestRecoveryRefusesBadArchive(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	s := newSite(t, siteOptions{Encrypt: true})
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+	s.use(src)
+	src.Exec(t, "create table t (id int primary key)")
+	s.mustHoard("basebackup", "--fast")
+	// The backup's WAL is archived; the rows go into later segments, which
+	// restore does not need before PostgreSQL starts.
+	switchAndWaitArchived(t, src)
+	src.Exec(t, "insert into t select generate_series(1, 1000)")
+	seg := switchAndWaitArchived(t, src)
+	src.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'more')")
+	switchAndWaitArchived(t, src)
+
+	key := s.name + "/xlog/" + seg
+	obj := filepath.Join(s.storeDir, filepath.FromSlash(key))
+	orig, origMD := readFile(t, obj), readFile(t, obj+".metadata")
+	restoreObject := func() { s.writeFile(obj, orig); s.writeFile(obj+".metadata", origMD) }
+
+	// recover restores the backup, then runs damage (restore itself
+	// refuses an archive with a listed gap), then starts PostgreSQL.
+	recover := func(t *testing.T, damage func()) (*pgtest.Cluster, error) {
+		t.Helper()
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		s.mustHoard("restore", "--target-dir", dir)
+		damage()
+		return pgtest.TryStartDataDir(t, major, dir, noArchiving)
+	}
+
+	t.Run("OK", func(t *testing.T) {
+		c, err := recover(t, func() {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.WaitRecoveryDone(t, 3*time.Minute)
+		if got := c.QueryString(t, "select count(*) from t"); got != "1000" {
+			t.Fatalf("restored rows = %s, want 1000", got)
+		}
+		c.Stop(t)
+	})
+
+	t.Run("ErrPlantedPlaintext", func(t *testing.T) {
+		defer restoreObject()
+		// The genuine segment, stored again without encryption, as a writer
+		// without the key would store a segment of their own.
+		plain := filepath.Join(s.dir, "plain-"+seg)
+		s.mustHoard("object", "get", key, "-o", plain)
+		keyless := s.keylessConfig(t)
+		_, err := recover(t, func() {
+			cmd := exec.Command(hoardBin, "--config", keyless, "object", "put", plain, key)
+			cmd.Env = minimalEnv()
+			pgtest.RunAs(cmd)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("plant plaintext %s: %v\n%s", key, err, out)
+			}
+			if md := string(readFile(t, obj+".metadata")); strings.Contains(md, "encryption-key-id") {
+				t.Fatalf("planted object is still encrypted: %s", md)
+			}
+		})
+		if err == nil {
+			t.Fatalf("PostgreSQL finished recovery through a planted unencrypted segment %s", seg)
+		}
+		if !strings.Contains(err.Error(), "refused as tampered") || !strings.Contains(err.Error(), seg) {
+			t.Errorf("recovery failed, but the log does not show wal-fetch refusing %s:\n%v", seg, err)
+		}
+	})
+
+	t.Run("ErrObjectFileMissing", func(t *testing.T) {
+		defer restoreObject()
+		_, err := recover(t, func() {
+			if err := os.Remove(obj); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if err == nil {
+			t.Fatalf("PostgreSQL finished recovery although %s lost its data: wal-fetch said it is not archived", seg)
+		}
+		if !strings.Contains(err.Error(), "has a metadata sidecar but no object file") {
+			t.Errorf("recovery failed, but the log does not show why:\n%v", err)
+		}
+	})
+}
+
+// keylessConfig writes a copy of the site's configuration without its
+// encryption keys: what someone who can write the storage, but holds no
+// key, could use.
+func (s *site) keylessConfig(t *testing.T) string {
+	t.Helper()
+	var cfg map[string]any
+	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+	delete(site, "encryption_key_id")
+	delete(site, "encryption_keys")
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(s.dir, "keyless.json")
+	s.writeFile(p, data)
+	return p
+}
