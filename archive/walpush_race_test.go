@@ -27,6 +27,7 @@ func TestArchive_PushWAL_ConcurrentWriters(t *testing.T) {
 		{"MinIO", func(t *testing.T) storage.Config { return storetest.MinIO(t) }},
 		{"Azurite", func(t *testing.T) storage.Config { return storetest.Azurite(t) }},
 		{"FakeGCS", func(t *testing.T) storage.Config { return storetest.FakeGCS(t) }},
+		{"Swift", func(t *testing.T) storage.Config { return storetest.Swift(t) }},
 	}
 	for _, srv := range servers {
 		t.Run(srv.name, func(t *testing.T) {

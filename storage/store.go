@@ -54,7 +54,9 @@ type Store interface {
 	// Create is Put that never replaces: it stores r under key only if no
 	// object exists there, atomically, in the backend itself (local: a hard
 	// link, which fails on an existing name; S3: a conditional PUT with
-	// If-None-Match: *; GCS: ifGenerationMatch=0; Azure: If-None-Match: *).
+	// If-None-Match: *; GCS: ifGenerationMatch=0; Azure: If-None-Match: *;
+	// Swift: If-None-Match: *, which Swift does not check atomically: see
+	// Swift.Create).
 	// Of concurrent Creates of one key exactly one succeeds; the others
 	// return an error wrapping ErrExist and leave the object as the winner
 	// wrote it. A Create whose success was not seen (a lost response, then

@@ -23,10 +23,6 @@ import (
 
 var _ Store = (*Swift)(nil)
 
-// ErrExist is returned (wrapped) when an object is created only if absent
-// and one already exists under the key. Test with errors.Is.
-var ErrExist = errors.New("object already exists")
-
 // Swift is a Store on an OpenStack Swift container, laid out as rohmu lays
 // it out, so that PGHoard and hoard read each other's objects:
 //
@@ -332,6 +328,42 @@ func (s *Swift) Put(ctx context.Context, key string, r io.Reader, md Metadata) e
 	return s.put(ctx, "put", key, r, md, false)
 }
 
+// Create stores r under key only if no object is there: the object, or a
+// large object's manifest, is written with If-None-Match: *. See put.
+//
+// Swift checks If-None-Match when a PUT reaches the object server, not
+// atomically with the write: two PUTs of one name that start before either
+// ends both pass the check, both succeed, and the one with the later
+// timestamp replaces the other (seen with Swift 2.x's all-in-one in
+// storetest: several of ten concurrent Creates succeed). Create narrows
+// that window: it stores a random hoard-create-id with the object and,
+// after the PUT, reads the object's metadata back; another writer's id
+// means another write landed after this one, and Create returns ErrExist,
+// so its caller compares. A writer whose PUT ends after this check can
+// still replace the object: on Swift, do not run two archivers of one site.
+func (s *Swift) Create(ctx context.Context, key string, r io.Reader, md Metadata) error {
+	id := uploadID()
+	tagged := make(Metadata, len(md)+1)
+	for k, v := range md {
+		tagged[k] = v
+	}
+	tagged[swiftCreateID] = id
+	if err := s.put(ctx, "create", key, r, tagged, true); err != nil {
+		return err
+	}
+	o, err := s.Stat(ctx, key)
+	if err != nil {
+		return fmt.Errorf("create %s: read back: %w", key, err)
+	}
+	if o.Metadata[swiftCreateID] != id {
+		return fmt.Errorf("create %s: another writer stored it at the same time: %w", key, ErrExist)
+	}
+	return nil
+}
+
+// swiftCreateID is the metadata key of Create's upload id.
+const swiftCreateID = "hoard-create-id"
+
 // put reads up to readAhead bytes. An object that ends there is one PUT
 // with its length and MD5 (Swift checks both). A longer one goes up as
 // segments, each streamed from r with chunked encoding and its MD5 checked
@@ -537,19 +569,25 @@ func (s *Swift) deleteSegments(ctx context.Context, manifest string) {
 
 // Open streams the object (a large object's segments in order) and
 // returns its metadata.
-func (s *Swift) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
+func (s *Swift) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
 	name, err := s.name(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open: %w", err)
+		return nil, Object{}, fmt.Errorf("open: %w", err)
 	}
 	if err := s.auth(ctx); err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", key, err)
+		return nil, Object{}, fmt.Errorf("open %s: %w", key, err)
 	}
 	f, h, err := s.c.ObjectOpen(ctx, s.container, name, true, nil)
 	if err != nil {
-		return nil, nil, s.errorf(ctx, "open", key, err)
+		return nil, Object{}, s.errorf(ctx, "open", key, err)
 	}
-	return f, readSwiftMetadata(h), nil
+	// The GET's own headers: the time and size of the bytes read.
+	o := Object{Key: key, Metadata: readSwiftMetadata(h)}
+	o.Size, _ = strconv.ParseInt(h["Content-Length"], 10, 64)
+	if t, err := http.ParseTime(h["Last-Modified"]); err == nil {
+		o.Modified, o.Changed = t, t
+	}
+	return f, o, nil
 }
 
 // OpenRange streams length bytes from offset (length < 0: to the end).
@@ -592,7 +630,7 @@ func (s *Swift) Stat(ctx context.Context, key string) (Object, error) {
 	if err != nil {
 		return Object{}, s.errorf(ctx, "stat", key, err)
 	}
-	return Object{Key: key, Size: info.Bytes, Modified: info.LastModified, Metadata: readSwiftMetadata(h)}, nil
+	return Object{Key: key, Size: info.Bytes, Modified: info.LastModified, Changed: info.LastModified, Metadata: readSwiftMetadata(h)}, nil
 }
 
 // List lists the container under prefix, in Swift's (lexical) order,
@@ -633,7 +671,7 @@ func (s *Swift) List(ctx context.Context, prefix string, fn func(Object) error) 
 				}
 				size = info.Bytes
 			}
-			if err := fn(Object{Key: key, Size: size, Modified: o.LastModified}); err != nil {
+			if err := fn(Object{Key: key, Size: size, Modified: o.LastModified, Changed: o.LastModified}); err != nil {
 				return err
 			}
 		}
