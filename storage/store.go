@@ -56,8 +56,8 @@ type Store interface {
 	// link, which fails on an existing name; S3: a conditional PUT with
 	// If-None-Match: *; GCS: ifGenerationMatch=0; Azure: If-None-Match: *;
 	// Swift: If-None-Match: *, which Swift does not check atomically: see
-	// Swift.Create).
-	// Of concurrent Creates of one key exactly one succeeds; the others
+	// Swift.Create). Of concurrent Creates of one key exactly one succeeds
+	// (on Swift, almost always); the others
 	// return an error wrapping ErrExist and leave the object as the winner
 	// wrote it. A Create whose success was not seen (a lost response, then
 	// a retry) can also meet its own object as ErrExist: callers compare
