@@ -242,6 +242,13 @@ func (c *Codec) Decode(key string, r io.Reader, md storage.Metadata) (io.ReadClo
 	return c.decode(key, r, md, time.Time{})
 }
 
+// DecodeObject is Decode for an object opened with storage.Store.Open: it
+// knows the storage's time of the object (obj.Changed), which
+// UnencryptedBefore needs.
+func (c *Codec) DecodeObject(key string, r io.Reader, obj storage.Object) (io.ReadCloser, error) {
+	return c.decode(key, r, obj.Metadata, obj.Changed)
+}
+
 // checkEncrypted applies RequireEncryption and UnencryptedBefore to an
 // object without encryption-key-id that the storage last wrote at written
 // (zero: unknown).

@@ -86,7 +86,7 @@ func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extra
 		storedMax = -1 // not recorded
 	}
 	stored := &sizedReader{r: rc, max: storedMax, what: "stored bytes, over the manifest's result_size"}
-	dec, err := src.Codec.Decode(key, stored, md)
+	dec, err := src.Codec.DecodeObject(key, stored, md)
 	if err != nil {
 		return 0, err
 	}

@@ -99,7 +99,7 @@ type swapStore struct {
 	opens atomic.Int32
 }
 
-func (s *swapStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Metadata, error) {
+func (s *swapStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
 	rc, md, err := s.Store.Open(ctx, key)
 	if err != nil || key != s.key || s.opens.Add(1) == 1 {
 		return rc, md, err

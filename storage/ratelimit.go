@@ -54,7 +54,15 @@ func (r *rateStore) Put(ctx context.Context, key string, rd io.Reader, md Metada
 	return r.Store.Put(ctx, key, rd, md)
 }
 
-func (r *rateStore) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
+// Create is Put's limit on Store.Create.
+func (r *rateStore) Create(ctx context.Context, key string, rd io.Reader, md Metadata) error {
+	if r.up != nil {
+		rd = &limitedReader{ctx: ctx, r: rd, l: r.up}
+	}
+	return r.Store.Create(ctx, key, rd, md)
+}
+
+func (r *rateStore) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
 	rc, md, err := r.Store.Open(ctx, key)
 	if err != nil || r.down == nil {
 		return rc, md, err

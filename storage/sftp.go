@@ -441,11 +441,57 @@ func (s *SFTP) readSidecar(c *sftp.Client, p string) (Metadata, error) {
 	return md, nil
 }
 
-// Open returns the object's file and metadata.
-func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, error) {
+// Create stores the object only if the key has none. SFTP's own rename
+// (SSH_FXP_RENAME, not the posix-rename extension) fails when the new name
+// exists, and OpenSSH's server does it with link(2) and unlink(2), so the
+// data file, then the sidecar, is moved into place only if nothing is
+// there. A data file found without a sidecar is another writer between
+// its two renames, or one that died there: Create refuses it with an error
+// naming it, as the local store does for other bytes.
+func (s *SFTP) Create(ctx context.Context, key string, r io.Reader, md Metadata) error {
 	p, err := s.path(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open: %w", err)
+		return fmt.Errorf("create: %w", err)
+	}
+	return s.do("create", key, func(c *sftp.Client) error {
+		if _, err := c.Stat(p + sidecarSuffix); err == nil {
+			return fmt.Errorf("%w", ErrExist)
+		}
+		tmp, sidecarTmp, err := s.writeTemps(ctx, c, p, r, md)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			_ = c.Remove(tmp)
+			_ = c.Remove(sidecarTmp)
+		}()
+		if err := c.Rename(tmp, p); err != nil {
+			if _, serr := c.Stat(p + sidecarSuffix); serr == nil {
+				return fmt.Errorf("%w", ErrExist)
+			}
+			if _, perr := c.Stat(p); perr == nil {
+				return &permanentError{msg: fmt.Sprintf("%s exists without its metadata sidecar: another writer is storing it, or one stopped "+
+					"between storing an object and its metadata; if no hoard or PGHoard process is writing it, move it away", p), err: err}
+			}
+			return err
+		}
+		if err := c.Rename(sidecarTmp, p+sidecarSuffix); err != nil {
+			if _, serr := c.Stat(p + sidecarSuffix); serr == nil {
+				return fmt.Errorf("%w", ErrExist)
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+// Open returns the object's file and metadata. SFTP reports no change
+// time, so the Object's Changed is zero: unencrypted_objects_before admits
+// nothing from an SFTP store.
+func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, Object{}, fmt.Errorf("open: %w", err)
 	}
 	var f *sftp.File
 	var md Metadata
@@ -457,9 +503,13 @@ func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Metadata, e
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, Object{}, err
 	}
-	return f, md, nil
+	o := Object{Key: key, Metadata: md}
+	if fi, err := f.Stat(); err == nil {
+		o.Size, o.Modified = fi.Size(), fi.ModTime()
+	}
+	return f, o, nil
 }
 
 // OpenRange returns a section of the object's file.

@@ -60,7 +60,7 @@ func TestSFTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		rc.Close()
-		if md["compression-algorithm"] != "snappy" {
+		if md.Metadata["compression-algorithm"] != "snappy" {
 			t.Errorf("metadata read by the local store = %v", md)
 		}
 		entries, err := os.ReadDir(filepath.Join(c.Directory, filepath.Dir(keys[0])))
