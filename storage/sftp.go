@@ -466,8 +466,11 @@ func (s *SFTP) Create(ctx context.Context, key string, r io.Reader, md Metadata)
 			_ = c.Remove(sidecarTmp)
 		}()
 		if err := c.Rename(tmp, p); err != nil {
-			if _, serr := c.Stat(p + sidecarSuffix); serr == nil {
-				return fmt.Errorf("%w", ErrExist)
+			// Another writer's data is there; its sidecar follows at once.
+			for deadline := time.Now().Add(incompleteWait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if _, serr := c.Stat(p + sidecarSuffix); serr == nil {
+					return fmt.Errorf("%w", ErrExist)
+				}
 			}
 			if _, perr := c.Stat(p); perr == nil {
 				return &permanentError{msg: fmt.Sprintf("%s exists without its metadata sidecar: another writer is storing it, or one stopped "+

@@ -24,7 +24,8 @@ func TestSFTP(t *testing.T) {
 	srv := storetest.SFTP(t)
 	c := srv.Config
 	t.Run("Conformance", func(t *testing.T) {
-		storetest.Run(t, func(t testing.TB) storage.Store { return storetest.Open(t, c) })
+		storetest.Run(t, func(t testing.TB) storage.Store { return storetest.Open(t, c) },
+			storetest.CreateErrors("concurrent SFTP renames of one name can fail with SSH_FX_FAILURE or break the shared connection"))
 	})
 	ctx := context.Background()
 	stat := func(t *testing.T, c storage.Config) error {
