@@ -21,10 +21,12 @@ func FuzzParseSidecar(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, ok := md[hashKey]; ok {
-			t.Fatalf("parsed metadata holds %s", hashKey)
+		for _, k := range []string{hashKey, contentLengthKey} {
+			if _, ok := md[k]; ok {
+				t.Fatalf("parsed metadata holds %s", k)
+			}
 		}
-		enc, err := encodeSidecar(md, []byte{1, 2})
+		enc, err := encodeSidecar(md, []byte{1, 2}, 2)
 		if err != nil {
 			t.Fatalf("encode parsed metadata: %v", err)
 		}
