@@ -237,53 +237,88 @@ feed:
 
 // one copies and checks one object.
 func (c *copier) one(ctx context.Context, ob storage.Object) copyOutcome {
-	out := copyOutcome{key: ob.Key, size: ob.Size}
 	target := c.to + strings.TrimPrefix(ob.Key, c.from)
 	log := c.o.Logger.With().Str("key", ob.Key).Logger()
 	existing, err := c.o.To.Store.Stat(ctx, target)
 	switch {
 	case err == nil:
-		src, err := c.o.From.Store.Stat(ctx, ob.Key)
-		if err != nil {
-			out.err = fmt.Errorf("stat source: %w", err)
-			return out
+		return c.existing(ctx, ob, target, existing, log)
+	case !errors.Is(err, storage.ErrNotFound):
+		return copyOutcome{key: ob.Key, size: ob.Size, err: fmt.Errorf("stat target: %w", err)}
+	}
+	out := c.copy(ctx, ob, target, log)
+	if errors.Is(out.err, storage.ErrExist) {
+		// Stored by another writer since the Stat: compared, never
+		// replaced.
+		if existing, err = c.o.To.Store.Stat(ctx, target); err != nil {
+			return copyOutcome{key: ob.Key, size: ob.Size, err: fmt.Errorf("stat target: %w", err)}
 		}
-		if existing.Size != src.Size || !sameMetadata(existing.Metadata, src.Metadata) {
-			log.Error().Str("target", target).Msg("target holds another object under this name: left alone")
+		return c.existing(ctx, ob, target, existing, log)
+	}
+	return out
+}
+
+// existing checks an object the target already holds under the copy's
+// name: the same size and metadata, and with VerifyExisting the same
+// bytes, make it skipped; anything else is a conflict, left alone.
+func (c *copier) existing(ctx context.Context, ob storage.Object, target string, existing storage.Object, log zerolog.Logger) copyOutcome {
+	out := copyOutcome{key: ob.Key, size: ob.Size}
+	src, err := c.o.From.Store.Stat(ctx, ob.Key)
+	if err != nil {
+		out.err = fmt.Errorf("stat source: %w", err)
+		return out
+	}
+	if existing.Size != src.Size || !sameMetadata(existing.Metadata, src.Metadata) {
+		log.Error().Str("target", target).Msg("target holds another object under this name: left alone")
+		out.conflict = true
+		return out
+	}
+	if !c.o.VerifyExisting {
+		out.skipped = true
+		return out
+	}
+	sum, _, err := hashObject(ctx, c.o.From.Store, ob.Key)
+	if err != nil {
+		out.err = fmt.Errorf("read source: %w", err)
+		return out
+	}
+	if out.decoded, out.hashOnly, err = c.check(ctx, target, sum); err != nil {
+		if errors.Is(err, errCopyDiffers) {
+			log.Error().Err(err).Str("target", target).Msg("target holds another object under this name: left alone")
 			out.conflict = true
 			return out
 		}
-		if !c.o.VerifyExisting {
-			out.skipped = true
-			return out
-		}
-		sum, _, err := hashObject(ctx, c.o.From.Store, ob.Key)
-		if err != nil {
-			out.err = fmt.Errorf("read source: %w", err)
-			return out
-		}
-		if out.decoded, out.hashOnly, err = c.check(ctx, target, sum); err != nil {
-			if errors.Is(err, errCopyDiffers) {
-				log.Error().Err(err).Str("target", target).Msg("target holds another object under this name: left alone")
-				out.conflict = true
-				return out
-			}
-			out.err = err
-			return out
-		}
-		out.skipped = true
-		return out
-	case !errors.Is(err, storage.ErrNotFound):
-		out.err = fmt.Errorf("stat target: %w", err)
+		out.err = err
 		return out
 	}
-	rc, md, err := c.o.From.Store.Open(ctx, ob.Key)
+	out.skipped = true
+	return out
+}
+
+// copy stores the source object ob under target, only if target holds
+// nothing (storage.Store.Create: a target site in use may store the same
+// name meanwhile, and an archived object is never replaced), then checks
+// the copy. An unencrypted object that the source site's codec refuses
+// (Codec.RequireEncryption: its site encrypts, and the storage wrote it
+// after unencrypted_objects_before) is not copied: the target's storage
+// would record the copy's time as new, and the copy must not make it look
+// older than it is.
+func (c *copier) copy(ctx context.Context, ob storage.Object, target string, log zerolog.Logger) copyOutcome {
+	out := copyOutcome{key: ob.Key, size: ob.Size}
+	rc, src, err := c.o.From.Store.Open(ctx, ob.Key)
 	if err != nil {
 		out.err = fmt.Errorf("open source: %w", err)
 		return out
 	}
+	if src.Metadata[MetaEncryptionKeyID] == "" && c.o.From.Codec != nil {
+		if err := c.o.From.Codec.checkEncrypted(ob.Key, src.Changed); err != nil {
+			rc.Close()
+			out.err = err
+			return out
+		}
+	}
 	h := sha256.New()
-	err = c.o.To.Store.Put(ctx, target, io.TeeReader(rc, h), md)
+	err = c.o.To.Store.Create(ctx, target, io.TeeReader(rc, h), src.Metadata)
 	rc.Close()
 	if err != nil {
 		out.err = fmt.Errorf("store %s: %w", target, err)
@@ -315,10 +350,11 @@ var (
 // check reads the target object once: its SHA-256 must be sum, and it is
 // decoded when its key is known.
 func (c *copier) check(ctx context.Context, target string, sum []byte) (decoded, hashOnly bool, err error) {
-	rc, md, err := c.o.To.Store.Open(ctx, target)
+	rc, obj, err := c.o.To.Store.Open(ctx, target)
 	if err != nil {
 		return false, false, fmt.Errorf("read back %s: %w", target, err)
 	}
+	md := obj.Metadata
 	defer rc.Close()
 	h := sha256.New()
 	stored := io.TeeReader(rc, h)
@@ -328,7 +364,7 @@ func (c *copier) check(ctx context.Context, target string, sum []byte) (decoded,
 		}
 		hashOnly = true
 	} else {
-		dec, err := c.codec.Decode(target, stored, md)
+		dec, err := c.codec.DecodeObject(target, stored, obj)
 		if err == nil {
 			_, err = io.Copy(io.Discard, dec)
 			dec.Close()
@@ -355,7 +391,7 @@ func (c *copier) check(ctx context.Context, target string, sum []byte) (decoded,
 
 // hashObject returns the SHA-256 of an object's stored bytes.
 func hashObject(ctx context.Context, st storage.Store, key string) ([]byte, storage.Metadata, error) {
-	rc, md, err := st.Open(ctx, key)
+	rc, obj, err := st.Open(ctx, key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -364,7 +400,7 @@ func hashObject(ctx context.Context, st storage.Store, key string) ([]byte, stor
 	if _, err := io.Copy(h, rc); err != nil {
 		return nil, nil, err
 	}
-	return h.Sum(nil), md, nil
+	return h.Sum(nil), obj.Metadata, nil
 }
 
 // sameMetadata compares metadata as backends hand it back: keys without

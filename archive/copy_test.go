@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
@@ -164,14 +165,14 @@ func TestCopy_ErrDamagedSource(t *testing.T) {
 	ctx := context.Background()
 	src, plain := copySource(t)
 	const chunk = "src/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"
-	rc, md, err := src.Store.Open(ctx, chunk)
+	rc, obj, err := src.Store.Open(ctx, chunk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	data, _ := io.ReadAll(rc)
 	rc.Close()
 	data[len(data)/2] ^= 1
-	if err := src.Store.Put(ctx, chunk, bytes.NewReader(data), md); err != nil {
+	if err := src.Store.Put(ctx, chunk, bytes.NewReader(data), obj.Metadata); err != nil {
 		t.Fatal(err)
 	}
 	dst := copyTarget("dst", nil)
@@ -216,7 +217,7 @@ func TestCopy_ErrCopyDiffers(t *testing.T) {
 	}
 }
 
-// recordingStore records the keys Put stores, in order.
+// recordingStore records the keys Put and Create store, in order.
 type recordingStore struct {
 	storage.Store
 	mu       sync.Mutex
@@ -228,6 +229,19 @@ func (r *recordingStore) Put(ctx context.Context, key string, rd io.Reader, md s
 	if err := r.Store.Put(ctx, key, rd, md); err != nil {
 		return err
 	}
+	r.stored(key)
+	return nil
+}
+
+func (r *recordingStore) Create(ctx context.Context, key string, rd io.Reader, md storage.Metadata) error {
+	if err := r.Store.Create(ctx, key, rd, md); err != nil {
+		return err
+	}
+	r.stored(key)
+	return nil
+}
+
+func (r *recordingStore) stored(key string) {
 	r.mu.Lock()
 	r.puts = append(r.puts, key)
 	n, f := len(r.puts), r.afterPut
@@ -235,21 +249,124 @@ func (r *recordingStore) Put(ctx context.Context, key string, rd io.Reader, md s
 	if f != nil {
 		f(n)
 	}
-	return nil
 }
 
 // corruptingStore flips a bit of every object it stores.
 type corruptingStore struct{ storage.Store }
 
 func (c *corruptingStore) Put(ctx context.Context, key string, rd io.Reader, md storage.Metadata) error {
-	b, err := io.ReadAll(rd)
+	b, err := flipFirst(rd)
 	if err != nil {
 		return err
+	}
+	return c.Store.Put(ctx, key, bytes.NewReader(b), md)
+}
+
+func (c *corruptingStore) Create(ctx context.Context, key string, rd io.Reader, md storage.Metadata) error {
+	b, err := flipFirst(rd)
+	if err != nil {
+		return err
+	}
+	return c.Store.Create(ctx, key, bytes.NewReader(b), md)
+}
+
+// flipFirst reads r whole and flips a bit of its first byte (an empty r
+// becomes one zero byte).
+func flipFirst(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
 	}
 	if len(b) > 0 {
 		b[0] ^= 1
 	} else {
 		b = []byte{0}
 	}
-	return c.Store.Put(ctx, key, bytes.NewReader(b), md)
+	return b, nil
+}
+
+// In a source site that encrypts, an unencrypted object the site's codec
+// refuses (planted without a key) is not copied: the target would record
+// the copy's time, not the planted object's. Its backup's control object
+// stays behind. One the storage wrote before unencrypted_objects_before
+// is copied.
+func TestCopy_ErrUnencrypted(t *testing.T) {
+	ctx := context.Background()
+	src, plain := copySource(t)
+	src.Codec.RequireEncryption = true
+	const chunk = "src/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"
+	if err := src.Store.Put(ctx, chunk, strings.NewReader("planted"), storage.Metadata{"format": "pghoard-bb-v2"}); err != nil {
+		t.Fatal(err)
+	}
+	dst := copyTarget("dst", nil)
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, f := range res.Failed {
+		failed = append(failed, f.Key)
+	}
+	if want := []string{"src/basebackup/2024-01-02_10-00_0.00000000.pghoard", chunk}; !cmp.Equal(failed, want) || res.Copied != len(plain)-2 {
+		t.Fatalf("Copy = %+v; want %q failed and the rest copied", res, want)
+	}
+	if !errors.Is(res.Failed[1].Err, ErrUnencrypted) {
+		t.Errorf("chunk's failure = %v, want ErrUnencrypted", res.Failed[1].Err)
+	}
+	if _, ok := storedBytes(t, dst.Store, "")["dst/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"]; ok {
+		t.Error("the unencrypted chunk was copied")
+	}
+
+	src.Codec.UnencryptedBefore = time.Now().Add(time.Hour)
+	res, err = Copy(ctx, CopyOptions{From: src, To: dst})
+	if err != nil || len(res.Failed) != 0 || res.Copied != 2 {
+		t.Fatalf("Copy with unencrypted_objects_before after the object = %+v, %v; want the chunk and its control object copied", res, err)
+	}
+}
+
+// An object another writer stores in the target between Copy's look and
+// its upload is a conflict: Copy creates only if absent and never
+// replaces it.
+func TestCopy_ErrConflictRace(t *testing.T) {
+	ctx := context.Background()
+	src, plain := copySource(t)
+	const k = "dst/xlog/000000010000000000000002"
+	dst := &Archive{Store: &racingStore{Store: storage.NewMem(), key: k}, Codec: &Codec{}, Layout: Layout{Prefix: "dst"}, Site: "dst"}
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
+	if err != nil || !cmp.Equal(res.Conflicts, []string{"src/xlog/000000010000000000000002"}) || res.Copied != len(plain)-1 {
+		t.Fatalf("Copy = %+v, %v; want one conflict and the rest copied", res, err)
+	}
+	if got := storedBytes(t, dst.Store, "dst/xlog/")[k]; got != "other" {
+		t.Errorf("object stored by the other writer = %q, want it left alone", got)
+	}
+}
+
+// racingStore stores "other" under key just before the first upload of
+// key reaches the store, as a second writer would.
+type racingStore struct {
+	storage.Store
+	key  string
+	once sync.Once
+}
+
+func (r *racingStore) race(ctx context.Context, key string) error {
+	var err error
+	if key == r.key {
+		r.once.Do(func() { err = r.Store.Put(ctx, key, strings.NewReader("other"), storage.Metadata{"format": "x"}) })
+	}
+	return err
+}
+
+func (r *racingStore) Put(ctx context.Context, key string, rd io.Reader, md storage.Metadata) error {
+	if err := r.race(ctx, key); err != nil {
+		return err
+	}
+	return r.Store.Put(ctx, key, rd, md)
+}
+
+func (r *racingStore) Create(ctx context.Context, key string, rd io.Reader, md storage.Metadata) error {
+	if err := r.race(ctx, key); err != nil {
+		return err
+	}
+	return r.Store.Create(ctx, key, rd, md)
 }

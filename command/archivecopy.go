@@ -29,9 +29,10 @@ func archiveCopyCommand() *cli.Command {
 			"(decryption and its HMAC, decompression, original-file-size) when its private key is in\n" +
 			"either configuration; encrypted objects whose key neither has are checked by their bytes\n" +
 			"alone. A copy that differs, or a source object that does not decode, is removed from the\n" +
-			"target and reported. Backups' control objects are copied last, and not at all for a backup\n" +
-			"one of whose objects (or any WAL) failed, so the target never lists a backup it cannot\n" +
-			"restore.\n\n" +
+			"target and reported. In a site with encryption keys, an unencrypted object that the site\n" +
+			"refuses to read (see unencrypted_objects_before) is not copied: it is reported. Backups'\n" +
+			"control objects are copied last, and not at all for a backup one of whose objects (or any\n" +
+			"WAL) failed, so the target never lists a backup it cannot restore.\n\n" +
 			"Objects the target already holds with the same size and metadata are skipped (read back\n" +
 			"and compared first with --verify-existing), so a copy that was interrupted, even killed,\n" +
 			"continues where it stopped when run again. An object the target holds with other bytes or\n" +
