@@ -28,6 +28,7 @@ func TestArchive_PushWAL_ConcurrentWriters(t *testing.T) {
 		{"Azurite", func(t *testing.T) storage.Config { return storetest.Azurite(t) }},
 		{"FakeGCS", func(t *testing.T) storage.Config { return storetest.FakeGCS(t) }},
 		{"Swift", func(t *testing.T) storage.Config { return storetest.Swift(t) }},
+		{"SFTP", func(t *testing.T) storage.Config { return storetest.SFTP(t).Config }},
 	}
 	for _, srv := range servers {
 		t.Run(srv.name, func(t *testing.T) {

@@ -242,11 +242,13 @@ func keyAlgorithms(known []knownhosts.KnownKey) []string {
 	return algs
 }
 
-// broken drops the session after an error that is not the server's answer
-// (a lost connection), so the next operation connects again.
+// broken drops the session after an error that says the connection is
+// gone, so the next operation connects again. Any other error (the
+// server's answer, ErrExist, a failing source, a cancelled ctx) leaves it:
+// the session is shared, and closing it would fail every operation other
+// goroutines have in flight on it.
 func (s *SFTP) broken(c *sftp.Client, err error) {
-	var se *sftp.StatusError
-	if err == nil || errors.As(err, &se) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+	if err == nil || !connectionLost(err) {
 		return
 	}
 	s.mu.Lock()
@@ -256,6 +258,16 @@ func (s *SFTP) broken(c *sftp.Client, err error) {
 		_ = s.conn.Close()
 		s.c, s.conn = nil, nil
 	}
+}
+
+// connectionLost reports whether err is the SFTP session's own failure: a
+// lost or closed connection (pkg/sftp fails every request, in flight or
+// later, with ErrSSHFxConnectionLost once its connection is gone), or a
+// network error.
+func connectionLost(err error) bool {
+	var ne net.Error
+	return errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, sftp.ErrSSHFxNoConnection) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
 }
 
 // path checks key and returns its file path on the server; the rules are
@@ -287,8 +299,8 @@ func (s *SFTP) errorf(op, key string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, key, err)
 }
 
-// do runs f with a session, dropping the session when f fails for a reason
-// other than the server's answer.
+// do runs f with a session, dropping the session when f finds its
+// connection lost.
 func (s *SFTP) do(op, key string, f func(c *sftp.Client) error) error {
 	c, err := s.client()
 	if err != nil {

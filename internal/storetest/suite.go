@@ -43,15 +43,8 @@ func pghoardMD() storage.Metadata {
 type Option func(*options)
 
 type options struct {
-	racyCreate   string // why the backend's create-if-absent is not atomic
-	createErrors string // why losers of concurrent Creates may fail otherwise
+	racyCreate string // why the backend's create-if-absent is not atomic
 }
-
-// CreateErrors declares a backend whose losing concurrent Creates may fail
-// with errors other than ErrExist, for the reason given (callers such as
-// wal-push then compare, or fail and are retried); exactly one must still
-// win.
-func CreateErrors(reason string) Option { return func(o *options) { o.createErrors = reason } }
 
 // RacyCreate declares a backend whose create-if-absent precondition is
 // not atomic, for the reason given: ConcurrentCreate then checks only what
@@ -402,10 +395,8 @@ func Run(t *testing.T, newStore func(t testing.TB) storage.Store, opts ...Option
 				switch {
 				case err == nil && len(winners) > 0 && o.racyCreate == "":
 					t.Errorf("writers %d and %d both created %s: the backend does not honour the create-if-absent precondition", winners[0], i, walKey)
-				case err != nil && !errors.Is(err, storage.ErrExist) && o.createErrors == "":
-					t.Errorf("writer %d: %v, want success or ErrExist", i, err)
 				case err != nil && !errors.Is(err, storage.ErrExist):
-					t.Logf("writer %d: %v (%s)", i, err, o.createErrors)
+					t.Errorf("writer %d: %v, want success or ErrExist", i, err)
 				}
 				if err == nil {
 					winners = append(winners, i)
