@@ -136,7 +136,7 @@ var siteKeys = []key{
 	{name: "encryption_key_id", field: "EncryptionKeyID", env: "HOARD_ENCRYPTION_KEY_ID", envDoc: "key id for new uploads",
 		doc: "Key new objects are encrypted with; must name a key in `encryption_keys` with a `public` key. Unset = no encryption. In a site with any encryption key, every object read must be encrypted with a configured key (see `unencrypted_objects_before`)."},
 	{name: "unencrypted_objects_before", field: "UnencryptedObjectsBefore",
-		doc: "hoard's extension, for archives that were unencrypted before encryption was switched on: an RFC 3339 time (when encryption was switched on); unencrypted objects that the storage last wrote before it are still read. The time is the storage's own (S3/Azure Last-Modified, GCS update time, local inode change time), which a writer cannot choose. Unset = every object of a site with encryption keys must be encrypted. See docs/security.md."},
+		doc: "hoard's extension, for archives that were unencrypted before encryption was switched on: an RFC 3339 time (when encryption was switched on); unencrypted objects that the storage last wrote before it are still read. The time is the storage's own (S3/Azure/Swift Last-Modified, GCS update time, local inode change time), which a writer cannot choose; SFTP has none, so there the key admits nothing. Unset = every object of a site with encryption keys must be encrypted. See docs/security.md."},
 	{name: "encryption_keys", field: "EncryptionKeys", each: keyPlaceholder,
 		doc:     "RSA key pairs by id. Objects record the id they were encrypted with, so old keys stay readable after rotation.",
 		eachDoc: "One key pair: `public` and/or `private`.",
