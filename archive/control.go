@@ -78,7 +78,6 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 	if err != nil {
 		return nil, err
 	}
-	js = nil
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}

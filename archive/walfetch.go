@@ -387,7 +387,9 @@ func (s *spool) clear() {
 	}
 }
 
-// want records name as the last segment delivered, for the worker.
+// want records name as the last segment delivered, for the worker. It is
+// a hint: when it cannot be written the worker prefetches nothing new, and
+// every fetch still reads from storage.
 func (s *spool) want(name string, segSize uint64) {
 	tmp := spoolWantFile + ".new"
 	s.root.Remove(tmp)
@@ -399,7 +401,7 @@ func (s *spool) want(name string, segSize uint64) {
 	if err := f.Close(); err != nil || werr != nil {
 		return
 	}
-	s.root.Rename(tmp, spoolWantFile)
+	_ = s.root.Rename(tmp, spoolWantFile)
 }
 
 // readWant returns the last segment delivered and the segment size.

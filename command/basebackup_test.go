@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,8 +31,14 @@ func TestBasebackup_ViaDaemon(t *testing.T) {
 		mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "hoard.json")

@@ -90,7 +90,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	err := g.Wait()
 	// A last state file, so it does not claim the sites still run.
-	d.writeState()
+	if serr := d.writeState(); serr != nil {
+		d.log.Warn().Err(serr).Msg("cannot write the last state file")
+	}
 	return err
 }
 

@@ -196,8 +196,8 @@ func (p *yamlParser) mapping(indent int, out map[string]any) (map[string]any, er
 			return nil, fmt.Errorf("line %d: duplicate key %q", l.n, key)
 		}
 		p.i++
-		switch {
-		case rest == "":
+		switch rest {
+		case "":
 			v, err := p.child(indent)
 			if err != nil {
 				return nil, err
@@ -210,7 +210,7 @@ func (p *yamlParser) mapping(indent int, out map[string]any) (map[string]any, er
 				}
 			}
 			out[key] = v
-		case rest == "|" || rest == "|-":
+		case "|", "|-":
 			out[key] = p.blockScalar(indent)
 		default:
 			v, err := scalar(rest, l.n)

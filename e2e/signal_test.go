@@ -155,8 +155,8 @@ func (s *site) interrupt(p *stallProxy, sig syscall.Signal, args ...string) (int
 		return exitCode(err), stderr.String()
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
-		<-done
-		s.t.Fatalf("hoard %s did not stop after %v\n%s", strings.Join(args, " "), sig, stderr.String())
+		killed := <-done
+		s.t.Fatalf("hoard %s did not stop after %v (then killed: %v)\n%s", strings.Join(args, " "), sig, killed, stderr.String())
 		return 0, ""
 	}
 }

@@ -282,11 +282,11 @@ func writeFileSync(root *os.Root, name string, data []byte, mode fs.FileMode) er
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
-		root.Remove(tmp)
+		_ = root.Remove(tmp) // best effort: the write already failed
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	if err := root.Rename(tmp, name); err != nil {
-		root.Remove(tmp)
+		_ = root.Remove(tmp) // best effort: the rename already failed
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	d, err := root.Open(".")

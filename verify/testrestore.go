@@ -211,7 +211,12 @@ func (t *restoreTest) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer stop(false)
+	defer func() {
+		// After a clean stop below this does nothing.
+		if err := stop(false); err != nil {
+			t.log.Error().Err(err).Msg("stop the test server")
+		}
+	}()
 	if err := t.waitRecovery(ctx); err != nil {
 		return err
 	}

@@ -80,9 +80,13 @@ func tarOf(t testing.TB, members map[string][]byte) []byte {
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write(data)
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
 	}
-	tw.Close()
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return buf.Bytes()
 }
 
@@ -105,11 +109,7 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: archive.ManifestName, Mode: 0o600, Size: int64(len(js)), Typeflag: tar.TypeReg})
-	tw.Write(js)
-	tw.Close()
+	control := tarOf(t, map[string][]byte{archive.ManifestName: js})
 	start := wal.Segment{Timeline: tli, No: startNo}
 	b := &archive.BackupInfo{
 		Format:          archive.FormatBBv2,
@@ -125,7 +125,7 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 		PGVersion:       150004,
 		ChunkCount:      2,
 	}
-	if _, err := a.Codec.Put(ctx, a.Store, a.Layout.BackupKey(name), bytes.NewReader(buf.Bytes()), int64(buf.Len()), b.ToMetadata()); err != nil {
+	if _, err := a.Codec.Put(ctx, a.Store, a.Layout.BackupKey(name), bytes.NewReader(control), int64(len(control)), b.ToMetadata()); err != nil {
 		t.Fatal(err)
 	}
 	b.Name = name
