@@ -108,3 +108,35 @@ func stripCode(s string) string {
 	}
 	return b.String()
 }
+
+// TestArchitecture_Packages checks that architecture.md names every
+// package of the module, so that a new package comes with its place in
+// the picture and the import rules.
+func TestArchitecture_Packages(t *testing.T) {
+	page, err := os.ReadFile("architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := filepath.Glob("../*/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := filepath.Glob("../internal/*/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range append(dirs, more...) {
+		dir := strings.TrimPrefix(filepath.ToSlash(filepath.Dir(f)), "../")
+		if seen[dir] || dir == "docs" || dir == "deploy" {
+			continue
+		}
+		seen[dir] = true
+		if !strings.Contains(string(page), "`"+dir+"`") && !strings.Contains(string(page), "`"+dir+"/`") {
+			t.Errorf("architecture.md does not name package %s/", dir)
+		}
+	}
+	if len(seen) < 15 {
+		t.Fatalf("found %d package folders, want the whole module: %v", len(seen), seen)
+	}
+}
