@@ -117,7 +117,7 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 // For every backup listed, the control object is downloaded and decoded
 // (its integrity checks run) and its manifest parsed; each chunk it lists
 // must exist with the manifest's result_size. With Full, every chunk is
-// downloaded and decoded to its end as a tar of the manifest's input_size,
+// also downloaded and decoded to its end as a tar of the manifest's input_size,
 // and every WAL segment from each backup's start through the newest stored
 // one is decoded, its hash metadata compared and its page header checked
 // against its name. The WAL must continue without a gap from each backup's
@@ -440,10 +440,14 @@ func (c *checker) statChunk(ctx context.Context, key string, ch archive.Manifest
 	return nil
 }
 
-// decodeChunk decodes a chunk to its end as a tar stream and checks its
-// decoded size against the manifest's input_size (decoding stops just past
-// it), and each member as restore would (restore.CheckChunkMember).
+// decodeChunk checks a chunk's stored size as statChunk does, then decodes
+// it to its end as a tar stream and checks its decoded size against the
+// manifest's input_size (decoding stops just past it), and each member as
+// restore would (restore.CheckChunkMember).
 func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk) error {
+	if err := c.statChunk(ctx, key, ch); err != nil {
+		return err
+	}
 	rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errors.New("missing")

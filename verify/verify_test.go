@@ -322,6 +322,36 @@ func TestRun_ErrDamagedChunk(t *testing.T) {
 	}
 }
 
+// A chunk stored again with its own content but another stored size
+// (here: uncompressed) decodes as the manifest expects; both the quick
+// check and --full name its stored size, which the control object records.
+func TestRun_ErrChunkStoredSize(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 3)
+	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 2))
+	ctx := context.Background()
+	rc, md, err := a.Codec.Open(ctx, a.Store, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := &archive.Codec{Compression: compress.None}
+	if _, err := plain.Put(ctx, a.Store, key, bytes.NewReader(data), int64(len(data)), storage.Metadata{archive.MetaFormat: md[archive.MetaFormat]}); err != nil {
+		t.Fatal(err)
+	}
+	for _, full := range []bool{false, true} {
+		rep := run(t, a, full)
+		if rep.OK() || !strings.Contains(problems(rep), "chunk "+key+": stored size") {
+			t.Errorf("full=%v: OK=%v problems:\n%s", full, rep.OK(), problems(rep))
+		}
+	}
+}
+
 func TestRun_ErrMissingChunk(t *testing.T) {
 	a := testArchive(t)
 	putBackup(t, a, "b1", 1, 2, 3, t0)
