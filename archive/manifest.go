@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,14 +133,113 @@ func unmarshalTime(b []byte, dst *time.Time) error {
 	return nil
 }
 
-// ParseManifest decodes a control tar's JSON manifest.
+// Bounds of a parsed manifest. With them, and with each chunk's "files"
+// left out, what ParseManifest holds is a small multiple of the JSON's size
+// whatever the JSON says: a chunk decodes to 56 bytes from as few as 3 of
+// JSON ("{},"), a file name to 16 from 3 ("\"\","), a tablespace to more.
+// PGHoard's chunks are up to basebackup_chunk_size (2 GiB by default) and
+// a cluster has few tablespaces, so real manifests stay far below.
+const (
+	MaxManifestChunks      = 1 << 20
+	MaxManifestTablespaces = 1 << 16
+)
+
+// The limits, lowered by tests.
+var (
+	maxManifestChunks      = MaxManifestChunks
+	maxManifestTablespaces = MaxManifestTablespaces
+)
+
+// ParseManifest decodes a control tar's JSON manifest: at most
+// MaxManifestChunks chunks and MaxManifestTablespaces tablespaces (more is
+// an error wrapping ErrControlLimit).
+// Each chunk's Files is left nil: PGHoard writes the list and hoard too,
+// but nothing reads it back, and it may hold millions of names.
 func ParseManifest(data []byte) (*Manifest, error) {
 	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
+	in := struct {
+		*Manifest
+		Chunks      boundedChunks      `json:"chunks"`
+		Tablespaces boundedTablespaces `json:"tablespaces"`
+	}{Manifest: &m}
+	if err := json.Unmarshal(data, &in); err != nil {
 		return nil, fmt.Errorf("parse backup manifest: %w", err)
 	}
+	m.Chunks, m.Tablespaces = in.Chunks, in.Tablespaces
 	return &m, nil
 }
+
+// boundedChunks decodes "chunks" one element at a time, without the files
+// lists, refusing more than maxManifestChunks.
+type boundedChunks []ManifestChunk
+
+func (c *boundedChunks) UnmarshalJSON(data []byte) error {
+	*c = nil
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil || tok == nil {
+		return err // null: no chunks
+	}
+	if tok != json.Delim('[') {
+		return errors.New("chunks is not an array")
+	}
+	*c = boundedChunks{}
+	for dec.More() {
+		if len(*c) >= maxManifestChunks {
+			return fmt.Errorf("more than %d chunks: %w", maxManifestChunks, ErrControlLimit)
+		}
+		var in struct {
+			ChunkFilename string   `json:"chunk_filename"`
+			InputSize     int64    `json:"input_size"`
+			ResultSize    int64    `json:"result_size"`
+			Files         skipJSON `json:"files"`
+		}
+		if err := dec.Decode(&in); err != nil {
+			return fmt.Errorf("chunk %d: %w", len(*c), err)
+		}
+		*c = append(*c, ManifestChunk{ChunkFilename: in.ChunkFilename, InputSize: in.InputSize, ResultSize: in.ResultSize})
+	}
+	return nil
+}
+
+// boundedTablespaces decodes "tablespaces" one entry at a time, refusing
+// more than maxManifestTablespaces.
+type boundedTablespaces map[string]ManifestTablespace
+
+func (t *boundedTablespaces) UnmarshalJSON(data []byte) error {
+	*t = nil
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil || tok == nil {
+		return err // null: no tablespaces
+	}
+	if tok != json.Delim('{') {
+		return errors.New("tablespaces is not an object")
+	}
+	*t = boundedTablespaces{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		if _, dup := (*t)[name]; !dup && len(*t) >= maxManifestTablespaces {
+			return fmt.Errorf("more than %d tablespaces: %w", maxManifestTablespaces, ErrControlLimit)
+		}
+		var ts ManifestTablespace
+		if err := dec.Decode(&ts); err != nil {
+			return fmt.Errorf("tablespace %q: %w", name, err)
+		}
+		(*t)[name] = ts
+	}
+	return nil
+}
+
+// skipJSON decodes a JSON value, already checked as valid JSON by the
+// decoder, to nothing.
+type skipJSON struct{}
+
+func (*skipJSON) UnmarshalJSON([]byte) error { return nil }
 
 // ErrBadManifest is returned (wrapped) by Manifest.Validate.
 var ErrBadManifest = errors.New("invalid backup manifest")

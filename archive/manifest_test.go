@@ -1,6 +1,9 @@
 package archive
 
 import (
+	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -33,5 +36,65 @@ func TestManifest_MarshalTimes(t *testing.T) {
 	m.BackupEndTime = ManifestTime{time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)}
 	if b, _ := m.Marshal(); !strings.Contains(string(b), `"backup_end_time":"2026-11-24T03:04:05Z"`) {
 		t.Errorf("whole-second end time: %s", b)
+	}
+}
+
+// TestParseManifest_Bounded: a manifest's decoded size stays a small
+// multiple of its JSON whatever the JSON holds: millions of file names
+// are not kept, and past the limits on chunks and tablespaces the parse
+// stops with ErrControlLimit.
+func TestParseManifest_Bounded(t *testing.T) {
+	many := func(head, item, tail string, n int) []byte {
+		return []byte(head + strings.Repeat(item+",", n-1) + item + tail)
+	}
+	t.Run("Files", func(t *testing.T) {
+		const n = 2 << 20
+		data := many(`{"chunks":[{"chunk_filename":"b/b.00000001.pghoard","input_size":1,"files":[`, `""`, `]}]}`, n)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m, err := ParseManifest(data)
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Chunks) != 1 || m.Chunks[0].InputSize != 1 {
+			t.Fatalf("chunks %+v", m.Chunks)
+		}
+		// Kept as strings, the 2 Mi names took 16 bytes each, over five
+		// times the JSON, and as much again while the slice grew.
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 3*uint64(len(data)) {
+			t.Errorf("parsing %d bytes of JSON allocated %d", len(data), alloc)
+		}
+	})
+	for _, tt := range []struct {
+		name       string
+		head, item string
+		tail       string
+		limit      *int
+	}{
+		{"ErrChunks", `{"chunks":[`, `{}`, `]}`, &maxManifestChunks},
+		{"ErrTablespaces", `{"tablespaces":{`, `"ts%d":{}`, `}}`, &maxManifestTablespaces},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			old := *tt.limit
+			*tt.limit = 100
+			defer func() { *tt.limit = old }()
+			items := make([]string, 101)
+			for i := range items {
+				items[i] = tt.item
+				if strings.Contains(tt.item, "%d") {
+					items[i] = fmt.Sprintf(tt.item, i)
+				}
+			}
+			data := []byte(tt.head + strings.Join(items, ",") + tt.tail)
+			if _, err := ParseManifest(data); !errors.Is(err, ErrControlLimit) {
+				t.Fatalf("ParseManifest of 101 = %v, want ErrControlLimit", err)
+			}
+			data = []byte(tt.head + strings.Join(items[:100], ",") + tt.tail)
+			if _, err := ParseManifest(data); err != nil {
+				t.Fatalf("ParseManifest of 100 = %v", err)
+			}
+		})
 	}
 }

@@ -264,6 +264,8 @@ func Cases(e Env) []Case {
 			Backup: Backup{ControlTar: tarOf(Declared(archive.ManifestName, archive.MaxManifestSize+1))}},
 		{Name: "PGControlOverLimit", Object: "control", Names: []string{archive.ControlPGControl},
 			Backup: Backup{Control: []Member{Declared(archive.ControlPGControl, 1<<30)}}},
+		{Name: "ManifestManyChunks", Object: "control", Names: []string{"chunks"},
+			Backup: Backup{ControlTar: tarOf(manifestOf(`{"chunks":[` + strings.Repeat(`{},`, archive.MaxManifestChunks) + `{}]}`))}},
 	}
 	for i := range cs {
 		cs[i].Backup.Name = fmt.Sprintf("2026-01-02_03-00_%d", i+1)
@@ -292,4 +294,9 @@ func tarOf(members ...Member) []byte {
 		b = append(b, m.Raw...)
 	}
 	return append(b, make([]byte, 1024)...)
+}
+
+// manifestOf is a control tar's manifest member holding js.
+func manifestOf(js string) Member {
+	return Member{Name: archive.ManifestName, Raw: append(RawHeader(archive.ManifestName, '0', int64(len(js)), true, nil), pad([]byte(js))...)}
 }
