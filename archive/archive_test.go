@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hoardbackup/hoard/storage"
@@ -84,13 +85,14 @@ func damageBackup(t testing.TB, a *Archive, name, key, value string) {
 }
 
 // TestScanBackups_Damaged: one backup with an unparsable start time, one
-// with a bad LSN and one whose local sidecar was cut short are listed as
-// damaged, each with its reason; the sound ones stay listed and usable.
+// with a bad LSN, one whose local sidecar was cut short and one whose
+// sidecar is a FIFO (read, it would never end) are listed as damaged, each
+// with its reason; the sound ones stay listed and usable.
 func TestScanBackups_Damaged(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	a := &Archive{Store: storage.NewLocal(dir), Codec: &Codec{}, Layout: Layout{Prefix: "s"}, Site: "s"}
-	for i, name := range []string{"2024-03-01_10-00_0", "2024-03-02_10-00_0", "2024-03-03_10-00_0", "2024-03-04_10-00_0", "2024-03-05_10-00_0"} {
+	for i, name := range []string{"2024-03-01_10-00_0", "2024-03-02_10-00_0", "2024-03-03_10-00_0", "2024-03-04_10-00_0", "2024-03-05_10-00_0", "2024-03-06_10-00_0"} {
 		putBackup(t, a, name, fmt.Sprintf("00000001000000000000000%d", i+1), 1, 0)
 	}
 	damageBackup(t, a, "2024-03-02_10-00_0", MetaStartTime, "yesterday")
@@ -101,6 +103,13 @@ func TestScanBackups_Damaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(sidecar, js[:len(js)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, filepath.FromSlash(a.Layout.BackupKey("2024-03-06_10-00_0"))+".metadata")
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -119,6 +128,7 @@ func TestScanBackups_Damaged(t *testing.T) {
 		"2024-03-02_10-00_0": MetaStartTime,
 		"2024-03-03_10-00_0": MetaEndLSN,
 		"2024-03-05_10-00_0": ".metadata",
+		"2024-03-06_10-00_0": "not a regular file",
 	}
 	if len(bs.Damaged) != len(want) {
 		t.Fatalf("damaged %v, want %v", bs.Damaged, want)
@@ -137,7 +147,7 @@ func TestScanBackups_Damaged(t *testing.T) {
 		t.Errorf("ListAllBackups = %d backups, %v; want 2", len(l), err)
 	}
 	all, err := a.ScanAllBackups(ctx)
-	if err != nil || len(all.Damaged) != 3 || all.Damaged[0].Archive != a {
-		t.Errorf("ScanAllBackups = %+v, %v; want 3 damaged held by a", all, err)
+	if err != nil || len(all.Damaged) != 4 || all.Damaged[0].Archive != a {
+		t.Errorf("ScanAllBackups = %+v, %v; want 4 damaged held by a", all, err)
 	}
 }

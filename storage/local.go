@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -446,7 +447,16 @@ func (l *Local) readSidecar(op, key string, mounted bool) (string, Metadata, os.
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("%s: %w", op, err)
 	}
-	f, err := os.Open(p + sidecarSuffix)
+	// Anyone who can write the storage directory could plant a FIFO that
+	// never ends, /dev/zero or a link there: the sidecar must be a regular
+	// file, not a link (O_NOFOLLOW), and opening a FIFO does not wait for
+	// a writer (O_NONBLOCK). Such a sidecar is damaged metadata, so the
+	// object is damaged, not the listing.
+	sidecar := filepath.Base(p) + sidecarSuffix
+	f, err := os.OpenFile(p+sidecarSuffix, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return "", nil, nil, fmt.Errorf("%s %s: %s is a symbolic link: %w", op, key, sidecar, ErrBadMetadata)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if !mounted {
@@ -461,12 +471,15 @@ func (l *Local) readSidecar(op, key string, mounted bool) (string, Metadata, os.
 	if err != nil {
 		return "", nil, nil, localErr(op, key, err)
 	}
+	if !fi.Mode().IsRegular() {
+		return "", nil, nil, fmt.Errorf("%s %s: %s is not a regular file (%s): %w", op, key, sidecar, fi.Mode().Type(), ErrBadMetadata)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSidecar+1))
 	if err != nil {
 		return "", nil, nil, localErr(op, key, err)
 	}
 	if len(data) > maxSidecar {
-		return "", nil, nil, fmt.Errorf("%s %s: %s is over %d bytes", op, key, filepath.Base(p)+sidecarSuffix, maxSidecar)
+		return "", nil, nil, fmt.Errorf("%s %s: %s is over %d bytes: %w", op, key, sidecar, maxSidecar, ErrBadMetadata)
 	}
 	md, err := parseSidecar(data)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -155,5 +156,57 @@ func TestLocal_Invisible(t *testing.T) {
 		if err := st.Put(ctx, key, strings.NewReader("x"), nil); err == nil {
 			t.Errorf("Put %q succeeded, want an invalid-key error", key)
 		}
+	}
+}
+
+// TestLocal_ErrSidecarNotMetadata: a sidecar that is over the size limit
+// (valid JSON padded with spaces), a FIFO or a link makes its object's
+// metadata unreadable (ErrBadMetadata, naming the sidecar), for Stat and
+// Open alike, without reading it into memory, waiting on it or following
+// it.
+func TestLocal_ErrSidecarNotMetadata(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		make func(t *testing.T, sidecar string)
+	}{
+		{"Oversized", func(t *testing.T, sidecar string) {
+			if err := os.WriteFile(sidecar, []byte("{}"+strings.Repeat(" ", 8<<20)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"FIFO", func(t *testing.T, sidecar string) {
+			if err := syscall.Mkfifo(sidecar, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"Link", func(t *testing.T, sidecar string) {
+			if err := os.Symlink("/dev/zero", sidecar); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			st := storage.NewLocal(dir)
+			ctx := context.Background()
+			if err := st.Put(ctx, "site/basebackup/b", strings.NewReader("x"), nil); err != nil {
+				t.Fatal(err)
+			}
+			sidecar := filepath.Join(dir, "site", "basebackup", "b.metadata")
+			if err := os.Remove(sidecar); err != nil {
+				t.Fatal(err)
+			}
+			tt.make(t, sidecar)
+			if _, err := st.Stat(ctx, "site/basebackup/b"); !errors.Is(err, storage.ErrBadMetadata) || !strings.Contains(err.Error(), "b.metadata") {
+				t.Errorf("Stat = %v, want ErrBadMetadata naming b.metadata", err)
+			}
+			rc, _, err := st.Open(ctx, "site/basebackup/b")
+			if err == nil {
+				rc.Close()
+			}
+			if !errors.Is(err, storage.ErrBadMetadata) {
+				t.Errorf("Open = %v, want ErrBadMetadata", err)
+			}
+		})
 	}
 }
