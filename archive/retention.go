@@ -140,7 +140,9 @@ func (p RetentionPlan) Empty() bool {
 //
 // WAL: every file whose position (the log and segment part of its name,
 // whatever its timeline) is before the lowest start segment of the kept
-// backups is deleted. Comparing positions across timelines is deliberately
+// backups is deleted, and so is every .partial whose complete segment (same
+// timeline, same position) is stored: the segment holds all its WAL, and a
+// restore never reads the .partial while the segment exists. Comparing positions across timelines is deliberately
 // conservative: a segment of any timeline at or after that position stays,
 // so WAL that a kept backup reaches through a timeline switch, and WAL of a
 // newer timeline forked at an earlier position, is never lost. With no
@@ -251,8 +253,20 @@ func planWAL(plan *RetentionPlan, walNames []string) {
 		}
 	}
 	plan.WALHorizon, plan.WALHorizonBackup = lowStart, low.Name
+	stored := map[string]bool{}
+	for _, n := range names {
+		stored[n] = true
+	}
 	for _, n := range names {
 		pos, ok := walPosition(n)
+		if ok && pos >= lowStart[8:] && wal.IsPartialName(n) && stored[n[:24]] {
+			// A copy of the segment taken while it was received, left
+			// when its deletion after the upload failed (or by an older
+			// version): the complete segment holds all of it.
+			plan.WAL = append(plan.WAL, WALDeletion{Name: n, Reason: fmt.Sprintf(
+				"%s is superseded by the complete segment %s", n, n[:24])})
+			continue
+		}
 		if !ok || pos >= lowStart[8:] {
 			if !wal.IsHistoryFile(n) {
 				plan.KeptWAL++

@@ -524,7 +524,9 @@ func newRetentionFixture(t testing.TB) *retentionFixture {
 	f.drop = append(f.drop, putWAL(t, f.a, segs(1, 6, 7)...)...)
 	f.keep = append(f.keep, putBackup(t, f.a, "2024-03-08_10-00_0", "000000010000000000000008", 2, 0)...)
 	f.keep = append(f.keep, putBackup(t, f.a, "2024-03-09_10-00_0", "000000020000000000000009", 2, 1)...)
-	f.keep = append(f.keep, putWAL(t, f.a, append(segs(1, 8, 9), "00000002.history", "000000010000000000000009.partial")...)...)
+	f.keep = append(f.keep, putWAL(t, f.a, append(segs(1, 8, 9), "00000002.history")...)...)
+	// A .partial whose complete segment is stored: superseded.
+	f.drop = append(f.drop, putWAL(t, f.a, "000000010000000000000009.partial")...)
 	f.keep = append(f.keep, putWAL(t, f.a, segs(2, 9, 10)...)...)
 	// The old site also holds WAL past the kept start: it stays.
 	f.keep = append(f.keep, putWAL(t, f.old, "000000010000000000000008")...)

@@ -35,6 +35,9 @@ type FetchOptions struct {
 	// place without a storage round trip, and each delivered segment is
 	// recorded there for the prefetch worker (PrefetchWAL).
 	Spool string
+	// StandIn, when set, is called with the key of the .partial object
+	// delivered in place of a missing segment (see WALListing.StandIn).
+	StandIn func(key string)
 }
 
 // FetchWAL restores the WAL file name (a segment, .partial, .history or
@@ -44,6 +47,11 @@ type FetchOptions struct {
 // match), fsynced and renamed into place: dest never exists half-written.
 // A file in none of the searched folders gives an error wrapping
 // storage.ErrNotFound; PostgreSQL reads that as the end of the archive.
+//
+// A missing segment at the very end of the archive is answered with its
+// .partial copy when one stands in for it (WALListing.StandIn), padded
+// with zeros to the segment size: recovery replays it up to its last
+// valid record and ends there, as it does with a .partial in pg_wal.
 func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOptions) error {
 	if _, _, ok := walKind(name); !ok {
 		return fmt.Errorf("fetch %s: not a WAL segment, .partial, .history or .backup file name", name)
@@ -87,6 +95,20 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		}
 		return nil
 	}
+	if wal.IsSegmentName(name) {
+		switch err := a.fetchStandIn(ctx, name, dir, filepath.Base(dest), o); {
+		case err == nil:
+			if spooled {
+				if sp, err := openSpool(o.Spool, false); err == nil {
+					sp.clear()
+					sp.close()
+				}
+			}
+			return nil
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+	}
 	if spooled {
 		// PostgreSQL asks for a missing segment at the end of the archive,
 		// and at the end of every recovery: what is spooled is no longer
@@ -99,11 +121,34 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	return fmt.Errorf("fetch %s: not in the archive (%s): %w", name, strings.Join(keys, ", "), storage.ErrNotFound)
 }
 
+// fetchStandIn delivers the .partial that stands in for the missing
+// segment name to destName in dir, or returns an error wrapping
+// storage.ErrNotFound when none does.
+func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, destName string, o FetchOptions) error {
+	l, err := a.ListStoredWAL(ctx)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	p, ok := l.StandIn(name)
+	if !ok {
+		return storage.ErrNotFound
+	}
+	if _, err := p.Archive.fetchKey(ctx, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
+		return err
+	}
+	if o.StandIn != nil {
+		o.StandIn(p.Key)
+	}
+	return nil
+}
+
 // fetchKey decodes key into destName of dir through a temporary file whose
 // name starts with tmpPrefix, checks it, and renames it into place. The
 // temporary file is created anew (O_EXCL) and both names are resolved in
 // dir, so no link is followed. For a segment or .partial file it returns
-// the checked page header.
+// the checked page header. A .partial
+// shorter than its segment is padded with zeros to the segment size:
+// PostgreSQL refuses a segment file of any other size.
 func (a *Archive) fetchKey(ctx context.Context, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
 	rc, md, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
@@ -126,6 +171,16 @@ func (a *Archive) fetchKey(ctx context.Context, key, name string, dir *os.Root, 
 	h, err := copyChecked(tmp, rc, md, key, name)
 	if err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
+	}
+	if wal.IsPartialName(name) && h.SegmentSize > 0 {
+		if fi, err := tmp.Stat(); err != nil || fi.Size() < int64(h.SegmentSize) {
+			if err == nil {
+				err = tmp.Truncate(int64(h.SegmentSize))
+			}
+			if err != nil {
+				return h, fmt.Errorf("fetch %s: pad to the segment size: %w", name, err)
+			}
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -16,6 +17,8 @@ type WALFile struct {
 	Name string // file name, as PostgreSQL names it
 	Key  string // the object's key in Archive.Store
 	Size int64  // stored bytes
+	// Modified is when the store says the object was written.
+	Modified time.Time
 	// Archive is the archive holding the file: the one listed, or one of
 	// the sites it moved from.
 	Archive *Archive
@@ -78,7 +81,7 @@ func (a *Archive) listDir(ctx context.Context, dir string) ([]WALFile, error) {
 	err := a.Store.List(ctx, prefix, func(o storage.Object) error {
 		name := strings.TrimPrefix(o.Key, prefix)
 		if name != "" && !strings.Contains(name, "/") {
-			out = append(out, WALFile{Name: name, Key: o.Key, Size: o.Size, Archive: a})
+			out = append(out, WALFile{Name: name, Key: o.Key, Size: o.Size, Modified: o.Modified, Archive: a})
 		}
 		return nil
 	})

@@ -89,11 +89,7 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 // the position after the last non-zero byte of its decoded content.
 func (a *Archive) storedDataSize(ctx context.Context, obj storage.Object) (int64, error) {
 	if v, ok := obj.Metadata[MetaPartialDataSize]; ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%s: bad %s %q", obj.Key, MetaPartialDataSize, v)
-		}
-		return n, nil
+		return parseDataSize(obj.Key, v)
 	}
 	rc, _, err := a.Codec.Open(ctx, a.Store, obj.Key)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/verify"
 )
 
 func listCommand() *cli.Command {
@@ -27,7 +28,11 @@ func listCommand() *cli.Command {
 			"A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:\n" +
 			"restore never chooses it, and the others stay usable.\n" +
 			"--json prints every field and the stored metadata (a damaged backup: name, key, site\n" +
-			"and \"damaged\", the reason).",
+			"and \"damaged\", the reason).\n\n" +
+			"The table ends with where the stored WAL ends (a .partial copy included when it is the\n" +
+			"end of the archive) and how long ago that WAL was stored: what a restore reaches now.\n" +
+			"hoard verify --json reports the same as wal_end. How many bytes the server wrote since is\n" +
+			"not in the archive: the daemon reports it (hoard_wal_stored_lag_bytes, /status).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also print each backup's metadata"},
@@ -88,7 +93,16 @@ func runList(c *cli.Context) error {
 	if c.Bool("json") {
 		return writeBackupsJSON(c.App.Writer, bs)
 	}
-	return writeBackupsTable(c.App.Writer, bs, c.Bool("verbose"))
+	if err := writeBackupsTable(c.App.Writer, bs, c.Bool("verbose")); err != nil {
+		return err
+	}
+	end, err := env.archive.WALEnd(c.Context, archive.NewestSegmentSize(bs.Sound))
+	if err != nil {
+		return err
+	}
+	printf(c.App.Writer, "\n")
+	printWALEnd(c.App.Writer, verify.NewWALEnd(end, time.Now()))
+	return nil
 }
 
 func writeBackupsJSON(w io.Writer, bs archive.Backups) error {

@@ -296,6 +296,10 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 		printf(w, "Tablespace %s restored into %s.\n", name, res.Tablespaces[name])
 	}
 	printf(w, "WAL is archived from %s through %s.\n", b.StartWALSegment, res.WALArchivedThrough)
+	if p := res.WALPartial; p != nil {
+		printf(w, "The archive ends in a .partial copy of %s (WAL up to LSN %s): wal-fetch delivers it for that\n"+
+			"segment, and recovery to the end of the archive stops at its last record.\n", p.Segment, p.End)
+	}
 	mode := "a primary (recovery.signal)"
 	if o.Standby {
 		mode = "a standby (standby.signal)"

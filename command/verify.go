@@ -104,6 +104,7 @@ func writeVerifyTable(w io.Writer, rep *verify.Report) error {
 	}
 	printf(w, "\n%d backups, %d WAL segments (newest %s), %s check in %s\n", len(rep.Backups), rep.Segments, dash(rep.Newest), mode,
 		time.Duration(rep.Elapsed).Round(time.Millisecond))
+	printWALEnd(w, rep.WALEnd)
 	for _, b := range rep.Backups {
 		for _, p := range b.Problems {
 			printf(w, "  %s: %s\n", b.Name, p)
@@ -118,6 +119,17 @@ func writeVerifyTable(w io.Writer, rep *verify.Report) error {
 		printf(w, "PROBLEMS FOUND\n")
 	}
 	return nil
+}
+
+// printWALEnd says where the stored WAL ends and how long ago it was
+// stored: the recovery point a restore reaches now.
+func printWALEnd(w io.Writer, e *verify.WALEnd) {
+	if e == nil {
+		printf(w, "Stored WAL ends: nothing stored\n")
+		return
+	}
+	printf(w, "Stored WAL ends at LSN %s on timeline %d (%s), stored %s, %s ago\n",
+		e.LSN, e.Timeline, e.File, tableTime(e.StoredAt), (time.Duration(e.AgeSeconds) * time.Second).String())
 }
 
 func dash(s string) string {

@@ -36,6 +36,10 @@ func walFetchCommand() *cli.Command {
 			"checks it (a segment's page header must match its name; the recorded hash must match)\n" +
 			"and renames it into place, so DEST never exists half-written. Older sites named in the\n" +
 			"site's moved_from are searched too.\n\n" +
+			"A segment that is not archived is answered with its .partial copy (stored by the daemon\n" +
+			"with wal_partial_upload_interval, or at a timeline switch), padded with zeros to the\n" +
+			"segment size, when that copy is the end of the archive: no segment or .partial after it\n" +
+			"on its timeline, and no later timeline. Recovery then replays up to its last record.\n\n" +
 			"After delivering a segment, wal-fetch starts a background worker (unless one runs) that\n" +
 			"downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside\n" +
 			"DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.\n" +
@@ -74,7 +78,9 @@ func runWALFetch(c *cli.Context) error {
 		return &exitError{code: exitWALFatal, err: err}
 	}
 	defer closeAll()
-	o := archive.FetchOptions{}
+	o := archive.FetchOptions{StandIn: func(key string) {
+		env.log.Info().Str(logSegment, name).Str("key", key).Msg("segment not archived: delivered its .partial copy, the end of the archive")
+	}}
 	prefetch := env.cfg.RestorePrefetch > 0 && wal.IsSegmentName(name)
 	if prefetch {
 		// Absolute, for the worker's log and arguments.

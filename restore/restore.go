@@ -117,6 +117,11 @@ type Result struct {
 	// WALArchivedThrough is the last segment of the unbroken run of
 	// archived WAL that starts at the backup's start segment.
 	WALArchivedThrough string
+	// WALPartial is the .partial object that ends that run, when the
+	// complete segment after the run is not stored and its .partial
+	// copy stands in for it (WALArchivedThrough then names it, with its
+	// suffix): recovery replays it up to WALPartial.End and ends there.
+	WALPartial *PartialTail
 	// WALGap is the gap that ends that run when stored WAL lies beyond it
 	// (a restore to the end of the archive needs StopAtGap then): recovery
 	// stops at WALGap.ReachLSN. nil when there is none.
@@ -201,11 +206,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	walEnd, gap, err := checkWALGap(w, b, path, max(t.LSN, t.nameLSN))
+	tail, err := FindPartialTail(ctx, a, b.SegmentSize())
+	if err != nil {
+		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+	}
+	walEnd, gap, err := checkWALGap(w, tail, b, path, max(t.LSN, t.nameLSN))
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
+	if tail == nil || !strings.HasPrefix(walEnd, tail.Segment) {
+		tail = nil
+	} else {
+		log.Info().Str("key", tail.Key).Str("lsn", tail.End.String()).Msg("the archive ends in a .partial copy: recovery replays it to its end")
+	}
 	if gap != nil {
 		switch {
 		case t.IsZero() && !o.StopAtGap:
@@ -252,7 +266,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALGap: gap}
+	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALGap: gap}
 	incomplete := func(err error) error {
 		return fmt.Errorf("%w; %s is incomplete and PostgreSQL cannot start on it (run again with overwrite): %w", err, o.TargetDir, ErrIncomplete)
 	}

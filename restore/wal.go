@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -37,6 +38,47 @@ func listWAL(ctx context.Context, a *archive.Archive) (walIndex, error) {
 		idx[name] = f.Archive
 	}
 	return idx, nil
+}
+
+// PartialTail is the .partial object that ends the archive and stands in
+// for its missing segment (archive.WALListing.StandIn): recovery replays
+// it up to End, the end of its data, and ends there.
+type PartialTail struct {
+	Segment string          // the segment it stands in for
+	Key     string          // the .partial object
+	File    archive.WALFile // the .partial object, as listed
+	End     pglogrepl.LSN   // where its WAL ends
+}
+
+// FindPartialTail returns the .partial that stands in at the end of a's
+// archive (with the sites it moved from), nil when none does. At most one
+// can: it must be the newest WAL of the newest timeline.
+func FindPartialTail(ctx context.Context, a *archive.Archive, segSize uint64) (*PartialTail, error) {
+	l, err := a.ListStoredWAL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for name := range l.Partials {
+		p, ok := l.StandIn(name)
+		if !ok {
+			continue
+		}
+		seg, err := wal.ParseSegmentName(name, segSize)
+		if err != nil {
+			return nil, err
+		}
+		n, err := a.PartialDataSize(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		if uint64(n) > segSize || n < wal.PageHeaderSize {
+			// Not WAL recovery could read; wal-fetch's checks refuse it.
+			return nil, fmt.Errorf("%s holds %d bytes of WAL, not between %d and the %d-byte segment size: damaged object",
+				p.Key, n, wal.PageHeaderSize, segSize)
+		}
+		return &PartialTail{Segment: name, Key: p.Key, File: p, End: seg.StartLSN(segSize) + pglogrepl.LSN(n)}, nil
+	}
+	return nil, nil
 }
 
 // historyIndex maps the timelines with an archived history file to the
@@ -205,13 +247,17 @@ func LastSegment(b *archive.BackupInfo, start wal.Segment) (uint64, error) {
 // returns the last segment of the unbroken run that follows. The first gap
 // is named in the error, on the timeline recovery would read it from.
 func checkWAL(w walIndex, b *archive.BackupInfo, p wal.History, upTo pglogrepl.LSN) (string, error) {
-	last, _, err := checkWALGap(w, b, p, upTo)
+	last, _, err := checkWALGap(w, nil, b, p, upTo)
 	return last, err
 }
 
 // checkWALGap is checkWAL that also returns the gap, if any, where the
-// unbroken run ends while stored WAL of the path lies beyond it.
-func checkWALGap(w walIndex, b *archive.BackupInfo, p wal.History, upTo pglogrepl.LSN) (string, *WALGap, error) {
+// unbroken run ends while stored WAL of the path lies beyond it. tail,
+// when not nil, is the .partial that ends the archive: where the run
+// reaches its segment, it continues into it and ends there (its name,
+// with the .partial suffix, is then the last returned), and upTo must
+// lie within its data.
+func checkWALGap(w walIndex, tail *PartialTail, b *archive.BackupInfo, p wal.History, upTo pglogrepl.LSN) (string, *WALGap, error) {
 	segSize := b.SegmentSize()
 	start, err := wal.ParseSegmentName(b.StartWALSegment, segSize)
 	if err != nil {
@@ -239,8 +285,21 @@ func checkWALGap(w walIndex, b *archive.BackupInfo, p wal.History, upTo pglogrep
 			last = found
 			continue
 		}
+		if tail != nil && slices.ContainsFunc(tlis, func(tli uint32) bool {
+			return wal.Segment{Timeline: tli, No: no}.Name(segSize) == tail.Segment
+		}) {
+			if upTo > tail.End {
+				return tail.Segment + wal.PartialSuffix, nil, fmt.Errorf("WAL up to the recovery target %s: the archive ends at %s, in %s%s: %w",
+					upTo, tail.End, tail.Segment, wal.PartialSuffix, ErrMissingWAL)
+			}
+			if no <= end && uint64(backupEndLSN(b)) > uint64(tail.End) {
+				return tail.Segment + wal.PartialSuffix, nil, fmt.Errorf("the backup's WAL: the archive ends at %s, in %s%s, before the backup's end %s: %w",
+					tail.End, tail.Segment, wal.PartialSuffix, backupEndLSN(b), ErrMissingWAL)
+			}
+			return tail.Segment + wal.PartialSuffix, nil, nil
+		}
 		if no > need {
-			return last, findGap(w, p, no, segSize, start, last), nil
+			return last, findGap(w, tail, p, no, segSize, start, last), nil
 		}
 		tli := start.Timeline
 		if len(tlis) > 0 {
@@ -283,11 +342,16 @@ func (g *WALGap) String() string {
 }
 
 // findGap returns the gap that starts at segment no of the path p, when a
-// segment of one of p's timelines is stored after it; last is the last
-// segment of the unbroken run before it. nil when no WAL lies beyond.
-func findGap(w walIndex, p wal.History, no, segSize uint64, start wal.Segment, last string) *WALGap {
+// segment of one of p's timelines, or the .partial tail, is stored after
+// it; last is the last segment of the unbroken run before it. nil when no
+// WAL lies beyond.
+func findGap(w walIndex, tail *PartialTail, p wal.History, no, segSize uint64, start wal.Segment, last string) *WALGap {
 	var next *wal.Segment
-	for name := range w {
+	names := slices.Collect(maps.Keys(w))
+	if tail != nil {
+		names = append(names, tail.Segment)
+	}
+	for _, name := range names {
 		seg, err := wal.ParseSegmentName(name, segSize)
 		if err != nil || seg.No <= no || !slices.Contains(p.Timelines(seg.No, segSize), seg.Timeline) {
 			continue // not WAL recovery along p would read

@@ -131,7 +131,7 @@ func TestCheckWALGap(t *testing.T) {
 			"000000020000000000000005 through 000000020000000000000006 missing, 000000020000000000000007 and later stored; recovery stops at LSN 0/5000000 (end of 000000010000000000000004)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, gap, err := checkWALGap(tt.wal, b, tt.path, 0)
+			_, gap, err := checkWALGap(tt.wal, nil, b, tt.path, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,6 +141,54 @@ func TestCheckWALGap(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("gap %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCheckWALGap_PartialTail: the .partial that ends the archive continues
+// the run and ends it; a target past its data, or a backup ending past
+// it, is missing WAL; a .partial beyond a missing segment is a gap.
+func TestCheckWALGap_PartialTail(t *testing.T) {
+	b := hoardBackup("b", 1, 0x4000100, 0)
+	b.StartLSN, b.StartWALSegment = 0x2000028, "000000010000000000000002"
+	one := wal.History{{Timeline: 1}}
+	run := walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004")
+	tail := &PartialTail{Segment: "000000010000000000000005", Key: "site/xlog/000000010000000000000005.partial", End: 0x50c9a00}
+	for _, tt := range []struct {
+		name    string
+		wal     walIndex
+		tail    *PartialTail
+		upTo    pglogrepl.LSN
+		last    string
+		missing bool
+		gap     bool
+	}{
+		{name: "OK", wal: run, tail: tail, last: "000000010000000000000005.partial"},
+		{name: "OKTargetInside", wal: run, tail: tail, upTo: 0x50c9000, last: "000000010000000000000005.partial"},
+		{name: "ErrTargetPast", wal: run, tail: tail, upTo: 0x50c9a01, missing: true},
+		{name: "ErrBackupEndPast", wal: walIdx("000000010000000000000002", "000000010000000000000003"),
+			tail: &PartialTail{Segment: "000000010000000000000004", End: 0x4000080}, missing: true},
+		{name: "OKBackupEndInside", wal: walIdx("000000010000000000000002", "000000010000000000000003"),
+			tail: &PartialTail{Segment: "000000010000000000000004", End: 0x4000100}, last: "000000010000000000000004.partial"},
+		{name: "ErrGapBefore", wal: run, tail: &PartialTail{Segment: "000000010000000000000007", End: 0x7000100},
+			last: "000000010000000000000004", gap: true},
+		{name: "NotOnPath", wal: run, tail: &PartialTail{Segment: "000000020000000000000005", End: 0x5000100},
+			last: "000000010000000000000004"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			last, gap, err := checkWALGap(tt.wal, tt.tail, b, one, tt.upTo)
+			if tt.missing {
+				if !errors.Is(err, ErrMissingWAL) {
+					t.Fatalf("checkWALGap = %v, want ErrMissingWAL", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last != tt.last || (gap != nil) != tt.gap {
+				t.Fatalf("checkWALGap = %s, gap %v; want %s, gap %v", last, gap, tt.last, tt.gap)
 			}
 		})
 	}

@@ -57,6 +57,10 @@ type Report struct {
 	// the newest by position.
 	Segments int    `json:"wal_segments"`
 	Newest   string `json:"newest_wal_segment"`
+	// WALEnd is the newest WAL byte stored, a .partial's included, and
+	// how long ago it was stored: the recovery point a restore reaches
+	// now. nil when no WAL is stored.
+	WALEnd *WALEnd `json:"wal_end"`
 	// Problems are findings that belong to no single backup: a missing
 	// timeline history, damaged WAL objects, a backup whose metadata cannot
 	// be read (listed as damaged and left out of Backups).
@@ -88,6 +92,35 @@ type BackupReport struct {
 	Problems         []string   `json:"problems"`
 
 	reach pglogrepl.LSN
+}
+
+// WALEnd is the newest WAL byte an archive holds, as Report shows it.
+//
+// It is what the archive alone can tell about the recovery point
+// objective: where the stored WAL ends (LSN) and when the object holding
+// that end was written (StoredAt). How many bytes the server has written
+// since is not in the archive; the daemon, which knows the server's
+// position, reports it (hoard_wal_stored_lag_bytes). AgeSeconds, the
+// time since StoredAt, bounds what a loss of the server now costs from
+// below: every transaction committed since StoredAt is lost (and those
+// of the upload before it), if the server wrote any.
+type WALEnd struct {
+	File       string    `json:"file"` // the newest segment, or the .partial after it
+	Partial    bool      `json:"partial"`
+	Timeline   uint32    `json:"timeline"`
+	LSN        string    `json:"lsn"`
+	StoredAt   time.Time `json:"stored_at"`
+	AgeSeconds float64   `json:"age_seconds"`
+}
+
+// NewWALEnd converts e for a report taken at now; nil when nothing is
+// stored.
+func NewWALEnd(e archive.WALEnd, now time.Time) *WALEnd {
+	if e.File == "" {
+		return nil
+	}
+	return &WALEnd{File: e.File, Partial: e.Partial, Timeline: e.Timeline, LSN: e.LSN.String(),
+		StoredAt: e.Stored.UTC(), AgeSeconds: max(0, now.Sub(e.Stored).Seconds())}
 }
 
 // OK reports whether everything checked is sound: there is at least one
@@ -150,6 +183,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := idx.loadTail(ctx, a, archive.NewestSegmentSize(backups)); err != nil {
+		return nil, err
+	}
+	end, err := a.WALEnd(ctx, archive.NewestSegmentSize(backups))
+	if err != nil {
+		return nil, err
+	}
+	rep.WALEnd = NewWALEnd(end, time.Now())
 	rep.Segments = len(idx.segments)
 	for name := range idx.segments {
 		if rep.Newest == "" || name[8:] > rep.Newest[8:] || name[8:] == rep.Newest[8:] && name > rep.Newest {

@@ -543,3 +543,75 @@ func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// putPartial stores the first n bytes of segment name, zero-padded, as
+// its .partial with the data size, as the daemon does.
+func putPartial(t testing.TB, a *archive.Archive, name string, n int) {
+	t.Helper()
+	data := segmentBytes(t, name)
+	padded := append(append([]byte(nil), data[:n]...), make([]byte, len(data)-n)...)
+	sum := sha1.Sum(padded)
+	md := storage.Metadata{archive.MetaHash: hex.EncodeToString(sum[:]), archive.MetaHashAlgorithm: "sha1",
+		archive.MetaPartialDataSize: fmt.Sprint(n)}
+	if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.WALKey(name+wal.PartialSuffix), bytes.NewReader(padded), int64(len(padded)), md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRun_PartialTail: a .partial after the newest segment extends each
+// backup's reach to the end of its data, full checks decode it, and the
+// report's WAL end is there; a .partial behind a newer segment is not.
+func TestRun_PartialTail(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 1, 4)
+	putPartial(t, a, seg(1, 5), 70000)
+	for _, full := range []bool{false, true} {
+		rep := run(t, a, full)
+		if !rep.OK() {
+			t.Fatalf("full=%v: not OK:\n%s", full, problems(rep))
+		}
+		b := rep.Backups[0]
+		if want := seg(1, 5) + ".partial"; b.ReachSegment != want {
+			t.Errorf("reach %s, want %s", b.ReachSegment, want)
+		}
+		if got, want := b.ReachLSN, pglogrepl.LSN(5*segSize+70000).String(); got != want {
+			t.Errorf("reach LSN %s, want %s", got, want)
+		}
+		if e := rep.WALEnd; e == nil || !e.Partial || e.LSN != pglogrepl.LSN(5*segSize+70000).String() || e.StoredAt.IsZero() {
+			t.Errorf("WAL end %+v", e)
+		}
+	}
+	// Damage found by a full check ends the reach before it.
+	tamperObject(t, a, a.Layout.WALKey(seg(1, 5)+".partial"))
+	rep := run(t, a, true)
+	if b := rep.Backups[0]; b.ReachSegment != seg(1, 4) || rep.OK() {
+		t.Errorf("damaged .partial: reach %s OK=%v\n%s", b.ReachSegment, rep.OK(), problems(rep))
+	}
+
+	// The complete segment arrives: the .partial no longer counts.
+	putSegments(t, a, 1, 5, 6)
+	rep = run(t, a, false)
+	if b := rep.Backups[0]; b.ReachSegment != seg(1, 6) || rep.WALEnd.Partial || rep.WALEnd.File != seg(1, 6) {
+		t.Errorf("reach %s, WAL end %+v", b.ReachSegment, rep.WALEnd)
+	}
+}
+
+// tamperObject flips a byte in the middle of the stored object.
+func tamperObject(t testing.TB, a *archive.Archive, key string) {
+	t.Helper()
+	ctx := context.Background()
+	rc, md, err := a.Store.Open(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := a.Store.Put(ctx, key, bytes.NewReader(b), md.Metadata); err != nil {
+		t.Fatal(err)
+	}
+}

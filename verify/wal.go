@@ -18,6 +18,26 @@ import (
 type walIndex struct {
 	segments  map[string]archive.WALFile
 	histories map[uint32]archive.WALFile
+	// tail is the .partial that ends the archive, standing in for its
+	// missing segment (restore.FindPartialTail); nil when none does.
+	tail *restore.PartialTail
+}
+
+// loadTail finds the .partial tail of a's archive (WAL of segment size
+// segSize).
+func (w *walIndex) loadTail(ctx context.Context, a *archive.Archive, segSize uint64) error {
+	t, err := restore.FindPartialTail(ctx, a, segSize)
+	w.tail = t
+	return err
+}
+
+// file returns the stored file called name: a segment, or the .partial
+// tail.
+func (w *walIndex) file(name string) archive.WALFile {
+	if t := w.tail; t != nil && name == t.Segment+wal.PartialSuffix {
+		return t.File
+	}
+	return w.segments[name]
 }
 
 // listWAL lists the segments and timeline histories of a.
@@ -82,7 +102,12 @@ type Chain struct {
 	// furthest point recovery can replay to.
 	LastContinuous string
 	ReachLSN       pglogrepl.LSN
-	Gaps           []Gap // every run of missing segments from Start to Newest (or End)
+	// Partial is the .partial that continues the unbroken run and ends
+	// it ("" when none): its segment is not stored, and the copy stands
+	// in for it at the end of the archive. ReachLSN is then the end of
+	// its data.
+	Partial string
+	Gaps    []Gap // every run of missing segments from Start to Newest (or End)
 	// Restorable is true when no gap lies between Start and End: recovery
 	// can reach a consistent state.
 	Restorable bool
@@ -97,6 +122,9 @@ func (c *Chain) Continuous() bool { return len(c.Gaps) == 0 }
 func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) (*Chain, error) {
 	idx, err := listWAL(ctx, a)
 	if err != nil {
+		return nil, err
+	}
+	if err := idx.loadTail(ctx, a, b.SegmentSize()); err != nil {
 		return nil, err
 	}
 	path, err := restore.RecoveryPath(ctx, a, b, "latest")
@@ -168,16 +196,35 @@ func followWAL(idx *walIndex, b *archive.BackupInfo, path wal.History, bad map[s
 		c.Segments = append(c.Segments, present[no])
 		next = no + 1
 	}
+	if c.LastContinuous != "" {
+		c.ReachLSN = wal.Segment{No: lastCont + 1}.StartLSN(segSize)
+	}
+	restorable := c.LastContinuous != "" && lastCont >= endNo
+	if t := idx.tail; t != nil && !bad[t.Segment+wal.PartialSuffix] {
+		s, err := wal.ParseSegmentName(t.Segment, segSize)
+		if err == nil && s.No >= next && slices.Contains(path.Timelines(s.No, segSize), s.Timeline) {
+			name := t.Segment + wal.PartialSuffix
+			if s.No > next {
+				missing(next, s.No-1)
+				continuous = false
+			}
+			if continuous {
+				c.LastContinuous, c.Partial, c.ReachLSN = name, name, t.End
+				restorable = s.No > endNo || s.No == endNo && b.EndLSN != 0 && t.End >= b.EndLSN
+			}
+			c.Segments = append(c.Segments, name)
+			nos = append(nos, s.No)
+			present[s.No] = name
+			next = s.No + 1
+		}
+	}
 	if endNo >= next {
 		missing(next, endNo)
 	}
 	if len(nos) > 0 {
 		c.Newest = present[nos[len(nos)-1]]
 	}
-	if c.LastContinuous != "" {
-		c.ReachLSN = wal.Segment{No: lastCont + 1}.StartLSN(segSize)
-	}
-	c.Restorable = c.LastContinuous != "" && lastCont >= endNo
+	c.Restorable = restorable
 	return c, nil
 }
 

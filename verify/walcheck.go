@@ -32,7 +32,7 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 		if gctx.Err() != nil {
 			break
 		}
-		f := idx.segments[name]
+		f := idx.file(name)
 		g.Go(func() error {
 			err := f.Check(gctx)
 			if gctx.Err() != nil {

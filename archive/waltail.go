@@ -1,0 +1,215 @@
+package archive
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// The tail of the archive. The daemon stores the segment it is receiving
+// as <segment>.partial every wal_partial_upload_interval, and the last
+// segment of an ended timeline as a .partial too. When the primary is
+// lost, that copy is the newest WAL there is. PostgreSQL treats a
+// .partial at the end of pg_wal the same way: it is the end of its
+// timeline, read up to its last valid record. restore_command is asked
+// for the segment's own name, so wal-fetch answers with the .partial's
+// bytes (zero-padded to the segment size, since recovery refuses a
+// segment file of another size): recovery replays up to the last valid
+// record in it, finds zeros, and ends there.
+//
+// A .partial stands in for its segment only at the very end of the
+// archive (StandIn): a copy stored beside the complete segment, before a
+// newer segment of its timeline, or on a timeline that a later one
+// followed is never used. That keeps a .partial from ever being preferred
+// over real WAL, whoever stored it, and keeps recovery off an old
+// timeline's copy that a promotion has made obsolete: after a switch the
+// new timeline's segment holds the same WAL up to the switch point, and
+// PostgreSQL asks for it first.
+
+// WALListing is what the xlog/ and timeline/ folders of an archive and of
+// the sites it moved from hold (Archive.ListWAL, Archive.ListHistories).
+// Where several sites hold a file, the copy wal-fetch reads is kept: the
+// first in the order it searches them.
+type WALListing struct {
+	Segments  map[string]WALFile // complete segments by name
+	Partials  map[string]WALFile // .partial objects by segment name (no suffix)
+	Histories map[uint32]WALFile // timeline history files by timeline
+}
+
+// ListStoredWAL lists the segments, .partial objects and timeline
+// histories of a and the sites it moved from.
+func (a *Archive) ListStoredWAL(ctx context.Context) (*WALListing, error) {
+	files, err := a.ListWAL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h, err := a.ListHistories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l := &WALListing{Segments: SegmentIndex(files), Partials: map[string]WALFile{}, Histories: h}
+	for _, f := range files {
+		if wal.IsPartialName(f.Name) {
+			if _, ok := l.Partials[f.Name[:24]]; !ok {
+				l.Partials[f.Name[:24]] = f
+			}
+		}
+	}
+	return l, nil
+}
+
+// StandIn returns the .partial object that may stand in for the segment
+// called name, which recovery asks for and the archive does not hold. It
+// is the segment's .partial when all of these hold:
+//
+//   - the complete segment is not stored;
+//   - no segment and no .partial after it is stored on its timeline: it
+//     is the end of its timeline's WAL;
+//   - no later timeline exists (no history file, segment or .partial of
+//     a timeline above it): a promotion did not make it obsolete.
+//
+// Segment names order by position within a timeline (the log and segment
+// fields are fixed-width hex), so no segment size is needed.
+func (l *WALListing) StandIn(name string) (WALFile, bool) {
+	p, ok := l.Partials[name]
+	if !ok || !wal.IsSegmentName(name) {
+		return WALFile{}, false
+	}
+	if _, ok := l.Segments[name]; ok {
+		return WALFile{}, false
+	}
+	tli := wal.SegmentTimeline(name)
+	for t := range l.Histories {
+		if t > tli {
+			return WALFile{}, false
+		}
+	}
+	newer := func(n string) bool {
+		t := wal.SegmentTimeline(n)
+		return t > tli || t == tli && n[8:] > name[8:]
+	}
+	for n := range l.Segments {
+		if newer(n) {
+			return WALFile{}, false
+		}
+	}
+	for n := range l.Partials {
+		if newer(n) {
+			return WALFile{}, false
+		}
+	}
+	return p, true
+}
+
+// PartialDataSize returns how many bytes of WAL the stored .partial f
+// holds: its MetaPartialDataSize, or, for an object stored without it,
+// the position after the last non-zero byte of its content.
+func (a *Archive) PartialDataSize(ctx context.Context, f WALFile) (int64, error) {
+	obj, err := f.Archive.Store.Stat(ctx, f.Key)
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", f.Key, err)
+	}
+	return f.Archive.storedDataSize(ctx, obj)
+}
+
+// WALEnd is the newest WAL byte an archive holds.
+type WALEnd struct {
+	// File is the object holding it: the newest complete segment or the
+	// .partial standing in after it; "" when the archive holds no WAL.
+	File    string
+	Partial bool // File is a .partial
+	// Timeline and LSN: the WAL stored ends at LSN on Timeline (the end
+	// of the segment, or of the .partial's data).
+	Timeline uint32
+	LSN      pglogrepl.LSN
+	// Stored is when that object was written, as the store reports it.
+	Stored time.Time
+}
+
+// End returns the newest WAL byte stored: on the newest timeline holding
+// WAL, the end of its newest complete segment or, when the .partial after
+// it stands in (StandIn), of that .partial's data. segSize is the
+// cluster's WAL segment size. A .partial's data size comes from its
+// metadata (one Stat), or for an object without it from its content.
+func (l *WALListing) End(ctx context.Context, segSize uint64) (WALEnd, error) {
+	var best string
+	for n := range l.Segments {
+		if best == "" || newerName(n, best) {
+			best = n
+		}
+	}
+	for n := range l.Partials {
+		if (best == "" || newerName(n, best)) && l.standsIn(n) {
+			best = n
+		}
+	}
+	if best == "" {
+		return WALEnd{}, nil
+	}
+	seg, err := wal.ParseSegmentName(best, segSize)
+	if err != nil {
+		return WALEnd{}, err
+	}
+	if f, ok := l.Segments[best]; ok {
+		return WALEnd{File: best, Timeline: seg.Timeline, LSN: seg.Next().StartLSN(segSize), Stored: f.Modified}, nil
+	}
+	f := l.Partials[best]
+	n, err := f.Archive.PartialDataSize(ctx, f)
+	if err != nil {
+		return WALEnd{}, err
+	}
+	if uint64(n) > segSize {
+		return WALEnd{}, fmt.Errorf("%s: %s %d is larger than the %d-byte segment", f.Key, MetaPartialDataSize, n, segSize)
+	}
+	return WALEnd{File: f.Name, Partial: true, Timeline: seg.Timeline,
+		LSN: seg.StartLSN(segSize) + pglogrepl.LSN(n), Stored: f.Modified}, nil
+}
+
+func (l *WALListing) standsIn(name string) bool {
+	_, ok := l.StandIn(name)
+	return ok
+}
+
+// newerName reports whether segment name a is newer than b: on a later
+// timeline, or later on the same one.
+func newerName(a, b string) bool {
+	ta, tb := wal.SegmentTimeline(a), wal.SegmentTimeline(b)
+	return ta > tb || ta == tb && a[8:] > b[8:]
+}
+
+// parseDataSize parses a MetaPartialDataSize value.
+func parseDataSize(key, v string) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s: bad %s %q", key, MetaPartialDataSize, v)
+	}
+	return n, nil
+}
+
+// DefaultSegmentSize is PostgreSQL's default WAL segment size, assumed
+// where no backup says otherwise.
+const DefaultSegmentSize = 16 << 20
+
+// NewestSegmentSize returns the WAL segment size of the newest backup in
+// bs, DefaultSegmentSize when there is none.
+func NewestSegmentSize(bs []*BackupInfo) uint64 {
+	if len(bs) == 0 {
+		return DefaultSegmentSize
+	}
+	return bs[len(bs)-1].SegmentSize()
+}
+
+// WALEnd lists a's WAL (with the sites it moved from) and returns the
+// newest byte stored (WALListing.End).
+func (a *Archive) WALEnd(ctx context.Context, segSize uint64) (WALEnd, error) {
+	l, err := a.ListStoredWAL(ctx)
+	if err != nil {
+		return WALEnd{}, err
+	}
+	return l.End(ctx, segSize)
+}

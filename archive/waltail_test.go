@@ -1,0 +1,190 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+func TestWALListing_StandIn(t *testing.T) {
+	const seg5 = "000000010000000000000005"
+	tests := []struct {
+		name      string
+		segments  []string
+		partials  []string
+		histories []uint32
+		want      bool
+	}{
+		{name: "OK end of the archive", segments: []string{"000000010000000000000004"}, partials: []string{seg5}, want: true},
+		{name: "OK only the partial", partials: []string{seg5}, want: true},
+		{name: "OK older timeline stored", segments: []string{"000000010000000000000004"}, partials: []string{seg5, "000000010000000000000003"}, want: true},
+		{name: "ErrNoPartial", segments: []string{"000000010000000000000004"}},
+		{name: "ErrSegmentStored", segments: []string{seg5}, partials: []string{seg5}},
+		{name: "ErrNewerSegment", segments: []string{"000000010000000000000006"}, partials: []string{seg5}},
+		{name: "ErrNewerLog", segments: []string{"000000010000000100000000"}, partials: []string{seg5}},
+		{name: "ErrNewerPartial", partials: []string{seg5, "000000010000000000000007"}},
+		{name: "ErrLaterTimelineHistory", partials: []string{seg5}, histories: []uint32{2}},
+		{name: "ErrLaterTimelineSegment", partials: []string{seg5}, segments: []string{"000000020000000000000005"}},
+		{name: "ErrLaterTimelinePartial", partials: []string{seg5, "000000020000000000000004"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &WALListing{Segments: map[string]WALFile{}, Partials: map[string]WALFile{}, Histories: map[uint32]WALFile{}}
+			for _, n := range tt.segments {
+				l.Segments[n] = WALFile{Name: n}
+			}
+			for _, n := range tt.partials {
+				l.Partials[n] = WALFile{Name: n + ".partial"}
+			}
+			for _, tli := range tt.histories {
+				l.Histories[tli] = WALFile{Name: wal.HistoryFileName(tli)}
+			}
+			p, ok := l.StandIn(seg5)
+			if ok != tt.want {
+				t.Fatalf("StandIn = %v, want %v", ok, tt.want)
+			}
+			if ok && p.Name != seg5+".partial" {
+				t.Errorf("StandIn = %s", p.Name)
+			}
+		})
+	}
+}
+
+// putPartial stores the first n bytes of data, zero-padded, as name's
+// .partial through PutPartialWAL.
+func putPartial(tb testing.TB, a *Archive, name string, data []byte, n int) []byte {
+	tb.Helper()
+	padded := append(append([]byte(nil), data[:n]...), make([]byte, len(data)-n)...)
+	if _, err := a.PutPartialWAL(context.Background(), writeWALFile(tb, tb.TempDir(), name+".partial", padded), PushOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	return padded
+}
+
+func TestArchive_FetchWAL_StandIn(t *testing.T) {
+	ctx := context.Background()
+	for _, encrypted := range []bool{false, true} {
+		a := walTestArchive(t, encrypted)
+		pushSegments(t, a, 3, 4)
+		name := "000000010000000000000005"
+		full := waltest.Segment(t, name, testSegSize, 5)
+		padded := putPartial(t, a, name, full, 300000)
+
+		// The segment is missing: its .partial stands in, full size.
+		dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+		var used string
+		if err := a.FetchWAL(ctx, name, dest, FetchOptions{StandIn: func(k string) { used = k }}); err != nil {
+			t.Fatalf("encrypted=%v: %v", encrypted, err)
+		}
+		checkFile(t, dest, padded)
+		if used != "site/xlog/"+name+".partial" {
+			t.Errorf("StandIn called with %q", used)
+		}
+
+		// The end of the archive: the next segment is not there.
+		if err := a.FetchWAL(ctx, "000000010000000000000006", dest, FetchOptions{}); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("next segment: %v, want ErrNotFound", err)
+		}
+
+		// A later timeline makes it obsolete.
+		if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), "00000002.history", []byte("1\t0/5000100\tno recovery target specified\n")), PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.FetchWAL(ctx, name, dest, FetchOptions{}); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("with timeline 2: %v, want ErrNotFound", err)
+		}
+	}
+}
+
+func TestArchive_FetchWAL_StandIn_ErrNotAtEnd(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	name := "000000010000000000000005"
+	putPartial(t, a, name, waltest.Segment(t, name, testSegSize, 5), 300000)
+	// A newer segment is stored: the .partial is not the end of the
+	// timeline (a hole, or a copy planted behind real WAL).
+	pushSegments(t, a, 6, 6)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if err := a.FetchWAL(ctx, name, dest, FetchOptions{}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("FetchWAL = %v, want ErrNotFound", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatalf("dest exists: %v", err)
+	}
+}
+
+func TestArchive_FetchWAL_StandIn_ShortPadded(t *testing.T) {
+	// A .partial stored shorter than its segment (not by hoard's daemon)
+	// is padded to the segment size: PostgreSQL refuses other sizes.
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	name := "000000010000000000000005"
+	full := waltest.Segment(t, name, testSegSize, 5)
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name+".partial", full[:8192]), PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), name)
+	if err := a.FetchWAL(ctx, name, dest, FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != testSegSize || !bytes.Equal(got[:8192], full[:8192]) || bytes.ContainsFunc(got[8192:], func(r rune) bool { return r != 0 }) {
+		t.Fatalf("fetched %d bytes, want the 8192 stored then zeros to %d", len(got), testSegSize)
+	}
+}
+
+func TestArchive_FetchWAL_StandIn_ErrTampered(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	name := "000000010000000000000005"
+	putPartial(t, a, name, waltest.Segment(t, name, testSegSize, 5), 300000)
+	tamper(t, a, "site/xlog/"+name+".partial", -40)
+	dest := filepath.Join(t.TempDir(), name)
+	err := a.FetchWAL(ctx, name, dest, FetchOptions{})
+	if err == nil || errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("FetchWAL of a tampered .partial = %v, want an error", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatalf("dest exists: %v", err)
+	}
+}
+
+func TestWALListing_End(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	if e, err := a.WALEnd(ctx, testSegSize); err != nil || e.File != "" {
+		t.Fatalf("empty archive: %+v, %v", e, err)
+	}
+	pushSegments(t, a, 3, 4)
+	e, err := a.WALEnd(ctx, testSegSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.File != "000000010000000000000004" || e.Partial || e.LSN != pglogrepl.LSN(5*testSegSize) || e.Timeline != 1 || e.Stored.IsZero() {
+		t.Fatalf("End = %+v", e)
+	}
+	name := "000000010000000000000005"
+	padded := putPartial(t, a, name, waltest.Segment(t, name, testSegSize, 5), 300000)
+	n, err := dataSize(bytes.NewReader(padded))
+	if err != nil || n < 250000 {
+		t.Fatalf("data size %d, %v", n, err)
+	}
+	if e, err = a.WALEnd(ctx, testSegSize); err != nil {
+		t.Fatal(err)
+	}
+	if e.File != name+".partial" || !e.Partial || e.LSN != pglogrepl.LSN(5*testSegSize+n) {
+		t.Fatalf("End = %+v, want the .partial's data end", e)
+	}
+}
