@@ -209,6 +209,8 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	s.ResumeMultiplier = site.PGReceiveXLog.ResumeMultiplier
 	s.DiskCheckInterval = site.PGReceiveXLog.DiskSpaceCheckInterval
 	s.PartialUploadInterval = site.WALPartialUploadInterval
+	s.StoredLagAlert = site.WALStoredLagAlert
+	s.StoredLagAlertBytes = uint64(max(site.WALStoredLagAlertBytes, 0))
 	if d, ok := site.BasebackupInterval(); ok {
 		s.Schedule.Interval = d
 	}

@@ -43,7 +43,8 @@ func TestDaemonOptions(t *testing.T) {
 				"basebackup_interval_hours": 6, "basebackup_hour": 1, "basebackup_minute": 30,
 				"basebackup_count": 3,
 				"pg_receivexlog": {"min_disk_free_bytes": 1073741824},
-				"wal_partial_upload_interval": 30
+				"wal_partial_upload_interval": 30,
+				"wal_stored_lag_alert_seconds": 90, "wal_stored_lag_alert_bytes": 1048576
 			},
 			"pushed": {
 				"active_backup_mode": "archive_command",
@@ -72,6 +73,9 @@ func TestDaemonOptions(t *testing.T) {
 	if main.MinFreeBytes != 1<<30 || main.PartialUploadInterval != 30*time.Second {
 		t.Errorf("disk guard %d, partial interval %s", main.MinFreeBytes, main.PartialUploadInterval)
 	}
+	if main.StoredLagAlert != 90*time.Second || main.StoredLagAlertBytes != 1<<20 {
+		t.Errorf("stored lag alert %s, %d bytes", main.StoredLagAlert, main.StoredLagAlertBytes)
+	}
 	if s := main.Schedule; s.Interval != 6*time.Hour || !s.Anchored || s.Hour != 1 || s.Minute != 30 {
 		t.Errorf("schedule %+v", s)
 	}
@@ -99,7 +103,8 @@ func TestDaemonOptions(t *testing.T) {
 				"basebackup_interval_hours": 6, "basebackup_hour": 1, "basebackup_minute": 30,
 				"basebackup_count": 3,
 				"pg_receivexlog": {"min_disk_free_bytes": 1073741824},
-				"wal_partial_upload_interval": 30
+				"wal_partial_upload_interval": 30,
+				"wal_stored_lag_alert_seconds": 90, "wal_stored_lag_alert_bytes": 1048576
 			},
 			"pushed": {
 				"active_backup_mode": "archive_command",

@@ -56,6 +56,8 @@ type Site struct {
 
 	PGReceiveXLog            PGReceiveXLog
 	WALPartialUploadInterval time.Duration // 0 = never
+	WALStoredLagAlert        time.Duration // 0 = never
+	WALStoredLagAlertBytes   int64         // 0 = never
 	RestoreTestIntervalHours *float64      // nil = never
 
 	PGBasebackupPath  string

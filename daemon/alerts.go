@@ -24,13 +24,18 @@ const (
 	// lost, or the slot moved on without it). Backups taken before cannot
 	// be restored past the hole; it is cleared by the next basebackup.
 	AlertWALHole = "wal_hole_error"
+	// AlertWALStoredLag is hoard's: the WAL not yet stored in the archive
+	// (as a segment or .partial) is older, or larger, than the site's
+	// wal_stored_lag_alert_seconds or wal_stored_lag_alert_bytes: losing
+	// the server and the daemon's disk now would lose more than that.
+	AlertWALStoredLag = "wal_stored_lag_warning"
 )
 
 // knownAlerts are looked for by Active even when this process has not
 // raised them, so a file left by an earlier run shows until it is cleared.
 var knownAlerts = []string{
 	AlertAuthentication, AlertConfiguration, AlertUploadRetries,
-	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest, AlertWALHole,
+	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest, AlertWALHole, AlertWALStoredLag,
 	AlertBackupDamaged,
 }
 

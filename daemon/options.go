@@ -122,6 +122,12 @@ type Site struct {
 	DiskCheckInterval time.Duration
 	// PartialUploadInterval is wal_partial_upload_interval (0 = off).
 	PartialUploadInterval time.Duration
+	// StoredLagAlert and StoredLagAlertBytes are
+	// wal_stored_lag_alert_seconds and wal_stored_lag_alert_bytes: the
+	// bounds on the WAL not stored beyond which AlertWALStoredLag is
+	// raised (0 = none).
+	StoredLagAlert      time.Duration
+	StoredLagAlertBytes uint64
 	// Push configures WAL uploads (hash_algorithm, pg_version).
 	Push archive.PushOptions
 

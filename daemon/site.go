@@ -482,8 +482,12 @@ func (s *supervisor) refresh(now time.Time) {
 		s.waitSync = now
 	}
 	lag := now.Sub(s.waitSync)
+	var storedLag time.Duration
+	if !rs.UnstoredSince.IsZero() {
+		storedLag = max(now.Sub(rs.UnstoredSince), 0)
+	}
 	holes := rs.Holes[min(s.holesResolved, len(rs.Holes)):]
-	s.st.WAL = walStatus(rs, lag, holes)
+	s.st.WAL = walStatus(rs, lag, storedLag, holes)
 	s.st.UploadFailures = up.failures()
 	wasConnected := s.streaming
 	s.streaming = rs.Connected
@@ -495,6 +499,12 @@ func (s *supervisor) refresh(now time.Time) {
 	s.m.queue.Set(float64(rs.QueueDepth))
 	s.m.lagBytes.Set(float64(rs.BytesBehind))
 	s.m.lagSeconds.Set(lag.Seconds())
+	s.m.stored.Set(float64(rs.Stored))
+	s.m.storedLagBytes.Set(float64(rs.StoredBytesBehind))
+	s.m.storedLagSeconds.Set(storedLag.Seconds())
+	if b, d := s.site.StoredLagAlertBytes, s.site.StoredLagAlert; b > 0 || d > 0 {
+		s.d.setAlert(AlertWALStoredLag, s.site.Name, b > 0 && rs.StoredBytesBehind > b || d > 0 && storedLag > d)
+	}
 	s.m.connected.Set(boolFloat(rs.Connected))
 	s.m.paused.Set(boolFloat(rs.Paused))
 	var missing uint64

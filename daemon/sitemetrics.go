@@ -8,6 +8,9 @@ import "github.com/hoardbackup/hoard/metrics"
 type siteMetrics struct {
 	received, flushed, uploaded *metrics.Gauge
 	queue, lagBytes, lagSeconds *metrics.Gauge
+	stored                      *metrics.Gauge
+	storedLagBytes              *metrics.Gauge
+	storedLagSeconds            *metrics.Gauge
 	connected, paused           *metrics.Gauge
 	holeSegments                *metrics.Gauge
 	uploads, uploadErrors       *metrics.Counter
@@ -28,6 +31,9 @@ const (
 	MetricWALQueue          = "hoard_wal_upload_queue_segments"
 	MetricWALLagBytes       = "hoard_wal_lag_bytes"
 	MetricWALLagSeconds     = "hoard_wal_lag_seconds"
+	MetricWALStored         = "hoard_wal_stored_lsn_bytes"
+	MetricWALStoredLagBytes = "hoard_wal_stored_lag_bytes"
+	MetricWALStoredLagSecs  = "hoard_wal_stored_lag_seconds"
 	MetricWALConnected      = "hoard_wal_connected"
 	MetricWALPaused         = "hoard_wal_paused"
 	MetricWALHoleSegments   = "hoard_wal_hole_segments"
@@ -66,8 +72,13 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		queue:      m.Gauge(MetricWALQueue, "WAL files waiting for upload, the one in progress included.", l),
 		lagBytes:   m.Gauge(MetricWALLagBytes, "WAL the server has that is not yet archived as complete segments, in bytes.", l),
 		lagSeconds: m.Gauge(MetricWALLagSeconds, "How long the upload queue has not been empty, in seconds (0 when nothing waits).", l),
-		connected:  m.Gauge(MetricWALConnected, "1 while the WAL receiver is streaming from the server.", l),
-		paused:     m.Gauge(MetricWALPaused, "1 while the disk guard pauses receiving (spool disk nearly full).", l),
+		stored:     m.Gauge(MetricWALStored, "End of the WAL stored in the archive, as complete segments or the .partial copy of the segment being received (LSN as a byte position).", l),
+		storedLagBytes: m.Gauge(MetricWALStoredLagBytes,
+			"WAL the server has that is not stored in the archive (as a segment or .partial), in bytes: the recovery point objective now.", l),
+		storedLagSeconds: m.Gauge(MetricWALStoredLagSecs,
+			"Age of the oldest WAL received and not stored in the archive (as a segment or .partial), in seconds (0 when all is): the recovery point objective now.", l),
+		connected: m.Gauge(MetricWALConnected, "1 while the WAL receiver is streaming from the server.", l),
+		paused:    m.Gauge(MetricWALPaused, "1 while the disk guard pauses receiving (spool disk nearly full).", l),
 		holeSegments: m.Gauge(MetricWALHoleSegments,
 			"WAL segments found missing before where streaming resumed, since the last basebackup (0: none).", l),
 

@@ -73,12 +73,20 @@ type WALStatus struct {
 	// LagSeconds is how long the upload queue has not been empty: the
 	// age of the oldest complete WAL waiting to be archived (0 when
 	// nothing waits).
-	LagSeconds  float64    `json:"lag_seconds"`
-	QueueDepth  int        `json:"upload_queue"`
-	Connected   bool       `json:"connected"`
-	Paused      bool       `json:"paused_by_disk_guard"`
-	LastError   string     `json:"last_error,omitempty"`
-	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	LagSeconds float64 `json:"lag_seconds"`
+	// Stored is the end of the WAL stored in the archive, as complete
+	// segments or the .partial copy of the segment being received.
+	Stored string `json:"stored_lsn"`
+	// StoredLagBytes and StoredLagSeconds are the recovery point
+	// objective now: the WAL the server has that is not stored, and the
+	// age of the oldest WAL received but not stored (0 when all is).
+	StoredLagBytes   uint64     `json:"stored_lag_bytes"`
+	StoredLagSeconds float64    `json:"stored_lag_seconds"`
+	QueueDepth       int        `json:"upload_queue"`
+	Connected        bool       `json:"connected"`
+	Paused           bool       `json:"paused_by_disk_guard"`
+	LastError        string     `json:"last_error,omitempty"`
+	LastErrorAt      *time.Time `json:"last_error_at,omitempty"`
 	// Holes are the runs of WAL segments the receiver found missing from
 	// the archive before where it resumed streaming, since the last
 	// basebackup: backups before them cannot be restored past them.
@@ -105,11 +113,12 @@ func backupStatus(b *archive.BackupInfo) *BackupStatus {
 	}
 }
 
-func walStatus(s walstream.Status, lag time.Duration, holes []walstream.Hole) *WALStatus {
+func walStatus(s walstream.Status, lag, storedLag time.Duration, holes []walstream.Hole) *WALStatus {
 	w := &WALStatus{
 		SystemID: s.SystemID, Timeline: s.Timeline, Segment: s.Segment,
 		Received: s.Received.String(), Flushed: s.Flushed.String(), Uploaded: s.Uploaded.String(),
 		ServerLSN: s.ServerLSN.String(), LagBytes: s.BytesBehind, LagSeconds: lag.Seconds(),
+		Stored: s.Stored.String(), StoredLagBytes: s.StoredBytesBehind, StoredLagSeconds: storedLag.Seconds(),
 		QueueDepth: s.QueueDepth, Connected: s.Connected, Paused: s.Paused,
 		LastError: s.LastError, LastErrorAt: timePtr(s.LastErrorAt), Holes: holes,
 	}

@@ -108,6 +108,21 @@ type Status struct {
 	// BytesBehind is ServerLSN minus Uploaded: WAL the server has that is
 	// not yet archived as complete segments (0 while either is unknown).
 	BytesBehind uint64
+	// Stored is the end of the WAL stored in the archive, as a complete
+	// segment or as the .partial copy of the segment being received
+	// (PartialUploadInterval): what a restore after losing the server
+	// and the spool would recover. At start it is Uploaded.
+	Stored pglogrepl.LSN
+	// StoredBytesBehind is the server's WAL end (ServerLSN, or Received
+	// when that is further) minus Stored: the WAL such a loss would lose
+	// now, the recovery point objective in bytes (0 while unknown).
+	StoredBytesBehind uint64
+	// UnstoredSince is when the oldest WAL that is not stored was
+	// received (to within a second), or, for WAL the server already had
+	// when streaming started, when it started; zero when all the WAL
+	// known is stored. Now minus it is the recovery point objective in
+	// time.
+	UnstoredSince time.Time
 	// QueueDepth is the number of files waiting for upload, the one in
 	// progress included.
 	QueueDepth int
@@ -147,6 +162,9 @@ type Receiver struct {
 
 	mu     sync.Mutex
 	status Status
+	// arrivals records when the WAL after status.Stored arrived, oldest
+	// first, for Status.UnstoredSince.
+	arrivals []arrival
 
 	snapshotMu   sync.Mutex
 	snapshotDone uploadTask // the last snapshot uploaded: name and length
@@ -210,7 +228,66 @@ func (r *Receiver) Status() Status {
 	if s.ServerLSN > s.Uploaded && s.Uploaded != 0 {
 		s.BytesBehind = uint64(s.ServerLSN - s.Uploaded)
 	}
+	if end := max(s.ServerLSN, s.Received); end > s.Stored && s.Stored != 0 {
+		s.StoredBytesBehind = uint64(end - s.Stored)
+	}
+	if len(r.arrivals) > 0 {
+		s.UnstoredSince = r.arrivals[0].at
+	}
 	return s
+}
+
+// arrival is a run of WAL received within arrivalGrain: it ends at end,
+// and its first byte arrived at at.
+type arrival struct {
+	end pglogrepl.LSN
+	at  time.Time
+}
+
+// arrivalGrain is how finely arrivals are timed; maxArrivals bounds how
+// many are kept (the oldest two are merged beyond, keeping the older
+// time, so UnstoredSince never moves later than the truth).
+const (
+	arrivalGrain = time.Second
+	maxArrivals  = 4096
+)
+
+// noteArrival records that the WAL up to end arrived at now. Caller
+// holds r.mu.
+func (r *Receiver) noteArrival(end pglogrepl.LSN, now time.Time) {
+	if end <= r.status.Stored {
+		return
+	}
+	if n := len(r.arrivals); n > 0 {
+		last := &r.arrivals[n-1]
+		if end <= last.end {
+			return
+		}
+		if now.Sub(last.at) < arrivalGrain {
+			last.end = end
+			return
+		}
+	}
+	r.arrivals = append(r.arrivals, arrival{end: end, at: now})
+	if len(r.arrivals) > maxArrivals {
+		r.arrivals[1].at = r.arrivals[0].at
+		r.arrivals = r.arrivals[1:]
+	}
+}
+
+// storedThrough records that the archive holds the WAL up to end.
+func (r *Receiver) storedThrough(end pglogrepl.LSN) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if end <= r.status.Stored {
+		return
+	}
+	r.status.Stored = end
+	i := 0
+	for i < len(r.arrivals) && r.arrivals[i].end <= end {
+		i++
+	}
+	r.arrivals = r.arrivals[i:]
 }
 
 // update changes the status under its lock.

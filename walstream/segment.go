@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"golang.org/x/sys/unix"
@@ -31,10 +32,11 @@ func (s *session) write(x pglogrepl.XLogData) error {
 		return err
 	}
 	s.progressed = true
-	pos := s.pos
+	pos, now := s.pos, time.Now()
 	s.r.update(func(st *Status) {
 		st.Received = pos
 		st.ServerLSN = max(st.ServerLSN, x.ServerWALEnd)
+		s.r.noteArrival(pos, now)
 	})
 	return nil
 }

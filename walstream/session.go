@@ -242,6 +242,12 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 				}
 			}
 		}
+		if st.Stored == 0 {
+			st.Stored = st.Uploaded
+		}
+		// The server's WAL not stored yet is counted from now: when it
+		// was written is not known.
+		r.noteArrival(st.ServerLSN, now)
 	})
 	return start, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pglogrepl"
@@ -323,5 +324,51 @@ func TestFindHole(t *testing.T) {
 				t.Errorf("findHole = %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestReceiver_UnstoredSince follows the arrival times of WAL not stored:
+// UnstoredSince is when the oldest WAL after Stored arrived, never later
+// than that, and zero once everything received is stored.
+func TestReceiver_UnstoredSince(t *testing.T) {
+	r := &Receiver{}
+	t0 := time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC)
+	r.status.Stored = 100
+	arrive := func(end pglogrepl.LSN, at time.Duration) {
+		r.mu.Lock()
+		r.status.Received = max(r.status.Received, end)
+		r.noteArrival(end, t0.Add(at))
+		r.mu.Unlock()
+	}
+	arrive(50, 0) // stored already
+	if s := r.Status(); !s.UnstoredSince.IsZero() || s.StoredBytesBehind != 0 {
+		t.Fatalf("nothing unstored: %+v", s)
+	}
+	arrive(200, 1*time.Second)
+	arrive(300, 1500*time.Millisecond) // within the grain: one run from 1 s
+	arrive(400, 3*time.Second)
+	arrive(500, 5*time.Second)
+	if s := r.Status(); !s.UnstoredSince.Equal(t0.Add(time.Second)) || s.StoredBytesBehind != 400 {
+		t.Fatalf("UnstoredSince %s, %d bytes behind; want 1 s, 400", s.UnstoredSince.Sub(t0), s.StoredBytesBehind)
+	}
+	r.storedThrough(250) // part of the first run: its time stays
+	if s := r.Status(); !s.UnstoredSince.Equal(t0.Add(time.Second)) || s.StoredBytesBehind != 250 {
+		t.Fatalf("UnstoredSince %s, %d bytes behind; want 1 s, 250", s.UnstoredSince.Sub(t0), s.StoredBytesBehind)
+	}
+	r.storedThrough(300)
+	if s := r.Status(); !s.UnstoredSince.Equal(t0.Add(3 * time.Second)) {
+		t.Fatalf("UnstoredSince %s, want 3 s", s.UnstoredSince.Sub(t0))
+	}
+	r.storedThrough(200) // never backwards
+	r.storedThrough(500)
+	if s := r.Status(); !s.UnstoredSince.IsZero() || s.StoredBytesBehind != 0 || s.Stored != 500 {
+		t.Fatalf("all stored: %+v", s)
+	}
+	// Many runs are merged, keeping the oldest time.
+	for i := range maxArrivals + 10 {
+		arrive(pglogrepl.LSN(1000+i), time.Duration(10+2*i)*time.Second)
+	}
+	if s := r.Status(); !s.UnstoredSince.Equal(t0.Add(10*time.Second)) || len(r.arrivals) != maxArrivals {
+		t.Fatalf("UnstoredSince %s with %d runs, want 10 s with %d", s.UnstoredSince.Sub(t0), len(r.arrivals), maxArrivals)
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -214,6 +217,7 @@ func (r *Receiver) uploadFile(ctx context.Context, t uploadTask) error {
 			if seg, err := wal.ParseSegmentName(t.name, segSize); err == nil {
 				end := seg.Next().StartLSN(segSize)
 				r.update(func(s *Status) { s.Uploaded = max(s.Uploaded, end) })
+				r.storedThrough(end)
 			}
 		}
 	}
@@ -263,6 +267,11 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 		return fmt.Errorf("upload %s: %w", t.name, err)
 	}
 	r.log.Debug().Str(logFile, t.name).Uint64("bytes", t.length).Msg("uploaded partial segment")
+	if segSize := r.segSize.Load(); segSize != 0 {
+		if seg, err := wal.ParseSegmentName(strings.TrimSuffix(t.name, wal.PartialSuffix), segSize); err == nil {
+			r.storedThrough(seg.StartLSN(segSize) + pglogrepl.LSN(t.length))
+		}
+	}
 	r.snapshotMu.Lock()
 	r.snapshotDone = uploadTask{name: t.name, length: t.length}
 	r.snapshotMu.Unlock()

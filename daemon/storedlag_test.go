@@ -1,0 +1,101 @@
+package daemon
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestRun_WALStoredLag follows the recovery point objective of a site
+// that uploads the segment it receives as a .partial: WAL written on a
+// quiet server shows as stored (wal.stored_lsn, hoard_wal_stored_lsn_bytes)
+// well before its segment completes. While the storage is unreachable
+// the WAL written meanwhile is not stored: the lag grows in /status and
+// the metrics, and wal_stored_lag_warning is raised past
+// wal_stored_lag_alert_seconds; once the storage is back, the WAL is
+// stored and the alert cleared.
+func TestRun_WALStoredLag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	st := &downStore{Store: storage.NewLocal(t.TempDir())}
+	arch := &archive.Archive{Store: st, Codec: &archive.Codec{}, Site: "test"}
+	site := Site{
+		Name: "test", Fingerprint: "1", Active: true,
+		ActiveBackupMode: "walreceiver", WAL: WALStream,
+		ConnString: c.ConnString("postgres"), Slot: "hoard_test", SpoolDir: filepath.Join(t.TempDir(), "xlog_incoming"),
+		OpenArchive:           func(context.Context) (*archive.Archive, func(), error) { return arch, func() {}, nil },
+		Schedule:              Schedule{Interval: 24 * time.Hour},
+		Backup:                basebackup.Options{Fast: true, ChunkSize: 1 << 20},
+		PartialUploadInterval: 300 * time.Millisecond,
+		StoredLagAlert:        2 * time.Second,
+	}
+	port := freePort(t)
+	opts := Options{Sites: []Site{site}, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}, DrainTimeout: time.Second}
+	rd := runDaemon(t, opts)
+	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
+
+	lsnOf := func(s string) pglogrepl.LSN {
+		l, err := pglogrepl.ParseLSN(s)
+		if err != nil {
+			t.Fatalf("LSN %q: %v", s, err)
+		}
+		return l
+	}
+	emit := func() pglogrepl.LSN {
+		// Its end: the message is written out by the WAL writer.
+		return lsnOf(c.QueryString(t, "select pg_logical_emit_message(false, 'hoard-test', 'x')::text"))
+	}
+	storedAt := func(lsn pglogrepl.LSN) func(Status) bool {
+		return func(st Status) bool {
+			w := st.Sites["test"].WAL
+			return w != nil && w.Stored != "" && lsnOf(w.Stored) >= lsn
+		}
+	}
+
+	// A few bytes on a quiet server are stored as the .partial copy.
+	lsn := emit()
+	seg := c.QueryString(t, "select pg_walfile_name($1::pg_lsn)", lsn.String())
+	got := rd.waitFor("the WAL stored as a .partial", storedAt(lsn)).Sites["test"].WAL
+	if lsnOf(got.Uploaded) > lsn {
+		t.Fatalf("segment %s complete (uploaded to %s): the test needs it still being received", seg, got.Uploaded)
+	}
+	m := metric(t, port, MetricWALStored+"{")
+	if v, err := strconv.ParseFloat(m[strings.LastIndexByte(m, ' ')+1:], 64); err != nil || pglogrepl.LSN(v) < lsn {
+		t.Errorf("metric %q, want at least %d (%s)", m, uint64(lsn), lsn)
+	}
+	if rd.alertFile(AlertWALStoredLag) {
+		t.Errorf("%s raised while the WAL is stored", AlertWALStoredLag)
+	}
+
+	// The storage goes away: what is written now is not stored.
+	st.down.Store(true)
+	lsn = emit()
+	rd.waitFor("the alert", func(Status) bool { return rd.alertFile(AlertWALStoredLag) })
+	if w := rd.waitFor("the status", func(st Status) bool { return st.Sites["test"].WAL.StoredLagSeconds > 2 }).Sites["test"].WAL; w.StoredLagBytes == 0 || lsnOf(w.Stored) >= lsn {
+		t.Errorf("storage down: %+v, want WAL before %s not stored", *w, lsn)
+	}
+	if m := metric(t, port, MetricWALStoredLagSecs+"{"); strings.HasSuffix(m, " 0") || m == "" {
+		t.Errorf("metric %q while the storage is down, want above 0", m)
+	}
+	if m := metric(t, port, MetricWALStoredLagBytes+"{"); strings.HasSuffix(m, " 0") || m == "" {
+		t.Errorf("metric %q while the storage is down, want above 0", m)
+	}
+
+	// The storage is back: the WAL is stored, the alert cleared.
+	st.down.Store(false)
+	rd.waitFor("the WAL stored and the alert cleared", func(s Status) bool {
+		return storedAt(lsn)(s) && !rd.alertFile(AlertWALStoredLag)
+	})
+}
