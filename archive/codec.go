@@ -128,94 +128,34 @@ func (c *Codec) metadata(md storage.Metadata, size int64, encrypted bool) storag
 // md. size < 0 means unknown; otherwise a source that yields a different
 // number of bytes is an error. The object is stored whole or not at all:
 // any error closes the upload stream with that error, which makes Store.Put
-// abandon it.
+// abandon it. Put is an Upload fed from r.
 func (c *Codec) Put(ctx context.Context, st storage.Store, key string, r io.Reader, size int64, md storage.Metadata) (Stored, error) {
-	return c.put(ctx, st.Put, st, key, r, size, md)
+	return c.PutOptions(ctx, st, key, r, md, UploadOptions{Size: size})
 }
 
 // Create is Put through storage.Store.Create: it stores the object only if
 // key holds none, and returns an error wrapping storage.ErrExist if it
 // does.
 func (c *Codec) Create(ctx context.Context, st storage.Store, key string, r io.Reader, size int64, md storage.Metadata) (Stored, error) {
-	return c.put(ctx, st.Create, st, key, r, size, md)
+	return c.PutOptions(ctx, st, key, r, md, UploadOptions{Size: size, create: true})
 }
 
-func (c *Codec) put(ctx context.Context, store func(context.Context, string, io.Reader, storage.Metadata) error,
-	st storage.Store, key string, r io.Reader, size int64, md storage.Metadata) (Stored, error) {
-	enc, err := c.encrypts()
+// PutOptions is Put with the Upload's options (o.Size is Put's size).
+func (c *Codec) PutOptions(ctx context.Context, st storage.Store, key string, r io.Reader, md storage.Metadata, o UploadOptions) (Stored, error) {
+	u, err := c.NewUpload(ctx, st, key, md, o)
 	if err != nil {
-		return Stored{}, fmt.Errorf("put %s: %w", key, err)
+		return Stored{}, err
 	}
-	// Fail before the upload starts on an algorithm we cannot write.
-	if _, err := compress.NewWriter(io.Discard, c.Compression, c.Level); err != nil {
-		return Stored{}, fmt.Errorf("put %s: %w", key, err)
+	// Plain Write calls only: lz4's ReadFrom mishandles a source error.
+	_, err = io.CopyBuffer(struct{ io.Writer }{u}, struct{ io.Reader }{r}, make([]byte, 64<<10))
+	if err != nil && u.err == nil {
+		// The source failed, not the upload.
+		u.fail(fmt.Errorf("encode: %w", err))
 	}
-	meta := c.metadata(md, size, enc)
-	pr, pw := io.Pipe()
-	out := &countWriter{w: pw}
-	var plain int64
-	done := make(chan error, 1)
-	go func() {
-		var err error
-		plain, err = c.encode(out, r, size, enc)
-		pw.CloseWithError(err) // nil: Put sees EOF
-		done <- err
-	}()
-	putErr := store(ctx, key, pr, meta)
-	// Unblock the encoder if Put returned without reading everything.
-	pr.CloseWithError(errUploadEnded)
-	encErr := <-done
-	switch {
-	case encErr != nil && !errors.Is(encErr, errUploadEnded):
-		if putErr == nil {
-			// A store that returns success without reading to EOF
-			// broke its contract; do not leave a short object.
-			_ = st.Delete(context.WithoutCancel(ctx), key)
-		}
-		return Stored{}, fmt.Errorf("put %s: %w", key, encErr)
-	case putErr != nil:
-		return Stored{}, fmt.Errorf("put %s: %w", key, putErr)
-	case encErr != nil:
-		_ = st.Delete(context.WithoutCancel(ctx), key)
-		return Stored{}, fmt.Errorf("put %s: store returned before reading the whole object", key)
-	}
-	return Stored{PlainSize: plain, StoredSize: out.n, Metadata: meta}, nil
+	return u.Close()
 }
 
 var errUploadEnded = errors.New("upload ended")
-
-// encode copies r through compression and encryption into w, returning the
-// plaintext byte count.
-func (c *Codec) encode(w io.Writer, r io.Reader, size int64, enc bool) (int64, error) {
-	var sink io.WriteCloser = nopWriteCloser{w}
-	if enc {
-		sink = crypto.NewWriter(w, c.PublicKey)
-	}
-	cw, err := compress.NewWriter(sink, c.Compression, c.Level)
-	if err != nil {
-		return 0, err
-	}
-	src := r
-	if size >= 0 {
-		// One byte more than promised is enough to know it lied.
-		src = io.LimitReader(r, size+1)
-	}
-	// Plain Write calls only: lz4's ReadFrom mishandles a source error.
-	n, err := io.CopyBuffer(struct{ io.Writer }{cw}, struct{ io.Reader }{src}, make([]byte, 64<<10))
-	if err != nil {
-		return n, fmt.Errorf("encode: %w", err)
-	}
-	if size >= 0 && n != size {
-		return n, fmt.Errorf("encode: source has %d bytes, expected %d", n, size)
-	}
-	if err := cw.Close(); err != nil {
-		return n, fmt.Errorf("encode: %w", err)
-	}
-	if err := sink.Close(); err != nil {
-		return n, fmt.Errorf("encode: %w", err)
-	}
-	return n, nil
-}
 
 // Open streams the decoded plaintext of the object key, with its metadata.
 // Integrity failures surface as *DecodeError from Open or from Read, at EOF

@@ -76,6 +76,29 @@ type HoardManifest struct {
 	WALSegmentSize uint64 `json:"wal_segment_size"`
 	PGVersion      int    `json:"pg_version"`
 	PGManifest     bool   `json:"pg_manifest"` // backup_manifest is in the control tar
+	// Source is how the cluster was read: "data-directory" (local-tar,
+	// hoard reading the files) or "base-backup" (the replication
+	// protocol); "" in backups of hoard versions that did not record it.
+	Source string `json:"source,omitempty"`
+	// ChecksumFailures lists the data pages whose checksums failed when
+	// hoard read the files itself; nil when it did not verify them (the
+	// server verifies BASE_BACKUP's and fails the backup on a bad page).
+	ChecksumFailures *ChecksumFailures `json:"checksum_failures,omitempty"`
+}
+
+// ChecksumFailures reports the data page checksum failures found while a
+// backup read the data directory: pages damaged in the cluster itself, kept
+// in the backup as they were read.
+type ChecksumFailures struct {
+	Blocks int64             `json:"blocks"` // failing blocks in all
+	Files  []ChecksumFailure `json:"files"`  // the files holding them, the first ones
+}
+
+// ChecksumFailure is one file with failing pages.
+type ChecksumFailure struct {
+	File   string   `json:"file"`   // member name: pgdata/... or tablespaces/<name>/...
+	Count  int64    `json:"count"`  // failing blocks in the file
+	Blocks []uint32 `json:"blocks"` // their block numbers (within the relation), the first ones
 }
 
 // ManifestTime is backup_end_time: written as PGHoard writes a datetime in

@@ -44,6 +44,7 @@ type chunker struct {
 	a      *archive.Archive
 	backup string
 	limit  int64
+	conc   int // compression goroutines per chunk
 
 	g    *errgroup.Group
 	gctx context.Context
@@ -79,11 +80,12 @@ type chunk struct {
 // newChunker returns a chunker that uploads chunks of the backup called
 // backup under g, whose context is gctx. limit is the chunk size and
 // parallel the number of chunks in flight.
-func newChunker(gctx context.Context, g *errgroup.Group, a *archive.Archive, backup string, limit int64, parallel int) *chunker {
+func newChunker(gctx context.Context, g *errgroup.Group, a *archive.Archive, backup string, limit int64, parallel, conc int) *chunker {
 	return &chunker{
 		a:      a,
 		backup: backup,
 		limit:  limit,
+		conc:   conc,
 		g:      g,
 		gctx:   gctx,
 		sem:    make(chan struct{}, parallel),
@@ -241,7 +243,7 @@ func (c *chunker) open() error {
 	c.g.Go(func() error {
 		defer func() { <-c.sem }()
 		md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
-		st, err := c.a.Codec.Put(c.gctx, c.a.Store, ch.key, pr, -1, md)
+		st, err := c.a.Codec.PutOptions(c.gctx, c.a.Store, ch.key, pr, md, archive.UploadOptions{Size: -1, Concurrency: c.conc})
 		if err != nil {
 			err = fmt.Errorf("upload chunk %s: %w", ch.key, err)
 			pr.CloseWithError(err)

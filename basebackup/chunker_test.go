@@ -114,7 +114,7 @@ func newTestRun(ctx context.Context, st storage.Store, codec *archive.Codec, lim
 	a := &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
 	g, gctx := errgroup.WithContext(ctx)
 	r := &run{o: Options{Archive: a}}
-	r.ck = newChunker(gctx, g, a, testBackup, limit, parallel)
+	r.ck = newChunker(gctx, g, a, testBackup, limit, parallel, 1)
 	return r, g
 }
 
@@ -292,7 +292,7 @@ func TestChunker_ErrUpload(t *testing.T) {
 	if werr := g.Wait(); !errors.Is(werr, errInjected) {
 		t.Errorf("uploads ended with %v, want the injected error", werr)
 	}
-	if err := r.cleanup(ctx); err != nil {
+	if err := deleteChunks(ctx, r.o, r.ck.keys()); err != nil {
 		t.Fatal(err)
 	}
 	err = st.List(context.Background(), "", func(o storage.Object) error {

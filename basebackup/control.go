@@ -16,7 +16,8 @@ import (
 // manifest, pg_control, backup_label, then hoard's additions
 // tablespace_map (when the cluster has tablespaces) and PostgreSQL's
 // backup_manifest, then the directories whose contents chunks leave out.
-func (r *run) controlTar(m *archive.Manifest, endTime time.Time) ([]byte, error) {
+func controlTar(m *archive.Manifest, oc *outcome) ([]byte, error) {
+	endTime := oc.endTime
 	js, err := m.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: encode manifest: %w", err)
@@ -39,19 +40,19 @@ func (r *run) controlTar(m *archive.Manifest, endTime time.Time) ([]byte, error)
 	if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: archive.ManifestName, Mode: 0o600, ModTime: endTime}, js); err != nil {
 		return nil, err
 	}
-	if err := add(file(archive.ControlPGControl, r.pgControl), r.pgControl.data); err != nil {
+	if err := add(file(archive.ControlPGControl, oc.pgControl), oc.pgControl.data); err != nil {
 		return nil, err
 	}
-	if err := add(file(archive.ControlBackupLabel, r.backupLabel), r.backupLabel.data); err != nil {
+	if err := add(file(archive.ControlBackupLabel, oc.backupLabel), oc.backupLabel.data); err != nil {
 		return nil, err
 	}
-	if r.tablespaceMap != nil {
-		if err := add(file(archive.ControlTablespaceMap, r.tablespaceMap), r.tablespaceMap.data); err != nil {
+	if oc.tablespaceMap != nil {
+		if err := add(file(archive.ControlTablespaceMap, oc.tablespaceMap), oc.tablespaceMap.data); err != nil {
 			return nil, err
 		}
 	}
 	mh := &tar.Header{Typeflag: tar.TypeReg, Name: archive.ControlPGManifest, Mode: 0o600, ModTime: endTime}
-	if err := add(mh, r.pgManifest); err != nil {
+	if err := add(mh, oc.pgManifest); err != nil {
 		return nil, err
 	}
 	for _, d := range archive.ControlEmptyDirs {

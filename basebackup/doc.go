@@ -1,57 +1,117 @@
-// Package basebackup takes a basebackup over PostgreSQL's replication
-// protocol and stores it in PGHoard's pghoard-bb-v2 format
-// (pghoard-format.md c.4), so that PGHoard's restore and hoard's read it.
+// Package basebackup takes a basebackup of a PostgreSQL cluster and stores
+// it in PGHoard's pghoard-bb-v2 format (pghoard-format.md c.4), so that
+// PGHoard's restore and hoard's read it. It reads the cluster one of two
+// ways (Options.Mode): from the data directory itself, PGHoard's local-tar
+// mode, or over the replication protocol with BASE_BACKUP. ModeAuto, the
+// default, reads the data directory when Options.PGData is set and
+// readable, and gives way to BASE_BACKUP (with a warning) when that
+// directory is another cluster's or the role may not start a backup.
 //
-// # Flow
+// # local-tar
 //
-// Run opens a replication connection (IDENTIFY_SYSTEM for the system
+// runLocal opens an ordinary SQL connection (application_name "hoard
+// basebackup") and reads the server's version, WAL segment size, block and
+// relation segment sizes, whether data checksums are on, its system
+// identifier and catalog version. The data directory's global/pg_control
+// must carry the same system identifier. It then starts a non-exclusive
+// backup, pg_backup_start (pg_start_backup(label, fast, false) on 13 and
+// 14), whose position and the server's clock right after it are the
+// backup's start. The backup lives as
+// long as this session: a watcher pings it every second while files are
+// read, and if it is gone (killed, or the server restarted) the backup is
+// canceled at once, since the server has aborted it. pg_backup_start's
+// checkpoint wrote pg_control: if the directory's checkpoint is older than
+// the start, the directory is not the server's (a standby's copy, say) and
+// the backup stops before reading anything.
+//
+// The data directory and each tablespace's directory of this server's
+// version (PG_<major>_<catalog version>, found through pg_tblspc's links)
+// are listed first, with the sizes of the files then, and cut into chunks by
+// the rule below. A pool of Options.Parallel workers writes the chunks,
+// largest first: each reads its files into a chunk tar streamed through
+// the codec (compress, encrypt) to the store, so reading, compression,
+// encryption and upload run on every core at once; nothing is staged on
+// disk. A file is read up to its listed size: WAL replay restores what was
+// written after the backup began. A file that is gone when its turn comes
+// is left out, one that shrank is padded with zeros, as basebackup.c does.
+//
+// With data checksums on, every page of a relation file (global/, base/ and
+// the tablespaces, not pg_control, pg_filenode.map, PG_VERSION or
+// pg_internal.init) is verified as it is read, as BASE_BACKUP does: a page
+// that is new or whose LSN is at or past the backup's start is skipped (WAL
+// replay rewrites it), a failing page is read once more in case a
+// concurrent write tore it, and then counts. Failures do not fail the
+// backup (the damage is in the cluster; the backup holds the pages as
+// read): the first five of a file are logged as warnings with their block
+// numbers, and the total, with the files and blocks, goes into the control
+// object's metadata (hoard-checksum-failures) and manifest
+// (hoard.checksum_failures).
+//
+// After the last chunk, global/pg_control is read (last, so that a backup
+// of a standby ends at a minimum recovery point covering every page read),
+// then pg_backup_stop (pg_stop_backup(false)) returns the end position,
+// backup_label and tablespace_map, which go into the control tar; unless
+// Options.NoWait, the server first waits for the backup's WAL to be
+// archived. hoard writes PostgreSQL's backup_manifest itself, as the server
+// would (version 2 with the system identifier from PostgreSQL 17, CRC-32C of
+// each file as stored, the WAL ranges, a SHA-256 of the manifest), so that
+// pg_verifybackup checks a restored directory.
+//
+// # BASE_BACKUP
+//
+// runStream opens a replication connection (IDENTIFY_SYSTEM for the system
 // identifier, SHOW wal_segment_size: never assumed to be 16 MiB) and an
 // ordinary SQL connection to the same server. It starts BASE_BACKUP with
 // LABEL, MANIFEST 'yes' (hence PostgreSQL 13 or later), TABLESPACE_MAP
 // when pg_tablespace lists tablespaces besides pg_default and pg_global,
 // PROGRESS (unless Options.NoEstimate), a fast or spread checkpoint,
 // MAX_RATE, and WAIT unless Options.NoWait. The start position and
-// timeline come back before any data; the server's clock read then is the
-// backup's start time (recorded to the second, as backup_label's START
-// TIME) and names the backup YYYY-MM-DD_HH-MM_N (UTC, N counted from the
-// milliseconds within the minute past the numbers of the site's backups
-// and leftover chunk folders). The tablespaces' names come from
-// pg_tablespace.
+// timeline come back before any data; the server's clock read then is
+// the backup's start time. The tablespaces' names come from pg_tablespace.
 //
 // Each tablespace's tar stream (the main data directory comes last) is
 // read member by member and re-packed into chunk tars, with the member
-// names PGHoard uses: pgdata/<path> for the data directory and
-// tablespaces/<spcname>/<path> for a tablespace. A chunk is cut before a
-// member that would take it past Options.ChunkSize, once it is at least a
-// fifth full (PGHoard's rule; a larger file gets a chunk of its own). Each
-// chunk repeats the directory entries of its members' parents, so it
-// extracts on its own. Directories, regular files and symbolic links keep
-// their modes and modification times; other member types are dropped.
+// names PGHoard uses. Every chunk is streamed as it is written: tar writer,
+// io.Pipe, and archive.Codec.Put (compress on Options.CompressionThreads
+// goroutines, encrypt, upload) in a goroutine, so that encoding and upload
+// overlap reading the stream. At most Options.Parallel chunks are in
+// flight, the one being written included; the reader waits for a slot,
+// which slows the server down through TCP flow control. Only PostgreSQL's
+// backup_manifest and the chunks' file lists, which grow with the number of
+// files, are held until the end. After the stream, BASE_BACKUP returns the
+// end position and timeline.
 //
-// Left out of the chunks, as PGHoard leaves them out: postmaster.pid and
-// postmaster.opts, the contents of pg_dynshmem, pg_log, pg_replslot,
-// pg_snapshot, pg_stat_tmp, pg_tblspc, pg_wal and pg_xlog, and at any depth
-// names ending in .old, .tmp or ~, starting with .s. or pgsql_tmp. The
-// server omits most of these already. global/pg_control (sent last by the
-// server), backup_label and tablespace_map go into the control tar instead.
-// A file PGHoard's rules drop but the server sent (a log in pg_log, say) is
-// listed in PostgreSQL's backup_manifest: pg_verifybackup on a restored
-// directory then reports it missing.
+// # Chunks
 //
-// Every chunk is streamed as it is written: tar writer, io.Pipe, and
-// archive.Codec.Put (compress, encrypt, upload) in a goroutine, so that
-// encoding and upload overlap reading the stream. At most
-// Options.Parallel chunks are in flight, the one being written included;
-// the reader waits for a slot, which slows the server down through TCP
-// flow control. Memory is bounded by a few buffers per chunk in flight;
-// nothing is staged on disk. Only PostgreSQL's backup_manifest and the
-// chunks' file lists, which grow with the number of files, are held until
-// the end.
+// Both ways write the same chunks: member names pgdata/<path> for the data
+// directory and tablespaces/<spcname>/<path> for a tablespace. A chunk is
+// cut before a member that would take it past Options.ChunkSize, once it is
+// at least a fifth full (PGHoard's rule; a larger file gets a chunk of its
+// own). Each chunk repeats the directory entries of its members' parents,
+// so it extracts on its own. Directories, regular files and symbolic links
+// keep their modes and modification times; other file types are left out.
 //
-// After the stream, BASE_BACKUP returns the end position and timeline;
-// the SQL connection then records txid_current_snapshot()'s xmin and xmax
-// (metadata hoard-end-xmin and hoard-end-xmax, used to choose a backup for
-// an xid recovery target) and the server's now() as the end time.
+// Left out of the chunks, as PGHoard and PostgreSQL's basebackup.c leave
+// them out: postmaster.pid, postmaster.opts and a stray backup_manifest;
+// the contents of pg_dynshmem, pg_log, pg_notify, pg_replslot, pg_serial,
+// pg_snapshot(s), pg_stat_tmp, pg_subtrans, pg_tblspc, pg_wal and pg_xlog;
+// at any depth names ending in .old, .tmp or ~, starting with .s.,
+// pgsql_tmp or pg_internal.init, and any pg_control; in a database
+// directory, temporary relations and the forks of unlogged relations other
+// than their init fork. global/pg_control, backup_label and tablespace_map
+// go into the control tar instead. A file these rules drop but the server
+// sent over BASE_BACKUP (a log in pg_log, say) is listed in PostgreSQL's
+// backup_manifest: pg_verifybackup on a restored directory then reports it
+// missing.
+//
+// Either way, the start time is recorded to the second, as backup_label's
+// START TIME (where PGHoard takes its start-time from), and names the
+// backup YYYY-MM-DD_HH-MM_N (UTC, N counted from the milliseconds within the
+// minute past the numbers of the site's backups and leftover chunk
+// folders). After the data, the SQL connection records txid_current_snapshot()'s
+// xmin and xmax (metadata hoard-end-xmin and hoard-end-xmax, used to
+// choose a backup for an xid recovery target) and the server's now() as
+// the end time.
 //
 // # The control object
 //
@@ -68,22 +128,25 @@
 //	pgdata/global/pg_control
 //	pgdata/backup_label
 //	pgdata/tablespace_map        when the cluster has tablespaces
-//	pgdata/backup_manifest       PostgreSQL's own manifest (hoard's addition)
+//	pgdata/backup_manifest       PostgreSQL's manifest: the server's, or
+//	                             hoard's own for local-tar (hoard's addition)
 //	pgdata/pg_wal/ ...           directory entries (0700), archive.ControlEmptyDirs
 //
 // Its metadata is archive.BackupInfo.ToMetadata: format pghoard-bb-v2, the
 // start and end WAL segment names (the end one is the segment holding the
 // byte before the end position, as pg_walfile_name names it), start and
 // end times, sizes, chunk count, site, host, reason and modes, and hoard's
-// hoard-* keys with the exact LSNs and timelines, plus hoard-pg-manifest
-// and the end snapshot. Chunks carry format pghoard-bb-v2 and the codec's
-// keys; their plaintext size is not known when their upload starts, so
-// they carry no original-file-size (the manifest's input_size has it).
+// hoard-* keys with the exact LSNs and timelines, plus hoard-pg-manifest,
+// the end snapshot, hoard-source (data-directory or base-backup) and, for
+// local-tar with data checksums, hoard-checksum-failures. Chunks carry
+// format pghoard-bb-v2 and the codec's keys; their plaintext size is not
+// known when their upload starts, so they carry no original-file-size
+// (the manifest's input_size has it).
 //
 // # Failure
 //
-// Any error, or ctx being canceled, aborts the backup on the server (the
-// replication connection is closed), fails the chunk upload in progress
-// (Put stores nothing), waits for the others, and deletes every chunk
-// whose upload began, under a context that outlives ctx.
+// Any error, or ctx being canceled, aborts the backup on the server (its
+// connection is closed), fails the chunk uploads in progress (they store
+// nothing), waits for the others, and deletes every chunk whose upload
+// began, under a context that outlives ctx.
 package basebackup

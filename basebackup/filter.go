@@ -14,14 +14,17 @@ const (
 	placeSkip                     // nowhere
 )
 
-// excludedContents are the top-level PGDATA directories whose contents
-// PGHoard leaves out of a backup (pghoard-format.md c.4); the control tar
-// recreates them empty (archive.ControlEmptyDirs). The server already omits
-// most of these (excludeDirContents in PostgreSQL's basebackup.c), but not
-// pg_log, and pg_tblspc holds the tablespace links the restore makes itself.
+// excludedContents are the top-level PGDATA directories whose contents are
+// left out of a backup: those PGHoard leaves out (pghoard-format.md c.4),
+// which the control tar recreates empty (archive.ControlEmptyDirs), and
+// those PostgreSQL's basebackup.c leaves out (excludeDirContents: removed,
+// zeroed or rebuilt at server start). The server omits most of these
+// itself, but not pg_log, and pg_tblspc holds the tablespace links the
+// restore makes itself.
 var excludedContents = map[string]bool{
 	"pg_dynshmem": true, "pg_log": true, "pg_replslot": true, "pg_snapshot": true,
 	"pg_stat_tmp": true, "pg_tblspc": true, "pg_wal": true, "pg_xlog": true,
+	"pg_notify": true, "pg_serial": true, "pg_snapshots": true, "pg_subtrans": true,
 }
 
 // controlFiles are the top-level PGDATA files that go into the control tar
@@ -39,7 +42,9 @@ var controlFiles = map[string]bool{
 // The rules are PGHoard's (pghoard-format.md c.4 "Files left out"): at the
 // top of PGDATA postmaster.pid and postmaster.opts; at any depth a name
 // ending in .old, .tmp or ~, starting with .s. (sockets and their locks)
-// or pgsql_tmp, and any other pg_control.
+// or pgsql_tmp, and any other pg_control. basebackup.c's excludeFiles add
+// a stray backup_manifest and the relation cache files pg_internal.init*,
+// rebuilt at startup.
 func place(rel string, main bool) placement {
 	if main {
 		if controlFiles[rel] {
@@ -49,7 +54,9 @@ func place(rel string, main bool) placement {
 		if nested && excludedContents[top] && rest != "" {
 			return placeSkip
 		}
-		if !nested && (top == "postmaster.pid" || top == "postmaster.opts") {
+		if !nested && (top == "postmaster.pid" || top == "postmaster.opts" || top == "backup_manifest") {
+			// backup_manifest: one left by the backup this server was
+			// restored from describes that backup, not this one.
 			return placeSkip
 		}
 	}
@@ -64,7 +71,8 @@ func place(rel string, main bool) placement {
 		strings.HasSuffix(base, ".old"),
 		strings.HasSuffix(base, ".tmp"),
 		strings.HasSuffix(base, "~"),
-		strings.HasPrefix(base, ".s."):
+		strings.HasPrefix(base, ".s."),
+		strings.HasPrefix(base, "pg_internal.init"):
 		return placeSkip
 	}
 	return placeChunk

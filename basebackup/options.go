@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,13 +15,44 @@ import (
 // Defaults of Options.
 const (
 	DefaultChunkSize        = 2 << 30 // PGHoard's basebackup_chunk_size
-	DefaultParallel         = 2
 	DefaultLabel            = "hoard basebackup"
 	DefaultProgressInterval = time.Second
 	// cleanupTimeout bounds the deletion of the chunks of a failed backup.
 	cleanupTimeout = 2 * time.Minute
 	// minServerVersion is the first version with backup manifests.
 	minServerVersion = 130000
+)
+
+// MetaSource is the metadata key saying how the cluster was read:
+// SourceDataDirectory or SourceBaseBackup.
+const MetaSource = "hoard-source"
+
+// MetaChecksumFailures is the metadata key of the number of data pages
+// whose checksum failed when a local-tar backup read them (0 when all
+// passed; absent when hoard did not verify them).
+const MetaChecksumFailures = "hoard-checksum-failures"
+
+// Values of MetaSource.
+const (
+	SourceDataDirectory = "data-directory" // local-tar: hoard read the files
+	SourceBaseBackup    = "base-backup"    // the server sent them (BASE_BACKUP)
+)
+
+// Mode chooses how Run reads the cluster.
+type Mode int
+
+const (
+	// ModeAuto reads the data directory (ModeLocal) when Options.PGData
+	// is set and readable here, else uses BASE_BACKUP (ModeStream). It
+	// also gives way to BASE_BACKUP, with a warning, when the directory
+	// is another cluster's or the role may not run pg_backup_start.
+	ModeAuto Mode = iota
+	// ModeLocal is PGHoard's local-tar: pg_backup_start and
+	// pg_backup_stop over an SQL connection around a pool of workers that
+	// read Options.PGData and the tablespaces and store the chunks.
+	ModeLocal
+	// ModeStream is BASE_BACKUP over a replication connection.
+	ModeStream
 )
 
 // Backup reasons (backup-reason metadata).
@@ -43,8 +75,20 @@ type Options struct {
 	NoWait     bool   // do not wait for the server to archive the backup's WAL
 	NoEstimate bool   // skip BASE_BACKUP's PROGRESS size estimate: no total, no ETA
 
+	// Mode chooses local-tar or BASE_BACKUP; the zero value is ModeAuto.
+	Mode Mode
+
 	ChunkSize int64 // chunk tar size (basebackup_chunk_size); 0 means DefaultChunkSize
-	Parallel  int   // chunks in flight; 0 means DefaultParallel
+	// Parallel is the number of chunks in flight: being read,
+	// compressed, encrypted and stored at once (local-tar: the workers;
+	// BASE_BACKUP: the chunk being written and those still uploading).
+	// 0 means the number of CPUs.
+	Parallel int
+	// CompressionThreads is the number of goroutines compressing each
+	// chunk (lz4 and zstd). 0 means automatic: one per CPU for
+	// BASE_BACKUP's single stream, one for local-tar, whose workers
+	// already compress in parallel.
+	CompressionThreads int
 
 	// Recorded in the backup's metadata and manifest.
 	Reason           string    // ReasonScheduled or ReasonRequested ("" is requested)
@@ -63,12 +107,16 @@ type Options struct {
 	ProgressInterval time.Duration // 0 means DefaultProgressInterval
 
 	Logger zerolog.Logger
+
+	// afterScan, when set, runs after a local-tar backup has listed the
+	// files and before it reads them (tests change files there).
+	afterScan func()
 }
 
 // Progress reports how far a running backup is.
 type Progress struct {
-	Bytes       int64         // archive bytes received from the server
-	Total       int64         // the server's size estimate; -1 when unknown
+	Bytes       int64         // bytes read: archive bytes received from the server, or files read
+	Total       int64         // the server's size estimate, or the files' size; -1 when unknown
 	Rate        float64       // bytes per second since the data began to flow
 	Elapsed     time.Duration // since the data began to flow
 	Chunks      int           // chunks stored
@@ -108,7 +156,13 @@ func (o *Options) validate() error {
 		o.ChunkSize = DefaultChunkSize
 	}
 	if o.Parallel == 0 {
-		o.Parallel = DefaultParallel
+		o.Parallel = runtime.NumCPU()
+	}
+	if o.CompressionThreads < 0 {
+		return errors.New("basebackup: negative compression threads")
+	}
+	if o.Mode == ModeLocal && o.PGData == "" {
+		return errors.New("basebackup: local-tar needs the data directory (pg_data_directory)")
 	}
 	if o.Label == "" {
 		o.Label = DefaultLabel

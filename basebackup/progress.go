@@ -11,7 +11,21 @@ import (
 // returned function is called; that function waits for the reporting
 // goroutine to end.
 func (r *run) reportProgress(bb *replication.BaseBackup, began time.Time) (stop func()) {
-	if r.o.Progress == nil {
+	return progressLoop(r.o, func() Progress {
+		n, total := bb.Progress()
+		el := time.Since(began)
+		return Progress{
+			Bytes: n, Total: total, Rate: rate(n, el), Elapsed: el,
+			Chunks: int(r.ck.uploaded.Load()), StoredBytes: r.ck.storedBytes.Load(),
+		}
+	})
+}
+
+// progressLoop calls o.Progress with sample() every o.ProgressInterval
+// until the returned function is called; that function waits for the
+// reporting goroutine to end.
+func progressLoop(o Options, sample func() Progress) (stop func()) {
+	if o.Progress == nil {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -19,19 +33,14 @@ func (r *run) reportProgress(bb *replication.BaseBackup, began time.Time) (stop 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(r.o.ProgressInterval)
+		t := time.NewTicker(o.ProgressInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				n, total := bb.Progress()
-				el := time.Since(began)
-				r.o.Progress(Progress{
-					Bytes: n, Total: total, Rate: rate(n, el), Elapsed: el,
-					Chunks: int(r.ck.uploaded.Load()), StoredBytes: r.ck.storedBytes.Load(),
-				})
+				o.Progress(sample())
 			}
 		}
 	}()

@@ -13,6 +13,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/daemon"
+	"github.com/hoardbackup/hoard/config"
 )
 
 // progressLogInterval is how often a basebackup without a terminal logs its
@@ -23,10 +24,17 @@ func basebackupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "basebackup",
 		Usage: "take one basebackup of the site now",
-		Description: "Takes a basebackup over the replication protocol (BASE_BACKUP, PostgreSQL 13 or later)\n" +
-			"from the site's first node and stores it in PGHoard's pghoard-bb-v2 format: chunk tars\n" +
-			"of basebackup_chunk_size, then the control object, which makes the backup visible to\n" +
-			"hoard list and restore. A failed or interrupted backup deletes what it stored.\n\n" +
+		Description: "Takes a basebackup of the site's first node (PostgreSQL 13 or later) and stores it in\n" +
+			"PGHoard's pghoard-bb-v2 format: chunk tars of basebackup_chunk_size, then the control\n" +
+			"object, which makes the backup visible to hoard list and restore. A failed or interrupted\n" +
+			"backup deletes what it stored.\n\n" +
+			"With basebackup_mode local-tar (the default when pg_data_directory is set and readable\n" +
+			"here), hoard starts the backup with pg_backup_start over an SQL connection, reads the data\n" +
+			"directory and the tablespaces itself with basebackup_threads workers that compress,\n" +
+			"encrypt and upload chunks in parallel, verifies data page checksums (failures are\n" +
+			"reported and the pages kept as read), and ends it with pg_backup_stop. Otherwise\n" +
+			"(basebackup_mode basic or pipe, or no readable data directory) the server sends it over\n" +
+			"the replication protocol (BASE_BACKUP).\n\n" +
 			"The backup is restorable only with its WAL, from its start to its end segment: run the\n" +
 			"daemon (or archive_command) so that it is archived.\n\n" +
 			"When a hoard daemon runs with this configuration (it answers on http_address:http_port),\n" +
@@ -37,7 +45,7 @@ func basebackupCommand() *cli.Command {
 			"The summary goes to stdout.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "fast", Usage: "request an immediate checkpoint instead of a spread one"},
-			&cli.IntFlag{Name: "max-rate", Usage: "limit the server's send rate to `KB/s` (32 to 1048576; 0 = unlimited)"},
+			&cli.IntFlag{Name: "max-rate", Usage: "limit the server's send rate to `KB/s` (32 to 1048576; 0 = unlimited); takes the backup over the replication protocol"},
 			uploadRateFlag,
 			&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the server to archive the backup's WAL (archive_command)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON"},
@@ -78,6 +86,11 @@ func runBasebackup(c *cli.Context) error {
 	bar := &progressBar{w: os.Stderr, term: isTerminal(os.Stderr)}
 	o := basebackupOptions(c, env, decided, basebackup.ReasonRequested)
 	o.Fast, o.MaxRate, o.NoWait = c.Bool("fast"), rate, c.Bool("no-wait")
+	if rate != 0 && o.Mode != basebackup.ModeStream {
+		// Only BASE_BACKUP has a rate limit.
+		o.Mode = basebackup.ModeStream
+		env.log.Info().Msg("--max-rate: basebackup over the replication protocol")
+	}
 	if bar.term {
 		o.Progress = bar.draw
 	} else {
@@ -100,19 +113,42 @@ func runBasebackup(c *cli.Context) error {
 // and Progress.
 func basebackupOptions(c *cli.Context, env *siteEnv, decided time.Time, reason string) basebackup.Options {
 	return basebackup.Options{
-		ConnString:       env.site.Nodes[0].ConnString(),
-		Archive:          env.archive,
-		ChunkSize:        env.site.BasebackupChunkSize,
-		Reason:           reason,
-		ActiveBackupMode: env.site.ActiveBackupMode,
-		// hoard always writes PGHoard's local-tar format, whatever
-		// basebackup_mode says.
-		BasebackupMode: "local-tar",
+		ConnString:         env.site.Nodes[0].ConnString(),
+		Archive:            env.archive,
+		Mode:               basebackupMode(env.site),
+		ChunkSize:          env.site.BasebackupChunkSize,
+		Parallel:           basebackupParallel(env.site),
+		CompressionThreads: env.site.BasebackupCompressionThreads,
+		Reason:             reason,
+		ActiveBackupMode:   env.site.ActiveBackupMode,
+		// Every mode writes PGHoard's local-tar format.
+		BasebackupMode: config.BasebackupLocalTar,
 		DecisionTime:   decided,
 		PGData:         env.site.PGDataDirectory,
 		Version:        "hoard " + c.App.Version,
 		Logger:         env.log,
 	}
+}
+
+// basebackupMode maps basebackup_mode to how a backup reads the cluster:
+// PGHoard's modes that read the data directory (local-tar, delta,
+// local-tar-delta-stats) to local-tar, basic and pipe (pg_basebackup in
+// PGHoard) to BASE_BACKUP, unset to local-tar when the data directory is
+// readable.
+func basebackupMode(site *config.Site) basebackup.Mode {
+	switch site.EffectiveBasebackupMode() {
+	case "":
+		return basebackup.ModeAuto
+	case config.BasebackupBasic, config.BasebackupPipe:
+		return basebackup.ModeStream
+	}
+	return basebackup.ModeLocal
+}
+
+// basebackupParallel is the number of chunks a backup has in flight:
+// basebackup_threads, at most basebackup_chunks_in_progress.
+func basebackupParallel(site *config.Site) int {
+	return max(1, min(site.BasebackupThreads, site.BasebackupChunksInProgress))
 }
 
 // printSummary prints a stored backup in a few lines.
@@ -122,6 +158,16 @@ func printSummary(w io.Writer, b *archive.BackupInfo) {
 	printf(w, "  end       %s  LSN %s  timeline %d  (WAL %s)\n", b.EndTime.UTC().Format(time.RFC3339), b.EndLSN, b.EndTimeline, b.EndWALSegment)
 	printf(w, "  duration  %s\n", b.EndTime.Sub(b.StartTime).Round(100*time.Millisecond))
 	printf(w, "  size      %s in %d chunks, %s stored\n", humanBytes(b.TotalSizePlain), b.ChunkCount, humanBytes(b.TotalSizeEnc+b.StoredSize))
+	switch b.Metadata[basebackup.MetaSource] {
+	case basebackup.SourceDataDirectory:
+		printf(w, "  read      from the data directory (local-tar)\n")
+	case basebackup.SourceBaseBackup:
+		printf(w, "  read      over the replication protocol (BASE_BACKUP)\n")
+	}
+	if n := b.Metadata[basebackup.MetaChecksumFailures]; n != "" && n != "0" {
+		printf(w, "  WARNING   %s data pages failed their checksum: damaged in the cluster itself, stored as read\n", n)
+		printf(w, "            (the files and blocks are in the log and in the backup's manifest)\n")
+	}
 }
 
 // progressBar draws a basebackup's progress on one terminal line, or logs

@@ -181,9 +181,12 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 			// An immediate checkpoint, as PGHoard's backups request, so a
 			// backup starts when it is due rather than a checkpoint
 			// interval later.
-			Fast:      true,
-			ChunkSize: site.BasebackupChunkSize,
-			// hoard always writes PGHoard's local-tar format.
+			Fast:               true,
+			Mode:               basebackupMode(site),
+			ChunkSize:          site.BasebackupChunkSize,
+			Parallel:           basebackupParallel(site),
+			CompressionThreads: site.BasebackupCompressionThreads,
+			// Every mode writes PGHoard's local-tar format.
 			BasebackupMode: config.BasebackupLocalTar,
 			PGData:         site.PGDataDirectory,
 			Version:        "hoard " + c.App.Version,

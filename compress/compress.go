@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/zstd"
@@ -39,10 +40,37 @@ var Algorithms = []string{Snappy, Zstd, LZMA, LZ4}
 // rather than allowed to allocate up to the library's 512 MiB default.
 const maxZstdWindow = 128 << 20
 
+// Options tune a writer.
+type Options struct {
+	// Level is the compression level; 0 is the algorithm's default.
+	Level int
+	// Concurrency is the number of goroutines compressing blocks at once
+	// (lz4 and zstd; snappy and lzma always use one). 0 or 1 compresses
+	// in the caller's goroutine.
+	Concurrency int
+	// NoChecksum leaves out lz4's content checksum (an xxHash32 of the
+	// whole stream in the frame's trailer, an option of the frame format
+	// its readers honour): for a stream another layer checks, such as
+	// the pghoa1 envelope's HMAC. The other algorithms ignore it.
+	NoChecksum bool
+}
+
+// Known reports whether algorithm is None or one of Algorithms.
+func Known(algorithm string) bool {
+	return algorithm == None || slices.Contains(Algorithms, algorithm)
+}
+
 // NewWriter returns a writer that compresses into w with algorithm at
 // level. Level 0 means the algorithm's default. Close flushes the stream and
 // never closes w. With None, the writer passes bytes through unchanged.
 func NewWriter(w io.Writer, algorithm string, level int) (io.WriteCloser, error) {
+	return NewWriterOptions(w, algorithm, Options{Level: level})
+}
+
+// NewWriterOptions is NewWriter with options.
+func NewWriterOptions(w io.Writer, algorithm string, o Options) (io.WriteCloser, error) {
+	level := o.Level
+	conc := max(o.Concurrency, 1)
 	switch algorithm {
 	case None:
 		return nopCloser{w}, nil
@@ -56,7 +84,7 @@ func NewWriter(w io.Writer, algorithm string, level int) (io.WriteCloser, error)
 		}
 		zw, err := zstd.NewWriter(w,
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
-			zstd.WithEncoderConcurrency(1))
+			zstd.WithEncoderConcurrency(conc))
 		if err != nil {
 			return nil, fmt.Errorf("zstd writer: %w", err)
 		}
@@ -71,7 +99,14 @@ func NewWriter(w io.Writer, algorithm string, level int) (io.WriteCloser, error)
 		return xw, nil
 	case LZ4:
 		lw := lz4.NewWriter(w)
-		if err := lw.Apply(lz4.CompressionLevelOption(lz4Level(level))); err != nil {
+		opts := []lz4.Option{lz4.CompressionLevelOption(lz4Level(level))}
+		if conc > 1 {
+			opts = append(opts, lz4.ConcurrencyOption(conc))
+		}
+		if o.NoChecksum {
+			opts = append(opts, lz4.ChecksumOption(false))
+		}
+		if err := lw.Apply(opts...); err != nil {
 			return nil, fmt.Errorf("lz4 writer: %w", err)
 		}
 		return lw, nil

@@ -156,7 +156,7 @@ func (s *Site) EncryptionKey() (string, EncryptionKey, bool) {
 // EffectiveBasebackupMode returns basebackup_mode, honouring PGHoard's legacy
 // stream_compression flag (which means pipe) when the mode is the default.
 func (s *Site) EffectiveBasebackupMode() string {
-	if s.StreamCompression && s.BasebackupMode == BasebackupBasic {
+	if s.StreamCompression && (s.BasebackupMode == BasebackupBasic || s.BasebackupMode == "") {
 		return BasebackupPipe
 	}
 	return s.BasebackupMode

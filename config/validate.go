@@ -155,7 +155,7 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 	if !slices.Contains(activeBackupModes, s.ActiveBackupMode) {
 		ps.add(p+".active_backup_mode", "unknown mode %q (want one of %s)", s.ActiveBackupMode, strings.Join(activeBackupModes, ", "))
 	}
-	if !slices.Contains(basebackupModes, s.BasebackupMode) {
+	if s.BasebackupMode != "" && !slices.Contains(basebackupModes, s.BasebackupMode) {
 		ps.add(p+".basebackup_mode", "unknown mode %q (want one of %s)", s.BasebackupMode, strings.Join(basebackupModes, ", "))
 	}
 	switch {

@@ -1,0 +1,221 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Upload is an object being stored, written as plaintext: Write
+// compresses and encrypts in the caller's goroutine and hands the result
+// through one io.Pipe to Store.Put, which runs in a goroutine the Upload
+// owns. Close stores the object; Abort, or any error, stores nothing.
+// An Upload is not safe for concurrent use.
+type Upload struct {
+	key  string
+	meta storage.Metadata
+	size int64 // promised plaintext size, or -1
+
+	pw   *io.PipeWriter
+	out  *countWriter // stored bytes
+	sink io.WriteCloser
+	cw   io.WriteCloser
+	n    int64 // plaintext bytes written
+
+	done   chan error // Store.Put's result, received once by wait
+	putErr error
+	waited bool
+	eof    *eofReader
+	err    error
+	st     storage.Store
+	ctx    context.Context
+}
+
+// UploadOptions tune how an Upload compresses.
+type UploadOptions struct {
+	// Size is the plaintext size when known before the upload, recorded as
+	// original-file-size; Close fails if a different number of bytes was
+	// written. -1 (or any negative value) means unknown.
+	Size int64
+	// Concurrency is the number of goroutines compressing at once
+	// (compress.Options.Concurrency); 0 or 1 compresses in the caller's
+	// goroutine.
+	Concurrency int
+	// create stores through Store.Create: only if the key holds nothing.
+	create bool
+}
+
+// NewUpload starts storing the object key with PGHoard's metadata merged
+// over md (see Put). Store.Put begins at once, reading what Write
+// produces.
+func (c *Codec) NewUpload(ctx context.Context, st storage.Store, key string, md storage.Metadata, o UploadOptions) (*Upload, error) {
+	enc, err := c.encrypts()
+	if err != nil {
+		return nil, fmt.Errorf("put %s: %w", key, err)
+	}
+	size := o.Size
+	if size < 0 {
+		size = -1
+	}
+	pr, pw := io.Pipe()
+	u := &Upload{
+		key:  key,
+		meta: c.metadata(md, size, enc),
+		size: size,
+		pw:   pw,
+		out:  &countWriter{w: pw},
+		done: make(chan error, 1),
+		eof:  &eofReader{r: pr},
+		st:   st,
+		ctx:  ctx,
+	}
+	u.sink = nopWriteCloser{u.out}
+	if enc {
+		u.sink = crypto.NewWriter(u.out, c.PublicKey)
+	}
+	// Fail before the upload starts on an algorithm we cannot write.
+	if !compress.Known(c.Compression) {
+		return nil, fmt.Errorf("put %s: compress with %q: %w", key, c.Compression, compress.ErrUnknownAlgorithm)
+	}
+	store := st.Put
+	if o.create {
+		store = st.Create
+	}
+	go func() {
+		err := store(ctx, key, u.eof, u.meta)
+		// Unblock a writer if Put returned without reading everything.
+		pr.CloseWithError(errUploadEnded)
+		u.done <- err
+	}()
+	// Put runs already: an xz writer writes its header at once.
+	u.cw, err = compress.NewWriterOptions(u.sink, c.Compression, compress.Options{Level: c.Level, Concurrency: o.Concurrency, NoChecksum: enc})
+	if err != nil {
+		err = fmt.Errorf("put %s: %w", key, err)
+		u.pw.CloseWithError(err)
+		u.wait()
+		return nil, err
+	}
+	return u, nil
+}
+
+// Write compresses and encrypts p into the object. A Write fails when the
+// upload has failed.
+func (u *Upload) Write(p []byte) (int, error) {
+	if u.err != nil {
+		return 0, u.err
+	}
+	if u.size >= 0 && u.n+int64(len(p)) > u.size {
+		u.fail(fmt.Errorf("encode: source has more than %d bytes", u.size))
+		return 0, u.err
+	}
+	n, err := u.cw.Write(p)
+	u.n += int64(n)
+	if err != nil {
+		u.fail(fmt.Errorf("encode: %w", err))
+		return n, u.err
+	}
+	return n, nil
+}
+
+// Written returns the plaintext bytes written so far.
+func (u *Upload) Written() int64 { return u.n }
+
+// fail ends the upload with err: Store.Put sees err from the pipe and
+// stores nothing.
+func (u *Upload) fail(err error) {
+	if u.err == nil {
+		u.err = err
+		u.pw.CloseWithError(err)
+	}
+}
+
+// Close flushes the compressor and the envelope, ends the stream and waits
+// for Store.Put. The object is stored when Close returns no error; on an
+// error nothing is stored under key.
+func (u *Upload) Close() (Stored, error) {
+	if u.err == nil && u.size >= 0 && u.n != u.size {
+		u.fail(fmt.Errorf("encode: source has %d bytes, expected %d", u.n, u.size))
+	}
+	if u.err == nil {
+		if err := u.cw.Close(); err != nil {
+			u.fail(fmt.Errorf("encode: %w", err))
+		}
+	}
+	if u.err == nil {
+		if err := u.sink.Close(); err != nil {
+			u.fail(fmt.Errorf("encode: %w", err))
+		}
+	}
+	encErr := u.err
+	if encErr == nil {
+		u.pw.Close()
+	} else {
+		// Release the compressor's goroutines and buffers.
+		u.cw.Close()
+	}
+	putErr := u.wait()
+	switch {
+	case encErr != nil && !errors.Is(encErr, errUploadEnded):
+		if putErr == nil {
+			// A store that returns success without reading to EOF
+			// broke its contract; do not leave a short object.
+			_ = u.st.Delete(context.WithoutCancel(u.ctx), u.key)
+		}
+		return Stored{}, fmt.Errorf("put %s: %w", u.key, encErr)
+	case putErr != nil:
+		return Stored{}, fmt.Errorf("put %s: %w", u.key, putErr)
+	case encErr != nil || !u.eof.eof:
+		_ = u.st.Delete(context.WithoutCancel(u.ctx), u.key)
+		return Stored{}, fmt.Errorf("put %s: store returned before reading the whole object", u.key)
+	}
+	u.err = errors.New("write after close")
+	return Stored{PlainSize: u.n, StoredSize: u.out.n, Metadata: u.meta}, nil
+}
+
+// Abort ends the upload with err (nil: a generic error) and waits for
+// Store.Put: nothing is stored. It returns Store.Put's own error when the
+// store failed first (a write that failed then only said the upload had
+// ended). Abort after Close does nothing.
+func (u *Upload) Abort(err error) error {
+	if u.waited {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("upload aborted")
+	}
+	u.fail(err)
+	u.cw.Close()
+	if perr := u.wait(); perr != nil && !errors.Is(perr, err) && !errors.Is(perr, u.err) {
+		return perr
+	}
+	return nil
+}
+
+// wait returns Store.Put's result once it has returned.
+func (u *Upload) wait() error {
+	if !u.waited {
+		u.putErr = <-u.done
+		u.waited = true
+	}
+	return u.putErr
+}
+
+// eofReader records whether its reader returned io.EOF: a store that
+// reports success must have read the whole stream.
+type eofReader struct {
+	r   io.Reader
+	eof bool
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.eof = true
+	}
+	return n, err
+}

@@ -1,0 +1,537 @@
+package basebackup
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+var (
+	keyOnce sync.Once
+	testRSA *rsa.PrivateKey
+)
+
+// encryptedArchive returns an archive in a local store that compresses
+// with alg and encrypts.
+func encryptedArchive(t testing.TB, alg string) *archive.Archive {
+	t.Helper()
+	keyOnce.Do(func() {
+		k, err := crypto.GenerateKey(2048)
+		if err != nil {
+			panic(err)
+		}
+		testRSA = k
+	})
+	a := localArchive(t)
+	a.Codec = &archive.Codec{Compression: alg, KeyID: "k1", PublicKey: &testRSA.PublicKey,
+		PrivateKeys: map[string]*rsa.PrivateKey{"k1": testRSA}, Host: "testhost"}
+	return a
+}
+
+// archivingCluster starts a cluster with data checksums whose
+// archive_command copies WAL to the returned directory.
+func archivingCluster(t testing.TB, major int) (*pgtest.Cluster, string) {
+	t.Helper()
+	walDir := pgtest.TempDir(t)
+	c := pgtest.Start(t, pgtest.Options{Major: major, DataChecksums: true, Conf: map[string]string{
+		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f",
+	}})
+	return c, walDir
+}
+
+// storeWAL switches to a new segment, waits until the server archived
+// the one before, and stores every archived segment and history file in
+// a, as wal-push would.
+func storeWAL(t testing.TB, c *pgtest.Cluster, walDir string, a *archive.Archive) {
+	t.Helper()
+	// Some WAL in the current segment, or the switch does nothing.
+	c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'switch')")
+	last := c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	c.Exec(t, "select pg_switch_wal()")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(walDir, last)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("segment %s was not archived", last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ents, err := os.ReadDir(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join(walDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Codec.Put(context.Background(), a.Store, a.Layout.WALKey(e.Name()), f, -1, nil)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tableDigests returns an md5 of each table's rows, in a stable order.
+func tableDigests(t testing.TB, c *pgtest.Cluster, tables ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, tb := range tables {
+		out[tb] = c.QueryString(t, "select count(*)::text || ':' || coalesce(md5(string_agg(x::text, ',' order by x::text)), '') from "+tb+" x")
+	}
+	return out
+}
+
+// restoreAndStart restores the newest backup of a into a new directory,
+// checks it with pg_verifybackup and starts PostgreSQL on it.
+func restoreAndStart(t *testing.T, a *archive.Archive, major int, walDir string, spc map[string]string) *pgtest.Cluster {
+	t.Helper()
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	_, err := restore.Run(testContext(t), restore.Options{
+		Archive: a, TargetDir: dir, TablespaceDirs: spc, ArchiveOff: true,
+		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	verifyBackup(t, dir, major, len(spc) > 0)
+	for _, d := range spc {
+		pgtest.Chown(t, d)
+	}
+	c := pgtest.StartDataDir(t, major, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	return c
+}
+
+// verifyBackup runs Debian's pg_verifybackup on a restored directory (its
+// WAL comes from the archive: -n). Version 15 reads manifest version 1
+// only: a version 2 manifest (PostgreSQL 17 and later) is checked as the
+// version 1 manifest with the same files, its own checksum checked first.
+// With moved set, tablespaces were restored elsewhere and the restore
+// rewrote tablespace_map by design: it is not compared.
+func verifyBackup(t testing.TB, dir string, major int, moved bool) {
+	t.Helper()
+	args := []string{"-n"}
+	if moved {
+		args = append(args, "-i", "tablespace_map")
+	}
+	if major >= 17 {
+		v1 := filepath.Join(t.TempDir(), "backup_manifest")
+		if err := os.WriteFile(v1, manifestV1(t, filepath.Join(dir, "backup_manifest")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-m", v1)
+	}
+	cmd := exec.Command(pgtest.Tool(t, "pg_verifybackup"), append(args, dir)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_verifybackup: %v\n%s", err, out)
+	}
+}
+
+// manifestV1 turns a version 2 backup_manifest into version 1: after
+// checking its Manifest-Checksum, it drops the System-Identifier line and
+// recomputes the checksum.
+func manifestV1(t testing.TB, name string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.LastIndex(raw, []byte("\"Manifest-Checksum\": \""))
+	if i < 0 {
+		t.Fatalf("%s: no Manifest-Checksum", name)
+	}
+	sum := sha256.Sum256(raw[:i])
+	if got := string(raw[i+22 : i+22+64]); got != hex.EncodeToString(sum[:]) {
+		t.Fatalf("%s: Manifest-Checksum %s, content hashes to %x", name, got, sum)
+	}
+	body := regexp.MustCompile(`(?m)^"System-Identifier": [0-9]+,\n`).ReplaceAll(raw[:i], nil)
+	body = bytes.Replace(body, []byte(`"PostgreSQL-Backup-Manifest-Version": 2,`), []byte(`"PostgreSQL-Backup-Manifest-Version": 1,`), 1)
+	sum = sha256.Sum256(body)
+	return append(body, fmt.Sprintf("\"Manifest-Checksum\": \"%x\"}\n", sum)...)
+}
+
+// runPgbench runs pgbench against c until the returned func is called,
+// which waits for it.
+func runPgbench(t testing.TB, c *pgtest.Cluster) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(pgtest.Tool(t, "pgbench"), "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres",
+		"-c", "2", "-T", "600", "-n", "postgres")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	// Let it write a little first.
+	deadline := time.Now().Add(time.Minute)
+	for c.QueryString(t, "select count(*)::text from pgbench_history") == "0" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return stop
+}
+
+func TestRunLocal_OK(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(strconv.Itoa(major), func(t *testing.T) {
+			t.Parallel()
+			testRunLocal(t, major)
+		})
+	}
+}
+
+// testRunLocal backs up a cluster with a tablespace, an unlogged and a
+// temporary table while pgbench writes, restores it with hoard's restore
+// (the tablespace moved), checks the files with pg_verifybackup against
+// the backup_manifest hoard wrote, replays the archived WAL and compares
+// every row with the source's.
+func testRunLocal(t *testing.T, major int) {
+	ctx := testContext(t)
+	c, walDir := archivingCluster(t, major)
+	tsDir := pgtest.TempDir(t)
+	c.Exec(t, "create tablespace extra location '"+tsDir+"'")
+	pgtest.Pgbench(t, c, "-i", "-s", "2")
+	c.Exec(t, "create table in_extra tablespace extra as select g as i, md5(g::text) as h from generate_series(1, 50000) g")
+	c.Exec(t, "create unlogged table scratch as select generate_series(1, 20000) as i")
+	c.Exec(t, "checkpoint")
+	a := encryptedArchive(t, compress.LZ4)
+
+	// A temporary table lives in a session held open during the backup.
+	tmp := c.Connect(t, "postgres")
+	if _, err := tmp.Exec(ctx, "create temporary table tmp_rows as select generate_series(1, 30000) as i"); err != nil {
+		t.Fatal(err)
+	}
+
+	stopBench := runPgbench(t, c)
+	info, err := Run(ctx, Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeLocal, PGData: c.DataDir,
+		Fast: true, ChunkSize: 1 << 20, Parallel: 3, Reason: ReasonScheduled, BasebackupMode: "local-tar",
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	})
+	stopBench()
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checks := []struct{ what, got, want string }{
+		{"source", info.Metadata[MetaSource], SourceDataDirectory},
+		{"checksum failures", info.Metadata[MetaChecksumFailures], "0"},
+		{"system id", info.SystemID, c.QueryString(t, "select system_identifier::text from pg_control_system()")},
+		{"start segment", info.StartWALSegment, c.QueryString(t, "select pg_walfile_name($1::text::pg_lsn)", info.StartLSN.String())},
+		{"end segment", info.EndWALSegment, c.QueryString(t, "select pg_walfile_name($1::text::pg_lsn)", info.EndLSN.String())},
+		{"pg manifest", info.Metadata[archive.MetaPGManifest], "true"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %q, want %q", ch.what, ch.got, ch.want)
+		}
+	}
+	if info.ChunkCount < 10 {
+		t.Errorf("%d chunks of 1 MiB", info.ChunkCount)
+	}
+
+	// What the chunks hold, and do not.
+	_, files := readControl(t, a, info.Key)
+	m, err := archive.ParseManifest(files[archive.ManifestName])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Hoard.Source != SourceDataDirectory || m.Hoard.ChecksumFailures == nil || m.Hoard.ChecksumFailures.Blocks != 0 {
+		t.Errorf("manifest hoard block %+v", m.Hoard)
+	}
+	if ts := m.Tablespaces["extra"]; ts.Path != tsDir || ts.OID == 0 {
+		t.Errorf("manifest tablespaces %+v", m.Tablespaces)
+	}
+	if !strings.Contains(string(files[archive.ControlTablespaceMap]), tsDir) {
+		t.Errorf("tablespace_map %q", files[archive.ControlTablespaceMap])
+	}
+	unlogged := c.QueryString(t, "select pg_relation_filepath('scratch')")
+	var listed []string
+	for _, ch := range m.Chunks {
+		listed = append(listed, ch.Files...)
+	}
+	all := strings.Join(listed, "\n") + "\n"
+	for _, bad := range []string{"pgdata/" + unlogged + "\n", "pgdata/postmaster.pid\n", "pgdata/global/pg_control\n", "pgdata/pg_wal/0"} {
+		if strings.Contains(all, bad) {
+			t.Errorf("chunks hold %s", strings.TrimSpace(bad))
+		}
+	}
+	for _, want := range []string{"pgdata/" + unlogged + "_init\n", "pgdata/PG_VERSION\n", "tablespaces/extra/PG_"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("chunks lack %s", strings.TrimSpace(want))
+		}
+	}
+	if strings.Contains(all, "/t3_") || regexp.MustCompile(`/t[0-9]+_[0-9]+`).MatchString(all) {
+		t.Errorf("chunks hold a temporary relation")
+	}
+	if _, err := tmp.Exec(ctx, "select 1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restore, verify, replay all archived WAL: the restored cluster
+	// must equal the source row for row.
+	storeWAL(t, c, walDir, a)
+	want := tableDigests(t, c, "pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "in_extra")
+	r := restoreAndStart(t, a, major, walDir, map[string]string{"extra": filepath.Join(pgtest.TempDir(t), "extra")})
+	got := tableDigests(t, r, "pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "in_extra")
+	for tb, w := range want {
+		if got[tb] != w {
+			t.Errorf("restored %s: %s, source %s", tb, got[tb], w)
+		}
+	}
+	if n := r.QueryString(t, "select count(*)::text from scratch"); n != "0" {
+		t.Errorf("restored unlogged table has %s rows, want 0 (reset from its init fork)", n)
+	}
+}
+
+// TestRunLocal_FilesChange drops a table and truncates another after the
+// backup listed the files and before it read them: the dropped file is
+// left out, the shrunk one padded with zeros to its listed size, and the
+// restored cluster, after WAL replay, equals the source.
+func TestRunLocal_FilesChange(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	ctx := testContext(t)
+	c, walDir := archivingCluster(t, major)
+	c.Exec(t, "create table gone as select generate_series(1, 100000) as i")
+	c.Exec(t, "create table shrinks as select generate_series(1, 100000) as i")
+	c.Exec(t, "create table kept as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
+	c.Exec(t, "checkpoint")
+	gone := filepath.Join(c.DataDir, c.QueryString(t, "select pg_relation_filepath('gone')"))
+	shrinks := filepath.Join(c.DataDir, c.QueryString(t, "select pg_relation_filepath('shrinks')"))
+	st, err := os.Stat(shrinks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := st.Size()
+	a := encryptedArchive(t, compress.Zstd)
+	info, err := Run(ctx, Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeLocal, PGData: c.DataDir,
+		Fast: true, ChunkSize: 256 << 10, Parallel: 2,
+		afterScan: func() {
+			c.Exec(t, "drop table gone")
+			c.Exec(t, "delete from shrinks where i > 100")
+			c.Exec(t, "vacuum shrinks")
+			c.Exec(t, "checkpoint")
+		},
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("dropped table's file %s: %v", gone, err)
+	}
+	if st, err := os.Stat(shrinks); err != nil || st.Size() >= before {
+		t.Fatalf("vacuum did not shrink %s (%d bytes before): %v %v", shrinks, before, st, err)
+	}
+	_, files := readControl(t, a, info.Key)
+	m, err := archive.ParseManifest(files[archive.ManifestName])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := func(p string) string { return "pgdata/" + strings.TrimPrefix(p, c.DataDir+"/") }
+	found := map[string]bool{}
+	for _, ch := range m.Chunks {
+		for _, f := range ch.Files {
+			found[f] = true
+		}
+	}
+	if found[rel(gone)] || !found[rel(shrinks)] {
+		t.Errorf("chunks list the dropped file: %v, the shrunk one: %v", found[rel(gone)], found[rel(shrinks)])
+	}
+	if !bytes.Contains(files[archive.ControlPGManifest], []byte(fmt.Sprintf(`"Path": "%s", "Size": %d,`, strings.TrimPrefix(rel(shrinks), "pgdata/"), before))) {
+		t.Errorf("backup_manifest does not list %s with its listed size %d", shrinks, before)
+	}
+	storeWAL(t, c, walDir, a)
+	want := tableDigests(t, c, "shrinks", "kept")
+	r := restoreAndStart(t, a, major, walDir, nil)
+	got := tableDigests(t, r, "shrinks", "kept")
+	for tb, w := range want {
+		if got[tb] != w {
+			t.Errorf("restored %s: %s, source %s", tb, got[tb], w)
+		}
+	}
+	if n := r.QueryString(t, "select count(*)::text from pg_class where relname = 'gone'"); n != "0" {
+		t.Errorf("dropped table restored")
+	}
+}
+
+// TestRunLocal_DamagedPage damages a data page of a stopped PostgreSQL 15
+// cluster, which pg_checksums then reports; the backup stores the page as
+// read and reports the same file and block, in the log, the metadata and
+// the manifest.
+func TestRunLocal_DamagedPage(t *testing.T) {
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Debian: true, DataChecksums: true})
+	c.Exec(t, "create table victim as select g as i, repeat('x', 100) as pad from generate_series(1, 10000) g")
+	c.Exec(t, "checkpoint")
+	rel := c.QueryString(t, "select pg_relation_filepath('victim')")
+	c.Stop(t)
+	f, err := os.OpenFile(filepath.Join(c.DataDir, rel), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Block 3, in the tuple data: the page header (and its LSN) stay.
+	if _, err := f.WriteAt([]byte("damaged!"), 3*8192+4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out, err := exec.Command(pgtest.Tool(t, "pg_checksums"), "--check", "-D", c.DataDir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `"`+filepath.Join(c.DataDir, rel)+`", block 3`) &&
+		!strings.Contains(string(out), rel+`", block 3`) {
+		t.Fatalf("pg_checksums does not report block 3 of %s: %v\n%s", rel, err, out)
+	}
+	c.Start(t)
+
+	var logs bytes.Buffer
+	a := localArchive(t)
+	info, err := Run(ctx, Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeLocal, PGData: c.DataDir, Fast: true, NoWait: true,
+		Logger: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))),
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := info.Metadata[MetaChecksumFailures]; got != "1" {
+		t.Errorf("%s = %q, want 1", MetaChecksumFailures, got)
+	}
+	_, files := readControl(t, a, info.Key)
+	m, err := archive.ParseManifest(files[archive.ManifestName])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := m.Hoard.ChecksumFailures
+	if cf == nil || cf.Blocks != 1 || len(cf.Files) != 1 || cf.Files[0].File != "pgdata/"+rel || fmt.Sprint(cf.Files[0].Blocks) != "[3]" {
+		t.Errorf("manifest checksum failures %+v, want block 3 of pgdata/%s", cf, rel)
+	}
+	if !strings.Contains(logs.String(), "data page checksum verification failed") || !strings.Contains(logs.String(), `"block":3`) {
+		t.Errorf("log lacks the failure:\n%s", logs.String())
+	}
+}
+
+// sessionKiller terminates the backup's SQL session when the first chunk's
+// upload starts, then holds the upload until the backup cancels it.
+type sessionKiller struct {
+	storage.Store
+	c        *pgtest.Cluster
+	t        testing.TB
+	once     sync.Once
+	canceled chan bool
+}
+
+func (s *sessionKiller) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if !strings.Contains(key, "basebackup_chunk/") {
+		return s.Store.Put(ctx, key, r, md)
+	}
+	first := false
+	s.once.Do(func() { first = true })
+	if !first {
+		return s.Store.Put(ctx, key, r, md)
+	}
+	s.c.Exec(s.t, "select pg_terminate_backend(pid) from pg_stat_activity where application_name = '"+applicationName+"'")
+	select {
+	case <-ctx.Done():
+		s.canceled <- true
+		return ctx.Err()
+	case <-time.After(time.Minute):
+		s.canceled <- false
+		return errors.New("upload not canceled a minute after the session was killed")
+	}
+}
+
+// TestRunLocal_ErrSessionKilled kills the SQL session holding the backup
+// while a chunk is being stored: the backup is canceled at once, fails
+// naming the cause, and leaves nothing in the store.
+func TestRunLocal_ErrSessionKilled(t *testing.T) {
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], DataChecksums: true})
+	pgtest.Pgbench(t, c, "-i", "-s", "1")
+	a := localArchive(t)
+	real := a.Store
+	k := &sessionKiller{Store: real, c: c, t: t, canceled: make(chan bool, 1)}
+	a.Store = k
+	_, err := Run(ctx, Options{ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeLocal, PGData: c.DataDir,
+		Fast: true, NoWait: true, ChunkSize: 1 << 20, Parallel: 1})
+	if !errors.Is(err, errSessionLost) {
+		t.Fatalf("Run = %v, want the session's loss", err)
+	}
+	if !<-k.canceled {
+		t.Error("the upload in progress was not canceled")
+	}
+	err = real.List(context.Background(), "", func(o storage.Object) error {
+		t.Errorf("%s left behind", o.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server ended the backup with the session: another can start.
+	a.Store = real
+	if _, err := Run(ctx, Options{ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeLocal, PGData: c.DataDir, Fast: true, NoWait: true}); err != nil {
+		t.Fatalf("Run after the killed one: %v", err)
+	}
+}
+
+// TestRun_AutoMode: with a readable data directory of the server, Run
+// reads it; with another cluster's directory it takes the backup over the
+// replication protocol instead (and ModeLocal refuses).
+func TestRun_AutoMode(t *testing.T) {
+	ctx := testContext(t)
+	major := pgtest.Versions()[0]
+	c := pgtest.Start(t, pgtest.Options{Major: major})
+	other := pgtest.Start(t, pgtest.Options{Major: major})
+	for _, tc := range []struct {
+		name, pgdata, source string
+	}{
+		{"own data directory", c.DataDir, SourceDataDirectory},
+		{"no data directory", "", SourceBaseBackup},
+		{"unreadable data directory", filepath.Join(t.TempDir(), "missing"), SourceBaseBackup},
+		{"another cluster's", other.DataDir, SourceBaseBackup},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			info, err := Run(ctx, Options{ConnString: c.ConnString("postgres"), Archive: localArchive(t), PGData: tc.pgdata, Fast: true, NoWait: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := info.Metadata[MetaSource]; got != tc.source {
+				t.Errorf("source %q, want %q", got, tc.source)
+			}
+		})
+	}
+	_, err := Run(ctx, Options{ConnString: c.ConnString("postgres"), Archive: localArchive(t), Mode: ModeLocal, PGData: other.DataDir, Fast: true, NoWait: true})
+	if err == nil || !strings.Contains(err.Error(), "system identifier") {
+		t.Errorf("ModeLocal with another cluster's directory: %v", err)
+	}
+}

@@ -1,0 +1,286 @@
+package basebackup
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// readBufferSize is how much of a file a worker reads at once: a multiple
+// of every block size PostgreSQL allows (up to 32 kB), small enough to
+// stay in a core's cache while it is checked, summed and compressed.
+const readBufferSize = 256 << 10
+
+// uploadBufferSize batches the tar writer's 512-byte headers before they
+// reach the compressor.
+const uploadBufferSize = 64 << 10
+
+// Reporting limits of checksum failures: PostgreSQL logs the first five
+// failing blocks of a file (sendFile in basebackup.c).
+const (
+	loggedBlocksPerFile = 5
+	keptBlocksPerFile   = 20  // block numbers the manifest keeps per file
+	keptFiles           = 100 // files the manifest keeps
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// pageCheck is what verifying data page checksums needs to know.
+type pageCheck struct {
+	blockSize int
+	segBlocks uint32 // blocks in a 1 GB relation segment (RELSEG_SIZE)
+	start     uint64 // the backup's start LSN: newer pages are not checked
+	report    *checksumReport
+	log       zerolog.Logger
+}
+
+// chunkResult is one chunk as stored.
+type chunkResult struct {
+	filename string
+	key      string
+	input    int64          // tar bytes
+	stored   archive.Stored // set once stored
+	files    []string       // member names, for the manifest
+	pgFiles  []pgManifestFile
+}
+
+// worker writes chunks, one at a time, with its own read buffer.
+type worker struct {
+	l   *localBackup
+	buf []byte
+}
+
+// writeChunk reads plan's members into a chunk tar, streamed through the
+// codec to the store. A file that is gone when its turn comes is left
+// out; one that shrank is padded with zeros to its scanned size (WAL
+// replay restores both, as basebackup.c relies on). On an error nothing
+// is stored under the chunk's key.
+func (w *worker) writeChunk(ctx context.Context, plan chunkPlan) (*chunkResult, error) {
+	l := w.l
+	filename := archive.ChunkFilename(l.name, plan.n)
+	res := &chunkResult{filename: filename, key: l.o.Archive.Layout.ChunkKey(filename)}
+	l.began(res.key)
+	md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
+	up, err := l.o.Archive.Codec.NewUpload(ctx, l.o.Archive.Store, res.key, md,
+		archive.UploadOptions{Size: -1, Concurrency: l.compressionThreads})
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: chunk %s: %w", filename, err)
+	}
+	if err := w.fill(ctx, up, plan, res); err != nil {
+		if perr := up.Abort(err); perr != nil {
+			// The store failed first: writes only saw the end.
+			return nil, fmt.Errorf("basebackup: store chunk %s: %w", filename, perr)
+		}
+		return nil, err
+	}
+	res.stored, err = up.Close()
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: store chunk %s: %w", filename, err)
+	}
+	if res.stored.PlainSize != res.input {
+		return nil, fmt.Errorf("basebackup: chunk %s: stored %d plain bytes, wrote %d", filename, res.stored.PlainSize, res.input)
+	}
+	l.chunkStored(res.stored.StoredSize)
+	return res, nil
+}
+
+// fill writes the chunk tar into up.
+func (w *worker) fill(ctx context.Context, up io.Writer, plan chunkPlan, res *chunkResult) error {
+	bw := bufio.NewWriterSize(up, uploadBufferSize)
+	cw := &countingWriter{w: bw}
+	tw := tar.NewWriter(cw)
+	for _, i := range plan.entries {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		e := &w.l.entries[i]
+		if e.typ != tar.TypeReg {
+			if err := tw.WriteHeader(e.header()); err != nil {
+				return fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
+			}
+			res.files = append(res.files, e.name())
+			continue
+		}
+		sent, err := w.file(tw, e, res)
+		if err != nil {
+			return err
+		}
+		if sent {
+			res.files = append(res.files, e.name())
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("basebackup: chunk %s: %w", res.filename, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("basebackup: chunk %s: %w", res.filename, err)
+	}
+	res.input = cw.n
+	return nil
+}
+
+// file writes one regular file into the chunk: its scanned size, its
+// pages checked when e.check, its CRC-32C kept for backup_manifest. It
+// returns false for a file that no longer exists.
+func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) (bool, error) {
+	f, err := os.Open(e.path())
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			w.l.log.Debug().Str("file", e.path()).Msg("file removed during the backup: left out")
+			return false, nil
+		}
+		return false, fmt.Errorf("basebackup: %w", err)
+	}
+	defer f.Close()
+	if err := tw.WriteHeader(e.header()); err != nil {
+		return false, fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
+	}
+	var fc *fileCheck
+	if e.check && w.l.check != nil {
+		fc = &fileCheck{pageCheck: w.l.check, name: e.name(), path: e.path(), first: e.segno * w.l.check.segBlocks}
+	}
+	var crc uint32
+	var off int64
+	for off < e.size {
+		n := int(min(int64(len(w.buf)), e.size-off))
+		m, err := io.ReadFull(f, w.buf[:n])
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return false, fmt.Errorf("basebackup: read %s: %w", e.path(), err)
+		}
+		p := w.buf[:m]
+		if fc != nil {
+			if err := fc.pages(f, p, off); err != nil {
+				return false, err
+			}
+		}
+		crc = crc32.Update(crc, castagnoli, p)
+		if _, err := tw.Write(p); err != nil {
+			return false, fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
+		}
+		off += int64(m)
+		w.l.read.Add(int64(m))
+		if m < n {
+			break
+		}
+	}
+	if off < e.size {
+		// Truncated since the scan: pad with zeros to the size the
+		// header promised, as basebackup.c does.
+		w.l.log.Debug().Str("file", e.path()).Int64("size", e.size).Int64("read", off).Msg("file shrank during the backup: padded")
+		clear(w.buf)
+		for off < e.size {
+			p := w.buf[:min(int64(len(w.buf)), e.size-off)]
+			crc = crc32.Update(crc, castagnoli, p)
+			if _, err := tw.Write(p); err != nil {
+				return false, fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
+			}
+			off += int64(len(p))
+		}
+	}
+	if fc != nil {
+		fc.done()
+	}
+	res.pgFiles = append(res.pgFiles, pgManifestFile{path: e.manifestPath(), size: e.size, mtime: e.mtime, crc32c: crc})
+	return true, nil
+}
+
+// fileCheck verifies the pages of one file as they are read.
+type fileCheck struct {
+	*pageCheck
+	name, path string
+	first      uint32 // block number of the file's first block
+	failures   int64
+	blocks     []uint32
+}
+
+// pages checks the whole pages of p, read at offset off, as basebackup.c
+// does: a page that is new or changed since the backup began is not
+// checked (WAL replay rewrites it), and a failing page is read once more,
+// in case a write tore it, before it counts. A re-read copy replaces the
+// page in p. A page cut short by a concurrent truncation is not checked.
+func (c *fileCheck) pages(f *os.File, p []byte, off int64) error {
+	bs := c.blockSize
+	for i := 0; i+bs <= len(p); i += bs {
+		page := p[i : i+bs]
+		blk := c.first + uint32((off+int64(i))/int64(bs))
+		if c.ok(page, blk) {
+			continue
+		}
+		// Read the page again, into place.
+		n, err := f.ReadAt(page, off+int64(i))
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("basebackup: read %s: %w", c.path, err)
+		}
+		if n < bs {
+			// Truncated meanwhile: the rest is padding.
+			clear(page[n:])
+			return nil
+		}
+		if c.ok(page, blk) {
+			continue
+		}
+		c.failures++
+		if len(c.blocks) < keptBlocksPerFile {
+			c.blocks = append(c.blocks, blk)
+		}
+		if c.failures <= loggedBlocksPerFile {
+			c.log.Warn().Str("file", c.path).Uint32("block", blk).
+				Str("calculated", fmt.Sprintf("%X", pageChecksum(page, blk))).Str("expected", fmt.Sprintf("%X", storedChecksum(page))).
+				Msg("data page checksum verification failed")
+		}
+	}
+	return nil
+}
+
+// ok reports whether a page passes: new, newer than the backup's start,
+// or with a matching checksum.
+func (c *fileCheck) ok(page []byte, blk uint32) bool {
+	if pageIsNew(page) || pageLSN(page) >= c.start {
+		return true
+	}
+	return pageChecksum(page, blk) == storedChecksum(page)
+}
+
+// done reports the file's failures.
+func (c *fileCheck) done() {
+	if c.failures == 0 {
+		return
+	}
+	c.log.Warn().Str("file", c.path).Int64("blocks", c.failures).Msg("data page checksum failures in file")
+	c.report.add(c.name, c.failures, c.blocks)
+}
+
+// checksumReport gathers the checksum failures of a backup's workers.
+type checksumReport struct {
+	mu     sync.Mutex
+	blocks int64
+	files  []archive.ChecksumFailure
+}
+
+func (r *checksumReport) add(name string, count int64, blocks []uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.blocks += count
+	if len(r.files) < keptFiles {
+		r.files = append(r.files, archive.ChecksumFailure{File: name, Count: count, Blocks: blocks})
+	}
+}
+
+// manifest returns the report for the control tar's manifest.
+func (r *checksumReport) manifest() *archive.ChecksumFailures {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &archive.ChecksumFailures{Blocks: r.blocks, Files: append([]archive.ChecksumFailure{}, r.files...)}
+}

@@ -1,0 +1,375 @@
+package basebackup
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/replication"
+)
+
+// server is what Run learns of the server before the backup.
+type server struct {
+	system  replication.System
+	version int // server_version_num
+	segSize uint64
+	pgdata  string
+}
+
+// runStream takes the backup over the replication protocol: BASE_BACKUP's
+// tar streams re-packed into chunks as they arrive.
+func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.BackupInfo, error) {
+	repl, err := replication.Connect(ctx, o.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: %w", err)
+	}
+	defer repl.Close(context.WithoutCancel(ctx))
+	sql, err := connectSQL(ctx, o.ConnString)
+	if err != nil {
+		return nil, err
+	}
+	defer sql.Close(context.WithoutCancel(ctx))
+	srv, err := identify(ctx, repl, sql, o.PGData)
+	if err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	g, gctx := errgroup.WithContext(runCtx)
+	r := &run{o: o, log: log, srv: srv, sql: sql}
+	info, err := r.backup(runCtx, gctx, g, repl)
+	if err != nil {
+		cancel(err)
+		_ = g.Wait()
+		if r.ck != nil {
+			if cerr := deleteChunks(ctx, o, r.ck.keys()); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+		return nil, err
+	}
+	return info, nil
+}
+
+// identify asks the server who it is: system identifier and timeline,
+// version, WAL segment size and data directory.
+func identify(ctx context.Context, repl *replication.Conn, sql *pgx.Conn, pgdata string) (server, error) {
+	var s server
+	var err error
+	if s.system, err = repl.IdentifySystem(ctx); err != nil {
+		return s, fmt.Errorf("basebackup: %w", err)
+	}
+	if s.segSize, err = repl.WALSegmentSize(ctx); err != nil {
+		return s, fmt.Errorf("basebackup: %w", err)
+	}
+	if err := sql.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&s.version); err != nil {
+		return s, fmt.Errorf("basebackup: query server version: %w", err)
+	}
+	if s.version < minServerVersion {
+		return s, fmt.Errorf("basebackup: server version %d: hoard needs PostgreSQL 13 or later (backup manifests)", s.version)
+	}
+	s.pgdata = pgdata
+	if s.pgdata == "" {
+		// pg_settings hides data_directory from roles without
+		// pg_read_all_settings: then the manifest records no path.
+		err := sql.QueryRow(ctx, "SELECT coalesce((SELECT setting FROM pg_settings WHERE name = 'data_directory'), '')").Scan(&s.pgdata)
+		if err != nil {
+			return s, fmt.Errorf("basebackup: query data directory: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// run is one backup in progress.
+type run struct {
+	o   Options
+	log zerolog.Logger
+	srv server
+	sql *pgx.Conn
+
+	ck *chunker // nil until the name is chosen
+
+	pgControl, backupLabel, tablespaceMap *member
+	pgManifest                            []byte
+}
+
+// backup runs BASE_BACKUP and stores the chunks and the control object.
+// Uploads run under g, whose context gctx ends when g.Wait returns; ctx
+// is the one the control object is stored under.
+func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replication.Conn) (*archive.BackupInfo, error) {
+	o := r.o
+	// tablespace_map only when the cluster has tablespaces, as
+	// pg_basebackup does: PGHoard's backups have none, and the server's
+	// backup_manifest lists the map whenever it is asked for. A tablespace
+	// created after this check is still restored, from the manifest's
+	// tablespaces.
+	var hasTablespaces bool
+	if err := r.sql.QueryRow(gctx, "SELECT EXISTS (SELECT 1 FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))").Scan(&hasTablespaces); err != nil {
+		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
+	}
+	bb, err := repl.StartBaseBackup(gctx, replication.BaseBackupOptions{
+		Label:         o.Label,
+		Fast:          o.Fast,
+		MaxRate:       o.MaxRate,
+		Manifest:      true,
+		Progress:      !o.NoEstimate,
+		NoWait:        o.NoWait,
+		TablespaceMap: hasTablespaces,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: %w", err)
+	}
+	streamStart := time.Now()
+	// The checkpoint is done and the start position known: the server's
+	// clock now is the backup's start time, as backup_label's START TIME
+	// (stamped right after the checkpoint) says, without parsing a time
+	// zone abbreviation. It is recorded to the second, as in the label,
+	// which is where PGHoard takes its start-time from; the name counts
+	// from the milliseconds.
+	var clock time.Time
+	if err := r.sql.QueryRow(gctx, "SELECT clock_timestamp()").Scan(&clock); err != nil {
+		return nil, fmt.Errorf("basebackup: query start time: %w", err)
+	}
+	startTime := clock.Truncate(time.Second)
+	spc, err := r.tablespaces(gctx, bb.Tablespaces)
+	if err != nil {
+		return nil, err
+	}
+	name, err := chooseName(gctx, o.Archive, clock)
+	if err != nil {
+		return nil, err
+	}
+	log := r.log.With().Str("backup", name).Logger()
+	log.Info().Str("lsn", bb.StartLSN.String()).Int32("tli", bb.Timeline).Msg("basebackup started")
+	conc := o.CompressionThreads
+	if conc == 0 {
+		// One stream: compress its blocks on every core.
+		conc = runtime.NumCPU()
+	}
+	r.ck = newChunker(gctx, g, o.Archive, name, o.ChunkSize, o.Parallel, conc)
+
+	stopProgress := r.reportProgress(bb, streamStart)
+	err = r.stream(gctx, bb, spc)
+	if err != nil {
+		stopProgress()
+		r.ck.abort(err)
+		return nil, err
+	}
+	end, endTLI, err := bb.Finish(gctx)
+	stopProgress()
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: %w", err)
+	}
+	var xmin, xmax int64
+	var endTime time.Time
+	err = r.sql.QueryRow(gctx, "SELECT txid_snapshot_xmin(s), txid_snapshot_xmax(s), now() FROM txid_current_snapshot() AS s").
+		Scan(&xmin, &xmax, &endTime)
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: query end snapshot: %w", err)
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	chunks, err := r.ck.manifestChunks()
+	if err != nil {
+		return nil, err
+	}
+	if r.pgControl == nil || r.backupLabel == nil || r.pgManifest == nil {
+		return nil, fmt.Errorf("basebackup: server sent no %s", r.missing())
+	}
+
+	oc := &outcome{
+		name:          name,
+		source:        SourceBaseBackup,
+		systemID:      r.srv.system.SystemID,
+		version:       r.srv.version,
+		segSize:       r.srv.segSize,
+		pgdata:        r.srv.pgdata,
+		start:         bb.StartLSN,
+		end:           end,
+		startTLI:      uint32(bb.Timeline),
+		endTLI:        uint32(endTLI),
+		startTime:     startTime,
+		endTime:       endTime,
+		xmin:          xmin,
+		xmax:          xmax,
+		chunks:        chunks,
+		tablespaces:   spc,
+		pgControl:     r.pgControl,
+		backupLabel:   r.backupLabel,
+		tablespaceMap: r.tablespaceMap,
+		pgManifest:    r.pgManifest,
+	}
+	info, err := storeControl(ctx, o, log, oc)
+	if err != nil {
+		return nil, err
+	}
+	if o.Progress != nil {
+		done, total := bb.Progress()
+		el := time.Since(streamStart)
+		o.Progress(Progress{
+			Bytes: done, Total: total, Rate: rate(done, el), Elapsed: el,
+			Chunks: len(chunks), StoredBytes: info.TotalSizeEnc, Done: true,
+		})
+	}
+	return info, nil
+}
+
+func (r *run) missing() string {
+	var m []string
+	if r.pgControl == nil {
+		m = append(m, "global/pg_control")
+	}
+	if r.backupLabel == nil {
+		m = append(m, "backup_label")
+	}
+	if r.pgManifest == nil {
+		m = append(m, "backup_manifest")
+	}
+	return strings.Join(m, ", ")
+}
+
+// tablespaces names the backup's tablespaces (the main data directory
+// excluded) from pg_tablespace, queried after the backup began so that
+// the list is the server's.
+func (r *run) tablespaces(ctx context.Context, list []replication.Tablespace) ([]tablespace, error) {
+	rows, err := r.sql.Query(ctx, "SELECT oid, spcname FROM pg_tablespace")
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
+	}
+	names := map[uint32]string{}
+	var oid uint32
+	var name string
+	_, err = pgx.ForEachRow(rows, []any{&oid, &name}, func() error {
+		names[oid] = name
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
+	}
+	var out []tablespace
+	for _, ts := range list {
+		if ts.OID == 0 {
+			continue
+		}
+		name, ok := names[ts.OID]
+		if !ok {
+			return nil, fmt.Errorf("basebackup: tablespace %d at %s is not in pg_tablespace", ts.OID, ts.Location)
+		}
+		// The name becomes a path component of the chunk members.
+		if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+			return nil, fmt.Errorf("basebackup: tablespace name %q cannot be stored (PGHoard's format uses it as a directory name)", name)
+		}
+		out = append(out, tablespace{oid: ts.OID, location: ts.Location, name: name})
+	}
+	return out, nil
+}
+
+// stream reads every archive of the backup: tablespace tars into chunks
+// (and the control members aside), the manifest into memory.
+func (r *run) stream(ctx context.Context, bb *replication.BaseBackup, spc []tablespace) error {
+	for {
+		a, err := bb.NextArchive(ctx)
+		if err == io.EOF {
+			return r.ck.finish()
+		}
+		if err != nil {
+			return fmt.Errorf("basebackup: %w", err)
+		}
+		switch a.Kind {
+		case replication.ArchiveTablespace:
+			prefix := "pgdata/"
+			if a.Tablespace.OID != 0 {
+				prefix = ""
+				for _, ts := range spc {
+					if ts.oid == a.Tablespace.OID {
+						prefix = "tablespaces/" + ts.name + "/"
+					}
+				}
+				if prefix == "" {
+					return fmt.Errorf("basebackup: archive %s of unknown tablespace %d", a.Name, a.Tablespace.OID)
+				}
+			}
+			if err := r.archive(bb, a.Name, a.Tablespace.OID == 0, prefix); err != nil {
+				return err
+			}
+		case replication.ArchiveManifest:
+			// The manifest grows with the number of files, not their
+			// size; it goes into the control tar.
+			if r.pgManifest, err = io.ReadAll(bb); err != nil {
+				return fmt.Errorf("basebackup: read backup_manifest: %w", err)
+			}
+		}
+	}
+}
+
+// archive re-chunks one tablespace's tar stream, called name: the main data
+// directory's when main is set. prefix starts the members' names in the
+// chunks.
+func (r *run) archive(stream io.Reader, name string, main bool, prefix string) error {
+	tr := tar.NewReader(stream)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("basebackup: read %s: %w", name, err)
+		}
+		rel, ok := cleanName(h.Name)
+		if !ok {
+			return fmt.Errorf("basebackup: %s: unsafe member name %q", name, h.Name)
+		}
+		if rel == "" {
+			continue
+		}
+		switch place(rel, main) {
+		case placeSkip:
+			continue
+		case placeControl:
+			if err := r.keep(rel, h, tr); err != nil {
+				return fmt.Errorf("basebackup: read %s: %w", rel, err)
+			}
+		case placeChunk:
+			if err := r.ck.add(prefix+rel, h, tr); err != nil {
+				return fmt.Errorf("basebackup: %w", err)
+			}
+		}
+	}
+}
+
+// keep holds a control tar member: pg_control (8 kB), backup_label or
+// tablespace_map (small text files).
+func (r *run) keep(rel string, h *tar.Header, tr io.Reader) error {
+	if h.Typeflag != tar.TypeReg { // archive/tar reports old-style regular files as TypeReg too
+		return fmt.Errorf("not a regular file")
+	}
+	if h.Size > 1<<20 {
+		return fmt.Errorf("%d bytes is too large", h.Size)
+	}
+	data, err := io.ReadAll(io.LimitReader(tr, h.Size))
+	if err != nil {
+		return err
+	}
+	m := &member{h: h, data: data}
+	switch rel {
+	case "global/pg_control":
+		r.pgControl = m
+	case "backup_label":
+		r.backupLabel = m
+	case "tablespace_map":
+		r.tablespaceMap = m
+	}
+	return nil
+}
