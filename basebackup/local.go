@@ -146,7 +146,7 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
 	if err := dataDirReadable(pgdata); err != nil {
-		return nil, fmt.Errorf("basebackup: local-tar reads pg_data_directory %s: %w", pgdata, err)
+		return nil, fmt.Errorf("basebackup: local-tar reads pg_data_directory %s: %w (local-tar runs on the database host as a user who may read the data directory; basebackup_mode basic takes the backup over the replication protocol from any host)", pgdata, err)
 	}
 	sql, err := connectSQL(ctx, o.ConnString)
 	if err != nil {

@@ -162,7 +162,7 @@ func (o *Options) validate() error {
 		return errors.New("basebackup: negative compression threads")
 	}
 	if o.Mode == ModeLocal && o.PGData == "" {
-		return errors.New("basebackup: local-tar needs the data directory (pg_data_directory)")
+		return errors.New("basebackup: local-tar needs the data directory: set pg_data_directory, or basebackup_mode basic to take the backup over the replication protocol")
 	}
 	if o.Label == "" {
 		o.Label = DefaultLabel

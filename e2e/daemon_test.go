@@ -174,7 +174,8 @@ func dataSummary(t *testing.T, c *pgtest.Cluster) string {
 }
 
 // TestDaemonStreaming runs hoard daemon in streaming mode against a real
-// cluster (1 MiB segments) and MinIO, and puts it through what must lose
+// cluster (1 MiB segments) and MinIO, its scheduled basebackup read from
+// the data directory (local-tar), and puts it through what must lose
 // nothing: kill -9 at random moments three times under pgbench load, a
 // PostgreSQL restart under it, and a storage outage (every connection to
 // MinIO cut and refused for a while). Then, after a marker row and a WAL
@@ -192,6 +193,10 @@ func TestDaemonStreaming(t *testing.T) {
 	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
 	s.use(src)
 	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
+	// The daemon runs on the database host: its basebackups read the data
+	// directory (local-tar, the default when pg_data_directory is
+	// readable).
+	setSiteKey(t, s.site, "pg_data_directory", src.DataDir)
 
 	d := s.startDaemon()
 	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
@@ -200,6 +205,9 @@ func TestDaemonStreaming(t *testing.T) {
 	})
 	first := s.listBackups()[0]
 	t.Logf("first backup %s starts in %s", first.Name, first.StartWALSegment)
+	if first.BackupReason != "scheduled" || first.Metadata["hoard-source"] != "data-directory" {
+		t.Errorf("first backup: reason %q, hoard-source %q; want a scheduled local-tar backup (data-directory)", first.BackupReason, first.Metadata["hoard-source"])
+	}
 
 	// kill -9 at random moments under load, restarting each time.
 	load := startPgbench(t, src, "-T", "10", "-c", "2", "-n")

@@ -191,11 +191,13 @@ func tailLines(s string, n int) string {
 
 // backupJSON is the part of `hoard list --json` the tests read.
 type backupJSON struct {
-	Name            string `json:"name"`
-	StartWALSegment string `json:"start_wal_segment"`
-	EndWALSegment   string `json:"end_wal_segment"`
-	StartLSN        string `json:"start_lsn"`
-	EndLSN          string `json:"end_lsn"`
+	Name            string            `json:"name"`
+	StartWALSegment string            `json:"start_wal_segment"`
+	EndWALSegment   string            `json:"end_wal_segment"`
+	StartLSN        string            `json:"start_lsn"`
+	EndLSN          string            `json:"end_lsn"`
+	BackupReason    string            `json:"backup_reason"`
+	Metadata        map[string]string `json:"metadata"`
 }
 
 // listBackups runs hoard list --json.

@@ -12,10 +12,15 @@ import (
 )
 
 // TestRestoreTablespaceVerify backs up a PostgreSQL 15 cluster with a
-// tablespace, restores it with the tablespace moved, checks the restored
-// files with Debian's pg_verifybackup (an independent reader of the
-// backup_manifest PostgreSQL itself wrote during BASE_BACKUP), then starts
-// the cluster and reads the tablespace's rows.
+// tablespace twice, over the replication protocol (BASE_BACKUP, no
+// pg_data_directory) and with basebackup_mode local-tar (hoard reads the
+// data directory itself), more rows in between. It restores each with the
+// tablespace moved, checks the restored files with Debian's
+// pg_verifybackup (against the backup_manifest the server wrote during
+// BASE_BACKUP, or hoard wrote during local-tar), starts the cluster, counts
+// the rows each backup must hold, and runs pg_checksums on the stopped
+// copy. A local-tar backup whose pg_data_directory cannot be read fails
+// naming it, and stores nothing.
 func TestRestoreTablespaceVerify(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
 	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf(), DataChecksums: true})
@@ -26,12 +31,55 @@ func TestRestoreTablespaceVerify(t *testing.T) {
 	src.Exec(t, "insert into in_ts select g, repeat('x', 200) from generate_series(1, 20000) g")
 	src.Exec(t, "checkpoint")
 
-	s.mustHoard("basebackup", "--fast")
+	out := s.mustHoard("basebackup", "--fast")
+	if !strings.Contains(out, "over the replication protocol (BASE_BACKUP)") {
+		t.Errorf("basebackup without pg_data_directory:\n%s", out)
+	}
+
+	// local-tar where the data directory cannot be read: a clear error,
+	// nothing stored.
+	setSiteKey(t, s, "basebackup_mode", "local-tar")
+	missing := filepath.Join(pgtest.TempDir(t), "not-here")
+	setSiteKey(t, s, "pg_data_directory", missing)
+	out, errOut, err := s.hoard("basebackup", "--fast")
+	if code := exitCode(err); code == 0 || !strings.Contains(errOut, "pg_data_directory "+missing) || !strings.Contains(errOut, "basebackup_mode") {
+		t.Errorf("local-tar with an unreadable pg_data_directory: exit %d, want an error naming it and basebackup_mode\n%s\n%s", code, out, errOut)
+	}
+	if bs := s.listBackups(); len(bs) != 1 {
+		t.Fatalf("%d backups listed after the failed one, want 1", len(bs))
+	}
+	if chunks, _ := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", "*")); len(chunks) != 1 {
+		t.Errorf("chunk directories after the failed backup: %v", chunks)
+	}
+
+	src.Exec(t, "insert into in_ts select g, repeat('y', 200) from generate_series(20001, 25000) g")
+	setSiteKey(t, s, "pg_data_directory", src.DataDir)
+	out = s.mustHoard("basebackup", "--fast")
+	if !strings.Contains(out, "from the data directory (local-tar)") {
+		t.Errorf("basebackup with basebackup_mode local-tar:\n%s", out)
+	}
 	switchAndWaitArchived(t, src)
 
+	bs := s.listBackups()
+	if len(bs) != 2 {
+		t.Fatalf("%d backups, want 2", len(bs))
+	}
+	for i, tc := range []struct{ source, rows string }{{"base-backup", "20000"}, {"data-directory", "25000"}} {
+		b := bs[i]
+		if got := b.Metadata["hoard-source"]; got != tc.source {
+			t.Errorf("backup %s: hoard-source %q, want %q", b.Name, got, tc.source)
+		}
+		t.Run(tc.source, func(t *testing.T) { restoreTablespaceVerify(t, s, src, b.Name, tc.rows) })
+	}
+}
+
+// restoreTablespaceVerify restores backup name with tablespace ts1 moved,
+// runs pg_verifybackup, starts the cluster, checks that in_ts holds rows
+// rows, then runs pg_checksums on the stopped copy.
+func restoreTablespaceVerify(t *testing.T, s *site, src *pgtest.Cluster, name, rows string) {
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	newSpc := filepath.Join(pgtest.TempDir(t), "ts1")
-	s.mustHoard("restore", "--target-dir", dir, "--tablespace-dir", "ts1="+newSpc, "--target-immediate")
+	s.mustHoard("restore", "--target-dir", dir, "--tablespace-dir", "ts1="+newSpc, "--target-immediate", "--basebackup", name)
 
 	link, err := os.Readlink(filepath.Join(dir, "pg_tblspc", src.QueryString(t, "select oid::text from pg_tablespace where spcname = 'ts1'")))
 	if err != nil {
@@ -41,7 +89,7 @@ func TestRestoreTablespaceVerify(t *testing.T) {
 		t.Errorf("pg_tblspc link points to %s, want %s", link, newSpc)
 	}
 
-	// pg_verifybackup checks every file against the server's manifest.
+	// pg_verifybackup checks every file against the backup's manifest.
 	// -n: the restored pg_wal is empty (WAL comes from the archive).
 	// tablespace_map is rewritten with the new location, so it differs
 	// from the manifest by design.
@@ -55,8 +103,8 @@ func TestRestoreTablespaceVerify(t *testing.T) {
 
 	c := pgtest.StartDataDir(t, 15, dir, noArchiving)
 	c.WaitRecoveryDone(t, 3*time.Minute)
-	if got := c.QueryString(t, "select count(*)::text from in_ts"); got != "20000" {
-		t.Errorf("restored in_ts has %s rows, want 20000", got)
+	if got := c.QueryString(t, "select count(*)::text from in_ts"); got != rows {
+		t.Errorf("restored in_ts has %s rows, want %s", got, rows)
 	}
 	if got := c.QueryString(t, "select pg_tablespace_location(oid) from pg_tablespace where spcname = 'ts1'"); got != newSpc {
 		t.Errorf("restored tablespace location %s, want %s", got, newSpc)
