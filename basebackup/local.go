@@ -31,9 +31,6 @@ import (
 // SQL session, which holds the backup open on the server, is alive.
 const sessionCheckInterval = time.Second
 
-// pgControlSize is the size of global/pg_control (PG_CONTROL_FILE_SIZE).
-const pgControlSize = 8192
-
 // Offsets in ControlFileData (src/include/catalog/pg_control.h), the same
 // from PostgreSQL 13 to 18: the system identifier first, and the last
 // checkpoint's redo position, the first field of checkPointCopy.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
-	"github.com/hoardbackup/hoard/daemon"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/daemon"
 )
 
 // progressLogInterval is how often a basebackup without a terminal logs its
