@@ -6,6 +6,8 @@ import (
 	"io"
 	"math/rand"
 	"testing"
+
+	"github.com/pierrec/lz4/v4"
 )
 
 // walLike returns n bytes that compress like WAL: runs of zeros and
@@ -141,3 +143,70 @@ func TestNewReader_ErrUnknown(t *testing.T) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// TestLZ4_BlockSize checks that lz4 frames declare 64 KiB blocks (the
+// frame descriptor's BD byte, block maximum size 4), whatever the options.
+func TestLZ4_BlockSize(t *testing.T) {
+	for _, o := range []Options{{}, {Level: 3}, {Concurrency: 4}, {NoChecksum: true}} {
+		var buf bytes.Buffer
+		w, err := NewWriterOptions(&buf, LZ4, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(walLike(1 << 20)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		frame := buf.Bytes()
+		// Magic (4 bytes), FLG, BD.
+		if len(frame) < 6 || frame[5]>>4&7 != 4 {
+			t.Errorf("%+v: frame header % x: block maximum size is not 64 KiB (4)", o, frame[:min(len(frame), 7)])
+		}
+		got, err := decompressBytes(LZ4, frame)
+		if err != nil || !bytes.Equal(got, walLike(1<<20)) {
+			t.Errorf("%+v: round trip: %v", o, err)
+		}
+	}
+}
+
+// BenchmarkLZ4BlockSize compresses and decompresses 16 MiB of WAL-like data
+// as lz4 frames of each block size, in 1 MiB writes as a chunk's upload
+// does; the ratio is the compressed size over the plaintext's.
+func BenchmarkLZ4BlockSize(b *testing.B) {
+	plain := walLike(16 << 20)
+	for _, bs := range []lz4.BlockSize{lz4.Block64Kb, lz4.Block256Kb, lz4.Block1Mb, lz4.Block4Mb} {
+		compress := func(w io.Writer) {
+			lw := lz4.NewWriter(w)
+			if err := lw.Apply(lz4.BlockSizeOption(bs), lz4.ChecksumOption(false)); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < len(plain); i += 1 << 20 {
+				if _, err := lw.Write(plain[i : i+1<<20]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := lw.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var frame bytes.Buffer
+		compress(&frame)
+		b.Run("encode/"+bs.String(), func(b *testing.B) {
+			b.SetBytes(int64(len(plain)))
+			for b.Loop() {
+				compress(io.Discard)
+			}
+			b.ReportMetric(float64(frame.Len())/float64(len(plain)), "ratio")
+		})
+		b.Run("decode/"+bs.String(), func(b *testing.B) {
+			b.SetBytes(int64(len(plain)))
+			for b.Loop() {
+				if _, err := io.Copy(io.Discard, lz4.NewReader(bytes.NewReader(frame.Bytes()))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
