@@ -43,19 +43,14 @@ const (
 // relation, counting the blocks of earlier 1 GB segment files.
 func pageChecksum(page []byte, blkno uint32) uint16 {
 	sums := checksumBaseOffsets
-	rows := len(page) / (4 * checksumColumns)
-	for i := 0; i < rows; i++ {
-		row := page[i*4*checksumColumns : (i+1)*4*checksumColumns]
-		for j := 0; j < checksumColumns; j++ {
-			v := binary.NativeEndian.Uint32(row[4*j:])
-			if i == 0 && j == pageChecksumOffset/4 {
-				// pd_checksum shares this word with pd_flags: sum it
-				// as zero.
-				v = clearChecksumField(v)
-			}
-			t := sums[j] ^ v
-			sums[j] = t*fnvPrime ^ t>>17
-		}
+	// The first row with pd_checksum, which shares a word with pd_flags,
+	// summed as zero.
+	var first [4 * checksumColumns]byte
+	copy(first[:], page)
+	first[pageChecksumOffset], first[pageChecksumOffset+1] = 0, 0
+	checksumRow(&sums, &first)
+	for off := 4 * checksumColumns; off+4*checksumColumns <= len(page); off += 4 * checksumColumns {
+		checksumRow(&sums, (*[4 * checksumColumns]byte)(page[off:]))
 	}
 	var result uint32
 	for j := 0; j < checksumColumns; j++ {
@@ -68,13 +63,13 @@ func pageChecksum(page []byte, blkno uint32) uint16 {
 	return uint16(result%65535 + 1)
 }
 
-// clearChecksumField zeroes pd_checksum, the two bytes at page offset 8,
-// in the native-endian word holding bytes 8 to 11.
-func clearChecksumField(v uint32) uint32 {
-	var b [4]byte
-	binary.NativeEndian.PutUint32(b[:], v)
-	b[0], b[1] = 0, 0
-	return binary.NativeEndian.Uint32(b[:])
+// checksumRow folds one row of 32 native-endian words into the column
+// sums. The fixed-size arrays let the compiler drop every bounds check.
+func checksumRow(sums *[checksumColumns]uint32, row *[4 * checksumColumns]byte) {
+	for j := 0; j < checksumColumns; j++ {
+		t := sums[j] ^ binary.NativeEndian.Uint32(row[4*j:])
+		sums[j] = t*fnvPrime ^ t>>17
+	}
 }
 
 // pageIsNew reports whether a page was never initialized: pd_upper is 0
