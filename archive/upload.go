@@ -97,7 +97,8 @@ func (c *Codec) NewUpload(ctx context.Context, st storage.Store, key string, md 
 	if err != nil {
 		err = fmt.Errorf("put %s: %w", key, err)
 		u.pw.CloseWithError(err)
-		u.wait()
+		// Store.Put fails with err: the compressor's error is the story.
+		_ = u.wait()
 		return nil, err
 	}
 	return u, nil
