@@ -268,6 +268,13 @@ func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, 
 			f.set(n)
 		}
 	}
+	if b.Format == "" && b.TotalSizePlain == 0 && md[MetaTotalSizePlain] == "" {
+		// One pg_basebackup tar (PGHoard's basic and pipe modes), which
+		// records its length only as the object's original-file-size.
+		if n, err := strconv.ParseInt(md[MetaOriginalFileSize], 10, 64); err == nil && n >= 0 {
+			b.TotalSizePlain = n
+		}
+	}
 	seg := b.SegmentSize()
 	if b.StartWALSegment != "" {
 		s, err := wal.ParseSegmentName(b.StartWALSegment, seg)

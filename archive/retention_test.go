@@ -934,3 +934,52 @@ func TestArchive_PlanRetentionRunningSameMinute(t *testing.T) {
 		t.Errorf("orphans (-want +got):\n%s", diff)
 	}
 }
+
+// TestArchive_ApplyRetentionPGHoardSingleTar: a basic-mode backup a real
+// PGHoard took (one pg_basebackup tar under basebackup/, no format; see
+// testdata/pghoard-real), past basebackup_count once a newer backup
+// exists, is deleted, object and sidecar, with the WAL before the newer
+// backup's start, and nothing else; no key is needed.
+func TestArchive_ApplyRetentionPGHoardSingleTar(t *testing.T) {
+	ctx := context.Background()
+	src := storage.NewLocal(filepath.Join("..", "testdata", "pghoard-real", "basic", "store"))
+	st := storage.NewMem()
+	t.Cleanup(func() { st.Close() })
+	err := src.List(ctx, "site/", func(o storage.Object) error {
+		rc, md, err := src.Open(ctx, o.Key)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return st.Put(ctx, o.Key, rc, md)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Archive{Store: st, Codec: &Codec{Compression: "zstd"}, Layout: Layout{Prefix: "site"}, Site: "site"}
+	bs, err := a.ListBackups(ctx)
+	if err != nil || len(bs) != 1 || bs[0].Format != "" {
+		t.Fatalf("listed %+v, %v: want one backup without a format", bs, err)
+	}
+	old := bs[0]
+	keep := putBackup(t, a, "2026-12-02_05-00_0", "000000010000000000000003", 1, 0)
+	keep = append(keep, a.Layout.WALKey("000000010000000000000003"))
+	sort.Strings(keep)
+	plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Delete) != 1 || plan.Delete[0].Backup.Name != old.Name {
+		t.Fatalf("plan deletes %+v, want %s", plan.Delete, old.Name)
+	}
+	res, err := a.ApplyRetention(ctx, plan, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backups != 1 {
+		t.Errorf("deleted %d backups, want 1", res.Backups)
+	}
+	if diff := cmp.Diff(keep, allKeys(t, a)); diff != "" {
+		t.Errorf("objects after retention (-want +got):\n%s", diff)
+	}
+}

@@ -241,11 +241,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// its manifest (validated, at most archive.MaxManifestSize bytes) says
 	// what to download, and its other members are checked as the
 	// extraction will check them. Only the manifest is held in memory.
-	ctrl, err := src.ReadControl(ctx, b.Key, checkControlMember)
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", b.Name, err)
+	var ctrl *archive.Control
+	m := &archive.Manifest{} // a single-tar backup has none, nor tablespaces
+	if b.Format != "" {
+		if ctrl, err = src.ReadControl(ctx, b.Key, checkControlMember); err != nil {
+			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
+		}
+		m = ctrl.Manifest
 	}
-	m := ctrl.Manifest
 	spcDirs, wipe, err := o.tablespaceDirs(m)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
@@ -276,14 +279,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer ex.close()
 	dl := time.Now()
-	if err := o.downloadChunks(ctx, log, src, ex, m, res); err != nil {
-		return nil, incomplete(fmt.Errorf("backup %s: %w", b.Name, err))
+	if b.Format == "" {
+		if err := o.singleTar(ctx, log, src, b, ex, res); err != nil {
+			return nil, incomplete(fmt.Errorf("backup %s: %w", b.Name, err))
+		}
+		res.Download = time.Since(dl)
+	} else {
+		if err := o.downloadChunks(ctx, log, src, ex, m, res); err != nil {
+			return nil, incomplete(fmt.Errorf("backup %s: %w", b.Name, err))
+		}
+		res.Download = time.Since(dl)
+		if err := extractControl(ctx, src, b.Key, ctrl, ex, spcDirs); err != nil {
+			return nil, incomplete(fmt.Errorf("backup %s: control object %s: %w", b.Name, b.Key, err))
+		}
+		res.Bytes += ctrl.Size
 	}
-	res.Download = time.Since(dl)
-	if err := extractControl(ctx, src, b.Key, ctrl, ex, spcDirs); err != nil {
-		return nil, incomplete(fmt.Errorf("backup %s: control object %s: %w", b.Name, b.Key, err))
-	}
-	res.Bytes += ctrl.Size
 	if res.PGMajor, err = PGMajor(o.TargetDir); err != nil {
 		return nil, incomplete(err)
 	}
@@ -326,10 +336,8 @@ func checkDamaged(log zerolog.Logger, damaged []*archive.DamagedBackup, name str
 func checkFormat(b *archive.BackupInfo) error {
 	what := ""
 	switch b.Format {
-	case archive.FormatBBv2:
+	case archive.FormatBBv2, "": // "": one pg_basebackup tar, PGHoard's basic or pipe mode
 		return nil
-	case "":
-		what = "a single pg_basebackup tar (PGHoard's basic or pipe mode)"
 	case archive.FormatBBv1:
 		what = "PGHoard's legacy single-object format " + archive.FormatBBv1
 	case archive.FormatDeltaV1, archive.FormatDeltaV2:
@@ -337,7 +345,7 @@ func checkFormat(b *archive.BackupInfo) error {
 	default:
 		what = fmt.Sprintf("format %q", b.Format)
 	}
-	return fmt.Errorf("backup %s is %s; hoard restores %s backups only (restore it with pghoard_restore): %w",
+	return fmt.Errorf("backup %s is %s; hoard restores %s backups and single pg_basebackup tars only (restore it with pghoard_restore): %w",
 		b.Name, what, archive.FormatBBv2, ErrUnsupportedFormat)
 }
 

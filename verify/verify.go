@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -375,6 +377,7 @@ type chunkCheck struct {
 	key      string
 	manifest *archive.Manifest
 	chunk    archive.ManifestChunk
+	single   bool // the whole backup, one pg_basebackup tar (no manifest)
 }
 
 // controls reads the control object of every backup, parallel at a time,
@@ -411,8 +414,21 @@ func (c *checker) controls(ctx context.Context, backups []*archive.BackupInfo, r
 
 // control checks b's control object and returns the chunks it lists.
 func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupReport) ([]chunkCheck, error) {
+	if b.Format == "" {
+		// One pg_basebackup tar (PGHoard's basic or pipe mode): the main
+		// object is the backup's only chunk, of the listed size,
+		// decoding to its original-file-size.
+		c.mu.Lock()
+		r.Chunks = 1
+		c.mu.Unlock()
+		ch := archive.ManifestChunk{ChunkFilename: b.Key, ResultSize: b.StoredSize, InputSize: -1}
+		if n, err := strconv.ParseInt(b.Metadata[archive.MetaOriginalFileSize], 10, 64); err == nil && n >= 0 {
+			ch.InputSize = n
+		}
+		return []chunkCheck{{r: r, key: b.Key, chunk: ch, single: true}}, nil
+	}
 	if b.Format != archive.FormatBBv2 {
-		c.problem(r, true, "format %q: hoard checks and restores %s backups only", b.Format, archive.FormatBBv2)
+		c.problem(r, true, "format %q: hoard checks and restores %s backups and single pg_basebackup tars only", b.Format, archive.FormatBBv2)
 		return nil, nil
 	}
 	ctrl, err := c.a.ReadControl(ctx, b.Key, restore.CheckControlMember)
@@ -446,7 +462,7 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 		g.Go(func() error {
 			var err error
 			if full {
-				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk)
+				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk, cc.single)
 			} else {
 				err = c.statChunk(gctx, cc.key, cc.chunk)
 			}
@@ -484,8 +500,9 @@ func (c *checker) statChunk(ctx context.Context, key string, ch archive.Manifest
 // decodeChunk checks a chunk's stored size as statChunk does, then decodes
 // it to its end as a tar stream and checks its decoded size against the
 // manifest's input_size (decoding stops just past it), and each member as
-// restore would (restore.CheckChunkMember).
-func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk) error {
+// restore would (restore.CheckChunkMember, or restore.CheckSingleMember for
+// a single-tar backup, whose input_size is -1 when not recorded).
+func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single bool) error {
 	if err := c.statChunk(ctx, key, ch); err != nil {
 		return err
 	}
@@ -497,7 +514,12 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 		return err
 	}
 	defer rc.Close()
-	cr := &countReader{r: io.LimitReader(rc, ch.InputSize+1)}
+	var lr io.Reader = rc
+	if ch.InputSize >= 0 {
+		lr = io.LimitReader(rc, ch.InputSize+1)
+	}
+	cr := &countReader{r: lr}
+	sawControl := false
 	tr := tar.NewReader(cr)
 	buf := make([]byte, 256<<10)
 	for {
@@ -508,7 +530,14 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
 		}
-		if err := restore.CheckChunkMember(m, h); err != nil {
+		check := func() error { return restore.CheckChunkMember(m, h) }
+		if single {
+			check = func() error { return restore.CheckSingleMember(h) }
+			if path.Clean(h.Name) == "global/pg_control" {
+				sawControl = true
+			}
+		}
+		if err := check(); err != nil {
 			return err
 		}
 		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
@@ -519,6 +548,12 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 	// checks at EOF.
 	if _, err := io.CopyBuffer(io.Discard, cr, buf); err != nil {
 		return err
+	}
+	if single && !sawControl {
+		return errors.New("holds no global/pg_control: not a pg_basebackup tar")
+	}
+	if ch.InputSize < 0 {
+		return nil
 	}
 	if cr.n > ch.InputSize {
 		return fmt.Errorf("decodes to more than the manifest's %d bytes", ch.InputSize)

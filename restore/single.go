@@ -1,0 +1,213 @@
+package restore
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// A single-tar backup is PGHoard's basic or pipe mode: the main object
+// (no format metadata) is the whole base.tar of pg_basebackup --format
+// tar, members at the tar's root (backup_label, PG_VERSION,
+// global/pg_control, base/...). There is no manifest and no control
+// object: global/pg_control travels inside the one tar, so restore holds
+// it in memory and writes it only after the whole object has been read
+// and its integrity checks passed at EOF. Until then the directory has no
+// pg_control and PostgreSQL refuses to start on it, as with a chunked
+// backup whose control tar was not yet written. PGHoard stores no
+// tablespace in these modes (pg_basebackup writes each to its own tar,
+// which PGHoard does not upload): a tablespace link in base.tar is
+// refused, naming it.
+
+// singleTar restores the single-tar backup b of src into ex's data
+// directory, re-reading the object from the start after a transient
+// error (the files the failed attempt created are removed first).
+func (o *Options) singleTar(ctx context.Context, log zerolog.Logger, src *archive.Archive, b *archive.BackupInfo, ex *extractor, res *Result) error {
+	p := &progress{Progress: Progress{Chunks: 1, Bytes: b.TotalSizePlain}}
+	if n, ok := originalSize(b); ok {
+		p.Bytes = n
+	}
+	stop := o.reportProgress(p)
+	buf := make([]byte, copyBufferSize)
+	var made madeFiles
+	var pgControl []byte
+	var err error
+	for attempt := 0; ; attempt++ {
+		made.files, made.overflow = made.files[:0], false
+		pgControl, err = o.singleTarOnce(ctx, src, b, ex, buf, &p.bytesDone, &made)
+		if err == nil || ctx.Err() != nil || !retryable(err) || attempt >= o.Retries || made.overflow {
+			break
+		}
+		if rerr := ex.removeMade(made.files); rerr != nil {
+			err = fmt.Errorf("%w (retrying after: %w)", rerr, err)
+			break
+		}
+		log.Warn().Err(err).Str("key", b.Key).Int("attempt", attempt+1).Msg("retrying backup object")
+	}
+	if err == nil {
+		p.chunksDone.Add(1)
+	}
+	stop(err == nil)
+	if err != nil {
+		return fmt.Errorf("object %s: %w", b.Key, err)
+	}
+	if err := ex.writeNew("global/pg_control", pgControl, 0o600); err != nil {
+		return err
+	}
+	res.Chunks = 1
+	res.Bytes += p.bytesDone.Load()
+	res.StoredBytes += b.StoredSize
+	return nil
+}
+
+// originalSize returns the object's original-file-size, the length of the
+// tar, when recorded.
+func originalSize(b *archive.BackupInfo) (int64, bool) {
+	var n int64
+	if _, err := fmt.Sscan(b.Metadata[archive.MetaOriginalFileSize], &n); err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// singleTarOnce reads b's object once, to its end, writing every member
+// but pg_control, which it returns. A member may not declare more bytes
+// than are left of the tar's original-file-size, and the stored bytes may
+// not pass the listed size of the object.
+func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ex *extractor, buf []byte, total *atomic.Int64, made *madeFiles) (_ []byte, err error) {
+	octx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rc, md, err := src.Store.Open(octx, b.Key)
+	if err != nil {
+		return nil, &sourceError{fmt.Errorf("open %s: %w", b.Key, err)}
+	}
+	defer rc.Close()
+	storedMax := b.StoredSize
+	if storedMax <= 0 {
+		storedMax = -1
+	}
+	stored := &sizedReader{r: rc, max: storedMax, what: "stored bytes, more than the object listed"}
+	dec, err := src.Codec.Decode(b.Key, stored, md)
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	want, known := originalSize(b)
+	if !known {
+		want = -1
+	}
+	decoded := &sizedReader{r: dec, max: want, what: "decoded bytes, over original-file-size"}
+	pr := &progressReader{r: decoded, total: total}
+	defer func() {
+		if err != nil {
+			total.Add(-pr.n.Load()) // a retry starts the count again
+		}
+	}()
+	var pgControl []byte
+	stopWatch := watchStall(octx, cancel, pr, o.StallTimeout)
+	err = func() error {
+		tr := tar.NewReader(pr)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("read tar: %w", err)
+			}
+			if known && h.Size > want-decoded.n {
+				return fmt.Errorf("member %q declares %d bytes, more than the %d left of original-file-size: %w",
+					h.Name, h.Size, want-decoded.n, ErrUnsafeMember)
+			}
+			if pgControl, err = ex.singleMember(tr, h, pgControl, buf, made); err != nil {
+				return err
+			}
+		}
+	}()
+	if err == nil {
+		// The padding after the end-of-archive blocks and the codec's
+		// checks at EOF, then whatever stored bytes the decoder left.
+		_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{pr}, buf)
+	}
+	if err == nil {
+		if _, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{stored}, buf); err != nil {
+			err = &sourceError{err}
+		}
+	}
+	stopWatch()
+	if cause := context.Cause(octx); errors.Is(cause, errStalled) {
+		return nil, fmt.Errorf("no data for %s: %w", o.StallTimeout, errStalled)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if storedMax >= 0 && stored.n != storedMax {
+		return nil, fmt.Errorf("stored %d bytes, listed as %d: %w", stored.n, storedMax, ErrSizeMismatch)
+	}
+	if pgControl == nil {
+		return nil, fmt.Errorf("it holds no global/pg_control: not a pg_basebackup tar")
+	}
+	return pgControl, nil
+}
+
+// singleMember writes member h of a single-tar backup, or when it is
+// global/pg_control returns it instead (pgControl is the one read so far,
+// nil when none).
+func (e *extractor) singleMember(r io.Reader, h *tar.Header, pgControl []byte, buf []byte, made *madeFiles) ([]byte, error) {
+	p, isControl, err := planSingle(h)
+	if err != nil {
+		return nil, err
+	}
+	if !isControl {
+		return pgControl, e.write(p, r, h, buf, made)
+	}
+	if pgControl != nil {
+		return nil, fmt.Errorf("member %q twice: %w", h.Name, ErrUnsafeMember)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("member %q: %w", h.Name, err)
+	}
+	return data, nil
+}
+
+// planSingle plans member h of a single-tar backup, whose names are
+// relative to the data directory, as planMember plans the same name under
+// pgdata/ of a control tar. isControl reports global/pg_control, which
+// restore holds in memory (at most maxControlMember bytes).
+func planSingle(h *tar.Header) (p memberPlan, isControl bool, err error) {
+	name := path.Clean(strings.TrimSuffix(h.Name, "/"))
+	switch {
+	case name == "global/pg_control":
+		if h.Typeflag != tar.TypeReg || h.Size > maxControlMember {
+			return p, false, fmt.Errorf("member %q: not a regular file of at most %d bytes: %w", h.Name, maxControlMember, ErrUnsafeMember)
+		}
+		return p, true, nil
+	case strings.HasPrefix(name, "pg_tblspc/") && h.Typeflag == tar.TypeSymlink:
+		return p, false, fmt.Errorf("member %q: a tablespace (link to %s), whose files a basic or pipe backup does not hold: %w",
+			h.Name, h.Linkname, ErrUnsupportedFormat)
+	}
+	mapped := *h
+	mapped.Name = "pgdata/" + h.Name
+	if p, err = planMember(&mapped, nil, true); err != nil {
+		return p, false, fmt.Errorf("in the tar as %q: %w", h.Name, err)
+	}
+	return p, false, nil
+}
+
+// CheckSingleMember is the check restore applies to each member of a
+// single-tar backup (PGHoard's basic and pipe modes) before writing it:
+// for verify.
+func CheckSingleMember(h *tar.Header) error {
+	_, _, err := planSingle(h)
+	return err
+}
