@@ -17,7 +17,9 @@ import (
 // parsed; every chunk the manifest lists must exist with the stored size
 // it records. With full, every chunk is also decoded to its end (its
 // integrity checks run) and must decode to the size the manifest
-// records.
+// records. A delta backup's delta objects (DeltaRefs) are checked
+// likewise: they must exist with the stored size the manifest records,
+// and with full decode to their end.
 //
 // Retention relies on it before deleting a backup (Archive.PlanRetention):
 // any error, whatever its cause, means b is not known good.
@@ -72,6 +74,31 @@ func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) err
 		}
 		if err := a.decodeAll(ctx, key, want); err != nil {
 			return err
+		}
+	}
+	if b.Format == FormatBBv2 {
+		return nil
+	}
+	refs, err := DeltaRefs(m)
+	if err != nil {
+		return fmt.Errorf("control object %s: %w", b.Key, err)
+	}
+	for digest, size := range refs {
+		key := a.Layout.DeltaKey(digest)
+		st, err := a.Store.Stat(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("delta object %s is missing", key)
+		}
+		if err != nil {
+			return fmt.Errorf("delta object %s: %w", key, err)
+		}
+		if size > 0 && st.Size != size {
+			return fmt.Errorf("delta object %s: stored size %d, manifest says %d", key, st.Size, size)
+		}
+		if full {
+			if err := a.decodeAll(ctx, key, -1); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -100,6 +100,8 @@ type RetentionPlan struct {
 	WALHorizon       string
 	WALHorizonBackup string
 	Orphans          []OrphanDeletion
+	// Delta are the delta objects no kept backup refers to (planDelta).
+	Delta []DeltaDeletion
 	// Notes explain decisions that delete less than the policy allows, such
 	// as WAL kept because no kept backup records its start segment.
 	Notes []string
@@ -124,7 +126,7 @@ func (p RetentionPlan) KeptExtra() int {
 
 // Empty reports whether the plan deletes nothing.
 func (p RetentionPlan) Empty() bool {
-	return len(p.Delete) == 0 && len(p.WAL) == 0 && len(p.Orphans) == 0
+	return len(p.Delete) == 0 && len(p.WAL) == 0 && len(p.Orphans) == 0 && len(p.Delta) == 0
 }
 
 // PlanRetention decides which backups and WAL files to delete. backups may
@@ -525,6 +527,9 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		return RetentionPlan{}, err
 	}
 	plan.Orphans = orphans
+	if err := a.planDelta(ctx, &plan, len(scan.Damaged), listed[a.Site], newest, now); err != nil {
+		return RetentionPlan{}, err
+	}
 	return plan, nil
 }
 
@@ -701,6 +706,7 @@ type RetentionResult struct {
 	Chunks  int   // chunk objects of deleted backups
 	WAL     int   // WAL files
 	Orphans int   // objects of orphaned chunk folders
+	Delta   int   // delta objects no kept backup refers to
 	Bytes   int64 // stored bytes of everything deleted
 }
 
@@ -763,6 +769,22 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		l := siteLogger(log, a, s)
 		l.Info().Str("key", o.Folder).Int("objects", len(o.Keys)).
 			Str("reason", o.Reason).Msg("deleted orphaned chunk folder")
+	}
+	// Delta objects last: they were planned from the backups listed
+	// before, and a backup deleted above no longer refers to them.
+	for _, d := range plan.Delta {
+		if d.Site != "" && d.Site != a.Site || !strings.HasPrefix(d.Key, a.Layout.Dir(DeltaDir)) {
+			return res, fmt.Errorf("retention plan deletes delta object %s of site %s, outside %s", d.Key, d.Site, a.Layout.Dir(DeltaDir))
+		}
+		if err := a.Store.Delete(ctx, d.Key); err != nil {
+			return res, fmt.Errorf("delete delta object %s: %w", d.Key, err)
+		}
+		res.Delta++
+		res.Bytes += d.Size
+		log.Debug().Str("key", d.Key).Str("reason", d.Reason).Msg("deleted delta object")
+	}
+	if len(plan.Delta) > 0 {
+		log.Info().Int("objects", len(plan.Delta)).Msg("deleted delta objects no kept backup refers to")
 	}
 	return res, nil
 }

@@ -951,7 +951,7 @@ func TestArchive_ApplyRetentionPGHoardSingleTar(t *testing.T) {
 			return err
 		}
 		defer rc.Close()
-		return st.Put(ctx, o.Key, rc, md)
+		return st.Put(ctx, o.Key, rc, md.Metadata)
 	})
 	if err != nil {
 		t.Fatal(err)

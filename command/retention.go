@@ -196,6 +196,18 @@ func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.Re
 		printf(w, "\nOrphaned chunk folder %s (site %s, %d objects, %s): %s: %s\n",
 			o.Folder, o.Site, len(o.Keys), humanBytes(o.Size), action, o.Reason)
 	}
+	if len(plan.Delta) > 0 {
+		var n int64
+		for _, d := range plan.Delta {
+			n += d.Size
+		}
+		printf(w, "\nDelta objects no kept backup refers to: %d, %s: %s\n", len(plan.Delta), humanBytes(n), action)
+		if verbose {
+			for _, d := range plan.Delta {
+				printf(w, "  %s %s: %s\n", action, d.Key, d.Reason)
+			}
+		}
+	}
 	for _, d := range plan.Damaged {
 		printf(w, "\nDAMAGED: %s\n", d)
 	}
@@ -206,8 +218,8 @@ func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.Re
 	case plan.Empty():
 		printf(w, "\nNothing to delete.\n")
 	case res != nil:
-		printf(w, "\nDeleted %d basebackups (%d chunks), %d WAL files and %d orphaned chunks: %s.\n",
-			res.Backups, res.Chunks, res.WAL, res.Orphans, humanBytes(res.Bytes))
+		printf(w, "\nDeleted %d basebackups (%d chunks), %d WAL files, %d orphaned chunks and %d delta objects: %s.\n",
+			res.Backups, res.Chunks, res.WAL, res.Orphans, res.Delta, humanBytes(res.Bytes))
 	default:
 		printf(w, "\nDry run: nothing was deleted.\n")
 	}
@@ -233,6 +245,7 @@ type retentionJSON struct {
 	Delete  []retentionBackupJSON `json:"delete"`
 	WAL     retentionWALJSON      `json:"wal"`
 	Orphans []retentionOrphanJSON `json:"orphaned_chunk_folders"`
+	Delta   []retentionDeltaJSON  `json:"delta_objects"`
 	Notes   []string              `json:"notes"`
 	Damaged []string              `json:"damaged"`
 	// Deleted is what was deleted (null for a dry run). After an error it
@@ -245,7 +258,16 @@ type retentionResultJSON struct {
 	Chunks  int   `json:"chunks"`
 	WAL     int   `json:"wal"`
 	Orphans int   `json:"orphaned_chunks"`
+	Delta   int   `json:"delta_objects"`
 	Bytes   int64 `json:"bytes"`
+}
+
+// retentionDeltaJSON is one delta object (basebackup_delta/<hash>) to delete.
+type retentionDeltaJSON struct {
+	Site   string `json:"site"`
+	Key    string `json:"key"`
+	Bytes  int64  `json:"bytes"`
+	Reason string `json:"reason"`
 }
 
 type retentionWALJSON struct {
@@ -280,11 +302,11 @@ func writeRetentionJSON(w io.Writer, site string, plan archive.RetentionPlan, re
 		Site: site, DryRun: res == nil, Now: plan.Now.UTC(),
 		Keep: backups(plan.Keep), Delete: backups(plan.Delete),
 		WAL:     retentionWALJSON{Before: plan.WALHorizon, BeforeBackup: plan.WALHorizonBackup, Delete: len(plan.WAL), Keep: plan.KeptWAL, Ranges: walRanges(plan)},
-		Orphans: []retentionOrphanJSON{}, Notes: append([]string{}, plan.Notes...),
+		Orphans: []retentionOrphanJSON{}, Delta: []retentionDeltaJSON{}, Notes: append([]string{}, plan.Notes...),
 		Damaged: append([]string{}, plan.Damaged...),
 	}
 	if res != nil {
-		out.Deleted = &retentionResultJSON{Backups: res.Backups, Chunks: res.Chunks, WAL: res.WAL, Orphans: res.Orphans, Bytes: res.Bytes}
+		out.Deleted = &retentionResultJSON{Backups: res.Backups, Chunks: res.Chunks, WAL: res.WAL, Orphans: res.Orphans, Delta: res.Delta, Bytes: res.Bytes}
 	}
 	if out.WAL.Ranges == nil {
 		out.WAL.Ranges = []walRange{}
@@ -294,6 +316,9 @@ func writeRetentionJSON(w io.Writer, site string, plan archive.RetentionPlan, re
 	}
 	for _, o := range plan.Orphans {
 		out.Orphans = append(out.Orphans, retentionOrphanJSON{Site: o.Site, Folder: o.Folder, Objects: len(o.Keys), Bytes: o.Size, Reason: o.Reason})
+	}
+	for _, d := range plan.Delta {
+		out.Delta = append(out.Delta, retentionDeltaJSON{Site: d.Site, Key: d.Key, Bytes: d.Size, Reason: d.Reason})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

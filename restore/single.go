@@ -96,7 +96,7 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 		storedMax = -1
 	}
 	stored := &sizedReader{r: rc, max: storedMax, what: "stored bytes, more than the object listed"}
-	dec, err := src.Codec.Decode(b.Key, stored, md)
+	dec, err := src.Codec.DecodeObject(b.Key, stored, md)
 	if err != nil {
 		return nil, err
 	}

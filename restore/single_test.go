@@ -125,7 +125,7 @@ func TestRun_PGHoardSingleTarErrTampered(t *testing.T) {
 		if strings.HasPrefix(o.Key, "site/basebackup/") {
 			data[len(data)/2] ^= 0x40
 		}
-		return mem.Put(ctx, o.Key, bytes.NewReader(data), md)
+		return mem.Put(ctx, o.Key, bytes.NewReader(data), md.Metadata)
 	})
 	if err != nil {
 		t.Fatal(err)

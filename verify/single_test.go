@@ -50,7 +50,7 @@ func realPGHoard(t *testing.T, mode string) *archive.Archive {
 			return err
 		}
 		defer rc.Close()
-		return dst.Put(ctx, o.Key, rc, md)
+		return dst.Put(ctx, o.Key, rc, md.Metadata)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -88,4 +88,37 @@ func rep1Key(t *testing.T, a *archive.Archive) string {
 		t.Fatalf("%d backups, %v", len(bs), err)
 	}
 	return bs[0].Key
+}
+
+// TestRun_PGHoardDelta: a delta backup a real PGHoard took
+// (pghoard-delta-v2: a bundle and basebackup_delta/<hash> objects) is not
+// called broken: it is limited, with a problem that says hoard cannot
+// restore it and what was and was not checked. A delta object deleted
+// from the store makes it broken, naming the object.
+func TestRun_PGHoardDelta(t *testing.T) {
+	a := realPGHoard(t, "delta")
+	for _, full := range []bool{false, true} {
+		rep := run(t, a, full)
+		if len(rep.Backups) != 1 || rep.Backups[0].Status != StatusLimited {
+			t.Fatalf("full=%v: %+v\n%s", full, rep.Backups, problems(rep))
+		}
+		if p := problems(rep); !strings.Contains(p, "cannot restore it") || !strings.Contains(p, "not checked") {
+			t.Errorf("full=%v: problems do not say what was not checked:\n%s", full, p)
+		}
+	}
+	var victim string
+	err := a.Store.List(context.Background(), a.Layout.Dir(archive.DeltaDir), func(o storage.Object) error {
+		victim = o.Key
+		return nil
+	})
+	if err != nil || victim == "" {
+		t.Fatalf("no delta object listed: %v", err)
+	}
+	if err := a.Store.Delete(context.Background(), victim); err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, a, false)
+	if rep.Backups[0].Status != StatusBroken || !strings.Contains(problems(rep), victim) {
+		t.Fatalf("without %s: status %s, problems:\n%s", victim, rep.Backups[0].Status, problems(rep))
+	}
 }

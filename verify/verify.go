@@ -217,7 +217,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	// Objects: control objects always, chunks by Stat or by decoding,
 	// WAL segments by decoding with Full.
-	c := &checker{a: a, log: log}
+	c := &checker{a: a, log: log, full: o.Full}
 	chunks, err := c.controls(ctx, backups, reps, o.Parallel)
 	if err != nil {
 		return nil, err
@@ -357,9 +357,10 @@ func finish(r *BackupReport, backups []*archive.BackupInfo, followed bool) {
 
 // checker runs the object checks; problems go into the reports under mu.
 type checker struct {
-	a   *archive.Archive
-	log zerolog.Logger
-	mu  sync.Mutex
+	a    *archive.Archive
+	full bool
+	log  zerolog.Logger
+	mu   sync.Mutex
 }
 
 func (c *checker) problem(r *BackupReport, broken bool, format string, args ...any) {
@@ -426,6 +427,26 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 			ch.InputSize = n
 		}
 		return []chunkCheck{{r: r, key: b.Key, chunk: ch, single: true}}, nil
+	}
+	if b.Format == archive.FormatDeltaV1 || b.Format == archive.FormatDeltaV2 {
+		// hoard cannot restore these yet: check what the archive can
+		// tell (archive.CheckBackup), and say what is left unchecked.
+		err := c.a.CheckBackup(ctx, b, c.full)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			c.problem(r, true, "PGHoard delta backup (%s): %v", b.Format, err)
+			return nil, nil
+		}
+		checked := "exist with their stored sizes (their contents are decoded with the full check)"
+		if c.full {
+			checked = "decode to their ends"
+		}
+		c.problem(r, false, "PGHoard delta backup (%s): hoard cannot restore it (restore it with pghoard_restore); "+
+			"checked: its control object decodes and its bundles and delta objects %s; not checked: "+
+			"the bundles' tar members and that the files rebuild the data directory", b.Format, checked)
+		return nil, nil
 	}
 	if b.Format != archive.FormatBBv2 {
 		c.problem(r, true, "format %q: hoard checks and restores %s backups and single pg_basebackup tars only", b.Format, archive.FormatBBv2)

@@ -1,6 +1,8 @@
 #!/bin/bash
 # make-fixtures.sh MODE...: makes archives with a real PGHoard, one per
-# basebackup_mode given (basic, pipe), into ./<mode>/ beside this script.
+# basebackup_mode given (basic, pipe, delta), into ./<mode>/ beside this
+# script. In delta mode files of 64 KiB and more become delta objects
+# (basebackup_delta/<hash>), so that a tiny cluster has some.
 #
 # Each is a tiny PostgreSQL 15 cluster archived by the PGHoard daemon
 # (active_backup_mode archive_command), zstd-compressed and encrypted with a
@@ -43,6 +45,7 @@ for mode in "$@"; do
       "pg_bin_directory": "$PGBIN",
       "active_backup_mode": "archive_command",
       "basebackup_mode": "$mode",
+      "basebackup_delta_mode_min_delta_file_size": 65536,
       "basebackup_count": 2,
       "basebackup_interval_hours": 24,
       "object_storage": {"storage_type": "local", "directory": "$W/store"}

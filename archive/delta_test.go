@@ -1,0 +1,144 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// digest returns a 64-hex delta object name made of c.
+func digest(c byte) string { return strings.Repeat(string(c), 64) }
+
+// putDelta stores delta objects named by digest (as PGHoard's delta mode
+// does: one file each) and returns their keys.
+func putDelta(t testing.TB, a *Archive, digests ...string) []string {
+	t.Helper()
+	var keys []string
+	for _, d := range digests {
+		key := a.Layout.DeltaKey(d)
+		body := []byte("file " + d)
+		if _, err := a.Codec.Put(context.Background(), a.Store, key, bytes.NewReader(body), int64(len(body)), storage.Metadata{MetaFormat: FormatDeltaV2}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+// putDeltaBackup stores the control object of a pghoard-delta-v2 backup
+// whose manifest refers to the delta objects digests, and returns its key.
+func putDeltaBackup(t testing.TB, a *Archive, name, startSeg string, digests ...string) string {
+	t.Helper()
+	start, _ := backupNameTime(name)
+	var files []map[string]any
+	for i, d := range digests {
+		files = append(files, map[string]any{"relative_path": fmt.Sprintf("base/1/%d", 1000+i), "hexdigest": d, "file_size": 1, "stored_file_size": 0})
+	}
+	dm, err := json.Marshal(map[string]any{"snapshot_result": map[string]any{"state": map[string]any{"files": files}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Manifest{BackupStartTime: LabelTime{start}, BackupStartWALSegment: startSeg, PGHoardObject: "basebackup",
+		Tablespaces: map[string]ManifestTablespace{}, DeltaManifest: dm}
+	js, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: ManifestName, Mode: 0o600, Size: int64(len(js))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(js); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info := &BackupInfo{Format: FormatDeltaV2, StartWALSegment: startSeg, StartTime: start, Site: a.Site}
+	key := a.Layout.BackupKey(name)
+	if _, err := a.Codec.Put(context.Background(), a.Store, key, &tb, int64(tb.Len()), info.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// TestArchive_ApplyRetentionDelta: PGHoard delta backups d1 (objects A,
+// B) and d2 (B, C), and D, which no backup names, written days ago. With
+// basebackup_count 1, retention deletes d1, then A (only d1 named it) and
+// D (no backup names it, written more than a day ago); B and C stay for
+// d2, which still checks. While a delta backup may be running (an object
+// written after the newest backup started) no delta object is deleted.
+func TestArchive_ApplyRetentionDelta(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	name := func(ago time.Duration) string { return now.Add(-ago).Format("2006-01-02_15-04") + "_0" }
+	setup := func(t *testing.T) (*Archive, string, []string) {
+		dir := t.TempDir()
+		a := localArchive(t, dir, "site", retentionCodec(t))
+		objs := putDelta(t, a, digest('a'), digest('b'), digest('c'), digest('d'))
+		setModified(t, dir, objs, now.Add(-96*time.Hour))
+		// C was written by d2 itself, after d2 started: no sign of a
+		// running backup.
+		setModified(t, dir, objs[2:3], now.Add(-47*time.Hour))
+		putDeltaBackup(t, a, name(72*time.Hour), "000000010000000000000002", digest('a'), digest('b'))
+		d2 := putDeltaBackup(t, a, name(48*time.Hour), "000000010000000000000004", digest('b'), digest('c'))
+		wal := putWAL(t, a, segs(1, 2, 5)...)
+		keep := append([]string{d2, a.Layout.DeltaKey(digest('b')), a.Layout.DeltaKey(digest('c'))}, wal[2:]...)
+		sort.Strings(keep)
+		return a, dir, keep
+	}
+	t.Run("OK", func(t *testing.T) {
+		a, _, keep := setup(t)
+		plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var planned []string
+		for _, d := range plan.Delta {
+			planned = append(planned, d.Key)
+		}
+		if diff := cmp.Diff([]string{a.Layout.DeltaKey(digest('a')), a.Layout.DeltaKey(digest('d'))}, planned); diff != "" {
+			t.Fatalf("delta objects planned (-want +got):\n%s\nnotes %q", diff, plan.Notes)
+		}
+		res, err := a.ApplyRetention(ctx, plan, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Backups != 1 || res.Delta != 2 {
+			t.Errorf("deleted %d backups and %d delta objects, want 1 and 2", res.Backups, res.Delta)
+		}
+		if diff := cmp.Diff(keep, allKeys(t, a)); diff != "" {
+			t.Errorf("objects after retention (-want +got):\n%s", diff)
+		}
+		bs, err := a.ListBackups(ctx)
+		if err != nil || len(bs) != 1 {
+			t.Fatalf("%d backups after retention: %v", len(bs), err)
+		}
+		if err := a.CheckBackup(ctx, bs[0], true); err != nil {
+			t.Errorf("kept delta backup: %v", err)
+		}
+	})
+	t.Run("BackupRunning", func(t *testing.T) {
+		a, _, _ := setup(t)
+		putDelta(t, a, digest('e'))
+		plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Delta) != 0 || !strings.Contains(strings.Join(plan.Notes, "\n"), "a delta backup may be running") {
+			t.Errorf("planned %d delta deletions with a backup running; notes %q", len(plan.Delta), plan.Notes)
+		}
+	})
+}
