@@ -2,13 +2,11 @@ package command
 
 import (
 	"encoding/json"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -131,16 +129,5 @@ func TestObjectStorage_EveryKey(t *testing.T) {
 	}
 	if n < 20 {
 		t.Errorf("checked %d keys: the schema's object_storage keys were not found", n)
-	}
-}
-
-// TestCompressionAlgorithms: config, a leaf, keeps its own list of the
-// algorithms compression.algorithm accepts; it must be compress's.
-func TestCompressionAlgorithms(t *testing.T) {
-	if got, want := config.CompressionAlgorithms(), compress.Algorithms; !slices.Equal(got, want) {
-		t.Errorf("config accepts %v, compress implements %v", got, want)
-	}
-	for _, alg := range compress.Algorithms {
-		parseTestConfig(t, `{"backup_location": "/b", "compression": {"algorithm": "`+alg+`"}, "backup_sites": {"s": {}}}`)
 	}
 }

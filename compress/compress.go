@@ -34,6 +34,24 @@ var ErrUnknownAlgorithm = errors.New("unknown compression algorithm")
 // None.
 var Algorithms = []string{Snappy, Zstd, LZMA, LZ4}
 
+// MaxLevel returns the highest level a configuration may give algorithm
+// (0 for Snappy, which has no levels) and whether algorithm is one of
+// Algorithms. NewWriter takes any level up to it: the lzma preset (0-9),
+// the zstd level (1-22), the lz4 level (1-12, above 9 as 9).
+func MaxLevel(algorithm string) (int, bool) {
+	switch algorithm {
+	case Snappy:
+		return 0, true
+	case Zstd:
+		return 22, true
+	case LZMA:
+		return 9, true
+	case LZ4:
+		return 12, true
+	}
+	return 0, false
+}
+
 // maxZstdWindow caps the window a zstd frame may ask the decoder to hold.
 // zstd's level 22 ("ultra") uses 128 MiB (windowLog 27), the most any
 // PGHoard or hoard writer produces; a frame asking for more is refused

@@ -210,3 +210,24 @@ func BenchmarkLZ4BlockSize(b *testing.B) {
 		})
 	}
 }
+
+// TestMaxLevel: every algorithm is known to MaxLevel and writes a stream
+// that reads back at its highest level; other names are unknown.
+func TestMaxLevel(t *testing.T) {
+	plain := walLike(64<<10 + 1)
+	for _, alg := range Algorithms {
+		max, ok := MaxLevel(alg)
+		if !ok {
+			t.Fatalf("MaxLevel(%q) does not know it", alg)
+		}
+		got, err := decompressBytes(alg, compressBytes(t, alg, max, plain))
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("%s level %d: round trip differs (err %v)", alg, max, err)
+		}
+	}
+	for _, alg := range []string{None, "gzip", "ZSTD"} {
+		if _, ok := MaxLevel(alg); ok {
+			t.Errorf("MaxLevel(%q) knows it", alg)
+		}
+	}
+}

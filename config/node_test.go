@@ -109,29 +109,3 @@ func TestNode_Redacted(t *testing.T) {
 		}
 	})
 }
-
-func TestParseKV(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want map[string]string
-	}{
-		{"", map[string]string{}},
-		{"host=a port = 5432", map[string]string{"host": "a", "port": "5432"}},
-		{`password='a\'b\\c' user=x`, map[string]string{"password": `a'b\c`, "user": "x"}},
-		{`password=a\ b`, map[string]string{"password": "a b"}},
-	} {
-		got, err := parseKV(tc.in)
-		if err != nil {
-			t.Errorf("parseKV(%q): %v", tc.in, err)
-			continue
-		}
-		if diff := cmp.Diff(tc.want, got); diff != "" {
-			t.Errorf("parseKV(%q) (-want +got):\n%s", tc.in, diff)
-		}
-	}
-	for _, bad := range []string{"host", "=a", "host='x", "host x"} {
-		if _, err := parseKV(bad); err == nil {
-			t.Errorf("parseKV(%q): want error", bad)
-		}
-	}
-}

@@ -3,6 +3,8 @@ package config
 import (
 	"runtime"
 	"time"
+
+	"github.com/hoardbackup/hoard/compress"
 )
 
 // The tables below are the schema. To add a key, add a field to the struct
@@ -17,7 +19,7 @@ var globalKeys = []key{
 		doc:     "The backup sites, by name: one PostgreSQL cluster each and where its backups go.",
 		eachDoc: "One site. The name is the default storage prefix and is passed to `--site`."},
 	{name: "compression", field: "Compression", doc: "How new objects are compressed. Reading detects each object's algorithm from its metadata.", keys: []key{
-		{name: "algorithm", field: "Algorithm", def: "snappy", env: "HOARD_COMPRESSION_ALGORITHM", envDoc: "snappy, zstd, lzma or lz4",
+		{name: "algorithm", field: "Algorithm", def: compress.Snappy, env: "HOARD_COMPRESSION_ALGORITHM", envDoc: orList(compress.Algorithms),
 			doc: "`snappy`, `zstd`, `lzma` or `lz4`. lz4 is hoard's addition: PGHoard cannot read lz4 objects."},
 		{name: "level", field: "Level", env: "HOARD_COMPRESSION_LEVEL", envDoc: "compression level (0 = default)",
 			doc: "Compression level: the lzma preset (0-9), zstd level (1-22) or lz4 level (1-12); 0 uses the library default. snappy has no levels."},

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/replication"
 )
 
 // Validate checks the whole configuration and returns a *ValidationError
@@ -33,34 +36,6 @@ var (
 var HashAlgorithms = []string{"blake2b", "blake2s", "md5", "sha1", "sha224", "sha256", "sha384", "sha3_224",
 	"sha3_256", "sha3_384", "sha3_512", "sha512", "sha512_224", "sha512_256"}
 
-// compressionLevels are the algorithms compression.algorithm accepts, with
-// the highest level of each. They are compress.Algorithms; config is a leaf
-// and cannot import compress, so command's TestCompressionAlgorithms checks
-// that the lists agree.
-var compressionLevels = []struct {
-	name string
-	max  int
-}{{"snappy", 0}, {"zstd", 22}, {"lzma", 9}, {"lz4", 12}}
-
-// CompressionAlgorithms returns the algorithms compression.algorithm
-// accepts.
-func CompressionAlgorithms() []string {
-	names := make([]string, len(compressionLevels))
-	for i, a := range compressionLevels {
-		names[i] = a.name
-	}
-	return names
-}
-
-func maxCompressionLevel(algorithm string) (int, bool) {
-	for _, a := range compressionLevels {
-		if a.name == algorithm {
-			return a.max, true
-		}
-	}
-	return 0, false
-}
-
 // orList writes names as "a, b or c".
 func orList(names []string) string {
 	if len(names) < 2 {
@@ -74,8 +49,8 @@ func (c *Config) validate() problems {
 	if len(c.BackupSites) == 0 {
 		ps.add("backup_sites", "at least one site is required")
 	}
-	if max, ok := maxCompressionLevel(c.Compression.Algorithm); !ok {
-		ps.add("compression.algorithm", "unknown compression algorithm %q (want %s)", c.Compression.Algorithm, orList(CompressionAlgorithms()))
+	if max, ok := compress.MaxLevel(c.Compression.Algorithm); !ok {
+		ps.add("compression.algorithm", "unknown compression algorithm %q (want %s)", c.Compression.Algorithm, orList(compress.Algorithms))
 	} else if c.Compression.Level < 0 || (max > 0 && c.Compression.Level > max) {
 		ps.add("compression.level", "%d out of range 0-%d for %s", c.Compression.Level, max, c.Compression.Algorithm)
 	}
@@ -165,8 +140,8 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 		ps.add(p+".basebackup_hour", "required when basebackup_minute is set")
 	}
 	for i, n := range s.Nodes {
-		if n.Params == nil && strings.TrimSpace(n.ConnStr) != "" && !isURI(n.ConnStr) {
-			if _, err := parseKV(n.ConnStr); err != nil {
+		if n.Params == nil && strings.TrimSpace(n.ConnStr) != "" && !replication.IsURI(n.ConnStr) {
+			if _, err := replication.ParseConnString(n.ConnStr); err != nil {
 				ps.add(fmt.Sprintf("%s.nodes[%d]", p, i), "%v", err)
 			}
 		}
@@ -194,10 +169,6 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 		}
 	}
 	s.ObjectStorage.validate(ps, c, p)
-}
-
-func isURI(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {

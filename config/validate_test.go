@@ -2,8 +2,11 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hoardbackup/hoard/compress"
 )
 
 // siteJSON wraps site keys in a minimal valid configuration with one site s1.
@@ -177,5 +180,29 @@ func TestParse_HTTPTLS(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestCompressionLevels: compression.algorithm accepts every algorithm of
+// compress, each up to compress.MaxLevel and not beyond.
+func TestCompressionLevels(t *testing.T) {
+	conf := func(alg string, level int) string {
+		return fmt.Sprintf(`{"backup_location": "/b", "compression": {"algorithm": %q, "level": %d}, "backup_sites": {"s": {}}}`, alg, level)
+	}
+	for _, alg := range compress.Algorithms {
+		max, ok := compress.MaxLevel(alg)
+		if !ok {
+			t.Fatalf("compress.MaxLevel(%q) does not know it", alg)
+		}
+		if _, err := Parse("hoard.json", []byte(conf(alg, max)), nil); err != nil {
+			t.Errorf("%s level %d: %v", alg, max, err)
+		}
+		if max == 0 {
+			continue
+		}
+		want := fmt.Sprintf("compression.level: %d out of range 0-%d for %s", max+1, max, alg)
+		if _, err := Parse("hoard.json", []byte(conf(alg, max+1)), nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s level %d: err = %v, want %q", alg, max+1, err, want)
+		}
 	}
 }

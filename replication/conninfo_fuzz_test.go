@@ -1,4 +1,4 @@
-package config
+package replication
 
 import (
 	"net/url"
@@ -24,18 +24,18 @@ func FuzzConnString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if kv, err := parseKV(s); err == nil {
-			again, err := parseKV(renderKV(kv))
+		if kv, err := ParseConnString(s); err == nil {
+			again, err := ParseConnString(FormatConnString(kv))
 			if err != nil {
-				t.Fatalf("rendered %q does not parse: %v", renderKV(kv), err)
+				t.Fatalf("rendered %q does not parse: %v", FormatConnString(kv), err)
 			}
 			if diff := cmp.Diff(kv, again); diff != "" {
 				t.Fatalf("parse(render(parse(%q))) (-first +again):\n%s", s, diff)
 			}
 		}
-		red := Node{ConnStr: s}.Redacted()
+		red := RedactConnString(s)
 		switch {
-		case isURI(s):
+		case IsURI(s):
 			u, err := url.Parse(red)
 			if err != nil {
 				if !strings.HasPrefix(red, "(unparsable") {
@@ -43,21 +43,21 @@ func FuzzConnString(f *testing.F) {
 				}
 				return
 			}
-			if p, ok := u.User.Password(); ok && p != redacted {
+			if p, ok := u.User.Password(); ok && p != Redacted {
 				t.Fatalf("redacted %q keeps the password %q", red, p)
 			}
-			if q := u.Query(); q.Has("password") && q.Get("password") != redacted {
+			if q := u.Query(); q.Has("password") && q.Get("password") != Redacted {
 				t.Fatalf("redacted %q keeps the password %q", red, q.Get("password"))
 			}
 		default:
-			kv, err := parseKV(red)
+			kv, err := ParseConnString(red)
 			if err != nil {
 				if !strings.HasPrefix(red, "(unparsable") {
 					t.Fatalf("redacted %q does not parse: %v", red, err)
 				}
 				return
 			}
-			if p, ok := kv["password"]; ok && p != redacted {
+			if p, ok := kv["password"]; ok && p != Redacted {
 				t.Fatalf("redacted %q keeps the password %q", red, p)
 			}
 		}
