@@ -213,6 +213,18 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	s.DiskCheckInterval = site.PGReceiveXLog.DiskSpaceCheckInterval
 	s.PartialUploadInterval = site.WALPartialUploadInterval
 	s.StoredLagAlert = site.WALStoredLagAlert
+	s.ApplicationName = s.Slot
+	if site.Synchronous && site.Active {
+		if s.WAL != daemon.WALStream {
+			return s, usagef("set active_backup_mode to walreceiver or pg_receivexlog, or synchronous to false",
+				"site %s: synchronous needs the daemon to stream WAL, and active_backup_mode is %s", name, site.ActiveBackupMode)
+		}
+		s.Synchronous = true
+		if s.StoredLagAlert == 0 && site.WALStoredLagAlertBytes == 0 {
+			// Commits wait while WAL is not stored: say so soon.
+			s.StoredLagAlert = defaultSynchronousLagAlert
+		}
+	}
 	s.StoredLagAlertBytes = uint64(max(site.WALStoredLagAlertBytes, 0))
 	if d, ok := site.BasebackupInterval(); ok {
 		s.Schedule.Interval = d
@@ -286,6 +298,10 @@ func minFreeBytes(site *config.Site) uint64 {
 // defaultSlot is the replication slot of a site whose nodes name none:
 // hoard_<site>, reduced to what a slot name may hold (lower-case letters,
 // digits and underscores, at most 63 bytes: NAMEDATALEN - 1).
+// defaultSynchronousLagAlert is wal_stored_lag_alert_seconds for a
+// synchronous site that sets no bound.
+const defaultSynchronousLagAlert = 10 * time.Second
+
 func defaultSlot(site string) string {
 	var b strings.Builder
 	b.WriteString("hoard_")

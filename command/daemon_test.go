@@ -136,6 +136,30 @@ func TestDaemonOptions_ErrNoBackupLocation(t *testing.T) {
 	}
 }
 
+func TestDaemonOptions_Synchronous(t *testing.T) {
+	cfg := parseTestConfig(t, `{"backup_location": "/b", "backup_sites": {"s": {"nodes": [{"host": "db"}],
+		"active_backup_mode": "walreceiver", "synchronous": true,
+		"object_storage": {"storage_type": "local", "directory": "/tmp/x"}}}}`)
+	o, err := daemonOptions(testCLIContext(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := o.Sites[0]; !s.Synchronous || s.ApplicationName != "hoard_s" || s.StoredLagAlert != defaultSynchronousLagAlert {
+		t.Errorf("synchronous %v, application name %q, lag alert %s", s.Synchronous, s.ApplicationName, s.StoredLagAlert)
+	}
+}
+
+func TestDaemonOptions_ErrSynchronousNotStreaming(t *testing.T) {
+	cfg := parseTestConfig(t, `{"backup_location": "/b", "backup_sites": {"s": {"nodes": [{"host": "db"}],
+		"active_backup_mode": "archive_command", "synchronous": true,
+		"object_storage": {"storage_type": "local", "directory": "/tmp/x"}}}}`)
+	_, err := daemonOptions(testCLIContext(), cfg)
+	var ue *usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "synchronous") {
+		t.Fatalf("synchronous with archive_command: err %v, want a usage error naming synchronous", err)
+	}
+}
+
 func TestDefaultSlot(t *testing.T) {
 	for site, want := range map[string]string{
 		"default":               "hoard_default",

@@ -57,8 +57,9 @@ type Site struct {
 	PGReceiveXLog            PGReceiveXLog
 	WALPartialUploadInterval time.Duration // 0 = never
 	WALStoredLagAlert        time.Duration // 0 = never
-	WALStoredLagAlertBytes   int64         // 0 = never
-	RestoreTestIntervalHours *float64      // nil = never
+	Synchronous              bool
+	WALStoredLagAlertBytes   int64    // 0 = never
+	RestoreTestIntervalHours *float64 // nil = never
 
 	PGBasebackupPath  string
 	PGReceiveXLogPath string

@@ -122,6 +122,11 @@ type Site struct {
 	DiskCheckInterval time.Duration
 	// PartialUploadInterval is wal_partial_upload_interval (0 = off).
 	PartialUploadInterval time.Duration
+	// Synchronous is the site's synchronous setting: the receiver reports
+	// as flushed only WAL that is stored (walstream.Options.Synchronous),
+	// under ApplicationName.
+	Synchronous     bool
+	ApplicationName string
 	// StoredLagAlert and StoredLagAlertBytes are
 	// wal_stored_lag_alert_seconds and wal_stored_lag_alert_bytes: the
 	// bounds on the WAL not stored beyond which AlertWALStoredLag is

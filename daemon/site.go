@@ -160,6 +160,8 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 		SpoolDir:              s.site.SpoolDir,
 		Uploader:              up,
 		PartialUploadInterval: s.site.PartialUploadInterval,
+		Synchronous:           s.site.Synchronous,
+		ApplicationName:       s.site.ApplicationName,
 		MinFreeBytes:          s.site.MinFreeBytes,
 		ResumeMultiplier:      s.site.ResumeMultiplier,
 		DiskCheckInterval:     s.site.DiskCheckInterval,

@@ -31,9 +31,20 @@ type Conn struct {
 // what it leaves out, as pgconn.ParseConfig does. Errors wrap
 // ErrAuthentication, ErrNotPermitted or ErrUnreachable when they apply.
 func Connect(ctx context.Context, connString string) (*Conn, error) {
+	return ConnectAs(ctx, connString, "")
+}
+
+// ConnectAs is Connect with application_name set to appName when neither
+// connString nor PGAPPNAME sets one: the name a server's
+// synchronous_standby_names and pg_stat_replication know the connection
+// by. An empty appName sets nothing.
+func ConnectAs(ctx context.Context, connString, appName string) (*Conn, error) {
 	config, err := pgconn.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("parse connection string: %w", err)
+	}
+	if _, ok := config.RuntimeParams["application_name"]; !ok && appName != "" {
+		config.RuntimeParams["application_name"] = appName
 	}
 	sqlConfig := config.Copy()
 	delete(sqlConfig.RuntimeParams, "replication")

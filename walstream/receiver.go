@@ -62,6 +62,19 @@ type Options struct {
 	// PartialUploadInterval, when not zero, uploads the growing .partial
 	// segment this often when it grew (through Uploader.UploadPartial).
 	PartialUploadInterval time.Duration
+	// Synchronous reports to the server as flushed only the WAL stored in
+	// the archive (Status.Stored), not what is fsynced in the spool: with
+	// ApplicationName in the server's synchronous_standby_names, a
+	// commit waits until its WAL is stored. The segment being received is
+	// uploaded as a .partial whenever it grew and no copy of it is on its
+	// way (PartialUploadInterval is then unused): the WAL of every commit
+	// that arrives during an upload goes in the next one, so a commit
+	// waits for about one upload under any load. A failed copy is tried
+	// again after the retry delay.
+	Synchronous bool
+	// ApplicationName is the replication connection's application_name,
+	// when the connection string sets none; "" leaves it unset.
+	ApplicationName string
 	// MinFreeBytes, when not zero, pauses receiving while the spool's
 	// filesystem has fewer bytes free, or would have after creating the
 	// next segment file (asked before each one), and resumes at
@@ -166,8 +179,9 @@ type Receiver struct {
 	// first, for Status.UnstoredSince.
 	arrivals []arrival
 
-	snapshotMu   sync.Mutex
-	snapshotDone uploadTask // the last snapshot uploaded: name and length
+	snapshotMu     sync.Mutex
+	snapshotDone   uploadTask // the last snapshot uploaded: name and length
+	snapshotFailed time.Time  // when the last snapshot upload failed
 
 	// holeChecks holds the hole check waiting for holeLoop.
 	holeChecks chan holeCheck
@@ -273,6 +287,13 @@ func (r *Receiver) noteArrival(end pglogrepl.LSN, now time.Time) {
 		r.arrivals[1].at = r.arrivals[0].at
 		r.arrivals = r.arrivals[1:]
 	}
+}
+
+// stored returns Status.Stored.
+func (r *Receiver) stored() pglogrepl.LSN {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status.Stored
 }
 
 // storedThrough records that the archive holds the WAL up to end.

@@ -43,13 +43,21 @@ type session struct {
 	progressed bool
 
 	nextStatus, nextPartial, nextDiskCheck time.Time
+	// sentFlush is the flush position last reported to the server.
+	sentFlush pglogrepl.LSN
 }
+
+// syncPoll is how often, in synchronous mode, the receive loop looks for
+// WAL newly stored while a copy is on its way or stored WAL is not yet
+// reported: a commit waits for it at most this much longer than for the
+// storage.
+const syncPoll = 5 * time.Millisecond
 
 // session connects, finds where to resume and streams until ctx ends or
 // an error occurs. It always leaves the partial segment fsynced and the
 // connection closed.
 func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
-	conn, err := replication.Connect(ctx, r.opts.ConnString)
+	conn, err := replication.ConnectAs(ctx, r.opts.ConnString, r.opts.ApplicationName)
 	if err != nil {
 		return false, err
 	}
@@ -304,7 +312,19 @@ func (s *session) receive(ctx context.Context) error {
 				return err
 			}
 		}
-		if r.opts.PartialUploadInterval > 0 && !now.Before(s.nextPartial) {
+		switch {
+		case r.opts.Synchronous:
+			if now.Sub(r.snapshotFailedAt()) >= r.retryMin {
+				if err := s.snapshot(); err != nil {
+					return err
+				}
+			}
+			if s.reportable() > s.sentFlush {
+				if err := s.sendStatus(ctx); err != nil {
+					return err
+				}
+			}
+		case r.opts.PartialUploadInterval > 0 && !now.Before(s.nextPartial):
 			s.nextPartial = now.Add(r.opts.PartialUploadInterval)
 			if err := s.snapshot(); err != nil {
 				return err
@@ -315,7 +335,16 @@ func (s *session) receive(ctx context.Context) error {
 		if guard.min != 0 || s.cur == nil {
 			wake = minTime(wake, s.nextDiskCheck)
 		}
-		if r.opts.PartialUploadInterval > 0 {
+		switch {
+		case r.opts.Synchronous:
+			switch {
+			case s.r.queue.hasSnapshot() || s.reportable() > s.sentFlush:
+				wake = minTime(wake, now.Add(syncPoll))
+			case s.cur != nil && s.cur.written > r.snapshotUploaded(s.cur.name()+wal.PartialSuffix):
+				// The last copy failed: try again after the delay.
+				wake = minTime(wake, r.snapshotFailedAt().Add(r.retryMin))
+			}
+		case r.opts.PartialUploadInterval > 0:
 			wake = minTime(wake, s.nextPartial)
 		}
 		if guard.paused || s.cur == nil {
@@ -372,12 +401,23 @@ func (s *session) sendStatus(ctx context.Context) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	st := replication.StandbyStatus{Write: s.pos, Flush: s.flushed, Apply: s.flushed}
+	flush := s.reportable()
+	st := replication.StandbyStatus{Write: s.pos, Flush: flush, Apply: flush}
 	if err := s.conn.SendStandbyStatus(ctx, st); err != nil {
 		return err
 	}
+	s.sentFlush = flush
 	s.nextStatus = time.Now().Add(s.r.opts.StatusInterval)
 	return nil
+}
+
+// reportable is the flush position the server may hear: the WAL fsynced
+// in the spool or, in synchronous mode, the part of it that is stored.
+func (s *session) reportable() pglogrepl.LSN {
+	if !s.r.opts.Synchronous {
+		return s.flushed
+	}
+	return min(s.flushed, s.r.stored())
 }
 
 // snapshot queues an upload of the partial segment when it grew since

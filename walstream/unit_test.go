@@ -372,3 +372,22 @@ func TestReceiver_UnstoredSince(t *testing.T) {
 		t.Fatalf("UnstoredSince %s with %d runs, want 10 s with %d", s.UnstoredSince.Sub(t0), len(r.arrivals), maxArrivals)
 	}
 }
+
+// TestSession_reportable: in synchronous mode the server hears as flushed
+// only what is stored, never more than is fsynced.
+func TestSession_reportable(t *testing.T) {
+	r := &Receiver{}
+	s := &session{r: r, flushed: 500}
+	r.status.Stored = 300
+	if got := s.reportable(); got != 500 {
+		t.Errorf("asynchronous: %d, want the fsynced 500", got)
+	}
+	r.opts.Synchronous = true
+	if got := s.reportable(); got != 300 {
+		t.Errorf("synchronous: %d, want the stored 300", got)
+	}
+	r.storedThrough(800)
+	if got := s.reportable(); got != 500 {
+		t.Errorf("synchronous, stored ahead: %d, want the fsynced 500", got)
+	}
+}

@@ -167,6 +167,9 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 		if err := r.uploadSnapshot(ctx, t); err != nil {
 			r.log.Warn().Err(err).Str(logSegment, t.name).Msg("partial segment upload failed; retrying at the next interval")
 			r.setError(err)
+			r.snapshotMu.Lock()
+			r.snapshotFailed = time.Now()
+			r.snapshotMu.Unlock()
 		}
 		return ctx.Err() == nil
 	}
@@ -276,6 +279,13 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 	r.snapshotDone = uploadTask{name: t.name, length: t.length}
 	r.snapshotMu.Unlock()
 	return nil
+}
+
+// snapshotFailedAt returns when the last snapshot upload failed.
+func (r *Receiver) snapshotFailedAt() time.Time {
+	r.snapshotMu.Lock()
+	defer r.snapshotMu.Unlock()
+	return r.snapshotFailed
 }
 
 // snapshotUploaded returns how many bytes of the .partial name the last

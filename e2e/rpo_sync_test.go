@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+)
+
+// TestDaemonSynchronous is zero RPO: with synchronous set and the
+// daemon's application name (the slot's) in synchronous_standby_names, a
+// client commits rows one at a time until the primary is killed under
+// that load. Every row whose commit the client saw acknowledged must be
+// in a restore to the end of the archive: the daemon reported WAL as
+// flushed only once it was stored in MinIO.
+func TestDaemonSynchronous(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: -short")
+	}
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	minio := storetest.MinIO(t)
+	s := newStreamSite(t, minio, minio)
+	s.setSiteKey("active_backup_mode", "walreceiver")
+	s.setSiteKey("synchronous", true)
+	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+	s.use(src)
+
+	d := s.startDaemon()
+	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[s.name].Backups >= 1 && !st.Sites[s.name].BackupRunning
+	})
+	src.Exec(t, "create table counter (id int primary key, pad text)")
+	src.Exec(t, "alter system set synchronous_standby_names = 'hoard_e2e'")
+	src.Exec(t, "select pg_reload_conf()")
+	d.waitFor("hoard_e2e a synchronous standby", time.Minute, func() bool {
+		return src.QueryString(t, "select count(*) from pg_stat_replication where application_name = 'hoard_e2e' and sync_state = 'sync'") == "1"
+	})
+
+	// One client commits row after row. Each row is 2 kB, too short to be
+	// compressed, so 400 of them cross a segment (1 MB) boundary.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, src.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var acked atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		for i := int64(1); ; i++ {
+			_, err := conn.Exec(ctx, "insert into counter values ("+strconv.FormatInt(i, 10)+", repeat('x', 2000))").ReadAll()
+			if err != nil {
+				done <- err
+				return
+			}
+			acked.Store(i)
+		}
+	}()
+	d.waitFor("400 commits", 5*time.Minute, func() bool { return acked.Load() >= 400 })
+
+	// The primary is lost under load; the daemon stops after it.
+	src.Kill(t)
+	<-done
+	n := acked.Load()
+	if code := d.stop(syscall.SIGTERM, 90*time.Second); code != 0 {
+		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
+	}
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	s.mustHoard("restore", "--target-dir", dir)
+	c := pgtest.StartDataDir(t, major, dir, map[string]string{"archive_mode": "off", "synchronous_standby_names": ""})
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	got := c.QueryString(t, "select count(*) from counter where id <= $1", n)
+	if got != strconv.FormatInt(n, 10) {
+		t.Errorf("restored cluster holds %s of the %d rows acknowledged before the primary was lost", got, n)
+	}
+}
