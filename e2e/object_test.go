@@ -43,7 +43,7 @@ func TestObjectGet_PGHoard(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.folder, func(t *testing.T) {
 			dir := filepath.Join(root, tc.folder)
-			cfg := pghoardConfig(t, dir)
+			cfg := pghoardConfig(t, dir, tc.folder != "basebackup_delta")
 			keys := strings.Fields(runHoard(t, cfg, "object", "ls"))
 			var objects []string
 			for _, k := range keys {
@@ -98,7 +98,11 @@ func TestObjectGet_PGHoard(t *testing.T) {
 
 // pghoardConfig writes PGHoard's test configuration from dir with a local
 // store at dir and an empty site prefix.
-func pghoardConfig(t *testing.T, dir string) string {
+//
+// With encrypted false the sites lose their keys: a site with keys refuses
+// unencrypted objects as tampered, and the delta fixture's objects are
+// stored unencrypted.
+func pghoardConfig(t *testing.T, dir string, encrypted bool) string {
 	t.Helper()
 	var cfg map[string]any
 	if err := json.Unmarshal(readFile(t, filepath.Join(dir, "config.json")), &cfg); err != nil {
@@ -108,6 +112,10 @@ func pghoardConfig(t *testing.T, dir string) string {
 		site := s.(map[string]any)
 		site["object_storage"] = map[string]any{"storage_type": "local", "directory": dir}
 		site["prefix"] = ""
+		if !encrypted {
+			delete(site, "encryption_keys")
+			delete(site, "encryption_key_id")
+		}
 	}
 	data, err := json.Marshal(cfg)
 	if err != nil {

@@ -96,6 +96,13 @@ func TestRetentionSafety(t *testing.T) {
 			"object_storage":     map[string]any{"storage_type": "local", "directory": filepath.Join(s.dir, "store-n")},
 		}
 		writeConfig(t, s, cfg)
+		// The new site's store is in use (its WAL folder exists, as after
+		// its first upload): a local store whose directory is missing or
+		// empty may be an unmounted volume, and wal-fetch refuses to answer
+		// "not in the archive" from it.
+		if err := os.MkdirAll(filepath.Join(s.dir, "store-n", "n", "xlog"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		defer func() {
 			old["active"] = true
 			delete(sites, "n")

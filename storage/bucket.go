@@ -102,8 +102,21 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, md Metadata) 
 // Failed, which Create returns as ErrExist.
 func (b *Bucket) Create(ctx context.Context, key string, r io.Reader, md Metadata) error {
 	err := b.put(ctx, "create", key, r, md, true)
-	if err != nil && gcerrors.Code(err) == gcerrors.FailedPrecondition {
+	if err == nil {
+		return nil
+	}
+	if gcerrors.Code(err) == gcerrors.FailedPrecondition {
 		return fmt.Errorf("create %s: %w", key, ErrExist)
+	}
+	// A store may refuse a conditional write before reading its body and
+	// close the connection (MinIO does with objects of a few MiB), so the
+	// refusal arrives as a broken connection. If the object exists now,
+	// another writer won, or this one's bytes landed before the connection
+	// broke: either way the caller must compare, as after ErrExist.
+	if ctx.Err() == nil {
+		if ok, xerr := b.b.Exists(ctx, key); xerr == nil && ok {
+			return fmt.Errorf("create %s: %w (the upload failed: %v)", key, ErrExist, err)
+		}
 	}
 	return err
 }
