@@ -64,14 +64,31 @@ func (s *streamSite) startDaemon() *daemonProc {
 		close(d.exited)
 	}()
 	s.t.Cleanup(func() {
+		before := out.String()
+		dump := ""
 		select {
 		case <-d.exited:
 		default:
+			if s.t.Failed() {
+				// A failed test's daemon dumps its goroutines (Go's
+				// SIGQUIT), to show where it was waiting.
+				_ = cmd.Process.Signal(syscall.SIGQUIT)
+				select {
+				case <-d.exited:
+				case <-time.After(10 * time.Second):
+				}
+				if after := out.String(); len(after) > len(before) {
+					dump = after[len(before):]
+				}
+			}
 			_ = cmd.Process.Kill()
 			<-d.exited
 		}
 		if s.t.Failed() {
-			s.t.Logf("hoard daemon log (tail):\n%s", tailLines(out.String(), 60))
+			s.t.Logf("hoard daemon log (tail):\n%s", tailLines(before, 60))
+			if dump != "" {
+				s.t.Logf("hoard daemon goroutines at the end of the test:\n%s", dump)
+			}
 		}
 	})
 	return d
