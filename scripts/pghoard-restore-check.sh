@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# PGHoard restores a hoard local-tar basebackup: a manual check of the
+# format, for a machine with PGHoard installed (CI has none).
+#
+#   bash scripts/pghoard-restore-check.sh [--dir DIR] [--keep]
+#
+# Makes a small PostgreSQL 15 cluster with data checksums (pgbench scale 2,
+# a table of random bytes, a table t), archives its WAL with hoard wal-push
+# and takes a hoard basebackup in local-tar mode, zstd-compressed and
+# encrypted, with 256 kB chunks so that there are several, into a local
+# store. Rows are then added to t and their WAL archived. PGHoard's own
+# tools then restore it: `pghoard_restore get-basebackup` fetches and
+# unpacks the backup, and a PGHoard daemon serves the WAL to the restored
+# cluster's restore_command (pghoard_postgres_command). The restored
+# cluster is started, and its rows must equal the source's (t, and a
+# digest of pgbench_accounts and random_bytes); pg_checksums checks its
+# pages once it is shut down.
+#
+# Runs as root (the servers and tools run as the postgres user). Needs
+# PGHoard (PGHOARD: its venv, default /tmp/pghoard/venv; see
+# ../../shared/tools/install-pghoard.sh) and Debian's PostgreSQL 15 (PGBIN).
+# Exits non-zero, with the logs' tails, on any failure.
+set -euo pipefail
+PGHOARD=${PGHOARD:-/tmp/pghoard/venv}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+dir=/tmp/hoard-pghoard-check keep=false
+while [ $# -gt 0 ]; do
+	case $1 in
+	--dir) dir=$2; shift ;;
+	--keep) keep=true ;;
+	*) echo "usage: $0 [--dir DIR] [--keep]" >&2; exit 2 ;;
+	esac
+	shift
+done
+[ "$(id -u)" = 0 ] || { echo "pghoard-restore-check: run as root" >&2; exit 2; }
+[ -x "$PGHOARD/bin/pghoard_restore" ] || { echo "pghoard-restore-check: no PGHoard in $PGHOARD (install-pghoard.sh)" >&2; exit 2; }
+[ -x "$PGBIN/postgres" ] || { echo "pghoard-restore-check: no PostgreSQL in $PGBIN" >&2; exit 2; }
+repo=$(cd "$(dirname "$0")/.." && pwd)
+as_pg() { runuser -u postgres -- "$@"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+rm -rf "$dir"
+mkdir -p "$dir"
+chown postgres: "$dir"
+daemon_pid=
+cleanup() {
+	local rc=$?
+	if [ "$rc" != 0 ]; then
+		for f in "$dir"/*.log; do [ -f "$f" ] && { echo "== tail of $f" >&2; tail -30 "$f" >&2; }; done
+	fi
+	for d in data restored; do
+		if [ -f "$dir/$d/postmaster.pid" ]; then as_pg "$PGBIN/pg_ctl" -D "$dir/$d" -m immediate stop >/dev/null 2>&1 || true; fi
+	done
+	if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; fi
+	if [ "$keep" = false ]; then rm -rf "$dir"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+
+echo "== building hoard" >&2
+(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/hoard" .)
+hoard=$dir/hoard
+port=$(free_port) http=$(free_port)
+data=$dir/data
+
+cfg=$dir/hoard.json
+cat >"$cfg" <<EOF
+{"backup_location": "$dir/hoard-state",
+ "compression": {"algorithm": "zstd"},
+ "backup_sites": {"site": {
+   "nodes": [{"host": "$dir", "port": $port, "user": "postgres"}],
+   "active_backup_mode": "archive_command",
+   "pg_data_directory": "$data",
+   "basebackup_mode": "local-tar",
+   "basebackup_chunk_size": 262144,
+   "object_storage": {"storage_type": "local", "directory": "$dir/store"}}}}
+EOF
+chown postgres: "$cfg"
+as_pg "$hoard" --config "$cfg" create-keys --key-id check-key >/dev/null
+
+echo "== source cluster" >&2
+as_pg "$PGBIN/initdb" -D "$data" -k -A trust -U postgres -E UTF8 --locale=C >/dev/null
+cat >>"$data/postgresql.conf" <<EOF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+archive_mode = on
+archive_command = '$hoard --config $cfg wal-push %p'
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$data" -l "$dir/source.log" -w start >/dev/null
+psql() { as_pg "$PGBIN/psql" -h "$dir" -p "$1" -U postgres -XAtq -v ON_ERROR_STOP=1 -c "$2" postgres; }
+as_pg "$PGBIN/pgbench" -h "$dir" -p "$port" -U postgres -i -q -s 2 postgres >/dev/null 2>&1
+psql "$port" "create extension pgcrypto"
+psql "$port" "create table random_bytes as select g as id, gen_random_bytes(1024) as b from generate_series(1, 4096) g"
+psql "$port" "create table t (id int primary key, v text)"
+psql "$port" "insert into t select i, 'before ' || i from generate_series(1, 100) i"
+
+echo "== hoard basebackup (local-tar, zstd, encrypted)" >&2
+as_pg "$hoard" --config "$cfg" basebackup --fast >"$dir/basebackup.log" 2>&1
+cat "$dir/basebackup.log" >&2
+grep -q "read      from the data directory (local-tar)" "$dir/basebackup.log" || { echo "pghoard-restore-check: not a local-tar backup" >&2; exit 1; }
+chunks=$(ls "$dir"/store/site/basebackup_chunk/* | grep -vc '\.metadata$' || true)
+[ "$chunks" -ge 2 ] || { echo "pghoard-restore-check: $chunks chunks, wanted several" >&2; exit 1; }
+
+psql "$port" "insert into t select i, 'after ' || i from generate_series(101, 150) i"
+psql "$port" "update pgbench_accounts set abalance = abalance + 7 where aid % 97 = 0"
+seg=$(psql "$port" "select pg_walfile_name(pg_current_wal_insert_lsn())")
+psql "$port" "select pg_switch_wal()" >/dev/null
+for _ in $(seq 120); do
+	[ -e "$dir/store/site/xlog/$seg" ] && break
+	sleep 0.5
+done
+[ -e "$dir/store/site/xlog/$seg" ] || { echo "pghoard-restore-check: WAL $seg not archived" >&2; exit 1; }
+digest="select (select count(*)::text || ': ' || md5(string_agg(id || v, ',' order by id)) from t) || ' / ' ||
+	(select md5(string_agg(aid || ':' || abalance, ',' order by aid)) from pgbench_accounts) || ' / ' ||
+	(select md5(string_agg(md5(b), ',' order by id)) from random_bytes)"
+want=$(psql "$port" "$digest")
+as_pg "$PGBIN/pg_ctl" -D "$data" -w -m fast stop >/dev/null
+
+echo "== pghoard_restore get-basebackup" >&2
+restored=$dir/restored
+pcfg=$dir/pghoard.json
+jq --arg dir "$dir" --arg restored "$restored" --argjson http "$http" --arg pgbin "$PGBIN" '
+	{backup_location: ($dir + "/pghoard-state"), json_state_file_path: ($dir + "/pghoard-state.json"),
+	 http_address: "127.0.0.1", http_port: $http,
+	 compression: .compression, tar_executable: "tar",
+	 backup_sites: {site: (.backup_sites.site | {nodes, encryption_key_id, encryption_keys, object_storage,
+		active_backup_mode, pg_bin_directory: $pgbin, pg_data_directory: $restored,
+		basebackup_interval_hours: 24, basebackup_count: 2})}}' "$cfg" >"$pcfg"
+chown postgres: "$pcfg"
+chmod 600 "$pcfg"
+(cd "$dir" && as_pg "$PGHOARD/bin/pghoard_restore" list-basebackups --config "$pcfg" --site site) | tee "$dir/list.log" >&2
+(cd "$dir" && as_pg "$PGHOARD/bin/pghoard_restore" get-basebackup --config "$pcfg" --site site \
+	--target-dir "$restored" --restore-to-primary --recovery-target-action promote \
+	--pghoard-postgres-command-bin "$PGHOARD/bin/pghoard_postgres_command") >"$dir/pghoard_restore.log" 2>&1
+tail -5 "$dir/pghoard_restore.log" >&2
+# PostgreSQL 12+: pghoard_restore writes restore_command to
+# postgresql.auto.conf but no recovery.signal.
+as_pg touch "$restored/recovery.signal"
+rport=$(free_port)
+cat >>"$restored/postgresql.conf" <<EOF
+port = $rport
+archive_mode = off
+EOF
+
+echo "== PGHoard daemon serving WAL, restored cluster started" >&2
+(cd "$dir" && as_pg sh -c 'echo $$ >pghoard.pid; exec "$0" --config "$1"' "$PGHOARD/bin/pghoard" "$pcfg" >"$dir/pghoard.log" 2>&1) &
+for _ in $(seq 60); do
+	[ -s "$dir/pghoard.pid" ] && break
+	sleep 0.5
+done
+daemon_pid=$(cat "$dir/pghoard.pid")
+for _ in $(seq 60); do
+	curl -s "http://127.0.0.1:$http/status" >/dev/null 2>&1 && break
+	sleep 0.5
+done
+as_pg "$PGBIN/pg_ctl" -D "$restored" -l "$dir/restored.log" -w -t 120 start >/dev/null
+for _ in $(seq 120); do
+	[ "$(psql "$rport" "select pg_is_in_recovery()")" = f ] && break
+	sleep 0.5
+done
+[ "$(psql "$rport" "select pg_is_in_recovery()")" = f ] || { echo "pghoard-restore-check: restored cluster still in recovery" >&2; exit 1; }
+got=$(psql "$rport" "$digest")
+as_pg "$PGBIN/pg_ctl" -D "$restored" -w -m fast stop >/dev/null
+kill "$daemon_pid"
+daemon_pid=
+as_pg "$PGBIN/pg_checksums" --check -D "$restored" >"$dir/checksums.log"
+echo "source:   $want"
+echo "restored: $got"
+[ "$got" = "$want" ] || { echo "pghoard-restore-check: FAILED: the restored rows differ" >&2; exit 1; }
+grep -E "Bad checksums" "$dir/checksums.log"
+echo "pghoard-restore-check: OK: PGHoard $("$PGHOARD/bin/pghoard" --version) restored hoard's local-tar backup ($chunks chunks, zstd, encrypted) with WAL; rows match"
