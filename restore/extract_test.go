@@ -18,48 +18,9 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/storage"
 )
-
-// tarEntry is one member of a test tar.
-type tarEntry struct {
-	name, body, link string
-	typ              byte
-	pax              map[string]string // PAX records
-}
-
-func makeTar(t testing.TB, entries ...tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o600, Size: int64(len(e.body)), Linkname: e.link, PAXRecords: e.pax}
-		if e.typ == tar.TypeXGlobalHeader {
-			h = &tar.Header{Typeflag: e.typ, PAXRecords: e.pax}
-		}
-		if e.typ == 0 {
-			h.Typeflag = tar.TypeReg
-		}
-		if h.Typeflag != tar.TypeReg {
-			h.Size = 0
-		}
-		if h.Typeflag == tar.TypeDir {
-			h.Mode = 0o700
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Size > 0 {
-			if _, err := tw.Write([]byte(e.body)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // extractAll runs the extractor over data as one chunk with no size limit.
 func extractAll(t *testing.T, ex *extractor, data []byte) error {
@@ -86,16 +47,16 @@ func testExtractor(t *testing.T, root string) *extractor {
 func TestExtractor_OK(t *testing.T) {
 	root := t.TempDir()
 	ex := testExtractor(t, root)
-	data := makeTar(t,
-		tarEntry{name: ".pghoard_tar_metadata.json", body: "{}"},
-		tarEntry{name: "pgdata", typ: tar.TypeDir},
-		tarEntry{name: "pgdata/base", typ: tar.TypeDir},
-		tarEntry{name: "pgdata/base/1/1259", body: "heap"},
-		tarEntry{name: "pgdata/global/pg_control", body: "not from a chunk"},
-		tarEntry{name: "pgdata/backup_label", body: "not from a chunk"},
-		tarEntry{name: "tablespaces/ts1", typ: tar.TypeDir},
-		tarEntry{name: "tablespaces/ts1/PG_15_1/5/16384", body: "spc"},
-		tarEntry{name: "pax-global", typ: tar.TypeXGlobalHeader, pax: map[string]string{"comment": "x"}},
+	data := hostile.Tar(t,
+		hostile.Member{Name: ".pghoard_tar_metadata.json", Body: "{}"},
+		hostile.Member{Name: "pgdata", Type: tar.TypeDir},
+		hostile.Member{Name: "pgdata/base", Type: tar.TypeDir},
+		hostile.Member{Name: "pgdata/base/1/1259", Body: "heap"},
+		hostile.Member{Name: "pgdata/global/pg_control", Body: "not from a chunk"},
+		hostile.Member{Name: "pgdata/backup_label", Body: "not from a chunk"},
+		hostile.Member{Name: "tablespaces/ts1", Type: tar.TypeDir},
+		hostile.Member{Name: "tablespaces/ts1/PG_15_1/5/16384", Body: "spc"},
+		hostile.Member{Name: "pax-global", Type: tar.TypeXGlobalHeader, PAX: map[string]string{"comment": "x"}},
 	)
 	if err := extractAll(t, ex, data); err != nil {
 		t.Fatal(err)
@@ -121,35 +82,35 @@ func TestExtractor_OK(t *testing.T) {
 func TestExtractor_ErrUnsafeMember(t *testing.T) {
 	tests := []struct {
 		name    string
-		entries []tarEntry
+		entries []hostile.Member
 		member  string // the member the error must name
 	}{
-		{"Absolute", []tarEntry{{name: "/etc/passwd", body: "x"}}, "/etc/passwd"},
-		{"DotDot", []tarEntry{{name: "pgdata/../../escape", body: "x"}}, "pgdata/../../escape"},
-		{"DotDotTablespace", []tarEntry{{name: "tablespaces/ts1/../../escape", body: "x"}}, "tablespaces/ts1/../../escape"},
-		{"OutsidePGData", []tarEntry{{name: "etc/passwd", body: "x"}}, "etc/passwd"},
-		{"UnknownTablespace", []tarEntry{{name: "tablespaces/other/x", body: "x"}}, "tablespaces/other/x"},
-		{"Symlink", []tarEntry{{name: "pgdata/evil", typ: tar.TypeSymlink, link: "/tmp"}}, "pgdata/evil"},
-		{"SymlinkInnerFirst", []tarEntry{
-			{name: "pgdata/aa/bb", typ: tar.TypeSymlink, link: "../../escape"},
-			{name: "pgdata/aa", typ: tar.TypeSymlink, link: "/tmp"},
+		{"Absolute", []hostile.Member{{Name: "/etc/passwd", Body: "x"}}, "/etc/passwd"},
+		{"DotDot", []hostile.Member{{Name: "pgdata/../../escape", Body: "x"}}, "pgdata/../../escape"},
+		{"DotDotTablespace", []hostile.Member{{Name: "tablespaces/ts1/../../escape", Body: "x"}}, "tablespaces/ts1/../../escape"},
+		{"OutsidePGData", []hostile.Member{{Name: "etc/passwd", Body: "x"}}, "etc/passwd"},
+		{"UnknownTablespace", []hostile.Member{{Name: "tablespaces/other/x", Body: "x"}}, "tablespaces/other/x"},
+		{"Symlink", []hostile.Member{{Name: "pgdata/evil", Type: tar.TypeSymlink, Link: "/tmp"}}, "pgdata/evil"},
+		{"SymlinkInnerFirst", []hostile.Member{
+			{Name: "pgdata/aa/bb", Type: tar.TypeSymlink, Link: "../../escape"},
+			{Name: "pgdata/aa", Type: tar.TypeSymlink, Link: "/tmp"},
 		}, "pgdata/aa/bb"},
-		{"SymlinkPGWal", []tarEntry{{name: "pgdata/pg_wal", typ: tar.TypeSymlink, link: "/elsewhere/wal"}}, "pgdata/pg_wal"},
-		{"HardLink", []tarEntry{{name: "pgdata/x", typ: tar.TypeLink, link: "/etc/passwd"}}, "pgdata/x"},
-		{"HardLinkInside", []tarEntry{{name: "pgdata/a", body: "a"}, {name: "pgdata/b", typ: tar.TypeLink, link: "pgdata/a"}}, "pgdata/b"},
-		{"CharDevice", []tarEntry{{name: "pgdata/null", typ: tar.TypeChar}}, "pgdata/null"},
-		{"BlockDevice", []tarEntry{{name: "pgdata/sda", typ: tar.TypeBlock}}, "pgdata/sda"},
-		{"FIFO", []tarEntry{{name: "pgdata/fifo", typ: tar.TypeFifo}}, "pgdata/fifo"},
-		{"Duplicate", []tarEntry{{name: "pgdata/PG_VERSION", body: "15\n"}, {name: "pgdata/PG_VERSION", body: "16\n"}}, "pgdata/PG_VERSION"},
-		{"FileOverDirectory", []tarEntry{{name: "pgdata/base", typ: tar.TypeDir}, {name: "pgdata/base", body: "x"}}, "pgdata/base"},
-		{"TablespaceLink", []tarEntry{{name: "pgdata/pg_tblspc/16384", typ: tar.TypeDir}}, "pgdata/pg_tblspc/16384"},
-		{"RootNotDirectory", []tarEntry{{name: "pgdata", body: "x"}}, "pgdata"},
+		{"SymlinkPGWal", []hostile.Member{{Name: "pgdata/pg_wal", Type: tar.TypeSymlink, Link: "/elsewhere/wal"}}, "pgdata/pg_wal"},
+		{"HardLink", []hostile.Member{{Name: "pgdata/x", Type: tar.TypeLink, Link: "/etc/passwd"}}, "pgdata/x"},
+		{"HardLinkInside", []hostile.Member{{Name: "pgdata/a", Body: "a"}, {Name: "pgdata/b", Type: tar.TypeLink, Link: "pgdata/a"}}, "pgdata/b"},
+		{"CharDevice", []hostile.Member{{Name: "pgdata/null", Type: tar.TypeChar}}, "pgdata/null"},
+		{"BlockDevice", []hostile.Member{{Name: "pgdata/sda", Type: tar.TypeBlock}}, "pgdata/sda"},
+		{"FIFO", []hostile.Member{{Name: "pgdata/fifo", Type: tar.TypeFifo}}, "pgdata/fifo"},
+		{"Duplicate", []hostile.Member{{Name: "pgdata/PG_VERSION", Body: "15\n"}, {Name: "pgdata/PG_VERSION", Body: "16\n"}}, "pgdata/PG_VERSION"},
+		{"FileOverDirectory", []hostile.Member{{Name: "pgdata/base", Type: tar.TypeDir}, {Name: "pgdata/base", Body: "x"}}, "pgdata/base"},
+		{"TablespaceLink", []hostile.Member{{Name: "pgdata/pg_tblspc/16384", Type: tar.TypeDir}}, "pgdata/pg_tblspc/16384"},
+		{"RootNotDirectory", []hostile.Member{{Name: "pgdata", Body: "x"}}, "pgdata"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			ex := testExtractor(t, root)
-			err := extractAll(t, ex, makeTar(t, tt.entries...))
+			err := extractAll(t, ex, hostile.Tar(t, tt.entries...))
 			if !errors.Is(err, ErrUnsafeMember) || !strings.Contains(err.Error(), "member \""+tt.member+"\"") {
 				t.Fatalf("extract = %v, want ErrUnsafeMember naming member %q", err, tt.member)
 			}
@@ -172,8 +133,8 @@ func TestExtractor_ErrSparse(t *testing.T) {
 		name string
 		data []byte
 	}{
-		{"GNU", gnuSparseTar(t, "pgdata/base/1/big", 1<<30)},
-		{"PAX", paxSparseTar(t, "pgdata/base/1/big", 1<<30)},
+		{"GNU", hostile.Tar(t, hostile.GNUSparse("pgdata/base/1/big", 1<<30))},
+		{"PAX", hostile.Tar(t, hostile.PAXSparse("pgdata/base/1/big", 1<<30))},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -194,7 +155,7 @@ func TestExtractor_ErrSparse(t *testing.T) {
 func TestExtractor_ErrDeclaredSize(t *testing.T) {
 	root := t.TempDir()
 	ex := testExtractor(t, root)
-	data := makeTar(t, tarEntry{name: "pgdata/big", body: strings.Repeat("x", 4096)})
+	data := hostile.Tar(t, hostile.Member{Name: "pgdata/big", Body: strings.Repeat("x", 4096)})
 	err := ex.extract(bytes.NewReader(data), func() int64 { return 1000 }, make([]byte, 4096), nil)
 	if !errors.Is(err, ErrUnsafeMember) || !strings.Contains(err.Error(), `"pgdata/big" declares 4096 bytes`) {
 		t.Fatalf("extract = %v, want the member's declared size refused", err)
@@ -224,9 +185,9 @@ func TestExtractor_NoLinkFollowed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, e := range []tarEntry{{name: "pgdata/file", body: "x"}, {name: "pgdata/dir/new", body: "x"}, {name: "pgdata/dir/victim", body: "x"}} {
-		if err := extractAll(t, ex, makeTar(t, e)); err == nil {
-			t.Errorf("%s: written through a link", e.name)
+	for _, e := range []hostile.Member{{Name: "pgdata/file", Body: "x"}, {Name: "pgdata/dir/new", Body: "x"}, {Name: "pgdata/dir/victim", Body: "x"}} {
+		if err := extractAll(t, ex, hostile.Tar(t, e)); err == nil {
+			t.Errorf("%s: written through a link", e.Name)
 		}
 	}
 	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep" {
@@ -235,90 +196,6 @@ func TestExtractor_NoLinkFollowed(t *testing.T) {
 	if ents, _ := os.ReadDir(outside); len(ents) != 1 {
 		t.Errorf("outside holds %v", ents)
 	}
-}
-
-// rawHeader builds a 512-byte tar header by hand, for the members
-// archive/tar refuses to write (sparse files). ustar selects the POSIX
-// magic, else GNU's; patch may set more fields before the checksum.
-func rawHeader(name string, typ byte, size int64, ustar bool, patch func(h []byte)) []byte {
-	h := make([]byte, 512)
-	copy(h[0:100], name)
-	octal(h[100:108], 0o600)
-	octal(h[108:116], 0)
-	octal(h[116:124], 0)
-	octal(h[124:136], size)
-	octal(h[136:148], 0)
-	h[156] = typ
-	if ustar {
-		copy(h[257:265], "ustar\x0000")
-	} else {
-		copy(h[257:265], "ustar  \x00")
-	}
-	if patch != nil {
-		patch(h)
-	}
-	copy(h[148:156], "        ")
-	var sum int64
-	for _, c := range h {
-		sum += int64(c)
-	}
-	octal(h[148:155], sum)
-	h[155] = ' '
-	return h
-}
-
-// octal writes v as a NUL-terminated octal field filling dst.
-func octal(dst []byte, v int64) {
-	s := []byte(strings.Repeat("0", len(dst)-1))
-	for i := len(s) - 1; i >= 0 && v > 0; i-- {
-		s[i] = byte('0' + v%8)
-		v /= 8
-	}
-	copy(dst, append(s, 0))
-}
-
-// block pads data to whole 512-byte blocks.
-func block(data []byte) []byte {
-	return append(data, make([]byte, (512-len(data)%512)%512)...)
-}
-
-// gnuSparseTar builds a tar with one GNU sparse ('S') member of realsize
-// bytes stored as a single byte at its end.
-func gnuSparseTar(t testing.TB, name string, realsize int64) []byte {
-	t.Helper()
-	h := rawHeader(name, 'S', 1, false, func(h []byte) {
-		// One sparse entry at 386: offset realsize-1, 1 byte; realsize at 483.
-		octal(h[386:398], realsize-1)
-		octal(h[398:410], 1)
-		octal(h[483:495], realsize)
-	})
-	data := append(h, block([]byte("x"))...)
-	return append(data, make([]byte, 1024)...)
-}
-
-// paxSparseTar builds a tar with one member in GNU's PAX sparse format
-// 0.1 (GNU.sparse.* records), realsize bytes stored as one byte at its end.
-func paxSparseTar(t testing.TB, name string, realsize int64) []byte {
-	t.Helper()
-	var recs strings.Builder
-	for _, kv := range [][2]string{
-		{"GNU.sparse.numblocks", "1"},
-		{"GNU.sparse.map", fmt.Sprintf("%d,1", realsize-1)},
-		{"GNU.sparse.name", name},
-		{"GNU.sparse.size", fmt.Sprint(realsize)},
-	} {
-		rec := " " + kv[0] + "=" + kv[1] + "\n"
-		n := len(rec) + 1
-		for len(fmt.Sprint(n))+len(rec) != n {
-			n++
-		}
-		recs.WriteString(fmt.Sprint(n) + rec)
-	}
-	data := rawHeader("PaxHeaders/x", 'x', int64(recs.Len()), true, nil)
-	data = append(data, block([]byte(recs.String()))...)
-	data = append(data, rawHeader("GNUSparseFile.0/x", '0', 1, true, nil)...)
-	data = append(data, block([]byte("x"))...)
-	return append(data, make([]byte, 1024)...)
 }
 
 // failingStore fails every read of an object at its end, as a dropped
@@ -357,11 +234,11 @@ func TestChunk_MadeFilesBounded(t *testing.T) {
 		{"OverLimit", 4, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var entries []tarEntry
+			var entries []hostile.Member
 			for i := range tt.files {
-				entries = append(entries, tarEntry{name: fmt.Sprintf("pgdata/f%d", i), body: "x"})
+				entries = append(entries, hostile.Member{Name: fmt.Sprintf("pgdata/f%d", i), Body: "x"})
 			}
-			data := makeTar(t, entries...)
+			data := hostile.Tar(t, entries...)
 			st := &failingStore{Store: storage.NewMem()}
 			a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.None}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
 			c := archive.ManifestChunk{ChunkFilename: testBackup + "/" + testBackup + ".00000001.pghoard", InputSize: int64(len(data))}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/jackc/pglogrepl"
 )
 
@@ -99,13 +100,13 @@ func FuzzPlanMember(f *testing.F) {
 // sizes): no panic, and no accepted member is a link, device, FIFO or
 // sparse file, or lies outside its directory.
 func FuzzPlanTar(f *testing.F) {
-	add := func(members ...tarEntry) { f.Add(makeTar(f, members...)) }
-	add(tarEntry{name: "pgdata/base/1/1259", body: "heap"}, tarEntry{name: "tablespaces/ts1/x", body: "spc"})
-	add(tarEntry{name: "pgdata/evil", typ: tar.TypeSymlink, link: "/tmp"}, tarEntry{name: "pgdata/evil/x", body: "x"})
-	add(tarEntry{name: "pgdata/" + strings.Repeat("long/", 40) + "x", body: "x"})
-	add(tarEntry{name: "pgdata/p", body: "x", pax: map[string]string{"path": "pgdata/../../escape"}})
-	f.Add(gnuSparseTar(f, "pgdata/s", 1<<20))
-	f.Add(paxSparseTar(f, "pgdata/s", 1<<20))
+	add := func(members ...hostile.Member) { f.Add(hostile.Tar(f, members...)) }
+	add(hostile.Member{Name: "pgdata/base/1/1259", Body: "heap"}, hostile.Member{Name: "tablespaces/ts1/x", Body: "spc"})
+	add(hostile.Member{Name: "pgdata/evil", Type: tar.TypeSymlink, Link: "/tmp"}, hostile.Member{Name: "pgdata/evil/x", Body: "x"})
+	add(hostile.Member{Name: "pgdata/" + strings.Repeat("long/", 40) + "x", Body: "x"})
+	add(hostile.Member{Name: "pgdata/p", Body: "x", PAX: map[string]string{"path": "pgdata/../../escape"}})
+	f.Add(hostile.Tar(f, hostile.GNUSparse("pgdata/s", 1<<20)))
+	f.Add(hostile.Tar(f, hostile.PAXSparse("pgdata/s", 1<<20)))
 	spcs := map[string]bool{"ts1": true}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr := tar.NewReader(bytes.NewReader(data))

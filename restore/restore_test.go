@@ -19,6 +19,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -122,18 +123,18 @@ func newFixture(t *testing.T, name string, tablespaces map[string]archive.Manife
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries := []tarEntry{
-		{name: archive.ManifestName, body: string(js)},
-		{name: archive.ControlPGControl, body: strings.Repeat("c", 8192)},
-		{name: archive.ControlBackupLabel, body: "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"},
+	entries := []hostile.Member{
+		{Name: archive.ManifestName, Body: string(js)},
+		{Name: archive.ControlPGControl, Body: strings.Repeat("c", 8192)},
+		{Name: archive.ControlBackupLabel, Body: "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"},
 		// PGHoard's test chunks are a part of a data directory: the
 		// control tar brings PG_VERSION, which a real chunk would.
-		{name: "pgdata/PG_VERSION", body: "15\n"},
+		{Name: "pgdata/PG_VERSION", Body: "15\n"},
 	}
 	for _, d := range archive.ControlEmptyDirs {
-		entries = append(entries, tarEntry{name: d, typ: tar.TypeDir})
+		entries = append(entries, hostile.Member{Name: d, Type: tar.TypeDir})
 	}
-	control := makeTar(t, entries...)
+	control := hostile.Tar(t, entries...)
 	f.info = &archive.BackupInfo{
 		Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", EndWALSegment: "000000010000000000000003",
 		StartTime: t0, EndTime: t0.Add(time.Minute), PGVersion: 150004, Site: "site",

@@ -32,6 +32,9 @@ type Member struct {
 	Body string
 	Link string
 	Mode int64 // 0: 0600 for files, 0700 for directories
+	// PAX are the member's PAX records; a tar.TypeXGlobalHeader member is
+	// these records alone.
+	PAX map[string]string
 	// Raw, when set, is the member's header and data blocks as they go into
 	// the tar: for what archive/tar will not write (sparse files, a size
 	// the data does not have).
@@ -182,7 +185,13 @@ func Tar(t testing.TB, members ...Member) []byte {
 			buf.Write(e.Raw)
 			continue
 		}
-		h := &tar.Header{Name: e.Name, Typeflag: e.Type, Mode: e.Mode, Linkname: e.Link, ModTime: time.Unix(1767236400, 0)}
+		if e.Type == tar.TypeXGlobalHeader {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: e.Type, PAXRecords: e.PAX}); err != nil {
+				t.Fatalf("tar global header: %v", err)
+			}
+			continue
+		}
+		h := &tar.Header{Name: e.Name, Typeflag: e.Type, Mode: e.Mode, Linkname: e.Link, ModTime: time.Unix(1767236400, 0), PAXRecords: e.PAX}
 		if h.Typeflag == 0 {
 			h.Typeflag = tar.TypeReg
 		}
