@@ -1,11 +1,9 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -67,21 +66,10 @@ func TestListAllBackups(t *testing.T) {
 // store: key=value is set in it.
 func damageBackup(t testing.TB, a *Archive, name, key, value string) {
 	t.Helper()
-	ctx := context.Background()
-	k := a.Layout.BackupKey(name)
-	rc, md, err := a.Store.Open(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	md.Metadata[key] = value
-	if err := a.Store.Put(ctx, k, bytes.NewReader(data), md.Metadata); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Rewrite(t, a.Store, a.Layout.BackupKey(name), func(data []byte, md storage.Metadata) []byte {
+		md[key] = value
+		return data
+	})
 }
 
 // TestScanBackups_Damaged: one backup with an unparsable start time, one

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -20,20 +21,10 @@ import (
 // a writer without keys can do.
 func rewriteMetadata(t *testing.T, st storage.Store, key string, edit func(storage.Metadata)) {
 	t.Helper()
-	ctx := context.Background()
-	rc, o, err := st.Open(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	edit(o.Metadata)
-	if err := st.Put(ctx, key, bytes.NewReader(data), o.Metadata); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Rewrite(t, st, key, func(data []byte, md storage.Metadata) []byte {
+		edit(md)
+		return data
+	})
 }
 
 func readAll(c *Codec, st storage.Store, key string) ([]byte, error) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -65,23 +65,13 @@ func checkFile(tb testing.TB, path string, want []byte) {
 // tamper flips one stored byte of key.
 func tamper(tb testing.TB, a *Archive, key string, at int) {
 	tb.Helper()
-	ctx := context.Background()
-	rc, md, err := a.Store.Open(ctx, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	b, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if at < 0 {
-		at += len(b)
-	}
-	b[at] ^= 0x40
-	if err := a.Store.Put(ctx, key, bytes.NewReader(b), md.Metadata); err != nil {
-		tb.Fatal(err)
-	}
+	storetest.Rewrite(tb, a.Store, key, func(b []byte, _ storage.Metadata) []byte {
+		if at < 0 {
+			at += len(b)
+		}
+		b[at] ^= 0x40
+		return b
+	})
 }
 
 func TestArchive_FetchWAL(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -289,18 +290,9 @@ func TestRun_ErrTamperedChunk(t *testing.T) {
 	f := newFixture(t, "basebackup", nil)
 	ctx := context.Background()
 	victim := f.chunks[1]
-	rc, md, err := f.a.Store.Open(ctx, victim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := io.ReadAll(rc)
-	rc.Close()
-	data[len(data)/2] ^= 1
-	if err := f.a.Store.Put(ctx, victim, bytes.NewReader(data), md.Metadata); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Tamper(t, f.a.Store, victim)
 	dir := filepath.Join(t.TempDir(), "data")
-	_, err = Run(ctx, f.options(dir))
+	_, err := Run(ctx, f.options(dir))
 	var de *archive.DecodeError
 	if !errors.As(err, &de) || de.Key != victim {
 		t.Fatalf("Run = %v, want a DecodeError for %s", err, victim)

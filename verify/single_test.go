@@ -11,6 +11,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -72,7 +73,7 @@ func TestRun_PGHoardSingleTar(t *testing.T) {
 				}
 			}
 			key := rep1Key(t, a)
-			damage(t, a, key)
+			storetest.Tamper(t, a.Store, key)
 			rep := run(t, a, true)
 			if rep.Backups[0].Status != StatusBroken || !strings.Contains(problems(rep), key) {
 				t.Fatalf("damaged %s: status %s, problems:\n%s", key, rep.Backups[0].Status, problems(rep))

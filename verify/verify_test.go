@@ -19,6 +19,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -287,32 +288,12 @@ func TestRun_Timelines(t *testing.T) {
 	})
 }
 
-// damage rewrites the object at key with one byte of its stored form
-// flipped, keeping its metadata.
-func damage(t *testing.T, a *archive.Archive, key string) {
-	t.Helper()
-	ctx := context.Background()
-	rc, md, err := a.Store.Open(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0x40
-	if err := a.Store.Put(ctx, key, bytes.NewReader(data), md.Metadata); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestRun_ErrDamagedChunk(t *testing.T) {
 	a := testArchive(t)
 	putBackup(t, a, "b1", 1, 2, 3, t0)
 	putSegments(t, a, 1, 2, 3)
 	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 2))
-	damage(t, a, key)
+	storetest.Tamper(t, a.Store, key)
 	if rep := run(t, a, false); !rep.OK() {
 		t.Fatalf("a same-size damaged chunk fails the quick check:\n%s", problems(rep))
 	}
@@ -386,7 +367,7 @@ func TestRun_ErrDamagedSegment(t *testing.T) {
 	}
 
 	t.Run("ErrHash", func(t *testing.T) {
-		damage(t, a, a.Layout.WALKey(seg(1, 5)))
+		storetest.Tamper(t, a.Store, a.Layout.WALKey(seg(1, 5)))
 		rep := run(t, a, true)
 		if !strings.Contains(problems(rep), seg(1, 5)) {
 			t.Fatalf("problems do not name %s:\n%s", seg(1, 5), problems(rep))
@@ -583,7 +564,7 @@ func TestRun_PartialTail(t *testing.T) {
 		}
 	}
 	// Damage found by a full check ends the reach before it.
-	tamperObject(t, a, a.Layout.WALKey(seg(1, 5)+".partial"))
+	storetest.Tamper(t, a.Store, a.Layout.WALKey(seg(1, 5)+".partial"))
 	rep := run(t, a, true)
 	if b := rep.Backups[0]; b.ReachSegment != seg(1, 4) || rep.OK() {
 		t.Errorf("damaged .partial: reach %s OK=%v\n%s", b.ReachSegment, rep.OK(), problems(rep))
@@ -594,24 +575,5 @@ func TestRun_PartialTail(t *testing.T) {
 	rep = run(t, a, false)
 	if b := rep.Backups[0]; b.ReachSegment != seg(1, 6) || rep.WALEnd.Partial || rep.WALEnd.File != seg(1, 6) {
 		t.Errorf("reach %s, WAL end %+v", b.ReachSegment, rep.WALEnd)
-	}
-}
-
-// tamperObject flips a byte in the middle of the stored object.
-func tamperObject(t testing.TB, a *archive.Archive, key string) {
-	t.Helper()
-	ctx := context.Background()
-	rc, md, err := a.Store.Open(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := a.Store.Put(ctx, key, bytes.NewReader(b), md.Metadata); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -1,0 +1,42 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Rewrite stores the object at key again with edit applied to its stored
+// bytes and its metadata: what someone who can write to the store but
+// holds no key can do. edit may change data in place and return it, or
+// return other bytes; the metadata it leaves is stored with them.
+func Rewrite(tb testing.TB, st storage.Store, key string, edit func(data []byte, md storage.Metadata) []byte) {
+	tb.Helper()
+	ctx := context.Background()
+	rc, o, err := st.Open(ctx, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data = edit(data, o.Metadata)
+	if err := st.Put(ctx, key, bytes.NewReader(data), o.Metadata); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Tamper flips one bit of the byte in the middle of the object stored at
+// key, keeping its metadata.
+func Tamper(tb testing.TB, st storage.Store, key string) {
+	tb.Helper()
+	Rewrite(tb, st, key, func(data []byte, _ storage.Metadata) []byte {
+		data[len(data)/2] ^= 0x40
+		return data
+	})
+}
