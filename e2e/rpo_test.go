@@ -78,18 +78,30 @@ func (s *streamSite) waitStoredThrough(d *daemonProc, c *pgtest.Cluster, lsn str
 	return seg
 }
 
-// TestDaemonPartialTail is the loss of a quiet primary: two rows are
-// committed a few seconds apart, each far from filling a segment, then
-// the primary crashes (SIGKILL) and the daemon stops. The archive's
-// newest WAL is the .partial copy the daemon stored every second; a
-// restore to the end of the archive must recover both rows from it, and a
-// restore to a time between them only the first. The daemon is also
-// killed with SIGKILL between two copies: its restarted copies must never
-// replace a longer one with a shorter one.
-func TestDaemonPartialTail(t *testing.T) {
-	if testing.Short() {
-		t.Skip("e2e: -short")
-	}
+// lostQuietPrimary is the scenario of the tests below: the loss of a
+// quiet primary streamed by hoard daemon into MinIO, with a .partial copy
+// stored every second.
+type lostQuietPrimary struct {
+	s     *streamSite
+	major int
+	// seg is the segment both rows are in, stored only as a .partial.
+	seg string
+	// between is a time after the commit of row 1 and before row 2's.
+	between string
+	// lsn2 is the server's WAL end after row 2.
+	lsn2 string
+	// want is the rows the primary committed.
+	want string
+}
+
+// loseQuietPrimary commits two rows a few seconds apart into table rpo,
+// each far from filling a segment, then the primary crashes (SIGKILL) and
+// the daemon stops. The archive's newest WAL is the .partial copy the
+// daemon stored every second. The daemon is also killed with SIGKILL
+// between two copies: its restarted copies must never replace a longer
+// one with a shorter one.
+func loseQuietPrimary(t *testing.T) lostQuietPrimary {
+	t.Helper()
 	major := pgtest.Versions()[len(pgtest.Versions())-1]
 	minio := storetest.MinIO(t)
 	s := newStreamSite(t, minio, minio)
@@ -131,27 +143,26 @@ func TestDaemonPartialTail(t *testing.T) {
 	if s.stored(seg) {
 		t.Fatalf("%s stored complete: the test needs the archive to end in its .partial", seg)
 	}
+	return lostQuietPrimary{s: s, major: major, seg: seg, between: between, lsn2: lsn2, want: want}
+}
+
+// TestDaemonPartialTail: after the loss of a quiet primary
+// (loseQuietPrimary), a restore to the end of the archive must recover
+// both rows from the newest .partial, and a restore to a time between
+// them only the first.
+func TestDaemonPartialTail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: -short")
+	}
+	l := loseQuietPrimary(t)
+	s, major, seg, between, lsn2, want := l.s, l.major, l.seg, l.between, l.lsn2, l.want
 
 	// What the archive says about its end.
 	list := s.mustHoard("list")
 	if !strings.Contains(list, "Stored WAL ends at LSN") || !strings.Contains(list, seg+".partial") {
 		t.Errorf("hoard list does not name the .partial end:\n%s", list)
 	}
-	out, _, _ := s.hoard("verify", "--json")
-	var rep struct {
-		Backups []struct {
-			Reach    string `json:"reach_wal_segment"`
-			ReachLSN string `json:"reach_lsn"`
-		} `json:"backups"`
-		WALEnd *struct {
-			File    string `json:"file"`
-			Partial bool   `json:"partial"`
-			LSN     string `json:"lsn"`
-		} `json:"wal_end"`
-	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("verify --json: %v\n%s", err, out)
-	}
+	rep := s.verifyReach()
 	if rep.WALEnd == nil || !rep.WALEnd.Partial || rep.WALEnd.File != seg+".partial" || lsnOf(t, rep.WALEnd.LSN) < lsnOf(t, lsn2) {
 		t.Errorf("verify --json wal_end %+v, want %s.partial reaching %s", rep.WALEnd, seg, lsn2)
 	}
@@ -180,6 +191,31 @@ func TestDaemonPartialTail(t *testing.T) {
 	if got := c.QueryString(t, "select string_agg(id::text, ',' order by id) from rpo"); got != "1" {
 		t.Errorf("restored to %s: rows %s, want 1", between, got)
 	}
+}
+
+// reachReport is the part of `hoard verify --json` about how far the
+// stored WAL reaches.
+type reachReport struct {
+	Backups []struct {
+		Reach    string `json:"reach_wal_segment"`
+		ReachLSN string `json:"reach_lsn"`
+	} `json:"backups"`
+	WALEnd *struct {
+		File    string `json:"file"`
+		Partial bool   `json:"partial"`
+		LSN     string `json:"lsn"`
+	} `json:"wal_end"`
+}
+
+// verifyReach runs hoard verify --json and returns its report.
+func (s *streamSite) verifyReach() reachReport {
+	s.t.Helper()
+	out, _, _ := s.hoard("verify", "--json")
+	var rep reachReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		s.t.Fatalf("verify --json: %v\n%s", err, out)
+	}
+	return rep
 }
 
 // rowsOfRPO lists the ids of table rpo.
