@@ -50,6 +50,9 @@ func retryable(err error) bool {
 // not retried), and returns its decoded size.
 func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, c archive.ManifestChunk, buf []byte, p *progress) (int64, error) {
 	key := src.Layout.ChunkKey(c.ChunkFilename)
+	if ex.bundles {
+		key = src.Layout.DeltaChunkKey(c.ChunkFilename)
+	}
 	var made madeFiles
 	for attempt := 0; ; attempt++ {
 		made.files, made.overflow = made.files[:0], false

@@ -26,6 +26,10 @@ const copyBufferSize = 1 << 20
 type extractor struct {
 	spcs  map[string]bool
 	roots map[string]*os.Root // "" → the data directory; a tablespace name → its directory
+	// bundles: the chunks are a delta backup's bundles, under
+	// basebackup_delta_chunk/ with members named relative to the data
+	// directory (see planBundle).
+	bundles bool
 }
 
 // newExtractor opens the data directory pgdata and the tablespace
@@ -68,7 +72,12 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *ma
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
 		}
-		p, err := planMember(h, e.spcs, false)
+		var p memberPlan
+		if e.bundles {
+			p, err = planBundle(h)
+		} else {
+			p, err = planMember(h, e.spcs, false)
+		}
 		if err != nil {
 			return err
 		}

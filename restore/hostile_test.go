@@ -37,20 +37,22 @@ func restoreHostile(t *testing.T, e hostile.Env, b hostile.Backup, spcDirs map[s
 }
 
 // TestRun_HostileBenign: the hostile backups' harness makes a backup that
-// restores, so that the refusals below are the hostile members' doing.
+// restores, and a delta backup that does, so that the refusals below are the hostile members' doing.
 func TestRun_HostileBenign(t *testing.T) {
-	e := hostile.NewEnv(t)
-	before := e.Snapshot(t)
-	if _, _, err := restoreHostile(t, e, hostile.Benign(), nil); err != nil {
-		t.Fatalf("benign backup: %v", err)
-	}
-	for _, name := range []string{"PG_VERSION", "base/1/1259", "global/pg_control", "backup_label", "recovery.signal", "postgresql.auto.conf"} {
-		if fi, err := os.Lstat(filepath.Join(e.Target(), name)); err != nil || !fi.Mode().IsRegular() {
-			t.Errorf("%s: %v", name, err)
+	for _, b := range []hostile.Backup{hostile.Benign(), hostile.BenignDelta()} {
+		e := hostile.NewEnv(t)
+		before := e.Snapshot(t)
+		if _, _, err := restoreHostile(t, e, b, nil); err != nil {
+			t.Fatalf("benign backup %s: %v", b.Name, err)
 		}
-	}
-	if diff := cmp.Diff(before, e.Snapshot(t)); diff != "" {
-		t.Errorf("outside the target (-before +after):\n%s", diff)
+		for _, name := range []string{"PG_VERSION", "base/1/1259", "global/pg_control", "backup_label", "recovery.signal", "postgresql.auto.conf"} {
+			if fi, err := os.Lstat(filepath.Join(e.Target(), name)); err != nil || !fi.Mode().IsRegular() {
+				t.Errorf("%s: %s: %v", b.Name, name, err)
+			}
+		}
+		if diff := cmp.Diff(before, e.Snapshot(t)); diff != "" {
+			t.Errorf("%s: outside the target (-before +after):\n%s", b.Name, diff)
+		}
 	}
 }
 

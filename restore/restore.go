@@ -249,6 +249,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		m = ctrl.Manifest
 	}
+	var dp *deltaPlan
+	if isDelta(b.Format) {
+		if dp, err = planDelta(src, m); err != nil {
+			return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
+		}
+	}
 	spcDirs, wipe, err := o.tablespaceDirs(m)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
@@ -285,7 +291,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		res.Download = time.Since(dl)
 	} else {
-		if err := o.downloadChunks(ctx, log, src, ex, m, res); err != nil {
+		if dp != nil {
+			err = o.restoreDelta(ctx, log, src, ex, m, dp, res)
+		} else {
+			err = o.downloadChunks(ctx, log, src, ex, m, res)
+		}
+		if err != nil {
 			return nil, incomplete(fmt.Errorf("backup %s: %w", b.Name, err))
 		}
 		res.Download = time.Since(dl)
@@ -336,17 +347,19 @@ func checkDamaged(log zerolog.Logger, damaged []*archive.DamagedBackup, name str
 func checkFormat(b *archive.BackupInfo) error {
 	what := ""
 	switch b.Format {
-	case archive.FormatBBv2, "": // "": one pg_basebackup tar, PGHoard's basic or pipe mode
+	case archive.FormatBBv2, archive.FormatDeltaV1, archive.FormatDeltaV2, "": // "": one pg_basebackup tar, PGHoard's basic or pipe mode
 		return nil
 	case archive.FormatBBv1:
 		what = "PGHoard's legacy single-object format " + archive.FormatBBv1
-	case archive.FormatDeltaV1, archive.FormatDeltaV2:
-		what = "PGHoard's delta format " + b.Format
 	default:
 		what = fmt.Sprintf("format %q", b.Format)
 	}
-	return fmt.Errorf("backup %s is %s; hoard restores %s backups and single pg_basebackup tars only (restore it with pghoard_restore): %w",
+	return fmt.Errorf("backup %s is %s; hoard restores %s and PGHoard's delta backups and single pg_basebackup tars only (restore it with pghoard_restore): %w",
 		b.Name, what, archive.FormatBBv2, ErrUnsupportedFormat)
+}
+
+func isDelta(format string) bool {
+	return format == archive.FormatDeltaV1 || format == archive.FormatDeltaV2
 }
 
 func (o *Options) validate() error {

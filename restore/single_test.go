@@ -31,13 +31,15 @@ func realPGHoard(t testing.TB, mode string) (*archive.Archive, string) {
 	}, dir
 }
 
-// TestRun_PGHoardSingleTar restores the basebackups a real PGHoard 2.7
-// took in its basic and pipe modes (one pg_basebackup tar, zstd,
-// encrypted) of a PostgreSQL 15 cluster, starts PostgreSQL on each and
-// compares table t with the rows the source held at the end of the
-// archived WAL. The WAL is decoded from the same archive.
-func TestRun_PGHoardSingleTar(t *testing.T) {
-	for _, mode := range []string{"basic", "pipe"} {
+// TestRun_PGHoardReal restores the basebackups a real PGHoard 2.7 took
+// in its basic and pipe modes (one pg_basebackup tar) and its delta mode
+// (pghoard-delta-v2: a bundle of small files, basebackup_delta/<hash>
+// objects and files embedded in the manifest), zstd, encrypted, of a
+// PostgreSQL 15 cluster, starts PostgreSQL on each and compares table t
+// with the rows the source held at the end of the archived WAL. The WAL
+// is decoded from the same archive.
+func TestRun_PGHoardReal(t *testing.T) {
+	for _, mode := range []string{"basic", "pipe", "delta"} {
 		t.Run(mode, func(t *testing.T) {
 			a, dir := realPGHoard(t, mode)
 			want, err := os.ReadFile(filepath.Join(dir, "rows.txt"))
@@ -49,8 +51,12 @@ func TestRun_PGHoardSingleTar(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(bs) != 1 || bs[0].Format != "" || bs[0].BasebackupMode != mode {
-				t.Fatalf("listed %+v, want one %s backup without a format", bs, mode)
+			format := ""
+			if mode == "delta" {
+				format = archive.FormatDeltaV2
+			}
+			if len(bs) != 1 || bs[0].Format != format || bs[0].BasebackupMode != mode {
+				t.Fatalf("listed %+v, want one %s backup of format %q", bs, mode, format)
 			}
 			walDir := decodeWAL(t, a)
 			target := filepath.Join(pgtest.TempDir(t), "data")
@@ -58,11 +64,22 @@ func TestRun_PGHoardSingleTar(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.PGMajor != 15 || res.Chunks != 1 {
-				t.Errorf("restored PG %d, %d chunks; want 15, 1", res.PGMajor, res.Chunks)
+			if res.PGMajor != 15 {
+				t.Errorf("restored PG %d, want 15", res.PGMajor)
 			}
-			if n, _ := originalSize(bs[0]); res.Bytes != n || bs[0].TotalSizePlain != n {
-				t.Errorf("restored %d bytes, listed %d, original-file-size %d", res.Bytes, bs[0].TotalSizePlain, n)
+			if mode == "delta" {
+				// The fixture's one bundle and 58 files from delta
+				// objects (29 distinct: identical files share one).
+				if res.Chunks != 59 {
+					t.Errorf("restored %d bundles and delta object files, want 59", res.Chunks)
+				}
+			} else {
+				if res.Chunks != 1 {
+					t.Errorf("restored %d chunks, want 1", res.Chunks)
+				}
+				if n, _ := originalSize(bs[0]); res.Bytes != n || bs[0].TotalSizePlain != n {
+					t.Errorf("restored %d bytes, listed %d, original-file-size %d", res.Bytes, bs[0].TotalSizePlain, n)
+				}
 			}
 			c := pgtest.StartDataDir(t, 15, target, nil)
 			c.WaitRecoveryDone(t, 3*time.Minute)

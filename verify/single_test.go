@@ -92,34 +92,61 @@ func rep1Key(t *testing.T, a *archive.Archive) string {
 }
 
 // TestRun_PGHoardDelta: a delta backup a real PGHoard took
-// (pghoard-delta-v2: a bundle and basebackup_delta/<hash> objects) is not
-// called broken: it is limited, with a problem that says hoard cannot
-// restore it and what was and was not checked. A delta object deleted
-// from the store makes it broken, naming the object.
+// (pghoard-delta-v2: a bundle, basebackup_delta/<hash> objects and files
+// embedded in the manifest) verifies, quickly and in full, with its
+// bundle and its 29 delta objects checked. A delta object swapped for
+// another of the same size (each decodes, but not to its name's digest)
+// is reported by the full check, and a deleted one by both, naming the
+// object.
 func TestRun_PGHoardDelta(t *testing.T) {
 	a := realPGHoard(t, "delta")
 	for _, full := range []bool{false, true} {
 		rep := run(t, a, full)
-		if len(rep.Backups) != 1 || rep.Backups[0].Status != StatusLimited {
+		if len(rep.Backups) != 1 || rep.Backups[0].Status != StatusOK || rep.Backups[0].Chunks != 30 {
 			t.Fatalf("full=%v: %+v\n%s", full, rep.Backups, problems(rep))
 		}
-		if p := problems(rep); !strings.Contains(p, "cannot restore it") || !strings.Contains(p, "not checked") {
-			t.Errorf("full=%v: problems do not say what was not checked:\n%s", full, p)
-		}
 	}
-	var victim string
-	err := a.Store.List(context.Background(), a.Layout.Dir(archive.DeltaDir), func(o storage.Object) error {
-		victim = o.Key
+	ctx := context.Background()
+	bySize := map[string]string{}
+	var victim, other string
+	err := a.Store.List(ctx, a.Layout.Dir(archive.DeltaDir), func(o storage.Object) error {
+		st, err := a.Store.Stat(ctx, o.Key)
+		if err != nil {
+			return err
+		}
+		n := st.Metadata[archive.MetaOriginalFileSize]
+		if k, ok := bySize[n]; ok && victim == "" {
+			victim, other = k, o.Key
+		}
+		bySize[n] = o.Key
 		return nil
 	})
 	if err != nil || victim == "" {
-		t.Fatalf("no delta object listed: %v", err)
+		t.Fatalf("no two delta objects of one size: %v", err)
 	}
-	if err := a.Store.Delete(context.Background(), victim); err != nil {
+	rc, info, err := a.Store.Open(ctx, other)
+	if err != nil {
 		t.Fatal(err)
 	}
-	rep := run(t, a, false)
-	if rep.Backups[0].Status != StatusBroken || !strings.Contains(problems(rep), victim) {
-		t.Fatalf("without %s: status %s, problems:\n%s", victim, rep.Backups[0].Status, problems(rep))
+	err = a.Store.Put(ctx, victim, rc, info.Metadata)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := run(t, a, false); rep.Backups[0].Status != StatusOK {
+		t.Errorf("quick check of a swapped object: status %s, problems:\n%s", rep.Backups[0].Status, problems(rep))
+	}
+	rep := run(t, a, true)
+	if p := problems(rep); rep.Backups[0].Status != StatusBroken || !strings.Contains(p, victim) || !strings.Contains(p, "digest") {
+		t.Fatalf("%s swapped: status %s, problems:\n%s", victim, rep.Backups[0].Status, p)
+	}
+	if err := a.Store.Delete(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	for _, full := range []bool{false, true} {
+		rep := run(t, a, full)
+		if rep.Backups[0].Status != StatusBroken || !strings.Contains(problems(rep), victim) {
+			t.Fatalf("full=%v, without %s: status %s, problems:\n%s", full, victim, rep.Backups[0].Status, problems(rep))
+		}
 	}
 }

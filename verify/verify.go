@@ -379,6 +379,10 @@ type chunkCheck struct {
 	manifest *archive.Manifest
 	chunk    archive.ManifestChunk
 	single   bool // the whole backup, one pg_basebackup tar (no manifest)
+	bundle   bool // a delta backup's bundle (members named relative to the data directory)
+	// object, when set, makes this a delta backup's delta object (key)
+	// rather than a chunk.
+	object *deltaObject
 }
 
 // controls reads the control object of every backup, parallel at a time,
@@ -429,24 +433,7 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		return []chunkCheck{{r: r, key: b.Key, chunk: ch, single: true}}, nil
 	}
 	if b.Format == archive.FormatDeltaV1 || b.Format == archive.FormatDeltaV2 {
-		// hoard cannot restore these yet: check what the archive can
-		// tell (archive.CheckBackup), and say what is left unchecked.
-		err := c.a.CheckBackup(ctx, b, c.full)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err != nil {
-			c.problem(r, true, "PGHoard delta backup (%s): %v", b.Format, err)
-			return nil, nil
-		}
-		checked := "exist with their stored sizes (their contents are decoded with the full check)"
-		if c.full {
-			checked = "decode to their ends"
-		}
-		c.problem(r, false, "PGHoard delta backup (%s): hoard cannot restore it (restore it with pghoard_restore); "+
-			"checked: its control object decodes and its bundles and delta objects %s; not checked: "+
-			"the bundles' tar members and that the files rebuild the data directory", b.Format, checked)
-		return nil, nil
+		return c.deltaControl(ctx, b, r)
 	}
 	if b.Format != archive.FormatBBv2 {
 		c.problem(r, true, "format %q: hoard checks and restores %s backups and single pg_basebackup tars only", b.Format, archive.FormatBBv2)
@@ -482,9 +469,14 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 		}
 		g.Go(func() error {
 			var err error
-			if full {
-				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk, cc.single)
-			} else {
+			switch {
+			case cc.object != nil && full:
+				err = c.decodeDeltaObject(gctx, cc.key, cc.object)
+			case cc.object != nil:
+				err = c.statDeltaObject(gctx, cc.key)
+			case full:
+				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk, cc.single, cc.bundle)
+			default:
 				err = c.statChunk(gctx, cc.key, cc.chunk)
 			}
 			if gctx.Err() != nil {
@@ -492,7 +484,11 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 			}
 			if err != nil {
 				c.log.Debug().Err(err).Str("key", cc.key).Msg("chunk damaged")
-				c.problem(cc.r, true, "chunk %s: %v", cc.key, err)
+				what := "chunk"
+				if cc.object != nil {
+					what = "delta object"
+				}
+				c.problem(cc.r, true, "%s %s: %v", what, cc.key, err)
 			}
 			return nil
 		})
@@ -522,8 +518,9 @@ func (c *checker) statChunk(ctx context.Context, key string, ch archive.Manifest
 // it to its end as a tar stream and checks its decoded size against the
 // manifest's input_size (decoding stops just past it), and each member as
 // restore would (restore.CheckChunkMember, or restore.CheckSingleMember for
-// a single-tar backup, whose input_size is -1 when not recorded).
-func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single bool) error {
+// a single-tar backup, whose input_size is -1 when not recorded, or
+// restore.CheckBundleMember for a delta backup's bundle).
+func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single, bundle bool) error {
 	if err := c.statChunk(ctx, key, ch); err != nil {
 		return err
 	}
@@ -552,6 +549,9 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 			return fmt.Errorf("read tar: %w", err)
 		}
 		check := func() error { return restore.CheckChunkMember(m, h) }
+		if bundle {
+			check = func() error { return restore.CheckBundleMember(h) }
+		}
 		if single {
 			check = func() error { return restore.CheckSingleMember(h) }
 			if path.Clean(h.Name) == "global/pg_control" {

@@ -3,6 +3,7 @@ package hostile
 import (
 	"archive/tar"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io/fs"
 	"os"
@@ -267,15 +268,72 @@ func Cases(e Env) []Case {
 		{Name: "ManifestManyChunks", Object: "control", Names: []string{"chunks"},
 			Backup: Backup{ControlTar: tarOf(manifestOf(`{"chunks":[` + strings.Repeat(`{},`, archive.MaxManifestChunks) + `{}]}`))}},
 	}
+	cs = append(cs, deltaCases(e)...)
 	for i := range cs {
 		cs[i].Backup.Name = fmt.Sprintf("2026-01-02_03-00_%d", i+1)
 	}
 	return cs
 }
 
+// deltaCases are the hostile delta backups (pghoard-delta-v2): paths of
+// the manifest or members of a bundle that leave the data directory, aim
+// at pg_tblspc or pg_control, or come twice; delta objects that are not
+// what their name (a digest) and the manifest say.
+func deltaCases(e Env) []Case {
+	embed := func(rel, body string) []archive.DeltaFile {
+		b64 := base64.StdEncoding.EncodeToString([]byte(body))
+		return []archive.DeltaFile{{RelativePath: rel, FileSize: int64(len(body)), ContentB64: &b64}}
+	}
+	object := func(rel string, size int64, digest string) []archive.DeltaFile {
+		return []archive.DeltaFile{{RelativePath: rel, FileSize: size, Hexdigest: digest}}
+	}
+	bundle := func(ms ...Member) Backup { return Backup{Chunks: [][]Member{ms}, DeltaDirs: []string{}} }
+	page, other, big := strings.Repeat("p", 8192), strings.Repeat("q", 8192), strings.Repeat("b", 1<<20)
+	return []Case{
+		{Name: "DeltaPathDotDot", Object: "control", Names: []string{`"../victim"`},
+			Backup: Backup{Delta: embed("../victim", "owned\n")}},
+		{Name: "DeltaPathAbsolute", Object: "control", Names: []string{e.Victim()},
+			Backup: Backup{Delta: embed(e.Victim(), "owned\n")}},
+		{Name: "DeltaPathTablespaceLink", Object: "control", Names: []string{"pg_tblspc/16384"},
+			Backup: Backup{Delta: object("pg_tblspc/16384", int64(len(page)), Digest(page)), DeltaObjects: map[string]string{Digest(page): page}}},
+		{Name: "DeltaPathPGControl", Object: "control", Names: []string{"global/pg_control"},
+			Backup: Backup{Delta: embed("global/pg_control", "control\n")}},
+		{Name: "DeltaPathTwice", Object: "control", Names: []string{"base/1/2600"},
+			Backup: Backup{Delta: append(embed("base/1/2600", "a\n"), embed("base/1/2600", "b\n")...)}},
+		{Name: "DeltaDirDotDot", Object: "control", Names: []string{"../victim-dir/new"},
+			Backup: Backup{DeltaDirs: []string{"../victim-dir/new"}}},
+		{Name: "DeltaDigestNotHex", Object: "control", Names: []string{"../../xlog/" + StartSegment},
+			Backup: Backup{Delta: object("base/1/2601", 8192, "../../xlog/"+StartSegment)}},
+		{Name: "DeltaObjectSwapped", Names: []string{Digest(page), "base/1/2602", "digest"},
+			Backup: Backup{Delta: object("base/1/2602", int64(len(page)), Digest(page)), DeltaObjects: map[string]string{Digest(page): other}}},
+		{Name: "DeltaObjectOverFileSize", Names: []string{Digest(big), "base/1/2603", "file_size"},
+			Backup: Backup{Delta: object("base/1/2603", 8192, Digest(big)), DeltaObjects: map[string]string{Digest(big): big}}},
+		{Name: "DeltaObjectMissing", Names: []string{Digest(other), "base/1/2604"},
+			Backup: Backup{Delta: object("base/1/2604", int64(len(other)), Digest(other)), DeltaDirs: []string{}}},
+		{Name: "DeltaEmbeddedOverBundled", Names: []string{"base/1/2605", "already restored"},
+			Backup: Backup{Chunks: [][]Member{{file("base/1/2605", "bundled\n")}}, Delta: embed("base/1/2605", "embedded\n")}},
+		{Name: "BundleSymlink", Object: "chunk", Names: []string{"recovery.signal"},
+			Backup: bundle(Member{Name: "recovery.signal", Type: tar.TypeSymlink, Link: e.Victim()})},
+		{Name: "BundleTablespaceLink", Object: "chunk", Names: []string{"pg_tblspc/16384"},
+			Backup: bundle(Member{Name: "pg_tblspc/16384", Type: tar.TypeSymlink, Link: e.VictimDir()})},
+		{Name: "BundleDotDot", Object: "chunk", Names: []string{"../victim"},
+			Backup: bundle(file("../victim", "owned\n"))},
+		{Name: "BundleAbsolute", Object: "chunk", Names: []string{e.Victim()},
+			Backup: bundle(file(e.Victim(), "owned\n"))},
+		{Name: "BundleKeyDotDot", Object: "control", Names: []string{`"../../xlog/` + StartSegment + `"`},
+			Backup: Backup{DeltaDirs: []string{}, Manifest: func(m *archive.Manifest) { m.Chunks[0].ChunkFilename = "../../xlog/" + StartSegment }}},
+	}
+}
+
+// file is a regular file member.
+func file(name, body string) Member { return Member{Name: name, Body: body} }
+
 // Benign is a backup with nothing hostile in it, named like no Case: the
 // harness restores it, so that the refusals are the hostile members' doing.
 func Benign() Backup { return Backup{Name: "2026-01-02_03-00_0"} }
+
+// BenignDelta is Benign as a delta backup: one bundle and a manifest.
+func BenignDelta() Backup { return Backup{Name: "2026-01-02_02-00_0", DeltaDirs: []string{}} }
 
 // manyFiles returns n regular files of size bytes each.
 func manyFiles(n, size int) []Member {

@@ -15,6 +15,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -60,7 +62,20 @@ type Backup struct {
 	// ChunkTars, when set, replace the tars built from Chunks (after the
 	// first, benign one); the manifest records their sizes.
 	ChunkTars [][]byte
+
+	// Delta, DeltaDirs and DeltaObjects make the backup a delta one
+	// (pghoard-delta-v2) when any is set: the chunks are its bundles
+	// (under basebackup_delta_chunk/, members named relative to the data
+	// directory, the first one benign), its manifest lists the benign
+	// bundle's files, then Delta, its directories DeltaDirs, and
+	// DeltaObjects are stored as basebackup_delta/<name>.
+	Delta        []archive.DeltaFile
+	DeltaDirs    []string
+	DeltaObjects map[string]string
 }
+
+// IsDelta reports whether b is a delta backup.
+func (b Backup) IsDelta() bool { return b.Delta != nil || b.DeltaDirs != nil || b.DeltaObjects != nil }
 
 // Stored names what Put stored.
 type Stored struct {
@@ -97,7 +112,13 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 	if m.Tablespaces == nil {
 		m.Tablespaces = map[string]archive.ManifestTablespace{}
 	}
-	tars := [][]byte{Tar(t, benign()...)}
+	first := benign()
+	chunkKey := a.Layout.ChunkKey
+	if b.IsDelta() {
+		first = benignBundle()
+		chunkKey = a.Layout.DeltaChunkKey
+	}
+	tars := [][]byte{Tar(t, first...)}
 	if b.ChunkTars != nil {
 		tars = append(tars, b.ChunkTars...)
 	} else {
@@ -108,7 +129,7 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 	var plain, stored int64
 	for i, data := range tars {
 		cf := archive.ChunkFilename(b.Name, i+1)
-		key := a.Layout.ChunkKey(cf)
+		key := chunkKey(cf)
 		st, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(data), int64(len(data)), storage.Metadata{archive.MetaFormat: archive.FormatBBv2})
 		if err != nil {
 			t.Fatalf("store chunk %s: %v", key, err)
@@ -117,6 +138,18 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: cf, InputSize: int64(len(data)), ResultSize: st.StoredSize})
 		plain += int64(len(data))
 		stored += st.StoredSize
+	}
+	format := archive.FormatBBv2
+	if b.IsDelta() {
+		format = archive.FormatDeltaV2
+		m.DeltaManifest = deltaManifest(t, first, b)
+		for name, body := range b.DeltaObjects {
+			key := a.Layout.DeltaKey(name)
+			md := storage.Metadata{archive.MetaFormat: format, archive.MetaOriginalFileSize: fmt.Sprint(len(body))}
+			if _, err := a.Codec.Put(ctx, a.Store, key, strings.NewReader(body), int64(len(body)), md); err != nil {
+				t.Fatalf("store delta object %s: %v", key, err)
+			}
+		}
 	}
 	if b.Manifest != nil {
 		b.Manifest(m)
@@ -139,7 +172,7 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 	}
 	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	info := &archive.BackupInfo{
-		Format: archive.FormatBBv2, StartWALSegment: StartSegment, EndWALSegment: EndSegment,
+		Format: format, StartWALSegment: StartSegment, EndWALSegment: EndSegment,
 		StartTime: start, EndTime: start.Add(time.Minute), StartLSN: 0x200028, EndLSN: 0x300100,
 		StartTimeline: 1, EndTimeline: 1, WALSegmentSize: SegmentSize, PGVersion: 150004,
 		TotalSizePlain: plain, TotalSizeEnc: stored, ChunkCount: len(tars), Site: a.Site,
@@ -170,6 +203,52 @@ func benign() []Member {
 		{Name: "pgdata/base/1", Type: tar.TypeDir},
 		{Name: "pgdata/base/1/1259", Body: strings.Repeat("r", 8192)},
 	}
+}
+
+// benignBundle is the first bundle of every hostile delta backup: the
+// files of benign, named relative to the data directory, as PGHoard's
+// bundles hold them (regular files only).
+func benignBundle() []Member {
+	var out []Member
+	for _, m := range benign() {
+		if m.Type == 0 {
+			out = append(out, Member{Name: strings.TrimPrefix(m.Name, "pgdata/"), Body: m.Body})
+		}
+	}
+	return out
+}
+
+// deltaManifest is the "manifest" of a hostile delta backup: the files of
+// its benign bundle, then b.Delta; the directories of benign, then
+// b.DeltaDirs.
+func deltaManifest(t testing.TB, bundle []Member, b Backup) []byte {
+	t.Helper()
+	var dm archive.DeltaManifest
+	st := &dm.SnapshotResult.State
+	st.RootGlobs = []string{"**/*"}
+	st.EmptyDirs = []string{"."}
+	for _, m := range benign() {
+		if m.Type == tar.TypeDir && m.Name != "pgdata" {
+			st.EmptyDirs = append(st.EmptyDirs, strings.TrimPrefix(m.Name, "pgdata/"))
+		}
+	}
+	st.EmptyDirs = append(st.EmptyDirs, b.DeltaDirs...)
+	for _, m := range bundle {
+		st.Files = append(st.Files, archive.DeltaFile{RelativePath: m.Name, FileSize: int64(len(m.Body)), ShouldBeBundled: true})
+	}
+	st.Files = append(st.Files, b.Delta...)
+	js, err := json.Marshal(dm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// Digest is the name of a delta object holding body: its BLAKE2s-256, hex.
+func Digest(body string) string {
+	h := archive.NewDeltaHash()
+	h.Write([]byte(body))
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Tar builds a tar of members; Raw members go in as they are.

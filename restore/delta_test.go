@@ -1,0 +1,135 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// realDeltaIn copies the real PGHoard delta fixture into a mem store,
+// letting edit change each object (its key, bytes and metadata) or drop
+// it (return nil data).
+func realDeltaIn(t *testing.T, edit func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata)) *archive.Archive {
+	t.Helper()
+	ctx := context.Background()
+	a, _ := realPGHoard(t, "delta")
+	mem := storage.NewMem()
+	t.Cleanup(func() { mem.Close() })
+	err := a.Store.List(ctx, "site/", func(o storage.Object) error {
+		rc, info, err := a.Store.Open(ctx, o.Key)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		md := info.Metadata
+		if edit != nil {
+			if data, md = edit(o.Key, data, md); data == nil {
+				return nil
+			}
+		}
+		return mem.Put(ctx, o.Key, bytes.NewReader(data), md)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Store = mem
+	return a
+}
+
+// sameSizeDeltaObjects returns two delta objects of the fixture whose
+// files have the same size (original-file-size).
+func sameSizeDeltaObjects(t *testing.T) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	a, _ := realPGHoard(t, "delta")
+	bySize := map[string]string{}
+	var x, y string
+	err := a.Store.List(ctx, a.Layout.Dir(archive.DeltaDir), func(o storage.Object) error {
+		st, err := a.Store.Stat(ctx, o.Key)
+		if err != nil {
+			return err
+		}
+		n := st.Metadata[archive.MetaOriginalFileSize]
+		if k, ok := bySize[n]; ok && x == "" {
+			x, y = k, o.Key
+		}
+		bySize[n] = o.Key
+		return nil
+	})
+	if err != nil || x == "" {
+		t.Fatalf("no two delta objects of the same size (%v)", err)
+	}
+	return x, y
+}
+
+// TestRun_PGHoardDeltaErrTampered: a delta object of the real PGHoard
+// delta fixture swapped for another (validly encrypted, but not the bytes
+// its name is the digest of), altered, or missing fails the restore with
+// an error naming the object, and leaves no pg_control.
+func TestRun_PGHoardDeltaErrTampered(t *testing.T) {
+	victim, other := sameSizeDeltaObjects(t)
+	var otherData []byte
+	var otherMD storage.Metadata
+	grab := realDeltaIn(t, nil)
+	rc, info, err := grab.Store.Open(context.Background(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherData, _ = io.ReadAll(rc)
+	rc.Close()
+	otherMD = info.Metadata
+	cases := []struct {
+		name string
+		edit func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata)
+		want error // besides ErrIncomplete; nil: any
+	}{
+		{"swapped", func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata) {
+			if key == victim {
+				return otherData, otherMD
+			}
+			return data, md
+		}, ErrDeltaDigest},
+		{"altered", func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata) {
+			if key == victim {
+				data[len(data)/2] ^= 0x40
+			}
+			return data, md
+		}, nil},
+		{"missing", func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata) {
+			if key == victim {
+				return nil, nil
+			}
+			return data, md
+		}, storage.ErrNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := realDeltaIn(t, tc.edit)
+			target := filepath.Join(t.TempDir(), "data")
+			_, err := Run(context.Background(), Options{Archive: a, TargetDir: target, RestoreCommand: "false", Logger: zerolog.Nop()})
+			if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), victim) {
+				t.Fatalf("Run = %v, want ErrIncomplete naming %s", err, victim)
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("Run = %v, want %v", err, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(target, "global", "pg_control")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("pg_control after a failed restore: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,124 @@
+package verify
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// deltaObject is one delta object of a delta backup (PGHoard's
+// pghoard-delta-v1 and v2), checked once however many of its files share
+// it.
+type deltaObject struct {
+	digest string
+	size   int64    // the files' file_size
+	files  []string // the files restored from it, the first few
+}
+
+// deltaControl checks the control object of delta backup b as restore
+// reads it, and its manifest as restore plans it, and returns its bundles
+// and delta objects to check.
+func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport) ([]chunkCheck, error) {
+	ctrl, err := c.a.ReadControl(ctx, b.Key, restore.CheckControlMember)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		c.problem(r, true, "%v", err)
+		return nil, nil
+	}
+	m := ctrl.Manifest
+	if err := restore.CheckDeltaManifest(c.a, m); err != nil {
+		c.problem(r, true, "control object %s: %v", b.Key, err)
+		return nil, nil
+	}
+	dm, err := archive.ParseDelta(m) // CheckDeltaManifest parsed it
+	if err != nil {
+		return nil, err
+	}
+	objects := map[string]*deltaObject{}
+	for _, f := range dm.SnapshotResult.State.Files {
+		if f.Hexdigest == "" {
+			continue
+		}
+		o := objects[f.Hexdigest]
+		if o == nil {
+			o = &deltaObject{digest: f.Hexdigest, size: f.FileSize}
+			objects[f.Hexdigest] = o
+		} else if o.size != f.FileSize {
+			c.problem(r, true, "control object %s: files %s and %s share delta object %s but not their file_size (%d, %d)",
+				b.Key, o.files[0], f.RelativePath, f.Hexdigest, o.size, f.FileSize)
+		}
+		if len(o.files) < 3 {
+			o.files = append(o.files, f.RelativePath)
+		}
+	}
+	list := make([]chunkCheck, 0, len(m.Chunks)+len(objects))
+	for _, ch := range m.Chunks {
+		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, bundle: true})
+	}
+	digests := make([]string, 0, len(objects))
+	for d := range objects {
+		digests = append(digests, d)
+	}
+	sort.Strings(digests)
+	for _, d := range digests {
+		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaKey(d), manifest: m, object: objects[d]})
+	}
+	c.mu.Lock()
+	r.Chunks = len(list)
+	c.mu.Unlock()
+	return list, nil
+}
+
+// statDeltaObject checks that a delta object exists. Its stored size is
+// not compared with the manifest's stored_file_size: PGHoard may have
+// stored the same bytes again, encoded otherwise, after an older manifest
+// recorded it; the full check decodes it against its digest instead.
+func (c *checker) statDeltaObject(ctx context.Context, key string) error {
+	_, err := c.a.Store.Stat(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errors.New("missing")
+	}
+	return err
+}
+
+// decodeDeltaObject decodes a delta object to its end (stopping just past
+// its files' file_size): it must decode to exactly that many bytes, whose
+// BLAKE2s-256 is its name, as restore requires.
+func (c *checker) decodeDeltaObject(ctx context.Context, key string, o *deltaObject) error {
+	rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errors.New("missing")
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	sum := archive.NewDeltaHash()
+	n, err := io.CopyBuffer(sum, io.LimitReader(rc, o.size+1), make([]byte, 256<<10))
+	if err != nil {
+		return err
+	}
+	if n > o.size {
+		return fmt.Errorf("decodes to more than the manifest's file_size, %d bytes (file %s)", o.size, o.files[0])
+	}
+	// The integrity checks at EOF.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return err
+	}
+	if n != o.size {
+		return fmt.Errorf("decodes to %d bytes, the manifest's file_size is %d (file %s)", n, o.size, o.files[0])
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != o.digest {
+		return fmt.Errorf("its content has BLAKE2s-256 %s, not the digest it is named by (altered or swapped; file %s)", got, o.files[0])
+	}
+	return nil
+}
