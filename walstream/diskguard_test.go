@@ -116,7 +116,9 @@ func (d *durable) fillSpool(rr *running, limit int) Status {
 // once an hour: the guard must still pause before the next segment would
 // leave less than MinFreeBytes, because it is asked before every
 // preallocation. No write may fail for lack of space. Once the storage is
-// back, the spool drains, receiving resumes, and a restore has every row.
+// back, the spool drains, receiving resumes without waiting for the timer
+// (each upload that frees the spool has the guard asked again), and a
+// restore has every row.
 func TestReceiver_Run_DiskGuardBeforeAllocation(t *testing.T) {
 	spool := tmpfsSpool(t, 12)
 	d := newDurable(t, spool)
@@ -129,10 +131,8 @@ func TestReceiver_Run_DiskGuardBeforeAllocation(t *testing.T) {
 		t.Errorf("a write hit the full disk:\n%s", logs.String())
 	}
 	d.up.failing.Store(false)
-	// The timer is an hour away: room is noticed when openNext is asked
-	// again, which the timer also drives. Reconnecting asks at once.
-	rr.stop(t)
-	rr = d.start(Options{MinFreeBytes: 4 << 20})
+	// The timer is an hour away: the uploads that free the spool make
+	// the paused receiver look at the free space again.
 	waitFor(t, "receiving resumed", func() bool { return !rr.r.Status().Paused && rr.r.Status().QueueDepth == 0 })
 	d.finish(rr)
 }

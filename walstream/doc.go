@@ -124,7 +124,8 @@
 // with the old flush position, so the server does not time the connection
 // out. Receiving resumes once ResumeMultiplier (1.5) times MinFreeBytes
 // are free (and the new segment fits), as uploads free the spool; this is
-// looked at every DiskCheckInterval.
+// looked at each time an upload removes a file from the spool, and every
+// DiskCheckInterval (for room made some other way).
 //
 // # Hole check
 //

@@ -185,6 +185,10 @@ type Receiver struct {
 
 	// holeChecks holds the hole check waiting for holeLoop.
 	holeChecks chan holeCheck
+	// freed is signalled when an upload removed a file from the spool:
+	// a receive loop paused for room looks at the free space again at
+	// once instead of at its next DiskCheckInterval.
+	freed chan struct{}
 
 	// faults injects file system failures and crashes in tests.
 	faults faults
@@ -222,6 +226,7 @@ func New(opts Options) (*Receiver, error) {
 		retryMax: retryMax,
 		// One check waits at most: a newer one replaces it.
 		holeChecks: make(chan holeCheck, 1),
+		freed:      make(chan struct{}, 1),
 	}
 	r.guard = &diskGuard{
 		min:    opts.MinFreeBytes,

@@ -348,11 +348,17 @@ func (s *session) receive(ctx context.Context) error {
 			wake = minTime(wake, s.nextPartial)
 		}
 		if guard.paused || s.cur == nil {
-			// Read nothing: the server keeps the WAL for the slot.
+			// Read nothing: the server keeps the WAL for the slot. An
+			// upload that removes a file from the spool ends the wait:
+			// the free space is looked at again at once, so receiving
+			// resumes as fast as uploads make room, not one segment or
+			// two per DiskCheckInterval.
 			t := time.NewTimer(time.Until(wake))
 			select {
 			case <-ctx.Done():
 			case <-t.C:
+			case <-r.freed:
+				s.nextDiskCheck = time.Now()
 			}
 			t.Stop()
 			continue

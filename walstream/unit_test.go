@@ -1,6 +1,7 @@
 package walstream
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -389,5 +390,66 @@ func TestSession_reportable(t *testing.T) {
 	r.storedThrough(800)
 	if got := s.reportable(); got != 500 {
 		t.Errorf("synchronous, stored ahead: %d, want the fsynced 500", got)
+	}
+}
+
+// TestReceive_PausedWakesOnUpload: a receive loop paused for room in the
+// spool looks at the free space again as soon as an upload removes a file
+// from it, not at its next DiskCheckInterval (an hour here). Looked at on
+// the timer only, a spool on a small disk takes a segment or two per
+// interval and then waits again, however fast the uploads drain it, while
+// the WAL the slot holds on the server keeps growing.
+func TestReceive_PausedWakesOnUpload(t *testing.T) {
+	const segSize = 1 << 20
+	spool := t.TempDir()
+	done := wal.Segment{Timeline: 1, No: 5}
+	if err := os.WriteFile(filepath.Join(spool, done.Name(segSize)), []byte("complete segment"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Options{Slot: "hoard", SpoolDir: spool, Uploader: newSink(t), MinFreeBytes: 4 << 20,
+		DiskCheckInterval: time.Hour, StatusInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The disk stays nearly full: asked again, the guard keeps the loop
+	// paused, so it never reads from the (absent) connection.
+	asked := make(chan struct{}, 1)
+	r.guard.free = func() (uint64, error) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		return 1 << 20, nil
+	}
+	r.guard.paused = true
+	now := time.Now()
+	s := &session{r: r, segSize: segSize, tli: 1, pos: done.Next().StartLSN(segSize), flushed: done.Next().StartLSN(segSize),
+		nextStatus: now.Add(time.Hour), nextDiskCheck: now.Add(time.Hour)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ended := make(chan error, 1)
+	go func() { ended <- s.receive(ctx) }()
+
+	if !r.runTask(ctx, make(chan struct{}), uploadTask{kind: taskFile, name: done.Name(segSize)}) {
+		t.Fatal("upload gave up")
+	}
+	if _, err := os.Stat(filepath.Join(spool, done.Name(segSize))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("uploaded segment still in the spool: %v", err)
+	}
+	// testTimeout is only the safety net: without the wake-up the next
+	// look is an hour away.
+	select {
+	case <-asked:
+	case err := <-ended:
+		t.Fatalf("receive ended while paused: %v", err)
+	case <-time.After(testTimeout):
+		t.Fatal("an upload freed the spool, but the paused receive loop did not look at the free space again")
+	}
+	cancel()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("receive = %v, want context.Canceled", err)
+	}
+	if s.cur != nil {
+		t.Errorf("segment %s opened with the disk still nearly full", s.cur.name())
 	}
 }

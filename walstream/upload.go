@@ -214,6 +214,7 @@ func (r *Receiver) uploadFile(ctx context.Context, t uploadTask) error {
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("remove uploaded %s: %w", p, err)
 	}
+	r.spoolFreed()
 	r.log.Debug().Str(logFile, t.name).Msg("uploaded")
 	if t.kind == taskFile && wal.IsSegmentName(t.name) {
 		if segSize := r.segSize.Load(); segSize != 0 {
@@ -225,6 +226,16 @@ func (r *Receiver) uploadFile(ctx context.Context, t uploadTask) error {
 		}
 	}
 	return nil
+}
+
+// spoolFreed tells a receive loop paused for room that a file left the
+// spool. One signal waits at most: the loop looks at the free space
+// itself.
+func (r *Receiver) spoolFreed() {
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
 }
 
 // uploadSnapshot copies the fsynced head of the growing .partial into
