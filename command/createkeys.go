@@ -79,8 +79,8 @@ func runCreateKeys(c *cli.Context) error {
 		printf(c.App.ErrWriter, "Add this to your configuration file. The daemon needs only the public key.\n")
 		return nil
 	}
-	if err := config.AddEncryptionKey(path, c.String("site"), id, pubPEM, privPEM); err != nil {
-		if errors.Is(err, config.ErrKeyExists) {
+	if err := addEncryptionKey(path, c.String("site"), id, pubPEM, privPEM); err != nil {
+		if errors.Is(err, errKeyExists) {
 			return usagef("choose another --key-id; old keys stay to read old backups", "%v", err)
 		}
 		return fmt.Errorf("add key %s to %s: %w", id, path, err)

@@ -139,13 +139,14 @@ func runObjectGet(c *cli.Context) error {
 		}
 		return w.Flush()
 	}
-	return writeFileAtomic(out, rc)
+	return writeFileAtomic(out, rc, nil)
 }
 
 // writeFileAtomic writes r to path through a temporary file in the same
 // directory, renamed into place only after a clean EOF and fsync: a failed
-// decode never leaves a file that looks complete.
-func writeFileAtomic(path string, r io.Reader) error {
+// decode never leaves a file that looks complete. prepare, unless nil, is
+// run on the temporary file first (to set its owner and mode).
+func writeFileAtomic(path string, r io.Reader, prepare func(*os.File) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -158,6 +159,11 @@ func writeFileAtomic(path string, r io.Reader) error {
 			os.Remove(tmp.Name())
 		}
 	}()
+	if prepare != nil {
+		if err := prepare(tmp); err != nil {
+			return err
+		}
+	}
 	if _, err := io.Copy(tmp, r); err != nil {
 		return err
 	}

@@ -55,8 +55,8 @@
 // empty node, so PGHOST, PGUSER and friends alone are enough.
 //
 // Keys: the package carries encryption keys as PEM strings and never parses
-// them; crypto/ does. AddEncryptionKey edits a file in place, keeping every
-// other key, for `hoard create-keys`.
+// them; crypto/ does. `hoard create-keys` adds a key pair to a file itself
+// (command/configedit.go).
 //
 // Other packages do not import config, and config, a leaf, imports no hoard
 // package: commands turn a *Site into each package's own Options, and

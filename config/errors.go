@@ -12,8 +12,6 @@ var (
 	ErrNoSites = errors.New("no backup sites configured")
 	// ErrUnknownSite means a site name is not in backup_sites.
 	ErrUnknownSite = errors.New("unknown site")
-	// ErrKeyExists means AddEncryptionKey was given a key id already present.
-	ErrKeyExists = errors.New("encryption key id already exists")
 )
 
 // Problem is one thing wrong in a configuration.

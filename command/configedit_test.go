@@ -1,4 +1,4 @@
-package config
+package command
 
 import (
 	"bytes"
@@ -10,12 +10,17 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoardbackup/hoard/config"
 )
+
+// configTestdata holds the configuration files config's tests read.
+const configTestdata = "../config/testdata"
 
 // copyTestdata copies a testdata file into a temp dir with the given mode.
 func copyTestdata(t testing.TB, name string, mode os.FileMode) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", name))
+	data, err := os.ReadFile(filepath.Join(configTestdata, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +51,7 @@ func TestAddEncryptionKey(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		p := copyTestdata(t, "s3.json", 0o644)
 		before := decodeFile(t, p)
-		if err := AddEncryptionKey(p, "", "key2", "PUB\n", "PRIV\n"); err != nil {
+		if err := addEncryptionKey(p, "", "key2", "PUB\n", "PRIV\n"); err != nil {
 			t.Fatal(err)
 		}
 		after := decodeFile(t, p)
@@ -77,20 +82,20 @@ func TestAddEncryptionKey(t *testing.T) {
 			t.Errorf("temp files left behind: %v", entries)
 		}
 		// The result loads and uses the new key.
-		c, err := Load(p, nil)
+		c, err := config.Load(p, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if id, k, ok := mustSite(t, c, "prod").EncryptionKey(); !ok || id != "key2" || k.Public != "PUB\n" {
+		if id, k, ok := c.BackupSites["prod"].EncryptionKey(); !ok || id != "key2" || k.Public != "PUB\n" {
 			t.Errorf("EncryptionKey() = %q, %+v, %v", id, k, ok)
 		}
 	})
 	t.Run("OKSecondKey", func(t *testing.T) {
 		p := copyTestdata(t, "pghoard-basebackup.json", 0o600)
-		if err := AddEncryptionKey(p, "", "new", "PUB", ""); err != nil {
+		if err := addEncryptionKey(p, "", "new", "PUB", ""); err != nil {
 			t.Fatal(err)
 		}
-		c, err := Load(p, nil)
+		c, err := config.Load(p, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +109,7 @@ func TestAddEncryptionKey(t *testing.T) {
 	})
 	t.Run("OKNamedSite", func(t *testing.T) {
 		p := copyTestdata(t, "multisite.json", 0o600)
-		if err := AddEncryptionKey(p, "azure", "k", "PUB", "PRIV"); err != nil {
+		if err := addEncryptionKey(p, "azure", "k", "PUB", "PRIV"); err != nil {
 			t.Fatal(err)
 		}
 		m := decodeFile(t, p)
@@ -115,9 +120,9 @@ func TestAddEncryptionKey(t *testing.T) {
 	t.Run("ErrKeyExists", func(t *testing.T) {
 		p := copyTestdata(t, "pghoard-basebackup.json", 0o600)
 		before, _ := os.ReadFile(p)
-		err := AddEncryptionKey(p, "", "5ba999de817c49a682ffed124abf9a2e", "PUB", "PRIV")
-		if !errors.Is(err, ErrKeyExists) {
-			t.Fatalf("err = %v, want ErrKeyExists", err)
+		err := addEncryptionKey(p, "", "5ba999de817c49a682ffed124abf9a2e", "PUB", "PRIV")
+		if !errors.Is(err, errKeyExists) {
+			t.Fatalf("err = %v, want errKeyExists", err)
 		}
 		after, _ := os.ReadFile(p)
 		if string(before) != string(after) {
@@ -126,14 +131,14 @@ func TestAddEncryptionKey(t *testing.T) {
 	})
 	t.Run("ErrSeveralSites", func(t *testing.T) {
 		p := copyTestdata(t, "multisite.json", 0o600)
-		err := AddEncryptionKey(p, "", "k", "PUB", "PRIV")
+		err := addEncryptionKey(p, "", "k", "PUB", "PRIV")
 		if err == nil || !strings.Contains(err.Error(), "--site") {
 			t.Fatalf("err = %v, want it to ask for --site", err)
 		}
 	})
 	t.Run("ErrUnknownSite", func(t *testing.T) {
 		p := copyTestdata(t, "multisite.json", 0o600)
-		if err := AddEncryptionKey(p, "nope", "k", "PUB", "PRIV"); !errors.Is(err, ErrUnknownSite) {
+		if err := addEncryptionKey(p, "nope", "k", "PUB", "PRIV"); !errors.Is(err, config.ErrUnknownSite) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -142,7 +147,7 @@ func TestAddEncryptionKey(t *testing.T) {
 		if err := os.WriteFile(p, []byte(`{"backup_sites": `), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := AddEncryptionKey(p, "", "k", "PUB", "PRIV"); err == nil {
+		if err := addEncryptionKey(p, "", "k", "PUB", "PRIV"); err == nil {
 			t.Fatal("want error")
 		}
 	})
@@ -175,4 +180,42 @@ func TestWriteOrdered(t *testing.T) {
 	if got := buf.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
+}
+
+// FuzzOrdered checks that addEncryptionKey's order-keeping re-encoding
+// never changes what a JSON document means.
+func FuzzOrdered(f *testing.F) {
+	files, err := filepath.Glob(filepath.Join(configTestdata, "*.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range files {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"a": 1, "a": [2, {"b": "\u00e9\n"}], "c": -0.5e-3}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := decodeOrdered(data)
+		if err != nil {
+			return
+		}
+		var want any
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Skipf("decodeOrdered accepted what json.Unmarshal rejects: %v", err)
+		}
+		var buf bytes.Buffer
+		if err := writeOrdered(&buf, v, ""); err != nil {
+			t.Fatal(err)
+		}
+		var got any
+		if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+			t.Fatalf("re-encoded JSON does not parse: %v\n%s", err, buf.Bytes())
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("meaning changed (-want +got):\n%s", diff)
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package config
+package command
 
 import (
 	"bytes"
@@ -7,19 +7,24 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
+	"syscall"
+
+	"github.com/hoardbackup/hoard/config"
 )
 
-// AddEncryptionKey adds a key pair under backup_sites.<site>.encryption_keys
+// errKeyExists means addEncryptionKey was given a key id already present.
+var errKeyExists = errors.New("encryption key id already exists")
+
+// addEncryptionKey adds a key pair under backup_sites.<site>.encryption_keys
 // of the JSON file at path and makes it the site's encryption_key_id. Every
 // other key and value is kept in its order; the file is re-indented with 4
-// spaces. It refuses a key id that already exists (ErrKeyExists). site ""
+// spaces. It refuses a key id that already exists (errKeyExists). site ""
 // means the only site. The file is replaced atomically and keeps its owner,
 // group and mode, less any permission for others, since it now holds a
 // private key: `sudo hoard create-keys` on a root:postgres 0640 file leaves
 // a root:postgres 0640 file that the service can still read.
-func AddEncryptionKey(path, site, keyID, publicPEM, privatePEM string) error {
+func addEncryptionKey(path, site, keyID, publicPEM, privatePEM string) error {
 	if keyID == "" {
 		return errors.New("add encryption key: empty key id")
 	}
@@ -37,12 +42,12 @@ func AddEncryptionKey(path, site, keyID, publicPEM, privatePEM string) error {
 	}
 	sites, ok := top.get("backup_sites").(*object)
 	if !ok {
-		return fmt.Errorf("add encryption key: %s: backup_sites: %w", path, ErrNoSites)
+		return fmt.Errorf("add encryption key: %s: backup_sites: %w", path, config.ErrNoSites)
 	}
 	if site == "" {
 		switch len(sites.keys) {
 		case 0:
-			return fmt.Errorf("add encryption key: %s: %w", path, ErrNoSites)
+			return fmt.Errorf("add encryption key: %s: %w", path, config.ErrNoSites)
 		case 1:
 			site = sites.keys[0]
 		default:
@@ -51,7 +56,7 @@ func AddEncryptionKey(path, site, keyID, publicPEM, privatePEM string) error {
 	}
 	s, ok := sites.get(site).(*object)
 	if !ok {
-		return fmt.Errorf("add encryption key: site %q: %w (have: %s)", site, ErrUnknownSite, strings.Join(sites.keys, ", "))
+		return fmt.Errorf("add encryption key: site %q: %w (have: %s)", site, config.ErrUnknownSite, strings.Join(sites.keys, ", "))
 	}
 	keys, ok := s.get("encryption_keys").(*object)
 	if !ok {
@@ -59,7 +64,7 @@ func AddEncryptionKey(path, site, keyID, publicPEM, privatePEM string) error {
 		s.set("encryption_keys", keys)
 	}
 	if keys.has(keyID) {
-		return fmt.Errorf("add encryption key %q to site %s: %w", keyID, site, ErrKeyExists)
+		return fmt.Errorf("add encryption key %q to site %s: %w", keyID, site, errKeyExists)
 	}
 	pair := &object{}
 	if privatePEM != "" {
@@ -201,9 +206,6 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
-// writeFileAtomic writes data to a temporary file in path's directory,
-// fsyncs it, renames it over path and fsyncs the directory, so a crash
-// leaves either the old or the new file.
 // replaceFile replaces the file at path with data atomically, keeping its
 // owner, group and mode less the permissions for others. It refuses, rather
 // than hand the file to another owner, when it cannot give the new file the
@@ -213,63 +215,13 @@ func replaceFile(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	mode := fi.Mode().Perm() &^ 0o007
-	uid, gid, ok := fileOwner(fi)
-	if !ok {
-		return writeFileAtomic(path, data, mode, nil)
-	}
-	return writeFileAtomic(path, data, mode, func(f *os.File) error {
-		if err := f.Chown(uid, gid); err != nil {
-			return fmt.Errorf("keep owner %d and group %d of %s (run as root or as the file's owner): %w", uid, gid, path, err)
+	return writeFileAtomic(path, bytes.NewReader(data), func(f *os.File) error {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+				return fmt.Errorf("keep owner %d and group %d of %s (run as root or as the file's owner): %w", st.Uid, st.Gid, path, err)
+			}
 		}
-		return nil
+		// After the chown, which clears set-id bits.
+		return f.Chmod(fi.Mode().Perm() &^ 0o007)
 	})
-}
-
-// writeFileAtomic writes data to a temp file beside path with mode, runs
-// prepare on it (nil: nothing), fsyncs it, renames it over path and fsyncs
-// the directory.
-func writeFileAtomic(path string, data []byte, mode os.FileMode, prepare func(*os.File) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temp file: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if prepare != nil {
-		if err = prepare(f); err != nil {
-			return err
-		}
-	}
-	// After the chown, which clears set-id bits.
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	return nil
 }
