@@ -1,10 +1,10 @@
 package command
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -129,7 +129,7 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 	if !ok {
 		return nil, usagef("pass --to-site NAME", "--to-config %s has no site %s", file, name)
 	}
-	if bytes.Equal(site.ObjectStorage.JSON(), env.site.ObjectStorage.JSON()) && site.Prefix == env.site.Prefix {
+	if reflect.DeepEqual(site.ObjectStorage.StorageConfig(), env.site.ObjectStorage.StorageConfig()) && site.Prefix == env.site.Prefix {
 		return nil, usagef("point --to-config at another storage or site prefix", "the target is the source itself: site %s in the same storage", name)
 	}
 	codec, err := siteCodec(cfg, site)

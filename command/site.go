@@ -133,11 +133,7 @@ func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 // rate limits and retries of transient errors (outside the limits, so
 // that a retry still sees the caller's seekable reader).
 func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateLimits) (storage.Store, error) {
-	sc, err := storage.ParseConfig(o.JSON())
-	if err != nil {
-		return nil, err
-	}
-	st, err := storage.Open(ctx, sc)
+	st, err := storage.Open(ctx, o.StorageConfig())
 	if err != nil {
 		return nil, err
 	}

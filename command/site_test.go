@@ -20,11 +20,7 @@ func storageConfig(t *testing.T, objectStorage string) storage.Config {
 		js = `{"backup_location": "/var/lib/hoard", "backup_sites": {"s": {"object_storage": ` + objectStorage + `}}}`
 	}
 	cfg := parseTestConfig(t, js)
-	sc, err := storage.ParseConfig(cfg.BackupSites["s"].ObjectStorage.JSON())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sc
+	return cfg.BackupSites["s"].ObjectStorage.StorageConfig()
 }
 
 func TestObjectStorage_StorageConfig(t *testing.T) {

@@ -58,7 +58,7 @@
 // them; crypto/ does. `hoard create-keys` adds a key pair to a file itself
 // (command/configedit.go).
 //
-// Other packages do not import config, and config, a leaf, imports no hoard
-// package: commands turn a *Site into each package's own Options, and
-// ObjectStorage.JSON into a storage.Config.
+// Only command (and docs/gen) imports config, and config imports only the
+// leaves compress, replication and storage: commands turn a *Site into each
+// package's own Options; ObjectStorage.StorageConfig is the storage.Config.
 package config

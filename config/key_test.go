@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestSchema checks that every row of the schema fits its field, so that a
@@ -100,4 +102,22 @@ func defaultFits(d, f reflect.Type) bool {
 	}
 	number := func(t reflect.Type) bool { return t.Kind() >= reflect.Int && t.Kind() <= reflect.Float64 }
 	return d == f || number(d) && number(f) && f != reflect.TypeFor[time.Duration]()
+}
+
+// TestStorageConfig checks that every object_storage key reaches
+// storage.Config: a field whose json tag is the key's name, which takes the
+// key's value.
+func TestStorageConfig(t *testing.T) {
+	st := reflect.TypeFor[storage.Config]()
+	tags := map[string]reflect.Type{}
+	for i := range st.NumField() {
+		tags[st.Field(i).Tag.Get("json")] = st.Field(i).Type
+	}
+	for _, k := range storageKeys {
+		f, _ := reflect.TypeFor[ObjectStorage]().FieldByName(k.field)
+		to, ok := tags[k.name]
+		if !ok || f.Type != to && !(to.Kind() == reflect.Pointer && f.Type == to.Elem()) {
+			t.Errorf("object_storage.%s: storage.Config has no field of json name %[1]q that takes a %v", k.name, f.Type)
+		}
+	}
 }

@@ -2,8 +2,9 @@ package config
 
 import (
 	"encoding/json"
-	"fmt"
 	"reflect"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // Storage types (object_storage.storage_type). StorageURL is hoard's
@@ -83,28 +84,20 @@ type ObjectStorage struct {
 	InsecureIgnoreHostKey bool
 }
 
-// JSON returns o as PGHoard's object_storage object: storage_type (none
-// for a url), prefix and the keys of its storage type, unset optional
-// values left out. storage.ParseConfig reads it. config and storage are
-// both leaves and import no hoard package, so rohmu's key names, which
-// storage.Config's json tags spell too, are where they meet.
-func (o ObjectStorage) JSON() []byte {
-	m := map[string]any{}
-	v := reflect.ValueOf(o)
-	for i := range storageKeys {
-		k := &storageKeys[i]
-		if !k.accepts(o.StorageType) || k.name == "storage_type" && o.StorageType == StorageURL {
-			continue
-		}
-		if x := show(v.FieldByName(k.field)); x != nil {
-			m[k.name] = x
+// StorageConfig returns the storage.Config o describes: each key of its
+// storage type (url and prefix for a url) in the field whose json tag is
+// the key's name, rohmu's. TestStorageConfig checks that every key has its
+// field.
+func (o ObjectStorage) StorageConfig() storage.Config {
+	var sc storage.Config
+	dst, src := reflect.ValueOf(&sc).Elem(), reflect.ValueOf(o)
+	for i := range dst.NumField() {
+		k := lookup(storageKeys, dst.Type().Field(i).Tag.Get("json"))
+		if k != nil && k.accepts(o.StorageType) && !(k.name == "storage_type" && o.StorageType == StorageURL) {
+			set(dst.Field(i), src.FieldByName(k.field).Interface())
 		}
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic(fmt.Sprintf("config: encode object_storage: %v", err)) // strings, numbers and a checked JSON object
-	}
-	return b
+	return sc
 }
 
 // newObjectStorage returns the object_storage of a storage type before its

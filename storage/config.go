@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,7 +17,7 @@ import (
 
 // Config selects and configures a backend. Its fields are PGHoard's
 // object_storage settings, named in the json tags as rohmu names them:
-// ParseConfig reads a site's object_storage object into a Config.
+// config.ObjectStorage.StorageConfig fills each from the key of its tag.
 type Config struct {
 	Type   string `json:"storage_type"` // local, s3, google, azure, swift, sftp or mem; ignored when URL is set
 	URL    string `json:"url"`          // any gocloud.dev/blob URL (s3://, gs://, azblob://, file://, mem://)
@@ -73,19 +72,6 @@ type Config struct {
 	KnownHostsFile        string `json:"known_hosts_file"`         // sftp: default ~/.ssh/known_hosts
 	HostKeyFingerprint    string `json:"host_key_fingerprint"`     // sftp: SHA256:... instead of known_hosts
 	InsecureIgnoreHostKey bool   `json:"insecure_ignore_host_key"` // sftp: accept any host key
-}
-
-// ParseConfig reads PGHoard's object_storage object (rohmu's keys, or
-// hoard's url) into a Config. A key Config does not have is an error
-// rather than a setting silently dropped.
-func ParseConfig(object []byte) (Config, error) {
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(object))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return Config{}, fmt.Errorf("read object_storage: %w", err)
-	}
-	return c, nil
 }
 
 // Open opens the store that c describes. Open does not contact the backend:
