@@ -21,33 +21,9 @@
 // JSON type is its field's Go type (kinds.go). Decoding the file, the
 // environment overrides, `hoard config show` (Config.Values), the range
 // checks and the reference docs/configuration.md (Keys and EnvVars) all
-// read the rows, so none of them can miss a key.
-//
-// # Adding a key
-//
-//  1. Add a field to the struct that holds the key: Config for a top-level
-//     key, Site for a key of a site, ObjectStorage for a storage key (and to
-//     storage.Config, with the key as its json tag), or a new struct for a
-//     new object (a struct field, a pointer to one for an object that is
-//     off when null, or a map of them for objects by name).
-//  2. Add a row to that struct's table in schema.go: name, field and doc;
-//     def when the default is not the zero value (defDoc when it is
-//     computed); env and envDoc for a HOARD_* variable (a site key's
-//     variable applies to the selected site); secret for a credential,
-//     which config show masks and whose variable may name a file
-//     (<env>_FILE); valid for the range of a number; types for a storage
-//     key, which then gets a HOARD_<TYPE>_<KEY> variable per type.
-//  3. A rule that is not a range (a list of names, two keys set together,
-//     a file that must exist) goes into validate.go, reported at the key's
-//     JSON path.
-//  4. Run `go generate ./docs` to regenerate docs/configuration.md.
-//
-// TestSchema checks that every row fits its field; TestEnvVars that every
-// variable changes something (give a new variable that is not a string a
-// valid value there). A field of a type kinds does not list yet
-// needs an entry there: how it is read from JSON and from a variable. A new
-// storage type needs a row in storageTypes, its keys' types, and its checks
-// in ObjectStorage.validate.
+// read the rows, so none of them can miss a key. docs/architecture.md
+// follows a key through them and says how to add one: a field and a row,
+// and a rule in validate.go when a range is not enough.
 //
 // Connections: a node is a libpq keyword object, a keyword/value string or a
 // URI; Node.ConnString gives a string for pgconn.ParseConfig, which also

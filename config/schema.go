@@ -9,7 +9,8 @@ import (
 
 // The tables below are the schema. To add a key, add a field to the struct
 // the table describes and a row here; add a check to validate.go when not
-// every value of its type is valid. See doc.go.
+// every value of its type is valid; run go generate ./docs. See "A
+// configuration key" in docs/architecture.md.
 
 // globalKeys are the keys at the top level of the file (Config).
 var globalKeys = []key{
