@@ -3,7 +3,6 @@ package config
 import (
 	"path"
 	"reflect"
-	"sort"
 	"time"
 )
 
@@ -132,14 +131,7 @@ func New() *Config {
 }
 
 // SiteNames returns the site names in sorted order.
-func (c *Config) SiteNames() []string {
-	names := make([]string, 0, len(c.BackupSites))
-	for n := range c.BackupSites {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func (c *Config) SiteNames() []string { return sortedKeys(c.BackupSites) }
 
 // Source tells where the value at a JSON path (for example
 // "backup_sites.default.basebackup_count") came from: "default", "file" or

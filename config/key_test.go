@@ -43,6 +43,14 @@ func checkTable(t *testing.T, typ reflect.Type, path string, table []key, env bo
 		if k.valid != "" && (kd == nil || !strings.Contains("integer number seconds", kd.name)) {
 			t.Errorf("%s: valid %q on a %s", p, k.valid, ft)
 		}
+		if k.oneOf != nil && ft.Kind() != reflect.String {
+			t.Errorf("%s: oneOf on a %s", p, ft)
+		}
+		for _, typ := range strings.Fields(k.required) {
+			if !k.accepts(typ) || typ == StorageURL {
+				t.Errorf("%s: required for %s, which does not take it", p, typ)
+			}
+		}
 		switch {
 		case ft == reflect.TypeFor[ObjectStorage]():
 			for _, sk := range k.keys {

@@ -54,7 +54,7 @@ func (c *Config) validate() problems {
 	} else if c.Compression.Level < 0 || (max > 0 && c.Compression.Level > max) {
 		ps.add("compression.level", "%d out of range 0-%d for %s", c.Compression.Level, max, c.Compression.Algorithm)
 	}
-	c.checkRanges(&ps)
+	c.checkRows(&ps)
 	if (c.WebserverUsername == "") != (c.WebserverPassword == "") {
 		ps.add("webserver_password", "webserver_username and webserver_password must be set together")
 	}
@@ -72,9 +72,6 @@ func (c *Config) validate() problems {
 	}
 	if !slices.Contains(HashAlgorithms, c.HashAlgorithm) {
 		ps.add("hash_algorithm", "unknown hash %q (want one of %s)", c.HashAlgorithm, strings.Join(HashAlgorithms, ", "))
-	}
-	if c.Statsd != nil && c.Statsd.Format != "telegraf" && c.Statsd.Format != "datadog" {
-		ps.add("statsd.format", "unknown format %q (want telegraf or datadog)", c.Statsd.Format)
 	}
 	if c.Pushgateway != nil && c.Pushgateway.Endpoint == "" {
 		ps.add("pushgateway.endpoint", "required")
@@ -96,12 +93,17 @@ func readable(ps *problems, path, name string) {
 	_ = f.Close()
 }
 
-// checkRanges reports every number outside the range its row allows
-// (key.valid), at every level: sites, nested objects, object_storage.
-func (c *Config) checkRanges(ps *problems) {
+// checkRows reports, at every level (sites, nested objects,
+// object_storage), every string its row's oneOf does not list and every
+// number outside the range its row allows (valid).
+func (c *Config) checkRows(ps *problems) {
 	w := &walker{}
 	w.object("", globalKeys, reflect.ValueOf(c).Elem())
 	for _, e := range w.entries {
+		if s, ok := e.val.(string); ok && e.key.oneOf != nil && !slices.Contains(e.key.oneOf, s) && (s != "" || e.key.def != nil) {
+			noun := e.key.name[strings.LastIndex(e.key.name, "_")+1:] // "mode" of active_backup_mode
+			ps.add(e.path, "unknown %s %q (want %s)", noun, s, orList(e.key.oneOf))
+		}
 		if e.key.valid == "" || e.val == nil {
 			continue
 		}
@@ -127,12 +129,6 @@ func (c *Config) checkRanges(ps *problems) {
 }
 
 func (s *Site) validate(ps *problems, c *Config, p string) {
-	if !slices.Contains(activeBackupModes, s.ActiveBackupMode) {
-		ps.add(p+".active_backup_mode", "unknown mode %q (want one of %s)", s.ActiveBackupMode, strings.Join(activeBackupModes, ", "))
-	}
-	if s.BasebackupMode != "" && !slices.Contains(basebackupModes, s.BasebackupMode) {
-		ps.add(p+".basebackup_mode", "unknown mode %q (want one of %s)", s.BasebackupMode, strings.Join(basebackupModes, ", "))
-	}
 	switch {
 	case s.BasebackupHour != nil && s.BasebackupMinute == nil:
 		ps.add(p+".basebackup_minute", "required when basebackup_hour is set")
@@ -173,31 +169,26 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 
 func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 	p := site + ".object_storage"
+	if o.Implicit {
+		if o.Directory == "" {
+			ps.add("backup_location", "required: site %s has no object_storage and falls back to local storage at backup_location", strings.TrimPrefix(site, "backup_sites."))
+		}
+		return
+	}
+	v := reflect.ValueOf(*o)
+	for _, k := range storageKeys {
+		if slices.Contains(strings.Fields(k.required), o.StorageType) && v.FieldByName(k.field).IsZero() {
+			ps.add(p+"."+k.name, "required for %s storage", o.StorageType)
+		}
+	}
 	switch o.StorageType {
 	case StorageLocal:
-		if o.Implicit {
-			if o.Directory == "" {
-				ps.add("backup_location", "required: site %s has no object_storage and falls back to local storage at backup_location", strings.TrimPrefix(site, "backup_sites."))
-			}
-			return
-		}
-		if o.Directory == "" {
-			ps.add(p+".directory", "required for local storage")
-		} else if c.BackupLocation != "" && filepath.Clean(o.Directory) == filepath.Clean(c.BackupLocation) {
+		if o.Directory != "" && c.BackupLocation != "" && filepath.Clean(o.Directory) == filepath.Clean(c.BackupLocation) {
 			ps.add(p+".directory", "must differ from backup_location %q (PGHoard stages files there)", c.BackupLocation)
 		}
 	case StorageS3:
-		if o.Region == "" {
-			ps.add(p+".region", "required for s3 storage")
-		}
-		if o.BucketName == "" {
-			ps.add(p+".bucket_name", "required for s3 storage")
-		}
 		if (o.AWSAccessKeyID == "") != (o.AWSSecretAccessKey == "") {
 			ps.add(p+".aws_secret_access_key", "aws_access_key_id and aws_secret_access_key must be set together")
-		}
-		if o.AddressingStyle != "" && !slices.Contains([]string{"path", "virtual", "auto"}, o.AddressingStyle) {
-			ps.add(p+".addressing_style", "unknown style %q (want path, virtual or auto)", o.AddressingStyle)
 		}
 	case StorageGoogle:
 		if o.ProjectID == "" && o.BucketName == "" {
@@ -207,23 +198,10 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 			ps.add(p+".credentials", "credential_file and credentials are mutually exclusive")
 		}
 	case StorageAzure:
-		if o.AccountName == "" {
-			ps.add(p+".account_name", "required for azure storage")
-		}
 		if (o.Host == "") != (o.Port == 0) {
 			ps.add(p+".port", "host and port must be set together")
 		}
-		if o.AzureCloud != "" && !slices.Contains([]string{"public", "germany", "china"}, o.AzureCloud) {
-			ps.add(p+".azure_cloud", "unknown cloud %q (want public, germany or china)", o.AzureCloud)
-		}
 	case StorageSwift:
-		for _, k := range []struct{ name, v string }{
-			{"user", o.User}, {"key", o.Key}, {"auth_url", o.AuthURL}, {"container_name", o.ContainerName},
-		} {
-			if k.v == "" {
-				ps.add(p+"."+k.name, "required for swift storage")
-			}
-		}
 		if !slices.Contains([]string{"", "1", "1.0", "2", "2.0", "3", "3.0"}, o.AuthVersion) {
 			ps.add(p+".auth_version", "unknown version %q (want 1.0, 2.0 or 3.0)", o.AuthVersion)
 		}
@@ -234,12 +212,6 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 			ps.add(p+".endpoint_type", "unknown endpoint type %q (want publicURL, internalURL or adminURL)", o.EndpointType)
 		}
 	case StorageSFTP:
-		if o.Server == "" {
-			ps.add(p+".server", "required for sftp storage")
-		}
-		if o.Username == "" {
-			ps.add(p+".username", "required for sftp storage")
-		}
 		if o.Password == "" && o.PrivateKey == "" {
 			ps.add(p+".password", "password or private_key required for sftp storage")
 		}
