@@ -56,6 +56,9 @@ const (
 	MetaPGManifest     = "hoard-pg-manifest" // "true" when PostgreSQL's backup_manifest is in the control tar
 	MetaEndXmin        = "hoard-end-xmin"
 	MetaEndXmax        = "hoard-end-xmax"
+	// MetaParent names the backup a PostgreSQL 17+ incremental backup
+	// was taken against; absent for a full backup.
+	MetaParent = "hoard-incremental-parent"
 )
 
 // BackupInfo is what hoard knows of a stored basebackup, read from (and
@@ -90,6 +93,10 @@ type BackupInfo struct {
 	// xid to be assigned: transactions at or above it may already have
 	// been running, but none had completed.
 	EndXmin, EndXmax uint64
+	// Parent is the name of the backup this one is an incremental of
+	// (PostgreSQL 17+ INCREMENTAL); "" for a full backup. Restoring it
+	// needs every backup of the chain down to a full one.
+	Parent string
 
 	Site             string
 	Host             string
@@ -191,6 +198,7 @@ func (b *BackupInfo) ToMetadata() storage.Metadata {
 	}
 	setUint(MetaEndXmin, b.EndXmin)
 	setUint(MetaEndXmax, b.EndXmax)
+	set(MetaParent, b.Parent)
 	set(MetaSite, b.Site)
 	set(MetaHost, b.Host)
 	set(MetaActiveBackupMode, b.ActiveBackupMode)
@@ -217,6 +225,7 @@ func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, 
 		BasebackupMode:   md[MetaBasebackupMode],
 		BackupReason:     md[MetaBackupReason],
 		PGManifest:       md[MetaPGManifest] == "true",
+		Parent:           md[MetaParent],
 		Metadata:         md,
 	}
 	var err error

@@ -84,6 +84,18 @@ type HoardManifest struct {
 	// hoard read the files itself; nil when it did not verify them (the
 	// server verifies BASE_BACKUP's and fails the backup on a bad page).
 	ChecksumFailures *ChecksumFailures `json:"checksum_failures,omitempty"`
+	// Incremental names the backup this one is a PostgreSQL 17+
+	// incremental of, with its start: restore rebuilds the files from
+	// the chain. nil for a full backup.
+	Incremental *IncrementalParent `json:"incremental,omitempty"`
+}
+
+// IncrementalParent is the backup an incremental backup was taken
+// against (the manifest sent with UPLOAD_MANIFEST).
+type IncrementalParent struct {
+	Parent   string `json:"parent"`    // the parent backup's name
+	StartLSN string `json:"start_lsn"` // the parent's start, as its backup_label says
+	Timeline uint32 `json:"timeline"`  // the parent's start timeline
 }
 
 // ChecksumFailures reports the data page checksum failures found while a

@@ -34,6 +34,9 @@ func Run(ctx context.Context, o Options) (*archive.BackupInfo, error) {
 		o.DecisionTime = time.Now()
 	}
 	log := o.Logger.With().Str("component", "basebackup").Str("site", o.Archive.Site).Logger()
+	if o.Incremental {
+		return runStream(ctx, o, log)
+	}
 	switch o.Mode {
 	case ModeLocal:
 		return runLocal(ctx, o, log, false)
@@ -138,6 +141,9 @@ type outcome struct {
 	// checksums is hoard's page checksum verification, nil when the
 	// server verified (BASE_BACKUP fails on a bad page itself).
 	checksums *checksumReport
+	// parent is the backup an incremental one was taken against; nil
+	// for a full backup.
+	parent *parentBackup
 }
 
 // storeControl writes the control object of a backup whose chunks are all
@@ -201,6 +207,10 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	if oc.checksums != nil {
 		m.Hoard.ChecksumFailures = oc.checksums.manifest()
 	}
+	if oc.parent != nil {
+		info.Parent = oc.parent.info.Name
+		m.Hoard.Incremental = &archive.IncrementalParent{Parent: oc.parent.info.Name, StartLSN: oc.parent.start, Timeline: oc.parent.timeline}
+	}
 	for _, ts := range oc.tablespaces {
 		m.Tablespaces[ts.name] = archive.ManifestTablespace{Path: ts.location, OID: ts.oid}
 	}
@@ -224,6 +234,9 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 		Int64("bytes", info.TotalSizePlain).Int64("stored", info.TotalSizeEnc)
 	if oc.checksums != nil {
 		ev = ev.Int64("checksum_failures", oc.checksums.blocks)
+	}
+	if oc.parent != nil {
+		ev = ev.Str("parent", oc.parent.info.Name)
 	}
 	ev.Msg("basebackup stored")
 	return info, nil

@@ -78,6 +78,12 @@ type Options struct {
 	// Mode chooses local-tar or BASE_BACKUP; the zero value is ModeAuto.
 	Mode Mode
 
+	// Incremental takes a PostgreSQL 17+ incremental backup over the
+	// replication protocol (whatever Mode says, except ModeLocal, which
+	// it refuses) against the newest stored backup of the same system
+	// and timeline. The server needs summarize_wal = on.
+	Incremental bool
+
 	ChunkSize int64 // chunk tar size (basebackup_chunk_size); 0 means DefaultChunkSize
 	// Parallel is the number of chunks in flight: being read,
 	// compressed, encrypted and stored at once (local-tar: the workers;
@@ -160,6 +166,9 @@ func (o *Options) validate() error {
 	}
 	if o.CompressionThreads < 0 {
 		return errors.New("basebackup: negative compression threads")
+	}
+	if o.Incremental && o.Mode == ModeLocal {
+		return errors.New("basebackup: incremental backups are taken over the replication protocol (BASE_BACKUP), not by reading the data directory (local-tar)")
 	}
 	if o.Mode == ModeLocal && o.PGData == "" {
 		return errors.New("basebackup: local-tar needs the data directory: set pg_data_directory, or basebackup_mode basic to take the backup over the replication protocol")

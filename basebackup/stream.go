@@ -118,6 +118,13 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	if err := r.sql.QueryRow(gctx, "SELECT EXISTS (SELECT 1 FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))").Scan(&hasTablespaces); err != nil {
 		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
 	}
+	var parent *parentBackup
+	if o.Incremental {
+		var err error
+		if parent, err = r.prepareIncremental(gctx, repl); err != nil {
+			return nil, err
+		}
+	}
 	bb, err := repl.StartBaseBackup(gctx, replication.BaseBackupOptions{
 		Label:         o.Label,
 		Fast:          o.Fast,
@@ -126,6 +133,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		Progress:      !o.NoEstimate,
 		NoWait:        o.NoWait,
 		TablespaceMap: hasTablespaces,
+		Incremental:   parent != nil,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
@@ -210,6 +218,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		backupLabel:   r.backupLabel,
 		tablespaceMap: r.tablespaceMap,
 		pgManifest:    r.pgManifest,
+		parent:        parent,
 	}
 	info, err := storeControl(ctx, o, log, oc)
 	if err != nil {

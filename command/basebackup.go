@@ -41,6 +41,13 @@ func basebackupCommand() *cli.Command {
 			"the backup is requested from it instead, so that backups of a site never overlap; the\n" +
 			"daemon takes it at once, or right after the backup it is taking. --local takes the\n" +
 			"backup in this process regardless.\n\n" +
+			"--incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:\n" +
+			"hoard sends the backup_manifest of the newest stored backup of the same system and\n" +
+			"timeline (its parent; UPLOAD_MANIFEST) and the server sends only the blocks changed since\n" +
+			"(BASE_BACKUP INCREMENTAL). The server needs summarize_wal = on since before the parent\n" +
+			"began. Restore rebuilds the files from the chain of parents down to a full backup. An\n" +
+			"incremental backup is always taken in this process, as with --local (the daemon takes\n" +
+			"its own on the basebackup_incremental_interval_hours schedule).\n\n" +
 			"On a terminal a progress bar is drawn on stderr; otherwise progress is logged every 10 s.\n" +
 			"The summary goes to stdout.",
 		Flags: []cli.Flag{
@@ -50,6 +57,7 @@ func basebackupCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the server to archive the backup's WAL (archive_command)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON"},
 			&cli.BoolFlag{Name: "local", Usage: "take the backup in this process even when a daemon runs"},
+			&cli.BoolFlag{Name: "incremental", Usage: "take a PostgreSQL 17+ incremental backup against the newest backup of the same system and timeline (needs summarize_wal = on)"},
 		},
 		Action: runBasebackup,
 	}
@@ -69,7 +77,7 @@ func runBasebackup(c *cli.Context) error {
 	if len(env.site.Nodes) == 0 {
 		return usagef("add a node to the site's nodes", "site %s has no nodes", env.name)
 	}
-	if !c.Bool("local") {
+	if !c.Bool("local") && !c.Bool("incremental") {
 		err := daemon.RequestBackup(c.Context, *httpConfig(env.cfg), env.name)
 		if err == nil {
 			if c.Bool("fast") || rate != 0 || c.Bool("no-wait") {
@@ -86,6 +94,9 @@ func runBasebackup(c *cli.Context) error {
 	bar := &progressBar{w: os.Stderr, term: isTerminal(os.Stderr)}
 	o := basebackupOptions(c, env, decided, basebackup.ReasonRequested)
 	o.Fast, o.MaxRate, o.NoWait = c.Bool("fast"), rate, c.Bool("no-wait")
+	if c.Bool("incremental") {
+		o.Incremental, o.Mode = true, basebackup.ModeStream
+	}
 	if rate != 0 && o.Mode != basebackup.ModeStream {
 		// Only BASE_BACKUP has a rate limit.
 		o.Mode = basebackup.ModeStream

@@ -38,6 +38,11 @@ type BaseBackupOptions struct {
 	// TablespaceMap includes a tablespace_map file in the main archive
 	// instead of pg_tblspc symbolic links' targets only.
 	TablespaceMap bool
+	// Incremental takes the backup relative to the manifest sent before
+	// with UploadManifest (INCREMENTAL, PostgreSQL 17+): relation files
+	// changed since then come as INCREMENTAL.<name> files holding the
+	// changed blocks only.
+	Incremental bool
 }
 
 // command builds the BASE_BACKUP command for a server version: the
@@ -69,6 +74,9 @@ func (o BaseBackupOptions) command(serverVersion int) string {
 			if o.ManifestChecksums != "" {
 				opts = append(opts, "MANIFEST_CHECKSUMS "+quoteLiteral(o.ManifestChecksums))
 			}
+		}
+		if o.Incremental {
+			opts = append(opts, "INCREMENTAL")
 		}
 		return "BASE_BACKUP (" + strings.Join(opts, ", ") + ")"
 	}

@@ -30,6 +30,13 @@ type extractor struct {
 	// basebackup_delta_chunk/ with members named relative to the data
 	// directory (see planBundle).
 	bundles bool
+	// incr is set while the chunks of an incremental backup are written
+	// over its parents' files (see incrementalLevel).
+	incr *incrementalLevel
+	// chain is set when the backup restored is an incremental one: its
+	// control object's backup_label loses its INCREMENTAL FROM lines and
+	// its backup_manifest, which lists INCREMENTAL files, is left out.
+	chain bool
 }
 
 // newExtractor opens the data directory pgdata and the tablespace
@@ -118,6 +125,9 @@ func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, 
 		}
 		return nil
 	default:
+		if e.incr != nil {
+			return e.incr.writeFile(e, p, h.Name, r, h.Size, mode, buf, made)
+		}
 		return e.writeFile(p, h.Name, r, mode, buf, made)
 	}
 }
@@ -197,6 +207,9 @@ func (m *madeFiles) add(p memberPlan) {
 
 // removeMade removes the files an attempt created, before a retry.
 func (e *extractor) removeMade(made []memberPlan) error {
+	if e.incr != nil {
+		e.incr.forget(made)
+	}
 	for _, p := range made {
 		if err := e.roots[p.spc].Remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove %s before a retry: %w", p.rel, err)

@@ -255,6 +255,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
 		}
 	}
+	var chain []*chainLevel
+	if ctrl != nil && (b.Parent != "" || (m.Hoard != nil && m.Hoard.Incremental != nil)) {
+		if chain, err = readChain(ctx, a, backups, listed.Damaged, b, ctrl); err != nil {
+			return nil, err
+		}
+		log.Info().Int("backups", len(chain)).Str("full", chain[0].info.Name).Msg("incremental backup: its files are rebuilt from its chain")
+	}
 	spcDirs, wipe, err := o.tablespaceDirs(m)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
@@ -293,6 +300,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	} else {
 		if dp != nil {
 			err = o.restoreDelta(ctx, log, src, ex, m, dp, res)
+		} else if chain != nil {
+			err = o.restoreChain(ctx, log, ex, chain, res)
 		} else {
 			err = o.downloadChunks(ctx, log, src, ex, m, res)
 		}
@@ -493,6 +502,26 @@ func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl 
 			}
 			if pgControl, err = io.ReadAll(io.LimitReader(tr, maxControlMember)); err != nil {
 				return fmt.Errorf("member %q: %w", h.Name, err)
+			}
+		case archive.ControlBackupLabel:
+			if !ex.chain {
+				if err := ex.member(tr, h, true, buf, nil); err != nil {
+					return err
+				}
+				break
+			}
+			label, err := io.ReadAll(io.LimitReader(tr, maxControlMember))
+			if err != nil {
+				return fmt.Errorf("member %q: %w", h.Name, err)
+			}
+			if err := ex.writeNew("backup_label", stripIncrementalLabel(label), 0o600); err != nil {
+				return err
+			}
+		case archive.ControlPGManifest:
+			if !ex.chain {
+				if err := ex.member(tr, h, true, buf, nil); err != nil {
+					return err
+				}
 			}
 		case archive.ControlTablespaceMap:
 			if !rewriteMap {

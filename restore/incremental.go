@@ -1,0 +1,381 @@
+package restore
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// ErrBrokenChain is returned (wrapped) when an incremental backup cannot be
+// restored because a backup of its chain is missing, damaged or not the
+// one it was taken against.
+var ErrBrokenChain = errors.New("broken incremental backup chain")
+
+// PostgreSQL's incremental file format (src/include/backup/
+// basebackup_incremental.h): a header of the magic number, the number of
+// blocks and the truncation block length (uint32 each, in the server's
+// byte order), then the relative block numbers (uint32 each), padded with
+// zeros to a multiple of the block size when there are blocks, then the
+// blocks in that order.
+const (
+	incrementalMagic  = 0xd3ae1f0d
+	incrementalPrefix = "INCREMENTAL."
+	blockSize         = 8192
+	// maxSegmentBlocks bounds a segment's block numbers: 1 GiB segments
+	// of 8 kB blocks (RELSEG_SIZE), and any larger build-time setting up
+	// to 32 GiB.
+	maxSegmentBlocks = 32 << 30 / blockSize
+)
+
+// chainLevel is one backup of an incremental chain with what restore read
+// of it beforehand.
+type chainLevel struct {
+	info *archive.BackupInfo
+	src  *archive.Archive
+	ctrl *archive.Control
+	// files are the paths PostgreSQL's backup_manifest lists, relative
+	// to the data directory, with INCREMENTAL. dropped from the names:
+	// the files the backup has, whole or as changed blocks. Only for
+	// the incremental levels.
+	files map[string]bool
+}
+
+// readChain follows the parents of b, as its control object's manifest
+// records them (the metadata's parent must agree), among the sound
+// backups: full backup first, b last, each control object read and
+// checked. A parent missing, damaged, of another system or starting
+// elsewhere than its child was taken against is refused with the object
+// named.
+func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupInfo, damaged []*archive.DamagedBackup, b *archive.BackupInfo, ctrl *archive.Control) ([]*chainLevel, error) {
+	byName := map[string]*archive.BackupInfo{}
+	for _, x := range sound {
+		byName[x.Name] = x
+	}
+	broken := map[string]*archive.DamagedBackup{}
+	for _, d := range damaged {
+		broken[d.Name] = d
+	}
+	levels := []*chainLevel{{info: b, src: a.ArchiveOf(b), ctrl: ctrl}}
+	seen := map[string]bool{b.Name: true}
+	for cur := levels[0]; ; {
+		var inc *archive.IncrementalParent
+		if h := cur.ctrl.Manifest.Hoard; h != nil {
+			inc = h.Incremental
+		}
+		if inc == nil {
+			if cur.info.Parent != "" {
+				return nil, fmt.Errorf("backup %s: its metadata names parent %s but its control object %s records none: %w",
+					cur.info.Name, cur.info.Parent, cur.info.Key, ErrBrokenChain)
+			}
+			break
+		}
+		if cur.info.Parent != inc.Parent {
+			return nil, fmt.Errorf("backup %s: its metadata names parent %q, its control object %s %q: %w",
+				cur.info.Name, cur.info.Parent, cur.info.Key, inc.Parent, ErrBrokenChain)
+		}
+		key := cur.src.Layout.BackupKey(inc.Parent)
+		if d, ok := broken[archive.BackupName(inc.Parent)]; ok {
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose object %s is damaged: %w: %w",
+				cur.info.Name, inc.Parent, d.Key, ErrBrokenChain, d.Err)
+		}
+		p, ok := byName[inc.Parent]
+		if !ok {
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose object %s is not stored: %w",
+				cur.info.Name, inc.Parent, key, ErrBrokenChain)
+		}
+		if seen[p.Name] {
+			return nil, fmt.Errorf("backup %s: its chain of parents loops at %s: %w", b.Name, p.Name, ErrBrokenChain)
+		}
+		seen[p.Name] = true
+		if p.Format != archive.FormatBBv2 {
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s, which is of format %q, not %s: %w",
+				cur.info.Name, p.Name, p.Format, archive.FormatBBv2, ErrBrokenChain)
+		}
+		psrc := a.ArchiveOf(p)
+		pctrl, err := psrc.ReadControl(ctx, p.Key, checkControlMember)
+		if err != nil {
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object cannot be read: %w: %w", cur.info.Name, p.Name, ErrBrokenChain, err)
+		}
+		ph := pctrl.Manifest.Hoard
+		if ph == nil || ph.StartLSN != inc.StartLSN || ph.StartTimeline != inc.Timeline || ph.SystemID != b.SystemID {
+			return nil, fmt.Errorf("backup %s was taken against backup %s starting at %s on timeline %d, but the control object %s of the stored one records another start or system: %w",
+				cur.info.Name, p.Name, inc.StartLSN, inc.Timeline, p.Key, ErrBrokenChain)
+		}
+		lv := &chainLevel{info: p, src: psrc, ctrl: pctrl}
+		levels = append(levels, lv)
+		cur = lv
+	}
+	// Oldest first.
+	for i, j := 0, len(levels)-1; i < j; i, j = i+1, j-1 {
+		levels[i], levels[j] = levels[j], levels[i]
+	}
+	for _, lv := range levels[1:] {
+		_, data, err := lv.src.ReadControlMember(ctx, lv.info.Key, archive.ControlPGManifest)
+		if err != nil {
+			return nil, fmt.Errorf("backup %s: %w", lv.info.Name, err)
+		}
+		if lv.files, err = manifestFiles(data); err != nil {
+			return nil, fmt.Errorf("backup %s: backup_manifest in %s: %w", lv.info.Name, lv.info.Key, err)
+		}
+	}
+	return levels, nil
+}
+
+// manifestFiles reads the file paths of a PostgreSQL backup_manifest,
+// with INCREMENTAL. dropped from incremental files' names.
+func manifestFiles(data []byte) (map[string]bool, error) {
+	var m struct {
+		Files []struct {
+			Path        string `json:"Path"`
+			EncodedPath string `json:"Encoded-Path"`
+		} `json:"Files"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	files := make(map[string]bool, len(m.Files))
+	for _, f := range m.Files {
+		p := f.Path
+		if f.EncodedPath != "" {
+			b, err := hex.DecodeString(f.EncodedPath)
+			if err != nil {
+				return nil, fmt.Errorf("Encoded-Path %q: %w", f.EncodedPath, err)
+			}
+			p = string(b)
+		}
+		dir, base := path.Split(p)
+		files[dir+strings.TrimPrefix(base, incrementalPrefix)] = true
+	}
+	return files, nil
+}
+
+// incrementalLevel is how an extractor writes the chunks of an
+// incremental backup over the files its parents left: a whole file
+// replaces the parent's, an INCREMENTAL.<name> file is applied to <name>.
+type incrementalLevel struct {
+	mu      sync.Mutex
+	written map[memberPlan]bool // files this level wrote, to refuse a second copy
+}
+
+// writeFile writes member p of an incremental backup's chunk.
+func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, r io.Reader, size int64, mode fs.FileMode, buf []byte, made *madeFiles) error {
+	dir, base := path.Split(p.rel)
+	incr := strings.HasPrefix(base, incrementalPrefix)
+	if incr {
+		p.rel = dir + strings.TrimPrefix(base, incrementalPrefix)
+	}
+	l.mu.Lock()
+	twice := l.written[p]
+	l.written[p] = true
+	l.mu.Unlock()
+	if twice {
+		return fmt.Errorf("member %q: %s is already restored from this backup: %w", member, p.rel, ErrUnsafeMember)
+	}
+	root := e.roots[p.spc]
+	if !incr {
+		// A whole file: the parent's version, if any, goes.
+		if err := root.Remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("member %q: replace %s: %w", member, p.rel, err)
+		}
+		return e.writeFile(p, member, r, mode, buf, made)
+	}
+	// Applying the same incremental file again gives the same result, so
+	// a retried chunk needs nothing removed: it is not recorded in made.
+	f, err := root.OpenFile(p.rel, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("member %q: %s is in no parent backup: %w", member, p.rel, ErrBrokenChain)
+	}
+	if err != nil {
+		return fmt.Errorf("member %q: %w", member, err)
+	}
+	err = applyIncremental(f, r, size, buf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("member %q: %w", member, err)
+	}
+	return nil
+}
+
+// forget lets a retry write the files of a failed attempt again.
+func (l *incrementalLevel) forget(made []memberPlan) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range made {
+		delete(l.written, p)
+	}
+}
+
+// applyIncremental applies an incremental file of size bytes, read from r,
+// to f, the file as the parent backups left it, as pg_combinebackup
+// reconstructs it: the result is as long as the truncation block length,
+// or up to the highest block the incremental file holds if that is
+// further; its blocks are the incremental file's where it has them, else
+// the parent's below the truncation length (zeros where the parent's file
+// is shorter).
+func applyIncremental(f *os.File, r io.Reader, size int64, buf []byte) error {
+	var hdr [12]byte
+	if size < int64(len(hdr)) {
+		return fmt.Errorf("incremental file of %d bytes has no header: %w", size, ErrBrokenChain)
+	}
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("read incremental header: %w", err)
+	}
+	magic := binary.LittleEndian.Uint32(hdr[0:])
+	n := binary.LittleEndian.Uint32(hdr[4:])
+	trunc := binary.LittleEndian.Uint32(hdr[8:])
+	if magic != incrementalMagic {
+		return fmt.Errorf("bad incremental magic number 0x%x (want 0x%x): %w", magic, uint32(incrementalMagic), ErrBrokenChain)
+	}
+	if n > maxSegmentBlocks || trunc > maxSegmentBlocks {
+		return fmt.Errorf("incremental file of %d blocks, truncation length %d: over %d blocks a segment: %w", n, trunc, maxSegmentBlocks, ErrBrokenChain)
+	}
+	hlen := int64(len(hdr)) + 4*int64(n)
+	if n > 0 && hlen%blockSize != 0 {
+		hlen += blockSize - hlen%blockSize
+	}
+	if want := hlen + int64(n)*blockSize; size != want {
+		return fmt.Errorf("incremental file of %d blocks is %d bytes, not %d: %w", n, size, want, ErrBrokenChain)
+	}
+	blocks := make([]uint32, n)
+	if n > 0 {
+		br := bufio.NewReaderSize(r, 64<<10)
+		if err := binary.Read(br, binary.LittleEndian, blocks); err != nil {
+			return fmt.Errorf("read block numbers: %w", err)
+		}
+		if _, err := io.CopyN(io.Discard, br, hlen-int64(len(hdr))-4*int64(n)); err != nil {
+			return fmt.Errorf("read incremental header: %w", err)
+		}
+		r = br
+	}
+	length := int64(trunc)
+	for _, b := range blocks {
+		if b >= maxSegmentBlocks {
+			return fmt.Errorf("block number %d over %d blocks a segment: %w", b, maxSegmentBlocks, ErrBrokenChain)
+		}
+		length = max(length, int64(b)+1)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	// The parent's blocks at and past the truncation length are gone;
+	// blocks past the parent's end that the file does not hold are zeros.
+	if st.Size() > int64(trunc)*blockSize {
+		if err := f.Truncate(int64(trunc) * blockSize); err != nil {
+			return err
+		}
+	}
+	if err := f.Truncate(length * blockSize); err != nil {
+		return err
+	}
+	block := buf[:blockSize]
+	for _, b := range blocks {
+		if _, err := io.ReadFull(r, block); err != nil {
+			return fmt.Errorf("read block %d: %w", b, err)
+		}
+		if _, err := f.WriteAt(block, int64(b)*blockSize); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropMissing removes the files the parents left that backup lv does not
+// have (its backup_manifest does not list them): dropped or truncated
+// away since the parent. tablespaceOIDs maps tablespace names to OIDs,
+// by which backup_manifest paths name them (pg_tblspc/<oid>/...).
+func dropMissing(log zerolog.Logger, ex *extractor, lv *chainLevel, tablespaceOIDs map[string]uint32) error {
+	for spc, root := range ex.roots {
+		prefix := ""
+		if spc != "" {
+			prefix = "pg_tblspc/" + strconv.FormatUint(uint64(tablespaceOIDs[spc]), 10) + "/"
+		}
+		var gone []string
+		err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() && !lv.files[prefix+p] {
+				gone = append(gone, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("backup %s: list restored files: %w", lv.info.Name, err)
+		}
+		for _, p := range gone {
+			if err := root.Remove(p); err != nil {
+				return fmt.Errorf("backup %s: remove %s, which it does not have: %w", lv.info.Name, p, err)
+			}
+		}
+		if len(gone) > 0 {
+			log.Debug().Str("backup", lv.info.Name).Int("files", len(gone)).Str("tablespace", spc).Msg("files the incremental backup does not have removed")
+		}
+	}
+	return nil
+}
+
+// stripIncrementalLabel drops the INCREMENTAL FROM LSN and INCREMENTAL
+// FROM TLI lines of an incremental backup's backup_label, as
+// pg_combinebackup does: PostgreSQL refuses to start from a label that
+// still has them.
+func stripIncrementalLabel(label []byte) []byte {
+	var out []byte
+	for line := range strings.SplitAfterSeq(string(label), "\n") {
+		if strings.HasPrefix(line, "INCREMENTAL FROM ") {
+			continue
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
+// restoreChain writes the chunks of every backup of chain in turn, the
+// full backup first: each incremental one's files over those its parents
+// left, then the files it does not have removed. The control object of
+// the last is written afterwards, as for any backup.
+func (o *Options) restoreChain(ctx context.Context, log zerolog.Logger, ex *extractor, chain []*chainLevel, res *Result) error {
+	last := chain[len(chain)-1].ctrl.Manifest
+	oids := map[string]uint32{}
+	for name, ts := range last.Tablespaces {
+		oids[name] = ts.OID
+	}
+	res.Chunks = 0
+	for i, lv := range chain {
+		llog := log.With().Str("chain_backup", lv.info.Name).Logger()
+		if i > 0 {
+			ex.incr = &incrementalLevel{written: map[memberPlan]bool{}}
+		}
+		err := o.downloadChunks(ctx, llog, lv.src, ex, lv.ctrl.Manifest, res)
+		ex.incr = nil
+		if err != nil {
+			return fmt.Errorf("backup %s of the chain: %w", lv.info.Name, err)
+		}
+		res.Chunks += len(lv.ctrl.Manifest.Chunks)
+		if i > 0 {
+			if err := dropMissing(llog, ex, lv, oids); err != nil {
+				return err
+			}
+		}
+		llog.Info().Int("chunks", len(lv.ctrl.Manifest.Chunks)).Msg("backup of the chain restored")
+	}
+	ex.chain = true
+	return nil
+}

@@ -1,0 +1,232 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// incrTables are the tables TestRun_IncrementalChain compares, with the
+// column that orders their rows.
+var incrTables = map[string]string{
+	"pgbench_accounts": "aid", "pgbench_branches": "bid", "pgbench_tellers": "tid",
+	"t": "id", "shrunk": "id", "born": "id",
+}
+
+// digest is the md5 of every compared table's rows in order, or "absent".
+func digest(t *testing.T, c *pgtest.Cluster) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for table, key := range incrTables {
+		if c.QueryString(t, "select (to_regclass($1) is not null)::text", table) == "false" {
+			out[table] = "absent"
+			continue
+		}
+		out[table] = c.QueryString(t, "select count(*)::text || ' ' || coalesce(md5(string_agg(x::text, ',' order by x."+key+")), '') from "+table+" x")
+	}
+	return out
+}
+
+// checkRestored compares a started restored cluster's rows with want and
+// checks its tables and indexes with amcheck.
+func checkRestored(t *testing.T, c *pgtest.Cluster, want map[string]string) {
+	t.Helper()
+	got := digest(t, c)
+	for table, w := range want {
+		if got[table] != w {
+			t.Errorf("table %s: restored %q, want %q", table, got[table], w)
+		}
+	}
+	c.Exec(t, "create extension amcheck")
+	if n := c.QueryString(t, `select count(*)::text from pg_class c, verify_heapam(c.oid) where c.relkind = 'r' and c.relnamespace = 'public'::regnamespace`); n != "0" {
+		t.Errorf("verify_heapam reports %s corruptions", n)
+	}
+	n := c.QueryString(t, `select count(bt_index_check(c.oid, true))::text from pg_index i join pg_class c on c.oid = i.indexrelid
+		join pg_am am on am.oid = c.relam where am.amname = 'btree' and c.relnamespace = 'public'::regnamespace`)
+	if n == "0" {
+		t.Error("amcheck checked no index")
+	}
+}
+
+// TestRun_IncrementalChain takes a full backup of a real PostgreSQL 17
+// (BASE_BACKUP) and 18 (local-tar), changes rows (updates, a table dropped, one created, one shrunk by
+// VACUUM), takes an incremental backup, changes more, takes a second
+// incremental on the first, and restores the chain to the end of the WAL
+// and to an LSN between: the rows must be the source's at those points,
+// amcheck must pass. The chain with a parent's control object deleted is
+// refused with the object named.
+func TestRun_IncrementalChain(t *testing.T) {
+	for _, major := range []int{17, 18} {
+		t.Run(strconv.Itoa(major), func(t *testing.T) { testIncrementalChain(t, major) })
+	}
+}
+
+func testIncrementalChain(t *testing.T, major int) {
+	walDir := pgtest.TempDir(t)
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{
+		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
+	}})
+	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	src.Exec(t, "create table t (id int primary key, v text)")
+	src.Exec(t, "insert into t select i, repeat('x', 100) from generate_series(1, 20000) i")
+	src.Exec(t, "create table shrunk (id int primary key, v text)")
+	src.Exec(t, "insert into shrunk select i, repeat('y', 200) from generate_series(1, 20000) i")
+	src.Exec(t, "create table dropme as select generate_series(1, 10000) as i")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	// The full backup reads the data directory (local-tar, with hoard's
+	// own backup_manifest) on 18, and is BASE_BACKUP's on 17: both serve
+	// as parents.
+	take := func(incremental bool) *archive.BackupInfo {
+		t.Helper()
+		mode := basebackup.ModeStream
+		if !incremental && major == 18 {
+			mode = basebackup.ModeLocal
+		}
+		b, err := basebackup.Run(ctx, basebackup.Options{
+			ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
+			Mode: mode, PGData: src.DataDir, Incremental: incremental, Logger: zerolog.Nop(),
+		})
+		if err != nil {
+			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
+		}
+		return b
+	}
+	full := take(false)
+	if full.Parent != "" {
+		t.Fatalf("full backup has parent %q", full.Parent)
+	}
+
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 100 = 0")
+	src.Exec(t, "insert into t select i, 'second' from generate_series(20001, 21000) i")
+	dropped := src.QueryString(t, "select pg_relation_filepath('dropme')")
+	src.Exec(t, "drop table dropme")
+	src.Exec(t, "create table born (id int primary key, v text)")
+	src.Exec(t, "insert into born select i, 'born' from generate_series(1, 5000) i")
+	src.Exec(t, "delete from shrunk where id > 2000")
+	src.Exec(t, "vacuum shrunk")
+	inc1 := take(true)
+	if inc1.Parent != full.Name {
+		t.Fatalf("first incremental's parent is %q, want %s", inc1.Parent, full.Name)
+	}
+
+	// Few pages change: the incremental backup is much smaller.
+	src.Exec(t, "update t set v = 'third' where id between 100 and 300")
+	src.Exec(t, "insert into born select i, 'born2' from generate_series(5001, 6000) i")
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 2 where aid between 1000 and 1500")
+	inc2 := take(true)
+	if inc2.Parent != inc1.Name {
+		t.Fatalf("second incremental's parent is %q, want %s", inc2.Parent, inc1.Name)
+	}
+	if inc2.TotalSizePlain*4 > full.TotalSizePlain {
+		t.Errorf("incremental backup of %d bytes, full backup of %d: want a quarter or less", inc2.TotalSizePlain, full.TotalSizePlain)
+	}
+
+	src.Exec(t, "insert into t select i, 'fourth' from generate_series(21001, 21500) i")
+	src.Exec(t, "delete from born where id <= 100")
+	atTarget := digest(t, src)
+	target := src.QueryString(t, "select pg_current_wal_insert_lsn()::text")
+	src.Exec(t, "update t set v = 'fifth' where id <= 1000")
+	src.Exec(t, "drop table born")
+	atEnd := digest(t, src)
+	last := src.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	src.Exec(t, "select pg_switch_wal()")
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(walDir, last)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("segment %s was not archived", last)
+		}
+	}
+	ents, err := os.ReadDir(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join(walDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Codec.Put(ctx, a.Store, a.Layout.WALKey(e.Name()), f, -1, nil)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	mustLSN := func(s string) pglogrepl.LSN {
+		lsn, err := pglogrepl.ParseLSN(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lsn
+	}
+	restore := func(target Target) (string, *Result) {
+		t.Helper()
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		res, err := Run(ctx, Options{Archive: a, TargetDir: dir, Target: target, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
+		if err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+		if res.Backup.Name != inc2.Name {
+			t.Fatalf("restored %s, want the newest incremental %s", res.Backup.Name, inc2.Name)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "backup_manifest")); err == nil {
+			t.Error("the incremental backup's backup_manifest, which lists INCREMENTAL files, was restored")
+		}
+		label, err := os.ReadFile(filepath.Join(dir, "backup_label"))
+		if err != nil || strings.Contains(string(label), "INCREMENTAL") {
+			t.Errorf("backup_label %q (%v) still names the parent", label, err)
+		}
+		err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && strings.HasPrefix(d.Name(), "INCREMENTAL.") {
+				t.Errorf("%s restored as it was stored", p)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir, res
+	}
+
+	dir, _ := restore(Target{})
+	if _, err := os.Stat(filepath.Join(dir, dropped)); err == nil {
+		t.Errorf("%s, of a table dropped before the first incremental backup, restored", dropped)
+	}
+	c := pgtest.StartDataDir(t, major, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	checkRestored(t, c, atEnd)
+	c.Stop(t)
+
+	dir, _ = restore(Target{LSN: mustLSN(target)})
+	c = pgtest.StartDataDir(t, major, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	checkRestored(t, c, atTarget)
+	c.Stop(t)
+
+	// The first incremental's control object gone: the second is refused,
+	// the missing object named.
+	if err := a.Store.Delete(ctx, inc1.Key); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(ctx, Options{Archive: a, TargetDir: filepath.Join(pgtest.TempDir(t), "data"), Backup: inc2.Name, Logger: zerolog.Nop()})
+	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), inc1.Key) {
+		t.Errorf("restore without its parent: %v, want ErrBrokenChain naming %s", err, inc1.Key)
+	}
+}
