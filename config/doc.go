@@ -23,7 +23,7 @@
 // checks and the reference docs/configuration.md (Keys and EnvVars) all
 // read the rows, so none of them can miss a key. docs/architecture.md
 // follows a key through them and says how to add one: a field and a row,
-// and a rule in validate.go when a range is not enough.
+// and a rule in validate.go when the row's checks are not enough.
 //
 // Connections: a node is a libpq keyword object, a keyword/value string or a
 // URI; Node.ConnString gives a string for pgconn.ParseConfig, which also
