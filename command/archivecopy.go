@@ -55,8 +55,8 @@ func archiveCopyCommand() *cli.Command {
 }
 
 func runArchiveCopy(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("see hoard archive-copy --help", "unexpected argument %q", c.Args().First())
+	if err := noArgs(c, "see hoard archive-copy --help"); err != nil {
+		return err
 	}
 	if c.String("to-config") == "" {
 		return usagef("pass --to-config FILE: a configuration whose site names the target storage", "archive-copy needs --to-config")
@@ -132,19 +132,7 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 	if reflect.DeepEqual(site.ObjectStorage.StorageConfig(), env.site.ObjectStorage.StorageConfig()) && site.Prefix == env.site.Prefix {
 		return nil, usagef("point --to-config at another storage or site prefix", "the target is the source itself: site %s in the same storage", name)
 	}
-	codec, err := siteCodec(cfg, site)
-	if err != nil {
-		return nil, err
-	}
-	limits, err := rateLimits(c, site)
-	if err != nil {
-		return nil, err
-	}
-	st, err := openStore(c.Context, site.ObjectStorage, limits)
-	if err != nil {
-		return nil, fmt.Errorf("open storage of target site %s: %w", name, err)
-	}
-	return &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name}, nil
+	return siteArchive(c, cfg, name, site, "target site")
 }
 
 func copyJSON(r archive.CopyResult) any {

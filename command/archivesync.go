@@ -42,8 +42,8 @@ func archiveSyncCommand() *cli.Command {
 }
 
 func runArchiveSync(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("see hoard archive-sync --help", "unexpected argument %q", c.Args().First())
+	if err := noArgs(c, "see hoard archive-sync --help"); err != nil {
+		return err
 	}
 	if c.Bool("no-verify") && c.Bool("create-new-backup-on-failure") {
 		return usagef("give one of them", "--create-new-backup-on-failure needs the continuity check that --no-verify skips")

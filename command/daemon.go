@@ -59,8 +59,8 @@ func daemonCommand() *cli.Command {
 }
 
 func runDaemon(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("hoard daemon takes no arguments", "unexpected argument %q", c.Args().First())
+	if err := noArgs(c, "hoard daemon takes no arguments"); err != nil {
+		return err
 	}
 	log := logger(c)
 	cfg, err := loadConfig(c)

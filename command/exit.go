@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/urfave/cli/v2"
 )
 
 // Exit codes shared by every command. wal-push and wal-fetch add their own
@@ -43,6 +45,15 @@ func (e *usageError) Error() string {
 // usagef returns a usage error with a hint (which may be empty).
 func usagef(hint, format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...), hint: hint}
+}
+
+// noArgs is the usage error of a command that takes no arguments and was
+// given some, with hint; nil when it was given none.
+func noArgs(c *cli.Context, hint string) error {
+	if c.NArg() > 0 {
+		return usagef(hint, "unexpected argument %q", c.Args().First())
+	}
+	return nil
 }
 
 // exitError carries an explicit exit code for commands whose callers read

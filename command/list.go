@@ -75,8 +75,8 @@ type backupJSON struct {
 }
 
 func runList(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("hoard list [--json] [-v]", "unexpected argument %q", c.Args().First())
+	if err := noArgs(c, "hoard list [--json] [-v]"); err != nil {
+		return err
 	}
 	env, closeAll, err := openSiteAll(c)
 	if err != nil {

@@ -86,8 +86,8 @@ func listBasebackupsCommand() *cli.Command {
 }
 
 func runRestore(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("hoard restore --target-dir DIR [flags]; see hoard restore --help", "unexpected argument %q", c.Args().First())
+	if err := noArgs(c, "hoard restore --target-dir DIR [flags]; see hoard restore --help"); err != nil {
+		return err
 	}
 	dir := c.String("target-dir")
 	if dir == "" {

@@ -52,8 +52,8 @@ func retentionCommand() *cli.Command {
 }
 
 func runRetention(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("hoard retention [--dry-run] [--json]", "unexpected argument %q", c.Args().First())
+	if err := noArgs(c, "hoard retention [--dry-run] [--json]"); err != nil {
+		return err
 	}
 	env, err := openSite(c)
 	if err != nil {

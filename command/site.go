@@ -61,6 +61,23 @@ func openSite(c *cli.Context) (*siteEnv, error) {
 	if err != nil {
 		return nil, usagef("pass --site NAME", "%v", err)
 	}
+	a, err := siteArchive(c, cfg, name, site, "site")
+	if err != nil {
+		return nil, err
+	}
+	return &siteEnv{
+		cfg:     cfg,
+		name:    name,
+		site:    site,
+		archive: a,
+		log:     logger(c).With().Str(logSite, name).Logger(),
+	}, nil
+}
+
+// siteArchive opens the archive of site name of cfg: its codec, and its
+// storage with the rate limits in force. what names the site in errors
+// ("site", "target site").
+func siteArchive(c *cli.Context, cfg *config.Config, name string, site *config.Site, what string) (*archive.Archive, error) {
 	codec, err := siteCodec(cfg, site)
 	if err != nil {
 		return nil, err
@@ -71,20 +88,9 @@ func openSite(c *cli.Context) (*siteEnv, error) {
 	}
 	st, err := openStore(c.Context, site.ObjectStorage, limits)
 	if err != nil {
-		return nil, fmt.Errorf("open storage of site %s: %w", name, err)
+		return nil, fmt.Errorf("open storage of %s %s: %w", what, name, err)
 	}
-	return &siteEnv{
-		cfg:  cfg,
-		name: name,
-		site: site,
-		archive: &archive.Archive{
-			Store:  st,
-			Codec:  codec,
-			Layout: archive.Layout{Prefix: site.Prefix},
-			Site:   name,
-		},
-		log: logger(c).With().Str(logSite, name).Logger(),
-	}, nil
+	return &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name}, nil
 }
 
 // siteCodec builds the object codec from the global compression settings

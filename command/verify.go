@@ -51,8 +51,8 @@ func verifyCommand() *cli.Command {
 }
 
 func runVerify(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("see hoard verify --help", "unexpected argument %q", c.Args().First())
+	if err := noArgs(c, "see hoard verify --help"); err != nil {
+		return err
 	}
 	if c.Bool("restore") {
 		return runRestoreTest(c)
