@@ -6,12 +6,10 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -23,64 +21,12 @@ import (
 
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
 // pghoardDir holds real PGHoard objects (testdata/pghoard/README.md).
 const pghoardDir = "../testdata/pghoard"
-
-// pghoardKeys reads the private keys of a test data folder's config.json.
-func pghoardKeys(tb testing.TB, dir string) map[string]*rsa.PrivateKey {
-	tb.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var cfg struct {
-		BackupSites map[string]struct {
-			EncryptionKeys map[string]struct {
-				Private string `json:"private"`
-			} `json:"encryption_keys"`
-		} `json:"backup_sites"`
-	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		tb.Fatal(err)
-	}
-	keys := map[string]*rsa.PrivateKey{}
-	for _, site := range cfg.BackupSites {
-		for id, k := range site.EncryptionKeys {
-			if k.Private == "" {
-				continue
-			}
-			priv, err := crypto.ParsePrivateKeyPEM(k.Private)
-			if err != nil {
-				tb.Fatalf("key %s: %v", id, err)
-			}
-			keys[id] = priv
-		}
-	}
-	return keys
-}
-
-// pghoardObject reads a stored object and its .metadata sidecar as PGHoard's
-// local storage writes them, without the storage package.
-func pghoardObject(tb testing.TB, path string) ([]byte, storage.Metadata) {
-	tb.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	side, err := os.ReadFile(path + ".metadata")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var md storage.Metadata
-	if err := json.Unmarshal(side, &md); err != nil {
-		tb.Fatalf("%s.metadata: %v", path, err)
-	}
-	delete(md, "_hash")
-	return data, md
-}
 
 // pghoardObjects lists the objects of a test data folder.
 func pghoardObjects(tb testing.TB, dir string) []string {
@@ -139,11 +85,11 @@ func tarMembers(tb testing.TB, data []byte) []tarMember {
 func TestCodec_DecodePGHoardChunks(t *testing.T) {
 	for _, set := range []string{"basebackup", "basebackup_one_chunk", "basebackup_with_ts"} {
 		dir := filepath.Join(pghoardDir, set)
-		c := &Codec{PrivateKeys: pghoardKeys(t, dir)}
+		c := &Codec{PrivateKeys: pghoardtest.Keys(t, dir)}
 		for _, path := range pghoardObjects(t, dir) {
 			name := set + "/" + filepath.Base(path)
 			t.Run(name, func(t *testing.T) {
-				data, md := pghoardObject(t, path)
+				data, md := pghoardtest.Object(t, path)
 				if md[MetaEncryptionKeyID] == "" || md[MetaCompressionAlgorithm] != compress.Snappy {
 					t.Fatalf("unexpected test object metadata %v", md)
 				}
@@ -178,8 +124,8 @@ func TestCodec_DecodePGHoardChunks(t *testing.T) {
 
 func TestCodec_DecodePGHoardFirstChunk(t *testing.T) {
 	dir := filepath.Join(pghoardDir, "basebackup")
-	c := &Codec{PrivateKeys: pghoardKeys(t, dir)}
-	data, md := pghoardObject(t, filepath.Join(dir, "chunks", "00000001.pghoard"))
+	c := &Codec{PrivateKeys: pghoardtest.Keys(t, dir)}
+	data, md := pghoardtest.Object(t, filepath.Join(dir, "chunks", "00000001.pghoard"))
 	if len(data) != 1745 {
 		t.Fatalf("object is %d bytes, pghoard-format.md e says 1745", len(data))
 	}
@@ -203,10 +149,10 @@ func TestCodec_DecodePGHoardFirstChunk(t *testing.T) {
 
 func TestCodec_DecodePGHoardTablespaces(t *testing.T) {
 	dir := filepath.Join(pghoardDir, "basebackup_with_ts")
-	c := &Codec{PrivateKeys: pghoardKeys(t, dir)}
+	c := &Codec{PrivateKeys: pghoardtest.Keys(t, dir)}
 	seen := map[string]bool{}
 	for _, path := range pghoardObjects(t, dir) {
-		data, md := pghoardObject(t, path)
+		data, md := pghoardtest.Object(t, path)
 		plain, err := decodeAll(c, path, data, md)
 		if err != nil {
 			t.Fatal(err)
@@ -226,7 +172,7 @@ func TestCodec_DecodePGHoardDelta(t *testing.T) {
 	dir := filepath.Join(pghoardDir, "basebackup_delta")
 	c := &Codec{}
 	for _, path := range pghoardObjects(t, dir) {
-		data, md := pghoardObject(t, path)
+		data, md := pghoardtest.Object(t, path)
 		plain, err := decodeAll(c, path, data, md)
 		if err != nil {
 			t.Fatal(err)
@@ -245,9 +191,9 @@ func TestCodec_DecodePGHoardDelta(t *testing.T) {
 func TestCodec_PGHoardErrTruncated(t *testing.T) {
 	for _, set := range []string{"basebackup", "basebackup_delta"} {
 		dir := filepath.Join(pghoardDir, set)
-		c := &Codec{PrivateKeys: pghoardKeys(t, dir)}
+		c := &Codec{PrivateKeys: pghoardtest.Keys(t, dir)}
 		for _, path := range pghoardObjects(t, dir)[:1] {
-			data, md := pghoardObject(t, path)
+			data, md := pghoardtest.Object(t, path)
 			for n := 0; n < len(data); n += max(1, len(data)/97) {
 				_, err := decodeAll(c, path, data[:n], md)
 				var de *DecodeError
@@ -261,7 +207,7 @@ func TestCodec_PGHoardErrTruncated(t *testing.T) {
 
 func TestCodec_ErrMissingKey(t *testing.T) {
 	dir := filepath.Join(pghoardDir, "basebackup")
-	data, md := pghoardObject(t, filepath.Join(dir, "chunks", "00000001.pghoard"))
+	data, md := pghoardtest.Object(t, filepath.Join(dir, "chunks", "00000001.pghoard"))
 	for name, c := range map[string]*Codec{
 		"no keys":   {},
 		"other key": {PrivateKeys: map[string]*rsa.PrivateKey{"other": testKey(t)}},
@@ -280,7 +226,7 @@ func TestCodec_ErrMissingKey(t *testing.T) {
 
 func TestCodec_ErrWrongKey(t *testing.T) {
 	dir := filepath.Join(pghoardDir, "basebackup")
-	data, md := pghoardObject(t, filepath.Join(dir, "chunks", "00000001.pghoard"))
+	data, md := pghoardtest.Object(t, filepath.Join(dir, "chunks", "00000001.pghoard"))
 	c := &Codec{PrivateKeys: map[string]*rsa.PrivateKey{md[MetaEncryptionKeyID]: testKey3072(t)}}
 	_, err := decodeAll(c, "obj1", data, md)
 	var de *DecodeError

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -942,20 +943,7 @@ func TestArchive_PlanRetentionRunningSameMinute(t *testing.T) {
 // backup's start, and nothing else; no key is needed.
 func TestArchive_ApplyRetentionPGHoardSingleTar(t *testing.T) {
 	ctx := context.Background()
-	src := storage.NewLocal(filepath.Join("..", "testdata", "pghoard-real", "basic", "store"))
-	st := storage.NewMem()
-	t.Cleanup(func() { st.Close() })
-	err := src.List(ctx, "site/", func(o storage.Object) error {
-		rc, md, err := src.Open(ctx, o.Key)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		return st.Put(ctx, o.Key, rc, md.Metadata)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pghoardtest.CopyReal(t, "basic")
 	a := &Archive{Store: st, Codec: &Codec{Compression: "zstd"}, Layout: Layout{Prefix: "site"}, Site: "site"}
 	bs, err := a.ListBackups(ctx)
 	if err != nil || len(bs) != 1 || bs[0].Format != "" {

@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -20,6 +18,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -39,34 +38,6 @@ func pghoardDir(t testing.TB, name string) string {
 	return ""
 }
 
-// pghoardKeys reads the private keys of a test vector set's config.json.
-func pghoardKeys(t testing.TB, dir string) map[string]*rsa.PrivateKey {
-	t.Helper()
-	var cfg struct {
-		BackupSites map[string]struct {
-			EncryptionKeys map[string]struct {
-				Private string `json:"private"`
-			} `json:"encryption_keys"`
-		} `json:"backup_sites"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	keys := map[string]*rsa.PrivateKey{}
-	for _, s := range cfg.BackupSites {
-		for id, k := range s.EncryptionKeys {
-			if keys[id], err = crypto.ParsePrivateKeyPEM(k.Private); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return keys
-}
-
 // fixture is an archive holding one pghoard-bb-v2 backup whose chunks are
 // PGHoard's real objects, stored byte for byte with their metadata, around
 // a control object built by the test.
@@ -84,7 +55,7 @@ func newFixture(t *testing.T, name string, tablespaces map[string]archive.Manife
 	dir := pghoardDir(t, name)
 	f := &fixture{a: &archive.Archive{
 		Store:  storage.NewMem(),
-		Codec:  &archive.Codec{PrivateKeys: pghoardKeys(t, dir)},
+		Codec:  &archive.Codec{PrivateKeys: pghoardtest.Keys(t, dir)},
 		Layout: archive.Layout{Prefix: "site"},
 		Site:   "site",
 	}}
@@ -95,19 +66,7 @@ func newFixture(t *testing.T, name string, tablespaces map[string]archive.Manife
 	m := &archive.Manifest{PGHoardObject: "basebackup", Tablespaces: tablespaces,
 		BackupStartWALSegment: "000000010000000000000002", BackupEndWALSegment: "000000010000000000000003"}
 	for i, file := range files {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mdData, err := os.ReadFile(file + ".metadata")
-		if err != nil {
-			t.Fatal(err)
-		}
-		md := storage.Metadata{}
-		if err := json.Unmarshal(mdData, &md); err != nil {
-			t.Fatal(err)
-		}
-		delete(md, "_hash")
+		data, md := pghoardtest.Object(t, file)
 		size, err := strconv.ParseInt(md["original-file-size"], 10, 64)
 		if err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -23,10 +24,10 @@ import (
 // it, read in place, with the site's private key.
 func realPGHoard(t testing.TB, mode string) (*archive.Archive, string) {
 	t.Helper()
-	dir := filepath.Join("..", "testdata", "pghoard-real", mode)
+	dir := pghoardtest.RealDir(mode)
 	return &archive.Archive{
 		Store:  storage.NewLocal(filepath.Join(dir, "store")),
-		Codec:  &archive.Codec{PrivateKeys: pghoardKeys(t, dir)},
+		Codec:  &archive.Codec{PrivateKeys: pghoardtest.Keys(t, dir)},
 		Layout: archive.Layout{Prefix: "site"}, Site: "site",
 	}, dir
 }

@@ -2,15 +2,11 @@ package verify
 
 import (
 	"context"
-	"crypto/rsa"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -20,43 +16,11 @@ import (
 // memory store, with the site's private key.
 func realPGHoard(t *testing.T, mode string) *archive.Archive {
 	t.Helper()
-	dir := filepath.Join("..", "testdata", "pghoard-real", mode)
-	var cfg struct {
-		BackupSites map[string]struct {
-			EncryptionKeys map[string]struct {
-				Private string `json:"private"`
-			} `json:"encryption_keys"`
-		} `json:"backup_sites"`
+	return &archive.Archive{
+		Store:  pghoardtest.CopyReal(t, mode),
+		Codec:  &archive.Codec{PrivateKeys: pghoardtest.Keys(t, pghoardtest.RealDir(mode))},
+		Layout: archive.Layout{Prefix: "site"}, Site: "site",
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	keys := map[string]*rsa.PrivateKey{}
-	for id, k := range cfg.BackupSites["site"].EncryptionKeys {
-		if keys[id], err = crypto.ParsePrivateKeyPEM(k.Private); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx := context.Background()
-	src := storage.NewLocal(filepath.Join(dir, "store"))
-	dst := storage.NewMem()
-	t.Cleanup(func() { dst.Close() })
-	err = src.List(ctx, "site/", func(o storage.Object) error {
-		rc, md, err := src.Open(ctx, o.Key)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		return dst.Put(ctx, o.Key, rc, md.Metadata)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &archive.Archive{Store: dst, Codec: &archive.Codec{PrivateKeys: keys}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
 }
 
 // TestRun_PGHoardSingleTar: the basic and pipe backups of a real PGHoard
