@@ -26,6 +26,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
@@ -51,53 +52,6 @@ func encryptedArchive(t testing.TB, alg string) *archive.Archive {
 	a.Codec = &archive.Codec{Compression: alg, KeyID: "k1", PublicKey: &testRSA.PublicKey,
 		PrivateKeys: map[string]*rsa.PrivateKey{"k1": testRSA}, Host: "testhost"}
 	return a
-}
-
-// archivingCluster starts a cluster with data checksums whose
-// archive_command copies WAL to the returned directory.
-func archivingCluster(t testing.TB, major int) (*pgtest.Cluster, string) {
-	t.Helper()
-	walDir := pgtest.TempDir(t)
-	c := pgtest.Start(t, pgtest.Options{Major: major, DataChecksums: true, Conf: map[string]string{
-		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f",
-	}})
-	return c, walDir
-}
-
-// storeWAL switches to a new segment, waits until the server archived
-// the one before, and stores every archived segment and history file in
-// a, as wal-push would.
-func storeWAL(t testing.TB, c *pgtest.Cluster, walDir string, a *archive.Archive) {
-	t.Helper()
-	// Some WAL in the current segment, or the switch does nothing.
-	c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'switch')")
-	last := c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
-	c.Exec(t, "select pg_switch_wal()")
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if _, err := os.Stat(filepath.Join(walDir, last)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("segment %s was not archived", last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	ents, err := os.ReadDir(walDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		f, err := os.Open(filepath.Join(walDir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = a.Codec.Put(context.Background(), a.Store, a.Layout.WALKey(e.Name()), f, -1, nil)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // tableDigests returns an md5 of each table's rows, in a stable order.
@@ -223,7 +177,7 @@ func TestRunLocal_OK(t *testing.T) {
 // every row with the source's.
 func testRunLocal(t *testing.T, major int) {
 	ctx := testContext(t)
-	c, walDir := archivingCluster(t, major)
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
 	tsDir := pgtest.TempDir(t)
 	c.Exec(t, "create tablespace extra location '"+tsDir+"'")
 	pgtest.Pgbench(t, c, "-i", "-s", "2")
@@ -305,7 +259,7 @@ func testRunLocal(t *testing.T, major int) {
 
 	// Restore, verify, replay all archived WAL: the restored cluster
 	// must equal the source row for row.
-	storeWAL(t, c, walDir, a)
+	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	want := tableDigests(t, c, "pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "in_extra")
 	r := restoreAndStart(t, a, major, walDir, map[string]string{"extra": filepath.Join(pgtest.TempDir(t), "extra")})
 	got := tableDigests(t, r, "pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "in_extra")
@@ -326,7 +280,7 @@ func testRunLocal(t *testing.T, major int) {
 func TestRunLocal_FilesChange(t *testing.T) {
 	major := pgtest.Versions()[len(pgtest.Versions())-1]
 	ctx := testContext(t)
-	c, walDir := archivingCluster(t, major)
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
 	c.Exec(t, "create table gone as select generate_series(1, 100000) as i")
 	c.Exec(t, "create table shrinks as select generate_series(1, 100000) as i")
 	c.Exec(t, "create table kept as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
@@ -375,7 +329,7 @@ func TestRunLocal_FilesChange(t *testing.T) {
 	if !bytes.Contains(files[archive.ControlPGManifest], []byte(fmt.Sprintf(`"Path": "%s", "Size": %d,`, strings.TrimPrefix(rel(shrinks), "pgdata/"), before))) {
 		t.Errorf("backup_manifest does not list %s with its listed size %d", shrinks, before)
 	}
-	storeWAL(t, c, walDir, a)
+	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	want := tableDigests(t, c, "shrinks", "kept")
 	r := restoreAndStart(t, a, major, walDir, nil)
 	got := tableDigests(t, r, "shrinks", "kept")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -23,10 +24,7 @@ import (
 // from the cp archive: hoard wal-fetch is the end-to-end tests' business.
 func TestRun_RoundTrip(t *testing.T) {
 	const major = 15
-	walDir := pgtest.TempDir(t)
-	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{
-		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f",
-	}})
+	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major})
 	src.Exec(t, "create table t (id int primary key)")
 	src.Exec(t, "insert into t select generate_series(1, 1000)")
 	// A link in the data directory (a configuration file kept elsewhere):
@@ -45,33 +43,7 @@ func TestRun_RoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.Exec(t, "insert into t select generate_series(1001, 1500)")
-	last := src.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
-	src.Exec(t, "select pg_switch_wal()")
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if _, err := os.Stat(filepath.Join(walDir, last)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("segment %s was not archived", last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	ents, err := os.ReadDir(walDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		f, err := os.Open(filepath.Join(walDir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = a.Codec.Put(ctx, a.Store, a.Layout.WALKey(e.Name()), f, -1, nil)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	res, err := Run(ctx, Options{Archive: a, TargetDir: dir, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
