@@ -182,9 +182,9 @@ func (c *Config) finish(cwd string) {
 		if s.Prefix == "" {
 			s.Prefix = path.Join(c.PathPrefix, name)
 		}
-		if s.ObjectStorage.StorageType == "" && s.ObjectStorage.URL == "" {
+		if s.ObjectStorage.Type == "" && s.ObjectStorage.URL == "" {
 			// PGHoard: a site without object_storage stores into backup_location.
-			s.ObjectStorage.StorageType = StorageLocal
+			s.ObjectStorage.Type = StorageLocal
 			s.ObjectStorage.Directory = c.BackupLocation
 			s.ObjectStorage.Implicit = true
 		}

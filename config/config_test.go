@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // load parses a testdata file with the given environment, failing the test
@@ -85,7 +87,7 @@ func TestLoad_Quickstart(t *testing.T) {
 	if got, want := s.Prefix, "example-site"; got != want {
 		t.Errorf("prefix = %q, want %q", got, want)
 	}
-	if got, want := s.ObjectStorage, (ObjectStorage{StorageType: StorageLocal, Directory: "./backups"}); !cmp.Equal(got, want) {
+	if got, want := s.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: StorageLocal, Directory: "./backups"}}); !cmp.Equal(got, want) {
 		t.Errorf("object_storage: %s", cmp.Diff(want, got))
 	}
 	if got, want := c.AlertFileDir, "/var/lib/pghoard"; got != want {
@@ -151,7 +153,7 @@ func TestLoad_PGHoardTestdata(t *testing.T) {
 			if !strings.HasPrefix(k.Public, "-----BEGIN PUBLIC KEY-----\n") || !strings.HasPrefix(k.Private, "-----BEGIN PRIVATE KEY-----\n") {
 				t.Errorf("key %s not carried as PEM text", id)
 			}
-			if s.ObjectStorage.StorageType != StorageLocal || !strings.HasSuffix(s.ObjectStorage.Directory, "/chunks") {
+			if s.ObjectStorage.Type != StorageLocal || !strings.HasSuffix(s.ObjectStorage.Directory, "/chunks") {
 				t.Errorf("object_storage = %+v", s.ObjectStorage)
 			}
 			if !strings.HasSuffix(s.Prefix, "/"+s.Name) {
@@ -174,11 +176,11 @@ func TestLoad_PGHoardTestdata(t *testing.T) {
 func TestLoad_S3(t *testing.T) {
 	c := load(t, "s3.json", nil)
 	s := mustSite(t, c, "prod")
-	want := ObjectStorage{
-		StorageType: StorageS3, Region: "eu-west-1", BucketName: "pg-backups",
-		AWSAccessKeyID: "AKIAEXAMPLE", AWSSecretAccessKey: "c2VjcmV0", Prefix: "cluster-a",
+	want := ObjectStorage{Config: storage.Config{
+		Type: StorageS3, Region: "eu-west-1", BucketName: "pg-backups",
+		AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "c2VjcmV0", Prefix: "cluster-a",
 		AddressingStyle: "virtual", Encrypted: true,
-	}
+	}}
 	if diff := cmp.Diff(want, s.ObjectStorage); diff != "" {
 		t.Errorf("object_storage (-want +got):\n%s", diff)
 	}
@@ -228,7 +230,7 @@ func TestLoad_Multisite(t *testing.T) {
 	if got, want := gcs.Prefix, "tenants/gcs"; got != want {
 		t.Errorf("prefix = %q, want %q", got, want)
 	}
-	if got, want := string(gcs.ObjectStorage.Credentials), `{"client_email":"backup@my-project.iam.gserviceaccount.com","type":"service_account"}`; got != want {
+	if got, want := string(gcs.ObjectStorage.CredentialsJSON), `{"client_email":"backup@my-project.iam.gserviceaccount.com","type":"service_account"}`; got != want {
 		t.Errorf("credentials = %s", got)
 	}
 	if got, want := gcs.Nodes[0].Redacted(), "postgres://replicator:xxxxx@db2.internal:5433/postgres?sslmode=verify-full"; got != want {
@@ -247,7 +249,7 @@ func TestLoad_Multisite(t *testing.T) {
 	}
 
 	blob := mustSite(t, c, "blob")
-	if got, want := blob.ObjectStorage, (ObjectStorage{StorageType: StorageURL, URL: "s3://bucket?region=us-east-1&endpoint=http://minio:9000", Prefix: "blob"}); !cmp.Equal(got, want) {
+	if got, want := blob.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: StorageURL, URL: "s3://bucket?region=us-east-1&endpoint=http://minio:9000", Prefix: "blob"}}); !cmp.Equal(got, want) {
 		t.Errorf("object_storage = %+v", got)
 	}
 	if got, want := blob.Nodes[0].Slot, "hoard"; got != want {

@@ -36,5 +36,5 @@
 //
 // Only command (and docs/gen) imports config, and config imports only the
 // leaves compress, replication and storage: commands turn a *Site into each
-// package's own Options; ObjectStorage.StorageConfig is the storage.Config.
+// package's own Options; ObjectStorage embeds the storage.Config.
 package config

@@ -230,7 +230,7 @@ func (e *envReader) storage(c *Config, site string, s *Site) {
 		if _, ok := e.peek(ev.Name); !ok {
 			continue
 		}
-		if have := s.ObjectStorage.StorageType; have != ev.Storage {
+		if have := s.ObjectStorage.Type; have != ev.Storage {
 			if have == "" {
 				have = "not set"
 			}

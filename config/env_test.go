@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 func writeFile(t testing.TB, dir, name, data string) string {
@@ -53,7 +55,7 @@ func TestLoad_EnvOnly(t *testing.T) {
 		if name != DefaultSite || s.Name != DefaultSite || s.Prefix != DefaultSite {
 			t.Errorf("site %q, Name %q, prefix %q", name, s.Name, s.Prefix)
 		}
-		if diff := cmp.Diff(ObjectStorage{StorageType: StorageURL, URL: "s3://bucket?region=eu-west-1", Prefix: "pg/main"}, s.ObjectStorage); diff != "" {
+		if diff := cmp.Diff(ObjectStorage{Config: storage.Config{Type: StorageURL, URL: "s3://bucket?region=eu-west-1", Prefix: "pg/main"}}, s.ObjectStorage); diff != "" {
 			t.Errorf("object_storage (-want +got):\n%s", diff)
 		}
 		if diff := cmp.Diff(map[string]EncryptionKey{"k1": {Public: "PUBLIC PEM", Private: "PRIVATE PEM"}}, s.EncryptionKeys); diff != "" {
@@ -100,7 +102,7 @@ func TestLoad_EnvOnly(t *testing.T) {
 		if diff := cmp.Diff([]Node{{}}, s.Nodes); diff != "" {
 			t.Error(diff)
 		}
-		if got, want := s.ObjectStorage, (ObjectStorage{StorageType: StorageLocal, Directory: "/b", Implicit: true}); !cmp.Equal(got, want) {
+		if got, want := s.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: StorageLocal, Directory: "/b"}, Implicit: true}); !cmp.Equal(got, want) {
 			t.Errorf("object_storage = %+v, want fallback local at backup_location", got)
 		}
 	})
@@ -120,7 +122,7 @@ func TestLoad_EnvOverridesFile(t *testing.T) {
 			"HOARD_HTTP_PORT":        "17000",
 		})
 		s := mustSite(t, c, "prod")
-		if got, want := s.ObjectStorage, (ObjectStorage{StorageType: StorageURL, URL: "gs://other", Prefix: "cluster-a"}); !cmp.Equal(got, want) {
+		if got, want := s.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: StorageURL, URL: "gs://other", Prefix: "cluster-a"}}); !cmp.Equal(got, want) {
 			t.Errorf("object_storage = %+v (file prefix kept)", got)
 		}
 		if _, ok := s.BasebackupCountMax(); ok {
@@ -297,22 +299,22 @@ func TestLoad_EnvOnlyStorage(t *testing.T) {
 		want ObjectStorage
 	}{
 		{"OKLocal", map[string]string{"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": "/archive"},
-			ObjectStorage{StorageType: StorageLocal, Directory: "/archive"}},
+			ObjectStorage{Config: storage.Config{Type: StorageLocal, Directory: "/archive"}}},
 		{"OKS3", map[string]string{
 			"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_REGION": "eu-west-1", "HOARD_S3_BUCKET_NAME": "backups",
 			"HOARD_S3_HOST": "minio", "HOARD_S3_PORT": "9000", "HOARD_S3_ACCESS_KEY_ID": "AKID",
 			"HOARD_S3_SECRET_ACCESS_KEY_FILE": writeFile(t, dir, "s3secret", "s3 secret\n\n"),
 			"HOARD_S3_ADDRESSING_STYLE":       "path", "HOARD_STORAGE_PREFIX": "clusters",
-		}, ObjectStorage{StorageType: StorageS3, Region: "eu-west-1", BucketName: "backups", Host: "minio", Port: 9000,
-			AWSAccessKeyID: "AKID", AWSSecretAccessKey: "s3 secret\n", AddressingStyle: "path", Prefix: "clusters"}},
+		}, ObjectStorage{Config: storage.Config{Type: StorageS3, Region: "eu-west-1", BucketName: "backups", Host: "minio", Port: 9000,
+			AccessKeyID: "AKID", SecretAccessKey: "s3 secret\n", AddressingStyle: "path", Prefix: "clusters"}}},
 		{"OKAzure", map[string]string{
 			"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_NAME": "acct", "HOARD_AZURE_BUCKET_NAME": "container",
 			"HOARD_AZURE_ACCOUNT_KEY_FILE": writeFile(t, dir, "azkey", "a2V5\n"),
-		}, ObjectStorage{StorageType: StorageAzure, AccountName: "acct", BucketName: "container", AccountKey: "a2V5", IsSecure: true}},
+		}, ObjectStorage{Config: storage.Config{Type: StorageAzure, AccountName: "acct", BucketName: "container", AccountKey: "a2V5", IsSecure: true}}},
 		{"OKGoogle", map[string]string{
 			"HOARD_STORAGE_TYPE": "google", "HOARD_GCS_BUCKET_NAME": "b", "HOARD_GCS_PROJECT_ID": "p",
 			"HOARD_GCS_CREDENTIALS": `{"type":"service_account"}`,
-		}, ObjectStorage{StorageType: StorageGoogle, BucketName: "b", ProjectID: "p", Credentials: []byte(`{"type":"service_account"}`)}},
+		}, ObjectStorage{Config: storage.Config{Type: StorageGoogle, BucketName: "b", ProjectID: "p", CredentialsJSON: []byte(`{"type":"service_account"}`)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{}

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"reflect"
 
 	"github.com/hoardbackup/hoard/storage"
@@ -21,81 +20,27 @@ const (
 )
 
 // ObjectStorage is a site's object_storage: rohmu's keys for local, s3,
-// google, azure, swift and sftp, or hoard's {"url": ...}. storageKeys names the key of
-// each field.
+// google, azure, swift and sftp, or hoard's {"url": ...}, in the fields of
+// storage.Config whose json tags name them (storageKeys names the field of
+// each key). Type is StorageURL when URL is set.
 type ObjectStorage struct {
-	StorageType string // StorageURL when URL is set
-	URL         string
-	Prefix      string // put in front of every key (before the site prefix)
-
+	storage.Config
+	// IsVerifyTLS is rohmu's is_verify_tls for s3: false unless set, where
+	// storage.Config's nil verifies.
+	IsVerifyTLS bool
 	// Implicit is true when the site had no object_storage and this is
 	// PGHoard's fallback: local storage at backup_location.
 	Implicit bool
-
-	Directory string // local
-
-	BucketName string // s3, google, azure (the container)
-
-	Region             string // s3
-	AWSAccessKeyID     string
-	AWSSecretAccessKey string
-	AWSSessionToken    string
-	Host               string // s3, azure
-	Port               int
-	IsSecure           bool
-	IsVerifyTLS        bool // s3
-	CertPath           string
-	AddressingStyle    string // path, virtual or auto
-	SegmentSize        int64  // multipart part size; 0 = automatic
-	Encrypted          bool   // SSE-S3 AES256
-
-	ProjectID      string // google
-	CredentialFile string
-	Credentials    json.RawMessage // a service-account JSON object
-
-	AccountName string // azure
-	AccountKey  string
-	SASToken    string
-	AzureCloud  string // public, germany or china
-
-	User              string // swift
-	Key               string
-	AuthURL           string
-	AuthVersion       string // 1.0, 2.0 or 3.0
-	ContainerName     string
-	TenantName        string
-	TenantID          string
-	RegionName        string
-	UserID            string
-	UserDomainID      string
-	UserDomainName    string
-	ProjectName       string
-	ProjectDomainID   string
-	ProjectDomainName string
-	ServiceType       string
-	EndpointType      string
-
-	Server                string // sftp (and Port, Directory)
-	Username              string
-	Password              string
-	PrivateKey            string // a key file's path, as PGHoard takes it
-	KnownHostsFile        string
-	HostKeyFingerprint    string
-	InsecureIgnoreHostKey bool
 }
 
-// StorageConfig returns the storage.Config o describes: each key of its
-// storage type (url and prefix for a url) in the field whose json tag is
-// the key's name, rohmu's. TestStorageConfig checks that every key has its
-// field.
+// StorageConfig returns the storage.Config o describes.
 func (o ObjectStorage) StorageConfig() storage.Config {
-	var sc storage.Config
-	dst, src := reflect.ValueOf(&sc).Elem(), reflect.ValueOf(o)
-	for i := range dst.NumField() {
-		k := lookup(storageKeys, dst.Type().Field(i).Tag.Get("json"))
-		if k != nil && k.accepts(o.StorageType) && !(k.name == "storage_type" && o.StorageType == StorageURL) {
-			set(dst.Field(i), src.FieldByName(k.field).Interface())
-		}
+	sc := o.Config
+	switch o.Type {
+	case StorageURL:
+		sc.Type = ""
+	case StorageS3:
+		sc.IsVerifyTLS = &o.IsVerifyTLS
 	}
 	return sc
 }
@@ -104,7 +49,7 @@ func (o ObjectStorage) StorageConfig() storage.Config {
 // keys are read.
 func newObjectStorage(typ, prefix string) ObjectStorage {
 	// rohmu: Azure defaults to HTTPS, S3 to is_secure false.
-	return ObjectStorage{StorageType: typ, Prefix: prefix, IsSecure: typ == StorageAzure}
+	return ObjectStorage{Config: storage.Config{Type: typ, Prefix: prefix, IsSecure: typ == StorageAzure}}
 }
 
 // storageTypeList is "local, s3, google or azure", for messages.
@@ -176,7 +121,7 @@ func decodeStorage(d *decoder, path string, v any, k *key, f reflect.Value) {
 // of its storage type, for the reference every key of every type.
 func walkStorage(w *walker, path string, k *key, f reflect.Value) {
 	w.add(path, "object", nil, k)
-	typ := f.FieldByName("StorageType").String()
+	typ := f.FieldByName("Type").String()
 	for _, sk := range sortedRows(k.keys) {
 		if !w.docs && (!sk.accepts(typ) || sk.name == "storage_type" && typ == StorageURL) {
 			continue

@@ -177,24 +177,24 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 	}
 	v := reflect.ValueOf(*o)
 	for _, k := range storageKeys {
-		if slices.Contains(strings.Fields(k.required), o.StorageType) && v.FieldByName(k.field).IsZero() {
-			ps.add(p+"."+k.name, "required for %s storage", o.StorageType)
+		if slices.Contains(strings.Fields(k.required), o.Type) && v.FieldByName(k.field).IsZero() {
+			ps.add(p+"."+k.name, "required for %s storage", o.Type)
 		}
 	}
-	switch o.StorageType {
+	switch o.Type {
 	case StorageLocal:
 		if o.Directory != "" && c.BackupLocation != "" && filepath.Clean(o.Directory) == filepath.Clean(c.BackupLocation) {
 			ps.add(p+".directory", "must differ from backup_location %q (PGHoard stages files there)", c.BackupLocation)
 		}
 	case StorageS3:
-		if (o.AWSAccessKeyID == "") != (o.AWSSecretAccessKey == "") {
+		if (o.AccessKeyID == "") != (o.SecretAccessKey == "") {
 			ps.add(p+".aws_secret_access_key", "aws_access_key_id and aws_secret_access_key must be set together")
 		}
 	case StorageGoogle:
 		if o.ProjectID == "" && o.BucketName == "" {
 			ps.add(p+".bucket_name", "project_id and/or bucket_name required for google storage")
 		}
-		if o.CredentialFile != "" && len(o.Credentials) > 0 {
+		if o.CredentialFile != "" && len(o.CredentialsJSON) > 0 {
 			ps.add(p+".credentials", "credential_file and credentials are mutually exclusive")
 		}
 	case StorageAzure:

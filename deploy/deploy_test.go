@@ -260,8 +260,8 @@ func TestKubernetes_EnvOnlyConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if name != env["HOARD_SITE"] || s.ObjectStorage.StorageType != env["HOARD_STORAGE_TYPE"] || s.EncryptionKeyID == "" {
-				t.Errorf("site %q storage %q key %q", name, s.ObjectStorage.StorageType, s.EncryptionKeyID)
+			if name != env["HOARD_SITE"] || s.ObjectStorage.Type != env["HOARD_STORAGE_TYPE"] || s.EncryptionKeyID == "" {
+				t.Errorf("site %q storage %q key %q", name, s.ObjectStorage.Type, s.EncryptionKeyID)
 			}
 		})
 	}
