@@ -38,7 +38,7 @@ func Run(ctx context.Context, o Options) (*archive.BackupInfo, error) {
 		return runStream(ctx, o, log)
 	}
 	switch o.Mode {
-	case ModeLocal:
+	case ModeLocal, ModeDelta:
 		return runLocal(ctx, o, log, false)
 	case ModeAuto:
 		if err := dataDirReadable(o.PGData); err != nil {
@@ -144,6 +144,13 @@ type outcome struct {
 	// parent is the backup an incremental one was taken against; nil
 	// for a full backup.
 	parent *parentBackup
+
+	// A delta backup's: its format (archive.FormatDeltaV2; "" for
+	// pghoard-bb-v2), its manifest, and the decoded and stored bytes of
+	// its delta objects and embedded files.
+	format                  string
+	deltaManifest           []byte
+	deltaPlain, deltaStored int64
 }
 
 // storeControl writes the control object of a backup whose chunks are all
@@ -181,6 +188,13 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 		info.TotalSizePlain += c.InputSize
 		info.TotalSizeEnc += c.ResultSize
 	}
+	if oc.format != "" {
+		// PGHoard's total-size-* count a delta backup's every file,
+		// reused delta objects included.
+		info.Format = oc.format
+		info.TotalSizePlain += oc.deltaPlain
+		info.TotalSizeEnc += oc.deltaStored
+	}
 	m := &archive.Manifest{
 		BackupStartTime:       archive.LabelTime{Time: oc.startTime},
 		BackupStartWALSegment: info.StartWALSegment,
@@ -211,6 +225,7 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 		info.Parent = oc.parent.info.Name
 		m.Hoard.Incremental = &archive.IncrementalParent{Parent: oc.parent.info.Name, StartLSN: oc.parent.start, Timeline: oc.parent.timeline}
 	}
+	m.DeltaManifest = oc.deltaManifest
 	for _, ts := range oc.tablespaces {
 		m.Tablespaces[ts.name] = archive.ManifestTablespace{Path: ts.location, OID: ts.oid}
 	}

@@ -2,7 +2,9 @@
 // it in PGHoard's pghoard-bb-v2 format (pghoard-format.md c.4), so that
 // PGHoard's restore and hoard's read it. It reads the cluster one of two
 // ways (Options.Mode): from the data directory itself, PGHoard's local-tar
-// mode, or over the replication protocol with BASE_BACKUP. ModeAuto, the
+// mode, or over the replication protocol with BASE_BACKUP. ModeDelta reads
+// the data directory as local-tar does and stores PGHoard's
+// pghoard-delta-v2 format instead (see copyDelta). ModeAuto, the
 // default, reads the data directory when Options.PGData is set and
 // readable, and gives way to BASE_BACKUP (with a warning) when that
 // directory is another cluster's or the role may not start a backup.

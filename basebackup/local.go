@@ -113,7 +113,9 @@ type localBackup struct {
 
 	name               string
 	entries            []entry
-	check              *pageCheck // nil without data checksums
+	delta              bool         // ModeDelta: see copyDelta
+	deltaState         *deltaBackup // set while copyDelta runs
+	check              *pageCheck   // nil without data checksums
 	compressionThreads int
 
 	mu   sync.Mutex
@@ -167,7 +169,10 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 	if err != nil {
 		return nil, err
 	}
-	l := &localBackup{o: o, log: log, sql: sql, srv: srv, pgdata: pgdata, spc: spc, compressionThreads: o.CompressionThreads}
+	l := &localBackup{o: o, log: log, sql: sql, srv: srv, pgdata: pgdata, spc: spc, compressionThreads: o.CompressionThreads, delta: o.Mode == ModeDelta}
+	if l.delta && len(spc) > 0 {
+		return nil, fmt.Errorf("basebackup: the cluster has %d tablespaces; delta mode stores the data directory only (as PGHoard's, whose delta manifest names files relative to it): use basebackup_mode local-tar", len(spc))
+	}
 	info, err := l.run(ctx, fallback)
 	if err != nil {
 		l.mu.Lock()
@@ -262,13 +267,20 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	if l.srv.checksums {
 		l.check = &pageCheck{blockSize: l.srv.blockSize, segBlocks: l.srv.segBlocks, start: uint64(start), report: report, log: log}
 	}
-	plans := split(l.entries, o.ChunkSize)
 	if o.afterScan != nil {
 		o.afterScan()
 	}
 
 	stopProgress := l.reportProgress(began, total)
-	results, err := l.copy(ctx, plans)
+	var results []*chunkResult
+	var dr *deltaResult
+	if l.delta {
+		if dr, err = l.copyDelta(ctx, began); err == nil {
+			results = dr.bundles
+		}
+	} else {
+		results, err = l.copy(ctx, split(l.entries, o.ChunkSize))
+	}
 	stopProgress()
 	if err != nil {
 		return nil, err
@@ -335,6 +347,14 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 			ChunkFilename: r.filename, InputSize: r.input, ResultSize: r.stored.StoredSize, Files: r.files,
 		})
 		pgFiles = append(pgFiles, r.pgFiles...)
+	}
+	if dr != nil {
+		oc.format = archive.FormatDeltaV2
+		if oc.deltaManifest, err = deltaManifestJSON(dr.manifest); err != nil {
+			return nil, err
+		}
+		oc.deltaPlain, oc.deltaStored = dr.plain, dr.stored
+		pgFiles = append(pgFiles, dr.pgFiles...)
 	}
 	for _, m := range []*member{oc.backupLabel, oc.tablespaceMap, oc.pgControl} {
 		if m != nil {

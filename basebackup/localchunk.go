@@ -71,6 +71,9 @@ func (w *worker) writeChunk(ctx context.Context, plan chunkPlan) (*chunkResult, 
 	l := w.l
 	filename := archive.ChunkFilename(l.name, plan.n)
 	res := &chunkResult{filename: filename, key: l.o.Archive.Layout.ChunkKey(filename)}
+	if l.delta {
+		res.key = l.o.Archive.Layout.DeltaChunkKey(filename) // a bundle
+	}
 	l.began(res.key)
 	md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
 	up, err := l.o.Archive.Codec.NewUpload(ctx, l.o.Archive.Store, res.key, md,

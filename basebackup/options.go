@@ -53,6 +53,11 @@ const (
 	ModeLocal
 	// ModeStream is BASE_BACKUP over a replication connection.
 	ModeStream
+	// ModeDelta is PGHoard's delta mode: ModeLocal, but the files of
+	// Options.DeltaMinFileSize bytes or more are stored once each as
+	// basebackup_delta/<digest>, shared by every backup holding the same
+	// bytes (see copyDelta). The format is pghoard-delta-v2.
+	ModeDelta
 )
 
 // Backup reasons (backup-reason metadata).
@@ -85,6 +90,11 @@ type Options struct {
 	Incremental bool
 
 	ChunkSize int64 // chunk tar size (basebackup_chunk_size); 0 means DefaultChunkSize
+	// DeltaMinFileSize (basebackup_delta_mode_min_delta_file_size; 0:
+	// DefaultDeltaMinFileSize) and DeltaChunkSize (its bundles' size,
+	// basebackup_delta_mode_chunk_size; 0: ChunkSize) are ModeDelta's.
+	DeltaMinFileSize int64
+	DeltaChunkSize   int64
 	// Parallel is the number of chunks in flight: being read,
 	// compressed, encrypted and stored at once (local-tar: the workers;
 	// BASE_BACKUP: the chunk being written and those still uploading).
@@ -117,6 +127,12 @@ type Options struct {
 	// afterScan, when set, runs after a local-tar backup has listed the
 	// files and before it reads them (tests change files there).
 	afterScan func()
+	// afterBundles, when set, runs after a delta backup stored its
+	// bundles and before its delta objects (tests run retention there).
+	afterBundles func()
+	// beforeStore, when set, runs before a delta backup reads a file
+	// again to store it as a new delta object (tests change it there).
+	beforeStore func(path string)
 }
 
 // Progress reports how far a running backup is.
@@ -161,16 +177,25 @@ func (o *Options) validate() error {
 	if o.ChunkSize == 0 {
 		o.ChunkSize = DefaultChunkSize
 	}
+	if o.DeltaMinFileSize < 0 || o.DeltaChunkSize < 0 {
+		return errors.New("basebackup: negative delta file or bundle size")
+	}
+	if o.DeltaMinFileSize == 0 {
+		o.DeltaMinFileSize = DefaultDeltaMinFileSize
+	}
+	if o.DeltaChunkSize == 0 {
+		o.DeltaChunkSize = o.ChunkSize
+	}
 	if o.Parallel == 0 {
 		o.Parallel = runtime.NumCPU()
 	}
 	if o.CompressionThreads < 0 {
 		return errors.New("basebackup: negative compression threads")
 	}
-	if o.Incremental && o.Mode == ModeLocal {
+	if o.Incremental && (o.Mode == ModeLocal || o.Mode == ModeDelta) {
 		return errors.New("basebackup: incremental backups are taken over the replication protocol (BASE_BACKUP), not by reading the data directory (local-tar)")
 	}
-	if o.Mode == ModeLocal && o.PGData == "" {
+	if (o.Mode == ModeLocal || o.Mode == ModeDelta) && o.PGData == "" {
 		return errors.New("basebackup: local-tar needs the data directory: set pg_data_directory, or basebackup_mode basic to take the backup over the replication protocol")
 	}
 	if o.Label == "" {

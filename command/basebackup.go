@@ -128,32 +128,45 @@ func basebackupOptions(c *cli.Context, env *siteEnv, decided time.Time, reason s
 		Archive:            env.archive,
 		Mode:               basebackupMode(env.site),
 		ChunkSize:          env.site.BasebackupChunkSize,
+		DeltaMinFileSize:   env.site.BasebackupDeltaModeMinDeltaFileSize,
+		DeltaChunkSize:     env.site.BasebackupDeltaModeChunkSize,
 		Parallel:           basebackupParallel(env.site),
 		CompressionThreads: env.site.BasebackupCompressionThreads,
 		Reason:             reason,
 		ActiveBackupMode:   env.site.ActiveBackupMode,
-		// Every mode writes PGHoard's local-tar format.
-		BasebackupMode: config.BasebackupLocalTar,
-		DecisionTime:   decided,
-		PGData:         env.site.PGDataDirectory,
-		Version:        "hoard " + c.App.Version,
-		Logger:         env.log,
+		BasebackupMode:     basebackupModeName(env.site),
+		DecisionTime:       decided,
+		PGData:             env.site.PGDataDirectory,
+		Version:            "hoard " + c.App.Version,
+		Logger:             env.log,
 	}
 }
 
 // basebackupMode maps basebackup_mode to how a backup reads the cluster:
-// PGHoard's modes that read the data directory (local-tar, delta,
-// local-tar-delta-stats) to local-tar, basic and pipe (pg_basebackup in
-// PGHoard) to BASE_BACKUP, unset to local-tar when the data directory is
-// readable.
+// delta to delta mode, PGHoard's other modes that read the data directory
+// (local-tar, local-tar-delta-stats) to local-tar, basic and pipe
+// (pg_basebackup in PGHoard) to BASE_BACKUP, unset to local-tar when the
+// data directory is readable.
 func basebackupMode(site *config.Site) basebackup.Mode {
 	switch site.EffectiveBasebackupMode() {
 	case "":
 		return basebackup.ModeAuto
 	case config.BasebackupBasic, config.BasebackupPipe:
 		return basebackup.ModeStream
+	case config.BasebackupDelta:
+		return basebackup.ModeDelta
 	}
 	return basebackup.ModeLocal
+}
+
+// basebackupModeName is the basebackup-mode metadata of the site's
+// backups: delta for delta mode; every other mode writes PGHoard's
+// local-tar format.
+func basebackupModeName(site *config.Site) string {
+	if site.EffectiveBasebackupMode() == config.BasebackupDelta {
+		return config.BasebackupDelta
+	}
+	return config.BasebackupLocalTar
 }
 
 // basebackupParallel is the number of chunks a backup has in flight:

@@ -184,12 +184,13 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 			Fast:               true,
 			Mode:               basebackupMode(site),
 			ChunkSize:          site.BasebackupChunkSize,
+			DeltaMinFileSize:   site.BasebackupDeltaModeMinDeltaFileSize,
+			DeltaChunkSize:     site.BasebackupDeltaModeChunkSize,
 			Parallel:           basebackupParallel(site),
 			CompressionThreads: site.BasebackupCompressionThreads,
-			// Every mode writes PGHoard's local-tar format.
-			BasebackupMode: config.BasebackupLocalTar,
-			PGData:         site.PGDataDirectory,
-			Version:        "hoard " + c.App.Version,
+			BasebackupMode:     basebackupModeName(site),
+			PGData:             site.PGDataDirectory,
+			Version:            "hoard " + c.App.Version,
 		},
 	}
 	if len(site.Nodes) == 0 {

@@ -1,0 +1,496 @@
+package basebackup
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// DefaultDeltaMinFileSize is PGHoard's
+// basebackup_delta_mode_min_delta_file_size: in delta mode, files of this
+// size and more are stored as delta objects, smaller ones (over
+// archive.DeltaEmbedMax bytes) in bundles.
+const DefaultDeltaMinFileSize = 10 << 20
+
+// A delta backup (ModeDelta, PGHoard's basebackup_mode "delta",
+// pghoard-delta-v2) reads the data directory as local-tar does, but
+// stores each file of at least Options.DeltaMinFileSize bytes once, as
+// basebackup_delta/<BLAKE2s-256 of its bytes>, shared by every backup
+// holding the same bytes; smaller files go into bundles
+// (basebackup_delta_chunk/<name>/, members named relative to the data
+// directory) and files of at most archive.DeltaEmbedMax bytes into the
+// manifest itself. The manifest, in the control object's JSON, lists them
+// all, as PGHoard writes it.
+//
+// The bundles are stored first, so that retention sees a delta backup
+// running (a recent bundle folder of no listed backup) before any delta
+// object is reused. Then each large file is read and hashed; a delta
+// object of that name that exists is reused, never written again, and
+// otherwise the file is read again into a new object (a conditional
+// create: an object that appeared meanwhile is reused, not replaced). When
+// the second read does not give the same digest, the file changed in
+// between: the new object, which would hold other bytes than its name
+// says, is deleted, and the file goes into a last bundle instead. Before
+// the control object is stored, every reused object is checked to exist
+// still.
+
+// deltaBackup is what a delta backup adds to a local one.
+type deltaBackup struct {
+	bundleRoot *root // the data directory with member names relative to it
+
+	mu       sync.Mutex
+	inflight map[string]*digestState // digest → its object, decided once per backup
+}
+
+// digestState is the fate of one digest's object in this backup.
+type digestState struct {
+	done   chan struct{}
+	ok     bool  // the object holds the digest's bytes (reused or stored)
+	reused bool  // it existed before this backup looked
+	stored int64 // its stored size
+}
+
+// deltaFileResult is one large file, read and hashed.
+type deltaFileResult struct {
+	e       *entry
+	gone    bool // removed before it was read: left out
+	demoted bool // changed while stored: it goes into a bundle
+	digest  string
+	size    int64
+	stored  int64
+	reused  bool
+	crc     uint32
+}
+
+// deltaResult is what copyDelta stored.
+type deltaResult struct {
+	bundles  []*chunkResult
+	manifest *archive.DeltaManifest
+	pgFiles  []pgManifestFile // of the delta objects and embedded files (the bundles' are theirs)
+	plain    int64            // decoded bytes of the delta objects and embedded files
+	stored   int64            // their stored bytes
+	uploaded int              // delta objects this backup stored
+	reused   int              // delta objects it reused
+}
+
+// copyDelta stores the files of a delta backup: bundles, delta objects,
+// then the files that changed while their object was stored, in a last
+// bundle; and returns the manifest.
+func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaResult, error) {
+	d := &deltaBackup{
+		bundleRoot: &root{dir: l.pgdata, prefix: "", main: true},
+		inflight:   map[string]*digestState{},
+	}
+	l.deltaState = d
+	dr := &deltaResult{manifest: &archive.DeltaManifest{}}
+	dm := dr.manifest
+	dm.Start = archive.LabelTime{Time: began.UTC()}
+	st := &dm.SnapshotResult.State
+	st.RootGlobs = []string{"**/*"}
+	st.EmptyDirs = []string{"."}
+	var small, large, embed []entry
+	for _, e := range l.entries {
+		switch e.typ {
+		case tar.TypeDir:
+			st.EmptyDirs = append(st.EmptyDirs, e.rel)
+		case tar.TypeSymlink:
+			return nil, fmt.Errorf("basebackup: %s is a symbolic link, which delta mode (as PGHoard's) does not store: use basebackup_mode local-tar", e.path())
+		case tar.TypeReg:
+			e.root = d.bundleRoot
+			switch {
+			case e.size <= archive.DeltaEmbedMax:
+				embed = append(embed, e)
+			case e.size < l.o.DeltaMinFileSize:
+				small = append(small, e)
+			default:
+				large = append(large, e)
+			}
+		}
+	}
+	dm.SnapshotResult.Start = archive.LabelTime{Time: time.Now().UTC()}
+
+	// Bundles first: a running delta backup shows in storage.
+	bundles, err := l.bundles(ctx, small, 0)
+	if err != nil {
+		return nil, err
+	}
+	if l.o.afterBundles != nil {
+		l.o.afterBundles()
+	}
+	files, err := l.deltaObjects(ctx, large)
+	if err != nil {
+		return nil, err
+	}
+	var demoted []entry
+	for _, f := range files {
+		if f.demoted {
+			demoted = append(demoted, *f.e)
+		}
+	}
+	if len(demoted) > 0 {
+		l.log.Info().Int("files", len(demoted)).Msg("files changed while stored as delta objects: bundled instead")
+		more, err := l.bundles(ctx, demoted, len(bundles))
+		if err != nil {
+			return nil, err
+		}
+		bundles = append(bundles, more...)
+	}
+	dr.bundles = bundles
+
+	// The manifest: every file as stored.
+	sent := map[string]bool{}
+	for _, b := range bundles {
+		for _, name := range b.files {
+			sent[name] = true
+		}
+	}
+	missingOK := func(rel string) bool { return strings.Contains(rel, "/") } // PGHoard: only top-level files must exist
+	for i := range small {
+		e := &small[i]
+		if sent[e.rel] {
+			st.Files = append(st.Files, archive.DeltaFile{RelativePath: e.rel, FileSize: e.size, MtimeNS: e.mtime.UnixNano(), ShouldBeBundled: true, MissingOK: missingOK(e.rel)})
+		}
+	}
+	hashes := map[string]bool{}
+	for _, f := range files {
+		switch {
+		case f.gone:
+		case f.demoted:
+			if sent[f.e.rel] {
+				st.Files = append(st.Files, archive.DeltaFile{RelativePath: f.e.rel, FileSize: f.e.size, MtimeNS: f.e.mtime.UnixNano(), ShouldBeBundled: true, MissingOK: missingOK(f.e.rel)})
+			}
+		default:
+			st.Files = append(st.Files, archive.DeltaFile{
+				RelativePath: f.e.rel, FileSize: f.size, StoredFileSize: f.stored, MtimeNS: f.e.mtime.UnixNano(),
+				Hexdigest: f.digest, MissingOK: missingOK(f.e.rel),
+			})
+			dr.pgFiles = append(dr.pgFiles, pgManifestFile{path: f.e.manifestPath(), size: f.size, mtime: f.e.mtime, crc32c: f.crc})
+			dr.plain += f.size
+			dr.stored += f.stored
+			if !hashes[f.digest] {
+				hashes[f.digest] = true
+				dm.SnapshotResult.Hashes = append(dm.SnapshotResult.Hashes, archive.DeltaHash{Hexdigest: f.digest, Size: f.size})
+				if f.reused {
+					dr.reused++
+				} else {
+					dr.uploaded++
+				}
+			}
+		}
+	}
+	for i := range embed {
+		e := &embed[i]
+		data, err := readEmbedded(e)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile: WAL replay recreates what is needed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("basebackup: %w", err)
+		}
+		b64 := base64.StdEncoding.EncodeToString(data)
+		st.Files = append(st.Files, archive.DeltaFile{RelativePath: e.rel, FileSize: int64(len(data)), MtimeNS: e.mtime.UnixNano(), ContentB64: &b64, MissingOK: missingOK(e.rel)})
+		dr.pgFiles = append(dr.pgFiles, pgManifestFile{path: e.manifestPath(), size: int64(len(data)), mtime: e.mtime, crc32c: crc32c(data)})
+		dr.plain += int64(len(data))
+		dr.stored += int64(len(data))
+		l.read.Add(int64(len(data)))
+	}
+	// A reused object deleted meanwhile (by a retention run that did not
+	// see this backup) would leave the backup unrestorable.
+	if err := l.recheckReused(ctx, files); err != nil {
+		return nil, err
+	}
+	dm.SnapshotResult.End = archive.LabelTime{Time: time.Now().UTC()}
+	dm.SnapshotResult.Files = len(st.Files)
+	for _, f := range st.Files {
+		dm.SnapshotResult.TotalSize += f.FileSize
+	}
+	var bPlain, bStored int64
+	for _, b := range bundles {
+		bPlain += b.input
+		bStored += b.stored.StoredSize
+	}
+	dm.UploadResult = archive.DeltaUploadResult{TotalSize: bPlain + dr.plain, TotalStoredSize: bStored + dr.stored}
+	dm.End = archive.LabelTime{Time: time.Now().UTC()}
+	l.log.Info().Int("bundles", len(bundles)).Int("delta_objects_stored", dr.uploaded).Int("delta_objects_reused", dr.reused).
+		Int("embedded", len(embed)).Msg("delta backup files stored")
+	return dr, nil
+}
+
+// bundles stores files in bundles numbered after the first skip ones.
+func (l *localBackup) bundles(ctx context.Context, files []entry, skip int) ([]*chunkResult, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	l.entries = files
+	plans := split(files, l.o.DeltaChunkSize)
+	for i := range plans {
+		plans[i].n += skip
+	}
+	return l.copy(ctx, plans)
+}
+
+// deltaObjects reads, hashes and stores (or reuses) the large files, on
+// l.o.Parallel workers, while the SQL session is watched.
+func (l *localBackup) deltaObjects(ctx context.Context, files []entry) ([]*deltaFileResult, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopWatch := l.watchSession(ctx, cancel)
+	defer stopWatch()
+	results := make([]*deltaFileResult, len(files))
+	jobs := make(chan int)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(jobs)
+		for i := range files {
+			select {
+			case jobs <- i:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		return nil
+	})
+	for range min(l.o.Parallel, max(len(files), 1)) {
+		w := &worker{l: l, buf: make([]byte, readBufferSize)}
+		g.Go(func() error {
+			for i := range jobs {
+				r, err := w.deltaFile(gctx, &files[i])
+				if err != nil {
+					return err
+				}
+				results[i] = r
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return nil, cause
+	}
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// deltaFile reads e, hashing it (and checking its pages, as local-tar
+// does), then stores it as its delta object unless that exists.
+func (w *worker) deltaFile(ctx context.Context, e *entry) (*deltaFileResult, error) {
+	l := w.l
+	r := &deltaFileResult{e: e, size: e.size}
+	sum := archive.NewDeltaHash()
+	crc, gone, err := w.hashFile(e, sum)
+	if err != nil {
+		return nil, err
+	}
+	if gone {
+		r.gone = true
+		return r, nil
+	}
+	r.crc = crc
+	r.digest = hex.EncodeToString(sum.Sum(nil))
+	s, owner := l.deltaState.claim(r.digest)
+	if !owner {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	} else {
+		err := w.storeObject(ctx, e, r.digest, s)
+		close(s.done)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !s.ok {
+		r.demoted = true
+		return r, nil
+	}
+	r.stored, r.reused = s.stored, s.reused
+	return r, nil
+}
+
+// claim returns the state of digest's object in this backup, and whether
+// the caller is the one to decide it.
+func (d *deltaBackup) claim(digest string) (*digestState, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s, ok := d.inflight[digest]; ok {
+		return s, false
+	}
+	s := &digestState{done: make(chan struct{})}
+	d.inflight[digest] = s
+	return s, true
+}
+
+// storeObject decides digest's object: reused when it exists, else stored
+// from a second read of e, which must give the same digest (else the new
+// object is deleted and s.ok stays false).
+func (w *worker) storeObject(ctx context.Context, e *entry, digest string, s *digestState) error {
+	a := w.l.o.Archive
+	key := a.Layout.DeltaKey(digest)
+	st, err := a.Store.Stat(ctx, key)
+	switch {
+	case err == nil:
+		s.ok, s.reused, s.stored = true, true, st.Size
+		return nil
+	case !errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+	}
+	if w.l.o.beforeStore != nil {
+		w.l.o.beforeStore(e.path())
+	}
+	f, err := os.Open(e.path())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed since it was hashed: bundled, that is left out
+	}
+	if err != nil {
+		return fmt.Errorf("basebackup: %w", err)
+	}
+	defer f.Close()
+	sum := archive.NewDeltaHash()
+	body := io.TeeReader(io.LimitReader(io.MultiReader(f, zeros{}), e.size), sum)
+	md := storage.Metadata{archive.MetaFormat: archive.FormatDeltaV2}
+	stored, err := a.Codec.Create(ctx, a.Store, key, body, e.size, md)
+	if errors.Is(err, storage.ErrExist) {
+		// Stored meanwhile by another backup: reuse it.
+		st, err := a.Store.Stat(ctx, key)
+		if err != nil {
+			return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+		}
+		s.ok, s.reused, s.stored = true, true, st.Size
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("basebackup: store delta object %s: %w", key, err)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != digest {
+		// The object holds other bytes than its name says: it goes.
+		if err := a.Store.Delete(context.WithoutCancel(ctx), key); err != nil {
+			return fmt.Errorf("basebackup: delete delta object %s, whose file %s changed while it was stored: %w", key, e.path(), err)
+		}
+		w.l.log.Debug().Str("file", e.path()).Msg("file changed while stored as a delta object")
+		return nil
+	}
+	s.ok, s.stored = true, stored.StoredSize
+	return nil
+}
+
+// hashFile reads e up to its scanned size (padding with zeros a file that
+// shrank, as local-tar does) into sum, checking its pages when e.check,
+// and returns its CRC-32C; gone reports a file removed since the scan.
+func (w *worker) hashFile(e *entry, sum hash.Hash) (crc uint32, gone bool, err error) {
+	f, err := os.Open(e.path())
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, true, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("basebackup: %w", err)
+	}
+	defer f.Close()
+	var fc *fileCheck
+	if e.check && w.l.check != nil {
+		fc = &fileCheck{pageCheck: w.l.check, name: "pgdata/" + e.rel, path: e.path(), first: e.segno * w.l.check.segBlocks}
+	}
+	var off int64
+	for off < e.size {
+		n := int(min(int64(len(w.buf)), e.size-off))
+		m, err := io.ReadFull(f, w.buf[:n])
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return 0, false, fmt.Errorf("basebackup: read %s: %w", e.path(), err)
+		}
+		p := w.buf[:m]
+		if fc != nil {
+			if err := fc.pages(f, p, off); err != nil {
+				return 0, false, err
+			}
+		}
+		crc = crc32.Update(crc, castagnoli, p)
+		sum.Write(p)
+		off += int64(m)
+		w.l.read.Add(int64(m))
+		if m < n {
+			break
+		}
+	}
+	if off < e.size {
+		clear(w.buf)
+		for off < e.size {
+			p := w.buf[:min(int64(len(w.buf)), e.size-off)]
+			crc = crc32.Update(crc, castagnoli, p)
+			sum.Write(p)
+			off += int64(len(p))
+		}
+	}
+	if fc != nil {
+		fc.done()
+	}
+	return crc, false, nil
+}
+
+// recheckReused checks that every delta object the backup reuses still
+// exists.
+func (l *localBackup) recheckReused(ctx context.Context, files []*deltaFileResult) error {
+	seen := map[string]bool{}
+	a := l.o.Archive
+	for _, f := range files {
+		if f.gone || f.demoted || !f.reused || seen[f.digest] {
+			continue
+		}
+		seen[f.digest] = true
+		key := a.Layout.DeltaKey(f.digest)
+		if _, err := a.Store.Stat(ctx, key); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("basebackup: delta object %s, which this backup reuses for %s, was deleted while it ran (by a retention run that did not see it?): take the backup again", key, f.e.rel)
+			}
+			return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// readEmbedded reads a small file up to its scanned size, padded with
+// zeros if it shrank.
+func readEmbedded(e *entry) ([]byte, error) {
+	f, err := os.Open(e.path())
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(io.MultiReader(f, zeros{}), e.size))
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// deltaManifestJSON encodes the manifest for the control object.
+func deltaManifestJSON(dm *archive.DeltaManifest) (json.RawMessage, error) {
+	js, err := json.Marshal(dm)
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: encode delta manifest: %w", err)
+	}
+	return js, nil
+}

@@ -1,0 +1,311 @@
+package basebackup
+
+import (
+	"context"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// deltaObjectsOf lists a's delta objects: key → when the storage wrote it.
+func deltaObjectsOf(t testing.TB, a *archive.Archive) map[string]time.Time {
+	t.Helper()
+	out := map[string]time.Time{}
+	err := a.Store.List(context.Background(), a.Layout.Dir(archive.DeltaDir), func(o storage.Object) error {
+		st, err := a.Store.Stat(context.Background(), o.Key)
+		if err != nil {
+			return err
+		}
+		out[o.Key] = st.Changed
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// deltaFiles returns the files of a delta backup's manifest by path.
+func deltaFiles(t testing.TB, a *archive.Archive, b *archive.BackupInfo) map[string]archive.DeltaFile {
+	t.Helper()
+	ctrl, err := a.ReadControl(context.Background(), b.Key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm, err := archive.ParseDelta(ctrl.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]archive.DeltaFile{}
+	for _, f := range dm.SnapshotResult.State.Files {
+		out[f.RelativePath] = f
+	}
+	return out
+}
+
+// restoreDelta restores backup name of a into a new directory, checks it
+// with pg_verifybackup and starts PostgreSQL on it, recovering all WAL.
+func restoreDeltaBackup(t *testing.T, a *archive.Archive, name string, major int, walDir string) *pgtest.Cluster {
+	t.Helper()
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	_, err := restore.Run(testContext(t), restore.Options{
+		Archive: a, TargetDir: dir, Backup: name, ArchiveOff: true,
+		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatalf("restore %s: %v", name, err)
+	}
+	verifyBackup(t, dir, major, false)
+	c := pgtest.StartDataDir(t, major, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	return c
+}
+
+// TestRunDelta_TwoBackups takes two delta backups of a cluster, with one
+// table changed between them: the second stores delta objects for the
+// changed files only (the unchanged large files' objects are reused,
+// never written again) and bundles for the small files. Both restore
+// (checked by pg_verifybackup against the backup_manifest hoard wrote)
+// and, with the archived WAL replayed, hold the source's rows.
+func TestRunDelta_TwoBackups(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(strconv.Itoa(major), func(t *testing.T) {
+			testRunDelta(t, major)
+		})
+	}
+}
+
+func testRunDelta(t *testing.T, major int) {
+	ctx := testContext(t)
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
+	c.Exec(t, "create table still as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
+	c.Exec(t, "create table changes as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
+	c.Exec(t, "checkpoint")
+	still := c.QueryString(t, "select pg_relation_filepath('still')")
+	changes := c.QueryString(t, "select pg_relation_filepath('changes')")
+	a := encryptedArchive(t, compress.Zstd)
+	opts := Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, DeltaChunkSize: 1 << 20, BasebackupMode: "delta",
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	b1, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatalf("first backup: %v", err)
+	}
+	if b1.Format != archive.FormatDeltaV2 || b1.BasebackupMode != "delta" || b1.ChunkCount < 2 {
+		t.Errorf("first backup: format %q, mode %q, %d bundles", b1.Format, b1.BasebackupMode, b1.ChunkCount)
+	}
+	objs1 := deltaObjectsOf(t, a)
+	f1 := deltaFiles(t, a, b1)
+	for _, p := range []string{still, changes} {
+		if f1[p].Hexdigest == "" {
+			t.Fatalf("%s is not a delta object: %+v", p, f1[p])
+		}
+	}
+	if f1["PG_VERSION"].ContentB64 == nil {
+		t.Errorf("PG_VERSION not embedded: %+v", f1["PG_VERSION"])
+	}
+	if len(objs1) == 0 {
+		t.Fatal("no delta object stored")
+	}
+
+	c.Exec(t, "update changes set h = 'changed' where i % 7 = 0")
+	c.Exec(t, "checkpoint")
+	b2, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatalf("second backup: %v", err)
+	}
+	f2 := deltaFiles(t, a, b2)
+	objs2 := deltaObjectsOf(t, a)
+	if f2[still].Hexdigest != f1[still].Hexdigest {
+		t.Errorf("unchanged %s: digest %s, then %s", still, f1[still].Hexdigest, f2[still].Hexdigest)
+	}
+	if f2[changes].Hexdigest == f1[changes].Hexdigest {
+		t.Errorf("changed %s kept its digest %s", changes, f1[changes].Hexdigest)
+	}
+	// Every object of the first backup is still there, never written
+	// again; the objects the second stored are the digests it has that
+	// no object had before it.
+	for k, when := range objs1 {
+		if objs2[k] != when {
+			t.Errorf("%s written again (%s, then %s)", k, when, objs2[k])
+		}
+	}
+	want := map[string]bool{}
+	reused := 0
+	for _, f := range f2 {
+		if f.Hexdigest == "" {
+			continue
+		}
+		k := a.Layout.DeltaKey(f.Hexdigest)
+		if _, ok := objs1[k]; ok {
+			reused++
+		} else {
+			want[k] = true
+		}
+	}
+	var added []string
+	for k := range objs2 {
+		if _, ok := objs1[k]; !ok {
+			added = append(added, k)
+			if !want[k] {
+				t.Errorf("second backup stored %s, which it does not refer to or which existed", k)
+			}
+		}
+	}
+	if len(added) != len(want) || !want[a.Layout.DeltaKey(f2[changes].Hexdigest)] || reused == 0 {
+		t.Errorf("second backup stored %d objects, %d expected (the changed table's among them), reused %d", len(added), len(want), reused)
+	}
+	t.Logf("PostgreSQL %d: first backup %d delta objects, second stored %d and reused %d", major, len(objs1), len(added), reused)
+
+	c.Exec(t, "insert into changes select g, 'after' from generate_series(20001, 20100) g")
+	wantRows := tableDigests(t, c, "still", "changes")
+	archivetest.StoreArchivedWAL(t, c, walDir, a)
+	for _, b := range []*archive.BackupInfo{b1, b2} {
+		r := restoreDeltaBackup(t, a, b.Name, major, walDir)
+		if got := tableDigests(t, r, "still", "changes"); got["still"] != wantRows["still"] || got["changes"] != wantRows["changes"] {
+			t.Errorf("restored %s: %v, want %v", b.Name, got, wantRows)
+		}
+		r.Stop(t)
+	}
+}
+
+// TestRunDelta_RetentionConcurrent: retention runs while a delta backup is
+// running, after its bundles are stored and before it looks for its delta
+// objects. The running backup needs an object that only the backup
+// retention deletes refers to (a file whose bytes came back): retention
+// sees the running backup and keeps every delta object, and the new
+// backup, reusing the object, restores with the file's bytes.
+func TestRunDelta_RetentionConcurrent(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	ctx := testContext(t)
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
+	c.Exec(t, "create table t as select g as i from generate_series(1, 1000) g")
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	write := func(b byte) {
+		t.Helper()
+		if err := os.WriteFile(blob, []byte(strings.Repeat(string(b), 300<<10)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Chown(t, blob)
+	}
+	a := encryptedArchive(t, compress.Zstd)
+	opts := Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta",
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	write('a')
+	b0, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := a.Layout.DeltaKey(deltaFiles(t, a, b0)["hoard_test_blob"].Hexdigest)
+	write('b')
+	if _, err := Run(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	write('a')
+	var plan archive.RetentionPlan
+	opts.afterBundles = func() {
+		var err error
+		plan, err = a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+			t.Error(err)
+		}
+	}
+	b2, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatalf("backup during retention: %v", err)
+	}
+	if len(plan.Delete) != 1 || plan.Delete[0].Backup.Name != b0.Name {
+		t.Errorf("retention deleted %+v, want %s", plan.Delete, b0.Name)
+	}
+	if len(plan.Delta) != 0 {
+		t.Errorf("retention deleted delta objects while a delta backup ran: %+v (notes %v)", plan.Delta, plan.Notes)
+	}
+	if got := a.Layout.DeltaKey(deltaFiles(t, a, b2)["hoard_test_blob"].Hexdigest); got != x {
+		t.Errorf("the blob's bytes came back as %s, want %s reused", got, x)
+	}
+	if _, err := a.Store.Stat(ctx, x); err != nil {
+		t.Fatalf("%s: %v", x, err)
+	}
+	archivetest.StoreArchivedWAL(t, c, walDir, a)
+	r := restoreDeltaBackup(t, a, b2.Name, major, walDir)
+	data, err := os.ReadFile(filepath.Join(r.DataDir, "hoard_test_blob"))
+	if err != nil || string(data) != strings.Repeat("a", 300<<10) {
+		t.Errorf("restored blob: %d bytes, %v", len(data), err)
+	}
+}
+
+// TestRunDelta_FileChangesWhileStored: a large file that changes between
+// the read that names its delta object and the read that stores it is not
+// stored under a name its bytes do not have: the object is deleted and
+// the file goes into a bundle, which restores it.
+func TestRunDelta_FileChangesWhileStored(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	ctx := testContext(t)
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	if err := os.WriteFile(blob, []byte(strings.Repeat("a", 300<<10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, blob)
+	a := encryptedArchive(t, compress.Zstd)
+	changed := strings.Repeat("c", 300<<10)
+	info, err := Run(ctx, Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		beforeStore: func(path string) {
+			if path == blob {
+				if err := os.WriteFile(blob, []byte(changed), 0o600); err != nil {
+					t.Error(err)
+				}
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := deltaFiles(t, a, info)["hoard_test_blob"]
+	if !f.ShouldBeBundled || f.Hexdigest != "" {
+		t.Errorf("changed file in the manifest: %+v, want bundled", f)
+	}
+	for k := range deltaObjectsOf(t, a) {
+		rc, _, err := a.Codec.Open(ctx, a.Store, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := archive.NewDeltaHash()
+		_, err = io.Copy(h, rc)
+		rc.Close()
+		if err != nil || a.Layout.DeltaKey(hex.EncodeToString(h.Sum(nil))) != k {
+			t.Errorf("%s does not hold the bytes its name says (%v)", k, err)
+		}
+	}
+	archivetest.StoreArchivedWAL(t, c, walDir, a)
+	r := restoreDeltaBackup(t, a, info.Name, major, walDir)
+	if data, err := os.ReadFile(filepath.Join(r.DataDir, "hoard_test_blob")); err != nil || string(data) != changed {
+		t.Errorf("restored blob: %d bytes, %v", len(data), err)
+	}
+}
