@@ -184,7 +184,11 @@ func printSummary(w io.Writer, b *archive.BackupInfo) {
 	printf(w, "  size      %s in %d chunks, %s stored\n", humanBytes(b.TotalSizePlain), b.ChunkCount, humanBytes(b.TotalSizeEnc+b.StoredSize))
 	switch b.Metadata[basebackup.MetaSource] {
 	case basebackup.SourceDataDirectory:
-		printf(w, "  read      from the data directory (local-tar)\n")
+		mode := "local-tar"
+		if b.Format == archive.FormatDeltaV2 {
+			mode = "delta"
+		}
+		printf(w, "  read      from the data directory (%s)\n", mode)
 	case basebackup.SourceBaseBackup:
 		printf(w, "  read      over the replication protocol (BASE_BACKUP)\n")
 	}

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# PGHoard restores a hoard local-tar basebackup: a manual check of the
-# format, for a machine with PGHoard installed (CI has none).
+# PGHoard restores a hoard local-tar (or delta) basebackup: a manual check
+# of the format, for a machine with PGHoard installed (CI has none).
 #
-#   bash scripts/pghoard-restore-check.sh [--dir DIR] [--keep]
+#   bash scripts/pghoard-restore-check.sh [--dir DIR] [--keep] [--mode local-tar|delta]
 #
+# With --mode delta the backups are delta ones (pghoard-delta-v2): files of
+# 256 kB and more become basebackup_delta/<hash> objects, and a second
+# backup is taken after rows changed, reusing the unchanged files' objects;
+# PGHoard restores that second one.
 # Makes a small PostgreSQL 15 cluster with data checksums (pgbench scale 2,
 # a table of random bytes, a table t), archives its WAL with hoard wal-push
 # and takes a hoard basebackup in local-tar mode, zstd-compressed and
@@ -23,12 +27,13 @@
 set -euo pipefail
 PGHOARD=${PGHOARD:-/tmp/pghoard/venv}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-dir=/tmp/hoard-pghoard-check keep=false
+dir=/tmp/hoard-pghoard-check keep=false mode=local-tar
 while [ $# -gt 0 ]; do
 	case $1 in
 	--dir) dir=$2; shift ;;
 	--keep) keep=true ;;
-	*) echo "usage: $0 [--dir DIR] [--keep]" >&2; exit 2 ;;
+	--mode) mode=$2; shift ;;
+	*) echo "usage: $0 [--dir DIR] [--keep] [--mode local-tar|delta]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -71,8 +76,10 @@ cat >"$cfg" <<EOF
    "nodes": [{"host": "$dir", "port": $port, "user": "postgres"}],
    "active_backup_mode": "archive_command",
    "pg_data_directory": "$data",
-   "basebackup_mode": "local-tar",
+   "basebackup_mode": "$mode",
    "basebackup_chunk_size": 262144,
+   "basebackup_delta_mode_min_delta_file_size": 262144,
+   "basebackup_delta_mode_chunk_size": 1048576,
    "object_storage": {"storage_type": "local", "directory": "$dir/store"}}}}
 EOF
 chown postgres: "$cfg"
@@ -95,12 +102,25 @@ psql "$port" "create table random_bytes as select g as id, gen_random_bytes(1024
 psql "$port" "create table t (id int primary key, v text)"
 psql "$port" "insert into t select i, 'before ' || i from generate_series(1, 100) i"
 
-echo "== hoard basebackup (local-tar, zstd, encrypted)" >&2
+echo "== hoard basebackup ($mode, zstd, encrypted)" >&2
 as_pg "$hoard" --config "$cfg" basebackup --fast >"$dir/basebackup.log" 2>&1
 cat "$dir/basebackup.log" >&2
-grep -q "read      from the data directory (local-tar)" "$dir/basebackup.log" || { echo "pghoard-restore-check: not a local-tar backup" >&2; exit 1; }
-chunks=$(ls "$dir"/store/site/basebackup_chunk/* | grep -vc '\.metadata$' || true)
-[ "$chunks" -ge 2 ] || { echo "pghoard-restore-check: $chunks chunks, wanted several" >&2; exit 1; }
+grep -q "read      from the data directory ($mode)" "$dir/basebackup.log" || { echo "pghoard-restore-check: not a $mode backup" >&2; exit 1; }
+if [ "$mode" = delta ]; then
+	objects() { ls "$dir"/store/site/basebackup_delta/ | grep -vc '\.metadata$' || true; }
+	first=$(objects)
+	[ "$first" -ge 2 ] || { echo "pghoard-restore-check: $first delta objects, wanted several" >&2; exit 1; }
+	psql "$port" "update pgbench_accounts set abalance = abalance + 1 where aid <= 100"
+	as_pg "$hoard" --config "$cfg" basebackup --fast >"$dir/basebackup2.log" 2>&1
+	cat "$dir/basebackup2.log" >&2
+	added=$(( $(objects) - first ))
+	chunks="$first delta objects, then $added more for the second backup"
+	[ "$added" -lt "$first" ] || { echo "pghoard-restore-check: the second backup stored $added delta objects of $first" >&2; exit 1; }
+else
+	chunks=$(ls "$dir"/store/site/basebackup_chunk/* | grep -vc '\.metadata$' || true)
+	[ "$chunks" -ge 2 ] || { echo "pghoard-restore-check: $chunks chunks, wanted several" >&2; exit 1; }
+	chunks="$chunks chunks"
+fi
 
 psql "$port" "insert into t select i, 'after ' || i from generate_series(101, 150) i"
 psql "$port" "update pgbench_accounts set abalance = abalance + 7 where aid % 97 = 0"
@@ -169,4 +189,4 @@ echo "source:   $want"
 echo "restored: $got"
 [ "$got" = "$want" ] || { echo "pghoard-restore-check: FAILED: the restored rows differ" >&2; exit 1; }
 grep -E "Bad checksums" "$dir/checksums.log"
-echo "pghoard-restore-check: OK: PGHoard $("$PGHOARD/bin/pghoard" --version) restored hoard's local-tar backup ($chunks chunks, zstd, encrypted) with WAL; rows match"
+echo "pghoard-restore-check: OK: PGHoard $("$PGHOARD/bin/pghoard" --version) restored hoard's $mode backup ($chunks, zstd, encrypted) with WAL; rows match"
