@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -40,14 +41,57 @@ var _ Store = (*SFTP)(nil)
 // and renamed: posix-rename@openssh.com replaces an object atomically.
 // SFTP cannot fsync a directory, so a rename's durability is the server
 // filesystem's.
+//
+// A server that stops answering fails the operations waiting on it: the
+// connection is closed once an SSH keepalive has gone unanswered for
+// StallTimeout with no byte at all arriving meanwhile (see watch), and an
+// operation still running stallGrace after its context ended closes it too.
 type SFTP struct {
 	addr   string
 	config *ssh.ClientConfig
 	root   string
+	// stall is StallTimeout when the store was opened.
+	stall time.Duration
 
 	mu   sync.Mutex
+	sess *sftpSession
+}
+
+// sftpSession is one SSH connection and the SFTP session on it, shared by
+// the store's operations until it is lost.
+type sftpSession struct {
 	conn *ssh.Client
 	c    *sftp.Client
+	nc   *progressConn
+	// stalled is set when watch closed the session for want of progress.
+	stalled   atomic.Bool
+	done      chan struct{} // closed by close: ends watch
+	closeOnce sync.Once
+}
+
+// close ends the session by closing its connection: every request in
+// flight on it fails at once, and the SFTP client's goroutines end.
+func (ss *sftpSession) close() error {
+	var err error
+	ss.closeOnce.Do(func() {
+		close(ss.done)
+		err = ss.conn.Close()
+	})
+	return err
+}
+
+// progressConn records when a byte last arrived from the server.
+type progressConn struct {
+	net.Conn
+	last atomic.Int64 // UnixNano
+}
+
+func (c *progressConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // openSFTP checks c and returns an SFTP store. It does not connect: the
@@ -99,8 +143,9 @@ func openSFTP(c Config) (*SFTP, error) {
 		root = "."
 	}
 	return &SFTP{
-		addr: addr,
-		root: root,
+		addr:  addr,
+		root:  root,
+		stall: StallTimeout,
 		config: &ssh.ClientConfig{
 			User:            c.Username,
 			Auth:            auth,
@@ -183,21 +228,22 @@ func (e *hostKeyMismatch) Error() string {
 
 func (e *hostKeyMismatch) Unwrap() []error { return []error{ErrPermanent, errHostKey} }
 
-// client returns the SFTP session, connecting when there is none.
-func (s *SFTP) client() (*sftp.Client, error) {
+// client returns the SFTP session, connecting when there is none. The
+// dial and the SSH handshake end with ctx.
+func (s *SFTP) client(ctx context.Context) (*sftpSession, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.c != nil {
-		return s.c, nil
+	if s.sess != nil {
+		return s.sess, nil
 	}
-	conn, err := ssh.Dial("tcp", s.addr, s.config)
+	conn, nc, err := s.dial(ctx, s.config)
 	var mm *hostKeyMismatch
 	if errors.As(err, &mm) && !sameKeyType(mm) {
 		// known_hosts has the server under another key type than the
 		// one negotiated: ask for the known types.
 		cfg := *s.config
 		cfg.HostKeyAlgorithms = keyAlgorithms(mm.want)
-		conn, err = ssh.Dial("tcp", s.addr, &cfg)
+		conn, nc, err = s.dial(ctx, &cfg)
 	}
 	if err != nil {
 		var pe *permanentError
@@ -209,13 +255,101 @@ func (s *SFTP) client() (*sftp.Client, error) {
 		}
 		return nil, fmt.Errorf("connect to sftp server %s: %w", s.addr, err)
 	}
+	ss := &sftpSession{conn: conn, nc: nc, done: make(chan struct{})}
+	// Starting the session waits for the server's answer: watched too.
+	go s.watch(ss)
 	c, err := sftp.NewClient(conn, sftp.UseConcurrentWrites(true))
 	if err != nil {
-		_ = conn.Close()
+		_ = ss.close()
+		if ss.stalled.Load() {
+			err = s.stallError(err)
+		}
 		return nil, fmt.Errorf("start sftp on %s: %w", s.addr, err)
 	}
-	s.conn, s.c = conn, c
-	return c, nil
+	ss.c = c
+	s.sess = ss
+	return ss, nil
+}
+
+// dial connects and runs the SSH handshake, both ended by ctx and by the
+// configuration's Timeout, or the stall timeout when it is shorter.
+func (s *SFTP) dial(ctx context.Context, cfg *ssh.ClientConfig) (*ssh.Client, *progressConn, error) {
+	addr := s.addr
+	timeout := min(cfg.Timeout, s.stall)
+	d := net.Dialer{Timeout: timeout}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc := &progressConn{Conn: raw}
+	nc.last.Store(time.Now().UnixNano())
+	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
+	defer stop()
+	_ = raw.SetDeadline(time.Now().Add(timeout))
+	c, chans, reqs, err := ssh.NewClientConn(nc, addr, cfg)
+	if err != nil {
+		_ = raw.Close()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, nil, fmt.Errorf("%w (%v)", cerr, err)
+		}
+		return nil, nil, err
+	}
+	_ = raw.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nc, nil
+}
+
+// keepaliveRequest is OpenSSH's keepalive global request: a server
+// answers it (with a refusal, as any request it does not know) as long as
+// it is alive, whatever its channels are doing.
+const keepaliveRequest = "keepalive@openssh.com"
+
+// watch closes the session ss when its server stops answering. Every
+// quarter of the stall timeout it sends a keepalive, unless the last one
+// is still unanswered; once one has waited the stall timeout with no byte
+// at all from the server meanwhile, the connection is stalled: watch
+// closes it, and the operations on it fail (see stallError). Bytes that
+// keep coming (a long transfer whose replies queue behind data) are
+// progress. A session that is idle is answered at once.
+func (s *SFTP) watch(ss *sftpSession) {
+	timeout := s.stall
+	tick := time.NewTicker(max(timeout/4, time.Millisecond))
+	defer tick.Stop()
+	var answered chan struct{}
+	var sent time.Time
+	for {
+		select {
+		case <-ss.done:
+			return
+		case <-tick.C:
+		}
+		if answered != nil {
+			select {
+			case <-answered:
+				answered = nil
+			default:
+			}
+		}
+		now := time.Now()
+		if answered == nil {
+			answered, sent = make(chan struct{}), now
+			go func(done chan struct{}) {
+				_, _, _ = ss.conn.SendRequest(keepaliveRequest, true, nil)
+				close(done)
+			}(answered)
+			continue
+		}
+		last := time.Unix(0, ss.nc.last.Load())
+		if now.Sub(sent) >= timeout && now.Sub(last) >= timeout {
+			ss.stalled.Store(true)
+			s.drop(ss)
+			return
+		}
+	}
+}
+
+// stallError says that err came from a session watch closed.
+func (s *SFTP) stallError(err error) error {
+	return fmt.Errorf("sftp server %s answered nothing for %s, connection closed: %w", s.addr, s.stall, err)
 }
 
 func sameKeyType(mm *hostKeyMismatch) bool {
@@ -247,17 +381,22 @@ func keyAlgorithms(known []knownhosts.KnownKey) []string {
 // server's answer, ErrExist, a failing source, a cancelled ctx) leaves it:
 // the session is shared, and closing it would fail every operation other
 // goroutines have in flight on it.
-func (s *SFTP) broken(c *sftp.Client, err error) {
+func (s *SFTP) broken(ss *sftpSession, err error) {
 	if err == nil || !connectionLost(err) {
 		return
 	}
+	s.drop(ss)
+}
+
+// drop closes the session ss and forgets it if it is still the store's:
+// every request in flight on it fails at once.
+func (s *SFTP) drop(ss *sftpSession) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.c == c {
-		_ = s.c.Close()
-		_ = s.conn.Close()
-		s.c, s.conn = nil, nil
+	if s.sess == ss {
+		s.sess = nil
 	}
+	s.mu.Unlock()
+	_ = ss.close()
 }
 
 // connectionLost reports whether err is the SFTP session's own failure: a
@@ -300,18 +439,103 @@ func (s *SFTP) errorf(op, key string, err error) error {
 }
 
 // do runs f with a session, dropping the session when f finds its
-// connection lost.
-func (s *SFTP) do(op, key string, f func(c *sftp.Client) error) error {
-	c, err := s.client()
+// connection lost. SFTP requests know no context: an upload stops at its
+// next read of the source once ctx ends, but a request to a server that
+// stopped answering would wait until watch gives up on it, so the session
+// is closed when f is still running stallGrace after ctx ended (see
+// guard).
+func (s *SFTP) do(ctx context.Context, op, key string, f func(c *sftp.Client) error) error {
+	return s.run(ctx, op, key, func(ss *sftpSession) error { return f(ss.c) })
+}
+
+// run is do with the session itself, for an operation that returns an
+// open file.
+func (s *SFTP) run(ctx context.Context, op, key string, f func(ss *sftpSession) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	ss, err := s.client(ctx)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	}
-	err = f(c)
-	s.broken(c, err)
-	if err != nil {
-		return s.errorf(op, key, err)
+	release := s.guard(ctx, ss)
+	err = f(ss)
+	release()
+	s.broken(ss, err)
+	switch {
+	case err == nil:
+		return nil
+	case ss.stalled.Load():
+		return fmt.Errorf("%s %s: %w", op, key, s.stallError(err))
+	case ctx.Err() != nil && connectionLost(err):
+		// guard closed the session under f.
+		return fmt.Errorf("%s %s: %w (%v)", op, key, ctx.Err(), err)
 	}
-	return nil
+	return s.errorf(op, key, err)
+}
+
+// stallGrace is how long an operation may go on after its context ended
+// before guard closes the session under it. Requests to a live server
+// end well within it; closing a session also fails the other operations
+// on it, which is only right when the server stopped answering them too.
+var stallGrace = 10 * time.Second
+
+// guard closes the session ss when ctx ends and the operation is still
+// running stallGrace later. The returned func ends the guard.
+func (s *SFTP) guard(ctx context.Context, ss *sftpSession) (release func()) {
+	var mu sync.Mutex
+	var timer *time.Timer
+	done := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			timer = time.AfterFunc(stallGrace, func() { s.drop(ss) })
+		}
+	})
+	return func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// sftpReader is an opened object's file: reads held by a stalled server
+// end once watch, or guard stallGrace after ctx ends, closes the session,
+// and say so.
+type sftpReader struct {
+	io.Reader
+	f       *sftp.File
+	s       *SFTP
+	ss      *sftpSession
+	release func()
+}
+
+func (r *sftpReader) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	if err != nil && err != io.EOF && r.ss.stalled.Load() {
+		err = r.s.stallError(err)
+	}
+	return n, err
+}
+
+// WriteTo keeps the file's own WriteTo, which reads ahead with several
+// requests in flight, for io.Copy.
+func (r *sftpReader) WriteTo(w io.Writer) (int64, error) {
+	n, err := io.Copy(w, r.Reader)
+	if err != nil && r.ss.stalled.Load() {
+		err = r.s.stallError(err)
+	}
+	return n, err
+}
+
+func (r *sftpReader) Close() error {
+	r.release()
+	return r.f.Close()
 }
 
 // Put writes the object to a temp file and renames it over the object,
@@ -322,7 +546,7 @@ func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, md Metadata) er
 	if err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	return s.do("put", key, func(c *sftp.Client) error {
+	return s.do(ctx, "put", key, func(c *sftp.Client) error {
 		tmp, sidecarTmp, err := s.writeTemps(ctx, c, p, r, md)
 		if err != nil {
 			return err
@@ -465,7 +689,7 @@ func (s *SFTP) Create(ctx context.Context, key string, r io.Reader, md Metadata)
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	return s.do("create", key, func(c *sftp.Client) error {
+	return s.do(ctx, "create", key, func(c *sftp.Client) error {
 		if _, err := c.Stat(p + sidecarSuffix); err == nil {
 			return fmt.Errorf("%w", ErrExist)
 		}
@@ -509,12 +733,14 @@ func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Object, err
 		return nil, Object{}, fmt.Errorf("open: %w", err)
 	}
 	var f *sftp.File
+	var on *sftpSession
 	var md Metadata
-	err = s.do("open", key, func(c *sftp.Client) error {
-		if md, err = s.readSidecar(c, p); err != nil {
+	err = s.run(ctx, "open", key, func(ss *sftpSession) error {
+		if md, err = s.readSidecar(ss.c, p); err != nil {
 			return err
 		}
-		f, err = c.Open(p)
+		on = ss
+		f, err = ss.c.Open(p)
 		return err
 	})
 	if err != nil {
@@ -524,7 +750,7 @@ func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Object, err
 	if fi, err := f.Stat(); err == nil {
 		o.Size, o.Modified = fi.Size(), fi.ModTime()
 	}
-	return f, o, nil
+	return &sftpReader{Reader: f, f: f, s: s, ss: on, release: s.guard(ctx, on)}, o, nil
 }
 
 // OpenRange returns a section of the object's file.
@@ -534,11 +760,13 @@ func (s *SFTP) OpenRange(ctx context.Context, key string, offset, length int64) 
 		return nil, fmt.Errorf("open: %w", err)
 	}
 	var f *sftp.File
-	err = s.do("open", key, func(c *sftp.Client) error {
-		if _, err := c.Stat(p + sidecarSuffix); err != nil {
+	var on *sftpSession
+	err = s.run(ctx, "open", key, func(ss *sftpSession) error {
+		on = ss
+		if _, err := ss.c.Stat(p + sidecarSuffix); err != nil {
 			return err
 		}
-		if f, err = c.Open(p); err != nil {
+		if f, err = ss.c.Open(p); err != nil {
 			return err
 		}
 		if length < 0 {
@@ -553,13 +781,11 @@ func (s *SFTP) OpenRange(ctx context.Context, key string, offset, length int64) 
 		}
 		return nil, err
 	}
-	if length < 0 {
-		return f, nil
+	r := &sftpReader{Reader: f, f: f, s: s, ss: on, release: s.guard(ctx, on)}
+	if length >= 0 {
+		r.Reader = io.NewSectionReader(f, offset, length)
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.NewSectionReader(f, offset, length), f}, nil
+	return r, nil
 }
 
 // Stat returns the file's size and time and the sidecar's metadata.
@@ -569,7 +795,7 @@ func (s *SFTP) Stat(ctx context.Context, key string) (Object, error) {
 		return Object{}, fmt.Errorf("stat: %w", err)
 	}
 	var o Object
-	err = s.do("stat", key, func(c *sftp.Client) error {
+	err = s.do(ctx, "stat", key, func(c *sftp.Client) error {
 		md, err := s.readSidecar(c, p)
 		if err != nil {
 			return err
@@ -585,14 +811,17 @@ func (s *SFTP) Stat(ctx context.Context, key string) (Object, error) {
 }
 
 // List walks the directories under prefix, reading each once; a file
-// counts when its directory also has its sidecar, as in PGHoard.
+// counts when its directory also has its sidecar, as in PGHoard. On the
+// way it removes temp files not written for StaleTempAge, as the local
+// store does: what a killed Put or Create left behind, never an object.
 func (s *SFTP) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	start := ""
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		start = prefix[:i]
 	}
+	now := time.Now()
 	var objs []Object
-	err := s.do("list", prefix, func(c *sftp.Client) error {
+	err := s.do(ctx, "list", prefix, func(c *sftp.Client) error {
 		var walk func(dir string) error
 		walk = func(dir string) error {
 			if err := ctx.Err(); err != nil {
@@ -611,6 +840,10 @@ func (s *SFTP) List(ctx context.Context, prefix string, fn func(Object) error) e
 			}
 			for _, e := range entries {
 				if hidden(e.Name()) {
+					if tempFile(e.Name()) && e.Mode().IsRegular() && now.Sub(e.ModTime()) > StaleTempAge {
+						// Best effort: another lister may have removed it.
+						_ = c.Remove(path.Join(s.root, dir, e.Name()))
+					}
 					continue
 				}
 				key := e.Name()
@@ -651,7 +884,7 @@ func (s *SFTP) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
-	return s.do("delete", key, func(c *sftp.Client) error {
+	return s.do(ctx, "delete", key, func(c *sftp.Client) error {
 		for _, name := range []string{p + sidecarSuffix, p} {
 			if err := c.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
@@ -664,14 +897,11 @@ func (s *SFTP) Delete(ctx context.Context, key string) error {
 // Close ends the SSH session.
 func (s *SFTP) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.c == nil {
+	ss := s.sess
+	s.sess = nil
+	s.mu.Unlock()
+	if ss == nil {
 		return nil
 	}
-	err := s.c.Close()
-	if cerr := s.conn.Close(); err == nil {
-		err = cerr
-	}
-	s.c, s.conn = nil, nil
-	return err
+	return ss.close()
 }

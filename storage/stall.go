@@ -13,7 +13,9 @@ import (
 // retry layer treats as transient. Without it a store that accepts a
 // connection and then stops answering would hold an archive_command, and so
 // PostgreSQL's archiver, forever. Large objects are unaffected: every byte
-// that moves restarts the clock.
+// that moves restarts the clock. An SFTP store closes its connection when a
+// keepalive has gone unanswered this long with no byte from the server
+// (see SFTP.watch). A store takes the value it has when it is opened.
 var StallTimeout = 2 * time.Minute
 
 // stallConn is a net.Conn whose every Read and Write must make progress
