@@ -175,7 +175,10 @@ type tcpProxy struct {
 	mu    sync.Mutex
 	ln    net.Listener
 	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	// gen counts the outages: a connection accepted before down that
+	// was not registered yet is closed instead of forwarded.
+	gen int
+	wg  sync.WaitGroup
 }
 
 func newTCPProxy(t testing.TB, target string) *tcpProxy {
@@ -197,6 +200,7 @@ func (p *tcpProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
 func (p *tcpProxy) serve(ln net.Listener) {
 	p.mu.Lock()
 	p.ln = ln
+	gen := p.gen
 	p.mu.Unlock()
 	p.wg.Add(1)
 	go func() {
@@ -209,19 +213,28 @@ func (p *tcpProxy) serve(ln net.Listener) {
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				p.pipe(c)
+				p.pipe(c, gen)
 			}()
 		}
 	}()
 }
 
-func (p *tcpProxy) pipe(c net.Conn) {
+// pipe forwards c, accepted in outage generation gen, to the target.
+func (p *tcpProxy) pipe(c net.Conn, gen int) {
 	u, err := net.Dial("tcp", p.target)
 	if err != nil {
 		c.Close()
 		return
 	}
 	p.mu.Lock()
+	if p.gen != gen {
+		// down ran between Accept and here: it did not see this
+		// connection, which would go on working through the outage.
+		p.mu.Unlock()
+		c.Close()
+		u.Close()
+		return
+	}
 	p.conns[c], p.conns[u] = true, true
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
@@ -242,6 +255,7 @@ func (p *tcpProxy) pipe(c net.Conn) {
 func (p *tcpProxy) down() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.gen++
 	_ = p.ln.Close()
 	for c := range p.conns {
 		_ = c.Close()
