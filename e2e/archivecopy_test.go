@@ -144,17 +144,10 @@ func TestArchiveCopy(t *testing.T) {
 // object_storage is os, for the server's user, and returns its path.
 func (s *site) storageConfig(t *testing.T, name string, os map[string]any) string {
 	t.Helper()
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)["object_storage"] = os
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, site := s.readConfig()
+	site["object_storage"] = os
 	path := filepath.Join(s.dir, name)
-	s.writeFile(path, data)
+	s.writeConfig(path, cfg)
 	return path
 }
 

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -41,7 +39,7 @@ type verifyFullReport struct {
 // segment stored as a .partial, no wal_hole_error, verify --full sound and
 // reaching the marker, and a restore of backup with every committed row.
 // It returns the restored cluster, running.
-func (s *streamSite) finishAndCheck(t *testing.T, d *daemonProc, src *pgtest.Cluster, major int, backup string) *pgtest.Cluster {
+func (s *streamSite) finishAndCheck(t *testing.T, d *daemonProc, src *pgtest.Cluster, backup string) *pgtest.Cluster {
 	t.Helper()
 	src.Exec(t, "create table if not exists marker (id int)")
 	src.Exec(t, "insert into marker values (42)")
@@ -80,7 +78,7 @@ func (s *streamSite) finishAndCheck(t *testing.T, d *daemonProc, src *pgtest.Clu
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir, "--basebackup", backup)
-	c := pgtest.StartDataDir(t, major, dir, noArchiving)
+	c := pgtest.StartDataDir(t, src.Major, dir, noArchiving)
 	c.WaitRecoveryDone(t, 3*time.Minute)
 	if got := dataSummary(t, c); got != want {
 		t.Errorf("restored cluster has %s, source committed %s", got, want)
@@ -97,18 +95,12 @@ func TestDaemonKillLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: -short")
 	}
-	major := pgtest.Versions()[len(pgtest.Versions())-1]
-	minio := storetest.MinIO(t)
-	s := newStreamSite(t, minio, minio)
-	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
-	s.use(src)
+	s := newMinIOStreamSite(t)
+	src := s.startSource(pgtest.Options{})
 	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
 
 	d := s.startDaemon()
-	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
-		st, ok := d.status()
-		return ok && st.Sites[s.name].Backups >= 1
-	})
+	d.waitFirstBackup(s.name, 3*time.Minute, false)
 	first := s.listBackups()[0]
 
 	// pgbench's transactions are what the restore must hold; a second
@@ -142,7 +134,7 @@ func TestDaemonKillLoop(t *testing.T) {
 	}
 	want := src.QueryString(t, "select count(*)::text from filler")
 	t.Logf("%d kills under load; %s filler rows", kills, want)
-	c := s.finishAndCheck(t, d, src, major, first.Name)
+	c := s.finishAndCheck(t, d, src, first.Name)
 	if got := c.QueryString(t, "select count(*)::text from filler"); got != want {
 		t.Errorf("restored cluster has %s filler rows, source committed %s", got, want)
 	}
@@ -183,27 +175,18 @@ func TestDaemonSpoolFullStorageDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: -short")
 	}
-	major := pgtest.Versions()[len(pgtest.Versions())-1]
-	minio := storetest.MinIO(t)
-	proxy := newTCPProxy(t, net.JoinHostPort(minio.Host, strconv.Itoa(minio.Port)))
-	via := minio
-	via.Port = proxy.port()
-	s := newStreamSite(t, via, minio)
+	s, proxy := newProxiedStreamSite(t)
 	spool := mountTmpfs(t, 12)
 	s.editConfig(func(cfg map[string]any) {
 		cfg["backup_location"] = spool
 		site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
 		site["pg_receivexlog"] = map[string]any{"min_disk_free_bytes": 4 << 20}
 	})
-	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
-	s.use(src)
+	src := s.startSource(pgtest.Options{})
 	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
 
 	d := s.startDaemon()
-	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
-		st, ok := d.status()
-		return ok && st.Sites[s.name].Backups >= 1
-	})
+	d.waitFirstBackup(s.name, 3*time.Minute, false)
 	first := s.listBackups()[0]
 
 	proxy.down()
@@ -224,5 +207,5 @@ func TestDaemonSpoolFullStorageDown(t *testing.T) {
 	})
 	_ = load.cmd.Process.Signal(syscall.SIGINT)
 	<-load.done
-	s.finishAndCheck(t, d, src, major, first.Name)
+	s.finishAndCheck(t, d, src, first.Name)
 }

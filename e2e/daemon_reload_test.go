@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"strings"
 	"syscall"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/internal/storetest"
 )
 
 // TestDaemonReload changes the compression of new uploads in the
@@ -23,18 +21,12 @@ func TestDaemonReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs hoard daemon against PostgreSQL and MinIO")
 	}
-	major := pgtest.Versions()[len(pgtest.Versions())-1]
-	minio := storetest.MinIO(t)
-	s := newStreamSite(t, minio, minio)
-	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
-	s.use(src)
+	s := newMinIOStreamSite(t)
+	src := s.startSource(pgtest.Options{})
 
 	d := s.startDaemon()
 	pid := d.cmd.Process.Pid
-	d.waitFor("the first basebackup", 2*time.Minute, func() bool {
-		st, ok := d.status()
-		return ok && st.Sites[s.name].Backups >= 1
-	})
+	d.waitFirstBackup(s.name, 2*time.Minute, false)
 	first := s.switchAndWaitStored(d, src, time.Minute)
 	if got := s.compressionOf(first); got != "snappy" {
 		t.Fatalf("%s stored with compression %q before the reload, want snappy", first, got)
@@ -90,24 +82,6 @@ func (d *daemonProc) hup(want string) {
 	d.waitFor("log "+want, time.Minute, func() bool {
 		return strings.Contains(d.out.String()[from:], want)
 	})
-}
-
-// editConfig rewrites the site's configuration file through fn.
-func (s *streamSite) editConfig(fn func(map[string]any)) {
-	s.t.Helper()
-	data, err := os.ReadFile(s.config)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		s.t.Fatal(err)
-	}
-	fn(cfg)
-	if data, err = json.MarshalIndent(cfg, "", "  "); err != nil {
-		s.t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
 }
 
 // compressionOf returns the compression-algorithm metadata of the stored

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/internal/storetest"
 )
 
 // restoreTestStatus is the restore_test part of a site in GET /status.
@@ -64,14 +63,9 @@ func (d *daemonProc) get(path string) (string, bool) {
 // its server replays, leaves the daemon exiting 0 with that server stopped
 // and no scratch directory.
 func TestDaemonRestoreTest(t *testing.T) {
-	major := pgtest.Versions()[len(pgtest.Versions())-1]
-	minio := storetest.MinIO(t)
-	s := newStreamSite(t, minio, minio)
-	s.editConfig(func(cfg map[string]any) {
-		cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)["restore_test_interval_hours"] = 0.005
-	})
-	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1, DataChecksums: true})
-	s.use(src)
+	s := newMinIOStreamSite(t)
+	s.setSiteKey("restore_test_interval_hours", 0.005)
+	src := s.startSource(pgtest.Options{DataChecksums: true})
 	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
 
 	d := s.startDaemon()

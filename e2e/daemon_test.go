@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -42,6 +42,15 @@ type streamSite struct {
 // the proxy.
 func newStreamSite(t *testing.T, via, direct storage.Config) *streamSite {
 	t.Helper()
+	// Two failed uploads in a row raise upload_retries_warning.
+	return newStreamSiteStoring(t, s3Storage(via), direct, map[string]any{"upload_retries_warning_limit": 1})
+}
+
+// newStreamSiteStoring writes a configuration for a pg_receivexlog site
+// whose object_storage is objectStorage, with the global keys in global,
+// and opens direct, the same storage, for the test's own checks.
+func newStreamSiteStoring(t *testing.T, objectStorage map[string]any, direct storage.Config, global map[string]any) *streamSite {
+	t.Helper()
 	dir := pgtest.TempDir(t)
 	s := &streamSite{
 		site:     &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json")},
@@ -49,12 +58,10 @@ func newStreamSite(t *testing.T, via, direct storage.Config) *streamSite {
 		alertDir: filepath.Join(dir, "alerts"),
 	}
 	cfg := map[string]any{
-		"backup_location":      filepath.Join(dir, "state"),
-		"json_state_file_path": filepath.Join(dir, "state", "hoard_state.json"),
-		"alert_file_dir":       s.alertDir,
-		"http_port":            s.httpPort,
-		// Two failed uploads in a row raise upload_retries_warning.
-		"upload_retries_warning_limit":     1,
+		"backup_location":                  filepath.Join(dir, "state"),
+		"json_state_file_path":             filepath.Join(dir, "state", "hoard_state.json"),
+		"alert_file_dir":                   s.alertDir,
+		"http_port":                        s.httpPort,
 		"graceful_shutdown_upload_timeout": 30,
 		"compression":                      map[string]any{"algorithm": "snappy"},
 		"backup_sites": map[string]any{
@@ -62,24 +69,12 @@ func newStreamSite(t *testing.T, via, direct storage.Config) *streamSite {
 				"active_backup_mode":        "pg_receivexlog",
 				"basebackup_chunk_size":     1 << 20,
 				"basebackup_interval_hours": 24,
-				"object_storage": map[string]any{
-					"storage_type":          "s3",
-					"host":                  via.Host,
-					"port":                  via.Port,
-					"bucket_name":           via.BucketName,
-					"aws_access_key_id":     via.AccessKeyID,
-					"aws_secret_access_key": via.SecretAccessKey,
-					"region":                "us-east-1",
-					"is_secure":             false,
-				},
+				"object_storage":            objectStorage,
 			},
 		},
 	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
+	maps.Copy(cfg, global)
+	s.writeConfig("", cfg)
 	st, err := storage.Open(context.Background(), direct)
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +82,36 @@ func newStreamSite(t *testing.T, via, direct storage.Config) *streamSite {
 	t.Cleanup(func() { st.Close() })
 	s.store = st
 	return s
+}
+
+// newMinIOStreamSite is a stream site storing into a MinIO of its own.
+func newMinIOStreamSite(t *testing.T) *streamSite {
+	t.Helper()
+	minio := storetest.MinIO(t)
+	return newStreamSite(t, minio, minio)
+}
+
+// newProxiedStreamSite is a stream site storing into a MinIO of its own
+// through the returned proxy, which the test can cut.
+func newProxiedStreamSite(t *testing.T) (*streamSite, *tcpProxy) {
+	t.Helper()
+	minio := storetest.MinIO(t)
+	proxy := newTCPProxy(t, net.JoinHostPort(minio.Host, strconv.Itoa(minio.Port)))
+	via := minio
+	via.Port = proxy.port()
+	return newStreamSite(t, via, minio), proxy
+}
+
+// startSource starts the cluster the daemon streams from, as the site's
+// node: the newest major the tests run, 1 MiB WAL segments, and what opts
+// adds.
+func (s *streamSite) startSource(opts pgtest.Options) *pgtest.Cluster {
+	s.t.Helper()
+	opts.Major = pgtest.Versions()[len(pgtest.Versions())-1]
+	opts.WALSegmentSizeMB = 1
+	c := pgtest.Start(s.t, opts)
+	s.use(c)
+	return c
 }
 
 func freeTCPPort(t testing.TB) int {
@@ -184,25 +209,16 @@ func dataSummary(t *testing.T, c *pgtest.Cluster) string {
 // segment; and a restore of the first backup, which replays all of that
 // WAL, must recover exactly the committed rows and the marker.
 func TestDaemonStreaming(t *testing.T) {
-	major := pgtest.Versions()[len(pgtest.Versions())-1]
-	minio := storetest.MinIO(t)
-	proxy := newTCPProxy(t, net.JoinHostPort(minio.Host, strconv.Itoa(minio.Port)))
-	via := minio
-	via.Port = proxy.port()
-	s := newStreamSite(t, via, minio)
-	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
-	s.use(src)
+	s, proxy := newProxiedStreamSite(t)
+	src := s.startSource(pgtest.Options{})
 	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
 	// The daemon runs on the database host: its basebackups read the data
 	// directory (local-tar, the default when pg_data_directory is
 	// readable).
-	setSiteKey(t, s.site, "pg_data_directory", src.DataDir)
+	s.setSiteKey("pg_data_directory", src.DataDir)
 
 	d := s.startDaemon()
-	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
-		st, ok := d.status()
-		return ok && st.Sites[s.name].Backups >= 1
-	})
+	d.waitFirstBackup(s.name, 3*time.Minute, false)
 	first := s.listBackups()[0]
 	t.Logf("first backup %s starts in %s", first.Name, first.StartWALSegment)
 	if first.BackupReason != "scheduled" || first.Metadata["hoard-source"] != "data-directory" {
@@ -291,7 +307,7 @@ func TestDaemonStreaming(t *testing.T) {
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir, "--basebackup", first.Name)
-	c := pgtest.StartDataDir(t, major, dir, noArchiving)
+	c := pgtest.StartDataDir(t, src.Major, dir, noArchiving)
 	c.WaitRecoveryDone(t, 3*time.Minute)
 	if got := dataSummary(t, c); got != want {
 		t.Errorf("restored cluster has %s, source committed %s", got, want)

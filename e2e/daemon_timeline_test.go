@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,40 +19,10 @@ import (
 // storing into a local directory, which the test also opens directly.
 func newLocalStreamSite(t *testing.T) *streamSite {
 	t.Helper()
-	dir := pgtest.TempDir(t)
-	s := &streamSite{
-		site: &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json"),
-			storeDir: filepath.Join(dir, "store")},
-		httpPort: freeTCPPort(t),
-		alertDir: filepath.Join(dir, "alerts"),
-	}
-	cfg := map[string]any{
-		"backup_location":                  filepath.Join(dir, "state"),
-		"json_state_file_path":             filepath.Join(dir, "state", "hoard_state.json"),
-		"alert_file_dir":                   s.alertDir,
-		"http_port":                        s.httpPort,
-		"graceful_shutdown_upload_timeout": 30,
-		"compression":                      map[string]any{"algorithm": "snappy"},
-		"backup_sites": map[string]any{
-			s.name: map[string]any{
-				"active_backup_mode":        "pg_receivexlog",
-				"basebackup_chunk_size":     1 << 20,
-				"basebackup_interval_hours": 24,
-				"object_storage":            map[string]any{"storage_type": "local", "directory": s.storeDir},
-			},
-		},
-	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
-	st, err := storage.Open(context.Background(), storage.Config{Type: "local", Directory: s.storeDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	s.store = st
+	storeDir := filepath.Join(pgtest.TempDir(t), "store")
+	s := newStreamSiteStoring(t, map[string]any{"storage_type": "local", "directory": storeDir},
+		storage.Config{Type: "local", Directory: storeDir}, nil)
+	s.storeDir = storeDir
 	return s
 }
 

@@ -278,3 +278,13 @@ func (p *tcpProxy) up() {
 	}
 	p.serve(ln)
 }
+
+// waitFirstBackup waits until the daemon's status counts a backup of site
+// and, with idle, none running.
+func (d *daemonProc) waitFirstBackup(site string, timeout time.Duration, idle bool) {
+	d.t.Helper()
+	d.waitFor("the first basebackup", timeout, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[site].Backups >= 1 && (!idle || !st.Sites[site].BackupRunning)
+	})
+}

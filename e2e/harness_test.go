@@ -91,11 +91,7 @@ func newSite(t testing.TB, o siteOptions) *site {
 			},
 		},
 	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
+	s.writeConfig("", cfg)
 	if o.Encrypt {
 		s.mustHoard("create-keys", "--key-id", "e2e-key")
 	}
@@ -243,20 +239,41 @@ var noArchiving = map[string]string{"archive_mode": "off"}
 // server's user).
 func (s *site) rewriteStore(dir string) {
 	s.t.Helper()
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(s.t, s.config), &cfg); err != nil {
-		s.t.Fatal(err)
-	}
-	site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+	cfg, site := s.readConfig()
 	site["object_storage"] = map[string]any{"storage_type": "local", "directory": dir}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		s.t.Fatal(err)
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		s.t.Fatal(err)
 	}
 	pgtest.Chown(s.t, dir)
-	s.writeFile(s.config, data)
+	s.writeConfig("", cfg)
 	s.storeDir = dir
+}
+
+// onMajors runs test as a subtest on PostgreSQL 15 and, when it is
+// another, the newest major the tests run.
+func onMajors(t *testing.T, test func(t *testing.T, major int)) {
+	majors := []int{15}
+	if vs := pgtest.Versions(); vs[len(vs)-1] != 15 {
+		majors = append(majors, vs[len(vs)-1])
+	}
+	for _, major := range majors {
+		t.Run("PG"+strconv.Itoa(major), func(t *testing.T) { test(t, major) })
+	}
+}
+
+// tamperChunk flips a byte in the middle of a middle chunk of backup, in
+// the site's local store, and returns the chunk's path and what puts it
+// back.
+func (s *site) tamperChunk(t *testing.T, backup string) (victim string, undo func()) {
+	t.Helper()
+	chunks, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", backup, "*.pghoard"))
+	if err != nil || len(chunks) < 2 {
+		t.Fatalf("chunks of %s: %v %v", backup, chunks, err)
+	}
+	victim = chunks[len(chunks)/2]
+	orig := readFile(t, victim)
+	bad := append([]byte(nil), orig...)
+	bad[len(bad)/2] ^= 0x01
+	s.writeFile(victim, bad)
+	return victim, func() { s.writeFile(victim, orig) }
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -31,16 +30,7 @@ type hostileSite struct {
 func newHostileSite(t *testing.T, objectStorage map[string]any, c storage.Config) *hostileSite {
 	t.Helper()
 	s := newSite(t, siteOptions{})
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)["object_storage"] = objectStorage
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
+	s.setSiteKey("object_storage", objectStorage)
 	st, err := storage.Open(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -182,11 +172,8 @@ func (s *hostileSite) verifyRestore(t *testing.T) {
 // storeDirOf returns the local store's directory of the site.
 func (s *hostileSite) storeDirOf(t *testing.T) string {
 	t.Helper()
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	return cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)["object_storage"].(map[string]any)["directory"].(string)
+	_, site := s.readConfig()
+	return site["object_storage"].(map[string]any)["directory"].(string)
 }
 
 // errorLine is the line of a command's stderr that holds its error

@@ -17,14 +17,9 @@ import (
 // recover timeline 2's rows.
 func TestRestoreLatestTimelineAfterPITR(t *testing.T) {
 	s := newSite(t, siteOptions{})
-	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
-	s.use(src)
-	src.Exec(t, "create table t (id int primary key)")
-	src.Exec(t, "insert into t values (1)")
-	s.mustHoard("basebackup", "--fast")
-	b1 := s.listBackups()[0].Name
+	src, b1 := s.startBackedUp(t)
 	src.Exec(t, "insert into t values (2)")
-	target := src.QueryString(t, `select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`)
+	target := clusterTime(t, src)
 	src.Exec(t, "insert into t values (3)")
 	s.mustHoard("basebackup", "--fast")
 	if n := len(s.listBackups()); n != 2 {
@@ -49,10 +44,7 @@ func TestRestoreLatestTimelineAfterPITR(t *testing.T) {
 		t.Fatalf("restored cluster on timeline %s, want 2", tli)
 	}
 	pitr.Exec(t, "insert into t values (50)")
-	rows := func(c *pgtest.Cluster) string {
-		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text, ',' order by id) from t")
-	}
-	want := rows(pitr)
+	want := tableRows(t, pitr)
 	s.use(pitr)
 	switchAndWaitArchived(t, pitr)
 
@@ -66,7 +58,7 @@ func TestRestoreLatestTimelineAfterPITR(t *testing.T) {
 	}
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
 	restored.WaitRecoveryDone(t, 2*time.Minute)
-	if got := rows(restored); got != want {
+	if got := tableRows(t, restored); got != want {
 		t.Errorf("restored rows %q, want %q (the end of timeline 2)", got, want)
 	}
 }

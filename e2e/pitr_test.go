@@ -43,7 +43,7 @@ func testPITR(t *testing.T, major int) {
 	src.Exec(t, "create table t (id int primary key, step int not null)")
 	src.Exec(t, "insert into t select g, 1 from generate_series(1, 100) g")
 	var p pitrPoints
-	p.afterStep1 = src.QueryString(t, `select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`)
+	p.afterStep1 = clusterTime(t, src)
 	src.Exec(t, "select pg_create_restore_point('after_step1')")
 	time.Sleep(20 * time.Millisecond) // commit timestamps of step 2 fall strictly after afterStep1
 	p.xidStep2 = src.QueryString(t, "with ins as (insert into t select g, 2 from generate_series(101, 200) g) select txid_current()::text")

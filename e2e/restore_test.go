@@ -38,9 +38,9 @@ func TestRestoreTablespaceVerify(t *testing.T) {
 
 	// local-tar where the data directory cannot be read: a clear error,
 	// nothing stored.
-	setSiteKey(t, s, "basebackup_mode", "local-tar")
+	s.setSiteKey("basebackup_mode", "local-tar")
 	missing := filepath.Join(pgtest.TempDir(t), "not-here")
-	setSiteKey(t, s, "pg_data_directory", missing)
+	s.setSiteKey("pg_data_directory", missing)
 	out, errOut, err := s.hoard("basebackup", "--fast")
 	if code := exitCode(err); code == 0 || !strings.Contains(errOut, "pg_data_directory "+missing) || !strings.Contains(errOut, "basebackup_mode") {
 		t.Errorf("local-tar with an unreadable pg_data_directory: exit %d, want an error naming it and basebackup_mode\n%s\n%s", code, out, errOut)
@@ -53,7 +53,7 @@ func TestRestoreTablespaceVerify(t *testing.T) {
 	}
 
 	src.Exec(t, "insert into in_ts select g, repeat('y', 200) from generate_series(20001, 25000) g")
-	setSiteKey(t, s, "pg_data_directory", src.DataDir)
+	s.setSiteKey("pg_data_directory", src.DataDir)
 	out = s.mustHoard("basebackup", "--fast")
 	if !strings.Contains(out, "from the data directory (local-tar)") {
 		t.Errorf("basebackup with basebackup_mode local-tar:\n%s", out)
@@ -131,16 +131,8 @@ func TestRestoreRefusesDamage(t *testing.T) {
 	b := s.listBackups()[0]
 
 	t.Run("TamperedChunk", func(t *testing.T) {
-		chunks, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", b.Name, "*.pghoard"))
-		if err != nil || len(chunks) < 2 {
-			t.Fatalf("chunks of %s: %v %v", b.Name, chunks, err)
-		}
-		victim := chunks[len(chunks)/2]
-		orig := readFile(t, victim)
-		bad := append([]byte(nil), orig...)
-		bad[len(bad)/2] ^= 0x01
-		s.writeFile(victim, bad)
-		defer s.writeFile(victim, orig)
+		victim, undo := s.tamperChunk(t, b.Name)
+		defer undo()
 
 		dir := filepath.Join(pgtest.TempDir(t), "data")
 		_, errOut, err := s.hoard("restore", "--target-dir", dir)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"testing"
 
@@ -19,11 +18,7 @@ import (
 // chunks included, and keeps the newest.
 func TestRetentionPublicKeyOnly(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	siteCfg := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+	cfg, siteCfg := s.readConfig()
 	keyID := siteCfg["encryption_key_id"].(string)
 	key := siteCfg["encryption_keys"].(map[string]any)[keyID].(map[string]any)
 	pub, err := crypto.ParsePublicKeyPEM(key["public"].(string))
@@ -43,11 +38,7 @@ func TestRetentionPublicKeyOnly(t *testing.T) {
 	delete(key, "private")
 	siteCfg["basebackup_count"] = 1
 	siteCfg["basebackup_count_min"] = 1
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
+	s.writeConfig("", cfg)
 	s.mustHoard("retention")
 
 	ctx := context.Background()

@@ -26,10 +26,7 @@ import (
 // recover every row.
 func TestRetentionSafety(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
-	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
-	s.use(src)
-	src.Exec(t, "create table t (id int primary key)")
-	src.Exec(t, "insert into t values (1)")
+	src := s.startWithTable(t)
 	s.mustHoard("basebackup", "--fast")
 	src.Exec(t, "insert into t values (2)")
 	switchAndWaitArchived(t, src)
@@ -41,32 +38,28 @@ func TestRetentionSafety(t *testing.T) {
 		t.Fatalf("%d backups, want 2", len(bs))
 	}
 	older, newest := bs[0].Name, bs[1].Name
-	rows := func(c *pgtest.Cluster) string {
-		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text, ',' order by id) from t")
-	}
-	want := rows(src)
+	want := tableRows(t, src)
 
 	t.Run("AgeWithCountMin0", func(t *testing.T) {
 		// Both backups are past basebackup_age_days_max (a second), with
 		// no schedule adding an interval: as in PGHoard, age deletes
 		// nothing while basebackup_count_min is 0, and deletes the older
 		// backup with a minimum of 1.
-		setSiteKey(t, s, "basebackup_interval_hours", nil)
-		setSiteKey(t, s, "basebackup_age_days_max", 1.0/86400)
+		s.setSiteKey("basebackup_interval_hours", nil)
+		s.setSiteKey("basebackup_age_days_max", 1.0/86400)
 		defer func() {
-			cfg := readConfig(t, s)
-			site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+			cfg, site := s.readConfig()
 			delete(site, "basebackup_interval_hours")
 			delete(site, "basebackup_age_days_max")
 			delete(site, "basebackup_count_min")
-			writeConfig(t, s, cfg)
+			s.writeConfig("", cfg)
 		}()
 		time.Sleep(1100 * time.Millisecond) // both backups older than the limit
 		for _, tc := range []struct {
 			min     int
 			deletes []string
 		}{{0, nil}, {1, []string{older}}} {
-			setSiteKey(t, s, "basebackup_count_min", tc.min)
+			s.setSiteKey("basebackup_count_min", tc.min)
 			var plan struct {
 				Delete []struct{ Name string } `json:"delete"`
 			}
@@ -85,9 +78,8 @@ func TestRetentionSafety(t *testing.T) {
 	})
 
 	t.Run("MovedFromInactive", func(t *testing.T) {
-		cfg := readConfig(t, s)
+		cfg, old := s.readConfig()
 		sites := cfg["backup_sites"].(map[string]any)
-		old := sites[s.name].(map[string]any)
 		old["active"] = false
 		sites["n"] = map[string]any{
 			"active_backup_mode": "archive_command",
@@ -95,7 +87,7 @@ func TestRetentionSafety(t *testing.T) {
 			"moved_from":         []string{s.name},
 			"object_storage":     map[string]any{"storage_type": "local", "directory": filepath.Join(s.dir, "store-n")},
 		}
-		writeConfig(t, s, cfg)
+		s.writeConfig("", cfg)
 		// The new site's store is in use (its WAL folder exists, as after
 		// its first upload): a local store whose directory is missing or
 		// empty may be an unmounted volume, and wal-fetch refuses to answer
@@ -106,7 +98,7 @@ func TestRetentionSafety(t *testing.T) {
 		defer func() {
 			old["active"] = true
 			delete(sites, "n")
-			writeConfig(t, s, cfg)
+			s.writeConfig("", cfg)
 		}()
 		before := listTree(t, s.storeDir)
 		out := s.mustHoard("--site", "n", "retention")
@@ -123,14 +115,14 @@ func TestRetentionSafety(t *testing.T) {
 		dir := filepath.Join(pgtest.TempDir(t), "data")
 		s.mustHoard("--site", "n", "restore", "--target-dir", dir)
 		restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
-		if got := rows(restored); got != want {
+		if got := tableRows(t, restored); got != want {
 			t.Errorf("restored through site n: rows %q, want %q", got, want)
 		}
 		restored.Stop(t)
 	})
 
 	t.Run("KeepsKnownGood", func(t *testing.T) {
-		setSiteKey(t, s, "basebackup_count", 1)
+		s.setSiteKey("basebackup_count", 1)
 		chunks, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", newest, "*.pghoard"))
 		if err != nil || len(chunks) == 0 {
 			t.Fatalf("chunks of %s: %v %v", newest, chunks, err)
@@ -150,28 +142,10 @@ func TestRetentionSafety(t *testing.T) {
 		dir := filepath.Join(pgtest.TempDir(t), "data")
 		s.mustHoard("restore", "--target-dir", dir, "--basebackup", older)
 		restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
-		if got := rows(restored); got != want {
+		if got := tableRows(t, restored); got != want {
 			t.Errorf("restored from the kept backup: rows %q, want %q", got, want)
 		}
 	})
-}
-
-func readConfig(t testing.TB, s *site) map[string]any {
-	t.Helper()
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func writeConfig(t testing.TB, s *site, cfg map[string]any) {
-	t.Helper()
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
 }
 
 // listTree lists the files under dir with their sizes.

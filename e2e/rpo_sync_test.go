@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/internal/storetest"
 )
 
 // TestDaemonSynchronous is zero RPO: with synchronous set and the
@@ -25,19 +24,13 @@ func TestDaemonSynchronous(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: -short")
 	}
-	major := pgtest.Versions()[len(pgtest.Versions())-1]
-	minio := storetest.MinIO(t)
-	s := newStreamSite(t, minio, minio)
+	s := newMinIOStreamSite(t)
 	s.setSiteKey("active_backup_mode", "walreceiver")
 	s.setSiteKey("synchronous", true)
-	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
-	s.use(src)
+	src := s.startSource(pgtest.Options{})
 
 	d := s.startDaemon()
-	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
-		st, ok := d.status()
-		return ok && st.Sites[s.name].Backups >= 1 && !st.Sites[s.name].BackupRunning
-	})
+	d.waitFirstBackup(s.name, 3*time.Minute, true)
 	src.Exec(t, "create table counter (id int primary key, pad text)")
 	src.Exec(t, "alter system set synchronous_standby_names = 'hoard_e2e'")
 	src.Exec(t, "select pg_reload_conf()")
@@ -78,7 +71,7 @@ func TestDaemonSynchronous(t *testing.T) {
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir)
-	c := pgtest.StartDataDir(t, major, dir, map[string]string{"archive_mode": "off", "synchronous_standby_names": ""})
+	c := pgtest.StartDataDir(t, src.Major, dir, map[string]string{"archive_mode": "off", "synchronous_standby_names": ""})
 	c.WaitRecoveryDone(t, 3*time.Minute)
 	got := c.QueryString(t, "select count(*) from counter where id <= $1", n)
 	if got != strconv.FormatInt(n, 10) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,26 +14,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/internal/storetest"
 )
-
-// setSiteKey sets key of the site in the configuration file.
-func (s *streamSite) setSiteKey(key string, value any) {
-	s.t.Helper()
-	data, err := os.ReadFile(s.config)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		s.t.Fatal(err)
-	}
-	cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)[key] = value
-	if data, err = json.MarshalIndent(cfg, "", "  "); err != nil {
-		s.t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
-}
 
 // partialEnd returns where the WAL of segment's stored .partial ends (0
 // when none is stored), from its partial-data-size metadata.
@@ -102,18 +82,12 @@ type lostQuietPrimary struct {
 // one with a shorter one.
 func loseQuietPrimary(t *testing.T) lostQuietPrimary {
 	t.Helper()
-	major := pgtest.Versions()[len(pgtest.Versions())-1]
-	minio := storetest.MinIO(t)
-	s := newStreamSite(t, minio, minio)
+	s := newMinIOStreamSite(t)
 	s.setSiteKey("wal_partial_upload_interval", 1)
-	src := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
-	s.use(src)
+	src := s.startSource(pgtest.Options{})
 
 	d := s.startDaemon()
-	d.waitFor("the first basebackup", 3*time.Minute, func() bool {
-		st, ok := d.status()
-		return ok && st.Sites[s.name].Backups >= 1 && !st.Sites[s.name].BackupRunning
-	})
+	d.waitFirstBackup(s.name, 3*time.Minute, true)
 	var seen pglogrepl.LSN
 
 	src.Exec(t, "create table rpo (id int, at timestamptz default clock_timestamp())")
@@ -143,7 +117,7 @@ func loseQuietPrimary(t *testing.T) lostQuietPrimary {
 	if s.stored(seg) {
 		t.Fatalf("%s stored complete: the test needs the archive to end in its .partial", seg)
 	}
-	return lostQuietPrimary{s: s, major: major, seg: seg, between: between, lsn2: lsn2, want: want}
+	return lostQuietPrimary{s: s, major: src.Major, seg: seg, between: between, lsn2: lsn2, want: want}
 }
 
 // TestDaemonPartialTail: after the loss of a quiet primary

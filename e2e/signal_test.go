@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -101,24 +100,11 @@ func newS3Site(t testing.TB, via storage.Config) *site {
 				"active_backup_mode":    "archive_command",
 				"basebackup_chunk_size": 1 << 20,
 				"basebackup_count":      20,
-				"object_storage": map[string]any{
-					"storage_type":          "s3",
-					"host":                  via.Host,
-					"port":                  via.Port,
-					"bucket_name":           via.BucketName,
-					"aws_access_key_id":     via.AccessKeyID,
-					"aws_secret_access_key": via.SecretAccessKey,
-					"region":                "us-east-1",
-					"is_secure":             false,
-				},
+				"object_storage":        s3Storage(via),
 			},
 		},
 	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
+	s.writeConfig("", cfg)
 	return s
 }
 
@@ -240,7 +226,7 @@ func TestSignals(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name == "Retention" {
-				setSiteKey(t, s, "basebackup_count", 2)
+				s.setSiteKey("basebackup_count", 2)
 			}
 			proxy.stallOn(tc.stall)
 			code, stderr := s.interrupt(proxy, tc.sig, tc.args...)
@@ -268,19 +254,4 @@ func TestSignals(t *testing.T) {
 	if got, want := rows(restored), rows(src); got != want {
 		t.Errorf("restored rows %q, want %q", got, want)
 	}
-}
-
-// setSiteKey sets one key of the site's configuration.
-func setSiteKey(t testing.TB, s *site, key string, value any) {
-	t.Helper()
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)[key] = value
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
 }

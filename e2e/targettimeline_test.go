@@ -17,12 +17,7 @@ import (
 // source's rows at that time.
 func TestRestoreTargetTimeline(t *testing.T) {
 	s := newSite(t, siteOptions{})
-	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
-	s.use(src)
-	src.Exec(t, "create table t (id int primary key)")
-	src.Exec(t, "insert into t values (1)")
-	s.mustHoard("basebackup", "--fast")
-	b1 := s.listBackups()[0].Name
+	src, b1 := s.startBackedUp(t)
 	src.Exec(t, "insert into t values (2)")
 	switchAndWaitArchived(t, src)
 
@@ -50,11 +45,8 @@ func TestRestoreTargetTimeline(t *testing.T) {
 
 	// Timeline 1 goes on: the target lies between two of its commits.
 	src.Exec(t, "insert into t values (3)")
-	target := src.QueryString(t, `select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`)
-	rows := func(c *pgtest.Cluster) string {
-		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text, ',' order by id) from t")
-	}
-	want := rows(src)
+	target := clusterTime(t, src)
+	want := tableRows(t, src)
 	src.Exec(t, "insert into t values (4)")
 	switchAndWaitArchived(t, src)
 
@@ -67,7 +59,7 @@ func TestRestoreTargetTimeline(t *testing.T) {
 		t.Errorf("restore did not choose %s, timeline 1's backup:\n%s", b1, errOut)
 	}
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
-	if got := rows(restored); got != want {
+	if got := tableRows(t, restored); got != want {
 		t.Errorf("restored rows %q, want %q (timeline 1 at %s)", got, want, target)
 	}
 }

@@ -18,10 +18,7 @@ import (
 // the restored rows are the source's rows at that commit.
 func TestRestoreTargetXIDOpenAtBackupEnd(t *testing.T) {
 	s := newSite(t, siteOptions{})
-	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
-	s.use(src)
-	src.Exec(t, "create table t (id int primary key)")
-	src.Exec(t, "insert into t values (1)")
+	src := s.startWithTable(t)
 
 	ctx := context.Background()
 	open := src.Connect(t, "postgres")
@@ -41,10 +38,7 @@ func TestRestoreTargetXIDOpenAtBackupEnd(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rows := func(c *pgtest.Cluster) string {
-		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text, ',' order by id) from t")
-	}
-	want := rows(src)
+	want := tableRows(t, src)
 	src.Exec(t, "insert into t values (3)")
 	switchAndWaitArchived(t, src)
 	name := s.listBackups()[0].Name
@@ -63,7 +57,7 @@ func TestRestoreTargetXIDOpenAtBackupEnd(t *testing.T) {
 		t.Errorf("no warning about the xid:\n%s", errOut)
 	}
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
-	if got := rows(restored); got != want {
+	if got := tableRows(t, restored); got != want {
 		t.Errorf("restored rows %q, want %q (the source's at the commit of xid %s)", got, want, x)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
-	"encoding/json"
 	"io"
 	"path/filepath"
 	"strings"
@@ -29,11 +28,7 @@ import (
 func TestRestoreRefusesUnencrypted(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
 	ctx := context.Background()
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	siteCfg := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+	cfg, siteCfg := s.readConfig()
 	keyID := siteCfg["encryption_key_id"].(string)
 	keys := siteCfg["encryption_keys"].(map[string]any)[keyID].(map[string]any)
 	pub, err := crypto.ParsePublicKeyPEM(keys["public"].(string))
@@ -110,11 +105,7 @@ func TestRestoreRefusesUnencrypted(t *testing.T) {
 	// admits them (the archive's unencrypted past).
 	setCutoff := func(t time.Time) {
 		siteCfg["unencrypted_objects_before"] = t.UTC().Format(time.RFC3339Nano)
-		data, err := json.MarshalIndent(cfg, "", "  ")
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		s.writeFile(s.config, data)
+		s.writeConfig("", cfg)
 	}
 	setCutoff(written.Add(-time.Hour))
 	for _, r := range refused {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -17,13 +16,7 @@ import (
 // restore; a WAL segment deleted from the archive is named by verify, makes
 // the test restore fail, and archive-sync stores it again from pg_wal.
 func TestVerify(t *testing.T) {
-	majors := []int{15}
-	if vs := pgtest.Versions(); vs[len(vs)-1] != 15 {
-		majors = append(majors, vs[len(vs)-1])
-	}
-	for _, major := range majors {
-		t.Run("PG"+strconv.Itoa(major), func(t *testing.T) { testVerify(t, major) })
-	}
+	onMajors(t, testVerify)
 }
 
 func testVerify(t *testing.T, major int) {
@@ -64,16 +57,8 @@ func testVerify(t *testing.T, major int) {
 	})
 
 	t.Run("TamperedChunk", func(t *testing.T) {
-		chunks, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", b.Name, "*.pghoard"))
-		if err != nil || len(chunks) < 2 {
-			t.Fatalf("chunks of %s: %v %v", b.Name, chunks, err)
-		}
-		victim := chunks[len(chunks)/2]
-		orig := readFile(t, victim)
-		bad := append([]byte(nil), orig...)
-		bad[len(bad)/2] ^= 0x01
-		s.writeFile(victim, bad)
-		defer s.writeFile(victim, orig)
+		victim, undo := s.tamperChunk(t, b.Name)
+		defer undo()
 
 		s.mustHoard("verify") // same size: the quick check cannot see it
 		for _, args := range [][]string{{"verify", "--full"}, {"verify", "--restore"}} {
@@ -113,16 +98,7 @@ func testVerify(t *testing.T, major int) {
 		}
 
 		// archive-sync on the database host stores it again from pg_wal.
-		var cfg map[string]any
-		if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-			t.Fatal(err)
-		}
-		cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)["pg_data_directory"] = src.DataDir
-		data, err := json.MarshalIndent(cfg, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.writeFile(s.config, data)
+		s.setSiteKey("pg_data_directory", src.DataDir)
 		out := s.mustHoard("archive-sync")
 		if !strings.Contains(out, "stored "+victim) || !strings.Contains(out, "archive continuous") {
 			t.Errorf("archive-sync output:\n%s", out)

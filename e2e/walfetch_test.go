@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,18 +107,10 @@ func TestRecoveryRefusesBadArchive(t *testing.T) {
 // key, could use.
 func (s *site) keylessConfig(t *testing.T) string {
 	t.Helper()
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(t, s.config), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
+	cfg, site := s.readConfig()
 	delete(site, "encryption_key_id")
 	delete(site, "encryption_keys")
-	data, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(s.dir, "keyless.json")
-	s.writeFile(p, data)
+	s.writeConfig(p, cfg)
 	return p
 }

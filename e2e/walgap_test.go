@@ -16,13 +16,7 @@ import (
 // nothing; with --stop-at-gap it restores, says where recovery stops, and
 // the restored cluster holds exactly the rows written before the gap.
 func TestRestoreWALGap(t *testing.T) {
-	majors := []int{15}
-	if vs := pgtest.Versions(); vs[len(vs)-1] != 15 {
-		majors = append(majors, vs[len(vs)-1])
-	}
-	for _, major := range majors {
-		t.Run("PG"+strconv.Itoa(major), func(t *testing.T) { testRestoreWALGap(t, major) })
-	}
+	onMajors(t, testRestoreWALGap)
 }
 
 func testRestoreWALGap(t *testing.T, major int) {

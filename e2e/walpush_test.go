@@ -55,17 +55,7 @@ func TestWALPush_PGVersion(t *testing.T) {
 // setNode makes c the site's only node.
 func (s *site) setNode(c *pgtest.Cluster) {
 	s.t.Helper()
-	var cfg map[string]any
-	if err := json.Unmarshal(readFile(s.t, s.config), &cfg); err != nil {
-		s.t.Fatal(err)
-	}
-	site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)
-	site["nodes"] = []any{map[string]any{"host": c.Host, "port": c.Port, "user": "postgres", "sslmode": "disable"}}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.writeFile(s.config, data)
+	s.setSiteKey("nodes", []any{map[string]any{"host": c.Host, "port": c.Port, "user": "postgres", "sslmode": "disable"}})
 }
 
 // readSidecar reads a local store's metadata sidecar for the object file.
