@@ -4,17 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // influxd starts InfluxDB 1.x (Debian package influxdb) on loopback ports
@@ -31,7 +33,7 @@ func influxd(t *testing.T) string {
 		t.Skipf("influxd not found (Debian package influxdb; task deps installs it): %v", err)
 	}
 	dir := t.TempDir()
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(testio.FreePort(t))
 	cfg := fmt.Sprintf(`bind-address = "127.0.0.1:%s"
 reporting-disabled = true
 [meta]
@@ -43,7 +45,7 @@ reporting-disabled = true
 [http]
   bind-address = %q
   log-enabled = false
-`, freePort(t), filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), addr)
+`, strconv.Itoa(testio.FreePort(t)), filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), addr)
 	conf := filepath.Join(dir, "influxdb.conf")
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,16 +87,6 @@ reporting-disabled = true
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 }
 
 // influxPost sends a request to InfluxDB's HTTP API and returns the body,

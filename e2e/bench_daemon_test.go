@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // BenchmarkDaemonStreaming runs `hoard daemon` streaming WAL from a PG 15
@@ -37,7 +38,7 @@ func BenchmarkDaemonStreaming(b *testing.B) {
 	dir := pgtest.TempDir(b)
 	s := &streamSite{
 		site:     &site{t: b, name: "bench", dir: dir, config: filepath.Join(dir, "hoard.json"), storeDir: filepath.Join(dir, "store")},
-		httpPort: freeTCPPort(b),
+		httpPort: testio.FreePort(b),
 	}
 	s.use(src)
 	cfg := map[string]any{

@@ -21,6 +21,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -54,7 +55,7 @@ func newStreamSiteStoring(t *testing.T, objectStorage map[string]any, direct sto
 	dir := pgtest.TempDir(t)
 	s := &streamSite{
 		site:     &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json")},
-		httpPort: freeTCPPort(t),
+		httpPort: testio.FreePort(t),
 		alertDir: filepath.Join(dir, "alerts"),
 	}
 	cfg := map[string]any{
@@ -114,16 +115,6 @@ func (s *streamSite) startSource(opts pgtest.Options) *pgtest.Cluster {
 	return c
 }
 
-func freeTCPPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // storedWAL returns the names of the objects under xlog/.
 func (s *streamSite) storedWAL() []string {
 	s.t.Helper()
@@ -160,7 +151,7 @@ func (s *streamSite) switchAndWaitStored(d *daemonProc, c *pgtest.Cluster, timeo
 // pgbenchLoad runs pgbench in the background.
 type pgbenchLoad struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testio.SyncBuffer
 	done chan error
 }
 
@@ -170,7 +161,7 @@ func startPgbench(t *testing.T, c *pgtest.Cluster, args ...string) *pgbenchLoad 
 	full = append(full, "postgres")
 	cmd := exec.Command(pgtest.Tool(t, "pgbench"), full...)
 	cmd.Env = minimalEnv()
-	l := &pgbenchLoad{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	l := &pgbenchLoad{cmd: cmd, out: &testio.SyncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = l.out, l.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start pgbench: %v", err)

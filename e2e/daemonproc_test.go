@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // daemonProc is a running `hoard daemon`.
@@ -21,28 +21,9 @@ type daemonProc struct {
 	t      testing.TB
 	s      *streamSite
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testio.SyncBuffer
 	exited chan struct{}
 	err    error
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // startDaemon runs hoard daemon as the server's user with the site's
@@ -52,7 +33,7 @@ func (s *streamSite) startDaemon() *daemonProc {
 	cmd := exec.Command(hoardBin, "--config", s.config, "--log-level", "info", "daemon")
 	cmd.Env = append(minimalEnv(), s.env...)
 	cmd.Dir = s.dir
-	out := &syncBuffer{}
+	out := &testio.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	pgtest.RunAs(cmd)
 	if err := cmd.Start(); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // TestDaemonEnvOnly runs hoard as a container sidecar would: no
@@ -33,7 +34,7 @@ func TestDaemonEnvOnly(t *testing.T) {
 
 	s := &streamSite{
 		site:     &site{t: t, name: "sidecar", dir: dir},
-		httpPort: freeTCPPort(t),
+		httpPort: testio.FreePort(t),
 	}
 	s.use(src)
 	s.env = append(s.env,

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // promServer is a real Prometheus (Debian package prometheus) on a
@@ -52,7 +53,7 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &promServer{t: t, port: freeTCPPort(t)}
+	p := &promServer{t: t, port: testio.FreePort(t)}
 	out, err := os.Create(filepath.Join(dir, "prometheus.log"))
 	if err != nil {
 		t.Fatal(err)

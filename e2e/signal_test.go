@@ -18,6 +18,7 @@ import (
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -118,7 +119,7 @@ func (s *site) interrupt(p *stallProxy, sig syscall.Signal, args ...string) (int
 	cmd := exec.Command(hoardBin, full...)
 	cmd.Env = append(minimalEnv(), s.env...)
 	cmd.Dir = s.dir
-	var stdout, stderr syncBuffer
+	var stdout, stderr testio.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	pgtest.RunAs(cmd)
 	if err := cmd.Start(); err != nil {

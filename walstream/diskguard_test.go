@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 )
 
@@ -122,7 +123,7 @@ func (d *durable) fillSpool(rr *running, limit int) Status {
 func TestReceiver_Run_DiskGuardBeforeAllocation(t *testing.T) {
 	spool := tmpfsSpool(t, 12)
 	d := newDurable(t, spool)
-	var logs syncBuffer
+	var logs testio.SyncBuffer
 	rr := startReceiver(t, d.c, spool, d.up, Options{MinFreeBytes: 4 << 20, DiskCheckInterval: time.Hour}, &logs, nil)
 	d.backup()
 	d.up.failing.Store(true)
@@ -145,7 +146,7 @@ func TestReceiver_Run_DiskGuardBeforeAllocation(t *testing.T) {
 func TestReceiver_Run_DiskFull(t *testing.T) {
 	spool := tmpfsSpool(t, 6)
 	d := newDurable(t, spool)
-	var logs syncBuffer
+	var logs testio.SyncBuffer
 	rr := startReceiver(t, d.c, spool, d.up, Options{DiskCheckInterval: 100 * time.Millisecond}, &logs, nil)
 	d.backup()
 	d.up.failing.Store(true)

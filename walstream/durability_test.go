@@ -23,6 +23,7 @@ import (
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
@@ -293,7 +294,7 @@ func (l lister) ArchivedSegments(ctx context.Context) ([]string, error) {
 // restorable with every row.
 func TestReceiver_Run_Hole(t *testing.T) {
 	d := newDurable(t, "")
-	var logs syncBuffer
+	var logs testio.SyncBuffer
 	opts := Options{Archived: lister{d.arch}}
 	rr := startReceiver(t, d.c, d.spool, d.up, opts, &logs, nil)
 	d.backup()
@@ -527,7 +528,7 @@ func (d *durable) crash(step string) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestReceiver_CrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnv+"="+string(spec))
-	var out syncBuffer
+	var out testio.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -286,7 +287,7 @@ func TestReceiver_Run_ServerRestart(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
 	segSize := segSizeOf(t, c)
 	s := newSink(t)
-	var logs syncBuffer
+	var logs testio.SyncBuffer
 	rr := startLogged(t, c, t.TempDir(), s, Options{}, &logs)
 	first := rr.r.Status().Segment
 	switchWAL(t, c)
@@ -315,22 +316,4 @@ func TestReceiver_Run_ServerRestart(t *testing.T) {
 			t.Errorf("the log has %s:\n%s", bad, out)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -3,7 +3,6 @@ package pgtest
 import (
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // Options describe the cluster Start creates.
@@ -228,7 +229,7 @@ func (c *Cluster) tryStart(t testing.TB) error {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		if c.Port == 0 || attempt > 0 {
-			c.Port = freePort(t)
+			c.Port = testio.FreePort(t)
 		}
 		offset := c.logSize()
 		out, err := c.command("pg_ctl", "start", "-D", c.DataDir, "-l", c.logPath, "-w",
@@ -345,18 +346,6 @@ func cleanEnv() []string {
 		}
 	}
 	return env
-}
-
-// freePort asks the kernel for a free loopback port. Another process may
-// take it before the server binds it; Start retries then.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pgtest: find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // writeConf writes settings in postgresql.conf syntax, sorted by name, each

@@ -1,17 +1,14 @@
 package storetest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -21,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -72,17 +70,6 @@ func binary(t testing.TB, rel string) string {
 	return p
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // start runs a server until the test ends and waits until GET url answers
 // with any HTTP response.
 func start(t testing.TB, name string, env []string, url string, bin string, args ...string) {
@@ -117,9 +104,9 @@ func startWait(t testing.TB, name string, env []string, url string, timeout time
 // run starts a process in its own process group, stopped (SIGTERM, then
 // SIGKILL after 10 s) when the test ends. The channel receives its exit;
 // the buffer collects its output.
-func run(t testing.TB, name string, env []string, bin string, args ...string) (<-chan error, *syncBuffer) {
+func run(t testing.TB, name string, env []string, bin string, args ...string) (<-chan error, *testio.SyncBuffer) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testio.SyncBuffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = out
@@ -144,32 +131,13 @@ func run(t testing.TB, name string, env []string, bin string, args ...string) (<
 	return exited, out
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's writes and the test's
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // MinIO starts a MinIO server and returns the config of a new bucket on it,
 // with a 5 MiB part size (S3's minimum) so that tests exercise multipart
 // uploads with small objects.
 func MinIO(t testing.TB) storage.Config {
 	t.Helper()
 	bin := binary(t, "bin/minio")
-	port, console := freePort(t), freePort(t)
+	port, console := testio.FreePort(t), testio.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	start(t, "minio", []string{
 		"MINIO_ROOT_USER=" + minioUser,
@@ -204,7 +172,7 @@ func MinIO(t testing.TB) storage.Config {
 func Azurite(t testing.TB) storage.Config {
 	t.Helper()
 	bin := binary(t, "azurite/node_modules/.bin/azurite-blob")
-	port := freePort(t)
+	port := testio.FreePort(t)
 	start(t, "azurite", nil, fmt.Sprintf("http://127.0.0.1:%d/", port), bin,
 		"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port), "--location", t.TempDir(),
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
@@ -234,7 +202,7 @@ func Azurite(t testing.TB) storage.Config {
 func FakeGCS(t testing.TB) storage.Config {
 	t.Helper()
 	bin := binary(t, "bin/fake-gcs-server")
-	port := freePort(t)
+	port := testio.FreePort(t)
 	host := "127.0.0.1:" + strconv.Itoa(port)
 	start(t, "fake-gcs-server", nil, "http://"+host+"/storage/v1/b", bin,
 		"-scheme", "http", "-host", "127.0.0.1", "-port", strconv.Itoa(port),

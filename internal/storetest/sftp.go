@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -57,7 +58,7 @@ func SFTP(t testing.TB) SFTPServer {
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testio.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	conf := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d

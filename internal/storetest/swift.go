@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -66,7 +67,7 @@ func Swift(t testing.TB) storage.Config {
 	}
 	ports := map[string]int{}
 	for _, s := range []string{"proxy", "account", "container", "object", "memcached"} {
-		ports[s] = freePort(t)
+		ports[s] = testio.FreePort(t)
 	}
 	write := func(name, text string) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
