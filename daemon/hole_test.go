@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/basebackup"
-	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -76,18 +74,9 @@ func TestRun_WALHole(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
 	}
-	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
 	st := &downStore{Store: storage.NewLocal(t.TempDir())}
-	arch := &archive.Archive{Store: st, Codec: &archive.Codec{}, Site: "test"}
-	site := Site{
-		Name: "test", Fingerprint: "1", Active: true,
-		ActiveBackupMode: "pg_receivexlog", WAL: WALStream,
-		ConnString: c.ConnString("postgres"), Slot: "hoard_test", SpoolDir: filepath.Join(t.TempDir(), "xlog_incoming"),
-		OpenArchive: func(context.Context) (*archive.Archive, func(), error) { return arch, func() {}, nil },
-		Schedule:    Schedule{Interval: 24 * time.Hour},
-		Backup:      basebackup.Options{Fast: true, ChunkSize: 1 << 20},
-	}
-	port := freePort(t)
+	c, site := backedUpCluster(t, st)
+	port := testio.FreePort(t)
 	opts := Options{Sites: []Site{site}, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}, DrainTimeout: time.Second, AlertDir: filepath.Join(t.TempDir(), "alerts")}
 	rd := runDaemon(t, opts)
 	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })

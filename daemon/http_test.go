@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,6 +25,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/metrics"
 )
 
@@ -136,7 +136,7 @@ func TestServeHTTP_Endpoints(t *testing.T) {
 	var unhealthy error
 	var mu sync.Mutex
 	sites := &fakeSites{}
-	var logBuf syncBuffer
+	var logBuf testio.SyncBuffer
 	s := startHTTP(t, HTTPOptions{
 		Status:        func() any { return map[string]any{"sites": map[string]any{"main": map[string]int{"queue_depth": 3}}} },
 		Metrics:       m,
@@ -480,22 +480,4 @@ func TestServeHTTP_GracefulShutdown(t *testing.T) {
 	if _, err := net.DialTimeout("tcp", s.addr.String(), 5*time.Second); err == nil {
 		t.Error("listener still accepting after shutdown")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/metrics"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -40,7 +41,24 @@ type runningDaemon struct {
 // into a local store, with no scheduled backups.
 func streamingSite(t *testing.T, connString string) Site {
 	t.Helper()
-	st := storage.NewLocal(t.TempDir())
+	return streamingSiteTo(t, connString, storage.NewLocal(t.TempDir()))
+}
+
+// backedUpCluster starts a cluster of the newest major with 1 MiB WAL
+// segments, and returns it with a site that streams its WAL into st and
+// takes a fast basebackup every 24 hours, the first at once.
+func backedUpCluster(t *testing.T, st storage.Store) (*pgtest.Cluster, Site) {
+	t.Helper()
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	site := streamingSiteTo(t, c.ConnString("postgres"), st)
+	site.Schedule.Interval = 24 * time.Hour
+	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	return c, site
+}
+
+// streamingSiteTo is streamingSite storing into st.
+func streamingSiteTo(t *testing.T, connString string, st storage.Store) Site {
+	t.Helper()
 	arch := &archive.Archive{Store: st, Codec: &archive.Codec{}, Site: "test"}
 	return Site{
 		Name: "test", Fingerprint: "1", Active: true,
@@ -199,17 +217,6 @@ func TestDaemon_setAlert(t *testing.T) {
 	}
 }
 
-// freePort returns a free loopback TCP port.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // postBackup requests a basebackup of site over HTTP and returns the
 // status code and body.
 func postBackup(t *testing.T, port int, site string) (int, string) {
@@ -231,16 +238,13 @@ func TestRun_Maintenance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
 	}
-	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
-	site := streamingSite(t, c.ConnString("postgres"))
-	site.Schedule.Interval = 24 * time.Hour
-	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	c, site := backedUpCluster(t, storage.NewLocal(t.TempDir()))
 	arch, _, _ := site.OpenArchive(context.Background())
 	maint := filepath.Join(t.TempDir(), "maintenance")
 	if err := os.WriteFile(maint, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testio.FreePort(t)
 	rd := runDaemon(t, Options{Sites: []Site{site}, MaintenanceFile: maint, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}})
 	rd.waitFor("maintenance mode in the status", func(st Status) bool { return st.Sites["test"].Maintenance })
 
@@ -301,10 +305,7 @@ func TestRun_StatsD(t *testing.T) {
 		}
 	}()
 
-	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
-	site := streamingSite(t, c.ConnString("postgres"))
-	site.Schedule.Interval = 24 * time.Hour
-	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	c, site := backedUpCluster(t, storage.NewLocal(t.TempDir()))
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	rd := runDaemon(t, Options{Sites: []Site{site}, StatsD: &StatsDConfig{Host: "127.0.0.1", Port: port, Format: metrics.StatsDTelegraf, Tags: map[string]string{"env": "test"}}})
 	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,9 +8,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/basebackup"
-	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -28,20 +24,12 @@ func TestRun_WALStoredLag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
 	}
-	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
 	st := &downStore{Store: storage.NewLocal(t.TempDir())}
-	arch := &archive.Archive{Store: st, Codec: &archive.Codec{}, Site: "test"}
-	site := Site{
-		Name: "test", Fingerprint: "1", Active: true,
-		ActiveBackupMode: "walreceiver", WAL: WALStream,
-		ConnString: c.ConnString("postgres"), Slot: "hoard_test", SpoolDir: filepath.Join(t.TempDir(), "xlog_incoming"),
-		OpenArchive:           func(context.Context) (*archive.Archive, func(), error) { return arch, func() {}, nil },
-		Schedule:              Schedule{Interval: 24 * time.Hour},
-		Backup:                basebackup.Options{Fast: true, ChunkSize: 1 << 20},
-		PartialUploadInterval: 300 * time.Millisecond,
-		StoredLagAlert:        2 * time.Second,
-	}
-	port := freePort(t)
+	c, site := backedUpCluster(t, st)
+	site.ActiveBackupMode = "walreceiver"
+	site.PartialUploadInterval = 300 * time.Millisecond
+	site.StoredLagAlert = 2 * time.Second
+	port := testio.FreePort(t)
 	opts := Options{Sites: []Site{site}, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}, DrainTimeout: time.Second}
 	rd := runDaemon(t, opts)
 	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
