@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,43 +49,16 @@ reporting-disabled = true
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out strings.Builder
-	cmd := exec.Command(bin, "-config", conf)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(time.Minute)
-	for {
+	p := testio.Start(t, "influxd", nil, bin, "-config", conf)
+	p.WaitReady(t, time.Minute, func() bool {
 		resp, err := http.Get("http://" + addr + "/ping")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return addr
-			}
+		if err != nil {
+			return false
 		}
-		select {
-		case err := <-exited:
-			t.Fatalf("influxd exited (%v):\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("influxd not answering within a minute:\n%s", out.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusNoContent
+	})
+	return addr
 }
 
 // influxPost sends a request to InfluxDB's HTTP API and returns the body,

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,48 +53,15 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	p := &promServer{t: t, port: testio.FreePort(t)}
-	out, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin,
+	proc := testio.Start(t, "prometheus", nil, bin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", p.port))
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		out.Close()
+	proc.WaitReady(t, time.Minute, func() bool {
+		_, ok := p.get("/-/ready")
+		return ok
 	})
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if _, ok := p.get("/-/ready"); ok {
-			return p
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(out.Name())
-			t.Fatalf("prometheus exited (%v):\n%s", err, tailLines(string(log), 30))
-		default:
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(out.Name())
-			t.Fatalf("prometheus not ready within a minute:\n%s", tailLines(string(log), 30))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return p
 }
 
 // get returns the body of a GET on Prometheus's HTTP API.

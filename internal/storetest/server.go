@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -106,29 +104,8 @@ func startWait(t testing.TB, name string, env []string, url string, timeout time
 // the buffer collects its output.
 func run(t testing.TB, name string, env []string, bin string, args ...string) (<-chan error, *testio.SyncBuffer) {
 	t.Helper()
-	out := &testio.SyncBuffer{}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	exited := make(chan error, 1)
-	done := make(chan struct{})
-	go func() { exited <- cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		// Stop the server's process group: it was started here, with its own group.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
-	return exited, out
+	p := testio.Start(t, name, env, bin, args...)
+	return p.Exited, p.Out
 }
 
 // MinIO starts a MinIO server and returns the config of a new bucket on it,
