@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -165,28 +166,13 @@ func TestCopy_ErrDamagedSource(t *testing.T) {
 	ctx := context.Background()
 	src, plain := copySource(t)
 	const chunk = "src/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"
-	rc, obj, err := src.Store.Open(ctx, chunk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := io.ReadAll(rc)
-	rc.Close()
-	data[len(data)/2] ^= 1
-	if err := src.Store.Put(ctx, chunk, bytes.NewReader(data), obj.Metadata); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Tamper(t, src.Store, chunk)
 	dst := copyTarget("dst", nil)
 	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var failed []string
-	for _, f := range res.Failed {
-		failed = append(failed, f.Key)
-	}
-	if want := []string{"src/basebackup/2024-01-02_10-00_0.00000000.pghoard", chunk}; !cmp.Equal(failed, want) || res.Copied != len(plain)-2 {
-		t.Fatalf("Copy = %+v; want %q failed and the rest copied", res, want)
-	}
+	checkChunkFailed(t, res, chunk, len(plain))
 	got := storedBytes(t, dst.Store, "")
 	for _, k := range []string{"dst/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard", "dst/basebackup/2024-01-02_10-00_0.00000000.pghoard"} {
 		if _, ok := got[k]; ok {
@@ -303,13 +289,7 @@ func TestCopy_ErrUnencrypted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var failed []string
-	for _, f := range res.Failed {
-		failed = append(failed, f.Key)
-	}
-	if want := []string{"src/basebackup/2024-01-02_10-00_0.00000000.pghoard", chunk}; !cmp.Equal(failed, want) || res.Copied != len(plain)-2 {
-		t.Fatalf("Copy = %+v; want %q failed and the rest copied", res, want)
-	}
+	checkChunkFailed(t, res, chunk, len(plain))
 	if !errors.Is(res.Failed[1].Err, ErrUnencrypted) {
 		t.Errorf("chunk's failure = %v, want ErrUnencrypted", res.Failed[1].Err)
 	}
@@ -369,4 +349,18 @@ func (r *racingStore) Create(ctx context.Context, key string, rd io.Reader, md s
 		return err
 	}
 	return r.Store.Create(ctx, key, rd, md)
+}
+
+// checkChunkFailed checks that a copy of copySource's plain objects failed
+// chunk and its backup's control object, in that order, and copied the
+// rest.
+func checkChunkFailed(t *testing.T, res CopyResult, chunk string, plain int) {
+	t.Helper()
+	var failed []string
+	for _, f := range res.Failed {
+		failed = append(failed, f.Key)
+	}
+	if want := []string{"src/basebackup/2024-01-02_10-00_0.00000000.pghoard", chunk}; !cmp.Equal(failed, want) || res.Copied != plain-2 {
+		t.Fatalf("Copy = %+v; want %q failed and the rest copied", res, want)
+	}
 }
