@@ -49,46 +49,22 @@ type BaseBackupOptions struct {
 // parenthesized option list from PostgreSQL 15, the bare keyword list
 // before.
 func (o BaseBackupOptions) command(serverVersion int) string {
-	var opts []string
-	if serverVersion >= 150000 {
-		opts = append(opts, "LABEL "+quoteLiteral(o.Label))
-		if o.Progress {
-			opts = append(opts, "PROGRESS")
-		}
-		if o.Fast {
-			opts = append(opts, "CHECKPOINT 'fast'")
-		} else {
-			opts = append(opts, "CHECKPOINT 'spread'")
-		}
-		if o.NoWait {
-			opts = append(opts, "WAIT false")
-		}
-		if o.MaxRate > 0 {
-			opts = append(opts, "MAX_RATE "+strconv.Itoa(o.MaxRate))
-		}
-		if o.TablespaceMap {
-			opts = append(opts, "TABLESPACE_MAP")
-		}
-		if o.Manifest {
-			opts = append(opts, "MANIFEST 'yes'")
-			if o.ManifestChecksums != "" {
-				opts = append(opts, "MANIFEST_CHECKSUMS "+quoteLiteral(o.ManifestChecksums))
-			}
-		}
-		if o.Incremental {
-			opts = append(opts, "INCREMENTAL")
-		}
-		return "BASE_BACKUP (" + strings.Join(opts, ", ") + ")"
+	parens := serverVersion >= 150000
+	fast, noWait := "FAST", "NOWAIT"
+	if parens {
+		fast, noWait = "CHECKPOINT 'fast'", "WAIT false"
 	}
-	opts = append(opts, "LABEL "+quoteLiteral(o.Label))
+	opts := []string{"LABEL " + quoteLiteral(o.Label)}
 	if o.Progress {
 		opts = append(opts, "PROGRESS")
 	}
 	if o.Fast {
-		opts = append(opts, "FAST")
+		opts = append(opts, fast)
+	} else if parens {
+		opts = append(opts, "CHECKPOINT 'spread'")
 	}
 	if o.NoWait {
-		opts = append(opts, "NOWAIT")
+		opts = append(opts, noWait)
 	}
 	if o.MaxRate > 0 {
 		opts = append(opts, "MAX_RATE "+strconv.Itoa(o.MaxRate))
@@ -101,6 +77,12 @@ func (o BaseBackupOptions) command(serverVersion int) string {
 		if o.ManifestChecksums != "" {
 			opts = append(opts, "MANIFEST_CHECKSUMS "+quoteLiteral(o.ManifestChecksums))
 		}
+	}
+	if parens {
+		if o.Incremental {
+			opts = append(opts, "INCREMENTAL")
+		}
+		return "BASE_BACKUP (" + strings.Join(opts, ", ") + ")"
 	}
 	return "BASE_BACKUP " + strings.Join(opts, " ")
 }
