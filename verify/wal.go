@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"fmt"
 	"slices"
 
 	"github.com/jackc/pglogrepl"
@@ -73,19 +72,7 @@ func (w *walIndex) missingHistories() []uint32 {
 
 // Gap is a run of consecutive WAL segments missing from the archive, named
 // on the timeline recovery would read each from.
-type Gap struct {
-	First string `json:"first"`
-	Last  string `json:"last"`
-	Count uint64 `json:"count"`
-}
-
-// String names the gap: one segment, or the first and last of a run.
-func (g Gap) String() string {
-	if g.Count == 1 {
-		return g.First
-	}
-	return fmt.Sprintf("%s..%s (%d segments)", g.First, g.Last, g.Count)
-}
+type Gap = wal.Run
 
 // Chain is the WAL a backup's recovery reads, as the archive holds it:
 // from the backup's start segment along the timelines recovery follows

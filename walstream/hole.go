@@ -2,7 +2,6 @@ package walstream
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -21,19 +20,7 @@ type ArchiveLister interface {
 // neither in the archive nor in the spool, before where streaming
 // resumed: WAL that no restore can replay. It is named on the timeline
 // streaming resumed on.
-type Hole struct {
-	First string `json:"first"`
-	Last  string `json:"last"`
-	Count uint64 `json:"count"`
-}
-
-// String names the hole: one segment, or the first and last of a run.
-func (h Hole) String() string {
-	if h.Count == 1 {
-		return h.First
-	}
-	return fmt.Sprintf("%s..%s (%d segments)", h.First, h.Last, h.Count)
-}
+type Hole = wal.Run
 
 // holeCheck is what a resume hands to the hole check: where streaming
 // resumed, and the complete segments the spool held then (they will be
