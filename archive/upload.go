@@ -22,7 +22,7 @@ type Upload struct {
 	size int64 // promised plaintext size, or -1
 
 	pw   *io.PipeWriter
-	out  *countWriter // stored bytes
+	out  *storage.CountingWriter // stored bytes
 	sink io.WriteCloser
 	cw   io.WriteCloser
 	n    int64 // plaintext bytes written
@@ -68,7 +68,7 @@ func (c *Codec) NewUpload(ctx context.Context, st storage.Store, key string, md 
 		meta: c.metadata(md, size, enc),
 		size: size,
 		pw:   pw,
-		out:  &countWriter{w: pw},
+		out:  &storage.CountingWriter{W: pw},
 		done: make(chan error, 1),
 		eof:  &eofReader{r: pr},
 		st:   st,
@@ -175,7 +175,7 @@ func (u *Upload) Close() (Stored, error) {
 		return Stored{}, fmt.Errorf("put %s: store returned before reading the whole object", u.key)
 	}
 	u.err = errors.New("write after close")
-	return Stored{PlainSize: u.n, StoredSize: u.out.n, Metadata: u.meta}, nil
+	return Stored{PlainSize: u.n, StoredSize: u.out.N, Metadata: u.meta}, nil
 }
 
 // Abort ends the upload with err (nil: a generic error) and waits for

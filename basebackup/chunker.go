@@ -70,7 +70,7 @@ type chunk struct {
 
 	pw *io.PipeWriter
 	bw *bufio.Writer
-	cw *countingWriter
+	cw *storage.CountingWriter
 	tw *tar.Writer
 
 	input  int64          // tar bytes, set when the chunk is closed
@@ -130,7 +130,7 @@ func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
 		return nil
 	}
 	if c.cur != nil {
-		n := c.cur.cw.n
+		n := c.cur.cw.N
 		need := tarSize(out.Size) + int64(len(c.missingParents(name)))*512 + tarTrailerSize
 		if n+need > c.limit && n >= c.limit/minFillDivisor {
 			if err := c.finish(); err != nil {
@@ -228,7 +228,7 @@ func (c *chunker) open() error {
 	filename := archive.ChunkFilename(c.backup, n)
 	pr, pw := io.Pipe()
 	bw := bufio.NewWriterSize(pw, pipeBufferSize)
-	cw := &countingWriter{w: bw}
+	cw := &storage.CountingWriter{W: bw}
 	ch := &chunk{
 		filename: filename,
 		key:      c.a.Layout.ChunkKey(filename),
@@ -274,7 +274,7 @@ func (c *chunker) finish() error {
 	if err := ch.bw.Flush(); err != nil {
 		return c.closeErr(ch, err)
 	}
-	ch.input = ch.cw.n
+	ch.input = ch.cw.N
 	return ch.pw.Close()
 }
 
@@ -325,16 +325,4 @@ func (c *chunker) keys() []string {
 		out[i] = ch.key
 	}
 	return out
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (w *countingWriter) Write(p []byte) (int, error) {
-	n, err := w.w.Write(p)
-	w.n += int64(n)
-	return n, err
 }

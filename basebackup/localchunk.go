@@ -102,7 +102,7 @@ func (w *worker) writeChunk(ctx context.Context, plan chunkPlan) (*chunkResult, 
 // fill writes the chunk tar into up.
 func (w *worker) fill(ctx context.Context, up io.Writer, plan chunkPlan, res *chunkResult) error {
 	bw := bufio.NewWriterSize(up, uploadBufferSize)
-	cw := &countingWriter{w: bw}
+	cw := &storage.CountingWriter{W: bw}
 	tw := tar.NewWriter(cw)
 	for _, i := range plan.entries {
 		if err := ctx.Err(); err != nil {
@@ -130,7 +130,7 @@ func (w *worker) fill(ctx context.Context, up io.Writer, plan chunkPlan, res *ch
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("basebackup: chunk %s: %w", res.filename, err)
 	}
-	res.input = cw.n
+	res.input = cw.N
 	return nil
 }
 

@@ -449,7 +449,7 @@ func (s *Swift) putLarge(ctx context.Context, op, key, name string, r io.Reader,
 		} else if err != nil {
 			return fmt.Errorf("%s %s: %w", op, key, err)
 		}
-		seg := &countingReader{r: io.LimitReader(br, s.segSize)}
+		seg := &CountingReader{R: io.LimitReader(br, s.segSize)}
 		segName := fmt.Sprintf("%s%08x", folder, n)
 		_, err := s.c.ObjectPut(wctx, s.container, segName, seg, true, "", "application/octet-stream", nil)
 		if src.err != nil {
@@ -458,7 +458,7 @@ func (s *Swift) putLarge(ctx context.Context, op, key, name string, r io.Reader,
 		if err != nil {
 			return s.errorf(ctx, op, key, err)
 		}
-		sizes = append(sizes, seg.n)
+		sizes = append(sizes, seg.N)
 	}
 	if err := s.checkSegments(ctx, folder, sizes); err != nil {
 		return fmt.Errorf("%s %s: %w", op, key, err)
@@ -529,18 +529,6 @@ func uploadID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%016x%s", time.Now().UnixNano(), hex.EncodeToString(b[:]))
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // deleteSegments deletes the segments an X-Object-Manifest value names.

@@ -536,7 +536,7 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 	if ch.InputSize >= 0 {
 		lr = io.LimitReader(rc, ch.InputSize+1)
 	}
-	cr := &countReader{r: lr}
+	cr := &storage.CountingReader{R: lr}
 	sawControl := false
 	tr := tar.NewReader(cr)
 	buf := make([]byte, 256<<10)
@@ -576,23 +576,11 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 	if ch.InputSize < 0 {
 		return nil
 	}
-	if cr.n > ch.InputSize {
+	if cr.N > ch.InputSize {
 		return fmt.Errorf("decodes to more than the manifest's %d bytes", ch.InputSize)
 	}
-	if cr.n != ch.InputSize {
-		return fmt.Errorf("decodes to %d bytes, manifest says %d", cr.n, ch.InputSize)
+	if cr.N != ch.InputSize {
+		return fmt.Errorf("decodes to %d bytes, manifest says %d", cr.N, ch.InputSize)
 	}
 	return nil
-}
-
-// countReader counts the bytes read through it.
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
