@@ -41,15 +41,11 @@ func (w *walIndex) file(name string) archive.WALFile {
 
 // listWAL lists the segments and timeline histories of a.
 func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
-	files, err := a.ListWAL(ctx)
+	l, err := a.ListStoredWAL(ctx)
 	if err != nil {
 		return nil, err
 	}
-	h, err := a.ListHistories(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &walIndex{segments: archive.SegmentIndex(files), histories: h}, nil
+	return &walIndex{segments: l.Segments, histories: l.Histories}, nil
 }
 
 // missingHistories returns the timelines above 1 that have segments in
