@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,30 +138,6 @@ func TestDaemonKillLoop(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size MiB on a new directory owned by the
-// server's user, unmounted when the test ends. It needs root; without it
-// the test skips (fails under HOARD_TEST_STRICT=1).
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		pgtest.Unavailable(t, "mounting a tmpfs needs root")
-	}
-	dir := filepath.Join(pgtest.TempDir(t), "tmpfs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(size)+"m", "tmpfs", dir).CombinedOutput(); err != nil {
-		pgtest.Unavailable(t, "mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	pgtest.Chown(t, dir)
-	return dir
-}
-
 // TestDaemonSpoolFullStorageDown runs the daemon with its spool on a
 // 12 MiB tmpfs while MinIO is unreachable, under pgbench: the spool fills
 // with segments that cannot be uploaded. With min_disk_free_bytes at 4 MiB
@@ -176,7 +150,7 @@ func TestDaemonSpoolFullStorageDown(t *testing.T) {
 		t.Skip("e2e: -short")
 	}
 	s, proxy := newProxiedStreamSite(t)
-	spool := mountTmpfs(t, 12)
+	spool := pgtest.MountTmpfs(t, 12)
 	s.editConfig(func(cfg map[string]any) {
 		cfg["backup_location"] = spool
 		site := cfg["backup_sites"].(map[string]any)[s.name].(map[string]any)

@@ -1,10 +1,6 @@
 package walstream
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,36 +10,13 @@ import (
 	"github.com/hoardbackup/hoard/internal/waltest"
 )
 
-// tmpfsSpool mounts a tmpfs of size MiB for a spool, unmounted when the
-// test ends. It needs root; without it the test skips (fails under
-// HOARD_TEST_STRICT=1).
-func tmpfsSpool(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		pgtest.Unavailable(t, "mounting a tmpfs needs root")
-	}
-	dir := filepath.Join(t.TempDir(), "spool")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(size)+"m", "tmpfs", dir).CombinedOutput(); err != nil {
-		pgtest.Unavailable(t, "mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
 // TestReceiver_Run_DiskGuard fills a 16 MiB tmpfs spool while uploads
 // fail: below MinFreeBytes receiving pauses, the server is told nothing
 // beyond what was flushed, and the WAL waits in the slot. Once uploads
 // work again the spool drains, receiving resumes, and every segment is
 // archived with no gap.
 func TestReceiver_Run_DiskGuard(t *testing.T) {
-	spool := tmpfsSpool(t, 16)
+	spool := pgtest.MountTmpfs(t, 16)
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
 	segSize := segSizeOf(t, c)
 	s := newSink(t)
@@ -121,7 +94,7 @@ func (d *durable) fillSpool(rr *running, limit int) Status {
 // (each upload that frees the spool has the guard asked again), and a
 // restore has every row.
 func TestReceiver_Run_DiskGuardBeforeAllocation(t *testing.T) {
-	spool := tmpfsSpool(t, 12)
+	spool := pgtest.MountTmpfs(t, 12)
 	d := newDurable(t, spool)
 	var logs testio.SyncBuffer
 	rr := startReceiver(t, d.c, spool, d.up, Options{MinFreeBytes: 4 << 20, DiskCheckInterval: time.Hour}, &logs, nil)
@@ -144,7 +117,7 @@ func TestReceiver_Run_DiskGuardBeforeAllocation(t *testing.T) {
 // server keeps the rest, and once the storage is back everything is
 // archived: a restore has every row.
 func TestReceiver_Run_DiskFull(t *testing.T) {
-	spool := tmpfsSpool(t, 6)
+	spool := pgtest.MountTmpfs(t, 6)
 	d := newDurable(t, spool)
 	var logs testio.SyncBuffer
 	rr := startReceiver(t, d.c, spool, d.up, Options{DiskCheckInterval: 100 * time.Millisecond}, &logs, nil)

@@ -3,7 +3,9 @@ package pgtest
 import (
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -37,4 +39,28 @@ func (c *Cluster) SwitchArchived(t testing.TB, walDir string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// MountTmpfs mounts a tmpfs of sizeMB MiB for the test, owned by the
+// server's user, and unmounts it when the test ends. Without root the
+// test skips (fails under HOARD_TEST_STRICT=1).
+func MountTmpfs(t testing.TB, sizeMB int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "mounting a tmpfs needs root")
+	}
+	dir := filepath.Join(TempDir(t), "tmpfs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(sizeMB)+"m", "tmpfs", dir).CombinedOutput(); err != nil {
+		Unavailable(t, "mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	Chown(t, dir)
+	return dir
 }
