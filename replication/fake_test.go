@@ -12,6 +12,18 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
+// connectFake connects to a fake server of version answering with script,
+// closed when the test ends.
+func connectFake(t *testing.T, version string, script []pgproto3.BackendMessage) *Conn {
+	t.Helper()
+	conn, err := Connect(context.Background(), fakeServer(t, version, script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // fakeServer is a scripted peer, for the protocol failures a real server
 // does not produce on demand: it accepts one connection, answers the
 // startup as the given server version, reads one query and sends script.
@@ -98,11 +110,7 @@ func TestBaseBackup_Read_ErrServer(t *testing.T) {
 		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "58P01", Message: "could not open file"},
 		&pgproto3.ReadyForQuery{TxStatus: 'I'},
 	)
-	conn, err := Connect(context.Background(), fakeServer(t, "16.2", script))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connectFake(t, "16.2", script)
 	bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
 	if err != nil {
 		t.Fatalf("StartBaseBackup: %v", err)
@@ -133,11 +141,7 @@ func TestBaseBackup_Read_ErrServer(t *testing.T) {
 
 func TestBaseBackup_Read_ErrProtocol(t *testing.T) {
 	script := append(backupStart(), &pgproto3.CopyData{Data: []byte("zwhat")})
-	conn, err := Connect(context.Background(), fakeServer(t, "15.0", script))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connectFake(t, "15.0", script)
 	bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
 	if err != nil {
 		t.Fatalf("StartBaseBackup: %v", err)
@@ -162,11 +166,7 @@ func TestConn_StartBaseBackup_ErrProtocol(t *testing.T) {
 		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("spcoid")}, {Name: []byte("spclocation")}, {Name: []byte("size")}}},
 		&pgproto3.CopyOutResponse{},
 	}
-	conn, err := Connect(context.Background(), fakeServer(t, "14.9", script))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connectFake(t, "14.9", script)
 	if _, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"}); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("StartBaseBackup: %v, want ErrProtocol", err)
 	}
@@ -181,18 +181,14 @@ func TestConn_ReceiveMessage_ServerShutdown(t *testing.T) {
 		&pgproto3.CopyData{Data: append([]byte{'k'}, make([]byte, 17)...)},
 		&pgproto3.CommandComplete{CommandTag: []byte("COPY 0")},
 	}
-	conn, err := Connect(context.Background(), fakeServer(t, "16.2", script))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := connectFake(t, "16.2", script)
 	if err := conn.StartReplication(context.Background(), StartOptions{Start: 0x2000000}); err != nil {
 		t.Fatalf("StartReplication: %v", err)
 	}
 	if m, err := conn.ReceiveMessage(context.Background()); err != nil || m.Kind != MessageKeepalive {
 		t.Fatalf("ReceiveMessage = %+v, %v; want a keepalive", m, err)
 	}
-	_, err = conn.ReceiveMessage(context.Background())
+	_, err := conn.ReceiveMessage(context.Background())
 	if !errors.Is(err, ErrStreamEnded) || errors.Is(err, ErrProtocol) {
 		t.Fatalf("ReceiveMessage after CommandComplete: %v, want ErrStreamEnded", err)
 	}
