@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // GenerateKey makes a new RSA key pair with public exponent 65537, as
@@ -46,67 +47,55 @@ func EncodePublicKeyPEM(k *rsa.PublicKey) (string, error) {
 // PKCS#1 ("RSA PRIVATE KEY") PEM form. Encrypted PEM is not supported, as
 // in PGHoard.
 func ParsePrivateKeyPEM(s string) (*rsa.PrivateKey, error) {
-	b, _ := pem.Decode([]byte(s))
-	if b == nil {
-		return nil, errors.New("parse private key: no PEM block")
-	}
-	var k *rsa.PrivateKey
-	switch b.Type {
-	case "PRIVATE KEY":
-		parsed, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse private key: %w", err)
-		}
-		rk, ok := parsed.(*rsa.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("parse private key: %T is not an rsa key", parsed)
-		}
-		k = rk
-	case "RSA PRIVATE KEY":
-		rk, err := x509.ParsePKCS1PrivateKey(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse private key: %w", err)
-		}
-		k = rk
-	default:
-		return nil, fmt.Errorf("parse private key: PEM block %q is not PRIVATE KEY or RSA PRIVATE KEY", b.Type)
-	}
-	if err := checkKeySize(k.Size()); err != nil {
-		return nil, fmt.Errorf("parse private key: %w", err)
-	}
-	return k, nil
+	return parseKeyPEM(s, "private", x509.ParsePKCS8PrivateKey, x509.ParsePKCS1PrivateKey)
 }
 
 // ParsePublicKeyPEM parses an RSA public key in SubjectPublicKeyInfo
 // ("PUBLIC KEY") or PKCS#1 ("RSA PUBLIC KEY") PEM form.
 func ParsePublicKeyPEM(s string) (*rsa.PublicKey, error) {
+	return parseKeyPEM(s, "public", x509.ParsePKIXPublicKey, x509.ParsePKCS1PublicKey)
+}
+
+// rsaKey is an RSA private or public key.
+type rsaKey interface {
+	*rsa.PrivateKey | *rsa.PublicKey
+	Size() int
+}
+
+// parseKeyPEM parses an RSA key of kind ("private", "public") in PEM
+// form: a "<KIND> KEY" block holds any algorithm's key (generic parses it;
+// it must be RSA), an "RSA <KIND> KEY" block a PKCS#1 one. The key's size
+// must be one PGHoard accepts.
+func parseKeyPEM[K rsaKey](s, kind string, generic func([]byte) (any, error), pkcs1 func([]byte) (K, error)) (K, error) {
+	what := "parse " + kind + " key"
 	b, _ := pem.Decode([]byte(s))
 	if b == nil {
-		return nil, errors.New("parse public key: no PEM block")
+		return nil, errors.New(what + ": no PEM block")
 	}
-	var k *rsa.PublicKey
+	typ := strings.ToUpper(kind) + " KEY"
+	var k K
 	switch b.Type {
-	case "PUBLIC KEY":
-		parsed, err := x509.ParsePKIXPublicKey(b.Bytes)
+	case typ:
+		parsed, err := generic(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("parse public key: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		rk, ok := parsed.(*rsa.PublicKey)
+		rk, ok := parsed.(K)
 		if !ok {
-			return nil, fmt.Errorf("parse public key: %T is not an rsa key", parsed)
+			return nil, fmt.Errorf("%s: %T is not an rsa key", what, parsed)
 		}
 		k = rk
-	case "RSA PUBLIC KEY":
-		rk, err := x509.ParsePKCS1PublicKey(b.Bytes)
+	case "RSA " + typ:
+		rk, err := pkcs1(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("parse public key: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		k = rk
 	default:
-		return nil, fmt.Errorf("parse public key: PEM block %q is not PUBLIC KEY or RSA PUBLIC KEY", b.Type)
+		return nil, fmt.Errorf("%s: PEM block %q is not %s or RSA %s", what, b.Type, typ, typ)
 	}
 	if err := checkKeySize(k.Size()); err != nil {
-		return nil, fmt.Errorf("parse public key: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return k, nil
 }
