@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -131,5 +132,20 @@ func TestRun_PGHoardDeltaErrTampered(t *testing.T) {
 				t.Errorf("pg_control after a failed restore: %v", err)
 			}
 		})
+	}
+}
+
+// TestCheckMember_RelativeNamesAbsolute: a member named by an absolute path
+// in a single-tar backup or a delta bundle, whose names are relative to
+// the data directory, is refused by name; it is not taken as relative to
+// the data directory once pgdata/ is put before it.
+func TestCheckMember_RelativeNamesAbsolute(t *testing.T) {
+	for _, name := range []string{"/etc/cron.d/x", "//etc/x", "/"} {
+		h := &tar.Header{Name: name, Typeflag: tar.TypeReg, Size: 1}
+		for what, check := range map[string]func(*tar.Header) error{"single": CheckSingleMember, "bundle": CheckBundleMember} {
+			if err := check(h); !errors.Is(err, ErrUnsafeMember) || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s member %q: %v, want ErrUnsafeMember naming it", what, name, err)
+			}
+		}
 	}
 }

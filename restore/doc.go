@@ -50,6 +50,14 @@
 // replaced through a new file renamed into place, never written through a
 // link; PostgreSQL 13 and later only) and syncs the file systems.
 //
+// PGHoard's delta backups (pghoard-delta-v1/v2, see delta.go) are
+// restored the same way: every path of their manifest is planned by
+// planMember as pgdata/<path> before anything is written, their bundles'
+// members likewise, and each delta object must decode to the manifest's
+// file_size bytes whose BLAKE2s-256 is its name (ErrDeltaDigest names an
+// object altered or swapped); pg_control still comes last, from the
+// control tar.
+//
 // Unlike PGHoard, restore writes recovery.signal for a primary (PGHoard
 // wrote neither signal file, so PostgreSQL 12+ started without recovering),
 // supports LSN and immediate targets, chooses by a backup's end rather than

@@ -196,6 +196,10 @@ func planSingle(h *tar.Header) (p memberPlan, isControl bool, err error) {
 		return p, false, fmt.Errorf("member %q: a tablespace (link to %s), whose files a basic or pipe backup does not hold: %w",
 			h.Name, h.Linkname, ErrUnsupportedFormat)
 	}
+	if strings.HasPrefix(h.Name, "/") {
+		// Under pgdata/ it would no longer look absolute.
+		return p, false, fmt.Errorf("member %q: absolute name: %w", h.Name, ErrUnsafeMember)
+	}
 	mapped := *h
 	mapped.Name = "pgdata/" + h.Name
 	if p, err = planMember(&mapped, nil, true); err != nil {
