@@ -122,3 +122,47 @@ func Chain(backups []*BackupInfo, b *BackupInfo) ([]*BackupInfo, error) {
 	}
 	return chain, nil
 }
+
+// keepParents moves into plan.Keep every backup planned for deletion that
+// a kept backup needs: the parents, and their parents, of kept
+// incremental backups. Restoring an incremental backup needs its whole
+// chain.
+func keepParents(plan *RetentionPlan) {
+	kept := map[string]bool{}
+	for _, k := range plan.Keep {
+		kept[k.Backup.Name] = true
+	}
+	planned := map[string]int{}
+	for i, d := range plan.Delete {
+		planned[d.Backup.Name] = i
+	}
+	moved := map[int]string{} // index in Delete → the kept backup that needs it
+	for _, k := range plan.Keep {
+		for p := k.Backup.Parent; p != ""; {
+			i, ok := planned[p]
+			if !ok {
+				break
+			}
+			if _, done := moved[i]; done {
+				break
+			}
+			moved[i] = k.Backup.Name
+			p = plan.Delete[i].Backup.Parent
+		}
+	}
+	if len(moved) == 0 {
+		return
+	}
+	var del []BackupDecision
+	for i, d := range plan.Delete {
+		child, ok := moved[i]
+		if !ok {
+			del = append(del, d)
+			continue
+		}
+		d.Reason = fmt.Sprintf("%s; kept: the kept incremental backup %s needs it (its chain of parents)", d.Reason, child)
+		plan.Keep = append(plan.Keep, d)
+	}
+	plan.Delete = del
+	sortDecisions(plan.Keep)
+}

@@ -203,6 +203,7 @@ func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, 
 		}
 		plan.Keep = append(plan.Keep, BackupDecision{Backup: b, Reason: reason})
 	}
+	keepParents(&plan)
 
 	planWAL(&plan, walNames)
 	return plan
@@ -493,6 +494,8 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		if err := a.keepKnownGood(ctx, &plan); err != nil {
 			return RetentionPlan{}, err
 		}
+		// A backup kept as known good may be an incremental one.
+		keepParents(&plan)
 	}
 	planWAL(&plan, walNames)
 	// WAL is deleted only from this site's own store: the sites it moved

@@ -25,6 +25,9 @@ func listCommand() *cli.Command {
 			"name, the site whose storage holds it, stored size (total-size-enc, else the control\n" +
 			"object's size), original size, start and end time, start and end LSN, and timeline.\n" +
 			"Backups written by PGHoard record no LSNs: they are shown from the WAL segment names.\n" +
+			"An incremental backup (PostgreSQL 17+) names its parent (Incremental of); after the table\n" +
+			"a line per incremental backup gives its chain: the full backup it starts from and what the\n" +
+			"chain stores in all, or which parent is missing.\n" +
 			"A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:\n" +
 			"restore never chooses it, and the others stay usable.\n" +
 			"--json prints every field and the stored metadata (a damaged backup: name, key, site\n" +
@@ -43,32 +46,34 @@ func listCommand() *cli.Command {
 
 // backupJSON is one backup in hoard list --json.
 type backupJSON struct {
-	Name             string            `json:"name"`
-	Key              string            `json:"key"`
-	Format           string            `json:"format"`
-	StartWALSegment  string            `json:"start_wal_segment"`
-	EndWALSegment    string            `json:"end_wal_segment"`
-	StartTime        *time.Time        `json:"start_time"`
-	EndTime          *time.Time        `json:"end_time"`
-	StartLSN         string            `json:"start_lsn"`
-	EndLSN           string            `json:"end_lsn"`
-	StartTimeline    uint32            `json:"start_timeline"`
-	EndTimeline      uint32            `json:"end_timeline"`
-	SystemID         string            `json:"system_identifier"`
-	WALSegmentSize   uint64            `json:"wal_segment_size"`
-	PGVersion        int               `json:"pg_version"`
-	TotalSizePlain   int64             `json:"total_size_plain"`
-	TotalSizeEnc     int64             `json:"total_size_enc"`
-	StoredSize       int64             `json:"stored_size"`
-	ChunkCount       int               `json:"chunk_count"`
-	Site             string            `json:"site"`
-	Host             string            `json:"host"`
-	ActiveBackupMode string            `json:"active_backup_mode"`
-	BasebackupMode   string            `json:"basebackup_mode"`
-	BackupReason     string            `json:"backup_reason"`
-	DecisionTime     *time.Time        `json:"backup_decision_time"`
-	NormalizedTime   *time.Time        `json:"normalized_backup_time"`
-	Metadata         map[string]string `json:"metadata"`
+	Name             string     `json:"name"`
+	Key              string     `json:"key"`
+	Format           string     `json:"format"`
+	StartWALSegment  string     `json:"start_wal_segment"`
+	EndWALSegment    string     `json:"end_wal_segment"`
+	StartTime        *time.Time `json:"start_time"`
+	EndTime          *time.Time `json:"end_time"`
+	StartLSN         string     `json:"start_lsn"`
+	EndLSN           string     `json:"end_lsn"`
+	StartTimeline    uint32     `json:"start_timeline"`
+	EndTimeline      uint32     `json:"end_timeline"`
+	SystemID         string     `json:"system_identifier"`
+	WALSegmentSize   uint64     `json:"wal_segment_size"`
+	PGVersion        int        `json:"pg_version"`
+	TotalSizePlain   int64      `json:"total_size_plain"`
+	TotalSizeEnc     int64      `json:"total_size_enc"`
+	StoredSize       int64      `json:"stored_size"`
+	ChunkCount       int        `json:"chunk_count"`
+	Site             string     `json:"site"`
+	Host             string     `json:"host"`
+	ActiveBackupMode string     `json:"active_backup_mode"`
+	BasebackupMode   string     `json:"basebackup_mode"`
+	BackupReason     string     `json:"backup_reason"`
+	DecisionTime     *time.Time `json:"backup_decision_time"`
+	NormalizedTime   *time.Time `json:"normalized_backup_time"`
+	// Parent names the backup an incremental one was taken against.
+	Parent   string            `json:"parent,omitempty"`
+	Metadata map[string]string `json:"metadata"`
 	// Damaged says why the backup's metadata cannot be read; only the name,
 	// key and site are set then.
 	Damaged string `json:"damaged,omitempty"`
@@ -142,7 +147,7 @@ func newBackupJSON(b *archive.BackupInfo) backupJSON {
 		ChunkCount: b.ChunkCount, Site: site, Host: b.Host,
 		ActiveBackupMode: b.ActiveBackupMode, BasebackupMode: b.BasebackupMode, BackupReason: b.BackupReason,
 		DecisionTime: timePtr(b.DecisionTime), NormalizedTime: timePtr(b.NormalizedTime),
-		Metadata: b.Metadata,
+		Parent: b.Parent, Metadata: b.Metadata,
 	}
 }
 
@@ -156,8 +161,8 @@ func writeJSON(w io.Writer, v any) error {
 func writeBackupsTable(w io.Writer, all archive.Backups, verbose bool) error {
 	bs := all.Sound
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\n")
-	printf(tw, "----------\t----\t-----------\t---------\t----------\t--------\t---------\t-------\t---\n")
+	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\tIncremental of\n")
+	printf(tw, "----------\t----\t-----------\t---------\t----------\t--------\t---------\t-------\t---\t--------------\n")
 	for _, b := range bs {
 		size := b.TotalSizeEnc
 		if size == 0 {
@@ -167,8 +172,12 @@ func writeBackupsTable(w io.Writer, all archive.Backups, verbose bool) error {
 		if b.EndTimeline != 0 && b.EndTimeline != b.StartTimeline {
 			tli += "-" + strconv.FormatUint(uint64(b.EndTimeline), 10)
 		}
-		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, holdingSite(b), humanBytes(size), humanBytes(b.TotalSizePlain),
-			tableTime(b.StartTime), tableTime(b.EndTime), lsnOrDash(uint64(b.StartLSN)), lsnOrDash(uint64(b.EndLSN)), tli)
+		parent := b.Parent
+		if parent == "" {
+			parent = "-"
+		}
+		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, holdingSite(b), humanBytes(size), humanBytes(b.TotalSizePlain),
+			tableTime(b.StartTime), tableTime(b.EndTime), lsnOrDash(uint64(b.StartLSN)), lsnOrDash(uint64(b.EndLSN)), tli, parent)
 		if verbose {
 			for _, k := range sortedKeys(b.Metadata) {
 				printf(tw, "    metadata: %s=%s\n", k, b.Metadata[k])
@@ -181,7 +190,31 @@ func writeBackupsTable(w io.Writer, all archive.Backups, verbose bool) error {
 	if len(bs) == 0 && len(all.Damaged) == 0 {
 		printf(tw, "(no basebackups)\n")
 	}
+	for _, b := range bs {
+		if b.Parent != "" {
+			printf(tw, "%s\n", chainLine(bs, b))
+		}
+	}
 	return tw.Flush()
+}
+
+// chainLine describes an incremental backup's chain: its parent, the full
+// backup it starts from, and what the chain stores in all; or which parent
+// is missing.
+func chainLine(bs []*archive.BackupInfo, b *archive.BackupInfo) string {
+	chain, err := archive.Chain(bs, b)
+	if err != nil {
+		return fmt.Sprintf("chain of %s: BROKEN: %s", b.Name, oneLine(err.Error()))
+	}
+	var stored int64
+	for _, c := range chain {
+		size := c.TotalSizeEnc
+		if size == 0 {
+			size = c.StoredSize
+		}
+		stored += size
+	}
+	return fmt.Sprintf("chain of %s: %d backups from full backup %s, %s stored in all", b.Name, len(chain), chain[0].Name, humanBytes(stored))
 }
 
 // holdingSite names the site whose storage holds b (set by

@@ -256,3 +256,31 @@ func TestList_DamagedBackup(t *testing.T) {
 		t.Errorf("table:\n%s", table)
 	}
 }
+
+// TestWriteBackupsTable_Chain: an incremental backup's row names its
+// parent, and its chain's line the full backup and the chain's stored
+// bytes, or says the chain is broken.
+func TestWriteBackupsTable_Chain(t *testing.T) {
+	mk := func(name, parent string, enc int64) *archive.BackupInfo {
+		return &archive.BackupInfo{Name: name, Format: archive.FormatBBv2, Parent: parent, TotalSizeEnc: enc, StartTimeline: 1}
+	}
+	full := mk("2026-01-01_00-00_0", "", 10<<20)
+	inc1 := mk("2026-01-02_00-00_0", full.Name, 1<<20)
+	inc2 := mk("2026-01-03_00-00_0", inc1.Name, 1<<20)
+	orphan := mk("2026-01-04_00-00_0", "2025-12-31_00-00_0", 1<<20)
+	var b bytes.Buffer
+	if err := writeBackupsTable(&b, archive.Backups{Sound: []*archive.BackupInfo{full, inc1, inc2, orphan}}, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"chain of 2026-01-02_00-00_0: 2 backups from full backup 2026-01-01_00-00_0, 11.0 MiB stored in all",
+		"chain of 2026-01-03_00-00_0: 3 backups from full backup 2026-01-01_00-00_0, 12.0 MiB stored in all",
+		"chain of 2026-01-04_00-00_0: BROKEN: backup 2026-01-04_00-00_0 is an incremental of backup 2025-12-31_00-00_0, which is not stored",
+		"1    2026-01-02_00-00_0\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -92,8 +92,14 @@ type BackupReport struct {
 	ReachTimeAtLeast *time.Time `json:"reach_time_at_least"`
 	Gaps             []Gap      `json:"wal_gaps"`
 	Problems         []string   `json:"problems"`
+	// Parent names the backup an incremental one was taken against; its
+	// chain down to a full backup must be sound for it to restore.
+	Parent string `json:"parent,omitempty"`
 
 	reach pglogrepl.LSN
+	// objectsBroken is set when the backup's own objects cannot be
+	// restored (not its WAL): then no incremental backup on it can.
+	objectsBroken bool
 }
 
 // WALEnd is the newest WAL byte an archive holds, as Report shows it.
@@ -254,6 +260,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	checkChains(backups, reps)
 	for i := range reps {
 		finish(&reps[i], backups, chains[i] != nil)
 	}
@@ -275,7 +282,7 @@ func newBackupReport(b *archive.BackupInfo) BackupReport {
 	r := BackupReport{
 		Name: b.Name, StartTime: b.StartTime, StartLSN: b.StartLSN, EndLSN: b.EndLSN,
 		StartSegment: b.StartWALSegment, EndSegment: b.EndWALSegment, Restorable: true,
-		Gaps: []Gap{}, Problems: []string{},
+		Gaps: []Gap{}, Problems: []string{}, Parent: b.Parent,
 	}
 	if !b.EndTime.IsZero() {
 		t := b.EndTime
@@ -369,6 +376,7 @@ func (c *checker) problem(r *BackupReport, broken bool, format string, args ...a
 	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
 	if broken {
 		r.Restorable = false
+		r.objectsBroken = true
 	}
 }
 
