@@ -230,6 +230,9 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	if d, ok := site.BasebackupInterval(); ok {
 		s.Schedule.Interval = d
 	}
+	if d, ok := site.BasebackupIncrementalInterval(); ok {
+		s.Schedule.IncrementalInterval = d
+	}
 	if h, m, ok := site.BasebackupAnchor(); ok {
 		s.Schedule.Anchored, s.Schedule.Hour, s.Schedule.Minute = true, h, m
 	}

@@ -37,11 +37,14 @@ type Site struct {
 	StreamCompression                   bool // PGHoard's legacy alias for basebackup_mode pipe
 
 	BasebackupIntervalHours *float64 // nil = no scheduled basebackups
-	BasebackupHour          *int     // with BasebackupMinute; nil = not anchored
-	BasebackupMinute        *int
-	BasebackupCount         *int // nil = unlimited
-	BasebackupCountMin      int
-	BasebackupAgeDaysMax    *float64 // nil = no age limit
+	// BasebackupIncrementalIntervalHours: hours between the incremental
+	// backups taken between full ones; nil = none.
+	BasebackupIncrementalIntervalHours *float64
+	BasebackupHour                     *int // with BasebackupMinute; nil = not anchored
+	BasebackupMinute                   *int
+	BasebackupCount                    *int // nil = unlimited
+	BasebackupCountMin                 int
+	BasebackupAgeDaysMax               *float64 // nil = no age limit
 
 	EncryptionKeyID string // "" = no encryption
 	EncryptionKeys  map[string]EncryptionKey
@@ -106,6 +109,16 @@ func (s *Site) BasebackupInterval() (time.Duration, bool) {
 		return 0, false
 	}
 	return hours(*s.BasebackupIntervalHours), true
+}
+
+// BasebackupIncrementalInterval returns the time between scheduled
+// incremental backups, and false when there are none
+// (basebackup_incremental_interval_hours null).
+func (s *Site) BasebackupIncrementalInterval() (time.Duration, bool) {
+	if s.BasebackupIncrementalIntervalHours == nil {
+		return 0, false
+	}
+	return hours(*s.BasebackupIncrementalIntervalHours), true
 }
 
 // BasebackupAnchor returns basebackup_hour and basebackup_minute, and false

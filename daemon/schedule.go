@@ -19,6 +19,9 @@ type Schedule struct {
 	// 01:00, 07:00, 13:00 and 19:00).
 	Anchored     bool
 	Hour, Minute int
+	// IncrementalInterval is the time between incremental backups
+	// (PostgreSQL 17+) taken between the full ones; zero means none.
+	IncrementalInterval time.Duration
 }
 
 // Decision is what the schedule says at one moment.
@@ -32,6 +35,9 @@ type Decision struct {
 	// normalized-backup-time metadata); zero when the schedule is not
 	// anchored.
 	Normalized time.Time
+	// Incremental is set, with Due, when the backup due is an
+	// incremental one (IncrementalInterval) rather than a full one.
+	Incremental bool
 	// Why explains the decision, for logs.
 	Why string
 }
@@ -49,7 +55,40 @@ type Decision struct {
 //     schedule drifts to the new time instead;
 //   - not anchored, a backup is due one interval after the start of the
 //     newest backup, whatever its reason.
+//
+// Only full backups count for those rules. With an IncrementalInterval, an
+// incremental backup is due when no full one is and the newest backup,
+// full or incremental, started at least that long ago.
 func (s Schedule) Decide(now time.Time, backups []*archive.BackupInfo) Decision {
+	var full []*archive.BackupInfo
+	for _, b := range backups {
+		if b.Parent == "" {
+			full = append(full, b)
+		}
+	}
+	d := s.decideFull(now, full)
+	if d.Due || s.IncrementalInterval <= 0 || s.Interval <= 0 || len(backups) == 0 {
+		return d
+	}
+	newest := backups[0]
+	for _, b := range backups[1:] {
+		if b.StartTime.After(newest.StartTime) {
+			newest = b
+		}
+	}
+	next := newest.StartTime.Add(s.IncrementalInterval)
+	if !now.Before(next) {
+		return Decision{Due: true, Incremental: true, Why: "an incremental interval has passed since the newest basebackup started"}
+	}
+	if d.Next.IsZero() || next.Before(d.Next) {
+		d.Next = next
+		d.Why += "; an incremental backup is due next"
+	}
+	return d
+}
+
+// decideFull applies the rules to the full backups.
+func (s Schedule) decideFull(now time.Time, backups []*archive.BackupInfo) Decision {
 	now = now.UTC()
 	var d Decision
 	if s.Anchored && s.Interval > 0 {

@@ -236,7 +236,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 					s.log.Info().Str("why", dec.Why).Msg("scheduled basebackup due")
 				}
 				if reason != "" {
-					err := s.backup(ctx, arch, reason, now, dec.Normalized)
+					err := s.backup(ctx, arch, reason, now, dec.Normalized, reason == basebackup.ReasonScheduled && dec.Incremental)
 					if ctx.Err() != nil {
 						return nil
 					}
@@ -336,7 +336,10 @@ func (s *supervisor) noteBackups(bs []*archive.BackupInfo) {
 }
 
 // backup takes one basebackup.
-func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason string, decided, normalized time.Time) error {
+//
+// An incremental backup (PostgreSQL 17+) that the server cannot take, or
+// that has no parent, gives way to a full backup at once, with a warning.
+func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason string, decided, normalized time.Time, incremental bool) error {
 	o := s.site.Backup
 	o.ConnString = s.site.ConnString
 	o.Archive = arch
@@ -352,8 +355,21 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	started := time.Now()
 	s.update(func(st *SiteStatus) { st.BackupRunning, st.BackupStartedAt = true, timePtr(started) })
 	s.m.backupRunning.Set(1)
-	s.log.Info().Str("reason", reason).Msg("basebackup starting")
-	info, err := basebackup.Run(ctx, o)
+	s.log.Info().Str("reason", reason).Bool("incremental", incremental).Msg("basebackup starting")
+	var info *archive.BackupInfo
+	var err error
+	if incremental {
+		inc := o
+		inc.Incremental, inc.Mode, inc.NormalizedTime = true, basebackup.ModeStream, time.Time{}
+		info, err = basebackup.Run(ctx, inc)
+		if errors.Is(err, basebackup.ErrNoParent) || errors.Is(err, basebackup.ErrIncrementalUnavailable) {
+			s.log.Warn().Err(err).Msg("incremental basebackup not possible: taking a full one")
+			incremental = false
+		}
+	}
+	if !incremental {
+		info, err = basebackup.Run(ctx, o)
+	}
 	s.m.backupRunning.Set(0)
 	s.update(func(st *SiteStatus) { st.BackupRunning, st.BackupStartedAt = false, nil })
 	if ctx.Err() != nil {
@@ -377,7 +393,7 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	}
 	s.connected()
 	s.log.Info().Str(logBackup, info.Name).Str("start_wal", info.StartWALSegment).Str("end_wal", info.EndWALSegment).
-		Dur("took", took).Msg("basebackup stored")
+		Str("parent", info.Parent).Dur("took", took).Msg("basebackup stored")
 	s.update(func(st *SiteStatus) { st.LastBackupError = "" })
 	return nil
 }
