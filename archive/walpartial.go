@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -103,17 +104,23 @@ func (a *Archive) storedDataSize(ctx context.Context, obj storage.Object) (int64
 	return n, nil
 }
 
-// dataSize returns the position after the last non-zero byte of r.
+// zeroBlock is dataSize's all-zero comparand.
+var zeroBlock [256 << 10]byte
+
+// dataSize returns the position after the last non-zero byte of r. A
+// block of zeros, most of a .partial copy, is skipped with one
+// comparison (vectorised), not a byte at a time.
 func dataSize(r io.Reader) (int64, error) {
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, len(zeroBlock))
 	var off, end int64
 	for {
 		n, err := r.Read(buf)
-		for i := n - 1; i >= 0; i-- {
-			if buf[i] != 0 {
-				end = off + int64(i) + 1
-				break
+		if n > 0 && !bytes.Equal(buf[:n], zeroBlock[:n]) {
+			i := n - 1
+			for buf[i] == 0 {
+				i--
 			}
+			end = off + int64(i) + 1
 		}
 		off += int64(n)
 		if err == io.EOF {

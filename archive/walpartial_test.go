@@ -175,3 +175,39 @@ func TestArchive_DeletePartialWAL(t *testing.T) {
 		t.Error("DeletePartialWAL accepted a .partial name")
 	}
 }
+
+// BenchmarkPutPartialWAL stores copies of a growing 16 MiB segment
+// holding 1 MiB of WAL, zero-padded as the daemon's .partial copies are,
+// encrypted, into a local store: the cost of one upload in the daemon's
+// synchronous mode, which each copy of the segment so far pays whole.
+func BenchmarkPutPartialWAL(b *testing.B) {
+	const segSize = 16 << 20
+	ctx := context.Background()
+	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := walTestArchive(b, true)
+	a.Store.Close()
+	a.Store = st
+	name := "000000010000000000000005"
+	full := waltest.Segment(b, name, segSize, 5)
+	dir := b.TempDir()
+	b.SetBytes(segSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// Each copy holds a little more WAL than the one before.
+		b.StopTimer()
+		n := 1<<20 + i*8192
+		data := append(append([]byte(nil), full[:n]...), make([]byte, segSize-n)...)
+		p := writeWALFile(b, dir, name+".partial", data)
+		b.StartTimer()
+		res, err := a.PutPartialWAL(ctx, p, PushOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !res.Uploaded {
+			b.Fatalf("copy %d not uploaded", i)
+		}
+	}
+}
