@@ -22,8 +22,16 @@ import (
 // it (return nil data).
 func realDeltaIn(t *testing.T, edit func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata)) *archive.Archive {
 	t.Helper()
+	return realPGHoardIn(t, "delta", edit)
+}
+
+// realPGHoardIn copies the archive a real PGHoard made in mode into a mem
+// store, letting edit change each object (its key, bytes and metadata) or
+// drop it (return nil data).
+func realPGHoardIn(t *testing.T, mode string, edit func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata)) *archive.Archive {
+	t.Helper()
 	ctx := context.Background()
-	a, _ := realPGHoard(t, "delta")
+	a, _ := realPGHoard(t, mode)
 	mem := storage.NewMem()
 	t.Cleanup(func() { mem.Close() })
 	err := a.Store.List(ctx, "site/", func(o storage.Object) error {

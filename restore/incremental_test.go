@@ -15,6 +15,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -143,31 +144,7 @@ func testIncrementalChain(t *testing.T, major int) {
 	src.Exec(t, "update t set v = 'fifth' where id <= 1000")
 	src.Exec(t, "drop table born")
 	atEnd := digest(t, src)
-	last := src.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
-	src.Exec(t, "select pg_switch_wal()")
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(walDir, last)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("segment %s was not archived", last)
-		}
-	}
-	ents, err := os.ReadDir(walDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		f, err := os.Open(filepath.Join(walDir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = a.Codec.Put(ctx, a.Store, a.Layout.WALKey(e.Name()), f, -1, nil)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
 
 	mustLSN := func(s string) pglogrepl.LSN {
 		lsn, err := pglogrepl.ParseLSN(s)
@@ -225,7 +202,7 @@ func testIncrementalChain(t *testing.T, major int) {
 	if err := a.Store.Delete(ctx, inc1.Key); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Run(ctx, Options{Archive: a, TargetDir: filepath.Join(pgtest.TempDir(t), "data"), Backup: inc2.Name, Logger: zerolog.Nop()})
+	_, err := Run(ctx, Options{Archive: a, TargetDir: filepath.Join(pgtest.TempDir(t), "data"), Backup: inc2.Name, Logger: zerolog.Nop()})
 	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), inc1.Key) {
 		t.Errorf("restore without its parent: %v, want ErrBrokenChain naming %s", err, inc1.Key)
 	}

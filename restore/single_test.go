@@ -1,7 +1,6 @@
 package restore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -127,30 +126,14 @@ func decodeWAL(t testing.TB, a *archive.Archive) string {
 // written.
 func TestRun_PGHoardSingleTarErrTampered(t *testing.T) {
 	ctx := context.Background()
-	a, _ := realPGHoard(t, "basic")
-	mem := storage.NewMem()
-	t.Cleanup(func() { mem.Close() })
-	err := a.Store.List(ctx, "site/", func(o storage.Object) error {
-		rc, md, err := a.Store.Open(ctx, o.Key)
-		if err != nil {
-			return err
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(o.Key, "site/basebackup/") {
+	a := realPGHoardIn(t, "basic", func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata) {
+		if strings.HasPrefix(key, "site/basebackup/") {
 			data[len(data)/2] ^= 0x40
 		}
-		return mem.Put(ctx, o.Key, bytes.NewReader(data), md.Metadata)
+		return data, md
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Store = mem
 	target := filepath.Join(t.TempDir(), "data")
-	_, err = Run(ctx, Options{Archive: a, TargetDir: target, RestoreCommand: "false", Logger: zerolog.Nop()})
+	_, err := Run(ctx, Options{Archive: a, TargetDir: target, RestoreCommand: "false", Logger: zerolog.Nop()})
 	if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "site/basebackup/") {
 		t.Fatalf("Run = %v, want ErrIncomplete naming the object", err)
 	}
