@@ -3,6 +3,7 @@ package restore
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -67,7 +68,7 @@ func checkRestored(t *testing.T, c *pgtest.Cluster, want map[string]string) {
 // VACUUM), takes an incremental backup, changes more, takes a second
 // incremental on the first, and restores the chain to the end of the WAL
 // and to an LSN between: the rows must be the source's at those points,
-// amcheck must pass. The chain with a parent's control object deleted is
+// and at the LSN those of a full backup restored to it; amcheck must pass. The chain with a parent's control object deleted is
 // refused with the object named.
 func TestRun_IncrementalChain(t *testing.T) {
 	for _, major := range []int{17, 18} {
@@ -137,6 +138,10 @@ func testIncrementalChain(t *testing.T, major int) {
 		t.Errorf("incremental backup of %d bytes, full backup of %d: want a quarter or less", inc2.TotalSizePlain, full.TotalSizePlain)
 	}
 
+	// A full backup of the same state, restored to the same target as
+	// the chain below: the oracle the chain's restore must equal.
+	full2 := take(false)
+
 	src.Exec(t, "insert into t select i, 'fourth' from generate_series(21001, 21500) i")
 	src.Exec(t, "delete from born where id <= 100")
 	atTarget := digest(t, src)
@@ -156,12 +161,12 @@ func testIncrementalChain(t *testing.T, major int) {
 	restore := func(target Target) (string, *Result) {
 		t.Helper()
 		dir := filepath.Join(pgtest.TempDir(t), "data")
-		res, err := Run(ctx, Options{Archive: a, TargetDir: dir, Target: target, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
+		res, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc2.Name, Target: target, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
 		if err != nil {
 			t.Fatalf("restore: %v", err)
 		}
 		if res.Backup.Name != inc2.Name {
-			t.Fatalf("restored %s, want the newest incremental %s", res.Backup.Name, inc2.Name)
+			t.Fatalf("restored %s, want the incremental %s", res.Backup.Name, inc2.Name)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "backup_manifest")); err == nil {
 			t.Error("the incremental backup's backup_manifest, which lists INCREMENTAL files, was restored")
@@ -195,6 +200,19 @@ func testIncrementalChain(t *testing.T, major int) {
 	c = pgtest.StartDataDir(t, major, dir, nil)
 	c.WaitRecoveryDone(t, 3*time.Minute)
 	checkRestored(t, c, atTarget)
+	fromChain := digest(t, c)
+	c.Stop(t)
+
+	fullDir := filepath.Join(pgtest.TempDir(t), "data")
+	if _, err := Run(ctx, Options{Archive: a, TargetDir: fullDir, Backup: full2.Name, Target: Target{LSN: mustLSN(target)},
+		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}); err != nil {
+		t.Fatalf("restore the full backup: %v", err)
+	}
+	c = pgtest.StartDataDir(t, major, fullDir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if fromFull := digest(t, c); !maps.Equal(fromFull, fromChain) {
+		t.Errorf("restored to %s from the chain: %v; from a full backup: %v", target, fromChain, fromFull)
+	}
 	c.Stop(t)
 
 	// The first incremental's control object gone: the second is refused,
