@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hoardbackup/hoard/internal/benchdata"
 )
 
 // cpuTime returns the CPU time (user and system) this process has used.
@@ -23,36 +25,47 @@ func reportCPUPerGB(b *testing.B, start time.Duration, bytes int64) {
 	b.ReportMetric((cpuTime(b)-start).Seconds()/(float64(bytes)*float64(b.N)/1e9), "cpu-s/GB")
 }
 
-// BenchmarkUploadStages writes 64 MiB of WAL-like data through
-// Codec.NewUpload, as a basebackup worker writes a chunk, into a store
-// that discards it, for each compression with and without encryption:
-// the cost of each stage is the difference between two lines.
+// BenchmarkUploadStages writes 64 MiB through Codec.NewUpload, as a
+// basebackup worker writes a chunk, in 64 kB writes, into a store that
+// discards it, for each compression with and without encryption: the cost
+// of each stage is the difference between two lines. The data is shaped
+// like a basebackup of the benchmark cluster (benchdata.ClusterLike:
+// pgbench pages and random bytes) and like WAL.
 func BenchmarkUploadStages(b *testing.B) {
-	plain := walData(64 << 20)
 	st := discardStore{newMemStore()}
 	cs := codecs(b)
-	for _, name := range []string{"none", "snappy", "lz4", "zstd"} {
-		for _, suffix := range []string{"", "+enc"} {
-			c := cs[name+suffix]
-			b.Run(name+suffix, func(b *testing.B) {
-				b.SetBytes(int64(len(plain)))
-				start := cpuTime(b)
-				for b.Loop() {
-					u, err := c.NewUpload(context.Background(), st, "obj", nil, UploadOptions{Size: int64(len(plain))})
-					if err != nil {
-						b.Fatal(err)
-					}
-					for i := 0; i < len(plain); i += 1 << 20 {
-						if _, err := u.Write(plain[i : i+1<<20]); err != nil {
+	for _, data := range []struct {
+		name  string
+		plain []byte
+	}{{"cluster", benchdata.ClusterLike(64 << 20)}, {"wal", walData(64 << 20)}} {
+		plain := data.plain
+		for _, name := range []string{"none", "snappy", "lz4", "zstd"} {
+			for _, suffix := range []string{"", "+enc"} {
+				c := cs[name+suffix]
+				b.Run(data.name+"/"+name+suffix, func(b *testing.B) {
+					b.SetBytes(int64(len(plain)))
+					start := cpuTime(b)
+					var stored int64
+					for b.Loop() {
+						u, err := c.NewUpload(context.Background(), st, "obj", nil, UploadOptions{Size: int64(len(plain))})
+						if err != nil {
 							b.Fatal(err)
 						}
+						for i := 0; i < len(plain); i += 64 << 10 {
+							if _, err := u.Write(plain[i : i+64<<10]); err != nil {
+								b.Fatal(err)
+							}
+						}
+						s, err := u.Close()
+						if err != nil {
+							b.Fatal(err)
+						}
+						stored = s.StoredSize
 					}
-					if _, err := u.Close(); err != nil {
-						b.Fatal(err)
-					}
-				}
-				reportCPUPerGB(b, start, int64(len(plain)))
-			})
+					reportCPUPerGB(b, start, int64(len(plain)))
+					b.ReportMetric(float64(stored)/float64(len(plain)), "ratio")
+				})
+			}
 		}
 	}
 }

@@ -66,10 +66,11 @@ type Options struct {
 	// (lz4 and zstd; snappy and lzma always use one). 0 or 1 compresses
 	// in the caller's goroutine.
 	Concurrency int
-	// NoChecksum leaves out lz4's content checksum (an xxHash32 of the
-	// whole stream in the frame's trailer, an option of the frame format
-	// its readers honour): for a stream another layer checks, such as
-	// the pghoa1 envelope's HMAC. The other algorithms ignore it.
+	// NoChecksum leaves out lz4's and zstd's content checksums (an
+	// xxHash32, an xxHash64, of the whole stream in the frame's trailer,
+	// an option of each frame format that its readers honour): for a
+	// stream another layer checks, such as the pghoa1 envelope's HMAC.
+	// snappy and lzma ignore it.
 	NoChecksum bool
 }
 
@@ -97,16 +98,7 @@ func NewWriterOptions(w io.Writer, algorithm string, o Options) (io.WriteCloser,
 		// it (b.2). Nothing written means no bytes at all.
 		return snappy.NewBufferedWriter(w), nil
 	case Zstd:
-		if level == 0 {
-			level = 3 // python-zstandard's default (b.3)
-		}
-		zw, err := zstd.NewWriter(w,
-			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
-			zstd.WithEncoderConcurrency(conc))
-		if err != nil {
-			return nil, fmt.Errorf("zstd writer: %w", err)
-		}
-		return zw, nil
+		return newZstdWriter(w, level, conc, !o.NoChecksum)
 	case LZMA:
 		// An .xz container with the LZMA2 filter and a CRC64 check, as
 		// Python's lzma.open(preset=level) writes (b.4).
