@@ -169,6 +169,11 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 	if err != nil {
 		return nil, err
 	}
+	if n := fitParallel(o.Parallel, o.Archive.Codec, max(o.CompressionThreads, 1)); n < o.Parallel {
+		log.Info().Int("workers", o.Parallel).Int("fit", n).Str("compression", o.Archive.Codec.Compression).
+			Msg("fewer workers, so that the chunks in flight fit the backup's memory budget")
+		o.Parallel = n
+	}
 	l := &localBackup{o: o, log: log, sql: sql, srv: srv, pgdata: pgdata, spc: spc, compressionThreads: o.CompressionThreads, delta: o.Mode == ModeDelta}
 	if l.delta && len(spc) > 0 {
 		return nil, fmt.Errorf("basebackup: the cluster has %d tablespaces; delta mode stores the data directory only (as PGHoard's, whose delta manifest names files relative to it): use basebackup_mode local-tar", len(spc))

@@ -165,7 +165,12 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		// One stream: compress its blocks on every core.
 		conc = runtime.NumCPU()
 	}
-	r.ck = newChunker(gctx, g, o.Archive, name, o.ChunkSize, o.Parallel, conc)
+	parallel := fitParallel(o.Parallel, o.Archive.Codec, conc)
+	if parallel < o.Parallel {
+		log.Info().Int("chunks", o.Parallel).Int("fit", parallel).Str("compression", o.Archive.Codec.Compression).
+			Msg("fewer chunks in flight, so that they fit the backup's memory budget")
+	}
+	r.ck = newChunker(gctx, g, o.Archive, name, o.ChunkSize, parallel, conc)
 
 	stopProgress := r.reportProgress(bb, streamStart)
 	err = r.stream(gctx, bb, spc)

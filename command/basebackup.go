@@ -170,9 +170,14 @@ func basebackupModeName(site *config.Site) string {
 }
 
 // basebackupParallel is the number of chunks a backup has in flight:
-// basebackup_threads, at most basebackup_chunks_in_progress.
+// basebackup_threads, at most basebackup_chunks_in_progress when it is set
+// (basebackup lowers it further to fit its memory budget).
 func basebackupParallel(site *config.Site) int {
-	return max(1, min(site.BasebackupThreads, site.BasebackupChunksInProgress))
+	n := site.BasebackupThreads
+	if c := site.BasebackupChunksInProgress; c > 0 {
+		n = min(n, c)
+	}
+	return max(1, n)
 }
 
 // printSummary prints a stored backup in a few lines.

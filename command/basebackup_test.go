@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hoardbackup/hoard/config"
 )
 
 // TestBasebackup_ViaDaemon checks that hoard basebackup asks a daemon that
@@ -77,4 +79,21 @@ func TestBasebackup_ViaDaemon(t *testing.T) {
 			t.Errorf("--local still asked the daemon: %v", requests)
 		}
 	})
+}
+
+// TestBasebackupParallel: basebackup_threads workers, at most
+// basebackup_chunks_in_progress only when that is set: its PGHoard default
+// no longer caps a host with many cores at 5.
+func TestBasebackupParallel(t *testing.T) {
+	for _, tc := range []struct{ threads, chunks, want int }{
+		{16, 0, 16},
+		{16, 5, 5},
+		{2, 5, 2},
+		{1, 0, 1},
+	} {
+		site := &config.Site{BasebackupThreads: tc.threads, BasebackupChunksInProgress: tc.chunks}
+		if got := basebackupParallel(site); got != tc.want {
+			t.Errorf("basebackup_threads %d, basebackup_chunks_in_progress %d: %d chunks in flight, want %d", tc.threads, tc.chunks, got, tc.want)
+		}
+	}
 }

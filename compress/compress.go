@@ -281,3 +281,36 @@ func (l *lazyXZ) Read(p []byte) (int, error) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// WriterMemory estimates the bytes a writer of algorithm at level with
+// concurrency (as NewWriterOptions takes them) holds while it compresses a
+// large stream: its window, match tables and block buffers, measured as
+// the growth of a basebackup's peak RSS per chunk in flight, rounded up.
+// For sizing how many streams run at once.
+func WriterMemory(algorithm string, level, concurrency int) int64 {
+	conc := int64(max(concurrency, 1))
+	switch algorithm {
+	case Snappy:
+		return 192 << 10
+	case LZ4:
+		return conc * (512 << 10)
+	case Zstd:
+		if level == 0 {
+			level = 3
+		}
+		per := int64(6 << 20) // a 2 MiB window, its history and tables
+		if level >= 10 {
+			// The high levels use larger windows and tables.
+			per = 3 * maxZstdWindow / 2
+		} else if level >= 6 {
+			per = 24 << 20
+		}
+		// A stream's concurrency overlaps compressing one block with
+		// writing the last: 128 KiB blocks, nothing to count.
+		return per
+	case LZMA:
+		// The dictionary and the match finder's hash chains.
+		return int64(xzDictCap(level)) * 3
+	}
+	return 64 << 10
+}

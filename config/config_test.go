@@ -120,7 +120,7 @@ func TestLoad_Quickstart(t *testing.T) {
 		{"active_backup_mode", s.ActiveBackupMode, ModePGReceiveXLog},
 		{"basebackup_mode", s.BasebackupMode, ""},
 		{"basebackup_chunk_size", s.BasebackupChunkSize, int64(256 << 20)},
-		{"basebackup_chunks_in_progress", s.BasebackupChunksInProgress, 5},
+		{"basebackup_chunks_in_progress", s.BasebackupChunksInProgress, 0},
 		{"basebackup_threads", s.BasebackupThreads, runtime.NumCPU()},
 		{"basebackup_compression_threads", s.BasebackupCompressionThreads, 0},
 		{"basebackup_count_min", s.BasebackupCountMin, 2},
