@@ -281,12 +281,47 @@ report() { # file
 	}' "$1"
 }
 
+# targets FILE: each target of the benchmark as a ratio of median wall
+# times, with the target it should meet.
+targets() {
+	awk '
+	{
+		label = $1; for (i = 2; i <= NF - 5; i++) label = label " " $i
+		w[label, ++cnt[label]] = $(NF - 3)
+	}
+	function median(l,   c, i, j, v, t) {
+		c = cnt[l]
+		for (i = 1; i <= c; i++) v[i] = w[l, i]
+		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
+		return c % 2 ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2
+	}
+	function target(this, other, want,   a, b) {
+		if (!(this in cnt) || !(other in cnt)) return
+		a = median(this); b = median(other)
+		printf "| %s | %s | %.2fx | >= %.1fx | %s |\n", this, other, b / a, want, (b / a >= want ? "met" : "not met")
+	}
+	END {
+		print "| this | against | speed | target | |"
+		print "|---|---|---|---|---|"
+		target("hoard local-tar lz4 + encryption", "pgBackRest lz4 p2", 1.1)
+		target("hoard local-tar lz4 + encryption", "pgBackRest lz4 p2 + aes-256-cbc", 1.3)
+		target("hoard local-tar zstd + encryption", "pgBackRest zst p2", 1.2)
+		target("hoard BASE_BACKUP lz4 + encryption", "raw BASE_BACKUP drain (pg_basebackup -Ft -Xnone to /dev/null)", 0.9)
+		target("hoard restore lz4 + encryption", "pgBackRest restore p2 (lz4)", 1.5)
+		target("hoard restore lz4 + encryption", "tar -x of the uncompressed tar", 1.0)
+	}' "$1"
+}
+
 echo
 echo "database: $((size / 1000000)) MB (pgbench scale $scale + $random_mb MB random bytea), PostgreSQL 15, data checksums; $cores cores; $reps interleaved repetitions"
 echo "load before: $load_before"
 echo "load after:  $load_after"
 echo
 report "$results"
+echo
+echo "The issue's targets (speed = the other's median wall time / this one's):"
+echo
+targets "$results"
 echo
 echo "Scaling (one run each):"
 echo
