@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -249,45 +247,9 @@ func (l *localBackup) bundles(ctx context.Context, files []entry, skip int) ([]*
 // deltaObjects reads, hashes and stores (or reuses) the large files, on
 // l.o.Parallel workers, while the SQL session is watched.
 func (l *localBackup) deltaObjects(ctx context.Context, files []entry) ([]*deltaFileResult, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopWatch := l.watchSession(ctx, cancel)
-	defer stopWatch()
-	results := make([]*deltaFileResult, len(files))
-	jobs := make(chan int)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		defer close(jobs)
-		for i := range files {
-			select {
-			case jobs <- i:
-			case <-gctx.Done():
-				return nil
-			}
-		}
-		return nil
+	return runWorkers(ctx, l, len(files), nil, func(ctx context.Context, w *worker, i int) (*deltaFileResult, error) {
+		return w.deltaFile(ctx, &files[i])
 	})
-	for range min(l.o.Parallel, max(len(files), 1)) {
-		w := &worker{l: l, buf: make([]byte, readBufferSize)}
-		g.Go(func() error {
-			for i := range jobs {
-				r, err := w.deltaFile(gctx, &files[i])
-				if err != nil {
-					return err
-				}
-				results[i] = r
-			}
-			return nil
-		})
-	}
-	err := g.Wait()
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return nil, cause
-	}
-	if err != nil {
-		return nil, err
-	}
-	return results, nil
 }
 
 // deltaFile reads e, hashing it (and checking its pages, as local-tar

@@ -505,11 +505,6 @@ func (l *localBackup) walRanges(start pglogrepl.LSN, startTLI uint32, end pglogr
 // that the SQL session holding the backup lives. It returns the chunks in
 // their order.
 func (l *localBackup) copy(ctx context.Context, plans []chunkPlan) ([]*chunkResult, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopWatch := l.watchSession(ctx, cancel)
-	defer stopWatch()
-
 	order := make([]int, len(plans))
 	for i := range order {
 		order[i] = i
@@ -523,8 +518,27 @@ func (l *localBackup) copy(ctx context.Context, plans []chunkPlan) ([]*chunkResu
 		}
 		return 0
 	})
+	return runWorkers(ctx, l, len(plans), order, func(ctx context.Context, w *worker, i int) (*chunkResult, error) {
+		return w.writeChunk(ctx, plans[i])
+	})
+}
+
+// runWorkers runs do for each index in order (0 to n-1 when order is nil)
+// on l.o.Parallel workers, while a watcher checks that the SQL session
+// holding the backup lives, and returns do's results by index.
+func runWorkers[R any](ctx context.Context, l *localBackup, n int, order []int, do func(ctx context.Context, w *worker, i int) (R, error)) ([]R, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopWatch := l.watchSession(ctx, cancel)
+	defer stopWatch()
+	if order == nil {
+		order = make([]int, n)
+		for i := range order {
+			order[i] = i
+		}
+	}
 	jobs := make(chan int)
-	results := make([]*chunkResult, len(plans))
+	results := make([]R, n)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
@@ -537,11 +551,11 @@ func (l *localBackup) copy(ctx context.Context, plans []chunkPlan) ([]*chunkResu
 		}
 		return nil
 	})
-	for range min(l.o.Parallel, max(len(plans), 1)) {
+	for range min(l.o.Parallel, max(n, 1)) {
 		w := &worker{l: l, buf: make([]byte, readBufferSize)}
 		g.Go(func() error {
 			for i := range jobs {
-				r, err := w.writeChunk(gctx, plans[i])
+				r, err := do(gctx, w, i)
 				if err != nil {
 					return err
 				}
