@@ -2,6 +2,7 @@ package walstream
 
 import (
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,6 +16,31 @@ type diskGuard struct {
 	resume uint64
 	free   func() (uint64, error)
 	paused bool
+	// loggedPause is when a pause was last logged loudly, and quiet is
+	// set while the current pause and its resume are logged at debug
+	// level only (see loud).
+	loggedPause time.Time
+	quiet       bool
+}
+
+// guardLogEvery bounds how often the guard's pause and resume are logged
+// at warn and info level. While a backlog drains, a spool hovering at the
+// limit pauses and resumes every segment or two; the first pause in a
+// window is logged with its resume, later ones at debug level. The
+// receiver's status and the paused gauge show every change.
+const guardLogEvery = time.Minute
+
+// loud reports whether the change just returned by check (paused now, or
+// resumed) is to be logged at warn or info level at now.
+func (g *diskGuard) loud(paused bool, now time.Time) bool {
+	if !paused {
+		return !g.quiet
+	}
+	g.quiet = !g.loggedPause.IsZero() && now.Sub(g.loggedPause) < guardLogEvery
+	if !g.quiet {
+		g.loggedPause = now
+	}
+	return !g.quiet
 }
 
 // check asks for the free space and returns whether receiving should be

@@ -186,10 +186,16 @@ func (s *session) guardChanged(paused, changed bool) {
 		return
 	}
 	r := s.r
-	if paused {
-		r.log.Warn().Uint64("min_free_bytes", r.guard.min).Msg("spool disk nearly full; receiving paused")
-	} else {
+	loud := r.guard.loud(paused, time.Now())
+	switch {
+	case paused && loud:
+		r.log.Warn().Uint64("min_free_bytes", r.guard.min).Msg("spool disk nearly full; receiving paused (repeats within a minute are logged at debug level)")
+	case paused:
+		r.log.Debug().Uint64("min_free_bytes", r.guard.min).Msg("spool disk nearly full; receiving paused")
+	case loud:
 		r.log.Info().Msg("spool disk has room again; receiving resumed")
+	default:
+		r.log.Debug().Msg("spool disk has room again; receiving resumed")
 	}
 	full := s.full
 	r.update(func(st *Status) { st.Paused = paused || full })

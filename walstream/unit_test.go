@@ -60,6 +60,30 @@ func TestDiskGuard_check(t *testing.T) {
 	}
 }
 
+func TestDiskGuard_loud(t *testing.T) {
+	g := &diskGuard{min: 1000}
+	t0 := time.Unix(1_000_000, 0)
+	steps := []struct {
+		at     time.Duration
+		paused bool
+		want   bool
+	}{
+		{0, true, true},                // first pause: warn
+		{time.Second, false, true},     // and its resume: info
+		{2 * time.Second, true, false}, // flapping within the minute: debug
+		{3 * time.Second, false, false},
+		{50 * time.Second, true, false},
+		{61 * time.Second, false, false},
+		{62 * time.Second, true, true}, // a minute after the last loud pause
+		{63 * time.Second, false, true},
+	}
+	for i, s := range steps {
+		if got := g.loud(s.paused, t0.Add(s.at)); got != s.want {
+			t.Errorf("step %d (paused %v at %v): loud %v, want %v", i, s.paused, s.at, got, s.want)
+		}
+	}
+}
+
 func TestResumeSegment(t *testing.T) {
 	const segSize = 1 << 24
 	seg := func(name string) wal.Segment {
