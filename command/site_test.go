@@ -86,12 +86,12 @@ func TestObjectStorage_EveryKey(t *testing.T) {
 	// A valid object_storage of each type; keys that must come in pairs are
 	// both set. The key under test is given again: the last value wins.
 	base := map[string]string{
-		config.StorageLocal:  `"directory": "/archive"`,
-		config.StorageS3:     `"region": "r", "bucket_name": "b", "aws_access_key_id": "id", "aws_secret_access_key": "s"`,
-		config.StorageGoogle: `"bucket_name": "b"`,
-		config.StorageAzure:  `"account_name": "a", "host": "h", "port": 1`,
-		config.StorageSwift:  `"user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"`,
-		config.StorageSFTP:   `"server": "s", "username": "u", "password": "p"`,
+		storage.TypeLocal:  `"directory": "/archive"`,
+		storage.TypeS3:     `"region": "r", "bucket_name": "b", "aws_access_key_id": "id", "aws_secret_access_key": "s"`,
+		storage.TypeGoogle: `"bucket_name": "b"`,
+		storage.TypeAzure:  `"account_name": "a", "host": "h", "port": 1`,
+		storage.TypeSwift:  `"user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"`,
+		storage.TypeSFTP:   `"server": "s", "username": "u", "password": "p"`,
 	}
 	values := map[string][2]string{
 		"string": {`"one"`, `"two"`}, "integer": {"7", "8"}, "boolean": {"true", "false"},

@@ -4,6 +4,8 @@ import (
 	"path"
 	"reflect"
 	"time"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // Active backup modes (site key active_backup_mode).
@@ -184,7 +186,7 @@ func (c *Config) finish(cwd string) {
 		}
 		if s.ObjectStorage.Type == "" && s.ObjectStorage.URL == "" {
 			// PGHoard: a site without object_storage stores into backup_location.
-			s.ObjectStorage.Type = StorageLocal
+			s.ObjectStorage.Type = storage.TypeLocal
 			s.ObjectStorage.Directory = c.BackupLocation
 			s.ObjectStorage.Implicit = true
 		}

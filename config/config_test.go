@@ -87,7 +87,7 @@ func TestLoad_Quickstart(t *testing.T) {
 	if got, want := s.Prefix, "example-site"; got != want {
 		t.Errorf("prefix = %q, want %q", got, want)
 	}
-	if got, want := s.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: StorageLocal, Directory: "./backups"}}); !cmp.Equal(got, want) {
+	if got, want := s.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: storage.TypeLocal, Directory: "./backups"}}); !cmp.Equal(got, want) {
 		t.Errorf("object_storage: %s", cmp.Diff(want, got))
 	}
 	if got, want := c.AlertFileDir, "/var/lib/pghoard"; got != want {
@@ -153,7 +153,7 @@ func TestLoad_PGHoardTestdata(t *testing.T) {
 			if !strings.HasPrefix(k.Public, "-----BEGIN PUBLIC KEY-----\n") || !strings.HasPrefix(k.Private, "-----BEGIN PRIVATE KEY-----\n") {
 				t.Errorf("key %s not carried as PEM text", id)
 			}
-			if s.ObjectStorage.Type != StorageLocal || !strings.HasSuffix(s.ObjectStorage.Directory, "/chunks") {
+			if s.ObjectStorage.Type != storage.TypeLocal || !strings.HasSuffix(s.ObjectStorage.Directory, "/chunks") {
 				t.Errorf("object_storage = %+v", s.ObjectStorage)
 			}
 			if !strings.HasSuffix(s.Prefix, "/"+s.Name) {
@@ -177,7 +177,7 @@ func TestLoad_S3(t *testing.T) {
 	c := load(t, "s3.json", nil)
 	s := mustSite(t, c, "prod")
 	want := ObjectStorage{Config: storage.Config{
-		Type: StorageS3, Region: "eu-west-1", BucketName: "pg-backups",
+		Type: storage.TypeS3, Region: "eu-west-1", BucketName: "pg-backups",
 		AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "c2VjcmV0", Prefix: "cluster-a",
 		AddressingStyle: "virtual", Encrypted: true,
 	}}

@@ -36,5 +36,8 @@
 //
 // Only command (and docs/gen) imports config, and config imports only the
 // leaves compress, replication and storage: commands turn a *Site into each
-// package's own Options; ObjectStorage embeds the storage.Config.
+// package's own Options; ObjectStorage embeds the storage.Config. The values
+// a key takes come from the package that uses them: compression algorithms
+// from compress, storage types, Azure clouds and Swift's auth versions and
+// endpoint types from storage.
 package config

@@ -3,7 +3,10 @@ package config
 import (
 	"os"
 	"reflect"
+	"slices"
 	"strings"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // EnvVar documents one HOARD_* environment override.
@@ -65,19 +68,19 @@ func envVars() []EnvVar {
 	}
 	visit("", globalKeys, &out)
 	out = append(out, site...)
-	for _, t := range storageTypes {
+	for _, typ := range storage.Types {
 		for _, k := range storageKeys {
-			if k.env != "" || !k.accepts(t.name) {
+			if k.env != "" || !k.accepts(typ) {
 				continue
 			}
 			name := strings.TrimPrefix(strings.TrimPrefix(k.name, "aws_"), "azure_")
 			out = append(out, EnvVar{
-				Name:    t.env + strings.ToUpper(name),
+				Name:    storageEnv(typ) + strings.ToUpper(name),
 				Key:     "object_storage." + k.name,
 				Site:    true,
-				Storage: t.name,
+				Storage: typ,
 				File:    k.secret,
-				Help:    t.name + " storage: " + k.name,
+				Help:    typ + " storage: " + k.name,
 			})
 		}
 	}
@@ -213,8 +216,8 @@ func (e *envReader) storage(c *Config, site string, s *Site) {
 		s.ObjectStorage.URL = url
 		c.setSource(p, "env "+urlVar)
 	case hasType:
-		if !knownStorageType(typ) {
-			e.ps.add(typeVar, "unknown storage type %q (want %s)", typ, storageTypeList())
+		if !slices.Contains(storage.Types, typ) {
+			e.ps.add(typeVar, "unknown storage type %q (want %s)", typ, orList(storage.Types))
 			break
 		}
 		s.ObjectStorage = newObjectStorage(typ, s.ObjectStorage.Prefix)

@@ -102,7 +102,7 @@ func TestLoad_EnvOnly(t *testing.T) {
 		if diff := cmp.Diff([]Node{{}}, s.Nodes); diff != "" {
 			t.Error(diff)
 		}
-		if got, want := s.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: StorageLocal, Directory: "/b"}, Implicit: true}); !cmp.Equal(got, want) {
+		if got, want := s.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: storage.TypeLocal, Directory: "/b"}, Implicit: true}); !cmp.Equal(got, want) {
 			t.Errorf("object_storage = %+v, want fallback local at backup_location", got)
 		}
 	})
@@ -199,13 +199,13 @@ func TestEnvVars(t *testing.T) {
 	}
 	// The least each storage type needs to be valid.
 	storageBase := map[string]map[string]string{
-		StorageLocal:  {"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": "/d"},
-		StorageS3:     {"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_REGION": "r", "HOARD_S3_BUCKET_NAME": "b"},
-		StorageGoogle: {"HOARD_STORAGE_TYPE": "google", "HOARD_GCS_BUCKET_NAME": "b"},
-		StorageAzure:  {"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_NAME": "a"},
-		StorageSwift: {"HOARD_STORAGE_TYPE": "swift", "HOARD_SWIFT_USER": "u", "HOARD_SWIFT_KEY": "k",
+		storage.TypeLocal:  {"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": "/d"},
+		storage.TypeS3:     {"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_REGION": "r", "HOARD_S3_BUCKET_NAME": "b"},
+		storage.TypeGoogle: {"HOARD_STORAGE_TYPE": "google", "HOARD_GCS_BUCKET_NAME": "b"},
+		storage.TypeAzure:  {"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_NAME": "a"},
+		storage.TypeSwift: {"HOARD_STORAGE_TYPE": "swift", "HOARD_SWIFT_USER": "u", "HOARD_SWIFT_KEY": "k",
 			"HOARD_SWIFT_AUTH_URL": "http://keystone:5000/v3", "HOARD_SWIFT_CONTAINER_NAME": "c"},
-		StorageSFTP: {"HOARD_STORAGE_TYPE": "sftp", "HOARD_SFTP_SERVER": "s", "HOARD_SFTP_USERNAME": "u", "HOARD_SFTP_PASSWORD": "p"},
+		storage.TypeSFTP: {"HOARD_STORAGE_TYPE": "sftp", "HOARD_SFTP_SERVER": "s", "HOARD_SFTP_USERNAME": "u", "HOARD_SFTP_PASSWORD": "p"},
 	}
 	for _, ev := range EnvVars {
 		if ev.Name == "HOARD_SITE" {
@@ -235,7 +235,7 @@ func TestEnvVars(t *testing.T) {
 		if ev.Storage != "" || ev.Name == "HOARD_STORAGE_TYPE" {
 			typ := ev.Storage
 			if typ == "" {
-				typ = StorageLocal
+				typ = storage.TypeLocal
 			}
 			if _, ok := storageBase[typ][ev.Name]; !ok {
 				var err error
@@ -300,22 +300,22 @@ func TestLoad_EnvOnlyStorage(t *testing.T) {
 		want ObjectStorage
 	}{
 		{"OKLocal", map[string]string{"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": "/archive"},
-			ObjectStorage{Config: storage.Config{Type: StorageLocal, Directory: "/archive"}}},
+			ObjectStorage{Config: storage.Config{Type: storage.TypeLocal, Directory: "/archive"}}},
 		{"OKS3", map[string]string{
 			"HOARD_STORAGE_TYPE": "s3", "HOARD_S3_REGION": "eu-west-1", "HOARD_S3_BUCKET_NAME": "backups",
 			"HOARD_S3_HOST": "minio", "HOARD_S3_PORT": "9000", "HOARD_S3_ACCESS_KEY_ID": "AKID",
 			"HOARD_S3_SECRET_ACCESS_KEY_FILE": writeFile(t, dir, "s3secret", "s3 secret\n\n"),
 			"HOARD_S3_ADDRESSING_STYLE":       "path", "HOARD_STORAGE_PREFIX": "clusters",
-		}, ObjectStorage{Config: storage.Config{Type: StorageS3, Region: "eu-west-1", BucketName: "backups", Host: "minio", Port: 9000,
+		}, ObjectStorage{Config: storage.Config{Type: storage.TypeS3, Region: "eu-west-1", BucketName: "backups", Host: "minio", Port: 9000,
 			AccessKeyID: "AKID", SecretAccessKey: "s3 secret\n", AddressingStyle: "path", Prefix: "clusters"}}},
 		{"OKAzure", map[string]string{
 			"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_NAME": "acct", "HOARD_AZURE_BUCKET_NAME": "container",
 			"HOARD_AZURE_ACCOUNT_KEY_FILE": writeFile(t, dir, "azkey", "a2V5\n"),
-		}, ObjectStorage{Config: storage.Config{Type: StorageAzure, AccountName: "acct", BucketName: "container", AccountKey: "a2V5", IsSecure: true}}},
+		}, ObjectStorage{Config: storage.Config{Type: storage.TypeAzure, AccountName: "acct", BucketName: "container", AccountKey: "a2V5", IsSecure: true}}},
 		{"OKGoogle", map[string]string{
 			"HOARD_STORAGE_TYPE": "google", "HOARD_GCS_BUCKET_NAME": "b", "HOARD_GCS_PROJECT_ID": "p",
 			"HOARD_GCS_CREDENTIALS": `{"type":"service_account"}`,
-		}, ObjectStorage{Config: storage.Config{Type: StorageGoogle, BucketName: "b", ProjectID: "p", CredentialsJSON: []byte(`{"type":"service_account"}`)}}},
+		}, ObjectStorage{Config: storage.Config{Type: storage.TypeGoogle, BucketName: "b", ProjectID: "p", CredentialsJSON: []byte(`{"type":"service_account"}`)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{}

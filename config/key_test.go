@@ -59,11 +59,7 @@ func checkTable(t *testing.T, typ reflect.Type, path string, table []key, env bo
 				if own := sk.types == "" || sk.types == StorageURL; own != (sk.env != "") {
 					t.Errorf("%s.%s: only storage_type, url and prefix name a variable", p, sk.name)
 				}
-				var order []string // storageTypes, then url
-				for _, st := range storageTypes {
-					order = append(order, st.name)
-				}
-				order = append(order, StorageURL)
+				order := append(slices.Clone(storage.Types), StorageURL)
 				if idx := indexes(order, strings.Fields(sk.types)); slices.Contains(idx, -1) || !slices.IsSorted(idx) {
 					t.Errorf("%s.%s: types %q: want known types, in the order %v", p, sk.name, sk.types, order)
 				}

@@ -2,9 +2,11 @@ package config
 
 import (
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // The tables below are the schema. To add a key, add a field to the struct
@@ -198,7 +200,7 @@ var siteKeys = []key{
 // storageKeys are the keys of object_storage (ObjectStorage): rohmu's
 // object_storage keys, each for the storage types it lists, and hoard's
 // url. Each key has a HOARD_<TYPE>_<KEY> variable per type (see
-// storageTypes); storage_type, url and prefix have their own.
+// storageEnv); storage_type, url and prefix have their own.
 var storageKeys = []key{
 	{name: "url", field: "URL", types: "url", url: true,
 		env: "HOARD_STORAGE_URL", envDoc: "gocloud.dev/blob URL (replaces object_storage)", file: true,
@@ -220,7 +222,7 @@ var storageKeys = []key{
 	{name: "is_secure", field: "IsSecure", types: "s3 azure", defDoc: "false for s3, true for azure", doc: "Use HTTPS to `host`."},
 	{name: "is_verify_tls", field: "IsVerifyTLS", types: "s3", doc: "Verify the S3 endpoint's TLS certificate."},
 	{name: "cert_path", field: "CertPath", types: "s3", doc: "CA bundle to verify the S3 endpoint's certificate."},
-	{name: "addressing_style", oneOf: []string{"path", "virtual", "auto"}, field: "AddressingStyle", types: "s3", doc: "S3 addressing: `path`, `virtual` or `auto`."},
+	{name: "addressing_style", oneOf: storage.S3AddressingStyles, field: "AddressingStyle", types: "s3", doc: "S3 addressing: `path`, `virtual` or `auto`."},
 	{name: "segment_size", field: "SegmentSize", types: "s3 swift", valid: ">=0", doc: "S3 multipart part size in bytes; 0 = automatic (256 MiB). Swift: size of each segment of a large object; 0 = rohmu's 3 GiB."},
 	{name: "encrypted", field: "Encrypted", types: "s3", doc: "S3 server-side encryption (SSE-S3, AES256)."},
 	{name: "project_id", field: "ProjectID", types: "google swift", doc: "GCS project id; Swift: Keystone v3 project id."},
@@ -229,11 +231,11 @@ var storageKeys = []key{
 	{name: "account_name", required: "azure", field: "AccountName", types: "azure", doc: "Azure storage account name (required for azure)."},
 	{name: "account_key", field: "AccountKey", types: "azure", secret: true, doc: "Azure storage account key. A secret."},
 	{name: "sas_token", field: "SASToken", types: "azure", secret: true, doc: "Azure shared access signature, instead of `account_key`. A secret."},
-	{name: "azure_cloud", oneOf: []string{"public", "germany", "china"}, field: "AzureCloud", types: "azure", doc: "Azure cloud: `public`, `germany` or `china`."},
+	{name: "azure_cloud", oneOf: storage.AzureClouds, field: "AzureCloud", types: "azure", doc: "Azure cloud: `public` (the default), `germany` or `china`, or `usgov` (hoard's extension)."},
 	{name: "user", required: "swift", field: "User", types: "swift", doc: "Swift user name (required for swift; tempauth: `account:user`)."},
 	{name: "key", required: "swift", field: "Key", types: "swift", secret: true, doc: "Swift password or API key (required for swift). A secret."},
 	{name: "auth_url", required: "swift", field: "AuthURL", types: "swift", doc: "Swift authentication URL: Keystone's, or a v1 auth URL (required for swift)."},
-	{name: "auth_version", field: "AuthVersion", types: "swift", defDoc: "2.0", doc: "Swift authentication: `2.0` (Keystone v2), `3.0` (Keystone v3) or `1.0` (tempauth, RadosGW)."},
+	{name: "auth_version", oneOf: storage.SwiftAuthVersions, field: "AuthVersion", types: "swift", defDoc: "2.0", doc: "Swift authentication: `2.0` (Keystone v2), `3.0` (Keystone v3) or `1.0` (tempauth, RadosGW)."},
 	{name: "container_name", required: "swift", field: "ContainerName", types: "swift", doc: "Swift container (required for swift); created on the first upload when missing, as PGHoard does."},
 	{name: "tenant_name", field: "TenantName", types: "swift", doc: "Swift: Keystone tenant (v2), or project when `project_name` is unset (v3)."},
 	{name: "tenant_id", field: "TenantID", types: "swift", doc: "Swift: Keystone tenant id (v2)."},
@@ -245,7 +247,7 @@ var storageKeys = []key{
 	{name: "project_domain_id", field: "ProjectDomainID", types: "swift", doc: "Swift: Keystone v3 project domain id."},
 	{name: "project_domain_name", field: "ProjectDomainName", types: "swift", doc: "Swift: Keystone v3 project domain name."},
 	{name: "service_type", field: "ServiceType", types: "swift", doc: "Swift: catalog service type; only `object-store` is supported."},
-	{name: "endpoint_type", field: "EndpointType", types: "swift", doc: "Swift: catalog endpoint, `publicURL` (default), `internalURL` or `adminURL`."},
+	{name: "endpoint_type", oneOf: storage.SwiftEndpointTypes, field: "EndpointType", types: "swift", doc: "Swift: catalog endpoint, `publicURL` (default), `internalURL` or `adminURL`."},
 	{name: "server", required: "sftp", field: "Server", types: "sftp", doc: "SFTP server host name or address (required for sftp)."},
 	{name: "username", required: "sftp", field: "Username", types: "sftp", doc: "SFTP user (required for sftp)."},
 	{name: "password", field: "Password", types: "sftp", secret: true, doc: "SFTP password; this or `private_key`. A secret."},
@@ -258,13 +260,11 @@ var storageKeys = []key{
 		doc: "hoard's extension: accept any SFTP host key, as PGHoard does (anyone on the network path can then read and change backups). Off by default."},
 }
 
-// storageTypes are the storage_type values, in the order the reference
-// lists them, with the prefix of their HOARD_<TYPE>_<KEY> variables.
-var storageTypes = []struct{ name, env string }{
-	{StorageLocal, "HOARD_LOCAL_"},
-	{StorageS3, "HOARD_S3_"},
-	{StorageGoogle, "HOARD_GCS_"},
-	{StorageAzure, "HOARD_AZURE_"},
-	{StorageSwift, "HOARD_SWIFT_"},
-	{StorageSFTP, "HOARD_SFTP_"},
+// storageEnv is the prefix of the HOARD_<TYPE>_<KEY> variables of the
+// storage type typ (one of storage.Types).
+func storageEnv(typ string) string {
+	if typ == storage.TypeGoogle {
+		typ = "gcs"
+	}
+	return "HOARD_" + strings.ToUpper(typ) + "_"
 }

@@ -2,22 +2,14 @@ package config
 
 import (
 	"reflect"
+	"slices"
 
 	"github.com/hoardbackup/hoard/storage"
 )
 
-// Storage types (object_storage.storage_type). StorageURL is hoard's
-// extension: object_storage {"url": "s3://bucket?region=..."} takes any
-// gocloud.dev/blob URL.
-const (
-	StorageLocal  = "local"
-	StorageS3     = "s3"
-	StorageGoogle = "google"
-	StorageAzure  = "azure"
-	StorageSwift  = "swift"
-	StorageSFTP   = "sftp"
-	StorageURL    = "url"
-)
+// StorageURL is the type of hoard's object_storage {"url": ...}, which
+// takes any gocloud.dev/blob URL; storage.Types are rohmu's.
+const StorageURL = "url"
 
 // ObjectStorage is a site's object_storage: rohmu's keys for local, s3,
 // google, azure, swift and sftp, or hoard's {"url": ...}, in the fields of
@@ -39,7 +31,7 @@ func (o ObjectStorage) StorageConfig() storage.Config {
 	switch o.Type {
 	case StorageURL:
 		sc.Type = ""
-	case StorageS3:
+	case storage.TypeS3:
 		sc.IsVerifyTLS = &o.IsVerifyTLS
 	}
 	return sc
@@ -49,25 +41,7 @@ func (o ObjectStorage) StorageConfig() storage.Config {
 // keys are read.
 func newObjectStorage(typ, prefix string) ObjectStorage {
 	// rohmu: Azure defaults to HTTPS, S3 to is_secure false.
-	return ObjectStorage{Config: storage.Config{Type: typ, Prefix: prefix, IsSecure: typ == StorageAzure}}
-}
-
-// storageTypeList is "local, s3, google or azure", for messages.
-func storageTypeList() string {
-	names := make([]string, len(storageTypes))
-	for i, t := range storageTypes {
-		names[i] = t.name
-	}
-	return orList(names)
-}
-
-func knownStorageType(typ string) bool {
-	for _, t := range storageTypes {
-		if t.name == typ {
-			return true
-		}
-	}
-	return false
+	return ObjectStorage{Config: storage.Config{Type: typ, Prefix: prefix, IsSecure: typ == storage.TypeAzure}}
 }
 
 // decodeStorage reads object_storage: url, or storage_type and the keys of
@@ -93,7 +67,7 @@ func decodeStorage(d *decoder, path string, v any, k *key, f reflect.Value) {
 		return
 	case hasURL:
 	case !hasType:
-		d.ps.add(join(path, "storage_type"), "required (%s), or give url", storageTypeList())
+		d.ps.add(join(path, "storage_type"), "required (%s), or give url", orList(storage.Types))
 		return
 	default:
 		s, ok := st.(string)
@@ -101,8 +75,8 @@ func decodeStorage(d *decoder, path string, v any, k *key, f reflect.Value) {
 			d.wrongType(join(path, "storage_type"), "string", st)
 			return
 		}
-		if !knownStorageType(s) {
-			d.ps.add(join(path, "storage_type"), "unknown storage type %q (want %s)", s, storageTypeList())
+		if !slices.Contains(storage.Types, s) {
+			d.ps.add(join(path, "storage_type"), "unknown storage type %q (want %s)", s, orList(storage.Types))
 			return
 		}
 		typ = s

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // Validate checks the whole configuration and returns a *ValidationError
@@ -182,36 +183,30 @@ func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 		}
 	}
 	switch o.Type {
-	case StorageLocal:
+	case storage.TypeLocal:
 		if o.Directory != "" && c.BackupLocation != "" && filepath.Clean(o.Directory) == filepath.Clean(c.BackupLocation) {
 			ps.add(p+".directory", "must differ from backup_location %q (PGHoard stages files there)", c.BackupLocation)
 		}
-	case StorageS3:
+	case storage.TypeS3:
 		if (o.AccessKeyID == "") != (o.SecretAccessKey == "") {
 			ps.add(p+".aws_secret_access_key", "aws_access_key_id and aws_secret_access_key must be set together")
 		}
-	case StorageGoogle:
+	case storage.TypeGoogle:
 		if o.ProjectID == "" && o.BucketName == "" {
 			ps.add(p+".bucket_name", "project_id and/or bucket_name required for google storage")
 		}
 		if o.CredentialFile != "" && len(o.CredentialsJSON) > 0 {
 			ps.add(p+".credentials", "credential_file and credentials are mutually exclusive")
 		}
-	case StorageAzure:
+	case storage.TypeAzure:
 		if (o.Host == "") != (o.Port == 0) {
 			ps.add(p+".port", "host and port must be set together")
 		}
-	case StorageSwift:
-		if !slices.Contains([]string{"", "1", "1.0", "2", "2.0", "3", "3.0"}, o.AuthVersion) {
-			ps.add(p+".auth_version", "unknown version %q (want 1.0, 2.0 or 3.0)", o.AuthVersion)
-		}
+	case storage.TypeSwift:
 		if o.ServiceType != "" && o.ServiceType != "object-store" {
 			ps.add(p+".service_type", "only object-store is supported, got %q", o.ServiceType)
 		}
-		if o.EndpointType != "" && !slices.Contains([]string{"publicURL", "internalURL", "adminURL", "public", "internal", "admin"}, o.EndpointType) {
-			ps.add(p+".endpoint_type", "unknown endpoint type %q (want publicURL, internalURL or adminURL)", o.EndpointType)
-		}
-	case StorageSFTP:
+	case storage.TypeSFTP:
 		if o.Password == "" && o.PrivateKey == "" {
 			ps.add(p+".password", "password or private_key required for sftp storage")
 		}

@@ -3,10 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // siteJSON wraps site keys in a minimal valid configuration with one site s1.
@@ -203,6 +205,28 @@ func TestCompressionLevels(t *testing.T) {
 		want := fmt.Sprintf("compression.level: %d out of range 0-%d for %s", max+1, max, alg)
 		if _, err := Parse("hoard.json", []byte(conf(alg, max+1)), nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s level %d: err = %v, want %q", alg, max+1, err, want)
+		}
+	}
+}
+
+// TestParse_StorageValues checks that an object_storage key takes every
+// value storage lists for it, and no other: storage owns the lists.
+func TestParse_StorageValues(t *testing.T) {
+	swift := `"user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"`
+	for key, c := range map[string]struct {
+		typ, keys string
+		values    []string
+	}{
+		"azure_cloud":      {storage.TypeAzure, `"account_name": "a"`, storage.AzureClouds},
+		"auth_version":     {storage.TypeSwift, swift, storage.SwiftAuthVersions},
+		"endpoint_type":    {storage.TypeSwift, swift, storage.SwiftEndpointTypes},
+		"addressing_style": {storage.TypeS3, `"region": "r", "bucket_name": "b"`, storage.S3AddressingStyles},
+	} {
+		for _, v := range append(slices.Clone(c.values), "other") {
+			data := siteJSON(fmt.Sprintf(`"object_storage": {"storage_type": %q, %s, %q: %q}`, c.typ, c.keys, key, v))
+			if _, err := Parse("t.json", []byte(data), nil); (err == nil) != (v != "other") {
+				t.Errorf("%s %q: err = %v", key, v, err)
+			}
 		}
 	}
 }

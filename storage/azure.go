@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -19,12 +20,15 @@ import (
 // flight a Put holds about 128 MiB. segment_size overrides it.
 const azureBlockSize = 64 * mib
 
-// azureSuffixes maps PGHoard's azure_cloud to the blob endpoint suffix.
+// AzureClouds are the azure_cloud values: PGHoard's public (the default),
+// germany and china, and usgov.
+var AzureClouds = []string{"public", "germany", "china", "usgov"}
+
+// azureSuffixes maps each of AzureClouds to its blob endpoint suffix.
 var azureSuffixes = map[string]string{
-	"":        "blob.core.windows.net",
 	"public":  "blob.core.windows.net",
-	"china":   "blob.core.chinacloudapi.cn",
 	"germany": "blob.core.cloudapi.de",
+	"china":   "blob.core.chinacloudapi.cn",
 	"usgov":   "blob.core.usgovcloudapi.net",
 }
 
@@ -47,9 +51,9 @@ func openAzure(ctx context.Context, c Config) (*Bucket, error) {
 		}
 		serviceURL = scheme + "://" + host + "/" + c.AccountName
 	} else {
-		suffix, ok := azureSuffixes[c.AzureCloud]
+		suffix, ok := azureSuffixes[cmp.Or(c.AzureCloud, "public")]
 		if !ok {
-			return nil, fmt.Errorf("open azure storage: unknown azure_cloud %q (want public, china, germany or usgov)", c.AzureCloud)
+			return nil, fmt.Errorf("open azure storage: unknown azure_cloud %q (want %s)", c.AzureCloud, strings.Join(AzureClouds, ", "))
 		}
 		serviceURL = "https://" + c.AccountName + "." + suffix
 	}

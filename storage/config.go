@@ -15,11 +15,27 @@ import (
 	_ "gocloud.dev/blob/s3blob" // s3:// URLs
 )
 
+// The storage types (Config.Type): rohmu's storage_type values, which
+// config accepts (Types, in the order its reference lists them), and mem
+// for tests.
+const (
+	TypeLocal  = "local"
+	TypeS3     = "s3"
+	TypeGoogle = "google"
+	TypeAzure  = "azure"
+	TypeSwift  = "swift"
+	TypeSFTP   = "sftp"
+	TypeMem    = "mem"
+)
+
+// Types are the storage types a configuration may name.
+var Types = []string{TypeLocal, TypeS3, TypeGoogle, TypeAzure, TypeSwift, TypeSFTP}
+
 // Config selects and configures a backend. Its fields are PGHoard's
 // object_storage settings, named in the json tags as rohmu names them:
 // config.ObjectStorage.StorageConfig fills each from the key of its tag.
 type Config struct {
-	Type   string `json:"storage_type"` // local, s3, google, azure, swift, sftp or mem; ignored when URL is set
+	Type   string `json:"storage_type"` // one of Types, or mem; ignored when URL is set
 	URL    string `json:"url"`          // any gocloud.dev/blob URL (s3://, gs://, azblob://, file://, mem://)
 	Prefix string `json:"prefix"`       // keys given to the Store are relative to it
 
@@ -35,7 +51,7 @@ type Config struct {
 	IsSecure        bool   `json:"is_secure"`             // s3, azure: https rather than http to Host
 	IsVerifyTLS     *bool  `json:"is_verify_tls"`         // s3: verify the server certificate; nil means verify
 	CertPath        string `json:"cert_path"`             // s3: PEM CA bundle to verify the server with
-	AddressingStyle string `json:"addressing_style"`      // s3: path (default), virtual or auto
+	AddressingStyle string `json:"addressing_style"`      // s3: one of S3AddressingStyles; path by default
 	SegmentSize     int64  `json:"segment_size"`          // s3, azure, google: upload part size in bytes; swift: segment size
 	Encrypted       bool   `json:"encrypted"`             // s3: server-side encryption (AES256)
 
@@ -46,12 +62,12 @@ type Config struct {
 	AccountName string `json:"account_name"` // azure
 	AccountKey  string `json:"account_key"`  // azure: shared key
 	SASToken    string `json:"sas_token"`    // azure: instead of AccountKey
-	AzureCloud  string `json:"azure_cloud"`  // azure: public (default), china, germany or usgov
+	AzureCloud  string `json:"azure_cloud"`  // azure: one of AzureClouds; public by default
 
 	User              string `json:"user"`                // swift: user name (tempauth: account:user)
 	Key               string `json:"key"`                 // swift: password or API key
 	AuthURL           string `json:"auth_url"`            // swift: Keystone or v1 auth endpoint
-	AuthVersion       string `json:"auth_version"`        // swift: 2.0 (default), 3.0 or 1.0
+	AuthVersion       string `json:"auth_version"`        // swift: one of SwiftAuthVersions; 2.0 by default
 	ContainerName     string `json:"container_name"`      // swift: the container
 	TenantName        string `json:"tenant_name"`         // swift: v2 tenant (v3: project, when project_name is unset)
 	TenantID          string `json:"tenant_id"`           // swift: v2 tenant id
@@ -63,7 +79,7 @@ type Config struct {
 	ProjectDomainID   string `json:"project_domain_id"`   // swift v3
 	ProjectDomainName string `json:"project_domain_name"` // swift v3
 	ServiceType       string `json:"service_type"`        // swift: only object-store
-	EndpointType      string `json:"endpoint_type"`       // swift: publicURL (default), internalURL or adminURL
+	EndpointType      string `json:"endpoint_type"`       // swift: one of SwiftEndpointTypes; publicURL by default
 
 	Server                string `json:"server"`                   // sftp: host name or address (Port: 22 when 0; Directory: under it, Prefix)
 	Username              string `json:"username"`                 // sftp
@@ -86,25 +102,25 @@ func Open(ctx context.Context, c Config) (Store, error) {
 		return newBucket(b, kind, c.URL, c.Prefix), nil
 	}
 	switch c.Type {
-	case "local":
+	case TypeLocal:
 		if c.Directory == "" {
 			return nil, fmt.Errorf("open local storage: directory is not set")
 		}
 		return NewLocal(filepath.Join(c.Directory, filepath.FromSlash(strings.Trim(c.Prefix, "/")))), nil
-	case "mem":
+	case TypeMem:
 		return newBucket(memblob.OpenBucket(nil), "mem", "mem", c.Prefix), nil
-	case "s3":
+	case TypeS3:
 		return openS3(ctx, c)
-	case "google":
+	case TypeGoogle:
 		return openGCS(ctx, c)
-	case "azure":
+	case TypeAzure:
 		return openAzure(ctx, c)
-	case "swift":
+	case TypeSwift:
 		return openSwift(c)
-	case "sftp":
+	case TypeSFTP:
 		return openSFTP(c)
 	default:
-		return nil, fmt.Errorf("open storage: unknown storage_type %q (want local, s3, google, azure, swift, sftp or mem)", c.Type)
+		return nil, fmt.Errorf("open storage: unknown storage_type %q (want %s or mem)", c.Type, strings.Join(Types, ", "))
 	}
 }
 

@@ -28,6 +28,10 @@ import (
 // without a full part buffer. segment_size overrides it.
 const s3PartSize = 256 * mib
 
+// S3AddressingStyles are the addressing_style values: path (PGHoard's
+// default), virtual, or auto (path for a custom host, else virtual).
+var S3AddressingStyles = []string{"path", "virtual", "auto"}
+
 // openS3 builds an aws-sdk-go-v2 S3 client by hand from c, so that PGHoard's
 // settings (custom endpoint, path addressing, TLS, static keys) apply, and
 // opens the bucket with s3blob.

@@ -3,6 +3,7 @@ package storage
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -134,33 +136,32 @@ func openSwift(c Config) (*Swift, error) {
 	}, nil
 }
 
-// swiftAuthVersion reads rohmu's auth_version ("2.0" by default, "3.0"
-// for Keystone v3, "1.0" for v1 auth such as tempauth and RadosGW).
+// SwiftAuthVersions are the auth_version values: rohmu's 2.0 (Keystone
+// v2, the default), 3.0 (Keystone v3) and 1.0 (v1 auth such as tempauth
+// and RadosGW), each also without its ".0".
+var SwiftAuthVersions = []string{"1", "1.0", "2", "2.0", "3", "3.0"}
+
+// swiftAuthVersion reads auth_version.
 func swiftAuthVersion(v string) (int, error) {
-	switch v {
-	case "", "2", "2.0":
+	if v == "" {
 		return 2, nil
-	case "3", "3.0":
-		return 3, nil
-	case "1", "1.0":
-		return 1, nil
 	}
-	return 0, fmt.Errorf("open swift storage: auth_version %q: want 1.0, 2.0 or 3.0", v)
+	if !slices.Contains(SwiftAuthVersions, v) {
+		return 0, fmt.Errorf("open swift storage: auth_version %q: want 1.0, 2.0 or 3.0", v)
+	}
+	return int(v[0] - '0'), nil
 }
 
-// swiftEndpoint reads endpoint_type in python-swiftclient's spelling
-// (publicURL, internalURL, adminURL) or Keystone v3's (public, internal,
-// admin).
+// SwiftEndpointTypes are the endpoint_type values: python-swiftclient's
+// (publicURL, the default, internalURL, adminURL) and Keystone v3's.
+var SwiftEndpointTypes = []string{"publicURL", "internalURL", "adminURL", "public", "internal", "admin"}
+
+// swiftEndpoint reads endpoint_type.
 func swiftEndpoint(v string) (swift.EndpointType, error) {
-	switch strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(v, "URL"), "url")) {
-	case "", "public":
-		return swift.EndpointTypePublic, nil
-	case "internal":
-		return swift.EndpointTypeInternal, nil
-	case "admin":
-		return swift.EndpointTypeAdmin, nil
+	if v != "" && !slices.Contains(SwiftEndpointTypes, v) {
+		return "", fmt.Errorf("open swift storage: endpoint_type %q: want publicURL, internalURL or adminURL", v)
 	}
-	return "", fmt.Errorf("open swift storage: endpoint_type %q: want publicURL, internalURL or adminURL", v)
+	return swift.EndpointType(strings.TrimSuffix(cmp.Or(v, "public"), "URL")), nil
 }
 
 // name checks key and returns the object's name in the container.
