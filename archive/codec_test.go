@@ -670,3 +670,55 @@ func BenchmarkCodec_Decode(b *testing.B) {
 		}
 	})
 }
+
+// TestCodec_NewEncoder: what NewEncoder writes, stored with the metadata
+// its Close returns, decodes to the plaintext, for every codec; a source
+// of the wrong size fails Close.
+func TestCodec_NewEncoder(t *testing.T) {
+	ctx := context.Background()
+	st := newMemStore()
+	plain := walData(3<<20 + 5)
+	for name, c := range codecs(t) {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			enc, err := c.NewEncoder(ctx, &buf, "staged", storage.Metadata{MetaFormat: FormatDeltaV2}, UploadOptions{Size: int64(len(plain))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := enc.Write(plain); err != nil {
+				t.Fatal(err)
+			}
+			got, err := enc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.PlainSize != int64(len(plain)) || got.StoredSize != int64(buf.Len()) || got.Metadata[MetaFormat] != FormatDeltaV2 {
+				t.Errorf("Stored %d/%d %v, want %d/%d", got.PlainSize, got.StoredSize, got.Metadata, len(plain), buf.Len())
+			}
+			key := "site/basebackup_delta/" + name
+			if err := st.Put(ctx, key, &buf, got.Metadata); err != nil {
+				t.Fatal(err)
+			}
+			r, _, err := c.Open(ctx, st, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := io.ReadAll(r)
+			r.Close()
+			if err != nil || !bytes.Equal(back, plain) {
+				t.Fatalf("decoded %d bytes, %v", len(back), err)
+			}
+
+			enc, err = c.NewEncoder(ctx, io.Discard, "short", nil, UploadOptions{Size: int64(len(plain))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := enc.Write(plain[:10]); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := enc.Close(); err == nil {
+				t.Error("a short source did not fail Close")
+			}
+		})
+	}
+}

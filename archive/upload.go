@@ -54,6 +54,28 @@ type UploadOptions struct {
 // over md (see Put). Store.Put begins at once, reading what Write
 // produces.
 func (c *Codec) NewUpload(ctx context.Context, st storage.Store, key string, md storage.Metadata, o UploadOptions) (*Upload, error) {
+	store := st.Put
+	if o.create {
+		store = st.Create
+	}
+	return c.newUpload(ctx, st, store, key, md, o)
+}
+
+// NewEncoder is NewUpload into w instead of a store: Write compresses and
+// encrypts into w, and Close returns what Close of an Upload would have
+// stored (its Metadata is the object's, to be stored with w's bytes).
+// Nothing is stored anywhere; key only names the stream in errors. On an
+// error w holds an incomplete stream.
+func (c *Codec) NewEncoder(ctx context.Context, w io.Writer, key string, md storage.Metadata, o UploadOptions) (*Upload, error) {
+	return c.newUpload(ctx, nil, func(_ context.Context, _ string, r io.Reader, _ storage.Metadata) error {
+		_, err := io.Copy(w, r)
+		return err
+	}, key, md, o)
+}
+
+// newUpload starts an Upload through store; st, when not nil, is the
+// store that deletes an object store left short.
+func (c *Codec) newUpload(ctx context.Context, st storage.Store, store func(context.Context, string, io.Reader, storage.Metadata) error, key string, md storage.Metadata, o UploadOptions) (*Upload, error) {
 	enc, err := c.encrypts()
 	if err != nil {
 		return nil, fmt.Errorf("put %s: %w", key, err)
@@ -81,10 +103,6 @@ func (c *Codec) NewUpload(ctx context.Context, st storage.Store, key string, md 
 	// Fail before the upload starts on an algorithm we cannot write.
 	if !compress.Known(c.Compression) {
 		return nil, fmt.Errorf("put %s: compress with %q: %w", key, c.Compression, compress.ErrUnknownAlgorithm)
-	}
-	store := st.Put
-	if o.create {
-		store = st.Create
 	}
 	go func() {
 		err := store(ctx, key, u.eof, u.meta)
@@ -165,17 +183,25 @@ func (u *Upload) Close() (Stored, error) {
 		if putErr == nil {
 			// A store that returns success without reading to EOF
 			// broke its contract; do not leave a short object.
-			_ = u.st.Delete(context.WithoutCancel(u.ctx), u.key)
+			u.deleteShort()
 		}
 		return Stored{}, fmt.Errorf("put %s: %w", u.key, encErr)
 	case putErr != nil:
 		return Stored{}, fmt.Errorf("put %s: %w", u.key, putErr)
 	case encErr != nil || !u.eof.eof:
-		_ = u.st.Delete(context.WithoutCancel(u.ctx), u.key)
+		u.deleteShort()
 		return Stored{}, fmt.Errorf("put %s: store returned before reading the whole object", u.key)
 	}
 	u.err = errors.New("write after close")
 	return Stored{PlainSize: u.n, StoredSize: u.out.N, Metadata: u.meta}, nil
+}
+
+// deleteShort deletes the object of a store that returned success
+// without reading the whole stream.
+func (u *Upload) deleteShort() {
+	if u.st != nil {
+		_ = u.st.Delete(context.WithoutCancel(u.ctx), u.key)
+	}
 }
 
 // Abort ends the upload with err (nil: a generic error) and waits for

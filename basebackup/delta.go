@@ -40,12 +40,14 @@ const DefaultDeltaMinFileSize = 10 << 20
 // The bundles are stored first, so that retention sees a delta backup
 // running (a recent bundle folder of no listed backup) before any delta
 // object is reused. Then each large file is read and hashed; a delta
-// object of that name that exists is reused, never written again, and
-// otherwise the file is read again into a new object (a conditional
-// create: an object that appeared meanwhile is reused, not replaced). When
-// the second read does not give the same digest, the file changed in
-// between: the new object, which would hold other bytes than its name
-// says, is deleted, and the file goes into a last bundle instead. Before
+// object of that name that exists is reused, never written again.
+// Otherwise the file is read again, compressed and encrypted into a
+// temporary file (Options.TempDir) while that read is hashed, and the
+// temporary file is stored (a conditional create: an object that appeared
+// meanwhile is reused, not replaced) under the hash of the bytes it holds,
+// which is the digest the manifest records: a file that changed between
+// the two reads is stored as it was at the second, and no object is ever
+// stored under a name its bytes do not have, even for a moment. Before
 // the control object is stored, every reused object is checked to exist
 // still.
 
@@ -67,14 +69,13 @@ type digestState struct {
 
 // deltaFileResult is one large file, read and hashed.
 type deltaFileResult struct {
-	e       *entry
-	gone    bool // removed before it was read: left out
-	demoted bool // changed while stored: it goes into a bundle
-	digest  string
-	size    int64
-	stored  int64
-	reused  bool
-	crc     uint32
+	e      *entry
+	gone   bool // removed before it was read: left out
+	digest string
+	size   int64
+	stored int64
+	reused bool
+	crc    uint32
 }
 
 // deltaResult is what copyDelta stored.
@@ -88,15 +89,17 @@ type deltaResult struct {
 	reused   int              // delta objects it reused
 }
 
-// copyDelta stores the files of a delta backup: bundles, delta objects,
-// then the files that changed while their object was stored, in a last
-// bundle; and returns the manifest.
+// copyDelta stores the files of a delta backup, bundles then delta
+// objects, and returns the manifest.
 func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaResult, error) {
 	d := &deltaBackup{
 		bundleRoot: &root{dir: l.pgdata, prefix: "", main: true},
 		inflight:   map[string]*digestState{},
 	}
 	l.deltaState = d
+	if err := os.MkdirAll(l.o.TempDir, 0o700); err != nil {
+		return nil, fmt.Errorf("basebackup: delta objects are staged in %s: %w", l.o.TempDir, err)
+	}
 	dr := &deltaResult{manifest: &archive.DeltaManifest{}}
 	dm := dr.manifest
 	dm.Start = archive.LabelTime{Time: began.UTC()}
@@ -125,7 +128,7 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	dm.SnapshotResult.Start = archive.LabelTime{Time: time.Now().UTC()}
 
 	// Bundles first: a running delta backup shows in storage.
-	bundles, err := l.bundles(ctx, small, 0)
+	bundles, err := l.bundles(ctx, small)
 	if err != nil {
 		return nil, err
 	}
@@ -135,20 +138,6 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	files, err := l.deltaObjects(ctx, large)
 	if err != nil {
 		return nil, err
-	}
-	var demoted []entry
-	for _, f := range files {
-		if f.demoted {
-			demoted = append(demoted, *f.e)
-		}
-	}
-	if len(demoted) > 0 {
-		l.log.Info().Int("files", len(demoted)).Msg("files changed while stored as delta objects: bundled instead")
-		more, err := l.bundles(ctx, demoted, len(bundles))
-		if err != nil {
-			return nil, err
-		}
-		bundles = append(bundles, more...)
 	}
 	dr.bundles = bundles
 
@@ -168,28 +157,23 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	}
 	hashes := map[string]bool{}
 	for _, f := range files {
-		switch {
-		case f.gone:
-		case f.demoted:
-			if sent[f.e.rel] {
-				st.Files = append(st.Files, archive.DeltaFile{RelativePath: f.e.rel, FileSize: f.e.size, MtimeNS: f.e.mtime.UnixNano(), ShouldBeBundled: true, MissingOK: missingOK(f.e.rel)})
-			}
-		default:
-			st.Files = append(st.Files, archive.DeltaFile{
-				RelativePath: f.e.rel, FileSize: f.size, StoredFileSize: f.stored, MtimeNS: f.e.mtime.UnixNano(),
-				Hexdigest: f.digest, MissingOK: missingOK(f.e.rel),
-			})
-			dr.pgFiles = append(dr.pgFiles, pgManifestFile{path: f.e.manifestPath(), size: f.size, mtime: f.e.mtime, crc32c: f.crc})
-			dr.plain += f.size
-			dr.stored += f.stored
-			if !hashes[f.digest] {
-				hashes[f.digest] = true
-				dm.SnapshotResult.Hashes = append(dm.SnapshotResult.Hashes, archive.DeltaHash{Hexdigest: f.digest, Size: f.size})
-				if f.reused {
-					dr.reused++
-				} else {
-					dr.uploaded++
-				}
+		if f.gone {
+			continue
+		}
+		st.Files = append(st.Files, archive.DeltaFile{
+			RelativePath: f.e.rel, FileSize: f.size, StoredFileSize: f.stored, MtimeNS: f.e.mtime.UnixNano(),
+			Hexdigest: f.digest, MissingOK: missingOK(f.e.rel),
+		})
+		dr.pgFiles = append(dr.pgFiles, pgManifestFile{path: f.e.manifestPath(), size: f.size, mtime: f.e.mtime, crc32c: f.crc})
+		dr.plain += f.size
+		dr.stored += f.stored
+		if !hashes[f.digest] {
+			hashes[f.digest] = true
+			dm.SnapshotResult.Hashes = append(dm.SnapshotResult.Hashes, archive.DeltaHash{Hexdigest: f.digest, Size: f.size})
+			if f.reused {
+				dr.reused++
+			} else {
+				dr.uploaded++
 			}
 		}
 	}
@@ -231,17 +215,13 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	return dr, nil
 }
 
-// bundles stores files in bundles numbered after the first skip ones.
-func (l *localBackup) bundles(ctx context.Context, files []entry, skip int) ([]*chunkResult, error) {
+// bundles stores files in bundles.
+func (l *localBackup) bundles(ctx context.Context, files []entry) ([]*chunkResult, error) {
 	if len(files) == 0 {
 		return nil, nil
 	}
 	l.entries = files
-	plans := split(files, l.o.DeltaChunkSize)
-	for i := range plans {
-		plans[i].n += skip
-	}
-	return l.copy(ctx, plans)
+	return l.copy(ctx, split(files, l.o.DeltaChunkSize))
 }
 
 // deltaObjects reads, hashes and stores (or reuses) the large files, on
@@ -253,7 +233,8 @@ func (l *localBackup) deltaObjects(ctx context.Context, files []entry) ([]*delta
 }
 
 // deltaFile reads e, hashing it (and checking its pages, as local-tar
-// does), then stores it as its delta object unless that exists.
+// does); a delta object of that digest that exists is reused, else the
+// file is stored as a new one (storeNew).
 func (w *worker) deltaFile(ctx context.Context, e *entry) (*deltaFileResult, error) {
 	l := w.l
 	r := &deltaFileResult{e: e, size: e.size}
@@ -269,22 +250,28 @@ func (w *worker) deltaFile(ctx context.Context, e *entry) (*deltaFileResult, err
 	r.crc = crc
 	r.digest = hex.EncodeToString(sum.Sum(nil))
 	s, owner := l.deltaState.claim(r.digest)
-	if !owner {
+	if owner {
+		n, err := w.decide(ctx, e, r.digest, s)
+		close(s.done)
+		if err != nil {
+			return nil, err
+		}
+		if n != nil && !s.ok {
+			// The file changed (or went) after it was hashed: it is
+			// what the second read stored.
+			return n, nil
+		}
+	} else {
 		select {
 		case <-s.done:
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		}
-	} else {
-		err := w.storeObject(ctx, e, r.digest, s)
-		close(s.done)
-		if err != nil {
-			return nil, err
+		if !s.ok {
+			// The owner's file changed before it was stored: no object
+			// holds this digest's bytes yet, so this file stores its own.
+			return w.storeNew(ctx, e)
 		}
-	}
-	if !s.ok {
-		r.demoted = true
-		return r, nil
 	}
 	r.stored, r.reused = s.stored, s.reused
 	return r, nil
@@ -303,57 +290,113 @@ func (d *deltaBackup) claim(digest string) (*digestState, bool) {
 	return s, true
 }
 
-// storeObject decides digest's object: reused when it exists, else stored
-// from a second read of e, which must give the same digest (else the new
-// object is deleted and s.ok stays false).
-func (w *worker) storeObject(ctx context.Context, e *entry, digest string, s *digestState) error {
+// decide decides digest's object: reused when it exists, else stored from
+// a second read of e (storeNew). s.ok says whether the object now holds
+// digest's bytes; when it does not, the file changed or went after it was
+// hashed, and the returned result is what the second read found and
+// stored.
+func (w *worker) decide(ctx context.Context, e *entry, digest string, s *digestState) (*deltaFileResult, error) {
 	a := w.l.o.Archive
 	key := a.Layout.DeltaKey(digest)
 	st, err := a.Store.Stat(ctx, key)
 	switch {
 	case err == nil:
 		s.ok, s.reused, s.stored = true, true, st.Size
-		return nil
+		return nil, nil
 	case !errors.Is(err, storage.ErrNotFound):
-		return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+		return nil, fmt.Errorf("basebackup: delta object %s: %w", key, err)
 	}
-	if w.l.o.beforeStore != nil {
-		w.l.o.beforeStore(e.path())
+	n, err := w.storeNew(ctx, e)
+	if err != nil {
+		return nil, err
 	}
-	f, err := os.Open(e.path())
+	if !n.gone && n.digest == digest {
+		s.ok, s.reused, s.stored = true, n.reused, n.stored
+	}
+	return n, nil
+}
+
+// storeNew reads e once more, compressing and encrypting it into a
+// temporary file (Options.TempDir, unlinked at once so that nothing stays
+// behind, even after a crash) while hashing what it reads, then stores
+// that file as the delta object named by that hash: an object only ever
+// holds the bytes its name says, even when the file changes while it is
+// read. An object of that name that exists is reused, never replaced.
+func (w *worker) storeNew(ctx context.Context, e *entry) (*deltaFileResult, error) {
+	l := w.l
+	a := l.o.Archive
+	r := &deltaFileResult{e: e, size: e.size}
+	if l.o.beforeStore != nil {
+		l.o.beforeStore(e.path())
+	}
+	src, err := os.Open(e.path())
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil // removed since it was hashed: bundled, that is left out
+		r.gone = true // removed since it was hashed: WAL replay recreates what is needed
+		return r, nil
 	}
 	if err != nil {
-		return fmt.Errorf("basebackup: %w", err)
+		return nil, fmt.Errorf("basebackup: %w", err)
 	}
-	defer f.Close()
-	sum := archive.NewDeltaHash()
-	body := io.TeeReader(io.LimitReader(io.MultiReader(f, zeros{}), e.size), sum)
+	defer src.Close()
+	tmp, err := os.CreateTemp(l.o.TempDir, ".hoard-delta-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: stage a delta object: %w", err)
+	}
+	defer tmp.Close()
+	if err := os.Remove(tmp.Name()); err != nil {
+		return nil, fmt.Errorf("basebackup: stage a delta object: %w", err)
+	}
 	md := storage.Metadata{archive.MetaFormat: archive.FormatDeltaV2}
-	stored, err := a.Codec.Create(ctx, a.Store, key, body, e.size, md)
+	enc, err := a.Codec.NewEncoder(ctx, tmp, e.path(), md, archive.UploadOptions{Size: e.size})
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: %w", err)
+	}
+	sum := archive.NewDeltaHash()
+	var crc uint32
+	body := io.LimitReader(io.MultiReader(src, zeros{}), e.size) // padded with zeros if it shrank
+	for {
+		n, err := body.Read(w.buf)
+		p := w.buf[:n]
+		sum.Write(p)
+		crc = crc32.Update(crc, castagnoli, p)
+		if _, werr := enc.Write(p); werr != nil {
+			_ = enc.Abort(werr)
+			return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), werr)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			_ = enc.Abort(err)
+			return nil, fmt.Errorf("basebackup: read %s: %w", e.path(), err)
+		}
+	}
+	stored, err := enc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), err)
+	}
+	r.digest = hex.EncodeToString(sum.Sum(nil))
+	r.crc = crc
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), err)
+	}
+	key := a.Layout.DeltaKey(r.digest)
+	err = a.Store.Create(ctx, key, tmp, stored.Metadata)
 	if errors.Is(err, storage.ErrExist) {
-		// Stored meanwhile by another backup: reuse it.
+		// Stored before or meanwhile (by another backup, or by this one
+		// for a file whose bytes became these): reuse it.
 		st, err := a.Store.Stat(ctx, key)
 		if err != nil {
-			return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+			return nil, fmt.Errorf("basebackup: delta object %s: %w", key, err)
 		}
-		s.ok, s.reused, s.stored = true, true, st.Size
-		return nil
+		r.reused, r.stored = true, st.Size
+		return r, nil
 	}
 	if err != nil {
-		return fmt.Errorf("basebackup: store delta object %s: %w", key, err)
+		return nil, fmt.Errorf("basebackup: store delta object %s: %w", key, err)
 	}
-	if got := hex.EncodeToString(sum.Sum(nil)); got != digest {
-		// The object holds other bytes than its name says: it goes.
-		if err := a.Store.Delete(context.WithoutCancel(ctx), key); err != nil {
-			return fmt.Errorf("basebackup: delete delta object %s, whose file %s changed while it was stored: %w", key, e.path(), err)
-		}
-		w.l.log.Debug().Str("file", e.path()).Msg("file changed while stored as a delta object")
-		return nil
-	}
-	s.ok, s.stored = true, stored.StoredSize
-	return nil
+	r.stored = stored.StoredSize
+	return r, nil
 }
 
 // hashFile reads e up to its scanned size (padding with zeros a file that
@@ -414,7 +457,7 @@ func (l *localBackup) recheckReused(ctx context.Context, files []*deltaFileResul
 	seen := map[string]bool{}
 	a := l.o.Archive
 	for _, f := range files {
-		if f.gone || f.demoted || !f.reused || seen[f.digest] {
+		if f.gone || !f.reused || seen[f.digest] {
 			continue
 		}
 		seen[f.digest] = true

@@ -3,6 +3,7 @@ package basebackup
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -257,24 +258,56 @@ func TestRunDelta_RetentionConcurrent(t *testing.T) {
 	}
 }
 
+// noDeltaDelete is a store whose deletes of delta objects fail, as if
+// the process died before it could make them: what a backup stores under
+// basebackup_delta/ stays as it was stored.
+type noDeltaDelete struct {
+	storage.Store
+	prefix string
+}
+
+func (s noDeltaDelete) Delete(ctx context.Context, key string) error {
+	if strings.HasPrefix(key, s.prefix) {
+		return errors.New("no delete: the process died")
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+// deltaDigestOf is the delta object name of b's bytes.
+func deltaDigestOf(b []byte) string {
+	h := archive.NewDeltaHash()
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // TestRunDelta_FileChangesWhileStored: a large file that changes between
-// the read that names its delta object and the read that stores it is not
-// stored under a name its bytes do not have: the object is deleted and
-// the file goes into a bundle, which restores it.
+// the read that hashes it and the read that stores it is stored under the
+// hash of the bytes the second read gave, never under the first read's
+// (which, with the process dying before it could delete such an object,
+// would stay mislabelled): every delta object holds the bytes its name
+// says, the changed file restores with its new bytes, and a file of the
+// same first bytes that did not change gets its own object. Nothing is
+// left in the staging directory.
 func TestRunDelta_FileChangesWhileStored(t *testing.T) {
 	major := pgtest.Versions()[len(pgtest.Versions())-1]
 	ctx := testContext(t)
 	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
+	orig := strings.Repeat("a", 300<<10)
 	blob := filepath.Join(c.DataDir, "hoard_test_blob")
-	if err := os.WriteFile(blob, []byte(strings.Repeat("a", 300<<10)), 0o600); err != nil {
-		t.Fatal(err)
+	same := filepath.Join(c.DataDir, "hoard_test_same")
+	for _, p := range []string{blob, same} {
+		if err := os.WriteFile(p, []byte(orig), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Chown(t, p)
 	}
-	pgtest.Chown(t, blob)
 	a := encryptedArchive(t, compress.Zstd)
+	a.Store = noDeltaDelete{Store: a.Store, prefix: a.Layout.Dir(archive.DeltaDir)}
 	changed := strings.Repeat("c", 300<<10)
+	staging := filepath.Join(t.TempDir(), "staging")
 	info, err := Run(ctx, Options{
 		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10,
+		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: staging,
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		beforeStore: func(path string) {
 			if path == blob {
@@ -284,14 +317,8 @@ func TestRunDelta_FileChangesWhileStored(t *testing.T) {
 			}
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := deltaFiles(t, a, info)["hoard_test_blob"]
-	if !f.ShouldBeBundled || f.Hexdigest != "" {
-		t.Errorf("changed file in the manifest: %+v, want bundled", f)
-	}
-	for k := range deltaObjectsOf(t, a) {
+	objs := deltaObjectsOf(t, a)
+	for k := range objs {
 		rc, _, err := a.Codec.Open(ctx, a.Store, k)
 		if err != nil {
 			t.Fatal(err)
@@ -303,9 +330,29 @@ func TestRunDelta_FileChangesWhileStored(t *testing.T) {
 			t.Errorf("%s does not hold the bytes its name says (%v)", k, err)
 		}
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := deltaFiles(t, a, info)
+	if f := files["hoard_test_blob"]; f.Hexdigest != deltaDigestOf([]byte(changed)) {
+		t.Errorf("changed file in the manifest: %+v, want the digest of its new bytes", f)
+	}
+	if f := files["hoard_test_same"]; f.Hexdigest != deltaDigestOf([]byte(orig)) {
+		t.Errorf("unchanged file in the manifest: %+v, want the digest of its bytes", f)
+	}
+	for _, d := range []string{deltaDigestOf([]byte(changed)), deltaDigestOf([]byte(orig))} {
+		if _, ok := objs[a.Layout.DeltaKey(d)]; !ok {
+			t.Errorf("no delta object %s", d)
+		}
+	}
+	if left, err := os.ReadDir(staging); err != nil || len(left) != 0 {
+		t.Errorf("staging directory after the backup: %v, %v", left, err)
+	}
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	r := restoreDeltaBackup(t, a, info.Name, major, walDir)
-	if data, err := os.ReadFile(filepath.Join(r.DataDir, "hoard_test_blob")); err != nil || string(data) != changed {
-		t.Errorf("restored blob: %d bytes, %v", len(data), err)
+	for p, want := range map[string]string{"hoard_test_blob": changed, "hoard_test_same": orig} {
+		if data, err := os.ReadFile(filepath.Join(r.DataDir, p)); err != nil || string(data) != want {
+			t.Errorf("restored %s: %d bytes, %v", p, len(data), err)
+		}
 	}
 }

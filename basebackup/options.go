@@ -95,6 +95,12 @@ type Options struct {
 	// basebackup_delta_mode_chunk_size; 0: ChunkSize) are ModeDelta's.
 	DeltaMinFileSize int64
 	DeltaChunkSize   int64
+	// TempDir is where ModeDelta stages each new delta object, compressed
+	// and encrypted, before storing it (created if missing; each file is
+	// unlinked as soon as it is created, so none outlives its upload or a
+	// crash); "" means os.TempDir(). It needs room for Parallel delta
+	// objects as stored, each at most one relation segment (1 GiB).
+	TempDir string
 	// Parallel is the number of chunks in flight: being read,
 	// compressed, encrypted and stored at once (local-tar: the workers;
 	// BASE_BACKUP: the chunk being written and those still uploading).
@@ -185,6 +191,9 @@ func (o *Options) validate() error {
 	}
 	if o.DeltaChunkSize == 0 {
 		o.DeltaChunkSize = o.ChunkSize
+	}
+	if o.TempDir == "" {
+		o.TempDir = os.TempDir()
 	}
 	if o.Parallel == 0 {
 		o.Parallel = runtime.NumCPU()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -130,6 +131,7 @@ func basebackupOptions(c *cli.Context, env *siteEnv, decided time.Time, reason s
 		ChunkSize:          env.site.BasebackupChunkSize,
 		DeltaMinFileSize:   env.site.BasebackupDeltaModeMinDeltaFileSize,
 		DeltaChunkSize:     env.site.BasebackupDeltaModeChunkSize,
+		TempDir:            basebackupTempDir(env.cfg, env.name),
 		Parallel:           basebackupParallel(env.site),
 		CompressionThreads: env.site.BasebackupCompressionThreads,
 		Reason:             reason,
@@ -140,6 +142,16 @@ func basebackupOptions(c *cli.Context, env *siteEnv, decided time.Time, reason s
 		Version:            "hoard " + c.App.Version,
 		Logger:             env.log,
 	}
+}
+
+// basebackupTempDir is where delta mode stages new delta objects:
+// <backup_location>/<site>/basebackup_incoming, as PGHoard's, or the
+// system's temporary directory without backup_location.
+func basebackupTempDir(cfg *config.Config, site string) string {
+	if cfg.BackupLocation == "" {
+		return ""
+	}
+	return filepath.Join(cfg.BackupLocation, site, "basebackup_incoming")
 }
 
 // basebackupMode maps basebackup_mode to how a backup reads the cluster:

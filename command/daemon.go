@@ -186,6 +186,7 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 			ChunkSize:          site.BasebackupChunkSize,
 			DeltaMinFileSize:   site.BasebackupDeltaModeMinDeltaFileSize,
 			DeltaChunkSize:     site.BasebackupDeltaModeChunkSize,
+			TempDir:            basebackupTempDir(cfg, name),
 			Parallel:           basebackupParallel(site),
 			CompressionThreads: site.BasebackupCompressionThreads,
 			BasebackupMode:     basebackupModeName(site),
