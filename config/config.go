@@ -3,6 +3,7 @@ package config
 import (
 	"path"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/hoardbackup/hoard/storage"
@@ -148,12 +149,7 @@ func (c *Config) Source(jsonPath string) string {
 	return "default"
 }
 
-func (c *Config) setSource(jsonPath, src string) {
-	if c.sources == nil {
-		c.sources = map[string]string{}
-	}
-	c.sources[jsonPath] = src
-}
+func (c *Config) setSource(jsonPath, src string) { c.sources[jsonPath] = src }
 
 // finish fills the defaults that depend on other values: restore_prefetch,
 // alert_file_dir, site prefixes, slots and the fallback local storage, and
@@ -202,11 +198,5 @@ func (c *Config) finish(cwd string) {
 	}
 }
 
-func parentPath(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '.' || p[i] == '[' {
-			return p[:i]
-		}
-	}
-	return ""
-}
+// parentPath is the path of the object or list that holds p.
+func parentPath(p string) string { return p[:max(strings.LastIndexAny(p, ".["), 0)] }

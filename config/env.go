@@ -119,25 +119,14 @@ func (e *envReader) get(name string) (string, bool) {
 	return v, v != ""
 }
 
-func (e *envReader) any() bool {
-	for _, ev := range EnvVars {
-		if ev.Site {
-			if _, ok := e.peek(ev.Name); ok {
-				return true
-			}
-		}
-	}
-	return false
+// anySite tells whether a variable of the site's keys is set.
+func (e *envReader) anySite() bool {
+	return slices.ContainsFunc(EnvVars, func(ev EnvVar) bool { return ev.Site && e.isSet(ev.Name) })
 }
 
-func (e *envReader) peek(name string) (string, bool) {
-	if v := e.getenv(name); v != "" {
-		return v, true
-	}
-	if e.file[name] && e.getenv(name+"_FILE") != "" {
-		return "", true
-	}
-	return "", false
+// isSet tells whether name, or name_FILE where that is taken, is set.
+func (e *envReader) isSet(name string) bool {
+	return e.getenv(name) != "" || e.file[name] && e.getenv(name+"_FILE") != ""
 }
 
 // set applies the variable name, if set, to the field f at path.
@@ -186,16 +175,11 @@ func applyEnv(c *Config, getenv func(string) string, ps *problems) {
 // of its objects that are always there (compression). object_storage and
 // encryption_keys have their own rules (storage, keyPair).
 func (e *envReader) object(c *Config, path string, table []key, v reflect.Value) {
-	for i := range table {
-		k := &table[i]
-		f := v.FieldByName(k.field)
-		switch {
-		case k.env != "":
-			e.set(c, join(path, k.name), k.env, f)
-		case f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[ObjectStorage]():
-			e.object(c, join(path, k.name), k.keys, f)
+	fields(path, table, v, func(p string, k *key, f reflect.Value) {
+		if k.env != "" {
+			e.set(c, p, k.env, f)
 		}
-	}
+	})
 }
 
 // storage applies HOARD_STORAGE_URL or HOARD_STORAGE_TYPE (each replaces
@@ -230,7 +214,7 @@ func (e *envReader) storage(c *Config, site string, s *Site) {
 		if ev.Storage == "" {
 			continue
 		}
-		if _, ok := e.peek(ev.Name); !ok {
+		if !e.isSet(ev.Name) {
 			continue
 		}
 		if have := s.ObjectStorage.Type; have != ev.Storage {
@@ -281,7 +265,7 @@ func envSite(c *Config, e *envReader) (string, *Site) {
 		c.BackupSites[name] = s
 		return name, s
 	}
-	if !e.any() {
+	if !e.anySite() {
 		return "", nil
 	}
 	if want != "" {

@@ -70,25 +70,33 @@ func (k *key) accepts(typ string) bool {
 	return k.types == "" || slices.Contains(strings.Fields(k.types), typ)
 }
 
+// fields calls fn with each row of table, its JSON path and its field in
+// the struct v; for an object that is always there (compression), with
+// each of its rows in turn.
+func fields(path string, table []key, v reflect.Value, fn func(path string, k *key, f reflect.Value)) {
+	for i := range table {
+		k, f := &table[i], v.FieldByName(table[i].field)
+		if kd, _ := kindOf(f.Type()); kd == nil && f.Kind() == reflect.Struct {
+			fields(join(path, k.name), k.keys, f, fn)
+		} else {
+			fn(join(path, k.name), k, f)
+		}
+	}
+}
+
 // setDefaults sets the fields of the struct v that table gives a default,
 // and makes its maps of objects empty rather than nil.
 func setDefaults(v reflect.Value, table []key) {
-	for i := range table {
-		k := &table[i]
-		f := v.FieldByName(k.field)
-		switch {
+	fields("", table, v, func(_ string, k *key, f reflect.Value) {
+		switch t := f.Type(); {
+		case k.def != nil && t.Kind() == reflect.Pointer:
+			set(f, reflect.ValueOf(k.def).Convert(t.Elem()).Interface())
 		case k.def != nil:
-			t := f.Type()
-			if t.Kind() == reflect.Pointer {
-				t = t.Elem()
-			}
 			set(f, reflect.ValueOf(k.def).Convert(t).Interface())
 		case f.Kind() == reflect.Map && k.keys != nil:
-			f.Set(reflect.MakeMap(f.Type()))
-		case f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[ObjectStorage]():
-			setDefaults(f, k.keys)
+			f.Set(reflect.MakeMap(t))
 		}
-	}
+	})
 }
 
 // newObject returns a pointer to a new struct of type t with table's

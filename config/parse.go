@@ -87,19 +87,9 @@ func decodeJSON(data []byte) (any, error) {
 
 // position turns a byte offset into "line L, column C" (1-based).
 func position(data []byte, off int64) string {
-	if off > int64(len(data)) {
-		off = int64(len(data))
-	}
-	line, col := 1, 1
-	for _, b := range data[:off] {
-		if b == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
-	}
-	return fmt.Sprintf("line %d, column %d", line, col)
+	before := data[:min(off, int64(len(data)))]
+	line := bytes.Count(before, []byte("\n")) + 1
+	return fmt.Sprintf("line %d, column %d", line, len(before)-bytes.LastIndexByte(before, '\n'))
 }
 
 // decoder reads a generic JSON value (decoded with UseNumber) into the

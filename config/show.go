@@ -75,20 +75,14 @@ func (w *walker) value(path string, k *key, f reflect.Value) {
 		w.object(path, k.keys, f.Elem())
 	case reflect.Map:
 		w.add(path, "object", nil, k)
-		var names []string
-		for _, n := range f.MapKeys() {
-			names = append(names, n.String())
-		}
-		slices.Sort(names)
 		if w.docs {
 			f = reflect.MakeMap(f.Type())
 			f.SetMapIndex(reflect.ValueOf(k.each), newMember(f.Type().Elem(), k.keys))
-			names = []string{k.each}
 		}
-		for _, name := range names {
-			p := join(path, name)
-			w.add(p, "object", nil, &key{name: name, doc: k.eachDoc})
-			w.object(p, k.keys, reflect.Indirect(f.MapIndex(reflect.ValueOf(name))))
+		for _, name := range slices.SortedFunc(f.Seq(), func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) }) {
+			p := join(path, name.String())
+			w.add(p, "object", nil, &key{name: name.String(), doc: k.eachDoc})
+			w.object(p, k.keys, reflect.Indirect(f.MapIndex(name)))
 		}
 	}
 }

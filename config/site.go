@@ -104,21 +104,13 @@ func (c *Config) Site(name string) (string, *Site, error) {
 
 // BasebackupInterval returns the time between scheduled basebackups, and
 // false when automatic basebackups are off (basebackup_interval_hours null).
-func (s *Site) BasebackupInterval() (time.Duration, bool) {
-	if s.BasebackupIntervalHours == nil {
-		return 0, false
-	}
-	return hours(*s.BasebackupIntervalHours), true
-}
+func (s *Site) BasebackupInterval() (time.Duration, bool) { return hours(s.BasebackupIntervalHours, 1) }
 
 // BasebackupIncrementalInterval returns the time between scheduled
 // incremental backups, and false when there are none
 // (basebackup_incremental_interval_hours null).
 func (s *Site) BasebackupIncrementalInterval() (time.Duration, bool) {
-	if s.BasebackupIncrementalIntervalHours == nil {
-		return 0, false
-	}
-	return hours(*s.BasebackupIncrementalIntervalHours), true
+	return hours(s.BasebackupIncrementalIntervalHours, 1)
 }
 
 // BasebackupAnchor returns basebackup_hour and basebackup_minute, and false
@@ -141,20 +133,12 @@ func (s *Site) BasebackupCountMax() (int, bool) {
 
 // BasebackupMaxAge returns basebackup_age_days_max as a duration, and false
 // when it is unset.
-func (s *Site) BasebackupMaxAge() (time.Duration, bool) {
-	if s.BasebackupAgeDaysMax == nil {
-		return 0, false
-	}
-	return hours(*s.BasebackupAgeDaysMax * 24), true
-}
+func (s *Site) BasebackupMaxAge() (time.Duration, bool) { return hours(s.BasebackupAgeDaysMax, 24) }
 
 // RestoreTestInterval returns restore_test_interval_hours as a duration, and
 // false when scheduled test restores are off.
 func (s *Site) RestoreTestInterval() (time.Duration, bool) {
-	if s.RestoreTestIntervalHours == nil {
-		return 0, false
-	}
-	return hours(*s.RestoreTestIntervalHours), true
+	return hours(s.RestoreTestIntervalHours, 1)
 }
 
 // EncryptionKey returns the key new uploads are encrypted with, and false
@@ -176,6 +160,11 @@ func (s *Site) EffectiveBasebackupMode() string {
 	return s.BasebackupMode
 }
 
-func hours(h float64) time.Duration {
-	return time.Duration(h * float64(time.Hour))
+// hours returns *n units of that many hours as a duration, and false when
+// n is nil (the key is null).
+func hours(n *float64, unit float64) (time.Duration, bool) {
+	if n == nil {
+		return 0, false
+	}
+	return time.Duration(*n * unit * float64(time.Hour)), true
 }
