@@ -53,8 +53,6 @@ const DefaultDeltaMinFileSize = 10 << 20
 
 // deltaBackup is what a delta backup adds to a local one.
 type deltaBackup struct {
-	bundleRoot *root // the data directory with member names relative to it
-
 	mu       sync.Mutex
 	inflight map[string]*digestState // digest → its object, decided once per backup
 }
@@ -92,10 +90,7 @@ type deltaResult struct {
 // copyDelta stores the files of a delta backup, bundles then delta
 // objects, and returns the manifest.
 func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaResult, error) {
-	d := &deltaBackup{
-		bundleRoot: &root{dir: l.pgdata, prefix: "", main: true},
-		inflight:   map[string]*digestState{},
-	}
+	d := &deltaBackup{inflight: map[string]*digestState{}}
 	l.deltaState = d
 	if err := os.MkdirAll(l.o.TempDir, 0o700); err != nil {
 		return nil, fmt.Errorf("basebackup: delta objects are staged in %s: %w", l.o.TempDir, err)
@@ -106,15 +101,27 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	st := &dm.SnapshotResult.State
 	st.RootGlobs = []string{"**/*"}
 	st.EmptyDirs = []string{"."}
+	// Every path is relative to the data directory, a tablespace's
+	// through its link: pg_tblspc/<oid>/PG_<version>_<catalog>/...
+	// (PGHoard names bundle members, delta objects' files and
+	// directories so, relative to the data directory).
+	deltaRoots := map[*root]*root{}
+	for _, e := range l.entries {
+		if deltaRoots[e.root] == nil {
+			r := *e.root
+			r.prefix = r.manifest
+			deltaRoots[e.root] = &r
+		}
+	}
 	var small, large, embed []entry
 	for _, e := range l.entries {
+		e.root = deltaRoots[e.root]
 		switch e.typ {
 		case tar.TypeDir:
-			st.EmptyDirs = append(st.EmptyDirs, e.rel)
+			st.EmptyDirs = append(st.EmptyDirs, e.name())
 		case tar.TypeSymlink:
 			return nil, fmt.Errorf("basebackup: %s is a symbolic link, which delta mode (as PGHoard's) does not store: use basebackup_mode local-tar", e.path())
 		case tar.TypeReg:
-			e.root = d.bundleRoot
 			switch {
 			case e.size <= archive.DeltaEmbedMax:
 				embed = append(embed, e)
@@ -151,8 +158,8 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	missingOK := func(rel string) bool { return strings.Contains(rel, "/") } // PGHoard: only top-level files must exist
 	for i := range small {
 		e := &small[i]
-		if sent[e.rel] {
-			st.Files = append(st.Files, archive.DeltaFile{RelativePath: e.rel, FileSize: e.size, MtimeNS: e.mtime.UnixNano(), ShouldBeBundled: true, MissingOK: missingOK(e.rel)})
+		if sent[e.name()] {
+			st.Files = append(st.Files, archive.DeltaFile{RelativePath: e.name(), FileSize: e.size, MtimeNS: e.mtime.UnixNano(), ShouldBeBundled: true, MissingOK: missingOK(e.name())})
 		}
 	}
 	hashes := map[string]bool{}
@@ -161,8 +168,8 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 			continue
 		}
 		st.Files = append(st.Files, archive.DeltaFile{
-			RelativePath: f.e.rel, FileSize: f.size, StoredFileSize: f.stored, MtimeNS: f.e.mtime.UnixNano(),
-			Hexdigest: f.digest, MissingOK: missingOK(f.e.rel),
+			RelativePath: f.e.name(), FileSize: f.size, StoredFileSize: f.stored, MtimeNS: f.e.mtime.UnixNano(),
+			Hexdigest: f.digest, MissingOK: missingOK(f.e.name()),
 		})
 		dr.pgFiles = append(dr.pgFiles, pgManifestFile{path: f.e.manifestPath(), size: f.size, mtime: f.e.mtime, crc32c: f.crc})
 		dr.plain += f.size
@@ -187,7 +194,7 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 			return nil, fmt.Errorf("basebackup: %w", err)
 		}
 		b64 := base64.StdEncoding.EncodeToString(data)
-		st.Files = append(st.Files, archive.DeltaFile{RelativePath: e.rel, FileSize: int64(len(data)), MtimeNS: e.mtime.UnixNano(), ContentB64: &b64, MissingOK: missingOK(e.rel)})
+		st.Files = append(st.Files, archive.DeltaFile{RelativePath: e.name(), FileSize: int64(len(data)), MtimeNS: e.mtime.UnixNano(), ContentB64: &b64, MissingOK: missingOK(e.name())})
 		dr.pgFiles = append(dr.pgFiles, pgManifestFile{path: e.manifestPath(), size: int64(len(data)), mtime: e.mtime, crc32c: crc32c(data)})
 		dr.plain += int64(len(data))
 		dr.stored += int64(len(data))
@@ -413,7 +420,7 @@ func (w *worker) hashFile(e *entry, sum hash.Hash) (crc uint32, gone bool, err e
 	defer f.Close()
 	var fc *fileCheck
 	if e.check && w.l.check != nil {
-		fc = &fileCheck{pageCheck: w.l.check, name: "pgdata/" + e.rel, path: e.path(), first: e.segno * w.l.check.segBlocks}
+		fc = &fileCheck{pageCheck: w.l.check, name: e.name(), path: e.path(), first: e.segno * w.l.check.segBlocks}
 	}
 	var off int64
 	for off < e.size {
@@ -464,7 +471,7 @@ func (l *localBackup) recheckReused(ctx context.Context, files []*deltaFileResul
 		key := a.Layout.DeltaKey(f.digest)
 		if _, err := a.Store.Stat(ctx, key); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				return fmt.Errorf("basebackup: delta object %s, which this backup reuses for %s, was deleted while it ran (by a retention run that did not see it?): take the backup again", key, f.e.rel)
+				return fmt.Errorf("basebackup: delta object %s, which this backup reuses for %s, was deleted while it ran (by a retention run that did not see it?): take the backup again", key, f.e.name())
 			}
 			return fmt.Errorf("basebackup: delta object %s: %w", key, err)
 		}

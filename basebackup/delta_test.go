@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -354,5 +355,80 @@ func TestRunDelta_FileChangesWhileStored(t *testing.T) {
 		if data, err := os.ReadFile(filepath.Join(r.DataDir, p)); err != nil || string(data) != want {
 			t.Errorf("restored %s: %d bytes, %v", p, len(data), err)
 		}
+	}
+}
+
+// TestRunDelta_Tablespace backs up a cluster with a tablespace in delta
+// mode: the tablespace's files are named relative to the data directory
+// through its link (pg_tblspc/<oid>/PG_.../...), its large table as a
+// delta object, its small one in a bundle, and the control object lists
+// the tablespace as PGHoard's does. Restored with the tablespace moved,
+// pg_verifybackup passes, the link points to the new directory and, with
+// the archived WAL replayed, the rows equal the source's.
+func TestRunDelta_Tablespace(t *testing.T) {
+	vs := pgtest.Versions()
+	for _, major := range slices.Compact([]int{vs[0], vs[len(vs)-1]}) {
+		t.Run(strconv.Itoa(major), func(t *testing.T) {
+			ctx := testContext(t)
+			c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
+			tsDir := pgtest.TempDir(t)
+			c.Exec(t, "create tablespace extra location '"+tsDir+"'")
+			c.Exec(t, "create table big_extra tablespace extra as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
+			c.Exec(t, "create table small_extra tablespace extra as select g as i from generate_series(1, 100) g")
+			c.Exec(t, "create table in_main as select g as i from generate_series(1, 1000) g")
+			c.Exec(t, "checkpoint")
+			oid := c.QueryString(t, "select oid::text from pg_tablespace where spcname = 'extra'")
+			big := c.QueryString(t, "select pg_relation_filepath('big_extra')")
+			small := c.QueryString(t, "select pg_relation_filepath('small_extra')")
+			if !strings.HasPrefix(big, "pg_tblspc/"+oid+"/PG_") || !strings.HasPrefix(small, "pg_tblspc/"+oid+"/PG_") {
+				t.Fatalf("tablespace files %s, %s", big, small)
+			}
+			a := encryptedArchive(t, compress.Zstd)
+			info, err := Run(ctx, Options{
+				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+				Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
+				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := deltaFiles(t, a, info)
+			if f := files[big]; f.Hexdigest == "" {
+				t.Errorf("%s: %+v, want a delta object", big, f)
+			}
+			if f := files[small]; !f.ShouldBeBundled {
+				t.Errorf("%s: %+v, want bundled", small, f)
+			}
+			ctrl, err := a.ReadControl(ctx, info.Key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ts := ctrl.Manifest.Tablespaces["extra"]; ts.Path != tsDir || strconv.FormatUint(uint64(ts.OID), 10) != oid {
+				t.Errorf("control object's tablespaces: %+v", ctrl.Manifest.Tablespaces)
+			}
+			for _, ch := range ctrl.Manifest.Chunks {
+				for _, f := range ch.Files {
+					if strings.HasPrefix(f, "pgdata/") || strings.HasPrefix(f, "tablespaces/") {
+						t.Errorf("bundle member %s is not named relative to the data directory", f)
+					}
+				}
+			}
+
+			c.Exec(t, "insert into big_extra select g, 'after' from generate_series(20001, 20100) g")
+			want := tableDigests(t, c, "big_extra", "small_extra", "in_main")
+			archivetest.StoreArchivedWAL(t, c, walDir, a)
+			moved := filepath.Join(pgtest.TempDir(t), "extra")
+			r := restoreAndStart(t, a, major, walDir, map[string]string{"extra": moved})
+			if got := tableDigests(t, r, "big_extra", "small_extra", "in_main"); got["big_extra"] != want["big_extra"] ||
+				got["small_extra"] != want["small_extra"] || got["in_main"] != want["in_main"] {
+				t.Errorf("restored %v, want %v", got, want)
+			}
+			if link, err := os.Readlink(filepath.Join(r.DataDir, "pg_tblspc", oid)); err != nil || link != moved {
+				t.Errorf("pg_tblspc/%s -> %q (%v), want %s", oid, link, err, moved)
+			}
+			if _, err := os.Stat(filepath.Join(moved, strings.TrimPrefix(big, "pg_tblspc/"+oid+"/"))); err != nil {
+				t.Errorf("big table's file in the moved tablespace: %v", err)
+			}
+		})
 	}
 }

@@ -175,9 +175,6 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 		o.Parallel = n
 	}
 	l := &localBackup{o: o, log: log, sql: sql, srv: srv, pgdata: pgdata, spc: spc, compressionThreads: o.CompressionThreads, delta: o.Mode == ModeDelta}
-	if l.delta && len(spc) > 0 {
-		return nil, fmt.Errorf("basebackup: the cluster has %d tablespaces; delta mode stores the data directory only (as PGHoard's, whose delta manifest names files relative to it): use basebackup_mode local-tar", len(spc))
-	}
 	info, err := l.run(ctx, fallback)
 	if err != nil {
 		l.mu.Lock()
@@ -342,7 +339,11 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		return &member{h: newFileHeader(name, mtime), data: data}
 	}
 	oc.backupLabel = file("backup_label", []byte(label), now)
-	if spcmap != "" {
+	if spcmap != "" && !l.delta {
+		// A delta backup has none, as PGHoard's backups: PGHoard's
+		// restore puts a delta backup's tablespace files under
+		// pg_tblspc/<oid>/ in the data directory, which PostgreSQL
+		// would fail to replace with the map's links at startup.
 		oc.tablespaceMap = file("tablespace_map", []byte(spcmap), now)
 	}
 	oc.pgControl = &member{h: newFileHeader("global/pg_control", ctlSt.ModTime()), data: pgControl}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -60,20 +61,23 @@ type deltaEmbedded struct {
 
 // planDelta parses the delta manifest of m and plans each of its paths
 // as restore plans the member pgdata/<path> of a chunk: nothing may leave
-// the data directory, nor go under pg_tblspc/, nor be a file only the
-// control object writes (pg_control, backup_label, tablespace_map).
+// the data directory, nor be a file only the control object writes
+// (pg_control, backup_label, tablespace_map); a path under pg_tblspc/ is
+// refused unless it is pg_tblspc/<oid>/<path> of a tablespace in m, which
+// is planned as tablespaces/<name>/<path> (see planRelative).
 func planDelta(src *archive.Archive, m *archive.Manifest) (*deltaPlan, error) {
 	dm, err := archive.ParseDelta(m)
 	if err != nil {
 		return nil, err
 	}
+	spcs := newDeltaTablespaces(m)
 	st := dm.SnapshotResult.State
 	dp := &deltaPlan{}
 	for _, d := range st.EmptyDirs {
 		if d == "." {
 			continue
 		}
-		p, err := planDeltaPath(d, tar.TypeDir)
+		p, err := planDeltaPath(d, tar.TypeDir, spcs)
 		if err != nil {
 			return nil, fmt.Errorf("delta manifest: empty_dirs: %w", err)
 		}
@@ -82,7 +86,7 @@ func planDelta(src *archive.Archive, m *archive.Manifest) (*deltaPlan, error) {
 		}
 	}
 	for _, f := range st.Files {
-		p, err := planDeltaPath(f.RelativePath, tar.TypeReg)
+		p, err := planDeltaPath(f.RelativePath, tar.TypeReg, spcs)
 		if err != nil {
 			return nil, fmt.Errorf("delta manifest: files: %w", err)
 		}
@@ -97,11 +101,26 @@ func planDelta(src *archive.Archive, m *archive.Manifest) (*deltaPlan, error) {
 	return dp, nil
 }
 
+// deltaTablespaces are the tablespaces of a delta backup: names by OID
+// (as pg_tblspc/<oid> names them) and the set of names.
+type deltaTablespaces struct {
+	byOID map[string]string
+	names map[string]bool
+}
+
+func newDeltaTablespaces(m *archive.Manifest) deltaTablespaces {
+	d := deltaTablespaces{byOID: map[string]string{}, names: tablespaceNames(m)}
+	for name, ts := range m.Tablespaces {
+		d.byOID[strconv.FormatUint(uint64(ts.OID), 10)] = name
+	}
+	return d
+}
+
 // planDeltaPath plans a path of a delta manifest, relative to the data
 // directory, as a member of type typ.
-func planDeltaPath(rel string, typ byte) (memberPlan, error) {
+func planDeltaPath(rel string, typ byte, spcs deltaTablespaces) (memberPlan, error) {
 	h := &tar.Header{Name: rel, Typeflag: typ}
-	p, err := planRelative(h)
+	p, err := planRelative(h, spcs)
 	if err != nil {
 		return p, err
 	}
@@ -113,18 +132,32 @@ func planDeltaPath(rel string, typ byte) (memberPlan, error) {
 
 // planBundle plans member h of a delta backup's bundle, named relative to
 // the data directory.
-func planBundle(h *tar.Header) (memberPlan, error) { return planRelative(h) }
+func planBundle(h *tar.Header, spcs deltaTablespaces) (memberPlan, error) {
+	return planRelative(h, spcs)
+}
 
 // planRelative plans h, named relative to the data directory, as
 // planMember plans pgdata/<name>: an absolute name is refused first, since
-// under pgdata/ it would no longer be one.
-func planRelative(h *tar.Header) (memberPlan, error) {
+// under pgdata/ it would no longer be one. A name pg_tblspc/<oid>/<path>,
+// where oid is one of the backup's tablespaces (hoard's delta backups
+// name a tablespace's files so, relative to the data directory through
+// the tablespace's link), is planned as planMember plans
+// tablespaces/<name>/<path>: in the tablespace's directory, under its
+// PG_<version>_<catalog version> directory. Any other name under
+// pg_tblspc/ is refused, as planMember refuses it.
+func planRelative(h *tar.Header, spcs deltaTablespaces) (memberPlan, error) {
 	if strings.HasPrefix(h.Name, "/") || h.Name == "" {
 		return memberPlan{}, fmt.Errorf("%q: absolute or empty name: %w", h.Name, ErrUnsafeMember)
 	}
 	mapped := *h
 	mapped.Name = "pgdata/" + h.Name
-	p, err := planMember(&mapped, nil, false)
+	if rest, ok := strings.CutPrefix(h.Name, "pg_tblspc/"); ok {
+		oid, rest, _ := strings.Cut(rest, "/")
+		if name, ok := spcs.byOID[oid]; ok {
+			mapped.Name = "tablespaces/" + name + "/" + rest
+		}
+	}
+	p, err := planMember(&mapped, spcs.names, false)
 	if err != nil {
 		return p, fmt.Errorf("%q: %w", h.Name, err)
 	}
@@ -132,9 +165,10 @@ func planRelative(h *tar.Header) (memberPlan, error) {
 }
 
 // CheckBundleMember is the check restore applies to each member of a
-// delta backup's bundle before writing it: for verify.
-func CheckBundleMember(h *tar.Header) error {
-	_, err := planBundle(h)
+// delta backup's bundle (of the backup whose manifest is m) before
+// writing it: for verify.
+func CheckBundleMember(m *archive.Manifest, h *tar.Header) error {
+	_, err := planBundle(h, newDeltaTablespaces(m))
 	return err
 }
 
@@ -156,13 +190,13 @@ type deltaJob struct {
 // data directory, the bundles and objects on a pool of o.Parallel
 // workers.
 func (o *Options) restoreDelta(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, m *archive.Manifest, dp *deltaPlan, res *Result) error {
-	root := ex.roots[""]
 	for _, d := range dp.dirs {
-		if err := root.MkdirAll(d.rel, 0o700); err != nil {
+		if err := ex.roots[d.spc].MkdirAll(d.rel, 0o700); err != nil {
 			return fmt.Errorf("delta manifest: create directory %s: %w", d.rel, err)
 		}
 	}
 	ex.bundles = true
+	ex.deltaSpcs = newDeltaTablespaces(m)
 	jobs := make([]deltaJob, 0, len(m.Chunks)+len(dp.objects))
 	p := &progress{}
 	for i := range m.Chunks {

@@ -150,10 +150,41 @@ func TestRun_PGHoardDeltaErrTampered(t *testing.T) {
 func TestCheckMember_RelativeNamesAbsolute(t *testing.T) {
 	for _, name := range []string{"/etc/cron.d/x", "//etc/x", "/"} {
 		h := &tar.Header{Name: name, Typeflag: tar.TypeReg, Size: 1}
-		for what, check := range map[string]func(*tar.Header) error{"single": CheckSingleMember, "bundle": CheckBundleMember} {
+		bundle := func(h *tar.Header) error { return CheckBundleMember(&archive.Manifest{}, h) }
+		for what, check := range map[string]func(*tar.Header) error{"single": CheckSingleMember, "bundle": bundle} {
 			if err := check(h); !errors.Is(err, ErrUnsafeMember) || !strings.Contains(err.Error(), name) {
 				t.Errorf("%s member %q: %v, want ErrUnsafeMember naming it", what, name, err)
 			}
+		}
+	}
+}
+
+// TestCheckBundleMember_Tablespaces: a delta backup names a tablespace's
+// files pg_tblspc/<oid>/PG_<version>_<catalog>/...; restore takes such a
+// name into the tablespace's directory only when the oid is one of the
+// backup's tablespaces and the file is under its version directory, and
+// refuses anything else under pg_tblspc/.
+func TestCheckBundleMember_Tablespaces(t *testing.T) {
+	m := &archive.Manifest{Tablespaces: map[string]archive.ManifestTablespace{"extra": {Path: "/srv/extra", OID: 16385}}}
+	spcs := newDeltaTablespaces(m)
+	for name, want := range map[string]memberPlan{
+		"pg_tblspc/16385/PG_15_202209061/5/16386": {kind: memberFile, spc: "extra", rel: "PG_15_202209061/5/16386"},
+		"base/5/16386": {kind: memberFile, rel: "base/5/16386"},
+	} {
+		p, err := planBundle(&tar.Header{Name: name, Typeflag: tar.TypeReg}, spcs)
+		if err != nil || p != want {
+			t.Errorf("%s: %+v, %v; want %+v", name, p, err, want)
+		}
+	}
+	for _, name := range []string{
+		"pg_tblspc/16399/PG_15_202209061/5/16386", // not the backup's
+		"pg_tblspc/16385/other/x",                 // outside the version directory
+		"pg_tblspc/16385/PG_15_202209061/../../x", // ..
+		"pg_tblspc/16385",                         // the link itself, as a file
+		"pg_tblspc/x",
+	} {
+		if err := CheckBundleMember(m, &tar.Header{Name: name, Typeflag: tar.TypeReg}); !errors.Is(err, ErrUnsafeMember) {
+			t.Errorf("%s: %v, want ErrUnsafeMember", name, err)
 		}
 	}
 }

@@ -30,6 +30,9 @@ type extractor struct {
 	// basebackup_delta_chunk/ with members named relative to the data
 	// directory (see planBundle).
 	bundles bool
+	// deltaSpcs are the tablespaces of the delta backup whose bundles
+	// are extracted.
+	deltaSpcs deltaTablespaces
 	// incr is set while the chunks of an incremental backup are written
 	// over its parents' files (see incrementalLevel).
 	incr *incrementalLevel
@@ -81,7 +84,7 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *ma
 		}
 		var p memberPlan
 		if e.bundles {
-			p, err = planBundle(h)
+			p, err = planBundle(h, e.deltaSpcs)
 		} else {
 			p, err = planMember(h, e.spcs, false)
 		}

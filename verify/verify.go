@@ -558,7 +558,7 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 		}
 		check := func() error { return restore.CheckChunkMember(m, h) }
 		if bundle {
-			check = func() error { return restore.CheckBundleMember(h) }
+			check = func() error { return restore.CheckBundleMember(m, h) }
 		}
 		if single {
 			check = func() error { return restore.CheckSingleMember(h) }
