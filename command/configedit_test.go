@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // configTestdata holds the configuration files config's tests read.
@@ -185,17 +186,7 @@ func TestWriteOrdered(t *testing.T) {
 // FuzzOrdered checks that addEncryptionKey's order-keeping re-encoding
 // never changes what a JSON document means.
 func FuzzOrdered(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join(configTestdata, "*.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, p := range files {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
+	testio.AddFiles(f, filepath.Join(configTestdata, "*.json"))
 	f.Add([]byte(`{"a": 1, "a": [2, {"b": "\u00e9\n"}], "c": -0.5e-3}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, err := decodeOrdered(data)

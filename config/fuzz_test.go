@@ -1,25 +1,16 @@
 package config
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // FuzzParse checks that no input makes Parse panic, and that a config it
 // accepts validates and renders its nodes.
 func FuzzParse(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, p := range files {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
+	testio.AddFiles(f, filepath.Join("testdata", "*.json"))
 	f.Add([]byte(`{"backup_sites": {"a": {"nodes": ["host='x"], "basebackup_count": 1e400}}}`))
 	f.Add([]byte(`{"backup_location": "/b", "backup_sites": {"a": {"object_storage": {"url": "%zz"}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

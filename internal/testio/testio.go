@@ -1,11 +1,13 @@
 // Package testio holds small helpers that tests of several packages
 // share: a buffer that a process or server writes while the test reads it,
-// and a free loopback port.
+// a free loopback port, and fuzz seeds read from files.
 package testio
 
 import (
 	"bytes"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -40,4 +42,21 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// AddFiles adds the contents of each file matching pattern to f's seed
+// corpus.
+func AddFiles(f *testing.F, pattern string) {
+	f.Helper()
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range files {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
 }
