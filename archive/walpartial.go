@@ -41,6 +41,13 @@ const MetaPartialDataSize = "partial-data-size"
 // with a longer copy cannot make the archive worse than before.
 //
 // When the stored object already has the file's hash, nothing is written.
+//
+// With o.StoredPartial (the caller stored the last copy itself, of a
+// file that size, and nothing wrote the name since), the store is not
+// asked: a shorter file is Stale, any other is stored. The daemon's
+// receiver stores the copies of a growing segment this way, one at a
+// time and in order, so a copy costs one round trip (the PUT) instead of
+// two.
 func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions) (PushResult, error) {
 	name := filepath.Base(path)
 	if !wal.IsPartialName(name) {
@@ -57,7 +64,14 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 		return res, fmt.Errorf("put partial %s: %w", path, err)
 	}
 
-	switch obj, err := a.Store.Stat(ctx, res.Key); {
+	switch obj, err := a.statPartial(ctx, res.Key, o.StoredPartial); {
+	case errors.Is(err, errKnownPartial):
+		// Both files are prefixes of the same stream: a shorter file
+		// holds no more WAL.
+		if o.StoredPartial > src.size {
+			res.Stale = true
+			return res, nil
+		}
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
 		return res, fmt.Errorf("put partial %s: stat %s: %w", path, res.Key, err)
@@ -83,6 +97,20 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 		return res, fmt.Errorf("put partial %s: %w", path, err)
 	}
 	return res, nil
+}
+
+// errKnownPartial is statPartial's answer when the caller knows what
+// the stored .partial holds.
+var errKnownPartial = errors.New("stored .partial known")
+
+// statPartial stats the stored .partial key, unless known (the caller's
+// PushOptions.StoredPartial) says how much WAL it holds: then it returns
+// errKnownPartial without a round trip.
+func (a *Archive) statPartial(ctx context.Context, key string, known int64) (storage.Object, error) {
+	if known > 0 {
+		return storage.Object{}, errKnownPartial
+	}
+	return a.Store.Stat(ctx, key)
 }
 
 // storedDataSize returns how many bytes of WAL the stored .partial obj

@@ -137,6 +137,64 @@ func TestArchive_PutPartialWAL_NeverBackwards(t *testing.T) {
 	}
 }
 
+// statCounter counts the Stat calls made to its store.
+type statCounter struct {
+	storage.Store
+	stats int
+}
+
+func (s *statCounter) Stat(ctx context.Context, key string) (storage.Object, error) {
+	s.stats++
+	return s.Store.Stat(ctx, key)
+}
+
+// With StoredPartial (the caller stored the last copy, of that size), the
+// store is not asked: a longer copy is stored with one request, a shorter
+// one is Stale and not stored. The copies are trimmed, as the daemon's
+// receiver uploads a growing segment: no padding.
+func TestArchive_PutPartialWAL_StoredPartial(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	st := &statCounter{Store: a.Store}
+	a.Store = st
+	dir := t.TempDir()
+	name := "000000010000000000000005"
+	full := waltest.Segment(t, name, 1<<20, 5)
+	short, longer := full[:300000], full[:700000]
+
+	// The first copy of a run asks the store.
+	res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", short), PushOptions{})
+	if err != nil || !res.Uploaded || st.stats != 1 {
+		t.Fatalf("first copy: %+v, %v, %d stats", res, err, st.stats)
+	}
+	res, err = a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", longer), PushOptions{StoredPartial: int64(len(short))})
+	if err != nil || !res.Uploaded || res.Stale {
+		t.Fatalf("longer copy: %+v, %v", res, err)
+	}
+	if st.stats != 1 {
+		t.Errorf("longer copy after a known one: %d stats, want none", st.stats-1)
+	}
+	if got, md := storedPlain(t, a, res.Key); !bytes.Equal(got, longer) || md[MetaPartialDataSize] != strconv.Itoa(len(longer)) {
+		t.Fatalf("stored %d bytes, %s %q; want the longer copy, %d", len(got), MetaPartialDataSize, md[MetaPartialDataSize], len(longer))
+	}
+	// A shorter copy than the caller says is stored is not written.
+	res, err = a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", short), PushOptions{StoredPartial: int64(len(longer))})
+	if err != nil || res.Uploaded || !res.Stale {
+		t.Fatalf("shorter copy: %+v, %v; want stale", res, err)
+	}
+	if got, _ := storedPlain(t, a, res.Key); !bytes.Equal(got, longer) {
+		t.Fatal("a shorter .partial replaced a longer one")
+	}
+	if st.stats != 1 {
+		t.Errorf("shorter copy after a known one: %d stats, want none", st.stats-1)
+	}
+	// Without it, the store is asked: a shorter copy is Stale too.
+	res, err = a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", short), PushOptions{})
+	if err != nil || res.Uploaded || !res.Stale || st.stats != 2 {
+		t.Fatalf("shorter copy, store asked: %+v, %v, %d stats", res, err, st.stats)
+	}
+}
+
 func TestDataSize(t *testing.T) {
 	for _, tc := range []struct {
 		b    []byte
@@ -177,10 +235,21 @@ func TestArchive_DeletePartialWAL(t *testing.T) {
 }
 
 // BenchmarkPutPartialWAL stores copies of a growing 16 MiB segment
-// holding 1 MiB of WAL, zero-padded as the daemon's .partial copies are,
-// encrypted, into a local store: the cost of one upload in the daemon's
-// synchronous mode, which each copy of the segment so far pays whole.
+// holding 1 MiB of WAL, encrypted, into a local store: the cost of one
+// upload in the daemon's synchronous mode. Padded: zero-padded to the
+// segment size and the store asked first, as the daemon uploaded them
+// before; Trimmed: the WAL only, with StoredPartial, as it does now.
 func BenchmarkPutPartialWAL(b *testing.B) {
+	for _, trimmed := range []bool{false, true} {
+		name := "Padded"
+		if trimmed {
+			name = "Trimmed"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkPutPartialWAL(b, trimmed) })
+	}
+}
+
+func benchmarkPutPartialWAL(b *testing.B, trimmed bool) {
 	const segSize = 16 << 20
 	ctx := context.Background()
 	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: b.TempDir()})
@@ -193,21 +262,26 @@ func BenchmarkPutPartialWAL(b *testing.B) {
 	name := "000000010000000000000005"
 	full := waltest.Segment(b, name, segSize, 5)
 	dir := b.TempDir()
-	b.SetBytes(segSize)
+	var stored int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Each copy holds a little more WAL than the one before.
 		b.StopTimer()
 		n := 1<<20 + i*8192
 		data := append(append([]byte(nil), full[:n]...), make([]byte, segSize-n)...)
+		var o PushOptions
+		if trimmed {
+			data, o.StoredPartial = data[:n], stored
+		}
 		p := writeWALFile(b, dir, name+".partial", data)
 		b.StartTimer()
-		res, err := a.PutPartialWAL(ctx, p, PushOptions{})
+		res, err := a.PutPartialWAL(ctx, p, o)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if !res.Uploaded {
 			b.Fatalf("copy %d not uploaded", i)
 		}
+		stored = int64(len(data))
 	}
 }

@@ -37,6 +37,13 @@ type PushOptions struct {
 	// HashAlgorithm names the digest stored as the hash metadata: sha1 (the
 	// default, as PGHoard) or any other name of HashAlgorithms.
 	HashAlgorithm string
+	// StoredPartial is for PutPartialWAL only: when not zero, the size in
+	// bytes of the file whose copy the caller itself stored last under
+	// this .partial name, with nothing written to the name since (no
+	// failed attempt either). PutPartialWAL then trusts it instead of
+	// asking the store what the stored copy holds: one round trip less
+	// per copy. Zero: unknown, the store is asked.
+	StoredPartial int64
 }
 
 // PushResult describes a pushed WAL file.

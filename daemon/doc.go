@@ -13,7 +13,9 @@
 //     pg_receivexlog or walreceiver, with an uploader that archives
 //     complete segments and .history files with archive.PushWAL
 //     (idempotent, never overwrites) and the growing .partial segment
-//     with Archive.PutPartialWAL (replaces the previous copy). In
+//     with Archive.PutPartialWAL (replaces the previous copy, without
+//     asking the storage first when the receiver knows it stored that
+//     copy itself: PushOptions.StoredPartial). In
 //     archive_command mode WAL arrives through `hoard wal-push`; basic and
 //     standalone_hot_backup capture no WAL;
 //   - the backup loop: one basebackup at a time, when the Schedule says

@@ -64,9 +64,13 @@ func (u *uploader) Upload(ctx context.Context, path string) error {
 	return err
 }
 
-// UploadPartial archives the growing (or final) .partial segment.
-func (u *uploader) UploadPartial(ctx context.Context, path string) error {
-	_, err := u.arch.PutPartialWAL(ctx, path, u.pushOptions(ctx))
+// UploadPartial archives the growing (or final) .partial segment; stored
+// is the size of the copy the receiver stored last (0: unknown, the
+// storage is asked).
+func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64) error {
+	o := u.pushOptions(ctx)
+	o.StoredPartial = stored
+	_, err := u.arch.PutPartialWAL(ctx, path, o)
 	u.record(ctx, err)
 	return err
 }

@@ -106,9 +106,20 @@
 // (logging a warning and recording the error in Status) and deletes it from
 // the spool only after the Uploader returned nil. Files left in the spool
 // are queued again at the next start. With PartialUploadInterval, the
-// growing .partial is fsynced and a copy of its fsynced part (padded with
-// zeros) is uploaded through Uploader.UploadPartial when it grew; a failure
-// waits for the next interval.
+// growing .partial is fsynced and a copy of its fsynced part (that part
+// only, not padded to the segment size) is uploaded through
+// Uploader.UploadPartial when it grew; a failure waits for the next
+// interval. The Uploader hears the size of the copy it stored last, when
+// that copy is known to be the stored one, so it need not ask the
+// storage.
+//
+// With Synchronous, the copy is uploaded whenever the segment grew and no
+// copy is on its way, and the flush position reported to the server is
+// the stored one. Each upload that ends wakes the receive loop, which
+// reports what is now stored and queues the next copy with everything
+// fsynced meanwhile at once. Copies go one at a time: two PUTs of one
+// object in flight may land in either order, and a shorter copy landing
+// last would take back WAL already reported stored.
 //
 // # Disk guard
 //

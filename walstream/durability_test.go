@@ -64,11 +64,11 @@ func (u *archiveUploader) Upload(ctx context.Context, path string) error {
 	return err
 }
 
-func (u *archiveUploader) UploadPartial(ctx context.Context, path string) error {
+func (u *archiveUploader) UploadPartial(ctx context.Context, path string, stored int64) error {
 	if u.failing.Load() {
 		return errStorageDown
 	}
-	_, err := u.a.PutPartialWAL(ctx, path, archive.PushOptions{})
+	_, err := u.a.PutPartialWAL(ctx, path, archive.PushOptions{StoredPartial: stored})
 	u.record(path, true, err)
 	return err
 }

@@ -49,7 +49,9 @@ func newSink(t *testing.T) *sink { return &sink{dir: t.TempDir()} }
 
 func (s *sink) Upload(ctx context.Context, path string) error { return s.put(ctx, path, false) }
 
-func (s *sink) UploadPartial(ctx context.Context, path string) error { return s.put(ctx, path, true) }
+func (s *sink) UploadPartial(ctx context.Context, path string, _ int64) error {
+	return s.put(ctx, path, true)
+}
 
 func (s *sink) put(ctx context.Context, path string, partial bool) error {
 	if err := ctx.Err(); err != nil {

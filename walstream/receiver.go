@@ -182,6 +182,18 @@ type Receiver struct {
 	snapshotMu     sync.Mutex
 	snapshotDone   uploadTask // the last snapshot uploaded: name and length
 	snapshotFailed time.Time  // when the last snapshot upload failed
+	// snapshotKnown is set while the stored .partial is snapshotDone's
+	// copy as far as this Receiver knows: set by a successful snapshot
+	// upload, cleared when one starts (a failed call may or may not have
+	// stored its copy) and at each session's start.
+	snapshotKnown bool
+
+	// wakeMu guards waiting and woken, with which an upload that ends
+	// wakes the synchronous receive loop from its wait for the server's
+	// next message (armWake, wakeReceiver).
+	wakeMu  sync.Mutex
+	waiting context.CancelFunc // ends the loop's wait; nil when not waiting
+	woken   bool               // an upload ended while the loop was not waiting
 
 	// holeChecks holds the hole check waiting for holeLoop.
 	holeChecks chan holeCheck

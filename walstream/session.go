@@ -47,12 +47,6 @@ type session struct {
 	sentFlush pglogrepl.LSN
 }
 
-// syncPoll is how often, in synchronous mode, the receive loop looks for
-// WAL newly stored while a copy is on its way or stored WAL is not yet
-// reported: a commit waits for it at most this much longer than for the
-// storage.
-const syncPoll = 5 * time.Millisecond
-
 // session connects, finds where to resume and streams until ctx ends or
 // an error occurs. It always leaves the partial segment fsynced and the
 // connection closed.
@@ -223,6 +217,7 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 
 	s.tli = tli
 	seg := wal.SegmentOf(uint32(tli), start, segSize)
+	r.forgetSnapshot()
 	if err := r.queuePartials(c, uint32(tli)); err != nil {
 		return 0, err
 	}
@@ -337,15 +332,20 @@ func (s *session) receive(ctx context.Context) error {
 		}
 		switch {
 		case r.opts.Synchronous:
-			switch {
-			case s.r.queue.hasSnapshot() || s.reportable() > s.sentFlush:
-				wake = minTime(wake, now.Add(syncPoll))
-			case s.cur != nil && s.cur.written > r.snapshotUploaded(s.cur.name()+wal.PartialSuffix):
-				// The last copy failed: try again after the delay.
+			// Every upload that ends wakes the wait below (wakeReceiver):
+			// WAL it stored is reported, and the next copy queued, at
+			// once. Only a failed copy is tried again on a timer.
+			if !r.queue.hasSnapshot() && s.cur != nil && s.cur.written > r.snapshotUploaded(s.cur.name()+wal.PartialSuffix) {
 				wake = minTime(wake, r.snapshotFailedAt().Add(r.retryMin))
 			}
 		case r.opts.PartialUploadInterval > 0:
 			wake = minTime(wake, s.nextPartial)
+		}
+		wctx, cancel := context.WithDeadline(ctx, wake)
+		if r.opts.Synchronous && !r.armWake(cancel) {
+			// An upload ended since the wait was last armed.
+			cancel()
+			continue
 		}
 		if guard.paused || s.cur == nil {
 			// Read nothing: the server keeps the WAL for the slot. An
@@ -353,25 +353,25 @@ func (s *session) receive(ctx context.Context) error {
 			// the free space is looked at again at once, so receiving
 			// resumes as fast as uploads make room, not one segment or
 			// two per DiskCheckInterval.
-			t := time.NewTimer(time.Until(wake))
 			select {
-			case <-ctx.Done():
-			case <-t.C:
+			case <-wctx.Done():
 			case <-r.freed:
 				s.nextDiskCheck = time.Now()
 			}
-			t.Stop()
+			r.disarmWake()
+			cancel()
 			continue
 		}
 
-		rctx, cancel := context.WithDeadline(ctx, wake)
-		msg, err := s.conn.ReceiveMessage(rctx)
+		msg, err := s.conn.ReceiveMessage(wctx)
+		ended := wctx.Err() != nil // at wake, or woken by an upload
+		r.disarmWake()
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if pgconn.Timeout(err) {
+			if ended || pgconn.Timeout(err) {
 				continue
 			}
 			return err

@@ -477,3 +477,156 @@ func TestReceive_PausedWakesOnUpload(t *testing.T) {
 		t.Errorf("segment %s opened with the disk still nearly full", s.cur.name())
 	}
 }
+
+// partialCall is one UploadPartial call a partialRecorder received.
+type partialCall struct {
+	name   string
+	size   int64 // of the file offered
+	stored int64
+}
+
+// partialRecorder is an Uploader that records UploadPartial calls and
+// fails them while fail is set.
+type partialRecorder struct {
+	fail  bool
+	calls []partialCall
+}
+
+func (p *partialRecorder) Upload(context.Context, string) error { return nil }
+
+func (p *partialRecorder) UploadPartial(_ context.Context, path string, stored int64) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	p.calls = append(p.calls, partialCall{name: filepath.Base(path), size: fi.Size(), stored: stored})
+	if p.fail {
+		return errors.New("injected failure")
+	}
+	return nil
+}
+
+// A snapshot upload is the fsynced head of the .partial only (trimmed,
+// not padded), and tells the Uploader the size of the copy it stored last
+// (so the Uploader need not ask the storage) only when that copy is known
+// to be the stored one: not for a session's first copy, not after a
+// failed call (it may have stored its copy, or not), not for another
+// segment, not for an ended timeline's final copy.
+func TestUploadSnapshot_stored(t *testing.T) {
+	const segSize = 1 << 20
+	ctx := context.Background()
+	spool := t.TempDir()
+	up := &partialRecorder{}
+	r, err := New(Options{Slot: "hoard", SpoolDir: spool, Uploader: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.segSize.Store(segSize)
+	seg := wal.Segment{Timeline: 1, No: 5}
+	name := seg.Name(segSize) + wal.PartialSuffix
+	next := seg.Next().Name(segSize) + wal.PartialSuffix
+	for _, n := range []string{name, next} {
+		if err := os.WriteFile(filepath.Join(spool, n), make([]byte, segSize), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := func(name string, length uint64) error {
+		return r.uploadSnapshot(ctx, uploadTask{kind: taskSnapshot, name: name, length: length})
+	}
+	steps := []struct {
+		do   func() error
+		want partialCall // with want.stored: what the Uploader heard
+	}{
+		{func() error { return snap(name, 100) }, partialCall{name, 100, 0}},
+		{func() error { return snap(name, 200) }, partialCall{name, 200, 100}},
+		{func() error { up.fail = true; return snap(name, 300) }, partialCall{name, 300, 200}},
+		{func() error { up.fail = false; return snap(name, 300) }, partialCall{name, 300, 0}},
+		{func() error { return snap(name, 400) }, partialCall{name, 400, 300}},
+		{func() error { r.forgetSnapshot(); return snap(name, 500) }, partialCall{name, 500, 0}},
+		{func() error { return snap(next, 600) }, partialCall{next, 600, 0}},
+		{func() error { return r.uploadFile(ctx, uploadTask{kind: taskPartial, name: next}) }, partialCall{next, segSize, 0}},
+	}
+	for i, st := range steps {
+		err := st.do()
+		if (err != nil) != up.fail {
+			t.Fatalf("step %d: err %v", i, err)
+		}
+		if got := up.calls[len(up.calls)-1]; got != st.want {
+			t.Errorf("step %d: UploadPartial got %+v, want %+v", i, got, st.want)
+		}
+	}
+	if got, want := r.stored(), seg.Next().StartLSN(segSize)+600; got != want {
+		t.Errorf("stored through %s, want %s", got, want)
+	}
+}
+
+// TestReceive_SynchronousWakesOnUpload: in synchronous mode, the receive
+// loop queues the next copy of the growing segment as soon as the copy on
+// its way is stored, not at its next status update or disk check (an hour
+// here): a commit waits for the storage, not for a timer.
+func TestReceive_SynchronousWakesOnUpload(t *testing.T) {
+	const segSize = 1 << 20
+	spool := t.TempDir()
+	s0 := newSink(t)
+	r, err := New(Options{Slot: "hoard", SpoolDir: spool, Uploader: s0, Synchronous: true,
+		DiskCheckInterval: time.Hour, StatusInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.segSize.Store(segSize)
+	seg := wal.Segment{Timeline: 1, No: 5}
+	now := time.Now()
+	// sentFlush is past anything stored here: the loop sends no status
+	// update, which needs a connection.
+	s := &session{r: r, segSize: segSize, tli: 1, pos: seg.StartLSN(segSize), flushed: seg.StartLSN(segSize),
+		sentFlush: seg.Next().StartLSN(segSize), nextStatus: now.Add(time.Hour), nextDiskCheck: now.Add(time.Hour)}
+	if err := s.openNext(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.cur.close()
+	if err := s.writeData(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	// The first copy is queued; the loop is paused (it reads nothing from
+	// the absent connection) and waits.
+	if err := s.snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeData(make([]byte, 50)); err != nil {
+		t.Fatal(err)
+	}
+	r.guard.paused = true
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ended := make(chan error, 1)
+	go func() { ended <- s.receive(ctx) }()
+
+	stop := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		r.uploadLoop(ctx, stop)
+	}()
+	name := seg.Name(segSize) + wal.PartialSuffix
+	// testTimeout is only the safety net: without the wake-up the next
+	// copy is an hour away.
+	deadline := time.After(testTimeout)
+	for r.snapshotUploaded(name) != 150 {
+		select {
+		case err := <-ended:
+			t.Fatalf("receive ended: %v", err)
+		case <-deadline:
+			t.Fatalf("the first copy was stored, but the loop did not queue the next one (stored %d bytes)", r.snapshotUploaded(name))
+		case <-time.After(time.Millisecond):
+		}
+	}
+	close(stop)
+	cancel()
+	<-loopDone
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("receive = %v, want context.Canceled", err)
+	}
+	if got := r.stored(); got != seg.StartLSN(segSize)+150 {
+		t.Errorf("stored through %s, want %s", got, seg.StartLSN(segSize)+150)
+	}
+}

@@ -30,9 +30,22 @@ type Uploader interface {
 	// base name ("<segment>.partial"), replacing the previous .partial of
 	// this segment: a growing segment is offered again as it grows, and
 	// the final copy of a segment cut short by a timeline switch replaces
-	// the earlier ones. The file is padded with zeros to the segment size,
-	// as pg_receivewal leaves its .partial files.
-	UploadPartial(ctx context.Context, path string) error
+	// the earlier ones. The copies of a growing segment hold only the
+	// WAL received so far (the file is shorter than the segment); the
+	// final one of an ended timeline is padded with zeros to the segment
+	// size, as pg_receivewal leaves its .partial files. Restores pad a
+	// shorter copy with zeros. Calls come one at a time; each copy of a
+	// segment is longer than the last one that succeeded (but may be
+	// shorter than one whose call failed).
+	//
+	// stored, when not zero, is the size of the file of the last call for
+	// this name, which succeeded, with no call for it since: the stored
+	// object is that copy unless something else wrote it. The Uploader may
+	// trust it instead of asking the storage (archive.PushOptions'
+	// StoredPartial). It is zero for the first copy of a segment a
+	// session uploads, after a failed call, and for the final copy of an
+	// ended timeline, the storage is asked then.
+	UploadPartial(ctx context.Context, path string, stored int64) error
 }
 
 // taskKind tells what an upload task does.
@@ -156,7 +169,44 @@ func (r *Receiver) uploadLoop(ctx context.Context, stop <-chan struct{}) {
 		}
 		n := r.queue.pop()
 		r.update(func(s *Status) { s.QueueDepth = n })
+		r.wakeReceiver()
 	}
+}
+
+// armWake makes cancel, which ends the receive loop's wait, the way
+// wakeReceiver wakes it. It returns false, arming nothing, when an upload
+// ended since the last wait: the loop must look at its state again first.
+func (r *Receiver) armWake(cancel context.CancelFunc) bool {
+	r.wakeMu.Lock()
+	defer r.wakeMu.Unlock()
+	if r.woken {
+		r.woken = false
+		return false
+	}
+	r.waiting = cancel
+	return true
+}
+
+// disarmWake ends what armWake armed, once the wait is over.
+func (r *Receiver) disarmWake() {
+	r.wakeMu.Lock()
+	r.waiting = nil
+	r.wakeMu.Unlock()
+}
+
+// wakeReceiver tells the receive loop that an upload ended (stored WAL,
+// or failed): in synchronous mode it reports what is stored and queues
+// the next copy at once, instead of on a timer. It ends the loop's wait,
+// or, when the loop is not waiting, makes its next armWake fail.
+func (r *Receiver) wakeReceiver() {
+	r.wakeMu.Lock()
+	defer r.wakeMu.Unlock()
+	if r.waiting != nil {
+		r.waiting()
+		r.waiting = nil
+		return
+	}
+	r.woken = true
 }
 
 // runTask runs one task, retrying files forever with backoff. It returns
@@ -204,7 +254,7 @@ func (r *Receiver) uploadFile(ctx context.Context, t uploadTask) error {
 	}
 	var err error
 	if t.kind == taskPartial {
-		err = r.opts.Uploader.UploadPartial(ctx, p)
+		err = r.opts.Uploader.UploadPartial(ctx, p, 0)
 	} else {
 		err = r.opts.Uploader.Upload(ctx, p)
 	}
@@ -239,9 +289,12 @@ func (r *Receiver) spoolFreed() {
 }
 
 // uploadSnapshot copies the fsynced head of the growing .partial into
-// the snapshot directory, pads it to the segment size and uploads it. The
-// bytes below t.length are never rewritten while the stream goes on, so
-// the copy is consistent although the receive loop keeps writing beyond.
+// the snapshot directory and uploads it: the first t.length bytes only,
+// not padded to the segment size (a trimmed copy; restores pad it again),
+// so a copy costs in proportion to the WAL in it, not to the segment
+// size. The bytes below t.length are never rewritten while the stream
+// goes on, so the copy is consistent although the receive loop keeps
+// writing beyond.
 // When the segment was completed meanwhile, the complete segment
 // supersedes the snapshot and nothing is uploaded.
 func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
@@ -264,20 +317,20 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 		return fmt.Errorf("snapshot %s: %w", t.name, err)
 	}
 	_, err = io.Copy(dst, io.NewSectionReader(src, 0, int64(t.length)))
-	if err == nil {
-		fi, serr := src.Stat()
-		err = serr
-		if err == nil {
-			err = dst.Truncate(fi.Size())
-		}
-	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", t.name, err)
 	}
-	if err := r.opts.Uploader.UploadPartial(ctx, p); err != nil {
+	r.snapshotMu.Lock()
+	var stored int64
+	if r.snapshotKnown && r.snapshotDone.name == t.name {
+		stored = int64(r.snapshotDone.length)
+	}
+	r.snapshotKnown = false
+	r.snapshotMu.Unlock()
+	if err := r.opts.Uploader.UploadPartial(ctx, p, stored); err != nil {
 		return fmt.Errorf("upload %s: %w", t.name, err)
 	}
 	r.log.Debug().Str(logFile, t.name).Uint64("bytes", t.length).Msg("uploaded partial segment")
@@ -288,8 +341,19 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 	}
 	r.snapshotMu.Lock()
 	r.snapshotDone = uploadTask{name: t.name, length: t.length}
+	r.snapshotKnown = true
 	r.snapshotMu.Unlock()
 	return nil
+}
+
+// forgetSnapshot makes the next snapshot upload ask the storage what it
+// holds (UploadPartial's stored is 0): at the start of each session, in
+// case something else wrote the .partial meanwhile (PostgreSQL archives
+// one at a promotion).
+func (r *Receiver) forgetSnapshot() {
+	r.snapshotMu.Lock()
+	r.snapshotKnown = false
+	r.snapshotMu.Unlock()
 }
 
 // snapshotFailedAt returns when the last snapshot upload failed.
