@@ -17,7 +17,7 @@ type EnvVar struct {
 	Key  string
 	Site bool // applies to the selected site
 	// Storage is the storage type a HOARD_<TYPE>_* variable applies to
-	// (local, s3, google or azure); "" for the others.
+	// (one of storage.Types); "" for the others.
 	Storage string
 	// File is true when NAME_FILE is also accepted: the value is read from
 	// that file (one trailing newline dropped), for container secrets.
@@ -32,8 +32,8 @@ type EnvVar struct {
 //
 // Storage comes from HOARD_STORAGE_URL (any gocloud.dev/blob URL), or from
 // HOARD_STORAGE_TYPE and the variables of that type, named after rohmu's
-// object_storage keys: HOARD_<TYPE>_<KEY> with TYPE LOCAL, S3, GCS or AZURE
-// and KEY the key in capitals, without its "aws_" or "azure_" prefix
+// object_storage keys: HOARD_<TYPE>_<KEY> with TYPE the storage type in
+// capitals (GCS for google, see storageEnv) and KEY the key in capitals, without its "aws_" or "azure_" prefix
 // (HOARD_S3_REGION, HOARD_S3_SECRET_ACCESS_KEY, HOARD_AZURE_CLOUD,
 // HOARD_LOCAL_DIRECTORY). Secrets (File) are also read from NAME_FILE.
 //

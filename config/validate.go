@@ -45,6 +45,15 @@ func orList(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
+// codeList is orList for the reference: "`a`, `b` or `c`".
+func codeList(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = "`" + n + "`"
+	}
+	return orList(quoted)
+}
+
 func (c *Config) validate() problems {
 	var ps problems
 	if len(c.BackupSites) == 0 {
