@@ -51,6 +51,21 @@ type Codec struct {
 // recovery, verify names it.
 var ErrUnencrypted = errors.New("object is not encrypted, but the site encrypts: refused as tampered")
 
+// ErrNoPrivateKey is wrapped by the DecodeError of an encrypted object
+// whose key id has no private key in Codec.PrivateKeys (a daemon that
+// holds only the public key).
+var ErrNoPrivateKey = errors.New("no private key")
+
+// noPrivateKeyError names the object and its key id, and wraps
+// ErrNoPrivateKey.
+type noPrivateKeyError struct{ key, kid string }
+
+func (e *noPrivateKeyError) Error() string {
+	return fmt.Sprintf("object %s is encrypted with key %s, which is not in the configuration", e.key, e.kid)
+}
+
+func (e *noPrivateKeyError) Unwrap() error { return ErrNoPrivateKey }
+
 // ErrCompressionMismatch is wrapped by the DecodeError of an object whose
 // content (after decryption) is not a stream of the compression-algorithm
 // its metadata names: the metadata was altered, or the object is not what
@@ -215,8 +230,7 @@ func (c *Codec) decode(key string, r io.Reader, md storage.Metadata, written tim
 	if kid := md[MetaEncryptionKeyID]; kid != "" {
 		priv := c.PrivateKeys[kid]
 		if priv == nil {
-			return nil, &DecodeError{Key: key, Err: fmt.Errorf(
-				"object %s is encrypted with key %s, which is not in the configuration", key, kid)}
+			return nil, &DecodeError{Key: key, Err: &noPrivateKeyError{key: key, kid: kid}}
 		}
 		dec = crypto.NewReader(stored, priv)
 		src = dec

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -105,7 +106,8 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 		return nil
 	}
 	skip := func(why string) error {
-		plan.Notes = append(plan.Notes, fmt.Sprintf("%d delta objects under %s kept: %s", len(objs), dir, why))
+		plan.DeltaKept = fmt.Sprintf("%d delta objects under %s kept: %s", len(objs), dir, why)
+		plan.Notes = append(plan.Notes, plan.DeltaKept)
 		return nil
 	}
 	if damaged > 0 {
@@ -124,8 +126,14 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 			continue
 		}
 		r, err := refs(k.Backup)
+		if errors.Is(err, ErrNoPrivateKey) {
+			// The manifest, encrypted, is the only list of the objects a
+			// delta backup refers to (PGHoard's and hoard's alike): none
+			// can be known unreferenced without it.
+			return skip(fmt.Sprintf("kept delta backup %s lists the delta objects it refers to only in its encrypted manifest, and this site has no private key for it (%v): run retention where the private key is configured to delete unreferenced delta objects", k.Backup.Name, err))
+		}
 		if err != nil {
-			return skip(fmt.Sprintf("the manifest of kept backup %s cannot be read (retention needs the private key to know which delta objects it refers to): %v", k.Backup.Name, err))
+			return skip(fmt.Sprintf("the manifest of kept backup %s cannot be read (retention needs it to know which delta objects it refers to): %v", k.Backup.Name, err))
 		}
 		for d := range r {
 			kept[d] = true

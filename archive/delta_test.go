@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -130,6 +131,31 @@ func TestArchive_ApplyRetentionDelta(t *testing.T) {
 			t.Errorf("kept delta backup: %v", err)
 		}
 	})
+	// With the public key only, the kept backup's manifest, the only list
+	// of the objects it refers to, cannot be read: every delta object is
+	// kept (the backup itself is deleted), and the plan says why.
+	t.Run("PublicKeyOnly", func(t *testing.T) {
+		a, _, _ := setup(t)
+		full := a.Codec
+		a.Codec = &Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, RequireEncryption: true}
+		plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Delete) != 1 || len(plan.Delta) != 0 {
+			t.Errorf("planned %d backup and %d delta deletions, want 1 and 0", len(plan.Delete), len(plan.Delta))
+		}
+		if !strings.Contains(plan.DeltaKept, "no private key") || !strings.Contains(plan.DeltaKept, "only in its encrypted manifest") ||
+			!slices.Contains(plan.Notes, plan.DeltaKept) {
+			t.Errorf("DeltaKept %q, notes %q: want why, naming the private key", plan.DeltaKept, plan.Notes)
+		}
+		if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(deltaKeysOf(t, a)); n != 4 {
+			t.Errorf("%d delta objects after retention, want all 4 kept", n)
+		}
+	})
 	t.Run("BackupRunning", func(t *testing.T) {
 		a, _, _ := setup(t)
 		putDelta(t, a, digest('e'))
@@ -141,4 +167,18 @@ func TestArchive_ApplyRetentionDelta(t *testing.T) {
 			t.Errorf("planned %d delta deletions with a backup running; notes %q", len(plan.Delta), plan.Notes)
 		}
 	})
+}
+
+// deltaKeysOf lists a's delta objects.
+func deltaKeysOf(t *testing.T, a *Archive) []string {
+	t.Helper()
+	var out []string
+	err := a.Store.List(context.Background(), a.Layout.Dir(DeltaDir), func(o storage.Object) error {
+		out = append(out, o.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -105,6 +105,9 @@ type RetentionPlan struct {
 	// Notes explain decisions that delete less than the policy allows, such
 	// as WAL kept because no kept backup records its start segment.
 	Notes []string
+	// DeltaKept, when not empty, says why the plan deletes no delta
+	// object at all (planDelta): a daemon logs it.
+	DeltaKept string
 	// Damaged names the kept backups that failed Archive.PlanRetention's
 	// checks, each with what is wrong, for logs and alerts. Checked says
 	// whether the checks ran: only before deleting a backup.

@@ -432,3 +432,58 @@ func TestRunDelta_Tablespace(t *testing.T) {
 		})
 	}
 }
+
+// TestRunDelta_RetentionPublicKeyOnly: a daemon holding only the public
+// key takes delta backups, but cannot read their encrypted manifests,
+// the only lists of the delta objects they refer to: its retention
+// deletes the older backup and no delta object, says why, and the kept
+// backup restores.
+func TestRunDelta_RetentionPublicKeyOnly(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	ctx := testContext(t)
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
+	c.Exec(t, "create table t as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
+	c.Exec(t, "checkpoint")
+	a := encryptedArchive(t, compress.Zstd)
+	full := a.Codec
+	a.Codec = &archive.Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, RequireEncryption: true, Host: full.Host}
+	opts := Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	b1, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Exec(t, "update t set h = 'changed' where i % 3 = 0")
+	c.Exec(t, "checkpoint")
+	b2, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := deltaObjectsOf(t, a)
+	plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now().Add(48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Delete) != 1 || plan.Delete[0].Backup.Name != b1.Name || len(plan.Delta) != 0 {
+		t.Errorf("retention with the public key only deletes %+v and %d delta objects; want %s and none", plan.Delete, len(plan.Delta), b1.Name)
+	}
+	if !strings.Contains(plan.DeltaKept, b2.Name) || !strings.Contains(plan.DeltaKept, "no private key") {
+		t.Errorf("DeltaKept %q does not say why", plan.DeltaKept)
+	}
+	if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if after := deltaObjectsOf(t, a); len(after) != len(before) {
+		t.Errorf("%d delta objects after retention, %d before", len(after), len(before))
+	}
+	a.Codec = full
+	want := tableDigests(t, c, "t")
+	archivetest.StoreArchivedWAL(t, c, walDir, a)
+	r := restoreDeltaBackup(t, a, b2.Name, major, walDir)
+	if got := tableDigests(t, r, "t"); got["t"] != want["t"] {
+		t.Errorf("restored %v, want %v", got, want)
+	}
+}

@@ -60,6 +60,9 @@ type supervisor struct {
 	// holesResolved is how many of the receiver's holes (Status.Holes) a
 	// later basebackup made harmless for new restores.
 	holesResolved int
+	// deltaKept is why the last retention run deleted no delta object
+	// (archive.RetentionPlan.DeltaKept), logged when it changes.
+	deltaKept string
 }
 
 func newSupervisor(d *daemon, s Site) *supervisor {
@@ -459,6 +462,12 @@ func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
 		if plan.Checked {
 			s.d.setAlert(AlertBackupDamaged, s.site.Name, len(plan.Damaged) > 0)
 		}
+		// Why delta objects are all kept (no private key for the
+		// manifests, a delta backup running): once, not every run.
+		if plan.DeltaKept != s.deltaKept && plan.DeltaKept != "" {
+			s.log.Info().Str("reason", plan.DeltaKept).Msg("retention: no delta object deleted")
+		}
+		s.deltaKept = plan.DeltaKept
 	}
 	if err == nil && !plan.Empty() {
 		var res archive.RetentionResult
