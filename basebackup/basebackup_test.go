@@ -420,3 +420,45 @@ func TestChooseName(t *testing.T) {
 		t.Fatalf("a later backup of the same minute, with the first deleted: %q (first %q), %v", second, first, err)
 	}
 }
+
+// walsenderKillingStore terminates the backup's walsender when the first
+// chunk is stored: the server's stream ends mid-archive.
+type walsenderKillingStore struct {
+	storage.Store
+	t    testing.TB
+	c    *pgtest.Cluster
+	once sync.Once
+}
+
+func (s *walsenderKillingStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	err := s.Store.Put(ctx, key, r, md)
+	if err == nil && strings.HasSuffix(key, ".00000001.pghoard") {
+		s.once.Do(func() {
+			s.c.Exec(s.t, "select pg_terminate_backend(pid) from pg_stat_activity where backend_type = 'walsender'")
+		})
+	}
+	return err
+}
+
+// TestRun_ErrWalsenderKilled: a BASE_BACKUP whose walsender dies while the
+// stream is received (and read ahead) fails, and leaves no chunk behind.
+func TestRun_ErrWalsenderKilled(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0]})
+	pgtest.Pgbench(t, c, "-i", "-s", "3")
+	a := localArchive(t)
+	real := a.Store
+	a.Store = &walsenderKillingStore{Store: real, t: t, c: c}
+	_, err := Run(testContext(t), Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true,
+		ChunkSize: 1 << 20, Mode: ModeStream})
+	if err == nil {
+		t.Fatal("Run succeeded with its walsender terminated")
+	}
+	t.Logf("Run: %v", err)
+	err = real.List(context.Background(), "", func(o storage.Object) error {
+		t.Errorf("%s left behind by a failed backup", o.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -24,22 +23,22 @@ import (
 // a tiny chunk behind.
 const minFillDivisor = 5
 
-// pipeBufferSize batches the tar writer's small writes (512-byte headers)
-// before they cross the pipe to the upload goroutine.
-const pipeBufferSize = 256 << 10
-
 // tarTrailerSize is the end-of-archive marker that closes every chunk.
 const tarTrailerSize = 2 * 512
 
 // chunker re-packs the members of the server's tar streams into
 // pghoard-bb-v2 chunk tars and uploads each one as it is written: the tar
-// writer feeds an io.Pipe whose reader a goroutine hands to Codec.Put. At
-// most parallel chunks are in flight (the one being written included), so
-// memory stays bounded whatever the size of the database.
+// writer writes straight into the chunk's archive.Upload, whose compressor
+// (lz4 and zstd on conc goroutines) and envelope run as the bytes arrive,
+// with no pipe or copy between the stream and the codec. A finished
+// chunk's upload is closed (the compressor flushed, the store waited for)
+// in the background while the next chunk fills. At most parallel chunks
+// are in flight (the one being written included), so memory stays bounded
+// whatever the size of the database.
 //
 // Only the goroutine that calls add, finish and abort touches the chunker's
-// state; upload goroutines touch their own chunk's stored field and the
-// atomic counters.
+// state; the background goroutines touch their own chunk's stored field
+// and the atomic counters.
 type chunker struct {
 	a      *archive.Archive
 	backup string
@@ -68,13 +67,13 @@ type chunk struct {
 	files    []string
 	written  map[string]bool // directory entries already in this chunk
 
-	pw *io.PipeWriter
-	bw *bufio.Writer
+	up *archive.Upload
+	bw *bufio.Writer // batches the tar writer's headers
 	cw *storage.CountingWriter
 	tw *tar.Writer
 
 	input  int64          // tar bytes, set when the chunk is closed
-	stored archive.Stored // set by the upload goroutine
+	stored archive.Stored // set by the goroutine that closes the upload
 }
 
 // newChunker returns a chunker that uploads chunks of the backup called
@@ -157,7 +156,13 @@ func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
 		return c.writeErr(name, err)
 	}
 	if out.Size > 0 {
-		n, err := io.CopyBuffer(ch.tw, io.LimitReader(r, out.Size), c.buf)
+		src := &sourceReader{r: io.LimitReader(r, out.Size)}
+		n, err := io.CopyBuffer(ch.tw, src, c.buf)
+		if src.err != nil {
+			// The server's stream failed, not the chunk: the
+			// caller aborts the chunk.
+			return fmt.Errorf("read %s: %w", name, src.err)
+		}
 		if err != nil {
 			return c.writeErr(name, err)
 		}
@@ -167,6 +172,21 @@ func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
 	}
 	ch.files = append(ch.files, name)
 	return nil
+}
+
+// sourceReader records its reader's error, so that a failed read of the
+// server's stream is not reported as a failed write into the chunk.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
 }
 
 // parents writes the directory entries of name's parents that the current
@@ -226,42 +246,32 @@ func (c *chunker) open() error {
 	}
 	n := len(c.chunks) + 1
 	filename := archive.ChunkFilename(c.backup, n)
-	pr, pw := io.Pipe()
-	bw := bufio.NewWriterSize(pw, pipeBufferSize)
+	key := c.a.Layout.ChunkKey(filename)
+	md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
+	up, err := c.a.Codec.NewUpload(c.gctx, c.a.Store, key, md, archive.UploadOptions{Size: -1, Concurrency: c.conc})
+	if err != nil {
+		<-c.sem
+		return fmt.Errorf("chunk %s: %w", filename, err)
+	}
+	bw := bufio.NewWriterSize(up, uploadBufferSize)
 	cw := &storage.CountingWriter{W: bw}
 	ch := &chunk{
 		filename: filename,
-		key:      c.a.Layout.ChunkKey(filename),
+		key:      key,
 		written:  map[string]bool{},
-		pw:       pw,
+		up:       up,
 		bw:       bw,
 		cw:       cw,
 		tw:       tar.NewWriter(cw),
 	}
 	c.chunks = append(c.chunks, ch)
 	c.cur = ch
-	c.g.Go(func() error {
-		defer func() { <-c.sem }()
-		md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
-		st, err := c.a.Codec.PutOptions(c.gctx, c.a.Store, ch.key, pr, md, archive.UploadOptions{Size: -1, Concurrency: c.conc})
-		if err != nil {
-			err = fmt.Errorf("upload chunk %s: %w", ch.key, err)
-			pr.CloseWithError(err)
-			return err
-		}
-		// Put read to EOF; closing the reader makes a writer that was
-		// not done fail instead of blocking.
-		pr.CloseWithError(errors.New("upload ended before the chunk"))
-		ch.stored = st
-		c.uploaded.Add(1)
-		c.storedBytes.Add(st.StoredSize)
-		return nil
-	})
 	return nil
 }
 
-// finish ends the current chunk's tar and closes its pipe: its upload
-// completes in the background.
+// finish ends the current chunk's tar and closes its upload in the
+// background: the compressor's last blocks and the store's Put complete
+// while the next chunk fills.
 func (c *chunker) finish() error {
 	ch := c.cur
 	if ch == nil {
@@ -275,28 +285,53 @@ func (c *chunker) finish() error {
 		return c.closeErr(ch, err)
 	}
 	ch.input = ch.cw.N
-	return ch.pw.Close()
+	c.g.Go(func() error {
+		defer func() { <-c.sem }()
+		st, err := ch.up.Close()
+		if err != nil {
+			return fmt.Errorf("upload chunk %s: %w", ch.key, err)
+		}
+		ch.stored = st
+		c.uploaded.Add(1)
+		c.storedBytes.Add(st.StoredSize)
+		return nil
+	})
+	return nil
 }
 
 // abort fails the current chunk's upload with err, so that Put stores
-// nothing.
+// nothing, and waits for it.
 func (c *chunker) abort(err error) {
-	if c.cur != nil {
-		c.cur.pw.CloseWithError(err)
+	if ch := c.cur; ch != nil {
 		c.cur = nil
+		_ = c.drop(ch, err)
 	}
 }
 
-// writeErr wraps an error from writing a member into the current chunk. A
-// write fails when the upload has failed: the pipe then returns the
-// upload's error.
-func (c *chunker) writeErr(name string, err error) error {
-	return fmt.Errorf("write %s into chunk %s: %w", name, c.cur.filename, err)
+// drop aborts chunk ch's upload after err and releases its place. It
+// returns the store's own error when the store failed first (a write then
+// only says that the upload ended), else err.
+func (c *chunker) drop(ch *chunk, err error) error {
+	if perr := ch.up.Abort(err); perr != nil {
+		err = perr
+	}
+	<-c.sem
+	return err
 }
 
+// writeErr ends the current chunk after an error writing member name into
+// it. A write fails when the upload has failed: the error is then the
+// store's.
+func (c *chunker) writeErr(name string, err error) error {
+	ch := c.cur
+	c.cur = nil
+	return fmt.Errorf("write %s into chunk %s: %w", name, ch.filename, c.drop(ch, err))
+}
+
+// closeErr ends chunk ch, the current one no longer, after err: its upload
+// stores nothing.
 func (c *chunker) closeErr(ch *chunk, err error) error {
-	ch.pw.CloseWithError(err)
-	return fmt.Errorf("close chunk %s: %w", ch.filename, err)
+	return fmt.Errorf("close chunk %s: %w", ch.filename, c.drop(ch, err))
 }
 
 // manifestChunks returns the chunks for the control tar's manifest and

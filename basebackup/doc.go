@@ -72,13 +72,16 @@
 // the backup's start time. The tablespaces' names come from pg_tablespace.
 //
 // Each tablespace's tar stream (the main data directory comes last) is
+// received on a goroutine of its own into a few large buffers (readAhead),
 // read member by member and re-packed into chunk tars, with the member
-// names PGHoard uses. Every chunk is streamed as it is written: tar writer,
-// io.Pipe, and archive.Codec.Put (compress on Options.CompressionThreads
-// goroutines, encrypt, upload) in a goroutine, so that encoding and upload
-// overlap reading the stream. At most Options.Parallel chunks are in
-// flight, the one being written included; the reader waits for a slot,
-// which slows the server down through TCP flow control. Only PostgreSQL's
+// names PGHoard uses. Every chunk is streamed as it is written: the tar
+// writer writes into the chunk's archive.Upload (compress on
+// Options.CompressionThreads goroutines, encrypt, upload), so that
+// receiving, encoding and upload overlap. A finished chunk's upload is
+// closed in the background while the next chunk fills. At most
+// Options.Parallel chunks are in flight, the one being written included;
+// the reader waits for a slot, which slows the server down through TCP
+// flow control. Only PostgreSQL's
 // backup_manifest and the chunks' file lists, which grow with the number of
 // files, are held until the end. After the stream, BASE_BACKUP returns the
 // end position and timeline.

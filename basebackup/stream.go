@@ -52,6 +52,12 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 	if err != nil {
 		cancel(err)
 		_ = g.Wait()
+		if r.ra != nil {
+			// Canceling closed the connection: the read-ahead's
+			// Read returns, and the connection is free to close.
+			r.ra.close()
+			<-r.ra.gone
+		}
 		if r.ck != nil {
 			if cerr := deleteChunks(ctx, o, r.ck.keys()); cerr != nil {
 				err = errors.Join(err, cerr)
@@ -99,6 +105,10 @@ type run struct {
 	sql *pgx.Conn
 
 	ck *chunker // nil until the name is chosen
+	// ra reads the archive being re-chunked; after a failure its
+	// goroutine may still be in the stream's Read until the backup's
+	// context is canceled.
+	ra *readAhead
 
 	pgControl, backupLabel, tablespaceMap *member
 	pgManifest                            []byte
@@ -332,10 +342,21 @@ func (r *run) stream(ctx context.Context, bb *replication.BaseBackup, spc []tabl
 // directory's when main is set. prefix starts the members' names in the
 // chunks.
 func (r *run) archive(stream io.Reader, name string, main bool, prefix string) error {
-	tr := tar.NewReader(stream)
+	// The stream is received on a goroutine of its own while the members
+	// before are re-chunked, compressed and encrypted here.
+	ra := newReadAhead(stream)
+	r.ra = ra
+	defer ra.close()
+	tr := tar.NewReader(ra)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
+			// Past the end-of-archive marker: the stream is the
+			// caller's again once the rest is read.
+			if err := ra.drain(); err != nil {
+				return fmt.Errorf("basebackup: read %s: %w", name, err)
+			}
+			r.ra = nil
 			return nil
 		}
 		if err != nil {

@@ -1,0 +1,117 @@
+package basebackup
+
+import (
+	"io"
+	"sync"
+)
+
+// Read-ahead of the server's tar stream: readAheadBuffers buffers of
+// readAheadBufferSize bytes, received while the ones before are parsed,
+// compressed and encrypted.
+const (
+	readAheadBuffers    = 4
+	readAheadBufferSize = 1 << 20
+)
+
+// readAhead reads src on a goroutine of its own into a few large buffers
+// and hands them to Read in order: the connection is drained while the
+// caller works on what came before, so the server's walsender does not wait
+// for hoard's compressor, nor hoard's compressor for the network. Memory is
+// bounded by the buffers (readAheadBuffers × readAheadBufferSize).
+//
+// Read and close are for one goroutine; the reader owns src until Read
+// has returned its error (io.EOF at the end) or close has returned.
+type readAhead struct {
+	full chan []byte // filled buffers, in order; closed after the last
+	free chan []byte // buffers Read is done with
+	done chan struct{}
+	gone chan struct{} // closed when the goroutine has returned
+
+	err  error  // src's error (io.EOF at its end); set before full closes
+	cur  []byte // what Read has not handed out of the buffer it holds
+	held []byte // that buffer, whole
+	once sync.Once
+}
+
+// newReadAhead starts reading src.
+func newReadAhead(src io.Reader) *readAhead {
+	r := &readAhead{
+		full: make(chan []byte, readAheadBuffers),
+		free: make(chan []byte, readAheadBuffers),
+		done: make(chan struct{}),
+		gone: make(chan struct{}),
+	}
+	for range readAheadBuffers {
+		r.free <- make([]byte, readAheadBufferSize)
+	}
+	go r.fill(src)
+	return r
+}
+
+// fill reads src into free buffers until it fails or ends, or close is
+// called.
+func (r *readAhead) fill(src io.Reader) {
+	defer close(r.gone)
+	for {
+		var b []byte
+		select {
+		case b = <-r.free:
+		case <-r.done:
+			return
+		}
+		// Fill the buffer: src (the replication stream) returns one
+		// CopyData message, 32 kB or less, a call.
+		n, err := io.ReadFull(src, b)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		if n > 0 {
+			select {
+			case r.full <- b[:n]:
+			case <-r.done:
+				return
+			}
+		}
+		if err != nil {
+			r.err = err
+			close(r.full)
+			return
+		}
+	}
+}
+
+// Read copies out the received bytes in order, then returns src's error:
+// io.EOF at its end.
+func (r *readAhead) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for len(r.cur) == 0 {
+		if r.held != nil {
+			r.free <- r.held[:cap(r.held)]
+			r.held = nil
+		}
+		b, ok := <-r.full
+		if !ok {
+			return 0, r.err
+		}
+		r.cur, r.held = b, b
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// drain reads what is left of src up to its end and returns src's error,
+// nil at io.EOF. src is the caller's again when it returns.
+func (r *readAhead) drain() error {
+	_, err := io.Copy(io.Discard, r)
+	<-r.gone
+	return err
+}
+
+// close stops the reading. A goroutine blocked in src.Read stays there
+// until src returns: cancel what src reads from to end it.
+func (r *readAhead) close() {
+	r.once.Do(func() { close(r.done) })
+}
