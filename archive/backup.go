@@ -123,6 +123,13 @@ func (b *BackupInfo) SegmentSize() uint64 {
 	return b.WALSegmentSize
 }
 
+// OneTar reports whether the backup is held in its main object alone, one
+// tar: a pg_basebackup tar (PGHoard's basic and pipe modes, no format) or
+// PGHoard's legacy pghoard-bb-v1.
+func (b *BackupInfo) OneTar() bool {
+	return b.Format == "" || b.Format == FormatBBv1
+}
+
 // ErrNoStartSegment is returned (wrapped) for a backup that records
 // neither its start segment nor its start LSN.
 var ErrNoStartSegment = errors.New("backup records no start WAL segment")
@@ -277,9 +284,10 @@ func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, 
 			f.set(n)
 		}
 	}
-	if b.Format == "" && b.TotalSizePlain == 0 && md[MetaTotalSizePlain] == "" {
-		// One pg_basebackup tar (PGHoard's basic and pipe modes), which
-		// records its length only as the object's original-file-size.
+	if b.OneTar() && b.TotalSizePlain == 0 && md[MetaTotalSizePlain] == "" {
+		// One tar (PGHoard's basic and pipe modes, or its legacy
+		// pghoard-bb-v1), which records its length only as the object's
+		// original-file-size.
 		if n, err := strconv.ParseInt(md[MetaOriginalFileSize], 10, 64); err == nil && n >= 0 {
 			b.TotalSizePlain = n
 		}

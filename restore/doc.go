@@ -58,6 +58,15 @@
 // object altered or swapped); pg_control still comes last, from the
 // control tar.
 //
+// Backups held in one tar object, PGHoard's basic and pipe modes (a
+// pg_basebackup tar) and its legacy pghoard-bb-v1, are read in one stream
+// (single.go): members are planned as a chunk's are, pg_control is held in
+// memory and written only once the object has decoded to its end and
+// passed its integrity checks. A pghoard-bb-v1's tablespaces are in its
+// object metadata and must match the manifest at the head of its tar
+// (ErrTablespaceMismatch), which is checked before any other member is
+// written.
+//
 // Unlike PGHoard, restore writes recovery.signal for a primary (PGHoard
 // wrote neither signal file, so PostgreSQL 12+ started without recovering),
 // supports LSN and immediate targets, chooses by a backup's end rather than

@@ -242,8 +242,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// what to download, and its other members are checked as the
 	// extraction will check them. Only the manifest is held in memory.
 	var ctrl *archive.Control
-	m := &archive.Manifest{} // a single-tar backup has none, nor tablespaces
-	if b.Format != "" {
+	m := &archive.Manifest{} // a backup held in one tar has none
+	if b.Format == archive.FormatBBv1 {
+		// Its tablespaces are in the object's metadata; the manifest at
+		// the head of the tar must agree (see oneTar).
+		if m.Tablespaces, err = archive.V1Tablespaces(b.Metadata); err != nil {
+			return nil, fmt.Errorf("backup %s: object %s: %w", b.Name, b.Key, err)
+		}
+	} else if !b.OneTar() {
 		if ctrl, err = src.ReadControl(ctx, b.Key, checkControlMember); err != nil {
 			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
 		}
@@ -292,8 +298,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer ex.close()
 	dl := time.Now()
-	if b.Format == "" {
-		if err := o.singleTar(ctx, log, src, b, ex, res); err != nil {
+	if b.OneTar() {
+		if err := o.singleTar(ctx, log, src, b, ex, m, spcDirs, res); err != nil {
 			return nil, incomplete(fmt.Errorf("backup %s: %w", b.Name, err))
 		}
 		res.Download = time.Since(dl)
@@ -356,15 +362,13 @@ func checkDamaged(log zerolog.Logger, damaged []*archive.DamagedBackup, name str
 func checkFormat(b *archive.BackupInfo) error {
 	what := ""
 	switch b.Format {
-	case archive.FormatBBv2, archive.FormatDeltaV1, archive.FormatDeltaV2, "": // "": one pg_basebackup tar, PGHoard's basic or pipe mode
+	case archive.FormatBBv1, archive.FormatBBv2, archive.FormatDeltaV1, archive.FormatDeltaV2, "": // "": one pg_basebackup tar, PGHoard's basic or pipe mode
 		return nil
-	case archive.FormatBBv1:
-		what = "PGHoard's legacy single-object format " + archive.FormatBBv1
 	default:
 		what = fmt.Sprintf("format %q", b.Format)
 	}
-	return fmt.Errorf("backup %s is %s; hoard restores %s and PGHoard's delta backups and single pg_basebackup tars only (restore it with pghoard_restore): %w",
-		b.Name, what, archive.FormatBBv2, ErrUnsupportedFormat)
+	return fmt.Errorf("backup %s is %s; hoard restores %s, %s, PGHoard's delta backups and single pg_basebackup tars only: %w",
+		b.Name, what, archive.FormatBBv2, archive.FormatBBv1, ErrUnsupportedFormat)
 }
 
 func isDelta(format string) bool {
@@ -555,7 +559,13 @@ func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl 
 	if err := ex.writeNew("global/pg_control", pgControl, 0o600); err != nil {
 		return err
 	}
-	root := ex.roots[""]
+	return ex.linkTablespaces(m, dirs)
+}
+
+// linkTablespaces makes the pg_tblspc/<oid> link of each tablespace of m to
+// its directory in dirs.
+func (e *extractor) linkTablespaces(m *archive.Manifest, dirs map[string]string) error {
+	root := e.roots[""]
 	if err := root.MkdirAll("pg_tblspc", 0o700); err != nil {
 		return fmt.Errorf("create pg_tblspc: %w", err)
 	}

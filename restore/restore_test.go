@@ -313,7 +313,7 @@ func TestRun_ErrTargetNotEmpty(t *testing.T) {
 }
 
 func TestRun_ErrUnsupportedFormat(t *testing.T) {
-	for _, format := range []string{archive.FormatBBv1, "pghoard-bb-v3"} {
+	for _, format := range []string{"pghoard-bb-v3", "pghoard-bb-v0"} {
 		f := newFixture(t, "basebackup_one_chunk", nil)
 		f.info.Format = format
 		md := f.info.ToMetadata()

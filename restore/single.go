@@ -3,6 +3,7 @@ package restore
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,11 +28,168 @@ import (
 // tablespace in these modes (pg_basebackup writes each to its own tar,
 // which PGHoard does not upload): a tablespace link in base.tar is
 // refused, naming it.
+//
+// PGHoard's legacy pghoard-bb-v1 is one object too: a tar whose first
+// member is the manifest (.pghoard_tar_metadata.json: pgdata and the
+// tablespaces), then members named pgdata/... and tablespaces/<name>/...
+// as in a pghoard-bb-v2 chunk, pg_control and backup_label last. The
+// tablespaces are in the object's metadata (archive.V1Tablespaces); the
+// manifest must name the same ones, which is checked before any other
+// member is written, so metadata changed in the bucket cannot send the
+// files elsewhere. It holds no tablespace_map (PGHoard left it out): the
+// pg_tblspc links restore makes say where each tablespace is. pg_control
+// is held back as above.
 
-// singleTar restores the single-tar backup b of src into ex's data
-// directory, re-reading the object from the start after a transient
-// error (the files the failed attempt created are removed first).
-func (o *Options) singleTar(ctx context.Context, log zerolog.Logger, src *archive.Archive, b *archive.BackupInfo, ex *extractor, res *Result) error {
+// maxV1Manifest bounds a pghoard-bb-v1 manifest, held in memory: PGHoard
+// wrote the data directory's path, its version and the tablespaces.
+const maxV1Manifest = 1 << 20
+
+// oneTar plans the members of a backup held in one tar object, in order.
+type oneTar struct {
+	v1      bool
+	spcs    map[string]archive.ManifestTablespace // v1: the tablespaces of the object's metadata
+	names   map[string]bool
+	members int
+}
+
+func newOneTar(b *archive.BackupInfo) (*oneTar, error) {
+	t := &oneTar{v1: b.Format == archive.FormatBBv1}
+	if !t.v1 {
+		return t, nil
+	}
+	spcs, err := archive.V1Tablespaces(b.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", b.Name, err)
+	}
+	t.spcs, t.names = spcs, map[string]bool{}
+	for name := range spcs {
+		t.names[name] = true
+	}
+	return t, nil
+}
+
+// plan plans member h, whose data r holds; isControl reports
+// global/pg_control, which restore holds in memory.
+func (t *oneTar) plan(h *tar.Header, r io.Reader) (p memberPlan, isControl bool, err error) {
+	t.members++
+	if !t.v1 {
+		return planSingle(h)
+	}
+	if t.members == 1 {
+		return p, false, t.checkManifest(h, r)
+	}
+	return planV1(h, t.names)
+}
+
+// checkManifest reads a pghoard-bb-v1 object's manifest, its first
+// member, and checks that it names the tablespaces of the metadata.
+func (t *oneTar) checkManifest(h *tar.Header, r io.Reader) error {
+	if h.Name != archive.ManifestName || h.Typeflag != tar.TypeReg {
+		return fmt.Errorf("first member %q: not the manifest %s: %w", h.Name, archive.ManifestName, ErrUnsafeMember)
+	}
+	if h.Size > maxV1Manifest {
+		return fmt.Errorf("manifest %s: %d bytes, over %d: %w", h.Name, h.Size, maxV1Manifest, ErrUnsafeMember)
+	}
+	js, err := io.ReadAll(io.LimitReader(r, maxV1Manifest))
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", h.Name, err)
+	}
+	var m struct {
+		Tablespaces map[string]archive.ManifestTablespace `json:"tablespaces"`
+	}
+	if err := json.Unmarshal(js, &m); err != nil {
+		return fmt.Errorf("manifest %s: %w", h.Name, err)
+	}
+	same := len(m.Tablespaces) == len(t.spcs)
+	for name, ts := range m.Tablespaces {
+		if t.spcs[name] != ts {
+			same = false
+		}
+	}
+	if !same {
+		return fmt.Errorf("manifest %s: tablespaces %v, the object's metadata says %v: %w",
+			h.Name, m.Tablespaces, t.spcs, ErrTablespaceMismatch)
+	}
+	return nil
+}
+
+// ErrTablespaceMismatch is returned (wrapped) when a pghoard-bb-v1
+// backup's manifest and its object's metadata name different tablespaces.
+var ErrTablespaceMismatch = errors.New("tablespaces differ between manifest and metadata")
+
+// planV1 plans member h (after the manifest) of a pghoard-bb-v1 object,
+// whose tablespaces are spcs, as planMember plans a control tar's;
+// isControl reports pgdata/global/pg_control. A tablespace_map is skipped:
+// restore's pg_tblspc links say where the tablespaces went.
+func planV1(h *tar.Header, spcs map[string]bool) (p memberPlan, isControl bool, err error) {
+	if p, err = planMember(h, spcs, true); err != nil {
+		return p, false, err
+	}
+	switch path.Clean(h.Name) {
+	case archive.ControlPGControl:
+		if h.Typeflag != tar.TypeReg || h.Size > maxControlMember {
+			return p, false, fmt.Errorf("member %q: not a regular file of at most %d bytes: %w", h.Name, maxControlMember, ErrUnsafeMember)
+		}
+		return memberPlan{}, true, nil
+	case archive.ControlTablespaceMap:
+		return memberPlan{}, false, nil
+	}
+	return p, false, nil
+}
+
+// TarCheck checks the members of a backup held in one tar object (no
+// format, or pghoard-bb-v1) in order, as restore does before writing each:
+// for verify.
+type TarCheck struct {
+	t       *oneTar
+	control bool
+}
+
+// NewTarCheck returns the check of backup b's object, which must be one tar
+// (b.OneTar()); it fails when b's metadata names tablespaces restore would
+// refuse.
+func NewTarCheck(b *archive.BackupInfo) (*TarCheck, error) {
+	t, err := newOneTar(b)
+	if err != nil {
+		return nil, err
+	}
+	return &TarCheck{t: t}, nil
+}
+
+// Member checks member h, whose data is r (it may read some of it).
+func (c *TarCheck) Member(h *tar.Header, r io.Reader) error {
+	_, isControl, err := c.t.plan(h, r)
+	if isControl {
+		if c.control {
+			return fmt.Errorf("member %q twice: %w", h.Name, ErrUnsafeMember)
+		}
+		c.control = true
+	}
+	return err
+}
+
+// Done checks, after the last member, that the object held pg_control
+// (and for pghoard-bb-v1 the manifest).
+func (c *TarCheck) Done() error { return c.t.done(c.control) }
+
+func (t *oneTar) done(control bool) error {
+	switch {
+	case t.v1 && t.members == 0:
+		return fmt.Errorf("it holds no manifest %s: not a %s tar", archive.ManifestName, archive.FormatBBv1)
+	case !control && t.v1:
+		return fmt.Errorf("it holds no %s", archive.ControlPGControl)
+	case !control:
+		return fmt.Errorf("it holds no global/pg_control: not a pg_basebackup tar")
+	}
+	return nil
+}
+
+// singleTar restores the backup b of src held in one tar object into ex's
+// directories, re-reading the object from the start after a transient
+// error (the files the failed attempt created are removed first). The
+// tablespaces of m (a pghoard-bb-v1's) are linked to dirs before
+// pg_control is written.
+func (o *Options) singleTar(ctx context.Context, log zerolog.Logger, src *archive.Archive, b *archive.BackupInfo, ex *extractor, m *archive.Manifest, dirs map[string]string, res *Result) error {
 	p := &progress{Progress: Progress{Chunks: 1, Bytes: b.TotalSizePlain}}
 	if n, ok := originalSize(b); ok {
 		p.Bytes = n
@@ -59,6 +217,9 @@ func (o *Options) singleTar(ctx context.Context, log zerolog.Logger, src *archiv
 	stop(err == nil)
 	if err != nil {
 		return fmt.Errorf("object %s: %w", b.Key, err)
+	}
+	if err := ex.linkTablespaces(m, dirs); err != nil {
+		return err
 	}
 	if err := ex.writeNew("global/pg_control", pgControl, 0o600); err != nil {
 		return err
@@ -113,6 +274,10 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 		}
 	}()
 	var pgControl []byte
+	plan, err := newOneTar(b)
+	if err != nil {
+		return nil, err
+	}
 	stopWatch := watchStall(octx, cancel, pr, o.StallTimeout)
 	err = func() error {
 		tr := tar.NewReader(pr)
@@ -128,7 +293,7 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 				return fmt.Errorf("member %q declares %d bytes, more than the %d left of original-file-size: %w",
 					h.Name, h.Size, want-decoded.n, ErrUnsafeMember)
 			}
-			if pgControl, err = ex.singleMember(tr, h, pgControl, buf, made); err != nil {
+			if pgControl, err = ex.singleMember(plan, tr, h, pgControl, buf, made); err != nil {
 				return err
 			}
 		}
@@ -153,17 +318,17 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 	if storedMax >= 0 && stored.n != storedMax {
 		return nil, fmt.Errorf("stored %d bytes, listed as %d: %w", stored.n, storedMax, ErrSizeMismatch)
 	}
-	if pgControl == nil {
-		return nil, fmt.Errorf("it holds no global/pg_control: not a pg_basebackup tar")
+	if err := plan.done(pgControl != nil); err != nil {
+		return nil, err
 	}
 	return pgControl, nil
 }
 
-// singleMember writes member h of a single-tar backup, or when it is
-// global/pg_control returns it instead (pgControl is the one read so far,
-// nil when none).
-func (e *extractor) singleMember(r io.Reader, h *tar.Header, pgControl []byte, buf []byte, made *madeFiles) ([]byte, error) {
-	p, isControl, err := planSingle(h)
+// singleMember writes member h of a backup held in one tar, as t plans
+// it, or when it is pg_control returns it instead (pgControl is the one
+// read so far, nil when none).
+func (e *extractor) singleMember(t *oneTar, r io.Reader, h *tar.Header, pgControl []byte, buf []byte, made *madeFiles) ([]byte, error) {
+	p, isControl, err := t.plan(h, r)
 	if err != nil {
 		return nil, err
 	}

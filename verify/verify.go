@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -386,8 +385,10 @@ type chunkCheck struct {
 	key      string
 	manifest *archive.Manifest
 	chunk    archive.ManifestChunk
-	single   bool // the whole backup, one pg_basebackup tar (no manifest)
-	bundle   bool // a delta backup's bundle (members named relative to the data directory)
+	// single, when set, is the backup held in this one tar (no format or
+	// pghoard-bb-v1), whose members restore.TarCheck checks.
+	single *archive.BackupInfo
+	bundle bool // a delta backup's bundle (members named relative to the data directory)
 	// object, when set, makes this a delta backup's delta object (key)
 	// rather than a chunk.
 	object *deltaObject
@@ -427,10 +428,14 @@ func (c *checker) controls(ctx context.Context, backups []*archive.BackupInfo, r
 
 // control checks b's control object and returns the chunks it lists.
 func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupReport) ([]chunkCheck, error) {
-	if b.Format == "" {
-		// One pg_basebackup tar (PGHoard's basic or pipe mode): the main
-		// object is the backup's only chunk, of the listed size,
-		// decoding to its original-file-size.
+	if b.OneTar() {
+		// One tar (PGHoard's basic or pipe mode, or its legacy
+		// pghoard-bb-v1): the main object is the backup's only chunk, of
+		// the listed size, decoding to its original-file-size.
+		if _, err := restore.NewTarCheck(b); err != nil {
+			c.problem(r, true, "%v", err)
+			return nil, nil
+		}
 		c.mu.Lock()
 		r.Chunks = 1
 		c.mu.Unlock()
@@ -438,13 +443,13 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		if n, err := strconv.ParseInt(b.Metadata[archive.MetaOriginalFileSize], 10, 64); err == nil && n >= 0 {
 			ch.InputSize = n
 		}
-		return []chunkCheck{{r: r, key: b.Key, chunk: ch, single: true}}, nil
+		return []chunkCheck{{r: r, key: b.Key, chunk: ch, single: b}}, nil
 	}
 	if b.Format == archive.FormatDeltaV1 || b.Format == archive.FormatDeltaV2 {
 		return c.deltaControl(ctx, b, r)
 	}
 	if b.Format != archive.FormatBBv2 {
-		c.problem(r, true, "format %q: hoard checks and restores %s backups and single pg_basebackup tars only", b.Format, archive.FormatBBv2)
+		c.problem(r, true, "format %q: hoard checks and restores %s and %s backups, PGHoard's delta backups and single pg_basebackup tars only", b.Format, archive.FormatBBv2, archive.FormatBBv1)
 		return nil, nil
 	}
 	ctrl, err := c.a.ReadControl(ctx, b.Key, restore.CheckControlMember)
@@ -525,10 +530,10 @@ func (c *checker) statChunk(ctx context.Context, key string, ch archive.Manifest
 // decodeChunk checks a chunk's stored size as statChunk does, then decodes
 // it to its end as a tar stream and checks its decoded size against the
 // manifest's input_size (decoding stops just past it), and each member as
-// restore would (restore.CheckChunkMember, or restore.CheckSingleMember for
-// a single-tar backup, whose input_size is -1 when not recorded, or
+// restore would (restore.CheckChunkMember, or a restore.TarCheck for a
+// backup held in one tar, whose input_size is -1 when not recorded, or
 // restore.CheckBundleMember for a delta backup's bundle).
-func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single, bundle bool) error {
+func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single *archive.BackupInfo, bundle bool) error {
 	if err := c.statChunk(ctx, key, ch); err != nil {
 		return err
 	}
@@ -545,7 +550,12 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 		lr = io.LimitReader(rc, ch.InputSize+1)
 	}
 	cr := &storage.CountingReader{R: lr}
-	sawControl := false
+	var one *restore.TarCheck
+	if single != nil {
+		if one, err = restore.NewTarCheck(single); err != nil {
+			return err
+		}
+	}
 	tr := tar.NewReader(cr)
 	buf := make([]byte, 256<<10)
 	for {
@@ -560,11 +570,8 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 		if bundle {
 			check = func() error { return restore.CheckBundleMember(m, h) }
 		}
-		if single {
-			check = func() error { return restore.CheckSingleMember(h) }
-			if path.Clean(h.Name) == "global/pg_control" {
-				sawControl = true
-			}
+		if one != nil {
+			check = func() error { return one.Member(h, tr) }
 		}
 		if err := check(); err != nil {
 			return err
@@ -578,8 +585,10 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 	if _, err := io.CopyBuffer(io.Discard, cr, buf); err != nil {
 		return err
 	}
-	if single && !sawControl {
-		return errors.New("holds no global/pg_control: not a pg_basebackup tar")
+	if one != nil {
+		if err := one.Done(); err != nil {
+			return err
+		}
 	}
 	if ch.InputSize < 0 {
 		return nil
