@@ -122,9 +122,61 @@ func TestArchive_FetchWAL_StandIn_ErrNotAtEnd(t *testing.T) {
 	}
 }
 
+// The daemon stores the copies of a growing segment trimmed (its WAL so
+// far, no padding): wal-fetch delivers a full-size segment file, under
+// the segment's name and under the .partial's, the listing's end and
+// Check read it, and a shorter copy never replaces it.
+func TestArchive_FetchWAL_StandIn_Trimmed(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	pushSegments(t, a, 3, 4)
+	name := "000000010000000000000005"
+	full := waltest.Segment(t, name, testSegSize, 5)
+	dir := t.TempDir()
+	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", full[:300000]), PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", full[:200000]), PushOptions{StoredPartial: 300000})
+	if err != nil || !res.Stale {
+		t.Fatalf("shorter copy: %+v, %v; want stale", res, err)
+	}
+	for _, fetch := range []string{name, name + ".partial"} {
+		dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+		if err := a.FetchWAL(ctx, fetch, dest, FetchOptions{}); err != nil {
+			t.Fatalf("FetchWAL %s: %v", fetch, err)
+		}
+		got, err := os.ReadFile(dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != testSegSize || !bytes.Equal(got[:300000], full[:300000]) || bytes.ContainsFunc(got[300000:], func(r rune) bool { return r != 0 }) {
+			t.Fatalf("FetchWAL %s: %d bytes, want the 300000 stored then zeros to %d", fetch, len(got), testSegSize)
+		}
+	}
+	l, err := a.ListStoredWAL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := l.StandIn(name)
+	if !ok {
+		t.Fatal("the trimmed .partial does not stand in")
+	}
+	if err := p.Check(ctx); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+	end, err := l.End(ctx, testSegSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := dataSize(bytes.NewReader(full[:300000]))
+	if seg, _ := wal.ParseSegmentName(name, testSegSize); !end.Partial || end.LSN != seg.StartLSN(testSegSize)+pglogrepl.LSN(n) {
+		t.Errorf("End = %+v, want the end of the .partial's data, %d bytes in", end, n)
+	}
+}
+
 func TestArchive_FetchWAL_StandIn_ShortPadded(t *testing.T) {
-	// A .partial stored shorter than its segment (not by hoard's daemon)
-	// is padded to the segment size: PostgreSQL refuses other sizes.
+	// A .partial stored shorter than its segment through PushWAL is
+	// padded to the segment size: PostgreSQL refuses other sizes.
 	ctx := context.Background()
 	a := walTestArchive(t, false)
 	name := "000000010000000000000005"

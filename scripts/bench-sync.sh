@@ -94,7 +94,13 @@ for i in $(seq 1 300); do
 	sleep 0.1
 done
 s3() { curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$muser:$mpass" "$@"; }
-s3 -X PUT "http://127.0.0.1:$mport/$bucket" >/dev/null
+# A loaded MinIO may answer 503 for a moment after it says it is live.
+for i in $(seq 1 50); do
+	s3 -X PUT "http://127.0.0.1:$mport/$bucket" >/dev/null 2>&1 || true
+	s3 -o /dev/null -I "http://127.0.0.1:$mport/$bucket" 2>/dev/null && break
+	[ "$i" = 50 ] && { echo "bench-sync: MinIO does not create the bucket" >&2; cat "$dir/minio.log" >&2; exit 1; }
+	sleep 0.2
+done
 # round_trip: the median time of 21 PUTs of a 64 KiB object into MinIO
 # (curl's own time, without its start): one storage round trip, in ms.
 head -c 65536 /dev/urandom >"$dir/rt.bin"
