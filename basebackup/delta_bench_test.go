@@ -1,0 +1,92 @@
+package basebackup
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// BenchmarkDelta compares a delta backup with a full one after 1% of a
+// pgbench database changed, on each PostgreSQL major under test
+// (HOARD_PG_VERSIONS, e.g. "all"): a delta backup (which stores every
+// large file), an update of 1% of pgbench_accounts' rows, a full
+// local-tar backup of that state, an update of the next 1%, then a delta
+// backup, which stores only the large files whose bytes changed (and
+// bundles the small ones again). It reports the bytes each stored (what
+// the store holds more after it) and its seconds, and their ratios.
+// HOARD_BENCH_SCALE sets pgbench's scale (default 50, about 750 MB);
+// HOARD_BENCH_SPREAD=1 updates every 100th row instead of a contiguous 1%.
+//
+//	HOARD_PG_VERSIONS=all go test -run '^$' -bench BenchmarkDelta -benchtime 1x ./basebackup/
+func BenchmarkDelta(b *testing.B) {
+	scale := 50
+	if s := os.Getenv("HOARD_BENCH_SCALE"); s != "" {
+		scale, _ = strconv.Atoi(s)
+	}
+	spread := os.Getenv("HOARD_BENCH_SPREAD") == "1"
+	for _, major := range pgtest.Versions() {
+		b.Run(fmt.Sprintf("pg%d", major), func(b *testing.B) {
+			c := pgtest.Start(b, pgtest.Options{Major: major, Conf: map[string]string{"max_wal_size": "4GB"}})
+			pgtest.Pgbench(b, c, "-i", "-s", strconv.Itoa(scale))
+			a := localArchive(b)
+			take := func(mode Mode) (stored int64, took time.Duration) {
+				before := storedBytes(b, a)
+				start := time.Now()
+				_, err := Run(testContext(b), Options{
+					ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, PGData: c.DataDir,
+					Mode: mode, TempDir: b.TempDir(), Logger: zerolog.Nop(),
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				took = time.Since(start)
+				return storedBytes(b, a) - before, took
+			}
+			update := func(n int) {
+				rows := scale * 100000 / 100
+				if spread {
+					c.Exec(b, "update pgbench_accounts set abalance = abalance + 1 where aid % 100 = $1", n)
+				} else {
+					c.Exec(b, "update pgbench_accounts set abalance = abalance + 1 where aid > $1 and aid <= $2", n*rows, (n+1)*rows)
+				}
+				c.Exec(b, "checkpoint")
+			}
+			for range b.N {
+				take(ModeDelta)
+				update(0)
+				fullBytes, fullTime := take(ModeLocal)
+				update(1)
+				deltaBytes, deltaTime := take(ModeDelta)
+				b.ReportMetric(float64(fullBytes), "full-bytes")
+				b.ReportMetric(fullTime.Seconds(), "full-s")
+				b.ReportMetric(float64(deltaBytes), "delta-bytes")
+				b.ReportMetric(deltaTime.Seconds(), "delta-s")
+				b.ReportMetric(100*float64(deltaBytes)/float64(fullBytes), "bytes-%")
+				b.ReportMetric(100*deltaTime.Seconds()/fullTime.Seconds(), "time-%")
+			}
+		})
+	}
+}
+
+// storedBytes is the size of every object a's store holds.
+func storedBytes(b testing.TB, a *archive.Archive) int64 {
+	b.Helper()
+	var n int64
+	err := a.Store.List(context.Background(), "", func(o storage.Object) error {
+		n += o.Size
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
