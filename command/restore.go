@@ -24,9 +24,11 @@ func restoreCommand() *cli.Command {
 			"     --target-name N | --target-lsn L | --target-immediate] [--standby --primary-conninfo C] ...\n" +
 			"   hoard restore list-basebackups [--json] [-v]",
 		Description: "Chooses a basebackup (by --basebackup, or the newest that ended before the recovery\n" +
-			"target), checks that the target directory is empty and that the archive holds all WAL\n" +
-			"from the backup's start to its end, then downloads, decrypts, decompresses and untars\n" +
-			"its chunks in parallel straight into the target directory. pg_control is written last,\n" +
+			"target; an incremental backup whose chain of parents is broken is passed over with a\n" +
+			"warning, and refused by name), checks that the target directory is empty and that the\n" +
+			"archive holds all WAL from the backup's start to its end, then downloads, decrypts,\n" +
+			"decompresses and untars its chunks in parallel straight into the target directory.\n" +
+			"pg_control is written last,\n" +
 			"so a restore that fails part-way leaves a directory PostgreSQL refuses to start on.\n" +
 			"Then it writes the recovery configuration into postgresql.auto.conf (restore_command\n" +
 			"runs hoard wal-fetch with this configuration) and creates recovery.signal, or\n" +

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,7 +171,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("target timeline latest: %w", err)
 		}
 	}
-	b, err := SelectBackup(backups, o.Backup, t)
+	b, ctrl, chain, err := o.choose(ctx, log, a, backups, listed.Damaged, t)
 	if err != nil {
 		return nil, err
 	}
@@ -188,8 +189,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := checkFormat(b); err != nil {
 		return nil, err
 	}
-	if b.PGVersion != 0 && b.PGVersion < 130000 {
-		return nil, fmt.Errorf("backup %s is of PostgreSQL %d; hoard restores 13 and later: %w", b.Name, b.PGVersion/10000, ErrUnsupportedVersion)
+	if err := checkVersion(b); err != nil {
+		return nil, err
 	}
 	if o.Overwrite {
 		if err := checkNotRunning(o.TargetDir); err != nil {
@@ -237,23 +238,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 
-	// The control object is read whole now, before anything is written:
-	// its manifest (validated, at most archive.MaxManifestSize bytes) says
-	// what to download, and its other members are checked as the
-	// extraction will check them. Only the manifest is held in memory.
-	var ctrl *archive.Control
 	m := &archive.Manifest{} // a backup held in one tar has none
-	if b.Format == archive.FormatBBv1 {
+	if ctrl != nil {
+		m = ctrl.Manifest
+	} else if b.Format == archive.FormatBBv1 {
 		// Its tablespaces are in the object's metadata; the manifest at
 		// the head of the tar must agree (see oneTar).
 		if m.Tablespaces, err = archive.V1Tablespaces(b.Metadata); err != nil {
 			return nil, fmt.Errorf("backup %s: object %s: %w", b.Name, b.Key, err)
 		}
-	} else if !b.OneTar() {
-		if ctrl, err = src.ReadControl(ctx, b.Key, checkControlMember); err != nil {
-			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
-		}
-		m = ctrl.Manifest
 	}
 	var dp *deltaPlan
 	if isDelta(b.Format) {
@@ -261,11 +254,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
 		}
 	}
-	var chain []*chainLevel
-	if ctrl != nil && (b.Parent != "" || (m.Hoard != nil && m.Hoard.Incremental != nil)) {
-		if chain, err = readChain(ctx, a, backups, listed.Damaged, b, ctrl); err != nil {
-			return nil, err
-		}
+	if chain != nil {
 		log.Info().Int("backups", len(chain)).Str("full", chain[0].info.Name).Msg("incremental backup: its files are rebuilt from its chain")
 	}
 	spcDirs, wipe, err := o.tablespaceDirs(m)
@@ -341,6 +330,55 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
+// choose selects the backup to restore among backups (SelectBackup) and
+// reads its control object and, for an incremental backup, its chain
+// (readChain), before anything is written: the control object's manifest
+// (validated, at most archive.MaxManifestSize bytes, the only member held
+// in memory) says what to download, and its other members are checked as
+// the extraction will check them. A backup held in one tar has no control
+// object (ctrl nil).
+//
+// When the choice is automatic, an incremental backup whose chain is
+// broken (ErrBrokenChain: a parent missing, damaged, or not the backup it
+// was taken against) is passed over with a warning naming the parent, as
+// a damaged backup is, and the newest of the others that reaches the
+// target is chosen instead. A backup named in o.Backup is refused with the
+// chain's error.
+func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damaged []*archive.DamagedBackup, t Target) (*archive.BackupInfo, *archive.Control, []*chainLevel, error) {
+	auto := o.Backup == "" || o.Backup == "latest"
+	candidates := backups
+	var skipped []string
+	for {
+		b, err := SelectBackup(candidates, o.Backup, t)
+		if err != nil {
+			if len(skipped) > 0 {
+				return nil, nil, nil, fmt.Errorf("%w (passed over, their incremental chains broken: %s)", err, strings.Join(skipped, ", "))
+			}
+			return nil, nil, nil, err
+		}
+		if b.OneTar() || checkFormat(b) != nil || checkVersion(b) != nil {
+			return b, nil, nil, nil // Run refuses an unknown format or an old version, naming it
+		}
+		ctrl, err := a.ArchiveOf(b).ReadControl(ctx, b.Key, checkControlMember)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("backup %s: %w", b.Name, err)
+		}
+		if h := ctrl.Manifest.Hoard; b.Parent == "" && (h == nil || h.Incremental == nil) {
+			return b, ctrl, nil, nil
+		}
+		chain, err := readChain(ctx, a, backups, damaged, b, ctrl)
+		if err == nil {
+			return b, ctrl, chain, nil
+		}
+		if !auto || !errors.Is(err, ErrBrokenChain) {
+			return nil, nil, nil, err
+		}
+		log.Warn().Err(err).Str("backup", b.Name).Msg("skipping incremental backup: its chain is broken; choosing among the older backups")
+		skipped = append(skipped, b.Name)
+		candidates = slices.DeleteFunc(slices.Clone(candidates), func(x *archive.BackupInfo) bool { return x == b })
+	}
+}
+
 // ErrDamagedBackup is returned (wrapped) when the backup asked for by name
 // is listed but its metadata cannot be read.
 var ErrDamagedBackup = errors.New("damaged backup")
@@ -369,6 +407,14 @@ func checkFormat(b *archive.BackupInfo) error {
 	}
 	return fmt.Errorf("backup %s is %s; hoard restores %s, %s, PGHoard's delta backups and single pg_basebackup tars only: %w",
 		b.Name, what, archive.FormatBBv2, archive.FormatBBv1, ErrUnsupportedFormat)
+}
+
+// checkVersion refuses a backup of a PostgreSQL older than 13.
+func checkVersion(b *archive.BackupInfo) error {
+	if b.PGVersion != 0 && b.PGVersion < 130000 {
+		return fmt.Errorf("backup %s is of PostgreSQL %d; hoard restores 13 and later: %w", b.Name, b.PGVersion/10000, ErrUnsupportedVersion)
+	}
+	return nil
 }
 
 func isDelta(format string) bool {

@@ -1,0 +1,129 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestRun_IncrementalBrokenChainFallback takes a full backup of a real
+// PostgreSQL 17, then an incremental on it and a second on the first, and
+// breaks the chain of the newest: first the middle backup's metadata is
+// damaged, then its object is gone. Chosen automatically, the restore
+// passes the newest backup over with a warning naming it and its parent,
+// and restores the full backup, whose recovery replays all archived WAL to
+// the source's rows; named with Backup, the newest is refused with
+// ErrBrokenChain naming the parent's object.
+func TestRun_IncrementalBrokenChainFallback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
+	const major = 17
+	walDir := pgtest.TempDir(t)
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{
+		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
+	}})
+	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	src.Exec(t, "create table t (id int primary key, v text)")
+	src.Exec(t, "insert into t select i, 'first' from generate_series(1, 5000) i")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	take := func(incremental bool) *archive.BackupInfo {
+		t.Helper()
+		b, err := basebackup.Run(ctx, basebackup.Options{
+			ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
+			Mode: basebackup.ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
+		})
+		if err != nil {
+			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
+		}
+		return b
+	}
+	full := take(false)
+	src.Exec(t, "insert into t select i, 'second' from generate_series(5001, 6000) i")
+	inc1 := take(true)
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+	inc2 := take(true)
+	if inc1.Parent != full.Name || inc2.Parent != inc1.Name {
+		t.Fatalf("parents: %s <- %s (%q) <- %s (%q)", full.Name, inc1.Name, inc1.Parent, inc2.Name, inc2.Parent)
+	}
+	src.Exec(t, "update t set v = 'after' where id <= 500")
+	want := digest(t, src)
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
+
+	restore := func(name string) (*Result, string, string, error) {
+		t.Helper()
+		var logs bytes.Buffer
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		res, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: name, RestoreCommand: "cp " + walDir + "/%f %p",
+			Logger: zerolog.New(&logs).Level(zerolog.WarnLevel)})
+		return res, dir, logs.String(), err
+	}
+	checkFallback := func(what string, res *Result, logs string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: automatic restore: %v", what, err)
+		}
+		if res.Backup.Name != full.Name {
+			t.Errorf("%s: restored %s, want the full backup %s", what, res.Backup.Name, full.Name)
+		}
+		if !strings.Contains(logs, `"level":"warn"`) || !strings.Contains(logs, inc2.Name) || !strings.Contains(logs, inc1.Key) {
+			t.Errorf("%s: warnings %s lack %s and its parent's object %s", what, logs, inc2.Name, inc1.Key)
+		}
+	}
+	checkRefused := func(what string) {
+		t.Helper()
+		_, _, _, err := restore(inc2.Name)
+		if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), inc1.Key) || !strings.Contains(err.Error(), inc2.Name) {
+			t.Errorf("%s: restore of %s by name: %v, want ErrBrokenChain naming it and %s", what, inc2.Name, err, inc1.Key)
+		}
+	}
+
+	// The middle backup's metadata damaged (its start time no time).
+	rc, obj, err := a.Store.Open(ctx, inc1.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := new(bytes.Buffer)
+	_, err = body.ReadFrom(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := storage.Metadata{}
+	for k, v := range obj.Metadata {
+		md[k] = v
+	}
+	md[archive.MetaStartTime] = "not a time"
+	if err := a.Store.Put(ctx, inc1.Key, bytes.NewReader(body.Bytes()), md); err != nil {
+		t.Fatal(err)
+	}
+	res, dir, logs, err := restore("")
+	checkFallback("parent's metadata damaged", res, logs, err)
+	c := pgtest.StartDataDir(t, major, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	checkRestored(t, c, want)
+	c.Stop(t)
+	checkRefused("parent's metadata damaged")
+
+	// The middle backup gone.
+	if err := a.Store.Delete(ctx, inc1.Key); err != nil {
+		t.Fatal(err)
+	}
+	res, _, logs, err = restore("latest")
+	checkFallback("parent missing", res, logs, err)
+	checkRefused("parent missing")
+}
