@@ -158,3 +158,77 @@ func processesMentioning(s string) []string {
 	}
 	return out
 }
+
+// TestDaemonRestoreTestIncremental runs hoard daemon against a real
+// PostgreSQL (the newest major the tests run, 17 or later) with
+// summarize_wal on, incremental backups every 18 s between daily full ones
+// and a test restore every 36 s, while rows are written: the first
+// scheduled test restore whose newest backup is an incremental one
+// restores it from its chain (the full backup and the incrementals on it),
+// replays the archive and passes every check; the daemon logs the chain.
+func TestDaemonRestoreTestIncremental(t *testing.T) {
+	if vs := pgtest.Versions(); vs[len(vs)-1] < 17 {
+		pgtest.Unavailable(t, "PostgreSQL 17 or later for incremental backups (newest: %d)", vs[len(vs)-1])
+	}
+	s := newMinIOStreamSite(t)
+	s.setSiteKey("basebackup_incremental_interval_hours", 0.005)
+	s.setSiteKey("restore_test_interval_hours", 0.01)
+	src := s.startSource(pgtest.Options{DataChecksums: true, Conf: map[string]string{"summarize_wal": "on"}})
+	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
+
+	d := s.startDaemon()
+	parents := map[string]string{}
+	var rt *restoreTestStatus
+	var tested []string
+	var wrote time.Time
+	d.waitFor("a finished restore test of an incremental backup", 6*time.Minute, func() bool {
+		if time.Since(wrote) > 3*time.Second {
+			// Changes for each incremental backup to hold.
+			src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 97 = 0")
+			wrote = time.Now()
+		}
+		r := d.restoreTest()
+		if r == nil || r.Finished == nil || (rt != nil && r.Finished.Equal(*rt.Finished)) {
+			return false
+		}
+		rt = r
+		tested = append(tested, r.Backup)
+		for _, b := range s.listBackups() {
+			parents[b.Name] = b.Metadata["hoard-incremental-parent"]
+		}
+		return parents[r.Backup] != ""
+	})
+	if rt.OK == nil || !*rt.OK {
+		t.Fatalf("restore test of incremental backup %s failed: %s\nchecks %+v\n%s", rt.Backup, rt.Error, rt.Checks, tailLines(d.out.String(), 40))
+	}
+	checks := map[string]string{}
+	for _, c := range rt.Checks {
+		checks[c.Name] = c.Status
+	}
+	for _, name := range []string{"connect", "replay", "databases", "amcheck"} {
+		if checks[name] != "ok" {
+			t.Errorf("check %s: %q, want ok (checks %+v)", name, checks[name], rt.Checks)
+		}
+	}
+	if c := checks["checksums"]; c != "ok" && c != "unavailable" {
+		t.Errorf("check checksums: %q (checks %+v)", c, rt.Checks)
+	}
+	// The chain down to the full backup, as the daemon's restore followed it.
+	chain := []string{rt.Backup}
+	for p := parents[rt.Backup]; p != ""; p = parents[p] {
+		chain = append(chain, p)
+		if len(chain) > len(parents) {
+			t.Fatalf("the parents loop: %v", chain)
+		}
+	}
+	if _, ok := parents[chain[len(chain)-1]]; !ok {
+		t.Fatalf("chain %v ends in a backup that is not listed", chain)
+	}
+	if log := d.out.String(); !strings.Contains(log, "its files are rebuilt from its chain") || !strings.Contains(log, chain[len(chain)-1]) {
+		t.Errorf("the daemon's log does not show the chain restore (full backup %s)\n%s", chain[len(chain)-1], tailLines(log, 40))
+	}
+	t.Logf("restore tests of %v; the incremental %s restored from chain %v", tested, rt.Backup, chain)
+	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
+	}
+}
