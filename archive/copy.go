@@ -318,7 +318,10 @@ func (c *copier) copy(ctx context.Context, ob storage.Object, target string, log
 		}
 	}
 	h := sha256.New()
-	err = c.o.To.Store.Create(ctx, target, io.TeeReader(rc, h), src.Metadata)
+	// The source's size lets an object store size its upload buffers for
+	// the copy (a few MiB of parts on S3, not the parts of an object of
+	// any size).
+	err = c.o.To.Store.Create(storage.WithMaxSize(ctx, src.Size), target, io.TeeReader(rc, h), src.Metadata)
 	rc.Close()
 	if err != nil {
 		out.err = fmt.Errorf("store %s: %w", target, err)

@@ -42,12 +42,30 @@ type UploadOptions struct {
 	// original-file-size; Close fails if a different number of bytes was
 	// written. -1 (or any negative value) means unknown.
 	Size int64
+	// MaxSize, when Size is unknown, is an upper bound of the plaintext
+	// size (a basebackup chunk's planned tar), 0 for none. With Size or
+	// MaxSize the store learns the object's largest stored size
+	// (MaxStoredSize, through storage.WithMaxSize) and sizes its upload
+	// buffers for it: small S3 parts for a chunk instead of the parts an
+	// object of any size needs.
+	MaxSize int64
 	// Concurrency is the number of goroutines compressing at once
 	// (compress.Options.Concurrency); 0 or 1 compresses in the caller's
 	// goroutine.
 	Concurrency int
 	// create stores through Store.Create: only if the key holds nothing.
 	create bool
+}
+
+// MaxStoredSize bounds the stored size of an object of plain bytes of
+// plaintext, whatever its compression and encryption: every compressor
+// hoard writes stores an incompressible block as it is, with a few bytes of
+// framing per block (lz4 4 per 64 KiB, snappy 8 per 64 KiB, zstd 3 per
+// 128 KiB, xz less), and the pghoa1 envelope adds a header and an HMAC. A
+// sixteenth and 1 MiB more is far above all of them; the bound only sizes
+// upload buffers, where a generous one costs nothing.
+func MaxStoredSize(plain int64) int64 {
+	return plain + plain/16 + 1<<20
 }
 
 // NewUpload starts storing the object key with PGHoard's metadata merged
@@ -104,8 +122,15 @@ func (c *Codec) newUpload(ctx context.Context, st storage.Store, store func(cont
 	if !compress.Known(c.Compression) {
 		return nil, fmt.Errorf("put %s: compress with %q: %w", key, c.Compression, compress.ErrUnknownAlgorithm)
 	}
+	putCtx := ctx
+	switch {
+	case size >= 0:
+		putCtx = storage.WithMaxSize(ctx, MaxStoredSize(size))
+	case o.MaxSize > 0:
+		putCtx = storage.WithMaxSize(ctx, MaxStoredSize(o.MaxSize))
+	}
 	go func() {
-		err := store(ctx, key, u.eof, u.meta)
+		err := store(putCtx, key, u.eof, u.meta)
 		// Unblock a writer if Put returned without reading everything.
 		pr.CloseWithError(errUploadEnded)
 		u.done <- err

@@ -66,6 +66,7 @@ type chunk struct {
 	key      string
 	files    []string
 	written  map[string]bool // directory entries already in this chunk
+	maxSize  int64           // tar bytes the chunk holds at most, PAX records aside
 
 	up *archive.Upload
 	bw *bufio.Writer // batches the tar writer's headers
@@ -131,14 +132,19 @@ func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
 	if c.cur != nil {
 		n := c.cur.cw.N
 		need := tarSize(out.Size) + int64(len(c.missingParents(name)))*512 + tarTrailerSize
-		if n+need > c.limit && n >= c.limit/minFillDivisor {
+		// Past maxSize the chunk would break the bound its upload was
+		// started with: it is closed even when less than a fifth full.
+		if n+need > c.limit && n >= c.limit/minFillDivisor || n+need > c.cur.maxSize {
 			if err := c.finish(); err != nil {
 				return err
 			}
 		}
 	}
 	if c.cur == nil {
-		if err := c.open(); err != nil {
+		// A new chunk's first member, with its parents, can take it past
+		// limit: it then holds that member alone.
+		need := tarSize(out.Size) + int64(strings.Count(name, "/"))*512 + tarTrailerSize
+		if err := c.open(max(c.limit, need)); err != nil {
 			return err
 		}
 	}
@@ -236,9 +242,10 @@ func isRoot(d string) bool {
 	return ok && !strings.Contains(rest, "/")
 }
 
-// open starts the next chunk and its upload. It waits while parallel
-// chunks are in flight.
-func (c *chunker) open() error {
+// open starts the next chunk and its upload, for a chunk tar of at most
+// maxSize bytes (the store sizes its upload buffers for it). It waits
+// while parallel chunks are in flight.
+func (c *chunker) open(maxSize int64) error {
 	select {
 	case c.sem <- struct{}{}:
 	case <-c.gctx.Done():
@@ -248,7 +255,10 @@ func (c *chunker) open() error {
 	filename := archive.ChunkFilename(c.backup, n)
 	key := c.a.Layout.ChunkKey(filename)
 	md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
-	up, err := c.a.Codec.NewUpload(c.gctx, c.a.Store, key, md, archive.UploadOptions{Size: -1, Concurrency: c.conc})
+	// PAX records of long names are left out of the sizes add counts:
+	// room for one per member (each takes 512 bytes or more).
+	bound := maxSize + (maxSize/512+1)*paxAllowance
+	up, err := c.a.Codec.NewUpload(c.gctx, c.a.Store, key, md, archive.UploadOptions{Size: -1, MaxSize: bound, Concurrency: c.conc})
 	if err != nil {
 		<-c.sem
 		return fmt.Errorf("chunk %s: %w", filename, err)
@@ -259,6 +269,7 @@ func (c *chunker) open() error {
 		filename: filename,
 		key:      key,
 		written:  map[string]bool{},
+		maxSize:  maxSize,
 		up:       up,
 		bw:       bw,
 		cw:       cw,

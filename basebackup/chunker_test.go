@@ -11,6 +11,7 @@ import (
 	"math/rand"
 	"path"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -337,5 +338,76 @@ func BenchmarkChunker(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// boundStore records, for each Put, the bound storage.WithMaxSize gave it
+// and the bytes it read.
+type boundStore struct {
+	storage.Store
+	mu     sync.Mutex
+	bounds map[string][2]int64 // key: bound, bytes read
+}
+
+func (s *boundStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	cr := &storage.CountingReader{R: r}
+	err := s.Store.Put(ctx, key, cr, md)
+	s.mu.Lock()
+	s.bounds[key] = [2]int64{storage.MaxSize(ctx), cr.N}
+	s.mu.Unlock()
+	return err
+}
+
+// Every chunk's upload is told a bound on its size (so that S3 and Azure
+// choose small parts) and stays within it, even when a member larger than
+// the chunk size follows a chunk less than a fifth full: that chunk is
+// closed, and the member gets a chunk, and a bound, of its own.
+func TestChunker_MaxSize(t *testing.T) {
+	ctx := context.Background()
+	st := &boundStore{Store: storage.NewMem(), bounds: map[string][2]int64{}}
+	codec := &archive.Codec{Compression: compress.None}
+	const limit = 64 << 10
+	r, g := newTestRun(ctx, st, codec, limit, 2)
+	entries := []tarEntry{
+		{name: "PG_VERSION", typ: tar.TypeReg, size: 3},
+		{name: "base", typ: tar.TypeDir},
+		{name: "base/1", typ: tar.TypeDir},
+		{name: "base/1/small", typ: tar.TypeReg, size: 1000},
+		{name: "base/1/huge", typ: tar.TypeReg, size: 5 * limit},
+		{name: "base/1/after", typ: tar.TypeReg, size: 40000},
+		{name: "base/1/after2", typ: tar.TypeReg, size: 40000},
+		{name: "global", typ: tar.TypeDir},
+		{name: "global/pg_control", typ: tar.TypeReg, size: 8192},
+	}
+	if err := r.archive(bytes.NewReader(serverTar(t, entries)), "base.tar", true, "pgdata/"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ck.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := r.ck.manifestChunks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chunks) < 3 {
+		t.Fatalf("%d chunks, want the huge file in one of its own", len(chunks))
+	}
+	for _, c := range chunks {
+		key := r.o.Archive.Layout.ChunkKey(c.ChunkFilename)
+		b, ok := st.bounds[key]
+		switch {
+		case !ok:
+			t.Errorf("chunk %s: no Put", c.ChunkFilename)
+		case b[0] < 0:
+			t.Errorf("chunk %s: Put without a bound", c.ChunkFilename)
+		case b[1] > b[0]:
+			t.Errorf("chunk %s: Put read %d bytes, over its bound %d", c.ChunkFilename, b[1], b[0])
+		}
+		if c.InputSize > limit && len(c.Files) > 3 { // pgdata/base, pgdata/base/1, the file
+			t.Errorf("chunk %s of %d bytes holds %v", c.ChunkFilename, c.InputSize, c.Files)
+		}
 	}
 }

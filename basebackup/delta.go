@@ -388,7 +388,8 @@ func (w *worker) storeNew(ctx context.Context, e *entry) (*deltaFileResult, erro
 		return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), err)
 	}
 	key := a.Layout.DeltaKey(r.digest)
-	err = a.Store.Create(ctx, key, tmp, stored.Metadata)
+	// Its exact size lets an object store size its upload buffers.
+	err = a.Store.Create(storage.WithMaxSize(ctx, stored.StoredSize), key, tmp, stored.Metadata)
 	if errors.Is(err, storage.ErrExist) {
 		// Stored before or meanwhile (by another backup, or by this one
 		// for a file whose bytes became these): reuse it.

@@ -169,8 +169,10 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 	if err != nil {
 		return nil, err
 	}
-	if n := fitParallel(o.Parallel, o.Archive.Codec, max(o.CompressionThreads, 1)); n < o.Parallel {
+	upload := chunkUploadMemory(o.Archive.Store, o.ChunkSize)
+	if n := fitParallel(o.Parallel, o.Archive.Codec, max(o.CompressionThreads, 1), upload); n < o.Parallel {
 		log.Info().Int("workers", o.Parallel).Int("fit", n).Str("compression", o.Archive.Codec.Compression).
+			Int64("upload_buffer_bytes", upload).
 			Msg("fewer workers, so that the chunks in flight fit the backup's memory budget")
 		o.Parallel = n
 	}

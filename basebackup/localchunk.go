@@ -77,7 +77,7 @@ func (w *worker) writeChunk(ctx context.Context, plan chunkPlan) (*chunkResult, 
 	l.began(res.key)
 	md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
 	up, err := l.o.Archive.Codec.NewUpload(ctx, l.o.Archive.Store, res.key, md,
-		archive.UploadOptions{Size: -1, Concurrency: l.compressionThreads})
+		archive.UploadOptions{Size: -1, MaxSize: plan.maxSize(), Concurrency: l.compressionThreads})
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: chunk %s: %w", filename, err)
 	}

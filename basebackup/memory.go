@@ -3,6 +3,7 @@ package basebackup
 import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // chunkMemoryBudget bounds the memory the chunks in flight of one backup
@@ -12,16 +13,27 @@ const chunkMemoryBudget = 160 << 20
 
 // chunkMemory estimates the memory one chunk in flight holds: its
 // worker's read buffer and tar batching, its compressor at conc
-// goroutines, and the envelope's and the upload pipe's buffers. The
-// storage's own upload buffer is not counted: local storage has none to
-// speak of; object storage holds up to one part (segment_size) per upload.
-func chunkMemory(codec *archive.Codec, conc int) int64 {
-	return readBufferSize + uploadBufferSize + 128<<10 + compress.WriterMemory(codec.Compression, codec.Level, conc)
+// goroutines, the envelope's and the upload pipe's buffers, and upload,
+// the store's own upload buffers for one chunk (storage.UploadMemory:
+// none for local storage; on S3 three parts, 5 MiB each for a chunk of up
+// to 48 GiB).
+func chunkMemory(codec *archive.Codec, conc int, upload int64) int64 {
+	return readBufferSize + uploadBufferSize + 128<<10 + compress.WriterMemory(codec.Compression, codec.Level, conc) + upload
 }
 
 // fitParallel returns parallel (basebackup_threads, at most
 // basebackup_chunks_in_progress when set), lowered so that as many chunks
-// in flight fit chunkMemoryBudget, and at least 1.
-func fitParallel(parallel int, codec *archive.Codec, conc int) int {
-	return max(1, min(parallel, int(chunkMemoryBudget/chunkMemory(codec, conc))))
+// in flight fit chunkMemoryBudget, and at least 1. upload is the store's
+// upload memory per chunk (see chunkMemory).
+func fitParallel(parallel int, codec *archive.Codec, conc int, upload int64) int {
+	return max(1, min(parallel, int(chunkMemoryBudget/chunkMemory(codec, conc, upload))))
+}
+
+// chunkUploadMemory is the store's upload memory for one chunk of a backup
+// whose chunks hold about chunkSize bytes of tar (storage.UploadMemory of
+// their largest stored size). A file larger than chunkSize gets a chunk
+// of its own and may need larger parts; on S3 a chunk up to 48 GiB still
+// has 5 MiB parts.
+func chunkUploadMemory(st storage.Store, chunkSize int64) int64 {
+	return storage.UploadMemory(st, archive.MaxStoredSize(chunkSize))
 }

@@ -283,6 +283,17 @@ type chunkPlan struct {
 	size    int64 // estimated tar size
 }
 
+// maxSize bounds the chunk's tar: its estimated size (headers, data up to
+// the scanned sizes, which a worker never exceeds), plus room for the PAX
+// records of long names, which the estimate leaves out, and the trailer.
+func (p chunkPlan) maxSize() int64 {
+	return p.size + int64(len(p.entries))*paxAllowance + tarTrailerSize
+}
+
+// paxAllowance is room per member for PAX records (a long name or link
+// target: PostgreSQL's own paths are far shorter).
+const paxAllowance = 2 << 10
+
 // split cuts the scanned members into chunks by PGHoard's rule: a chunk is
 // closed before a member that would take it past limit, once it is at
 // least a fifth full. A chunk starts with the directory entries its first

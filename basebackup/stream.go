@@ -175,9 +175,11 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		// One stream: compress its blocks on every core.
 		conc = runtime.NumCPU()
 	}
-	parallel := fitParallel(o.Parallel, o.Archive.Codec, conc)
+	upload := chunkUploadMemory(o.Archive.Store, o.ChunkSize)
+	parallel := fitParallel(o.Parallel, o.Archive.Codec, conc, upload)
 	if parallel < o.Parallel {
 		log.Info().Int("chunks", o.Parallel).Int("fit", parallel).Str("compression", o.Archive.Codec.Compression).
+			Int64("upload_buffer_bytes", upload).
 			Msg("fewer chunks in flight, so that they fit the backup's memory budget")
 	}
 	r.ck = newChunker(gctx, g, o.Archive, name, o.ChunkSize, parallel, conc)

@@ -15,10 +15,45 @@ import (
 	"gocloud.dev/blob/azureblob"
 )
 
-// azureBlockSize is the default block size. Azure allows 50,000 blocks per
-// blob, so 64 MiB blocks carry objects up to 3.2 TB; with two blocks in
-// flight a Put holds about 128 MiB. segment_size overrides it.
+// azureBlockSize is the block size of an object of unknown size. Azure
+// allows 50,000 blocks per blob, so 64 MiB blocks carry objects up to
+// 3.2 TB; with two blocks in flight a Put holds about 128 MiB. Objects of
+// bounded size (storage.WithMaxSize) get blocks of their own (azurePlan).
+// segment_size overrides it.
 const azureBlockSize = 64 * mib
+
+// Azure's block count limit, the smallest block azurePlan chooses for a
+// large object, and the blocks a Put sends at once.
+const (
+	azureMaxBlocks   = 50_000
+	azureMinBlock    = 4 * mib
+	azureConcurrency = 2
+)
+
+// azurePlan chooses the block size of an upload of at most maxSize bytes
+// (< 0: unknown). The SDK's UploadStream fills up to azureConcurrency
+// blocks at once, so that is what a Put holds.
+//
+//   - segment_size set: its blocks, as configured.
+//   - unknown size: 64 MiB blocks (objects up to 3.2 TB).
+//   - at most singleRequestMax (a WAL segment): one block.
+//   - larger: the smallest whole-MiB block, at least 4 MiB, with which
+//     50,000 blocks hold maxSize.
+func azurePlan(segmentSize, maxSize int64) writePlan {
+	blocks := func(block int64) writePlan {
+		return writePlan{part: int(block), memory: azureConcurrency * block}
+	}
+	switch {
+	case segmentSize > 0:
+		return blocks(segmentSize)
+	case maxSize < 0:
+		return blocks(azureBlockSize)
+	case maxSize <= singleRequestMax:
+		block := max(ceilMiB(maxSize), mib)
+		return writePlan{part: int(block), memory: block}
+	}
+	return blocks(max(azureMinBlock, ceilMiB((maxSize+azureMaxBlocks-1)/azureMaxBlocks)))
+}
 
 // AzureClouds are the azure_cloud values: PGHoard's public (the default),
 // germany and china, and usgov.
@@ -90,7 +125,8 @@ func openAzure(ctx context.Context, c Config) (*Bucket, error) {
 	if c.SegmentSize > 0 {
 		b.partSize = int(c.SegmentSize)
 	}
-	b.concurrency = 2
+	b.concurrency = azureConcurrency
+	b.planFor = func(maxSize int64) writePlan { return azurePlan(c.SegmentSize, maxSize) }
 	b.rawMetadata = azureRawMetadata
 	b.secrets = []string{c.AccountKey, strings.TrimPrefix(c.SASToken, "?")}
 	return b, nil

@@ -26,6 +26,12 @@ type Bucket struct {
 
 	partSize    int // WriterOptions.BufferSize; 0 for the driver's default
 	concurrency int // WriterOptions.MaxConcurrency; 0 for the driver's default
+	// planFor chooses the part size of a Put of at most maxSize bytes (< 0:
+	// unknown) and the memory it holds; nil: partSize, memory not known.
+	planFor func(maxSize int64) writePlan
+	// tune applies what WriterOptions cannot say of a plan (S3's one-PUT
+	// threshold) in BeforeWrite; nil where nothing is needed.
+	tune func(p writePlan) func(asFunc func(any) bool) error
 
 	// rawMetadata overrides gocloud's escaping of metadata so that the wire
 	// spelling is PGHoard's; nil where gocloud stores keys as given.
@@ -125,15 +131,30 @@ func (b *Bucket) put(ctx context.Context, op, key string, r io.Reader, md Metada
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wmd := b.wireMetadata(md)
+	plan := b.plan(MaxSize(ctx))
 	opts := &blob.WriterOptions{
 		ContentType:    "application/octet-stream",
 		Metadata:       wmd,
-		BufferSize:     b.partSize,
+		BufferSize:     plan.part,
 		MaxConcurrency: b.concurrency,
 		IfNotExist:     ifNotExist,
 	}
+	var before []func(func(any) bool) error
 	if b.rawMetadata != nil {
-		opts.BeforeWrite = b.rawMetadata(wmd)
+		before = append(before, b.rawMetadata(wmd))
+	}
+	if b.tune != nil {
+		before = append(before, b.tune(plan))
+	}
+	if len(before) > 0 {
+		opts.BeforeWrite = func(as func(any) bool) error {
+			for _, f := range before {
+				if err := f(as); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 	src := &abortReader{ctx: wctx, r: r, cancel: cancel}
 	err := b.b.Upload(wctx, key, src, opts)

@@ -10,7 +10,10 @@
 //
 //   - Put stores the whole object or nothing. It streams: memory stays
 //     bounded by the backend's part size whatever the object's size, and
-//     the length need not be known. An error from the reader, a backend
+//     the length need not be known. A caller that knows an upper bound
+//     (WithMaxSize: a basebackup chunk, a WAL segment) lets S3 and Azure
+//     choose parts for it, a few MiB instead of the parts an object of any
+//     size needs; UploadMemory says what a Put holds. An error from the reader, a backend
 //     error or a cancelled ctx cancels the upload's context before the
 //     driver finishes (gocloud's "to abort a write, cancel ctx"), so no
 //     partial object is ever visible and an existing object is unchanged.
@@ -43,14 +46,20 @@
 //   - s3: an aws-sdk-go-v2 client built from region, static keys or the AWS
 //     default chain, host/port/is_secure for S3-compatible servers, path
 //     addressing by default (as PGHoard), is_verify_tls and cert_path, and
-//     SSE AES256 when encrypted. Parts are segment_size, by default 256 MiB,
-//     one in flight: objects up to 2.5 TiB within S3's 10,000 parts.
+//     SSE AES256 when encrypted. Parts are segment_size when set; by
+//     default 256 MiB for an object of unknown size (objects up to 2.5 TiB
+//     within S3's 10,000 parts; a Put holds three parts, about 768 MiB),
+//     and for a bounded one the smallest whole MiB, at least 5, with which
+//     10,000 parts hold it (5 MiB up to 48 GiB: about 15 MiB held), or one
+//     PUT up to 32 MiB. One part in flight.
 //   - google: credential_file or inline credentials (service account or
 //     authorized user), else the default Google credentials. With
 //     STORAGE_EMULATOR_HOST set (fake-gcs-server) no credentials are used.
 //   - azure: container bucket_name of account_name, with account_key, a SAS
 //     token or the default Azure identity; host/port/is_secure for Azurite.
-//     64 MiB blocks by default (3.2 TB within 50,000 blocks).
+//     64 MiB blocks by default (3.2 TB within 50,000 blocks), two in flight;
+//     for a bounded object the smallest whole MiB, at least 4, with which
+//     50,000 blocks hold it, or one block up to 32 MiB.
 //   - swift: an OpenStack Swift container through ncw/swift/v2, with
 //     rohmu's keys (Keystone v2 or v3, or v1 auth). Objects up to 32 MiB
 //     (or segment_size) go up in one PUT with their MD5; longer ones are

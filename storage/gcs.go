@@ -60,6 +60,7 @@ func openGCS(ctx context.Context, c Config) (*Bucket, error) {
 	if c.SegmentSize > 0 {
 		b.partSize = int(c.SegmentSize)
 	}
+	b.planFor = func(int64) writePlan { return writePlan{part: b.partSize, memory: int64(b.partSize)} }
 	return b, nil
 }
 

@@ -21,16 +21,58 @@ import (
 	"gocloud.dev/blob/s3blob"
 )
 
-// s3PartSize is the default multipart part size. S3 allows 10,000 parts, so
-// 256 MiB parts carry objects up to 2.5 TiB (a basic-mode basebackup of a
-// large cluster); with one part in flight and one being filled, a Put holds
-// at most about 512 MiB, and objects under 16 MiB (WAL) go in one PUT
-// without a full part buffer. segment_size overrides it.
+// s3PartSize is the multipart part size of an object of unknown size. S3
+// allows 10,000 parts, so 256 MiB parts carry objects up to 2.5 TiB; a Put
+// holds the first part and a pool of two more (one being sent, one being
+// filled), about 768 MiB. Objects of bounded size (storage.WithMaxSize: a
+// basebackup chunk, a WAL segment) get parts of their own (s3Plan).
+// segment_size overrides it.
 const s3PartSize = 256 * mib
 
 // S3AddressingStyles are the addressing_style values: path (PGHoard's
 // default), virtual, or auto (path for a custom host, else virtual).
 var S3AddressingStyles = []string{"path", "virtual", "auto"}
+
+// S3's limits on multipart uploads: the smallest part but the last, and
+// the most parts.
+const (
+	s3MinPart  = 5 * mib
+	s3MaxParts = 10_000
+)
+
+// s3DefaultThreshold is the transfer manager's own: an object shorter than
+// this goes in one PUT.
+const s3DefaultThreshold = 16 * mib
+
+// s3Plan chooses the part size and the one-PUT threshold of an upload of at
+// most maxSize bytes (< 0: unknown) and says what memory the transfer
+// manager then holds. It reads the first part whole (io.ReadAll, up to
+// twice its size while it grows), then takes a pool of two more parts for
+// the rest, so a multipart upload holds about three parts.
+//
+//   - segment_size set: its parts, as configured.
+//   - unknown size: 256 MiB parts (objects up to 2.5 TiB).
+//   - at most singleRequestMax (a WAL segment): one PUT, whatever the
+//     compression made of it.
+//   - larger: the smallest whole-MiB part, at least 5 MiB, with which
+//     10,000 parts hold maxSize; anything longer than one part is a
+//     multipart upload, so no larger first read is held.
+func s3Plan(segmentSize, maxSize int64) writePlan {
+	multipart := func(part, threshold int64) writePlan {
+		return writePlan{part: int(part), threshold: threshold, memory: max(part, threshold) + 2*part}
+	}
+	switch {
+	case segmentSize > 0:
+		return multipart(segmentSize, s3DefaultThreshold)
+	case maxSize < 0:
+		return multipart(s3PartSize, s3DefaultThreshold)
+	case maxSize <= singleRequestMax:
+		// The threshold is past maxSize: one PUT of a body read whole.
+		return writePlan{part: s3MinPart, threshold: maxSize + 1, memory: 2 * max(maxSize, 1)}
+	}
+	part := max(s3MinPart, ceilMiB((maxSize+s3MaxParts-1)/s3MaxParts))
+	return multipart(part, part)
+}
 
 // openS3 builds an aws-sdk-go-v2 S3 client by hand from c, so that PGHoard's
 // settings (custom endpoint, path addressing, TLS, static keys) apply, and
@@ -106,7 +148,9 @@ func openS3(ctx context.Context, c Config) (*Bucket, error) {
 		b.partSize = int(c.SegmentSize)
 	}
 	b.concurrency = 1
+	b.planFor = func(maxSize int64) writePlan { return s3Plan(c.SegmentSize, maxSize) }
 	b.rawMetadata = s3RawMetadata
+	b.tune = func(p writePlan) func(func(any) bool) error { return s3Tune(client, checksum, p) }
 	b.afterAbort = func(ctx context.Context, key string) { abortUploads(ctx, client, c.BucketName, key) }
 	b.secrets = []string{c.SecretAccessKey, c.SessionToken}
 	return b, nil
@@ -147,6 +191,29 @@ func s3HTTPClient(c Config) (*awshttp.BuildableClient, error) {
 		return nil, tlsErr
 	}
 	return hc, nil
+}
+
+// s3Tune gives the upload a transfer manager with p's part size and
+// one-PUT threshold, which gocloud's WriterOptions cannot set: gocloud hands
+// its own manager to BeforeWrite for this ("applications can manipulate the
+// exposed *Client directly"), and the settings it gave that manager (part
+// size, concurrency, checksums) are given again here.
+func s3Tune(client *s3.Client, checksum aws.RequestChecksumCalculation, p writePlan) func(func(any) bool) error {
+	return func(as func(any) bool) error {
+		var tm *transfermanager.Client
+		if !as(&tm) {
+			return nil
+		}
+		*tm = *transfermanager.New(client, func(o *transfermanager.Options) {
+			o.RequestChecksumCalculation = checksum
+			o.PartSizeBytes = int64(p.part)
+			o.Concurrency = 1
+			if p.threshold > 0 {
+				o.MultipartUploadThreshold = p.threshold
+			}
+		})
+		return nil
+	}
 }
 
 // s3RawMetadata writes metadata as PGHoard does (x-amz-meta-<key>: <value>)

@@ -1,11 +1,14 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -224,4 +227,105 @@ func (f *failAfter) Read(p []byte) (int, error) {
 	}
 	f.n -= k
 	return int(k), nil
+}
+
+// A Put told its object's largest size (storage.WithMaxSize) uploads in
+// parts sized for it: a bounded 12 MiB object goes in 5 MiB parts (the
+// multipart ETag counts them), where without the bound the transfer
+// manager would send it in one PUT after holding it whole, and with it
+// hold three 256 MiB parts for a larger one. A bounded object of up to
+// 32 MiB (a WAL segment) goes in one PUT even past the SDK's 16 MiB
+// threshold. The bytes come back as written.
+func TestMinIO_BoundedPutParts(t *testing.T) {
+	c := storetest.MinIO(t)
+	c.SegmentSize = 0 // hoard's own choice, not the conformance suite's small parts
+	st := openT(t, c)
+	var client *s3.Client
+	if !st.(*storage.Bucket).As(&client) {
+		t.Fatal("no *s3.Client")
+	}
+	bg := context.Background()
+	for _, tc := range []struct {
+		key      string
+		size     int
+		maxSize  int64 // -1: no bound
+		wantETag string
+	}{
+		{"chunk", 12 << 20, 256 << 20, "-3"},
+		{"unbounded", 12 << 20, -1, ""},
+		{"wal", 20 << 20, 20 << 20, ""},
+	} {
+		ctx := bg
+		if tc.maxSize >= 0 {
+			ctx = storage.WithMaxSize(bg, tc.maxSize)
+		}
+		data := make([]byte, tc.size)
+		for i := range data {
+			data[i] = byte(i*7 + i>>11)
+		}
+		if err := st.Put(ctx, "site/"+tc.key, bytes.NewReader(data), nil); err != nil {
+			t.Fatalf("%s: Put: %v", tc.key, err)
+		}
+		out, err := client.HeadObject(bg, &s3.HeadObjectInput{Bucket: aws.String(c.BucketName), Key: aws.String("site/" + tc.key)})
+		if err != nil {
+			t.Fatalf("%s: HeadObject: %v", tc.key, err)
+		}
+		etag := strings.Trim(aws.ToString(out.ETag), `"`)
+		_, parts, multipart := strings.Cut(etag, "-")
+		switch {
+		case tc.wantETag == "" && multipart:
+			t.Errorf("%s: ETag %s: a multipart upload, want one PUT", tc.key, etag)
+		case tc.wantETag != "" && "-"+parts != tc.wantETag:
+			t.Errorf("%s: ETag %s, want parts %s", tc.key, etag, tc.wantETag)
+		}
+		rc, _, err := st.Open(bg, "site/"+tc.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: read back %d bytes (%v), want the %d written", tc.key, len(got), err, len(data))
+		}
+	}
+}
+
+// Azure: a bounded 12 MiB object goes up in 4 MiB blocks, two at a time,
+// where an object of unknown size has 64 MiB blocks (two held per Put);
+// one that fits its first block, as a bounded object of up to 32 MiB (a
+// WAL segment) does, goes up in one Put Blob, without blocks.
+func TestAzurite_BoundedPutBlocks(t *testing.T) {
+	c := storetest.Azurite(t)
+	c.SegmentSize = 0 // hoard's own choice, not the conformance suite's small blocks
+	st := openT(t, c)
+	var client *container.Client
+	if !st.(*storage.Bucket).As(&client) {
+		t.Fatal("no *container.Client")
+	}
+	bg := context.Background()
+	for _, tc := range []struct {
+		key     string
+		maxSize int64
+		blocks  int
+	}{
+		{"chunk", 256 << 20, 3},
+		{"unbounded", -1, 0},
+		{"wal", 20 << 20, 0},
+	} {
+		ctx := bg
+		if tc.maxSize >= 0 {
+			ctx = storage.WithMaxSize(bg, tc.maxSize)
+		}
+		data := bytes.Repeat([]byte("0123456789abcdef"), 12<<20/16)
+		if err := st.Put(ctx, "site/"+tc.key, bytes.NewReader(data), nil); err != nil {
+			t.Fatalf("%s: Put: %v", tc.key, err)
+		}
+		bl, err := client.NewBlockBlobClient("site/"+tc.key).GetBlockList(bg, blockblob.BlockListTypeCommitted, nil)
+		if err != nil {
+			t.Fatalf("%s: GetBlockList: %v", tc.key, err)
+		}
+		if len(bl.CommittedBlocks) != tc.blocks {
+			t.Errorf("%s: %d committed blocks, want %d", tc.key, len(bl.CommittedBlocks), tc.blocks)
+		}
+	}
 }
