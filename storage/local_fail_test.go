@@ -73,27 +73,39 @@ func TestLocal_Open_ErrSidecarWithoutFile(t *testing.T) {
 // Temp files a killed writer left are never objects, and List removes them
 // once they have not been written for StaleTempAge; fresh ones stay.
 func TestLocal_List_RemovesStaleTemps(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	st := storage.NewLocal(dir)
-	if err := st.Put(ctx, "site/xlog/000000010000000000000001", strings.NewReader("wal"), nil); err != nil {
+	checkListRemovesStaleTemps(t, storage.NewLocal(dir), filepath.Join(dir, "site", "xlog"), map[string]tempFile{
+		".000000010000000000000002.tmp-123":           {aged: true, removed: true},
+		".000000010000000000000002.metadata_tmp-4":    {aged: true, removed: true},
+		"000000010000000000000003.metadata_tmp":       {aged: true, removed: true},
+		".000000010000000000000004.tmp-fresh":         {},
+		".000000010000000000000004.metadata_tmp-5678": {},
+	})
+}
+
+// tempFile is a file a test leaves beside a store's objects: aged, it was
+// last written longer than StaleTempAge ago; removed, a listing must
+// remove it.
+type tempFile struct{ aged, removed bool }
+
+// checkListRemovesStaleTemps stores one object in site/xlog/, writes files
+// into xlog (that directory on the store's file system), lists the store
+// and checks that the listing names only the object and removed exactly
+// the files marked removed.
+func checkListRemovesStaleTemps(t *testing.T, st storage.Store, xlog string, files map[string]tempFile) {
+	t.Helper()
+	ctx := context.Background()
+	const key = "site/xlog/000000010000000000000001"
+	if err := st.Put(ctx, key, strings.NewReader("wal"), nil); err != nil {
 		t.Fatal(err)
 	}
-	xlog := filepath.Join(dir, "site", "xlog")
 	old := time.Now().Add(-storage.StaleTempAge - time.Hour)
-	files := map[string]bool{ // name -> removed
-		".000000010000000000000002.tmp-123":           true,
-		".000000010000000000000002.metadata_tmp-4":    true,
-		"000000010000000000000003.metadata_tmp":       true,
-		".000000010000000000000004.tmp-fresh":         false,
-		".000000010000000000000004.metadata_tmp-5678": false,
-	}
-	for name, stale := range files {
+	for name, f := range files {
 		p := filepath.Join(xlog, name)
 		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if stale {
+		if f.aged {
 			if err := os.Chtimes(p, old, old); err != nil {
 				t.Fatal(err)
 			}
@@ -103,13 +115,13 @@ func TestLocal_List_RemovesStaleTemps(t *testing.T) {
 	if err := st.List(ctx, "site/", func(o storage.Object) error { keys = append(keys, o.Key); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 1 || keys[0] != "site/xlog/000000010000000000000001" {
+	if len(keys) != 1 || keys[0] != key {
 		t.Errorf("List = %v, want only the one object", keys)
 	}
-	for name, stale := range files {
+	for name, f := range files {
 		_, err := os.Stat(filepath.Join(xlog, name))
-		if gone := errors.Is(err, os.ErrNotExist); gone != stale {
-			t.Errorf("%s: removed = %v, want %v", name, gone, stale)
+		if gone := errors.Is(err, os.ErrNotExist); gone != f.removed {
+			t.Errorf("%s: removed = %v, want %v", name, gone, f.removed)
 		}
 	}
 }

@@ -4,16 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
@@ -28,12 +22,8 @@ import (
 // stall timeout can end these operations.
 func TestStalledSFTPFails(t *testing.T) {
 	srv := storetest.SFTP(t)
-	p := newFreezeProxy(t, net.JoinHostPort(srv.Config.Server, strconv.Itoa(srv.Config.Port)))
-	c := srv.Config
+	c, p := sftpThroughProxy(t, srv)
 	c.Directory = t.TempDir()
-	c.Port = p.port()
-	c.KnownHostsFile = ""
-	c.HostKeyFingerprint = ssh.FingerprintSHA256(srv.HostKey)
 
 	old := storage.StallTimeout
 	storage.StallTimeout = 300 * time.Millisecond
@@ -100,12 +90,8 @@ func TestStalledSFTPFails(t *testing.T) {
 // context does (the session is closed under it).
 func TestSFTP_ContextEndsStalledOperation(t *testing.T) {
 	srv := storetest.SFTP(t)
-	p := newFreezeProxy(t, net.JoinHostPort(srv.Config.Server, strconv.Itoa(srv.Config.Port)))
-	c := srv.Config
+	c, p := sftpThroughProxy(t, srv)
 	c.Directory = t.TempDir()
-	c.Port = p.port()
-	c.KnownHostsFile = ""
-	c.HostKeyFingerprint = ssh.FingerprintSHA256(srv.HostKey)
 	defer storage.SetStallGrace(100 * time.Millisecond)()
 	st, err := storage.Open(context.Background(), c)
 	if err != nil {
@@ -143,127 +129,17 @@ func TestSFTP_List_RemovesStaleTemps(t *testing.T) {
 	srv := storetest.SFTP(t)
 	c := srv.Config
 	c.Directory = t.TempDir()
-	ctx := context.Background()
-	st, err := storage.Open(ctx, c)
+	st, err := storage.Open(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := st.Put(ctx, "site/xlog/000000010000000000000001", strings.NewReader("wal"), nil); err != nil {
-		t.Fatal(err)
-	}
-	xlog := filepath.Join(c.Directory, "site", "xlog")
-	old := time.Now().Add(-storage.StaleTempAge - time.Hour)
-	files := map[string]bool{ // name -> removed
-		".000000010000000000000002.tmp-0123456789abcdef":          true,
-		".000000010000000000000002.metadata_tmp-0123456789abcdef": true,
-		"000000010000000000000003.metadata_tmp":                   true,
-		".000000010000000000000004.tmp-fresh":                     false,
-		".000000010000000000000004.metadata_tmp-fedcba9876543210": false,
-		".keep": false,
-	}
-	for name, stale := range files {
-		p := filepath.Join(xlog, name)
-		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if stale || name == ".keep" {
-			if err := os.Chtimes(p, old, old); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	var keys []string
-	if err := st.List(ctx, "site/", func(o storage.Object) error { keys = append(keys, o.Key); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) != 1 || keys[0] != "site/xlog/000000010000000000000001" {
-		t.Errorf("List = %v, want only the one object", keys)
-	}
-	for name, stale := range files {
-		_, err := os.Stat(filepath.Join(xlog, name))
-		if gone := errors.Is(err, os.ErrNotExist); gone != stale {
-			t.Errorf("%s: removed = %v, want %v", name, gone, stale)
-		}
-	}
-}
-
-// freezeProxy forwards TCP connections to a server and, while frozen,
-// holds every byte in both directions: a server that stopped answering
-// without closing its connections.
-type freezeProxy struct {
-	l      net.Listener
-	mu     sync.Mutex
-	cond   *sync.Cond
-	frozen bool
-	conns  []net.Conn
-}
-
-func newFreezeProxy(t *testing.T, target string) *freezeProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &freezeProxy{l: l}
-	p.cond = sync.NewCond(&p.mu)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go p.pipe(u, c)
-			go p.pipe(c, u)
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		p.set(false)
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			c.Close()
-		}
+	checkListRemovesStaleTemps(t, st, filepath.Join(c.Directory, "site", "xlog"), map[string]tempFile{
+		".000000010000000000000002.tmp-0123456789abcdef":          {aged: true, removed: true},
+		".000000010000000000000002.metadata_tmp-0123456789abcdef": {aged: true, removed: true},
+		"000000010000000000000003.metadata_tmp":                   {aged: true, removed: true},
+		".000000010000000000000004.tmp-fresh":                     {},
+		".000000010000000000000004.metadata_tmp-fedcba9876543210": {},
+		".keep": {aged: true},
 	})
-	return p
-}
-
-func (p *freezeProxy) port() int { return p.l.Addr().(*net.TCPAddr).Port }
-
-func (p *freezeProxy) set(frozen bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.frozen = frozen
-	p.cond.Broadcast()
-}
-
-func (p *freezeProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			for p.frozen {
-				p.cond.Wait()
-			}
-			p.mu.Unlock()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }

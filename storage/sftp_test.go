@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -147,13 +145,7 @@ func TestSFTP(t *testing.T) {
 func TestSFTP_Reconnect(t *testing.T) {
 	srv := storetest.SFTP(t)
 	ctx := context.Background()
-	p := newCuttingProxy(t, net.JoinHostPort(srv.Config.Server, strconv.Itoa(srv.Config.Port)))
-	c := srv.Config
-	c.Port = p.port
-	// known_hosts names the server's own address; the proxy's port is
-	// another, so pin the key instead.
-	c.KnownHostsFile = ""
-	c.HostKeyFingerprint = ssh.FingerprintSHA256(srv.HostKey)
+	c, p := sftpThroughProxy(t, srv)
 	st := storetest.Open(t, c)
 	const key = "site/xlog/000000010000000000000001"
 	if err := st.Put(ctx, key, strings.NewReader("wal"), nil); err != nil {
@@ -166,54 +158,4 @@ func TestSFTP_Reconnect(t *testing.T) {
 	if _, err := st.Stat(ctx, key); err != nil {
 		t.Fatalf("Stat after the cut: %v, want a new connection and the object", err)
 	}
-}
-
-// cuttingProxy forwards TCP connections to a server until cut closes them.
-type cuttingProxy struct {
-	port  int
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCuttingProxy(t *testing.T, target string) *cuttingProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cuttingProxy{port: l.Addr().(*net.TCPAddr).Port}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); p.cut(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); _, _ = io.Copy(out, in); out.Close() }()
-			go func() { defer wg.Done(); _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return p
-}
-
-// cut closes every connection forwarded so far.
-func (p *cuttingProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }
