@@ -121,10 +121,7 @@ func openAzure(ctx context.Context, c Config) (*Bucket, error) {
 		return nil, fmt.Errorf("open azure container %s: %w", c.BucketName, err)
 	}
 	b := newBucket(bb, "azure", c.BucketName, c.Prefix)
-	b.partSize = azureBlockSize
-	if c.SegmentSize > 0 {
-		b.partSize = int(c.SegmentSize)
-	}
+	b.partSize = partSize(c, azureBlockSize)
 	b.concurrency = azureConcurrency
 	b.planFor = func(maxSize int64) writePlan { return azurePlan(c.SegmentSize, maxSize) }
 	b.rawMetadata = azureRawMetadata
@@ -136,18 +133,7 @@ func openAzure(ctx context.Context, c Config) (*Bucket, error) {
 // travel unchanged. Keys already have '_' for '-'; gocloud leaves C#
 // identifiers as they are.
 func azureRawMetadata(md map[string]string) func(func(any) bool) error {
-	return func(as func(any) bool) error {
-		var opts *azblob.UploadStreamOptions
-		if !as(&opts) {
-			return nil
-		}
-		for k, v := range md {
-			if safeAzureKey(k) && safeASCII(v) {
-				opts.Metadata[k] = &v
-			}
-		}
-		return nil
-	}
+	return rawMetadata(md, safeAzureKey, func(opts *azblob.UploadStreamOptions, k, v string) { opts.Metadata[k] = &v })
 }
 
 // safeAzureKey reports whether gocloud would store k unescaped.

@@ -54,6 +54,34 @@ func newBucket(b *blob.Bucket, kind, name, prefix string) *Bucket {
 	return &Bucket{b: b, kind: kind, name: name, prefix: prefix}
 }
 
+// partSize is c's segment_size where it is set, else the backend's
+// default part (or chunk, or block) size def.
+func partSize(c Config, def int) int {
+	if c.SegmentSize > 0 {
+		return int(c.SegmentSize)
+	}
+	return def
+}
+
+// rawMetadata returns a BeforeWrite hook that hands set the entries of md
+// that can travel unescaped (safeKey(k), and a value of safe ASCII), with
+// the driver's upload options of type O: the backends' way to store
+// metadata in PGHoard's wire spelling instead of gocloud's escaped one.
+func rawMetadata[O any](md map[string]string, safeKey func(string) bool, set func(opts O, k, v string)) func(func(any) bool) error {
+	return func(as func(any) bool) error {
+		var opts O
+		if !as(&opts) {
+			return nil
+		}
+		for k, v := range md {
+			if safeKey(k) && safeASCII(v) {
+				set(opts, k, v)
+			}
+		}
+		return nil
+	}
+}
+
 // As exposes the backend's client types, as gocloud's Bucket.As does (for
 // example **s3.Client or **container.Client), for tests and diagnostics.
 func (b *Bucket) As(i any) bool { return b.b.As(i) }

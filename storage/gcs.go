@@ -56,10 +56,7 @@ func openGCS(ctx context.Context, c Config) (*Bucket, error) {
 		}
 	}
 	b := newBucket(bb, "google", c.BucketName, c.Prefix)
-	b.partSize = gcsChunkSize
-	if c.SegmentSize > 0 {
-		b.partSize = int(c.SegmentSize)
-	}
+	b.partSize = partSize(c, gcsChunkSize)
 	b.planFor = func(int64) writePlan { return writePlan{part: b.partSize, memory: int64(b.partSize)} }
 	return b, nil
 }

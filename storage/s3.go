@@ -143,10 +143,7 @@ func openS3(ctx context.Context, c Config) (*Bucket, error) {
 		return nil, fmt.Errorf("open s3 bucket %s: %w", c.BucketName, err)
 	}
 	b := newBucket(bb, "s3", c.BucketName, c.Prefix)
-	b.partSize = s3PartSize
-	if c.SegmentSize > 0 {
-		b.partSize = int(c.SegmentSize)
-	}
+	b.partSize = partSize(c, s3PartSize)
 	b.concurrency = 1
 	b.planFor = func(maxSize int64) writePlan { return s3Plan(c.SegmentSize, maxSize) }
 	b.rawMetadata = s3RawMetadata
@@ -220,18 +217,7 @@ func s3Tune(client *s3.Client, checksum aws.RequestChecksumCalculation, p writeP
 // instead of gocloud's URL-escaped form, for every entry that can travel
 // unchanged; gocloud's unescaping on read leaves such values alone.
 func s3RawMetadata(md map[string]string) func(func(any) bool) error {
-	return func(as func(any) bool) error {
-		var in *transfermanager.UploadObjectInput
-		if !as(&in) {
-			return nil
-		}
-		for k, v := range md {
-			if safeS3Key(k) && safeASCII(v) {
-				in.Metadata[k] = v
-			}
-		}
-		return nil
-	}
+	return rawMetadata(md, safeS3Key, func(in *transfermanager.UploadObjectInput, k, v string) { in.Metadata[k] = v })
 }
 
 // safeS3Key reports whether gocloud would store k unescaped.
