@@ -32,7 +32,7 @@ func parseTestConfig(t *testing.T, js string) *config.Config {
 // TestDaemonOptions checks the mapping from PGHoard's keys to the daemon's
 // options: WAL mode, slot, spool, disk guard, partial uploads, schedule.
 func TestDaemonOptions(t *testing.T) {
-	cfg := parseTestConfig(t, `{
+	const js = `{
 		"backup_location": "/var/lib/hoard",
 		"http_port": 16001,
 		"upload_retries_warning_limit": 5,
@@ -53,7 +53,8 @@ func TestDaemonOptions(t *testing.T) {
 			},
 			"quick": {"active_backup_mode": "basic", "active": false}
 		}
-	}`)
+	}`
+	cfg := parseTestConfig(t, js)
 	o, err := daemonOptions(testCLIContext(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -95,25 +96,7 @@ func TestDaemonOptions(t *testing.T) {
 
 	// The same configuration gives the same fingerprints; a change to a
 	// site changes only that site's.
-	cfg2 := parseTestConfig(t, `{
-		"backup_location": "/var/lib/hoard",
-		"backup_sites": {
-			"Main-Site": {
-				"nodes": [{"host": "db1", "port": 5432}],
-				"basebackup_interval_hours": 6, "basebackup_hour": 1, "basebackup_minute": 30,
-				"basebackup_count": 3,
-				"pg_receivexlog": {"min_disk_free_bytes": 1073741824},
-				"wal_partial_upload_interval": 30,
-				"wal_stored_lag_alert_seconds": 90, "wal_stored_lag_alert_bytes": 1048576
-			},
-			"pushed": {
-				"active_backup_mode": "archive_command",
-				"nodes": [{"host": "db2", "slot": "own_slot"}],
-				"basebackup_interval_hours": 12
-			},
-			"quick": {"active_backup_mode": "basic", "active": false}
-		}
-	}`)
+	cfg2 := parseTestConfig(t, strings.Replace(js, `"basebackup_interval_hours": null`, `"basebackup_interval_hours": 12`, 1))
 	o2, err := daemonOptions(testCLIContext(), cfg2)
 	if err != nil {
 		t.Fatal(err)
