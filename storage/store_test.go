@@ -134,54 +134,49 @@ func TestAzurite_MetadataOnTheWire(t *testing.T) {
 
 func TestMinIO_ErrPermanent(t *testing.T) {
 	c := storetest.MinIO(t)
-	ctx := context.Background()
-
 	bad := c
 	bad.SecretAccessKey = "wrong-secret-value"
-	st := openT(t, bad)
-	err := st.Put(ctx, "k", strings.NewReader("x"), nil)
-	checkPermanent(t, "bad secret: Put", err, "aws_access_key_id", bad.SecretAccessKey)
-	_, err = st.Stat(ctx, "k")
-	checkPermanent(t, "bad secret: Stat", err, "aws_access_key_id", bad.SecretAccessKey)
-
+	checkOpsPermanent(t, openT(t, bad), "bad secret", "aws_access_key_id", bad.SecretAccessKey, "Put", "Stat")
 	missing := c
 	missing.BucketName = "no-such-bucket"
-	st = openT(t, missing)
-	for op, err := range map[string]error{
-		"Put":  st.Put(ctx, "k", strings.NewReader("x"), nil),
-		"Stat": func() error { _, err := st.Stat(ctx, "k"); return err }(),
-		"List": st.List(ctx, "", func(storage.Object) error { return nil }),
-	} {
-		checkPermanent(t, "missing bucket: "+op, err, `"no-such-bucket" does not exist`, "")
-	}
+	checkOpsPermanent(t, openT(t, missing), "missing bucket", `"no-such-bucket" does not exist`, "", "Put", "Stat", "List")
 }
 
 func TestAzurite_ErrPermanent(t *testing.T) {
 	c := storetest.Azurite(t)
-	ctx := context.Background()
 	bad := c
 	bad.AccountKey = "d3Jvbmcta2V5LXZhbHVlLWZvci10ZXN0aW5nLW9ubHk="
-	st := openT(t, bad)
-	err := st.Put(ctx, "k", strings.NewReader("x"), nil)
-	checkPermanent(t, "bad key: Put", err, "account_key", bad.AccountKey)
-
+	checkOpsPermanent(t, openT(t, bad), "bad key", "account_key", bad.AccountKey, "Put")
 	missing := c
 	missing.BucketName = "no-such-container"
-	st = openT(t, missing)
-	_, err = st.Stat(ctx, "k")
-	checkPermanent(t, "missing container: Stat", err, `"no-such-container" does not exist`, "")
-	err = st.Put(ctx, "k", strings.NewReader("x"), nil)
-	checkPermanent(t, "missing container: Put", err, `"no-such-container" does not exist`, "")
+	checkOpsPermanent(t, openT(t, missing), "missing container", `"no-such-container" does not exist`, "", "Stat", "Put")
 }
 
 func TestFakeGCS_ErrPermanent(t *testing.T) {
-	c := storetest.FakeGCS(t)
-	ctx := context.Background()
-	missing := c
+	missing := storetest.FakeGCS(t)
 	missing.BucketName = "no-such-bucket"
-	st := openT(t, missing)
-	_, err := st.Stat(ctx, "k")
-	checkPermanent(t, "missing bucket: Stat", err, `"no-such-bucket" does not exist`, "")
+	checkOpsPermanent(t, openT(t, missing), "missing bucket", `"no-such-bucket" does not exist`, "", "Stat")
+}
+
+// checkOpsPermanent runs each of ops (Put, Stat or List, in the order given) on
+// st and checks its error with checkPermanent.
+func checkOpsPermanent(t *testing.T, st storage.Store, what, wantText, secret string, ops ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, op := range ops {
+		var err error
+		switch op {
+		case "Put":
+			err = st.Put(ctx, "k", strings.NewReader("x"), nil)
+		case "Stat":
+			_, err = st.Stat(ctx, "k")
+		case "List":
+			err = st.List(ctx, "", func(storage.Object) error { return nil })
+		default:
+			t.Fatalf("checkOpsPermanent: unknown op %q", op)
+		}
+		checkPermanent(t, what+": "+op, err, wantText, secret)
+	}
 }
 
 func checkPermanent(t *testing.T, what string, err error, wantText, secret string) {
