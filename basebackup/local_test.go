@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/benchdata"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
@@ -500,22 +500,15 @@ func BenchmarkPageChecksum(b *testing.B) {
 	for i := range data {
 		data[i] = byte(i*7 + i>>13)
 	}
-	var ru syscall.Rusage
-	cpu := func() time.Duration {
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	b.SetBytes(int64(len(data)))
-	start := cpu()
+	start := benchdata.CPUTime(b)
 	var sink uint16
 	for b.Loop() {
 		for p := 0; p < pages; p++ {
 			sink ^= pageChecksum(data[p*8192:(p+1)*8192], uint32(p))
 		}
 	}
-	b.ReportMetric((cpu()-start).Seconds()/(float64(len(data))*float64(b.N)/1e9), "cpu-s/GB")
+	benchdata.ReportCPUPerGB(b, start, int64(len(data)))
 	if sink == 1 {
 		b.Log(sink)
 	}

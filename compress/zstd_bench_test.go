@@ -2,23 +2,12 @@ package compress
 
 import (
 	"io"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/hoardbackup/hoard/internal/benchdata"
 )
-
-// cpuTime returns the CPU time (user and system) this process has used.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 type countW struct{ n int64 }
 
@@ -32,7 +21,7 @@ func BenchmarkZstdOptions(b *testing.B) {
 	plain := benchdata.ClusterLike(64 << 20)
 	run := func(b *testing.B, newW func(w io.Writer) io.WriteCloser) {
 		b.SetBytes(int64(len(plain)))
-		start := cpuTime(b)
+		start := benchdata.CPUTime(b)
 		var out countW
 		for b.Loop() {
 			out.n = 0
@@ -46,7 +35,7 @@ func BenchmarkZstdOptions(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric((cpuTime(b)-start).Seconds()/(float64(len(plain))*float64(b.N)/1e9), "cpu-s/GB")
+		benchdata.ReportCPUPerGB(b, start, int64(len(plain)))
 		b.ReportMetric(float64(out.n)/float64(len(plain)), "ratio")
 	}
 	hoard := func(o Options) func(w io.Writer) io.WriteCloser {

@@ -1,5 +1,6 @@
-// Package benchdata makes data for benchmarks: bytes shaped like what
-// hoard stores, so that compression costs and ratios are realistic.
+// Package benchdata makes data for benchmarks (bytes shaped like what
+// hoard stores, so that compression costs and ratios are realistic) and
+// measures their CPU time.
 package benchdata
 
 import (
