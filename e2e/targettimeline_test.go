@@ -26,12 +26,7 @@ func TestRestoreTargetTimeline(t *testing.T) {
 	forkDir := filepath.Join(pgtest.TempDir(t), "fork")
 	s.mustHoard("restore", "--target-dir", forkDir)
 	fork := pgtest.StartDataDir(t, 15, forkDir, s.clusterConf())
-	for deadline := time.Now().Add(2 * time.Minute); fork.QueryString(t, "select pg_is_in_recovery()::text") == "true"; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the fork did not promote\n%s", tailLines(fork.Log(), 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	fork.WaitRecoveryDone(t, 2*time.Minute)
 	fork.Exec(t, "insert into t values (50)")
 	s.use(fork)
 	s.mustHoard("basebackup", "--fast")
