@@ -26,13 +26,9 @@ type deltaObject struct {
 // reads it, and its manifest as restore plans it, and returns its bundles
 // and delta objects to check.
 func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport) ([]chunkCheck, error) {
-	ctrl, err := c.a.ReadControl(ctx, b.Key, restore.CheckControlMember)
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	if err != nil {
-		c.problem(r, true, "%v", err)
-		return nil, nil
+	ctrl, err := c.readControl(ctx, b, r)
+	if ctrl == nil {
+		return nil, err
 	}
 	m := ctrl.Manifest
 	if err := restore.CheckDeltaManifest(c.a, m); err != nil {

@@ -452,13 +452,9 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		c.problem(r, true, "format %q: hoard checks and restores %s and %s backups, PGHoard's delta backups and single pg_basebackup tars only", b.Format, archive.FormatBBv2, archive.FormatBBv1)
 		return nil, nil
 	}
-	ctrl, err := c.a.ReadControl(ctx, b.Key, restore.CheckControlMember)
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	if err != nil {
-		c.problem(r, true, "%v", err)
-		return nil, nil
+	ctrl, err := c.readControl(ctx, b, r)
+	if ctrl == nil {
+		return nil, err
 	}
 	m := ctrl.Manifest
 	c.mu.Lock()
@@ -469,6 +465,21 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch})
 	}
 	return list, nil
+}
+
+// readControl reads backup b's control object as restore reads it. An
+// object that cannot be read or is broken is a problem of r: readControl
+// reports it and returns nil and no error; the error is ctx's only.
+func (c *checker) readControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport) (*archive.Control, error) {
+	ctrl, err := c.a.ReadControl(ctx, b.Key, restore.CheckControlMember)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		c.problem(r, true, "%v", err)
+		return nil, nil
+	}
+	return ctrl, nil
 }
 
 // chunks checks every chunk, parallel at a time: by Stat, or with full by
