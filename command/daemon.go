@@ -300,13 +300,13 @@ func minFreeBytes(site *config.Site) uint64 {
 	return 0
 }
 
-// defaultSlot is the replication slot of a site whose nodes name none:
-// hoard_<site>, reduced to what a slot name may hold (lower-case letters,
-// digits and underscores, at most 63 bytes: NAMEDATALEN - 1).
 // defaultSynchronousLagAlert is wal_stored_lag_alert_seconds for a
 // synchronous site that sets no bound.
 const defaultSynchronousLagAlert = 10 * time.Second
 
+// defaultSlot is the replication slot of a site whose nodes name none:
+// hoard_<site>, reduced to what a slot name may hold (lower-case letters,
+// digits and underscores, at most 63 bytes: NAMEDATALEN - 1).
 func defaultSlot(site string) string {
 	var b strings.Builder
 	b.WriteString("hoard_")
