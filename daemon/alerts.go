@@ -83,22 +83,7 @@ func (a *Alerts) Raise(name string) error {
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
 		return fmt.Errorf("raise alert %s: %w", name, err)
 	}
-	f, err := os.CreateTemp(a.dir, "."+name+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("raise alert %s: %w", name, err)
-	}
-	_, err = f.WriteString(alertContent)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
+	if err := writeFileAtomic(path, []byte(alertContent), 0o644); err != nil {
 		return fmt.Errorf("raise alert %s: %w", name, err)
 	}
 	return nil

@@ -324,22 +324,7 @@ func (s *supervisor) saveRestoreTest(r *RestoreTestStatus) error {
 		return err
 	}
 	path := filepath.Join(dir, restoreTestResultFile)
-	f, err := os.CreateTemp(dir, "."+restoreTestResultFile+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(append(data, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
+	if err := writeFileAtomic(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
