@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/hoardbackup/hoard/archive"
 )
@@ -208,40 +207,14 @@ func (o *Options) restoreDelta(ctx context.Context, log zerolog.Logger, src *arc
 		p.Bytes += dp.objects[i].file.FileSize
 	}
 	p.Chunks = len(jobs)
-	queue := make(chan deltaJob)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		defer close(queue)
-		for _, j := range jobs {
-			select {
-			case queue <- j:
-			case <-gctx.Done():
-				return nil
-			}
+	err := o.runJobs(ctx, len(jobs), p, func(ctx context.Context, i int, buf []byte) error {
+		j := jobs[i]
+		if j.bundle != nil {
+			_, err := o.chunk(ctx, log, src, ex, *j.bundle, buf, p)
+			return err
 		}
-		return nil
+		return o.deltaObject(ctx, log, src, ex, *j.object, buf, p)
 	})
-	for range min(o.Parallel, max(len(jobs), 1)) {
-		g.Go(func() error {
-			buf := make([]byte, copyBufferSize)
-			for j := range queue {
-				var err error
-				if j.bundle != nil {
-					_, err = o.chunk(gctx, log, src, ex, *j.bundle, buf, p)
-				} else {
-					err = o.deltaObject(gctx, log, src, ex, *j.object, buf, p)
-				}
-				if err != nil {
-					return err
-				}
-				p.chunksDone.Add(1)
-			}
-			return nil
-		})
-	}
-	stop := o.reportProgress(p)
-	err := g.Wait()
-	stop(err == nil)
 	if err != nil {
 		return err
 	}

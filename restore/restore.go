@@ -673,24 +673,43 @@ func (o *Options) downloadChunks(ctx context.Context, log zerolog.Logger, src *a
 	for _, c := range m.Chunks {
 		p.Bytes += c.InputSize
 	}
-	jobs := make(chan archive.ManifestChunk)
+	err := o.runJobs(ctx, len(m.Chunks), p, func(ctx context.Context, i int, buf []byte) error {
+		_, err := o.chunk(ctx, log, src, ex, m.Chunks[i], buf, p)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	res.Bytes += p.bytesDone.Load()
+	for _, c := range m.Chunks {
+		res.StoredBytes += c.ResultSize
+	}
+	return nil
+}
+
+// runJobs runs do for each of the jobs 0 to n-1 on a pool of o.Parallel
+// workers (fewer for fewer jobs), each with its own copy buffer, counts
+// each job done in p and reports p's progress meanwhile (see
+// reportProgress). The first failure cancels the rest and is returned.
+func (o *Options) runJobs(ctx context.Context, n int, p *progress, do func(ctx context.Context, i int, buf []byte) error) error {
+	jobs := make(chan int)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
-		for _, c := range m.Chunks {
+		for i := range n {
 			select {
-			case jobs <- c:
+			case jobs <- i:
 			case <-gctx.Done():
 				return nil
 			}
 		}
 		return nil
 	})
-	for range min(o.Parallel, max(len(m.Chunks), 1)) {
+	for range min(o.Parallel, max(n, 1)) {
 		g.Go(func() error {
 			buf := make([]byte, copyBufferSize)
-			for c := range jobs {
-				if _, err := o.chunk(gctx, log, src, ex, c, buf, p); err != nil {
+			for i := range jobs {
+				if err := do(gctx, i, buf); err != nil {
 					return err
 				}
 				p.chunksDone.Add(1)
@@ -701,14 +720,7 @@ func (o *Options) downloadChunks(ctx context.Context, log zerolog.Logger, src *a
 	stop := o.reportProgress(p)
 	err := g.Wait()
 	stop(err == nil)
-	if err != nil {
-		return err
-	}
-	res.Bytes += p.bytesDone.Load()
-	for _, c := range m.Chunks {
-		res.StoredBytes += c.ResultSize
-	}
-	return nil
+	return err
 }
 
 // progress is the running state behind Progress reports.
