@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/testio"
 )
 
@@ -33,7 +32,7 @@ func startPrometheus(t *testing.T, target string) *promServer {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
-		pgtest.Unavailable(t, "prometheus not found (Debian package prometheus; task deps installs it): %v", err)
+		testio.Unavailable(t, "prometheus not found (Debian package prometheus; task deps installs it): %v", err)
 	}
 	rules, err := filepath.Abs("../deploy/prometheus/hoard-rules.yml")
 	if err != nil {

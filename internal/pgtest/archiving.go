@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // StartArchiving is Start with archive_mode on and an archive_command
@@ -47,14 +49,14 @@ func (c *Cluster) SwitchArchived(t testing.TB, walDir string) {
 func MountTmpfs(t testing.TB, sizeMB int) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		Unavailable(t, "mounting a tmpfs needs root")
+		testio.Unavailable(t, "mounting a tmpfs needs root")
 	}
 	dir := filepath.Join(TempDir(t), "tmpfs")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(sizeMB)+"m", "tmpfs", dir).CombinedOutput(); err != nil {
-		Unavailable(t, "mount tmpfs: %v: %s", err, out)
+		testio.Unavailable(t, "mount tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {

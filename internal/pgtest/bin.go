@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // DebianMajor is the major version of Debian's PostgreSQL packages, whose
@@ -24,21 +26,11 @@ var AllVersions = []int{13, 14, 15, 16, 17, 18}
 // the oldest, Debian's and the newest.
 var defaultVersions = []int{13, 15, 18}
 
-// Strict reports whether HOARD_TEST_STRICT=1 is set: then a missing binary or
-// server fails the test instead of skipping it.
-func Strict() bool {
-	return os.Getenv("HOARD_TEST_STRICT") == "1"
-}
-
-// Unavailable skips the test because something it needs is missing, or fails
-// it when Strict is set.
+// Unavailable is testio.Unavailable, for the tests that call it by this
+// package's name.
 func Unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if Strict() {
-		t.Fatalf("%s (HOARD_TEST_STRICT=1)", msg)
-	}
-	t.Skip(msg)
+	testio.Unavailable(t, format, args...)
 }
 
 // Versions returns the PostgreSQL majors under test, from HOARD_PG_VERSIONS:
@@ -97,7 +89,7 @@ func BinDir(t testing.TB, major int, debian bool) string {
 	}
 	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			Unavailable(t, "pgtest: PostgreSQL %d binaries not found (%v); run scripts/deps.sh", major, err)
+			testio.Unavailable(t, "pgtest: PostgreSQL %d binaries not found (%v); run scripts/deps.sh", major, err)
 		}
 	}
 	return dir
@@ -112,7 +104,7 @@ func Tool(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(DebianBinDir, name)
 	if _, err := os.Stat(p); err != nil {
-		Unavailable(t, "pgtest: %s not found (%v); install Debian's postgresql-15", name, err)
+		testio.Unavailable(t, "pgtest: %s not found (%v); install Debian's postgresql-15", name, err)
 	}
 	return p
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // ServerUser is the unprivileged user that runs server processes when the
@@ -47,7 +49,7 @@ func serverUser(t testing.TB) (uid, gid int, switchUser bool) {
 	}
 	ids, err := serverIDs()
 	if err != nil {
-		Unavailable(t, "pgtest: running as root needs user %s: %v", ServerUser, err)
+		testio.Unavailable(t, "pgtest: running as root needs user %s: %v", ServerUser, err)
 	}
 	return ids[0], ids[1], true
 }

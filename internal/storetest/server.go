@@ -33,18 +33,11 @@ const (
 	minioPassword = "hoardtest-secret"
 )
 
-// Strict reports whether HOARD_TEST_STRICT=1: missing servers fail tests.
-func Strict() bool { return os.Getenv("HOARD_TEST_STRICT") == "1" }
-
-// Unavailable skips the test because something it needs is missing, or
-// fails it when Strict is set.
+// Unavailable is testio.Unavailable, for the tests that call it by this
+// package's name.
 func Unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if Strict() {
-		t.Fatalf("%s (HOARD_TEST_STRICT=1)", msg)
-	}
-	t.Skip(msg)
+	testio.Unavailable(t, format, args...)
 }
 
 // Cache returns $HOARD_CACHE, by default /var/cache/hoard.
@@ -63,7 +56,7 @@ func binary(t testing.TB, rel string) string {
 	}
 	p := filepath.Join(Cache(), rel)
 	if _, err := os.Stat(p); err != nil {
-		Unavailable(t, "%s not installed (run scripts/deps.sh): %v", p, err)
+		testio.Unavailable(t, "%s not installed (run scripts/deps.sh): %v", p, err)
 	}
 	return p
 }

@@ -41,7 +41,7 @@ func SFTP(t testing.TB) SFTPServer {
 	}
 	const sshd = "/usr/sbin/sshd"
 	if _, err := os.Stat(sshd); err != nil {
-		Unavailable(t, "%s not installed (run scripts/deps.sh): %v", sshd, err)
+		testio.Unavailable(t, "%s not installed (run scripts/deps.sh): %v", sshd, err)
 	}
 	u, err := user.Current()
 	if err != nil {

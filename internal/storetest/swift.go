@@ -45,7 +45,7 @@ func Swift(t testing.TB) storage.Config {
 	}
 	for _, b := range swiftBinaries {
 		if _, err := os.Stat(b); err != nil {
-			Unavailable(t, "%s not installed (run scripts/deps.sh): %v", b, err)
+			testio.Unavailable(t, "%s not installed (run scripts/deps.sh): %v", b, err)
 		}
 	}
 	dir := t.TempDir()
@@ -58,7 +58,7 @@ func Swift(t testing.TB) storage.Config {
 		t.Fatal(err)
 	}
 	if err := unix.Setxattr(probe, "user.swift.metadata", []byte("x"), 0); err != nil {
-		Unavailable(t, "swift: %s has no user xattrs, which Swift's object server needs (set TMPDIR to ext4, xfs or tmpfs): %v", dir, err)
+		testio.Unavailable(t, "swift: %s has no user xattrs, which Swift's object server needs (set TMPDIR to ext4, xfs or tmpfs): %v", dir, err)
 	}
 	_ = os.Remove(probe)
 	u, err := user.Current()
