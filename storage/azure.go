@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -76,15 +74,7 @@ func openAzure(ctx context.Context, c Config) (*Bucket, error) {
 	}
 	var serviceURL string
 	if c.Host != "" {
-		scheme := "http"
-		if c.IsSecure {
-			scheme = "https"
-		}
-		host := c.Host
-		if c.Port != 0 {
-			host = net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
-		}
-		serviceURL = scheme + "://" + host + "/" + c.AccountName
+		serviceURL = endpoint(c) + "/" + c.AccountName
 	} else {
 		suffix, ok := azureSuffixes[cmp.Or(c.AzureCloud, "public")]
 		if !ok {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -52,6 +54,20 @@ func newBucket(b *blob.Bucket, kind, name, prefix string) *Bucket {
 		b = blob.PrefixedBucket(b, prefix)
 	}
 	return &Bucket{b: b, kind: kind, name: name, prefix: prefix}
+}
+
+// endpoint is the URL of c's host (and port, where set): https with
+// is_secure, else http.
+func endpoint(c Config) string {
+	scheme := "http"
+	if c.IsSecure {
+		scheme = "https"
+	}
+	host := c.Host
+	if c.Port != 0 {
+		host = net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+	}
+	return scheme + "://" + host
 }
 
 // partSize is c's segment_size where it is set, else the backend's

@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -110,15 +108,7 @@ func openS3(ctx context.Context, c Config) (*Bucket, error) {
 	}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if custom {
-			scheme := "http"
-			if c.IsSecure {
-				scheme = "https"
-			}
-			host := c.Host
-			if c.Port != 0 {
-				host = net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
-			}
-			o.BaseEndpoint = aws.String(scheme + "://" + host)
+			o.BaseEndpoint = aws.String(endpoint(c))
 		}
 		switch c.AddressingStyle {
 		case "virtual":
