@@ -90,10 +90,7 @@ func (c *checker) statDeltaObject(ctx context.Context, key string) error {
 // its files' file_size): it must decode to exactly that many bytes, whose
 // BLAKE2s-256 is its name, as restore requires.
 func (c *checker) decodeDeltaObject(ctx context.Context, key string, o *deltaObject) error {
-	rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return errors.New("missing")
-	}
+	rc, err := c.open(ctx, key)
 	if err != nil {
 		return err
 	}

@@ -467,6 +467,16 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 	return list, nil
 }
 
+// open opens object key for decoding; an object that is not there is
+// reported as missing.
+func (c *checker) open(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errors.New("missing")
+	}
+	return rc, err
+}
+
 // readControl reads backup b's control object as restore reads it. An
 // object that cannot be read or is broken is a problem of r: readControl
 // reports it and returns nil and no error; the error is ctx's only.
@@ -548,10 +558,7 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 	if err := c.statChunk(ctx, key, ch); err != nil {
 		return err
 	}
-	rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return errors.New("missing")
-	}
+	rc, err := c.open(ctx, key)
 	if err != nil {
 		return err
 	}
