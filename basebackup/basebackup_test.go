@@ -18,6 +18,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/storage"
@@ -214,15 +215,7 @@ func testRun(t *testing.T, c *pgtest.Cluster) {
 // regular files' contents.
 func readControl(t testing.TB, a *archive.Archive, key string) ([]string, map[string][]byte) {
 	t.Helper()
-	rc, _, err := a.Codec.Open(context.Background(), a.Store, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, _ := archivetest.Decode(t, a.Codec, a.Store, key)
 	tr := tar.NewReader(bytes.NewReader(data))
 	var names []string
 	files := map[string][]byte{}

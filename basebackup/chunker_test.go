@@ -19,6 +19,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -132,15 +133,7 @@ type chunkMember struct {
 // every member's parent directory precedes it in the same chunk.
 func readChunk(t testing.TB, a *archive.Archive, key string) ([]chunkMember, int64) {
 	t.Helper()
-	rc, _, err := a.Codec.Open(context.Background(), a.Store, key)
-	if err != nil {
-		t.Fatalf("open %s: %v", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("read %s: %v", key, err)
-	}
+	data, _ := archivetest.Decode(t, a.Codec, a.Store, key)
 	tr := tar.NewReader(bytes.NewReader(data))
 	seen := map[string]bool{}
 	var out []chunkMember

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
@@ -54,15 +54,7 @@ func TestRestoreRefusesUnencrypted(t *testing.T) {
 	// encryption, as a writer without the key would store it.
 	victim := swapped.ChunkKeys[1]
 	dec := &archive.Codec{PrivateKeys: map[string]*rsa.PrivateKey{keyID: priv}}
-	rc, md, err := dec.Open(ctx, st, victim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, md := archivetest.Decode(t, dec, st, victim)
 	if _, err := plain.Codec.Put(ctx, st, victim, bytes.NewReader(data), int64(len(data)), storage.Metadata{archive.MetaFormat: md[archive.MetaFormat]}); err != nil {
 		t.Fatal(err)
 	}

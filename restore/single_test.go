@@ -3,7 +3,6 @@ package restore
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
@@ -102,15 +102,7 @@ func decodeWAL(t testing.TB, a *archive.Archive) string {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		rc, _, err := a.Codec.Open(ctx, a.Store, f.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", f.Key, err)
-		}
+		data, _ := archivetest.Decode(t, a.Codec, a.Store, f.Key)
 		p := filepath.Join(dir, f.Name)
 		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)

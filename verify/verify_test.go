@@ -19,6 +19,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
@@ -312,15 +313,7 @@ func TestRun_ErrChunkStoredSize(t *testing.T) {
 	putSegments(t, a, 1, 2, 3)
 	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 2))
 	ctx := context.Background()
-	rc, md, err := a.Codec.Open(ctx, a.Store, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, md := archivetest.Decode(t, a.Codec, a.Store, key)
 	plain := &archive.Codec{Compression: compress.None}
 	if _, err := plain.Put(ctx, a.Store, key, bytes.NewReader(data), int64(len(data)), storage.Metadata{archive.MetaFormat: md[archive.MetaFormat]}); err != nil {
 		t.Fatal(err)

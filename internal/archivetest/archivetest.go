@@ -1,6 +1,6 @@
 // Package archivetest helps the tests of the packages that build on
-// archive (basebackup, restore) fill an archive as hoard's other commands
-// would.
+// archive (basebackup, restore, verify, e2e) fill an archive as hoard's
+// other commands would, and read its objects back.
 package archivetest
 
 import (
