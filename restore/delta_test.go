@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -59,38 +60,13 @@ func realPGHoardIn(t *testing.T, mode string, edit func(key string, data []byte,
 	return a
 }
 
-// sameSizeDeltaObjects returns two delta objects of the fixture whose
-// files have the same size (original-file-size).
-func sameSizeDeltaObjects(t *testing.T) (string, string) {
-	t.Helper()
-	ctx := context.Background()
-	a, _ := realPGHoard(t, "delta")
-	bySize := map[string]string{}
-	var x, y string
-	err := a.Store.List(ctx, a.Layout.Dir(archive.DeltaDir), func(o storage.Object) error {
-		st, err := a.Store.Stat(ctx, o.Key)
-		if err != nil {
-			return err
-		}
-		n := st.Metadata[archive.MetaOriginalFileSize]
-		if k, ok := bySize[n]; ok && x == "" {
-			x, y = k, o.Key
-		}
-		bySize[n] = o.Key
-		return nil
-	})
-	if err != nil || x == "" {
-		t.Fatalf("no two delta objects of the same size (%v)", err)
-	}
-	return x, y
-}
-
 // TestRun_PGHoardDeltaErrTampered: a delta object of the real PGHoard
 // delta fixture swapped for another (validly encrypted, but not the bytes
 // its name is the digest of), altered, or missing fails the restore with
 // an error naming the object, and leaves no pg_control.
 func TestRun_PGHoardDeltaErrTampered(t *testing.T) {
-	victim, other := sameSizeDeltaObjects(t)
+	a, _ := realPGHoard(t, "delta")
+	victim, other := archivetest.SameSizeDeltaObjects(t, a)
 	var otherData []byte
 	var otherMD storage.Metadata
 	grab := realDeltaIn(t, nil)

@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
-	"github.com/hoardbackup/hoard/storage"
 )
 
 // realPGHoard copies an archive a real PGHoard made
@@ -71,23 +71,7 @@ func TestRun_PGHoardDelta(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	bySize := map[string]string{}
-	var victim, other string
-	err := a.Store.List(ctx, a.Layout.Dir(archive.DeltaDir), func(o storage.Object) error {
-		st, err := a.Store.Stat(ctx, o.Key)
-		if err != nil {
-			return err
-		}
-		n := st.Metadata[archive.MetaOriginalFileSize]
-		if k, ok := bySize[n]; ok && victim == "" {
-			victim, other = k, o.Key
-		}
-		bySize[n] = o.Key
-		return nil
-	})
-	if err != nil || victim == "" {
-		t.Fatalf("no two delta objects of one size: %v", err)
-	}
+	victim, other := archivetest.SameSizeDeltaObjects(t, a)
 	rc, info, err := a.Store.Open(ctx, other)
 	if err != nil {
 		t.Fatal(err)
