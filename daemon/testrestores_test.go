@@ -306,3 +306,32 @@ func TestSupervisor_RestoreTestsShutdown(t *testing.T) {
 		t.Errorf("alert after shutdown: %v", err)
 	}
 }
+
+// TestSupervisor_restoreTestOncePassedOver: a test that restored an older
+// backup than the newest listed (the restore passed over the newest, whose
+// chain is broken) fails and names both; one of the newest passes.
+func TestSupervisor_restoreTestOncePassedOver(t *testing.T) {
+	d := testDaemon(t)
+	sup := newSupervisor(d, restoreTestSite(t.TempDir(), time.Hour, &fakeRestoreTests{}))
+	arch := archiveWithBackup(t) // 2024-05-01_0, the one the fake restores
+	newer := &archive.BackupInfo{StartTime: time.Now().Add(-time.Minute), StartWALSegment: "000000010000000000000004"}
+	if err := arch.Store.Put(context.Background(), arch.Layout.BackupKey("2024-05-02_0"), strings.NewReader("x"), newer.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+	r, skip := sup.restoreTestOnce(context.Background(), arch)
+	if skip || r == nil {
+		t.Fatalf("restoreTestOnce = %+v, skip %v", r, skip)
+	}
+	if r.passed() || !strings.Contains(r.Error, "backup 2024-05-01_0 restored, but the newest, 2024-05-02_0, was passed over") {
+		t.Errorf("status = %+v, want a failure naming the newest backup", r)
+	}
+	if _, err := os.Stat(filepath.Join(d.opts.AlertDir, AlertRestoreTest)); err != nil {
+		t.Errorf("alert: %v", err)
+	}
+
+	// Only the older backup listed: it is the newest, and passes.
+	sup2 := newSupervisor(testDaemon(t), restoreTestSite(t.TempDir(), time.Hour, &fakeRestoreTests{}))
+	if r, _ := sup2.restoreTestOnce(context.Background(), archiveWithBackup(t)); r == nil || !r.passed() {
+		t.Errorf("status with one backup = %+v, want passed", r)
+	}
+}
