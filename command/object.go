@@ -177,16 +177,7 @@ func writeFileAtomic(path string, r io.Reader, prepare func(*os.File) error) err
 		return err
 	}
 	done = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return storage.SyncDir(dir)
 }
 
 func runObjectPut(c *cli.Context) error {

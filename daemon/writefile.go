@@ -3,11 +3,14 @@ package daemon
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // writeFileAtomic writes data to path so that a reader never sees half a
 // file: into a temporary file in the same directory (which must exist),
-// fsynced, given mode perm, then renamed over path. On an error the
+// fsynced, given mode perm, then renamed over path, and the directory
+// fsynced so that the rename survives a crash. On an error the
 // temporary file is removed and path is left as it was.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
@@ -29,6 +32,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
+		return err
 	}
-	return err
+	return storage.SyncDir(filepath.Dir(path))
 }

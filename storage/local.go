@@ -135,7 +135,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 		_ = os.Remove(p)
 		return localErr("put", key, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return localErr("put", key, err)
 	}
 	return nil
@@ -380,17 +380,21 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// syncDir fsyncs a directory so that renames in it survive a crash.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory so that renames and new entries in it
+// survive a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("open directory %s: %w", dir, err)
 	}
 	err = d.Sync()
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
 }
 
 // encodeSidecar renders the sidecar as PGHoard's writes it: sorted keys,
@@ -729,7 +733,7 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 			return localErr("delete", key, err)
 		}
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := SyncDir(filepath.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return localErr("delete", key, err)
 	}
 	return nil

@@ -26,7 +26,10 @@ func TestStalledSFTPFails(t *testing.T) {
 	c.Directory = t.TempDir()
 
 	old := storage.StallTimeout
-	storage.StallTimeout = 300 * time.Millisecond
+	// Short enough to keep the test quick, long enough that an SSH
+	// handshake and keepalive answers on a loaded machine (load 25 on two
+	// cores) are not taken for a stall: at 300 ms they were, now and then.
+	storage.StallTimeout = 2 * time.Second
 	st, err := storage.Open(context.Background(), c)
 	storage.StallTimeout = old // the store keeps the value it was opened with
 	if err != nil {
