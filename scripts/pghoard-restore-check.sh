@@ -48,6 +48,16 @@ rm -rf "$dir"
 mkdir -p "$dir"
 chown postgres: "$dir"
 daemon_pid=
+# stop_daemon stops the PGHoard daemon and waits (up to 30 s) until it has
+# gone: it writes its state file as it stops, which would race rm -rf.
+stop_daemon() {
+	kill "$daemon_pid" 2>/dev/null || true
+	for _ in $(seq 150); do
+		kill -0 "$daemon_pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	daemon_pid=
+}
 cleanup() {
 	local rc=$?
 	if [ "$rc" != 0 ]; then
@@ -56,7 +66,7 @@ cleanup() {
 	for d in data restored; do
 		if [ -f "$dir/$d/postmaster.pid" ]; then as_pg "$PGBIN/pg_ctl" -D "$dir/$d" -m immediate stop >/dev/null 2>&1 || true; fi
 	done
-	if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; fi
+	if [ -n "$daemon_pid" ]; then stop_daemon; fi
 	if [ "$keep" = false ]; then rm -rf "$dir"; fi
 	exit "$rc"
 }
@@ -182,8 +192,7 @@ done
 [ "$(psql "$rport" "select pg_is_in_recovery()")" = f ] || { echo "pghoard-restore-check: restored cluster still in recovery" >&2; exit 1; }
 got=$(psql "$rport" "$digest")
 as_pg "$PGBIN/pg_ctl" -D "$restored" -w -m fast stop >/dev/null
-kill "$daemon_pid"
-daemon_pid=
+stop_daemon
 as_pg "$PGBIN/pg_checksums" --check -D "$restored" >"$dir/checksums.log"
 echo "source:   $want"
 echo "restored: $got"
