@@ -3,7 +3,6 @@ package basebackup
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -28,15 +27,11 @@ import (
 //
 //	HOARD_PG_VERSIONS=all go test -run '^$' -bench BenchmarkDelta -benchtime 1x ./basebackup/
 func BenchmarkDelta(b *testing.B) {
-	scale := 50
-	if s := os.Getenv("HOARD_BENCH_SCALE"); s != "" {
-		scale, _ = strconv.Atoi(s)
-	}
-	spread := os.Getenv("HOARD_BENCH_SPREAD") == "1"
+	ch := benchChangeFromEnv()
 	for _, major := range pgtest.Versions() {
 		b.Run(fmt.Sprintf("pg%d", major), func(b *testing.B) {
 			c := pgtest.Start(b, pgtest.Options{Major: major, Conf: map[string]string{"max_wal_size": "4GB"}})
-			pgtest.Pgbench(b, c, "-i", "-s", strconv.Itoa(scale))
+			pgtest.Pgbench(b, c, "-i", "-s", strconv.Itoa(ch.scale))
 			a := localArchive(b)
 			take := func(mode Mode) (stored int64, took time.Duration) {
 				before := storedBytes(b, a)
@@ -51,27 +46,13 @@ func BenchmarkDelta(b *testing.B) {
 				took = time.Since(start)
 				return storedBytes(b, a) - before, took
 			}
-			update := func(n int) {
-				rows := scale * 100000 / 100
-				if spread {
-					c.Exec(b, "update pgbench_accounts set abalance = abalance + 1 where aid % 100 = $1", n)
-				} else {
-					c.Exec(b, "update pgbench_accounts set abalance = abalance + 1 where aid > $1 and aid <= $2", n*rows, (n+1)*rows)
-				}
-				c.Exec(b, "checkpoint")
-			}
 			for range b.N {
 				take(ModeDelta)
-				update(0)
+				ch.update(b, c, 0)
 				fullBytes, fullTime := take(ModeLocal)
-				update(1)
+				ch.update(b, c, 1)
 				deltaBytes, deltaTime := take(ModeDelta)
-				b.ReportMetric(float64(fullBytes), "full-bytes")
-				b.ReportMetric(fullTime.Seconds(), "full-s")
-				b.ReportMetric(float64(deltaBytes), "delta-bytes")
-				b.ReportMetric(deltaTime.Seconds(), "delta-s")
-				b.ReportMetric(100*float64(deltaBytes)/float64(fullBytes), "bytes-%")
-				b.ReportMetric(100*deltaTime.Seconds()/fullTime.Seconds(), "time-%")
+				reportAgainstFull(b, fullBytes, fullTime, "delta", deltaBytes, deltaTime)
 			}
 		})
 	}
