@@ -111,6 +111,29 @@ func mainEntries(files, size int) []tarEntry {
 	return e
 }
 
+// finishRun closes the run's last chunk and waits for its uploads.
+func finishRun(t testing.TB, r *run, g *errgroup.Group) {
+	t.Helper()
+	if err := r.ck.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// finishChunks finishes the run and returns its chunks as the manifest
+// lists them.
+func finishChunks(t testing.TB, r *run, g *errgroup.Group) []archive.ManifestChunk {
+	t.Helper()
+	finishRun(t, r, g)
+	chunks, err := r.ck.manifestChunks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chunks
+}
+
 // newTestRun returns a run whose chunker stores into st.
 func newTestRun(ctx context.Context, st storage.Store, codec *archive.Codec, limit int64, parallel int) (*run, *errgroup.Group) {
 	a := &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
@@ -182,16 +205,7 @@ func TestChunker_OK(t *testing.T) {
 	if err := r.archive(bytes.NewReader(serverTar(t, spc)), "16384.tar", false, "tablespaces/ts1/"); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.ck.finish(); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	chunks, err := r.ck.manifestChunks()
-	if err != nil {
-		t.Fatal(err)
-	}
+	chunks := finishChunks(t, r, g)
 	if len(chunks) < 5 {
 		t.Fatalf("%d chunks, want many", len(chunks))
 	}
@@ -323,12 +337,7 @@ func BenchmarkChunker(b *testing.B) {
 				if err := r.archive(bytes.NewReader(stream), "base.tar", true, "pgdata/"); err != nil {
 					b.Fatal(err)
 				}
-				if err := r.ck.finish(); err != nil {
-					b.Fatal(err)
-				}
-				if err := g.Wait(); err != nil {
-					b.Fatal(err)
-				}
+				finishRun(b, r, g)
 			}
 		})
 	}
@@ -375,16 +384,7 @@ func TestChunker_MaxSize(t *testing.T) {
 	if err := r.archive(bytes.NewReader(serverTar(t, entries)), "base.tar", true, "pgdata/"); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.ck.finish(); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	chunks, err := r.ck.manifestChunks()
-	if err != nil {
-		t.Fatal(err)
-	}
+	chunks := finishChunks(t, r, g)
 	if len(chunks) < 3 {
 		t.Fatalf("%d chunks, want the huge file in one of its own", len(chunks))
 	}

@@ -83,10 +83,5 @@ func TestRun_ArchiveReadsToEnd(t *testing.T) {
 	if r.ra != nil {
 		t.Error("the read-ahead is still recorded after the archive")
 	}
-	if err := r.ck.finish(); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	finishRun(t, r, g)
 }
