@@ -82,19 +82,7 @@ func TestDaemonRestoreTest(t *testing.T) {
 	if len(bs) == 0 || rt.Backup != bs[len(bs)-1].Name {
 		t.Errorf("tested backup %q, want the newest of %+v", rt.Backup, bs)
 	}
-	checks := map[string]string{}
-	for _, c := range rt.Checks {
-		checks[c.Name] = c.Status
-	}
-	for _, name := range []string{"connect", "replay", "databases", "amcheck"} {
-		if checks[name] != "ok" {
-			t.Errorf("check %s: %q, want ok (checks %+v)", name, checks[name], rt.Checks)
-		}
-	}
-	// The cached PostgreSQL builds may lack pg_checksums.
-	if c := checks["checksums"]; c != "ok" && c != "unavailable" {
-		t.Errorf("check checksums: %q (checks %+v)", c, rt.Checks)
-	}
+	checkRestoreTestChecks(t, rt)
 	if rt.LastSuccess == nil || !rt.LastSuccess.Equal(*rt.Finished) {
 		t.Errorf("last_success %v, want %v", rt.LastSuccess, rt.Finished)
 	}
@@ -201,18 +189,7 @@ func TestDaemonRestoreTestIncremental(t *testing.T) {
 	if rt.OK == nil || !*rt.OK {
 		t.Fatalf("restore test of incremental backup %s failed: %s\nchecks %+v\n%s", rt.Backup, rt.Error, rt.Checks, tailLines(d.out.String(), 40))
 	}
-	checks := map[string]string{}
-	for _, c := range rt.Checks {
-		checks[c.Name] = c.Status
-	}
-	for _, name := range []string{"connect", "replay", "databases", "amcheck"} {
-		if checks[name] != "ok" {
-			t.Errorf("check %s: %q, want ok (checks %+v)", name, checks[name], rt.Checks)
-		}
-	}
-	if c := checks["checksums"]; c != "ok" && c != "unavailable" {
-		t.Errorf("check checksums: %q (checks %+v)", c, rt.Checks)
-	}
+	checkRestoreTestChecks(t, rt)
 	// The chain down to the full backup, as the daemon's restore followed it.
 	chain := []string{rt.Backup}
 	for p := parents[rt.Backup]; p != ""; p = parents[p] {
@@ -230,5 +207,25 @@ func TestDaemonRestoreTestIncremental(t *testing.T) {
 	t.Logf("restore tests of %v; the incremental %s restored from chain %v", tested, rt.Backup, chain)
 	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
+	}
+}
+
+// checkRestoreTestChecks fails t unless the test restore's connect,
+// replay, databases and amcheck checks passed, and its checksums check
+// passed or was unavailable (the cached PostgreSQL builds may lack
+// pg_checksums).
+func checkRestoreTestChecks(t *testing.T, rt *restoreTestStatus) {
+	t.Helper()
+	checks := map[string]string{}
+	for _, c := range rt.Checks {
+		checks[c.Name] = c.Status
+	}
+	for _, name := range []string{"connect", "replay", "databases", "amcheck"} {
+		if checks[name] != "ok" {
+			t.Errorf("check %s: %q, want ok (checks %+v)", name, checks[name], rt.Checks)
+		}
+	}
+	if c := checks["checksums"]; c != "ok" && c != "unavailable" {
+		t.Errorf("check checksums: %q (checks %+v)", c, rt.Checks)
 	}
 }
