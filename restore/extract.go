@@ -74,13 +74,9 @@ func (e *extractor) close() {
 // The files created are appended to made, so that a retry can remove them.
 func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *madeFiles) error {
 	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
+	for h, err := range Members(tr) {
 		if err != nil {
-			return fmt.Errorf("read tar: %w", err)
+			return err
 		}
 		var p memberPlan
 		if e.bundles {
@@ -99,6 +95,7 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *ma
 			return err
 		}
 	}
+	return nil
 }
 
 // member writes one member of a chunk, or of the control tar when control

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"io"
+	"iter"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -31,6 +33,28 @@ var controlOnly = map[string]bool{
 	archive.ControlPGControl:     true,
 	archive.ControlBackupLabel:   true,
 	archive.ControlTablespaceMap: true,
+}
+
+// Members yields the header of each member of tr in order, the member's
+// data being read from tr until the next step. A read error is yielded
+// once, wrapped as "read tar", with a nil header, and ends the sequence;
+// the end-of-archive marker ends it without one.
+func Members(tr *tar.Reader) iter.Seq2[*tar.Header, error] {
+	return func(yield func(*tar.Header, error) bool) {
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				yield(nil, fmt.Errorf("read tar: %w", err))
+				return
+			}
+			if !yield(h, nil) {
+				return
+			}
+		}
+	}
 }
 
 // memberKind is what restore does with a tar member.

@@ -534,13 +534,9 @@ func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl 
 	buf := make([]byte, 64<<10)
 	rewriteMap := moved(m, dirs)
 	var pgControl []byte
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
+	for h, err := range Members(tr) {
 		if err != nil {
-			return fmt.Errorf("read tar: %w", err)
+			return err
 		}
 		if err := checkControlMember(m, h); err != nil {
 			return err

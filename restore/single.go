@@ -281,13 +281,9 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 	stopWatch := watchStall(octx, cancel, pr, o.StallTimeout)
 	err = func() error {
 		tr := tar.NewReader(pr)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				return nil
-			}
+		for h, err := range Members(tr) {
 			if err != nil {
-				return fmt.Errorf("read tar: %w", err)
+				return err
 			}
 			if known && h.Size > want-decoded.n {
 				return fmt.Errorf("member %q declares %d bytes, more than the %d left of original-file-size: %w",
@@ -297,6 +293,7 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 				return err
 			}
 		}
+		return nil
 	}()
 	if err == nil {
 		// The padding after the end-of-archive blocks and the codec's

@@ -576,13 +576,9 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 	}
 	tr := tar.NewReader(cr)
 	buf := make([]byte, 256<<10)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
+	for h, err := range restore.Members(tr) {
 		if err != nil {
-			return fmt.Errorf("read tar: %w", err)
+			return err
 		}
 		check := func() error { return restore.CheckChunkMember(m, h) }
 		if bundle {
