@@ -20,45 +20,31 @@
 set -euo pipefail
 
 scale=100 random_mb=512 reps=3 dir=/tmp/hoard-bench keep=false
-while [ $# -gt 0 ]; do
-	case $1 in
-	--scale) scale=$2; shift ;;
-	--random-mb) random_mb=$2; shift ;;
-	--reps) reps=$2; shift ;;
-	--dir) dir=$2; shift ;;
-	--keep) keep=true ;;
-	*) echo "usage: $0 [--scale N] [--random-mb M] [--reps R] [--dir DIR] [--keep]" >&2; exit 2 ;;
-	esac
-	shift
-done
+prog=bench-basebackup
+. "$(dirname "$0")/lib.sh"
+parse_args '[--scale N] [--random-mb M] [--reps R] [--dir DIR] [--keep]' \
+	"--scale scale" "--random-mb random_mb" "--reps reps" "--dir dir" "--keep keep=true" -- "$@"
+no_rest
 
-[ "$(id -u)" = 0 ] || { echo "bench-basebackup: run as root (the tools run as postgres)" >&2; exit 2; }
-pgbin=/usr/lib/postgresql/15/bin
-[ -x "$pgbin/postgres" ] || { echo "bench-basebackup: Debian's PostgreSQL 15 is missing ($pgbin): run task deps" >&2; exit 2; }
+need_root
+need_pg15
 if ! command -v pgbackrest >/dev/null; then
 	echo "== installing pgbackrest (apt)" >&2
 	DEBIAN_FRONTEND=noninteractive apt-get install -y pgbackrest >&2
 fi
 cores=$(nproc)
 tck=$(getconf CLK_TCK)
-repo=$(cd "$(dirname "$0")/.." && pwd)
 
-as_pg() { runuser -u postgres -- "$@"; }
-
-rm -rf "$dir"
-mkdir -p "$dir"
-chown postgres: "$dir"
+fresh_dir "$dir"
 cleanup() {
-	if [ -f "$dir/data/postmaster.pid" ]; then as_pg "$pgbin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; fi
+	stop_pg "$dir/data"
 	if [ "$keep" = false ]; then rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 
-echo "== building hoard" >&2
-(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/hoard" .)
-hoard=$dir/hoard
+build_hoard "$dir"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 data=$dir/data spc=$dir/spc
 
@@ -84,26 +70,16 @@ set_top() {
 }
 
 echo "== cluster: pgbench scale $scale, $random_mb MB of random bytes, data checksums" >&2
-as_pg "$pgbin/initdb" -D "$data" -k -A trust -U postgres >/dev/null
+init_cluster "$data" "$port"
 mkdir -p "$spc" && chown postgres: "$spc"
 cat >>"$data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
 shared_buffers = 256MB
 max_wal_size = 4GB
 archive_mode = on
 archive_command = '$hoard --config $cfg wal-push %p'
 EOF
-as_pg "$pgbin/pg_ctl" -D "$data" -l "$dir/server.log" -w start >/dev/null
-psql() { as_pg "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
-as_pg "$pgbin/pgbench" -i -q -s "$scale" >/dev/null 2>&1
-psql -c "create extension pgcrypto" \
-	-c "create table random_bytes (id int, b bytea)" \
-	-c "insert into random_bytes select g, gen_random_bytes(1024) from generate_series(1, $((random_mb * 1024))) g" \
-	-c "vacuum (freeze, analyze)" -c "checkpoint"
-size=$(psql -Atc "select sum(pg_database_size(oid)) from pg_database")
-echo "== database size $((size / 1000000)) MB" >&2
+start_pg "$data" "$dir/server.log"
+fill_cluster "$scale" "$random_mb"
 
 # pgBackRest: one stanza per repository; each run starts from an empty one.
 pgbr_conf=$dir/pgbackrest.conf
@@ -167,7 +143,7 @@ drop_caches=false
 if [ -w /proc/sys/vm/drop_caches ] && echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then
 	drop_caches=true
 else
-	echo "bench-basebackup: cannot drop the page cache (/proc/sys/vm/drop_caches): timings depend on its state" >&2
+	echo "$prog: cannot drop the page cache (/proc/sys/vm/drop_caches): timings depend on its state" >&2
 fi
 
 measure() {
@@ -177,9 +153,8 @@ measure() {
 	local before after
 	before=$(server_cpu)
 	if ! /usr/bin/time -f '%e %U %S %M' -o "$dir/time.out" "$@" >"$dir/cmd.out" 2>"$dir/cmd.err"; then
-		echo "bench-basebackup: $label failed:" >&2
 		cat "$dir/cmd.err" >&2
-		exit 1
+		die "$label failed (its output above)"
 	fi
 	after=$(server_cpu)
 	local wall u s rss stored

@@ -13,88 +13,50 @@
 set -euo pipefail
 
 scale=60 random_mb=512 workers="2 4 16" dir=/tmp/hoard-s3mem keep=false
-bins=()
-while [ $# -gt 0 ]; do
-	case $1 in
-	--scale) scale=$2; shift ;;
-	--random-mb) random_mb=$2; shift ;;
-	--workers) workers=$2; shift ;;
-	--dir) dir=$2; shift ;;
-	--keep) keep=true ;;
-	*=*) bins+=("$1") ;;
-	*) echo "usage: $0 [--scale N] [--random-mb M] [--workers \"2 4 16\"] [--dir DIR] [--keep] [NAME=BINARY ...]" >&2; exit 2 ;;
-	esac
-	shift
+prog=bench-s3-memory
+. "$(dirname "$0")/lib.sh"
+parse_args '[--scale N] [--random-mb M] [--workers "2 4 16"] [--dir DIR] [--keep] [NAME=BINARY ...]' \
+	"--scale scale" "--random-mb random_mb" "--workers workers" "--dir dir" "--keep keep=true" -- "$@"
+bins=("${rest[@]}")
+for b in "${bins[@]}"; do
+	case $b in *=*) ;; *) usage_exit ;; esac
 done
 
-[ "$(id -u)" = 0 ] || { echo "bench-s3-memory: run as root (the tools run as postgres)" >&2; exit 2; }
-pgbin=/usr/lib/postgresql/15/bin
-[ -x "$pgbin/postgres" ] || { echo "bench-s3-memory: Debian's PostgreSQL 15 is missing ($pgbin): run task deps" >&2; exit 2; }
-minio_bin=${HOARD_CACHE:-/var/cache/hoard}/bin/minio
-[ -x "$minio_bin" ] || { echo "bench-s3-memory: $minio_bin is missing: run task deps" >&2; exit 2; }
-repo=$(cd "$(dirname "$0")/.." && pwd)
+need_root
+need_pg15
+need_minio
 
-as_pg() { runuser -u postgres -- "$@"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-rm -rf "$dir"
-mkdir -p "$dir"
-chown postgres: "$dir"
-minio_pid=
+fresh_dir "$dir"
 cleanup() {
-	if [ -f "$dir/data/postmaster.pid" ]; then as_pg "$pgbin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; fi
-	if [ -n "$minio_pid" ]; then kill -TERM "$minio_pid" 2>/dev/null || true; wait "$minio_pid" 2>/dev/null || true; fi
+	stop_pg "$dir/data"
+	stop_minio
 	if [ "$keep" = false ]; then rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 
 if [ ${#bins[@]} = 0 ]; then
-	echo "== building hoard" >&2
-	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/hoard" .)
-	bins=("hoard=$dir/hoard")
+	build_hoard "$dir"
+	bins=("hoard=$hoard")
 fi
 for b in "${bins[@]}"; do
-	[ -x "${b#*=}" ] || { echo "bench-s3-memory: ${b#*=} is not executable" >&2; exit 2; }
+	[ -x "${b#*=}" ] || die "${b#*=} is not executable" 2
 done
 
-echo "== MinIO" >&2
-mport=$(free_port) mconsole=$(free_port)
-muser=hoardbench mpass=hoardbench-secret bucket=hoard-bench
-mkdir -p "$dir/minio"
-MINIO_ROOT_USER=$muser MINIO_ROOT_PASSWORD=$mpass MINIO_BROWSER=off MINIO_UPDATE=off \
-	"$minio_bin" server --quiet --address "127.0.0.1:$mport" --console-address "127.0.0.1:$mconsole" "$dir/minio" \
-	>"$dir/minio.log" 2>&1 &
-minio_pid=$!
-for i in $(seq 1 600); do
-	curl -fs "http://127.0.0.1:$mport/minio/health/live" >/dev/null && break
-	[ "$i" = 600 ] && { echo "bench-s3-memory: MinIO does not answer" >&2; cat "$dir/minio.log" >&2; exit 1; }
-	sleep 0.1
-done
-s3() { curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$muser:$mpass" "$@"; }
+start_minio "$dir"
 
 echo "== cluster: pgbench scale $scale, $random_mb MB of random bytes, data checksums" >&2
 port=$(free_port)
 export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres PGSSLMODE=disable
 data=$dir/data
-as_pg "$pgbin/initdb" -D "$data" -k -A trust -U postgres >/dev/null
+init_cluster "$data" "$port"
 cat >>"$data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
 shared_buffers = 128MB
 max_wal_size = 4GB
 archive_mode = on
 archive_command = 'if [ -e $dir/current.json ]; then $dir/current-hoard --config $dir/current.json wal-push %p; else true; fi'
 EOF
-as_pg "$pgbin/pg_ctl" -D "$data" -l "$dir/server.log" -w start >/dev/null
-psql() { as_pg "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
-as_pg "$pgbin/pgbench" -i -q -s "$scale" >/dev/null 2>&1
-psql -c "create extension pgcrypto" \
-	-c "create table random_bytes (id int, b bytea)" \
-	-c "insert into random_bytes select g, gen_random_bytes(1024) from generate_series(1, $((random_mb * 1024))) g" \
-	-c "vacuum (freeze, analyze)" -c "checkpoint"
-size=$(psql -Atc "select sum(pg_database_size(oid)) from pg_database")
-echo "== database size $((size / 1000000)) MB" >&2
+start_pg "$data" "$dir/server.log"
+fill_cluster "$scale" "$random_mb"
 
 # One site per run: a fresh bucket, local-tar, lz4, encrypted. The
 # server's archive_command pushes WAL with the run's binary and site (the
@@ -107,7 +69,7 @@ for b in "${bins[@]}"; do
 	name=${b%%=*} bin=${b#*=}
 	for w in $workers; do
 		run=$((run + 1))
-		s3 -X PUT "http://127.0.0.1:$mport/$bucket-$run" >/dev/null
+		make_bucket "$bucket-$run"
 		cfg=$dir/hoard-$run.json
 		cat >"$cfg" <<EOF
 {"backup_location": "$dir/state-$run",
@@ -127,14 +89,14 @@ EOF
 		ln -sfn "$cfg" "$dir/current.json"
 		load=$(cut -d' ' -f1 /proc/loadavg)
 		as_pg /usr/bin/time -f '%M %e' -o "$dir/time" "$bin" --config "$cfg" basebackup --fast >"$dir/bb.log" 2>&1 ||
-			{ echo "bench-s3-memory: $name basebackup failed:" >&2; cat "$dir/bb.log" >&2; exit 1; }
+			{ cat "$dir/bb.log" >&2; die "$name basebackup failed (its output above)"; }
 		read -r rss wall <"$dir/time"
 		echo "$name basebackup $w $rss $wall $load" >>"$results"
 		rm -rf "$dir/restore"
 		load=$(cut -d' ' -f1 /proc/loadavg)
 		as_pg /usr/bin/time -f '%M %e' -o "$dir/time" "$bin" --config "$cfg" restore --target-dir "$dir/restore" \
 			--parallel "$w" --target-immediate >"$dir/restore.log" 2>&1 ||
-			{ echo "bench-s3-memory: $name restore failed:" >&2; cat "$dir/restore.log" >&2; exit 1; }
+			{ cat "$dir/restore.log" >&2; die "$name restore failed (its output above)"; }
 		read -r rss wall <"$dir/time"
 		echo "$name restore $w $rss $wall $load" >>"$results"
 		rm -rf "$dir/restore"

@@ -27,80 +27,38 @@
 set -euo pipefail
 
 scale=10 duration=30 clients="1 8" reps=3 segsize=16 builtin=simple-update dir=/tmp/hoard-bench-sync keep=false
-while [ $# -gt 0 ]; do
-	case $1 in
-	--scale) scale=$2; shift ;;
-	--duration) duration=$2; shift ;;
-	--clients) clients=$2; shift ;;
-	--reps) reps=$2; shift ;;
-	--wal-segsize) segsize=$2; shift ;;
-	--builtin) builtin=$2; shift ;;
-	--dir) dir=$2; shift ;;
-	--keep) keep=true ;;
-	*) echo "usage: $0 [--scale N] [--duration S] [--clients \"1 8\"] [--reps R] [--wal-segsize MB] [--builtin NAME] [--dir DIR] [--keep]" >&2; exit 2 ;;
-	esac
-	shift
-done
+prog=bench-sync
+. "$(dirname "$0")/lib.sh"
+parse_args '[--scale N] [--duration S] [--clients "1 8"] [--reps R] [--wal-segsize MB] [--builtin NAME] [--dir DIR] [--keep]' \
+	"--scale scale" "--duration duration" "--clients clients" "--reps reps" "--wal-segsize segsize" \
+	"--builtin builtin" "--dir dir" "--keep keep=true" -- "$@"
+no_rest
 
-[ "$(id -u)" = 0 ] || { echo "bench-sync: run as root (the tools run as postgres)" >&2; exit 2; }
-pgbin=/usr/lib/postgresql/15/bin
-[ -x "$pgbin/postgres" ] || { echo "bench-sync: Debian's PostgreSQL 15 is missing ($pgbin): run task deps" >&2; exit 2; }
-minio_bin=${HOARD_CACHE:-/var/cache/hoard}/bin/minio
-[ -x "$minio_bin" ] || { echo "bench-sync: $minio_bin is missing: run task deps" >&2; exit 2; }
-repo=$(cd "$(dirname "$0")/.." && pwd)
+need_root
+need_pg15
+need_minio
 tck=$(getconf CLK_TCK)
 
-as_pg() { runuser -u postgres -- "$@"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-rm -rf "$dir"
-mkdir -p "$dir"
-chown postgres: "$dir"
-minio_pid= daemon_pid= hoard_pid=
+fresh_dir "$dir"
+daemon_pid= hoard_pid=
 stop_daemon() {
 	[ -n "$daemon_pid" ] || return 0
-	kill -TERM "$daemon_pid" 2>/dev/null || true
-	for _ in $(seq 1 600); do
-		kill -0 "$daemon_pid" 2>/dev/null || break
-		sleep 0.1
-	done
+	stop_pid "$daemon_pid" 60
 	kill -KILL "$daemon_pid" 2>/dev/null || true
 	wait "$daemon_pid" 2>/dev/null || true
 	daemon_pid=
 }
 cleanup() {
 	stop_daemon
-	if [ -f "$dir/data/postmaster.pid" ]; then as_pg "$pgbin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; fi
-	if [ -n "$minio_pid" ]; then kill -TERM "$minio_pid" 2>/dev/null || true; wait "$minio_pid" 2>/dev/null || true; fi
+	stop_pg "$dir/data"
+	stop_minio
 	if [ "$keep" = false ]; then rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 
-echo "== building hoard" >&2
-(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/hoard" .)
-hoard=$dir/hoard
-
-echo "== MinIO" >&2
-mport=$(free_port) mconsole=$(free_port)
-muser=hoardbench mpass=hoardbench-secret bucket=hoard-bench
-mkdir -p "$dir/minio"
-MINIO_ROOT_USER=$muser MINIO_ROOT_PASSWORD=$mpass MINIO_BROWSER=off MINIO_UPDATE=off \
-	"$minio_bin" server --quiet --address "127.0.0.1:$mport" --console-address "127.0.0.1:$mconsole" "$dir/minio" \
-	>"$dir/minio.log" 2>&1 &
-minio_pid=$!
-for i in $(seq 1 300); do
-	curl -fs "http://127.0.0.1:$mport/minio/health/live" >/dev/null && break
-	[ "$i" = 300 ] && { echo "bench-sync: MinIO does not answer" >&2; cat "$dir/minio.log" >&2; exit 1; }
-	sleep 0.1
-done
-s3() { curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$muser:$mpass" "$@"; }
-# A loaded MinIO may answer 503 for a moment after it says it is live.
-for i in $(seq 1 50); do
-	s3 -X PUT "http://127.0.0.1:$mport/$bucket" >/dev/null 2>&1 || true
-	s3 -o /dev/null -I "http://127.0.0.1:$mport/$bucket" 2>/dev/null && break
-	[ "$i" = 50 ] && { echo "bench-sync: MinIO does not create the bucket" >&2; cat "$dir/minio.log" >&2; exit 1; }
-	sleep 0.2
-done
+build_hoard "$dir"
+start_minio "$dir"
+make_bucket "$bucket"
 # round_trip: the median time of 21 PUTs of a 64 KiB object into MinIO
 # (curl's own time, without its start): one storage round trip, in ms.
 head -c 65536 /dev/urandom >"$dir/rt.bin"
@@ -114,16 +72,12 @@ echo "== cluster: pgbench scale $scale, $segsize MB WAL segments" >&2
 port=$(free_port) http_port=$(free_port)
 export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres PGSSLMODE=disable
 data=$dir/data
-as_pg "$pgbin/initdb" -D "$data" -k -A trust -U postgres --wal-segsize="$segsize" >/dev/null
+init_cluster "$data" "$port" --wal-segsize="$segsize"
 cat >>"$data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
 shared_buffers = 128MB
 max_wal_size = 1GB
 EOF
-as_pg "$pgbin/pg_ctl" -D "$data" -l "$dir/server.log" -w start >/dev/null
-psql() { as_pg "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+start_pg "$data" "$dir/server.log"
 as_pg "$pgbin/pgbench" -i -q -s "$scale" >/dev/null 2>&1
 
 cfg=$dir/hoard.json

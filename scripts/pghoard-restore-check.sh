@@ -28,34 +28,21 @@ set -euo pipefail
 PGHOARD=${PGHOARD:-/tmp/pghoard/venv}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 dir=/tmp/hoard-pghoard-check keep=false mode=local-tar
-while [ $# -gt 0 ]; do
-	case $1 in
-	--dir) dir=$2; shift ;;
-	--keep) keep=true ;;
-	--mode) mode=$2; shift ;;
-	*) echo "usage: $0 [--dir DIR] [--keep] [--mode local-tar|delta]" >&2; exit 2 ;;
-	esac
-	shift
-done
-[ "$(id -u)" = 0 ] || { echo "pghoard-restore-check: run as root" >&2; exit 2; }
-[ -x "$PGHOARD/bin/pghoard_restore" ] || { echo "pghoard-restore-check: no PGHoard in $PGHOARD (install-pghoard.sh)" >&2; exit 2; }
-[ -x "$PGBIN/postgres" ] || { echo "pghoard-restore-check: no PostgreSQL in $PGBIN" >&2; exit 2; }
-repo=$(cd "$(dirname "$0")/.." && pwd)
-as_pg() { runuser -u postgres -- "$@"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+prog=pghoard-restore-check
+. "$(dirname "$0")/lib.sh"
+parse_args '[--dir DIR] [--keep] [--mode local-tar|delta]' "--dir dir" "--keep keep=true" "--mode mode" -- "$@"
+no_rest
+need_root
+[ -x "$PGHOARD/bin/pghoard_restore" ] || die "no PGHoard in $PGHOARD (install-pghoard.sh)" 2
+[ -x "$PGBIN/postgres" ] || die "no PostgreSQL in $PGBIN" 2
+pgbin=$PGBIN
 
-rm -rf "$dir"
-mkdir -p "$dir"
-chown postgres: "$dir"
+fresh_dir "$dir"
 daemon_pid=
 # stop_daemon stops the PGHoard daemon and waits (up to 30 s) until it has
 # gone: it writes its state file as it stops, which would race rm -rf.
 stop_daemon() {
-	kill "$daemon_pid" 2>/dev/null || true
-	for _ in $(seq 150); do
-		kill -0 "$daemon_pid" 2>/dev/null || break
-		sleep 0.2
-	done
+	stop_pid "$daemon_pid" 30
 	daemon_pid=
 }
 cleanup() {
@@ -63,18 +50,15 @@ cleanup() {
 	if [ "$rc" != 0 ]; then
 		for f in "$dir"/*.log; do [ -f "$f" ] && { echo "== tail of $f" >&2; tail -30 "$f" >&2; }; done
 	fi
-	for d in data restored; do
-		if [ -f "$dir/$d/postmaster.pid" ]; then as_pg "$PGBIN/pg_ctl" -D "$dir/$d" -m immediate stop >/dev/null 2>&1 || true; fi
-	done
+	stop_pg "$dir/data"
+	stop_pg "$dir/restored"
 	if [ -n "$daemon_pid" ]; then stop_daemon; fi
 	if [ "$keep" = false ]; then rm -rf "$dir"; fi
 	exit "$rc"
 }
 trap cleanup EXIT
 
-echo "== building hoard" >&2
-(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$dir/hoard" .)
-hoard=$dir/hoard
+build_hoard "$dir"
 port=$(free_port) http=$(free_port)
 data=$dir/data
 
@@ -96,55 +80,53 @@ chown postgres: "$cfg"
 as_pg "$hoard" --config "$cfg" create-keys --key-id check-key >/dev/null
 
 echo "== source cluster" >&2
-as_pg "$PGBIN/initdb" -D "$data" -k -A trust -U postgres -E UTF8 --locale=C >/dev/null
+init_cluster "$data" "$port" -E UTF8 --locale=C
 cat >>"$data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
 archive_mode = on
 archive_command = '$hoard --config $cfg wal-push %p'
 EOF
-as_pg "$PGBIN/pg_ctl" -D "$data" -l "$dir/source.log" -w start >/dev/null
-psql() { as_pg "$PGBIN/psql" -h "$dir" -p "$1" -U postgres -XAtq -v ON_ERROR_STOP=1 -c "$2" postgres; }
+start_pg "$data" "$dir/source.log"
+# q PORT SQL: one statement on the source (or the restored) cluster.
+q() { psql -h "$dir" -p "$1" -U postgres -At -c "$2" postgres; }
 as_pg "$PGBIN/pgbench" -h "$dir" -p "$port" -U postgres -i -q -s 2 postgres >/dev/null 2>&1
-psql "$port" "create extension pgcrypto"
-psql "$port" "create table random_bytes as select g as id, gen_random_bytes(1024) as b from generate_series(1, 4096) g"
-psql "$port" "create table t (id int primary key, v text)"
-psql "$port" "insert into t select i, 'before ' || i from generate_series(1, 100) i"
+q "$port" "create extension pgcrypto"
+q "$port" "create table random_bytes as select g as id, gen_random_bytes(1024) as b from generate_series(1, 4096) g"
+q "$port" "create table t (id int primary key, v text)"
+q "$port" "insert into t select i, 'before ' || i from generate_series(1, 100) i"
 
 echo "== hoard basebackup ($mode, zstd, encrypted)" >&2
 as_pg "$hoard" --config "$cfg" basebackup --fast >"$dir/basebackup.log" 2>&1
 cat "$dir/basebackup.log" >&2
-grep -q "read      from the data directory ($mode)" "$dir/basebackup.log" || { echo "pghoard-restore-check: not a $mode backup" >&2; exit 1; }
+grep -q "read      from the data directory ($mode)" "$dir/basebackup.log" || die "not a $mode backup"
 if [ "$mode" = delta ]; then
 	objects() { ls "$dir"/store/site/basebackup_delta/ | grep -vc '\.metadata$' || true; }
 	first=$(objects)
-	[ "$first" -ge 2 ] || { echo "pghoard-restore-check: $first delta objects, wanted several" >&2; exit 1; }
-	psql "$port" "update pgbench_accounts set abalance = abalance + 1 where aid <= 100"
+	[ "$first" -ge 2 ] || die "$first delta objects, wanted several"
+	q "$port" "update pgbench_accounts set abalance = abalance + 1 where aid <= 100"
 	as_pg "$hoard" --config "$cfg" basebackup --fast >"$dir/basebackup2.log" 2>&1
 	cat "$dir/basebackup2.log" >&2
 	added=$(( $(objects) - first ))
 	chunks="$first delta objects, then $added more for the second backup"
-	[ "$added" -lt "$first" ] || { echo "pghoard-restore-check: the second backup stored $added delta objects of $first" >&2; exit 1; }
+	[ "$added" -lt "$first" ] || die "the second backup stored $added delta objects of $first"
 else
 	chunks=$(ls "$dir"/store/site/basebackup_chunk/* | grep -vc '\.metadata$' || true)
-	[ "$chunks" -ge 2 ] || { echo "pghoard-restore-check: $chunks chunks, wanted several" >&2; exit 1; }
+	[ "$chunks" -ge 2 ] || die "$chunks chunks, wanted several"
 	chunks="$chunks chunks"
 fi
 
-psql "$port" "insert into t select i, 'after ' || i from generate_series(101, 150) i"
-psql "$port" "update pgbench_accounts set abalance = abalance + 7 where aid % 97 = 0"
-seg=$(psql "$port" "select pg_walfile_name(pg_current_wal_insert_lsn())")
-psql "$port" "select pg_switch_wal()" >/dev/null
+q "$port" "insert into t select i, 'after ' || i from generate_series(101, 150) i"
+q "$port" "update pgbench_accounts set abalance = abalance + 7 where aid % 97 = 0"
+seg=$(q "$port" "select pg_walfile_name(pg_current_wal_insert_lsn())")
+q "$port" "select pg_switch_wal()" >/dev/null
 for _ in $(seq 120); do
 	[ -e "$dir/store/site/xlog/$seg" ] && break
 	sleep 0.5
 done
-[ -e "$dir/store/site/xlog/$seg" ] || { echo "pghoard-restore-check: WAL $seg not archived" >&2; exit 1; }
+[ -e "$dir/store/site/xlog/$seg" ] || die "WAL $seg not archived"
 digest="select (select count(*)::text || ': ' || md5(string_agg(id || v, ',' order by id)) from t) || ' / ' ||
 	(select md5(string_agg(aid || ':' || abalance, ',' order by aid)) from pgbench_accounts) || ' / ' ||
 	(select md5(string_agg(md5(b), ',' order by id)) from random_bytes)"
-want=$(psql "$port" "$digest")
+want=$(q "$port" "$digest")
 as_pg "$PGBIN/pg_ctl" -D "$data" -w -m fast stop >/dev/null
 
 echo "== pghoard_restore get-basebackup" >&2
@@ -186,16 +168,16 @@ for _ in $(seq 60); do
 done
 as_pg "$PGBIN/pg_ctl" -D "$restored" -l "$dir/restored.log" -w -t 120 start >/dev/null
 for _ in $(seq 120); do
-	[ "$(psql "$rport" "select pg_is_in_recovery()")" = f ] && break
+	[ "$(q "$rport" "select pg_is_in_recovery()")" = f ] && break
 	sleep 0.5
 done
-[ "$(psql "$rport" "select pg_is_in_recovery()")" = f ] || { echo "pghoard-restore-check: restored cluster still in recovery" >&2; exit 1; }
-got=$(psql "$rport" "$digest")
+[ "$(q "$rport" "select pg_is_in_recovery()")" = f ] || die "restored cluster still in recovery"
+got=$(q "$rport" "$digest")
 as_pg "$PGBIN/pg_ctl" -D "$restored" -w -m fast stop >/dev/null
 stop_daemon
 as_pg "$PGBIN/pg_checksums" --check -D "$restored" >"$dir/checksums.log"
 echo "source:   $want"
 echo "restored: $got"
-[ "$got" = "$want" ] || { echo "pghoard-restore-check: FAILED: the restored rows differ" >&2; exit 1; }
+[ "$got" = "$want" ] || die "FAILED: the restored rows differ"
 grep -E "Bad checksums" "$dir/checksums.log"
 echo "pghoard-restore-check: OK: PGHoard $("$PGHOARD/bin/pghoard" --version) restored hoard's $mode backup ($chunks, zstd, encrypted) with WAL; rows match"
