@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -74,12 +73,9 @@ func TestArchiveCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer minioStore.Close()
-	cmd := exec.Command(hoardBin, "--config", s.config, "archive-copy", "--to-config", toMinIO, "--upload-rate-limit", "64K", "--parallel", "1")
-	cmd.Env = append(minimalEnv(), s.env...)
-	cmd.Dir = s.dir
+	cmd := s.command("archive-copy", "--to-config", toMinIO, "--upload-rate-limit", "64K", "--parallel", "1")
 	var killedErr bytes.Buffer
 	cmd.Stderr = &killedErr
-	pgtest.RunAs(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/testio"
 )
 
@@ -30,12 +29,9 @@ type daemonProc struct {
 // configuration. It is killed when the test ends if still running.
 func (s *streamSite) startDaemon() *daemonProc {
 	s.t.Helper()
-	cmd := exec.Command(hoardBin, "--config", s.config, "--log-level", "info", "daemon")
-	cmd.Env = append(minimalEnv(), s.env...)
-	cmd.Dir = s.dir
+	cmd := s.command("daemon")
 	out := &testio.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	pgtest.RunAs(cmd)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start hoard daemon: %v", err)
 	}

@@ -125,17 +125,25 @@ func (s *site) use(c *pgtest.Cluster) {
 	s.env = []string{"PGHOST=" + c.Host, "PGPORT=" + strconv.Itoa(c.Port), "PGUSER=postgres", "PGSSLMODE=disable"}
 }
 
-// hoard runs the binary as the server's user with the site's
-// configuration and returns stdout, stderr and the error.
-func (s *site) hoard(args ...string) (string, string, error) {
-	s.t.Helper()
+// command is hoard with args, to be run as the server's user with the
+// site's configuration at log level info, its libpq variables and its
+// directory; the caller sets where the output goes.
+func (s *site) command(args ...string) *exec.Cmd {
 	full := append([]string{"--config", s.config, "--log-level", "info"}, args...)
 	cmd := exec.Command(hoardBin, full...)
 	cmd.Env = append(minimalEnv(), s.env...)
 	cmd.Dir = s.dir
+	pgtest.RunAs(cmd)
+	return cmd
+}
+
+// hoard runs the binary as the server's user with the site's
+// configuration and returns stdout, stderr and the error.
+func (s *site) hoard(args ...string) (string, string, error) {
+	s.t.Helper()
+	cmd := s.command(args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	pgtest.RunAs(cmd)
 	start := time.Now()
 	err := cmd.Run()
 	s.t.Logf("hoard %s (%v): err=%v\nstderr:\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), err, tailLines(stderr.String(), 30))

@@ -7,7 +7,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -115,13 +114,9 @@ func newS3Site(t testing.TB, via storage.Config) *site {
 // the run).
 func (s *site) interrupt(p *stallProxy, sig syscall.Signal, args ...string) (int, string) {
 	s.t.Helper()
-	full := append([]string{"--config", s.config, "--log-level", "info"}, args...)
-	cmd := exec.Command(hoardBin, full...)
-	cmd.Env = append(minimalEnv(), s.env...)
-	cmd.Dir = s.dir
+	cmd := s.command(args...)
 	var stdout, stderr testio.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	pgtest.RunAs(cmd)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
