@@ -17,12 +17,13 @@ func App(version string) *cli.App {
 		Name:    "hoard",
 		Usage:   "PostgreSQL backup and point-in-time restore",
 		Version: version,
-		Description: "hoard streams WAL and takes basebackups over PostgreSQL's replication protocol,\n" +
-			"stores them compressed and encrypted in object storage in PGHoard's format,\n" +
-			"and restores them to any point in time. It reads PGHoard's JSON configuration.\n\n" +
-			"Flags may come before or after a command's arguments, as with PGHoard's tools\n" +
-			"(hoard object get KEY -o FILE); global flags such as --config may follow the command\n" +
-			"name. Arguments after -- are never read as flags.",
+		Description: `hoard streams WAL and takes basebackups over PostgreSQL's replication protocol,
+stores them compressed and encrypted in object storage in PGHoard's format,
+and restores them to any point in time. It reads PGHoard's JSON configuration.
+
+Flags may come before or after a command's arguments, as with PGHoard's tools
+(hoard object get KEY -o FILE); global flags such as --config may follow the command
+name. Arguments after -- are never read as flags.`,
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		EnableBashCompletion:  true,
 		Flags: []cli.Flag{

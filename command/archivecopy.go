@@ -20,27 +20,31 @@ func archiveCopyCommand() *cli.Command {
 		Name:      "archive-copy",
 		Usage:     "copy a site's whole archive to another storage, checking every copy",
 		UsageText: "hoard archive-copy --to-config FILE [--site S] [--to-site T] [--parallel N] [--verify-existing] [--upload-rate-limit R] [--download-rate-limit R] [--json]",
-		Description: "Copies every object of the site (--site, from --config) into the storage of the site of the\n" +
-			"same name (or --to-site) in the configuration --to-config names: WAL, timeline histories,\n" +
-			"basebackups and their chunks, as they are stored (same bytes, same metadata, nothing\n" +
-			"decoded and encoded again), under that site's prefix. That file is read without HOARD_*\n" +
-			"overrides, which belong to --config.\n\n" +
-			"Each copy is read back: its SHA-256 must be the source's, and it is decoded in full\n" +
-			"(decryption and its HMAC, decompression, original-file-size) when its private key is in\n" +
-			"either configuration; encrypted objects whose key neither has are checked by their bytes\n" +
-			"alone. A copy that differs, or a source object that does not decode, is removed from the\n" +
-			"target and reported. In a site with encryption keys, an unencrypted object that the site\n" +
-			"refuses to read (see unencrypted_objects_before) is not copied: it is reported. Backups'\n" +
-			"control objects are copied last, and not at all for a backup one of whose objects (or any\n" +
-			"WAL) failed, so the target never lists a backup it cannot restore.\n\n" +
-			"Objects the target already holds with the same size and metadata are skipped (read back\n" +
-			"and compared first with --verify-existing), so a copy that was interrupted, even killed,\n" +
-			"continues where it stopped when run again. An object the target holds with other bytes or\n" +
-			"metadata is never overwritten: it is reported as a conflict.\n\n" +
-			"Afterwards point the site's object_storage at the new storage, or keep both: a new site\n" +
-			"whose moved_from names the old one reads the old archive for restores.\n\n" +
-			"EXIT STATUS: 0 every object is in the target and checked; 1 conflicts or failed objects (listed);\n" +
-			"2 bad flags or configuration; 130 interrupted (run again to continue).",
+		Description: `Copies every object of the site (--site, from --config) into the storage of the site of the
+same name (or --to-site) in the configuration --to-config names: WAL, timeline histories,
+basebackups and their chunks, as they are stored (same bytes, same metadata, nothing
+decoded and encoded again), under that site's prefix. That file is read without HOARD_*
+overrides, which belong to --config.
+
+Each copy is read back: its SHA-256 must be the source's, and it is decoded in full
+(decryption and its HMAC, decompression, original-file-size) when its private key is in
+either configuration; encrypted objects whose key neither has are checked by their bytes
+alone. A copy that differs, or a source object that does not decode, is removed from the
+target and reported. In a site with encryption keys, an unencrypted object that the site
+refuses to read (see unencrypted_objects_before) is not copied: it is reported. Backups'
+control objects are copied last, and not at all for a backup one of whose objects (or any
+WAL) failed, so the target never lists a backup it cannot restore.
+
+Objects the target already holds with the same size and metadata are skipped (read back
+and compared first with --verify-existing), so a copy that was interrupted, even killed,
+continues where it stopped when run again. An object the target holds with other bytes or
+metadata is never overwritten: it is reported as a conflict.
+
+Afterwards point the site's object_storage at the new storage, or keep both: a new site
+whose moved_from names the old one reads the old archive for restores.
+
+EXIT STATUS: 0 every object is in the target and checked; 1 conflicts or failed objects (listed);
+2 bad flags or configuration; 130 interrupted (run again to continue).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "to-config", Usage: "configuration `FILE` of the target storage"},
 			&cli.StringFlag{Name: "to-site", Usage: "`SITE` in --to-config to copy into (default: the same name)"},

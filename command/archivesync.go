@@ -19,18 +19,20 @@ func archiveSyncCommand() *cli.Command {
 		Name:      "archive-sync",
 		Usage:     "store WAL the archive lacks from the local pg_wal, and check the archive is continuous",
 		UsageText: "hoard archive-sync [--max-hash-checks N] [--no-verify] [--create-new-backup-on-failure] [--json]",
-		Description: "PGHoard's pghoard_archive_sync, run on the database host. Reads the pg_wal of the site's\n" +
-			"pg_data_directory and, from the newest complete segment back to the newest backup's start\n" +
-			"segment, stores every segment the archive lacks and compares the stored hash of up to\n" +
-			"--max-hash-checks archived ones with the local file (a mismatch is reported, never\n" +
-			"overwritten). Stores the local .history files the archive lacks. Then, unless --no-verify,\n" +
-			"checks that the archive's WAL continues without a gap from the newest backup's start to the\n" +
-			"newest segment; with --create-new-backup-on-failure a gap makes it take a new basebackup.\n\n" +
-			"The WAL it stores records pg-version as wal-push does: the site's pg_version when set, else\n" +
-			"the server_version_num of the site's first node when that node is the cluster of\n" +
-			"pg_data_directory (asked once, only when something is stored), else the major version.\n\n" +
-			"EXIT STATUS: 0 the archive is continuous (or a new basebackup was taken) and no hash differs;\n" +
-			"1 a gap remains, a hash differs, or storing failed; 2 bad flags or configuration; 130 interrupted.",
+		Description: `PGHoard's pghoard_archive_sync, run on the database host. Reads the pg_wal of the site's
+pg_data_directory and, from the newest complete segment back to the newest backup's start
+segment, stores every segment the archive lacks and compares the stored hash of up to
+--max-hash-checks archived ones with the local file (a mismatch is reported, never
+overwritten). Stores the local .history files the archive lacks. Then, unless --no-verify,
+checks that the archive's WAL continues without a gap from the newest backup's start to the
+newest segment; with --create-new-backup-on-failure a gap makes it take a new basebackup.
+
+The WAL it stores records pg-version as wal-push does: the site's pg_version when set, else
+the server_version_num of the site's first node when that node is the cluster of
+pg_data_directory (asked once, only when something is stored), else the major version.
+
+EXIT STATUS: 0 the archive is continuous (or a new basebackup was taken) and no hash differs;
+1 a gap remains, a hash differs, or storing failed; 2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "max-hash-checks", Value: archive.DefaultMaxHashChecks, Usage: "compare the hashes of at most `N` archived segments (0: none)"},
 			&cli.BoolFlag{Name: "no-verify", Usage: "skip the continuity check"},

@@ -25,32 +25,37 @@ func basebackupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "basebackup",
 		Usage: "take one basebackup of the site now",
-		Description: "Takes a basebackup of the site's first node (PostgreSQL 13 or later) and stores it in\n" +
-			"PGHoard's pghoard-bb-v2 format: chunk tars of basebackup_chunk_size, then the control\n" +
-			"object, which makes the backup visible to hoard list and restore. A failed or interrupted\n" +
-			"backup deletes what it stored.\n\n" +
-			"With basebackup_mode local-tar (the default when pg_data_directory is set and readable\n" +
-			"here), hoard starts the backup with pg_backup_start over an SQL connection, reads the data\n" +
-			"directory and the tablespaces itself with basebackup_threads workers that compress,\n" +
-			"encrypt and upload chunks in parallel, verifies data page checksums (failures are\n" +
-			"reported and the pages kept as read), and ends it with pg_backup_stop. Otherwise\n" +
-			"(basebackup_mode basic or pipe, or no readable data directory) the server sends it over\n" +
-			"the replication protocol (BASE_BACKUP).\n\n" +
-			"The backup is restorable only with its WAL, from its start to its end segment: run the\n" +
-			"daemon (or archive_command) so that it is archived.\n\n" +
-			"When a hoard daemon runs with this configuration (it answers on http_address:http_port),\n" +
-			"the backup is requested from it instead, so that backups of a site never overlap; the\n" +
-			"daemon takes it at once, or right after the backup it is taking. --local takes the\n" +
-			"backup in this process regardless.\n\n" +
-			"--incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:\n" +
-			"hoard sends the backup_manifest of the newest stored backup of the same system and\n" +
-			"timeline (its parent; UPLOAD_MANIFEST) and the server sends only the blocks changed since\n" +
-			"(BASE_BACKUP INCREMENTAL). The server needs summarize_wal = on since before the parent\n" +
-			"began. Restore rebuilds the files from the chain of parents down to a full backup. An\n" +
-			"incremental backup is always taken in this process, as with --local (the daemon takes\n" +
-			"its own on the basebackup_incremental_interval_hours schedule).\n\n" +
-			"On a terminal a progress bar is drawn on stderr; otherwise progress is logged every 10 s.\n" +
-			"The summary goes to stdout.",
+		Description: `Takes a basebackup of the site's first node (PostgreSQL 13 or later) and stores it in
+PGHoard's pghoard-bb-v2 format: chunk tars of basebackup_chunk_size, then the control
+object, which makes the backup visible to hoard list and restore. A failed or interrupted
+backup deletes what it stored.
+
+With basebackup_mode local-tar (the default when pg_data_directory is set and readable
+here), hoard starts the backup with pg_backup_start over an SQL connection, reads the data
+directory and the tablespaces itself with basebackup_threads workers that compress,
+encrypt and upload chunks in parallel, verifies data page checksums (failures are
+reported and the pages kept as read), and ends it with pg_backup_stop. Otherwise
+(basebackup_mode basic or pipe, or no readable data directory) the server sends it over
+the replication protocol (BASE_BACKUP).
+
+The backup is restorable only with its WAL, from its start to its end segment: run the
+daemon (or archive_command) so that it is archived.
+
+When a hoard daemon runs with this configuration (it answers on http_address:http_port),
+the backup is requested from it instead, so that backups of a site never overlap; the
+daemon takes it at once, or right after the backup it is taking. --local takes the
+backup in this process regardless.
+
+--incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:
+hoard sends the backup_manifest of the newest stored backup of the same system and
+timeline (its parent; UPLOAD_MANIFEST) and the server sends only the blocks changed since
+(BASE_BACKUP INCREMENTAL). The server needs summarize_wal = on since before the parent
+began. Restore rebuilds the files from the chain of parents down to a full backup. An
+incremental backup is always taken in this process, as with --local (the daemon takes
+its own on the basebackup_incremental_interval_hours schedule).
+
+On a terminal a progress bar is drawn on stderr; otherwise progress is logged every 10 s.
+The summary goes to stdout.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "fast", Usage: "request an immediate checkpoint instead of a spread one"},
 			&cli.IntFlag{Name: "max-rate", Usage: "limit the server's send rate to `KB/s` (32 to 1048576; 0 = unlimited); takes the backup over the replication protocol"},

@@ -12,12 +12,14 @@ func completionCommand() *cli.Command {
 		Name:      "completion",
 		Usage:     "print a shell completion script (bash, zsh or fish)",
 		ArgsUsage: "bash|zsh|fish",
-		Description: "Prints a script that completes hoard's commands and flags. Load it with:\n\n" +
-			"   bash:  source <(hoard completion bash)     (or save it in /etc/bash_completion.d/hoard)\n" +
-			"   zsh:   source <(hoard completion zsh)      (after compinit)\n" +
-			"   fish:  hoard completion fish > ~/.config/fish/completions/hoard.fish\n\n" +
-			"The bash and zsh scripts ask hoard itself for the candidates\n" +
-			"(hoard ... --generate-bash-completion), so they follow the installed version.",
+		Description: `Prints a script that completes hoard's commands and flags. Load it with:
+
+   bash:  source <(hoard completion bash)     (or save it in /etc/bash_completion.d/hoard)
+   zsh:   source <(hoard completion zsh)      (after compinit)
+   fish:  hoard completion fish > ~/.config/fish/completions/hoard.fish
+
+The bash and zsh scripts ask hoard itself for the candidates
+(hoard ... --generate-bash-completion), so they follow the installed version.`,
 		Action: runCompletion,
 	}
 }

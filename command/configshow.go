@@ -19,13 +19,14 @@ func configCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "show",
 			Usage: "print the effective configuration, secrets masked, with where each value came from",
-			Description: "Loads the configuration as every other command does: PGHoard's defaults, then the\n" +
-				"file given by --config (if any), then the HOARD_* environment variables, and prints\n" +
-				"every setting with its source: default, file, or env HOARD_X. With no --config the\n" +
-				"configuration comes from the environment alone.\n\n" +
-				"Secrets (webserver_password, private keys, storage credentials, node passwords) are\n" +
-				"printed as xxxxx when set. Exit status 2 means the configuration is invalid; the\n" +
-				"message lists every problem.",
+			Description: `Loads the configuration as every other command does: PGHoard's defaults, then the
+file given by --config (if any), then the HOARD_* environment variables, and prints
+every setting with its source: default, file, or env HOARD_X. With no --config the
+configuration comes from the environment alone.
+
+Secrets (webserver_password, private keys, storage credentials, node passwords) are
+printed as xxxxx when set. Exit status 2 means the configuration is invalid; the
+message lists every problem.`,
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "json", Usage: "print the settings as JSON"},
 			},

@@ -15,20 +15,23 @@ func demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "demo",
 		Usage: "watch hoard back up a throwaway PostgreSQL and restore it to a point in time",
-		Description: "A guided tour of hoard's whole job, in under a minute, needing nothing but PostgreSQL's\n" +
-			"server binaries: Debian's (/usr/lib/postgresql/<version>/bin), those task deps installs\n" +
-			"($HOARD_CACHE/pg/<version>/bin, default /var/cache/hoard), the ones on PATH, or --pg-bin.\n\n" +
-			"In a new temporary directory it creates a cluster whose archive_command is this hoard's\n" +
-			"wal-push, a configuration with a local store and a fresh key pair, writes pgbench's tables\n" +
-			"and runs pgbench's transaction over SQL, takes a basebackup, records a point in time and\n" +
-			"writes more, restores to that point into a second cluster, starts it and shows that the\n" +
-			"rows written after the point are absent, then runs hoard list and hoard verify. Every hoard\n" +
-			"command is printed before it runs. The clusters are stopped and the directory removed at\n" +
-			"the end, or kept with --keep, with the commands to look around.\n\n" +
-			"As root, PostgreSQL and hoard run as the user postgres, which must exist.\n\n" +
-			"EXIT STATUS: 0 the restored cluster holds exactly the rows of the point in time;\n" +
-			"1 a step failed or the rows differ (the message says which); 2 bad flags;\n" +
-			"130 interrupted (everything is cleaned up all the same).",
+		Description: `A guided tour of hoard's whole job, in under a minute, needing nothing but PostgreSQL's
+server binaries: Debian's (/usr/lib/postgresql/<version>/bin), those task deps installs
+($HOARD_CACHE/pg/<version>/bin, default /var/cache/hoard), the ones on PATH, or --pg-bin.
+
+In a new temporary directory it creates a cluster whose archive_command is this hoard's
+wal-push, a configuration with a local store and a fresh key pair, writes pgbench's tables
+and runs pgbench's transaction over SQL, takes a basebackup, records a point in time and
+writes more, restores to that point into a second cluster, starts it and shows that the
+rows written after the point are absent, then runs hoard list and hoard verify. Every hoard
+command is printed before it runs. The clusters are stopped and the directory removed at
+the end, or kept with --keep, with the commands to look around.
+
+As root, PostgreSQL and hoard run as the user postgres, which must exist.
+
+EXIT STATUS: 0 the restored cluster holds exactly the rows of the point in time;
+1 a step failed or the rows differ (the message says which); 2 bad flags;
+130 interrupted (everything is cleaned up all the same).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "keep", Usage: "keep the directory, clusters stopped, and print commands to look around"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of initdb, pg_ctl and postgres (default: found as described above)"},

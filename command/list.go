@@ -21,21 +21,22 @@ func listCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list",
 		Usage: "list basebackups (also: hoard restore list-basebackups)",
-		Description: "Lists the complete basebackups of the site and of its moved_from sites, oldest first:\n" +
-			"name, the site whose storage holds it, stored size (total-size-enc, else the control\n" +
-			"object's size), original size, start and end time, start and end LSN, and timeline.\n" +
-			"Backups written by PGHoard record no LSNs: they are shown from the WAL segment names.\n" +
-			"An incremental backup (PostgreSQL 17+) names its parent (Incremental of); after the table\n" +
-			"a line per incremental backup gives its chain: the full backup it starts from and what the\n" +
-			"chain stores in all, or which parent is missing.\n" +
-			"A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:\n" +
-			"restore never chooses it, and the others stay usable.\n" +
-			"--json prints every field and the stored metadata (a damaged backup: name, key, site\n" +
-			"and \"damaged\", the reason).\n\n" +
-			"The table ends with where the stored WAL ends (a .partial copy included when it is the\n" +
-			"end of the archive) and how long ago that WAL was stored: what a restore reaches now.\n" +
-			"hoard verify --json reports the same as wal_end. How many bytes the server wrote since is\n" +
-			"not in the archive: the daemon reports it (hoard_wal_stored_lag_bytes, /status).",
+		Description: `Lists the complete basebackups of the site and of its moved_from sites, oldest first:
+name, the site whose storage holds it, stored size (total-size-enc, else the control
+object's size), original size, start and end time, start and end LSN, and timeline.
+Backups written by PGHoard record no LSNs: they are shown from the WAL segment names.
+An incremental backup (PostgreSQL 17+) names its parent (Incremental of); after the table
+a line per incremental backup gives its chain: the full backup it starts from and what the
+chain stores in all, or which parent is missing.
+A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:
+restore never chooses it, and the others stay usable.
+--json prints every field and the stored metadata (a damaged backup: name, key, site
+and "damaged", the reason).
+
+The table ends with where the stored WAL ends (a .partial copy included when it is the
+end of the archive) and how long ago that WAL was stored: what a restore reaches now.
+hoard verify --json reports the same as wal_end. How many bytes the server wrote since is
+not in the archive: the daemon reports it (hoard_wal_stored_lag_bytes, /status).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also print each backup's metadata"},

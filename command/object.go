@@ -20,8 +20,8 @@ func objectCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "object",
 		Usage: "low-level access to stored objects, for debugging an archive",
-		Description: "Keys are relative to the storage root (object_storage.prefix applies, the site prefix\n" +
-			"does not): a site's WAL is under <site>/xlog/, its backups under <site>/basebackup/.",
+		Description: `Keys are relative to the storage root (object_storage.prefix applies, the site prefix
+does not): a site's WAL is under <site>/xlog/, its backups under <site>/basebackup/.`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "ls",

@@ -20,36 +20,41 @@ func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "restore",
 		Usage: "restore a basebackup into a data directory, for a recovery target",
-		UsageText: "hoard restore --target-dir DIR [--basebackup NAME] [--target-time T | --target-xid X |\n" +
-			"     --target-name N | --target-lsn L | --target-immediate] [--standby --primary-conninfo C] ...\n" +
-			"   hoard restore list-basebackups [--json] [-v]",
-		Description: "Chooses a basebackup (by --basebackup, or the newest that ended before the recovery\n" +
-			"target; an incremental backup whose chain of parents is broken is passed over with a\n" +
-			"warning, and refused by name), checks that the target directory is empty and that the\n" +
-			"archive holds all WAL from the backup's start to its end, then downloads, decrypts,\n" +
-			"decompresses and untars its chunks in parallel straight into the target directory.\n" +
-			"pg_control is written last,\n" +
-			"so a restore that fails part-way leaves a directory PostgreSQL refuses to start on.\n" +
-			"Then it writes the recovery configuration into postgresql.auto.conf (restore_command\n" +
-			"runs hoard wal-fetch with this configuration) and creates recovery.signal, or\n" +
-			"standby.signal with --standby. With a target, a primary promotes when it reaches it\n" +
-			"(--target-action changes that). PostgreSQL 13 and later.\n\n" +
-			"Without a target, recovery replays the archive to its end. When the archived WAL after\n" +
-			"the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and\n" +
-			"promote, dropping every transaction after it: restore refuses, naming the missing\n" +
-			"segments and the LSN recovery would reach. --stop-at-gap accepts that end; the summary\n" +
-			"then says where recovery stops.\n\n" +
-			"A restore creates only directories and regular files, inside the target and tablespace\n" +
-			"directories, and follows no link out of them: a backup holding a symbolic or hard link,\n" +
-			"a device, a FIFO, a sparse file, a member twice, a name outside its directory, or a\n" +
-			"chunk over the manifest's sizes is refused, naming the backup, object and member.\n" +
-			"The only links it makes are pg_tblspc/<oid>, to the tablespace directories.\n\n" +
-			"The backups, WAL and timeline histories of the site's moved_from sites count as the\n" +
-			"site's own: a backup is read from the site that holds it.\n\n" +
-			"Times are ISO 8601 with a zone, seconds optional: 2026-01-02T03:04:05Z or 2026-01-02 05:04+02:00.\n\n" +
-			"EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks\n" +
-			"failed; otherwise the directory is incomplete: run again with --overwrite);\n" +
-			"2 bad flags or configuration; 130 interrupted.",
+		UsageText: `hoard restore --target-dir DIR [--basebackup NAME] [--target-time T | --target-xid X |
+     --target-name N | --target-lsn L | --target-immediate] [--standby --primary-conninfo C] ...
+   hoard restore list-basebackups [--json] [-v]`,
+		Description: `Chooses a basebackup (by --basebackup, or the newest that ended before the recovery
+target; an incremental backup whose chain of parents is broken is passed over with a
+warning, and refused by name), checks that the target directory is empty and that the
+archive holds all WAL from the backup's start to its end, then downloads, decrypts,
+decompresses and untars its chunks in parallel straight into the target directory.
+pg_control is written last,
+so a restore that fails part-way leaves a directory PostgreSQL refuses to start on.
+Then it writes the recovery configuration into postgresql.auto.conf (restore_command
+runs hoard wal-fetch with this configuration) and creates recovery.signal, or
+standby.signal with --standby. With a target, a primary promotes when it reaches it
+(--target-action changes that). PostgreSQL 13 and later.
+
+Without a target, recovery replays the archive to its end. When the archived WAL after
+the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and
+promote, dropping every transaction after it: restore refuses, naming the missing
+segments and the LSN recovery would reach. --stop-at-gap accepts that end; the summary
+then says where recovery stops.
+
+A restore creates only directories and regular files, inside the target and tablespace
+directories, and follows no link out of them: a backup holding a symbolic or hard link,
+a device, a FIFO, a sparse file, a member twice, a name outside its directory, or a
+chunk over the manifest's sizes is refused, naming the backup, object and member.
+The only links it makes are pg_tblspc/<oid>, to the tablespace directories.
+
+The backups, WAL and timeline histories of the site's moved_from sites count as the
+site's own: a backup is read from the site that holds it.
+
+Times are ISO 8601 with a zone, seconds optional: 2026-01-02T03:04:05Z or 2026-01-02 05:04+02:00.
+
+EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks
+failed; otherwise the directory is incomplete: run again with --overwrite);
+2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "target-dir", Usage: "data `DIR` to create: absent, empty, or only lost+found"},
 			downloadRateFlag,

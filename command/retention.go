@@ -20,28 +20,31 @@ func retentionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "retention",
 		Usage: "delete basebackups and WAL that the retention policy no longer needs",
-		Description: "Applies the site's retention policy, as the daemon does after each backup:\n" +
-			"basebackup_count (keep at most N), basebackup_age_days_max with basebackup_count_min\n" +
-			"(delete backups older than N days, counted from start + basebackup_interval_hours, while\n" +
-			"more than the minimum remain; as in PGHoard, only when basebackup_count_min is above 0),\n" +
-			"and preservation requests (a preserved backup and every newer one are kept). The newest\n" +
-			"backup is never deleted. Backups of the sites listed in moved_from count too, but those\n" +
-			"sites are read-only: nothing is ever deleted there.\n\n" +
-			"Before deleting any backup, retention makes sure one it keeps is known good: every kept\n" +
-			"backup's control object must decode and its chunks exist with their sizes, and the newest\n" +
-			"that passes is decoded in full. When none passes, older backups are kept instead, up to\n" +
-			"the newest that decodes in full; the output names the damaged backups (DAMAGED) and the\n" +
-			"daemon raises the backup_damaged alert. With the public key only (a daemon that cannot\n" +
-			"decrypt), retention still works: a backup is checked without decrypting, its chunk count\n" +
-			"and sizes against its metadata, and the plan says so.\n\n" +
-			"WAL files (segments, .partial and .backup files) before the lowest start segment of the\n" +
-			"kept backups are deleted, on every timeline; .history files are never deleted. Chunk\n" +
-			"folders left by interrupted backups or deletions are removed once nothing was written in\n" +
-			"them for a day and a backup that started after their last write has completed.\n\n" +
-			"Each backup is deleted main object first, then its chunks, so an interrupted run never\n" +
-			"leaves a listed backup with missing chunks; running again finishes the job.\n" +
-			"--dry-run prints what would be deleted and why, and deletes nothing. An inactive site\n" +
-			"(active: false) is never changed.",
+		Description: `Applies the site's retention policy, as the daemon does after each backup:
+basebackup_count (keep at most N), basebackup_age_days_max with basebackup_count_min
+(delete backups older than N days, counted from start + basebackup_interval_hours, while
+more than the minimum remain; as in PGHoard, only when basebackup_count_min is above 0),
+and preservation requests (a preserved backup and every newer one are kept). The newest
+backup is never deleted. Backups of the sites listed in moved_from count too, but those
+sites are read-only: nothing is ever deleted there.
+
+Before deleting any backup, retention makes sure one it keeps is known good: every kept
+backup's control object must decode and its chunks exist with their sizes, and the newest
+that passes is decoded in full. When none passes, older backups are kept instead, up to
+the newest that decodes in full; the output names the damaged backups (DAMAGED) and the
+daemon raises the backup_damaged alert. With the public key only (a daemon that cannot
+decrypt), retention still works: a backup is checked without decrypting, its chunk count
+and sizes against its metadata, and the plan says so.
+
+WAL files (segments, .partial and .backup files) before the lowest start segment of the
+kept backups are deleted, on every timeline; .history files are never deleted. Chunk
+folders left by interrupted backups or deletions are removed once nothing was written in
+them for a day and a backup that started after their last write has completed.
+
+Each backup is deleted main object first, then its chunks, so an interrupted run never
+leaves a listed backup with missing chunks; running again finishes the job.
+--dry-run prints what would be deleted and why, and deletes nothing. An inactive site
+(active: false) is never changed.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan, delete nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the plan (and what was deleted) as JSON"},

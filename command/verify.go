@@ -17,23 +17,25 @@ func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
 		Usage: "check that the site's basebackups and WAL are restorable, or test a restore",
-		UsageText: "hoard verify [--full] [--json]\n" +
-			"   hoard verify --restore [--basebackup NAME] [--target-time T] [--scratch-dir D] [--pg-bin-dir D] [--as-user U] [--json]",
-		Description: "Without --restore: for every basebackup, the control object is downloaded and decoded and\n" +
-			"every chunk it lists must exist with its recorded size; with --full every chunk and every\n" +
-			"WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,\n" +
-			"WAL page headers against names). The WAL must continue without a gap from each backup's\n" +
-			"start, along the timeline .history files, through the newest stored segment; gaps are\n" +
-			"named. The table shows per backup whether it is restorable and how far recovery reaches.\n\n" +
-			"With --restore: restores a backup into a scratch directory, starts PostgreSQL of its major\n" +
-			"version on it (found with --pg-bin-dir, on PATH, in pg_bin_directory, /usr/lib/postgresql/<major>/bin,\n" +
-			"/usr/pgsql-<major>/bin or $HOARD_CACHE/pg/<major>/bin), lets it replay the archive (to the\n" +
-			"target, or to its end), checks that it accepts connections, that recovery reached the newest\n" +
-			"archived WAL, that every database answers, amcheck's bt_index_check on every btree index\n" +
-			"(when the extension is available) and pg_checksums --check (when checksums are on), then\n" +
-			"stops it and removes the scratch directory. See docs/verifying.md.\n\n" +
-			"EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it)\n" +
-			"or the test restore failed; 2 bad flags or configuration; 130 interrupted.",
+		UsageText: `hoard verify [--full] [--json]
+   hoard verify --restore [--basebackup NAME] [--target-time T] [--scratch-dir D] [--pg-bin-dir D] [--as-user U] [--json]`,
+		Description: `Without --restore: for every basebackup, the control object is downloaded and decoded and
+every chunk it lists must exist with its recorded size; with --full every chunk and every
+WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,
+WAL page headers against names). The WAL must continue without a gap from each backup's
+start, along the timeline .history files, through the newest stored segment; gaps are
+named. The table shows per backup whether it is restorable and how far recovery reaches.
+
+With --restore: restores a backup into a scratch directory, starts PostgreSQL of its major
+version on it (found with --pg-bin-dir, on PATH, in pg_bin_directory, /usr/lib/postgresql/<major>/bin,
+/usr/pgsql-<major>/bin or $HOARD_CACHE/pg/<major>/bin), lets it replay the archive (to the
+target, or to its end), checks that it accepts connections, that recovery reached the newest
+archived WAL, that every database answers, amcheck's bt_index_check on every btree index
+(when the extension is available) and pg_checksums --check (when checksums are on), then
+stops it and removes the scratch directory. See docs/verifying.md.
+
+EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it)
+or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "full", Usage: "download and decode every chunk and WAL segment"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},

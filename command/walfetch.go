@@ -32,27 +32,32 @@ func walFetchCommand() *cli.Command {
 		Name:      "wal-fetch",
 		Usage:     "restore one WAL file (PostgreSQL's restore_command)",
 		ArgsUsage: "NAME DEST",
-		Description: "Downloads, decrypts and decompresses the WAL file NAME (PostgreSQL's %f) to DEST (%p),\n" +
-			"checks it (a segment's page header must match its name; the recorded hash must match)\n" +
-			"and renames it into place, so DEST never exists half-written. Older sites named in the\n" +
-			"site's moved_from are searched too.\n\n" +
-			"A segment that is not archived is answered with its .partial copy (stored by the daemon\n" +
-			"with wal_partial_upload_interval, or at a timeline switch), padded with zeros to the\n" +
-			"segment size, when that copy is the end of the archive: no segment or .partial after it\n" +
-			"on its timeline, and no later timeline. Recovery then replays up to its last record.\n\n" +
-			"After delivering a segment, wal-fetch starts a background worker (unless one runs) that\n" +
-			"downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside\n" +
-			"DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.\n" +
-			"restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log.\n\n" +
-			"In postgresql.conf (or recovery.conf before PostgreSQL 12):\n\n" +
-			"   restore_command = 'hoard wal-fetch --config /etc/hoard.json %f %p'\n\n" +
-			"EXIT STATUS:\n" +
-			"   0    the file is in place\n" +
-			"   1    the file is not in the archive; nothing is printed (PostgreSQL asks for files\n" +
-			"        that may not exist: the next timeline's history, the segment after the last)\n" +
-			"   255  anything else: storage unreachable, a damaged or tampered object, a missing key,\n" +
-			"        a bad page header, bad arguments or configuration. PostgreSQL then stops\n" +
-			"        recovery with an error instead of ending it early with WAL missing.",
+		Description: `Downloads, decrypts and decompresses the WAL file NAME (PostgreSQL's %f) to DEST (%p),
+checks it (a segment's page header must match its name; the recorded hash must match)
+and renames it into place, so DEST never exists half-written. Older sites named in the
+site's moved_from are searched too.
+
+A segment that is not archived is answered with its .partial copy (stored by the daemon
+with wal_partial_upload_interval, or at a timeline switch), padded with zeros to the
+segment size, when that copy is the end of the archive: no segment or .partial after it
+on its timeline, and no later timeline. Recovery then replays up to its last record.
+
+After delivering a segment, wal-fetch starts a background worker (unless one runs) that
+downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside
+DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.
+restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log.
+
+In postgresql.conf (or recovery.conf before PostgreSQL 12):
+
+   restore_command = 'hoard wal-fetch --config /etc/hoard.json %f %p'
+
+EXIT STATUS:
+   0    the file is in place
+   1    the file is not in the archive; nothing is printed (PostgreSQL asks for files
+        that may not exist: the next timeline's history, the segment after the last)
+   255  anything else: storage unreachable, a damaged or tampered object, a missing key,
+        a bad page header, bad arguments or configuration. PostgreSQL then stops
+        recovery with an error instead of ending it early with WAL missing.`,
 		Flags: append(siteFlags(),
 			&cli.StringFlag{Name: "prefetch-worker", Usage: "run as the prefetch worker of spool `DIR` (started by wal-fetch itself)", Hidden: true},
 		),

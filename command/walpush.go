@@ -18,23 +18,27 @@ func walPushCommand() *cli.Command {
 		Name:      "wal-push",
 		Usage:     "archive one WAL file (PostgreSQL's archive_command)",
 		ArgsUsage: "PATH",
-		Description: "Compresses, encrypts and uploads the WAL file at PATH (PostgreSQL's %p, relative to the\n" +
-			"data directory) to the site's xlog/ folder (.history files to timeline/). A segment's page\n" +
-			"header must match its name and size, so a recycled or misnamed file is refused. Pushing a\n" +
-			"file that is already archived with the same contents succeeds without uploading; a\n" +
-			"different file under the same name is refused and never overwritten.\n\n" +
-			"The object's pg-version metadata is the site's pg_version when set; otherwise wal-push asks\n" +
-			"the site's first node for its server_version_num (one short connection, at most 5 s) and\n" +
-			"records it when that node is the cluster that wrote the file. Failing that, it records the\n" +
-			"major version the WAL page header gives (150000 for 15), with a warning.\n\n" +
-			"In postgresql.conf:\n\n" +
-			"   archive_mode = on\n" +
-			"   archive_command = 'hoard wal-push --config /etc/hoard.json %p'\n\n" +
-			"EXIT STATUS:\n" +
-			"   0    the file is archived (now, or already with the same contents)\n" +
-			"   1    it is not; the message names the file and the key. PostgreSQL keeps the file\n" +
-			"        and retries.\n" +
-			"   2    bad arguments or configuration",
+		Description: `Compresses, encrypts and uploads the WAL file at PATH (PostgreSQL's %p, relative to the
+data directory) to the site's xlog/ folder (.history files to timeline/). A segment's page
+header must match its name and size, so a recycled or misnamed file is refused. Pushing a
+file that is already archived with the same contents succeeds without uploading; a
+different file under the same name is refused and never overwritten.
+
+The object's pg-version metadata is the site's pg_version when set; otherwise wal-push asks
+the site's first node for its server_version_num (one short connection, at most 5 s) and
+records it when that node is the cluster that wrote the file. Failing that, it records the
+major version the WAL page header gives (150000 for 15), with a warning.
+
+In postgresql.conf:
+
+   archive_mode = on
+   archive_command = 'hoard wal-push --config /etc/hoard.json %p'
+
+EXIT STATUS:
+   0    the file is archived (now, or already with the same contents)
+   1    it is not; the message names the file and the key. PostgreSQL keeps the file
+        and retries.
+   2    bad arguments or configuration`,
 		Flags:  siteFlags(),
 		Before: inheritSiteFlags,
 		Action: runWALPush,
