@@ -117,6 +117,18 @@ type tablespace struct {
 	name     string // spcname: the chunks' tablespaces/<name>/ directory
 }
 
+// endSnapshot reads txid_current_snapshot()'s xmin and xmax and the
+// server's time, right after a backup's end (outcome's xmin, xmax and
+// endTime), whichever way the backup read the cluster.
+func endSnapshot(ctx context.Context, conn *pgx.Conn) (xmin, xmax int64, endTime time.Time, err error) {
+	err = conn.QueryRow(ctx, "SELECT txid_snapshot_xmin(s), txid_snapshot_xmax(s), now() FROM txid_current_snapshot() AS s").
+		Scan(&xmin, &xmax, &endTime)
+	if err != nil {
+		err = fmt.Errorf("basebackup: query end snapshot: %w", err)
+	}
+	return xmin, xmax, endTime, err
+}
+
 // outcome is what a backup gathered for its control object, whichever
 // way it read the cluster.
 type outcome struct {

@@ -318,12 +318,9 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 			return nil, fmt.Errorf("basebackup: query end timeline: %w", err)
 		}
 	}
-	var xmin, xmax int64
-	var endTime time.Time
-	err = l.sql.QueryRow(ctx, "SELECT txid_snapshot_xmin(s), txid_snapshot_xmax(s), now() FROM txid_current_snapshot() AS s").
-		Scan(&xmin, &xmax, &endTime)
+	xmin, xmax, endTime, err := endSnapshot(ctx, l.sql)
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: query end snapshot: %w", err)
+		return nil, err
 	}
 
 	oc := &outcome{

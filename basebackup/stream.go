@@ -196,12 +196,9 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
-	var xmin, xmax int64
-	var endTime time.Time
-	err = r.sql.QueryRow(gctx, "SELECT txid_snapshot_xmin(s), txid_snapshot_xmax(s), now() FROM txid_current_snapshot() AS s").
-		Scan(&xmin, &xmax, &endTime)
+	xmin, xmax, endTime, err := endSnapshot(gctx, r.sql)
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: query end snapshot: %w", err)
+		return nil, err
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
