@@ -342,6 +342,19 @@ func (s *cancelingStore) Put(ctx context.Context, key string, r io.Reader, md st
 	return err
 }
 
+// noObjectsLeft fails the test for every object in st: what a backup
+// that failed (after) must not leave behind.
+func noObjectsLeft(t testing.TB, st storage.Store, after string) {
+	t.Helper()
+	err := st.List(context.Background(), "", func(o storage.Object) error {
+		t.Errorf("%s left behind by %s", o.Key, after)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRun_ErrCanceled(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0]})
 	pgtest.Pgbench(t, c, "-i", "-s", "1")
@@ -354,13 +367,7 @@ func TestRun_ErrCanceled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	err = real.List(context.Background(), "", func(o storage.Object) error {
-		t.Errorf("%s left behind by a canceled backup", o.Key)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	noObjectsLeft(t, real, "a canceled backup")
 	// The server is free for the next backup, which gets the same name
 	// when it starts in the same minute.
 	a.Store = real
@@ -447,11 +454,5 @@ func TestRun_ErrWalsenderKilled(t *testing.T) {
 		t.Fatal("Run succeeded with its walsender terminated")
 	}
 	t.Logf("Run: %v", err)
-	err = real.List(context.Background(), "", func(o storage.Object) error {
-		t.Errorf("%s left behind by a failed backup", o.Key)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	noObjectsLeft(t, real, "a failed backup")
 }

@@ -305,13 +305,7 @@ func TestChunker_ErrUpload(t *testing.T) {
 	if err := deleteChunks(ctx, r.o, r.ck.keys()); err != nil {
 		t.Fatal(err)
 	}
-	err = st.List(context.Background(), "", func(o storage.Object) error {
-		t.Errorf("%s left behind", o.Key)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	noObjectsLeft(t, st, "a chunker whose upload failed")
 }
 
 func TestChunker_ErrUnsafeName(t *testing.T) {

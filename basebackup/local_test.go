@@ -445,13 +445,7 @@ func TestRunLocal_ErrSessionKilled(t *testing.T) {
 	if !<-k.canceled {
 		t.Error("the upload in progress was not canceled")
 	}
-	err = real.List(context.Background(), "", func(o storage.Object) error {
-		t.Errorf("%s left behind", o.Key)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	noObjectsLeft(t, real, "a backup whose session was killed")
 	// The server ended the backup with the session: another can start.
 	a.Store = real
 	if _, err := Run(ctx, Options{ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeLocal, PGData: c.DataDir, Fast: true, NoWait: true}); err != nil {
