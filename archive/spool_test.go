@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/hoardbackup/hoard/wal"
 )
 
 // treeOf describes every entry under dir without following links: mode,
@@ -63,40 +61,70 @@ func outsideVictims(t *testing.T, seg string) string {
 	return dir
 }
 
+// spoolFixture is an archive holding segments 1..pushed of timeline 1,
+// the path of a RECOVERYXLOG in a fresh pg_wal, and a directory of
+// outsideVictims that the spool's links point at and that must stay as
+// they were.
+type spoolFixture struct {
+	a       *Archive
+	segs    map[string][]byte
+	dest    string
+	outside string
+	before  map[string]string
+}
+
+func newSpoolFixture(t *testing.T, pushed, victim uint64) *spoolFixture {
+	t.Helper()
+	f := &spoolFixture{a: walTestArchive(t, false)}
+	f.segs = pushSegments(t, f.a, 1, pushed)
+	f.outside = outsideVictims(t, segName(victim))
+	f.before = treeOf(t, f.outside)
+	f.dest = filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	return f
+}
+
+// fetch fetches segments from..to to dest with o and checks each.
+func (f *spoolFixture) fetch(t *testing.T, from, to uint64, o FetchOptions) {
+	t.Helper()
+	for no := from; no <= to; no++ {
+		if err := f.a.FetchWAL(context.Background(), segName(no), f.dest, o); err != nil {
+			t.Fatalf("fetch %s: %v", segName(no), err)
+		}
+		checkFile(t, f.dest, f.segs[segName(no)])
+	}
+}
+
+// checkOutside checks that nothing outside the spool changed.
+func (f *spoolFixture) checkOutside(t *testing.T) {
+	t.Helper()
+	if diff := cmp.Diff(f.before, treeOf(t, f.outside)); diff != "" {
+		t.Errorf("outside the spool (-before +after):\n%s", diff)
+	}
+}
+
 // TestSpool_LinkedSpool: a pg_wal/hoard-prefetch that is a link to a
 // directory elsewhere (as a restored backup could have left it) is not
 // used: wal-fetch still delivers from storage, the prefetch worker refuses
 // it, and nothing in the linked directory is read, written or removed.
 func TestSpool_LinkedSpool(t *testing.T) {
 	ctx := context.Background()
-	a := walTestArchive(t, false)
-	segs := pushSegments(t, a, 1, 3)
-	name := func(no uint64) string { return wal.Segment{Timeline: 1, No: no}.Name(testSegSize) }
-	outside := outsideVictims(t, name(1))
-	before := treeOf(t, outside)
-	pgwal := t.TempDir()
-	dest := filepath.Join(pgwal, "RECOVERYXLOG")
-	if err := os.Symlink(outside, SpoolDir(dest)); err != nil {
+	f := newSpoolFixture(t, 3, 1)
+	spoolDir := SpoolDir(f.dest)
+	if err := os.Symlink(f.outside, spoolDir); err != nil {
 		t.Fatal(err)
 	}
-	for no := uint64(1); no <= 3; no++ {
-		if err := a.FetchWAL(ctx, name(no), dest, FetchOptions{Spool: SpoolDir(dest)}); err != nil {
-			t.Fatalf("fetch %s: %v", name(no), err)
-		}
-		checkFile(t, dest, segs[name(no)])
-	}
-	if err := a.FetchWAL(ctx, name(9), dest, FetchOptions{Spool: SpoolDir(dest)}); err == nil {
+	o := FetchOptions{Spool: spoolDir}
+	f.fetch(t, 1, 3, o)
+	if err := f.a.FetchWAL(ctx, segName(9), f.dest, o); err == nil {
 		t.Fatal("fetched a segment that is not archived")
 	}
-	if _, err := a.PrefetchWAL(ctx, SpoolDir(dest), PrefetchOptions{Count: 2}); err == nil {
+	if _, err := f.a.PrefetchWAL(ctx, spoolDir, PrefetchOptions{Count: 2}); err == nil {
 		t.Error("the prefetch worker used a linked spool")
 	}
-	if PrefetchRunning(SpoolDir(dest)) {
+	if PrefetchRunning(spoolDir) {
 		t.Error("a linked spool counts as running")
 	}
-	if diff := cmp.Diff(before, treeOf(t, outside)); diff != "" {
-		t.Errorf("outside the spool (-before +after):\n%s", diff)
-	}
+	f.checkOutside(t)
 }
 
 // TestSpool_LinksInSpool: links planted inside the spool, to files
@@ -104,40 +132,25 @@ func TestSpool_LinkedSpool(t *testing.T) {
 // segment is dropped (the link, not its target), and a linked lock stops
 // the worker.
 func TestSpool_LinksInSpool(t *testing.T) {
-	ctx := context.Background()
-	a := walTestArchive(t, false)
-	segs := pushSegments(t, a, 1, 4)
-	name := func(no uint64) string { return wal.Segment{Timeline: 1, No: no}.Name(testSegSize) }
-	outside := outsideVictims(t, name(2))
-	before := treeOf(t, outside)
-	pgwal := t.TempDir()
-	dest := filepath.Join(pgwal, "RECOVERYXLOG")
-	spoolDir := SpoolDir(dest)
+	f := newSpoolFixture(t, 4, 2)
+	spoolDir := SpoolDir(f.dest)
 	if err := os.Mkdir(spoolDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{name(2), "000000010000000000000000", spoolWantFile, spoolWantFile + ".new", spoolLockFile} {
-		if err := os.Symlink(filepath.Join(outside, n), filepath.Join(spoolDir, n)); err != nil {
+	for _, n := range []string{segName(2), "000000010000000000000000", spoolWantFile, spoolWantFile + ".new", spoolLockFile} {
+		if err := os.Symlink(filepath.Join(f.outside, n), filepath.Join(spoolDir, n)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	o := FetchOptions{Spool: spoolDir}
-	for no := uint64(1); no <= 2; no++ {
-		if err := a.FetchWAL(ctx, name(no), dest, o); err != nil {
-			t.Fatalf("fetch %s: %v", name(no), err)
-		}
-		checkFile(t, dest, segs[name(no)])
-	}
+	f.fetch(t, 1, 2, FetchOptions{Spool: spoolDir})
 	if fi, err := os.Lstat(filepath.Join(spoolDir, spoolWantFile)); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("want is not a regular file: %v %v", fi, err)
 	}
-	if _, err := os.Lstat(filepath.Join(spoolDir, name(2))); err == nil {
+	if _, err := os.Lstat(filepath.Join(spoolDir, segName(2))); err == nil {
 		t.Error("the linked segment is still in the spool")
 	}
-	if _, err := a.PrefetchWAL(ctx, spoolDir, PrefetchOptions{Count: 2}); err == nil {
+	if _, err := f.a.PrefetchWAL(context.Background(), spoolDir, PrefetchOptions{Count: 2}); err == nil {
 		t.Error("the prefetch worker locked through a link")
 	}
-	if diff := cmp.Diff(before, treeOf(t, outside)); diff != "" {
-		t.Errorf("outside the spool (-before +after):\n%s", diff)
-	}
+	f.checkOutside(t)
 }

@@ -19,6 +19,9 @@ import (
 
 const testSegSize = 1 << 20
 
+// segName names segment no of timeline 1 (1 MiB).
+func segName(no uint64) string { return wal.Segment{Timeline: 1, No: no}.Name(testSegSize) }
+
 // pushSegments pushes segments first..last of timeline 1 (1 MiB) and
 // returns their contents by name.
 func pushSegments(tb testing.TB, a *Archive, first, last uint64) map[string][]byte {
@@ -26,7 +29,7 @@ func pushSegments(tb testing.TB, a *Archive, first, last uint64) map[string][]by
 	dir := tb.TempDir()
 	out := map[string][]byte{}
 	for no := first; no <= last; no++ {
-		name := wal.Segment{Timeline: 1, No: no}.Name(testSegSize)
+		name := segName(no)
 		data := waltest.Segment(tb, name, testSegSize, int64(no))
 		if _, err := a.PushWAL(context.Background(), writeWALFile(tb, dir, name, data), PushOptions{}); err != nil {
 			tb.Fatal(err)
@@ -238,7 +241,7 @@ func TestArchive_PrefetchWAL(t *testing.T) {
 	ctx := context.Background()
 	a := walTestArchive(t, true)
 	segs := pushSegments(t, a, 1, 6)
-	name := func(no uint64) string { return wal.Segment{Timeline: 1, No: no}.Name(testSegSize) }
+	name := segName
 	pgwal := t.TempDir()
 	dest := filepath.Join(pgwal, "RECOVERYXLOG")
 	spoolDir := SpoolDir(dest)

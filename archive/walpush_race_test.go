@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -70,18 +70,9 @@ func pushConcurrently(t *testing.T, a *Archive, different bool) {
 	}
 	errs := make([]error, writers)
 	results := make([]PushResult, writers)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			results[i], errs[i] = a.PushWAL(ctx, paths[i], PushOptions{})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testio.Race(writers, func(i int) {
+		results[i], errs[i] = a.PushWAL(ctx, paths[i], PushOptions{})
+	})
 
 	stored, _ := storedPlain(t, a, a.Layout.WALKey(name))
 	uploaded := 0

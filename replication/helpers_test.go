@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // testTimeout bounds each test's protocol exchanges.
@@ -62,7 +64,7 @@ func segmentName(tli int32, lsn pglogrepl.LSN, segSize uint64) string {
 // names to the directories their tablespaces were extracted to.
 func extractTar(t testing.TB, r io.Reader, dir string, links map[string]string) []string {
 	t.Helper()
-	cr := &countingReader{r: r}
+	cr := &storage.CountingReader{R: r}
 	tr := tar.NewReader(cr)
 	var names []string
 	var dataEnd int64
@@ -106,7 +108,7 @@ func extractTar(t testing.TB, r io.Reader, dir string, links map[string]string) 
 		default:
 			t.Fatalf("tar %s: unexpected type %q", hdr.Name, hdr.Typeflag)
 		}
-		dataEnd = cr.n
+		dataEnd = cr.N
 	}
 	// archive/tar stops at the first zero block; the second must follow,
 	// and nothing else.
@@ -115,21 +117,10 @@ func extractTar(t testing.TB, r io.Reader, dir string, links map[string]string) 
 	if err != nil {
 		t.Fatalf("read after tar end: %v", err)
 	}
-	if cr.n != end || slices.ContainsFunc(rest, func(b byte) bool { return b != 0 }) {
-		t.Fatalf("tar stream is %d bytes, want %d: last member ends at %d, then exactly the 1024-byte end-of-archive marker", cr.n, end, dataEnd)
+	if cr.N != end || slices.ContainsFunc(rest, func(b byte) bool { return b != 0 }) {
+		t.Fatalf("tar stream is %d bytes, want %d: last member ends at %d, then exactly the 1024-byte end-of-archive marker", cr.N, end, dataEnd)
 	}
 	return names
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // manifest is the part of backup_manifest the tests check.

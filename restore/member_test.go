@@ -6,30 +6,19 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/hoardbackup/hoard/internal/hostile"
 )
 
-func tarOf(t *testing.T, names ...string) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, n := range names {
-		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o600, Size: int64(len(n)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+// twoFiles is a tar of two files, each holding its own name.
+func twoFiles(t *testing.T) []byte {
+	return hostile.Tar(t, hostile.Member{Name: "pgdata/a", Body: "pgdata/a"}, hostile.Member{Name: "pgdata/b", Body: "pgdata/b"})
 }
 
 // Members yields every member with its data readable, and nothing after
 // the end-of-archive marker.
 func TestMembers_OK(t *testing.T) {
-	tr := tar.NewReader(bytes.NewReader(tarOf(t, "pgdata/a", "pgdata/b")))
+	tr := tar.NewReader(bytes.NewReader(twoFiles(t)))
 	var got []string
 	for h, err := range Members(tr) {
 		if err != nil {
@@ -52,7 +41,7 @@ func TestMembers_OK(t *testing.T) {
 // A tar cut in a header is an error, yielded once and last, never a
 // silent end.
 func TestMembers_ErrTruncated(t *testing.T) {
-	data := tarOf(t, "pgdata/a", "pgdata/b")
+	data := twoFiles(t)
 	tr := tar.NewReader(bytes.NewReader(data[:512+512+100]))
 	var names []string
 	var errs []error
@@ -70,7 +59,7 @@ func TestMembers_ErrTruncated(t *testing.T) {
 
 // Leaving the loop early stops reading.
 func TestMembers_Break(t *testing.T) {
-	tr := tar.NewReader(bytes.NewReader(tarOf(t, "pgdata/a", "pgdata/b")))
+	tr := tar.NewReader(bytes.NewReader(twoFiles(t)))
 	n := 0
 	for range Members(tr) {
 		n++

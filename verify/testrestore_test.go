@@ -18,6 +18,30 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 )
 
+// restoreTestOf stores b in a new in-memory archive with codec c and runs
+// the test restore of it in e's target, the server user running
+// PostgreSQL with a restore_command that fails. It checks that nothing
+// outside the scratch directory changed.
+func restoreTestOf(t *testing.T, binDir string, e hostile.Env, c *archive.Codec, b hostile.Backup) (hostile.Stored, *RestoreTestResult, error) {
+	t.Helper()
+	st := storage.NewMem()
+	t.Cleanup(func() { st.Close() })
+	a := &archive.Archive{Store: st, Codec: c, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+	stored := hostile.Put(t, a, b)
+	if err := os.Mkdir(e.Target(), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	before := e.Snapshot(t)
+	res, err := RestoreTest(context.Background(), RestoreTestOptions{
+		Archive: a, Backup: stored.Name, PGBinDir: binDir, ScratchDir: e.Target(),
+		RestoreCommand: "false", RunAsUser: pgtest.ServerUser, Logger: zerolog.Nop(),
+	})
+	if diff := cmp.Diff(before, e.Snapshot(t)); diff != "" {
+		t.Errorf("outside the scratch directory (-before +after):\n%s", diff)
+	}
+	return stored, res, err
+}
+
 // TestRestoreTest_Hostile runs the test restore of hoard verify --restore
 // and of the daemon's scheduled restore tests on each hostile backup: it
 // fails, and nothing outside its scratch directory changes. The backups
@@ -34,18 +58,7 @@ func TestRestoreTest_Hostile(t *testing.T) {
 					c = cc
 				}
 			}
-			st := storage.NewMem()
-			defer st.Close()
-			a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
-			stored := hostile.Put(t, a, c.Backup)
-			if err := os.Mkdir(e.Target(), 0o711); err != nil {
-				t.Fatal(err)
-			}
-			before := e.Snapshot(t)
-			res, err := RestoreTest(context.Background(), RestoreTestOptions{
-				Archive: a, Backup: stored.Name, PGBinDir: binDir, ScratchDir: e.Target(),
-				RestoreCommand: "false", RunAsUser: pgtest.ServerUser, Logger: zerolog.Nop(),
-			})
+			stored, res, err := restoreTestOf(t, binDir, e, &archive.Codec{Compression: compress.Zstd}, c.Backup)
 			if err == nil || res.OK {
 				t.Fatalf("test restore of a hostile backup passed: %+v", res)
 			}
@@ -53,9 +66,6 @@ func TestRestoreTest_Hostile(t *testing.T) {
 				if why := c.Check(err, stored); why != "" {
 					t.Error(why)
 				}
-			}
-			if diff := cmp.Diff(before, e.Snapshot(t)); diff != "" {
-				t.Errorf("outside the scratch directory (-before +after):\n%s", diff)
 			}
 			if m, _ := filepath.Glob(filepath.Join(e.Target(), "hoard-restore-test-*")); len(m) != 0 {
 				t.Errorf("scratch left: %v", m)
@@ -71,27 +81,13 @@ func TestRestoreTest_TablespaceInScratch(t *testing.T) {
 	binDir := pgtest.BinDir(t, pgtest.DebianMajor, true)
 	e := hostile.NewEnv(t)
 	recorded := filepath.Join(e.Parent, "recorded-ts")
-	st := storage.NewMem()
-	defer st.Close()
-	a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
 	b := hostile.Benign()
 	b.Tablespaces = map[string]archive.ManifestTablespace{"ts": {Path: recorded, OID: 16400}}
 	b.Chunks = [][]hostile.Member{{{Name: "tablespaces/ts", Type: tar.TypeDir}, {Name: "tablespaces/ts/PG_15_202209061/5/16401", Body: "spc"}}}
-	stored := hostile.Put(t, a, b)
-	if err := os.Mkdir(e.Target(), 0o711); err != nil {
-		t.Fatal(err)
-	}
-	before := e.Snapshot(t)
 	// PostgreSQL cannot start on the backup's fake pg_control: the test
 	// fails after the restore, which is what is checked here.
-	res, err := RestoreTest(context.Background(), RestoreTestOptions{
-		Archive: a, Backup: stored.Name, PGBinDir: binDir, ScratchDir: e.Target(),
-		RestoreCommand: "false", RunAsUser: pgtest.ServerUser, Logger: zerolog.Nop(),
-	})
+	_, res, err := restoreTestOf(t, binDir, e, &archive.Codec{}, b)
 	if err == nil || res.Restore == 0 || strings.Contains(err.Error(), "restore:") {
 		t.Fatalf("test restore: %v (restore took %v), want it to fail after the restore", err, res.Restore)
-	}
-	if diff := cmp.Diff(before, e.Snapshot(t)); diff != "" {
-		t.Errorf("outside the scratch directory (-before +after):\n%s", diff)
 	}
 }

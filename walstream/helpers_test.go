@@ -250,6 +250,17 @@ func compareWithServer(t *testing.T, c *pgtest.Cluster, s *sink, names []string)
 	return compared
 }
 
+// checkStreamed checks that complete segments were uploaded once each, in
+// order, and that those of names the server still holds equal its copies,
+// of which there must be at least one.
+func checkStreamed(t *testing.T, c *pgtest.Cluster, s *sink, names []string) {
+	t.Helper()
+	checkOrder(t, s.uploads())
+	if compareWithServer(t, c, s, names) == 0 {
+		t.Error("nothing compared")
+	}
+}
+
 // firstDiff returns the offset of the first differing byte.
 func firstDiff(a, b []byte) int {
 	for i := range min(len(a), len(b)) {

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -301,17 +301,11 @@ func Run(t *testing.T, newStore func(t testing.TB) storage.Store, opts ...Option
 	t.Run("ConcurrentPuts", func(t *testing.T) {
 		st := newStore(t)
 		const n = 8
-		var wg sync.WaitGroup
 		errs := make([]error, n)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				key := fmt.Sprintf("site/xlog/0000000100000000000000%02X", i)
-				errs[i] = st.Put(ctx, key, bytes.NewReader(randomBytes(uint64(10+i), 300_000+i)), storage.Metadata{"host": key})
-			}()
-		}
-		wg.Wait()
+		testio.Race(n, func(i int) {
+			key := fmt.Sprintf("site/xlog/0000000100000000000000%02X", i)
+			errs[i] = st.Put(ctx, key, bytes.NewReader(randomBytes(uint64(10+i), 300_000+i)), storage.Metadata{"host": key})
+		})
 		for i, err := range errs {
 			if err != nil {
 				t.Fatalf("Put #%d: %v", i, err)
@@ -378,18 +372,9 @@ func Run(t *testing.T, newStore func(t testing.TB) storage.Store, opts ...Option
 			st := newStore(t)
 			const writers = 10
 			errs := make([]error, writers)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					errs[i] = st.Create(ctx, walKey, bytes.NewReader(randomBytes(uint64(100+i), size)), storage.Metadata{"host": fmt.Sprint(i)})
-				}()
-			}
-			close(start)
-			wg.Wait()
+			testio.Race(writers, func(i int) {
+				errs[i] = st.Create(ctx, walKey, bytes.NewReader(randomBytes(uint64(100+i), size)), storage.Metadata{"host": fmt.Sprint(i)})
+			})
 			var winners []int
 			for i, err := range errs {
 				switch {

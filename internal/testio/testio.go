@@ -62,3 +62,19 @@ func AddFiles(f *testing.F, pattern string) {
 		f.Add(data)
 	}
 }
+
+// Race runs fn(0) … fn(n-1) in n goroutines released at the same moment,
+// and returns when all have returned: the tests of concurrent writers
+// (wal-push, Store.Create) use it so that they really overlap.
+func Race(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
