@@ -52,7 +52,7 @@ func TestFitParallel(t *testing.T) {
 // (local) keeps all 64.
 func TestFitParallelUploadMemory(t *testing.T) {
 	ctx := context.Background()
-	s3, err := storage.Open(ctx, storage.Config{Type: "s3", BucketName: "b", Host: "127.0.0.1", Port: 9, AccessKeyID: "k", SecretAccessKey: "s"})
+	s3, err := storage.Open(ctx, storage.Config{Type: "s3", Region: "us-east-1", BucketName: "b", Host: "127.0.0.1", Port: 9, AccessKeyID: "k", SecretAccessKey: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,12 +28,11 @@ type key struct {
 	url    bool // a URL: `hoard config show` masks its password
 	// valid is the range of a number: ">=0", ">=1", ">0" or "min-max".
 	// oneOf lists the values a string may take ("" too when it has no
-	// default). required lists the storage types that need the key set.
-	// checkRows checks them; other rules are in validate.go.
-	valid    string
-	oneOf    []string
-	required string
-	doc      string
+	// default). checkRows checks them; other rules are in validate.go, and
+	// for object_storage in storage.Config.Check.
+	valid string
+	oneOf []string
+	doc   string
 
 	keys []key // an object's keys: its field is a struct, a *struct (null = off) or a map of them
 	// each and eachDoc name and describe one member of a map of objects in

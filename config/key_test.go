@@ -46,11 +46,6 @@ func checkTable(t *testing.T, typ reflect.Type, path string, table []key, env bo
 		if k.oneOf != nil && ft.Kind() != reflect.String {
 			t.Errorf("%s: oneOf on a %s", p, ft)
 		}
-		for _, typ := range strings.Fields(k.required) {
-			if !k.accepts(typ) || typ == StorageURL {
-				t.Errorf("%s: required for %s, which does not take it", p, typ)
-			}
-		}
 		switch {
 		case ft == reflect.TypeFor[ObjectStorage]():
 			for _, sk := range k.keys {
@@ -122,6 +117,17 @@ func TestStorageConfig(t *testing.T) {
 		to, ok := tags[k.name]
 		if !ok || f.Type != to && !(to.Kind() == reflect.Pointer && f.Type == to.Elem()) {
 			t.Errorf("object_storage.%s: storage.Config has no field of json name %[1]q that takes a %v", k.name, f.Type)
+		}
+	}
+	// storage.Config.Check names keys of the storage type it checks.
+	for _, typ := range storage.Types {
+		for _, c := range []storage.Config{{Type: typ}, {Type: typ, Host: "h", CredentialFile: "f", CredentialsJSON: []byte("{}"),
+			AccessKeyID: "k", ServiceType: "x", HostKeyFingerprint: "x", InsecureIgnoreHostKey: true}} {
+			for _, p := range c.Check() {
+				if k := lookup(storageKeys, p.Key); k == nil || !k.accepts(typ) {
+					t.Errorf("%s storage: Check names %s, not a key of the type", typ, p.Key)
+				}
+			}
 		}
 	}
 }

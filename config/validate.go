@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -179,69 +178,16 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 
 func (o *ObjectStorage) validate(ps *problems, c *Config, site string) {
 	p := site + ".object_storage"
-	if o.Implicit {
-		if o.Directory == "" {
-			ps.add("backup_location", "required: site %s has no object_storage and falls back to local storage at backup_location", strings.TrimPrefix(site, "backup_sites."))
-		}
+	switch {
+	case o.Implicit && o.Directory == "":
+		ps.add("backup_location", "required: site %s has no object_storage and falls back to local storage at backup_location", strings.TrimPrefix(site, "backup_sites."))
 		return
+	case o.Type == StorageURL && o.URL == "":
+		ps.add(p+".url", "required")
+	case o.Type == storage.TypeLocal && !o.Implicit && o.Directory != "" && c.BackupLocation != "" && filepath.Clean(o.Directory) == filepath.Clean(c.BackupLocation):
+		ps.add(p+".directory", "must differ from backup_location %q (PGHoard stages files there)", c.BackupLocation)
 	}
-	v := reflect.ValueOf(*o)
-	for _, k := range storageKeys {
-		if slices.Contains(strings.Fields(k.required), o.Type) && v.FieldByName(k.field).IsZero() {
-			ps.add(p+"."+k.name, "required for %s storage", o.Type)
-		}
+	for _, pr := range o.StorageConfig().Check() {
+		ps.add(p+"."+pr.Key, "%s", pr.Msg)
 	}
-	switch o.Type {
-	case storage.TypeLocal:
-		if o.Directory != "" && c.BackupLocation != "" && filepath.Clean(o.Directory) == filepath.Clean(c.BackupLocation) {
-			ps.add(p+".directory", "must differ from backup_location %q (PGHoard stages files there)", c.BackupLocation)
-		}
-	case storage.TypeS3:
-		if (o.AccessKeyID == "") != (o.SecretAccessKey == "") {
-			ps.add(p+".aws_secret_access_key", "aws_access_key_id and aws_secret_access_key must be set together")
-		}
-	case storage.TypeGoogle:
-		if o.ProjectID == "" && o.BucketName == "" {
-			ps.add(p+".bucket_name", "project_id and/or bucket_name required for google storage")
-		}
-		if o.CredentialFile != "" && len(o.CredentialsJSON) > 0 {
-			ps.add(p+".credentials", "credential_file and credentials are mutually exclusive")
-		}
-	case storage.TypeAzure:
-		if (o.Host == "") != (o.Port == 0) {
-			ps.add(p+".port", "host and port must be set together")
-		}
-	case storage.TypeSwift:
-		if o.ServiceType != "" && o.ServiceType != "object-store" {
-			ps.add(p+".service_type", "only object-store is supported, got %q", o.ServiceType)
-		}
-	case storage.TypeSFTP:
-		if o.Password == "" && o.PrivateKey == "" {
-			ps.add(p+".password", "password or private_key required for sftp storage")
-		}
-		if o.HostKeyFingerprint != "" && !strings.HasPrefix(o.HostKeyFingerprint, "SHA256:") {
-			ps.add(p+".host_key_fingerprint", "want SHA256:<base64> as ssh-keygen -l prints it, got %q", o.HostKeyFingerprint)
-		}
-		if o.InsecureIgnoreHostKey && (o.HostKeyFingerprint != "" || o.KnownHostsFile != "") {
-			ps.add(p+".insecure_ignore_host_key", "contradicts host_key_fingerprint and known_hosts_file: give one way to check the host key")
-		}
-	case StorageURL:
-		u, err := url.Parse(o.URL)
-		switch {
-		case o.URL == "":
-			ps.add(p+".url", "required")
-		case err != nil:
-			ps.add(p+".url", "invalid URL: %v", redactURLError(err))
-		case u.Scheme == "":
-			ps.add(p+".url", "want a gocloud.dev/blob URL such as s3://bucket?region=r, got no scheme")
-		}
-	}
-}
-
-// redactURLError drops the URL (which may hold credentials) from a parse error.
-func redactURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
-	}
-	return err
 }

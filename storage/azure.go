@@ -69,9 +69,6 @@ var azureSuffixes = map[string]string{
 // account key, a SAS token, or the default Azure identity. host, port and
 // is_secure point it at Azurite, whose URLs carry the account in the path.
 func openAzure(ctx context.Context, c Config) (*Bucket, error) {
-	if c.AccountName == "" || c.BucketName == "" {
-		return nil, fmt.Errorf("open azure storage: account_name and bucket_name must be set")
-	}
 	var serviceURL string
 	if c.Host != "" {
 		serviceURL = endpoint(c) + "/" + c.AccountName

@@ -41,7 +41,7 @@ type Config struct {
 
 	Directory string `json:"directory"` // local: the root directory
 
-	Region          string `json:"region"`                // s3: region (default us-east-1)
+	Region          string `json:"region"`                // s3: region
 	BucketName      string `json:"bucket_name"`           // s3, google; azure: the container name
 	AccessKeyID     string `json:"aws_access_key_id"`     // s3: static credentials; empty uses the AWS default chain
 	SecretAccessKey string `json:"aws_secret_access_key"` // s3
@@ -90,10 +90,16 @@ type Config struct {
 	InsecureIgnoreHostKey bool   `json:"insecure_ignore_host_key"` // sftp: accept any host key
 }
 
-// Open opens the store that c describes. Open does not contact the backend:
-// a wrong bucket or bad credentials show up, as ErrPermanent, on first use.
+// Open opens the store that c describes, once c.Check finds nothing wrong
+// and, for google and azure, bucket_name names the bucket or container
+// (config accepts a configuration without it). Open does not contact the
+// backend: a wrong bucket or bad credentials show up, as ErrPermanent, on
+// first use.
 func Open(ctx context.Context, c Config) (Store, error) {
 	if c.URL != "" {
+		if err := c.checked("storage url"); err != nil {
+			return nil, err
+		}
 		b, err := blob.OpenBucket(ctx, c.URL)
 		if err != nil {
 			return nil, fmt.Errorf("open storage url: %w", err)
@@ -101,11 +107,14 @@ func Open(ctx context.Context, c Config) (Store, error) {
 		kind, _, _ := strings.Cut(c.URL, "://")
 		return newBucket(b, kind, c.URL, c.Prefix), nil
 	}
+	if err := c.checked(c.Type + " storage"); err != nil {
+		return nil, err
+	}
+	if c.BucketName == "" && (c.Type == TypeGoogle || c.Type == TypeAzure) {
+		return nil, fmt.Errorf("open %s storage: bucket_name: required", c.Type)
+	}
 	switch c.Type {
 	case TypeLocal:
-		if c.Directory == "" {
-			return nil, fmt.Errorf("open local storage: directory is not set")
-		}
 		return NewLocal(filepath.Join(c.Directory, filepath.FromSlash(strings.Trim(c.Prefix, "/")))), nil
 	case TypeMem:
 		return newBucket(memblob.OpenBucket(nil), "mem", "mem", c.Prefix), nil

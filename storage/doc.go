@@ -31,7 +31,9 @@
 //
 // # Backends
 //
-// Open takes a Config (PGHoard's object_storage settings):
+// Open takes a Config (PGHoard's object_storage settings) that Config.Check
+// finds nothing wrong with (the rules config reports at load: the keys a
+// type requires, settings that contradict each other):
 //
 //   - local: PGHoard's format. The object for key K is <directory>/<prefix>/K
 //     and its metadata the sidecar K.metadata, a JSON object of string values

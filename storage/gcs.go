@@ -25,9 +25,6 @@ const gcsChunkSize = 16 * mib
 // credentials. Otherwise it uses credential_file, inline credentials or the
 // default Google credentials.
 func openGCS(ctx context.Context, c Config) (*Bucket, error) {
-	if c.BucketName == "" {
-		return nil, fmt.Errorf("open google storage: bucket_name is not set")
-	}
 	var bb *blob.Bucket
 	if host := os.Getenv("STORAGE_EMULATOR_HOST"); host != "" {
 		// As gcsblob talks to an emulator, but through a transport that

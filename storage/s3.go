@@ -76,19 +76,12 @@ func s3Plan(segmentSize, maxSize int64) writePlan {
 // settings (custom endpoint, path addressing, TLS, static keys) apply, and
 // opens the bucket with s3blob.
 func openS3(ctx context.Context, c Config) (*Bucket, error) {
-	if c.BucketName == "" {
-		return nil, fmt.Errorf("open s3 storage: bucket_name is not set")
-	}
-	region := c.Region
-	if region == "" {
-		region = "us-east-1"
-	}
 	httpClient, err := s3HTTPClient(c)
 	if err != nil {
 		return nil, err
 	}
 	loadOpts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRegion(region),
+		awsconfig.WithRegion(c.Region),
 		awsconfig.WithHTTPClient(httpClient),
 	}
 	if c.AccessKeyID != "" {

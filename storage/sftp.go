@@ -97,9 +97,6 @@ func (c *progressConn) Read(p []byte) (int, error) {
 // openSFTP checks c and returns an SFTP store. It does not connect: the
 // first operation does, and checks the server's host key then.
 func openSFTP(c Config) (*SFTP, error) {
-	if c.Server == "" || c.Username == "" {
-		return nil, fmt.Errorf("open sftp storage: server and username are required")
-	}
 	var auth []ssh.AuthMethod
 	if c.PrivateKey != "" {
 		pem, err := os.ReadFile(c.PrivateKey)
@@ -125,9 +122,6 @@ func openSFTP(c Config) (*SFTP, error) {
 			}
 			return answers, nil
 		}))
-	}
-	if len(auth) == 0 {
-		return nil, fmt.Errorf("open sftp storage: set password or private_key")
 	}
 	port := c.Port
 	if port == 0 {
@@ -160,10 +154,7 @@ func openSFTP(c Config) (*SFTP, error) {
 // when insecure_ignore_host_key says so, none.
 func hostKeyCheck(c Config, addr string) (ssh.HostKeyCallback, error) {
 	switch {
-	case c.InsecureIgnoreHostKey:
-		if c.HostKeyFingerprint != "" || c.KnownHostsFile != "" {
-			return nil, fmt.Errorf("open sftp storage: insecure_ignore_host_key contradicts host_key_fingerprint and known_hosts_file")
-		}
+	case c.InsecureIgnoreHostKey: // Check refuses it with the other two
 		return ssh.InsecureIgnoreHostKey(), nil
 	case c.HostKeyFingerprint != "":
 		want := c.HostKeyFingerprint

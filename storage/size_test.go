@@ -73,7 +73,7 @@ func TestAzurePlan(t *testing.T) {
 // commands put around a store, and reads the bound WithMaxSize sets.
 func TestUploadMemory(t *testing.T) {
 	ctx := context.Background()
-	s3, err := Open(ctx, Config{Type: "s3", BucketName: "b", Host: "127.0.0.1", Port: 9, AccessKeyID: "k", SecretAccessKey: "s"})
+	s3, err := Open(ctx, Config{Type: "s3", Region: "us-east-1", BucketName: "b", Host: "127.0.0.1", Port: 9, AccessKeyID: "k", SecretAccessKey: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}

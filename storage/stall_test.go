@@ -65,7 +65,7 @@ func TestStalledStoreFails(t *testing.T) {
 			switch kind {
 			case "s3":
 				c.Host, c.Port = host, port
-				c.AccessKeyID, c.SecretAccessKey = "key", "secret"
+				c.AccessKeyID, c.SecretAccessKey, c.Region = "key", "secret", "us-east-1"
 			case "google":
 				t.Setenv("STORAGE_EMULATOR_HOST", net.JoinHostPort(host, strconv.Itoa(port)))
 			case "azure":

@@ -65,17 +65,6 @@ const swiftSegments = "_segments"
 // openSwift checks c and returns a Swift store. It does not contact the
 // server: authentication happens on first use.
 func openSwift(c Config) (*Swift, error) {
-	var missing []string
-	for _, k := range []struct{ name, v string }{
-		{"user", c.User}, {"key", c.Key}, {"auth_url", c.AuthURL}, {"container_name", c.ContainerName},
-	} {
-		if k.v == "" {
-			missing = append(missing, k.name)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("open swift storage: %s not set", strings.Join(missing, ", "))
-	}
 	version, err := swiftAuthVersion(c.AuthVersion)
 	if err != nil {
 		return nil, err
@@ -83,9 +72,6 @@ func openSwift(c Config) (*Swift, error) {
 	endpoint, err := swiftEndpoint(c.EndpointType)
 	if err != nil {
 		return nil, err
-	}
-	if c.ServiceType != "" && c.ServiceType != "object-store" {
-		return nil, fmt.Errorf("open swift storage: service_type %q is not supported: hoard finds Swift in the catalog as \"object-store\"", c.ServiceType)
 	}
 	if c.SegmentSize < 0 {
 		return nil, fmt.Errorf("open swift storage: segment_size %d is negative", c.SegmentSize)
