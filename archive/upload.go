@@ -55,6 +55,10 @@ type UploadOptions struct {
 	Concurrency int
 	// create stores through Store.Create: only if the key holds nothing.
 	create bool
+	// compressed: what is written is already compressed with the codec's
+	// algorithm (a compress.Appender's stream): the Upload only encrypts
+	// it, and Size is still the plaintext's size, for the metadata.
+	compressed bool
 }
 
 // MaxStoredSize bounds the stored size of an object of plain bytes of
@@ -114,6 +118,10 @@ func (c *Codec) newUpload(ctx context.Context, st storage.Store, store func(cont
 		st:   st,
 		ctx:  ctx,
 	}
+	if o.compressed {
+		// Write counts compressed bytes: Size is not theirs to check.
+		u.size = -1
+	}
 	u.sink = nopWriteCloser{u.out}
 	if enc {
 		u.sink = crypto.NewWriter(u.out, c.PublicKey)
@@ -135,6 +143,10 @@ func (c *Codec) newUpload(ctx context.Context, st storage.Store, store func(cont
 		pr.CloseWithError(errUploadEnded)
 		u.done <- err
 	}()
+	if o.compressed {
+		u.cw = nopWriteCloser{u.sink}
+		return u, nil
+	}
 	// Put runs already: an xz writer writes its header at once.
 	u.cw, err = compress.NewWriterOptions(u.sink, c.Compression, compress.Options{Level: c.Level, Concurrency: o.Concurrency, NoChecksum: enc})
 	if err != nil {

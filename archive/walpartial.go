@@ -53,22 +53,70 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 	if !wal.IsPartialName(name) {
 		return PushResult{}, fmt.Errorf("put partial %s: %q is not a <segment>.partial file name", path, name)
 	}
-	src, res, err := a.openWALUpload(path, name, o, true)
-	if err != nil {
-		return res, fmt.Errorf("put partial %s: %w", path, err)
+	if o.Partial == nil {
+		return a.putPartial(ctx, path, name, o, nil)
 	}
-	defer src.Close()
+	o.Partial.mu.Lock()
+	defer o.Partial.mu.Unlock()
+	if o.StoredPartial == 0 {
+		o.Partial.drop()
+	}
+	res, err := a.putPartial(ctx, path, name, o, o.Partial)
+	if err != nil {
+		// What the failed copy left in the store is unknown; the next
+		// starts from scratch (it comes with StoredPartial zero too).
+		o.Partial.drop()
+	}
+	return res, err
+}
+
+// putPartial is PutPartialWAL, with the copy encoded through cache when
+// not nil (locked by the caller) and its codec has an appender, else from
+// the start.
+func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptions, cache *PartialCache) (PushResult, error) {
+	var (
+		res         PushResult
+		fileSize    int64
+		size        int64 // the WAL's data size
+		storeObject func(md storage.Metadata) error
+	)
+	var cp *cachedPartial
+	if cache != nil {
+		alg := o.HashAlgorithm
+		if alg == "" {
+			alg = DefaultHashAlgorithm
+		}
+		res = PushResult{Name: name, Key: a.Layout.WALKey(name), HashAlgorithm: alg, PGVersion: o.PGVersion}
+		var err error
+		if cp, err = cache.prepare(a.Codec, path, name, &res); err != nil {
+			return res, fmt.Errorf("put partial %s: %w", path, err)
+		}
+	}
+	if cp != nil {
+		fileSize, size = cp.size, cp.data
+		storeObject = func(md storage.Metadata) error {
+			return cp.store(ctx, a, &res, walMetadata(&res, md))
+		}
+	} else {
+		src, r, err := a.openWALUpload(path, name, o, true)
+		res = r
+		if err != nil {
+			return res, fmt.Errorf("put partial %s: %w", path, err)
+		}
+		defer src.Close()
+		if size, err = dataSize(src.reader()); err != nil {
+			return res, fmt.Errorf("put partial %s: %w", path, err)
+		}
+		fileSize = src.size
+		storeObject = func(md storage.Metadata) error { return a.storeWAL(ctx, src, &res, md, false) }
+	}
 	alg := res.HashAlgorithm
-	size, err := dataSize(src.reader())
-	if err != nil {
-		return res, fmt.Errorf("put partial %s: %w", path, err)
-	}
 
 	switch obj, err := a.statPartial(ctx, res.Key, o.StoredPartial); {
 	case errors.Is(err, errKnownPartial):
 		// Both files are prefixes of the same stream: a shorter file
 		// holds no more WAL.
-		if o.StoredPartial > src.size {
+		if o.StoredPartial > fileSize {
 			res.Stale = true
 			return res, nil
 		}
@@ -93,7 +141,7 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 	}
 
 	md := storage.Metadata{MetaPartialDataSize: strconv.FormatInt(size, 10)}
-	if err := a.storeWAL(ctx, src, &res, md, false); err != nil {
+	if err := storeObject(md); err != nil {
 		return res, fmt.Errorf("put partial %s: %w", path, err)
 	}
 	return res, nil

@@ -44,6 +44,11 @@ type PushOptions struct {
 	// asking the store what the stored copy holds: one round trip less
 	// per copy. Zero: unknown, the store is asked.
 	StoredPartial int64
+	// Partial is for PutPartialWAL only: when not nil, it keeps the
+	// encoding of a growing .partial between its copies, so that a copy
+	// costs in proportion to the WAL added since the previous one. A
+	// StoredPartial of zero resets it.
+	Partial *PartialCache
 }
 
 // PushResult describes a pushed WAL file.
@@ -158,19 +163,9 @@ func (a *Archive) openWALUpload(path, name string, o PushOptions, checkHeader bo
 		return nil, res, err
 	}
 	if checkHeader {
-		hdr := make([]byte, wal.PageHeaderSize)
-		if _, err := src.ReadAt(hdr, 0); err != nil {
-			src.Close()
-			return nil, res, fmt.Errorf("%w: read page header: %v", wal.ErrBadPageHeader, err)
-		}
-		h, err := wal.CheckSegment(name, hdr, src.size)
-		if err != nil {
+		if err := checkWALHeader(src, name, src.size, &res); err != nil {
 			src.Close()
 			return nil, res, err
-		}
-		res.SegmentSize = uint64(h.SegmentSize)
-		if res.PGVersion == 0 {
-			res.PGVersion = h.ServerVersionNum()
 		}
 	}
 	if res.Hash, err = src.digest(alg); err != nil {
@@ -185,13 +180,7 @@ func (a *Archive) openWALUpload(path, name string, o PushOptions, checkHeader bo
 // changed since it was hashed is not stored. With create it stores only if
 // the key is free (storage.Store.Create), else it replaces.
 func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, extra storage.Metadata, create bool) error {
-	md := storage.Metadata{MetaHash: res.Hash, MetaHashAlgorithm: res.HashAlgorithm}
-	for k, v := range extra {
-		md[k] = v
-	}
-	if res.PGVersion != 0 {
-		md[MetaPGVersion] = strconv.Itoa(res.PGVersion)
-	}
+	md := walMetadata(res, extra)
 	r, err := src.verifiedReader(res.HashAlgorithm, res.Hash)
 	if err != nil {
 		return err
@@ -205,6 +194,19 @@ func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, e
 	}
 	res.Uploaded = true
 	return nil
+}
+
+// walMetadata is the metadata of a WAL object: its hash, PostgreSQL
+// version and extra.
+func walMetadata(res *PushResult, extra storage.Metadata) storage.Metadata {
+	md := storage.Metadata{MetaHash: res.Hash, MetaHashAlgorithm: res.HashAlgorithm}
+	for k, v := range extra {
+		md[k] = v
+	}
+	if res.PGVersion != 0 {
+		md[MetaPGVersion] = strconv.Itoa(res.PGVersion)
+	}
+	return md
 }
 
 // sameAsArchived reports whether key already holds src. It returns an error

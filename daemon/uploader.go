@@ -45,6 +45,11 @@ type uploader struct {
 	// failed and uploaded count failed and successful uploads (metrics).
 	failed, uploaded func()
 	log              zerolog.Logger
+	// partial keeps the encoding of the growing segment's .partial
+	// between its copies (archive.PushOptions.Partial): a copy costs in
+	// proportion to the WAL received since the previous one. Reset once
+	// the complete segment is uploaded.
+	partial archive.PartialCache
 
 	mu     sync.Mutex
 	inARow int
@@ -57,7 +62,12 @@ type uploader struct {
 // segment stored and deletes them then.
 func (u *uploader) Upload(ctx context.Context, path string) error {
 	_, err := u.arch.PushWAL(ctx, path, u.pushOptions(ctx))
-	if name := filepath.Base(path); err == nil && wal.IsSegmentName(name) {
+	name := filepath.Base(path)
+	if wal.IsSegmentName(name) {
+		// The segment is complete: its .partial copies are over.
+		u.partial.Reset()
+	}
+	if err == nil && wal.IsSegmentName(name) {
 		err = u.arch.DeletePartialWAL(ctx, name)
 	}
 	u.record(ctx, err)
@@ -66,10 +76,13 @@ func (u *uploader) Upload(ctx context.Context, path string) error {
 
 // UploadPartial archives the growing (or final) .partial segment; stored
 // is the size of the copy the receiver stored last (0: unknown, the
-// storage is asked).
+// storage is asked, and the encoding kept from earlier copies is
+// dropped: the first copy of a segment or a session, the copy after a
+// failed one, the final copy of an ended timeline).
 func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64) error {
 	o := u.pushOptions(ctx)
 	o.StoredPartial = stored
+	o.Partial = &u.partial
 	_, err := u.arch.PutPartialWAL(ctx, path, o)
 	u.record(ctx, err)
 	return err

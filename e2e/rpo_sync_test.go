@@ -25,7 +25,7 @@ func TestDaemonSynchronous(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: -short")
 	}
-	testDaemonSynchronous(t, 0)
+	testDaemonSynchronous(t, 0, nil)
 }
 
 // TestDaemonSynchronousKills is TestDaemonSynchronous with the daemon
@@ -37,15 +37,34 @@ func TestDaemonSynchronousKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: -short")
 	}
-	testDaemonSynchronous(t, 8)
+	testDaemonSynchronous(t, 8, nil)
+}
+
+// TestDaemonSynchronousZstdEncrypted is TestDaemonSynchronous in a site
+// that stores zstd, encrypted: the daemon makes each .partial copy from
+// the compressed stream it kept since the segment's previous copy, ends
+// the zstd frame by hand and encrypts the copy with a key of its own,
+// and the restore reads the copies through hoard's own wal-fetch.
+func TestDaemonSynchronousZstdEncrypted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: -short")
+	}
+	testDaemonSynchronous(t, 0, func(s *streamSite) {
+		s.editConfig(func(cfg map[string]any) { cfg["compression"] = map[string]any{"algorithm": "zstd"} })
+		s.mustHoard("create-keys", "--key-id", "e2e-key")
+	})
 }
 
 // testDaemonSynchronous runs the synchronous scenario, killing the daemon
-// kills times under the load.
-func testDaemonSynchronous(t *testing.T, kills int) {
+// kills times under the load; setup, when not nil, changes the site
+// first.
+func testDaemonSynchronous(t *testing.T, kills int, setup func(*streamSite)) {
 	s := newMinIOStreamSite(t)
 	s.setSiteKey("active_backup_mode", "walreceiver")
 	s.setSiteKey("synchronous", true)
+	if setup != nil {
+		setup(s)
+	}
 	src := s.startSource(pgtest.Options{})
 
 	d := s.startDaemon()
