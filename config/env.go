@@ -43,8 +43,9 @@ type EnvVar struct {
 // connection string, which takes everything from them.
 var EnvVars = envVars()
 
-// envVars lists HOARD_SITE, the variables the schema's rows name, then the
-// HOARD_<TYPE>_<KEY> variables of each storage type.
+// envVars lists HOARD_SITE, the variables of the schema's rows, then the
+// HOARD_<TYPE>_<KEY> variables of each storage type. It names the variable
+// of each row with envDoc and no env (see key.env).
 func envVars() []EnvVar {
 	out := []EnvVar{{Name: "HOARD_SITE", Help: "site the site overrides apply to; with no file, the name of the site created (default \"default\")"}}
 	var site []EnvVar // after the global ones
@@ -53,6 +54,9 @@ func envVars() []EnvVar {
 		for i := range table {
 			k := &table[i]
 			p := join(path, k.name)
+			if k.env == "" && k.envDoc != "" {
+				k.env = "HOARD_" + strings.ToUpper(strings.ReplaceAll(p, ".", "_"))
+			}
 			if k.env != "" {
 				*dst = append(*dst, EnvVar{Name: k.env, Key: p, Site: dst == &site, File: k.file || k.secret, Help: k.envDoc})
 			}

@@ -19,7 +19,9 @@ type key struct {
 	def    any
 	defDoc string
 	// env is the HOARD_* variable that overrides the key; envDoc is its
-	// line in the reference. file accepts <env>_FILE too (always for
+	// line in the reference. A row with envDoc and no env gets HOARD_ and
+	// its path in capitals, a site's keys from the site (HOARD_SLOT,
+	// HOARD_COMPRESSION_LEVEL). file accepts <env>_FILE too (always for
 	// secrets).
 	env    string
 	envDoc string

@@ -27,7 +27,9 @@ func (c *Config) Validate() error {
 var (
 	activeBackupModes = []string{ModePGReceiveXLog, ModeWALReceiver, ModeArchiveCommand, ModeStandaloneHotBackup, ModeBasic}
 	basebackupModes   = []string{BasebackupBasic, BasebackupPipe, BasebackupLocalTar, BasebackupDelta, BasebackupLocalTarDeltaS}
-	logLevels         = []string{"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"}
+	statsdFormats     = []string{"telegraf", "datadog"}
+	// logLevels are PGHoard's names; WARN is taken as WARNING.
+	logLevels = []string{"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 )
 
 // HashAlgorithms are the hash_algorithm values hoard accepts: the hashlib
@@ -76,8 +78,8 @@ func (c *Config) validate() problems {
 		readable(&ps, "http_tls_cert_file", c.HTTPTLSCertFile)
 		readable(&ps, "http_tls_key_file", c.HTTPTLSKeyFile)
 	}
-	if !slices.Contains(logLevels, strings.ToUpper(c.LogLevel)) {
-		ps.add("log_level", "unknown level %q (want DEBUG, INFO, WARNING, ERROR or CRITICAL)", c.LogLevel)
+	if l := strings.ToUpper(c.LogLevel); !slices.Contains(logLevels, l) && l != "WARN" {
+		ps.add("log_level", "unknown level %q (want %s)", c.LogLevel, orList(logLevels))
 	}
 	if !slices.Contains(HashAlgorithms, c.HashAlgorithm) {
 		ps.add("hash_algorithm", "unknown hash %q (want one of %s)", c.HashAlgorithm, strings.Join(HashAlgorithms, ", "))
