@@ -20,6 +20,7 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -216,22 +217,17 @@ func testRun(t *testing.T, c *pgtest.Cluster) {
 func readControl(t testing.TB, a *archive.Archive, key string) ([]string, map[string][]byte) {
 	t.Helper()
 	data, _ := archivetest.Decode(t, a.Codec, a.Store, key)
-	tr := tar.NewReader(bytes.NewReader(data))
 	var names []string
 	files := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names, files
-		}
+	testio.EachTarMember(t, key, bytes.NewReader(data), func(h *tar.Header, r io.Reader) {
+		names = append(names, h.Name)
+		b, err := io.ReadAll(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		names = append(names, h.Name)
-		if files[h.Name], err = io.ReadAll(tr); err != nil {
-			t.Fatal(err)
-		}
-	}
+		files[h.Name] = b
+	})
+	return names, files
 }
 
 // extract unpacks a stored tar, mapping member prefixes to directories.
@@ -242,17 +238,9 @@ func extract(t testing.TB, a *archive.Archive, key string, roots map[string]stri
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
+	testio.EachTarMember(t, key, rc, func(h *tar.Header, data io.Reader) {
 		if h.Name == archive.ManifestName {
-			continue
+			return
 		}
 		dst := ""
 		for prefix, dir := range roots {
@@ -276,7 +264,7 @@ func extract(t testing.TB, a *archive.Archive, key string, roots map[string]stri
 				t.Fatal(err)
 			}
 		case tar.TypeReg:
-			b, err := io.ReadAll(tr)
+			b, err := io.ReadAll(data)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -289,7 +277,7 @@ func extract(t testing.TB, a *archive.Archive, key string, roots map[string]stri
 		default:
 			t.Errorf("%s: member %s of type %c", key, h.Name, h.Typeflag)
 		}
-	}
+	})
 	if _, err := io.Copy(io.Discard, rc); err != nil {
 		t.Fatalf("%s: %v", key, err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -157,17 +158,9 @@ type chunkMember struct {
 func readChunk(t testing.TB, a *archive.Archive, key string) ([]chunkMember, int64) {
 	t.Helper()
 	data, _ := archivetest.Decode(t, a.Codec, a.Store, key)
-	tr := tar.NewReader(bytes.NewReader(data))
 	seen := map[string]bool{}
 	var out []chunkMember
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("chunk %s: %v", key, err)
-		}
+	testio.EachTarMember(t, "chunk "+key, bytes.NewReader(data), func(h *tar.Header, r io.Reader) {
 		name := strings.TrimSuffix(h.Name, "/")
 		if !strings.HasPrefix(name, "pgdata/") && !strings.HasPrefix(name, "tablespaces/") {
 			t.Errorf("chunk %s: member %q outside pgdata/ and tablespaces/", key, h.Name)
@@ -175,7 +168,7 @@ func readChunk(t testing.TB, a *archive.Archive, key string) ([]chunkMember, int
 		if p := path.Dir(name); !isRoot(p) && !seen[p] {
 			t.Errorf("chunk %s: %s comes without its directory %s", key, name, p)
 		}
-		b, err := io.ReadAll(tr)
+		b, err := io.ReadAll(r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +176,7 @@ func readChunk(t testing.TB, a *archive.Archive, key string) ([]chunkMember, int
 			seen[name] = true
 		}
 		out = append(out, chunkMember{name: name, typ: h.Typeflag, sum: sha256.Sum256(b), mode: h.Mode, link: h.Linkname})
-	}
+	})
 	return out, int64(len(data))
 }
 

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/blake2s"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // TestObjectGet_PGHoard reads PGHoard's real objects (testdata/pghoard,
@@ -144,15 +145,8 @@ func runHoard(t *testing.T, config string, args ...string) string {
 func tarMembers(t *testing.T, key string, data []byte) []string {
 	t.Helper()
 	var names []string
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return names
-		}
-		if err != nil {
-			t.Fatalf("%s: not a tar: %v", key, err)
-		}
+	testio.EachTarMember(t, key, bytes.NewReader(data), func(h *tar.Header, _ io.Reader) {
 		names = append(names, strings.TrimSuffix(h.Name, "/"))
-	}
+	})
+	return names
 }

@@ -1,8 +1,8 @@
 // Package testio holds small helpers that tests of several packages
 // share: a buffer that a process or server writes while the test reads it,
-// a free loopback port, fuzz seeds read from files, and skipping (or,
-// under HOARD_TEST_STRICT=1, failing) a test that lacks a binary or
-// server.
+// a free loopback port, fuzz seeds read from files, a tar stream's members,
+// and skipping (or, under HOARD_TEST_STRICT=1, failing) a test that lacks
+// a binary or server.
 package testio
 
 import (
