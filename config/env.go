@@ -204,8 +204,7 @@ func (e *envReader) storage(c *Config, site string, s *Site) {
 		s.ObjectStorage.URL = url
 		c.setSource(p, "env "+urlVar)
 	case hasType:
-		if !slices.Contains(storage.Types, typ) {
-			e.ps.add(typeVar, "unknown storage type %q (want %s)", typ, orList(storage.Types))
+		if !knownType(e.ps, typeVar, typ) {
 			break
 		}
 		s.ObjectStorage = newObjectStorage(typ, s.ObjectStorage.Prefix)
@@ -215,10 +214,7 @@ func (e *envReader) storage(c *Config, site string, s *Site) {
 	prefix := lookup(table, "prefix")
 	e.set(c, join(p, prefix.name), prefix.env, v.FieldByName(prefix.field))
 	for _, ev := range EnvVars {
-		if ev.Storage == "" {
-			continue
-		}
-		if !e.isSet(ev.Name) {
+		if ev.Storage == "" || !e.isSet(ev.Name) {
 			continue
 		}
 		if have := s.ObjectStorage.Type; have != ev.Storage {

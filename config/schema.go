@@ -68,7 +68,7 @@ var globalKeys = []key{
 	{name: "tar_executable", field: "TarExecutable", def: "pghoard_gnutaremu",
 		doc: "Accepted for compatibility and ignored: hoard reads and writes tar itself."},
 	{name: "hash_algorithm", field: "HashAlgorithm", def: "sha1",
-		doc: "Hash of WAL files recorded in their `hash` metadata and checked by wal-fetch, verify and archive-sync, by Python hashlib's name: `sha1`, `sha224`, `sha256`, `sha384`, `sha512`, `sha512_224`, `sha512_256`, `sha3_224`, `sha3_256`, `sha3_384`, `sha3_512`, `blake2b`, `blake2s` or `md5`."},
+		doc: "Hash of WAL files recorded in their `hash` metadata and checked by wal-fetch, verify and archive-sync, by Python hashlib's name: " + codeList(HashAlgorithms) + "."},
 	{name: "deleter_event_get_timeout", field: "DeleterEventGetTimeout", def: time.Second,
 		doc: "PGHoard's deleter poll interval, in seconds. Accepted for compatibility."},
 	{name: "syslog", field: "Syslog", doc: "PGHoard: log to syslog."},

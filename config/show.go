@@ -150,25 +150,19 @@ type KeyDoc struct {
 // schema the decoder reads, walked over the defaults. docs/configuration.md
 // is generated from it (go generate ./config).
 func Keys() []KeyDoc {
-	env := map[string]string{}
+	env := map[string][]string{}
 	for _, ev := range EnvVars {
-		if ev.Key == "" {
-			continue
-		}
 		k := ev.Key
 		if ev.Site {
 			k = "backup_sites." + sitePlaceholder + "." + k
 		}
-		if env[k] != "" {
-			env[k] += ", "
-		}
-		env[k] += ev.Name
+		env[k] = append(env[k], ev.Name)
 	}
 	w := &walker{docs: true}
 	w.object("", globalKeys, reflect.ValueOf(New()).Elem())
 	var out []KeyDoc
 	for _, e := range w.entries {
-		k := KeyDoc{Path: e.path, Type: e.typ, Env: env[e.path], Doc: e.key.doc, Secret: e.key.secret, Default: e.key.defDoc}
+		k := KeyDoc{Path: e.path, Type: e.typ, Env: strings.Join(env[e.path], ", "), Doc: e.key.doc, Secret: e.key.secret, Default: e.key.defDoc}
 		if k.Default == "" {
 			k.Default = defaultText(e.typ, e.val)
 		}

@@ -44,6 +44,16 @@ func newObjectStorage(typ, prefix string) ObjectStorage {
 	return ObjectStorage{Config: storage.Config{Type: typ, Prefix: prefix, IsSecure: typ == storage.TypeAzure}}
 }
 
+// knownType tells whether typ is one of storage.Types, else records a
+// problem at path.
+func knownType(ps *problems, path, typ string) bool {
+	if slices.Contains(storage.Types, typ) {
+		return true
+	}
+	ps.add(path, "unknown storage type %q (want %s)", typ, orList(storage.Types))
+	return false
+}
+
 // decodeStorage reads object_storage: url, or storage_type and the keys of
 // that type; the keys of other types are unknown keys.
 func decodeStorage(d *decoder, path string, v any, k *key, f reflect.Value) {
@@ -75,8 +85,7 @@ func decodeStorage(d *decoder, path string, v any, k *key, f reflect.Value) {
 			d.wrongType(join(path, "storage_type"), "string", st)
 			return
 		}
-		if !slices.Contains(storage.Types, s) {
-			d.ps.add(join(path, "storage_type"), "unknown storage type %q (want %s)", s, orList(storage.Types))
+		if !knownType(&d.ps, join(path, "storage_type"), s) {
 			return
 		}
 		typ = s
