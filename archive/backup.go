@@ -166,11 +166,6 @@ func (b *BackupInfo) ToMetadata() storage.Metadata {
 			md[k] = format(t)
 		}
 	}
-	setInt := func(k string, v int64) {
-		if v != 0 {
-			md[k] = strconv.FormatInt(v, 10)
-		}
-	}
 	set(MetaFormat, b.Format)
 	set(MetaStartWALSegment, b.StartWALSegment)
 	set(MetaEndWALSegment, b.EndWALSegment)
@@ -187,24 +182,19 @@ func (b *BackupInfo) ToMetadata() storage.Metadata {
 	if b.EndLSN != 0 {
 		md[MetaEndLSN] = b.EndLSN.String()
 	}
-	setInt(MetaStartTimeline, int64(b.StartTimeline))
-	setInt(MetaEndTimeline, int64(b.EndTimeline))
+	setNumber(md, MetaStartTimeline, int64(b.StartTimeline))
+	setNumber(md, MetaEndTimeline, int64(b.EndTimeline))
 	set(MetaSystemID, b.SystemID)
-	setInt(MetaWALSegmentSize, int64(b.WALSegmentSize))
-	setInt(MetaPGVersion, int64(b.PGVersion))
+	setNumber(md, MetaWALSegmentSize, int64(b.WALSegmentSize))
+	setNumber(md, MetaPGVersion, int64(b.PGVersion))
 	md[MetaTotalSizePlain] = strconv.FormatInt(b.TotalSizePlain, 10)
 	md[MetaTotalSizeEnc] = strconv.FormatInt(b.TotalSizeEnc, 10)
-	setInt(MetaChunkCount, int64(b.ChunkCount))
+	setNumber(md, MetaChunkCount, int64(b.ChunkCount))
 	if b.PGManifest {
 		md[MetaPGManifest] = "true"
 	}
-	setUint := func(k string, v uint64) {
-		if v != 0 {
-			md[k] = strconv.FormatUint(v, 10)
-		}
-	}
-	setUint(MetaEndXmin, b.EndXmin)
-	setUint(MetaEndXmax, b.EndXmax)
+	setNumber(md, MetaEndXmin, b.EndXmin)
+	setNumber(md, MetaEndXmax, b.EndXmax)
 	set(MetaParent, b.Parent)
 	set(MetaSite, b.Site)
 	set(MetaHost, b.Host)
@@ -212,6 +202,14 @@ func (b *BackupInfo) ToMetadata() storage.Metadata {
 	set(MetaBasebackupMode, b.BasebackupMode)
 	set(MetaBackupReason, b.BackupReason)
 	return md
+}
+
+// setNumber sets md[k] to v in decimal, unless v is zero (rohmu drops
+// null values).
+func setNumber[T int64 | uint64](md storage.Metadata, k string, v T) {
+	if v != 0 {
+		md[k] = fmt.Sprint(v)
+	}
 }
 
 // ParseBackupInfo reads a backup's main object metadata. key is the object's

@@ -108,16 +108,9 @@ func (b *Bucket) As(i any) bool { return b.b.As(i) }
 func (b *Bucket) wireMetadata(md Metadata) map[string]string {
 	out := make(map[string]string, len(md))
 	for k, v := range md {
-		if v == "" {
-			continue
+		if v != "" {
+			out[b.metadataKey(k, "-", "_")] = v
 		}
-		switch b.kind {
-		case "azure":
-			k = strings.ReplaceAll(k, "-", "_")
-		case "s3":
-			k = strings.ToLower(k)
-		}
-		out[k] = v
 	}
 	return out
 }
@@ -126,15 +119,21 @@ func (b *Bucket) wireMetadata(md Metadata) map[string]string {
 func (b *Bucket) readMetadata(md map[string]string) Metadata {
 	out := make(Metadata, len(md))
 	for k, v := range md {
-		switch b.kind {
-		case "azure":
-			k = strings.ReplaceAll(k, "_", "-")
-		case "s3":
-			k = strings.ToLower(k)
-		}
-		out[k] = v
+		out[b.metadataKey(k, "_", "-")] = v
 	}
 	return out
+}
+
+// metadataKey spells metadata key k for the backend, or back: on Azure
+// each from becomes to, on S3 the key is lowercase.
+func (b *Bucket) metadataKey(k, from, to string) string {
+	switch b.kind {
+	case "azure":
+		return strings.ReplaceAll(k, from, to)
+	case "s3":
+		return strings.ToLower(k)
+	}
+	return k
 }
 
 // Put streams r to the backend through blob.Bucket.Upload. An error from r

@@ -538,14 +538,11 @@ func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, md Metadata) er
 		return fmt.Errorf("put: %w", err)
 	}
 	return s.do(ctx, "put", key, func(c *sftp.Client) error {
-		tmp, sidecarTmp, err := s.writeTemps(ctx, c, p, r, md)
+		tmp, sidecarTmp, removeTemps, err := s.writeTemps(ctx, c, p, r, md)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			_ = c.Remove(tmp)
-			_ = c.Remove(sidecarTmp)
-		}()
+		defer removeTemps()
 		if err := c.Remove(p + sidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -573,16 +570,18 @@ func replace(c *sftp.Client, oldname, newname string) error {
 }
 
 // writeTemps makes the object's directory and writes the data and the
-// sidecar to temp files in it. On error it leaves neither.
-func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Reader, md Metadata) (tmp, sidecarTmp string, err error) {
+// sidecar to temp files in it. On error it leaves neither. Otherwise
+// removeTemps removes what of the two the caller did not rename away
+// (deferred by the caller).
+func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Reader, md Metadata) (tmp, sidecarTmp string, removeTemps func(), err error) {
 	dir, base := path.Split(p)
 	if err := c.MkdirAll(dir); err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	tmp = dir + "." + base + ".tmp-" + randomSuffix()
 	sum, size, err := writeRemote(ctx, c, tmp, r)
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	sidecar, err := encodeSidecar(md, sum, size)
 	if err == nil {
@@ -597,9 +596,12 @@ func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Re
 		if sidecarTmp != "" {
 			_ = c.Remove(sidecarTmp)
 		}
-		return "", "", err
+		return "", "", nil, err
 	}
-	return tmp, sidecarTmp, nil
+	return tmp, sidecarTmp, func() {
+		_ = c.Remove(tmp)
+		_ = c.Remove(sidecarTmp)
+	}, nil
 }
 
 // writeRemote copies r to a new file name and returns the SHA-256 of the
@@ -684,14 +686,11 @@ func (s *SFTP) Create(ctx context.Context, key string, r io.Reader, md Metadata)
 		if _, err := c.Stat(p + sidecarSuffix); err == nil {
 			return fmt.Errorf("%w", ErrExist)
 		}
-		tmp, sidecarTmp, err := s.writeTemps(ctx, c, p, r, md)
+		tmp, sidecarTmp, removeTemps, err := s.writeTemps(ctx, c, p, r, md)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			_ = c.Remove(tmp)
-			_ = c.Remove(sidecarTmp)
-		}()
+		defer removeTemps()
 		if err := c.Rename(tmp, p); err != nil {
 			// Another writer's data is there; its sidecar follows at once.
 			for deadline := time.Now().Add(incompleteWait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

@@ -63,10 +63,7 @@ func TestMinIO_AbortedMultipartLeavesNoParts(t *testing.T) {
 	if err := st.Put(ctx, "site/basebackup/big", r, nil); !errors.Is(err, boom) {
 		t.Fatalf("Put = %v, want the reader's error", err)
 	}
-	var client *s3.Client
-	if !st.(*storage.Bucket).As(&client) {
-		t.Fatal("no *s3.Client")
-	}
+	client := storetest.Client[*s3.Client](t, st)
 	out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(c.BucketName)})
 	if err != nil {
 		t.Fatalf("ListMultipartUploads: %v", err)
@@ -89,8 +86,7 @@ func TestMinIO_MetadataOnTheWire(t *testing.T) {
 	if err := st.Put(ctx, "site/xlog/1", strings.NewReader("abc"), md); err != nil {
 		t.Fatal(err)
 	}
-	var client *s3.Client
-	st.(*storage.Bucket).As(&client)
+	client := storetest.Client[*s3.Client](t, st)
 	out, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.BucketName), Key: aws.String("pre/site/xlog/1")})
 	if err != nil {
 		t.Fatalf("HeadObject: %v", err)
@@ -112,8 +108,7 @@ func TestAzurite_MetadataOnTheWire(t *testing.T) {
 	if err := st.Put(ctx, "site/xlog/1", strings.NewReader("abc"), md); err != nil {
 		t.Fatal(err)
 	}
-	var client *container.Client
-	st.(*storage.Bucket).As(&client)
+	client := storetest.Client[*container.Client](t, st)
 	props, err := client.NewBlobClient("site/xlog/1").GetProperties(ctx, nil)
 	if err != nil {
 		t.Fatalf("GetProperties: %v", err)
@@ -196,6 +191,19 @@ func checkPermanent(t *testing.T, what string, err error, wantText, secret strin
 	}
 }
 
+// putBounded puts data at key, telling Put its largest size
+// (storage.WithMaxSize) unless maxSize is -1.
+func putBounded(t *testing.T, st storage.Store, key string, maxSize int64, data []byte) {
+	t.Helper()
+	ctx := context.Background()
+	if maxSize >= 0 {
+		ctx = storage.WithMaxSize(ctx, maxSize)
+	}
+	if err := st.Put(ctx, key, bytes.NewReader(data), nil); err != nil {
+		t.Fatalf("%s: Put: %v", key, err)
+	}
+}
+
 func openT(t *testing.T, c storage.Config) storage.Store {
 	t.Helper()
 	st, err := storage.Open(context.Background(), c)
@@ -235,10 +243,7 @@ func TestMinIO_BoundedPutParts(t *testing.T) {
 	c := storetest.MinIO(t)
 	c.SegmentSize = 0 // hoard's own choice, not the conformance suite's small parts
 	st := openT(t, c)
-	var client *s3.Client
-	if !st.(*storage.Bucket).As(&client) {
-		t.Fatal("no *s3.Client")
-	}
+	client := storetest.Client[*s3.Client](t, st)
 	bg := context.Background()
 	for _, tc := range []struct {
 		key      string
@@ -250,17 +255,11 @@ func TestMinIO_BoundedPutParts(t *testing.T) {
 		{"unbounded", 12 << 20, -1, ""},
 		{"wal", 20 << 20, 20 << 20, ""},
 	} {
-		ctx := bg
-		if tc.maxSize >= 0 {
-			ctx = storage.WithMaxSize(bg, tc.maxSize)
-		}
 		data := make([]byte, tc.size)
 		for i := range data {
 			data[i] = byte(i*7 + i>>11)
 		}
-		if err := st.Put(ctx, "site/"+tc.key, bytes.NewReader(data), nil); err != nil {
-			t.Fatalf("%s: Put: %v", tc.key, err)
-		}
+		putBounded(t, st, "site/"+tc.key, tc.maxSize, data)
 		out, err := client.HeadObject(bg, &s3.HeadObjectInput{Bucket: aws.String(c.BucketName), Key: aws.String("site/" + tc.key)})
 		if err != nil {
 			t.Fatalf("%s: HeadObject: %v", tc.key, err)
@@ -293,10 +292,7 @@ func TestAzurite_BoundedPutBlocks(t *testing.T) {
 	c := storetest.Azurite(t)
 	c.SegmentSize = 0 // hoard's own choice, not the conformance suite's small blocks
 	st := openT(t, c)
-	var client *container.Client
-	if !st.(*storage.Bucket).As(&client) {
-		t.Fatal("no *container.Client")
-	}
+	client := storetest.Client[*container.Client](t, st)
 	bg := context.Background()
 	for _, tc := range []struct {
 		key     string
@@ -307,14 +303,7 @@ func TestAzurite_BoundedPutBlocks(t *testing.T) {
 		{"unbounded", -1, 0},
 		{"wal", 20 << 20, 0},
 	} {
-		ctx := bg
-		if tc.maxSize >= 0 {
-			ctx = storage.WithMaxSize(bg, tc.maxSize)
-		}
-		data := bytes.Repeat([]byte("0123456789abcdef"), 12<<20/16)
-		if err := st.Put(ctx, "site/"+tc.key, bytes.NewReader(data), nil); err != nil {
-			t.Fatalf("%s: Put: %v", tc.key, err)
-		}
+		putBounded(t, st, "site/"+tc.key, tc.maxSize, bytes.Repeat([]byte("0123456789abcdef"), 12<<20/16))
 		bl, err := client.NewBlockBlobClient("site/"+tc.key).GetBlockList(bg, blockblob.BlockListTypeCommitted, nil)
 		if err != nil {
 			t.Fatalf("%s: GetBlockList: %v", tc.key, err)

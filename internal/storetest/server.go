@@ -126,11 +126,7 @@ func MinIO(t testing.TB) storage.Config {
 		Port:            port,
 		SegmentSize:     5 << 20,
 	}
-	st := openStore(t, c)
-	var client *s3.Client
-	if !st.(*storage.Bucket).As(&client) {
-		t.Fatal("minio: store has no *s3.Client")
-	}
+	client := Client[*s3.Client](t, openStore(t, c))
 	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(c.BucketName)}); err != nil {
 		t.Fatalf("minio: create bucket: %v", err)
 	}
@@ -155,11 +151,7 @@ func Azurite(t testing.TB) storage.Config {
 		Port:        port,
 		SegmentSize: 4 << 20,
 	}
-	st := openStore(t, c)
-	var client *container.Client
-	if !st.(*storage.Bucket).As(&client) {
-		t.Fatal("azurite: store has no *container.Client")
-	}
+	client := Client[*container.Client](t, openStore(t, c))
 	if _, err := client.Create(context.Background(), nil); err != nil {
 		t.Fatalf("azurite: create container: %v", err)
 	}
@@ -205,6 +197,18 @@ func Open(t testing.TB, c storage.Config) storage.Store {
 	t.Helper()
 	c.Prefix = strings.Trim(c.Prefix+"/t"+strconv.FormatInt(prefixes.Add(1), 10), "/")
 	return openStore(t, c)
+}
+
+// Client returns the backend's own client behind st (*s3.Client,
+// *container.Client, …), as storage.Bucket.As gives it; it fails the test
+// when st has no client of type C.
+func Client[C any](t testing.TB, st storage.Store) C {
+	t.Helper()
+	var client C
+	if b, ok := st.(*storage.Bucket); !ok || !b.As(&client) {
+		t.Fatalf("store %T has no %T", st, client)
+	}
+	return client
 }
 
 func openStore(t testing.TB, c storage.Config) storage.Store {
