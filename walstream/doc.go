@@ -34,7 +34,8 @@
 //	                    until uploaded
 //	<segment>           complete segments waiting for upload
 //	<tli>.history       timeline history files waiting for upload
-//	partial-upload/     temporary copies of the growing .partial
+//	partial-upload/     the copy of the growing .partial last uploaded,
+//	                    which the next copy extends; removed at start
 //	*.tmp               temporary files, removed at start
 //
 // When a segment fills, it is fsynced, renamed to its final name and the
@@ -108,8 +109,10 @@
 // are queued again at the next start. With PartialUploadInterval, the
 // growing .partial is fsynced and a copy of its fsynced part (that part
 // only, not padded to the segment size) is uploaded through
-// Uploader.UploadPartial when it grew; a failure waits for the next
-// interval. The Uploader hears the size of the copy it stored last, when
+// Uploader.UploadPartial when it grew; the copy is kept after a successful
+// upload and the next one appends only the bytes received since (made
+// again whole after a failure or for another segment); a failure waits
+// for the next interval. The Uploader hears the size of the copy it stored last, when
 // that copy is known to be the stored one, so it need not ask the
 // storage.
 //

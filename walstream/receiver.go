@@ -187,6 +187,11 @@ type Receiver struct {
 	// upload, cleared when one starts (a failed call may or may not have
 	// stored its copy) and at each session's start.
 	snapshotKnown bool
+	// snapshotFile is the copy in the snapshot directory that the last
+	// successful snapshot upload left: its first length bytes are the
+	// segment's, and the next snapshot of that segment copies only the
+	// bytes after them. Zero while there is none.
+	snapshotFile uploadTask
 
 	// wakeMu guards waiting and woken, with which an upload that ends
 	// wakes the synchronous receive loop from its wait for the server's

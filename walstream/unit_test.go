@@ -1,9 +1,12 @@
 package walstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -490,6 +493,7 @@ type partialCall struct {
 type partialRecorder struct {
 	fail  bool
 	calls []partialCall
+	bad   []string // snapshots whose content was wrong
 }
 
 func (p *partialRecorder) Upload(context.Context, string) error { return nil }
@@ -500,6 +504,20 @@ func (p *partialRecorder) UploadPartial(_ context.Context, path string, stored i
 		return err
 	}
 	p.calls = append(p.calls, partialCall{name: filepath.Base(path), size: fi.Size(), stored: stored})
+	if dir := filepath.Dir(path); filepath.Base(dir) == snapshotDir {
+		// A snapshot must hold the head of the spool's .partial.
+		got, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		want, err := os.ReadFile(filepath.Join(filepath.Dir(dir), filepath.Base(path)))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, want[:len(got)]) {
+			p.bad = append(p.bad, fmt.Sprintf("%s of %d bytes is not the head of the spool's file", path, len(got)))
+		}
+	}
 	if p.fail {
 		return errors.New("injected failure")
 	}
@@ -525,8 +543,11 @@ func TestUploadSnapshot_stored(t *testing.T) {
 	seg := wal.Segment{Timeline: 1, No: 5}
 	name := seg.Name(segSize) + wal.PartialSuffix
 	next := seg.Next().Name(segSize) + wal.PartialSuffix
+	rng := rand.New(rand.NewSource(1))
 	for _, n := range []string{name, next} {
-		if err := os.WriteFile(filepath.Join(spool, n), make([]byte, segSize), 0o600); err != nil {
+		b := make([]byte, segSize)
+		rng.Read(b)
+		if err := os.WriteFile(filepath.Join(spool, n), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -542,6 +563,21 @@ func TestUploadSnapshot_stored(t *testing.T) {
 		{func() error { up.fail = true; return snap(name, 300) }, partialCall{name, 300, 200}},
 		{func() error { up.fail = false; return snap(name, 300) }, partialCall{name, 300, 0}},
 		{func() error { return snap(name, 400) }, partialCall{name, 400, 300}},
+		{func() error { return snap(name, 400) }, partialCall{name, 400, 400}},
+		{func() error { return snap(name, 450<<10) }, partialCall{name, 450 << 10, 400}},
+		{func() error { return snap(name, 460<<10) }, partialCall{name, 460 << 10, 450 << 10}},
+		{func() error { // a copy gone (cleanSpool) is made again whole
+			if err := os.RemoveAll(filepath.Join(spool, snapshotDir)); err != nil {
+				return err
+			}
+			return snap(name, 470<<10)
+		}, partialCall{name, 470 << 10, 460 << 10}},
+		{func() error { // one of another size too
+			if err := os.Truncate(filepath.Join(spool, snapshotDir, name), 10); err != nil {
+				return err
+			}
+			return snap(name, 480<<10)
+		}, partialCall{name, 480 << 10, 470 << 10}},
 		{func() error { r.forgetSnapshot(); return snap(name, 500) }, partialCall{name, 500, 0}},
 		{func() error { return snap(next, 600) }, partialCall{next, 600, 0}},
 		{func() error { return r.uploadFile(ctx, uploadTask{kind: taskPartial, name: next}) }, partialCall{next, segSize, 0}},
@@ -554,6 +590,12 @@ func TestUploadSnapshot_stored(t *testing.T) {
 		if got := up.calls[len(up.calls)-1]; got != st.want {
 			t.Errorf("step %d: UploadPartial got %+v, want %+v", i, got, st.want)
 		}
+	}
+	for _, b := range up.bad {
+		t.Error(b)
+	}
+	if _, err := os.Stat(filepath.Join(spool, snapshotDir, name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the copy of %s is left after the next segment's: %v", name, err)
 	}
 	if got, want := r.stored(), seg.Next().StartLSN(segSize)+600; got != want {
 		t.Errorf("stored through %s, want %s", got, want)

@@ -294,7 +294,10 @@ func (r *Receiver) spoolFreed() {
 // so a copy costs in proportion to the WAL in it, not to the segment
 // size. The bytes below t.length are never rewritten while the stream
 // goes on, so the copy is consistent although the receive loop keeps
-// writing beyond.
+// writing beyond. The copy stays after a successful upload, and the next
+// snapshot of the segment appends only the bytes received since; it is
+// made again from the start after a failed upload, for another segment,
+// or when it is not the size it was left at.
 // When the segment was completed meanwhile, the complete segment
 // supersedes the snapshot and nothing is uploaded.
 func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
@@ -311,16 +314,21 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 		return fmt.Errorf("snapshot %s: %w", t.name, err)
 	}
 	p := filepath.Join(dir, t.name)
-	defer os.Remove(p)
-	dst, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("snapshot %s: %w", t.name, err)
+	r.snapshotMu.Lock()
+	prev := r.snapshotFile
+	r.snapshotFile = uploadTask{}
+	r.snapshotMu.Unlock()
+	if prev.name != "" && prev.name != t.name {
+		// The previous segment's copy is done with.
+		_ = os.Remove(filepath.Join(dir, prev.name))
 	}
-	_, err = io.Copy(dst, io.NewSectionReader(src, 0, int64(t.length)))
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.Remove(p)
+		}
+	}()
+	if err := copySnapshot(src, p, prev, t); err != nil {
 		return fmt.Errorf("snapshot %s: %w", t.name, err)
 	}
 	r.snapshotMu.Lock()
@@ -333,6 +341,7 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 	if err := r.opts.Uploader.UploadPartial(ctx, p, stored); err != nil {
 		return fmt.Errorf("upload %s: %w", t.name, err)
 	}
+	ok = true
 	r.log.Debug().Str(logFile, t.name).Uint64("bytes", t.length).Msg("uploaded partial segment")
 	if segSize := r.segSize.Load(); segSize != 0 {
 		if seg, err := wal.ParseSegmentName(strings.TrimSuffix(t.name, wal.PartialSuffix), segSize); err == nil {
@@ -342,8 +351,38 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 	r.snapshotMu.Lock()
 	r.snapshotDone = uploadTask{name: t.name, length: t.length}
 	r.snapshotKnown = true
+	r.snapshotFile = uploadTask{name: t.name, length: t.length}
 	r.snapshotMu.Unlock()
 	return nil
+}
+
+// copySnapshot makes p hold the first t.length bytes of src. When prev,
+// the copy the last snapshot left, is of the same segment, no longer,
+// and p is still its size, only the bytes after it are copied.
+func copySnapshot(src *os.File, p string, prev, t uploadTask) error {
+	dst, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	from := uint64(0)
+	if prev.name == t.name && prev.length <= t.length {
+		if fi, err := dst.Stat(); err == nil && uint64(fi.Size()) == prev.length {
+			from = prev.length
+		}
+	}
+	if from == 0 {
+		err = dst.Truncate(0)
+	}
+	if err == nil {
+		_, err = dst.Seek(int64(from), io.SeekStart)
+	}
+	if err == nil {
+		_, err = io.Copy(dst, io.NewSectionReader(src, int64(from), int64(t.length-from)))
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // forgetSnapshot makes the next snapshot upload ask the storage what it
