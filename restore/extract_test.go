@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -255,5 +256,14 @@ func TestChunk_MadeFilesBounded(t *testing.T) {
 				t.Errorf("chunk opened the object %d times, want %d", st.opens, tt.wantOpens)
 			}
 		})
+	}
+}
+
+// TestLargestFirst: chunks are handed to the workers largest first, ties
+// in the manifest's order.
+func TestLargestFirst(t *testing.T) {
+	chunks := []archive.ManifestChunk{{InputSize: 10}, {InputSize: 300}, {InputSize: 10}, {InputSize: 20}}
+	if got, want := largestFirst(chunks), []int{1, 3, 0, 2}; !slices.Equal(got, want) {
+		t.Errorf("largestFirst = %v, want %v", got, want)
 	}
 }

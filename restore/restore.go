@@ -2,6 +2,7 @@ package restore
 
 import (
 	"archive/tar"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -669,8 +670,9 @@ func (o *Options) downloadChunks(ctx context.Context, log zerolog.Logger, src *a
 	for _, c := range m.Chunks {
 		p.Bytes += c.InputSize
 	}
-	err := o.runJobs(ctx, len(m.Chunks), p, func(ctx context.Context, i int, buf []byte) error {
-		_, err := o.chunk(ctx, log, src, ex, m.Chunks[i], buf, p)
+	order := largestFirst(m.Chunks)
+	err := o.runJobs(ctx, len(order), p, func(ctx context.Context, i int, buf []byte) error {
+		_, err := o.chunk(ctx, log, src, ex, m.Chunks[order[i]], buf, p)
 		return err
 	})
 	if err != nil {
@@ -681,6 +683,19 @@ func (o *Options) downloadChunks(ctx context.Context, log zerolog.Logger, src *a
 		res.StoredBytes += c.ResultSize
 	}
 	return nil
+}
+
+// largestFirst returns the indexes of chunks, the largest (input_size)
+// first. Chunks differ in size (a file larger than the chunk size is a
+// chunk of its own): begun last, a large one would be restored alone while
+// the other workers have nothing left to do.
+func largestFirst(chunks []archive.ManifestChunk) []int {
+	order := make([]int, len(chunks))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(chunks[b].InputSize, chunks[a].InputSize) })
+	return order
 }
 
 // runJobs runs do for each of the jobs 0 to n-1 on a pool of o.Parallel
