@@ -722,3 +722,70 @@ func TestCodec_NewEncoder(t *testing.T) {
 		})
 	}
 }
+
+// readsStore counts the reads its Put makes, each into a buffer far larger
+// than any piece an Upload hands over, and keeps the bytes.
+type readsStore struct {
+	*memStore
+	reads int
+}
+
+func (s *readsStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	var data []byte
+	buf := make([]byte, 4<<20)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			s.reads++
+			data = append(data, buf[:n]...)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return s.memStore.Put(ctx, key, bytes.NewReader(data), md)
+}
+
+// TestUpload_WriteSize: an Upload hands its stored bytes to the store in
+// pieces of UploadWriteSize, not in the compressor's blocks (lz4's 64 KiB)
+// or the envelope's 32 KiB: a store's reads, and a local store's writes,
+// are that large. The object reads back whole.
+func TestUpload_WriteSize(t *testing.T) {
+	ctx := context.Background()
+	plain := make([]byte, 4<<20)
+	rand.New(rand.NewSource(1)).Read(plain) // incompressible: stored as large as plain
+	for _, name := range []string{"lz4", "lz4+enc", "none+enc"} {
+		t.Run(name, func(t *testing.T) {
+			c := codecs(t)[name]
+			st := &readsStore{memStore: newMemStore()}
+			u, err := c.NewUpload(ctx, st, "obj", nil, UploadOptions{Size: int64(len(plain))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := plain; len(p) > 0; p = p[min(len(p), 8192):] {
+				if _, err := u.Write(p[:min(len(p), 8192)]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := u.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if most := int(s.StoredSize/UploadWriteSize) + 1; st.reads > most {
+				t.Errorf("%d stored bytes came in %d reads, want at most %d", s.StoredSize, st.reads, most)
+			}
+			rc, _, err := c.Open(ctx, st, "obj")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("read back %d bytes, %v; want the %d written", len(got), err, len(plain))
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,16 +13,18 @@ import (
 )
 
 // Upload is an object being stored, written as plaintext: Write
-// compresses and encrypts in the caller's goroutine and hands the result
-// through one io.Pipe to Store.Put, which runs in a goroutine the Upload
-// owns. Close stores the object; Abort, or any error, stores nothing.
-// An Upload is not safe for concurrent use.
+// compresses and encrypts in the caller's goroutine and hands the result,
+// in pieces of UploadWriteSize bytes, through one io.Pipe to Store.Put,
+// which runs in a goroutine the Upload owns. Close stores the object;
+// Abort, or any error, stores nothing. An Upload is not safe for
+// concurrent use.
 type Upload struct {
 	key  string
 	meta storage.Metadata
 	size int64 // promised plaintext size, or -1
 
 	pw   *io.PipeWriter
+	bw   *bufio.Writer           // gathers the stored bytes for pw
 	out  *storage.CountingWriter // stored bytes
 	sink io.WriteCloser
 	cw   io.WriteCloser
@@ -60,6 +63,13 @@ type UploadOptions struct {
 	// it, and Size is still the plaintext's size, for the metadata.
 	compressed bool
 }
+
+// UploadWriteSize is how many stored bytes an Upload gathers before it
+// hands them to Store.Put: compressors and the envelope write a block at a
+// time (lz4's 64 KiB blocks compress to a few kB each), and every piece
+// through the pipe costs the two goroutines a hand-over and a local store a
+// write(2). Each Upload holds a buffer of this size.
+const UploadWriteSize = 256 << 10
 
 // MaxStoredSize bounds the stored size of an object of plain bytes of
 // plaintext, whatever its compression and encryption: every compressor
@@ -107,12 +117,14 @@ func (c *Codec) newUpload(ctx context.Context, st storage.Store, store func(cont
 		size = -1
 	}
 	pr, pw := io.Pipe()
+	bw := bufio.NewWriterSize(pw, UploadWriteSize)
 	u := &Upload{
 		key:  key,
 		meta: c.metadata(md, size, enc),
 		size: size,
 		pw:   pw,
-		out:  &storage.CountingWriter{W: pw},
+		bw:   bw,
+		out:  &storage.CountingWriter{W: bw},
 		done: make(chan error, 1),
 		eof:  &eofReader{r: pr},
 		st:   st,
@@ -204,6 +216,11 @@ func (u *Upload) Close() (Stored, error) {
 	}
 	if u.err == nil {
 		if err := u.sink.Close(); err != nil {
+			u.fail(fmt.Errorf("encode: %w", err))
+		}
+	}
+	if u.err == nil {
+		if err := u.bw.Flush(); err != nil {
 			u.fail(fmt.Errorf("encode: %w", err))
 		}
 	}

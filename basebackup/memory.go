@@ -13,12 +13,12 @@ const chunkMemoryBudget = 160 << 20
 
 // chunkMemory estimates the memory one chunk in flight holds: its
 // worker's read buffer and tar batching, its compressor at conc
-// goroutines, the envelope's and the upload pipe's buffers, and upload,
-// the store's own upload buffers for one chunk (storage.UploadMemory:
-// none for local storage; on S3 three parts, 5 MiB each for a chunk of up
-// to 48 GiB).
+// goroutines, the envelope's buffer and the upload's
+// (archive.UploadWriteSize), and upload, the store's own upload buffers
+// for one chunk (storage.UploadMemory: a 256 KiB copy buffer for local
+// storage; on S3 three parts, 5 MiB each for a chunk of up to 48 GiB).
 func chunkMemory(codec *archive.Codec, conc int, upload int64) int64 {
-	return readBufferSize + uploadBufferSize + 128<<10 + compress.WriterMemory(codec.Compression, codec.Level, conc) + upload
+	return readBufferSize + uploadBufferSize + archive.UploadWriteSize + 128<<10 + compress.WriterMemory(codec.Compression, codec.Level, conc) + upload
 }
 
 // fitParallel returns parallel (basebackup_threads, at most

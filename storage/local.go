@@ -339,6 +339,10 @@ func fileHashes(p string, sum []byte) (bool, error) {
 	return bytes.Equal(h.Sum(nil), sum), nil
 }
 
+// localCopyBufferSize is the buffer of writeTemp's copy, the size of its
+// writes.
+const localCopyBufferSize = 256 << 10
+
 // writeTemp copies r into a new fsynced temp file in dir and returns the
 // SHA-256 of the bytes, their count and the file's path. On error it
 // leaves nothing.
@@ -354,7 +358,9 @@ func writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byt
 		}
 	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+	// Large writes: an archive.Upload hands over its stored bytes in
+	// pieces of 256 KiB (io.Copy's own buffer is 32 KiB).
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, r}, make([]byte, localCopyBufferSize))
 	if err != nil {
 		return nil, 0, "", err
 	}

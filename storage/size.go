@@ -32,9 +32,9 @@ type uploadMemorer interface {
 // UploadMemory returns the memory one Put or Create into st holds in the
 // store's own buffers, at most, for an object of at most maxSize bytes
 // (maxSize < 0: unknown, as without WithMaxSize): S3's parts, Azure's
-// blocks, GCS's chunk, Swift's read-ahead. Local and SFTP stores stream
-// and hold nothing to speak of (0). Callers that run many uploads at once
-// count it in their memory budget.
+// blocks, GCS's chunk, Swift's read-ahead, a local store's copy buffer.
+// SFTP streams and holds nothing to speak of (0). Callers that run many
+// uploads at once count it in their memory budget.
 func UploadMemory(st Store, maxSize int64) int64 {
 	if m, ok := st.(uploadMemorer); ok {
 		return m.uploadMemory(maxSize)
@@ -44,6 +44,9 @@ func UploadMemory(st Store, maxSize int64) int64 {
 
 func (r *rateStore) uploadMemory(maxSize int64) int64  { return UploadMemory(r.Store, maxSize) }
 func (r *retryStore) uploadMemory(maxSize int64) int64 { return UploadMemory(r.s, maxSize) }
+
+// uploadMemory is a local store's copy buffer.
+func (l *Local) uploadMemory(int64) int64 { return localCopyBufferSize }
 
 // uploadMemory is Swift's read-ahead: a Put holds at most that much.
 func (s *Swift) uploadMemory(int64) int64 { return int64(s.readAhead) }

@@ -85,8 +85,8 @@ func TestUploadMemory(t *testing.T) {
 	if got := UploadMemory(st, -1); got != 768*mib {
 		t.Errorf("S3, unknown size: UploadMemory = %d, want %d", got, 768*mib)
 	}
-	if got := UploadMemory(WithRetry(NewLocal(t.TempDir()), RetryOptions{}), 256*mib); got != 0 {
-		t.Errorf("local: UploadMemory = %d, want 0", got)
+	if got := UploadMemory(WithRetry(NewLocal(t.TempDir()), RetryOptions{}), 256*mib); got != localCopyBufferSize {
+		t.Errorf("local: UploadMemory = %d, want its copy buffer, %d", got, localCopyBufferSize)
 	}
 	if got := MaxSize(WithMaxSize(ctx, 42)); got != 42 {
 		t.Errorf("MaxSize = %d, want 42", got)
