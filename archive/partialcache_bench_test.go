@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -30,7 +29,6 @@ func BenchmarkPartialCopy(b *testing.B) {
 
 func benchmarkPartialCopy(b *testing.B, alg string, cached bool) {
 	const segSize = 16 << 20
-	ctx := context.Background()
 	a := walTestArchive(b, true)
 	a.Store = discardStore{newMemStore()}
 	a.Codec.Compression = alg
@@ -53,13 +51,7 @@ func benchmarkPartialCopy(b *testing.B, alg string, cached bool) {
 		}
 		appendFile(b, p, full[n-8192:n])
 		b.StartTimer()
-		res, err := a.PutPartialWAL(ctx, p, o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !res.Uploaded {
-			b.Fatalf("copy %d not uploaded", i)
-		}
+		benchPutPartial(b, a, p, o, i)
 		o.StoredPartial = int64(n)
 	}
 }

@@ -275,13 +275,19 @@ func benchmarkPutPartialWAL(b *testing.B, trimmed bool) {
 		}
 		p := writeWALFile(b, dir, name+".partial", data)
 		b.StartTimer()
-		res, err := a.PutPartialWAL(ctx, p, o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !res.Uploaded {
-			b.Fatalf("copy %d not uploaded", i)
-		}
+		benchPutPartial(b, a, p, o, i)
 		stored = int64(len(data))
+	}
+}
+
+// benchPutPartial copies the .partial p with o and fails the benchmark
+// unless this copy, the i-th, was uploaded.
+func benchPutPartial(b *testing.B, a *Archive, p string, o PushOptions, i int) {
+	res, err := a.PutPartialWAL(context.Background(), p, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !res.Uploaded {
+		b.Fatalf("copy %d not uploaded", i)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -41,6 +42,25 @@ func streamBytes(t *testing.T, a Appender) []byte {
 	return bytes.Join(parts, nil)
 }
 
+// forEachAppender runs fn in a subtest for each of appenderCases whose
+// algorithm is one of algs (every case when nil), with a new Appender
+// that is closed after it.
+func forEachAppender(t *testing.T, algs []string, fn func(t *testing.T, alg string, a Appender)) {
+	for _, tc := range appenderCases {
+		if len(algs) > 0 && !slices.Contains(algs, tc.alg) {
+			continue
+		}
+		t.Run(caseName(tc.alg, tc.opts), func(t *testing.T) {
+			a, err := NewAppender(tc.alg, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			fn(t, tc.alg, a)
+		})
+	}
+}
+
 // appenderSteps appends data in pieces of varied sizes (small ones, and
 // ones across snappy's 64 KiB and the blocks of lz4 and zstd) and calls
 // check with the stream after each.
@@ -64,24 +84,17 @@ func appenderSteps(t *testing.T, a Appender, data []byte, check func(n int, stre
 // out) or rejects fails it.
 func TestAppender_EachStreamDecodes(t *testing.T) {
 	data := walLike(3<<20 + 12345)
-	for _, tc := range appenderCases {
-		t.Run(caseName(tc.alg, tc.opts), func(t *testing.T) {
-			a, err := NewAppender(tc.alg, tc.opts)
+	forEachAppender(t, nil, func(t *testing.T, alg string, a Appender) {
+		appenderSteps(t, a, data, func(n int, stream []byte) {
+			got, err := decodeAll(stream, alg)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("after %d bytes: %v", n, err)
 			}
-			defer a.Close()
-			appenderSteps(t, a, data, func(n int, stream []byte) {
-				got, err := decodeAll(stream, tc.alg)
-				if err != nil {
-					t.Fatalf("after %d bytes: %v", n, err)
-				}
-				if !bytes.Equal(got, data[:n]) {
-					t.Fatalf("after %d bytes: the stream decodes to %d bytes, not the %d appended", n, len(got), n)
-				}
-			})
+			if !bytes.Equal(got, data[:n]) {
+				t.Fatalf("after %d bytes: the stream decodes to %d bytes, not the %d appended", n, len(got), n)
+			}
 		})
-	}
+	})
 }
 
 func decodeAll(stream []byte, alg string) ([]byte, error) {
@@ -98,32 +111,22 @@ func decodeAll(stream []byte, alg string) ([]byte, error) {
 // them as complete: the end is what makes the frame whole.
 func TestAppender_FrameEndMatters(t *testing.T) {
 	data := walLike(300 << 10)
-	for _, tc := range appenderCases {
-		if tc.alg != Zstd && tc.alg != LZ4 {
-			continue
+	forEachAppender(t, []string{Zstd, LZ4}, func(t *testing.T, alg string, a Appender) {
+		if err := a.Append(data); err != nil {
+			t.Fatal(err)
 		}
-		t.Run(caseName(tc.alg, tc.opts), func(t *testing.T) {
-			a, err := NewAppender(tc.alg, tc.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			if err := a.Append(data); err != nil {
-				t.Fatal(err)
-			}
-			parts, err := a.Stream()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := decodeAll(parts[0], tc.alg); !errors.Is(err, ErrCorrupt) {
-				t.Errorf("stream without its end: %v, want ErrCorrupt", err)
-			}
-			whole := bytes.Join(parts, nil)
-			if _, err := decodeAll(whole[:len(whole)-1], tc.alg); !errors.Is(err, ErrCorrupt) {
-				t.Errorf("stream one byte short: %v, want ErrCorrupt", err)
-			}
-		})
-	}
+		parts, err := a.Stream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeAll(parts[0], alg); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("stream without its end: %v, want ErrCorrupt", err)
+		}
+		whole := bytes.Join(parts, nil)
+		if _, err := decodeAll(whole[:len(whole)-1], alg); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("stream one byte short: %v, want ErrCorrupt", err)
+		}
+	})
 }
 
 func TestAppender_Unsupported(t *testing.T) {
@@ -185,34 +188,24 @@ func TestAppender_PGHoardReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := walLike(1<<20 + 777)
-	for _, tc := range appenderCases {
-		if tc.alg != Snappy && tc.alg != Zstd {
-			continue
-		}
-		t.Run(caseName(tc.alg, tc.opts), func(t *testing.T) {
-			a, err := NewAppender(tc.alg, tc.opts)
+	forEachAppender(t, []string{Snappy, Zstd}, func(t *testing.T, alg string, a Appender) {
+		step := 0
+		appenderSteps(t, a, data, func(n int, stream []byte) {
+			step++
+			src, dst := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+			if err := os.WriteFile(src, stream, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(py, script, alg, src, dst).CombinedOutput(); err != nil {
+				t.Fatalf("after %d bytes: python: %v\n%s", n, err, out)
+			}
+			got, err := os.ReadFile(dst)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer a.Close()
-			step := 0
-			appenderSteps(t, a, data, func(n int, stream []byte) {
-				step++
-				src, dst := filepath.Join(dir, "in"), filepath.Join(dir, "out")
-				if err := os.WriteFile(src, stream, 0o600); err != nil {
-					t.Fatal(err)
-				}
-				if out, err := exec.Command(py, script, tc.alg, src, dst).CombinedOutput(); err != nil {
-					t.Fatalf("after %d bytes: python: %v\n%s", n, err, out)
-				}
-				got, err := os.ReadFile(dst)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(got, data[:n]) {
-					t.Fatalf("after %d bytes: python decodes %d bytes, not the %d appended", n, len(got), n)
-				}
-			})
+			if !bytes.Equal(got, data[:n]) {
+				t.Fatalf("after %d bytes: python decodes %d bytes, not the %d appended", n, len(got), n)
+			}
 		})
-	}
+	})
 }

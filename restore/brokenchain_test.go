@@ -31,26 +31,14 @@ func TestRun_IncrementalBrokenChainFallback(t *testing.T) {
 		t.Skip("real cluster")
 	}
 	const major = 17
-	walDir := pgtest.TempDir(t)
-	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{
-		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
-	}})
-	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	src, walDir, a := incrSource(t, major)
 	src.Exec(t, "create table t (id int primary key, v text)")
 	src.Exec(t, "insert into t select i, 'first' from generate_series(1, 5000) i")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
 	take := func(incremental bool) *archive.BackupInfo {
 		t.Helper()
-		b, err := basebackup.Run(ctx, basebackup.Options{
-			ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
-			Mode: basebackup.ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-		if err != nil {
-			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
-		}
-		return b
+		return takeBackup(ctx, t, src, a, basebackup.ModeStream, incremental)
 	}
 	full := take(false)
 	src.Exec(t, "insert into t select i, 'second' from generate_series(5001, 6000) i")

@@ -63,6 +63,34 @@ func checkRestored(t *testing.T, c *pgtest.Cluster, want map[string]string) {
 	}
 }
 
+// incrSource starts a PostgreSQL major that summarizes its WAL (for
+// incremental backups) and archives it to walDir, with pgbench's tables at
+// scale 1, and an archive in memory for its backups.
+func incrSource(t *testing.T, major int) (src *pgtest.Cluster, walDir string, a *archive.Archive) {
+	t.Helper()
+	walDir = pgtest.TempDir(t)
+	src = pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{
+		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
+	}})
+	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	a = &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	return src, walDir, a
+}
+
+// takeBackup takes a backup of src into a, in mode, incremental on the
+// newest one when incremental is set.
+func takeBackup(ctx context.Context, t *testing.T, src *pgtest.Cluster, a *archive.Archive, mode basebackup.Mode, incremental bool) *archive.BackupInfo {
+	t.Helper()
+	b, err := basebackup.Run(ctx, basebackup.Options{
+		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
+		Mode: mode, PGData: src.DataDir, Incremental: incremental, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatalf("basebackup (incremental %v): %v", incremental, err)
+	}
+	return b
+}
+
 // TestRun_IncrementalChain takes a full backup of a real PostgreSQL 17
 // (BASE_BACKUP) and 18 (local-tar), changes rows (updates, a table dropped, one created, one shrunk by
 // VACUUM), takes an incremental backup, changes more, takes a second
@@ -77,11 +105,7 @@ func TestRun_IncrementalChain(t *testing.T) {
 }
 
 func testIncrementalChain(t *testing.T, major int) {
-	walDir := pgtest.TempDir(t)
-	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{
-		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
-	}})
-	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	src, walDir, a := incrSource(t, major)
 	src.Exec(t, "create table t (id int primary key, v text)")
 	src.Exec(t, "insert into t select i, repeat('x', 100) from generate_series(1, 20000) i")
 	src.Exec(t, "create table shrunk (id int primary key, v text)")
@@ -89,7 +113,6 @@ func testIncrementalChain(t *testing.T, major int) {
 	src.Exec(t, "create table dropme as select generate_series(1, 10000) as i")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
 	// The full backup reads the data directory (local-tar, with hoard's
 	// own backup_manifest) on 18, and is BASE_BACKUP's on 17: both serve
 	// as parents.
@@ -99,14 +122,7 @@ func testIncrementalChain(t *testing.T, major int) {
 		if !incremental && major == 18 {
 			mode = basebackup.ModeLocal
 		}
-		b, err := basebackup.Run(ctx, basebackup.Options{
-			ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
-			Mode: mode, PGData: src.DataDir, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-		if err != nil {
-			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
-		}
-		return b
+		return takeBackup(ctx, t, src, a, mode, incremental)
 	}
 	full := take(false)
 	if full.Parent != "" {
