@@ -48,7 +48,7 @@ func TestFitParallel(t *testing.T) {
 // On S3 the budget counts each chunk's upload buffers: a chunk of the
 // default size, or of PGHoard's 2 GiB, gets 5 MiB parts (about 15 MiB
 // held per upload, not the 768 MiB of an object of unknown size), so
-// lz4 keeps 10 workers of 64 within the budget, and a store that streams
+// lz4 keeps 9 workers of 64 within the budget, and a store that streams
 // (local) keeps all 64.
 func TestFitParallelUploadMemory(t *testing.T) {
 	ctx := context.Background()
