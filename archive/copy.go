@@ -310,7 +310,9 @@ func (c *copier) copy(ctx context.Context, ob storage.Object, target string, log
 		out.err = fmt.Errorf("open source: %w", err)
 		return out
 	}
-	if src.Metadata[MetaEncryptionKeyID] == "" && c.o.From.Codec != nil {
+	// A delta backup's reference list is plaintext by design, and
+	// authenticated by its MAC, not by encryption.
+	if src.Metadata[MetaEncryptionKeyID] == "" && c.o.From.Codec != nil && src.Metadata[MetaFormat] != FormatDeltaRefs {
 		if err := c.o.From.Codec.checkEncrypted(ob.Key, src.Changed); err != nil {
 			rc.Close()
 			out.err = err

@@ -76,7 +76,9 @@ func isDelta(format string) bool { return format == FormatDeltaV1 || format == F
 // planDelta adds to plan the delta objects of a's own store that no kept
 // backup refers to. It deletes nothing when it cannot know every
 // reference: a damaged backup, or a kept delta backup whose manifest
-// cannot be read (it needs the private key), stops it with a note. And
+// cannot be read, stops it with a note. Where this site has no private
+// key for a manifest, the backup's reference list (ReadDeltaRefs) stands
+// in for it, and must verify. And
 // it deletes nothing while a delta backup may be running, because a
 // running PGHoard delta backup uploads its objects before its control
 // object and reuses, without uploading again, every object an existing
@@ -113,12 +115,30 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 	if damaged > 0 {
 		return skip("a damaged backup may refer to them")
 	}
-	refs := func(b *BackupInfo) (map[string]int64, error) {
+	// refs reads a backup's references from its manifest, or, when this
+	// site has no private key for it, from its reference list
+	// (ReadDeltaRefs), which must verify.
+	refs := func(b *BackupInfo) (map[string]bool, error) {
 		m, err := a.readManifest(ctx, b.Key)
+		if errors.Is(err, ErrNoPrivateKey) {
+			r, lerr := a.ReadDeltaRefs(ctx, b.Name)
+			if lerr != nil {
+				return nil, &sealedRefsError{manifest: err, list: lerr}
+			}
+			return r, nil
+		}
 		if err != nil {
 			return nil, err
 		}
-		return DeltaRefs(m)
+		r, err := DeltaRefs(m)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]bool, len(r))
+		for d := range r {
+			out[d] = true
+		}
+		return out, nil
 	}
 	kept := map[string]bool{}
 	for _, k := range plan.Keep {
@@ -126,13 +146,16 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 			continue
 		}
 		r, err := refs(k.Backup)
-		if errors.Is(err, ErrNoPrivateKey) {
-			// The manifest, encrypted, is the only list of the objects a
-			// delta backup refers to (PGHoard's and hoard's alike): none
-			// can be known unreferenced without it.
-			return skip(fmt.Sprintf("kept delta backup %s lists the delta objects it refers to only in its encrypted manifest, and this site has no private key for it (%v): run retention where the private key is configured to delete unreferenced delta objects", k.Backup.Name, err))
-		}
-		if err != nil {
+		var se *sealedRefsError
+		switch {
+		case errors.As(err, &se) && errors.Is(se.list, ErrNoDeltaRefs):
+			// The manifest, encrypted, is then the only list of the
+			// objects the backup refers to (PGHoard's, an older
+			// hoard's): none can be known unreferenced without it.
+			return skip(fmt.Sprintf("kept delta backup %s lists the delta objects it refers to only in its encrypted manifest (it has no reference list: a PGHoard backup, an older hoard's, or its list was removed), and this site has no private key for it (%v): run retention where the private key is configured to delete unreferenced delta objects", k.Backup.Name, se.manifest))
+		case errors.As(err, &se):
+			return skip(fmt.Sprintf("the reference list of kept delta backup %s does not verify (%v): it may have been altered by someone with write access to the bucket; its manifest is encrypted and this site has no private key for it (%v)", k.Backup.Name, se.list, se.manifest))
+		case err != nil:
 			return skip(fmt.Sprintf("the manifest of kept backup %s cannot be read (retention needs it to know which delta objects it refers to): %v", k.Backup.Name, err))
 		}
 		for d := range r {
@@ -195,3 +218,9 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 	}
 	return nil
 }
+
+// sealedRefsError is a delta backup whose manifest this site cannot
+// decrypt and whose reference list is missing or does not verify.
+type sealedRefsError struct{ manifest, list error }
+
+func (e *sealedRefsError) Error() string { return fmt.Sprintf("%v; %v", e.manifest, e.list) }

@@ -156,6 +156,78 @@ func TestArchive_ApplyRetentionDelta(t *testing.T) {
 			t.Errorf("%d delta objects after retention, want all 4 kept", n)
 		}
 	})
+	// With reference lists (which hoard's delta backups of an encrypting
+	// site store), the public key alone is enough: the plan deletes what
+	// it deletes with the private key. A kept backup whose list is
+	// altered, another backup's, or missing makes it delete none, naming
+	// the backup.
+	t.Run("PublicKeyOnlyRefs", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			tamper func(t *testing.T, a *Archive, kept, deleted string)
+			want   []string // delta objects planned; nil: none, and DeltaKept says why
+			why    string
+		}{
+			{name: "OK", want: []string{digest('a'), digest('d')}},
+			{name: "ErrStruck", why: "does not verify", tamper: func(t *testing.T, a *Archive, kept, _ string) {
+				// Someone with bucket access strikes C from the kept
+				// backup's list, keeping its MAC.
+				editRefs(t, a, kept, func(l *deltaRefList) { l.Digests = []string{digest('b')} })
+			}},
+			{name: "ErrOtherBackups", why: "does not verify", tamper: func(t *testing.T, a *Archive, kept, deleted string) {
+				// The deleted backup's list (A, B), valid, copied over the
+				// kept one's.
+				editRefs(t, a, kept, func(l *deltaRefList) {
+					var o deltaRefList
+					readRefsJSON(t, a, deleted, &o)
+					*l = o
+				})
+			}},
+			{name: "ErrRemoved", why: "no reference list", tamper: func(t *testing.T, a *Archive, kept, _ string) {
+				if err := a.Store.Delete(context.Background(), a.Layout.DeltaRefsKey(kept)); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				a, _, _ := setup(t)
+				d1, d2 := name(72*time.Hour), name(48*time.Hour)
+				for n, ds := range map[string][]string{d1: {digest('a'), digest('b')}, d2: {digest('b'), digest('c')}} {
+					if err := a.StoreDeltaRefs(ctx, n, ds); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if tc.tamper != nil {
+					tc.tamper(t, a, d2, d1)
+				}
+				full := a.Codec
+				a.Codec = &Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, RequireEncryption: true}
+				plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var planned []string
+				for _, d := range plan.Delta {
+					planned = append(planned, strings.TrimPrefix(d.Key, a.Layout.Dir(DeltaDir)))
+				}
+				if diff := cmp.Diff(tc.want, planned); diff != "" {
+					t.Fatalf("delta objects planned (-want +got):\n%s\nnotes %q", diff, plan.Notes)
+				}
+				if tc.want == nil && (!strings.Contains(plan.DeltaKept, d2) || !strings.Contains(plan.DeltaKept, tc.why)) {
+					t.Errorf("DeltaKept %q: want it to name %s and say %q", plan.DeltaKept, d2, tc.why)
+				}
+				if tc.want != nil && plan.DeltaKept != "" {
+					t.Errorf("DeltaKept %q", plan.DeltaKept)
+				}
+				if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+					t.Fatal(err)
+				}
+				if n := len(deltaKeysOf(t, a)); n != 4-len(tc.want) {
+					t.Errorf("%d delta objects after retention, want %d", n, 4-len(tc.want))
+				}
+			})
+		}
+	})
 	t.Run("BackupRunning", func(t *testing.T) {
 		a, _, _ := setup(t)
 		putDelta(t, a, digest('e'))
@@ -181,4 +253,37 @@ func deltaKeysOf(t *testing.T, a *Archive) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// readRefsJSON reads backup name's stored reference list into l.
+func readRefsJSON(t *testing.T, a *Archive, name string, l *deltaRefList) {
+	t.Helper()
+	rc, _, err := a.Store.Open(context.Background(), a.Layout.DeltaRefsKey(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := json.NewDecoder(rc).Decode(l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// editRefs rewrites backup name's reference list with edit, as someone
+// with write access to the bucket but no key can.
+func editRefs(t *testing.T, a *Archive, name string, edit func(*deltaRefList)) {
+	t.Helper()
+	var l deltaRefList
+	readRefsJSON(t, a, name, &l)
+	edit(&l)
+	js, err := json.Marshal(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := a.Layout.DeltaRefsKey(name)
+	if err := a.Store.Delete(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.Put(context.Background(), k, bytes.NewReader(js), storage.Metadata{MetaFormat: FormatDeltaRefs}); err != nil {
+		t.Fatal(err)
+	}
 }

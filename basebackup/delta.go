@@ -49,7 +49,9 @@ const DefaultDeltaMinFileSize = 10 << 20
 // the two reads is stored as it was at the second, and no object is ever
 // stored under a name its bytes do not have, even for a moment. Before
 // the control object is stored, every reused object is checked to exist
-// still.
+// still, and, in a site that encrypts, the backup's reference list is
+// stored (archive.Archive.StoreDeltaRefs), which retention reads where it
+// has only the public key.
 
 // deltaBackup is what a delta backup adds to a local one.
 type deltaBackup struct {

@@ -434,56 +434,166 @@ func TestRunDelta_Tablespace(t *testing.T) {
 }
 
 // TestRunDelta_RetentionPublicKeyOnly: a daemon holding only the public
-// key takes delta backups, but cannot read their encrypted manifests,
-// the only lists of the delta objects they refer to: its retention
-// deletes the older backup and no delta object, says why, and the kept
-// backup restores.
+// key takes three delta backups; each stores its reference list. A list
+// struck by someone with bucket access (the MAC kept), or removed (as a
+// PGHoard backup, or an older hoard's, has none), makes retention with
+// the public key only delete no delta object, naming the backup. With
+// the lists intact it deletes the first backup and exactly the delta
+// objects only that backup refers to (as read from the manifests with
+// the private key), and both kept backups restore with the source's rows.
 func TestRunDelta_RetentionPublicKeyOnly(t *testing.T) {
-	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	for _, major := range pgtest.Versions() {
+		t.Run(strconv.Itoa(major), func(t *testing.T) {
+			testRunDeltaRetentionPublicKeyOnly(t, major)
+		})
+	}
+}
+
+func testRunDeltaRetentionPublicKeyOnly(t *testing.T, major int) {
 	ctx := testContext(t)
 	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
 	c.Exec(t, "create table t as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
 	c.Exec(t, "checkpoint")
 	a := encryptedArchive(t, compress.Zstd)
 	full := a.Codec
-	a.Codec = &archive.Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, RequireEncryption: true, Host: full.Host}
+	pub := &archive.Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, RequireEncryption: true, Host: full.Host}
+	a.Codec = pub
 	opts := Options{
 		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
 		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 	}
-	b1, err := Run(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
+	var bs []*archive.BackupInfo
+	for i, upd := range []string{"", "update t set h = 'changed' where i % 3 = 0", "update t set h = 'again' where i % 5 = 0"} {
+		if upd != "" {
+			c.Exec(t, upd)
+			c.Exec(t, "checkpoint")
+		}
+		b, err := Run(ctx, opts)
+		if err != nil {
+			t.Fatalf("backup %d: %v", i+1, err)
+		}
+		bs = append(bs, b)
 	}
-	c.Exec(t, "update t set h = 'changed' where i % 3 = 0")
-	c.Exec(t, "checkpoint")
-	b2, err := Run(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
+	// What each backup refers to, from its manifest (the private key).
+	a.Codec = full
+	refs := make([]map[string]bool, len(bs))
+	for i, b := range bs {
+		refs[i] = map[string]bool{}
+		for _, f := range deltaFiles(t, a, b) {
+			if f.Hexdigest != "" {
+				refs[i][a.Layout.DeltaKey(f.Hexdigest)] = true
+			}
+		}
 	}
+	a.Codec = pub
+	var want []string
+	for k := range refs[0] {
+		if !refs[1][k] && !refs[2][k] {
+			want = append(want, k)
+		}
+	}
+	slices.Sort(want)
+	if len(want) == 0 {
+		t.Fatal("the first backup has no delta object of its own: the test proves nothing")
+	}
+	policy := archive.RetentionPolicy{MaxCount: 2}
+	at := time.Now().Add(48 * time.Hour)
+	listKey := a.Layout.DeltaRefsKey(bs[2].Name)
+	orig := readAll(t, a, listKey)
+	replace := func(body []byte) {
+		t.Helper()
+		if err := a.Store.Delete(ctx, listKey); err != nil {
+			t.Fatal(err)
+		}
+		if body != nil {
+			if err := a.Store.Put(ctx, listKey, strings.NewReader(string(body)), storage.Metadata{archive.MetaFormat: archive.FormatDeltaRefs}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	planNone := func(why string) {
+		t.Helper()
+		plan, err := a.PlanRetention(ctx, policy, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Delete) != 1 || plan.Delete[0].Backup.Name != bs[0].Name || len(plan.Delta) != 0 {
+			t.Errorf("%s: retention deletes %d backups and %d delta objects; want %s and none", why, len(plan.Delete), len(plan.Delta), bs[0].Name)
+		}
+		if !strings.Contains(plan.DeltaKept, bs[2].Name) || !strings.Contains(plan.DeltaKept, why) {
+			t.Errorf("DeltaKept %q: want it to name %s and say %q", plan.DeltaKept, bs[2].Name, why)
+		}
+	}
+	// Struck: one of the kept backup's own objects (one the first backup
+	// shares, or the plan would not delete it anyway) removed from the
+	// list, its MAC left as it was.
+	var shared string
+	for k := range refs[2] {
+		if refs[0][k] && !refs[1][k] {
+			shared = strings.TrimPrefix(k, a.Layout.Dir(archive.DeltaDir))
+		}
+	}
+	if shared == "" {
+		for k := range refs[2] {
+			shared = strings.TrimPrefix(k, a.Layout.Dir(archive.DeltaDir))
+		}
+	}
+	struck := strings.Replace(strings.Replace(string(orig), `"`+shared+`",`, "", 1), `,"`+shared+`"`, "", 1)
+	if struck == string(orig) {
+		t.Fatalf("%s not in the list %s", shared, orig)
+	}
+	replace([]byte(struck))
+	planNone("does not verify")
+	replace(nil)
+	planNone("no reference list")
+	replace(orig)
+
 	before := deltaObjectsOf(t, a)
-	plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now().Add(48*time.Hour))
+	plan, err := a.PlanRetention(ctx, policy, at)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plan.Delete) != 1 || plan.Delete[0].Backup.Name != b1.Name || len(plan.Delta) != 0 {
-		t.Errorf("retention with the public key only deletes %+v and %d delta objects; want %s and none", plan.Delete, len(plan.Delta), b1.Name)
+	var planned []string
+	for _, d := range plan.Delta {
+		planned = append(planned, d.Key)
 	}
-	if !strings.Contains(plan.DeltaKept, b2.Name) || !strings.Contains(plan.DeltaKept, "no private key") {
-		t.Errorf("DeltaKept %q does not say why", plan.DeltaKept)
+	slices.Sort(planned)
+	if !slices.Equal(planned, want) || plan.DeltaKept != "" {
+		t.Fatalf("retention with the public key only deletes delta objects %v, want %v (only %s refers to them); DeltaKept %q", planned, want, bs[0].Name, plan.DeltaKept)
 	}
 	if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	if after := deltaObjectsOf(t, a); len(after) != len(before) {
-		t.Errorf("%d delta objects after retention, %d before", len(after), len(before))
+	after := deltaObjectsOf(t, a)
+	for k := range before {
+		if _, ok := after[k]; ok == slices.Contains(want, k) {
+			t.Errorf("%s: kept %v after retention", k, ok)
+		}
 	}
 	a.Codec = full
-	want := tableDigests(t, c, "t")
+	wantRows := tableDigests(t, c, "t")
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
-	r := restoreDeltaBackup(t, a, b2.Name, major, walDir)
-	if got := tableDigests(t, r, "t"); got["t"] != want["t"] {
-		t.Errorf("restored %v, want %v", got, want)
+	for _, b := range bs[1:] {
+		r := restoreDeltaBackup(t, a, b.Name, major, walDir)
+		if got := tableDigests(t, r, "t"); got["t"] != wantRows["t"] {
+			t.Errorf("restored %s: %v, want %v", b.Name, got, wantRows)
+		}
+		r.Stop(t)
 	}
+}
+
+// readAll reads an object's stored bytes.
+func readAll(t testing.TB, a *archive.Archive, key string) []byte {
+	t.Helper()
+	rc, _, err := a.Store.Open(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -373,6 +373,18 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	if oc.pgManifest, err = pgManifest(l.srv.version, l.srv.systemID, pgFiles, ranges); err != nil {
 		return nil, err
 	}
+	if dr != nil {
+		// The list of the delta objects it refers to, which retention
+		// reads where it has only the public key, goes before the
+		// control object: a listed backup has its list.
+		var digests []string
+		for _, h := range dr.manifest.SnapshotResult.Hashes {
+			digests = append(digests, h.Hexdigest)
+		}
+		if err := o.Archive.StoreDeltaRefs(ctx, l.name, digests); err != nil {
+			return nil, fmt.Errorf("basebackup: %w", err)
+		}
+	}
 	info, err := storeControl(ctx, o, log, oc)
 	if err != nil {
 		return nil, err
