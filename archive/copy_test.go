@@ -364,3 +364,27 @@ func checkChunkFailed(t *testing.T, res CopyResult, chunk string, plain int) {
 		t.Fatalf("Copy = %+v; want %q failed and the rest copied", res, want)
 	}
 }
+
+// TestCopy_DeltaRefs: a delta backup's reference list, plaintext by
+// design in a site whose codec refuses unencrypted objects, is copied and
+// still verifies in the target (same key).
+func TestCopy_DeltaRefs(t *testing.T) {
+	ctx := context.Background()
+	src, _ := copySource(t)
+	src.Codec.RequireEncryption = true
+	if err := src.StoreDeltaRefs(ctx, "2024-01-02_10-00_0", []string{digest('a')}); err != nil {
+		t.Fatal(err)
+	}
+	dst := copyTarget("dst", src.Codec.PrivateKeys)
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failed)+len(res.Conflicts) != 0 {
+		t.Fatalf("copy: %+v", res)
+	}
+	refs, err := dst.ReadDeltaRefs(ctx, "2024-01-02_10-00_0")
+	if err != nil || !refs[digest('a')] || len(refs) != 1 {
+		t.Errorf("copied list: %v, %v", refs, err)
+	}
+}

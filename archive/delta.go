@@ -189,7 +189,7 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 	busy := ""
 	err = a.Store.List(ctx, bundles, func(o storage.Object) error {
 		folder, _, ok := strings.Cut(strings.TrimPrefix(o.Key, bundles), "/")
-		if ok && !listed[folder] && recent(o.Modified) && busy == "" {
+		if ok && !listed[folder] && folder != deltaRetentionFolder && recent(o.Modified) && busy == "" {
 			busy = o.Key
 		}
 		return nil

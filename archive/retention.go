@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -776,11 +777,43 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		l.Info().Str("key", o.Folder).Int("objects", len(o.Keys)).
 			Str("reason", o.Reason).Msg("deleted orphaned chunk folder")
 	}
+	if len(plan.Delta) == 0 {
+		return res, nil
+	}
 	// Delta objects last: they were planned from the backups listed
-	// before, and a backup deleted above no longer refers to them.
+	// before, and a backup deleted above no longer refers to them. A
+	// backup the plan did not see may reuse them: see deltamark.go.
 	for _, d := range plan.Delta {
 		if d.Site != "" && d.Site != a.Site || !strings.HasPrefix(d.Key, a.Layout.Dir(DeltaDir)) {
 			return res, fmt.Errorf("retention plan deletes delta object %s of site %s, outside %s", d.Key, d.Site, a.Layout.Dir(DeltaDir))
+		}
+	}
+	marker := a.Layout.deltaRetentionDir() + fmt.Sprintf("%d-%d", time.Now().UnixNano(), os.Getpid())
+	// Taken before the marker is stored, so that a backup that sees it
+	// sees it no earlier than this.
+	marked := time.Now()
+	if _, err := a.putMarker(ctx, marker); err != nil {
+		return res, err
+	}
+	defer func() {
+		if err := a.Store.Delete(context.WithoutCancel(ctx), marker); err != nil {
+			log.Warn().Err(err).Str("key", marker).Msg("retention marker not deleted (a later run deletes it)")
+		}
+	}()
+	unseen, err := a.deltaUnseen(ctx, plan)
+	if err != nil {
+		return res, err
+	}
+	if unseen != "" {
+		log.Info().Str("key", unseen).Int("objects", len(plan.Delta)).
+			Msg("retention: no delta object deleted: a backup the plan did not see may reuse them")
+		return res, nil
+	}
+	for _, d := range plan.Delta {
+		if time.Since(marked) > DeltaDeleteWindow {
+			log.Warn().Int("left", len(plan.Delta)-res.Delta).Dur("window", DeltaDeleteWindow).
+				Msg("retention: delta objects left for the next run: their deletion took longer than its window")
+			break
 		}
 		if err := a.Store.Delete(ctx, d.Key); err != nil {
 			return res, fmt.Errorf("delete delta object %s: %w", d.Key, err)

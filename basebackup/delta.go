@@ -97,6 +97,13 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	if err := os.MkdirAll(l.o.TempDir, 0o700); err != nil {
 		return nil, fmt.Errorf("basebackup: delta objects are staged in %s: %w", l.o.TempDir, err)
 	}
+	// The marker first, before any delta object is looked for: a
+	// retention run that has not seen this backup then deletes none
+	// (archive/deltamark.go).
+	marked, err := l.o.Archive.MarkDeltaRunning(ctx, l.name)
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: %w", err)
+	}
 	dr := &deltaResult{manifest: &archive.DeltaManifest{}}
 	dm := dr.manifest
 	dm.Start = archive.LabelTime{Time: began.UTC()}
@@ -146,6 +153,11 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	}
 	files, err := l.deltaObjects(ctx, large)
 	if err != nil {
+		return nil, err
+	}
+	// A reused object deleted meanwhile, by a retention run that
+	// planned before this backup began, would leave it unrestorable.
+	if err := l.settleReused(ctx, marked, files); err != nil {
 		return nil, err
 	}
 	dr.bundles = bundles
@@ -201,11 +213,6 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 		dr.plain += int64(len(data))
 		dr.stored += int64(len(data))
 		l.read.Add(int64(len(data)))
-	}
-	// A reused object deleted meanwhile (by a retention run that did not
-	// see this backup) would leave the backup unrestorable.
-	if err := l.recheckReused(ctx, files); err != nil {
-		return nil, err
 	}
 	dm.SnapshotResult.End = archive.LabelTime{Time: time.Now().UTC()}
 	dm.SnapshotResult.Files = len(st.Files)
@@ -461,22 +468,56 @@ func (w *worker) hashFile(e *entry, sum hash.Hash) (crc uint32, gone bool, err e
 	return crc, false, nil
 }
 
-// recheckReused checks that every delta object the backup reuses still
-// exists.
-func (l *localBackup) recheckReused(ctx context.Context, files []*deltaFileResult) error {
-	seen := map[string]bool{}
+// settleReused makes sure that every delta object the backup reuses
+// exists once no retention run can delete it any more: it waits while a
+// retention run that may not have seen this backup's marker can still be
+// deleting (archive.Archive.WaitDeltaRetention), then checks each reused
+// object again and stores again, from the file, any that went. A file
+// whose bytes changed since it was hashed fails the backup: the digest
+// its manifest entry, page checks and backup_manifest CRC were made
+// from is no longer what the file holds. From then on retention sees
+// this backup's marker, until its control object is listed.
+func (l *localBackup) settleReused(ctx context.Context, marked time.Time, files []*deltaFileResult) error {
 	a := l.o.Archive
+	err := a.WaitDeltaRetention(ctx, marked, time.Second, func(key string) {
+		l.log.Info().Str("key", key).Msg("a retention run may be deleting delta objects: waiting for it before checking the reused ones")
+		if l.o.retentionWait != nil {
+			l.o.retentionWait(key)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("basebackup: %w", err)
+	}
+	done := map[string]bool{}
+	var w *worker
 	for _, f := range files {
-		if f.gone || !f.reused || seen[f.digest] {
+		if f.gone || !f.reused || done[f.digest] {
 			continue
 		}
-		seen[f.digest] = true
+		done[f.digest] = true
 		key := a.Layout.DeltaKey(f.digest)
-		if _, err := a.Store.Stat(ctx, key); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				return fmt.Errorf("basebackup: delta object %s, which this backup reuses for %s, was deleted while it ran (by a retention run that did not see it?): take the backup again", key, f.e.name())
-			}
+		_, err := a.Store.Stat(ctx, key)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+		}
+		if w == nil {
+			w = &worker{l: l, buf: make([]byte, readBufferSize)}
+		}
+		n, err := w.storeNew(ctx, f.e)
+		if err != nil {
+			return err
+		}
+		if n.gone || n.digest != f.digest {
+			return fmt.Errorf("basebackup: delta object %s, which this backup reuses for %s, was deleted while it ran, and the file has changed since: take the backup again", key, f.e.name())
+		}
+		l.log.Info().Str("key", key).Str("file", f.e.name()).Msg("delta object deleted while the backup ran: stored again")
+		for _, g := range files {
+			if !g.gone && g.digest == f.digest {
+				g.reused, g.stored = n.reused, n.stored
+			}
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,6 +258,161 @@ func TestRunDelta_RetentionConcurrent(t *testing.T) {
 	if err != nil || string(data) != strings.Repeat("a", 300<<10) {
 		t.Errorf("restored blob: %d bytes, %v", len(data), err)
 	}
+}
+
+// TestRunDelta_RetentionRace: a retention run planned before a delta
+// backup started (so it did not see it) deletes delta objects while the
+// backup runs. The backup needs an object only the backup retention
+// deletes refers to (a file whose bytes came back), and decides to reuse
+// it. BeforeControl: the run's deletions come after the backup checked
+// its reused objects, just before its control object: retention finds the
+// running backup's marker and deletes no delta object. DeleteInFlight: the
+// run had already checked for running backups and is deleting that very
+// object when the backup looks: the backup waits for the run, finds the
+// object gone, and stores it again. Either way the object exists after
+// both, and the backup restores with the file's bytes and the table's rows.
+func TestRunDelta_RetentionRace(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(strconv.Itoa(major), func(t *testing.T) {
+			testRunDeltaRetentionRace(t, major)
+		})
+	}
+}
+
+// gateDelete is a store whose delete of key, once entered (reported on
+// entered), waits for gate to close.
+type gateDelete struct {
+	storage.Store
+	key     string
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (s gateDelete) Delete(ctx context.Context, key string) error {
+	if key == s.key {
+		close(s.entered)
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+func testRunDeltaRetentionRace(t *testing.T, major int) {
+	ctx := testContext(t)
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
+	c.Exec(t, "create table t as select g as i, md5(g::text) as h from generate_series(1, 5000) g")
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	write := func(b byte) {
+		t.Helper()
+		if err := os.WriteFile(blob, []byte(strings.Repeat(string(b), 300<<10)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Chown(t, blob)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	// setup takes b0 (blob a, object x) and b1 (blob b), puts a back, and
+	// plans retention (basebackup_count 1): b0 and x go.
+	setup := func(t *testing.T) (*archive.Archive, Options, string, archive.RetentionPlan) {
+		a := encryptedArchive(t, compress.Zstd)
+		opts := Options{
+			ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+			Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(), Logger: log,
+		}
+		write('a')
+		b0, err := Run(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := a.Layout.DeltaKey(deltaFiles(t, a, b0)["hoard_test_blob"].Hexdigest)
+		write('b')
+		if _, err := Run(ctx, opts); err != nil {
+			t.Fatal(err)
+		}
+		write('a')
+		plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(plan.Delta, func(d archive.DeltaDeletion) bool { return d.Key == x }) {
+			t.Fatalf("the plan does not delete %s: %+v, notes %q", x, plan.Delta, plan.Notes)
+		}
+		return a, opts, x, plan
+	}
+	check := func(t *testing.T, a *archive.Archive, b *archive.BackupInfo, x string) {
+		t.Helper()
+		if got := a.Layout.DeltaKey(deltaFiles(t, a, b)["hoard_test_blob"].Hexdigest); got != x {
+			t.Errorf("the blob's bytes came back as %s, want %s", got, x)
+		}
+		if _, err := a.Store.Stat(ctx, x); err != nil {
+			t.Fatalf("%s, which backup %s refers to: %v", x, b.Name, err)
+		}
+		want := tableDigests(t, c, "t")
+		archivetest.StoreArchivedWAL(t, c, walDir, a)
+		r := restoreDeltaBackup(t, a, b.Name, major, walDir)
+		data, err := os.ReadFile(filepath.Join(r.DataDir, "hoard_test_blob"))
+		if err != nil || string(data) != strings.Repeat("a", 300<<10) {
+			t.Errorf("restored blob: %d bytes, %v", len(data), err)
+		}
+		if got := tableDigests(t, r, "t"); got["t"] != want["t"] {
+			t.Errorf("restored %v, want %v", got, want)
+		}
+		r.Stop(t)
+	}
+	t.Run("BeforeControl", func(t *testing.T) {
+		a, opts, x, plan := setup(t)
+		var res archive.RetentionResult
+		opts.beforeControl = func() {
+			var err error
+			if res, err = a.ApplyRetention(ctx, plan, log); err != nil {
+				t.Error(err)
+			}
+		}
+		c.Exec(t, "update t set h = 'before control' where i % 4 = 0")
+		b2, err := Run(ctx, opts)
+		if err != nil {
+			t.Fatalf("backup during retention: %v", err)
+		}
+		if res.Backups != 1 || res.Delta != 0 {
+			t.Errorf("retention deleted %d backups and %d delta objects, want 1 and none", res.Backups, res.Delta)
+		}
+		check(t, a, b2, x)
+	})
+	t.Run("DeleteInFlight", func(t *testing.T) {
+		a, opts, x, plan := setup(t)
+		g := gateDelete{Store: a.Store, key: x, entered: make(chan struct{}), gate: make(chan struct{})}
+		ra := *a
+		ra.Store = g
+		done := make(chan error, 1)
+		go func() {
+			_, err := ra.ApplyRetention(ctx, plan, log)
+			done <- err
+		}()
+		select {
+		case <-g.entered:
+		case err := <-done:
+			t.Fatalf("retention did not delete %s: %v", x, err)
+		}
+		var once sync.Once
+		open := func() { once.Do(func() { close(g.gate) }) }
+		waited := false
+		opts.retentionWait = func(string) { waited = true; open() }
+		c.Exec(t, "update t set h = 'in flight' where i % 6 = 0")
+		b2, err := Run(ctx, opts)
+		open()
+		if rerr := <-done; rerr != nil {
+			t.Fatal(rerr)
+		}
+		if err != nil {
+			t.Fatalf("backup during retention: %v", err)
+		}
+		if !waited {
+			t.Error("the backup did not wait for the retention run")
+		}
+		check(t, a, b2, x)
+	})
 }
 
 // noDeltaDelete is a store whose deletes of delta objects fail, as if

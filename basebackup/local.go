@@ -373,6 +373,9 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	if oc.pgManifest, err = pgManifest(l.srv.version, l.srv.systemID, pgFiles, ranges); err != nil {
 		return nil, err
 	}
+	if dr != nil && o.beforeControl != nil {
+		o.beforeControl()
+	}
 	if dr != nil {
 		// The list of the delta objects it refers to, which retention
 		// reads where it has only the public key, goes before the
@@ -388,6 +391,15 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	info, err := storeControl(ctx, o, log, oc)
 	if err != nil {
 		return nil, err
+	}
+	if dr != nil {
+		// Listed now: retention sees what it refers to. A marker left
+		// behind (the delete failed) is harmless: retention takes only
+		// the folders of unlisted backups for running ones, and
+		// CheckBackupSealed does not count it as a chunk.
+		if err := o.Archive.UnmarkDeltaRunning(ctx, l.name); err != nil {
+			log.Warn().Err(err).Msg("delta backup marker not deleted")
+		}
 	}
 	if report.blocks > 0 {
 		log.Warn().Int64("blocks", report.blocks).Int("files", len(report.files)).

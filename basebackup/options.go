@@ -139,6 +139,14 @@ type Options struct {
 	// beforeStore, when set, runs before a delta backup reads a file
 	// again to store it as a new delta object (tests change it there).
 	beforeStore func(path string)
+	// retentionWait, when set, runs each time a delta backup finds the
+	// marker of a retention run that may be deleting delta objects
+	// (tests let that run go on there).
+	retentionWait func(key string)
+	// beforeControl, when set, runs after a delta backup checked its
+	// reused objects again and before it stores its reference list and
+	// control object (tests run retention there).
+	beforeControl func()
 }
 
 // Progress reports how far a running backup is.

@@ -1,0 +1,196 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// A delta backup decides to reuse an existing delta object, without
+// storing it again, long before its control object is listed; a retention
+// run planned before the backup started may delete that object meanwhile.
+// The two agree through markers in the store, written each before looking
+// for the other's (as in Dekker's mutual exclusion; the stores hoard
+// supports list what was written before the listing began):
+//
+//   - A hoard delta backup stores its marker,
+//     basebackup_delta_chunk/<bb>/<bb>.running, before it looks for any
+//     delta object, and removes it after its control object is stored.
+//     Its bundle folder is then not empty while it runs.
+//   - ApplyRetention, before it deletes any delta object, stores its own
+//     marker under basebackup_delta_chunk/hoard-retention/, then looks
+//     for a backup the plan did not see (a recent object in a bundle folder
+//     of no backup the plan lists, or a control object it does not list):
+//     if there is one, it deletes no delta object. It deletes them only
+//     within DeltaDeleteWindow of storing its marker, and removes the
+//     marker when done.
+//   - The backup, after deciding every object it reuses and before it
+//     writes its manifest, waits while a retention marker may belong to a
+//     run still deleting (WaitDeltaRetention), then checks every reused
+//     object again and stores again the ones that went.
+//
+// Either the retention run sees the backup's marker and deletes nothing,
+// or the backup sees the retention's marker and checks its objects again
+// after that run can no longer delete; a run that starts later sees the
+// backup's marker until the backup is listed. A PGHoard delta backup
+// writes no marker, but its bundles come first (its folder is not empty
+// before it reuses objects).
+
+// DeltaRunningSuffix ends the key of a running hoard delta backup's
+// marker.
+const DeltaRunningSuffix = ".running"
+
+// FormatDeltaMarker is the format metadata of the markers.
+const FormatDeltaMarker = "hoard-delta-marker-v1"
+
+// deltaRetentionFolder holds the markers of retention runs deleting delta
+// objects, under basebackup_delta_chunk/. A marker left by a run that
+// died is an orphaned folder planOrphans deletes a day later.
+const deltaRetentionFolder = "hoard-retention"
+
+// DeltaDeleteWindow is how long after storing its marker a retention run
+// may still delete delta objects; the rest wait for its next run.
+const DeltaDeleteWindow = 5 * time.Minute
+
+// deltaMarkerMargin covers a delete request still in flight when the
+// window closes.
+const deltaMarkerMargin = time.Minute
+
+// DeltaRunningKey returns the key of delta backup name's marker.
+func (l Layout) DeltaRunningKey(name string) string {
+	b := BackupName(name)
+	return l.DeltaChunkKey(b + "/" + b + DeltaRunningSuffix)
+}
+
+func (l Layout) deltaRetentionDir() string {
+	return l.Dir(basebackupDeltaChunkDir) + deltaRetentionFolder + "/"
+}
+
+// putMarker stores an empty marker through the codec (encrypted where the
+// site encrypts, so that Copy and the checks treat it as any object) and
+// returns when the store says it was written.
+func (a *Archive) putMarker(ctx context.Context, key string) (time.Time, error) {
+	md := storage.Metadata{MetaFormat: FormatDeltaMarker}
+	if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(nil), 0, md); err != nil {
+		return time.Time{}, fmt.Errorf("store marker %s: %w", key, err)
+	}
+	o, err := a.Store.Stat(ctx, key)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("marker %s: %w", key, err)
+	}
+	return o.Modified, nil
+}
+
+// MarkDeltaRunning stores the marker of delta backup name, before it looks
+// for any delta object, and returns when the store wrote it.
+func (a *Archive) MarkDeltaRunning(ctx context.Context, name string) (time.Time, error) {
+	return a.putMarker(ctx, a.Layout.DeltaRunningKey(name))
+}
+
+// UnmarkDeltaRunning removes delta backup name's marker, once its control
+// object is stored.
+func (a *Archive) UnmarkDeltaRunning(ctx context.Context, name string) error {
+	k := a.Layout.DeltaRunningKey(name)
+	if err := a.Store.Delete(ctx, k); err != nil {
+		return fmt.Errorf("delete marker %s: %w", k, err)
+	}
+	return nil
+}
+
+// WaitDeltaRetention returns once no retention run can be deleting delta
+// objects of a. A retention run deletes only within DeltaDeleteWindow of
+// the moment before it stored its marker, so a marker stops counting
+// DeltaDeleteWindow (and a margin for a delete in flight) after it was
+// first seen here; one that the store says was written that long before
+// since (the store's time of the caller's own marker; zero if unknown)
+// never counts, so that a marker left by a run that died does not hold up
+// every backup. wait, when not nil, is called each time a marker counts
+// (tests); it polls every poll.
+func (a *Archive) WaitDeltaRetention(ctx context.Context, since time.Time, poll time.Duration, wait func(key string)) error {
+	dir := a.Layout.deltaRetentionDir()
+	firstSeen := map[string]time.Time{}
+	for {
+		live := ""
+		err := a.Store.List(ctx, dir, func(o storage.Object) error {
+			if !o.Modified.IsZero() && !since.IsZero() && !o.Modified.Add(DeltaDeleteWindow+deltaMarkerMargin).After(since) {
+				return nil // written long before the caller's marker
+			}
+			if _, ok := firstSeen[o.Key]; !ok {
+				firstSeen[o.Key] = time.Now()
+			}
+			if live == "" && time.Since(firstSeen[o.Key]) < DeltaDeleteWindow+deltaMarkerMargin {
+				live = o.Key
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list %s: %w", dir, err)
+		}
+		if live == "" {
+			return nil
+		}
+		if wait != nil {
+			wait(live)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(poll):
+		}
+	}
+}
+
+// deltaUnseen names a backup, running or complete, that plan did not see
+// (nor delete): a control object plan does not list, or a recent object
+// (or one without a time) in the bundle folder of no backup plan lists.
+// "" when there is none.
+func (a *Archive) deltaUnseen(ctx context.Context, plan RetentionPlan) (string, error) {
+	seen := map[string]bool{}
+	for _, ds := range [][]BackupDecision{plan.Keep, plan.Delete} {
+		for _, d := range ds {
+			if d.Site == "" || d.Site == a.Site {
+				seen[d.Backup.Name] = true
+			}
+		}
+	}
+	var newest time.Time
+	for _, k := range plan.Keep {
+		if k.Backup.StartTime.After(newest) {
+			newest = k.Backup.StartTime
+		}
+	}
+	found := ""
+	bdir := a.Layout.Dir(BasebackupDir)
+	err := a.Store.List(ctx, bdir, func(o storage.Object) error {
+		rest := strings.TrimPrefix(o.Key, bdir)
+		if found == "" && !strings.Contains(rest, "/") && !seen[BackupName(rest)] {
+			found = o.Key
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("list %s of site %s: %w", bdir, a.Site, err)
+	}
+	if found != "" {
+		return found + " (a backup completed since the plan)", nil
+	}
+	cdir := a.Layout.Dir(basebackupDeltaChunkDir)
+	err = a.Store.List(ctx, cdir, func(o storage.Object) error {
+		folder, _, ok := strings.Cut(strings.TrimPrefix(o.Key, cdir), "/")
+		if found != "" || !ok || seen[folder] || folder == deltaRetentionFolder {
+			return nil
+		}
+		if o.Modified.IsZero() || !o.Modified.Before(newest) || plan.Now.Sub(o.Modified) <= OrphanMinAge || time.Since(o.Modified) <= OrphanMinAge {
+			found = o.Key + " (a delta backup may be running)"
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("list %s of site %s: %w", cdir, a.Site, err)
+	}
+	return found, nil
+}
