@@ -56,6 +56,7 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 			o.files = append(o.files, f.RelativePath)
 		}
 	}
+	c.checkDeltaRefs(ctx, b, r, objects)
 	list := make([]chunkCheck, 0, len(m.Chunks)+len(objects))
 	for _, ch := range m.Chunks {
 		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, bundle: true})
@@ -72,6 +73,46 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 	r.Chunks = len(list)
 	c.mu.Unlock()
 	return list, nil
+}
+
+// checkDeltaRefs compares the reference list of delta backup b, which
+// retention reads where it has only the public key, with the delta
+// objects its manifest refers to: a list that does not verify, or that
+// leaves out an object the manifest names (retention with the public key
+// only could delete it) or names one it does not, is reported. The
+// backup still restores, so it is not called broken. A backup without a
+// list (PGHoard's, an older hoard's, one of a site that does not
+// encrypt) is not reported.
+func (c *checker) checkDeltaRefs(ctx context.Context, b *archive.BackupInfo, r *BackupReport, objects map[string]*deltaObject) {
+	refs, err := c.a.ReadDeltaRefs(ctx, b.Name)
+	switch {
+	case errors.Is(err, archive.ErrNoDeltaRefs):
+		return
+	case err != nil:
+		c.problem(r, false, "reference list of %s: %v (retention with the public key only deletes no delta object while it is so)", b.Name, err)
+		return
+	}
+	var missing, extra []string
+	for d := range objects {
+		if !refs[d] {
+			missing = append(missing, d)
+		}
+	}
+	for d := range refs {
+		if objects[d] == nil {
+			extra = append(extra, d)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	if len(missing) > 0 {
+		c.problem(r, false, "reference list %s leaves out %d delta objects the manifest refers to (first %s): retention with the public key only could delete them",
+			c.a.Layout.DeltaRefsKey(b.Name), len(missing), missing[0])
+	}
+	if len(extra) > 0 {
+		c.problem(r, false, "reference list %s names %d delta objects the manifest does not refer to (first %s)",
+			c.a.Layout.DeltaRefsKey(b.Name), len(extra), extra[0])
+	}
 }
 
 // statDeltaObject checks that a delta object exists. Its stored size is

@@ -2,6 +2,8 @@ package verify
 
 import (
 	"context"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // realPGHoard copies an archive a real PGHoard made
@@ -96,5 +99,80 @@ func TestRun_PGHoardDelta(t *testing.T) {
 		if rep.Backups[0].Status != StatusBroken || !strings.Contains(problems(rep), victim) {
 			t.Fatalf("full=%v, without %s: status %s, problems:\n%s", full, victim, rep.Backups[0].Status, problems(rep))
 		}
+	}
+}
+
+// TestRun_DeltaRefs: a reference list (as hoard stores with its delta
+// backups), added to the real PGHoard delta backup: one naming exactly
+// the manifest's delta objects passes; one that leaves an object out,
+// though its MAC is valid (made with the configuration), and one altered
+// without it, are reported, naming the list, and the backup is limited,
+// not broken.
+func TestRun_DeltaRefs(t *testing.T) {
+	ctx := context.Background()
+	a := realPGHoard(t, "delta")
+	bs, err := a.ListBackups(ctx)
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("%d backups: %v", len(bs), err)
+	}
+	name := bs[0].Name
+	var digests []string
+	dir := a.Layout.Dir(archive.DeltaDir)
+	if err := a.Store.List(ctx, dir, func(o storage.Object) error {
+		digests = append(digests, strings.TrimPrefix(o.Key, dir))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w := *a
+	w.Codec = &archive.Codec{PrivateKeys: a.Codec.PrivateKeys}
+	for kid, k := range a.Codec.PrivateKeys {
+		w.Codec.KeyID, w.Codec.PublicKey = kid, &k.PublicKey
+	}
+	key := a.Layout.DeltaRefsKey(name)
+	for _, tc := range []struct {
+		name    string
+		digests []string
+		alter   bool
+		want    string // "" : ok
+	}{
+		{name: "OK", digests: digests},
+		{name: "ErrLeftOut", digests: digests[1:], want: "leaves out 1 delta objects"},
+		{name: "ErrAltered", digests: digests, alter: true, want: "does not verify"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := a.Store.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				t.Fatal(err)
+			}
+			if err := w.StoreDeltaRefs(ctx, name, tc.digests); err != nil {
+				t.Fatal(err)
+			}
+			if tc.alter {
+				rc, md, err := a.Store.Open(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b = []byte(strings.Replace(string(b), `"`+digests[0]+`",`, "", 1))
+				if err := a.Store.Delete(ctx, key); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Store.Put(ctx, key, strings.NewReader(string(b)), md.Metadata); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rep := run(t, a, false)
+			p := problems(rep)
+			switch {
+			case tc.want == "" && rep.Backups[0].Status != StatusOK:
+				t.Errorf("status %s, problems:\n%s", rep.Backups[0].Status, p)
+			case tc.want != "" && (rep.Backups[0].Status != StatusLimited || !strings.Contains(p, tc.want) || !strings.Contains(p, key)):
+				t.Errorf("status %s, problems:\n%s\nwant limited, naming %s and saying %q", rep.Backups[0].Status, p, key, tc.want)
+			}
+		})
 	}
 }
