@@ -815,15 +815,20 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 				Msg("retention: delta objects left for the next run: their deletion took longer than its window")
 			break
 		}
-		if err := a.Store.Delete(ctx, d.Key); err != nil {
+		// A delete that hangs (a slow store, retries) must not land
+		// after a waiting backup took the window as closed.
+		dctx, cancel := context.WithDeadline(ctx, marked.Add(DeltaDeleteWindow+deltaMarkerMargin/2))
+		err := a.Store.Delete(dctx, d.Key)
+		cancel()
+		if err != nil {
 			return res, fmt.Errorf("delete delta object %s: %w", d.Key, err)
 		}
 		res.Delta++
 		res.Bytes += d.Size
 		log.Debug().Str("key", d.Key).Str("reason", d.Reason).Msg("deleted delta object")
 	}
-	if len(plan.Delta) > 0 {
-		log.Info().Int("objects", len(plan.Delta)).Msg("deleted delta objects no kept backup refers to")
+	if res.Delta > 0 {
+		log.Info().Int("objects", res.Delta).Msg("deleted delta objects no kept backup refers to")
 	}
 	return res, nil
 }
