@@ -14,6 +14,7 @@ import (
 
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -204,14 +205,6 @@ func TestPutPartialWAL_CachedFreshKey(t *testing.T) {
 
 func rawObject(t *testing.T, a *Archive, key string) []byte {
 	t.Helper()
-	rc, _, err := a.Store.Open(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, _ := storetest.Read(t, a.Store, key)
 	return b
 }

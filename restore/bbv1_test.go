@@ -24,6 +24,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -41,32 +42,16 @@ var v1EmptyDirs = []string{"pg_dynshmem", "pg_log", "pg_replslot", "pg_snapshot"
 // backup_manifest and tablespace_map are left out, as PGHoard left them.
 func repackV1(t *testing.T, src *archive.Archive, info *archive.BackupInfo) (data []byte, m *archive.Manifest) {
 	t.Helper()
-	ctx := context.Background()
 	var ctrl map[string][]byte
 	readTar := func(key string, each func(h *tar.Header, data []byte)) {
-		rc, _, err := src.Codec.Open(ctx, src.Store, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(tr)
+		data, _ := archivetest.Decode(t, src.Codec, src.Store, key)
+		testio.EachTarMember(t, key, bytes.NewReader(data), func(h *tar.Header, r io.Reader) {
+			b, err := io.ReadAll(r)
 			if err != nil {
 				t.Fatal(err)
 			}
 			each(h, b)
-		}
-		if _, err := io.Copy(io.Discard, rc); err != nil {
-			t.Fatal(err)
-		}
+		})
 	}
 	ctrl = map[string][]byte{}
 	readTar(info.Key, func(h *tar.Header, b []byte) { ctrl[h.Name] = b })

@@ -17,9 +17,11 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -119,24 +121,12 @@ func (f *fixture) members(t *testing.T) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
 	for _, key := range f.chunks {
-		rc, _, err := f.a.Codec.Open(context.Background(), f.a.Store, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		data, _ := archivetest.Decode(t, f.a.Codec, f.a.Store, key)
+		testio.EachTarMember(t, key, bytes.NewReader(data), func(h *tar.Header, _ io.Reader) {
 			if h.Typeflag == tar.TypeReg {
 				out[h.Name] = h.Size
 			}
-		}
-		rc.Close()
+		})
 	}
 	return out
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -45,15 +45,7 @@ func TestLocal_PGHoardTestdata(t *testing.T) {
 	if diff := cmp.Diff(want, keys); diff != "" {
 		t.Fatalf("List (-want +got):\n%s", diff)
 	}
-	rc, md, err := st.Open(ctx, "chunks/00000001.pghoard")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, md := storetest.Read(t, st, "chunks/00000001.pghoard")
 	file, _ := os.ReadFile(filepath.Join(dir, "chunks", "00000001.pghoard"))
 	if string(data) != string(file) || len(data) != 1745 {
 		t.Errorf("read %d bytes, want the file's %d", len(data), len(file))

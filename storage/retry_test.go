@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -119,13 +120,7 @@ func TestWithRetry_PutSeeker(t *testing.T) {
 	if !cmp.Equal(retries, []int{1, 2}) {
 		t.Errorf("retries = %v, want [1 2]", retries)
 	}
-	rc, _, err := st.Open(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(rc)
-	rc.Close()
-	if string(got) != "whole object" {
+	if got, _ := storetest.Read(t, st, "k"); string(got) != "whole object" {
 		t.Errorf("stored %q after retries, want %q", got, "whole object")
 	}
 }

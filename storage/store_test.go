@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"testing"
 
@@ -272,14 +271,8 @@ func TestMinIO_BoundedPutParts(t *testing.T) {
 		case tc.wantETag != "" && "-"+parts != tc.wantETag:
 			t.Errorf("%s: ETag %s, want parts %s", tc.key, etag, tc.wantETag)
 		}
-		rc, _, err := st.Open(bg, "site/"+tc.key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, data) {
-			t.Errorf("%s: read back %d bytes (%v), want the %d written", tc.key, len(got), err, len(data))
+		if got, _ := storetest.Read(t, st, "site/"+tc.key); !bytes.Equal(got, data) {
+			t.Errorf("%s: read back %d bytes, want the %d written", tc.key, len(got), len(data))
 		}
 	}
 }

@@ -109,14 +109,9 @@ func TestSwift(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		rc, md, err := st.Open(ctx, "site/basebackup/2024-01-01_10-00_0.00000000.pghoard")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("read %d bytes (%v), want the %d of the segments", len(got), err, len(want))
+		got, md := storetest.Read(t, st, "site/basebackup/2024-01-01_10-00_0.00000000.pghoard")
+		if !bytes.Equal(got, want) {
+			t.Errorf("read %d bytes, want the %d of the segments", len(got), len(want))
 		}
 		if diff := cmp.Diff(storage.Metadata{"start-time": "2024-01-01T10:00:00+00:00", "compression-algorithm": "snappy"}, md.Metadata); diff != "" {
 			t.Errorf("metadata (-want +got):\n%s", diff)

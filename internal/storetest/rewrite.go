@@ -15,20 +15,27 @@ import (
 // return other bytes; the metadata it leaves is stored with them.
 func Rewrite(tb testing.TB, st storage.Store, key string, edit func(data []byte, md storage.Metadata) []byte) {
 	tb.Helper()
-	ctx := context.Background()
-	rc, o, err := st.Open(ctx, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	data, o := Read(tb, st, key)
 	data = edit(data, o.Metadata)
-	if err := st.Put(ctx, key, bytes.NewReader(data), o.Metadata); err != nil {
+	if err := st.Put(context.Background(), key, bytes.NewReader(data), o.Metadata); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// Read returns the stored bytes of the object at key, as Open gives them,
+// and the Object it reports; it fails the test on any error.
+func Read(tb testing.TB, st storage.Store, key string) ([]byte, storage.Object) {
+	tb.Helper()
+	rc, o, err := st.Open(context.Background(), key)
+	if err != nil {
+		tb.Fatalf("open %s: %v", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		tb.Fatalf("read %s: %v", key, err)
+	}
+	return data, o
 }
 
 // Tamper flips one bit of the byte in the middle of the object stored at

@@ -451,15 +451,7 @@ func mustPut(t *testing.T, st storage.Store, key string, data []byte, md storage
 
 func mustRead(t *testing.T, st storage.Store, key string) ([]byte, storage.Metadata) {
 	t.Helper()
-	rc, o, err := st.Open(context.Background(), key)
-	if err != nil {
-		t.Fatalf("Open %s: %v", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("read %s: %v", key, err)
-	}
+	data, o := Read(t, st, key)
 	if o.Key != key || o.Size != int64(len(data)) || o.Modified.IsZero() || o.Changed.After(time.Now().Add(time.Minute)) {
 		t.Errorf("Open %s = key %q size %d modified %v changed %v; want the key, the %d bytes read and times (changed may be unknown)", key, o.Key, o.Size, o.Modified, o.Changed, len(data))
 	}
