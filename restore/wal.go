@@ -33,11 +33,7 @@ func listWAL(ctx context.Context, a *archive.Archive) (walIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := walIndex{}
-	for name, f := range archive.SegmentIndex(files) {
-		idx[name] = f.Archive
-	}
-	return idx, nil
+	return holders(archive.SegmentIndex(files)), nil
 }
 
 // PartialTail is the .partial object that ends the archive and stands in
@@ -81,6 +77,15 @@ func FindPartialTail(ctx context.Context, a *archive.Archive, segSize uint64) (*
 	return nil, nil
 }
 
+// holders maps each key of files to the archive holding its file.
+func holders[K comparable](files map[K]archive.WALFile) map[K]*archive.Archive {
+	out := make(map[K]*archive.Archive, len(files))
+	for k, f := range files {
+		out[k] = f.Archive
+	}
+	return out
+}
+
 // historyIndex maps the timelines with an archived history file to the
 // archive holding it.
 type historyIndex map[uint32]*archive.Archive
@@ -93,11 +98,7 @@ func listHistories(ctx context.Context, a *archive.Archive) (historyIndex, error
 	if err != nil {
 		return nil, err
 	}
-	idx := historyIndex{}
-	for tli, f := range h {
-		idx[tli] = f.Archive
-	}
-	return idx, nil
+	return holders(h), nil
 }
 
 // targetTimeline resolves recovery_target_timeline as PostgreSQL does:
