@@ -1,0 +1,170 @@
+package compress
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzAppender appends a stream in pieces whose sizes come from the
+// input (zero included) and checks, after every Append, that the stream
+// decodes with hoard's readers to exactly what was appended, for every
+// appender; and that asking for the stream twice changes nothing.
+func FuzzAppender(f *testing.F) {
+	for _, seed := range [][]int{
+		{0}, {1, 0, 1}, {65535, 1}, {65536, 0, 65536}, {65537, 65535}, {8192, 0, 0, 8192},
+		{65535, 2, 65535}, {40000, 40000, 40000}, {131072, 1}, {131071, 2, 262144},
+	} {
+		b := make([]byte, 0, 3*len(seed))
+		for _, v := range seed {
+			b = append(b, byte(v), byte(v>>8), byte(v>>16))
+		}
+		f.Add(b, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, steps []byte, seed uint8) {
+		if len(steps) > 60 {
+			steps = steps[:60]
+		}
+		var sizes []int
+		total := 0
+		for i := 0; i+2 < len(steps); i += 3 {
+			// Up to 256 KiB a step: across snappy chunks and lz4/zstd blocks.
+			n := (int(steps[i]) | int(steps[i+1])<<8 | int(steps[i+2])<<16) % (256<<10 + 1)
+			sizes = append(sizes, n)
+			total += n
+		}
+		data := walLike(total + int(seed))[:total]
+		for _, tc := range appenderCases {
+			a, err := NewAppender(tc.alg, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := 0
+			for _, n := range sizes {
+				if err := a.Append(data[off : off+n]); err != nil {
+					t.Fatal(err)
+				}
+				off += n
+				if off == 0 && tc.alg != None && tc.alg != Snappy {
+					continue // zstd and lz4 need something appended
+				}
+				s1 := streamBytes(t, a)
+				s2 := streamBytes(t, a)
+				if !bytes.Equal(s1, s2) {
+					t.Fatalf("%s: two streams of the same %d bytes differ", caseName(tc.alg, tc.opts), off)
+				}
+				got, err := decodeAll(s1, tc.alg)
+				if err != nil {
+					t.Fatalf("%s: after %d bytes %v: %v", caseName(tc.alg, tc.opts), off, sizes, err)
+				}
+				if !bytes.Equal(got, data[:off]) {
+					t.Fatalf("%s: after %d bytes %v: decodes to %d bytes", caseName(tc.alg, tc.opts), off, sizes, len(got))
+				}
+			}
+			a.Close()
+		}
+	})
+}
+
+// TestAppender_ReferenceDecoders decodes the streams of edge-size
+// appends (nothing new, one byte, a snappy chunk and an lz4 block
+// exactly, 64 KiB +/- 1, a whole 1 MiB and 16 MiB segment) with the
+// reference implementations: the zstd and lz4 command-line tools (libzstd,
+// liblz4; skipped where absent) and PGHoard's Python (snappy, zstd;
+// skipped without its venv).
+func TestAppender_ReferenceDecoders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs external decoders on 16 MiB of streams")
+	}
+	dir := t.TempDir()
+	py := os.Getenv("HOARD_PGHOARD_PYTHON")
+	if py == "" {
+		py = "/tmp/pghoard/venv/bin/python"
+	}
+	script := filepath.Join(dir, "decode.py")
+	if err := os.WriteFile(script, []byte(pghoardDecode), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type decoder struct {
+		name string
+		cmd  func(src, dst string) *exec.Cmd
+	}
+	decoders := map[string][]decoder{}
+	if _, err := os.Stat(py); err == nil {
+		for _, alg := range []string{Snappy, Zstd} {
+			decoders[alg] = append(decoders[alg], decoder{"pghoard-python", func(src, dst string) *exec.Cmd {
+				return exec.Command(py, script, alg, src, dst)
+			}})
+		}
+	}
+	if p, err := exec.LookPath("zstd"); err == nil {
+		decoders[Zstd] = append(decoders[Zstd], decoder{"zstd-cli", func(src, dst string) *exec.Cmd {
+			return exec.Command(p, "-q", "-d", "-f", src, "-o", dst)
+		}})
+	}
+	if p, err := exec.LookPath("lz4"); err == nil {
+		decoders[LZ4] = append(decoders[LZ4], decoder{"lz4-cli", func(src, dst string) *exec.Cmd {
+			return exec.Command(p, "-q", "-d", "-f", src, dst)
+		}})
+	}
+	if len(decoders) == 0 {
+		t.Skip("no reference decoder")
+	}
+	for _, segSize := range []int{1 << 20, 16 << 20} {
+		data := walLike(segSize)
+		steps := []int{8192, 0, 1, 65535, 65536 - 8192 - 1 - 65535 + 65536, 65537, 65535, 0, 1 << 19}
+		for _, tc := range appenderCases {
+			for _, d := range decoders[tc.alg] {
+				t.Run(fmtCase(segSize, tc.alg, tc.opts, d.name), func(t *testing.T) {
+					a, err := NewAppender(tc.alg, tc.opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer a.Close()
+					check := func(n int) {
+						src, dst := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+						if err := os.WriteFile(src, streamBytes(t, a), 0o600); err != nil {
+							t.Fatal(err)
+						}
+						if out, err := d.cmd(src, dst).CombinedOutput(); err != nil {
+							t.Fatalf("after %d bytes: %s: %v\n%s", n, d.name, err, out)
+						}
+						got, err := os.ReadFile(dst)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !bytes.Equal(got, data[:n]) {
+							t.Fatalf("after %d bytes: %s decodes %d bytes", n, d.name, len(got))
+						}
+					}
+					off := 0
+					for _, n := range steps {
+						n = min(n, segSize-off)
+						if err := a.Append(data[off : off+n]); err != nil {
+							t.Fatal(err)
+						}
+						off += n
+						check(off)
+					}
+					// The rest of the segment, then nothing more.
+					if err := a.Append(data[off:]); err != nil {
+						t.Fatal(err)
+					}
+					check(segSize)
+					if err := a.Append(nil); err != nil {
+						t.Fatal(err)
+					}
+					check(segSize)
+				})
+			}
+		}
+	}
+}
+
+func fmtCase(segSize int, alg string, o Options, dec string) string {
+	return caseName(alg, o) + "/" + dec + "/seg" + itoa(segSize>>20) + "MiB"
+}
+
+func itoa(n int) string { return string(rune('0'+n/10%10)) + string(rune('0'+n%10)) }
