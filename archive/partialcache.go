@@ -28,7 +28,8 @@ import (
 // old versions in the bucket could combine them), which costs a pass of
 // AES-CTR and HMAC over the compressed bytes.
 //
-// It holds at most one segment's compressed WAL. Compressions whose
+// It holds at most one segment's compressed WAL, of at most
+// partialCacheMax bytes of WAL. Compressions whose
 // stream cannot be ended without ending the compressor (lzma, lz4 with
 // its content checksum, which encrypted sites leave out) encode each copy
 // from the start, as without a cache.
@@ -37,13 +38,23 @@ import (
 // StoredPartial zero (the first copy of a segment or of a session, the
 // copy after a failed one, the final copy of an ended timeline), when a
 // copy fails to be stored, for another file name, for a file shorter than
-// the last or whose last page before that end changed: the next copy is
-// encoded from the start. The daemon resets it once the complete segment
+// the last or whose last page before that end changed, and after a copy
+// of a whole segment (it grows no more): the next copy is encoded from
+// the start. The daemon resets it once the complete segment
 // is stored. Safe for concurrent use, one copy at a time.
 type PartialCache struct {
 	mu sync.Mutex
 	s  *partialState
+	// limit, when not zero, replaces partialCacheMax (tests).
+	limit int64
 }
+
+// partialCacheMax bounds the WAL a PartialCache holds the encoding of: a
+// copy of a larger file (wal_segment_size goes up to 1 GiB) is encoded
+// from the start, as without a cache, so that the daemon never holds
+// more than about this much (a compressed stream holds up to as much as
+// its plaintext, and all of it without compression).
+const partialCacheMax = 64 << 20
 
 // partialState is what a PartialCache holds for one file.
 type partialState struct {
@@ -95,8 +106,9 @@ type cachedPartial struct {
 }
 
 // prepare brings the cache up to the file at path and returns the copy,
-// or nil (and no error) when the codec has no appender: encode it from
-// the start. res gets the file's hash, segment size and version.
+// or nil (and no error) when the codec has no appender or the file is
+// larger than the cache holds (partialCacheMax): encode it from the
+// start. res gets the file's hash, segment size and version.
 func (c *PartialCache) prepare(codec *Codec, path, name string, res *PushResult) (*cachedPartial, error) {
 	enc, err := codec.encrypts()
 	if err != nil {
@@ -118,6 +130,14 @@ func (c *PartialCache) prepare(codec *Codec, path, name string, res *PushResult)
 	size := fi.Size()
 	if err := checkWALHeader(f, name, size, res); err != nil {
 		return nil, err
+	}
+	limit := int64(partialCacheMax)
+	if c.limit != 0 {
+		limit = c.limit
+	}
+	if size > limit {
+		c.drop()
+		return nil, nil
 	}
 	if s := c.s; s != nil && (s.name != name || s.key != key || size < s.n || !s.lastMatches(f)) {
 		c.drop()

@@ -208,3 +208,48 @@ func rawObject(t *testing.T, a *Archive, key string) []byte {
 	b, _ := storetest.Read(t, a.Store, key)
 	return b
 }
+
+// TestPutPartialWAL_CacheBounded checks what a PartialCache keeps: the
+// encoding of a file up to its limit only (a larger file, as with a
+// large wal_segment_size, is encoded from the start and nothing is
+// kept), and nothing after a copy of a whole segment (an ended
+// timeline's final copy, padded with zeros: it grows no more). Every
+// copy still decodes to its file.
+func TestPutPartialWAL_CacheBounded(t *testing.T) {
+	ctx := context.Background()
+	name := "000000010000000000000005"
+	seg := partialSegment(t, name)
+	for _, alg := range []string{compress.None, compress.Snappy, compress.Zstd} {
+		t.Run(alg, func(t *testing.T) {
+			a := walTestArchive(t, true)
+			a.Codec.Compression = alg
+			key := a.Layout.WALKey(name + ".partial")
+			path := writeWALFile(t, t.TempDir(), name+".partial", nil)
+			cache := &PartialCache{limit: 1 << 20}
+			var stored int64
+			put := func(data []byte, wantKept bool) {
+				t.Helper()
+				if err := os.WriteFile(path, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := a.PutPartialWAL(ctx, path, PushOptions{StoredPartial: stored, Partial: cache}); err != nil {
+					t.Fatalf("copy of %d bytes: %v", len(data), err)
+				}
+				stored = int64(len(data))
+				checkPartialObject(t, a, key, data)
+				if kept := cache.s != nil; kept != wantKept {
+					t.Fatalf("after a copy of %d bytes (limit %d) the cache keeps its encoding: %v, want %v", len(data), cache.limit, kept, wantKept)
+				}
+			}
+			put(seg[:512<<10], true)
+			put(seg[:1<<20], true)
+			put(seg[:1<<20+8192], false)
+			put(seg[:2<<20], false)
+			cache.limit = 0 // 16 MiB segments are cached whole
+			put(seg[:3<<20], true)
+			final := append(bytes.Clone(seg[:3<<20+8192]), make([]byte, len(seg)-(3<<20+8192))...)
+			stored = 0
+			put(final, false)
+		})
+	}
+}

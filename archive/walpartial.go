@@ -66,6 +66,11 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 		// What the failed copy left in the store is unknown; the next
 		// starts from scratch (it comes with StoredPartial zero too).
 		o.Partial.drop()
+	} else if s := o.Partial.s; s != nil && res.SegmentSize != 0 && s.n >= int64(res.SegmentSize) {
+		// A whole segment (an ended timeline's final copy, padded)
+		// grows no more: nothing is left to append, and what the cache
+		// holds would stay until the next segment.
+		o.Partial.drop()
 	}
 	return res, err
 }
