@@ -47,6 +47,18 @@ type PartialCache struct {
 	s  *partialState
 	// limit, when not zero, replaces partialCacheMax (tests).
 	limit int64
+	// ahead is what the store was found to hold when a copy was Stale:
+	// a copy that someone else stored (an earlier run of the daemon),
+	// with more WAL. A caller's StoredPartial is the size of its last
+	// copy, stale or not: a later copy still shorter than ahead is
+	// stale too, not stored over it.
+	ahead partialAhead
+}
+
+// partialAhead is a stored .partial's name and WAL data size.
+type partialAhead struct {
+	name string
+	data int64
 }
 
 // partialCacheMax bounds the WAL a PartialCache holds the encoding of: a

@@ -253,3 +253,55 @@ func TestPutPartialWAL_CacheBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestPutPartialWAL_StaleNotForgotten is a restarted daemon streaming a
+// segment again from its start while the store holds the previous run's
+// longer copy: its first copy is stale (the store asked), and the next,
+// which comes with StoredPartial the size of that stale copy, as the
+// receiver passes it, must be stale too as long as it holds less WAL than
+// the store, not stored over the longer copy (WAL already reported
+// stored, and in synchronous mode acknowledged to clients, would be
+// gone from the store). A copy with more WAL is stored.
+func TestPutPartialWAL_StaleNotForgotten(t *testing.T) {
+	ctx := context.Background()
+	name := "000000010000000000000005"
+	seg := partialSegment(t, name)
+	for _, alg := range []string{compress.Snappy, compress.LZMA} {
+		t.Run(alg, func(t *testing.T) {
+			a := walTestArchive(t, true)
+			a.Codec.Compression = alg
+			key := a.Layout.WALKey(name + ".partial")
+			path := writeWALFile(t, t.TempDir(), name+".partial", nil)
+			put := func(cache *PartialCache, n int, stored int64) PushResult {
+				t.Helper()
+				if err := os.WriteFile(path, seg[:n], 0o600); err != nil {
+					t.Fatal(err)
+				}
+				res, err := a.PutPartialWAL(ctx, path, PushOptions{StoredPartial: stored, Partial: cache})
+				if err != nil {
+					t.Fatalf("copy of %d bytes: %v", n, err)
+				}
+				return res
+			}
+			// The previous run stored 2 MiB.
+			put(&PartialCache{}, 2<<20, 0)
+			// The restarted run: a new cache, its first copy asks the store.
+			cache := &PartialCache{}
+			if res := put(cache, 256<<10, 0); !res.Stale {
+				t.Fatal("the first copy after the restart, shorter than the stored one, is not stale")
+			}
+			if res := put(cache, 1<<20, 256<<10); !res.Stale {
+				t.Fatal("a copy with less WAL than the stored one, after a stale copy, is not stale")
+			}
+			checkPartialObject(t, a, key, seg[:2<<20])
+			if res := put(cache, 2<<20+8192, 1<<20); res.Stale || !res.Uploaded {
+				t.Fatalf("a copy with more WAL than the stored one: %+v", res)
+			}
+			checkPartialObject(t, a, key, seg[:2<<20+8192])
+			if res := put(cache, 3<<20, 2<<20+8192); res.Stale || !res.Uploaded {
+				t.Fatalf("the next copy: %+v", res)
+			}
+			checkPartialObject(t, a, key, seg[:3<<20])
+		})
+	}
+}

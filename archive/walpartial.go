@@ -44,7 +44,11 @@ const MetaPartialDataSize = "partial-data-size"
 //
 // With o.StoredPartial (the caller stored the last copy itself, of a
 // file that size, and nothing wrote the name since), the store is not
-// asked: a shorter file is Stale, any other is stored. The daemon's
+// asked: a shorter file is Stale, any other is stored. With o.Partial,
+// a last copy that was Stale counts too: the daemon's receiver passes the
+// size of its last copy, stored or not, and after a restart its first
+// copies are stale against the previous run's; a file holding less WAL
+// than the store held then is Stale as well, never stored over it. The daemon's
 // receiver stores the copies of a growing segment this way, one at a
 // time and in order, so a copy costs one round trip (the PUT) instead of
 // two.
@@ -125,6 +129,12 @@ func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptio
 			res.Stale = true
 			return res, nil
 		}
+		// The caller's last copy may have been stale itself: the store
+		// then holds the longer copy found then.
+		if cache != nil && cache.ahead.name == name && size < cache.ahead.data {
+			res.Stale = true
+			return res, nil
+		}
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
 		return res, fmt.Errorf("put partial %s: stat %s: %w", path, res.Key, err)
@@ -140,6 +150,9 @@ func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptio
 			return res, fmt.Errorf("put partial %s: %w", path, err)
 		}
 		if stored > size {
+			if cache != nil {
+				cache.ahead = partialAhead{name: name, data: stored}
+			}
 			res.Stale = true
 			return res, nil
 		}
@@ -148,6 +161,9 @@ func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptio
 	md := storage.Metadata{MetaPartialDataSize: strconv.FormatInt(size, 10)}
 	if err := storeObject(md); err != nil {
 		return res, fmt.Errorf("put partial %s: %w", path, err)
+	}
+	if cache != nil {
+		cache.ahead = partialAhead{}
 	}
 	return res, nil
 }
