@@ -188,6 +188,35 @@ func testRunDelta(t *testing.T, major int) {
 	}
 }
 
+// backupsABA takes two delta backups with opts, the first with the file
+// hoard_test_blob of c holding 300 KiB of 'a', the second of 'b', then
+// puts the 'a' bytes back, and returns the first backup and the key of
+// its delta object for the file: an object only the first backup refers
+// to, needed again by the next.
+func backupsABA(ctx context.Context, t *testing.T, c *pgtest.Cluster, opts Options) (*archive.BackupInfo, string) {
+	t.Helper()
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	write := func(b byte) {
+		t.Helper()
+		if err := os.WriteFile(blob, []byte(strings.Repeat(string(b), 300<<10)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Chown(t, blob)
+	}
+	write('a')
+	b0, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := opts.Archive.Layout.DeltaKey(deltaFiles(t, opts.Archive, b0)["hoard_test_blob"].Hexdigest)
+	write('b')
+	if _, err := Run(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	write('a')
+	return b0, x
+}
+
 // TestRunDelta_RetentionConcurrent: retention runs while a delta backup is
 // running, after its bundles are stored and before it looks for its delta
 // objects. The running backup needs an object that only the backup
@@ -199,31 +228,13 @@ func TestRunDelta_RetentionConcurrent(t *testing.T) {
 	ctx := testContext(t)
 	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
 	c.Exec(t, "create table t as select g as i from generate_series(1, 1000) g")
-	blob := filepath.Join(c.DataDir, "hoard_test_blob")
-	write := func(b byte) {
-		t.Helper()
-		if err := os.WriteFile(blob, []byte(strings.Repeat(string(b), 300<<10)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		pgtest.Chown(t, blob)
-	}
 	a := encryptedArchive(t, compress.Zstd)
 	opts := Options{
 		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
 		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta",
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 	}
-	write('a')
-	b0, err := Run(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := a.Layout.DeltaKey(deltaFiles(t, a, b0)["hoard_test_blob"].Hexdigest)
-	write('b')
-	if _, err := Run(ctx, opts); err != nil {
-		t.Fatal(err)
-	}
-	write('a')
+	b0, x := backupsABA(ctx, t, c, opts)
 	var plan archive.RetentionPlan
 	opts.afterBundles = func() {
 		var err error
@@ -304,14 +315,6 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 	ctx := testContext(t)
 	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
 	c.Exec(t, "create table t as select g as i, md5(g::text) as h from generate_series(1, 5000) g")
-	blob := filepath.Join(c.DataDir, "hoard_test_blob")
-	write := func(b byte) {
-		t.Helper()
-		if err := os.WriteFile(blob, []byte(strings.Repeat(string(b), 300<<10)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		pgtest.Chown(t, blob)
-	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	// setup takes b0 (blob a, object x) and b1 (blob b), puts a back, and
 	// plans retention (basebackup_count 1): b0 and x go.
@@ -321,17 +324,7 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 			ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
 			Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(), Logger: log,
 		}
-		write('a')
-		b0, err := Run(ctx, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x := a.Layout.DeltaKey(deltaFiles(t, a, b0)["hoard_test_blob"].Hexdigest)
-		write('b')
-		if _, err := Run(ctx, opts); err != nil {
-			t.Fatal(err)
-		}
-		write('a')
+		_, x := backupsABA(ctx, t, c, opts)
 		plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
 		if err != nil {
 			t.Fatal(err)
