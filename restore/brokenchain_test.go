@@ -15,6 +15,7 @@ import (
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -114,4 +115,46 @@ func TestRun_IncrementalBrokenChainFallback(t *testing.T) {
 	res, _, logs, err = restore("latest")
 	checkFallback("parent missing", res, logs, err)
 	checkRefused("parent missing")
+}
+
+// TestRun_IncrementalForeignParent takes a full backup of a real
+// PostgreSQL 17 and an incremental one on it, then makes the full
+// backup's control object record another system (as a backup of another
+// cluster with the same start, swapped in under its name, would) and
+// sets the system identifier of both backups' metadata, which is not
+// authenticated, to that system. Restoring the incremental backup by name
+// must refuse the chain, naming the parent's object: its own control
+// object records the real system.
+func TestRun_IncrementalForeignParent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
+	src, walDir, a := incrSource(t, 17)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	full := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+	inc := takeBackup(ctx, t, src, a, basebackup.ModeStream, true)
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
+
+	foreign := otherSystemID(full.SystemID)
+	archivetest.ForeignSystem(t, a, full, foreign)
+	storetest.Rewrite(t, a.Store, inc.Key, func(data []byte, md storage.Metadata) []byte {
+		md[archive.MetaSystemID] = foreign
+		return data
+	})
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	_, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc.Name, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
+	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), full.Key) {
+		t.Fatalf("restore of %s on a parent of another system: %v, want ErrBrokenChain naming %s", inc.Name, err, full.Key)
+	}
+}
+
+// otherSystemID returns a system identifier as long as id and not id.
+func otherSystemID(id string) string {
+	last := byte('1')
+	if id[len(id)-1] == '1' {
+		last = '2'
+	}
+	return id[:len(id)-1] + string(last)
 }

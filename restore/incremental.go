@@ -111,8 +111,11 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 		if err != nil {
 			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object cannot be read: %w: %w", cur.info.Name, p.Name, ErrBrokenChain, err)
 		}
+		// The system is compared with the one the child's control object
+		// records, not with the listing's metadata, which anyone who can
+		// write to the bucket can set to match another system's parent.
 		ph := pctrl.Manifest.Hoard
-		if ph == nil || ph.StartLSN != inc.StartLSN || ph.StartTimeline != inc.Timeline || ph.SystemID != b.SystemID {
+		if ph == nil || ph.StartLSN != inc.StartLSN || ph.StartTimeline != inc.Timeline || ph.SystemID != cur.ctrl.Manifest.Hoard.SystemID {
 			return nil, fmt.Errorf("backup %s was taken against backup %s starting at %s on timeline %d, but the control object %s of the stored one records another start or system: %w",
 				cur.info.Name, p.Name, inc.StartLSN, inc.Timeline, p.Key, ErrBrokenChain)
 		}
