@@ -178,12 +178,7 @@ func TestCodec_Open_ErrCompressionMismatch(t *testing.T) {
 						md[MetaCompressionAlgorithm] = claim
 					}
 				})
-				rc, _, err := c.Open(ctx, st, "k")
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := io.ReadAll(rc)
-				rc.Close()
+				got, err := readAll(c, st, "k")
 				if !errors.Is(err, ErrCompressionMismatch) || len(got) != 0 {
 					t.Errorf("encrypted=%v %s object claimed as %q: read %d bytes, err %v; want nothing and ErrCompressionMismatch",
 						encrypted, alg, claim, len(got), err)

@@ -777,13 +777,7 @@ func TestUpload_WriteSize(t *testing.T) {
 			if most := int(s.StoredSize/UploadWriteSize) + 1; st.reads > most {
 				t.Errorf("%d stored bytes came in %d reads, want at most %d", s.StoredSize, st.reads, most)
 			}
-			rc, _, err := c.Open(ctx, st, "obj")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil || !bytes.Equal(got, plain) {
+			if got, err := readAll(c, st, "obj"); err != nil || !bytes.Equal(got, plain) {
 				t.Fatalf("read back %d bytes, %v; want the %d written", len(got), err, len(plain))
 			}
 		})

@@ -52,15 +52,7 @@ func partialSegment(tb testing.TB, name string) []byte {
 // want's.
 func checkPartialObject(t *testing.T, a *Archive, key string, want []byte) {
 	t.Helper()
-	rc, md, err := a.Codec.Open(context.Background(), a.Store, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatalf("decode %s (%d bytes of WAL): %v", key, len(want), err)
-	}
+	got, md := storedPlain(t, a, key)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%s decodes to %d bytes, not the %d bytes of the file", key, len(got), len(want))
 	}

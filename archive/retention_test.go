@@ -900,15 +900,7 @@ func TestArchive_PlanRetentionRunningSameMinute(t *testing.T) {
 	}
 	md := b.ToMetadata()
 	md[MetaStartTime] = "2024-03-09T10:00:30+00:00"
-	rc, _, err := a.Codec.Open(ctx, a.Store, b.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	body, _ := storedPlain(t, a, b.Key)
 	if _, err := a.Codec.Put(ctx, a.Store, b.Key, bytes.NewReader(body), int64(len(body)), md); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -652,7 +653,7 @@ func testRunDeltaRetentionPublicKeyOnly(t *testing.T, major int) {
 	policy := archive.RetentionPolicy{MaxCount: 2}
 	at := time.Now().Add(48 * time.Hour)
 	listKey := a.Layout.DeltaRefsKey(bs[2].Name)
-	orig := readAll(t, a, listKey)
+	orig, _ := storetest.Read(t, a.Store, listKey)
 	replace := func(body []byte) {
 		t.Helper()
 		if err := a.Store.Delete(ctx, listKey); err != nil {
@@ -733,19 +734,4 @@ func testRunDeltaRetentionPublicKeyOnly(t *testing.T, major int) {
 		}
 		r.Stop(t)
 	}
-}
-
-// readAll reads an object's stored bytes.
-func readAll(t testing.TB, a *archive.Archive, key string) []byte {
-	t.Helper()
-	rc, _, err := a.Store.Open(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

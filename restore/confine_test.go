@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -121,14 +122,9 @@ func TestRun_ErrControlChanged(t *testing.T) {
 	st := hostile.Put(t, a, b)
 	b.Control = []hostile.Member{{Name: "pgdata/extra", Body: "y"}}
 	hostile.Put(t, other, b)
-	rc, _, err := other.Store.Open(context.Background(), st.ControlKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed, _ := io.ReadAll(rc)
-	rc.Close()
+	changed, _ := storetest.Read(t, other.Store, st.ControlKey)
 	a.Store = &swapStore{Store: a.Store, key: st.ControlKey, other: changed}
-	_, err = Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Backup: st.Name, Logger: zerolog.Nop()})
+	_, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Backup: st.Name, Logger: zerolog.Nop()})
 	if !errors.Is(err, ErrSizeMismatch) || !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), st.ControlKey) {
 		t.Fatalf("Run = %v, want ErrSizeMismatch and ErrIncomplete naming %s", err, st.ControlKey)
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -36,15 +36,7 @@ func realPGHoardIn(t *testing.T, mode string, edit func(key string, data []byte,
 	mem := storage.NewMem()
 	t.Cleanup(func() { mem.Close() })
 	err := a.Store.List(ctx, "site/", func(o storage.Object) error {
-		rc, info, err := a.Store.Open(ctx, o.Key)
-		if err != nil {
-			return err
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
+		data, info := storetest.Read(t, a.Store, o.Key)
 		md := info.Metadata
 		if edit != nil {
 			if data, md = edit(o.Key, data, md); data == nil {
@@ -67,16 +59,8 @@ func realPGHoardIn(t *testing.T, mode string, edit func(key string, data []byte,
 func TestRun_PGHoardDeltaErrTampered(t *testing.T) {
 	a, _ := realPGHoard(t, "delta")
 	victim, other := archivetest.SameSizeDeltaObjects(t, a)
-	var otherData []byte
-	var otherMD storage.Metadata
-	grab := realDeltaIn(t, nil)
-	rc, info, err := grab.Store.Open(context.Background(), other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherData, _ = io.ReadAll(rc)
-	rc.Close()
-	otherMD = info.Metadata
+	otherData, info := storetest.Read(t, realDeltaIn(t, nil).Store, other)
+	otherMD := info.Metadata
 	cases := []struct {
 		name string
 		edit func(key string, data []byte, md storage.Metadata) ([]byte, storage.Metadata)

@@ -3,7 +3,6 @@ package verify
 import (
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"testing"
 
@@ -148,22 +147,9 @@ func TestRun_DeltaRefs(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.alter {
-				rc, md, err := a.Store.Open(ctx, key)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := io.ReadAll(rc)
-				rc.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
-				b = []byte(strings.Replace(string(b), `"`+digests[0]+`",`, "", 1))
-				if err := a.Store.Delete(ctx, key); err != nil {
-					t.Fatal(err)
-				}
-				if err := a.Store.Put(ctx, key, strings.NewReader(string(b)), md.Metadata); err != nil {
-					t.Fatal(err)
-				}
+				storetest.Rewrite(t, a.Store, key, func(b []byte, _ storage.Metadata) []byte {
+					return []byte(strings.Replace(string(b), `"`+digests[0]+`",`, "", 1))
+				})
 			}
 			rep := run(t, a, false)
 			p := problems(rep)
