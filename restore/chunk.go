@@ -177,31 +177,41 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // watchStall cancels ctx with errStalled when pr makes no progress for
 // timeout. The returned func stops the watcher and waits for it.
 func watchStall(ctx context.Context, cancel context.CancelCauseFunc, pr *progressReader, timeout time.Duration) func() {
-	done := make(chan struct{})
+	last, since := pr.n.Load(), time.Now()
+	return every(ctx, max(timeout/8, time.Millisecond), func(now time.Time) bool {
+		if n := pr.n.Load(); n != last {
+			last, since = n, now
+		} else if now.Sub(since) >= timeout {
+			cancel(errStalled)
+			return false
+		}
+		return true
+	})
+}
+
+// every calls fn in a goroutine at each tick of interval until fn
+// returns false, ctx ends, or the returned func is called; that func
+// waits for the goroutine to end.
+func every(ctx context.Context, interval time.Duration, fn func(now time.Time) bool) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(max(timeout/8, time.Millisecond))
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		last, since := pr.n.Load(), time.Now()
 		for {
 			select {
-			case <-done:
-				return
 			case <-ctx.Done():
 				return
 			case now := <-tick.C:
-				if n := pr.n.Load(); n != last {
-					last, since = n, now
-				} else if now.Sub(since) >= timeout {
-					cancel(errStalled)
+				if !fn(now) {
 					return
 				}
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	return func() { cancel(); wg.Wait() }
 }
 
 func mapKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -754,25 +753,14 @@ func (o *Options) reportProgress(p *progress) func(final bool) {
 	if o.Progress == nil {
 		return func(bool) {}
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(o.ProgressInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				o.Progress(p.snapshot())
-			}
-		}
-	}()
+	// Not the restore's ctx: progress is reported until the restore
+	// returns, also while it ends after a cancel.
+	stop := every(context.Background(), o.ProgressInterval, func(time.Time) bool {
+		o.Progress(p.snapshot())
+		return true
+	})
 	return func(final bool) {
-		close(done)
-		wg.Wait()
+		stop()
 		if final {
 			o.Progress(p.snapshot())
 		}
