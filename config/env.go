@@ -49,28 +49,21 @@ var EnvVars = envVars()
 func envVars() []EnvVar {
 	out := []EnvVar{{Name: "HOARD_SITE", Help: "site the site overrides apply to; with no file, the name of the site created (default \"default\")"}}
 	var site []EnvVar // after the global ones
-	var visit func(path string, table []key, dst *[]EnvVar)
-	visit = func(path string, table []key, dst *[]EnvVar) {
-		for i := range table {
-			k := &table[i]
-			p := join(path, k.name)
-			if k.env == "" && k.envDoc != "" {
-				k.env = "HOARD_" + strings.ToUpper(strings.ReplaceAll(p, ".", "_"))
-			}
-			if k.env != "" {
-				*dst = append(*dst, EnvVar{Name: k.env, Key: p, Site: dst == &site, File: k.file || k.secret, Help: k.envDoc})
-			}
-			switch {
-			case k.name == "backup_sites" && path == "": // site keys are relative to the site
-				visit("", k.keys, &site)
-			case k.each != "":
-				visit(join(p, k.each), k.keys, dst)
-			default:
-				visit(p, k.keys, dst)
-			}
+	walk("", globalKeys, reflect.ValueOf(New()).Elem(), false, func(p string, k *key, f reflect.Value) bool {
+		fill(k, f)
+		p, inSite := strings.CutPrefix(p, "backup_sites."+sitePlaceholder+".") // site keys are relative to the site
+		if k.env == "" && k.envDoc != "" {
+			k.env = "HOARD_" + strings.ToUpper(strings.ReplaceAll(p, ".", "_"))
 		}
-	}
-	visit("", globalKeys, &out)
+		dst := &out
+		if inSite {
+			dst = &site
+		}
+		if k.env != "" {
+			*dst = append(*dst, EnvVar{Name: k.env, Key: p, Site: inSite, File: k.file || k.secret, Help: k.envDoc})
+		}
+		return true
+	})
 	out = append(out, site...)
 	for _, typ := range storage.Types {
 		for _, k := range storageKeys {
@@ -179,10 +172,11 @@ func applyEnv(c *Config, getenv func(string) string, ps *problems) {
 // of its objects that are always there (compression). object_storage and
 // encryption_keys have their own rules (storage, keyPair).
 func (e *envReader) object(c *Config, path string, table []key, v reflect.Value) {
-	fields(path, table, v, func(p string, k *key, f reflect.Value) {
+	walk(path, table, v, false, func(p string, k *key, f reflect.Value) bool {
 		if k.env != "" {
 			e.set(c, p, k.env, f)
 		}
+		return fixed(f)
 	})
 }
 

@@ -55,40 +55,76 @@ func lookup(table []key, name string) *key {
 	return nil
 }
 
-// sortedRows returns table's rows sorted by name: objects are decoded,
-// shown and documented in key order.
-func sortedRows(table []key) []*key {
-	rows := make([]*key, len(table))
-	for i := range table {
-		rows[i] = &table[i]
-	}
-	slices.SortFunc(rows, func(a, b *key) int { return strings.Compare(a.name, b.name) })
-	return rows
-}
-
-// accepts tells whether an object_storage key belongs to storage type typ.
+// accepts tells whether object_storage of storage type typ has the key k
+// ("" = every type, as the reference lists them); a url has no
+// storage_type.
 func (k *key) accepts(typ string) bool {
-	return k.types == "" || slices.Contains(strings.Fields(k.types), typ)
+	if typ == StorageURL && k.name == "storage_type" {
+		return false
+	}
+	return k.types == "" || typ == "" || slices.Contains(strings.Fields(k.types), typ)
 }
 
-// fields calls fn with each row of table, its JSON path and its field in
-// the struct v; for an object that is always there (compression), with
-// each of its rows in turn.
-func fields(path string, table []key, v reflect.Value, fn func(path string, k *key, f reflect.Value)) {
+// visit is called by walk with a row, its JSON path and its field; it
+// returns whether walk goes into the field's object.
+type visit func(path string, k *key, f reflect.Value) bool
+
+// walk is the one traversal of the schema over values: it calls fn with
+// each row of table and its field in the struct v, in the table's order or,
+// sorted, by name, and where fn returns true goes on into the row's object:
+// a struct, a pointer to one unless nil, each member of a map of them (by
+// name, as a row of its own) or object_storage, there with the rows of its
+// storage type. Defaults, the HOARD_* variables and their list, `config
+// show`, the range checks and the reference all walk with it; fn may set
+// the field first (a default, the reference's placeholders).
+func walk(path string, table []key, v reflect.Value, sorted bool, fn visit) {
+	typ := ""
+	if o, ok := v.Interface().(ObjectStorage); ok {
+		typ = o.Type
+	}
+	rows := make([]*key, 0, len(table))
 	for i := range table {
-		k, f := &table[i], v.FieldByName(table[i].field)
-		if kd, _ := kindOf(f.Type()); kd == nil && f.Kind() == reflect.Struct {
-			fields(join(path, k.name), k.keys, f, fn)
-		} else {
-			fn(join(path, k.name), k, f)
+		if table[i].accepts(typ) {
+			rows = append(rows, &table[i])
 		}
 	}
+	if sorted {
+		slices.SortFunc(rows, func(a, b *key) int { return strings.Compare(a.name, b.name) })
+	}
+	for _, k := range rows {
+		walkField(join(path, k.name), k, v.FieldByName(k.field), sorted, fn)
+	}
+}
+
+func walkField(path string, k *key, f reflect.Value, sorted bool, fn visit) {
+	if !fn(path, k, f) || k.keys == nil {
+		return
+	}
+	switch f.Kind() {
+	case reflect.Struct:
+		walk(path, k.keys, f, sorted, fn)
+	case reflect.Pointer:
+		if !f.IsNil() {
+			walk(path, k.keys, f.Elem(), sorted, fn)
+		}
+	case reflect.Map:
+		for _, name := range slices.SortedFunc(f.Seq(), func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) }) {
+			walkField(join(path, name.String()), &key{name: name.String(), doc: k.eachDoc, keys: k.keys}, f.MapIndex(name), sorted, fn)
+		}
+	}
+}
+
+// fixed tells whether the field f is an object that is always there
+// (compression), whose rows are set as its parent's are.
+func fixed(f reflect.Value) bool {
+	kd, _ := kindOf(f.Type())
+	return kd == nil && f.Kind() == reflect.Struct
 }
 
 // setDefaults sets the fields of the struct v that table gives a default,
 // and makes its maps of objects empty rather than nil.
 func setDefaults(v reflect.Value, table []key) {
-	fields("", table, v, func(_ string, k *key, f reflect.Value) {
+	walk("", table, v, false, func(_ string, k *key, f reflect.Value) bool {
 		switch t := f.Type(); {
 		case k.def != nil && t.Kind() == reflect.Pointer:
 			set(f, reflect.ValueOf(k.def).Convert(t.Elem()).Interface())
@@ -97,6 +133,7 @@ func setDefaults(v reflect.Value, table []key) {
 		case f.Kind() == reflect.Map && k.keys != nil:
 			f.Set(reflect.MakeMap(t))
 		}
+		return fixed(f)
 	})
 }
 

@@ -24,10 +24,9 @@ type kind struct {
 	fromJSON func(v any) (any, bool)
 	// fromEnv converts a variable's text; nil means no variable sets it.
 	fromEnv func(s string) (any, error)
-	// decode and walk replace fromJSON and the one-line report of a
-	// value for kinds with parts (nodes, object_storage).
-	decode func(d *decoder, path string, v any, k *key, f reflect.Value)
-	walk   func(w *walker, path string, k *key, f reflect.Value)
+	// decode replaces fromJSON for kinds with parts, whose problems it
+	// records at their paths (nodes, object_storage).
+	decode func(d *decoder, path string, v any) (any, bool)
 }
 
 // kinds are the types a key's field may have besides objects (structs,
@@ -68,8 +67,15 @@ func init() {
 				}
 				return time.Duration(f * float64(time.Second)), nil
 			}},
-		reflect.TypeFor[map[string]string](): {name: "object of strings", decode: decodeTags},
-		reflect.TypeFor[json.RawMessage](): {name: "JSON object", decode: decodeRawObject,
+		reflect.TypeFor[map[string]string](): {name: "object of strings", want: "object", decode: decodeTags},
+		// Google service-account credentials are handed to the client
+		// library as they are. Marshal cannot fail on a decoded object.
+		reflect.TypeFor[json.RawMessage](): {name: "JSON object", want: "object",
+			fromJSON: func(v any) (any, bool) {
+				b, err := json.Marshal(v)
+				_, ok := v.(map[string]any)
+				return json.RawMessage(b), ok && err == nil
+			},
 			fromEnv: func(s string) (any, error) {
 				var m map[string]any
 				if err := json.Unmarshal([]byte(s), &m); err != nil {
@@ -78,9 +84,9 @@ func init() {
 				return json.RawMessage(s), nil
 			}},
 		reflect.TypeFor[[]string](): {name: "string or array of strings", decode: decodeNames},
-		reflect.TypeFor[[]Node](): {name: "array", decode: decodeNodes, walk: walkNodes,
+		reflect.TypeFor[[]Node](): {name: "array", decode: decodeNodes,
 			fromEnv: func(s string) (any, error) { return []Node{{ConnStr: s}}, nil }},
-		reflect.TypeFor[ObjectStorage](): {name: "object", decode: decodeStorage, walk: walkStorage},
+		reflect.TypeFor[ObjectStorage](): {name: "object", keepNull: true, decode: decodeStorage},
 	}
 }
 
@@ -174,11 +180,10 @@ func toFloat(v any) (float64, bool) {
 }
 
 // decodeTags accepts an object of scalar values, kept as strings.
-func decodeTags(d *decoder, path string, v any, _ *key, f reflect.Value) {
+func decodeTags(d *decoder, path string, v any) (any, bool) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		d.wrongType(path, "object", v)
-		return
+		return nil, false
 	}
 	out := map[string]string{}
 	for _, k := range sortedKeys(m) {
@@ -189,8 +194,7 @@ func decodeTags(d *decoder, path string, v any, _ *key, f reflect.Value) {
 		}
 		out[k] = s
 	}
-	f.Set(reflect.ValueOf(out))
-	d.set(path)
+	return out, true
 }
 
 func scalarString(v any) (string, bool) {
@@ -205,24 +209,8 @@ func scalarString(v any) (string, bool) {
 	return "", false
 }
 
-// decodeRawObject keeps a JSON object as raw bytes (Google service-account
-// credentials are handed to the client library as they are).
-func decodeRawObject(d *decoder, path string, v any, _ *key, f reflect.Value) {
-	if _, ok := v.(map[string]any); !ok {
-		d.wrongType(path, "object", v)
-		return
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		d.ps.add(path, "encode: %v", err)
-		return
-	}
-	f.Set(reflect.ValueOf(json.RawMessage(b)))
-	d.set(path)
-}
-
 // decodeNames accepts a name or a list of them (moved_from).
-func decodeNames(d *decoder, path string, v any, _ *key, f reflect.Value) {
+func decodeNames(d *decoder, path string, v any) (any, bool) {
 	var names []string
 	switch x := v.(type) {
 	case nil:
@@ -238,11 +226,9 @@ func decodeNames(d *decoder, path string, v any, _ *key, f reflect.Value) {
 			names = append(names, s)
 		}
 	default:
-		d.wrongType(path, "string or array of strings", v)
-		return
+		return nil, false
 	}
-	f.Set(reflect.ValueOf(names))
-	d.set(path)
+	return names, true
 }
 
 // show turns a field's value into what the file would hold for it:

@@ -54,11 +54,10 @@ const redacted = replication.Redacted
 var nodeKeys = []key{{name: "connection_string", field: "ConnStr"}, {name: "slot", field: "Slot"}}
 
 // decodeNodes reads nodes: an array of connection strings and objects.
-func decodeNodes(d *decoder, path string, v any, _ *key, f reflect.Value) {
+func decodeNodes(d *decoder, path string, v any) (any, bool) {
 	list, ok := v.([]any)
 	if !ok {
-		d.wrongType(path, "array", v)
-		return
+		return nil, false
 	}
 	var nodes []Node
 	for i, e := range list {
@@ -72,8 +71,7 @@ func decodeNodes(d *decoder, path string, v any, _ *key, f reflect.Value) {
 			d.wrongType(p, "connection string or object", e)
 		}
 	}
-	f.Set(reflect.ValueOf(nodes))
-	d.set(path)
+	return nodes, true
 }
 
 func decodeNode(d *decoder, path string, m map[string]any) Node {
@@ -97,20 +95,4 @@ func decodeNode(d *decoder, path string, m map[string]any) Node {
 		}
 	}
 	return n
-}
-
-// walkNodes reports each node as its connection string, password
-// redacted, and its slot.
-func walkNodes(w *walker, path string, k *key, f reflect.Value) {
-	if w.docs {
-		w.add(path, "array", nil, k)
-		return
-	}
-	for i, n := range f.Interface().([]Node) {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		w.add(p, "connection string", n.Redacted(), k)
-		if n.Slot != "" {
-			w.add(p+".slot", "string", n.Slot, k)
-		}
-	}
 }

@@ -123,22 +123,23 @@ func (d *decoder) object(path string, v any, table []key, dst reflect.Value) {
 // value reads v into the field f that k describes.
 func (d *decoder) value(path string, v any, k *key, f reflect.Value) {
 	if kd, null := kindOf(f.Type()); kd != nil {
+		var x any
+		ok := v == nil && null // null unsets a pointer
 		switch {
-		case kd.decode != nil:
-			kd.decode(d, path, v, k, f)
 		case v == nil && kd.keepNull:
-		case v == nil && null:
-			f.SetZero()
-			d.set(path)
+			return
+		case ok:
+		case kd.decode != nil:
+			x, ok = kd.decode(d, path, v)
 		default:
-			x, ok := kd.fromJSON(v)
-			if !ok {
-				d.wrongType(path, cmp.Or(kd.want, kd.typeName(null)), v)
-				return
-			}
-			set(f, x)
-			d.set(path)
+			x, ok = kd.fromJSON(v)
 		}
+		if !ok {
+			d.wrongType(path, cmp.Or(kd.want, kd.typeName(null)), v)
+			return
+		}
+		set(f, x)
+		d.set(path)
 		return
 	}
 	switch f.Kind() {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"reflect"
 	"slices"
@@ -20,70 +21,60 @@ const (
 	keyPlaceholder  = "<key-id>"
 )
 
-// walker collects what the keys report.
-type walker struct {
-	// docs is true for the reference: objects are reported too, a map
-	// has one member named by its placeholder, an optional object that
-	// is off is walked with its defaults, and object_storage lists the
-	// keys of every storage type.
-	docs    bool
-	entries []entry
-}
-
 type entry struct {
 	path, typ string
 	val       any
 	key       *key
 }
 
-func (w *walker) add(path, typ string, val any, k *key) {
-	if !w.docs && typ == "object" {
-		return
+// entries walks the schema over c by name, listing the keys that hold a
+// value; for the reference (docs) also the objects, with an optional
+// object that is off given its defaults, a map of objects one member named
+// by its placeholder (fill) and object_storage every key of every type.
+func entries(c *Config, docs bool) []entry {
+	var out []entry
+	add := func(path, typ string, val any, k *key) {
+		out = append(out, entry{path: path, typ: typ, val: val, key: k})
 	}
-	w.entries = append(w.entries, entry{path: path, typ: typ, val: val, key: k})
+	walk("", globalKeys, reflect.ValueOf(c).Elem(), true, func(p string, k *key, f reflect.Value) bool {
+		if docs {
+			fill(k, f)
+		}
+		nodes, isNodes := f.Interface().([]Node)
+		switch kd, null := kindOf(f.Type()); {
+		case k.keys != nil && f.Kind() == reflect.Pointer && f.IsNil():
+			add(p, "object or null", nil, k)
+		case k.keys != nil:
+			if docs {
+				add(p, "object", nil, k)
+			}
+			return true
+		case isNodes && !docs: // each node's connection string, password redacted, and slot
+			for i, n := range nodes {
+				add(fmt.Sprintf("%s[%d]", p, i), "connection string", n.Redacted(), k)
+				if n.Slot != "" {
+					add(fmt.Sprintf("%s[%d].slot", p, i), "string", n.Slot, k)
+				}
+			}
+		default:
+			add(p, kd.typeName(null), show(f), k)
+		}
+		return false
+	})
+	return out
 }
 
-// object walks the struct v that table describes, in key order.
-func (w *walker) object(path string, table []key, v reflect.Value) {
-	for _, k := range sortedRows(table) {
-		w.value(join(path, k.name), k, v.FieldByName(k.field))
-	}
-}
-
-func (w *walker) value(path string, k *key, f reflect.Value) {
-	if kd, null := kindOf(f.Type()); kd != nil {
-		if kd.walk != nil {
-			kd.walk(w, path, k, f)
-		} else {
-			w.add(path, kd.typeName(null), show(f), k)
-		}
-		return
-	}
-	switch f.Kind() {
-	case reflect.Struct:
-		w.add(path, "object", nil, k)
-		w.object(path, k.keys, f)
-	case reflect.Pointer:
-		if f.IsNil() && !w.docs {
-			w.add(path, "object or null", nil, k)
-			return
-		}
-		w.add(path, "object", nil, k)
-		if f.IsNil() {
-			f = newObject(f.Type().Elem(), k.keys)
-		}
-		w.object(path, k.keys, f.Elem())
-	case reflect.Map:
-		w.add(path, "object", nil, k)
-		if w.docs {
-			f = reflect.MakeMap(f.Type())
-			f.SetMapIndex(reflect.ValueOf(k.each), newMember(f.Type().Elem(), k.keys))
-		}
-		for _, name := range slices.SortedFunc(f.Seq(), func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) }) {
-			p := join(path, name.String())
-			w.add(p, "object", nil, &key{name: name.String(), doc: k.eachDoc})
-			w.object(p, k.keys, reflect.Indirect(f.MapIndex(name)))
-		}
+// fill gives the reference something to walk in the field f of row k: an
+// optional object that is off its defaults, a map of objects one member
+// named by its placeholder ("<site>").
+func fill(k *key, f reflect.Value) {
+	switch {
+	case k.keys != nil && f.Kind() == reflect.Pointer && f.IsNil():
+		f.Set(newObject(f.Type().Elem(), k.keys))
+	case k.each != "":
+		m := reflect.MakeMap(f.Type())
+		m.SetMapIndex(reflect.ValueOf(k.each), newMember(f.Type().Elem(), k.keys))
+		f.Set(m)
 	}
 }
 
@@ -101,10 +92,9 @@ type Value struct {
 // Values lists every setting of the configuration, global keys then each
 // site's, with secrets masked: what `hoard config show` prints.
 func (c *Config) Values() []Value {
-	w := &walker{}
-	w.object("", globalKeys, reflect.ValueOf(c).Elem())
-	out := make([]Value, 0, len(w.entries))
-	for _, e := range w.entries {
+	es := entries(c, false)
+	out := make([]Value, 0, len(es))
+	for _, e := range es {
 		v := Value{Path: e.path, Value: e.val, Type: e.typ, Source: c.Source(e.path), Secret: e.key.secret}
 		switch {
 		case v.Secret && v.Value != nil && v.Value != "":
@@ -158,10 +148,8 @@ func Keys() []KeyDoc {
 		}
 		env[k] = append(env[k], ev.Name)
 	}
-	w := &walker{docs: true}
-	w.object("", globalKeys, reflect.ValueOf(New()).Elem())
 	var out []KeyDoc
-	for _, e := range w.entries {
+	for _, e := range entries(New(), true) {
 		k := KeyDoc{Path: e.path, Type: e.typ, Env: strings.Join(env[e.path], ", "), Doc: e.key.doc, Secret: e.key.secret, Default: e.key.defDoc}
 		if k.Default == "" {
 			k.Default = defaultText(e.typ, e.val)

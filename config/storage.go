@@ -55,60 +55,40 @@ func knownType(ps *problems, path, typ string) bool {
 }
 
 // decodeStorage reads object_storage: url, or storage_type and the keys of
-// that type; the keys of other types are unknown keys.
-func decodeStorage(d *decoder, path string, v any, k *key, f reflect.Value) {
-	if v == nil {
-		return
-	}
+// that type; the keys of other types are unknown keys. A problem with url or
+// storage_type leaves it empty.
+func decodeStorage(d *decoder, path string, v any) (any, bool) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		d.wrongType(path, "object", v)
-		return
+		return nil, false
 	}
-	o := f.Addr().Interface().(*ObjectStorage)
-	*o = ObjectStorage{}
-	d.set(path)
+	var o ObjectStorage
+	if typ, ok := storageType(d, path, m); ok {
+		o = newObjectStorage(typ, "")
+		d.object(path, m, slices.DeleteFunc(slices.Clone(storageKeys), func(k key) bool { return !k.accepts(typ) }), reflect.ValueOf(&o).Elem())
+	}
+	return o, true
+}
+
+// storageType returns the type of the object_storage m: StorageURL, or its
+// storage_type, which must be known.
+func storageType(d *decoder, path string, m map[string]any) (string, bool) {
 	_, hasURL := m["url"]
 	st, hasType := m["storage_type"]
-	typ := StorageURL
 	switch {
 	case hasURL && hasType:
 		d.ps.add(path, "url and storage_type are mutually exclusive")
-		return
 	case hasURL:
+		return StorageURL, true
 	case !hasType:
 		d.ps.add(join(path, "storage_type"), "required (%s), or give url", orList(storage.Types))
-		return
 	default:
 		s, ok := st.(string)
 		if !ok {
 			d.wrongType(join(path, "storage_type"), "string", st)
-			return
+			return "", false
 		}
-		if !knownType(&d.ps, join(path, "storage_type"), s) {
-			return
-		}
-		typ = s
+		return s, knownType(&d.ps, join(path, "storage_type"), s)
 	}
-	*o = newObjectStorage(typ, "")
-	var rows []key
-	for _, sk := range k.keys {
-		if sk.accepts(typ) {
-			rows = append(rows, sk)
-		}
-	}
-	d.object(path, m, rows, f)
-}
-
-// walkStorage reports object_storage: for a loaded configuration the keys
-// of its storage type, for the reference every key of every type.
-func walkStorage(w *walker, path string, k *key, f reflect.Value) {
-	w.add(path, "object", nil, k)
-	typ := f.FieldByName("Type").String()
-	for _, sk := range sortedRows(k.keys) {
-		if !w.docs && (!sk.accepts(typ) || sk.name == "storage_type" && typ == StorageURL) {
-			continue
-		}
-		w.value(join(path, sk.name), sk, f.FieldByName(sk.field))
-	}
+	return "", false
 }

@@ -108,9 +108,7 @@ func readable(ps *problems, path, name string) {
 // object_storage), every string its row's oneOf does not list and every
 // number outside the range its row allows (valid).
 func (c *Config) checkRows(ps *problems) {
-	w := &walker{}
-	w.object("", globalKeys, reflect.ValueOf(c).Elem())
-	for _, e := range w.entries {
+	for _, e := range entries(c, false) {
 		if s, ok := e.val.(string); ok && e.key.oneOf != nil && !slices.Contains(e.key.oneOf, s) && (s != "" || e.key.def != nil) {
 			noun := e.key.name[strings.LastIndex(e.key.name, "_")+1:] // "mode" of active_backup_mode
 			ps.add(e.path, "unknown %s %q (want %s)", noun, s, orList(e.key.oneOf))
