@@ -1,10 +1,22 @@
 package verify
 
 import (
+	"context"
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 func TestCheckChains(t *testing.T) {
@@ -39,4 +51,92 @@ func TestCheckChains(t *testing.T) {
 	if reps[5].Parent != full2.Name {
 		t.Errorf("report's parent %q", reps[5].Parent)
 	}
+}
+
+// TestRun_IncrementalChainTampered takes a full backup of a real
+// PostgreSQL 17 and an incremental one on it, with their WAL, and checks
+// that verify reports both sound; then it changes only what someone who
+// can write to the bucket but holds no key can change, and verify must
+// report the incremental backup broken, as restore refuses it: its
+// metadata naming no parent (its control object records one), and its
+// parent's control object recording another system (a backup of another
+// cluster with the same start swapped in under the parent's name), with
+// the system identifier of both backups' metadata set to match.
+func TestRun_IncrementalChainTampered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
+	walDir := pgtest.TempDir(t)
+	src := pgtest.Start(t, pgtest.Options{Major: 17, Conf: map[string]string{
+		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
+	}})
+	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	a := testArchive(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	take := func(incremental bool) *archive.BackupInfo {
+		t.Helper()
+		b, err := basebackup.Run(ctx, basebackup.Options{
+			ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true,
+			Mode: basebackup.ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
+		})
+		if err != nil {
+			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
+		}
+		return b
+	}
+	full := take(false)
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+	inc := take(true)
+	if inc.Parent != full.Name {
+		t.Fatalf("parent of %s: %q, want %s", inc.Name, inc.Parent, full.Name)
+	}
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
+
+	check := func(what, want string) {
+		t.Helper()
+		rep := run(t, a, false)
+		if len(rep.Backups) != 2 {
+			t.Fatalf("%s: %d backups", what, len(rep.Backups))
+		}
+		r := rep.Backups[1]
+		if rep.Backups[0].Status != StatusOK {
+			t.Errorf("%s: full backup %s, problems:\n%s", what, rep.Backups[0].Status, problems(rep))
+		}
+		switch {
+		case want == "" && r.Status != StatusOK:
+			t.Errorf("%s: incremental backup %s, problems:\n%s", what, r.Status, problems(rep))
+		case want != "" && (r.Status != StatusBroken || r.Restorable || !strings.Contains(strings.Join(r.Problems, "\n"), want)):
+			t.Errorf("%s: incremental backup %s (restorable %v), problems:\n%s\nwant broken, saying %q", what, r.Status, r.Restorable, problems(rep), want)
+		}
+		_, err := restore.Run(ctx, restore.Options{Archive: a, TargetDir: filepath.Join(pgtest.TempDir(t), "data"), Backup: inc.Name,
+			RestoreCommand: "false", Logger: zerolog.Nop()})
+		if want != "" && !errors.Is(err, restore.ErrBrokenChain) {
+			t.Errorf("%s: restore of %s: %v, want ErrBrokenChain", what, inc.Name, err)
+		}
+	}
+	check("as taken", "")
+
+	setMetadata := func(key, k, v string) {
+		t.Helper()
+		storetest.Rewrite(t, a.Store, key, func(data []byte, md storage.Metadata) []byte {
+			if v == "" {
+				delete(md, k)
+			} else {
+				md[k] = v
+			}
+			return data
+		})
+	}
+	setMetadata(inc.Key, archive.MetaParent, "")
+	check("metadata without the parent", `its metadata names parent "", its control object "`+full.Name+`"`)
+	setMetadata(inc.Key, archive.MetaParent, full.Name)
+
+	foreign := full.SystemID[:len(full.SystemID)-1] + "0"
+	if foreign == full.SystemID {
+		foreign = full.SystemID[:len(full.SystemID)-1] + "1"
+	}
+	archivetest.ForeignSystem(t, a, full, foreign)
+	setMetadata(inc.Key, archive.MetaSystemID, foreign)
+	check("parent of another system", "backup "+full.Name+", its parent, is not the backup it was taken against")
 }

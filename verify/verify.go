@@ -99,6 +99,12 @@ type BackupReport struct {
 	// objectsBroken is set when the backup's own objects cannot be
 	// restored (not its WAL): then no incremental backup on it can.
 	objectsBroken bool
+	// controlRead is set when the backup's control object was read;
+	// hoard is what hoard recorded in its manifest (nil in PGHoard's):
+	// the authenticated parent, start and system that checkChains
+	// compares, as restore does, instead of the metadata's.
+	controlRead bool
+	hoard       *archive.HoardManifest
 }
 
 // WALEnd is the newest WAL byte an archive holds, as Report shows it.
@@ -489,6 +495,9 @@ func (c *checker) readControl(ctx context.Context, b *archive.BackupInfo, r *Bac
 		c.problem(r, true, "%v", err)
 		return nil, nil
 	}
+	c.mu.Lock()
+	r.controlRead, r.hoard = true, ctrl.Manifest.Hoard
+	c.mu.Unlock()
 	return ctrl, nil
 }
 
