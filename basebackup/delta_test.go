@@ -86,11 +86,7 @@ func restoreDeltaBackup(t *testing.T, a *archive.Archive, name string, major int
 // (checked by pg_verifybackup against the backup_manifest hoard wrote)
 // and, with the archived WAL replayed, hold the source's rows.
 func TestRunDelta_TwoBackups(t *testing.T) {
-	for _, major := range pgtest.Versions() {
-		t.Run(strconv.Itoa(major), func(t *testing.T) {
-			testRunDelta(t, major)
-		})
-	}
+	pgtest.ForEachVersion(t, testRunDelta)
 }
 
 func testRunDelta(t *testing.T, major int) {
@@ -284,11 +280,7 @@ func TestRunDelta_RetentionConcurrent(t *testing.T) {
 // object gone, and stores it again. Either way the object exists after
 // both, and the backup restores with the file's bytes and the table's rows.
 func TestRunDelta_RetentionRace(t *testing.T) {
-	for _, major := range pgtest.Versions() {
-		t.Run(strconv.Itoa(major), func(t *testing.T) {
-			testRunDeltaRetentionRace(t, major)
-		})
-	}
+	pgtest.ForEachVersion(t, testRunDeltaRetentionRace)
 }
 
 // gateDelete is a store whose delete of key, once entered (reported on
@@ -595,11 +587,7 @@ func TestRunDelta_Tablespace(t *testing.T) {
 // objects only that backup refers to (as read from the manifests with
 // the private key), and both kept backups restore with the source's rows.
 func TestRunDelta_RetentionPublicKeyOnly(t *testing.T) {
-	for _, major := range pgtest.Versions() {
-		t.Run(strconv.Itoa(major), func(t *testing.T) {
-			testRunDeltaRetentionPublicKeyOnly(t, major)
-		})
-	}
+	pgtest.ForEachVersion(t, testRunDeltaRetentionPublicKeyOnly)
 }
 
 func testRunDeltaRetentionPublicKeyOnly(t *testing.T, major int) {

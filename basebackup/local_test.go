@@ -162,12 +162,10 @@ func runPgbench(t testing.TB, c *pgtest.Cluster) (stop func()) {
 }
 
 func TestRunLocal_OK(t *testing.T) {
-	for _, major := range pgtest.Versions() {
-		t.Run(strconv.Itoa(major), func(t *testing.T) {
-			t.Parallel()
-			testRunLocal(t, major)
-		})
-	}
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		t.Parallel()
+		testRunLocal(t, major)
+	})
 }
 
 // testRunLocal backs up a cluster with a tablespace, an unlogged and a

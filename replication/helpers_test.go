@@ -25,12 +25,10 @@ const testTimeout = 2 * time.Minute
 
 // forEachVersion runs fn in a parallel subtest per major under test.
 func forEachVersion(t *testing.T, fn func(t *testing.T, major int)) {
-	for _, major := range pgtest.Versions() {
-		t.Run(strconv.Itoa(major), func(t *testing.T) {
-			t.Parallel()
-			fn(t, major)
-		})
-	}
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		t.Parallel()
+		fn(t, major)
+	})
 }
 
 // testContext returns a context ending with the test or after testTimeout.

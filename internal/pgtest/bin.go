@@ -41,6 +41,15 @@ func Versions() []int {
 	return parseVersions(os.Getenv("HOARD_PG_VERSIONS"))
 }
 
+// ForEachVersion runs fn in a subtest per major under test (Versions),
+// named by the major; fn calls t.Parallel for parallel subtests.
+func ForEachVersion(t *testing.T, fn func(t *testing.T, major int)) {
+	t.Helper()
+	for _, major := range Versions() {
+		t.Run(strconv.Itoa(major), func(t *testing.T) { fn(t, major) })
+	}
+}
+
 func parseVersions(s string) []int {
 	s = strings.TrimSpace(s)
 	switch s {

@@ -37,6 +37,18 @@ func TestParseVersions_ErrUnsupported(t *testing.T) {
 	parseVersions("12")
 }
 
+func TestForEachVersion(t *testing.T) {
+	t.Setenv("HOARD_PG_VERSIONS", "16,13")
+	var got []string
+	ForEachVersion(t, func(t *testing.T, major int) {
+		got = append(got, fmt.Sprintf("%s %d", t.Name(), major))
+	})
+	want := []string{"TestForEachVersion/13 13", "TestForEachVersion/16 16"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("subtests (-want +got):\n%s", diff)
+	}
+}
+
 func TestStart(t *testing.T) {
 	for _, major := range Versions() {
 		t.Run(fmt.Sprint(major), func(t *testing.T) {
