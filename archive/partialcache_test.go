@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"testing"
 
@@ -91,15 +90,12 @@ func TestPutPartialWAL_Cached(t *testing.T) {
 				a.Store = fs
 				a.Codec.Compression = alg
 				key := a.Layout.WALKey(name + ".partial")
-				path := writeWALFile(t, t.TempDir(), name+".partial", nil)
+				dir := t.TempDir()
 				cache := &PartialCache{}
 				var stored int64
 				put := func(data []byte, wantErr bool) {
 					t.Helper()
-					if err := os.WriteFile(path, data, 0o600); err != nil {
-						t.Fatal(err)
-					}
-					res, err := a.PutPartialWAL(ctx, path, PushOptions{StoredPartial: stored, Partial: cache})
+					res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", data), PushOptions{StoredPartial: stored, Partial: cache})
 					if wantErr {
 						if err == nil {
 							t.Fatalf("copy of %d bytes stored through a failing PUT", len(data))
@@ -141,10 +137,7 @@ func TestPutPartialWAL_Cached(t *testing.T) {
 				put(other, false)
 				// A shorter file than the last: stale, not stored, and
 				// the cache starts over.
-				if err := os.WriteFile(path, other[:n-100], 0o600); err != nil {
-					t.Fatal(err)
-				}
-				res, err := a.PutPartialWAL(ctx, path, PushOptions{StoredPartial: stored, Partial: cache})
+				res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", other[:n-100]), PushOptions{StoredPartial: stored, Partial: cache})
 				if err != nil || !res.Stale {
 					t.Fatalf("shorter copy: %+v, %v; want stale", res, err)
 				}
@@ -216,15 +209,12 @@ func TestPutPartialWAL_CacheBounded(t *testing.T) {
 			a := walTestArchive(t, true)
 			a.Codec.Compression = alg
 			key := a.Layout.WALKey(name + ".partial")
-			path := writeWALFile(t, t.TempDir(), name+".partial", nil)
+			dir := t.TempDir()
 			cache := &PartialCache{limit: 1 << 20}
 			var stored int64
 			put := func(data []byte, wantKept bool) {
 				t.Helper()
-				if err := os.WriteFile(path, data, 0o600); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := a.PutPartialWAL(ctx, path, PushOptions{StoredPartial: stored, Partial: cache}); err != nil {
+				if _, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", data), PushOptions{StoredPartial: stored, Partial: cache}); err != nil {
 					t.Fatalf("copy of %d bytes: %v", len(data), err)
 				}
 				stored = int64(len(data))
@@ -263,13 +253,10 @@ func TestPutPartialWAL_StaleNotForgotten(t *testing.T) {
 			a := walTestArchive(t, true)
 			a.Codec.Compression = alg
 			key := a.Layout.WALKey(name + ".partial")
-			path := writeWALFile(t, t.TempDir(), name+".partial", nil)
+			dir := t.TempDir()
 			put := func(cache *PartialCache, n int, stored int64) PushResult {
 				t.Helper()
-				if err := os.WriteFile(path, seg[:n], 0o600); err != nil {
-					t.Fatal(err)
-				}
-				res, err := a.PutPartialWAL(ctx, path, PushOptions{StoredPartial: stored, Partial: cache})
+				res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", seg[:n]), PushOptions{StoredPartial: stored, Partial: cache})
 				if err != nil {
 					t.Fatalf("copy of %d bytes: %v", n, err)
 				}
