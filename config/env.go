@@ -255,7 +255,7 @@ func envSite(c *Config, e *envReader) (string, *Site) {
 		} else {
 			c.setSource("backup_sites."+name, "env HOARD_SITE")
 		}
-		s := newSite(name)
+		s := newObject(reflect.TypeFor[Site](), siteKeys).Interface().(*Site) // finish names it
 		c.BackupSites[name] = s
 		return name, s
 	}

@@ -96,6 +96,8 @@ func walk(path string, table []key, v reflect.Value, sorted bool, fn visit) {
 	}
 }
 
+// walkField visits the row k at path, then where fn returns true the
+// objects in its field f (see walk).
 func walkField(path string, k *key, f reflect.Value, sorted bool, fn visit) {
 	if !fn(path, k, f) || k.keys == nil {
 		return

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 )
@@ -73,12 +72,6 @@ type PGReceiveXLog struct {
 	DiskSpaceCheckInterval time.Duration
 	MinDiskFreeBytes       *int64 // nil = off
 	ResumeMultiplier       float64
-}
-
-func newSite(name string) *Site {
-	s := &Site{Name: name}
-	setDefaults(reflect.ValueOf(s).Elem(), siteKeys)
-	return s
 }
 
 // Site returns the named site. With name "" it returns the only site, or an

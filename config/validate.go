@@ -69,12 +69,7 @@ func (c *Config) validate() problems {
 	if (c.WebserverUsername == "") != (c.WebserverPassword == "") {
 		ps.add("webserver_password", "webserver_username and webserver_password must be set together")
 	}
-	switch {
-	case c.HTTPTLSCertFile != "" && c.HTTPTLSKeyFile == "":
-		ps.add("http_tls_key_file", "required when http_tls_cert_file is set")
-	case c.HTTPTLSCertFile == "" && c.HTTPTLSKeyFile != "":
-		ps.add("http_tls_cert_file", "required when http_tls_key_file is set")
-	case c.HTTPTLSCertFile != "":
+	if together(&ps, "", "http_tls_cert_file", "http_tls_key_file", c.HTTPTLSCertFile != "", c.HTTPTLSKeyFile != "") {
 		readable(&ps, "http_tls_cert_file", c.HTTPTLSCertFile)
 		readable(&ps, "http_tls_key_file", c.HTTPTLSKeyFile)
 	}
@@ -91,6 +86,18 @@ func (c *Config) validate() problems {
 		c.BackupSites[name].validate(&ps, c, "backup_sites."+name)
 	}
 	return ps
+}
+
+// together records a problem at the key a or b of the object at path that
+// is missing while the other is set, and tells whether both are set.
+func together(ps *problems, path, a, b string, hasA, hasB bool) bool {
+	switch {
+	case hasA && !hasB:
+		ps.add(join(path, b), "required when %s is set", a)
+	case hasB && !hasA:
+		ps.add(join(path, a), "required when %s is set", b)
+	}
+	return hasA && hasB
 }
 
 // readable records a problem when the file at name cannot be opened for
@@ -138,12 +145,7 @@ func (c *Config) checkRows(ps *problems) {
 }
 
 func (s *Site) validate(ps *problems, c *Config, p string) {
-	switch {
-	case s.BasebackupHour != nil && s.BasebackupMinute == nil:
-		ps.add(p+".basebackup_minute", "required when basebackup_hour is set")
-	case s.BasebackupHour == nil && s.BasebackupMinute != nil:
-		ps.add(p+".basebackup_hour", "required when basebackup_minute is set")
-	}
+	together(ps, p, "basebackup_hour", "basebackup_minute", s.BasebackupHour != nil, s.BasebackupMinute != nil)
 	for i, n := range s.Nodes {
 		if n.Params == nil && strings.TrimSpace(n.ConnStr) != "" && !replication.IsURI(n.ConnStr) {
 			if _, err := replication.ParseConnString(n.ConnStr); err != nil {
