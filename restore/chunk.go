@@ -55,7 +55,7 @@ func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Ar
 	}
 	var made madeFiles
 	for attempt := 0; ; attempt++ {
-		made.files, made.overflow = made.files[:0], false
+		made.reset()
 		n, err := o.chunkOnce(ctx, src, ex, key, c, buf, &p.bytesDone, &made)
 		if err == nil {
 			return n, nil
@@ -63,7 +63,7 @@ func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Ar
 		if ctx.Err() != nil || !retryable(err) || attempt >= o.Retries || made.overflow {
 			return 0, fmt.Errorf("chunk %s: %w", key, err)
 		}
-		if rerr := ex.removeMade(made.files); rerr != nil {
+		if rerr := ex.removeMade(&made); rerr != nil {
 			return 0, fmt.Errorf("chunk %s: %w (retrying after: %w)", key, rerr, err)
 		}
 		log.Warn().Err(err).Str("key", key).Int("attempt", attempt+1).Msg("retrying chunk")

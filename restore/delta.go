@@ -240,13 +240,13 @@ func (o *Options) restoreDelta(ctx context.Context, log zerolog.Logger, src *arc
 func (o *Options) deltaObject(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, d deltaObject, buf []byte, p *progress) error {
 	var made madeFiles
 	for attempt := 0; ; attempt++ {
-		made.files = made.files[:0]
+		made.reset()
 		err := o.deltaObjectOnce(ctx, src, ex, d, buf, &p.bytesDone, &made)
 		if err == nil {
 			return nil
 		}
 		// A file that failed its checks does not stay.
-		if rerr := ex.removeMade(made.files); rerr != nil {
+		if rerr := ex.removeMade(&made); rerr != nil {
 			return fmt.Errorf("delta object %s (file %s): %w (removing it after: %w)", d.key, d.file.RelativePath, rerr, err)
 		}
 		if ctx.Err() != nil || !retryable(err) || attempt >= o.Retries {

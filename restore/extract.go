@@ -186,31 +186,49 @@ func (e *extractor) writeNew(rel string, data []byte, mode fs.FileMode) error {
 }
 
 // madeFiles records the files one attempt at a chunk created, so that a
-// retry can remove them first. It keeps at most maxMadeFiles of them: a
-// chunk of more files is not retried, which bounds the memory that a chunk
-// of many tiny members can take.
+// retry can remove them first, and the incremental files it applied to
+// the files an incremental backup's parents left (see incrementalLevel):
+// those stay, since applying one again gives the same file, but the level
+// must forget them so that the retry applies them again instead of
+// refusing them as written twice. It keeps at most maxMadeFiles of them:
+// a chunk of more files is not retried, which bounds the memory that a
+// chunk of many tiny members can take.
 type madeFiles struct {
 	files    []memberPlan
+	applied  []memberPlan
 	overflow bool
+}
+
+// reset empties m for another attempt.
+func (m *madeFiles) reset() {
+	m.files, m.applied, m.overflow = m.files[:0], m.applied[:0], false
 }
 
 // maxMadeFiles is a variable for tests.
 var maxMadeFiles = 1 << 16
 
-func (m *madeFiles) add(p memberPlan) {
-	if len(m.files) >= maxMadeFiles {
+func (m *madeFiles) add(p memberPlan) { m.record(&m.files, p) }
+
+// addApplied records an incremental file applied to its parents' file.
+func (m *madeFiles) addApplied(p memberPlan) { m.record(&m.applied, p) }
+
+func (m *madeFiles) record(list *[]memberPlan, p memberPlan) {
+	if len(m.files)+len(m.applied) >= maxMadeFiles {
 		m.overflow = true
 		return
 	}
-	m.files = append(m.files, p)
+	*list = append(*list, p)
 }
 
-// removeMade removes the files an attempt created, before a retry.
-func (e *extractor) removeMade(made []memberPlan) error {
+// removeMade removes the files an attempt created, and makes an
+// incremental level forget them and the files it applied, before a
+// retry.
+func (e *extractor) removeMade(made *madeFiles) error {
 	if e.incr != nil {
-		e.incr.forget(made)
+		e.incr.forget(made.files)
+		e.incr.forget(made.applied)
 	}
-	for _, p := range made {
+	for _, p := range made.files {
 		if err := e.roots[p.spc].Remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove %s before a retry: %w", p.rel, err)
 		}

@@ -198,7 +198,11 @@ func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, 
 		return e.writeFile(p, member, r, mode, buf, made)
 	}
 	// Applying the same incremental file again gives the same result, so
-	// a retried chunk needs nothing removed: it is not recorded in made.
+	// a retried chunk needs nothing removed; but the retry must be let
+	// apply it again.
+	if made != nil {
+		made.addApplied(p)
+	}
 	f, err := root.OpenFile(p.rel, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("member %q: %s is in no parent backup: %w", member, p.rel, ErrBrokenChain)

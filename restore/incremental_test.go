@@ -3,12 +3,15 @@ package restore
 import (
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -240,4 +243,65 @@ func testIncrementalChain(t *testing.T, major int) {
 	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), inc1.Key) {
 		t.Errorf("restore without its parent: %v, want ErrBrokenChain naming %s", err, inc1.Key)
 	}
+}
+
+// TestRun_IncrementalChunkRetried takes a full backup of a real
+// PostgreSQL 17 and an incremental one on it, and restores the
+// incremental one from a store whose first read of each of its chunks
+// fails at the end, as a dropped connection does: restore retries each
+// chunk, applying its INCREMENTAL files again over what the failed
+// attempt left, and the restored rows must be the source's.
+func TestRun_IncrementalChunkRetried(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
+	src, walDir, a := incrSource(t, 17)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+	inc := takeBackup(ctx, t, src, a, basebackup.ModeStream, true)
+	want := digest(t, src)
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
+
+	st := &cutOnceStore{Store: a.Store, prefix: a.Layout.ChunkKey(inc.Name + "/"), seen: map[string]bool{}}
+	ra := *a
+	ra.Store = st
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	if _, err := Run(ctx, Options{Archive: &ra, TargetDir: dir, Backup: inc.Name, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}); err != nil {
+		t.Fatalf("restore with each chunk of %s cut once: %v", inc.Name, err)
+	}
+	if len(st.seen) == 0 {
+		t.Fatalf("no read of a chunk under %s was cut", st.prefix)
+	}
+	c := pgtest.StartDataDir(t, 17, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	checkRestored(t, c, want)
+}
+
+// cutOnceStore fails the first read of each object under prefix at its
+// end, as a dropped connection does.
+type cutOnceStore struct {
+	storage.Store
+	prefix string
+	mu     sync.Mutex
+	seen   map[string]bool
+}
+
+func (s *cutOnceStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	rc, obj, err := s.Store.Open(ctx, key)
+	if err != nil || !strings.HasPrefix(key, s.prefix) {
+		return rc, obj, err
+	}
+	s.mu.Lock()
+	first := !s.seen[key]
+	s.seen[key] = true
+	s.mu.Unlock()
+	if !first {
+		return rc, obj, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(rc, iotest.ErrReader(errors.New("connection reset"))), rc}, obj, nil
 }

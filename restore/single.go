@@ -200,12 +200,12 @@ func (o *Options) singleTar(ctx context.Context, log zerolog.Logger, src *archiv
 	var pgControl []byte
 	var err error
 	for attempt := 0; ; attempt++ {
-		made.files, made.overflow = made.files[:0], false
+		made.reset()
 		pgControl, err = o.singleTarOnce(ctx, src, b, ex, buf, &p.bytesDone, &made)
 		if err == nil || ctx.Err() != nil || !retryable(err) || attempt >= o.Retries || made.overflow {
 			break
 		}
-		if rerr := ex.removeMade(made.files); rerr != nil {
+		if rerr := ex.removeMade(&made); rerr != nil {
 			err = fmt.Errorf("%w (retrying after: %w)", rerr, err)
 			break
 		}
