@@ -2,6 +2,7 @@ package basebackup
 
 import (
 	"archive/tar"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -13,8 +14,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -39,19 +42,27 @@ const DefaultDeltaMinFileSize = 10 << 20
 //
 // The bundles are stored first, so that retention sees a delta backup
 // running (a recent bundle folder of no listed backup) before any delta
-// object is reused. Then each large file is read and hashed; a delta
-// object of that name that exists is reused, never written again.
-// Otherwise the file is read again, compressed and encrypted into a
-// temporary file (Options.TempDir) while that read is hashed, and the
-// temporary file is stored (a conditional create: an object that appeared
-// meanwhile is reused, not replaced) under the hash of the bytes it holds,
-// which is the digest the manifest records: a file that changed between
-// the two reads is stored as it was at the second, and no object is ever
-// stored under a name its bytes do not have, even for a moment. Before
-// the control object is stored, every reused object is checked to exist
-// still, and, in a site that encrypts, the backup's reference list is
-// stored (archive.Archive.StoreDeltaRefs), which retention reads where it
-// has only the public key.
+// object is reused. Then the large files, the largest first, are read in
+// one of two ways, chosen by the previous delta backup's manifest
+// (previousDelta), which is only a hint: nothing it says is recorded.
+// A file it does not list, or lists with another size or modification
+// time, has likely changed, and is read once: its pages checked, hashed
+// on one goroutine while another compresses and encrypts it into a
+// temporary file (Options.TempDir), which is then stored under the hash
+// of the bytes it holds. Any other file (and every file when the previous
+// manifest cannot be read) is first read and hashed only; a delta object
+// of that name that exists is reused, never written again, and otherwise
+// the file is read again, hashed and staged the same way. Either way the
+// object is stored with a conditional create (an object that appeared
+// meanwhile is reused, not replaced), after a look that skips the upload
+// of one that exists, under the hash of the bytes it holds, which is the
+// digest the manifest records: a file that changed between two reads is
+// stored as it was at the second, and no object is ever stored under a
+// name its bytes do not have, even for a moment. Before the control
+// object is stored, every reused object is checked to exist still, and,
+// in a site that encrypts, the backup's reference list is stored
+// (archive.Archive.StoreDeltaRefs), which retention reads where it has
+// only the public key.
 
 // deltaBackup is what a delta backup adds to a local one.
 type deltaBackup struct {
@@ -151,7 +162,7 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	if l.o.afterBundles != nil {
 		l.o.afterBundles()
 	}
-	files, err := l.deltaObjects(ctx, large)
+	files, err := l.deltaObjects(ctx, large, l.previousDelta(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +242,44 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	return dr, nil
 }
 
+// previousDelta returns the files of the newest delta backup of this
+// cluster in the site, by path, for likelyChanged: empty when there is
+// none (every large file is new), nil when it cannot be read (a site
+// configured with the public key only, say), and then every large file is
+// hashed before it is stored. Nothing in it is trusted: it only chooses
+// which read of a file comes first.
+func (l *localBackup) previousDelta(ctx context.Context) map[string]archive.DeltaFile {
+	a := l.o.Archive
+	bs, err := a.ListBackups(ctx)
+	if err != nil {
+		l.log.Info().Err(err).Msg("previous delta backup not read: every large file is hashed before it is stored")
+		return nil
+	}
+	var prev *archive.BackupInfo
+	for _, b := range bs { // oldest first
+		if (b.Format == archive.FormatDeltaV2 || b.Format == archive.FormatDeltaV1) && b.SystemID == l.srv.systemID {
+			prev = b
+		}
+	}
+	out := map[string]archive.DeltaFile{}
+	if prev == nil {
+		return out
+	}
+	c, err := a.ReadControl(ctx, prev.Key, nil)
+	var dm *archive.DeltaManifest
+	if err == nil {
+		dm, err = archive.ParseDelta(c.Manifest)
+	}
+	if err != nil {
+		l.log.Info().Err(err).Str("previous", prev.Name).Msg("previous delta backup not read: every large file is hashed before it is stored")
+		return nil
+	}
+	for _, f := range dm.SnapshotResult.State.Files {
+		out[f.RelativePath] = f
+	}
+	return out
+}
+
 // bundles stores files in bundles.
 func (l *localBackup) bundles(ctx context.Context, files []entry) ([]*chunkResult, error) {
 	if len(files) == 0 {
@@ -241,11 +290,69 @@ func (l *localBackup) bundles(ctx context.Context, files []entry) ([]*chunkResul
 }
 
 // deltaObjects reads, hashes and stores (or reuses) the large files, on
-// l.o.Parallel workers, while the SQL session is watched.
-func (l *localBackup) deltaObjects(ctx context.Context, files []entry) ([]*deltaFileResult, error) {
-	return runWorkers(ctx, l, len(files), nil, func(ctx context.Context, w *worker, i int) (*deltaFileResult, error) {
-		return w.deltaFile(ctx, &files[i])
+// l.o.Parallel workers, the largest first (so that the last to finish are
+// small), while the SQL session is watched. prev, when not nil, is the
+// previous delta backup's files by path (previousDelta): a file that
+// differs from its entry (see likelyChanged) is stored in a single read.
+func (l *localBackup) deltaObjects(ctx context.Context, files []entry, prev map[string]archive.DeltaFile) ([]*deltaFileResult, error) {
+	order := make([]int, len(files))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(files[b].size, files[a].size) })
+	return runWorkers(ctx, l, len(files), order, func(ctx context.Context, w *worker, i int) (*deltaFileResult, error) {
+		e := &files[i]
+		if prev != nil && likelyChanged(e, prev) {
+			return w.deltaChanged(ctx, e)
+		}
+		return w.deltaFile(ctx, e)
 	})
+}
+
+// likelyChanged reports whether e surely or probably holds other bytes
+// than at the previous delta backup, whose files are prev: it is not
+// there, or its size or modification time differ. It is only a hint of
+// what to read first: whatever it says, the digest recorded is that of
+// the bytes this backup read and stored.
+func likelyChanged(e *entry, prev map[string]archive.DeltaFile) bool {
+	f, ok := prev[e.name()]
+	return !ok || f.Hexdigest == "" || f.FileSize != e.size || f.MtimeNS != e.mtime.UnixNano()
+}
+
+// deltaChanged stores e, which likely changed since the previous delta
+// backup, in one read: its pages checked, hashed, compressed and encrypted
+// into a staging file at once (stage), then stored under the digest of
+// what was read, or the object of that digest reused when it exists.
+func (w *worker) deltaChanged(ctx context.Context, e *entry) (*deltaFileResult, error) {
+	st, err := w.stage(ctx, e, true)
+	if err != nil {
+		return nil, err
+	}
+	if st.r.gone {
+		return st.r, nil
+	}
+	defer st.tmp.Close()
+	s, owner := w.l.deltaState.claim(st.r.digest)
+	if !owner {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		if s.ok {
+			st.r.stored, st.r.reused = s.stored, s.reused
+			return st.r, nil
+		}
+		// Its owner's file changed before it was stored: this file's
+		// staged bytes have the digest.
+		return st.r, w.put(ctx, st)
+	}
+	defer close(s.done)
+	if err := w.put(ctx, st); err != nil {
+		return nil, err
+	}
+	s.ok, s.reused, s.stored = true, st.r.reused, st.r.stored
+	return st.r, nil
 }
 
 // deltaFile reads e, hashing it (and checking its pages, as local-tar
@@ -255,7 +362,7 @@ func (w *worker) deltaFile(ctx context.Context, e *entry) (*deltaFileResult, err
 	l := w.l
 	r := &deltaFileResult{e: e, size: e.size}
 	sum := archive.NewDeltaHash()
-	crc, gone, err := w.hashFile(e, sum)
+	crc, gone, err := w.hashFile(ctx, e, sum)
 	if err != nil {
 		return nil, err
 	}
@@ -332,94 +439,156 @@ func (w *worker) decide(ctx context.Context, e *entry, digest string, s *digestS
 	return n, nil
 }
 
-// storeNew reads e once more, compressing and encrypting it into a
-// temporary file (Options.TempDir, unlinked at once so that nothing stays
-// behind, even after a crash) while hashing what it reads, then stores
-// that file as the delta object named by that hash: an object only ever
-// holds the bytes its name says, even when the file changes while it is
-// read. An object of that name that exists is reused, never replaced.
+// storeNew reads e once more (its pages were checked by the read that
+// hashed it) and stores it as the delta object named by the hash of what
+// that read gave (stage, put): an object only ever holds the bytes its
+// name says, even when the file changes while it is read. An object of
+// that name that exists is reused, never replaced.
 func (w *worker) storeNew(ctx context.Context, e *entry) (*deltaFileResult, error) {
+	st, err := w.stage(ctx, e, false)
+	if err != nil {
+		return nil, err
+	}
+	if st.r.gone {
+		return st.r, nil
+	}
+	defer st.tmp.Close()
+	return st.r, w.put(ctx, st)
+}
+
+// staged is a file read, hashed, compressed and encrypted into a staging
+// file, not stored yet.
+type staged struct {
+	r      *deltaFileResult
+	tmp    *os.File // the encoded object, unlinked
+	stored archive.Stored
+}
+
+// stage reads e up to its scanned size (padded with zeros if it shrank),
+// hashing what it reads on one goroutine while another compresses and
+// encrypts it into a temporary file (Options.TempDir, unlinked at once so
+// that nothing stays behind, even after a crash). first says that this is
+// the file's only read: its pages are checked (when e.check) and its
+// bytes counted as read. A file removed since the scan is gone.
+func (w *worker) stage(ctx context.Context, e *entry, first bool) (*staged, error) {
 	l := w.l
 	a := l.o.Archive
-	r := &deltaFileResult{e: e, size: e.size}
+	st := &staged{r: &deltaFileResult{e: e, size: e.size}}
 	if l.o.beforeStore != nil {
 		l.o.beforeStore(e.path())
 	}
-	src, err := os.Open(e.path())
-	if errors.Is(err, fs.ErrNotExist) {
-		r.gone = true // removed since it was hashed: WAL replay recreates what is needed
-		return r, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: %w", err)
-	}
-	defer src.Close()
 	tmp, err := os.CreateTemp(l.o.TempDir, ".hoard-delta-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: stage a delta object: %w", err)
 	}
-	defer tmp.Close()
 	if err := os.Remove(tmp.Name()); err != nil {
+		tmp.Close()
 		return nil, fmt.Errorf("basebackup: stage a delta object: %w", err)
 	}
 	md := storage.Metadata{archive.MetaFormat: archive.FormatDeltaV2}
-	enc, err := a.Codec.NewEncoder(ctx, tmp, e.path(), md, archive.UploadOptions{Size: e.size})
+	enc, err := a.Codec.NewEncoder(ctx, tmp, e.path(), md, archive.UploadOptions{Size: e.size, Concurrency: l.compressionThreads})
 	if err != nil {
+		tmp.Close()
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
 	sum := archive.NewDeltaHash()
-	var crc uint32
-	body := io.LimitReader(io.MultiReader(src, zeros{}), e.size) // padded with zeros if it shrank
-	for {
-		n, err := body.Read(w.buf)
-		p := w.buf[:n]
+	crc, gone, err := w.readFile(ctx, e, first, l.o.storeRead, func(p []byte) error {
 		sum.Write(p)
-		crc = crc32.Update(crc, castagnoli, p)
-		if _, werr := enc.Write(p); werr != nil {
-			_ = enc.Abort(werr)
-			return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), werr)
+		return nil
+	}, func(p []byte) error {
+		if _, err := enc.Write(p); err != nil {
+			return fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), err)
 		}
-		if err == io.EOF {
-			break
-		}
+		return nil
+	})
+	if err != nil || gone {
+		_ = enc.Abort(errors.New("not staged"))
+		tmp.Close()
 		if err != nil {
-			_ = enc.Abort(err)
-			return nil, fmt.Errorf("basebackup: read %s: %w", e.path(), err)
+			return nil, err
 		}
+		st.r.gone = true // removed since the scan: WAL replay recreates what is needed
+		return st, nil
 	}
-	stored, err := enc.Close()
-	if err != nil {
+	if st.stored, err = enc.Close(); err != nil {
+		tmp.Close()
 		return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), err)
 	}
-	r.digest = hex.EncodeToString(sum.Sum(nil))
-	r.crc = crc
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		tmp.Close()
 		return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), err)
 	}
-	key := a.Layout.DeltaKey(r.digest)
-	// Its exact size lets an object store size its upload buffers.
-	err = a.Store.Create(storage.WithMaxSize(ctx, stored.StoredSize), key, tmp, stored.Metadata)
-	if errors.Is(err, storage.ErrExist) {
-		// Stored before or meanwhile (by another backup, or by this one
-		// for a file whose bytes became these): reuse it.
-		st, err := a.Store.Stat(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("basebackup: delta object %s: %w", key, err)
-		}
-		r.reused, r.stored = true, st.Size
-		return r, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: store delta object %s: %w", key, err)
-	}
-	r.stored = stored.StoredSize
-	return r, nil
+	st.tmp = tmp
+	st.r.digest = hex.EncodeToString(sum.Sum(nil))
+	st.r.crc = crc
+	return st, nil
 }
 
-// hashFile reads e up to its scanned size (padding with zeros a file that
-// shrank, as local-tar does) into sum, checking its pages when e.check,
-// and returns its CRC-32C; gone reports a file removed since the scan.
-func (w *worker) hashFile(e *entry, sum hash.Hash) (crc uint32, gone bool, err error) {
+// put stores a staged file as the delta object of its digest, unless an
+// object of that name exists (stored before, or meanwhile by another
+// backup or by this one for a file whose bytes became these): that one is
+// reused, never replaced.
+func (w *worker) put(ctx context.Context, st *staged) error {
+	a := w.l.o.Archive
+	r := st.r
+	key := a.Layout.DeltaKey(r.digest)
+	o, err := a.Store.Stat(ctx, key)
+	if err == nil {
+		r.reused, r.stored = true, o.Size
+		return nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+	}
+	// Its exact size lets an object store size its upload buffers.
+	err = a.Store.Create(storage.WithMaxSize(ctx, st.stored.StoredSize), key, st.tmp, st.stored.Metadata)
+	if errors.Is(err, storage.ErrExist) {
+		o, err := a.Store.Stat(ctx, key)
+		if err != nil {
+			return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+		}
+		r.reused, r.stored = true, o.Size
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("basebackup: store delta object %s: %w", key, err)
+	}
+	r.stored = st.stored.StoredSize
+	return nil
+}
+
+// hashFile reads e (readFile, its pages checked, its bytes counted) into
+// sum and returns its CRC-32C; gone reports a file removed since the scan.
+func (w *worker) hashFile(ctx context.Context, e *entry, sum hash.Hash) (crc uint32, gone bool, err error) {
+	return w.readFile(ctx, e, true, nil, func(p []byte) error {
+		sum.Write(p)
+		return nil
+	})
+}
+
+// deltaPieces is how many read buffers (readBufferSize each) a worker
+// reading a large file holds: the one being read and those its sinks
+// have not finished with.
+const deltaPieces = 4
+
+// piece is one read buffer on its way through readFile's sinks.
+type piece struct {
+	buf  []byte
+	p    []byte
+	left atomic.Int32 // sinks still using it
+}
+
+// readFile reads e up to its scanned size, padding with zeros a file that
+// shrank (as local-tar does), and hands each piece read, in order, to
+// every sink, each running on its own goroutine while the next pieces are
+// read: one file keeps as many cores busy. When first, the pages are
+// checked (e.check) before the sinks see them and the bytes count as
+// read. hook, when not nil, runs before each read (tests change the file
+// there). It returns the CRC-32C of what it read; gone reports a file
+// removed since the scan. The first sink error stops the read and is
+// returned.
+func (w *worker) readFile(ctx context.Context, e *entry, first bool, hook func(path string, off int64), sinks ...func([]byte) error) (crc uint32, gone bool, err error) {
+	l := w.l
 	f, err := os.Open(e.path())
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, true, nil
@@ -428,42 +597,112 @@ func (w *worker) hashFile(e *entry, sum hash.Hash) (crc uint32, gone bool, err e
 		return 0, false, fmt.Errorf("basebackup: %w", err)
 	}
 	defer f.Close()
-	var fc *fileCheck
-	if e.check && w.l.check != nil {
-		fc = &fileCheck{pageCheck: w.l.check, name: e.name(), path: e.path(), first: e.segno * w.l.check.segBlocks}
-	}
-	var off int64
-	for off < e.size {
-		n := int(min(int64(len(w.buf)), e.size-off))
-		m, err := io.ReadFull(f, w.buf[:n])
-		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-			return 0, false, fmt.Errorf("basebackup: read %s: %w", e.path(), err)
+	if len(w.pieces) == 0 {
+		w.pieces = make([]*piece, deltaPieces)
+		w.pieces[0] = &piece{buf: w.buf}
+		for i := 1; i < deltaPieces; i++ {
+			w.pieces[i] = &piece{buf: make([]byte, readBufferSize)}
 		}
-		p := w.buf[:m]
-		if fc != nil {
-			if err := fc.pages(f, p, off); err != nil {
-				return 0, false, err
+	}
+	free := make(chan *piece, len(w.pieces))
+	for _, pc := range w.pieces {
+		free <- pc
+	}
+	var failed atomic.Bool
+	errs := make([]error, len(sinks))
+	chans := make([]chan *piece, len(sinks))
+	var wg sync.WaitGroup
+	for i, sink := range sinks {
+		ch := make(chan *piece, len(w.pieces))
+		chans[i] = ch
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pc := range ch {
+				if errs[i] == nil {
+					if errs[i] = sink(pc.p); errs[i] != nil {
+						failed.Store(true)
+					}
+				}
+				if pc.left.Add(-1) == 0 {
+					free <- pc
+				}
 			}
-		}
-		crc = crc32.Update(crc, castagnoli, p)
-		sum.Write(p)
-		off += int64(m)
-		w.l.read.Add(int64(m))
-		if m < n {
-			break
+		}()
+	}
+	send := func(pc *piece) {
+		pc.left.Store(int32(len(sinks)))
+		for _, ch := range chans {
+			ch <- pc
 		}
 	}
-	if off < e.size {
-		clear(w.buf)
+	err = func() error {
+		var fc *fileCheck
+		if first && e.check && l.check != nil {
+			fc = &fileCheck{pageCheck: l.check, name: e.name(), path: e.path(), first: e.segno * l.check.segBlocks}
+		}
+		var off int64
+		short := false
 		for off < e.size {
-			p := w.buf[:min(int64(len(w.buf)), e.size-off)]
-			crc = crc32.Update(crc, castagnoli, p)
-			sum.Write(p)
-			off += int64(len(p))
+			if failed.Load() {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return context.Cause(ctx)
+			}
+			pc := <-free
+			n := int(min(int64(len(pc.buf)), e.size-off))
+			if !short {
+				if hook != nil {
+					hook(e.path(), off)
+				}
+				m, err := io.ReadFull(f, pc.buf[:n])
+				if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+					free <- pc
+					return fmt.Errorf("basebackup: read %s: %w", e.path(), err)
+				}
+				pc.p = pc.buf[:m]
+				if fc != nil {
+					if err := fc.pages(f, pc.p, off); err != nil {
+						free <- pc
+						return err
+					}
+				}
+				if first {
+					l.read.Add(int64(m))
+				}
+				if m < n {
+					// Truncated since the scan: the rest is zeros.
+					short = true
+					if m == 0 {
+						clear(pc.buf[:n])
+						pc.p = pc.buf[:n]
+					}
+				}
+			} else {
+				clear(pc.buf[:n])
+				pc.p = pc.buf[:n]
+			}
+			crc = crc32.Update(crc, castagnoli, pc.p)
+			off += int64(len(pc.p))
+			send(pc)
 		}
+		if fc != nil {
+			fc.done()
+		}
+		return nil
+	}()
+	for _, ch := range chans {
+		close(ch)
 	}
-	if fc != nil {
-		fc.done()
+	wg.Wait()
+	if err != nil {
+		return 0, false, err
+	}
+	for _, serr := range errs {
+		if serr != nil {
+			return 0, false, serr
+		}
 	}
 	return crc, false, nil
 }

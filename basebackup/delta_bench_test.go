@@ -20,8 +20,11 @@ import (
 // large file), an update of 1% of pgbench_accounts' rows, a full
 // local-tar backup of that state, an update of the next 1%, then a delta
 // backup, which stores only the large files whose bytes changed (and
-// bundles the small ones again). It reports the bytes each stored (what
-// the store holds more after it) and its seconds, and their ratios.
+// bundles the small ones again), then one more delta backup with nothing
+// changed, which reuses every large file. It reports the bytes each
+// stored (what the store holds more after it), its seconds and this
+// process's CPU seconds (hoard's side: not the server's), and the
+// changed delta's bytes and seconds as percentages of the full's.
 // HOARD_BENCH_SCALE sets pgbench's scale (default 50, about 750 MB);
 // HOARD_BENCH_SPREAD=1 updates every 100th row instead of a contiguous 1%.
 //
@@ -33,8 +36,9 @@ func BenchmarkDelta(b *testing.B) {
 			c := pgtest.Start(b, pgtest.Options{Major: major, Conf: map[string]string{"max_wal_size": "4GB"}})
 			pgtest.Pgbench(b, c, "-i", "-s", strconv.Itoa(ch.scale))
 			a := localArchive(b)
-			take := func(mode Mode) (stored int64, took time.Duration) {
+			take := func(mode Mode) (stored int64, took, cpu time.Duration) {
 				before := storedBytes(b, a)
+				cpu0 := processCPU(b)
 				start := time.Now()
 				_, err := Run(testContext(b), Options{
 					ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, PGData: c.DataDir,
@@ -44,15 +48,21 @@ func BenchmarkDelta(b *testing.B) {
 					b.Fatal(err)
 				}
 				took = time.Since(start)
-				return storedBytes(b, a) - before, took
+				return storedBytes(b, a) - before, took, processCPU(b) - cpu0
 			}
 			for range b.N {
 				take(ModeDelta)
 				ch.update(b, c, 0)
-				fullBytes, fullTime := take(ModeLocal)
+				fullBytes, fullTime, fullCPU := take(ModeLocal)
 				ch.update(b, c, 1)
-				deltaBytes, deltaTime := take(ModeDelta)
+				deltaBytes, deltaTime, deltaCPU := take(ModeDelta)
+				sameBytes, sameTime, sameCPU := take(ModeDelta)
 				reportAgainstFull(b, fullBytes, fullTime, "delta", deltaBytes, deltaTime)
+				b.ReportMetric(fullCPU.Seconds(), "full-cpu-s")
+				b.ReportMetric(deltaCPU.Seconds(), "delta-cpu-s")
+				b.ReportMetric(float64(sameBytes), "same-bytes")
+				b.ReportMetric(sameTime.Seconds(), "same-s")
+				b.ReportMetric(sameCPU.Seconds(), "same-cpu-s")
 			}
 		})
 	}

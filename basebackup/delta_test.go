@@ -1,8 +1,11 @@
 package basebackup
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -21,6 +24,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -430,39 +434,64 @@ func deltaDigestOf(b []byte) string {
 // would stay mislabelled): every delta object holds the bytes its name
 // says, the changed file restores with its new bytes, and a file of the
 // same first bytes that did not change gets its own object. Nothing is
-// left in the staging directory. One worker, so that the changed file
-// (first by name) claims the shared digest first: with two, the unchanged
-// file could store that digest's object first and the changed one reuse
-// it before it was ever changed.
+// left in the staging directory. Both files keep the size and
+// modification time the previous backup recorded, so that they are hashed
+// before they are stored (a file that differs from the previous manifest
+// is stored in one read). One worker, so that the changed file (first by
+// name) claims the shared digest first: with two, the unchanged file
+// could store that digest's object first and the changed one reuse it
+// before it was ever changed.
 func TestRunDelta_FileChangesWhileStored(t *testing.T) {
 	major := pgtest.Versions()[len(pgtest.Versions())-1]
 	ctx := testContext(t)
 	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
-	orig := strings.Repeat("a", 300<<10)
 	blob := filepath.Join(c.DataDir, "hoard_test_blob")
 	same := filepath.Join(c.DataDir, "hoard_test_same")
-	for _, p := range []string{blob, same} {
-		if err := os.WriteFile(p, []byte(orig), 0o600); err != nil {
+	write := func(p, data string, mtime time.Time) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
 			t.Fatal(err)
+		}
+		if !mtime.IsZero() {
+			if err := os.Chtimes(p, mtime, mtime); err != nil {
+				t.Fatal(err)
+			}
 		}
 		pgtest.Chown(t, p)
 	}
+	for _, p := range []string{blob, same} {
+		write(p, strings.Repeat("a", 300<<10), time.Time{})
+	}
 	a := encryptedArchive(t, compress.Zstd)
 	a.Store = noDeltaDelete{Store: a.Store, prefix: a.Layout.Dir(archive.DeltaDir)}
-	changed := strings.Repeat("c", 300<<10)
 	staging := filepath.Join(t.TempDir(), "staging")
-	info, err := Run(ctx, Options{
+	var change bool
+	opts := Options{
 		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
 		Fast: true, Parallel: 1, DeltaMinFileSize: 256 << 10, TempDir: staging,
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		beforeStore: func(path string) {
-			if path == blob {
+			if change && path == blob {
 				if err := os.WriteFile(blob, []byte(changed), 0o600); err != nil {
 					t.Error(err)
 				}
 			}
 		},
-	})
+	}
+	if _, err := Run(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	// Other bytes, no object of them yet, the same size and times.
+	orig := strings.Repeat("d", 300<<10)
+	for _, p := range []string{blob, same} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(p, orig, st.ModTime())
+	}
+	change = true
+	info, err := Run(ctx, opts)
 	objs := deltaObjectsOf(t, a)
 	for k := range objs {
 		rc, _, err := a.Codec.Open(ctx, a.Store, k)
@@ -500,6 +529,283 @@ func TestRunDelta_FileChangesWhileStored(t *testing.T) {
 		if data, err := os.ReadFile(filepath.Join(r.DataDir, p)); err != nil || string(data) != want {
 			t.Errorf("restored %s: %d bytes, %v", p, len(data), err)
 		}
+	}
+}
+
+// changed is what TestRunDelta_FileChangesWhileStored writes into a file
+// between the two reads.
+var changed = strings.Repeat("c", 300<<10)
+
+// checkDeltaObjects fails t for a delta object of a that does not decode
+// to the bytes its name says.
+func checkDeltaObjects(t *testing.T, a *archive.Archive) {
+	t.Helper()
+	for k := range deltaObjectsOf(t, a) {
+		data, _ := archivetest.Decode(t, a.Codec, a.Store, k)
+		if a.Layout.DeltaKey(deltaDigestOf(data)) != k {
+			t.Errorf("%s does not hold the bytes its name says", k)
+		}
+	}
+}
+
+// TestRunDelta_ChangesDuringSingleRead: a large file that the previous
+// delta backup does not have is read once, hashed while it is compressed
+// and encrypted; when it changes in the middle of that read, its object is
+// named by the bytes the read gave (the first piece's old bytes, the rest
+// new), which the manifest refers to and the object holds. Two workers,
+// files of more pieces than a worker holds: every piece
+// reaches both the hash and the compressor whole.
+func TestRunDelta_ChangesDuringSingleRead(t *testing.T) {
+	major := pgtest.Versions()[0]
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Major: major, DataChecksums: true})
+	size := 4*deltaPieces*readBufferSize + 1000
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	other := filepath.Join(c.DataDir, "hoard_test_other")
+	old, other1 := make([]byte, size), make([]byte, size)
+	for i := range old {
+		old[i] = byte(i * 7)
+		other1[i] = byte(i * 13)
+	}
+	for p, data := range map[string][]byte{blob: old, other: other1} {
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Chown(t, p)
+	}
+	newer := slices.Clone(old)
+	for i := range newer {
+		newer[i] ^= 0xff
+	}
+	var rewritten int
+	var mu sync.Mutex
+	a := localArchive(t)
+	info, err := Run(ctx, Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		storeRead: func(path string, off int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if path == blob && off == readBufferSize {
+				rewritten++
+				if err := os.WriteFile(blob, newer, 0o600); err != nil {
+					t.Error(err)
+				}
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rewritten != 1 {
+		t.Fatalf("the file was rewritten %d times during its read, want once", rewritten)
+	}
+	want := append(slices.Clone(old[:readBufferSize]), newer[readBufferSize:]...)
+	files := deltaFiles(t, a, info)
+	if f := files["hoard_test_blob"]; f.Hexdigest != deltaDigestOf(want) || f.FileSize != int64(size) {
+		t.Errorf("file changed during its read: %+v, want the digest of the bytes read", f)
+	}
+	if f := files["hoard_test_other"]; f.Hexdigest != deltaDigestOf(other1) {
+		t.Errorf("other file: %+v, want the digest of its bytes", f)
+	}
+	checkDeltaObjects(t, a)
+	data, _ := archivetest.Decode(t, a.Codec, a.Store, a.Layout.DeltaKey(deltaDigestOf(want)))
+	if !slices.Equal(data, want) {
+		t.Errorf("object of the changed file holds %d bytes, not those read", len(data))
+	}
+}
+
+// createLog is a store that records the keys Create is asked to store.
+type createLog struct {
+	storage.Store
+	mu   sync.Mutex
+	keys []string
+}
+
+func (s *createLog) Create(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	s.mu.Lock()
+	s.keys = append(s.keys, key)
+	s.mu.Unlock()
+	return s.Store.Create(ctx, key, r, md)
+}
+
+// TestRunDelta_HintChangedSameBytes: a large file written again with the
+// same bytes (a new modification time) looks changed against the previous
+// backup's manifest and is read once to be stored; its digest names the
+// object that exists, which is reused as it is: not uploaded again, not
+// replaced.
+func TestRunDelta_HintChangedSameBytes(t *testing.T) {
+	major := pgtest.Versions()[0]
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Major: major})
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	data := []byte(strings.Repeat("hoard", 100<<10))
+	write := func() {
+		t.Helper()
+		if err := os.WriteFile(blob, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Chown(t, blob)
+	}
+	write()
+	a := localArchive(t)
+	store := &createLog{Store: a.Store}
+	a.Store = store
+	var staged []string
+	var mu sync.Mutex
+	opts := Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		storeRead: func(path string, off int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if off == 0 {
+				staged = append(staged, path)
+			}
+		},
+	}
+	if _, err := Run(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	key := a.Layout.DeltaKey(deltaDigestOf(data))
+	before := deltaObjectsOf(t, a)
+	if _, ok := before[key]; !ok {
+		t.Fatalf("no delta object %s", key)
+	}
+	write()
+	later := time.Now().Add(time.Minute) // a new modification time, whatever the file system's resolution
+	if err := os.Chtimes(blob, later, later); err != nil {
+		t.Fatal(err)
+	}
+	staged, store.keys = nil, nil
+	info, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(staged, blob) {
+		t.Errorf("the rewritten file was not stored in one read: staged %v", staged)
+	}
+	if slices.Contains(store.keys, key) {
+		t.Errorf("%s uploaded again though it existed", key)
+	}
+	if after := deltaObjectsOf(t, a); after[key] != before[key] {
+		t.Errorf("%s replaced: written %s, then %s", key, before[key], after[key])
+	}
+	if f := deltaFiles(t, a, info)["hoard_test_blob"]; f.Hexdigest != deltaDigestOf(data) {
+		t.Errorf("manifest: %+v", f)
+	}
+	checkDeltaObjects(t, a)
+}
+
+// TestRunDelta_ForgedPrevious: the previous delta backup's manifest only
+// chooses which read of a file comes first, never what the new backup
+// refers to. A bucket writer rewrites it (no encryption here) so that a
+// file's entry names another file's object; the file then gets other
+// bytes of the same size and its old modification time, so that it looks
+// unchanged: the new backup refers to the digest of the bytes it read and
+// stores them, not the forged object.
+func TestRunDelta_ForgedPrevious(t *testing.T) {
+	major := pgtest.Versions()[0]
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Major: major})
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	evil := filepath.Join(c.DataDir, "hoard_test_evil")
+	size := 300 << 10
+	for p, b := range map[string]string{blob: "a", evil: "e"} {
+		if err := os.WriteFile(p, []byte(strings.Repeat(b, size)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.Chown(t, p)
+	}
+	a := localArchive(t)
+	opts := Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	b1, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evilDigest := deltaDigestOf([]byte(strings.Repeat("e", size)))
+	forgeDeltaManifest(t, a, b1, func(dm *archive.DeltaManifest) {
+		for i, f := range dm.SnapshotResult.State.Files {
+			if f.RelativePath == "hoard_test_blob" {
+				dm.SnapshotResult.State.Files[i].Hexdigest = evilDigest
+			}
+		}
+	})
+	if f := deltaFiles(t, a, b1)["hoard_test_blob"]; f.Hexdigest != evilDigest {
+		t.Fatalf("forged entry: %+v", f)
+	}
+	st, err := os.Stat(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := []byte(strings.Repeat("b", size))
+	if err := os.WriteFile(blob, now, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(blob, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := deltaFiles(t, a, b2)["hoard_test_blob"]; f.Hexdigest != deltaDigestOf(now) {
+		t.Errorf("new backup's entry: %+v, want the digest of the file's bytes", f)
+	}
+	checkDeltaObjects(t, a)
+	if _, ok := deltaObjectsOf(t, a)[a.Layout.DeltaKey(deltaDigestOf(now))]; !ok {
+		t.Error("the file's bytes were not stored")
+	}
+}
+
+// forgeDeltaManifest rewrites the delta manifest in b's control object
+// with edit, as a bucket writer of a site that does not encrypt can.
+func forgeDeltaManifest(t *testing.T, a *archive.Archive, b *archive.BackupInfo, edit func(*archive.DeltaManifest)) {
+	t.Helper()
+	data, md := archivetest.Decode(t, a.Codec, a.Store, b.Key)
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	testio.EachTarMember(t, b.Key, bytes.NewReader(data), func(h *tar.Header, r io.Reader) {
+		body, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == archive.ManifestName {
+			var js map[string]json.RawMessage
+			if err := json.Unmarshal(body, &js); err != nil {
+				t.Fatal(err)
+			}
+			var dm archive.DeltaManifest
+			if err := json.Unmarshal(js["manifest"], &dm); err != nil {
+				t.Fatal(err)
+			}
+			edit(&dm)
+			if js["manifest"], err = json.Marshal(&dm); err != nil {
+				t.Fatal(err)
+			}
+			if body, err = json.Marshal(js); err != nil {
+				t.Fatal(err)
+			}
+			h.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Codec.Put(context.Background(), a.Store, b.Key, &out, int64(out.Len()), md); err != nil {
+		t.Fatal(err)
 	}
 }
 

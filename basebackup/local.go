@@ -170,7 +170,13 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 		return nil, err
 	}
 	upload := chunkUploadMemory(o.Archive.Store, o.ChunkSize)
-	if n := fitParallel(o.Parallel, o.Archive.Codec, max(o.CompressionThreads, 1), upload); n < o.Parallel {
+	var extra int64
+	if o.Mode == ModeDelta {
+		// A worker reading a large file holds deltaPieces read
+		// buffers, not one (readFile).
+		extra = (deltaPieces - 1) * readBufferSize
+	}
+	if n := fitParallel(o.Parallel, o.Archive.Codec, max(o.CompressionThreads, 1), upload+extra); n < o.Parallel {
 		log.Info().Int("workers", o.Parallel).Int("fit", n).Str("compression", o.Archive.Codec.Compression).
 			Int64("upload_buffer_bytes", upload).
 			Msg("fewer workers, so that the chunks in flight fit the backup's memory budget")

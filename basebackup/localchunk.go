@@ -58,8 +58,9 @@ type chunkResult struct {
 
 // worker writes chunks, one at a time, with its own read buffer.
 type worker struct {
-	l   *localBackup
-	buf []byte
+	l      *localBackup
+	buf    []byte
+	pieces []*piece // a delta backup's read buffers, buf the first (readFile)
 }
 
 // writeChunk reads plan's members into a chunk tar, streamed through the

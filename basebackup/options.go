@@ -139,6 +139,10 @@ type Options struct {
 	// beforeStore, when set, runs before a delta backup reads a file
 	// again to store it as a new delta object (tests change it there).
 	beforeStore func(path string)
+	// storeRead, when set, runs before each read of a file that a delta
+	// backup compresses and stores, with the offset about to be read
+	// (tests change the file there).
+	storeRead func(path string, off int64)
 	// retentionWait, when set, runs each time a delta backup finds the
 	// marker of a retention run that may be deleting delta objects
 	// (tests let that run go on there).
