@@ -26,8 +26,9 @@ import (
 // pg_control and PostgreSQL refuses to start on it, as with a chunked
 // backup whose control tar was not yet written. PGHoard stores no
 // tablespace in these modes (pg_basebackup writes each to its own tar,
-// which PGHoard does not upload): a tablespace link in base.tar is
-// refused, naming it.
+// which PGHoard does not upload): a tablespace link in base.tar, or a
+// tablespace_map that is not empty (pg_basebackup --format tar has the
+// server send the map instead of the links), is refused, naming it.
 //
 // PGHoard's legacy pghoard-bb-v1 is one object too: a tar whose first
 // member is the manifest (.pghoard_tar_metadata.json: pgdata and the
@@ -357,6 +358,15 @@ func planSingle(h *tar.Header) (p memberPlan, isControl bool, err error) {
 	case strings.HasPrefix(name, "pg_tblspc/") && h.Typeflag == tar.TypeSymlink:
 		return p, false, fmt.Errorf("member %q: a tablespace (link to %s), whose files a basic or pipe backup does not hold: %w",
 			h.Name, h.Linkname, ErrUnsupportedFormat)
+	case name == "tablespace_map" && h.Size > 0:
+		// pg_basebackup --format tar asks for the map (TABLESPACE_MAP),
+		// and the server then sends it instead of the pg_tblspc links:
+		// a base.tar with tablespaces has no link, only this. Restored
+		// without the tablespaces' files, the map would make PostgreSQL
+		// link each tablespace to its original directory (on the
+		// source's host, the running cluster's) and replay WAL into it.
+		return p, false, fmt.Errorf("member %q: the backup has tablespaces (%d bytes of tablespace_map), whose files a basic or pipe backup does not hold: %w",
+			h.Name, h.Size, ErrUnsupportedFormat)
 	}
 	if strings.HasPrefix(h.Name, "/") {
 		// Under pgdata/ it would no longer look absolute.

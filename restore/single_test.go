@@ -1,10 +1,16 @@
 package restore
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +21,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -131,5 +138,82 @@ func TestRun_PGHoardSingleTarErrTampered(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(target, "global", "pg_control")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pg_control after a failed restore: %v", err)
+	}
+}
+
+// TestRun_SingleTarTablespaceMap takes a backup of a real PostgreSQL 15
+// cluster with a tablespace as PGHoard's basic mode does (pg_basebackup
+// --format tar --wal-method none) and stores its base.tar alone, as
+// PGHoard does: the server sent the tablespace_map, naming the
+// tablespace's directory, instead of a pg_tblspc link, and the
+// tablespace's files went to a tar of their own. Restore must refuse it,
+// naming the map, and leave no directory PostgreSQL could start on:
+// restored, the map would make PostgreSQL link the tablespace to the
+// source's own directory and replay WAL into it.
+func TestRun_SingleTarTablespaceMap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
+	const major = pgtest.DebianMajor
+	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major})
+	spcDir := pgtest.TempDir(t)
+	src.Exec(t, "create tablespace other location '"+spcDir+"'")
+	src.Exec(t, "create table in_spc (id int) tablespace other")
+	src.Exec(t, "insert into in_spc select generate_series(1, 1000)")
+	out := pgtest.TempDir(t)
+	cmd := exec.Command(pgtest.Tool(t, "pg_basebackup"), "-h", src.Host, "-p", strconv.Itoa(src.Port), "-U", "postgres",
+		"-D", out, "--format", "tar", "--wal-method", "none", "-c", "fast")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, b)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "base.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var label, spcMap string
+	testio.EachTarMember(t, "base.tar", bytes.NewReader(data), func(h *tar.Header, r io.Reader) {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case h.Name == "backup_label":
+			label = string(b)
+		case h.Name == "tablespace_map":
+			spcMap = string(b)
+		case strings.HasPrefix(h.Name, "pg_tblspc/") && h.Name != "pg_tblspc/":
+			t.Errorf("base.tar holds %s (%c)", h.Name, h.Typeflag)
+		}
+	})
+	if !strings.Contains(spcMap, spcDir) {
+		t.Fatalf("base.tar's tablespace_map %q does not name %s", spcMap, spcDir)
+	}
+	m := regexp.MustCompile(`START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)`).FindStringSubmatch(label)
+	if m == nil {
+		t.Fatalf("backup_label %q", label)
+	}
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	name := "2026-12-02_03-56_0"
+	md := storage.Metadata{archive.MetaStartTime: "2026-12-02T03:56:30+00:00", archive.MetaStartWALSegment: m[1],
+		"basebackup-mode": "basic", "pg-version": strconv.Itoa(major * 10000)}
+	if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.BackupKey(name), bytes.NewReader(data), int64(len(data)), md); err != nil {
+		t.Fatal(err)
+	}
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	_, err = Run(context.Background(), Options{Archive: a, TargetDir: dir, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
+	if !errors.Is(err, ErrUnsupportedFormat) || !strings.Contains(err.Error(), "tablespace_map") || !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("restore of a basic backup with a tablespace: %v, want ErrUnsupportedFormat naming tablespace_map, ErrIncomplete", err)
+	}
+	for _, f := range []string{"global/pg_control", "tablespace_map"} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s restored", f)
+		}
 	}
 }
