@@ -108,6 +108,12 @@ func NewWriterOptions(w io.Writer, algorithm string, o Options) (io.WriteCloser,
 		}
 		return xw, nil
 	case LZ4:
+		if lz4Level(level) == lz4.Fast {
+			// The default level: hoard's own frame writer, which
+			// compresses in the caller's goroutine whatever conc
+			// says (it costs a fraction of pierrec/lz4's CPU).
+			return newLZ4Writer(w, !o.NoChecksum), nil
+		}
 		lw := lz4.NewWriter(w)
 		opts := []lz4.Option{lz4.CompressionLevelOption(lz4Level(level)), lz4.BlockSizeOption(lz4BlockSize)}
 		if conc > 1 {
@@ -293,6 +299,11 @@ func WriterMemory(algorithm string, level, concurrency int) int64 {
 	case Snappy:
 		return 192 << 10
 	case LZ4:
+		if lz4Level(level) == lz4.Fast {
+			// hoard's frame writer: a block buffer, a compressed
+			// block and a 16 KiB table, in the caller's goroutine.
+			return 256 << 10
+		}
 		return conc * (512 << 10)
 	case Zstd:
 		if level == 0 {

@@ -164,7 +164,7 @@ var siteKeys = []key{
 	{name: "basebackup_threads", field: "BasebackupThreads", def: runtime.NumCPU(), valid: ">=1", defDoc: "CPU count",
 		doc: "Workers of a basebackup: local-tar workers each read, compress, encrypt and upload one chunk at a time; `BASE_BACKUP` keeps this many chunks in flight. PGHoard's default is 1."},
 	{name: "basebackup_compression_threads", field: "BasebackupCompressionThreads", valid: ">=0",
-		doc: "Goroutines compressing each chunk (lz4, zstd). 0: one per CPU for `BASE_BACKUP`'s single stream, one for local-tar, whose workers compress in parallel already."},
+		doc: "Goroutines compressing each chunk (zstd; lz4 above level 0). 0: one per CPU for `BASE_BACKUP`'s single stream, one for local-tar, whose workers compress in parallel already. lz4 at its default level always compresses in the goroutine that writes the chunk."},
 	{name: "basebackup_delta_mode_min_delta_file_size", field: "BasebackupDeltaModeMinDeltaFileSize", def: 10 << 20, valid: ">0",
 		doc: "`basebackup_mode` `delta`: files of this many bytes or more are stored as delta objects (`basebackup_delta/<hash>`, shared by every backup holding the same bytes); smaller ones go into bundles."},
 	{name: "basebackup_delta_mode_chunk_size", field: "BasebackupDeltaModeChunkSize", def: 500 << 20, valid: ">0",
