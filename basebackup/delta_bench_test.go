@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,8 +24,9 @@ import (
 // bundles the small ones again), then one more delta backup with nothing
 // changed, which reuses every large file. It reports the bytes each
 // stored (what the store holds more after it), its seconds and this
-// process's CPU seconds (hoard's side: not the server's), and the
-// changed delta's bytes and seconds as percentages of the full's.
+// process's CPU seconds (hoard's side: not the server's), the changed
+// delta's bytes and seconds as percentages of the full's, and the test
+// process's peak RSS.
 // HOARD_BENCH_SCALE sets pgbench's scale (default 50, about 750 MB);
 // HOARD_BENCH_SPREAD=1 updates every 100th row instead of a contiguous 1%.
 //
@@ -64,6 +66,12 @@ func BenchmarkDelta(b *testing.B) {
 				b.ReportMetric(sameTime.Seconds(), "same-s")
 				b.ReportMetric(sameCPU.Seconds(), "same-cpu-s")
 			}
+			// The test process's peak, every backup's so far and its own.
+			var ru syscall.Rusage
+			if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(ru.Maxrss)/1024, "peak-rss-MiB")
 		})
 	}
 }
