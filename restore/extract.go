@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strings"
 )
 
 // copyBufferSize is each worker's file write buffer: large writes keep the
@@ -36,6 +37,12 @@ type extractor struct {
 	// incr is set while the chunks of an incremental backup are written
 	// over its parents' files (see incrementalLevel).
 	incr *incrementalLevel
+	// spcRename is set while the chunks of a backup of an incremental
+	// chain older than the one restored are written: it maps each of
+	// that backup's tablespace names to the name the restored backup
+	// gives the tablespace of the same OID, "" when it no longer has it
+	// (see planChunkMember).
+	spcRename map[string]string
 	// chain is set when the backup restored is an incremental one: its
 	// control object's backup_label loses its INCREMENTAL FROM lines and
 	// its backup_manifest, which lists INCREMENTAL files, is left out.
@@ -82,7 +89,7 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *ma
 		if e.bundles {
 			p, err = planBundle(h, e.deltaSpcs)
 		} else {
-			p, err = planMember(h, e.spcs, false)
+			p, err = e.planChunkMember(h)
 		}
 		if err != nil {
 			return err
@@ -96,6 +103,34 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *ma
 		}
 	}
 	return nil
+}
+
+// planChunkMember plans member h of a chunk as planMember does. While
+// spcRename is set (a backup of an incremental chain older than the one
+// restored), a member of one of that backup's tablespaces is planned
+// under the name the restored backup gives the tablespace (by OID: it may
+// have been renamed since), and skipped, written nowhere, when the
+// restored backup no longer has the tablespace (dropped since): the files
+// would be removed after the last backup anyway, as it does not list
+// them, and no directory was chosen for them. A tablespace that backup's
+// manifest does not name is refused.
+func (e *extractor) planChunkMember(h *tar.Header) (memberPlan, error) {
+	if e.spcRename != nil {
+		if rest, ok := strings.CutPrefix(h.Name, "tablespaces/"); ok {
+			name, sub, _ := strings.Cut(rest, "/")
+			to, known := e.spcRename[name]
+			switch {
+			case !known:
+				return planMember(h, nil, false)
+			case to == "":
+				return memberPlan{}, nil
+			}
+			mapped := *h
+			mapped.Name = "tablespaces/" + to + "/" + sub
+			h = &mapped
+		}
+	}
+	return planMember(h, e.spcs, false)
 }
 
 // member writes one member of a chunk, or of the control tar when control

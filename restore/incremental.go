@@ -365,10 +365,24 @@ func (o *Options) restoreChain(ctx context.Context, log zerolog.Logger, ex *extr
 		oids[name] = ts.OID
 	}
 	res.Chunks = 0
+	byOID := map[uint32]string{}
+	for name, ts := range last.Tablespaces {
+		byOID[ts.OID] = name
+	}
+	defer func() { ex.spcRename = nil }()
 	for i, lv := range chain {
 		llog := log.With().Str("chain_backup", lv.info.Name).Logger()
 		if i > 0 {
 			ex.incr = &incrementalLevel{written: map[memberPlan]bool{}}
+		}
+		// An older backup's tablespaces go where the restored backup's
+		// of the same OID go; one it no longer has is not written.
+		ex.spcRename = nil
+		if i < len(chain)-1 {
+			ex.spcRename = map[string]string{}
+			for name, ts := range lv.ctrl.Manifest.Tablespaces {
+				ex.spcRename[name] = byOID[ts.OID]
+			}
 		}
 		err := o.downloadChunks(ctx, llog, lv.src, ex, lv.ctrl.Manifest, res)
 		ex.incr = nil

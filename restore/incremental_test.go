@@ -305,3 +305,52 @@ func (s *cutOnceStore) Open(ctx context.Context, key string) (io.ReadCloser, sto
 		io.Closer
 	}{io.MultiReader(rc, iotest.ErrReader(errors.New("connection reset"))), rc}, obj, nil
 }
+
+// TestRun_IncrementalTablespaceChanged takes a full backup of a real
+// PostgreSQL 17 with two tablespaces, one holding a table it drops with
+// the tablespace, the other holding table t, then renames the second,
+// takes an incremental backup, and restores it with the renamed
+// tablespace moved: the full backup's files of the dropped tablespace are
+// not written (there is no directory for them), those of the renamed one
+// go to its new name's directory, and the rows must be the source's.
+func TestRun_IncrementalTablespaceChanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
+	src, walDir, a := incrSource(t, 17)
+	goneDir, keptDir := pgtest.TempDir(t), pgtest.TempDir(t)
+	src.Exec(t, "create tablespace gone location '"+goneDir+"'")
+	src.Exec(t, "create table in_gone (id int) tablespace gone")
+	src.Exec(t, "insert into in_gone select generate_series(1, 1000)")
+	src.Exec(t, "create tablespace old_name location '"+keptDir+"'")
+	src.Exec(t, "create table t (id int primary key, v text) tablespace old_name")
+	src.Exec(t, "insert into t select i, 'first' from generate_series(1, 5000) i")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	src.Exec(t, "drop table in_gone")
+	src.Exec(t, "drop tablespace gone")
+	src.Exec(t, "alter tablespace old_name rename to new_name")
+	src.Exec(t, "update t set v = 'second' where id % 7 = 0")
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+	inc := takeBackup(ctx, t, src, a, basebackup.ModeStream, true)
+	want := digest(t, src)
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	moved := filepath.Join(pgtest.TempDir(t), "moved")
+	if _, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc.Name, TablespaceDirs: map[string]string{"new_name": moved},
+		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}); err != nil {
+		t.Fatalf("restore of %s: %v", inc.Name, err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(dir, "pg_tblspc")); err != nil || len(ents) != 1 {
+		t.Errorf("pg_tblspc holds %v (%v), want the one link", ents, err)
+	}
+	pgtest.Chown(t, moved)
+	c := pgtest.StartDataDir(t, 17, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	checkRestored(t, c, want)
+	if loc := c.QueryString(t, "select pg_tablespace_location(oid) from pg_tablespace where spcname = 'new_name'"); loc != moved {
+		t.Errorf("tablespace new_name at %q, want %s", loc, moved)
+	}
+}
