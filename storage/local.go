@@ -90,10 +90,12 @@ func (l *Local) path(key string) (string, error) {
 	return filepath.Join(l.root, filepath.FromSlash(key)), nil
 }
 
-// Put writes a temp file in the object's directory, fsyncs and renames it,
-// then does the same for the sidecar, then fsyncs the directory. An old
-// sidecar is removed first, so an overwrite is never visible with the old
-// metadata and the new bytes.
+// Put writes a temp file in the object's directory and one for the
+// sidecar, fsyncs both, then renames the file and the sidecar into place
+// and fsyncs the directory. An old sidecar is removed just before the
+// renames, so an overwrite is never visible with the old metadata and the
+// new bytes; both temp files are written first, so a write or fsync that
+// fails (a full disk) leaves the old object as it was.
 func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (err error) {
 	p, err := l.path(key)
 	if err != nil {
@@ -103,7 +105,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := l.mkdirAll(dir); err != nil {
 		return localErr("put", key, err)
 	}
-	sum, size, tmp, err := writeTemp(ctx, dir, "."+base+tempMarker+"*", r)
+	sum, size, tmp, err := l.writeTemp(ctx, dir, "."+base+tempMarker+"*", r)
 	if err != nil {
 		return localErr("put", key, err)
 	}
@@ -116,6 +118,15 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
+	_, _, mdTmp, err := l.writeTemp(ctx, dir, base+sidecarTemp+"-*", bytes.NewReader(sidecar))
+	if err != nil {
+		return localErr("put", key, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(mdTmp) // already renamed on success
+		}
+	}()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -125,13 +136,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := os.Rename(tmp, p); err != nil {
 		return localErr("put", key, err)
 	}
-	_, _, mdTmp, err := writeTemp(ctx, dir, base+sidecarTemp+"-*", bytes.NewReader(sidecar))
-	if err != nil {
-		_ = os.Remove(p)
-		return localErr("put", key, err)
-	}
 	if err := os.Rename(mdTmp, p+sidecarSuffix); err != nil {
-		_ = os.Remove(mdTmp)
 		_ = os.Remove(p)
 		return localErr("put", key, err)
 	}
@@ -200,17 +205,21 @@ func (l *Local) Sync(ctx context.Context, key string) error {
 	return nil
 }
 
+// sync fsyncs f, through the tests' hook when set.
+func (l *Local) sync(f *os.File) error {
+	if l.fsync != nil {
+		return l.fsync(f)
+	}
+	return f.Sync()
+}
+
 // syncFile fsyncs the file or directory at name.
 func (l *Local) syncFile(name string) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return err
 	}
-	if l.fsync != nil {
-		err = l.fsync(f)
-	} else {
-		err = f.Sync()
-	}
+	err = l.sync(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -246,7 +255,7 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 	if err := l.mkdirAll(dir); err != nil {
 		return localErr("create", key, err)
 	}
-	sum, size, tmp, err := writeTemp(ctx, dir, "."+base+tempMarker+"*", r)
+	sum, size, tmp, err := l.writeTemp(ctx, dir, "."+base+tempMarker+"*", r)
 	if err != nil {
 		return localErr("create", key, err)
 	}
@@ -257,7 +266,7 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 	if err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
-	_, _, mdTmp, err := writeTemp(ctx, dir, "."+base+sidecarTemp+"-*", bytes.NewReader(sidecar))
+	_, _, mdTmp, err := l.writeTemp(ctx, dir, "."+base+sidecarTemp+"-*", bytes.NewReader(sidecar))
 	if err != nil {
 		return localErr("create", key, err)
 	}
@@ -346,7 +355,7 @@ const localCopyBufferSize = 256 << 10
 // writeTemp copies r into a new fsynced temp file in dir and returns the
 // SHA-256 of the bytes, their count and the file's path. On error it
 // leaves nothing.
-func writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byte, size int64, name string, err error) {
+func (l *Local) writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byte, size int64, name string, err error) {
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return nil, 0, "", err
@@ -364,7 +373,7 @@ func writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byt
 	if err != nil {
 		return nil, 0, "", err
 	}
-	if err := f.Sync(); err != nil {
+	if err := l.sync(f); err != nil {
 		return nil, 0, "", err
 	}
 	if err := f.Close(); err != nil {

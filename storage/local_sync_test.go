@@ -3,11 +3,13 @@ package storage
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -105,4 +107,50 @@ func TestLocal_Sync(t *testing.T) {
 			t.Errorf("Sync of a store without Sync: %v", err)
 		}
 	})
+}
+
+// A Put over an existing object that fails while writing the new file or
+// its sidecar (a full disk, a failed fsync) leaves the old object as it
+// was: the daemon replaces a stored .partial this way, and the WAL the old
+// copy holds was already reported stored.
+func TestLocal_PutFailedKeepsOld(t *testing.T) {
+	for name, temp := range map[string]string{"Data": tempMarker, "Sidecar": sidecarTemp} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			failing := false
+			l := &Local{root: t.TempDir(), fsync: func(f *os.File) error {
+				if failing && strings.Contains(filepath.Base(f.Name()), temp) {
+					return syscall.EIO
+				}
+				return f.Sync()
+			}}
+			const key = "site/xlog/000000010000000000000001.partial"
+			if err := l.Put(ctx, key, strings.NewReader("old"), Metadata{"partial-data-size": "3"}); err != nil {
+				t.Fatal(err)
+			}
+			failing = true
+			if err := l.Put(ctx, key, strings.NewReader("newer"), Metadata{"partial-data-size": "5"}); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("Put with a failing fsync of its %s temp file = %v, want EIO", name, err)
+			}
+			rc, obj, err := l.Open(ctx, key)
+			if err != nil {
+				t.Fatalf("the old object is gone after a failed Put: %v", err)
+			}
+			defer rc.Close()
+			b, err := io.ReadAll(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != "old" || obj.Metadata["partial-data-size"] != "3" {
+				t.Errorf("after a failed Put the object holds %q with %v, want the old one", b, obj.Metadata)
+			}
+			entries, err := os.ReadDir(filepath.Join(l.root, "site", "xlog"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != 2 {
+				t.Errorf("the failed Put left files behind: %v", entries)
+			}
+		})
+	}
 }
