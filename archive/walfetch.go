@@ -80,7 +80,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	for _, arc := range a.sites() {
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
-		h, err := arc.fetchKey(ctx, key, name, dir, filepath.Base(dest), fetchTempPrefix)
+		h, err := arc.fetchKey(ctx, a, key, name, dir, filepath.Base(dest), fetchTempPrefix)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -133,7 +133,7 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 	if !ok {
 		return storage.ErrNotFound
 	}
-	if _, err := p.Archive.fetchKey(ctx, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
+	if _, err := p.Archive.fetchKey(ctx, a, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
 		return err
 	}
 	if o.StandIn != nil {
@@ -146,10 +146,12 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 // name starts with tmpPrefix, checks it, and renames it into place. The
 // temporary file is created anew (O_EXCL) and both names are resolved in
 // dir, so no link is followed. For a segment or .partial file it returns
-// the checked page header. A .partial
+// the checked page header; a first page on an older timeline than the
+// name's is checked against the name's timeline history, found in hist
+// or the sites it moved from (checkTimelineStart). A .partial
 // shorter than its segment is padded with zeros to the segment size:
 // PostgreSQL refuses a segment file of any other size.
-func (a *Archive) fetchKey(ctx context.Context, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
+func (a *Archive) fetchKey(ctx context.Context, hist *Archive, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
 	rc, md, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
@@ -170,6 +172,9 @@ func (a *Archive) fetchKey(ctx context.Context, key, name string, dir *os.Root, 
 
 	h, err := copyChecked(tmp, rc, md, key, name)
 	if err != nil {
+		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
+	}
+	if err := hist.checkTimelineStart(ctx, name, h); err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
 	if wal.IsPartialName(name) && h.SegmentSize > 0 {
@@ -230,6 +235,54 @@ func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, key, name string
 		return wal.CheckSegment(name, head.b, n)
 	}
 	return wal.PageHeader{}, nil
+}
+
+// ErrWrongTimeline is wrapped by FetchWAL's error for a segment whose
+// first page is on an older timeline than its name's where the name's
+// timeline history says the segment starts on its own timeline (or on
+// another one): the segment of an older timeline stored under this name.
+var ErrWrongTimeline = errors.New("segment of another timeline")
+
+// checkTimelineStart checks the first page of the segment or .partial
+// name, h, when it is on an older timeline than the name's. That is right
+// only for the segment holding the switch point (PostgreSQL starts the new
+// timeline's first segment as a copy of the old one's up to there), and
+// then on the timeline that the name's timeline history (in a or a site it
+// moved from) puts at the segment's start. Any other such segment is an
+// older timeline's, which whoever can write the storage can put under the
+// name without a key (encrypted objects move whole): PostgreSQL, reading
+// its pages after the newer timeline's, takes them as the end of the WAL
+// and ends recovery there without an error. A history that is not
+// stored, or cannot be read, is an error too: the segment cannot be
+// checked. Files whose first page is on the name's timeline, and other
+// files, cost nothing.
+func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.PageHeader) error {
+	segment, partial, _ := walKind(name)
+	if !segment && !partial {
+		return nil
+	}
+	tli := wal.SegmentTimeline(name)
+	if h.Timeline == 0 || h.Timeline >= tli {
+		return nil
+	}
+	histName := wal.HistoryFileName(tli)
+	for _, s := range a.sites() {
+		f := WALFile{Name: histName, Key: s.Layout.WALKey(histName), Archive: s}
+		path, err := f.ReadHistory(ctx)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("its first page is on timeline %d, below its name's %d, and %s cannot be read to check that: %w", h.Timeline, tli, f.Key, err)
+		}
+		if want := path.TimelineAt(h.PageAddr); want != h.Timeline {
+			return fmt.Errorf("%w: its first page is on timeline %d, but %s puts its start (%s) on timeline %d: "+
+				"a segment of an older timeline stored under this name", ErrWrongTimeline, h.Timeline, histName, h.PageAddr, want)
+		}
+		return nil
+	}
+	return fmt.Errorf("its first page is on timeline %d, below its name's %d, and %s, which says whether it may be, "+
+		"is not in the archive", h.Timeline, tli, histName)
 }
 
 // createTemp creates a new file in dir called prefix and a random suffix,
@@ -655,7 +708,7 @@ func (a *Archive) prefetchRound(ctx context.Context, s *spool, names []string, p
 // then the moved_from sites.
 func (a *Archive) prefetchOne(ctx context.Context, s *spool, name string) error {
 	for _, arc := range a.sites() {
-		_, err := arc.fetchKey(ctx, arc.Layout.WALKey(name), name, s.root, name, spoolTmpPrefix)
+		_, err := arc.fetchKey(ctx, a, arc.Layout.WALKey(name), name, s.root, name, spoolTmpPrefix)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

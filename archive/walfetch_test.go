@@ -396,3 +396,66 @@ func TestArchive_PrefetchWAL_ErrDamaged(t *testing.T) {
 		t.Fatalf("damaged segment: err = %v", err)
 	}
 }
+
+// A segment named on a timeline whose first page is on an older one is
+// delivered only when it is that timeline's first segment, as its history
+// says: the segment of the older timeline that a bucket writer put under
+// the name (no key needed: encrypted objects move whole) is refused, not
+// handed to PostgreSQL, which would end recovery at its first page
+// without an error. Without the history it cannot be checked: refused too.
+func TestArchive_FetchWAL_ErrWrongTimeline(t *testing.T) {
+	ctx := context.Background()
+	tl := func(tli uint32, no uint64) string { return wal.Segment{Timeline: tli, No: no}.Name(testSegSize) }
+	for _, encrypted := range []bool{false, true} {
+		a := walTestArchive(t, encrypted)
+		src := t.TempDir()
+		push := func(name string, data []byte) {
+			t.Helper()
+			if _, err := a.PushWAL(ctx, writeWALFile(t, src, name, data), PushOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Timeline 2 began inside segment 3 (1 MiB segments): its segment 3
+		// starts as a copy of timeline 1's; its segment 4 is its own.
+		first := waltest.Segment(t, tl(1, 3), testSegSize, 3)
+		own := waltest.Segment(t, tl(2, 4), testSegSize, 4)
+		older := waltest.Segment(t, tl(1, 4), testSegSize, 4)
+		// Timeline 3 has no history stored.
+		noHistory := waltest.Segment(t, tl(2, 6), testSegSize, 6)
+		push("00000002.history", []byte("1\t0/380000\tno recovery target specified\n"))
+		push(tl(2, 3), first)
+		push(tl(2, 4), own)
+		push(tl(1, 4), older)
+		// The bucket writer replaces timeline 2's segment 4 with timeline
+		// 1's, stored bytes and metadata as they are.
+		data, obj := storetest.Read(t, a.Store, a.Layout.WALKey(tl(1, 4)))
+		if err := a.Store.Put(ctx, a.Layout.WALKey(tl(2, 4)), bytes.NewReader(data), obj.Metadata); err != nil {
+			t.Fatal(err)
+		}
+		push(tl(3, 6), noHistory)
+		pgwal := t.TempDir()
+		dest := filepath.Join(pgwal, "RECOVERYXLOG")
+		if err := a.FetchWAL(ctx, tl(2, 3), dest, FetchOptions{}); err != nil {
+			t.Fatalf("encrypted=%v: timeline 2's first segment: %v", encrypted, err)
+		}
+		checkFile(t, dest, first)
+		if err := os.Remove(dest); err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]string{
+			tl(2, 4): "segment of another timeline",
+			tl(3, 6): "00000003.history, which says whether it may be, is not in the archive",
+		} {
+			err := a.FetchWAL(ctx, name, dest, FetchOptions{})
+			if err == nil || errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), want) {
+				t.Errorf("encrypted=%v: fetch %s = %v, want an error saying %q", encrypted, name, err, want)
+			}
+			if name == tl(2, 4) && !errors.Is(err, ErrWrongTimeline) {
+				t.Errorf("encrypted=%v: fetch %s = %v, want ErrWrongTimeline", encrypted, name, err)
+			}
+			if got := dirNames(t, pgwal); len(got) != 0 {
+				t.Errorf("encrypted=%v: fetch %s left %v in pg_wal", encrypted, name, got)
+			}
+		}
+	}
+}
