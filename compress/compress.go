@@ -109,9 +109,10 @@ func NewWriterOptions(w io.Writer, algorithm string, o Options) (io.WriteCloser,
 		return xw, nil
 	case LZ4:
 		if lz4Level(level) == lz4.Fast {
-			// The default level: hoard's own frame writer, which
-			// compresses in the caller's goroutine whatever conc
-			// says (it costs a fraction of pierrec/lz4's CPU).
+			// The default level: hoard's own frame writer around
+			// pierrec/lz4's block compressor, in the caller's
+			// goroutine whatever conc says (it costs a fraction of
+			// the CPU of pierrec/lz4's Writer).
 			return newLZ4Writer(w, !o.NoChecksum), nil
 		}
 		lw := lz4.NewWriter(w)
@@ -301,7 +302,7 @@ func WriterMemory(algorithm string, level, concurrency int) int64 {
 	case LZ4:
 		if lz4Level(level) == lz4.Fast {
 			// hoard's frame writer: a block buffer, a compressed
-			// block and a 16 KiB table, in the caller's goroutine.
+			// block and pierrec/lz4's 48 KiB of tables, in the caller's goroutine.
 			return 256 << 10
 		}
 		return conc * (512 << 10)

@@ -4,17 +4,20 @@ import (
 	"encoding/binary"
 	"io"
 	"math/bits"
+
+	"github.com/pierrec/lz4/v4"
 )
 
 // lz4Writer writes an LZ4 frame (the format of the lz4 command-line tool,
 // LZ4F and python-lz4, which PGHoard reads) at lz4's default level: 64 KiB
 // independent blocks, no block checksums, and the content checksum
 // (xxHash32 of the whole stream) unless told otherwise, the same framing
-// pierrec/lz4's writer produced for hoard. Its block compressor is
-// reference lz4's fast mode (LZ4_compress_generic with a 16-bit table, for
-// blocks of 64 KiB or less): on a BASE_BACKUP tar of pgbench data and
-// random bytes it costs a fraction of pierrec/lz4's CPU per byte (see
-// docs/benchmarks.md). Blocks are compressed in the caller's goroutine.
+// pierrec/lz4's writer produced for hoard. Its blocks are compressed by
+// pierrec/lz4's CompressorCCompat (reference lz4's fast mode, with a 16-bit
+// table for blocks of 64 KiB) in the caller's goroutine, without the
+// goroutines, channels and per-block buffers of pierrec/lz4's Writer: on a
+// BASE_BACKUP tar of pgbench data and random bytes that costs a fraction
+// of the Writer's CPU per byte (see docs/benchmarks.md).
 type lz4Writer struct {
 	w        io.Writer
 	checksum bool
@@ -22,22 +25,15 @@ type lz4Writer struct {
 	closed   bool
 	err      error
 
-	buf   []byte // the block being filled, lz4BlockMax bytes
-	n     int    // bytes of buf filled
-	out   []byte // 4-byte block size, then room for a compressed block
-	table [lz4HashSize]uint16
-	sum   xxh32
+	buf []byte // the block being filled, lz4BlockMax bytes
+	n   int    // bytes of buf filled
+	out []byte // 4-byte block size, then room for a compressed block
+	c   lz4.CompressorCCompat
+	sum xxh32
 }
 
 const (
 	lz4BlockMax  = 64 << 10
-	lz4MinMatch  = 4
-	lz4LastLits  = 5  // a block ends with at least 5 literals
-	lz4MFLimit   = 12 // the last match starts at least 12 bytes before the end
-	lz4HashLog   = 13 // reference lz4's LZ4_HASHLOG+1 for its 16-bit table
-	lz4HashSize  = 1 << lz4HashLog
-	lz4SkipTrig  = 6 // reference lz4's LZ4_skipTrigger
-	lz4RunMask   = 15
 	lz4FrameFLG  = 0x60 // version 01, independent blocks
 	lz4FrameBD   = 0x40 // 64 KiB blocks
 	lz4FlagCksum = 0x04 // content checksum
@@ -115,8 +111,10 @@ func (z *lz4Writer) block(src []byte) error {
 	if z.checksum {
 		z.sum.write(src)
 	}
-	c := lz4CompressBlock(src, z.out[4:4+len(src)], &z.table)
-	if c == 0 {
+	// With no more room than src, 0 (or an error) means it does not
+	// compress.
+	c, err := z.c.CompressBlock(src, z.out[4:4+len(src)])
+	if c == 0 || err != nil {
 		binary.LittleEndian.PutUint32(z.out, uint32(len(src))|1<<31)
 		if err := z.write(z.out[:4]); err != nil {
 			return err
@@ -156,166 +154,6 @@ type lz4Error string
 func (e lz4Error) Error() string { return string(e) }
 
 const errLZ4Closed = lz4Error("lz4 writer: write after close")
-
-func lz4Hash(v uint32) uint32 { return (v * 2654435761) >> (32 - lz4HashLog) }
-
-// lz4CompressBlock compresses src (at most 64 KiB) into dst as one LZ4
-// block and returns its size, or 0 when it does not fit in dst (the
-// caller then stores src as it is). It is reference lz4's
-// LZ4_compress_generic in fast mode (acceleration 1) for inputs under
-// 64 KiB plus a few bytes: positions fit the 16-bit table, and every
-// offset fits the format's 16 bits. table is scratch space.
-func lz4CompressBlock(src, dst []byte, table *[lz4HashSize]uint16) int {
-	n := len(src)
-	if n > lz4BlockMax {
-		panic("lz4: block too large")
-	}
-	if n < lz4MFLimit+1 {
-		return lz4LastLiterals(src, dst, 0, 0)
-	}
-	clear(table[:])
-	mflimitPlusOne := n - lz4MFLimit + 1
-	matchLimit := n - lz4LastLits
-	anchor, d := 0, 0
-
-	// Position 0 is in the table (as a zeroed entry); start at 1.
-	ip := 1
-	fwdH := lz4Hash(binary.LittleEndian.Uint32(src[ip:]))
-	for {
-		var ref int
-		// Find a match, stepping faster the longer none is found.
-		{
-			fwdIP := ip
-			step := 1
-			searchNb := 1 << lz4SkipTrig
-			for {
-				h := fwdH
-				ip = fwdIP
-				fwdIP += step
-				step = searchNb >> lz4SkipTrig
-				searchNb++
-				if fwdIP > mflimitPlusOne {
-					return lz4LastLiterals(src, dst, anchor, d)
-				}
-				ref = int(table[h])
-				fwdH = lz4Hash(binary.LittleEndian.Uint32(src[fwdIP:]))
-				table[h] = uint16(ip)
-				if binary.LittleEndian.Uint32(src[ref:]) == binary.LittleEndian.Uint32(src[ip:]) {
-					break
-				}
-			}
-		}
-		// Extend it backwards over the literals.
-		for ip > anchor && ref > 0 && src[ip-1] == src[ref-1] {
-			ip--
-			ref--
-		}
-		// The literals.
-		lits := ip - anchor
-		if d+lits+(2+1+lz4LastLits)+lits/255 > len(dst) {
-			return 0
-		}
-		token := d
-		d++
-		if lits >= lz4RunMask {
-			dst[token] = lz4RunMask << 4
-			l := lits - lz4RunMask
-			for ; l >= 255; l -= 255 {
-				dst[d] = 255
-				d++
-			}
-			dst[d] = byte(l)
-			d++
-		} else {
-			dst[token] = byte(lits << 4)
-		}
-		d += copy(dst[d:], src[anchor:ip])
-
-		for {
-			// The match: offset, then its length past the minimum.
-			binary.LittleEndian.PutUint16(dst[d:], uint16(ip-ref))
-			d += 2
-			ml := lz4MatchLen(src, ip+lz4MinMatch, ref+lz4MinMatch, matchLimit)
-			ip += ml + lz4MinMatch
-			if d+(1+lz4LastLits)+(ml+240)/255 > len(dst) {
-				return 0
-			}
-			if ml >= lz4RunMask {
-				dst[token] += lz4RunMask
-				ml -= lz4RunMask
-				for ; ml >= 255; ml -= 255 {
-					dst[d] = 255
-					d++
-				}
-				dst[d] = byte(ml)
-				d++
-			} else {
-				dst[token] += byte(ml)
-			}
-			anchor = ip
-			if ip >= mflimitPlusOne {
-				return lz4LastLiterals(src, dst, anchor, d)
-			}
-			table[lz4Hash(binary.LittleEndian.Uint32(src[ip-2:]))] = uint16(ip - 2)
-			// A match right here needs no literals.
-			h := lz4Hash(binary.LittleEndian.Uint32(src[ip:]))
-			ref = int(table[h])
-			table[h] = uint16(ip)
-			if binary.LittleEndian.Uint32(src[ref:]) != binary.LittleEndian.Uint32(src[ip:]) {
-				break
-			}
-			token = d
-			dst[d] = 0
-			d++
-		}
-		ip++
-		fwdH = lz4Hash(binary.LittleEndian.Uint32(src[ip:]))
-	}
-}
-
-// lz4LastLiterals ends a block with src[anchor:] as literals, at d in dst;
-// it returns the block's size, or 0 when it does not fit.
-func lz4LastLiterals(src, dst []byte, anchor, d int) int {
-	run := len(src) - anchor
-	if d+run+1+(run+255-lz4RunMask)/255 > len(dst) {
-		return 0
-	}
-	if run >= lz4RunMask {
-		dst[d] = lz4RunMask << 4
-		d++
-		l := run - lz4RunMask
-		for ; l >= 255; l -= 255 {
-			dst[d] = 255
-			d++
-		}
-		dst[d] = byte(l)
-		d++
-	} else {
-		dst[d] = byte(run << 4)
-		d++
-	}
-	d += copy(dst[d:], src[anchor:])
-	return d
-}
-
-// lz4MatchLen returns how many bytes from src[a:] equal those from
-// src[b:], stopping at limit (a > b).
-func lz4MatchLen(src []byte, a, b, limit int) int {
-	start := a
-	for a+8 <= limit {
-		x := binary.LittleEndian.Uint64(src[a:]) ^ binary.LittleEndian.Uint64(src[b:])
-		if x != 0 {
-			return a + bits.TrailingZeros64(x)>>3 - start
-		}
-		a += 8
-		b += 8
-	}
-	for a < limit && src[a] == src[b] {
-		a++
-		b++
-	}
-	return a - start
-}
 
 // xxh32 is the streaming xxHash32 (seed 0) of an LZ4 frame's content
 // checksum.
