@@ -13,9 +13,10 @@ import (
 // the parent and its start from the control objects, which the site's
 // keys authenticate, and not from the metadata, which anyone who can
 // write to the bucket can change: a backup whose metadata names another
-// parent than its control object records (or none), and one whose
-// parent's control object records another start, timeline or system than
-// the child was taken against, are broken. backups are oldest first, so a
+// parent than its control object records (or none), one whose parent is
+// not a pghoard-bb-v2 backup, and one whose parent's control object
+// records another start, timeline or system than the child was taken
+// against, are broken. backups are oldest first, so a
 // parent's report is final before its children's are looked at.
 func checkChains(backups []*archive.BackupInfo, reps []BackupReport) {
 	idx := make(map[string]int, len(backups))
@@ -51,6 +52,10 @@ func checkChains(backups []*archive.BackupInfo, reps []BackupReport) {
 			continue
 		}
 		if inc != nil {
+			if f := backups[idx[b.Parent]].Format; f != archive.FormatBBv2 {
+				broken("backup %s, its parent, is of format %q, not %s", b.Parent, f, archive.FormatBBv2)
+				continue
+			}
 			p := &reps[idx[b.Parent]]
 			if ph := p.hoard; p.controlRead && (ph == nil || ph.StartLSN != inc.StartLSN || ph.StartTimeline != inc.Timeline || ph.SystemID != r.hoard.SystemID) {
 				broken("backup %s, its parent, is not the backup it was taken against (starting at %s on timeline %d, of system %s): its control object records another start or system",

@@ -140,3 +140,23 @@ func TestRun_IncrementalChainTampered(t *testing.T) {
 	setMetadata(inc.Key, archive.MetaSystemID, foreign)
 	check("parent of another system", "backup "+full.Name+", its parent, is not the backup it was taken against")
 }
+
+// TestCheckChains_ParentFormat: an incremental backup (its control object
+// records its parent) whose parent is listed with a format other than
+// pghoard-bb-v2, as a bucket writer can set it, is broken, as restore
+// refuses it; its parent, checked as a single tar, may look sound.
+func TestCheckChains_ParentFormat(t *testing.T) {
+	full := &archive.BackupInfo{Name: "2026-01-01_00-00_0", Format: ""}
+	inc := &archive.BackupInfo{Name: "2026-01-02_00-00_0", Parent: full.Name, Format: archive.FormatBBv2}
+	backups := []*archive.BackupInfo{full, inc}
+	reps := []BackupReport{newBackupReport(full), newBackupReport(inc)}
+	reps[1].controlRead = true
+	reps[1].hoard = &archive.HoardManifest{SystemID: "1", Incremental: &archive.IncrementalParent{Parent: full.Name, StartLSN: "0/2000028", Timeline: 1}}
+	checkChains(backups, reps)
+	if reps[1].Restorable || !strings.Contains(strings.Join(reps[1].Problems, "; "), `is of format "", not pghoard-bb-v2`) {
+		t.Errorf("restorable %v, problems %q", reps[1].Restorable, reps[1].Problems)
+	}
+	if !reps[0].Restorable {
+		t.Errorf("the parent: problems %q", reps[0].Problems)
+	}
+}
