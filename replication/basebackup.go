@@ -136,6 +136,11 @@ type BaseBackup struct {
 	finished bool // all archives are done
 	closed   bool // Finish was called
 	err      error
+	// framed: the connection's framer follows message boundaries, and
+	// Read takes archive payloads from it directly (in a payload while
+	// direct is set).
+	framed bool
+	direct bool
 
 	canceled atomic.Pointer[error]
 	received atomic.Int64
@@ -165,6 +170,12 @@ func (c *Conn) StartBaseBackup(ctx context.Context, opts BaseBackupOptions) (*Ba
 		// client go away and aborts the backup.
 		_ = c.pg.Conn().Close()
 	})
+	// Between commands pgx holds nothing and the next byte starts a
+	// message: the framer can follow the boundaries from here.
+	if fr := c.framer; fr != nil && c.pg.Frontend().ReadBufferLen() == 0 && fr.rp == fr.wp {
+		fr.start()
+		b.framed = true
+	}
 	if err := b.start(ctx, opts); err != nil {
 		b.stop()
 		return nil, err

@@ -165,6 +165,18 @@ func (b *BaseBackup) Read(p []byte) (int, error) {
 		if b.ended {
 			return 0, io.EOF
 		}
+		if b.framed && b.peeked == nil {
+			n, ok, err := b.readDirect(p)
+			if err != nil {
+				return 0, err
+			}
+			if n > 0 {
+				return n, nil
+			}
+			if ok {
+				continue // an empty message
+			}
+		}
 		if _, err := b.fill(context.Background()); err != nil {
 			return 0, err
 		}
@@ -178,6 +190,64 @@ func (b *BaseBackup) Read(p []byte) (int, error) {
 	clear(p[:n])
 	b.trailer -= n
 	return n, nil
+}
+
+// readDirect reads archive bytes of a CopyData message into p straight
+// from the connection, without pgx: ok is false when the next message is
+// not archive data, which fill then receives through pgx. It returns 0
+// bytes with ok for a message without any.
+func (b *BaseBackup) readDirect(p []byte) (n int, ok bool, err error) {
+	fr := b.conn.framer
+	if !b.direct {
+		size, data, err := fr.nextData(b.newForm)
+		if err != nil {
+			return 0, false, b.receiveErr(err)
+		}
+		if !data {
+			return 0, false, nil
+		}
+		if size == 0 {
+			return 0, true, nil
+		}
+		b.direct = true
+	}
+	n, err = fr.readDirect(p)
+	b.addReceived(n)
+	if fr.left == 0 {
+		b.direct = false
+	}
+	if err != nil {
+		return 0, false, b.receiveErr(err)
+	}
+	return n, true, nil
+}
+
+// skipDirect reads and drops the rest of the payload readDirect is in.
+func (b *BaseBackup) skipDirect() error {
+	var scratch [4096]byte
+	for b.direct {
+		if _, _, err := b.readDirect(scratch[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receiveErr fails the backup after the connection failed, saying so
+// when the backup was canceled (which closes the connection).
+func (b *BaseBackup) receiveErr(err error) error {
+	if c := b.canceled.Load(); c != nil {
+		err = fmt.Errorf("%w (%w)", *c, err)
+	}
+	return b.fail(fmt.Errorf("receive: %w", err))
+}
+
+// unframe ends the framer's following of message boundaries once the
+// backup is over and the connection between messages again.
+func (b *BaseBackup) unframe() {
+	if b.framed && b.conn.framer.stop() {
+		b.framed = false
+	}
 }
 
 // fill receives the next message of the current archive. It sets pending
@@ -270,6 +340,7 @@ func (b *BaseBackup) Finish(ctx context.Context) (pglogrepl.LSN, int32, error) {
 		switch next.(type) {
 		case *pgproto3.CommandComplete:
 		case *pgproto3.ReadyForQuery:
+			b.unframe()
 			return end, tli, nil
 		default:
 			return 0, 0, b.fail(fmt.Errorf("%w: got %T after the end position", ErrProtocol, next))
@@ -327,13 +398,17 @@ func (b *BaseBackup) receive(ctx context.Context) (pgproto3.BackendMessage, erro
 	if m := b.takePeeked(); m != nil {
 		return m, nil
 	}
+	if b.direct {
+		// The rest of a payload Read did not take (NextArchive and
+		// Finish skip what is left of an archive).
+		if err := b.skipDirect(); err != nil {
+			return nil, err
+		}
+	}
 	for {
 		msg, err := b.conn.pg.ReceiveMessage(ctx)
 		if err != nil {
-			if c := b.canceled.Load(); c != nil {
-				err = fmt.Errorf("%w (%w)", *c, err)
-			}
-			return nil, b.fail(fmt.Errorf("receive: %w", err))
+			return nil, b.receiveErr(err)
 		}
 		switch msg := msg.(type) {
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
@@ -341,6 +416,7 @@ func (b *BaseBackup) receive(ctx context.Context) (pgproto3.BackendMessage, erro
 		case *pgproto3.ErrorResponse:
 			pgErr := pgconn.ErrorResponseToPgError(msg)
 			b.drain(ctx)
+			b.unframe()
 			b.stop()
 			b.err = fmt.Errorf("base backup: %w", pgErr)
 			return nil, b.err

@@ -135,6 +135,18 @@ func TestConn_StartBaseBackup(t *testing.T) {
 		if major >= 15 && bb.ServerProgress() != done {
 			t.Errorf("ServerProgress() = %d, received %d", bb.ServerProgress(), done)
 		}
+		// The archives came through the framer, straight from the
+		// socket (the manifest too, beyond done), and it passes reads
+		// through again.
+		manifest, err := os.Stat(filepath.Join(dir, "backup_manifest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fr := conn.framer; fr == nil {
+			t.Error("no framer under pgx")
+		} else if fr.direct != done+manifest.Size() || fr.framing {
+			t.Errorf("framer read %d bytes directly, framing %v; want %d, not framing", fr.direct, fr.framing, done+manifest.Size())
+		}
 
 		for _, f := range []string{"PG_VERSION", "global/pg_control", "backup_label", "tablespace_map"} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {

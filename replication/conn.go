@@ -3,11 +3,13 @@ package replication
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // closeTimeout bounds the goodbye when a failed stream closes the
@@ -20,6 +22,9 @@ const closeTimeout = 5 * time.Second
 type Conn struct {
 	pg     *pgconn.PgConn
 	config *pgconn.Config // a copy without the replication parameter, for SQL fallbacks
+	// framer is the reader under pgx's Frontend (nil if pgx built none
+	// through it): a BASE_BACKUP's archive bytes are read through it.
+	framer *framer
 
 	// streaming is set between StartReplication and the end of the COPY
 	// BOTH mode.
@@ -49,6 +54,19 @@ func ConnectAs(ctx context.Context, connString, appName string) (*Conn, error) {
 	sqlConfig := config.Copy()
 	delete(sqlConfig.RuntimeParams, "replication")
 	config.RuntimeParams["replication"] = "true"
+	// Each connection attempt builds a Frontend: remember the framer
+	// under each, and keep the one of the connection made.
+	type built struct {
+		fe *pgproto3.Frontend
+		fr *framer
+	}
+	var frontends []built
+	config.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		fr := newFramer(r)
+		fe := pgproto3.NewFrontend(fr, w)
+		frontends = append(frontends, built{fe, fr})
+		return fe
+	}
 	pg, err := pgconn.ConnectConfig(ctx, config)
 	if err != nil {
 		if kind := classifyConnectError(err); kind != nil {
@@ -56,7 +74,13 @@ func ConnectAs(ctx context.Context, connString, appName string) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	return &Conn{pg: pg, config: sqlConfig}, nil
+	c := &Conn{pg: pg, config: sqlConfig}
+	for _, b := range frontends {
+		if b.fe == pg.Frontend() {
+			c.framer = b.fr
+		}
+	}
+	return c, nil
 }
 
 // PgConn returns the underlying pgconn connection, for what this package

@@ -8,6 +8,13 @@
 // tablespace size column, CREATE_REPLICATION_SLOT ... RESERVE_WAL, flush
 // positions reported as given) the messages are read and written here.
 //
+// A BASE_BACKUP's archive bytes do not go through pgx: a reader under
+// pgx's Frontend (the framer) follows the message boundaries while a
+// backup runs, so that pgx never holds part of the next message, and
+// BaseBackup.Read takes each CopyData payload from the connection straight
+// into its caller's buffer. Every other message is still received and
+// decoded by pgx; outside a backup the framer passes reads through.
+//
 // # Commands
 //
 // IDENTIFY_SYSTEM, SHOW, TIMELINE_HISTORY, CREATE_REPLICATION_SLOT,
