@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -107,7 +108,7 @@ func tarSize(size int64) int64 {
 // (pgdata/... or tablespaces/<name>/...), h the server's header and r the
 // member's data. Members other than directories, regular files and
 // symbolic links are skipped, as PGHoard does.
-func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
+func (c *chunker) add(name string, h *tar.Header, r memberData) error {
 	out := &tar.Header{
 		Name:    name,
 		Mode:    h.Mode,
@@ -162,12 +163,12 @@ func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
 		return c.writeErr(name, err)
 	}
 	if out.Size > 0 {
-		src := &sourceReader{r: io.LimitReader(r, out.Size)}
-		n, err := io.CopyBuffer(ch.tw, src, c.buf)
-		if src.err != nil {
+		n, err := r.copyData(ch.tw, out.Size)
+		var se streamError
+		if errors.As(err, &se) {
 			// The server's stream failed, not the chunk: the
 			// caller aborts the chunk.
-			return fmt.Errorf("read %s: %w", name, src.err)
+			return fmt.Errorf("read %s: %w", name, se.err)
 		}
 		if err != nil {
 			return c.writeErr(name, err)
@@ -178,6 +179,35 @@ func (c *chunker) add(name string, h *tar.Header, r io.Reader) error {
 	}
 	ch.files = append(ch.files, name)
 	return nil
+}
+
+// memberData hands out the data of the member a tar reader is at.
+type memberData interface {
+	// copyData writes the next n bytes of the member's data into w. An
+	// error of the source (the server's stream) comes as a streamError,
+	// one of w (the chunk) as it is.
+	copyData(w io.Writer, n int64) (written int64, err error)
+}
+
+// streamError is an error of the server's stream, not of the chunk.
+type streamError struct{ err error }
+
+func (e streamError) Error() string { return e.err.Error() }
+func (e streamError) Unwrap() error { return e.err }
+
+// readerData reads a member's data from its tar reader through buf.
+type readerData struct {
+	r   io.Reader
+	buf []byte
+}
+
+func (d readerData) copyData(w io.Writer, n int64) (int64, error) {
+	src := &sourceReader{r: io.LimitReader(d.r, n)}
+	written, err := io.CopyBuffer(w, src, d.buf)
+	if src.err != nil {
+		return written, streamError{src.err}
+	}
+	return written, err
 }
 
 // sourceReader records its reader's error, so that a failed read of the

@@ -102,6 +102,41 @@ func (r *readAhead) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeTo writes the next n received bytes into w from the buffers they
+// were received into, without copying them out first. An error of src
+// (io.ErrUnexpectedEOF at its end) comes as a streamError, w's as it is.
+// w must not keep the slices it is given, as io.Writer says.
+func (r *readAhead) writeTo(w io.Writer, n int64) (written int64, err error) {
+	for n > 0 {
+		for len(r.cur) == 0 {
+			if r.held != nil {
+				r.free <- r.held[:cap(r.held)]
+				r.held = nil
+			}
+			b, ok := <-r.full
+			if !ok {
+				if r.err == io.EOF {
+					return written, streamError{io.ErrUnexpectedEOF}
+				}
+				return written, streamError{r.err}
+			}
+			r.cur, r.held = b, b
+		}
+		k := int(min(int64(len(r.cur)), n))
+		m, err := w.Write(r.cur[:k])
+		r.cur = r.cur[m:]
+		written += int64(m)
+		n -= int64(m)
+		if err != nil {
+			return written, err
+		}
+		if m < k {
+			return written, io.ErrShortWrite
+		}
+	}
+	return written, nil
+}
+
 // drain reads what is left of src up to its end and returns src's error,
 // nil at io.EOF. src is the caller's again when it returns.
 func (r *readAhead) drain() error {

@@ -346,7 +346,8 @@ func (r *run) archive(stream io.Reader, name string, main bool, prefix string) e
 	ra := newReadAhead(stream)
 	r.ra = ra
 	defer ra.close()
-	tr := tar.NewReader(ra)
+	src := &tarSource{ra: ra}
+	tr := tar.NewReader(src)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -376,11 +377,58 @@ func (r *run) archive(stream io.Reader, name string, main bool, prefix string) e
 				return fmt.Errorf("basebackup: read %s: %w", rel, err)
 			}
 		case placeChunk:
-			if err := r.ck.add(prefix+rel, h, tr); err != nil {
+			var data memberData = readerData{tr, r.ck.buf}
+			if direct(h) {
+				data = src
+			}
+			if err := r.ck.add(prefix+rel, h, data); err != nil {
 				return fmt.Errorf("basebackup: %w", err)
 			}
 		}
 	}
+}
+
+// tarSource is what the tar reader of a server's stream reads: the
+// read-ahead, through which the chunker also takes a regular member's data
+// itself (copyData), straight from the buffers it was received into,
+// instead of through the tar reader, which copies it out. The tar reader
+// then skips that data as a member's unread rest: credit stands for it,
+// and reads of it return without touching the stream.
+type tarSource struct {
+	ra     *readAhead
+	credit int64 // bytes taken by copyData that the tar reader has not skipped yet
+}
+
+func (s *tarSource) Read(p []byte) (int, error) {
+	if s.credit > 0 {
+		// The member's data, which copyData took: the tar reader
+		// discards what it reads here.
+		n := int(min(int64(len(p)), s.credit))
+		s.credit -= int64(n)
+		return n, nil
+	}
+	return s.ra.Read(p)
+}
+
+func (s *tarSource) copyData(w io.Writer, n int64) (int64, error) {
+	written, err := s.ra.writeTo(w, n)
+	s.credit += written
+	return written, err
+}
+
+// direct reports whether a member's data is the next h.Size bytes of the
+// stream, so that copyData may take it: a regular file, not one of the
+// PAX sparse formats, whose stored data differs from its size.
+func direct(h *tar.Header) bool {
+	if h.Typeflag != tar.TypeReg {
+		return false
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return false
+		}
+	}
+	return true
 }
 
 // keep holds a control tar member: pg_control (8 kB), backup_label or
