@@ -251,14 +251,7 @@ func BenchmarkPutPartialWAL(b *testing.B) {
 
 func benchmarkPutPartialWAL(b *testing.B, trimmed bool) {
 	const segSize = 16 << 20
-	ctx := context.Background()
-	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a := walTestArchive(b, true)
-	a.Store.Close()
-	a.Store = st
+	a := localArchive(b, b.TempDir(), "site", walTestArchive(b, true).Codec)
 	name := "000000010000000000000005"
 	full := waltest.Segment(b, name, segSize, 5)
 	dir := b.TempDir()

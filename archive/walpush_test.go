@@ -468,13 +468,7 @@ func BenchmarkPushWAL(b *testing.B) {
 	for _, encrypted := range []bool{false, true} {
 		b.Run(fmt.Sprintf("snappy/encrypted=%v", encrypted), func(b *testing.B) {
 			ctx := context.Background()
-			st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: b.TempDir()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			a := walTestArchive(b, encrypted)
-			a.Store.Close()
-			a.Store = st
+			a := localArchive(b, b.TempDir(), "site", walTestArchive(b, encrypted).Codec)
 			dir := b.TempDir()
 			first := wal.Segment{Timeline: 1, No: 1}
 			data := waltest.Segment(b, first.Name(segSize), segSize, 1)
