@@ -46,13 +46,7 @@ func localArchive(t testing.TB) *archive.Archive {
 	if err != nil {
 		t.Fatalf("open local store: %v", err)
 	}
-	t.Cleanup(func() { st.Close() })
-	return &archive.Archive{
-		Store:  st,
-		Codec:  &archive.Codec{Compression: compress.Snappy, Host: "testhost"},
-		Layout: archive.Layout{Prefix: "site"},
-		Site:   "site",
-	}
+	return archivetest.New(t, st, &archive.Codec{Compression: compress.Snappy, Host: "testhost"})
 }
 
 func TestRun_OK(t *testing.T) {

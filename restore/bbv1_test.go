@@ -163,7 +163,7 @@ func TestRun_BBv1(t *testing.T) {
 	src.Exec(t, "create table in_spc (id int, pad text) tablespace legacy")
 	src.Exec(t, "insert into in_spc select g, repeat('x', 100) from generate_series(1, 3000) g")
 	src.Exec(t, "checkpoint")
-	tmp := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	tmp := archivetest.New(t, storage.NewMem(), &archive.Codec{})
 	info, err := basebackup.Run(ctx, basebackup.Options{
 		ConnString: src.ConnString("postgres"), Archive: tmp, Mode: basebackup.ModeLocal, PGData: src.DataDir,
 		Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(),
@@ -179,7 +179,7 @@ func TestRun_BBv1(t *testing.T) {
 	if ts := m.Tablespaces["legacy"]; ts.OID == 0 || ts.Path != spcDir {
 		t.Fatalf("local-tar manifest tablespaces %+v", m.Tablespaces)
 	}
-	a := &archive.Archive{Store: storage.NewMem(), Codec: v1Codec(t), Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	a := archivetest.New(t, storage.NewMem(), v1Codec(t))
 	name := "2026-01-02_3"
 	key := putV1(t, a, name, data, info, m.Tablespaces)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)

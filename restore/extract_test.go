@@ -19,6 +19,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -241,7 +242,7 @@ func TestChunk_MadeFilesBounded(t *testing.T) {
 			}
 			data := hostile.Tar(t, entries...)
 			st := &failingStore{Store: storage.NewMem()}
-			a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.None}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+			a := archivetest.New(t, st, &archive.Codec{Compression: compress.None})
 			c := archive.ManifestChunk{ChunkFilename: testBackup + "/" + testBackup + ".00000001.pghoard", InputSize: int64(len(data))}
 			if _, err := a.Codec.Put(context.Background(), st.Store, a.Layout.ChunkKey(c.ChunkFilename), bytes.NewReader(data), -1, nil); err != nil {
 				t.Fatal(err)

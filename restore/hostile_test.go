@@ -11,6 +11,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -18,9 +19,7 @@ import (
 // hostileArchive is an archive in a mem store, zstd-compressed.
 func hostileArchive(t testing.TB) *archive.Archive {
 	t.Helper()
-	st := storage.NewMem()
-	t.Cleanup(func() { st.Close() })
-	return &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+	return archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd})
 }
 
 // restoreHostile stores b in a new archive and restores it into e's

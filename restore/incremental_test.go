@@ -76,7 +76,7 @@ func incrSource(t *testing.T, major int) (src *pgtest.Cluster, walDir string, a 
 		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
 	}})
 	pgtest.Pgbench(t, src, "-i", "-s", "1")
-	a = &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	a = archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: "zstd"})
 	return src, walDir, a
 }
 

@@ -55,12 +55,7 @@ func newFixture(t *testing.T, name string, tablespaces map[string]archive.Manife
 	t.Helper()
 	ctx := context.Background()
 	dir := pghoardDir(t, name)
-	f := &fixture{a: &archive.Archive{
-		Store:  storage.NewMem(),
-		Codec:  &archive.Codec{PrivateKeys: pghoardtest.Keys(t, dir)},
-		Layout: archive.Layout{Prefix: "site"},
-		Site:   "site",
-	}}
+	f := &fixture{a: archivetest.New(t, storage.NewMem(), &archive.Codec{PrivateKeys: pghoardtest.Keys(t, dir)})}
 	files, err := filepath.Glob(filepath.Join(dir, "chunks", "*.pghoard"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("chunks of %s: %v %v", name, files, err)

@@ -35,7 +35,7 @@ func TestRun_RoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: "zstd"}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: "zstd"})
 	b, err := basebackup.Run(ctx, basebackup.Options{
 		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(),
 	})

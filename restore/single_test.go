@@ -31,11 +31,7 @@ import (
 func realPGHoard(t testing.TB, mode string) (*archive.Archive, string) {
 	t.Helper()
 	dir := pghoardtest.RealDir(mode)
-	return &archive.Archive{
-		Store:  storage.NewLocal(filepath.Join(dir, "store")),
-		Codec:  &archive.Codec{PrivateKeys: pghoardtest.Keys(t, dir)},
-		Layout: archive.Layout{Prefix: "site"}, Site: "site",
-	}, dir
+	return archivetest.New(t, storage.NewLocal(filepath.Join(dir, "store")), &archive.Codec{PrivateKeys: pghoardtest.Keys(t, dir)}), dir
 }
 
 // TestRun_PGHoardReal restores the basebackups a real PGHoard 2.7 took

@@ -18,11 +18,7 @@ import (
 // memory store, with the site's private key.
 func realPGHoard(t *testing.T, mode string) *archive.Archive {
 	t.Helper()
-	return &archive.Archive{
-		Store:  pghoardtest.CopyReal(t, mode),
-		Codec:  &archive.Codec{PrivateKeys: pghoardtest.Keys(t, pghoardtest.RealDir(mode))},
-		Layout: archive.Layout{Prefix: "site"}, Site: "site",
-	}
+	return archivetest.New(t, pghoardtest.CopyReal(t, mode), &archive.Codec{PrivateKeys: pghoardtest.Keys(t, pghoardtest.RealDir(mode))})
 }
 
 // TestRun_PGHoardSingleTar: the basic and pipe backups of a real PGHoard

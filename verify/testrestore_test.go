@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
@@ -24,9 +25,7 @@ import (
 // outside the scratch directory changed.
 func restoreTestOf(t *testing.T, binDir string, e hostile.Env, c *archive.Codec, b hostile.Backup) (hostile.Stored, *RestoreTestResult, error) {
 	t.Helper()
-	st := storage.NewMem()
-	t.Cleanup(func() { st.Close() })
-	a := &archive.Archive{Store: st, Codec: c, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+	a := archivetest.New(t, storage.NewMem(), c)
 	stored := hostile.Put(t, a, b)
 	if err := os.Mkdir(e.Target(), 0o711); err != nil {
 		t.Fatal(err)

@@ -33,9 +33,7 @@ const segSize = 1 << 20
 // testArchive is a site in a mem store, with zstd compression.
 func testArchive(t testing.TB) *archive.Archive {
 	t.Helper()
-	st := storage.NewMem()
-	t.Cleanup(func() { st.Close() })
-	return &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+	return archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd})
 }
 
 // segmentBytes builds a complete segment called name whose long page

@@ -11,7 +11,16 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
 )
+
+// New returns the archive of site "site", its objects under site/, in st
+// with codec c; st is closed when the test ends.
+func New(t testing.TB, st storage.Store, c *archive.Codec) *archive.Archive {
+	t.Helper()
+	t.Cleanup(func() { st.Close() })
+	return &archive.Archive{Store: st, Codec: c, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+}
 
 // StoreArchivedWAL switches c to a new segment, waits until the server
 // archived the one before into walDir (see pgtest.StartArchiving), and
