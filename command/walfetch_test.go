@@ -15,22 +15,6 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 )
 
-// objectStorageJSON renders c as a site's object_storage.
-func objectStorageJSON(c storage.Config) map[string]any {
-	switch c.Type {
-	case "s3":
-		return map[string]any{"storage_type": "s3", "region": c.Region, "bucket_name": c.BucketName,
-			"aws_access_key_id": c.AccessKeyID, "aws_secret_access_key": c.SecretAccessKey,
-			"host": c.Host, "port": c.Port, "is_secure": false, "prefix": c.Prefix}
-	case "azure":
-		return map[string]any{"storage_type": "azure", "account_name": c.AccountName, "account_key": c.AccountKey,
-			"bucket_name": c.BucketName, "host": c.Host, "port": c.Port, "is_secure": false, "prefix": c.Prefix}
-	case "google":
-		return map[string]any{"storage_type": "google", "project_id": c.ProjectID, "bucket_name": c.BucketName, "prefix": c.Prefix}
-	}
-	return map[string]any{"storage_type": "local", "directory": c.Directory, "prefix": c.Prefix}
-}
-
 // writeSiteConfig writes a one-site configuration using c and returns its
 // path.
 func writeSiteConfig(t *testing.T, c storage.Config) string {
@@ -41,7 +25,7 @@ func writeSiteConfig(t *testing.T, c storage.Config) string {
 		"restore_prefetch": 0,
 		"backup_sites": map[string]any{"s": map[string]any{
 			"active_backup_mode": "archive_command",
-			"object_storage":     objectStorageJSON(c),
+			"object_storage":     storetest.ObjectStorage(c),
 		}},
 	}
 	data, err := json.Marshal(cfg)
@@ -57,22 +41,14 @@ func writeSiteConfig(t *testing.T, c storage.Config) string {
 
 // wal-fetch exits 1, which PostgreSQL takes as the end of the archive,
 // only when the storage answered that the file does not exist; a missing
-// bucket, container or storage directory, and a local object whose
-// sidecar outlived its file, exit 255 on every backend.
+// bucket, container or storage directory (local or SFTP), and a local
+// object whose sidecar outlived its file, exit 255 on every backend.
 func TestWALFetch_ExitCodes(t *testing.T) {
 	const name = "000000010000000000000003"
 	seg := waltest.Segment(t, name, 1<<20, 3)
-	for _, srv := range []struct {
-		name string
-		cfg  func(t *testing.T) storage.Config
-	}{
-		{"Local", func(t *testing.T) storage.Config { return storetest.Local(t) }},
-		{"MinIO", func(t *testing.T) storage.Config { return storetest.MinIO(t) }},
-		{"Azurite", func(t *testing.T) storage.Config { return storetest.Azurite(t) }},
-		{"FakeGCS", func(t *testing.T) storage.Config { return storetest.FakeGCS(t) }},
-	} {
-		t.Run(srv.name, func(t *testing.T) {
-			c := srv.cfg(t)
+	for _, srv := range storetest.Servers {
+		t.Run(srv.Name, func(t *testing.T) {
+			c := srv.Config(t)
 			c.Prefix = "p"
 			cfg := writeSiteConfig(t, c)
 			walDir := t.TempDir()
@@ -95,21 +71,26 @@ func TestWALFetch_ExitCodes(t *testing.T) {
 			}
 			missing := c
 			switch c.Type {
-			case "local":
+			case "local", "sftp":
 				missing.Directory = filepath.Join(t.TempDir(), "unmounted")
+			case "swift":
+				missing.ContainerName = "no-such-container"
 			default:
 				missing.BucketName = "no-such-bucket"
 			}
 			if got := run(t, "--config", writeSiteConfig(t, missing), "wal-fetch", name, dest); got != exitWALFatal {
 				t.Errorf("wal-fetch from a missing bucket or directory: exit %d, want %d", got, exitWALFatal)
 			}
-			if c.Type != "local" {
+			if c.Type != "local" && c.Type != "sftp" {
 				return
 			}
 			empty := c
 			empty.Directory, empty.Prefix = t.TempDir(), ""
 			if got := run(t, "--config", writeSiteConfig(t, empty), "wal-fetch", name, dest); got != exitWALFatal {
 				t.Errorf("wal-fetch from an empty storage directory (unmounted volume): exit %d, want %d", got, exitWALFatal)
+			}
+			if c.Type != "local" {
+				return
 			}
 			if err := os.Remove(filepath.Join(c.Directory, "p", "s", "xlog", name)); err != nil {
 				t.Fatal(err)

@@ -50,6 +50,7 @@ type SFTP struct {
 	addr   string
 	config *ssh.ClientConfig
 	root   string
+	dir    string // object_storage.directory ("." for the user's home)
 	// stall is StallTimeout when the store was opened.
 	stall time.Duration
 
@@ -136,9 +137,14 @@ func openSFTP(c Config) (*SFTP, error) {
 	if root == "" {
 		root = "."
 	}
+	dir := c.Directory
+	if dir == "" {
+		dir = "."
+	}
 	return &SFTP{
 		addr:  addr,
 		root:  root,
+		dir:   dir,
 		stall: StallTimeout,
 		config: &ssh.ClientConfig{
 			User:            c.Username,
@@ -412,6 +418,32 @@ func (s *SFTP) path(key string) (string, error) {
 		}
 	}
 	return path.Join(s.root, key), nil
+}
+
+// notFound passes on err, the error of reading a key's sidecar, unless
+// it says the file does not exist and the storage directory is missing or
+// empty, which is what a volume not mounted on the server looks like: that
+// is an error, not a missing object. Without this check wal-fetch would
+// tell PostgreSQL that the archive ends here, and recovery would stop and
+// promote short of the archived WAL (as Local's notFound).
+func (s *SFTP) notFound(c *sftp.Client, err error) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	ents, derr := c.ReadDir(s.dir)
+	switch {
+	case errors.Is(derr, fs.ErrNotExist):
+		return &permanentError{
+			msg: fmt.Sprintf("sftp storage directory %s does not exist on %s: is its volume mounted? (check object_storage.directory)", s.dir, s.addr),
+			err: derr,
+		}
+	case derr == nil && len(ents) == 0:
+		return &permanentError{
+			msg: fmt.Sprintf("sftp storage directory %s on %s is empty: is its volume mounted? (check object_storage.directory)", s.dir, s.addr),
+			err: errors.New("no entries"),
+		}
+	}
+	return err
 }
 
 // errorf wraps an SFTP error: a missing file is ErrNotFound, a refusal
@@ -727,7 +759,7 @@ func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Object, err
 	var md Metadata
 	err = s.run(ctx, "open", key, func(ss *sftpSession) error {
 		if md, err = s.readSidecar(ss.c, p); err != nil {
-			return err
+			return s.notFound(ss.c, err)
 		}
 		on = ss
 		f, err = ss.c.Open(p)
@@ -754,7 +786,7 @@ func (s *SFTP) OpenRange(ctx context.Context, key string, offset, length int64) 
 	err = s.run(ctx, "open", key, func(ss *sftpSession) error {
 		on = ss
 		if _, err := ss.c.Stat(p + sidecarSuffix); err != nil {
-			return err
+			return s.notFound(ss.c, err)
 		}
 		if f, err = ss.c.Open(p); err != nil {
 			return err

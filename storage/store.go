@@ -12,9 +12,10 @@ import (
 // then: a backend that could not answer (an unreachable server, a missing
 // bucket, a local object whose metadata exists without its file) returns
 // another error, and so do Open and OpenRange of a local store whose
-// directory is missing or empty, which is what an unmounted volume looks
-// like (Stat answers ErrNotFound there, so that a first upload can check
-// that its key is free). wal-fetch tells PostgreSQL "end of the archive"
+// directory, or an SFTP store whose directory on the server, is missing or
+// empty, which is what an unmounted volume looks like (Stat answers
+// ErrNotFound there, so that a first upload can check that its key is
+// free). wal-fetch tells PostgreSQL "end of the archive"
 // on ErrNotFound alone. Test with errors.Is.
 var ErrNotFound = errors.New("object not found")
 

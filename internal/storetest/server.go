@@ -189,6 +189,56 @@ func Local(t testing.TB) storage.Config {
 	return storage.Config{Type: "local", Directory: t.TempDir()}
 }
 
+// Server is a storage backend a test can run against: Config starts its
+// server (none for Local) and returns the config of an empty store on it.
+type Server struct {
+	Name   string
+	Config func(t testing.TB) storage.Config
+}
+
+// Servers are every backend hoard supports, for a test that must hold on
+// each.
+var Servers = []Server{
+	{"Local", Local},
+	{"MinIO", MinIO},
+	{"Azurite", Azurite},
+	{"FakeGCS", FakeGCS},
+	{"Swift", Swift},
+	{"SFTP", func(t testing.TB) storage.Config { return SFTP(t).Config }},
+}
+
+// ObjectStorage returns c as a site's object_storage in a hoard
+// configuration file, for the tests that run hoard's commands.
+func ObjectStorage(c storage.Config) map[string]any {
+	m := map[string]any{"storage_type": c.Type, "prefix": c.Prefix}
+	set := func(kv ...any) {
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+	}
+	switch c.Type {
+	case "s3":
+		set("region", c.Region, "bucket_name", c.BucketName, "aws_access_key_id", c.AccessKeyID,
+			"aws_secret_access_key", c.SecretAccessKey, "host", c.Host, "port", c.Port, "is_secure", c.IsSecure)
+	case "azure":
+		set("account_name", c.AccountName, "account_key", c.AccountKey, "bucket_name", c.BucketName,
+			"host", c.Host, "port", c.Port, "is_secure", c.IsSecure)
+	case "google":
+		set("project_id", c.ProjectID, "bucket_name", c.BucketName)
+	case "swift":
+		set("user", c.User, "key", c.Key, "auth_url", c.AuthURL, "auth_version", c.AuthVersion, "container_name", c.ContainerName)
+	case "sftp":
+		set("server", c.Server, "port", c.Port, "username", c.Username, "private_key", c.PrivateKey,
+			"known_hosts_file", c.KnownHostsFile, "directory", c.Directory)
+	case "local":
+		set("directory", c.Directory)
+	}
+	if c.SegmentSize != 0 {
+		m["segment_size"] = c.SegmentSize
+	}
+	return m
+}
+
 var prefixes atomic.Int64
 
 // Open opens c under a prefix of its own (c.Prefix/tN), so that tests can
