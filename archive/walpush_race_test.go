@@ -19,20 +19,9 @@ import (
 // different files exactly the pushers of the stored bytes succeed and
 // every other one gets ErrWALConflict, the stored object untouched.
 func TestArchive_PushWAL_ConcurrentWriters(t *testing.T) {
-	servers := []struct {
-		name string
-		cfg  func(t *testing.T) storage.Config
-	}{
-		{"Local", func(t *testing.T) storage.Config { return storetest.Local(t) }},
-		{"MinIO", func(t *testing.T) storage.Config { return storetest.MinIO(t) }},
-		{"Azurite", func(t *testing.T) storage.Config { return storetest.Azurite(t) }},
-		{"FakeGCS", func(t *testing.T) storage.Config { return storetest.FakeGCS(t) }},
-		{"Swift", func(t *testing.T) storage.Config { return storetest.Swift(t) }},
-		{"SFTP", func(t *testing.T) storage.Config { return storetest.SFTP(t).Config }},
-	}
-	for _, srv := range servers {
-		t.Run(srv.name, func(t *testing.T) {
-			c := srv.cfg(t)
+	for _, srv := range storetest.Servers {
+		t.Run(srv.Name, func(t *testing.T) {
+			c := srv.Config(t)
 			for _, mode := range []string{"Identical", "Different"} {
 				t.Run(mode, func(t *testing.T) {
 					a := &Archive{
