@@ -277,6 +277,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	// syncfs(2) reports a write-back error of the file system that
+	// happened since the file it is given was opened, unless another
+	// caller saw it first when it happened before: the handles are opened
+	// before anything is written, so that every error of the restore's
+	// writes is reported at the end, whoever else calls syncfs.
+	syncs, err := openDirs(append([]string{o.TargetDir}, mapValues(spcDirs)...))
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(syncs)
 	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALGap: gap}
 	incomplete := func(err error) error {
 		return fmt.Errorf("%w; %s is incomplete and PostgreSQL cannot start on it (run again with overwrite): %w", err, o.TargetDir, ErrIncomplete)
@@ -320,7 +330,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, incomplete(err)
 	}
-	for _, d := range append([]string{o.TargetDir}, mapValues(spcDirs)...) {
+	for _, d := range syncs {
 		if err := syncFS(d); err != nil {
 			return nil, err
 		}
@@ -646,16 +656,32 @@ func tablespaceMap(m *archive.Manifest, dirs map[string]string) []byte {
 	return []byte(b.String())
 }
 
-// syncFS flushes the file system holding dir (syncfs(2)): cheaper than an
-// fsync per file after writing thousands of them.
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+// openDirs opens each of dirs, for syncFS.
+func openDirs(dirs []string) ([]*os.File, error) {
+	var files []*os.File
+	for _, d := range dirs {
+		f, err := os.Open(d)
+		if err != nil {
+			closeAll(files)
+			return nil, fmt.Errorf("open %s: %w", d, err)
+		}
+		files = append(files, f)
 	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// syncFS flushes the file system holding dir, an open directory
+// (syncfs(2)): cheaper than an fsync per file after writing thousands of
+// them.
+func syncFS(dir *os.File) error {
+	if err := unix.Syncfs(int(dir.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir.Name(), err)
 	}
 	return nil
 }
