@@ -433,6 +433,16 @@ func TestArchive_FetchWAL_ErrWrongTimeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		push(tl(3, 6), noHistory)
+		// hoard verify --full checks the files as wal-fetch does.
+		l, err := a.ListStoredWAL(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, wantErr := range map[string]bool{tl(2, 3): false, tl(2, 4): true, tl(3, 6): true, tl(1, 4): false} {
+			if err := l.Segments[name].Check(ctx); (err != nil) != wantErr {
+				t.Errorf("encrypted=%v: Check of %s = %v, want an error: %v", encrypted, name, err, wantErr)
+			}
+		}
 		pgwal := t.TempDir()
 		dest := filepath.Join(pgwal, "RECOVERYXLOG")
 		if err := a.FetchWAL(ctx, tl(2, 3), dest, FetchOptions{}); err != nil {

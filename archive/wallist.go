@@ -120,13 +120,19 @@ func (f WALFile) ReadHistory(ctx context.Context) (wal.History, error) {
 // Check decodes f to its end, keeping nothing, and checks it as FetchWAL
 // does before it delivers a file: the codec's integrity checks, the bytes
 // against the hash metadata (an unknown hash algorithm is an error), and
-// a segment's or .partial file's page header against its name and size.
+// a segment's or .partial file's page header against its name and size,
+// and, when its first page is on an older timeline than its name's,
+// against the name's timeline history (in the archive holding f or a site
+// it moved from).
 func (f WALFile) Check(ctx context.Context) error {
 	rc, md, err := f.Open(ctx)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	_, err = copyChecked(io.Discard, rc, md, f.Key, f.Name)
-	return err
+	h, err := copyChecked(io.Discard, rc, md, f.Key, f.Name)
+	if err != nil {
+		return err
+	}
+	return f.Archive.checkTimelineStart(ctx, f.Name, h)
 }
