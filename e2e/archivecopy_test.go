@@ -46,14 +46,8 @@ func TestArchiveCopy(t *testing.T) {
 	const rows = "select (select count(*) || ':' || sum(abalance) from pgbench_accounts) || '/' || (select count(*) || ':' || md5(string_agg(v, ',' order by id)) from t)"
 	want := src.QueryString(t, rows)
 
-	toMinIO := s.storageConfig(t, "minio.json", map[string]any{
-		"storage_type": "s3", "region": minio.Region, "bucket_name": minio.BucketName, "host": minio.Host, "port": minio.Port,
-		"aws_access_key_id": minio.AccessKeyID, "aws_secret_access_key": minio.SecretAccessKey, "segment_size": minio.SegmentSize,
-	})
-	toSwift := s.storageConfig(t, "swift.json", map[string]any{
-		"storage_type": "swift", "user": swift.User, "key": swift.Key, "auth_url": swift.AuthURL, "auth_version": swift.AuthVersion,
-		"container_name": swift.ContainerName, "segment_size": swift.SegmentSize,
-	})
+	toMinIO := s.storageConfig(t, "minio.json", storetest.ObjectStorage(minio))
+	toSwift := s.storageConfig(t, "swift.json", storetest.ObjectStorage(swift))
 
 	// hoard runs as the server's user: it reads copies of the SSH files.
 	for _, f := range []*string{&sftp.PrivateKey, &sftp.KnownHostsFile} {
@@ -61,10 +55,7 @@ func TestArchiveCopy(t *testing.T) {
 		s.writeFile(cp, readFile(t, *f))
 		*f = cp
 	}
-	toSFTP := s.storageConfig(t, "sftp.json", map[string]any{
-		"storage_type": "sftp", "server": sftp.Server, "port": sftp.Port, "username": sftp.Username,
-		"private_key": sftp.PrivateKey, "known_hosts_file": sftp.KnownHostsFile, "directory": sftp.Directory,
-	})
+	toSFTP := s.storageConfig(t, "sftp.json", storetest.ObjectStorage(sftp))
 
 	// The first run, held to 64 KiB/s, is killed once a few objects are in
 	// MinIO.

@@ -25,12 +25,12 @@ type hostileSite struct {
 	a *archive.Archive
 }
 
-// newHostileSite writes a configuration for a site stored as
-// objectStorage says, and opens c, the same storage, for the test.
-func newHostileSite(t *testing.T, objectStorage map[string]any, c storage.Config) *hostileSite {
+// newHostileSite writes a configuration for a site stored in c, and
+// opens c for the test.
+func newHostileSite(t *testing.T, c storage.Config) *hostileSite {
 	t.Helper()
 	s := newSite(t, siteOptions{})
-	s.setSiteKey("object_storage", objectStorage)
+	s.setSiteKey("object_storage", storetest.ObjectStorage(c))
 	st, err := storage.Open(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -64,17 +64,13 @@ func TestRestoreHostile(t *testing.T) {
 	}
 	t.Run("local", func(t *testing.T) {
 		dir := pgtest.TempDir(t)
-		s := newHostileSite(t, map[string]any{"storage_type": "local", "directory": dir}, storage.Config{Type: "local", Directory: dir})
+		s := newHostileSite(t, storage.Config{Type: "local", Directory: dir})
 		s.restoreAll(t, func() { pgtest.Chown(t, dir) })
 		s.verifyRestore(t)
 	})
 	t.Run("minio", func(t *testing.T) {
 		c := storetest.MinIO(t)
-		s := newHostileSite(t, map[string]any{
-			"storage_type": "s3", "host": c.Host, "port": c.Port, "bucket_name": c.BucketName,
-			"aws_access_key_id": c.AccessKeyID, "aws_secret_access_key": c.SecretAccessKey,
-			"region": c.Region, "is_secure": false,
-		}, c)
+		s := newHostileSite(t, c)
 		s.restoreAll(t, func() {})
 	})
 }
