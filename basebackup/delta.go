@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -242,13 +243,21 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	return dr, nil
 }
 
-// previousDelta returns the files of the newest delta backup of this
-// cluster in the site, by path, for likelyChanged: empty when there is
-// none (every large file is new), nil when it cannot be read (a site
-// configured with the public key only, say), and then every large file is
+// prevFile is a large file as the previous delta backup found it.
+type prevFile struct {
+	Size    int64 `json:"size"`
+	MtimeNS int64 `json:"mtime_ns"`
+}
+
+// previousDelta returns the files the newest delta backup of this
+// cluster in the site stored as delta objects, by path, for
+// likelyChanged: empty when there is none (every large file is new). They
+// come from its manifest or, when that cannot be read (a site configured
+// with the public key only), from Options.DeltaHintFile if it describes
+// that backup; else previousDelta returns nil, and every large file is
 // hashed before it is stored. Nothing in it is trusted: it only chooses
 // which read of a file comes first.
-func (l *localBackup) previousDelta(ctx context.Context) map[string]archive.DeltaFile {
+func (l *localBackup) previousDelta(ctx context.Context) map[string]prevFile {
 	a := l.o.Archive
 	bs, err := a.ListBackups(ctx)
 	if err != nil {
@@ -261,7 +270,7 @@ func (l *localBackup) previousDelta(ctx context.Context) map[string]archive.Delt
 			prev = b
 		}
 	}
-	out := map[string]archive.DeltaFile{}
+	out := map[string]prevFile{}
 	if prev == nil {
 		return out
 	}
@@ -271,13 +280,78 @@ func (l *localBackup) previousDelta(ctx context.Context) map[string]archive.Delt
 		dm, err = archive.ParseDelta(c.Manifest)
 	}
 	if err != nil {
+		if h := l.readDeltaHint(prev.Name); h != nil {
+			return h
+		}
 		l.log.Info().Err(err).Str("previous", prev.Name).Msg("previous delta backup not read: every large file is hashed before it is stored")
 		return nil
 	}
 	for _, f := range dm.SnapshotResult.State.Files {
-		out[f.RelativePath] = f
+		if f.Hexdigest != "" {
+			out[f.RelativePath] = prevFile{Size: f.FileSize, MtimeNS: f.MtimeNS}
+		}
 	}
 	return out
+}
+
+// deltaHint is Options.DeltaHintFile's content: the large files a delta
+// backup stored as delta objects, with their sizes and modification times.
+type deltaHint struct {
+	Backup   string              `json:"backup"`
+	SystemID string              `json:"system_id"`
+	Files    map[string]prevFile `json:"files"`
+}
+
+// readDeltaHint returns the files of Options.DeltaHintFile when it
+// describes the backup called name of this cluster, else nil.
+func (l *localBackup) readDeltaHint(name string) map[string]prevFile {
+	if l.o.DeltaHintFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(l.o.DeltaHintFile)
+	if err != nil {
+		return nil
+	}
+	var h deltaHint
+	if json.Unmarshal(data, &h) != nil || h.Backup != name || h.SystemID != l.srv.systemID || h.Files == nil {
+		return nil
+	}
+	return h.Files
+}
+
+// writeDeltaHint replaces Options.DeltaHintFile with the large files of
+// the delta backup just stored (a temporary file renamed into place, so
+// that a reader sees the old hint or the new one).
+func (l *localBackup) writeDeltaHint(dm *archive.DeltaManifest) error {
+	h := deltaHint{Backup: l.name, SystemID: l.srv.systemID, Files: map[string]prevFile{}}
+	for _, f := range dm.SnapshotResult.State.Files {
+		if f.Hexdigest != "" {
+			h.Files[f.RelativePath] = prevFile{Size: f.FileSize, MtimeNS: f.MtimeNS}
+		}
+	}
+	data, err := json.Marshal(&h)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(l.o.DeltaHintFile)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".hoard-delta-hint-*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), l.o.DeltaHintFile)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
 
 // bundles stores files in bundles.
@@ -294,7 +368,7 @@ func (l *localBackup) bundles(ctx context.Context, files []entry) ([]*chunkResul
 // small), while the SQL session is watched. prev, when not nil, is the
 // previous delta backup's files by path (previousDelta): a file that
 // differs from its entry (see likelyChanged) is stored in a single read.
-func (l *localBackup) deltaObjects(ctx context.Context, files []entry, prev map[string]archive.DeltaFile) ([]*deltaFileResult, error) {
+func (l *localBackup) deltaObjects(ctx context.Context, files []entry, prev map[string]prevFile) ([]*deltaFileResult, error) {
 	order := make([]int, len(files))
 	for i := range order {
 		order[i] = i
@@ -310,13 +384,13 @@ func (l *localBackup) deltaObjects(ctx context.Context, files []entry, prev map[
 }
 
 // likelyChanged reports whether e surely or probably holds other bytes
-// than at the previous delta backup, whose files are prev: it is not
-// there, or its size or modification time differ. It is only a hint of
-// what to read first: whatever it says, the digest recorded is that of
-// the bytes this backup read and stored.
-func likelyChanged(e *entry, prev map[string]archive.DeltaFile) bool {
+// than at the previous delta backup, whose delta objects' files are prev:
+// it is not there, or its size or modification time differ. It is only a
+// hint of what to read first: whatever it says, the digest recorded is
+// that of the bytes this backup read and stored.
+func likelyChanged(e *entry, prev map[string]prevFile) bool {
 	f, ok := prev[e.name()]
-	return !ok || f.Hexdigest == "" || f.FileSize != e.size || f.MtimeNS != e.mtime.UnixNano()
+	return !ok || f.Size != e.size || f.MtimeNS != e.mtime.UnixNano()
 }
 
 // deltaChanged stores e, which likely changed since the previous delta

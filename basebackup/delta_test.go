@@ -1029,3 +1029,88 @@ func testRunDeltaRetentionPublicKeyOnly(t *testing.T, major int) {
 		r.Stop(t)
 	}
 }
+
+// TestRunDelta_HintFile: a site with the public key only cannot read the
+// previous delta backup's manifest; Options.DeltaHintFile, written after
+// each delta backup, stands in for it. A large file written again (same
+// bytes, a new modification time) is then read once, to be stored, and the
+// object of its digest reused as it is, not uploaded again. A hint file
+// that names another backup is not used: the file is hashed first.
+func TestRunDelta_HintFile(t *testing.T) {
+	major := pgtest.Versions()[0]
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Major: major})
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	data := []byte(strings.Repeat("hoard", 100<<10))
+	touch := func(d time.Duration) {
+		t.Helper()
+		when := time.Now().Add(d)
+		if err := os.Chtimes(blob, when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(blob, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, blob)
+	a := encryptedArchive(t, compress.Snappy)
+	a.Codec.PrivateKeys = nil // as a daemon given the public key only
+	store := &createLog{Store: a.Store}
+	a.Store = store
+	hint := filepath.Join(t.TempDir(), "site", "delta_hint.json")
+	var staged []string
+	var mu sync.Mutex
+	opts := Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(), DeltaHintFile: hint,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		storeRead: func(path string, off int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if off == 0 {
+				staged = append(staged, path)
+			}
+		},
+	}
+	b1, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(hint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h deltaHint
+	if err := json.Unmarshal(raw, &h); err != nil || h.Backup != b1.Name || h.Files["hoard_test_blob"].Size != int64(len(data)) {
+		t.Fatalf("hint file after the first backup: %s (%v)", raw, err)
+	}
+	key := a.Layout.DeltaKey(deltaDigestOf(data))
+	touch(time.Minute)
+	staged, store.keys = nil, nil
+	if _, err := Run(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(staged, blob) {
+		t.Errorf("with the hint file, the touched file was not stored in one read: staged %v", staged)
+	}
+	if slices.Contains(store.keys, key) {
+		t.Errorf("%s uploaded again though it existed", key)
+	}
+
+	// A hint of another backup is left alone.
+	raw, err = os.ReadFile(hint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hint, []byte(strings.Replace(string(raw), `"backup":"`, `"backup":"x`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	touch(2 * time.Minute)
+	staged = nil
+	if _, err := Run(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(staged, blob) {
+		t.Errorf("a hint naming another backup was used: staged %v", staged)
+	}
+}

@@ -406,6 +406,11 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		if err := o.Archive.UnmarkDeltaRunning(ctx, l.name); err != nil {
 			log.Warn().Err(err).Msg("delta backup marker not deleted")
 		}
+		if o.DeltaHintFile != "" {
+			if err := l.writeDeltaHint(dr.manifest); err != nil {
+				log.Warn().Err(err).Str("file", o.DeltaHintFile).Msg("delta backup hint not written: the next delta backup without the private key hashes every large file before it stores it")
+			}
+		}
 	}
 	if report.blocks > 0 {
 		log.Warn().Int64("blocks", report.blocks).Int("files", len(report.files)).

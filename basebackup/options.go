@@ -101,6 +101,13 @@ type Options struct {
 	// crash); "" means os.TempDir(). It needs room for Parallel delta
 	// objects as stored, each at most one relation segment (1 GiB).
 	TempDir string
+	// DeltaHintFile, when set, is where ModeDelta keeps the sizes and
+	// modification times of the large files of its last backup, for the
+	// next one where the previous backup's manifest cannot be read (a
+	// site configured with the public key only): a file that differs is
+	// stored in one read instead of being hashed first. It is only a
+	// hint, never trusted for what a backup refers to.
+	DeltaHintFile string
 	// Parallel is the number of chunks in flight: being read,
 	// compressed, encrypted and stored at once (local-tar: the workers;
 	// BASE_BACKUP: the chunk being written and those still uploading).

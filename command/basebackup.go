@@ -137,6 +137,7 @@ func basebackupOptions(c *cli.Context, env *siteEnv, decided time.Time, reason s
 		DeltaMinFileSize:   env.site.BasebackupDeltaModeMinDeltaFileSize,
 		DeltaChunkSize:     env.site.BasebackupDeltaModeChunkSize,
 		TempDir:            basebackupTempDir(env.cfg, env.name),
+		DeltaHintFile:      basebackupDeltaHintFile(env.cfg, env.name),
 		Parallel:           basebackupParallel(env.site),
 		CompressionThreads: env.site.BasebackupCompressionThreads,
 		Reason:             reason,
@@ -157,6 +158,16 @@ func basebackupTempDir(cfg *config.Config, site string) string {
 		return ""
 	}
 	return filepath.Join(cfg.BackupLocation, site, "basebackup_incoming")
+}
+
+// basebackupDeltaHintFile is where delta mode keeps its last backup's
+// large files' sizes and modification times for the next backup:
+// <backup_location>/<site>/delta_hint.json, none without backup_location.
+func basebackupDeltaHintFile(cfg *config.Config, site string) string {
+	if cfg.BackupLocation == "" {
+		return ""
+	}
+	return filepath.Join(cfg.BackupLocation, site, "delta_hint.json")
 }
 
 // basebackupMode maps basebackup_mode to how a backup reads the cluster:

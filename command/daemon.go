@@ -187,6 +187,7 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 			DeltaMinFileSize:   site.BasebackupDeltaModeMinDeltaFileSize,
 			DeltaChunkSize:     site.BasebackupDeltaModeChunkSize,
 			TempDir:            basebackupTempDir(cfg, name),
+			DeltaHintFile:      basebackupDeltaHintFile(cfg, name),
 			Parallel:           basebackupParallel(site),
 			CompressionThreads: site.BasebackupCompressionThreads,
 			BasebackupMode:     basebackupModeName(site),
