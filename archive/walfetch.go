@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -170,11 +173,11 @@ func (a *Archive) fetchKey(ctx context.Context, hist *Archive, key, name string,
 		}
 	}()
 
-	h, err := copyChecked(tmp, rc, md, key, name)
+	h, pages, err := copyChecked(tmp, rc, md, key, name)
 	if err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
-	if err := hist.checkTimelineStart(ctx, name, h); err != nil {
+	if err := hist.checkTimelineStart(ctx, name, h, pages); err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
 	if wal.IsPartialName(name) && h.SegmentSize > 0 {
@@ -209,32 +212,99 @@ func (a *Archive) fetchKey(ctx context.Context, hist *Archive, key, name string,
 // header against the name and size (wal.CheckSegment), which it returns. A
 // hash algorithm hoard does not know is a *DecodeError: a hash that cannot
 // be checked is not skipped, the object is refused as one whose hash does
-// not match would be.
-func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, key, name string) (wal.PageHeader, error) {
+// not match would be. When the first page is on an older timeline than the
+// name's, it also returns the headers of the pages after it (pageMarks),
+// for checkTimelineStart.
+func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, key, name string) (wal.PageHeader, []pageMark, error) {
 	var head headBuffer
-	dst := io.MultiWriter(w, &head)
+	pages := &pageMarks{}
+	if segment, partial, _ := walKind(name); segment || partial {
+		pages.tli = wal.SegmentTimeline(name)
+	}
+	dst := io.MultiWriter(w, &head, pages)
 	alg, want := MetadataHash(md)
 	var sum hash.Hash
 	if want != "" {
 		var err error
 		if sum, err = NewHash(alg); err != nil {
-			return wal.PageHeader{}, &DecodeError{Key: key, Err: fmt.Errorf("metadata %s: %w", MetaHashAlgorithm, err)}
+			return wal.PageHeader{}, nil, &DecodeError{Key: key, Err: fmt.Errorf("metadata %s: %w", MetaHashAlgorithm, err)}
 		}
 		dst = io.MultiWriter(dst, sum)
 	}
 	n, err := io.CopyBuffer(dst, r, make([]byte, 1<<20))
 	if err != nil {
-		return wal.PageHeader{}, err
+		return wal.PageHeader{}, nil, err
 	}
 	if sum != nil {
 		if got := hex.EncodeToString(sum.Sum(nil)); got != want {
-			return wal.PageHeader{}, fmt.Errorf("decoded bytes hash to %s, metadata says %s: damaged object", got, want)
+			return wal.PageHeader{}, nil, fmt.Errorf("decoded bytes hash to %s, metadata says %s: damaged object", got, want)
 		}
 	}
 	if segment, partial, _ := walKind(name); segment || partial {
-		return wal.CheckSegment(name, head.b, n)
+		h, err := wal.CheckSegment(name, head.b, n)
+		return h, pages.marks, err
 	}
-	return wal.PageHeader{}, nil
+	return wal.PageHeader{}, nil, nil
+}
+
+// pageMark is what a page header says: its timeline and address.
+type pageMark struct {
+	tli  uint32
+	addr pglogrepl.LSN
+}
+
+// pageMarks is a writer that keeps the timeline and address of every
+// page after the first of a segment whose first page (a long header) is
+// on a timeline below tli, the name's; of other files it keeps nothing.
+// Pages whose magic is not the first page's (zeros) are skipped.
+type pageMarks struct {
+	tli   uint32
+	first []byte // the long header, while incomplete
+	block int64  // page size; 0 until known, -1 when nothing is kept
+	magic uint16
+	off   int64 // bytes written
+	cur   []byte
+	marks []pageMark
+}
+
+const shortPageHeader = 16 // xlp_magic, xlp_info, xlp_tli, xlp_pageaddr
+
+func (p *pageMarks) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 && p.block >= 0 {
+		if p.block == 0 {
+			need := wal.PageHeaderSize - len(p.first)
+			take := min(need, len(b))
+			p.first = append(p.first, b[:take]...)
+			b, p.off = b[take:], p.off+int64(take)
+			if len(p.first) < wal.PageHeaderSize {
+				break
+			}
+			h, err := wal.DecodePageHeader(p.first)
+			if err != nil || p.tli == 0 || h.Timeline >= p.tli || h.BlockSize == 0 {
+				p.block = -1
+				break
+			}
+			p.block, p.magic = int64(h.BlockSize), h.Magic
+			continue
+		}
+		in := p.off % p.block
+		if in >= shortPageHeader {
+			skip := min(p.block-in, int64(len(b)))
+			b, p.off = b[skip:], p.off+skip
+			continue
+		}
+		take := min(shortPageHeader-in, int64(len(b)))
+		p.cur = append(p.cur, b[:take]...)
+		b, p.off = b[take:], p.off+take
+		if len(p.cur) == shortPageHeader {
+			if le := binary.LittleEndian; le.Uint16(p.cur) == p.magic {
+				p.marks = append(p.marks, pageMark{tli: le.Uint32(p.cur[4:]), addr: pglogrepl.LSN(le.Uint64(p.cur[8:]))})
+			}
+			p.cur = p.cur[:0]
+		}
+	}
+	return n, nil
 }
 
 // ErrWrongTimeline is wrapped by FetchWAL's error for a segment whose
@@ -252,11 +322,16 @@ var ErrWrongTimeline = errors.New("segment of another timeline")
 // older timeline's, which whoever can write the storage can put under the
 // name without a key (encrypted objects move whole): PostgreSQL, reading
 // its pages after the newer timeline's, takes them as the end of the WAL
-// and ends recovery there without an error. A history that is not
-// stored, or cannot be read, is an error too: the segment cannot be
+// and ends recovery there without an error. In the segment where the
+// timeline began, no page (pages, the headers after the first) may be on
+// a timeline older than the one the history puts at its address: the old
+// timeline's own copy of that segment, which an old primary that went on
+// writing archives too, holds the old timeline's WAL after the switch
+// point, which recovery would replay as the new timeline's. A history that
+// is not stored, or cannot be read, is an error too: the segment cannot be
 // checked. Files whose first page is on the name's timeline, and other
 // files, cost nothing.
-func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.PageHeader) error {
+func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.PageHeader, pages []pageMark) error {
 	segment, partial, _ := walKind(name)
 	if !segment && !partial {
 		return nil
@@ -278,6 +353,13 @@ func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.Pag
 		if want := path.TimelineAt(h.PageAddr); want != h.Timeline {
 			return fmt.Errorf("%w: its first page is on timeline %d, but %s puts its start (%s) on timeline %d: "+
 				"a segment of an older timeline stored under this name", ErrWrongTimeline, h.Timeline, histName, h.PageAddr, want)
+		}
+		for _, p := range pages {
+			if want := path.TimelineAt(p.addr); p.tli < want {
+				return fmt.Errorf("%w: its page at %s is on timeline %d, but %s puts that address on timeline %d: "+
+					"the older timeline's copy of the segment where timeline %d began, stored under this name",
+					ErrWrongTimeline, p.addr, p.tli, histName, want, tli)
+			}
 		}
 		return nil
 	}

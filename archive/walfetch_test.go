@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -466,6 +467,79 @@ func TestArchive_FetchWAL_ErrWrongTimeline(t *testing.T) {
 			if got := dirNames(t, pgwal); len(got) != 0 {
 				t.Errorf("encrypted=%v: fetch %s left %v in pg_wal", encrypted, name, got)
 			}
+		}
+	}
+}
+
+// withPages writes a short page header (PostgreSQL 15's magic) at every
+// 8 KiB page after the first of segment b, which starts at start: the
+// page's address and the timeline tliAt gives for it.
+func withPages(b []byte, start uint64, tliAt func(addr uint64) uint32) []byte {
+	b = append([]byte(nil), b...)
+	for off := 8192; off < len(b); off += 8192 {
+		addr := start + uint64(off)
+		binary.LittleEndian.PutUint16(b[off:], 0xD110)
+		binary.LittleEndian.PutUint16(b[off+2:], 0)
+		binary.LittleEndian.PutUint32(b[off+4:], tliAt(addr))
+		binary.LittleEndian.PutUint64(b[off+8:], addr)
+	}
+	return b
+}
+
+// The old timeline's own copy of the segment where a timeline began
+// starts with the same page as the new timeline's; past the switch point
+// its pages are still the old timeline's, and recovery would replay the
+// old timeline's WAL there as the new one's: refused, not delivered. The
+// new timeline's copy (old pages before the switch point, new ones from
+// it) and the old copy under its own name are delivered.
+func TestArchive_FetchWAL_ErrOldTimelineSwitchSegment(t *testing.T) {
+	ctx := context.Background()
+	name := func(tli uint32) string { return wal.Segment{Timeline: tli, No: 3}.Name(testSegSize) }
+	const start, switchAt = 0x300000, 0x384000 // timeline 2 began at 0/384000
+	for _, encrypted := range []bool{false, true} {
+		a := walTestArchive(t, encrypted)
+		src := t.TempDir()
+		base := waltest.Segment(t, name(1), testSegSize, 3)
+		newer := withPages(base, start, func(addr uint64) uint32 {
+			if addr >= switchAt {
+				return 2
+			}
+			return 1
+		})
+		older := withPages(base, start, func(uint64) uint32 { return 1 })
+		for n, data := range map[string][]byte{"00000002.history": []byte("1\t0/384000\tno recovery target specified\n"), name(2): newer, name(1): older} {
+			if _, err := a.PushWAL(ctx, writeWALFile(t, src, n, data), PushOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pgwal := t.TempDir()
+		dest := filepath.Join(pgwal, "RECOVERYXLOG")
+		for n, want := range map[string][]byte{name(2): newer, name(1): older} {
+			if err := a.FetchWAL(ctx, n, dest, FetchOptions{}); err != nil {
+				t.Fatalf("encrypted=%v: %s: %v", encrypted, n, err)
+			}
+			checkFile(t, dest, want)
+		}
+		if err := os.Remove(dest); err != nil {
+			t.Fatal(err)
+		}
+		data, obj := storetest.Read(t, a.Store, a.Layout.WALKey(name(1)))
+		if err := a.Store.Put(ctx, a.Layout.WALKey(name(2)), bytes.NewReader(data), obj.Metadata); err != nil {
+			t.Fatal(err)
+		}
+		err := a.FetchWAL(ctx, name(2), dest, FetchOptions{})
+		if !errors.Is(err, ErrWrongTimeline) || !strings.Contains(err.Error(), "page at 0/384000 is on timeline 1") {
+			t.Errorf("encrypted=%v: fetch of the old timeline's copy under %s = %v, want ErrWrongTimeline at 0/384000", encrypted, name(2), err)
+		}
+		if got := dirNames(t, pgwal); len(got) != 0 {
+			t.Errorf("encrypted=%v: the refused fetch left %v in pg_wal", encrypted, got)
+		}
+		l, err := a.ListStoredWAL(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Segments[name(2)].Check(ctx); !errors.Is(err, ErrWrongTimeline) {
+			t.Errorf("encrypted=%v: Check of the old timeline's copy under %s = %v, want ErrWrongTimeline", encrypted, name(2), err)
 		}
 	}
 }

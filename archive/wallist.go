@@ -130,9 +130,9 @@ func (f WALFile) Check(ctx context.Context) error {
 		return err
 	}
 	defer rc.Close()
-	h, err := copyChecked(io.Discard, rc, md, f.Key, f.Name)
+	h, pages, err := copyChecked(io.Discard, rc, md, f.Key, f.Name)
 	if err != nil {
 		return err
 	}
-	return f.Archive.checkTimelineStart(ctx, f.Name, h)
+	return f.Archive.checkTimelineStart(ctx, f.Name, h, pages)
 }
