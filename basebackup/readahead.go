@@ -80,12 +80,10 @@ func (r *readAhead) fill(src io.Reader) {
 	}
 }
 
-// Read copies out the received bytes in order, then returns src's error:
-// io.EOF at its end.
-func (r *readAhead) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
+// next makes r.cur the next received bytes when it is used up, handing
+// the buffer it held back to the reading goroutine; false when the
+// stream has ended (r.err says how).
+func (r *readAhead) next() bool {
 	for len(r.cur) == 0 {
 		if r.held != nil {
 			r.free <- r.held[:cap(r.held)]
@@ -93,9 +91,21 @@ func (r *readAhead) Read(p []byte) (int, error) {
 		}
 		b, ok := <-r.full
 		if !ok {
-			return 0, r.err
+			return false
 		}
 		r.cur, r.held = b, b
+	}
+	return true
+}
+
+// Read copies out the received bytes in order, then returns src's error:
+// io.EOF at its end.
+func (r *readAhead) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !r.next() {
+		return 0, r.err
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
@@ -108,19 +118,11 @@ func (r *readAhead) Read(p []byte) (int, error) {
 // w must not keep the slices it is given, as io.Writer says.
 func (r *readAhead) writeTo(w io.Writer, n int64) (written int64, err error) {
 	for n > 0 {
-		for len(r.cur) == 0 {
-			if r.held != nil {
-				r.free <- r.held[:cap(r.held)]
-				r.held = nil
+		if !r.next() {
+			if r.err == io.EOF {
+				return written, streamError{io.ErrUnexpectedEOF}
 			}
-			b, ok := <-r.full
-			if !ok {
-				if r.err == io.EOF {
-					return written, streamError{io.ErrUnexpectedEOF}
-				}
-				return written, streamError{r.err}
-			}
-			r.cur, r.held = b, b
+			return written, streamError{r.err}
 		}
 		k := int(min(int64(len(r.cur)), n))
 		m, err := w.Write(r.cur[:k])
