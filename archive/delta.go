@@ -115,37 +115,12 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 	if damaged > 0 {
 		return skip("a damaged backup may refer to them")
 	}
-	// refs reads a backup's references from its manifest, or, when this
-	// site has no private key for it, from its reference list
-	// (ReadDeltaRefs), which must verify.
-	refs := func(b *BackupInfo) (map[string]bool, error) {
-		m, err := a.readManifest(ctx, b.Key)
-		if errors.Is(err, ErrNoPrivateKey) {
-			r, lerr := a.ReadDeltaRefs(ctx, b.Name)
-			if lerr != nil {
-				return nil, &sealedRefsError{manifest: err, list: lerr}
-			}
-			return r, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		r, err := DeltaRefs(m)
-		if err != nil {
-			return nil, err
-		}
-		out := make(map[string]bool, len(r))
-		for d := range r {
-			out[d] = true
-		}
-		return out, nil
-	}
 	kept := map[string]bool{}
 	for _, k := range plan.Keep {
 		if !isDelta(k.Backup.Format) || (k.Site != "" && k.Site != a.Site) {
 			continue
 		}
-		r, err := refs(k.Backup)
+		r, err := a.BackupDeltaRefs(ctx, k.Backup)
 		var se *sealedRefsError
 		switch {
 		case errors.As(err, &se) && errors.Is(se.list, ErrNoDeltaRefs):
@@ -167,7 +142,7 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 		if !isDelta(d.Backup.Format) || (d.Site != "" && d.Site != a.Site) {
 			continue
 		}
-		r, err := refs(d.Backup)
+		r, err := a.BackupDeltaRefs(ctx, d.Backup)
 		if err != nil {
 			continue // then its objects go as unreferenced, a day after they were written
 		}

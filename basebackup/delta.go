@@ -59,8 +59,11 @@ const DefaultDeltaMinFileSize = 10 << 20
 // of one that exists, under the hash of the bytes it holds, which is the
 // digest the manifest records: a file that changed between two reads is
 // stored as it was at the second, and no object is ever stored under a
-// name its bytes do not have, even for a moment. Before the control
-// object is stored, every reused object is checked to exist still, and,
+// name its bytes do not have, even for a moment. An existing object is
+// reused unread only when a delta backup of the site refers to it; any
+// other is read back first, and stored over when it does not hold the
+// digest's bytes (deltatrust.go). Before the control object is stored,
+// every reused or stored-over object is checked to exist still, and,
 // in a site that encrypts, the backup's reference list is stored
 // (archive.Archive.StoreDeltaRefs), which retention reads where it has
 // only the public key.
@@ -69,25 +72,29 @@ const DefaultDeltaMinFileSize = 10 << 20
 type deltaBackup struct {
 	mu       sync.Mutex
 	inflight map[string]*digestState // digest → its object, decided once per backup
+	bad      map[string]string       // digest → why its existing object may not be reused (deltatrust.go)
+	trust    *deltaTrust             // the objects the site's delta backups refer to
 }
 
 // digestState is the fate of one digest's object in this backup.
 type digestState struct {
-	done   chan struct{}
-	ok     bool  // the object holds the digest's bytes (reused or stored)
-	reused bool  // it existed before this backup looked
-	stored int64 // its stored size
+	done     chan struct{}
+	ok       bool  // the object holds the digest's bytes (reused or stored)
+	reused   bool  // it existed before this backup looked
+	replaced bool  // it existed without the digest's bytes, and this backup stored over it
+	stored   int64 // its stored size
 }
 
 // deltaFileResult is one large file, read and hashed.
 type deltaFileResult struct {
-	e      *entry
-	gone   bool // removed before it was read: left out
-	digest string
-	size   int64
-	stored int64
-	reused bool
-	crc    uint32
+	e        *entry
+	gone     bool // removed before it was read: left out
+	digest   string
+	size     int64
+	stored   int64
+	reused   bool
+	replaced bool // stored over an object that did not hold its bytes
+	crc      uint32
 }
 
 // deltaResult is what copyDelta stored.
@@ -104,7 +111,7 @@ type deltaResult struct {
 // copyDelta stores the files of a delta backup, bundles then delta
 // objects, and returns the manifest.
 func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaResult, error) {
-	d := &deltaBackup{inflight: map[string]*digestState{}}
+	d := &deltaBackup{inflight: map[string]*digestState{}, bad: map[string]string{}}
 	l.deltaState = d
 	if err := os.MkdirAll(l.o.TempDir, 0o700); err != nil {
 		return nil, fmt.Errorf("basebackup: delta objects are staged in %s: %w", l.o.TempDir, err)
@@ -163,7 +170,7 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	if l.o.afterBundles != nil {
 		l.o.afterBundles()
 	}
-	files, err := l.deltaObjects(ctx, large, l.previousDelta(ctx))
+	files, err := l.deltaObjects(ctx, large, l.previousDelta(ctx, d))
 	if err != nil {
 		return nil, err
 	}
@@ -256,12 +263,16 @@ type prevFile struct {
 // with the public key only), from Options.DeltaHintFile if it describes
 // that backup; else previousDelta returns nil, and every large file is
 // hashed before it is stored. Nothing in it is trusted: it only chooses
-// which read of a file comes first.
-func (l *localBackup) previousDelta(ctx context.Context) map[string]prevFile {
+// which read of a file comes first. It also sets d.trust from the site's
+// delta backups, with the objects that manifest refers to.
+func (l *localBackup) previousDelta(ctx context.Context, d *deltaBackup) map[string]prevFile {
 	a := l.o.Archive
 	bs, err := a.ListBackups(ctx)
+	d.trust = newDeltaTrust(a, bs, func(b *archive.BackupInfo, err error) {
+		l.log.Info().Err(err).Str("backup", b.Name).Msg("the delta objects of a backup not read: those it refers to are read back before they are reused")
+	})
 	if err != nil {
-		l.log.Info().Err(err).Msg("previous delta backup not read: every large file is hashed before it is stored")
+		l.log.Info().Err(err).Msg("previous delta backup not read: every large file is hashed before it is stored, every existing delta object read back before it is reused")
 		return nil
 	}
 	var prev *archive.BackupInfo
@@ -286,6 +297,7 @@ func (l *localBackup) previousDelta(ctx context.Context) map[string]prevFile {
 		l.log.Info().Err(err).Str("previous", prev.Name).Msg("previous delta backup not read: every large file is hashed before it is stored")
 		return nil
 	}
+	d.trust.add(prev, dm)
 	for _, f := range dm.SnapshotResult.State.Files {
 		if f.Hexdigest != "" {
 			out[f.RelativePath] = prevFile{Size: f.FileSize, MtimeNS: f.MtimeNS}
@@ -414,7 +426,7 @@ func (w *worker) deltaChanged(ctx context.Context, e *entry) (*deltaFileResult, 
 			return nil, context.Cause(ctx)
 		}
 		if s.ok {
-			st.r.stored, st.r.reused = s.stored, s.reused
+			st.r.stored, st.r.reused, st.r.replaced = s.stored, s.reused, s.replaced
 			return st.r, nil
 		}
 		// Its owner's file changed before it was stored: this file's
@@ -425,7 +437,7 @@ func (w *worker) deltaChanged(ctx context.Context, e *entry) (*deltaFileResult, 
 	if err := w.put(ctx, st); err != nil {
 		return nil, err
 	}
-	s.ok, s.reused, s.stored = true, st.r.reused, st.r.stored
+	s.ok, s.reused, s.replaced, s.stored = true, st.r.reused, st.r.replaced, st.r.stored
 	return st.r, nil
 }
 
@@ -470,7 +482,7 @@ func (w *worker) deltaFile(ctx context.Context, e *entry) (*deltaFileResult, err
 			return w.storeNew(ctx, e)
 		}
 	}
-	r.stored, r.reused = s.stored, s.reused
+	r.stored, r.reused, r.replaced = s.stored, s.reused, s.replaced
 	return r, nil
 }
 
@@ -487,19 +499,26 @@ func (d *deltaBackup) claim(digest string) (*digestState, bool) {
 	return s, true
 }
 
-// decide decides digest's object: reused when it exists, else stored from
-// a second read of e (storeNew). s.ok says whether the object now holds
-// digest's bytes; when it does not, the file changed or went after it was
-// hashed, and the returned result is what the second read found and
-// stored.
+// decide decides digest's object: reused when it exists and may be
+// (existing), else stored from a second read of e (storeNew). s.ok says
+// whether the object now holds digest's bytes; when it does not, the file
+// changed or went after it was hashed, and the returned result is what
+// the second read found and stored.
 func (w *worker) decide(ctx context.Context, e *entry, digest string, s *digestState) (*deltaFileResult, error) {
 	a := w.l.o.Archive
 	key := a.Layout.DeltaKey(digest)
-	st, err := a.Store.Stat(ctx, key)
+	o, err := a.Store.Stat(ctx, key)
 	switch {
 	case err == nil:
-		s.ok, s.reused, s.stored = true, true, st.Size
-		return nil, nil
+		stored, ok, _, err := w.existing(ctx, digest, o, e.size)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			s.ok, s.reused, s.stored = true, true, stored
+			return nil, nil
+		}
+		// put stores over it.
 	case !errors.Is(err, storage.ErrNotFound):
 		return nil, fmt.Errorf("basebackup: delta object %s: %w", key, err)
 	}
@@ -508,7 +527,7 @@ func (w *worker) decide(ctx context.Context, e *entry, digest string, s *digestS
 		return nil, err
 	}
 	if !n.gone && n.digest == digest {
-		s.ok, s.reused, s.stored = true, n.reused, n.stored
+		s.ok, s.reused, s.replaced, s.stored = true, n.reused, n.replaced, n.stored
 	}
 	return n, nil
 }
@@ -600,34 +619,37 @@ func (w *worker) stage(ctx context.Context, e *entry, first bool) (*staged, erro
 
 // put stores a staged file as the delta object of its digest, unless an
 // object of that name exists (stored before, or meanwhile by another
-// backup or by this one for a file whose bytes became these): that one is
-// reused, never replaced.
+// backup or by this one for a file whose bytes became these) and may be
+// reused (existing): that one is reused, never replaced. One that may not
+// (it does not hold the digest's bytes) is stored over (replace).
 func (w *worker) put(ctx context.Context, st *staged) error {
 	a := w.l.o.Archive
 	r := st.r
 	key := a.Layout.DeltaKey(r.digest)
 	o, err := a.Store.Stat(ctx, key)
-	if err == nil {
-		r.reused, r.stored = true, o.Size
-		return nil
-	}
-	if !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("basebackup: delta object %s: %w", key, err)
-	}
-	// Its exact size lets an object store size its upload buffers.
-	err = a.Store.Create(storage.WithMaxSize(ctx, st.stored.StoredSize), key, st.tmp, st.stored.Metadata)
-	if errors.Is(err, storage.ErrExist) {
-		o, err := a.Store.Stat(ctx, key)
-		if err != nil {
-			return fmt.Errorf("basebackup: delta object %s: %w", key, err)
+	if errors.Is(err, storage.ErrNotFound) {
+		// Its exact size lets an object store size its upload buffers.
+		err = a.Store.Create(storage.WithMaxSize(ctx, st.stored.StoredSize), key, st.tmp, st.stored.Metadata)
+		if err == nil {
+			r.stored = st.stored.StoredSize
+			return nil
 		}
-		r.reused, r.stored = true, o.Size
-		return nil
+		if !errors.Is(err, storage.ErrExist) {
+			return fmt.Errorf("basebackup: store delta object %s: %w", key, err)
+		}
+		o, err = a.Store.Stat(ctx, key)
 	}
 	if err != nil {
-		return fmt.Errorf("basebackup: store delta object %s: %w", key, err)
+		return fmt.Errorf("basebackup: delta object %s: %w", key, err)
 	}
-	r.stored = st.stored.StoredSize
+	stored, ok, why, err := w.existing(ctx, r.digest, o, r.size)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return w.replace(ctx, st, why)
+	}
+	r.reused, r.stored = true, stored
 	return nil
 }
 
@@ -781,11 +803,13 @@ func (w *worker) readFile(ctx context.Context, e *entry, first bool, hook func(p
 	return crc, false, nil
 }
 
-// settleReused makes sure that every delta object the backup reuses
-// exists once no retention run can delete it any more: it waits while a
-// retention run that may not have seen this backup's marker can still be
-// deleting (archive.Archive.WaitDeltaRetention), then checks each reused
-// object again and stores again, from the file, any that went. A file
+// settleReused makes sure that every delta object the backup reuses, or
+// stored over one that existed (which a retention run may have planned to
+// delete as unreferenced), exists once no retention run can delete it any
+// more: it waits while a retention run that may not have seen this
+// backup's marker can still be deleting
+// (archive.Archive.WaitDeltaRetention), then checks each such object
+// again and stores again, from the file, any that went. A file
 // whose bytes changed since it was hashed fails the backup: the digest
 // its manifest entry, page checks and backup_manifest CRC were made
 // from is no longer what the file holds. From then on retention sees
@@ -804,7 +828,7 @@ func (l *localBackup) settleReused(ctx context.Context, marked time.Time, files 
 	done := map[string]bool{}
 	var w *worker
 	for _, f := range files {
-		if f.gone || !f.reused || done[f.digest] {
+		if f.gone || !(f.reused || f.replaced) || done[f.digest] {
 			continue
 		}
 		done[f.digest] = true
@@ -829,7 +853,7 @@ func (l *localBackup) settleReused(ctx context.Context, marked time.Time, files 
 		l.log.Info().Str("key", key).Str("file", f.e.name()).Msg("delta object deleted while the backup ran: stored again")
 		for _, g := range files {
 			if !g.gone && g.digest == f.digest {
-				g.reused, g.stored = n.reused, n.stored
+				g.reused, g.replaced, g.stored = n.reused, n.replaced, n.stored
 			}
 		}
 	}

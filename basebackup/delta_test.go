@@ -403,6 +403,40 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 		}
 		check(t, a, b2, x)
 	})
+	t.Run("DeleteInFlightStoredOver", func(t *testing.T) {
+		// As DeleteInFlight, but x was altered in the bucket after the
+		// plan: no listed backup refers to it any more, so the backup reads
+		// it back, stores its own object over it, and must find that one
+		// deleted by the run and store it again.
+		a, opts, x, plan := setup(t)
+		g := gateDelete{Store: a.Store, key: x, entered: make(chan struct{}), gate: make(chan struct{})}
+		ra := *a
+		ra.Store = g
+		done := make(chan error, 1)
+		go func() {
+			_, err := ra.ApplyRetention(ctx, plan, log)
+			done <- err
+		}()
+		select {
+		case <-g.entered:
+		case err := <-done:
+			t.Fatalf("retention did not delete %s: %v", x, err)
+		}
+		storetest.Tamper(t, a.Store, x)
+		var once sync.Once
+		open := func() { once.Do(func() { close(g.gate) }) }
+		opts.retentionWait = func(string) { open() }
+		c.Exec(t, "update t set h = 'stored over' where i % 8 = 0")
+		b2, err := Run(ctx, opts)
+		open()
+		if rerr := <-done; rerr != nil {
+			t.Fatal(rerr)
+		}
+		if err != nil {
+			t.Fatalf("backup during retention: %v", err)
+		}
+		check(t, a, b2, x)
+	})
 }
 
 // noDeltaDelete is a store whose deletes of delta objects fail, as if

@@ -1,0 +1,230 @@
+package basebackup
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// plantBlob writes the large file hoard_test_blob of c, 300 KiB of b, and
+// returns its bytes.
+func plantBlob(t *testing.T, c *pgtest.Cluster, b string) []byte {
+	t.Helper()
+	data := []byte(strings.Repeat(b, 300<<10))
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	if err := os.WriteFile(blob, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, blob)
+	return data
+}
+
+// TestRunDelta_PlantedObject: someone who can write to the bucket, without
+// the keys, stores an object under the digest of a large file (its name is
+// the BLAKE2s-256 of the file's bytes, which they know) before the next
+// delta backup runs: garbage claiming the site's key, a truncated copy of
+// the right object, or a validly encrypted object of other bytes (one of
+// the site's own objects, copied under that name). No backup refers to it,
+// so the backup reads it back, finds it does not hold the file, and
+// stores the file's object over it: the backup restores, pg_verifybackup
+// passes and the file has its bytes; the first also starts PostgreSQL on
+// it and compares rows. The same with the public key only, which cannot
+// read an object back: it stores over any it cannot trust. A planted
+// object that does hold the file's bytes is reused as it is.
+func TestRunDelta_PlantedObject(t *testing.T) {
+	major := pgtest.Versions()[0]
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
+	c.Exec(t, "create table t as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
+	c.Exec(t, "checkpoint")
+	encode := func(t *testing.T, a *archive.Archive, key string, data []byte) {
+		t.Helper()
+		if _, err := a.Codec.Put(context.Background(), a.Store, key, bytes.NewReader(data), int64(len(data)), storage.Metadata{archive.MetaFormat: archive.FormatDeltaV2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		pubOnly bool
+		rows    bool
+		valid   bool // the planted object holds the file's bytes
+		plant   func(t *testing.T, a *archive.Archive, key string, data []byte)
+	}{
+		{name: "Garbage", rows: true, plant: func(t *testing.T, a *archive.Archive, key string, data []byte) {
+			md := storage.Metadata{archive.MetaEncryptionKeyID: a.Codec.KeyID, archive.MetaCompressionAlgorithm: a.Codec.Compression, archive.MetaFormat: archive.FormatDeltaV2}
+			if err := a.Store.Put(context.Background(), key, strings.NewReader(strings.Repeat("garbage ", 1000)), md); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "Truncated", plant: func(t *testing.T, a *archive.Archive, key string, data []byte) {
+			encode(t, a, key, data)
+			storetest.Rewrite(t, a.Store, key, func(b []byte, _ storage.Metadata) []byte { return b[:len(b)/2] })
+		}},
+		{name: "OtherContent", plant: func(t *testing.T, a *archive.Archive, key string, data []byte) {
+			encode(t, a, key, []byte(strings.Repeat("x", len(data))))
+		}},
+		{name: "PublicKeyOnlyGarbage", pubOnly: true, plant: func(t *testing.T, a *archive.Archive, key string, data []byte) {
+			encode(t, a, key, []byte(strings.Repeat("x", len(data))))
+		}},
+		{name: "Valid", valid: true, plant: encode},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			a := encryptedArchive(t, compress.Zstd)
+			full := a.Codec
+			data := plantBlob(t, c, tc.name)
+			key := a.Layout.DeltaKey(deltaDigestOf(data))
+			tc.plant(t, a, key, data)
+			planted := deltaObjectsOf(t, a)[key]
+			if tc.pubOnly {
+				a.Codec = &archive.Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, Host: full.Host}
+			}
+			b, err := Run(ctx, Options{
+				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+				Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
+				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+			})
+			if err != nil {
+				t.Fatalf("backup: %v", err)
+			}
+			a.Codec = full
+			if f := deltaFiles(t, a, b)["hoard_test_blob"]; f.Hexdigest != deltaDigestOf(data) {
+				t.Fatalf("manifest entry of the file: %+v", f)
+			}
+			if rewritten := deltaObjectsOf(t, a)[key] != planted; rewritten == tc.valid {
+				t.Errorf("planted object holding the file's bytes %v, stored over %v", tc.valid, rewritten)
+			}
+			checkDeltaObjects(t, a)
+			wantRows := tableDigests(t, c, "t")
+			archivetest.StoreArchivedWAL(t, c, walDir, a)
+			if tc.rows {
+				r := restoreDeltaBackup(t, a, b.Name, major, walDir)
+				if got := tableDigests(t, r, "t"); got["t"] != wantRows["t"] {
+					t.Errorf("restored rows %v, want %v", got, wantRows)
+				}
+				if got, err := os.ReadFile(filepath.Join(r.DataDir, "hoard_test_blob")); err != nil || !bytes.Equal(got, data) {
+					t.Errorf("restored hoard_test_blob: %d bytes (%v), want %d", len(got), err, len(data))
+				}
+				r.Stop(t)
+				return
+			}
+			dir := filepath.Join(pgtest.TempDir(t), "data")
+			if _, err := restore.Run(ctx, restore.Options{Archive: a, TargetDir: dir, Backup: b.Name, ArchiveOff: true, Logger: zerolog.Nop()}); err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			verifyBackup(t, dir, major, false)
+			if got, err := os.ReadFile(filepath.Join(dir, "hoard_test_blob")); err != nil || !bytes.Equal(got, data) {
+				t.Errorf("restored hoard_test_blob: %d bytes (%v), want %d", len(got), err, len(data))
+			}
+		})
+	}
+}
+
+// openLog is a store that records the keys of delta objects read.
+type openLog struct {
+	storage.Store
+	mu   sync.Mutex
+	keys []string
+}
+
+func (s *openLog) log(key string) {
+	if strings.Contains(key, "/"+archive.DeltaDir+"/") {
+		s.mu.Lock()
+		s.keys = append(s.keys, key)
+		s.mu.Unlock()
+	}
+}
+
+func (s *openLog) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	s.log(key)
+	return s.Store.Open(ctx, key)
+}
+
+func (s *openLog) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	s.log(key)
+	return s.Store.OpenRange(ctx, key, off, n)
+}
+
+// TestRunDelta_TrustedNotRead: an existing delta object that a backup of
+// the site refers to is reused without being read: the unchanged files of
+// the previous backup, and a file whose bytes came back to those of a
+// backup before it (ABA), with the private key (the manifests) and with
+// the public key only (the reference lists). An object no backup refers
+// to is read back before it is reused.
+func TestRunDelta_TrustedNotRead(t *testing.T) {
+	major := pgtest.Versions()[0]
+	c := pgtest.Start(t, pgtest.Options{Major: major})
+	c.Exec(t, "create table t as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
+	c.Exec(t, "checkpoint")
+	for _, pubOnly := range []bool{false, true} {
+		name := "PrivateKey"
+		if pubOnly {
+			name = "PublicKeyOnly"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			a := encryptedArchive(t, compress.Snappy)
+			store := &openLog{Store: a.Store}
+			a.Store = store
+			opts := Options{
+				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+				Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
+				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+			}
+			_, aKey := backupsABA(ctx, t, c, opts)
+			if pubOnly {
+				pub := *a.Codec
+				pub.PrivateKeys = nil
+				a.Codec = &pub
+			}
+			before := deltaObjectsOf(t, a)
+			store.keys = nil
+			if _, err := Run(ctx, opts); err != nil {
+				t.Fatal(err)
+			}
+			if len(store.keys) != 0 {
+				t.Errorf("delta objects read though backups refer to them: %v", store.keys)
+			}
+			if after := deltaObjectsOf(t, a); after[aKey] != before[aKey] || after[aKey].IsZero() {
+				t.Errorf("%s, which an older backup refers to, written again: %s, then %s", aKey, before[aKey], after[aKey])
+			}
+		})
+	}
+	t.Run("Unreferenced", func(t *testing.T) {
+		ctx := testContext(t)
+		a := encryptedArchive(t, compress.Snappy)
+		store := &openLog{Store: a.Store}
+		a.Store = store
+		data := plantBlob(t, c, "u")
+		key := a.Layout.DeltaKey(deltaDigestOf(data))
+		if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(data), int64(len(data)), storage.Metadata{archive.MetaFormat: archive.FormatDeltaV2}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Run(ctx, Options{
+			ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+			Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
+			Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(store.keys, key) {
+			t.Errorf("%s, which no backup refers to, reused without being read back (read %v)", key, store.keys)
+		}
+	})
+}
