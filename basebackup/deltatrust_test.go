@@ -78,7 +78,7 @@ func TestRunDelta_PlantedObject(t *testing.T) {
 		{name: "OtherContent", plant: func(t *testing.T, a *archive.Archive, key string, data []byte) {
 			encode(t, a, key, []byte(strings.Repeat("x", len(data))))
 		}},
-		{name: "PublicKeyOnlyGarbage", pubOnly: true, plant: func(t *testing.T, a *archive.Archive, key string, data []byte) {
+		{name: "PublicKeyOnlyOtherContent", pubOnly: true, plant: func(t *testing.T, a *archive.Archive, key string, data []byte) {
 			encode(t, a, key, []byte(strings.Repeat("x", len(data))))
 		}},
 		{name: "Valid", valid: true, plant: encode},
