@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -207,28 +208,26 @@ func TestEnvVars(t *testing.T) {
 			"HOARD_SWIFT_AUTH_URL": "http://keystone:5000/v3", "HOARD_SWIFT_CONTAINER_NAME": "c"},
 		storage.TypeSFTP: {"HOARD_STORAGE_TYPE": "sftp", "HOARD_SFTP_SERVER": "s", "HOARD_SFTP_USERNAME": "u", "HOARD_SFTP_PASSWORD": "p"},
 	}
+	keys := map[string]KeyDoc{}
+	for _, k := range Keys() {
+		keys[k.Path] = k
+	}
 	for _, ev := range EnvVars {
 		if ev.Name == "HOARD_SITE" {
 			continue
 		}
+		// Values a variable's type alone does not give (see envValue).
 		val := map[string]string{
-			"HOARD_COMPRESSION_ALGORITHM": "zstd", "HOARD_COMPRESSION_LEVEL": "5", "HOARD_HTTP_PORT": "1234",
+			"HOARD_COMPRESSION_ALGORITHM": "zstd", "HOARD_COMPRESSION_LEVEL": "5",
 			"HOARD_LOG_LEVEL": "ERROR", "HOARD_ACTIVE_BACKUP_MODE": "archive_command", "HOARD_BASEBACKUP_MODE": "pipe",
-			"HOARD_BASEBACKUP_INTERVAL_HOURS": "3", "HOARD_BASEBACKUP_COUNT": "9", "HOARD_STORAGE_URL": "mem://", "HOARD_PG_URI": "host=h",
-			"HOARD_BASEBACKUP_INCREMENTAL_INTERVAL_HOURS": "4",
-			"HOARD_BASEBACKUP_HOUR":                       "3", "HOARD_BASEBACKUP_MINUTE": "4", "HOARD_BASEBACKUP_COUNT_MIN": "5",
-			"HOARD_BASEBACKUP_AGE_DAYS_MAX": "30", "HOARD_WAL_PARTIAL_UPLOAD_INTERVAL": "15", "HOARD_RESTORE_TEST_INTERVAL_HOURS": "48",
-			"HOARD_WAL_STORED_LAG_ALERT_SECONDS": "60", "HOARD_WAL_STORED_LAG_ALERT_BYTES": "1048576", "HOARD_SYNCHRONOUS": "true",
-			"HOARD_STORAGE_TYPE": "local", "HOARD_S3_PORT": "9000", "HOARD_S3_SEGMENT_SIZE": "1048576", "HOARD_AZURE_PORT": "10000",
-			"HOARD_S3_IS_SECURE": "true", "HOARD_S3_IS_VERIFY_TLS": "true", "HOARD_S3_ENCRYPTED": "true", "HOARD_AZURE_IS_SECURE": "false",
+			"HOARD_STORAGE_URL": "mem://", "HOARD_PG_URI": "host=h", "HOARD_STORAGE_TYPE": "local",
 			"HOARD_S3_ADDRESSING_STYLE": "virtual", "HOARD_AZURE_CLOUD": "china", "HOARD_GCS_CREDENTIALS": `{"type": "service_account"}`,
-			"HOARD_UPLOAD_RATE_LIMIT": "1048576", "HOARD_DOWNLOAD_RATE_LIMIT": "2097152",
-			"HOARD_SWIFT_SEGMENT_SIZE": "1048576", "HOARD_SWIFT_AUTH_VERSION": "3.0", "HOARD_SWIFT_SERVICE_TYPE": "object-store",
-			"HOARD_SWIFT_ENDPOINT_TYPE": "internalURL", "HOARD_SFTP_PORT": "2222", "HOARD_SFTP_INSECURE_IGNORE_HOST_KEY": "true",
+			"HOARD_SWIFT_AUTH_VERSION": "3.0", "HOARD_SWIFT_SERVICE_TYPE": "object-store",
+			"HOARD_SWIFT_ENDPOINT_TYPE": "internalURL", "HOARD_AZURE_IS_SECURE": "false",
 			"HOARD_SFTP_HOST_KEY_FINGERPRINT": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
 		}[ev.Name]
 		if val == "" {
-			val = "v-" + ev.Name
+			val = envValue(t, ev, keys)
 		}
 		env := map[string]string{ev.Name: val}
 		base := base
@@ -281,6 +280,28 @@ func TestEnvVars(t *testing.T) {
 			t.Errorf("%s=%q changed nothing", ev.Name, val)
 		}
 	}
+}
+
+// envValue is a value of the variable ev that differs from its key's
+// default, from the key's type: a new key of a plain type needs no entry in
+// TestEnvVars' table. A number is 7, inside every range the schema allows
+// but 0-0.
+func envValue(t *testing.T, ev EnvVar, keys map[string]KeyDoc) string {
+	p := ev.Key
+	if ev.Site {
+		p = "backup_sites." + sitePlaceholder + "." + p
+	}
+	k, ok := keys[p]
+	if !ok {
+		t.Fatalf("%s: no key %s", ev.Name, p)
+	}
+	switch strings.TrimSuffix(k.Type, " or null") {
+	case "integer", "number", "seconds":
+		return "7"
+	case "boolean":
+		return strconv.FormatBool(k.Default != "true" && !strings.HasPrefix(k.Default, "true "))
+	}
+	return "v-" + ev.Name
 }
 
 // TestLoad_EnvOnlyStorage builds a whole single-site configuration for each
