@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"reflect"
 	"slices"
@@ -259,24 +260,15 @@ func envSite(c *Config, e *envReader) (string, *Site) {
 		c.BackupSites[name] = s
 		return name, s
 	}
-	if !e.anySite() {
+	if len(c.BackupSites) == 0 || !e.anySite() {
 		return "", nil
 	}
-	if want != "" {
-		s, ok := c.BackupSites[want]
-		if !ok {
-			e.ps.add("HOARD_SITE", "site %q not in backup_sites (have: %s)", want, strings.Join(c.SiteNames(), ", "))
-			return "", nil
-		}
-		return want, s
+	name, s, err := c.Site(want)
+	switch names := strings.Join(c.SiteNames(), ", "); {
+	case errors.Is(err, ErrUnknownSite):
+		e.ps.add("HOARD_SITE", "site %q not in backup_sites (have: %s)", want, names)
+	case err != nil:
+		e.ps.add("HOARD_SITE", "required to apply HOARD_* site overrides: config has sites %s", names)
 	}
-	names := c.SiteNames()
-	switch len(names) {
-	case 0:
-		return "", nil
-	case 1:
-		return names[0], c.BackupSites[names[0]]
-	}
-	e.ps.add("HOARD_SITE", "required to apply HOARD_* site overrides: config has sites %s", strings.Join(names, ", "))
-	return "", nil
+	return name, s
 }
