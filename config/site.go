@@ -20,10 +20,8 @@ type Site struct {
 	Active           bool // false = read-only site
 	ActiveBackupMode string
 
-	// UploadRateLimit and DownloadRateLimit cap the site's transfers to
-	// and from its storage in bytes per second; 0 = unlimited.
-	UploadRateLimit   int64
-	DownloadRateLimit int64
+	UploadRateLimit   int64 // bytes per second; 0 = unlimited
+	DownloadRateLimit int64 // bytes per second; 0 = unlimited
 
 	BasebackupMode                      string
 	BasebackupChunkSize                 int64
@@ -35,22 +33,17 @@ type Site struct {
 	BasebackupDeltaModeMaxRetries       int
 	StreamCompression                   bool // PGHoard's legacy alias for basebackup_mode pipe
 
-	BasebackupIntervalHours *float64 // nil = no scheduled basebackups
-	// BasebackupIncrementalIntervalHours: hours between the incremental
-	// backups taken between full ones; nil = none.
-	BasebackupIncrementalIntervalHours *float64
-	BasebackupHour                     *int // with BasebackupMinute; nil = not anchored
+	BasebackupIntervalHours            *float64 // nil = no scheduled basebackups
+	BasebackupIncrementalIntervalHours *float64 // nil = no incremental backups
+	BasebackupHour                     *int     // with BasebackupMinute; nil = not anchored
 	BasebackupMinute                   *int
 	BasebackupCount                    *int // nil = unlimited
 	BasebackupCountMin                 int
 	BasebackupAgeDaysMax               *float64 // nil = no age limit
 
-	EncryptionKeyID string // "" = no encryption
-	EncryptionKeys  map[string]EncryptionKey
-	// UnencryptedObjectsBefore is an RFC 3339 time ("" = none): in a site
-	// with encryption keys, unencrypted objects the storage last wrote
-	// before it are still read.
-	UnencryptedObjectsBefore string
+	EncryptionKeyID          string // "" = no encryption
+	EncryptionKeys           map[string]EncryptionKey
+	UnencryptedObjectsBefore string // RFC 3339; "" = none
 
 	ObjectStorage ObjectStorage
 	MovedFrom     []string // older names of the site
