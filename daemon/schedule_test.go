@@ -30,12 +30,23 @@ func TestSchedule_Decide(t *testing.T) {
 	anchored6 := Schedule{Interval: 6 * time.Hour, Anchored: true, Hour: 1, Minute: 0}
 	anchoredDaily := Schedule{Interval: 24 * time.Hour, Anchored: true, Hour: 3, Minute: 30}
 	sched, req := basebackup.ReasonScheduled, basebackup.ReasonRequested
+	// Full backups keep their schedule whatever incremental ones are taken
+	// between them; an incremental one is due an IncrementalInterval after
+	// the newest backup of either kind.
+	incr := Schedule{Interval: 24 * time.Hour, IncrementalInterval: 6 * time.Hour}
+	inc := func(start, parent string) *archive.BackupInfo {
+		b := bb(start, "", sched)
+		b.Parent = parent
+		return b
+	}
+	full := bb("2024-05-01 00:00", "", sched)
 	tests := []struct {
 		name       string
 		s          Schedule
 		now        string
 		backups    []*archive.BackupInfo
 		due        bool
+		inc        bool   // the backup due is incremental
 		next       string // "" = zero
 		normalized string // "" = zero
 	}{
@@ -127,12 +138,37 @@ func TestSchedule_Decide(t *testing.T) {
 			backups:    []*archive.BackupInfo{bb("2024-05-01 00:01", "2024-05-01 00:00", sched)},
 			normalized: "2024-05-01 00:00", next: "2024-05-03 00:00",
 		},
+		{name: "IncrementalNoBackups", s: incr, now: "2024-05-01 00:00", due: true},
+		{name: "IncrementalNotYet", s: incr, now: "2024-05-01 05:00", backups: []*archive.BackupInfo{full}, next: "2024-05-01 06:00"},
+		{name: "IncrementalDue", s: incr, now: "2024-05-01 06:00", backups: []*archive.BackupInfo{full}, due: true, inc: true},
+		{
+			name: "IncrementalFromNewestIncremental", s: incr, now: "2024-05-01 11:00",
+			backups: []*archive.BackupInfo{full, inc("2024-05-01 06:00", full.Name)}, next: "2024-05-01 12:00",
+		},
+		{
+			// Incremental backups do not push the full one back.
+			name: "IncrementalFullDue", s: incr, now: "2024-05-02 00:00",
+			backups: []*archive.BackupInfo{full, inc("2024-05-01 06:00", full.Name), inc("2024-05-01 18:00", "x"), inc("2024-05-01 23:00", "y")},
+			due:     true,
+		},
+		{
+			name: "IncrementalFullNextBeforeIncremental", s: incr, now: "2024-05-01 23:30",
+			backups: []*archive.BackupInfo{full, inc("2024-05-01 20:00", full.Name)}, next: "2024-05-02 00:00",
+		},
+		{
+			name: "IncrementalNoFullSchedule", s: Schedule{IncrementalInterval: time.Hour}, now: "2024-05-02 00:00",
+			backups: []*archive.BackupInfo{full},
+		},
+		{
+			name: "IncrementalOnlyIncrementalsListed", s: incr, now: "2024-05-01 07:00",
+			backups: []*archive.BackupInfo{inc("2024-05-01 06:00", "gone")}, due: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := tt.s.Decide(at(tt.now), tt.backups)
-			if d.Due != tt.due {
-				t.Errorf("due = %v, want %v (%s)", d.Due, tt.due, d.Why)
+			if d.Due != tt.due || d.Incremental != tt.inc {
+				t.Errorf("due = %v, incremental = %v (%s), want %v, %v", d.Due, d.Incremental, d.Why, tt.due, tt.inc)
 			}
 			if want := timeOrZero(tt.next); !d.Next.Equal(want) {
 				t.Errorf("next = %v, want %v", d.Next, want)
@@ -169,68 +205,5 @@ func TestSchedule_Slot(t *testing.T) {
 	}
 	if got := (Schedule{Anchored: true}).Slot(at("2024-05-01 12:00")); !got.IsZero() {
 		t.Errorf("Slot without an interval = %v, want zero", got)
-	}
-}
-
-// TestSchedule_DecideIncremental: full backups keep their schedule
-// whatever incremental ones are taken between them; an incremental one is
-// due an IncrementalInterval after the newest backup of either kind.
-func TestSchedule_DecideIncremental(t *testing.T) {
-	s := Schedule{Interval: 24 * time.Hour, IncrementalInterval: 6 * time.Hour}
-	sched := basebackup.ReasonScheduled
-	inc := func(start, parent string) *archive.BackupInfo {
-		b := bb(start, "", sched)
-		b.Parent = parent
-		return b
-	}
-	full := bb("2024-05-01 00:00", "", sched)
-	tests := []struct {
-		name      string
-		s         Schedule
-		now       string
-		backups   []*archive.BackupInfo
-		due, incr bool
-		next      string
-	}{
-		{name: "NoBackups", s: s, now: "2024-05-01 00:00", due: true},
-		{name: "NotYet", s: s, now: "2024-05-01 05:00", backups: []*archive.BackupInfo{full}, next: "2024-05-01 06:00"},
-		{name: "IncrementalDue", s: s, now: "2024-05-01 06:00", backups: []*archive.BackupInfo{full}, due: true, incr: true},
-		{
-			name: "FromNewestIncremental", s: s, now: "2024-05-01 11:00",
-			backups: []*archive.BackupInfo{full, inc("2024-05-01 06:00", full.Name)}, next: "2024-05-01 12:00",
-		},
-		{
-			// Incremental backups do not push the full one back.
-			name: "FullDue", s: s, now: "2024-05-02 00:00",
-			backups: []*archive.BackupInfo{full, inc("2024-05-01 06:00", full.Name), inc("2024-05-01 18:00", "x"), inc("2024-05-01 23:00", "y")},
-			due:     true,
-		},
-		{
-			name: "FullNextBeforeIncremental", s: s, now: "2024-05-01 23:30",
-			backups: []*archive.BackupInfo{full, inc("2024-05-01 20:00", full.Name)}, next: "2024-05-02 00:00",
-		},
-		{
-			name: "NoFullSchedule", s: Schedule{IncrementalInterval: time.Hour}, now: "2024-05-02 00:00",
-			backups: []*archive.BackupInfo{full},
-		},
-		{
-			name: "OnlyIncrementalsListed", s: s, now: "2024-05-01 07:00",
-			backups: []*archive.BackupInfo{inc("2024-05-01 06:00", "gone")}, due: true,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := tt.s.Decide(at(tt.now), tt.backups)
-			if d.Due != tt.due || d.Incremental != tt.incr {
-				t.Errorf("due %v incremental %v (%s), want %v %v", d.Due, d.Incremental, d.Why, tt.due, tt.incr)
-			}
-			var next time.Time
-			if tt.next != "" {
-				next = at(tt.next)
-			}
-			if !d.Next.Equal(next) {
-				t.Errorf("next %v, want %v", d.Next, next)
-			}
-		})
 	}
 }
