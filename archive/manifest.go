@@ -204,19 +204,32 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// openJSON returns a decoder of data past its opening delim: an array's
+// '[' or an object's '{'. For null it returns nil and no error: the field
+// is absent. name names the field in the error for any other value.
+func openJSON(data []byte, delim json.Delim, name string) (*json.Decoder, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	switch {
+	case err != nil || tok == nil:
+		return nil, err
+	case tok != delim && delim == '[':
+		return nil, fmt.Errorf("%s is not an array", name)
+	case tok != delim:
+		return nil, fmt.Errorf("%s is not an object", name)
+	}
+	return dec, nil
+}
+
 // boundedChunks decodes "chunks" one element at a time, without the files
 // lists, refusing more than maxManifestChunks.
 type boundedChunks []ManifestChunk
 
 func (c *boundedChunks) UnmarshalJSON(data []byte) error {
 	*c = nil
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil || tok == nil {
-		return err // null: no chunks
-	}
-	if tok != json.Delim('[') {
-		return errors.New("chunks is not an array")
+	dec, err := openJSON(data, '[', "chunks")
+	if dec == nil {
+		return err
 	}
 	*c = boundedChunks{}
 	for dec.More() {
@@ -243,13 +256,9 @@ type boundedTablespaces map[string]ManifestTablespace
 
 func (t *boundedTablespaces) UnmarshalJSON(data []byte) error {
 	*t = nil
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil || tok == nil {
-		return err // null: no tablespaces
-	}
-	if tok != json.Delim('{') {
-		return errors.New("tablespaces is not an object")
+	dec, err := openJSON(data, '{', "tablespaces")
+	if dec == nil {
+		return err
 	}
 	*t = boundedTablespaces{}
 	for dec.More() {

@@ -98,3 +98,35 @@ func TestParseManifest_Bounded(t *testing.T) {
 		})
 	}
 }
+
+// TestParseManifest_Shapes: chunks and tablespaces may be null (absent) or
+// empty; any other type is refused, naming the field.
+func TestParseManifest_Shapes(t *testing.T) {
+	for _, tt := range []struct {
+		name, data, err string
+		chunks, ts      bool // non-nil
+	}{
+		{name: "Null", data: `{"chunks":null,"tablespaces":null}`},
+		{name: "Empty", data: `{"chunks":[],"tablespaces":{}}`, chunks: true, ts: true},
+		{name: "ErrChunksObject", data: `{"chunks":{}}`, err: "chunks is not an array"},
+		{name: "ErrChunksString", data: `{"chunks":"x"}`, err: "chunks is not an array"},
+		{name: "ErrTablespacesArray", data: `{"tablespaces":[]}`, err: "tablespaces is not an object"},
+		{name: "ErrTablespacesNumber", data: `{"tablespaces":1}`, err: "tablespaces is not an object"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := ParseManifest([]byte(tt.data))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("ParseManifest(%s) = %v, want %q", tt.data, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (m.Chunks != nil) != tt.chunks || (m.Tablespaces != nil) != tt.ts {
+				t.Errorf("chunks %#v tablespaces %#v", m.Chunks, m.Tablespaces)
+			}
+		})
+	}
+}
