@@ -132,9 +132,7 @@ func TestRun_IncrementalForeignParent(t *testing.T) {
 	src, walDir, a := incrSource(t, 17)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	full := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
-	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-	inc := takeBackup(ctx, t, src, a, basebackup.ModeStream, true)
+	full, inc := fullAndIncremental(ctx, t, src, a)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
 
 	foreign := otherSystemID(full.SystemID)

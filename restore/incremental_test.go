@@ -94,6 +94,15 @@ func takeBackup(ctx context.Context, t *testing.T, src *pgtest.Cluster, a *archi
 	return b
 }
 
+// fullAndIncremental takes a full backup of src into a, changes rows of
+// pgbench_accounts, then takes an incremental backup on the full one.
+func fullAndIncremental(ctx context.Context, t *testing.T, src *pgtest.Cluster, a *archive.Archive) (full, inc *archive.BackupInfo) {
+	t.Helper()
+	full = takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+	return full, takeBackup(ctx, t, src, a, basebackup.ModeStream, true)
+}
+
 // TestRun_IncrementalChain takes a full backup of a real PostgreSQL 17
 // (BASE_BACKUP) and 18 (local-tar), changes rows (updates, a table dropped, one created, one shrunk by
 // VACUUM), takes an incremental backup, changes more, takes a second
@@ -258,9 +267,7 @@ func TestRun_IncrementalChunkRetried(t *testing.T) {
 	src, walDir, a := incrSource(t, 17)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
-	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-	inc := takeBackup(ctx, t, src, a, basebackup.ModeStream, true)
+	_, inc := fullAndIncremental(ctx, t, src, a)
 	want := digest(t, src)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
 
