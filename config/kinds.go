@@ -187,26 +187,24 @@ func decodeTags(d *decoder, path string, v any) (any, bool) {
 	}
 	out := map[string]string{}
 	for _, k := range sortedKeys(m) {
-		s, ok := scalarString(m[k])
-		if !ok {
-			d.wrongType(join(path, k), "string or number", m[k])
-			continue
-		}
-		out[k] = s
+		d.scalar(join(path, k), m[k], out, k)
 	}
 	return out, true
 }
 
-func scalarString(v any) (string, bool) {
+// scalar stores v, a string, number or boolean, as text in dst[name]
+// (metric tags, libpq keywords); another value is a problem at path.
+func (d *decoder) scalar(path string, v any, dst map[string]string, name string) {
 	switch x := v.(type) {
 	case string:
-		return x, true
+		dst[name] = x
 	case json.Number:
-		return x.String(), true
+		dst[name] = x.String()
 	case bool:
-		return strconv.FormatBool(x), true
+		dst[name] = strconv.FormatBool(x)
+	default:
+		d.wrongType(path, "string or number", v)
 	}
-	return "", false
 }
 
 // decodeNames accepts a name or a list of them (moved_from).

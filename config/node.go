@@ -83,15 +83,11 @@ func decodeNode(d *decoder, path string, m map[string]any) Node {
 	}
 	n.Params = map[string]string{}
 	for _, k := range sortedKeys(m) {
-		p := join(path, k)
-		switch s, ok := scalarString(m[k]); {
+		switch p := join(path, k); {
 		case k == "slot":
 			d.value(p, m[k], &nodeKeys[1], v.FieldByName("Slot"))
-		case m[k] == nil:
-		case !ok:
-			d.wrongType(p, "string or number", m[k])
-		default:
-			n.Params[k] = s
+		case m[k] != nil:
+			d.scalar(p, m[k], n.Params, k)
 		}
 	}
 	return n
