@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"crypto/rsa"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,31 +30,27 @@ func FuzzParseKeyPEM(f *testing.F) {
 		f.Add(string(b))
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if k, err := ParsePrivateKeyPEM(s); err == nil {
-			if checkKeySize(k.Size()) != nil {
-				t.Fatalf("accepted a %d-byte private key", k.Size())
-			}
-			enc, err := EncodePrivateKeyPEM(k)
-			if err != nil {
-				t.Fatalf("encode accepted private key: %v", err)
-			}
-			again, err := ParsePrivateKeyPEM(enc)
-			if err != nil || !again.Equal(k) {
-				t.Fatalf("private key does not survive encoding: %v", err)
-			}
-		}
-		if k, err := ParsePublicKeyPEM(s); err == nil {
-			if checkKeySize(k.Size()) != nil {
-				t.Fatalf("accepted a %d-byte public key", k.Size())
-			}
-			enc, err := EncodePublicKeyPEM(k)
-			if err != nil {
-				t.Fatalf("encode accepted public key: %v", err)
-			}
-			again, err := ParsePublicKeyPEM(enc)
-			if err != nil || !again.Equal(k) {
-				t.Fatalf("public key does not survive encoding: %v", err)
-			}
-		}
+		checkRoundTrip(t, "private", s, ParsePrivateKeyPEM, EncodePrivateKeyPEM, func(a, b *rsa.PrivateKey) bool { return a.Equal(b) })
+		checkRoundTrip(t, "public", s, ParsePublicKeyPEM, EncodePublicKeyPEM, func(a, b *rsa.PublicKey) bool { return a.Equal(b) })
 	})
+}
+
+// checkRoundTrip fails t when parse accepts s as a key of an unusable size,
+// or as one that does not come back equal from encode and parse.
+func checkRoundTrip[K interface{ Size() int }](t *testing.T, what, s string, parse func(string) (K, error), encode func(K) (string, error), equal func(a, b K) bool) {
+	k, err := parse(s)
+	if err != nil {
+		return
+	}
+	if checkKeySize(k.Size()) != nil {
+		t.Fatalf("accepted a %d-byte %s key", k.Size(), what)
+	}
+	enc, err := encode(k)
+	if err != nil {
+		t.Fatalf("encode accepted %s key: %v", what, err)
+	}
+	again, err := parse(enc)
+	if err != nil || !equal(again, k) {
+		t.Fatalf("%s key does not survive encoding: %v", what, err)
+	}
 }
