@@ -185,8 +185,14 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 	if made != nil {
 		made.add(p)
 	}
-	// Hide os.File's ReadFrom so that io.CopyBuffer uses buf: large writes.
-	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, r, buf); err != nil {
+	// writebackWriter has no ReadFrom, so io.CopyBuffer uses buf: large
+	// writes, whose write-back starts as they are written.
+	w := &writebackWriter{f: f}
+	if _, err := io.CopyBuffer(w, r, buf); err != nil {
+		f.Close()
+		return fmt.Errorf("member %q: write: %w", member, err)
+	}
+	if err := w.flush(); err != nil {
 		f.Close()
 		return fmt.Errorf("member %q: write: %w", member, err)
 	}
