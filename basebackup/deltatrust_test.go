@@ -228,3 +228,68 @@ func TestRunDelta_TrustedNotRead(t *testing.T) {
 		}
 	})
 }
+
+// plantOnCreate is a store that, when asked to create key, first stores
+// garbage there itself: a bucket writer that wins the race between the
+// backup's look and its conditional create.
+type plantOnCreate struct {
+	storage.Store
+	key     string
+	planted bool
+}
+
+func (s *plantOnCreate) Create(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if key == s.key && !s.planted {
+		s.planted = true
+		if err := s.Store.Put(ctx, key, strings.NewReader("garbage"), md); err != nil {
+			return err
+		}
+	}
+	return s.Store.Create(ctx, key, r, md)
+}
+
+// TestRunDelta_PlantedDuringCreate: the object is planted after the
+// backup looked for it and before its conditional create, which then
+// finds it there: the backup reads it back and stores its own object
+// over it (from the start of the staged file, which a create refused by
+// S3 has read to its end), and the object then holds the file's bytes.
+// On the local store and on MinIO.
+func TestRunDelta_PlantedDuringCreate(t *testing.T) {
+	major := pgtest.Versions()[0]
+	c := pgtest.Start(t, pgtest.Options{Major: major})
+	for _, kind := range []string{"Local", "S3"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := testContext(t)
+			a := encryptedArchive(t, compress.Zstd)
+			if kind == "S3" {
+				st, err := storage.Open(ctx, storetest.MinIO(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				a = archivetest.New(t, st, a.Codec)
+			}
+			data := plantBlob(t, c, "during create "+kind)
+			key := a.Layout.DeltaKey(deltaDigestOf(data))
+			store := &plantOnCreate{Store: a.Store, key: key}
+			a.Store = store
+			b, err := Run(ctx, Options{
+				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+				Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
+				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !store.planted {
+				t.Fatalf("%s was never created", key)
+			}
+			if f := deltaFiles(t, a, b)["hoard_test_blob"]; f.Hexdigest != deltaDigestOf(data) {
+				t.Fatalf("manifest entry of the file: %+v", f)
+			}
+			got, _ := archivetest.Decode(t, a.Codec, a.Store, key)
+			if !bytes.Equal(got, data) {
+				t.Errorf("%s decodes to %d bytes, not the file's %d", key, len(got), len(data))
+			}
+		})
+	}
+}
