@@ -341,30 +341,26 @@ func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.Pag
 		return nil
 	}
 	histName := wal.HistoryFileName(tli)
-	for _, s := range a.sites() {
-		f := WALFile{Name: histName, Key: s.Layout.WALKey(histName), Archive: s}
-		path, err := f.ReadHistory(ctx)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("its first page is on timeline %d, below its name's %d, and %s cannot be read to check that: %w", h.Timeline, tli, f.Key, err)
-		}
-		if want := path.TimelineAt(h.PageAddr); want != h.Timeline {
-			return fmt.Errorf("%w: its first page is on timeline %d, but %s puts its start (%s) on timeline %d: "+
-				"a segment of an older timeline stored under this name", ErrWrongTimeline, h.Timeline, histName, h.PageAddr, want)
-		}
-		for _, p := range pages {
-			if want := path.TimelineAt(p.addr); p.tli < want {
-				return fmt.Errorf("%w: its page at %s is on timeline %d, but %s puts that address on timeline %d: "+
-					"the older timeline's copy of the segment where timeline %d began, stored under this name",
-					ErrWrongTimeline, p.addr, p.tli, histName, want, tli)
-			}
-		}
-		return nil
+	path, f, err := a.readHistory(ctx, tli)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("its first page is on timeline %d, below its name's %d, and %s, which says whether it may be, "+
+			"is not in the archive", h.Timeline, tli, histName)
 	}
-	return fmt.Errorf("its first page is on timeline %d, below its name's %d, and %s, which says whether it may be, "+
-		"is not in the archive", h.Timeline, tli, histName)
+	if err != nil {
+		return fmt.Errorf("its first page is on timeline %d, below its name's %d, and %s cannot be read to check that: %w", h.Timeline, tli, f.Key, err)
+	}
+	if want := path.TimelineAt(h.PageAddr); want != h.Timeline {
+		return fmt.Errorf("%w: its first page is on timeline %d, but %s puts its start (%s) on timeline %d: "+
+			"a segment of an older timeline stored under this name", ErrWrongTimeline, h.Timeline, histName, h.PageAddr, want)
+	}
+	for _, p := range pages {
+		if want := path.TimelineAt(p.addr); p.tli < want {
+			return fmt.Errorf("%w: its page at %s is on timeline %d, but %s puts that address on timeline %d: "+
+				"the older timeline's copy of the segment where timeline %d began, stored under this name",
+				ErrWrongTimeline, p.addr, p.tli, histName, want, tli)
+		}
+	}
+	return nil
 }
 
 // createTemp creates a new file in dir called prefix and a random suffix,

@@ -39,7 +39,12 @@ Without a target, recovery replays the archive to its end. When the archived WAL
 the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and
 promote, dropping every transaction after it: restore refuses, naming the missing
 segments and the LSN recovery would reach. --stop-at-gap accepts that end; the summary
-then says where recovery stops.
+then says where recovery stops. A segment deleted from the archive after the check (or
+lost, or withheld by someone who can write the storage) would end recovery early just
+the same: the restore_command hoard writes carries the last segment it found archived
+(wal-fetch --archived-through), and wal-fetch stops recovery with an error at any of
+them that is gone. Not with --standby (a standby streams what the archive lacks) nor
+--restore-command.
 
 A restore creates only directories and regular files, inside the target and tablespace
 directories, and follows no link out of them: a backup holding a symbolic or hard link,
@@ -121,14 +126,15 @@ func runRestore(c *cli.Context) error {
 	}
 	defer closeAll()
 	rc := c.String("restore-command")
+	var walFetch *restore.WALFetch
 	if rc == "" {
-		if rc, err = restore.WALFetchCommand(c.String("config"), env.name); err != nil {
+		if walFetch, err = restore.NewWALFetch(c.String("config"), env.name); err != nil {
 			return err
 		}
 		if c.String("config") == "" {
 			// Nothing on the command line carries the configuration:
 			// PostgreSQL runs restore_command in its own environment.
-			env.log.Warn().Str("restore_command", rc).Msg("the configuration came from the environment: PostgreSQL's environment must hold the same HOARD_* variables when it runs restore_command, or pass --restore-command")
+			env.log.Warn().Str("restore_command", walFetch.Command(nil)).Msg("the configuration came from the environment: PostgreSQL's environment must hold the same HOARD_* variables when it runs restore_command, or pass --restore-command")
 		}
 	}
 	parallel := c.Int("parallel")
@@ -156,6 +162,7 @@ func runRestore(c *cli.Context) error {
 		Standby:            c.Bool("standby"),
 		PrimaryConnInfo:    c.String("primary-conninfo"),
 		RestoreCommand:     rc,
+		WALFetch:           walFetch,
 		RecoveryEndCommand: c.String("recovery-end-command"),
 		TargetAction:       c.String("target-action"),
 		Parallel:           parallel,

@@ -47,6 +47,18 @@ downloads the next restore_prefetch segments into the hoard-prefetch/ directory 
 DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.
 restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log.
 
+hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
+restore_command it writes: the last segment of the unbroken run of WAL it found archived
+before it wrote anything. A segment recovery asks for that lies on the path of timelines
+leading to SEGMENT, at or before it, and of which no copy recovery could read is stored
+any more (deleted, lost, or withheld by someone who can write the storage) then exits
+255 instead of 1, naming the segment: PostgreSQL stops recovery with an error instead of
+promoting early without the WAL after it. Other files (history files, segments after
+SEGMENT, other timelines, a newer timeline's copy missing while an older one's is
+stored) are answered as without the flag, and only while the data directory above DEST
+holds recovery.signal and no standby.signal: a standby, or the server once it has
+promoted, gets 1 as before. hoard restore --standby and --restore-command leave it out.
+
 In postgresql.conf (or recovery.conf before PostgreSQL 12):
 
    restore_command = 'hoard wal-fetch --config /etc/hoard.json %f %p'
@@ -56,9 +68,12 @@ EXIT STATUS:
    1    the file is not in the archive; nothing is printed (PostgreSQL asks for files
         that may not exist: the next timeline's history, the segment after the last)
    255  anything else: storage unreachable, a damaged or tampered object, a missing key,
-        a bad page header, bad arguments or configuration. PostgreSQL then stops
+        a bad page header, a segment --archived-through says was archived and that is
+        gone now, bad arguments or configuration. PostgreSQL then stops
         recovery with an error instead of ending it early with WAL missing.`,
 		Flags: append(siteFlags(),
+			&cli.StringFlag{Name: "archived-through", Usage: "the restore found every segment up to `SEGMENT` archived: one of them missing now stops recovery (exit 255)"},
+			&cli.Uint64Flag{Name: "wal-segment-size", Value: 16 << 20, Usage: "the cluster's WAL segment size in `BYTES`, for --archived-through"},
 			&cli.StringFlag{Name: "prefetch-worker", Usage: "run as the prefetch worker of spool `DIR` (started by wal-fetch itself)", Hidden: true},
 		),
 		Before: inheritSiteFlags,
@@ -78,6 +93,10 @@ func runWALFetch(c *cli.Context) error {
 			"want NAME and DEST, got %d arguments", c.NArg())}
 	}
 	name, dest := c.Args().Get(0), c.Args().Get(1)
+	checked, err := archivedThrough(c)
+	if err != nil {
+		return &exitError{code: exitWALFatal, err: err}
+	}
 	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}
@@ -96,6 +115,12 @@ func runWALFetch(c *cli.Context) error {
 		}
 	}
 	err = env.archive.FetchWAL(c.Context, name, dest, o)
+	if errors.Is(err, storage.ErrNotFound) && checked != nil {
+		// %p is pg_wal/RECOVERYXLOG, relative to the data directory.
+		if lerr := env.archive.CheckLost(c.Context, name, filepath.Dir(filepath.Dir(dest)), *checked); lerr != nil {
+			return &exitError{code: exitWALFatal, err: lerr}
+		}
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		env.log.Debug().Str(logSegment, name).Msg("not in the archive")
 		return &exitError{code: exitWALMissing}
@@ -112,6 +137,25 @@ func runWALFetch(c *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// archivedThrough reads --archived-through and --wal-segment-size; nil
+// without them.
+func archivedThrough(c *cli.Context) (*archive.ArchivedThrough, error) {
+	name := c.String("archived-through")
+	if name == "" {
+		return nil, nil
+	}
+	size := c.Uint64("wal-segment-size")
+	if !wal.ValidSegmentSize(size) {
+		return nil, usagef("give the cluster's WAL segment size in bytes (PostgreSQL's wal_segment_size), 16777216 by default",
+			"--wal-segment-size %d is not a power of two from 1 MiB to 1 GiB", size)
+	}
+	seg, err := wal.ParseSegmentName(name, size)
+	if err != nil {
+		return nil, usagef("give a 24-hex-digit WAL segment name, as hoard restore writes it", "--archived-through: %v", err)
+	}
+	return &archive.ArchivedThrough{Last: seg, SegmentSize: size}, nil
 }
 
 // startPrefetchWorker starts `hoard <global flags> wal-fetch

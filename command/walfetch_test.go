@@ -158,3 +158,49 @@ func TestWALFetch_SpoolLogLink(t *testing.T) {
 		t.Errorf("worker.log is not a regular file: %v", err)
 	}
 }
+
+// A segment not in the archive exits 1 without --archived-through; a bad
+// --archived-through or --wal-segment-size exits 255 (PostgreSQL stops
+// recovery) before the archive is read, and one that does not cover the
+// segment leaves 1. A data directory in the recovery a restore set up,
+// whose segment within --archived-through is gone, exits 255.
+func TestWALFetch_ArchivedThrough(t *testing.T) {
+	const name = "000000010000000000000003"
+	cfg := writeSiteConfig(t, storetest.Local(t))
+	// A store with nothing in it is refused as unmounted.
+	prev := filepath.Join(t.TempDir(), "000000010000000000000002")
+	if err := os.WriteFile(prev, waltest.Segment(t, filepath.Base(prev), 16<<20, 2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, "--config", cfg, "wal-push", prev); got != ExitOK {
+		t.Fatalf("wal-push: exit %d", got)
+	}
+	data := t.TempDir()
+	if err := os.Mkdir(filepath.Join(data, "pg_wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "recovery.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(data, "pg_wal", "RECOVERYXLOG")
+	for _, c := range []struct {
+		name  string
+		flags []string
+		want  int
+	}{
+		{"OKNotArchived", nil, exitWALMissing},
+		{"OKAfterTheEnd", []string{"--archived-through", "000000010000000000000002"}, exitWALMissing},
+		{"ErrLost", []string{"--archived-through", "000000010000000000000004"}, exitWALFatal},
+		{"ErrLostSegmentSize", []string{"--archived-through", "000000010000000000000004", "--wal-segment-size", "1048576"}, exitWALFatal},
+		{"ErrBadSegment", []string{"--archived-through", "00000001000000000000000"}, exitWALFatal},
+		{"ErrBadSegmentSize", []string{"--archived-through", "000000010000000000000002", "--wal-segment-size", "1000"}, exitWALFatal},
+		{"ErrSegmentOutOfRange", []string{"--archived-through", "000000010000000000000100"}, exitWALFatal},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append(append([]string{"--config", cfg, "wal-fetch"}, c.flags...), name, dest)
+			if got := run(t, args...); got != c.want {
+				t.Errorf("hoard %v: exit %d, want %d", args, got, c.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,6 +101,61 @@ func TestRecoveryRefusesBadArchive(t *testing.T) {
 			t.Errorf("recovery failed, but the log does not show why:\n%v", err)
 		}
 	})
+
+	// The segment is archived when restore checks the WAL and deleted
+	// (or lost, or withheld) before PostgreSQL asks for it: "not in the
+	// archive" would end recovery there and promote a server without the
+	// rows, so wal-fetch --archived-through must stop recovery instead.
+	t.Run("ErrSegmentDeleted", func(t *testing.T) {
+		defer restoreObject()
+		c, err := recover(t, func() {
+			for _, p := range []string{obj, obj + ".metadata"} {
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		if err == nil {
+			// pg_ctl may see the server ready for read-only connections
+			// before recovery reaches the segment.
+			if promoted := waitRecoveryEnd(t, c, 3*time.Minute); promoted {
+				t.Fatalf("PostgreSQL promoted with %s rows of 1000: %s was deleted after the restore checked it, and recovery ended there",
+					c.QueryString(t, "select count(*) from t"), seg)
+			}
+			err = errors.New(c.Log())
+		}
+		want := seg + " was archived when the restore checked the WAL"
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("recovery failed, but the log does not say %q:\n%v", want, err)
+		}
+		if strings.Contains(err.Error(), "database system is ready to accept connections") {
+			t.Errorf("PostgreSQL came up as a primary:\n%v", err)
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if strings.Contains(line, want) || strings.Contains(line, "FATAL") {
+				t.Log(line)
+			}
+		}
+	})
+}
+
+// waitRecoveryEnd waits until c's recovery ends: true when PostgreSQL
+// promoted (ready to accept read-write connections), false when the server
+// stopped.
+func waitRecoveryEnd(t *testing.T, c *pgtest.Cluster, timeout time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(c.Log(), "database system is ready to accept connections") {
+			return true
+		}
+		if !c.Running() {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("recovery neither ended nor failed in %v:\n%s", timeout, c.Log())
+	return false
 }
 
 // keylessConfig writes a copy of the site's configuration without its

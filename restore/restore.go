@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // ErrIncomplete is returned (wrapped) when a restore stopped after it began
@@ -73,6 +74,14 @@ type Options struct {
 	PrimaryConnInfo    string // primary_conninfo
 	RestoreCommand     string // restore_command, e.g. hoard wal-fetch ... %f %p
 	RecoveryEndCommand string // recovery_end_command
+
+	// WALFetch, when RestoreCommand is "", is the restore_command written:
+	// hoard wal-fetch with --archived-through the last segment of the
+	// unbroken run of WAL Run found archived (Result.WALArchivedThrough),
+	// so that recovery stops with an error at one of them that is gone by
+	// the time PostgreSQL asks for it instead of promoting early. Left out
+	// for a Standby, which takes a missing segment as its cue to stream.
+	WALFetch *WALFetch
 
 	// TargetAction is recovery_target_action (pause, promote or shutdown),
 	// written only with a target. "" means promote when restoring a
@@ -216,6 +225,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
+	rc, err := o.restoreCommand(b, walEnd)
+	if err != nil {
+		return nil, err
+	}
 	if tail == nil || !strings.HasPrefix(walEnd, tail.Segment) {
 		tail = nil
 	} else {
@@ -323,7 +336,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, incomplete(err)
 	}
 	err = WriteRecoveryConfig(o.TargetDir, RecoveryConfig{
-		RestoreCommand: o.RestoreCommand, RecoveryEndCommand: o.RecoveryEndCommand,
+		RestoreCommand: rc, RecoveryEndCommand: o.RecoveryEndCommand,
 		PrimaryConnInfo: o.PrimaryConnInfo, Target: o.Target, TargetAction: o.TargetAction, Standby: o.Standby,
 		ArchiveOff: o.ArchiveOff,
 	})
@@ -338,6 +351,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Elapsed = time.Since(began)
 	log.Info().Int64("bytes", res.Bytes).Dur("elapsed", res.Elapsed).Msg("restore done")
 	return res, nil
+}
+
+// restoreCommand returns the restore_command to write for backup b, whose
+// WAL Run found archived through walEnd (a segment, or the .partial that
+// ends the archive, which stands for its segment): o.RestoreCommand, else
+// o.WALFetch's command, with walEnd as --archived-through unless o.Standby.
+func (o *Options) restoreCommand(b *archive.BackupInfo, walEnd string) (string, error) {
+	if o.RestoreCommand != "" || o.WALFetch == nil {
+		return o.RestoreCommand, nil
+	}
+	if o.Standby {
+		return o.WALFetch.Command(nil), nil
+	}
+	last, err := wal.ParseSegmentName(strings.TrimSuffix(walEnd, wal.PartialSuffix), b.SegmentSize())
+	if err != nil {
+		return "", fmt.Errorf("backup %s: the last archived WAL segment: %w", b.Name, err)
+	}
+	return o.WALFetch.Command(&archive.ArchivedThrough{Last: last, SegmentSize: b.SegmentSize()}), nil
 }
 
 // choose selects the backup to restore among backups (SelectBackup) and
@@ -450,6 +481,9 @@ func (o *Options) validate() error {
 		return err
 	}
 	rc := RecoveryConfig{RestoreCommand: o.RestoreCommand, RecoveryEndCommand: o.RecoveryEndCommand, PrimaryConnInfo: o.PrimaryConnInfo}
+	if rc.RestoreCommand == "" && o.WALFetch != nil {
+		rc.RestoreCommand = o.WALFetch.Command(nil)
+	}
 	if err := rc.checkValues(); err != nil {
 		return err
 	}

@@ -319,3 +319,41 @@ func TestRun_ErrOldPostgreSQL(t *testing.T) {
 		t.Fatalf("Run = %v, want ErrUnsupportedVersion", err)
 	}
 }
+
+// A restore writes hoard's wal-fetch with the last segment it found
+// archived, so that recovery stops at one of them that is gone later,
+// except for a standby, and never touches a restore command it is given.
+func TestRun_WALFetchArchivedThrough(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	wf, err := NewWALFetch("", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := wf.Command(nil)
+	for _, c := range []struct {
+		name    string
+		standby bool
+		rc      string
+		want    string
+	}{
+		{"OK", false, "", strings.TrimSuffix(plain, " %f %p") + " --archived-through 000000010000000000000003 --wal-segment-size 16777216 %f %p"},
+		{"OKStandby", true, "", plain},
+		{"OKRestoreCommand", false, "my-fetch %f %p", "my-fetch %f %p"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			o := f.options(dir)
+			o.RestoreCommand, o.WALFetch, o.Standby = c.rc, wf, c.standby
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			auto, err := os.ReadFile(filepath.Join(dir, "postgresql.auto.conf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "restore_command = " + quote(c.want) + "\n"; !strings.Contains(string(auto), want) {
+				t.Errorf("postgresql.auto.conf:\n%s\nwant %s", auto, want)
+			}
+		})
+	}
+}

@@ -4,6 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func TestWALFetchCommand(t *testing.T) {
@@ -31,5 +34,21 @@ func TestShellQuote(t *testing.T) {
 		if got := ShellQuote(in); got != want {
 			t.Errorf("ShellQuote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+func TestWALFetch_Command(t *testing.T) {
+	f, err := NewWALFetch("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	exe, _ = filepath.EvalSymlinks(exe)
+	at := &archive.ArchivedThrough{Last: wal.Segment{Timeline: 2, No: 0x1FF}, SegmentSize: 1 << 24}
+	if got, want := f.Command(at), ShellQuote(exe)+" wal-fetch --archived-through 0000000200000001000000FF --wal-segment-size 16777216 %f %p"; got != want {
+		t.Errorf("Command = %q, want %q", got, want)
+	}
+	if got, want := f.Command(nil), ShellQuote(exe)+" wal-fetch %f %p"; got != want {
+		t.Errorf("Command(nil) = %q, want %q", got, want)
 	}
 }
