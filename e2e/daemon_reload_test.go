@@ -68,7 +68,7 @@ func TestDaemonReload(t *testing.T) {
 	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
 		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0", code)
 	}
-	checkContiguous(t, s, first, third, 1<<20)
+	checkContiguous(t, s, first, third, 1<<20, "")
 }
 
 // hup sends SIGHUP and waits until the daemon logs want (a message after

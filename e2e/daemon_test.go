@@ -280,7 +280,7 @@ func TestDaemonStreaming(t *testing.T) {
 
 	// Every segment from the first backup's start through the marker's,
 	// each an intact object holding a whole segment.
-	checkContiguous(t, s, first.StartWALSegment, last, 1<<20)
+	checkContiguous(t, s, first.StartWALSegment, last, 1<<20, "")
 
 	// Every WAL object carries the server's full version, as PGHoard's
 	// cached pg_version: each daemon asked the node it streams from (the
@@ -307,8 +307,9 @@ func TestDaemonStreaming(t *testing.T) {
 
 // checkContiguous checks that the archive holds every segment from first
 // through last (one timeline), and that each decodes (integrity checked to
-// EOF) to a segment whose header matches its name.
-func checkContiguous(t *testing.T, s *streamSite, first, last string, segSize uint64) {
+// EOF) to a segment whose header matches its name. Unless dumpDir is "",
+// the decoded segments are written there, for pg_waldump.
+func checkContiguous(t *testing.T, s *streamSite, first, last string, segSize uint64, dumpDir string) {
 	t.Helper()
 	have := map[string]bool{}
 	for _, n := range s.storedWAL() {
@@ -336,6 +337,11 @@ func checkContiguous(t *testing.T, s *streamSite, first, last string, segSize ui
 		}
 		if _, err := wal.CheckSegment(name, data[:min(len(data), wal.PageHeaderSize)], int64(len(data))); err != nil {
 			t.Errorf("stored %s: %v", name, err)
+		}
+		if dumpDir != "" {
+			if err := os.WriteFile(filepath.Join(dumpDir, name), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if len(missing) > 0 {

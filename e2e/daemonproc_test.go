@@ -99,6 +99,7 @@ type daemonStatus struct {
 		WAL           *struct {
 			Connected  bool   `json:"connected"`
 			Uploaded   string `json:"uploaded_lsn"`
+			Stored     string `json:"stored_lsn"`
 			QueueDepth int    `json:"upload_queue"`
 			Paused     bool   `json:"paused_by_disk_guard"`
 		} `json:"wal"`

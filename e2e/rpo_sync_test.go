@@ -1,16 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"math/rand/v2"
 	"path/filepath"
-	"strconv"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -69,59 +64,52 @@ func testDaemonSynchronous(t *testing.T, kills int, setup func(*streamSite)) {
 
 	d := s.startDaemon()
 	d.waitFirstBackup(s.name, 3*time.Minute, true)
-	src.Exec(t, "create table counter (id int primary key, pad text)")
-	src.Exec(t, "alter system set synchronous_standby_names = 'hoard_e2e'")
-	src.Exec(t, "select pg_reload_conf()")
-	d.waitFor("hoard_e2e a synchronous standby", time.Minute, func() bool {
-		return src.QueryString(t, "select count(*) from pg_stat_replication where application_name = 'hoard_e2e' and sync_state = 'sync'") == "1"
-	})
+	s.makeSynchronous(d, src)
 
-	// One client commits row after row. Each row is 2 kB, too short to be
-	// compressed, so 400 of them cross a segment (1 MB) boundary.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	conn, err := pgconn.Connect(ctx, src.ConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var acked atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		for i := int64(1); ; i++ {
-			_, err := conn.Exec(ctx, "insert into counter values ("+strconv.FormatInt(i, 10)+", repeat('x', 2000))").ReadAll()
-			if err != nil {
-				done <- err
-				return
-			}
-			acked.Store(i)
-		}
-	}()
-	d.waitFor("400 commits", 5*time.Minute, func() bool { return acked.Load() >= 400 })
+	// One client commits row after row of 2 kB, so 400 of them cross a
+	// segment (1 MB) boundary.
+	load := startCommitLoad(t, src, 2000)
+	d.waitFor("400 commits", 5*time.Minute, func() bool { return load.acked.Load() >= 400 })
 	for range kills {
 		time.Sleep(time.Duration(50+rand.IntN(500)) * time.Millisecond)
 		d.stop(syscall.SIGKILL, 10*time.Second)
 		d = s.startDaemon()
 		// Commits go on only once the restarted daemon stores WAL.
-		from := acked.Load()
-		d.waitFor("commits after the restart", 3*time.Minute, func() bool { return acked.Load() >= from+20 })
+		from := load.acked.Load()
+		d.waitFor("commits after the restart", 3*time.Minute, func() bool { return load.acked.Load() >= from+20 })
 	}
+	t.Logf("the daemon was killed %d times", kills)
+	s.loseAndRestore(d, src, load)
+}
 
-	// The primary is lost under load; the daemon stops after it.
+// makeSynchronous names the daemon's application name (the slot's) in
+// src's synchronous_standby_names and waits until src sees it as its
+// synchronous standby.
+func (s *streamSite) makeSynchronous(d *daemonProc, src *pgtest.Cluster) {
+	s.t.Helper()
+	name := "hoard_" + s.name
+	src.Exec(s.t, "alter system set synchronous_standby_names = '"+name+"'")
+	src.Exec(s.t, "select pg_reload_conf()")
+	d.waitFor(name+" a synchronous standby", time.Minute, func() bool {
+		return src.QueryString(s.t, "select count(*) from pg_stat_replication where application_name = $1 and sync_state = 'sync'", name) == "1"
+	})
+}
+
+// loseAndRestore kills the primary src under the load, stops the daemon
+// with SIGTERM, restores to the end of the archive and checks that the
+// restored cluster holds every row whose commit the client saw return.
+func (s *streamSite) loseAndRestore(d *daemonProc, src *pgtest.Cluster, load *commitLoad) {
+	t := s.t
+	t.Helper()
 	src.Kill(t)
-	<-done
-	n := acked.Load()
-	t.Logf("%d commits acknowledged before the primary was lost; the daemon was killed %d times", n, kills)
+	n := load.stop()
+	t.Logf("%d commits acknowledged before the primary was lost", n)
 	if code := d.stop(syscall.SIGTERM, 90*time.Second); code != 0 {
 		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
 	}
-
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir)
 	c := pgtest.StartDataDir(t, src.Major, dir, map[string]string{"archive_mode": "off", "synchronous_standby_names": ""})
 	c.WaitRecoveryDone(t, 3*time.Minute)
-	got := c.QueryString(t, "select count(*) from counter where id <= $1", n)
-	if got != strconv.FormatInt(n, 10) {
-		t.Errorf("restored cluster holds %s of the %d rows acknowledged before the primary was lost", got, n)
-	}
+	checkAcked(t, c, n)
 }
