@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -93,28 +94,34 @@ type chaosFaults struct {
 	diskFull, storeDown bool
 }
 
-// fillDisk writes a file into the filesystem of dir that leaves it less
-// than keep bytes free, and returns a function removing it.
-func fillDisk(t *testing.T, dir string, keep uint64) func() {
+// fillDisk fills the filesystem of dir with a file, so that every write
+// there fails with ENOSPC, and returns a function removing it. The daemon
+// allocates meanwhile: what is free is taken in pieces, halving the piece
+// that does not fit.
+func fillDisk(t *testing.T, dir string) func() {
 	t.Helper()
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	free := st.Bavail * uint64(st.Bsize)
 	p := filepath.Join(dir, "ballast")
 	f, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if free > keep {
-		// tmpfs allocates what fallocate asks for: the space is gone
-		// at once.
-		if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(free-keep)); err != nil {
+	defer f.Close()
+	var off int64
+	for piece := int64(st.Bavail * uint64(st.Bsize)); piece >= 4096; {
+		err := unix.Fallocate(int(f.Fd()), 0, off, piece)
+		switch {
+		case err == nil:
+			off += piece
+		case errors.Is(err, unix.ENOSPC):
+			piece /= 2
+		default:
 			t.Fatalf("fill %s: %v", dir, err)
 		}
 	}
-	f.Close()
 	return func() {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
@@ -240,9 +247,10 @@ func TestDaemonChaos(t *testing.T) {
 
 // TestDaemonChaosSynchronous is TestDaemonChaos with synchronous set and
 // the daemon a synchronous standby: commits wait while the store refuses
-// writes or the daemon is down. At the end the primary is killed under
-// the load, and a restore to the end of the archive must hold every row
-// whose commit the client saw return.
+// writes or the daemon is down. At the end the daemon's host and the
+// primary are lost under the load (see loseAndRestore), and a restore to
+// the end of the archive must hold every row whose commit the client saw
+// return.
 func TestDaemonChaosSynchronous(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: -short")
@@ -285,7 +293,7 @@ func testDaemonChaos(t *testing.T, sync bool) {
 		f := chaosFaults{diskFull: i%2 == 0, storeDown: i%4 < 2}
 		var undo []func()
 		if f.diskFull {
-			undo = append(undo, fillDisk(t, spool, 0))
+			undo = append(undo, fillDisk(t, spool))
 			fulls++
 		}
 		if f.storeDown {
