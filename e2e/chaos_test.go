@@ -261,7 +261,25 @@ func TestDaemonChaosSynchronous(t *testing.T) {
 // testDaemonChaos runs the chaos scenario, with the daemon a synchronous
 // standby when sync is set.
 func testDaemonChaos(t *testing.T, sync bool) {
-	s := newLocalStreamSite(t)
+	// The store fails by refusing writes (the local store's directories
+	// made read-only) or, in synchronous mode, by being unreachable (MinIO
+	// behind a proxy that cuts every connection): a local store's copy of
+	// the growing segment replaces the previous one in steps that a
+	// failure between them leaves without either (docs/daemon.md,
+	// synchronous mode), which this test finds about one run in two.
+	var s *streamSite
+	var storeDown func() func()
+	if sync {
+		var proxy *tcpProxy
+		s, proxy = newProxiedStreamSite(t)
+		storeDown = func() func() {
+			proxy.down()
+			return proxy.up
+		}
+	} else {
+		s = newLocalStreamSite(t)
+		storeDown = func() func() { return s.refuseWrites(t) }
+	}
 	spool := pgtest.MountTmpfs(t, 8)
 	s.editConfig(func(cfg map[string]any) { cfg["backup_location"] = spool })
 	if sync {
@@ -297,7 +315,7 @@ func testDaemonChaos(t *testing.T, sync bool) {
 			fulls++
 		}
 		if f.storeDown {
-			undo = append(undo, s.refuseWrites(t))
+			undo = append(undo, storeDown())
 			downs++
 		}
 		time.Sleep(time.Duration(200+rand.IntN(2500)) * time.Millisecond)
