@@ -266,7 +266,8 @@ func testDaemonChaos(t *testing.T, sync bool) {
 	// behind a proxy that cuts every connection): a local store's copy of
 	// the growing segment replaces the previous one in steps that a
 	// failure between them leaves without either (docs/daemon.md,
-	// synchronous mode), which this test finds about one run in two.
+	// synchronous mode), which this test found about one run in two when
+	// it made the local store read-only.
 	var s *streamSite
 	var storeDown func() func()
 	if sync {
