@@ -597,8 +597,9 @@ func (l *Local) openFile(op, key, p string) (*os.File, os.FileInfo, error) {
 	return f, fi, nil
 }
 
-// Open returns the object's file and metadata. The object's time is the
-// later change time of the file and the sidecar actually read.
+// Open returns the object's file, advised for sequential reading, and
+// its metadata. The object's time is the later change time of the file
+// and the sidecar actually read.
 func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
 	p, md, sfi, err := l.readSidecar("open", key, true)
 	if err != nil {
@@ -608,6 +609,7 @@ func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 	if err != nil {
 		return nil, Object{}, err
 	}
+	adviseSequential(f)
 	return f, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
 }
 
