@@ -49,16 +49,49 @@ type PartialCache struct {
 	limit int64
 	// ahead is what the store was found to hold when a copy was Stale:
 	// a copy that someone else stored (an earlier run of the daemon),
-	// with more WAL. A caller's StoredPartial is the size of its last
-	// copy, stale or not: a later copy still shorter than ahead is
-	// stale too, not stored over it.
+	// with more WAL, read and compared with the copy (checkStored). A
+	// caller's StoredPartial is the size of its last copy, stale or
+	// not: a later copy still shorter than ahead is stale too, not
+	// stored over it, when it is a prefix of ahead's WAL.
 	ahead partialAhead
 }
 
-// partialAhead is a stored .partial's name and WAL data size.
+// partialAhead is a stored .partial's name, WAL data size and WAL (nil
+// when larger than the cache keeps: read again when needed).
 type partialAhead struct {
 	name string
 	data int64
+	wal  []byte
+}
+
+// keepAhead records the stored copy of the .partial name that a copy
+// was Stale against: data bytes of WAL, and its content when kept (nil:
+// too large, read again when needed).
+func (c *PartialCache) keepAhead(name string, data int64, content []byte) {
+	c.ahead = partialAhead{name: name, data: data}
+	if content != nil {
+		c.ahead.wal = content[:data]
+	}
+}
+
+// aheadOf returns what c (nil: none) keeps of the stored copy of the
+// .partial name that the last copy was Stale against, or nil.
+func (c *PartialCache) aheadOf(name string) *partialAhead {
+	if c == nil || c.ahead.name != name {
+		return nil
+	}
+	return &c.ahead
+}
+
+// max returns how much WAL the cache (nil: none) holds at most.
+func (c *PartialCache) max() int64 {
+	if c == nil {
+		return 0
+	}
+	if c.limit != 0 {
+		return c.limit
+	}
+	return partialCacheMax
 }
 
 // partialCacheMax bounds the WAL a PartialCache holds the encoding of: a
@@ -94,11 +127,12 @@ type partialCodecKey struct {
 const partialLastLen = 8192
 
 // Reset forgets what the cache holds: the next copy is encoded from the
-// start.
+// start, and compared with the store's copy anew.
 func (c *PartialCache) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.drop()
+	c.ahead = partialAhead{}
 }
 
 func (c *PartialCache) drop() {
@@ -143,11 +177,7 @@ func (c *PartialCache) prepare(codec *Codec, path, name string, res *PushResult)
 	if err := checkWALHeader(f, name, size, res); err != nil {
 		return nil, err
 	}
-	limit := int64(partialCacheMax)
-	if c.limit != 0 {
-		limit = c.limit
-	}
-	if size > limit {
+	if size > c.max() {
 		c.drop()
 		return nil, nil
 	}

@@ -28,11 +28,17 @@ const MetaPartialDataSize = "partial-data-size"
 //
 // A copy never goes backwards: a restarted receiver streams the segment
 // again from its start, and its first copies hold less than what an
-// earlier run stored. The stored object's MetaPartialDataSize (or, for an
-// object without it, its decoded content) says how much WAL it holds, and
-// a file that holds less is not stored (Stale in the result). Both are
-// prefixes of the same stream padded with zeros, so a file holding as
-// much is the same WAL.
+// earlier run stored. A file that holds less WAL than the stored object
+// is not stored (Stale in the result), but only once the stored object
+// was decoded and found to start with exactly the file's WAL: its
+// metadata (MetaPartialDataSize, the hash) is not authenticated, and a
+// Stale copy counts as stored for the daemon, which in synchronous mode
+// acknowledges it to PostgreSQL. A stored object that is not the file's
+// WAL (not decodable, another segment's, other bytes) is stored over,
+// and Replaced in the result says why (checkStored). A stored object
+// whose metadata claims less WAL than the file is stored over without
+// being read: hoard's own copies record their true size, and a writer
+// who lowered it could as well have deleted the object.
 //
 // It is never used for complete segments, .history or .backup files: those
 // go through PushWAL, which never overwrites an archived object. A .partial
@@ -40,7 +46,8 @@ const MetaPartialDataSize = "partial-data-size"
 // restores fall back to it only at the end of the archive, so replacing it
 // with a longer copy cannot make the archive worse than before.
 //
-// When the stored object already has the file's hash, nothing is written.
+// When the stored object decodes to the file's very bytes, nothing is
+// written.
 //
 // With o.StoredPartial (the caller stored the last copy itself, of a
 // file that size, and nothing wrote the name since), the store is not
@@ -48,10 +55,13 @@ const MetaPartialDataSize = "partial-data-size"
 // a last copy that was Stale counts too: the daemon's receiver passes the
 // size of its last copy, stored or not, and after a restart its first
 // copies are stale against the previous run's; a file holding less WAL
-// than the store held then is Stale as well, never stored over it. The daemon's
+// than the store held then, and whose WAL is a prefix of what was read
+// of it then (kept in o.Partial up to partialCacheMax, else read
+// again), is Stale as well, never stored over it. The daemon's
 // receiver stores the copies of a growing segment this way, one at a
 // time and in order, so a copy costs one round trip (the PUT) instead of
-// two.
+// two, and the stored object is read at most once per segment after a
+// start or a failed copy.
 func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions) (PushResult, error) {
 	name := filepath.Base(path)
 	if !wal.IsPartialName(name) {
@@ -119,41 +129,44 @@ func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptio
 		fileSize = src.size
 		storeObject = func(md storage.Metadata) error { return a.storeWAL(ctx, src, &res, md, false) }
 	}
-	alg := res.HashAlgorithm
-
-	switch obj, err := a.statPartial(ctx, res.Key, o.StoredPartial); {
-	case errors.Is(err, errKnownPartial):
-		// Both files are prefixes of the same stream: a shorter file
-		// holds no more WAL.
-		if o.StoredPartial > fileSize {
+	obj, err := a.statPartial(ctx, res.Key, o.StoredPartial)
+	if errors.Is(err, errKnownPartial) {
+		switch ahead := cache.aheadOf(name); {
+		case o.StoredPartial > fileSize:
+			// Both files are prefixes of the same stream: a shorter
+			// file holds no more WAL.
 			res.Stale = true
 			return res, nil
+		case ahead == nil || size >= ahead.data:
+		case ahead.wal == nil:
+			// The caller's last copy was stale against a longer copy
+			// too large to keep: read it again.
+			obj, err = a.Store.Stat(ctx, res.Key)
+		default:
+			// The caller's last copy was stale: the store holds the
+			// longer copy found then, which this one must be a prefix
+			// of to count as stored.
+			same, err := sameWAL(path, size, ahead.wal)
+			if err != nil {
+				return res, fmt.Errorf("put partial %s: %w", path, err)
+			}
+			if same {
+				res.Stale = true
+				return res, nil
+			}
+			res.Replaced = fmt.Errorf("%s is not the WAL the server sent: its first %d bytes differ from this copy's", res.Key, size)
 		}
-		// The caller's last copy may have been stale itself: the store
-		// then holds the longer copy found then.
-		if cache != nil && cache.ahead.name == name && size < cache.ahead.data {
-			res.Stale = true
-			return res, nil
-		}
-	case errors.Is(err, storage.ErrNotFound):
+	}
+	switch {
+	case errors.Is(err, errKnownPartial), errors.Is(err, storage.ErrNotFound):
 	case err != nil:
 		return res, fmt.Errorf("put partial %s: stat %s: %w", path, res.Key, err)
-	case obj.Metadata[MetaHash] == res.Hash && obj.Metadata[MetaHashAlgorithm] == alg:
-		// A retry after a crash, or a segment that did not grow.
-		if err := storage.Sync(ctx, a.Store, res.Key); err != nil {
-			return res, fmt.Errorf("put partial %s: %w", path, err)
-		}
-		return res, nil
 	default:
-		stored, err := a.storedDataSize(ctx, obj)
+		done, err := a.checkStored(ctx, obj, path, fileSize, size, cache, &res)
 		if err != nil {
 			return res, fmt.Errorf("put partial %s: %w", path, err)
 		}
-		if stored > size {
-			if cache != nil {
-				cache.ahead = partialAhead{name: name, data: stored}
-			}
-			res.Stale = true
+		if done {
 			return res, nil
 		}
 	}
@@ -180,25 +193,6 @@ func (a *Archive) statPartial(ctx context.Context, key string, known int64) (sto
 		return storage.Object{}, errKnownPartial
 	}
 	return a.Store.Stat(ctx, key)
-}
-
-// storedDataSize returns how many bytes of WAL the stored .partial obj
-// holds: its MetaPartialDataSize, or for an object written without it,
-// the position after the last non-zero byte of its decoded content.
-func (a *Archive) storedDataSize(ctx context.Context, obj storage.Object) (int64, error) {
-	if v, ok := obj.Metadata[MetaPartialDataSize]; ok {
-		return parseDataSize(obj.Key, v)
-	}
-	rc, _, err := a.Codec.Open(ctx, a.Store, obj.Key)
-	if err != nil {
-		return 0, fmt.Errorf("read the stored copy: %w", err)
-	}
-	defer rc.Close()
-	n, err := dataSize(rc)
-	if err != nil {
-		return 0, fmt.Errorf("read the stored copy %s: %w", obj.Key, err)
-	}
-	return n, nil
 }
 
 // zeroBlock is dataSize's all-zero comparand.

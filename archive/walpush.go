@@ -59,8 +59,14 @@ type PushResult struct {
 	// nothing was written.
 	Uploaded bool
 	// Stale is set by PutPartialWAL when the stored .partial holds more
-	// WAL than the file, which was not stored.
-	Stale         bool
+	// WAL than the file, which was not stored. The stored copy was
+	// read and starts with exactly the file's WAL (never decided from
+	// its metadata alone): the file's WAL is stored.
+	Stale bool
+	// Replaced is set by PutPartialWAL when the stored .partial was not
+	// the WAL the file holds (not decodable, another segment's, or other
+	// bytes): why. The file was stored over it; the caller logs it.
+	Replaced      error
 	Hash          string // hex digest of the plain file
 	HashAlgorithm string
 	// SegmentSize is the segment size read from the page header of a

@@ -107,14 +107,18 @@ func (l *WALListing) StandIn(name string) (WALFile, bool) {
 }
 
 // PartialDataSize returns how many bytes of WAL the stored .partial f
-// holds: its MetaPartialDataSize, or, for an object stored without it,
-// the position after the last non-zero byte of its content.
+// holds: the position after the last non-zero byte of its decoded
+// content, which must be the WAL of f's segment (readPartial). Its
+// MetaPartialDataSize is not used: anyone who can write to the bucket can
+// set it, and a restore told a .partial holds more than it does would
+// promise a recovery point it cannot reach. It costs a download of the
+// object.
 func (a *Archive) PartialDataSize(ctx context.Context, f WALFile) (int64, error) {
-	obj, err := f.Archive.Store.Stat(ctx, f.Key)
+	n, err := f.Archive.readPartial(ctx, f.Key, f.Name, nil)
 	if err != nil {
-		return 0, fmt.Errorf("stat %s: %w", f.Key, err)
+		return 0, fmt.Errorf("read %s: %w", f.Key, err)
 	}
-	return f.Archive.storedDataSize(ctx, obj)
+	return n, nil
 }
 
 // WALEnd is the newest WAL byte an archive holds.
@@ -133,16 +137,18 @@ type WALEnd struct {
 
 // End returns the newest WAL byte stored: on the newest timeline holding
 // WAL, the end of its newest complete segment or, when the .partial after
-// it stands in (StandIn), of that .partial's data. segSize is the
+// it stands in (StandIn), of that .partial's data; a .partial that is not
+// WAL recovery could read (NotWAL) does not count. segSize is the
 // cluster's WAL segment size. A .partial's data size comes from its
-// metadata (one Stat), or for an object without it from its content.
+// content (PartialDataSize), never from its metadata alone.
 func (l *WALListing) End(ctx context.Context, segSize uint64) (WALEnd, error) {
-	var best string
+	var newest, best string
 	for n := range l.Segments {
-		if best == "" || newerName(n, best) {
-			best = n
+		if newest == "" || newerName(n, newest) {
+			newest = n
 		}
 	}
+	best = newest
 	for n := range l.Partials {
 		if (best == "" || newerName(n, best)) && l.standsIn(n) {
 			best = n
@@ -151,20 +157,32 @@ func (l *WALListing) End(ctx context.Context, segSize uint64) (WALEnd, error) {
 	if best == "" {
 		return WALEnd{}, nil
 	}
+	f, partial := l.Partials[best]
+	var n int64
+	if partial {
+		var err error
+		n, err = f.Archive.PartialDataSize(ctx, f)
+		switch {
+		case NotWAL(err):
+			// Not WAL recovery could read (wal-fetch refuses it): the
+			// WAL ends before it.
+			if best = newest; best == "" {
+				return WALEnd{}, nil
+			}
+			partial = false
+		case err != nil:
+			return WALEnd{}, err
+		}
+	}
 	seg, err := wal.ParseSegmentName(best, segSize)
 	if err != nil {
 		return WALEnd{}, err
 	}
-	if f, ok := l.Segments[best]; ok {
-		return WALEnd{File: best, Timeline: seg.Timeline, LSN: seg.Next().StartLSN(segSize), Stored: f.Modified}, nil
-	}
-	f := l.Partials[best]
-	n, err := f.Archive.PartialDataSize(ctx, f)
-	if err != nil {
-		return WALEnd{}, err
+	if !partial {
+		return WALEnd{File: best, Timeline: seg.Timeline, LSN: seg.Next().StartLSN(segSize), Stored: l.Segments[best].Modified}, nil
 	}
 	if uint64(n) > segSize {
-		return WALEnd{}, fmt.Errorf("%s: %s %d is larger than the %d-byte segment", f.Key, MetaPartialDataSize, n, segSize)
+		return WALEnd{}, fmt.Errorf("%s holds %d bytes of WAL, more than the %d-byte segment", f.Key, n, segSize)
 	}
 	return WALEnd{File: f.Name, Partial: true, Timeline: seg.Timeline,
 		LSN: seg.StartLSN(segSize) + pglogrepl.LSN(n), Stored: f.Modified}, nil

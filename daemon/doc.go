@@ -15,7 +15,10 @@
 //     (idempotent, never overwrites) and the growing .partial segment
 //     with Archive.PutPartialWAL (replaces the previous copy, without
 //     asking the storage first when the receiver knows it stored that
-//     copy itself: PushOptions.StoredPartial). In
+//     copy itself: PushOptions.StoredPartial; a stored copy it did not
+//     store itself is decoded and compared before it counts as holding
+//     the receiver's WAL, and one that is not that WAL is replaced,
+//     logged at Error). In
 //     archive_command mode WAL arrives through `hoard wal-push`; basic and
 //     standalone_hot_backup capture no WAL;
 //   - the backup loop: one basebackup at a time, when the Schedule says

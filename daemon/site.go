@@ -37,6 +37,7 @@ const maintenanceCheckInterval = 5 * time.Second
 const (
 	logSite   = "site"
 	logBackup = "backup"
+	logKey    = "key"
 )
 
 // supervisor runs one active site: the WAL receiver (when the site

@@ -83,7 +83,13 @@ func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64)
 	o := u.pushOptions(ctx)
 	o.StoredPartial = stored
 	o.Partial = &u.partial
-	_, err := u.arch.PutPartialWAL(ctx, path, o)
+	res, err := u.arch.PutPartialWAL(ctx, path, o)
+	if err == nil && res.Replaced != nil {
+		// Not WAL this daemon stored, nor the server's: tampering, or
+		// another writer on this site's prefix. The receiver's copy is
+		// the truth and is now stored; a person should find out why.
+		u.log.Error().Err(res.Replaced).Str(logKey, res.Key).Msg("stored .partial was not the streamed wal; replaced with the receiver's copy")
+	}
 	u.record(ctx, err)
 	return err
 }

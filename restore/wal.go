@@ -43,7 +43,14 @@ type PartialTail struct {
 	Segment string          // the segment it stands in for
 	Key     string          // the .partial object
 	File    archive.WALFile // the .partial object, as listed
-	End     pglogrepl.LSN   // where its WAL ends
+	// End is where its WAL ends, read from its decoded content
+	// (archive.Archive.PartialDataSize), never from its metadata alone:
+	// a restore must not promise WAL the object does not hold.
+	End pglogrepl.LSN
+	// Damaged, when not nil, says why the object is not WAL recovery
+	// could read (archive.NotWAL: it does not decode, or it is another
+	// segment's); End is then the segment's start. wal-fetch refuses it.
+	Damaged error
 }
 
 // FindPartialTail returns the .partial that stands in at the end of a's
@@ -64,6 +71,9 @@ func FindPartialTail(ctx context.Context, a *archive.Archive, segSize uint64) (*
 			return nil, err
 		}
 		n, err := a.PartialDataSize(ctx, p)
+		if archive.NotWAL(err) {
+			return &PartialTail{Segment: name, Key: p.Key, File: p, End: seg.StartLSN(segSize), Damaged: err}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -289,6 +299,10 @@ func checkWALGap(w walIndex, tail *PartialTail, b *archive.BackupInfo, p wal.His
 		if tail != nil && slices.ContainsFunc(tlis, func(tli uint32) bool {
 			return wal.Segment{Timeline: tli, No: no}.Name(segSize) == tail.Segment
 		}) {
+			if tail.Damaged != nil {
+				return tail.Segment + wal.PartialSuffix, nil, fmt.Errorf("the archive ends in %s, which is damaged (%v); "+
+					"delete it to restore up to the WAL before it: %w", tail.Key, tail.Damaged, ErrMissingWAL)
+			}
 			if upTo > tail.End {
 				return tail.Segment + wal.PartialSuffix, nil, fmt.Errorf("WAL up to the recovery target %s: the archive ends at %s, in %s%s: %w",
 					upTo, tail.End, tail.Segment, wal.PartialSuffix, ErrMissingWAL)

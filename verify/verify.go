@@ -199,6 +199,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := idx.loadTail(ctx, a, archive.NewestSegmentSize(backups)); err != nil {
 		return nil, err
 	}
+	if idx.damagedTail != "" {
+		rep.Problems = append(rep.Problems, idx.damagedTail)
+	}
 	end, err := a.WALEnd(ctx, archive.NewestSegmentSize(backups))
 	if err != nil {
 		return nil, err

@@ -517,11 +517,14 @@ func (zeroReader) Read(p []byte) (int, error) {
 }
 
 // putPartial stores the first n bytes of segment name, zero-padded, as
-// its .partial with the data size, as the daemon does.
+// its .partial with the data size, as the daemon does: the last of the n
+// bytes is made non-zero (a record ends there), so that its data size,
+// read from the content, is n.
 func putPartial(t testing.TB, a *archive.Archive, name string, n int) {
 	t.Helper()
 	data := segmentBytes(t, name)
 	padded := append(append([]byte(nil), data[:n]...), make([]byte, len(data)-n)...)
+	padded[n-1] |= 1
 	sum := sha1.Sum(padded)
 	md := storage.Metadata{archive.MetaHash: hex.EncodeToString(sum[:]), archive.MetaHashAlgorithm: "sha1",
 		archive.MetaPartialDataSize: fmt.Sprint(n)}

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/jackc/pglogrepl"
@@ -18,14 +19,22 @@ type walIndex struct {
 	segments  map[string]archive.WALFile
 	histories map[uint32]archive.WALFile
 	// tail is the .partial that ends the archive, standing in for its
-	// missing segment (restore.FindPartialTail); nil when none does.
+	// missing segment (restore.FindPartialTail); nil when none does or
+	// when it is damaged.
 	tail *restore.PartialTail
+	// damagedTail, when not "", is the problem of a .partial tail that
+	// is not WAL recovery could read: recovery ends before it.
+	damagedTail string
 }
 
 // loadTail finds the .partial tail of a's archive (WAL of segment size
 // segSize).
 func (w *walIndex) loadTail(ctx context.Context, a *archive.Archive, segSize uint64) error {
 	t, err := restore.FindPartialTail(ctx, a, segSize)
+	if t != nil && t.Damaged != nil {
+		w.damagedTail = fmt.Sprintf("WAL segment %s: %v", t.Key, t.Damaged)
+		t = nil
+	}
 	w.tail = t
 	return err
 }
