@@ -77,7 +77,9 @@ func (s *streamSite) finishAndCheck(t *testing.T, d *daemonProc, src *pgtest.Clu
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir, "--basebackup", backup)
 	c := pgtest.StartDataDir(t, src.Major, dir, noArchiving)
-	c.WaitRecoveryDone(t, 3*time.Minute)
+	// TestDaemonChaos's long variant (HOARD_CHAOS_LONG=1) replays about
+	// 2.7 GB of WAL here, some 6 minutes on a busy 2-core machine.
+	c.WaitRecoveryDone(t, 15*time.Minute)
 	if got := dataSummary(t, c); got != want {
 		t.Errorf("restored cluster has %s, source committed %s", got, want)
 	}
