@@ -370,8 +370,12 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 		}
 		check(t, a, b2, x)
 	})
-	t.Run("DeleteInFlight", func(t *testing.T) {
-		a, opts, x, plan := setup(t)
+	// duringDelete starts plan's retention run, holds it inside its delete
+	// of x, calls meanwhile, and takes a backup with opts: the backup's
+	// retentionWait (or its end) lets the run go on. It returns the backup,
+	// once both ended without error, and whether the backup waited.
+	duringDelete := func(t *testing.T, a *archive.Archive, opts Options, x string, plan archive.RetentionPlan, meanwhile func()) (*archive.BackupInfo, bool) {
+		t.Helper()
 		g := gateDelete{Store: a.Store, key: x, entered: make(chan struct{}), gate: make(chan struct{})}
 		ra := *a
 		ra.Store = g
@@ -385,12 +389,12 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 		case err := <-done:
 			t.Fatalf("retention did not delete %s: %v", x, err)
 		}
+		meanwhile()
 		var once sync.Once
 		open := func() { once.Do(func() { close(g.gate) }) }
 		waited := false
 		opts.retentionWait = func(string) { waited = true; open() }
-		c.Exec(t, "update t set h = 'in flight' where i % 6 = 0")
-		b2, err := Run(ctx, opts)
+		b, err := Run(ctx, opts)
 		open()
 		if rerr := <-done; rerr != nil {
 			t.Fatal(rerr)
@@ -398,6 +402,13 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 		if err != nil {
 			t.Fatalf("backup during retention: %v", err)
 		}
+		return b, waited
+	}
+	t.Run("DeleteInFlight", func(t *testing.T) {
+		a, opts, x, plan := setup(t)
+		b2, waited := duringDelete(t, a, opts, x, plan, func() {
+			c.Exec(t, "update t set h = 'in flight' where i % 6 = 0")
+		})
 		if !waited {
 			t.Error("the backup did not wait for the retention run")
 		}
@@ -409,32 +420,10 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 		// it back, stores its own object over it, and must find that one
 		// deleted by the run and store it again.
 		a, opts, x, plan := setup(t)
-		g := gateDelete{Store: a.Store, key: x, entered: make(chan struct{}), gate: make(chan struct{})}
-		ra := *a
-		ra.Store = g
-		done := make(chan error, 1)
-		go func() {
-			_, err := ra.ApplyRetention(ctx, plan, log)
-			done <- err
-		}()
-		select {
-		case <-g.entered:
-		case err := <-done:
-			t.Fatalf("retention did not delete %s: %v", x, err)
-		}
-		storetest.Tamper(t, a.Store, x)
-		var once sync.Once
-		open := func() { once.Do(func() { close(g.gate) }) }
-		opts.retentionWait = func(string) { open() }
-		c.Exec(t, "update t set h = 'stored over' where i % 8 = 0")
-		b2, err := Run(ctx, opts)
-		open()
-		if rerr := <-done; rerr != nil {
-			t.Fatal(rerr)
-		}
-		if err != nil {
-			t.Fatalf("backup during retention: %v", err)
-		}
+		b2, _ := duringDelete(t, a, opts, x, plan, func() {
+			storetest.Tamper(t, a.Store, x)
+			c.Exec(t, "update t set h = 'stored over' where i % 8 = 0")
+		})
 		check(t, a, b2, x)
 	})
 }
