@@ -43,7 +43,16 @@
 // writes after every chunk decoded and verified; it must decode to the
 // same bytes as the first time, and pg_control, held in memory until then,
 // is written last: a failed restore leaves a directory that PostgreSQL
-// refuses to start on, and the error wraps ErrIncomplete. Then Run links
+// refuses to start on, and the error wraps ErrIncomplete. A failure after
+// pg_control (the tablespace links, the recovery configuration, the final
+// syncfs) removes it again.
+//
+// Before the first download Run compares the backup's decoded size with
+// the free space of the target's file system (of all the restore's file
+// systems together, when tablespaces lie on others: the manifest does not
+// split the size between them) and refuses with ErrNoSpace unless
+// SkipSpaceCheck; a full file system during the restore (ENOSPC) is
+// reported with those figures. Then Run links
 // pg_tblspc/<oid> to each tablespace's directory, writes the recovery
 // configuration (WriteRecoveryConfig: a block appended to
 // postgresql.auto.conf and recovery.signal or standby.signal, each

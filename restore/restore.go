@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -68,6 +69,11 @@ type Options struct {
 	// recovery then stops at the gap (Result.WALGap says where). Without
 	// it Run refuses such a restore with ErrWALGap, naming the gap.
 	StopAtGap bool
+
+	// SkipSpaceCheck lets Run go on when a file system of the target or
+	// a tablespace has less free space than the backup needs there
+	// (checkSpace); without it Run refuses with ErrNoSpace.
+	SkipSpaceCheck bool
 
 	Standby            bool   // write standby.signal instead of recovery.signal
 	ArchiveOff         bool   // write archive_mode = 'off' (see RecoveryConfig.ArchiveOff)
@@ -290,6 +296,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	space, err := planSpace(b, chain, o.TargetDir, spcDirs)
+	if err != nil {
+		return nil, err
+	}
+	err = space.check(b.Name, func(f *fsSpace) {
+		log.Warn().Strs("dirs", f.dirs).Int64("free", f.free).Int64("backup_size", space.need).
+			Msg("this file system has less free space than the backup's size: the restore fails if its part does not fit")
+	})
+	if err != nil && !o.SkipSpaceCheck {
+		return nil, err
+	}
 	// syncfs(2) reports a write-back error of the file system that
 	// happened since the file it is given was opened, unless another
 	// caller saw it first when it happened before: the handles are opened
@@ -302,6 +319,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer closeAll(syncs)
 	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALGap: gap}
 	incomplete := func(err error) error {
+		err = explainFull(err, space)
+		// pg_control is the last of the backup's files written, but the
+		// tablespace links, the recovery configuration and the final
+		// syncs come after it: a failure there must not leave a
+		// directory PostgreSQL starts on as if it were complete.
+		if rerr := os.Remove(filepath.Join(o.TargetDir, "global", "pg_control")); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("%w; %s is incomplete and its global/pg_control could not be removed (%v): remove it before anyone starts PostgreSQL there, "+
+				"then run again with overwrite: %w", err, o.TargetDir, rerr, ErrIncomplete)
+		}
 		return fmt.Errorf("%w; %s is incomplete and PostgreSQL cannot start on it (run again with overwrite): %w", err, o.TargetDir, ErrIncomplete)
 	}
 	ex, err := newExtractor(o.TargetDir, spcDirs)
@@ -345,7 +371,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	for _, d := range syncs {
 		if err := syncFS(d); err != nil {
-			return nil, err
+			return nil, incomplete(err)
 		}
 	}
 	res.Elapsed = time.Since(began)
