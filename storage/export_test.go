@@ -1,6 +1,9 @@
 package storage
 
-import "time"
+import (
+	"os"
+	"time"
+)
 
 // SetIncompleteWait sets how long Create waits for another writer's
 // sidecar, for tests; it returns a func that restores the old value.
@@ -17,3 +20,13 @@ func SetStallGrace(d time.Duration) func() {
 	stallGrace = d
 	return func() { stallGrace = old }
 }
+
+// NewLocalHooked returns the local store rooted at dir whose Put renames
+// with rename and fsyncs with fsync, for tests.
+func NewLocalHooked(dir string, rename func(oldpath, newpath string) error, fsync func(*os.File) error) *Local {
+	return &Local{root: dir, rename: rename, fsync: fsync}
+}
+
+// SetReplaceHook sets the func s's Put calls before each of its renames,
+// for tests.
+func SetReplaceHook(s *SFTP, hook func(oldname, newname string) error) { s.hook = hook }

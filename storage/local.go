@@ -33,6 +33,9 @@ type Local struct {
 	root string
 	// fsync is (*os.File).Sync; tests replace it to see what is synced.
 	fsync func(*os.File) error
+	// rename is os.Rename in Put; tests replace it to make a rename fail
+	// or to stop there.
+	rename func(oldpath, newpath string) error
 }
 
 // NewLocal returns the local store rooted at dir (PGHoard's
@@ -91,11 +94,16 @@ func (l *Local) path(key string) (string, error) {
 }
 
 // Put writes a temp file in the object's directory and one for the
-// sidecar, fsyncs both, then renames the file and the sidecar into place
-// and fsyncs the directory. An old sidecar is removed just before the
-// renames, so an overwrite is never visible with the old metadata and the
-// new bytes; both temp files are written first, so a write or fsync that
-// fails (a full disk) leaves the old object as it was.
+// sidecar, fsyncs both, then renames the file over the object's, fsyncs
+// the directory, renames the sidecar over the object's sidecar and fsyncs
+// the directory again. Both temp files are written first, so a write or
+// fsync that fails (a full disk) leaves the old object as it was. The old
+// object is never removed: each rename replaces one of its files
+// atomically, and between the two renames (a crash there, or a failing
+// second rename) the sidecar temp file, named for the new file
+// (replaceName), completes the new object: readers roll it forward (see
+// replace.go). The fsync between the renames keeps a crash from persisting
+// the sidecar's rename without the file's.
 func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (err error) {
 	p, err := l.path(key)
 	if err != nil {
@@ -105,45 +113,84 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := l.mkdirAll(dir); err != nil {
 		return localErr("put", key, err)
 	}
-	sum, size, tmp, err := l.writeTemp(ctx, dir, "."+base+tempMarker+"*", r)
+	f, err := os.CreateTemp(dir, "."+base+tempMarker+"*")
 	if err != nil {
 		return localErr("put", key, err)
 	}
+	sum, size, fi, err := l.writeFile(ctx, f, r)
+	if err != nil {
+		return localErr("put", key, err)
+	}
+	tmp := f.Name()
+	renamed := false // the new file is in place: its sidecar temp completes it
 	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp) // already renamed on success
+		if err != nil && !renamed {
+			_ = os.Remove(tmp)
 		}
 	}()
 	sidecar, err := encodeSidecar(md, sum, size)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	_, _, mdTmp, err := l.writeTemp(ctx, dir, base+sidecarTemp+"-*", bytes.NewReader(sidecar))
+	if f, err = createExclusive(filepath.Join(dir, replaceName(base, size, fi.ModTime()))); errors.Is(err, fs.ErrExist) {
+		f, err = os.CreateTemp(dir, "."+base+sidecarTemp+"-*")
+	}
 	if err != nil {
 		return localErr("put", key, err)
 	}
+	mdTmp := f.Name()
 	defer func() {
-		if err != nil {
-			_ = os.Remove(mdTmp) // already renamed on success
+		if err != nil && !renamed {
+			_ = os.Remove(mdTmp)
 		}
 	}()
+	if _, _, _, err := l.writeFile(ctx, f, bytes.NewReader(sidecar)); err != nil {
+		return localErr("put", key, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	if err := os.Remove(p + sidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// The sidecar temp that may complete the file being replaced, left by
+	// a Put interrupted between its renames; it goes once this one is done.
+	var oldTmp string
+	if ofi, err := os.Lstat(p); err == nil {
+		oldTmp = filepath.Join(dir, replaceName(base, ofi.Size(), ofi.ModTime()))
+	}
+	if err := l.doRename(tmp, p); err != nil {
+		// On a network file system a rename that reports an error may
+		// have happened: then the sidecar temp completes the new file.
+		_, serr := os.Lstat(tmp)
+		renamed = serr != nil
 		return localErr("put", key, err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	renamed = true
+	if err := l.syncDir(dir); err != nil {
 		return localErr("put", key, err)
 	}
-	if err := os.Rename(mdTmp, p+sidecarSuffix); err != nil {
-		_ = os.Remove(p)
+	if err := l.doRename(mdTmp, p+sidecarSuffix); err != nil {
 		return localErr("put", key, err)
 	}
-	if err := SyncDir(dir); err != nil {
+	if err := l.syncDir(dir); err != nil {
 		return localErr("put", key, err)
+	}
+	if oldTmp != "" && oldTmp != mdTmp {
+		_ = os.Remove(oldTmp)
 	}
 	return nil
+}
+
+// doRename is os.Rename, through the tests' hook when set.
+func (l *Local) doRename(oldpath, newpath string) error {
+	if l.rename != nil {
+		return l.rename(oldpath, newpath)
+	}
+	return os.Rename(oldpath, newpath)
+}
+
+// createExclusive creates the file name, failing with fs.ErrExist when it
+// exists.
+func createExclusive(name string) (*os.File, error) {
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 // mkdirAll creates dir and its missing parents, as os.MkdirAll does, and
@@ -360,6 +407,14 @@ func (l *Local) writeTemp(ctx context.Context, dir, pattern string, r io.Reader)
 	if err != nil {
 		return nil, 0, "", err
 	}
+	sum, size, _, err = l.writeFile(ctx, f, r)
+	return sum, size, f.Name(), err
+}
+
+// writeFile copies r into the new file f, fsyncs and closes it, and
+// returns the SHA-256 of the bytes, their count and the file's FileInfo.
+// On error it closes and removes f.
+func (l *Local) writeFile(ctx context.Context, f *os.File, r io.Reader) (sum []byte, size int64, fi os.FileInfo, err error) {
 	defer func() {
 		if err != nil {
 			_ = f.Close()
@@ -371,15 +426,18 @@ func (l *Local) writeTemp(ctx context.Context, dir, pattern string, r io.Reader)
 	// pieces of 256 KiB (io.Copy's own buffer is 32 KiB).
 	n, err := io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, r}, make([]byte, localCopyBufferSize))
 	if err != nil {
-		return nil, 0, "", err
+		return nil, 0, nil, err
 	}
 	if err := l.sync(f); err != nil {
-		return nil, 0, "", err
+		return nil, 0, nil, err
+	}
+	if fi, err = f.Stat(); err != nil {
+		return nil, 0, nil, err
 	}
 	if err := f.Close(); err != nil {
-		return nil, 0, "", err
+		return nil, 0, nil, err
 	}
-	return h.Sum(nil), n, f.Name(), nil
+	return h.Sum(nil), n, fi, nil
 }
 
 // ctxReader stops a copy when ctx is cancelled.
@@ -466,39 +524,23 @@ func (l *Local) readSidecar(op, key string, mounted bool) (string, Metadata, os.
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("%s: %w", op, err)
 	}
-	// Anyone who can write the storage directory could plant a FIFO that
-	// never ends, /dev/zero or a link there: the sidecar must be a regular
-	// file, not a link (O_NOFOLLOW), and opening a FIFO does not wait for
-	// a writer (O_NONBLOCK). Such a sidecar is damaged metadata, so the
-	// object is damaged, not the listing.
 	sidecar := filepath.Base(p) + sidecarSuffix
-	f, err := os.OpenFile(p+sidecarSuffix, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, syscall.ELOOP) {
+	data, fi, err := readRegular(p + sidecarSuffix)
+	var nr *notRegularError
+	switch {
+	case errors.Is(err, syscall.ELOOP):
 		return "", nil, nil, fmt.Errorf("%s %s: %s is a symbolic link: %w", op, key, sidecar, ErrBadMetadata)
-	}
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			if !mounted {
-				return "", nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
-			}
-			return "", nil, nil, l.notFound(op, key)
-		}
-		return "", nil, nil, localErr(op, key, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", nil, nil, localErr(op, key, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", nil, nil, fmt.Errorf("%s %s: %s is not a regular file (%s): %w", op, key, sidecar, fi.Mode().Type(), ErrBadMetadata)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSidecar+1))
-	if err != nil {
-		return "", nil, nil, localErr(op, key, err)
-	}
-	if len(data) > maxSidecar {
+	case errors.As(err, &nr):
+		return "", nil, nil, fmt.Errorf("%s %s: %s is not a regular file (%s): %w", op, key, sidecar, nr.mode, ErrBadMetadata)
+	case errors.Is(err, errTooLarge):
 		return "", nil, nil, fmt.Errorf("%s %s: %s is over %d bytes: %w", op, key, sidecar, maxSidecar, ErrBadMetadata)
+	case errors.Is(err, fs.ErrNotExist):
+		if !mounted {
+			return "", nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+		}
+		return "", nil, nil, l.notFound(op, key)
+	case err != nil:
+		return "", nil, nil, localErr(op, key, err)
 	}
 	md, err := parseSidecar(data)
 	if err != nil {
@@ -506,6 +548,43 @@ func (l *Local) readSidecar(op, key string, mounted bool) (string, Metadata, os.
 	}
 	return p, md, fi, nil
 }
+
+// readRegular reads a sidecar file, which must be a regular file of at
+// most maxSidecar bytes, and returns its bytes and its FileInfo (from the
+// descriptor read). Anyone who can write the storage directory could plant
+// a FIFO that never ends, /dev/zero or a link there: the file must not be a
+// link (O_NOFOLLOW: syscall.ELOOP), and opening a FIFO does not wait for a
+// writer (O_NONBLOCK).
+func readRegular(name string) ([]byte, os.FileInfo, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, &notRegularError{mode: fi.Mode().Type()}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSidecar+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(data) > maxSidecar {
+		return nil, nil, errTooLarge
+	}
+	return data, fi, nil
+}
+
+// notRegularError is readRegular's refusal of a file that is not regular.
+type notRegularError struct{ mode fs.FileMode }
+
+func (e *notRegularError) Error() string { return fmt.Sprintf("not a regular file (%s)", e.mode) }
+
+// errTooLarge is readRegular's refusal of a file over maxSidecar bytes.
+var errTooLarge = fmt.Errorf("over %d bytes", maxSidecar)
 
 // maxSidecar bounds a sidecar read into memory; PGHoard's are a few
 // hundred bytes.
@@ -598,8 +677,9 @@ func (l *Local) openFile(op, key, p string) (*os.File, os.FileInfo, error) {
 }
 
 // Open returns the object's file, advised for sequential reading, and
-// its metadata. The object's time is the later change time of the file
-// and the sidecar actually read.
+// its metadata: its sidecar's, or that of the sidecar temp file that
+// completes an interrupted replace (see replace.go). The object's time is
+// the later change time of the file and the sidecar actually read.
 func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
 	p, md, sfi, err := l.readSidecar("open", key, true)
 	if err != nil {
@@ -608,6 +688,9 @@ func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 	f, fi, err := l.openFile("open", key, p)
 	if err != nil {
 		return nil, Object{}, err
+	}
+	if cmd, cfi, ok := l.completedSidecar(f, fi); ok {
+		md, sfi = cmd, cfi
 	}
 	adviseSequential(f)
 	return f, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
@@ -636,8 +719,8 @@ func (l *Local) OpenRange(ctx context.Context, key string, offset, length int64)
 	}{io.NewSectionReader(f, offset, length), f}, nil
 }
 
-// Stat returns the file's size, the later change time of the file and its
-// sidecar, and the sidecar's metadata.
+// Stat returns the file's size, the later change time of the file and the
+// sidecar Open would read, and that sidecar's metadata.
 func (l *Local) Stat(ctx context.Context, key string) (Object, error) {
 	p, md, sfi, err := l.readSidecar("stat", key, false)
 	if err != nil {
@@ -646,6 +729,9 @@ func (l *Local) Stat(ctx context.Context, key string) (Object, error) {
 	f, fi, err := l.openFile("stat", key, p)
 	if err != nil {
 		return Object{}, err
+	}
+	if cmd, cfi, ok := l.completedSidecar(f, fi); ok {
+		md, sfi = cmd, cfi
 	}
 	_ = f.Close()
 	return Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
@@ -730,12 +816,19 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 }
 
 // removeStale removes the temp file p if it was last written StaleTempAge
-// before now. Errors are ignored: a reader without write access leaves the
-// housekeeping to a writer.
+// before now, unless it is the sidecar temp named for the object file now
+// in place (replaceName), which completes an interrupted replace: the next
+// Put of the key removes it. Errors are ignored: a reader without write
+// access leaves the housekeeping to a writer.
 func removeStale(p string, d fs.DirEntry, now time.Time) {
-	if fi, err := d.Info(); err == nil && now.Sub(fi.ModTime()) > StaleTempAge {
-		_ = os.Remove(p)
+	fi, err := d.Info()
+	if err != nil || now.Sub(fi.ModTime()) <= StaleTempAge {
+		return
 	}
+	if completes(d.Name(), func(base string) (os.FileInfo, error) { return os.Lstat(filepath.Join(filepath.Dir(p), base)) }) {
+		return
+	}
+	_ = os.Remove(p)
 }
 
 // Delete removes the sidecar first (the object disappears at once), then

@@ -53,6 +53,9 @@ type SFTP struct {
 	dir    string // object_storage.directory ("." for the user's home)
 	// stall is StallTimeout when the store was opened.
 	stall time.Duration
+	// hook runs before each rename of Put's replace; tests make it fail,
+	// or look at the files then.
+	hook func(oldname, newname string) error
 
 	mu   sync.Mutex
 	sess *sftpSession
@@ -562,8 +565,13 @@ func (r *sftpReader) Close() error {
 }
 
 // Put writes the object to a temp file and renames it over the object,
-// then does the same for the sidecar; the old sidecar goes first, so an
-// overwrite is never seen with old metadata and new bytes.
+// then does the same for the sidecar. The old object is never removed
+// first: between the two renames (a crash there, or a failing second
+// rename) the sidecar temp file, named for the new file (replaceName),
+// completes the new object, and readers roll it forward (see replace.go).
+// Each rename replaces atomically with posix-rename@openssh.com; a server
+// without it gets a remove and a rename, and a crash between them leaves
+// the key without that file.
 func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, md Metadata) error {
 	p, err := s.path(key)
 	if err != nil {
@@ -574,24 +582,41 @@ func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, md Metadata) er
 		if err != nil {
 			return err
 		}
-		defer removeTemps()
-		if err := c.Remove(p + sidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// The sidecar temp that may complete the file being replaced, left
+		// by a Put interrupted between its renames; it goes once this one
+		// is done.
+		var oldTmp string
+		if fi, err := c.Lstat(p); err == nil {
+			dir, base := path.Split(p)
+			oldTmp = dir + replaceName(base, fi.Size(), fi.ModTime())
+		}
+		if err := s.replace(c, tmp, p); err != nil {
+			// A rename whose answer was lost may have happened: then the
+			// sidecar temp completes the new file, and stays.
+			if _, serr := c.Lstat(tmp); serr == nil {
+				removeTemps()
+			}
 			return err
 		}
-		if err := replace(c, tmp, p); err != nil {
+		if err := s.replace(c, sidecarTmp, p+sidecarSuffix); err != nil {
 			return err
 		}
-		if err := replace(c, sidecarTmp, p+sidecarSuffix); err != nil {
-			_ = c.Remove(p)
-			return err
+		if oldTmp != "" && oldTmp != sidecarTmp {
+			_ = c.Remove(oldTmp)
 		}
 		return nil
 	})
 }
 
 // replace renames oldname to newname, replacing newname: atomically with
-// posix-rename@openssh.com, else by removing newname first.
-func replace(c *sftp.Client, oldname, newname string) error {
+// posix-rename@openssh.com, else by removing newname first. Tests can make
+// it fail or stop (hook).
+func (s *SFTP) replace(c *sftp.Client, oldname, newname string) error {
+	if s.hook != nil {
+		if err := s.hook(oldname, newname); err != nil {
+			return err
+		}
+	}
 	if _, ok := c.HasExtension("posix-rename@openssh.com"); ok {
 		return c.PosixRename(oldname, newname)
 	}
@@ -602,9 +627,10 @@ func replace(c *sftp.Client, oldname, newname string) error {
 }
 
 // writeTemps makes the object's directory and writes the data and the
-// sidecar to temp files in it. On error it leaves neither. Otherwise
-// removeTemps removes what of the two the caller did not rename away
-// (deferred by the caller).
+// sidecar to temp files in it, the sidecar's under the replace name of the
+// data file (or a random one should another writer hold that). On error
+// it leaves neither. Otherwise removeTemps removes both (deferred by a
+// caller that renames neither away).
 func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Reader, md Metadata) (tmp, sidecarTmp string, removeTemps func(), err error) {
 	dir, base := path.Split(p)
 	if err := c.MkdirAll(dir); err != nil {
@@ -616,9 +642,17 @@ func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Re
 		return "", "", nil, err
 	}
 	sidecar, err := encodeSidecar(md, sum, size)
+	var fi os.FileInfo
 	if err == nil {
-		sidecarTmp = dir + "." + base + sidecarTemp + "-" + randomSuffix()
-		_, _, err = writeRemote(ctx, c, sidecarTmp, bytes.NewReader(sidecar))
+		fi, err = c.Lstat(tmp)
+	}
+	if err == nil {
+		sidecarTmp = dir + replaceName(base, size, fi.ModTime())
+		if _, _, err = writeRemote(ctx, c, sidecarTmp, bytes.NewReader(sidecar)); err != nil && ctx.Err() == nil {
+			// SFTP v3 says only "failure" for an existing name.
+			sidecarTmp = dir + "." + base + sidecarTemp + "-" + randomSuffix()
+			_, _, err = writeRemote(ctx, c, sidecarTmp, bytes.NewReader(sidecar))
+		}
 	}
 	if err == nil {
 		err = ctx.Err()
@@ -746,7 +780,9 @@ func (s *SFTP) Create(ctx context.Context, key string, r io.Reader, md Metadata)
 	})
 }
 
-// Open returns the object's file and metadata. SFTP reports no change
+// Open returns the object's file and metadata: its sidecar's, or that of
+// the sidecar temp file that completes an interrupted replace (see
+// replace.go). SFTP reports no change
 // time, so the Object's Changed is zero: unencrypted_objects_before admits
 // nothing from an SFTP store.
 func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
@@ -757,21 +793,30 @@ func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Object, err
 	var f *sftp.File
 	var on *sftpSession
 	var md Metadata
+	var o Object
 	err = s.run(ctx, "open", key, func(ss *sftpSession) error {
 		if md, err = s.readSidecar(ss.c, p); err != nil {
 			return s.notFound(ss.c, err)
 		}
 		on = ss
-		f, err = ss.c.Open(p)
-		return err
+		if f, err = ss.c.Open(p); err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			_ = f.Close()
+			return err
+		}
+		if cmd, ok := s.completedSidecar(ss.c, p, fi); ok {
+			md = cmd
+		}
+		o.Size, o.Modified = fi.Size(), fi.ModTime()
+		return nil
 	})
 	if err != nil {
 		return nil, Object{}, err
 	}
-	o := Object{Key: key, Metadata: md}
-	if fi, err := f.Stat(); err == nil {
-		o.Size, o.Modified = fi.Size(), fi.ModTime()
-	}
+	o.Key, o.Metadata = key, md
 	return &sftpReader{Reader: f, f: f, s: s, ss: on, release: s.guard(ctx, on)}, o, nil
 }
 
@@ -810,7 +855,7 @@ func (s *SFTP) OpenRange(ctx context.Context, key string, offset, length int64) 
 	return r, nil
 }
 
-// Stat returns the file's size and time and the sidecar's metadata.
+// Stat returns the file's size and time and the metadata Open would.
 func (s *SFTP) Stat(ctx context.Context, key string) (Object, error) {
 	p, err := s.path(key)
 	if err != nil {
@@ -826,6 +871,9 @@ func (s *SFTP) Stat(ctx context.Context, key string) (Object, error) {
 		if err != nil {
 			return err
 		}
+		if cmd, ok := s.completedSidecar(c, p, fi); ok {
+			md = cmd
+		}
 		o = Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Metadata: md}
 		return nil
 	})
@@ -835,7 +883,8 @@ func (s *SFTP) Stat(ctx context.Context, key string) (Object, error) {
 // List walks the directories under prefix, reading each once; a file
 // counts when its directory also has its sidecar, as in PGHoard. On the
 // way it removes temp files not written for StaleTempAge, as the local
-// store does: what a killed Put or Create left behind, never an object.
+// store does: what a killed Put or Create left behind, never an object,
+// nor the sidecar temp that completes an interrupted replace.
 func (s *SFTP) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	start := ""
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
@@ -856,13 +905,19 @@ func (s *SFTP) List(ctx context.Context, prefix string, fn func(Object) error) e
 				}
 				return err
 			}
-			names := make(map[string]bool, len(entries))
+			names := make(map[string]os.FileInfo, len(entries))
 			for _, e := range entries {
-				names[e.Name()] = true
+				names[e.Name()] = e
+			}
+			entry := func(name string) (os.FileInfo, error) {
+				if fi := names[name]; fi != nil {
+					return fi, nil
+				}
+				return nil, fs.ErrNotExist
 			}
 			for _, e := range entries {
 				if hidden(e.Name()) {
-					if tempFile(e.Name()) && e.Mode().IsRegular() && now.Sub(e.ModTime()) > StaleTempAge {
+					if tempFile(e.Name()) && e.Mode().IsRegular() && now.Sub(e.ModTime()) > StaleTempAge && !completes(e.Name(), entry) {
 						// Best effort: another lister may have removed it.
 						_ = c.Remove(path.Join(s.root, dir, e.Name()))
 					}
@@ -879,7 +934,7 @@ func (s *SFTP) List(ctx context.Context, prefix string, fn func(Object) error) e
 							return err
 						}
 					}
-				case e.Mode().IsRegular() && strings.HasPrefix(key, prefix) && names[e.Name()+sidecarSuffix]:
+				case e.Mode().IsRegular() && strings.HasPrefix(key, prefix) && names[e.Name()+sidecarSuffix] != nil:
 					objs = append(objs, Object{Key: key, Size: e.Size(), Modified: e.ModTime()})
 				}
 			}

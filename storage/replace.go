@@ -1,0 +1,141 @@
+package storage
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+)
+
+// Replacing an object of the local or SFTP store takes two renames, the
+// file's and the sidecar's: no file system renames two names at once. Put
+// renames the new file over the old one first, then the new sidecar over
+// the old one. Between the two, after a crash there or when the second
+// rename fails, the key holds the new bytes and the old sidecar, and the
+// new sidecar is still under its temp name. That name is the replace's
+// name (replaceName): it is derived from the new file's size and
+// modification time, which the rename keeps, so a reader finds it with one
+// lookup from the file it opened, and then uses it when it describes that
+// file (describes: its Content-Length and "_hash" are the file's). The
+// interrupted replace is rolled forward; the old copy is never removed
+// before the new one is complete.
+//
+// PGHoard reads the sidecar only, so it sees such a key with the old
+// metadata until the next Put of the key completes it.
+
+// replaceSep separates the base name in a replace's sidecar temp name from
+// the size and time of the file it describes.
+const replaceSep = sidecarTemp + "-r"
+
+// replaceName is the name of the sidecar temp file that describes a file
+// base of size bytes modified at mtime: "."+base+".metadata_tmp-r<size>-
+// <mtime in whole seconds>". Like every sidecar temp it is hidden from
+// PGHoard's and hoard's listings. Whole seconds are what SFTP reports, so
+// the local store and an SFTP store over the same directory name it alike.
+// Two Puts of one key in flight at once whose files have the same size and
+// second would want the same name; the second writes its sidecar under a
+// random temp name instead, and readers cannot roll that one forward (the
+// name is only a lookup: a sidecar temp is used only when it describes the
+// file).
+func replaceName(base string, size int64, mtime time.Time) string {
+	return "." + base + replaceSep + strconv.FormatInt(size, 10) + "-" + strconv.FormatInt(mtime.Unix(), 10)
+}
+
+// replaceBase returns the base name of the file a replace's sidecar temp
+// name is for.
+func replaceBase(name string) (string, bool) {
+	i := strings.LastIndex(name, replaceSep)
+	if i < 1 || name[0] != '.' {
+		return "", false
+	}
+	return name[1:i], true
+}
+
+// describes reports whether sidecar, a sidecar's bytes, records size and
+// the SHA-256 sum as the stored bytes' count and hash.
+func describes(sidecar []byte, size int64, sum []byte) bool {
+	var raw map[string]any
+	if err := json.Unmarshal(sidecar, &raw); err != nil {
+		return false
+	}
+	n, _ := raw[contentLengthKey].(string)
+	h, _ := raw[hashKey].(string)
+	return n == strconv.FormatInt(size, 10) && h == hex.EncodeToString(sum)
+}
+
+// completedSidecar returns the metadata and FileInfo of the sidecar temp
+// that completes the object file f (size and time in fi), found by its
+// replace name; ok is false when there is none or it does not describe f,
+// and the object is read with its sidecar, as it is. Only then is f's
+// content hashed, from its start whatever its offset.
+func (l *Local) completedSidecar(f *os.File, fi os.FileInfo) (md Metadata, sfi os.FileInfo, ok bool) {
+	name := filepath.Join(filepath.Dir(f.Name()), replaceName(filepath.Base(f.Name()), fi.Size(), fi.ModTime()))
+	data, sfi, err := readRegular(name)
+	if err != nil {
+		return nil, nil, false
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, fi.Size())); err != nil || !describes(data, fi.Size(), h.Sum(nil)) {
+		return nil, nil, false
+	}
+	if md, err = parseSidecar(data); err != nil {
+		return nil, nil, false
+	}
+	return md, sfi, true
+}
+
+// completedSidecar is Local's completedSidecar for the SFTP store: the
+// metadata of the sidecar temp that completes the object file p (size and
+// time in fi), when there is one and it describes p.
+func (s *SFTP) completedSidecar(c *sftp.Client, p string, fi os.FileInfo) (Metadata, bool) {
+	dir, base := path.Split(p)
+	name := dir + replaceName(base, fi.Size(), fi.ModTime())
+	if tfi, err := c.Lstat(name); err != nil || !tfi.Mode().IsRegular() || tfi.Size() > maxSidecar {
+		return nil, false
+	}
+	data, err := readAllRemote(c, name, maxSidecar)
+	if err != nil {
+		return nil, false
+	}
+	f, err := c.Open(p)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := f.WriteTo(h); err != nil || !describes(data, fi.Size(), h.Sum(nil)) {
+		return nil, false
+	}
+	md, err := parseSidecar(data)
+	return md, err == nil
+}
+
+// readAllRemote reads at most limit bytes of the file name.
+func readAllRemote(c *sftp.Client, name string, limit int64) ([]byte, error) {
+	f, err := c.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// completes reports whether the temp file name is the sidecar temp named
+// for the file it would complete; stat returns that file's FileInfo from
+// its base name (an error when there is none).
+func completes(name string, stat func(base string) (os.FileInfo, error)) bool {
+	base, ok := replaceBase(name)
+	if !ok {
+		return false
+	}
+	fi, err := stat(base)
+	return err == nil && replaceName(base, fi.Size(), fi.ModTime()) == name
+}

@@ -1,0 +1,267 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// replacer is a store whose Put replaces an object in steps: open returns
+// one over dir whose Put calls before(i) ahead of its step i (a non-nil
+// error is the step's); before is nil for a store that only reads.
+type replacer struct {
+	steps []string
+	open  func(t *testing.T, dir string, before func(i int) error) storage.Store
+}
+
+const replaceKey = "site/xlog/000000010000000000000001.partial"
+
+// A Put over an existing local object leaves a copy whose bytes and
+// metadata belong together, whichever of its steps fails and wherever it
+// crashes (see testPutReplace). The steps: the new file's rename, the
+// directory's fsync, the sidecar's rename, the directory's fsync.
+func TestLocal_PutReplace(t *testing.T) {
+	testPutReplace(t, replacer{
+		steps: []string{"RenameData", "SyncDir", "RenameSidecar", "SyncDirAgain"},
+		open: func(t *testing.T, dir string, before func(int) error) storage.Store {
+			if before == nil {
+				return storage.NewLocal(dir)
+			}
+			objDir := filepath.Join(dir, filepath.Dir(replaceKey))
+			last := -1
+			step := func(i int) error {
+				last = i
+				return before(i)
+			}
+			rename := func(oldpath, newpath string) error {
+				i := 0
+				if strings.Contains(oldpath, ".metadata_tmp") {
+					i = 2
+				}
+				if err := step(i); err != nil {
+					return err
+				}
+				return os.Rename(oldpath, newpath)
+			}
+			fsync := func(f *os.File) error {
+				if filepath.Clean(f.Name()) == objDir && (last == 0 || last == 2) {
+					if err := step(last + 1); err != nil {
+						return err
+					}
+				}
+				return f.Sync()
+			}
+			return storage.NewLocalHooked(dir, rename, fsync)
+		},
+	})
+}
+
+// The same for the SFTP store on OpenSSH's server: its steps are the new
+// file's rename and the sidecar's (SFTP cannot fsync a directory).
+func TestSFTP_PutReplace(t *testing.T) {
+	srv := storetest.SFTP(t)
+	testPutReplace(t, replacer{
+		steps: []string{"RenameData", "RenameSidecar"},
+		open: func(t *testing.T, dir string, before func(int) error) storage.Store {
+			c := srv.Config
+			c.Directory, c.Prefix = dir, ""
+			st, err := storage.Open(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			if before != nil {
+				storage.SetReplaceHook(st.(*storage.SFTP), func(oldname, _ string) error {
+					if strings.Contains(oldname, ".metadata_tmp") {
+						return before(1)
+					}
+					return before(0)
+				})
+			}
+			return st
+		},
+	})
+}
+
+// testPutReplace replaces the object "old" by "new data" with each step of
+// r's replace failing in turn, and with a crash before each step and after
+// the last (the store's files as they were then, hard links of them taken
+// by the hook, opened by another store). The old copy stays until the new
+// file is in place; from then on the new sidecar's temp file completes it.
+// checkReplaced checks each outcome.
+func testPutReplace(t *testing.T, r replacer) {
+	for i := 0; i <= len(r.steps); i++ {
+		name, want := "Done", "new data"
+		if i < len(r.steps) {
+			name = r.steps[i]
+		}
+		if i == 0 {
+			want = "old"
+		}
+		run := func(t *testing.T, at func(dir string) error) (dir string, err error) {
+			dir = t.TempDir()
+			armed := false
+			var seen []int
+			st := r.open(t, dir, func(s int) error {
+				if !armed {
+					return nil
+				}
+				seen = append(seen, s)
+				if s == i {
+					return at(dir)
+				}
+				return nil
+			})
+			ctx := context.Background()
+			if err := st.Put(ctx, replaceKey, strings.NewReader("old"), storage.Metadata{"v": "old"}); err != nil {
+				t.Fatal(err)
+			}
+			armed = true
+			err = st.Put(ctx, replaceKey, strings.NewReader("new data"), storage.Metadata{"v": "new"})
+			armed = false
+			// A failing step is the last; a crash is only a look at the files.
+			wantSeen := []int{0, 1, 2, 3}[:len(r.steps)]
+			if err != nil {
+				wantSeen = wantSeen[:i+1]
+			}
+			if !slices.Equal(seen, wantSeen) {
+				t.Errorf("Put went through steps %v, want %v", seen, wantSeen)
+			}
+			return dir, err
+		}
+		if i < len(r.steps) {
+			t.Run("Fail"+name, func(t *testing.T) {
+				dir, err := run(t, func(string) error { return syscall.EIO })
+				if !errors.Is(err, syscall.EIO) {
+					t.Fatalf("Put failing at %s = %v, want EIO", name, err)
+				}
+				checkReplaced(t, r.open(t, dir, nil), dir, want)
+			})
+		}
+		t.Run("Crash"+name, func(t *testing.T) {
+			var snap string
+			dir, err := run(t, func(dir string) error {
+				snap = snapshot(t, dir)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == len(r.steps) {
+				snap = snapshot(t, dir)
+			}
+			checkReplaced(t, r.open(t, snap, nil), snap, want)
+		})
+	}
+}
+
+// checkReplaced checks that st (over dir) holds replaceKey with content
+// want and the metadata that belongs to it, with Stat and List agreeing,
+// also after a List that finds every temp file stale; then that a Put and
+// a List leave only the object's two files.
+func checkReplaced(t *testing.T, st storage.Store, dir, want string) {
+	t.Helper()
+	ctx := context.Background()
+	wantV := map[string]string{"old": "old", "new data": "new"}[want]
+	check := func(when string) {
+		t.Helper()
+		rc, obj, err := st.Open(ctx, replaceKey)
+		if err != nil {
+			t.Fatalf("%s: no object: %v", when, err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != want || obj.Metadata["v"] != wantV || obj.Size != int64(len(want)) {
+			t.Errorf("%s: Open = %q (size %d) with %v, want %q with v=%s", when, b, obj.Size, obj.Metadata, want, wantV)
+		}
+		o, err := st.Stat(ctx, replaceKey)
+		if err != nil || o.Size != obj.Size || o.Metadata["v"] != obj.Metadata["v"] || !o.Changed.Equal(obj.Changed) {
+			t.Errorf("%s: Stat = %+v, %v; Open said %+v", when, o, err, obj)
+		}
+		var listed []storage.Object
+		if err := st.List(ctx, "site/", func(o storage.Object) error { listed = append(listed, o); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(listed) != 1 || listed[0].Key != replaceKey || listed[0].Size != obj.Size {
+			t.Errorf("%s: List = %+v, want %s of %d bytes", when, listed, replaceKey, obj.Size)
+		}
+	}
+	check("after the replace")
+	objDir := filepath.Join(dir, filepath.Dir(replaceKey))
+	ageTemps(t, st, objDir)
+	check("after a List of stale temp files")
+	if err := st.Put(ctx, replaceKey, strings.NewReader("next"), storage.Metadata{"v": "next"}); err != nil {
+		t.Fatal(err)
+	}
+	ageTemps(t, st, objDir)
+	entries, err := os.ReadDir(objDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if base := filepath.Base(replaceKey); !slices.Equal(names, []string{base, base + ".metadata"}) {
+		t.Errorf("after the next Put and List the directory holds %v, want the object's two files", names)
+	}
+}
+
+// ageTemps sets the modification time of the temp files in dir (hidden:
+// their names start with a dot) back past StaleTempAge, then Lists st,
+// which removes the stale ones.
+func ageTemps(t *testing.T, st storage.Store, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-storage.StaleTempAge - time.Hour)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			if err := os.Chtimes(filepath.Join(dir, e.Name()), old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.List(context.Background(), "", func(storage.Object) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot returns a new directory holding hard links to every file
+// under root: the files a crash at this moment leaves (Put fsynced them).
+func snapshot(t *testing.T, root string) string {
+	t.Helper()
+	snap := t.TempDir()
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(snap, rel), 0o755)
+		}
+		return os.Link(p, filepath.Join(snap, rel))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
