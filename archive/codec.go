@@ -77,6 +77,11 @@ type Stored struct {
 	PlainSize  int64            // bytes read from the source
 	StoredSize int64            // bytes stored, after compression and encryption
 	Metadata   storage.Metadata // the metadata stored with the object
+	// HMAC is an encrypted object's HMAC-SHA256 trailer (crypto.Writer.Tag),
+	// which identifies it: a backup's control object records its chunks'
+	// (ManifestChunk.HMAC) and DecodeExpected checks them. nil when the
+	// object is not encrypted.
+	HMAC []byte
 }
 
 // DecodeError reports an object whose stored bytes do not decode to what
@@ -176,16 +181,7 @@ var errUploadEnded = errors.New("upload ended")
 // Integrity failures surface as *DecodeError from Open or from Read, at EOF
 // at the latest: read to EOF before trusting the bytes.
 func (c *Codec) Open(ctx context.Context, st storage.Store, key string) (io.ReadCloser, storage.Metadata, error) {
-	rc, obj, err := st.Open(ctx, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", key, err)
-	}
-	dec, err := c.decode(key, rc, obj.Metadata, obj.Changed)
-	if err != nil {
-		rc.Close()
-		return nil, obj.Metadata, err
-	}
-	return &closeBoth{ReadCloser: dec, under: rc}, obj.Metadata, nil
+	return c.OpenExpected(ctx, st, key, "")
 }
 
 // Decode is Open on a stream the caller has already opened: r holds the
@@ -226,7 +222,8 @@ func (c *Codec) checkEncrypted(key string, written time.Time) error {
 
 func (c *Codec) decode(key string, r io.Reader, md storage.Metadata, written time.Time) (io.ReadCloser, error) {
 	stored := &errReader{r: r}
-	var src, dec io.Reader = stored, nil
+	var src io.Reader = stored
+	var dec *crypto.Reader
 	if kid := md[MetaEncryptionKeyID]; kid != "" {
 		priv := c.PrivateKeys[kid]
 		if priv == nil {
@@ -328,10 +325,13 @@ type decoder struct {
 	// check the HMAC when decompression fails: altered ciphertext usually
 	// shows as corrupt compressed data first, and ErrTampered is the
 	// truer report.
-	decrypt io.Reader
-	want    int64 // original-file-size, or -1
-	n       int64
-	err     error
+	decrypt *crypto.Reader
+	// hmac, when not nil, is the HMAC trailer the object must have
+	// (DecodeExpected).
+	hmac []byte
+	want int64 // original-file-size, or -1
+	n    int64
+	err  error
 }
 
 func (d *decoder) Read(p []byte) (int, error) {
@@ -347,6 +347,8 @@ func (d *decoder) Read(p []byte) (int, error) {
 		d.n = d.want
 	case err == io.EOF && d.want >= 0 && d.n != d.want:
 		err = fmt.Errorf("decoded %d bytes, original-file-size says %d", d.n, d.want)
+	case err == io.EOF && d.hmac != nil:
+		err = d.checkHMAC()
 	}
 	switch {
 	case err == nil:

@@ -151,6 +151,7 @@ func TestManifest_Validate(t *testing.T) {
 		{},
 		{Chunks: []ManifestChunk{chunk("b/b.00000001.pghoard"), chunk("b/b.00000002.pghoard")},
 			Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/srv/ts", OID: 16400}, "empty": {OID: 16401}}},
+		{Chunks: []ManifestChunk{{ChunkFilename: "b/c", InputSize: 1, HMAC: strings.Repeat("0a", 32)}}},
 	}
 	for _, m := range ok {
 		if err := m.Validate(); err != nil {
@@ -168,6 +169,8 @@ func TestManifest_Validate(t *testing.T) {
 		"ChunkTwice":        {Chunks: []ManifestChunk{chunk("b/c"), chunk("b/c")}},
 		"ChunkNoInputSize":  {Chunks: []ManifestChunk{{ChunkFilename: "b/c"}}},
 		"ChunkNegative":     {Chunks: []ManifestChunk{{ChunkFilename: "b/c", InputSize: 1, ResultSize: -1}}},
+		"ChunkHMACShort":    {Chunks: []ManifestChunk{{ChunkFilename: "b/c", InputSize: 1, HMAC: "0a0b"}}},
+		"ChunkHMACNotHex":   {Chunks: []ManifestChunk{{ChunkFilename: "b/c", InputSize: 1, HMAC: strings.Repeat("zz", 32)}}},
 		"SpcRelative":       {Tablespaces: map[string]ManifestTablespace{"ts": {Path: "srv/ts", OID: 1}}},
 		"SpcUnclean":        {Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/srv/../etc", OID: 1}}},
 		"SpcRoot":           {Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/", OID: 1}}},

@@ -64,6 +64,13 @@ type ManifestChunk struct {
 	InputSize     int64    `json:"input_size"`
 	ResultSize    int64    `json:"result_size"`
 	Files         []string `json:"files"`
+	// HMAC is hoard's addition (PGHoard ignores it): the hex HMAC-SHA256
+	// trailer of the encrypted chunk object as stored (Stored.HMAC), which
+	// identifies it, so that restore and verify refuse an authentic chunk
+	// of another backup copied under this one's name (DecodeExpected).
+	// "" for an unencrypted chunk, and in backups of PGHoard and of hoard
+	// versions that did not record it.
+	HMAC string `json:"hoard_hmac,omitempty"`
 }
 
 // HoardManifest holds what hoard records beyond PGHoard's fields.
@@ -241,11 +248,12 @@ func (c *boundedChunks) UnmarshalJSON(data []byte) error {
 			InputSize     int64    `json:"input_size"`
 			ResultSize    int64    `json:"result_size"`
 			Files         skipJSON `json:"files"`
+			HMAC          string   `json:"hoard_hmac"`
 		}
 		if err := dec.Decode(&in); err != nil {
 			return fmt.Errorf("chunk %d: %w", len(*c), err)
 		}
-		*c = append(*c, ManifestChunk{ChunkFilename: in.ChunkFilename, InputSize: in.InputSize, ResultSize: in.ResultSize})
+		*c = append(*c, ManifestChunk{ChunkFilename: in.ChunkFilename, InputSize: in.InputSize, ResultSize: in.ResultSize, HMAC: in.HMAC})
 	}
 	return nil
 }
@@ -291,7 +299,8 @@ var ErrBadManifest = errors.New("invalid backup manifest")
 // Validate checks what restore and verify build on, since the manifest
 // comes from storage: every chunk name is a relative path that stays under
 // basebackup_chunk/ (no "..", no absolute or empty part) and appears once,
-// with a positive input_size and a result_size that is not negative; every
+// with a positive input_size, a result_size that is not negative and a
+// hoard_hmac that is absent or 64 hex digits; every
 // tablespace name is one path element, every OID positive and distinct, and
 // every path absolute and clean ("" is allowed here: restore then needs a
 // directory for it).
@@ -313,6 +322,9 @@ func (m *Manifest) Validate() error {
 		}
 		if c.ResultSize < 0 {
 			return bad("chunk %q: result_size %d is negative", c.ChunkFilename, c.ResultSize)
+		}
+		if _, err := parseHMAC(c.HMAC); err != nil {
+			return bad("chunk %q: %v", c.ChunkFilename, err)
 		}
 	}
 	oids := map[uint32]string{}

@@ -27,6 +27,7 @@ type Upload struct {
 	bw   *bufio.Writer           // gathers the stored bytes for pw
 	out  *storage.CountingWriter // stored bytes
 	sink io.WriteCloser
+	enc  *crypto.Writer // the envelope, when the object is encrypted
 	cw   io.WriteCloser
 	n    int64 // plaintext bytes written
 
@@ -136,7 +137,8 @@ func (c *Codec) newUpload(ctx context.Context, st storage.Store, store func(cont
 	}
 	u.sink = nopWriteCloser{u.out}
 	if enc {
-		u.sink = crypto.NewWriter(u.out, c.PublicKey)
+		u.enc = crypto.NewWriter(u.out, c.PublicKey)
+		u.sink = u.enc
 	}
 	// Fail before the upload starts on an algorithm we cannot write.
 	if !compress.Known(c.Compression) {
@@ -247,7 +249,11 @@ func (u *Upload) Close() (Stored, error) {
 		return Stored{}, fmt.Errorf("put %s: store returned before reading the whole object", u.key)
 	}
 	u.err = errors.New("write after close")
-	return Stored{PlainSize: u.n, StoredSize: u.out.N, Metadata: u.meta}, nil
+	st := Stored{PlainSize: u.n, StoredSize: u.out.N, Metadata: u.meta}
+	if u.enc != nil {
+		st.HMAC = u.enc.Tag()
+	}
+	return st, nil
 }
 
 // deleteShort deletes the object of a store that returned success

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -389,6 +390,7 @@ func (c *chunker) manifestChunks() ([]archive.ManifestChunk, error) {
 			InputSize:     ch.input,
 			ResultSize:    ch.stored.StoredSize,
 			Files:         ch.files,
+			HMAC:          hex.EncodeToString(ch.stored.HMAC),
 		})
 	}
 	return out, nil

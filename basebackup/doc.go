@@ -127,7 +127,8 @@
 //
 //	.pghoard_tar_metadata.json   archive.Manifest: PGHoard's fields (times,
 //	                             WAL segments, pgdata, tablespaces, chunks with
-//	                             input_size, result_size and files) and the
+//	                             input_size, result_size and files; hoard_hmac,
+//	                             the HMAC trailer of an encrypted chunk) and the
 //	                             "hoard" block (LSNs, timelines, system id,
 //	                             segment size, version, pg_manifest=true)
 //	pgdata/global/pg_control

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -356,6 +357,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	for _, r := range results {
 		oc.chunks = append(oc.chunks, archive.ManifestChunk{
 			ChunkFilename: r.filename, InputSize: r.input, ResultSize: r.stored.StoredSize, Files: r.files,
+			HMAC: hex.EncodeToString(r.stored.HMAC),
 		})
 		pgFiles = append(pgFiles, r.pgFiles...)
 	}

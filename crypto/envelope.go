@@ -54,12 +54,13 @@ type Writer struct {
 	mac hash.Hash
 	buf []byte
 	err error
+	tag []byte // the trailer, once written
 }
 
 // NewWriter returns a writer that encrypts into w for the holder of pub's
 // private key. Close writes the HMAC trailer and never closes w. Errors of
 // key wrapping (a key too small, say) surface from the first Write.
-func NewWriter(w io.Writer, pub *rsa.PublicKey) io.WriteCloser {
+func NewWriter(w io.Writer, pub *rsa.PublicKey) *Writer {
 	return &Writer{w: w, pub: pub}
 }
 
@@ -134,11 +135,20 @@ func (e *Writer) Close() error {
 	if e.mac == nil {
 		return nil
 	}
-	if _, err := e.w.Write(e.mac.Sum(nil)); err != nil {
+	tag := e.mac.Sum(nil)
+	if _, err := e.w.Write(tag); err != nil {
 		return fmt.Errorf("encrypt: write tag: %w", err)
 	}
+	e.tag = tag
 	return nil
 }
+
+// Tag returns the HMAC-SHA256 trailer Close wrote: nil before a Close
+// that succeeded, and for an empty stream. The HMAC key is random per
+// object, so no two objects share a tag, and nobody without the private
+// key can make an object that verifies with a given tag: the tag
+// identifies the object (see Reader.Tag).
+func (e *Writer) Tag() []byte { return e.tag }
 
 // Reader decrypts a pghoa1 envelope as a stream in constant memory. The
 // HMAC covers the whole ciphertext (a.4), so Read hands out plaintext that
@@ -154,13 +164,14 @@ type Reader struct {
 	s, e int
 	eof  bool
 	err  error
+	tag  []byte // the trailer, once verified
 }
 
 // NewReader returns a reader of the plaintext in the envelope r, decrypted
 // with priv. Every integrity failure is an error wrapping ErrTampered, from
 // Read at EOF at the latest; io.EOF is returned only after the HMAC has
 // been checked. A 0-byte object reads as empty (a.1).
-func NewReader(r io.Reader, priv *rsa.PrivateKey) io.Reader {
+func NewReader(r io.Reader, priv *rsa.PrivateKey) *Reader {
 	return &Reader{r: r, priv: priv}
 }
 
@@ -270,5 +281,12 @@ func (d *Reader) verify() error {
 	if !hmac.Equal(d.mac.Sum(nil), d.buf[d.s:d.e]) {
 		return tampered("hmac mismatch")
 	}
+	d.tag = append([]byte(nil), d.buf[d.s:d.e]...)
 	return io.EOF
 }
+
+// Tag returns the object's HMAC-SHA256 trailer once Read has returned
+// io.EOF, that is once it verified; nil before, and for a 0-byte object.
+// Comparing it with the tag a Writer reported tells whether this is the
+// very object that writer stored.
+func (d *Reader) Tag() []byte { return d.tag }

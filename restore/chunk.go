@@ -75,7 +75,8 @@ func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Ar
 // stored bytes may not pass the manifest's result_size, nor the decoded
 // ones its input_size: either is an error as soon as it happens, so a
 // compression bomb is stopped at the size the manifest declares; at the
-// end both must match exactly.
+// end both must match exactly, and the object must be the one the
+// manifest's hoard_hmac names, when it names one.
 func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extractor, key string, c archive.ManifestChunk, buf []byte, total *atomic.Int64, made *madeFiles) (n int64, err error) {
 	octx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -89,7 +90,10 @@ func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extra
 		storedMax = -1 // not recorded
 	}
 	stored := &sizedReader{r: rc, max: storedMax, what: "stored bytes, over the manifest's result_size"}
-	dec, err := src.Codec.DecodeObject(key, stored, md)
+	// The control object records which object each chunk is (its HMAC):
+	// an authentic chunk of another backup copied under this name fails at
+	// its end, before the chunk counts as restored.
+	dec, err := src.Codec.DecodeExpected(key, stored, md, c.HMAC)
 	if err != nil {
 		return 0, err
 	}

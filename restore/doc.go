@@ -36,7 +36,10 @@
 // link is followed out of it. A member may not declare more bytes than its
 // chunk has left of the manifest's input_size, and a chunk may not decode
 // to more than its input_size nor store more than its result_size: both
-// are stopped as they happen (ErrSizeMismatch). The only links a restore
+// are stopped as they happen (ErrSizeMismatch). A chunk whose manifest
+// entry records its HMAC (hoard_hmac) must be that very object: an
+// authentic chunk of another backup copied under its name fails at its
+// end (archive.ErrWrongObject). The only links a restore
 // makes are pg_tblspc/<oid>, to the tablespace directories.
 //
 // pg_control exists only in the control tar, which Run reads again and

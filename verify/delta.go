@@ -131,7 +131,7 @@ func (c *checker) statDeltaObject(ctx context.Context, key string) error {
 // its files' file_size): it must decode to exactly that many bytes, whose
 // BLAKE2s-256 is its name, as restore requires.
 func (c *checker) decodeDeltaObject(ctx context.Context, key string, o *deltaObject) error {
-	rc, err := c.open(ctx, key)
+	rc, err := c.open(ctx, key, "")
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,8 @@
 //
 // Run checks every basebackup of a site: its control object decodes and its
 // manifest parses, every chunk exists with the recorded size (or, with
-// Full, decodes to its recorded size with its integrity checks), and the
+// Full, decodes to its recorded size with its integrity checks and is the
+// object its recorded HMAC names, when the manifest records one), and the
 // WAL from the backup's start continues without a gap, along the timelines
 // recovery follows (the .history files), through the newest stored
 // segment. The Report gives per backup whether it is restorable and how

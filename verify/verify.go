@@ -476,10 +476,11 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 	return list, nil
 }
 
-// open opens object key for decoding; an object that is not there is
-// reported as missing.
-func (c *checker) open(ctx context.Context, key string) (io.ReadCloser, error) {
-	rc, _, err := c.a.Codec.Open(ctx, c.a.Store, key)
+// open opens object key for decoding, checking its HMAC against hmac
+// unless it is "" (archive.DecodeExpected); an object that is not there
+// is reported as missing.
+func (c *checker) open(ctx context.Context, key, hmac string) (io.ReadCloser, error) {
+	rc, _, err := c.a.Codec.OpenExpected(ctx, c.a.Store, key, hmac)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errors.New("missing")
 	}
@@ -570,7 +571,7 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 	if err := c.statChunk(ctx, key, ch); err != nil {
 		return err
 	}
-	rc, err := c.open(ctx, key)
+	rc, err := c.open(ctx, key, ch.HMAC)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
@@ -103,7 +105,8 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: fn, InputSize: int64(len(tr)), ResultSize: st.StoredSize})
+		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: fn, InputSize: int64(len(tr)), ResultSize: st.StoredSize,
+			HMAC: hex.EncodeToString(st.HMAC)})
 	}
 	js, err := m.Marshal()
 	if err != nil {
@@ -321,6 +324,35 @@ func TestRun_ErrChunkStoredSize(t *testing.T) {
 		if rep.OK() || !strings.Contains(problems(rep), "chunk "+key+": stored size") {
 			t.Errorf("full=%v: OK=%v problems:\n%s", full, rep.OK(), problems(rep))
 		}
+	}
+}
+
+// TestRun_ErrChunkSwapped: an authentic chunk of another backup of the
+// site (of the same sizes) copied over a chunk passes the quick check,
+// which compares sizes, and is named by --full: the control object
+// records each chunk's HMAC.
+func TestRun_ErrChunkSwapped(t *testing.T) {
+	k, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd,
+		KeyID: "k", PublicKey: &k.PublicKey, PrivateKeys: map[string]*rsa.PrivateKey{"k": k}})
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putBackup(t, a, "b2", 1, 3, 4, t0.Add(time.Hour))
+	putSegments(t, a, 1, 2, 4)
+	key := a.Layout.ChunkKey(archive.ChunkFilename("b2", 2))
+	archivetest.CopyObject(t, a.Store, a.Layout.ChunkKey(archive.ChunkFilename("b1", 2)), key)
+	if rep := run(t, a, false); !rep.OK() {
+		t.Fatalf("quick check:\n%s", problems(rep))
+	}
+	rep := run(t, a, true)
+	if rep.OK() || rep.Backups[1].Status != StatusBroken || !strings.Contains(problems(rep), "chunk "+key+": ") ||
+		!strings.Contains(problems(rep), archive.ErrWrongObject.Error()) {
+		t.Fatalf("full: OK=%v problems:\n%s", rep.OK(), problems(rep))
+	}
+	if rep.Backups[0].Status == StatusBroken {
+		t.Errorf("the backup the chunk came from is broken:\n%s", problems(rep))
 	}
 }
 

@@ -1,0 +1,73 @@
+package archivetest
+
+import (
+	"context"
+	"path"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// SwapChunks plays someone who can write the bucket but holds no key: for
+// each chunk object of backup to, it looks among the chunk objects of
+// backup from for one of the same stored size and original-file-size
+// metadata (what the manifest's result_size and input_size can be
+// checked against), the one of the same number first, and copies it,
+// bytes and metadata, over to's chunk. It returns the keys written over.
+func SwapChunks(t testing.TB, a *archive.Archive, from, to string) []string {
+	t.Helper()
+	ctx := context.Background()
+	list := func(backup string) []storage.Object {
+		var out []storage.Object
+		dir := a.Layout.ChunkKey(archive.BackupName(backup) + "/")
+		if err := a.Store.List(ctx, dir, func(o storage.Object) error {
+			st, err := a.Store.Stat(ctx, o.Key)
+			out = append(out, st)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	olds := list(from)
+	var swapped []string
+	for _, n := range list(to) {
+		var pick *storage.Object
+		for i, o := range olds {
+			if o.Size != n.Size || o.Metadata[archive.MetaOriginalFileSize] != n.Metadata[archive.MetaOriginalFileSize] {
+				continue
+			}
+			if pick == nil || chunkNumber(o.Key) == chunkNumber(n.Key) {
+				pick = &olds[i]
+			}
+		}
+		if pick == nil {
+			continue
+		}
+		CopyObject(t, a.Store, pick.Key, n.Key)
+		swapped = append(swapped, n.Key)
+	}
+	return swapped
+}
+
+// chunkNumber is the number a chunk's name ends with: "00000002" of
+// <bb>/<bb>.00000002.pghoard.
+func chunkNumber(key string) string {
+	return path.Ext(strings.TrimSuffix(key, ".pghoard"))
+}
+
+// CopyObject stores the object from, bytes and metadata, under key to.
+func CopyObject(t testing.TB, st storage.Store, from, to string) {
+	t.Helper()
+	ctx := context.Background()
+	rc, o, err := st.Open(ctx, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := st.Put(ctx, to, rc, o.Metadata); err != nil {
+		t.Fatalf("copy %s over %s: %v", from, to, err)
+	}
+}
