@@ -25,11 +25,11 @@ import (
 // modification time, which the rename keeps, so a reader finds it with one
 // lookup from the file it opened, and then uses it when it describes that
 // file (describes: its Content-Length and "_hash" are the file's). The
-// interrupted replace is rolled forward; the old copy is never removed
-// before the new one is complete.
+// interrupted replace is rolled forward: the key always holds a complete
+// copy, the old one until the new file is in place, then the new one.
 //
 // PGHoard reads the sidecar only, so it sees such a key with the old
-// metadata until the next Put of the key completes it.
+// metadata until the next Put of the key.
 
 // replaceSep separates the base name in a replace's sidecar temp name from
 // the size and time of the file it describes.
