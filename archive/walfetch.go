@@ -197,7 +197,7 @@ func (a *Archive) fetchKey(ctx context.Context, hist *Archive, key, name string,
 		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	if err := dir.Rename(tmpName, destName); err != nil {
-		return h, fmt.Errorf("fetch %s: %w", name, err)
+		return h, fmt.Errorf("fetch %s: in %s: %w", name, dir.Name(), err)
 	}
 	committed = true
 	if err := syncRoot(dir); err != nil {
@@ -376,7 +376,11 @@ func createTemp(dir *os.Root, prefix string) (*os.File, string, error) {
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
-		return f, name, err
+		if err != nil {
+			// The error names the file relative to dir only.
+			return nil, "", fmt.Errorf("create a temporary file in %s: %w", dir.Name(), err)
+		}
+		return f, name, nil
 	}
 	return nil, "", fmt.Errorf("create a temporary file %s* in %s: too many tries", prefix, dir.Name())
 }

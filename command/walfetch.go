@@ -69,7 +69,8 @@ EXIT STATUS:
         that may not exist: the next timeline's history, the segment after the last)
    255  anything else: storage unreachable, a damaged or tampered object, a missing key,
         a bad page header, a segment --archived-through says was archived and that is
-        gone now, bad arguments or configuration. PostgreSQL then stops
+        gone now, a full or read-only pg_wal (nothing is left there), bad arguments or
+        configuration. PostgreSQL then stops
         recovery with an error instead of ending it early with WAL missing.`,
 		Flags: append(siteFlags(),
 			&cli.StringFlag{Name: "archived-through", Usage: "the restore found every segment up to `SEGMENT` archived: one of them missing now stops recovery (exit 255)"},

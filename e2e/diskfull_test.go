@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRecoveryStopsOnFullPgWAL restores a backup whose pg_wal is on a
+// full tmpfs and starts PostgreSQL on it: hoard wal-fetch cannot write
+// the segment and must exit 255, so that PostgreSQL stops with an error
+// instead of taking the segment as missing and promoting without the rows
+// after it; nothing may be left in pg_wal. Once space is freed, the same
+// directory recovers every row.
+func TestRecoveryStopsOnFullPgWAL(t *testing.T) {
+	const major = 15
+	s := newSite(t, siteOptions{})
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+	s.use(src)
+	src.Exec(t, "create table t (id int primary key)")
+	s.mustHoard("basebackup", "--fast")
+	switchAndWaitArchived(t, src)
+	src.Exec(t, "insert into t select generate_series(1, 1000)")
+	switchAndWaitArchived(t, src)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	s.mustHoard("restore", "--target-dir", dir)
+	// pg_wal on a tmpfs (as initdb --waldir makes it) with 256 KiB free.
+	walDir := pgtest.MountTmpfs(t, 96)
+	if err := os.RemoveAll(filepath.Join(dir, "pg_wal")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(walDir, filepath.Join(dir, "pg_wal")); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(walDir, "filler")
+	fill(t, filler, 256<<10)
+
+	c, err := pgtest.TryStartDataDir(t, major, dir, noArchiving)
+	if err == nil {
+		if promoted := waitRecoveryEnd(t, c, 3*time.Minute); promoted {
+			t.Fatalf("PostgreSQL promoted with %s rows of 1000 while pg_wal was full", c.QueryString(t, "select count(*) from t"))
+		}
+		c.Stop(t)
+	}
+	log := c.Log()
+	if !strings.Contains(log, "no space left on device") || !strings.Contains(log, "exit code 255") {
+		t.Errorf("recovery stopped, but the log does not show wal-fetch failing on the full disk with 255:\n%s", tailLines(log, 30))
+	}
+	if strings.Contains(log, "database system is ready to accept connections") {
+		t.Errorf("PostgreSQL came up as a primary:\n%s", tailLines(log, 30))
+	}
+	ents, err := os.ReadDir(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "filler" && e.Name() != "hoard-prefetch" && e.Name() != "archive_status" {
+			t.Errorf("pg_wal holds %s after the failed fetches", e.Name())
+		}
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	c.Start(t)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got := c.QueryString(t, "select count(*) from t"); got != "1000" {
+		t.Errorf("restored rows = %s, want 1000", got)
+	}
+}
+
+// fill creates the file path taking all but leave bytes of its file
+// system's free space.
+func fill(t *testing.T, path string, leave int64) {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize-leave); err != nil {
+		t.Fatal(err)
+	}
+}
