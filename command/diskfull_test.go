@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -30,17 +32,15 @@ func runErr(t *testing.T, args ...string) (int, string) {
 	return ExitCode(err), ErrorMessage(err)
 }
 
-// fillTmpfs mounts a tmpfs of sizeMB MiB and fills it with a file
-// (returned) so that only leave bytes stay free.
-func fillTmpfs(t *testing.T, sizeMB int, leave int64) (dir, filler string) {
+// fillFile creates the file path taking all but leave bytes of its file
+// system's free space.
+func fillFile(t *testing.T, path string, leave int64) {
 	t.Helper()
-	dir = pgtest.MountTmpfs(t, sizeMB)
 	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
+	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
 		t.Fatal(err)
 	}
-	filler = filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
+	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,6 @@ func fillTmpfs(t *testing.T, sizeMB int, leave int64) (dir, filler string) {
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize-leave); err != nil {
 		t.Fatal(err)
 	}
-	return dir, filler
 }
 
 // dirNames lists the names in dir.
@@ -72,7 +71,9 @@ func dirNames(t *testing.T, dir string) []string {
 // segment.
 func TestWALFetch_DiskFull(t *testing.T) {
 	const name = "000000010000000000000003"
-	pgwal, filler := fillTmpfs(t, 2, 256<<10)
+	pgwal := pgtest.MountTmpfs(t, 2)
+	filler := filepath.Join(pgwal, "filler")
+	fillFile(t, filler, 256<<10)
 	store := t.TempDir()
 	cfg := writeSiteConfig(t, localConfig(store))
 	seg := pushSegment(t, cfg, name)
@@ -135,4 +136,124 @@ func pushSegment(t *testing.T, cfg, name string) []byte {
 		t.Fatalf("wal-push: exit %d, %s", code, msg)
 	}
 	return seg
+}
+
+// wal-push into a local store on a full, then read-only, file system
+// exits 1 (PostgreSQL keeps the segment and retries) with an error naming
+// the store's path, leaves no temporary file, and keeps the objects
+// already stored intact; once space is freed the same push succeeds.
+func TestWALPush_DiskFull(t *testing.T) {
+	const stored, next = "000000010000000000000003", "000000010000000000000004"
+	store := pgtest.MountTmpfs(t, 4)
+	cfg := writeSiteConfig(t, localConfig(store))
+	seg := pushSegment(t, cfg, stored)
+	filler := filepath.Join(store, "filler")
+	fillFile(t, filler, 16<<10)
+	before := storeFiles(t, store)
+	src := filepath.Join(t.TempDir(), next)
+	if err := os.WriteFile(src, waltest.Segment(t, next, 1<<20, 4), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := func(t *testing.T, want string) {
+		t.Helper()
+		code, msg := runErr(t, "--config", cfg, "wal-push", src)
+		t.Log(msg)
+		if code != ExitFailure || !strings.Contains(msg, want) || !strings.Contains(msg, store) {
+			t.Errorf("wal-push: exit %d, %q; want %d and an error naming %s and %q", code, msg, ExitFailure, store, want)
+		}
+		if got := storeFiles(t, store); !slices.Equal(got, before) {
+			t.Errorf("the store holds %v after the failed push, want %v", got, before)
+		}
+		dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+		if code, msg := runErr(t, "--config", cfg, "wal-fetch", stored, dest); code != ExitOK {
+			t.Fatalf("wal-fetch of the stored segment: exit %d, %s", code, msg)
+		}
+		if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, seg) {
+			t.Errorf("the stored segment changed: %d bytes (%v)", len(got), err)
+		}
+	}
+	t.Run("ErrFull", func(t *testing.T) { check(t, "no space left on device") })
+	t.Run("ErrReadOnly", func(t *testing.T) {
+		remount(t, store, "ro")
+		defer remount(t, store, "rw")
+		check(t, "read-only file system")
+	})
+	t.Run("OKFreed", func(t *testing.T) {
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		if code, msg := runErr(t, "--config", cfg, "wal-push", src); code != ExitOK {
+			t.Fatalf("wal-push: exit %d, %s", code, msg)
+		}
+	})
+}
+
+// storeFiles lists the files under dir, sorted, by their paths relative
+// to it.
+func storeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		out = append(out, rel)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// create-keys adding a key pair to a configuration file on a full, then
+// read-only, file system exits 1 naming the file and the cause, and leaves
+// the file as it was with no temporary file beside it: never half a
+// private key under the configuration's name. Once space is freed it adds
+// the key.
+func TestCreateKeys_DiskFull(t *testing.T) {
+	dir := pgtest.MountTmpfs(t, 1)
+	data, err := os.ReadFile(writeSiteConfig(t, localConfig(t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "hoard.json")
+	if err := os.WriteFile(cfg, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	fillFile(t, filler, 0)
+	check := func(t *testing.T, want string) {
+		t.Helper()
+		code, msg := runErr(t, "--config", cfg, "create-keys", "--key-id", "k1", "--bits", "2048")
+		t.Log(msg)
+		if code != ExitFailure || !strings.Contains(msg, cfg) || !strings.Contains(msg, want) {
+			t.Errorf("create-keys: exit %d, %q; want %d and an error naming %s and %q", code, msg, ExitFailure, cfg, want)
+		}
+		if got, err := os.ReadFile(cfg); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("the configuration file changed (%v)", err)
+		}
+		if names := dirNames(t, dir); !slices.Equal(names, []string{"filler", "hoard.json"}) {
+			t.Errorf("the directory holds %v, want only the filler and hoard.json", names)
+		}
+	}
+	t.Run("ErrFull", func(t *testing.T) { check(t, "no space left on device") })
+	t.Run("ErrReadOnly", func(t *testing.T) {
+		remount(t, dir, "ro")
+		defer remount(t, dir, "rw")
+		check(t, "read-only file system")
+	})
+	t.Run("OKFreed", func(t *testing.T) {
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		if code, msg := runErr(t, "--config", cfg, "create-keys", "--key-id", "k1", "--bits", "2048"); code != ExitOK {
+			t.Fatalf("create-keys: exit %d, %s", code, msg)
+		}
+		if got, err := os.ReadFile(cfg); err != nil || !bytes.Contains(got, []byte("PRIVATE KEY")) {
+			t.Errorf("the configuration file has no private key (%v)", err)
+		}
+	})
 }

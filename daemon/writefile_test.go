@@ -1,9 +1,17 @@
 package daemon
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
 )
 
 func TestWriteFileAtomic(t *testing.T) {
@@ -54,5 +62,75 @@ func assertOnly(t *testing.T, dir, name string) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("%s holds %v, want only %s", dir, names, name)
+	}
+}
+
+// TestWriteStateFile_ErrDiskFull: the state file on a full, then
+// read-only, file system is not written: the error names it, the last
+// state stays whole and no temporary file is left; with room again it is
+// written.
+func TestWriteStateFile_ErrDiskFull(t *testing.T) {
+	dir := pgtest.MountTmpfs(t, 1)
+	path := filepath.Join(dir, "state.json")
+	if err := writeStateFile(path, Status{}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := Status{Sites: map[string]SiteStatus{}}
+	for i := range 100 {
+		big.Sites[strconv.Itoa(i)] = SiteStatus{}
+	}
+	check := func(t *testing.T, want string) {
+		t.Helper()
+		err := writeStateFile(path, big)
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) {
+			t.Errorf("writeStateFile = %v, want an error naming %s and %q", err, path, want)
+		}
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, old) {
+			t.Errorf("the state file changed (%v)", err)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil || len(entries) != 2 {
+			t.Errorf("the directory holds %d entries (%v), want the state file and the filler", len(entries), err)
+		}
+	}
+	t.Run("ErrFull", func(t *testing.T) { check(t, "no space left on device") })
+	t.Run("ErrReadOnly", func(t *testing.T) {
+		remount(t, dir, "ro")
+		defer remount(t, dir, "rw")
+		check(t, "read-only file system")
+	})
+	t.Run("OKFreed", func(t *testing.T) {
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeStateFile(path, big); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// remount remounts the file system at dir with opts (ro, rw).
+func remount(t *testing.T, dir, opts string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,"+opts, dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount %s %s: %v: %s", dir, opts, err, out)
 	}
 }
