@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,6 +74,54 @@ func TestRecoveryStopsOnFullPgWAL(t *testing.T) {
 	c.WaitRecoveryDone(t, 3*time.Minute)
 	if got := c.QueryString(t, "select count(*) from t"); got != "1000" {
 		t.Errorf("restored rows = %s, want 1000", got)
+	}
+}
+
+// TestRestore_DiskFull runs hoard restore into a tmpfs too small for the
+// backup: it refuses before writing, exit 1, naming the directory and
+// --skip-space-check; with that flag it fills the disk, exit 1, saying the
+// directory is incomplete; after the tmpfs grows, --overwrite restores a
+// cluster that starts with every row.
+func TestRestore_DiskFull(t *testing.T) {
+	const major = 15
+	s := newSite(t, siteOptions{})
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+	s.use(src)
+	src.Exec(t, "create table t (id int primary key, pad text)")
+	src.Exec(t, "insert into t select i, repeat(md5(i::text), 4) from generate_series(1, 100000) i")
+	s.mustHoard("basebackup", "--fast")
+	switchAndWaitArchived(t, src)
+
+	mnt := pgtest.MountTmpfs(t, 16)
+	dir := filepath.Join(mnt, "data")
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"does not fit", dir, "MiB free", "--skip-space-check"}},
+		{[]string{"--skip-space-check"}, []string{"no space left on device", "incomplete", "MiB free"}},
+	} {
+		_, stderr, err := s.hoard(append([]string{"restore", "--target-dir", dir, "--overwrite"}, c.args...)...)
+		if code := exitCode(err); code != 1 {
+			t.Errorf("restore %v: exit %d, want 1", c.args, code)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("restore %v: the error does not say %q:\n%s", c.args, w, tailLines(stderr, 5))
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
+		t.Error("the failed restore left global/pg_control")
+	}
+	if out, err := exec.Command("mount", "-o", "remount,size=256m", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v: %s", err, out)
+	}
+	s.mustHoard("restore", "--target-dir", dir, "--overwrite")
+	c := pgtest.StartDataDir(t, major, dir, noArchiving)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got := c.QueryString(t, "select count(*) from t"); got != "100000" {
+		t.Errorf("restored rows = %s, want 100000", got)
 	}
 }
 
