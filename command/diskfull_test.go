@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/waltest"
@@ -32,38 +28,6 @@ func runErr(t *testing.T, args ...string) (int, string) {
 	return ExitCode(err), ErrorMessage(err)
 }
 
-// fillFile creates the file path taking all but leave bytes of its file
-// system's free space.
-func fillFile(t *testing.T, path string, leave int64) {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize-leave); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// dirNames lists the names in dir.
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // wal-fetch into a pg_wal on a full, then read-only, file system exits
 // 255 (PostgreSQL stops recovery rather than promote without the
 // segment), names the directory, and leaves neither the destination nor
@@ -73,7 +37,7 @@ func TestWALFetch_DiskFull(t *testing.T) {
 	const name = "000000010000000000000003"
 	pgwal := pgtest.MountTmpfs(t, 2)
 	filler := filepath.Join(pgwal, "filler")
-	fillFile(t, filler, 256<<10)
+	pgtest.FillDisk(t, filler, 256<<10)
 	store := t.TempDir()
 	cfg := writeSiteConfig(t, localConfig(store))
 	seg := pushSegment(t, cfg, name)
@@ -85,7 +49,7 @@ func TestWALFetch_DiskFull(t *testing.T) {
 		if code != exitWALFatal || !bytes.Contains([]byte(msg), []byte("no space left on device")) || !bytes.Contains([]byte(msg), []byte(pgwal)) {
 			t.Errorf("wal-fetch: exit %d, %q; want %d and an error naming %s and the full disk", code, msg, exitWALFatal, pgwal)
 		}
-		if names := dirNames(t, pgwal); !slices.Equal(names, []string{"filler"}) {
+		if names := pgtest.Files(t, pgwal); !slices.Equal(names, []string{"filler"}) {
 			t.Errorf("pg_wal holds %v after the failed fetch, want only the filler", names)
 		}
 	})
@@ -93,9 +57,9 @@ func TestWALFetch_DiskFull(t *testing.T) {
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
-		remount(t, pgwal, "ro")
+		pgtest.Remount(t, pgwal, "ro")
 		code, msg := runErr(t, "--config", cfg, "wal-fetch", name, dest)
-		remount(t, pgwal, "rw")
+		pgtest.Remount(t, pgwal, "rw")
 		if code != exitWALFatal || !bytes.Contains([]byte(msg), []byte(pgwal)) {
 			t.Errorf("wal-fetch: exit %d, %q; want %d and an error naming %s", code, msg, exitWALFatal, pgwal)
 		}
@@ -108,14 +72,6 @@ func TestWALFetch_DiskFull(t *testing.T) {
 			t.Errorf("fetched %d bytes (%v), want the segment's %d", len(got), err, len(seg))
 		}
 	})
-}
-
-// remount remounts the file system at dir with opts (ro, rw).
-func remount(t *testing.T, dir, opts string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-o", "remount,"+opts, dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount %s %s: %v: %s", dir, opts, err, out)
-	}
 }
 
 // localConfig is a local storage directory's configuration.
@@ -148,8 +104,8 @@ func TestWALPush_DiskFull(t *testing.T) {
 	cfg := writeSiteConfig(t, localConfig(store))
 	seg := pushSegment(t, cfg, stored)
 	filler := filepath.Join(store, "filler")
-	fillFile(t, filler, 16<<10)
-	before := storeFiles(t, store)
+	pgtest.FillDisk(t, filler, 16<<10)
+	before := pgtest.Files(t, store)
 	src := filepath.Join(t.TempDir(), next)
 	if err := os.WriteFile(src, waltest.Segment(t, next, 1<<20, 4), 0o600); err != nil {
 		t.Fatal(err)
@@ -161,7 +117,7 @@ func TestWALPush_DiskFull(t *testing.T) {
 		if code != ExitFailure || !strings.Contains(msg, want) || !strings.Contains(msg, store) {
 			t.Errorf("wal-push: exit %d, %q; want %d and an error naming %s and %q", code, msg, ExitFailure, store, want)
 		}
-		if got := storeFiles(t, store); !slices.Equal(got, before) {
+		if got := pgtest.Files(t, store); !slices.Equal(got, before) {
 			t.Errorf("the store holds %v after the failed push, want %v", got, before)
 		}
 		dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
@@ -172,40 +128,11 @@ func TestWALPush_DiskFull(t *testing.T) {
 			t.Errorf("the stored segment changed: %d bytes (%v)", len(got), err)
 		}
 	}
-	t.Run("ErrFull", func(t *testing.T) { check(t, "no space left on device") })
-	t.Run("ErrReadOnly", func(t *testing.T) {
-		remount(t, store, "ro")
-		defer remount(t, store, "rw")
-		check(t, "read-only file system")
-	})
-	t.Run("OKFreed", func(t *testing.T) {
-		if err := os.Remove(filler); err != nil {
-			t.Fatal(err)
-		}
+	pgtest.DiskFaults(t, store, filler, check, func(t *testing.T) {
 		if code, msg := runErr(t, "--config", cfg, "wal-push", src); code != ExitOK {
 			t.Fatalf("wal-push: exit %d, %s", code, msg)
 		}
 	})
-}
-
-// storeFiles lists the files under dir, sorted, by their paths relative
-// to it.
-func storeFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		out = append(out, rel)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // create-keys adding a key pair to a configuration file on a full, then
@@ -224,7 +151,7 @@ func TestCreateKeys_DiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	filler := filepath.Join(dir, "filler")
-	fillFile(t, filler, 0)
+	pgtest.FillDisk(t, filler, 0)
 	check := func(t *testing.T, want string) {
 		t.Helper()
 		code, msg := runErr(t, "--config", cfg, "create-keys", "--key-id", "k1", "--bits", "2048")
@@ -235,20 +162,11 @@ func TestCreateKeys_DiskFull(t *testing.T) {
 		if got, err := os.ReadFile(cfg); err != nil || !bytes.Equal(got, data) {
 			t.Errorf("the configuration file changed (%v)", err)
 		}
-		if names := dirNames(t, dir); !slices.Equal(names, []string{"filler", "hoard.json"}) {
+		if names := pgtest.Files(t, dir); !slices.Equal(names, []string{"filler", "hoard.json"}) {
 			t.Errorf("the directory holds %v, want only the filler and hoard.json", names)
 		}
 	}
-	t.Run("ErrFull", func(t *testing.T) { check(t, "no space left on device") })
-	t.Run("ErrReadOnly", func(t *testing.T) {
-		remount(t, dir, "ro")
-		defer remount(t, dir, "rw")
-		check(t, "read-only file system")
-	})
-	t.Run("OKFreed", func(t *testing.T) {
-		if err := os.Remove(filler); err != nil {
-			t.Fatal(err)
-		}
+	pgtest.DiskFaults(t, dir, filler, check, func(t *testing.T) {
 		if code, msg := runErr(t, "--config", cfg, "create-keys", "--key-id", "k1", "--bits", "2048"); code != ExitOK {
 			t.Fatalf("create-keys: exit %d, %s", code, msg)
 		}

@@ -3,13 +3,10 @@ package daemon
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -80,19 +77,7 @@ func TestWriteStateFile_ErrDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	err = unix.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pgtest.FillDisk(t, filler, 0)
 	big := Status{Sites: map[string]SiteStatus{}}
 	for i := range 100 {
 		big.Sites[strconv.Itoa(i)] = SiteStatus{}
@@ -111,26 +96,9 @@ func TestWriteStateFile_ErrDiskFull(t *testing.T) {
 			t.Errorf("the directory holds %d entries (%v), want the state file and the filler", len(entries), err)
 		}
 	}
-	t.Run("ErrFull", func(t *testing.T) { check(t, "no space left on device") })
-	t.Run("ErrReadOnly", func(t *testing.T) {
-		remount(t, dir, "ro")
-		defer remount(t, dir, "rw")
-		check(t, "read-only file system")
-	})
-	t.Run("OKFreed", func(t *testing.T) {
-		if err := os.Remove(filler); err != nil {
-			t.Fatal(err)
-		}
+	pgtest.DiskFaults(t, dir, filler, check, func(t *testing.T) {
 		if err := writeStateFile(path, big); err != nil {
 			t.Fatal(err)
 		}
 	})
-}
-
-// remount remounts the file system at dir with opts (ro, rw).
-func remount(t *testing.T, dir, opts string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-o", "remount,"+opts, dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount %s %s: %v: %s", dir, opts, err, out)
-	}
 }

@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -21,14 +18,7 @@ import (
 // directory recovers every row.
 func TestRecoveryStopsOnFullPgWAL(t *testing.T) {
 	const major = 15
-	s := newSite(t, siteOptions{})
-	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
-	s.use(src)
-	src.Exec(t, "create table t (id int primary key)")
-	s.mustHoard("basebackup", "--fast")
-	switchAndWaitArchived(t, src)
-	src.Exec(t, "insert into t select generate_series(1, 1000)")
-	switchAndWaitArchived(t, src)
+	s := backedUpSite(t, major, "create table t as select generate_series(1, 1000) as id")
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir)
@@ -41,7 +31,7 @@ func TestRecoveryStopsOnFullPgWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	filler := filepath.Join(walDir, "filler")
-	fill(t, filler, 256<<10)
+	pgtest.FillDisk(t, filler, 256<<10)
 
 	c, err := pgtest.TryStartDataDir(t, major, dir, noArchiving)
 	if err == nil {
@@ -84,13 +74,7 @@ func TestRecoveryStopsOnFullPgWAL(t *testing.T) {
 // cluster that starts with every row.
 func TestRestore_DiskFull(t *testing.T) {
 	const major = 15
-	s := newSite(t, siteOptions{})
-	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
-	s.use(src)
-	src.Exec(t, "create table t (id int primary key, pad text)")
-	src.Exec(t, "insert into t select i, repeat(md5(i::text), 4) from generate_series(1, 100000) i")
-	s.mustHoard("basebackup", "--fast")
-	switchAndWaitArchived(t, src)
+	s := backedUpSite(t, major, "create table t as select i, repeat(md5(i::text), 4) as pad from generate_series(1, 100000) i")
 
 	mnt := pgtest.MountTmpfs(t, 16)
 	dir := filepath.Join(mnt, "data")
@@ -114,9 +98,7 @@ func TestRestore_DiskFull(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
 		t.Error("the failed restore left global/pg_control")
 	}
-	if out, err := exec.Command("mount", "-o", "remount,size=256m", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("remount: %v: %s", err, out)
-	}
+	pgtest.Remount(t, mnt, "size=256m")
 	s.mustHoard("restore", "--target-dir", dir, "--overwrite")
 	c := pgtest.StartDataDir(t, major, dir, noArchiving)
 	c.WaitRecoveryDone(t, 3*time.Minute)
@@ -125,20 +107,16 @@ func TestRestore_DiskFull(t *testing.T) {
 	}
 }
 
-// fill creates the file path taking all but leave bytes of its file
-// system's free space.
-func fill(t *testing.T, path string, leave int64) {
+// backedUpSite starts a cluster of major archiving through a new site,
+// runs sql on it, takes a basebackup and waits until the WAL after it is
+// archived.
+func backedUpSite(t *testing.T, major int, sql string) *site {
 	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize-leave); err != nil {
-		t.Fatal(err)
-	}
+	s := newSite(t, siteOptions{})
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+	s.use(src)
+	src.Exec(t, sql)
+	s.mustHoard("basebackup", "--fast")
+	switchAndWaitArchived(t, src)
+	return s
 }

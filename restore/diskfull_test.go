@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,16 +44,6 @@ func diskFullBackup(t *testing.T, tablespace bool) (*archive.Archive, string) {
 	}
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
 	return a, walDir
-}
-
-// remountTmpfs changes the size of the tmpfs at dir, and the other
-// options opts (nr_inodes=N).
-func remountTmpfs(t *testing.T, dir string, sizeMB int, opts ...string) {
-	t.Helper()
-	o := strings.Join(append([]string{"remount", "size=" + strconv.Itoa(sizeMB) + "m"}, opts...), ",")
-	if out, err := exec.Command("mount", "-o", o, dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount %s: %v: %s", dir, err, out)
-	}
 }
 
 // TestRun_DiskFull restores into a tmpfs too small for the backup: the
@@ -104,7 +93,7 @@ func TestRun_DiskFull(t *testing.T) {
 				t.Errorf("the failed restore left %s", name)
 			}
 		}
-		remountTmpfs(t, mnt, 256)
+		pgtest.Remount(t, mnt, "size=256m")
 		if c, err := pgtest.TryStartDataDir(t, 15, dir, nil); err == nil {
 			c.Stop(t)
 			t.Fatal("PostgreSQL started on the half-restored directory")
@@ -129,7 +118,7 @@ func TestRun_DiskFull(t *testing.T) {
 	// the recovery configuration that come after it fail, and the
 	// directory must not keep a pg_control PostgreSQL would start on.
 	t.Run("ErrFullAfterControl", func(t *testing.T) {
-		remountTmpfs(t, mnt, 256)
+		pgtest.Remount(t, mnt, "size=256m")
 		o := o
 		o.Overwrite = true
 		if _, err := Run(ctx, o); err != nil {
@@ -143,7 +132,7 @@ func TestRun_DiskFull(t *testing.T) {
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)
 		}
-		remountTmpfs(t, mnt, 256, "nr_inodes="+strconv.FormatUint(used-1, 10))
+		pgtest.Remount(t, mnt, "size=256m", "nr_inodes="+strconv.FormatUint(used-1, 10))
 		_, err := Run(ctx, o)
 		if !errors.Is(err, unix.ENOSPC) || !errors.Is(err, ErrIncomplete) {
 			t.Fatalf("Run = %v, want ENOSPC and ErrIncomplete", err)
@@ -179,7 +168,7 @@ func TestRun_DiskFullTablespace(t *testing.T) {
 		t.Error("the failed restore left global/pg_control")
 	}
 
-	remountTmpfs(t, mnt, 256)
+	pgtest.Remount(t, mnt, "size=256m")
 	o.Overwrite = true
 	if _, err := Run(ctx, o); err != nil {
 		t.Fatal(err)

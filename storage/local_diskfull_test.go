@@ -5,9 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,7 +42,7 @@ func TestLocal_Put_ErrDiskFull(t *testing.T) {
 	} {
 		for _, op := range []string{"Put", "Create"} {
 			t.Run(c.name+op, func(t *testing.T) {
-				before := treeFiles(t, dir)
+				before := pgtest.Files(t, dir)
 				c.limit(t)
 				var err error
 				if op == "Put" {
@@ -58,7 +55,7 @@ func TestLocal_Put_ErrDiskFull(t *testing.T) {
 				if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), dir) {
 					t.Errorf("%s = %v, want ENOSPC naming %s", op, err, dir)
 				}
-				if got := treeFiles(t, dir); !slices.Equal(got, before) {
+				if got := pgtest.Files(t, dir); !slices.Equal(got, before) {
 					t.Errorf("the store holds %v after the failed %s, want %v", got, op, before)
 				}
 				rc, md, err := st.Open(ctx, key)
@@ -95,27 +92,5 @@ func limitInodes(t *testing.T, dir string, free uint64) {
 		}
 		n = s.Files - s.Ffree + free
 	}
-	if out, err := exec.Command("mount", "-o", "remount,nr_inodes="+strconv.FormatUint(n, 10), dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount %s: %v: %s", dir, err, out)
-	}
-}
-
-// treeFiles lists the files under dir by their paths relative to it,
-// sorted.
-func treeFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		out = append(out, rel)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
+	pgtest.Remount(t, dir, "nr_inodes="+strconv.FormatUint(n, 10))
 }
