@@ -71,6 +71,10 @@ type ManifestChunk struct {
 	// "" for an unencrypted chunk, and in backups of PGHoard and of hoard
 	// versions that did not record it.
 	HMAC string `json:"hoard_hmac,omitempty"`
+	// Names is Files as ParseManifest keeps it: a set of hashes, nil when
+	// the list is empty or absent, or the manifest lists more than
+	// MaxManifestNames names in all.
+	Names *NameSet `json:"-"`
 }
 
 // HoardManifest holds what hoard records beyond PGHoard's fields.
@@ -176,27 +180,33 @@ func unmarshalTime(b []byte, dst *time.Time) error {
 }
 
 // Bounds of a parsed manifest. With them, and with each chunk's "files"
-// left out, what ParseManifest holds is a small multiple of the JSON's size
-// whatever the JSON says: a chunk decodes to 56 bytes from as few as 3 of
-// JSON ("{},"), a file name to 16 from 3 ("\"\","), a tablespace to more.
+// kept as 4-byte hashes, what ParseManifest holds is a small multiple of
+// the JSON's size whatever the JSON says: a chunk decodes to 88 bytes from
+// as few as 3 of JSON ("{},"), a file name to 4 from 3 ("\"\","), a
+// tablespace to more.
 // PGHoard's chunks are up to basebackup_chunk_size (2 GiB by default) and
 // a cluster has few tablespaces, so real manifests stay far below.
 const (
 	MaxManifestChunks      = 1 << 20
 	MaxManifestTablespaces = 1 << 16
+	// MaxManifestNames bounds the names of the chunks' file lists kept
+	// (4 bytes each): a manifest that lists more keeps none, and its
+	// chunks' members are not checked against the lists.
+	MaxManifestNames = 1 << 24
 )
 
 // The limits, lowered by tests.
 var (
 	maxManifestChunks      = MaxManifestChunks
 	maxManifestTablespaces = MaxManifestTablespaces
+	maxManifestNames       = MaxManifestNames
 )
 
 // ParseManifest decodes a control tar's JSON manifest: at most
 // MaxManifestChunks chunks and MaxManifestTablespaces tablespaces (more is
 // an error wrapping ErrControlLimit).
-// Each chunk's Files is left nil: PGHoard writes the list and hoard too,
-// but nothing reads it back, and it may hold millions of names.
+// Each chunk's Files is left nil, as it may hold millions of names: its
+// Names keeps the list as hashes, to check the chunk's members against.
 func ParseManifest(data []byte) (*Manifest, error) {
 	var m Manifest
 	in := struct {
@@ -239,6 +249,7 @@ func (c *boundedChunks) UnmarshalJSON(data []byte) error {
 		return err
 	}
 	*c = boundedChunks{}
+	names := 0 // kept in all; -1 once past maxManifestNames
 	for dec.More() {
 		if len(*c) >= maxManifestChunks {
 			return fmt.Errorf("more than %d chunks: %w", maxManifestChunks, ErrControlLimit)
@@ -247,13 +258,25 @@ func (c *boundedChunks) UnmarshalJSON(data []byte) error {
 			ChunkFilename string   `json:"chunk_filename"`
 			InputSize     int64    `json:"input_size"`
 			ResultSize    int64    `json:"result_size"`
-			Files         skipJSON `json:"files"`
+			Files         nameList `json:"files"`
 			HMAC          string   `json:"hoard_hmac"`
 		}
 		if err := dec.Decode(&in); err != nil {
 			return fmt.Errorf("chunk %d: %w", len(*c), err)
 		}
-		*c = append(*c, ManifestChunk{ChunkFilename: in.ChunkFilename, InputSize: in.InputSize, ResultSize: in.ResultSize, HMAC: in.HMAC})
+		ch := ManifestChunk{ChunkFilename: in.ChunkFilename, InputSize: in.InputSize, ResultSize: in.ResultSize, HMAC: in.HMAC}
+		if names >= 0 {
+			ch.Names = in.Files.set
+			names += ch.Names.Len()
+		}
+		if names > maxManifestNames {
+			names = -1
+			for i := range *c {
+				(*c)[i].Names = nil
+			}
+			ch.Names = nil
+		}
+		*c = append(*c, ch)
 	}
 	return nil
 }
@@ -286,12 +309,6 @@ func (t *boundedTablespaces) UnmarshalJSON(data []byte) error {
 	}
 	return nil
 }
-
-// skipJSON decodes a JSON value, already checked as valid JSON by the
-// decoder, to nothing.
-type skipJSON struct{}
-
-func (*skipJSON) UnmarshalJSON([]byte) error { return nil }
 
 // ErrBadManifest is returned (wrapped) by Manifest.Validate.
 var ErrBadManifest = errors.New("invalid backup manifest")

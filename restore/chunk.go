@@ -35,7 +35,7 @@ func retryable(err error) bool {
 	var de *archive.DecodeError
 	switch {
 	case errors.As(err, &de), errors.Is(err, storage.ErrNotFound), errors.Is(err, ErrSizeMismatch),
-		errors.Is(err, ErrUnsafeMember), errors.Is(err, context.Canceled):
+		errors.Is(err, ErrUnsafeMember), errors.Is(err, archive.ErrWrongObject), errors.Is(err, context.Canceled):
 		return false
 	case errors.Is(err, errStalled):
 		return true
@@ -106,7 +106,7 @@ func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extra
 		}
 	}()
 	stop := watchStall(octx, cancel, pr, o.StallTimeout)
-	err = ex.extract(pr, func() int64 { return c.InputSize - decoded.n }, buf, made)
+	err = ex.extract(pr, func() int64 { return c.InputSize - decoded.n }, c.Names, buf, made)
 	if err == nil {
 		// Tar readers stop at the end-of-archive blocks; the padding
 		// and the HMAC check at EOF follow, then whatever stored bytes

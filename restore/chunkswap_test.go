@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -101,4 +103,28 @@ func TestRun_ErrChunkSwapped(t *testing.T) {
 		t.Errorf("restore with %v swapped: %v, want ErrWrongObject naming the chunk", swapped, err)
 	}
 	t.Logf("refused: %v", err)
+}
+
+// TestRun_ErrChunkMovedListed: a chunk without a recorded HMAC (PGHoard's
+// backups, hoard's unencrypted ones) copied from an older backup over a
+// newer one's, of the same sizes but holding another file, is refused by
+// the chunk's file list in the control object, naming the chunk and the
+// member; before, the older file was restored in place of the newer one.
+func TestRun_ErrChunkMovedListed(t *testing.T) {
+	// Uncompressed: tars of the same size store the same size.
+	a := archivetest.New(t, storage.NewMem(), &archive.Codec{})
+	body := strings.Repeat("x", 8192)
+	old := hostile.Put(t, a, hostile.Backup{Name: "2026-01-02_01-00_0", Chunks: [][]hostile.Member{{{Name: "pgdata/base/1/3333", Body: body}}}})
+	b := hostile.Put(t, a, hostile.Backup{Name: "2026-01-02_02-00_0", Chunks: [][]hostile.Member{{{Name: "pgdata/base/1/2222", Body: body}}}})
+	archivetest.CopyObject(t, a.Store, old.ChunkKeys[1], b.ChunkKeys[1])
+	e := hostile.NewEnv(t)
+	_, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Backup: b.Name,
+		RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
+	if !errors.Is(err, archive.ErrWrongObject) || !strings.Contains(err.Error(), "chunk "+b.ChunkKeys[1]+": ") ||
+		!strings.Contains(err.Error(), `"pgdata/base/1/3333"`) {
+		t.Fatalf("restore with %s moved over %s: %v, want ErrWrongObject naming both", old.ChunkKeys[1], b.ChunkKeys[1], err)
+	}
+	if _, err := os.Lstat(filepath.Join(e.Target(), "base/1/3333")); err == nil {
+		t.Error("the moved chunk's member was written")
+	}
 }

@@ -39,7 +39,9 @@
 // are stopped as they happen (ErrSizeMismatch). A chunk whose manifest
 // entry records its HMAC (hoard_hmac) must be that very object: an
 // authentic chunk of another backup copied under its name fails at its
-// end (archive.ErrWrongObject). The only links a restore
+// end (archive.ErrWrongObject); and a member its manifest entry's file
+// list does not name (a chunk moved there) is refused before it is
+// written, with the same error. The only links a restore
 // makes are pg_tblspc/<oid>, to the tablespace directories.
 //
 // pg_control exists only in the control tar, which Run reads again and

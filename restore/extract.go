@@ -9,6 +9,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/hoardbackup/hoard/archive"
 )
 
 // copyBufferSize is each worker's file write buffer: large writes keep the
@@ -77,9 +79,11 @@ func (e *extractor) close() {
 
 // extract reads the chunk tar stream r to its end and writes its members.
 // left returns how many bytes of the chunk's input_size are unread: a
-// member that declares more is refused before anything of it is written.
+// member that declares more is refused before anything of it is written,
+// and so is one that names, when not nil (the manifest's "files" list),
+// does not hold: the chunk is another one moved under this one's name.
 // The files created are appended to made, so that a retry can remove them.
-func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *madeFiles) error {
+func (e *extractor) extract(r io.Reader, left func() int64, names *archive.NameSet, buf []byte, made *madeFiles) error {
 	tr := tar.NewReader(r)
 	for h, err := range Members(tr) {
 		if err != nil {
@@ -92,6 +96,9 @@ func (e *extractor) extract(r io.Reader, left func() int64, buf []byte, made *ma
 			p, err = e.planChunkMember(h)
 		}
 		if err != nil {
+			return err
+		}
+		if err := names.Check(h.Name); err != nil {
 			return err
 		}
 		if h.Size > left() {

@@ -27,7 +27,7 @@ import (
 // extractAll runs the extractor over data as one chunk with no size limit.
 func extractAll(t *testing.T, ex *extractor, data []byte) error {
 	t.Helper()
-	return ex.extract(bytes.NewReader(data), func() int64 { return 1 << 40 }, make([]byte, 4096), nil)
+	return ex.extract(bytes.NewReader(data), func() int64 { return 1 << 40 }, nil, make([]byte, 4096), nil)
 }
 
 func testExtractor(t *testing.T, root string) *extractor {
@@ -158,7 +158,7 @@ func TestExtractor_ErrDeclaredSize(t *testing.T) {
 	root := t.TempDir()
 	ex := testExtractor(t, root)
 	data := hostile.Tar(t, hostile.Member{Name: "pgdata/big", Body: strings.Repeat("x", 4096)})
-	err := ex.extract(bytes.NewReader(data), func() int64 { return 1000 }, make([]byte, 4096), nil)
+	err := ex.extract(bytes.NewReader(data), func() int64 { return 1000 }, nil, make([]byte, 4096), nil)
 	if !errors.Is(err, ErrUnsafeMember) || !strings.Contains(err.Error(), `"pgdata/big" declares 4096 bytes`) {
 		t.Fatalf("extract = %v, want the member's declared size refused", err)
 	}

@@ -566,7 +566,8 @@ func (c *checker) statChunk(ctx context.Context, key string, ch archive.Manifest
 // manifest's input_size (decoding stops just past it), and each member as
 // restore would (restore.CheckChunkMember, or a restore.TarCheck for a
 // backup held in one tar, whose input_size is -1 when not recorded, or
-// restore.CheckBundleMember for a delta backup's bundle).
+// restore.CheckBundleMember for a delta backup's bundle), and that the
+// manifest's file list for the chunk, when it has one, holds each member.
 func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single *archive.BackupInfo, bundle bool) error {
 	if err := c.statChunk(ctx, key, ch); err != nil {
 		return err
@@ -601,6 +602,9 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 			check = func() error { return one.Member(h, tr) }
 		}
 		if err := check(); err != nil {
+			return err
+		}
+		if err := ch.Names.Check(h.Name); err != nil {
 			return err
 		}
 		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {

@@ -106,7 +106,7 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 			t.Fatal(err)
 		}
 		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: fn, InputSize: int64(len(tr)), ResultSize: st.StoredSize,
-			HMAC: hex.EncodeToString(st.HMAC)})
+			HMAC: hex.EncodeToString(st.HMAC), Files: []string{fmt.Sprintf("pgdata/base/%d", i)}})
 	}
 	js, err := m.Marshal()
 	if err != nil {
@@ -353,6 +353,21 @@ func TestRun_ErrChunkSwapped(t *testing.T) {
 	}
 	if rep.Backups[0].Status == StatusBroken {
 		t.Errorf("the backup the chunk came from is broken:\n%s", problems(rep))
+	}
+}
+
+// TestRun_ErrChunkMovedListed: in a site without encryption (no HMAC
+// recorded), a chunk copied over another of the same sizes is named by
+// --full: its member is not in the other chunk's file list.
+func TestRun_ErrChunkMovedListed(t *testing.T) {
+	a := archivetest.New(t, storage.NewMem(), &archive.Codec{}) // uncompressed: both chunks store the same size
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 3)
+	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 2))
+	archivetest.CopyObject(t, a.Store, a.Layout.ChunkKey(archive.ChunkFilename("b1", 1)), key)
+	rep := run(t, a, true)
+	if rep.OK() || !strings.Contains(problems(rep), "chunk "+key+": ") || !strings.Contains(problems(rep), `"pgdata/base/1"`) {
+		t.Fatalf("full: OK=%v problems:\n%s", rep.OK(), problems(rep))
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -135,7 +136,8 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 			t.Fatalf("store chunk %s: %v", key, err)
 		}
 		s.ChunkKeys = append(s.ChunkKeys, key)
-		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: cf, InputSize: int64(len(data)), ResultSize: st.StoredSize})
+		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: cf, InputSize: int64(len(data)), ResultSize: st.StoredSize,
+			Files: memberNames(data)})
 		plain += int64(len(data))
 		stored += st.StoredSize
 	}
@@ -190,6 +192,25 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 		}
 	}
 	return s
+}
+
+// memberNames lists the members of tar data as PGHoard and hoard list a
+// chunk's "files" (directories without their trailing "/"); nil when
+// Go's tar reader cannot read it to its end (a hostile tar whose refusal
+// is the test's business).
+func memberNames(data []byte) []string {
+	var out []string
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			return nil
+		}
+		out = append(out, strings.TrimSuffix(h.Name, "/"))
+	}
 }
 
 // benign is the first chunk of every hostile backup: what a restore needs
