@@ -129,6 +129,15 @@ func TestCheckWALGap(t *testing.T) {
 			"000000020000000000000007"),
 			wal.History{{Timeline: 1}, {Timeline: 2, Begin: 0x5000000}},
 			"000000020000000000000005 through 000000020000000000000006 missing, 000000020000000000000007 and later stored; recovery stops at LSN 0/5000000 (end of 000000010000000000000004)"},
+		// Timeline 2 forks from 1 at 0/5000000, 3 from 2 at 0/8000000.
+		{"TwoForks", movedHistoryWAL, wal.History{{Timeline: 1}, {Timeline: 2, Begin: 0x5000000}, {Timeline: 3, Begin: 0x8000000}}, ""},
+		// 00000002.history copied over 00000003.history by someone who
+		// can write the bucket: timeline 3 would fork from 1 at
+		// 0/5000000, where none of its WAL is; recovery along that path
+		// would end there, silently, without timeline 2's WAL. The gap
+		// refuses the restore (ErrWALGap) instead.
+		{"ErrMovedHistory", movedHistoryWAL, wal.History{{Timeline: 1}, {Timeline: 3, Begin: 0x5000000}},
+			"000000030000000000000005 through 000000030000000000000007 missing, 000000030000000000000008 and later stored; recovery stops at LSN 0/5000000 (end of 000000010000000000000004)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, gap, err := checkWALGap(tt.wal, nil, b, tt.path, 0)
@@ -145,6 +154,12 @@ func TestCheckWALGap(t *testing.T) {
 		})
 	}
 }
+
+// movedHistoryWAL is the WAL of timelines 1 (to 0/5000000), 2 (to
+// 0/8000000) and 3.
+var movedHistoryWAL = walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+	"000000020000000000000005", "000000020000000000000006", "000000020000000000000007",
+	"000000030000000000000008", "000000030000000000000009")
 
 // TestCheckWALGap_PartialTail: the .partial that ends the archive continues
 // the run and ends it; a target past its data, or a backup ending past
