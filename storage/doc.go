@@ -39,8 +39,10 @@
 //     and its metadata the sidecar K.metadata, a JSON object of string values
 //     plus "_hash", the SHA-256 hex of the stored bytes (not checked on read:
 //     PGHoard's test data has a placeholder there). Data goes to a temp file,
-//     fsync, rename; then the sidecar the same way (a *.metadata_tmp name);
-//     then the directory is fsynced. A file without a sidecar is invisible.
+//     fsync, rename, directory fsync; then the sidecar the same way (a
+//     .*.metadata_tmp-r<size>-<mtime> name, which readers use should Put
+//     stop between the two renames: see replace.go). A file without a
+//     sidecar is invisible.
 //     Directories Put creates are fsynced in their parents. Sync (the
 //     Syncer interface) fsyncs an existing object, its sidecar and its
 //     directories again, for a caller that finds an object a crashed Put
