@@ -23,6 +23,7 @@ import (
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/swaptest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -616,5 +617,26 @@ func TestRun_PartialTail(t *testing.T) {
 	rep = run(t, a, false)
 	if b := rep.Backups[0]; b.ReachSegment != seg(1, 6) || rep.WALEnd.Partial || rep.WALEnd.File != seg(1, 6) {
 		t.Errorf("reach %s, WAL end %+v", b.ReachSegment, rep.WALEnd)
+	}
+}
+
+// TestRun_ErrChunkSwappedReal: on real backups of PostgreSQL 15 whose
+// chunks an older backup's were copied over (swaptest), --full names each
+// swapped chunk; the backup they came from stays sound.
+func TestRun_ErrChunkSwappedReal(t *testing.T) {
+	s := swaptest.New(t)
+	rep := run(t, s.Archive, true)
+	for _, b := range rep.Backups {
+		if b.Name == s.Old.Name && b.Status == StatusBroken {
+			t.Errorf("the older backup is broken:\n%s", problems(rep))
+		}
+	}
+	for _, key := range s.Swapped {
+		if !strings.Contains(problems(rep), "chunk "+key+": ") {
+			t.Errorf("%s not named:\n%s", key, problems(rep))
+		}
+	}
+	if !strings.Contains(problems(rep), archive.ErrWrongObject.Error()) {
+		t.Errorf("problems:\n%s", problems(rep))
 	}
 }
