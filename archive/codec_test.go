@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -779,6 +781,47 @@ func TestUpload_WriteSize(t *testing.T) {
 			}
 			if got, err := readAll(c, st, "obj"); err != nil || !bytes.Equal(got, plain) {
 				t.Fatalf("read back %d bytes, %v; want the %d written", len(got), err, len(plain))
+			}
+		})
+	}
+}
+
+// fullWriter fails every Write after limit bytes with ENOSPC, as a file
+// on a full disk does.
+type fullWriter struct{ limit int }
+
+func (w *fullWriter) Write(p []byte) (int, error) {
+	if len(p) > w.limit {
+		n := w.limit
+		w.limit = 0
+		return n, &os.PathError{Op: "write", Path: "/staging/.hoard-delta.tmp", Err: syscall.ENOSPC}
+	}
+	w.limit -= len(p)
+	return len(p), nil
+}
+
+// TestUpload_Write_ErrStore: when the store (here an encoder's file)
+// fails while the Upload is written, Write reports the store's error,
+// naming the file and the full disk, not the closed pipe between them.
+func TestUpload_Write_ErrStore(t *testing.T) {
+	plain := make([]byte, 8<<20)
+	rand.New(rand.NewSource(1)).Read(plain) // incompressible
+	for name, c := range codecs(t) {
+		t.Run(name, func(t *testing.T) {
+			enc, err := c.NewEncoder(context.Background(), &fullWriter{limit: 1 << 20}, "staged", nil, UploadOptions{Size: int64(len(plain))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off := 0; off < len(plain) && err == nil; off += 256 << 10 {
+				_, err = enc.Write(plain[off : off+256<<10])
+			}
+			if err == nil {
+				_, err = enc.Close()
+			} else {
+				_ = enc.Abort(err)
+			}
+			if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "/staging/.hoard-delta.tmp") {
+				t.Errorf("got %v, want the store's ENOSPC naming its file", err)
 			}
 		})
 	}

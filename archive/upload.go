@@ -185,6 +185,15 @@ func (u *Upload) Write(p []byte) (int, error) {
 	}
 	n, err := u.cw.Write(p)
 	u.n += int64(n)
+	if errors.Is(err, errUploadEnded) {
+		// The store returned before it read everything (the pipe is
+		// closed only then): its error, a full disk or a refused
+		// upload, is what the caller must see, not the closed pipe.
+		if perr := u.wait(); perr != nil {
+			u.fail(fmt.Errorf("store: %w", perr))
+			return n, u.err
+		}
+	}
 	if err != nil {
 		u.fail(fmt.Errorf("encode: %w", err))
 		return n, u.err
