@@ -19,7 +19,8 @@ import (
 // someone who can write the storage. The manifest's sizes cannot tell it:
 // a chunk of a file rewritten in place, of incompressible pages, keeps
 // both.
-var ErrWrongObject = errors.New("object is not the one the backup's control object records")
+var ErrWrongObject = errors.New("object is not the one the backup's control object records " +
+	"(another object was copied under its name: restore another backup, or put the object back from a copy)")
 
 // DecodeExpected is DecodeObject for an object whose HMAC trailer the
 // caller knows (ManifestChunk.HMAC, hex): unless it is "", the object must
