@@ -39,6 +39,23 @@ type WALListing struct {
 	Segments  map[string]WALFile // complete segments by name
 	Partials  map[string]WALFile // .partial objects by segment name (no suffix)
 	Histories map[uint32]WALFile // timeline history files by timeline
+
+	// dataSizes holds the answers of PartialDataSize, so that each
+	// .partial's content is downloaded once per listing.
+	dataSizes map[walObject]sizeAnswer
+}
+
+// walObject names a stored object of a listing: the archive (site)
+// holding it and its key.
+type walObject struct {
+	a   *Archive
+	key string
+}
+
+// sizeAnswer is a remembered answer of Archive.PartialDataSize.
+type sizeAnswer struct {
+	n   int64
+	err error
 }
 
 // ListStoredWAL lists the segments, .partial objects and timeline
@@ -121,6 +138,26 @@ func (a *Archive) PartialDataSize(ctx context.Context, f WALFile) (int64, error)
 	return n, nil
 }
 
+// PartialDataSize is Archive.PartialDataSize of the listed .partial f,
+// read once per listing: a later call for the same object returns the
+// first answer (an error too, unless it came from ctx), so the callers of
+// one listing (a verify's tail and its WAL end) agree and the object is
+// downloaded once. It is not safe for concurrent use.
+func (l *WALListing) PartialDataSize(ctx context.Context, f WALFile) (int64, error) {
+	o := walObject{a: f.Archive, key: f.Key}
+	if d, ok := l.dataSizes[o]; ok {
+		return d.n, d.err
+	}
+	n, err := f.Archive.PartialDataSize(ctx, f)
+	if ctx.Err() == nil {
+		if l.dataSizes == nil {
+			l.dataSizes = map[walObject]sizeAnswer{}
+		}
+		l.dataSizes[o] = sizeAnswer{n: n, err: err}
+	}
+	return n, err
+}
+
 // WALEnd is the newest WAL byte an archive holds.
 type WALEnd struct {
 	// File is the object holding it: the newest complete segment or the
@@ -140,7 +177,7 @@ type WALEnd struct {
 // it stands in (StandIn), of that .partial's data; a .partial that is not
 // WAL recovery could read (NotWAL) does not count. segSize is the
 // cluster's WAL segment size. A .partial's data size comes from its
-// content (PartialDataSize), never from its metadata alone.
+// content (WALListing.PartialDataSize), never from its metadata alone.
 func (l *WALListing) End(ctx context.Context, segSize uint64) (WALEnd, error) {
 	var newest, best string
 	for n := range l.Segments {
@@ -161,7 +198,7 @@ func (l *WALListing) End(ctx context.Context, segSize uint64) (WALEnd, error) {
 	var n int64
 	if partial {
 		var err error
-		n, err = f.Archive.PartialDataSize(ctx, f)
+		n, err = l.PartialDataSize(ctx, f)
 		switch {
 		case NotWAL(err):
 			// Not WAL recovery could read (wal-fetch refuses it): the

@@ -6,9 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -135,29 +133,10 @@ func TestRunDelta_PlantedObject(t *testing.T) {
 	}
 }
 
-// openLog is a store that records the keys of delta objects read.
-type openLog struct {
-	storage.Store
-	mu   sync.Mutex
-	keys []string
-}
-
-func (s *openLog) log(key string) {
-	if strings.Contains(key, "/"+archive.DeltaDir+"/") {
-		s.mu.Lock()
-		s.keys = append(s.keys, key)
-		s.mu.Unlock()
-	}
-}
-
-func (s *openLog) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
-	s.log(key)
-	return s.Store.Open(ctx, key)
-}
-
-func (s *openLog) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	s.log(key)
-	return s.Store.OpenRange(ctx, key, off, n)
+// deltaOpenLog returns a store over st that records the keys of delta
+// objects read.
+func deltaOpenLog(st storage.Store) *storetest.OpenLog {
+	return &storetest.OpenLog{Store: st, Match: func(key string) bool { return strings.Contains(key, "/"+archive.DeltaDir+"/") }}
 }
 
 // TestRunDelta_TrustedNotRead: an existing delta object that a backup of
@@ -179,7 +158,7 @@ func TestRunDelta_TrustedNotRead(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := testContext(t)
 			a := encryptedArchive(t, compress.Snappy)
-			store := &openLog{Store: a.Store}
+			store := deltaOpenLog(a.Store)
 			a.Store = store
 			opts := Options{
 				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
@@ -193,12 +172,12 @@ func TestRunDelta_TrustedNotRead(t *testing.T) {
 				a.Codec = &pub
 			}
 			before := deltaObjectsOf(t, a)
-			store.keys = nil
+			store.Reset()
 			if _, err := Run(ctx, opts); err != nil {
 				t.Fatal(err)
 			}
-			if len(store.keys) != 0 {
-				t.Errorf("delta objects read though backups refer to them: %v", store.keys)
+			if keys := store.Keys(); len(keys) != 0 {
+				t.Errorf("delta objects read though backups refer to them: %v", keys)
 			}
 			if after := deltaObjectsOf(t, a); after[aKey] != before[aKey] || after[aKey].IsZero() {
 				t.Errorf("%s, which an older backup refers to, written again: %s, then %s", aKey, before[aKey], after[aKey])
@@ -208,7 +187,7 @@ func TestRunDelta_TrustedNotRead(t *testing.T) {
 	t.Run("Unreferenced", func(t *testing.T) {
 		ctx := testContext(t)
 		a := encryptedArchive(t, compress.Snappy)
-		store := &openLog{Store: a.Store}
+		store := deltaOpenLog(a.Store)
 		a.Store = store
 		data := plantBlob(t, c, "u")
 		key := a.Layout.DeltaKey(deltaDigestOf(data))
@@ -223,8 +202,8 @@ func TestRunDelta_TrustedNotRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Contains(store.keys, key) {
-			t.Errorf("%s, which no backup refers to, reused without being read back (read %v)", key, store.keys)
+		if store.Count(key) == 0 {
+			t.Errorf("%s, which no backup refers to, reused without being read back (read %v)", key, store.Keys())
 		}
 	})
 }

@@ -61,6 +61,13 @@ func FindPartialTail(ctx context.Context, a *archive.Archive, segSize uint64) (*
 	if err != nil {
 		return nil, err
 	}
+	return PartialTailOf(ctx, l, segSize)
+}
+
+// PartialTailOf is FindPartialTail in the listing l: the .partial's
+// content is read through l (WALListing.PartialDataSize), so a caller
+// that asks l for its End too downloads it once.
+func PartialTailOf(ctx context.Context, l *archive.WALListing, segSize uint64) (*PartialTail, error) {
 	for name := range l.Partials {
 		p, ok := l.StandIn(name)
 		if !ok {
@@ -70,7 +77,7 @@ func FindPartialTail(ctx context.Context, a *archive.Archive, segSize uint64) (*
 		if err != nil {
 			return nil, err
 		}
-		n, err := a.PartialDataSize(ctx, p)
+		n, err := l.PartialDataSize(ctx, p)
 		if archive.NotWAL(err) {
 			return &PartialTail{Segment: name, Key: p.Key, File: p, End: seg.StartLSN(segSize), Damaged: err}, nil
 		}

@@ -196,13 +196,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := idx.loadTail(ctx, a, archive.NewestSegmentSize(backups)); err != nil {
+	segSize := archive.NewestSegmentSize(backups)
+	if err := idx.loadTail(ctx, segSize); err != nil {
 		return nil, err
 	}
 	if idx.damagedTail != "" {
 		rep.Problems = append(rep.Problems, idx.damagedTail)
 	}
-	end, err := a.WALEnd(ctx, archive.NewestSegmentSize(backups))
+	// From the same listing: the tail's content is read once.
+	end, err := idx.listing.End(ctx, segSize)
 	if err != nil {
 		return nil, err
 	}

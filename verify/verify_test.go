@@ -640,3 +640,21 @@ func TestRun_ErrChunkSwappedReal(t *testing.T) {
 		t.Errorf("problems:\n%s", problems(rep))
 	}
 }
+
+// TestRun_PartialTailReadOnce: verify reads the .partial tail's content
+// once, for both the backups' reach and the report's WAL end.
+func TestRun_PartialTailReadOnce(t *testing.T) {
+	st := &storetest.OpenLog{Store: storage.NewMem()}
+	a := archivetest.New(t, st, &archive.Codec{Compression: compress.Zstd})
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 1, 4)
+	putPartial(t, a, seg(1, 5), 70000)
+	rep := run(t, a, false)
+	if e := rep.WALEnd; !rep.OK() || e == nil || !e.Partial {
+		t.Fatalf("OK=%v, WAL end %+v\n%s", rep.OK(), e, problems(rep))
+	}
+	key := a.Layout.WALKey(seg(1, 5) + wal.PartialSuffix)
+	if got := st.Count(key); got != 1 {
+		t.Errorf("%s read %d times, want 1", key, got)
+	}
+}

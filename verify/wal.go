@@ -16,6 +16,9 @@ import (
 // of WAL: the segments under xlog/ and the timelines with a history file,
 // each the copy recovery reads.
 type walIndex struct {
+	// listing is what segments and histories come from; it reads the
+	// .partial tail's content once for loadTail and end.
+	listing   *archive.WALListing
 	segments  map[string]archive.WALFile
 	histories map[uint32]archive.WALFile
 	// tail is the .partial that ends the archive, standing in for its
@@ -27,10 +30,10 @@ type walIndex struct {
 	damagedTail string
 }
 
-// loadTail finds the .partial tail of a's archive (WAL of segment size
-// segSize).
-func (w *walIndex) loadTail(ctx context.Context, a *archive.Archive, segSize uint64) error {
-	t, err := restore.FindPartialTail(ctx, a, segSize)
+// loadTail finds the .partial tail of the archive listed (WAL of segment
+// size segSize).
+func (w *walIndex) loadTail(ctx context.Context, segSize uint64) error {
+	t, err := restore.PartialTailOf(ctx, w.listing, segSize)
 	if t != nil && t.Damaged != nil {
 		w.damagedTail = fmt.Sprintf("WAL segment %s: %v", t.Key, t.Damaged)
 		t = nil
@@ -54,7 +57,7 @@ func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &walIndex{segments: l.Segments, histories: l.Histories}, nil
+	return &walIndex{listing: l, segments: l.Segments, histories: l.Histories}, nil
 }
 
 // missingHistories returns the timelines above 1 that have segments in
@@ -116,7 +119,7 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 	if err != nil {
 		return nil, err
 	}
-	if err := idx.loadTail(ctx, a, b.SegmentSize()); err != nil {
+	if err := idx.loadTail(ctx, b.SegmentSize()); err != nil {
 		return nil, err
 	}
 	path, err := restore.RecoveryPath(ctx, a, b, "latest")
