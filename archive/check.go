@@ -17,9 +17,10 @@ import (
 // parsed; every chunk the manifest lists must exist with the stored size
 // it records. With full, every chunk is also decoded to its end (its
 // integrity checks run) and must decode to the size the manifest
-// records. A delta backup's delta objects (DeltaRefs) are checked
-// likewise: they must exist with the stored size the manifest records,
-// and with full decode to their end.
+// records. A delta backup's delta objects (DeltaRefs) must exist, and
+// with full decode to their end; one whose stored size is not the one the
+// manifest records must decode to the file's size and digest
+// (checkDeltaRef).
 //
 // Retention relies on it before deleting a backup (Archive.PlanRetention):
 // any error, whatever its cause, means b is not known good.
@@ -83,23 +84,42 @@ func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) err
 	if err != nil {
 		return fmt.Errorf("control object %s: %w", b.Key, err)
 	}
-	for digest, size := range refs {
-		key := a.Layout.DeltaKey(digest)
-		st, err := a.Store.Stat(ctx, key)
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("delta object %s is missing", key)
+	for digest, ref := range refs {
+		if err := a.checkDeltaRef(ctx, digest, ref, full); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("delta object %s: %w", key, err)
-		}
-		if size > 0 && st.Size != size {
-			return fmt.Errorf("delta object %s: stored size %d, manifest says %d", key, st.Size, size)
-		}
+	}
+	return nil
+}
+
+// checkDeltaRef checks the delta object of digest that a backup's manifest
+// records as ref. It must exist. Of the stored size the manifest records,
+// it is taken as the object the backup stored or reused: with full it is
+// decoded to its end. Of another size it may still be sound: a delta
+// backup that could not trust it (the public key only, and no backup's
+// reference list names it: PGHoard's and older hoard's backups have none)
+// stored the same bytes over it, encoded again. So it is read whole then,
+// with or without full, and must decode (the HMAC checked where it is
+// encrypted) to the file's size and BLAKE2s-256 digest (CheckDeltaObject),
+// as restore requires: its stored size alone says nothing about its
+// bytes.
+func (a *Archive) checkDeltaRef(ctx context.Context, digest string, ref DeltaRef, full bool) error {
+	key := a.Layout.DeltaKey(digest)
+	st, err := a.Store.Stat(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("delta object %s is missing", key)
+	}
+	if err != nil {
+		return fmt.Errorf("delta object %s: %w", key, err)
+	}
+	if ref.StoredSize <= 0 || st.Size == ref.StoredSize {
 		if full {
-			if err := a.decodeAll(ctx, key, -1); err != nil {
-				return err
-			}
+			return a.decodeAll(ctx, key, -1)
 		}
+		return nil
+	}
+	if _, err := a.CheckDeltaObject(ctx, digest, ref.FileSize); err != nil {
+		return fmt.Errorf("%w (stored size %d, manifest says %d)", err, st.Size, ref.StoredSize)
 	}
 	return nil
 }

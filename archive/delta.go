@@ -23,18 +23,26 @@ const DeltaDir = "basebackup_delta"
 // deltaDigest matches a delta object's name: 64 lowercase hex digits.
 var deltaDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// DeltaRefs returns the digests of the delta objects that a delta
-// backup's manifest refers to: the files of its snapshot_result whose
-// hexdigest is set (the others are embedded in the manifest or bundled
-// in its chunks). A digest that is not 64 hex digits is an error: it
-// could name an object outside DeltaDir.
-func DeltaRefs(m *Manifest) (map[string]int64, error) {
+// DeltaRef is what a delta backup's manifest records of a delta object
+// it refers to.
+type DeltaRef struct {
+	FileSize   int64 // the file's size: what the object must decode to
+	StoredSize int64 // the object's size when the backup stored or reused it
+}
+
+// DeltaRefs returns the delta objects that a delta backup's manifest
+// refers to, by digest: the files of its snapshot_result whose hexdigest
+// is set (the others are embedded in the manifest or bundled in its
+// chunks). A digest that is not 64 hex digits is an error: it could name
+// an object outside DeltaDir.
+func DeltaRefs(m *Manifest) (map[string]DeltaRef, error) {
 	var dm struct {
 		SnapshotResult struct {
 			State struct {
 				Files []struct {
 					RelativePath   string `json:"relative_path"`
 					Hexdigest      string `json:"hexdigest"`
+					FileSize       int64  `json:"file_size"`
 					StoredFileSize int64  `json:"stored_file_size"`
 				} `json:"files"`
 			} `json:"state"`
@@ -46,7 +54,7 @@ func DeltaRefs(m *Manifest) (map[string]int64, error) {
 	if err := json.Unmarshal(m.DeltaManifest, &dm); err != nil {
 		return nil, fmt.Errorf("delta manifest: %w", err)
 	}
-	refs := map[string]int64{}
+	refs := map[string]DeltaRef{}
 	for _, f := range dm.SnapshotResult.State.Files {
 		if f.Hexdigest == "" {
 			continue
@@ -54,7 +62,7 @@ func DeltaRefs(m *Manifest) (map[string]int64, error) {
 		if !deltaDigest.MatchString(f.Hexdigest) {
 			return nil, fmt.Errorf("delta manifest: file %q has hexdigest %q, not 64 hex digits", f.RelativePath, f.Hexdigest)
 		}
-		refs[f.Hexdigest] = f.StoredFileSize
+		refs[f.Hexdigest] = DeltaRef{FileSize: f.FileSize, StoredSize: f.StoredFileSize}
 	}
 	return refs, nil
 }

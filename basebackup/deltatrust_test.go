@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -270,5 +271,78 @@ func TestRunDelta_PlantedDuringCreate(t *testing.T) {
 				t.Errorf("%s decodes to %d bytes, not the file's %d", key, len(got), len(data))
 			}
 		})
+	}
+}
+
+// TestRunDelta_UnlistedObjectStoredAgain: an older delta backup with no
+// reference list (PGHoard's, an older hoard's) refers to an object that a
+// delta backup with the public key only cannot trust, so it stores the
+// file's bytes again, encoded otherwise (here with another compression,
+// as PGHoard's encoding differs from hoard's): the older manifest's
+// stored_file_size no longer matches. The object still holds the file's
+// bytes, so the older backup is sound: CheckBackup, quick and full, and
+// retention with the private key do not call it damaged. An object of
+// that stored size that does not hold the file's bytes still fails.
+func TestRunDelta_UnlistedObjectStoredAgain(t *testing.T) {
+	major := pgtest.Versions()[0]
+	c := pgtest.Start(t, pgtest.Options{Major: major, DataChecksums: true})
+	c.Exec(t, "create table t as select g as i, md5(g::text) as h from generate_series(1, 20000) g")
+	c.Exec(t, "checkpoint")
+	ctx := testContext(t)
+	data := plantBlob(t, c, "o")
+	a := encryptedArchive(t, compress.LZ4)
+	full := a.Codec
+	opts := Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	older, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatalf("first backup: %v", err)
+	}
+	if err := a.Store.Delete(ctx, a.Layout.DeltaRefsKey(older.Name)); err != nil {
+		t.Fatal(err)
+	}
+	key := a.Layout.DeltaKey(deltaDigestOf(data))
+	before, err := a.Store.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Codec = &archive.Codec{Compression: compress.Zstd, KeyID: full.KeyID, PublicKey: full.PublicKey, Host: full.Host}
+	if _, err := Run(ctx, opts); err != nil {
+		t.Fatalf("second backup, public key only: %v", err)
+	}
+	a.Codec = &archive.Codec{Compression: compress.Zstd, KeyID: full.KeyID, PublicKey: full.PublicKey,
+		PrivateKeys: full.PrivateKeys, Host: full.Host}
+	after, err := a.Store.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size == before.Size {
+		t.Fatalf("%s stored again with the same size %d: the test proves nothing", key, after.Size)
+	}
+	for _, full := range []bool{false, true} {
+		if err := a.CheckBackup(ctx, older, full); err != nil {
+			t.Errorf("CheckBackup(full=%v) of %s: %v", full, older.Name, err)
+		}
+	}
+	plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 2}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Damaged) != 0 {
+		t.Errorf("retention calls backups damaged: %v", plan.Damaged)
+	}
+
+	// Other bytes under that name: not sound, whatever the size.
+	other := []byte(strings.Repeat("x", len(data)))
+	if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(other), int64(len(other)), storage.Metadata{archive.MetaFormat: archive.FormatDeltaV2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, full := range []bool{false, true} {
+		if err := a.CheckBackup(ctx, older, full); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("CheckBackup(full=%v) with other bytes under %s: %v", full, key, err)
+		}
 	}
 }
