@@ -148,6 +148,33 @@ func TestRun_IncrementalForeignParent(t *testing.T) {
 	}
 }
 
+// TestRun_IncrementalParentSwapped: someone who can write the bucket
+// copies the control object of a later full backup of the same cluster
+// and timeline (an authentic one, with its metadata) over the parent of an
+// incremental backup. The child's control object records the parent's
+// start LSN and timeline besides its name: restoring the child refuses the
+// chain, naming the parent's object. (A backup of the same system starting
+// at the very same LSN and timeline, two backups of a standby between
+// restartpoints, would pass: PostgreSQL's pg_combinebackup takes it as
+// the same base, and the combined files are consistent from that start.)
+func TestRun_IncrementalParentSwapped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
+	src, walDir, a := incrSource(t, 17)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	full, inc := fullAndIncremental(ctx, t, src, a)
+	later := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	archivetest.StoreArchivedWAL(t, src, walDir, a)
+	archivetest.CopyObject(t, a.Store, later.Key, full.Key)
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	_, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc.Name, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
+	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), full.Key) {
+		t.Fatalf("restore of %s on %s's control object copied over its parent: %v, want ErrBrokenChain naming %s", inc.Name, later.Name, err, full.Key)
+	}
+}
+
 // otherSystemID returns a system identifier as long as id and not id.
 func otherSystemID(id string) string {
 	last := byte('1')
