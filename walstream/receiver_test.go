@@ -244,12 +244,24 @@ func TestReceiver_Run_UploadFailures(t *testing.T) {
 	rr.stop(t)
 }
 
-// TestReceiver_Run_PartialUpload uploads the growing segment.
+// TestReceiver_Run_PartialUpload uploads the growing segment. The
+// Receiver is slowed (each fsync of a segment waits lagDelay), so that it
+// lags the server as under heavy load: when the statement returns, the
+// Receiver may not have its WAL yet, and on PostgreSQL 14-16 that WAL
+// completes the segment the Receiver is then on, whose .partial is never
+// uploaded (the complete segment is). The segment whose .partial is
+// awaited is the one being received once the statement's WAL is in.
 func TestReceiver_Run_PartialUpload(t *testing.T) {
+	const lagDelay = 300 * time.Millisecond
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
 	s := newSink(t)
-	rr := start(t, c, t.TempDir(), s, Options{PartialUploadInterval: 100 * time.Millisecond})
+	slow := func(r *Receiver) {
+		r.faults.sync = func(string) error { time.Sleep(lagDelay); return nil }
+	}
+	rr := startReceiver(t, c, t.TempDir(), s, Options{PartialUploadInterval: 100 * time.Millisecond}, nil, slow)
 	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
+	target := lsn(t, c, "select pg_current_wal_flush_lsn()")
+	waitFor(t, "WAL received", func() bool { return rr.r.Status().Received >= target })
 	seg := rr.r.Status().Segment
 	name := seg + ".partial"
 	waitUploaded(t, s, name)
