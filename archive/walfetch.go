@@ -84,6 +84,12 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
 		h, err := arc.fetchKey(ctx, a, key, name, dir, filepath.Base(dest), fetchTempPrefix)
+		if errors.Is(err, syscall.ENOSPC) && spooled && clearSpool(o.Spool) {
+			// The segments spooled ahead may be what fills pg_wal's
+			// file system: they are only a head start, and recovery
+			// must not stop for want of their room.
+			h, err = arc.fetchKey(ctx, a, key, name, dir, filepath.Base(dest), fetchTempPrefix)
+		}
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -568,6 +574,19 @@ func (s *spool) dropBefore(name string) {
 			s.root.Remove(n)
 		}
 	}
+}
+
+// clearSpool removes every segment spooled in dir, and reports whether
+// it removed any.
+func clearSpool(dir string) bool {
+	sp, err := openSpool(dir, false)
+	if err != nil {
+		return false
+	}
+	defer sp.close()
+	n := len(sp.segments())
+	sp.clear()
+	return n > 0
 }
 
 // clear removes every spooled segment.

@@ -46,6 +46,7 @@ After delivering a segment, wal-fetch starts a background worker (unless one run
 downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside
 DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.
 restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log.
+When pg_wal's file system is full, wal-fetch removes the spooled segments and tries once more.
 
 hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
 restore_command it writes: the last segment of the unbroken run of WAL it found archived
