@@ -81,7 +81,7 @@ func (c *Conn) StartReplication(ctx context.Context, opts StartOptions) error {
 		cmd += " TIMELINE " + strconv.FormatInt(int64(opts.Timeline), 10)
 	}
 	c.pg.Frontend().Send(&pgproto3.Query{String: cmd})
-	if err := c.pg.Frontend().Flush(); err != nil {
+	if err := c.flush(ctx); err != nil {
 		return fmt.Errorf("start replication: %w", err)
 	}
 	for {
@@ -185,7 +185,7 @@ func parseStreamMessage(data []byte) (Message, error) {
 // nothing when the server is going away (ErrStreamEnded).
 func (c *Conn) finishStream(ctx context.Context) error {
 	c.pg.Frontend().Send(&pgproto3.CopyDone{})
-	if err := c.pg.Frontend().Flush(); err != nil {
+	if err := c.flush(ctx); err != nil {
 		return fmt.Errorf("end stream: %w: %w", ErrStreamEnded, err)
 	}
 	var eot *EndOfTimeline
@@ -260,7 +260,7 @@ func (c *Conn) StopReplication(ctx context.Context) error {
 	}
 	c.streaming = false
 	c.pg.Frontend().Send(&pgproto3.CopyDone{})
-	if err := c.pg.Frontend().Flush(); err != nil {
+	if err := c.flush(ctx); err != nil {
 		return fmt.Errorf("stop replication: %w", err)
 	}
 	var eot *EndOfTimeline
@@ -310,7 +310,7 @@ func (c *Conn) SendStandbyStatus(ctx context.Context, s StandbyStatus) error {
 		return fmt.Errorf("send standby status: not streaming")
 	}
 	c.pg.Frontend().Send(&pgproto3.CopyData{Data: s.encode(time.Now())})
-	if err := c.pg.Frontend().Flush(); err != nil {
+	if err := c.flush(ctx); err != nil {
 		return fmt.Errorf("send standby status: %w", err)
 	}
 	return nil
