@@ -30,3 +30,7 @@ func NewLocalHooked(dir string, rename func(oldpath, newpath string) error, fsyn
 // SetReplaceHook sets the func s's Put calls before each of its renames,
 // for tests.
 func SetReplaceHook(s *SFTP, hook func(oldname, newname string) error) { s.hook = hook }
+
+// SetOpenHook sets the func l's Open and Stat call between reading the
+// sidecar and opening the object file, for tests.
+func SetOpenHook(l *Local, hook func()) { l.beforeOpen = hook }

@@ -36,6 +36,9 @@ type Local struct {
 	// rename is os.Rename in Put; tests replace it to make a rename fail
 	// or to stop there.
 	rename func(oldpath, newpath string) error
+	// beforeOpen, when set, runs in Open and Stat between the sidecar's
+	// read and the object file's open; tests race a Put there.
+	beforeOpen func()
 }
 
 // NewLocal returns the local store rooted at dir (PGHoard's
@@ -681,16 +684,9 @@ func (l *Local) openFile(op, key, p string) (*os.File, os.FileInfo, error) {
 // completes an interrupted replace (see replace.go). The object's time is
 // the later change time of the file and the sidecar actually read.
 func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
-	p, md, sfi, err := l.readSidecar("open", key, true)
+	f, fi, md, sfi, err := l.openObject("open", key, true)
 	if err != nil {
 		return nil, Object{}, err
-	}
-	f, fi, err := l.openFile("open", key, p)
-	if err != nil {
-		return nil, Object{}, err
-	}
-	if cmd, cfi, ok := l.completedSidecar(f, fi); ok {
-		md, sfi = cmd, cfi
 	}
 	adviseSequential(f)
 	return f, Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil
@@ -722,16 +718,9 @@ func (l *Local) OpenRange(ctx context.Context, key string, offset, length int64)
 // Stat returns the file's size, the later change time of the file and the
 // sidecar Open would read, and that sidecar's metadata.
 func (l *Local) Stat(ctx context.Context, key string) (Object, error) {
-	p, md, sfi, err := l.readSidecar("stat", key, false)
+	f, fi, md, sfi, err := l.openObject("stat", key, false)
 	if err != nil {
 		return Object{}, err
-	}
-	f, fi, err := l.openFile("stat", key, p)
-	if err != nil {
-		return Object{}, err
-	}
-	if cmd, cfi, ok := l.completedSidecar(f, fi); ok {
-		md, sfi = cmd, cfi
 	}
 	_ = f.Close()
 	return Object{Key: key, Size: fi.Size(), Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi)), Metadata: md}, nil

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path"
@@ -138,4 +139,46 @@ func completes(name string, stat func(base string) (os.FileInfo, error)) bool {
 	}
 	fi, err := stat(base)
 	return err == nil && replaceName(base, fi.Size(), fi.ModTime()) == name
+}
+
+// readAttempts bounds how often openObject reads a key again that Puts
+// keep replacing under it.
+const readAttempts = 5
+
+// openObject opens the object file of key with the metadata that belongs
+// to it and the FileInfo of both (see readSidecar and completedSidecar).
+// The sidecar is read before the file is opened: a Put of the key that
+// completes between the two would pair the new bytes with the old
+// metadata. So, unless the metadata came from a sidecar temp that was
+// checked against the file's bytes, both names must still name the files
+// read once the file is open; when either changed, the key is read again.
+func (l *Local) openObject(op, key string, mounted bool) (f *os.File, fi os.FileInfo, md Metadata, sfi os.FileInfo, err error) {
+	for range readAttempts {
+		var p string
+		if p, md, sfi, err = l.readSidecar(op, key, mounted); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if l.beforeOpen != nil {
+			l.beforeOpen()
+		}
+		if f, fi, err = l.openFile(op, key, p); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if cmd, cfi, ok := l.completedSidecar(f, fi); ok {
+			return f, fi, cmd, cfi, nil
+		}
+		if unchanged(p+sidecarSuffix, sfi) && unchanged(p, fi) {
+			return f, fi, md, sfi, nil
+		}
+		_ = f.Close()
+	}
+	return nil, nil, nil, nil, fmt.Errorf("%s %s: replaced while read, %d times in a row", op, key, readAttempts)
+}
+
+// unchanged reports whether name still names the file fi describes,
+// following links as os.Open does. The size and modification time guard
+// against the inode number of a file renamed away being reused at once.
+func unchanged(name string, fi os.FileInfo) bool {
+	now, err := os.Stat(name)
+	return err == nil && os.SameFile(now, fi) && now.Size() == fi.Size() && now.ModTime().Equal(fi.ModTime())
 }

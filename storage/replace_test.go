@@ -265,3 +265,80 @@ func snapshot(t *testing.T, root string) string {
 	}
 	return snap
 }
+
+// A Put of the same key that completes between Open's read of the sidecar
+// and its open of the file does not pair the new bytes with the old
+// metadata: Open and Stat read the key again.
+func TestLocal_Open_RacingPut(t *testing.T) {
+	for _, op := range []string{"Open", "Stat"} {
+		t.Run(op, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := context.Background()
+			put := func(s storage.Store, data, v string) {
+				t.Helper()
+				if err := s.Put(ctx, replaceKey, strings.NewReader(data), storage.Metadata{"v": v}); err != nil {
+					t.Fatalf("Put: %v", err)
+				}
+			}
+			put(storage.NewLocal(dir), "old bytes", "old")
+			l := storage.NewLocal(dir)
+			raced := 0
+			storage.SetOpenHook(l, func() {
+				if raced++; raced == 1 {
+					put(storage.NewLocal(dir), "the new, longer bytes", "new")
+				}
+			})
+			var data []byte
+			var o storage.Object
+			var err error
+			if op == "Open" {
+				var rc io.ReadCloser
+				if rc, o, err = l.Open(ctx, replaceKey); err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				defer rc.Close()
+				if data, err = io.ReadAll(rc); err != nil {
+					t.Fatal(err)
+				}
+			} else if o, err = l.Stat(ctx, replaceKey); err != nil {
+				t.Fatalf("Stat: %v", err)
+			}
+			if got, want := o.Metadata["v"], "new"; got != want {
+				t.Errorf("%s: metadata v = %q with %d bytes %q, want %q", op, got, o.Size, data, want)
+			}
+			if got, want := o.Size, int64(len("the new, longer bytes")); got != want {
+				t.Errorf("%s: size %d, want %d", op, got, want)
+			}
+			if op == "Open" && string(data) != "the new, longer bytes" {
+				t.Errorf("Open read %q, want the new bytes", data)
+			}
+		})
+	}
+}
+
+// Open gives up with an error, not a mismatched pair, when a Put replaces
+// the key every time it is read.
+func TestLocal_Open_ErrReplacedWhileRead(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	if err := storage.NewLocal(dir).Put(ctx, replaceKey, strings.NewReader("0"), storage.Metadata{"v": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	l := storage.NewLocal(dir)
+	n := 0
+	storage.SetOpenHook(l, func() {
+		n++
+		v := strings.Repeat("x", n)
+		if err := storage.NewLocal(dir).Put(ctx, replaceKey, strings.NewReader(v), storage.Metadata{"v": v}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	rc, o, err := l.Open(ctx, replaceKey)
+	if err == nil {
+		rc.Close()
+		t.Fatalf("Open returned %d bytes with metadata %v, want an error", o.Size, o.Metadata)
+	}
+	if !strings.Contains(err.Error(), "replaced while read") {
+		t.Errorf("Open: %v, want replaced while read", err)
+	}
+}
