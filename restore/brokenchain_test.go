@@ -141,11 +141,7 @@ func TestRun_IncrementalForeignParent(t *testing.T) {
 		md[archive.MetaSystemID] = foreign
 		return data
 	})
-	dir := filepath.Join(pgtest.TempDir(t), "data")
-	_, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc.Name, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
-	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), full.Key) {
-		t.Fatalf("restore of %s on a parent of another system: %v, want ErrBrokenChain naming %s", inc.Name, err, full.Key)
-	}
+	wantBrokenChain(ctx, t, a, inc, walDir, full.Key, "on a parent of another system")
 }
 
 // TestRun_IncrementalParentSwapped: someone who can write the bucket
@@ -168,10 +164,18 @@ func TestRun_IncrementalParentSwapped(t *testing.T) {
 	later := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
 	archivetest.CopyObject(t, a.Store, later.Key, full.Key)
+	wantBrokenChain(ctx, t, a, inc, walDir, full.Key, "on "+later.Name+"'s control object copied over its parent")
+}
+
+// wantBrokenChain restores inc by name, its WAL copied from walDir, and
+// fails the test unless restore refuses the chain with ErrBrokenChain
+// naming parentKey; what says how the chain was broken.
+func wantBrokenChain(ctx context.Context, t *testing.T, a *archive.Archive, inc *archive.BackupInfo, walDir, parentKey, what string) {
+	t.Helper()
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	_, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc.Name, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
-	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), full.Key) {
-		t.Fatalf("restore of %s on %s's control object copied over its parent: %v, want ErrBrokenChain naming %s", inc.Name, later.Name, err, full.Key)
+	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), parentKey) {
+		t.Fatalf("restore of %s %s: %v, want ErrBrokenChain naming %s", inc.Name, what, err, parentKey)
 	}
 }
 
