@@ -187,7 +187,11 @@ func (c *Conn) StartBaseBackup(ctx context.Context, opts BaseBackupOptions) (*Ba
 func (b *BaseBackup) start(ctx context.Context, opts BaseBackupOptions) error {
 	pg := b.conn.pg
 	pg.Frontend().Send(&pgproto3.Query{String: opts.command(b.conn.ServerVersion())})
-	if err := pg.Frontend().Flush(); err != nil {
+	if err := b.conn.flush(ctx); err != nil {
+		// A write cut short leaves part of a message on the wire, and
+		// a Terminate after it would only wait on the same full
+		// buffer: drop the connection.
+		_ = pg.Conn().Close()
 		return b.fail(fmt.Errorf("send command: %w", err))
 	}
 
