@@ -204,13 +204,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Problems = append(rep.Problems, idx.damagedTail)
 	}
 	// From the same listing: the tail's content is read once.
-	end, err := idx.listing.End(ctx, segSize)
+	end, err := idx.End(ctx, segSize)
 	if err != nil {
 		return nil, err
 	}
 	rep.WALEnd = NewWALEnd(end, time.Now())
-	rep.Segments = len(idx.segments)
-	for name := range idx.segments {
+	rep.Segments = len(idx.Segments)
+	for name := range idx.Segments {
 		if rep.Newest == "" || name[8:] > rep.Newest[8:] || name[8:] == rep.Newest[8:] && name > rep.Newest {
 			rep.Newest = name
 		}

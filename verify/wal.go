@@ -16,11 +16,10 @@ import (
 // of WAL: the segments under xlog/ and the timelines with a history file,
 // each the copy recovery reads.
 type walIndex struct {
-	// listing is what segments and histories come from; it reads the
-	// .partial tail's content once for loadTail and end.
-	listing   *archive.WALListing
-	segments  map[string]archive.WALFile
-	histories map[uint32]archive.WALFile
+	// WALListing holds the segments (Segments) and history files
+	// (Histories); it reads the .partial tail's content once for
+	// loadTail and the archive's end.
+	*archive.WALListing
 	// tail is the .partial that ends the archive, standing in for its
 	// missing segment (restore.FindPartialTail); nil when none does or
 	// when it is damaged.
@@ -33,7 +32,7 @@ type walIndex struct {
 // loadTail finds the .partial tail of the archive listed (WAL of segment
 // size segSize).
 func (w *walIndex) loadTail(ctx context.Context, segSize uint64) error {
-	t, err := restore.PartialTailOf(ctx, w.listing, segSize)
+	t, err := restore.PartialTailOf(ctx, w.WALListing, segSize)
 	if t != nil && t.Damaged != nil {
 		w.damagedTail = fmt.Sprintf("WAL segment %s: %v", t.Key, t.Damaged)
 		t = nil
@@ -48,7 +47,7 @@ func (w *walIndex) file(name string) archive.WALFile {
 	if t := w.tail; t != nil && name == t.Segment+wal.PartialSuffix {
 		return t.File
 	}
-	return w.segments[name]
+	return w.Segments[name]
 }
 
 // listWAL lists the segments and timeline histories of a.
@@ -57,7 +56,7 @@ func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &walIndex{listing: l, segments: l.Segments, histories: l.Histories}, nil
+	return &walIndex{WALListing: l}, nil
 }
 
 // missingHistories returns the timelines above 1 that have segments in
@@ -67,9 +66,9 @@ func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 func (w *walIndex) missingHistories() []uint32 {
 	seen := map[uint32]bool{}
 	var out []uint32
-	for name := range w.segments {
+	for name := range w.Segments {
 		tli := wal.SegmentTimeline(name)
-		if _, ok := w.histories[tli]; tli > 1 && !ok && !seen[tli] {
+		if _, ok := w.Histories[tli]; tli > 1 && !ok && !seen[tli] {
 			seen[tli] = true
 			out = append(out, tli)
 		}
@@ -145,7 +144,7 @@ func followWAL(idx *walIndex, b *archive.BackupInfo, path wal.History, bad map[s
 	// for it: the one on the newest timeline of the path that has it.
 	present := map[uint64]string{}
 	rank := map[uint64]int{}
-	for name := range idx.segments {
+	for name := range idx.Segments {
 		if bad[name] {
 			continue
 		}

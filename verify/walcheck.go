@@ -58,7 +58,7 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 
 // histories decodes every stored timeline history file and parses it.
 func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report) error {
-	for _, f := range idx.histories {
+	for _, f := range idx.Histories {
 		_, err := f.ReadHistory(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
