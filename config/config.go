@@ -1,7 +1,6 @@
 package config
 
 import (
-	"cmp"
 	"path"
 	"reflect"
 	"strings"
@@ -170,10 +169,17 @@ func (c *Config) finish(cwd string) {
 			c.MaintenanceModeFile = path.Join(c.BackupLocation, "maintenance_mode_file")
 		}
 	}
-	c.AlertFileDir = cmp.Or(c.AlertFileDir, c.BackupLocation, cwd)
+	if c.AlertFileDir == "" {
+		c.AlertFileDir = c.BackupLocation
+		if c.AlertFileDir == "" {
+			c.AlertFileDir = cwd
+		}
+	}
 	for name, s := range c.BackupSites {
 		s.Name = name
-		s.Prefix = cmp.Or(s.Prefix, path.Join(c.PathPrefix, name))
+		if s.Prefix == "" {
+			s.Prefix = path.Join(c.PathPrefix, name)
+		}
 		if s.ObjectStorage.Type == "" && s.ObjectStorage.URL == "" {
 			// PGHoard: a site without object_storage stores into backup_location.
 			s.ObjectStorage.Type = storage.TypeLocal
@@ -185,7 +191,9 @@ func (c *Config) finish(cwd string) {
 			s.Nodes = []Node{{}}
 		}
 		for i := range s.Nodes {
-			s.Nodes[i].Slot = cmp.Or(s.Nodes[i].Slot, s.Slot)
+			if s.Nodes[i].Slot == "" {
+				s.Nodes[i].Slot = s.Slot
+			}
 		}
 	}
 }

@@ -166,9 +166,15 @@ func Keys() []KeyDoc {
 // defaultText prints a default as JSON; "" for an empty string or an
 // object without a value.
 func defaultText(typ string, v any) string {
-	if v == nil && typ == "object" || v == "" {
+	if v == nil && typ == "object" {
 		return ""
 	}
-	b, _ := json.Marshal(v) // defaults are plain values: Marshal cannot fail
+	if s, ok := v.(string); ok && s == "" {
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
 	return string(b)
 }

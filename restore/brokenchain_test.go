@@ -28,11 +28,15 @@ import (
 // the source's rows; named with Backup, the newest is refused with
 // ErrBrokenChain naming the parent's object.
 func TestRun_IncrementalBrokenChainFallback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
 	const major = 17
 	src, walDir, a := incrSource(t, major)
 	src.Exec(t, "create table t (id int primary key, v text)")
 	src.Exec(t, "insert into t select i, 'first' from generate_series(1, 5000) i")
-	ctx := incrContext(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	take := func(incremental bool) *archive.BackupInfo {
 		t.Helper()
 		return takeBackup(ctx, t, src, a, basebackup.ModeStream, incremental)
@@ -122,8 +126,12 @@ func TestRun_IncrementalBrokenChainFallback(t *testing.T) {
 // must refuse the chain, naming the parent's object: its own control
 // object records the real system.
 func TestRun_IncrementalForeignParent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
 	src, walDir, a := incrSource(t, 17)
-	ctx := incrContext(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	full, inc := fullAndIncremental(ctx, t, src, a)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
 
@@ -146,8 +154,12 @@ func TestRun_IncrementalForeignParent(t *testing.T) {
 // restartpoints, would pass: PostgreSQL's pg_combinebackup takes it as
 // the same base, and the combined files are consistent from that start.)
 func TestRun_IncrementalParentSwapped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real cluster")
+	}
 	src, walDir, a := incrSource(t, 17)
-	ctx := incrContext(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	full, inc := fullAndIncremental(ctx, t, src, a)
 	later := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
