@@ -88,6 +88,7 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})
 			continue
 		}
+		b.Auth = a.Codec.BackupAuth(b.Name, st.Metadata)
 		out.Sound = append(out.Sound, b)
 	}
 	SortBackups(out.Sound)

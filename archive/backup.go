@@ -108,6 +108,10 @@ type BackupInfo struct {
 
 	Metadata storage.Metadata // everything, as stored
 
+	// Auth says whether the metadata authenticates (backupauth.go), set
+	// by Archive.ScanBackups; AuthNone elsewhere.
+	Auth BackupAuth
+
 	// Archive is the archive whose store holds the backup, set by
 	// Archive.ListAllBackups (nil otherwise: the archive listing it). It is
 	// never marshalled.

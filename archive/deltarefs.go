@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"slices"
 
@@ -83,23 +84,38 @@ type deltaRefList struct {
 // deltaRefsKey derives the HMAC key of the reference lists of a site
 // whose public key is pub.
 func deltaRefsKey(pub *rsa.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("reference list key: %w", err)
-	}
-	return hkdf.Key(sha256.New, der, nil, deltaRefsLabel, 32)
+	return publicMACKey(pub, deltaRefsLabel)
 }
 
-// macDeltaRefs is the HMAC of a list: its format, backup name, key id
-// and digests, each length-prefixed, so that no two lists share an input.
-func macDeltaRefs(key []byte, l *deltaRefList) []byte {
+// publicMACKey derives from a site's public key pub (its DER encoding)
+// the HMAC key of what label names: HKDF-SHA256 with label as its info.
+// Anyone holding the configuration can compute it; the bucket alone does
+// not give it (docs/security.md).
+func publicMACKey(pub *rsa.PublicKey, label string) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	return hkdf.Key(sha256.New, der, nil, label, 32)
+}
+
+// macInput returns an HMAC-SHA256 keyed by key and the function that
+// writes a string into it length-prefixed, so that no two sequences of
+// strings share an input.
+func macInput(key []byte) (hash.Hash, func(string)) {
 	m := hmac.New(sha256.New, key)
-	put := func(s string) {
+	return m, func(s string) {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
 		m.Write(n[:])
 		m.Write([]byte(s))
 	}
+}
+
+// macDeltaRefs is the HMAC of a list: its format, backup name, key id
+// and digests, each length-prefixed, so that no two lists share an input.
+func macDeltaRefs(key []byte, l *deltaRefList) []byte {
+	m, put := macInput(key)
 	put(FormatDeltaRefs)
 	put(l.Backup)
 	put(l.KeyID)

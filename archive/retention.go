@@ -153,8 +153,22 @@ func (p RetentionPlan) Empty() bool {
 // so WAL that a kept backup reaches through a timeline switch, and WAL of a
 // newer timeline forked at an earlier position, is never lost. With no
 // backup at all nothing is deleted.
+//
+// Where any backup's metadata authenticates (BackupInfo.Auth), only those
+// backups decide: see planAuthenticated.
 func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, now time.Time) RetentionPlan {
 	plan := RetentionPlan{Now: now}
+	plan.Keep, plan.Delete = planBackups(backups, p, now)
+	planAuthenticated(&plan, backups, p)
+	keepParents(&plan)
+
+	planWAL(&plan, walNames)
+	return plan
+}
+
+// planBackups applies the policy to backups, as PlanRetention describes,
+// and returns the decisions, oldest first.
+func planBackups(backups []*BackupInfo, p RetentionPolicy, now time.Time) (keep, del []BackupDecision) {
 	bs := append([]*BackupInfo(nil), backups...)
 	SortBackups(bs)
 
@@ -172,7 +186,7 @@ func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, 
 			break
 		}
 		if p.MaxCount > 0 && left > p.MaxCount {
-			plan.Delete = append(plan.Delete, BackupDecision{Backup: b, Reason: fmt.Sprintf(
+			del = append(del, BackupDecision{Backup: b, Reason: fmt.Sprintf(
 				"backup %s (started %s) exceeds basebackup_count=%d (%d backups)",
 				b.Name, fmtTime(b.StartTime), p.MaxCount, left)})
 			drop++
@@ -184,7 +198,7 @@ func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, 
 		if p.MaxAge > 0 && p.MinCount > 0 && left > p.MinCount && !b.StartTime.IsZero() {
 			age := now.Sub(b.StartTime.Add(p.Interval))
 			if age > p.MaxAge {
-				plan.Delete = append(plan.Delete, BackupDecision{Backup: b, Reason: fmt.Sprintf(
+				del = append(del, BackupDecision{Backup: b, Reason: fmt.Sprintf(
 					"backup %s (started %s) is %s old (from start + interval), over basebackup_age_days_max=%s, and %d backups > basebackup_count_min=%d",
 					b.Name, fmtTime(b.StartTime), fmtDays(age), fmtDays(p.MaxAge), left, p.MinCount)})
 				drop++
@@ -205,12 +219,9 @@ func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, 
 		if until, ok := p.Preserved[b.Name]; ok && until.After(now) {
 			reason = fmt.Sprintf("preserved until %s", fmtTime(until))
 		}
-		plan.Keep = append(plan.Keep, BackupDecision{Backup: b, Reason: reason})
+		keep = append(keep, BackupDecision{Backup: b, Reason: reason})
 	}
-	keepParents(&plan)
-
-	planWAL(&plan, walNames)
-	return plan
+	return keep, del
 }
 
 // horizonBackups returns the kept backups whose WAL must stay: all but
@@ -248,6 +259,14 @@ func planWAL(plan *RetentionPlan, walNames []string) {
 	var low *BackupInfo
 	lowStart := ""
 	for _, k := range keep {
+		if k.Backup.Auth == AuthInvalid {
+			plan.KeptWAL = files
+			if n := fmt.Sprintf("backup %s's metadata does not authenticate, so neither does its start: every WAL file is kept",
+				k.Backup.Name); !slices.Contains(plan.Notes, n) {
+				plan.Notes = append(plan.Notes, n) // planWAL runs twice in Archive.PlanRetention
+			}
+			return
+		}
 		s := startSegment(k.Backup)
 		if s == "" {
 			plan.KeptWAL = files
@@ -523,8 +542,9 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	}
 	plan.KeptWAL -= len(located)
 
+	// Where some backups authenticate, a planted one's start says nothing.
 	var newest time.Time
-	for _, b := range backups {
+	for _, b := range Trusted(backups) {
 		if b.StartTime.After(newest) {
 			newest = b.StartTime
 		}

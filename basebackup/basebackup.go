@@ -250,6 +250,11 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	if oc.checksums != nil {
 		md[MetaChecksumFailures] = strconv.FormatInt(oc.checksums.blocks, 10)
 	}
+	// Retention with the public key only trusts no metadata but this
+	// (archive/backupauth.go).
+	if err := o.Archive.Codec.SignBackup(info.Name, md); err != nil {
+		return nil, fmt.Errorf("basebackup: sign metadata of %s: %w", info.Key, err)
+	}
 	// The control object goes last: once it exists the backup is listed.
 	st, err := o.Archive.Codec.Put(ctx, o.Archive.Store, info.Key, bytes.NewReader(control), int64(len(control)), md)
 	if err != nil {
@@ -257,6 +262,7 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	}
 	info.StoredSize = st.StoredSize
 	info.Metadata = st.Metadata
+	info.Auth = o.Archive.Codec.BackupAuth(info.Name, st.Metadata)
 	ev := log.Info().Str("backup", oc.name).Str("source", oc.source).Str("lsn", oc.end.String()).Int("chunks", len(oc.chunks)).
 		Int64("bytes", info.TotalSizePlain).Int64("stored", info.TotalSizeEnc)
 	if oc.checksums != nil {

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,8 +31,11 @@ a line per incremental backup gives its chain: the full backup it starts from an
 chain stores in all, or which parent is missing.
 A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:
 restore never chooses it, and the others stay usable.
---json prints every field and the stored metadata (a damaged backup: name, key, site
-and "damaged", the reason).
+In a site with keys hoard signs each backup's metadata: when some backups authenticate,
+a line after the table names each of the others (planted, altered, or from PGHoard or
+a hoard that did not sign it): retention does not count it, restore chooses it only by name.
+--json prints every field and the stored metadata, with metadata_auth (authenticated,
+invalid or none; a damaged backup: name, key, site and "damaged", the reason).
 
 The table ends with where the stored WAL ends (a .partial copy included when it is the
 end of the archive) and how long ago that WAL was stored: what a restore reaches now.
@@ -73,8 +77,11 @@ type backupJSON struct {
 	DecisionTime     *time.Time `json:"backup_decision_time"`
 	NormalizedTime   *time.Time `json:"normalized_backup_time"`
 	// Parent names the backup an incremental one was taken against.
-	Parent   string            `json:"parent,omitempty"`
-	Metadata map[string]string `json:"metadata"`
+	Parent string `json:"parent,omitempty"`
+	// MetadataAuth is archive.BackupAuth: "authenticated", "invalid" or
+	// "none".
+	MetadataAuth string            `json:"metadata_auth,omitempty"`
+	Metadata     map[string]string `json:"metadata"`
 	// Damaged says why the backup's metadata cannot be read; only the name,
 	// key and site are set then.
 	Damaged string `json:"damaged,omitempty"`
@@ -148,7 +155,7 @@ func newBackupJSON(b *archive.BackupInfo) backupJSON {
 		ChunkCount: b.ChunkCount, Site: site, Host: b.Host,
 		ActiveBackupMode: b.ActiveBackupMode, BasebackupMode: b.BasebackupMode, BackupReason: b.BackupReason,
 		DecisionTime: timePtr(b.DecisionTime), NormalizedTime: timePtr(b.NormalizedTime),
-		Parent: b.Parent, Metadata: b.Metadata,
+		Parent: b.Parent, Metadata: b.Metadata, MetadataAuth: cmp.Or(string(b.Auth), "none"),
 	}
 }
 
@@ -195,6 +202,13 @@ func writeBackupsTable(w io.Writer, all archive.Backups, verbose bool) error {
 		if b.Parent != "" {
 			printf(tw, "%s\n", chainLine(bs, b))
 		}
+	}
+	for _, b := range archive.Untrusted(bs) {
+		why := "not authenticated (planted, or written by PGHoard or a hoard that did not sign backups)"
+		if b.Auth == archive.AuthInvalid {
+			why = "does not authenticate (altered, or copied under another name)"
+		}
+		printf(tw, "%s: metadata %s: retention does not count it, restore chooses it only by name\n", b.Name, why)
 	}
 	return tw.Flush()
 }

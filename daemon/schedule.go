@@ -59,7 +59,12 @@ type Decision struct {
 // Only full backups count for those rules. With an IncrementalInterval, an
 // incremental backup is due when no full one is and the newest backup,
 // full or incremental, started at least that long ago.
+//
+// Where some backups' metadata authenticates, only those count
+// (archive.Trusted): a planted backup that claims to be new would
+// otherwise hold back every scheduled backup.
 func (s Schedule) Decide(now time.Time, backups []*archive.BackupInfo) Decision {
+	backups = archive.Trusted(backups)
 	var full []*archive.BackupInfo
 	for _, b := range backups {
 		if b.Parent == "" {

@@ -207,3 +207,19 @@ func TestSchedule_Slot(t *testing.T) {
 		t.Errorf("Slot without an interval = %v, want zero", got)
 	}
 }
+
+// TestSchedule_DecidePlanted: a planted backup that claims to have
+// started after the site's real, authenticated one holds back no
+// scheduled backup.
+func TestSchedule_DecidePlanted(t *testing.T) {
+	real := bb("2024-05-01 00:00", "", basebackup.ReasonScheduled)
+	real.Auth = archive.AuthOK
+	planted := bb("2099-01-01 00:00", "", basebackup.ReasonScheduled)
+	for _, auth := range []archive.BackupAuth{archive.AuthNone, archive.AuthInvalid} {
+		planted.Auth = auth
+		d := Schedule{Interval: 24 * time.Hour}.Decide(at("2024-05-02 12:00"), []*archive.BackupInfo{real, planted})
+		if !d.Due {
+			t.Errorf("planted backup with metadata %q: not due (%s)", auth, d.Why)
+		}
+	}
+}

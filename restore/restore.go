@@ -414,10 +414,26 @@ func (o *Options) restoreCommand(b *archive.BackupInfo, walEnd string) (string, 
 func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damaged []*archive.DamagedBackup, t Target) (*archive.BackupInfo, *archive.Control, []*chainLevel, error) {
 	auto := o.Backup == "" || o.Backup == "latest"
 	candidates := backups
-	var skipped []string
+	var skipped, unauthenticated []string
+	if auto {
+		// The storage writer can plant a backup that claims to be the
+		// newest, or alter a real one's times and positions: where hoard
+		// signed some backups' metadata, only those are chosen from.
+		candidates = archive.Trusted(backups)
+		for _, b := range archive.Untrusted(backups) {
+			unauthenticated = append(unauthenticated, b.Name)
+		}
+		if len(unauthenticated) > 0 {
+			log.Warn().Strs("backups", unauthenticated).Msg("passing over backups whose metadata does not authenticate " +
+				"(planted or altered, or written by PGHoard or a hoard that did not sign backups); name one with --basebackup to restore it")
+		}
+	}
 	for {
 		b, err := SelectBackup(candidates, o.Backup, t)
 		if err != nil {
+			if len(unauthenticated) > 0 {
+				err = fmt.Errorf("%w (passed over, their metadata not authenticated: %s)", err, strings.Join(unauthenticated, ", "))
+			}
 			if len(skipped) > 0 {
 				return nil, nil, nil, fmt.Errorf("%w (passed over, their incremental chains broken: %s)", err, strings.Join(skipped, ", "))
 			}

@@ -1,0 +1,142 @@
+package archive
+
+import (
+	"crypto/hmac"
+	"encoding/hex"
+	"slices"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// A backup's metadata (its start time and segment, its LSNs, its chunk
+// count) is what retention, the backup schedule and restore's choice of a
+// backup read, and it is not encrypted: a site that holds only the public
+// key (a daemon, normally) cannot read the control object, so it has
+// nothing else. Someone who can write the bucket but holds no key could
+// otherwise plant a backup that claims to be newer (a copy of a real
+// control object under a later name, with any metadata) and make
+// retention count it and delete the real backups and their WAL.
+//
+// So hoard stores, in the metadata of each control object it writes in a
+// site that encrypts, MetaBackupMAC: an HMAC-SHA256 over the backup's name
+// and the metadata keys of backupMACKeys, whose key is derived
+// (HKDF-SHA256, fixed label) from the site's public key, as the delta
+// reference lists' is (deltarefs.go). PGHoard ignores the key. The bucket
+// alone does not give the HMAC key; anyone holding the configuration can
+// compute it (docs/security.md says what that leaves).
+
+// MetaBackupMAC is the metadata key of a backup's metadata HMAC, in hex.
+const MetaBackupMAC = "hoard-metadata-hmac"
+
+// backupMACLabel is the HKDF info of the backup metadata HMAC's key.
+const backupMACLabel = "hoard backup metadata v1"
+
+// BackupAuth says whether a backup's metadata authenticates.
+type BackupAuth string
+
+// What a backup's MetaBackupMAC says of its metadata.
+const (
+	// AuthNone: no HMAC. PGHoard's backups, those of hoard before it
+	// wrote one, those of a site without keys, and any the storage
+	// writer planted or stripped the HMAC from.
+	AuthNone BackupAuth = ""
+	// AuthOK: the HMAC verifies with the public key of the backup's
+	// key id: hoard wrote this metadata under this name.
+	AuthOK BackupAuth = "authenticated"
+	// AuthInvalid: an HMAC that does not verify. The metadata was
+	// altered, or copied with the object under another name, or the
+	// configuration has no public key for its key id.
+	AuthInvalid BackupAuth = "invalid"
+)
+
+// backupMACKeys are the metadata keys the HMAC binds: every key
+// BackupInfo.ToMetadata writes, and the key id. Keys outside the list
+// (the codec's, the storage's own) may change without breaking it.
+var backupMACKeys = []string{
+	MetaFormat, MetaStartWALSegment, MetaEndWALSegment, MetaStartTime, MetaEndTime,
+	MetaBackupDecisionTime, MetaNormalizedBackupTime, MetaStartLSN, MetaEndLSN,
+	MetaStartTimeline, MetaEndTimeline, MetaSystemID, MetaWALSegmentSize, MetaPGVersion,
+	MetaTotalSizePlain, MetaTotalSizeEnc, MetaChunkCount, MetaPGManifest, MetaEndXmin,
+	MetaEndXmax, MetaParent, MetaSite, MetaHost, MetaActiveBackupMode, MetaBasebackupMode,
+	MetaBackupReason, MetaEncryptionKeyID,
+}
+
+// macBackup is the HMAC of backup name's metadata md: the label, the
+// name, then each key of backupMACKeys with its value ("" when absent).
+func macBackup(key []byte, name string, md storage.Metadata) []byte {
+	m, put := macInput(key)
+	put(backupMACLabel)
+	put(BackupName(name))
+	for _, k := range backupMACKeys {
+		put(k)
+		put(md[k])
+	}
+	return m.Sum(nil)
+}
+
+// SignBackup adds MetaBackupMAC to md, the metadata of backup name's
+// control object that c is about to store, and sets its key id. In a
+// site without keys it does nothing: nothing there is authenticated.
+func (c *Codec) SignBackup(name string, md storage.Metadata) error {
+	if c == nil || c.KeyID == "" || c.PublicKey == nil {
+		return nil
+	}
+	key, err := publicMACKey(c.PublicKey, backupMACLabel)
+	if err != nil {
+		return err
+	}
+	md[MetaEncryptionKeyID] = c.KeyID
+	md[MetaBackupMAC] = hex.EncodeToString(macBackup(key, name, md))
+	return nil
+}
+
+// BackupAuth returns what backup name's metadata md says of itself:
+// AuthNone without an HMAC, AuthOK when it verifies with the public key
+// c holds for its key id, AuthInvalid otherwise.
+func (c *Codec) BackupAuth(name string, md storage.Metadata) BackupAuth {
+	v, ok := md[MetaBackupMAC]
+	if !ok {
+		return AuthNone
+	}
+	got, err := hex.DecodeString(v)
+	pub := c.publicKeyFor(md[MetaEncryptionKeyID])
+	if err != nil || pub == nil {
+		return AuthInvalid
+	}
+	key, err := publicMACKey(pub, backupMACLabel)
+	if err != nil || !hmac.Equal(got, macBackup(key, name, md)) {
+		return AuthInvalid
+	}
+	return AuthOK
+}
+
+// Trusted returns the backups of bs whose metadata authenticates, or all
+// of bs when none does (an archive from before hoard signed backups, a
+// site without keys). The choices made on metadata alone go by them:
+// retention's (planAuthenticated), the daemon's schedule, restore's
+// automatic choice of a backup.
+func Trusted(bs []*BackupInfo) []*BackupInfo {
+	var out []*BackupInfo
+	for _, b := range bs {
+		if b.Auth == AuthOK {
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		return bs
+	}
+	return out
+}
+
+// Untrusted returns the backups of bs that Trusted leaves out, oldest
+// first as bs is.
+func Untrusted(bs []*BackupInfo) []*BackupInfo {
+	trusted := Trusted(bs)
+	var out []*BackupInfo
+	for _, b := range bs {
+		if !slices.Contains(trusted, b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}

@@ -1,0 +1,91 @@
+package archive
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Retention reads nothing but the backups' metadata, which the storage
+// writer can plant or alter (backupauth.go). Where hoard authenticated
+// some backups' metadata, retention counts only those: a planted backup
+// that claims to be the newest, or many of them, cannot make it delete a
+// backup whose metadata authenticates, nor the WAL such a backup needs.
+// An archive where no backup authenticates (PGHoard's, an older hoard's,
+// a site without keys) is planned as before, on all its metadata.
+
+// planAuthenticated narrows plan's deletions, made by planBackups over
+// all of backups, when any of them authenticates. A backup is then
+// deleted only if the policy deletes it both among all backups and among
+// the authenticated ones with it added: an authenticated backup only on
+// the strength of other authenticated ones, an unauthenticated one (a
+// PGHoard backup from before, or a planted one) only when the
+// authenticated backups alone make it surplus. A backup whose HMAC does
+// not verify is kept and not counted: its metadata was altered, and what
+// it says of itself (its start) cannot be trusted either (planWAL keeps
+// every WAL file while one is kept).
+func planAuthenticated(plan *RetentionPlan, backups []*BackupInfo, p RetentionPolicy) {
+	trusted := Trusted(backups)
+	if len(trusted) == len(backups) {
+		return // all authenticate, or none does
+	}
+	var invalid, none []*BackupInfo
+	for _, b := range backups {
+		switch b.Auth {
+		case AuthOK:
+		case AuthInvalid:
+			invalid = append(invalid, b)
+		default:
+			none = append(none, b)
+		}
+	}
+	keep, del := plan.Keep, plan.Delete
+	plan.Keep, plan.Delete = keep, nil
+	_, trustedDel := planBackups(trusted, p, plan.Now)
+	for _, d := range del {
+		var alone []BackupDecision
+		switch d.Backup.Auth {
+		case AuthOK:
+			alone = trustedDel
+		case AuthNone:
+			_, alone = planBackups(append(trusted[:len(trusted):len(trusted)], d.Backup), p, plan.Now)
+		}
+		if ok, why := deletedIn(alone, d.Backup); ok {
+			d.Reason = why
+			plan.Delete = append(plan.Delete, d)
+			continue
+		}
+		d.Reason = fmt.Sprintf("%s; kept: only backups whose metadata authenticates count, and among them the policy keeps it", d.Reason)
+		if d.Backup.Auth == AuthInvalid {
+			d.Reason = "its metadata does not authenticate (altered, or copied under another name): kept, and not counted"
+		}
+		plan.Keep = append(plan.Keep, d)
+	}
+	sortDecisions(plan.Keep)
+	if len(none) > 0 {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("metadata not authenticated, not counted toward the policy: %s "+
+			"(planted, or written by PGHoard or by a hoard that did not sign backups)", backupNames(none)))
+	}
+	if len(invalid) > 0 {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("metadata does not authenticate (altered, or copied under another name), kept and not counted: %s",
+			backupNames(invalid)))
+	}
+}
+
+// deletedIn reports whether ds deletes b, and why.
+func deletedIn(ds []BackupDecision, b *BackupInfo) (bool, string) {
+	for _, d := range ds {
+		if d.Backup == b {
+			return true, d.Reason
+		}
+	}
+	return false, ""
+}
+
+// backupNames joins the backups' names.
+func backupNames(bs []*BackupInfo) string {
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = b.Name
+	}
+	return strings.Join(names, ", ")
+}
