@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +64,20 @@ func tableDigests(t testing.TB, c *pgtest.Cluster, tables ...string) map[string]
 		out[tb] = c.QueryString(t, "select count(*)::text || ':' || coalesce(md5(string_agg(x::text, ',' order by x::text)), '') from "+tb+" x")
 	}
 	return out
+}
+
+// checkTables fails the test unless each table of want (tableDigests of
+// the source) holds the same rows in the restored cluster r; what names
+// the restore.
+func checkTables(t testing.TB, what string, r *pgtest.Cluster, want map[string]string) {
+	t.Helper()
+	tables := slices.Sorted(maps.Keys(want))
+	got := tableDigests(t, r, tables...)
+	for _, tb := range tables {
+		if got[tb] != want[tb] {
+			t.Errorf("%s: %s holds %s, the source %s", what, tb, got[tb], want[tb])
+		}
+	}
 }
 
 // restoreAndStart restores the newest backup of a into a new directory,
@@ -260,12 +276,7 @@ func testRunLocal(t *testing.T, major int) {
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	want := tableDigests(t, c, "pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "in_extra")
 	r := restoreAndStart(t, a, major, walDir, map[string]string{"extra": filepath.Join(pgtest.TempDir(t), "extra")})
-	got := tableDigests(t, r, "pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "in_extra")
-	for tb, w := range want {
-		if got[tb] != w {
-			t.Errorf("restored %s: %s, source %s", tb, got[tb], w)
-		}
-	}
+	checkTables(t, "restored", r, want)
 	if n := r.QueryString(t, "select count(*)::text from scratch"); n != "0" {
 		t.Errorf("restored unlogged table has %s rows, want 0 (reset from its init fork)", n)
 	}
@@ -330,12 +341,7 @@ func TestRunLocal_FilesChange(t *testing.T) {
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	want := tableDigests(t, c, "shrinks", "kept")
 	r := restoreAndStart(t, a, major, walDir, nil)
-	got := tableDigests(t, r, "shrinks", "kept")
-	for tb, w := range want {
-		if got[tb] != w {
-			t.Errorf("restored %s: %s, source %s", tb, got[tb], w)
-		}
-	}
+	checkTables(t, "restored", r, want)
 	if n := r.QueryString(t, "select count(*)::text from pg_class where relname = 'gone'"); n != "0" {
 		t.Errorf("dropped table restored")
 	}
