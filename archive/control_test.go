@@ -152,6 +152,8 @@ func TestManifest_Validate(t *testing.T) {
 		{Chunks: []ManifestChunk{chunk("b/b.00000001.pghoard"), chunk("b/b.00000002.pghoard")},
 			Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/srv/ts", OID: 16400}, "empty": {OID: 16401}}},
 		{Chunks: []ManifestChunk{{ChunkFilename: "b/c", InputSize: 1, HMAC: strings.Repeat("0a", 32)}}},
+		{Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/srv/ts", OID: 16400}},
+			Hoard: &HoardManifest{TablespaceSizes: map[string]int64{"ts": 8192}}},
 	}
 	for _, m := range ok {
 		if err := m.Validate(); err != nil {
@@ -180,6 +182,10 @@ func TestManifest_Validate(t *testing.T) {
 		"SpcNameDotDot":     {Tablespaces: map[string]ManifestTablespace{"..": {Path: "/a", OID: 7}}},
 		"SpcNameEmpty":      {Tablespaces: map[string]ManifestTablespace{"": {Path: "/a", OID: 7}}},
 		"SpcPathTrailSlash": {Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/srv/ts/", OID: 1}}},
+		"SpcSizeNegative": {Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/srv/ts", OID: 1}},
+			Hoard: &HoardManifest{TablespaceSizes: map[string]int64{"ts": -1}}},
+		"SpcSizeUnknown": {Tablespaces: map[string]ManifestTablespace{"ts": {Path: "/srv/ts", OID: 1}},
+			Hoard: &HoardManifest{TablespaceSizes: map[string]int64{"other": 1}}},
 	}
 	for name, m := range bad {
 		if err := m.Validate(); !errors.Is(err, ErrBadManifest) {

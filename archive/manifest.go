@@ -99,6 +99,14 @@ type HoardManifest struct {
 	// incremental of, with its start: restore rebuilds the files from
 	// the chain. nil for a full backup.
 	Incremental *IncrementalParent `json:"incremental,omitempty"`
+	// TablespaceSizes is the part of the backup's decoded size (as
+	// total-size-plain counts it: tar headers and padding included)
+	// that is each tablespace's, by name, every tablespace listed; the
+	// rest is the data directory's. Restore checks each file system's
+	// free space against the parts restored there. nil in backups
+	// without tablespaces and in those of hoard versions that did not
+	// record it (PGHoard's backups have no hoard block at all).
+	TablespaceSizes map[string]int64 `json:"tablespace_sizes,omitempty"`
 }
 
 // IncrementalParent is the backup an incremental backup was taken
@@ -318,9 +326,10 @@ var ErrBadManifest = errors.New("invalid backup manifest")
 // basebackup_chunk/ (no "..", no absolute or empty part) and appears once,
 // with a positive input_size, a result_size that is not negative and a
 // hoard_hmac that is absent or 64 hex digits; every
-// tablespace name is one path element, every OID positive and distinct, and
+// tablespace name is one path element, every OID positive and distinct,
 // every path absolute and clean ("" is allowed here: restore then needs a
-// directory for it).
+// directory for it), and every size in the hoard block's tablespace_sizes
+// is one of those tablespaces' and not negative.
 func (m *Manifest) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadManifest, fmt.Sprintf(format, args...))
@@ -361,6 +370,16 @@ func (m *Manifest) Validate() error {
 		}
 		if !filepath.IsAbs(ts.Path) || filepath.Clean(ts.Path) != ts.Path || ts.Path == "/" || strings.ContainsRune(ts.Path, 0) {
 			return bad("tablespace %q: path %q is not a clean absolute directory", name, ts.Path)
+		}
+	}
+	if m.Hoard != nil {
+		for name, n := range m.Hoard.TablespaceSizes {
+			if _, ok := m.Tablespaces[name]; !ok {
+				return bad("tablespace_sizes names %q, which is not one of the backup's tablespaces", name)
+			}
+			if n < 0 {
+				return bad("tablespace %q: size %d is negative", name, n)
+			}
 		}
 	}
 	return nil

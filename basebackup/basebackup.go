@@ -147,6 +147,7 @@ type outcome struct {
 
 	chunks      []archive.ManifestChunk
 	tablespaces []tablespace
+	spcSizes    spcSizes // the tablespaces' parts of the chunks
 
 	pgControl, backupLabel, tablespaceMap *member
 	pgManifest                            []byte
@@ -240,6 +241,9 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	m.DeltaManifest = oc.deltaManifest
 	for _, ts := range oc.tablespaces {
 		m.Tablespaces[ts.name] = archive.ManifestTablespace{Path: ts.location, OID: ts.oid}
+	}
+	if len(oc.tablespaces) > 0 {
+		m.Hoard.TablespaceSizes = oc.spcSizes
 	}
 	control, err := controlTar(m, oc)
 	if err != nil {

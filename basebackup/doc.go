@@ -130,7 +130,9 @@
 //	                             input_size, result_size and files; hoard_hmac,
 //	                             the HMAC trailer of an encrypted chunk) and the
 //	                             "hoard" block (LSNs, timelines, system id,
-//	                             segment size, version, pg_manifest=true)
+//	                             segment size, version, pg_manifest=true,
+//	                             tablespace_sizes: each tablespace's part of
+//	                             the chunks, for restore's space check)
 //	pgdata/global/pg_control
 //	pgdata/backup_label
 //	pgdata/tablespace_map        when the cluster has tablespaces

@@ -271,8 +271,10 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	}
 	l.entries = sc.entries
 	var total int64
+	sizes := newSpcSizes(l.spc)
 	for i := range l.entries {
 		total += l.entries[i].size
+		sizes.add(l.entries[i].name(), l.entries[i].size)
 	}
 	report := &checksumReport{}
 	if l.srv.checksums {
@@ -335,7 +337,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		systemID: l.srv.systemID, version: l.srv.version, segSize: l.srv.segSize, pgdata: l.pgdata,
 		start: start, end: end, startTLI: startTLI, endTLI: endTLI,
 		startTime: startTime, endTime: endTime, xmin: xmin, xmax: xmax,
-		tablespaces: l.spc,
+		tablespaces: l.spc, spcSizes: sizes,
 	}
 	if l.check != nil {
 		oc.checksums = report

@@ -112,6 +112,7 @@ type run struct {
 
 	pgControl, backupLabel, tablespaceMap *member
 	pgManifest                            []byte
+	sizes                                 spcSizes // nil until the tablespaces are known
 }
 
 // backup runs BASE_BACKUP and stores the chunks and the control object.
@@ -164,6 +165,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	if err != nil {
 		return nil, err
 	}
+	r.sizes = newSpcSizes(spc)
 	name, err := chooseName(gctx, o.Archive, clock)
 	if err != nil {
 		return nil, err
@@ -228,6 +230,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		xmax:          xmax,
 		chunks:        chunks,
 		tablespaces:   spc,
+		spcSizes:      r.sizes,
 		pgControl:     r.pgControl,
 		backupLabel:   r.backupLabel,
 		tablespaceMap: r.tablespaceMap,
@@ -384,6 +387,7 @@ func (r *run) archive(stream io.Reader, name string, main bool, prefix string) e
 			if err := r.ck.add(prefix+rel, h, data); err != nil {
 				return fmt.Errorf("basebackup: %w", err)
 			}
+			r.sizes.add(prefix+rel, h.Size)
 		}
 	}
 }

@@ -29,8 +29,11 @@ warning, and refused by name), checks that the target directory is empty and tha
 archive holds all WAL from the backup's start to its end, then downloads, decrypts,
 decompresses and untars its chunks in parallel straight into the target directory.
 Before it writes, restore compares the backup's size with the free space of the target's
-file system (with tablespaces elsewhere, of all the file systems together) and refuses
-when it cannot hold it, naming the directory and both sizes (--skip-space-check goes on).
+file system, and with tablespaces elsewhere each file system's with the part restored
+there (two directories on one file system add up; for backups that do not record their
+tablespaces' sizes, PGHoard's and older hoard's, all the file systems together), and
+refuses when one cannot hold it, naming the directory and both sizes (--skip-space-check
+goes on).
 pg_control is written last, and removed again when a later step fails,
 so a restore that fails part-way (a full disk: the error gives the backup's size and what
 each directory had free) leaves a directory PostgreSQL refuses to start on.
@@ -82,7 +85,7 @@ failed; otherwise the directory is incomplete: run again with --overwrite);
 			&cli.StringSliceFlag{Name: "tablespace-dir", Usage: "restore tablespace NAME into `NAME=DIR` (repeatable)"},
 			&cli.StringFlag{Name: "tablespace-base-dir", Usage: "restore other tablespaces into `DIR`/<oid>"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace) directory first; refused while its postmaster.pid names a running process"},
-			&cli.BoolFlag{Name: "skip-space-check", Usage: "restore even when the target's file system (with the tablespaces') has less free space than the backup's size"},
+			&cli.BoolFlag{Name: "skip-space-check", Usage: "restore even when a file system of the target or the tablespaces has less free space than the backup needs there"},
 			&cli.BoolFlag{Name: "stop-at-gap", Usage: "without a target: accept a gap in the archived WAL and let recovery stop there (the WAL stored after the gap is not replayed)"},
 			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once (default: restore_process_count)"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` to write (default: this hoard's wal-fetch)"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,9 +23,10 @@ import (
 
 // diskFullBackup takes a basebackup of a real PostgreSQL 15 cluster
 // holding table t (about 20 MB, in tablespace extra when tablespace) and
-// stores its WAL, for the disk-full tests. It returns the archive and the
-// cp archive of the WAL.
-func diskFullBackup(t *testing.T, tablespace bool) (*archive.Archive, string) {
+// stores its WAL, for the disk-full tests. mode is how the backup reads
+// the cluster (basebackup.ModeAuto: BASE_BACKUP). It returns the archive
+// and the cp archive of the WAL.
+func diskFullBackup(t *testing.T, tablespace bool, mode basebackup.Mode) (*archive.Archive, string) {
 	t.Helper()
 	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: 15})
 	in := ""
@@ -36,10 +38,14 @@ func diskFullBackup(t *testing.T, tablespace bool) (*archive.Archive, string) {
 	src.Exec(t, "insert into t select i, repeat(md5(i::text), 4) from generate_series(1, 100000) i")
 	ctx := context.Background()
 	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: "zstd"})
-	_, err := basebackup.Run(ctx, basebackup.Options{
-		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(),
-	})
-	if err != nil {
+	o := basebackup.Options{
+		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(), Mode: mode,
+	}
+	if mode != basebackup.ModeAuto {
+		o.PGData = src.DataDir
+		o.TempDir = pgtest.TempDir(t)
+	}
+	if _, err := basebackup.Run(ctx, o); err != nil {
 		t.Fatal(err)
 	}
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
@@ -54,7 +60,7 @@ func diskFullBackup(t *testing.T, tablespace bool) (*archive.Archive, string) {
 // after the file system grew, gives a working cluster.
 func TestRun_DiskFull(t *testing.T) {
 	mnt := pgtest.MountTmpfs(t, 16)
-	a, walDir := diskFullBackup(t, false)
+	a, walDir := diskFullBackup(t, false, basebackup.ModeAuto)
 	dir := filepath.Join(mnt, "data")
 	ctx := context.Background()
 	o := Options{Archive: a, TargetDir: dir, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}
@@ -144,15 +150,26 @@ func TestRun_DiskFull(t *testing.T) {
 	})
 }
 
-// TestRun_DiskFullTablespace is TestRun_DiskFull with the data directory
-// on a large file system and the tablespace, which holds table t, on a
-// small one. The manifest does not say how much of the backup is the
-// tablespace's, so the space check lets it go on (the sum of the free
-// space is enough); the error of the full file system names the
-// tablespace's directory and its free space.
+// TestRun_DiskFullTablespace restores backups whose tablespace, which
+// holds table t, is mapped to an 8 MiB tmpfs while the data directory lies
+// on a large file system: the backup records the tablespace's size
+// (tablespace_sizes), so the space check refuses before anything is
+// written, naming the tablespace's directory and both sizes, for backups
+// taken over BASE_BACKUP, in local-tar and in delta mode. With
+// SkipSpaceCheck the restore fills the tmpfs and fails saying so; once the
+// file system grew, a restore with Overwrite gives a working cluster.
 func TestRun_DiskFullTablespace(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode basebackup.Mode
+	}{{"BaseBackup", basebackup.ModeAuto}, {"LocalTar", basebackup.ModeLocal}, {"Delta", basebackup.ModeDelta}} {
+		t.Run(tc.name, func(t *testing.T) { testDiskFullTablespace(t, tc.mode) })
+	}
+}
+
+func testDiskFullTablespace(t *testing.T, mode basebackup.Mode) {
 	mnt := pgtest.MountTmpfs(t, 8)
-	a, walDir := diskFullBackup(t, true)
+	a, walDir := diskFullBackup(t, true, mode)
 	spc := filepath.Join(mnt, "extra")
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	ctx := context.Background()
@@ -160,12 +177,33 @@ func TestRun_DiskFullTablespace(t *testing.T) {
 		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}
 
 	_, err := Run(ctx, o)
-	if !errors.Is(err, unix.ENOSPC) || !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), spc+" had 8 MiB free") {
-		t.Fatalf("Run = %v, want ENOSPC and ErrIncomplete naming %s and its free space", err, spc)
+	if !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Run = %v, want ErrNoSpace", err)
 	}
 	t.Log(err)
-	if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
-		t.Error("the failed restore left global/pg_control")
+	if want := regexp.MustCompile(regexp.QuoteMeta(spc) + ` needs about (2[0-9]|1[5-9]) MiB on its file system and had 8 MiB free`); !want.MatchString(err.Error()) {
+		t.Errorf("error %q does not say %s needs 15-29 MiB and had 8 MiB free", err, spc)
+	}
+	if strings.Contains(err.Error(), dir) {
+		t.Errorf("error %q names the data directory, which has room", err)
+	}
+	for _, d := range []string{dir, spc} {
+		if ents, _ := os.ReadDir(d); len(ents) != 0 {
+			t.Errorf("the refused restore wrote %d entries into %s", len(ents), d)
+		}
+	}
+
+	if mode == basebackup.ModeAuto {
+		o := o
+		o.SkipSpaceCheck = true
+		_, err := Run(ctx, o)
+		if !errors.Is(err, unix.ENOSPC) || !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), spc) || !strings.Contains(err.Error(), "had 8 MiB free") {
+			t.Fatalf("Run = %v, want ENOSPC and ErrIncomplete naming %s and its free space", err, spc)
+		}
+		t.Log(err)
+		if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
+			t.Error("the failed restore left global/pg_control")
+		}
 	}
 
 	pgtest.Remount(t, mnt, "size=256m")
@@ -179,4 +217,5 @@ func TestRun_DiskFullTablespace(t *testing.T) {
 	if got := c.QueryString(t, "select count(*)::text from t"); got != "100000" {
 		t.Errorf("restored t has %s rows, want 100000", got)
 	}
+	c.Stop(t)
 }

@@ -53,10 +53,12 @@
 // syncfs) removes it again.
 //
 // Before the first download Run compares the backup's decoded size with
-// the free space of the target's file system (of all the restore's file
-// systems together, when tablespaces lie on others: the manifest does not
-// split the size between them) and refuses with ErrNoSpace unless
-// SkipSpaceCheck; a full file system during the restore (ENOSPC) is
+// the free space of the target's file system; when tablespaces lie on
+// others, each file system's free space with the parts of the backup
+// restored there, as the manifest's tablespace_sizes split it (two
+// directories on one file system add up), or, for a backup without that
+// record (PGHoard's, older hoard's), all the file systems' together; it
+// refuses with ErrNoSpace unless SkipSpaceCheck; a full file system during the restore (ENOSPC) is
 // reported with those figures. Then Run links
 // pg_tblspc/<oid> to each tablespace's directory, writes the recovery
 // configuration (WriteRecoveryConfig: a block appended to

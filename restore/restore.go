@@ -296,13 +296,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	space, err := planSpace(b, chain, o.TargetDir, spcDirs)
+	space, err := planSpace(b, m, chain, o.TargetDir, spcDirs)
 	if err != nil {
 		return nil, err
 	}
 	err = space.check(b.Name, func(f *fsSpace) {
 		log.Warn().Strs("dirs", f.dirs).Int64("free", f.free).Int64("backup_size", space.need).
-			Msg("this file system has less free space than the backup's size: the restore fails if its part does not fit")
+			Msg("this file system has less free space than the backup's size, and the backup does not record its tablespaces' sizes (PGHoard's, or an older hoard's): the restore fails if its part does not fit")
 	})
 	if err != nil && !o.SkipSpaceCheck {
 		return nil, err

@@ -15,58 +15,124 @@ import (
 var ErrNoSpace = errors.New("not enough free space")
 
 // fsSpace is one file system a restore writes to: the restore's
-// directories on it and the bytes free there for an unprivileged user
-// when the restore began.
+// directories on it, the bytes free there for an unprivileged user when
+// the restore began, and, when the backup records how its size is split
+// between the data directory and the tablespaces, the part restored there.
 type fsSpace struct {
 	dirs []string
 	free int64
+	need int64
 }
 
 // restoreSpace is what a restore needs and has: the backup's decoded size
 // (an estimate of its bytes on disk, which leaves out each file's last
-// partial block) and the file systems of its directories.
+// partial block) and the file systems of its directories. split is set
+// when each file system's need is known.
 type restoreSpace struct {
-	need int64
-	fs   []*fsSpace
+	need  int64
+	split bool
+	fs    []*fsSpace
 }
 
 // planSpace measures the free space of the file systems of the target
-// directory and the tablespace directories dirs, which all exist, for
-// backup b (chain, when not nil, the incremental chain it is rebuilt
-// from).
-func planSpace(b *archive.BackupInfo, chain []*chainLevel, target string, dirs map[string]string) (*restoreSpace, error) {
+// directory and the tablespace directories dirs (by tablespace name),
+// which all exist, for backup b with manifest m (chain, when not nil, the
+// incremental chain it is rebuilt from, b last). When every backup read
+// records its tablespaces' sizes, each file system gets the parts of the
+// directories on it.
+func planSpace(b *archive.BackupInfo, m *archive.Manifest, chain []*chainLevel, target string, dirs map[string]string) (*restoreSpace, error) {
 	sp := &restoreSpace{need: b.TotalSizePlain}
+	parts, split := splitSize(b.TotalSizePlain, m, dirs)
 	for _, l := range chain {
-		// A file rebuilt from the chain is as large as in the full backup.
+		// A file rebuilt from the chain is as large as in the full
+		// backup: each part is the largest of the levels'.
 		sp.need = max(sp.need, l.info.TotalSizePlain)
+		lp, ok := splitSize(l.info.TotalSizePlain, l.ctrl.Manifest, dirs)
+		split = split && ok
+		for name, n := range lp {
+			parts[name] = max(parts[name], n)
+		}
 	}
+	sp.split = split
 	byDev := map[uint64]*fsSpace{}
-	for _, dir := range append([]string{target}, mapValues(dirs)...) {
+	add := func(dir string, need int64) error {
 		var st unix.Stat_t
 		if err := unix.Stat(dir, &st); err != nil {
-			return nil, fmt.Errorf("stat %s: %w", dir, err)
+			return fmt.Errorf("stat %s: %w", dir, err)
 		}
 		f := byDev[st.Dev]
 		if f == nil {
 			var fs unix.Statfs_t
 			if err := unix.Statfs(dir, &fs); err != nil {
-				return nil, fmt.Errorf("free space of %s: %w", dir, err)
+				return fmt.Errorf("free space of %s: %w", dir, err)
 			}
 			f = &fsSpace{free: int64(fs.Bavail) * fs.Bsize}
 			byDev[st.Dev] = f
 			sp.fs = append(sp.fs, f)
 		}
 		f.dirs = append(f.dirs, dir)
+		// Two directories on one file system add up.
+		f.need += need
+		return nil
+	}
+	if err := add(target, parts[""]); err != nil {
+		return nil, err
+	}
+	for _, name := range mapKeys(dirs) {
+		if err := add(dirs[name], parts[name]); err != nil {
+			return nil, err
+		}
 	}
 	return sp, nil
 }
 
+// splitSize splits total, a backup's decoded size, between the data
+// directory ("") and its tablespaces, by name, as its manifest m records
+// (hoard's tablespace_sizes). ok is false when m does not record every
+// tablespace's size (PGHoard's backups, older hoard's), or names one that
+// is not among dirs, the restored backup's.
+func splitSize(total int64, m *archive.Manifest, dirs map[string]string) (parts map[string]int64, ok bool) {
+	parts = map[string]int64{"": total}
+	if len(m.Tablespaces) == 0 {
+		return parts, true
+	}
+	if m.Hoard == nil || m.Hoard.TablespaceSizes == nil {
+		return parts, false
+	}
+	for name := range m.Tablespaces {
+		n, ok := m.Hoard.TablespaceSizes[name]
+		if _, mapped := dirs[name]; !ok || !mapped {
+			return parts, false
+		}
+		parts[name] = n
+		// Tar headers and padding are counted with the data
+		// directory's part, which is then at least its share.
+		parts[""] = max(parts[""]-n, 0)
+	}
+	return parts, true
+}
+
 // check refuses, with ErrNoSpace, a restore of backup name that cannot
-// fit: more than the free space of its one file system, or of all its
-// file systems together. The manifest does not say how the backup's bytes
-// are split between the data directory and the tablespaces, so a file
-// system of several that may be too small is only reported by warn.
+// fit. When the backup records its tablespaces' sizes (sp.split), each
+// file system must hold the parts restored there. Otherwise the backup's
+// size must fit on its one file system, or on all its file systems
+// together: a file system of several that may be too small is then only
+// reported by warn.
 func (sp *restoreSpace) check(name string, warn func(*fsSpace)) error {
+	if sp.split {
+		var short []string
+		for _, f := range sp.fs {
+			if f.need > f.free {
+				short = append(short, sp.describe(f))
+			}
+		}
+		if len(short) == 0 {
+			return nil
+		}
+		return fmt.Errorf("backup %s does not fit: %s when the restore began; free space or map the tablespaces elsewhere, "+
+			"or, if the estimate is wrong (a file system that compresses), run again with --skip-space-check: %w",
+			name, strings.Join(short, "; "), ErrNoSpace)
+	}
 	var free int64
 	for _, f := range sp.fs {
 		free += f.free
@@ -82,18 +148,36 @@ func (sp *restoreSpace) check(name string, warn func(*fsSpace)) error {
 		name, sp, ErrNoSpace)
 }
 
-// String describes sp: the backup's size and each file system's free
-// space, in MiB.
+// String describes sp: the backup's size, or each file system's part of
+// it, and each file system's free space, in MiB.
 func (sp *restoreSpace) String() string {
 	parts := make([]string, len(sp.fs))
 	for i, f := range sp.fs {
-		parts[i] = fmt.Sprintf("%s had %s free", strings.Join(f.dirs, " and "), mib(f.free))
-		var st unix.Statfs_t
-		if unix.Statfs(f.dirs[0], &st) == nil && st.Files > 0 && st.Ffree == 0 {
-			parts[i] += " and has no free inodes left"
-		}
+		parts[i] = sp.describe(f)
+	}
+	if sp.split {
+		return strings.Join(parts, ", ") + " when the restore began"
 	}
 	return fmt.Sprintf("it needs about %s, and when the restore began %s", mib(sp.need), strings.Join(parts, ", "))
+}
+
+// describe tells what file system f had free and, when the backup's size
+// is split, what the restore needs there.
+func (sp *restoreSpace) describe(f *fsSpace) string {
+	dirs := strings.Join(f.dirs, " and ")
+	s := fmt.Sprintf("%s had %s free", dirs, mib(f.free))
+	if sp.split {
+		verb, fs := "needs", "its"
+		if len(f.dirs) > 1 {
+			verb, fs = "need", "their"
+		}
+		s = fmt.Sprintf("%s %s about %s on %s file system and had %s free", dirs, verb, mib(f.need), fs, mib(f.free))
+	}
+	var st unix.Statfs_t
+	if unix.Statfs(f.dirs[0], &st) == nil && st.Files > 0 && st.Ffree == 0 {
+		s += " and has no free inodes left"
+	}
+	return s
 }
 
 // explainFull adds to err, when it is a full file system (ENOSPC), what

@@ -41,8 +41,9 @@
 //     PGHoard's test data has a placeholder there). Data goes to a temp file,
 //     fsync, rename, directory fsync; then the sidecar the same way (a
 //     .*.metadata_tmp-r<size>-<mtime> name, which readers use should Put
-//     stop between the two renames: see replace.go). A file without a
-//     sidecar is invisible.
+//     stop between the two renames, and which a Put racing another of the
+//     key makes its own by moving its file's mtime on: see replace.go). A
+//     file without a sidecar is invisible.
 //     Directories Put creates are fsynced in their parents. Sync (the
 //     Syncer interface) fsyncs an existing object, its sidecar and its
 //     directories again, for a caller that finds an object a crashed Put

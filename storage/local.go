@@ -135,9 +135,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	if f, err = createExclusive(filepath.Join(dir, replaceName(base, size, fi.ModTime()))); errors.Is(err, fs.ErrExist) {
-		f, err = os.CreateTemp(dir, "."+base+sidecarTemp+"-*")
-	}
+	f, err = l.createReplaceTemp(tmp, base, size, fi.ModTime())
 	if err != nil {
 		return localErr("put", key, err)
 	}
@@ -180,6 +178,33 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 		_ = os.Remove(oldTmp)
 	}
 	return nil
+}
+
+// createReplaceTemp creates the sidecar temp file of the data temp file
+// tmp, of size bytes modified at mtime, that is to replace the object
+// file base: under the file's replace name (replaceName), which readers
+// find from the file. Another Put of the key in flight, or a sidecar temp
+// an interrupted one left, may hold that name (same size, same second):
+// then tmp's modification time moves on a second, fsynced, until its name
+// is free (see replace.go).
+func (l *Local) createReplaceTemp(tmp, base string, size int64, mtime time.Time) (*os.File, error) {
+	dir := filepath.Dir(tmp)
+	for try := range maxReplaceNames {
+		if try > 0 {
+			mtime = mtime.Add(time.Second)
+			if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+				return nil, err
+			}
+			if err := l.syncFile(tmp); err != nil {
+				return nil, err
+			}
+		}
+		f, err := createExclusive(filepath.Join(dir, replaceName(base, size, mtime)))
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("the sidecar temp names of %s for %d seconds are taken: %w", base, maxReplaceNames, fs.ErrExist)
 }
 
 // doRename is os.Rename, through the tests' hook when set.

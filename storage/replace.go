@@ -32,6 +32,10 @@ import (
 // PGHoard reads the sidecar only, so it sees such a key with the old
 // metadata until the next Put of the key.
 
+// maxReplaceNames bounds the seconds a Put moves its file's modification
+// time on to find a free replace name; past it the Put fails.
+const maxReplaceNames = 16
+
 // replaceSep separates the base name in a replace's sidecar temp name from
 // the size and time of the file it describes.
 const replaceSep = sidecarTemp + "-r"
@@ -42,10 +46,14 @@ const replaceSep = sidecarTemp + "-r"
 // PGHoard's and hoard's listings. Whole seconds are what SFTP reports, so
 // the local store and an SFTP store over the same directory name it alike.
 // Two Puts of one key in flight at once whose files have the same size and
-// second would want the same name; the second writes its sidecar under a
-// random temp name instead, and readers cannot roll that one forward (the
-// name is only a lookup: a sidecar temp is used only when it describes the
-// file).
+// second would want the same name, as would a Put whose file matches the
+// one an interrupted Put left: the later Put moves its file's modification
+// time on a second (fsynced) until the name is free, up to maxReplaceNames
+// times, so that every file under the key has its own replace name. A
+// shared or random name would lose the roll forward: the Put whose file
+// stays under the key may be the one that did not rename its sidecar,
+// and the reader would pair its bytes with the other Put's metadata or
+// the old one.
 func replaceName(base string, size int64, mtime time.Time) string {
 	return "." + base + replaceSep + strconv.FormatInt(size, 10) + "-" + strconv.FormatInt(mtime.Unix(), 10)
 }

@@ -31,46 +31,54 @@ const replaceKey = "site/xlog/000000010000000000000001.partial"
 // crashes (see testPutReplace). The steps: the new file's rename, the
 // directory's fsync, the sidecar's rename, the directory's fsync.
 func TestLocal_PutReplace(t *testing.T) {
-	testPutReplace(t, replacer{
-		steps: []string{"RenameData", "SyncDir", "RenameSidecar", "SyncDirAgain"},
-		open: func(t *testing.T, dir string, before func(int) error) storage.Store {
-			if before == nil {
-				return storage.NewLocal(dir)
+	testPutReplace(t, localReplacer)
+}
+
+// localReplacer opens the local store with hooks on its renames and
+// fsyncs.
+var localReplacer = replacer{
+	steps: []string{"RenameData", "SyncDir", "RenameSidecar", "SyncDirAgain"},
+	open: func(t *testing.T, dir string, before func(int) error) storage.Store {
+		if before == nil {
+			return storage.NewLocal(dir)
+		}
+		objDir := filepath.Join(dir, filepath.Dir(replaceKey))
+		last := -1
+		step := func(i int) error {
+			last = i
+			return before(i)
+		}
+		rename := func(oldpath, newpath string) error {
+			i := 0
+			if strings.Contains(oldpath, ".metadata_tmp") {
+				i = 2
 			}
-			objDir := filepath.Join(dir, filepath.Dir(replaceKey))
-			last := -1
-			step := func(i int) error {
-				last = i
-				return before(i)
+			if err := step(i); err != nil {
+				return err
 			}
-			rename := func(oldpath, newpath string) error {
-				i := 0
-				if strings.Contains(oldpath, ".metadata_tmp") {
-					i = 2
-				}
-				if err := step(i); err != nil {
+			return os.Rename(oldpath, newpath)
+		}
+		fsync := func(f *os.File) error {
+			if filepath.Clean(f.Name()) == objDir && (last == 0 || last == 2) {
+				if err := step(last + 1); err != nil {
 					return err
 				}
-				return os.Rename(oldpath, newpath)
 			}
-			fsync := func(f *os.File) error {
-				if filepath.Clean(f.Name()) == objDir && (last == 0 || last == 2) {
-					if err := step(last + 1); err != nil {
-						return err
-					}
-				}
-				return f.Sync()
-			}
-			return storage.NewLocalHooked(dir, rename, fsync)
-		},
-	})
+			return f.Sync()
+		}
+		return storage.NewLocalHooked(dir, rename, fsync)
+	},
 }
 
 // The same for the SFTP store on OpenSSH's server: its steps are the new
 // file's rename and the sidecar's (SFTP cannot fsync a directory).
 func TestSFTP_PutReplace(t *testing.T) {
-	srv := storetest.SFTP(t)
-	testPutReplace(t, replacer{
+	testPutReplace(t, sftpReplacer(storetest.SFTP(t)))
+}
+
+// sftpReplacer opens SFTP stores on srv with a hook on their renames.
+func sftpReplacer(srv storetest.SFTPServer) replacer {
+	return replacer{
 		steps: []string{"RenameData", "RenameSidecar"},
 		open: func(t *testing.T, dir string, before func(int) error) storage.Store {
 			c := srv.Config
@@ -90,7 +98,7 @@ func TestSFTP_PutReplace(t *testing.T) {
 			}
 			return st
 		},
-	})
+	}
 }
 
 // testPutReplace replaces the object "old" by "new data" with each step of
@@ -340,5 +348,76 @@ func TestLocal_Open_ErrReplacedWhileRead(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "replaced while read") {
 		t.Errorf("Open: %v, want replaced while read", err)
+	}
+}
+
+// Two Puts of one key with as many bytes, whose files are modified within
+// the same second, would want the same sidecar temp name (replaceName):
+// the second Put must not write its sidecar where readers cannot find it.
+// Put A is stopped before its sidecar's rename while Put B replaces the
+// file and fails at its own sidecar's rename; then A goes on (Fail), or
+// the store's files are taken as they are (Crash). Either way the key
+// holds B's file, which B's sidecar temp must complete: a reader must not
+// pair B's bytes with A's metadata or the old ones.
+func TestLocal_PutReplaceSameSecond(t *testing.T) {
+	testPutReplaceSameSecond(t, localReplacer)
+}
+
+// The same for the SFTP store on OpenSSH's server.
+func TestSFTP_PutReplaceSameSecond(t *testing.T) {
+	testPutReplaceSameSecond(t, sftpReplacer(storetest.SFTP(t)))
+}
+
+func testPutReplaceSameSecond(t *testing.T, r replacer) {
+	sidecarStep := slices.Index(r.steps, "RenameSidecar")
+	for _, crash := range []bool{false, true} {
+		name := "Fail"
+		if crash {
+			name = "Crash"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			// Both Puts must run within one second, which the tries
+			// start at the beginning of.
+			for try := 0; ; try++ {
+				time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)))
+				began := time.Now().Unix()
+				dir := t.TempDir()
+				if err := r.open(t, dir, nil).Put(ctx, replaceKey, strings.NewReader("old"), storage.Metadata{"v": "old"}); err != nil {
+					t.Fatal(err)
+				}
+				var snap string
+				var errB error
+				a := r.open(t, dir, func(i int) error {
+					if i != sidecarStep || snap != "" {
+						return nil
+					}
+					b := r.open(t, dir, func(j int) error {
+						if j == sidecarStep {
+							return syscall.EIO
+						}
+						return nil
+					})
+					errB = b.Put(ctx, replaceKey, strings.NewReader("new data"), storage.Metadata{"v": "new"})
+					snap = snapshot(t, dir)
+					return nil
+				})
+				errA := a.Put(ctx, replaceKey, strings.NewReader("abc data"), storage.Metadata{"v": "a"})
+				if errA != nil || !errors.Is(errB, syscall.EIO) {
+					t.Fatalf("Put A = %v, Put B = %v, want nil and EIO", errA, errB)
+				}
+				if time.Now().Unix() != began {
+					if try < 3 {
+						continue
+					}
+					t.Fatal("the Puts never ran within one second")
+				}
+				if crash {
+					dir = snap
+				}
+				checkReplaced(t, r.open(t, dir, nil), dir, "new data")
+				return
+			}
+		})
 	}
 }

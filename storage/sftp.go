@@ -628,7 +628,7 @@ func (s *SFTP) replace(c *sftp.Client, oldname, newname string) error {
 
 // writeTemps makes the object's directory and writes the data and the
 // sidecar to temp files in it, the sidecar's under the replace name of the
-// data file (or a random one should another writer hold that). On error
+// data file (writeReplaceTemp). On error
 // it leaves neither. Otherwise removeTemps removes both (deferred by a
 // caller that renames neither away).
 func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Reader, md Metadata) (tmp, sidecarTmp string, removeTemps func(), err error) {
@@ -647,12 +647,7 @@ func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Re
 		fi, err = c.Lstat(tmp)
 	}
 	if err == nil {
-		sidecarTmp = dir + replaceName(base, size, fi.ModTime())
-		if _, _, err = writeRemote(ctx, c, sidecarTmp, bytes.NewReader(sidecar)); err != nil && ctx.Err() == nil {
-			// SFTP v3 says only "failure" for an existing name.
-			sidecarTmp = dir + "." + base + sidecarTemp + "-" + randomSuffix()
-			_, _, err = writeRemote(ctx, c, sidecarTmp, bytes.NewReader(sidecar))
-		}
+		sidecarTmp, err = writeReplaceTemp(ctx, c, tmp, base, size, fi.ModTime(), sidecar)
 	}
 	if err == nil {
 		err = ctx.Err()
@@ -668,6 +663,64 @@ func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Re
 		_ = c.Remove(tmp)
 		_ = c.Remove(sidecarTmp)
 	}, nil
+}
+
+// writeReplaceTemp writes sidecar, the sidecar of the data temp file tmp,
+// of size bytes modified at mtime, that is to replace the object file
+// base, under tmp's replace name, and returns that name. Another Put of
+// the key in flight, or a sidecar temp an interrupted one left, may hold
+// it (same size, same second): then tmp's modification time moves on a
+// second until its name is free, as the local store's createReplaceTemp
+// does (see replace.go). On error it leaves no sidecar temp.
+func writeReplaceTemp(ctx context.Context, c *sftp.Client, tmp, base string, size int64, mtime time.Time, sidecar []byte) (string, error) {
+	dir := path.Dir(tmp) + "/"
+	retried := false
+	for taken := 0; taken < maxReplaceNames; {
+		name := dir + replaceName(base, size, mtime)
+		_, _, err := writeRemote(ctx, c, name, bytes.NewReader(sidecar))
+		if err == nil {
+			return name, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+		// SFTP v3 says only "failure" for an existing name.
+		if _, serr := c.Lstat(name); serr != nil {
+			// Not there: a failure of its own, or the Put holding it
+			// renamed it away meanwhile; the same name once more.
+			if retried {
+				return "", err
+			}
+			retried = true
+			continue
+		}
+		taken++
+		mtime = mtime.Add(time.Second)
+		if err := c.Chtimes(tmp, mtime, mtime); err != nil {
+			return "", err
+		}
+		if err := syncRemote(c, tmp); err != nil {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("the sidecar temp names of %s for %d seconds are taken: %w", base, maxReplaceNames, fs.ErrExist)
+}
+
+// syncRemote fsyncs the file name when the server can
+// (fsync@openssh.com): a changed modification time must last.
+func syncRemote(c *sftp.Client, name string) error {
+	if _, ok := c.HasExtension("fsync@openssh.com"); !ok {
+		return nil
+	}
+	f, err := c.OpenFile(name, os.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // writeRemote copies r to a new file name and returns the SHA-256 of the
