@@ -44,7 +44,7 @@ func runCompletion(c *cli.Context) error {
 	default:
 		return usagef("hoard completion bash|zsh|fish", "unknown shell %q", shell)
 	}
-	printf(c.App.Writer, "%s", script)
+	printRaw(c.App.Writer, script)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -101,7 +102,14 @@ func ErrorMessage(err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "interrupted"
 	}
-	return err.Error()
+	// An error may quote a name from the storage (see printable). Lines
+	// of hoard's own multi-line errors stay lines, indented, so that none
+	// a name holds can pass for a line of its own.
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = printable(l)
+	}
+	return strings.Join(lines, "\n  ")
 }
 
 // Interrupted marks err, returned by a command that SIGINT or SIGTERM

@@ -98,7 +98,7 @@ func runObjectLs(c *cli.Context) error {
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	for _, o := range objs {
-		line := fmt.Sprintf("%s\t%d\t%s", o.Key, o.Size, o.Modified)
+		printf(tw, "%s\t%d\t%s", o.Key, o.Size, o.Modified)
 		if c.Bool("long") {
 			keys := make([]string, 0, len(o.Metadata))
 			for k := range o.Metadata {
@@ -109,9 +109,9 @@ func runObjectLs(c *cli.Context) error {
 			for _, k := range keys {
 				kv = append(kv, k+"="+o.Metadata[k])
 			}
-			line += "\t" + strings.Join(kv, " ")
+			printf(tw, "\t%s", strings.Join(kv, " "))
 		}
-		printf(tw, "%s\n", line)
+		printf(tw, "\n")
 	}
 	return tw.Flush()
 }

@@ -89,13 +89,13 @@ func runVerify(c *cli.Context) error {
 // writeVerifyTable prints one line per backup, then every problem.
 func writeVerifyTable(w io.Writer, rep *verify.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BACKUP\tSTATUS\tREACHES LSN\tREACHES SEGMENT\tREACHES TIME (AT LEAST)\tPROBLEMS")
+	printf(tw, "BACKUP\tSTATUS\tREACHES LSN\tREACHES SEGMENT\tREACHES TIME (AT LEAST)\tPROBLEMS\n")
 	for _, b := range rep.Backups {
 		reachTime := "unknown"
 		if b.ReachTimeAtLeast != nil {
 			reachTime = tableTime(*b.ReachTimeAtLeast)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", b.Name, b.Status, dash(b.ReachLSN), dash(b.ReachSegment), reachTime, len(b.Problems))
+		printf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", b.Name, b.Status, dash(b.ReachLSN), dash(b.ReachSegment), reachTime, len(b.Problems))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
