@@ -144,9 +144,8 @@ func TestPutPartialWAL_Cached(t *testing.T) {
 				checkPartialObject(t, a, key, other)
 				// The final copy of an ended timeline: padded with
 				// zeros to the segment size, StoredPartial zero.
-				final := append(bytes.Clone(other), make([]byte, len(seg)-len(other))...)
 				stored = 0
-				put(final, false)
+				put(zeroPadded(other, len(seg)), false)
 			})
 		}
 	}
@@ -229,9 +228,8 @@ func TestPutPartialWAL_CacheBounded(t *testing.T) {
 			put(seg[:2<<20], false)
 			cache.limit = 0 // 16 MiB segments are cached whole
 			put(seg[:3<<20], true)
-			final := append(bytes.Clone(seg[:3<<20+8192]), make([]byte, len(seg)-(3<<20+8192))...)
 			stored = 0
-			put(final, false)
+			put(zeroPadded(seg[:3<<20+8192], len(seg)), false)
 		})
 	}
 }

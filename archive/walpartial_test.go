@@ -12,6 +12,14 @@ import (
 	"github.com/hoardbackup/hoard/wal"
 )
 
+// zeroPadded returns a copy of data padded with zeros to size bytes: a
+// .partial as walstream offers it, whose file always has the segment's
+// size (PostgreSQL refuses other sizes), or an ended timeline's final
+// copy.
+func zeroPadded(data []byte, size int) []byte {
+	return append(bytes.Clone(data), make([]byte, size-len(data))...)
+}
+
 func TestArchive_PutPartialWAL(t *testing.T) {
 	ctx := context.Background()
 	for _, encrypted := range []bool{false, true} {
@@ -22,8 +30,7 @@ func TestArchive_PutPartialWAL(t *testing.T) {
 
 		// The growing segment: a short copy, then a longer one padded with
 		// zeros to the segment size, as walstream offers it.
-		short := append(append([]byte(nil), full[:300000]...), make([]byte, len(full)-300000)...)
-		longer := append(append([]byte(nil), full[:700000]...), make([]byte, len(full)-700000)...)
+		short, longer := zeroPadded(full[:300000], len(full)), zeroPadded(full[:700000], len(full))
 		for i, data := range [][]byte{short, longer} {
 			res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", data), PushOptions{})
 			if err != nil {
@@ -80,10 +87,7 @@ func TestArchive_PutPartialWAL_NeverBackwards(t *testing.T) {
 	ctx := context.Background()
 	name := "000000010000000000000005"
 	full := waltest.Segment(t, name, 1<<20, 5)
-	padded := func(n int) []byte {
-		return append(append([]byte(nil), full[:n]...), make([]byte, len(full)-n)...)
-	}
-	short, longer := padded(300000), padded(700000)
+	short, longer := zeroPadded(full[:300000], len(full)), zeroPadded(full[:700000], len(full))
 	for _, tc := range []struct {
 		name     string
 		recorded bool

@@ -63,7 +63,7 @@ func TestWALListing_StandIn(t *testing.T) {
 // .partial through PutPartialWAL.
 func putPartial(tb testing.TB, a *Archive, name string, data []byte, n int) []byte {
 	tb.Helper()
-	padded := append(append([]byte(nil), data[:n]...), make([]byte, len(data)-n)...)
+	padded := zeroPadded(data[:n], len(data))
 	if _, err := a.PutPartialWAL(context.Background(), writeWALFile(tb, tb.TempDir(), name+".partial", padded), PushOptions{}); err != nil {
 		tb.Fatal(err)
 	}
