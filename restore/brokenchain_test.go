@@ -28,15 +28,11 @@ import (
 // the source's rows; named with Backup, the newest is refused with
 // ErrBrokenChain naming the parent's object.
 func TestRun_IncrementalBrokenChainFallback(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real cluster")
-	}
 	const major = 17
 	src, walDir, a := incrSource(t, major)
 	src.Exec(t, "create table t (id int primary key, v text)")
 	src.Exec(t, "insert into t select i, 'first' from generate_series(1, 5000) i")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := incrContext(t)
 	take := func(incremental bool) *archive.BackupInfo {
 		t.Helper()
 		return takeBackup(ctx, t, src, a, basebackup.ModeStream, incremental)
@@ -126,12 +122,8 @@ func TestRun_IncrementalBrokenChainFallback(t *testing.T) {
 // must refuse the chain, naming the parent's object: its own control
 // object records the real system.
 func TestRun_IncrementalForeignParent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real cluster")
-	}
 	src, walDir, a := incrSource(t, 17)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := incrContext(t)
 	full, inc := fullAndIncremental(ctx, t, src, a)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
 
@@ -154,12 +146,8 @@ func TestRun_IncrementalForeignParent(t *testing.T) {
 // restartpoints, would pass: PostgreSQL's pg_combinebackup takes it as
 // the same base, and the combined files are consistent from that start.)
 func TestRun_IncrementalParentSwapped(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real cluster")
-	}
 	src, walDir, a := incrSource(t, 17)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := incrContext(t)
 	full, inc := fullAndIncremental(ctx, t, src, a)
 	later := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)

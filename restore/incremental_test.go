@@ -68,16 +68,22 @@ func checkRestored(t *testing.T, c *pgtest.Cluster, want map[string]string) {
 
 // incrSource starts a PostgreSQL major that summarizes its WAL (for
 // incremental backups) and archives it to walDir, with pgbench's tables at
-// scale 1, and an archive in memory for its backups.
+// scale 1, and an archive in memory for its backups. Like pgtest.Start,
+// it skips the test with -short.
 func incrSource(t *testing.T, major int) (src *pgtest.Cluster, walDir string, a *archive.Archive) {
 	t.Helper()
-	walDir = pgtest.TempDir(t)
-	src = pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{
-		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
-	}})
+	src, walDir = pgtest.StartArchiving(t, pgtest.Options{Major: major, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, src, "-i", "-s", "1")
 	a = archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: "zstd"})
 	return src, walDir, a
+}
+
+// incrContext bounds an incremental backup test's backups and restores:
+// it ends after 10 minutes, or with the test.
+func incrContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // takeBackup takes a backup of src into a, in mode, incremental on the
@@ -123,8 +129,7 @@ func testIncrementalChain(t *testing.T, major int) {
 	src.Exec(t, "create table shrunk (id int primary key, v text)")
 	src.Exec(t, "insert into shrunk select i, repeat('y', 200) from generate_series(1, 20000) i")
 	src.Exec(t, "create table dropme as select generate_series(1, 10000) as i")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := incrContext(t)
 	// The full backup reads the data directory (local-tar, with hoard's
 	// own backup_manifest) on 18, and is BASE_BACKUP's on 17: both serve
 	// as parents.
@@ -261,12 +266,8 @@ func testIncrementalChain(t *testing.T, major int) {
 // chunk, applying its INCREMENTAL files again over what the failed
 // attempt left, and the restored rows must be the source's.
 func TestRun_IncrementalChunkRetried(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real cluster")
-	}
 	src, walDir, a := incrSource(t, 17)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := incrContext(t)
 	_, inc := fullAndIncremental(ctx, t, src, a)
 	want := digest(t, src)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
@@ -321,9 +322,6 @@ func (s *cutOnceStore) Open(ctx context.Context, key string) (io.ReadCloser, sto
 // not written (there is no directory for them), those of the renamed one
 // go to its new name's directory, and the rows must be the source's.
 func TestRun_IncrementalTablespaceChanged(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real cluster")
-	}
 	src, walDir, a := incrSource(t, 17)
 	goneDir, keptDir := pgtest.TempDir(t), pgtest.TempDir(t)
 	src.Exec(t, "create tablespace gone location '"+goneDir+"'")
@@ -332,8 +330,7 @@ func TestRun_IncrementalTablespaceChanged(t *testing.T) {
 	src.Exec(t, "create tablespace old_name location '"+keptDir+"'")
 	src.Exec(t, "create table t (id int primary key, v text) tablespace old_name")
 	src.Exec(t, "insert into t select i, 'first' from generate_series(1, 5000) i")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := incrContext(t)
 	takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	src.Exec(t, "drop table in_gone")
 	src.Exec(t, "drop tablespace gone")
