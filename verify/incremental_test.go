@@ -66,10 +66,7 @@ func TestRun_IncrementalChainTampered(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real cluster")
 	}
-	walDir := pgtest.TempDir(t)
-	src := pgtest.Start(t, pgtest.Options{Major: 17, Conf: map[string]string{
-		"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f", "summarize_wal": "on",
-	}})
+	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: 17, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, src, "-i", "-s", "1")
 	a := testArchive(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
