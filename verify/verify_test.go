@@ -39,6 +39,17 @@ func testArchive(t testing.TB) *archive.Archive {
 	return archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd})
 }
 
+// soundArchive returns a testArchive holding backup b1 (segments 2 to 3
+// of timeline 1, taken at t0) and those segments: an archive verify
+// passes, for a test to damage.
+func soundArchive(t testing.TB) *archive.Archive {
+	t.Helper()
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 3)
+	return a
+}
+
 // segmentBytes builds a complete segment called name whose long page
 // header fits its name, as PostgreSQL 15 writes it.
 func segmentBytes(t testing.TB, name string) []byte {
@@ -292,9 +303,7 @@ func TestRun_Timelines(t *testing.T) {
 }
 
 func TestRun_ErrDamagedChunk(t *testing.T) {
-	a := testArchive(t)
-	putBackup(t, a, "b1", 1, 2, 3, t0)
-	putSegments(t, a, 1, 2, 3)
+	a := soundArchive(t)
 	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 2))
 	storetest.Tamper(t, a.Store, key)
 	if rep := run(t, a, false); !rep.OK() {
@@ -310,9 +319,7 @@ func TestRun_ErrDamagedChunk(t *testing.T) {
 // (here: uncompressed) decodes as the manifest expects; both the quick
 // check and --full name its stored size, which the control object records.
 func TestRun_ErrChunkStoredSize(t *testing.T) {
-	a := testArchive(t)
-	putBackup(t, a, "b1", 1, 2, 3, t0)
-	putSegments(t, a, 1, 2, 3)
+	a := soundArchive(t)
 	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 2))
 	ctx := context.Background()
 	data, md := archivetest.Decode(t, a.Codec, a.Store, key)
@@ -373,9 +380,7 @@ func TestRun_ErrChunkMovedListed(t *testing.T) {
 }
 
 func TestRun_ErrMissingChunk(t *testing.T) {
-	a := testArchive(t)
-	putBackup(t, a, "b1", 1, 2, 3, t0)
-	putSegments(t, a, 1, 2, 3)
+	a := soundArchive(t)
 	key := a.Layout.ChunkKey(archive.ChunkFilename("b1", 1))
 	if err := a.Store.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
