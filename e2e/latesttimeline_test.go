@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -31,13 +30,7 @@ func TestRestoreLatestTimelineAfterPITR(t *testing.T) {
 	// The point-in-time restore: recovery stops at the target, promotes
 	// to timeline 2 and archives into the same site.
 	pitrDir := filepath.Join(pgtest.TempDir(t), "pitr")
-	_, errOut, err := s.hoard("restore", "--target-dir", pitrDir, "--target-time", target)
-	if err != nil {
-		t.Fatalf("restore --target-time %s: %v\n%s", target, err, errOut)
-	}
-	if !strings.Contains(errOut, "backup="+b1) {
-		t.Fatalf("point-in-time restore did not choose %s:\n%s", b1, errOut)
-	}
+	s.restoreChoosing(t, pitrDir, b1, "--target-time", target)
 	pitr := pgtest.StartDataDir(t, 15, pitrDir, s.clusterConf())
 	pitr.WaitRecoveryDone(t, 2*time.Minute)
 	if tli := pitr.QueryString(t, "select timeline_id::text from pg_control_checkpoint()"); tli != "2" {
@@ -48,14 +41,9 @@ func TestRestoreLatestTimelineAfterPITR(t *testing.T) {
 	s.use(pitr)
 	switchAndWaitArchived(t, pitr)
 
+	// b1 is the newest backup timeline 2 descends from.
 	dir := filepath.Join(pgtest.TempDir(t), "data")
-	_, errOut, err = s.hoard("restore", "--target-dir", dir)
-	if err != nil {
-		t.Fatalf("restore after the timeline switch: %v\n%s", err, errOut)
-	}
-	if !strings.Contains(errOut, "backup="+b1) {
-		t.Errorf("restore did not choose %s, the newest backup timeline 2 descends from:\n%s", b1, errOut)
-	}
+	s.restoreChoosing(t, dir, b1)
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
 	restored.WaitRecoveryDone(t, 2*time.Minute)
 	if got := tableRows(t, restored); got != want {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
@@ -25,6 +26,20 @@ func (s *site) startBackedUp(t *testing.T) (*pgtest.Cluster, string) {
 	src := s.startWithTable(t)
 	s.mustHoard("basebackup", "--fast")
 	return src, s.listBackups()[0].Name
+}
+
+// restoreChoosing runs hoard restore into dir with args and fails the
+// test unless it succeeds having chosen backup (its log names it).
+func (s *site) restoreChoosing(t *testing.T, dir, backup string, args ...string) {
+	t.Helper()
+	args = append([]string{"restore", "--target-dir", dir}, args...)
+	_, errOut, err := s.hoard(args...)
+	if err != nil {
+		t.Fatalf("hoard %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	if !strings.Contains(errOut, "backup="+backup) {
+		t.Fatalf("hoard %s did not choose %s:\n%s", strings.Join(args, " "), backup, errOut)
+	}
 }
 
 // tableRows is c's table t as "count: id,id,...", what a restored cluster

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -45,14 +44,9 @@ func TestRestoreTargetTimeline(t *testing.T) {
 	src.Exec(t, "insert into t values (4)")
 	switchAndWaitArchived(t, src)
 
+	// b1 is timeline 1's backup.
 	dir := filepath.Join(pgtest.TempDir(t), "data")
-	_, errOut, err := s.hoard("restore", "--target-dir", dir, "--target-time", target, "--target-timeline", "1")
-	if err != nil {
-		t.Fatalf("restore --target-timeline 1 --target-time %s: %v\n%s", target, err, errOut)
-	}
-	if !strings.Contains(errOut, "backup="+b1) {
-		t.Errorf("restore did not choose %s, timeline 1's backup:\n%s", b1, errOut)
-	}
+	s.restoreChoosing(t, dir, b1, "--target-time", target, "--target-timeline", "1")
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
 	if got := tableRows(t, restored); got != want {
 		t.Errorf("restored rows %q, want %q (timeline 1 at %s)", got, want, target)
