@@ -13,14 +13,26 @@ import (
 // TestSchema checks that every row of the schema fits its field, so that a
 // mistake in a table fails here rather than in a user's load: the field
 // exists, has a kind or is an object with keys, takes the default, and a
-// variable can set it where one is named.
+// variable can set it where one is named. It also checks the other way:
+// every field has a row, so a field added without one (never read from the
+// file, the environment or shown) fails here.
 func TestSchema(t *testing.T) {
 	checkTable(t, reflect.TypeFor[Config](), "", globalKeys, true)
 }
 
+// notKeys are the fields of the schema's structs that no key fills: set by
+// Load itself.
+var notKeys = []string{"Config.File", "Config.Warnings", "Site.Name", "ObjectStorage.Implicit"}
+
 // checkTable checks the rows of table, which describes the struct typ at
 // path; env tells whether applyEnv reaches the rows' variables.
 func checkTable(t *testing.T, typ reflect.Type, path string, table []key, env bool) {
+	for _, sf := range reflect.VisibleFields(typ) {
+		if sf.IsExported() && !sf.Anonymous && !slices.Contains(notKeys, typ.Name()+"."+sf.Name) &&
+			!slices.ContainsFunc(table, func(k key) bool { return k.field == sf.Name }) {
+			t.Errorf("%s: field %s.%s has no row in the schema", path, typ, sf.Name)
+		}
+	}
 	for i := range table {
 		k := &table[i]
 		p := join(path, k.name)

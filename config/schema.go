@@ -10,9 +10,9 @@ import (
 )
 
 // The tables below are the schema. To add a key, add a field to the struct
-// the table describes and a row here (valid, oneOf or required when not
-// every value of its type will do, else a check in validate.go); run go
-// generate ./docs. See "A configuration key" in docs/architecture.md.
+// the table describes and a row here (valid or oneOf when not every value
+// of its type will do, else a check in validate.go); run go generate
+// ./docs. See "A configuration key" in docs/architecture.md.
 
 // globalKeys are the keys at the top level of the file (Config).
 var globalKeys = []key{
