@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"path"
 	"reflect"
 	"strings"
@@ -169,17 +170,10 @@ func (c *Config) finish(cwd string) {
 			c.MaintenanceModeFile = path.Join(c.BackupLocation, "maintenance_mode_file")
 		}
 	}
-	if c.AlertFileDir == "" {
-		c.AlertFileDir = c.BackupLocation
-		if c.AlertFileDir == "" {
-			c.AlertFileDir = cwd
-		}
-	}
+	c.AlertFileDir = cmp.Or(c.AlertFileDir, c.BackupLocation, cwd)
 	for name, s := range c.BackupSites {
 		s.Name = name
-		if s.Prefix == "" {
-			s.Prefix = path.Join(c.PathPrefix, name)
-		}
+		s.Prefix = cmp.Or(s.Prefix, path.Join(c.PathPrefix, name))
 		if s.ObjectStorage.Type == "" && s.ObjectStorage.URL == "" {
 			// PGHoard: a site without object_storage stores into backup_location.
 			s.ObjectStorage.Type = storage.TypeLocal
@@ -191,9 +185,7 @@ func (c *Config) finish(cwd string) {
 			s.Nodes = []Node{{}}
 		}
 		for i := range s.Nodes {
-			if s.Nodes[i].Slot == "" {
-				s.Nodes[i].Slot = s.Slot
-			}
+			s.Nodes[i].Slot = cmp.Or(s.Nodes[i].Slot, s.Slot)
 		}
 	}
 }

@@ -166,15 +166,9 @@ func Keys() []KeyDoc {
 // defaultText prints a default as JSON; "" for an empty string or an
 // object without a value.
 func defaultText(typ string, v any) string {
-	if v == nil && typ == "object" {
+	if v == nil && typ == "object" || v == "" {
 		return ""
 	}
-	if s, ok := v.(string); ok && s == "" {
-		return ""
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return ""
-	}
+	b, _ := json.Marshal(v) // defaults are plain values: Marshal cannot fail
 	return string(b)
 }

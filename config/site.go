@@ -110,12 +110,7 @@ func (s *Site) BasebackupAnchor() (hour, minute int, ok bool) {
 
 // BasebackupCountMax returns basebackup_count, and false when the number of
 // kept basebackups is unlimited.
-func (s *Site) BasebackupCountMax() (int, bool) {
-	if s.BasebackupCount == nil {
-		return 0, false
-	}
-	return *s.BasebackupCount, true
-}
+func (s *Site) BasebackupCountMax() (int, bool) { return value(s.BasebackupCount) }
 
 // BasebackupMaxAge returns basebackup_age_days_max as a duration, and false
 // when it is unset.
@@ -149,8 +144,15 @@ func (s *Site) EffectiveBasebackupMode() string {
 // hours returns *n units of that many hours as a duration, and false when
 // n is nil (the key is null).
 func hours(n *float64, unit float64) (time.Duration, bool) {
-	if n == nil {
-		return 0, false
+	h, ok := value(n)
+	return time.Duration(h * unit * float64(time.Hour)), ok
+}
+
+// value returns *p, and false when p is nil (the key is null).
+func value[T any](p *T) (T, bool) {
+	if p == nil {
+		var zero T
+		return zero, false
 	}
-	return time.Duration(*n * unit * float64(time.Hour)), true
+	return *p, true
 }
