@@ -15,15 +15,11 @@
 //
 // # The schema
 //
-// Every key is one row of the schema in schema.go: its JSON name, the Go
-// field it fills, its default, its HOARD_* variable, whether it is a
-// secret, the range a number must be in, and its documentation. A key's
-// JSON type is its field's Go type (kinds.go). Decoding the file, the
-// environment overrides, `hoard config show` (Config.Values), the range
-// checks and the reference docs/configuration.md (Keys and EnvVars) all
-// read the rows, so none of them can miss a key. docs/architecture.md
-// follows a key through them and says how to add one: a field and a row,
-// and a rule in validate.go when the row's checks are not enough.
+// Every key is one row of the schema in schema.go (the key type, key.go),
+// and its JSON type is its field's Go type (kinds.go). Decoding, the
+// environment overrides, `hoard config show` (Values), the checks and the
+// reference docs/configuration.md (Keys, EnvVars) all read the rows.
+// docs/architecture.md follows a key through them and says how to add one.
 //
 // Connections: a node is a libpq keyword object, a keyword/value string or a
 // URI; Node.ConnString gives a string for pgconn.ParseConfig, which also

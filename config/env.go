@@ -27,26 +27,19 @@ type EnvVar struct {
 }
 
 // EnvVars lists every environment override, from the schema. They are
-// applied after the file, so they win over it. Site overrides apply to the site
-// named by HOARD_SITE, or to the only site. With no config file the site is
-// created, named HOARD_SITE or "default".
-//
-// Storage comes from HOARD_STORAGE_URL (any gocloud.dev/blob URL), or from
-// HOARD_STORAGE_TYPE and the variables of that type, named after rohmu's
-// object_storage keys: HOARD_<TYPE>_<KEY> with TYPE the storage type in
-// capitals (GCS for google, see storageEnv) and KEY the key in capitals, without its "aws_" or "azure_" prefix
-// (HOARD_S3_REGION, HOARD_S3_SECRET_ACCESS_KEY, HOARD_AZURE_CLOUD,
-// HOARD_LOCAL_DIRECTORY). Secrets (File) are also read from NAME_FILE.
-//
-// HOARD_CONFIG (the file path) is read by the command line, not here. The
-// PostgreSQL connection also honours libpq's PG* variables and ~/.pgpass:
-// pgconn.ParseConfig applies them, and a site with no node has the empty
-// connection string, which takes everything from them.
+// applied after the file, so they win over it. Site overrides apply to the
+// site named by HOARD_SITE, or to the only site. With no config file the
+// site is created, named HOARD_SITE or "default". Storage comes from
+// HOARD_STORAGE_URL, or from HOARD_STORAGE_TYPE and the HOARD_<TYPE>_<KEY>
+// variables of that type (HOARD_S3_REGION, HOARD_GCS_BUCKET_NAME).
+// HOARD_CONFIG (the file path) is read by the command line, and libpq's PG*
+// variables by pgconn.ParseConfig.
 var EnvVars = envVars()
 
 // envVars lists HOARD_SITE, the variables of the schema's rows, then the
-// HOARD_<TYPE>_<KEY> variables of each storage type. It names the variable
-// of each row with envDoc and no env (see key.env).
+// HOARD_<TYPE>_<KEY> variables of each storage type: KEY is the key in
+// capitals without its "aws_" or "azure_" (storageEnv gives the prefix).
+// It names the variable of each row with envDoc and no env (see key.env).
 func envVars() []EnvVar {
 	out := []EnvVar{{Name: "HOARD_SITE", Help: "site the site overrides apply to; with no file, the name of the site created (default \"default\")"}}
 	var site []EnvVar // after the global ones
@@ -187,8 +180,7 @@ func (e *envReader) object(c *Config, path string, table []key, v reflect.Value)
 // effect.
 func (e *envReader) storage(c *Config, site string, s *Site) {
 	p := site + ".object_storage"
-	table := lookup(siteKeys, "object_storage").keys
-	urlVar, typeVar := lookup(table, "url").env, lookup(table, "storage_type").env
+	urlVar, typeVar := lookup(storageKeys, "url").env, lookup(storageKeys, "storage_type").env
 	url, hasURL := e.get(urlVar)
 	typ, hasType := e.get(typeVar)
 	switch {
@@ -206,7 +198,7 @@ func (e *envReader) storage(c *Config, site string, s *Site) {
 		c.setSource(p, "env "+typeVar)
 	}
 	v := reflect.ValueOf(&s.ObjectStorage).Elem()
-	prefix := lookup(table, "prefix")
+	prefix := lookup(storageKeys, "prefix")
 	e.set(c, join(p, prefix.name), prefix.env, v.FieldByName(prefix.field))
 	for _, ev := range EnvVars {
 		if ev.Storage == "" || !e.isSet(ev.Name) {
@@ -219,7 +211,7 @@ func (e *envReader) storage(c *Config, site string, s *Site) {
 			e.ps.add(ev.Name, "applies to %s storage, but the storage type is %s: set %s=%s", ev.Storage, have, typeVar, ev.Storage)
 			continue
 		}
-		k := lookup(table, strings.TrimPrefix(ev.Key, "object_storage."))
+		k := lookup(storageKeys, strings.TrimPrefix(ev.Key, "object_storage."))
 		e.set(c, site+"."+ev.Key, ev.Name, v.FieldByName(k.field))
 	}
 }
