@@ -10,6 +10,7 @@ import (
 
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/docs"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestGenerated fails while a generated page differs from what the code
@@ -45,6 +46,12 @@ func TestConfiguration_EveryKey(t *testing.T) {
 	for _, ev := range config.EnvVars {
 		if !strings.Contains(page, "`"+ev.Name+"`") {
 			t.Errorf("%s does not document %s", docs.ConfigurationFile, ev.Name)
+		}
+	}
+	// The page says which HOARD_<TYPE>_* variables go with each type.
+	for _, typ := range storage.Types {
+		if !strings.Contains(page, "_*` for `"+typ+"`") {
+			t.Errorf("%s does not say which variables are the %s storage's", docs.ConfigurationFile, typ)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -52,8 +53,7 @@ func Configuration() []byte {
 	w("*file* can instead name a file with `NAME_FILE` (as container platforms mount secrets); one\n")
 	w("trailing newline is dropped. `HOARD_STORAGE_URL` or `HOARD_STORAGE_TYPE` replaces the file's\n")
 	w("`object_storage` (keeping its prefix); the `HOARD_<TYPE>_*` variables must match the storage type\n")
-	w("in effect: `HOARD_LOCAL_*` for `local`, `HOARD_S3_*` for `s3`, `HOARD_GCS_*` for `google`,\n")
-	w("`HOARD_AZURE_*` for `azure`.\n\n")
+	w("in effect: %s.\n\n", storagePrefixes())
 	w("| variable | key | *file* | meaning |\n|---|---|---|---|\n")
 	for _, ev := range config.EnvVars {
 		key := ev.Key
@@ -121,6 +121,20 @@ func Configuration() []byte {
 		}
 	}
 	return b.Bytes()
+}
+
+// storagePrefixes lists the HOARD_<TYPE>_* variables of each storage type,
+// from EnvVars: "`HOARD_LOCAL_*` for `local`, `HOARD_S3_*` for `s3`, ...".
+func storagePrefixes() string {
+	var out []string
+	for _, ev := range config.EnvVars {
+		typ, _, _ := strings.Cut(strings.TrimPrefix(ev.Name, "HOARD_"), "_")
+		p := fmt.Sprintf("`HOARD_%s_*` for `%s`", typ, ev.Storage)
+		if ev.Storage != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // parent is the path of the object holding a key ("" at the top level).
