@@ -229,6 +229,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	for i, b := range backups {
 		reps[i] = newBackupReport(b)
 		paths[i], chains[i] = backupChain(ctx, a, idx, b, &reps[i], nil)
+		if b.Auth == archive.AuthInvalid {
+			// Its objects may all be sound: what it says of itself
+			// (the times and positions restore and retention choose
+			// by) is what was altered.
+			reps[i].Problems = append(reps[i].Problems, "metadata does not authenticate (altered, or copied under another name): "+
+				"retention keeps it uncounted and keeps every WAL file, restore chooses it only by name; take a new backup and delete it")
+		}
 	}
 
 	// Objects: control objects always, chunks by Stat or by decoding,

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
 	"strings"
 	"testing"
@@ -140,7 +141,11 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 		PGVersion:       150004,
 		ChunkCount:      2,
 	}
-	if _, err := a.Codec.Put(ctx, a.Store, a.Layout.BackupKey(name), bytes.NewReader(control), int64(len(control)), b.ToMetadata()); err != nil {
+	md := b.ToMetadata()
+	if err := a.Codec.SignBackup(name, md); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Codec.Put(ctx, a.Store, a.Layout.BackupKey(name), bytes.NewReader(control), int64(len(control)), md); err != nil {
 		t.Fatal(err)
 	}
 	b.Name = name
@@ -335,17 +340,24 @@ func TestRun_ErrChunkStoredSize(t *testing.T) {
 	}
 }
 
+// encryptedArchive returns an archive in memory that encrypts, holding
+// the private key.
+func encryptedArchive(t *testing.T) *archive.Archive {
+	t.Helper()
+	k, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd,
+		KeyID: "k", PublicKey: &k.PublicKey, PrivateKeys: map[string]*rsa.PrivateKey{"k": k}})
+}
+
 // TestRun_ErrChunkSwapped: an authentic chunk of another backup of the
 // site (of the same sizes) copied over a chunk passes the quick check,
 // which compares sizes, and is named by --full: the control object
 // records each chunk's HMAC.
 func TestRun_ErrChunkSwapped(t *testing.T) {
-	k, err := crypto.GenerateKey(2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd,
-		KeyID: "k", PublicKey: &k.PublicKey, PrivateKeys: map[string]*rsa.PrivateKey{"k": k}})
+	a := encryptedArchive(t)
 	putBackup(t, a, "b1", 1, 2, 3, t0)
 	putBackup(t, a, "b2", 1, 3, 4, t0.Add(time.Hour))
 	putSegments(t, a, 1, 2, 4)
@@ -361,6 +373,39 @@ func TestRun_ErrChunkSwapped(t *testing.T) {
 	}
 	if rep.Backups[0].Status == StatusBroken {
 		t.Errorf("the backup the chunk came from is broken:\n%s", problems(rep))
+	}
+}
+
+// TestRun_ErrMetadataAltered: a backup whose metadata someone without
+// the key altered (its end time moved back, which steers restore's
+// choice for a time target) is reported, though its objects are sound;
+// the other backup is not.
+func TestRun_ErrMetadataAltered(t *testing.T) {
+	a := encryptedArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	b2 := putBackup(t, a, "b2", 1, 3, 4, t0.Add(time.Hour))
+	putSegments(t, a, 1, 2, 4)
+	if rep := run(t, a, false); !rep.OK() {
+		t.Fatalf("before:\n%s", problems(rep))
+	}
+	ctx := context.Background()
+	rc, o, err := a.Store.Open(ctx, b2.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := maps.Clone(o.Metadata)
+	md[archive.MetaEndTime] = "2000-01-01 00:00:00+00:00"
+	err = a.Store.Put(ctx, b2.Key, rc, md)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, a, false)
+	if rep.OK() || rep.Backups[1].Status != StatusLimited || !strings.Contains(problems(rep), "metadata does not authenticate") {
+		t.Fatalf("OK=%v status %s problems:\n%s", rep.OK(), rep.Backups[1].Status, problems(rep))
+	}
+	if rep.Backups[0].Status != StatusOK {
+		t.Errorf("b1: %s\n%s", rep.Backups[0].Status, problems(rep))
 	}
 }
 
