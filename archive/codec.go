@@ -57,11 +57,16 @@ var ErrUnencrypted = errors.New("object is not encrypted, but the site encrypts:
 var ErrNoPrivateKey = errors.New("no private key")
 
 // noPrivateKeyError names the object and its key id, and wraps
-// ErrNoPrivateKey.
+// ErrNoPrivateKey. Its message names the missing private key rather than
+// the key id: a site that holds only the public key (the daemon's) has the
+// key id configured, and "not in the configuration" sent users looking
+// for a key that is there.
 type noPrivateKeyError struct{ key, kid string }
 
 func (e *noPrivateKeyError) Error() string {
-	return fmt.Sprintf("object %s is encrypted with key %s, which is not in the configuration", e.key, e.kid)
+	return fmt.Sprintf("object %s is encrypted with key %s, whose private key is not in the configuration: "+
+		"add it to the site as encryption_keys.%s.private (writing needs only the public key, reading the private one)",
+		e.key, e.kid, e.kid)
 }
 
 func (e *noPrivateKeyError) Unwrap() error { return ErrNoPrivateKey }

@@ -211,15 +211,18 @@ func TestCodec_ErrMissingKey(t *testing.T) {
 	dir := filepath.Join(pghoardDir, "basebackup")
 	data, md := pghoardtest.Object(t, filepath.Join(dir, "chunks", "00000001.pghoard"))
 	for name, c := range map[string]*Codec{
-		"no keys":   {},
-		"other key": {PrivateKeys: map[string]*rsa.PrivateKey{"other": testKey(t)}},
+		"no keys":         {},
+		"other key":       {PrivateKeys: map[string]*rsa.PrivateKey{"other": testKey(t)}},
+		"public key only": {KeyID: md[MetaEncryptionKeyID], PublicKey: &testKey(t).PublicKey},
 	} {
 		_, err := decodeAll(c, "obj1", data, md)
 		var de *DecodeError
 		if !errors.As(err, &de) || de.Key != "obj1" {
 			t.Fatalf("%s: err = %v, want *DecodeError", name, err)
 		}
-		want := "object obj1 is encrypted with key " + md[MetaEncryptionKeyID] + ", which is not in the configuration"
+		kid := md[MetaEncryptionKeyID]
+		want := "object obj1 is encrypted with key " + kid + ", whose private key is not in the configuration: " +
+			"add it to the site as encryption_keys." + kid + ".private"
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %q, want it to say %q", name, err, want)
 		}
