@@ -27,7 +27,8 @@ func checkEmptyDir(dir string) error {
 	}
 	for _, e := range ents {
 		if e.Name() != "lost+found" {
-			return fmt.Errorf("%s holds %s (use overwrite to replace its contents): %w", dir, e.Name(), ErrTargetNotEmpty)
+			// The caller's hint says what to do (hoard restore: --overwrite).
+			return fmt.Errorf("%w: %s holds %s", ErrTargetNotEmpty, dir, e.Name())
 		}
 	}
 	return nil

@@ -41,6 +41,12 @@ func TestCheckEmptyDir(t *testing.T) {
 			t.Errorf("checkEmptyDir(%s) = %v, want ErrTargetNotEmpty", d, err)
 		}
 	}
+	// The message names the directory and a file in it, once, and leaves
+	// the remedy to the caller's hint (it named "overwrite", no flag).
+	d := mk("named", "PG_VERSION")
+	if got, want := fmt.Sprint(checkEmptyDir(d)), "directory is not empty: "+d+" holds PG_VERSION"; got != want {
+		t.Errorf("checkEmptyDir(%s) = %q, want %q", d, got, want)
+	}
 }
 
 func TestPrepareDir(t *testing.T) {
