@@ -69,10 +69,7 @@ func ConnectAs(ctx context.Context, connString, appName string) (*Conn, error) {
 	}
 	pg, err := pgconn.ConnectConfig(ctx, config)
 	if err != nil {
-		if kind := classifyConnectError(err); kind != nil {
-			return nil, fmt.Errorf("connect: %w: %w", kind, err)
-		}
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, connectError(err, true)
 	}
 	c := &Conn{pg: pg, config: sqlConfig}
 	for _, b := range frontends {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
@@ -68,6 +69,9 @@ func TestConnect_ErrNotPermitted(t *testing.T) {
 	_, err := Connect(testContext(t), c.ConnString("postgres"))
 	if !errors.Is(err, ErrNotPermitted) {
 		t.Errorf("Connect without a pg_hba entry: %v, want ErrNotPermitted", err)
+	}
+	if want := `add a line for database "replication"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Connect without a pg_hba entry: %v, want it to say %q", err, want)
 	}
 
 	t.Run("ErrAuthentication", func(t *testing.T) {

@@ -2,7 +2,9 @@ package replication
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -46,6 +48,7 @@ const (
 	codeInvalidPassword      = "28P01"
 	codeInvalidAuthorization = "28000"
 	codeInsufficientPriv     = "42501"
+	codeTooManyConnections   = "53300"
 	codeDuplicateObject      = "42710"
 	codeUndefinedObject      = "42704"
 )
@@ -69,6 +72,46 @@ func classifyConnectError(err error) error {
 		return ErrUnreachable
 	}
 	return nil
+}
+
+// connectError wraps the error of a failed connection attempt: with the
+// sentinel classifyConnectError picks, and with what to change when the
+// cause is a setting a first configuration often gets wrong. replication
+// says whether it was a replication connection, which pg_hba.conf matches
+// only by a "replication" line and which takes a WAL sender.
+func connectError(err error, replication bool) error {
+	kind := classifyConnectError(err)
+	hint := connectHint(err, kind, replication)
+	if hint != "" {
+		hint = "; " + hint
+	}
+	if kind != nil {
+		return fmt.Errorf("connect: %w: %w%s", kind, err, hint)
+	}
+	return fmt.Errorf("connect: %w%s", err, hint)
+}
+
+// connectHint says what to change for a connection error, or "". The
+// server's own message names the setting (max_wal_senders, pg_hba.conf)
+// but not the remedy, and a newcomer meets these before anything else.
+func connectHint(err, kind error, replication bool) string {
+	var pgErr *pgconn.PgError
+	isPg := errors.As(err, &pgErr)
+	switch {
+	case kind == ErrUnreachable:
+		return "check the node's host and port (nodes in the configuration, or PGHOST and PGPORT) and that PostgreSQL is running"
+	case kind == ErrAuthentication:
+		return "check the node's password (nodes in the configuration, PGPASSWORD or ~/.pgpass)"
+	case !replication || !isPg:
+		return ""
+	case pgErr.Code == codeInvalidAuthorization && strings.Contains(pgErr.Message, "pg_hba.conf"):
+		return `add a line for database "replication" (which "all" does not match) for this user and host to pg_hba.conf, then reload PostgreSQL`
+	case pgErr.Code == codeInsufficientPriv:
+		return "give the node's user the REPLICATION attribute (ALTER ROLE name REPLICATION) or connect as a superuser"
+	case pgErr.Code == codeTooManyConnections && strings.Contains(pgErr.Message, "max_wal_senders"):
+		return "raise max_wal_senders in postgresql.conf (above 0, which needs wal_level = replica or logical; hoard's WAL stream and each running basebackup take one) and restart PostgreSQL"
+	}
+	return ""
 }
 
 // isCode reports whether err is a server error with SQLSTATE code.

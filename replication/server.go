@@ -27,10 +27,7 @@ func QueryServer(ctx context.Context, connString string) (Server, error) {
 	delete(config.RuntimeParams, "replication")
 	pg, err := pgconn.ConnectConfig(ctx, config)
 	if err != nil {
-		if kind := classifyConnectError(err); kind != nil {
-			return Server{}, fmt.Errorf("connect: %w: %w", kind, err)
-		}
-		return Server{}, fmt.Errorf("connect: %w", err)
+		return Server{}, connectError(err, false)
 	}
 	defer pg.Close(context.WithoutCancel(ctx))
 	results, err := pg.Exec(ctx, "SELECT current_setting('server_version_num'), system_identifier::text FROM pg_control_system()").ReadAll()

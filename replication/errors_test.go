@@ -1,0 +1,64 @@
+package replication
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestConnectError checks that the server refusals a first setup meets
+// keep their sentinel and the server's words and gain what to change.
+func TestConnectError(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
+	tests := []struct {
+		name        string
+		err         error
+		replication bool
+		kind        error
+		hint        string // "" = no hint
+	}{
+		{"NoSenders", &pgconn.PgError{Severity: "FATAL", Code: "53300",
+			Message: "number of requested standby connections exceeds max_wal_senders (currently 0)"},
+			true, nil, "raise max_wal_senders in postgresql.conf"},
+		{"TooManyClients", &pgconn.PgError{Severity: "FATAL", Code: "53300",
+			Message: "sorry, too many clients already"}, true, nil, ""},
+		{"NoHBALine", &pgconn.PgError{Severity: "FATAL", Code: "28000",
+			Message: `no pg_hba.conf entry for replication connection from host "[local]", user "postgres", no encryption`},
+			true, ErrNotPermitted, `add a line for database "replication"`},
+		{"NoHBALineSQL", &pgconn.PgError{Severity: "FATAL", Code: "28000",
+			Message: `no pg_hba.conf entry for host "[local]", user "postgres", database "postgres", no encryption`},
+			false, ErrNotPermitted, ""},
+		{"NoReplicationRole", &pgconn.PgError{Severity: "FATAL", Code: "42501",
+			Message: "must be superuser or replication role to start walsender"},
+			true, ErrNotPermitted, "ALTER ROLE name REPLICATION"},
+		{"WrongPassword", &pgconn.PgError{Severity: "FATAL", Code: "28P01",
+			Message: `password authentication failed for user "alice"`},
+			true, ErrAuthentication, "check the node's password"},
+		{"Unreachable", refused, false, ErrUnreachable, "check the node's host and port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := connectError(tt.err, tt.replication)
+			msg := err.Error()
+			if !errors.Is(err, tt.err) {
+				t.Errorf("%q does not wrap the driver's error", msg)
+			}
+			if tt.kind != nil && !errors.Is(err, tt.kind) {
+				t.Errorf("%q does not wrap %v", msg, tt.kind)
+			}
+			if !strings.HasPrefix(msg, "connect: ") || !strings.Contains(msg, tt.err.Error()) {
+				t.Errorf("%q lacks the driver's message %q", msg, tt.err.Error())
+			}
+			_, hint, hinted := strings.Cut(msg, "; ")
+			switch {
+			case tt.hint == "" && hinted:
+				t.Errorf("%q has a hint, want none", msg)
+			case tt.hint != "" && !strings.Contains(hint, tt.hint):
+				t.Errorf("%q: hint %q, want it to say %q", msg, hint, tt.hint)
+			}
+		})
+	}
+}
