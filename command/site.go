@@ -36,7 +36,14 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 	if err != nil {
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
-			return nil, &usageError{msg: err.Error(), hint: "fix the configuration; see docs/configuration.md"}
+			hint := "fix the configuration; see docs/configuration.md"
+			if c.String("config") == "" {
+				// Without a file hoard reads HOARD_* alone: a forgotten
+				// --config shows up as settings missing from the environment.
+				hint = "no --config FILE was given (nor HOARD_CONFIG), so hoard read only HOARD_* variables: " +
+					"pass --config FILE, or set HOARD_CONFIG"
+			}
+			return nil, &usageError{msg: err.Error(), hint: hint}
 		}
 		if c.String("config") == "" {
 			return nil, usagef("pass --config FILE, or set HOARD_CONFIG", "load configuration: %v", err)

@@ -1,7 +1,9 @@
 package command
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 
@@ -125,5 +127,23 @@ func TestObjectStorage_EveryKey(t *testing.T) {
 	}
 	if n < 20 {
 		t.Errorf("checked %d keys: the schema's object_storage keys were not found", n)
+	}
+}
+
+// TestLoadConfig_ErrNoConfig: a command run without --config (a newcomer's
+// first try, or an archive_command that lost its flag) is told that no file
+// was read, not only which HOARD_* setting is missing.
+func TestLoadConfig_ErrNoConfig(t *testing.T) {
+	for _, k := range []string{"HOARD_CONFIG", "PGHOARD_CONFIG", "HOARD_SITE", "HOARD_BACKUP_LOCATION", "HOARD_STORAGE_TYPE"} {
+		t.Setenv(k, "") // restored after the test
+	}
+	app := App("test")
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	err := app.RunContext(context.Background(), OrderArgs(app, []string{"hoard", "list"}))
+	if got := ExitCode(err); got != ExitUsage {
+		t.Errorf("hoard list: exit %d (%v), want %d", got, err, ExitUsage)
+	}
+	if want := "hint: no --config FILE was given (nor HOARD_CONFIG)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("hoard list: %v, want it to say %q", err, want)
 	}
 }
