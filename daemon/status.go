@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -143,12 +145,23 @@ func writeStateFile(path string, st Status) error {
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write state file: %w", err)
+		return fmt.Errorf("write state file %s: %w%s", path, err, stateFileHint(err))
 	}
 	if err := writeFileAtomic(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write state file %s: %w", path, err)
+		return fmt.Errorf("write state file %s: %w%s", path, err, stateFileHint(err))
 	}
 	return nil
+}
+
+// stateFileHint names the setting to change when the state file's place
+// cannot be used at all, as with PGHoard's default
+// /var/lib/pghoard/pghoard_state.json on a host that never ran PGHoard; a
+// full or read-only disk gets none.
+func stateFileHint(err error) string {
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return "; set json_state_file_path to a file in a directory the daemon's user can write"
+	}
+	return ""
 }
 
 // errUnhealthy is wrapped by Healthy's errors.

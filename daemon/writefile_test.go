@@ -102,3 +102,20 @@ func TestWriteStateFile_ErrDiskFull(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteStateFile_ErrNoDirectory: a state file whose directory cannot
+// be made (here under a regular file; for a newcomer, PGHoard's default
+// /var/lib/pghoard) is named, with the setting to change.
+func TestWriteStateFile_ErrNoDirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(file, "pghoard", "pghoard_state.json")
+	err := writeStateFile(path, Status{})
+	for _, want := range []string{path, "set json_state_file_path"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("writeStateFile = %v, want it to say %q", err, want)
+		}
+	}
+}
