@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -138,6 +139,25 @@ func hint(kind string) string {
 	}
 }
 
+// unreachable reports whether err is a failure to reach the endpoint at
+// all: a refused or timed-out connection, or a host name that does not
+// resolve. The SDKs bury that under their own words ("exceeded maximum
+// number of attempts"), so a wrong port reads as an S3 error.
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial")
+}
+
+// endpointHint says which settings name a backend's endpoint.
+func endpointHint(kind string) string {
+	switch kind {
+	case "s3", "azure":
+		return "check host, port and is_secure, and that the server is up"
+	}
+	return "check the network and that the service is up"
+}
+
 // errorf wraps err from operation op on key with context, turning permanent
 // failures into ErrPermanent with an actionable message.
 func errorf(kind, bucket, op, key string, err error) error {
@@ -146,6 +166,9 @@ func errorf(kind, bucket, op, key string, err error) error {
 		err = &permanentError{msg: fmt.Sprintf("%s bucket %q does not exist: create it or fix bucket_name", kind, bucket), err: err}
 	case accessDenied(err):
 		err = &permanentError{msg: fmt.Sprintf("access denied to %s bucket %q: %s", kind, bucket, hint(kind)), err: err}
+	case unreachable(err):
+		// Still transient (the server may be starting): only the words change.
+		err = fmt.Errorf("cannot reach the %s endpoint (%s): %w", kind, endpointHint(kind), err)
 	}
 	return fmt.Errorf("%s %s: %w", op, key, err)
 }
