@@ -3,7 +3,10 @@ package command
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 // run runs the app with args and returns the process exit code main would
@@ -49,4 +52,27 @@ func TestParseLevel(t *testing.T) {
 	if _, err := parseLevel("verbose"); err == nil {
 		t.Errorf("parseLevel(verbose) accepted an unknown level")
 	}
+}
+
+// TestApp_FlagDefaultsOnce: no flag's help states its default twice, once
+// in its usage and once as urfave/cli's "(default: 0)", which for restore
+// --parallel contradicted the first (restore_process_count).
+func TestApp_FlagDefaultsOnce(t *testing.T) {
+	var walk func(path string, cmds []*cli.Command)
+	check := func(path string, flags []cli.Flag) {
+		for _, f := range flags {
+			if s := f.String(); strings.Count(s, "(default") > 1 {
+				t.Errorf("hoard %s: %s", path, s)
+			}
+		}
+	}
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			check(path+c.Name, c.Flags)
+			walk(path+c.Name+" ", c.Subcommands)
+		}
+	}
+	app := App("test")
+	check("", app.Flags)
+	walk("", app.Commands)
 }

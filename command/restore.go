@@ -87,7 +87,7 @@ failed; otherwise the directory is incomplete: run again with --overwrite);
 			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace) directory first; refused while its postmaster.pid names a running process"},
 			&cli.BoolFlag{Name: "skip-space-check", Usage: "restore even when a file system of the target or the tablespaces has less free space than the backup needs there"},
 			&cli.BoolFlag{Name: "stop-at-gap", Usage: "without a target: accept a gap in the archived WAL and let recovery stop there (the WAL stored after the gap is not replayed)"},
-			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once (default: restore_process_count)"},
+			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once", DefaultText: "restore_process_count"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` to write (default: this hoard's wal-fetch)"},
 			&cli.StringFlag{Name: "recovery-end-command", Usage: "recovery_end_command `CMD` to write"},
 			&cli.StringFlag{Name: "archive-mode", Value: "preserve", Usage: "`preserve` the backup's archive settings, or off: write archive_mode = 'off' so a restored copy does not archive its new timeline into this archive"},

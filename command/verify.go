@@ -39,7 +39,7 @@ or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "full", Usage: "download and decode every chunk and WAL segment"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-			&cli.IntFlag{Name: "parallel", Usage: "objects checked at once (default 4)"},
+			&cli.IntFlag{Name: "parallel", Usage: "objects checked at once", DefaultText: "4"},
 			&cli.BoolFlag{Name: "restore", Usage: "restore into a scratch directory and test the result with PostgreSQL"},
 			&cli.StringFlag{Name: "basebackup", Usage: "with --restore: backup `NAME` to test (default: the newest that reaches the target)"},
 			&cli.StringFlag{Name: "target-time", Usage: "with --restore: recover to `TIME` (ISO 8601 with a zone) instead of the end of the archive"},
