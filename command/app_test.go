@@ -27,6 +27,7 @@ func TestApp_ExitCodes(t *testing.T) {
 		{"OK", []string{"--help"}, ExitOK},
 		{"ErrBadGlobalFlag", []string{"--log-level", "bogus", "list"}, ExitUsage},
 		{"ErrUnknownFlag", []string{"list", "--no-such-flag"}, ExitUsage},
+		{"ErrCreateKeysNoKeyID", []string{"create-keys"}, ExitUsage},
 		// PostgreSQL reads a restore_command exit status of 1 or 2 as "not
 		// archived" and ends recovery: anything wrong with the invocation
 		// itself must stop recovery instead.

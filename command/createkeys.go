@@ -27,7 +27,8 @@ func createKeysCommand() *cli.Command {
 			"outside the backup host. A site with encryption keys reads only encrypted objects (see\n" +
 			"unencrypted_objects_before in docs/configuration.md for archives from before).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "key-id", Usage: "name of the new key `ID`", Required: true},
+			// Not Required: urfave/cli would print the whole help and exit 1.
+			&cli.StringFlag{Name: "key-id", Usage: "name of the new key `ID` (required)"},
 			&cli.IntFlag{Name: "bits", Usage: "RSA key size in bits", Value: 3072},
 		},
 		Action: runCreateKeys,
@@ -37,7 +38,7 @@ func createKeysCommand() *cli.Command {
 func runCreateKeys(c *cli.Context) error {
 	id := c.String("key-id")
 	if id == "" {
-		return usagef("", "--key-id must not be empty")
+		return usagef("pass --key-id ID, a name for the new key (key1, or today's date)", "--key-id is required")
 	}
 	bits := c.Int("bits")
 	if bits < 2048 || bits > 16384 {
