@@ -1,8 +1,12 @@
 package archive
 
 import (
+	"bytes"
+	"context"
 	"crypto/hmac"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/hoardbackup/hoard/storage"
@@ -139,4 +143,63 @@ func Untrusted(bs []*BackupInfo) []*BackupInfo {
 		}
 	}
 	return out
+}
+
+// A writer who strips the HMAC from every signed backup of a site makes
+// it look like an archive from before hoard signed backups, which
+// retention plans on all metadata again. So the first signed backup
+// also stores SignedMarkerKey, created if absent and never replaced or
+// deleted by hoard: a writer without delete rights cannot remove it
+// (rewriting it leaves it there), and while it exists and no backup
+// authenticates, retention deletes nothing (keepUnsigned).
+
+// SignedMarkerKey returns the key of the object that says the site's
+// backups are signed.
+func (l Layout) SignedMarkerKey() string { return l.join("hoard", "signed-backups") }
+
+// MarkSigned stores the site's signed-backups marker if it is absent:
+// called once a signed backup is stored.
+func (a *Archive) MarkSigned(ctx context.Context) error {
+	if a.Codec == nil || a.Codec.KeyID == "" || a.Codec.PublicKey == nil {
+		return nil
+	}
+	// Through the codec, as every object of the site: readers that
+	// decode all of them (archive-copy) refuse a plaintext one.
+	_, err := a.Codec.Create(ctx, a.Store, a.Layout.SignedMarkerKey(), bytes.NewReader(nil), 0, storage.Metadata{MetaFormat: "hoard-signed-backups-v1"})
+	if err != nil && !errors.Is(err, storage.ErrExist) {
+		return fmt.Errorf("store %s: %w", a.Layout.SignedMarkerKey(), err)
+	}
+	return nil
+}
+
+// keepUnsigned makes plan delete no backup and no WAL when the site's
+// signed-backups marker exists but none of backups authenticates: their
+// metadata was rewritten.
+func (a *Archive) keepUnsigned(ctx context.Context, plan *RetentionPlan, backups []*BackupInfo) error {
+	for _, b := range backups {
+		if b.Auth == AuthOK {
+			return nil
+		}
+	}
+	if len(plan.Delete) == 0 && len(plan.WAL) == 0 {
+		return nil
+	}
+	_, err := a.Store.Stat(ctx, a.Layout.SignedMarkerKey())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", a.Layout.SignedMarkerKey(), err)
+	}
+	for _, d := range plan.Delete {
+		d.Reason += "; kept: no backup's metadata authenticates, though this site signs its backups"
+		plan.Keep = append(plan.Keep, d)
+	}
+	plan.Delete = nil
+	sortDecisions(plan.Keep)
+	plan.KeptWAL += len(plan.WAL)
+	plan.WAL, plan.WALHorizon, plan.WALHorizonBackup = nil, "", ""
+	plan.Notes = append(plan.Notes, fmt.Sprintf("%s exists but no backup's metadata authenticates: it was rewritten "+
+		"(the HMAC stripped), so nothing is deleted; take a new backup", a.Layout.SignedMarkerKey()))
+	return nil
 }

@@ -541,6 +541,9 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		}
 	}
 	plan.KeptWAL -= len(located)
+	if err := a.keepUnsigned(ctx, &plan, backups); err != nil {
+		return RetentionPlan{}, err
+	}
 
 	// Where some backups authenticate, a planted one's start says nothing.
 	var newest time.Time

@@ -267,6 +267,11 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	info.StoredSize = st.StoredSize
 	info.Metadata = st.Metadata
 	info.Auth = o.Archive.Codec.BackupAuth(info.Name, st.Metadata)
+	if err := o.Archive.MarkSigned(ctx); err != nil {
+		// The backup is stored; the marker only guards against its
+		// HMAC being stripped later, and the next backup stores it.
+		log.Warn().Err(err).Msg("signed-backups marker not stored")
+	}
 	ev := log.Info().Str("backup", oc.name).Str("source", oc.source).Str("lsn", oc.end.String()).Int("chunks", len(oc.chunks)).
 		Int64("bytes", info.TotalSizePlain).Int64("stored", info.TotalSizeEnc)
 	if oc.checksums != nil {

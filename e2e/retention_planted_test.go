@@ -22,7 +22,8 @@ import (
 // daemon runs it) and basebackup_count 1 must not count it: the real
 // backup and the WAL it needs stay, and a restore with the private key
 // (which selects the newest backup whose metadata authenticates)
-// recovers every row.
+// recovers every row. Then, with the HMAC stripped from the real backup
+// as well, retention still deletes nothing.
 func TestRetention_PlantedBackupPublicKeyOnly(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
 	src, _ := s.startBackedUp(t)
@@ -100,6 +101,22 @@ func TestRetention_PlantedBackupPublicKeyOnly(t *testing.T) {
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
 	if got := tableRows(t, restored); got != want {
 		t.Errorf("restored: rows %q, want %q", got, want)
+	}
+
+	// The HMAC stripped from the real backup too, so that none
+	// authenticates: the site's signed-backups marker, which the writer
+	// cannot delete, keeps retention from deleting anything.
+	copyObject(l.BackupKey(real.Name), l.BackupKey(real.Name), func(md storage.Metadata) {
+		delete(md, archive.MetaBackupMAC)
+	})
+	pgtest.Chown(t, s.storeDir)
+	s.publicKeyOnly(t)
+	out = s.mustHoard("retention")
+	if _, err := st.Stat(ctx, l.BackupKey(real.Name)); err != nil {
+		t.Fatalf("retention deleted the real backup %s once no backup authenticated: %v\n%s", real.Name, err, out)
+	}
+	if !strings.Contains(out, l.SignedMarkerKey()) {
+		t.Errorf("retention output does not name %s:\n%s", l.SignedMarkerKey(), out)
 	}
 }
 
