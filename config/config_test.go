@@ -263,9 +263,9 @@ func TestLoad_Multisite(t *testing.T) {
 func TestLoad_Warnings(t *testing.T) {
 	c := load(t, "unknown-keys.json", nil)
 	want := []string{
-		"backup_sites.default.basebackup_cnt: unknown key",
+		`backup_sites.default.basebackup_cnt: unknown key (did you mean "basebackup_count"?)`,
 		"backup_sites.default.object_storage.region: unknown key",
-		"stats: unknown key",
+		`stats: unknown key (did you mean "statsd"?)`,
 	}
 	if diff := cmp.Diff(want, c.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)

@@ -55,6 +55,40 @@ func lookup(table []key, name string) *key {
 	return nil
 }
 
+// suggest returns the name of table's row that name is most likely a
+// typo of (at most two letters added, removed or changed, and fewer than
+// half of name's), or "" when none is that close.
+func suggest(table []key, name string) string {
+	best, bestDist := "", min(3, (len(name)+1)/2)
+	for _, k := range table {
+		if d := editDistance(name, k.name); d < bestDist {
+			best, bestDist = k.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // accepts tells whether object_storage of storage type typ has the key k
 // ("" = every type, as the reference lists them); a url has no
 // storage_type.

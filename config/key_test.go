@@ -143,3 +143,18 @@ func TestStorageConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestSuggest(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"basebackup_cnt", "basebackup_count"},
+		{"basebackup_interval_hour", "basebackup_interval_hours"},
+		{"encryption_keyid", "encryption_key_id"},
+		{"pg_data_dir", ""}, // too far from pg_data_directory to guess
+		{"ab", ""},          // a short name is near too many
+		{"colour", ""},
+	} {
+		if got := suggest(siteKeys, tc.name); got != tc.want {
+			t.Errorf("suggest(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

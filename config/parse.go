@@ -113,7 +113,11 @@ func (d *decoder) object(path string, v any, table []key, dst reflect.Value) {
 	for _, name := range sortedKeys(m) {
 		k := lookup(table, name)
 		if k == nil {
-			d.warnings = append(d.warnings, join(path, name)+": unknown key")
+			w := join(path, name) + ": unknown key"
+			if near := suggest(table, name); near != "" {
+				w += fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			d.warnings = append(d.warnings, w)
 			continue
 		}
 		d.value(join(path, name), m[name], k, dst.FieldByName(k.field))
