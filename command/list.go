@@ -100,6 +100,9 @@ func runList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if hint := missingRoot(env.site); hint != "" {
+		env.log.Warn().Msg(hint)
+	}
 	for _, d := range bs.Damaged {
 		env.log.Warn().Err(d.Err).Str("backup", d.Name).Str("key", d.Key).Msg("damaged backup: its metadata cannot be read")
 	}

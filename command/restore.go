@@ -1,6 +1,7 @@
 package command
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/restore"
 )
 
@@ -182,22 +184,23 @@ func runRestore(c *cli.Context) error {
 	res, err := restore.Run(c.Context, o)
 	meter.finish()
 	if err != nil {
-		return restoreError(err)
+		return restoreError(err, env.site)
 	}
 	printRestored(c.App.Writer, o, res)
 	return nil
 }
 
 // restoreError turns the restore errors a user can fix by changing flags
-// into usage errors with a hint; the rest stay failures.
-func restoreError(err error) error {
+// or the configuration of site into usage errors with a hint; the rest
+// stay failures.
+func restoreError(err error, site *config.Site) error {
 	switch {
 	case errors.Is(err, restore.ErrBadTarget):
 		return usagef("see hoard restore --help", "%v", err)
 	case errors.Is(err, restore.ErrTargetNotEmpty):
 		return usagef("choose an empty directory, or pass --overwrite to replace its contents", "%v", err)
 	case errors.Is(err, archive.ErrNoBackup):
-		return usagef("see the backups with hoard list", "%v", err)
+		return usagef(cmp.Or(missingRoot(site), "see the backups with hoard list"), "%v", err)
 	}
 	return err
 }

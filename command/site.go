@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"time"
@@ -98,6 +99,25 @@ func siteArchive(c *cli.Context, cfg *config.Config, name string, site *config.S
 		return nil, fmt.Errorf("open storage of %s %s: %w", what, name, err)
 	}
 	return &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name}, nil
+}
+
+// missingRoot says, for a site on local storage whose directory does not
+// exist, which directory and which key to check: a mistyped directory
+// reads as an empty archive (writers create it on their first object),
+// so "no basebackups" alone would hide the typo. It returns "" otherwise.
+func missingRoot(site *config.Site) string {
+	o := site.ObjectStorage
+	if o.URL != "" || o.Type != "local" {
+		return ""
+	}
+	if _, err := os.Stat(o.Directory); !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	key := "object_storage.directory"
+	if o.Implicit {
+		key = "backup_location"
+	}
+	return fmt.Sprintf("the local storage directory %s does not exist: check %s", o.Directory, key)
 }
 
 // siteCodec builds the object codec from the global compression settings

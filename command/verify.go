@@ -69,6 +69,9 @@ func runVerify(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	if hint := missingRoot(env.site); hint != "" {
+		env.log.Warn().Msg(hint)
+	}
 	rep, err := verify.Run(c.Context, verify.Options{Archive: env.archive, Full: c.Bool("full"), Parallel: c.Int("parallel"), Logger: env.log})
 	if err != nil {
 		return err
@@ -184,7 +187,7 @@ func runRestoreTest(c *cli.Context) error {
 		}
 	}
 	if err != nil {
-		return restoreError(err)
+		return restoreError(err, env.site)
 	}
 	return nil
 }
