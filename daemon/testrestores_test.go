@@ -96,6 +96,10 @@ type fakeRestoreTests struct {
 	mu    sync.Mutex
 	calls int
 	fail  map[int]bool // calls (from 1) that fail
+	// held, when set, holds every call after the first until it is
+	// closed, so that a test can look at the first call's outcome
+	// before the next replaces it.
+	held chan struct{}
 }
 
 func (f *fakeRestoreTests) run(ctx context.Context, o verify.RestoreTestOptions) (*verify.RestoreTestResult, error) {
@@ -103,6 +107,13 @@ func (f *fakeRestoreTests) run(ctx context.Context, o verify.RestoreTestOptions)
 	f.calls++
 	n := f.calls
 	f.mu.Unlock()
+	if f.held != nil && n > 1 {
+		select {
+		case <-f.held:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	res := &verify.RestoreTestResult{
 		Backup: "2024-05-01_0", PGMajor: 17, Started: time.Now().UTC(),
 		Restore: verify.Duration(2 * time.Second), Replay: verify.Duration(3 * time.Second), Elapsed: verify.Duration(6 * time.Second),
@@ -158,7 +169,7 @@ func TestSupervisor_RestoreTests(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(left, "data"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeRestoreTests{fail: map[int]bool{1: true}}
+	f := &fakeRestoreTests{fail: map[int]bool{1: true}, held: make(chan struct{})}
 	sup := newSupervisor(d, restoreTestSite(dir, 50*time.Millisecond, f))
 	arch := archiveWithBackup(t)
 
@@ -170,6 +181,7 @@ func TestSupervisor_RestoreTests(t *testing.T) {
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
 		t.Errorf("left-over scratch directory: stat = %v, want it removed", err)
 	}
+	close(f.held) // the second test, which passes, may run now
 	waitUntil(t, "a passing test", func() bool { return sup.status().RestoreTest.passed() })
 	cancel()
 	if err := <-done; err != nil {
