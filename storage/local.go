@@ -204,7 +204,7 @@ func (l *Local) createReplaceTemp(tmp, base string, size int64, mtime time.Time)
 			return f, err
 		}
 	}
-	return nil, fmt.Errorf("the sidecar temp names of %s for %d seconds are taken: %w", base, maxReplaceNames, fs.ErrExist)
+	return nil, errReplaceNamesTaken(base)
 }
 
 // doRename is os.Rename, through the tests' hook when set.

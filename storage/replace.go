@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -35,6 +36,12 @@ import (
 // maxReplaceNames bounds the seconds a Put moves its file's modification
 // time on to find a free replace name; past it the Put fails.
 const maxReplaceNames = 16
+
+// errReplaceNamesTaken is a Put's error when every replace name its
+// file could take (maxReplaceNames seconds) is held by others.
+func errReplaceNamesTaken(base string) error {
+	return fmt.Errorf("the sidecar temp names of %s for %d seconds are taken: %w", base, maxReplaceNames, fs.ErrExist)
+}
 
 // replaceSep separates the base name in a replace's sidecar temp name from
 // the size and time of the file it describes.

@@ -674,7 +674,7 @@ func (s *SFTP) writeTemps(ctx context.Context, c *sftp.Client, p string, r io.Re
 // does (see replace.go). On error it leaves no sidecar temp.
 func writeReplaceTemp(ctx context.Context, c *sftp.Client, tmp, base string, size int64, mtime time.Time, sidecar []byte) (string, error) {
 	dir := path.Dir(tmp) + "/"
-	retried := false
+	vanished := 0
 	for taken := 0; taken < maxReplaceNames; {
 		name := dir + replaceName(base, size, mtime)
 		_, _, err := writeRemote(ctx, c, name, bytes.NewReader(sidecar))
@@ -686,12 +686,13 @@ func writeReplaceTemp(ctx context.Context, c *sftp.Client, tmp, base string, siz
 		}
 		// SFTP v3 says only "failure" for an existing name.
 		if _, serr := c.Lstat(name); serr != nil {
-			// Not there: a failure of its own, or the Put holding it
-			// renamed it away meanwhile; the same name once more.
-			if retried {
+			// Not there: the Put holding it renamed it away meanwhile
+			// (with several Puts of the key in flight, again and again),
+			// or a failure of its own; the same name again, a bounded
+			// number of times.
+			if vanished++; vanished >= maxReplaceNames {
 				return "", err
 			}
-			retried = true
 			continue
 		}
 		taken++
@@ -703,13 +704,13 @@ func writeReplaceTemp(ctx context.Context, c *sftp.Client, tmp, base string, siz
 			return "", err
 		}
 	}
-	return "", fmt.Errorf("the sidecar temp names of %s for %d seconds are taken: %w", base, maxReplaceNames, fs.ErrExist)
+	return "", errReplaceNamesTaken(base)
 }
 
 // syncRemote fsyncs the file name when the server can
 // (fsync@openssh.com): a changed modification time must last.
 func syncRemote(c *sftp.Client, name string) error {
-	if _, ok := c.HasExtension("fsync@openssh.com"); !ok {
+	if !canSync(c) {
 		return nil
 	}
 	f, err := c.OpenFile(name, os.O_WRONLY)
@@ -721,6 +722,12 @@ func syncRemote(c *sftp.Client, name string) error {
 		err = cerr
 	}
 	return err
+}
+
+// canSync tells whether the server fsyncs files (fsync@openssh.com).
+func canSync(c *sftp.Client) bool {
+	_, ok := c.HasExtension("fsync@openssh.com")
+	return ok
 }
 
 // writeRemote copies r to a new file name and returns the SHA-256 of the
@@ -742,7 +749,7 @@ func writeRemote(ctx context.Context, c *sftp.Client, name string, r io.Reader) 
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, ok := c.HasExtension("fsync@openssh.com"); ok {
+	if canSync(c) {
 		if err := f.Sync(); err != nil {
 			return nil, 0, err
 		}
