@@ -413,13 +413,9 @@ func (o *Options) restoreCommand(b *archive.BackupInfo, walEnd string) (string, 
 // chain's error.
 func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damaged []*archive.DamagedBackup, t Target) (*archive.BackupInfo, *archive.Control, []*chainLevel, error) {
 	auto := o.Backup == "" || o.Backup == "latest"
-	candidates := backups
+	candidates := Candidates(backups, o.Backup)
 	var skipped, unauthenticated []string
 	if auto {
-		// The storage writer can plant a backup that claims to be the
-		// newest, or alter a real one's times and positions: where hoard
-		// signed some backups' metadata, only those are chosen from.
-		candidates = archive.Trusted(backups)
 		for _, b := range archive.Untrusted(backups) {
 			unauthenticated = append(unauthenticated, b.Name)
 		}

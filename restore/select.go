@@ -80,6 +80,19 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 	return nil, fmt.Errorf("no backup ended before the recovery target (the oldest, %s: %s): %w", backups[0].Name, why, archive.ErrNoBackup)
 }
 
+// Candidates returns the backups that SelectBackup chooses among for
+// name. The storage writer can plant a backup that claims to be the
+// newest, or alter a real one's times and positions: when the choice is
+// automatic (name "" or "latest") and hoard signed some backups'
+// metadata, only those are chosen from (archive.Trusted). A backup named
+// explicitly is looked for among all of them.
+func Candidates(backups []*archive.BackupInfo, name string) []*archive.BackupInfo {
+	if name == "" || name == "latest" {
+		return archive.Trusted(backups)
+	}
+	return backups
+}
+
 // endsBefore reports whether recovery from b can reach t, and if not why.
 // An xid target on a backup without a recorded snapshot is unknown: it
 // reports false with the reason, and SelectBackup's fallback decides.

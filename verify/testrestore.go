@@ -157,10 +157,16 @@ func (t *restoreTest) run(ctx context.Context) error {
 		}
 	}
 	// Find the binaries before downloading anything, when the backup
-	// records its version.
+	// records its version. The backup is chosen as restore.Run will
+	// choose it, among the authenticated backups (restore.Candidates):
+	// a planted backup claiming to be the newest must not decide which
+	// binaries run. binMajor is checked against the restored PG_VERSION
+	// below all the same.
+	binMajor := 0
 	if bs, err := o.Archive.ListBackups(ctx); err == nil {
-		if b, err := restore.SelectBackup(bs, o.Backup, o.Target); err == nil && b.PGVersion >= 10000 {
-			if t.binDir, err = findBinDir(o.PGBinDir, o.SitePGBinDir, b.PGVersion/10000); err != nil {
+		if b, err := restore.SelectBackup(restore.Candidates(bs, o.Backup), o.Backup, o.Target); err == nil && b.PGVersion >= 10000 {
+			binMajor = b.PGVersion / 10000
+			if t.binDir, err = findBinDir(o.PGBinDir, o.SitePGBinDir, binMajor); err != nil {
 				return err
 			}
 		}
@@ -192,7 +198,7 @@ func (t *restoreTest) run(ctx context.Context) error {
 	}
 	t.res.Backup, t.res.PGMajor = rr.Backup.Name, rr.PGMajor
 	t.log = t.log.With().Str("backup", rr.Backup.Name).Logger()
-	if t.binDir == "" {
+	if binMajor != rr.PGMajor {
 		if t.binDir, err = findBinDir(o.PGBinDir, o.SitePGBinDir, rr.PGMajor); err != nil {
 			return err
 		}
