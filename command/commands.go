@@ -15,6 +15,7 @@ func commands() []*cli.Command {
 		createKeysCommand(),
 		objectCommand(),
 		verifyCommand(),
+		checkCommand(),
 		archiveSyncCommand(),
 		archiveCopyCommand(),
 		configCommand(),

@@ -20,14 +20,9 @@ type Server struct {
 // for server_version_num and the system identifier. pg_control_system()
 // is readable by any role.
 func QueryServer(ctx context.Context, connString string) (Server, error) {
-	config, err := pgconn.ParseConfig(connString)
+	pg, err := connectSQL(ctx, connString)
 	if err != nil {
-		return Server{}, fmt.Errorf("parse connection string: %w", err)
-	}
-	delete(config.RuntimeParams, "replication")
-	pg, err := pgconn.ConnectConfig(ctx, config)
-	if err != nil {
-		return Server{}, connectError(err, false)
+		return Server{}, err
 	}
 	defer pg.Close(context.WithoutCancel(ctx))
 	results, err := pg.Exec(ctx, "SELECT current_setting('server_version_num'), system_identifier::text FROM pg_control_system()").ReadAll()
@@ -46,4 +41,20 @@ func QueryServer(ctx context.Context, connString string) (Server, error) {
 		return Server{}, fmt.Errorf("query server version: system_identifier %q: %w", row[1], err)
 	}
 	return s, nil
+}
+
+// connectSQL opens an ordinary (not a replication) connection to the
+// server connString names, whatever replication parameter it holds.
+// Errors are Connect's, with the same hints.
+func connectSQL(ctx context.Context, connString string) (*pgconn.PgConn, error) {
+	config, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("parse connection string: %w", err)
+	}
+	delete(config.RuntimeParams, "replication")
+	pg, err := pgconn.ConnectConfig(ctx, config)
+	if err != nil {
+		return nil, connectError(err, false)
+	}
+	return pg, nil
 }

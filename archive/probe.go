@@ -1,0 +1,65 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// ProbeDir is the folder of a site's scratch objects: Probe writes there
+// and nothing else does, so no real object is ever touched.
+const ProbeDir = "hoard/check"
+
+// ErrProbeLeft is wrapped by Probe's error when the scratch object was
+// written and read back but could not be deleted: the storage lets hoard
+// write but not delete, which retention needs.
+var ErrProbeLeft = errors.New("scratch object could not be deleted")
+
+// Probe checks that a's storage takes, returns and deletes an object: it
+// creates a scratch object under ProbeDir with a random name (Create,
+// which never replaces), reads it back and compares, then deletes it. It
+// returns the scratch object's key, and an error saying which step
+// failed; only ErrProbeLeft's leaves the object behind.
+func (a *Archive) Probe(ctx context.Context) (string, error) {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", err
+	}
+	key := a.Layout.join(ProbeDir, hex.EncodeToString(id[:]))
+	body := []byte("hoard check " + key)
+	if err := a.Store.Create(ctx, key, bytes.NewReader(body), storage.Metadata{}); err != nil {
+		return key, fmt.Errorf("write %s: %w", key, err)
+	}
+	got, err := readStored(ctx, a.Store, key)
+	if err == nil && !bytes.Equal(got, body) {
+		err = fmt.Errorf("read back %d bytes, want the %d written", len(got), len(body))
+	}
+	if err != nil {
+		// Best effort: the object is ours, never a real one.
+		_ = a.Store.Delete(ctx, key)
+		return key, fmt.Errorf("read %s back: %w", key, err)
+	}
+	if err := a.Store.Delete(ctx, key); err != nil {
+		return key, fmt.Errorf("delete %s: %w: %w", key, ErrProbeLeft, err)
+	}
+	if _, err := a.Store.Stat(ctx, key); err == nil {
+		return key, fmt.Errorf("delete %s: %w: the storage accepted the delete but still holds it", key, ErrProbeLeft)
+	}
+	return key, nil
+}
+
+// readStored returns the stored bytes of key.
+func readStored(ctx context.Context, st storage.Store, key string) ([]byte, error) {
+	rc, _, err := st.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}

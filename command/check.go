@@ -1,0 +1,227 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/crypto"
+)
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "check that the site is set up to back up and restore, and say what to fix",
+		UsageText: "hoard check [--archive-switch [--archive-timeout D]]",
+		Description: `Checks the site, one line per check (ok, info, warning or FAILED, with the configuration
+key or PostgreSQL setting to change), in four steps:
+
+  configuration  the file decodes and names the site; encryption_key_id has a key; each
+                 private key decrypts what its public key encrypts (in memory); a warning
+                 when encryption is off
+  storage        a scratch object <prefix>/hoard/check/<random> is written, read back,
+                 compared and deleted (never a real object); a storage that refuses the
+                 delete is a warning: retention needs it
+  postgresql     for each node: an ordinary connection; a supported version (13 or later);
+                 wal_level replica or logical; free WAL senders (max_wal_senders) and, for
+                 a slot, that it exists or max_replication_slots lets the daemon create it;
+                 the replication connection (IDENTIFY_SYSTEM) as the node's user; with
+                 active_backup_mode archive_command, archive_mode on and an archive_command
+                 running hoard wal-push; data checksums (info); the system identifier is
+                 the one of the archive's newest backup (else the node is another cluster)
+  archive        the newest backup and its age against basebackup_interval_hours; the WAL
+                 from its start through the newest stored segment, without a gap (from the
+                 listing: nothing is downloaded but a .partial tail); with --archive-switch,
+                 pg_switch_wal() on the first node, then a wait until that segment is
+                 archived (as pgbackrest check does; needs a superuser)
+
+Nothing is created on the server: a missing slot is reported, not created.
+
+EXIT STATUS: 0 nothing failed (warnings allowed); 1 a check failed; 2 bad flags or a
+configuration that does not load (or names no site); 130 interrupted.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "archive-switch", Usage: "switch to a new WAL segment and wait until the archive holds the old one"},
+			&cli.DurationFlag{Name: "archive-timeout", Usage: "with --archive-switch: how long to wait for the segment", Value: time.Minute},
+		},
+		Action: runCheck,
+	}
+}
+
+// Timeouts of hoard check's steps: a server or storage that does not
+// answer is a finding, not a hang.
+const (
+	checkStorageTimeout = 2 * time.Minute
+	checkNodeTimeout    = 30 * time.Second
+)
+
+func runCheck(c *cli.Context) error {
+	if err := noArgs(c, "see hoard check --help"); err != nil {
+		return err
+	}
+	if c.IsSet("archive-timeout") && !c.Bool("archive-switch") {
+		return usagef("add --archive-switch, or leave --archive-timeout out", "--archive-timeout applies to --archive-switch only")
+	}
+	env, err := openSite(c)
+	if err != nil {
+		return err
+	}
+	defer env.archive.Store.Close()
+	r := &checkReport{w: c.App.Writer}
+	src := env.cfg.File
+	if src == "" {
+		src = "the environment"
+	}
+	r.ok("configuration", "site %s from %s", env.name, src)
+	checkKeys(r, env.site, env.archive.Codec)
+
+	stored := checkStorage(c.Context, r, env)
+	var newest *archive.BackupInfo
+	listed := false
+	if stored {
+		newest, listed = newestBackup(c.Context, r, env)
+	}
+	for i, n := range env.site.Nodes {
+		checkNode(c.Context, r, env, i, n, newest)
+	}
+	if listed {
+		checkArchive(c.Context, r, env, newest)
+	}
+	if stored && c.Bool("archive-switch") {
+		checkArchiveSwitch(c.Context, r, env, c.Duration("archive-timeout"))
+	}
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if r.failed > 0 {
+		return &exitError{code: ExitFailure, err: fmt.Errorf("check: site %s: %d failed, %d warnings (see above)", env.name, r.failed, r.warnings)}
+	}
+	printf(r.w, "site %s: nothing failed, %d warnings\n", env.name, r.warnings)
+	return nil
+}
+
+// checkReport prints hoard check's lines and counts failures and
+// warnings.
+type checkReport struct {
+	w                io.Writer
+	failed, warnings int
+}
+
+func (r *checkReport) line(status, step, format string, args ...any) {
+	printf(r.w, "%-8s %s: %s\n", status, step, fmt.Sprintf(format, args...))
+}
+
+func (r *checkReport) ok(step, format string, args ...any) { r.line("ok", step, format, args...) }
+
+func (r *checkReport) info(step, format string, args ...any) { r.line("info", step, format, args...) }
+
+func (r *checkReport) warn(step, format string, args ...any) {
+	r.warnings++
+	r.line("warning", step, format, args...)
+}
+
+func (r *checkReport) fail(step, format string, args ...any) {
+	r.failed++
+	r.line("FAILED", step, format, args...)
+}
+
+// checkKeys checks the site's encryption keys: the key new objects are
+// encrypted with exists, and every key pair whose two halves the
+// configuration holds is one pair.
+func checkKeys(r *checkReport, site *config.Site, codec *archive.Codec) {
+	const step = "keys"
+	id := site.EncryptionKeyID
+	if id == "" {
+		r.warn(step, "encryption is off: backups are stored readable by anyone with access to the storage; "+
+			"run hoard create-keys --key-id key1 to set encryption_key_id and encryption_keys (see docs/security.md)")
+		return
+	}
+	if codec.KeyID != id {
+		r.fail(step, "encryption_key_id %s has no public key in encryption_keys: add encryption_keys.%s.public, or run hoard create-keys --key-id %s", id, id, id)
+		return
+	}
+	bad := false
+	for kid, k := range site.EncryptionKeys {
+		priv, ok := codec.PrivateKeys[kid]
+		if !ok || k.Public == "" {
+			continue
+		}
+		pub, err := crypto.ParsePublicKeyPEM(k.Public)
+		if err == nil {
+			err = crypto.CheckPair(pub, priv)
+		}
+		if err != nil {
+			bad = true
+			r.fail(step, "encryption_keys.%s: %v: restores could not read what this site stores; put back the private key of this public key "+
+				"(a new pair from hoard create-keys needs a new key id)", kid, err)
+		}
+	}
+	if bad {
+		return
+	}
+	if _, ok := codec.PrivateKeys[id]; !ok {
+		r.info(step, "key %s: only the public half is here: this host can back up, a restore needs encryption_keys.%s.private", id, id)
+		return
+	}
+	r.ok(step, "key %s encrypts and decrypts", id)
+}
+
+// checkStorage writes, reads back and deletes a scratch object. It
+// returns whether the storage can be read, for the checks that list it.
+func checkStorage(ctx context.Context, r *checkReport, env *siteEnv) bool {
+	step := "storage " + storageName(env.site.ObjectStorage)
+	if hint := missingRoot(env.site); hint != "" {
+		r.fail(step, "%s (create it, or fix the key)", hint)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkStorageTimeout)
+	defer cancel()
+	key, err := env.archive.Probe(ctx)
+	switch {
+	case errors.Is(err, archive.ErrProbeLeft):
+		r.warn(step, "%v: hoard can write but not delete, and retention deletes old backups: grant delete rights on the prefix", err)
+	case err != nil:
+		r.fail(step, "%v", err)
+		return false
+	default:
+		r.ok(step, "wrote, read back and deleted %s", key)
+	}
+	return true
+}
+
+// storageName names a site's storage in hoard check's lines: its type
+// and where it is (directory, bucket and endpoint), without secrets.
+func storageName(o config.ObjectStorage) string {
+	if o.URL != "" {
+		u, err := url.Parse(o.URL)
+		if err != nil {
+			return "url (unparsable)"
+		}
+		return u.Scheme + "://" + u.Host + u.Path
+	}
+	where := o.Directory
+	switch {
+	case o.BucketName != "":
+		where = "bucket " + o.BucketName
+	case o.ContainerName != "":
+		where = "container " + o.ContainerName
+	}
+	switch {
+	case o.Host != "" && o.Port != 0:
+		where += " at " + o.Host + ":" + strconv.Itoa(o.Port)
+	case o.Host != "":
+		where += " at " + o.Host
+	case o.Server != "":
+		where += " at " + o.Server
+	case o.AuthURL != "":
+		where += " at " + o.AuthURL
+	}
+	return o.Type + " " + where
+}

@@ -1,0 +1,204 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// checkSite is a one-site configuration for hoard check tests: site is
+// the site's JSON object, to which the test adds keys.
+func checkSite(t *testing.T, c storage.Config, mode string, node map[string]any) map[string]any {
+	t.Helper()
+	for _, k := range []string{"HOARD_CONFIG", "PGHOARD_CONFIG", "HOARD_SITE"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	return map[string]any{
+		"active_backup_mode": mode,
+		"object_storage":     storetest.ObjectStorage(c),
+		"nodes":              []any{node},
+	}
+}
+
+// runCheckSite writes a configuration of site and runs hoard check with
+// args; it returns the exit status and what hoard printed (the report,
+// then the error message).
+func runCheckSite(t *testing.T, site map[string]any, args ...string) (int, string) {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := json.Marshal(map[string]any{"backup_location": dir, "backup_sites": map[string]any{"db": site}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "hoard.json")
+	if err := os.WriteFile(cfg, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	app := App("test")
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, io.Discard
+	err = app.RunContext(context.Background(), OrderArgs(app, append([]string{"hoard", "--config", cfg, "check"}, args...)))
+	if err != nil {
+		out.WriteString(ErrorMessage(err) + "\n")
+	}
+	t.Logf("hoard check %s:\n%s", strings.Join(args, " "), out.String())
+	return ExitCode(err), out.String()
+}
+
+// wantLines fails unless out has a line starting with each of want.
+func wantLines(t *testing.T, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		found := false
+		for _, l := range strings.Split(out, "\n") {
+			found = found || strings.HasPrefix(l, w)
+		}
+		if !found {
+			t.Errorf("no line starting %q in:\n%s", w, out)
+		}
+	}
+}
+
+// clusterNode is the node of cluster c as a configuration's nodes entry.
+func clusterNode(c *pgtest.Cluster) map[string]any {
+	return map[string]any{"host": c.Host, "port": c.Port, "user": "postgres", "sslmode": "disable", "slot": "hoard_check"}
+}
+
+// closedNode is a node no server answers on.
+var closedNode = map[string]any{"host": "127.0.0.1", "port": 1, "user": "postgres", "sslmode": "disable"}
+
+// TestCheck_Site: a healthy streaming site on a real cluster passes, a
+// site pointed at a cluster with wal_level minimal and no WAL senders
+// fails with the settings to change.
+func TestCheck_Site(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		c := pgtest.Start(t, pgtest.Options{Debian: true, DataChecksums: true})
+		site := checkSite(t, storetest.Local(t), "pg_receivexlog", clusterNode(c))
+		code, out := runCheckSite(t, site)
+		if code != ExitOK || strings.Contains(out, "FAILED") {
+			t.Errorf("check of a healthy site: exit %d, want %d and no FAILED line", code, ExitOK)
+		}
+		wantLines(t, out,
+			"ok       configuration: site db",
+			"warning  keys: encryption is off",
+			"ok       storage local ",
+			"ok       postgresql node 0 (host=127.0.0.1 ",
+			"ok       postgresql node 0 (host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres): wal_level replica",
+			"ok       postgresql node 0 (host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres): replication slot hoard_check does not exist yet",
+			"ok       postgresql node 0 (host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres): replication connection",
+			"info     postgresql node 0 (host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres): data checksums are on",
+			"info     archive: no backup yet",
+			"site db: nothing failed, 1 warnings")
+	})
+	t.Run("ErrWALLevelMinimal", func(t *testing.T) {
+		c := pgtest.Start(t, pgtest.Options{Debian: true, Conf: map[string]string{"wal_level": "minimal", "max_wal_senders": "0"}})
+		site := checkSite(t, storetest.Local(t), "pg_receivexlog", clusterNode(c))
+		code, out := runCheckSite(t, site)
+		if code != ExitFailure {
+			t.Errorf("check: exit %d, want %d", code, ExitFailure)
+		}
+		node := "FAILED   postgresql node 0 (host=127.0.0.1 port=" + itoa(c.Port) + " sslmode=disable user=postgres): "
+		wantLines(t, out,
+			node+"wal_level is minimal: set wal_level = replica in postgresql.conf and restart PostgreSQL",
+			node+"max_wal_senders is 0 and 0 are in use, hoard needs 2 free: raise max_wal_senders in postgresql.conf",
+			node+"replication connection: connect: ",
+			"check: site db: 3 failed")
+	})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestCheck_ErrStorage: a storage that refuses hoard's credentials, or a
+// local directory that does not exist, is a FAILED line naming the
+// storage and where it is.
+func TestCheck_ErrStorage(t *testing.T) {
+	t.Run("ErrWrongPassword", func(t *testing.T) {
+		c := storetest.MinIO(t)
+		c.SecretAccessKey = "not-the-password"
+		code, out := runCheckSite(t, checkSite(t, c, "archive_command", closedNode))
+		if code != ExitFailure {
+			t.Errorf("check: exit %d, want %d", code, ExitFailure)
+		}
+		wantLines(t, out, "FAILED   storage s3 bucket hoard-test at 127.0.0.1:"+itoa(c.Port)+": ")
+		if strings.Contains(out, "not-the-password") {
+			t.Errorf("the output shows the secret key")
+		}
+	})
+	t.Run("ErrMissingDirectory", func(t *testing.T) {
+		c := storage.Config{Type: "local", Directory: filepath.Join(t.TempDir(), "bakcups")}
+		code, out := runCheckSite(t, checkSite(t, c, "archive_command", closedNode))
+		if code != ExitFailure {
+			t.Errorf("check: exit %d, want %d", code, ExitFailure)
+		}
+		wantLines(t, out, "FAILED   storage local "+c.Directory+": the local storage directory "+c.Directory+" does not exist: check object_storage.directory")
+		if _, err := os.Stat(c.Directory); err == nil {
+			t.Errorf("check created %s", c.Directory)
+		}
+	})
+}
+
+// TestCheck_ErrKeyMismatch: a private key of another pair than the
+// public key fails the keys step; a matching pair passes it.
+func TestCheck_ErrKeyMismatch(t *testing.T) {
+	a, b := checkKeyPair(t), checkKeyPair(t)
+	for _, tc := range []struct {
+		name      string
+		pub, priv string
+		want      string
+	}{
+		{"OK", a.pub, a.priv, "ok       keys: key k1 encrypts and decrypts"},
+		{"ErrMismatch", a.pub, b.priv, "FAILED   keys: encryption_keys.k1: private key does not match the public key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site := checkSite(t, storetest.Local(t), "archive_command", closedNode)
+			site["encryption_key_id"] = "k1"
+			site["encryption_keys"] = map[string]any{"k1": map[string]any{"public": tc.pub, "private": tc.priv}}
+			_, out := runCheckSite(t, site)
+			wantLines(t, out, tc.want)
+		})
+	}
+}
+
+// keyPair is an RSA key pair in PEM, as encryption_keys holds it.
+type keyPair struct{ pub, priv string }
+
+func checkKeyPair(t *testing.T) keyPair {
+	t.Helper()
+	k, err := crypto.GenerateKey(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := crypto.EncodePrivateKeyPEM(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := crypto.EncodePublicKeyPEM(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyPair{pub, priv}
+}
+
+// TestCheck_ErrConfig: a configuration that does not load exits 2 (bad
+// configuration), with the key at fault named.
+func TestCheck_ErrConfig(t *testing.T) {
+	site := checkSite(t, storetest.Local(t), "archive_command", closedNode)
+	site["encryption_key_id"] = "k1"
+	site["encryption_keys"] = map[string]any{"k1": map[string]any{"public": "not a key"}}
+	code, out := runCheckSite(t, site)
+	if code != ExitUsage || !strings.Contains(out, "encryption_keys.k1.public") {
+		t.Errorf("check: exit %d, %q; want %d naming encryption_keys.k1.public", code, out, ExitUsage)
+	}
+}

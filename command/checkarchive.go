@@ -1,0 +1,130 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/daemon"
+	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/verify"
+)
+
+// newestBackup returns the site's newest backup (nil when it has none),
+// and false when the listing failed (which it reports). It chooses as restore does
+// (archive.Trusted): when some backups' metadata authenticates, only
+// those count, so that a backup someone without the key planted cannot
+// stand for the site's cluster.
+func newestBackup(ctx context.Context, r *checkReport, env *siteEnv) (*archive.BackupInfo, bool) {
+	bs, err := env.archive.ScanAllBackups(ctx)
+	if err != nil {
+		r.fail("archive", "list backups: %v", err)
+		return nil, false
+	}
+	for _, d := range bs.Damaged {
+		r.warn("archive", "backup %s: its metadata cannot be read (%v): restore never chooses it", d.Name, d.Err)
+	}
+	trusted := archive.Trusted(bs.Sound)
+	if len(trusted) == 0 {
+		return nil, true
+	}
+	return trusted[len(trusted)-1], true
+}
+
+// checkArchive reports the newest backup's age against the schedule and
+// whether the WAL continues from its start through the newest stored
+// segment (verify's WAL listing: nothing is downloaded but a .partial
+// tail).
+func checkArchive(ctx context.Context, r *checkReport, env *siteEnv, newest *archive.BackupInfo) {
+	const step = "archive"
+	if newest == nil {
+		r.info(step, "no backup yet: run hoard basebackup (hoard daemon takes them every basebackup_interval_hours)")
+		return
+	}
+	at := newest.StartTime
+	if !newest.EndTime.IsZero() {
+		at = newest.EndTime
+	}
+	age := time.Since(at).Round(time.Second)
+	interval, scheduled := env.site.BasebackupInterval()
+	if scheduled && age > interval {
+		r.warn(step, "newest backup %s is %s old, more than basebackup_interval_hours (%s): is hoard daemon running? hoard basebackup takes one now",
+			newest.Name, age, interval)
+	} else {
+		r.ok(step, "newest backup %s, %s old", newest.Name, age)
+	}
+	chain, err := verify.CheckContinuity(ctx, env.archive, newest)
+	switch {
+	case err != nil:
+		r.fail(step, "WAL of backup %s: %v", newest.Name, err)
+	case !chain.Restorable:
+		r.fail(step, "backup %s is not restorable: WAL missing %s; store it with hoard archive-sync on the server, or take a new backup", newest.Name, gaps(chain))
+	case !chain.Continuous():
+		r.fail(step, "WAL after backup %s has gaps (%s): recovery stops at %s; store them with hoard archive-sync on the server, or take a new backup",
+			newest.Name, gaps(chain), chain.LastContinuous)
+	default:
+		r.ok(step, "WAL continues from %s (backup %s) through %s", chain.Start, newest.Name, dash(chain.Newest))
+	}
+}
+
+// gaps lists a chain's gaps.
+func gaps(c *verify.Chain) string {
+	s := make([]string, len(c.Gaps))
+	for i, g := range c.Gaps {
+		s[i] = g.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// checkArchiveSwitch ends the first node's current WAL segment and waits
+// until the archive holds it, as pgbackrest check does: the only proof
+// that WAL really flows from this server into this archive.
+func checkArchiveSwitch(ctx context.Context, r *checkReport, env *siteEnv, timeout time.Duration) {
+	const step = "archive switch"
+	n := env.site.Nodes[0]
+	hint := "check archive_command (it must run hoard wal-push with this configuration and site) and PostgreSQL's server log for its errors"
+	if walMode(env.site.ActiveBackupMode) == daemon.WALStream {
+		hint = "check that hoard daemon runs for this site, and its log"
+	}
+	nodeCtx, cancel := context.WithTimeout(ctx, checkNodeTimeout)
+	seg, err := replication.SwitchWAL(nodeCtx, n.ConnString())
+	cancel()
+	if err != nil {
+		r.fail(step, "%v (pg_switch_wal needs a superuser and a primary)", err)
+		return
+	}
+	key := env.archive.Layout.WALKey(seg)
+	if err := waitStored(ctx, env.archive.Store, key, timeout); err != nil {
+		r.fail(step, "segment %s did not reach the archive within %s (%v): %s", seg, timeout, err, hint)
+		return
+	}
+	r.ok(step, "segment %s is archived", seg)
+}
+
+// waitStored polls st until key exists, for at most timeout.
+func waitStored(ctx context.Context, st storage.Store, key string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := st.Stat(ctx, key)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			if ctx.Err() != nil {
+				return errors.New("not there")
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("not there")
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/daemon"
+	"github.com/hoardbackup/hoard/replication"
+)
+
+// checkNode runs hoard check's PostgreSQL checks on node i of the site:
+// each setting a backup or the WAL stream needs, the replication
+// connection, and whether the node is the cluster whose backups the
+// archive holds (newest, nil when it holds none).
+func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n config.Node, newest *archive.BackupInfo) {
+	step := fmt.Sprintf("postgresql node %d", i)
+	if s := n.Redacted(); s != "" {
+		step += " (" + s + ")"
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkNodeTimeout)
+	defer cancel()
+	streaming := walMode(env.site.ActiveBackupMode) == daemon.WALStream
+	slot := ""
+	if streaming {
+		slot = n.Slot
+	}
+	s, err := replication.QuerySetup(ctx, n.ConnString(), slot)
+	if err != nil {
+		r.fail(step, "%v", err)
+		return
+	}
+	switch ok, err := s.CheckVersion(); {
+	case err != nil:
+		r.fail(step, "%v", err)
+	case !ok:
+		r.warn(step, "PostgreSQL %s is newer than hoard was tested with (up to 18)", s.VersionText())
+	default:
+		r.ok(step, "PostgreSQL %s, system identifier %d", s.VersionText(), s.SystemID)
+	}
+	if err := s.CheckWALLevel(); err != nil {
+		r.fail(step, "%v", err)
+	} else {
+		r.ok(step, "wal_level %s", s.WALLevel)
+	}
+	checkSenders(r, step, s, streaming)
+	if slot != "" {
+		switch exists, err := s.CheckSlot(slot); {
+		case err != nil:
+			r.fail(step, "%v", err)
+		case exists:
+			r.ok(step, "replication slot %s exists", slot)
+		default:
+			r.ok(step, "replication slot %s does not exist yet: hoard daemon creates it (max_replication_slots %d, %d in use)", slot, s.MaxSlots, s.Slots)
+		}
+	}
+	checkReplicationConn(ctx, r, step, n)
+	if env.site.ActiveBackupMode == config.ModeArchiveCommand {
+		checkArchiveCommand(r, step, s)
+	}
+	if s.DataChecksums {
+		r.info(step, "data checksums are on")
+	} else {
+		r.info(step, "data checksums are off: page corruption goes unnoticed (pg_checksums --enable turns them on, server stopped)")
+	}
+	checkSystemID(r, step, s.SystemID, newest)
+}
+
+// checkSenders says whether max_wal_senders leaves room: one WAL sender
+// for a basebackup, one more for the daemon's WAL stream.
+func checkSenders(r *checkReport, step string, s replication.Setup, streaming bool) {
+	need := 1
+	if streaming {
+		need = 2
+	}
+	err := s.CheckSenders(need)
+	switch {
+	case err == nil:
+		r.ok(step, "max_wal_senders %d, %d in use", s.MaxWALSenders, s.WALSenders)
+	case s.CheckSenders(1) != nil:
+		r.fail(step, "%v", err)
+	default:
+		r.warn(step, "%v (one for the WAL stream, one per basebackup)", err)
+	}
+}
+
+// checkReplicationConn opens a replication connection as the node's user
+// and identifies the system, as the daemon and a basebackup do first.
+func checkReplicationConn(ctx context.Context, r *checkReport, step string, n config.Node) {
+	conn, err := replication.Connect(ctx, n.ConnString())
+	if err != nil {
+		r.fail(step, "replication connection: %v", err)
+		return
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	sys, err := conn.IdentifySystem(ctx)
+	if err != nil {
+		r.fail(step, "replication connection: %v", err)
+		return
+	}
+	r.ok(step, "replication connection: IDENTIFY_SYSTEM says timeline %d at %s", sys.Timeline, sys.XLogPos)
+}
+
+// checkArchiveCommand checks, for a site in archive_command mode, that
+// PostgreSQL archives and hands its WAL to hoard wal-push.
+func checkArchiveCommand(r *checkReport, step string, s replication.Setup) {
+	if s.ArchiveMode == "off" {
+		r.fail(step, "archive_mode is off and active_backup_mode is archive_command: no WAL reaches the archive; "+
+			"set archive_mode = on in postgresql.conf and restart PostgreSQL")
+		return // archive_command then shows as "(disabled)"
+	}
+	r.ok(step, "archive_mode %s", s.ArchiveMode)
+	const set = "set archive_command = 'hoard --config FILE wal-push %p' and reload PostgreSQL"
+	switch {
+	case strings.TrimSpace(s.ArchiveCommand) == "":
+		r.warn(step, "archive_command is not set (or not visible to this user): %s", set)
+	case !strings.Contains(s.ArchiveCommand, "wal-push"):
+		// Only the program: the rest of the line may hold secrets.
+		r.warn(step, "archive_command runs %s, not hoard wal-push: %s", strings.Fields(s.ArchiveCommand)[0], set)
+	default:
+		r.ok(step, "archive_command runs hoard wal-push")
+	}
+}
+
+// checkSystemID fails when the node is not the cluster the newest backup
+// was taken of: a site pointed at the wrong server would mix two
+// clusters' WAL in one archive.
+func checkSystemID(r *checkReport, step string, id uint64, newest *archive.BackupInfo) {
+	if newest == nil || newest.SystemID == "" {
+		return
+	}
+	if strconv.FormatUint(id, 10) != newest.SystemID {
+		r.fail(step, "system identifier %d is not %s, the one of the newest backup %s: this node is another cluster; "+
+			"fix the node's host and port in nodes, or give this cluster a site (or prefix) of its own", id, newest.SystemID, newest.Name)
+		return
+	}
+	r.ok(step, "same cluster as the newest backup %s", newest.Name)
+}
