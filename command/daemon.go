@@ -30,7 +30,7 @@ const daemonExitHelp = "EXIT STATUS:\n" +
 	"   1    a fatal error stopped the daemon: a site's storage could not be opened, the WAL receiver\n" +
 	"        cannot continue (another server, or WAL the archive needs was removed from the server),\n" +
 	"        the HTTP address cannot be bound. The log says which; systemd's Restart=on-failure retries.\n" +
-	"   2    bad flags or configuration: nothing was started"
+	"   2    bad flags or configuration, or run as root without --allow-root: nothing was started"
 
 func daemonCommand() *cli.Command {
 	return &cli.Command{
@@ -53,13 +53,19 @@ func daemonCommand() *cli.Command {
 			"graceful_shutdown_upload_timeout; what is not stored stays in the spool for the next start.\n" +
 			"SIGHUP reloads the configuration: sites whose settings changed are restarted, the others\n" +
 			"keep running; a configuration that does not load is logged and the old one kept.\n" +
-			"Under systemd (Type=notify) the daemon reports READY=1 once started.\n\n" + daemonExitHelp,
+			"Under systemd (Type=notify) the daemon reports READY=1 once started.\n" +
+			"It refuses to run as root, whose files PostgreSQL's user could not use later, unless --allow-root:\n" +
+			"run it as that user (sudo -u postgres hoard daemon, User=postgres in systemd).\n\n" + daemonExitHelp,
+		Flags:  []cli.Flag{allowRootFlag},
 		Action: runDaemon,
 	}
 }
 
 func runDaemon(c *cli.Context) error {
 	if err := noArgs(c, "hoard daemon takes no arguments"); err != nil {
+		return err
+	}
+	if err := refuseRoot(c, os.Geteuid(), "daemon"); err != nil {
 		return err
 	}
 	log := logger(c)

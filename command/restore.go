@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -135,6 +136,7 @@ func runRestore(c *cli.Context) error {
 		return err
 	}
 	defer closeAll()
+	warnRoot(env.log, os.Geteuid(), "restore")
 	rc := c.String("restore-command")
 	var walFetch *restore.WALFetch
 	if rc == "" {
@@ -340,12 +342,22 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 				"a target after it is not reached and PostgreSQL stops with an error.\n", gapRange(g), g.ReachLSN, g.ReachSegment)
 		}
 	}
-	printf(w, "\nThe directory must be owned by the user PostgreSQL runs as, with mode 0700, e.g.:\n")
-	printf(w, "  chown -R postgres: %s", restore.ShellQuote(o.TargetDir))
-	for _, d := range sortedKeys(res.Tablespaces) {
-		printf(w, " %s", restore.ShellQuote(res.Tablespaces[d]))
+	dirs := []string{o.TargetDir}
+	for _, name := range sortedKeys(res.Tablespaces) {
+		dirs = append(dirs, res.Tablespaces[name])
 	}
-	printf(w, "\nThen start PostgreSQL on it (as that user):\n  pg_ctl -D %s start\n", restore.ShellQuote(o.TargetDir))
+	if wrong := rootOwned(dirs); len(wrong) > 0 {
+		// PostgreSQL refuses to run as root, so a root-owned directory
+		// is always wrong; any other owner may be the server's user.
+		printf(w, "\nRestored as root: PostgreSQL starts only on a directory owned by the user it runs as, e.g.:\n")
+		printf(w, "  chown -R postgres:postgres")
+		for _, d := range wrong {
+			printf(w, " %s", restore.ShellQuote(d))
+		}
+		printf(w, "\nThen start PostgreSQL on it (as that user):\n  pg_ctl -D %s start\n", restore.ShellQuote(o.TargetDir))
+		return
+	}
+	printf(w, "\nStart PostgreSQL on it as its owner, %s:\n  pg_ctl -D %s start\n", ownerName(o.TargetDir), restore.ShellQuote(o.TargetDir))
 }
 
 // gapRange names a gap's missing segments.

@@ -1,0 +1,78 @@
+package command
+
+import (
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+)
+
+// hoard as root. PostgreSQL refuses to run as root, and to start on a data
+// directory that is not its own (checkDataDir in miscinit.c). Files hoard
+// writes as root (the daemon's spool, state file and WAL, a restored data
+// directory) are root's: the service user (postgres) cannot use them later.
+// As pgBackRest does, the daemon refuses to run as root unless told
+// (--allow-root); a restore as root is allowed, with a warning, and its
+// summary says how to give the files to PostgreSQL's user.
+
+// allowRootFlag lets a command that refuses root run as root anyway.
+var allowRootFlag = &cli.BoolFlag{
+	Name:    "allow-root",
+	Usage:   "run even as root (the files it writes are then root's, which PostgreSQL's user cannot use)",
+	EnvVars: []string{"HOARD_ALLOW_ROOT"},
+}
+
+// refuseRoot is the usage error of command cmd run as root (uid 0)
+// without --allow-root; nil otherwise.
+func refuseRoot(c *cli.Context, uid int, cmd string) error {
+	if uid != 0 || c.Bool(allowRootFlag.Name) {
+		return nil
+	}
+	return usagef("run it as the user PostgreSQL runs as, e.g. sudo -u postgres hoard "+cmd+" ...; "+
+		"if you must run it as root, pass --allow-root and give its files to that user (chown -R postgres:postgres) before running it as them",
+		"hoard %s refuses to run as root: the files it writes (spool, state file, WAL, a local store) would be root's, and PostgreSQL's user could not use them", cmd)
+}
+
+// warnRoot logs that command cmd runs as root (uid 0) and what that
+// leaves behind.
+func warnRoot(log zerolog.Logger, uid int, cmd string) {
+	if uid != 0 {
+		return
+	}
+	log.Warn().Str("fix", "sudo -u postgres hoard "+cmd+" ..., or chown -R postgres:postgres the files it writes").
+		Msg("running as root: the files written are root's, and PostgreSQL refuses to start on a data directory it does not own")
+}
+
+// rootOwned returns those of dirs that root owns.
+func rootOwned(dirs []string) []string {
+	var out []string
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// ownerName names the user owning path: its login name, else its uid;
+// "" when it cannot be read.
+func ownerName(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	id := strconv.FormatUint(uint64(st.Uid), 10)
+	if u, err := user.LookupId(id); err == nil {
+		return u.Username
+	}
+	return id
+}

@@ -1,0 +1,68 @@
+package command
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/restore"
+)
+
+// TestDaemon_Root: hoard daemon as root exits 2 before reading anything,
+// saying how to run it as PostgreSQL's user; --allow-root lets it go on
+// (here to the missing --config). Not as root, it goes on.
+func TestDaemon_Root(t *testing.T) {
+	code, msg := runErr(t, "daemon")
+	refused := strings.Contains(msg, "refuses to run as root")
+	if os.Geteuid() != 0 {
+		if refused {
+			t.Fatalf("hoard daemon not as root: %s", msg)
+		}
+		return
+	}
+	if code != ExitUsage || !refused || !strings.Contains(msg, "sudo -u postgres hoard daemon") || !strings.Contains(msg, "--allow-root") {
+		t.Errorf("hoard daemon as root: exit %d, %q; want %d, refused with the fix", code, msg, ExitUsage)
+	}
+	if _, msg := runErr(t, "daemon", "--allow-root"); strings.Contains(msg, "refuses to run as root") {
+		t.Errorf("hoard daemon --allow-root as root: %s", msg)
+	}
+}
+
+// TestPrintRestored_Owner: the restore summary tells to chown the
+// restored directories only when root owns them; otherwise it names the
+// owner to start PostgreSQL as.
+func TestPrintRestored_Owner(t *testing.T) {
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	spc := filepath.Join(pgtest.TempDir(t), "spc")
+	for _, d := range []string{dir, spc} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	summary := func() string {
+		var buf bytes.Buffer
+		printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{
+			Backup: &archive.BackupInfo{Name: "b1"}, Tablespaces: map[string]string{"spc": spc}, Elapsed: time.Second,
+		})
+		return buf.String()
+	}
+	if os.Geteuid() == 0 {
+		if got, want := summary(), "chown -R postgres:postgres "+dir+" "+spc+"\n"; !strings.Contains(got, want) {
+			t.Errorf("restored as root, the summary does not say %q:\n%s", want, got)
+		}
+		pgtest.Chown(t, dir)
+		pgtest.Chown(t, spc)
+	}
+	got := summary()
+	if strings.Contains(got, "chown") {
+		t.Errorf("restored directories not root's, the summary still says chown:\n%s", got)
+	}
+	if want := "as its owner, " + ownerName(dir) + ":"; !strings.Contains(got, want) {
+		t.Errorf("the summary does not say %q:\n%s", want, got)
+	}
+}
