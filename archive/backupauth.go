@@ -65,13 +65,15 @@ var backupMACKeys = []string{
 	MetaBackupReason, MetaEncryptionKeyID,
 }
 
-// macBackup is the HMAC of backup name's metadata md: the label, the
-// name, then each key of backupMACKeys with its value ("" when absent).
-func macBackup(key []byte, name string, md storage.Metadata) []byte {
+// macNamed is the HMAC, keyed by key, of label, name, then each of keys
+// with its value in md ("" when absent), each length-prefixed: what binds
+// an object's metadata to its name: a backup's (backupMACLabel, the
+// backup's name, backupMACKeys) and a history file's (historyauth.go).
+func macNamed(key []byte, label, name string, md storage.Metadata, keys []string) []byte {
 	m, put := macInput(key)
-	put(backupMACLabel)
-	put(BackupName(name))
-	for _, k := range backupMACKeys {
+	put(label)
+	put(name)
+	for _, k := range keys {
 		put(k)
 		put(md[k])
 	}
@@ -82,15 +84,22 @@ func macBackup(key []byte, name string, md storage.Metadata) []byte {
 // control object that c is about to store, and sets its key id. In a
 // site without keys it does nothing: nothing there is authenticated.
 func (c *Codec) SignBackup(name string, md storage.Metadata) error {
+	return c.signNamed(backupMACLabel, BackupName(name), md, backupMACKeys)
+}
+
+// signNamed sets md's key id and MetaBackupMAC, the HMAC (macNamed) of
+// label, name and md's keys, with the key derived from c's public key.
+// In a site without keys it does nothing.
+func (c *Codec) signNamed(label, name string, md storage.Metadata, keys []string) error {
 	if c == nil || c.KeyID == "" || c.PublicKey == nil {
 		return nil
 	}
-	key, err := publicMACKey(c.PublicKey, backupMACLabel)
+	key, err := publicMACKey(c.PublicKey, label)
 	if err != nil {
 		return err
 	}
 	md[MetaEncryptionKeyID] = c.KeyID
-	md[MetaBackupMAC] = hex.EncodeToString(macBackup(key, name, md))
+	md[MetaBackupMAC] = hex.EncodeToString(macNamed(key, label, name, md, keys))
 	return nil
 }
 
@@ -98,6 +107,13 @@ func (c *Codec) SignBackup(name string, md storage.Metadata) error {
 // AuthNone without an HMAC, AuthOK when it verifies with the public key
 // c holds for its key id, AuthInvalid otherwise.
 func (c *Codec) BackupAuth(name string, md storage.Metadata) BackupAuth {
+	return c.namedAuth(backupMACLabel, BackupName(name), md, backupMACKeys)
+}
+
+// namedAuth returns what md's MetaBackupMAC says of label, name and md's
+// keys (signNamed): AuthNone without one, AuthOK when it verifies with
+// the public key c holds for md's key id, AuthInvalid otherwise.
+func (c *Codec) namedAuth(label, name string, md storage.Metadata, keys []string) BackupAuth {
 	v, ok := md[MetaBackupMAC]
 	if !ok {
 		return AuthNone
@@ -107,8 +123,8 @@ func (c *Codec) BackupAuth(name string, md storage.Metadata) BackupAuth {
 	if err != nil || pub == nil {
 		return AuthInvalid
 	}
-	key, err := publicMACKey(pub, backupMACLabel)
-	if err != nil || !hmac.Equal(got, macBackup(key, name, md)) {
+	key, err := publicMACKey(pub, label)
+	if err != nil || !hmac.Equal(got, macNamed(key, label, name, md, keys)) {
 		return AuthInvalid
 	}
 	return AuthOK

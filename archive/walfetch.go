@@ -157,7 +157,8 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 // dir, so no link is followed. For a segment or .partial file it returns
 // the checked page header; a first page on an older timeline than the
 // name's is checked against the name's timeline history, found in hist
-// or the sites it moved from (checkTimelineStart). A .partial
+// or the sites it moved from (checkTimelineStart). A history file must
+// have been stored by hoard under its name (checkHistory). A .partial
 // shorter than its segment is padded with zeros to the segment size:
 // PostgreSQL refuses a segment file of any other size.
 func (a *Archive) fetchKey(ctx context.Context, hist *Archive, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
@@ -185,6 +186,11 @@ func (a *Archive) fetchKey(ctx context.Context, hist *Archive, key, name string,
 	}
 	if err := hist.checkTimelineStart(ctx, name, h, pages); err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
+	}
+	if wal.IsHistoryFile(name) {
+		if err := a.checkHistory(ctx, key, name, md); err != nil {
+			return h, fmt.Errorf("fetch %s: %w", name, err)
+		}
 	}
 	if wal.IsPartialName(name) && h.SegmentSize > 0 {
 		if fi, err := tmp.Stat(); err != nil || fi.Size() < int64(h.SegmentSize) {

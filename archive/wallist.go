@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -99,22 +100,26 @@ func (f WALFile) Open(ctx context.Context) (io.ReadCloser, storage.Metadata, err
 const maxHistorySize = 1 << 20
 
 // ReadHistory reads and parses f, a timeline history file (as
-// ListHistories returns them).
+// ListHistories returns them), after checking its bytes against its hash
+// and that hoard stored it under its name (checkHistory).
 func (f WALFile) ReadHistory(ctx context.Context) (wal.History, error) {
 	tli, err := wal.ParseHistoryFileName(f.Name)
 	if err != nil {
 		return nil, err
 	}
-	rc, _, err := f.Open(ctx)
+	rc, md, err := f.Open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", f.Name, err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxHistorySize))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", f.Name, err)
+	var data bytes.Buffer
+	if _, _, err := copyChecked(&data, io.LimitReader(rc, maxHistorySize), md, f.Key, f.Name); err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Key, err)
 	}
-	return wal.ParseHistory(tli, data)
+	if err := f.Archive.checkHistory(ctx, f.Key, f.Name, md); err != nil {
+		return nil, err
+	}
+	return wal.ParseHistory(tli, data.Bytes())
 }
 
 // Check decodes f to its end, keeping nothing, and checks it as FetchWAL
@@ -123,7 +128,8 @@ func (f WALFile) ReadHistory(ctx context.Context) (wal.History, error) {
 // a segment's or .partial file's page header against its name and size,
 // and, when its first page is on an older timeline than its name's,
 // against the name's timeline history (in the archive holding f or a site
-// it moved from).
+// it moved from); a history file must have been stored by hoard under its
+// name (checkHistory).
 func (f WALFile) Check(ctx context.Context) error {
 	rc, md, err := f.Open(ctx)
 	if err != nil {
@@ -133,6 +139,9 @@ func (f WALFile) Check(ctx context.Context) error {
 	h, pages, err := copyChecked(io.Discard, rc, md, f.Key, f.Name)
 	if err != nil {
 		return err
+	}
+	if wal.IsHistoryFile(f.Name) {
+		return f.Archive.checkHistory(ctx, f.Key, f.Name, md)
 	}
 	return f.Archive.checkTimelineStart(ctx, f.Name, h, pages)
 }

@@ -182,11 +182,16 @@ func (a *Archive) openWALUpload(path, name string, o PushOptions, checkHeader bo
 }
 
 // storeWAL uploads src through the codec with its hash, PostgreSQL
-// version and extra as metadata, re-hashing it on the way so that a file
+// version and extra as metadata (and a history file's HMAC, signHistory), re-hashing it on the way so that a file
 // changed since it was hashed is not stored. With create it stores only if
 // the key is free (storage.Store.Create), else it replaces.
 func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, extra storage.Metadata, create bool) error {
 	md := walMetadata(res, extra)
+	if wal.IsHistoryFile(res.Name) {
+		if err := a.signHistory(ctx, res.Name, md); err != nil {
+			return err
+		}
+	}
 	r, err := src.verifiedReader(res.HashAlgorithm, res.Hash)
 	if err != nil {
 		return err

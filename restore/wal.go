@@ -171,16 +171,7 @@ func readHistory(ctx context.Context, h historyIndex, tli uint32) (wal.History, 
 		}
 		return nil, fmt.Errorf("timeline %d: %s is not archived: %w", tli, name, ErrMissingWAL)
 	}
-	rc, _, err := src.Codec.Open(ctx, src.Store, src.Layout.WALKey(name))
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", name, err)
-	}
-	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return wal.ParseHistory(tli, data)
+	return archive.WALFile{Name: name, Key: src.Layout.WALKey(name), Archive: src}.ReadHistory(ctx)
 }
 
 // TargetPath reads the path of timelines that leads to a numeric

@@ -18,7 +18,9 @@
 # cluster's restore_command (pghoard_postgres_command). The restored
 # cluster is started, and its rows must equal the source's (t, and a
 # digest of pgbench_accounts and random_bytes); pg_checksums checks its
-# pages once it is shut down.
+# pages once it is shut down. The restored cluster's 00000002.history is
+# then pushed with hoard wal-push (signed: hoard-metadata-hmac) and PGHoard
+# fetches it back.
 #
 # Runs as root (the servers and tools run as the postgres user). Needs
 # PGHoard (PGHOARD: its venv, default /tmp/pghoard/venv; see
@@ -174,10 +176,17 @@ done
 [ "$(q "$rport" "select pg_is_in_recovery()")" = f ] || die "restored cluster still in recovery"
 got=$(q "$rport" "$digest")
 as_pg "$PGBIN/pg_ctl" -D "$restored" -w -m fast stop >/dev/null
+echo "== PGHoard fetches a timeline history file hoard signed" >&2
+hist=$restored/pg_wal/00000002.history
+as_pg "$hoard" --config "$cfg" wal-push "$hist" 2>>"$dir/walpush-history.log"
+grep -q hoard-metadata-hmac "$dir/store/site/timeline/00000002.history.metadata" || die "00000002.history is not signed"
+(cd "$restored" && as_pg "$PGHOARD/bin/pghoard_postgres_command" --mode restore --port "$http" --site site \
+	--xlog 00000002.history --output "$restored/pg_wal/fetched.history")
+cmp "$hist" "$restored/pg_wal/fetched.history" || die "PGHoard fetched another 00000002.history"
 stop_daemon
 as_pg "$PGBIN/pg_checksums" --check -D "$restored" >"$dir/checksums.log"
 echo "source:   $want"
 echo "restored: $got"
 [ "$got" = "$want" ] || die "FAILED: the restored rows differ"
 grep -E "Bad checksums" "$dir/checksums.log"
-echo "pghoard-restore-check: OK: PGHoard $("$PGHOARD/bin/pghoard" --version) restored hoard's $mode backup ($chunks, zstd, encrypted) with WAL; rows match"
+echo "pghoard-restore-check: OK: PGHoard $("$PGHOARD/bin/pghoard" --version) restored hoard's $mode backup ($chunks, zstd, encrypted) with WAL; rows match; fetched a signed history file"
