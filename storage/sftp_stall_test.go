@@ -47,8 +47,8 @@ func TestStalledSFTPFails(t *testing.T) {
 	}
 	defer rc.Close()
 
-	p.set(true)
-	defer p.set(false) // before the deferred Closes, should the test fail
+	p.Freeze(true)
+	defer p.Freeze(false) // before the deferred Closes, should the test fail
 	// Each operation runs in a goroutine: a hang must fail the test, not
 	// hold it until go test's own timeout.
 	stalled := func(what string, op func() error) {
@@ -79,7 +79,7 @@ func TestStalledSFTPFails(t *testing.T) {
 		t.Fatal("Stat on a stalled server still waiting after a minute")
 	}
 
-	p.set(false)
+	p.Freeze(false)
 	if err := st.Put(ctx, second, strings.NewReader("second"), nil); err != nil {
 		t.Fatalf("Put once the server answers again: %v", err)
 	}
@@ -104,8 +104,8 @@ func TestSFTP_ContextEndsStalledOperation(t *testing.T) {
 	if err := st.Put(context.Background(), "site/xlog/000000010000000000000001", strings.NewReader("first"), nil); err != nil {
 		t.Fatal(err)
 	}
-	p.set(true)
-	defer p.set(false)
+	p.Freeze(true)
+	defer p.Freeze(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
@@ -118,7 +118,7 @@ func TestSFTP_ContextEndsStalledOperation(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("Put to a stalled server still waiting a minute after its context ended")
 	}
-	p.set(false)
+	p.Freeze(false)
 	if err := st.Put(context.Background(), "site/xlog/000000010000000000000002", strings.NewReader("second"), nil); err != nil {
 		t.Fatalf("Put once the server answers again: %v", err)
 	}

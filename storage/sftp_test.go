@@ -151,7 +151,7 @@ func TestSFTP_Reconnect(t *testing.T) {
 	if err := st.Put(ctx, key, strings.NewReader("wal"), nil); err != nil {
 		t.Fatal(err)
 	}
-	p.cut()
+	p.Cut()
 	if _, err := st.Stat(ctx, key); err == nil {
 		t.Fatal("Stat over a cut connection succeeded")
 	}
