@@ -108,6 +108,7 @@ func openAzure(ctx context.Context, c Config) (*Bucket, error) {
 		return nil, fmt.Errorf("open azure container %s: %w", c.BucketName, err)
 	}
 	b := newBucket(bb, "azure", c.BucketName, c.Prefix)
+	b.endpoint = serviceURL
 	b.partSize = partSize(c, azureBlockSize)
 	b.concurrency = azureConcurrency
 	b.planFor = func(maxSize int64) writePlan { return azurePlan(c.SegmentSize, maxSize) }

@@ -21,10 +21,14 @@ var _ Store = (*Bucket)(nil)
 // any gocloud URL). It translates PGHoard's metadata spelling for the
 // backend, aborts failed uploads and classifies permanent errors.
 type Bucket struct {
-	b      *blob.Bucket
-	kind   string // "s3", "google", "azure", "mem" or the URL scheme
-	name   string // bucket or container name, for messages
-	prefix string // object_storage.prefix as applied to keys, with a trailing '/'
+	b    *blob.Bucket
+	kind string // "s3", "google", "azure", "mem" or the URL scheme
+	name string // bucket or container name, for messages
+	// endpoint is the URL of a server given by host and port (MinIO,
+	// Azurite) or STORAGE_EMULATOR_HOST, for messages; "" for the
+	// provider's own.
+	endpoint string
+	prefix   string // object_storage.prefix as applied to keys, with a trailing '/'
 
 	partSize    int // WriterOptions.BufferSize; 0 for the driver's default
 	concurrency int // WriterOptions.MaxConcurrency; 0 for the driver's default
@@ -96,6 +100,16 @@ func rawMetadata[O any](md map[string]string, safeKey func(string) bool, set fun
 		}
 		return nil
 	}
+}
+
+// where names the bucket, and the endpoint when one was given, for
+// messages.
+func (b *Bucket) where() string {
+	w := fmt.Sprintf("%s bucket %q", b.kind, b.name)
+	if b.endpoint != "" {
+		w += " at " + b.endpoint
+	}
+	return w
 }
 
 // As exposes the backend's client types, as gocloud's Bucket.As does (for
@@ -259,7 +273,8 @@ func (b *Bucket) abandoned(ctx context.Context, key string) {
 	}
 }
 
-// Open returns the object's bytes and metadata. The metadata is read with a
+// Open returns the object's bytes and metadata; an error that ends the
+// read names the key and the bucket (readError). The metadata is read with a
 // separate request before the body; an object replaced between the two
 // (its size or time differs) is opened again, so that the metadata and
 // the time returned are those of the bytes read.
@@ -276,7 +291,7 @@ func (b *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, Object, e
 		// HTTP's Last-Modified, from which some drivers take the reader's
 		// time, has whole seconds only.
 		if r.Size() == attrs.Size && r.ModTime().Truncate(time.Second).Equal(attrs.ModTime.Truncate(time.Second)) {
-			return r, Object{Key: key, Size: r.Size(), Modified: attrs.ModTime, Changed: attrs.ModTime, Metadata: b.readMetadata(attrs.Metadata)}, nil
+			return &namedReader{ReadCloser: r, key: key, where: b.where()}, Object{Key: key, Size: r.Size(), Modified: attrs.ModTime, Changed: attrs.ModTime, Metadata: b.readMetadata(attrs.Metadata)}, nil
 		}
 		_ = r.Close()
 		if attempt == 3 {
@@ -291,7 +306,7 @@ func (b *Bucket) OpenRange(ctx context.Context, key string, offset, length int64
 	if err != nil {
 		return nil, b.errorf(ctx, "open", key, err)
 	}
-	return r, nil
+	return &namedReader{ReadCloser: r, key: key, where: b.where()}, nil
 }
 
 // Stat returns the object's size, time and metadata.

@@ -34,3 +34,11 @@ func SetReplaceHook(s *SFTP, hook func(oldname, newname string) error) { s.hook 
 // SetOpenHook sets the func l's Open and Stat call between reading the
 // sidecar and opening the object file, for tests.
 func SetOpenHook(l *Local, hook func()) { l.beforeOpen = hook }
+
+// SetSwiftDataTimeout sets how long a Swift transfer may move no byte, for
+// the stores opened until the returned func restores the old value.
+func SetSwiftDataTimeout(d time.Duration) func() {
+	old := swiftDataTimeout
+	swiftDataTimeout = d
+	return func() { swiftDataTimeout = old }
+}

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"cloud.google.com/go/storage"
-	"gocloud.dev/blob"
 	"gocloud.dev/blob/gcsblob"
 	"gocloud.dev/gcp"
 	"golang.org/x/oauth2/google"
@@ -20,24 +19,24 @@ import (
 // object size.
 const gcsChunkSize = 16 * mib
 
+// gcsAttempts is how many times the Google client tries a request, or
+// reopens a download that failed in the middle, before it gives up.
+const gcsAttempts = 5
+
 // openGCS opens a Google Cloud Storage bucket. With STORAGE_EMULATOR_HOST set
 // (fake-gcs-server) it talks plain HTTP to the emulator and needs no
 // credentials. Otherwise it uses credential_file, inline credentials or the
 // default Google credentials.
 func openGCS(ctx context.Context, c Config) (*Bucket, error) {
-	var bb *blob.Bucket
-	if host := os.Getenv("STORAGE_EMULATOR_HOST"); host != "" {
+	var opts []option.ClientOption
+	host := os.Getenv("STORAGE_EMULATOR_HOST")
+	if host != "" {
 		// As gcsblob talks to an emulator, but through a transport that
 		// gives up on stalled connections (gcsblob's own uses Go's default).
-		sc, err := storage.NewClient(ctx,
+		opts = []option.ClientOption{
 			option.WithoutAuthentication(),
-			option.WithEndpoint("http://"+host+"/storage/v1/"),
-			option.WithHTTPClient(&http.Client{Transport: stallTransport()}))
-		if err != nil {
-			return nil, fmt.Errorf("open google storage: %w", err)
-		}
-		if bb, err = gcsblob.OpenBucket(ctx, nil, c.BucketName, &gcsblob.Options{Client: sc}); err != nil {
-			return nil, fmt.Errorf("open google bucket %s: %w", c.BucketName, err)
+			option.WithEndpoint("http://" + host + "/storage/v1/"),
+			option.WithHTTPClient(&http.Client{Transport: stallTransport()}),
 		}
 	} else {
 		creds, err := gcsCredentials(ctx, c)
@@ -48,11 +47,24 @@ func openGCS(ctx context.Context, c Config) (*Bucket, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open google storage: %w", err)
 		}
-		if bb, err = gcsblob.OpenBucket(ctx, client, c.BucketName, nil); err != nil {
-			return nil, fmt.Errorf("open google bucket %s: %w", c.BucketName, err)
-		}
+		opts = []option.ClientOption{option.WithHTTPClient(&client.Client)}
+	}
+	sc, err := storage.NewClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open google storage: %w", err)
+	}
+	// The client retries a failed request, and a download cut or stalled
+	// in the middle, until the operation's context ends: with none (a
+	// wal-fetch), for ever. Bounded, it gives up as the other backends do.
+	sc.SetRetry(storage.WithMaxAttempts(gcsAttempts))
+	bb, err := gcsblob.OpenBucket(ctx, nil, c.BucketName, &gcsblob.Options{Client: sc})
+	if err != nil {
+		return nil, fmt.Errorf("open google bucket %s: %w", c.BucketName, err)
 	}
 	b := newBucket(bb, "google", c.BucketName, c.Prefix)
+	if host != "" {
+		b.endpoint = "http://" + host
+	}
 	b.partSize = partSize(c, gcsChunkSize)
 	b.planFor = func(int64) writePlan { return writePlan{part: b.partSize, memory: int64(b.partSize)} }
 	return b, nil

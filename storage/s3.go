@@ -126,6 +126,9 @@ func openS3(ctx context.Context, c Config) (*Bucket, error) {
 		return nil, fmt.Errorf("open s3 bucket %s: %w", c.BucketName, err)
 	}
 	b := newBucket(bb, "s3", c.BucketName, c.Prefix)
+	if custom {
+		b.endpoint = endpoint(c)
+	}
 	b.partSize = partSize(c, s3PartSize)
 	b.concurrency = 1
 	b.planFor = func(maxSize int64) writePlan { return s3Plan(c.SegmentSize, maxSize) }

@@ -535,6 +535,7 @@ func (s *SFTP) guard(ctx context.Context, ss *sftpSession) (release func()) {
 // and say so.
 type sftpReader struct {
 	io.Reader
+	key     string // for errors (readError)
 	f       *sftp.File
 	s       *SFTP
 	ss      *sftpSession
@@ -546,7 +547,7 @@ func (r *sftpReader) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF && r.ss.stalled.Load() {
 		err = r.s.stallError(err)
 	}
-	return n, err
+	return n, readError(err, r.key, "sftp server "+r.s.addr)
 }
 
 // WriteTo keeps the file's own WriteTo, which reads ahead with several
@@ -555,6 +556,9 @@ func (r *sftpReader) WriteTo(w io.Writer) (int64, error) {
 	n, err := io.Copy(w, r.Reader)
 	if err != nil && r.ss.stalled.Load() {
 		err = r.s.stallError(err)
+	}
+	if err != nil {
+		err = fmt.Errorf("copy %s from sftp server %s: %w", r.key, r.s.addr, err)
 	}
 	return n, err
 }
@@ -877,7 +881,7 @@ func (s *SFTP) Open(ctx context.Context, key string) (io.ReadCloser, Object, err
 		return nil, Object{}, err
 	}
 	o.Key, o.Metadata = key, md
-	return &sftpReader{Reader: f, f: f, s: s, ss: on, release: s.guard(ctx, on)}, o, nil
+	return &sftpReader{Reader: f, key: key, f: f, s: s, ss: on, release: s.guard(ctx, on)}, o, nil
 }
 
 // OpenRange returns a section of the object's file.
@@ -908,7 +912,7 @@ func (s *SFTP) OpenRange(ctx context.Context, key string, offset, length int64) 
 		}
 		return nil, err
 	}
-	r := &sftpReader{Reader: f, f: f, s: s, ss: on, release: s.guard(ctx, on)}
+	r := &sftpReader{Reader: f, key: key, f: f, s: s, ss: on, release: s.guard(ctx, on)}
 	if length >= 0 {
 		r.Reader = io.NewSectionReader(f, offset, length)
 	}

@@ -54,6 +54,14 @@ type Swift struct {
 // a longer one as segments streamed from the source.
 const swiftReadAhead = 32 << 20
 
+// swiftDataTimeout is how long a Swift transfer may move no byte: a
+// download whose server stops sending, or an upload whose server stops
+// taking bytes or whose source stops giving them, fails after it. It is
+// longer than StallTimeout because an upload streams its segments from
+// hoard's source (a basebackup stream, a rate limit), which may pause;
+// HTTP stores send parts already read into memory.
+var swiftDataTimeout = 5 * time.Minute
+
 // swiftDefaultSegment is rohmu's default segment size (3 GiB); Swift's own
 // limit on one object is 5 GiB unless the cluster says otherwise.
 const swiftDefaultSegment = 3 << 30
@@ -88,10 +96,8 @@ func openSwift(c Config) (*Swift, error) {
 		Tenant:       c.TenantName,
 		TenantId:     c.TenantID,
 		EndpointType: endpoint,
-		// The data channel waits on hoard's source (a basebackup stream, a
-		// rate limit) as well as on the server.
-		Timeout:   5 * time.Minute,
-		UserAgent: "hoard",
+		Timeout:      swiftDataTimeout,
+		UserAgent:    "hoard",
 	}
 	if version == 3 {
 		// Keystone v3 names a project; rohmu passes tenant_name too.
@@ -562,7 +568,13 @@ func (s *Swift) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 	if t, err := http.ParseTime(h["Last-Modified"]); err == nil {
 		o.Modified, o.Changed = t, t
 	}
-	return f, o, nil
+	return s.named(f, key), o, nil
+}
+
+// named makes the read errors of an opened object name it and the
+// container (readError).
+func (s *Swift) named(f io.ReadCloser, key string) io.ReadCloser {
+	return &namedReader{ReadCloser: f, key: key, where: fmt.Sprintf("swift container %q at %s", s.container, s.c.StorageUrl)}
 }
 
 // OpenRange streams length bytes from offset (length < 0: to the end).
@@ -588,7 +600,7 @@ func (s *Swift) OpenRange(ctx context.Context, key string, offset, length int64)
 	if err != nil {
 		return nil, s.errorf(ctx, "open", key, err)
 	}
-	return f, nil
+	return s.named(f, key), nil
 }
 
 // Stat returns the object's size (a large object's total), time and
