@@ -558,6 +558,7 @@ func (r *sftpReader) WriteTo(w io.Writer) (int64, error) {
 		err = r.s.stallError(err)
 	}
 	if err != nil {
+		// Not a ReadError: the error may be w's.
 		err = fmt.Errorf("copy %s from sftp server %s: %w", r.key, r.s.addr, err)
 	}
 	return n, err
