@@ -151,7 +151,7 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 	return nil
 }
 
-// fetchKey decodes key into destName of dir through a temporary file whose
+// fetchKeyOnce decodes key into destName of dir through a temporary file whose
 // name starts with tmpPrefix, checks it, and renames it into place. The
 // temporary file is created anew (O_EXCL) and both names are resolved in
 // dir, so no link is followed. For a segment or .partial file it returns
@@ -161,7 +161,7 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 // have been stored by hoard under its name (checkHistory). A .partial
 // shorter than its segment is padded with zeros to the segment size:
 // PostgreSQL refuses a segment file of any other size.
-func (a *Archive) fetchKey(ctx context.Context, hist *Archive, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
+func (a *Archive) fetchKeyOnce(ctx context.Context, hist *Archive, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
 	rc, md, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)

@@ -29,8 +29,11 @@ type Proxy struct {
 	frozen bool
 	conns  []net.Conn
 	// cutAt, when > 0, is the count of forwarded bytes at which every
-	// connection is cut (once); forwarded counts bytes in both directions.
+	// connection is cut; forwarded counts bytes in both directions. After
+	// a cut, cutAt moves every bytes on while more cuts remain.
 	cutAt     int64
+	every     int64
+	more      int
 	forwarded int64
 	cuts      int
 }
@@ -99,10 +102,18 @@ func (p *Proxy) cutLocked() {
 
 // CutAfter cuts every connection once n more bytes (both directions
 // together) have been forwarded; the bytes that pass the mark are not.
-func (p *Proxy) CutAfter(n int64) {
+// n = 0 cancels the cut.
+func (p *Proxy) CutAfter(n int64) { p.CutEvery(n, 1) }
+
+// CutEvery is CutAfter, times times: each cut is n bytes after the
+// previous one.
+func (p *Proxy) CutEvery(n int64, times int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cutAt = p.forwarded + n
+	p.cutAt, p.every, p.more = 0, n, 0
+	if n > 0 && times > 0 {
+		p.cutAt, p.more = p.forwarded+n, times-1
+	}
 }
 
 // Cuts is how many times the connections were cut.
@@ -135,6 +146,9 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			}
 			if p.cutAt > 0 && p.forwarded+int64(n) >= p.cutAt {
 				p.cutAt = 0
+				if p.more > 0 {
+					p.cutAt, p.more = p.forwarded+p.every, p.more-1
+				}
 				p.cutLocked()
 				p.mu.Unlock()
 				return
