@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -50,6 +51,7 @@ func TestNetFail(t *testing.T) {
 			storage.StallTimeout = old // the store keeps the value it was opened with
 			restore()
 			t.Run("PutCut", func(t *testing.T) { testPutCut(t, s, p) })
+			t.Run("CreateCut", func(t *testing.T) { testCreateCut(t, s, p) })
 			t.Run("GetCut", func(t *testing.T) { testGetCut(t, s, p) })
 			t.Run("GetStall", func(t *testing.T) { testGetStall(t, s, p) })
 			t.Run("PutStall", func(t *testing.T) { testPutStall(t, s, p) })
@@ -107,6 +109,32 @@ func testPutCut(t *testing.T, s storage.Store, p *storetest.Proxy) {
 		t.Errorf("Put failed (%v), and the key holds %d bytes, neither the old %d nor the new %d", err, len(got), len(oldData), len(newData))
 	case err != nil && !strings.Contains(err.Error(), key):
 		t.Errorf("Put's error does not name the key %s: %v", key, err)
+	}
+}
+
+// testCreateCut creates an object (as wal-push does) whose upload is cut
+// half way: afterwards the key holds nothing or, if Create succeeded or
+// says the object exists (its own bytes landed before the cut), all of it.
+func testCreateCut(t *testing.T, s storage.Store, p *storetest.Proxy) {
+	ctx := context.Background()
+	const key = "site/xlog/000000010000000000000007"
+	data := randomBytes(netFailSize, 6)
+	cuts := p.Cuts()
+	p.CutAfter(7 << 20)
+	err := s.Create(ctx, key, onlyReader{bytes.NewReader(data)}, nil)
+	p.CutAfter(0)
+	if p.Cuts() == cuts {
+		t.Fatal("the proxy never cut the upload")
+	}
+	t.Logf("Create cut after 7 MiB: %v", err)
+	if _, serr := s.Stat(ctx, key); errors.Is(serr, storage.ErrNotFound) {
+		if err == nil || errors.Is(err, storage.ErrExist) {
+			t.Errorf("Create = %v, and no object is stored", err)
+		}
+		return
+	}
+	if got := read(t, s, key); !bytes.Equal(got, data) {
+		t.Errorf("Create = %v, and the key holds %d bytes, not the %d written", err, len(got), len(data))
 	}
 }
 
