@@ -232,7 +232,7 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 		if ctx.Err() != nil {
 			return false
 		}
-		r.log.Warn().Err(err).Str(logFile, t.name).Int("attempt", attempt).Dur("retry_in", delay).Msg("upload failed; retrying")
+		r.log.Warn().Err(err).Str(logFile, t.name).Int("attempt", attempt).Dur("retry_in_ms", delay).Msg("upload failed; retrying")
 		r.setError(err)
 		select {
 		case <-stop:
