@@ -81,7 +81,9 @@
 //     fingerprint; an unknown or changed key is ErrPermanent unless
 //     insecure_ignore_host_key. Data and sidecar go to dot-named temp files
 //     (fsync@openssh.com when offered) renamed into place with
-//     posix-rename@openssh.com; a lost connection is dialled again.
+//     posix-rename@openssh.com (without it, a replace the server refuses is
+//     ErrNoAtomicReplace, never a removal first); a lost connection is
+//     dialled again.
 //   - mem and any gocloud URL (Config.URL, for example "mem://" or
 //     "s3://bucket?region=..."); NewMem is an in-memory store for tests.
 //

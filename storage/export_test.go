@@ -31,6 +31,10 @@ func NewLocalHooked(dir string, rename func(oldpath, newpath string) error, fsyn
 // for tests.
 func SetReplaceHook(s *SFTP, hook func(oldname, newname string) error) { s.hook = hook }
 
+// DisablePosixRename makes s's Put act as on a server without
+// posix-rename@openssh.com, for tests.
+func DisablePosixRename(s *SFTP) { s.noPosixRename = true }
+
 // SetOpenHook sets the func l's Open and Stat call between reading the
 // sidecar and opening the object file, for tests.
 func SetOpenHook(l *Local, hook func()) { l.beforeOpen = hook }

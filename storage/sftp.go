@@ -38,7 +38,8 @@ var _ Store = (*SFTP)(nil)
 //
 // Files are written to a temp name starting with a dot (which listings
 // skip, as PGHoard's do), fsynced when the server has fsync@openssh.com,
-// and renamed: posix-rename@openssh.com replaces an object atomically.
+// and renamed: posix-rename@openssh.com replaces an object atomically
+// (without it, see replace).
 // SFTP cannot fsync a directory, so a rename's durability is the server
 // filesystem's.
 //
@@ -56,6 +57,9 @@ type SFTP struct {
 	// hook runs before each rename of Put's replace; tests make it fail,
 	// or look at the files then.
 	hook func(oldname, newname string) error
+	// noPosixRename makes replace act as on a server without
+	// posix-rename@openssh.com, for tests.
+	noPosixRename bool
 
 	mu   sync.Mutex
 	sess *sftpSession
@@ -574,9 +578,10 @@ func (r *sftpReader) Close() error {
 // first: between the two renames (a crash there, or a failing second
 // rename) the sidecar temp file, named for the new file (replaceName),
 // completes the new object, and readers roll it forward (see replace.go).
-// Each rename replaces atomically with posix-rename@openssh.com; a server
-// without it gets a remove and a rename, and a crash between them leaves
-// the key without that file.
+// Each rename replaces atomically with posix-rename@openssh.com; on a
+// server without it, a Put over an existing object works only where
+// SFTP's own rename replaces (see replace), and otherwise fails with
+// ErrNoAtomicReplace, leaving the object as it was.
 func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, md Metadata) error {
 	p, err := s.path(key)
 	if err != nil {
@@ -613,22 +618,37 @@ func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, md Metadata) er
 	})
 }
 
-// replace renames oldname to newname, replacing newname: atomically with
-// posix-rename@openssh.com, else by removing newname first. Tests can make
-// it fail or stop (hook).
+// replace renames oldname to newname, replacing newname atomically with
+// posix-rename@openssh.com. Without the extension there is only SFTP's own
+// rename: servers that do it with rename(2) replace atomically too, while
+// OpenSSH's (link(2) and unlink(2)) and the protocol's draft refuse a new
+// name that exists. newname is never removed first, as a crash between
+// the removal and the rename would leave the key without its object: a
+// refused replace is ErrNoAtomicReplace, with the object left as it was.
+// Tests can make it fail or stop (hook), or act as a server without the
+// extension (noPosixRename).
 func (s *SFTP) replace(c *sftp.Client, oldname, newname string) error {
 	if s.hook != nil {
 		if err := s.hook(oldname, newname); err != nil {
 			return err
 		}
 	}
-	if _, ok := c.HasExtension("posix-rename@openssh.com"); ok {
+	if _, ok := c.HasExtension("posix-rename@openssh.com"); ok && !s.noPosixRename {
 		return c.PosixRename(oldname, newname)
 	}
-	if err := c.Remove(newname); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	err := c.Rename(oldname, newname)
+	if err == nil {
+		return nil
 	}
-	return c.Rename(oldname, newname)
+	if _, oerr := c.Lstat(oldname); oerr == nil {
+		if _, nerr := c.Lstat(newname); nerr == nil {
+			return &permanentError{msg: fmt.Sprintf("replace %s: the server has no posix-rename@openssh.com and its rename "+
+				"does not replace an existing file; hoard does not remove an object before its replacement is in place "+
+				"(see docs/storage.md: use a server with posix-rename, as OpenSSH's since 4.9)", newname),
+				err: errors.Join(ErrNoAtomicReplace, err)}
+		}
+	}
+	return err
 }
 
 // writeTemps makes the object's directory and writes the data and the

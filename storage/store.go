@@ -23,6 +23,12 @@ var ErrNotFound = errors.New("object not found")
 // under the key. Test with errors.Is.
 var ErrExist = errors.New("object already exists")
 
+// ErrNoAtomicReplace is returned (wrapped) by Put when the store cannot
+// replace an existing object without first removing it (an SFTP server
+// without posix-rename@openssh.com whose rename refuses an existing
+// name); the object is left as it was.
+var ErrNoAtomicReplace = errors.New("the store cannot replace an object atomically")
+
 // Metadata is an object's user metadata: string keys and values, spelled as
 // PGHoard spells them (compression-algorithm, encryption-key-id, ...).
 // Backends translate the spelling on the wire (Azure stores '-' as '_', S3
