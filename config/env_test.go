@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -216,14 +218,12 @@ func TestEnvVars(t *testing.T) {
 		if ev.Name == "HOARD_SITE" {
 			continue
 		}
-		// Values a variable's type alone does not give (see envValue).
+		// Values neither a variable's type nor its row's oneOf gives (see
+		// envValue).
 		val := map[string]string{
-			"HOARD_COMPRESSION_ALGORITHM": "zstd", "HOARD_COMPRESSION_LEVEL": "5",
-			"HOARD_LOG_LEVEL": "ERROR", "HOARD_ACTIVE_BACKUP_MODE": "archive_command", "HOARD_BASEBACKUP_MODE": "pipe",
+			"HOARD_COMPRESSION_ALGORITHM": "zstd", "HOARD_COMPRESSION_LEVEL": "5", "HOARD_LOG_LEVEL": "ERROR",
 			"HOARD_STORAGE_URL": "mem://", "HOARD_PG_URI": "host=h", "HOARD_STORAGE_TYPE": "local",
-			"HOARD_S3_ADDRESSING_STYLE": "virtual", "HOARD_AZURE_CLOUD": "china", "HOARD_GCS_CREDENTIALS": `{"type": "service_account"}`,
-			"HOARD_SWIFT_AUTH_VERSION": "3.0", "HOARD_SWIFT_SERVICE_TYPE": "object-store",
-			"HOARD_SWIFT_ENDPOINT_TYPE": "internalURL", "HOARD_AZURE_IS_SECURE": "false",
+			"HOARD_GCS_CREDENTIALS": `{"type": "service_account"}`, "HOARD_SWIFT_SERVICE_TYPE": "object-store", "HOARD_AZURE_IS_SECURE": "false",
 			"HOARD_SFTP_HOST_KEY_FINGERPRINT": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
 		}[ev.Name]
 		if val == "" {
@@ -283,9 +283,9 @@ func TestEnvVars(t *testing.T) {
 }
 
 // envValue is a value of the variable ev that differs from its key's
-// default, from the key's type: a new key of a plain type needs no entry in
-// TestEnvVars' table. A number is 7, inside every range the schema allows
-// but 0-0.
+// default, from the key's type or its row's oneOf: a new key of a plain
+// type needs no entry in TestEnvVars' table. A number is 7, inside every
+// range the schema allows but 0-0.
 func envValue(t *testing.T, ev EnvVar, keys map[string]KeyDoc) string {
 	p := ev.Key
 	if ev.Site {
@@ -301,7 +301,27 @@ func envValue(t *testing.T, ev EnvVar, keys map[string]KeyDoc) string {
 	case "boolean":
 		return strconv.FormatBool(k.Default != "true" && !strings.HasPrefix(k.Default, "true "))
 	}
+	if r := rowAt(p); r != nil {
+		for _, v := range r.oneOf {
+			if v != "" && v != r.def {
+				return v
+			}
+		}
+	}
 	return "v-" + ev.Name
+}
+
+// rowAt returns the schema's row of the key at path, a path of the
+// reference (with placeholders), or nil.
+func rowAt(path string) (row *key) {
+	walk("", globalKeys, reflect.ValueOf(New()).Elem(), false, func(p string, k *key, f reflect.Value) bool {
+		fill(k, f)
+		if p == path {
+			row = k
+		}
+		return row == nil
+	})
+	return row
 }
 
 // TestLoad_EnvOnlyStorage builds a whole single-site configuration for each
@@ -419,5 +439,54 @@ func TestLoad_EnvOnlyStorage(t *testing.T) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// fileOnly are the keys no HOARD_* variable sets, by choice: PGHoard's
+// compatibility keys and tuning that a configuration built from the
+// environment leaves at its default. Keys inside an optional object
+// (statsd) have none either (TestSchema), and object_storage keys have one
+// per storage type.
+var fileOnly = []string{
+	"compression.thread_count", "deleter_event_get_timeout", "graceful_shutdown_compression_timeout",
+	"graceful_shutdown_upload_timeout", "hash_algorithm", "path_prefix", "pg_basebackup_path", "pg_receivexlog_path",
+	"restore_prefetch", "restore_process_count", "syslog", "syslog_address", "syslog_facility", "tar_executable",
+	"transfer.thread_count", "upload_retries_warning_limit",
+	"backup_sites.<site>.active", "backup_sites.<site>.basebackup_chunk_size", "backup_sites.<site>.basebackup_chunks_in_progress",
+	"backup_sites.<site>.basebackup_compression_threads", "backup_sites.<site>.basebackup_delta_mode_chunk_size",
+	"backup_sites.<site>.basebackup_delta_mode_max_retries", "backup_sites.<site>.basebackup_delta_mode_min_delta_file_size",
+	"backup_sites.<site>.basebackup_threads", "backup_sites.<site>.moved_from", "backup_sites.<site>.pg_basebackup_path",
+	"backup_sites.<site>.pg_bin_directory", "backup_sites.<site>.pg_receivexlog.disk_space_check_interval",
+	"backup_sites.<site>.pg_receivexlog.min_disk_free_bytes", "backup_sites.<site>.pg_receivexlog.resume_multiplier",
+	"backup_sites.<site>.pg_receivexlog_path", "backup_sites.<site>.pg_version", "backup_sites.<site>.prefix",
+	"backup_sites.<site>.stream_compression", "backup_sites.<site>.unencrypted_objects_before",
+}
+
+// TestEnvVars_EveryKey checks that whether a key has a HOARD_* variable is
+// decided, not forgotten: every key that holds a value has one (its row's
+// envDoc) or is listed in fileOnly, and fileOnly lists only keys without one.
+func TestEnvVars_EveryKey(t *testing.T) {
+	env, visited := map[string]bool{}, map[string]bool{}
+	for _, k := range Keys() {
+		env[k.Path] = k.Env != ""
+	}
+	walk("", globalKeys, reflect.ValueOf(New()).Elem(), false, func(p string, k *key, f reflect.Value) bool {
+		fill(k, f)
+		if k.keys != nil { // an object: its keys, but none of an optional one's (not a <site>)
+			return f.Kind() != reflect.Pointer || strings.HasSuffix(p, ">")
+		}
+		visited[p] = true
+		switch listed := slices.Contains(fileOnly, p); {
+		case !env[p] && !listed:
+			t.Errorf("%s: no HOARD_* variable: give its row an envDoc, or list it in fileOnly when only the file sets it", p)
+		case env[p] && listed:
+			t.Errorf("%s: listed in fileOnly, but has a variable", p)
+		}
+		return false
+	})
+	for _, p := range fileOnly {
+		if !visited[p] {
+			t.Errorf("fileOnly lists %s, which is not a key", p)
+		}
 	}
 }

@@ -2,8 +2,12 @@ package config
 
 import (
 	"encoding/json"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 func TestKeys(t *testing.T) {
@@ -115,5 +119,47 @@ func TestConfig_Values(t *testing.T) {
 	}
 	if _, ok := got["backup_sites.default.object_storage.account_key"]; ok {
 		t.Error("s3 storage shows azure keys")
+	}
+}
+
+// TestConfig_ValuesEveryKey checks that `hoard config show` prints every
+// key of the reference: each key of Keys, with a site, a key pair and every
+// optional object set, appears in Values (an object through its keys,
+// nodes as nodes[0]), for every storage type and url.
+func TestConfig_ValuesEveryKey(t *testing.T) {
+	for _, typ := range append(slices.Clone(storage.Types), StorageURL) {
+		storageKey := `"storage_type": "` + typ + `"`
+		if typ == StorageURL {
+			storageKey = `"url": "mem://"`
+		}
+		data := `{"statsd": {}, "pushgateway": {}, "prometheus": {}, "backup_sites": {"s": {
+			"encryption_keys": {"k": {}}, "object_storage": {` + storageKey + `}}}}`
+		root, err := decodeJSON([]byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := New()
+		d := &decoder{c: c}
+		d.object("", root, globalKeys, reflect.ValueOf(c).Elem()) // not validated: Values shows any config
+		if d.ps != nil || d.warnings != nil {
+			t.Fatalf("%s: %v %v", typ, d.ps, d.warnings)
+		}
+		c.finish("/")
+		shown := map[string]bool{}
+		for _, v := range c.Values() {
+			for p := v.Path; p != ""; p = parentPath(p) {
+				shown[p] = true
+			}
+		}
+		r := strings.NewReplacer(sitePlaceholder, "s", keyPlaceholder, "k")
+		for _, k := range Keys() {
+			p := r.Replace(k.Path)
+			if k.Storage != nil && !slices.Contains(k.Storage, typ) || typ == StorageURL && p == "backup_sites.s.object_storage.storage_type" {
+				continue
+			}
+			if !shown[p] {
+				t.Errorf("%s storage: config show does not print %s", typ, p)
+			}
+		}
 	}
 }
