@@ -248,7 +248,7 @@ func envSite(c *Config, e *envReader) (string, *Site) {
 		} else {
 			c.setSource("backup_sites."+name, "env HOARD_SITE")
 		}
-		s := newObject(reflect.TypeFor[Site](), siteKeys).Interface().(*Site) // finish names it
+		s := newObject(reflect.TypeFor[*Site](), siteKeys).Interface().(*Site) // finish names it
 		c.BackupSites[name] = s
 		return name, s
 	}

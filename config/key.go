@@ -173,19 +173,15 @@ func setDefaults(v reflect.Value, table []key) {
 	})
 }
 
-// newObject returns a pointer to a new struct of type t with table's
-// defaults.
+// newObject returns a new object of type t with table's defaults: a
+// struct, or a pointer to a new one (an optional object, a map's member).
 func newObject(t reflect.Type, table []key) reflect.Value {
-	p := reflect.New(t)
-	setDefaults(p.Elem(), table)
-	return p
-}
-
-// newMember returns a new member of a map whose values have type t: a
-// struct or a pointer to one.
-func newMember(t reflect.Type, table []key) reflect.Value {
 	if t.Kind() == reflect.Pointer {
-		return newObject(t.Elem(), table)
+		p := reflect.New(t.Elem())
+		setDefaults(p.Elem(), table)
+		return p
 	}
-	return newObject(t, table).Elem()
+	v := reflect.New(t).Elem()
+	setDefaults(v, table)
+	return v
 }

@@ -153,7 +153,7 @@ func (d *decoder) value(path string, v any, k *key, f reflect.Value) {
 		if v == nil {
 			return
 		}
-		x := newObject(f.Type().Elem(), k.keys)
+		x := newObject(f.Type(), k.keys)
 		d.object(path, v, k.keys, x.Elem())
 		f.Set(x)
 		d.set(path)
@@ -164,7 +164,7 @@ func (d *decoder) value(path string, v any, k *key, f reflect.Value) {
 			return
 		}
 		for _, name := range sortedKeys(m) {
-			x := newMember(f.Type().Elem(), k.keys)
+			x := newObject(f.Type().Elem(), k.keys)
 			d.object(join(path, name), m[name], k.keys, reflect.Indirect(x))
 			f.SetMapIndex(reflect.ValueOf(name), x)
 		}

@@ -70,10 +70,10 @@ func entries(c *Config, docs bool) []entry {
 func fill(k *key, f reflect.Value) {
 	switch {
 	case k.keys != nil && f.Kind() == reflect.Pointer && f.IsNil():
-		f.Set(newObject(f.Type().Elem(), k.keys))
+		f.Set(newObject(f.Type(), k.keys))
 	case k.each != "":
 		m := reflect.MakeMap(f.Type())
-		m.SetMapIndex(reflect.ValueOf(k.each), newMember(f.Type().Elem(), k.keys))
+		m.SetMapIndex(reflect.ValueOf(k.each), newObject(f.Type().Elem(), k.keys))
 		f.Set(m)
 	}
 }
