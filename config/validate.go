@@ -161,14 +161,12 @@ func (s *Site) validate(ps *problems, c *Config, p string) {
 			ps.add(p+".unencrypted_objects_before", "%s is in the future: set it to when encryption was switched on", s.UnencryptedObjectsBefore)
 		}
 	}
-	if s.EncryptionKeyID != "" {
-		k, ok := s.EncryptionKeys[s.EncryptionKeyID]
-		switch {
-		case !ok:
-			ps.add(p+".encryption_key_id", "key %q not present in encryption_keys", s.EncryptionKeyID)
-		case k.Public == "":
-			ps.add(p+".encryption_keys."+s.EncryptionKeyID+".public", "required: encryption_key_id %q uploads with this key", s.EncryptionKeyID)
-		}
+	switch id, k, ok := s.EncryptionKey(); {
+	case id == "": // no encryption
+	case !ok:
+		ps.add(p+".encryption_key_id", "key %q not present in encryption_keys", id)
+	case k.Public == "":
+		ps.add(p+".encryption_keys."+id+".public", "required: encryption_key_id %q uploads with this key", id)
 	}
 	for _, id := range sortedKeys(s.EncryptionKeys) {
 		if k := s.EncryptionKeys[id]; k.Public == "" && k.Private == "" {
