@@ -9,8 +9,6 @@ import (
 	"strings"
 )
 
-//go:generate go run ../docs/gen -dir ../docs
-
 // The schema is walked over a configuration to print it (Values, for
 // `hoard config show`) and over the defaults to document it (Keys): each
 // key reports its JSON path, type and value.
@@ -138,7 +136,7 @@ type KeyDoc struct {
 
 // Keys lists every key the configuration file accepts, sorted by path: the
 // schema the decoder reads, walked over the defaults. docs/configuration.md
-// is generated from it (go generate ./config).
+// is generated from it (go generate ./docs).
 func Keys() []KeyDoc {
 	env := map[string][]string{}
 	for _, ev := range EnvVars {
