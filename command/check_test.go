@@ -14,6 +14,7 @@ import (
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -134,6 +135,21 @@ func TestCheck_ErrStorage(t *testing.T) {
 		wantLines(t, out, "FAILED   storage s3 bucket hoard-test at 127.0.0.1:"+itoa(c.Port)+": ")
 		if strings.Contains(out, "not-the-password") {
 			t.Errorf("the output shows the secret key")
+		}
+	})
+	t.Run("ErrUnreachable", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("-short: the storage's retries take most of a minute")
+		}
+		c := storage.Config{Type: "s3", Region: "us-east-1", BucketName: "hoard-test", AccessKeyID: "hoard", SecretAccessKey: "hoard-secret",
+			Host: "127.0.0.1", Port: testio.FreePort(t)}
+		code, out := runCheckSite(t, checkSite(t, c, "archive_command", closedNode))
+		if code != ExitFailure {
+			t.Errorf("check: exit %d, want %d", code, ExitFailure)
+		}
+		wantLines(t, out, "FAILED   storage s3 bucket hoard-test at 127.0.0.1:"+itoa(c.Port)+": ")
+		if !strings.Contains(out, "cannot reach the s3 endpoint (check host, port and is_secure") {
+			t.Errorf("the storage line does not name the keys to check")
 		}
 	})
 	t.Run("ErrMissingDirectory", func(t *testing.T) {

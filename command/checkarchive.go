@@ -97,33 +97,38 @@ func checkArchiveSwitch(ctx context.Context, r *checkReport, env *siteEnv, timeo
 		return
 	}
 	key := env.archive.Layout.WALKey(seg)
-	if err := waitStored(ctx, env.archive.Store, key, timeout); err != nil {
-		r.fail(step, "segment %s did not reach the archive within %s (%v): %s", seg, timeout, err, hint)
-		return
+	found, err := waitStored(ctx, env.archive.Store, key, timeout)
+	switch {
+	case err != nil:
+		r.fail(step, "look for segment %s in the archive: %v", seg, err)
+	case !found:
+		r.fail(step, "segment %s did not reach the archive within %s: %s", seg, timeout, hint)
+	default:
+		r.ok(step, "segment %s is archived", seg)
 	}
-	r.ok(step, "segment %s is archived", seg)
 }
 
-// waitStored polls st until key exists, for at most timeout.
-func waitStored(ctx context.Context, st storage.Store, key string, timeout time.Duration) error {
+// waitStored polls st until key exists, for at most timeout. It returns
+// false when the time ran out, and an error when the storage could not
+// say.
+func waitStored(ctx context.Context, st storage.Store, key string, timeout time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		_, err := st.Stat(ctx, key)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			if ctx.Err() != nil {
-				return errors.New("not there")
-			}
-			return err
+		switch {
+		case err == nil:
+			return true, nil
+		case ctx.Err() != nil:
+			return false, nil
+		case !errors.Is(err, storage.ErrNotFound):
+			return false, err
 		}
 		select {
 		case <-ctx.Done():
-			return errors.New("not there")
+			return false, nil
 		case <-tick.C:
 		}
 	}

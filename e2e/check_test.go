@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -22,11 +24,17 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgtest.Chown(t, s.storeDir)
+	check := func(t *testing.T, args ...string) (string, int) {
+		t.Helper()
+		out, _, err := s.hoard(append([]string{"check"}, args...)...)
+		t.Logf("hoard check %s:\n%s", strings.Join(args, " "), out)
+		return out, exitCode(err)
+	}
 
 	t.Run("OKNoBackup", func(t *testing.T) {
-		out, _, err := s.hoard("check")
-		if err != nil {
-			t.Errorf("check: %v", err)
+		out, code := check(t)
+		if code != 0 {
+			t.Errorf("check: exit %d, want 0", code)
 		}
 		wantCheckLines(t, out, "ok       keys: key e2e-key encrypts and decrypts", "info     archive: no backup yet", "site e2e: nothing failed, 0 warnings")
 	})
@@ -34,9 +42,9 @@ func TestCheck(t *testing.T) {
 	s.mustHoard("basebackup", "--fast")
 	b := s.listBackups()[0]
 	t.Run("OKArchiveSwitch", func(t *testing.T) {
-		out, _, err := s.hoard("check", "--archive-switch")
-		if err != nil {
-			t.Errorf("check --archive-switch: %v", err)
+		out, code := check(t, "--archive-switch")
+		if code != 0 {
+			t.Errorf("check --archive-switch: exit %d, want 0", code)
 		}
 		wantCheckLines(t, out,
 			"ok       postgresql node 0: archive_command runs hoard wal-push",
@@ -51,8 +59,8 @@ func TestCheck(t *testing.T) {
 		other := pgtest.Start(t, pgtest.Options{Debian: true})
 		s.use(other)
 		defer s.use(src)
-		out, _, err := s.hoard("check")
-		if code := exitCode(err); code != 1 {
+		out, code := check(t)
+		if code != 1 {
 			t.Errorf("check of another cluster: exit %d, want 1", code)
 		}
 		wantCheckLines(t, out, "FAILED   postgresql node 0: system identifier ")
@@ -61,11 +69,42 @@ func TestCheck(t *testing.T) {
 		}
 	})
 
+	t.Run("WarnOverdue", func(t *testing.T) {
+		s.setSiteKey("basebackup_interval_hours", 0.0001) // 0.36 s
+		defer s.setSiteKey("basebackup_interval_hours", nil)
+		time.Sleep(time.Second)
+		out, code := check(t)
+		if code != 0 {
+			t.Errorf("check of an overdue backup: exit %d, want 0 (a warning)", code)
+		}
+		wantCheckLines(t, out, "warning  archive: newest backup "+b.Name+" is ")
+		if !strings.Contains(out, "more than basebackup_interval_hours") {
+			t.Errorf("the warning does not name basebackup_interval_hours:\n%s", out)
+		}
+	})
+
+	t.Run("ErrWALGap", func(t *testing.T) {
+		switchAndWaitArchived(t, src)
+		gap := switchAndWaitArchived(t, src)
+		switchAndWaitArchived(t, src)
+		obj := filepath.Join(s.storeDir, s.name, "xlog", gap)
+		for _, f := range []string{obj, obj + ".metadata"} {
+			if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+		}
+		out, code := check(t)
+		if code != 1 {
+			t.Errorf("check with a WAL gap: exit %d, want 1", code)
+		}
+		wantCheckLines(t, out, "FAILED   archive: WAL after backup "+b.Name+" has gaps ("+gap+")")
+	})
+
 	t.Run("ErrArchiveSwitchTimeout", func(t *testing.T) {
 		src.Exec(t, "alter system set archive_command = ''")
 		src.Exec(t, "select pg_reload_conf()")
-		out, _, err := s.hoard("check", "--archive-switch", "--archive-timeout", "3s")
-		if code := exitCode(err); code != 1 {
+		out, code := check(t, "--archive-switch", "--archive-timeout", "3s")
+		if code != 1 {
 			t.Errorf("check --archive-switch without archive_command: exit %d, want 1", code)
 		}
 		wantCheckLines(t, out,
