@@ -95,11 +95,11 @@ func TestCheck_Site(t *testing.T) {
 			"ok       configuration: site db",
 			"warning  keys: encryption is off",
 			"ok       storage local ",
-			"ok       postgresql node 0 (host=127.0.0.1 ",
-			"ok       postgresql node 0 (host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres): wal_level replica",
-			"ok       postgresql node 0 (host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres): replication slot hoard_check does not exist yet",
-			"ok       postgresql node 0 (host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres): replication connection",
-			"info     postgresql node 0 (host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres): data checksums are on",
+			"ok       postgresql node 0: host=127.0.0.1 port="+itoa(c.Port)+" sslmode=disable user=postgres: PostgreSQL 15.",
+			"ok       postgresql node 0: wal_level replica",
+			"ok       postgresql node 0: replication slot hoard_check does not exist yet",
+			"ok       postgresql node 0: replication connection",
+			"info     postgresql node 0: data checksums are on",
 			"info     archive: no backup yet",
 			"site db: nothing failed, 1 warnings")
 	})
@@ -110,7 +110,7 @@ func TestCheck_Site(t *testing.T) {
 		if code != ExitFailure {
 			t.Errorf("check: exit %d, want %d", code, ExitFailure)
 		}
-		node := "FAILED   postgresql node 0 (host=127.0.0.1 port=" + itoa(c.Port) + " sslmode=disable user=postgres): "
+		node := "FAILED   postgresql node 0: "
 		wantLines(t, out,
 			node+"wal_level is minimal: set wal_level = replica in postgresql.conf and restart PostgreSQL",
 			node+"max_wal_senders is 0 and 0 are in use, hoard needs 2 free: raise max_wal_senders in postgresql.conf",

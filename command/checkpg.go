@@ -18,8 +18,10 @@ import (
 // archive holds (newest, nil when it holds none).
 func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n config.Node, newest *archive.BackupInfo) {
 	step := fmt.Sprintf("postgresql node %d", i)
+	// The node's connection string, named once: on the first line.
+	at := "the server libpq's PG* variables and defaults name"
 	if s := n.Redacted(); s != "" {
-		step += " (" + s + ")"
+		at = s
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkNodeTimeout)
 	defer cancel()
@@ -30,16 +32,16 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	}
 	s, err := replication.QuerySetup(ctx, n.ConnString(), slot)
 	if err != nil {
-		r.fail(step, "%v", err)
+		r.fail(step, "%s: %v", at, err)
 		return
 	}
 	switch ok, err := s.CheckVersion(); {
 	case err != nil:
-		r.fail(step, "%v", err)
+		r.fail(step, "%s: %v", at, err)
 	case !ok:
-		r.warn(step, "PostgreSQL %s is newer than hoard was tested with (up to 18)", s.VersionText())
+		r.warn(step, "%s: PostgreSQL %s is newer than hoard was tested with (up to 18)", at, s.VersionText())
 	default:
-		r.ok(step, "PostgreSQL %s, system identifier %d", s.VersionText(), s.SystemID)
+		r.ok(step, "%s: PostgreSQL %s, system identifier %d", at, s.VersionText(), s.SystemID)
 	}
 	if err := s.CheckWALLevel(); err != nil {
 		r.fail(step, "%v", err)
