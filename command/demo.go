@@ -20,7 +20,8 @@ server binaries: Debian's (/usr/lib/postgresql/<version>/bin), those task deps i
 ($HOARD_CACHE/pg/<version>/bin, default /var/cache/hoard), the ones on PATH, or --pg-bin.
 
 In a new temporary directory it creates a cluster whose archive_command is this hoard's
-wal-push, a configuration with a local store and a fresh key pair, writes pgbench's tables
+wal-push, a configuration with a local store and a fresh key pair, checks the setup (hoard
+check --archive-switch), writes pgbench's tables
 and runs pgbench's transaction over SQL, takes a basebackup, records a point in time and
 writes more, restores to that point into a second cluster, starts it and shows that the
 rows written after the point are absent, then runs hoard list and hoard verify. Every hoard

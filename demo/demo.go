@@ -60,7 +60,7 @@ type tour struct {
 }
 
 // Run shows hoard's whole job on a throwaway cluster: archive WAL through
-// wal-push, take a basebackup, restore it to a point in time into a second
+// wal-push, check the setup, take a basebackup, restore it to a point in time into a second
 // cluster and show that the rows written after that point are absent, list
 // and verify the archive. Everything lives in one temporary directory,
 // removed at the end unless o.Keep. A restore that does not match is an
@@ -109,7 +109,9 @@ func Run(ctx context.Context, o Options) (err error) {
 // setUp makes the directory tree, owned by the server's user, and copies
 // the hoard binary into it.
 func (t *tour) setUp() error {
-	for _, d := range []string{"bin", "run"} {
+	// archive is the store, made first as the quick start asks: hoard
+	// check fails on a local store whose directory does not exist.
+	for _, d := range []string{"bin", "run", "archive"} {
 		if err := os.Mkdir(filepath.Join(t.dir, d), 0o700); err != nil {
 			return err
 		}
@@ -202,7 +204,13 @@ func (t *tour) configure(ctx context.Context) error {
 	t.printf("%s\n", indent(string(data), "    "))
 	t.printf("A fresh RSA key pair makes every stored object encrypted (the private key is only\n")
 	t.printf("needed to restore):\n")
-	return t.run(ctx, "create-keys", "--key-id", "demo-key")
+	if err := t.run(ctx, "create-keys", "--key-id", "demo-key"); err != nil {
+		return err
+	}
+	t.printf("\nA check of the whole setup (keys, storage, PostgreSQL's settings, the archive), one\n")
+	t.printf("line per check with what to fix; --archive-switch ends the current WAL segment and\n")
+	t.printf("waits until the archive holds it:\n")
+	return t.run(ctx, "check", "--archive-switch")
 }
 
 // work fills the primary with pgbench's tables and a first batch of
