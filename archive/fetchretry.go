@@ -26,10 +26,10 @@ var fetchBackoff = 500 * time.Millisecond
 // (fetchKeyOnce removes it) and nothing was renamed into place, so each
 // try starts clean. An object that does not decode (a DecodeError:
 // tampered, truncated at rest) is never tried again.
-func (a *Archive) fetchKey(ctx context.Context, hist *Archive, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
+func (a *Archive) fetchKey(ctx context.Context, chk fetchChecks, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
 	pause := fetchBackoff
 	for attempt := 1; ; attempt++ {
-		h, err := a.fetchKeyOnce(ctx, hist, key, name, dir, destName, tmpPrefix)
+		h, err := a.fetchKeyOnce(ctx, chk, key, name, dir, destName, tmpPrefix)
 		if err == nil || attempt == fetchAttempts || !readCut(err) || ctx.Err() != nil {
 			return h, err
 		}

@@ -41,6 +41,10 @@ type FetchOptions struct {
 	// StandIn, when set, is called with the key of the .partial object
 	// delivered in place of a missing segment (see WALListing.StandIn).
 	StandIn func(key string)
+	// SystemID, when not zero, is the system identifier of the cluster
+	// the file is fetched for (its pg_control's): a segment or .partial
+	// whose first page names another is refused (ErrOtherSystem).
+	SystemID uint64
 }
 
 // FetchWAL restores the WAL file name (a segment, .partial, .history or
@@ -69,7 +73,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	if spooled {
 		if sp, err := openSpool(o.Spool, false); err == nil {
 			sp.dropBefore(name)
-			h, ok := sp.take(name, dest)
+			h, ok := sp.take(name, dest, o.SystemID)
 			if ok {
 				sp.want(name, uint64(h.SegmentSize))
 			}
@@ -83,12 +87,13 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	for _, arc := range a.sites() {
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
-		h, err := arc.fetchKey(ctx, a, key, name, dir, filepath.Base(dest), fetchTempPrefix)
+		chk := fetchChecks{hist: a, systemID: o.SystemID}
+		h, err := arc.fetchKey(ctx, chk, key, name, dir, filepath.Base(dest), fetchTempPrefix)
 		if errors.Is(err, syscall.ENOSPC) && spooled && clearSpool(o.Spool) {
 			// The segments spooled ahead may be what fills pg_wal's
 			// file system: they are only a head start, and recovery
 			// must not stop for want of their room.
-			h, err = arc.fetchKey(ctx, a, key, name, dir, filepath.Base(dest), fetchTempPrefix)
+			h, err = arc.fetchKey(ctx, chk, key, name, dir, filepath.Base(dest), fetchTempPrefix)
 		}
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
@@ -142,7 +147,7 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 	if !ok {
 		return storage.ErrNotFound
 	}
-	if _, err := p.Archive.fetchKey(ctx, a, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
+	if _, err := p.Archive.fetchKey(ctx, fetchChecks{hist: a, systemID: o.SystemID}, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
 		return err
 	}
 	if o.StandIn != nil {
@@ -151,17 +156,27 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 	return nil
 }
 
+// fetchChecks is what fetchKey checks a file against beyond its object.
+type fetchChecks struct {
+	// hist holds (with the sites it moved from) the timeline histories
+	// that say where each timeline began.
+	hist *Archive
+	// systemID is the cluster's system identifier; 0: not checked.
+	systemID uint64
+}
+
 // fetchKeyOnce decodes key into destName of dir through a temporary file whose
 // name starts with tmpPrefix, checks it, and renames it into place. The
 // temporary file is created anew (O_EXCL) and both names are resolved in
 // dir, so no link is followed. For a segment or .partial file it returns
 // the checked page header; a first page on an older timeline than the
-// name's is checked against the name's timeline history, found in hist
-// or the sites it moved from (checkTimelineStart). A history file must
+// name's is checked against the name's timeline history, found in chk.hist
+// or the sites it moved from (checkTimelineStart), and the page's system
+// identifier against chk.systemID (checkSystemID). A history file must
 // have been stored by hoard under its name (checkHistory). A .partial
 // shorter than its segment is padded with zeros to the segment size:
 // PostgreSQL refuses a segment file of any other size.
-func (a *Archive) fetchKeyOnce(ctx context.Context, hist *Archive, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
+func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
 	rc, md, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
@@ -184,7 +199,10 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, hist *Archive, key, name str
 	if err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
-	if err := hist.checkTimelineStart(ctx, name, h, pages); err != nil {
+	if err := chk.hist.checkTimelineStart(ctx, name, h, pages); err != nil {
+		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
+	}
+	if err := checkSystemID(name, h, chk.systemID); err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
 	if wal.IsHistoryFile(name) {
@@ -520,8 +538,8 @@ func (s *spool) path(name string) string { return filepath.Join(s.dir, name) }
 
 // take moves the spooled segment name to dest, which must be in the
 // spool's parent directory, if it is there, a regular file, and its page
-// header still fits its name and size.
-func (s *spool) take(name, dest string) (wal.PageHeader, bool) {
+// header still fits its name and size and names system sysid (0: any).
+func (s *spool) take(name, dest string, sysid uint64) (wal.PageHeader, bool) {
 	if filepath.Dir(dest) != filepath.Dir(s.dir) {
 		return wal.PageHeader{}, false
 	}
@@ -530,6 +548,9 @@ func (s *spool) take(name, dest string) (wal.PageHeader, bool) {
 		return wal.PageHeader{}, false
 	}
 	h, err := s.check(name, fi)
+	if err == nil {
+		err = checkSystemID(name, h, sysid)
+	}
 	if err != nil {
 		s.root.Remove(name)
 		return h, false
@@ -815,7 +836,9 @@ func (a *Archive) prefetchRound(ctx context.Context, s *spool, names []string, p
 // then the moved_from sites.
 func (a *Archive) prefetchOne(ctx context.Context, s *spool, name string) error {
 	for _, arc := range a.sites() {
-		_, err := arc.fetchKey(ctx, a, arc.Layout.WALKey(name), name, s.root, name, spoolTmpPrefix)
+		// The system identifier is checked when the segment leaves the
+		// spool (spool.take).
+		_, err := arc.fetchKey(ctx, fetchChecks{hist: a}, arc.Layout.WALKey(name), name, s.root, name, spoolTmpPrefix)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

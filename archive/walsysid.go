@@ -2,6 +2,7 @@ package archive
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -63,4 +64,27 @@ func readHead(path string, n int) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// ErrOtherSystem is wrapped by FetchWAL's error for a segment or .partial
+// whose first page names another database system than the cluster it is
+// fetched for.
+var ErrOtherSystem = errors.New("WAL of another database system")
+
+// checkSystemID checks that the segment or .partial name, whose first
+// page header is h, was written by system want (0: not checked). The
+// page-header checks do not tell apart two clusters' segments of one
+// name: another cluster's, encrypted with a key this site knows (a site
+// sharing the key pair, an older incarnation of the cluster), can be
+// stored under the name without a key. PostgreSQL reads such a page as
+// the end of the WAL ("WAL file is from different database system") and,
+// outside standby mode, ends recovery there and promotes, without the
+// WAL that follows and without an error.
+func checkSystemID(name string, h wal.PageHeader, want uint64) error {
+	if segment, partial, _ := walKind(name); want == 0 || (!segment && !partial) || h.SystemID == want {
+		return nil
+	}
+	return fmt.Errorf("%w: its first page names database system %d, but the cluster it is fetched for is %d: "+
+		"another cluster's WAL stored under this name (if the archive really holds another cluster's WAL from here on, "+
+		"after pg_upgrade into the same site, set a recovery target before it)", ErrOtherSystem, h.SystemID, want)
 }

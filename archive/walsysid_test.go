@@ -1,12 +1,15 @@
 package archive
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func TestWALSystemID(t *testing.T) {
@@ -48,5 +51,36 @@ func TestWALSystemID(t *testing.T) {
 	other := writeWALFile(t, t.TempDir(), "00000003.history", []byte("x"))
 	if _, err := WALSystemID(other); err == nil {
 		t.Errorf("WALSystemID of a file outside a data directory succeeded")
+	}
+}
+
+func TestArchive_FetchWAL_ErrOtherSystem(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	segs := pushSegments(t, a, 3, 3)
+	name := segName(3)
+	h, err := wal.DecodePageHeader(segs[name][:wal.PageHeaderSize])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		test string
+		id   uint64
+		want error
+	}{
+		{"OK", h.SystemID, nil},
+		{"Unknown", 0, nil},
+		{"ErrOtherSystem", h.SystemID + 1, ErrOtherSystem},
+	} {
+		t.Run(tc.test, func(t *testing.T) {
+			dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+			err := a.FetchWAL(ctx, name, dest, FetchOptions{SystemID: tc.id})
+			if !errors.Is(err, tc.want) || (tc.want != nil) == (err == nil) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if _, serr := os.Stat(dest); (serr == nil) != (tc.want == nil) {
+				t.Errorf("%s exists: %v, want %v", dest, serr == nil, tc.want == nil)
+			}
+		})
 	}
 }

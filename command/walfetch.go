@@ -48,6 +48,11 @@ DEST (pg_wal/hoard-prefetch); later calls move them into place without a downloa
 restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log.
 When pg_wal's file system is full, wal-fetch removes the spooled segments and tries once more.
 
+A segment whose first page names another database system than the data directory above
+DEST (its global/pg_control) is refused: another cluster's WAL stored under this name,
+which PostgreSQL would take as the end of the WAL. A history file that hoard did not store
+under its name is refused too (docs/security.md).
+
 hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
 restore_command it writes: the last segment of the unbroken run of WAL it found archived
 before it wrote anything. A segment recovery asks for that lies on the path of timelines
@@ -69,7 +74,8 @@ EXIT STATUS:
    1    the file is not in the archive; nothing is printed (PostgreSQL asks for files
         that may not exist: the next timeline's history, the segment after the last)
    255  anything else: storage unreachable, a damaged or tampered object, a missing key,
-        a bad page header, a segment --archived-through says was archived and that is
+        a bad page header, another system's segment, a moved history file, a segment
+        --archived-through says was archived and that is
         gone now, a full or read-only pg_wal (nothing is left there), bad arguments or
         configuration. PostgreSQL then stops
         recovery with an error instead of ending it early with WAL missing.`,
@@ -107,6 +113,11 @@ func runWALFetch(c *cli.Context) error {
 	o := archive.FetchOptions{StandIn: func(key string) {
 		env.log.Info().Str(logSegment, name).Str("key", key).Msg("segment not archived: delivered its .partial copy, the end of the archive")
 	}}
+	// %p is pg_wal/RECOVERYXLOG, relative to the data directory, whose
+	// pg_control names the cluster. Run by hand elsewhere: not checked.
+	if id, err := archive.ClusterSystemID(filepath.Dir(filepath.Dir(dest))); err == nil {
+		o.SystemID = id
+	}
 	prefetch := env.cfg.RestorePrefetch > 0 && wal.IsSegmentName(name)
 	if prefetch {
 		// Absolute, for the worker's log and arguments.

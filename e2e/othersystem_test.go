@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRecoveryRefusesOtherSystemWAL: two clusters archive into two sites
+// that share a key pair. Someone who can write the first site's storage
+// but holds no key copies the second cluster's segment of the same name
+// (object and metadata) over the segment that holds the first cluster's
+// last rows: its page header fits its name, position and timeline, and
+// its envelope verifies. PostgreSQL would read it as the end of the WAL
+// ("WAL file is from different database system") and promote without
+// those rows; wal-fetch must refuse it (exit 255) so that recovery stops.
+func TestRecoveryRefusesOtherSystemWAL(t *testing.T) {
+	s := newSite(t, siteOptions{Encrypt: true})
+	src, _ := s.startBackedUp(t)
+	switchAndWaitArchived(t, src)
+	src.Exec(t, "insert into t select generate_series(2, 1000)")
+	seg := switchAndWaitArchived(t, src)
+	src.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'more')")
+	switchAndWaitArchived(t, src)
+	count := func(c *pgtest.Cluster) string { return c.QueryString(t, "select count(*) from t") }
+	want := count(src)
+	src.Stop(t)
+
+	// The other cluster: the same configuration but for its storage.
+	cfg, site := s.readConfig()
+	otherStore := filepath.Join(s.dir, "other-store")
+	site["object_storage"] = map[string]any{"storage_type": "local", "directory": otherStore}
+	otherConfig := filepath.Join(s.dir, "other.json")
+	s.writeConfig(otherConfig, cfg)
+	other := pgtest.Start(t, pgtest.Options{Major: 15, Conf: map[string]string{
+		"archive_mode":    "on",
+		"archive_command": fmt.Sprintf("'%s' --config '%s' wal-push %%p", hoardBin, otherConfig),
+	}})
+	for last := ""; last < seg; {
+		last = switchAndWaitArchived(t, other)
+	}
+	other.Stop(t)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	s.mustHoard("restore", "--target-dir", dir)
+	key := filepath.Join(s.name, "xlog", seg)
+	for _, suffix := range []string{"", ".metadata"} {
+		s.writeFile(filepath.Join(s.storeDir, key+suffix), readFile(t, filepath.Join(otherStore, key+suffix)))
+	}
+	c, err := pgtest.TryStartDataDir(t, 15, dir, noArchiving)
+	if err == nil {
+		if promoted := waitRecoveryEnd(t, c, 3*time.Minute); promoted {
+			if got := count(c); got != want {
+				t.Fatalf("PostgreSQL promoted with %s rows, want %s or a refusal: recovery ended at the other cluster's %s", got, want, seg)
+			}
+			t.Logf("promoted with the right rows:\n%s", c.Log())
+			return
+		}
+		err = errors.New(c.Log())
+	}
+	if !strings.Contains(err.Error(), "WAL of another database system") || !strings.Contains(err.Error(), seg) {
+		t.Errorf("recovery failed, but the log does not show wal-fetch refusing %s:\n%v", seg, err)
+	}
+	if strings.Contains(err.Error(), "database system is ready to accept connections") {
+		t.Errorf("PostgreSQL came up as a primary:\n%v", err)
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.Contains(line, "another database system") || strings.Contains(line, "FATAL") {
+			t.Log(line)
+		}
+	}
+}
