@@ -158,6 +158,34 @@ func waitRecoveryEnd(t *testing.T, c *pgtest.Cluster, timeout time.Duration) boo
 	return false
 }
 
+// refusedRecovery waits for the end of a recovery started with
+// pgtest.TryStartDataDir (c, err) and returns the server's log when it
+// stopped with an error, logging its FATAL and hoard lines. It fails the
+// test when PostgreSQL promoted with rows (read by rows) other than want:
+// recovery ended early. It returns "" when it promoted with them.
+func refusedRecovery(t *testing.T, c *pgtest.Cluster, err error, rows func(*pgtest.Cluster) string, want string) string {
+	t.Helper()
+	if err == nil {
+		if promoted := waitRecoveryEnd(t, c, 3*time.Minute); promoted {
+			if got := rows(c); got != want {
+				t.Fatalf("PostgreSQL promoted with rows %q, want %q or a refusal: recovery ended early", got, want)
+			}
+			return ""
+		}
+		err = errors.New(c.Log())
+	}
+	log := err.Error()
+	if strings.Contains(log, "database system is ready to accept connections") {
+		t.Errorf("PostgreSQL came up as a primary:\n%s", log)
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "hoard: ") || strings.Contains(line, "FATAL") {
+			t.Log(line)
+		}
+	}
+	return log
+}
+
 // keylessConfig writes a copy of the site's configuration without its
 // encryption keys: what someone who can write the storage, but holds no
 // key, could use.
