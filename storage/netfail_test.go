@@ -42,18 +42,22 @@ func TestNetFail(t *testing.T) {
 		}
 		t.Run(srv.Name, func(t *testing.T) {
 			c, p := storetest.Proxied(t, srv.Config(t))
+			// As hoard's commands use them: with retries. Each store keeps
+			// the timeouts it was opened with.
+			opts := storage.RetryOptions{Initial: 100 * time.Millisecond}
 			old := storage.StallTimeout
 			storage.StallTimeout = netFailStall
-			// Swift has a longer timeout of its own (5 minutes).
+			g := storage.WithRetry(open(t, c), opts)
+			// Swift's transfers have a longer timeout of their own (5
+			// minutes), which its downloads (g) must not wait for.
 			restore := storage.SetSwiftDataTimeout(netFailStall)
-			// As hoard's commands use it: with retries.
-			s := storage.WithRetry(open(t, c), storage.RetryOptions{Initial: 100 * time.Millisecond})
-			storage.StallTimeout = old // the store keeps the value it was opened with
+			s := storage.WithRetry(open(t, c), opts)
+			storage.StallTimeout = old
 			restore()
 			t.Run("PutCut", func(t *testing.T) { testPutCut(t, s, p) })
 			t.Run("CreateCut", func(t *testing.T) { testCreateCut(t, s, p) })
 			t.Run("GetCut", func(t *testing.T) { testGetCut(t, s, p) })
-			t.Run("GetStall", func(t *testing.T) { testGetStall(t, s, p) })
+			t.Run("GetStall", func(t *testing.T) { testGetStall(t, g, p) })
 			t.Run("PutStall", func(t *testing.T) { testPutStall(t, s, p) })
 		})
 	}

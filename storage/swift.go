@@ -41,9 +41,10 @@ var _ Store = (*Swift)(nil)
 type Swift struct {
 	c         *swift.Connection
 	container string
-	prefix    string // object_storage.prefix with a trailing '/', or ""
-	segSize   int64  // bytes per segment of a large object
-	readAhead int    // bytes read before choosing one PUT or segments
+	prefix    string        // object_storage.prefix with a trailing '/', or ""
+	segSize   int64         // bytes per segment of a large object
+	readAhead int           // bytes read before choosing one PUT or segments
+	stall     time.Duration // StallTimeout when opened: downloads' own (stallReader)
 
 	containerOK atomic.Bool // the container answered once
 	secrets     []string
@@ -54,12 +55,12 @@ type Swift struct {
 // a longer one as segments streamed from the source.
 const swiftReadAhead = 32 << 20
 
-// swiftDataTimeout is how long a Swift transfer may move no byte: a
-// download whose server stops sending, or an upload whose server stops
-// taking bytes or whose source stops giving them, fails after it. It is
-// longer than StallTimeout because an upload streams its segments from
-// hoard's source (a basebackup stream, a rate limit), which may pause;
-// HTTP stores send parts already read into memory.
+// swiftDataTimeout is how long a Swift upload may move no byte: one whose
+// server stops taking bytes or whose source stops giving them fails after
+// it. It is longer than StallTimeout because an upload streams its
+// segments from hoard's source (a basebackup stream, a rate limit), which
+// may pause; HTTP stores send parts already read into memory. Downloads
+// fail after StallTimeout (stallReader).
 var swiftDataTimeout = 5 * time.Minute
 
 // swiftDefaultSegment is rohmu's default segment size (3 GiB); Swift's own
@@ -124,6 +125,7 @@ func openSwift(c Config) (*Swift, error) {
 		prefix:    prefix,
 		segSize:   seg,
 		readAhead: int(min(seg, swiftReadAhead)),
+		stall:     StallTimeout,
 		secrets:   []string{c.Key},
 	}, nil
 }
@@ -558,8 +560,10 @@ func (s *Swift) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 	if err := s.auth(ctx); err != nil {
 		return nil, Object{}, fmt.Errorf("open %s: %w", key, err)
 	}
-	f, h, err := s.c.ObjectOpen(ctx, s.container, name, true, nil)
+	rctx, cancel := context.WithCancel(ctx)
+	f, h, err := s.c.ObjectOpen(rctx, s.container, name, true, nil)
 	if err != nil {
+		cancel()
 		return nil, Object{}, s.errorf(ctx, "open", key, err)
 	}
 	// The GET's own headers: the time and size of the bytes read.
@@ -568,13 +572,16 @@ func (s *Swift) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 	if t, err := http.ParseTime(h["Last-Modified"]); err == nil {
 		o.Modified, o.Changed = t, t
 	}
-	return s.named(f, key), o, nil
+	return s.body(f, cancel, key), o, nil
 }
 
-// named makes the read errors of an opened object name it and the
-// container (readError).
-func (s *Swift) named(f io.ReadCloser, key string) io.ReadCloser {
-	return &namedReader{ReadCloser: f, key: key, where: fmt.Sprintf("swift container %q at %s", s.container, s.c.StorageUrl)}
+// body is an opened object's reader, whose request runs under cancel's
+// context: it fails when the server sends no byte for the stall timeout
+// (stallReader), and its read errors name the object and the container
+// (readError).
+func (s *Swift) body(f io.ReadCloser, cancel context.CancelFunc, key string) io.ReadCloser {
+	r := &stallReader{ReadCloser: f, timeout: s.stall, cancel: cancel}
+	return &namedReader{ReadCloser: r, key: key, where: fmt.Sprintf("swift container %q at %s", s.container, s.c.StorageUrl)}
 }
 
 // OpenRange streams length bytes from offset (length < 0: to the end).
@@ -596,11 +603,13 @@ func (s *Swift) OpenRange(ctx context.Context, key string, offset, length int64)
 	if length > 0 {
 		rng += strconv.FormatInt(offset+length-1, 10)
 	}
-	f, _, err := s.c.ObjectOpen(ctx, s.container, name, false, swift.Headers{"Range": rng})
+	rctx, cancel := context.WithCancel(ctx)
+	f, _, err := s.c.ObjectOpen(rctx, s.container, name, false, swift.Headers{"Range": rng})
 	if err != nil {
+		cancel()
 		return nil, s.errorf(ctx, "open", key, err)
 	}
-	return s.named(f, key), nil
+	return s.body(f, cancel, key), nil
 }
 
 // Stat returns the object's size (a large object's total), time and
