@@ -14,6 +14,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 func checkCommand() *cli.Command {
@@ -183,7 +184,16 @@ func checkStorage(ctx context.Context, r *checkReport, env *siteEnv) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkStorageTimeout)
 	defer cancel()
-	key, err := env.archive.Probe(ctx)
+	// The probe goes without hoard's retries (the SDKs keep their own):
+	// a wrong endpoint is reported in seconds, not after a minute of
+	// backoff meant for a daemon riding out an outage.
+	st, err := storage.Open(ctx, env.site.ObjectStorage.StorageConfig())
+	if err != nil {
+		r.fail(step, "%v", err)
+		return false
+	}
+	defer st.Close()
+	key, err := (&archive.Archive{Store: st, Layout: env.archive.Layout}).Probe(ctx)
 	switch {
 	case errors.Is(err, archive.ErrProbeLeft):
 		r.warn(step, "%v: hoard can write but not delete, and retention deletes old backups: grant delete rights on the prefix", err)

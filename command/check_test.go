@@ -139,7 +139,7 @@ func TestCheck_ErrStorage(t *testing.T) {
 	})
 	t.Run("ErrUnreachable", func(t *testing.T) {
 		if testing.Short() {
-			t.Skip("-short: the storage's retries take most of a minute")
+			t.Skip("-short: the S3 SDK's retries take about 10 s")
 		}
 		c := storage.Config{Type: "s3", Region: "us-east-1", BucketName: "hoard-test", AccessKeyID: "hoard", SecretAccessKey: "hoard-secret",
 			Host: "127.0.0.1", Port: testio.FreePort(t)}
