@@ -130,7 +130,12 @@ func (f WALFile) ReadHistory(ctx context.Context) (wal.History, error) {
 // against the name's timeline history (in the archive holding f or a site
 // it moved from); a history file must have been stored by hoard under its
 // name (checkHistory).
-func (f WALFile) Check(ctx context.Context) error {
+func (f WALFile) Check(ctx context.Context) error { return f.CheckSystem(ctx, 0) }
+
+// CheckSystem is Check that also refuses, as FetchWAL with
+// FetchOptions.SystemID does, a segment or .partial whose first page
+// names another system identifier than systemID (0: not checked).
+func (f WALFile) CheckSystem(ctx context.Context, systemID uint64) error {
 	rc, md, err := f.Open(ctx)
 	if err != nil {
 		return err
@@ -142,6 +147,9 @@ func (f WALFile) Check(ctx context.Context) error {
 	}
 	if wal.IsHistoryFile(f.Name) {
 		return f.Archive.checkHistory(ctx, f.Key, f.Name, md)
+	}
+	if err := checkSystemID(f.Name, h, systemID); err != nil {
+		return err
 	}
 	return f.Archive.checkTimelineStart(ctx, f.Name, h, pages)
 }

@@ -16,7 +16,8 @@ import (
 // last rows: its page header fits its name, position and timeline, and
 // its envelope verifies. PostgreSQL would read it as the end of the WAL
 // ("WAL file is from different database system") and promote without
-// those rows; wal-fetch must refuse it (exit 255) so that recovery stops.
+// those rows; wal-fetch must refuse it (exit 255) so that recovery stops,
+// and hoard verify --full must report it.
 func TestRecoveryRefusesOtherSystemWAL(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
 	src, _ := s.startBackedUp(t)
@@ -49,6 +50,11 @@ func TestRecoveryRefusesOtherSystemWAL(t *testing.T) {
 	key := filepath.Join(s.name, "xlog", seg)
 	for _, suffix := range []string{"", ".metadata"} {
 		s.writeFile(filepath.Join(s.storeDir, key+suffix), readFile(t, filepath.Join(otherStore, key+suffix)))
+	}
+	// hoard verify --full, which reports the archive sound or not, names it.
+	out, errOut, verr := s.hoard("verify", "--full")
+	if verr == nil || !strings.Contains(out+errOut, seg) || !strings.Contains(out+errOut, "another database system") {
+		t.Errorf("hoard verify --full after the swap: %v, want a failure naming %s as another system's:\n%s%s", verr, seg, out, errOut)
 	}
 	c, err := pgtest.TryStartDataDir(t, 15, dir, noArchiving)
 	log := refusedRecovery(t, c, err, count, want)

@@ -249,7 +249,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	if o.Full {
-		bad, err := c.segments(ctx, idx, chains, o.Parallel)
+		systems := make([]uint64, len(backups))
+		for i, b := range backups {
+			// PGHoard's backups record none: 0, not checked.
+			systems[i], _ = strconv.ParseUint(b.SystemID, 10, 64)
+		}
+		bad, err := c.segments(ctx, idx, chains, systems, o.Parallel)
 		if err != nil {
 			return nil, err
 		}

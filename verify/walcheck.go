@@ -9,18 +9,25 @@ import (
 )
 
 // segments decodes every stored segment on the chains, once each, and
-// returns the damaged ones with the problem found.
-func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, parallel int) (map[string]string, error) {
-	seen := map[string]bool{}
+// returns the damaged ones with the problem found. systems[i] is the
+// system identifier of chains[i]'s backup (0: unknown): a segment must
+// name it, unless the chains holding it disagree (pg_upgrade into the
+// same site), as wal-fetch requires of what it delivers.
+func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, systems []uint64, parallel int) (map[string]string, error) {
+	system := map[string]uint64{}
 	var names []string
-	for _, ch := range chains {
+	for i, ch := range chains {
 		if ch == nil {
 			continue
 		}
 		for _, n := range ch.Segments {
-			if !seen[n] {
-				seen[n] = true
+			id, seen := system[n]
+			switch {
+			case !seen:
 				names = append(names, n)
+				system[n] = systems[i]
+			case id != systems[i]:
+				system[n] = 0
 			}
 		}
 	}
@@ -34,7 +41,7 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 		}
 		f := idx.file(name)
 		g.Go(func() error {
-			err := f.Check(gctx)
+			err := f.CheckSystem(gctx, system[name])
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
