@@ -216,6 +216,11 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 		s.log.Info().Msg("restore test due but the site has no basebackup yet")
 		return nil, true
 	}
+	// The test restores what hoard restore would choose, among the backups
+	// whose metadata authenticates where any does (archive.Trusted): a
+	// planted backup claiming to be newer is neither the one named as
+	// starting nor one the test passed over (passedOver).
+	bs = archive.Trusted(bs)
 	rt := s.site.RestoreTest
 	if rt.Dir != "" {
 		// The server's user must be able to reach its scratch directory
@@ -251,7 +256,7 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 }
 
 // passedOver fails a passing test that restored an older backup than the
-// newest one listed (bs, oldest first) when it started. The restore
+// newest one listed (bs, oldest first, archive.Trusted) when it started. The restore
 // chooses as hoard restore does, and passes over a backup that cannot
 // reach the end of the archive (its incremental chain is broken, or the
 // archive's timeline does not descend from it); a restore of an older

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -345,5 +347,41 @@ func TestSupervisor_restoreTestOncePassedOver(t *testing.T) {
 	sup2 := newSupervisor(testDaemon(t), restoreTestSite(t.TempDir(), time.Hour, &fakeRestoreTests{}))
 	if r, _ := sup2.restoreTestOnce(context.Background(), archiveWithBackup(t)); r == nil || !r.passed() {
 		t.Errorf("status with one backup = %+v, want passed", r)
+	}
+}
+
+// TestSupervisor_restoreTestOncePlanted: in a site whose backups are
+// signed, a planted backup without a valid metadata HMAC that claims to be
+// newer is not the newest the test must restore: a test that restored
+// the newest authenticated backup (as restore chooses) passes, where it
+// failed naming the planted one as passed over and raised the alert.
+func TestSupervisor_restoreTestOncePlanted(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &archive.Codec{KeyID: "k1", PublicKey: &key.PublicKey}
+	arch := &archive.Archive{Store: storage.NewMem(), Codec: c, Site: "test"}
+	put := func(name string, b *archive.BackupInfo, sign bool) {
+		md := b.ToMetadata()
+		if sign {
+			if err := c.SignBackup(name, md); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := arch.Store.Put(context.Background(), arch.Layout.BackupKey(name), strings.NewReader("x"), md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("2024-05-01_0", &archive.BackupInfo{StartTime: time.Now().Add(-time.Hour), StartWALSegment: "000000010000000000000002"}, true)
+	put("2099-01-01_0", &archive.BackupInfo{StartTime: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), StartWALSegment: "000000010000001000000000"}, false)
+	d := testDaemon(t)
+	sup := newSupervisor(d, restoreTestSite(t.TempDir(), time.Hour, &fakeRestoreTests{}))
+	r, skip := sup.restoreTestOnce(context.Background(), arch)
+	if skip || r == nil || !r.passed() {
+		t.Fatalf("restoreTestOnce = %+v, skip %v; want the test of 2024-05-01_0 passed", r, skip)
+	}
+	if _, err := os.Stat(filepath.Join(d.opts.AlertDir, AlertRestoreTest)); !os.IsNotExist(err) {
+		t.Errorf("alert raised: %v", err)
 	}
 }
