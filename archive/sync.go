@@ -49,8 +49,9 @@ type SyncResult struct {
 	// looked at (the newest backup's start segment, or the oldest local).
 	Newest string `json:"newest_local_segment"`
 	Oldest string `json:"oldest_local_segment"`
-	// Backup is the newest backup, whose start bounds the sync; nil when
-	// the site has none. The archive's WAL must be continuous from its
+	// Backup is the newest backup (of those whose metadata authenticates,
+	// where any does: Trusted), whose start bounds the sync; nil when the
+	// site has none. The archive's WAL must be continuous from its
 	// start (verify.CheckContinuity).
 	Backup *BackupInfo `json:"-"`
 }
@@ -119,6 +120,10 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 		return nil, err
 	}
 	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}}
+	// The newest backup whose metadata authenticates where any does: a
+	// planted backup claiming to start far ahead would leave every local
+	// segment unlooked at.
+	backups = Trusted(backups)
 	var from uint64
 	if len(backups) > 0 {
 		res.Backup = backups[len(backups)-1]

@@ -1,11 +1,14 @@
 package verify
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -94,6 +97,43 @@ func TestSync_CheckContinuity(t *testing.T) {
 			t.Errorf("%d hash checks with checks off", res.HashChecked)
 		}
 	})
+}
+
+// TestSync_PlantedBackup: a backup planted without a valid metadata HMAC,
+// claiming to be newer and to start far ahead, does not bound archive-sync:
+// it syncs from the newest authenticated backup's start, stores the
+// segments the archive lacks, and reports that backup, where it looked at
+// no segment at all and reported the planted one.
+func TestSync_PlantedBackup(t *testing.T) {
+	ctx := context.Background()
+	a := encryptedArchive(t)
+	putBackup(t, a, "b1", 1, 3, 3, t0)
+	putBackup(t, a, "b2", 1, 0x100, 0x100, t0.Add(time.Hour))
+	rc, o, err := a.Store.Open(ctx, a.Layout.BackupKey("b2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(o.Metadata, archive.MetaBackupMAC)
+	if err := a.Store.Put(ctx, a.Layout.BackupKey("b2"), bytes.NewReader(data), o.Metadata); err != nil {
+		t.Fatal(err)
+	}
+	putSegments(t, a, 1, 3, 3)
+
+	res, err := a.Sync(ctx, archive.SyncOptions{PGData: localWAL(t, 1, 5), MaxHashChecks: -1, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backup == nil || res.Backup.Name != "b1" {
+		t.Errorf("sync bounded by backup %v, want b1", res.Backup)
+	}
+	if want := []string{seg(1, 4), "00000002.history"}; !slices.Equal(res.Pushed, want) {
+		t.Errorf("pushed %v, want %v", res.Pushed, want)
+	}
 }
 
 // TestSync_PGVersion: the files Sync stores carry the pg-version its
