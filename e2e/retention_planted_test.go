@@ -3,13 +3,12 @@ package e2e
 import (
 	"context"
 	"errors"
-	"io"
-	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -35,7 +34,7 @@ func TestRetention_PlantedBackupPublicKeyOnly(t *testing.T) {
 	ctx := context.Background()
 	st := storage.NewLocal(s.storeDir)
 	l := archive.Layout{Prefix: s.name}
-	copyObject := func(from, to string, edit func(storage.Metadata)) { plantCopy(t, st, from, to, edit) }
+	copyObject := func(from, to string, edit func(storage.Metadata)) { archivetest.PlantCopy(t, st, from, to, edit) }
 	var chunkKeys []string
 	err := st.List(ctx, l.Dir(archive.BasebackupChunkDir)+real.Name+"/", func(o storage.Object) error {
 		chunkKeys = append(chunkKeys, o.Key)
@@ -102,27 +101,6 @@ func TestRetention_PlantedBackupPublicKeyOnly(t *testing.T) {
 	}
 	if !strings.Contains(out, l.SignedMarkerKey()) {
 		t.Errorf("retention output does not name %s:\n%s", l.SignedMarkerKey(), out)
-	}
-}
-
-// plantCopy stores a copy of object from under key to, its metadata
-// changed by edit, as a writer of the bucket without keys can.
-func plantCopy(t *testing.T, st storage.Store, from, to string, edit func(storage.Metadata)) {
-	t.Helper()
-	ctx := context.Background()
-	rc, o, err := st.Open(ctx, from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := maps.Clone(o.Metadata)
-	edit(md)
-	if err := st.Put(ctx, to, strings.NewReader(string(data)), md); err != nil {
-		t.Fatal(err)
 	}
 }
 

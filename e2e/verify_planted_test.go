@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -22,7 +23,7 @@ func TestVerify_RestorePlantedBackup(t *testing.T) {
 	st := storage.NewLocal(s.storeDir)
 	l := archive.Layout{Prefix: s.name}
 	fake := "2099-01-01_00-00_0"
-	plantCopy(t, st, l.BackupKey(real), l.BackupKey(fake), func(md storage.Metadata) {
+	archivetest.PlantCopy(t, st, l.BackupKey(real), l.BackupKey(fake), func(md storage.Metadata) {
 		md[archive.MetaStartTime] = "2099-01-01T00:00:00+00:00"
 		md[archive.MetaPGVersion] = "990000"
 		delete(md, archive.MetaBackupMAC)
@@ -47,7 +48,7 @@ func TestVerify_RestoreAlteredVersion(t *testing.T) {
 	_, real := s.startBackedUp(t)
 	st := storage.NewLocal(s.storeDir)
 	key := archive.Layout{Prefix: s.name}.BackupKey(real)
-	plantCopy(t, st, key, key, func(md storage.Metadata) { md[archive.MetaPGVersion] = "140000" })
+	archivetest.PlantCopy(t, st, key, key, func(md storage.Metadata) { md[archive.MetaPGVersion] = "140000" })
 	pgtest.Chown(t, s.storeDir)
 
 	out := s.mustHoard("verify", "--restore")

@@ -1,9 +1,7 @@
 package verify
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // localWAL writes a pg_wal with segments from..to of timeline 1 (the last
@@ -109,19 +109,9 @@ func TestSync_PlantedBackup(t *testing.T) {
 	a := encryptedArchive(t)
 	putBackup(t, a, "b1", 1, 3, 3, t0)
 	putBackup(t, a, "b2", 1, 0x100, 0x100, t0.Add(time.Hour))
-	rc, o, err := a.Store.Open(ctx, a.Layout.BackupKey("b2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	delete(o.Metadata, archive.MetaBackupMAC)
-	if err := a.Store.Put(ctx, a.Layout.BackupKey("b2"), bytes.NewReader(data), o.Metadata); err != nil {
-		t.Fatal(err)
-	}
+	archivetest.PlantCopy(t, a.Store, a.Layout.BackupKey("b2"), a.Layout.BackupKey("b2"), func(md storage.Metadata) {
+		delete(md, archive.MetaBackupMAC)
+	})
 	putSegments(t, a, 1, 3, 3)
 
 	res, err := a.Sync(ctx, archive.SyncOptions{PGData: localWAL(t, 1, 5), MaxHashChecks: -1, Logger: zerolog.Nop()})

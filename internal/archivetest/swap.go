@@ -1,7 +1,10 @@
 package archivetest
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"maps"
 	"path"
 	"strings"
 	"testing"
@@ -61,13 +64,27 @@ func chunkNumber(key string) string {
 // CopyObject stores the object from, bytes and metadata, under key to.
 func CopyObject(t testing.TB, st storage.Store, from, to string) {
 	t.Helper()
+	PlantCopy(t, st, from, to, func(storage.Metadata) {})
+}
+
+// PlantCopy stores a copy of the object from under key to (which may be
+// from itself), its metadata changed by edit, as a writer of the bucket
+// without keys can.
+func PlantCopy(t testing.TB, st storage.Store, from, to string, edit func(storage.Metadata)) {
+	t.Helper()
 	ctx := context.Background()
 	rc, o, err := st.Open(ctx, from)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
-	if err := st.Put(ctx, to, rc, o.Metadata); err != nil {
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := maps.Clone(o.Metadata)
+	edit(md)
+	if err := st.Put(ctx, to, bytes.NewReader(data), md); err != nil {
 		t.Fatalf("copy %s over %s: %v", from, to, err)
 	}
 }
