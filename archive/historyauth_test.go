@@ -185,3 +185,30 @@ func TestArchive_HistoryAuth(t *testing.T) {
 		ok(t, a, three)
 	})
 }
+
+// TestCopy_SignedHistories: archive-copy into a site of another name
+// keeps the history files' HMACs and the marker valid there.
+func TestCopy_SignedHistories(t *testing.T) {
+	src := walTestArchive(t, true)
+	src.Codec.RequireEncryption = true
+	pushHistories(t, src)
+	dst := &Archive{Store: storage.NewMem(), Codec: &Codec{PrivateKeys: src.Codec.PrivateKeys, RequireEncryption: true},
+		Layout: Layout{Prefix: "copy"}, Site: "copy"}
+	res, err := Copy(context.Background(), CopyOptions{From: src, To: dst})
+	if err != nil || len(res.Failed) > 0 {
+		t.Fatalf("copy: %v, failed %v", err, res.Failed)
+	}
+	for _, name := range []string{"00000002.history", "00000003.history"} {
+		if rerr, ferr := readAndFetch(t, dst, name); rerr != nil || ferr != nil {
+			t.Fatalf("%s in the copy: read: %v, fetch: %v", name, rerr, ferr)
+		}
+	}
+	moveObject(t, dst, dst.Layout.WALKey("00000002.history"), dst.Layout.WALKey("00000003.history"),
+		unsignedMetadata(t, dst, dst.Layout.WALKey("00000002.history")))
+	if _, err := dst.Store.Stat(context.Background(), dst.Layout.SignedHistoriesKey()); err != nil {
+		t.Fatalf("marker not copied: %v", err)
+	}
+	if rerr, _ := readAndFetch(t, dst, "00000003.history"); !errors.Is(rerr, ErrHistoryNotAuthentic) {
+		t.Fatalf("stripped history in the copy: %v, want %v", rerr, ErrHistoryNotAuthentic)
+	}
+}
