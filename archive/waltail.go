@@ -251,8 +251,10 @@ func parseDataSize(key, v string) (int64, error) {
 const DefaultSegmentSize = 16 << 20
 
 // NewestSegmentSize returns the WAL segment size of the newest backup in
-// bs, DefaultSegmentSize when there is none.
+// bs that Trusted keeps (a planted backup does not decide it where an
+// authenticated one exists), DefaultSegmentSize when there is none.
 func NewestSegmentSize(bs []*BackupInfo) uint64 {
+	bs = Trusted(bs)
 	if len(bs) == 0 {
 		return DefaultSegmentSize
 	}

@@ -240,3 +240,28 @@ func TestWALListing_End(t *testing.T) {
 		t.Fatalf("End = %+v, want the .partial's data end", e)
 	}
 }
+
+// A planted backup (no metadata HMAC) listed as the newest must not decide
+// the segment size that list and verify read the WAL's end with, where an
+// authenticated backup exists: its segment size is the site's.
+func TestNewestSegmentSize_Trusted(t *testing.T) {
+	signed := &BackupInfo{Name: "2024-03-07_10-00_0", WALSegmentSize: 16 << 20, Auth: AuthOK}
+	planted := &BackupInfo{Name: "2099-01-01_00-00_0", WALSegmentSize: 1 << 20, Auth: AuthNone}
+	tests := []struct {
+		name string
+		bs   []*BackupInfo
+		want uint64
+	}{
+		{"None", nil, DefaultSegmentSize},
+		{"Signed", []*BackupInfo{signed}, 16 << 20},
+		{"PlantedNewer", []*BackupInfo{signed, planted}, 16 << 20},
+		{"NoneAuthenticated", []*BackupInfo{planted}, 1 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NewestSegmentSize(tt.bs); got != tt.want {
+				t.Errorf("NewestSegmentSize = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
