@@ -52,11 +52,13 @@ func unsignedMetadata(tb testing.TB, a *Archive, key string) storage.Metadata {
 func pushHistories(tb testing.TB, a *Archive) {
 	tb.Helper()
 	dir := tb.TempDir()
-	for name, body := range map[string]string{
-		"00000002.history": "1\t0/5000000\tno recovery target specified\n",
-		"00000003.history": "1\t0/5000000\tno recovery target specified\n2\t0/8000000\tno recovery target specified\n",
+	// In timeline order, as PostgreSQL archives them: the marker names
+	// the first one pushed.
+	for _, h := range []struct{ name, body string }{
+		{"00000002.history", "1\t0/5000000\tno recovery target specified\n"},
+		{"00000003.history", "1\t0/5000000\tno recovery target specified\n2\t0/8000000\tno recovery target specified\n"},
 	} {
-		if _, err := a.PushWAL(context.Background(), writeWALFile(tb, dir, name, []byte(body)), PushOptions{}); err != nil {
+		if _, err := a.PushWAL(context.Background(), writeWALFile(tb, dir, h.name, []byte(h.body)), PushOptions{}); err != nil {
 			tb.Fatal(err)
 		}
 	}
