@@ -148,6 +148,19 @@ func Trusted(bs []*BackupInfo) []*BackupInfo {
 	return out
 }
 
+// NewestTrusted returns the newest of the backups Trusted keeps (bs is
+// oldest first, as the listings give it), nil when bs is empty. The
+// daemon's backup-age alert, check's archive step and archive-sync's
+// starting point go by it: a planted backup claiming to be new stands
+// for the site only where no backup authenticates.
+func NewestTrusted(bs []*BackupInfo) *BackupInfo {
+	bs = Trusted(bs)
+	if len(bs) == 0 {
+		return nil
+	}
+	return bs[len(bs)-1]
+}
+
 // Untrusted returns the backups of bs that Trusted leaves out, oldest
 // first as bs is.
 func Untrusted(bs []*BackupInfo) []*BackupInfo {

@@ -88,3 +88,28 @@ func TestCodec_SignBackupWithoutKeys(t *testing.T) {
 		}
 	}
 }
+
+// NewestTrusted passes over a planted backup listed as the newest where
+// an authenticated one exists, and falls back to the newest listed one
+// where none authenticates.
+func TestNewestTrusted(t *testing.T) {
+	signed := &BackupInfo{Name: "2024-03-07_10-00_0", Auth: AuthOK}
+	planted := &BackupInfo{Name: "2099-01-01_00-00_0", Auth: AuthNone}
+	tests := []struct {
+		name string
+		bs   []*BackupInfo
+		want *BackupInfo
+	}{
+		{"None", nil, nil},
+		{"Signed", []*BackupInfo{signed}, signed},
+		{"PlantedNewer", []*BackupInfo{signed, planted}, signed},
+		{"NoneAuthenticated", []*BackupInfo{planted}, planted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NewestTrusted(tt.bs); got != tt.want {
+				t.Errorf("NewestTrusted = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

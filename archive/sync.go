@@ -123,10 +123,9 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 	// The newest backup whose metadata authenticates where any does: a
 	// planted backup claiming to start far ahead would leave every local
 	// segment unlooked at.
-	backups = Trusted(backups)
+	res.Backup = NewestTrusted(backups)
 	var from uint64
-	if len(backups) > 0 {
-		res.Backup = backups[len(backups)-1]
+	if res.Backup != nil {
 		if s, err := res.Backup.StartSegment(); err == nil {
 			from = s.No
 		}

@@ -254,11 +254,11 @@ const DefaultSegmentSize = 16 << 20
 // bs that Trusted keeps (a planted backup does not decide it where an
 // authenticated one exists), DefaultSegmentSize when there is none.
 func NewestSegmentSize(bs []*BackupInfo) uint64 {
-	bs = Trusted(bs)
-	if len(bs) == 0 {
+	b := NewestTrusted(bs)
+	if b == nil {
 		return DefaultSegmentSize
 	}
-	return bs[len(bs)-1].SegmentSize()
+	return b.SegmentSize()
 }
 
 // WALEnd lists a's WAL (with the sites it moved from) and returns the

@@ -15,7 +15,7 @@ import (
 
 // newestBackup returns the site's newest backup (nil when it has none),
 // and false when the listing failed (which it reports). It chooses as restore does
-// (archive.Trusted): when some backups' metadata authenticates, only
+// (archive.NewestTrusted): when some backups' metadata authenticates, only
 // those count, so that a backup someone without the key planted cannot
 // stand for the site's cluster.
 func newestBackup(ctx context.Context, r *checkReport, env *siteEnv) (*archive.BackupInfo, bool) {
@@ -27,11 +27,7 @@ func newestBackup(ctx context.Context, r *checkReport, env *siteEnv) (*archive.B
 	for _, d := range bs.Damaged {
 		r.warn("archive", "backup %s: its metadata cannot be read (%v): restore never chooses it", d.Name, d.Err)
 	}
-	trusted := archive.Trusted(bs.Sound)
-	if len(trusted) == 0 {
-		return nil, true
-	}
-	return trusted[len(trusted)-1], true
+	return archive.NewestTrusted(bs.Sound), true
 }
 
 // checkArchive reports the newest backup's age against the schedule and

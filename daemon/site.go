@@ -324,11 +324,10 @@ func (s *supervisor) maintenance() bool {
 
 // noteBackups records the listing in the status and metrics.
 func (s *supervisor) noteBackups(bs []*archive.BackupInfo) {
-	var last *archive.BackupInfo
 	// A planted backup that claims to be new would silence the alert on
 	// the newest backup's age: where some authenticate, only they count.
-	if trusted := archive.Trusted(bs); len(trusted) > 0 {
-		last = trusted[len(trusted)-1]
+	last := archive.NewestTrusted(bs)
+	if last != nil {
 		end := last.EndTime
 		if end.IsZero() {
 			end = last.StartTime
