@@ -140,12 +140,20 @@ func TestCopy_ErrConflict(t *testing.T) {
 	if err := dst.Store.Put(ctx, k, strings.NewReader("other"), storage.Metadata{"format": "x"}); err != nil {
 		t.Fatal(err)
 	}
+	copyOneConflict(ctx, t, src, dst, len(plain), k, "conflicting object")
+}
+
+// copyOneConflict copies src (of n objects) into dst, whose object k
+// holds "other" where src has segment 2: Copy must report that one
+// conflict, copy the rest and leave k (named what in failures) alone.
+func copyOneConflict(ctx context.Context, t *testing.T, src, dst *Archive, n int, k, what string) {
+	t.Helper()
 	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
-	if err != nil || !cmp.Equal(res.Conflicts, []string{"src/xlog/000000010000000000000002"}) || res.Copied != len(plain)-1 {
+	if err != nil || !cmp.Equal(res.Conflicts, []string{"src/xlog/000000010000000000000002"}) || res.Copied != n-1 {
 		t.Fatalf("Copy = %+v, %v; want one conflict and the rest copied", res, err)
 	}
 	if got := storedBytes(t, dst.Store, "dst/xlog/")[k]; got != "other" {
-		t.Errorf("conflicting object = %q, want it left alone", got)
+		t.Errorf("%s = %q, want it left alone", what, got)
 	}
 }
 
@@ -302,13 +310,7 @@ func TestCopy_ErrConflictRace(t *testing.T) {
 	src, plain := copySource(t)
 	const k = "dst/xlog/000000010000000000000002"
 	dst := &Archive{Store: &racingStore{Store: storage.NewMem(), key: k}, Codec: &Codec{}, Layout: Layout{Prefix: "dst"}, Site: "dst"}
-	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
-	if err != nil || !cmp.Equal(res.Conflicts, []string{"src/xlog/000000010000000000000002"}) || res.Copied != len(plain)-1 {
-		t.Fatalf("Copy = %+v, %v; want one conflict and the rest copied", res, err)
-	}
-	if got := storedBytes(t, dst.Store, "dst/xlog/")[k]; got != "other" {
-		t.Errorf("object stored by the other writer = %q, want it left alone", got)
-	}
+	copyOneConflict(ctx, t, src, dst, len(plain), k, "object stored by the other writer")
 }
 
 // racingStore stores "other" under key just before the first upload of
