@@ -83,6 +83,34 @@ func restoreDeltaBackup(t *testing.T, a *archive.Archive, name string, major int
 	return c
 }
 
+// deltaOptions returns the options of a delta backup of c into a that
+// the tests share: files of 256 KiB or more stored as delta objects, two
+// workers, staging in a directory of the test's, warnings logged to it.
+// A test sets what it does differently on the copy it gets.
+func deltaOptions(t *testing.T, c *pgtest.Cluster, a *archive.Archive) Options {
+	t.Helper()
+	return Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
+		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+}
+
+// stagedLog records the files a delta backup reads from their start
+// (Options.storeRead at offset 0): those it stores in one read.
+type stagedLog struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (s *stagedLog) record(path string, off int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off == 0 {
+		s.paths = append(s.paths, path)
+	}
+}
+
 // TestRunDelta_TwoBackups takes two delta backups of a cluster, with one
 // table changed between them: the second stores delta objects for the
 // changed files only (the unchanged large files' objects are reused,
@@ -102,11 +130,9 @@ func testRunDelta(t *testing.T, major int) {
 	still := c.QueryString(t, "select pg_relation_filepath('still')")
 	changes := c.QueryString(t, "select pg_relation_filepath('changes')")
 	a := encryptedArchive(t, compress.Zstd)
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, DeltaChunkSize: 1 << 20, BasebackupMode: "delta",
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
+	opts := deltaOptions(t, c, a)
+	opts.DeltaChunkSize = 1 << 20
+	opts.BasebackupMode = "delta"
 	b1, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatalf("first backup: %v", err)
@@ -228,11 +254,8 @@ func TestRunDelta_RetentionConcurrent(t *testing.T) {
 	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
 	c.Exec(t, "create table t as select g as i from generate_series(1, 1000) g")
 	a := encryptedArchive(t, compress.Zstd)
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta",
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
+	opts := deltaOptions(t, c, a)
+	opts.BasebackupMode = "delta"
 	b0, x := backupsABA(ctx, t, c, opts)
 	var plan archive.RetentionPlan
 	opts.afterBundles = func() {
@@ -315,10 +338,9 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 	// plans retention (basebackup_count 1): b0 and x go.
 	setup := func(t *testing.T) (*archive.Archive, Options, string, archive.RetentionPlan) {
 		a := encryptedArchive(t, compress.Zstd)
-		opts := Options{
-			ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-			Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(), Logger: log,
-		}
+		opts := deltaOptions(t, c, a)
+		opts.BasebackupMode = "delta"
+		opts.Logger = log
 		_, x := backupsABA(ctx, t, c, opts)
 		plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
 		if err != nil {
@@ -485,17 +507,15 @@ func TestRunDelta_FileChangesWhileStored(t *testing.T) {
 	a.Store = noDeltaDelete{Store: a.Store, prefix: a.Layout.Dir(archive.DeltaDir)}
 	staging := filepath.Join(t.TempDir(), "staging")
 	var change bool
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, Parallel: 1, DeltaMinFileSize: 256 << 10, TempDir: staging,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-		beforeStore: func(path string) {
-			if change && path == blob {
-				if err := os.WriteFile(blob, []byte(changed), 0o600); err != nil {
-					t.Error(err)
-				}
+	opts := deltaOptions(t, c, a)
+	opts.Parallel = 1
+	opts.TempDir = staging
+	opts.beforeStore = func(path string) {
+		if change && path == blob {
+			if err := os.WriteFile(blob, []byte(changed), 0o600); err != nil {
+				t.Error(err)
 			}
-		},
+		}
 	}
 	if _, err := Run(ctx, opts); err != nil {
 		t.Fatal(err)
@@ -599,21 +619,19 @@ func TestRunDelta_ChangesDuringSingleRead(t *testing.T) {
 	var rewritten int
 	var mu sync.Mutex
 	a := localArchive(t)
-	info, err := Run(ctx, Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-		storeRead: func(path string, off int64) {
-			mu.Lock()
-			defer mu.Unlock()
-			if path == blob && off == readBufferSize {
-				rewritten++
-				if err := os.WriteFile(blob, newer, 0o600); err != nil {
-					t.Error(err)
-				}
+	opts := deltaOptions(t, c, a)
+	opts.NoWait = true
+	opts.storeRead = func(path string, off int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if path == blob && off == readBufferSize {
+			rewritten++
+			if err := os.WriteFile(blob, newer, 0o600); err != nil {
+				t.Error(err)
 			}
-		},
-	})
+		}
+	}
+	info, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -671,20 +689,10 @@ func TestRunDelta_HintChangedSameBytes(t *testing.T) {
 	a := localArchive(t)
 	store := &createLog{Store: a.Store}
 	a.Store = store
-	var staged []string
-	var mu sync.Mutex
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-		storeRead: func(path string, off int64) {
-			mu.Lock()
-			defer mu.Unlock()
-			if off == 0 {
-				staged = append(staged, path)
-			}
-		},
-	}
+	staged := &stagedLog{}
+	opts := deltaOptions(t, c, a)
+	opts.NoWait = true
+	opts.storeRead = staged.record
 	if _, err := Run(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -698,13 +706,13 @@ func TestRunDelta_HintChangedSameBytes(t *testing.T) {
 	if err := os.Chtimes(blob, later, later); err != nil {
 		t.Fatal(err)
 	}
-	staged, store.keys = nil, nil
+	staged.paths, store.keys = nil, nil
 	info, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(staged, blob) {
-		t.Errorf("the rewritten file was not stored in one read: staged %v", staged)
+	if !slices.Contains(staged.paths, blob) {
+		t.Errorf("the rewritten file was not stored in one read: staged %v", staged.paths)
 	}
 	if slices.Contains(store.keys, key) {
 		t.Errorf("%s uploaded again though it existed", key)
@@ -739,11 +747,8 @@ func TestRunDelta_ForgedPrevious(t *testing.T) {
 		pgtest.Chown(t, p)
 	}
 	a := localArchive(t)
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
+	opts := deltaOptions(t, c, a)
+	opts.NoWait = true
 	b1, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -854,11 +859,9 @@ func TestRunDelta_Tablespace(t *testing.T) {
 				t.Fatalf("tablespace files %s, %s", big, small)
 			}
 			a := encryptedArchive(t, compress.Zstd)
-			info, err := Run(ctx, Options{
-				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-				Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
-				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-			})
+			opts := deltaOptions(t, c, a)
+			opts.BasebackupMode = "delta"
+			info, err := Run(ctx, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -921,11 +924,8 @@ func testRunDeltaRetentionPublicKeyOnly(t *testing.T, major int) {
 	full := a.Codec
 	pub := &archive.Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, RequireEncryption: true, Host: full.Host}
 	a.Codec = pub
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
+	opts := deltaOptions(t, c, a)
+	opts.BasebackupMode = "delta"
 	var bs []*archive.BackupInfo
 	for i, upd := range []string{"", "update t set h = 'changed' where i % 3 = 0", "update t set h = 'again' where i % 5 = 0"} {
 		if upd != "" {
@@ -1072,20 +1072,11 @@ func TestRunDelta_HintFile(t *testing.T) {
 	store := &createLog{Store: a.Store}
 	a.Store = store
 	hint := filepath.Join(t.TempDir(), "site", "delta_hint.json")
-	var staged []string
-	var mu sync.Mutex
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(), DeltaHintFile: hint,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-		storeRead: func(path string, off int64) {
-			mu.Lock()
-			defer mu.Unlock()
-			if off == 0 {
-				staged = append(staged, path)
-			}
-		},
-	}
+	staged := &stagedLog{}
+	opts := deltaOptions(t, c, a)
+	opts.NoWait = true
+	opts.DeltaHintFile = hint
+	opts.storeRead = staged.record
 	b1, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -1100,12 +1091,12 @@ func TestRunDelta_HintFile(t *testing.T) {
 	}
 	key := a.Layout.DeltaKey(deltaDigestOf(data))
 	touch(time.Minute)
-	staged, store.keys = nil, nil
+	staged.paths, store.keys = nil, nil
 	if _, err := Run(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(staged, blob) {
-		t.Errorf("with the hint file, the touched file was not stored in one read: staged %v", staged)
+	if !slices.Contains(staged.paths, blob) {
+		t.Errorf("with the hint file, the touched file was not stored in one read: staged %v", staged.paths)
 	}
 	if slices.Contains(store.keys, key) {
 		t.Errorf("%s uploaded again though it existed", key)
@@ -1120,11 +1111,11 @@ func TestRunDelta_HintFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	touch(2 * time.Minute)
-	staged = nil
+	staged.paths = nil
 	if _, err := Run(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(staged, blob) {
-		t.Errorf("a hint naming another backup was used: staged %v", staged)
+	if slices.Contains(staged.paths, blob) {
+		t.Errorf("a hint naming another backup was used: staged %v", staged.paths)
 	}
 }

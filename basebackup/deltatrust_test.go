@@ -93,11 +93,9 @@ func TestRunDelta_PlantedObject(t *testing.T) {
 			if tc.pubOnly {
 				a.Codec = &archive.Codec{Compression: full.Compression, KeyID: full.KeyID, PublicKey: full.PublicKey, Host: full.Host}
 			}
-			b, err := Run(ctx, Options{
-				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-				Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
-				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-			})
+			opts := deltaOptions(t, c, a)
+			opts.BasebackupMode = "delta"
+			b, err := Run(ctx, opts)
 			if err != nil {
 				t.Fatalf("backup: %v", err)
 			}
@@ -159,11 +157,8 @@ func TestRunDelta_TrustedNotRead(t *testing.T) {
 			a := encryptedArchive(t, compress.Snappy)
 			store := deltaOpenLog(a.Store)
 			a.Store = store
-			opts := Options{
-				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-				Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
-				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-			}
+			opts := deltaOptions(t, c, a)
+			opts.NoWait = true
 			_, aKey := backupsABA(ctx, t, c, opts)
 			if pubOnly {
 				pub := *a.Codec
@@ -193,11 +188,9 @@ func TestRunDelta_TrustedNotRead(t *testing.T) {
 		if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(data), int64(len(data)), storage.Metadata{archive.MetaFormat: archive.FormatDeltaV2}); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Run(ctx, Options{
-			ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-			Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
-			Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-		})
+		opts := deltaOptions(t, c, a)
+		opts.NoWait = true
+		_, err := Run(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,11 +243,9 @@ func TestRunDelta_PlantedDuringCreate(t *testing.T) {
 			key := a.Layout.DeltaKey(deltaDigestOf(data))
 			store := &plantOnCreate{Store: a.Store, key: key}
 			a.Store = store
-			b, err := Run(ctx, Options{
-				ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-				Fast: true, NoWait: true, Parallel: 2, DeltaMinFileSize: 256 << 10, TempDir: t.TempDir(),
-				Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-			})
+			opts := deltaOptions(t, c, a)
+			opts.NoWait = true
+			b, err := Run(ctx, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -290,11 +281,8 @@ func TestRunDelta_UnlistedObjectStoredAgain(t *testing.T) {
 	data := plantBlob(t, c, "o")
 	a := encryptedArchive(t, compress.LZ4)
 	full := a.Codec
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, Parallel: 2, DeltaMinFileSize: 256 << 10, BasebackupMode: "delta", TempDir: t.TempDir(),
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
+	opts := deltaOptions(t, c, a)
+	opts.BasebackupMode = "delta"
 	older, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatalf("first backup: %v", err)

@@ -32,10 +32,11 @@ func TestRun_DeltaStagingDiskFull(t *testing.T) {
 	}
 	pgtest.Chown(t, blob)
 	a := localArchive(t)
-	opts := Options{
-		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeDelta, PGData: c.DataDir,
-		Fast: true, NoWait: true, Parallel: 1, DeltaMinFileSize: 256 << 10, TempDir: staging, Logger: zerolog.Nop(),
-	}
+	opts := deltaOptions(t, c, a)
+	opts.NoWait = true
+	opts.Parallel = 1
+	opts.TempDir = staging
+	opts.Logger = zerolog.Nop()
 	_, err := Run(ctx, opts)
 	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), staging) {
 		t.Fatalf("Run = %v, want ENOSPC naming %s", err, staging)
