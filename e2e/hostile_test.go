@@ -87,11 +87,8 @@ func (s *hostileSite) restoreAll(t *testing.T, stored func()) {
 	var runs []run
 	for _, c := range hostile.Cases(hostile.Env{Parent: "/nonexistent"}) {
 		e := s.env()
-		for _, cc := range hostile.Cases(e) {
-			if cc.Name == c.Name {
-				runs = append(runs, run{c: cc, e: e, s: hostile.Put(t, s.a, cc.Backup)})
-			}
-		}
+		cc := hostile.Named(t, e, c.Name)
+		runs = append(runs, run{c: cc, e: e, s: hostile.Put(t, s.a, cc.Backup)})
 	}
 	benign := hostile.Put(t, s.a, hostile.Benign())
 	stored()
@@ -137,12 +134,7 @@ func (s *hostileSite) verifyRestore(t *testing.T) {
 	for _, name := range []string{"SymlinkRecoverySignal", "SymlinksInnerFirst", "SymlinkPrefetchSpool", "HardLinkOutside", "GNUSparse"} {
 		t.Run("verify-restore/"+name, func(t *testing.T) {
 			e := s.env()
-			var c hostile.Case
-			for _, cc := range hostile.Cases(e) {
-				if cc.Name == name {
-					c = cc
-				}
-			}
+			c := hostile.Named(t, e, name)
 			c.Backup.Name = strings.Replace(c.Backup.Name, "03-00", "04-00", 1)
 			st := hostile.Put(t, s.a, c.Backup)
 			pgtest.Chown(t, s.storeDirOf(t))

@@ -63,13 +63,7 @@ func TestRun_Hostile(t *testing.T) {
 	for _, c := range hostile.Cases(hostile.NewEnv(t)) {
 		t.Run(c.Name, func(t *testing.T) {
 			e := hostile.NewEnv(t)
-			// The cases aim at their Env's paths: build them again for
-			// this one.
-			for _, cc := range hostile.Cases(e) {
-				if cc.Name == c.Name {
-					c = cc
-				}
-			}
+			c = hostile.Named(t, e, c.Name)
 			before := e.Snapshot(t, c.Owned()...)
 			st, _, err := restoreHostile(t, e, c.Backup, c.TablespaceDirs)
 			if why := c.Check(err, st); why != "" {

@@ -83,15 +83,25 @@ func tempFile(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.Contains(name, tempMarker) || strings.Contains(name, sidecarTemp)
 }
 
-// path checks key and returns its file path.
-func (l *Local) path(key string) (string, error) {
+// checkFileKey checks that key can name a file below a store's root (the
+// local store's and SFTP's rule): relative, no empty, dot or hidden
+// component (see hidden). what names the kind of file in the error.
+func checkFileKey(key, what string) error {
 	if key == "" || strings.HasPrefix(key, "/") {
-		return "", fmt.Errorf("invalid key %q", key)
+		return fmt.Errorf("invalid key %q", key)
 	}
 	for _, part := range strings.Split(key, "/") {
 		if part == "" || part == "." || part == ".." || hidden(part) {
-			return "", fmt.Errorf("invalid key %q: component %q cannot be stored as a local file", key, part)
+			return fmt.Errorf("invalid key %q: component %q cannot be stored as %s", key, part, what)
 		}
+	}
+	return nil
+}
+
+// path checks key and returns its file path.
+func (l *Local) path(key string) (string, error) {
+	if err := checkFileKey(key, "a local file"); err != nil {
+		return "", err
 	}
 	return filepath.Join(l.root, filepath.FromSlash(key)), nil
 }

@@ -416,13 +416,8 @@ func connectionLost(err error) bool {
 // path checks key and returns its file path on the server; the rules are
 // the local store's.
 func (s *SFTP) path(key string) (string, error) {
-	if key == "" || strings.HasPrefix(key, "/") {
-		return "", fmt.Errorf("invalid key %q", key)
-	}
-	for _, part := range strings.Split(key, "/") {
-		if part == "" || part == "." || part == ".." || hidden(part) {
-			return "", fmt.Errorf("invalid key %q: component %q cannot be stored as a file", key, part)
-		}
+	if err := checkFileKey(key, "a file"); err != nil {
+		return "", err
 	}
 	return path.Join(s.root, key), nil
 }

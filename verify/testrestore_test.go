@@ -52,11 +52,7 @@ func TestRestoreTest_Hostile(t *testing.T) {
 	for _, c := range hostile.Cases(hostile.NewEnv(t)) {
 		t.Run(c.Name, func(t *testing.T) {
 			e := hostile.NewEnv(t)
-			for _, cc := range hostile.Cases(e) {
-				if cc.Name == c.Name {
-					c = cc
-				}
-			}
+			c = hostile.Named(t, e, c.Name)
 			stored, res, err := restoreTestOf(t, binDir, e, &archive.Codec{Compression: compress.Zstd}, c.Backup)
 			if err == nil || res.OK {
 				t.Fatalf("test restore of a hostile backup passed: %+v", res)

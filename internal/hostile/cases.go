@@ -168,6 +168,20 @@ func (c Case) Check(err error, s Stored) string {
 	return fmt.Sprintf("error %q lacks %s", msg, strings.Join(missing, ", "))
 }
 
+// Named returns the case of Cases(e) named name; tb fails when there is
+// none. A case aims at its Env's paths: a test that restores each case
+// into a fresh Env builds it again with this.
+func Named(tb testing.TB, e Env, name string) Case {
+	tb.Helper()
+	for _, c := range Cases(e) {
+		if c.Name == name {
+			return c
+		}
+	}
+	tb.Fatalf("no hostile case %q", name)
+	return Case{}
+}
+
 // Cases are the hostile backups restore must refuse, for an Env. Each has
 // its own backup name, so that all can be stored in one site.
 func Cases(e Env) []Case {
