@@ -44,6 +44,12 @@ type RetentionPolicy struct {
 	// Preserved maps backup names to the time until which a preservation
 	// request pins them (preservation_request/ objects).
 	Preserved map[string]time.Time
+	// SystemID is the system identifier of the cluster the site backs
+	// up, "" when not known. When set, backups whose authenticated
+	// metadata names another system count as unauthenticated ones do
+	// (OfSystem, planAuthenticated), and WAL is deleted only while a
+	// backup of this system is kept.
+	SystemID string
 }
 
 // BackupDecision is the fate of one backup in a plan.
@@ -155,14 +161,15 @@ func (p RetentionPlan) Empty() bool {
 // backup at all nothing is deleted.
 //
 // Where any backup's metadata authenticates (BackupInfo.Auth), only those
-// backups decide: see planAuthenticated.
+// backups decide, and with p.SystemID only those of that system: see
+// planAuthenticated.
 func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, now time.Time) RetentionPlan {
 	plan := RetentionPlan{Now: now}
 	plan.Keep, plan.Delete = planBackups(backups, p, now)
 	planAuthenticated(&plan, backups, p)
 	keepParents(&plan)
 
-	planWAL(&plan, walNames)
+	planWAL(&plan, walNames, p.SystemID)
 	return plan
 }
 
@@ -237,8 +244,11 @@ func horizonBackups(keep []BackupDecision) []BackupDecision {
 	return out
 }
 
-// planWAL fills plan.WAL from the kept backups' start positions.
-func planWAL(plan *RetentionPlan, walNames []string) {
+// planWAL fills plan.WAL from the kept backups' start positions. A kept
+// backup of another system than systemID (OfSystem) can only lower the
+// horizon; while no kept backup is of this system, every WAL file is
+// kept: another system's start says nothing of this system's WAL.
+func planWAL(plan *RetentionPlan, walNames []string, systemID string) {
 	names := append([]string(nil), walNames...)
 	sort.Strings(names)
 	files := 0
@@ -253,6 +263,13 @@ func planWAL(plan *RetentionPlan, walNames []string) {
 		plan.KeptWAL = files
 		if files > 0 {
 			plan.Notes = append(plan.Notes, "no basebackup: every WAL file is kept")
+		}
+		return
+	}
+	if !slices.ContainsFunc(keep, func(k BackupDecision) bool { return !k.Backup.foreign(systemID) }) {
+		plan.KeptWAL = files
+		if n := fmt.Sprintf("no basebackup of database system %s: every WAL file is kept", systemID); files > 0 && !slices.Contains(plan.Notes, n) {
+			plan.Notes = append(plan.Notes, n)
 		}
 		return
 	}
@@ -520,7 +537,7 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		// A backup kept as known good may be an incremental one.
 		keepParents(&plan)
 	}
-	planWAL(&plan, walNames)
+	planWAL(&plan, walNames, p.SystemID)
 	// WAL is deleted only from this site's own store: the sites it moved
 	// from are read-only.
 	var located []WALDeletion
@@ -541,13 +558,13 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		}
 	}
 	plan.KeptWAL -= len(located)
-	if err := a.keepUnsigned(ctx, &plan, backups); err != nil {
+	if err := a.keepUnsigned(ctx, &plan, OfSystem(backups, p.SystemID)); err != nil {
 		return RetentionPlan{}, err
 	}
 
 	// Where some backups authenticate, a planted one's start says nothing.
 	var newest time.Time
-	for _, b := range Trusted(backups) {
+	for _, b := range Trusted(OfSystem(backups, p.SystemID)) {
 		if b.StartTime.After(newest) {
 			newest = b.StartTime
 		}

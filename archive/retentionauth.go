@@ -2,6 +2,7 @@ package archive
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -23,16 +24,21 @@ import (
 // not verify is kept and not counted: its metadata was altered, and what
 // it says of itself (its start) cannot be trusted either (planWAL keeps
 // every WAL file while one is kept).
+//
+// With p.SystemID, the backups that count are Trusted(OfSystem): a backup
+// of another system (backupsystem.go) is judged as an unauthenticated
+// one, among this system's authenticated backups, or among all of this
+// system's backups where none of them authenticates.
 func planAuthenticated(plan *RetentionPlan, backups []*BackupInfo, p RetentionPolicy) {
-	trusted := Trusted(backups)
+	trusted := Trusted(OfSystem(backups, p.SystemID))
 	if len(trusted) == len(backups) {
-		return // all authenticate, or none does
+		return // all authenticate, or none does, and all are of this system
 	}
 	var invalid, none []*BackupInfo
 	for _, b := range backups {
-		switch b.Auth {
-		case AuthOK:
-		case AuthInvalid:
+		switch {
+		case slices.Contains(trusted, b) || b.foreign(p.SystemID):
+		case b.Auth == AuthInvalid:
 			invalid = append(invalid, b)
 		default:
 			none = append(none, b)
@@ -43,10 +49,10 @@ func planAuthenticated(plan *RetentionPlan, backups []*BackupInfo, p RetentionPo
 	_, trustedDel := planBackups(trusted, p, plan.Now)
 	for _, d := range del {
 		var alone []BackupDecision
-		switch d.Backup.Auth {
-		case AuthOK:
+		switch {
+		case slices.Contains(trusted, d.Backup):
 			alone = trustedDel
-		case AuthNone:
+		case d.Backup.Auth != AuthInvalid:
 			_, alone = planBackups(append(trusted[:len(trusted):len(trusted)], d.Backup), p, plan.Now)
 		}
 		if ok, why := deletedIn(alone, d.Backup); ok {
@@ -54,13 +60,22 @@ func planAuthenticated(plan *RetentionPlan, backups []*BackupInfo, p RetentionPo
 			plan.Delete = append(plan.Delete, d)
 			continue
 		}
-		d.Reason = fmt.Sprintf("%s; kept: only backups whose metadata authenticates count, and among them the policy keeps it", d.Reason)
-		if d.Backup.Auth == AuthInvalid {
+		switch {
+		case d.Backup.foreign(p.SystemID):
+			d.Reason = fmt.Sprintf("%s; kept: backups of other database systems do not count, and among this system's the policy keeps it", d.Reason)
+		case d.Backup.Auth == AuthInvalid:
 			d.Reason = "its metadata does not authenticate (altered, or copied under another name): kept, and not counted"
+		default:
+			d.Reason = fmt.Sprintf("%s; kept: only backups whose metadata authenticates count, and among them the policy keeps it", d.Reason)
 		}
 		plan.Keep = append(plan.Keep, d)
 	}
 	sortDecisions(plan.Keep)
+	if foreign := Foreign(backups, p.SystemID); len(foreign) > 0 {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("metadata authenticated, but of another database system than this one (%s), "+
+			"not counted toward the policy: %s (another cluster's backups copied here, sites sharing a key pair, or taken before a pg_upgrade)",
+			p.SystemID, backupSystems(foreign)))
+	}
 	if len(none) > 0 {
 		plan.Notes = append(plan.Notes, fmt.Sprintf("metadata not authenticated, not counted toward the policy: %s "+
 			"(planted, or written by PGHoard or by a hoard that did not sign backups)", backupNames(none)))
@@ -79,6 +94,16 @@ func deletedIn(ds []BackupDecision, b *BackupInfo) (bool, string) {
 		}
 	}
 	return false, ""
+}
+
+// backupSystems joins the backups' names, each with its system
+// identifier.
+func backupSystems(bs []*BackupInfo) string {
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = fmt.Sprintf("%s (system %s)", b.Name, b.SystemID)
+	}
+	return strings.Join(names, ", ")
 }
 
 // backupNames joins the backups' names.

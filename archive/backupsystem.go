@@ -1,0 +1,56 @@
+package archive
+
+// A backup's metadata HMAC (backupauth.go) binds its
+// hoard-system-identifier, but its key comes from the public key alone,
+// and many operators make one key pair for every cluster (and name every
+// site "default"). So another cluster's backups, copied with their names
+// into this site by someone who can write its storage and read the other
+// one's, authenticate here, and would count as this cluster's newest:
+// retention would delete this cluster's backups and WAL on their strength,
+// and the schedule would take none.
+//
+// Where hoard knows the system identifier of the cluster a site backs up
+// (the daemon asks its node; hoard retention and hoard check ask it when
+// it answers), a backup whose authenticated metadata names another system
+// counts like one whose metadata does not authenticate: OfSystem leaves it
+// out of what Trusted chooses from, so it is not counted toward keeping,
+// not scheduled from and not reported as the newest, and retention
+// deletes it only as this system's backups alone allow (planAuthenticated).
+// Backups from before a pg_upgrade carry the old identifier legitimately:
+// they are treated the same way, and age out as PGHoard's backups do.
+
+// foreign reports whether b's metadata authenticates and names a system
+// other than systemID. With systemID "" (not known) nothing is foreign,
+// nor is an authenticated backup that records no system identifier.
+func (b *BackupInfo) foreign(systemID string) bool {
+	return systemID != "" && b.Auth == AuthOK && b.SystemID != "" && b.SystemID != systemID
+}
+
+// OfSystem returns the backups of bs that are not foreign to systemID
+// (authenticated, of another system), oldest first as bs is: what the
+// choices made on metadata alone (Trusted) go by where the site's system
+// identifier is known. With systemID "" it returns bs.
+func OfSystem(bs []*BackupInfo, systemID string) []*BackupInfo {
+	if systemID == "" {
+		return bs
+	}
+	var out []*BackupInfo
+	for _, b := range bs {
+		if !b.foreign(systemID) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Foreign returns the backups of bs that OfSystem leaves out: their
+// metadata authenticates but names a system other than systemID.
+func Foreign(bs []*BackupInfo, systemID string) []*BackupInfo {
+	var out []*BackupInfo
+	for _, b := range bs {
+		if b.foreign(systemID) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
