@@ -84,16 +84,20 @@ func runCheck(c *cli.Context) error {
 	checkKeys(r, env.site, env.archive.Codec)
 
 	stored := checkStorage(c.Context, r, env)
-	var newest *archive.BackupInfo
+	var backups []*archive.BackupInfo
 	listed := false
 	if stored {
-		newest, listed = newestBackup(c.Context, r, env)
+		backups, listed = listBackups(c.Context, r, env)
 	}
+	// The first node that answers says which system the site backs up.
+	system := ""
 	for i, n := range env.site.Nodes {
-		checkNode(c.Context, r, env, i, n, newest)
+		if id := checkNode(c.Context, r, env, i, n, backups); system == "" {
+			system = id
+		}
 	}
 	if listed {
-		checkArchive(c.Context, r, env, newest)
+		checkArchive(c.Context, r, env, newestBackup(backups, system))
 	}
 	if stored && c.Bool("archive-switch") {
 		checkArchiveSwitch(c.Context, r, env, c.Duration("archive-timeout"))

@@ -13,12 +13,9 @@ import (
 	"github.com/hoardbackup/hoard/verify"
 )
 
-// newestBackup returns the site's newest backup (nil when it has none),
-// and false when the listing failed (which it reports). It chooses as restore does
-// (archive.NewestTrusted): when some backups' metadata authenticates, only
-// those count, so that a backup someone without the key planted cannot
-// stand for the site's cluster.
-func newestBackup(ctx context.Context, r *checkReport, env *siteEnv) (*archive.BackupInfo, bool) {
+// listBackups returns the site's backups whose metadata could be read,
+// and false when the listing failed (which it reports).
+func listBackups(ctx context.Context, r *checkReport, env *siteEnv) ([]*archive.BackupInfo, bool) {
 	bs, err := env.archive.ScanAllBackups(ctx)
 	if err != nil {
 		r.fail("archive", "list backups: %v", err)
@@ -27,7 +24,18 @@ func newestBackup(ctx context.Context, r *checkReport, env *siteEnv) (*archive.B
 	for _, d := range bs.Damaged {
 		r.warn("archive", "backup %s: its metadata cannot be read (%v): restore never chooses it", d.Name, d.Err)
 	}
-	return archive.NewestTrusted(bs.Sound), true
+	return bs.Sound, true
+}
+
+// newestBackup returns the newest of bs (nil when there is none) that
+// stands for the cluster of system id ("" when no node said): chosen as
+// restore does (archive.NewestTrusted), when some backups' metadata
+// authenticates only among those, so that a backup someone without the
+// key planted cannot stand for the site's cluster, and with id only among
+// that system's (archive.OfSystem), so that another cluster's copied from
+// a site sharing the key pair cannot either.
+func newestBackup(bs []*archive.BackupInfo, id string) *archive.BackupInfo {
+	return archive.NewestTrusted(archive.OfSystem(bs, id))
 }
 
 // checkArchive reports the newest backup's age against the schedule and

@@ -15,8 +15,9 @@ import (
 // checkNode runs hoard check's PostgreSQL checks on node i of the site:
 // each setting a backup or the WAL stream needs, the replication
 // connection, and whether the node is the cluster whose backups the
-// archive holds (newest, nil when it holds none).
-func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n config.Node, newest *archive.BackupInfo) {
+// archive holds (backups, the listing). It returns the node's system
+// identifier, "" when it did not answer.
+func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n config.Node, backups []*archive.BackupInfo) string {
 	step := fmt.Sprintf("postgresql node %d", i)
 	// The node's connection string, named once: on the first line.
 	at := "the server libpq's PG* variables and defaults name"
@@ -33,7 +34,7 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	s, err := replication.QuerySetup(ctx, n.ConnString(), slot)
 	if err != nil {
 		r.fail(step, "%s: %v", at, err)
-		return
+		return ""
 	}
 	switch ok, err := s.CheckVersion(); {
 	case err != nil:
@@ -68,7 +69,9 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	} else {
 		r.info(step, "data checksums are off: page corruption goes unnoticed (pg_checksums --enable turns them on, server stopped)")
 	}
-	checkSystemID(r, step, s.SystemID, newest)
+	id := strconv.FormatUint(s.SystemID, 10)
+	checkSystemID(r, step, id, backups)
+	return id
 }
 
 // checkSenders says whether max_wal_senders leaves room: one WAL sender
@@ -129,15 +132,30 @@ func checkArchiveCommand(r *checkReport, step string, s replication.Setup) {
 
 // checkSystemID fails when the node is not the cluster the newest backup
 // was taken of: a site pointed at the wrong server would mix two
-// clusters' WAL in one archive.
-func checkSystemID(r *checkReport, step string, id uint64, newest *archive.BackupInfo) {
-	if newest == nil || newest.SystemID == "" {
-		return
+// clusters' WAL in one archive. Backups whose authenticated metadata names
+// another system (archive.Foreign) are named in a warning and stand for
+// nothing: another cluster's, copied from a site sharing the key pair,
+// or this one's from before a pg_upgrade.
+func checkSystemID(r *checkReport, step string, id string, backups []*archive.BackupInfo) {
+	if foreign := archive.Foreign(backups, id); len(foreign) > 0 {
+		names := make([]string, len(foreign))
+		for i, b := range foreign {
+			names[i] = fmt.Sprintf("%s (system %s)", b.Name, b.SystemID)
+		}
+		r.warn(step, "backups of another database system authenticate in this site: %s: another cluster's, copied from a site sharing "+
+			"the key pair, or this one's from before a pg_upgrade; retention, the daemon's schedule and this check do not count them, "+
+			"but hoard restore without --basebackup may choose one (it warns)", strings.Join(names, ", "))
 	}
-	if strconv.FormatUint(id, 10) != newest.SystemID {
-		r.fail(step, "system identifier %d is not %s, the one of the newest backup %s: this node is another cluster; "+
+	newest := newestBackup(backups, id)
+	switch {
+	case newest == nil && len(archive.Foreign(backups, id)) > 0:
+		r.fail(step, "no backup of this cluster (system identifier %s): take one (hoard basebackup; hoard daemon takes one at once), "+
+			"or, if this node is not the cluster the site backs up, fix the node's host and port in nodes", id)
+	case newest == nil || newest.SystemID == "":
+	case newest.SystemID != id:
+		r.fail(step, "system identifier %s is not %s, the one of the newest backup %s: this node is another cluster; "+
 			"fix the node's host and port in nodes, or give this cluster a site (or prefix) of its own", id, newest.SystemID, newest.Name)
-		return
+	default:
+		r.ok(step, "same cluster as the newest backup %s", newest.Name)
 	}
-	r.ok(step, "same cluster as the newest backup %s", newest.Name)
 }

@@ -2,9 +2,12 @@ package command
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -27,6 +31,13 @@ more than the minimum remain; as in PGHoard, only when basebackup_count_min is a
 and preservation requests (a preserved backup and every newer one are kept). The newest
 backup is never deleted. Backups of the sites listed in moved_from count too, but those
 sites are read-only: nothing is ever deleted there.
+
+Retention asks the site's node for its cluster's system identifier. Backups whose
+authenticated metadata names another system (another cluster's, copied into this site
+from one sharing the key pair, or this cluster's from before a pg_upgrade) do not count:
+they are deleted only when this system's backups alone make them surplus, and while none
+of this system's is kept no WAL is deleted. When no node answers, a note says so and
+backups of every system count.
 
 Before deleting any backup, retention makes sure one it keeps is known good: every kept
 backup's control object must decode and its chunks exist with their sizes, and the newest
@@ -74,9 +85,15 @@ func runRetention(c *cli.Context) error {
 	}
 	defer closeOlder()
 
-	plan, err := env.archive.PlanRetention(c.Context, retentionPolicy(env.site), time.Now())
+	p := retentionPolicy(env.site)
+	p.SystemID, err = nodeSystemID(c.Context, env.site)
+	plan, perr := env.archive.PlanRetention(c.Context, p, time.Now())
+	if perr != nil {
+		return perr
+	}
 	if err != nil {
-		return err
+		plan.Notes = append(plan.Notes, fmt.Sprintf("the cluster's system identifier is not known (%v): "+
+			"backups of every database system count, as if all were this cluster's", err))
 	}
 	var res *archive.RetentionResult
 	var applyErr error
@@ -92,6 +109,27 @@ func runRetention(c *cli.Context) error {
 		writeRetentionText(c.App.Writer, plan, res, c.Bool("verbose"))
 	}
 	return applyErr
+}
+
+// retentionNodeTimeout bounds retention's question to a node.
+const retentionNodeTimeout = 10 * time.Second
+
+// nodeSystemID asks the site's nodes, in order, for their cluster's
+// system identifier (replication.QueryServer, an ordinary connection,
+// as hoard check makes): the first that answers says it. Without an
+// answer it returns "" and the last error.
+func nodeSystemID(ctx context.Context, site *config.Site) (string, error) {
+	var err error
+	for _, n := range site.Nodes {
+		nctx, cancel := context.WithTimeout(ctx, retentionNodeTimeout)
+		srv, qerr := replication.QueryServer(nctx, n.ConnString())
+		cancel()
+		if qerr == nil {
+			return strconv.FormatUint(srv.SystemID, 10), nil
+		}
+		err = qerr
+	}
+	return "", err
 }
 
 // retentionPolicy turns a site's configuration into a retention policy.

@@ -30,7 +30,10 @@
 //     archives that WAL itself). Failures are retried with backoff and are
 //     never fatal. Retention (archive.PlanRetention, ApplyRetention) runs
 //     after each backup and every RetentionInterval in between, never
-//     while a backup runs. While the maintenance mode file exists no backup
+//     while a backup runs. The schedule, the newest backup reported and
+//     retention leave out backups of another system than the node's
+//     (archive.OfSystem, systemid.go); retention waits until the node
+//     has said its system identifier. While the maintenance mode file exists no backup
 //     and no retention starts and backup requests are refused
 //     (ErrMaintenance); WAL is still streamed;
 //   - with RestoreTest.Interval set, the restore test loop

@@ -64,6 +64,10 @@ type supervisor struct {
 	// deltaKept is why the last retention run deleted no delta object
 	// (archive.RetentionPlan.DeltaKept), logged when it changes.
 	deltaKept string
+	// sysID is the cluster's system identifier as last asked, at sysIDAt
+	// (systemid.go).
+	sysID   string
+	sysIDAt time.Time
 }
 
 func newSupervisor(d *daemon, s Site) *supervisor {
@@ -226,8 +230,12 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				s.log.Warn().Err(err).Msg("list basebackups")
 				s.setError(err)
 			default:
-				s.noteBackups(backups)
-				dec := s.site.Schedule.Decide(now, backups)
+				// Backups of another system (copied from a site sharing
+				// the key pair, or from before a pg_upgrade) neither
+				// stand for this one nor hold its backups back.
+				own, _ := s.ofSystem(ctx, backups)
+				s.noteBackups(len(backups), own)
+				dec := s.site.Schedule.Decide(now, own)
 				s.update(func(st *SiteStatus) { st.NextBackup = timePtr(dec.Next) })
 				reason := ""
 				switch {
@@ -322,8 +330,9 @@ func (s *supervisor) maintenance() bool {
 	return err == nil
 }
 
-// noteBackups records the listing in the status and metrics.
-func (s *supervisor) noteBackups(bs []*archive.BackupInfo) {
+// noteBackups records the listing in the status and metrics: listed
+// backups, of which bs are this system's (archive.OfSystem).
+func (s *supervisor) noteBackups(listed int, bs []*archive.BackupInfo) {
 	// A planted backup that claims to be new would silence the alert on
 	// the newest backup's age: where some authenticate, only they count.
 	last := archive.NewestTrusted(bs)
@@ -335,7 +344,7 @@ func (s *supervisor) noteBackups(bs []*archive.BackupInfo) {
 		s.m.lastBackup.Set(float64(end.Unix()))
 	}
 	s.update(func(st *SiteStatus) {
-		st.Backups = len(bs)
+		st.Backups = listed
 		st.LastBackup = backupStatus(last)
 	})
 }
@@ -388,6 +397,9 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 		return err
 	}
 	took := time.Since(started)
+	if info.SystemID != "" {
+		s.noteSystemID(info.SystemID)
+	}
 	s.resolveHoles(info.StartWALSegment)
 	s.m.backupsOK.Add(1)
 	s.m.backupDuration.Set(took.Seconds())
@@ -449,9 +461,18 @@ func (s *supervisor) connected() {
 }
 
 // retention applies the site's retention policy once. Failures are logged
-// and recorded; the next run tries again.
+// and recorded; the next run tries again. It waits until the cluster's
+// system identifier is known: backups of another system must not count
+// (archive.RetentionPolicy.SystemID).
 func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
-	plan, err := arch.PlanRetention(ctx, s.site.Retention, time.Now())
+	p := s.site.Retention
+	if p.SystemID = s.systemID(ctx); p.SystemID == "" {
+		err := errors.New("retention postponed: the node has not said its system identifier yet (is it reachable?)")
+		s.log.Warn().Err(err).Msg("retention")
+		s.update(func(st *SiteStatus) { st.LastRetentionError = err.Error() })
+		return
+	}
+	plan, err := arch.PlanRetention(ctx, p, time.Now())
 	if err == nil {
 		// Kept backups that fail their checks: retention kept older ones
 		// in their place (or deleted nothing); someone must look.

@@ -17,7 +17,7 @@ func TestSupervisor_NoteBackupsPlanted(t *testing.T) {
 	real.Auth = archive.AuthOK
 	planted := bb("2099-01-01 00:00", "", basebackup.ReasonScheduled)
 	s := &supervisor{m: newSiteMetrics(metrics.New(nil), "s")}
-	s.noteBackups([]*archive.BackupInfo{real, planted})
+	s.noteBackups(2, []*archive.BackupInfo{real, planted})
 	if got := s.st.LastBackup; got == nil || got.Name != real.Name {
 		t.Errorf("last backup %+v, want %s", got, real.Name)
 	}

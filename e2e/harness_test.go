@@ -201,6 +201,7 @@ type backupJSON struct {
 	StartLSN        string            `json:"start_lsn"`
 	EndLSN          string            `json:"end_lsn"`
 	BackupReason    string            `json:"backup_reason"`
+	SystemID        string            `json:"system_identifier"`
 	Metadata        map[string]string `json:"metadata"`
 }
 

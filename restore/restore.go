@@ -424,8 +424,18 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 				"(planted or altered, or written by PGHoard or a hoard that did not sign backups); name one with --basebackup to restore it")
 		}
 	}
+	warnSystems := auto
 	for {
 		b, err := SelectBackup(candidates, o.Backup, t)
+		if err == nil && warnSystems {
+			warnSystems = false
+			if ids := systems(candidates); len(ids) > 1 {
+				log.Warn().Strs("system_identifiers", ids).Str("backup", b.Name).Str("system_identifier", b.SystemID).
+					Msg("the authenticated backups are of more than one database system (another cluster's copied into this site " +
+						"from one sharing the key pair, or this cluster's from before a pg_upgrade): restoring the one chosen; " +
+						"check its system identifier, or name a backup with --basebackup")
+			}
+		}
 		if err != nil {
 			if len(unauthenticated) > 0 {
 				err = fmt.Errorf("%w (passed over, their metadata not authenticated: %s)", err, strings.Join(unauthenticated, ", "))

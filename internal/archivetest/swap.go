@@ -72,8 +72,25 @@ func CopyObject(t testing.TB, st storage.Store, from, to string) {
 // without keys can.
 func PlantCopy(t testing.TB, st storage.Store, from, to string, edit func(storage.Metadata)) {
 	t.Helper()
+	plant(t, st, st, from, to, edit)
+}
+
+// CopyTo copies the objects keys of src, bytes and metadata, to the same
+// keys in dst: what someone who can read one bucket and write another
+// can do without keys.
+func CopyTo(t testing.TB, src, dst storage.Store, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		plant(t, src, dst, k, k, func(storage.Metadata) {})
+	}
+}
+
+// plant stores a copy of src's object from under key to in dst, its
+// metadata changed by edit.
+func plant(t testing.TB, src, dst storage.Store, from, to string, edit func(storage.Metadata)) {
+	t.Helper()
 	ctx := context.Background()
-	rc, o, err := st.Open(ctx, from)
+	rc, o, err := src.Open(ctx, from)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +101,7 @@ func PlantCopy(t testing.TB, st storage.Store, from, to string, edit func(storag
 	}
 	md := maps.Clone(o.Metadata)
 	edit(md)
-	if err := st.Put(ctx, to, bytes.NewReader(data), md); err != nil {
+	if err := dst.Put(ctx, to, bytes.NewReader(data), md); err != nil {
 		t.Fatalf("copy %s over %s: %v", from, to, err)
 	}
 }
