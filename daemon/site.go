@@ -233,7 +233,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				// Backups of another system (copied from a site sharing
 				// the key pair, or from before a pg_upgrade) neither
 				// stand for this one nor hold its backups back.
-				own, _ := s.ofSystem(ctx, backups)
+				own := archive.OfSystem(backups, s.systemID(ctx))
 				s.noteBackups(len(backups), own)
 				dec := s.site.Schedule.Decide(now, own)
 				s.update(func(st *SiteStatus) { st.NextBackup = timePtr(dec.Next) })

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/replication"
 )
 
@@ -50,11 +49,4 @@ func (s *supervisor) noteSystemID(id string) {
 	s.mu.Lock()
 	s.sysID, s.sysIDAt = id, time.Now()
 	s.mu.Unlock()
-}
-
-// ofSystem returns the backups of bs that are the site's cluster's
-// (archive.OfSystem), and the system identifier ("" when not known).
-func (s *supervisor) ofSystem(ctx context.Context, bs []*archive.BackupInfo) ([]*archive.BackupInfo, string) {
-	id := s.systemID(ctx)
-	return archive.OfSystem(bs, id), id
 }
