@@ -33,9 +33,14 @@ func listBackups(ctx context.Context, r *checkReport, env *siteEnv) ([]*archive.
 // authenticates only among those, so that a backup someone without the
 // key planted cannot stand for the site's cluster, and with id only among
 // that system's (archive.OfSystem), so that another cluster's copied from
-// a site sharing the key pair cannot either.
+// a site sharing the key pair cannot either. Where none is of that
+// system, the newest of any: the node is then another cluster (or was
+// pg_upgraded), which checkSystemID reports.
 func newestBackup(bs []*archive.BackupInfo, id string) *archive.BackupInfo {
-	return archive.NewestTrusted(archive.OfSystem(bs, id))
+	if b := archive.NewestTrusted(archive.OfSystem(bs, id)); b != nil {
+		return b
+	}
+	return archive.NewestTrusted(bs)
 }
 
 // checkArchive reports the newest backup's age against the schedule and

@@ -131,12 +131,23 @@ func checkArchiveCommand(r *checkReport, step string, s replication.Setup) {
 }
 
 // checkSystemID fails when the node is not the cluster the newest backup
-// was taken of: a site pointed at the wrong server would mix two
-// clusters' WAL in one archive. Backups whose authenticated metadata names
-// another system (archive.Foreign) are named in a warning and stand for
-// nothing: another cluster's, copied from a site sharing the key pair,
-// or this one's from before a pg_upgrade.
+// was taken of (newestBackup): a site pointed at the wrong server would
+// mix two clusters' WAL in one archive. Where the node's cluster has
+// backups too, those whose authenticated metadata names another system
+// (archive.Foreign) are named in a warning and stand for nothing:
+// another cluster's, copied from a site sharing the key pair, or this
+// one's from before a pg_upgrade.
 func checkSystemID(r *checkReport, step string, id string, backups []*archive.BackupInfo) {
+	newest := newestBackup(backups, id)
+	if newest == nil || newest.SystemID == "" {
+		return
+	}
+	if newest.SystemID != id {
+		r.fail(step, "system identifier %s is not %s, the one of the newest backup %s: this node is another cluster; "+
+			"fix the node's host and port in nodes, or give this cluster a site (or prefix) of its own (after a pg_upgrade: take a backup)",
+			id, newest.SystemID, newest.Name)
+		return
+	}
 	if foreign := archive.Foreign(backups, id); len(foreign) > 0 {
 		names := make([]string, len(foreign))
 		for i, b := range foreign {
@@ -146,16 +157,5 @@ func checkSystemID(r *checkReport, step string, id string, backups []*archive.Ba
 			"the key pair, or this one's from before a pg_upgrade; retention, the daemon's schedule and this check do not count them, "+
 			"but hoard restore without --basebackup may choose one (it warns)", strings.Join(names, ", "))
 	}
-	newest := newestBackup(backups, id)
-	switch {
-	case newest == nil && len(archive.Foreign(backups, id)) > 0:
-		r.fail(step, "no backup of this cluster (system identifier %s): take one (hoard basebackup; hoard daemon takes one at once), "+
-			"or, if this node is not the cluster the site backs up, fix the node's host and port in nodes", id)
-	case newest == nil || newest.SystemID == "":
-	case newest.SystemID != id:
-		r.fail(step, "system identifier %s is not %s, the one of the newest backup %s: this node is another cluster; "+
-			"fix the node's host and port in nodes, or give this cluster a site (or prefix) of its own", id, newest.SystemID, newest.Name)
-	default:
-		r.ok(step, "same cluster as the newest backup %s", newest.Name)
-	}
+	r.ok(step, "same cluster as the newest backup %s", newest.Name)
 }
