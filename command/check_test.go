@@ -119,6 +119,38 @@ func TestCheck_Site(t *testing.T) {
 	})
 }
 
+// TestCheck_ArchiveCommandOther: an archive_command that runs another
+// tool's wal-push (wal-g's) is not hoard's, and the variable assignment in
+// front of it, which may hold a secret, is not printed.
+func TestCheck_ArchiveCommandOther(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Debian: true, Conf: map[string]string{
+		"archive_mode": "on", "archive_command": "AWS_SECRET_ACCESS_KEY=hunter2 wal-g wal-push %p"}})
+	_, out := runCheckSite(t, checkSite(t, storetest.Local(t), "archive_command", clusterNode(c)))
+	wantLines(t, out, "warning  postgresql node 0: archive_command runs wal-g, not hoard wal-push")
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("hoard check printed the secret in archive_command:\n%s", out)
+	}
+}
+
+// TestRunsHoardWALPush: the archive_command forms the docs, the demo and
+// e2e set run hoard wal-push; another tool's wal-push, or hoard named only
+// in a path, does not.
+func TestRunsHoardWALPush(t *testing.T) {
+	for cmd, want := range map[string]bool{
+		"hoard --config /etc/hoard/hoard.json wal-push %p":      true,
+		"'/tmp/e2e 1/hoard' --config '/tmp/c.json' wal-push %p": true, // a space in the quoted path
+		"'/tmp/e2e/hoard' --config '/tmp/c.json' wal-push %p":   true,
+		"HOARD_SITE=db /usr/local/bin/hoard wal-push %p":        true,
+		"wal-g wal-push %p": false,
+		"wal-g --config /etc/hoard/hoard.json wal-push %p": false,
+		"hoard wal-fetch %f %p":                            false,
+	} {
+		if got := runsHoardWALPush(cmd); got != want {
+			t.Errorf("runsHoardWALPush(%q) = %v, want %v", cmd, got, want)
+		}
+	}
+}
+
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestCheck_ErrStorage: a storage that refuses hoard's credentials, or a

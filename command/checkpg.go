@@ -3,6 +3,7 @@ package command
 import (
 	"context"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -122,12 +123,42 @@ func checkArchiveCommand(r *checkReport, step string, s replication.Setup) {
 	switch {
 	case strings.TrimSpace(s.ArchiveCommand) == "":
 		r.warn(step, "archive_command is not set (or not visible to this user): %s", set)
-	case !strings.Contains(s.ArchiveCommand, "wal-push"):
+	case !runsHoardWALPush(s.ArchiveCommand):
 		// Only the program: the rest of the line may hold secrets.
-		r.warn(step, "archive_command runs %s, not hoard wal-push: %s", strings.Fields(s.ArchiveCommand)[0], set)
+		r.warn(step, "archive_command runs %s, not hoard wal-push: %s", commandProgram(s.ArchiveCommand), set)
 	default:
 		r.ok(step, "archive_command runs hoard wal-push")
 	}
+}
+
+// runsHoardWALPush reports whether the shell command cmd runs hoard's
+// wal-push: a word naming the program hoard (any directory, quoted or not)
+// followed by the word wal-push. Other tools have a wal-push too
+// (wal-g wal-push %p).
+func runsHoardWALPush(cmd string) bool {
+	hoard := false
+	for _, f := range strings.Fields(cmd) {
+		f = strings.Trim(f, `"'`)
+		switch {
+		case path.Base(f) == "hoard":
+			hoard = true
+		case f == "wal-push" && hoard:
+			return true
+		}
+	}
+	return false
+}
+
+// commandProgram returns the program the shell command cmd runs: its
+// first word that is neither env nor a variable assignment, which may
+// hold a secret (PGPASSWORD=... tool %p).
+func commandProgram(cmd string) string {
+	for _, f := range strings.Fields(cmd) {
+		if f != "env" && !strings.Contains(f, "=") {
+			return f
+		}
+	}
+	return "no program"
 }
 
 // checkSystemID fails when the node is not the cluster the newest backup
