@@ -1,5 +1,7 @@
 package archive
 
+import "slices"
+
 // A backup's metadata HMAC (backupauth.go) binds its
 // hoard-system-identifier, but its key comes from the public key alone,
 // and many operators make one key pair for every cluster (and name every
@@ -50,6 +52,21 @@ func Foreign(bs []*BackupInfo, systemID string) []*BackupInfo {
 	for _, b := range bs {
 		if b.foreign(systemID) {
 			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Systems returns the system identifiers that the authenticated backups
+// of bs record, each once, in the order of bs. More than one means
+// backups of other systems are in the site (another cluster's, or from
+// before a pg_upgrade): restore's automatic choice, with no node to ask
+// which is the site's, warns, and hoard list names them.
+func Systems(bs []*BackupInfo) []string {
+	var out []string
+	for _, b := range bs {
+		if b.Auth == AuthOK && b.SystemID != "" && !slices.Contains(out, b.SystemID) {
+			out = append(out, b.SystemID)
 		}
 	}
 	return out

@@ -34,6 +34,9 @@ restore never chooses it, and the others stay usable.
 In a site with keys hoard signs each backup's metadata: when some backups authenticate,
 a line after the table names each of the others (planted, altered, or from PGHoard or
 a hoard that did not sign it): retention does not count it, restore chooses it only by name.
+When the authenticated backups are of more than one database system (another cluster's,
+copied from a site sharing the key pair, or from before a pg_upgrade), a line per system
+names its backups: retention and the daemon count only those of the node's system.
 --json prints every field and the stored metadata, with metadata_auth (authenticated,
 invalid or none; a damaged backup: name, key, site and "damaged", the reason).
 
@@ -212,6 +215,19 @@ func writeBackupsTable(w io.Writer, all archive.Backups, verbose bool) error {
 			why = "does not authenticate (altered, or copied under another name)"
 		}
 		printf(tw, "%s: metadata %s: retention does not count it, restore chooses it only by name\n", b.Name, why)
+	}
+	if ids := archive.Systems(bs); len(ids) > 1 {
+		for _, id := range ids {
+			var names []string
+			for _, b := range bs {
+				if b.Auth == archive.AuthOK && b.SystemID == id {
+					names = append(names, b.Name)
+				}
+			}
+			printf(tw, "database system %s: %s\n", id, strings.Join(names, ", "))
+		}
+		printf(tw, "the authenticated backups are of %d database systems (another cluster's copied from a site sharing the key pair, "+
+			"or from before a pg_upgrade): retention and the daemon count only those of the node's system\n", len(ids))
 	}
 	return tw.Flush()
 }

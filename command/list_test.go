@@ -284,3 +284,31 @@ func TestWriteBackupsTable_Chain(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBackupsTable_Systems: authenticated backups of two database
+// systems (another cluster's copied into the site, or from before a
+// pg_upgrade) are named by system; one system gets no such lines.
+func TestWriteBackupsTable_Systems(t *testing.T) {
+	bs := testBackups(t)
+	for i, id := range []string{"7000000000000000001", "7000000000000000002"} {
+		bs[i].Auth, bs[i].SystemID = archive.AuthOK, id
+	}
+	var b bytes.Buffer
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"database system 7000000000000000001: " + bs[0].Name,
+		"database system 7000000000000000002: " + bs[1].Name, "of 2 database systems"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	bs[1].SystemID = bs[0].SystemID
+	b.Reset()
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "database system") {
+		t.Errorf("one system, yet:\n%s", b.String())
+	}
+}

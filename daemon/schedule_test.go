@@ -223,3 +223,22 @@ func TestSchedule_DecidePlanted(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedule_DecideOtherSystem: the backup loop decides on the backups
+// of its node's system (archive.OfSystem). After a pg_upgrade, which
+// gives the cluster a new system identifier, the old cluster's backups,
+// however fresh, leave the site with no backup of this system: one is due
+// at once. Backups of the same system keep the schedule as before.
+func TestSchedule_DecideOtherSystem(t *testing.T) {
+	old := bb("2024-05-02 11:00", "", basebackup.ReasonScheduled)
+	old.Auth, old.SystemID = archive.AuthOK, "7000000000000000001"
+	bs := []*archive.BackupInfo{old}
+	now := at("2024-05-02 12:00")
+	daily := Schedule{Interval: 24 * time.Hour}
+	if d := daily.Decide(now, archive.OfSystem(bs, "7000000000000000002")); !d.Due {
+		t.Errorf("after a pg_upgrade: not due (%s)", d.Why)
+	}
+	if d := daily.Decide(now, archive.OfSystem(bs, old.SystemID)); d.Due {
+		t.Errorf("same system, backup an hour old: due (%s)", d.Why)
+	}
+}

@@ -429,7 +429,7 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 		b, err := SelectBackup(candidates, o.Backup, t)
 		if err == nil && warnSystems {
 			warnSystems = false
-			if ids := systems(candidates); len(ids) > 1 {
+			if ids := archive.Systems(candidates); len(ids) > 1 {
 				log.Warn().Strs("system_identifiers", ids).Str("backup", b.Name).Str("system_identifier", b.SystemID).
 					Msg("the authenticated backups are of more than one database system (another cluster's copied into this site " +
 						"from one sharing the key pair, or this cluster's from before a pg_upgrade): restoring the one chosen; " +

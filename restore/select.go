@@ -2,7 +2,6 @@ package restore
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -92,20 +91,6 @@ func Candidates(backups []*archive.BackupInfo, name string) []*archive.BackupInf
 		return archive.Trusted(backups)
 	}
 	return backups
-}
-
-// systems returns the system identifiers that the authenticated backups
-// of bs record, each once, in the order of bs. With more than one,
-// restore's automatic choice may fall on another cluster's backup: no
-// live node says which system is this site's.
-func systems(bs []*archive.BackupInfo) []string {
-	var out []string
-	for _, b := range bs {
-		if b.Auth == archive.AuthOK && b.SystemID != "" && !slices.Contains(out, b.SystemID) {
-			out = append(out, b.SystemID)
-		}
-	}
-	return out
 }
 
 // endsBefore reports whether recovery from b can reach t, and if not why.
