@@ -49,6 +49,61 @@ func TestArchive_Probe(t *testing.T) {
 			t.Errorf("Probe of a read-only store = %v, want a write error", err)
 		}
 	})
+	t.Run("Interrupted", func(t *testing.T) {
+		// Interrupted (Ctrl-C, hoard check's storage timeout) while
+		// reading the object back: it is deleted all the same.
+		st := newMemStore()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		a := &Archive{Store: cancelOnOpen{st, cancel}, Layout: Layout{Prefix: "db"}}
+		if _, err := a.Probe(ctx); err == nil {
+			t.Error("Probe interrupted: no error")
+		}
+		if len(st.objs) != 0 {
+			t.Errorf("the store holds %d objects after an interrupted probe, want none", len(st.objs))
+		}
+	})
+	t.Run("ErrWriteAnswerLost", func(t *testing.T) {
+		// The object was stored, but the answer was lost.
+		st := newMemStore()
+		a := &Archive{Store: createAnswerLost{st}, Layout: Layout{Prefix: "db"}}
+		if _, err := a.Probe(context.Background()); err == nil {
+			t.Error("Probe whose write answer was lost: no error")
+		}
+		if len(st.objs) != 0 {
+			t.Errorf("the store holds %d objects after the probe, want none", len(st.objs))
+		}
+	})
+}
+
+// cancelOnOpen is a store interrupted (cancel) when an object is opened,
+// and which, as a network store, does nothing under a cancelled context.
+type cancelOnOpen struct {
+	*memStore
+	cancel func()
+}
+
+func (s cancelOnOpen) Open(ctx context.Context, _ string) (io.ReadCloser, storage.Object, error) {
+	s.cancel()
+	return nil, storage.Object{}, ctx.Err()
+}
+
+func (s cancelOnOpen) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.memStore.Delete(ctx, key)
+}
+
+// createAnswerLost is a store whose Create stores the object but fails, as a
+// connection cut before the answer.
+type createAnswerLost struct{ *memStore }
+
+func (s createAnswerLost) Create(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if err := s.memStore.Create(ctx, key, r, md); err != nil {
+		return err
+	}
+	return errors.New("connection reset by peer")
 }
 
 // readOnly is a store that refuses writes.
