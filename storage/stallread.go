@@ -18,25 +18,28 @@ var errReadStalled = errors.New("the server sent no byte")
 // cancel's context: a Read that waits longer than timeout cancels it,
 // which ends the Read, and fails with errReadStalled. It is for a client
 // whose own deadline is longer than StallTimeout (Swift's, which its
-// uploads need: see swiftDataTimeout). Close cancels too.
+// uploads need: see swiftDataTimeout). Close cancels too. Once a Read
+// has stalled, every error but io.EOF is errReadStalled, also when the Read that
+// stalled returned a byte arriving as the request was cancelled and the
+// cancellation shows only at the next.
 type stallReader struct {
 	io.ReadCloser
 	timeout time.Duration
 	cancel  context.CancelFunc
+	stalled atomic.Bool
 }
 
 func (r *stallReader) Read(p []byte) (int, error) {
 	if r.timeout <= 0 {
 		return r.ReadCloser.Read(p)
 	}
-	var stalled atomic.Bool
 	t := time.AfterFunc(r.timeout, func() {
-		stalled.Store(true)
+		r.stalled.Store(true)
 		r.cancel()
 	})
 	n, err := r.ReadCloser.Read(p)
 	t.Stop()
-	if err != nil && stalled.Load() {
+	if err != nil && err != io.EOF && r.stalled.Load() {
 		err = fmt.Errorf("%w for %s (%v)", errReadStalled, r.timeout, err)
 	}
 	return n, err
