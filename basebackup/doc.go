@@ -100,8 +100,10 @@
 // them out: postmaster.pid, postmaster.opts and a stray backup_manifest;
 // the contents of pg_dynshmem, pg_log, pg_notify, pg_replslot, pg_serial,
 // pg_snapshot(s), pg_stat_tmp, pg_subtrans, pg_tblspc, pg_wal and pg_xlog;
-// at any depth names ending in .old, .tmp or ~, starting with .s.,
-// pgsql_tmp or pg_internal.init, and any pg_control; in a database
+// at any depth names ending in .old (but a top-level backup_label.old,
+// which every cluster made from a backup has and BASE_BACKUP's manifest
+// lists, is kept), .tmp or ~, starting with .s., pgsql_tmp or
+// pg_internal.init, and any pg_control; in a database
 // directory, temporary relations and the forks of unlogged relations other
 // than their init fork. global/pg_control, backup_label and tablespace_map
 // go into the control tar instead. A file these rules drop but the server

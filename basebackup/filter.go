@@ -44,7 +44,7 @@ var controlFiles = map[string]bool{
 // ending in .old, .tmp or ~, starting with .s. (sockets and their locks)
 // or pgsql_tmp, and any other pg_control. basebackup.c's excludeFiles add
 // a stray backup_manifest and the relation cache files pg_internal.init*,
-// rebuilt at startup.
+// rebuilt at startup. A top-level backup_label.old is kept (see below).
 func place(rel string, main bool) placement {
 	if main {
 		if controlFiles[rel] {
@@ -53,6 +53,13 @@ func place(rel string, main bool) placement {
 		top, rest, nested := strings.Cut(rel, "/")
 		if nested && excludedContents[top] && rest != "" {
 			return placeSkip
+		}
+		if rel == "backup_label.old" {
+			// Left by the startup of every cluster made from a backup
+			// (a standby), and listed in BASE_BACKUP's manifest: the
+			// .old rule below would make pg_verifybackup report it
+			// missing from every restore of a standby's backup.
+			return placeChunk
 		}
 		if !nested && (top == "postmaster.pid" || top == "postmaster.opts" || top == "backup_manifest") {
 			// backup_manifest: one left by the backup this server was

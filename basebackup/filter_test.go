@@ -26,6 +26,11 @@ func TestPlace(t *testing.T) {
 		{"base/pgsql_tmp/pgsql_tmp1.0", true, placeSkip},
 		{"postgresql.conf~", true, placeSkip},
 		{"postgresql.conf.old", true, placeSkip},
+		// Every cluster made from a backup (a standby) has one, and
+		// BASE_BACKUP's manifest lists it.
+		{"backup_label.old", true, placeChunk},
+		{"base/backup_label.old", true, placeSkip},
+		{"backup_label.old", false, placeSkip},
 		{"x.tmp", true, placeSkip},
 		{".s.PGSQL.5432", true, placeSkip},
 		{"base/1/pg_control", true, placeSkip},
