@@ -194,6 +194,9 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 		}
 		return nil, err
 	}
+	if l.srv.inRecovery && !o.NoWait {
+		return info, waitStandbyWAL(ctx, o, log, info)
+	}
 	return info, nil
 }
 

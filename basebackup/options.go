@@ -74,11 +74,15 @@ type Options struct {
 	ConnString string
 	Archive    *archive.Archive
 
-	Label      string // BASE_BACKUP label; "" means DefaultLabel
-	Fast       bool   // immediate checkpoint instead of a spread one
-	MaxRate    int    // server send rate limit in kB/s (32 to 1048576); 0 is unlimited
-	NoWait     bool   // do not wait for the server to archive the backup's WAL
-	NoEstimate bool   // skip BASE_BACKUP's PROGRESS size estimate: no total, no ETA
+	Label   string // BASE_BACKUP label; "" means DefaultLabel
+	Fast    bool   // immediate checkpoint instead of a spread one
+	MaxRate int    // server send rate limit in kB/s (32 to 1048576); 0 is unlimited
+	NoWait  bool   // do not wait for the backup's WAL to be archived
+	// WALTimeout bounds the wait, after a backup of a standby is stored,
+	// for the archive to hold its WAL (see waitStandbyWAL); 0 means
+	// DefaultWALTimeout.
+	WALTimeout time.Duration
+	NoEstimate bool // skip BASE_BACKUP's PROGRESS size estimate: no total, no ETA
 
 	// Mode chooses local-tar or BASE_BACKUP; the zero value is ModeAuto.
 	Mode Mode
@@ -196,8 +200,8 @@ func (o *Options) validate() error {
 	if o.Archive == nil || o.Archive.Store == nil || o.Archive.Codec == nil {
 		return errors.New("basebackup: no archive")
 	}
-	if o.ChunkSize < 0 || o.Parallel < 0 || o.MaxRate < 0 {
-		return errors.New("basebackup: negative chunk size, parallelism or rate")
+	if o.ChunkSize < 0 || o.Parallel < 0 || o.MaxRate < 0 || o.WALTimeout < 0 {
+		return errors.New("basebackup: negative chunk size, parallelism, rate or WAL timeout")
 	}
 	if o.ChunkSize == 0 {
 		o.ChunkSize = DefaultChunkSize

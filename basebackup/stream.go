@@ -24,6 +24,8 @@ type server struct {
 	version int // server_version_num
 	segSize uint64
 	pgdata  string
+	// inRecovery: the server is a standby (see waitStandbyWAL).
+	inRecovery bool
 }
 
 // runStream takes the backup over the replication protocol: BASE_BACKUP's
@@ -65,6 +67,9 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 		}
 		return nil, err
 	}
+	if srv.inRecovery && !o.NoWait {
+		return info, waitStandbyWAL(ctx, o, log, info)
+	}
 	return info, nil
 }
 
@@ -79,7 +84,7 @@ func identify(ctx context.Context, repl *replication.Conn, sql *pgx.Conn, pgdata
 	if s.segSize, err = repl.WALSegmentSize(ctx); err != nil {
 		return s, fmt.Errorf("basebackup: %w", err)
 	}
-	if err := sql.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&s.version); err != nil {
+	if err := sql.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, pg_is_in_recovery()").Scan(&s.version, &s.inRecovery); err != nil {
 		return s, fmt.Errorf("basebackup: query server version: %w", err)
 	}
 	if s.version < minServerVersion {

@@ -41,6 +41,14 @@ the replication protocol (BASE_BACKUP).
 The backup is restorable only with its WAL, from its start to its end segment: run the
 daemon (or archive_command) so that it is archived.
 
+From a standby (the node is in recovery), PostgreSQL does not wait for that WAL to be
+archived, and the backup ends in the segment the primary is writing. hoard then waits,
+after storing the backup, until the archive holds its WAL through its end (the complete
+segment, or the daemon's .partial copy of the segment in progress with
+wal_partial_upload_interval), for --wal-timeout at most. When the time runs out the
+command fails (exit 1) saying which segment is missing; the backup stays stored and
+restores once that WAL is archived (the primary writes more, or runs pg_switch_wal()).
+
 When a hoard daemon runs with this configuration (it answers on http_address:http_port),
 the backup is requested from it instead, so that backups of a site never overlap; the
 daemon takes it at once, or right after the backup it is taking. --local takes the
@@ -60,7 +68,8 @@ The summary goes to stdout.`,
 			&cli.BoolFlag{Name: "fast", Usage: "request an immediate checkpoint instead of a spread one"},
 			&cli.IntFlag{Name: "max-rate", Usage: "limit the server's send rate to `KB/s` (32 to 1048576; 0 = unlimited); takes the backup over the replication protocol"},
 			uploadRateFlag,
-			&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the server to archive the backup's WAL (archive_command)"},
+			&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the backup's WAL to be archived (by the server's archive_command; from a standby, in the archive)"},
+			&cli.DurationFlag{Name: "wal-timeout", Usage: "from a standby: how long to wait for the archive to hold the backup's WAL", Value: basebackup.DefaultWALTimeout},
 			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON"},
 			&cli.BoolFlag{Name: "local", Usage: "take the backup in this process even when a daemon runs"},
 			&cli.BoolFlag{Name: "incremental", Usage: "take a PostgreSQL 17+ incremental backup against the newest backup of the same system and timeline (needs summarize_wal = on)"},
@@ -75,6 +84,9 @@ func runBasebackup(c *cli.Context) error {
 	if rate != 0 && (rate < 32 || rate > 1048576) {
 		return usagef("use 32 to 1048576, or 0 for no limit", "--max-rate %d is out of range", rate)
 	}
+	if d := c.Duration("wal-timeout"); d <= 0 {
+		return usagef("give a positive duration such as 5m, or --no-wait not to wait", "--wal-timeout %v is not positive", d)
+	}
 	env, err := openSite(c)
 	if err != nil {
 		return err
@@ -86,8 +98,8 @@ func runBasebackup(c *cli.Context) error {
 	if !c.Bool("local") && !c.Bool("incremental") {
 		err := daemon.RequestBackup(c.Context, *httpConfig(env.cfg), env.name)
 		if err == nil {
-			if c.Bool("fast") || rate != 0 || c.Bool("no-wait") {
-				env.log.Warn().Msg("--fast, --max-rate and --no-wait apply to backups taken here; the daemon uses its own settings (use --local)")
+			if c.Bool("fast") || rate != 0 || c.Bool("no-wait") || c.IsSet("wal-timeout") {
+				env.log.Warn().Msg("--fast, --max-rate, --no-wait and --wal-timeout apply to backups taken here; the daemon uses its own settings (use --local)")
 			}
 			printf(c.App.Writer, "basebackup of site %s requested from the running daemon; see hoard list\n", env.name)
 			return nil
@@ -99,7 +111,7 @@ func runBasebackup(c *cli.Context) error {
 
 	bar := &progressBar{w: os.Stderr, term: isTerminal(os.Stderr)}
 	o := basebackupOptions(c, env, decided, basebackup.ReasonRequested)
-	o.Fast, o.MaxRate, o.NoWait = c.Bool("fast"), rate, c.Bool("no-wait")
+	o.Fast, o.MaxRate, o.NoWait, o.WALTimeout = c.Bool("fast"), rate, c.Bool("no-wait"), c.Duration("wal-timeout")
 	if c.Bool("incremental") {
 		o.Incremental, o.Mode = true, basebackup.ModeStream
 	}

@@ -1,0 +1,81 @@
+package basebackup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// A backup of a standby. pg_backup_stop on a standby (and BASE_BACKUP's
+// WAIT there) does not wait for the backup's WAL to be archived unless
+// the standby archives it itself (archive_mode = always), and it cannot
+// switch WAL segments: the backup ends at the standby's minimum recovery
+// point, in the segment its primary is writing (xlogfuncs.c,
+// do_pg_backup_stop in xlog.c). With an idle primary nothing completes
+// that segment, so a backup reported done would not restore until the
+// primary writes more. Unless Options.NoWait, Run therefore waits after
+// storing a standby's backup until the archive holds its WAL through its
+// end: the complete segment, or a .partial holding the end (the daemon's
+// wal_partial_upload_interval copy), which restore reads as the end of
+// the archive.
+
+// ErrWALNotArchived is returned (wrapped) by Run when a backup of a
+// standby is stored but the archive did not come to hold its WAL within
+// Options.WALTimeout. The backup is listed; it restores once its WAL is
+// archived.
+var ErrWALNotArchived = errors.New("the backup's WAL is not archived yet")
+
+// DefaultWALTimeout is how long Run waits for a standby backup's WAL when
+// Options.WALTimeout is zero.
+const DefaultWALTimeout = 5 * time.Minute
+
+// walPollInterval is how often the archive is listed while Run waits.
+const walPollInterval = time.Second
+
+// waitStandbyWAL waits until the archive holds the WAL of info, a backup
+// of a standby, through its end position on its end timeline, or a later
+// timeline's WAL (the standby was promoted: the new timeline's segments
+// hold the old one's WAL up to the switch).
+func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *archive.BackupInfo) error {
+	timeout := o.WALTimeout
+	if timeout == 0 {
+		timeout = DefaultWALTimeout
+	}
+	segSize, endSeg := info.SegmentSize(), info.EndWALSegment
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	logged := false
+	for {
+		end, err := o.Archive.WALEnd(wctx, segSize)
+		if err == nil && (end.Timeline > info.EndTimeline || end.Timeline == info.EndTimeline && end.LSN >= info.EndLSN) {
+			log.Info().Str("backup", info.Name).Str("lsn", info.EndLSN.String()).Str("key", end.File).
+				Msg("the standby backup's WAL is archived")
+			return nil
+		}
+		if err != nil && wctx.Err() == nil {
+			return fmt.Errorf("basebackup: backup %s is stored; list its WAL: %w", info.Name, err)
+		}
+		if !logged {
+			log.Info().Str("backup", info.Name).Str("lsn", info.EndLSN.String()).Str("segment", endSeg).
+				Dur("timeout", timeout).Msg("waiting for the standby backup's WAL to be archived")
+			logged = true
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("basebackup: backup %s of a standby is stored, but its WAL up to %s (segment %s) is not archived after %v: %w. "+
+				"A standby cannot switch WAL segments, and its primary has not finished that one. "+
+				"The backup restores once that WAL is archived: write on the primary or run pg_switch_wal() there, "+
+				"or set wal_partial_upload_interval so the daemon stores the segment in progress as a .partial "+
+				"(--no-wait does not wait)", info.Name, info.EndLSN, endSeg, timeout, ErrWALNotArchived)
+		case <-time.After(walPollInterval):
+		}
+	}
+}

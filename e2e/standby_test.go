@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// startStandby makes a streaming hot standby of primary with Debian's
+// pg_basebackup -R (PostgreSQL 15's tool: primary must be major 15) and
+// starts it. The standby inherits the primary's postgresql.conf
+// (max_wal_senders, wal_level replica) and pg_hba.conf (replication
+// allowed over loopback), all a standby needs to serve hoard.
+func startStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
+	t.Helper()
+	data := filepath.Join(pgtest.TempDir(t), "standby")
+	cmd := exec.Command(pgtest.Tool(t, "pg_basebackup"), "-h", primary.Host, "-p", strconv.Itoa(primary.Port),
+		"-U", "postgres", "-D", data, "-R", "-X", "stream", "-c", "fast")
+	cmd.Env = minimalEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	standby := pgtest.StartDataDir(t, primary.Major, data, nil)
+	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
+		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
+	}
+	return standby
+}
+
+// waitReplayed waits until standby has replayed the primary's WAL up to
+// the primary's current position.
+func waitReplayed(t *testing.T, primary, standby *pgtest.Cluster) {
+	t.Helper()
+	lsn := primary.QueryString(t, "select pg_current_wal_lsn()::text")
+	deadline := time.Now().Add(time.Minute)
+	for standby.QueryString(t, "select (pg_last_wal_replay_lsn() >= $1::pg_lsn)::text", lsn) != "true" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby did not replay %s within a minute", lsn)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// standbySite is a streaming site whose only node is standby (the daemon
+// streams from it over a slot it makes there), with no backup schedule:
+// the test takes each backup with hoard basebackup --local.
+func standbySite(t *testing.T, standby *pgtest.Cluster, partialInterval int) *streamSite {
+	t.Helper()
+	s := newLocalStreamSite(t)
+	s.use(standby)
+	s.setSiteKey("basebackup_interval_hours", nil)
+	s.setSiteKey("pg_data_directory", standby.DataDir)
+	s.setSiteKey("wal_partial_upload_interval", partialInterval)
+	return s
+}
+
+// waitStreaming starts the daemon and waits until it streams.
+func (s *streamSite) startStreaming() *daemonProc {
+	s.t.Helper()
+	d := s.startDaemon()
+	d.waitFor("WAL streaming", time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[s.name].WAL != nil && st.Sites[s.name].WAL.Connected
+	})
+	return d
+}
+
+// restoreAndStart restores backup (with extra restore flags) into a new
+// directory, runs pg_verifybackup on it, starts it and waits for the end
+// of recovery.
+func (s *streamSite) restoreAndStart(t *testing.T, major int, backup string, extra ...string) *pgtest.Cluster {
+	t.Helper()
+	target := filepath.Join(pgtest.TempDir(t), "data")
+	args := append([]string{"restore", "--target-dir", target, "--basebackup", backup, "--archive-mode", "off"}, extra...)
+	s.mustHoard(args...)
+	if major == pgtest.DebianMajor {
+		// -n: the restored pg_wal is empty (WAL comes from the archive).
+		verify := exec.Command(pgtest.Tool(t, "pg_verifybackup"), "-n", target)
+		pgtest.RunAs(verify)
+		if out, err := verify.CombinedOutput(); err != nil {
+			t.Errorf("pg_verifybackup: %v\n%s", err, out)
+		}
+	}
+	c := pgtest.StartDataDir(t, major, target, noArchiving)
+	c.WaitRecoveryDone(t, time.Minute)
+	return c
+}
+
+// TestStandby_Backup points a site at a hot standby of a PostgreSQL 15
+// primary with data checksums, and at the standby only: the daemon
+// streams WAL from it over a slot on the standby (cascading replication)
+// and stores the segment in progress every second
+// (wal_partial_upload_interval). hoard basebackup takes a backup of the
+// standby in each mode, local-tar (pg_backup_start/stop on the standby,
+// its data directory read here) and basic (BASE_BACKUP from the standby),
+// while the primary is idle: the backup ends in a segment the primary has
+// not finished, so it is restorable at once only through the stored
+// .partial, and the command waits for that. Each backup restored
+// right away (pg_verifybackup, then recovery) has the primary's rows; a
+// restore to an LSN between two later writes on the primary has the
+// first and not the second; hoard verify sees continuous WAL.
+func TestStandby_Backup(t *testing.T) {
+	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, DataChecksums: true})
+	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
+	primary.Exec(t, "insert into tl_rows select g, 'before' from generate_series(1, 100) g")
+	standby := startStandby(t, primary)
+	s := standbySite(t, standby, 1)
+	d := s.startStreaming()
+
+	next := 101
+	for _, mode := range []string{"local-tar", "basic"} {
+		t.Run(mode, func(t *testing.T) {
+			primary.Exec(t, "insert into tl_rows select g, $1 from generate_series($2::int, $2::int + 99) g", mode, next)
+			next += 100
+			waitReplayed(t, primary, standby)
+			want := rowsOf(t, primary)
+			s.setSiteKey("basebackup_mode", mode)
+			var b backupJSON
+			if out := s.mustHoard("basebackup", "--local", "--json"); json.Unmarshal([]byte(out), &b) != nil {
+				t.Fatalf("hoard basebackup --json:\n%s", out)
+			}
+			if got, want := b.Metadata["hoard-source"], map[string]string{"local-tar": "data-directory", "basic": "base-backup"}[mode]; got != want {
+				t.Errorf("backup %s: hoard-source %q, want %q", b.Name, got, want)
+			}
+			c := s.restoreAndStart(t, primary.Major, b.Name)
+			if got := rowsOf(t, c); got != want {
+				t.Errorf("restored from the standby's %s backup right after it:\n%.80s\nthe primary has\n%.80s", mode, got, want)
+			}
+			c.Stop(t)
+		})
+	}
+
+	t.Run("PITR", func(t *testing.T) {
+		bs := s.listBackups()
+		primary.Exec(t, "insert into tl_rows values (10001, 'kept')")
+		want := rowsOf(t, primary)
+		target := primary.QueryString(t, "select pg_current_wal_insert_lsn()::text")
+		primary.Exec(t, "insert into tl_rows values (10002, 'after-target')")
+		s.switchAndWaitStored(d, primary, time.Minute)
+		c := s.restoreAndStart(t, primary.Major, bs[len(bs)-1].Name, "--target-lsn", target)
+		if got := rowsOf(t, c); got != want {
+			t.Errorf("restored to %s:\n%.200s\nwant\n%.200s", target, got, want)
+		}
+		if out := s.mustHoard("verify"); !strings.Contains(out, "OK") {
+			t.Logf("hoard verify:\n%s", out)
+		}
+	})
+}
+
+// TestStandby_BackupIdlePrimary takes a local-tar backup of a standby
+// whose primary writes nothing, with a daemon that stores only complete
+// segments (no wal_partial_upload_interval): the backup's WAL ends in a
+// segment the primary has not finished, and nothing archives it until
+// the primary writes more. hoard basebackup must not report success for
+// a backup no restore can use: it waits for that WAL (--wal-timeout),
+// then fails, saying what it waits for and what to do, with the backup
+// stored. Once the primary switches segments, the backup restores.
+func TestStandby_BackupIdlePrimary(t *testing.T) {
+	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, DataChecksums: true})
+	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
+	primary.Exec(t, "insert into tl_rows select g, 'before' from generate_series(1, 100) g")
+	standby := startStandby(t, primary)
+	s := standbySite(t, standby, 0)
+	s.setSiteKey("basebackup_mode", "local-tar")
+	d := s.startStreaming()
+	// Rows after the segment switch that made the standby: the
+	// standby's replay position is in the segment the primary writes.
+	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
+	waitReplayed(t, primary, standby)
+	want := rowsOf(t, primary)
+
+	out, errOut, err := s.hoard("basebackup", "--local", "--wal-timeout", "3s")
+	if code := exitCode(err); code != 1 {
+		t.Errorf("hoard basebackup of a standby whose primary is idle: exit %d, want 1\n%s", code, out)
+	}
+	for _, w := range []string{"standby", "not archived", "pg_switch_wal()", "wal_partial_upload_interval"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("hoard basebackup's error does not say %q:\n%s", w, errOut)
+		}
+	}
+	bs := s.listBackups()
+	if len(bs) != 1 {
+		t.Fatalf("hoard list: %d backups, want the one stored", len(bs))
+	}
+	if _, errOut, err := s.hoard("restore", "--target-dir", filepath.Join(pgtest.TempDir(t), "early"), "--basebackup", bs[0].Name); err == nil || !strings.Contains(errOut, bs[0].EndWALSegment) {
+		t.Errorf("restore before the backup's WAL is archived: %v, want an error naming %s\n%s", err, bs[0].EndWALSegment, errOut)
+	}
+
+	s.switchAndWaitStored(d, primary, time.Minute)
+	c := s.restoreAndStart(t, primary.Major, bs[0].Name)
+	if got := rowsOf(t, c); got != want {
+		t.Errorf("restored:\n%.80s\nthe primary had\n%.80s", got, want)
+	}
+}
