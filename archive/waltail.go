@@ -125,17 +125,20 @@ func (l *WALListing) StandIn(name string) (WALFile, bool) {
 
 // PartialDataSize returns how many bytes of WAL the stored .partial f
 // holds: the position after the last non-zero byte of its decoded
-// content, which must be the WAL of f's segment (readPartial). Its
-// MetaPartialDataSize is not used: anyone who can write to the bucket can
-// set it, and a restore told a .partial holds more than it does would
-// promise a recovery point it cannot reach. It costs a download of the
-// object.
+// content, which must be the WAL of f's segment (readPartial), or after
+// its last valid record (wal.RecordEnd) when that is further: a record
+// may end in zero bytes, and a standby's backup ends at the end of the
+// last record its primary wrote. Its MetaPartialDataSize is not used:
+// anyone who can write to the bucket can set it, and a restore told a
+// .partial holds more than it does would promise a recovery point it
+// cannot reach. It costs a download of the object.
 func (a *Archive) PartialDataSize(ctx context.Context, f WALFile) (int64, error) {
-	n, err := f.Archive.readPartial(ctx, f.Key, f.Name, nil)
+	var rec wal.RecordEnd
+	n, err := f.Archive.readPartial(ctx, f.Key, f.Name, &rec)
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", f.Key, err)
 	}
-	return n, nil
+	return max(n, rec.End()), nil
 }
 
 // PartialDataSize is Archive.PartialDataSize of the listed .partial f,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -263,5 +264,31 @@ func TestNewestSegmentSize_Trusted(t *testing.T) {
 				t.Errorf("NewestSegmentSize = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestArchive_PartialDataSize_RecordEndsInZeros stores a .partial of a
+// real segment cut just after its last record, whose bytes end in
+// zeros, as the daemon stores the segment in progress of an idle
+// primary's standby: the WAL it holds ends at that record's end, past
+// its last non-zero byte, so that a standby backup ending there counts
+// as archived.
+func TestArchive_PartialDataSize_RecordEndsInZeros(t *testing.T) {
+	ctx := context.Background()
+	z := waltest.ZeroEndedSegment(t, pgtest.DebianMajor)
+	var r wal.RecordEnd
+	_, _ = r.Write(z.Data)
+	cut := r.End()
+	a := walTestArchive(t, true)
+	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, t.TempDir(), z.Name+".partial", z.Data[:cut]), PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	end, err := a.WALEnd(ctx, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := int64(end.LSN % (1 << 20)); !end.Partial || got != cut {
+		t.Errorf("WAL end %+v: %d bytes into the segment, want the last record's end %d (last non-zero byte: %d)",
+			end, got, cut, len(bytes.TrimRight(z.Data[:cut], "\x00")))
 	}
 }
