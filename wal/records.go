@@ -20,9 +20,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // RecordEnd finds where the valid WAL records of a segment's first bytes
 // end, as PostgreSQL's xlogreader.c reads them: written to (as an
 // io.Writer) with the segment from its first byte, End reports the
-// segment offset just past the last record whose CRC-32C matches, whose
-// xl_prev names the record before it, and whose pages carry their own
-// address. A record continued from the previous segment is skipped; the
+// segment offset of the end of the last record whose CRC-32C matches,
+// whose xl_prev names the record before it, and whose pages carry their
+// own address, MAXALIGNed as PostgreSQL's EndRecPtr (the position a
+// backup ends at, and where the next record starts). A record continued from the previous segment is skipped; the
 // walk stops at the first record that is not valid (zeros after the end
 // of the WAL, a torn or stale record, a page from a recycled segment).
 //
@@ -62,8 +63,8 @@ const (
 	stateDone                            // no further valid record
 )
 
-// End returns the segment offset just past the last valid record written
-// so far; 0 when none is complete.
+// End returns the segment offset of the (aligned) end of the last valid
+// record written so far; 0 when none is complete.
 func (r *RecordEnd) End() int64 { return r.end }
 
 // Write reads p, the next bytes of the segment. It never fails.
@@ -179,5 +180,8 @@ func (r *RecordEnd) finish(end int64) {
 		r.state = stateDone
 		return
 	}
-	r.end, r.prev, r.recN, r.state = end, r.recStart, 0, stateAlign
+	// The record's end as PostgreSQL counts it (EndRecPtr, a backup's
+	// end position): where the next record starts, after the padding.
+	r.end = (end + maxAlign - 1) &^ (maxAlign - 1)
+	r.prev, r.recN, r.state = r.recStart, 0, stateAlign
 }

@@ -17,8 +17,8 @@ type ZeroEnded struct {
 	Name string // the segment's name
 	Data []byte // the whole segment file
 	// Aligned is the segment offset of the end of the last record,
-	// rounded up to 8 bytes (XLogInsertRecord's EndPos); the record
-	// itself ends less than 8 bytes before it.
+	// rounded up to 8 bytes as PostgreSQL counts it (XLogInsertRecord's
+	// EndPos, xlogreader's EndRecPtr).
 	Aligned int64
 	// Before is the (aligned) end of the record before it.
 	Before int64
