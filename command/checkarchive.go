@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/daemon"
 	"github.com/hoardbackup/hoard/replication"
@@ -101,7 +103,17 @@ func checkArchiveSwitch(ctx context.Context, r *checkReport, env *siteEnv, timeo
 	nodeCtx, cancel := context.WithTimeout(ctx, checkNodeTimeout)
 	seg, err := replication.SwitchWAL(nodeCtx, n.ConnString())
 	cancel()
-	if err != nil {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "55000":
+		// 55000 object_not_in_prerequisite_state, "recovery is in
+		// progress": WAL control functions cannot run on a standby
+		// (xlogfuncs.c).
+		r.fail(step, "postgresql node 0 is a standby: pg_switch_wal() cannot run during recovery, so no segment can be ended "+
+			"to prove that WAL reaches the archive; run SELECT pg_switch_wal() on the primary and see the segment it ends "+
+			"arrive in the archive (hoard verify), or run --archive-switch with the primary as the site's first node")
+		return
+	case err != nil:
 		r.fail(step, "%v (pg_switch_wal needs a superuser and a primary)", err)
 		return
 	}

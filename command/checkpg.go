@@ -45,6 +45,9 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	default:
 		r.ok(step, "%s: PostgreSQL %s, system identifier %d", at, s.VersionText(), s.SystemID)
 	}
+	if s.InRecovery {
+		checkStandby(r, step, env, s, streaming)
+	}
 	if err := s.CheckWALLevel(); err != nil {
 		r.fail(step, "%v", err)
 	} else {
@@ -73,6 +76,24 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	id := strconv.FormatUint(s.SystemID, 10)
 	checkSystemID(r, step, id, backups)
 	return id
+}
+
+// checkStandby says what backing up from a standby means for the site:
+// its backups end in the segment its primary is writing, which the
+// daemon stores in time only as a .partial (wal_partial_upload_interval),
+// and it archives nothing itself unless archive_mode is always.
+func checkStandby(r *checkReport, step string, env *siteEnv, s replication.Setup, streaming bool) {
+	r.info(step, "a standby (in recovery): the WAL stream and the slot are on the standby, backups are taken from it "+
+		"(see Backing up from a standby in docs/backup-restore.md)")
+	switch {
+	case streaming && env.site.WALPartialUploadInterval == 0:
+		r.warn(step, "wal_partial_upload_interval is 0: a backup of a standby ends in the segment its primary is writing, and "+
+			"restores only once the primary finishes that segment; set wal_partial_upload_interval (say 60) so that the "+
+			"daemon stores the segment in progress")
+	case !streaming && s.ArchiveMode != "always":
+		r.warn(step, "archive_mode is %s: a standby archives nothing unless archive_mode = always; its backups need the "+
+			"primary to archive into this site (or set archive_mode = always on the standby)", s.ArchiveMode)
+	}
 }
 
 // checkSenders says whether max_wal_senders leaves room: one WAL sender

@@ -151,6 +151,20 @@ func TestStandby_Backup(t *testing.T) {
 			t.Logf("hoard verify:\n%s", out)
 		}
 	})
+
+	// hoard check on the standby: it says it is one; --archive-switch
+	// cannot end a segment there and says what to do instead.
+	t.Run("Check", func(t *testing.T) {
+		out := s.mustHoard("check")
+		if !strings.Contains(out, "a standby (in recovery)") || strings.Contains(out, "wal_partial_upload_interval is 0") {
+			t.Errorf("hoard check on a standby, with wal_partial_upload_interval 1:\n%s", out)
+		}
+		out, _, err := s.hoard("check", "--archive-switch")
+		if code := exitCode(err); code != 1 || !strings.Contains(out, "FAILED   archive switch: postgresql node 0 is a standby") ||
+			!strings.Contains(out, "pg_switch_wal() on the primary") {
+			t.Errorf("hoard check --archive-switch on a standby: exit %d, want 1 and what to do\n%s", code, out)
+		}
+	})
 }
 
 // TestStandby_BackupIdlePrimary takes a local-tar backup of a standby
@@ -183,6 +197,10 @@ func TestStandby_BackupIdlePrimary(t *testing.T) {
 		if !strings.Contains(errOut, w) {
 			t.Errorf("hoard basebackup's error does not say %q:\n%s", w, errOut)
 		}
+	}
+	// (check fails: the backup's WAL is not archived.)
+	if out, _, _ := s.hoard("check"); !strings.Contains(out, "warning  postgresql node 0: wal_partial_upload_interval is 0") {
+		t.Errorf("hoard check does not warn of wal_partial_upload_interval 0 on a standby:\n%s", out)
 	}
 	bs := s.listBackups()
 	if len(bs) != 1 {

@@ -29,6 +29,7 @@ type Setup struct {
 	ArchiveMode    string // off, on or always
 	ArchiveCommand string // "" when not set, or not visible to the role
 	DataChecksums  bool
+	InRecovery     bool // pg_is_in_recovery(): the server is a standby
 }
 
 // setupQuery reads Setup; $1 is the slot name ("" for none). The
@@ -43,7 +44,8 @@ const setupQuery = `SELECT current_setting('server_version_num'),
 	coalesce((SELECT slot_type FROM pg_replication_slots WHERE slot_name = $1), ''),
 	current_setting('archive_mode'),
 	coalesce(current_setting('archive_command', true), ''),
-	current_setting('data_checksums')`
+	current_setting('data_checksums'),
+	pg_is_in_recovery()::text`
 
 // QuerySetup connects to the server connString names with an ordinary
 // connection (it takes no WAL sender) and reads its Setup; slot is the
@@ -65,11 +67,11 @@ func QuerySetup(ctx context.Context, connString, slot string) (Setup, error) {
 	if _, err := rr.Close(); err != nil {
 		return Setup{}, fmt.Errorf("read settings: %w", err)
 	}
-	if len(row) != 11 {
-		return Setup{}, fmt.Errorf("read settings: %w: want one row of 11 columns", ErrProtocol)
+	if len(row) != 12 {
+		return Setup{}, fmt.Errorf("read settings: %w: want one row of 12 columns", ErrProtocol)
 	}
 	s := Setup{WALLevel: row[2], SlotType: row[7], ArchiveMode: row[8], ArchiveCommand: row[9],
-		DataChecksums: row[10] == "on"}
+		DataChecksums: row[10] == "on", InRecovery: row[11] == "true"}
 	if s.SystemID, err = strconv.ParseUint(row[1], 10, 64); err != nil {
 		return Setup{}, fmt.Errorf("read settings: system_identifier %q: %w", row[1], err)
 	}
