@@ -147,9 +147,7 @@ func TestStandby_Backup(t *testing.T) {
 		if got := rowsOf(t, c); got != want {
 			t.Errorf("restored to %s:\n%.200s\nwant\n%.200s", target, got, want)
 		}
-		if out := s.mustHoard("verify"); !strings.Contains(out, "OK") {
-			t.Logf("hoard verify:\n%s", out)
-		}
+		s.mustHoard("verify") // exits 1 on a gap in the WAL after a backup
 	})
 
 	// hoard check on the standby: it says it is one; --archive-switch
