@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,17 +51,7 @@ func TestDaemonTimelineSwitch(t *testing.T) {
 	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
 	primary.Exec(t, "insert into tl_rows select g, 'before-backup' from generate_series(1, 100) g")
 
-	data := filepath.Join(pgtest.TempDir(t), "standby")
-	cmd := exec.Command(pgtest.Tool(t, "pg_basebackup"), "-h", primary.Host, "-p", strconv.Itoa(primary.Port),
-		"-U", "postgres", "-D", data, "-R", "-X", "stream", "-c", "fast")
-	cmd.Env = minimalEnv()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("pg_basebackup: %v\n%s", err, out)
-	}
-	standby := pgtest.StartDataDir(t, major, data, nil)
-	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
-		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
-	}
+	standby := startStandby(t, primary)
 
 	s := newLocalStreamSite(t)
 	s.use(standby)

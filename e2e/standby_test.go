@@ -33,18 +33,22 @@ func startStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
 	return standby
 }
 
+// startPair starts a PostgreSQL 15 primary with data checksums and 1 MiB
+// segments, holding tl_rows with 100 rows, and a hot standby of it.
+func startPair(t *testing.T) (primary, standby *pgtest.Cluster) {
+	t.Helper()
+	primary = pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, DataChecksums: true})
+	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
+	primary.Exec(t, "insert into tl_rows select g, 'before' from generate_series(1, 100) g")
+	return primary, startStandby(t, primary)
+}
+
 // waitReplayed waits until standby has replayed the primary's WAL up to
 // the primary's current position.
 func waitReplayed(t *testing.T, primary, standby *pgtest.Cluster) {
 	t.Helper()
 	lsn := primary.QueryString(t, "select pg_current_wal_lsn()::text")
-	deadline := time.Now().Add(time.Minute)
-	for standby.QueryString(t, "select (pg_last_wal_replay_lsn() >= $1::pg_lsn)::text", lsn) != "true" {
-		if time.Now().After(deadline) {
-			t.Fatalf("the standby did not replay %s within a minute", lsn)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	standby.WaitTrue(t, time.Minute, "select pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn)
 }
 
 // standbySite is a streaming site whose only node is standby (the daemon
@@ -106,10 +110,7 @@ func (s *streamSite) restoreAndStart(t *testing.T, major int, backup string, ext
 // restore to an LSN between two later writes on the primary has the
 // first and not the second; hoard verify sees continuous WAL.
 func TestStandby_Backup(t *testing.T) {
-	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, DataChecksums: true})
-	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
-	primary.Exec(t, "insert into tl_rows select g, 'before' from generate_series(1, 100) g")
-	standby := startStandby(t, primary)
+	primary, standby := startPair(t)
 	s := standbySite(t, standby, 1)
 	d := s.startStreaming()
 
@@ -174,10 +175,7 @@ func TestStandby_Backup(t *testing.T) {
 // then fails, saying what it waits for and what to do, with the backup
 // stored. Once the primary switches segments, the backup restores.
 func TestStandby_BackupIdlePrimary(t *testing.T) {
-	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, DataChecksums: true})
-	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
-	primary.Exec(t, "insert into tl_rows select g, 'before' from generate_series(1, 100) g")
-	standby := startStandby(t, primary)
+	primary, standby := startPair(t)
 	s := standbySite(t, standby, 0)
 	s.setSiteKey("basebackup_mode", "local-tar")
 	d := s.startStreaming()

@@ -133,6 +133,17 @@ func (c *Cluster) WaitReady(t testing.TB) {
 	})
 }
 
+// WaitTrue waits until sql (with args), a query of one boolean, returns
+// true, and fails the test after timeout.
+func (c *Cluster) WaitTrue(t testing.TB, timeout time.Duration, sql string, args ...any) {
+	t.Helper()
+	c.poll(t, "make "+sql+" true", timeout, func(ctx context.Context, conn *pgx.Conn) (bool, error) {
+		var ok bool
+		err := conn.QueryRow(ctx, sql, args...).Scan(&ok)
+		return err == nil && ok, err
+	})
+}
+
 // WaitRecoveryDone waits until pg_is_in_recovery() is false, and fails the
 // test after timeout.
 func (c *Cluster) WaitRecoveryDone(t testing.TB, timeout time.Duration) {

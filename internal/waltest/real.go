@@ -37,13 +37,7 @@ func ZeroEndedSegment(t testing.TB, major int) ZeroEnded {
 	before := c.QueryString(t, "select pg_current_wal_insert_lsn()::text")
 	end := c.QueryString(t, "select pg_logical_emit_message(false, 'p', '\\x00000000000000000000'::bytea)::text")
 	// The message is not transactional: nothing waits for its flush.
-	deadline := time.Now().Add(time.Minute)
-	for c.QueryString(t, "select (pg_current_wal_flush_lsn() >= $1::pg_lsn)::text", end) != "true" {
-		if time.Now().After(deadline) {
-			t.Fatalf("waltest: WAL not flushed through %s", end)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c.WaitTrue(t, time.Minute, "select pg_current_wal_flush_lsn() >= $1::pg_lsn", end)
 	name := c.QueryString(t, "select pg_walfile_name($1::pg_lsn)", end)
 	data, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", name))
 	if err != nil {
