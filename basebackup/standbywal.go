@@ -62,7 +62,7 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 		}
 		if !logged {
 			log.Info().Str("backup", info.Name).Str("lsn", info.EndLSN.String()).Str("segment", endSeg).
-				Dur("timeout", timeout).Msg("waiting for the standby backup's WAL to be archived")
+				Dur("timeout_ms", timeout).Msg("waiting for the standby backup's WAL to be archived")
 			logged = true
 		}
 		select {
