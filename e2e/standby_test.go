@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -27,6 +28,27 @@ func startStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
 		t.Fatalf("pg_basebackup: %v\n%s", err, out)
 	}
 	standby := pgtest.StartDataDir(t, primary.Major, data, nil)
+	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
+		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
+	}
+	return standby
+}
+
+// startColdStandby makes a streaming hot standby of primary of any major
+// (Debian's pg_basebackup is 15's) from a copy of its data directory
+// taken while it is stopped, and starts both.
+func startColdStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
+	t.Helper()
+	primary.Stop(t)
+	data := filepath.Join(pgtest.TempDir(t), "standby")
+	if out, err := exec.Command("cp", "-a", primary.DataDir, data).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s: %v\n%s", primary.DataDir, err, out)
+	}
+	primary.Start(t)
+	if err := os.WriteFile(filepath.Join(data, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	standby := pgtest.StartDataDir(t, primary.Major, data, map[string]string{"primary_conninfo": primary.ConnString("postgres")})
 	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
 		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
 	}
@@ -210,5 +232,39 @@ func TestStandby_BackupIdlePrimary(t *testing.T) {
 	c := s.restoreAndStart(t, primary.Major, bs[0].Name)
 	if got := rowsOf(t, c); got != want {
 		t.Errorf("restored:\n%.80s\nthe primary had\n%.80s", got, want)
+	}
+}
+
+// TestStandby_BackupLocalTarMajors takes a local-tar backup of a standby
+// on the oldest and newest majors under test other than 15
+// (pg_start_backup/pg_stop_backup on 13 and 14, pg_backup_start/stop
+// from 15) while the primary is idle, with the daemon streaming from the
+// standby and storing the segment in progress every second, and restores
+// it right away: it has the primary's rows.
+func TestStandby_BackupLocalTarMajors(t *testing.T) {
+	vs := pgtest.Versions()
+	for _, major := range []int{vs[0], vs[len(vs)-1]} {
+		if major == pgtest.DebianMajor {
+			continue // TestStandby_Backup
+		}
+		t.Run(strconv.Itoa(major), func(t *testing.T) {
+			primary := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1, DataChecksums: true})
+			primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
+			standby := startColdStandby(t, primary)
+			s := standbySite(t, standby, 1)
+			s.setSiteKey("basebackup_mode", "local-tar")
+			s.startStreaming()
+			primary.Exec(t, "insert into tl_rows select g, 'rows' from generate_series(1, 200) g")
+			waitReplayed(t, primary, standby)
+			want := rowsOf(t, primary)
+			var b backupJSON
+			if out := s.mustHoard("basebackup", "--local", "--json"); json.Unmarshal([]byte(out), &b) != nil {
+				t.Fatalf("hoard basebackup --json:\n%s", out)
+			}
+			c := s.restoreAndStart(t, major, b.Name)
+			if got := rowsOf(t, c); got != want {
+				t.Errorf("restored:\n%.80s\nthe primary has\n%.80s", got, want)
+			}
+		})
 	}
 }
