@@ -104,7 +104,7 @@ func (r *RecordEnd) Write(p []byte) (int, error) {
 func (r *RecordEnd) pageHeader() {
 	le := binary.LittleEndian
 	magic, info, addr := le.Uint16(r.hdr[0:]), le.Uint16(r.hdr[2:]), le.Uint64(r.hdr[8:])
-	if r.off == 0 {
+	if r.blockSize == 0 { // the first page's (r.off is past 0 when it came in pieces)
 		bs := int64(le.Uint32(r.hdr[36:]))
 		if bs < 1024 || bs&(bs-1) != 0 {
 			r.state = stateDone
