@@ -45,6 +45,23 @@ func OfSystem(bs []*BackupInfo, systemID string) []*BackupInfo {
 	return out
 }
 
+// TrustedOfSystem returns the backups that stand for the site's cluster
+// in a choice of one backup made on metadata alone (which to restore or
+// test, where archive-sync starts), oldest first: those Trusted keeps,
+// less another system's (OfSystem). The order matters: Trusted's
+// fallback to every backup is for a site where none authenticates (an
+// archive from before hoard signed backups), not for one whose only
+// authenticated backups are another system's (a new site with another
+// cluster's copied in, or one after a pg_upgrade), where
+// Trusted(OfSystem(bs, id)) would choose a planted unsigned backup that
+// Trusted alone passes over. The result is empty when no authenticated
+// backup is of this system while some authenticate. Retention counts by
+// Trusted(OfSystem(bs, id)) instead: there, counting an unsigned backup
+// keeps more.
+func TrustedOfSystem(bs []*BackupInfo, systemID string) []*BackupInfo {
+	return OfSystem(Trusted(bs), systemID)
+}
+
 // Foreign returns the backups of bs that OfSystem leaves out: their
 // metadata authenticates but names a system other than systemID.
 func Foreign(bs []*BackupInfo, systemID string) []*BackupInfo {

@@ -105,3 +105,31 @@ func TestOfSystem(t *testing.T) {
 		t.Errorf("Trusted(OfSystem(A)) of a foreign and an unauthenticated backup = %v", backupNames(got))
 	}
 }
+
+// TestTrustedOfSystem: a choice of one backup goes by this system's
+// authenticated backups; where another system's authenticate and none of
+// this one's do, by none, never by an unauthenticated one (a planted
+// backup); where none authenticates, by all.
+func TestTrustedOfSystem(t *testing.T) {
+	own := &BackupInfo{Name: "own", Auth: AuthOK, SystemID: "A"}
+	other := &BackupInfo{Name: "other", Auth: AuthOK, SystemID: "B"}
+	claims := &BackupInfo{Name: "claims", Auth: AuthNone, SystemID: "B"}
+	planted := &BackupInfo{Name: "planted", Auth: AuthNone}
+	for _, tc := range []struct {
+		name     string
+		bs       []*BackupInfo
+		systemID string
+		want     string
+	}{
+		{"OK", []*BackupInfo{own, other, planted}, "A", "own"},
+		{"OnlyForeign", []*BackupInfo{other, claims, planted}, "A", ""},
+		{"NoneAuthenticates", []*BackupInfo{claims, planted}, "A", "claims, planted"},
+		{"Unknown", []*BackupInfo{own, other, planted}, "", "own, other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := backupNames(TrustedOfSystem(tc.bs, tc.systemID)); got != tc.want {
+				t.Errorf("TrustedOfSystem(%q) = %v, want %v", tc.systemID, got, tc.want)
+			}
+		})
+	}
+}

@@ -28,6 +28,12 @@ type SyncOptions struct {
 	// DefaultMaxHashChecks, negative: none.
 	MaxHashChecks int
 	HashAlgorithm string // for pushes; "" is sha1
+	// SystemID is the system identifier of the cluster of PGData (from
+	// its global/pg_control), "" when not known: the sync starts from the
+	// newest backup of that system (TrustedOfSystem), so that another
+	// cluster's, copied from a site sharing the key pair and starting
+	// further on, does not leave this cluster's segments unlooked at.
+	SystemID string
 	// PGVersion, when set, returns the server_version_num recorded as the
 	// pushed files' pg-version (PushOptions.PGVersion). It is called once,
 	// before the first push: a sync that pushes nothing asks nothing.
@@ -50,9 +56,10 @@ type SyncResult struct {
 	Newest string `json:"newest_local_segment"`
 	Oldest string `json:"oldest_local_segment"`
 	// Backup is the newest backup (of those whose metadata authenticates,
-	// where any does: Trusted), whose start bounds the sync; nil when the
-	// site has none. The archive's WAL must be continuous from its
-	// start (verify.CheckContinuity).
+	// where any does, and of the cluster's system where it is known:
+	// TrustedOfSystem), whose start bounds the sync; nil when the site has
+	// none. The archive's WAL must be continuous from its start
+	// (verify.CheckContinuity).
 	Backup *BackupInfo `json:"-"`
 }
 
@@ -120,10 +127,13 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 		return nil, err
 	}
 	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}}
-	// The newest backup whose metadata authenticates where any does: a
-	// planted backup claiming to start far ahead would leave every local
-	// segment unlooked at.
-	res.Backup = NewestTrusted(backups)
+	// The newest backup whose metadata authenticates where any does, of
+	// this cluster's system: a planted backup, or another cluster's,
+	// claiming to start far ahead would leave every local segment
+	// unlooked at. With none, every local segment is looked at.
+	if own := TrustedOfSystem(backups, o.SystemID); len(own) > 0 {
+		res.Backup = own[len(own)-1]
+	}
 	var from uint64
 	if res.Backup != nil {
 		if s, err := res.Backup.StartSegment(); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +21,10 @@ func archiveSyncCommand() *cli.Command {
 		Usage:     "store WAL the archive lacks from the local pg_wal, and check the archive is continuous",
 		UsageText: "hoard archive-sync [--max-hash-checks N] [--no-verify] [--create-new-backup-on-failure] [--json]",
 		Description: `PGHoard's pghoard_archive_sync, run on the database host. Reads the pg_wal of the site's
-pg_data_directory and, from the newest complete segment back to the newest backup's start
-segment, stores every segment the archive lacks and compares the stored hash of up to
+pg_data_directory and, from the newest complete segment back to the start segment of the
+newest backup of that cluster (the system identifier in its global/pg_control; another
+cluster's backups, copied from a site sharing the key pair, do not count), stores every
+segment the archive lacks and compares the stored hash of up to
 --max-hash-checks archived ones with the local file (a mismatch is reported, never
 overwritten). Stores the local .history files the archive lacks. Then, unless --no-verify,
 checks that the archive's WAL continues without a gap from the newest backup's start to the
@@ -62,16 +65,26 @@ func runArchiveSync(c *cli.Context) error {
 	if checks == 0 {
 		checks = -1 // Archive.Sync reads 0 as its default
 	}
+	// The cluster's system identifier: the sync starts from the newest
+	// backup of its system (another cluster's, copied from a site sharing
+	// the key pair, does not count), and the node is asked for its
+	// version only when it is that cluster.
+	systemID := ""
+	sysID, idErr := archive.ClusterSystemID(env.site.PGDataDirectory)
+	if idErr != nil {
+		idErr = fmt.Errorf("system identifier of %s: %w", env.site.PGDataDirectory, idErr)
+		env.log.Warn().Err(idErr).Msg("the cluster's system identifier is not known: the sync starts from the newest backup of any database system")
+	} else {
+		systemID = strconv.FormatUint(sysID, 10)
+	}
 	// As wal-push records it: the site's pg_version, else the node's
 	// version when the node is the cluster whose pg_wal is read.
 	pgVersion := func(ctx context.Context) int {
 		if env.site.PGVersion != 0 {
 			return env.site.PGVersion
 		}
-		sysID, err := archive.ClusterSystemID(env.site.PGDataDirectory)
-		if err != nil {
-			err = fmt.Errorf("system identifier of %s: %w", env.site.PGDataDirectory, err)
-		} else {
+		err := idErr
+		if err == nil {
 			var v int
 			if v, err = nodeVersion(ctx, env, sysID, env.site.PGDataDirectory); err == nil {
 				return v
@@ -84,6 +97,7 @@ func runArchiveSync(c *cli.Context) error {
 		PGData:        env.site.PGDataDirectory,
 		MaxHashChecks: checks,
 		HashAlgorithm: env.cfg.HashAlgorithm,
+		SystemID:      systemID,
 		PGVersion:     pgVersion,
 		Logger:        env.log,
 	})

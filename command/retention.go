@@ -2,12 +2,10 @@ package command
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
-	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -109,27 +106,6 @@ func runRetention(c *cli.Context) error {
 		writeRetentionText(c.App.Writer, plan, res, c.Bool("verbose"))
 	}
 	return applyErr
-}
-
-// retentionNodeTimeout bounds retention's question to a node.
-const retentionNodeTimeout = 10 * time.Second
-
-// nodeSystemID asks the site's nodes, in order, for their cluster's
-// system identifier (replication.QueryServer, an ordinary connection,
-// as hoard check makes): the first that answers says it. Without an
-// answer it returns "" and the last error.
-func nodeSystemID(ctx context.Context, site *config.Site) (string, error) {
-	var err error
-	for _, n := range site.Nodes {
-		nctx, cancel := context.WithTimeout(ctx, retentionNodeTimeout)
-		srv, qerr := replication.QueryServer(nctx, n.ConnString())
-		cancel()
-		if qerr == nil {
-			return strconv.FormatUint(srv.SystemID, 10), nil
-		}
-		err = qerr
-	}
-	return "", err
 }
 
 // retentionPolicy turns a site's configuration into a retention policy.

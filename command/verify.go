@@ -26,8 +26,10 @@ WAL page headers against names). The WAL must continue without a gap from each b
 start, along the timeline .history files, through the newest stored segment; gaps are
 named. The table shows per backup whether it is restorable and how far recovery reaches.
 
-With --restore: restores a backup into a scratch directory, starts PostgreSQL of its major
-version on it (found with --pg-bin-dir, on PATH, in pg_bin_directory, /usr/lib/postgresql/<major>/bin,
+With --restore: restores a backup into a scratch directory (without --basebackup the one
+hoard restore would choose, among the backups of the database system of the site's first
+node that answers; a warning says when none does), starts PostgreSQL of its major version
+on it (found with --pg-bin-dir, on PATH, in pg_bin_directory, /usr/lib/postgresql/<major>/bin,
 /usr/pgsql-<major>/bin or $HOARD_CACHE/pg/<major>/bin), lets it replay the archive (to the
 target, or to its end), checks that it accepts connections, that recovery reached the newest
 archived WAL, that every database answers, amcheck's bt_index_check on every btree index
@@ -164,9 +166,19 @@ func runRestoreTest(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The automatic choice goes by the backups of the node's system:
+	// another cluster's, copied from a site sharing the key pair, would
+	// fail the test at this site's WAL.
+	systemID := ""
+	if b := c.String("basebackup"); b == "" || b == "latest" {
+		if systemID, err = nodeSystemID(c.Context, env.site); err != nil {
+			env.log.Warn().Err(err).Msg("the cluster's system identifier is not known: the test chooses among the backups of every database system")
+		}
+	}
 	res, err := verify.RestoreTest(c.Context, verify.RestoreTestOptions{
 		Archive:        env.archive,
 		Backup:         c.String("basebackup"),
+		SystemID:       systemID,
 		Target:         target,
 		PGBinDir:       c.String("pg-bin-dir"),
 		SitePGBinDir:   env.site.PGBinDirectory,

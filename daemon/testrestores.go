@@ -200,7 +200,8 @@ func (s *supervisor) restoreTests(ctx context.Context, arch *archive.Archive) er
 
 // restoreTestOnce runs one test under the daemon's slot and records it. It
 // returns skip when the test could not start: a basebackup began while the
-// slot was awaited, the site has no backup yet, or the listing failed.
+// slot was awaited, the site has no backup (of its cluster's system) yet,
+// or the listing failed.
 func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive) (*RestoreTestStatus, bool) {
 	if s.status().BackupRunning {
 		return nil, true
@@ -219,8 +220,16 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 	// The test restores what hoard restore would choose, among the backups
 	// whose metadata authenticates where any does (archive.Trusted): a
 	// planted backup claiming to be newer is neither the one named as
-	// starting nor one the test passed over (passedOver).
-	bs = archive.Trusted(bs)
+	// starting nor one the test passed over (passedOver). Where the
+	// node's system identifier is known, among that system's
+	// (archive.TrustedOfSystem): another cluster's backups, copied from a
+	// site sharing the key pair, are neither restored (recovery would
+	// stop at this site's WAL) nor passed over.
+	sysID := s.systemID(ctx)
+	if bs = archive.TrustedOfSystem(bs, sysID); len(bs) == 0 {
+		s.log.Info().Str("system_identifier", sysID).Msg("restore test due but the site has no basebackup of its cluster's system yet")
+		return nil, true
+	}
 	rt := s.site.RestoreTest
 	if rt.Dir != "" {
 		// The server's user must be able to reach its scratch directory
@@ -242,6 +251,7 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 		ScratchDir:     rt.Dir,
 		RestoreCommand: rt.RestoreCommand,
 		Parallel:       rt.Parallel,
+		SystemID:       sysID,
 		Logger:         s.log,
 	})
 	s.setRestoreTest(func(r *RestoreTestStatus) { r.Running = false })

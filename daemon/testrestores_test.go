@@ -356,23 +356,7 @@ func TestSupervisor_restoreTestOncePassedOver(t *testing.T) {
 // the newest authenticated backup (as restore chooses) passes, where it
 // failed naming the planted one as passed over and raised the alert.
 func TestSupervisor_restoreTestOncePlanted(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &archive.Codec{KeyID: "k1", PublicKey: &key.PublicKey}
-	arch := &archive.Archive{Store: storage.NewMem(), Codec: c, Site: "test"}
-	put := func(name string, b *archive.BackupInfo, sign bool) {
-		md := b.ToMetadata()
-		if sign {
-			if err := c.SignBackup(name, md); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := arch.Store.Put(context.Background(), arch.Layout.BackupKey(name), strings.NewReader("x"), md); err != nil {
-			t.Fatal(err)
-		}
-	}
+	arch, put := signedArchive(t)
 	put("2024-05-01_0", &archive.BackupInfo{StartTime: time.Now().Add(-time.Hour), StartWALSegment: "000000010000000000000002"}, true)
 	put("2099-01-01_0", &archive.BackupInfo{StartTime: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), StartWALSegment: "000000010000001000000000"}, false)
 	d := testDaemon(t)
@@ -383,5 +367,65 @@ func TestSupervisor_restoreTestOncePlanted(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d.opts.AlertDir, AlertRestoreTest)); !os.IsNotExist(err) {
 		t.Errorf("alert raised: %v", err)
+	}
+}
+
+// TestSupervisor_restoreTestOnceForeign: another cluster's backup, newer
+// and authenticated (copied from a site sharing the key pair), is neither
+// the one the test must restore nor one it passed over, where the node's
+// system identifier is known; the test is told that identifier, so that
+// its restore chooses as the schedule does. Before, the test of this
+// cluster's newest failed naming the other one as passed over.
+func TestSupervisor_restoreTestOnceForeign(t *testing.T) {
+	arch, put := signedArchive(t)
+	put("2024-05-01_0", &archive.BackupInfo{StartTime: time.Now().Add(-time.Hour), StartWALSegment: "000000010000000000000002", SystemID: "7000000000000000001"}, true)
+	put("2099-01-01_0", &archive.BackupInfo{StartTime: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), StartWALSegment: "000000010000001000000000", SystemID: "7000000000000000002"}, true)
+	d := testDaemon(t)
+	f := &fakeRestoreTests{}
+	site := restoreTestSite(t.TempDir(), time.Hour, f)
+	var got string
+	site.RestoreTest.run = func(ctx context.Context, o verify.RestoreTestOptions) (*verify.RestoreTestResult, error) {
+		got = o.SystemID
+		return f.run(ctx, o)
+	}
+	sup := newSupervisor(d, site)
+	sup.noteSystemID("7000000000000000001")
+	r, skip := sup.restoreTestOnce(context.Background(), arch)
+	if skip || r == nil || !r.passed() {
+		t.Fatalf("restoreTestOnce = %+v, skip %v; want the test of 2024-05-01_0 passed", r, skip)
+	}
+	if got != "7000000000000000001" {
+		t.Errorf("the restore test was told system identifier %q, want 7000000000000000001", got)
+	}
+
+	// With only the other system's backups, there is nothing to test yet.
+	sup.noteSystemID("7000000000000000003")
+	if r, skip := sup.restoreTestOnce(context.Background(), arch); !skip {
+		t.Errorf("restoreTestOnce with no backup of the system = %+v, want skipped", r)
+	}
+}
+
+// signedArchive returns an archive in memory whose codec signs backups
+// with a key of its own, and a function that stores a backup's control
+// object there, its metadata signed or not.
+func signedArchive(t *testing.T) (*archive.Archive, func(name string, b *archive.BackupInfo, sign bool)) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &archive.Codec{KeyID: "k1", PublicKey: &key.PublicKey}
+	arch := &archive.Archive{Store: storage.NewMem(), Codec: c, Site: "test"}
+	return arch, func(name string, b *archive.BackupInfo, sign bool) {
+		t.Helper()
+		md := b.ToMetadata()
+		if sign {
+			if err := c.SignBackup(name, md); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := arch.Store.Put(context.Background(), arch.Layout.BackupKey(name), strings.NewReader("x"), md); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

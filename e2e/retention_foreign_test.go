@@ -32,13 +32,7 @@ func TestRetention_ForeignSystem(t *testing.T) {
 	switchAndWaitArchived(t, srcA)
 	sysA := srcA.QueryString(t, "select system_identifier::text from pg_control_system()")
 
-	// B: the same configuration, key pair included, but its own store.
-	cfg, _ := a.readConfig()
-	b := &site{t: t, name: a.name, dir: a.dir, config: filepath.Join(a.dir, "b.json"), storeDir: filepath.Join(a.dir, "b-store")}
-	b.writeConfig("", cfg)
-	b.rewriteStore(b.storeDir)
-	srcB := pgtest.Start(t, pgtest.Options{Major: 15, Conf: b.clusterConf()})
-	b.use(srcB)
+	b, srcB := a.sharingKeys(t)
 	planted := b.foreignBackups(t, srcB, a, 2)
 
 	a.editConfig(func(cfg map[string]any) {
@@ -95,6 +89,20 @@ func TestRetention_ForeignSystem(t *testing.T) {
 	if !strings.Contains(errOut, "more than one database system") || !strings.Contains(errOut, sysA) {
 		t.Errorf("hoard restore does not warn that the backups are of more than one system:\n%s", errOut)
 	}
+}
+
+// sharingKeys returns site B, of s's name and configuration, key pair
+// included, but with a store of its own, and B's cluster (PostgreSQL 15,
+// archiving into B's store), which B's commands connect to.
+func (s *site) sharingKeys(t *testing.T) (*site, *pgtest.Cluster) {
+	t.Helper()
+	cfg, _ := s.readConfig()
+	b := &site{t: t, name: s.name, dir: s.dir, config: filepath.Join(s.dir, "b.json"), storeDir: filepath.Join(s.dir, "b-store")}
+	b.writeConfig("", cfg)
+	b.rewriteStore(b.storeDir)
+	c := pgtest.Start(t, pgtest.Options{Major: 15, Conf: b.clusterConf()})
+	b.use(c)
+	return b, c
 }
 
 // foreignBackups takes n backups of c with s's configuration whose names

@@ -54,6 +54,14 @@ type Options struct {
 	Backup    string // backup name; "" or "latest" chooses by Target
 	Target    Target
 
+	// SystemID, when the caller knows it, is the system identifier of
+	// the cluster the site backs up (the daemon's and hoard verify
+	// --restore's node says it): the automatic choice passes over backups
+	// whose authenticated metadata names another system (Candidates).
+	// "" chooses among the backups of every system, with a warning when
+	// they are of more than one.
+	SystemID string
+
 	// TablespaceDirs maps tablespace names to the directories to restore
 	// them into; TablespaceBaseDir/<oid> is used for the others, or else
 	// the path they had when backed up.
@@ -413,9 +421,16 @@ func (o *Options) restoreCommand(b *archive.BackupInfo, walEnd string) (string, 
 // chain's error.
 func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damaged []*archive.DamagedBackup, t Target) (*archive.BackupInfo, *archive.Control, []*chainLevel, error) {
 	auto := o.Backup == "" || o.Backup == "latest"
-	candidates := Candidates(backups, o.Backup)
-	var skipped, unauthenticated []string
+	candidates := Candidates(backups, o.Backup, o.SystemID)
+	var skipped, unauthenticated, foreign []string
 	if auto {
+		for _, b := range archive.Foreign(backups, o.SystemID) {
+			foreign = append(foreign, b.Name)
+		}
+		if len(foreign) > 0 {
+			log.Warn().Strs("backups", foreign).Str("system_identifier", o.SystemID).Msg("passing over backups of another database system " +
+				"(another cluster's, copied into this site from one sharing the key pair, or this cluster's from before a pg_upgrade)")
+		}
 		for _, b := range archive.Untrusted(backups) {
 			unauthenticated = append(unauthenticated, b.Name)
 		}
@@ -439,6 +454,9 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 		if err != nil {
 			if len(unauthenticated) > 0 {
 				err = fmt.Errorf("%w (passed over, their metadata not authenticated: %s)", err, strings.Join(unauthenticated, ", "))
+			}
+			if len(foreign) > 0 {
+				err = fmt.Errorf("%w (passed over, of another database system than %s: %s)", err, o.SystemID, strings.Join(foreign, ", "))
 			}
 			if len(skipped) > 0 {
 				return nil, nil, nil, fmt.Errorf("%w (passed over, their incremental chains broken: %s)", err, strings.Join(skipped, ", "))

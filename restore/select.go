@@ -84,11 +84,15 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 // name. The storage writer can plant a backup that claims to be the
 // newest, or alter a real one's times and positions: when the choice is
 // automatic (name "" or "latest") and hoard signed some backups'
-// metadata, only those are chosen from (archive.Trusted). A backup named
-// explicitly is looked for among all of them.
-func Candidates(backups []*archive.BackupInfo, name string) []*archive.BackupInfo {
+// metadata, only those are chosen from (archive.Trusted). Where the
+// caller knows the system identifier of the site's cluster (systemID not
+// ""), only those of that system (archive.TrustedOfSystem): another
+// cluster's, copied from a site sharing the key pair, would stop recovery
+// at this site's WAL. A backup named explicitly is looked for among all
+// of them.
+func Candidates(backups []*archive.BackupInfo, name, systemID string) []*archive.BackupInfo {
 	if name == "" || name == "latest" {
-		return archive.Trusted(backups)
+		return archive.TrustedOfSystem(backups, systemID)
 	}
 	return backups
 }

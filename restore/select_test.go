@@ -2,6 +2,7 @@ package restore
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -245,5 +246,41 @@ func TestSelectBackup_LatestTimeline(t *testing.T) {
 	_, err := SelectBackup([]*archive.BackupInfo{b2}, "", Target{latest: latest})
 	if !errors.Is(err, archive.ErrNoBackup) {
 		t.Errorf("only a backup on the abandoned timeline: %v, want ErrNoBackup", err)
+	}
+}
+
+// TestCandidates: the automatic choice goes by the authenticated backups
+// and, where the system identifier is known, by that system's only; a
+// backup named explicitly is looked for among all.
+func TestCandidates(t *testing.T) {
+	own := &archive.BackupInfo{Name: "own", Auth: archive.AuthOK, SystemID: "A"}
+	other := &archive.BackupInfo{Name: "other", Auth: archive.AuthOK, SystemID: "B"}
+	planted := &archive.BackupInfo{Name: "planted", Auth: archive.AuthNone, SystemID: "A"}
+	bs := []*archive.BackupInfo{own, other, planted}
+	for _, tc := range []struct {
+		name, backup, systemID string
+		want                   []*archive.BackupInfo
+	}{
+		{"OK", "", "A", []*archive.BackupInfo{own}},
+		{"Latest", "latest", "A", []*archive.BackupInfo{own}},
+		{"SystemUnknown", "", "", []*archive.BackupInfo{own, other}},
+		{"Named", "other", "A", bs},
+		// Another system's authenticate and none of this one's: a
+		// planted unsigned backup is not chosen instead.
+		{"NoneOfSystem", "", "C", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Candidates(bs, tc.backup, tc.systemID)
+			var names, want []string
+			for _, b := range got {
+				names = append(names, b.Name)
+			}
+			for _, b := range tc.want {
+				want = append(want, b.Name)
+			}
+			if !slices.Equal(names, want) {
+				t.Errorf("Candidates(%q, %q) = %v, want %v", tc.backup, tc.systemID, names, want)
+			}
+		})
 	}
 }

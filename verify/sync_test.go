@@ -126,6 +126,38 @@ func TestSync_PlantedBackup(t *testing.T) {
 	}
 }
 
+// TestSync_ForeignBackup: another cluster's backup (system B), newer,
+// starting far ahead and authenticated (copied from a site sharing the key
+// pair), does not bound archive-sync of cluster A: it syncs from A's
+// newest backup and stores the segment the archive lacks, where it looked
+// at no segment and reported B's backup.
+func TestSync_ForeignBackup(t *testing.T) {
+	ctx := context.Background()
+	a := encryptedArchive(t)
+	putBackup(t, a, "b1", 1, 3, 3, t0)
+	putBackup(t, a, "b2", 1, 0x100, 0x100, t0.Add(time.Hour))
+	for name, system := range map[string]string{"b1": "7000000000000000001", "b2": "7000000000000000002"} {
+		archivetest.PlantCopy(t, a.Store, a.Layout.BackupKey(name), a.Layout.BackupKey(name), func(md storage.Metadata) {
+			md[archive.MetaSystemID] = system
+			if err := a.Codec.SignBackup(name, md); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	putSegments(t, a, 1, 3, 3)
+
+	res, err := a.Sync(ctx, archive.SyncOptions{PGData: localWAL(t, 1, 5), MaxHashChecks: -1, SystemID: "7000000000000000001", Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backup == nil || res.Backup.Name != "b1" {
+		t.Errorf("sync bounded by backup %v, want b1", res.Backup)
+	}
+	if want := []string{seg(1, 4), "00000002.history"}; !slices.Equal(res.Pushed, want) {
+		t.Errorf("pushed %v, want %v", res.Pushed, want)
+	}
+}
+
 // TestSync_PGVersion: the files Sync stores carry the pg-version its
 // PGVersion returns, asked once for all of them; a sync that stores nothing
 // asks nothing (archive-sync then opens no connection to the node).

@@ -28,6 +28,10 @@ type RestoreTestOptions struct {
 	Archive *archive.Archive
 	Backup  string         // backup name; "" chooses by Target, as hoard restore does
 	Target  restore.Target // zero: replay to the end of the archive
+	// SystemID is the system identifier of the site's cluster when the
+	// caller knows it: the automatic choice passes over other systems'
+	// backups (restore.Options.SystemID).
+	SystemID string
 
 	// PGBinDir, when set, is the only directory searched for postgres and
 	// pg_ctl. Otherwise: the directory of postgres on PATH, SitePGBinDir
@@ -164,7 +168,7 @@ func (t *restoreTest) run(ctx context.Context) error {
 	// below all the same.
 	binMajor := 0
 	if bs, err := o.Archive.ListBackups(ctx); err == nil {
-		if b, err := restore.SelectBackup(restore.Candidates(bs, o.Backup), o.Backup, o.Target); err == nil && b.PGVersion >= 10000 {
+		if b, err := restore.SelectBackup(restore.Candidates(bs, o.Backup, o.SystemID), o.Backup, o.Target); err == nil && b.PGVersion >= 10000 {
 			binMajor = b.PGVersion / 10000
 			if t.binDir, err = findBinDir(o.PGBinDir, o.SitePGBinDir, binMajor); err != nil {
 				return err
@@ -188,7 +192,7 @@ func (t *restoreTest) run(ctx context.Context) error {
 	// the backup records: on this host those may belong to a live cluster,
 	// and they come from storage.
 	rr, err := restore.Run(ctx, restore.Options{
-		Archive: o.Archive, TargetDir: t.data, Backup: o.Backup, Target: o.Target,
+		Archive: o.Archive, TargetDir: t.data, Backup: o.Backup, Target: o.Target, SystemID: o.SystemID,
 		TablespaceBaseDir: filepath.Join(scratch, "tablespaces"),
 		RestoreCommand:    rc, Parallel: o.Parallel, Logger: o.Logger,
 	})
