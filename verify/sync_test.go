@@ -105,25 +105,13 @@ func TestSync_CheckContinuity(t *testing.T) {
 // segments the archive lacks, and reports that backup, where it looked at
 // no segment at all and reported the planted one.
 func TestSync_PlantedBackup(t *testing.T) {
-	ctx := context.Background()
 	a := encryptedArchive(t)
 	putBackup(t, a, "b1", 1, 3, 3, t0)
 	putBackup(t, a, "b2", 1, 0x100, 0x100, t0.Add(time.Hour))
 	archivetest.PlantCopy(t, a.Store, a.Layout.BackupKey("b2"), a.Layout.BackupKey("b2"), func(md storage.Metadata) {
 		delete(md, archive.MetaBackupMAC)
 	})
-	putSegments(t, a, 1, 3, 3)
-
-	res, err := a.Sync(ctx, archive.SyncOptions{PGData: localWAL(t, 1, 5), MaxHashChecks: -1, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Backup == nil || res.Backup.Name != "b1" {
-		t.Errorf("sync bounded by backup %v, want b1", res.Backup)
-	}
-	if want := []string{seg(1, 4), "00000002.history"}; !slices.Equal(res.Pushed, want) {
-		t.Errorf("pushed %v, want %v", res.Pushed, want)
-	}
+	syncFromB1(t, a, "")
 }
 
 // TestSync_ForeignBackup: another cluster's backup (system B), newer,
@@ -132,7 +120,6 @@ func TestSync_PlantedBackup(t *testing.T) {
 // newest backup and stores the segment the archive lacks, where it looked
 // at no segment and reported B's backup.
 func TestSync_ForeignBackup(t *testing.T) {
-	ctx := context.Background()
 	a := encryptedArchive(t)
 	putBackup(t, a, "b1", 1, 3, 3, t0)
 	putBackup(t, a, "b2", 1, 0x100, 0x100, t0.Add(time.Hour))
@@ -144,9 +131,18 @@ func TestSync_ForeignBackup(t *testing.T) {
 			}
 		})
 	}
-	putSegments(t, a, 1, 3, 3)
+	syncFromB1(t, a, "7000000000000000001")
+}
 
-	res, err := a.Sync(ctx, archive.SyncOptions{PGData: localWAL(t, 1, 5), MaxHashChecks: -1, SystemID: "7000000000000000001", Logger: zerolog.Nop()})
+// syncFromB1 stores segment 3 in a, whose backups b1 (starting at
+// segment 3) and b2 (starting at 0x100) the caller stored, and syncs a
+// local pg_wal holding segments 1 to 5 into it as cluster systemID: the
+// sync must be bounded by b1 and store segment 4 (5 is the one being
+// written) and the history file.
+func syncFromB1(t *testing.T, a *archive.Archive, systemID string) {
+	t.Helper()
+	putSegments(t, a, 1, 3, 3)
+	res, err := a.Sync(context.Background(), archive.SyncOptions{PGData: localWAL(t, 1, 5), MaxHashChecks: -1, SystemID: systemID, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
