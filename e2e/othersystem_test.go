@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestRecoveryRefusesOtherSystemWAL: two clusters archive into two sites
@@ -20,7 +23,7 @@ import (
 // and hoard verify --full must report it.
 func TestRecoveryRefusesOtherSystemWAL(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
-	src, _ := s.startBackedUp(t)
+	src, backup := s.startBackedUp(t)
 	switchAndWaitArchived(t, src)
 	src.Exec(t, "insert into t select generate_series(2, 1000)")
 	seg := switchAndWaitArchived(t, src)
@@ -55,6 +58,20 @@ func TestRecoveryRefusesOtherSystemWAL(t *testing.T) {
 	out, errOut, verr := s.hoard("verify", "--full")
 	if verr == nil || !strings.Contains(out+errOut, seg) || !strings.Contains(out+errOut, "another database system") {
 		t.Errorf("hoard verify --full after the swap: %v, want a failure naming %s as another system's:\n%s%s", verr, seg, out, errOut)
+	}
+	// A backup planted beside it (a copy of its control object, HMAC
+	// stripped) whose metadata names another system must not make
+	// verify take the segment for one two systems share, and skip it.
+	st := storage.NewLocal(s.storeDir)
+	l := archive.Layout{Prefix: s.name}
+	archivetest.PlantCopy(t, st, l.BackupKey(backup), l.BackupKey("2099-01-01_00-00_0"), func(md storage.Metadata) {
+		md[archive.MetaSystemID] = "1"
+		delete(md, archive.MetaBackupMAC)
+	})
+	pgtest.Chown(t, s.storeDir)
+	out, errOut, verr = s.hoard("verify", "--full")
+	if verr == nil || !strings.Contains(out+errOut, seg) || !strings.Contains(out+errOut, "another database system") {
+		t.Errorf("hoard verify --full after the swap, with a planted backup of system 1: %v, want a failure naming %s as another system's:\n%s%s", verr, seg, out, errOut)
 	}
 	c, err := pgtest.TryStartDataDir(t, 15, dir, noArchiving)
 	log := refusedRecovery(t, c, err, count, want)

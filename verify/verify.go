@@ -251,8 +251,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Full {
 		systems := make([]uint64, len(backups))
 		for i, b := range backups {
-			// PGHoard's backups record none: 0, not checked.
-			systems[i], _ = strconv.ParseUint(b.SystemID, 10, 64)
+			systems[i] = backupSystem(b, &reps[i])
 		}
 		bad, err := c.segments(ctx, idx, chains, systems, o.Parallel)
 		if err != nil {
@@ -645,4 +644,22 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 		return fmt.Errorf("decodes to %d bytes, manifest says %d", cr.N, ch.InputSize)
 	}
 	return nil
+}
+
+// backupSystem is the system identifier of backup b, r its report after
+// its control object was read: the one its manifest records, else its
+// metadata's where that authenticates, else 0 (PGHoard's backups record
+// none). A backup planted without the key (a copy of another's control
+// object, its metadata edited) cannot claim another system: its manifest
+// is the copied one's.
+func backupSystem(b *archive.BackupInfo, r *BackupReport) uint64 {
+	id := ""
+	switch {
+	case r.hoard != nil:
+		id = r.hoard.SystemID
+	case b.Auth == archive.AuthOK:
+		id = b.SystemID
+	}
+	n, _ := strconv.ParseUint(id, 10, 64)
+	return n
 }

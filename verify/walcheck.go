@@ -10,26 +10,35 @@ import (
 
 // segments decodes every stored segment on the chains, once each, and
 // returns the damaged ones with the problem found. systems[i] is the
-// system identifier of chains[i]'s backup (0: unknown): a segment must
-// name it, unless the chains holding it disagree (pg_upgrade into the
-// same site), as wal-fetch requires of what it delivers.
+// system identifier of chains[i]'s backup (0: unknown, which says nothing
+// of its segments): a segment must name it, unless the chains holding it
+// disagree (pg_upgrade into the same site), as wal-fetch requires of what
+// it delivers.
 func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, systems []uint64, parallel int) (map[string]string, error) {
 	system := map[string]uint64{}
+	mixed := map[string]bool{}
+	seen := map[string]bool{}
 	var names []string
 	for i, ch := range chains {
 		if ch == nil {
 			continue
 		}
 		for _, n := range ch.Segments {
-			id, seen := system[n]
-			switch {
-			case !seen:
+			if !seen[n] {
+				seen[n] = true
 				names = append(names, n)
+			}
+			switch id, ok := system[n]; {
+			case systems[i] == 0:
+			case !ok:
 				system[n] = systems[i]
 			case id != systems[i]:
-				system[n] = 0
+				mixed[n] = true
 			}
 		}
+	}
+	for n := range mixed {
+		delete(system, n)
 	}
 	bad := map[string]string{}
 	var mu sync.Mutex
