@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -30,7 +31,9 @@ key or PostgreSQL setting to change), in four steps:
                  when encryption is off
   storage        a scratch object <prefix>/hoard/check/<random> is written, read back,
                  compared and deleted (never a real object); a storage that refuses the
-                 delete is a warning: retention needs it
+                 delete is a warning: retention needs it. Run as root, it writes nothing
+                 into a local store (the directories would be root's, which PostgreSQL's
+                 user could not write) and warns: run hoard check as that user
   postgresql     for each node: an ordinary connection; a supported version (13 or later);
                  wal_level replica or logical; free WAL senders (max_wal_senders) and, for
                  a slot, that it exists or max_replication_slots lets the daemon create it;
@@ -81,9 +84,14 @@ func runCheck(c *cli.Context) error {
 		src = "the environment"
 	}
 	r.ok("configuration", "site %s from %s", env.name, src)
+	root := checkEUID() == 0
+	if root {
+		r.warn("user", "hoard check runs as root, and checks what root can do, not PostgreSQL's user, which runs wal-push and the daemon: "+
+			"run it as that user (sudo -u postgres hoard check)")
+	}
 	checkKeys(r, env.site, env.archive.Codec)
 
-	stored := checkStorage(c.Context, r, env)
+	stored := checkStorage(c.Context, r, env, root)
 	var backups []*archive.BackupInfo
 	listed := false
 	if stored {
@@ -178,13 +186,24 @@ func checkKeys(r *checkReport, site *config.Site, codec *archive.Codec) {
 	r.ok(step, "key %s encrypts and decrypts", id)
 }
 
+// checkEUID is the effective user id hoard check runs as (a test hook).
+var checkEUID = os.Geteuid
+
 // checkStorage writes, reads back and deletes a scratch object. It
 // returns whether the storage can be read, for the checks that list it.
-func checkStorage(ctx context.Context, r *checkReport, env *siteEnv) bool {
+// As root it writes nothing into a local store: the directories the
+// scratch object needs (the site's, in a new store) would stay root's,
+// and PostgreSQL's user could store nothing there.
+func checkStorage(ctx context.Context, r *checkReport, env *siteEnv, root bool) bool {
 	step := "storage " + storageName(env.site.ObjectStorage)
 	if hint := missingRoot(env.site); hint != "" {
 		r.fail(step, "%s (create it, or fix the key)", hint)
 		return false
+	}
+	if root && env.site.ObjectStorage.URL == "" && env.site.ObjectStorage.Type == storage.TypeLocal {
+		r.warn(step, "not written as root: the directories of a scratch object would be root's, and PostgreSQL's user could not store there; "+
+			"run hoard check as that user")
+		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkStorageTimeout)
 	defer cancel()

@@ -47,6 +47,11 @@ func runCheckSite(t *testing.T, site map[string]any, args ...string) (int, strin
 	if err := os.WriteFile(cfg, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if !checkAsRoot {
+		old := checkEUID
+		checkEUID = func() int { return 1000 }
+		defer func() { checkEUID = old }()
+	}
 	app := App("test")
 	var out bytes.Buffer
 	app.Writer, app.ErrWriter = &out, io.Discard
@@ -56,6 +61,34 @@ func runCheckSite(t *testing.T, site map[string]any, args ...string) (int, strin
 	}
 	t.Logf("hoard check %s:\n%s", strings.Join(args, " "), out.String())
 	return ExitCode(err), out.String()
+}
+
+// checkAsRoot makes runCheckSite run hoard check as what it is run as
+// (root, in CI), not as another user.
+var checkAsRoot bool
+
+// TestCheck_Root: hoard check as root says to run it as PostgreSQL's
+// user, and writes nothing into a local store: the scratch object's
+// directories (the site's among them, in a new store) would be root's,
+// and PostgreSQL's wal-push could then store nothing there.
+func TestCheck_Root(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not run as root")
+	}
+	checkAsRoot = true
+	defer func() { checkAsRoot = false }()
+	c := storetest.Local(t)
+	code, out := runCheckSite(t, checkSite(t, c, "archive_command", closedNode))
+	if code != ExitFailure {
+		t.Errorf("check: exit %d, want %d (the node is unreachable)", code, ExitFailure)
+	}
+	wantLines(t, out,
+		"warning  user: hoard check runs as root",
+		"warning  storage local "+c.Directory+": not written as root")
+	entries, err := os.ReadDir(c.Directory)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("hoard check as root left %v in the store (%v), want nothing", entries, err)
+	}
 }
 
 // wantLines fails unless out has a line starting with each of want.
