@@ -34,13 +34,14 @@ func listBackups(ctx context.Context, r *checkReport, env *siteEnv) ([]*archive.
 // restore does (archive.NewestTrusted), when some backups' metadata
 // authenticates only among those, so that a backup someone without the
 // key planted cannot stand for the site's cluster, and with id only among
-// that system's (archive.OfSystem), so that another cluster's copied from
-// a site sharing the key pair cannot either. Where none is of that
-// system, the newest of any: the node is then another cluster (or was
-// pg_upgraded), which checkSystemID reports.
+// that system's (archive.TrustedOfSystem), so that another cluster's
+// copied from a site sharing the key pair cannot either, nor an unsigned
+// one planted beside them. Where none is of that system, the newest of
+// any: the node is then another cluster (or was pg_upgraded), which
+// checkSystemID reports.
 func newestBackup(bs []*archive.BackupInfo, id string) *archive.BackupInfo {
-	if b := archive.NewestTrusted(archive.OfSystem(bs, id)); b != nil {
-		return b
+	if own := archive.TrustedOfSystem(bs, id); len(own) > 0 {
+		return own[len(own)-1]
 	}
 	return archive.NewestTrusted(bs)
 }

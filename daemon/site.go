@@ -230,13 +230,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				s.log.Warn().Err(err).Msg("list basebackups")
 				s.setError(err)
 			default:
-				// Backups of another system (copied from a site sharing
-				// the key pair, or from before a pg_upgrade) neither
-				// stand for this one nor hold its backups back.
-				own := archive.OfSystem(backups, s.systemID(ctx))
-				s.noteBackups(len(backups), own)
-				dec := s.site.Schedule.Decide(now, own)
-				s.update(func(st *SiteStatus) { st.NextBackup = timePtr(dec.Next) })
+				dec := s.decide(ctx, now, backups)
 				reason := ""
 				switch {
 				case now.Before(retryAt):
@@ -292,6 +286,21 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 	}
 }
 
+// decide records the listed backups in the status and metrics and returns
+// what the schedule says at now. Both go by the backups that stand for
+// the site's cluster (archive.TrustedOfSystem): backups of another system
+// (copied from a site sharing the key pair, or from before a pg_upgrade)
+// neither stand for this one nor hold its backups back, and where only
+// they authenticate, an unsigned backup planted beside them does not
+// either.
+func (s *supervisor) decide(ctx context.Context, now time.Time, backups []*archive.BackupInfo) Decision {
+	own := archive.TrustedOfSystem(backups, s.systemID(ctx))
+	s.noteBackups(len(backups), own)
+	dec := s.site.Schedule.Decide(now, own)
+	s.update(func(st *SiteStatus) { st.NextBackup = timePtr(dec.Next) })
+	return dec
+}
+
 func earliest(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b
@@ -331,7 +340,7 @@ func (s *supervisor) maintenance() bool {
 }
 
 // noteBackups records the listing in the status and metrics: listed
-// backups, of which bs are this system's (archive.OfSystem).
+// backups, of which bs stand for this system (archive.TrustedOfSystem).
 func (s *supervisor) noteBackups(listed int, bs []*archive.BackupInfo) {
 	// A planted backup that claims to be new would silence the alert on
 	// the newest backup's age: where some authenticate, only they count.

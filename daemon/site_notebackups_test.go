@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
@@ -23,5 +25,28 @@ func TestSupervisor_NoteBackupsPlanted(t *testing.T) {
 	}
 	if got, want := s.m.lastBackup.Value(), float64(real.StartTime.Unix()); got != want {
 		t.Errorf("%s = %v, want %v", MetricLastBackup, got, want)
+	}
+}
+
+// TestSupervisor_DecideOnlyForeignAuthenticated: after a pg_upgrade (or
+// in a new site with another cluster's backups copied in), the only
+// backups whose metadata authenticates are another system's. An unsigned
+// backup planted beside them, claiming to be fresh and recording no
+// system, must not stand for this cluster: a backup is due at once and
+// none is reported as the newest. Before, the schedule went by
+// Trusted(OfSystem(...)), which fell back to the planted one: no backup
+// was due, and the planted one was reported as the newest.
+func TestSupervisor_DecideOnlyForeignAuthenticated(t *testing.T) {
+	old := bb("2024-05-02 11:00", "", basebackup.ReasonScheduled)
+	old.Auth, old.SystemID = archive.AuthOK, "7000000000000000001"
+	planted := bb("2024-05-02 11:30", "", basebackup.ReasonScheduled)
+	site := Site{Name: "test", Active: true, WAL: WALArchiveCommand, Schedule: Schedule{Interval: 24 * time.Hour}}
+	s := newSupervisor(testDaemon(t), site)
+	s.noteSystemID("7000000000000000002")
+	if d := s.decide(context.Background(), at("2024-05-02 12:00"), []*archive.BackupInfo{old, planted}); !d.Due {
+		t.Errorf("not due (%s)", d.Why)
+	}
+	if got := s.status().LastBackup; got != nil {
+		t.Errorf("last backup %+v, want none", got)
 	}
 }
