@@ -194,8 +194,8 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 		}
 		return nil, err
 	}
-	if l.srv.inRecovery && !o.NoWait {
-		return info, waitStandbyWAL(ctx, o, log, info)
+	if l.srv.inRecovery {
+		return info, afterStandbyBackup(ctx, o, log, info)
 	}
 	return info, nil
 }
@@ -477,14 +477,16 @@ func (l *localBackup) startBackup(ctx context.Context) (pglogrepl.LSN, time.Time
 // stopBackup runs pg_backup_stop (pg_stop_backup(false) before 15) and
 // returns the end position, backup_label and tablespace_map. Unless
 // Options.NoWait, the server waits until the backup's WAL is archived
-// when archive_mode is on.
+// when archive_mode is on; never on a standby, where that wait (with
+// archive_mode = always) has no end while the primary is idle: Run waits
+// there itself, for Options.WALTimeout (waitStandbyWAL).
 func (l *localBackup) stopBackup(ctx context.Context) (pglogrepl.LSN, string, string, error) {
 	q := "SELECT lsn::text, labelfile, coalesce(spcmapfile, '') FROM pg_backup_stop($1)"
 	if l.srv.version < 150000 {
 		q = "SELECT lsn::text, labelfile, coalesce(spcmapfile, '') FROM pg_stop_backup(false, $1)"
 	}
 	var lsn, label, spcmap string
-	if err := l.sql.QueryRow(ctx, q, !l.o.NoWait).Scan(&lsn, &label, &spcmap); err != nil {
+	if err := l.sql.QueryRow(ctx, q, !l.o.NoWait && !l.srv.inRecovery).Scan(&lsn, &label, &spcmap); err != nil {
 		return 0, "", "", fmt.Errorf("basebackup: stop the backup: %w", err)
 	}
 	end, err := pglogrepl.ParseLSN(lsn)

@@ -82,7 +82,11 @@ type Options struct {
 	// for the archive to hold its WAL (see waitStandbyWAL); 0 means
 	// DefaultWALTimeout.
 	WALTimeout time.Duration
-	NoEstimate bool // skip BASE_BACKUP's PROGRESS size estimate: no total, no ETA
+	// NoStandbyWait skips that wait, with a log line naming the WAL the
+	// backup needs: the daemon, which retries a failed backup, would
+	// take a backup again and again while its primary is idle.
+	NoStandbyWait bool
+	NoEstimate    bool // skip BASE_BACKUP's PROGRESS size estimate: no total, no ETA
 
 	// Mode chooses local-tar or BASE_BACKUP; the zero value is ModeAuto.
 	Mode Mode

@@ -18,11 +18,13 @@ import (
 // point, in the segment its primary is writing (xlogfuncs.c,
 // do_pg_backup_stop in xlog.c). With an idle primary nothing completes
 // that segment, so a backup reported done would not restore until the
-// primary writes more. Unless Options.NoWait, Run therefore waits after
-// storing a standby's backup until the archive holds its WAL through its
-// end: the complete segment, or a .partial holding the end (the daemon's
-// wal_partial_upload_interval copy), which restore reads as the end of
-// the archive.
+// primary writes more; and with archive_mode = always, where the standby
+// does wait, that wait has no end then. Run therefore asks the standby
+// never to wait, and unless Options.NoWait or NoStandbyWait waits itself
+// after storing a standby's backup until the archive holds its WAL
+// through its end: the complete segment, or a .partial holding the end
+// (the daemon's wal_partial_upload_interval copy), which restore reads as
+// the end of the archive.
 
 // ErrWALNotArchived is returned (wrapped) by Run when a backup of a
 // standby is stored but the archive did not come to hold its WAL within
@@ -36,6 +38,21 @@ const DefaultWALTimeout = 5 * time.Minute
 
 // walPollInterval is how often the archive is listed while Run waits.
 const walPollInterval = time.Second
+
+// afterStandbyBackup runs after a backup of a standby is stored: unless
+// Options.NoWait, it waits for the backup's WAL (waitStandbyWAL), or with
+// Options.NoStandbyWait says what WAL the backup still needs.
+func afterStandbyBackup(ctx context.Context, o Options, log zerolog.Logger, info *archive.BackupInfo) error {
+	switch {
+	case o.NoWait:
+		return nil
+	case o.NoStandbyWait:
+		log.Info().Str("backup", info.Name).Str("lsn", info.EndLSN.String()).Str("segment", info.EndWALSegment).
+			Msg("backup of a standby: it restores once the archive holds its WAL through its end (wal_partial_upload_interval stores the segment in progress)")
+		return nil
+	}
+	return waitStandbyWAL(ctx, o, log, info)
+}
 
 // waitStandbyWAL waits until the archive holds the WAL of info, a backup
 // of a standby, through its end position on its end timeline, or a later

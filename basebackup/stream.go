@@ -67,8 +67,8 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 		}
 		return nil, err
 	}
-	if srv.inRecovery && !o.NoWait {
-		return info, waitStandbyWAL(ctx, o, log, info)
+	if srv.inRecovery {
+		return info, afterStandbyBackup(ctx, o, log, info)
 	}
 	return info, nil
 }
@@ -142,12 +142,14 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		}
 	}
 	bb, err := repl.StartBaseBackup(gctx, replication.BaseBackupOptions{
-		Label:         o.Label,
-		Fast:          o.Fast,
-		MaxRate:       o.MaxRate,
-		Manifest:      true,
-		Progress:      !o.NoEstimate,
-		NoWait:        o.NoWait,
+		Label:    o.Label,
+		Fast:     o.Fast,
+		MaxRate:  o.MaxRate,
+		Manifest: true,
+		Progress: !o.NoEstimate,
+		// A standby's wait has no end while its primary is idle:
+		// Run waits itself (waitStandbyWAL).
+		NoWait:        o.NoWait || r.srv.inRecovery,
 		TablespaceMap: hasTablespaces,
 		Incremental:   parent != nil,
 	})

@@ -42,7 +42,9 @@ The backup is restorable only with its WAL, from its start to its end segment: r
 daemon (or archive_command) so that it is archived.
 
 From a standby (the node is in recovery), PostgreSQL does not wait for that WAL to be
-archived, and the backup ends in the segment the primary is writing. hoard then waits,
+archived (hoard asks it not to even with archive_mode = always, where that wait has no
+end while the primary is idle), and the backup ends in the segment the primary is
+writing. hoard then waits,
 after storing the backup, until the archive holds its WAL through its end (the complete
 segment, or the daemon's .partial copy of the segment in progress with
 wal_partial_upload_interval), for --wal-timeout at most. When the time runs out the

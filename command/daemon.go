@@ -187,7 +187,10 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 			// An immediate checkpoint, as PGHoard's backups request, so a
 			// backup starts when it is due rather than a checkpoint
 			// interval later.
-			Fast:               true,
+			Fast: true,
+			// A stored backup of a standby whose WAL the archive does
+			// not hold yet is not a failure to retry (basebackup.Run).
+			NoStandbyWait:      true,
 			Mode:               basebackupMode(site),
 			ChunkSize:          site.BasebackupChunkSize,
 			DeltaMinFileSize:   site.BasebackupDeltaModeMinDeltaFileSize,

@@ -55,11 +55,12 @@ func startColdStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
 	return standby
 }
 
-// startPair starts a PostgreSQL 15 primary with data checksums and 1 MiB
-// segments, holding tl_rows with 100 rows, and a hot standby of it.
-func startPair(t *testing.T) (primary, standby *pgtest.Cluster) {
+// startPair starts a PostgreSQL 15 primary with data checksums, 1 MiB
+// segments and the settings in conf, holding tl_rows with 100 rows, and a
+// hot standby of it (with the same settings).
+func startPair(t *testing.T, conf map[string]string) (primary, standby *pgtest.Cluster) {
 	t.Helper()
-	primary = pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, DataChecksums: true})
+	primary = pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, DataChecksums: true, Conf: conf})
 	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
 	primary.Exec(t, "insert into tl_rows select g, 'before' from generate_series(1, 100) g")
 	return primary, startStandby(t, primary)
@@ -100,7 +101,7 @@ func (s *streamSite) startStreaming() *daemonProc {
 // restoreAndStart restores backup (with extra restore flags) into a new
 // directory, runs pg_verifybackup on it, starts it and waits for the end
 // of recovery.
-func (s *streamSite) restoreAndStart(t *testing.T, major int, backup string, extra ...string) *pgtest.Cluster {
+func (s *site) restoreAndStart(t *testing.T, major int, backup string, extra ...string) *pgtest.Cluster {
 	t.Helper()
 	target := filepath.Join(pgtest.TempDir(t), "data")
 	args := append([]string{"restore", "--target-dir", target, "--basebackup", backup, "--archive-mode", "off"}, extra...)
@@ -132,7 +133,7 @@ func (s *streamSite) restoreAndStart(t *testing.T, major int, backup string, ext
 // restore to an LSN between two later writes on the primary has the
 // first and not the second; hoard verify sees continuous WAL.
 func TestStandby_Backup(t *testing.T) {
-	primary, standby := startPair(t)
+	primary, standby := startPair(t, nil)
 	s := standbySite(t, standby, 1)
 	d := s.startStreaming()
 
@@ -197,7 +198,7 @@ func TestStandby_Backup(t *testing.T) {
 // then fails, saying what it waits for and what to do, with the backup
 // stored. Once the primary switches segments, the backup restores.
 func TestStandby_BackupIdlePrimary(t *testing.T) {
-	primary, standby := startPair(t)
+	primary, standby := startPair(t, nil)
 	s := standbySite(t, standby, 0)
 	s.setSiteKey("basebackup_mode", "local-tar")
 	d := s.startStreaming()
@@ -266,5 +267,51 @@ func TestStandby_BackupLocalTarMajors(t *testing.T) {
 				t.Errorf("restored:\n%.80s\nthe primary has\n%.80s", got, want)
 			}
 		})
+	}
+}
+
+// TestStandby_BackupArchiveAlways backs up a standby that archives its
+// own WAL through hoard wal-push (archive_mode = always, the only mode in
+// which a standby archives), site in archive_command mode, while the
+// primary is idle: PostgreSQL's pg_backup_stop on such a standby waits,
+// without end, for a segment the primary has not finished. hoard
+// basebackup must not hang there: it waits --wal-timeout and says why,
+// and once the primary switches segments the backup restores.
+func TestStandby_BackupArchiveAlways(t *testing.T) {
+	// Both archive into the site (the same segments: wal-push stores a
+	// segment once), from the primary's first segment on.
+	s := newSite(t, siteOptions{})
+	primary, standby := startPair(t, map[string]string{"archive_mode": "always", "archive_command": s.archiveCommand()})
+	s.use(standby)
+	s.setSiteKey("pg_data_directory", standby.DataDir)
+	s.setSiteKey("basebackup_mode", "local-tar")
+	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
+	waitReplayed(t, primary, standby)
+	want := rowsOf(t, primary)
+
+	done := make(chan error, 1)
+	var errOut string
+	go func() {
+		var err error
+		_, errOut, err = s.hoard("basebackup", "--wal-timeout", "3s")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if code := exitCode(err); code != 1 || !strings.Contains(errOut, "pg_switch_wal()") {
+			t.Errorf("hoard basebackup of an archive_mode = always standby with an idle primary: exit %d, want 1 saying what to do\n%s", code, errOut)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("hoard basebackup of an archive_mode = always standby with an idle primary still runs after a minute (--wal-timeout 3s)")
+	}
+	bs := s.listBackups()
+	if len(bs) != 1 {
+		t.Fatalf("hoard list: %d backups, want the one stored", len(bs))
+	}
+	primary.Exec(t, "select pg_switch_wal()")
+	standby.WaitTrue(t, time.Minute, "select coalesce(last_archived_wal >= $1, false) from pg_stat_archiver", bs[0].EndWALSegment)
+	c := s.restoreAndStart(t, primary.Major, bs[0].Name)
+	if got := rowsOf(t, c); got != want {
+		t.Errorf("restored:\n%.80s\nthe primary had\n%.80s", got, want)
 	}
 }
