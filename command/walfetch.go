@@ -3,6 +3,7 @@ package command
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,8 +51,9 @@ When pg_wal's file system is full, wal-fetch removes the spooled segments and tr
 
 A segment whose first page names another database system than the data directory above
 DEST (its global/pg_control) is refused: another cluster's WAL stored under this name,
-which PostgreSQL would take as the end of the WAL. A history file that hoard did not store
-under its name is refused too (docs/security.md).
+which PostgreSQL would take as the end of the WAL. A pg_control that cannot be read (a
+failing disk) stops the fetch; where there is none (run by hand), nothing is checked. A
+history file that hoard did not store under its name is refused too (docs/security.md).
 
 hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
 restore_command it writes: the last segment of the unbroken run of WAL it found archived
@@ -115,8 +117,13 @@ func runWALFetch(c *cli.Context) error {
 	}}
 	// %p is pg_wal/RECOVERYXLOG, relative to the data directory, whose
 	// pg_control names the cluster. Run by hand elsewhere: not checked.
-	if id, err := archive.ClusterSystemID(filepath.Dir(filepath.Dir(dest))); err == nil {
+	// One that cannot be read (a failing disk) does not turn the check
+	// off: recovery stops, as for a segment that cannot be checked.
+	switch id, err := archive.ClusterSystemID(filepath.Dir(filepath.Dir(dest))); {
+	case err == nil:
 		o.SystemID = id
+	case !errors.Is(err, fs.ErrNotExist):
+		return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the system identifier of the data directory, which the WAL must name: %w", name, err)}
 	}
 	prefetch := env.cfg.RestorePrefetch > 0 && wal.IsSegmentName(name)
 	if prefetch {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -202,5 +203,42 @@ func TestWALFetch_ArchivedThrough(t *testing.T) {
 				t.Errorf("hoard %v: exit %d, want %d", args, got, c.want)
 			}
 		})
+	}
+}
+
+// TestWALFetch_PGControl: wal-fetch checks a segment's system identifier
+// against the data directory's global/pg_control above DEST. Where there
+// is none (run by hand), nothing is checked; one that cannot be read
+// (here a directory, then 4 bytes: a failing disk) stops the fetch (exit
+// 255) instead of turning the check off without a word.
+func TestWALFetch_PGControl(t *testing.T) {
+	const name = "000000010000000000000003"
+	cfg := writeSiteConfig(t, localConfig(t.TempDir()))
+	pushSegment(t, cfg, name)
+	pgdata := t.TempDir()
+	for _, d := range []string{"pg_wal", "global"} {
+		if err := os.Mkdir(filepath.Join(pgdata, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dest := filepath.Join(pgdata, "pg_wal", "RECOVERYXLOG")
+	control := filepath.Join(pgdata, "global", "pg_control")
+	if code, msg := runErr(t, "--config", cfg, "wal-fetch", name, dest); code != ExitOK {
+		t.Fatalf("wal-fetch without pg_control: exit %d, %s", code, msg)
+	}
+	if err := os.Mkdir(control, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := runErr(t, "--config", cfg, "wal-fetch", name, dest); code != exitWALFatal || !strings.Contains(msg, control) {
+		t.Errorf("wal-fetch with pg_control a directory: exit %d, %q; want %d naming %s", code, msg, exitWALFatal, control)
+	}
+	if err := os.Remove(control); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(control, []byte{1, 2, 3, 4}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := runErr(t, "--config", cfg, "wal-fetch", name, dest); code != exitWALFatal || !strings.Contains(msg, control) {
+		t.Errorf("wal-fetch with a short pg_control: exit %d, %q; want %d naming %s", code, msg, exitWALFatal, control)
 	}
 }
