@@ -131,7 +131,9 @@ func (s *site) restoreAndStart(t *testing.T, major int, backup string, extra ...
 // .partial, and the command waits for that. Each backup restored
 // right away (pg_verifybackup, then recovery) has the primary's rows; a
 // restore to an LSN between two later writes on the primary has the
-// first and not the second; hoard verify sees continuous WAL.
+// first and not the second; hoard verify sees continuous WAL. A backup
+// taken under pgbench load on the primary restores every committed
+// transaction; hoard check says the node is a standby.
 func TestStandby_Backup(t *testing.T) {
 	primary, standby := startPair(t, nil)
 	s := standbySite(t, standby, 1)
@@ -172,6 +174,30 @@ func TestStandby_Backup(t *testing.T) {
 			t.Errorf("restored to %s:\n%.200s\nwant\n%.200s", target, got, want)
 		}
 		s.mustHoard("verify") // exits 1 on a gap in the WAL after a backup
+	})
+
+	// A backup of the standby taken under pgbench load on the primary:
+	// restored to the end of the archive after the load, it has every
+	// committed transaction and the marker row; the WAL the daemon
+	// streamed from the standby is continuous (hoard verify).
+	t.Run("Load", func(t *testing.T) {
+		pgtest.Pgbench(t, primary, "-i", "-s", "1", "-q")
+		primary.Exec(t, "create table marker (id int)")
+		load := startPgbench(t, primary, "-T", "8", "-c", "2", "-n")
+		time.Sleep(2 * time.Second)
+		var b backupJSON
+		if out := s.mustHoard("basebackup", "--local", "--json"); json.Unmarshal([]byte(out), &b) != nil {
+			t.Fatalf("hoard basebackup --json:\n%s", out)
+		}
+		load.wait(t)
+		primary.Exec(t, "insert into marker values (1)")
+		want := dataSummary(t, primary)
+		s.switchAndWaitStored(d, primary, time.Minute)
+		s.mustHoard("verify")
+		c := s.restoreAndStart(t, primary.Major, b.Name)
+		if got := dataSummary(t, c); got != want {
+			t.Errorf("restored the backup taken under load: %s, the primary has %s", got, want)
+		}
 	})
 
 	// hoard check on the standby: it says it is one; --archive-switch
