@@ -72,6 +72,13 @@ func checkArchive(ctx context.Context, r *checkReport, env *siteEnv, newest *arc
 	switch {
 	case err != nil:
 		r.fail(step, "WAL of backup %s: %v", newest.Name, err)
+	case !chain.Restorable && chain.LastContinuous == chain.Newest:
+		// Nothing is missing before the end of the archive: the
+		// backup ends past it (a standby's backup, whose primary has
+		// not finished the segment).
+		r.fail(step, "backup %s is not restorable yet: the archive ends in %s, before the backup's end in %s; it restores once that WAL is archived "+
+			"(when the server finishes that segment; from a standby, when its primary does, or at once with wal_partial_upload_interval, which stores the segment in progress)",
+			newest.Name, dash(chain.Newest), chain.End)
 	case !chain.Restorable:
 		r.fail(step, "backup %s is not restorable: WAL missing %s; store it with hoard archive-sync on the server, or take a new backup", newest.Name, gaps(chain))
 	case !chain.Continuous():

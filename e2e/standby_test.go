@@ -243,9 +243,11 @@ func TestStandby_BackupIdlePrimary(t *testing.T) {
 			t.Errorf("hoard basebackup's error does not say %q:\n%s", w, errOut)
 		}
 	}
-	// (check fails: the backup's WAL is not archived.)
-	if out, _, _ := s.hoard("check"); !strings.Contains(out, "warning  postgresql node 0: wal_partial_upload_interval is 0") {
-		t.Errorf("hoard check does not warn of wal_partial_upload_interval 0 on a standby:\n%s", out)
+	// hoard check fails, the backup's WAL not archived yet, and says why.
+	out, _, err = s.hoard("check")
+	if !strings.Contains(out, "warning  postgresql node 0: wal_partial_upload_interval is 0") || exitCode(err) != 1 ||
+		!strings.Contains(out, "is not restorable yet: the archive ends in ") {
+		t.Errorf("hoard check, a standby's backup waiting for its WAL, wal_partial_upload_interval 0: exit %d\n%s", exitCode(err), out)
 	}
 	bs := s.listBackups()
 	if len(bs) != 1 {
