@@ -46,6 +46,7 @@ whose moved_from names the old one reads the old archive for restores.
 EXIT STATUS: 0 every object is in the target and checked; 1 conflicts or failed objects (listed);
 2 bad flags or configuration; 130 interrupted (run again to continue).`,
 		Flags: []cli.Flag{
+			allowRootFlag,
 			&cli.StringFlag{Name: "to-config", Usage: "configuration `FILE` of the target storage"},
 			&cli.StringFlag{Name: "to-site", Usage: "`SITE` in --to-config to copy into (default: the same name)"},
 			&cli.IntFlag{Name: "parallel", Value: 4, Usage: "copy `N` objects at a time"},
@@ -135,6 +136,9 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 	}
 	if reflect.DeepEqual(site.ObjectStorage.StorageConfig(), env.site.ObjectStorage.StorageConfig()) && site.Prefix == env.site.Prefix {
 		return nil, usagef("point --to-config at another storage or site prefix", "the target is the source itself: site %s in the same storage", name)
+	}
+	if err := refuseRootStore(c, os.Geteuid(), "archive-copy", site.ObjectStorage); err != nil {
+		return nil, err
 	}
 	return siteArchive(c, cfg, name, site, "target site")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ pg_data_directory (asked once, only when something is stored), else the major ve
 EXIT STATUS: 0 the archive is continuous (or a new basebackup was taken) and no hash differs;
 1 a gap remains, a hash differs, or storing failed; 2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
+			allowRootFlag,
 			&cli.IntFlag{Name: "max-hash-checks", Value: archive.DefaultMaxHashChecks, Usage: "compare the hashes of at most `N` archived segments (0: none)"},
 			&cli.BoolFlag{Name: "no-verify", Usage: "skip the continuity check"},
 			&cli.BoolFlag{Name: "create-new-backup-on-failure", Usage: "take a new basebackup when the archive is not continuous"},
@@ -58,6 +60,9 @@ func runArchiveSync(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	if err := refuseRootStore(c, os.Geteuid(), "archive-sync", env.site.ObjectStorage); err != nil {
+		return err
+	}
 	if env.site.PGDataDirectory == "" {
 		return usagef("set pg_data_directory in the site's configuration (or HOARD_PG_DATA_DIRECTORY)", "site %s has no pg_data_directory", env.name)
 	}

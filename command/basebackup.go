@@ -67,6 +67,7 @@ its own on the basebackup_incremental_interval_hours schedule).
 On a terminal a progress bar is drawn on stderr; otherwise progress is logged every 10 s.
 The summary goes to stdout.`,
 		Flags: []cli.Flag{
+			allowRootFlag,
 			&cli.BoolFlag{Name: "fast", Usage: "request an immediate checkpoint instead of a spread one"},
 			&cli.IntFlag{Name: "max-rate", Usage: "limit the server's send rate to `KB/s` (32 to 1048576; 0 = unlimited); takes the backup over the replication protocol"},
 			uploadRateFlag,
@@ -111,6 +112,9 @@ func runBasebackup(c *cli.Context) error {
 		}
 	}
 
+	if err := refuseRootStore(c, os.Geteuid(), "basebackup", env.site.ObjectStorage); err != nil {
+		return err
+	}
 	bar := &progressBar{w: os.Stderr, term: isTerminal(os.Stderr)}
 	o := basebackupOptions(c, env, decided, basebackup.ReasonRequested)
 	o.Fast, o.MaxRate, o.NoWait, o.WALTimeout = c.Bool("fast"), rate, c.Bool("no-wait"), c.Duration("wal-timeout")

@@ -88,14 +88,15 @@ func pushSegment(t *testing.T, cfg, name string) []byte {
 	if err := os.WriteFile(src, seg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, msg := runErr(t, "--config", cfg, "wal-push", src); code != ExitOK {
+	if code, msg := runErr(t, "--config", cfg, "wal-push", "--allow-root", src); code != ExitOK {
 		t.Fatalf("wal-push: exit %d, %s", code, msg)
 	}
 	return seg
 }
 
 // wal-push into a local store on a full, then read-only, file system
-// exits 1 (PostgreSQL keeps the segment and retries) with an error naming
+// (postgres's, as the server's archive_command finds it: the test, run as
+// root, passes --allow-root) exits 1 (PostgreSQL keeps the segment and retries) with an error naming
 // the store's path, leaves no temporary file, and keeps the objects
 // already stored intact; once space is freed the same push succeeds.
 func TestWALPush_DiskFull(t *testing.T) {
@@ -112,7 +113,7 @@ func TestWALPush_DiskFull(t *testing.T) {
 	}
 	check := func(t *testing.T, want string) {
 		t.Helper()
-		code, msg := runErr(t, "--config", cfg, "wal-push", src)
+		code, msg := runErr(t, "--config", cfg, "wal-push", "--allow-root", src)
 		t.Log(msg)
 		if code != ExitFailure || !strings.Contains(msg, want) || !strings.Contains(msg, store) {
 			t.Errorf("wal-push: exit %d, %q; want %d and an error naming %s and %q", code, msg, ExitFailure, store, want)
@@ -129,7 +130,7 @@ func TestWALPush_DiskFull(t *testing.T) {
 		}
 	}
 	pgtest.DiskFaults(t, store, filler, check, func(t *testing.T) {
-		if code, msg := runErr(t, "--config", cfg, "wal-push", src); code != ExitOK {
+		if code, msg := runErr(t, "--config", cfg, "wal-push", "--allow-root", src); code != ExitOK {
 			t.Fatalf("wal-push: exit %d, %s", code, msg)
 		}
 	})

@@ -48,6 +48,7 @@ does not): a site's WAL is under <site>/xlog/, its backups under <site>/baseback
 				ArgsUsage: "FILE KEY",
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "metadata", Aliases: []string{"m"}, Usage: "extra metadata `KEY=VALUE` (repeatable)"},
+					allowRootFlag,
 				},
 				Action: runObjectPut,
 			},
@@ -198,6 +199,9 @@ func runObjectPut(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	if err := refuseRootStore(c, os.Geteuid(), "object put", env.site.ObjectStorage); err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err

@@ -1,13 +1,18 @@
 package command
 
 import (
+	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
+
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // hoard as root. PostgreSQL refuses to run as root, and to start on a data
@@ -75,4 +80,31 @@ func ownerName(path string) string {
 		return u.Username
 	}
 	return id
+}
+
+// refuseRootStore is the usage error of command cmd run as root (uid 0),
+// without --allow-root, on a local store whose directory (or, before it
+// exists, its nearest existing parent) another user owns: the folders and
+// objects cmd creates there (a site's, in a new store) would be root's,
+// and that user, PostgreSQL's, which runs wal-push and the daemon, could
+// then store nothing in them. A store root owns (a container run as root)
+// is not refused, nor any other storage type.
+func refuseRootStore(c *cli.Context, uid int, cmd string, o config.ObjectStorage) error {
+	if uid != 0 || c.Bool(allowRootFlag.Name) || o.Type != storage.TypeLocal || o.Directory == "" {
+		return nil
+	}
+	dir := o.Directory
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	owner := ownerName(dir)
+	if owner == "" || owner == "root" || owner == "0" {
+		return nil
+	}
+	return usagef(fmt.Sprintf("run it as %s: sudo -u %s hoard %s ...; or pass --allow-root and chown -R %s %s afterwards", owner, owner, cmd, owner, o.Directory),
+		"hoard %s as root would create root's folders and objects in the local store %s, which %s owns (%s): wal-push and the daemon, running as %s, could then store nothing there",
+		cmd, o.Directory, owner, dir, owner)
 }

@@ -2,6 +2,7 @@ package command
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,5 +65,67 @@ func TestPrintRestored_Owner(t *testing.T) {
 	}
 	if want := "as its owner, " + ownerName(dir) + ":"; !strings.Contains(got, want) {
 		t.Errorf("the summary does not say %q:\n%s", want, got)
+	}
+}
+
+// TestRefuseRootStore: as root, a command that stores objects refuses a
+// local store another user owns (here nobody, 65534), naming the owner
+// and the fix, also before the store's directory exists (its parent
+// decides), and stores nothing; --allow-root lets it store, and so does a
+// store root owns. Not as root nothing is refused (not run here).
+func TestRefuseRootStore(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the refusal is of root")
+	}
+	for _, c := range []struct {
+		name  string
+		owner int
+		sub   string // the store below the owned directory ("" = itself)
+		flags []string
+		ok    bool
+	}{
+		{name: "OwnedByAnother", owner: 65534},
+		{name: "NotYetMade", owner: 65534, sub: "new/store"},
+		{name: "AllowRoot", owner: 65534, flags: []string{"--allow-root"}, ok: true},
+		{name: "OwnedByRoot", owner: 0, ok: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			owned := filepath.Join(dir, "owned")
+			if err := os.Mkdir(owned, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(owned, c.owner, c.owner); err != nil {
+				t.Fatal(err)
+			}
+			store := filepath.Join(owned, c.sub)
+			cfg := filepath.Join(dir, "hoard.json")
+			err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {
+				"object_storage": {"storage_type": "local", "directory": %q}}}}`, filepath.Join(dir, "state"), store)), 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := filepath.Join(dir, "in")
+			if err := os.WriteFile(src, []byte("hello\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, msg := runErr(t, append([]string{"object", "put", "--config", cfg, src, "s/misc/greeting"}, c.flags...)...)
+			_, statErr := os.Stat(filepath.Join(store, "s", "misc", "greeting"))
+			stored := statErr == nil
+			if c.ok {
+				if code != 0 || !stored {
+					t.Fatalf("exit %d (%s), stored %v; want it stored", code, msg, stored)
+				}
+				return
+			}
+			if code != ExitUsage || stored {
+				t.Fatalf("exit %d, stored %v; want %d and nothing stored", code, stored, ExitUsage)
+			}
+			for _, want := range []string{"as root", store, "nobody", "sudo -u nobody hoard object put", "--allow-root"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message lacks %q:\n%s", want, msg)
+				}
+			}
+		})
 	}
 }

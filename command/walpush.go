@@ -3,6 +3,7 @@ package command
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -39,7 +40,7 @@ EXIT STATUS:
    1    it is not; the message names the file and the key. PostgreSQL keeps the file
         and retries.
    2    bad arguments or configuration`,
-		Flags:  siteFlags(),
+		Flags:  append(siteFlags(), allowRootFlag),
 		Before: inheritSiteFlags,
 		Action: runWALPush,
 	}
@@ -55,6 +56,9 @@ func runWALPush(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	if err := refuseRootStore(c, os.Geteuid(), "wal-push", env.site.ObjectStorage); err != nil {
+		return err
+	}
 	pgVersion, err := walPGVersion(c.Context, env, path)
 	if err != nil {
 		env.log.Warn().Err(err).Str(logSegment, filepath.Base(path)).
