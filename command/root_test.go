@@ -2,7 +2,6 @@ package command
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,12 +98,7 @@ func TestRefuseRootStore(t *testing.T) {
 				t.Fatal(err)
 			}
 			store := filepath.Join(owned, c.sub)
-			cfg := filepath.Join(dir, "hoard.json")
-			err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {
-				"object_storage": {"storage_type": "local", "directory": %q}}}}`, filepath.Join(dir, "state"), store)), 0o600)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := writeSiteConfig(t, localConfig(store))
 			src := filepath.Join(dir, "in")
 			if err := os.WriteFile(src, []byte("hello\n"), 0o600); err != nil {
 				t.Fatal(err)
