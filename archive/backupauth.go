@@ -201,6 +201,75 @@ func (a *Archive) MarkSigned(ctx context.Context) error {
 	return nil
 }
 
+// SignsBackups reports whether the site's signed-backups marker exists:
+// hoard has stored a signed backup there.
+func (a *Archive) SignsBackups(ctx context.Context) (bool, error) {
+	_, err := a.Store.Stat(ctx, a.Layout.SignedMarkerKey())
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", a.Layout.SignedMarkerKey(), err)
+	}
+	return true, nil
+}
+
+// Unsigned is a backup without an HMAC (AuthNone) in a site that signs
+// its backups, as UnsignedBackups finds it.
+type Unsigned struct {
+	Backup *BackupInfo
+	// Suspicious is false for a backup that starts before the oldest
+	// authenticated one: what an upgrade leaves. It is true for one that
+	// starts at or after it, or for every unsigned backup where the site's
+	// marker exists but no backup authenticates.
+	Suspicious bool
+	// Why says what the backup may be and what hoard does with it, for
+	// hoard list and hoard verify.
+	Why string
+}
+
+// UnsignedBackups returns the backups of bs without an HMAC in a site
+// that signs its backups, oldest first as bs is. Where some backup
+// authenticates, one that starts before the oldest authenticated backup
+// is expected after an upgrade (PGHoard's, or a hoard's from before it
+// signed backups); one that starts at or after it is suspicious, whatever
+// its format says, as whoever plants a backup writes the format too.
+// Where none authenticates but signs is set (the site's marker exists:
+// SignsBackups), every unsigned backup is suspicious: the HMACs were
+// stripped. Where none authenticates and signs is not set, the site has
+// never signed a backup: nil.
+func UnsignedBackups(bs []*BackupInfo, signs bool) []Unsigned {
+	var first *BackupInfo
+	for _, b := range bs {
+		if b.Auth == AuthOK && (first == nil || b.StartTime.Before(first.StartTime)) {
+			first = b
+		}
+	}
+	if first == nil && !signs {
+		return nil
+	}
+	var out []Unsigned
+	for _, b := range bs {
+		switch {
+		case b.Auth != AuthNone:
+		case first == nil:
+			out = append(out, Unsigned{Backup: b, Suspicious: true, Why: "metadata has no HMAC, though this site signs its backups " +
+				"and none of them authenticates: the HMACs were stripped by someone who can write the storage, or every signed " +
+				"backup was deleted; retention deletes nothing until a new backup is taken"})
+		case b.StartTime.Before(first.StartTime):
+			out = append(out, Unsigned{Backup: b, Why: "metadata has no HMAC, but it is older than the site's first authenticated " +
+				"backup (" + first.Name + "): PGHoard's, or a hoard's from before it signed backups; " +
+				"retention does not count it, restore chooses it only by name"})
+		default:
+			out = append(out, Unsigned{Backup: b, Suspicious: true, Why: "metadata has no HMAC, though this site signs its backups " +
+				"and it is not older than the first authenticated one (" + first.Name + "): planted or stripped of its HMAC by " +
+				"someone who can write the storage, or taken by PGHoard or a hoard from before signing; " +
+				"retention does not count it, restore chooses it only by name"})
+		}
+	}
+	return out
+}
+
 // keepUnsigned makes plan delete no backup and no WAL when the site's
 // signed-backups marker exists but none of backups authenticates: their
 // metadata was rewritten.
@@ -213,12 +282,9 @@ func (a *Archive) keepUnsigned(ctx context.Context, plan *RetentionPlan, backups
 	if len(plan.Delete) == 0 && len(plan.WAL) == 0 {
 		return nil
 	}
-	_, err := a.Store.Stat(ctx, a.Layout.SignedMarkerKey())
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("stat %s: %w", a.Layout.SignedMarkerKey(), err)
+	signs, err := a.SignsBackups(ctx)
+	if err != nil || !signs {
+		return err
 	}
 	for _, d := range plan.Delete {
 		d.Reason += "; kept: no backup's metadata authenticates, though this site signs its backups"

@@ -32,8 +32,10 @@ chain stores in all, or which parent is missing.
 A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:
 restore never chooses it, and the others stay usable.
 In a site with keys hoard signs each backup's metadata: when some backups authenticate,
-a line after the table names each of the others (planted, altered, or from PGHoard or
-a hoard that did not sign it): retention does not count it, restore chooses it only by name.
+a line after the table names each of the others: altered, older than the first
+authenticated one (PGHoard's or a hoard's from before signing), or newer (planted, or its
+HMAC stripped): retention does not count it, restore chooses it only by name. When the
+site's hoard/signed-backups marker exists but no backup authenticates, each is named too.
 When the authenticated backups are of more than one database system (another cluster's,
 copied from a site sharing the key pair, or from before a pg_upgrade), a line per system
 names its backups: retention and the daemon count only those of the node's system.
@@ -112,7 +114,11 @@ func runList(c *cli.Context) error {
 	if c.Bool("json") {
 		return writeBackupsJSON(c.App.Writer, bs)
 	}
-	if err := writeBackupsTable(c.App.Writer, bs, c.Bool("verbose")); err != nil {
+	signs, err := env.archive.SignsBackups(c.Context)
+	if err != nil {
+		return err
+	}
+	if err := writeBackupsTable(c.App.Writer, bs, signs, c.Bool("verbose")); err != nil {
 		return err
 	}
 	end, err := env.archive.WALEnd(c.Context, archive.NewestSegmentSize(bs.Sound))
@@ -172,7 +178,11 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func writeBackupsTable(w io.Writer, all archive.Backups, verbose bool) error {
+// writeBackupsTable prints the backups of all, then a line per
+// incremental backup's chain, per backup whose metadata does not
+// authenticate (signs: the site's signed-backups marker exists) and per
+// database system when there are more than one.
+func writeBackupsTable(w io.Writer, all archive.Backups, signs, verbose bool) error {
 	bs := all.Sound
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\tIncremental of\n")
@@ -210,11 +220,13 @@ func writeBackupsTable(w io.Writer, all archive.Backups, verbose bool) error {
 		}
 	}
 	for _, b := range archive.Untrusted(bs) {
-		why := "not authenticated (planted, or written by PGHoard or a hoard that did not sign backups)"
 		if b.Auth == archive.AuthInvalid {
-			why = "does not authenticate (altered, or copied under another name)"
+			printf(tw, "%s: metadata does not authenticate (altered, or copied under another name): "+
+				"retention does not count it, restore chooses it only by name\n", b.Name)
 		}
-		printf(tw, "%s: metadata %s: retention does not count it, restore chooses it only by name\n", b.Name, why)
+	}
+	for _, u := range archive.UnsignedBackups(bs, signs) {
+		printf(tw, "%s: %s\n", u.Backup.Name, u.Why)
 	}
 	if ids := archive.Systems(bs); len(ids) > 1 {
 		for _, id := range ids {

@@ -41,7 +41,7 @@ func testBackups(t *testing.T) []*archive.BackupInfo {
 
 func TestWriteBackupsTable(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: testBackups(t)}, true); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: testBackups(t)}, false, true); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -62,7 +62,7 @@ func TestWriteBackups_HoldingSite(t *testing.T) {
 	bs[0].Archive = old // PGHoard's backup, no site in its metadata
 	bs[1].Site = "newsite"
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false, false); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(b.String(), "\n")
@@ -269,7 +269,7 @@ func TestWriteBackupsTable_Chain(t *testing.T) {
 	inc2 := mk("2026-01-03_00-00_0", inc1.Name, 1<<20)
 	orphan := mk("2026-01-04_00-00_0", "2025-12-31_00-00_0", 1<<20)
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: []*archive.BackupInfo{full, inc1, inc2, orphan}}, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: []*archive.BackupInfo{full, inc1, inc2, orphan}}, false, false); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -294,7 +294,7 @@ func TestWriteBackupsTable_Systems(t *testing.T) {
 		bs[i].Auth, bs[i].SystemID = archive.AuthOK, id
 	}
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"database system 7000000000000000001: " + bs[0].Name,
@@ -305,10 +305,48 @@ func TestWriteBackupsTable_Systems(t *testing.T) {
 	}
 	bs[1].SystemID = bs[0].SystemID
 	b.Reset()
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false, false); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(b.String(), "database system") {
 		t.Errorf("one system, yet:\n%s", b.String())
+	}
+}
+
+// TestWriteBackupsTable_Unsigned: a backup without a metadata HMAC is
+// named as hoard verify names it: as from before signing when older than
+// the first authenticated backup, as planted or stripped when newer or
+// when the site's marker exists and none authenticates; nothing is said
+// in a site that never signed.
+func TestWriteBackupsTable_Unsigned(t *testing.T) {
+	bs := testBackups(t)
+	for _, c := range []struct {
+		name  string
+		auth  [2]archive.BackupAuth
+		signs bool
+		want  []string
+	}{
+		{"older", [2]archive.BackupAuth{archive.AuthNone, archive.AuthOK}, true,
+			[]string{bs[0].Name + ": metadata has no HMAC, but it is older than the site's first authenticated backup"}},
+		{"newer", [2]archive.BackupAuth{archive.AuthOK, archive.AuthNone}, false,
+			[]string{bs[1].Name + ": metadata has no HMAC, though this site signs its backups and it is not older"}},
+		{"stripped", [2]archive.BackupAuth{archive.AuthNone, archive.AuthNone}, true,
+			[]string{bs[0].Name + ": metadata has no HMAC, though this site signs its backups and none",
+				bs[1].Name + ": metadata has no HMAC, though this site signs its backups and none"}},
+		{"never signed", [2]archive.BackupAuth{archive.AuthNone, archive.AuthNone}, false, nil},
+	} {
+		bs[0].Auth, bs[1].Auth = c.auth[0], c.auth[1]
+		var b bytes.Buffer
+		if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, c.signs, false); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range c.want {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: table lacks %q:\n%s", c.name, want, b.String())
+			}
+		}
+		if c.want == nil && strings.Contains(b.String(), "HMAC") {
+			t.Errorf("%s: %s", c.name, b.String())
+		}
 	}
 }

@@ -116,6 +116,9 @@ func writeVerifyTable(w io.Writer, rep *verify.Report) error {
 		for _, p := range b.Problems {
 			printf(w, "  %s: %s\n", b.Name, p)
 		}
+		for _, n := range b.Notes {
+			printf(w, "  %s: note: %s\n", b.Name, n)
+		}
 	}
 	for _, p := range rep.Problems {
 		printf(w, "  archive: %s\n", p)

@@ -91,6 +91,9 @@ type BackupReport struct {
 	ReachTimeAtLeast *time.Time `json:"reach_time_at_least"`
 	Gaps             []Gap      `json:"wal_gaps"`
 	Problems         []string   `json:"problems"`
+	// Notes are findings that are no problem: a backup without a
+	// metadata HMAC that predates the site's signed ones (checkUnsigned).
+	Notes []string `json:"notes"`
 	// Parent names the backup an incremental one was taken against; its
 	// chain down to a full backup must be sound for it to restore.
 	Parent string `json:"parent,omitempty"`
@@ -238,6 +241,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
+	if err := checkUnsigned(ctx, a, backups, reps); err != nil {
+		return nil, err
+	}
+
 	// Objects: control objects always, chunks by Stat or by decoding,
 	// WAL segments by decoding with Full.
 	c := &checker{a: a, log: log, full: o.Full}
@@ -303,7 +310,7 @@ func newBackupReport(b *archive.BackupInfo) BackupReport {
 	r := BackupReport{
 		Name: b.Name, StartTime: b.StartTime, StartLSN: b.StartLSN, EndLSN: b.EndLSN,
 		StartSegment: b.StartWALSegment, EndSegment: b.EndWALSegment, Restorable: true,
-		Gaps: []Gap{}, Problems: []string{}, Parent: b.Parent,
+		Gaps: []Gap{}, Problems: []string{}, Notes: []string{}, Parent: b.Parent,
 	}
 	if !b.EndTime.IsZero() {
 		t := b.EndTime
