@@ -25,7 +25,8 @@ var fetchBackoff = 500 * time.Millisecond
 // stops PostgreSQL's recovery. The failed try's temporary file is gone
 // (fetchKeyOnce removes it) and nothing was renamed into place, so each
 // try starts clean. An object that does not decode (a DecodeError:
-// tampered, truncated at rest) is never tried again.
+// tampered, truncated at rest) or whose bytes do not match the store's
+// checksum (storage.ErrChecksum, not transient) is never tried again.
 func (a *Archive) fetchKey(ctx context.Context, chk fetchChecks, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
 	pause := fetchBackoff
 	for attempt := 1; ; attempt++ {

@@ -30,11 +30,12 @@ func (e *sourceError) Unwrap() error { return e.err }
 
 // retryable reports whether re-downloading a chunk could help: a stall or a
 // read error from storage, but never a missing object or an integrity
-// failure (wrong HMAC, truncation, corrupt data), nor a local write error.
+// failure (wrong HMAC, truncation, corrupt data, the store's own checksum),
+// nor a local write error.
 func retryable(err error) bool {
 	var de *archive.DecodeError
 	switch {
-	case errors.As(err, &de), errors.Is(err, storage.ErrNotFound), errors.Is(err, ErrSizeMismatch),
+	case errors.As(err, &de), errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrChecksum), errors.Is(err, ErrSizeMismatch),
 		errors.Is(err, ErrUnsafeMember), errors.Is(err, archive.ErrWrongObject), errors.Is(err, context.Canceled):
 		return false
 	case errors.Is(err, errStalled):

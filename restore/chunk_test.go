@@ -5,10 +5,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hoardbackup/hoard/storage"
 )
+
+// TestRetryable_ErrChecksum: a chunk whose download was cut is
+// downloaded again; one whose bytes do not match the store's checksum
+// (Swift's ETag) is not: it reads the same again.
+func TestRetryable_ErrChecksum(t *testing.T) {
+	const key, where = "site/basebackup_chunk/c", "swift container"
+	if err := (&sourceError{err: &storage.ReadError{Key: key, Where: where, Err: io.ErrUnexpectedEOF}}); !retryable(err) {
+		t.Errorf("a cut download is not retried: %v", err)
+	}
+	corrupt := fmt.Errorf("%w (Swift's ETag): Object Corrupted", storage.ErrChecksum)
+	if err := (&sourceError{err: &storage.ReadError{Key: key, Where: where, Err: corrupt}}); retryable(err) {
+		t.Errorf("retryable(%v) = true", err)
+	}
+}
 
 // TestWatchStall_ErrStalled: a download that reads nothing more is
 // canceled with errStalled once the timeout passes; one that stops its

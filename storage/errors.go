@@ -26,9 +26,16 @@ var ErrPermanent = errors.New("permanent storage error")
 // damaged, not missing, and retrying cannot help.
 var ErrBadMetadata = errors.New("unreadable object metadata")
 
+// ErrChecksum marks a download whose bytes do not match the checksum the
+// store keeps for the object (Swift's ETag, the MD5 of what was stored):
+// the stored object is damaged or was altered, and reading it again
+// gives the same bytes, so it is not retried.
+var ErrChecksum = errors.New("the bytes read do not match the object's stored checksum")
+
 // IsTransient reports whether err may go away if the operation is tried
-// again: it is not nil, not ErrNotFound, ErrExist, ErrPermanent or
-// ErrBadMetadata, and not a context cancellation or deadline.
+// again: it is not nil, not ErrNotFound, ErrExist, ErrPermanent,
+// ErrBadMetadata or ErrChecksum, and not a context cancellation or
+// deadline.
 func IsTransient(err error) bool {
 	switch {
 	case err == nil,
@@ -36,6 +43,7 @@ func IsTransient(err error) bool {
 		errors.Is(err, ErrExist),
 		errors.Is(err, ErrPermanent),
 		errors.Is(err, ErrBadMetadata),
+		errors.Is(err, ErrChecksum),
 		errors.Is(err, context.Canceled),
 		errors.Is(err, context.DeadlineExceeded):
 		return false

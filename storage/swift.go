@@ -577,11 +577,50 @@ func (s *Swift) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 
 // body is an opened object's reader, whose request runs under cancel's
 // context: it fails when the server sends no byte for the stall timeout
-// (stallReader), and its read errors name the object and the container
-// (readError).
+// (stallReader), its MD5 and length are checked at EOF (swiftChecked),
+// and its read errors name the object and the container (readError).
 func (s *Swift) body(f io.ReadCloser, cancel context.CancelFunc, key string) io.ReadCloser {
-	r := &stallReader{ReadCloser: f, timeout: s.stall, cancel: cancel}
+	r := &stallReader{ReadCloser: &swiftChecked{f: f}, timeout: s.stall, cancel: cancel}
 	return &namedReader{ReadCloser: r, key: key, where: fmt.Sprintf("swift container %q at %s", s.container, s.c.StorageUrl)}
+}
+
+// swiftChecked reports from Read, at EOF, what ncw/swift's
+// ObjectOpenFile checks only in Close: the MD5 of the bytes read against
+// the ETag (not for a large object, whose ETag is not its content's MD5,
+// nor for a ranged read) and their count against Content-Length. A
+// caller that reads to EOF and commits the bytes before Close (or ignores
+// Close's error) would otherwise take a damaged object as sound. A
+// mismatch is ErrChecksum: the stored object is wrong, and reading it
+// again gives the same bytes.
+type swiftChecked struct {
+	f      io.ReadCloser
+	closed bool
+	err    error // what Read returns once f is closed: io.EOF or the mismatch
+}
+
+func (r *swiftChecked) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, r.err
+	}
+	n, err := r.f.Read(p)
+	if err != io.EOF {
+		return n, err
+	}
+	r.closed, r.err = true, io.EOF
+	if cerr := r.f.Close(); errors.Is(cerr, swift.ObjectCorrupted) {
+		r.err = fmt.Errorf("%w (Swift's ETag, an MD5, or its Content-Length): %v", ErrChecksum, cerr)
+	} else if cerr != nil {
+		r.err = cerr
+	}
+	return n, r.err
+}
+
+func (r *swiftChecked) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed, r.err = true, errors.New("read after close")
+	return r.f.Close()
 }
 
 // OpenRange streams length bytes from offset (length < 0: to the end).

@@ -144,6 +144,30 @@ func TestSwift(t *testing.T) {
 		}
 	})
 
+	// An object whose stored bytes no longer match its ETag (the disk
+	// under Swift rotted) fails at its end with ErrChecksum, naming the
+	// object, and is not transient: wal-fetch and restore do not download
+	// it again. ncw/swift reports the mismatch only from Close, and
+	// before, the read ended cleanly with the damaged bytes.
+	t.Run("ChecksumMismatch", func(t *testing.T) {
+		st := open(t, "checksum")
+		key := "site/xlog/000000010000000000000001"
+		if err := st.Put(ctx, key, bytes.NewReader(bytes.Repeat([]byte("hoard "), 10000)), nil); err != nil {
+			t.Fatal(err)
+		}
+		storetest.SwiftDamage(t, c, "checksum/"+key)
+		rc, _, err := st.Open(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadAll(rc)
+		rc.Close()
+		var re *storage.ReadError
+		if !errors.Is(err, storage.ErrChecksum) || storage.IsTransient(err) || !errors.As(err, &re) || re.Key != key {
+			t.Fatalf("read of a damaged object: %v; want a ReadError naming %s with ErrChecksum, not transient", err, key)
+		}
+	})
+
 	t.Run("ReservedSegmentKeys", func(t *testing.T) {
 		st := open(t, "reserved")
 		if err := st.Put(ctx, "site/xlog_segments/x/00000001", strings.NewReader("x"), nil); err == nil {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,10 @@ const (
 	SwiftUser = "test:tester"
 	SwiftKey  = "testing"
 )
+
+// swiftDevices maps the AuthURL of each Swift started to its device
+// directory, for SwiftDamage.
+var swiftDevices sync.Map
 
 // swiftBinaries are what Swift needs: Debian's swift-proxy, swift-account,
 // swift-container and swift-object packages, and memcached, where tempauth
@@ -118,6 +124,7 @@ for name, port in zip(("account", "container", "object"), sys.argv[2:]):
 			"/usr/bin/swift-"+s+"-server", filepath.Join(dir, s+"-server.conf"))
 	}
 	proxy := fmt.Sprintf("http://127.0.0.1:%d", ports["proxy"])
+	swiftDevices.Store(proxy+"/auth/v1.0", dev)
 	startWait(t, "swift-proxy-server", nil, proxy+"/healthcheck", 5*time.Minute,
 		"/usr/bin/swift-proxy-server", filepath.Join(dir, "proxy-server.conf"))
 	return storage.Config{
@@ -144,4 +151,40 @@ func waitTCP(addr string, timeout time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// SwiftDamage flips one bit in the middle of the data file in which the
+// object server of the Swift that Swift started for c keeps object name
+// (the prefix included) of c's container, leaving its metadata, the ETag
+// among it: a disk that rots under Swift. Swift sends such an object
+// whole with the ETag it stored, then quarantines it.
+func SwiftDamage(t testing.TB, c storage.Config, name string) {
+	t.Helper()
+	dev, ok := swiftDevices.Load(c.AuthURL)
+	if !ok {
+		t.Fatalf("swift: %s was not started by storetest.Swift", c.AuthURL)
+	}
+	files, err := filepath.Glob(filepath.Join(dev.(string), "objects", "*", "*", "*", "*.data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte("/" + c.ContainerName + "/" + name)
+	for _, f := range files {
+		buf := make([]byte, 64<<10)
+		n, err := unix.Getxattr(f, "user.swift.metadata", buf)
+		if err != nil || !bytes.Contains(buf[:n], want) {
+			continue
+		}
+		// Rewritten in place: the same inode, so the xattrs (the ETag) stay.
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)/2] ^= 0x40
+		if err := os.WriteFile(f, data, 0); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("swift: no data file of %s under %s", want, dev)
 }
