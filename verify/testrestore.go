@@ -414,7 +414,7 @@ func (t *restoreTest) start(ctx context.Context) (func(clean bool) error, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: pg_ctl start: %v: %s", ErrRestoreTest, err, strings.TrimSpace(string(out)))
 	}
-	stopped := false
+	started, stopped := time.Now(), false
 	return func(clean bool) error {
 		if stopped {
 			return nil
@@ -424,6 +424,7 @@ func (t *restoreTest) start(ctx context.Context) (func(clean bool) error, error)
 		if clean {
 			mode = "fast"
 		}
+		t.waitPIDFile(started.Add(pidFileWait))
 		// Stop even when ctx has ended.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		defer cancel()
@@ -433,6 +434,26 @@ func (t *restoreTest) start(ctx context.Context) (func(clean bool) error, error)
 		}
 		return nil
 	}, nil
+}
+
+// pidFileWait bounds how long a stop waits for postmaster.pid (see
+// waitPIDFile); the postmaster writes it before anything that takes time.
+const pidFileWait = 10 * time.Second
+
+// waitPIDFile waits, until deadline (pidFileWait after the start), for
+// the postmaster started by start to write postmaster.pid. pg_ctl start
+// -W returns before it does, and pg_ctl stop without the file finds no
+// server: a stop right after the start (the daemon shutting down) left
+// the server starting, to run on in a scratch directory about to be
+// removed. A postmaster that failed to start writes none (or removes
+// it), and then the wait runs out.
+func (t *restoreTest) waitPIDFile(deadline time.Time) {
+	pid := filepath.Join(t.data, "postmaster.pid")
+	for ; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Lstat(pid); err == nil {
+			return
+		}
+	}
 }
 
 // postmasterRunning reports whether the postmaster of the data directory

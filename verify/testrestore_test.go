@@ -86,3 +86,29 @@ func TestRestoreTest_TablespaceInScratch(t *testing.T) {
 		t.Fatalf("test restore: %v (restore took %v), want it to fail after the restore", err, res.Restore)
 	}
 }
+
+// TestRestoreTest_StopRightAfterStart: pg_ctl start -W returns before the
+// postmaster writes postmaster.pid, so a stop at once (the daemon shut
+// down as its test server started) found no server, and the one starting
+// ran on in a scratch directory being removed. stop waits for the pid
+// file: every round leaves no server running.
+func TestRestoreTest_StopRightAfterStart(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor})
+	c.Stop(t)
+	rt := &restoreTest{o: RestoreTestOptions{}, res: &RestoreTestResult{}, data: c.DataDir, binDir: c.BinDir, scratch: filepath.Dir(c.DataDir)}
+	if err := rt.runAs(); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		stop, err := rt.start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stop(false); err != nil {
+			t.Fatalf("round %d: stop right after start: %v", round, err)
+		}
+		if rt.postmasterRunning() {
+			t.Fatalf("round %d: a postmaster runs on after stop", round)
+		}
+	}
+}
