@@ -36,8 +36,14 @@ var ErrWALNotArchived = errors.New("the backup's WAL is not archived yet")
 // Options.WALTimeout is zero.
 const DefaultWALTimeout = 5 * time.Minute
 
-// walPollInterval is how often the archive is listed while Run waits.
-const walPollInterval = time.Second
+// walPollInterval is how long Run waits before it lists the archive's WAL
+// again while it waits, at first; each wait doubles it, up to
+// walPollMax: a listing reads every WAL object's name, which in a large
+// archive is many requests.
+const (
+	walPollInterval = time.Second
+	walPollMax      = 15 * time.Second
+)
 
 // afterStandbyBackup runs after a backup of a standby is stored: unless
 // Options.NoWait, it waits for the backup's WAL (waitStandbyWAL), or with
@@ -67,7 +73,7 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	logged := false
-	for {
+	for poll := walPollInterval; ; poll = min(2*poll, walPollMax) {
 		end, err := o.Archive.WALEnd(wctx, segSize)
 		if err == nil && (end.Timeline > info.EndTimeline || end.Timeline == info.EndTimeline && end.LSN >= info.EndLSN) {
 			log.Info().Str("backup", info.Name).Str("lsn", info.EndLSN.String()).Str("key", end.File).
@@ -92,7 +98,7 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 				"The backup restores once that WAL is archived: write on the primary or run pg_switch_wal() there, "+
 				"or set wal_partial_upload_interval so the daemon stores the segment in progress as a .partial "+
 				"(--no-wait does not wait)", info.Name, info.EndLSN, endSeg, timeout, ErrWALNotArchived)
-		case <-time.After(walPollInterval):
+		case <-time.After(poll):
 		}
 	}
 }
