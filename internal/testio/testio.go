@@ -7,10 +7,13 @@ package testio
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -34,16 +37,43 @@ func (b *SyncBuffer) String() string {
 	return b.b.String()
 }
 
-// FreePort asks the kernel for a free loopback TCP port. Another process
-// may take it before the caller binds it.
+// Ports handed out by FreePort lie below Linux's default ephemeral range
+// (32768-60999): a port from that range, found free and released, can be
+// taken a moment later by any outgoing connection on the machine (a test's
+// own HTTP client, a server's connection to PostgreSQL) before the server
+// meant to listen there binds it. CI saw MinIO fail so ("bind: address
+// already in use" on 37631).
+const (
+	portLow  = 20000
+	portHigh = 32768
+)
+
+// nextPort is the next candidate port of this test process; it starts at a
+// random place, so that test processes running at once mostly try
+// different ports, and moves on with every port handed out, so that one
+// process never hands out a port twice.
+var nextPort atomic.Int64
+
+func init() {
+	nextPort.Store(int64(portLow + rand.IntN(portHigh-portLow)))
+}
+
+// FreePort returns a loopback TCP port that is free now and that no
+// outgoing connection will take (see portLow); another process binding
+// ports of its choice may still take it before the caller binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	for range portHigh - portLow {
+		port := portLow + int(nextPort.Add(1)-portLow)%(portHigh-portLow)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("find a free port: none free in %d-%d", portLow, portHigh-1)
+	return 0
 }
 
 // AddFiles adds the contents of each file matching pattern to f's seed
