@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -55,14 +54,11 @@ func runArchiveSync(c *cli.Context) error {
 	if c.Bool("no-verify") && c.Bool("create-new-backup-on-failure") {
 		return usagef("give one of them", "--create-new-backup-on-failure needs the continuity check that --no-verify skips")
 	}
-	env, err := openSite(c)
+	env, err := openSiteToWrite(c, "archive-sync")
 	if err != nil {
 		return err
 	}
 	defer env.archive.Store.Close()
-	if err := refuseRootStore(c, os.Geteuid(), "archive-sync", env.site.ObjectStorage); err != nil {
-		return err
-	}
 	if env.site.PGDataDirectory == "" {
 		return usagef("set pg_data_directory in the site's configuration (or HOARD_PG_DATA_DIRECTORY)", "site %s has no pg_data_directory", env.name)
 	}

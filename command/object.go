@@ -194,14 +194,11 @@ func runObjectPut(c *cli.Context) error {
 		}
 		md[k] = v
 	}
-	env, err := openSite(c)
+	env, err := openSiteToWrite(c, "object put")
 	if err != nil {
 		return err
 	}
 	defer env.archive.Store.Close()
-	if err := refuseRootStore(c, os.Geteuid(), "object put", env.site.ObjectStorage); err != nil {
-		return err
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err

@@ -123,3 +123,35 @@ func TestRefuseRootStore(t *testing.T) {
 		})
 	}
 }
+
+// TestRefuseRootStore_Commands: wal-push and archive-sync, which store
+// objects too, refuse as object put does, naming themselves in the fix.
+func TestRefuseRootStore_Commands(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the refusal is of root")
+	}
+	dir := t.TempDir()
+	store := filepath.Join(dir, "owned")
+	if err := os.Mkdir(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(store, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeSiteConfig(t, localConfig(store))
+	for _, args := range [][]string{
+		{"wal-push", "--config", cfg, filepath.Join(dir, "000000010000000000000001")},
+		{"archive-sync", "--config", cfg},
+	} {
+		code, msg := runErr(t, args...)
+		if code != ExitUsage {
+			t.Errorf("%s: exit %d (%s), want %d", args[0], code, msg, ExitUsage)
+		}
+		if want := "sudo -u nobody hoard " + args[0]; !strings.Contains(msg, want) {
+			t.Errorf("%s: message lacks %q:\n%s", args[0], want, msg)
+		}
+	}
+	if ents, err := os.ReadDir(store); err != nil || len(ents) != 0 {
+		t.Errorf("store holds %d entries (%v), want none", len(ents), err)
+	}
+}

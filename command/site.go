@@ -82,6 +82,21 @@ func openSite(c *cli.Context) (*siteEnv, error) {
 	}, nil
 }
 
+// openSiteToWrite is openSite for command cmd, which writes to the site's
+// store: run as root it is refused as refuseRootStore says (the store
+// closed again). The caller closes env.archive.Store.
+func openSiteToWrite(c *cli.Context, cmd string) (*siteEnv, error) {
+	env, err := openSite(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseRootStore(c, os.Geteuid(), cmd, env.site.ObjectStorage); err != nil {
+		_ = env.archive.Store.Close()
+		return nil, err
+	}
+	return env, nil
+}
+
 // siteArchive opens the archive of site name of cfg: its codec, and its
 // storage with the rate limits in force. what names the site in errors
 // ("site", "target site").

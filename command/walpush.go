@@ -3,7 +3,6 @@ package command
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -51,14 +50,11 @@ func runWALPush(c *cli.Context) error {
 		return usagef("archive_command = 'hoard wal-push --config FILE %p'", "want exactly one PATH, got %d arguments", c.NArg())
 	}
 	path := c.Args().First()
-	env, err := openSite(c)
+	env, err := openSiteToWrite(c, "wal-push")
 	if err != nil {
 		return err
 	}
 	defer env.archive.Store.Close()
-	if err := refuseRootStore(c, os.Geteuid(), "wal-push", env.site.ObjectStorage); err != nil {
-		return err
-	}
 	pgVersion, err := walPGVersion(c.Context, env, path)
 	if err != nil {
 		env.log.Warn().Err(err).Str(logSegment, filepath.Base(path)).
