@@ -221,7 +221,7 @@ func (t *tour) work(ctx context.Context) error {
 	if err := initLoad(ctx, conn); err != nil {
 		return fmt.Errorf("create pgbench's tables: %w", err)
 	}
-	err := t.exec(ctx, conn,
+	err := execSQL(ctx, conn,
 		"CREATE TABLE orders (id serial PRIMARY KEY, phase text NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())",
 		fmt.Sprintf("INSERT INTO orders (phase) SELECT 'before' FROM generate_series(1, %d)", ordersBefore))
 	if err != nil {
@@ -249,7 +249,7 @@ func (t *tour) basebackup(ctx context.Context) error {
 func (t *tour) pointInTime(ctx context.Context) error {
 	t.heading("A point in time, then more writes")
 	conn := t.primary.connString()
-	if err := t.exec(ctx, conn, fmt.Sprintf("INSERT INTO orders (phase) SELECT 'before' FROM generate_series(1, %d)", ordersBefore)); err != nil {
+	if err := execSQL(ctx, conn, fmt.Sprintf("INSERT INTO orders (phase) SELECT 'before' FROM generate_series(1, %d)", ordersBefore)); err != nil {
 		return err
 	}
 	var at time.Time
@@ -259,7 +259,7 @@ func (t *tour) pointInTime(ctx context.Context) error {
 	t.point = at.UTC()
 	// Every later commit is stamped after the point.
 	time.Sleep(10 * time.Millisecond)
-	if err := t.exec(ctx, conn, fmt.Sprintf("INSERT INTO orders (phase) SELECT 'after' FROM generate_series(1, %d)", ordersAfter)); err != nil {
+	if err := execSQL(ctx, conn, fmt.Sprintf("INSERT INTO orders (phase) SELECT 'after' FROM generate_series(1, %d)", ordersAfter)); err != nil {
 		return err
 	}
 	n, err := runLoad(ctx, conn, loadClients, t.o.Load)
@@ -455,8 +455,8 @@ func (t *tour) run(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// exec runs SQL statements on connString.
-func (t *tour) exec(ctx context.Context, connString string, sql ...string) error {
+// execSQL runs SQL statements on connString, one after the other.
+func execSQL(ctx context.Context, connString string, sql ...string) error {
 	conn, err := pgx.Connect(ctx, connString)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)

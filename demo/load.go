@@ -34,17 +34,7 @@ var loadSchema = []string{
 
 // initLoad creates and fills pgbench's tables.
 func initLoad(ctx context.Context, connString string) error {
-	conn, err := pgx.Connect(ctx, connString)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	for _, q := range loadSchema {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("%s: %w", q, err)
-		}
-	}
-	return nil
+	return execSQL(ctx, connString, loadSchema...)
 }
 
 // runLoad runs pgbench's default TPC-B-like transaction from clients
