@@ -26,12 +26,8 @@ func TestReadmeDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PostgreSQL")
 	}
-	cache := os.Getenv("HOARD_CACHE")
-	if cache == "" {
-		cache = "/var/cache/hoard"
-	}
 	missing := ""
-	if _, err := demo.FindPGBin("", cache); err != nil {
+	if _, err := demo.FindPGBin("", testio.CacheDir()); err != nil {
 		missing = err.Error()
 	} else if _, err := user.Lookup("postgres"); err != nil && os.Geteuid() == 0 {
 		missing = "user postgres (the demo runs PostgreSQL as postgres when root)"

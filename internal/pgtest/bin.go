@@ -76,20 +76,12 @@ func parseVersions(s string) []int {
 	return out
 }
 
-// CacheDir returns $HOARD_CACHE, default /var/cache/hoard.
-func CacheDir() string {
-	if d := os.Getenv("HOARD_CACHE"); d != "" {
-		return d
-	}
-	return "/var/cache/hoard"
-}
-
 // BinDir returns the directory holding initdb, pg_ctl and postgres for the
 // major version, or Debian's directory when debian is set (major must then
 // be DebianMajor). It skips or fails the test when the binaries are missing.
 func BinDir(t testing.TB, major int, debian bool) string {
 	t.Helper()
-	dir := filepath.Join(CacheDir(), "pg", strconv.Itoa(major), "bin")
+	dir := filepath.Join(testio.CacheDir(), "pg", strconv.Itoa(major), "bin")
 	if debian {
 		if major != DebianMajor {
 			t.Fatalf("pgtest: Debian ships PostgreSQL %d, not %d", DebianMajor, major)

@@ -40,21 +40,13 @@ func Unavailable(t testing.TB, format string, args ...any) {
 	testio.Unavailable(t, format, args...)
 }
 
-// Cache returns $HOARD_CACHE, by default /var/cache/hoard.
-func Cache() string {
-	if d := os.Getenv("HOARD_CACHE"); d != "" {
-		return d
-	}
-	return "/var/cache/hoard"
-}
-
 // binary returns the path of a server binary, or skips.
 func binary(t testing.TB, rel string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: no storage servers")
 	}
-	p := filepath.Join(Cache(), rel)
+	p := filepath.Join(testio.CacheDir(), rel)
 	if _, err := os.Stat(p); err != nil {
 		testio.Unavailable(t, "%s not installed (run scripts/deps.sh): %v", p, err)
 	}
