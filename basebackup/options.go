@@ -86,7 +86,12 @@ type Options struct {
 	// backup needs: the daemon, which retries a failed backup, would
 	// take a backup again and again while its primary is idle.
 	NoStandbyWait bool
-	NoEstimate    bool // skip BASE_BACKUP's PROGRESS size estimate: no total, no ETA
+	// OnStandby, when set, is called after a backup of a standby is
+	// stored, before the wait (or the log line of NoStandbyWait): the
+	// daemon, which streams WAL from the standby, then stores the
+	// backup's WAL itself.
+	OnStandby  func(*archive.BackupInfo)
+	NoEstimate bool // skip BASE_BACKUP's PROGRESS size estimate: no total, no ETA
 
 	// Mode chooses local-tar or BASE_BACKUP; the zero value is ModeAuto.
 	Mode Mode

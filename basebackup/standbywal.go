@@ -45,10 +45,14 @@ const (
 	walPollMax      = 15 * time.Second
 )
 
-// afterStandbyBackup runs after a backup of a standby is stored: unless
-// Options.NoWait, it waits for the backup's WAL (waitStandbyWAL), or with
-// Options.NoStandbyWait says what WAL the backup still needs.
+// afterStandbyBackup runs after a backup of a standby is stored: it
+// calls Options.OnStandby, then unless Options.NoWait waits for the
+// backup's WAL (waitStandbyWAL), or with Options.NoStandbyWait says what
+// WAL the backup still needs.
 func afterStandbyBackup(ctx context.Context, o Options, log zerolog.Logger, info *archive.BackupInfo) error {
+	if o.OnStandby != nil {
+		o.OnStandby(info)
+	}
 	switch {
 	case o.NoWait:
 		return nil

@@ -80,14 +80,16 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 
 // checkStandby says what backing up from a standby means for the site:
 // its backups end in the segment its primary is writing, which the
-// daemon stores in time only as a .partial (wal_partial_upload_interval),
+// daemon stores in time only as a .partial (after its own backups, and
+// every wal_partial_upload_interval),
 // and it archives nothing itself unless archive_mode is always.
 func checkStandby(r *checkReport, step string, env *siteEnv, s replication.Setup, streaming bool) {
 	r.info(step, "a standby (in recovery): the WAL stream and the slot are on the standby, backups are taken from it "+
 		"(see Backing up from a standby in docs/backup-restore.md)")
 	switch {
 	case streaming && env.site.WALPartialUploadInterval == 0:
-		r.warn(step, "wal_partial_upload_interval is 0: a backup of a standby ends in the segment its primary is writing, and "+
+		r.warn(step, "wal_partial_upload_interval is 0: a backup of a standby ends in the segment its primary is writing; "+
+			"the daemon stores that segment as a .partial after its own backups, but one taken with hoard basebackup "+
 			"restores only once the primary finishes that segment; set wal_partial_upload_interval (say 60) so that the "+
 			"daemon stores the segment in progress")
 	case !streaming && s.ArchiveMode != "always":

@@ -374,6 +374,10 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	// waiting for it would wait for nothing (or forever).
 	o.NoWait = o.NoWait || s.site.WAL == WALStream
 	o.Logger = s.log
+	standby := false
+	if s.site.WAL == WALStream {
+		o.OnStandby = func(*archive.BackupInfo) { standby = true }
+	}
 
 	started := time.Now()
 	s.update(func(st *SiteStatus) { st.BackupRunning, st.BackupStartedAt = true, timePtr(started) })
@@ -420,6 +424,9 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	s.connected()
 	s.log.Info().Str(logBackup, info.Name).Str("start_wal", info.StartWALSegment).Str("end_wal", info.EndWALSegment).
 		Str("parent", info.Parent).Dur("took_ms", took).Msg("basebackup stored")
+	if standby {
+		s.storeStandbyWAL(ctx, info)
+	}
 	s.update(func(st *SiteStatus) { st.LastBackupError = "" })
 	return nil
 }

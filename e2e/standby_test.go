@@ -343,3 +343,48 @@ func TestStandby_BackupArchiveAlways(t *testing.T) {
 		t.Errorf("restored:\n%.80s\nthe primary had\n%.80s", got, want)
 	}
 }
+
+// TestStandby_DaemonBackupIdlePrimary has the daemon take its own
+// (scheduled) backup of a standby whose primary writes nothing, with
+// wal_partial_upload_interval 0: the backup ends in the segment the
+// primary has not finished, which nothing completes. The daemon streams
+// that WAL itself and stores the segment in progress as the .partial
+// once it has received the backup's end, so the backup is restorable at
+// once without any write on the primary: hoard check passes, and the
+// backup restores with the primary's rows, its end segment stored only
+// as that .partial.
+func TestStandby_DaemonBackupIdlePrimary(t *testing.T) {
+	primary, standby := startPair(t, nil)
+	s := standbySite(t, standby, 0)
+	s.setSiteKey("basebackup_mode", "local-tar")
+	s.setSiteKey("basebackup_interval_hours", 24) // none stored: one at once
+	// Rows after the segment switch that made the standby: the
+	// standby's replay position is in the segment the primary writes.
+	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
+	waitReplayed(t, primary, standby)
+	want := rowsOf(t, primary)
+
+	d := s.startDaemon()
+	d.waitFirstBackup(s.name, 2*time.Minute, true)
+	bs := s.listBackups()
+	if len(bs) != 1 {
+		t.Fatalf("hoard list: %d backups, want the daemon's one", len(bs))
+	}
+	end := bs[0].EndWALSegment
+	d.waitFor("the backup's end segment "+end+" stored as a .partial", time.Minute, func() bool {
+		return s.stored(end + ".partial")
+	})
+	if s.stored(end) {
+		t.Errorf("the backup's end segment %s is stored complete: the primary was to stay idle", end)
+	}
+	d.waitFor("the daemon's log saying so", time.Minute, func() bool {
+		return strings.Contains(d.out.String(), "the standby backup's WAL is stored through its end")
+	})
+	if out, _, err := s.hoard("check"); exitCode(err) != 0 || strings.Contains(out, "not restorable yet") {
+		t.Errorf("hoard check after the daemon's backup of a standby, idle primary: exit %d\n%s", exitCode(err), out)
+	}
+	c := s.restoreAndStart(t, primary.Major, bs[0].Name)
+	if got := rowsOf(t, c); got != want {
+		t.Errorf("restored the daemon's backup right after it:\n%.80s\nthe primary has\n%.80s", got, want)
+	}
+}

@@ -178,6 +178,9 @@ type Receiver struct {
 	// arrivals records when the WAL after status.Stored arrived, oldest
 	// first, for Status.UnstoredSince.
 	arrivals []arrival
+	// storeWant is the position StoreThrough asked to store, until
+	// status.Stored reaches it; 0 when none.
+	storeWant pglogrepl.LSN
 
 	snapshotMu     sync.Mutex
 	snapshotDone   uploadTask // the last snapshot uploaded: name and length
@@ -326,6 +329,9 @@ func (r *Receiver) storedThrough(end pglogrepl.LSN) {
 		return
 	}
 	r.status.Stored = end
+	if end >= r.storeWant {
+		r.storeWant = 0
+	}
 	i := 0
 	for i < len(r.arrivals) && r.arrivals[i].end <= end {
 		i++

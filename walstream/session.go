@@ -325,6 +325,10 @@ func (s *session) receive(ctx context.Context) error {
 				return err
 			}
 		}
+		storeAt, err := s.storeRequested(now)
+		if err != nil {
+			return err
+		}
 
 		wake := s.nextStatus
 		if guard.min != 0 || s.cur == nil {
@@ -341,8 +345,13 @@ func (s *session) receive(ctx context.Context) error {
 		case r.opts.PartialUploadInterval > 0:
 			wake = minTime(wake, s.nextPartial)
 		}
+		if !storeAt.IsZero() {
+			wake = minTime(wake, storeAt)
+		}
+		// In synchronous mode, and while a StoreThrough request waits,
+		// an upload that ends (or a new request) ends the wait.
 		wctx, cancel := context.WithDeadline(ctx, wake)
-		if r.opts.Synchronous && !r.armWake(cancel) {
+		if (r.opts.Synchronous || r.storeWanted() != 0) && !r.armWake(cancel) {
 			// An upload ended since the wait was last armed.
 			cancel()
 			continue

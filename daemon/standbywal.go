@@ -1,0 +1,64 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// A backup of a standby ends in the segment the standby's primary is
+// still writing (basebackup/standbywal.go): nothing archives that
+// segment until the primary finishes it, hours later on a quiet primary,
+// and until then the backup does not restore. The daemon streams that
+// WAL itself: after such a backup it asks its WAL receiver to store the
+// segment in progress as the .partial at once, whatever
+// wal_partial_upload_interval (walstream.Receiver.StoreThrough), the
+// object restore, verify and wal-fetch read as the end of the archive.
+
+// standbyWALWait bounds how long the backup loop waits, after a backup of
+// a standby, for the receiver to store the backup's WAL; the request
+// holds after it (the receiver may be behind, or disconnected), and the
+// receiver stores that WAL as soon as it has received it.
+var standbyWALWait = 2 * time.Minute
+
+// standbyWALPoll is how often the wait looks at the receiver's status.
+const standbyWALPoll = 200 * time.Millisecond
+
+// storeStandbyWAL has the receiver store the WAL of info, a backup of a
+// standby, through its end, and waits up to standbyWALWait for it,
+// logging the outcome. A backup whose WAL is not stored yet is not a
+// failure: taking it again would end in the same segment.
+func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupInfo) {
+	s.mu.Lock()
+	recv := s.recv
+	s.mu.Unlock()
+	if recv == nil {
+		return
+	}
+	recv.StoreThrough(info.EndLSN)
+	wctx, cancel := context.WithTimeout(ctx, standbyWALWait)
+	defer cancel()
+	t := time.NewTicker(standbyWALPoll)
+	defer t.Stop()
+	for {
+		st := recv.Status()
+		if st.Stored >= info.EndLSN {
+			s.log.Info().Str(logBackup, info.Name).Str("lsn", info.EndLSN.String()).Str("segment", info.EndWALSegment).
+				Msg("the standby backup's WAL is stored through its end: it restores")
+			return
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() == nil {
+				s.log.Warn().Str(logBackup, info.Name).Str("lsn", info.EndLSN.String()).Str("segment", info.EndWALSegment).
+					Str("received", st.Received.String()).Str("stored", st.Stored.String()).Bool("connected", st.Connected).
+					Dur("waited_ms", standbyWALWait).
+					Msg("the standby backup's WAL is not stored through its end yet: the WAL receiver stores that segment as a .partial " +
+						"as soon as it has received the WAL; until then the backup does not restore")
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
