@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -786,33 +785,17 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-// readSidecar reads and decodes the object's sidecar.
+// readSidecar reads and decodes the object's sidecar as parseSidecar
+// does for the local store and a sidecar temp.
 func (s *SFTP) readSidecar(c *sftp.Client, p string) (Metadata, error) {
-	f, err := c.Open(p + sidecarSuffix)
+	data, err := readAllRemote(c, p+sidecarSuffix, maxSidecar)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	md, err := parseSidecar(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("parse %s: %w: %w", path.Base(p)+sidecarSuffix, ErrBadMetadata, err)
 	}
-	var raw map[string]any
-	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
-		return nil, fmt.Errorf("parse %s: %w: %v", path.Base(p)+sidecarSuffix, ErrBadMetadata, err)
-	}
-	md := make(Metadata, len(raw))
-	for k, v := range raw {
-		switch v := v.(type) {
-		case nil:
-		case string:
-			md[k] = v
-		default:
-			md[k] = fmt.Sprint(v)
-		}
-	}
-	delete(md, hashKey)
-	delete(md, contentLengthKey)
 	return md, nil
 }
 

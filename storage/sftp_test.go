@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -82,6 +83,44 @@ func TestSFTP(t *testing.T) {
 		var raw map[string]string
 		if err := json.Unmarshal(sidecar, &raw); err != nil || raw["Content-Length"] != "3" {
 			t.Errorf("sidecar %s: Content-Length %q, want 3 (%v)", sidecar, raw["Content-Length"], err)
+		}
+	})
+
+	// A sidecar written by another program reads as the local store (and
+	// a sidecar temp, completedSidecar) reads it: numbers and booleans as
+	// their text, nulls dropped; a value that is an object or a list
+	// makes the object's metadata unreadable, naming the sidecar.
+	t.Run("SidecarValues", func(t *testing.T) {
+		c := c
+		c.Directory = t.TempDir()
+		st := storetest.Open(t, c)
+		key := "site/xlog/000000010000000000000001"
+		if err := st.Put(ctx, key, strings.NewReader("wal"), nil); err != nil {
+			t.Fatal(err)
+		}
+		sidecars, err := filepath.Glob(filepath.Join(c.Directory, "*", "site", "xlog", "*.metadata"))
+		if err != nil || len(sidecars) != 1 {
+			t.Fatalf("sidecars %q (%v), want one", sidecars, err)
+		}
+		plant := func(json string) {
+			t.Helper()
+			if err := os.WriteFile(sidecars[0], []byte(json), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		plant(`{"a": "x", "n": 3, "b": true, "z": null}`)
+		o, err := st.Stat(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(o.Metadata); got != "map[a:x b:true n:3]" {
+			t.Errorf("metadata %s, want map[a:x b:true n:3]", got)
+		}
+		for _, bad := range []string{`{"a": {"b": 1}}`, `{"a": ["x"]}`, `[]`, `{`} {
+			plant(bad)
+			if _, err := st.Stat(ctx, key); !errors.Is(err, storage.ErrBadMetadata) || !strings.Contains(err.Error(), ".metadata") {
+				t.Errorf("sidecar %s: Stat = %v, want ErrBadMetadata naming the sidecar", bad, err)
+			}
 		}
 	})
 
