@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // errKeyExists means addEncryptionKey was given a key id already present.
@@ -215,7 +216,7 @@ func replaceFile(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, bytes.NewReader(data), func(f *os.File) error {
+	return storage.WriteFileAtomic(path, bytes.NewReader(data), func(f *os.File) error {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
 				return fmt.Errorf("keep owner %d and group %d of %s (run as root or as the file's owner): %w", st.Uid, st.Gid, path, err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -140,45 +139,7 @@ func runObjectGet(c *cli.Context) error {
 		}
 		return w.Flush()
 	}
-	return writeFileAtomic(out, rc, nil)
-}
-
-// writeFileAtomic writes r to path through a temporary file in the same
-// directory, renamed into place only after a clean EOF and fsync: a failed
-// decode never leaves a file that looks complete. prepare, unless nil, is
-// run on the temporary file first (to set its owner and mode).
-func writeFileAtomic(path string, r io.Reader, prepare func(*os.File) error) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if prepare != nil {
-		if err := prepare(tmp); err != nil {
-			return err
-		}
-	}
-	if _, err := io.Copy(tmp, r); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	done = true
-	return storage.SyncDir(dir)
+	return storage.WriteFileAtomic(out, rc, nil)
 }
 
 func runObjectPut(c *cli.Context) error {
