@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // Defaults of Options.
@@ -395,7 +396,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	}
 	// A run killed before it fsynced the directory may have left renames
 	// that are not durable yet: make them so before trusting them.
-	if err := syncDir(r.opts.SpoolDir); err != nil {
+	if err := storage.SyncDir(r.opts.SpoolDir); err != nil {
 		return err
 	}
 	c, err := readSpool(r.opts.SpoolDir)

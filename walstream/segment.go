@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"golang.org/x/sys/unix"
 
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -98,7 +99,7 @@ func (s *session) completeSegment() error {
 		return err
 	}
 	s.step("renamed", done.name())
-	if err := syncDir(dir); err != nil {
+	if err := storage.SyncDir(dir); err != nil {
 		// The rename may not be durable: make the segment a .partial
 		// again, to be streamed again by the next session. Failing that,
 		// the spool cannot be trusted any more.
@@ -242,7 +243,7 @@ func repairSegment(dir string, seg wal.Segment, segSize uint64) error {
 	if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("rename %s: %w", p, err)
 	}
-	return syncDir(dir)
+	return storage.SyncDir(dir)
 }
 
 // Short page header fields (XLogPageHeaderData in PostgreSQL's

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -100,7 +101,7 @@ func openSegment(dir string, seg wal.Segment, segSize uint64, fl *faults) (*segm
 			f.Close()
 			return nil, fmt.Errorf("sync %s: %w", p, err)
 		}
-		if err := syncDir(dir); err != nil {
+		if err := storage.SyncDir(dir); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -210,19 +211,6 @@ func (s *segmentFile) close() error {
 	return err
 }
 
-// syncDir fsyncs a directory, making renames and new entries in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // writeFileAtomic writes data to dir/name through a temporary file: write,
 // fsync, rename, fsync the directory.
 func writeFileAtomic(dir, name string, data []byte) error {
@@ -245,7 +233,7 @@ func writeFileAtomic(dir, name string, data []byte) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
-	return syncDir(dir)
+	return storage.SyncDir(dir)
 }
 
 // spoolContents is what a spool directory holds.
