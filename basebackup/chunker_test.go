@@ -275,11 +275,25 @@ func (s *failingStore) Put(ctx context.Context, key string, r io.Reader, md stor
 	return s.Store.Put(ctx, key, r, md)
 }
 
+// TestChunker_ErrUpload: a chunk whose store fails ends the backup with
+// the store's error and nothing stored, also with lz4 on two workers (the
+// compress stage of BASE_BACKUP's chunks), which must not hang.
 func TestChunker_ErrUpload(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		codec archive.Codec
+		conc  int
+	}{{"none", archive.Codec{}, 1}, {"lz4-2", archive.Codec{Compression: compress.LZ4}, 2}} {
+		t.Run(tc.name, func(t *testing.T) { chunkerErrUpload(t, &tc.codec, tc.conc) })
+	}
+}
+
+func chunkerErrUpload(t *testing.T, codec *archive.Codec, conc int) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	st := &failingStore{Store: storage.NewMem()}
-	r, g := newTestRun(ctx, st, &archive.Codec{}, 64<<10, 2)
+	r, g := newTestRun(ctx, st, codec, 64<<10, 2)
+	r.ck.conc = conc
 	st.fail = r.o.Archive.Layout.ChunkKey(archive.ChunkFilename(testBackup, 2))
 	err := r.archive(bytes.NewReader(serverTar(t, mainEntries(40, 9000))), "base.tar", true, "pgdata/")
 	if err == nil {

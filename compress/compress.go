@@ -110,10 +110,10 @@ func NewWriterOptions(w io.Writer, algorithm string, o Options) (io.WriteCloser,
 	case LZ4:
 		if lz4Level(level) == lz4.Fast {
 			// The default level: hoard's own frame writer around
-			// pierrec/lz4's block compressor, in the caller's
-			// goroutine whatever conc says (it costs a fraction of
-			// the CPU of pierrec/lz4's Writer).
-			return newLZ4Writer(w, !o.NoChecksum), nil
+			// pierrec/lz4's block compressor (it costs a fraction of
+			// the CPU of pierrec/lz4's Writer), on conc goroutines
+			// when conc > 1, in the caller's otherwise.
+			return newLZ4Writer(w, !o.NoChecksum, conc), nil
 		}
 		lw := lz4.NewWriter(w)
 		opts := []lz4.Option{lz4.CompressionLevelOption(lz4Level(level)), lz4.BlockSizeOption(lz4BlockSize)}
@@ -302,7 +302,11 @@ func WriterMemory(algorithm string, level, concurrency int) int64 {
 	case LZ4:
 		if lz4Level(level) == lz4.Fast {
 			// hoard's frame writer: a block buffer, a compressed
-			// block and pierrec/lz4's 48 KiB of tables, in the caller's goroutine.
+			// block and pierrec/lz4's 48 KiB of tables, in the caller's goroutine;
+			// with conc > 1 its workers' batches and tables besides.
+			if conc > 1 {
+				return 256<<10 + lz4ParMemory(int(conc))
+			}
 			return 256 << 10
 		}
 		return conc * (512 << 10)

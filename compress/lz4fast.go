@@ -14,8 +14,9 @@ import (
 // (xxHash32 of the whole stream) unless told otherwise, the same framing
 // pierrec/lz4's writer produced for hoard. Its blocks are compressed by
 // pierrec/lz4's CompressorCCompat (reference lz4's fast mode, with a 16-bit
-// table for blocks of 64 KiB) in the caller's goroutine, without the
-// goroutines, channels and per-block buffers of pierrec/lz4's Writer: on a
+// table for blocks of 64 KiB) in the caller's goroutine, or by a few
+// workers handed batches of blocks (lz4Par), without the goroutine per
+// call, channels and per-block buffers of pierrec/lz4's Writer: on a
 // BASE_BACKUP tar of pgbench data and random bytes that costs a fraction
 // of the Writer's CPU per byte (see docs/benchmarks.md).
 type lz4Writer struct {
@@ -30,6 +31,7 @@ type lz4Writer struct {
 	out []byte // 4-byte block size, then room for a compressed block
 	c   lz4.CompressorCCompat
 	sum xxh32
+	par *lz4Par // the workers compressing blocks, when there are several
 }
 
 const (
@@ -39,13 +41,21 @@ const (
 	lz4FlagCksum = 0x04 // content checksum
 )
 
-func newLZ4Writer(w io.Writer, checksum bool) *lz4Writer {
-	return &lz4Writer{
+// newLZ4Writer returns a frame writer whose blocks are compressed in the
+// caller's goroutine, or, with workers > 1, by that many goroutines
+// (lz4Par) while the caller writes the finished blocks in order.
+func newLZ4Writer(w io.Writer, checksum bool, workers int) *lz4Writer {
+	z := &lz4Writer{
 		w:        w,
 		checksum: checksum,
-		buf:      make([]byte, lz4BlockMax),
-		out:      make([]byte, 4+lz4BlockMax),
+		out:      make([]byte, 0, 4+lz4BlockMax),
 	}
+	if workers > 1 {
+		z.par = newLZ4Par(workers)
+	} else {
+		z.buf = make([]byte, lz4BlockMax)
+	}
+	return z
 }
 
 // start writes the frame header.
@@ -83,6 +93,15 @@ func (z *lz4Writer) Write(p []byte) (int, error) {
 		}
 	}
 	n := len(p)
+	if z.par != nil {
+		if z.checksum {
+			z.sum.write(p)
+		}
+		if err := z.par.write(p, z.write); err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
 	for len(p) > 0 {
 		if z.n == 0 && len(p) >= lz4BlockMax {
 			// A whole block in p: compress it from there.
@@ -111,18 +130,26 @@ func (z *lz4Writer) block(src []byte) error {
 	if z.checksum {
 		z.sum.write(src)
 	}
+	z.out = appendLZ4Block(&z.c, z.out[:0], src)
+	return z.write(z.out)
+}
+
+// appendLZ4Block appends src to dst as one stored block, its size word and
+// its bytes: compressed when that makes it smaller, as they are otherwise.
+// dst needs room for 4+len(src) more bytes.
+func appendLZ4Block(c *lz4.CompressorCCompat, dst, src []byte) []byte {
+	at := len(dst)
+	room := dst[at : at+4+len(src)]
 	// With no more room than src, 0 (or an error) means it does not
 	// compress.
-	c, err := z.c.CompressBlock(src, z.out[4:4+len(src)])
-	if c == 0 || err != nil {
-		binary.LittleEndian.PutUint32(z.out, uint32(len(src))|1<<31)
-		if err := z.write(z.out[:4]); err != nil {
-			return err
-		}
-		return z.write(src)
+	n, err := c.CompressBlock(src, room[4:])
+	if n == 0 || err != nil {
+		binary.LittleEndian.PutUint32(room, uint32(len(src))|1<<31)
+		copy(room[4:], src)
+		return dst[:at+4+len(src)]
 	}
-	binary.LittleEndian.PutUint32(z.out, uint32(c))
-	return z.write(z.out[:4+c])
+	binary.LittleEndian.PutUint32(room, uint32(n))
+	return dst[:at+4+n]
 }
 
 // Close writes what is buffered, the end mark and the content checksum. It
@@ -133,6 +160,10 @@ func (z *lz4Writer) Close() error {
 	}
 	if z.err == nil && !z.started {
 		_ = z.start()
+	}
+	if z.par != nil {
+		// Ends the workers whatever happened before.
+		_ = z.par.close(z.write, z.err != nil)
 	}
 	if z.err == nil && z.n > 0 {
 		_ = z.block(z.buf[:z.n])

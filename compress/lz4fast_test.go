@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/pierrec/lz4/v4"
 
@@ -216,23 +218,32 @@ func (f *failAfter) Write(p []byte) (int, error) {
 }
 
 // TestLZ4Writer_Errors: an error of the underlying writer is returned by
-// that Write or a later one and by Close, and a closed writer refuses
-// writes.
+// that Write or a later one and by Close, a closed writer refuses
+// writes, and with several workers Close ends them whatever failed.
 func TestLZ4Writer_Errors(t *testing.T) {
-	for n := range 4 {
-		w, err := NewWriterOptions(&failAfter{n: n}, LZ4, Options{NoChecksum: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, werr := w.Write(walLike(200 << 10))
-		cerr := w.Close()
-		if !errors.Is(werr, errFailAfter) && !errors.Is(cerr, errFailAfter) {
-			t.Fatalf("after %d writes: Write %v, Close %v", n, werr, cerr)
-		}
-		if cerr == nil {
-			t.Fatalf("after %d writes: Close succeeds after a failed write", n)
+	before := runtime.NumGoroutine()
+	for _, conc := range []int{1, 2, 3} {
+		for n := range 6 {
+			w, err := NewWriterOptions(&failAfter{n: n}, LZ4, Options{NoChecksum: true, Concurrency: conc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var werr error
+			for range 8 {
+				if _, werr = w.Write(walLike(200 << 10)); werr != nil {
+					break
+				}
+			}
+			cerr := w.Close()
+			if !errors.Is(werr, errFailAfter) && !errors.Is(cerr, errFailAfter) {
+				t.Fatalf("%d workers, after %d writes: Write %v, Close %v", conc, n, werr, cerr)
+			}
+			if cerr == nil {
+				t.Fatalf("%d workers, after %d writes: Close succeeds after a failed write", conc, n)
+			}
 		}
 	}
+	waitGoroutines(t, before)
 	w, _ := NewWriterOptions(&bytes.Buffer{}, LZ4, Options{})
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -240,6 +251,44 @@ func TestLZ4Writer_Errors(t *testing.T) {
 	if _, err := w.Write([]byte("x")); err == nil {
 		t.Fatal("write after close succeeds")
 	}
+}
+
+// waitGoroutines waits (up to a minute, for a loaded machine) until no
+// more than n goroutines run: the workers of closed writers have ended.
+func waitGoroutines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines run, %d before: a closed writer left workers behind", runtime.NumGoroutine(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLZ4Writer_Workers: with several workers the frame is the same, byte
+// for byte, as the writer alone writes, whatever the pieces written (the
+// blocks are cut at the same offsets and written in order), and Close
+// ends the workers; a writer closed without a write starts none.
+func TestLZ4Writer_Workers(t *testing.T) {
+	before := runtime.NumGoroutine()
+	data := lz4Inputs()
+	data["cluster-5m"] = benchdata.ClusterLike(5<<20 + 333)
+	for name, in := range data {
+		for _, o := range []Options{{}, {NoChecksum: true}} {
+			for _, pieces := range [][]int{{1 << 20}, {65536}, {1, 65535, 65537, 7, 300 << 10}} {
+				want := lz4Encode(t, in, o, pieces)
+				for _, conc := range []int{2, 3} {
+					po := o
+					po.Concurrency = conc
+					if got := lz4Encode(t, in, po, pieces); !bytes.Equal(got, want) {
+						t.Fatalf("%s %+v %v: %d workers write a frame of %d bytes, different from the %d bytes of one", name, po, pieces, conc, len(got), len(want))
+					}
+				}
+			}
+		}
+	}
+	waitGoroutines(t, before)
 }
 
 // TestXXH32: known values of xxHash32 with seed 0, and the streaming sum
@@ -318,7 +367,8 @@ func BenchmarkLZ4Writer(b *testing.B) {
 		name string
 		new  func(w io.Writer) io.WriteCloser
 	}{
-		{"hoard", func(w io.Writer) io.WriteCloser { return newLZ4Writer(w, false) }},
+		{"hoard", func(w io.Writer) io.WriteCloser { return newLZ4Writer(w, false, 1) }},
+		{"hoard-2", func(w io.Writer) io.WriteCloser { return newLZ4Writer(w, false, 2) }},
 		{"pierrec-2", pierrec(2)},
 		{"pierrec-1", pierrec(1)},
 	} {

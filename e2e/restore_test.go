@@ -20,9 +20,10 @@ import (
 // BASE_BACKUP, or hoard wrote during local-tar), starts the cluster, counts
 // the rows each backup must hold, and runs pg_checksums on the stopped
 // copy. A local-tar backup whose pg_data_directory cannot be read fails
-// naming it, and stores nothing.
+// naming it, and stores nothing. The site compresses with lz4, whose
+// BASE_BACKUP chunks are compressed on a worker per CPU.
 func TestRestoreTablespaceVerify(t *testing.T) {
-	s := newSite(t, siteOptions{Encrypt: true})
+	s := newSite(t, siteOptions{Encrypt: true, Compression: "lz4"})
 	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf(), DataChecksums: true})
 	s.use(src)
 	spcDir := pgtest.TempDir(t)
