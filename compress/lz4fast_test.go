@@ -61,9 +61,13 @@ func lz4Inputs() map[string][]byte {
 }
 
 // lz4Encode writes data through hoard's lz4 writer in pieces of the given
-// sizes (cycled), as uploads write.
+// sizes (cycled), as uploads write. Each piece is written from one reused
+// buffer, overwritten after each Write returns, as the read-ahead's
+// buffers are: a writer that still reads a piece after its Write returned
+// compresses the wrong bytes.
 func lz4Encode(t testing.TB, data []byte, o Options, pieces []int) []byte {
 	t.Helper()
+	var scratch []byte
 	var buf bytes.Buffer
 	w, err := NewWriterOptions(&buf, LZ4, o)
 	if err != nil {
@@ -74,8 +78,12 @@ func lz4Encode(t testing.TB, data []byte, o Options, pieces []int) []byte {
 	}
 	for i, off := 0, 0; off < len(data); i++ {
 		n := min(pieces[i%len(pieces)], len(data)-off)
-		if _, err := w.Write(data[off : off+n]); err != nil {
+		scratch = append(scratch[:0], data[off:off+n]...)
+		if _, err := w.Write(scratch); err != nil {
 			t.Fatal(err)
+		}
+		for j := range scratch {
+			scratch[j] = 0xa5
 		}
 		off += n
 	}

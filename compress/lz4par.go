@@ -6,13 +6,16 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// lz4Par compresses an lz4Writer's blocks on several goroutines: the
-// caller's Write copies the input into batches of lz4BatchSize bytes,
-// workers compress each batch's 64 KiB blocks into the batch's own output
-// buffer, and the caller writes the finished batches downstream (the
-// envelope, the upload) in the order they were filled. The frame is the
-// same, byte for byte, as the lz4Writer writes alone: the blocks are cut
-// at the same offsets and each is compressed the same way.
+// lz4Par compresses an lz4Writer's blocks on several goroutines. A write
+// hands the workers batches of up to 4 whole blocks straight from the
+// caller's bytes, and copies only what does not fill a block into a
+// batch of its own; workers compress each batch's 64 KiB blocks into the
+// batch's output buffer, and the caller writes the finished batches
+// downstream (the envelope, the upload) in the order they were cut. A
+// write returns once every batch that points into its bytes is written, so
+// the caller may reuse them. The frame is the same, byte for byte, as the
+// lz4Writer writes alone: blocks are cut at the same offsets of the stream
+// and each is compressed the same way.
 //
 // A BASE_BACKUP chunk is one stream: in one goroutine its tar parsing, lz4
 // and encryption ran one after the other, and that goroutine bounded the
@@ -23,7 +26,7 @@ type lz4Par struct {
 	work    chan *lz4Batch // batches for the workers, in order
 	pending []*lz4Batch    // batches handed to the workers, oldest first
 	free    []*lz4Batch    // batches to fill
-	cur     *lz4Batch      // the batch being filled, or nil
+	cur     *lz4Batch      // the batch holding a partial block, or nil
 	workers int
 	started bool
 	wg      sync.WaitGroup
@@ -35,7 +38,8 @@ const lz4BatchSize = 4 * lz4BlockMax
 
 // lz4Batch is up to lz4BatchSize bytes of input and its stored blocks.
 type lz4Batch struct {
-	in   []byte
+	in   []byte        // the batch's own buffer for copied bytes
+	src  []byte        // what is compressed: in, or part of a write's bytes
 	out  []byte        // the stored blocks: size words and data
 	done chan struct{} // receives once the worker has filled out
 }
@@ -71,7 +75,7 @@ func (p *lz4Par) run() {
 	var c lz4.CompressorCCompat
 	for b := range p.work {
 		b.out = b.out[:0]
-		for in := b.in; len(in) > 0; {
+		for in := b.src; len(in) > 0; {
 			n := min(len(in), lz4BlockMax)
 			b.out = appendLZ4Block(&c, b.out, in[:n])
 			in = in[n:]
@@ -80,30 +84,51 @@ func (p *lz4Par) run() {
 	}
 }
 
-// write copies p into batches and hands each full one to the workers;
-// emit writes a finished batch's blocks downstream, in order, and returns
-// its error (after which write stops).
+// write cuts data into batches and hands them to the workers; emit writes
+// a finished batch's blocks downstream, in order, and returns its error
+// (after which write stops). Whole blocks are compressed from data itself,
+// so write returns only once those batches are done.
 func (p *lz4Par) write(data []byte, emit func([]byte) error) error {
+	borrowed := false
 	for len(data) > 0 {
+		if p.cur == nil && len(data) >= lz4BlockMax {
+			b, err := p.take(emit)
+			if err != nil {
+				p.wait()
+				return err
+			}
+			b.src = data[:min(len(data), lz4BatchSize)&^(lz4BlockMax-1)]
+			data = data[len(b.src):]
+			p.submit(b)
+			borrowed = true
+			continue
+		}
 		if p.cur == nil {
 			b, err := p.take(emit)
 			if err != nil {
+				p.wait()
 				return err
 			}
 			p.cur = b
 		}
-		c := min(len(data), cap(p.cur.in)-len(p.cur.in))
+		// Copy up to the end of the block being filled.
+		c := min(len(data), lz4BlockMax-len(p.cur.in)%lz4BlockMax)
 		p.cur.in = append(p.cur.in, data[:c]...)
 		data = data[c:]
-		if len(p.cur.in) == cap(p.cur.in) {
-			p.submit()
+		if len(p.cur.in) == cap(p.cur.in) || (len(p.cur.in)%lz4BlockMax == 0 && len(data) >= lz4BlockMax) {
+			p.cur.src = p.cur.in
+			p.submit(p.cur)
+			p.cur = nil
 		}
+	}
+	if borrowed {
+		return p.flush(emit)
 	}
 	return nil
 }
 
-// submit hands the batch being filled to the workers.
-func (p *lz4Par) submit() {
+// submit hands b to the workers.
+func (p *lz4Par) submit(b *lz4Batch) {
 	if !p.started {
 		p.started = true
 		p.wg.Add(p.workers)
@@ -111,9 +136,8 @@ func (p *lz4Par) submit() {
 			go p.run()
 		}
 	}
-	p.pending = append(p.pending, p.cur)
-	p.work <- p.cur // never blocks: there are no more batches than room
-	p.cur = nil
+	p.pending = append(p.pending, b)
+	p.work <- b // never blocks: there are no more batches than room
 }
 
 // take returns a batch to fill: a free one, or the oldest handed over once
@@ -127,25 +151,48 @@ func (p *lz4Par) take(emit func([]byte) error) (*lz4Batch, error) {
 	b := p.pending[0]
 	p.pending = p.pending[1:]
 	<-b.done
-	b.in = b.in[:0]
+	b.in, b.src = b.in[:0], nil
 	return b, emit(b.out)
 }
 
-// close hands over what is buffered, emits every batch in order (none
-// after emit fails) and ends the workers; it always ends them, so that an
-// upload that failed leaves no goroutine behind.
-func (p *lz4Par) close(emit func([]byte) error, failed bool) error {
-	if p.cur != nil && len(p.cur.in) > 0 && !failed {
-		p.submit()
-	}
+// flush emits every batch handed over, in order, and frees them; after an
+// error it emits nothing more but still waits for every batch.
+func (p *lz4Par) flush(emit func([]byte) error) error {
 	var err error
 	for _, b := range p.pending {
 		<-b.done
-		if err == nil && !failed {
+		if err == nil {
 			err = emit(b.out)
 		}
+		b.in, b.src = b.in[:0], nil
+		p.free = append(p.free, b)
 	}
-	p.pending = nil
+	p.pending = p.pending[:0]
+	return err
+}
+
+// wait waits until the workers are done with every batch handed over
+// (none of them points into a caller's bytes any more), emitting nothing.
+func (p *lz4Par) wait() {
+	_ = p.flush(func([]byte) error { return errLZ4Closed })
+}
+
+// close hands over what is buffered, emits every batch in order (none
+// after emit fails, none at all when failed) and ends the workers; it
+// always ends them, so that an upload that failed leaves no goroutine
+// behind.
+func (p *lz4Par) close(emit func([]byte) error, failed bool) error {
+	if p.cur != nil && len(p.cur.in) > 0 && !failed {
+		p.cur.src = p.cur.in
+		p.submit(p.cur)
+		p.cur = nil
+	}
+	var err error
+	if failed {
+		p.wait()
+	} else {
+		err = p.flush(emit)
+	}
 	close(p.work)
 	p.wg.Wait()
 	return err
