@@ -75,9 +75,13 @@ func (w *worker) writeChunk(ctx context.Context, plan chunkPlan) (*chunkResult, 
 	if l.delta {
 		res.key = l.o.Archive.Layout.DeltaChunkKey(filename) // a bundle
 	}
+	codec, err := w.chunkCodec(plan)
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: chunk %s: %w", filename, err)
+	}
 	l.began(res.key)
 	md := storage.Metadata{archive.MetaFormat: archive.FormatBBv2}
-	up, err := l.o.Archive.Codec.NewUpload(ctx, l.o.Archive.Store, res.key, md,
+	up, err := codec.NewUpload(ctx, l.o.Archive.Store, res.key, md,
 		archive.UploadOptions{Size: -1, MaxSize: plan.maxSize(), Concurrency: l.compressionThreads})
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: chunk %s: %w", filename, err)

@@ -10,10 +10,6 @@ import (
 	"github.com/hoardbackup/hoard/internal/benchdata"
 )
 
-type countW struct{ n int64 }
-
-func (c *countW) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
-
 // zstdCase is one encoder a zstd benchmark compares.
 type zstdCase struct {
 	name string
@@ -28,7 +24,7 @@ func benchZstd(b *testing.B, plain []byte, cases []zstdCase) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(plain)))
 			start := benchdata.CPUTime(b)
-			var out countW
+			var out countingWriter
 			for b.Loop() {
 				out.n = 0
 				w := c.newW(&out)

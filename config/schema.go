@@ -25,7 +25,7 @@ var globalKeys = []key{
 		{name: "algorithm", field: "Algorithm", def: compress.Snappy, envDoc: orList(compress.Algorithms),
 			doc: codeList(compress.Algorithms) + ". lz4 is hoard's addition: PGHoard cannot read lz4 objects."},
 		{name: "level", field: "Level", envDoc: "compression level (0 = default)",
-			doc: "Compression level: the lzma preset (0-9), zstd level (1-22) or lz4 level (1-12); 0 uses the library default. snappy has no levels."},
+			doc: "Compression level: the lzma preset (0-9), zstd level (1-22) or lz4 level (1-12); 0 uses the library default. snappy has no levels. A local-tar basebackup (and a delta one's bundles of small files) at zstd's default level (0, or 3-5, which compress alike) writes a chunk whose files hardly compress (sampled: random or encrypted values) at level 1, for a quarter to a half of the CPU and the same size; its `compression-level` metadata says 1."},
 		{name: "thread_count", field: "ThreadCount", def: runtime.NumCPU() + 1, valid: ">=1", defDoc: "CPU count + 1",
 			doc: "PGHoard's compressor thread count."},
 	}},
