@@ -107,7 +107,8 @@ func BenchmarkZstdOptions(b *testing.B) {
 // fast encoders and hoard's settings (a 2 MiB window, no content
 // checksum, one goroutine, an encoder reused), and with the options that might cut their
 // CPU, for comparison with libzstd's levels on the same file (`zstd -1
-// -T1 --no-check`). It skips without the variable.
+// -T1 --no-check`), and logs whether a local-tar chunk of the file would
+// be written at level 1 (ZstdFastSuffices). It skips without the variable.
 func BenchmarkZstdFile(b *testing.B) {
 	f := os.Getenv("HOARD_BENCH_ZSTD_FILE")
 	if f == "" {
@@ -127,5 +128,20 @@ func BenchmarkZstdFile(b *testing.B) {
 		{"default", pooledZstd(b, hoardOpts(dflt)...)},
 		{"fastest-lowmem", pooledZstd(b, hoardOpts(fastest, zstd.WithLowerEncoderMem(true))...)},
 		{"fastest-alllit", pooledZstd(b, hoardOpts(fastest, zstd.WithAllLitEntropyCompression(true))...)},
+		{"default-crc", pooledZstd(b, hoardOpts(dflt, zstd.WithEncoderCRC(true))...)},
+		{"default-lowmem", pooledZstd(b, hoardOpts(dflt, zstd.WithLowerEncoderMem(true))...)},
+		{"default-noentropy", pooledZstd(b, hoardOpts(dflt, zstd.WithNoEntropyCompression(true))...)},
 	})
+	// Whether a local-tar chunk of this file would be written at level 1
+	// (basebackup samples four 64 KiB pieces spread over the chunk).
+	var sample []byte
+	for k := range 4 {
+		off := max(len(plain)*(2*k+1)/8-32<<10, 0)
+		sample = append(sample, plain[off:min(off+64<<10, len(plain))]...)
+	}
+	fast, err := ZstdFastSuffices(sample, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: level 1 suffices for a chunk of it (ZstdFastSuffices): %v", f, fast)
 }
