@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/replication"
 )
 
 // ErrIncrementalUnavailable is returned (wrapped) when an incremental
-// backup cannot be taken: the server is older than PostgreSQL 17 or does
-// not summarize WAL (summarize_wal off). A full backup still can.
+// backup cannot be taken: the server is older than PostgreSQL 17, does
+// not summarize WAL (summarize_wal off), or is a standby that has
+// replayed no checkpoint of its primary since the parent backup
+// (incrementalStartError). A full backup still can.
 var ErrIncrementalUnavailable = errors.New("incremental backup not possible")
 
 // ErrNoParent is returned (wrapped) when an incremental backup has no
@@ -89,4 +94,29 @@ func (r *run) prepareIncremental(ctx context.Context, repl *replication.Conn) (*
 	}
 	r.log.Info().Str("parent", p.info.Name).Str("parent_lsn", p.start).Msg("incremental basebackup against its parent")
 	return p, nil
+}
+
+// codeNotInPrerequisiteState is SQLSTATE 55000, with which BASE_BACKUP
+// refuses an incremental backup that starts before its parent's end.
+const codeNotInPrerequisiteState = "55000"
+
+// incrementalStartError explains BASE_BACKUP's refusal, on a standby, of
+// an incremental backup that would start before its parent ended
+// (PrepareForIncrementalBackup in basebackup_incremental.c). A standby
+// cannot checkpoint: a backup of it starts at its latest restartpoint,
+// at the last checkpoint of its primary it replayed. Until the primary
+// checkpoints again (CHECKPOINT, checkpoint_timeout, max_wal_size) and
+// the standby replays it, each new backup starts where the parent did,
+// before the parent's end. Such an error wraps ErrIncrementalUnavailable
+// (a full backup still works); any other err is returned as it is.
+func (r *run) incrementalStartError(err error, parent *parentBackup) error {
+	var pgErr *pgconn.PgError
+	if parent == nil || !r.srv.inRecovery || !errors.As(err, &pgErr) || pgErr.Code != codeNotInPrerequisiteState ||
+		!strings.Contains(pgErr.Message, "but this backup starts at") {
+		return err
+	}
+	return fmt.Errorf("incremental backup of a standby against %s, which ends at %s: the standby has replayed no checkpoint of its primary since then, "+
+		"and a backup of a standby starts at the last one it replayed. Run CHECKPOINT on the primary (or wait for its next checkpoint, "+
+		"checkpoint_timeout), let the standby replay it, and try again, or take a full backup: %w: %w",
+		parent.info.Name, parent.info.EndLSN, ErrIncrementalUnavailable, err)
 }

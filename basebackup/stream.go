@@ -154,7 +154,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		Incremental:   parent != nil,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: %w", err)
+		return nil, fmt.Errorf("basebackup: %w", r.incrementalStartError(err, parent))
 	}
 	streamStart := time.Now()
 	// The checkpoint is done and the start position known: the server's

@@ -60,7 +60,9 @@ backup in this process regardless.
 hoard sends the backup_manifest of the newest stored backup of the same system and
 timeline (its parent; UPLOAD_MANIFEST) and the server sends only the blocks changed since
 (BASE_BACKUP INCREMENTAL). The server needs summarize_wal = on since before the parent
-began. Restore rebuilds the files from the chain of parents down to a full backup. An
+began; a standby also needs a checkpoint of its primary, replayed, since the parent
+ended (a backup of a standby starts at the last one it replayed). Restore rebuilds the
+files from the chain of parents down to a full backup. An
 incremental backup is always taken in this process, as with --local (the daemon takes
 its own on the basebackup_incremental_interval_hours schedule).
 

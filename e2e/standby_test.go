@@ -119,27 +119,12 @@ func (s *site) restoreAndStart(t *testing.T, major int, backup string, extra ...
 	return c
 }
 
-// TestStandby_Backup points a site at a hot standby of a PostgreSQL 15
-// primary with data checksums, and at the standby only: the daemon
-// streams WAL from it over a slot on the standby (cascading replication)
-// and stores the segment in progress every second
-// (wal_partial_upload_interval). hoard basebackup takes a backup of the
-// standby in each mode, local-tar (pg_backup_start/stop on the standby,
-// its data directory read here) and basic (BASE_BACKUP from the standby),
-// while the primary is idle: the backup ends in a segment the primary has
-// not finished, so it is restorable at once only through the stored
-// .partial, and the command waits for that. Each backup restored
-// right away (pg_verifybackup, then recovery) has the primary's rows; a
-// restore to an LSN between two later writes on the primary has the
-// first and not the second; hoard verify sees continuous WAL. A backup
-// taken under pgbench load on the primary restores every committed
-// transaction; hoard check says the node is a standby.
-func TestStandby_Backup(t *testing.T) {
-	primary, standby := startPair(t, nil)
-	s := standbySite(t, standby, 1)
-	d := s.startStreaming()
-
-	next := 101
+// backupEachMode takes a backup of standby with hoard basebackup in each
+// mode, local-tar (hoard-source data-directory) and basic (base-backup),
+// each after 100 new rows on primary numbered from next, and restores it
+// right away: it has the primary's rows.
+func backupEachMode(t *testing.T, s *streamSite, primary, standby *pgtest.Cluster, next int) {
+	t.Helper()
 	for _, mode := range []string{"local-tar", "basic"} {
 		t.Run(mode, func(t *testing.T) {
 			primary.Exec(t, "insert into tl_rows select g, $1 from generate_series($2::int, $2::int + 99) g", mode, next)
@@ -161,6 +146,29 @@ func TestStandby_Backup(t *testing.T) {
 			c.Stop(t)
 		})
 	}
+}
+
+// TestStandby_Backup points a site at a hot standby of a PostgreSQL 15
+// primary with data checksums, and at the standby only: the daemon
+// streams WAL from it over a slot on the standby (cascading replication)
+// and stores the segment in progress every second
+// (wal_partial_upload_interval). hoard basebackup takes a backup of the
+// standby in each mode, local-tar (pg_backup_start/stop on the standby,
+// its data directory read here) and basic (BASE_BACKUP from the standby),
+// while the primary is idle: the backup ends in a segment the primary has
+// not finished, so it is restorable at once only through the stored
+// .partial, and the command waits for that. Each backup restored
+// right away (pg_verifybackup, then recovery) has the primary's rows; a
+// restore to an LSN between two later writes on the primary has the
+// first and not the second; hoard verify sees continuous WAL. A backup
+// taken under pgbench load on the primary restores every committed
+// transaction; hoard check says the node is a standby.
+func TestStandby_Backup(t *testing.T) {
+	primary, standby := startPair(t, nil)
+	s := standbySite(t, standby, 1)
+	d := s.startStreaming()
+
+	backupEachMode(t, s, primary, standby, 101)
 
 	t.Run("PITR", func(t *testing.T) {
 		bs := s.listBackups()
@@ -264,13 +272,14 @@ func TestStandby_BackupIdlePrimary(t *testing.T) {
 	}
 }
 
-// TestStandby_BackupLocalTarMajors takes a local-tar backup of a standby
-// on the oldest and newest majors under test other than 15
-// (pg_start_backup/pg_stop_backup on 13 and 14, pg_backup_start/stop
-// from 15) while the primary is idle, with the daemon streaming from the
-// standby and storing the segment in progress every second, and restores
-// it right away: it has the primary's rows.
-func TestStandby_BackupLocalTarMajors(t *testing.T) {
+// TestStandby_BackupMajors takes a backup of a standby in each mode,
+// local-tar and basic (BASE_BACKUP from the standby), on the oldest and
+// newest majors under test other than 15 (pg_start_backup/pg_stop_backup
+// on 13 and 14, pg_backup_start/stop from 15) while the primary is idle,
+// with the daemon streaming from the standby and storing the segment in
+// progress every second, and restores each right away: it has the
+// primary's rows.
+func TestStandby_BackupMajors(t *testing.T) {
 	vs := pgtest.Versions()
 	for _, major := range []int{vs[0], vs[len(vs)-1]} {
 		if major == pgtest.DebianMajor {
@@ -281,20 +290,60 @@ func TestStandby_BackupLocalTarMajors(t *testing.T) {
 			primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
 			standby := startColdStandby(t, primary)
 			s := standbySite(t, standby, 1)
-			s.setSiteKey("basebackup_mode", "local-tar")
 			s.startStreaming()
-			primary.Exec(t, "insert into tl_rows select g, 'rows' from generate_series(1, 200) g")
-			waitReplayed(t, primary, standby)
-			want := rowsOf(t, primary)
-			var b backupJSON
-			if out := s.mustHoard("basebackup", "--local", "--json"); json.Unmarshal([]byte(out), &b) != nil {
-				t.Fatalf("hoard basebackup --json:\n%s", out)
-			}
-			c := s.restoreAndStart(t, major, b.Name)
-			if got := rowsOf(t, c); got != want {
-				t.Errorf("restored:\n%.80s\nthe primary has\n%.80s", got, want)
-			}
+			backupEachMode(t, s, primary, standby, 1)
 		})
+	}
+}
+
+// TestStandby_BackupIncremental takes a PostgreSQL 17+ block-level
+// incremental backup of a standby (summarize_wal = on there; the
+// standby inherits the primary's settings) on top of a full basic backup
+// of it. Until the primary checkpoints, PostgreSQL refuses it (a
+// standby's backup starts at the last checkpoint it replayed, before the
+// parent's end), and hoard says so and what to do; after a CHECKPOINT on
+// the primary its parent is the full backup, and the chain restored has
+// the rows written between the two backups.
+func TestStandby_BackupIncremental(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	if major < 17 {
+		pgtest.Unavailable(t, "PostgreSQL 17 or later for incremental backups (newest: %d)", major)
+	}
+	primary := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1, DataChecksums: true,
+		Conf: map[string]string{"summarize_wal": "on"}})
+	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
+	primary.Exec(t, "insert into tl_rows select g, 'full' from generate_series(1, 1000) g")
+	standby := startColdStandby(t, primary)
+	s := standbySite(t, standby, 1)
+	s.setSiteKey("basebackup_mode", "basic")
+	s.startStreaming()
+	waitReplayed(t, primary, standby)
+	var full, inc backupJSON
+	if out := s.mustHoard("basebackup", "--local", "--json"); json.Unmarshal([]byte(out), &full) != nil {
+		t.Fatalf("hoard basebackup --json:\n%s", out)
+	}
+	primary.Exec(t, "update tl_rows set phase = 'incremental' where id % 10 = 0")
+	primary.Exec(t, "insert into tl_rows select g, 'incremental' from generate_series(1001, 1100) g")
+	waitReplayed(t, primary, standby)
+	want := rowsOf(t, primary)
+	// No checkpoint on the primary since the full backup: the standby's
+	// backup would start where the full one did, before its end, which
+	// PostgreSQL refuses; hoard says why and what to do.
+	if _, errOut, err := s.hoard("basebackup", "--incremental"); exitCode(err) != 1 ||
+		!strings.Contains(errOut, "replayed no checkpoint of its primary") || !strings.Contains(errOut, "CHECKPOINT on the primary") {
+		t.Errorf("hoard basebackup --incremental of a standby, no checkpoint on the primary since the parent: exit %d, want 1 saying why\n%s", exitCode(err), errOut)
+	}
+	primary.Exec(t, "checkpoint")
+	waitReplayed(t, primary, standby)
+	if out := s.mustHoard("basebackup", "--incremental", "--json"); json.Unmarshal([]byte(out), &inc) != nil {
+		t.Fatalf("hoard basebackup --incremental --json:\n%s", out)
+	}
+	if got := inc.Metadata["hoard-incremental-parent"]; got != full.Name {
+		t.Fatalf("incremental backup %s of the standby: parent %q, want the full backup %s", inc.Name, got, full.Name)
+	}
+	c := s.restoreAndStart(t, major, inc.Name)
+	if got := rowsOf(t, c); got != want {
+		t.Errorf("restored the incremental backup's chain:\n%.200s\nthe primary has\n%.200s", got, want)
 	}
 }
 
