@@ -76,7 +76,10 @@ func (a *Archive) CheckLost(ctx context.Context, name, dataDir string, at Archiv
 	if req.No > at.Last.No || req.Timeline > at.Last.Timeline {
 		return nil // not on the path the restore checked: no history needed
 	}
-	path, err := a.timelinePath(ctx, at.Last.Timeline)
+	// The cluster's own system: another's history file is refused
+	// (checkHistory); unknown (0) when pg_control cannot be read.
+	system, _ := ClusterSystemID(dataDir)
+	path, err := a.timelinePath(ctx, at.Last.Timeline, system)
 	if err != nil {
 		return fmt.Errorf("check whether %s was archived when the restore checked the WAL through %s: %w", name, last, err)
 	}
@@ -118,25 +121,27 @@ func restoreRecovery(dataDir string) bool {
 }
 
 // timelinePath returns the path of timelines that leads to tli: its
-// history (readHistory). Timeline 1 has none: its path is itself.
-func (a *Archive) timelinePath(ctx context.Context, tli uint32) (wal.History, error) {
+// history (readHistory) as read for system. Timeline 1 has none: its
+// path is itself.
+func (a *Archive) timelinePath(ctx context.Context, tli uint32, system uint64) (wal.History, error) {
 	if tli == 1 {
 		return wal.History{{Timeline: 1}}, nil
 	}
-	h, _, err := a.readHistory(ctx, tli)
+	h, _, err := a.readHistory(ctx, tli, system)
 	return h, err
 }
 
 // readHistory reads the history file of timeline tli from a or, when a
 // holds none, the first site it moved from that does, and returns it with
 // the file read. The error wraps storage.ErrNotFound when no site holds
-// it; the file is then the last one looked for.
-func (a *Archive) readHistory(ctx context.Context, tli uint32) (wal.History, WALFile, error) {
+// it; the file is then the last one looked for. A file signed for another
+// system than system (0: not checked) is refused (checkHistory).
+func (a *Archive) readHistory(ctx context.Context, tli uint32, system uint64) (wal.History, WALFile, error) {
 	name := wal.HistoryFileName(tli)
 	var f WALFile
 	for _, s := range a.sites() {
 		f = WALFile{Name: name, Key: s.Layout.WALKey(name), Archive: s}
-		h, err := f.ReadHistory(ctx)
+		h, err := f.ReadHistory(ctx, system)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}

@@ -91,7 +91,7 @@ func (c *Codec) SignBackup(name string, md storage.Metadata) error {
 // label, name and md's keys, with the key derived from c's public key.
 // In a site without keys it does nothing.
 func (c *Codec) signNamed(label, name string, md storage.Metadata, keys []string) error {
-	if c == nil || c.KeyID == "" || c.PublicKey == nil {
+	if !c.signs() {
 		return nil
 	}
 	key, err := publicMACKey(c.PublicKey, label)

@@ -147,7 +147,7 @@ func (c *Codec) publicKeyFor(kid string) *rsa.PublicKey {
 // is readable there. The list is created, never replaced.
 func (a *Archive) StoreDeltaRefs(ctx context.Context, name string, digests []string) error {
 	c := a.Codec
-	if c == nil || c.KeyID == "" || c.PublicKey == nil {
+	if !c.signs() {
 		return nil
 	}
 	l := &deltaRefList{Format: FormatDeltaRefs, Backup: BackupName(name), KeyID: c.KeyID}

@@ -199,14 +199,14 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	if err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
-	if err := chk.hist.checkTimelineStart(ctx, name, h, pages); err != nil {
+	if err := chk.hist.checkTimelineStart(ctx, name, h, pages, chk.systemID); err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
 	if err := checkSystemID(name, h, chk.systemID); err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
 	if wal.IsHistoryFile(name) {
-		if err := a.checkHistory(ctx, key, name, md); err != nil {
+		if err := a.checkHistory(ctx, key, name, md, chk.systemID); err != nil {
 			return h, fmt.Errorf("fetch %s: %w", name, err)
 		}
 	}
@@ -361,7 +361,7 @@ var ErrWrongTimeline = errors.New("segment of another timeline")
 // is not stored, or cannot be read, is an error too: the segment cannot be
 // checked. Files whose first page is on the name's timeline, and other
 // files, cost nothing.
-func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.PageHeader, pages []pageMark) error {
+func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.PageHeader, pages []pageMark, system uint64) error {
 	segment, partial, _ := walKind(name)
 	if !segment && !partial {
 		return nil
@@ -371,7 +371,7 @@ func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.Pag
 		return nil
 	}
 	histName := wal.HistoryFileName(tli)
-	path, f, err := a.readHistory(ctx, tli)
+	path, f, err := a.readHistory(ctx, tli, system)
 	if errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("its first page is on timeline %d, below its name's %d, and %s, which says whether it may be, "+
 			"is not in the archive", h.Timeline, tli, histName)

@@ -32,7 +32,7 @@ func pushSegments(tb testing.TB, a *Archive, first, last uint64) map[string][]by
 	for no := first; no <= last; no++ {
 		name := segName(no)
 		data := waltest.Segment(tb, name, testSegSize, int64(no))
-		if _, err := a.PushWAL(context.Background(), writeWALFile(tb, dir, name, data), PushOptions{}); err != nil {
+		if _, err := a.PushWAL(context.Background(), writeWALFile(tb, dir, name, data), PushOptions{SystemID: testSystemID}); err != nil {
 			tb.Fatal(err)
 		}
 		out[name] = data
@@ -90,7 +90,7 @@ func TestArchive_FetchWAL(t *testing.T) {
 			"000000010000000000000004.partial":         waltest.Segment(t, "000000010000000000000004", testSegSize, 4)[:50000],
 		}
 		for name, data := range files {
-			if _, err := a.PushWAL(ctx, writeWALFile(t, src, name, data), PushOptions{}); err != nil {
+			if _, err := a.PushWAL(ctx, writeWALFile(t, src, name, data), PushOptions{SystemID: testSystemID}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -412,7 +412,7 @@ func TestArchive_FetchWAL_ErrWrongTimeline(t *testing.T) {
 		src := t.TempDir()
 		push := func(name string, data []byte) {
 			t.Helper()
-			if _, err := a.PushWAL(ctx, writeWALFile(t, src, name, data), PushOptions{}); err != nil {
+			if _, err := a.PushWAL(ctx, writeWALFile(t, src, name, data), PushOptions{SystemID: testSystemID}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -508,7 +508,7 @@ func TestArchive_FetchWAL_ErrOldTimelineSwitchSegment(t *testing.T) {
 		})
 		older := withPages(base, start, func(uint64) uint32 { return 1 })
 		for n, data := range map[string][]byte{"00000002.history": []byte("1\t0/384000\tno recovery target specified\n"), name(2): newer, name(1): older} {
-			if _, err := a.PushWAL(ctx, writeWALFile(t, src, n, data), PushOptions{}); err != nil {
+			if _, err := a.PushWAL(ctx, writeWALFile(t, src, n, data), PushOptions{SystemID: testSystemID}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -101,8 +101,9 @@ const maxHistorySize = 1 << 20
 
 // ReadHistory reads and parses f, a timeline history file (as
 // ListHistories returns them), after checking its bytes against its hash
-// and that hoard stored it under its name (checkHistory).
-func (f WALFile) ReadHistory(ctx context.Context) (wal.History, error) {
+// and that hoard stored it under its name for the cluster whose system
+// identifier is system (0: not known, not checked; checkHistory).
+func (f WALFile) ReadHistory(ctx context.Context, system uint64) (wal.History, error) {
 	tli, err := wal.ParseHistoryFileName(f.Name)
 	if err != nil {
 		return nil, err
@@ -116,7 +117,7 @@ func (f WALFile) ReadHistory(ctx context.Context) (wal.History, error) {
 	if _, _, err := copyChecked(&data, io.LimitReader(rc, maxHistorySize), md, f.Key, f.Name); err != nil {
 		return nil, fmt.Errorf("read %s: %w", f.Key, err)
 	}
-	if err := f.Archive.checkHistory(ctx, f.Key, f.Name, md); err != nil {
+	if err := f.Archive.checkHistory(ctx, f.Key, f.Name, md, system); err != nil {
 		return nil, err
 	}
 	return wal.ParseHistory(tli, data.Bytes())
@@ -134,7 +135,8 @@ func (f WALFile) Check(ctx context.Context) error { return f.CheckSystem(ctx, 0)
 
 // CheckSystem is Check that also refuses, as FetchWAL with
 // FetchOptions.SystemID does, a segment or .partial whose first page
-// names another system identifier than systemID (0: not checked).
+// names another system identifier than systemID (0: not checked), and a
+// history file signed for another system.
 func (f WALFile) CheckSystem(ctx context.Context, systemID uint64) error {
 	rc, md, err := f.Open(ctx)
 	if err != nil {
@@ -146,10 +148,10 @@ func (f WALFile) CheckSystem(ctx context.Context, systemID uint64) error {
 		return err
 	}
 	if wal.IsHistoryFile(f.Name) {
-		return f.Archive.checkHistory(ctx, f.Key, f.Name, md)
+		return f.Archive.checkHistory(ctx, f.Key, f.Name, md, systemID)
 	}
 	if err := checkSystemID(f.Name, h, systemID); err != nil {
 		return err
 	}
-	return f.Archive.checkTimelineStart(ctx, f.Name, h, pages)
+	return f.Archive.checkTimelineStart(ctx, f.Name, h, pages, systemID)
 }

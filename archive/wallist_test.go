@@ -120,14 +120,14 @@ func TestWALFile_ReadHistory(t *testing.T) {
 	a := walTestArchive(t, true)
 	putWALData(t, a, "00000002.history", []byte("1\t0/3000160\tno recovery target specified\n"))
 	putWALData(t, a, "00000003.history", []byte("1\t0/3000160\tx\n4\t0/5000000\ty\n"))
-	h, err := WALFile{Name: "00000002.history", Key: a.Layout.WALKey("00000002.history"), Archive: a}.ReadHistory(ctx)
+	h, err := WALFile{Name: "00000002.history", Key: a.Layout.WALKey("00000002.history"), Archive: a}.ReadHistory(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(h) != 2 || h.Timeline() != 2 || h[1].Begin != 0x3000160 {
 		t.Errorf("ReadHistory = %v", h)
 	}
-	if _, err := (WALFile{Name: "00000003.history", Key: a.Layout.WALKey("00000003.history"), Archive: a}).ReadHistory(ctx); err == nil {
+	if _, err := (WALFile{Name: "00000003.history", Key: a.Layout.WALKey("00000003.history"), Archive: a}).ReadHistory(ctx, 0); err == nil {
 		t.Error("ReadHistory accepted an ancestor above the timeline")
 	}
 }

@@ -127,7 +127,7 @@ func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptio
 			return res, fmt.Errorf("put partial %s: %w", path, err)
 		}
 		fileSize = src.size
-		storeObject = func(md storage.Metadata) error { return a.storeWAL(ctx, src, &res, md, false) }
+		storeObject = func(md storage.Metadata) error { return a.storeWAL(ctx, src, &res, md, false, 0) }
 	}
 	obj, err := a.statPartial(ctx, res.Key, o.StoredPartial)
 	if errors.Is(err, errKnownPartial) {

@@ -105,7 +105,7 @@ func TestArchive_PutPartialWAL_NeverBackwards(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				err = first.storeWAL(ctx, src, &res, nil, false)
+				err = first.storeWAL(ctx, src, &res, nil, false, 0)
 				src.Close()
 				if err != nil {
 					t.Fatal(err)

@@ -37,6 +37,13 @@ type PushOptions struct {
 	// HashAlgorithm names the digest stored as the hash metadata: sha1 (the
 	// default, as PGHoard) or any other name of HashAlgorithms.
 	HashAlgorithm string
+	// SystemID is the system identifier of the cluster that wrote the
+	// file. A history file stored in a site with keys is signed with it
+	// (signHistory); 0 reads it from global/pg_control of the data
+	// directory whose pg_wal holds the file (WALSystemID), as for the %p
+	// of archive_command, and a history file is not stored when that
+	// fails.
+	SystemID uint64
 	// StoredPartial is for PutPartialWAL only: when not zero, the size in
 	// bytes of the file whose copy the caller itself stored last under
 	// this .partial name, with nothing written to the name since (no
@@ -113,6 +120,11 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	}
 	defer src.Close()
 	alg := res.HashAlgorithm
+	if o.SystemID == 0 && wal.IsHistoryFile(name) && a.Codec.signs() {
+		if o.SystemID, err = WALSystemID(path); err != nil {
+			return res, fmt.Errorf("push %s: the system identifier its signature binds: %w", path, err)
+		}
+	}
 
 	same, err := a.sameAsArchived(ctx, res.Key, src, res.Hash, alg)
 	switch {
@@ -129,7 +141,7 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 		return res, nil
 	}
 
-	err = a.storeWAL(ctx, src, &res, nil, true)
+	err = a.storeWAL(ctx, src, &res, nil, true, o.SystemID)
 	if err == nil {
 		return res, nil
 	}
@@ -182,13 +194,14 @@ func (a *Archive) openWALUpload(path, name string, o PushOptions, checkHeader bo
 }
 
 // storeWAL uploads src through the codec with its hash, PostgreSQL
-// version and extra as metadata (and a history file's HMAC, signHistory), re-hashing it on the way so that a file
+// version and extra as metadata (and a history file's HMAC binding
+// system, signHistory), re-hashing it on the way so that a file
 // changed since it was hashed is not stored. With create it stores only if
 // the key is free (storage.Store.Create), else it replaces.
-func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, extra storage.Metadata, create bool) error {
+func (a *Archive) storeWAL(ctx context.Context, src *walFile, res *PushResult, extra storage.Metadata, create bool, system uint64) error {
 	md := walMetadata(res, extra)
 	if wal.IsHistoryFile(res.Name) {
-		if err := a.signHistory(ctx, res.Name, md); err != nil {
+		if err := a.signHistory(ctx, res.Name, md, system); err != nil {
 			return err
 		}
 	}

@@ -95,7 +95,7 @@ func TestArchive_PushWAL(t *testing.T) {
 		dir := t.TempDir()
 		name := "000000010000000000000003"
 		data := waltest.Segment(t, name, 16<<20, 3)
-		res, err := a.PushWAL(ctx, writeWALFile(t, dir, name, data), PushOptions{})
+		res, err := a.PushWAL(ctx, writeWALFile(t, dir, name, data), PushOptions{SystemID: testSystemID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +158,7 @@ func TestArchive_PushWAL_AlreadyArchived(t *testing.T) {
 	a := walTestArchive(t, true)
 	name := "000000010000000000000003"
 	p := writeWALFile(t, t.TempDir(), name, waltest.Segment(t, name, 1<<20, 3))
-	if _, err := a.PushWAL(ctx, p, PushOptions{}); err != nil {
+	if _, err := a.PushWAL(ctx, p, PushOptions{SystemID: testSystemID}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := a.Store.Stat(ctx, "site/xlog/"+name)
@@ -212,11 +212,11 @@ func TestArchive_PushWAL_AlreadyArchivedSyncs(t *testing.T) {
 		if strings.HasSuffix(p, ".partial") {
 			put = a.PutPartialWAL
 		}
-		if _, err := put(ctx, p, PushOptions{}); err != nil {
+		if _, err := put(ctx, p, PushOptions{SystemID: testSystemID}); err != nil {
 			t.Fatal(err)
 		}
 		st.keys = nil
-		res, err := put(ctx, p, PushOptions{})
+		res, err := put(ctx, p, PushOptions{SystemID: testSystemID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,11 +234,11 @@ func TestArchive_PushWAL_ErrConflict(t *testing.T) {
 	a := walTestArchive(t, false)
 	name := "000000010000000000000003"
 	first := waltest.Segment(t, name, 1<<20, 3)
-	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, first), PushOptions{}); err != nil {
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, first), PushOptions{SystemID: testSystemID}); err != nil {
 		t.Fatal(err)
 	}
 	other := waltest.Segment(t, name, 1<<20, 4)
-	_, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, other), PushOptions{})
+	_, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, other), PushOptions{SystemID: testSystemID})
 	if !errors.Is(err, ErrWALConflict) {
 		t.Fatalf("err = %v, want ErrWALConflict", err)
 	}
@@ -262,15 +262,15 @@ func TestArchive_PushWAL_NoStoredHash(t *testing.T) {
 	if _, err := a.Codec.Put(ctx, a.Store, "site/timeline/"+name, bytes.NewReader(content), int64(len(content)), nil); err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, content), PushOptions{})
+	res, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, content), PushOptions{SystemID: testSystemID})
 	if err != nil || res.Uploaded {
 		t.Fatalf("same content: uploaded=%v err=%v", res.Uploaded, err)
 	}
 	longer := append(append([]byte{}, content...), "2\t0/5000000\tno recovery target specified\n"...)
-	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, longer), PushOptions{}); !errors.Is(err, ErrWALConflict) {
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, longer), PushOptions{SystemID: testSystemID}); !errors.Is(err, ErrWALConflict) {
 		t.Fatalf("longer content: err = %v, want ErrWALConflict", err)
 	}
-	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, content[:10]), PushOptions{}); !errors.Is(err, ErrWALConflict) {
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name, content[:10]), PushOptions{SystemID: testSystemID}); !errors.Is(err, ErrWALConflict) {
 		t.Fatalf("shorter content: err = %v, want ErrWALConflict", err)
 	}
 	if got, _ := storedPlain(t, a, "site/timeline/"+name); !bytes.Equal(got, content) {
@@ -298,7 +298,7 @@ func TestArchive_PushWAL_ErrRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := writeWALFile(t, dir, tt.file, tt.data)
-			_, err := a.PushWAL(ctx, p, PushOptions{})
+			_, err := a.PushWAL(ctx, p, PushOptions{SystemID: testSystemID})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
 			}
@@ -310,7 +310,7 @@ func TestArchive_PushWAL_ErrRefused(t *testing.T) {
 			}
 		})
 	}
-	if _, err := a.PushWAL(ctx, filepath.Join(dir, "000000010000000000000009"), PushOptions{}); !errors.Is(err, os.ErrNotExist) {
+	if _, err := a.PushWAL(ctx, filepath.Join(dir, "000000010000000000000009"), PushOptions{SystemID: testSystemID}); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: err = %v", err)
 	}
 	if _, err := a.PushWAL(ctx, writeWALFile(t, dir, "000000010000000000000003", seg), PushOptions{HashAlgorithm: "crc32"}); err == nil {
@@ -330,14 +330,14 @@ func TestArchive_PushWAL_Large(t *testing.T) {
 	name := "000000010000000000000003"
 	data := waltest.Segment(t, name, 1<<20, 3)
 	p := writeWALFile(t, t.TempDir(), name, data)
-	res, err := a.PushWAL(ctx, p, PushOptions{})
+	res, err := a.PushWAL(ctx, p, PushOptions{SystemID: testSystemID})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, md := storedPlain(t, a, res.Key); !bytes.Equal(got, data) || md[MetaHash] != sha1Hex(data) {
 		t.Fatal("large segment stored wrongly")
 	}
-	if _, err := a.PushWAL(ctx, p, PushOptions{}); err != nil {
+	if _, err := a.PushWAL(ctx, p, PushOptions{SystemID: testSystemID}); err != nil {
 		t.Fatalf("second push: %v", err)
 	}
 
@@ -415,7 +415,7 @@ func pushFetchDir(t *testing.T, dir string, major int, segSize uint64) {
 	segments := 0
 	for _, e := range entries {
 		name := e.Name()
-		res, err := a.PushWAL(ctx, filepath.Join(dir, name), PushOptions{})
+		res, err := a.PushWAL(ctx, filepath.Join(dir, name), PushOptions{SystemID: testSystemID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -490,7 +490,7 @@ func BenchmarkPushWAL(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
-				res, err := a.PushWAL(ctx, path, PushOptions{})
+				res, err := a.PushWAL(ctx, path, PushOptions{SystemID: testSystemID})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -65,7 +65,7 @@ func TestWALListing_StandIn(t *testing.T) {
 func putPartial(tb testing.TB, a *Archive, name string, data []byte, n int) []byte {
 	tb.Helper()
 	padded := zeroPadded(data[:n], len(data))
-	if _, err := a.PutPartialWAL(context.Background(), writeWALFile(tb, tb.TempDir(), name+".partial", padded), PushOptions{}); err != nil {
+	if _, err := a.PutPartialWAL(context.Background(), writeWALFile(tb, tb.TempDir(), name+".partial", padded), PushOptions{SystemID: testSystemID}); err != nil {
 		tb.Fatal(err)
 	}
 	return padded
@@ -97,7 +97,7 @@ func TestArchive_FetchWAL_StandIn(t *testing.T) {
 		}
 
 		// A later timeline makes it obsolete.
-		if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), "00000002.history", []byte("1\t0/5000100\tno recovery target specified\n")), PushOptions{}); err != nil {
+		if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), "00000002.history", []byte("1\t0/5000100\tno recovery target specified\n")), PushOptions{SystemID: testSystemID}); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.FetchWAL(ctx, name, dest, FetchOptions{}); !errors.Is(err, storage.ErrNotFound) {
@@ -134,7 +134,7 @@ func TestArchive_FetchWAL_StandIn_Trimmed(t *testing.T) {
 	name := "000000010000000000000005"
 	full := waltest.Segment(t, name, testSegSize, 5)
 	dir := t.TempDir()
-	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", full[:300000]), PushOptions{}); err != nil {
+	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", full[:300000]), PushOptions{SystemID: testSystemID}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", full[:200000]), PushOptions{StoredPartial: 300000})
@@ -182,7 +182,7 @@ func TestArchive_FetchWAL_StandIn_ShortPadded(t *testing.T) {
 	a := walTestArchive(t, false)
 	name := "000000010000000000000005"
 	full := waltest.Segment(t, name, testSegSize, 5)
-	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name+".partial", full[:8192]), PushOptions{}); err != nil {
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), name+".partial", full[:8192]), PushOptions{SystemID: testSystemID}); err != nil {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(t.TempDir(), name)
@@ -278,7 +278,7 @@ func TestArchive_PartialDataSize_RecordEndsInZeros(t *testing.T) {
 	z := waltest.ZeroEndedSegment(t, pgtest.DebianMajor)
 	cut := z.Aligned
 	a := walTestArchive(t, true)
-	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, t.TempDir(), z.Name+".partial", z.Data[:cut]), PushOptions{}); err != nil {
+	if _, err := a.PutPartialWAL(ctx, writeWALFile(t, t.TempDir(), z.Name+".partial", z.Data[:cut]), PushOptions{SystemID: testSystemID}); err != nil {
 		t.Fatal(err)
 	}
 	end, err := a.WALEnd(ctx, 1<<20)

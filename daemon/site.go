@@ -149,6 +149,7 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 	conn := s.site.ConnString
 	up := &uploader{
 		arch: arch, push: s.site.Push, limit: s.d.opts.UploadRetriesWarningLimit, log: s.log,
+		systemID: s.systemID,
 		serverVersion: func(ctx context.Context) (int, error) {
 			ctx, cancel := context.WithTimeout(ctx, serverVersionTimeout)
 			defer cancel()

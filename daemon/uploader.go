@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,11 @@ type uploader struct {
 	// records the major version from the page header.
 	serverVersion func(context.Context) (int, error)
 	versionFailed time.Time // when serverVersion last failed: asked again a minute later
+	// systemID returns the system identifier of the node's cluster
+	// ("" when not known), which a .history file's signature binds: the
+	// receiver's, from IDENTIFY_SYSTEM. The spool directory is no data
+	// directory, so PushWAL cannot read it from a pg_control.
+	systemID func(context.Context) string
 	// limit is upload_retries_warning_limit.
 	limit int
 	// warn is called with true when failures in a row exceed limit, and
@@ -61,8 +67,17 @@ type uploader struct {
 // it is stored: an error doing so fails the call, and the retry finds the
 // segment stored and deletes them then.
 func (u *uploader) Upload(ctx context.Context, path string) error {
-	_, err := u.arch.PushWAL(ctx, path, u.pushOptions(ctx))
 	name := filepath.Base(path)
+	o := u.pushOptions(ctx)
+	if wal.IsHistoryFile(name) && u.systemID != nil {
+		o.SystemID, _ = strconv.ParseUint(u.systemID(ctx), 10, 64)
+		if o.SystemID == 0 {
+			err := fmt.Errorf("push %s: the system identifier of the node's cluster, which its signature binds, is not known yet", path)
+			u.record(ctx, err)
+			return err
+		}
+	}
+	_, err := u.arch.PushWAL(ctx, path, o)
 	if wal.IsSegmentName(name) {
 		// The segment is complete: its .partial copies are over.
 		u.partial.Reset()

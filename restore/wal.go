@@ -149,7 +149,7 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	if tli == b.StartTimeline {
 		return wal.History{{Timeline: tli}}, nil
 	}
-	p, err := readHistory(ctx, h, tli)
+	p, err := readHistory(ctx, h, tli, backupSystem(b))
 	if err != nil {
 		return nil, err
 	}
@@ -160,9 +160,18 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	return p, nil
 }
 
+// backupSystem returns the system identifier b's metadata records, 0 when
+// none (PGHoard's backups): the history files recovery of b follows must
+// not be signed for another system (a site sharing the key pair).
+func backupSystem(b *archive.BackupInfo) uint64 {
+	n, _ := strconv.ParseUint(b.SystemID, 10, 64)
+	return n
+}
+
 // readHistory reads and parses the history of timeline tli, the archive
-// holding it found in h. Timeline 1 has none: its path is itself.
-func readHistory(ctx context.Context, h historyIndex, tli uint32) (wal.History, error) {
+// holding it found in h, for the cluster whose system identifier is
+// system (0: not checked). Timeline 1 has none: its path is itself.
+func readHistory(ctx context.Context, h historyIndex, tli uint32, system uint64) (wal.History, error) {
 	name := wal.HistoryFileName(tli)
 	src := h[tli]
 	if src == nil {
@@ -171,7 +180,7 @@ func readHistory(ctx context.Context, h historyIndex, tli uint32) (wal.History, 
 		}
 		return nil, fmt.Errorf("timeline %d: %s is not archived: %w", tli, name, ErrMissingWAL)
 	}
-	return archive.WALFile{Name: name, Key: src.Layout.WALKey(name), Archive: src}.ReadHistory(ctx)
+	return archive.WALFile{Name: name, Key: src.Layout.WALKey(name), Archive: src}.ReadHistory(ctx, system)
 }
 
 // TargetPath reads the path of timelines that leads to a numeric
@@ -187,7 +196,8 @@ func TargetPath(ctx context.Context, a *archive.Archive, spec string) (wal.Histo
 	if err != nil {
 		return nil, err
 	}
-	return readHistory(ctx, h, tli)
+	// No backup is chosen yet: RecoveryPath checks the system.
+	return readHistory(ctx, h, tli, 0)
 }
 
 // LatestPaths reads, for each start timeline of backups, the history of
@@ -213,7 +223,10 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 		}
 		p, ok := read[tli]
 		if !ok {
-			if p, err = readHistory(ctx, h, tli); err != nil {
+			// Not checked against b's system: one planted backup of
+			// another would fail the choice among all. RecoveryPath
+			// checks it for the backup chosen.
+			if p, err = readHistory(ctx, h, tli, 0); err != nil {
 				return nil, fmt.Errorf("timeline %d: %w", tli, err)
 			}
 			read[tli] = p

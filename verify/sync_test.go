@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +35,14 @@ func localWAL(t *testing.T, from, to uint64) string {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "00000002.history"), []byte("1\t0/A000000\tno recovery target specified\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The history file's signature binds the system identifier that
+	// pg_control starts with.
+	if err := os.MkdirAll(filepath.Join(pgdata, "global"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pgdata, "global", "pg_control"), binary.LittleEndian.AppendUint64(nil, 7000000000000000001), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return pgdata

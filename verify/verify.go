@@ -284,7 +284,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				backupChain(ctx, a, idx, b, &reps[i], flags)
 			}
 		}
-		if err := c.histories(ctx, idx, rep); err != nil {
+		if err := c.histories(ctx, idx, rep, newestSystem(systems)); err != nil {
 			return nil, err
 		}
 	}
@@ -651,6 +651,17 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 		return fmt.Errorf("decodes to %d bytes, manifest says %d", cr.N, ch.InputSize)
 	}
 	return nil
+}
+
+// newestSystem returns the last known (not 0) of systems, the backups'
+// system identifiers oldest first: the cluster the site backs up now.
+func newestSystem(systems []uint64) uint64 {
+	for _, s := range slices.Backward(systems) {
+		if s != 0 {
+			return s
+		}
+	}
+	return 0
 }
 
 // backupSystem is the system identifier of backup b, r its report after

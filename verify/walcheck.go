@@ -72,10 +72,11 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 	return bad, nil
 }
 
-// histories decodes every stored timeline history file and parses it.
-func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report) error {
+// histories decodes every stored timeline history file and parses it,
+// refusing one signed for another system than system (0: not checked).
+func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, system uint64) error {
 	for _, f := range idx.Histories {
-		_, err := f.ReadHistory(ctx)
+		_, err := f.ReadHistory(ctx, system)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
