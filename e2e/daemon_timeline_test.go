@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -44,7 +46,10 @@ func rowsOf(t *testing.T, c *pgtest.Cluster) string {
 // promoted to timeline 2 under the daemon, and writes more rows. The
 // daemon must store 00000002.history and the timeline 2 segment holding
 // them, exit 0 on SIGTERM, and a restore of its backup must recover
-// exactly the promoted standby's rows, from both timelines.
+// exactly the promoted standby's rows, from both timelines. The site has
+// keys: the daemon signs 00000002.history with the system identifier
+// IDENTIFY_SYSTEM gave it, and the restore's wal-fetch reads it for the
+// restored data directory's system.
 func TestDaemonTimelineSwitch(t *testing.T) {
 	major := pgtest.DebianMajor
 	primary := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
@@ -54,6 +59,7 @@ func TestDaemonTimelineSwitch(t *testing.T) {
 	standby := startStandby(t, primary)
 
 	s := newLocalStreamSite(t)
+	s.mustHoard("create-keys", "--key-id", "e2e-key")
 	s.use(standby)
 	d := s.startDaemon()
 	d.waitFor("the first basebackup, taken from the standby", 2*time.Minute, func() bool {
@@ -92,6 +98,13 @@ func TestDaemonTimelineSwitch(t *testing.T) {
 		t.Fatalf("segment %s after promotion, want timeline 2", seg2)
 	}
 	d.waitFor("00000002.history stored", time.Minute, func() bool { return s.storedHistory("00000002.history") })
+	if obj, err := s.store.Stat(context.Background(), s.name+"/timeline/00000002.history"); err != nil {
+		t.Error(err)
+	} else if sys, err := archive.ClusterSystemID(standby.DataDir); err != nil {
+		t.Error(err)
+	} else if got, want := obj.Metadata[archive.MetaSystemID], strconv.FormatUint(sys, 10); got != want {
+		t.Errorf("00000002.history is signed for system %q, want the standby's %s", got, want)
+	}
 	d.waitFor("timeline 2 segment "+seg2+" stored", time.Minute, func() bool { return s.stored(seg2) })
 	want := rowsOf(t, standby)
 	if !strings.HasPrefix(want, "400 rows: ") {
