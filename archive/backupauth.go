@@ -87,6 +87,10 @@ func (c *Codec) SignBackup(name string, md storage.Metadata) error {
 	return c.signNamed(backupMACLabel, BackupName(name), md, backupMACKeys)
 }
 
+// signs reports whether c signs what it stores: it holds a key id and
+// its public key.
+func (c *Codec) signs() bool { return c != nil && c.KeyID != "" && c.PublicKey != nil }
+
 // signNamed sets md's key id and MetaBackupMAC, the HMAC (macNamed) of
 // label, name and md's keys, with the key derived from c's public key.
 // In a site without keys it does nothing.

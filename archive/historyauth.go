@@ -153,10 +153,6 @@ func (a *Archive) signHistory(ctx context.Context, name string, md storage.Metad
 	return c.signNamed(historyMACLabelV2, name, md, historyMACKeysV2)
 }
 
-// signs reports whether c signs what it stores: it holds a key id and
-// its public key.
-func (c *Codec) signs() bool { return c != nil && c.KeyID != "" && c.PublicKey != nil }
-
 // historyAuth returns what history file name's metadata md says of
 // itself, and whether it claims to be v2 (bound to a system).
 func (c *Codec) historyAuth(name string, md storage.Metadata) (auth BackupAuth, v2 bool) {

@@ -347,15 +347,21 @@ func TestArchive_HistorySystem(t *testing.T) {
 		refused(t, a, two, sysA, ErrHistoryNotAuthentic)
 		refused(t, a, two, 0, ErrHistoryNotAuthentic)
 	})
-	t.Run("V1ThenV2", func(t *testing.T) {
-		// An older hoard signed timelines 2 and 3 (v1); this one signs 4
-		// with the system, and the v2 marker names 4.
-		a, b := sites(t)
+	// upgraded returns sites whose A had an older hoard sign timelines
+	// 2 and 3 (v1) and this one sign 4 with its system.
+	upgraded := func(t *testing.T) (a, b *Archive) {
+		a, b = sites(t)
 		putV1History(t, a, two, body)
 		putV1History(t, a, three, body)
 		if err := pushHistory(t, a, four, body, sysA); err != nil {
 			t.Fatal(err)
 		}
+		return a, b
+	}
+
+	t.Run("V1ThenV2", func(t *testing.T) {
+		// The v2 marker names timeline 4 and A's system.
+		a, b := upgraded(t)
 		obj, err := a.Store.Stat(ctx, a.Layout.SignedHistoriesV2Key())
 		if err != nil {
 			t.Fatalf("v2 marker: %v", err)
@@ -386,12 +392,7 @@ func TestArchive_HistorySystem(t *testing.T) {
 		// B's v2 marker (timeline 9) written over A's: A's readers then
 		// refuse every v1 file, which B's marker would have let through
 		// below 9.
-		a, b := sites(t)
-		putV1History(t, a, two, body)
-		putV1History(t, a, three, body)
-		if err := pushHistory(t, a, four, body, sysA); err != nil {
-			t.Fatal(err)
-		}
+		a, b := upgraded(t)
 		if err := pushHistory(t, b, "00000009.history", body, sysB); err != nil {
 			t.Fatal(err)
 		}
