@@ -347,8 +347,9 @@ func FuzzLZ4Writer(f *testing.F) {
 // BenchmarkLZ4Writer compresses 64 MiB of cluster-like data
 // (benchdata.ClusterLike, or the file HOARD_BENCH_LZ4_FILE names, such as a
 // pg_basebackup tar) in 128 KiB writes without a content checksum, as a
-// BASE_BACKUP chunk is written: hoard's writer, and pierrec/lz4's with the
-// two goroutines BASE_BACKUP gave it before and with one. It reports the
+// BASE_BACKUP chunk is written: hoard's writer alone and on two workers,
+// and pierrec/lz4's with the two goroutines BASE_BACKUP gave it before and
+// with one. It reports the
 // CPU seconds per GB of plaintext (all goroutines) and the ratio.
 func BenchmarkLZ4Writer(b *testing.B) {
 	plain := benchdata.ClusterLike(64 << 20)
@@ -376,7 +377,7 @@ func BenchmarkLZ4Writer(b *testing.B) {
 		new  func(w io.Writer) io.WriteCloser
 	}{
 		{"hoard", func(w io.Writer) io.WriteCloser { return newLZ4Writer(w, false, 1) }},
-		{"hoard-2", func(w io.Writer) io.WriteCloser { return newLZ4Writer(w, false, 2) }},
+		{"hoard-workers2", func(w io.Writer) io.WriteCloser { return newLZ4Writer(w, false, 2) }},
 		{"pierrec-2", pierrec(2)},
 		{"pierrec-1", pierrec(1)},
 	} {
