@@ -203,6 +203,13 @@ run_set() { # rep
 				runuser -u postgres -- "$hoard" --config "$cfg" basebackup --fast --no-wait
 		done
 	done
+	# BASE_BACKUP lz4 compressed in the chunk's goroutine, as before lz4's
+	# workers: the same run's comparison for that change.
+	hoard_backup basic lz4 "$cores"
+	set_cfg '.basebackup_compression_threads = 1'
+	measure "hoard BASE_BACKUP lz4 + encryption, 1 compression thread" "$r" hoard_stored -- \
+		runuser -u postgres -- "$hoard" --config "$cfg" basebackup --fast --no-wait
+	set_cfg 'del(.basebackup_compression_threads)'
 	# The restore's backup waits for its WAL (untimed).
 	hoard_backup local-tar lz4 "$cores"
 	as_pg "$hoard" --config "$cfg" basebackup --fast >/dev/null 2>&1
