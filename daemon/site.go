@@ -198,6 +198,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		retryAt     time.Time
 		retentionAt time.Time // zero: at once
 		inMaint     bool
+		resumed     bool // resumeBackupWAL ran
 	)
 	if s.site.WAL == WALStream {
 		// The receiver must hold the slot before the first backup starts:
@@ -231,6 +232,10 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				s.log.Warn().Err(err).Msg("list basebackups")
 				s.setError(err)
 			default:
+				if !resumed {
+					resumed = true
+					s.resumeBackupWAL(ctx, backups)
+				}
 				dec := s.decide(ctx, now, backups)
 				reason := ""
 				switch {

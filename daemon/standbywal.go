@@ -15,6 +15,9 @@ import (
 // segment in progress as the .partial at once, whatever
 // wal_partial_upload_interval (walstream.Receiver.StoreThrough), the
 // object restore, verify and wal-fetch read as the end of the archive.
+// A request does not outlive the daemon: at start, it asks again for the
+// newest backup's end (resumeBackupWAL), which also serves a backup taken
+// with hoard basebackup while it was stopped.
 
 // standbyWALWait bounds how long the backup loop waits, after a backup of
 // a standby, for the receiver to store the backup's WAL; the request
@@ -61,4 +64,31 @@ func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupIn
 		case <-t.C:
 		}
 	}
+}
+
+// resumeBackupWAL asks the receiver, once the backup loop first lists the
+// backups, to store the WAL through the end of the newest backup of the
+// site's system (archive.TrustedOfSystem), when the archive does not hold
+// it yet: a request of an earlier run, or for a backup taken while the
+// daemon was stopped, may not have been served. An end beyond the
+// server's position (a planted backup's claim) is ignored: no WAL would
+// ever serve it.
+func (s *supervisor) resumeBackupWAL(ctx context.Context, backups []*archive.BackupInfo) {
+	s.mu.Lock()
+	recv := s.recv
+	s.mu.Unlock()
+	if recv == nil {
+		return
+	}
+	last := archive.NewestTrusted(archive.TrustedOfSystem(backups, s.systemID(ctx)))
+	if last == nil {
+		return
+	}
+	st := recv.Status()
+	if last.EndLSN <= st.Stored || last.EndLSN > max(st.ServerLSN, st.Received) {
+		return
+	}
+	s.log.Info().Str(logBackup, last.Name).Str("lsn", last.EndLSN.String()).Str("segment", last.EndWALSegment).
+		Str("stored", st.Stored.String()).Msg("the newest backup's WAL is not stored through its end: the WAL receiver stores it once received")
+	recv.StoreThrough(last.EndLSN)
 }

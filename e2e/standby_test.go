@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -435,5 +436,42 @@ func TestStandby_DaemonBackupIdlePrimary(t *testing.T) {
 	c := s.restoreAndStart(t, primary.Major, bs[0].Name)
 	if got := rowsOf(t, c); got != want {
 		t.Errorf("restored the daemon's backup right after it:\n%.80s\nthe primary has\n%.80s", got, want)
+	}
+}
+
+// TestStandby_DaemonResumesBackupWAL takes a backup of a standby with
+// hoard basebackup --no-wait while the daemon, which streams from the
+// standby with wal_partial_upload_interval 0, is stopped, its primary
+// idle: nothing stores the segment the backup ends in. Started again,
+// the daemon sees the newest backup's WAL is not stored and stores that
+// segment as the .partial once its receiver has it, so the backup
+// restores without any write on the primary.
+func TestStandby_DaemonResumesBackupWAL(t *testing.T) {
+	primary, standby := startPair(t, nil)
+	s := standbySite(t, standby, 0)
+	s.setSiteKey("basebackup_mode", "local-tar")
+	d := s.startStreaming() // creates the slot
+	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("hoard daemon: exit %d after SIGTERM, want 0", code)
+	}
+	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
+	waitReplayed(t, primary, standby)
+	want := rowsOf(t, primary)
+	var b backupJSON
+	if out := s.mustHoard("basebackup", "--local", "--no-wait", "--json"); json.Unmarshal([]byte(out), &b) != nil {
+		t.Fatalf("hoard basebackup --json:\n%s", out)
+	}
+	end := b.EndWALSegment
+	if end == "" || s.stored(end+".partial") || s.stored(end) {
+		t.Fatalf("backup %s: end segment %q already stored before the daemon runs again", b.Name, end)
+	}
+
+	d = s.startStreaming()
+	d.waitFor("the backup's end segment "+end+" stored as a .partial", time.Minute, func() bool {
+		return s.stored(end + ".partial")
+	})
+	c := s.restoreAndStart(t, primary.Major, b.Name)
+	if got := rowsOf(t, c); got != want {
+		t.Errorf("restored:\n%.80s\nthe primary had\n%.80s", got, want)
 	}
 }
