@@ -2,11 +2,14 @@ package basebackup
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -58,5 +61,38 @@ func TestRun_IncrementalLocalTarRefused(t *testing.T) {
 	_, err := Run(testContext(t), Options{Archive: localArchive(t), Mode: ModeLocal, PGData: t.TempDir(), Incremental: true})
 	if err == nil || !strings.Contains(err.Error(), "replication protocol") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestIncrementalStartError: BASE_BACKUP's refusal of an incremental
+// backup that starts before its parent's end is explained, and wraps
+// ErrIncrementalUnavailable, only on a standby; other errors, and the
+// same one on a primary or for a full backup, pass through unchanged.
+func TestIncrementalStartError(t *testing.T) {
+	refused := fmt.Errorf("base backup: %w", &pgconn.PgError{Code: "55000",
+		Message: "manifest requires WAL from final timeline 1 ending at 0/892AF0, but this backup starts at 0/892A78"})
+	other := fmt.Errorf("base backup: %w", &pgconn.PgError{Code: "55000", Message: "something else"})
+	parent := &parentBackup{info: &archive.BackupInfo{Name: "b1", EndLSN: 0x892AF0}}
+	standby := &run{srv: server{inRecovery: true}}
+	primary := &run{}
+
+	got := standby.incrementalStartError(refused, parent)
+	if !errors.Is(got, ErrIncrementalUnavailable) || !strings.Contains(got.Error(), "CHECKPOINT on the primary") ||
+		!strings.Contains(got.Error(), "b1") || !strings.Contains(got.Error(), "but this backup starts at") {
+		t.Errorf("standby, refused: %v", got)
+	}
+	for _, c := range []struct {
+		name   string
+		r      *run
+		err    error
+		parent *parentBackup
+	}{
+		{"primary", primary, refused, parent},
+		{"full backup", standby, refused, nil},
+		{"other error", standby, other, parent},
+	} {
+		if got := c.r.incrementalStartError(c.err, c.parent); got != c.err {
+			t.Errorf("%s: %v, want the error unchanged", c.name, got)
+		}
 	}
 }
