@@ -77,9 +77,12 @@ func (a *Archive) CheckLost(ctx context.Context, name, dataDir string, at Archiv
 		return nil // not on the path the restore checked: no history needed
 	}
 	// The cluster's own system: another's history file is refused
-	// (checkHistory); unknown (0) when pg_control cannot be read.
+	// (checkHistory), or, at or below the cluster's timeline, read as
+	// absent (IgnoreUpgradedHistory); unknown (0) when pg_control cannot
+	// be read.
 	system, _ := ClusterSystemID(dataDir)
-	path, err := a.timelinePath(ctx, at.Last.Timeline, system)
+	on, _ := ClusterTimeline(dataDir)
+	path, err := a.timelinePath(ctx, at.Last.Timeline, system, on)
 	if err != nil {
 		return fmt.Errorf("check whether %s was archived when the restore checked the WAL through %s: %w", name, last, err)
 	}
@@ -121,13 +124,17 @@ func restoreRecovery(dataDir string) bool {
 }
 
 // timelinePath returns the path of timelines that leads to tli: its
-// history (readHistory) as read for system. Timeline 1 has none: its
-// path is itself.
-func (a *Archive) timelinePath(ctx context.Context, tli uint32, system uint64) (wal.History, error) {
+// history (readHistory) as read for system, on timeline on. Timeline 1
+// has none: its path is itself; so has one whose history is another
+// system's and not above on (IgnoreUpgradedHistory), as for PostgreSQL.
+func (a *Archive) timelinePath(ctx context.Context, tli uint32, system uint64, on uint32) (wal.History, error) {
 	if tli == 1 {
 		return wal.History{{Timeline: 1}}, nil
 	}
 	h, _, err := a.readHistory(ctx, tli, system)
+	if _, ok := errors.AsType[*IgnoredHistoryError](IgnoreUpgradedHistory(err, on)); ok {
+		return wal.History{{Timeline: tli}}, nil
+	}
 	return h, err
 }
 

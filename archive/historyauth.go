@@ -182,10 +182,14 @@ func (a *Archive) checkHistory(ctx context.Context, key, name string, md storage
 	case auth == AuthOK && md[MetaHash] == "":
 		return fmt.Errorf("%w: %s has no hash to bind its bytes", ErrHistoryNotAuthentic, key)
 	case auth == AuthOK && v2:
-		if sys := strconv.FormatUint(system, 10); system != 0 && md[MetaSystemID] != sys {
-			return fmt.Errorf("%w: %w: %s is a timeline history of database system %s, but the cluster it is read for is %s: "+
-				"another cluster's history file (from a site sharing the key pair) stored under this name, which would make "+
-				"recovery follow that cluster's timeline switches", ErrHistoryNotAuthentic, ErrOtherSystem, key, md[MetaSystemID], sys)
+		if system != 0 && md[MetaSystemID] != strconv.FormatUint(system, 10) {
+			// Refused, or ignored at or below the reader's timeline
+			// (IgnoreUpgradedHistory).
+			tli, err := wal.ParseHistoryFileName(name)
+			if err != nil {
+				return err
+			}
+			return &OtherSystemHistoryError{Key: key, Timeline: tli, System: md[MetaSystemID], Want: system}
 		}
 		return nil
 	}

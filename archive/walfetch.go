@@ -43,8 +43,16 @@ type FetchOptions struct {
 	StandIn func(key string)
 	// SystemID, when not zero, is the system identifier of the cluster
 	// the file is fetched for (its pg_control's): a segment or .partial
-	// whose first page names another is refused (ErrOtherSystem).
+	// whose first page names another is refused (ErrOtherSystem), and so
+	// is a history file bound to another (checkHistory), unless its
+	// timeline is at most Timeline.
 	SystemID uint64
+	// Timeline, when not zero, is the timeline the cluster is on (its
+	// pg_control's latest checkpoint's): a history file bound to another
+	// system whose timeline is this one or an earlier one is treated as
+	// absent (IgnoreUpgradedHistory): the error wraps both
+	// storage.ErrNotFound and an *IgnoredHistoryError, the warning to give.
+	Timeline uint32
 }
 
 // FetchWAL restores the WAL file name (a segment, .partial, .history or
@@ -84,10 +92,11 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		}
 	}
 	keys := make([]string, 0, 1+len(a.MovedFrom))
+	var ignored error // an IgnoredHistoryError, reported if nothing else is found
 	for _, arc := range a.sites() {
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
-		chk := fetchChecks{hist: a, systemID: o.SystemID}
+		chk := fetchChecks{hist: a, systemID: o.SystemID, timeline: o.Timeline}
 		h, err := arc.fetchKey(ctx, chk, key, name, dir, filepath.Base(dest), fetchTempPrefix)
 		if errors.Is(err, syscall.ENOSPC) && spooled && clearSpool(o.Spool) {
 			// The segments spooled ahead may be what fills pg_wal's
@@ -96,6 +105,9 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 			h, err = arc.fetchKey(ctx, chk, key, name, dir, filepath.Base(dest), fetchTempPrefix)
 		}
 		if errors.Is(err, storage.ErrNotFound) {
+			if _, ok := errors.AsType[*IgnoredHistoryError](err); ok && ignored == nil {
+				ignored = err
+			}
 			continue
 		}
 		if err != nil {
@@ -132,6 +144,9 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 			sp.close()
 		}
 	}
+	if ignored != nil {
+		return ignored
+	}
 	return fmt.Errorf("fetch %s: not in the archive (%s): %w", name, strings.Join(keys, ", "), storage.ErrNotFound)
 }
 
@@ -163,6 +178,9 @@ type fetchChecks struct {
 	hist *Archive
 	// systemID is the cluster's system identifier; 0: not checked.
 	systemID uint64
+	// timeline is the cluster's timeline (FetchOptions.Timeline); 0: not
+	// known.
+	timeline uint32
 }
 
 // fetchKeyOnce decodes key into destName of dir through a temporary file whose
@@ -207,7 +225,7 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	}
 	if wal.IsHistoryFile(name) {
 		if err := a.checkHistory(ctx, key, name, md, chk.systemID); err != nil {
-			return h, fmt.Errorf("fetch %s: %w", name, err)
+			return h, fmt.Errorf("fetch %s: %w", name, IgnoreUpgradedHistory(err, chk.timeline))
 		}
 	}
 	if wal.IsPartialName(name) && h.SegmentSize > 0 {

@@ -52,6 +52,25 @@ func ClusterSystemID(pgdata string) (uint64, error) {
 	return binary.LittleEndian.Uint64(b), nil
 }
 
+// controlTimelineOffset is where pg_control (PostgreSQL 11 and later)
+// holds checkPointCopy.ThisTimeLineID, the timeline of the latest
+// checkpoint: after system_identifier (8 bytes), pg_control_version,
+// catalog_version_no and state (4 each, then 4 of padding), time,
+// checkPoint and checkPointCopy.redo (8 each).
+const controlTimelineOffset = 48
+
+// ClusterTimeline returns the timeline the cluster whose data directory
+// is pgdata is on: that of its latest checkpoint (restartpoint, in
+// recovery; the backup's checkpoint in a restored backup), from
+// global/pg_control.
+func ClusterTimeline(pgdata string) (uint32, error) {
+	b, err := readHead(filepath.Join(pgdata, "global", "pg_control"), controlTimelineOffset+4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(b[controlTimelineOffset:]), nil
+}
+
 // readHead returns the first n bytes of the file at path.
 func readHead(path string, n int) ([]byte, error) {
 	f, err := os.Open(path)

@@ -53,7 +53,11 @@ A segment whose first page names another database system than the data directory
 DEST (its global/pg_control) is refused: another cluster's WAL stored under this name,
 which PostgreSQL would take as the end of the WAL. A pg_control that cannot be read (a
 failing disk) stops the fetch; where there is none (run by hand), nothing is checked. A
-history file that hoard did not store under its name is refused too (docs/security.md).
+history file that hoard did not store under its name is refused too (docs/security.md),
+and so is one bound to another database system, unless its timeline is at most the one
+pg_control's latest checkpoint is on: that one (left by the site's old cluster, where one of
+a new system identifier was put on its timeline) is answered as not archived (exit 1) with a
+warning naming it and both systems; PostgreSQL then assumes the timeline has no parents.
 
 hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
 restore_command it writes: the last segment of the unbroken run of WAL it found archived
@@ -119,9 +123,15 @@ func runWALFetch(c *cli.Context) error {
 	// pg_control names the cluster. Run by hand elsewhere: not checked.
 	// One that cannot be read (a failing disk) does not turn the check
 	// off: recovery stops, as for a segment that cannot be checked.
-	switch id, err := archive.ClusterSystemID(filepath.Dir(filepath.Dir(dest))); {
+	// Its timeline says which history files of another system are
+	// treated as absent, not refused (archive.IgnoreUpgradedHistory).
+	pgdata := filepath.Dir(filepath.Dir(dest))
+	switch id, err := archive.ClusterSystemID(pgdata); {
 	case err == nil:
 		o.SystemID = id
+		if o.Timeline, err = archive.ClusterTimeline(pgdata); err != nil {
+			return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the timeline of the data directory: %w", name, err)}
+		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the system identifier of the data directory, which the WAL must name: %w", name, err)}
 	}
@@ -140,6 +150,9 @@ func runWALFetch(c *cli.Context) error {
 		if lerr := env.archive.CheckLost(c.Context, name, filepath.Dir(filepath.Dir(dest)), *checked); lerr != nil {
 			return &exitError{code: exitWALFatal, err: lerr}
 		}
+	}
+	if ig, ok := errors.AsType[*archive.IgnoredHistoryError](err); ok {
+		env.log.Warn().Str(logSegment, name).Msg(ig.Error())
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		env.log.Debug().Str(logSegment, name).Msg("not in the archive")

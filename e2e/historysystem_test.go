@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,15 +27,7 @@ import (
 // A's own timeline switch reaches timeline 2's rows.
 func TestForeignSystem_History(t *testing.T) {
 	a := newSite(t, siteOptions{Encrypt: true})
-	srcA, _ := a.startBackedUp(t)
-	srcA.Exec(t, "insert into t values (2)")
-	switchAndWaitArchived(t, srcA)
-	srcA.Stop(t)
-
-	fork := filepath.Join(pgtest.TempDir(t), "fork")
-	a.mustHoard("restore", "--target-dir", fork)
-	c := pgtest.StartDataDir(t, 15, fork, a.clusterConf())
-	c.WaitRecoveryDone(t, 2*time.Minute)
+	srcA, c, fork := a.promotedFork(t)
 	c.Exec(t, "insert into t values (50)")
 	want := tableRows(t, c)
 	switchAndWaitArchived(t, c)
@@ -103,4 +96,99 @@ func TestForeignSystem_History(t *testing.T) {
 		t.Errorf("restore across A's timeline switch: rows %q, want %q", got, want)
 	}
 	ac.Stop(t)
+}
+
+// promotedFork starts a cluster archiving into s with table t, backs it up,
+// archives row 2 and stops it, then restores the archive's end into a new
+// directory, fork, and starts that archiving into s: recovery ends and it
+// promotes to timeline 2, storing 00000002.history. It returns the stopped
+// source and the running fork.
+func (s *site) promotedFork(t *testing.T) (src, c *pgtest.Cluster, fork string) {
+	t.Helper()
+	src, _ = s.startBackedUp(t)
+	src.Exec(t, "insert into t values (2)")
+	switchAndWaitArchived(t, src)
+	src.Stop(t)
+	fork = filepath.Join(pgtest.TempDir(t), "fork")
+	s.mustHoard("restore", "--target-dir", fork)
+	c = pgtest.StartDataDir(t, 15, fork, s.clusterConf())
+	c.WaitRecoveryDone(t, 2*time.Minute)
+	return src, c, fork
+}
+
+// TestOtherSystemSameTimeline_History: a cluster on timeline 2 (a restore
+// of its archive's end, promoted: 00000002.history is stored bound to its
+// system), then a new cluster (another system identifier) put on timeline
+// 2 by pg_resetwal -l, past the old WAL, archives into the same site.
+// Recovery of a backup of the new cluster asks wal-fetch for
+// 00000002.history first; bound to the old system and not above the
+// cluster's timeline, it is treated as absent (exit 1, a warning naming it
+// and both systems), not refused (exit 255, which stopped the recovery):
+// the restored cluster reaches the new cluster's rows. hoard verify --full
+// notes the file, not as a problem (its other problems, the two systems'
+// WAL on one timeline, are not this test's). pg_upgrade itself (of
+// PostgreSQL 15) puts the new cluster on timeline 1: the old history files
+// are then above it, and refused (docs/security.md).
+func TestOtherSystemSameTimeline_History(t *testing.T) {
+	a := newSite(t, siteOptions{Encrypt: true})
+	_, oc, old := a.promotedFork(t)
+	oc.Exec(t, "insert into t values (3)")
+	switchAndWaitArchived(t, oc)
+	oc.Stop(t)
+	readFile(t, filepath.Join(a.storeDir, a.name, "timeline", "00000002.history"))
+
+	nc := pgtest.Start(t, pgtest.Options{Major: 15, Conf: noArchiving})
+	nc.Stop(t)
+	reset := exec.Command(pgtest.Tool(t, "pg_resetwal"), "-l", "000000020000000000000020", nc.DataDir)
+	pgtest.RunAs(reset)
+	if out, err := reset.CombinedOutput(); err != nil {
+		t.Fatalf("pg_resetwal: %v\n%s", err, out)
+	}
+	sysOld, err := archive.ClusterSystemID(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysNew, err := archive.ClusterSystemID(nc.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tli, err := archive.ClusterTimeline(nc.DataDir); err != nil || tli != 2 || sysNew == sysOld {
+		t.Fatalf("new cluster: timeline %d (%v), system %d (old %d); want timeline 2 and another system", tli, err, sysNew, sysOld)
+	}
+
+	uc := pgtest.StartDataDir(t, 15, nc.DataDir, a.clusterConf())
+	a.use(uc)
+	uc.Exec(t, "create table t (id int primary key)")
+	uc.Exec(t, "insert into t values (100)")
+	a.mustHoard("basebackup", "--fast")
+	uc.Exec(t, "insert into t values (101)")
+	want := tableRows(t, uc)
+	switchAndWaitArchived(t, uc)
+	uc.Stop(t)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	a.mustHoard("restore", "--target-dir", dir)
+	rc, err := pgtest.TryStartDataDir(t, 15, dir, noArchiving)
+	if err != nil {
+		t.Fatalf("recovery of the upgraded cluster's backup: %v", err)
+	}
+	if promoted := waitRecoveryEnd(t, rc, 3*time.Minute); !promoted {
+		t.Fatalf("recovery of the upgraded cluster's backup stopped:\n%s", tailLines(rc.Log(), 30))
+	}
+	if got := tableRows(t, rc); got != want {
+		t.Errorf("restored upgraded cluster: rows %q, want %q", got, want)
+	}
+	log := rc.Log()
+	for _, w := range []string{"timeline/00000002.history", strconv.FormatUint(sysOld, 10), strconv.FormatUint(sysNew, 10), "treated as absent"} {
+		if !strings.Contains(log, w) {
+			t.Errorf("recovery's log does not name %s in wal-fetch's warning:\n%s", w, tailLines(log, 30))
+		}
+	}
+	rc.Stop(t)
+
+	out, errOut, _ := a.hoard("verify", "--full")
+	if !strings.Contains(out, "note: timeline history: "+a.name+"/timeline/00000002.history") ||
+		strings.Contains(out, "archive: timeline history") {
+		t.Errorf("hoard verify --full does not note the old system's history file, or names it as a problem:\n%s\n%s", out, errOut)
+	}
 }

@@ -284,7 +284,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				backupChain(ctx, a, idx, b, &reps[i], flags)
 			}
 		}
-		if err := c.histories(ctx, idx, rep, newestSystem(systems)); err != nil {
+		var newest *upgraded
+		if n := newestSystem(systems); n >= 0 {
+			newest = &upgraded{systems[n], backups[n].StartTimeline, &reps[n]}
+		}
+		if err := c.histories(ctx, idx, rep, newest); err != nil {
 			return nil, err
 		}
 	}
@@ -653,15 +657,16 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 	return nil
 }
 
-// newestSystem returns the last known (not 0) of systems, the backups'
-// system identifiers oldest first: the cluster the site backs up now.
-func newestSystem(systems []uint64) uint64 {
-	for _, s := range slices.Backward(systems) {
+// newestSystem returns the index of the last known (not 0) of systems,
+// the backups' system identifiers oldest first: the backup of the
+// cluster the site backs up now; -1 when none is known.
+func newestSystem(systems []uint64) int {
+	for i, s := range slices.Backward(systems) {
 		if s != 0 {
-			return s
+			return i
 		}
 	}
-	return 0
+	return -1
 }
 
 // backupSystem is the system identifier of backup b, r its report after

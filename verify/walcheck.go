@@ -2,10 +2,13 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/hoardbackup/hoard/archive"
 )
 
 // segments decodes every stored segment on the chains, once each, and
@@ -72,13 +75,34 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 	return bad, nil
 }
 
+// upgraded is the newest backup that records its system identifier: the
+// cluster the site backs up now.
+type upgraded struct {
+	system   uint64
+	timeline uint32 // its start timeline
+	rep      *BackupReport
+}
+
 // histories decodes every stored timeline history file and parses it,
-// refusing one signed for another system than system (0: not checked).
-func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, system uint64) error {
+// refusing one signed for another system than newest's (nil: not
+// checked), unless its timeline is at most newest's: such a one (left by
+// the old cluster, where one of a new system was put on its timeline)
+// is not needed to restore it, and is noted in newest's
+// report (archive.IgnoreUpgradedHistory).
+func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, newest *upgraded) error {
+	var system uint64
+	var tli uint32
+	if newest != nil {
+		system, tli = newest.system, newest.timeline
+	}
 	for _, f := range idx.Histories {
 		_, err := f.ReadHistory(ctx, system)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if ig, ok := errors.AsType[*archive.IgnoredHistoryError](archive.IgnoreUpgradedHistory(err, tli)); ok {
+			newest.rep.Notes = append(newest.rep.Notes, "timeline history: "+ig.Error())
+			continue
 		}
 		if err != nil {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("timeline history %s: %v", f.Key, err))
