@@ -1,8 +1,13 @@
 package archive
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -41,13 +46,19 @@ type OtherSystemHistoryError struct {
 
 func (e *OtherSystemHistoryError) Error() string {
 	return fmt.Sprintf("%v: %v: %s is a timeline history of database system %s, but the cluster it is read for is %d: "+
-		"another cluster's history file (from a site sharing the key pair) stored under this name, which would make "+
-		"recovery follow that cluster's timeline switches", ErrHistoryNotAuthentic, ErrOtherSystem, e.Key, e.System, e.Want)
+		"another cluster's history file, which would make recovery follow that cluster's timeline switches (%s)",
+		ErrHistoryNotAuthentic, ErrOtherSystem, e.Key, e.System, e.Want, OtherSystemHistoryFix)
 }
 
 func (e *OtherSystemHistoryError) Unwrap() []error {
 	return []error{ErrHistoryNotAuthentic, ErrOtherSystem}
 }
+
+// OtherSystemHistoryFix says where a history file bound to another system,
+// above the reader's timeline, likely comes from and what to do.
+const OtherSystemHistoryFix = "after pg_upgrade, which gives the cluster a new system identifier and starts it at timeline 1, " +
+	"the old cluster's history files stay in the site: set a new backup_sites.<site>.prefix for the upgraded cluster " +
+	"and take a backup there; otherwise it was copied from a site sharing this key pair: investigate"
 
 // IgnoredHistoryError is an OtherSystemHistoryError of a history file at
 // or below the timeline its reader is on, which the reader treats as
@@ -80,4 +91,64 @@ func IgnoreUpgradedHistory(err error, at uint32) error {
 		return err
 	}
 	return &IgnoredHistoryError{Other: o, At: at}
+}
+
+// OtherSystemHistories returns, by timeline, the errors of the history
+// files stored in a (or a site it moved from; the copy wal-fetch reads)
+// above timeline above whose metadata HMAC verifies but binds another
+// database system than system: what wal-fetch for that cluster refuses,
+// as a standby's recovery to the latest timeline asks for them. Only
+// their metadata is read (checkHistory); without keys nothing is bound,
+// and nothing is returned.
+func (a *Archive) OtherSystemHistories(ctx context.Context, system uint64, above uint32) ([]*OtherSystemHistoryError, error) {
+	hs, err := a.ListHistories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tlis := slices.Sorted(maps.Keys(hs))
+	var out []*OtherSystemHistoryError
+	for _, tli := range tlis {
+		f := hs[tli]
+		if tli <= above {
+			continue
+		}
+		obj, err := f.Archive.Store.Stat(ctx, f.Key)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted since the listing
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stat %s: %w", f.Key, err)
+		}
+		if o, ok := errors.AsType[*OtherSystemHistoryError](f.Archive.checkHistory(ctx, f.Key, f.Name, obj.Metadata, system)); ok {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// OtherSystemHistoriesProblems says what others, OtherSystemHistories of
+// system on timeline tli, mean and what to do: one sentence per system
+// they are bound to, in the order of their timelines (hoard check's and
+// the daemon's words).
+func OtherSystemHistoriesProblems(others []*OtherSystemHistoryError, system uint64, tli uint32) []string {
+	var systems []string
+	tlis := map[string][]string{}
+	for _, o := range others {
+		if _, seen := tlis[o.System]; !seen {
+			systems = append(systems, o.System)
+		}
+		tlis[o.System] = append(tlis[o.System], strconv.FormatUint(uint64(o.Timeline), 10))
+	}
+	out := make([]string, len(systems))
+	for i, s := range systems {
+		which := "timelines"
+		if len(tlis[s]) == 1 {
+			which = "timeline"
+		}
+		out[i] = fmt.Sprintf("the site holds timeline history files of database system %s on %s %s, above timeline %d "+
+			"of this cluster (system %d): wal-fetch refuses them (exit 255), so a standby recovering to the latest timeline stops, "+
+			"hoard restore may follow them to that system's backups, and this cluster's own history file of such a timeline "+
+			"cannot be stored under its name; %s", s, which, strings.Join(tlis[s], ", "), tli, system, OtherSystemHistoryFix)
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,6 +62,14 @@ func TestArchive_UpgradedHistory(t *testing.T) {
 		_, err := fetch(c.name, c.tli)
 		if !errors.Is(err, ErrOtherSystem) || errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("fetch %s on timeline %d for another system: %v; want it refused (ErrOtherSystem)", c.name, c.tli, err)
+			continue
+		}
+		// The refusal names the likely cause and the fix.
+		for _, w := range []string{a.Layout.WALKey(c.name), "7000000000000000001", "7000000000000000002",
+			"after pg_upgrade", "starts it at timeline 1", "backup_sites.<site>.prefix", "sharing this key pair"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("refusal %q does not name %s", err, w)
+			}
 		}
 	}
 	// The old system still reads its own.
@@ -74,5 +83,48 @@ func TestArchive_UpgradedHistory(t *testing.T) {
 	}
 	if _, err := a.timelinePath(ctx, 3, sysNew, 2); !errors.Is(err, ErrOtherSystem) {
 		t.Errorf("timelinePath(3) on timeline 2 for the new system: %v; want ErrOtherSystem", err)
+	}
+}
+
+// TestArchive_OtherSystemHistories: hoard check's question, from the
+// history files' metadata: those bound to another system above the
+// node's timeline, by timeline (the pg_upgrade shape: the old cluster's
+// 2 and 3 above the new cluster's timeline 1); none at or below it, none
+// of the node's own system, none where the site has no keys.
+func TestArchive_OtherSystemHistories(t *testing.T) {
+	ctx := context.Background()
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	body := "1\t0/5000000\tno recovery target specified\n"
+	for _, keys := range []bool{true, false} {
+		a := walTestArchive(t, keys)
+		a.Codec.RequireEncryption = keys
+		for _, name := range []string{"00000002.history", "00000003.history"} {
+			if err := pushHistory(t, a, name, body, sysOld); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			system uint64
+			above  uint32
+			want   []uint32
+		}{{sysNew, 1, []uint32{2, 3}}, {sysNew, 2, []uint32{3}}, {sysNew, 3, nil}, {sysOld, 1, nil}} {
+			if !keys {
+				c.want = nil
+			}
+			got, err := a.OtherSystemHistories(ctx, c.system, c.above)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tlis []uint32
+			for _, o := range got {
+				tlis = append(tlis, o.Timeline)
+				if o.System != "7000000000000000001" || o.Want != c.system {
+					t.Errorf("keys %v: %v: system %s for %d, want %d for %d", keys, o, o.System, o.Want, uint64(sysOld), c.system)
+				}
+			}
+			if !slices.Equal(tlis, c.want) {
+				t.Errorf("keys %v: OtherSystemHistories(%d, above %d) = timelines %v, want %v", keys, c.system, c.above, tlis, c.want)
+			}
+		}
 	}
 }

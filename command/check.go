@@ -40,7 +40,11 @@ key or PostgreSQL setting to change), in four steps:
                  the replication connection (IDENTIFY_SYSTEM) as the node's user; with
                  active_backup_mode archive_command, archive_mode on and an archive_command
                  running hoard wal-push; data checksums (info); the system identifier is
-                 the one of the archive's newest backup (else the node is another cluster)
+                 the one of the archive's newest backup (else the node is another cluster);
+                 no timeline history file bound to another system above the node's
+                 timeline (from its metadata): after pg_upgrade of a cluster whose timeline
+                 was above 1, the old cluster's, on which a standby's wal-fetch stops; set a
+                 new backup_sites.<site>.prefix for the upgraded cluster
   archive        the newest backup and its age against basebackup_interval_hours; the WAL
                  from its start through the newest stored segment, without a gap (from the
                  listing: nothing is downloaded but a .partial tail); with --archive-switch,
@@ -100,8 +104,12 @@ func runCheck(c *cli.Context) error {
 	// The first node that answers says which system the site backs up.
 	system := ""
 	for i, n := range env.site.Nodes {
-		if id := checkNode(c.Context, r, env, i, n, backups); system == "" {
+		id, tli := checkNode(c.Context, r, env, i, n, backups)
+		if system == "" {
 			system = id
+		}
+		if listed && id != "" && tli != 0 {
+			checkOtherHistories(c.Context, r, env, nodeStep(i), id, tli)
 		}
 	}
 	if listed {

@@ -17,9 +17,10 @@ import (
 // each setting a backup or the WAL stream needs, the replication
 // connection, and whether the node is the cluster whose backups the
 // archive holds (backups, the listing). It returns the node's system
-// identifier, "" when it did not answer.
-func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n config.Node, backups []*archive.BackupInfo) string {
-	step := fmt.Sprintf("postgresql node %d", i)
+// identifier, "" when it did not answer, and its current timeline
+// (IDENTIFY_SYSTEM's), 0 when the replication connection failed.
+func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n config.Node, backups []*archive.BackupInfo) (string, uint32) {
+	step := nodeStep(i)
 	// The node's connection string, named once: on the first line.
 	at := "the server libpq's PG* variables and defaults name"
 	if s := n.Redacted(); s != "" {
@@ -35,7 +36,7 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	s, err := replication.QuerySetup(ctx, n.ConnString(), slot)
 	if err != nil {
 		r.fail(step, "%s: %v", at, err)
-		return ""
+		return "", 0
 	}
 	switch ok, err := s.CheckVersion(); {
 	case err != nil:
@@ -64,7 +65,7 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 			r.ok(step, "replication slot %s does not exist yet: hoard daemon creates it (max_replication_slots %d, %d in use)", slot, s.MaxSlots, s.Slots)
 		}
 	}
-	checkReplicationConn(ctx, r, step, n)
+	tli := checkReplicationConn(ctx, r, step, n)
 	if env.site.ActiveBackupMode == config.ModeArchiveCommand {
 		checkArchiveCommand(r, step, s)
 	}
@@ -75,8 +76,11 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	}
 	id := strconv.FormatUint(s.SystemID, 10)
 	checkSystemID(r, step, id, backups)
-	return id
+	return id, tli
 }
+
+// nodeStep names node i of the site in hoard check's lines.
+func nodeStep(i int) string { return fmt.Sprintf("postgresql node %d", i) }
 
 // checkStandby says what backing up from a standby means for the site:
 // its backups end in the segment its primary is writing, which the
@@ -117,20 +121,22 @@ func checkSenders(r *checkReport, step string, s replication.Setup, streaming bo
 }
 
 // checkReplicationConn opens a replication connection as the node's user
-// and identifies the system, as the daemon and a basebackup do first.
-func checkReplicationConn(ctx context.Context, r *checkReport, step string, n config.Node) {
+// and identifies the system, as the daemon and a basebackup do first. It
+// returns the node's current timeline, 0 when that failed.
+func checkReplicationConn(ctx context.Context, r *checkReport, step string, n config.Node) uint32 {
 	conn, err := replication.Connect(ctx, n.ConnString())
 	if err != nil {
 		r.fail(step, "replication connection: %v", err)
-		return
+		return 0
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	sys, err := conn.IdentifySystem(ctx)
 	if err != nil {
 		r.fail(step, "replication connection: %v", err)
-		return
+		return 0
 	}
 	r.ok(step, "replication connection: IDENTIFY_SYSTEM says timeline %d at %s", sys.Timeline, sys.XLogPos)
+	return uint32(max(sys.Timeline, 0))
 }
 
 // checkArchiveCommand checks, for a site in archive_command mode, that

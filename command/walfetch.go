@@ -58,6 +58,9 @@ and so is one bound to another database system, unless its timeline is at most t
 pg_control's latest checkpoint is on: that one (left by the site's old cluster, where one of
 a new system identifier was put on its timeline) is answered as not archived (exit 1) with a
 warning naming it and both systems; PostgreSQL then assumes the timeline has no parents.
+One above that timeline exits 255 saying the likely cause: after pg_upgrade (a new system
+identifier, timeline 1) of a cluster whose timeline was above 1, the old cluster's history
+files; set a new backup_sites.<site>.prefix for the upgraded cluster (hoard check fails on them).
 
 hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
 restore_command it writes: the last segment of the unbroken run of WAL it found archived

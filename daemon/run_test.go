@@ -35,6 +35,7 @@ type runningDaemon struct {
 	opts   Options
 	cancel context.CancelFunc
 	done   chan error
+	logs   *testio.SyncBuffer // what Run logged
 }
 
 // streamingSite returns a site that streams WAL from c (as connString)
@@ -80,9 +81,10 @@ func runDaemon(t *testing.T, o Options) *runningDaemon {
 		o.AlertDir = filepath.Join(dir, "alerts")
 	}
 	o.StateInterval = 200 * time.Millisecond
-	o.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	logs := &testio.SyncBuffer{}
+	o.Logger = zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())
-	rd := &runningDaemon{t: t, opts: o, cancel: cancel, done: make(chan error, 1)}
+	rd := &runningDaemon{t: t, opts: o, cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { rd.done <- Run(ctx, o) }()
 	t.Cleanup(rd.stop)
 	return rd

@@ -198,7 +198,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		retryAt     time.Time
 		retentionAt time.Time // zero: at once
 		inMaint     bool
-		resumed     bool // resumeBackupWAL ran
+		resumed     bool // resumeBackupWAL and warnOtherHistories ran
 	)
 	if s.site.WAL == WALStream {
 		// The receiver must hold the slot before the first backup starts:
@@ -235,6 +235,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				if !resumed {
 					resumed = true
 					s.resumeBackupWAL(ctx, backups)
+					s.warnOtherHistories(ctx, arch)
 				}
 				dec := s.decide(ctx, now, backups)
 				reason := ""
@@ -314,16 +315,21 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
+// liveReceiver returns the site's WAL receiver, nil unless the site streams
+// (and the receiver started).
+func (s *supervisor) liveReceiver() *walstream.Receiver {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recv
+}
+
 // waitStreaming waits until the receiver has connected once (and so holds
 // its slot) or ctx ends.
 func (s *supervisor) waitStreaming(ctx context.Context) error {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		s.mu.Lock()
-		recv := s.recv
-		s.mu.Unlock()
-		if recv != nil {
+		if recv := s.liveReceiver(); recv != nil {
 			if st := recv.Status(); st.Connected || st.Received != 0 {
 				return nil
 			}

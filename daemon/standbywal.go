@@ -33,9 +33,7 @@ const standbyWALPoll = 200 * time.Millisecond
 // logging the outcome. A backup whose WAL is not stored yet is not a
 // failure: taking it again would end in the same segment.
 func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupInfo) {
-	s.mu.Lock()
-	recv := s.recv
-	s.mu.Unlock()
+	recv := s.liveReceiver()
 	if recv == nil {
 		return
 	}
@@ -74,9 +72,7 @@ func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupIn
 // server's position (a planted backup's claim) is ignored: no WAL would
 // ever serve it.
 func (s *supervisor) resumeBackupWAL(ctx context.Context, backups []*archive.BackupInfo) {
-	s.mu.Lock()
-	recv := s.recv
-	s.mu.Unlock()
+	recv := s.liveReceiver()
 	if recv == nil {
 		return
 	}

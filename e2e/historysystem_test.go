@@ -116,6 +116,23 @@ func (s *site) promotedFork(t *testing.T) (src, c *pgtest.Cluster, fork string) 
 	return src, c, fork
 }
 
+// oldOnTimeline2 runs promotedFork in s, archives row 3 on timeline 2 and
+// stops the fork: the site then holds 00000002.history bound to the old
+// cluster's system identifier, which it returns.
+func (s *site) oldOnTimeline2(t *testing.T) uint64 {
+	t.Helper()
+	_, oc, old := s.promotedFork(t)
+	oc.Exec(t, "insert into t values (3)")
+	switchAndWaitArchived(t, oc)
+	oc.Stop(t)
+	readFile(t, filepath.Join(s.storeDir, s.name, "timeline", "00000002.history"))
+	sys, err := archive.ClusterSystemID(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sys
+}
+
 // TestOtherSystemSameTimeline_History: a cluster on timeline 2 (a restore
 // of its archive's end, promoted: 00000002.history is stored bound to its
 // system), then a new cluster (another system identifier) put on timeline
@@ -131,11 +148,7 @@ func (s *site) promotedFork(t *testing.T) (src, c *pgtest.Cluster, fork string) 
 // are then above it, and refused (docs/security.md).
 func TestOtherSystemSameTimeline_History(t *testing.T) {
 	a := newSite(t, siteOptions{Encrypt: true})
-	_, oc, old := a.promotedFork(t)
-	oc.Exec(t, "insert into t values (3)")
-	switchAndWaitArchived(t, oc)
-	oc.Stop(t)
-	readFile(t, filepath.Join(a.storeDir, a.name, "timeline", "00000002.history"))
+	sysOld := a.oldOnTimeline2(t)
 
 	nc := pgtest.Start(t, pgtest.Options{Major: 15, Conf: noArchiving})
 	nc.Stop(t)
@@ -143,10 +156,6 @@ func TestOtherSystemSameTimeline_History(t *testing.T) {
 	pgtest.RunAs(reset)
 	if out, err := reset.CombinedOutput(); err != nil {
 		t.Fatalf("pg_resetwal: %v\n%s", err, out)
-	}
-	sysOld, err := archive.ClusterSystemID(old)
-	if err != nil {
-		t.Fatal(err)
 	}
 	sysNew, err := archive.ClusterSystemID(nc.DataDir)
 	if err != nil {

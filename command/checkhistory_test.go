@@ -1,0 +1,122 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// sysOld is the system identifier the planted history files are bound
+// to: the old cluster's, before a pg_upgrade.
+const sysOld = "7000000000000000001"
+
+// oldHistories returns a local store's configuration, the key pair of a
+// site db there, and its archive holding the old cluster's signed
+// 00000002.history and 00000003.history (bound to sysOld): the shape a
+// pg_upgrade into the same site leaves when the old cluster had reached
+// timeline 3.
+func oldHistories(t *testing.T) (storage.Config, *rsa.PrivateKey, *archive.Archive) {
+	t.Helper()
+	ctx := context.Background()
+	k, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := storetest.Local(t)
+	st, err := storage.Open(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a := &archive.Archive{Store: st, Layout: archive.Layout{Prefix: "db"}, Site: "db", Codec: &archive.Codec{
+		KeyID: "k1", PublicKey: &k.PublicKey, PrivateKeys: map[string]*rsa.PrivateKey{"k1": k}, RequireEncryption: true}}
+	dir := t.TempDir()
+	for _, name := range []string{"00000002.history", "00000003.history"} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("1\t0/5000000\tno recovery target specified\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.PushWAL(ctx, path, archive.PushOptions{SystemID: 7000000000000000001}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, k, a
+}
+
+// TestCheckOtherHistories: with the old cluster's history files of
+// timelines 2 and 3 in the site, a node of another system on timeline 1
+// or 2 fails one line naming the files' timelines and system, the node's
+// timeline and system, and what to do; on timeline 3, or of the old
+// system itself, nothing fails.
+func TestCheckOtherHistories(t *testing.T) {
+	const sysNew = "7000000000000000002"
+	_, _, a := oldHistories(t)
+	env := &siteEnv{archive: a}
+	for _, c := range []struct {
+		id     string
+		tli    uint32
+		failed int
+		want   string
+	}{
+		{sysNew, 1, 1, "FAILED   postgresql node 0: the site holds timeline history files of database system " + sysOld +
+			" on timelines 2, 3, above timeline 1 of this cluster (system " + sysNew + "): wal-fetch refuses them (exit 255)"},
+		{sysNew, 2, 1, "FAILED   postgresql node 0: the site holds timeline history files of database system " + sysOld +
+			" on timeline 3, above timeline 2 of this cluster (system " + sysNew + ")"},
+		{sysNew, 3, 0, "ok       postgresql node 0: no timeline history file of another database system above timeline 3"},
+		{sysOld, 1, 0, "ok       postgresql node 0: no timeline history file of another database system above timeline 1"},
+	} {
+		var out bytes.Buffer
+		r := &checkReport{w: &out}
+		checkOtherHistories(context.Background(), r, env, nodeStep(0), c.id, c.tli)
+		if r.failed != c.failed {
+			t.Errorf("system %s on timeline %d: %d failed, want %d:\n%s", c.id, c.tli, r.failed, c.failed, out.String())
+		}
+		wantLines(t, out.String(), c.want)
+		if c.failed > 0 {
+			for _, w := range []string{"after pg_upgrade", "backup_sites.<site>.prefix", "sharing this key pair"} {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("the problem line does not say %q:\n%s", w, out.String())
+				}
+			}
+		}
+	}
+}
+
+// TestCheck_OtherSystemHistories: hoard check of a real PostgreSQL 15
+// cluster (timeline 1, a system of its own) in a site with keys holding
+// another system's history files of timelines 2 and 3 exits 1 with the
+// FAILED line, which names the node's system as IDENTIFY_SYSTEM gives it.
+func TestCheck_OtherSystemHistories(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Debian: true})
+	lc, k, _ := oldHistories(t)
+	pub, err := crypto.EncodePublicKeyPEM(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := crypto.EncodePrivateKeyPEM(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := checkSite(t, lc, "pg_receivexlog", clusterNode(c))
+	site["encryption_key_id"] = "k1"
+	site["encryption_keys"] = map[string]any{"k1": map[string]any{"public": pub, "private": priv}}
+	code, out := runCheckSite(t, site)
+	if code != ExitFailure {
+		t.Errorf("check: exit %d, want %d", code, ExitFailure)
+	}
+	wantLines(t, out, "FAILED   postgresql node 0: the site holds timeline history files of database system "+sysOld+
+		" on timelines 2, 3, above timeline 1 of this cluster (system ")
+	if strings.Contains(out, "(system "+sysOld+")") {
+		t.Errorf("the line names the old system as the node's:\n%s", out)
+	}
+}
