@@ -193,3 +193,68 @@ func TestConn_ReceiveMessage_ServerShutdown(t *testing.T) {
 		t.Fatalf("ReceiveMessage after CommandComplete: %v, want ErrStreamEnded", err)
 	}
 }
+
+// TestConn_EndCopy: ending COPY BOTH. When we end it (StopReplication),
+// the WAL in flight and the server's CopyDone are skipped and a timeline
+// that ended meanwhile is reported; when the server ends it
+// (ReceiveMessage reads its CopyDone), the end of the timeline is
+// reported, a stream that ends without one is ErrStreamEnded, and a
+// message that has no place there is a protocol violation.
+func TestConn_EndCopy(t *testing.T) {
+	keepalive := &pgproto3.CopyData{Data: append([]byte{'k'}, make([]byte, 17)...)}
+	nextTimeline := []pgproto3.BackendMessage{
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("next_tli")}, {Name: []byte("next_tli_startpos")}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("2"), []byte("0/3000028")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
+	}
+	ready := &pgproto3.ReadyForQuery{TxStatus: 'I'}
+	copyDone := &pgproto3.CopyDone{}
+	started := &pgproto3.CommandComplete{CommandTag: []byte("START_STREAMING")}
+	for _, tc := range []struct {
+		name    string
+		stop    bool // StopReplication after the first message; else ReceiveMessage until an error
+		script  []pgproto3.BackendMessage
+		eot     bool  // want an *EndOfTimeline to timeline 2
+		want    error // else want an error wrapping this (nil: none)
+		notWant error
+	}{
+		{name: "StopOK", stop: true, script: []pgproto3.BackendMessage{keepalive, keepalive, copyDone, started, ready}},
+		{name: "StopEndOfTimeline", stop: true, eot: true,
+			script: append(append([]pgproto3.BackendMessage{keepalive, copyDone}, nextTimeline...), started, ready)},
+		{name: "ServerEndOfTimeline", eot: true,
+			script: append(append([]pgproto3.BackendMessage{keepalive, copyDone}, nextTimeline...), started, ready)},
+		{name: "ErrServerStreamEnded", want: ErrStreamEnded, notWant: ErrProtocol,
+			script: []pgproto3.BackendMessage{keepalive, copyDone, started, ready}},
+		{name: "ErrServerProtocol", want: ErrProtocol,
+			script: []pgproto3.BackendMessage{keepalive, copyDone, copyDone, started, ready}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			conn := connectFake(t, "16.2", append([]pgproto3.BackendMessage{&pgproto3.CopyBothResponse{}}, tc.script...))
+			if err := conn.StartReplication(ctx, StartOptions{Start: 0x2000000}); err != nil {
+				t.Fatalf("StartReplication: %v", err)
+			}
+			if m, err := conn.ReceiveMessage(ctx); err != nil || m.Kind != MessageKeepalive {
+				t.Fatalf("ReceiveMessage = %+v, %v; want a keepalive", m, err)
+			}
+			var err error
+			if tc.stop {
+				err = conn.StopReplication(ctx)
+			} else {
+				_, err = conn.ReceiveMessage(ctx)
+			}
+			switch eot, ok := IsEndOfTimeline(err); {
+			case tc.eot:
+				if !ok || eot.NextTimeline != 2 || eot.SwitchLSN != 0x3000028 {
+					t.Fatalf("got %v, want the end of timeline 1 (next 2 at 0/3000028)", err)
+				}
+			case tc.want == nil:
+				if err != nil {
+					t.Fatalf("got %v, want no error", err)
+				}
+			case !errors.Is(err, tc.want) || (tc.notWant != nil && errors.Is(err, tc.notWant)):
+				t.Fatalf("got %v, want %v (and not %v)", err, tc.want, tc.notWant)
+			}
+		})
+	}
+}

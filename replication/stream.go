@@ -184,33 +184,57 @@ func parseStreamMessage(data []byte) (Message, error) {
 // next timeline's result set when the timeline ended (*EndOfTimeline), or
 // nothing when the server is going away (ErrStreamEnded).
 func (c *Conn) finishStream(ctx context.Context) error {
+	eot, err := c.endCopy(ctx, true)
+	switch {
+	case err != nil:
+		return fmt.Errorf("end stream: %w", err)
+	case eot == nil:
+		return ErrStreamEnded
+	}
+	return eot
+}
+
+// endCopy sends CopyDone and reads up to ReadyForQuery, returning the
+// next timeline's result set when the timeline ended (nil otherwise).
+// byServer says who ended COPY BOTH. When the server did (its CopyDone
+// was read), a message other than the command's CommandComplete, notices
+// and that result set is a protocol violation, and a failed connection
+// wraps ErrStreamEnded: the server may be going away. When we did
+// (StopReplication), the WAL still in flight, the server's CopyDone and
+// whatever else comes before ReadyForQuery are skipped.
+func (c *Conn) endCopy(ctx context.Context, byServer bool) (*EndOfTimeline, error) {
+	lost := func(err error) error {
+		if byServer {
+			return fmt.Errorf("%w: %w", ErrStreamEnded, err)
+		}
+		return err
+	}
 	c.pg.Frontend().Send(&pgproto3.CopyDone{})
 	if err := c.flush(ctx); err != nil {
-		return fmt.Errorf("end stream: %w: %w", ErrStreamEnded, err)
+		return nil, lost(err)
 	}
 	var eot *EndOfTimeline
 	for {
 		msg, err := c.pg.ReceiveMessage(ctx)
 		if err != nil {
-			return fmt.Errorf("end stream: %w: %w", ErrStreamEnded, err)
+			return nil, lost(err)
 		}
 		switch msg := msg.(type) {
 		case *pgproto3.RowDescription:
 			if eot, err = c.readEndOfTimeline(ctx, msg); err != nil {
-				return fmt.Errorf("end stream: %w", err)
+				return nil, err
 			}
 		case *pgproto3.ReadyForQuery:
-			if eot == nil {
-				return ErrStreamEnded
-			}
-			return eot
+			return eot, nil
 		case *pgproto3.ErrorResponse:
 			pgErr := pgconn.ErrorResponseToPgError(msg)
 			_ = c.readUntilReady(ctx)
-			return fmt.Errorf("end stream: %w", pgErr)
+			return nil, pgErr
 		case *pgproto3.CommandComplete, *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.CopyData:
 		default:
-			return fmt.Errorf("end stream: %w: got %T", ErrProtocol, msg)
+			if byServer {
+				return nil, fmt.Errorf("%w: got %T", ErrProtocol, msg)
+			}
 		}
 	}
 }
@@ -259,32 +283,14 @@ func (c *Conn) StopReplication(ctx context.Context) error {
 		return nil
 	}
 	c.streaming = false
-	c.pg.Frontend().Send(&pgproto3.CopyDone{})
-	if err := c.flush(ctx); err != nil {
+	eot, err := c.endCopy(ctx, false)
+	switch {
+	case err != nil:
 		return fmt.Errorf("stop replication: %w", err)
+	case eot != nil:
+		return eot
 	}
-	var eot *EndOfTimeline
-	for {
-		msg, err := c.pg.ReceiveMessage(ctx)
-		if err != nil {
-			return fmt.Errorf("stop replication: %w", err)
-		}
-		switch msg := msg.(type) {
-		case *pgproto3.RowDescription:
-			if eot, err = c.readEndOfTimeline(ctx, msg); err != nil {
-				return fmt.Errorf("stop replication: %w", err)
-			}
-		case *pgproto3.ReadyForQuery:
-			if eot != nil {
-				return eot
-			}
-			return nil
-		case *pgproto3.ErrorResponse:
-			pgErr := pgconn.ErrorResponseToPgError(msg)
-			_ = c.readUntilReady(ctx)
-			return fmt.Errorf("stop replication: %w", pgErr)
-		}
-	}
+	return nil
 }
 
 // readUntilReady skips messages up to ReadyForQuery.
