@@ -177,12 +177,7 @@ func TryStartDataDir(t testing.TB, major int, dataDir string, conf map[string]st
 		SocketDir: dir,
 		logPath:   filepath.Join(dir, "server.log"),
 	}
-	if len(conf) > 0 {
-		var b strings.Builder
-		b.WriteString("\n# pgtest\n")
-		writeConf(&b, conf)
-		appendFile(t, filepath.Join(dataDir, "postgresql.auto.conf"), b.String())
-	}
+	AppendConf(t, dataDir, conf)
 	openParents(t, dataDir)
 	Chown(t, dataDir)
 	if err := os.Chmod(dataDir, 0o700); err != nil {
@@ -346,6 +341,21 @@ func cleanEnv() []string {
 		}
 	}
 	return env
+}
+
+// AppendConf appends conf to postgresql.auto.conf of dataDir, where it
+// wins over postgresql.conf and earlier ALTER SYSTEM settings; the server
+// reads it at its next start (or reload, for settings that allow it).
+// Values are quoted here. An empty conf writes nothing.
+func AppendConf(t testing.TB, dataDir string, conf map[string]string) {
+	t.Helper()
+	if len(conf) == 0 {
+		return
+	}
+	var b strings.Builder
+	b.WriteString("\n# pgtest\n")
+	writeConf(&b, conf)
+	appendFile(t, filepath.Join(dataDir, "postgresql.auto.conf"), b.String())
 }
 
 // writeConf writes settings in postgresql.conf syntax, sorted by name, each
