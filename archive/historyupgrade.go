@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // A history file bound to another system (historyauth.go) is not always
@@ -151,4 +152,38 @@ func OtherSystemHistoriesProblems(others []*OtherSystemHistoryError, system uint
 			"cannot be stored under its name; %s", s, which, strings.Join(tlis[s], ", "), tli, system, OtherSystemHistoryFix)
 	}
 	return out
+}
+
+// historyConflict explains err, PushWAL's refusal to store history file
+// name under key, which holds other bytes (ErrWALConflict), for the
+// cluster of system: after a pg_upgrade into the same site, the upgraded
+// cluster's own first failover reaches a timeline whose history file the
+// old cluster stored, and as an archived object is never replaced,
+// archive_command fails on it until someone acts, while pg_wal grows.
+// Where the stored file is bound to another system (a site with keys),
+// the error says so, naming both systems, the likely cause and the fix;
+// where nothing is bound (no keys), it names the likely cause as a
+// question. Any other err is returned as is.
+func (a *Archive) historyConflict(ctx context.Context, key, name string, system uint64, err error) error {
+	if !errors.Is(err, ErrWALConflict) || !wal.IsHistoryFile(name) {
+		return err
+	}
+	if !a.Codec.signs() {
+		return fmt.Errorf("%w; hoard never replaces an archived object, so this push fails until the cause is fixed, "+
+			"and PostgreSQL keeps the WAL it has not archived: in a site without keys the stored history file is "+
+			"bound to no system, but if this cluster was upgraded with pg_upgrade into this site, it is likely the old "+
+			"cluster's (%s)", err, OtherSystemHistoryFix)
+	}
+	obj, serr := a.Store.Stat(ctx, key)
+	if serr != nil {
+		return err
+	}
+	o, ok := errors.AsType[*OtherSystemHistoryError](a.checkHistory(ctx, key, name, obj.Metadata, system))
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("%w: %s is a timeline history of database system %s, and the file pushed is one of %d, this "+
+		"cluster: another cluster's history file holds the name of this cluster's own. hoard never replaces an "+
+		"archived object, so this push fails until the cause is fixed, and PostgreSQL keeps the WAL it has not "+
+		"archived until its disk fills (%s)", err, key, o.System, system, OtherSystemHistoryFix)
 }

@@ -128,3 +128,52 @@ func TestArchive_OtherSystemHistories(t *testing.T) {
 		}
 	}
 }
+
+// TestArchive_PushHistoryConflict: after a pg_upgrade into the same site,
+// the upgraded cluster's first failover pushes its own 00000002.history
+// where the old cluster's sits. The push is refused as before
+// (ErrWALConflict, the stored file unchanged), and the refusal says why
+// and what to do: in a site with keys, another system's history file,
+// naming both systems, pg_upgrade and the prefix to set; without keys,
+// pg_upgrade as the likely cause. A conflict with the cluster's own
+// history file does not blame another system.
+func TestArchive_PushHistoryConflict(t *testing.T) {
+	ctx := context.Background()
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	const name = "00000002.history"
+	oldBody := "1\t0/5000000\tno recovery target specified\n"
+	newBody := "1\t0/B000060\tno recovery target specified\n"
+	for _, keys := range []bool{true, false} {
+		a := walTestArchive(t, keys)
+		a.Codec.RequireEncryption = keys
+		if err := pushHistory(t, a, name, oldBody, sysOld); err != nil {
+			t.Fatal(err)
+		}
+		err := pushHistory(t, a, name, newBody, sysNew)
+		if !errors.Is(err, ErrWALConflict) {
+			t.Fatalf("keys %v: push of another system's %s over the old one's: %v; want ErrWALConflict", keys, name, err)
+		}
+		want := []string{a.Layout.WALKey(name), "pg_upgrade", "backup_sites.<site>.prefix", "never replaces"}
+		if keys {
+			want = append(want, "7000000000000000001", "7000000000000000002", "another cluster's history file holds")
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("keys %v: refusal %q does not say %s", keys, err, w)
+			}
+		}
+		fetched := filepath.Join(t.TempDir(), "h")
+		if err := a.FetchWAL(ctx, name, fetched, FetchOptions{SystemID: sysOld, Timeline: 2}); err != nil {
+			t.Fatalf("keys %v: fetch %s for the old system after the refused push: %v", keys, name, err)
+		}
+		if got, err := os.ReadFile(fetched); err != nil || string(got) != oldBody {
+			t.Errorf("keys %v: %s after the refused push holds %q (%v), want the old system's %q", keys, name, got, err, oldBody)
+		}
+		if keys {
+			err := pushHistory(t, a, name, newBody, sysOld)
+			if !errors.Is(err, ErrWALConflict) || strings.Contains(err.Error(), "another cluster's history file holds") {
+				t.Errorf("push of other bytes of the cluster's own %s: %v; want ErrWALConflict not naming another system", name, err)
+			}
+		}
+	}
+}

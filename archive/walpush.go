@@ -104,7 +104,8 @@ func walKind(name string) (segment, partial, ok bool) {
 // PushWAL is idempotent, as archive_command must be (PostgreSQL retries a
 // push whose success it did not see): when the key already holds the same
 // bytes it returns with Uploaded false; when it holds different bytes it
-// returns an error wrapping ErrWALConflict and leaves the object alone.
+// returns an error wrapping ErrWALConflict and leaves the object alone
+// (for a history file, the error names the likely cause: historyConflict).
 // The object is created with storage.Store.Create, so of pushers racing on
 // one name exactly one stores its file; each other one compares its file
 // with the stored one and succeeds (same bytes) or returns ErrWALConflict.
@@ -130,7 +131,7 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
-		return res, fmt.Errorf("push %s: %w", path, err)
+		return res, fmt.Errorf("push %s: %w", path, a.historyConflict(ctx, res.Key, name, o.SystemID, err))
 	case same:
 		// The push that stored it may have died before its own fsyncs
 		// (PostgreSQL retries a push it did not see succeed): success
@@ -157,7 +158,7 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 		}
 		return res, nil
 	case errors.Is(cerr, ErrWALConflict):
-		return res, fmt.Errorf("push %s: %w", path, cerr)
+		return res, fmt.Errorf("push %s: %w", path, a.historyConflict(ctx, res.Key, name, o.SystemID, cerr))
 	case errors.Is(err, storage.ErrExist) && cerr != nil:
 		return res, fmt.Errorf("push %s: %s exists but cannot be compared: %w", path, res.Key, cerr)
 	}

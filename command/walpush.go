@@ -22,7 +22,11 @@ func walPushCommand() *cli.Command {
 data directory) to the site's xlog/ folder (.history files to timeline/). A segment's page
 header must match its name and size, so a recycled or misnamed file is refused. Pushing a
 file that is already archived with the same contents succeeds without uploading; a
-different file under the same name is refused and never overwritten.
+different file under the same name is refused and never overwritten. A .history file
+refused so because the stored one is bound to another database system (a site with keys)
+is most likely the old cluster's after a pg_upgrade into the same site: the message says
+so, and to set a new backup_sites.<site>.prefix for the upgraded cluster (until then
+PostgreSQL retries and keeps its WAL in pg_wal).
 
 The object's pg-version metadata is the site's pg_version when set; otherwise wal-push asks
 the site's first node for its server_version_num (one short connection, at most 5 s) and

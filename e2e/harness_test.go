@@ -112,6 +112,11 @@ func (s *site) archiveCommand() string {
 	return fmt.Sprintf("'%s' --config '%s' wal-push %%p", hoardBin, s.config)
 }
 
+// restoreCommand is the restore_command that fetches WAL with this site.
+func (s *site) restoreCommand() string {
+	return fmt.Sprintf("'%s' --config '%s' wal-fetch %%f %%p", hoardBin, s.config)
+}
+
 // clusterConf is what a source cluster needs to archive through hoard.
 func (s *site) clusterConf() map[string]string {
 	return map[string]string{

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +66,7 @@ func TestForeignSystem_History(t *testing.T) {
 		}
 	}
 	conf := map[string]string{"archive_mode": "off"}
-	conf["restore_command"] = fmt.Sprintf("'%s' --config '%s' wal-fetch %%f %%p", hoardBin, a.config)
+	conf["restore_command"] = a.restoreCommand()
 	rc, err := pgtest.TryStartDataDir(t, 15, dir, conf)
 	log := refusedRecovery(t, rc, err, func(c *pgtest.Cluster) string { return tableRows(t, c) }, want)
 	names("the recovery's log", log)

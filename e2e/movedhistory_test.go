@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,7 +53,7 @@ func TestRecoveryRefusesMovedHistory(t *testing.T) {
 	// which hoard restore adds (and which stops recovery at the first
 	// segment missing below the archive's end it found).
 	conf := map[string]string{"archive_mode": "off"}
-	conf["restore_command"] = fmt.Sprintf("'%s' --config '%s' wal-fetch %%f %%p", hoardBin, s.config)
+	conf["restore_command"] = s.restoreCommand()
 	c, err := pgtest.TryStartDataDir(t, 15, dir, conf)
 	defer func() {
 		// hoard restore and verify name the moved object.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -36,7 +35,7 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 	a.mustHoard("basebackup", "--fast")
 	old.Exec(t, "insert into t values (2)")
 	switchAndWaitArchived(t, old)
-	a.promoteInPlace(t, old)
+	a.promoteInPlace(t, old, a.restoreCommand())
 	old.Exec(t, "insert into t values (3)")
 	switchAndWaitArchived(t, old)
 	old.Stop(t)
@@ -87,7 +86,19 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 		}
 	}
 
-	// The fix, as docs/backup-restore.md says: a new prefix, a backup there.
+	// The upgraded cluster's own first failover (recovery of its pg_wal
+	// alone, promoted): archive_command cannot store its 00000002.history
+	// under the old cluster's, and says why.
+	a.promoteInPlace(t, nc, "false")
+	nc.WaitTrue(t, 2*time.Minute, "select last_failed_wal = '00000002.history' from pg_stat_archiver")
+	for _, w := range []string{"another cluster's history file holds", old10, new10, "pg_upgrade", "backup_sites.<site>.prefix"} {
+		if !strings.Contains(nc.Log(), w) {
+			t.Errorf("wal-push's refusal of the upgraded cluster's 00000002.history does not say %s:\n%s", w, tailLines(nc.Log(), 20))
+		}
+	}
+
+	// The fix, as docs/backup-restore.md says: a new prefix, a backup
+	// there. archive_command's next try stores the history file there.
 	a.setSiteKey("prefix", a.name+"-upgraded")
 	a.mustHoard("basebackup", "--fast")
 	nc.Exec(t, "insert into t values (11)")
@@ -97,10 +108,10 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 	if err != nil || strings.Contains(out, "FAILED") {
 		t.Errorf("hoard check in the new prefix: %v\n%s%s", err, out, errOut)
 	}
-	wantCheckLines(t, out, "ok       postgresql node 0: no timeline history file of another database system above timeline 1")
-	_, errOut, err = a.hoard("wal-fetch", "00000002.history", dest)
-	if code := exitCode(err); code != 1 {
-		t.Errorf("wal-fetch 00000002.history in the new prefix: exit %d, want 1 (absent)\n%s", code, errOut)
+	wantCheckLines(t, out, "ok       postgresql node 0: no timeline history file of another database system above timeline 2")
+	a.mustHoard("wal-fetch", "00000002.history", dest)
+	if got, want := string(readFile(t, dest)), string(readFile(t, filepath.Join(nc.DataDir, "pg_wal", "00000002.history"))); got != want {
+		t.Errorf("wal-fetch 00000002.history in the new prefix: %q, want the upgraded cluster's %q", got, want)
 	}
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
@@ -117,17 +128,15 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 }
 
 // promoteInPlace stops c, an archiving node of s, and starts it again in
-// archive recovery from s (recovery.signal, restore_command hoard
-// wal-fetch): at the end of its WAL it promotes to its next timeline and
-// marks that timeline's history file ready to archive (PostgreSQL archives
-// it before any segment), as a restored and promoted copy would, with c's
-// own binaries and data directory.
-func (s *site) promoteInPlace(t *testing.T, c *pgtest.Cluster) {
+// archive recovery (recovery.signal) with restoreCommand: at the end of
+// its WAL it promotes to its next timeline and marks that timeline's
+// history file ready to archive (PostgreSQL archives it before any
+// segment), as a restored and promoted copy would, with c's own binaries
+// and data directory.
+func (s *site) promoteInPlace(t *testing.T, c *pgtest.Cluster, restoreCommand string) {
 	t.Helper()
 	c.Stop(t)
-	pgtest.AppendConf(t, c.DataDir, map[string]string{
-		"restore_command": fmt.Sprintf("'%s' --config '%s' wal-fetch %%f %%p", hoardBin, s.config),
-	})
+	pgtest.AppendConf(t, c.DataDir, map[string]string{"restore_command": restoreCommand})
 	s.writeFile(filepath.Join(c.DataDir, "recovery.signal"), nil)
 	c.Start(t)
 	c.WaitRecoveryDone(t, 3*time.Minute)
