@@ -35,9 +35,20 @@ func TestUpgradedTimeline1_History(t *testing.T) {
 	if tli, err := archive.ClusterTimeline(nc.DataDir); err != nil || tli != 1 || sysNew == sysOld {
 		t.Fatalf("new cluster: timeline %d (%v), system %d (old %d); want timeline 1 and another system", tli, err, sysNew, sysOld)
 	}
+	a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
+}
+
+// wantUpgradeRefusals checks what nc, the site's node, a cluster of
+// system sysNew on timeline 1, gets from s, which holds 00000002.history
+// bound to sysOld: hoard check exits 1 with the line naming both systems
+// and the prefix to set, and wal-fetch of 00000002.history into nc's
+// pg_wal (what a standby's recovery to the latest timeline asks for)
+// exits 255 saying the same, and delivers nothing.
+func (s *site) wantUpgradeRefusals(t *testing.T, nc *pgtest.Cluster, sysOld, sysNew uint64) {
+	t.Helper()
 	old10, new10 := strconv.FormatUint(sysOld, 10), strconv.FormatUint(sysNew, 10)
 
-	out, errOut, err := a.hoard("check")
+	out, errOut, err := s.hoard("check")
 	t.Logf("hoard check:\n%s%s", out, errOut)
 	if code := exitCode(err); code != 1 {
 		t.Errorf("hoard check: exit %d, want 1", code)
@@ -49,7 +60,7 @@ func TestUpgradedTimeline1_History(t *testing.T) {
 	}
 
 	dest := filepath.Join(nc.DataDir, "pg_wal", "RECOVERYHISTORY")
-	_, errOut, err = a.hoard("wal-fetch", "00000002.history", dest)
+	_, errOut, err = s.hoard("wal-fetch", "00000002.history", dest)
 	if code := exitCode(err); code != 255 {
 		t.Errorf("wal-fetch 00000002.history for the new cluster: exit %d, want 255\n%s", code, errOut)
 	}
