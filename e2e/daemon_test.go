@@ -52,30 +52,16 @@ func newStreamSite(t *testing.T, via, direct storage.Config) *streamSite {
 // and opens direct, the same storage, for the test's own checks.
 func newStreamSiteStoring(t *testing.T, objectStorage map[string]any, direct storage.Config, global map[string]any) *streamSite {
 	t.Helper()
-	dir := pgtest.TempDir(t)
-	s := &streamSite{
-		site:     &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json")},
-		httpPort: testio.FreePort(t),
-		alertDir: filepath.Join(dir, "alerts"),
-	}
-	cfg := map[string]any{
-		"backup_location":                  filepath.Join(dir, "state"),
-		"json_state_file_path":             filepath.Join(dir, "state", "hoard_state.json"),
-		"alert_file_dir":                   s.alertDir,
-		"http_port":                        s.httpPort,
-		"graceful_shutdown_upload_timeout": 30,
-		"compression":                      map[string]any{"algorithm": "snappy"},
-		"backup_sites": map[string]any{
-			s.name: map[string]any{
-				"active_backup_mode":        "pg_receivexlog",
-				"basebackup_chunk_size":     1 << 20,
-				"basebackup_interval_hours": 24,
-				"object_storage":            objectStorage,
-			},
-		},
-	}
-	maps.Copy(cfg, global)
-	s.writeConfig("", cfg)
+	s := &streamSite{site: newSite(t, siteOptions{Mode: "pg_receivexlog", ObjectStorage: objectStorage,
+		Site: map[string]any{"basebackup_interval_hours": 24}})}
+	s.httpPort, s.alertDir = testio.FreePort(t), filepath.Join(s.dir, "alerts")
+	s.editConfig(func(cfg map[string]any) {
+		cfg["json_state_file_path"] = filepath.Join(s.dir, "state", "hoard_state.json")
+		cfg["alert_file_dir"] = s.alertDir
+		cfg["http_port"] = s.httpPort
+		cfg["graceful_shutdown_upload_timeout"] = 30
+		maps.Copy(cfg, global)
+	})
 	st, err := storage.Open(context.Background(), direct)
 	if err != nil {
 		t.Fatal(err)

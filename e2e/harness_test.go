@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,33 +65,42 @@ type siteOptions struct {
 	Compression string // compression.algorithm; "" = snappy
 	Encrypt     bool   // make a key pair with hoard create-keys
 	ChunkSize   int64  // basebackup_chunk_size; 0 = 1 MiB
+	// Mode is active_backup_mode; "" = archive_command.
+	Mode string
+	// ObjectStorage is the site's object_storage; nil = a local
+	// directory, the site's storeDir.
+	ObjectStorage map[string]any
+	// Site holds more keys of the site.
+	Site map[string]any
 }
 
 // newSite writes a configuration for a site whose WAL arrives through
-// archive_command, stored in a local directory.
+// archive_command (or o.Mode), stored in a local directory (or in
+// o.ObjectStorage).
 func newSite(t testing.TB, o siteOptions) *site {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: the binary is built only without -short")
 	}
 	dir := pgtest.TempDir(t)
-	s := &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json"), storeDir: filepath.Join(dir, "store")}
-	if o.Compression == "" {
-		o.Compression = "snappy"
+	s := &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json")}
+	o.Compression = cmp.Or(o.Compression, "snappy")
+	o.ChunkSize = cmp.Or(o.ChunkSize, 1<<20)
+	o.Mode = cmp.Or(o.Mode, "archive_command")
+	if o.ObjectStorage == nil {
+		s.storeDir = filepath.Join(dir, "store")
+		o.ObjectStorage = map[string]any{"storage_type": "local", "directory": s.storeDir}
 	}
-	if o.ChunkSize == 0 {
-		o.ChunkSize = 1 << 20
+	site := map[string]any{
+		"active_backup_mode":    o.Mode,
+		"basebackup_chunk_size": o.ChunkSize,
+		"object_storage":        o.ObjectStorage,
 	}
+	maps.Copy(site, o.Site)
 	cfg := map[string]any{
 		"backup_location": filepath.Join(dir, "state"),
 		"compression":     map[string]any{"algorithm": o.Compression},
-		"backup_sites": map[string]any{
-			s.name: map[string]any{
-				"active_backup_mode":    "archive_command",
-				"basebackup_chunk_size": o.ChunkSize,
-				"object_storage":        map[string]any{"storage_type": "local", "directory": s.storeDir},
-			},
-		},
+		"backup_sites":    map[string]any{s.name: site},
 	}
 	s.writeConfig("", cfg)
 	if o.Encrypt {

@@ -90,22 +90,7 @@ func (p *stallProxy) config(direct storage.Config) storage.Config {
 // archive_command, stored in the S3 server at via.
 func newS3Site(t testing.TB, via storage.Config) *site {
 	t.Helper()
-	dir := pgtest.TempDir(t)
-	s := &site{t: t, name: "e2e", dir: dir, config: filepath.Join(dir, "hoard.json")}
-	cfg := map[string]any{
-		"backup_location": filepath.Join(dir, "state"),
-		"compression":     map[string]any{"algorithm": "snappy"},
-		"backup_sites": map[string]any{
-			s.name: map[string]any{
-				"active_backup_mode":    "archive_command",
-				"basebackup_chunk_size": 1 << 20,
-				"basebackup_count":      20,
-				"object_storage":        s3Storage(via),
-			},
-		},
-	}
-	s.writeConfig("", cfg)
-	return s
+	return newSite(t, siteOptions{ObjectStorage: s3Storage(via), Site: map[string]any{"basebackup_count": 20}})
 }
 
 // interrupt starts hoard with args, waits until the proxy holds one of its
