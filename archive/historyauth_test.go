@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -25,20 +25,11 @@ const testSystemID = 7000000000000000001
 // do with any object.
 func moveObject(tb testing.TB, a *Archive, src, dst string, md storage.Metadata) {
 	tb.Helper()
-	ctx := context.Background()
-	rc, own, err := a.Store.Open(ctx, src)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	b, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	b, own := storetest.Read(tb, a.Store, src)
 	if md == nil {
 		md = own.Metadata
 	}
-	if err := a.Store.Put(ctx, dst, bytes.NewReader(b), md); err != nil {
+	if err := a.Store.Put(context.Background(), dst, bytes.NewReader(b), md); err != nil {
 		tb.Fatal(err)
 	}
 }

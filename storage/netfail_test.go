@@ -145,15 +145,7 @@ func testCreateCut(t *testing.T, s storage.Store, p *storetest.Proxy) {
 // read returns the whole object under key, failing the test on an error.
 func read(t *testing.T, st storage.Store, key string) []byte {
 	t.Helper()
-	rc, o, err := st.Open(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, o := storetest.Read(t, st, key)
 	if o.Size != int64(len(b)) {
 		t.Errorf("Open says %d bytes, read %d", o.Size, len(b))
 	}

@@ -3,13 +3,13 @@ package archivetest
 import (
 	"bytes"
 	"context"
-	"io"
 	"maps"
 	"path"
 	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -89,19 +89,10 @@ func CopyTo(t testing.TB, src, dst storage.Store, keys ...string) {
 // metadata changed by edit.
 func plant(t testing.TB, src, dst storage.Store, from, to string, edit func(storage.Metadata)) {
 	t.Helper()
-	ctx := context.Background()
-	rc, o, err := src.Open(ctx, from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, o := storetest.Read(t, src, from)
 	md := maps.Clone(o.Metadata)
 	edit(md)
-	if err := dst.Put(ctx, to, bytes.NewReader(data), md); err != nil {
+	if err := dst.Put(context.Background(), to, bytes.NewReader(data), md); err != nil {
 		t.Fatalf("copy %s over %s: %v", from, to, err)
 	}
 }
