@@ -65,6 +65,6 @@ func TestRunLocal_ZstdLevelPerChunk(t *testing.T) {
 	}
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	want := tableDigests(t, c, "rnd", "txt")
-	r := restoreAndStart(t, a, major, walDir, nil)
+	r := restoreAndStart(t, a, "", major, walDir, nil)
 	checkTables(t, "restored", r, want)
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
-	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -63,24 +62,6 @@ func deltaFiles(t testing.TB, a *archive.Archive, b *archive.BackupInfo) map[str
 		out[f.RelativePath] = f
 	}
 	return out
-}
-
-// restoreDelta restores backup name of a into a new directory, checks it
-// with pg_verifybackup and starts PostgreSQL on it, recovering all WAL.
-func restoreDeltaBackup(t *testing.T, a *archive.Archive, name string, major int, walDir string) *pgtest.Cluster {
-	t.Helper()
-	dir := filepath.Join(pgtest.TempDir(t), "data")
-	_, err := restore.Run(testContext(t), restore.Options{
-		Archive: a, TargetDir: dir, Backup: name, ArchiveOff: true,
-		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatalf("restore %s: %v", name, err)
-	}
-	verifyBackup(t, dir, major, false)
-	c := pgtest.StartDataDir(t, major, dir, nil)
-	c.WaitRecoveryDone(t, 3*time.Minute)
-	return c
 }
 
 // deltaOptions returns the options of a delta backup of c into a that
@@ -207,7 +188,7 @@ func testRunDelta(t *testing.T, major int) {
 	wantRows := tableDigests(t, c, "still", "changes")
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	for _, b := range []*archive.BackupInfo{b1, b2} {
-		r := restoreDeltaBackup(t, a, b.Name, major, walDir)
+		r := restoreAndStart(t, a, b.Name, major, walDir, nil)
 		checkTables(t, "restored "+b.Name, r, wantRows)
 		r.Stop(t)
 	}
@@ -286,7 +267,7 @@ func TestRunDelta_RetentionConcurrent(t *testing.T) {
 		t.Fatalf("%s: %v", x, err)
 	}
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
-	r := restoreDeltaBackup(t, a, b2.Name, major, walDir)
+	r := restoreAndStart(t, a, b2.Name, major, walDir, nil)
 	data, err := os.ReadFile(filepath.Join(r.DataDir, "hoard_test_blob"))
 	if err != nil || string(data) != strings.Repeat("a", 300<<10) {
 		t.Errorf("restored blob: %d bytes, %v", len(data), err)
@@ -361,7 +342,7 @@ func testRunDeltaRetentionRace(t *testing.T, major int) {
 		}
 		want := tableDigests(t, c, "t")
 		archivetest.StoreArchivedWAL(t, c, walDir, a)
-		r := restoreDeltaBackup(t, a, b.Name, major, walDir)
+		r := restoreAndStart(t, a, b.Name, major, walDir, nil)
 		data, err := os.ReadFile(filepath.Join(r.DataDir, "hoard_test_blob"))
 		if err != nil || string(data) != strings.Repeat("a", 300<<10) {
 			t.Errorf("restored blob: %d bytes, %v", len(data), err)
@@ -563,7 +544,7 @@ func TestRunDelta_FileChangesWhileStored(t *testing.T) {
 		t.Errorf("staging directory after the backup: %v, %v", left, err)
 	}
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
-	r := restoreDeltaBackup(t, a, info.Name, major, walDir)
+	r := restoreAndStart(t, a, info.Name, major, walDir, nil)
 	for p, want := range map[string]string{"hoard_test_blob": changed, "hoard_test_same": orig} {
 		if data, err := os.ReadFile(filepath.Join(r.DataDir, p)); err != nil || string(data) != want {
 			t.Errorf("restored %s: %d bytes, %v", p, len(data), err)
@@ -891,7 +872,7 @@ func TestRunDelta_Tablespace(t *testing.T) {
 			want := tableDigests(t, c, "big_extra", "small_extra", "in_main")
 			archivetest.StoreArchivedWAL(t, c, walDir, a)
 			moved := filepath.Join(pgtest.TempDir(t), "extra")
-			r := restoreAndStart(t, a, major, walDir, map[string]string{"extra": moved})
+			r := restoreAndStart(t, a, "", major, walDir, map[string]string{"extra": moved})
 			checkTables(t, "restored", r, want)
 			if link, err := os.Readlink(filepath.Join(r.DataDir, "pg_tblspc", oid)); err != nil || link != moved {
 				t.Errorf("pg_tblspc/%s -> %q (%v), want %s", oid, link, err, moved)
@@ -1038,7 +1019,7 @@ func testRunDeltaRetentionPublicKeyOnly(t *testing.T, major int) {
 	wantRows := tableDigests(t, c, "t")
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	for _, b := range bs[1:] {
-		r := restoreDeltaBackup(t, a, b.Name, major, walDir)
+		r := restoreAndStart(t, a, b.Name, major, walDir, nil)
 		checkTables(t, "restored "+b.Name, r, wantRows)
 		r.Stop(t)
 	}

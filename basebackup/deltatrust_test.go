@@ -110,7 +110,7 @@ func TestRunDelta_PlantedObject(t *testing.T) {
 			wantRows := tableDigests(t, c, "t")
 			archivetest.StoreArchivedWAL(t, c, walDir, a)
 			if tc.rows {
-				r := restoreDeltaBackup(t, a, b.Name, major, walDir)
+				r := restoreAndStart(t, a, b.Name, major, walDir, nil)
 				checkTables(t, "restored", r, wantRows)
 				if got, err := os.ReadFile(filepath.Join(r.DataDir, "hoard_test_blob")); err != nil || !bytes.Equal(got, data) {
 					t.Errorf("restored hoard_test_blob: %d bytes (%v), want %d", len(got), err, len(data))

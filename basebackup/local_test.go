@@ -80,17 +80,18 @@ func checkTables(t testing.TB, what string, r *pgtest.Cluster, want map[string]s
 	}
 }
 
-// restoreAndStart restores the newest backup of a into a new directory,
-// checks it with pg_verifybackup and starts PostgreSQL on it.
-func restoreAndStart(t *testing.T, a *archive.Archive, major int, walDir string, spc map[string]string) *pgtest.Cluster {
+// restoreAndStart restores backup name of a ("": the newest) into a new
+// directory, its tablespaces into spc, checks it with pg_verifybackup and
+// starts PostgreSQL on it, recovering all WAL.
+func restoreAndStart(t *testing.T, a *archive.Archive, name string, major int, walDir string, spc map[string]string) *pgtest.Cluster {
 	t.Helper()
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	_, err := restore.Run(testContext(t), restore.Options{
-		Archive: a, TargetDir: dir, TablespaceDirs: spc, ArchiveOff: true,
+		Archive: a, TargetDir: dir, Backup: name, TablespaceDirs: spc, ArchiveOff: true,
 		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop(),
 	})
 	if err != nil {
-		t.Fatalf("restore: %v", err)
+		t.Fatalf("restore %q: %v", name, err)
 	}
 	verifyBackup(t, dir, major, len(spc) > 0)
 	for _, d := range spc {
@@ -275,7 +276,7 @@ func testRunLocal(t *testing.T, major int) {
 	// must equal the source row for row.
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	want := tableDigests(t, c, "pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "in_extra")
-	r := restoreAndStart(t, a, major, walDir, map[string]string{"extra": filepath.Join(pgtest.TempDir(t), "extra")})
+	r := restoreAndStart(t, a, "", major, walDir, map[string]string{"extra": filepath.Join(pgtest.TempDir(t), "extra")})
 	checkTables(t, "restored", r, want)
 	if n := r.QueryString(t, "select count(*)::text from scratch"); n != "0" {
 		t.Errorf("restored unlogged table has %s rows, want 0 (reset from its init fork)", n)
@@ -340,7 +341,7 @@ func TestRunLocal_FilesChange(t *testing.T) {
 	}
 	archivetest.StoreArchivedWAL(t, c, walDir, a)
 	want := tableDigests(t, c, "shrinks", "kept")
-	r := restoreAndStart(t, a, major, walDir, nil)
+	r := restoreAndStart(t, a, "", major, walDir, nil)
 	checkTables(t, "restored", r, want)
 	if n := r.QueryString(t, "select count(*)::text from pg_class where relname = 'gone'"); n != "0" {
 		t.Errorf("dropped table restored")
