@@ -42,6 +42,23 @@ func (a *Archive) ListWAL(ctx context.Context) ([]WALFile, error) {
 	return out, nil
 }
 
+// ListSegments lists the complete segments stored directly under a's own
+// xlog/, not the sites it moved from: what the WAL receiver's hole check
+// compares the segments it receives with.
+func (a *Archive) ListSegments(ctx context.Context) ([]string, error) {
+	files, err := a.listDir(ctx, XLogDir)
+	if err != nil {
+		return nil, fmt.Errorf("list WAL of site %s: %w", a.Site, err)
+	}
+	var names []string
+	for _, f := range files {
+		if wal.IsSegmentName(f.Name) {
+			names = append(names, f.Name)
+		}
+	}
+	return names, nil
+}
+
 // ListHistories returns the timelines whose history file is stored in a
 // or a site it moved from, each with the copy wal-fetch reads: the first
 // site holding it, in the order a, a.MovedFrom.

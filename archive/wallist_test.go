@@ -68,6 +68,10 @@ func TestArchive_ListWAL(t *testing.T) {
 	if len(idx) != 2 || idx["000000010000000000000002"].Archive != old || idx["000000010000000000000003"].Archive != a {
 		t.Errorf("SegmentIndex = %v", idx)
 	}
+	// The receiver's hole check: the complete segments of a alone.
+	if segs, err := a.ListSegments(ctx); err != nil || strings.Join(segs, " ") != "000000010000000000000003" {
+		t.Errorf("ListSegments = %v, %v; want 000000010000000000000003", segs, err)
+	}
 
 	h, err := a.ListHistories(ctx)
 	if err != nil {

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -112,18 +110,7 @@ func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64)
 // ArchivedSegments lists the complete segments in the archive, for the
 // receiver's hole check.
 func (u *uploader) ArchivedSegments(ctx context.Context) ([]string, error) {
-	var names []string
-	dir := u.arch.Layout.Dir(archive.XLogDir)
-	err := u.arch.Store.List(ctx, dir, func(o storage.Object) error {
-		if name := strings.TrimPrefix(o.Key, dir); wal.IsSegmentName(name) {
-			names = append(names, name)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list WAL of site %s: %w", u.arch.Site, err)
-	}
-	return names, nil
+	return u.arch.ListSegments(ctx)
 }
 
 // pushOptions returns the options of the next upload, learning the

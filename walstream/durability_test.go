@@ -275,15 +275,7 @@ func (d *durable) restoreLatest(want string) {
 type lister struct{ a *archive.Archive }
 
 func (l lister) ArchivedSegments(ctx context.Context) ([]string, error) {
-	var names []string
-	dir := l.a.Layout.Dir(archive.XLogDir)
-	err := l.a.Store.List(ctx, dir, func(o storage.Object) error {
-		if name := strings.TrimPrefix(o.Key, dir); wal.IsSegmentName(name) {
-			names = append(names, name)
-		}
-		return nil
-	})
-	return names, err
+	return l.a.ListSegments(ctx)
 }
 
 // TestReceiver_Run_Hole loses the spool (a disk replaced, a container
