@@ -5,34 +5,56 @@ import (
 	"strconv"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/replication"
 )
 
 // warnOtherHistories logs at error level, once the backup loop first
 // lists the backups, what hoard check reports as failed: history files in
 // the site bound to another database system than the node's, on
-// timelines above the one the WAL receiver streams
-// (archive.OtherSystemHistories), the shape a pg_upgrade into the same
-// site leaves. The daemon cannot fix it, but a standby of this cluster
-// whose restore_command is hoard wal-fetch stops on them, and the
-// operator must read why before. Only with the WAL stream, whose
-// IDENTIFY_SYSTEM gave the node's system and timeline.
-func (s *supervisor) warnOtherHistories(ctx context.Context, arch *archive.Archive) {
-	recv := s.liveReceiver()
-	if recv == nil {
-		return
+// timelines above the node's (archive.OtherSystemHistories), the shape a
+// pg_upgrade into the same site leaves. The daemon cannot fix it, but a
+// standby of this cluster whose restore_command is hoard wal-fetch stops
+// on them, and the upgraded cluster's own history file of such a timeline
+// cannot be archived: the operator must read why before. It reports
+// whether it knew the node's system and timeline (and so looked): the
+// caller asks again until it did.
+func (s *supervisor) warnOtherHistories(ctx context.Context, arch *archive.Archive) bool {
+	sys, tli, ok := s.nodeTimeline(ctx)
+	if !ok {
+		return false
 	}
-	st := recv.Status()
-	sys, err := strconv.ParseUint(st.SystemID, 10, 64)
-	if err != nil || st.Timeline <= 0 {
-		return
-	}
-	tli := uint32(st.Timeline)
 	others, err := arch.OtherSystemHistories(ctx, sys, tli)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("look for timeline history files of another database system")
-		return
+		return true
 	}
 	for _, p := range archive.OtherSystemHistoriesProblems(others, sys, tli) {
 		s.log.Error().Msg(p)
 	}
+	return true
+}
+
+// nodeTimeline returns the node's system identifier and timeline: those
+// IDENTIFY_SYSTEM gave the WAL receiver while the site streams, else (in
+// archive_command mode, or before the receiver connected) those of
+// pg_control, asked over an ordinary connection (replication.QueryServer,
+// whose checkpoint timeline lags a promotion until the checkpoint that
+// follows it). ok is false when neither is known.
+func (s *supervisor) nodeTimeline(ctx context.Context) (sys uint64, tli uint32, ok bool) {
+	if recv := s.liveReceiver(); recv != nil {
+		st := recv.Status()
+		sys, err := strconv.ParseUint(st.SystemID, 10, 64)
+		if err == nil && st.Timeline > 0 {
+			return sys, uint32(st.Timeline), true
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, serverVersionTimeout)
+	defer cancel()
+	srv, err := replication.QueryServer(ctx, s.site.ConnString)
+	if err != nil || srv.Timeline == 0 {
+		s.log.Debug().Err(err).Msg("node's timeline not known: the node does not answer")
+		return 0, 0, false
+	}
+	s.noteSystemID(strconv.FormatUint(srv.SystemID, 10))
+	return srv.SystemID, srv.Timeline, true
 }

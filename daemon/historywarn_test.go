@@ -17,14 +17,25 @@ import (
 
 // TestRun_OtherSystemHistories: a site with keys holding 00000002.history
 // signed for another database system (the old cluster's, left by a
-// pg_upgrade into the same site) above the streamed cluster's timeline 1:
-// the daemon logs once, at error level, the files' timeline and system,
-// the node's, and what to do, after the backup loop first lists the
-// backups.
+// pg_upgrade into the same site) above the node's timeline 1: the daemon
+// logs once, at error level, the files' timeline and system, the node's,
+// and what to do, after the backup loop first lists the backups; with the
+// WAL stream (IDENTIFY_SYSTEM gives the node's timeline) and in
+// archive_command mode (pg_control_checkpoint() over an ordinary
+// connection gives it).
 func TestRun_OtherSystemHistories(t *testing.T) {
+	for _, mode := range []string{WALStream, WALArchiveCommand} {
+		t.Run(mode, func(t *testing.T) { testOtherSystemHistories(t, mode) })
+	}
+}
+
+func testOtherSystemHistories(t *testing.T, mode string) {
 	ctx := context.Background()
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
 	site := streamingSiteTo(t, c.ConnString("postgres"), storage.NewLocal(t.TempDir()))
+	if mode == WALArchiveCommand {
+		site.ActiveBackupMode, site.WAL, site.Slot = "archive_command", WALArchiveCommand, ""
+	}
 	arch, _, err := site.OpenArchive(ctx)
 	if err != nil {
 		t.Fatal(err)

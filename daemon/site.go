@@ -198,7 +198,8 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		retryAt     time.Time
 		retentionAt time.Time // zero: at once
 		inMaint     bool
-		resumed     bool // resumeBackupWAL and warnOtherHistories ran
+		resumed     bool // resumeBackupWAL ran
+		warned      bool // warnOtherHistories knew the node's timeline
 	)
 	if s.site.WAL == WALStream {
 		// The receiver must hold the slot before the first backup starts:
@@ -235,7 +236,9 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				if !resumed {
 					resumed = true
 					s.resumeBackupWAL(ctx, backups)
-					s.warnOtherHistories(ctx, arch)
+				}
+				if !warned {
+					warned = s.warnOtherHistories(ctx, arch)
 				}
 				dec := s.decide(ctx, now, backups)
 				reason := ""

@@ -9,28 +9,35 @@ import (
 )
 
 // Server is what an ordinary connection learns of a server: its full
-// version and its cluster's system identifier.
+// version, its cluster's system identifier and timeline.
 type Server struct {
 	Version  int    // server_version_num, e.g. 150018 for 15.18
 	SystemID uint64 // the system identifier in pg_control
+	// Timeline is the timeline of the latest checkpoint in pg_control (a
+	// standby's latest restartpoint). Right after a promotion it may
+	// still be the previous one, until the checkpoint PostgreSQL then
+	// requests.
+	Timeline uint32
 }
 
 // QueryServer connects to the server connString names with an ordinary
 // (not a replication) connection, so that it takes no WAL sender, and asks
-// for server_version_num and the system identifier. pg_control_system()
-// is readable by any role.
+// for server_version_num, the system identifier and the timeline.
+// pg_control_system() and pg_control_checkpoint() are readable by any
+// role.
 func QueryServer(ctx context.Context, connString string) (Server, error) {
 	pg, err := connectSQL(ctx, connString)
 	if err != nil {
 		return Server{}, err
 	}
 	defer pg.Close(context.WithoutCancel(ctx))
-	results, err := pg.Exec(ctx, "SELECT current_setting('server_version_num'), system_identifier::text FROM pg_control_system()").ReadAll()
+	results, err := pg.Exec(ctx, "SELECT current_setting('server_version_num'), s.system_identifier::text, c.timeline_id::text "+
+		"FROM pg_control_system() s, pg_control_checkpoint() c").ReadAll()
 	if err != nil {
 		return Server{}, fmt.Errorf("query server version: %w", err)
 	}
-	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != 2 {
-		return Server{}, fmt.Errorf("query server version: %w: want one row of two columns", ErrProtocol)
+	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != 3 {
+		return Server{}, fmt.Errorf("query server version: %w: want one row of three columns", ErrProtocol)
 	}
 	row := results[0].Rows[0]
 	var s Server
@@ -40,6 +47,11 @@ func QueryServer(ctx context.Context, connString string) (Server, error) {
 	if s.SystemID, err = strconv.ParseUint(string(row[1]), 10, 64); err != nil {
 		return Server{}, fmt.Errorf("query server version: system_identifier %q: %w", row[1], err)
 	}
+	tli, err := strconv.ParseUint(string(row[2]), 10, 32)
+	if err != nil {
+		return Server{}, fmt.Errorf("query server version: timeline_id %q: %w", row[2], err)
+	}
+	s.Timeline = uint32(tli)
 	return s, nil
 }
 

@@ -28,6 +28,9 @@ func TestQueryServer(t *testing.T) {
 		if want := c.QueryString(t, "select system_identifier::text from pg_control_system()"); strconv.FormatUint(s.SystemID, 10) != want {
 			t.Errorf("SystemID = %d, want %s", s.SystemID, want)
 		}
+		if s.Timeline != 1 {
+			t.Errorf("Timeline = %d, want 1", s.Timeline)
+		}
 	})
 }
 
