@@ -23,8 +23,9 @@ import (
 // never to wait, and unless Options.NoWait or NoStandbyWait waits itself
 // after storing a standby's backup until the archive holds its WAL
 // through its end: the complete segment, or a .partial holding the end
-// (the daemon's wal_partial_upload_interval copy), which restore reads as
-// the end of the archive.
+// (the daemon's copy: wal_partial_upload_interval's, or the one it
+// stores for each new backup it sees in the site), which restore reads
+// as the end of the archive.
 
 // ErrWALNotArchived is returned (wrapped) by Run when a backup of a
 // standby is stored but the archive did not come to hold its WAL within
@@ -89,7 +90,11 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 		}
 		if !logged {
 			log.Info().Str("backup", info.Name).Str("lsn", info.EndLSN.String()).Str("segment", endSeg).
-				Dur("timeout_ms", timeout).Msg("waiting for the standby backup's WAL to be archived")
+				Str("at_most", timeout.String()).
+				Msg("waiting for the archive to hold the standby backup's WAL through lsn, without which it does not restore: " +
+					"a standby cannot end a WAL segment and its primary has not finished this one. " +
+					"A hoard daemon streaming this site's WAL stores the segment as a .partial within about a minute; " +
+					"otherwise it is archived once the primary finishes it")
 			logged = true
 		}
 		select {
@@ -99,9 +104,10 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 			}
 			return fmt.Errorf("basebackup: backup %s of a standby is stored, but its WAL up to %s (segment %s) is not archived after %v: %w. "+
 				"A standby cannot switch WAL segments, and its primary has not finished that one. "+
-				"The backup restores once that WAL is archived: write on the primary or run pg_switch_wal() there, "+
-				"or set wal_partial_upload_interval so the daemon stores the segment in progress as a .partial "+
-				"(--no-wait does not wait)", info.Name, info.EndLSN, endSeg, timeout, ErrWALNotArchived)
+				"The backup restores once that WAL is archived: a hoard daemon streaming this site's WAL stores it "+
+				"as a .partial within about a minute (is one running, and connected?); otherwise write on the primary "+
+				"or run pg_switch_wal() there, or set wal_partial_upload_interval so that the daemon stores the segment "+
+				"in progress (--no-wait does not wait)", info.Name, info.EndLSN, endSeg, timeout, ErrWALNotArchived)
 		case <-time.After(poll):
 		}
 	}

@@ -46,10 +46,12 @@ archived (hoard asks it not to even with archive_mode = always, where that wait 
 end while the primary is idle), and the backup ends in the segment the primary is
 writing. hoard then waits,
 after storing the backup, until the archive holds its WAL through its end (the complete
-segment, or the daemon's .partial copy of the segment in progress with
-wal_partial_upload_interval), for --wal-timeout at most. When the time runs out the
-command fails (exit 1) saying which segment is missing; the backup stays stored and
-restores once that WAL is archived (the primary writes more, or runs pg_switch_wal()).
+segment, or the daemon's .partial copy of the segment in progress: a daemon streaming the
+site's WAL stores it within about a minute of seeing the new backup, whatever
+wal_partial_upload_interval), for --wal-timeout at most, and says so. When the time runs
+out the command fails (exit 1) saying which segment is missing; the backup stays stored
+and restores once that WAL is archived (the daemon stores it, the primary writes more, or
+runs pg_switch_wal()).
 
 When a hoard daemon runs with this configuration (it answers on http_address:http_port),
 the backup is requested from it instead, so that backups of a site never overlap; the

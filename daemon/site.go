@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -68,6 +69,14 @@ type supervisor struct {
 	// (systemid.go).
 	sysID   string
 	sysIDAt time.Time
+	// standbyWALWait bounds the wait for a standby backup's WAL after the
+	// daemon's own backup (storeStandbyWAL; defaultStandbyWALWait).
+	standbyWALWait time.Duration
+	// walAsked is the end of the last backup whose WAL the backup loop
+	// saw to: the daemon's own newest backup, or the last one
+	// serveNewestBackupWAL asked the receiver for. Only the backup loop's
+	// goroutine uses it.
+	walAsked pglogrepl.LSN
 }
 
 func newSupervisor(d *daemon, s Site) *supervisor {
@@ -77,6 +86,8 @@ func newSupervisor(d *daemon, s Site) *supervisor {
 		log:      d.log.With().Str(logSite, s.Name).Logger(),
 		requests: make(chan struct{}, 1),
 		m:        newSiteMetrics(d.metrics, s.Name),
+
+		standbyWALWait: defaultStandbyWALWait,
 	}
 	sup.st = SiteStatus{Active: s.Active, ActiveBackupMode: s.ActiveBackupMode, WALMode: s.WAL}
 	return sup
@@ -198,7 +209,6 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		retryAt     time.Time
 		retentionAt time.Time // zero: at once
 		inMaint     bool
-		resumed     bool // resumeBackupWAL ran
 		warned      bool // warnOtherHistories knew the node's timeline
 	)
 	if s.site.WAL == WALStream {
@@ -233,10 +243,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				s.log.Warn().Err(err).Msg("list basebackups")
 				s.setError(err)
 			default:
-				if !resumed {
-					resumed = true
-					s.resumeBackupWAL(ctx, backups)
-				}
+				s.serveNewestBackupWAL(ctx, backups)
 				if !warned {
 					warned = s.warnOtherHistories(ctx, arch)
 				}
@@ -439,6 +446,7 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	s.connected()
 	s.log.Info().Str(logBackup, info.Name).Str("start_wal", info.StartWALSegment).Str("end_wal", info.EndWALSegment).
 		Str("parent", info.Parent).Dur("took_ms", took).Msg("basebackup stored")
+	s.walAsked = info.EndLSN
 	if standby {
 		s.storeStandbyWAL(ctx, info)
 	}

@@ -15,21 +15,24 @@ import (
 // segment in progress as the .partial at once, whatever
 // wal_partial_upload_interval (walstream.Receiver.StoreThrough), the
 // object restore, verify and wal-fetch read as the end of the archive.
-// A request does not outlive the daemon: at start, it asks again for the
-// newest backup's end (resumeBackupWAL), which also serves a backup taken
-// with hoard basebackup while it was stopped.
+// A backup it did not take (hoard basebackup --local or --incremental,
+// or another host's) it sees when the backup loop lists the backups,
+// every minute at most (serveNewestBackupWAL): it asks the same for the
+// newest one. That also serves, at start, a request of an earlier run,
+// which does not outlive it.
 
-// standbyWALWait bounds how long the backup loop waits, after a backup of
-// a standby, for the receiver to store the backup's WAL; the request
-// holds after it (the receiver may be behind, or disconnected), and the
-// receiver stores that WAL as soon as it has received it.
-var standbyWALWait = 2 * time.Minute
+// defaultStandbyWALWait bounds how long the backup loop waits, after a
+// backup of a standby, for the receiver to store the backup's WAL
+// (supervisor.standbyWALWait); the request holds after it (the receiver
+// may be behind, or disconnected), and the receiver stores that WAL as
+// soon as it has received it.
+const defaultStandbyWALWait = 2 * time.Minute
 
 // standbyWALPoll is how often the wait looks at the receiver's status.
 const standbyWALPoll = 200 * time.Millisecond
 
 // storeStandbyWAL has the receiver store the WAL of info, a backup of a
-// standby, through its end, and waits up to standbyWALWait for it,
+// standby, through its end, and waits up to s.standbyWALWait for it,
 // logging the outcome. A backup whose WAL is not stored yet is not a
 // failure: taking it again would end in the same segment.
 func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupInfo) {
@@ -38,7 +41,7 @@ func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupIn
 		return
 	}
 	recv.StoreThrough(info.EndLSN)
-	wctx, cancel := context.WithTimeout(ctx, standbyWALWait)
+	wctx, cancel := context.WithTimeout(ctx, s.standbyWALWait)
 	defer cancel()
 	t := time.NewTicker(standbyWALPoll)
 	defer t.Stop()
@@ -54,9 +57,12 @@ func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupIn
 			if ctx.Err() == nil {
 				s.log.Warn().Str(logBackup, info.Name).Str("lsn", info.EndLSN.String()).Str("segment", info.EndWALSegment).
 					Str("received", st.Received.String()).Str("stored", st.Stored.String()).Bool("connected", st.Connected).
-					Dur("waited_ms", standbyWALWait).
-					Msg("the standby backup's WAL is not stored through its end yet: the WAL receiver stores that segment as a .partial " +
-						"as soon as it has received the WAL; until then the backup does not restore")
+					Dur("waited_ms", s.standbyWALWait).
+					Msg("the standby backup's WAL is not stored through its end yet, and until it is the backup does not restore: " +
+						"the WAL receiver stores that segment as a .partial as soon as it has received the WAL through lsn. " +
+						"If connected is false, see why the daemon cannot stream from the standby (its log, hoard check); " +
+						"if received stays below lsn, the standby is not sending WAL (is it replaying its primary?); " +
+						"if received passed lsn and stored did not, the uploads fail (see the upload errors in this log)")
 			}
 			return
 		case <-t.C:
@@ -64,14 +70,17 @@ func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupIn
 	}
 }
 
-// resumeBackupWAL asks the receiver, once the backup loop first lists the
-// backups, to store the WAL through the end of the newest backup of the
-// site's system (archive.TrustedOfSystem), when the archive does not hold
-// it yet: a request of an earlier run, or for a backup taken while the
-// daemon was stopped, may not have been served. An end beyond the
-// server's position (a planted backup's claim) is ignored: no WAL would
-// ever serve it.
-func (s *supervisor) resumeBackupWAL(ctx context.Context, backups []*archive.BackupInfo) {
+// serveNewestBackupWAL runs each time the backup loop lists the backups:
+// it asks the receiver to store the WAL through the end of the newest
+// backup of the site's system (archive.TrustedOfSystem) when the
+// receiver has not stored it yet: a backup the daemon did not take, or a
+// request of an earlier run. It asks once per end (the receiver keeps a
+// request until it is served), and not for the daemon's own backups
+// (supervisor.walAsked): a standby's it asked for already, and a
+// primary's ends with a segment switch, which completes the segment. An end
+// beyond the server's position (a planted backup's claim) is ignored: no
+// WAL would serve it, and the daemon does not wait for one.
+func (s *supervisor) serveNewestBackupWAL(ctx context.Context, backups []*archive.BackupInfo) {
 	recv := s.liveReceiver()
 	if recv == nil {
 		return
@@ -81,9 +90,10 @@ func (s *supervisor) resumeBackupWAL(ctx context.Context, backups []*archive.Bac
 		return
 	}
 	st := recv.Status()
-	if last.EndLSN <= st.Stored || last.EndLSN > max(st.ServerLSN, st.Received) {
+	if last.EndLSN == s.walAsked || last.EndLSN <= st.Stored || last.EndLSN > max(st.ServerLSN, st.Received) {
 		return
 	}
+	s.walAsked = last.EndLSN
 	s.log.Info().Str(logBackup, last.Name).Str("lsn", last.EndLSN.String()).Str("segment", last.EndWALSegment).
 		Str("stored", st.Stored.String()).Msg("the newest backup's WAL is not stored through its end: the WAL receiver stores it once received")
 	recv.StoreThrough(last.EndLSN)

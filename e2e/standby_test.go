@@ -225,18 +225,23 @@ func TestStandby_Backup(t *testing.T) {
 }
 
 // TestStandby_BackupIdlePrimary takes a local-tar backup of a standby
-// whose primary writes nothing, with a daemon that stores only complete
-// segments (no wal_partial_upload_interval): the backup's WAL ends in a
-// segment the primary has not finished, and nothing archives it until
-// the primary writes more. hoard basebackup must not report success for
-// a backup no restore can use: it waits for that WAL (--wal-timeout),
-// then fails, saying what it waits for and what to do, with the backup
-// stored. Once the primary switches segments, the backup restores.
+// whose primary writes nothing, its daemon (which streams from the
+// standby with wal_partial_upload_interval 0) stopped: the backup's WAL
+// ends in a segment the primary has not finished, and nothing archives
+// it. hoard basebackup must not report success for a backup no restore
+// can use: it waits for that WAL (--wal-timeout), then fails, saying what
+// it waits for and what to do, with the backup stored. Once the daemon
+// runs again and the primary switches segments, the backup restores.
 func TestStandby_BackupIdlePrimary(t *testing.T) {
 	primary, standby := startPair(t, nil)
 	s := standbySite(t, standby, 0)
 	s.setSiteKey("basebackup_mode", "local-tar")
-	d := s.startStreaming()
+	d := s.startStreaming() // creates the slot
+	// A running daemon would store the backup's end segment as a .partial
+	// within a minute (TestStandby_CLIBackupIdlePrimary).
+	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("hoard daemon: exit %d after SIGTERM, want 0", code)
+	}
 	// Rows after the segment switch that made the standby: the
 	// standby's replay position is in the segment the primary writes.
 	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
@@ -266,6 +271,7 @@ func TestStandby_BackupIdlePrimary(t *testing.T) {
 		t.Errorf("restore before the backup's WAL is archived: %v, want an error naming %s\n%s", err, bs[0].EndWALSegment, errOut)
 	}
 
+	d = s.startStreaming()
 	s.switchAndWaitStored(d, primary, time.Minute)
 	c := s.restoreAndStart(t, primary.Major, bs[0].Name)
 	if got := rowsOf(t, c); got != want {
@@ -473,5 +479,48 @@ func TestStandby_DaemonResumesBackupWAL(t *testing.T) {
 	c := s.restoreAndStart(t, primary.Major, b.Name)
 	if got := rowsOf(t, c); got != want {
 		t.Errorf("restored:\n%.80s\nthe primary had\n%.80s", got, want)
+	}
+}
+
+// TestStandby_CLIBackupIdlePrimary takes a backup of a standby with hoard
+// basebackup --local (the command, not the daemon's schedule: as an
+// operator does, or an incremental backup, always taken in the command)
+// while the daemon streams from the standby with
+// wal_partial_upload_interval 0 and the primary is idle. The daemon sees
+// the new backup in the site and stores the segment it ends in as the
+// .partial, so the command, which waits for that WAL, returns success,
+// and the backup restores right after it with the primary's rows, no
+// write on the primary.
+func TestStandby_CLIBackupIdlePrimary(t *testing.T) {
+	primary, standby := startPair(t, nil)
+	s := standbySite(t, standby, 0)
+	s.setSiteKey("basebackup_mode", "local-tar")
+	d := s.startStreaming()
+	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
+	waitReplayed(t, primary, standby)
+	want := rowsOf(t, primary)
+
+	out, errOut, err := s.hoard("basebackup", "--local", "--json")
+	var b backupJSON
+	if code := exitCode(err); code != 0 || json.Unmarshal([]byte(out), &b) != nil {
+		t.Fatalf("hoard basebackup --local of a standby, idle primary, the daemon streaming: exit %d, want 0\n%s\n%s", code, out, errOut)
+	}
+	for _, w := range []string{"waiting for the archive to hold the standby backup's WAL", "at_most=5m0s", "segment=" + b.EndWALSegment,
+		"A hoard daemon streaming this site's WAL stores the segment as a .partial within about a minute"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("hoard basebackup's output while it waits does not say %q:\n%s", w, errOut)
+		}
+	}
+	end := b.EndWALSegment
+	if !s.stored(end+".partial") || s.stored(end) {
+		t.Errorf("the backup's end segment %s: .partial stored %v, complete stored %v; want the .partial only (idle primary)",
+			end, s.stored(end+".partial"), s.stored(end))
+	}
+	if !strings.Contains(d.out.String(), b.Name) {
+		t.Errorf("the daemon's log does not name the backup %s it stored the WAL of", b.Name)
+	}
+	c := s.restoreAndStart(t, primary.Major, b.Name)
+	if got := rowsOf(t, c); got != want {
+		t.Errorf("restored right after hoard basebackup returned:\n%.80s\nthe primary has\n%.80s", got, want)
 	}
 }

@@ -8,7 +8,8 @@ import (
 
 // StoreThrough asks the Receiver to store the WAL up to lsn in the
 // archive as soon as it has received it, whatever PartialUploadInterval:
-// the daemon calls it after a backup of a standby, which ends in the
+// the daemon calls it after a backup of a standby, its own or one it
+// sees in the site, which ends in the
 // segment the standby's primary is still writing, so that the backup
 // restores at once however idle the primary. When lsn lies in the
 // segment being received, that segment's .partial is uploaded once the
