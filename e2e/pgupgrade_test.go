@@ -25,7 +25,8 @@ import (
 // 00000002.history exits 255 saying the same. Then the docs' fix: a new
 // backup_sites.<site>.prefix and a basebackup there; check and wal-fetch
 // are clean there, and a restore from it brings back the new cluster's
-// rows.
+// rows, while a configuration file of the old prefix (the site not
+// active) restores the old cluster.
 func TestPgUpgrade_SameSite(t *testing.T) {
 	a := newSite(t, siteOptions{Encrypt: true})
 	old := pgtest.Start(t, pgtest.Options{Debian: true, Conf: a.clusterConf()})
@@ -78,9 +79,27 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 		}
 	}
 
-	// The fix, as docs/backup-restore.md says: a new prefix, a backup
-	// there. archive_command's next try stores the history file there.
+	// The fix, as docs/backup-restore.md says: a configuration file of
+	// its own for the old prefix, the site not active, to restore the old
+	// cluster; a new prefix and a backup there. archive_command's next try
+	// stores the history file in the new prefix.
+	oldSite := *a
+	oldSite.config = filepath.Join(a.dir, "old-cluster.json")
+	cfg, site := a.readConfig()
+	site["prefix"], site["active"] = a.name, false
+	a.writeConfig(oldSite.config, cfg)
 	a.setSiteKey("prefix", a.name+"-upgraded")
+	// Not a second site in the same file: a command without --site (as
+	// archive_command's) then fails.
+	both := *a
+	both.config = filepath.Join(a.dir, "both.json")
+	cfg, _ = a.readConfig()
+	cfg["backup_sites"].(map[string]any)[a.name+"-old"] = site
+	a.writeConfig(both.config, cfg)
+	_, errOut, err := both.hoard("wal-push", filepath.Join(nc.DataDir, "pg_wal", "00000002.history"))
+	if exitCode(err) != 2 || !strings.Contains(errOut, "pass --site") {
+		t.Errorf("wal-push without --site, two sites in the file: %v, want exit 2 and the hint\n%s", err, errOut)
+	}
 	a.mustHoard("basebackup", "--fast")
 	nc.Exec(t, "insert into t values (11)")
 	want := tableRows(t, nc)
@@ -107,6 +126,18 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 		t.Errorf("restored cluster: system %d (%v), want the upgraded cluster's %d", sys, err, sysNew)
 	}
 	rc.Stop(t)
+
+	oldDir := filepath.Join(pgtest.TempDir(t), "old")
+	oldSite.mustHoard("restore", "--target-dir", oldDir)
+	oc := pgtest.StartDataDir(t, 15, oldDir, noArchiving)
+	oc.WaitRecoveryDone(t, 3*time.Minute)
+	if got, want := tableRows(t, oc), "3: 1,2,3"; got != want {
+		t.Errorf("restore of the old cluster from the old prefix: rows %q, want %q", got, want)
+	}
+	if sys, err := archive.ClusterSystemID(oldDir); err != nil || sys != sysOld {
+		t.Errorf("restored old cluster: system %d (%v), want the old cluster's %d", sys, err, sysOld)
+	}
+	oc.Stop(t)
 }
 
 // promoteInPlace stops c, an archiving node of s, and starts it again in
