@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -61,12 +62,7 @@ func putDeltaBackup(t testing.TB, a *Archive, name, startSeg string, digests ...
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: ManifestName, Mode: 0o600, Size: int64(len(js))}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tw.Write(js); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testio.WriteClose(t, tw, js)
 	info := &BackupInfo{Format: FormatDeltaV2, StartWALSegment: startSeg, StartTime: start, Site: a.Site}
 	key := a.Layout.BackupKey(name)
 	if _, err := a.Codec.Put(context.Background(), a.Store, key, &tb, int64(tb.Len()), info.ToMetadata()); err != nil {

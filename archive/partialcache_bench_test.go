@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 )
 
@@ -68,10 +69,5 @@ func appendFile(tb testing.TB, path string, data []byte) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := f.Write(data); err != nil {
-		tb.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		tb.Fatal(err)
-	}
+	testio.WriteClose(tb, f, data)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/benchdata"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -108,11 +109,6 @@ func zstdStored(t *testing.T, p []byte, level int) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write(p); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testio.WriteClose(t, w, p)
 	return n.N
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // walLike returns n bytes that compress like WAL: runs of zeros and
@@ -39,12 +41,7 @@ func compressBytes(tb testing.TB, alg string, level int, plain []byte) []byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := w.Write(plain); err != nil {
-		tb.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		tb.Fatal(err)
-	}
+	testio.WriteClose(tb, w, plain)
 	return buf.Bytes()
 }
 
@@ -153,12 +150,7 @@ func TestLZ4_BlockSize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Write(walLike(1 << 20)); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
+		testio.WriteClose(t, w, walLike(1<<20))
 		frame := buf.Bytes()
 		// Magic (4 bytes), FLG, BD.
 		if len(frame) < 6 || frame[5]>>4&7 != 4 {

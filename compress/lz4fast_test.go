@@ -15,6 +15,7 @@ import (
 	"github.com/pierrec/lz4/v4"
 
 	"github.com/hoardbackup/hoard/internal/benchdata"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // lz4Inputs are data whose blocks exercise the frame writer's paths:
@@ -159,12 +160,7 @@ func TestLZ4Writer_Blocks(t *testing.T) {
 	if err := lw.Apply(lz4.BlockSizeOption(lz4.Block64Kb), lz4.ChecksumOption(false)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := lw.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testio.WriteClose(t, lw, data)
 	if float64(len(frame)) > float64(ref.Len())*1.05 {
 		t.Fatalf("cluster data: %d bytes, pierrec/lz4 %d", len(frame), ref.Len())
 	}

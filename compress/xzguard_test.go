@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/ulikunitz/xz"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // xzBlockDictOffset returns the offset of the LZMA2 dictionary property
@@ -50,12 +52,7 @@ func TestXZGuard_Walk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Write(plain); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
+		testio.WriteClose(t, w, plain)
 		all.Write(buf.Bytes())
 		if i == 0 {
 			all.Write(make([]byte, 8)) // stream padding

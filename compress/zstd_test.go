@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // failWriter fails every write.
@@ -36,12 +38,7 @@ func TestZstdPooledEncoders(t *testing.T) {
 			if _, err := w.Write(plain[:1<<20]); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := w.Write(plain[1<<20:]); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
+			testio.WriteClose(t, w, plain[1<<20:])
 			if err := w.Close(); err != nil {
 				t.Fatalf("second Close: %v", err)
 			}

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 var (
@@ -36,12 +38,7 @@ func encrypt(tb testing.TB, pub *rsa.PublicKey, plain []byte) []byte {
 	tb.Helper()
 	var buf bytes.Buffer
 	w := NewWriter(&buf, pub)
-	if _, err := w.Write(plain); err != nil {
-		tb.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		tb.Fatal(err)
-	}
+	testio.WriteClose(tb, w, plain)
 	return buf.Bytes()
 }
 
