@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,7 +85,7 @@ func TestAppender_EachStreamDecodes(t *testing.T) {
 	data := walLike(3<<20 + 12345)
 	forEachAppender(t, nil, func(t *testing.T, alg string, a Appender) {
 		appenderSteps(t, a, data, func(n int, stream []byte) {
-			got, err := decodeAll(stream, alg)
+			got, err := decompressBytes(alg, stream)
 			if err != nil {
 				t.Fatalf("after %d bytes: %v", n, err)
 			}
@@ -95,15 +94,6 @@ func TestAppender_EachStreamDecodes(t *testing.T) {
 			}
 		})
 	})
-}
-
-func decodeAll(stream []byte, alg string) ([]byte, error) {
-	r, err := NewReader(bytes.NewReader(stream), alg)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return io.ReadAll(r)
 }
 
 // TestAppender_FrameEndMatters checks that hoard's readers refuse the
@@ -119,11 +109,11 @@ func TestAppender_FrameEndMatters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := decodeAll(parts[0], alg); !errors.Is(err, ErrCorrupt) {
+		if _, err := decompressBytes(alg, parts[0]); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("stream without its end: %v, want ErrCorrupt", err)
 		}
 		whole := bytes.Join(parts, nil)
-		if _, err := decodeAll(whole[:len(whole)-1], alg); !errors.Is(err, ErrCorrupt) {
+		if _, err := decompressBytes(alg, whole[:len(whole)-1]); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("stream one byte short: %v, want ErrCorrupt", err)
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"slices"
 	"testing"
 
 	"github.com/pierrec/lz4/v4"
@@ -43,6 +44,20 @@ func compressBytes(tb testing.TB, alg string, level int, plain []byte) []byte {
 	}
 	testio.WriteClose(tb, w, plain)
 	return buf.Bytes()
+}
+
+// writeInPieces writes plain to w in writes of piece bytes, as a chunk's
+// upload does, then closes w.
+func writeInPieces(tb testing.TB, w io.WriteCloser, plain []byte, piece int) {
+	tb.Helper()
+	for p := range slices.Chunk(plain, piece) {
+		if _, err := w.Write(p); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func decompressBytes(alg string, data []byte) ([]byte, error) {

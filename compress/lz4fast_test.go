@@ -383,15 +383,7 @@ func BenchmarkLZ4Writer(b *testing.B) {
 			var out countingDiscard
 			for b.Loop() {
 				out = 0
-				w := tc.new(&out)
-				for i := 0; i < len(plain); i += 128 << 10 {
-					if _, err := w.Write(plain[i:min(i+128<<10, len(plain))]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := w.Close(); err != nil {
-					b.Fatal(err)
-				}
+				writeInPieces(b, tc.new(&out), plain, 128<<10)
 			}
 			benchdata.ReportCPUPerGB(b, start, int64(len(plain)))
 			b.ReportMetric(float64(out)/float64(len(plain)), "ratio")

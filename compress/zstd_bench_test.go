@@ -27,15 +27,7 @@ func benchZstd(b *testing.B, plain []byte, cases []zstdCase) {
 			var out countingWriter
 			for b.Loop() {
 				out.n = 0
-				w := c.newW(&out)
-				for i := 0; i < len(plain); i += 64 << 10 {
-					if _, err := w.Write(plain[i:min(i+64<<10, len(plain))]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := w.Close(); err != nil {
-					b.Fatal(err)
-				}
+				writeInPieces(b, c.newW(&out), plain, 64<<10)
 			}
 			benchdata.ReportCPUPerGB(b, start, int64(len(plain)))
 			b.ReportMetric(float64(out.n)/float64(len(plain)), "ratio")
