@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -144,7 +145,7 @@ func TestArchive_FetchWAL_ErrUnencrypted(t *testing.T) {
 	if !errors.Is(err, ErrUnencrypted) || errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("FetchWAL of a plaintext segment = %v, want ErrUnencrypted", err)
 	}
-	if got := dirNames(t, dir); len(got) != 0 {
+	if got := testio.DirNames(t, dir); len(got) != 0 {
 		t.Fatalf("pg_wal holds %v after a refused fetch", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -124,7 +125,7 @@ func TestArchive_FetchWAL_ErrUnknownHashAlgorithm(t *testing.T) {
 	if !errors.As(err, &de) || !strings.Contains(err.Error(), `unsupported hash algorithm "whirlpool"`) {
 		t.Fatalf("err = %v, want a DecodeError naming the algorithm", err)
 	}
-	if got := dirNames(t, dir); len(got) != 0 {
+	if got := testio.DirNames(t, dir); len(got) != 0 {
 		t.Fatalf("destination directory holds %v after a refused fetch", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -37,21 +38,6 @@ func pushSegments(tb testing.TB, a *Archive, first, last uint64) map[string][]by
 		}
 		out[name] = data
 	}
-	return out
-}
-
-// dirNames lists dir, sorted.
-func dirNames(tb testing.TB, dir string) []string {
-	tb.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	sort.Strings(out)
 	return out
 }
 
@@ -109,7 +95,7 @@ func TestArchive_FetchWAL(t *testing.T) {
 			}
 			checkFile(t, dest, data)
 		}
-		if got := dirNames(t, pgwal); len(got) != 1 || got[0] != "RECOVERYXLOG" {
+		if got := testio.DirNames(t, pgwal); len(got) != 1 || got[0] != "RECOVERYXLOG" {
 			t.Fatalf("pg_wal holds %v", got)
 		}
 	}
@@ -203,7 +189,7 @@ func TestArchive_FetchWAL_ErrDamaged(t *testing.T) {
 			if tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
 			}
-			if got := dirNames(t, pgwal); len(got) != 0 {
+			if got := testio.DirNames(t, pgwal); len(got) != 0 {
 				t.Fatalf("pg_wal holds %v after a failed fetch", got)
 			}
 		})
@@ -273,7 +259,7 @@ func TestArchive_PrefetchWAL(t *testing.T) {
 	if want := []string{name(2), name(3), name(4)}; strings.Join(res.Fetched, " ") != strings.Join(want, " ") || res.Missing != "" {
 		t.Fatalf("prefetched %+v, want %v", res, want)
 	}
-	if got, want := strings.Join(dirNames(t, spoolDir), " "), strings.Join([]string{name(2), name(3), name(4), "lock", "want"}, " "); got != want {
+	if got, want := strings.Join(testio.DirNames(t, spoolDir), " "), strings.Join([]string{name(2), name(3), name(4), "lock", "want"}, " "); got != want {
 		t.Fatalf("spool holds %s, want %s", got, want)
 	}
 
@@ -316,7 +302,7 @@ func TestArchive_PrefetchWAL(t *testing.T) {
 	if err := a.FetchWAL(ctx, name(7), dest, o); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("end of archive: err = %v", err)
 	}
-	if got := strings.Join(dirNames(t, spoolDir), " "); got != "lock want" {
+	if got := strings.Join(testio.DirNames(t, spoolDir), " "); got != "lock want" {
 		t.Fatalf("spool after the end of the archive: %s", got)
 	}
 }
@@ -385,7 +371,7 @@ func TestArchive_PrefetchWAL_ErrDamaged(t *testing.T) {
 	if err == nil {
 		t.Fatal("damaged segment prefetched without error")
 	}
-	for _, n := range dirNames(t, o.Spool) {
+	for _, n := range testio.DirNames(t, o.Spool) {
 		if strings.Contains(n, "000000010000000000000003") {
 			t.Fatalf("spool holds %s", n)
 		}
@@ -464,7 +450,7 @@ func TestArchive_FetchWAL_ErrWrongTimeline(t *testing.T) {
 			if name == tl(2, 4) && !errors.Is(err, ErrWrongTimeline) {
 				t.Errorf("encrypted=%v: fetch %s = %v, want ErrWrongTimeline", encrypted, name, err)
 			}
-			if got := dirNames(t, pgwal); len(got) != 0 {
+			if got := testio.DirNames(t, pgwal); len(got) != 0 {
 				t.Errorf("encrypted=%v: fetch %s left %v in pg_wal", encrypted, name, got)
 			}
 		}
@@ -531,7 +517,7 @@ func TestArchive_FetchWAL_ErrOldTimelineSwitchSegment(t *testing.T) {
 		if !errors.Is(err, ErrWrongTimeline) || !strings.Contains(err.Error(), "page at 0/384000 is on timeline 1") {
 			t.Errorf("encrypted=%v: fetch of the old timeline's copy under %s = %v, want ErrWrongTimeline at 0/384000", encrypted, name(2), err)
 		}
-		if got := dirNames(t, pgwal); len(got) != 0 {
+		if got := testio.DirNames(t, pgwal); len(got) != 0 {
 			t.Errorf("encrypted=%v: the refused fetch left %v in pg_wal", encrypted, got)
 		}
 		l, err := a.ListStoredWAL(ctx)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 func TestWriteFileAtomic(t *testing.T) {
@@ -49,15 +50,7 @@ func TestWriteFileAtomic_ErrRename(t *testing.T) {
 // assertOnly checks that dir holds only the entry name.
 func assertOnly(t *testing.T, dir, name string) {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 1 || entries[0].Name() != name {
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
+	if names := testio.DirNames(t, dir); len(names) != 1 || names[0] != name {
 		t.Errorf("%s holds %v, want only %s", dir, names, name)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -215,14 +216,7 @@ func checkReplaced(t *testing.T, st storage.Store, dir, want string) {
 		t.Fatal(err)
 	}
 	ageTemps(t, st, objDir)
-	entries, err := os.ReadDir(objDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	names := testio.DirNames(t, objDir)
 	if base := filepath.Base(replaceKey); !slices.Equal(names, []string{base, base + ".metadata"}) {
 		t.Errorf("after the next Put and List the directory holds %v, want the object's two files", names)
 	}

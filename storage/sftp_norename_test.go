@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -59,14 +60,7 @@ func TestSFTP_PutWithoutPosixRename(t *testing.T) {
 	if got := read(key); got != "old" {
 		t.Fatalf("after a refused replace: %q, want the old object", got)
 	}
-	entries, err := os.ReadDir(filepath.Join(dir, "site", "basebackup"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	names := testio.DirNames(t, filepath.Join(dir, "site", "basebackup"))
 	if got := strings.Join(names, " "); got != "b1 b1.metadata" {
 		t.Errorf("directory holds %q, want the object and its sidecar only", got)
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -64,14 +65,7 @@ func TestSFTP(t *testing.T) {
 		if md.Metadata["compression-algorithm"] != "snappy" {
 			t.Errorf("metadata read by the local store = %v", md)
 		}
-		entries, err := os.ReadDir(filepath.Join(c.Directory, filepath.Dir(keys[0])))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
+		names := testio.DirNames(t, filepath.Join(c.Directory, filepath.Dir(keys[0])))
 		if strings.Join(names, " ") != "000000010000000000000001 000000010000000000000001.metadata" {
 			t.Errorf("directory holds %q, want the file and its sidecar only (no temp files)", names)
 		}

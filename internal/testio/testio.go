@@ -1,7 +1,7 @@
 // Package testio holds small helpers that tests of several packages
 // share: a buffer that a process or server writes while the test reads it,
 // a free loopback port, fuzz seeds read from files, a tar stream's members,
-// writing a whole stream and closing it (WriteClose),
+// writing a whole stream and closing it (WriteClose), the names in a folder,
 // the cache folder of test servers and PostgreSQL builds, and skipping (or, under HOARD_TEST_STRICT=1, failing) a test that lacks
 // a binary or server.
 package testio
