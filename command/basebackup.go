@@ -47,8 +47,9 @@ end while the primary is idle), and the backup ends in the segment the primary i
 writing. hoard then waits,
 after storing the backup, until the archive holds its WAL through its end (the complete
 segment, or the daemon's .partial copy of the segment in progress: a daemon streaming the
-site's WAL stores it within about a minute of seeing the new backup, whatever
-wal_partial_upload_interval), for --wal-timeout at most, and says so. When the time runs
+site's WAL stores it once it sees the new backup, whatever wal_partial_upload_interval;
+hoard tells a daemon answering on http_address:http_port of the backup, which it
+otherwise sees within a minute), for --wal-timeout at most, and says so. When the time runs
 out the command fails (exit 1) saying which segment is missing; the backup stays stored
 and restores once that WAL is archived (the daemon stores it, the primary writes more, or
 runs pg_switch_wal()).
@@ -130,6 +131,7 @@ func runBasebackup(c *cli.Context) error {
 		o.Mode = basebackup.ModeStream
 		env.log.Info().Msg("--max-rate: basebackup over the replication protocol")
 	}
+	o.OnStandby = noteStandbyBackup(c, env)
 	if bar.term {
 		o.Progress = bar.draw
 	} else {
@@ -145,6 +147,29 @@ func runBasebackup(c *cli.Context) error {
 	}
 	printSummary(c.App.Writer, info)
 	return nil
+}
+
+// noteStandbyBackup returns Options.OnStandby for a backup taken here: it
+// tells a running daemon of the stored backup (daemon.NoteBackupStored),
+// so that a daemon streaming the site's WAL from the standby stores the
+// backup's WAL as soon as it has it, rather than once it next lists the
+// backups (within the minute).
+func noteStandbyBackup(c *cli.Context, env *siteEnv) func(*archive.BackupInfo) {
+	return func(info *archive.BackupInfo) {
+		err := daemon.NoteBackupStored(c.Context, *httpConfig(env.cfg), env.name)
+		switch {
+		case err == nil:
+			env.log.Info().Str(logBackup, info.Name).
+				Msg("told the running daemon of the backup: if it streams this site's WAL, it stores the backup's WAL as soon as it has received it")
+		case errors.Is(err, daemon.ErrNoDaemon):
+			env.log.Info().Str(logBackup, info.Name).Int("http_port", env.cfg.HTTPPort).
+				Msg("no hoard daemon answers on this host's http_port: unless one streaming this site's WAL runs elsewhere, " +
+					"the backup's WAL is archived only once the primary finishes the segment")
+		default:
+			env.log.Warn().Err(err).Str(logBackup, info.Name).
+				Msg("could not tell the daemon of the backup: if it streams this site's WAL, it sees the backup within a minute")
+		}
+	}
 }
 
 // basebackupOptions builds the options of a basebackup of the site's first

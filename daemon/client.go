@@ -34,6 +34,23 @@ const requestTimeout = 30 * time.Second
 // take the backup itself; any other error means a daemon answered and
 // refused.
 func RequestBackup(ctx context.Context, h HTTPConfig, site string) error {
+	return post(ctx, h, "/"+site+"/basebackup")
+}
+
+// NoteBackupStored tells a running daemon, as RequestBackup reaches it
+// (POST /<site>/backup-stored), that a backup was stored in site, so that
+// it lists the site's backups now rather than within the minute: a
+// daemon streaming from a standby then stores the WAL through the newest
+// backup's end. The request carries no position: the daemon reads the
+// backup from the site. Errors are as RequestBackup's.
+func NoteBackupStored(ctx context.Context, h HTTPConfig, site string) error {
+	return post(ctx, h, "/"+site+"/backup-stored")
+}
+
+// post sends an empty POST to path on the daemon h names and returns an
+// error unless it answers 200, 201 or 202; ErrNoDaemon (wrapped) when
+// nothing listens there.
+func post(ctx context.Context, h HTTPConfig, path string) error {
 	host := h.Address
 	switch host {
 	case "", "0.0.0.0":
@@ -63,8 +80,7 @@ func RequestBackup(ctx context.Context, h HTTPConfig, site string) error {
 			MinVersion: tls.VersionTLS12,
 		}
 	}
-	url := fmt.Sprintf("%s://%s/%s/basebackup", scheme, addr, site)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+path, nil)
 	if err != nil {
 		return err
 	}
@@ -79,14 +95,15 @@ func RequestBackup(ctx context.Context, h HTTPConfig, site string) error {
 		if errors.As(err, &opErr) && opErr.Op == "dial" {
 			return fmt.Errorf("%w on %s: %v", ErrNoDaemon, addr, err)
 		}
-		return fmt.Errorf("request a basebackup from the daemon: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the daemon refused the basebackup request: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusCreated, http.StatusAccepted:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("the daemon answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
 }
 
 // certLeaf returns the DER bytes of the first certificate in a PEM file.

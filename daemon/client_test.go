@@ -28,11 +28,36 @@ func TestRequestBackup(t *testing.T) {
 	if want := "POST /main/basebackup u:p"; got != want {
 		t.Errorf("request %q, want %q", got, want)
 	}
+	if err := NoteBackupStored(context.Background(), h, "main"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "POST /main/backup-stored u:p"; got != want {
+		t.Errorf("request %q, want %q", got, want)
+	}
 
 	// Nothing listening: ErrNoDaemon, so the caller takes the backup.
 	srv.Close()
 	if err := RequestBackup(context.Background(), h, "main"); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("no daemon: err %v, want ErrNoDaemon", err)
+	}
+	if err := NoteBackupStored(context.Background(), h, "main"); !errors.Is(err, ErrNoDaemon) {
+		t.Errorf("no daemon: err %v, want ErrNoDaemon", err)
+	}
+}
+
+// TestRequestBackup_Refused: a daemon's refusal names its status and
+// reason.
+func TestRequestBackup_Refused(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "site main: basebackup already requested or running", http.StatusConflict)
+	}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	h := HTTPConfig{Address: host}
+	h.Port, _ = strconv.Atoi(port)
+	err := RequestBackup(context.Background(), h, "main")
+	if want := "the daemon answered 409 Conflict: site main: basebackup already requested or running"; err == nil || err.Error() != want {
+		t.Errorf("err %v, want %q", err, want)
 	}
 }
 

@@ -83,6 +83,7 @@ func Run(ctx context.Context, o Options) error {
 				Status:        func() any { return d.status() },
 				Metrics:       d.metrics,
 				RequestBackup: d.requestBackup,
+				BackupStored:  d.backupStored,
 				Healthy:       d.healthy,
 				Logger:        o.Logger,
 			})
@@ -260,6 +261,17 @@ func (d *daemon) requestBackup(site string) error {
 		return fmt.Errorf("site %s: %w (remove %s to end it)", site, ErrMaintenance, d.opts.MaintenanceFile)
 	}
 	return sup.request()
+}
+
+// backupStored has the backup loop of site list the backups now: a
+// backup was stored there (POST /<site>/backup-stored).
+func (d *daemon) backupStored(site string) error {
+	sup := d.supervisors()[site]
+	if sup == nil || !sup.site.Active {
+		return fmt.Errorf("site %q: %w", site, ErrUnknownSite)
+	}
+	sup.listSoon()
+	return nil
 }
 
 // status returns the whole daemon's status.

@@ -63,7 +63,11 @@ type HTTPOptions struct {
 	Status        func() any              // GET /status: the value is sent as indented JSON
 	Metrics       *metrics.Registry       // GET /metrics
 	RequestBackup func(site string) error // PUT|POST /<site>/archive/basebackup, POST /<site>/basebackup
-	Healthy       func() error            // GET /healthz: nil is healthy
+	// BackupStored is POST /<site>/backup-stored: a backup was stored in
+	// the site (hoard basebackup --local tells the daemon), so the daemon
+	// lists the site's backups now.
+	BackupStored func(site string) error
+	Healthy      func() error // GET /healthz: nil is healthy
 
 	Logger zerolog.Logger
 
@@ -225,6 +229,21 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	}
+	mux.HandleFunc("POST /{site}/backup-stored", func(w http.ResponseWriter, r *http.Request) {
+		site := r.PathValue("site")
+		if o.BackupStored == nil {
+			http.Error(w, "backup notes are not available", http.StatusNotImplemented)
+			return
+		}
+		switch err := o.BackupStored(site); {
+		case err == nil:
+			writeText(w, http.StatusAccepted, "the daemon lists the site's backups now\n")
+		case errors.Is(err, ErrUnknownSite):
+			http.Error(w, err.Error(), http.StatusNotFound)
+		default:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
 	mux.HandleFunc("PUT /{site}/archive/basebackup", backup)
 	mux.HandleFunc("POST /{site}/archive/basebackup", backup)
 	mux.HandleFunc("POST /{site}/basebackup", backup)

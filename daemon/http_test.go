@@ -107,6 +107,7 @@ func (s *testServer) do(t testing.TB, method, path, user, pass string) (int, str
 type fakeSites struct {
 	mu        sync.Mutex
 	requested []string
+	stored    []string // BackupStored's sites
 }
 
 func (f *fakeSites) RequestBackup(site string) error {
@@ -130,6 +131,21 @@ func (f *fakeSites) RequestBackup(site string) error {
 	}
 }
 
+// BackupStored is BackupStored for the sites RequestBackup knows.
+func (f *fakeSites) BackupStored(site string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch site {
+	case "main", "other", "maint":
+		f.stored = append(f.stored, site)
+		return nil
+	case "broken":
+		return errors.New("site broken: scheduler stopped")
+	default:
+		return fmt.Errorf("site %q: %w", site, ErrUnknownSite)
+	}
+}
+
 func TestServeHTTP_Endpoints(t *testing.T) {
 	m := metrics.New(map[string]string{"instance": "db1"})
 	m.Gauge("hoard_wal_lag_bytes", "Lag.", map[string]string{"site": "main"}).Set(42)
@@ -141,6 +157,7 @@ func TestServeHTTP_Endpoints(t *testing.T) {
 		Status:        func() any { return map[string]any{"sites": map[string]any{"main": map[string]int{"queue_depth": 3}}} },
 		Metrics:       m,
 		RequestBackup: sites.RequestBackup,
+		BackupStored:  sites.BackupStored,
 		Healthy: func() error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -201,6 +218,11 @@ func TestServeHTTP_Endpoints(t *testing.T) {
 		{"ErrMethodBackup", "GET", "/main/basebackup", 405},
 		{"ErrMethodMetrics", "POST", "/metrics", 405},
 		{"ErrNotFound", "GET", "/nothing/here", 404},
+		{"BackupStored", "POST", "/main/backup-stored", 202},
+		{"BackupStoredMaintenance", "POST", "/maint/backup-stored", 202},
+		{"ErrBackupStoredUnknownSite", "POST", "/nosuch/backup-stored", 404},
+		{"ErrBackupStored", "POST", "/broken/backup-stored", 500},
+		{"ErrMethodBackupStored", "GET", "/main/backup-stored", 405},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body, _ := s.do(t, tc.method, tc.path, "", "")
@@ -211,6 +233,9 @@ func TestServeHTTP_Endpoints(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"main", "other"}, sites.requested); diff != "" {
 		t.Errorf("requested (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"main", "maint"}, sites.stored); diff != "" {
+		t.Errorf("told of stored backups (-want +got):\n%s", diff)
 	}
 
 	if err := s.stop(); err != nil {
@@ -236,8 +261,10 @@ func TestServeHTTP_NotConfigured(t *testing.T) {
 			t.Errorf("GET %s = %d %q, want %d", path, got, body, code)
 		}
 	}
-	if got, body, _ := s.do(t, "POST", "/main/basebackup", "", ""); got != 501 {
-		t.Errorf("POST /main/basebackup = %d %q, want 501", got, body)
+	for _, path := range []string{"/main/basebackup", "/main/backup-stored"} {
+		if got, body, _ := s.do(t, "POST", path, "", ""); got != 501 {
+			t.Errorf("POST %s = %d %q, want 501", path, got, body)
+		}
 	}
 }
 

@@ -50,7 +50,10 @@ type supervisor struct {
 	log  zerolog.Logger
 	// requests holds one pending backup request.
 	requests chan struct{}
-	m        siteMetrics
+	// relist holds one pending request to list the backups now
+	// (listSoon).
+	relist chan struct{}
+	m      siteMetrics
 
 	mu       sync.Mutex
 	recv     *walstream.Receiver // nil unless streaming (and started)
@@ -85,6 +88,7 @@ func newSupervisor(d *daemon, s Site) *supervisor {
 		d:        d,
 		log:      d.log.With().Str(logSite, s.Name).Logger(),
 		requests: make(chan struct{}, 1),
+		relist:   make(chan struct{}, 1),
 		m:        newSiteMetrics(d.metrics, s.Name),
 
 		standbyWALWait: defaultStandbyWALWait,
@@ -102,6 +106,15 @@ func (s *supervisor) request() error {
 		return nil
 	default:
 		return fmt.Errorf("site %s: %w", s.site.Name, ErrBackupPending)
+	}
+}
+
+// listSoon wakes the backup loop to list the backups (a backup was
+// stored in the site), unless a wake is pending already.
+func (s *supervisor) listSoon() {
+	select {
+	case s.relist <- struct{}{}:
+	default:
 	}
 }
 
@@ -297,6 +310,8 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		case <-s.requests:
 			requested = true
 			s.log.Info().Msg("basebackup requested")
+		case <-s.relist:
+			s.log.Info().Msg("told of a stored backup: listing the backups")
 		case <-timer.C:
 		}
 		timer.Stop()

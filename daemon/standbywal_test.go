@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,29 @@ func TestSupervisor_StoreStandbyWALTimeout(t *testing.T) {
 	}
 	if _, err := arch.Store.Stat(ctx, arch.Layout.WALKey(info.EndWALSegment+".partial")); err != nil {
 		t.Errorf("the segment %s holding the backup's end, stored as a .partial after the wait: %v", info.EndWALSegment, err)
+	}
+}
+
+// TestDaemon_BackupStored: POST /<site>/backup-stored wakes the site's
+// backup loop to list the backups (one wake pending at most, a second
+// note accepted); an inactive or unknown site is ErrUnknownSite (404).
+func TestDaemon_BackupStored(t *testing.T) {
+	d := testDaemon(t)
+	s := newSupervisor(d, Site{Name: "main", Active: true})
+	d.sups["main"], d.sups["off"] = s, newSupervisor(d, Site{Name: "off"})
+	for range 2 {
+		if err := d.backupStored("main"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-s.relist:
+	default:
+		t.Error("the backup loop is not woken")
+	}
+	for _, site := range []string{"off", "nosuch"} {
+		if err := d.backupStored(site); !errors.Is(err, ErrUnknownSite) {
+			t.Errorf("site %s: err %v, want ErrUnknownSite", site, err)
+		}
 	}
 }
