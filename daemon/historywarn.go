@@ -15,23 +15,25 @@ import (
 // pg_upgrade into the same site leaves. The daemon cannot fix it, but a
 // standby of this cluster whose restore_command is hoard wal-fetch stops
 // on them, and the upgraded cluster's own history file of such a timeline
-// cannot be archived: the operator must read why before. It reports
-// whether it knew the node's system and timeline (and so looked): the
-// caller asks again until it did.
-func (s *supervisor) warnOtherHistories(ctx context.Context, arch *archive.Archive) bool {
+// cannot be archived: the operator must read why before. It returns the
+// node's system identifier it looked for, "" when it did not know the
+// node's system and timeline: the backup loop calls it, once the node
+// answered (supervisor.systemID), until it knew them, and again when the
+// node's system identifier changes (a pg_upgrade under a running daemon:
+// within systemIDRefresh in archive_command mode).
+func (s *supervisor) warnOtherHistories(ctx context.Context, arch *archive.Archive) string {
 	sys, tli, ok := s.nodeTimeline(ctx)
 	if !ok {
-		return false
+		return ""
 	}
 	others, err := arch.OtherSystemHistories(ctx, sys, tli)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("look for timeline history files of another database system")
-		return true
 	}
 	for _, p := range archive.OtherSystemHistoriesProblems(others, sys, tli) {
 		s.log.Error().Msg(p)
 	}
-	return true
+	return strconv.FormatUint(sys, 10)
 }
 
 // nodeTimeline returns the node's system identifier and timeline: those

@@ -222,7 +222,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		retryAt     time.Time
 		retentionAt time.Time // zero: at once
 		inMaint     bool
-		warned      bool // warnOtherHistories knew the node's timeline
+		warnedFor   string // the node's system warnOtherHistories last looked for
 	)
 	if s.site.WAL == WALStream {
 		// The receiver must hold the slot before the first backup starts:
@@ -257,8 +257,8 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				s.setError(err)
 			default:
 				s.serveNewestBackupWAL(ctx, backups)
-				if !warned {
-					warned = s.warnOtherHistories(ctx, arch)
+				if id := s.systemID(ctx); id != "" && id != warnedFor {
+					warnedFor = s.warnOtherHistories(ctx, arch)
 				}
 				dec := s.decide(ctx, now, backups)
 				reason := ""

@@ -11,8 +11,10 @@ import (
 // systemIDRefresh is how long the backup loop goes by the system
 // identifier it last asked the site's node for before asking again: a
 // pg_upgrade gives the cluster a new one, and the schedule must then take
-// a backup of it (archive.OfSystem leaves the old system's out).
-const systemIDRefresh = 10 * time.Minute
+// a backup of it (archive.OfSystem leaves the old system's out), and look
+// again for history files of another system (warnOtherHistories). A
+// variable so tests can shorten it.
+var systemIDRefresh = 10 * time.Minute
 
 // systemID returns the system identifier of the site's cluster, which the
 // schedule, the newest backup reported and retention go by
