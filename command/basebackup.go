@@ -167,7 +167,8 @@ func noteStandbyBackup(c *cli.Context, env *siteEnv) func(*archive.BackupInfo) {
 					"the backup's WAL is archived only once the primary finishes the segment")
 		default:
 			env.log.Warn().Err(err).Str(logBackup, info.Name).
-				Msg("could not tell the daemon of the backup: if it streams this site's WAL, it sees the backup within a minute")
+				Msg("could not tell the daemon of the backup: if it streams this site's WAL, it sees the backup when it next lists the backups " +
+					"(within a minute, or once its maintenance mode ends)")
 		}
 	}
 }

@@ -264,11 +264,15 @@ func (d *daemon) requestBackup(site string) error {
 }
 
 // backupStored has the backup loop of site list the backups now: a
-// backup was stored there (POST /<site>/backup-stored).
+// backup was stored there (POST /<site>/backup-stored). In maintenance
+// mode the loop lists nothing: ErrMaintenance says so.
 func (d *daemon) backupStored(site string) error {
 	sup := d.supervisors()[site]
 	if sup == nil || !sup.site.Active {
 		return fmt.Errorf("site %q: %w", site, ErrUnknownSite)
+	}
+	if sup.maintenance() {
+		return fmt.Errorf("site %s: %w: it lists the backups once %s is removed", site, ErrMaintenance, d.opts.MaintenanceFile)
 	}
 	sup.listSoon()
 	return nil

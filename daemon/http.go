@@ -240,6 +240,8 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 			writeText(w, http.StatusAccepted, "the daemon lists the site's backups now\n")
 		case errors.Is(err, ErrUnknownSite):
 			http.Error(w, err.Error(), http.StatusNotFound)
+		case errors.Is(err, ErrMaintenance):
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		default:
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}

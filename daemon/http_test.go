@@ -136,9 +136,11 @@ func (f *fakeSites) BackupStored(site string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch site {
-	case "main", "other", "maint":
+	case "main", "other":
 		f.stored = append(f.stored, site)
 		return nil
+	case "maint":
+		return fmt.Errorf("site maint: %w", ErrMaintenance)
 	case "broken":
 		return errors.New("site broken: scheduler stopped")
 	default:
@@ -219,7 +221,7 @@ func TestServeHTTP_Endpoints(t *testing.T) {
 		{"ErrMethodMetrics", "POST", "/metrics", 405},
 		{"ErrNotFound", "GET", "/nothing/here", 404},
 		{"BackupStored", "POST", "/main/backup-stored", 202},
-		{"BackupStoredMaintenance", "POST", "/maint/backup-stored", 202},
+		{"ErrBackupStoredMaintenance", "POST", "/maint/backup-stored", 503},
 		{"ErrBackupStoredUnknownSite", "POST", "/nosuch/backup-stored", 404},
 		{"ErrBackupStored", "POST", "/broken/backup-stored", 500},
 		{"ErrMethodBackupStored", "GET", "/main/backup-stored", 405},
@@ -234,7 +236,7 @@ func TestServeHTTP_Endpoints(t *testing.T) {
 	if diff := cmp.Diff([]string{"main", "other"}, sites.requested); diff != "" {
 		t.Errorf("requested (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"main", "maint"}, sites.stored); diff != "" {
+	if diff := cmp.Diff([]string{"main"}, sites.stored); diff != "" {
 		t.Errorf("told of stored backups (-want +got):\n%s", diff)
 	}
 

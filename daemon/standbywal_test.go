@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -119,9 +121,12 @@ func TestSupervisor_StoreStandbyWALTimeout(t *testing.T) {
 
 // TestDaemon_BackupStored: POST /<site>/backup-stored wakes the site's
 // backup loop to list the backups (one wake pending at most, a second
-// note accepted); an inactive or unknown site is ErrUnknownSite (404).
+// note accepted); an inactive or unknown site is ErrUnknownSite (404); in
+// maintenance mode, where the loop lists nothing, ErrMaintenance (503)
+// names the file.
 func TestDaemon_BackupStored(t *testing.T) {
 	d := testDaemon(t)
+	d.opts.MaintenanceFile = filepath.Join(t.TempDir(), "maintenance")
 	s := newSupervisor(d, Site{Name: "main", Active: true})
 	d.sups["main"], d.sups["off"] = s, newSupervisor(d, Site{Name: "off"})
 	for range 2 {
@@ -138,6 +143,17 @@ func TestDaemon_BackupStored(t *testing.T) {
 		if err := d.backupStored(site); !errors.Is(err, ErrUnknownSite) {
 			t.Errorf("site %s: err %v, want ErrUnknownSite", site, err)
 		}
+	}
+	if err := os.WriteFile(d.opts.MaintenanceFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.backupStored("main"); !errors.Is(err, ErrMaintenance) || !strings.Contains(err.Error(), d.opts.MaintenanceFile) {
+		t.Errorf("maintenance mode: err %v, want ErrMaintenance naming %s", err, d.opts.MaintenanceFile)
+	}
+	select {
+	case <-s.relist:
+		t.Error("the backup loop is woken in maintenance mode")
+	default:
 	}
 }
 
