@@ -84,8 +84,8 @@ func nodeStep(i int) string { return fmt.Sprintf("postgresql node %d", i) }
 
 // checkStandby says what backing up from a standby means for the site:
 // its backups end in the segment its primary is writing, which the
-// daemon stores in time only as a .partial (after its own backups, and
-// every wal_partial_upload_interval),
+// daemon stores in time only as a .partial (once it sees a new backup in
+// the site, and every wal_partial_upload_interval),
 // and it archives nothing itself unless archive_mode is always.
 func checkStandby(r *checkReport, step string, env *siteEnv, s replication.Setup, streaming bool) {
 	r.info(step, "a standby (in recovery): the WAL stream and the slot are on the standby, backups are taken from it "+
@@ -93,9 +93,10 @@ func checkStandby(r *checkReport, step string, env *siteEnv, s replication.Setup
 	switch {
 	case streaming && env.site.WALPartialUploadInterval == 0:
 		r.warn(step, "wal_partial_upload_interval is 0: a backup of a standby ends in the segment its primary is writing; "+
-			"the daemon stores that segment as a .partial after its own backups, but one taken with hoard basebackup "+
+			"a running daemon stores that segment as a .partial once it sees the backup (at once when hoard basebackup "+
+			"tells it, otherwise within a minute), but a backup taken while the daemon is stopped or in maintenance "+
 			"restores only once the primary finishes that segment; set wal_partial_upload_interval (say 60) so that the "+
-			"daemon stores the segment in progress")
+			"daemon also stores the segment in progress on its own")
 	case !streaming && s.ArchiveMode != "always":
 		r.warn(step, "archive_mode is %s: a standby archives nothing unless archive_mode = always; its backups need the "+
 			"primary to archive into this site (or set archive_mode = always on the standby)", s.ArchiveMode)

@@ -233,20 +233,9 @@ func TestStandby_Backup(t *testing.T) {
 // it waits for and what to do, with the backup stored. Once the daemon
 // runs again and the primary switches segments, the backup restores.
 func TestStandby_BackupIdlePrimary(t *testing.T) {
-	primary, standby := startPair(t, nil)
-	s := standbySite(t, standby, 0)
-	s.setSiteKey("basebackup_mode", "local-tar")
-	d := s.startStreaming() // creates the slot
 	// A running daemon would store the backup's end segment as a .partial
 	// within a minute (TestStandby_CLIBackupIdlePrimary).
-	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
-		t.Fatalf("hoard daemon: exit %d after SIGTERM, want 0", code)
-	}
-	// Rows after the segment switch that made the standby: the
-	// standby's replay position is in the segment the primary writes.
-	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
-	waitReplayed(t, primary, standby)
-	want := rowsOf(t, primary)
+	primary, s, want := idleStandbyDaemonStopped(t)
 
 	out, errOut, err := s.hoard("basebackup", "--local", "--wal-timeout", "3s")
 	if code := exitCode(err); code != 1 {
@@ -271,7 +260,7 @@ func TestStandby_BackupIdlePrimary(t *testing.T) {
 		t.Errorf("restore before the backup's WAL is archived: %v, want an error naming %s\n%s", err, bs[0].EndWALSegment, errOut)
 	}
 
-	d = s.startStreaming()
+	d := s.startStreaming()
 	s.switchAndWaitStored(d, primary, time.Minute)
 	c := s.restoreAndStart(t, primary.Major, bs[0].Name)
 	if got := rowsOf(t, c); got != want {
@@ -453,16 +442,7 @@ func TestStandby_DaemonBackupIdlePrimary(t *testing.T) {
 // segment as the .partial once its receiver has it, so the backup
 // restores without any write on the primary.
 func TestStandby_DaemonResumesBackupWAL(t *testing.T) {
-	primary, standby := startPair(t, nil)
-	s := standbySite(t, standby, 0)
-	s.setSiteKey("basebackup_mode", "local-tar")
-	d := s.startStreaming() // creates the slot
-	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
-		t.Fatalf("hoard daemon: exit %d after SIGTERM, want 0", code)
-	}
-	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
-	waitReplayed(t, primary, standby)
-	want := rowsOf(t, primary)
+	primary, s, want := idleStandbyDaemonStopped(t)
 	var b backupJSON
 	if out := s.mustHoard("basebackup", "--local", "--no-wait", "--json"); json.Unmarshal([]byte(out), &b) != nil {
 		t.Fatalf("hoard basebackup --json:\n%s", out)
@@ -472,7 +452,7 @@ func TestStandby_DaemonResumesBackupWAL(t *testing.T) {
 		t.Fatalf("backup %s: end segment %q already stored before the daemon runs again", b.Name, end)
 	}
 
-	d = s.startStreaming()
+	d := s.startStreaming()
 	d.waitFor("the backup's end segment "+end+" stored as a .partial", time.Minute, func() bool {
 		return s.stored(end + ".partial")
 	})
@@ -532,4 +512,24 @@ func TestStandby_CLIBackupIdlePrimary(t *testing.T) {
 	if got := rowsOf(t, c); got != want {
 		t.Errorf("restored right after hoard basebackup returned:\n%.80s\nthe primary has\n%.80s", got, want)
 	}
+}
+
+// idleStandbyDaemonStopped starts a primary and its standby, a local-tar
+// site on the standby with wal_partial_upload_interval 0, and its daemon
+// long enough to create the slot, then stops the daemon and writes rows
+// on the primary after the segment switch that made the standby, so the
+// standby's replay position is in the segment the primary writes. It
+// returns the primary, the site and the primary's rows.
+func idleStandbyDaemonStopped(t *testing.T) (*pgtest.Cluster, *streamSite, string) {
+	t.Helper()
+	primary, standby := startPair(t, nil)
+	s := standbySite(t, standby, 0)
+	s.setSiteKey("basebackup_mode", "local-tar")
+	d := s.startStreaming() // creates the slot
+	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("hoard daemon: exit %d after SIGTERM, want 0", code)
+	}
+	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
+	waitReplayed(t, primary, standby)
+	return primary, s, rowsOf(t, primary)
 }
