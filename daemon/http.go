@@ -65,7 +65,7 @@ type HTTPOptions struct {
 	RequestBackup func(site string) error // PUT|POST /<site>/archive/basebackup, POST /<site>/basebackup
 	// BackupStored is POST /<site>/backup-stored: a backup was stored in
 	// the site (hoard basebackup --local tells the daemon), so the daemon
-	// lists the site's backups now.
+	// lists the site's backups now (at most every relistMinInterval).
 	BackupStored func(site string) error
 	Healthy      func() error // GET /healthz: nil is healthy
 
@@ -237,7 +237,7 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 		}
 		switch err := o.BackupStored(site); {
 		case err == nil:
-			writeText(w, http.StatusAccepted, "the daemon lists the site's backups now\n")
+			writeText(w, http.StatusAccepted, "the daemon lists the site's backups now, or 10 s after its last listing at the soonest\n")
 		case errors.Is(err, ErrUnknownSite):
 			http.Error(w, err.Error(), http.StatusNotFound)
 		case errors.Is(err, ErrMaintenance):

@@ -222,7 +222,8 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		retryAt     time.Time
 		retentionAt time.Time // zero: at once
 		inMaint     bool
-		warnedFor   string // the node's system warnOtherHistories last looked for
+		warnedFor   string    // the node's system warnOtherHistories last looked for
+		listed      time.Time // when the backups were last listed
 	)
 	if s.site.WAL == WALStream {
 		// The receiver must hold the slot before the first backup starts:
@@ -248,6 +249,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		if maint {
 			wake = now.Add(maintenanceCheckInterval)
 		} else {
+			listed = time.Now()
 			backups, err := arch.ListBackups(ctx)
 			switch {
 			case ctx.Err() != nil:
@@ -311,6 +313,12 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 			requested = true
 			s.log.Info().Msg("basebackup requested")
 		case <-s.relist:
+			if s.waitRelist(ctx, listed) {
+				requested = true
+			} else if ctx.Err() != nil {
+				timer.Stop()
+				return nil
+			}
 			s.log.Info().Msg("told of a stored backup: listing the backups")
 		case <-timer.C:
 		}

@@ -1,0 +1,31 @@
+package daemon
+
+import (
+	"context"
+	"time"
+)
+
+// relistMinInterval is the shortest time between a listing of the
+// backups and one that POST /<site>/backup-stored (listSoon) asks for:
+// whoever reaches the HTTP port can post as often as it likes, and each
+// listing reads the whole basebackup folder of the bucket. hoard
+// basebackup's note, which comes once per backup, waits at most this.
+const relistMinInterval = 10 * time.Second
+
+// waitRelist waits, for a listing listSoon asked for, until
+// relistMinInterval has passed since the backup loop last listed the
+// backups at listed, ctx ends, or a basebackup is requested: it takes the
+// request and returns true.
+func (s *supervisor) waitRelist(ctx context.Context, listed time.Time) (requested bool) {
+	t := time.NewTimer(time.Until(listed.Add(relistMinInterval)))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.requests:
+		s.log.Info().Msg("basebackup requested")
+		return true
+	case <-t.C:
+		return false
+	}
+}

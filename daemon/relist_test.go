@@ -1,0 +1,87 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// listCounter counts the listings of the backups' folder.
+type listCounter struct {
+	storage.Store
+	prefix string
+	n      atomic.Int64
+}
+
+func (c *listCounter) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	if prefix == c.prefix {
+		c.n.Add(1)
+	}
+	return c.Store.List(ctx, prefix, fn)
+}
+
+// TestSupervisor_RelistFlood: whoever reaches the HTTP port can POST
+// /<site>/backup-stored as often as it likes; the backup loop lists the
+// backups for it at most once per relistMinInterval, and logs that it was
+// told once per listing, so a flood neither lists the bucket in a loop nor
+// logs at its rate. The loop, waiting to list, still ends at once with its
+// context.
+func TestSupervisor_RelistFlood(t *testing.T) {
+	d := testDaemon(t)
+	d.opts.RetentionInterval = time.Hour
+	logs := &testio.SyncBuffer{}
+	d.log = zerolog.New(logs)
+	// No server answers on the port: the system identifier stays unknown.
+	conn := fmt.Sprintf("host=127.0.0.1 port=%d user=nobody dbname=nobody connect_timeout=2", testio.FreePort(t))
+	s := newSupervisor(d, Site{Name: "main", Active: true, WAL: WALArchiveCommand, ConnString: conn})
+	d.sups["main"] = s
+	arch := &archive.Archive{Codec: &archive.Codec{}, Site: "main"}
+	store := &listCounter{Store: storage.NewMem(), prefix: arch.Layout.Dir(archive.BasebackupDir)}
+	arch.Store = store
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.backups(ctx, arch) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for store.n.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the backup loop did not list the backups within 1m")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first := store.n.Load()
+	flood := time.Now().Add(3 * time.Second)
+	for time.Now().Before(flood) {
+		if err := d.backupStored("main"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	told := strings.Count(logs.String(), "told of a stored backup")
+	if n := store.n.Load() - first; n > 1 || told > 1 {
+		t.Errorf("3 s of POST /main/backup-stored: the backups listed %d more times, %d lines \"told of a stored backup\"; want at most 1 of each (relistMinInterval %s)", n, told, relistMinInterval)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("backup loop: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the backup loop did not end within 30 s of its context")
+	}
+	done <- nil // the deferred cleanup's receive
+}
