@@ -5,7 +5,6 @@ import (
 	"strconv"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/replication"
 )
 
 // warnOtherHistories logs at error level, once the backup loop first
@@ -50,13 +49,10 @@ func (s *supervisor) nodeTimeline(ctx context.Context) (sys uint64, tli uint32, 
 			return sys, uint32(st.Timeline), true
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, serverVersionTimeout)
-	defer cancel()
-	srv, err := replication.QueryServer(ctx, s.site.ConnString)
+	srv, err := s.queryNode(ctx)
 	if err != nil || srv.Timeline == 0 {
 		s.log.Debug().Err(err).Msg("node's timeline not known: the node does not answer")
 		return 0, 0, false
 	}
-	s.noteSystemID(strconv.FormatUint(srv.SystemID, 10))
 	return srv.SystemID, srv.Timeline, true
 }

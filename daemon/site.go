@@ -72,6 +72,10 @@ type supervisor struct {
 	// (systemid.go).
 	sysID   string
 	sysIDAt time.Time
+	// nodeErr is the error of the last ask of the node, at nodeErrAt
+	// (queryNode).
+	nodeErr   error
+	nodeErrAt time.Time
 	// standbyWALWait bounds the wait for a standby backup's WAL after the
 	// daemon's own backup (storeStandbyWAL; defaultStandbyWALWait).
 	standbyWALWait time.Duration

@@ -16,6 +16,13 @@ import (
 // variable so tests can shorten it.
 var systemIDRefresh = 10 * time.Minute
 
+// nodeRetry is how long the daemon goes by a failed ask of the node
+// (queryNode) before asking again, systemIDRefresh when shorter: a node
+// whose host hangs costs each ask serverVersionTimeout, and one pass of
+// the backup loop asks up to three times (warnOtherHistories, decide,
+// retention).
+const nodeRetry = 30 * time.Second
+
 // systemID returns the system identifier of the site's cluster, which the
 // schedule, the newest backup reported and retention go by
 // (archive.OfSystem): the receiver's (IDENTIFY_SYSTEM) while it streams,
@@ -35,15 +42,39 @@ func (s *supervisor) systemID(ctx context.Context) string {
 	if id != "" && time.Since(at) < systemIDRefresh {
 		return id
 	}
-	ctx, cancel := context.WithTimeout(ctx, serverVersionTimeout)
-	defer cancel()
-	srv, err := replication.QueryServer(ctx, s.site.ConnString)
+	srv, err := s.queryNode(ctx)
 	if err != nil {
 		s.log.Debug().Err(err).Msg("system identifier not known: the node does not answer")
 		return id
 	}
-	s.noteSystemID(strconv.FormatUint(srv.SystemID, 10))
 	return strconv.FormatUint(srv.SystemID, 10)
+}
+
+// queryNode asks the site's node for its version, system identifier and
+// timeline over an ordinary connection (replication.QueryServer), within
+// serverVersionTimeout, and records the system identifier. After a
+// failed ask it answers that failure, without asking, for nodeRetry (or
+// systemIDRefresh).
+func (s *supervisor) queryNode(ctx context.Context) (replication.Server, error) {
+	s.mu.Lock()
+	failed, failedAt := s.nodeErr, s.nodeErrAt
+	s.mu.Unlock()
+	if failed != nil && time.Since(failedAt) < min(nodeRetry, systemIDRefresh) {
+		return replication.Server{}, failed
+	}
+	qctx, cancel := context.WithTimeout(ctx, serverVersionTimeout)
+	defer cancel()
+	srv, err := replication.QueryServer(qctx, s.site.ConnString)
+	if err != nil && ctx.Err() != nil {
+		return srv, err // the daemon stops: not the node's failure
+	}
+	s.mu.Lock()
+	s.nodeErr, s.nodeErrAt = err, time.Now()
+	s.mu.Unlock()
+	if err == nil {
+		s.noteSystemID(strconv.FormatUint(srv.SystemID, 10))
+	}
+	return srv, err
 }
 
 // noteSystemID records id as the site's cluster's system identifier.
