@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,19 +43,10 @@ func TestSupervisor_RelistFlood(t *testing.T) {
 	d.log = zerolog.New(logs)
 	// No server answers on the port: the system identifier stays unknown.
 	conn := fmt.Sprintf("host=127.0.0.1 port=%d user=nobody dbname=nobody connect_timeout=2", testio.FreePort(t))
-	s := newSupervisor(d, Site{Name: "main", Active: true, WAL: WALArchiveCommand, ConnString: conn})
-	d.sups["main"] = s
 	arch := &archive.Archive{Codec: &archive.Codec{}, Site: "main"}
 	store := &listCounter{Store: storage.NewMem(), prefix: arch.Layout.Dir(archive.BasebackupDir)}
 	arch.Store = store
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.backups(ctx, arch) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	_, stop := archiveCommandLoop(t, d, conn, arch)
 	deadline := time.Now().Add(time.Minute)
 	for store.n.Load() == 0 {
 		if time.Now().After(deadline) {
@@ -74,14 +66,33 @@ func TestSupervisor_RelistFlood(t *testing.T) {
 	if n := store.n.Load() - first; n > 1 || told > 1 {
 		t.Errorf("3 s of POST /main/backup-stored: the backups listed %d more times, %d lines \"told of a stored backup\"; want at most 1 of each (relistMinInterval %s)", n, told, relistMinInterval)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("backup loop: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the backup loop did not end within 30 s of its context")
+	if err := stop(); err != nil {
+		t.Errorf("backup loop: %v", err)
 	}
-	done <- nil // the deferred cleanup's receive
+}
+
+// archiveCommandLoop runs the backup loop of site main of d, in
+// archive_command mode, its node at conn, on arch. stop (also at the
+// test's cleanup) cancels it and returns its error, failing the test when
+// it does not end within 30 s: waiting, it must end at once.
+func archiveCommandLoop(t *testing.T, d *daemon, conn string, arch *archive.Archive) (s *supervisor, stop func() error) {
+	t.Helper()
+	s = newSupervisor(d, Site{Name: "main", Active: true, WAL: WALArchiveCommand, ConnString: conn})
+	d.sups["main"] = s
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.backups(ctx, arch) }()
+	stop = sync.OnceValue(func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Error("the backup loop did not end within 30 s of its context")
+			<-done
+			return nil
+		}
+	})
+	t.Cleanup(func() { _ = stop() })
+	return s, stop
 }

@@ -4,50 +4,13 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"io"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// stallServer accepts connections, reads what is sent and never answers: a
-// store that hangs. It counts the connections it accepted.
-func stallServer(t *testing.T) (host string, port int, accepted *atomic.Int32) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted = new(atomic.Int32)
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go func() { _, _ = io.Copy(io.Discard, c) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	addr := ln.Addr().(*net.TCPAddr)
-	return "127.0.0.1", addr.Port, accepted
-}
+	"github.com/hoardbackup/hoard/internal/testio"
+)
 
 // TestStalledStoreFails checks that a request to an HTTP store that accepts
 // the connection and then never answers gives up (and the backend's own
@@ -60,7 +23,8 @@ func TestStalledStoreFails(t *testing.T) {
 
 	for _, kind := range []string{"s3", "google", "azure"} {
 		t.Run(kind, func(t *testing.T) {
-			host, port, accepted := stallServer(t)
+			host := "127.0.0.1"
+			port, accepted := testio.StallServer(t)
 			c := Config{Type: kind, BucketName: "stalled"}
 			switch kind {
 			case "s3":
