@@ -71,26 +71,31 @@ func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupIn
 }
 
 // serveNewestBackupWAL runs each time the backup loop lists the backups:
-// it asks the receiver to store the WAL through the end of the newest
-// backup of the site's system (archive.TrustedOfSystem) when the
-// receiver has not stored it yet: a backup the daemon did not take, or a
-// request of an earlier run. It asks once per end (the receiver keeps a
-// request until it is served), and not for the daemon's own backups
-// (supervisor.walAsked): a standby's it asked for already, and a
-// primary's ends with a segment switch, which completes the segment. An end
-// beyond the server's position (a planted backup's claim) is ignored: no
-// WAL would serve it, and the daemon does not wait for one.
+// it asks the receiver to store the WAL through the latest end of the
+// backups of the site's system (archive.TrustedOfSystem) that the server
+// has reached, when the receiver has not stored it yet: a backup the
+// daemon did not take, or a request of an earlier run. Storing through
+// that end stores the WAL of every earlier one. It asks once per end (the
+// receiver keeps a request until it is served), and not for the daemon's
+// own backups (supervisor.walAsked): a standby's it asked for already,
+// and a primary's ends with a segment switch, which completes the
+// segment. An end beyond the server's position (a planted backup's
+// claim) is ignored, and does not hide the backups before it: no WAL
+// would serve it, and the daemon does not wait for one.
 func (s *supervisor) serveNewestBackupWAL(ctx context.Context, backups []*archive.BackupInfo) {
 	recv := s.liveReceiver()
 	if recv == nil {
 		return
 	}
-	last := archive.NewestTrusted(archive.TrustedOfSystem(backups, s.systemID(ctx)))
-	if last == nil {
-		return
-	}
 	st := recv.Status()
-	if last.EndLSN == s.walAsked || last.EndLSN <= st.Stored || last.EndLSN > max(st.ServerLSN, st.Received) {
+	reached := max(st.ServerLSN, st.Received)
+	var last *archive.BackupInfo
+	for _, b := range archive.TrustedOfSystem(backups, s.systemID(ctx)) {
+		if b.EndLSN <= reached && (last == nil || b.EndLSN > last.EndLSN) {
+			last = b
+		}
+	}
+	if last == nil || last.EndLSN == s.walAsked || last.EndLSN <= st.Stored {
 		return
 	}
 	s.walAsked = last.EndLSN

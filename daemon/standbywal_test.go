@@ -162,7 +162,8 @@ func TestDaemon_BackupStored(t *testing.T) {
 // store the WAL through the newest backup's end, once per end, when it
 // has not stored it: a backup ending in the segment being received is
 // then stored as its .partial. A newest backup claiming an end 1 GiB past
-// the server's position (planted) asks nothing and logs nothing.
+// the server's position (planted) asks nothing and logs nothing, and does
+// not keep the daemon from asking for the real backup listed before it.
 func TestSupervisor_ServeNewestBackupWAL(t *testing.T) {
 	ctx := context.Background()
 	c, s, recv, arch, logs := streamingSupervisor(t)
@@ -190,8 +191,9 @@ func TestSupervisor_ServeNewestBackupWAL(t *testing.T) {
 
 	b := &archive.BackupInfo{Name: "2026-12-03_16-00_0", StartTime: time.Now(), EndLSN: end,
 		EndWALSegment: c.QueryString(t, "select pg_walfile_name($1::pg_lsn)", endText)}
+	// The planted claim, newest, must not hide b either.
 	for range 2 {
-		s.serveNewestBackupWAL(ctx, []*archive.BackupInfo{b})
+		s.serveNewestBackupWAL(ctx, []*archive.BackupInfo{b, planted})
 	}
 	if n := strings.Count(logs.String(), asked); n != 1 || s.walAsked != end {
 		t.Errorf("two listings of backup %s ending at %s: asked %d times (walAsked %s), want once", b.Name, end, n, s.walAsked)
