@@ -153,6 +153,12 @@ func (a *Archive) signHistory(ctx context.Context, name string, md storage.Metad
 	return c.signNamed(historyMACLabelV2, name, md, historyMACKeysV2)
 }
 
+// HistoriesBound reports whether the site's history files are checked
+// (checkHistory): in a site with keys, each is authenticated and bound to
+// its database system; without, nothing is, and OtherSystemHistories
+// finds none.
+func (a *Archive) HistoriesBound() bool { return a.Codec != nil && a.Codec.RequireEncryption }
+
 // historyAuth returns what history file name's metadata md says of
 // itself, and whether it claims to be v2 (bound to a system).
 func (c *Codec) historyAuth(name string, md storage.Metadata) (auth BackupAuth, v2 bool) {
@@ -170,10 +176,10 @@ func (c *Codec) historyAuth(name string, md storage.Metadata) (auth BackupAuth, 
 // checks the decoded bytes against md's hash. In a site without keys
 // nothing is checked: nothing there is authenticated.
 func (a *Archive) checkHistory(ctx context.Context, key, name string, md storage.Metadata, system uint64) error {
-	c := a.Codec
-	if c == nil || !c.RequireEncryption {
+	if !a.HistoriesBound() {
 		return nil
 	}
+	c := a.Codec
 	auth, v2 := c.historyAuth(name, md)
 	switch {
 	case auth == AuthInvalid:

@@ -168,7 +168,7 @@ func (a *Archive) historyConflict(ctx context.Context, key, name string, system 
 	if !errors.Is(err, ErrWALConflict) || !wal.IsHistoryFile(name) {
 		return err
 	}
-	if !a.Codec.signs() {
+	if !a.HistoriesBound() {
 		return fmt.Errorf("%w; hoard never replaces an archived object, so this push fails until the cause is fixed, "+
 			"and PostgreSQL keeps the WAL it has not archived: in a site without keys the stored history file is "+
 			"bound to no system, but if this cluster was upgraded with pg_upgrade into this site, it is likely the old "+

@@ -21,7 +21,7 @@ import (
 // (archive.OtherSystemHistoriesProblems).
 func checkOtherHistories(ctx context.Context, r *checkReport, env *siteEnv, step, id string, tli uint32) {
 	sys, err := strconv.ParseUint(id, 10, 64)
-	if c := env.archive.Codec; err != nil || c == nil || !c.RequireEncryption {
+	if err != nil || !env.archive.HistoriesBound() {
 		return // without keys no history file is bound to a system
 	}
 	others, err := env.archive.OtherSystemHistories(ctx, sys, tli)

@@ -7,19 +7,19 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 )
 
-// warnOtherHistories logs at error level, once the backup loop first
-// lists the backups, what hoard check reports as failed: history files in
-// the site bound to another database system than the node's, on
-// timelines above the node's (archive.OtherSystemHistories), the shape a
-// pg_upgrade into the same site leaves. The daemon cannot fix it, but a
-// standby of this cluster whose restore_command is hoard wal-fetch stops
-// on them, and the upgraded cluster's own history file of such a timeline
-// cannot be archived: the operator must read why before. It returns the
-// node's system identifier it looked for, "" when it did not know the
-// node's system and timeline: the backup loop calls it, once the node
-// answered (supervisor.systemID), until it knew them, and again when the
-// node's system identifier changes (a pg_upgrade under a running daemon:
-// within systemIDRefresh in archive_command mode).
+// warnOtherHistories logs at error level what hoard check reports as
+// failed: history files in the site bound to another database system
+// than the node's, on timelines above the node's
+// (archive.OtherSystemHistories), the shape a pg_upgrade into the same
+// site leaves. The daemon cannot fix it, but a standby of this cluster
+// whose restore_command is hoard wal-fetch stops on them, and the
+// upgraded cluster's own history file of such a timeline cannot be
+// archived: the operator must read why before. It returns the node's
+// system identifier it looked for, "" when it did not know the node's
+// system and timeline: the backup loop calls it, once the node answered
+// (supervisor.systemID), until it knew them, and again when the node's
+// system identifier changes (a pg_upgrade under a running daemon: within
+// systemIDRefresh in archive_command mode).
 func (s *supervisor) warnOtherHistories(ctx context.Context, arch *archive.Archive) string {
 	sys, tli, ok := s.nodeTimeline(ctx)
 	if !ok {
