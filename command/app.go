@@ -67,8 +67,12 @@ name. Arguments after -- are never read as flags.`,
 		ExitErrHandler: func(*cli.Context, error) {
 			// main maps errors to exit codes; urfave must not exit itself.
 		},
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return walFetchFatal(c, usagef(fmt.Sprintf("see hoard %s --help", c.Command.Name), "%v", err))
+		// The global flags did not parse: urfave then has no arguments to
+		// give (c.Args panics). OrderArgs hands a flag hoard does not
+		// define to the command that follows it, so what remains here is
+		// a known flag's bad value (--short-log=maybe) or no command.
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usagef("see hoard --help", "%v", err)
 		},
 	}
 	for _, cmd := range app.Commands {

@@ -34,6 +34,13 @@ func TestApp_ExitCodes(t *testing.T) {
 		{"ErrWALFetchBadGlobalFlag", []string{"--log-level", "bogus", "wal-fetch", "a", "b"}, exitWALFatal},
 		{"ErrWALFetchUnknownFlag", []string{"wal-fetch", "--no-such-flag", "a", "b"}, exitWALFatal},
 		{"ErrWALFetchArgs", []string{"wal-fetch", "a"}, exitWALFatal},
+		// A flag hoard does not define, before the command (PGHoard's -D):
+		// the command reports it, wal-fetch with its fatal status, even when
+		// the typo takes a value (--conifg F).
+		{"ErrUnknownGlobalFlag", []string{"-D", "list"}, ExitUsage},
+		{"ErrUnknownGlobalFlagNoCommand", []string{"--bogus"}, ExitUsage},
+		{"ErrWALFetchUnknownGlobalFlag", []string{"--debug", "wal-fetch", "a", "b"}, exitWALFatal},
+		{"ErrWALFetchMisspeltConfig", []string{"--conifg", "F", "wal-fetch", "a", "b"}, exitWALFatal},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,8 +20,8 @@ import (
 // mistaken for a positional argument. A global flag (--config, --site,
 // --log-level...) written after the command name moves before it, unless
 // the command defines a flag of that name itself. Everything after "--"
-// stays positional, and unknown flags are moved with the command's so that
-// urfave reports them. With --help, the positional arguments are dropped:
+// stays positional, and unknown flags, even before the command name, are
+// moved with the command's so that the command reports them. With --help, the positional arguments are dropped:
 // urfave would take them for a help topic. Args that do not start with a known command are
 // returned unchanged.
 func OrderArgs(app *cli.App, args []string) []string {
@@ -29,13 +29,31 @@ func OrderArgs(app *cli.App, args []string) []string {
 		return args
 	}
 	globals := flagSet{app.Flags, []cli.Flag{cli.HelpFlag, cli.VersionFlag}}
-	// Global flags before the command name stay where they are.
+	// Global flags before the command name stay where they are. A flag
+	// hoard does not define there (PGHoard's -D, a misspelt --config)
+	// moves after the command name, with the next argument when that is
+	// not a command name (it may be the flag's value): the command then
+	// reports it, with its own exit status. Left before it, urfave would
+	// fail to parse the global flags, and wal-fetch could not make that
+	// fatal (exit 2 would tell PostgreSQL "not archived").
+	var head, unknown []string
 	i := 1
 	for i < len(args) && isFlag(args[i]) {
 		if args[i] == "--" {
 			return args
 		}
-		i += 1 + globals.valueArgs(args[i], args[i+1:])
+		if !globals.has(args[i]) {
+			n := 1
+			if !strings.Contains(args[i], "=") && i+1 < len(args) && !isFlag(args[i+1]) && findCommand(app.Commands, args[i+1]) == nil {
+				n = 2
+			}
+			unknown = append(unknown, args[i:i+n]...)
+			i += n
+			continue
+		}
+		n := 1 + globals.valueArgs(args[i], args[i+1:])
+		head = append(head, args[i:i+n]...)
+		i += n
 	}
 	if i >= len(args) {
 		return args
@@ -44,9 +62,10 @@ func OrderArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	head := append([]string{}, args[:i]...)
+	head = append([]string{args[0]}, head...)
 	var moved, body []string // global flags found later; the command path and its flags
 	body = append(body, args[i])
+	body = append(body, unknown...)
 	var pos []string
 	rest := args[i+1:]
 	completion := len(rest) > 0 && rest[len(rest)-1] == "--generate-bash-completion"

@@ -45,6 +45,10 @@ func TestOrderArgs(t *testing.T) {
 		{"HelpCommand", "help list", "help list"},
 		{"NoCommand", "--config F", "--config F"},
 		{"MissingValue", "object get KEY -o", "object get -o KEY"},
+		{"UnknownFlagBeforeCommand", "-D list --json", "list -D --json"},
+		{"UnknownFlagValueBeforeCommand", "--config F --conifg G wal-fetch A B", "--config F wal-fetch --conifg G A B"},
+		{"UnknownFlagThenCommand", "--bogus wal-fetch A B", "wal-fetch --bogus A B"},
+		{"UnknownFlagNoCommand", "--bogus x y", "--bogus x y"},
 	}
 	app := App("test")
 	for _, tc := range cases {
