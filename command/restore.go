@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -342,6 +344,7 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 				"a target after it is not reached and PostgreSQL stops with an error.\n", gapRange(g), g.ReachLSN, g.ReachSegment)
 		}
 	}
+	printConfigOutside(w, o.TargetDir)
 	dirs := []string{o.TargetDir}
 	for _, name := range sortedKeys(res.Tablespaces) {
 		dirs = append(dirs, res.Tablespaces[name])
@@ -358,6 +361,33 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 		return
 	}
 	printf(w, "\nStart PostgreSQL on it as its owner, %s:\n  pg_ctl -D %s start\n", ownerName(o.TargetDir), restore.ShellQuote(o.TargetDir))
+}
+
+// serverConfigFiles are the files PostgreSQL reads from its data directory
+// unless config_file, hba_file and ident_file say otherwise.
+var serverConfigFiles = []string{"postgresql.conf", "pg_hba.conf", "pg_ident.conf"}
+
+// printConfigOutside says which of serverConfigFiles the restored
+// directory lacks, and what to copy. A cluster that keeps its
+// configuration outside its data directory (Debian's and Ubuntu's
+// /etc/postgresql/<version>/<cluster>) has none of them in its backup, and
+// pg_ctl -D dir start then fails: "could not access the server
+// configuration file". The copy must lose the lines naming the original
+// cluster's files, or it would start on the original's data directory.
+func printConfigOutside(w io.Writer, dir string) {
+	var missing []string
+	for _, f := range serverConfigFiles {
+		if _, err := os.Stat(filepath.Join(dir, f)); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	printf(w, "\nThe restored directory lacks %s: the cluster keeps its configuration outside its data directory\n"+
+		"(Debian, Ubuntu: /etc/postgresql/<version>/<cluster>). Copy them from there into %s and delete\n"+
+		"data_directory, hba_file, ident_file and external_pid_file from the copied postgresql.conf\n"+
+		"(they name the original cluster's files) before starting it.\n", strings.Join(missing, ", "), restore.ShellQuote(dir))
 }
 
 // gapRange names a gap's missing segments.

@@ -1,7 +1,10 @@
 package command
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/restore"
 )
 
@@ -100,5 +104,37 @@ func TestTargetTime(t *testing.T) {
 		if _, err := targetTime(ok); err != nil {
 			t.Errorf("targetTime(%q): %v", ok, err)
 		}
+	}
+}
+
+// TestPrintRestored_ConfigOutside: a backup of a cluster whose
+// configuration lives outside its data directory (Debian's and Ubuntu's
+// /etc/postgresql/<version>/<cluster>) restores without postgresql.conf
+// and pg_hba.conf, on which pg_ctl start fails: the summary says so and
+// what to copy, before the start command. With both files, it says
+// nothing of them.
+func TestPrintRestored_ConfigOutside(t *testing.T) {
+	dir := t.TempDir()
+	summary := func() string {
+		var buf bytes.Buffer
+		printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}})
+		return buf.String()
+	}
+	got := summary()
+	for _, want := range []string{"lacks postgresql.conf, pg_hba.conf, pg_ident.conf:", "/etc/postgresql/", "data_directory"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("restored without configuration files, the summary does not say %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "postgresql.conf") > strings.Index(got, "pg_ctl -D") {
+		t.Errorf("the summary names the missing files after the start command:\n%s", got)
+	}
+	for _, f := range []string{"postgresql.conf", "pg_hba.conf", "pg_ident.conf"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := summary(); strings.Contains(got, "postgresql.conf") {
+		t.Errorf("restored with its configuration files, the summary still names them:\n%s", got)
 	}
 }
