@@ -30,7 +30,8 @@ func restoreCommand() *cli.Command {
    hoard restore list-basebackups [--json] [-v]`,
 		Description: `Chooses a basebackup (by --basebackup, or the newest that ended before the recovery
 target; an incremental backup whose chain of parents is broken is passed over with a
-warning, and refused by name), checks that the target directory is empty and that the
+warning, and refused by name; the automatic choice stays with the database system of the
+newest backup: see below), checks that the target directory is empty and that the
 archive holds all WAL from the backup's start to its end, then downloads, decrypts,
 decompresses and untars its chunks in parallel straight into the target directory.
 Before it writes, restore compares the backup's size with the free space of the target's
@@ -57,6 +58,15 @@ the same: the restore_command hoard writes carries the last segment it found arc
 (wal-fetch --archived-through), and wal-fetch stops recovery with an error at any of
 them that is gone. Not with --standby (a standby streams what the archive lacks) nor
 --restore-command.
+
+The automatic choice (no --basebackup) restores a backup of the newest backup's database
+system (system identifier). After a pg_upgrade into the same site, the old cluster's
+timeline history files can lead the choice to one of the old cluster's backups: restore
+then refuses (exit 1), naming both systems and backups, pg_upgrade, and what to do
+(--basebackup NAME for the old cluster; --target-timeline for the upgraded one where the
+site's history files are not bound to their system; a new prefix). It chooses another
+system's backup only for a target no backup of the newest's system reaches (a time before
+the upgrade), when the backups that reach it are of that one system, with a warning.
 
 A restore creates only directories and regular files, inside the target and tablespace
 directories, and follows no link out of them: a backup holding a symbolic or hard link,

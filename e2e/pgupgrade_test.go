@@ -22,50 +22,20 @@ import (
 // upgraded. The new cluster (a new system identifier, timeline 1, the old
 // rows) archives into the old prefix: hoard check exits 1 with the line
 // naming both systems and the prefix to set, wal-fetch of
-// 00000002.history exits 255 saying the same. Then the docs' fix: a new
+// 00000002.history exits 255 saying the same; with a backup of the new
+// cluster there, restore's automatic choice refuses the old cluster's
+// backup it would follow the old timeline 2 to (wantNoSwitchToOld). Then the docs' fix: a new
 // backup_sites.<site>.prefix and a basebackup there; check and wal-fetch
 // are clean there, and a restore from it brings back the new cluster's
 // rows, while a configuration file of the old prefix (the site not
-// active) restores the old cluster.
+// active) restores the old cluster's backup named with --basebackup.
 func TestPgUpgrade_SameSite(t *testing.T) {
 	a := newSite(t, siteOptions{Encrypt: true})
-	old := pgtest.Start(t, pgtest.Options{Debian: true, Conf: a.clusterConf()})
-	a.use(old)
-	old.Exec(t, "create table t (id int primary key)")
-	old.Exec(t, "insert into t values (1)")
-	a.mustHoard("basebackup", "--fast")
-	old.Exec(t, "insert into t values (2)")
-	switchAndWaitArchived(t, old)
-	a.promoteInPlace(t, old, a.restoreCommand())
-	old.Exec(t, "insert into t values (3)")
-	switchAndWaitArchived(t, old)
-	old.Stop(t)
-	readFile(t, filepath.Join(a.storeDir, a.name, "timeline", "00000002.history"))
-	sysOld, err := archive.ClusterSystemID(old.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	nc := pgtest.Start(t, pgtest.Options{Debian: true, Conf: noArchiving})
-	nc.Stop(t)
-	pgUpgrade(t, old, nc)
-	sysNew, err := archive.ClusterSystemID(nc.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tli, err := archive.ClusterTimeline(nc.DataDir); err != nil || tli != 1 || sysNew == sysOld {
-		t.Fatalf("upgraded cluster: timeline %d (%v), system %d (old %d); want timeline 1 and another system", tli, err, sysNew, sysOld)
-	}
-	pgtest.AppendConf(t, nc.DataDir, a.clusterConf())
-	nc.Start(t)
-	a.use(nc)
-	if got, want := tableRows(t, nc), "3: 1,2,3"; got != want {
-		t.Fatalf("upgraded cluster: rows %q, want %q", got, want)
-	}
-	nc.Exec(t, "insert into t values (10)")
-	switchAndWaitArchived(t, nc) // its timeline 1 WAL continues past the old cluster's
+	u := upgradeInSameSite(t, a)
+	nc, sysOld, sysNew := u.nc, u.sysOld, u.sysNew
 
 	a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
+	oldBackup := u.wantNoSwitchToOld(t, a, "00000002.history, bound to database system "+strconv.FormatUint(sysOld, 10))
 
 	// The upgraded cluster's own first failover (recovery of its pg_wal
 	// alone, promoted): archive_command cannot store its 00000002.history
@@ -117,27 +87,27 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	a.mustHoard("restore", "--target-dir", dir)
-	rc := pgtest.StartDataDir(t, 15, dir, noArchiving)
-	rc.WaitRecoveryDone(t, 3*time.Minute)
-	if got := tableRows(t, rc); got != want {
-		t.Errorf("restore of the upgraded cluster from the new prefix: rows %q, want %q", got, want)
-	}
-	if sys, err := archive.ClusterSystemID(dir); err != nil || sys != sysNew {
-		t.Errorf("restored cluster: system %d (%v), want the upgraded cluster's %d", sys, err, sysNew)
-	}
-	rc.Stop(t)
+	wantRestored(t, dir, "restore of the upgraded cluster from the new prefix", want, sysNew)
 
 	oldDir := filepath.Join(pgtest.TempDir(t), "old")
-	oldSite.mustHoard("restore", "--target-dir", oldDir)
-	oc := pgtest.StartDataDir(t, 15, oldDir, noArchiving)
-	oc.WaitRecoveryDone(t, 3*time.Minute)
-	if got, want := tableRows(t, oc), "3: 1,2,3"; got != want {
-		t.Errorf("restore of the old cluster from the old prefix: rows %q, want %q", got, want)
-	}
-	if sys, err := archive.ClusterSystemID(oldDir); err != nil || sys != sysOld {
-		t.Errorf("restored old cluster: system %d (%v), want the old cluster's %d", sys, err, sysOld)
-	}
-	oc.Stop(t)
+	oldSite.mustHoard("restore", "--target-dir", oldDir, "--basebackup", oldBackup)
+	wantRestored(t, oldDir, "restore of the old cluster from the old prefix", oldRows, sysOld)
+}
+
+// TestPgUpgrade_SameSiteKeyless is TestPgUpgrade_SameSite's upgrade in a
+// site without keys, whose history files are bound to no system: restore's
+// automatic choice refuses the old cluster's backup as there, and its
+// hint for the upgraded cluster holds: recovery kept on timeline 1
+// (--target-timeline 1) restores the upgraded cluster's rows and system.
+func TestPgUpgrade_SameSiteKeyless(t *testing.T) {
+	a := newSite(t, siteOptions{})
+	u := upgradeInSameSite(t, a)
+	u.wantNoSwitchToOld(t, a, "--target-timeline 1")
+
+	want := tableRows(t, u.nc)
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	a.mustHoard("restore", "--target-dir", dir, "--target-timeline", "1")
+	wantRestored(t, dir, "restore on timeline 1", want, u.sysNew)
 }
 
 // promoteInPlace stops c, an archiving node of s, and starts it again in
@@ -173,4 +143,136 @@ func pgUpgrade(t *testing.T, old, nc *pgtest.Cluster) {
 	if err != nil {
 		t.Fatalf("pg_upgrade: %v\n%s", err, out)
 	}
+}
+
+// oldRows are the old cluster's rows when it was upgraded; oldRowsAtTime
+// those at upgraded.beforeUpgrade.
+const (
+	oldRows       = "4: 1,2,3,4"
+	oldRowsAtTime = "3: 1,2,3"
+)
+
+// upgraded is a site after upgradeInSameSite.
+type upgraded struct {
+	old, nc        *pgtest.Cluster
+	sysOld, sysNew uint64
+	// beforeUpgrade is a --target-time after the old cluster's row 3
+	// and before its row 4 (oldRowsAtTime), both on its timeline 2.
+	beforeUpgrade string
+}
+
+// upgradeInSameSite backs up a cluster into site a, promotes it in place
+// to timeline 2 (its 00000002.history stored, bound to its system in a
+// site with keys), runs Debian's pg_upgrade 15 to 15 of it, and starts
+// the upgraded cluster (a new system identifier, timeline 1, the old
+// rows, oldRows) archiving into the same prefix, with one more row (10)
+// archived.
+func upgradeInSameSite(t *testing.T, a *site) upgraded {
+	t.Helper()
+	old := pgtest.Start(t, pgtest.Options{Debian: true, Conf: a.clusterConf()})
+	a.use(old)
+	old.Exec(t, "create table t (id int primary key)")
+	old.Exec(t, "insert into t values (1)")
+	a.mustHoard("basebackup", "--fast")
+	old.Exec(t, "insert into t values (2)")
+	switchAndWaitArchived(t, old)
+	a.promoteInPlace(t, old, a.restoreCommand())
+	old.Exec(t, "insert into t values (3)")
+	at := clusterTime(t, old)
+	old.Exec(t, "insert into t values (4)") // a commit after the target, for recovery to stop at
+	switchAndWaitArchived(t, old)
+	old.Stop(t)
+	readFile(t, filepath.Join(a.storeDir, a.name, "timeline", "00000002.history"))
+	sysOld, err := archive.ClusterSystemID(old.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	nc := pgtest.Start(t, pgtest.Options{Debian: true, Conf: noArchiving})
+	nc.Stop(t)
+	pgUpgrade(t, old, nc)
+	sysNew, err := archive.ClusterSystemID(nc.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tli, err := archive.ClusterTimeline(nc.DataDir); err != nil || tli != 1 || sysNew == sysOld {
+		t.Fatalf("upgraded cluster: timeline %d (%v), system %d (old %d); want timeline 1 and another system", tli, err, sysNew, sysOld)
+	}
+	pgtest.AppendConf(t, nc.DataDir, a.clusterConf())
+	nc.Start(t)
+	a.use(nc)
+	if got := tableRows(t, nc); got != oldRows {
+		t.Fatalf("upgraded cluster: rows %q, want %q", got, oldRows)
+	}
+	nc.Exec(t, "insert into t values (10)")
+	switchAndWaitArchived(t, nc) // its timeline 1 WAL continues past the old cluster's
+	return upgraded{old: old, nc: nc, sysOld: sysOld, sysNew: sysNew, beforeUpgrade: at}
+}
+
+// wantNoSwitchToOld takes a backup of the upgraded cluster into the old
+// prefix and checks that restore's automatic choice does not restore the
+// old cluster: to the latest timeline it exits 1 writing nothing, naming
+// both systems, pg_upgrade, the old cluster's backup to name, and
+// unrecoverable (what it says of the upgraded cluster's backups here);
+// to a time before the upgrade it restores the old cluster at that time
+// (only its backups reach it). Before, the latest restore exited 0 and
+// brought back the old cluster's rows and system. It returns the old
+// cluster's backup.
+func (u upgraded) wantNoSwitchToOld(t *testing.T, a *site, unrecoverable string) string {
+	t.Helper()
+	a.mustHoard("basebackup", "--fast")
+	var oldBackup, newBackup string
+	for _, b := range a.listBackups() {
+		switch b.SystemID {
+		case strconv.FormatUint(u.sysOld, 10):
+			oldBackup = b.Name
+		case strconv.FormatUint(u.sysNew, 10):
+			newBackup = b.Name
+		}
+	}
+	if oldBackup == "" || newBackup == "" {
+		t.Fatalf("backups: old cluster's %q, upgraded cluster's %q; want one of each", oldBackup, newBackup)
+	}
+
+	dir := filepath.Join(pgtest.TempDir(t), "latest")
+	out, errOut, err := a.hoard("restore", "--target-dir", dir)
+	if code := exitCode(err); code != 1 {
+		t.Errorf("restore (latest) after pg_upgrade into the same site: exit %d, want 1\n%s", code, out)
+	}
+	for _, w := range []string{"would restore backup " + oldBackup, strconv.FormatUint(u.sysOld, 10), "the newest backup, " + newBackup,
+		strconv.FormatUint(u.sysNew, 10), "pg_upgrade", "--basebackup " + oldBackup, unrecoverable, "backup_sites.<site>.prefix"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("restore's refusal does not say %q:\n%s", w, errOut)
+		}
+	}
+	if names := testio.DirNames(t, filepath.Dir(dir)); len(names) != 0 {
+		t.Errorf("refused restore left %v", names)
+	}
+
+	dir = filepath.Join(pgtest.TempDir(t), "before-upgrade")
+	_, errOut, err = a.hoard("restore", "--target-dir", dir, "--target-time", u.beforeUpgrade)
+	if err != nil {
+		t.Fatalf("restore to a time before the upgrade: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "backup="+oldBackup) || !strings.Contains(errOut, "restoring one of another system") {
+		t.Errorf("restore to a time before the upgrade: want the old cluster's backup %s, with the warning:\n%s", oldBackup, errOut)
+	}
+	wantRestored(t, dir, "restore to a time before the upgrade", oldRowsAtTime, u.sysOld)
+	return oldBackup
+}
+
+// wantRestored starts PostgreSQL 15 on dir, a restored data directory,
+// waits for its recovery to end and checks its rows and system identifier
+// against the cluster it should be (the independent oracle), then stops it.
+func wantRestored(t *testing.T, dir, what, rows string, system uint64) {
+	t.Helper()
+	c := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got := tableRows(t, c); got != rows {
+		t.Errorf("%s: rows %q, want %q", what, got, rows)
+	}
+	if sys, err := archive.ClusterSystemID(dir); err != nil || sys != system {
+		t.Errorf("%s: system %d (%v), want %d", what, sys, err, system)
+	}
+	c.Stop(t)
 }

@@ -418,7 +418,10 @@ func (o *Options) restoreCommand(b *archive.BackupInfo, walEnd string) (string, 
 // was taken against) is passed over with a warning naming the parent, as
 // a damaged backup is, and the newest of the others that reaches the
 // target is chosen instead. A backup named in o.Backup is refused with the
-// chain's error.
+// chain's error. The automatic choice stays with the database system of
+// the newest backup (checkSystemSwitch): after a pg_upgrade into the same
+// site, the old cluster's history files would lead it to an old cluster's
+// backup.
 func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damaged []*archive.DamagedBackup, t Target) (*archive.BackupInfo, *archive.Control, []*chainLevel, error) {
 	auto := o.Backup == "" || o.Backup == "latest"
 	candidates := Candidates(backups, o.Backup, o.SystemID)
@@ -440,8 +443,15 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 		}
 	}
 	warnSystems := auto
+	var newest *archive.BackupInfo // the newest backup: the system the automatic choice stays with
+	if auto && len(candidates) > 0 {
+		newest = candidates[len(candidates)-1]
+	}
 	for {
 		b, err := SelectBackup(candidates, o.Backup, t)
+		if err == nil && newest != nil {
+			err = checkSystemSwitch(ctx, log, a, candidates, newest, b, t)
+		}
 		if err == nil && warnSystems {
 			warnSystems = false
 			if ids := archive.Systems(candidates); len(ids) > 1 {
