@@ -134,6 +134,21 @@ func (c *Codec) namedAuth(label, name string, md storage.Metadata, keys []string
 	return AuthOK
 }
 
+// InvalidWhy says why backup b's metadata (AuthInvalid) does not
+// authenticate, for hoard list and hoard verify, and whether the backup
+// itself is suspect: not when c holds no public key for the key id b's
+// HMAC names (a key rotated out of the configuration, or a configuration
+// without the site's keys), which is the configuration's to fix, not a
+// reason to delete the backup.
+func (c *Codec) InvalidWhy(b *BackupInfo) (why string, suspect bool) {
+	kid := b.Metadata[MetaEncryptionKeyID]
+	if kid != "" && c.publicKeyFor(kid) == nil {
+		return fmt.Sprintf("metadata is signed with key %s, whose public key is not in the configuration, so it cannot be "+
+			"authenticated (add the key pair, or its public key as encryption_keys.%s.public, to the site)", kid, kid), false
+	}
+	return "metadata does not authenticate (altered, or copied under another name)", true
+}
+
 // Trusted returns the backups of bs whose metadata authenticates, or all
 // of bs when none does (an archive from before hoard signed backups, a
 // site without keys). The choices made on metadata alone go by them:

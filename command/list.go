@@ -32,9 +32,10 @@ chain stores in all, or which parent is missing.
 A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:
 restore never chooses it, and the others stay usable.
 In a site with keys hoard signs each backup's metadata: when some backups authenticate,
-a line after the table names each of the others: altered, older than the first
-authenticated one (PGHoard's or a hoard's from before signing), or newer (planted, or its
-HMAC stripped): retention does not count it, restore chooses it only by name. When the
+a line after the table names each of the others: altered, signed with a key the
+configuration lacks (add it), older than the first authenticated one (PGHoard's or a
+hoard's from before signing), or newer (planted, or its HMAC stripped): retention does not
+count it, restore chooses it only by name. When the
 site's hoard/signed-backups marker exists but no backup authenticates, each is named too.
 When the authenticated backups are of more than one database system (another cluster's,
 copied from a site sharing the key pair, or from before a pg_upgrade), a line per system
@@ -118,7 +119,7 @@ func runList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := writeBackupsTable(c.App.Writer, bs, signs, c.Bool("verbose")); err != nil {
+	if err := writeBackupsTable(c.App.Writer, bs, env.archive.Codec, signs, c.Bool("verbose")); err != nil {
 		return err
 	}
 	end, err := env.archive.WALEnd(c.Context, archive.NewestSegmentSize(bs.Sound))
@@ -182,7 +183,7 @@ func writeJSON(w io.Writer, v any) error {
 // incremental backup's chain, per backup whose metadata does not
 // authenticate (signs: the site's signed-backups marker exists) and per
 // database system when there are more than one.
-func writeBackupsTable(w io.Writer, all archive.Backups, signs, verbose bool) error {
+func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, signs, verbose bool) error {
 	bs := all.Sound
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\tIncremental of\n")
@@ -221,8 +222,8 @@ func writeBackupsTable(w io.Writer, all archive.Backups, signs, verbose bool) er
 	}
 	for _, b := range archive.Untrusted(bs) {
 		if b.Auth == archive.AuthInvalid {
-			printf(tw, "%s: metadata does not authenticate (altered, or copied under another name): "+
-				"retention does not count it, restore chooses it only by name\n", b.Name)
+			why, _ := codec.InvalidWhy(b)
+			printf(tw, "%s: %s: retention does not count it, restore chooses it only by name\n", b.Name, why)
 		}
 	}
 	for _, u := range archive.UnsignedBackups(bs, signs) {

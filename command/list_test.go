@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -41,7 +42,7 @@ func testBackups(t *testing.T) []*archive.BackupInfo {
 
 func TestWriteBackupsTable(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: testBackups(t)}, false, true); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: testBackups(t)}, nil, false, true); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -62,7 +63,7 @@ func TestWriteBackups_HoldingSite(t *testing.T) {
 	bs[0].Archive = old // PGHoard's backup, no site in its metadata
 	bs[1].Site = "newsite"
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(b.String(), "\n")
@@ -269,7 +270,7 @@ func TestWriteBackupsTable_Chain(t *testing.T) {
 	inc2 := mk("2026-01-03_00-00_0", inc1.Name, 1<<20)
 	orphan := mk("2026-01-04_00-00_0", "2025-12-31_00-00_0", 1<<20)
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: []*archive.BackupInfo{full, inc1, inc2, orphan}}, false, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: []*archive.BackupInfo{full, inc1, inc2, orphan}}, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -294,7 +295,7 @@ func TestWriteBackupsTable_Systems(t *testing.T) {
 		bs[i].Auth, bs[i].SystemID = archive.AuthOK, id
 	}
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"database system 7000000000000000001: " + bs[0].Name,
@@ -305,7 +306,7 @@ func TestWriteBackupsTable_Systems(t *testing.T) {
 	}
 	bs[1].SystemID = bs[0].SystemID
 	b.Reset()
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, false, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(b.String(), "database system") {
@@ -337,7 +338,7 @@ func TestWriteBackupsTable_Unsigned(t *testing.T) {
 	} {
 		bs[0].Auth, bs[1].Auth = c.auth[0], c.auth[1]
 		var b bytes.Buffer
-		if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, c.signs, false); err != nil {
+		if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, c.signs, false); err != nil {
 			t.Fatal(err)
 		}
 		for _, want := range c.want {
@@ -347,6 +348,36 @@ func TestWriteBackupsTable_Unsigned(t *testing.T) {
 		}
 		if c.want == nil && strings.Contains(b.String(), "HMAC") {
 			t.Errorf("%s: %s", c.name, b.String())
+		}
+	}
+}
+
+// TestWriteBackupsTable_InvalidKeyMissing: a backup whose HMAC names a
+// key the configuration lacks is listed as that, with the key to add;
+// with the key there, an HMAC that does not verify is altered metadata.
+func TestWriteBackupsTable_InvalidKeyMissing(t *testing.T) {
+	bs := testBackups(t)
+	bs[0].Auth = archive.AuthOK // where none authenticates, none is named
+	bs[1].Auth = archive.AuthInvalid
+	bs[1].Metadata = storage.Metadata{archive.MetaEncryptionKeyID: "k"}
+	k, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		codec *archive.Codec
+		want  string
+	}{
+		{"KeyMissing", nil, bs[1].Name + ": metadata is signed with key k, whose public key is not in the configuration"},
+		{"Altered", &archive.Codec{KeyID: "k", PublicKey: &k.PublicKey}, bs[1].Name + ": metadata does not authenticate (altered"},
+	} {
+		var b bytes.Buffer
+		if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, c.codec, false, false); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("%s: the table does not say %q:\n%s", c.name, c.want, b.String())
 		}
 	}
 }

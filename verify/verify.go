@@ -236,8 +236,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			// Its objects may all be sound: what it says of itself
 			// (the times and positions restore and retention choose
 			// by) is what was altered.
-			reps[i].Problems = append(reps[i].Problems, "metadata does not authenticate (altered, or copied under another name): "+
-				"retention keeps it uncounted and keeps every WAL file, restore chooses it only by name; take a new backup and delete it")
+			why, suspect := a.Codec.InvalidWhy(b)
+			why += ": retention keeps it uncounted and keeps every WAL file, restore chooses it only by name"
+			if suspect {
+				why += "; take a new backup and delete it"
+			}
+			reps[i].Problems = append(reps[i].Problems, why)
 		}
 	}
 

@@ -708,3 +708,29 @@ func TestRun_PartialTailReadOnce(t *testing.T) {
 		t.Errorf("%s read %d times, want 1", key, got)
 	}
 }
+
+// TestRun_MetadataKeyMissing: a backup signed with a key the
+// configuration no longer holds (rotated out, or a configuration without
+// the site's keys) is reported as that, with the key to add, not as
+// altered metadata whose backup should be deleted.
+func TestRun_MetadataKeyMissing(t *testing.T) {
+	a := encryptedArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 3)
+	k2, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := *a
+	rotated.Codec = &archive.Codec{Compression: compress.Zstd, KeyID: "k2", PublicKey: &k2.PublicKey,
+		PrivateKeys: map[string]*rsa.PrivateKey{"k2": k2}}
+	rep := run(t, &rotated, false)
+	got := problems(rep)
+	if rep.OK() || !strings.Contains(got, "signed with key k, whose public key is not in the configuration") ||
+		!strings.Contains(got, "encryption_keys.k.public") {
+		t.Errorf("OK=%v problems:\n%s", rep.OK(), got)
+	}
+	if strings.Contains(got, "altered") || strings.Contains(got, "delete it") {
+		t.Errorf("a backup whose key is missing is called altered, to delete:\n%s", got)
+	}
+}
