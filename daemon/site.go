@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -264,6 +265,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 			default:
 				s.serveNewestBackupWAL(ctx, backups)
 				if id := s.systemID(ctx); id != "" && id != warnedFor {
+					s.systemChanged(warnedFor, id)
 					warnedFor = s.warnOtherHistories(ctx, arch)
 				}
 				dec := s.decide(ctx, now, backups)
@@ -336,9 +338,12 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 // (copied from a site sharing the key pair, or from before a pg_upgrade)
 // neither stand for this one nor hold its backups back, and where only
 // they authenticate, an unsigned backup planted beside them does not
-// either.
+// either. In a site without keys, where nothing authenticates, a
+// backup's metadata that names another system is believed here all the
+// same (claimsOtherSystem).
 func (s *supervisor) decide(ctx context.Context, now time.Time, backups []*archive.BackupInfo) Decision {
-	own := archive.TrustedOfSystem(backups, s.systemID(ctx))
+	id := s.systemID(ctx)
+	own := slices.DeleteFunc(archive.TrustedOfSystem(backups, id), func(b *archive.BackupInfo) bool { return claimsOtherSystem(b, id) })
 	s.noteBackups(len(backups), own)
 	dec := s.site.Schedule.Decide(now, own)
 	s.update(func(st *SiteStatus) { st.NextBackup = timePtr(dec.Next) })

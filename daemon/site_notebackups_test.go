@@ -50,3 +50,28 @@ func TestSupervisor_DecideOnlyForeignAuthenticated(t *testing.T) {
 		t.Errorf("last backup %+v, want none", got)
 	}
 }
+
+// TestSupervisor_DecideKeylessUpgrade: in a site without keys, where no
+// backup's metadata authenticates, the only backup says it is of another
+// system than the node's (the cluster before a pg_upgrade): a backup of
+// the node's cluster is due at once, and none is reported as the newest.
+// Before, a claim that does not authenticate was not believed: the old
+// cluster's backup held the new one's back for a whole interval (seen in
+// TestPgUpgrade_Streaming, 3 minutes without a backup).
+func TestSupervisor_DecideKeylessUpgrade(t *testing.T) {
+	old := bb("2024-05-02 11:00", "", basebackup.ReasonScheduled)
+	old.SystemID = "7000000000000000001"
+	site := Site{Name: "test", Active: true, WAL: WALArchiveCommand, Schedule: Schedule{Interval: 24 * time.Hour}}
+	s := newSupervisor(testDaemon(t), site)
+	s.noteSystemID("7000000000000000002")
+	if d := s.decide(context.Background(), at("2024-05-02 12:00"), []*archive.BackupInfo{old}); !d.Due {
+		t.Errorf("not due (%s)", d.Why)
+	}
+	if got := s.status().LastBackup; got != nil {
+		t.Errorf("last backup %+v, want none", got)
+	}
+	s.noteSystemID(old.SystemID)
+	if d := s.decide(context.Background(), at("2024-05-02 12:00"), []*archive.BackupInfo{old}); d.Due {
+		t.Errorf("due for the cluster the backup is of (%s)", d.Why)
+	}
+}

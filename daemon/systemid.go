@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/replication"
 )
 
@@ -82,4 +83,35 @@ func (s *supervisor) noteSystemID(id string) {
 	s.mu.Lock()
 	s.sysID, s.sysIDAt = id, time.Now()
 	s.mu.Unlock()
+}
+
+// systemChanged logs at error level, in both WAL modes, that the node's
+// system identifier changed from old (the one the backup loop last looked
+// for history files of; "" before it knew one) to id: the cluster at the
+// node's address was replaced, a pg_upgrade most likely. The daemon goes
+// on (the old system's backups no longer count, so the schedule takes a
+// backup of the new one at once; a WAL receiver stores the old system's
+// last WAL, then streams the new one's into the same prefix), but the
+// site now holds two systems' backups and WAL: the operator should give
+// the new cluster a prefix of its own.
+func (s *supervisor) systemChanged(old, id string) {
+	if old == "" || old == id {
+		return
+	}
+	s.log.Error().Str("old_system", old).Str("system", id).
+		Msg("the node's database system changed: after a pg_upgrade, set a new backup_sites.<site>.prefix for the upgraded " +
+			"cluster and reload (SIGHUP); the daemon takes a backup there, restores of the new cluster read it, and the old prefix " +
+			"keeps the old cluster's backups and wal (restore them with a configuration file of their own)")
+}
+
+// claimsOtherSystem reports whether b's metadata names a system other
+// than id (when known), authenticated or not. The schedule leaves such
+// backups out: in a site without keys nothing authenticates, and after a
+// pg_upgrade the old cluster's backups would otherwise keep the new one
+// from being backed up until the next interval, with nothing restorable
+// meanwhile. Believing a forged claim costs one backup more; the choices
+// that a forged claim could mislead (restore, retention) go by
+// authenticated metadata only.
+func claimsOtherSystem(b *archive.BackupInfo, id string) bool {
+	return id != "" && b.SystemID != "" && b.SystemID != id
 }

@@ -21,8 +21,15 @@
 // Connection and stream errors, local write errors included, end the
 // session; Run reconnects with backoff and resumes from the spool. Only
 // errors that reconnecting cannot fix stop Run: the server is not the one
-// the spool came from (segment size, system identifier, timeline
-// history), or it no longer has the WAL the spool needs (ErrWALRemoved).
+// the spool came from (segment size, timeline history, a system
+// identifier whose WAL lies before the spool's), or it no longer has the
+// WAL the spool needs (ErrWALRemoved).
+//
+// A server of another database system whose WAL lies beyond the spool's
+// is the node's cluster replaced in place, as pg_upgrade does
+// (changeSystem): the old system's WAL is stored first, its unfinished
+// last segment as a .partial, and only then is the new system streamed,
+// from its slot, created again.
 //
 // # Spool
 //

@@ -83,14 +83,15 @@ func (s *session) run(ctx context.Context) error {
 	if old := r.segSize.Swap(s.segSize); old != 0 && old != s.segSize {
 		return fatal(fmt.Errorf("wal segment size changed from %d to %d: not the same server", old, s.segSize))
 	}
-	if old := r.Status().SystemID; old != "" && old != sys.SystemID {
-		return fatal(fmt.Errorf("system identifier changed from %s to %s: not the same server", old, sys.SystemID))
+	changed, err := s.changeSystem(ctx, sys)
+	if err != nil {
+		return err
 	}
 	slot, err := s.slot(ctx)
 	if err != nil {
 		return err
 	}
-	start, err := s.resume(ctx, sys, slot)
+	start, err := s.resume(ctx, sys, slot, !changed)
 	if err != nil {
 		return err
 	}
@@ -146,8 +147,10 @@ func (s *session) slot(ctx context.Context) (replication.Slot, error) {
 // The spool knows best: its latest .partial, or the segment after its
 // latest complete one. Without spool files, the slot's restart_lsn (the
 // flush position last reported) says what the archive already holds;
-// without it, the server's current position.
-func (s *session) resume(ctx context.Context, sys replication.System, slot replication.Slot) (pglogrepl.LSN, error) {
+// without it, the server's current position. checkHoles asks for the
+// hole check of where streaming starts (not after a change of database
+// system: see changeSystem).
+func (s *session) resume(ctx context.Context, sys replication.System, slot replication.Slot, checkHoles bool) (pglogrepl.LSN, error) {
 	r := s.r
 	segSize := s.segSize
 	floor := func(lsn pglogrepl.LSN) pglogrepl.LSN { return lsn - lsn%pglogrepl.LSN(segSize) }
@@ -222,7 +225,9 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 		return 0, err
 	}
 	s.pos, s.flushed = start, start
-	r.requestHoleCheck(holeCheck{start: seg, segSize: segSize, spooled: c.uploads})
+	if checkHoles {
+		r.requestHoleCheck(holeCheck{start: seg, segSize: segSize, spooled: c.uploads})
+	}
 	if err := s.openNext(); err != nil {
 		return 0, err
 	}
