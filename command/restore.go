@@ -67,6 +67,9 @@ then refuses (exit 1), naming both systems and backups, pg_upgrade, and what to 
 site's history files are not bound to their system; a new prefix). It chooses another
 system's backup only for a target no backup of the newest's system reaches (a time before
 the upgrade), when the backups that reach it are of that one system, with a warning.
+A restore that PostgreSQL could not promote at the end of recovery is refused too: when
+it promotes it asks for the history files of the timelines after recovery's, and wal-fetch
+refuses one bound to another database system (exit 255).
 
 A restore creates only directories and regular files, inside the target and tablespace
 directories, and follows no link out of them: a backup holding a symbolic or hard link,

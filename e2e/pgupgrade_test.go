@@ -35,7 +35,19 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 	nc, sysOld, sysNew := u.nc, u.sysOld, u.sysNew
 
 	a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
-	oldBackup := u.wantNoSwitchToOld(t, a, "00000002.history, bound to database system "+strconv.FormatUint(sysOld, 10))
+	oldBackup, newBackup := u.wantNoSwitchToOld(t, a, "00000002.history, bound to database system "+strconv.FormatUint(sysOld, 10))
+	// The upgraded cluster's backup kept on its timeline: PostgreSQL
+	// would stop when it promotes, asking for the old cluster's
+	// 00000002.history (before: exit 0, then FATAL at the end of recovery).
+	dir := filepath.Join(pgtest.TempDir(t), "timeline1")
+	_, errOut, err := a.hoard("restore", "--target-dir", dir, "--basebackup", newBackup, "--target-timeline", "1")
+	if code := exitCode(err); code != 1 || !strings.Contains(errOut, "PostgreSQL, promoting, asks for") ||
+		!strings.Contains(errOut, "timeline/00000002.history is a timeline history of database system "+strconv.FormatUint(sysOld, 10)) {
+		t.Errorf("restore of the upgraded cluster's backup on timeline 1 in the old prefix: exit %d, want 1 naming 00000002.history:\n%s", code, errOut)
+	}
+	if names := testio.DirNames(t, filepath.Dir(dir)); len(names) != 0 {
+		t.Errorf("refused restore left %v", names)
+	}
 
 	// The upgraded cluster's own first failover (recovery of its pg_wal
 	// alone, promoted): archive_command cannot store its 00000002.history
@@ -66,7 +78,7 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 	cfg, _ = a.readConfig()
 	cfg["backup_sites"].(map[string]any)[a.name+"-old"] = site
 	a.writeConfig(both.config, cfg)
-	_, errOut, err := both.hoard("wal-push", filepath.Join(nc.DataDir, "pg_wal", "00000002.history"))
+	_, errOut, err = both.hoard("wal-push", filepath.Join(nc.DataDir, "pg_wal", "00000002.history"))
 	if exitCode(err) != 2 || !strings.Contains(errOut, "pass --site") {
 		t.Errorf("wal-push without --site, two sites in the file: %v, want exit 2 and the hint\n%s", err, errOut)
 	}
@@ -85,7 +97,7 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 		t.Errorf("wal-fetch 00000002.history in the new prefix: %q, want the upgraded cluster's %q", got, want)
 	}
 
-	dir := filepath.Join(pgtest.TempDir(t), "data")
+	dir = filepath.Join(pgtest.TempDir(t), "data")
 	a.mustHoard("restore", "--target-dir", dir)
 	wantRestored(t, dir, "restore of the upgraded cluster from the new prefix", want, sysNew)
 
@@ -217,11 +229,10 @@ func upgradeInSameSite(t *testing.T, a *site) upgraded {
 // to a time before the upgrade it restores the old cluster at that time
 // (only its backups reach it). Before, the latest restore exited 0 and
 // brought back the old cluster's rows and system. It returns the old
-// cluster's backup.
-func (u upgraded) wantNoSwitchToOld(t *testing.T, a *site, unrecoverable string) string {
+// cluster's backup and the upgraded cluster's.
+func (u upgraded) wantNoSwitchToOld(t *testing.T, a *site, unrecoverable string) (oldBackup, newBackup string) {
 	t.Helper()
 	a.mustHoard("basebackup", "--fast")
-	var oldBackup, newBackup string
 	for _, b := range a.listBackups() {
 		switch b.SystemID {
 		case strconv.FormatUint(u.sysOld, 10):
@@ -258,7 +269,7 @@ func (u upgraded) wantNoSwitchToOld(t *testing.T, a *site, unrecoverable string)
 		t.Errorf("restore to a time before the upgrade: want the old cluster's backup %s, with the warning:\n%s", oldBackup, errOut)
 	}
 	wantRestored(t, dir, "restore to a time before the upgrade", oldRowsAtTime, u.sysOld)
-	return oldBackup
+	return oldBackup, newBackup
 }
 
 // wantRestored starts PostgreSQL 15 on dir, a restored data directory,

@@ -8,9 +8,13 @@
 // must replay past the backup's end to be consistent. Only backups the
 // target timeline descends from qualify: a numeric one, or the latest
 // reached from the backup's timeline, so backups left on a timeline a
-// point-in-time restore abandoned are passed over.
+// point-in-time restore abandoned are passed over. Run's automatic choice
+// stays with the database system of the newest backup (systemswitch.go):
+// after a pg_upgrade into the same site, the old cluster's history files
+// would lead it to the old cluster's backups.
 //
-// Run checks before it writes: the target directory must be absent, empty
+// Run checks before it writes: PostgreSQL must be able to promote at the
+// end of recovery (promotion.go), the target directory must be absent, empty
 // or hold only lost+found (with Overwrite, its postmaster.pid must not name
 // a live process), every tablespace directory likewise, and the archive
 // must hold every WAL segment from the backup's start to its end (and on

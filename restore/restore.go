@@ -226,6 +226,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}
+	if err := o.checkPromotion(ctx, a, b, path.Timeline()); err != nil {
+		return nil, err
+	}
 	w, err := listWAL(ctx, a)
 	if err != nil {
 		return nil, err
