@@ -267,14 +267,21 @@ func UnsignedBackups(bs []*BackupInfo, signs bool) []Unsigned {
 	if first == nil && !signs {
 		return nil
 	}
+	// Where some HMAC is there but does not verify, the configuration may
+	// lack the key it names (Codec.InvalidWhy): the HMACs need not have
+	// been stripped.
+	noneWhy := "the HMACs were stripped by someone who can write the storage, or every signed backup was deleted"
+	if slices.ContainsFunc(bs, func(b *BackupInfo) bool { return b.Auth == AuthInvalid }) {
+		noneWhy = "those with an HMAC do not verify: the configuration lacks the public key they name, or someone who " +
+			"can write the storage altered them or stripped the others' HMACs"
+	}
 	var out []Unsigned
 	for _, b := range bs {
 		switch {
 		case b.Auth != AuthNone:
 		case first == nil:
 			out = append(out, Unsigned{Backup: b, Suspicious: true, Why: "metadata has no HMAC, though this site signs its backups " +
-				"and none of them authenticates: the HMACs were stripped by someone who can write the storage, or every signed " +
-				"backup was deleted; retention deletes nothing until a new backup is taken"})
+				"and none of them authenticates: " + noneWhy + "; retention deletes nothing until a new backup is taken"})
 		case b.StartTime.Before(first.StartTime):
 			out = append(out, Unsigned{Backup: b, Why: "metadata has no HMAC, but it is older than the site's first authenticated " +
 				"backup (" + first.Name + "): PGHoard's, or a hoard's from before it signed backups; " +

@@ -713,10 +713,17 @@ func TestRun_PartialTailReadOnce(t *testing.T) {
 // configuration no longer holds (rotated out, or a configuration without
 // the site's keys) is reported as that, with the key to add, not as
 // altered metadata whose backup should be deleted.
+//
+// The site's older unsigned backup (PGHoard's) is then not blamed on
+// stripped HMACs alone: the signed one does not verify either.
 func TestRun_MetadataKeyMissing(t *testing.T) {
 	a := encryptedArchive(t)
+	stripHMAC(t, a, putBackup(t, a, "b0", 1, 1, 1, t0.Add(-time.Hour)))
 	putBackup(t, a, "b1", 1, 2, 3, t0)
-	putSegments(t, a, 1, 2, 3)
+	if err := a.MarkSigned(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	putSegments(t, a, 1, 1, 3)
 	k2, err := crypto.GenerateKey(2048)
 	if err != nil {
 		t.Fatal(err)
@@ -730,7 +737,10 @@ func TestRun_MetadataKeyMissing(t *testing.T) {
 		!strings.Contains(got, "encryption_keys.k.public") {
 		t.Errorf("OK=%v problems:\n%s", rep.OK(), got)
 	}
-	if strings.Contains(got, "altered") || strings.Contains(got, "delete it") {
-		t.Errorf("a backup whose key is missing is called altered, to delete:\n%s", got)
+	if b1 := strings.Join(rep.Backups[1].Problems, "\n"); strings.Contains(b1, "altered") || strings.Contains(b1, "delete it") {
+		t.Errorf("a backup whose key is missing is called altered, to delete: %s", b1)
+	}
+	if b0 := strings.Join(rep.Backups[0].Problems, "\n"); !strings.Contains(b0, "lacks the public key") {
+		t.Errorf("b0's problems do not say the signed backup's key may be missing: %s", b0)
 	}
 }
