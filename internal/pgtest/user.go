@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/internal/testio"
 )
@@ -108,10 +110,26 @@ func TempDir(t testing.TB) string {
 		t.Fatalf("pgtest: create temp dir: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
+		if err := removeSettled(dir, time.Minute); err != nil {
 			t.Errorf("pgtest: remove %s: %v", dir, err)
 		}
 	})
 	Chown(t, dir)
 	return dir
+}
+
+// removeSettled removes dir and everything in it, trying again every
+// 100 ms for up to wait while the removal fails because a directory
+// filled up meanwhile: a process the test started but does not wait for
+// (hoard wal-fetch's detached prefetch worker, which downloads into
+// pg_wal/hoard-prefetch after PostgreSQL stopped) may still be writing.
+func removeSettled(dir string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := os.RemoveAll(dir)
+		if err == nil || !errors.Is(err, syscall.ENOTEMPTY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
