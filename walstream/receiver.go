@@ -71,7 +71,8 @@ type Options struct {
 	// way (PartialUploadInterval is then unused): the WAL of every commit
 	// that arrives during an upload goes in the next one, so a commit
 	// waits for about one upload under any load. A failed copy is tried
-	// again after the retry delay.
+	// again with backoff (snapshotRetryAt), ended by any upload that
+	// succeeds: the storage is back.
 	Synchronous bool
 	// ApplicationName is the replication connection's application_name,
 	// when the connection string sets none; "" leaves it unset.
@@ -186,6 +187,11 @@ type Receiver struct {
 	snapshotMu     sync.Mutex
 	snapshotDone   uploadTask // the last snapshot uploaded: name and length
 	snapshotFailed time.Time  // when the last snapshot upload failed
+	// snapshotFailures counts the snapshot uploads that failed since
+	// the last upload of any kind that succeeded: their retries, in
+	// synchronous mode and for StoreThrough, back off with it
+	// (snapshotRetryAt).
+	snapshotFailures int
 	// snapshotKnown is set while the stored .partial is snapshotDone's
 	// copy as far as this Receiver knows: set by a successful snapshot
 	// upload, cleared when one starts (a failed call may or may not have

@@ -314,7 +314,7 @@ func (s *session) receive(ctx context.Context) error {
 		}
 		switch {
 		case r.opts.Synchronous:
-			if now.Sub(r.snapshotFailedAt()) >= r.retryMin {
+			if !now.Before(r.snapshotRetryAt()) {
 				if err := s.snapshot(); err != nil {
 					return err
 				}
@@ -345,7 +345,7 @@ func (s *session) receive(ctx context.Context) error {
 			// WAL it stored is reported, and the next copy queued, at
 			// once. Only a failed copy is tried again on a timer.
 			if !r.queue.hasSnapshot() && s.cur != nil && s.cur.written > r.snapshotUploaded(s.cur.name()+wal.PartialSuffix) {
-				wake = minTime(wake, r.snapshotFailedAt().Add(r.retryMin))
+				wake = minTime(wake, r.snapshotRetryAt())
 			}
 		case r.opts.PartialUploadInterval > 0:
 			wake = minTime(wake, s.nextPartial)

@@ -14,7 +14,7 @@ import (
 // restores at once however idle the primary. When lsn lies in the
 // segment being received, that segment's .partial is uploaded once the
 // WAL up to lsn is received and fsynced; a failed upload is tried again
-// after the retry delay. When it lies in an earlier segment, that
+// with backoff (snapshotRetryAt), ended by any upload that succeeds. When it lies in an earlier segment, that
 // segment is complete and queued: its upload stores it. The request
 // holds until Status.Stored reaches lsn, across reconnections, for the
 // rest of Run; a later request for a higher lsn replaces it.
@@ -46,7 +46,7 @@ func (s *session) storeRequested(now time.Time) (time.Time, error) {
 	if want == 0 || s.cur == nil || s.pos < want || want <= s.cur.seg.StartLSN(s.segSize) {
 		return time.Time{}, nil
 	}
-	if retry := r.snapshotFailedAt().Add(r.retryMin); now.Before(retry) {
+	if retry := r.snapshotRetryAt(); now.Before(retry) {
 		return retry, nil
 	}
 	return time.Time{}, s.snapshot()

@@ -215,11 +215,14 @@ func (r *Receiver) wakeReceiver() {
 func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTask) bool {
 	if t.kind == taskSnapshot {
 		if err := r.uploadSnapshot(ctx, t); err != nil {
-			r.log.Warn().Err(err).Str(logSegment, t.name).Msg("partial segment upload failed; retrying at the next interval")
-			r.setError(err)
 			r.snapshotMu.Lock()
 			r.snapshotFailed = time.Now()
+			r.snapshotFailures++
 			r.snapshotMu.Unlock()
+			// One line a failure, so one a backoff step.
+			r.log.Warn().Err(err).Str(logSegment, t.name).Dur("retry_in_ms", time.Until(r.snapshotRetryAt())).
+				Msg("partial segment upload failed; retrying after the backoff (or at the next interval)")
+			r.setError(err)
 		}
 		return ctx.Err() == nil
 	}
@@ -265,6 +268,7 @@ func (r *Receiver) uploadFile(ctx context.Context, t uploadTask) error {
 		return fmt.Errorf("remove uploaded %s: %w", p, err)
 	}
 	r.spoolFreed()
+	r.storageAnswered()
 	r.log.Debug().Str(logFile, t.name).Msg("uploaded")
 	if t.kind == taskFile && wal.IsSegmentName(t.name) {
 		if segSize := r.segSize.Load(); segSize != 0 {
@@ -348,6 +352,7 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 			r.storedThrough(seg.StartLSN(segSize) + pglogrepl.LSN(t.length))
 		}
 	}
+	r.storageAnswered()
 	r.snapshotMu.Lock()
 	r.snapshotDone = uploadTask{name: t.name, length: t.length}
 	r.snapshotKnown = true
@@ -395,11 +400,29 @@ func (r *Receiver) forgetSnapshot() {
 	r.snapshotMu.Unlock()
 }
 
-// snapshotFailedAt returns when the last snapshot upload failed.
-func (r *Receiver) snapshotFailedAt() time.Time {
+// snapshotRetryAt returns when a failed snapshot upload may be tried
+// again, in synchronous mode and for StoreThrough: after the retry delay,
+// doubling with each failure in a row up to the longest (1 s to 30 s),
+// so a storage that is down is not asked every second. The zero time
+// when none failed since the storage last answered.
+func (r *Receiver) snapshotRetryAt() time.Time {
 	r.snapshotMu.Lock()
 	defer r.snapshotMu.Unlock()
-	return r.snapshotFailed
+	if r.snapshotFailures == 0 {
+		return time.Time{}
+	}
+	return r.snapshotFailed.Add(min(r.retryMin<<min(r.snapshotFailures-1, 16), r.retryMax))
+}
+
+// storageAnswered ends the snapshot backoff after an upload of any kind
+// succeeded: the storage is back, and a commit waiting in synchronous
+// mode (or a StoreThrough request) must not wait out the rest of a long
+// backoff. The complete segments' own retries are the probe: the upload
+// loop wakes the receive loop after each of them.
+func (r *Receiver) storageAnswered() {
+	r.snapshotMu.Lock()
+	r.snapshotFailures = 0
+	r.snapshotMu.Unlock()
 }
 
 // snapshotUploaded returns how many bytes of the .partial name the last
