@@ -113,12 +113,18 @@ func (a *Archive) markers() (v1, v2 historyMarker) {
 }
 
 // signHistory adds to md, the metadata of history file name about to be
-// stored (with its hash), its HMAC binding system, the system identifier
-// of the cluster that wrote it, after storing the site's markers that are
-// absent. In a site without keys it does nothing; in one with keys, an
-// unknown system (0) is an error: an unbound file would be refused once
-// a bound one is stored.
+// stored (with its hash), system, the system identifier of the cluster
+// that wrote it, as MetaSystemID, in every site (0, not known: none),
+// and, in a site with keys, its HMAC binding that system, after storing
+// the site's markers that are absent. Without keys MetaSystemID is a
+// claim, the writer's word (checkHistoryClaim); with keys, an unknown
+// system (0) is an error: an unbound file would be refused once a bound
+// one is stored.
 func (a *Archive) signHistory(ctx context.Context, name string, md storage.Metadata, system uint64) error {
+	sys := strconv.FormatUint(system, 10)
+	if system != 0 {
+		md[MetaSystemID] = sys
+	}
 	c := a.Codec
 	if !c.signs() {
 		return nil
@@ -130,7 +136,6 @@ func (a *Archive) signHistory(ctx context.Context, name string, md storage.Metad
 	if system == 0 {
 		return fmt.Errorf("sign %s: the system identifier of the cluster that wrote it is not known", name)
 	}
-	sys := strconv.FormatUint(system, 10)
 	v1, v2 := a.markers()
 	for _, m := range []historyMarker{v1, v2} {
 		mark := storage.Metadata{MetaFormat: m.format, MetaFirstSignedTimeline: strconv.FormatUint(uint64(tli), 10)}
@@ -149,14 +154,13 @@ func (a *Archive) signHistory(ctx context.Context, name string, md storage.Metad
 			return fmt.Errorf("store %s: %w", m.key, err)
 		}
 	}
-	md[MetaSystemID] = sys
 	return c.signNamed(historyMACLabelV2, name, md, historyMACKeysV2)
 }
 
 // HistoriesBound reports whether the site's history files are checked
 // (checkHistory): in a site with keys, each is authenticated and bound to
-// its database system; without, nothing is, and OtherSystemHistories
-// finds none.
+// its database system; without, nothing is, and only the system a
+// history file's metadata claims (checkHistoryClaim) is looked at.
 func (a *Archive) HistoriesBound() bool { return a.Codec != nil && a.Codec.RequireEncryption }
 
 // historyAuth returns what history file name's metadata md says of
@@ -174,10 +178,11 @@ func (c *Codec) historyAuth(name string, md storage.Metadata) (auth BackupAuth, 
 // when bound to a system, names this one; or it is not bound to one (v1,
 // or no HMAC) and the markers do not cover its timeline. The caller
 // checks the decoded bytes against md's hash. In a site without keys
-// nothing is checked: nothing there is authenticated.
+// nothing is authenticated: only the system md claims is compared
+// (checkHistoryClaim).
 func (a *Archive) checkHistory(ctx context.Context, key, name string, md storage.Metadata, system uint64) error {
 	if !a.HistoriesBound() {
-		return nil
+		return checkHistoryClaim(key, name, md, system)
 	}
 	c := a.Codec
 	auth, v2 := c.historyAuth(name, md)
@@ -191,11 +196,7 @@ func (a *Archive) checkHistory(ctx context.Context, key, name string, md storage
 		if system != 0 && md[MetaSystemID] != strconv.FormatUint(system, 10) {
 			// Refused, or ignored at or below the reader's timeline
 			// (IgnoreUpgradedHistory).
-			tli, err := wal.ParseHistoryFileName(name)
-			if err != nil {
-				return err
-			}
-			return &OtherSystemHistoryError{Key: key, Timeline: tli, System: md[MetaSystemID], Want: system}
+			return otherSystemHistory(key, name, md[MetaSystemID], system, false)
 		}
 		return nil
 	}

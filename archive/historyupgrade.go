@@ -35,31 +35,103 @@ import (
 // cluster's, left before the new one existed: it cannot be told from
 // another cluster's file copied over the new one's own).
 
+// In a site without keys nothing is bound, but hoard records the system
+// identifier of the cluster that wrote a history file as its metadata
+// (MetaSystemID) all the same: a claim, which anyone who can write the
+// storage can forge or strip, so it adds no security. It tells the honest
+// case, a pg_upgrade into the same site, from the new cluster's own files,
+// and the readers treat a claim of another system as a site with keys
+// treats a binding (checkHistoryClaim): the operator's mistake is named
+// before a standby stops on it. A file without the claim (PGHoard's, an
+// older hoard's) is read as before. In a site with keys the claim is
+// never looked at on its own: only the HMAC decides.
+
 // OtherSystemHistoryError is checkHistory's error for a history file whose
 // HMAC verifies but binds another database system than the one it is read
-// for. It wraps ErrHistoryNotAuthentic and ErrOtherSystem.
+// for, or, in a site without keys (Claimed), whose metadata claims
+// another. It wraps ErrOtherSystem, and ErrHistoryNotAuthentic unless
+// Claimed.
 type OtherSystemHistoryError struct {
 	Key      string
 	Timeline uint32 // the file's
-	System   string // the system the file is bound to
+	System   string // the system the file is bound to, or claims
 	Want     uint64 // the system it is read for
+	// Claimed is set in a site without keys: System is the writer's
+	// claim (MetaSystemID), not authenticated.
+	Claimed bool
 }
 
 func (e *OtherSystemHistoryError) Error() string {
-	return fmt.Sprintf("%v: %v: %s is a timeline history of database system %s, but the cluster it is read for is %d: "+
-		"another cluster's history file, which would make recovery follow that cluster's timeline switches (%s)",
-		ErrHistoryNotAuthentic, ErrOtherSystem, e.Key, e.System, e.Want, OtherSystemHistoryFix)
+	prefix := fmt.Sprintf("%v: %v", ErrHistoryNotAuthentic, ErrOtherSystem)
+	if e.Claimed {
+		prefix = ErrOtherSystem.Error()
+	}
+	return fmt.Sprintf("%s: %s %s, but the cluster it is read for is %d: another cluster's history file, which would "+
+		"make recovery follow that cluster's timeline switches (%s)", prefix, e.Key, e.ofSystem(), e.Want, e.fix())
 }
 
 func (e *OtherSystemHistoryError) Unwrap() []error {
+	if e.Claimed {
+		return []error{ErrOtherSystem}
+	}
 	return []error{ErrHistoryNotAuthentic, ErrOtherSystem}
 }
 
+// ofSystem says whose history file e's is: bound to its system, or so
+// claimed.
+func (e *OtherSystemHistoryError) ofSystem() string {
+	if e.Claimed {
+		return "is, by its metadata's claim (not authenticated: this site has no keys), a timeline history of database system " + e.System
+	}
+	return "is a timeline history of database system " + e.System
+}
+
+// fix is OtherSystemHistoryFix, or OtherSystemHistoryClaimFix when e is
+// a claim.
+func (e *OtherSystemHistoryError) fix() string {
+	if e.Claimed {
+		return OtherSystemHistoryClaimFix
+	}
+	return OtherSystemHistoryFix
+}
+
+// otherSystemHistory returns the *OtherSystemHistoryError of history
+// file name under key, of system other (claimed: by its metadata's claim
+// alone), read for system want.
+func otherSystemHistory(key, name, other string, want uint64, claimed bool) error {
+	tli, err := wal.ParseHistoryFileName(name)
+	if err != nil {
+		return err
+	}
+	return &OtherSystemHistoryError{Key: key, Timeline: tli, System: other, Want: want, Claimed: claimed}
+}
+
+// checkHistoryClaim is checkHistory in a site without keys: history file
+// name under key, whose metadata is md, read for the cluster whose system
+// identifier is system (0: not known, not checked), is another cluster's
+// when md claims another system (MetaSystemID); without a claim it is
+// not checked.
+func checkHistoryClaim(key, name string, md storage.Metadata, system uint64) error {
+	claim := md[MetaSystemID]
+	if system == 0 || claim == "" || claim == strconv.FormatUint(system, 10) {
+		return nil
+	}
+	return otherSystemHistory(key, name, claim, system, true)
+}
+
+// upgradeFix is the likely cause of another system's history file above
+// the reader's timeline, and what to do.
+const upgradeFix = "after pg_upgrade, which gives the cluster a new system identifier and starts it at timeline 1, " +
+	"the old cluster's history files stay in the site: set a new backup_sites.<site>.prefix for the upgraded cluster " +
+	"and take a backup there; otherwise "
+
 // OtherSystemHistoryFix says where a history file bound to another system,
 // above the reader's timeline, likely comes from and what to do.
-const OtherSystemHistoryFix = "after pg_upgrade, which gives the cluster a new system identifier and starts it at timeline 1, " +
-	"the old cluster's history files stay in the site: set a new backup_sites.<site>.prefix for the upgraded cluster " +
-	"and take a backup there; otherwise it was copied from a site sharing this key pair: investigate"
+const OtherSystemHistoryFix = upgradeFix + "it was copied from a site sharing this key pair: investigate"
+
+// OtherSystemHistoryClaimFix is OtherSystemHistoryFix for a history file
+// whose metadata claims another system, in a site without keys.
+const OtherSystemHistoryClaimFix = upgradeFix + "another cluster archives into this site, or someone wrote the claim: investigate"
 
 // IgnoredHistoryError is an OtherSystemHistoryError of a history file at
 // or below the timeline its reader is on, which the reader treats as
@@ -72,12 +144,12 @@ type IgnoredHistoryError struct {
 
 func (e *IgnoredHistoryError) Error() string {
 	o := e.Other
-	return fmt.Sprintf("%s is a timeline history of database system %s, not of %d, the cluster it is read for: treated as "+
+	return fmt.Sprintf("%s %s, not of %d, the cluster it is read for: treated as "+
 		"absent (PostgreSQL then assumes timeline %d has no parents), as its timeline is not above %d, the one read for, "+
 		"and recovery replays WAL of that timeline and later ones only. A cluster of a new system identifier put on the "+
 		"old cluster's timeline (pg_resetwal -l) in the same site leaves such files legitimately; otherwise another "+
 		"cluster's history file was stored under this name",
-		o.Key, o.System, o.Want, o.Timeline, e.At)
+		o.Key, o.ofSystem(), o.Want, o.Timeline, e.At)
 }
 
 func (e *IgnoredHistoryError) Unwrap() error { return storage.ErrNotFound }
@@ -97,18 +169,26 @@ func IgnoreUpgradedHistory(err error, at uint32) error {
 // OtherSystemHistories returns, by timeline, the errors of the history
 // files stored in a (or a site it moved from; the copy wal-fetch reads)
 // above timeline above whose metadata HMAC verifies but binds another
-// database system than system: what wal-fetch for that cluster refuses,
-// as a standby's recovery to the latest timeline asks for them. Only
-// their metadata is read (checkHistory); without keys nothing is bound,
-// and nothing is returned.
+// database system than system, or, in a site without keys, whose
+// metadata claims another (checkHistoryClaim): what wal-fetch for that
+// cluster refuses, as a standby's recovery to the latest timeline asks
+// for them. Only their metadata is read (checkHistory).
 func (a *Archive) OtherSystemHistories(ctx context.Context, system uint64, above uint32) ([]*OtherSystemHistoryError, error) {
+	others, _, err := a.HistorySystemsAbove(ctx, system, above)
+	return others, err
+}
+
+// HistorySystemsAbove is OtherSystemHistories that also returns, in
+// order, the timelines above above of the history files whose system
+// cannot be told: in a site without keys, those without a claim
+// (PGHoard's, an older hoard's). In a site with keys it is none: the
+// files not bound to a system are checked against the markers instead.
+func (a *Archive) HistorySystemsAbove(ctx context.Context, system uint64, above uint32) (others []*OtherSystemHistoryError, unknown []uint32, err error) {
 	hs, err := a.ListHistories(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	tlis := slices.Sorted(maps.Keys(hs))
-	var out []*OtherSystemHistoryError
-	for _, tli := range tlis {
+	for _, tli := range slices.Sorted(maps.Keys(hs)) {
 		f := hs[tli]
 		if tli <= above {
 			continue
@@ -118,13 +198,15 @@ func (a *Archive) OtherSystemHistories(ctx context.Context, system uint64, above
 			continue // deleted since the listing
 		}
 		if err != nil {
-			return nil, fmt.Errorf("stat %s: %w", f.Key, err)
+			return nil, nil, fmt.Errorf("stat %s: %w", f.Key, err)
 		}
 		if o, ok := errors.AsType[*OtherSystemHistoryError](f.Archive.checkHistory(ctx, f.Key, f.Name, obj.Metadata, system)); ok {
-			out = append(out, o)
+			others = append(others, o)
+		} else if !f.Archive.HistoriesBound() && obj.Metadata[MetaSystemID] == "" {
+			unknown = append(unknown, tli)
 		}
 	}
-	return out, nil
+	return others, unknown, nil
 }
 
 // OtherSystemHistoriesProblems says what others, OtherSystemHistories of
@@ -132,24 +214,28 @@ func (a *Archive) OtherSystemHistories(ctx context.Context, system uint64, above
 // they are bound to, in the order of their timelines (hoard check's and
 // the daemon's words).
 func OtherSystemHistoriesProblems(others []*OtherSystemHistoryError, system uint64, tli uint32) []string {
-	var systems []string
+	var systems []*OtherSystemHistoryError // the first of each system
 	tlis := map[string][]string{}
 	for _, o := range others {
 		if _, seen := tlis[o.System]; !seen {
-			systems = append(systems, o.System)
+			systems = append(systems, o)
 		}
 		tlis[o.System] = append(tlis[o.System], strconv.FormatUint(uint64(o.Timeline), 10))
 	}
 	out := make([]string, len(systems))
-	for i, s := range systems {
+	for i, o := range systems {
 		which := "timelines"
-		if len(tlis[s]) == 1 {
+		if len(tlis[o.System]) == 1 {
 			which = "timeline"
 		}
+		claim := ""
+		if o.Claimed {
+			claim = ", by their metadata's claim (not authenticated: this site has no keys)"
+		}
 		out[i] = fmt.Sprintf("the site holds timeline history files of database system %s on %s %s, above timeline %d "+
-			"of this cluster (system %d): wal-fetch refuses them (exit 255), so a standby recovering to the latest timeline stops, "+
+			"of this cluster (system %d)%s: wal-fetch refuses them (exit 255), so a standby recovering to the latest timeline stops, "+
 			"hoard restore may follow them to that system's backups, and this cluster's own history file of such a timeline "+
-			"cannot be stored under its name; %s", s, which, strings.Join(tlis[s], ", "), tli, system, OtherSystemHistoryFix)
+			"cannot be stored under its name; %s", o.System, which, strings.Join(tlis[o.System], ", "), tli, system, claim, o.fix())
 	}
 	return out
 }
@@ -160,30 +246,31 @@ func OtherSystemHistoriesProblems(others []*OtherSystemHistoryError, system uint
 // cluster's own first failover reaches a timeline whose history file the
 // old cluster stored, and as an archived object is never replaced,
 // archive_command fails on it until someone acts, while pg_wal grows.
-// Where the stored file is bound to another system (a site with keys),
-// the error says so, naming both systems, the likely cause and the fix;
-// where nothing is bound (no keys), it names the likely cause as a
-// question. Any other err is returned as is.
+// Where the stored file is bound to another system (a site with keys), or
+// claims another (without keys: checkHistoryClaim), the error says so,
+// naming both systems, the likely cause and the fix; where a site without
+// keys cannot tell (no claim, or the pushing cluster's system not known),
+// it names the likely cause as a question. Any other err is returned as
+// is.
 func (a *Archive) historyConflict(ctx context.Context, key, name string, system uint64, err error) error {
 	if !errors.Is(err, ErrWALConflict) || !wal.IsHistoryFile(name) {
 		return err
 	}
-	if !a.HistoriesBound() {
-		return fmt.Errorf("%w; hoard never replaces an archived object, so this push fails until the cause is fixed, "+
-			"and PostgreSQL keeps the WAL it has not archived: in a site without keys the stored history file is "+
-			"bound to no system, but if this cluster was upgraded with pg_upgrade into this site, it is likely the old "+
-			"cluster's (%s)", err, OtherSystemHistoryFix)
-	}
 	obj, serr := a.Store.Stat(ctx, key)
-	if serr != nil {
+	if serr == nil {
+		if o, ok := errors.AsType[*OtherSystemHistoryError](a.checkHistory(ctx, key, name, obj.Metadata, system)); ok {
+			return fmt.Errorf("%w: %s %s, and the file pushed is one of %d, this cluster: another cluster's history file "+
+				"holds the name of this cluster's own. hoard never replaces an archived object, so this push fails until "+
+				"the cause is fixed, and PostgreSQL keeps the WAL it has not archived until its disk fills (%s)",
+				err, key, o.ofSystem(), system, o.fix())
+		}
+	}
+	// With keys, or a claim of this cluster's own system: not another's.
+	if a.HistoriesBound() || serr == nil && system != 0 && obj.Metadata[MetaSystemID] != "" {
 		return err
 	}
-	o, ok := errors.AsType[*OtherSystemHistoryError](a.checkHistory(ctx, key, name, obj.Metadata, system))
-	if !ok {
-		return err
-	}
-	return fmt.Errorf("%w: %s is a timeline history of database system %s, and the file pushed is one of %d, this "+
-		"cluster: another cluster's history file holds the name of this cluster's own. hoard never replaces an "+
-		"archived object, so this push fails until the cause is fixed, and PostgreSQL keeps the WAL it has not "+
-		"archived until its disk fills (%s)", err, key, o.System, system, OtherSystemHistoryFix)
+	return fmt.Errorf("%w; hoard never replaces an archived object, so this push fails until the cause is fixed, "+
+		"and PostgreSQL keeps the WAL it has not archived: in a site without keys the stored history file is "+
+		"bound to no system, but if this cluster was upgraded with pg_upgrade into this site, it is likely the old "+
+		"cluster's (%s)", err, OtherSystemHistoryClaimFix)
 }

@@ -18,13 +18,20 @@ import (
 // by wal-fetch (storage.ErrNotFound, nothing delivered, a warning naming
 // the object and both systems) and by CheckLost's path (the
 // timeline alone, as PostgreSQL assumes); one above it is still refused,
-// and so is every one where the reader's timeline is not known.
+// and so is every one where the reader's timeline is not known. The same
+// in a site without keys, by the system the files' metadata claims.
 func TestArchive_UpgradedHistory(t *testing.T) {
+	for _, keys := range []bool{true, false} {
+		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testUpgradedHistory(t, keys) })
+	}
+}
+
+func testUpgradedHistory(t *testing.T, keys bool) {
 	ctx := context.Background()
 	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
 	two, three := "00000002.history", "00000003.history"
-	a := walTestArchive(t, true)
-	a.Codec.RequireEncryption = true
+	a := walTestArchive(t, keys)
+	a.Codec.RequireEncryption = keys
 	if err := pushHistory(t, a, two, "1\t0/5000000\tno recovery target specified\n", sysOld); err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +72,12 @@ func TestArchive_UpgradedHistory(t *testing.T) {
 			continue
 		}
 		// The refusal names the likely cause and the fix.
-		for _, w := range []string{a.Layout.WALKey(c.name), "7000000000000000001", "7000000000000000002",
-			"after pg_upgrade", "starts it at timeline 1", "backup_sites.<site>.prefix", "sharing this key pair"} {
+		want := []string{a.Layout.WALKey(c.name), "7000000000000000001", "7000000000000000002",
+			"after pg_upgrade", "starts it at timeline 1", "backup_sites.<site>.prefix", "sharing this key pair"}
+		if !keys {
+			want[len(want)-1] = "by its metadata's claim (not authenticated: this site has no keys)"
+		}
+		for _, w := range want {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("refusal %q does not name %s", err, w)
 			}
@@ -90,17 +101,23 @@ func TestArchive_UpgradedHistory(t *testing.T) {
 // history files' metadata: those bound to another system above the
 // node's timeline, by timeline (the pg_upgrade shape: the old cluster's
 // 2 and 3 above the new cluster's timeline 1); none at or below it, none
-// of the node's own system, none where the site has no keys.
+// of the node's own system. Where the site has no keys, the same by the
+// system the files' metadata claims, and none where they claim none
+// (PGHoard's, an older hoard's: unclaimed).
 func TestArchive_OtherSystemHistories(t *testing.T) {
 	ctx := context.Background()
 	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
 	body := "1\t0/5000000\tno recovery target specified\n"
-	for _, keys := range []bool{true, false} {
+	for _, site := range []struct{ keys, unclaimed bool }{{true, false}, {false, false}, {false, true}} {
+		keys := site.keys
 		a := walTestArchive(t, keys)
 		a.Codec.RequireEncryption = keys
 		for _, name := range []string{"00000002.history", "00000003.history"} {
 			if err := pushHistory(t, a, name, body, sysOld); err != nil {
 				t.Fatal(err)
+			}
+			if site.unclaimed {
+				stripClaim(t, a, name)
 			}
 		}
 		for _, c := range []struct {
@@ -108,7 +125,7 @@ func TestArchive_OtherSystemHistories(t *testing.T) {
 			above  uint32
 			want   []uint32
 		}{{sysNew, 1, []uint32{2, 3}}, {sysNew, 2, []uint32{3}}, {sysNew, 3, nil}, {sysOld, 1, nil}} {
-			if !keys {
+			if site.unclaimed {
 				c.want = nil
 			}
 			got, err := a.OtherSystemHistories(ctx, c.system, c.above)
@@ -119,11 +136,11 @@ func TestArchive_OtherSystemHistories(t *testing.T) {
 			for _, o := range got {
 				tlis = append(tlis, o.Timeline)
 				if o.System != "7000000000000000001" || o.Want != c.system {
-					t.Errorf("keys %v: %v: system %s for %d, want %d for %d", keys, o, o.System, o.Want, uint64(sysOld), c.system)
+					t.Errorf("%+v: %v: system %s for %d, want %d for %d", site, o, o.System, o.Want, uint64(sysOld), c.system)
 				}
 			}
 			if !slices.Equal(tlis, c.want) {
-				t.Errorf("keys %v: OtherSystemHistories(%d, above %d) = timelines %v, want %v", keys, c.system, c.above, tlis, c.want)
+				t.Errorf("%+v: OtherSystemHistories(%d, above %d) = timelines %v, want %v", site, c.system, c.above, tlis, c.want)
 			}
 		}
 	}
@@ -133,8 +150,10 @@ func TestArchive_OtherSystemHistories(t *testing.T) {
 // the upgraded cluster's first failover pushes its own 00000002.history
 // where the old cluster's sits. The push is refused as before
 // (ErrWALConflict, the stored file unchanged), and the refusal says why
-// and what to do: in a site with keys, another system's history file,
-// naming both systems, pg_upgrade and the prefix to set; without keys,
+// and what to do: another system's history file, naming both systems,
+// pg_upgrade and the prefix to set, in a site with keys by the file's
+// binding, without by its metadata's claim (saying it is one); without
+// keys and a stored file claiming no system (an older hoard's),
 // pg_upgrade as the likely cause. A conflict with the cluster's own
 // history file does not blame another system.
 func TestArchive_PushHistoryConflict(t *testing.T) {
@@ -143,37 +162,56 @@ func TestArchive_PushHistoryConflict(t *testing.T) {
 	const name = "00000002.history"
 	oldBody := "1\t0/5000000\tno recovery target specified\n"
 	newBody := "1\t0/B000060\tno recovery target specified\n"
-	for _, keys := range []bool{true, false} {
+	for _, site := range []struct{ keys, unclaimed bool }{{true, false}, {false, false}, {false, true}} {
+		keys := site.keys
 		a := walTestArchive(t, keys)
 		a.Codec.RequireEncryption = keys
 		if err := pushHistory(t, a, name, oldBody, sysOld); err != nil {
 			t.Fatal(err)
 		}
+		if site.unclaimed {
+			stripClaim(t, a, name)
+		}
 		err := pushHistory(t, a, name, newBody, sysNew)
 		if !errors.Is(err, ErrWALConflict) {
-			t.Fatalf("keys %v: push of another system's %s over the old one's: %v; want ErrWALConflict", keys, name, err)
+			t.Fatalf("%+v: push of another system's %s over the old one's: %v; want ErrWALConflict", site, name, err)
 		}
 		want := []string{a.Layout.WALKey(name), "pg_upgrade", "backup_sites.<site>.prefix", "never replaces"}
-		if keys {
+		if !site.unclaimed {
 			want = append(want, "7000000000000000001", "7000000000000000002", "another cluster's history file holds")
+		}
+		if !keys && !site.unclaimed {
+			want = append(want, "by its metadata's claim (not authenticated: this site has no keys)")
 		}
 		for _, w := range want {
 			if !strings.Contains(err.Error(), w) {
-				t.Errorf("keys %v: refusal %q does not say %s", keys, err, w)
+				t.Errorf("%+v: refusal %q does not say %s", site, err, w)
 			}
 		}
 		fetched := filepath.Join(t.TempDir(), "h")
 		if err := a.FetchWAL(ctx, name, fetched, FetchOptions{SystemID: sysOld, Timeline: 2}); err != nil {
-			t.Fatalf("keys %v: fetch %s for the old system after the refused push: %v", keys, name, err)
+			t.Fatalf("%+v: fetch %s for the old system after the refused push: %v", site, name, err)
 		}
 		if got, err := os.ReadFile(fetched); err != nil || string(got) != oldBody {
-			t.Errorf("keys %v: %s after the refused push holds %q (%v), want the old system's %q", keys, name, got, err, oldBody)
+			t.Errorf("%+v: %s after the refused push holds %q (%v), want the old system's %q", site, name, got, err, oldBody)
 		}
-		if keys {
+		if !site.unclaimed {
 			err := pushHistory(t, a, name, newBody, sysOld)
-			if !errors.Is(err, ErrWALConflict) || strings.Contains(err.Error(), "another cluster's history file holds") {
-				t.Errorf("push of other bytes of the cluster's own %s: %v; want ErrWALConflict not naming another system", name, err)
+			if !errors.Is(err, ErrWALConflict) || strings.Contains(err.Error(), "another cluster's history file holds") ||
+				strings.Contains(err.Error(), "pg_upgrade") {
+				t.Errorf("%+v: push of other bytes of the cluster's own %s: %v; want ErrWALConflict not naming another system", site, name, err)
 			}
 		}
 	}
+}
+
+// stripClaim rewrites history file name of a, a site without keys,
+// without the system its metadata claims: as PGHoard or an older hoard
+// stored it.
+func stripClaim(t *testing.T, a *Archive, name string) {
+	t.Helper()
+	key := a.Layout.WALKey(name)
+	md := unsignedMetadata(t, a, key)
+	delete(md, MetaSystemID)
+	moveObject(t, a, key, key, md)
 }

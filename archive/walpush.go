@@ -38,11 +38,12 @@ type PushOptions struct {
 	// default, as PGHoard) or any other name of HashAlgorithms.
 	HashAlgorithm string
 	// SystemID is the system identifier of the cluster that wrote the
-	// file. A history file stored in a site with keys is signed with it
-	// (signHistory); 0 reads it from global/pg_control of the data
-	// directory whose pg_wal holds the file (WALSystemID), as for the %p
-	// of archive_command, and a history file is not stored when that
-	// fails.
+	// file. A history file records it as its metadata in every site, and
+	// in a site with keys is signed with it (signHistory); 0 reads it
+	// from global/pg_control of the data directory whose pg_wal holds the
+	// file (WALSystemID), as for the %p of archive_command: when that
+	// fails, a history file is stored without it in a site without keys,
+	// and not stored in one with keys.
 	SystemID uint64
 	// StoredPartial is for PutPartialWAL only: when not zero, the size in
 	// bytes of the file whose copy the caller itself stored last under
@@ -121,8 +122,10 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	}
 	defer src.Close()
 	alg := res.HashAlgorithm
-	if o.SystemID == 0 && wal.IsHistoryFile(name) && a.Codec.signs() {
-		if o.SystemID, err = WALSystemID(path); err != nil {
+	if o.SystemID == 0 && wal.IsHistoryFile(name) {
+		// Without keys the system is a claim (signHistory): a file whose
+		// pg_control cannot be read is stored without it, as before.
+		if o.SystemID, err = WALSystemID(path); err != nil && a.Codec.signs() {
 			return res, fmt.Errorf("push %s: the system identifier its signature binds: %w", path, err)
 		}
 	}

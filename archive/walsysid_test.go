@@ -12,7 +12,11 @@ import (
 	"github.com/hoardbackup/hoard/wal"
 )
 
-func TestWALSystemID(t *testing.T) {
+// dataDirOf returns a data directory whose global/pg_control names
+// system, with an empty pg_wal: where archive_command's %p and
+// archive-sync's files are.
+func dataDirOf(t *testing.T, system uint64) string {
+	t.Helper()
 	pgdata := t.TempDir()
 	for _, d := range []string{"pg_wal", "global"} {
 		if err := os.Mkdir(filepath.Join(pgdata, d), 0o700); err != nil {
@@ -20,10 +24,15 @@ func TestWALSystemID(t *testing.T) {
 		}
 	}
 	control := make([]byte, 8192)
-	binary.LittleEndian.PutUint64(control, 7400000000000000042)
+	binary.LittleEndian.PutUint64(control, system)
 	if err := os.WriteFile(filepath.Join(pgdata, "global", "pg_control"), control, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return pgdata
+}
+
+func TestWALSystemID(t *testing.T) {
+	pgdata := dataDirOf(t, 7400000000000000042)
 	seg := "000000010000000000000003"
 	writeWALFile(t, filepath.Join(pgdata, "pg_wal"), seg, waltest.Segment(t, seg, 1<<20, 1))
 	writeWALFile(t, filepath.Join(pgdata, "pg_wal"), "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n"))

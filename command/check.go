@@ -41,8 +41,9 @@ key or PostgreSQL setting to change), in four steps:
                  active_backup_mode archive_command, archive_mode on and an archive_command
                  running hoard wal-push; data checksums (info); the system identifier is
                  the one of the archive's newest backup (else the node is another cluster);
-                 no timeline history file bound to another system above the node's
-                 timeline (from its metadata): after pg_upgrade of a cluster whose timeline
+                 no timeline history file bound to another system (without keys: claiming
+                 another) above the node's timeline (from its metadata; without keys, files
+                 claiming none cannot be told: info): after pg_upgrade of a cluster whose timeline
                  was above 1, the old cluster's, on which a standby's wal-fetch stops; set a
                  new backup_sites.<site>.prefix for the upgraded cluster
   archive        the newest backup and its age against basebackup_interval_hours; the WAL

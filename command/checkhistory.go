@@ -3,6 +3,7 @@ package command
 import (
 	"context"
 	"strconv"
+	"strings"
 
 	"github.com/hoardbackup/hoard/archive"
 )
@@ -16,15 +17,17 @@ import (
 // them, so a standby recovering to the latest timeline stops, restore may
 // follow them to the old cluster's backups, and this cluster's own
 // history file of such a timeline cannot be stored under its name. Only
-// the history files' metadata is read, in a site with keys (without,
-// none is bound to a system: no line). One line per system named
-// (archive.OtherSystemHistoriesProblems).
+// the history files' metadata is read. In a site without keys no file is
+// bound: the system a file's metadata claims stands in (the honest case),
+// and where a file above tli claims none (PGHoard's, an older hoard's)
+// nothing can be told, and no line says all is well. One line per system
+// named (archive.OtherSystemHistoriesProblems).
 func checkOtherHistories(ctx context.Context, r *checkReport, env *siteEnv, step, id string, tli uint32) {
 	sys, err := strconv.ParseUint(id, 10, 64)
-	if err != nil || !env.archive.HistoriesBound() {
-		return // without keys no history file is bound to a system
+	if err != nil {
+		return
 	}
-	others, err := env.archive.OtherSystemHistories(ctx, sys, tli)
+	others, unknown, err := env.archive.HistorySystemsAbove(ctx, sys, tli)
 	if err != nil {
 		r.fail(step, "timeline history files: %v", err)
 		return
@@ -32,7 +35,23 @@ func checkOtherHistories(ctx context.Context, r *checkReport, env *siteEnv, step
 	for _, p := range archive.OtherSystemHistoriesProblems(others, sys, tli) {
 		r.fail(step, "%s", p)
 	}
-	if len(others) == 0 {
+	switch {
+	case len(unknown) > 0:
+		r.info(step, "timeline history files above timeline %d claim no database system (PGHoard's or an older hoard's, "+
+			"in a site without keys) on %s: whether they are another system's cannot be told", tli, timelineList(unknown))
+	case len(others) == 0:
 		r.ok(step, "no timeline history file of another database system above timeline %d", tli)
 	}
+}
+
+// timelineList is tlis as "timeline 2" or "timelines 2, 3".
+func timelineList(tlis []uint32) string {
+	s := make([]string, len(tlis))
+	for i, t := range tlis {
+		s[i] = strconv.FormatUint(uint64(t), 10)
+	}
+	if len(s) == 1 {
+		return "timeline " + s[0]
+	}
+	return "timelines " + strings.Join(s, ", ")
 }

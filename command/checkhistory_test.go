@@ -40,52 +40,104 @@ func oldHistories(t *testing.T) (storage.Config, *rsa.PrivateKey, *archive.Archi
 	t.Cleanup(func() { st.Close() })
 	a := &archive.Archive{Store: st, Layout: archive.Layout{Prefix: "db"}, Site: "db", Codec: &archive.Codec{
 		KeyID: "k1", PublicKey: &k.PublicKey, PrivateKeys: map[string]*rsa.PrivateKey{"k1": k}, RequireEncryption: true}}
+	pushOldHistories(t, a)
+	return c, k, a
+}
+
+// pushOldHistories pushes the old cluster's 00000002.history and
+// 00000003.history into a, for sysOld.
+func pushOldHistories(t *testing.T, a *archive.Archive) {
+	t.Helper()
 	dir := t.TempDir()
 	for _, name := range []string{"00000002.history", "00000003.history"} {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, []byte("1\t0/5000000\tno recovery target specified\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.PushWAL(ctx, path, archive.PushOptions{SystemID: 7000000000000000001}); err != nil {
+		if _, err := a.PushWAL(context.Background(), path, archive.PushOptions{SystemID: 7000000000000000001}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return c, k, a
+}
+
+// keylessHistories returns a site without keys holding the old cluster's
+// 00000002.history and 00000003.history, whose metadata claims sysOld,
+// or, unless claimed, no system (an older hoard's).
+func keylessHistories(t *testing.T, claimed bool) *archive.Archive {
+	t.Helper()
+	ctx := context.Background()
+	a := &archive.Archive{Store: storage.NewMem(), Layout: archive.Layout{Prefix: "db"}, Site: "db", Codec: &archive.Codec{}}
+	t.Cleanup(func() { a.Store.Close() })
+	pushOldHistories(t, a)
+	for _, name := range []string{"00000002.history", "00000003.history"} {
+		key := a.Layout.WALKey(name)
+		if claimed {
+			continue
+		}
+		b, obj := storetest.Read(t, a.Store, key)
+		delete(obj.Metadata, archive.MetaSystemID)
+		if err := a.Store.Put(ctx, key, bytes.NewReader(b), obj.Metadata); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a
 }
 
 // TestCheckOtherHistories: with the old cluster's history files of
 // timelines 2 and 3 in the site, a node of another system on timeline 1
 // or 2 fails one line naming the files' timelines and system, the node's
 // timeline and system, and what to do; on timeline 3, or of the old
-// system itself, nothing fails.
+// system itself, nothing fails. The same in a site without keys, by the
+// system the files' metadata claims (and the line says so); where they
+// claim none (an older hoard's), nothing fails and no line says all is
+// well (unless none is above the node's timeline): an info line says it
+// cannot be told.
 func TestCheckOtherHistories(t *testing.T) {
 	const sysNew = "7000000000000000002"
-	_, _, a := oldHistories(t)
-	env := &siteEnv{archive: a}
-	for _, c := range []struct {
-		id     string
-		tli    uint32
-		failed int
-		want   string
-	}{
-		{sysNew, 1, 1, "FAILED   postgresql node 0: the site holds timeline history files of database system " + sysOld +
-			" on timelines 2, 3, above timeline 1 of this cluster (system " + sysNew + "): wal-fetch refuses them (exit 255)"},
-		{sysNew, 2, 1, "FAILED   postgresql node 0: the site holds timeline history files of database system " + sysOld +
-			" on timeline 3, above timeline 2 of this cluster (system " + sysNew + ")"},
-		{sysNew, 3, 0, "ok       postgresql node 0: no timeline history file of another database system above timeline 3"},
-		{sysOld, 1, 0, "ok       postgresql node 0: no timeline history file of another database system above timeline 1"},
-	} {
-		var out bytes.Buffer
-		r := &checkReport{w: &out}
-		checkOtherHistories(context.Background(), r, env, nodeStep(0), c.id, c.tli)
-		if r.failed != c.failed {
-			t.Errorf("system %s on timeline %d: %d failed, want %d:\n%s", c.id, c.tli, r.failed, c.failed, out.String())
+	_, _, keyed := oldHistories(t)
+	for _, site := range []struct {
+		name string
+		a    *archive.Archive
+	}{{"keys", keyed}, {"keyless", keylessHistories(t, true)}, {"keyless unclaimed", keylessHistories(t, false)}} {
+		claim, fix := "", "sharing this key pair"
+		if site.name == "keyless" {
+			claim, fix = ", by their metadata's claim (not authenticated: this site has no keys)", "another cluster archives into this site"
 		}
-		wantLines(t, out.String(), c.want)
-		if c.failed > 0 {
-			for _, w := range []string{"after pg_upgrade", "backup_sites.<site>.prefix", "sharing this key pair"} {
-				if !strings.Contains(out.String(), w) {
-					t.Errorf("the problem line does not say %q:\n%s", w, out.String())
+		env := &siteEnv{archive: site.a}
+		for _, c := range []struct {
+			id     string
+			tli    uint32
+			failed int
+			want   string
+		}{
+			{sysNew, 1, 1, "FAILED   postgresql node 0: the site holds timeline history files of database system " + sysOld +
+				" on timelines 2, 3, above timeline 1 of this cluster (system " + sysNew + ")" + claim + ": wal-fetch refuses them (exit 255)"},
+			{sysNew, 2, 1, "FAILED   postgresql node 0: the site holds timeline history files of database system " + sysOld +
+				" on timeline 3, above timeline 2 of this cluster (system " + sysNew + ")" + claim + ": "},
+			{sysNew, 3, 0, "ok       postgresql node 0: no timeline history file of another database system above timeline 3"},
+			{sysOld, 1, 0, "ok       postgresql node 0: no timeline history file of another database system above timeline 1"},
+		} {
+			var out bytes.Buffer
+			r := &checkReport{w: &out}
+			checkOtherHistories(context.Background(), r, env, nodeStep(0), c.id, c.tli)
+			if site.name == "keyless unclaimed" {
+				// Files above the node's timeline: no ok line, an info one.
+				above := c.tli < 3
+				if r.failed != 0 || above == strings.Contains(out.String(), "ok ") || above != strings.Contains(out.String(), "info     postgresql node 0: timeline history files above timeline") {
+					t.Errorf("%s: system %s on timeline %d: %d failed, want none, and an info line, not an ok one, below timeline 3:\n%s",
+						site.name, c.id, c.tli, r.failed, out.String())
+				}
+				continue
+			}
+			if r.failed != c.failed {
+				t.Errorf("%s: system %s on timeline %d: %d failed, want %d:\n%s", site.name, c.id, c.tli, r.failed, c.failed, out.String())
+			}
+			wantLines(t, out.String(), c.want)
+			if c.failed > 0 {
+				for _, w := range []string{"after pg_upgrade", "backup_sites.<site>.prefix", fix} {
+					if !strings.Contains(out.String(), w) {
+						t.Errorf("%s: the problem line does not say %q:\n%s", site.name, w, out.String())
+					}
 				}
 			}
 		}

@@ -64,7 +64,8 @@ system (system identifier). After a pg_upgrade into the same site, the old clust
 timeline history files can lead the choice to one of the old cluster's backups: restore
 then refuses (exit 1), naming both systems and backups, pg_upgrade, and what to do
 (--basebackup NAME for the old cluster; --target-timeline for the upgraded one where the
-site's history files are not bound to their system; a new prefix). It chooses another
+old cluster's history files are neither bound to its system nor claim it: PGHoard's or an
+older hoard's, in a site without keys; a new prefix). It chooses another
 system's backup only for a target no backup of the newest's system reaches (a time before
 the upgrade), when the backups that reach it are of that one system, with a warning.
 A restore that PostgreSQL could not promote at the end of recovery is refused too: when

@@ -54,7 +54,8 @@ DEST (its global/pg_control) is refused: another cluster's WAL stored under this
 which PostgreSQL would take as the end of the WAL. A pg_control that cannot be read (a
 failing disk) stops the fetch; where there is none (run by hand), nothing is checked. A
 history file that hoard did not store under its name is refused too (docs/security.md),
-and so is one bound to another database system, unless its timeline is at most the one
+and so is one bound to another database system (in a site without keys: whose metadata
+claims another, the system its writer recorded), unless its timeline is at most the one
 pg_control's latest checkpoint is on: that one (left by the site's old cluster, where one of
 a new system identifier was put on its timeline) is answered as not archived (exit 1) with a
 warning naming it and both systems; PostgreSQL then assumes the timeline has no parents.

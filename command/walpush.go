@@ -23,8 +23,9 @@ data directory) to the site's xlog/ folder (.history files to timeline/). A segm
 header must match its name and size, so a recycled or misnamed file is refused. Pushing a
 file that is already archived with the same contents succeeds without uploading; a
 different file under the same name is refused and never overwritten. A .history file
-refused so because the stored one is bound to another database system (a site with keys)
-is most likely the old cluster's after a pg_upgrade into the same site: the message says
+refused so because the stored one is bound to another database system (a site with keys),
+or claims one (a site without keys: the system its writer recorded, not authenticated), is
+most likely the old cluster's after a pg_upgrade into the same site: the message says
 so, and to set a new backup_sites.<site>.prefix for the upgraded cluster (until then
 PostgreSQL retries and keeps its WAL in pg_wal).
 

@@ -23,22 +23,33 @@ import (
 // and what to do, after the backup loop first lists the backups; with the
 // WAL stream (IDENTIFY_SYSTEM gives the node's timeline) and in
 // archive_command mode (pg_control_checkpoint() over an ordinary
-// connection gives it).
+// connection gives it). In a site without keys (archive_command mode),
+// the same by the system the file's metadata claims, saying so.
 func TestRun_OtherSystemHistories(t *testing.T) {
-	for _, mode := range []string{WALStream, WALArchiveCommand} {
-		t.Run(mode, func(t *testing.T) { testOtherSystemHistories(t, mode) })
+	for _, c := range []struct {
+		mode string
+		keys bool
+	}{{WALStream, true}, {WALArchiveCommand, true}, {WALArchiveCommand, false}} {
+		name := c.mode
+		if !c.keys {
+			name += "_keyless"
+		}
+		t.Run(name, func(t *testing.T) { testOtherSystemHistories(t, c.mode, c.keys) })
 	}
 }
 
-func testOtherSystemHistories(t *testing.T, mode string) {
+func testOtherSystemHistories(t *testing.T, mode string, keys bool) {
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
 	site := streamingSiteTo(t, c.ConnString("postgres"), storage.NewLocal(t.TempDir()))
 	if mode == WALArchiveCommand {
 		site.ActiveBackupMode, site.WAL, site.Slot = "archive_command", WALArchiveCommand, ""
 	}
-	storeHistoryOf(t, site, 7000000000000000001)
+	storeHistoryOf(t, site, 7000000000000000001, keys)
 	rd := runDaemon(t, Options{Sites: []Site{site}})
-	const want = "the site holds timeline history files of database system 7000000000000000001 on timeline 2, above timeline 1 of this cluster (system "
+	want := "the site holds timeline history files of database system 7000000000000000001 on timeline 2, above timeline 1 of this cluster (system "
+	if !keys {
+		want = "by their metadata's claim (not authenticated: this site has no keys)"
+	}
 	waitOneErrorLine(t, rd, want)
 }
 
@@ -64,7 +75,7 @@ func TestRun_OtherSystemHistories_NewSystem(t *testing.T) {
 	}
 	site := streamingSiteTo(t, c1.ConnString("postgres"), storage.NewLocal(t.TempDir()))
 	site.ActiveBackupMode, site.WAL, site.Slot = "archive_command", WALArchiveCommand, ""
-	storeHistoryOf(t, site, sys1)
+	storeHistoryOf(t, site, sys1, true)
 	refresh := systemIDRefresh
 	systemIDRefresh = 100 * time.Millisecond
 	t.Cleanup(func() { systemIDRefresh = refresh }) // after the daemon stopped
@@ -86,21 +97,24 @@ func TestRun_OtherSystemHistories_NewSystem(t *testing.T) {
 	waitOneErrorLine(t, rd, fmt.Sprintf("%s%d on timeline 2, above timeline 1 of this cluster (system %d)", line, sys1, sys2))
 }
 
-// storeHistoryOf gives site's archive a key pair and stores in it a
-// 00000002.history signed for system.
-func storeHistoryOf(t *testing.T, site Site, system uint64) {
+// storeHistoryOf gives site's archive a key pair, with keys, and stores
+// in it a 00000002.history of system (signed for it, or, without keys,
+// claiming it).
+func storeHistoryOf(t *testing.T, site Site, system uint64, keys bool) {
 	t.Helper()
 	ctx := context.Background()
 	arch, _, err := site.OpenArchive(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := crypto.GenerateKey(2048)
-	if err != nil {
-		t.Fatal(err)
+	if keys {
+		k, err := crypto.GenerateKey(2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arch.Codec.KeyID, arch.Codec.PublicKey, arch.Codec.RequireEncryption = "k1", &k.PublicKey, true
+		arch.Codec.PrivateKeys = map[string]*rsa.PrivateKey{"k1": k}
 	}
-	arch.Codec.KeyID, arch.Codec.PublicKey, arch.Codec.RequireEncryption = "k1", &k.PublicKey, true
-	arch.Codec.PrivateKeys = map[string]*rsa.PrivateKey{"k1": k}
 	path := filepath.Join(t.TempDir(), "00000002.history")
 	if err := os.WriteFile(path, []byte("1\t0/5000000\tno recovery target specified\n"), 0o600); err != nil {
 		t.Fatal(err)

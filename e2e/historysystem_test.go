@@ -144,9 +144,16 @@ func (s *site) oldOnTimeline2(t *testing.T) uint64 {
 // notes the file, not as a problem (its other problems, the two systems'
 // WAL on one timeline, are not this test's). pg_upgrade itself (of
 // PostgreSQL 15) puts the new cluster on timeline 1: the old history files
-// are then above it, and refused (docs/security.md).
+// are then above it, and refused (docs/security.md). In a site without
+// keys the same, by the system the history file's metadata claims.
 func TestOtherSystemSameTimeline_History(t *testing.T) {
-	a := newSite(t, siteOptions{Encrypt: true})
+	for _, keys := range []bool{true, false} {
+		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testOtherSystemSameTimeline(t, keys) })
+	}
+}
+
+func testOtherSystemSameTimeline(t *testing.T, keys bool) {
+	a := newSite(t, siteOptions{Encrypt: keys})
 	sysOld := a.oldOnTimeline2(t)
 
 	nc := pgtest.Start(t, pgtest.Options{Major: 15, Conf: noArchiving})

@@ -21,9 +21,17 @@ import (
 // file on timeline 2, the node's timeline 1 and system, and the prefix to
 // set; wal-fetch of 00000002.history into the new cluster's pg_wal (what
 // a standby's recovery to the latest timeline asks for) exits 255 saying
-// the same, and delivers nothing.
+// the same, and delivers nothing. In a site without keys the same holds,
+// by the system the history file's metadata claims (its writer's), and
+// the refusal says that it is a claim.
 func TestUpgradedTimeline1_History(t *testing.T) {
-	a := newSite(t, siteOptions{Encrypt: true})
+	for _, keys := range []bool{true, false} {
+		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testUpgradedTimeline1History(t, keys) })
+	}
+}
+
+func testUpgradedTimeline1History(t *testing.T, keys bool) {
+	a := newSite(t, siteOptions{Encrypt: keys})
 	sysOld := a.oldOnTimeline2(t)
 
 	nc := pgtest.Start(t, pgtest.Options{Major: 15, Conf: noArchiving})
@@ -35,7 +43,10 @@ func TestUpgradedTimeline1_History(t *testing.T) {
 	if tli, err := archive.ClusterTimeline(nc.DataDir); err != nil || tli != 1 || sysNew == sysOld {
 		t.Fatalf("new cluster: timeline %d (%v), system %d (old %d); want timeline 1 and another system", tli, err, sysNew, sysOld)
 	}
-	a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
+	errOut := a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
+	if claim := "by its metadata's claim (not authenticated: this site has no keys)"; !keys && !strings.Contains(errOut, claim) {
+		t.Errorf("wal-fetch's refusal in a site without keys does not say %q:\n%s", claim, errOut)
+	}
 }
 
 // wantUpgradeRefusals checks what nc, the site's node, a cluster of
@@ -43,8 +54,9 @@ func TestUpgradedTimeline1_History(t *testing.T) {
 // bound to sysOld: hoard check exits 1 with the line naming both systems
 // and the prefix to set, and wal-fetch of 00000002.history into nc's
 // pg_wal (what a standby's recovery to the latest timeline asks for)
-// exits 255 saying the same, and delivers nothing.
-func (s *site) wantUpgradeRefusals(t *testing.T, nc *pgtest.Cluster, sysOld, sysNew uint64) {
+// exits 255 saying the same, and delivers nothing. It returns wal-fetch's
+// standard error.
+func (s *site) wantUpgradeRefusals(t *testing.T, nc *pgtest.Cluster, sysOld, sysNew uint64) string {
 	t.Helper()
 	old10, new10 := strconv.FormatUint(sysOld, 10), strconv.FormatUint(sysNew, 10)
 
@@ -72,4 +84,5 @@ func (s *site) wantUpgradeRefusals(t *testing.T, nc *pgtest.Cluster, sysOld, sys
 	if _, err := os.Lstat(dest); !os.IsNotExist(err) {
 		t.Errorf("wal-fetch refused 00000002.history but left %s: %v", dest, err)
 	}
+	return errOut
 }

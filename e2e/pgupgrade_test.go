@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestPgUpgrade_SameSite runs a real pg_upgrade (Debian's PostgreSQL 15,
@@ -36,18 +38,7 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 
 	a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
 	oldBackup, newBackup := u.wantNoSwitchToOld(t, a, "00000002.history, bound to database system "+strconv.FormatUint(sysOld, 10))
-	// The upgraded cluster's backup kept on its timeline: PostgreSQL
-	// would stop when it promotes, asking for the old cluster's
-	// 00000002.history (before: exit 0, then FATAL at the end of recovery).
-	dir := filepath.Join(pgtest.TempDir(t), "timeline1")
-	_, errOut, err := a.hoard("restore", "--target-dir", dir, "--basebackup", newBackup, "--target-timeline", "1")
-	if code := exitCode(err); code != 1 || !strings.Contains(errOut, "PostgreSQL, promoting, asks for") ||
-		!strings.Contains(errOut, "timeline/00000002.history is a timeline history of database system "+strconv.FormatUint(sysOld, 10)) {
-		t.Errorf("restore of the upgraded cluster's backup on timeline 1 in the old prefix: exit %d, want 1 naming 00000002.history:\n%s", code, errOut)
-	}
-	if names := testio.DirNames(t, filepath.Dir(dir)); len(names) != 0 {
-		t.Errorf("refused restore left %v", names)
-	}
+	a.wantNoPromotion(t, newBackup, "timeline/00000002.history is a timeline history of database system "+strconv.FormatUint(sysOld, 10))
 
 	// The upgraded cluster's own first failover (recovery of its pg_wal
 	// alone, promoted): archive_command cannot store its 00000002.history
@@ -78,7 +69,7 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 	cfg, _ = a.readConfig()
 	cfg["backup_sites"].(map[string]any)[a.name+"-old"] = site
 	a.writeConfig(both.config, cfg)
-	_, errOut, err = both.hoard("wal-push", filepath.Join(nc.DataDir, "pg_wal", "00000002.history"))
+	_, errOut, err := both.hoard("wal-push", filepath.Join(nc.DataDir, "pg_wal", "00000002.history"))
 	if exitCode(err) != 2 || !strings.Contains(errOut, "pass --site") {
 		t.Errorf("wal-push without --site, two sites in the file: %v, want exit 2 and the hint\n%s", err, errOut)
 	}
@@ -97,7 +88,7 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 		t.Errorf("wal-fetch 00000002.history in the new prefix: %q, want the upgraded cluster's %q", got, want)
 	}
 
-	dir = filepath.Join(pgtest.TempDir(t), "data")
+	dir := filepath.Join(pgtest.TempDir(t), "data")
 	a.mustHoard("restore", "--target-dir", dir)
 	wantRestored(t, dir, "restore of the upgraded cluster from the new prefix", want, sysNew)
 
@@ -107,19 +98,56 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 }
 
 // TestPgUpgrade_SameSiteKeyless is TestPgUpgrade_SameSite's upgrade in a
-// site without keys, whose history files are bound to no system: restore's
-// automatic choice refuses the old cluster's backup as there, and its
-// hint for the upgraded cluster holds: recovery kept on timeline 1
-// (--target-timeline 1) restores the upgraded cluster's rows and system.
+// site without keys, whose history files are bound to no system. The old
+// cluster's 00000002.history claims its system (its metadata, as hoard
+// records it): restore's automatic choice refuses the old cluster's
+// backup as there, naming the file by its claim as unrecoverable, and so
+// does a restore of the upgraded cluster's backup on timeline 1. With
+// the claim stripped (an older hoard's file), its hint for the upgraded
+// cluster holds: recovery kept on timeline 1 (--target-timeline 1)
+// restores the upgraded cluster's rows and system.
 func TestPgUpgrade_SameSiteKeyless(t *testing.T) {
+	for _, claimed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "claimed", false: "unclaimed"}[claimed], func(t *testing.T) { testPgUpgradeSameSiteKeyless(t, claimed) })
+	}
+}
+
+func testPgUpgradeSameSiteKeyless(t *testing.T, claimed bool) {
 	a := newSite(t, siteOptions{})
 	u := upgradeInSameSite(t, a)
+	if claimed {
+		const claim = "by its metadata's claim (not authenticated: this site has no keys)"
+		sysOld := strconv.FormatUint(u.sysOld, 10)
+		_, newBackup := u.wantNoSwitchToOld(t, a, "00000002.history, "+claim+" of database system "+sysOld)
+		a.wantNoPromotion(t, newBackup, "timeline/00000002.history is, "+claim+", a timeline history of database system "+sysOld)
+		return
+	}
+	key := archive.Layout{Prefix: a.name}.WALKey("00000002.history")
+	archivetest.PlantCopy(t, storage.NewLocal(a.storeDir), key, key, func(md storage.Metadata) { delete(md, archive.MetaSystemID) })
+	pgtest.Chown(t, a.storeDir)
 	u.wantNoSwitchToOld(t, a, "--target-timeline 1")
 
 	want := tableRows(t, u.nc)
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	a.mustHoard("restore", "--target-dir", dir, "--target-timeline", "1")
 	wantRestored(t, dir, "restore on timeline 1", want, u.sysNew)
+}
+
+// wantNoPromotion checks that restore of newBackup, the upgraded
+// cluster's in the old prefix, kept on its timeline 1 is refused (exit 1,
+// nothing written) saying which history file wal-fetch would refuse
+// PostgreSQL when it promotes (refused, naming its system): PostgreSQL
+// would stop there (before: exit 0, then FATAL at the end of recovery).
+func (s *site) wantNoPromotion(t *testing.T, newBackup, refused string) {
+	t.Helper()
+	dir := filepath.Join(pgtest.TempDir(t), "timeline1")
+	_, errOut, err := s.hoard("restore", "--target-dir", dir, "--basebackup", newBackup, "--target-timeline", "1")
+	if code := exitCode(err); code != 1 || !strings.Contains(errOut, "PostgreSQL, promoting, asks for") || !strings.Contains(errOut, refused) {
+		t.Errorf("restore of the upgraded cluster's backup on timeline 1 in the old prefix: exit %d, want 1 saying %q:\n%s", code, refused, errOut)
+	}
+	if names := testio.DirNames(t, filepath.Dir(dir)); len(names) != 0 {
+		t.Errorf("refused restore left %v", names)
+	}
 }
 
 // promoteInPlace stops c, an archiving node of s, and starts it again in

@@ -50,7 +50,8 @@ type SystemSwitchError struct {
 	// when they are more than one (Own nil): no system to prefer.
 	Ambiguous []string
 	// Others are the history files above Own's timeline bound to another
-	// system than Own's (a site with keys: archive.OtherSystemHistories).
+	// system than Own's, or in a site without keys claiming another
+	// (archive.OtherSystemHistories).
 	// wal-fetch refuses them, so PostgreSQL cannot recover Own's cluster
 	// from this site.
 	Others []*archive.OtherSystemHistoryError
@@ -80,8 +81,12 @@ func (e *SystemSwitchError) Error() string {
 		for _, o := range e.Others {
 			keys = append(keys, o.Key)
 		}
-		fmt.Fprintf(&s, "The upgraded cluster's backups cannot be recovered from this site: recovery asks for %s, bound to database "+
-			"system %s, which wal-fetch refuses (exit 255) and PostgreSQL stops on. ", strings.Join(keys, ", "), e.Others[0].System)
+		bound := "bound to"
+		if e.Others[0].Claimed {
+			bound = "by its metadata's claim (not authenticated: this site has no keys) of"
+		}
+		fmt.Fprintf(&s, "The upgraded cluster's backups cannot be recovered from this site: recovery asks for %s, %s database "+
+			"system %s, which wal-fetch refuses (exit 255) and PostgreSQL stops on. ", strings.Join(keys, ", "), bound, e.Others[0].System)
 	case e.Own != nil:
 		fmt.Fprintf(&s, "To restore the upgraded cluster, keep recovery on its backup's timeline: --target-timeline %d "+
 			"(with --basebackup %s, or another of its backups). ", e.Own.StartTimeline, e.Own.Name)
@@ -143,8 +148,8 @@ func systemSwitch(candidates []*archive.BackupInfo, newest, b *archive.BackupInf
 
 // checkSystemSwitch is systemSwitch for choose: it warns when b is of
 // another system legitimately, and a refusal names the history files
-// bound to another system above the timeline of the newest system's
-// backup (a site with keys), which make that cluster unrecoverable here.
+// bound to (without keys: claiming) another system above the timeline of
+// the newest system's backup, which make that cluster unrecoverable here.
 func checkSystemSwitch(ctx context.Context, log zerolog.Logger, a *archive.Archive, candidates []*archive.BackupInfo, newest, b *archive.BackupInfo, t Target) error {
 	ok, refuse := systemSwitch(candidates, newest, b, t)
 	if ok {

@@ -93,4 +93,10 @@ func TestSystemSwitchError_Others(t *testing.T) {
 	if strings.Contains(msg, "--target-timeline") {
 		t.Errorf("refusal suggests --target-timeline, which wal-fetch's refusal defeats:\n%s", msg)
 	}
+	// In a site without keys, by the files' claim: it says so.
+	e.Others[0].Claimed = true
+	if w := "recovery asks for s/timeline/00000002.history, by its metadata's claim (not authenticated: this site has no keys) of " +
+		"database system A"; !strings.Contains(e.Error(), w) {
+		t.Errorf("refusal does not say %q:\n%s", w, e.Error())
+	}
 }

@@ -19,8 +19,9 @@
 # cluster is started, and its rows must equal the source's (t, and a
 # digest of pgbench_accounts and random_bytes); pg_checksums checks its
 # pages once it is shut down. The restored cluster's 00000002.history is
-# then pushed with hoard wal-push (signed: hoard-metadata-hmac) and PGHoard
-# fetches it back.
+# then pushed with hoard wal-push (signed: hoard-metadata-hmac; its
+# writer's system as hoard-system-identifier, which hoard records in every
+# site) and PGHoard fetches it back.
 #
 # Runs as root (the servers and tools run as the postgres user). Needs
 # PGHoard (PGHOARD: its venv, default /tmp/pghoard/venv; see
@@ -180,6 +181,7 @@ echo "== PGHoard fetches a timeline history file hoard signed" >&2
 hist=$restored/pg_wal/00000002.history
 as_pg "$hoard" --config "$cfg" wal-push "$hist" 2>>"$dir/walpush-history.log"
 grep -q hoard-metadata-hmac "$dir/store/site/timeline/00000002.history.metadata" || die "00000002.history is not signed"
+grep -q hoard-system-identifier "$dir/store/site/timeline/00000002.history.metadata" || die "00000002.history names no system"
 (cd "$restored" && as_pg "$PGHOARD/bin/pghoard_postgres_command" --mode restore --port "$http" --site site \
 	--xlog 00000002.history --output "$restored/pg_wal/fetched.history")
 cmp "$hist" "$restored/pg_wal/fetched.history" || die "PGHoard fetched another 00000002.history"
