@@ -134,15 +134,20 @@ const OtherSystemHistoryFix = upgradeFix + "it was copied from a site sharing th
 const OtherSystemHistoryClaimFix = upgradeFix + "another cluster archives into this site, or someone wrote the claim: investigate"
 
 // IgnoredHistoryError is an OtherSystemHistoryError of a history file at
-// or below the timeline its reader is on, which the reader treats as
-// absent: it wraps storage.ErrNotFound, and its message is the warning to
-// give.
+// or below the timeline its reader is on, or above it where the archive
+// holds no WAL of the reader's system from its timeline on (NoOwnWAL,
+// historyabove.go), which the reader treats as absent: it wraps
+// storage.ErrNotFound, and its message is the warning to give.
 type IgnoredHistoryError struct {
-	Other *OtherSystemHistoryError
-	At    uint32 // the reader's timeline
+	Other    *OtherSystemHistoryError
+	At       uint32 // the reader's timeline
+	NoOwnWAL bool   // the file's timeline is above At (IgnoreOtherHistory)
 }
 
 func (e *IgnoredHistoryError) Error() string {
+	if e.NoOwnWAL {
+		return e.noOwnWALWarning()
+	}
 	o := e.Other
 	return fmt.Sprintf("%s %s, not of %d, the cluster it is read for: treated as "+
 		"absent (PostgreSQL then assumes timeline %d has no parents), as its timeline is not above %d, the one read for, "+
@@ -233,9 +238,9 @@ func OtherSystemHistoriesProblems(others []*OtherSystemHistoryError, system uint
 			claim = ", by their metadata's claim (not authenticated: this site has no keys)"
 		}
 		out[i] = fmt.Sprintf("the site holds timeline history files of database system %s on %s %s, above timeline %d "+
-			"of this cluster (system %d)%s: wal-fetch refuses them (exit 255), so a standby recovering to the latest timeline stops, "+
-			"hoard restore may follow them to that system's backups, and this cluster's own history file of such a timeline "+
-			"cannot be stored under its name; %s", o.System, which, strings.Join(tlis[o.System], ", "), tli, system, claim, o.fix())
+			"of this cluster (system %d)%s: wal-fetch treats them as absent while the site holds no WAL of this cluster on their "+
+			"timelines or later, and refuses them (exit 255) once it does, so a standby recovering to the latest timeline stops, "+
+			"and this cluster's own history file of such a timeline cannot be stored under its name; %s", o.System, which, strings.Join(tlis[o.System], ", "), tli, system, claim, o.fix())
 	}
 	return out
 }

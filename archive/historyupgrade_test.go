@@ -17,8 +17,9 @@ import (
 // bound to the old system at or below the new cluster's timeline are treated as absent
 // by wal-fetch (storage.ErrNotFound, nothing delivered, a warning naming
 // the object and both systems) and by CheckLost's path (the
-// timeline alone, as PostgreSQL assumes); one above it is still refused,
-// and so is every one where the reader's timeline is not known. The same
+// timeline alone, as PostgreSQL assumes); one above it is still refused
+// where the new system has WAL on its timeline or later, and so is every
+// one where the reader's timeline is not known. The same
 // in a site without keys, by the system the files' metadata claims.
 func TestArchive_UpgradedHistory(t *testing.T) {
 	for _, keys := range []bool{true, false} {
@@ -61,7 +62,10 @@ func testUpgradedHistory(t *testing.T, keys bool) {
 			t.Errorf("fetch %s treated as absent left %s: %v", c.name, dest, err)
 		}
 	}
-	// Above the reader's timeline, or where it is not known: refused.
+	// Above the reader's timeline where the archive holds the new
+	// system's WAL from there on (historyabove.go), or where the
+	// timeline is not known: refused.
+	pushSegmentOf(t, a, "000000030000000000000007", sysNew)
 	for _, c := range []struct {
 		name string
 		tli  uint32

@@ -50,8 +50,10 @@ type FetchOptions struct {
 	// Timeline, when not zero, is the timeline the cluster is on (its
 	// pg_control's latest checkpoint's): a history file bound to another
 	// system whose timeline is this one or an earlier one is treated as
-	// absent (IgnoreUpgradedHistory): the error wraps both
-	// storage.ErrNotFound and an *IgnoredHistoryError, the warning to give.
+	// absent, and so is one of a later timeline where the archive holds
+	// no WAL of SystemID on that timeline or later (IgnoreOtherHistory):
+	// the error wraps both storage.ErrNotFound and an
+	// *IgnoredHistoryError, the warning to give.
 	Timeline uint32
 }
 
@@ -225,7 +227,7 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	}
 	if wal.IsHistoryFile(name) {
 		if err := a.checkHistory(ctx, key, name, md, chk.systemID); err != nil {
-			return h, fmt.Errorf("fetch %s: %w", name, IgnoreUpgradedHistory(err, chk.timeline))
+			return h, fmt.Errorf("fetch %s: %w", name, chk.hist.IgnoreOtherHistory(ctx, err, chk.timeline))
 		}
 	}
 	if wal.IsPartialName(name) && h.SegmentSize > 0 {

@@ -14,9 +14,9 @@ import (
 // shape a pg_upgrade into the same site leaves when the old cluster had
 // failed over (the new cluster has a new system identifier and starts at
 // timeline 1), or another cluster's file copied here. wal-fetch refuses
-// them, so a standby recovering to the latest timeline stops, restore may
-// follow them to the old cluster's backups, and this cluster's own
-// history file of such a timeline cannot be stored under its name. Only
+// them once the site holds this cluster's WAL on their timelines or later
+// (archive.IgnoreOtherHistory), and this cluster's own history file of
+// such a timeline cannot be stored under its name. Only
 // the history files' metadata is read. In a site without keys no file is
 // bound: the system a file's metadata claims stands in (the honest case),
 // and where a file above tli claims none (PGHoard's, an older hoard's)

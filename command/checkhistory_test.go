@@ -111,7 +111,7 @@ func TestCheckOtherHistories(t *testing.T) {
 			want   string
 		}{
 			{sysNew, 1, 1, "FAILED   postgresql node 0: the site holds timeline history files of database system " + sysOld +
-				" on timelines 2, 3, above timeline 1 of this cluster (system " + sysNew + ")" + claim + ": wal-fetch refuses them (exit 255)"},
+				" on timelines 2, 3, above timeline 1 of this cluster (system " + sysNew + ")" + claim + ": wal-fetch treats them as absent while the site holds no WAL of this cluster"},
 			{sysNew, 2, 1, "FAILED   postgresql node 0: the site holds timeline history files of database system " + sysOld +
 				" on timeline 3, above timeline 2 of this cluster (system " + sysNew + ")" + claim + ": "},
 			{sysNew, 3, 0, "ok       postgresql node 0: no timeline history file of another database system above timeline 3"},

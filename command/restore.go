@@ -60,17 +60,21 @@ them that is gone. Not with --standby (a standby streams what the archive lacks)
 --restore-command.
 
 The automatic choice (no --basebackup) restores a backup of the newest backup's database
-system (system identifier). After a pg_upgrade into the same site, the old cluster's
-timeline history files can lead the choice to one of the old cluster's backups: restore
-then refuses (exit 1), naming both systems and backups, pg_upgrade, and what to do
-(--basebackup NAME for the old cluster; --target-timeline for the upgraded one where the
-old cluster's history files are neither bound to its system nor claim it: PGHoard's or an
-older hoard's, in a site without keys; a new prefix). It chooses another
-system's backup only for a target no backup of the newest's system reaches (a time before
-the upgrade), when the backups that reach it are of that one system, with a warning.
+system (system identifier), following the latest timeline as wal-fetch shows it to that
+system: another system's history file it answers as not archived ends the timelines there.
+After a pg_upgrade into the same site, the old cluster's timeline history files can still
+lead the choice to one of the old cluster's backups (where wal-fetch refuses them, or they
+are neither bound to the old system nor claim it): restore then refuses (exit 1), naming
+both systems and backups, pg_upgrade, and what to do (--basebackup NAME for the old
+cluster; --target-timeline for the upgraded one where the old cluster's history files are
+neither bound to its system nor claim it: PGHoard's or an older hoard's, in a site without
+keys; a new prefix). It chooses another system's backup only for a target no backup of the
+newest's system reaches (a time before the upgrade), when the backups that reach it are of
+that one system, with a warning.
 A restore that PostgreSQL could not promote at the end of recovery is refused too: when
 it promotes it asks for the history files of the timelines after recovery's, and wal-fetch
-refuses one bound to another database system (exit 255).
+refuses one of another database system above its timeline (exit 255) where the archive
+holds WAL of the restored system on that timeline or a later one.
 
 A restore creates only directories and regular files, inside the target and tablespace
 directories, and follows no link out of them: a backup holding a symbolic or hard link,

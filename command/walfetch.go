@@ -59,9 +59,13 @@ claims another, the system its writer recorded), unless its timeline is at most 
 pg_control's latest checkpoint is on: that one (left by the site's old cluster, where one of
 a new system identifier was put on its timeline) is answered as not archived (exit 1) with a
 warning naming it and both systems; PostgreSQL then assumes the timeline has no parents.
-One above that timeline exits 255 saying the likely cause: after pg_upgrade (a new system
-identifier, timeline 1) of a cluster whose timeline was above 1, the old cluster's history
-files; set a new backup_sites.<site>.prefix for the upgraded cluster (hoard check fails on them).
+One above that timeline is answered so too, with a warning, where the archive holds no WAL
+of the data directory's system on its timeline or a later one (a segment or .partial whose
+first page names it): after pg_upgrade (a new system identifier, timeline 1) of a cluster
+whose timeline was above 1, the old cluster's history files, which PostgreSQL then passes
+over (set a new backup_sites.<site>.prefix for the upgraded cluster: hoard check fails on
+them). Where the archive holds such WAL, the file stands where the system's own history
+file was: it exits 255 naming that WAL and the likely cause.
 
 hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
 restore_command it writes: the last segment of the unbroken run of WAL it found archived

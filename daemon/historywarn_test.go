@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/rsa"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -108,12 +107,7 @@ func storeHistoryOf(t *testing.T, site Site, system uint64, keys bool) {
 		t.Fatal(err)
 	}
 	if keys {
-		k, err := crypto.GenerateKey(2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		arch.Codec.KeyID, arch.Codec.PublicKey, arch.Codec.RequireEncryption = "k1", &k.PublicKey, true
-		arch.Codec.PrivateKeys = map[string]*rsa.PrivateKey{"k1": k}
+		archivetest.AddKeys(t, arch.Codec)
 	}
 	path := filepath.Join(t.TempDir(), "00000002.history")
 	if err := os.WriteFile(path, []byte("1\t0/5000000\tno recovery target specified\n"), 0o600); err != nil {

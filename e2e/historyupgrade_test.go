@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // TestUpgradedTimeline1_History: the shape a pg_upgrade into the same
@@ -20,10 +22,14 @@ import (
 // is the site's node. hoard check fails naming the old system's history
 // file on timeline 2, the node's timeline 1 and system, and the prefix to
 // set; wal-fetch of 00000002.history into the new cluster's pg_wal (what
-// a standby's recovery to the latest timeline asks for) exits 255 saying
-// the same, and delivers nothing. In a site without keys the same holds,
-// by the system the history file's metadata claims (its writer's), and
-// the refusal says that it is a claim.
+// a standby's recovery to the latest timeline asks for) treats it as
+// absent (exit 1) with a warning saying the same, as the new system has
+// no WAL on timeline 2 or later, and delivers nothing. Once the archive
+// holds the new system's WAL on timeline 3, wal-fetch refuses it (exit
+// 255), naming that WAL: the old system's file stands where the new
+// one's own 00000002.history would be. In a site without keys the same
+// holds, by the system the history file's metadata claims (its
+// writer's), and the messages say that it is a claim.
 func TestUpgradedTimeline1_History(t *testing.T) {
 	for _, keys := range []bool{true, false} {
 		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testUpgradedTimeline1History(t, keys) })
@@ -43,19 +49,31 @@ func testUpgradedTimeline1History(t *testing.T, keys bool) {
 	if tli, err := archive.ClusterTimeline(nc.DataDir); err != nil || tli != 1 || sysNew == sysOld {
 		t.Fatalf("new cluster: timeline %d (%v), system %d (old %d); want timeline 1 and another system", tli, err, sysNew, sysOld)
 	}
+	claim := "by its metadata's claim (not authenticated: this site has no keys)"
 	errOut := a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
-	if claim := "by its metadata's claim (not authenticated: this site has no keys)"; !keys && !strings.Contains(errOut, claim) {
+	if !keys && !strings.Contains(errOut, claim) {
+		t.Errorf("wal-fetch's warning in a site without keys does not say %q:\n%s", claim, errOut)
+	}
+
+	// WAL of the new system on timeline 3 (its first segment, relabelled
+	// to timeline 3: what a cluster that reached it would have stored):
+	// the old 00000002.history stands where its own was, and is refused.
+	own := a.pushRelabelled(t, nc, 3)
+	errOut = a.wantHistoryFetch(t, nc, 255, "timeline/00000002.history", strconv.FormatUint(sysOld, 10), strconv.FormatUint(sysNew, 10),
+		"after pg_upgrade", "backup_sites.<site>.prefix", own)
+	if !keys && !strings.Contains(errOut, claim) {
 		t.Errorf("wal-fetch's refusal in a site without keys does not say %q:\n%s", claim, errOut)
 	}
 }
 
 // wantUpgradeRefusals checks what nc, the site's node, a cluster of
 // system sysNew on timeline 1, gets from s, which holds 00000002.history
-// bound to sysOld: hoard check exits 1 with the line naming both systems
-// and the prefix to set, and wal-fetch of 00000002.history into nc's
-// pg_wal (what a standby's recovery to the latest timeline asks for)
-// exits 255 saying the same, and delivers nothing. It returns wal-fetch's
-// standard error.
+// bound to (without keys: claiming) sysOld and no WAL of sysNew on
+// timeline 2 or later: hoard check exits 1 with the line naming both
+// systems and the prefix to set, and wal-fetch of 00000002.history into
+// nc's pg_wal (what a standby's recovery to the latest timeline asks for)
+// exits 1, as for a file not archived, with a warning saying the same,
+// and delivers nothing. It returns wal-fetch's standard error.
 func (s *site) wantUpgradeRefusals(t *testing.T, nc *pgtest.Cluster, sysOld, sysNew uint64) string {
 	t.Helper()
 	old10, new10 := strconv.FormatUint(sysOld, 10), strconv.FormatUint(sysNew, 10)
@@ -70,19 +88,47 @@ func (s *site) wantUpgradeRefusals(t *testing.T, nc *pgtest.Cluster, sysOld, sys
 	if !strings.Contains(out, "backup_sites.<site>.prefix") {
 		t.Errorf("hoard check does not name the prefix to set:\n%s", out)
 	}
+	return s.wantHistoryFetch(t, nc, 1, "timeline/00000002.history", old10, new10, "treated as absent", "pg_upgrade",
+		"backup_sites.<site>.prefix")
+}
 
+// wantHistoryFetch runs wal-fetch of 00000002.history into nc's pg_wal
+// and wants exit code (1: treated as absent, 255: refused), a message
+// saying each of want, and nothing delivered. It returns wal-fetch's
+// standard error.
+func (s *site) wantHistoryFetch(t *testing.T, nc *pgtest.Cluster, code int, want ...string) string {
+	t.Helper()
 	dest := filepath.Join(nc.DataDir, "pg_wal", "RECOVERYHISTORY")
-	_, errOut, err = s.hoard("wal-fetch", "00000002.history", dest)
-	if code := exitCode(err); code != 255 {
-		t.Errorf("wal-fetch 00000002.history for the new cluster: exit %d, want 255\n%s", code, errOut)
+	_, errOut, err := s.hoard("wal-fetch", "00000002.history", dest)
+	if got := exitCode(err); got != code {
+		t.Errorf("wal-fetch 00000002.history for the new cluster: exit %d, want %d\n%s", got, code, errOut)
 	}
-	for _, w := range []string{"timeline/00000002.history", old10, new10, "after pg_upgrade", "backup_sites.<site>.prefix"} {
+	for _, w := range want {
 		if !strings.Contains(errOut, w) {
-			t.Errorf("wal-fetch's refusal does not say %s:\n%s", w, errOut)
+			t.Errorf("wal-fetch 00000002.history for the new cluster does not say %s:\n%s", w, errOut)
 		}
 	}
 	if _, err := os.Lstat(dest); !os.IsNotExist(err) {
-		t.Errorf("wal-fetch refused 00000002.history but left %s: %v", dest, err)
+		t.Errorf("wal-fetch did not deliver 00000002.history but left %s: %v", dest, err)
 	}
 	return errOut
+}
+
+// pushRelabelled stores, with hoard wal-push, c's first WAL segment with
+// its name's and first page's timeline set to tli, and returns its key.
+func (s *site) pushRelabelled(t *testing.T, c *pgtest.Cluster, tli uint32) string {
+	t.Helper()
+	first := "000000010000000000000001"
+	data := readFile(t, filepath.Join(c.DataDir, "pg_wal", first))
+	h, err := wal.DecodePageHeader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Timeline = tli
+	copy(data, h.Encode(nil))
+	name := fmt.Sprintf("%08X", tli) + first[8:]
+	path := filepath.Join(pgtest.TempDir(t), name)
+	s.writeFile(path, data)
+	s.mustHoard("wal-push", path)
+	return s.name + "/xlog/" + name
 }

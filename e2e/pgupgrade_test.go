@@ -24,9 +24,12 @@ import (
 // upgraded. The new cluster (a new system identifier, timeline 1, the old
 // rows) archives into the old prefix: hoard check exits 1 with the line
 // naming both systems and the prefix to set, wal-fetch of
-// 00000002.history exits 255 saying the same; with a backup of the new
-// cluster there, restore's automatic choice refuses the old cluster's
-// backup it would follow the old timeline 2 to (wantNoSwitchToOld). Then the docs' fix: a new
+// 00000002.history treats it as absent (exit 1), warning the same, as
+// the new cluster has no WAL on timeline 2 or later; with a backup of the
+// new cluster there, restore's automatic choice restores it, not the old
+// cluster's backup (wantNoSwitchToOld), and so does restore --basebackup
+// of it (wantPromotes): PostgreSQL promotes to timeline 2 with the new
+// cluster's rows and system. Then the docs' fix: a new
 // backup_sites.<site>.prefix and a basebackup there; check and wal-fetch
 // are clean there, and a restore from it brings back the new cluster's
 // rows, while a configuration file of the old prefix (the site not
@@ -37,8 +40,8 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 	nc, sysOld, sysNew := u.nc, u.sysOld, u.sysNew
 
 	a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
-	oldBackup, newBackup := u.wantNoSwitchToOld(t, a, "00000002.history, bound to database system "+strconv.FormatUint(sysOld, 10))
-	a.wantNoPromotion(t, newBackup, "timeline/00000002.history is a timeline history of database system "+strconv.FormatUint(sysOld, 10))
+	oldBackup, newBackup := u.wantNoSwitchToOld(t, a, "")
+	a.wantPromotes(t, u, newBackup)
 
 	// The upgraded cluster's own first failover (recovery of its pg_wal
 	// alone, promoted): archive_command cannot store its 00000002.history
@@ -100,9 +103,9 @@ func TestPgUpgrade_SameSite(t *testing.T) {
 // TestPgUpgrade_SameSiteKeyless is TestPgUpgrade_SameSite's upgrade in a
 // site without keys, whose history files are bound to no system. The old
 // cluster's 00000002.history claims its system (its metadata, as hoard
-// records it): restore's automatic choice refuses the old cluster's
-// backup as there, naming the file by its claim as unrecoverable, and so
-// does a restore of the upgraded cluster's backup on timeline 1. With
+// records it): as there, the file is absent to the upgraded cluster's
+// recovery, and restore's automatic choice and restore --basebackup of
+// the upgraded cluster's backup restore it and PostgreSQL promotes. With
 // the claim stripped (an older hoard's file), its hint for the upgraded
 // cluster holds: recovery kept on timeline 1 (--target-timeline 1)
 // restores the upgraded cluster's rows and system.
@@ -116,10 +119,8 @@ func testPgUpgradeSameSiteKeyless(t *testing.T, claimed bool) {
 	a := newSite(t, siteOptions{})
 	u := upgradeInSameSite(t, a)
 	if claimed {
-		const claim = "by its metadata's claim (not authenticated: this site has no keys)"
-		sysOld := strconv.FormatUint(u.sysOld, 10)
-		_, newBackup := u.wantNoSwitchToOld(t, a, "00000002.history, "+claim+" of database system "+sysOld)
-		a.wantNoPromotion(t, newBackup, "timeline/00000002.history is, "+claim+", a timeline history of database system "+sysOld)
+		_, newBackup := u.wantNoSwitchToOld(t, a, "")
+		a.wantPromotes(t, u, newBackup)
 		return
 	}
 	key := archive.Layout{Prefix: a.name}.WALKey("00000002.history")
@@ -133,20 +134,23 @@ func testPgUpgradeSameSiteKeyless(t *testing.T, claimed bool) {
 	wantRestored(t, dir, "restore on timeline 1", want, u.sysNew)
 }
 
-// wantNoPromotion checks that restore of newBackup, the upgraded
-// cluster's in the old prefix, kept on its timeline 1 is refused (exit 1,
-// nothing written) saying which history file wal-fetch would refuse
-// PostgreSQL when it promotes (refused, naming its system): PostgreSQL
-// would stop there (before: exit 0, then FATAL at the end of recovery).
-func (s *site) wantNoPromotion(t *testing.T, newBackup, refused string) {
+// wantPromotes checks that restore --basebackup newBackup, the upgraded
+// cluster's in the old prefix, restores it: PostgreSQL promotes past the
+// old cluster's 00000002.history, absent to it as the site holds no WAL
+// of the upgraded system on timeline 2 or later, to timeline 2, with the
+// upgraded cluster's rows and system. Before, restore refused it (exit 1),
+// as wal-fetch refused the file and PostgreSQL stopped with FATAL when it
+// promoted.
+func (s *site) wantPromotes(t *testing.T, u upgraded, newBackup string) {
 	t.Helper()
-	dir := filepath.Join(pgtest.TempDir(t), "timeline1")
-	_, errOut, err := s.hoard("restore", "--target-dir", dir, "--basebackup", newBackup, "--target-timeline", "1")
-	if code := exitCode(err); code != 1 || !strings.Contains(errOut, "PostgreSQL, promoting, asks for") || !strings.Contains(errOut, refused) {
-		t.Errorf("restore of the upgraded cluster's backup on timeline 1 in the old prefix: exit %d, want 1 saying %q:\n%s", code, refused, errOut)
+	dir := filepath.Join(pgtest.TempDir(t), "named")
+	_, errOut, err := s.hoard("restore", "--target-dir", dir, "--basebackup", newBackup)
+	if err != nil {
+		t.Fatalf("restore --basebackup %s, the upgraded cluster's, in the old prefix: %v\n%s", newBackup, err, errOut)
 	}
-	if names := testio.DirNames(t, filepath.Dir(dir)); len(names) != 0 {
-		t.Errorf("refused restore left %v", names)
+	wantRestored(t, dir, "restore of the upgraded cluster's backup in the old prefix", tableRows(t, u.nc), u.sysNew)
+	if tli, err := archive.ClusterTimeline(dir); err != nil || tli != 2 {
+		t.Errorf("restored upgraded cluster after its promotion: timeline %d (%v), want 2", tli, err)
 	}
 }
 
@@ -251,13 +255,16 @@ func upgradeInSameSite(t *testing.T, a *site) upgraded {
 
 // wantNoSwitchToOld takes a backup of the upgraded cluster into the old
 // prefix and checks that restore's automatic choice does not restore the
-// old cluster: to the latest timeline it exits 1 writing nothing, naming
-// both systems, pg_upgrade, the old cluster's backup to name, and
-// unrecoverable (what it says of the upgraded cluster's backups here);
-// to a time before the upgrade it restores the old cluster at that time
-// (only its backups reach it). Before, the latest restore exited 0 and
-// brought back the old cluster's rows and system. It returns the old
-// cluster's backup and the upgraded cluster's.
+// old cluster: to the latest timeline, with unrecoverable "" (the old
+// cluster's 00000002.history bound to or claiming its system, absent to
+// the upgraded cluster's recovery), it restores the upgraded cluster's
+// backup, whose rows and system come back; otherwise it exits 1 writing
+// nothing, naming both systems, pg_upgrade, the old cluster's backup to
+// name, and unrecoverable (what it says of the upgraded cluster's backups
+// here). To a time before the upgrade it restores the old cluster at
+// that time (only its backups reach it). Before, the latest restore
+// exited 0 and brought back the old cluster's rows and system. It returns
+// the old cluster's backup and the upgraded cluster's.
 func (u upgraded) wantNoSwitchToOld(t *testing.T, a *site, unrecoverable string) (oldBackup, newBackup string) {
 	t.Helper()
 	a.mustHoard("basebackup", "--fast")
@@ -274,6 +281,33 @@ func (u upgraded) wantNoSwitchToOld(t *testing.T, a *site, unrecoverable string)
 	}
 
 	dir := filepath.Join(pgtest.TempDir(t), "latest")
+	if unrecoverable == "" {
+		_, errOut, err := a.hoard("restore", "--target-dir", dir)
+		if err != nil || !strings.Contains(errOut, "backup="+newBackup) {
+			t.Fatalf("restore (latest) after pg_upgrade into the same site: %v; want the upgraded cluster's backup %s\n%s", err, newBackup, errOut)
+		}
+		wantRestored(t, dir, "restore (latest) of the upgraded cluster in the old prefix", tableRows(t, u.nc), u.sysNew)
+	} else {
+		u.wantLatestRefused(t, a, dir, oldBackup, newBackup, unrecoverable)
+	}
+
+	dir = filepath.Join(pgtest.TempDir(t), "before-upgrade")
+	_, errOut, err := a.hoard("restore", "--target-dir", dir, "--target-time", u.beforeUpgrade)
+	if err != nil {
+		t.Fatalf("restore to a time before the upgrade: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "backup="+oldBackup) || !strings.Contains(errOut, "restoring one of another system") {
+		t.Errorf("restore to a time before the upgrade: want the old cluster's backup %s, with the warning:\n%s", oldBackup, errOut)
+	}
+	wantRestored(t, dir, "restore to a time before the upgrade", oldRowsAtTime, u.sysOld)
+	return oldBackup, newBackup
+}
+
+// wantLatestRefused checks that restore's automatic choice to the latest
+// timeline into dir exits 1 writing nothing, naming both systems,
+// pg_upgrade, the old cluster's backup to name, and unrecoverable.
+func (u upgraded) wantLatestRefused(t *testing.T, a *site, dir, oldBackup, newBackup, unrecoverable string) {
+	t.Helper()
 	out, errOut, err := a.hoard("restore", "--target-dir", dir)
 	if code := exitCode(err); code != 1 {
 		t.Errorf("restore (latest) after pg_upgrade into the same site: exit %d, want 1\n%s", code, out)
@@ -287,17 +321,6 @@ func (u upgraded) wantNoSwitchToOld(t *testing.T, a *site, unrecoverable string)
 	if names := testio.DirNames(t, filepath.Dir(dir)); len(names) != 0 {
 		t.Errorf("refused restore left %v", names)
 	}
-
-	dir = filepath.Join(pgtest.TempDir(t), "before-upgrade")
-	_, errOut, err = a.hoard("restore", "--target-dir", dir, "--target-time", u.beforeUpgrade)
-	if err != nil {
-		t.Fatalf("restore to a time before the upgrade: %v\n%s", err, errOut)
-	}
-	if !strings.Contains(errOut, "backup="+oldBackup) || !strings.Contains(errOut, "restoring one of another system") {
-		t.Errorf("restore to a time before the upgrade: want the old cluster's backup %s, with the warning:\n%s", oldBackup, errOut)
-	}
-	wantRestored(t, dir, "restore to a time before the upgrade", oldRowsAtTime, u.sysOld)
-	return oldBackup, newBackup
 }
 
 // wantRestored starts PostgreSQL 15 on dir, a restored data directory,

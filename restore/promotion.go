@@ -12,35 +12,31 @@ import (
 // promotion asks restore_command for the history files of the timelines
 // after tli, one after another while they exist (findNewestTimeLine), and
 // wal-fetch refuses one bound to another database system above the
-// timeline it reads for (exit 255), on which PostgreSQL stops. After a
-// pg_upgrade into the same site, a restore of the upgraded cluster's
-// backup kept on its timeline (--target-timeline 1) meets the old
-// cluster's 00000002.history there; before, the restore succeeded and
-// PostgreSQL stopped at the end of recovery. Only where hoard writes
-// wal-fetch as restore_command and the restored server promotes at the
-// end of recovery (a primary, without a target or with promote): a
-// standby, or a server that pauses or shuts down at the target, promotes
-// later if ever, by someone who then sees PostgreSQL's error.
+// timeline it reads for (exit 255), on which PostgreSQL stops, unless the
+// archive holds no WAL of b's system on that file's timeline or later
+// (archive.IgnoreOtherHistory; latestFor): then it is absent to
+// PostgreSQL, whose probe stops there. After a pg_upgrade into the same
+// site, a restore of the upgraded cluster's backup meets the old
+// cluster's 00000002.history there, which is absent to it while the
+// upgraded cluster has no WAL on timeline 2 or later. Only where hoard
+// writes wal-fetch as restore_command and the restored server promotes
+// at the end of recovery (a primary, without a target or with promote):
+// a standby, or a server that pauses or shuts down at the target,
+// promotes later if ever, by someone who then sees PostgreSQL's error.
 func (o *Options) checkPromotion(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, tli uint32) error {
 	promotes := !o.Standby && (o.Target.IsZero() || o.TargetAction == "" || o.TargetAction == "promote")
 	if o.RestoreCommand != "" || o.WALFetch == nil || !promotes {
 		return nil
 	}
-	others, err := a.OtherSystemHistories(ctx, backupSystem(b), tli)
-	if err != nil || len(others) == 0 {
-		return err
-	}
 	h, err := listHistories(ctx, a)
 	if err != nil {
 		return err
 	}
-	asked := targetTimeline("latest", tli, h) // the last timeline PostgreSQL's probe reaches
-	for _, other := range others {
-		if other.Timeline <= asked {
-			return fmt.Errorf("backup %s: recovery ends on timeline %d, and PostgreSQL, promoting, asks for the history files of "+
-				"the timelines after it to choose its new one; wal-fetch refuses this one (exit 255), so PostgreSQL would stop "+
-				"instead of promoting: %w", b.Name, tli, other)
-		}
+	_, refused, err := latestFor(ctx, a, h, tli, backupSystem(b))
+	if err != nil || refused == nil {
+		return err
 	}
-	return nil
+	return fmt.Errorf("backup %s: recovery ends on timeline %d, and PostgreSQL, promoting, asks for the history files of "+
+		"the timelines after it to choose its new one; wal-fetch refuses this one (exit 255), so PostgreSQL would stop "+
+		"instead of promoting: %w", b.Name, tli, refused)
 }

@@ -190,7 +190,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("target timeline %s: %w", t.Timeline, err)
 	}
 	if (t.Timeline == "" || t.Timeline == "latest") && (o.Backup == "" || o.Backup == "latest") {
-		if t.latest, err = LatestPaths(ctx, a, backups); err != nil {
+		// For the system the automatic choice stays with, the newest
+		// backup's (choose).
+		var system uint64
+		if c := Candidates(backups, o.Backup, o.SystemID); len(c) > 0 {
+			system = backupSystem(c[len(c)-1])
+		}
+		if t.latest, err = LatestPaths(ctx, a, backups, system); err != nil {
 			return nil, fmt.Errorf("target timeline latest: %w", err)
 		}
 	}

@@ -50,10 +50,9 @@ type SystemSwitchError struct {
 	// when they are more than one (Own nil): no system to prefer.
 	Ambiguous []string
 	// Others are the history files above Own's timeline bound to another
-	// system than Own's, or in a site without keys claiming another
-	// (archive.OtherSystemHistories).
-	// wal-fetch refuses them, so PostgreSQL cannot recover Own's cluster
-	// from this site.
+	// system than Own's, or in a site without keys claiming another,
+	// that wal-fetch refuses to its recovery (latestFor), so PostgreSQL
+	// cannot recover Own's cluster from this site.
 	Others []*archive.OtherSystemHistoryError
 }
 
@@ -147,9 +146,10 @@ func systemSwitch(candidates []*archive.BackupInfo, newest, b *archive.BackupInf
 }
 
 // checkSystemSwitch is systemSwitch for choose: it warns when b is of
-// another system legitimately, and a refusal names the history files
-// bound to (without keys: claiming) another system above the timeline of
-// the newest system's backup, which make that cluster unrecoverable here.
+// another system legitimately, and a refusal names the history file bound
+// to (without keys: claiming) another system above the timeline of the
+// newest system's backup that wal-fetch refuses to that cluster's
+// recovery (latestFor), which makes it unrecoverable here.
 func checkSystemSwitch(ctx context.Context, log zerolog.Logger, a *archive.Archive, candidates []*archive.BackupInfo, newest, b *archive.BackupInfo, t Target) error {
 	ok, refuse := systemSwitch(candidates, newest, b, t)
 	if ok {
@@ -163,11 +163,17 @@ func checkSystemSwitch(ctx context.Context, log zerolog.Logger, a *archive.Archi
 		return nil
 	}
 	if refuse.Own != nil {
-		others, err := a.OtherSystemHistories(ctx, backupSystem(refuse.Own), refuse.Own.StartTimeline)
+		h, err := listHistories(ctx, a)
 		if err != nil {
 			return err
 		}
-		refuse.Others = others
+		_, refused, err := latestFor(ctx, a, h, refuse.Own.StartTimeline, backupSystem(refuse.Own))
+		if err != nil {
+			return err
+		}
+		if o, ok := errors.AsType[*archive.OtherSystemHistoryError](refused); ok {
+			refuse.Others = []*archive.OtherSystemHistoryError{o}
+		}
 	}
 	return refuse
 }

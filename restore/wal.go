@@ -146,6 +146,12 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 		return nil, err
 	}
 	tli := targetTimeline(spec, b.StartTimeline, h)
+	if spec == "" || spec == "latest" {
+		var refused error
+		if tli, refused, err = latestFor(ctx, a, h, b.StartTimeline, backupSystem(b)); err != nil || refused != nil {
+			return nil, errors.Join(err, refused)
+		}
+	}
 	if tli == b.StartTimeline {
 		return wal.History{{Timeline: tli}}, nil
 	}
@@ -201,10 +207,11 @@ func TargetPath(ctx context.Context, a *archive.Archive, spec string) (wal.Histo
 }
 
 // LatestPaths reads, for each start timeline of backups, the history of
-// the timeline recovery_target_timeline 'latest' reaches from it (as
-// RecoveryPath would), from a and the sites it moved from, for
+// the timeline recovery_target_timeline 'latest' reaches from it for the
+// cluster of database system system (as RecoveryPath would for its
+// backups; latestFor), from a and the sites it moved from, for
 // SelectBackup. Each history is read once.
-func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.BackupInfo) (map[uint32]wal.History, error) {
+func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.BackupInfo, system uint64) (map[uint32]wal.History, error) {
 	h, err := listHistories(ctx, a)
 	if err != nil {
 		return nil, err
@@ -216,7 +223,12 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 		if _, ok := paths[start]; ok {
 			continue
 		}
-		tli := targetTimeline("latest", start, h)
+		// A history file wal-fetch refuses for system: the probe's
+		// timeline as before (RecoveryPath refuses the backup chosen).
+		tli, _, err := latestFor(ctx, a, h, start, system)
+		if err != nil {
+			return nil, err
+		}
 		if tli == start {
 			paths[start] = wal.History{{Timeline: tli}}
 			continue

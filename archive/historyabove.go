@@ -1,0 +1,127 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// After a pg_upgrade into the same site, the old cluster's history files
+// of timelines above the upgraded cluster's are bound to the old system,
+// and refusing them (historyupgrade.go) makes the upgraded cluster's
+// backups there unrecoverable: PostgreSQL asks for the history file of
+// the next timeline at its start and when it promotes, and stops on
+// wal-fetch's refusal.
+//
+// The refusal guards against another system's T.history put in place of
+// this system's own (copied from a site sharing the key pair): treated as
+// absent, recovery would end without this system's timeline T. But
+// putting it there means this system's own T.history is gone, as if
+// deleted, and deleting it gives that same end. The refusal matters only
+// where this system has WAL that a T.history of its own would lead
+// recovery to, on timeline T or a later one: that WAL a planted file
+// would make recovery pass over although the archive holds it. So another
+// system's T.history above the reader's timeline is also treated as
+// absent where the archive (a and the sites it moved from) holds no
+// segment or .partial on timeline T or later whose first page names the
+// reader's system. Making this system's WAL there look like none takes
+// deleting it or writing another cluster's over it, which loses it
+// anyway. A first page that cannot be read (no private key, a damaged
+// object) could be this system's: the file stays refused.
+
+// IgnoreOtherHistory is IgnoreUpgradedHistory, the rule of every reader
+// that knows its timeline at (0: not known, nothing is ignored), and the
+// rule above it: an *OtherSystemHistoryError of a history file above at
+// is returned as an *IgnoredHistoryError (NoOwnWAL) when a holds no WAL
+// of the reader's system on the file's timeline or a later one
+// (ownWALFrom); otherwise as is, with what was found or could not be
+// read.
+func (a *Archive) IgnoreOtherHistory(ctx context.Context, err error, at uint32) error {
+	err = IgnoreUpgradedHistory(err, at)
+	o, ok := errors.AsType[*OtherSystemHistoryError](err)
+	if !ok || at == 0 {
+		return err
+	}
+	key, oerr := a.ownWALFrom(ctx, o.Want, o.Timeline)
+	switch {
+	case oerr != nil:
+		return fmt.Errorf("%w (whether the archive holds WAL of database system %d on timeline %d or later, which would make "+
+			"this history file's place its own, could not be told: %v)", err, o.Want, o.Timeline, oerr)
+	case key != "":
+		return fmt.Errorf("%w (the archive holds WAL of database system %d on timeline %d or later, %s: its own %s "+
+			"was there)", err, o.Want, o.Timeline, key, wal.HistoryFileName(o.Timeline))
+	}
+	return &IgnoredHistoryError{Other: o, At: at, NoOwnWAL: true}
+}
+
+// ownWALFrom returns the key of a segment or .partial stored in a or a
+// site it moved from, on timeline tli or a later one, whose first page
+// names database system system; "" when there is none. Only names are
+// listed; a first page is read only for a name on such a timeline, the
+// newest first.
+func (a *Archive) ownWALFrom(ctx context.Context, system uint64, tli uint32) (string, error) {
+	files, err := a.ListWAL(ctx)
+	if err != nil {
+		return "", err
+	}
+	files = slices.DeleteFunc(files, func(f WALFile) bool {
+		segment, partial, _ := walKind(f.Name)
+		return !(segment || partial) || nameTimeline(f.Name) < tli
+	})
+	slices.SortStableFunc(files, func(x, y WALFile) int { return strings.Compare(y.Name, x.Name) })
+	for _, f := range files {
+		h, err := f.firstPage(ctx)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted since the listing
+		}
+		if err != nil {
+			return "", fmt.Errorf("first page of %s: %w", f.Key, err)
+		}
+		if h.SystemID == system {
+			return f.Key, nil
+		}
+	}
+	return "", nil
+}
+
+// firstPage decodes f, a segment or .partial, up to its long page header.
+func (f WALFile) firstPage(ctx context.Context) (wal.PageHeader, error) {
+	rc, _, err := f.Open(ctx)
+	if err != nil {
+		return wal.PageHeader{}, err
+	}
+	defer rc.Close()
+	b := make([]byte, wal.PageHeaderSize)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return wal.PageHeader{}, err
+	}
+	return wal.DecodePageHeader(b)
+}
+
+// nameTimeline returns the timeline of a segment or .partial name (its
+// first 8 hex digits).
+func nameTimeline(name string) uint32 {
+	n, _ := strconv.ParseUint(name[:8], 16, 32)
+	return uint32(n)
+}
+
+// noOwnWALWarning is IgnoredHistoryError's message for a file above the
+// reader's timeline (NoOwnWAL).
+func (e *IgnoredHistoryError) noOwnWALWarning() string {
+	o := e.Other
+	return fmt.Sprintf("%s %s, not of %d, the cluster it is read for, on "+
+		"timeline %d, above %d, the one read for: treated as absent (PostgreSQL's search for the latest timeline stops "+
+		"below it, and a promotion may choose timeline %d), as the archive holds no WAL of database system %d on timeline %d or later, "+
+		"which a history file of its own would lead recovery to. After pg_upgrade into the same site, the old cluster's "+
+		"history files stay there: set a new backup_sites.<site>.prefix for the upgraded cluster and take a backup there "+
+		"(its own history file of timeline %d cannot be stored under the old one's name); otherwise another cluster's "+
+		"history file was stored under this name: investigate",
+		o.Key, o.ofSystem(), o.Want, o.Timeline, e.At, o.Timeline, o.Want, o.Timeline, o.Timeline)
+}

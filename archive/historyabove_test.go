@@ -1,0 +1,120 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// pushSegmentOf pushes a segment called name (1 MiB) whose first page
+// names database system system, and returns its key.
+func pushSegmentOf(tb testing.TB, a *Archive, name string, system uint64) string {
+	tb.Helper()
+	data := waltest.Segment(tb, name, testSegSize, 1)
+	h, err := wal.DecodePageHeader(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h.SystemID = system
+	copy(data, h.Encode(nil))
+	if _, err := a.PushWAL(context.Background(), writeWALFile(tb, tb.TempDir(), name, data), PushOptions{SystemID: system}); err != nil {
+		tb.Fatal(err)
+	}
+	return a.Layout.WALKey(name)
+}
+
+// TestArchive_UpgradedHistoryNoOwnWAL: after a pg_upgrade into the same
+// site (the old system's 00000002.history, and its WAL on timelines 1 and
+// 2; the upgraded system's WAL on timeline 1), wal-fetch for the upgraded
+// cluster on timeline 1 treats the old 00000002.history, above its
+// timeline, as absent (storage.ErrNotFound, nothing delivered, a warning
+// naming the object, both systems, pg_upgrade and the prefix), as the
+// archive holds no WAL of the upgraded system on timeline 2 or later.
+// Where it holds some (on timeline 3), the file stands where the
+// system's own 00000002.history was: refused (ErrOtherSystem), naming
+// that WAL. Where the first pages cannot be read (no private key), or
+// the timeline is not known: refused. The same in a site without keys, by the system the
+// files' metadata claims.
+func TestArchive_UpgradedHistoryNoOwnWAL(t *testing.T) {
+	for _, keys := range []bool{true, false} {
+		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testUpgradedHistoryNoOwnWAL(t, keys) })
+	}
+}
+
+func testUpgradedHistoryNoOwnWAL(t *testing.T, keys bool) {
+	ctx := context.Background()
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	const two = "00000002.history"
+	a := walTestArchive(t, keys)
+	a.Codec.RequireEncryption = keys
+	if err := pushHistory(t, a, two, "1\t0/300000\tno recovery target specified\n", sysOld); err != nil {
+		t.Fatal(err)
+	}
+	pushSegmentOf(t, a, "000000010000000000000002", sysOld)
+	pushSegmentOf(t, a, "000000020000000000000003", sysOld)
+	pushSegmentOf(t, a, "000000020000000000000004", sysOld)
+	pushSegmentOf(t, a, "000000010000000000000009", sysNew)
+	fetch := func(a *Archive, tli uint32) (string, error) {
+		dest := filepath.Join(t.TempDir(), "RECOVERYHISTORY")
+		return dest, a.FetchWAL(ctx, two, dest, FetchOptions{SystemID: sysNew, Timeline: tli})
+	}
+
+	dest, err := fetch(a, 1)
+	ig, ok := errors.AsType[*IgnoredHistoryError](err)
+	if !ok || !ig.NoOwnWAL || !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("fetch %s on timeline 1 for the upgraded system, none of its WAL on timeline 2 or later: %v; want it treated as absent", two, err)
+	}
+	for _, w := range []string{a.Layout.WALKey(two), "7000000000000000001", "7000000000000000002", "no WAL of database system",
+		"pg_upgrade", "backup_sites.<site>.prefix"} {
+		if !strings.Contains(ig.Error(), w) {
+			t.Errorf("warning %q does not say %s", ig, w)
+		}
+	}
+	if _, err := os.Lstat(dest); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("fetch %s treated as absent left %s: %v", two, dest, err)
+	}
+	// The old system still reads its own.
+	if err := a.FetchWAL(ctx, two, filepath.Join(t.TempDir(), "h"), FetchOptions{SystemID: sysOld, Timeline: 1}); err != nil {
+		t.Errorf("fetch %s for its own system: %v", two, err)
+	}
+
+	refused := func(a *Archive, tli uint32, want ...string) {
+		t.Helper()
+		dest, err := fetch(a, tli)
+		if !errors.Is(err, ErrOtherSystem) || errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("fetch %s on timeline %d: %v; want it refused (ErrOtherSystem)", two, tli, err)
+			return
+		}
+		for _, w := range append(want, a.Layout.WALKey(two), "7000000000000000001", "7000000000000000002") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("refusal %q does not say %s", err, w)
+			}
+		}
+		if _, err := os.Lstat(dest); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("refused fetch of %s left %s: %v", two, dest, err)
+		}
+	}
+	refused(a, 0)
+	// Without the private key (wal-fetch cannot read the history file
+	// then either), the first pages cannot be read: refused.
+	if keys {
+		publicOnly := *a
+		publicOnly.Codec = &Codec{Compression: a.Codec.Compression, Host: "test", KeyID: a.Codec.KeyID, PublicKey: a.Codec.PublicKey,
+			RequireEncryption: true}
+		other := &OtherSystemHistoryError{Key: a.Layout.WALKey(two), Timeline: 2, System: "7000000000000000001", Want: sysNew}
+		if err := publicOnly.IgnoreOtherHistory(ctx, other, 1); !errors.Is(err, ErrOtherSystem) || errors.Is(err, storage.ErrNotFound) ||
+			!strings.Contains(err.Error(), "could not be told") {
+			t.Errorf("IgnoreOtherHistory without the private key: %v; want the refusal, saying the WAL could not be told", err)
+		}
+	}
+
+	own := pushSegmentOf(t, a, "000000030000000000000007", sysNew)
+	refused(a, 1, own, "its own 00000002.history")
+}

@@ -1,0 +1,97 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// pushFile pushes a WAL file called name holding data to a for the
+// cluster of database system system.
+func pushFile(t *testing.T, a *archive.Archive, name string, data []byte, system uint64) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PushWAL(context.Background(), path, archive.PushOptions{SystemID: system}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// segmentOf returns a 1 MiB segment called name whose first page names
+// database system system.
+func segmentOf(t *testing.T, name string, system uint64) []byte {
+	t.Helper()
+	data := waltest.Segment(t, name, 1<<20, 1)
+	h, err := wal.DecodePageHeader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.SystemID = system
+	copy(data, h.Encode(nil))
+	return data
+}
+
+// TestLatestFor: after a pg_upgrade into the same site with keys (the
+// old system's 00000002.history and WAL on timeline 2), the latest
+// timeline from 1 is 2 for the old system and 1 for the upgraded one,
+// whose recovery wal-fetch shows the old file as absent, and a restore of
+// an upgraded cluster's backup may promote (checkPromotion). Once the
+// archive holds the upgraded system's WAL on timeline 2, the old file is
+// refused to it: latestFor reports the refusal and checkPromotion refuses
+// the restore. The same in a site without keys, by the system the
+// history file's metadata claims.
+func TestLatestFor(t *testing.T) {
+	for _, keys := range []bool{true, false} {
+		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testLatestFor(t, keys) })
+	}
+}
+
+func testLatestFor(t *testing.T, keys bool) {
+	ctx := context.Background()
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	c := &archive.Codec{Compression: compress.Snappy, Host: "test"}
+	if keys {
+		archivetest.AddKeys(t, c)
+	}
+	a := archivetest.New(t, storage.NewMem(), c)
+	pushFile(t, a, "00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
+	pushFile(t, a, "000000020000000000000003", segmentOf(t, "000000020000000000000003", sysOld), sysOld)
+
+	b := hoardBackup("b1", 1, 0x9000100, 0)
+	b.SystemID = strconv.FormatUint(sysNew, 10)
+	o := Options{WALFetch: &WALFetch{}}
+	latest := func(system uint64, wantTLI uint32, wantRefused bool) {
+		t.Helper()
+		h, err := listHistories(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tli, refused, err := latestFor(ctx, a, h, 1, system)
+		if err != nil || tli != wantTLI || (refused != nil) != wantRefused || (refused != nil && !errors.Is(refused, archive.ErrOtherSystem)) {
+			t.Errorf("latestFor(1, %d) = %d, %v, %v; want %d, refused %v", system, tli, refused, err, wantTLI, wantRefused)
+		}
+	}
+	latest(sysOld, 2, false)
+	latest(sysNew, 1, false)
+	if err := o.checkPromotion(ctx, a, b, 1); err != nil {
+		t.Errorf("checkPromotion of the upgraded cluster's backup, none of its WAL on timeline 2: %v", err)
+	}
+
+	pushFile(t, a, "000000020000000000000009", segmentOf(t, "000000020000000000000009", sysNew), sysNew)
+	latest(sysNew, 2, true)
+	if err := o.checkPromotion(ctx, a, b, 1); !errors.Is(err, archive.ErrOtherSystem) {
+		t.Errorf("checkPromotion with the upgraded system's WAL on timeline 2: %v; want the refusal (ErrOtherSystem)", err)
+	}
+}
