@@ -140,7 +140,8 @@ func testPgUpgradeSameSiteKeyless(t *testing.T, claimed bool) {
 // of the upgraded system on timeline 2 or later, to timeline 2, with the
 // upgraded cluster's rows and system. Before, restore refused it (exit 1),
 // as wal-fetch refused the file and PostgreSQL stopped with FATAL when it
-// promoted.
+// promoted. hoard verify --full notes the file on the newest backup, not
+// as a problem.
 func (s *site) wantPromotes(t *testing.T, u upgraded, newBackup string) {
 	t.Helper()
 	dir := filepath.Join(pgtest.TempDir(t), "named")
@@ -151,6 +152,13 @@ func (s *site) wantPromotes(t *testing.T, u upgraded, newBackup string) {
 	wantRestored(t, dir, "restore of the upgraded cluster's backup in the old prefix", tableRows(t, u.nc), u.sysNew)
 	if tli, err := archive.ClusterTimeline(dir); err != nil || tli != 2 {
 		t.Errorf("restored upgraded cluster after its promotion: timeline %d (%v), want 2", tli, err)
+	}
+	// verify --full follows the same rule: a note on the newest backup,
+	// not a problem (before: "archive: timeline history ... refused").
+	out, errOut, _ := s.hoard("verify", "--full")
+	if !strings.Contains(out, "note: timeline history: "+s.name+"/timeline/00000002.history") ||
+		strings.Contains(out, "archive: timeline history") {
+		t.Errorf("hoard verify --full does not note the old system's history file, or names it as a problem:\n%s\n%s", out, errOut)
 	}
 }
 

@@ -85,10 +85,12 @@ type upgraded struct {
 
 // histories decodes every stored timeline history file and parses it,
 // refusing one signed for another system than newest's (nil: not
-// checked), unless its timeline is at most newest's: such a one (left by
-// the old cluster, where one of a new system was put on its timeline)
-// is not needed to restore it, and is noted in newest's
-// report (archive.IgnoreUpgradedHistory).
+// checked), unless its timeline is at most newest's, or above it where
+// the archive holds no WAL of newest's system on its timeline or later:
+// such a one (left by the old cluster, where one of a new system was put
+// on its timeline, or upgraded with pg_upgrade into the site) is absent
+// to wal-fetch restoring newest's system, and is noted in newest's
+// report (archive.IgnoreOtherHistory).
 func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, newest *upgraded) error {
 	var system uint64
 	var tli uint32
@@ -100,7 +102,7 @@ func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, new
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if ig, ok := errors.AsType[*archive.IgnoredHistoryError](archive.IgnoreUpgradedHistory(err, tli)); ok {
+		if ig, ok := errors.AsType[*archive.IgnoredHistoryError](c.a.IgnoreOtherHistory(ctx, err, tli)); ok {
 			newest.rep.Notes = append(newest.rep.Notes, "timeline history: "+ig.Error())
 			continue
 		}
