@@ -8,10 +8,14 @@
 // must replay past the backup's end to be consistent. Only backups the
 // target timeline descends from qualify: a numeric one, or the latest
 // reached from the backup's timeline, so backups left on a timeline a
-// point-in-time restore abandoned are passed over. Run's automatic choice
-// stays with the database system of the newest backup (systemswitch.go):
-// after a pg_upgrade into the same site, the old cluster's history files
-// would lead it to the old cluster's backups.
+// point-in-time restore abandoned are passed over. The latest timeline is
+// the one wal-fetch shows the cluster (latest.go): another system's
+// history file it treats as absent ends the timelines there. Run's
+// automatic choice follows it for the database system of the newest
+// backup and stays with that system (systemswitch.go): after a pg_upgrade
+// into the same site, the old cluster's history files, where wal-fetch
+// refuses them or they claim no system, would lead it to the old
+// cluster's backups.
 //
 // Run checks before it writes: PostgreSQL must be able to promote at the
 // end of recovery (promotion.go), the target directory must be absent, empty
