@@ -3,7 +3,6 @@ package e2e
 import (
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -36,41 +35,9 @@ import (
 // complete segment: the last row is only in the .partial.
 func TestPgUpgrade_Streaming(t *testing.T) {
 	s := newLocalStreamSite(t)
-	old := pgtest.Start(t, pgtest.Options{Debian: true, WALSegmentSizeMB: 1})
-	s.use(old)
-	old.Exec(t, "create table t (id int primary key)")
-	old.Exec(t, "insert into t values (1)")
-	d := s.startDaemon()
-	waitBackups(d, s, 1)
-	old.Exec(t, "insert into t values (2)")
-	s.switchAndWaitStored(d, old, 2*time.Minute)
-	// Row 3 is only in the old cluster's last segment, which it never
-	// finishes: its shutdown checkpoint follows it there.
-	old.Exec(t, "insert into t values (3)")
-	last := old.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
-	old.Stop(t)
-	checkpoint := controlField(t, old.DataDir, "Latest checkpoint location")
-	sysOld, err := archive.ClusterSystemID(old.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldBackups := s.listBackups()
-
-	nc := pgtest.Start(t, pgtest.Options{Debian: true, WALSegmentSizeMB: 1})
-	nc.Stop(t)
-	pgUpgrade(t, old, nc)
-	sysNew, err := archive.ClusterSystemID(nc.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc.Port = old.Port // the node the daemon streams from, upgraded in place
-	nc.Start(t)
-	if got, want := tableRows(t, nc), "3: 1,2,3"; got != want {
-		t.Fatalf("upgraded cluster: rows %q, want %q", got, want)
-	}
-	if first := nc.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())"); first <= last {
-		t.Fatalf("upgraded cluster writes %s, not beyond the old cluster's last segment %s", first, last)
-	}
+	u := streamUpgrade(t, s)
+	d, nc, last, sysOld, sysNew, oldBackups := u.d, u.nc, u.last, u.sysOld, u.sysNew, u.oldBackups
+	u.startUpgraded(t)
 
 	d.waitFor("the old cluster's "+last+".partial stored", 2*time.Minute, func() bool { return s.stored(last + ".partial") })
 	d.waitFor("a backup of the upgraded cluster", 3*time.Minute, func() bool {
@@ -102,17 +69,8 @@ func TestPgUpgrade_Streaming(t *testing.T) {
 
 	// The docs' fix: a configuration file of the old prefix to restore
 	// the old cluster, a new prefix for the upgraded one, SIGHUP.
-	oldSite := *s.site
-	oldSite.config = filepath.Join(s.dir, "old-cluster.json")
-	cfg, site := s.readConfig()
-	site["prefix"], site["active"] = s.name, false
-	s.writeConfig(oldSite.config, cfg)
-	s.setSiteKey("prefix", s.name+"-upgraded")
-	d.hup("configuration reloaded")
-	upgraded := *s.site
-	upgraded.name = s.name + "-upgraded"
-	newPrefix := *s
-	newPrefix.site = &upgraded
+	oldSite := s.oldPrefixSite()
+	newPrefix := s.useNewPrefix(d)
 	d.waitFor("a backup in the new prefix", 3*time.Minute, func() bool {
 		st, ok := d.status()
 		return ok && st.Sites[s.name].Backups >= 1 && !st.Sites[s.name].BackupRunning
@@ -127,28 +85,7 @@ func TestPgUpgrade_Streaming(t *testing.T) {
 	// The old cluster's last WAL, through its shutdown checkpoint, as
 	// stored: not at the end of the old prefix (the new cluster's WAL
 	// follows it), so wal-fetch does not deliver it; read the object.
-	walDir := pgtest.TempDir(t)
-	rc, _, err := (&archive.Codec{}).Open(t.Context(), s.store, s.name+"/xlog/"+last+".partial")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatalf("decode %s.partial: %v", last, err)
-	}
-	data = append(data, make([]byte, max(0, 1<<20-len(data)))...)
-	if err := os.WriteFile(filepath.Join(walDir, last), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, _ := exec.Command(pgtest.Tool(t, "pg_waldump"), "--path", walDir, last, last).CombinedOutput()
-	// pg_waldump writes an LSN's low half with 8 digits, pg_controldata
-	// without leading zeros.
-	hi, lo, _ := strings.Cut(checkpoint, "/")
-	waldumpLSN := hi + "/" + strings.Repeat("0", max(0, 8-len(lo))) + lo
-	if !regexp.MustCompile(`lsn: ` + regexp.QuoteMeta(waldumpLSN) + `, .*CHECKPOINT_SHUTDOWN`).Match(out) {
-		t.Errorf("pg_waldump of the stored %s.partial has no shutdown checkpoint at %s (pg_controldata's):\n%s", last, checkpoint, tailLines(string(out), 10))
-	}
+	u.checkShutdownPartial(t, s)
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir)
@@ -198,19 +135,160 @@ func waitBackups(d *daemonProc, s *streamSite, n int) {
 	})
 }
 
-// controlField returns the value of field in Debian's pg_controldata of
-// the stopped cluster's data directory.
-func controlField(t *testing.T, dataDir, field string) string {
+// TestPgUpgrade_StreamingNewPrefixFirst is a pg_upgrade under a streaming
+// daemon (wal_partial_upload_interval 0) in the order the docs give: the
+// old cluster stops, pg_upgrade runs, the new prefix is set and the
+// daemon reloaded (SIGHUP) before the upgraded cluster starts. The old
+// cluster's last segment, which holds its last committed row and its
+// shutdown checkpoint, is stored as a .partial in the OLD prefix when
+// the old server ends the stream (before: only once the daemon reached
+// the upgraded cluster, into the prefix set then, the new one), and a
+// restore with the configuration file of the old prefix brings back that
+// row and the old system. The upgraded cluster is backed up and streamed
+// into the new prefix.
+func TestPgUpgrade_StreamingNewPrefixFirst(t *testing.T) {
+	s := newLocalStreamSite(t)
+	u := streamUpgrade(t, s)
+	u.d.waitFor("the old cluster's "+u.last+".partial stored in the old prefix", 2*time.Minute,
+		func() bool { return s.stored(u.last + ".partial") })
+	oldSite := s.oldPrefixSite()
+	newPrefix := s.useNewPrefix(u.d)
+	u.startUpgraded(t)
+	u.d.waitFor("a backup of the upgraded cluster in the new prefix", 3*time.Minute, func() bool {
+		for _, b := range newPrefix.listBackups() {
+			if b.SystemID == strconv.FormatUint(u.sysNew, 10) {
+				return true
+			}
+		}
+		return false
+	})
+	u.nc.Exec(t, "insert into t values (10)")
+	newPrefix.switchAndWaitStored(u.d, u.nc, 2*time.Minute)
+	if code := u.d.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(u.d.out.String(), 30))
+	}
+	u.checkShutdownPartial(t, s)
+
+	// The docs' configuration file of the old prefix restores the old
+	// cluster through its last commit: the .partial ends the old prefix.
+	oldDir := filepath.Join(pgtest.TempDir(t), "old")
+	oldSite.mustHoard("restore", "--target-dir", oldDir)
+	oc := pgtest.StartDataDir(t, 15, oldDir, noArchiving)
+	oc.WaitRecoveryDone(t, 3*time.Minute)
+	if got, want := tableRows(t, oc), "3: 1,2,3"; got != want {
+		t.Errorf("restore of the old cluster from the old prefix: rows %q, want %q", got, want)
+	}
+	if sys, err := archive.ClusterSystemID(oldDir); err != nil || sys != u.sysOld {
+		t.Errorf("restored old cluster: system %d (%v), want the old cluster's %d", sys, err, u.sysOld)
+	}
+	oc.Stop(t)
+}
+
+// streamedUpgrade is a pg_upgrade in place under a daemon that streamed
+// the old cluster (streamUpgrade).
+type streamedUpgrade struct {
+	d       *daemonProc
+	old, nc *pgtest.Cluster
+	// last is the old cluster's last segment, which it never finished;
+	// checkpoint its shutdown checkpoint (pg_controldata's).
+	last, checkpoint string
+	sysOld, sysNew   uint64
+	oldBackups       []backupJSON
+}
+
+// streamUpgrade starts Debian's PostgreSQL 15 (1 MiB segments) as s's
+// node and a daemon that streams it, which backs it up; the cluster
+// commits rows 1 and 2 into complete segments and row 3 only into its
+// last segment, stops, and is upgraded by pg_upgrade into a new cluster
+// on its port, not started yet (startUpgraded).
+func streamUpgrade(t *testing.T, s *streamSite) *streamedUpgrade {
 	t.Helper()
-	cmd := exec.Command(pgtest.Tool(t, "pg_controldata"), "-D", dataDir)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
+	u := &streamedUpgrade{old: pgtest.Start(t, pgtest.Options{Debian: true, WALSegmentSizeMB: 1})}
+	old := u.old
+	s.use(old)
+	old.Exec(t, "create table t (id int primary key)")
+	old.Exec(t, "insert into t values (1)")
+	u.d = s.startDaemon()
+	waitBackups(u.d, s, 1)
+	old.Exec(t, "insert into t values (2)")
+	s.switchAndWaitStored(u.d, old, 2*time.Minute)
+	// Row 3 is only in the old cluster's last segment, which it never
+	// finishes: its shutdown checkpoint follows it there.
+	old.Exec(t, "insert into t values (3)")
+	u.last = old.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
+	old.Stop(t)
+	u.checkpoint = pgtest.ControlField(t, old.DataDir, "Latest checkpoint location")
+	var err error
+	if u.sysOld, err = archive.ClusterSystemID(old.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	u.oldBackups = s.listBackups()
+
+	u.nc = pgtest.Start(t, pgtest.Options{Debian: true, WALSegmentSizeMB: 1})
+	u.nc.Stop(t)
+	pgUpgrade(t, old, u.nc)
+	if u.sysNew, err = archive.ClusterSystemID(u.nc.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	u.nc.Port = old.Port // the node the daemon streams from, upgraded in place
+	return u
+}
+
+// startUpgraded starts the upgraded cluster and checks that it has the
+// old cluster's rows and writes WAL beyond the old cluster's.
+func (u *streamedUpgrade) startUpgraded(t *testing.T) {
+	t.Helper()
+	u.nc.Start(t)
+	if got, want := tableRows(t, u.nc), "3: 1,2,3"; got != want {
+		t.Fatalf("upgraded cluster: rows %q, want %q", got, want)
+	}
+	if first := u.nc.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())"); first <= u.last {
+		t.Fatalf("upgraded cluster writes %s, not beyond the old cluster's last segment %s", first, u.last)
+	}
+}
+
+// checkShutdownPartial checks that the old cluster's last segment is
+// stored in s's prefix as a .partial that holds its shutdown checkpoint:
+// pg_waldump finds it in the object, decoded.
+func (u *streamedUpgrade) checkShutdownPartial(t *testing.T, s *streamSite) {
+	t.Helper()
+	rc, _, err := (&archive.Codec{}).Open(t.Context(), s.store, s.name+"/xlog/"+u.last+".partial")
 	if err != nil {
-		t.Fatalf("pg_controldata: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(field) + `:\s*(\S+)$`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("pg_controldata has no %q:\n%s", field, out)
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatalf("decode %s.partial: %v", u.last, err)
 	}
-	return string(m[1])
+	if ok, out := pgtest.WaldumpShutdownCheckpoint(t, u.last, data, 1<<20, u.checkpoint); !ok {
+		t.Errorf("pg_waldump of the stored %s.partial has no shutdown checkpoint at %s (pg_controldata's):\n%s", u.last, u.checkpoint, out)
+	}
+}
+
+// oldPrefixSite writes the docs' configuration file for restoring the
+// old cluster after the site gets a new prefix (a copy with the site's
+// prefix explicit and "active": false) and returns that site.
+func (s *streamSite) oldPrefixSite() *site {
+	s.t.Helper()
+	old := *s.site
+	old.config = filepath.Join(s.dir, "old-cluster.json")
+	cfg, site := s.readConfig()
+	site["prefix"], site["active"] = s.name, false
+	s.writeConfig(old.config, cfg)
+	return &old
+}
+
+// useNewPrefix sets the site's prefix to <site>-upgraded and reloads the
+// daemon (SIGHUP), as the docs say after pg_upgrade; it returns the site
+// as seen in the new prefix, for the test's own checks.
+func (s *streamSite) useNewPrefix(d *daemonProc) *streamSite {
+	s.t.Helper()
+	s.setSiteKey("prefix", s.name+"-upgraded")
+	d.hup("configuration reloaded")
+	upgraded := *s.site
+	upgraded.name = s.name + "-upgraded"
+	np := *s
+	np.site = &upgraded
+	return &np
 }

@@ -123,6 +123,15 @@
 // that copy is known to be the stored one, so it need not ask the
 // storage.
 //
+// Whatever PartialUploadInterval, a session that ends other than by
+// Run's stop or a fatal error (the server shut down, after sending its
+// WAL through the shutdown checkpoint, or the connection failed) queues
+// the same copy of the segment it was receiving, before the next
+// connection, when it grew since the last copy stored (streamend.go): a
+// server that never comes back leaves its last commits stored, not only
+// in the spool. A failed copy is queued again, with backoff, between
+// connection attempts.
+//
 // With Synchronous, the copy is uploaded whenever the segment grew and no
 // copy is on its way, and the flush position reported to the server is
 // the stored one. Each upload that ends wakes the receive loop, which

@@ -118,10 +118,16 @@ func newDurable(t *testing.T, spool string) *durable {
 	major := pgtest.Versions()[len(pgtest.Versions())-1]
 	c := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
 	c.Exec(t, "create table rows (id bigint, pad text)")
+	return durableOf(t, c, spool)
+}
+
+// durableOf is newDurable for the running cluster c.
+func durableOf(t *testing.T, c *pgtest.Cluster, spool string) *durable {
+	t.Helper()
 	if spool == "" {
 		spool = t.TempDir()
 	}
-	d := &durable{t: t, c: c, major: major, segSize: segSizeOf(t, c), storeDir: t.TempDir(), spool: spool}
+	d := &durable{t: t, c: c, major: c.Major, segSize: segSizeOf(t, c), storeDir: t.TempDir(), spool: spool}
 	d.arch = openArchive(d.storeDir)
 	d.up = &archiveUploader{a: d.arch}
 	return d

@@ -202,6 +202,10 @@ type Receiver struct {
 	// segment's, and the next snapshot of that segment copies only the
 	// bytes after them. Zero while there is none.
 	snapshotFile uploadTask
+	// streamEnd is the copy of the segment in progress that the last
+	// session's end queued (storeStreamEnd), until it is stored; zero
+	// when none.
+	streamEnd uploadTask
 
 	// wakeMu guards waiting and woken, with which an upload that ends
 	// wakes the synchronous receive loop from its wait for the server's
@@ -478,6 +482,7 @@ func (r *Receiver) stream(ctx context.Context) error {
 			r.log.Warn().Err(err).Dur("retry_in_ms", delay).Msg("streaming interrupted; reconnecting")
 			r.setError(err)
 		}
+		r.retryStreamEnd(time.Now())
 		select {
 		case <-ctx.Done():
 			return nil

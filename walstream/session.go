@@ -57,6 +57,7 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	}
 	s := &session{r: r, conn: conn}
 	err = s.run(ctx)
+	cur := s.cur
 	if cerr := s.close(ctx); cerr != nil {
 		if ctx.Err() != nil {
 			// Shutting down: the partial segment may not be durable, and
@@ -66,6 +67,9 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 		if err == nil {
 			err = cerr
 		}
+	} else if ctx.Err() == nil {
+		// The segment's fsynced part, before the next connection.
+		r.storeStreamEnd(cur, err)
 	}
 	return s.progressed, err
 }

@@ -358,6 +358,7 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 	r.snapshotKnown = true
 	r.snapshotFile = uploadTask{name: t.name, length: t.length}
 	r.snapshotMu.Unlock()
+	r.streamEndStored(t)
 	return nil
 }
 

@@ -1,0 +1,106 @@
+package walstream
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// This file stores the segment in progress when a stream ends, whatever
+// PartialUploadInterval says. A server that shuts down cleanly sends its
+// WAL through the shutdown checkpoint before its walsender ends the
+// stream (WalSndDone in walsender.c), and the Receiver fsyncs it into
+// the spool's .partial. If that server never comes back (its host lost
+// after the shutdown; the old cluster of a pg_upgrade, never started
+// again), the transactions committed since the last segment switch would
+// exist only in the spool. So each session that ends with WAL fsynced in
+// the segment it was receiving queues a copy of that part as
+// <segment>.partial, through the snapshot path of
+// wal_partial_upload_interval (same metadata, the stored copy never goes
+// backwards, same backoff), before the next connection.
+//
+// Which ends count: the server's own (CopyDone or CommandComplete,
+// ErrStreamEnded), and any other error that ends the connection (a
+// server killed or crashed, or a network failure: the daemon cannot tell
+// these apart, and a crashed server's host may be lost too). A network
+// failure costs one copy of WAL that would have been stored anyway once
+// the segment completes; a copy is queued only when the segment grew
+// since the last one stored. Not the daemon's own stop (the spool keeps
+// the segment, and the next run streams it again) and not a fatal error
+// (the spool or the server cannot be trusted).
+//
+// A restart of the same server changes nothing: streaming resumes at the
+// start of the same segment, and once it is complete its upload deletes
+// the .partial object (the Uploader's contract).
+
+// storeStreamEnd queues the copy of the fsynced part of cur, the segment
+// the ended session was receiving (nil when none), after the session
+// ended with err. It remembers the copy, and the reconnect loop tries it
+// again after a failure (retryStreamEnd).
+func (r *Receiver) storeStreamEnd(cur *segmentFile, err error) {
+	var fe *fatalError
+	if cur == nil || cur.synced == 0 || errors.As(err, &fe) {
+		return
+	}
+	t := uploadTask{kind: taskSnapshot, name: cur.name() + wal.PartialSuffix, length: cur.synced}
+	if t.length <= r.snapshotUploaded(t.name) {
+		return
+	}
+	r.snapshotMu.Lock()
+	r.streamEnd = t
+	r.snapshotMu.Unlock()
+	ev := r.log.Info()
+	if !errors.Is(err, replication.ErrStreamEnded) {
+		ev = r.log.Warn().Err(err)
+	}
+	ev.Str(logSegment, t.name).Uint64("bytes", t.length).Msg("stream ended: storing the segment in progress as .partial")
+	r.enqueue(t)
+}
+
+// retryStreamEnd queues the stream end's copy again, while the Receiver
+// is not connected, when it is not stored yet, no copy is queued, its
+// spool file is still there (not completed since) and the backoff of
+// failed copies (snapshotRetryAt) is over.
+func (r *Receiver) retryStreamEnd(now time.Time) {
+	r.snapshotMu.Lock()
+	t := r.streamEnd
+	r.snapshotMu.Unlock()
+	if t.name == "" || r.queue.hasSnapshot() || now.Before(r.snapshotRetryAt()) {
+		return
+	}
+	if r.snapshotUploaded(t.name) >= t.length {
+		r.clearStreamEnd(t)
+		return
+	}
+	if _, err := os.Stat(filepath.Join(r.opts.SpoolDir, t.name)); errors.Is(err, os.ErrNotExist) {
+		r.clearStreamEnd(t)
+		return
+	}
+	r.enqueue(t)
+}
+
+// streamEndStored logs, once, that the snapshot upload t stored the
+// stream end's copy.
+func (r *Receiver) streamEndStored(t uploadTask) {
+	r.snapshotMu.Lock()
+	end := r.streamEnd
+	r.snapshotMu.Unlock()
+	if end.name == t.name && t.length >= end.length {
+		r.clearStreamEnd(end)
+		r.log.Info().Str(logSegment, t.name).Uint64("bytes", t.length).Msg("stored the segment in progress at the stream end as .partial")
+	}
+}
+
+// clearStreamEnd forgets the stream end's copy t, unless a newer one
+// replaced it.
+func (r *Receiver) clearStreamEnd(t uploadTask) {
+	r.snapshotMu.Lock()
+	if r.streamEnd == t {
+		r.streamEnd = uploadTask{}
+	}
+	r.snapshotMu.Unlock()
+}

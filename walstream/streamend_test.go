@@ -1,0 +1,93 @@
+package walstream
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// TestReceiver_StoreAtStreamEnd streams Debian's PostgreSQL 15 (1 MiB
+// segments) into a real archive with PartialUploadInterval 0 and stops
+// the server cleanly: its walsender sends the WAL through the shutdown
+// checkpoint, and ends the stream. The Receiver stores the fsynced part
+// of the segment in progress as <segment>.partial at once: pg_waldump
+// finds, in the stored object decoded, the shutdown checkpoint
+// pg_controldata names. Then the same server starts again: streaming
+// resumes in that segment, more rows, a segment switch: the complete
+// segment is stored and its .partial object is gone.
+func TestReceiver_StoreAtStreamEnd(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Debian: true, WALSegmentSizeMB: 1})
+	d := durableOf(t, c, "")
+	rr := d.start(Options{})
+	c.Exec(t, "create table t (id int)")
+	c.Exec(t, "insert into t values (1)")
+	c.Stop(t)
+	checkpoint := pgtest.ControlField(t, c.DataDir, "Latest checkpoint location")
+	lsn, err := pglogrepl.ParseLSN(checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := wal.SegmentOf(1, lsn, d.segSize).Name(d.segSize)
+	waitFor(t, seg+".partial stored after the server's shutdown", func() bool { return d.stored(seg + wal.PartialSuffix) })
+	rc, _, err := d.arch.Codec.Open(context.Background(), d.arch.Store, d.arch.Layout.WALKey(seg+wal.PartialSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatalf("decode %s.partial: %v", seg, err)
+	}
+	if ok, out := pgtest.WaldumpShutdownCheckpoint(t, seg, data, int(d.segSize), checkpoint); !ok {
+		t.Errorf("pg_waldump of the stored %s.partial (%d bytes) has no shutdown checkpoint at %s (pg_controldata's):\n%s", seg, len(data), checkpoint, out)
+	}
+	// Status.Stored follows once the Uploader returned.
+	waitFor(t, "Status.Stored past the shutdown checkpoint at "+checkpoint, func() bool { return rr.r.Status().Stored > lsn })
+
+	// The same server again: the segment is streamed again and completed,
+	// which supersedes the .partial.
+	c.Start(t)
+	waitFor(t, "streaming again", func() bool { return rr.r.Status().Connected })
+	c.Exec(t, "insert into t select generate_series(2, 1000)")
+	if done := switchWAL(t, c); done != seg {
+		t.Fatalf("the restarted server completed %s, want %s, where it stopped", done, seg)
+	}
+	waitFor(t, seg+" stored", func() bool { return d.stored(seg) })
+	if d.stored(seg + wal.PartialSuffix) {
+		t.Errorf("%s.partial still stored after the complete segment", seg)
+	}
+	rr.stop(t)
+}
+
+// TestReceiver_StoreAtStreamEndRetry: the storage fails as the server
+// shuts down, so the stream end's copy of the segment in progress fails;
+// it is tried again with backoff while the server stays down, and stored
+// once the storage is back.
+func TestReceiver_StoreAtStreamEndRetry(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
+	s := newSink(t)
+	rr := start(t, c, t.TempDir(), s, Options{})
+	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
+	s.failing.Store(true)
+	c.Stop(t)
+	waitFor(t, "the stream of the stopped server ended", func() bool { return !rr.r.Status().Connected })
+	st := rr.r.Status()
+	waitFor(t, "two failed copies", func() bool { return s.failures.Load() >= 2 })
+	s.failing.Store(false)
+	waitUploaded(t, s, st.Segment+wal.PartialSuffix)
+	got, err := os.ReadFile(filepath.Join(s.dir, st.Segment+wal.PartialSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := int(uint64(st.Flushed) % (1 << 20)); len(got) < n {
+		t.Errorf("stored %s.partial holds %d bytes, want the %d fsynced (up to %s)", st.Segment, len(got), n, st.Flushed)
+	}
+	rr.stop(t)
+}
