@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -43,9 +44,7 @@ func pushSegmentOf(tb testing.TB, a *Archive, name string, system uint64) string
 // the timeline is not known: refused. The same in a site without keys, by the system the
 // files' metadata claims.
 func TestArchive_UpgradedHistoryNoOwnWAL(t *testing.T) {
-	for _, keys := range []bool{true, false} {
-		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testUpgradedHistoryNoOwnWAL(t, keys) })
-	}
+	testio.WithAndWithoutKeys(t, testUpgradedHistoryNoOwnWAL)
 }
 
 func testUpgradedHistoryNoOwnWAL(t *testing.T, keys bool) {

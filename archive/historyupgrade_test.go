@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -22,9 +23,7 @@ import (
 // one where the reader's timeline is not known. The same
 // in a site without keys, by the system the files' metadata claims.
 func TestArchive_UpgradedHistory(t *testing.T) {
-	for _, keys := range []bool{true, false} {
-		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testUpgradedHistory(t, keys) })
-	}
+	testio.WithAndWithoutKeys(t, testUpgradedHistory)
 }
 
 func testUpgradedHistory(t *testing.T, keys bool) {

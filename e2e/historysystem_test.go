@@ -11,6 +11,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // TestForeignSystem_History: clusters A and B back up into sites of one
@@ -147,9 +148,7 @@ func (s *site) oldOnTimeline2(t *testing.T) uint64 {
 // are then above it, and refused (docs/security.md). In a site without
 // keys the same, by the system the history file's metadata claims.
 func TestOtherSystemSameTimeline_History(t *testing.T) {
-	for _, keys := range []bool{true, false} {
-		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testOtherSystemSameTimeline(t, keys) })
-	}
+	testio.WithAndWithoutKeys(t, testOtherSystemSameTimeline)
 }
 
 func testOtherSystemSameTimeline(t *testing.T, keys bool) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -31,9 +32,7 @@ import (
 // holds, by the system the history file's metadata claims (its
 // writer's), and the messages say that it is a claim.
 func TestUpgradedTimeline1_History(t *testing.T) {
-	for _, keys := range []bool{true, false} {
-		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testUpgradedTimeline1History(t, keys) })
-	}
+	testio.WithAndWithoutKeys(t, testUpgradedTimeline1History)
 }
 
 func testUpgradedTimeline1History(t *testing.T, keys bool) {

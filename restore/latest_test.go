@@ -11,6 +11,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -53,9 +54,7 @@ func segmentOf(t *testing.T, name string, system uint64) []byte {
 // the restore. The same in a site without keys, by the system the
 // history file's metadata claims.
 func TestLatestFor(t *testing.T) {
-	for _, keys := range []bool{true, false} {
-		t.Run(map[bool]string{true: "keys", false: "keyless"}[keys], func(t *testing.T) { testLatestFor(t, keys) })
-	}
+	testio.WithAndWithoutKeys(t, testLatestFor)
 }
 
 func testLatestFor(t *testing.T, keys bool) {
