@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -35,21 +37,57 @@ import (
 // deleting it or writing another cluster's over it, which loses it
 // anyway. A first page that cannot be read (no private key, a damaged
 // object) could be this system's: the file stays refused.
+//
+// Only this system's WAL at or after where the reader's recovery starts
+// can be WAL that a T.history would lead it to: PostgreSQL switches to
+// timeline T only where T forked off at or after the position it has
+// replayed to (an older fork is "not a child of this server's history"),
+// and this system's WAL on T or later begins at that fork. So segments
+// and .partials below the segment of a lower bound R of the reader's
+// start (ReplayStart) are passed over unread: the refusal never depended
+// on them, and a writer without keys gains nothing by putting WAL there
+// or taking it away. R is taken where PostgreSQL starts (pg_control's
+// REDO and backup_label, the backup's start), never above it: below, it
+// only costs reads; R not known means no bound.
+
+// ReplayStart is a lower bound of where a reader's recovery starts
+// replaying: LSN, with the reader's WAL segment size. The zero value (or
+// either zero) is no bound.
+type ReplayStart struct {
+	LSN         pglogrepl.LSN
+	SegmentSize uint64
+}
+
+// ReplayStart returns where recovery of b starts: its start LSN.
+func (b *BackupInfo) ReplayStart() ReplayStart {
+	return ReplayStart{LSN: b.StartLSN, SegmentSize: b.SegmentSize()}
+}
+
+// below tells whether the segment or .partial name lies wholly below the
+// segment holding r's LSN (false when r is no bound, or name does not
+// parse with its segment size).
+func (r ReplayStart) below(name string) bool {
+	if r.LSN == 0 || !wal.ValidSegmentSize(r.SegmentSize) {
+		return false
+	}
+	s, err := wal.ParseSegmentName(name[:24], r.SegmentSize)
+	return err == nil && s.No < uint64(r.LSN)/r.SegmentSize
+}
 
 // IgnoreOtherHistory is IgnoreUpgradedHistory, the rule of every reader
 // that knows its timeline at (0: not known, nothing is ignored), and the
 // rule above it: an *OtherSystemHistoryError of a history file above at
 // is returned as an *IgnoredHistoryError (NoOwnWAL) when a holds no WAL
-// of the reader's system on the file's timeline or a later one
-// (ownWALFrom); otherwise as is, with what was found or could not be
-// read.
-func (a *Archive) IgnoreOtherHistory(ctx context.Context, err error, at uint32) error {
+// of the reader's system on the file's timeline or a later one, at or
+// after from (ownWALFrom); otherwise as is, with what was found or could
+// not be read.
+func (a *Archive) IgnoreOtherHistory(ctx context.Context, err error, at uint32, from ReplayStart) error {
 	err = IgnoreUpgradedHistory(err, at)
 	o, ok := errors.AsType[*OtherSystemHistoryError](err)
 	if !ok || at == 0 {
 		return err
 	}
-	key, oerr := a.ownWALFrom(ctx, o.Want, o.Timeline)
+	key, oerr := a.ownWALFrom(ctx, o.Want, o.Timeline, from)
 	switch {
 	case oerr != nil:
 		return fmt.Errorf("%w (whether the archive holds WAL of database system %d on timeline %d or later, which would make "+
@@ -64,16 +102,16 @@ func (a *Archive) IgnoreOtherHistory(ctx context.Context, err error, at uint32) 
 // ownWALFrom returns the key of a segment or .partial stored in a or a
 // site it moved from, on timeline tli or a later one, whose first page
 // names database system system; "" when there is none. Only names are
-// listed; a first page is read only for a name on such a timeline, the
-// newest first.
-func (a *Archive) ownWALFrom(ctx context.Context, system uint64, tli uint32) (string, error) {
+// listed; a first page is read only for a name on such a timeline not
+// below from's segment, the newest first.
+func (a *Archive) ownWALFrom(ctx context.Context, system uint64, tli uint32, from ReplayStart) (string, error) {
 	files, err := a.ListWAL(ctx)
 	if err != nil {
 		return "", err
 	}
 	files = slices.DeleteFunc(files, func(f WALFile) bool {
 		segment, partial, _ := walKind(f.Name)
-		return !(segment || partial) || nameTimeline(f.Name) < tli
+		return !(segment || partial) || nameTimeline(f.Name) < tli || from.below(f.Name)
 	})
 	slices.SortStableFunc(files, func(x, y WALFile) int { return strings.Compare(y.Name, x.Name) })
 	for _, f := range files {

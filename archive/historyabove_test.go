@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -108,7 +109,7 @@ func testUpgradedHistoryNoOwnWAL(t *testing.T, keys bool) {
 		publicOnly.Codec = &Codec{Compression: a.Codec.Compression, Host: "test", KeyID: a.Codec.KeyID, PublicKey: a.Codec.PublicKey,
 			RequireEncryption: true}
 		other := &OtherSystemHistoryError{Key: a.Layout.WALKey(two), Timeline: 2, System: "7000000000000000001", Want: sysNew}
-		if err := publicOnly.IgnoreOtherHistory(ctx, other, 1); !errors.Is(err, ErrOtherSystem) || errors.Is(err, storage.ErrNotFound) ||
+		if err := publicOnly.IgnoreOtherHistory(ctx, other, 1, ReplayStart{}); !errors.Is(err, ErrOtherSystem) || errors.Is(err, storage.ErrNotFound) ||
 			!strings.Contains(err.Error(), "could not be told") {
 			t.Errorf("IgnoreOtherHistory without the private key: %v; want the refusal, saying the WAL could not be told", err)
 		}
@@ -116,4 +117,96 @@ func testUpgradedHistoryNoOwnWAL(t *testing.T, keys bool) {
 
 	own := pushSegmentOf(t, a, "000000030000000000000007", sysNew)
 	refused(a, 1, own, "its own 00000002.history")
+}
+
+// TestArchive_UpgradedHistoryReplayStart: after a pg_upgrade into the
+// same site, the old system's 00000002.history and its segments on
+// timeline 2 below where the upgraded cluster's recovery starts (R) are
+// passed over unread: the file is absent, without one Open of them (a
+// standby asks every few seconds; on object storage each is a GET). The
+// upgraded system's own segment on timeline 2 in R's segment is still
+// found (refused), and R not known reads them all, as before.
+func TestArchive_UpgradedHistoryReplayStart(t *testing.T) {
+	testio.WithAndWithoutKeys(t, testUpgradedHistoryReplayStart)
+}
+
+func testUpgradedHistoryReplayStart(t *testing.T, keys bool) {
+	ctx := context.Background()
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	const two = "00000002.history"
+	a := walTestArchive(t, keys)
+	if err := pushHistory(t, a, two, "1\t0/300000\tno recovery target specified\n", sysOld); err != nil {
+		t.Fatal(err)
+	}
+	const oldSegments = 8
+	for n := range uint64(oldSegments) {
+		pushSegmentOf(t, a, wal.Segment{Timeline: 2, No: 3 + n}.Name(testSegSize), sysOld)
+	}
+	counter := &openCounter{Store: a.Store}
+	counted := *a
+	counted.Store = counter
+	other := &OtherSystemHistoryError{Key: a.Layout.WALKey(two), Timeline: 2, System: "7000000000000000001", Want: sysNew}
+	r := ReplayStart{LSN: wal.Segment{No: 0x10}.StartLSN(testSegSize) + 0x28, SegmentSize: testSegSize}
+
+	ignored := func(from ReplayStart, wantOpens int) {
+		t.Helper()
+		counter.opens = 0
+		err := counted.IgnoreOtherHistory(ctx, other, 1, from)
+		if ig, ok := errors.AsType[*IgnoredHistoryError](err); !ok || !ig.NoOwnWAL {
+			t.Errorf("IgnoreOtherHistory from %+v: %v; want it treated as absent", from, err)
+		}
+		if counter.opens != wantOpens {
+			t.Errorf("IgnoreOtherHistory from %+v opened %d objects; want %d", from, counter.opens, wantOpens)
+		}
+	}
+	ignored(r, 0)
+	ignored(ReplayStart{}, oldSegments)
+
+	own := pushSegmentOf(t, a, wal.Segment{Timeline: 2, No: 0x10}.Name(testSegSize), sysNew)
+	if err := counted.IgnoreOtherHistory(ctx, other, 1, r); !errors.Is(err, ErrOtherSystem) || !strings.Contains(err.Error(), own) {
+		t.Errorf("IgnoreOtherHistory from %+v with %s of the reader's system: %v; want it refused, naming it", r, own, err)
+	}
+}
+
+// TestClusterReplayStart: the bound is pg_control's REDO location, or
+// backup_label's START WAL LOCATION where that is earlier, with
+// pg_control's segment size; none for a pg_control layout not known; an
+// error for a backup_label without its start.
+func TestClusterReplayStart(t *testing.T) {
+	control := func(version uint32, redo uint64, segSize uint32) string {
+		dir := t.TempDir()
+		b := make([]byte, 8192)
+		binary.LittleEndian.PutUint32(b[controlVersionOffset:], version)
+		binary.LittleEndian.PutUint64(b[controlRedoOffset:], redo)
+		binary.LittleEndian.PutUint32(b[controlSegSizeOffset:], segSize)
+		if err := os.MkdirAll(filepath.Join(dir, "global"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "global", "pg_control"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	label := func(dir, body string) {
+		if err := os.WriteFile(filepath.Join(dir, "backup_label"), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(dir string, w ReplayStart) {
+		t.Helper()
+		if r, err := ClusterReplayStart(dir); err != nil || r != w {
+			t.Errorf("ClusterReplayStart = %+v, %v; want %+v", r, err, w)
+		}
+	}
+	dir := control(1700, 0x5000028, 16<<20)
+	want(dir, ReplayStart{LSN: 0x5000028, SegmentSize: 16 << 20})
+	label(dir, "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\n")
+	want(dir, ReplayStart{LSN: 0x2000028, SegmentSize: 16 << 20})
+	label(dir, "START WAL LOCATION: 0/9000028 (file 000000010000000000000009)\n")
+	want(dir, ReplayStart{LSN: 0x5000028, SegmentSize: 16 << 20})
+	label(dir, "CHECKPOINT LOCATION: 0/2000060\n")
+	if r, err := ClusterReplayStart(dir); err == nil {
+		t.Errorf("ClusterReplayStart with a backup_label without START WAL LOCATION = %+v; want an error", r)
+	}
+	want(control(1100, 0x5000028, 16<<20), ReplayStart{})
 }

@@ -55,6 +55,10 @@ type FetchOptions struct {
 	// the error wraps both storage.ErrNotFound and an
 	// *IgnoredHistoryError, the warning to give.
 	Timeline uint32
+	// ReplayStart, when known, is a lower bound of where the cluster's
+	// recovery starts (ClusterReplayStart): that WAL below it is not
+	// read in looking for the system's own (IgnoreOtherHistory).
+	ReplayStart ReplayStart
 }
 
 // FetchWAL restores the WAL file name (a segment, .partial, .history or
@@ -98,7 +102,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	for _, arc := range a.sites() {
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
-		chk := fetchChecks{hist: a, systemID: o.SystemID, timeline: o.Timeline}
+		chk := fetchChecks{hist: a, systemID: o.SystemID, timeline: o.Timeline, from: o.ReplayStart}
 		h, err := arc.fetchKey(ctx, chk, key, name, dir, filepath.Base(dest), fetchTempPrefix)
 		if errors.Is(err, syscall.ENOSPC) && spooled && clearSpool(o.Spool) {
 			// The segments spooled ahead may be what fills pg_wal's
@@ -183,6 +187,8 @@ type fetchChecks struct {
 	// timeline is the cluster's timeline (FetchOptions.Timeline); 0: not
 	// known.
 	timeline uint32
+	// from is FetchOptions.ReplayStart.
+	from ReplayStart
 }
 
 // fetchKeyOnce decodes key into destName of dir through a temporary file whose
@@ -227,7 +233,7 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	}
 	if wal.IsHistoryFile(name) {
 		if err := a.checkHistory(ctx, key, name, md, chk.systemID); err != nil {
-			return h, fmt.Errorf("fetch %s: %w", name, chk.hist.IgnoreOtherHistory(ctx, err, chk.timeline))
+			return h, fmt.Errorf("fetch %s: %w", name, chk.hist.IgnoreOtherHistory(ctx, err, chk.timeline, chk.from))
 		}
 	}
 	if wal.IsPartialName(name) && h.SegmentSize > 0 {

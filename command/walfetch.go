@@ -61,7 +61,8 @@ a new system identifier was put on its timeline) is answered as not archived (ex
 warning naming it and both systems; PostgreSQL then assumes the timeline has no parents.
 One above that timeline is answered so too, with a warning, where the archive holds no WAL
 of the data directory's system on its timeline or a later one (a segment or .partial whose
-first page names it): after pg_upgrade (a new system identifier, timeline 1) of a cluster
+first page names it, from the segment of pg_control's REDO location or backup_label's
+start on: the WAL before it is not read): after pg_upgrade (a new system identifier, timeline 1) of a cluster
 whose timeline was above 1, the old cluster's history files, which PostgreSQL then passes
 over (set a new backup_sites.<site>.prefix for the upgraded cluster: hoard check fails on
 them). Where the archive holds such WAL, the file stands where the system's own history
@@ -139,6 +140,11 @@ func runWALFetch(c *cli.Context) error {
 		o.SystemID = id
 		if o.Timeline, err = archive.ClusterTimeline(pgdata); err != nil {
 			return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the timeline of the data directory: %w", name, err)}
+		}
+		// Only where it replays from bounds the search for its own WAL
+		// there; not known, the search has no bound.
+		if o.ReplayStart, err = archive.ClusterReplayStart(pgdata); err != nil {
+			env.log.Debug().Str(logSegment, name).Err(err).Msg("where recovery starts is not known: the search for the cluster's own WAL has no bound")
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the system identifier of the data directory, which the WAL must name: %w", name, err)}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/testio"
@@ -48,6 +50,7 @@ func testUpgradedTimeline1History(t *testing.T, keys bool) {
 	if tli, err := archive.ClusterTimeline(nc.DataDir); err != nil || tli != 1 || sysNew == sysOld {
 		t.Fatalf("new cluster: timeline %d (%v), system %d (old %d); want timeline 1 and another system", tli, err, sysNew, sysOld)
 	}
+	wantReplayStart(t, nc)
 	claim := "by its metadata's claim (not authenticated: this site has no keys)"
 	errOut := a.wantUpgradeRefusals(t, nc, sysOld, sysNew)
 	if !keys && !strings.Contains(errOut, claim) {
@@ -62,6 +65,33 @@ func testUpgradedTimeline1History(t *testing.T, keys bool) {
 		"after pg_upgrade", "backup_sites.<site>.prefix", own)
 	if !keys && !strings.Contains(errOut, claim) {
 		t.Errorf("wal-fetch's refusal in a site without keys does not say %q:\n%s", claim, errOut)
+	}
+}
+
+// wantReplayStart checks that archive.ClusterReplayStart, wal-fetch's
+// bound on where c's recovery starts, reads c's pg_control as the server
+// reports it: its segment size, and its latest checkpoint's REDO location
+// or a later one (a checkpoint may come between the query and the read),
+// not beyond the WAL written after the read.
+func wantReplayStart(t *testing.T, c *pgtest.Cluster) {
+	t.Helper()
+	row := c.QueryRow(t, "SELECT redo_lsn::text, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')"+
+		" FROM pg_control_checkpoint()")
+	redo, err := pglogrepl.ParseLSN(row[0].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	segSize, err := strconv.ParseUint(row[1].(string), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := archive.ClusterReplayStart(c.DataDir)
+	end, perr := pglogrepl.ParseLSN(c.QueryRow(t, "SELECT pg_current_wal_insert_lsn()::text")[0].(string))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if err != nil || r.LSN < redo || r.LSN > end || r.SegmentSize != segSize {
+		t.Errorf("ClusterReplayStart = %+v, %v; want REDO %s or later, up to %s, segment size %d", r, err, redo, end, segSize)
 	}
 }
 

@@ -19,8 +19,9 @@ import (
 // site without keys claiming it: archive.OtherSystemHistories). refused is wal-fetch's refusal of
 // the first other system's history file the probe reaches that it does
 // not treat as absent (PostgreSQL stops on it), with tli the timeline the
-// probe reaches beyond it; nil when there is none.
-func latestFor(ctx context.Context, a *archive.Archive, h historyIndex, start uint32, system uint64) (tli uint32, refused error, err error) {
+// probe reaches beyond it; nil when there is none. from bounds where
+// recovery replays from (a backup's start; zero: no bound).
+func latestFor(ctx context.Context, a *archive.Archive, h historyIndex, start uint32, system uint64, from archive.ReplayStart) (tli uint32, refused error, err error) {
 	tli = targetTimeline("latest", start, h)
 	if tli == start || system == 0 {
 		return tli, nil, nil
@@ -34,7 +35,7 @@ func latestFor(ctx context.Context, a *archive.Archive, h historyIndex, start ui
 	if len(others) == 0 || others[0].Timeline > tli {
 		return tli, nil, nil
 	}
-	if ierr := a.IgnoreOtherHistory(ctx, others[0], start); !errors.Is(ierr, storage.ErrNotFound) {
+	if ierr := a.IgnoreOtherHistory(ctx, others[0], start, from); !errors.Is(ierr, storage.ErrNotFound) {
 		return tli, ierr, nil
 	}
 	return others[0].Timeline - 1, nil, nil

@@ -148,7 +148,7 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	tli := targetTimeline(spec, b.StartTimeline, h)
 	if spec == "" || spec == "latest" {
 		var refused error
-		if tli, refused, err = latestFor(ctx, a, h, b.StartTimeline, backupSystem(b)); err != nil || refused != nil {
+		if tli, refused, err = latestFor(ctx, a, h, b.StartTimeline, backupSystem(b), b.ReplayStart()); err != nil || refused != nil {
 			return nil, errors.Join(err, refused)
 		}
 	}
@@ -225,7 +225,9 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 		}
 		// A history file wal-fetch refuses for system: the probe's
 		// timeline as before (RecoveryPath refuses the backup chosen).
-		tli, _, err := latestFor(ctx, a, h, start, system)
+		// Shared by the backups of one start timeline: no bound on
+		// where recovery starts.
+		tli, _, err := latestFor(ctx, a, h, start, system, archive.ReplayStart{})
 		if err != nil {
 			return nil, err
 		}

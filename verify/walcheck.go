@@ -90,7 +90,8 @@ type upgraded struct {
 // such a one (left by the old cluster, where one of a new system was put
 // on its timeline, or upgraded with pg_upgrade into the site) is absent
 // to wal-fetch restoring newest's system, and is noted in newest's
-// report (archive.IgnoreOtherHistory).
+// report (archive.IgnoreOtherHistory, with no bound on where recovery
+// starts: an older backup of newest's system may start lower).
 func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, newest *upgraded) error {
 	var system uint64
 	var tli uint32
@@ -102,7 +103,7 @@ func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, new
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if ig, ok := errors.AsType[*archive.IgnoredHistoryError](c.a.IgnoreOtherHistory(ctx, err, tli)); ok {
+		if ig, ok := errors.AsType[*archive.IgnoredHistoryError](c.a.IgnoreOtherHistory(ctx, err, tli, archive.ReplayStart{})); ok {
 			newest.rep.Notes = append(newest.rep.Notes, "timeline history: "+ig.Error())
 			continue
 		}

@@ -1,0 +1,70 @@
+package archive
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// Where pg_control holds checkPointCopy.redo (after the fields
+// controlTimelineOffset names) and xlog_seg_size, in the layouts of
+// pg_control_version 1300 (PostgreSQL 13 to 16), 1700 and 1800, the ones
+// read (seen with initdb --wal-segsize of each).
+const (
+	controlVersionOffset = 8
+	controlRedoOffset    = 40
+	controlSegSizeOffset = 228
+)
+
+// ClusterReplayStart returns a lower bound of where recovery of the
+// cluster whose data directory is pgdata starts: the REDO location of
+// pg_control's latest checkpoint, or backup_label's START WAL LOCATION
+// where that is earlier (PostgreSQL reads history files through
+// restore_command before it reads backup_label and updates pg_control),
+// with pg_control's WAL segment size. The zero ReplayStart (no bound)
+// for a pg_control of another layout.
+func ClusterReplayStart(pgdata string) (ReplayStart, error) {
+	b, err := readHead(filepath.Join(pgdata, "global", "pg_control"), controlSegSizeOffset+4)
+	if err != nil {
+		return ReplayStart{}, err
+	}
+	switch binary.LittleEndian.Uint32(b[controlVersionOffset:]) {
+	case 1300, 1700, 1800:
+	default:
+		return ReplayStart{}, nil
+	}
+	r := ReplayStart{
+		LSN:         pglogrepl.LSN(binary.LittleEndian.Uint64(b[controlRedoOffset:])),
+		SegmentSize: uint64(binary.LittleEndian.Uint32(b[controlSegSizeOffset:])),
+	}
+	label, err := os.ReadFile(filepath.Join(pgdata, "backup_label"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return ReplayStart{}, err
+	}
+	start, err := labelStart(string(label))
+	if err != nil {
+		return ReplayStart{}, fmt.Errorf("%s: %w", filepath.Join(pgdata, "backup_label"), err)
+	}
+	r.LSN = min(r.LSN, start)
+	return r, nil
+}
+
+// labelStart returns backup_label's START WAL LOCATION.
+func labelStart(label string) (pglogrepl.LSN, error) {
+	for line := range strings.Lines(label) {
+		if v, ok := strings.CutPrefix(line, "START WAL LOCATION: "); ok {
+			lsn, _, _ := strings.Cut(strings.TrimSpace(v), " ")
+			return pglogrepl.ParseLSN(lsn)
+		}
+	}
+	return 0, errors.New("no START WAL LOCATION")
+}
