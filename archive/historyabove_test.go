@@ -32,6 +32,18 @@ func pushSegmentOf(tb testing.TB, a *Archive, name string, system uint64) string
 	return a.Layout.WALKey(name)
 }
 
+// oldHistorySite returns a site (with keys or without) holding
+// 00000002.history of database system old, forked at 0/300000.
+func oldHistorySite(tb testing.TB, keys bool, old uint64) *Archive {
+	tb.Helper()
+	a := walTestArchive(tb, keys)
+	a.Codec.RequireEncryption = keys
+	if err := pushHistory(tb, a, "00000002.history", "1\t0/300000\tno recovery target specified\n", old); err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
 // TestArchive_UpgradedHistoryNoOwnWAL: after a pg_upgrade into the same
 // site (the old system's 00000002.history, and its WAL on timelines 1 and
 // 2; the upgraded system's WAL on timeline 1), wal-fetch for the upgraded
@@ -52,11 +64,7 @@ func testUpgradedHistoryNoOwnWAL(t *testing.T, keys bool) {
 	ctx := context.Background()
 	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
 	const two = "00000002.history"
-	a := walTestArchive(t, keys)
-	a.Codec.RequireEncryption = keys
-	if err := pushHistory(t, a, two, "1\t0/300000\tno recovery target specified\n", sysOld); err != nil {
-		t.Fatal(err)
-	}
+	a := oldHistorySite(t, keys, sysOld)
 	pushSegmentOf(t, a, "000000010000000000000002", sysOld)
 	pushSegmentOf(t, a, "000000020000000000000003", sysOld)
 	pushSegmentOf(t, a, "000000020000000000000004", sysOld)
@@ -131,13 +139,9 @@ func TestArchive_UpgradedHistoryReplayStart(t *testing.T) {
 }
 
 func testUpgradedHistoryReplayStart(t *testing.T, keys bool) {
-	ctx := context.Background()
 	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
-	const two = "00000002.history"
-	a := walTestArchive(t, keys)
-	if err := pushHistory(t, a, two, "1\t0/300000\tno recovery target specified\n", sysOld); err != nil {
-		t.Fatal(err)
-	}
+	a := oldHistorySite(t, keys, sysOld)
+	ctx := context.Background()
 	const oldSegments = 8
 	for n := range uint64(oldSegments) {
 		pushSegmentOf(t, a, wal.Segment{Timeline: 2, No: 3 + n}.Name(testSegSize), sysOld)
@@ -145,7 +149,7 @@ func testUpgradedHistoryReplayStart(t *testing.T, keys bool) {
 	counter := &openCounter{Store: a.Store}
 	counted := *a
 	counted.Store = counter
-	other := &OtherSystemHistoryError{Key: a.Layout.WALKey(two), Timeline: 2, System: "7000000000000000001", Want: sysNew}
+	other := &OtherSystemHistoryError{Key: a.Layout.WALKey("00000002.history"), Timeline: 2, System: "7000000000000000001", Want: sysNew}
 	r := ReplayStart{LSN: wal.Segment{No: 0x10}.StartLSN(testSegSize) + 0x28, SegmentSize: testSegSize}
 
 	ignored := func(from ReplayStart, wantOpens int) {
