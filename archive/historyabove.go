@@ -58,9 +58,12 @@ type ReplayStart struct {
 	SegmentSize uint64
 }
 
-// ReplayStart returns where recovery of b starts: its start LSN.
+// ReplayStart returns where recovery of b starts: its start LSN, with
+// its recorded segment size (not recorded: no bound, as the 16 MiB
+// SegmentSize assumes could be smaller than the real one, and a name
+// read with too small a size can fall below a start it is not below).
 func (b *BackupInfo) ReplayStart() ReplayStart {
-	return ReplayStart{LSN: b.StartLSN, SegmentSize: b.SegmentSize()}
+	return ReplayStart{LSN: b.StartLSN, SegmentSize: b.WALSegmentSize}
 }
 
 // below tells whether the segment or .partial name lies wholly below the

@@ -165,6 +165,10 @@ func testUpgradedHistoryReplayStart(t *testing.T, keys bool) {
 	}
 	ignored(r, 0)
 	ignored(ReplayStart{}, oldSegments)
+	// A backup's start bounds it with the segment size it recorded; not
+	// recorded, 16 MiB could be too small: no bound.
+	ignored((&BackupInfo{StartLSN: r.LSN, WALSegmentSize: testSegSize}).ReplayStart(), 0)
+	ignored((&BackupInfo{StartLSN: 0x20000000}).ReplayStart(), oldSegments)
 
 	own := pushSegmentOf(t, a, wal.Segment{Timeline: 2, No: 0x10}.Name(testSegSize), sysNew)
 	if err := counted.IgnoreOtherHistory(ctx, other, 1, r); !errors.Is(err, ErrOtherSystem) || !strings.Contains(err.Error(), own) {
