@@ -19,13 +19,7 @@ import (
 // names database system system, and returns its key.
 func pushSegmentOf(tb testing.TB, a *Archive, name string, system uint64) string {
 	tb.Helper()
-	data := waltest.Segment(tb, name, testSegSize, 1)
-	h, err := wal.DecodePageHeader(data)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	h.SystemID = system
-	copy(data, h.Encode(nil))
+	data := waltest.SegmentOf(tb, name, testSegSize, 1, system)
 	if _, err := a.PushWAL(context.Background(), writeWALFile(tb, tb.TempDir(), name, data), PushOptions{SystemID: system}); err != nil {
 		tb.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
-	"github.com/hoardbackup/hoard/wal"
 )
 
 // pushFile pushes a WAL file called name holding data to a for the
@@ -28,20 +27,6 @@ func pushFile(t *testing.T, a *archive.Archive, name string, data []byte, system
 	if _, err := a.PushWAL(context.Background(), path, archive.PushOptions{SystemID: system}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// segmentOf returns a 1 MiB segment called name whose first page names
-// database system system.
-func segmentOf(t *testing.T, name string, system uint64) []byte {
-	t.Helper()
-	data := waltest.Segment(t, name, 1<<20, 1)
-	h, err := wal.DecodePageHeader(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.SystemID = system
-	copy(data, h.Encode(nil))
-	return data
 }
 
 // TestLatestFor: after a pg_upgrade into the same site with keys (the
@@ -66,7 +51,7 @@ func testLatestFor(t *testing.T, keys bool) {
 	}
 	a := archivetest.New(t, storage.NewMem(), c)
 	pushFile(t, a, "00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
-	pushFile(t, a, "000000020000000000000003", segmentOf(t, "000000020000000000000003", sysOld), sysOld)
+	pushFile(t, a, "000000020000000000000003", waltest.SegmentOf(t, "000000020000000000000003", 1<<20, 1, sysOld), sysOld)
 
 	b := hoardBackup("b1", 1, 0x9000100, 0)
 	b.SystemID = strconv.FormatUint(sysNew, 10)
@@ -88,7 +73,7 @@ func testLatestFor(t *testing.T, keys bool) {
 		t.Errorf("checkPromotion of the upgraded cluster's backup, none of its WAL on timeline 2: %v", err)
 	}
 
-	pushFile(t, a, "000000020000000000000009", segmentOf(t, "000000020000000000000009", sysNew), sysNew)
+	pushFile(t, a, "000000020000000000000009", waltest.SegmentOf(t, "000000020000000000000009", 1<<20, 1, sysNew), sysNew)
 	latest(sysNew, 2, true)
 	if err := o.checkPromotion(ctx, a, b, 1); !errors.Is(err, archive.ErrOtherSystem) {
 		t.Errorf("checkPromotion with the upgraded system's WAL on timeline 2: %v; want the refusal (ErrOtherSystem)", err)

@@ -19,6 +19,12 @@ import (
 // segments, the same ones the same segment.
 func Segment(tb testing.TB, name string, segSize uint64, seed int64) []byte {
 	tb.Helper()
+	return SegmentOf(tb, name, segSize, seed, 7123456789012345678)
+}
+
+// SegmentOf is Segment whose first page names database system system.
+func SegmentOf(tb testing.TB, name string, segSize uint64, seed int64, system uint64) []byte {
+	tb.Helper()
 	seg, err := wal.ParseSegmentName(name, segSize)
 	if err != nil {
 		tb.Fatal(err)
@@ -35,7 +41,7 @@ func Segment(tb testing.TB, name string, segSize uint64, seed int64) []byte {
 		Info:        wal.LongHeader | 0x0004,
 		Timeline:    seg.Timeline,
 		PageAddr:    seg.StartLSN(segSize),
-		SystemID:    7123456789012345678,
+		SystemID:    system,
 		SegmentSize: uint32(segSize),
 		BlockSize:   8192,
 	}
