@@ -606,8 +606,10 @@ func (a *Archive) keepReadOnly(plan *RetentionPlan) {
 // keepKnownGood makes sure that a backup the plan keeps is known good
 // before any is deleted. Every kept backup gets the quick check
 // (CheckBackup: control object decodes, chunks exist with their sizes),
-// then the newest that passes is decoded in full. When none passes, the
-// backups planned for deletion are decoded in full, newest first, and
+// then the newest that passes is decoded in full, with every backup of
+// its chain of parents when it is an incremental one. When none passes,
+// the backups planned for deletion are decoded in full (with their
+// chains), newest first, and
 // kept until one passes; the plan then keeps more backups than the policy
 // asks (BackupDecision.Extra, RetentionPlan.KeptExtra), and plan.Damaged
 // names what failed, for the caller to log and alert on. A backup whose
@@ -640,6 +642,10 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 		}
 		return true, nil
 	}
+	// passed records the backups checked in full, and those that failed
+	// the quick check, by name: a backup is checked once, also as a
+	// member of several chains.
+	passed := map[string]bool{}
 	quick := make([]bool, len(plan.Keep))
 	for i, k := range plan.Keep {
 		ok, err := check(k, false)
@@ -647,12 +653,50 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 			return err
 		}
 		quick[i] = ok
+		if !ok {
+			passed[k.Backup.Name] = false
+		}
+	}
+	// An incremental backup is restored with its chain of parents
+	// (Chain), so it is known good only when every backup of the chain
+	// decodes in full: one that does while its parent misses a chunk
+	// restores nothing.
+	var listed []*BackupInfo
+	decision := map[*BackupInfo]BackupDecision{}
+	for _, d := range append(plan.Keep[:len(plan.Keep):len(plan.Keep)], plan.Delete...) {
+		listed = append(listed, d.Backup)
+		decision[d.Backup] = d
+	}
+	good := func(d BackupDecision) (bool, error) {
+		chain, err := Chain(listed, d.Backup)
+		if err != nil {
+			plan.Damaged = append(plan.Damaged, fmt.Sprintf("backup %s (site %s): %v", d.Backup.Name, d.Site, err))
+			return false, nil
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			c := decision[chain[i]]
+			ok, done := passed[c.Backup.Name]
+			if !done {
+				if ok, err = check(c, true); err != nil {
+					return false, err
+				}
+				passed[c.Backup.Name] = ok
+			}
+			if !ok {
+				if c.Backup != d.Backup {
+					plan.Damaged = append(plan.Damaged, fmt.Sprintf("backup %s (site %s): incremental, its chain of parents holds backup %s, which failed its check",
+						d.Backup.Name, d.Site, c.Backup.Name))
+				}
+				return false, nil
+			}
+		}
+		return true, nil
 	}
 	for i := len(plan.Keep) - 1; i >= 0; i-- {
 		if !quick[i] {
 			continue
 		}
-		ok, err := check(plan.Keep[i], true)
+		ok, err := good(plan.Keep[i])
 		if err != nil || ok {
 			return err
 		}
@@ -661,7 +705,7 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 	n := len(plan.Delete)
 	for n > 0 && found == "" {
 		d := plan.Delete[n-1]
-		ok, err := check(d, true)
+		ok, err := good(d)
 		if err != nil {
 			return err
 		}

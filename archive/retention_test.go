@@ -884,6 +884,62 @@ func TestArchive_PlanRetentionKnownGood(t *testing.T) {
 	}
 }
 
+// TestArchive_PlanRetentionKnownGoodChain: a kept incremental backup is
+// known good only with its chain of parents. With the full backup it was
+// taken on missing a chunk, the incremental decodes in full but cannot be
+// restored, so the older full backup, the only restorable one, stays.
+func TestArchive_PlanRetentionKnownGoodChain(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	a := localArchive(t, dir, "site", retentionCodec(t))
+	putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
+	parent := putBackup(t, a, "2024-03-08_10-00_0", "000000010000000000000004", 2, 0)
+	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000006", 2, 0)
+	setParent(t, a, "2024-03-09_10-00_0", "2024-03-08_10-00_0")
+	putWAL(t, a, segs(1, 1, 7)...)
+	policy := RetentionPolicy{MaxCount: 1}
+	p, err := a.PlanRetention(ctx, policy, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(names(p.Delete), " "), "2024-03-07"; got != want || len(p.Damaged) != 0 {
+		t.Fatalf("sound chain: plan deletes %s (want %s), damaged %q", got, want, p.Damaged)
+	}
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(parent[1]))); err != nil {
+		t.Fatal(err)
+	}
+	p, err = a.PlanRetention(ctx, policy, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Delete) != 0 {
+		t.Fatalf("plan deletes %s while the kept incremental's parent misses a chunk", names(p.Delete))
+	}
+	if p.KeptExtra() != 1 || !strings.Contains(strings.Join(p.Damaged, "\n"), "2024-03-08_10-00_0") {
+		t.Errorf("extra %d, damaged %q: want the older full backup kept and the parent named", p.KeptExtra(), p.Damaged)
+	}
+	if p.WALHorizonBackup != "2024-03-07_10-00_0" {
+		t.Errorf("WAL horizon %s (%s), want the older full backup's start", p.WALHorizon, p.WALHorizonBackup)
+	}
+}
+
+// setParent rewrites backup name's main object to record parent as the
+// backup it is an incremental of.
+func setParent(t testing.TB, a *Archive, name, parent string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := a.FindBackup(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Parent = parent
+	body, _ := storedPlain(t, a, b.Key)
+	if _, err := a.Codec.Put(ctx, a.Store, b.Key, bytes.NewReader(body), int64(len(body)), b.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestArchive_PlanRetentionRunningSameMinute: a backup that started in the
 // same minute as the newest complete one and still writes chunks more than
 // OrphanMinAge after that minute is not an orphan; a folder whose last
