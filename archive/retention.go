@@ -783,12 +783,37 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			if unknown[name] || !at.Before(newest) || now.Sub(at) <= OrphanMinAge {
 				continue
 			}
+			if err := a.checkUnlisted(ctx, name); err != nil {
+				return nil, err
+			}
 			f.Reason = fmt.Sprintf("chunks of %s have no main object, none was written in the last %s (newest %s), and a backup that started after them (at %s) completed",
 				name, fmtDays(OrphanMinAge), fmtTime(at), fmtTime(newest))
 			out = append(out, *f)
 		}
 	}
 	return out, nil
+}
+
+// checkUnlisted returns an error when the main object of backup name,
+// whose chunk folder looks orphaned, is stored after all: the listing of
+// basebackup/ left out a backup (a listing that returned fewer objects
+// than the store holds, on a retry after an error or before it was
+// consistent). A plan made from such a listing would delete the backup's
+// chunks and the WAL from its start, so none is made. hoard names the
+// main object with ControlSuffix, PGHoard without.
+func (a *Archive) checkUnlisted(ctx context.Context, name string) error {
+	for _, key := range []string{a.Layout.BackupKey(name), a.Layout.join(BasebackupDir, name)} {
+		_, err := a.Store.Stat(ctx, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stat %s (its chunk folder looks orphaned): %w", key, err)
+		}
+		return fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out: "+
+			"the storage listed fewer objects than it holds; nothing deleted, run retention again", a.Site, name, key, a.Layout.Dir(BasebackupDir))
+	}
+	return nil
 }
 
 // RetentionResult counts what ApplyRetention deleted.

@@ -940,6 +940,54 @@ func setParent(t testing.TB, a *Archive, name, parent string) {
 	}
 }
 
+// hidingStore leaves some keys out of its listings, as a listing that
+// returns fewer objects than are stored does (one retried after an error
+// on a later page, or not yet consistent): Stat and Open still find them.
+type hidingStore struct {
+	storage.Store
+	hidden map[string]bool
+}
+
+func (s hidingStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	return s.Store.List(ctx, prefix, func(o storage.Object) error {
+		if s.hidden[o.Key] {
+			return nil
+		}
+		return fn(o)
+	})
+}
+
+// TestArchive_PlanRetentionShortListing: a listing of basebackup/ that
+// left out a stored backup is found out by its chunk folder, which looks
+// like an orphan; retention then fails and deletes nothing. Before, the
+// folder was deleted as an orphan (the backup stayed listed without its
+// chunks) and so was the WAL from the backup's start.
+func TestArchive_PlanRetentionShortListing(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	a := localArchive(t, dir, "site", retentionCodec(t))
+	old := putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
+	setModified(t, dir, old, time.Date(2024, 3, 7, 10, 10, 0, 0, time.UTC))
+	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000004", 2, 0)
+	putWAL(t, a, segs(1, 1, 5)...)
+	before := storeKeys(t, a.Store)
+	short := *a
+	short.Store = hidingStore{Store: a.Store, hidden: map[string]bool{old[len(old)-1]: true}}
+	p, err := short.PlanRetention(ctx, RetentionPolicy{MaxCount: 2}, now)
+	if err == nil {
+		if _, err := short.ApplyRetention(ctx, p, zerolog.Nop()); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("retention planned on a listing without backup 2024-03-07_10-00_0: orphans %+v, WAL %+v", p.Orphans, p.WAL)
+	} else if !strings.Contains(err.Error(), "2024-03-07_10-00_0") || !strings.Contains(err.Error(), "listing") {
+		t.Errorf("error %q does not name the backup the listing left out", err)
+	}
+	if diff := cmp.Diff(before, storeKeys(t, a.Store)); diff != "" {
+		t.Errorf("objects deleted (-before +after):\n%s", diff)
+	}
+}
+
 // TestArchive_PlanRetentionRunningSameMinute: a backup that started in the
 // same minute as the newest complete one and still writes chunks more than
 // OrphanMinAge after that minute is not an orphan; a folder whose last
