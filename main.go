@@ -26,6 +26,8 @@ func main() {
 		err = command.Interrupted(err)
 	}
 	stop()
+	// wal-fetch and wal-push: the status PostgreSQL reads.
+	err = command.PostgresStatus(app, os.Args, err)
 	if err != nil {
 		if msg := command.ErrorMessage(err); msg != "" {
 			fmt.Fprintln(os.Stderr, "hoard:", msg)

@@ -58,7 +58,7 @@ name. Arguments after -- are never read as flags.`,
 		Before: func(c *cli.Context) error {
 			l, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"), c.Bool("short-log"))
 			if err != nil {
-				return walFetchFatal(c, err)
+				return err
 			}
 			c.App.Metadata = map[string]any{"logger": l}
 			return nil
@@ -70,7 +70,8 @@ name. Arguments after -- are never read as flags.`,
 		// The global flags did not parse: urfave then has no arguments to
 		// give (c.Args panics). OrderArgs hands a flag hoard does not
 		// define to the command that follows it, so what remains here is
-		// a known flag's bad value (--short-log=maybe) or no command.
+		// a known flag's bad value (--short-log=maybe) or no command;
+		// PostgresStatus makes it fatal for wal-fetch.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usagef("see hoard --help", "%v", err)
 		},
@@ -82,7 +83,7 @@ name. Arguments after -- are never read as flags.`,
 }
 
 // setUsageErrors makes a flag mistake in cmd or its subcommands a usage
-// error (exit 2) unless the command maps it itself, as wal-fetch does.
+// error (exit 2; for wal-fetch, PostgresStatus makes it 255).
 func setUsageErrors(cmd *cli.Command) {
 	if cmd.OnUsageError == nil {
 		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
@@ -100,17 +101,4 @@ func logger(c *cli.Context) zerolog.Logger {
 		return l
 	}
 	return zerolog.Nop()
-}
-
-// walFetchFatal gives err wal-fetch's fatal exit status when the command
-// being run is wal-fetch. A mistake in the global flags would otherwise exit
-// 2, which PostgreSQL's restore_command reads as "file not archived" and so
-// ends recovery early instead of stopping.
-func walFetchFatal(c *cli.Context, err error) error {
-	for _, a := range c.Args().Slice() {
-		if a == "wal-fetch" {
-			return &exitError{code: exitWALFatal, err: err}
-		}
-	}
-	return err
 }

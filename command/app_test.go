@@ -15,7 +15,8 @@ func run(t *testing.T, args ...string) int {
 	t.Helper()
 	app := App("test")
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
-	return ExitCode(app.RunContext(context.Background(), OrderArgs(app, append([]string{"hoard"}, args...))))
+	full := append([]string{"hoard"}, args...)
+	return ExitCode(PostgresStatus(app, full, app.RunContext(context.Background(), OrderArgs(app, full))))
 }
 
 func TestApp_ExitCodes(t *testing.T) {
@@ -41,6 +42,19 @@ func TestApp_ExitCodes(t *testing.T) {
 		{"ErrUnknownGlobalFlagNoCommand", []string{"--bogus"}, ExitUsage},
 		{"ErrWALFetchUnknownGlobalFlag", []string{"--debug", "wal-fetch", "a", "b"}, exitWALFatal},
 		{"ErrWALFetchMisspeltConfig", []string{"--conifg", "F", "wal-fetch", "a", "b"}, exitWALFatal},
+		// A known global flag's bad value, wherever it is written, and help
+		// with arguments (-h, libpq's host flag): fatal for wal-fetch; for
+		// wal-push anything but 0, which PostgreSQL reads as archived.
+		{"ErrWALFetchBadBool", []string{"--short-log=maybe", "wal-fetch", "a", "b"}, exitWALFatal},
+		{"ErrWALFetchBadBoolApart", []string{"--short-log", "maybe", "wal-fetch", "a", "b"}, exitWALFatal},
+		{"ErrWALFetchBadBoolAfterArgs", []string{"wal-fetch", "a", "b", "--short-log=maybe"}, exitWALFatal},
+		{"ErrWALFetchHostFlag", []string{"wal-fetch", "-h", "localhost", "a", "b"}, exitWALFatal},
+		{"ErrWALFetchVersion", []string{"--version", "wal-fetch", "a", "b"}, exitWALFatal},
+		{"WALFetchHelp", []string{"wal-fetch", "--help"}, ExitOK},
+		{"ErrWALPushHostFlag", []string{"wal-push", "-h", "localhost", "pg_wal/X"}, ExitUsage},
+		{"ErrWALPushHelpAfterPath", []string{"wal-push", "pg_wal/X", "--help"}, ExitUsage},
+		{"WALPushHelp", []string{"--config", "F", "wal-push", "--help"}, ExitOK},
+		{"ErrListBadBool", []string{"--short-log=maybe", "list"}, ExitUsage},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

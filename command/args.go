@@ -34,8 +34,8 @@ func OrderArgs(app *cli.App, args []string) []string {
 	// moves after the command name, with the next argument when that is
 	// not a command name (it may be the flag's value): the command then
 	// reports it, with its own exit status. Left before it, urfave would
-	// fail to parse the global flags, and wal-fetch could not make that
-	// fatal (exit 2 would tell PostgreSQL "not archived").
+	// fail to parse the global flags, and report it without the command
+	// (PostgresStatus still makes that fatal for wal-fetch).
 	var head, unknown []string
 	i := 1
 	for i < len(args) && isFlag(args[i]) {

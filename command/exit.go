@@ -26,8 +26,8 @@ const exitCodesHelp = `EXIT STATUS:
    2    bad flags, arguments or configuration; nothing was changed
    130  interrupted by SIGINT or SIGTERM
    wal-fetch: 1 = the file is not in the archive (PostgreSQL ends recovery there),
-              255 = the archive could not be read (PostgreSQL stops recovery
-              instead of ending it early)`
+              255 = the archive could not be read, or hoard was called wrongly
+              (PostgreSQL stops recovery instead of ending it early)`
 
 // usageError is a mistake in how hoard was called: the message says what is
 // wrong and Hint what to do instead.

@@ -92,7 +92,10 @@ EXIT STATUS:
         a bad page header, another system's segment, a moved history file, a segment
         --archived-through says was archived and that is
         gone now, a full or read-only pg_wal (nothing is left there), bad arguments or
-        configuration. PostgreSQL then stops
+        configuration: any mistake in how it was called (a bad flag or value wherever it
+        is written, a bad HOARD_* variable, a configuration that is missing, unreadable
+        or invalid, an unknown site, -h, --help or --version given with NAME and DEST,
+        which shows the help and fetches nothing). PostgreSQL then stops
         recovery with an error instead of ending it early with WAL missing.`,
 		Flags: append(siteFlags(),
 			&cli.StringFlag{Name: "archived-through", Usage: "the restore found every segment up to `SEGMENT` archived: one of them missing now stops recovery (exit 255)"},
@@ -100,9 +103,6 @@ EXIT STATUS:
 			&cli.StringFlag{Name: "prefetch-worker", Usage: "run as the prefetch worker of spool `DIR` (started by wal-fetch itself)", Hidden: true},
 		),
 		Before: inheritSiteFlags,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &exitError{code: exitWALFatal, err: err}
-		},
 		Action: runWALFetch,
 	}
 }

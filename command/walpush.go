@@ -43,7 +43,8 @@ EXIT STATUS:
    0    the file is archived (now, or already with the same contents)
    1    it is not; the message names the file and the key. PostgreSQL keeps the file
         and retries.
-   2    bad arguments or configuration`,
+   2    bad arguments or configuration, or -h, --help or --version given with PATH
+        (the help is shown and nothing is archived)`,
 		Flags:  append(siteFlags(), allowRootFlag),
 		Before: inheritSiteFlags,
 		Action: runWALPush,
