@@ -49,10 +49,12 @@ func daemonCommand() *cli.Command {
 			"    (as hoard verify --restore: restore, start PostgreSQL, replay, check, clean up).\n" +
 			"  - the state file (json_state_file_path), alert files (alert_file_dir), and HTTP on\n" +
 			"    http_address:http_port: /healthz, /status, /metrics; StatsD when statsd is set.\n\n" +
-			"SIGTERM or SIGINT stops receiving and gives the upload in progress\n" +
-			"graceful_shutdown_upload_timeout; what is not stored stays in the spool for the next start.\n" +
-			"SIGHUP reloads the configuration: sites whose settings changed are restarted, the others\n" +
-			"keep running; a configuration that does not load is logged and the old one kept.\n" +
+			"SIGTERM or SIGINT stops receiving, stores the segment in progress as its .partial and gives it,\n" +
+			"with the uploads queued before it, graceful_shutdown_upload_timeout; what is not stored stays\n" +
+			"in the spool for the next start.\n" +
+			"SIGHUP reloads the configuration: sites whose settings changed are stopped the same way, then\n" +
+			"restarted (a new prefix takes effect after the WAL received is stored in the old one), the\n" +
+			"others keep running; a configuration that does not load is logged and the old one kept.\n" +
 			"Under systemd (Type=notify) the daemon reports READY=1 once started.\n" +
 			"It refuses to run as root, whose files PostgreSQL's user could not use later, unless --allow-root:\n" +
 			"run it as that user (sudo -u postgres hoard daemon, User=postgres in systemd).\n\n" + daemonExitHelp,

@@ -41,7 +41,8 @@ type daemon struct {
 // cannot be opened, a WAL receiver that cannot continue, an HTTP address
 // that cannot be bound) stops everything and is returned. After ctx ends,
 // Run waits for every part to stop: WAL receivers fsync, report their
-// flush position and get DrainTimeout for the upload in progress; a
+// flush position, store the segment in progress as a .partial and get
+// DrainTimeout for it and the uploads queued before it; a
 // basebackup in progress is abandoned (its chunks deleted). It returns nil
 // after a shutdown by ctx.
 func Run(ctx context.Context, o Options) error {

@@ -69,7 +69,10 @@
 // Options.Reload delivers new site lists (the command sends one after
 // SIGHUP): sites whose Fingerprint changed are restarted, new ones
 // started, removed ones stopped, the rest keep running. When ctx ends,
-// receivers stop receiving, fsync, report their flush position and get
-// DrainTimeout for the upload in progress; what is not stored stays in the
-// spool for the next start.
+// receivers stop receiving, fsync, report their flush position, store the
+// segment in progress as a .partial after the uploads queued before it, and
+// get DrainTimeout for these (or the upload in progress); what is not stored
+// stays in the spool for the next start. A site restarted by a reload
+// stops the same way before its new settings take effect, so the WAL it
+// received is stored in the prefix it was received for.
 package daemon

@@ -57,7 +57,8 @@ type Options struct {
 	// raised. Zero means 3.
 	UploadRetriesWarningLimit int
 	// DrainTimeout is graceful_shutdown_upload_timeout: how long the WAL
-	// upload in progress may take at shutdown. Zero means
+	// uploads at shutdown (the segment in progress, the uploads queued
+	// before it) may take. Zero means
 	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// RetentionInterval is how often retention runs while no backup does;

@@ -142,17 +142,21 @@ func waitBackups(d *daemonProc, s *streamSite, n int) {
 // cluster's last segment, which holds its last committed row and its
 // shutdown checkpoint, is stored as a .partial in the OLD prefix when
 // the old server ends the stream (before: only once the daemon reached
-// the upgraded cluster, into the prefix set then, the new one), and a
+// the upgraded cluster, into the prefix set then, the new one), before
+// the reload takes effect (the test does not wait for it), and a
 // restore with the configuration file of the old prefix brings back that
 // row and the old system. The upgraded cluster is backed up and streamed
 // into the new prefix.
 func TestPgUpgrade_StreamingNewPrefixFirst(t *testing.T) {
 	s := newLocalStreamSite(t)
 	u := streamUpgrade(t, s)
-	u.d.waitFor("the old cluster's "+u.last+".partial stored in the old prefix", 2*time.Minute,
-		func() bool { return s.stored(u.last + ".partial") })
+	// No wait for the daemon's line on the stored copy: a reload takes
+	// effect only once the old prefix holds it.
 	oldSite := s.oldPrefixSite()
 	newPrefix := s.useNewPrefix(u.d)
+	if !s.stored(u.last + ".partial") {
+		t.Errorf("the reload to the new prefix took effect before the old cluster's %s.partial was stored in the old prefix", u.last)
+	}
 	u.startUpgraded(t)
 	u.d.waitFor("a backup of the upgraded cluster in the new prefix", 3*time.Minute, func() bool {
 		for _, b := range newPrefix.listBackups() {

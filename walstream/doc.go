@@ -123,8 +123,8 @@
 // that copy is known to be the stored one, so it need not ask the
 // storage.
 //
-// Whatever PartialUploadInterval, a session that ends other than by
-// Run's stop or a fatal error (the server shut down, after sending its
+// Whatever PartialUploadInterval, a session that ends other than by a
+// fatal error (Run's stop included, see Shutdown) (the server shut down, after sending its
 // WAL through the shutdown checkpoint, or the connection failed) queues
 // the same copy of the segment it was receiving, before the next
 // connection, when it grew since the last copy stored (streamend.go): a
@@ -172,6 +172,11 @@
 //
 // When ctx ends, Run stops receiving, fsyncs the partial segment, sends a
 // last status update with the true flush position and closes the
-// connection. The upload in progress gets DrainTimeout to finish; the rest
-// stays in the spool for the next run.
+// connection. The fsynced part of the segment in progress is stored as a
+// .partial, as at a stream end (streamend.go), and Run returns only once
+// that copy and the uploads queued before it are stored, or DrainTimeout
+// passed: a reload that changes where the Uploader stores takes effect
+// only after the WAL received under the old one is stored there. Without
+// such a copy, the upload in progress gets DrainTimeout to finish. The
+// rest stays in the spool for the next run.
 package walstream

@@ -93,9 +93,10 @@ type Options struct {
 	// means DefaultStatusInterval. Keep it well below the server's
 	// wal_sender_timeout.
 	StatusInterval time.Duration
-	// DrainTimeout bounds how long Run waits at shutdown for the upload in
-	// progress; zero means DefaultDrainTimeout. Files not uploaded stay in
-	// the spool for the next run.
+	// DrainTimeout bounds how long Run waits at shutdown for the copy of
+	// the segment in progress and the uploads queued before it, or for
+	// the upload in progress; zero means DefaultDrainTimeout. Files not
+	// uploaded stay in the spool for the next run.
 	DrainTimeout time.Duration
 	// Archived, when set, is listed after each resume for the hole check:
 	// WAL before where streaming resumes must be in the archive or the
@@ -390,9 +391,10 @@ var ErrWALRemoved = errors.New("WAL needed to resume was removed from the server
 // Run streams until ctx is cancelled or a fatal error occurs. It
 // reconnects, with backoff, after connection and stream errors. At
 // shutdown it fsyncs the partial segment, reports its true flush position
-// to the server and waits up to DrainTimeout for the upload in progress;
-// everything not uploaded stays in the spool and is queued again by the
-// next Run. It returns nil after a shutdown by ctx. Run may be called
+// to the server, and stores the segment's fsynced part as a .partial,
+// with the uploads queued before it (finishStreamEnd); it waits up to
+// DrainTimeout for those, or for the upload in progress; everything not
+// uploaded stays in the spool and is queued again by the next Run. It returns nil after a shutdown by ctx. Run may be called
 // once.
 func (r *Receiver) Run(ctx context.Context) error {
 	if r.started.Swap(true) {
@@ -440,9 +442,13 @@ func (r *Receiver) Run(ctx context.Context) error {
 
 	err = r.stream(ctx)
 
-	close(stop)
 	cancelHoles()
 	drain := time.AfterFunc(r.opts.DrainTimeout, cancelUploads)
+	var fe *fatalError
+	if !errors.As(err, &fe) {
+		r.finishStreamEnd(uploadCtx)
+	}
+	close(stop)
 	wg.Wait()
 	drain.Stop()
 	if n := r.queue.len(); n > 0 {

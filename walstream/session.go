@@ -67,9 +67,10 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 		if err == nil {
 			err = cerr
 		}
-	} else if ctx.Err() == nil {
-		// The segment's fsynced part, before the next connection.
-		r.storeStreamEnd(cur, err)
+	} else {
+		// The segment's fsynced part, before the next connection or, at
+		// Run's stop, before Run returns (finishStreamEnd).
+		r.storeStreamEnd(cur, err, ctx.Err() != nil)
 	}
 	return s.progressed, err
 }

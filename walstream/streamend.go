@@ -1,6 +1,7 @@
 package walstream
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -24,14 +25,25 @@ import (
 // backwards, same backoff), before the next connection.
 //
 // Which ends count: the server's own (CopyDone or CommandComplete,
-// ErrStreamEnded), and any other error that ends the connection (a
-// server killed or crashed, or a network failure: the daemon cannot tell
-// these apart, and a crashed server's host may be lost too). A network
+// ErrStreamEnded), any other error that ends the connection (a server
+// killed or crashed, or a network failure: the daemon cannot tell these
+// apart, and a crashed server's host may be lost too), and Run's own stop
+// (the daemon's SIGTERM, or a site restarted by a reload). A network
 // failure costs one copy of WAL that would have been stored anyway once
 // the segment completes; a copy is queued only when the segment grew
-// since the last one stored. Not the daemon's own stop (the spool keeps
-// the segment, and the next run streams it again) and not a fatal error
-// (the spool or the server cannot be trusted).
+// since the last one stored. Not a fatal error (the spool or the server
+// cannot be trusted).
+//
+// At Run's stop, Run does not return before the copy is stored, with
+// the uploads queued before it (finishStreamEnd), or DrainTimeout
+// passed. A reload that gives the site another prefix restarts it, and
+// the new configuration takes effect only once Run returned: so the WAL
+// received under this Run's Uploader is stored where it points, whenever
+// the reload comes. Before, a copy still queued at the stop (the old
+// cluster's last segment, after a pg_upgrade's stop of the old server)
+// stayed in the spool, and the next Run stored it into the new prefix
+// only. A storage that fails for all of DrainTimeout still leaves it in
+// the spool (logged at Error).
 //
 // A restart of the same server changes nothing: streaming resumes at the
 // start of the same segment, and once it is complete its upload deletes
@@ -39,9 +51,10 @@ import (
 
 // storeStreamEnd queues the copy of the fsynced part of cur, the segment
 // the ended session was receiving (nil when none), after the session
-// ended with err. It remembers the copy, and the reconnect loop tries it
-// again after a failure (retryStreamEnd).
-func (r *Receiver) storeStreamEnd(cur *segmentFile, err error) {
+// ended with err, or by Run's stop when stopping. It remembers the copy,
+// and the reconnect loop (retryStreamEnd) or Run's stop (finishStreamEnd)
+// tries it again after a failure.
+func (r *Receiver) storeStreamEnd(cur *segmentFile, err error, stopping bool) {
 	var fe *fatalError
 	if cur == nil || cur.synced == 0 || errors.As(err, &fe) {
 		return
@@ -54,11 +67,40 @@ func (r *Receiver) storeStreamEnd(cur *segmentFile, err error) {
 	r.streamEnd = t
 	r.snapshotMu.Unlock()
 	ev := r.log.Info()
-	if !errors.Is(err, replication.ErrStreamEnded) {
+	msg := "stream ended: storing the segment in progress as .partial"
+	switch {
+	case stopping:
+		msg = "stopping: storing the segment in progress as .partial"
+	case !errors.Is(err, replication.ErrStreamEnded):
 		ev = r.log.Warn().Err(err)
 	}
-	ev.Str(logSegment, t.name).Uint64("bytes", t.length).Msg("stream ended: storing the segment in progress as .partial")
+	ev.Str(logSegment, t.name).Uint64("bytes", t.length).Msg(msg)
 	r.enqueue(t)
+}
+
+// finishStreamEnd, at Run's stop, waits until the stream end's copy is
+// stored, queueing it again after a failure (retryStreamEnd's backoff),
+// or until ctx ends (DrainTimeout). The upload loop goes on meanwhile,
+// so the files queued before the copy are stored first.
+func (r *Receiver) finishStreamEnd(ctx context.Context) {
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for {
+		r.retryStreamEnd(time.Now())
+		r.snapshotMu.Lock()
+		t := r.streamEnd
+		r.snapshotMu.Unlock()
+		if t.name == "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			r.log.Error().Str(logSegment, t.name).Uint64("bytes", t.length).
+				Msg("stopping: the segment in progress is not stored within the drain timeout; it stays in the spool for the next run")
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // retryStreamEnd queues the stream end's copy again, while the Receiver

@@ -91,3 +91,64 @@ func TestReceiver_StoreAtStreamEndRetry(t *testing.T) {
 	}
 	rr.stop(t)
 }
+
+// TestReceiver_StoreAtStop: the Receiver's own stop (the daemon's
+// SIGTERM, or a site restarted by a reload that may change its prefix)
+// stores the fsynced part of the segment in progress as
+// <segment>.partial before Run returns, so the WAL received under the
+// Uploader of this Run is stored there, not by the next Run, which may
+// store into another prefix.
+func TestReceiver_StoreAtStop(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
+	s := newSink(t)
+	rr := start(t, c, t.TempDir(), s, Options{})
+	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
+	lsn, err := pglogrepl.ParseLSN(c.QueryString(t, "select pg_current_wal_flush_lsn()::text"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the insert's WAL fsynced in the spool", func() bool { return rr.r.Status().Flushed >= lsn })
+	seg := rr.r.Status().Segment
+	rr.stop(t)
+	got, err := os.ReadFile(filepath.Join(s.dir, seg+wal.PartialSuffix))
+	if err != nil {
+		t.Fatalf("the segment in progress was not stored when Run returned: %v", err)
+	}
+	if n := int(uint64(lsn) % (1 << 20)); len(got) < n {
+		t.Errorf("stored %s.partial holds %d bytes, want the %d fsynced (up to %s)", seg, len(got), n, lsn)
+	}
+}
+
+// TestReceiver_StoreAtStopRetry: the storage fails as the server shuts
+// down, and the Receiver is stopped (a reload that changes the prefix,
+// right after the old server stopped) before the stream end's copy is
+// stored. Run does not return before the copy is stored: it retries it
+// with backoff, within DrainTimeout, and the storage comes back meanwhile.
+func TestReceiver_StoreAtStopRetry(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
+	s := newSink(t)
+	rr := start(t, c, t.TempDir(), s, Options{})
+	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
+	s.failing.Store(true)
+	c.Stop(t)
+	waitFor(t, "the stream of the stopped server ended", func() bool { return !rr.r.Status().Connected })
+	waitFor(t, "a failed copy", func() bool { return s.failures.Load() >= 1 })
+	st := rr.r.Status()
+	rr.cancel()
+	failed := s.failures.Load()
+	waitFor(t, "another failed copy after the stop, or Run's return", func() bool {
+		return s.failures.Load() > failed || len(rr.done) > 0
+	})
+	if len(rr.done) > 0 {
+		t.Fatalf("Run returned at the stop with the stream end's copy of %s not stored", st.Segment)
+	}
+	s.failing.Store(false)
+	rr.stop(t)
+	got, err := os.ReadFile(filepath.Join(s.dir, st.Segment+wal.PartialSuffix))
+	if err != nil {
+		t.Fatalf("the stream end's copy was not stored when Run returned: %v", err)
+	}
+	if n := int(uint64(st.Flushed) % (1 << 20)); len(got) < n {
+		t.Errorf("stored %s.partial holds %d bytes, want the %d fsynced (up to %s)", st.Segment, len(got), n, st.Flushed)
+	}
+}
