@@ -71,6 +71,20 @@ func TestReceiver_StoreAtStreamEnd(t *testing.T) {
 // it is tried again with backoff while the server stays down, and stored
 // once the storage is back.
 func TestReceiver_StoreAtStreamEndRetry(t *testing.T) {
+	s, rr := stopWithStorageDown(t)
+	st := rr.r.Status()
+	waitFor(t, "two failed copies", func() bool { return s.failures.Load() >= 2 })
+	s.failing.Store(false)
+	waitUploaded(t, s, st.Segment+wal.PartialSuffix)
+	checkStoredPartial(t, s, st.Segment, st.Flushed)
+	rr.stop(t)
+}
+
+// stopWithStorageDown streams a server (1 MiB segments) into a sink,
+// writes rows, makes the sink fail, and stops the server cleanly: its
+// stream has ended when it returns.
+func stopWithStorageDown(t *testing.T) (*sink, *running) {
+	t.Helper()
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
 	s := newSink(t)
 	rr := start(t, c, t.TempDir(), s, Options{})
@@ -78,18 +92,20 @@ func TestReceiver_StoreAtStreamEndRetry(t *testing.T) {
 	s.failing.Store(true)
 	c.Stop(t)
 	waitFor(t, "the stream of the stopped server ended", func() bool { return !rr.r.Status().Connected })
-	st := rr.r.Status()
-	waitFor(t, "two failed copies", func() bool { return s.failures.Load() >= 2 })
-	s.failing.Store(false)
-	waitUploaded(t, s, st.Segment+wal.PartialSuffix)
-	got, err := os.ReadFile(filepath.Join(s.dir, st.Segment+wal.PartialSuffix))
+	return s, rr
+}
+
+// checkStoredPartial checks that s holds seg's .partial with at least
+// the WAL fsynced up to flushed (1 MiB segments).
+func checkStoredPartial(t *testing.T, s *sink, seg string, flushed pglogrepl.LSN) {
+	t.Helper()
+	got, err := os.ReadFile(filepath.Join(s.dir, seg+wal.PartialSuffix))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s.partial not stored: %v", seg, err)
 	}
-	if n := int(uint64(st.Flushed) % (1 << 20)); len(got) < n {
-		t.Errorf("stored %s.partial holds %d bytes, want the %d fsynced (up to %s)", st.Segment, len(got), n, st.Flushed)
+	if n := int(uint64(flushed) % (1 << 20)); len(got) < n {
+		t.Errorf("stored %s.partial holds %d bytes, want the %d fsynced (up to %s)", seg, len(got), n, flushed)
 	}
-	rr.stop(t)
 }
 
 // TestReceiver_StoreAtStop: the Receiver's own stop (the daemon's
@@ -110,13 +126,8 @@ func TestReceiver_StoreAtStop(t *testing.T) {
 	waitFor(t, "the insert's WAL fsynced in the spool", func() bool { return rr.r.Status().Flushed >= lsn })
 	seg := rr.r.Status().Segment
 	rr.stop(t)
-	got, err := os.ReadFile(filepath.Join(s.dir, seg+wal.PartialSuffix))
-	if err != nil {
-		t.Fatalf("the segment in progress was not stored when Run returned: %v", err)
-	}
-	if n := int(uint64(lsn) % (1 << 20)); len(got) < n {
-		t.Errorf("stored %s.partial holds %d bytes, want the %d fsynced (up to %s)", seg, len(got), n, lsn)
-	}
+	// When Run returned, the segment in progress is stored.
+	checkStoredPartial(t, s, seg, lsn)
 }
 
 // TestReceiver_StoreAtStopRetry: the storage fails as the server shuts
@@ -125,13 +136,7 @@ func TestReceiver_StoreAtStop(t *testing.T) {
 // stored. Run does not return before the copy is stored: it retries it
 // with backoff, within DrainTimeout, and the storage comes back meanwhile.
 func TestReceiver_StoreAtStopRetry(t *testing.T) {
-	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
-	s := newSink(t)
-	rr := start(t, c, t.TempDir(), s, Options{})
-	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
-	s.failing.Store(true)
-	c.Stop(t)
-	waitFor(t, "the stream of the stopped server ended", func() bool { return !rr.r.Status().Connected })
+	s, rr := stopWithStorageDown(t)
 	waitFor(t, "a failed copy", func() bool { return s.failures.Load() >= 1 })
 	st := rr.r.Status()
 	rr.cancel()
@@ -144,11 +149,6 @@ func TestReceiver_StoreAtStopRetry(t *testing.T) {
 	}
 	s.failing.Store(false)
 	rr.stop(t)
-	got, err := os.ReadFile(filepath.Join(s.dir, st.Segment+wal.PartialSuffix))
-	if err != nil {
-		t.Fatalf("the stream end's copy was not stored when Run returned: %v", err)
-	}
-	if n := int(uint64(st.Flushed) % (1 << 20)); len(got) < n {
-		t.Errorf("stored %s.partial holds %d bytes, want the %d fsynced (up to %s)", st.Segment, len(got), n, st.Flushed)
-	}
+	// When Run returned, the stream end's copy is stored.
+	checkStoredPartial(t, s, st.Segment, st.Flushed)
 }
