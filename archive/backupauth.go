@@ -318,8 +318,7 @@ func (a *Archive) keepUnsigned(ctx context.Context, plan *RetentionPlan, backups
 	}
 	plan.Delete = nil
 	sortDecisions(plan.Keep)
-	plan.KeptWAL += len(plan.WAL)
-	plan.WAL, plan.WALHorizon, plan.WALHorizonBackup = nil, "", ""
+	plan.keepWAL()
 	plan.Notes = append(plan.Notes, fmt.Sprintf("%s exists but no backup's metadata authenticates: it was rewritten "+
 		"(the HMAC stripped), so nothing is deleted; take a new backup", a.Layout.SignedMarkerKey()))
 	return nil

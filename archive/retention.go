@@ -558,6 +558,7 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		}
 	}
 	plan.KeptWAL -= len(located)
+	a.keepDamagedWAL(&plan, scan.Damaged)
 	if err := a.keepUnsigned(ctx, &plan, OfSystem(backups, p.SystemID)); err != nil {
 		return RetentionPlan{}, err
 	}
@@ -578,6 +579,32 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		return RetentionPlan{}, err
 	}
 	return plan, nil
+}
+
+// keepDamagedWAL makes plan delete no WAL while a's own store holds a
+// damaged backup (ScanBackups: its metadata cannot be read, a sidecar cut
+// short on a failing disk, or altered): where it starts is unknown, and
+// it needs the WAL from there once its metadata is repaired. A backup
+// whose HMAC does not verify keeps every WAL file the same way (planWAL).
+func (a *Archive) keepDamagedWAL(plan *RetentionPlan, damaged []*DamagedBackup) {
+	var names []string
+	for _, d := range damaged {
+		if d.Archive == nil || d.Archive.Site == a.Site {
+			names = append(names, d.Name)
+		}
+	}
+	if len(names) == 0 || len(plan.WAL) == 0 {
+		return
+	}
+	plan.keepWAL()
+	plan.Notes = append(plan.Notes, fmt.Sprintf("the metadata of damaged backup %s cannot be read, so neither can its start: "+
+		"every WAL file is kept until it is repaired or deleted (see hoard list)", strings.Join(names, ", ")))
+}
+
+// keepWAL makes p delete no WAL file.
+func (p *RetentionPlan) keepWAL() {
+	p.KeptWAL += len(p.WAL)
+	p.WAL, p.WALHorizon, p.WALHorizonBackup = nil, "", ""
 }
 
 // keepReadOnly moves the deletions of backups stored by a moved_from site

@@ -565,16 +565,25 @@ func TestArchive_ApplyRetention(t *testing.T) {
 		// retention neither counts nor deletes it, nor its chunks.
 		f := newRetentionFixture(t)
 		ctx := context.Background()
+		// Nor is any WAL deleted: its start cannot be read either.
 		damaged := putBackup(t, f.a, "2024-03-04_10-00_0", "000000010000000000000001", 2, 0)
 		damageBackup(t, f.a, "2024-03-04_10-00_0", MetaStartTime, "last week")
 		plan, err := f.a.PlanRetention(ctx, f.policy, f.now)
 		if err != nil {
 			t.Fatalf("PlanRetention with a damaged backup: %v", err)
 		}
+		if !strings.Contains(strings.Join(plan.Notes, "\n"), "2024-03-04_10-00_0") {
+			t.Errorf("notes %q do not name the damaged backup", plan.Notes)
+		}
 		if _, err := f.a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
 			t.Fatal(err)
 		}
 		want := append(append([]string{}, f.keep...), damaged...)
+		for _, k := range f.drop {
+			if strings.HasPrefix(k, f.a.Layout.Dir(XLogDir)) {
+				want = append(want, k)
+			}
+		}
 		sort.Strings(want)
 		if diff := cmp.Diff(want, allKeys(t, f.a)); diff != "" {
 			t.Errorf("objects after retention (-want +got):\n%s", diff)
@@ -940,6 +949,52 @@ func setParent(t testing.TB, a *Archive, name, parent string) {
 	}
 }
 
+// twoBackups stores, in a local store in dir, backups started on 7 and 9
+// March 2024 and segments 1 to 5; old holds the older backup's keys, its
+// main object last, all dated ten minutes after it started. now is the
+// day after the newer one.
+func twoBackups(t *testing.T) (a *Archive, dir string, old []string, now time.Time) {
+	t.Helper()
+	dir = t.TempDir()
+	a = localArchive(t, dir, "site", retentionCodec(t))
+	old = putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
+	setModified(t, dir, old, time.Date(2024, 3, 7, 10, 10, 0, 0, time.UTC))
+	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000004", 2, 0)
+	putWAL(t, a, segs(1, 1, 5)...)
+	return a, dir, old, time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+}
+
+// TestArchive_PlanRetentionDamagedKeepsWAL: the oldest backup's local
+// metadata sidecar cut short (a disk that failed halfway) makes it
+// damaged: retention keeps it, and keeps the WAL from its start too, which
+// it needs once the sidecar is repaired.
+func TestArchive_PlanRetentionDamagedKeepsWAL(t *testing.T) {
+	ctx := context.Background()
+	a, dir, old, now := twoBackups(t)
+	sidecar := filepath.Join(dir, filepath.FromSlash(old[len(old)-1])) + ".metadata"
+	js, err := os.ReadFile(sidecar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sidecar, js[:len(js)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := storeKeys(t, a.Store)
+	p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.WAL) != 0 || !strings.Contains(strings.Join(p.Notes, "\n"), "2024-03-07_10-00_0") {
+		t.Errorf("plan deletes WAL %+v while backup 2024-03-07_10-00_0 is damaged; notes %q", p.WAL, p.Notes)
+	}
+	if _, err := a.ApplyRetention(ctx, p, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, storeKeys(t, a.Store)); diff != "" {
+		t.Errorf("objects deleted (-before +after):\n%s", diff)
+	}
+}
+
 // hidingStore leaves some keys out of its listings, as a listing that
 // returns fewer objects than are stored does (one retried after an error
 // on a later page, or not yet consistent): Stat and Open still find them.
@@ -964,13 +1019,7 @@ func (s hidingStore) List(ctx context.Context, prefix string, fn func(storage.Ob
 // chunks) and so was the WAL from the backup's start.
 func TestArchive_PlanRetentionShortListing(t *testing.T) {
 	ctx := context.Background()
-	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
-	dir := t.TempDir()
-	a := localArchive(t, dir, "site", retentionCodec(t))
-	old := putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
-	setModified(t, dir, old, time.Date(2024, 3, 7, 10, 10, 0, 0, time.UTC))
-	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000004", 2, 0)
-	putWAL(t, a, segs(1, 1, 5)...)
+	a, _, old, now := twoBackups(t)
 	before := storeKeys(t, a.Store)
 	short := *a
 	short.Store = hidingStore{Store: a.Store, hidden: map[string]bool{old[len(old)-1]: true}}

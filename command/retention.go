@@ -46,7 +46,8 @@ backup is checked without decrypting, its chunk count and sizes against its meta
 the plan says so.
 
 WAL files (segments, .partial and .backup files) before the lowest start segment of the
-kept backups are deleted, on every timeline; .history files are never deleted. Chunk
+kept backups are deleted, on every timeline, and none while the site holds a backup whose
+metadata cannot be read (DAMAGED in hoard list); .history files are never deleted. Chunk
 folders left by interrupted backups or deletions are removed once nothing was written in
 them for a day and a backup that started after their last write has completed. Such a
 folder whose main object is stored after all means the storage's listing left a backup
