@@ -118,7 +118,7 @@ func (a *Archive) ownWALFrom(ctx context.Context, system uint64, tli uint32, fro
 	})
 	slices.SortStableFunc(files, func(x, y WALFile) int { return strings.Compare(y.Name, x.Name) })
 	for _, f := range files {
-		h, err := f.firstPage(ctx)
+		h, err := f.firstPage(ctx, false)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted since the listing
 		}
@@ -132,8 +132,11 @@ func (a *Archive) ownWALFrom(ctx context.Context, system uint64, tli uint32, fro
 	return "", nil
 }
 
-// firstPage decodes f, a segment or .partial, up to its long page header.
-func (f WALFile) firstPage(ctx context.Context) (wal.PageHeader, error) {
+// firstPage decodes f, a segment or .partial, up to its long page header;
+// with whole, to its end before the header counts, so that an object
+// that does not decode or authenticate (the envelope's HMAC is checked
+// at EOF) gives an error.
+func (f WALFile) firstPage(ctx context.Context, whole bool) (wal.PageHeader, error) {
 	rc, _, err := f.Open(ctx)
 	if err != nil {
 		return wal.PageHeader{}, err
@@ -142,6 +145,11 @@ func (f WALFile) firstPage(ctx context.Context) (wal.PageHeader, error) {
 	b := make([]byte, wal.PageHeaderSize)
 	if _, err := io.ReadFull(rc, b); err != nil {
 		return wal.PageHeader{}, err
+	}
+	if whole {
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			return wal.PageHeader{}, err
+		}
 	}
 	return wal.DecodePageHeader(b)
 }

@@ -41,6 +41,10 @@ type FetchOptions struct {
 	// StandIn, when set, is called with the key of the .partial object
 	// delivered in place of a missing segment (see WALListing.StandIn).
 	StandIn func(key string)
+	// SystemEnd, when set, is called instead of StandIn where the
+	// .partial delivered ends SystemID's WAL with another system's WAL
+	// stored after it (WALListing.SystemEndAt).
+	SystemEnd func(e *SystemEnd)
 	// SystemID, when not zero, is the system identifier of the cluster
 	// the file is fetched for (its pg_control's): a segment or .partial
 	// whose first page names another is refused (ErrOtherSystem), and so
@@ -72,7 +76,10 @@ type FetchOptions struct {
 // A missing segment at the very end of the archive is answered with its
 // .partial copy when one stands in for it (WALListing.StandIn), padded
 // with zeros to the segment size: recovery replays it up to its last
-// valid record and ends there, as it does with a .partial in pg_wal.
+// valid record and ends there, as it does with a .partial in pg_wal. So
+// is one whose .partial ends the WAL of SystemID, with another system's
+// WAL stored after it (WALListing.SystemEndAt: pg_upgrade into the same
+// prefix).
 func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOptions) error {
 	if _, _, ok := walKind(name); !ok {
 		return fmt.Errorf("fetch %s: not a WAL segment, .partial, .history or .backup file name", name)
@@ -165,13 +172,23 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
 	p, ok := l.StandIn(name)
+	var end *SystemEnd
 	if !ok {
-		return storage.ErrNotFound
+		if end, err = l.SystemEndAt(ctx, name, o.SystemID); err != nil {
+			return fmt.Errorf("fetch %s: %w", name, err)
+		}
+		if end == nil {
+			return storage.ErrNotFound
+		}
+		p = end.Partial
 	}
 	if _, err := p.Archive.fetchKey(ctx, fetchChecks{hist: a, systemID: o.SystemID}, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
 		return err
 	}
-	if o.StandIn != nil {
+	switch {
+	case end != nil && o.SystemEnd != nil:
+		o.SystemEnd(end)
+	case end == nil && o.StandIn != nil:
 		o.StandIn(p.Key)
 	}
 	return nil

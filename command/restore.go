@@ -52,7 +52,11 @@ Without a target, recovery replays the archive to its end. When the archived WAL
 the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and
 promote, dropping every transaction after it: restore refuses, naming the missing
 segments and the LSN recovery would reach. --stop-at-gap accepts that end; the summary
-then says where recovery stops. A segment deleted from the archive after the check (or
+then says where recovery stops. Where the gap starts at a segment stored only as a .partial
+of the backup's database system and the WAL stored after it is another system's (after
+pg_upgrade into the same prefix), that .partial is the end of the system's WAL, no gap:
+restore replays it to its end and says so. Where the WAL after a gap is another system's
+and no such .partial exists, the refusal says so (archive-sync cannot fill that gap). A segment deleted from the archive after the check (or
 lost, or withheld by someone who can write the storage) would end recovery early just
 the same: the restore_command hoard writes carries the last segment it found archived
 (wal-fetch --archived-through), and wal-fetch stops recovery with an error at any of
@@ -344,7 +348,13 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 		printf(w, "Tablespace %s restored into %s.\n", name, res.Tablespaces[name])
 	}
 	printf(w, "WAL is archived from %s through %s.\n", b.StartWALSegment, res.WALArchivedThrough)
-	if p := res.WALPartial; p != nil {
+	switch p := res.WALPartial; {
+	case p != nil && res.WALSystemEnd != nil:
+		printf(w, "The WAL of this backup's database system ends in a .partial copy of %s (WAL up to LSN %s),\n"+
+			"and another system's WAL follows it: %s.\n"+
+			"wal-fetch delivers the .partial for that segment, and recovery to the end stops at its last record:\n"+
+			"this cluster is restored to its end.\n", p.Segment, p.End, res.WALSystemEnd)
+	case p != nil:
 		printf(w, "The archive ends in a .partial copy of %s (WAL up to LSN %s): wal-fetch delivers it for that\n"+
 			"segment, and recovery to the end of the archive stops at its last record.\n", p.Segment, p.End)
 	}

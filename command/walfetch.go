@@ -42,6 +42,10 @@ A segment that is not archived is answered with its .partial copy (stored by the
 with wal_partial_upload_interval, or at a timeline switch), padded with zeros to the
 segment size, when that copy is the end of the archive: no segment or .partial after it
 on its timeline, and no later timeline. Recovery then replays up to its last record.
+So is one whose .partial ends the WAL of the data directory's database system, where the
+next segment or .partial stored after it on its timeline is another system's (both read
+whole, their checks passed) and no later timeline exists: after pg_upgrade into the same
+prefix, the old cluster's last segment, which the upgraded cluster's WAL follows.
 
 After delivering a segment, wal-fetch starts a background worker (unless one runs) that
 downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside
@@ -127,6 +131,9 @@ func runWALFetch(c *cli.Context) error {
 	defer closeAll()
 	o := archive.FetchOptions{StandIn: func(key string) {
 		env.log.Info().Str(logSegment, name).Str("key", key).Msg("segment not archived: delivered its .partial copy, the end of the archive")
+	}, SystemEnd: func(e *archive.SystemEnd) {
+		env.log.Warn().Str(logSegment, name).Str("key", e.Partial.Key).Str("why", e.String()).
+			Msg("segment not archived: delivered its .partial copy, the end of this cluster's wal; another system's wal follows it")
 	}}
 	// %p is pg_wal/RECOVERYXLOG, relative to the data directory, whose
 	// pg_control names the cluster. Run by hand elsewhere: not checked.

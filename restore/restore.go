@@ -146,6 +146,10 @@ type Result struct {
 	// copy stands in for it (WALArchivedThrough then names it, with its
 	// suffix): recovery replays it up to WALPartial.End and ends there.
 	WALPartial *PartialTail
+	// WALSystemEnd, when not nil, says why WALPartial ends that run
+	// although WAL is stored after it: it ends the WAL of the backup's
+	// system, and another system's WAL follows (SystemEndTail).
+	WALSystemEnd *archive.SystemEnd
 	// WALGap is the gap that ends that run when stored WAL lies beyond it
 	// (a restore to the end of the archive needs StopAtGap then): recovery
 	// stops at WALGap.ReachLSN. nil when there is none.
@@ -239,26 +243,62 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tail, err := FindPartialTail(ctx, a, b.SegmentSize())
+	stored, err := a.ListStoredWAL(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}
-	walEnd, gap, err := checkWALGap(w, tail, b, path, max(t.LSN, t.nameLSN))
+	tail, err := PartialTailOf(ctx, stored, b.SegmentSize())
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+	}
+	upTo := max(t.LSN, t.nameLSN)
+	walEnd, gap, err := checkWALGap(w, tail, b, path, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+	}
+	var sysEnd *archive.SystemEnd
+	if gap != nil {
+		// Not a gap where the backup's system's WAL ends there, in a
+		// .partial another system's WAL follows (pg_upgrade into the
+		// same prefix): recovery ends at the .partial's end, as at the
+		// end of the archive.
+		var endTail *PartialTail
+		if endTail, sysEnd, err = SystemEndTail(ctx, stored, b, backupSystem(b), gap.First); err != nil {
+			return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+		}
+		if endTail != nil {
+			tail = endTail
+			if walEnd, gap, err = checkWALGap(w, tail, b, path, upTo); err != nil {
+				return nil, fmt.Errorf("check WAL for backup %s: %w (%s)", b.Name, err, sysEnd)
+			}
+		}
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
 	rc, err := o.restoreCommand(b, walEnd)
 	if err != nil {
 		return nil, err
 	}
-	if tail == nil || !strings.HasPrefix(walEnd, tail.Segment) {
-		tail = nil
-	} else {
+	switch {
+	case tail == nil || !strings.HasPrefix(walEnd, tail.Segment):
+		tail, sysEnd = nil, nil
+	case sysEnd != nil:
+		log.Warn().Str("key", tail.Key).Str("lsn", tail.End.String()).Str("why", sysEnd.String()).
+			Msg("the backup's system's wal ends in a .partial copy that another system's wal follows: recovery replays it to its end")
+	default:
 		log.Info().Str("key", tail.Key).Str("lsn", tail.End.String()).Msg("the archive ends in a .partial copy: recovery replays it to its end")
 	}
 	if gap != nil {
+		other := ""
+		if t.IsZero() && !o.StopAtGap {
+			other = otherSystemGap(ctx, stored, b, gap)
+		}
 		switch {
+		case other != "":
+			// No WAL of the backup's system is stored after the gap:
+			// archive-sync from the primary cannot fill it.
+			return nil, fmt.Errorf("archived WAL after backup %s ends at a gap: %s; %s. "+
+				"Restore this cluster up to the gap with --stop-at-gap (its WAL after it was never stored), "+
+				"and set a new backup_sites.<site>.prefix for the upgraded cluster: %w", b.Name, gap, other, ErrWALGap)
 		case t.IsZero() && !o.StopAtGap:
 			// Recovery to the end of the archive would promote at the
 			// gap, silently dropping the stored WAL beyond it.
@@ -334,7 +374,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer closeAll(syncs)
-	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALGap: gap}
+	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALSystemEnd: sysEnd, WALGap: gap}
 	incomplete := func(err error) error {
 		err = explainFull(err, space)
 		// pg_control is the last of the backup's files written, but the

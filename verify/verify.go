@@ -259,6 +259,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := c.chunks(ctx, chunks, o.Full, o.Parallel); err != nil {
 		return nil, err
 	}
+	// A gap may be the end of the backup's system's WAL (endSystem),
+	// which takes its system: in a site without keys, known only now,
+	// from its control object.
+	for i, b := range backups {
+		if ch := chains[i]; ch != nil && !ch.Continuous() && reps[i].hoard != nil && b.Auth != archive.AuthOK {
+			reps[i].Gaps, reps[i].Problems = nil, slices.DeleteFunc(reps[i].Problems, isWALProblem)
+			reps[i].Notes = slices.DeleteFunc(reps[i].Notes, isWALProblem)
+			paths[i], chains[i] = backupChain(ctx, a, idx, b, &reps[i], nil)
+		}
+	}
 	if o.Full {
 		systems := make([]uint64, len(backups))
 		for i, b := range backups {
@@ -285,6 +295,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					continue
 				}
 				reps[i].Gaps, reps[i].Problems = nil, slices.DeleteFunc(reps[i].Problems, isWALProblem)
+				reps[i].Notes = slices.DeleteFunc(reps[i].Notes, isWALProblem)
 				backupChain(ctx, a, idx, b, &reps[i], flags)
 			}
 		}
@@ -306,8 +317,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// walProblemPrefix starts the problems backupChain records, so that a
-// second pass can replace them.
+// walProblemPrefix starts the problems (and notes) backupChain records,
+// so that a second pass can replace them.
 const walProblemPrefix = "WAL: "
 
 func isWALProblem(p string) bool {
@@ -348,6 +359,12 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 	ch, err := followWAL(idx, b, path, bad)
 	if err != nil {
 		return fail("%v", err)
+	}
+	switch e, err := idx.endSystem(ctx, b, backupSystem(b, r), ch, bad); {
+	case err != nil:
+		return fail("%v", err)
+	case e != nil:
+		r.Notes = append(r.Notes, walProblemPrefix+e.String()+": recovery of this backup ends there, at the end of its system's WAL")
 	}
 	r.Gaps = ch.Gaps
 	r.ReachSegment = ch.LastContinuous

@@ -109,8 +109,18 @@ func tarOf(t testing.TB, members map[string][]byte) []byte {
 // segment startNo and ends endBytes into segment endNo, on timeline tli.
 func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startNo, endNo uint64, at time.Time) *archive.BackupInfo {
 	t.Helper()
+	return putBackupOf(t, a, name, tli, startNo, endNo, at, "")
+}
+
+// putBackupOf is putBackup of a backup that records database system
+// system ("": none).
+func putBackupOf(t testing.TB, a *archive.Archive, name string, tli uint32, startNo, endNo uint64, at time.Time, system string) *archive.BackupInfo {
+	t.Helper()
 	ctx := context.Background()
 	m := &archive.Manifest{Tablespaces: map[string]archive.ManifestTablespace{}}
+	if system != "" {
+		m.Hoard = &archive.HoardManifest{SystemID: system}
+	}
 	for i := 1; i <= 2; i++ {
 		tr := tarOf(t, map[string][]byte{fmt.Sprintf("pgdata/base/%d", i): bytes.Repeat([]byte{byte(i)}, 5000)})
 		fn := archive.ChunkFilename(name, i)
@@ -140,6 +150,7 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 		WALSegmentSize:  segSize,
 		PGVersion:       150004,
 		ChunkCount:      2,
+		SystemID:        system,
 	}
 	md := b.ToMetadata()
 	if err := a.Codec.SignBackup(name, md); err != nil {
@@ -742,5 +753,59 @@ func TestRun_MetadataKeyMissing(t *testing.T) {
 	}
 	if b0 := strings.Join(rep.Backups[0].Problems, "\n"); !strings.Contains(b0, "lacks the public key") {
 		t.Errorf("b0's problems do not say the signed backup's key may be missing: %s", b0)
+	}
+}
+
+// TestRun_SystemEnd: after a pg_upgrade into the same site, the old
+// cluster's WAL ends in the .partial of its last segment, which the
+// upgraded cluster's WAL (another system identifier in its first page)
+// follows on the same timeline. The old backup's WAL is then complete
+// through the .partial: no gap, a note naming both systems and
+// pg_upgrade, restorable, with and without --full. The same layout with
+// the old system's own WAL after the .partial is a gap, as before.
+func TestRun_SystemEnd(t *testing.T) {
+	const old, upgraded = 7123456789012345678, 7000000000000000002 // waltest.Segment's system, another
+	for _, tt := range []struct {
+		name  string
+		after uint64 // the system of the WAL after the .partial
+	}{
+		{name: "OK", after: upgraded},
+		{name: "ErrSameSystem", after: old},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testArchive(t)
+			putBackupOf(t, a, "b1", 1, 2, 3, t0, fmt.Sprint(old))
+			putSegments(t, a, 1, 1, 4)
+			putPartial(t, a, seg(1, 5), 300000)
+			for no := uint64(7); no <= 8; no++ {
+				putSegment(t, a, seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, tt.after))
+			}
+			for _, full := range []bool{false, true} {
+				rep := run(t, a, full)
+				b := rep.Backups[0]
+				if tt.after == old {
+					if want := (Gap{First: seg(1, 5), Last: seg(1, 6), Count: 2}); len(b.Gaps) != 1 || b.Gaps[0] != want {
+						t.Errorf("full %v: gaps %+v, want %+v", full, b.Gaps, want)
+					}
+					if rep.OK() || strings.Contains(strings.Join(b.Notes, "\n"), "pg_upgrade") {
+						t.Errorf("full %v: a gap of the backup's own system passed (OK %v) or was noted as an upgrade: %q", full, rep.OK(), b.Notes)
+					}
+					continue
+				}
+				if !rep.OK() || len(b.Gaps) != 0 || !b.Restorable {
+					t.Fatalf("full %v: OK %v, gaps %+v, restorable %v; want the WAL complete through %s.partial\n%s",
+						full, rep.OK(), b.Gaps, b.Restorable, seg(1, 5), problems(rep))
+				}
+				if b.ReachSegment != seg(1, 5)+wal.PartialSuffix || b.ReachLSN != "0/5493E0" {
+					t.Errorf("full %v: reach %s at %s, want %s.partial at 0/5493E0 (300000 bytes in)", full, b.ReachSegment, b.ReachLSN, seg(1, 5))
+				}
+				notes := strings.Join(b.Notes, "\n")
+				for _, w := range []string{seg(1, 5) + wal.PartialSuffix, seg(1, 7), fmt.Sprint(old), fmt.Sprint(upgraded), "pg_upgrade"} {
+					if !strings.Contains(notes, w) {
+						t.Errorf("full %v: notes do not say %s: %q", full, w, notes)
+					}
+				}
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/jackc/pglogrepl"
 
@@ -27,6 +28,25 @@ type walIndex struct {
 	// damagedTail, when not "", is the problem of a .partial tail that
 	// is not WAL recovery could read: recovery ends before it.
 	damagedTail string
+	// ends holds, by name with the suffix, the .partial objects that end
+	// a backup's system's WAL with another system's WAL after them
+	// (endSystem), which its chain ends in.
+	ends map[string]archive.WALFile
+	// endsAt holds endSystem's answers by segment and system: each
+	// .partial and the WAL after it are read once per run.
+	endsAt map[systemAt]systemEnd
+}
+
+// systemAt is a segment name and a database system.
+type systemAt struct {
+	name   string
+	system uint64
+}
+
+// systemEnd is an answer of restore.SystemEndTail.
+type systemEnd struct {
+	tail *restore.PartialTail
+	end  *archive.SystemEnd
 }
 
 // loadTail finds the .partial tail of the archive listed (WAL of segment
@@ -46,6 +66,9 @@ func (w *walIndex) loadTail(ctx context.Context, segSize uint64) error {
 func (w *walIndex) file(name string) archive.WALFile {
 	if t := w.tail; t != nil && name == t.Segment+wal.PartialSuffix {
 		return t.File
+	}
+	if f, ok := w.ends[name]; ok {
+		return f
 	}
 	return w.Segments[name]
 }
@@ -125,7 +148,67 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 	if err != nil {
 		return nil, err
 	}
-	return followWAL(idx, b, path, nil)
+	ch, err := followWAL(idx, b, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := idx.endSystem(ctx, b, restoreSystem(b), ch, nil); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// restoreSystem is the database system b records, as restore takes it.
+func restoreSystem(b *archive.BackupInfo) uint64 {
+	n, _ := strconv.ParseUint(b.SystemID, 10, 64)
+	return n
+}
+
+// endSystem ends ch, b's chain, at the .partial of its first gap's first
+// segment where that .partial ends the WAL of b's database system and
+// another system's WAL follows it (restore.SystemEndTail: pg_upgrade into
+// the same prefix): recovery of b ends there, as at the end of the
+// archive, and what follows is no gap of b's WAL. Only for a gap after
+// b's end, and a .partial not in bad; system is b's (0: not known, ch
+// is left as it was). It returns the end, nil when ch is left as it was.
+func (w *walIndex) endSystem(ctx context.Context, b *archive.BackupInfo, system uint64, ch *Chain, bad map[string]bool) (*archive.SystemEnd, error) {
+	if system == 0 || len(ch.Gaps) == 0 || lastNo(ch.Gaps[0].First, b) <= lastNo(ch.End, b) || bad[ch.Gaps[0].First+wal.PartialSuffix] {
+		return nil, nil
+	}
+	first := ch.Gaps[0].First
+	k := systemAt{first, system}
+	ans, ok := w.endsAt[k]
+	if !ok {
+		t, e, err := restore.SystemEndTail(ctx, w.WALListing, b, system, first)
+		if err != nil {
+			return nil, err
+		}
+		ans = systemEnd{t, e}
+		if w.endsAt == nil {
+			w.endsAt = map[systemAt]systemEnd{}
+		}
+		w.endsAt[k] = ans
+	}
+	t, e := ans.tail, ans.end
+	if t == nil {
+		return nil, nil
+	}
+	name := first + wal.PartialSuffix
+	if w.ends == nil {
+		w.ends = map[string]archive.WALFile{}
+	}
+	w.ends[name] = t.File
+	// The run before the gap, then the .partial: the segments after it
+	// are the other system's.
+	i := slices.IndexFunc(ch.Segments, func(n string) bool { return n[:24] > first })
+	if i >= 0 {
+		ch.Segments = ch.Segments[:i]
+	}
+	ch.Segments = append(ch.Segments, name)
+	ch.LastContinuous, ch.Partial, ch.ReachLSN, ch.Newest = name, name, t.End, name
+	ch.Gaps = nil
+	ch.Restorable = true
+	return e, nil
 }
 
 // followWAL walks the stored segments of path from b's start segment.
