@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -558,6 +559,9 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		}
 	}
 	plan.KeptWAL -= len(located)
+	if err := a.keepUnchecked(ctx, &plan, SegmentIndex(files)); err != nil {
+		return RetentionPlan{}, err
+	}
 	a.keepDamagedWAL(&plan, scan.Damaged)
 	if err := a.keepUnsigned(ctx, &plan, OfSystem(backups, p.SystemID)); err != nil {
 		return RetentionPlan{}, err
@@ -579,6 +583,66 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		return RetentionPlan{}, err
 	}
 	return plan, nil
+}
+
+// keepUnchecked keeps each .partial plan deletes as superseded (planWAL)
+// whose complete segment does not decode, or whose first page does not fit
+// its name (copyChecked, as wal-fetch checks it): an object planted under
+// the segment's name, or one whose private key this site lacks, does not
+// prove the .partial's WAL stored, and the .partial may be its only copy.
+// segments maps the complete segments to the copy wal-fetch reads.
+func (a *Archive) keepUnchecked(ctx context.Context, plan *RetentionPlan, segments map[string]WALFile) error {
+	if plan.WALHorizon == "" {
+		return nil
+	}
+	var del []WALDeletion
+	for _, d := range plan.WAL {
+		if !wal.IsPartialName(d.Name) || d.Name[8:24] < plan.WALHorizon[8:] {
+			del = append(del, d)
+			continue
+		}
+		err := checkSegment(ctx, segments[d.Name[:24]])
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil {
+			del = append(del, d)
+			continue
+		}
+		plan.KeptWAL++
+		plan.Notes = append(plan.Notes, fmt.Sprintf("%s kept: its complete segment %s does not check (%v)", d.Name, d.Name[:24], err))
+	}
+	plan.WAL = del
+	return nil
+}
+
+// checkSegment decodes the stored segment f to its end and checks its
+// first page against its name. Where the site has the public key alone
+// for f's key, it can only check that f is encrypted with a key of the
+// site: a real segment copied under f's name passes (as a backup's chunks
+// do CheckBackupSealed).
+func checkSegment(ctx context.Context, f WALFile) error {
+	if f.Archive == nil {
+		return errors.New("not listed")
+	}
+	o, err := f.Archive.Store.Stat(ctx, f.Key)
+	if err != nil {
+		return err
+	}
+	c := f.Archive.Codec
+	if kid := o.Metadata[MetaEncryptionKeyID]; kid != "" && c.PrivateKeys[kid] == nil {
+		if c.publicKeyFor(kid) == nil {
+			return fmt.Errorf("encrypted with key %q, which this site has no key for", kid)
+		}
+		return nil
+	}
+	rc, md, err := f.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, _, err = copyChecked(io.Discard, rc, md, f.Key, f.Name)
+	return err
 }
 
 // keepDamagedWAL makes plan delete no WAL while a's own store holds a

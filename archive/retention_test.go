@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/pghoardtest"
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -525,7 +527,8 @@ func newRetentionFixture(t testing.TB) *retentionFixture {
 	f.drop = append(f.drop, putWAL(t, f.a, segs(1, 6, 7)...)...)
 	f.keep = append(f.keep, putBackup(t, f.a, "2024-03-08_10-00_0", "000000010000000000000008", 2, 0)...)
 	f.keep = append(f.keep, putBackup(t, f.a, "2024-03-09_10-00_0", "000000020000000000000009", 2, 1)...)
-	f.keep = append(f.keep, putWAL(t, f.a, append(segs(1, 8, 9), "00000002.history")...)...)
+	f.keep = append(f.keep, putWAL(t, f.a, "000000010000000000000008", "00000002.history")...)
+	f.keep = append(f.keep, putSegment(t, f.a, "000000010000000000000009"))
 	// A .partial whose complete segment is stored: superseded.
 	f.drop = append(f.drop, putWAL(t, f.a, "000000010000000000000009.partial")...)
 	f.keep = append(f.keep, putWAL(t, f.a, segs(2, 9, 10)...)...)
@@ -993,6 +996,86 @@ func TestArchive_PlanRetentionDamagedKeepsWAL(t *testing.T) {
 	if diff := cmp.Diff(before, storeKeys(t, a.Store)); diff != "" {
 		t.Errorf("objects deleted (-before +after):\n%s", diff)
 	}
+}
+
+// TestArchive_PlanRetentionSupersededPartial: a .partial is deleted as
+// superseded only when its complete segment decodes and its first page
+// fits its name. An object planted under the segment's name (bytes without
+// the site's envelope, or another real segment copied there), which
+// wal-fetch refuses, leaves the .partial, the only copy of that WAL.
+func TestArchive_PlanRetentionSupersededPartial(t *testing.T) {
+	ctx := context.Background()
+	const seg, other = "000000010000000000000006", "000000010000000000000007"
+	planted := func(t *testing.T, a *Archive) {
+		if err := a.Store.Put(ctx, a.Layout.WALKey(seg), strings.NewReader("planted"), storage.Metadata{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		store      func(t *testing.T, a *Archive)
+		delete     bool
+		publicOnly bool // retention with the public key only
+	}{
+		{"OK", func(t *testing.T, a *Archive) {
+			putSegment(t, a, seg)
+		}, true, false},
+		{"OKPublicKeyOnly", func(t *testing.T, a *Archive) {
+			putSegment(t, a, seg)
+		}, true, true},
+		{"ErrPlanted", planted, false, false},
+		{"ErrPlantedPublicKeyOnly", planted, false, true},
+		{"ErrOtherSegment", func(t *testing.T, a *Archive) {
+			putSegment(t, a, other)
+			raw, err := readStored(ctx, a.Store, a.Layout.WALKey(other))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Store.Put(ctx, a.Layout.WALKey(seg), bytes.NewReader(raw), statMetadata(t, a.Store, a.Layout.WALKey(other))); err != nil {
+				t.Fatal(err)
+			}
+		}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _, _, now := twoBackups(t)
+			putWAL(t, a, seg+".partial")
+			tc.store(t, a)
+			if tc.publicOnly {
+				a.Codec = &Codec{Compression: a.Codec.Compression, KeyID: a.Codec.KeyID, PublicKey: a.Codec.PublicKey}
+			}
+			p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 2}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deleted := slices.ContainsFunc(p.WAL, func(w WALDeletion) bool { return w.Name == seg+".partial" })
+			if deleted != tc.delete {
+				t.Errorf("plan deletes %s.partial: %v, want %v (WAL %+v, notes %q)", seg, deleted, tc.delete, p.WAL, p.Notes)
+			}
+			if !tc.delete && !strings.Contains(strings.Join(p.Notes, "\n"), seg+".partial") {
+				t.Errorf("notes %q do not say why %s.partial is kept", p.Notes, seg)
+			}
+		})
+	}
+}
+
+// putSegment stores a WAL segment as wal-push does, and returns its key.
+func putSegment(t testing.TB, a *Archive, name string) string {
+	t.Helper()
+	data := waltest.Segment(t, name, 16<<20, 1)
+	if _, err := a.PushWAL(context.Background(), writeWALFile(t, t.TempDir(), name, data), PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return a.Layout.WALKey(name)
+}
+
+// statMetadata returns the stored metadata of key.
+func statMetadata(t testing.TB, st storage.Store, key string) storage.Metadata {
+	t.Helper()
+	o, err := st.Stat(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.Metadata
 }
 
 // hidingStore leaves some keys out of its listings, as a listing that

@@ -47,11 +47,12 @@ the plan says so.
 
 WAL files (segments, .partial and .backup files) before the lowest start segment of the
 kept backups are deleted, on every timeline, and none while the site holds a backup whose
-metadata cannot be read (DAMAGED in hoard list); .history files are never deleted. Chunk
-folders left by interrupted backups or deletions are removed once nothing was written in
-them for a day and a backup that started after their last write has completed. Such a
-folder whose main object is stored after all means the storage's listing left a backup
-out: retention then fails (exit 1) and deletes nothing.
+metadata cannot be read (DAMAGED in hoard list); so is a .partial whose complete segment
+is stored and checks (decodes, first page fits its name); .history files are never
+deleted. Chunk folders left by interrupted backups or deletions are removed once nothing
+was written in them for a day and a backup that started after their last write has
+completed. Such a folder whose main object is stored after all means the storage's
+listing left a backup out: retention then fails (exit 1) and deletes nothing.
 
 Each backup is deleted main object first, then its chunks, so an interrupted run never
 leaves a listed backup with missing chunks; running again finishes the job.
