@@ -55,10 +55,12 @@
 // pg_control exists only in the control tar, which Run reads again and
 // writes after every chunk decoded and verified; it must decode to the
 // same bytes as the first time, and pg_control, held in memory until then,
-// is written last: a failed restore leaves a directory that PostgreSQL
-// refuses to start on, and the error wraps ErrIncomplete. A failure after
-// pg_control (the tablespace links, the recovery configuration, the final
-// syncfs) removes it again.
+// is written last, after the pg_tblspc links and after a syncfs of every
+// file system written to (writePGControl), so that it is never on disk
+// before a file it vouches for: a failed or killed restore, or one cut by
+// a power loss, leaves a directory that PostgreSQL refuses to start on,
+// and the error wraps ErrIncomplete. A failure after pg_control (the
+// recovery configuration, the final syncfs) removes it again.
 //
 // Before the first download Run compares the backup's decoded size with
 // the free space of the target's file system; when tablespaces lie on

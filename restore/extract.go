@@ -49,6 +49,9 @@ type extractor struct {
 	// control object's backup_label loses its INCREMENTAL FROM lines and
 	// its backup_manifest, which lists INCREMENTAL files, is left out.
 	chain bool
+	// syncs are the directories whose file systems writePGControl
+	// syncs first: the data directory's and every tablespace's.
+	syncs []*os.File
 }
 
 // newExtractor opens the data directory pgdata and the tablespace
@@ -231,6 +234,29 @@ func (e *extractor) writeNew(rel string, data []byte, mode fs.FileMode) error {
 		return fmt.Errorf("write %s: %w", rel, err)
 	}
 	return nil
+}
+
+// writePGControl writes global/pg_control, the last of the backup's files,
+// once everything written before it is on disk: it syncs the file system
+// of the data directory and of every tablespace directory first. Without
+// pg_control PostgreSQL refuses to start on the directory; with it,
+// backup_label and the recovery configuration it replays from the
+// backup's checkpoint and checks no file against the backup, so a
+// relation file missing or short is taken as it is. A SIGKILL leaves
+// what was written to the kernel, but the kernel writes it out in its
+// own order, and the recovery configuration is fsynced as it is written
+// (WriteRecoveryConfig), before Run's final sync: a power loss or an OS
+// crash in between could otherwise find pg_control and recovery.signal on
+// disk and an earlier relation file not. pg_control itself needs no sync
+// here: one that did not reach the disk whole fails PostgreSQL's CRC
+// check of the file at startup, and Run's final sync follows.
+func (e *extractor) writePGControl(data []byte) error {
+	for _, d := range e.syncs {
+		if err := syncFS(d); err != nil {
+			return err
+		}
+	}
+	return e.writeNew("global/pg_control", data, 0o600)
 }
 
 // madeFiles records the files one attempt at a chunk created, so that a

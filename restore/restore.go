@@ -378,8 +378,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	incomplete := func(err error) error {
 		err = explainFull(err, space)
 		// pg_control is the last of the backup's files written, but the
-		// tablespace links, the recovery configuration and the final
-		// syncs come after it: a failure there must not leave a
+		// recovery configuration and the final syncs come after it: a failure there must not leave a
 		// directory PostgreSQL starts on as if it were complete.
 		if rerr := os.Remove(filepath.Join(o.TargetDir, "global", "pg_control")); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			return fmt.Errorf("%w; %s is incomplete and its global/pg_control could not be removed (%v): remove it before anyone starts PostgreSQL there, "+
@@ -392,6 +391,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, incomplete(err)
 	}
 	defer ex.close()
+	ex.syncs = syncs
 	dl := time.Now()
 	if b.OneTar() {
 		if err := o.singleTar(ctx, log, src, b, ex, m, spcDirs, res); err != nil {
@@ -679,8 +679,8 @@ func within(p, dir string) bool {
 
 // extractControl reads the control object key again, once every chunk is
 // in place, and writes its members (backup_label, backup_manifest, the
-// excluded directories), then pg_control, then the pg_tblspc/<oid> links
-// to the tablespace directories dirs. The object must decode to the very
+// excluded directories), then the pg_tblspc/<oid> links to the tablespace
+// directories dirs, then pg_control (writePGControl). The object must decode to the very
 // bytes ReadControl checked before the chunks (same size and SHA-256):
 // pg_control is held in memory until that is known, so a control object
 // changed in between leaves a directory PostgreSQL refuses to start on.
@@ -767,10 +767,10 @@ func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl 
 			return err
 		}
 	}
-	if err := ex.writeNew("global/pg_control", pgControl, 0o600); err != nil {
+	if err := ex.linkTablespaces(m, dirs); err != nil {
 		return err
 	}
-	return ex.linkTablespaces(m, dirs)
+	return ex.writePGControl(pgControl)
 }
 
 // linkTablespaces makes the pg_tblspc/<oid> link of each tablespace of m to
@@ -838,7 +838,7 @@ func closeAll(files []*os.File) {
 // syncFS flushes the file system holding dir, an open directory
 // (syncfs(2)): cheaper than an fsync per file after writing thousands of
 // them.
-func syncFS(dir *os.File) error {
+var syncFS = func(dir *os.File) error {
 	if err := unix.Syncfs(int(dir.Fd())); err != nil {
 		return fmt.Errorf("sync %s: %w", dir.Name(), err)
 	}

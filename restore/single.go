@@ -222,7 +222,7 @@ func (o *Options) singleTar(ctx context.Context, log zerolog.Logger, src *archiv
 	if err := ex.linkTablespaces(m, dirs); err != nil {
 		return err
 	}
-	if err := ex.writeNew("global/pg_control", pgControl, 0o600); err != nil {
+	if err := ex.writePGControl(pgControl); err != nil {
 		return err
 	}
 	res.Chunks = 1
