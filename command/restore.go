@@ -223,6 +223,9 @@ func restoreError(err error, site *config.Site) error {
 	switch {
 	case errors.Is(err, restore.ErrBadTarget):
 		return usagef("see hoard restore --help", "%v", err)
+	case errors.Is(err, restore.ErrTablespaceInPlace):
+		return usagef("restore the tablespace elsewhere with --tablespace-dir NAME=DIR or --tablespace-base-dir DIR, which --overwrite empties; "+
+			"or, if only a failed restore wrote there (never the running cluster's tablespace), empty that directory yourself", "%v", err)
 	case errors.Is(err, restore.ErrTargetNotEmpty):
 		return usagef("choose an empty directory, or pass --overwrite to replace its contents", "%v", err)
 	case errors.Is(err, archive.ErrNoBackup):

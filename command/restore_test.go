@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -136,5 +137,16 @@ func TestPrintRestored_ConfigOutside(t *testing.T) {
 	}
 	if got := summary(); strings.Contains(got, "postgresql.conf") {
 		t.Errorf("restored with its configuration files, the summary still names them:\n%s", got)
+	}
+}
+
+// TestRestoreError_TablespaceInPlace: a tablespace at its original path
+// that holds files stops a restore with --overwrite too; the hint must
+// not tell the user to pass --overwrite again, but how to go on.
+func TestRestoreError_TablespaceInPlace(t *testing.T) {
+	err := restoreError(fmt.Errorf("tablespace ts1: %w: /srv/ts1 holds PG_15_202209061: %w", restore.ErrTargetNotEmpty, restore.ErrTablespaceInPlace), nil)
+	msg := err.Error()
+	if strings.Contains(msg, "pass --overwrite") || !strings.Contains(msg, "--tablespace-dir") || ExitCode(err) != ExitUsage {
+		t.Errorf("restoreError = %q (exit %d), want a usage error whose hint names --tablespace-dir, not --overwrite", msg, ExitCode(err))
 	}
 }

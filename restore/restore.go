@@ -32,6 +32,15 @@ import (
 // Overwrite.
 var ErrIncomplete = errors.New("restore incomplete")
 
+// ErrTablespaceInPlace is returned (wrapped, with ErrTargetNotEmpty) when
+// Overwrite is set and a tablespace restored to the path it had when
+// backed up holds files: Overwrite empties only the target and the
+// tablespace directories the caller named (Options.TablespaceDirs,
+// TablespaceBaseDir), never a tablespace's original path, which on the
+// backed-up host is the running cluster's. After a failed restore there,
+// the caller maps the tablespace elsewhere or empties the directory.
+var ErrTablespaceInPlace = errors.New("a tablespace's own directory is not emptied by overwrite")
+
 // ErrUnsupportedFormat is returned (wrapped) for a backup format Run cannot
 // restore.
 var ErrUnsupportedFormat = errors.New("unsupported backup format")
@@ -340,6 +349,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, name := range mapKeys(spcDirs) {
 		if !wipe[name] {
 			if err := checkEmptyDir(spcDirs[name]); err != nil {
+				if o.Overwrite && errors.Is(err, ErrTargetNotEmpty) {
+					err = fmt.Errorf("%w (restored to the path it had when backed up, which overwrite never empties): %w", err, ErrTablespaceInPlace)
+				}
 				return nil, fmt.Errorf("backup %s (manifest in %s): tablespace %s: %w", b.Name, b.Key, name, err)
 			}
 		}

@@ -297,6 +297,33 @@ func TestRun_ErrTargetNotEmpty(t *testing.T) {
 	}
 }
 
+// TestRun_ErrTablespaceInPlace: Overwrite never empties a tablespace
+// restored to the path it had when backed up (on the backed-up host the
+// running cluster's), so a failed restore's files there stop the next
+// run; the error must say that Overwrite was not enough, not only that
+// the directory is not empty, and leave the files.
+func TestRun_ErrTablespaceInPlace(t *testing.T) {
+	root := t.TempDir()
+	spc1, spc2 := filepath.Join(root, "nstest1"), filepath.Join(root, "nstest2")
+	f := newFixture(t, "basebackup_with_ts", map[string]archive.ManifestTablespace{
+		"nstest1": {Path: spc1, OID: 16395},
+		"nstest2": {Path: spc2, OID: 16396},
+	})
+	left := filepath.Join(spc1, "PG_15_202209061")
+	if err := os.MkdirAll(left, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	o := f.options(filepath.Join(root, "data"))
+	o.Overwrite = true
+	_, err := Run(context.Background(), o)
+	if !errors.Is(err, ErrTablespaceInPlace) || !errors.Is(err, ErrTargetNotEmpty) || !strings.Contains(err.Error(), spc1) {
+		t.Fatalf("Run = %v, want ErrTablespaceInPlace and ErrTargetNotEmpty naming %s", err, spc1)
+	}
+	if _, err := os.Stat(left); err != nil {
+		t.Errorf("the refused restore removed %s: %v", left, err)
+	}
+}
+
 func TestRun_ErrUnsupportedFormat(t *testing.T) {
 	for _, format := range []string{"pghoard-bb-v3", "pghoard-bb-v0"} {
 		f := newFixture(t, "basebackup_one_chunk", nil)
