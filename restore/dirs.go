@@ -35,10 +35,14 @@ func checkEmptyDir(dir string) error {
 }
 
 // prepareDir creates dir (mode 0700) or, when wipe is set, removes its
-// contents but not dir itself (it may be a mount point) nor lost+found;
-// then it checks that a file can be written there.
+// contents but not dir itself (it may be a mount point) nor lost+found,
+// global/pg_control first (removeControl); then it checks that a file can
+// be written there.
 func prepareDir(dir string, wipe bool) error {
 	if wipe {
+		if err := removeControl(dir); err != nil {
+			return err
+		}
 		ents, err := os.ReadDir(dir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("read directory %s: %w", dir, err)
@@ -76,6 +80,41 @@ func writeTest(dir string) error {
 	rerr := os.Remove(name)
 	if err := errors.Join(werr, serr, cerr, rerr); err != nil {
 		return fmt.Errorf("write test in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// removeControl removes global/pg_control of dir, when dir holds a
+// global directory (not a link) with one, and syncs global so that the
+// removal is on disk before anything else is removed. Emptying a data
+// directory takes an unlink per file: one that fails, or a kill or a
+// crash halfway, must not leave pg_control beside part of the old files,
+// which PostgreSQL would start on. (PG_VERSION, which sorts first, is
+// removed first too, and PostgreSQL refuses a directory without it, but
+// that is an accident of the order.)
+func removeControl(dir string) error {
+	global := filepath.Join(dir, "global")
+	if fi, err := os.Lstat(global); err != nil || !fi.IsDir() {
+		return nil // nothing to remove, or a link RemoveAll removes itself
+	}
+	root, err := os.OpenRoot(global)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", global, err)
+	}
+	defer root.Close()
+	if err := root.Remove("pg_control"); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove %s: %w", filepath.Join(global, "pg_control"), err)
+	}
+	d, err := root.Open(".")
+	if err != nil {
+		return fmt.Errorf("open %s: %w", global, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", global, err)
 	}
 	return nil
 }

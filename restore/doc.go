@@ -20,7 +20,7 @@
 // Run checks before it writes: PostgreSQL must be able to promote at the
 // end of recovery (promotion.go), the target directory must be absent, empty
 // or hold only lost+found (with Overwrite, its postmaster.pid must not name
-// a live process), every tablespace directory likewise, and the archive
+// a live process; it is then emptied, global/pg_control first), every tablespace directory likewise, and the archive
 // must hold every WAL segment from the backup's start to its end (and on
 // to an LSN target). The control object is read whole (streaming, only its
 // manifest kept, at most archive.MaxManifestSize of it) and its manifest

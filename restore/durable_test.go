@@ -3,12 +3,15 @@ package restore
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // syncRecord is one syncFS call: the directory given and whether
@@ -86,5 +89,35 @@ func checkSyncOrder(t *testing.T, o Options, dirs ...string) {
 		if !after {
 			t.Errorf("%s was not synced after the recovery configuration was written (syncs: %+v)", d, *got)
 		}
+	}
+}
+
+// TestRun_OverwriteFailsMidWipe: Overwrite empties the target before it
+// restores, file by file; a removal that fails halfway (here a file made
+// immutable in base/, which sorts before global/) or a kill must not leave
+// the old global/pg_control beside part of the old files, a directory
+// PostgreSQL would start on were it not for PG_VERSION, removed first
+// only because it sorts first.
+func TestRun_OverwriteFailsMidWipe(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	dir := filepath.Join(t.TempDir(), "data")
+	o := f.options(dir)
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	stuck := filepath.Join(dir, "base", "1", "zz-immutable")
+	if err := os.WriteFile(stuck, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chattr", "+i", stuck).CombinedOutput(); err != nil {
+		testio.Unavailable(t, "chattr +i (root on a file system with immutable files): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", stuck).Run() })
+	o.Overwrite = true
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), stuck) {
+		t.Fatalf("Run over a directory whose file cannot be removed = %v, want an error naming %s", err, stuck)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
+		t.Error("the failed overwrite left global/pg_control beside a half-emptied directory")
 	}
 }
