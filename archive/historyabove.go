@@ -66,6 +66,22 @@ func (b *BackupInfo) ReplayStart() ReplayStart {
 	return ReplayStart{LSN: b.StartLSN, SegmentSize: b.WALSegmentSize}
 }
 
+// LowestReplayStart returns the lowest of rs, a lower bound of where each
+// of those recoveries starts; no bound (the zero ReplayStart) where rs is
+// empty, one of them is no bound, or their segment sizes differ.
+func LowestReplayStart(rs []ReplayStart) ReplayStart {
+	var low ReplayStart
+	for i, r := range rs {
+		if r.LSN == 0 || !wal.ValidSegmentSize(r.SegmentSize) || i > 0 && r.SegmentSize != low.SegmentSize {
+			return ReplayStart{}
+		}
+		if i == 0 || r.LSN < low.LSN {
+			low = r
+		}
+	}
+	return low
+}
+
 // below tells whether the segment or .partial name lies wholly below the
 // segment holding r's LSN (false when r is no bound, or name does not
 // parse with its segment size).

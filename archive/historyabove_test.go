@@ -212,3 +212,26 @@ func TestClusterReplayStart(t *testing.T) {
 	}
 	want(control(1100, 0x5000028, 16<<20), ReplayStart{})
 }
+
+// TestLowestReplayStart: the lowest of several bounds, and no bound where
+// one is none or their segment sizes differ.
+func TestLowestReplayStart(t *testing.T) {
+	mib := uint64(1 << 20)
+	for _, tt := range []struct {
+		name string
+		rs   []ReplayStart
+		want ReplayStart
+	}{
+		{name: "OK", rs: []ReplayStart{{0x3000000, mib}, {0x2000028, mib}, {0x5000000, mib}}, want: ReplayStart{0x2000028, mib}},
+		{name: "OKOne", rs: []ReplayStart{{0x3000000, mib}}, want: ReplayStart{0x3000000, mib}},
+		{name: "NoneEmpty"},
+		{name: "NoneOneUnbounded", rs: []ReplayStart{{0x3000000, mib}, {0x2000028, 0}}},
+		{name: "NoneSizesDiffer", rs: []ReplayStart{{0x3000000, mib}, {0x2000028, 16 * mib}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := LowestReplayStart(tt.rs); got != tt.want {
+				t.Errorf("LowestReplayStart(%v) = %v, want %v", tt.rs, got, tt.want)
+			}
+		})
+	}
+}

@@ -3,14 +3,19 @@ package restore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
@@ -77,5 +82,41 @@ func testLatestFor(t *testing.T, keys bool) {
 	latest(sysNew, 2, true)
 	if err := o.checkPromotion(ctx, a, b, 1); !errors.Is(err, archive.ErrOtherSystem) {
 		t.Errorf("checkPromotion with the upgraded system's WAL on timeline 2: %v; want the refusal (ErrOtherSystem)", err)
+	}
+}
+
+// TestLatestPaths_ReplayStart: after a pg_upgrade into the same site, the
+// old system's 00000002.history and its WAL on timeline 2 (8 segments)
+// stay; the upgraded system's backups start on timeline 1 beyond all of
+// it. The automatic choice's latest timeline for the upgraded system
+// (LatestPaths) is 1, and it reads none of the old segments' first
+// pages: its own WAL on timeline 2 can only lie at or after where its
+// backups' recovery starts (archive.ReplayStart), above them. Before,
+// LatestPaths searched with no bound and read all 8 on every restore.
+func TestLatestPaths_ReplayStart(t *testing.T) {
+	ctx := context.Background()
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	log := &storetest.OpenLog{Store: storage.NewMem(), Match: func(key string) bool { return strings.Contains(key, "/xlog/00000002") }}
+	a := archivetest.New(t, log, &archive.Codec{Compression: compress.Snappy, Host: "test"})
+	pushFile(t, a, "00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
+	for no := 3; no <= 10; no++ {
+		name := fmt.Sprintf("%08X%016X", 2, no)
+		pushFile(t, a, name, waltest.SegmentOf(t, name, 1<<20, 1, sysOld), sysOld)
+	}
+	var backups []*archive.BackupInfo
+	for i, end := range []pglogrepl.LSN{0x2000100, 0x3000100} {
+		b := hoardBackup(fmt.Sprint("new", i), i+1, end, 0)
+		b.SystemID, b.WALSegmentSize = strconv.FormatUint(sysNew, 10), 1<<20
+		backups = append(backups, b)
+	}
+	paths, err := LatestPaths(ctx, a, backups, sysNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := paths[1]; p.Timeline() != 1 {
+		t.Errorf("latest timeline from 1 for the upgraded system: %d, want 1", p.Timeline())
+	}
+	if keys := log.Keys(); len(keys) != 0 {
+		t.Errorf("LatestPaths read %d of the old system's segments on timeline 2, below every backup's start: %v", len(keys), keys)
 	}
 }

@@ -210,7 +210,9 @@ func TargetPath(ctx context.Context, a *archive.Archive, spec string) (wal.Histo
 // the timeline recovery_target_timeline 'latest' reaches from it for the
 // cluster of database system system (as RecoveryPath would for its
 // backups; latestFor), from a and the sites it moved from, for
-// SelectBackup. Each history is read once.
+// SelectBackup. Each history is read once. The search for system's own
+// WAL behind another system's history file is bounded by where its
+// backups' recovery starts (systemReplayStart).
 func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.BackupInfo, system uint64) (map[uint32]wal.History, error) {
 	h, err := listHistories(ctx, a)
 	if err != nil {
@@ -218,6 +220,7 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 	}
 	read := map[uint32]wal.History{}
 	paths := map[uint32]wal.History{}
+	from := systemReplayStart(backups, system)
 	for _, b := range backups {
 		start := b.StartTimeline
 		if _, ok := paths[start]; ok {
@@ -225,9 +228,9 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 		}
 		// A history file wal-fetch refuses for system: the probe's
 		// timeline as before (RecoveryPath refuses the backup chosen).
-		// Shared by the backups of one start timeline: no bound on
-		// where recovery starts.
-		tli, _, err := latestFor(ctx, a, h, start, system, archive.ReplayStart{})
+		// Shared by the backups of one start timeline, bounded by where
+		// the recovery of system's backups starts (from).
+		tli, _, err := latestFor(ctx, a, h, start, system, from)
 		if err != nil {
 			return nil, err
 		}
@@ -248,6 +251,24 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 		paths[start] = p
 	}
 	return paths, nil
+}
+
+// systemReplayStart returns a lower bound of where the recovery of every
+// backup of system in backups starts (archive.LowestReplayStart), no
+// bound where none is of system. The paths LatestPaths reads are
+// system's recovery: only its own WAL at or after that bound can be WAL a
+// history file of its own would lead it to (archive.IgnoreOtherHistory),
+// so another system's segments below it are not read. After a
+// pg_upgrade into the same site, the old cluster's segments on its later
+// timelines all lie below the upgraded cluster's backups.
+func systemReplayStart(backups []*archive.BackupInfo, system uint64) archive.ReplayStart {
+	var rs []archive.ReplayStart
+	for _, b := range backups {
+		if backupSystem(b) == system {
+			rs = append(rs, b.ReplayStart())
+		}
+	}
+	return archive.LowestReplayStart(rs)
 }
 
 // backupEndLSN returns the backup's end, or its start when the end is not

@@ -301,7 +301,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		var newest *upgraded
 		if n := newestSystem(systems); n >= 0 {
-			newest = &upgraded{systems[n], backups[n].StartTimeline, &reps[n]}
+			var starts []archive.ReplayStart
+			for i, b := range backups {
+				if systems[i] == systems[n] {
+					starts = append(starts, b.ReplayStart())
+				}
+			}
+			newest = &upgraded{systems[n], backups[n].StartTimeline, &reps[n], archive.LowestReplayStart(starts)}
 		}
 		if err := c.histories(ctx, idx, rep, newest); err != nil {
 			return nil, err

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -807,5 +809,47 @@ func TestRun_SystemEnd(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRun_UpgradedHistoryReplayStart: after a pg_upgrade into the same
+// site (without keys, the files claiming their writer's system), the old
+// system's 00000002.history and its WAL on timeline 2 (8 segments) stay,
+// and the upgraded system's backup starts on timeline 1 beyond all of
+// it. verify --full notes the old file on that backup (absent to its
+// recovery), and reads none of the old segments on timeline 2 to decide
+// it: the upgraded system's own WAL there could only lie at or after
+// where its backups' recovery starts. Before, it read all 8 on every run.
+func TestRun_UpgradedHistoryReplayStart(t *testing.T) {
+	ctx := context.Background()
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	log := &storetest.OpenLog{Store: storage.NewMem(), Match: func(key string) bool { return strings.Contains(key, "/xlog/00000002") }}
+	a := archivetest.New(t, log, &archive.Codec{Compression: compress.Zstd})
+	push := func(name string, data []byte, system uint64) {
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.PushWAL(ctx, p, archive.PushOptions{SystemID: system}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push("00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
+	for no := uint64(3); no <= 10; no++ {
+		push(seg(2, no), waltest.SegmentOf(t, seg(2, no), segSize, 0, sysOld), sysOld)
+	}
+	putBackupOf(t, a, "new", 1, 0x20, 0x21, t0, fmt.Sprint(sysNew))
+	for no := uint64(0x20); no <= 0x22; no++ {
+		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysNew), sysNew)
+	}
+	rep := run(t, a, true)
+	if !rep.OK() {
+		t.Errorf("verify --full: not OK:\n%s", problems(rep))
+	}
+	if notes := strings.Join(rep.Backups[0].Notes, "\n"); !strings.Contains(notes, "00000002.history") {
+		t.Errorf("verify --full does not note the old system's 00000002.history: %q", notes)
+	}
+	if keys := log.Keys(); len(keys) != 0 {
+		t.Errorf("verify --full read %d of the old system's segments on timeline 2, below the backup's start: %v", len(keys), keys)
 	}
 }

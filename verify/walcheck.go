@@ -81,6 +81,10 @@ type upgraded struct {
 	system   uint64
 	timeline uint32 // its start timeline
 	rep      *BackupReport
+	// from is a lower bound of where the recovery of each backup of
+	// system starts (archive.LowestReplayStart): its own WAL below it is
+	// not looked for (archive.IgnoreOtherHistory).
+	from archive.ReplayStart
 }
 
 // histories decodes every stored timeline history file and parses it,
@@ -90,20 +94,23 @@ type upgraded struct {
 // such a one (left by the old cluster, where one of a new system was put
 // on its timeline, or upgraded with pg_upgrade into the site) is absent
 // to wal-fetch restoring newest's system, and is noted in newest's
-// report (archive.IgnoreOtherHistory, with no bound on where recovery
-// starts: an older backup of newest's system may start lower).
+// report (archive.IgnoreOtherHistory, bounded by where the recovery of
+// the oldest backup of newest's system starts: after a pg_upgrade into
+// the same site, the old cluster's segments on its later timelines lie
+// below it, and are not read).
 func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, newest *upgraded) error {
 	var system uint64
 	var tli uint32
+	var from archive.ReplayStart
 	if newest != nil {
-		system, tli = newest.system, newest.timeline
+		system, tli, from = newest.system, newest.timeline, newest.from
 	}
 	for _, f := range idx.Histories {
 		_, err := f.ReadHistory(ctx, system)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if ig, ok := errors.AsType[*archive.IgnoredHistoryError](c.a.IgnoreOtherHistory(ctx, err, tli, archive.ReplayStart{})); ok {
+		if ig, ok := errors.AsType[*archive.IgnoredHistoryError](c.a.IgnoreOtherHistory(ctx, err, tli, from)); ok {
 			newest.rep.Notes = append(newest.rep.Notes, "timeline history: "+ig.Error())
 			continue
 		}
