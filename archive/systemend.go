@@ -81,6 +81,12 @@ func (l *WALListing) SystemEndAt(ctx context.Context, name string, system uint64
 	if next.Name == "" {
 		return nil, nil
 	}
+	// The next object's first page alone first: where it is the
+	// system's own (a gap, which a standby asks about every few seconds)
+	// that is one short read, not two whole objects.
+	if h, err := next.firstPage(ctx, false); err != nil || h.SystemID == system {
+		return nil, ctx.Err()
+	}
 	own, err := p.firstPage(ctx, true)
 	if err != nil || own.SystemID != system {
 		return nil, ctx.Err()
@@ -90,19 +96,6 @@ func (l *WALListing) SystemEndAt(ctx context.Context, name string, system uint64
 		return nil, ctx.Err()
 	}
 	return &SystemEnd{Partial: p, System: system, Next: next, NextSystem: other.SystemID}, nil
-}
-
-// StandInFor is StandIn for a reader of database system system: also the
-// .partial at a SystemEnd of system stands in (SystemEndAt).
-func (l *WALListing) StandInFor(ctx context.Context, name string, system uint64) (WALFile, bool, error) {
-	if p, ok := l.StandIn(name); ok {
-		return p, true, nil
-	}
-	e, err := l.SystemEndAt(ctx, name, system)
-	if e == nil {
-		return WALFile{}, false, err
-	}
-	return e.Partial, true, nil
 }
 
 // SystemOf returns the database system the first page of f, a segment or

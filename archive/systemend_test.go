@@ -104,10 +104,16 @@ func testSystemEndAt(t *testing.T, keys bool) {
 		}
 	}
 
-	// The old system's own WAL after the .partial: a gap, not its end.
+	// The old system's own WAL after the .partial: a gap, not its end,
+	// told from the next segment's first page alone (one read).
 	gap, _ := upgradedSite(t, keys, sysOld, sysOld)
+	opens := &storetest.OpenLog{Store: gap.Store}
+	gap.Store = opens
 	if e := end(gap, sysOld); e != nil {
 		t.Errorf("SystemEndAt with the same system's WAL after it = %+v, want nil", e)
+	}
+	if keys := opens.Keys(); len(keys) != 1 {
+		t.Errorf("SystemEndAt with the same system's WAL after it read %v, want the next segment's first page only", keys)
 	}
 	if _, err := fetch(gap, sysOld); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("wal-fetch %s with the same system's WAL after it: %v, want not archived", name, err)
