@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
@@ -59,6 +63,7 @@ func TestNetFail(t *testing.T) {
 			t.Run("GetCut", func(t *testing.T) { testGetCut(t, s, p) })
 			t.Run("GetStall", func(t *testing.T) { testGetStall(t, g, p) })
 			t.Run("PutStall", func(t *testing.T) { testPutStall(t, s, p) })
+			t.Run("ListCut", func(t *testing.T) { testListCut(t, s, p) })
 		})
 	}
 }
@@ -256,5 +261,66 @@ func testPutStall(t *testing.T, s storage.Store, p *storetest.Proxy) {
 	}
 	if got := read(t, s, key); !bytes.Equal(got, data) {
 		t.Errorf("the key holds %d bytes, want %d", len(got), len(data))
+	}
+}
+
+// listCutObjects is more keys than one page of S3's and GCS's listings
+// (1000), so that a listing fetches a page after a cut.
+const listCutObjects = 1200
+
+// testListCut lists a folder of many objects (as retention lists xlog/
+// and basebackup/) through connections cut on the way:
+// the listing either fails or reports every key once, in order. One that
+// silently ends early or repeats keys would make retention count backups
+// twice or miss the ones a kept backup needs.
+func testListCut(t *testing.T, s storage.Store, p *storetest.Proxy) {
+	ctx := context.Background()
+	const prefix = "site/xlog/"
+	want := make([]string, listCutObjects)
+	for i := range want {
+		want[i] = fmt.Sprintf("%s%024X", prefix, i)
+	}
+	keys := make(chan string)
+	var g errgroup.Group
+	for range 8 {
+		g.Go(func() error {
+			for k := range keys {
+				if err := s.Put(ctx, k, strings.NewReader(k), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for _, k := range want {
+		keys <- k
+	}
+	close(keys)
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// A cut 40 KiB into the first page makes the listing start again; a
+	// cut 2 KiB into what follows the 600th key reported, the request
+	// for the second page where the backend pages (S3, GCS), makes it go
+	// on after the keys it reported.
+	cuts := p.Cuts()
+	p.CutAfter(40 << 10)
+	var got []string
+	err := s.List(ctx, prefix, func(o storage.Object) error {
+		got = append(got, o.Key)
+		if len(got) == 600 {
+			p.CutAfter(2 << 10)
+		}
+		return nil
+	})
+	p.CutAfter(0)
+	if p.Cuts() == cuts {
+		t.Fatal("the proxy never cut the listing")
+	}
+	t.Logf("List cut %d times: %v, %d keys", p.Cuts()-cuts, err, len(got))
+	if err == nil {
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("List succeeded with other keys than stored (-want +got):\n%s", diff)
+		}
 	}
 }
