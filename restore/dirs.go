@@ -108,15 +108,21 @@ func removeControl(dir string) error {
 		}
 		return fmt.Errorf("remove %s: %w", filepath.Join(global, "pg_control"), err)
 	}
-	d, err := root.Open(".")
-	if err != nil {
-		return fmt.Errorf("open %s: %w", global, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := fsyncDir(root); err != nil {
 		return fmt.Errorf("sync %s: %w", global, err)
 	}
 	return nil
+}
+
+// fsyncDir fsyncs the directory of root, so that the names created, renamed
+// or removed in it are on disk.
+func fsyncDir(root *os.Root) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // ErrServerRunning is returned (wrapped) when Overwrite would empty the

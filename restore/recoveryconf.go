@@ -289,12 +289,7 @@ func writeFileSync(root *os.Root, name string, data []byte, mode fs.FileMode) er
 		_ = root.Remove(tmp) // best effort: the rename already failed
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	d, err := root.Open(".")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := fsyncDir(root); err != nil {
 		return fmt.Errorf("write %s: sync directory: %w", name, err)
 	}
 	return nil
