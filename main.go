@@ -5,11 +5,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/hoardbackup/hoard/command"
 )
@@ -18,14 +15,12 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := command.App(version)
+	// Before any work (see command.NotifySignals).
+	ctx := command.NotifySignals(app, os.Args)
 	err := app.RunContext(ctx, command.OrderArgs(app, os.Args))
-	if ctx.Err() != nil {
-		// A signal came: whatever the command returned, it stopped early.
-		err = command.Interrupted(err)
-	}
-	stop()
+	// A signal came: whatever the command returned, it was told to stop.
+	err = command.Stopped(ctx, err)
 	// wal-fetch and wal-push: the status PostgreSQL reads.
 	err = command.PostgresStatus(app, os.Args, err)
 	if err != nil {

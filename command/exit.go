@@ -25,6 +25,8 @@ const exitCodesHelp = `EXIT STATUS:
    1    the operation failed (the message names the object or setting at fault)
    2    bad flags, arguments or configuration; nothing was changed
    130  interrupted by SIGINT or SIGTERM
+   wal-fetch, wal-push: 128 + the signal's number when stopped by SIGINT (130),
+              SIGQUIT (131), SIGABRT (134) or SIGTERM (143), as PostgreSQL reads it
    wal-fetch: 1 = the file is not in the archive (PostgreSQL ends recovery there),
               255 = the archive could not be read, or hoard was called wrongly
               (PostgreSQL stops recovery instead of ending it early)`

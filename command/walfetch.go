@@ -88,6 +88,20 @@ In postgresql.conf (or recovery.conf before PostgreSQL 12):
 
    restore_command = 'hoard wal-fetch --config /etc/hoard.json %f %p'
 
+SIGNALS:
+   At a shutdown PostgreSQL's postmaster signals the startup process's process group,
+   wal-fetch included: SIGTERM (fast shutdown), SIGQUIT (immediate shutdown, or after a
+   crash), SIGINT, and SIGABRT (send_abort_for_crash, send_abort_for_kill). On each of
+   them wal-fetch stops its download, removes its temporary file (DEST is never left
+   half-written), starts no prefetch worker and exits 128 + the signal's number, as if
+   the signal had killed it, even when the file was already in place: 143 for SIGTERM,
+   which PostgreSQL takes as its shutdown; 131 for SIGQUIT, 130 for SIGINT and 134 for
+   SIGABRT, with which it stops recovery. Never 1 or 2 ("not archived"), which would end
+   recovery early: Go's own answer to SIGQUIT and SIGABRT is exit 2. If the download has
+   not stopped 10 s after the signal, wal-fetch exits at once; SIGKILL too leaves only a
+   temporary file beside DEST, which a later wal-fetch removes after an hour. The
+   prefetch worker runs in a session of its own: these signals do not reach it.
+
 EXIT STATUS:
    0    the file is in place
    1    the file is not in the archive; nothing is printed (PostgreSQL asks for files
@@ -100,7 +114,8 @@ EXIT STATUS:
         is written, a bad HOARD_* variable, a configuration that is missing, unreadable
         or invalid, an unknown site, -h, --help or --version given with NAME and DEST,
         which shows the help and fetches nothing). PostgreSQL then stops
-        recovery with an error instead of ending it early with WAL missing.`,
+        recovery with an error instead of ending it early with WAL missing.
+   130, 131, 134, 143  stopped by SIGINT, SIGQUIT, SIGABRT or SIGTERM (see SIGNALS)`,
 		Flags: append(siteFlags(),
 			&cli.StringFlag{Name: "archived-through", Usage: "the restore found every segment up to `SEGMENT` archived: one of them missing now stops recovery (exit 255)"},
 			&cli.Uint64Flag{Name: "wal-segment-size", Value: 16 << 20, Usage: "the cluster's WAL segment size in `BYTES`, for --archived-through"},
@@ -183,7 +198,8 @@ func runWALFetch(c *cli.Context) error {
 		return &exitError{code: exitWALFatal, err: err}
 	}
 	env.log.Info().Str(logSegment, name).Msg("wal file restored")
-	if prefetch && !archive.PrefetchRunning(o.Spool) {
+	// Told to stop (PostgreSQL shuts down), it starts no worker.
+	if prefetch && c.Context.Err() == nil && !archive.PrefetchRunning(o.Spool) {
 		if err := startPrefetchWorker(c, o.Spool); err != nil {
 			// The file is delivered; without a worker the next ones are
 			// simply downloaded on demand.

@@ -44,7 +44,13 @@ EXIT STATUS:
    1    it is not; the message names the file and the key. PostgreSQL keeps the file
         and retries.
    2    bad arguments or configuration, or -h, --help or --version given with PATH
-        (the help is shown and nothing is archived)`,
+        (the help is shown and nothing is archived)
+   130, 131, 134, 143  stopped by SIGINT, SIGQUIT, SIGABRT or SIGTERM, which PostgreSQL's
+        postmaster sends to the archiver's process group at a shutdown: 128 + the signal's
+        number, as if it had killed wal-push, even when the file was stored (PostgreSQL's
+        archiver then stops; it retries the file later, and finds it archived). An upload
+        in progress is abandoned and stores nothing; after 10 s wal-push exits without
+        waiting for it. (Go's default answer to SIGQUIT and SIGABRT is exit 2.)`,
 		Flags:  append(siteFlags(), allowRootFlag),
 		Before: inheritSiteFlags,
 		Action: runWALPush,
