@@ -116,6 +116,9 @@ type RetentionPlan struct {
 	// DeltaKept, when not empty, says why the plan deletes no delta
 	// object at all (planDelta): a daemon logs it.
 	DeltaKept string
+	// WALKept, when not empty, says why the plan deletes no WAL file at
+	// all though the policy would (keepDamagedWAL): a daemon logs it.
+	WALKept string
 	// Damaged names the kept backups that failed Archive.PlanRetention's
 	// checks, each with what is wrong, for logs and alerts. Checked says
 	// whether the checks ran: only before deleting a backup.
@@ -661,8 +664,9 @@ func (a *Archive) keepDamagedWAL(plan *RetentionPlan, damaged []*DamagedBackup) 
 		return
 	}
 	plan.keepWAL()
-	plan.Notes = append(plan.Notes, fmt.Sprintf("the metadata of damaged backup %s cannot be read, so neither can its start: "+
-		"every WAL file is kept until it is repaired or deleted (see hoard list)", strings.Join(names, ", ")))
+	plan.WALKept = fmt.Sprintf("the metadata of damaged backup %s cannot be read, so neither can its start: "+
+		"every WAL file is kept until it is repaired or deleted (see hoard list)", strings.Join(names, ", "))
+	plan.Notes = append(plan.Notes, plan.WALKept)
 }
 
 // keepWAL makes p delete no WAL file.

@@ -69,6 +69,9 @@ type supervisor struct {
 	// deltaKept is why the last retention run deleted no delta object
 	// (archive.RetentionPlan.DeltaKept), logged when it changes.
 	deltaKept string
+	// walKept is why the last retention run deleted no WAL
+	// (archive.RetentionPlan.WALKept), logged when it changes.
+	walKept string
 	// sysID is the cluster's system identifier as last asked, at sysIDAt
 	// (systemid.go).
 	sysID   string
@@ -562,6 +565,12 @@ func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
 			s.log.Info().Str("reason", plan.DeltaKept).Msg("retention: no delta object deleted")
 		}
 		s.deltaKept = plan.DeltaKept
+		// A damaged backup holds every WAL file until someone repairs
+		// or deletes it: once per reason, as a warning.
+		if plan.WALKept != s.walKept && plan.WALKept != "" {
+			s.log.Warn().Str("reason", plan.WALKept).Msg("retention: no WAL deleted")
+		}
+		s.walKept = plan.WALKept
 	}
 	if err == nil && !plan.Empty() {
 		var res archive.RetentionResult
