@@ -759,6 +759,14 @@ type PrefetchOptions struct {
 	// Count is how many segments after the last one delivered to keep
 	// ready, downloading as many at once (restore_prefetch; at least 1).
 	Count int
+	// DataDir is the data directory whose pg_wal holds the spool: the
+	// worker stops (ErrPrefetchStopped) once the server that runs there
+	// as it starts has stopped (watchSpool). "": the spool only is
+	// watched.
+	DataDir string
+	// Watch is how often the worker looks at its spool and server; 0:
+	// every second.
+	Watch time.Duration
 }
 
 // PrefetchResult tells what a PrefetchWAL run did.
@@ -774,9 +782,11 @@ type PrefetchResult struct {
 // spool dir, on the same timeline, downloading them in parallel. Each is
 // decoded and verified (hash, page header) into a temporary file, fsynced,
 // and only then renamed to its name, so a spooled segment is always safe to
-// use. The worker stops at the first segment missing from the archive, and
+// use. The worker stops at the first segment missing from the archive,
 // when a round finds that PostgreSQL has not asked for a newer segment
-// since the round began. At most one worker runs per spool: PrefetchWAL
+// since the round began, and, within o.Watch, when its server stops or its
+// spool is removed (an error wrapping ErrPrefetchStopped; what it was
+// downloading is removed). At most one worker runs per spool: PrefetchWAL
 // returns an error wrapping ErrPrefetchBusy when another holds the lock.
 func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions) (PrefetchResult, error) {
 	var res PrefetchResult
@@ -793,10 +803,18 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 	// Holding the lock, no other worker is writing: every temporary file is
 	// left over by one that was killed.
 	removeStaleTemps(s.root, spoolTmpPrefix, time.Now())
+	ctx, stopWatch, err := watchSpool(ctx, s, o.DataDir, o.Watch)
+	if err != nil {
+		return res, err
+	}
+	defer stopWatch()
 
 	count := max(o.Count, 1)
 	var last wal.Segment
 	for round := 0; ; round++ {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrPrefetchStopped) {
+			return res, cause
+		}
 		from, segSize, err := s.readWant()
 		if errors.Is(err, os.ErrNotExist) {
 			return res, nil
@@ -814,6 +832,9 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 		}
 		fetched, missing, err := a.prefetchRound(ctx, s, names, count)
 		res.Fetched = append(res.Fetched, fetched...)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrPrefetchStopped) {
+			return res, cause
+		}
 		if err != nil {
 			return res, fmt.Errorf("prefetch into %s: %w", dir, err)
 		}

@@ -50,7 +50,11 @@ prefix, the old cluster's last segment, which the upgraded cluster's WAL follows
 After delivering a segment, wal-fetch starts a background worker (unless one runs) that
 downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside
 DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.
-restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log.
+restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log. It
+runs in its own session, in /, and stops (removing what it was downloading) when it is
+ahead, when the archive ends, and within a second once the server it fetches for stops
+(the data directory's postmaster.pid goes, or names another process) or its spool is
+no longer at its path (the data directory removed, or restored anew there).
 When pg_wal's file system is full, wal-fetch removes the spooled segments and tries once more.
 
 A segment whose first page names another database system than the data directory above
@@ -229,9 +233,10 @@ func archivedThrough(c *cli.Context) (*archive.ArchivedThrough, error) {
 }
 
 // startPrefetchWorker starts `hoard <global flags> wal-fetch
-// --prefetch-worker SPOOL` in its own session with its output in the
-// spool's worker.log, and does not wait for it: restore_command must
-// return as soon as its file is in place.
+// --prefetch-worker SPOOL` in its own session and in /, with its output in
+// the spool's worker.log, and does not wait for it: restore_command must
+// return as soon as its file is in place. It stops on its own when the
+// server stops or the spool goes (archive.PrefetchWAL).
 func startPrefetchWorker(c *cli.Context, spool string) error {
 	exe, err := os.Executable()
 	if err != nil {
@@ -239,7 +244,14 @@ func startPrefetchWorker(c *cli.Context, spool string) error {
 	}
 	args := []string{}
 	for _, name := range []string{"config", "site", "log-level", "log-format"} {
-		if v := c.String(name); v != "" {
+		v := c.String(name)
+		if name == "config" && v != "" {
+			// The worker runs in /, not in the data directory.
+			if v, err = filepath.Abs(v); err != nil {
+				return fmt.Errorf("find the configuration: %w", err)
+			}
+		}
+		if v != "" {
 			args = append(args, "--"+name+"="+v)
 		}
 	}
@@ -255,6 +267,9 @@ func startPrefetchWorker(c *cli.Context, spool string) error {
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	// Not in the data directory (restore_command's): a worker must not
+	// keep it as its working directory.
+	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", exe, err)
@@ -270,9 +285,17 @@ func runPrefetchWorker(c *cli.Context, spool string) error {
 	}
 	defer closeAll()
 	log := env.log.With().Str("component", "prefetch").Str("spool", spool).Logger()
-	res, err := env.archive.PrefetchWAL(c.Context, spool, archive.PrefetchOptions{Count: env.cfg.RestorePrefetch})
+	// The spool is pg_wal/hoard-prefetch of the data directory.
+	res, err := env.archive.PrefetchWAL(c.Context, spool, archive.PrefetchOptions{
+		Count:   env.cfg.RestorePrefetch,
+		DataDir: filepath.Dir(filepath.Dir(spool)),
+	})
 	if errors.Is(err, archive.ErrPrefetchBusy) {
 		log.Debug().Msg("another prefetch worker is running")
+		return nil
+	}
+	if errors.Is(err, archive.ErrPrefetchStopped) {
+		log.Info().Int("fetched", len(res.Fetched)).Str("reason", err.Error()).Msg("prefetch stopped")
 		return nil
 	}
 	log.Info().Int("fetched", len(res.Fetched)).Str("missing", res.Missing).Msg("prefetch done")

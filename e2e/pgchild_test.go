@@ -373,13 +373,7 @@ func waitWorkerGone(t *testing.T, spool string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		f, err := os.Open(filepath.Join(spool, "lock"))
-		if err != nil {
-			return
-		}
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		f.Close()
-		if err == nil {
+		if !spoolLocked(spool) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -387,4 +381,14 @@ func waitWorkerGone(t *testing.T, spool string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// flockBusy reports whether another process holds an exclusive flock on
+// f: taking it without waiting fails.
+func flockBusy(f *os.File) bool {
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
 }
