@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"syscall"
 	"time"
@@ -55,6 +56,12 @@ func NotifySignals(app *cli.App, args []string) context.Context {
 	sigs := stopSignals
 	if child {
 		sigs = slices.Concat(stopSignals, childStopSignals)
+		// A panic (a bug) exits 2, which restore_command's caller reads
+		// as "not archived": ending recovery early could promote a
+		// cluster that misses committed transactions. Crash with
+		// SIGABRT instead, after the same goroutine dump: PostgreSQL
+		// stops recovery, or restarts its archiver, and tells why.
+		debug.SetTraceback("crash")
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	ch := make(chan os.Signal, 1)

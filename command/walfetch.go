@@ -119,7 +119,9 @@ EXIT STATUS:
         or invalid, an unknown site, -h, --help or --version given with NAME and DEST,
         which shows the help and fetches nothing). PostgreSQL then stops
         recovery with an error instead of ending it early with WAL missing.
-   130, 131, 134, 143  stopped by SIGINT, SIGQUIT, SIGABRT or SIGTERM (see SIGNALS)`,
+   130, 131, 134, 143  stopped by SIGINT, SIGQUIT, SIGABRT or SIGTERM (see SIGNALS)
+   killed by SIGABRT  a bug in hoard (a panic, printed with every goroutine's stack):
+        PostgreSQL stops recovery; Go's own exit 2 would read "not archived"`,
 		Flags: append(siteFlags(),
 			&cli.StringFlag{Name: "archived-through", Usage: "the restore found every segment up to `SEGMENT` archived: one of them missing now stops recovery (exit 255)"},
 			&cli.Uint64Flag{Name: "wal-segment-size", Value: 16 << 20, Usage: "the cluster's WAL segment size in `BYTES`, for --archived-through"},

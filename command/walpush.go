@@ -50,7 +50,9 @@ EXIT STATUS:
         number, as if it had killed wal-push, even when the file was stored (PostgreSQL's
         archiver then stops; it retries the file later, and finds it archived). An upload
         in progress is abandoned and stores nothing; after 10 s wal-push exits without
-        waiting for it. (Go's default answer to SIGQUIT and SIGABRT is exit 2.)`,
+        waiting for it. (Go's default answer to SIGQUIT and SIGABRT is exit 2.)
+   killed by SIGABRT  a bug in hoard (a panic, printed with every goroutine's stack):
+        the archiver restarts and retries the file`,
 		Flags:  append(siteFlags(), allowRootFlag),
 		Before: inheritSiteFlags,
 		Action: runWALPush,
