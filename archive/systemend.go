@@ -2,8 +2,12 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -24,12 +28,21 @@ import (
 // delivers it, restore and verify count it as the end of the system's
 // WAL). Both objects are read whole before their first pages count, so
 // that a page whose bytes someone without the key altered (the pghoa1
-// envelope's HMAC is checked at EOF) never ends a system's WAL. Someone
-// who can write the bucket could still store another system's WAL
-// (encrypted with a key this site knows, from a site sharing the key
-// pair) after a .partial, or delete the WAL after it: recovery then ends
-// there, as it would at the end of the archive, where deleting the WAL
-// after it has the same effect.
+// envelope's HMAC is checked at EOF) never ends a system's WAL.
+//
+// Someone who can write the bucket could still delete segment N where
+// its .partial is stored too (the daemon's periodic uploads leave one)
+// and store under the name N+1 a copy of a segment of another system (one
+// encrypted with a key this site knows, from a site sharing the key
+// pair: it decodes and authenticates here), while the system's own
+// segments N+2, N+3, ... stay stored. Ending recovery at N would then
+// silently skip WAL that exists, worse than deleting the tail. So any
+// segment or .partial stored after the .partial on its timeline, or on
+// a later one, whose first page names the reader's system vetoes the
+// end (OwnWALAfter), and the gap is reported as before. pg_upgrade
+// leaves none: the upgraded cluster's WAL after N is all its own. That
+// scan runs only once an end is otherwise found, reads first pages
+// only, and stops at the first of the system's.
 
 // SystemEnd is where the WAL of database system System ends in an
 // archive in which another system's WAL follows it on the same timeline.
@@ -56,9 +69,15 @@ func (e *SystemEnd) String() string {
 // for database system system, nil when there is none: system is 0, the
 // complete segment is stored, no .partial of it is, a timeline above its
 // own has a history file, the .partial's first page names another
-// system, no WAL is stored after it on its timeline, the first that is
-// names system too, or either object cannot be read whole (damaged,
-// tampered with, or no private key). An error only for ctx's end.
+// system, no WAL is stored after it on its timeline, any WAL stored
+// after it on its timeline or a later one names system (OwnWALAfter),
+// or either object cannot be read whole (damaged, tampered with, or no
+// private key). An error only for ctx's end.
+//
+// Only a first page naming system, read without authenticating it, is
+// needed to veto an end: a forged one makes hoard report a gap, as
+// deleting the WAL after the .partial would; accepting one needs both
+// objects read whole.
 func (l *WALListing) SystemEndAt(ctx context.Context, name string, system uint64) (*SystemEnd, error) {
 	p, ok := l.Partials[name]
 	if _, done := l.Segments[name]; !ok || done || system == 0 || !wal.IsSegmentName(name) {
@@ -70,22 +89,17 @@ func (l *WALListing) SystemEndAt(ctx context.Context, name string, system uint64
 			return nil, nil
 		}
 	}
-	var next WALFile
-	for _, files := range []map[string]WALFile{l.Segments, l.Partials} {
-		for n, f := range files {
-			if wal.SegmentTimeline(n) == tli && n > name && (next.Name == "" || n < next.Name[:24]) {
-				next = f
-			}
-		}
-	}
-	if next.Name == "" {
+	later := l.walAfter(name)
+	if len(later) == 0 || wal.SegmentTimeline(later[0].Name[:24]) != tli {
 		return nil, nil
 	}
-	// The next object's first page alone first: where it is the
+	next := later[0]
+	// The first pages alone first, next's first: where next is the
 	// system's own (a gap, which a standby asks about every few seconds)
-	// that is one short read, not two whole objects.
-	if h, err := next.firstPage(ctx, false); err != nil || h.SystemID == system {
-		return nil, ctx.Err()
+	// that is one short read, not two whole objects. Any later WAL of
+	// the system vetoes the end: it is not where the system's WAL ends.
+	if own, err := ownWALIn(ctx, later, system); own != "" || err != nil {
+		return nil, err
 	}
 	own, err := p.firstPage(ctx, true)
 	if err != nil || own.SystemID != system {
@@ -106,4 +120,49 @@ func SystemOf(ctx context.Context, f WALFile) (uint64, error) {
 		return 0, fmt.Errorf("first page of %s: %w", f.Key, err)
 	}
 	return h.SystemID, nil
+}
+
+// OwnWALAfter returns the key of the first segment or .partial in l after
+// the segment name (no suffix) on its timeline, or on a later timeline,
+// whose first page names database system system, read without
+// authenticating it; "" when there is none. Such WAL says that system's
+// WAL does not end before it. A first page that cannot be read counts as
+// system's (it may be); one deleted since the listing does not. Reads
+// stop at the first found. An error only for ctx's end.
+func (l *WALListing) OwnWALAfter(ctx context.Context, name string, system uint64) (string, error) {
+	return ownWALIn(ctx, l.walAfter(name), system)
+}
+
+// ownWALIn is OwnWALAfter over files, in order.
+func ownWALIn(ctx context.Context, files []WALFile, system uint64) (string, error) {
+	for _, f := range files {
+		h, err := f.firstPage(ctx, false)
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil || h.SystemID == system {
+			return f.Key, nil
+		}
+	}
+	return "", nil
+}
+
+// walAfter returns the segments and .partials of l after the segment
+// name (no suffix) on its timeline, then those of later timelines, in
+// name order (a segment before its .partial).
+func (l *WALListing) walAfter(name string) []WALFile {
+	tli := wal.SegmentTimeline(name)
+	var files []WALFile
+	for _, m := range []map[string]WALFile{l.Segments, l.Partials} {
+		for n, f := range m {
+			if t := wal.SegmentTimeline(n); t > tli || t == tli && n[8:] > name[8:] {
+				files = append(files, f)
+			}
+		}
+	}
+	slices.SortFunc(files, func(x, y WALFile) int { return strings.Compare(x.Name, y.Name) })
+	return files
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,11 +17,26 @@ import (
 	"github.com/hoardbackup/hoard/wal"
 )
 
+// walOf is a segment or .partial (name with its suffix) of a database
+// system.
+type walOf struct {
+	name   string
+	system uint64
+}
+
 // upgradedSite returns a site (with keys or without) after a pg_upgrade
 // in place into it: the old system's segments 2 to 4 of timeline 1 and
 // its unfinished segment 5 as a .partial (its first 300000 bytes, whose
 // content it returns), then next's segments 7 and 8 of timeline 1.
 func upgradedSite(tb testing.TB, keys bool, old, next uint64) (*Archive, []byte) {
+	tb.Helper()
+	return partialSite(tb, keys, old, walOf{"000000010000000000000007", next}, walOf{"000000010000000000000008", next})
+}
+
+// partialSite returns a site (with keys or without) holding the old
+// system's segments 2 to 4 of timeline 1 and its segment 5 as a .partial
+// only (its first 300000 bytes, whose content it returns), then after.
+func partialSite(tb testing.TB, keys bool, old uint64, after ...walOf) (*Archive, []byte) {
 	tb.Helper()
 	a := walTestArchive(tb, keys)
 	a.Codec.RequireEncryption = keys
@@ -29,12 +45,23 @@ func upgradedSite(tb testing.TB, keys bool, old, next uint64) (*Archive, []byte)
 	}
 	const name = "000000010000000000000005"
 	data := waltest.SegmentOf(tb, name, testSegSize, 1, old)[:300000]
+	putPartialOf(tb, a, name, data)
+	for _, w := range after {
+		if !wal.IsPartialName(w.name) {
+			pushSegmentOf(tb, a, w.name, w.system)
+			continue
+		}
+		putPartialOf(tb, a, w.name[:24], waltest.SegmentOf(tb, w.name[:24], testSegSize, 1, w.system)[:200000])
+	}
+	return a, data
+}
+
+// putPartialOf stores data as the .partial of segment name.
+func putPartialOf(tb testing.TB, a *Archive, name string, data []byte) {
+	tb.Helper()
 	if _, err := a.PutPartialWAL(context.Background(), writeWALFile(tb, tb.TempDir(), name+wal.PartialSuffix, data), PushOptions{}); err != nil {
 		tb.Fatal(err)
 	}
-	pushSegmentOf(tb, a, "000000010000000000000007", next)
-	pushSegmentOf(tb, a, "000000010000000000000008", next)
-	return a, data
 }
 
 // TestWALListing_SystemEndAt: after a pg_upgrade into the same site, the
@@ -45,7 +72,9 @@ func upgradedSite(tb testing.TB, keys bool, old, next uint64) (*Archive, []byte)
 // the segment size. For the upgraded system, a reader that names no
 // system, where the WAL after it is the old system's own (a real gap), or
 // where that WAL does not authenticate (altered by someone without the
-// key): no end, and wal-fetch answers not archived, as before.
+// key), or where any WAL of the old system is stored after it (someone
+// who can write to the bucket planted the other system's): no end, and
+// wal-fetch answers not archived, as before.
 func TestWALListing_SystemEndAt(t *testing.T) {
 	testio.WithAndWithoutKeys(t, testSystemEndAt)
 }
@@ -126,5 +155,62 @@ func testSystemEndAt(t *testing.T, keys bool) {
 	}
 	if _, err := fetch(a, sysOld); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("wal-fetch %s with the next segment altered: %v, want not archived", name, err)
+	}
+
+	// Someone who can write to the bucket and holds no key deletes
+	// segment 5 (its .partial stays, as the daemon's periodic uploads
+	// leave it) and copies another system's segment, from a site sharing
+	// the key pair, under the name 6, while the old system's own WAL
+	// after it stays stored. That is no end of the old system's WAL:
+	// SystemEndAt returns nil and wal-fetch answers not archived, so that
+	// restore reports the gap at 5 instead of ending recovery there and
+	// skipping the WAL stored after it. The old system's WAL after it
+	// vetoes as a segment, as a .partial, or on a later timeline; the
+	// veto reads first pages only, in name order, and stops at the first
+	// of the old system's.
+	for _, tc := range []struct {
+		name  string
+		after []walOf
+		reads []string // the objects SystemEndAt opens
+	}{
+		{"ErrOwnSegmentAfter", []walOf{
+			{"000000010000000000000006", sysNew},
+			{"000000010000000000000007", sysOld},
+			{"000000010000000000000008", sysOld},
+		}, []string{"000000010000000000000006", "000000010000000000000007"}},
+		{"ErrOwnPartialAfter", []walOf{
+			{"000000010000000000000006", sysNew},
+			{"000000010000000000000007", sysNew},
+			{"000000010000000000000009.partial", sysOld},
+		}, []string{"000000010000000000000006", "000000010000000000000007", "000000010000000000000009.partial"}},
+		{"ErrOwnLaterTimeline", []walOf{
+			{"000000010000000000000006", sysNew},
+			{"000000020000000000000004", sysOld},
+			{"000000020000000000000005", sysOld},
+		}, []string{"000000010000000000000006", "000000020000000000000004"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := partialSite(t, keys, sysOld, tc.after...)
+			opens := &storetest.OpenLog{Store: a.Store}
+			a.Store = opens
+			l, err := a.ListStoredWAL(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, err := l.SystemEndAt(ctx, name, sysOld); e != nil || err != nil {
+				t.Errorf("SystemEndAt(%s) with the old system's WAL stored after it = %+v, %v; want nil: a gap", name, e, err)
+			}
+			want := make([]string, len(tc.reads))
+			for i, n := range tc.reads {
+				want[i] = a.Layout.WALKey(n)
+			}
+			if got := opens.Keys(); !slices.Equal(got, want) {
+				t.Errorf("SystemEndAt read %v, want the first pages of %v only", got, want)
+			}
+			dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+			if err := a.FetchWAL(ctx, name, dest, FetchOptions{SystemID: sysOld}); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("wal-fetch %s: %v, want not archived", name, err)
+			}
+		})
 	}
 }

@@ -48,7 +48,9 @@ key or PostgreSQL setting to change), in four steps:
                  new backup_sites.<site>.prefix for the upgraded cluster
   archive        the newest backup and its age against basebackup_interval_hours; the WAL
                  from its start through the newest stored segment, without a gap (from the
-                 listing: nothing is downloaded but a .partial tail); with --archive-switch,
+                 listing: nothing is downloaded but a .partial tail); a warning where it
+                 ends in a .partial that another system's WAL follows (pg_upgrade into the
+                 same site: set a new prefix for the upgraded cluster); with --archive-switch,
                  pg_switch_wal() on the first node, then a wait until that segment is
                  archived (as pgbackrest check does; needs a superuser)
 

@@ -69,6 +69,13 @@ func checkArchive(ctx context.Context, r *checkReport, env *siteEnv, newest *arc
 		r.ok(step, "newest backup %s, %s old", newest.Name, age)
 	}
 	chain, err := verify.CheckContinuity(ctx, env.archive, newest)
+	checkChain(r, newest, chain, err)
+}
+
+// checkChain reports chain, the WAL of backup newest (err: it could not
+// be followed).
+func checkChain(r *checkReport, newest *archive.BackupInfo, chain *verify.Chain, err error) {
+	const step = "archive"
 	switch {
 	case err != nil:
 		r.fail(step, "WAL of backup %s: %v", newest.Name, err)
@@ -84,6 +91,13 @@ func checkArchive(ctx context.Context, r *checkReport, env *siteEnv, newest *arc
 	case !chain.Continuous():
 		r.fail(step, "WAL after backup %s has gaps (%s): recovery stops at %s; store them with hoard archive-sync on the server, or take a new backup",
 			newest.Name, gaps(chain), chain.LastContinuous)
+	case chain.SystemEnd != nil:
+		// Restorable to the end of its system's WAL, but another
+		// cluster writes into this prefix.
+		r.warn(step, "WAL continues from %s (backup %s) through %s, where the WAL of its database system %d ends: "+
+			"database system %d's WAL follows (%s), as after pg_upgrade into the same site; "+
+			"set a new backup_sites.<site>.prefix for the upgraded cluster",
+			chain.Start, newest.Name, dash(chain.Newest), chain.SystemEnd.System, chain.SystemEnd.NextSystem, chain.SystemEnd.Next.Key)
 	default:
 		r.ok(step, "WAL continues from %s (backup %s) through %s", chain.Start, newest.Name, dash(chain.Newest))
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/verify"
 )
 
 // TestCheckSystemID_OnlyForeignAuthenticated: where the only backups whose
@@ -25,5 +26,35 @@ func TestCheckSystemID_OnlyForeignAuthenticated(t *testing.T) {
 	}
 	if b := newestBackup([]*archive.BackupInfo{other, planted}, "7000000000000000002"); b != other {
 		t.Errorf("newestBackup = %v, want %s", b, other.Name)
+	}
+}
+
+// TestCheckChain_SystemEnd: where the newest backup's WAL ends in a
+// .partial that another system's WAL follows (pg_upgrade into the same
+// prefix), check says so, naming both systems and the WAL that follows,
+// and warns, instead of reporting plain continuity.
+func TestCheckChain_SystemEnd(t *testing.T) {
+	b := &archive.BackupInfo{Name: "2024-05-01_0"}
+	chain := &verify.Chain{Start: "000000010000000000000002", Newest: "000000010000000000000005.partial", Restorable: true}
+	var out bytes.Buffer
+	r := &checkReport{w: &out}
+	checkChain(r, b, chain, nil)
+	if r.warnings != 0 || !strings.Contains(out.String(), "through 000000010000000000000005.partial") {
+		t.Errorf("check of a continuous chain: %d warned\n%s", r.warnings, out.String())
+	}
+	chain.SystemEnd = &archive.SystemEnd{
+		Partial: archive.WALFile{Key: "site/xlog/000000010000000000000005.partial"}, System: 7000000000000000001,
+		Next: archive.WALFile{Key: "site/xlog/000000010000000000000007"}, NextSystem: 7000000000000000002,
+	}
+	out.Reset()
+	r = &checkReport{w: &out}
+	checkChain(r, b, chain, nil)
+	for _, want := range []string{"000000010000000000000005.partial", "7000000000000000001", "7000000000000000002", "site/xlog/000000010000000000000007", "pg_upgrade", "prefix"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check does not say %s:\n%s", want, out.String())
+		}
+	}
+	if r.warnings != 1 {
+		t.Errorf("check of a chain that ends its system's WAL: %d warned, want 1\n%s", r.warnings, out.String())
 	}
 }

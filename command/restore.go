@@ -55,8 +55,10 @@ segments and the LSN recovery would reach. --stop-at-gap accepts that end; the s
 then says where recovery stops. Where the gap starts at a segment stored only as a .partial
 of the backup's database system and the WAL stored after it is another system's (after
 pg_upgrade into the same prefix), that .partial is the end of the system's WAL, no gap:
-restore replays it to its end and says so. Where the WAL after a gap is another system's
-and no such .partial exists, the refusal says so (archive-sync cannot fill that gap). A segment deleted from the archive after the check (or
+restore replays it to its end and says so. WAL of the backup's system stored anywhere
+after it (on its timeline or a later one) makes it a gap again. Where the WAL after a gap
+is another system's, none after it is the backup's system's and no such .partial exists,
+the refusal says so (archive-sync cannot fill that gap). A segment deleted from the archive after the check (or
 lost, or withheld by someone who can write the storage) would end recovery early just
 the same: the restore_command hoard writes carries the last segment it found archived
 (wal-fetch --archived-through), and wal-fetch stops recovery with an error at any of

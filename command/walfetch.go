@@ -44,7 +44,8 @@ segment size, when that copy is the end of the archive: no segment or .partial a
 on its timeline, and no later timeline. Recovery then replays up to its last record.
 So is one whose .partial ends the WAL of the data directory's database system, where the
 next segment or .partial stored after it on its timeline is another system's (both read
-whole, their checks passed) and no later timeline exists: after pg_upgrade into the same
+whole, their checks passed), no segment or .partial stored after it (on its timeline or a
+later one) is of that system, and no later timeline exists: after pg_upgrade into the same
 prefix, the old cluster's last segment, which the upgraded cluster's WAL follows.
 
 After delivering a segment, wal-fetch starts a background worker (unless one runs) that

@@ -42,7 +42,9 @@ func SystemEndTail(ctx context.Context, l *archive.WALListing, b *archive.Backup
 // otherSystemGap returns why gap g after backup b is no gap of b's
 // database system: the first WAL stored after it names another system
 // (read whole, archive.SystemOf); "" when it names b's, or the backup
-// records no system, or it cannot be read.
+// records no system, or it cannot be read, or any WAL stored after the
+// gap names b's system (archive.WALListing.OwnWALAfter: b's WAL goes on
+// after the gap, so the gap is a loss, not the end of its system's WAL).
 func otherSystemGap(ctx context.Context, l *archive.WALListing, b *archive.BackupInfo, g *WALGap) string {
 	system := backupSystem(b)
 	f, ok := l.Segments[g.Next]
@@ -54,6 +56,9 @@ func otherSystemGap(ctx context.Context, l *archive.WALListing, b *archive.Backu
 	}
 	other, err := archive.SystemOf(ctx, f)
 	if err != nil || other == system {
+		return ""
+	}
+	if own, err := l.OwnWALAfter(ctx, g.Last, system); own != "" || err != nil {
 		return ""
 	}
 	return fmt.Sprintf("%s, the first WAL stored after the gap, is of database system %d, not %d, the backup's: "+

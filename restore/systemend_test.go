@@ -31,7 +31,13 @@ func TestSystemEndTail(t *testing.T) {
 	b := hoardBackup("b", 1, 0x4000100, 0)
 	b.StartLSN, b.StartWALSegment, b.EndWALSegment, b.WALSegmentSize = 0x200028, "000000010000000000000002", "000000010000000000000004", segSize
 	b.EndLSN, b.SystemID = 0x400100, "7000000000000000001"
+	var siteOf func(t *testing.T, partial bool, after map[string]uint64) (*archive.WALListing, walIndex)
+	// site stores b's system's segments 2 to 4, segment 5 as a .partial
+	// of it (with partial), then segments 7 and 8 of after.
 	site := func(t *testing.T, partial bool, after uint64) (*archive.WALListing, walIndex) {
+		return siteOf(t, partial, map[string]uint64{"000000010000000000000007": after, "000000010000000000000008": after})
+	}
+	siteOf = func(t *testing.T, partial bool, after map[string]uint64) (*archive.WALListing, walIndex) {
 		a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Snappy})
 		put := func(name string, data []byte) {
 			p := filepath.Join(t.TempDir(), name)
@@ -54,8 +60,8 @@ func TestSystemEndTail(t *testing.T) {
 		if partial {
 			put("000000010000000000000005.partial", waltest.SegmentOf(t, "000000010000000000000005", segSize, 1, old)[:300000])
 		}
-		for _, n := range []string{"000000010000000000000007", "000000010000000000000008"} {
-			put(n, waltest.SegmentOf(t, n, segSize, 1, after))
+		for n, sys := range after {
+			put(n, waltest.SegmentOf(t, n, segSize, 1, sys))
 		}
 		l, err := a.ListStoredWAL(ctx)
 		if err != nil {
@@ -107,6 +113,23 @@ func TestSystemEndTail(t *testing.T) {
 		l, w := site(t, true, old)
 		if why := noEnd(t, l, w); why != "" {
 			t.Errorf("otherSystemGap of the same system's WAL = %q, want none", why)
+		}
+	})
+	// Someone who can write to the bucket deleted segment 5 (its
+	// .partial stays) and stored another system's segment as 6, before
+	// b's system's own segments 7 and 8: a gap from 5, not the end of
+	// b's system's WAL, and the refusal says nothing of another cluster.
+	t.Run("ErrOwnWALAfter", func(t *testing.T) {
+		for _, partial := range []bool{true, false} {
+			l, w := siteOf(t, partial, map[string]uint64{
+				"000000010000000000000006": upgraded, "000000010000000000000007": old, "000000010000000000000008": old,
+			})
+			if g := gap0(t, w, b); g != "000000010000000000000005" {
+				t.Errorf("gap from %s, want 000000010000000000000005", g)
+			}
+			if why := noEnd(t, l, w); why != "" {
+				t.Errorf("otherSystemGap with b's system's WAL after the gap = %q, want none", why)
+			}
 		}
 	})
 	t.Run("ErrNoPartial", func(t *testing.T) {

@@ -769,24 +769,38 @@ func TestRun_SystemEnd(t *testing.T) {
 	const old, upgraded = 7123456789012345678, 7000000000000000002 // waltest.Segment's system, another
 	for _, tt := range []struct {
 		name  string
-		after uint64 // the system of the WAL after the .partial
+		after []uint64 // the systems of segments 6, 7, ... after the .partial (0: none stored)
+		gap   Gap      // the gap reported, none for the end of the old system's WAL
+		// fullGap is the gap --full reports where it differs: it finds
+		// another system's segment in the run and counts it missing.
+		fullGap Gap
 	}{
-		{name: "OK", after: upgraded},
-		{name: "ErrSameSystem", after: old},
+		{name: "OK", after: []uint64{0, upgraded, upgraded}},
+		{name: "ErrSameSystem", after: []uint64{0, old, old}, gap: Gap{First: seg(1, 5), Last: seg(1, 6), Count: 2}},
+		// Someone who can write to the bucket deleted segment 5 (its
+		// .partial stays) and stored another system's segment as 6:
+		// the old system's own 7 and 8 after it say the gap is a loss.
+		{name: "ErrOwnWALAfter", after: []uint64{upgraded, old, old}, gap: Gap{First: seg(1, 5), Last: seg(1, 5), Count: 1},
+			fullGap: Gap{First: seg(1, 5), Last: seg(1, 6), Count: 2}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := testArchive(t)
 			putBackupOf(t, a, "b1", 1, 2, 3, t0, fmt.Sprint(old))
 			putSegments(t, a, 1, 1, 4)
 			putPartial(t, a, seg(1, 5), 300000)
-			for no := uint64(7); no <= 8; no++ {
-				putSegment(t, a, seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, tt.after))
+			for i, sys := range tt.after {
+				if no := uint64(6 + i); sys != 0 {
+					putSegment(t, a, seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sys))
+				}
 			}
 			for _, full := range []bool{false, true} {
 				rep := run(t, a, full)
 				b := rep.Backups[0]
-				if tt.after == old {
-					if want := (Gap{First: seg(1, 5), Last: seg(1, 6), Count: 2}); len(b.Gaps) != 1 || b.Gaps[0] != want {
+				if want := tt.gap; want != (Gap{}) {
+					if full && tt.fullGap != (Gap{}) {
+						want = tt.fullGap
+					}
+					if len(b.Gaps) != 1 || b.Gaps[0] != want {
 						t.Errorf("full %v: gaps %+v, want %+v", full, b.Gaps, want)
 					}
 					if rep.OK() || strings.Contains(strings.Join(b.Notes, "\n"), "pg_upgrade") {
@@ -807,6 +821,18 @@ func TestRun_SystemEnd(t *testing.T) {
 						t.Errorf("full %v: notes do not say %s: %q", full, w, notes)
 					}
 				}
+			}
+			// hoard check's view: the chain says whose WAL follows.
+			bs, err := a.ListBackups(context.Background())
+			if err != nil || len(bs) != 1 {
+				t.Fatalf("list backups: %v, %v", bs, err)
+			}
+			ch, err := CheckContinuity(context.Background(), a, bs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (ch.SystemEnd != nil) != (tt.gap == (Gap{})) || ch.SystemEnd != nil && ch.SystemEnd.NextSystem != upgraded {
+				t.Errorf("CheckContinuity: SystemEnd %v, want one naming %d only where no gap is reported", ch.SystemEnd, uint64(upgraded))
 			}
 		})
 	}

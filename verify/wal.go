@@ -124,7 +124,12 @@ type Chain struct {
 	// in for it at the end of the archive. ReachLSN is then the end of
 	// its data.
 	Partial string
-	Gaps    []Gap // every run of missing segments from Start to Newest (or End)
+	// SystemEnd, when not nil, says that Partial ends the WAL of the
+	// backup's database system and another system's WAL follows it in
+	// the archive (archive.WALListing.SystemEndAt: pg_upgrade into the
+	// same prefix).
+	SystemEnd *archive.SystemEnd
+	Gaps      []Gap // every run of missing segments from Start to Newest (or End)
 	// Restorable is true when no gap lies between Start and End: recovery
 	// can reach a consistent state.
 	Restorable bool
@@ -206,7 +211,7 @@ func (w *walIndex) endSystem(ctx context.Context, b *archive.BackupInfo, system 
 	}
 	ch.Segments = append(ch.Segments, name)
 	ch.LastContinuous, ch.Partial, ch.ReachLSN, ch.Newest = name, name, t.End, name
-	ch.Gaps = nil
+	ch.Gaps, ch.SystemEnd = nil, e
 	ch.Restorable = true
 	return e, nil
 }
