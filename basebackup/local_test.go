@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -107,10 +109,22 @@ func restoreAndStart(t *testing.T, a *archive.Archive, name string, major int, w
 // only: a version 2 manifest (PostgreSQL 17 and later) is checked as the
 // version 1 manifest with the same files, its own checksum checked first.
 // With moved set, tablespaces were restored elsewhere and the restore
-// rewrote tablespace_map by design: it is not compared.
+// rewrote tablespace_map by design: it is not compared. Nor is
+// global/pg_control: restore sets its checkpoint location to
+// restore.GuardCheckpoint (and its CRC), so that PostgreSQL refuses to
+// start without backup_label; its checksum differs from the manifest's by
+// design. verifyBackup checks the guard instead, and PostgreSQL checks the
+// file's CRC when the cluster starts.
 func verifyBackup(t testing.TB, dir string, major int, moved bool) {
 	t.Helper()
-	args := []string{"-n"}
+	control, err := os.ReadFile(filepath.Join(dir, "global", "pg_control"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pglogrepl.LSN(binary.LittleEndian.Uint64(control[32:])); got != restore.GuardCheckpoint {
+		t.Errorf("restored pg_control's checkpoint location %s, want %s", got, restore.GuardCheckpoint)
+	}
+	args := []string{"-n", "-i", "global/pg_control"}
 	if moved {
 		args = append(args, "-i", "tablespace_map")
 	}

@@ -43,6 +43,10 @@ goes on).
 pg_control is written last, and removed again when a later step fails,
 so a restore that fails part-way (a full disk: the error gives the backup's size and what
 each directory had free) leaves a directory PostgreSQL refuses to start on.
+Its latest checkpoint location is written as 0/DEAD (pg_controldata shows it), REDO and
+the rest as backed up: PostgreSQL recovers from backup_label's checkpoint, and refuses to
+start if backup_label is removed instead of starting a corrupt cluster. If recovery fails,
+do not remove backup_label (whatever PostgreSQL's HINT says): fix the cause and start again.
 Then it writes the recovery configuration into postgresql.auto.conf (restore_command
 runs hoard wal-fetch with this configuration) and creates recovery.signal, or
 standby.signal with --standby. With a target, a primary promotes when it reaches it

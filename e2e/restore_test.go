@@ -93,13 +93,21 @@ func restoreTablespaceVerify(t *testing.T, s *site, src *pgtest.Cluster, name, r
 	// pg_verifybackup checks every file against the backup's manifest.
 	// -n: the restored pg_wal is empty (WAL comes from the archive).
 	// tablespace_map is rewritten with the new location, so it differs
-	// from the manifest by design.
-	verify := exec.Command(pgtest.Tool(t, "pg_verifybackup"), "-n", "-i", "tablespace_map", dir)
+	// from the manifest by design; so does global/pg_control, whose
+	// checkpoint location restore sets to 0/DEAD so that PostgreSQL
+	// refuses to start without backup_label: pg_controldata checks it
+	// below, and PostgreSQL checks its CRC at startup.
+	verify := exec.Command(pgtest.Tool(t, "pg_verifybackup"), "-n", "-i", "tablespace_map", "-i", "global/pg_control", dir)
 	pgtest.RunAs(verify)
 	if out, err := verify.CombinedOutput(); err != nil {
 		t.Fatalf("pg_verifybackup: %v\n%s", err, out)
 	} else {
 		t.Logf("pg_verifybackup: %s", out)
+	}
+	controldata := exec.Command(pgtest.Tool(t, "pg_controldata"), "-D", dir)
+	pgtest.RunAs(controldata)
+	if out, err := controldata.CombinedOutput(); err != nil || !strings.Contains(string(out), "Latest checkpoint location:           0/DEAD\n") || strings.Contains(string(out), "WARNING") {
+		t.Errorf("pg_controldata of the restored directory (%v): want checkpoint location 0/DEAD and no warning:\n%s", err, out)
 	}
 
 	c := pgtest.StartDataDir(t, 15, dir, noArchiving)

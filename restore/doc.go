@@ -62,6 +62,21 @@
 // and the error wraps ErrIncomplete. A failure after pg_control (the
 // recovery configuration, the final syncfs) removes it again.
 //
+// The pg_control written is the backup's with its checkpoint location set
+// to GuardCheckpoint (0/DEAD) and its CRC recomputed (pgcontrol.go), for
+// every backup format, when backup_label is in place (it always is: it is
+// written before pg_control) and the file is of a layout checked against
+// PostgreSQL 13 to 18; checkPointCopy, REDO included, is kept. PostgreSQL
+// recovers from backup_label's checkpoint and never reads pg_control's;
+// without backup_label (removed after a failed recovery, as its HINT
+// suggests) it would do crash recovery from pg_control's checkpoint, one
+// from during the backup, with no backup end to reach, and could start a
+// corrupt cluster: with 0/DEAD it refuses to start. A pg_control of
+// another layout is written as backed up, with a warning; one whose CRC
+// does not match is refused (ErrControlCRC). The restored pg_control no
+// longer matches its checksum in backup_manifest: pg_verifybackup is run
+// with -i global/pg_control.
+//
 // Before the first download Run compares the backup's decoded size with
 // the free space of the target's file system; when tablespaces lie on
 // others, each file system's free space with the parts of the backup

@@ -10,6 +10,8 @@ import (
 	"path"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hoardbackup/hoard/archive"
 )
 
@@ -52,12 +54,15 @@ type extractor struct {
 	// syncs are the directories whose file systems writePGControl
 	// syncs first: the data directory's and every tablespace's.
 	syncs []*os.File
+	// log says why writePGControl kept a pg_control as the backup
+	// holds it.
+	log zerolog.Logger
 }
 
 // newExtractor opens the data directory pgdata and the tablespace
 // directories (name → directory), which must exist.
 func newExtractor(pgdata string, tablespaces map[string]string) (*extractor, error) {
-	e := &extractor{spcs: map[string]bool{}, roots: map[string]*os.Root{}}
+	e := &extractor{spcs: map[string]bool{}, roots: map[string]*os.Root{}, log: zerolog.Nop()}
 	dirs := map[string]string{"": pgdata}
 	for name, d := range tablespaces {
 		e.spcs[name] = true
@@ -250,7 +255,23 @@ func (e *extractor) writeNew(rel string, data []byte, mode fs.FileMode) error {
 // disk and an earlier relation file not. pg_control itself needs no sync
 // here: one that did not reach the disk whole fails PostgreSQL's CRC
 // check of the file at startup, and Run's final sync follows.
+//
+// When backup_label is in place (every backup holds one, and it is
+// written before pg_control), pg_control's checkpoint location is set to
+// GuardCheckpoint (guardCheckpoint), so that PostgreSQL refuses to start
+// if backup_label is removed instead of recovering from the wrong
+// checkpoint into a corrupt cluster. A pg_control of a layout hoard does
+// not know is written as it is, and the log says so.
 func (e *extractor) writePGControl(data []byte) error {
+	if _, err := e.roots[""].Stat("backup_label"); err != nil {
+		e.log.Warn().Err(err).Msg("pg_control kept as in the backup: no backup_label; PostgreSQL would start crash recovery from its checkpoint")
+	} else if guarded, err := guardCheckpoint(data); errors.Is(err, errControlLayout) {
+		e.log.Warn().Err(err).Msg("pg_control kept as in the backup: its checkpoint location is not invalidated, so removing backup_label would not stop PostgreSQL")
+	} else if err != nil {
+		return fmt.Errorf("%s, damaged in the backup (PostgreSQL would refuse it too; restore another backup): %w", archive.ControlPGControl, err)
+	} else {
+		data = guarded
+	}
 	for _, d := range e.syncs {
 		if err := syncFS(d); err != nil {
 			return err

@@ -201,6 +201,7 @@ func testIncrementalChain(t *testing.T, major int) {
 		if res.Backup.Name != inc2.Name {
 			t.Fatalf("restored %s, want the incremental %s", res.Backup.Name, inc2.Name)
 		}
+		checkGuarded(t, dir)
 		if _, err := os.Stat(filepath.Join(dir, "backup_manifest")); err == nil {
 			t.Error("the incremental backup's backup_manifest, which lists INCREMENTAL files, was restored")
 		}

@@ -404,6 +404,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer ex.close()
 	ex.syncs = syncs
+	ex.log = log
 	dl := time.Now()
 	if b.OneTar() {
 		if err := o.singleTar(ctx, log, src, b, ex, m, spcDirs, res); err != nil {

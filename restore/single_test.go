@@ -70,6 +70,8 @@ func TestRun_PGHoardReal(t *testing.T) {
 			if res.PGMajor != 15 {
 				t.Errorf("restored PG %d, want 15", res.PGMajor)
 			}
+			checkGuarded(t, target)
+			controldataGuarded(t, target)
 			if mode == "delta" {
 				// The fixture's one bundle and 58 files from delta
 				// objects (29 distinct: identical files share one).
