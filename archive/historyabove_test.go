@@ -178,9 +178,9 @@ func TestClusterReplayStart(t *testing.T) {
 	control := func(version uint32, redo uint64, segSize uint32) string {
 		dir := t.TempDir()
 		b := make([]byte, 8192)
-		binary.LittleEndian.PutUint32(b[controlVersionOffset:], version)
-		binary.LittleEndian.PutUint64(b[controlRedoOffset:], redo)
-		binary.LittleEndian.PutUint32(b[controlSegSizeOffset:], segSize)
+		binary.LittleEndian.PutUint32(b[wal.ControlVersionOffset:], version)
+		binary.LittleEndian.PutUint64(b[wal.ControlRedoOffset:], redo)
+		binary.LittleEndian.PutUint32(b[wal.ControlSegSizeOffset:], segSize)
 		if err := os.MkdirAll(filepath.Join(dir, "global"), 0o700); err != nil {
 			t.Fatal(err)
 		}

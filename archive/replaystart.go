@@ -10,16 +10,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pglogrepl"
-)
 
-// Where pg_control holds checkPointCopy.redo (after the fields
-// controlTimelineOffset names) and xlog_seg_size, in the layouts of
-// pg_control_version 1300 (PostgreSQL 13 to 16), 1700 and 1800, the ones
-// read (seen with initdb --wal-segsize of each).
-const (
-	controlVersionOffset = 8
-	controlRedoOffset    = 40
-	controlSegSizeOffset = 228
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // ClusterReplayStart returns a lower bound of where recovery of the
@@ -30,18 +22,16 @@ const (
 // with pg_control's WAL segment size. The zero ReplayStart (no bound)
 // for a pg_control of another layout.
 func ClusterReplayStart(pgdata string) (ReplayStart, error) {
-	b, err := readHead(filepath.Join(pgdata, "global", "pg_control"), controlSegSizeOffset+4)
+	b, err := readHead(filepath.Join(pgdata, "global", "pg_control"), wal.ControlSegSizeOffset+4)
 	if err != nil {
 		return ReplayStart{}, err
 	}
-	switch binary.LittleEndian.Uint32(b[controlVersionOffset:]) {
-	case 1300, 1700, 1800:
-	default:
+	if !wal.ControlLayoutKnown(binary.LittleEndian.Uint32(b[wal.ControlVersionOffset:])) {
 		return ReplayStart{}, nil
 	}
 	r := ReplayStart{
-		LSN:         pglogrepl.LSN(binary.LittleEndian.Uint64(b[controlRedoOffset:])),
-		SegmentSize: uint64(binary.LittleEndian.Uint32(b[controlSegSizeOffset:])),
+		LSN:         pglogrepl.LSN(binary.LittleEndian.Uint64(b[wal.ControlRedoOffset:])),
+		SegmentSize: uint64(binary.LittleEndian.Uint32(b[wal.ControlSegSizeOffset:])),
 	}
 	label, err := os.ReadFile(filepath.Join(pgdata, "backup_label"))
 	if errors.Is(err, fs.ErrNotExist) {

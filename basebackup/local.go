@@ -32,14 +32,6 @@ import (
 // SQL session, which holds the backup open on the server, is alive.
 const sessionCheckInterval = time.Second
 
-// Offsets in ControlFileData (src/include/catalog/pg_control.h), the same
-// from PostgreSQL 13 to 18: the system identifier first, and the last
-// checkpoint's redo position, the first field of checkPointCopy.
-const (
-	controlSystemIDOffset = 0
-	controlRedoOffset     = 40
-)
-
 // localServer is what a local-tar backup asks the server before it starts.
 type localServer struct {
 	version    int // server_version_num
@@ -93,12 +85,12 @@ func readPGControl(dir string) (controlData, error) {
 	if err != nil {
 		return controlData{}, err
 	}
-	if len(raw) < controlRedoOffset+8 {
+	if len(raw) < wal.ControlRedoOffset+8 {
 		return controlData{}, fmt.Errorf("basebackup: %s has only %d bytes", name, len(raw))
 	}
 	return controlData{
-		systemID: strconv.FormatUint(binary.NativeEndian.Uint64(raw[controlSystemIDOffset:]), 10),
-		redo:     pglogrepl.LSN(binary.NativeEndian.Uint64(raw[controlRedoOffset:])),
+		systemID: strconv.FormatUint(binary.NativeEndian.Uint64(raw[wal.ControlSystemIDOffset:]), 10),
+		redo:     pglogrepl.LSN(binary.NativeEndian.Uint64(raw[wal.ControlRedoOffset:])),
 		raw:      raw,
 	}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // TestRun_BackupLabelRemoved takes a backup of a real cluster while rows
@@ -191,7 +192,7 @@ func checkGuarded(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := pglogrepl.LSN(binary.LittleEndian.Uint64(control[controlCheckpointOffset:])); got != GuardCheckpoint {
+	if got := pglogrepl.LSN(binary.LittleEndian.Uint64(control[wal.ControlCheckpointOffset:])); got != GuardCheckpoint {
 		t.Errorf("restored pg_control's checkpoint location %s, want %s", got, GuardCheckpoint)
 	}
 }

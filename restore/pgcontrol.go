@@ -16,17 +16,10 @@ import (
 // location: 0/DEAD".
 const GuardCheckpoint pglogrepl.LSN = 0xDEAD
 
-// controlCheckpointOffset is where ControlFileData
-// (src/include/catalog/pg_control.h) holds checkPoint, the LSN of the
-// latest checkpoint record: after system_identifier (8 bytes),
-// pg_control_version, catalog_version_no, state (4 each) and time (8,
-// aligned to 24); checkPointCopy follows, whose first field, redo,
-// archive.ClusterReplayStart reads at 40. The layouts whose CRC is
-// checked are wal.ControlCRCOffset's. PostgreSQL 18 has no pg_control
-// field that itself demands a backup_label (a backupLabelRequired flag
-// was proposed but not committed), so the invalid checkpoint is the
-// guard for every version.
-const controlCheckpointOffset = 32
+// PostgreSQL 18 has no pg_control field that itself demands a
+// backup_label (a backupLabelRequired flag was proposed but not
+// committed), so the invalid checkpoint (guardCheckpoint) is the guard
+// for every version.
 
 // errControlLayout says pg_control is of a layout guardCheckpoint does not
 // know: it is written as the backup holds it.
@@ -62,7 +55,7 @@ func guardCheckpoint(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	out := append([]byte(nil), data...)
-	binary.LittleEndian.PutUint64(out[controlCheckpointOffset:], uint64(GuardCheckpoint))
+	binary.LittleEndian.PutUint64(out[wal.ControlCheckpointOffset:], uint64(GuardCheckpoint))
 	binary.LittleEndian.PutUint32(out[crcAt:], wal.ControlCRC(out[:crcAt]))
 	return out, nil
 }

@@ -9,9 +9,20 @@ import (
 
 // global/pg_control holds PostgreSQL's ControlFileData
 // (src/include/catalog/pg_control.h), written by the server in one 8 KiB
-// write and ending with a CRC-32C of the bytes before it. Its
-// pg_control_version lies at offset 8, after system_identifier.
-const ControlVersionOffset = 8
+// write and ending with a CRC-32C of the bytes before it. Where its fields
+// lie, the same in every layout hoard knows (ControlLayoutKnown, seen
+// with initdb --wal-segsize of PostgreSQL 13 to 18): system_identifier
+// (8 bytes), pg_control_version, catalog_version_no, state (4 each) and
+// time (8, aligned to 24), then checkPoint, the LSN of the latest
+// checkpoint record, then checkPointCopy, whose first field is its REDO
+// location; xlog_seg_size, the WAL segment size, comes later.
+const (
+	ControlSystemIDOffset   = 0
+	ControlVersionOffset    = 8
+	ControlCheckpointOffset = 32
+	ControlRedoOffset       = 40
+	ControlSegSizeOffset    = 228
+)
 
 // controlCRCOffsets is, for each pg_control_version whose layout was
 // checked against real clusters (initdb of PostgreSQL 13 to 18 on x86-64,
@@ -21,6 +32,13 @@ const ControlVersionOffset = 8
 // mock_authentication_nonce at 256; 1800 added default_char_signedness
 // before it, which moves the nonce to 257 and the CRC, aligned, to 292.
 var controlCRCOffsets = map[uint32]int{1300: 288, 1700: 288, 1800: 292}
+
+// ControlLayoutKnown reports whether pg_control_version version is of a
+// layout hoard knows: the offsets above and its CRC's.
+func ControlLayoutKnown(version uint32) bool {
+	_, ok := controlCRCOffsets[version]
+	return ok
+}
 
 // ErrControlLayout says a pg_control is of a layout hoard does not know:
 // its CRC cannot be checked.
