@@ -32,7 +32,7 @@ func (o *Options) checkPromotion(ctx context.Context, a *archive.Archive, b *arc
 	if err != nil {
 		return err
 	}
-	_, refused, err := latestFor(ctx, a, h, tli, backupSystem(b), b.ReplayStart())
+	_, refused, err := latestFor(ctx, a, h, tli, BackupSystem(b), b.ReplayStart())
 	if err != nil || refused == nil {
 		return err
 	}

@@ -207,7 +207,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// backup's (choose).
 		var system uint64
 		if c := Candidates(backups, o.Backup, o.SystemID); len(c) > 0 {
-			system = backupSystem(c[len(c)-1])
+			system = BackupSystem(c[len(c)-1])
 		}
 		if t.latest, err = LatestPaths(ctx, a, backups, system); err != nil {
 			return nil, fmt.Errorf("target timeline latest: %w", err)
@@ -272,7 +272,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// same prefix): recovery ends at the .partial's end, as at the
 		// end of the archive.
 		var endTail *PartialTail
-		if endTail, sysEnd, err = SystemEndTail(ctx, stored, b, backupSystem(b), gap.First); err != nil {
+		if endTail, sysEnd, err = SystemEndTail(ctx, stored, b, BackupSystem(b), gap.First); err != nil {
 			return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 		}
 		if endTail != nil {

@@ -46,7 +46,7 @@ func SystemEndTail(ctx context.Context, l *archive.WALListing, b *archive.Backup
 // gap names b's system (archive.WALListing.OwnWALAfter: b's WAL goes on
 // after the gap, so the gap is a loss, not the end of its system's WAL).
 func otherSystemGap(ctx context.Context, l *archive.WALListing, b *archive.BackupInfo, g *WALGap) string {
-	system := backupSystem(b)
+	system := BackupSystem(b)
 	f, ok := l.Segments[g.Next]
 	if !ok {
 		f, ok = l.Partials[g.Next]

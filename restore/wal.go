@@ -148,14 +148,14 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	tli := targetTimeline(spec, b.StartTimeline, h)
 	if spec == "" || spec == "latest" {
 		var refused error
-		if tli, refused, err = latestFor(ctx, a, h, b.StartTimeline, backupSystem(b), b.ReplayStart()); err != nil || refused != nil {
+		if tli, refused, err = latestFor(ctx, a, h, b.StartTimeline, BackupSystem(b), b.ReplayStart()); err != nil || refused != nil {
 			return nil, errors.Join(err, refused)
 		}
 	}
 	if tli == b.StartTimeline {
 		return wal.History{{Timeline: tli}}, nil
 	}
-	p, err := readHistory(ctx, h, tli, backupSystem(b))
+	p, err := readHistory(ctx, h, tli, BackupSystem(b))
 	if err != nil {
 		return nil, err
 	}
@@ -166,10 +166,10 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	return p, nil
 }
 
-// backupSystem returns the system identifier b's metadata records, 0 when
+// BackupSystem returns the system identifier b's metadata records, 0 when
 // none (PGHoard's backups): the history files recovery of b follows must
 // not be signed for another system (a site sharing the key pair).
-func backupSystem(b *archive.BackupInfo) uint64 {
+func BackupSystem(b *archive.BackupInfo) uint64 {
 	n, _ := strconv.ParseUint(b.SystemID, 10, 64)
 	return n
 }
@@ -264,7 +264,7 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 func systemReplayStart(backups []*archive.BackupInfo, system uint64) archive.ReplayStart {
 	var rs []archive.ReplayStart
 	for _, b := range backups {
-		if backupSystem(b) == system {
+		if BackupSystem(b) == system {
 			rs = append(rs, b.ReplayStart())
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/jackc/pglogrepl"
 
@@ -157,16 +156,10 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 	if err != nil {
 		return nil, err
 	}
-	if _, err := idx.endSystem(ctx, b, restoreSystem(b), ch, nil); err != nil {
+	if _, err := idx.endSystem(ctx, b, restore.BackupSystem(b), ch, nil); err != nil {
 		return nil, err
 	}
 	return ch, nil
-}
-
-// restoreSystem is the database system b records, as restore takes it.
-func restoreSystem(b *archive.BackupInfo) uint64 {
-	n, _ := strconv.ParseUint(b.SystemID, 10, 64)
-	return n
 }
 
 // endSystem ends ch, b's chain, at the .partial of its first gap's first
