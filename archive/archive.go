@@ -49,6 +49,11 @@ type DamagedBackup struct {
 type Backups struct {
 	Sound   []*BackupInfo
 	Damaged []*DamagedBackup
+	// Contradicted holds the keys of main objects listed and read by
+	// GET that HEAD answered "not found" for (statConfirmed): they are
+	// in Sound or Damaged with GET's metadata, and retention stops on
+	// them.
+	Contradicted []string
 }
 
 // ScanBackups lists the site's complete basebackups. Only objects directly
@@ -72,9 +77,12 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 		return out, fmt.Errorf("list backups of site %s: %w", a.Site, err)
 	}
 	for _, o := range keys {
-		st, err := a.Store.Stat(ctx, o.Key)
+		st, contradicted, err := statConfirmed(ctx, a.Store, o.Key)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted since the listing
+		}
+		if contradicted {
+			out.Contradicted = append(out.Contradicted, o.Key)
 		}
 		if errors.Is(err, storage.ErrBadMetadata) {
 			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})
@@ -114,6 +122,7 @@ func (a *Archive) ScanAllBackups(ctx context.Context) (Backups, error) {
 		}
 		out.Sound = append(out.Sound, bs.Sound...)
 		out.Damaged = append(out.Damaged, bs.Damaged...)
+		out.Contradicted = append(out.Contradicted, bs.Contradicted...)
 	}
 	SortBackups(out.Sound)
 	return out, nil

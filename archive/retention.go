@@ -453,12 +453,15 @@ func (a *Archive) ListPreservations(ctx context.Context) (map[string]time.Time, 
 			return nil, fmt.Errorf("list preservation requests of site %s: %w", s.Site, err)
 		}
 		for _, k := range keys {
-			o, err := s.Store.Stat(ctx, k)
+			o, contradicted, err := statConfirmed(ctx, s.Store, k)
 			if errors.Is(err, storage.ErrNotFound) {
 				continue // withdrawn since the listing
 			}
 			if err != nil {
 				return nil, fmt.Errorf("stat preservation request %s: %w", k, err)
+			}
+			if contradicted {
+				return nil, contradiction(s.Site, k)
 			}
 			name := BackupName(o.Metadata[MetaPreserveBackup])
 			until, terr := ParseTime(o.Metadata[MetaPreserveUntil])
@@ -496,6 +499,9 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	scan, err := a.ScanAllBackups(ctx)
 	if err != nil {
 		return RetentionPlan{}, err
+	}
+	if len(scan.Contradicted) > 0 {
+		return RetentionPlan{}, contradiction(a.Site, strings.Join(scan.Contradicted, ", "))
 	}
 	backups := scan.Sound
 	listed := map[string]map[string]bool{} // site -> backup names
@@ -583,6 +589,9 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	}
 	plan.Orphans = orphans
 	if err := a.planDelta(ctx, &plan, len(scan.Damaged), listed[a.Site], newest, now); err != nil {
+		return RetentionPlan{}, err
+	}
+	if err := a.checkListedAgain(ctx, scan); err != nil {
 		return RetentionPlan{}, err
 	}
 	return plan, nil
@@ -874,12 +883,17 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 		}
 		for _, f := range folders {
 			name := strings.TrimSuffix(strings.TrimPrefix(f.Folder, dir), "/")
+			// Every folder, not only those old enough to delete: a
+			// backup left out of the listing counts for the WAL, the
+			// parents and the delta objects it needs (retentionlist.go).
+			if d != basebackupDeltaChunkDir || name != deltaRetentionFolder {
+				if err := a.checkUnlisted(ctx, name); err != nil {
+					return nil, err
+				}
+			}
 			at := last[name]
 			if unknown[name] || !at.Before(newest) || now.Sub(at) <= OrphanMinAge {
 				continue
-			}
-			if err := a.checkUnlisted(ctx, name); err != nil {
-				return nil, err
 			}
 			f.Reason = fmt.Sprintf("chunks of %s have no main object, none was written in the last %s (newest %s), and a backup that started after them (at %s) completed",
 				name, fmtDays(OrphanMinAge), fmtTime(at), fmtTime(newest))
@@ -887,28 +901,6 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 		}
 	}
 	return out, nil
-}
-
-// checkUnlisted returns an error when the main object of backup name,
-// whose chunk folder looks orphaned, is stored after all: the listing of
-// basebackup/ left out a backup (a listing that returned fewer objects
-// than the store holds, on a retry after an error or before it was
-// consistent). A plan made from such a listing would delete the backup's
-// chunks and the WAL from its start, so none is made. hoard names the
-// main object with ControlSuffix, PGHoard without.
-func (a *Archive) checkUnlisted(ctx context.Context, name string) error {
-	for _, key := range []string{a.Layout.BackupKey(name), a.Layout.join(BasebackupDir, name)} {
-		_, err := a.Store.Stat(ctx, key)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("stat %s (its chunk folder looks orphaned): %w", key, err)
-		}
-		return fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out: "+
-			"the storage listed fewer objects than it holds; nothing deleted, run retention again", a.Site, name, key, a.Layout.Dir(BasebackupDir))
-	}
-	return nil
 }
 
 // RetentionResult counts what ApplyRetention deleted.

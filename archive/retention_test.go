@@ -1081,14 +1081,19 @@ func statMetadata(t testing.TB, st storage.Store, key string) storage.Metadata {
 // hidingStore leaves some keys out of its listings, as a listing that
 // returns fewer objects than are stored does (one retried after an error
 // on a later page, or not yet consistent): Stat and Open still find them.
+// With once, a key is left out of the first listing that meets it only.
 type hidingStore struct {
 	storage.Store
 	hidden map[string]bool
+	once   bool
 }
 
 func (s hidingStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
 	return s.Store.List(ctx, prefix, func(o storage.Object) error {
 		if s.hidden[o.Key] {
+			if s.once {
+				delete(s.hidden, o.Key)
+			}
 			return nil
 		}
 		return fn(o)

@@ -51,8 +51,14 @@ metadata cannot be read (DAMAGED in hoard list); so is a .partial whose complete
 is stored and checks (decodes, first page fits its name); .history files are never
 deleted. Chunk folders left by interrupted backups or deletions are removed once nothing
 was written in them for a day and a backup that started after their last write has
-completed. Such a folder whose main object is stored after all means the storage's
-listing left a backup out: retention then fails (exit 1) and deletes nothing.
+completed.
+
+Retention plans from the storage's listings, so it looks for backups a listing left
+out before it deletes anything: the main object of every chunk folder of no listed
+backup is asked for by key, whatever the folder's age, and basebackup/ is listed a
+second time once the plan is made. A backup found either way, or an object that HEAD
+answers "not found" for while GET reads it, makes retention fail (exit 1), naming it,
+and delete nothing: run it again, and fix the storage if it keeps failing.
 
 Each backup is deleted main object first, then its chunks, so an interrupted run never
 leaves a listed backup with missing chunks; running again finishes the job.

@@ -1,0 +1,131 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// Retention plans from listings, and a storage can lie by omission: a
+// listing that returns fewer objects than the store holds (a page retried
+// after an error, a listing not yet consistent), or a HEAD request (Stat)
+// that answers "not found" for a stored object (a faulty proxy or cache in
+// front of the storage). A backup retention does not see is not counted:
+// the WAL from its start, the parent of an incremental one and the delta
+// objects it refers to look unneeded. So retention looks for what the
+// listing may have left out before it deletes anything, and stops,
+// deleting nothing, at the first sign of it:
+//
+//   - every chunk or bundle folder of no listed backup, whatever its age,
+//     has its main object looked up by key (checkUnlisted);
+//   - basebackup/ is listed a second time once the plan is made, and a
+//     main object the first listing did not return stops it
+//     (checkListedAgain): a single-tar backup (PGHoard's basic and pipe
+//     modes) has no folder, and its main object is the only trace of it;
+//   - "not found" from HEAD is believed only when GET says so too
+//     (statConfirmed): a backup or preservation request that HEAD denies
+//     and GET reads stops retention.
+//
+// A storage that leaves the same single-tar backup out of every listing
+// cannot be caught this way: nothing else in the bucket names it.
+
+// ErrStorageContradicts is wrapped by the error of an object that HEAD
+// (Store.Stat) answers "not found" for while GET (Store.Open) reads it.
+var ErrStorageContradicts = errors.New("HEAD answers not found but GET reads the object")
+
+// statConfirmed returns key's object as Stat does, except that a "not
+// found" from Stat is checked with a GET of the object's first byte. When
+// the GET finds it, the object it returns (whose metadata is GET's) comes
+// with contradicted set: the caller decides whether that stops it.
+func statConfirmed(ctx context.Context, st storage.Store, key string) (o storage.Object, contradicted bool, err error) {
+	o, err = st.Stat(ctx, key)
+	if !errors.Is(err, storage.ErrNotFound) {
+		return o, false, err
+	}
+	rc, got, gerr := st.Open(ctx, key)
+	if errors.Is(gerr, storage.ErrNotFound) {
+		return o, false, err
+	}
+	if gerr != nil {
+		return storage.Object{}, false, fmt.Errorf("get %s (HEAD answered not found): %w", key, gerr)
+	}
+	defer rc.Close()
+	_, rerr := rc.Read(make([]byte, 1))
+	switch {
+	case errors.Is(rerr, storage.ErrNotFound):
+		return o, false, err
+	case rerr != nil && rerr != io.EOF:
+		return storage.Object{}, false, fmt.Errorf("get %s (HEAD answered not found): %w", key, rerr)
+	}
+	got.Key = key
+	return got, true, nil
+}
+
+// contradiction is the error for key, which HEAD denies and GET reads.
+func contradiction(site, key string) error {
+	return fmt.Errorf("site %s: %s: %w: the storage (or a proxy or cache before it) contradicts itself; "+
+		"retention deleted nothing: fix the storage, then run retention again", site, key, ErrStorageContradicts)
+}
+
+// checkUnlisted returns an error when the main object of backup name,
+// whose chunk or bundle folder belongs to no listed backup, is stored
+// after all (statConfirmed): the listing of basebackup/ left it out, or
+// it completed since the listing. A plan made without it would delete
+// the WAL from its start, its parent if it is an incremental backup, the
+// delta objects it refers to and, once it is old, its chunks; so none is
+// made. hoard names the main object with ControlSuffix, PGHoard without.
+func (a *Archive) checkUnlisted(ctx context.Context, name string) error {
+	for _, key := range []string{a.Layout.BackupKey(name), a.Layout.join(BasebackupDir, name)} {
+		_, contradicted, err := statConfirmed(ctx, a.Store, key)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stat %s (its folder belongs to no listed backup): %w", key, err)
+		}
+		if contradicted {
+			return contradiction(a.Site, key)
+		}
+		return fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out "+
+			"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
+			a.Site, name, key, a.Layout.Dir(BasebackupDir))
+	}
+	return nil
+}
+
+// checkListedAgain lists basebackup/ of every site of a a second time and
+// returns an error naming a main object that scan, the first listing,
+// did not return.
+func (a *Archive) checkListedAgain(ctx context.Context, scan Backups) error {
+	first := map[string]bool{}
+	for _, b := range scan.Sound {
+		first[b.Key] = true
+	}
+	for _, d := range scan.Damaged {
+		first[d.Key] = true
+	}
+	for _, s := range a.sites() {
+		dir := s.Layout.Dir(BasebackupDir)
+		missed := ""
+		err := s.Store.List(ctx, dir, func(o storage.Object) error {
+			rest := strings.TrimPrefix(o.Key, dir)
+			if missed == "" && rest != "" && !strings.Contains(rest, "/") && !first[o.Key] {
+				missed = o.Key
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list backups of site %s again: %w", s.Site, err)
+		}
+		if missed != "" {
+			return fmt.Errorf("site %s: backup %s is in a second listing of %s but the first left it out "+
+				"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
+				s.Site, BackupName(missed), dir)
+		}
+	}
+	return nil
+}
