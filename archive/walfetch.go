@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -89,7 +88,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
 	defer dir.Close()
-	removeStaleTemps(dir, fetchTempPrefix, time.Now().Add(-staleFetchTemp))
+	storage.RemoveStaleTemps(dir, fetchTempPrefix, time.Now().Add(-staleFetchTemp))
 	spooled := o.Spool != "" && wal.IsSegmentName(name)
 	if spooled {
 		if sp, err := openSpool(o.Spool, false); err == nil {
@@ -226,7 +225,7 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	}
 	defer rc.Close()
 
-	tmp, tmpName, err := createTemp(dir, tmpPrefix+name+"-")
+	tmp, tmpName, err := storage.CreateTempIn(dir, tmpPrefix+name+"-")
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
@@ -273,7 +272,7 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 		return h, fmt.Errorf("fetch %s: in %s: %w", name, dir.Name(), err)
 	}
 	committed = true
-	if err := syncRoot(dir); err != nil {
+	if err := syncDir(dir); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	return h, nil
@@ -436,37 +435,9 @@ func (a *Archive) checkTimelineStart(ctx context.Context, name string, h wal.Pag
 	return nil
 }
 
-// createTemp creates a new file in dir called prefix and a random suffix,
-// with O_EXCL: never through a link.
-func createTemp(dir *os.Root, prefix string) (*os.File, string, error) {
-	for range 100 {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, "", err
-		}
-		name := prefix + hex.EncodeToString(b[:])
-		f, err := dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			// The error names the file relative to dir only.
-			return nil, "", fmt.Errorf("create a temporary file in %s: %w", dir.Name(), err)
-		}
-		return f, name, nil
-	}
-	return nil, "", fmt.Errorf("create a temporary file %s* in %s: too many tries", prefix, dir.Name())
-}
-
-// syncRoot fsyncs the directory of dir, so a rename in it survives a crash.
-func syncRoot(dir *os.Root) error {
-	d, err := dir.Open(".")
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// syncDir is storage.SyncRoot, the fsync of a directory after a rename
+// into it; a variable so that tests can make it fail.
+var syncDir = storage.SyncRoot
 
 // headBuffer keeps the first wal.PageHeaderSize bytes written to it.
 type headBuffer struct{ b []byte }
@@ -476,20 +447,6 @@ func (h *headBuffer) Write(p []byte) (int, error) {
 		h.b = append(h.b, p[:min(need, len(p))]...)
 	}
 	return len(p), nil
-}
-
-// removeStaleTemps removes files in dir whose names start with prefix and
-// that were last modified before cutoff. Errors are ignored: this is
-// housekeeping of files nobody reads.
-func removeStaleTemps(dir *os.Root, prefix string, cutoff time.Time) {
-	for _, e := range readDir(dir) {
-		if !strings.HasPrefix(e.Name(), prefix) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			dir.Remove(e.Name())
-		}
-	}
 }
 
 // readDir lists dir's top directory; nil when it cannot be read.
@@ -601,9 +558,11 @@ func (s *spool) take(name, dest string, sysid uint64) (wal.PageHeader, bool) {
 	if err := s.parent.Rename(filepath.Join(filepath.Base(s.dir), name), filepath.Base(dest)); err != nil {
 		return h, false
 	}
-	if err := syncRoot(s.parent); err != nil {
-		// The segment is in place; PostgreSQL fsyncs what it replays from.
-		return h, true
+	if err := syncDir(s.parent); err != nil {
+		// The rename may not last a crash, and the disk has said it
+		// failed: the segment is fetched from storage instead, which
+		// reports the error if the directory still cannot be synced.
+		return h, false
 	}
 	return h, true
 }
@@ -802,7 +761,7 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 	defer lock.Close()
 	// Holding the lock, no other worker is writing: every temporary file is
 	// left over by one that was killed.
-	removeStaleTemps(s.root, spoolTmpPrefix, time.Now())
+	storage.RemoveStaleTemps(s.root, spoolTmpPrefix, time.Now())
 	ctx, stopWatch, err := watchSpool(ctx, s, o.DataDir, o.Watch)
 	if err != nil {
 		return res, err

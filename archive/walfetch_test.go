@@ -529,3 +529,50 @@ func TestArchive_FetchWAL_ErrOldTimelineSwitchSegment(t *testing.T) {
 		}
 	}
 }
+
+// TestArchive_FetchWAL_ErrSyncDir: when the directory of %p cannot be
+// fsynced after a segment is renamed into it, from the spool or from
+// storage, wal-fetch fails instead of answering PostgreSQL that the
+// segment is there: the disk has said the rename may not last.
+func TestArchive_FetchWAL_ErrSyncDir(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	segs := pushSegments(t, a, 1, 3)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	spoolDir := SpoolDir(dest)
+	o := FetchOptions{Spool: spoolDir}
+	if err := a.FetchWAL(ctx, segName(1), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	// Segment 2 is spooled, 3 only stored.
+	if res, err := a.PrefetchWAL(ctx, spoolDir, PrefetchOptions{Count: 1}); err != nil || len(res.Fetched) != 1 {
+		t.Fatalf("prefetch: %+v, %v", res, err)
+	}
+	errSync := errors.New("injected directory fsync error")
+	pgwal := filepath.Dir(dest)
+	syncDir = func(dir *os.Root) error {
+		if dir.Name() == pgwal {
+			return errSync
+		}
+		return storage.SyncRoot(dir)
+	}
+	t.Cleanup(func() { syncDir = storage.SyncRoot })
+	for _, c := range []struct {
+		name string
+		seg  string
+	}{
+		{"Spooled", segName(2)},
+		{"Stored", segName(3)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := a.FetchWAL(ctx, c.seg, dest, o); !errors.Is(err, errSync) {
+				t.Errorf("FetchWAL with a failing directory fsync = %v, want %v", err, errSync)
+			}
+		})
+	}
+	syncDir = storage.SyncRoot
+	if err := a.FetchWAL(ctx, segName(3), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, segs[segName(3)])
+}

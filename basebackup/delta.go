@@ -2,6 +2,7 @@ package basebackup
 
 import (
 	"archive/tar"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/base64"
@@ -332,8 +333,8 @@ func (l *localBackup) readDeltaHint(name string) map[string]prevFile {
 }
 
 // writeDeltaHint replaces Options.DeltaHintFile with the large files of
-// the delta backup just stored (a temporary file renamed into place, so
-// that a reader sees the old hint or the new one).
+// the delta backup just stored, as storage.WriteFileAtomic does: a reader
+// sees the old hint or the new one, even after a crash.
 func (l *localBackup) writeDeltaHint(dm *archive.DeltaManifest) error {
 	h := deltaHint{Backup: l.name, SystemID: l.srv.systemID, Files: map[string]prevFile{}}
 	for _, f := range dm.SnapshotResult.State.Files {
@@ -349,21 +350,7 @@ func (l *localBackup) writeDeltaHint(dm *archive.DeltaManifest) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".hoard-delta-hint-*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), l.o.DeltaHintFile)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return storage.WriteFileAtomic(l.o.DeltaHintFile, bytes.NewReader(data), nil)
 }
 
 // bundles stores files in bundles.

@@ -108,13 +108,15 @@ SIGNALS:
    prefetch worker runs in a session of its own: these signals do not reach it.
 
 EXIT STATUS:
-   0    the file is in place
+   0    the file is in place, fsynced, and the rename that put it there too (its directory
+        fsynced)
    1    the file is not in the archive; nothing is printed (PostgreSQL asks for files
         that may not exist: the next timeline's history, the segment after the last)
    255  anything else: storage unreachable, a damaged or tampered object, a missing key,
         a bad page header, another system's segment, a moved history file, a segment
         --archived-through says was archived and that is
-        gone now, a full or read-only pg_wal (nothing is left there), bad arguments or
+        gone now, a full or read-only pg_wal (nothing is left there), a pg_wal whose
+        file or directory fsync fails (the file may be in place), bad arguments or
         configuration: any mistake in how it was called (a bad flag or value wherever it
         is written, a bad HOARD_* variable, a configuration that is missing, unreadable
         or invalid, an unknown site, -h, --help or --version given with NAME and DEST,

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // ErrTargetNotEmpty is returned (wrapped) when the target directory, or a
@@ -108,21 +110,10 @@ func removeControl(dir string) error {
 		}
 		return fmt.Errorf("remove %s: %w", filepath.Join(global, "pg_control"), err)
 	}
-	if err := fsyncDir(root); err != nil {
+	if err := storage.SyncRoot(root); err != nil {
 		return fmt.Errorf("sync %s: %w", global, err)
 	}
 	return nil
-}
-
-// fsyncDir fsyncs the directory of root, so that the names created, renamed
-// or removed in it are on disk.
-func fsyncDir(root *os.Root) error {
-	d, err := root.Open(".")
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ErrServerRunning is returned (wrapped) when Overwrite would empty the

@@ -2,7 +2,6 @@ package restore
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // ErrUnsupportedVersion is returned (wrapped) for a data directory of a
@@ -154,7 +155,7 @@ func WriteRecoveryConfig(dir string, c RecoveryConfig) error {
 	}
 	out.WriteByte('\n')
 	out.WriteString(c.block())
-	if err := writeFileSync(root, name, out.Bytes(), 0o600); err != nil {
+	if err := writeFileIn(root, name, out.Bytes(), 0o600); err != nil {
 		return err
 	}
 	signal, other := "recovery.signal", "standby.signal"
@@ -165,7 +166,7 @@ func WriteRecoveryConfig(dir string, c RecoveryConfig) error {
 	if err := root.Remove(other); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", other, err)
 	}
-	return writeFileSync(root, signal, nil, 0o600)
+	return writeFileIn(root, signal, nil, 0o600)
 }
 
 // checkValues refuses the settings quote cannot write: a configuration
@@ -263,34 +264,11 @@ func removeBlock(conf []byte) []byte {
 	return append(out, conf[end:]...)
 }
 
-// writeFileSync replaces name, a file of root's top directory, with data:
-// it writes a new temporary file (O_EXCL, so never through a link), fsyncs
-// it and renames it over name, which replaces a link rather than writing
-// through it; then it fsyncs the directory. A crash leaves the old file or
-// the new one, and at worst a temporary file that PostgreSQL ignores.
-func writeFileSync(root *os.Root, name string, data []byte, mode fs.FileMode) error {
-	var rnd [8]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return err
-	}
-	tmp := fmt.Sprintf(".%s.hoard-%x", name, rnd)
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = root.Remove(tmp) // best effort: the write already failed
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := root.Rename(tmp, name); err != nil {
-		_ = root.Remove(tmp) // best effort: the rename already failed
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := fsyncDir(root); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", name, err)
-	}
-	return nil
+// writeFileIn replaces name, a file of root's top directory, with data
+// of mode mode as storage.WriteFileIn does: never through a link, fsynced,
+// renamed, the directory fsynced. A crash leaves the old file or the new
+// one, and at worst a temporary file (.<name>.tmp-*) that PostgreSQL
+// ignores.
+func writeFileIn(root *os.Root, name string, data []byte, mode fs.FileMode) error {
+	return storage.WriteFileIn(root, name, bytes.NewReader(data), func(f *os.File) error { return f.Chmod(mode) })
 }

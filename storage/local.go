@@ -494,18 +494,12 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // SyncDir fsyncs a directory so that renames and new entries in it
 // survive a crash.
 func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("open directory %s: %w", dir, err)
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
+	defer d.Close()
+	return SyncRoot(d)
 }
 
 // encodeSidecar renders the sidecar as PGHoard's writes it: sorted keys,

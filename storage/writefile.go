@@ -1,29 +1,58 @@
 package storage
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
-// WriteFileAtomic writes r to the local file path so that a reader never
-// sees half a file: into a temporary file in the same directory (which
-// must exist), renamed over path only after a clean EOF and an fsync,
-// then the directory fsynced so that the rename survives a crash. prepare,
-// unless nil, is run on the temporary file first (to set its owner and
-// mode). On an error the temporary file is removed and path is left as
-// it was.
+// WriteFileAtomic writes r to the local file path as WriteFileIn does, in
+// path's directory (which must exist).
 func WriteFileAtomic(path string, r io.Reader, prepare func(*os.File) error) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	dir, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer dir.Close()
+	return WriteFileIn(dir, filepath.Base(path), r, prepare)
+}
+
+// WriteFileIn writes r to the file name of the directory dir so that a
+// reader never sees half a file: into a new temporary file beside it
+// (CreateTempIn: never through a link), renamed over name only after a
+// clean EOF and an fsync, then the directory fsynced so that the rename
+// survives a crash. The rename replaces a link at name rather than
+// writing through it. prepare, unless nil, is run on the temporary file
+// first (to set its owner and mode). On an error the temporary file is
+// removed and name is left as it was; every write, fsync and close error
+// is returned. A temporary file that a killed writer left (older than
+// staleTemp) is removed by the next write of the same name.
+//
+// A crash leaves name as it was before or after, never in between, and
+// at worst a temporary file whose name IsTempName recognises.
+func WriteFileIn(dir *os.Root, name string, r io.Reader, prepare func(*os.File) error) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("write %s: %w", filepath.Join(dir.Name(), name), err)
+		}
+	}()
+	prefix := "." + name + tempInfix
+	tmp, tmpName, err := CreateTempIn(dir, prefix)
 	if err != nil {
 		return err
 	}
 	done := false
 	defer func() {
 		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			_ = tmp.Close()
+			_ = dir.Remove(tmpName)
 		}
 	}()
 	if prepare != nil {
@@ -40,9 +69,89 @@ func WriteFileAtomic(path string, r io.Reader, prepare func(*os.File) error) err
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := dir.Rename(tmpName, name); err != nil {
 		return err
 	}
 	done = true
-	return SyncDir(dir)
+	if err := SyncRoot(dir); err != nil {
+		return err
+	}
+	RemoveStaleTemps(dir, prefix, time.Now().Add(-staleTemp))
+	return nil
+}
+
+// tempInfix follows "." and the file's name in the name of WriteFileIn's
+// temporary file: .<name>.tmp-<random>.
+const tempInfix = ".tmp-"
+
+// staleTemp is the age past which a temporary file of WriteFileIn counts
+// as left by a writer that died: a live one finishes in well under it (it
+// writes the file in one go, which keeps the modification time new).
+const staleTemp = time.Hour
+
+// IsTempName reports whether name is that of a temporary file WriteFileIn
+// creates, so that a reader of the directory can skip or remove one a
+// crash left.
+func IsTempName(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, tempInfix)
+}
+
+// CreateTempIn creates a new file in dir called prefix and a random
+// suffix, with O_EXCL: never through a link, never an existing file. It
+// returns the file and its name in dir.
+func CreateTempIn(dir *os.Root, prefix string) (*os.File, string, error) {
+	for range 100 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, "", err
+		}
+		name := prefix + hex.EncodeToString(b[:])
+		f, err := dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			// The error names the file relative to dir only.
+			return nil, "", fmt.Errorf("create a temporary file in %s: %w", dir.Name(), err)
+		}
+		return f, name, nil
+	}
+	return nil, "", fmt.Errorf("create a temporary file %s* in %s: too many tries", prefix, dir.Name())
+}
+
+// SyncRoot fsyncs the directory dir, so that the names created, renamed
+// or removed in it survive a crash.
+func SyncRoot(dir *os.Root) error {
+	d, err := dir.Open(".")
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir.Name(), err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir.Name(), err)
+	}
+	return nil
+}
+
+// RemoveStaleTemps removes the regular files of dir whose names start with
+// prefix and that were last modified before cutoff. It is housekeeping of
+// files nobody reads: errors are ignored.
+func RemoveStaleTemps(dir *os.Root, prefix string, cutoff time.Time) {
+	d, err := dir.Open(".")
+	if err != nil {
+		return
+	}
+	entries, _ := d.ReadDir(-1)
+	_ = d.Close()
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			_ = dir.Remove(e.Name())
+		}
+	}
 }

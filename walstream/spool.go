@@ -1,6 +1,7 @@
 package walstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 
 // File names in the spool directory.
 const (
+	// tmpSuffix ended the temporary files of earlier versions (now
+	// storage.WriteFileAtomic's): cleanSpool still removes them.
 	tmpSuffix = ".tmp"
 	// snapshotDir holds the copies of the growing .partial segment that
 	// PartialUploadInterval uploads; they are temporary.
@@ -211,31 +214,6 @@ func (s *segmentFile) close() error {
 	return err
 }
 
-// writeFileAtomic writes data to dir/name through a temporary file: write,
-// fsync, rename, fsync the directory.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+tmpSuffix)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return storage.SyncDir(dir)
-}
-
 // spoolContents is what a spool directory holds.
 type spoolContents struct {
 	// uploads are the complete segments and .history files waiting for
@@ -256,7 +234,7 @@ func cleanSpool(dir string) error {
 		return fmt.Errorf("clean spool: %w", err)
 	}
 	for _, e := range entries {
-		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), tmpSuffix) {
+		if e.Type().IsRegular() && (strings.HasSuffix(e.Name(), tmpSuffix) || storage.IsTempName(e.Name())) {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 				return fmt.Errorf("clean spool: %w", err)
 			}
@@ -345,4 +323,11 @@ func isEmptyPartial(path string) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// writeFileAtomic writes data to dir/name as storage.WriteFileAtomic does:
+// through an fsynced temporary file, renamed, the directory fsynced. A
+// temporary file a crash leaves is removed by cleanSpool.
+func writeFileAtomic(dir, name string, data []byte) error {
+	return storage.WriteFileAtomic(filepath.Join(dir, name), bytes.NewReader(data), nil)
 }

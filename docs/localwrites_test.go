@@ -1,0 +1,138 @@
+package docs
+
+import (
+	"go/ast"
+	"go/token"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// localWriters are the functions of hoard (outside tests and internal/)
+// that create, open for writing or rename files themselves, each with why
+// that is safe after a crash at any instant. Everything else writes
+// through storage.WriteFileAtomic or storage.WriteFileIn (temporary file,
+// fsync, rename, fsync of the directory). A new write of its own must say
+// here why it needs none of that, or what it does instead.
+var localWriters = map[string]string{
+	// The durable write itself.
+	"storage/writefile.go CreateTempIn": "O_EXCL temporary file of WriteFileIn and wal-fetch",
+	"storage/writefile.go WriteFileIn":  "the rename of the helper, after fsync; the directory fsynced after",
+	// The local storage backend: temp, fsync, rename or link, fsync dir.
+	"storage/local.go Put":             "temp files fsynced by writeFile before the renames; readers ignore hidden names",
+	"storage/local.go writeTemp":       "fsynced by writeFile; the caller links it, then fsyncs the directory",
+	"storage/local.go createExclusive": "O_EXCL sidecar temp of Put, written and fsynced by writeFile",
+	"storage/local.go doRename":        "Put's renames, each followed by syncDir",
+	"storage/local.go Create":          "link(2) of fsynced temp files, then syncDir",
+	"storage/local.go linkData":        "link(2) of an fsynced temp file; Create fsyncs the directory",
+	// SFTP: remote files, fsynced when the server can (fsync@openssh.com).
+	"storage/sftp.go writeRemote": "O_EXCL remote temp file, fsynced when the server can",
+	"storage/sftp.go syncRemote":  "opens a remote file only to fsync it",
+	"storage/sftp.go replace":     "renames fsynced remote temp files into place",
+	"storage/sftp.go Create":      "renames fsynced remote temp files into place",
+	// The WAL receiver's spool: segments are fsynced before the server
+	// hears they are flushed (walstream/segment.go names the crash windows).
+	"walstream/spool.go openSegment":       "the .partial segment: created then fsynced with its directory; never counted as complete",
+	"walstream/spool.go rename":            "renames an fsynced full segment; completeSegment fsyncs the directory",
+	"walstream/segment.go completeSegment": "renames a segment back to .partial when the directory fsync failed",
+	"walstream/segment.go repairSegment":   "checks every page, fsyncs, renames, fsyncs the directory",
+	"walstream/upload.go copySnapshot":     "a scratch copy for an upload of the growing segment, removed by cleanSpool at start; the fsynced .partial is the source",
+	// wal-fetch: %p and the prefetch spool, through os.Root.
+	"archive/walfetch.go fetchKeyOnce":    "checked, fsynced temp file renamed to %p, then the directory fsynced",
+	"archive/walfetch.go take":            "renames a spooled, fsynced segment to %p, then fsyncs the directory",
+	"archive/walfetch.go want":            "a hint for the prefetch worker: a lost or stale one only costs speed",
+	"archive/walfetch.go lock":            "the worker's flock file, never read",
+	"archive/walfetch.go CreateSpoolFile": "the prefetch worker's log",
+	// Delta basebackups stage each object in an unlinked temp file.
+	"basebackup/delta.go stage": "unlinked at once: nothing stays after a crash",
+	// Restore: no file counts until pg_control, written last after syncfs
+	// of every target file system (restore/extract.go writePGControl).
+	"restore/extract.go writeFile":     "O_EXCL in an os.Root; synced by syncfs before pg_control",
+	"restore/extract.go writeNew":      "O_EXCL in an os.Root; pg_control, written last",
+	"restore/incremental.go writeFile": "applies an incremental file in an os.Root; synced by syncfs before pg_control",
+	"restore/dirs.go writeTest":        "a probe of the target, removed at once",
+	// verify --restore: its scratch directory, removed after the test.
+	"verify/testrestore.go configure": "configuration of a throwaway cluster in a private scratch directory",
+	// Not hoard's data: the demo's throwaway cluster, docs/'s generator.
+	"demo/demo.go configure":      "the demo's throwaway files",
+	"demo/demo.go copyFile":       "the demo's throwaway files",
+	"demo/postgres.go appendConf": "the demo's throwaway files",
+	"docs/gen/main.go main":       "generated documentation in the source tree",
+}
+
+// TestLocalWrites: no function outside localWriters writes a local file
+// itself (os.Create, os.CreateTemp, os.WriteFile, os.Link, a Rename, an
+// OpenFile for writing), so that every file hoard keeps goes through the
+// durable helpers; and every entry of localWriters still writes.
+func TestLocalWrites(t *testing.T) {
+	fset := token.NewFileSet()
+	found := map[string]bool{}
+	walkSources(t, fset, func(rel string, f *ast.File) {
+		if strings.HasPrefix(rel, "internal/") {
+			return // test helpers
+		}
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok {
+				continue
+			}
+			ast.Inspect(fn, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || !writesFile(call) {
+					return true
+				}
+				name := rel + " " + fn.Name.Name
+				found[name] = true
+				if _, ok := localWriters[name]; !ok {
+					t.Errorf("%s: %s writes a file itself; use storage.WriteFileAtomic or storage.WriteFileIn, "+
+						"or add it to localWriters with why a crash at any instant is safe", fset.Position(call.Pos()), name)
+				}
+				return true
+			})
+		}
+	})
+	for name := range localWriters {
+		if !found[name] {
+			t.Errorf("localWriters lists %s, which writes no file any more", name)
+		}
+	}
+	if len(found) == 0 {
+		t.Fatal("no writes found: the walk missed the sources")
+	}
+}
+
+// writesFile reports whether call creates, links, renames or opens for
+// writing a file: os.Create, os.CreateTemp, os.WriteFile, os.Link,
+// ioutil.WriteFile, any Rename (os, os.Root, an SFTP client), and any
+// OpenFile (os, os.Root, SFTP) whose flags name a write.
+func writesFile(call *ast.CallExpr) bool {
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok {
+		return false
+	}
+	pkg := ""
+	if id, ok := sel.X.(*ast.Ident); ok {
+		pkg = id.Name
+	}
+	switch sel.Sel.Name {
+	case "Create", "CreateTemp", "WriteFile", "Link":
+		return pkg == "os" || pkg == "ioutil"
+	case "Rename":
+		return true
+	case "OpenFile":
+		if len(call.Args) < 2 {
+			return false
+		}
+		writes := false
+		for _, arg := range call.Args[1:] {
+			ast.Inspect(arg, func(n ast.Node) bool {
+				if s, ok := n.(*ast.SelectorExpr); ok && slices.Contains([]string{"O_WRONLY", "O_RDWR", "O_CREATE", "O_APPEND", "O_TRUNC"}, s.Sel.Name) {
+					writes = true
+				}
+				return true
+			})
+		}
+		return writes
+	}
+	return false
+}

@@ -1,0 +1,162 @@
+package storage_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+func TestWriteFileIn_OK(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	for _, data := range []string{"first\n", "second\n"} {
+		err := storage.WriteFileIn(root, "state.json", bytes.NewReader([]byte(data)), func(f *os.File) error { return f.Chmod(0o640) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, "state.json")); err != nil || string(got) != data {
+			t.Fatalf("read back %q (%v), want %q", got, err, data)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "state.json")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v (%v), want 0640", fi.Mode(), err)
+	}
+	if got := testio.DirNames(t, dir); !slices.Equal(got, []string{"state.json"}) {
+		t.Errorf("directory holds %v, want only state.json", got)
+	}
+}
+
+// TestWriteFileIn_Link: a link planted at the name is replaced, never
+// written through.
+func TestWriteFileIn_Link(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, "recovery.signal")); err != nil {
+		t.Fatal(err)
+	}
+	if err := storage.WriteFileAtomic(filepath.Join(dir, "recovery.signal"), bytes.NewReader(nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(victim); err != nil || string(got) != "keep\n" {
+		t.Errorf("the link's target holds %q (%v), want it as it was", got, err)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "recovery.signal")); err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+		t.Errorf("recovery.signal: %v (%v), want an empty regular file", fi, err)
+	}
+}
+
+// TestWriteFileIn_ErrRead: a source that fails halfway leaves the file as
+// it was and no temporary file, and the error is the source's.
+func TestWriteFileIn_ErrRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "hoard.json")
+	if err := os.WriteFile(path, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errSource := errors.New("source failed")
+	r := io.MultiReader(bytes.NewReader([]byte("half of the new")), &failReader{err: errSource})
+	if err := storage.WriteFileAtomic(path, r, nil); !errors.Is(err, errSource) {
+		t.Fatalf("WriteFileAtomic = %v, want %v", err, errSource)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "old\n" {
+		t.Errorf("read back %q (%v), want the old contents", got, err)
+	}
+	if got := testio.DirNames(t, dir); !slices.Equal(got, []string{"hoard.json"}) {
+		t.Errorf("directory holds %v, want only hoard.json", got)
+	}
+}
+
+type failReader struct{ err error }
+
+func (f *failReader) Read([]byte) (int, error) { return 0, f.err }
+
+// killEnv names the file TestWriteFileAtomic_KilledChild writes when set.
+const killEnv = "HOARD_TEST_WRITEFILE_KILL"
+
+// TestWriteFileAtomic_KilledChild is the child process of
+// TestWriteFileAtomic_Killed: without killEnv it does nothing. It writes
+// half of a new file and dies of SIGKILL before the rest.
+func TestWriteFileAtomic_KilledChild(t *testing.T) {
+	path := os.Getenv(killEnv)
+	if path == "" {
+		return
+	}
+	r := io.MultiReader(bytes.NewReader([]byte("half of the new")), readerFunc(func([]byte) (int, error) {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}))
+	t.Fatalf("WriteFileAtomic returned: %v", storage.WriteFileAtomic(path, r, nil))
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// TestWriteFileAtomic_Killed kills a writer (a child process, SIGKILL)
+// halfway: the file is as it was, and the temporary file the writer left
+// is one IsTempName recognises. Once it is old, the next write of the
+// same file removes it: a state file or a configuration written after
+// many crashes does not gather temporary files beside it.
+func TestWriteFileAtomic_Killed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pghoard_state.json")
+	if err := os.WriteFile(path, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFileAtomic_KilledChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), killEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child did not die of SIGKILL: %v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "old\n" {
+		t.Fatalf("after the kill: %q (%v), want the old contents", got, err)
+	}
+	var left []string
+	for _, n := range testio.DirNames(t, dir) {
+		if n != "pghoard_state.json" {
+			left = append(left, n)
+		}
+	}
+	if len(left) != 1 || !storage.IsTempName(left[0]) {
+		t.Fatalf("the killed writer left %v, want one temporary file", left)
+	}
+	// A fresh leftover may be another writer's, in flight: it stays.
+	if err := storage.WriteFileAtomic(path, bytes.NewReader([]byte("new\n")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := testio.DirNames(t, dir); len(got) != 2 {
+		t.Fatalf("after a write: %v, want the fresh leftover kept", got)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, left[0]), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := storage.WriteFileAtomic(path, bytes.NewReader([]byte("newer\n")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := testio.DirNames(t, dir); !slices.Equal(got, []string{"pghoard_state.json"}) {
+		t.Errorf("after a write: %v, want the old leftover removed", got)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "newer\n" {
+		t.Errorf("read back %q (%v)", got, err)
+	}
+}
