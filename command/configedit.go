@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -210,8 +211,15 @@ func marshal(v any) ([]byte, error) {
 // replaceFile replaces the file at path with data atomically, keeping its
 // owner, group and mode less the permissions for others. It refuses, rather
 // than hand the file to another owner, when it cannot give the new file the
-// old one's owner and group (not root, and not their owner).
+// old one's owner and group (not root, and not their owner). When path is
+// a link, the file it names is replaced and the link stays: a copy in the
+// link's place would hold the new key only until configuration management
+// puts the link back.
 func replaceFile(path string, data []byte) error {
+	path, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err

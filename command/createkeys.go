@@ -18,7 +18,8 @@ func createKeysCommand() *cli.Command {
 		Description: "Makes an RSA key pair (public exponent 65537) in PGHoard's PEM forms: the private key\n" +
 			"as unencrypted PKCS#8, the public key as SubjectPublicKeyInfo. With --config it adds the\n" +
 			"pair to the site's encryption_keys in that file and makes it the site's encryption_key_id;\n" +
-			"an existing key id is refused. The file is replaced atomically and keeps its owner, group\n" +
+			"an existing key id is refused. The file (where --config is a link, the file it names; the\n" +
+			"link stays) is replaced atomically, fsynced, and keeps its owner, group\n" +
 			"and mode, less any permission for others (it now holds a private key), so a service user\n" +
 			"that could read it still can after `sudo hoard create-keys`.\n" +
 			"Without a configuration file it prints a JSON snippet to paste into one.\n\n" +

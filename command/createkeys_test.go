@@ -126,3 +126,36 @@ func TestCreateKeys_KeepsOwnerGroupMode(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateKeys_ConfigLink: a configuration reached through a link (one
+// that configuration management or a packaging owns) gets the key in the
+// file the link names; the link stays a link. Replacing the link with a
+// copy would leave the private key only in a file that the next run of
+// configuration management puts the link back over.
+func TestCreateKeys_ConfigLink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "managed", "hoard.json")
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte(`{"backup_location": "/tmp/x", "backup_sites": {"db1": {}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "hoard.json")
+	if err := os.Symlink(filepath.Join("managed", "hoard.json"), link); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, "--config", link, "create-keys", "--key-id", "k1", "--bits", "2048"); got != ExitOK {
+		t.Fatalf("create-keys: exit %d", got)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("%s after create-keys: %v (%v), want the link kept", link, fi, err)
+	}
+	cfg, err := config.Load(target, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, k, ok := cfg.BackupSites["db1"].EncryptionKey(); !ok || id != "k1" || k.Private == "" {
+		t.Errorf("the link's target has key %q %v, want k1 with its private key", id, ok)
+	}
+}
