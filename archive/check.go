@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -45,7 +44,7 @@ func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) err
 	}
 	m, err := a.readManifest(ctx, b.Key)
 	if err != nil {
-		return fmt.Errorf("control object %s: %w", b.Key, err)
+		return err
 	}
 	chunkDir := BasebackupChunkDir
 	if b.Format != FormatBBv2 {
@@ -114,7 +113,11 @@ func (a *Archive) checkDeltaRef(ctx context.Context, digest string, ref DeltaRef
 	}
 	if ref.StoredSize <= 0 || st.Size == ref.StoredSize {
 		if full {
-			return a.decodeAll(ctx, key, -1)
+			want := ref.FileSize
+			if want <= 0 {
+				want = -1
+			}
+			return a.decodeAll(ctx, key, want)
 		}
 		return nil
 	}
@@ -125,69 +128,41 @@ func (a *Archive) checkDeltaRef(ctx context.Context, digest string, ref DeltaRef
 }
 
 // decodeAll decodes the object at key to its end and checks that it
-// decodes to want bytes (any size when want < 0).
+// decodes to want bytes (any size when want < 0). One byte past want is
+// enough to know it is too long: no more is decoded, whatever the object
+// would decode to.
 func (a *Archive) decodeAll(ctx context.Context, key string, want int64) error {
 	rc, _, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", key, err)
 	}
 	defer rc.Close()
-	n, err := io.CopyBuffer(io.Discard, rc, make([]byte, 256<<10))
-	if err != nil {
-		return fmt.Errorf("decode %s: %w", key, err)
+	var r io.Reader = rc
+	if want >= 0 {
+		r = io.LimitReader(rc, want+1)
 	}
-	if want >= 0 && n != want {
+	n, err := io.CopyBuffer(io.Discard, r, make([]byte, 256<<10))
+	switch {
+	case err != nil:
+		return fmt.Errorf("decode %s: %w", key, err)
+	case want >= 0 && n > want:
+		return fmt.Errorf("%s decodes to more than the %d bytes the manifest says", key, want)
+	case want >= 0 && n != want:
 		return fmt.Errorf("%s decodes to %d bytes, manifest says %d", key, n, want)
 	}
 	return nil
 }
 
-// readManifest reads the JSON manifest of a control object, reading the
-// whole object so that its integrity check runs.
+// readManifest reads the manifest of control object key, reading the whole
+// object so that its integrity checks run, within the limits restore reads
+// it with (ReadControl: MaxManifestSize, MaxControlSize).
 func (a *Archive) readManifest(ctx context.Context, key string) (*Manifest, error) {
-	rc, _, err := a.Codec.Open(ctx, a.Store, key)
+	c, err := a.ReadControl(ctx, key, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	var m *Manifest
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read control tar %s: %w", key, err)
-		}
-		if h.Name != ManifestName || m != nil {
-			continue
-		}
-		data, err := io.ReadAll(io.LimitReader(tr, maxManifestSize+1))
-		if err != nil {
-			return nil, fmt.Errorf("read control tar %s: %w", key, err)
-		}
-		if len(data) > maxManifestSize {
-			return nil, fmt.Errorf("control tar %s: manifest over %d bytes", key, maxManifestSize)
-		}
-		if m, err = ParseManifest(data); err != nil {
-			return nil, fmt.Errorf("control tar %s: %w", key, err)
-		}
-	}
-	// The tar reader stops at the end-of-archive blocks; the padding after
-	// them still goes through the decoder's checks.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return nil, fmt.Errorf("read control tar %s: %w", key, err)
-	}
-	if m == nil {
-		return nil, fmt.Errorf("control tar %s has no %s", key, ManifestName)
-	}
-	return m, nil
+	return c.Manifest, nil
 }
-
-// maxManifestSize bounds the manifest read into memory; a delta manifest
-// lists every file of the cluster, so it is generous.
-const maxManifestSize = 1 << 30
 
 // sealed reports whether b's main object is encrypted with a key whose
 // private half a's codec does not hold.

@@ -45,7 +45,7 @@ func putDeltaBackup(t testing.TB, a *Archive, name, startSeg string, digests ...
 	start, _ := backupNameTime(name)
 	var files []map[string]any
 	for i, d := range digests {
-		files = append(files, map[string]any{"relative_path": fmt.Sprintf("base/1/%d", 1000+i), "hexdigest": d, "file_size": 1, "stored_file_size": 0})
+		files = append(files, map[string]any{"relative_path": fmt.Sprintf("base/1/%d", 1000+i), "hexdigest": d, "file_size": len("file " + d), "stored_file_size": 0})
 	}
 	dm, err := json.Marshal(map[string]any{"snapshot_result": map[string]any{"state": map[string]any{"files": files}}})
 	if err != nil {

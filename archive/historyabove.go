@@ -162,12 +162,26 @@ func (f WALFile) firstPage(ctx context.Context, whole bool) (wal.PageHeader, err
 	if _, err := io.ReadFull(rc, b); err != nil {
 		return wal.PageHeader{}, err
 	}
-	if whole {
-		if _, err := io.Copy(io.Discard, rc); err != nil {
-			return wal.PageHeader{}, err
-		}
+	h, err := wal.DecodePageHeader(b)
+	if !whole {
+		return h, err
 	}
-	return wal.DecodePageHeader(b)
+	// No further than the segment size the header declares (the
+	// largest one when it does not decode): past it, the object is
+	// no WAL file, whatever it would decode to.
+	rest := int64(wal.MaxSegmentSize)
+	if err == nil {
+		rest = int64(h.SegmentSize)
+	}
+	rest -= wal.PageHeaderSize
+	n, cerr := io.Copy(io.Discard, io.LimitReader(rc, rest+1))
+	switch {
+	case cerr != nil:
+		return wal.PageHeader{}, cerr
+	case n > rest:
+		return wal.PageHeader{}, fmt.Errorf("%s: %w: more than %d bytes", f.Key, ErrWALTooLarge, rest+wal.PageHeaderSize)
+	}
+	return h, err
 }
 
 // nameTimeline returns the timeline of a segment or .partial name (its

@@ -281,7 +281,9 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 // copyChecked copies r, the decoded bytes of a WAL file called name whose
 // object (key) has metadata md, to w, and checks what it copied: the bytes
 // against the hash metadata, then, for a segment or .partial file, the page
-// header against the name and size (wal.CheckSegment), which it returns. A
+// header against the name and size (wal.CheckSegment), which it returns.
+// It stops with an error wrapping ErrWALTooLarge at the first byte past
+// what a file of name's kind holds (walSizeCap), before writing it. A
 // hash algorithm hoard does not know is a *DecodeError: a hash that cannot
 // be checked is not skipped, the object is refused as one whose hash does
 // not match would be. When the first page is on an older timeline than the
@@ -293,7 +295,8 @@ func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, key, name string
 	if segment, partial, _ := walKind(name); segment || partial {
 		pages.tli = wal.SegmentTimeline(name)
 	}
-	dst := io.MultiWriter(w, &head, pages)
+	// head first: the cap reads the first page header from it.
+	dst := io.MultiWriter(&head, newWALSizeCap(name, &head), w, pages)
 	alg, want := MetadataHash(md)
 	var sum hash.Hash
 	if want != "" {
@@ -303,7 +306,7 @@ func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, key, name string
 		}
 		dst = io.MultiWriter(dst, sum)
 	}
-	n, err := io.CopyBuffer(dst, r, make([]byte, 1<<20))
+	n, err := io.CopyBuffer(dst, r, make([]byte, copyBufferSize))
 	if err != nil {
 		return wal.PageHeader{}, nil, err
 	}

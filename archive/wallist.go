@@ -112,10 +112,6 @@ func (f WALFile) Open(ctx context.Context) (io.ReadCloser, storage.Metadata, err
 	return f.Archive.Codec.Open(ctx, f.Archive.Store, f.Key)
 }
 
-// maxHistorySize bounds what ReadHistory reads: a history file holds a
-// line per ancestor timeline, far below this.
-const maxHistorySize = 1 << 20
-
 // ReadHistory reads and parses f, a timeline history file (as
 // ListHistories returns them), after checking its bytes against its hash
 // and that hoard stored it under its name for the cluster whose system
@@ -131,7 +127,7 @@ func (f WALFile) ReadHistory(ctx context.Context, system uint64) (wal.History, e
 	}
 	defer rc.Close()
 	var data bytes.Buffer
-	if _, _, err := copyChecked(&data, io.LimitReader(rc, maxHistorySize), md, f.Key, f.Name); err != nil {
+	if _, _, err := copyChecked(&data, rc, md, f.Key, f.Name); err != nil {
 		return nil, fmt.Errorf("read %s: %w", f.Key, err)
 	}
 	if err := f.Archive.checkHistory(ctx, f.Key, f.Name, md, system); err != nil {

@@ -266,7 +266,9 @@ func (a *Archive) sameAsArchived(ctx context.Context, key string, src *walFile, 
 		return false, fmt.Errorf("compare with the archived copy: %w", err)
 	}
 	defer rc.Close()
-	same, err := sameContent(rc, src.reader())
+	// One byte past the local file's size tells that the two differ: no
+	// more is decoded, whatever the object would decode to.
+	same, err := sameContent(io.LimitReader(rc, src.size+1), src.reader())
 	if err != nil {
 		return false, fmt.Errorf("compare %s with the local file: %w", key, err)
 	}

@@ -113,7 +113,8 @@ EXIT STATUS:
    1    the file is not in the archive; nothing is printed (PostgreSQL asks for files
         that may not exist: the next timeline's history, the segment after the last)
    255  anything else: storage unreachable, a damaged or tampered object, a missing key,
-        a bad page header, another system's segment, a moved history file, a segment
+        a bad page header, an object that decodes to more than its segment size (or a
+        history file to more than 16 MiB), another system's segment, a moved history file, a segment
         --archived-through says was archived and that is
         gone now, a full or read-only pg_wal (nothing is left there), a pg_wal whose
         file or directory fsync fails (the file may be in place), bad arguments or

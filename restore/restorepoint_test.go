@@ -2,7 +2,17 @@ package restore
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
 	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // restorePointRecord builds an XLOG_RESTORE_POINT record as PostgreSQL
@@ -50,4 +60,45 @@ func TestFindRestorePointRecord(t *testing.T) {
 			t.Errorf("found the name outside a restore point record at %d", got)
 		}
 	})
+}
+
+// A segment that decodes to more than the segment size stops the scan
+// for a restore point at that size, naming the object. Before, the scan
+// read all of it into memory (64 MiB here, gigabytes for a compression
+// bomb) and went on as if the name were not found.
+func TestFindRestorePoint_ErrTooLarge(t *testing.T) {
+	ctx := context.Background()
+	const segSize = 1 << 20
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	name := wal.Segment{Timeline: 1, No: 3}.Name(segSize)
+	key := a.Layout.WALKey(name)
+	seg := append(waltest.Segment(t, name, segSize, 3)[:segSize/2], restorePointRecord("after_step1", 0)...)
+	seg = append(seg, make([]byte, segSize-len(seg))...)
+	if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(seg), -1, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("OK", func(t *testing.T) {
+		lsn, err := FindRestorePoint(ctx, a, "after_step1", segSize, 0)
+		if err != nil || lsn == 0 {
+			t.Fatalf("lsn, err = %s, %v; want the restore point", lsn, err)
+		}
+	})
+	t.Run("ErrTooLarge", func(t *testing.T) {
+		bomb := io.MultiReader(bytes.NewReader(seg), io.LimitReader(zeros{}, 63<<20))
+		if _, err := a.Codec.Put(ctx, a.Store, key, bomb, -1, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := FindRestorePoint(ctx, a, "after_step1", segSize, 0)
+		if !errors.Is(err, archive.ErrWALTooLarge) || !strings.Contains(err.Error(), key) {
+			t.Fatalf("err = %v, want ErrWALTooLarge naming %s", err, key)
+		}
+	})
+}
+
+// zeros reads zero bytes without end.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

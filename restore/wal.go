@@ -486,11 +486,17 @@ func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segS
 		if err != nil {
 			return 0, fmt.Errorf("open WAL %s: %w", n, err)
 		}
+		// At most one byte past the segment size is held: an object
+		// that decodes to more is no segment, whatever it would decode
+		// to (a compression bomb).
 		b := bytes.NewBuffer(buf[:0])
-		_, err = io.Copy(b, rc)
+		_, err = io.Copy(b, io.LimitReader(rc, int64(segSize)+1))
 		rc.Close()
+		if err == nil && uint64(b.Len()) > segSize {
+			err = fmt.Errorf("%w: more than the %d-byte segment size", archive.ErrWALTooLarge, segSize)
+		}
 		if err != nil {
-			return 0, fmt.Errorf("read WAL %s: %w", n, err)
+			return 0, fmt.Errorf("read WAL %s: %w", src.Layout.WALKey(n), err)
 		}
 		if at := findRestorePointRecord(b.Bytes(), pattern); at >= 0 {
 			seg, err := wal.ParseSegmentName(n, segSize)
