@@ -47,6 +47,8 @@ Its latest checkpoint location is written as 0/DEAD (pg_controldata shows it), R
 the rest as backed up: PostgreSQL recovers from backup_label's checkpoint, and refuses to
 start if backup_label is removed instead of starting a corrupt cluster. If recovery fails,
 do not remove backup_label (whatever PostgreSQL's HINT says): fix the cause and start again.
+A backup without backup_label is refused, naming it (PostgreSQL would start from
+pg_control's checkpoint, one from during the backup, into a corrupt cluster).
 Then it writes the recovery configuration into postgresql.auto.conf (restore_command
 runs hoard wal-fetch with this configuration) and creates recovery.signal, or
 standby.signal with --standby. With a target, a primary promotes when it reaches it

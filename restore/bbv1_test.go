@@ -289,8 +289,9 @@ func v1Benign() (head, tail []hostile.Member) {
 // TestRun_BBv1Hostile: a planted pghoard-bb-v1 object whose members would
 // write outside the data directory or its tablespace (a name with "..",
 // an absolute name, a link), whose first member is not the manifest, or
-// whose metadata names a tablespace path its manifest does not, is
-// refused, naming the backup, the object and what is at fault; nothing
+// whose metadata names a tablespace path its manifest does not, or that
+// holds no backup_label (PostgreSQL would start from pg_control's
+// checkpoint), is refused, naming the backup, the object and what is at fault; nothing
 // outside the target and the tablespace directory changes, and no
 // pg_control is written. The same object with benign members restores.
 func TestRun_BBv1Hostile(t *testing.T) {
@@ -303,8 +304,10 @@ func TestRun_BBv1Hostile(t *testing.T) {
 		metaPath func(e hostile.Env) string
 		want     error
 		names    []string
+		noLabel  bool // backup_label left out
 	}{
 		{name: "Benign"},
+		{name: "NoBackupLabel", want: ErrNoBackupLabel, names: []string{"backup_label"}, noLabel: true},
 		{name: "DotDot", want: ErrUnsafeMember, names: []string{"pgdata/../victim"},
 			members: func(hostile.Env, string) []hostile.Member {
 				return []hostile.Member{{Name: "pgdata/../victim", Body: "pwned\n"}}
@@ -352,6 +355,9 @@ func TestRun_BBv1Hostile(t *testing.T) {
 				hostile.Member{Name: "tablespaces/spc/PG_15_202209061/16384/16400", Body: strings.Repeat("s", 8192)})
 			if c.members != nil {
 				members = append(members, c.members(e, spcDir)...)
+			}
+			if c.noLabel {
+				tail = tail[:1]
 			}
 			members = append(members, tail...)
 			name := "2026-01-02_03-00_" + strconv.Itoa(len(c.name))

@@ -64,8 +64,7 @@
 //
 // The pg_control written is the backup's with its checkpoint location set
 // to GuardCheckpoint (0/DEAD) and its CRC recomputed (pgcontrol.go), for
-// every backup format, when backup_label is in place (it always is: it is
-// written before pg_control) and the file is of a layout checked against
+// every backup format, when the file is of a layout checked against
 // PostgreSQL 13 to 18; checkPointCopy, REDO included, is kept. PostgreSQL
 // recovers from backup_label's checkpoint and never reads pg_control's;
 // without backup_label (removed after a failed recovery, as its HINT
@@ -73,7 +72,11 @@
 // from during the backup, with no backup end to reach, and could start a
 // corrupt cluster: with 0/DEAD it refuses to start. A pg_control of
 // another layout is written as backed up, with a warning; one whose CRC
-// does not match is refused (ErrControlCRC). The restored pg_control no
+// does not match is refused (ErrControlCRC). A backup without
+// backup_label is refused (ErrNoBackupLabel): its control object when Run
+// reads it before anything is written (ReadControl, which verify uses
+// too), a backup held in one tar at the tar's end (pg_control is not
+// written), and writePGControl checks the directory again. The restored pg_control no
 // longer matches its checksum in backup_manifest: pg_verifybackup is run
 // with -i global/pg_control.
 //

@@ -256,16 +256,20 @@ func (e *extractor) writeNew(rel string, data []byte, mode fs.FileMode) error {
 // here: one that did not reach the disk whole fails PostgreSQL's CRC
 // check of the file at startup, and Run's final sync follows.
 //
-// When backup_label is in place (every backup holds one, and it is
-// written before pg_control), pg_control's checkpoint location is set to
-// GuardCheckpoint (guardCheckpoint), so that PostgreSQL refuses to start
-// if backup_label is removed instead of recovering from the wrong
+// backup_label must be in place, a regular file (every backup holds one,
+// and it is written before pg_control; ReadControl and oneTar.done
+// refuse a backup without one before this): without it PostgreSQL would
+// recover from pg_control's checkpoint, so nothing is written and the
+// error wraps ErrNoBackupLabel. pg_control's checkpoint location is set
+// to GuardCheckpoint (guardCheckpoint), so that PostgreSQL refuses to
+// start if backup_label is removed instead of recovering from the wrong
 // checkpoint into a corrupt cluster. A pg_control of a layout hoard does
 // not know is written as it is, and the log says so.
 func (e *extractor) writePGControl(data []byte) error {
-	if _, err := e.roots[""].Stat("backup_label"); err != nil {
-		e.log.Warn().Err(err).Msg("pg_control kept as in the backup: no backup_label; PostgreSQL would start crash recovery from its checkpoint")
-	} else if guarded, err := guardCheckpoint(data); errors.Is(err, errControlLayout) {
+	if fi, err := e.roots[""].Lstat("backup_label"); err != nil || !fi.Mode().IsRegular() {
+		return errNoLabel("the backup", "backup_label")
+	}
+	if guarded, err := guardCheckpoint(data); errors.Is(err, errControlLayout) {
 		e.log.Warn().Err(err).Msg("pg_control kept as in the backup: its checkpoint location is not invalidated, so removing backup_label would not stop PostgreSQL")
 	} else if err != nil {
 		return fmt.Errorf("%s, damaged in the backup (PostgreSQL would refuse it too; restore another backup): %w", archive.ControlPGControl, err)

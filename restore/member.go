@@ -2,6 +2,7 @@ package restore
 
 import (
 	"archive/tar"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -213,9 +214,43 @@ func checkControlMember(m *archive.Manifest, h *tar.Header) error {
 	return nil
 }
 
-// CheckControlMember is the check restore applies to each member of a
-// control tar after the manifest, before it writes anything: for verify.
-func CheckControlMember(m *archive.Manifest, h *tar.Header) error { return checkControlMember(m, h) }
+// ReadControl reads the control object key of a as restore does before
+// it writes anything: each member after the manifest is planned as the
+// extractor will (checkControlMember), and the tar must hold pg_control
+// and backup_label, a regular file (ErrNoBackupLabel). Restore reads the
+// control object of the backup it restores with it, and verify that of
+// every backup.
+func ReadControl(ctx context.Context, a *archive.Archive, key string) (*archive.Control, error) {
+	var control, label bool
+	ctrl, err := a.ReadControl(ctx, key, func(m *archive.Manifest, h *tar.Header) error {
+		if err := checkControlMember(m, h); err != nil {
+			return err
+		}
+		switch path.Clean(h.Name) {
+		case archive.ControlPGControl:
+			control = true
+		case archive.ControlBackupLabel:
+			label = h.Typeflag == tar.TypeReg
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case !control:
+		return nil, fmt.Errorf("control object %s holds no %s (restore another backup)", key, archive.ControlPGControl)
+	case !label:
+		return nil, errNoLabel("control object "+key, archive.ControlBackupLabel)
+	}
+	return ctrl, nil
+}
+
+// errNoLabel is the error of a backup whose object what holds no
+// backup_label, there called member.
+func errNoLabel(what, member string) error {
+	return fmt.Errorf("%s holds no %s: PostgreSQL would recover from pg_control's checkpoint, one from during the backup, "+
+		"into a silently corrupt cluster (restore another backup): %w", what, member, ErrNoBackupLabel)
+}
 
 // CheckChunkMember is the check restore applies to each member of a chunk
 // of the backup whose manifest is m, before writing it: for verify.

@@ -155,8 +155,9 @@ func TestGuardCheckpoint_ErrCRC(t *testing.T) {
 }
 
 // TestExtractor_WritePGControl: writePGControl writes the guarded
-// pg_control when backup_label is in place, the backup's own without it
-// or for an unknown layout, and nothing for a damaged one.
+// pg_control when backup_label is in place, the backup's own for an
+// unknown layout, and nothing without backup_label (or with a directory
+// of that name) or for a damaged one.
 func TestExtractor_WritePGControl(t *testing.T) {
 	orig := readControlFile(t, "16")
 	guarded, err := guardCheckpoint(orig)
@@ -169,23 +170,30 @@ func TestExtractor_WritePGControl(t *testing.T) {
 	damaged[200] ^= 1
 	for _, tc := range []struct {
 		name    string
-		label   bool
+		label   string // backup_label in the directory: "file", "dir" or "" (none)
 		data    []byte
 		want    []byte // nil: nothing written
 		wantErr error
 	}{
-		{"OK", true, orig, guarded, nil},
-		{"NoLabel", false, orig, orig, nil},
-		{"OtherLayout", true, other, other, nil},
-		{"ErrCRC", true, damaged, nil, ErrControlCRC},
+		{"OK", "file", orig, guarded, nil},
+		{"ErrNoLabel", "", orig, nil, ErrNoBackupLabel},
+		{"ErrLabelDir", "dir", orig, nil, ErrNoBackupLabel},
+		{"OtherLayout", "file", other, other, nil},
+		{"ErrCRC", "file", damaged, nil, ErrControlCRC},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if err := os.Mkdir(filepath.Join(dir, "global"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if tc.label {
-				if err := os.WriteFile(filepath.Join(dir, "backup_label"), []byte("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"), 0o600); err != nil {
+			label := filepath.Join(dir, "backup_label")
+			switch tc.label {
+			case "file":
+				if err := os.WriteFile(label, []byte("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			case "dir":
+				if err := os.Mkdir(label, 0o700); err != nil {
 					t.Fatal(err)
 				}
 			}

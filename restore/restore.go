@@ -32,6 +32,14 @@ import (
 // Overwrite.
 var ErrIncomplete = errors.New("restore incomplete")
 
+// ErrNoBackupLabel is returned (wrapped) for a backup that holds no
+// backup_label. Every backup hoard or PGHoard takes holds one (in the
+// control tar, or in the one tar of a basic or pipe backup); without it
+// PostgreSQL does crash recovery from pg_control's checkpoint, one from
+// during the backup, with no backup end to reach, and can start a
+// silently corrupt cluster.
+var ErrNoBackupLabel = errors.New("no backup_label in the backup")
+
 // ErrTablespaceInPlace is returned (wrapped, with ErrTargetNotEmpty) when
 // Overwrite is set and a tablespace restored to the path it had when
 // backed up holds files: Overwrite empties only the target and the
@@ -538,7 +546,7 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 		if b.OneTar() || checkFormat(b) != nil || checkVersion(b) != nil {
 			return b, nil, nil, nil // Run refuses an unknown format or an old version, naming it
 		}
-		ctrl, err := a.ArchiveOf(b).ReadControl(ctx, b.Key, checkControlMember)
+		ctrl, err := ReadControl(ctx, a.ArchiveOf(b), b.Key)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("backup %s: %w", b.Name, err)
 		}

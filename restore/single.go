@@ -51,6 +51,7 @@ type oneTar struct {
 	spcs    map[string]archive.ManifestTablespace // v1: the tablespaces of the object's metadata
 	names   map[string]bool
 	members int
+	label   bool // backup_label planned, a regular file of the data directory
 }
 
 func newOneTar(b *archive.BackupInfo) (*oneTar, error) {
@@ -73,13 +74,18 @@ func newOneTar(b *archive.BackupInfo) (*oneTar, error) {
 // global/pg_control, which restore holds in memory.
 func (t *oneTar) plan(h *tar.Header, r io.Reader) (p memberPlan, isControl bool, err error) {
 	t.members++
-	if !t.v1 {
-		return planSingle(h)
-	}
-	if t.members == 1 {
+	switch {
+	case !t.v1:
+		p, isControl, err = planSingle(h)
+	case t.members == 1:
 		return p, false, t.checkManifest(h, r)
+	default:
+		p, isControl, err = planV1(h, t.names)
 	}
-	return planV1(h, t.names)
+	if err == nil && p.kind == memberFile && p.spc == "" && p.rel == "backup_label" {
+		t.label = true
+	}
+	return p, isControl, err
 }
 
 // checkManifest reads a pghoard-bb-v1 object's manifest, its first
@@ -170,7 +176,7 @@ func (c *TarCheck) Member(h *tar.Header, r io.Reader) error {
 }
 
 // Done checks, after the last member, that the object held pg_control
-// (and for pghoard-bb-v1 the manifest).
+// and backup_label (and for pghoard-bb-v1 the manifest).
 func (c *TarCheck) Done() error { return c.t.done(c.control) }
 
 func (t *oneTar) done(control bool) error {
@@ -181,6 +187,10 @@ func (t *oneTar) done(control bool) error {
 		return fmt.Errorf("it holds no %s", archive.ControlPGControl)
 	case !control:
 		return fmt.Errorf("it holds no global/pg_control: not a pg_basebackup tar")
+	case !t.label && t.v1:
+		return errNoLabel("it", archive.ControlBackupLabel)
+	case !t.label:
+		return errNoLabel("it", "backup_label")
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/swaptest"
 	"github.com/hoardbackup/hoard/internal/waltest"
@@ -137,8 +138,11 @@ func putBackupOf(t testing.TB, a *archive.Archive, name string, tli uint32, star
 	if err != nil {
 		t.Fatal(err)
 	}
-	control := tarOf(t, map[string][]byte{archive.ManifestName: js})
 	start := wal.Segment{Timeline: tli, No: startNo}
+	control := hostile.Tar(t,
+		hostile.Member{Name: archive.ManifestName, Body: string(js)},
+		hostile.Member{Name: archive.ControlPGControl, Body: strings.Repeat("c", hostile.PGControlSize)},
+		hostile.Member{Name: archive.ControlBackupLabel, Body: fmt.Sprintf("START WAL LOCATION: %s (file %s)\n", start.StartLSN(segSize)+0x28, start.Name(segSize))})
 	b := &archive.BackupInfo{
 		Format:          archive.FormatBBv2,
 		StartWALSegment: start.Name(segSize),
@@ -602,6 +606,10 @@ func TestRun_ControlBomb(t *testing.T) {
 		tw.Write(js)
 		tw.WriteHeader(&tar.Header{Name: "pgdata/backup_manifest", Typeflag: tar.TypeReg, Mode: 0o600, Size: size})
 		io.CopyN(tw, zeroReader{}, size)
+		for _, m := range []string{archive.ControlPGControl, archive.ControlBackupLabel} {
+			tw.WriteHeader(&tar.Header{Name: m, Typeflag: tar.TypeReg, Mode: 0o600, Size: 512})
+			io.CopyN(tw, zeroReader{}, 512)
+		}
 		pw.CloseWithError(tw.Close())
 	}()
 	if _, err := a.Codec.Put(ctx, a.Store, b.Key, pr, -1, b.ToMetadata()); err != nil {

@@ -279,6 +279,10 @@ func Cases(e Env) []Case {
 			Backup: Backup{ControlTar: tarOf(Declared(archive.ManifestName, archive.MaxManifestSize+1))}},
 		{Name: "PGControlOverLimit", Object: "control", Names: []string{archive.ControlPGControl},
 			Backup: Backup{Control: []Member{Declared(archive.ControlPGControl, 1<<30)}}},
+		// Without backup_label PostgreSQL would start from pg_control's
+		// checkpoint, one from during the backup: a corrupt cluster.
+		{Name: "NoBackupLabel", Object: "control", Names: []string{archive.ControlBackupLabel},
+			Backup: Backup{NoLabel: true}},
 		{Name: "ManifestManyChunks", Object: "control", Names: []string{"chunks"},
 			Backup: Backup{ControlTar: tarOf(manifestOf(`{"chunks":[` + strings.Repeat(`{},`, archive.MaxManifestChunks) + `{}]}`))}},
 	}
@@ -334,6 +338,8 @@ func deltaCases(e Env) []Case {
 			Backup: bundle(file("../victim", "owned\n"))},
 		{Name: "BundleAbsolute", Object: "chunk", Names: []string{e.Victim()},
 			Backup: bundle(file(e.Victim(), "owned\n"))},
+		{Name: "DeltaNoBackupLabel", Object: "control", Names: []string{archive.ControlBackupLabel},
+			Backup: Backup{DeltaDirs: []string{}, NoLabel: true}},
 		{Name: "BundleKeyDotDot", Object: "control", Names: []string{`"../../xlog/` + StartSegment + `"`},
 			Backup: Backup{DeltaDirs: []string{}, Manifest: func(m *archive.Manifest) { m.Chunks[0].ChunkFilename = "../../xlog/" + StartSegment }}},
 	}

@@ -60,6 +60,8 @@ type Backup struct {
 	Manifest func(*archive.Manifest)
 	// ControlTar, when set, is the whole control tar, as is.
 	ControlTar []byte
+	// NoLabel leaves backup_label out of the control tar.
+	NoLabel bool
 	// ChunkTars, when set, replace the tars built from Chunks (after the
 	// first, benign one); the manifest records their sizes.
 	ChunkTars [][]byte
@@ -165,7 +167,9 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 		members := []Member{
 			{Name: archive.ManifestName, Body: string(js)},
 			{Name: archive.ControlPGControl, Body: strings.Repeat("c", PGControlSize)},
-			{Name: archive.ControlBackupLabel, Body: "START WAL LOCATION: 0/2000028 (file " + StartSegment + ")\n"},
+		}
+		if !b.NoLabel {
+			members = append(members, Member{Name: archive.ControlBackupLabel, Body: "START WAL LOCATION: 0/2000028 (file " + StartSegment + ")\n"})
 		}
 		for _, d := range archive.ControlEmptyDirs {
 			members = append(members, Member{Name: d, Type: tar.TypeDir})

@@ -1,0 +1,80 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestRun_ErrNoBackupLabel: a backup whose control object holds no
+// backup_label (restore refuses it: PostgreSQL would start from
+// pg_control's checkpoint, one from during the backup) is broken, for
+// the quick check and the full one, and the problem names backup_label.
+// The same backup with it is not broken.
+func TestRun_ErrNoBackupLabel(t *testing.T) {
+	for _, b := range []hostile.Backup{
+		{Name: "2026-01-02_03-00_1", NoLabel: true},
+		{Name: "2026-01-02_03-00_2", NoLabel: true, DeltaDirs: []string{}},
+	} {
+		a := testArchive(t)
+		hostile.Put(t, a, b)
+		for _, full := range []bool{false, true} {
+			rep := run(t, a, full)
+			if len(rep.Backups) != 1 || rep.Backups[0].Status != StatusBroken || !strings.Contains(problems(rep), archive.ControlBackupLabel) {
+				t.Errorf("%s (delta %v), full=%v: %+v\n%s", b.Name, b.IsDelta(), full, rep.Backups, problems(rep))
+			}
+		}
+		b.NoLabel = false
+		a = testArchive(t)
+		hostile.Put(t, a, b)
+		for _, full := range []bool{false, true} {
+			if rep := run(t, a, full); len(rep.Backups) != 1 || rep.Backups[0].Status == StatusBroken {
+				t.Errorf("%s (delta %v) with backup_label, full=%v: %+v\n%s", b.Name, b.IsDelta(), full, rep.Backups, problems(rep))
+			}
+		}
+	}
+}
+
+// TestRun_ErrSingleTarNoBackupLabel: a backup held in one pg_basebackup
+// tar (PGHoard's basic mode) without backup_label is broken for the full
+// check, which decodes the tar, naming backup_label; the quick check does
+// not read the tar. With backup_label the full check passes it.
+func TestRun_ErrSingleTarNoBackupLabel(t *testing.T) {
+	for _, label := range []bool{false, true} {
+		members := []hostile.Member{
+			{Name: "PG_VERSION", Body: "15\n"},
+			{Name: "global/pg_control", Body: strings.Repeat("c", hostile.PGControlSize)},
+		}
+		if label {
+			members = append(members, hostile.Member{Name: "backup_label", Body: "START WAL LOCATION: 0/200028 (file " + hostile.StartSegment + ")\n"})
+		}
+		data := hostile.Tar(t, members...)
+		a := testArchive(t)
+		md := storage.Metadata{
+			archive.MetaStartTime: "2026-01-02T03:00:00+00:00", archive.MetaStartWALSegment: hostile.StartSegment,
+			"basebackup-mode": "basic", archive.MetaPGVersion: "150004", archive.MetaOriginalFileSize: strconv.Itoa(len(data)),
+			archive.MetaWALSegmentSize: strconv.Itoa(hostile.SegmentSize),
+		}
+		if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.BackupKey("2026-01-02_03-00_0"), bytes.NewReader(data), int64(len(data)), md); err != nil {
+			t.Fatal(err)
+		}
+		for _, seg := range []string{hostile.StartSegment, hostile.EndSegment} {
+			putSegment(t, a, seg, waltest.Segment(t, seg, hostile.SegmentSize, 1))
+		}
+		rep := run(t, a, true)
+		if len(rep.Backups) != 1 {
+			t.Fatalf("%d backups listed", len(rep.Backups))
+		}
+		broken := rep.Backups[0].Status == StatusBroken && strings.Contains(problems(rep), "backup_label")
+		if broken == label {
+			t.Errorf("backup_label %v: full check: %+v\n%s", label, rep.Backups, problems(rep))
+		}
+	}
+}
