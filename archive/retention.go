@@ -51,6 +51,12 @@ type RetentionPolicy struct {
 	// (OfSystem, planAuthenticated), and WAL is deleted only while a
 	// backup of this system is kept.
 	SystemID string
+	// Seen holds the keys of main objects of the site's own backups that
+	// earlier listings returned (a daemon's). One this run's listing
+	// leaves out is looked up by key, and if it is stored the plan fails
+	// (checkSeen): a storage that lies by omission for a while is
+	// caught, a single-tar backup (no chunk folder) too.
+	Seen []string
 }
 
 // BackupDecision is the fate of one backup in a plan.
@@ -592,6 +598,9 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 		return RetentionPlan{}, err
 	}
 	if err := a.checkListedAgain(ctx, scan); err != nil {
+		return RetentionPlan{}, err
+	}
+	if err := a.checkSeen(ctx, scan, p.Seen); err != nil {
 		return RetentionPlan{}, err
 	}
 	return plan, nil

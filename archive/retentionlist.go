@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/hoardbackup/hoard/storage"
@@ -26,12 +27,16 @@ import (
 //     main object the first listing did not return stops it
 //     (checkListedAgain): a single-tar backup (PGHoard's basic and pipe
 //     modes) has no folder, and its main object is the only trace of it;
+//   - a main object an earlier listing returned (a daemon's,
+//     RetentionPolicy.Seen) and this one does not is looked up by key
+//     (checkSeen);
 //   - "not found" from HEAD is believed only when GET says so too
 //     (statConfirmed): a backup or preservation request that HEAD denies
 //     and GET reads stops retention.
 //
 // A storage that leaves the same single-tar backup out of every listing
-// cannot be caught this way: nothing else in the bucket names it.
+// since before a daemon first listed it cannot be caught this way:
+// nothing else in the bucket names it.
 
 // ErrStorageContradicts is wrapped by the error of an object that HEAD
 // (Store.Stat) answers "not found" for while GET (Store.Open) reads it.
@@ -101,13 +106,7 @@ func (a *Archive) checkUnlisted(ctx context.Context, name string) error {
 // returns an error naming a main object that scan, the first listing,
 // did not return.
 func (a *Archive) checkListedAgain(ctx context.Context, scan Backups) error {
-	first := map[string]bool{}
-	for _, b := range scan.Sound {
-		first[b.Key] = true
-	}
-	for _, d := range scan.Damaged {
-		first[d.Key] = true
-	}
+	first := listedKeys(scan)
 	for _, s := range a.sites() {
 		dir := s.Layout.Dir(BasebackupDir)
 		missed := ""
@@ -128,4 +127,44 @@ func (a *Archive) checkListedAgain(ctx context.Context, scan Backups) error {
 		}
 	}
 	return nil
+}
+
+// checkSeen looks up by key each main object of seen (keys an earlier
+// listing returned, RetentionPolicy.Seen) that scan does not hold, and
+// returns an error naming the first that is stored: this listing left it
+// out. One that is gone was deleted since, and is not needed.
+func (a *Archive) checkSeen(ctx context.Context, scan Backups, seen []string) error {
+	listed := listedKeys(scan)
+	keys := slices.Clone(seen)
+	slices.Sort(keys)
+	for _, key := range slices.Compact(keys) {
+		if listed[key] || !strings.HasPrefix(key, a.Layout.Dir(BasebackupDir)) {
+			continue
+		}
+		_, contradicted, err := statConfirmed(ctx, a.Store, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			continue
+		case err != nil:
+			return fmt.Errorf("stat %s (listed before, not now): %w", key, err)
+		case contradicted:
+			return contradiction(a.Site, key)
+		}
+		return fmt.Errorf("site %s: backup %s is stored (%s) and was listed before, but the listing of %s left it out "+
+			"(the storage listed fewer objects than it holds): nothing deleted, run retention again",
+			a.Site, BackupName(key), key, a.Layout.Dir(BasebackupDir))
+	}
+	return nil
+}
+
+// listedKeys returns the keys of the main objects scan listed.
+func listedKeys(scan Backups) map[string]bool {
+	out := map[string]bool{}
+	for _, b := range scan.Sound {
+		out[b.Key] = true
+	}
+	for _, d := range scan.Damaged {
+		out[d.Key] = true
+	}
+	return out
 }

@@ -144,3 +144,35 @@ func TestArchive_PlanRetentionHEADNotFound(t *testing.T) {
 		planUnlisted(t, a, st, RetentionPolicy{MaxCount: 1}, now, key)
 	})
 }
+
+// TestArchive_PlanRetentionSeen: a backup an earlier listing returned
+// (RetentionPolicy.Seen, the daemon's) and this one leaves out, every
+// time, is looked up by key: stored, it makes retention fail and delete
+// nothing; gone (deleted by someone else), it is no longer needed.
+func TestArchive_PlanRetentionSeen(t *testing.T) {
+	const name = "2026-12-02_03-56_0"
+	site := func(t *testing.T) (*Archive, string) {
+		a := &Archive{Store: pghoardtest.CopyReal(t, "basic"), Codec: &Codec{Compression: "zstd"}, Layout: Layout{Prefix: "site"}, Site: "site"}
+		putBackup(t, a, "2026-12-02_05-00_0", "000000010000000000000003", 1, 0)
+		return a, a.Layout.Dir(BasebackupDir) + name
+	}
+	now := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	t.Run("ErrStored", func(t *testing.T) {
+		a, key := site(t)
+		st := hidingStore{Store: a.Store, hidden: map[string]bool{key: true}}
+		planUnlisted(t, a, st, RetentionPolicy{MaxCount: 2, Seen: []string{key}}, now, name)
+	})
+	t.Run("OKGone", func(t *testing.T) {
+		a, key := site(t)
+		if err := a.Store.Delete(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+		p, err := a.PlanRetention(context.Background(), RetentionPolicy{MaxCount: 2, Seen: []string{key}}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.WALHorizonBackup != "2026-12-02_05-00_0" || len(p.WAL) != 2 {
+			t.Errorf("WAL horizon %s, %d files deleted: want the WAL before the only backup's start deleted", p.WALHorizonBackup, len(p.WAL))
+		}
+	})
+}

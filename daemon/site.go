@@ -72,6 +72,11 @@ type supervisor struct {
 	// walKept is why the last retention run deleted no WAL
 	// (archive.RetentionPlan.WALKept), logged when it changes.
 	walKept string
+	// seen holds the keys of the site's backups the backup loop listed
+	// since the last retention run that succeeded, and those that run
+	// kept: retention looks up one its listing leaves out
+	// (archive.RetentionPolicy.Seen). Only the backup loop uses it.
+	seen map[string]bool
 	// sysID is the cluster's system identifier as last asked, at sysIDAt
 	// (systemid.go).
 	sysID   string
@@ -266,6 +271,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				s.log.Warn().Err(err).Msg("list basebackups")
 				s.setError(err)
 			default:
+				s.noteListed(backups)
 				s.serveNewestBackupWAL(ctx, backups)
 				if id := s.systemID(ctx); id != "" && id != warnedFor {
 					s.systemChanged(warnedFor, id)
@@ -546,8 +552,19 @@ func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
 		s.update(func(st *SiteStatus) { st.LastRetentionError = err.Error() })
 		return
 	}
+	for k := range s.seen {
+		p.Seen = append(p.Seen, k)
+	}
 	plan, err := arch.PlanRetention(ctx, p, time.Now())
 	if err == nil {
+		// Every backup seen before and not listed now is gone: the
+		// plan looked each one up.
+		s.seen = nil
+		for _, k := range plan.Keep {
+			if k.Site == "" || k.Site == arch.Site {
+				s.noteListed([]*archive.BackupInfo{k.Backup})
+			}
+		}
 		// Kept backups that fail their checks: retention kept older ones
 		// in their place (or deleted nothing); someone must look.
 		for _, d := range plan.Damaged {
@@ -589,12 +606,25 @@ func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
 	}
 	now := time.Now().UTC()
 	if err != nil {
+		s.m.retentionFailed.Add(1)
 		s.log.Error().Err(err).Msg("retention")
 		s.setError(err)
 		s.update(func(st *SiteStatus) { st.LastRetentionError = err.Error() })
 		return
 	}
+	s.m.retentionOK.Add(1)
 	s.update(func(st *SiteStatus) { st.LastRetention, st.LastRetentionError = &now, "" })
+}
+
+// noteListed adds the keys of backups, listed in the site's own store, to
+// s.seen.
+func (s *supervisor) noteListed(backups []*archive.BackupInfo) {
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	for _, b := range backups {
+		s.seen[b.Key] = true
+	}
 }
 
 // refresh updates the WAL part of the status and the metrics from the

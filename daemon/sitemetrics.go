@@ -21,6 +21,7 @@ type siteMetrics struct {
 	backupsOK, backupsFailed                  *metrics.Counter
 
 	deletedBackups, deletedChunks, deletedWAL, deletedOrphans *metrics.Counter
+	retentionOK, retentionFailed                              *metrics.Counter
 }
 
 // Metric names. Every series has a site label.
@@ -48,6 +49,7 @@ const (
 	MetricBackupRate        = "hoard_basebackup_bytes_per_second"
 	MetricBackups           = "hoard_basebackups_total"
 	MetricRetentionDeleted  = "hoard_retention_deleted_total"
+	MetricRetentionRuns     = "hoard_retention_runs_total"
 	MetricSiteRunning       = "hoard_site_running"
 	MetricDaemonStartedTime = "hoard_start_timestamp_seconds"
 )
@@ -100,5 +102,8 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		deletedChunks:  m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "chunk")),
 		deletedWAL:     m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "wal")),
 		deletedOrphans: m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "orphan")),
+
+		retentionOK:     m.Counter(MetricRetentionRuns, "Retention runs the daemon made, by result.", with("result", "success")),
+		retentionFailed: m.Counter(MetricRetentionRuns, "Retention runs the daemon made, by result.", with("result", "failure")),
 	}
 }
