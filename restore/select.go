@@ -64,7 +64,12 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 		return nil, fmt.Errorf("no basebackup %q (see hoard list): %w", name, archive.ErrNoBackup)
 	}
 	if t.Name != "" && t.nameLSN == 0 {
-		return nil, fmt.Errorf("restore point %q was not found in the archived WAL; name the backup to restore: %w", t.Name, archive.ErrNoBackup)
+		// Most often the point was made after the last segment was
+		// stored: the segment PostgreSQL is writing holds it.
+		return nil, fmt.Errorf("restore point %q was not found in the newest archived WAL: if it was made since the last segment was stored, "+
+			"its WAL is not archived yet: run select pg_switch_wal() on the primary, wait until hoard list shows the stored WAL past "+
+			"the point's LSN (what pg_create_restore_point returned), then restore again; for an older point, "+
+			"name the backup to restore with --basebackup NAME: %w", t.Name, archive.ErrNoBackup)
 	}
 	for i := len(backups) - 1; i >= 0; i-- {
 		if ok, _ := endsBefore(backups[i], t); ok {

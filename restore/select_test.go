@@ -3,6 +3,7 @@ package restore
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -282,5 +283,20 @@ func TestCandidates(t *testing.T) {
 				t.Errorf("Candidates(%q, %q) = %v, want %v", tc.backup, tc.systemID, names, want)
 			}
 		})
+	}
+}
+
+// TestSelectBackup_ErrNameNotFound: a restore point that is not in the
+// archived WAL is most often one made since the last segment was stored.
+// The error says so and what to do next, and still offers --basebackup.
+func TestSelectBackup_ErrNameNotFound(t *testing.T) {
+	_, err := SelectBackup([]*archive.BackupInfo{hoardBackup("b1", 1, 0x1000100, 0)}, "", Target{Name: "rp"})
+	if !errors.Is(err, archive.ErrNoBackup) {
+		t.Fatalf("err = %v, want ErrNoBackup", err)
+	}
+	for _, want := range []string{`restore point "rp"`, "not archived yet", "pg_switch_wal()", "hoard list", "--basebackup"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }
