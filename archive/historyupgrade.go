@@ -179,19 +179,34 @@ func IgnoreUpgradedHistory(err error, at uint32) error {
 // cluster refuses, as a standby's recovery to the latest timeline asks
 // for them. Only their metadata is read (checkHistory).
 func (a *Archive) OtherSystemHistories(ctx context.Context, system uint64, above uint32) ([]*OtherSystemHistoryError, error) {
-	others, _, err := a.HistorySystemsAbove(ctx, system, above)
-	return others, err
+	h, err := a.HistorySystemsAbove(ctx, system, above)
+	return h.Others, err
 }
 
-// HistorySystemsAbove is OtherSystemHistories that also returns, in
-// order, the timelines above above of the history files whose system
-// cannot be told: in a site without keys, those without a claim
-// (PGHoard's, an older hoard's). In a site with keys it is none: the
-// files not bound to a system are checked against the markers instead.
-func (a *Archive) HistorySystemsAbove(ctx context.Context, system uint64, above uint32) (others []*OtherSystemHistoryError, unknown []uint32, err error) {
+// HistorySystems sorts the history files above a timeline by the database
+// system they belong to (HistorySystemsAbove).
+type HistorySystems struct {
+	// Others are OtherSystemHistories' errors, by timeline.
+	Others []*OtherSystemHistoryError
+	// Own are the timelines, in order, of the files of the system asked
+	// about: bound to it, or in a site without keys claiming it.
+	Own []uint32
+	// Unknown are the timelines, in order, of the files whose system
+	// cannot be told: in a site without keys, those without a claim
+	// (PGHoard's, an older hoard's). In a site with keys it is none: the
+	// files not bound to a system are checked against the markers
+	// instead, and count as Own when they pass.
+	Unknown []uint32
+}
+
+// HistorySystemsAbove sorts the history files stored in a (or a site it
+// moved from) above timeline above by their system: system's own, another
+// system's (OtherSystemHistories), or one that cannot be told.
+func (a *Archive) HistorySystemsAbove(ctx context.Context, system uint64, above uint32) (HistorySystems, error) {
+	var h HistorySystems
 	hs, err := a.ListHistories(ctx)
 	if err != nil {
-		return nil, nil, err
+		return h, err
 	}
 	for _, tli := range slices.Sorted(maps.Keys(hs)) {
 		f := hs[tli]
@@ -203,15 +218,18 @@ func (a *Archive) HistorySystemsAbove(ctx context.Context, system uint64, above 
 			continue // deleted since the listing
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("stat %s: %w", f.Key, err)
+			return HistorySystems{}, fmt.Errorf("stat %s: %w", f.Key, err)
 		}
-		if o, ok := errors.AsType[*OtherSystemHistoryError](f.Archive.checkHistory(ctx, f.Key, f.Name, obj.Metadata, system)); ok {
-			others = append(others, o)
+		err = f.Archive.checkHistory(ctx, f.Key, f.Name, obj.Metadata, system)
+		if o, ok := errors.AsType[*OtherSystemHistoryError](err); ok {
+			h.Others = append(h.Others, o)
 		} else if !f.Archive.HistoriesBound() && obj.Metadata[MetaSystemID] == "" {
-			unknown = append(unknown, tli)
+			h.Unknown = append(h.Unknown, tli)
+		} else if err == nil {
+			h.Own = append(h.Own, tli)
 		}
 	}
-	return others, unknown, nil
+	return h, nil
 }
 
 // OtherSystemHistoriesProblems says what others, OtherSystemHistories of

@@ -45,7 +45,10 @@ key or PostgreSQL setting to change), in four steps:
                  another) above the node's timeline (from its metadata; without keys, files
                  claiming none cannot be told: info): after pg_upgrade of a cluster whose timeline
                  was above 1, the old cluster's, on which a standby's wal-fetch stops; set a
-                 new backup_sites.<site>.prefix for the upgraded cluster
+                 new backup_sites.<site>.prefix for the upgraded cluster; a warning for a
+                 history file of the node's own system above its timeline (a restored copy
+                 that kept archive_command, or a former primary still running, archived
+                 there: a restore of the site to its end would follow it, not the node)
   archive        the newest backup and its age against basebackup_interval_hours; the WAL
                  from its start through the newest stored segment, without a gap (from the
                  listing: nothing is downloaded but a .partial tail); a warning where it

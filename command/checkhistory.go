@@ -27,21 +27,46 @@ func checkOtherHistories(ctx context.Context, r *checkReport, env *siteEnv, step
 	if err != nil {
 		return
 	}
-	others, unknown, err := env.archive.HistorySystemsAbove(ctx, sys, tli)
+	h, err := env.archive.HistorySystemsAbove(ctx, sys, tli)
 	if err != nil {
 		r.fail(step, "timeline history files: %v", err)
 		return
 	}
-	for _, p := range archive.OtherSystemHistoriesProblems(others, sys, tli) {
+	for _, p := range archive.OtherSystemHistoriesProblems(h.Others, sys, tli) {
 		r.fail(step, "%s", p)
 	}
 	switch {
-	case len(unknown) > 0:
+	case len(h.Unknown) > 0:
 		r.info(step, "timeline history files above timeline %d claim no database system (PGHoard's or an older hoard's, "+
-			"in a site without keys) on %s: whether they are another system's cannot be told", tli, timelineList(unknown))
-	case len(others) == 0:
+			"in a site without keys) on %s: whether they are another system's cannot be told", tli, timelineList(h.Unknown))
+	case len(h.Others) == 0:
 		r.ok(step, "no timeline history file of another database system above timeline %d", tli)
 	}
+	if len(h.Own) > 0 {
+		warnOwnHistoriesAbove(r, step, h.Own, tli)
+	}
+}
+
+// warnOwnHistoriesAbove warns that the site holds history files of the
+// node's own system on timelines above tli, the one the node runs on.
+// PostgreSQL gives a promoted cluster the timeline after the newest one
+// it finds in the archive (findNewestTimeLine in timeline.c), so such a
+// timeline forked from this node's history and was archived here by
+// another cluster of the same system: most often a restored copy started
+// with the original's archive_command, or a former primary still running
+// after a failover. A restore of the site to its end (target timeline
+// latest, the default) follows the newest timeline, so it would restore
+// that cluster's WAL, not this node's, and say nothing.
+func warnOwnHistoriesAbove(r *checkReport, step string, own []uint32, tli uint32) {
+	newest, files := own[len(own)-1], "history files"
+	if len(own) == 1 {
+		files = "history file"
+	}
+	r.warn(step, "the site holds this cluster's %s of %s, above timeline %d, the one this node runs on: "+
+		"another cluster of this system archived there, most often a restored copy started without hoard restore --archive-mode off, "+
+		"or a former primary still running after a failover; a restore of the site to its end follows timeline %d, not this node's WAL. "+
+		"Stop whatever archives timeline %d into this site (archive_mode = off on a copy), and restore this node's WAL with "+
+		"--target-timeline %d", files, timelineList(own), tli, newest, newest, tli)
 }
 
 // timelineList is tlis as "timeline 2" or "timelines 2, 3".

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -170,5 +171,47 @@ func TestCheck_OtherSystemHistories(t *testing.T) {
 		" on timelines 2, 3, above timeline 1 of this cluster (system ")
 	if strings.Contains(out, "(system "+sysOld+")") {
 		t.Errorf("the line names the old system as the node's:\n%s", out)
+	}
+}
+
+// TestCheckOtherHistories_OwnAbove: history files of the node's own system
+// on timelines above the one it runs on (a restored copy that kept the
+// original's archive_command archived its timeline here, or a former
+// primary still runs) make a warning: a restore of the site to its end
+// follows that timeline, not this node's WAL. The line names the
+// timelines, --archive-mode off and --target-timeline. On the newest
+// timeline, or where the files claim no system, no warning.
+func TestCheckOtherHistories_OwnAbove(t *testing.T) {
+	_, _, keyed := oldHistories(t)
+	for _, c := range []struct {
+		name     string
+		a        *archive.Archive
+		tli      uint32
+		warnings int
+	}{
+		{"keys", keyed, 1, 1},
+		{"keysNewest", keyed, 3, 0},
+		{"keyless", keylessHistories(t, true), 2, 1},
+		{"keylessUnclaimed", keylessHistories(t, false), 1, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			r := &checkReport{w: &out}
+			checkOtherHistories(context.Background(), r, &siteEnv{archive: c.a}, nodeStep(0), sysOld, c.tli)
+			if r.failed != 0 || r.warnings != c.warnings {
+				t.Fatalf("%d failed, %d warnings, want 0 and %d:\n%s", r.failed, r.warnings, c.warnings, out.String())
+			}
+			if c.warnings == 0 {
+				return
+			}
+			above := map[uint32]string{1: "history files of timelines 2, 3", 2: "history file of timeline 3"}[c.tli]
+			wantLines(t, out.String(), "warning  postgresql node 0: the site holds this cluster's "+above+
+				", above timeline "+strconv.Itoa(int(c.tli))+", the one this node runs on")
+			for _, w := range []string{"--archive-mode off", "--target-timeline " + strconv.Itoa(int(c.tli))} {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("the warning does not say %q:\n%s", w, out.String())
+				}
+			}
+		})
 	}
 }
