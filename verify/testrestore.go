@@ -577,7 +577,10 @@ func (t *restoreTest) checkReplay(ch *Chain) {
 		return
 	}
 	newest, reachedNewest := ch.Newest, false
-	if s, err := wal.ParseSegmentName(newest, ch.SegmentSize); err == nil {
+	// The newest may be a .partial (the segment in progress, stored by the
+	// daemon at a clean stop and every wal_partial_upload_interval):
+	// recovery then ends inside its segment, at the end of its data.
+	if s, err := wal.ParseSegmentName(strings.TrimSuffix(newest, wal.PartialSuffix), ch.SegmentSize); err == nil {
 		reachedNewest = end > s.StartLSN(ch.SegmentSize)
 	}
 	if reachedNewest {

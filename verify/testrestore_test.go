@@ -112,3 +112,41 @@ func TestRestoreTest_StopRightAfterStart(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreTest_CheckReplayPartial: where the newest archived WAL is a
+// .partial (the daemon stores the segment in progress so at a clean stop,
+// and every wal_partial_upload_interval), recovery that ended inside it
+// replayed the whole archive. The replay check parsed the .partial's name
+// as a segment's, failed, and reported "recovery ended at X, before the
+// newest archived segment ....partial" for a restore that had replayed
+// everything. Recovery that ended before the .partial's segment still
+// fails.
+func TestRestoreTest_CheckReplayPartial(t *testing.T) {
+	const segSize = 16 << 20
+	for _, c := range []struct {
+		name, newest, end, status string
+	}{
+		{"OK", "00000001000000000000000D.partial", "0/D0001E8", CheckOK},
+		{"OKSegment", "00000001000000000000000D", "0/D0001E8", CheckOK},
+		{"ErrBefore", "00000001000000000000000D.partial", "0/C0001E8", CheckFailed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := t.TempDir()
+			if err := os.Mkdir(filepath.Join(data, "pg_wal"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			history := "1\t" + c.end + "\tno recovery target specified\n"
+			if err := os.WriteFile(filepath.Join(data, "pg_wal", "00000002.history"), []byte(history), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rt := &restoreTest{res: &RestoreTestResult{}, data: data, log: zerolog.Nop()}
+			rt.checkReplay(&Chain{Newest: c.newest, SegmentSize: segSize})
+			if len(rt.res.Checks) != 1 || rt.res.Checks[0].Status != c.status {
+				t.Fatalf("checks %+v, want one replay check %s", rt.res.Checks, c.status)
+			}
+			if got := rt.res.Checks[0].Detail; !strings.Contains(got, c.newest) {
+				t.Errorf("detail %q does not name %s", got, c.newest)
+			}
+		})
+	}
+}
