@@ -23,7 +23,9 @@ and restores them to any point in time. It reads PGHoard's JSON configuration.
 
 Flags may come before or after a command's arguments, as with PGHoard's tools
 (hoard object get KEY -o FILE); global flags such as --config may follow the command
-name. Arguments after -- are never read as flags.`,
+name. Arguments after -- are never read as flags. A boolean flag takes its value after
+"=" (--short-log=false); a value written apart (--short-log false) is read as the flag's
+only before the command name or where the command has an argument too many.`,
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n",
 		EnableBashCompletion:  true,
 		Flags: []cli.Flag{

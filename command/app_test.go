@@ -3,6 +3,7 @@ package command
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,6 +64,62 @@ func TestApp_ExitCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestApp_BoolValueApart: a boolean flag's bad value written apart
+// (--short-log maybe) is reported as the flag's bad value, wherever it
+// is written, with each command's exit status; urfave/cli took it for a
+// command name (No help topic for 'maybe') or an argument too many.
+func TestApp_BoolValueApart(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--short-log", "maybe", "wal-fetch", "a", "b"}, exitWALFatal},
+		{[]string{"wal-fetch", "--short-log", "maybe", "a", "b"}, exitWALFatal},
+		{[]string{"wal-fetch", "a", "b", "--short-log", "maybe"}, exitWALFatal},
+		{[]string{"--short-log", "maybe", "wal-push", "pg_wal/X"}, ExitUsage},
+		{[]string{"wal-push", "--short-log", "maybe", "pg_wal/X"}, ExitUsage},
+		{[]string{"--short-log", "maybe", "list"}, ExitUsage},
+		{[]string{"list", "--short-log", "maybe"}, ExitUsage},
+	} {
+		app := App("test")
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		full := append([]string{"hoard"}, tc.args...)
+		err := PostgresStatus(app, full, app.RunContext(context.Background(), OrderArgs(app, full)))
+		if got := ExitCode(err); got != tc.want {
+			t.Errorf("hoard %s: exit %d, want %d", strings.Join(tc.args, " "), got, tc.want)
+		}
+		if msg := ErrorMessage(err); !strings.Contains(msg, `"maybe"`) || !strings.Contains(msg, "short-log") {
+			t.Errorf("hoard %s: %q, want the flag and its bad value named", strings.Join(tc.args, " "), msg)
+		}
+	}
+}
+
+// TestApp_HelpEveryCommand: --help (or -h) alone shows a command's help
+// and exits 0, for every command and subcommand, with --config before or
+// after the command name; given with positional arguments, wal-push and
+// wal-fetch take it as a mistake in how PostgreSQL runs them
+// (TestApp_ExitCodes).
+func TestApp_HelpEveryCommand(t *testing.T) {
+	var walk func(path []string, cmds []*cli.Command)
+	walk = func(path []string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			p := append(slices.Clone(path), c.Name)
+			for _, args := range [][]string{
+				append(slices.Clone(p), "--help"),
+				append(slices.Clone(p), "-h"),
+				slices.Concat(p, []string{"--config", "F", "--help"}),
+				slices.Concat([]string{"--config", "F"}, p, []string{"--help"}),
+			} {
+				if got := run(t, args...); got != ExitOK {
+					t.Errorf("hoard %s: exit %d, want 0", strings.Join(args, " "), got)
+				}
+			}
+			walk(p, c.Subcommands)
+		}
+	}
+	walk(nil, App("test").Commands)
 }
 
 func TestParseLevel(t *testing.T) {

@@ -21,7 +21,12 @@ import (
 // --log-level...) written after the command name moves before it, unless
 // the command defines a flag of that name itself. Everything after "--"
 // stays positional, and unknown flags, even before the command name, are
-// moved with the command's so that the command reports them. With --help, the positional arguments are dropped:
+// moved with the command's so that the command reports them. A boolean
+// flag's value written apart (--short-log maybe) is joined to it
+// (--short-log=maybe) where nothing else can be meant: before the command
+// name, in its place, and after it for as many arguments as the command
+// has too many (joinBoolValues); urfave then reports a bad value as the
+// flag's, instead of "No help topic for 'maybe'" or a count of arguments. With --help, the positional arguments are dropped:
 // urfave would take them for a help topic. Args that do not start with a known command are
 // returned unchanged.
 func OrderArgs(app *cli.App, args []string) []string {
@@ -51,6 +56,16 @@ func OrderArgs(app *cli.App, args []string) []string {
 			i += n
 			continue
 		}
+		if globals.isBool(args[i]) && i+2 < len(args) && !isFlag(args[i+1]) && findCommand(app.Commands, args[i+1]) == nil &&
+			slices.ContainsFunc(args[i+2:], func(a string) bool { return findCommand(app.Commands, a) != nil }) {
+			// --short-log maybe wal-fetch: the value of the flag, written
+			// apart, where the command name should be. Joined, urfave
+			// reports the flag's bad value; apart, it took the value for
+			// a command ("No help topic for 'maybe'").
+			head = append(head, args[i]+"="+args[i+1])
+			i += 2
+			continue
+		}
 		n := 1 + globals.valueArgs(args[i], args[i+1:])
 		head = append(head, args[i:i+n]...)
 		i += n
@@ -76,6 +91,7 @@ func OrderArgs(app *cli.App, args []string) []string {
 	}
 	own := flagSet{cmd.Flags, []cli.Flag{cli.HelpFlag}}
 	var dashdash []string
+	var aparts []boolApart
 	help := false
 	for j := 0; j < len(rest); j++ {
 		a := rest[j]
@@ -85,6 +101,7 @@ func OrderArgs(app *cli.App, args []string) []string {
 			j = len(rest)
 		case isFlag(a):
 			n := 0
+			list := &body
 			switch {
 			case own.has(a):
 				help = help || slices.Contains(cli.HelpFlag.Names(), flagName(a))
@@ -92,9 +109,13 @@ func OrderArgs(app *cli.App, args []string) []string {
 				body = append(body, rest[j:j+1+n]...)
 			case globals.has(a):
 				n = globals.valueArgs(a, rest[j+1:])
+				list = &moved
 				moved = append(moved, rest[j:j+1+n]...)
 			default:
 				body = append(body, a)
+			}
+			if n == 0 && (own.isBool(a) || globals.isBool(a)) && j+1 < len(rest) && !isFlag(rest[j+1]) {
+				aparts = append(aparts, boolApart{list: list, flag: len(*list) - 1, pos: len(pos)})
 			}
 			j += n
 		case len(pos) == 0 && findCommand(cmd.Subcommands, a) != nil:
@@ -102,10 +123,14 @@ func OrderArgs(app *cli.App, args []string) []string {
 			// read so far stay before it.
 			cmd = findCommand(cmd.Subcommands, a)
 			own = flagSet{cmd.Flags, []cli.Flag{cli.HelpFlag}}
+			aparts = nil // a boolean flag before the name took no value
 			body = append(body, a)
 		default:
 			pos = append(pos, a)
 		}
+	}
+	if !help {
+		pos = joinBoolValues(cmd, pos, aparts)
 	}
 	out := append(head, moved...)
 	out = append(out, body...)
@@ -124,6 +149,45 @@ func OrderArgs(app *cli.App, args []string) []string {
 	}
 	if completion {
 		out = append(out, "--generate-bash-completion")
+	}
+	return out
+}
+
+// boolApart is a boolean flag written with an argument right after it:
+// the flag is (*list)[flag], the argument pos[pos].
+type boolApart struct {
+	list      *[]string
+	flag, pos int
+}
+
+// joinBoolValues makes the arguments written right after a boolean flag
+// (aparts, in order) that flag's value (--short-log maybe →
+// --short-log=maybe) while cmd is given more positional arguments than
+// its ArgsUsage names, and returns the positional arguments left. A
+// boolean flag takes no separate value, so urfave/cli read the value as
+// an argument too many and the command reported the count ("want NAME and
+// DEST, got 3 arguments"); joined, urfave reports the flag's bad value, or
+// takes a good one. A command with subcommands, or whose ArgsUsage has
+// "...", is left as it is.
+func joinBoolValues(cmd *cli.Command, pos []string, aparts []boolApart) []string {
+	if len(cmd.Subcommands) > 0 || strings.Contains(cmd.ArgsUsage, "...") {
+		return pos
+	}
+	excess := len(pos) - len(strings.Fields(cmd.ArgsUsage))
+	joined := map[int]bool{}
+	for _, b := range aparts {
+		if excess <= 0 {
+			break
+		}
+		(*b.list)[b.flag] += "=" + pos[b.pos]
+		joined[b.pos] = true
+		excess--
+	}
+	var out []string
+	for i, a := range pos {
+		if !joined[i] {
+			out = append(out, a)
+		}
 	}
 	return out
 }
@@ -160,6 +224,16 @@ func (s flagSet) find(a string) cli.Flag {
 }
 
 func (s flagSet) has(a string) bool { return s.find(a) != nil }
+
+// isBool reports whether a is a flag of s that takes no value (a boolean
+// flag), written without one ("--short-log", not "--short-log=true").
+func (s flagSet) isBool(a string) bool {
+	if strings.Contains(a, "=") {
+		return false
+	}
+	f, ok := s.find(a).(cli.DocGenerationFlag)
+	return ok && !f.TakesValue()
+}
 
 // valueArgs returns how many of the following arguments the flag a
 // consumes: 1 for a flag that takes a value written as a separate

@@ -24,7 +24,18 @@ func TestOrderArgs(t *testing.T) {
 		{"ValueFlagAfterArg", "object get KEY -o F", "object get -o F KEY"},
 		{"LongValueFlagAfterArg", "object get KEY --output F", "object get --output F KEY"},
 		{"EqualsForm", "object get KEY --output=F", "object get --output=F KEY"},
-		{"BoolFlagDoesNotTakeNext", "object ls PREFIX --long EXTRA", "object ls --long PREFIX EXTRA"},
+		{"BoolFlagDoesNotTakeNext", "object ls --long PREFIX", "object ls --long PREFIX"},
+		// A boolean flag's value written apart, where the command line
+		// leaves no doubt that it is one: before the command name, or one
+		// argument more than the command takes.
+		{"BoolValueApartBeforeCommand", "--short-log maybe wal-fetch A B", "--short-log=maybe wal-fetch A B"},
+		{"BoolValueApartNoCommand", "--short-log lst", "--short-log lst"},
+		{"BoolValueApartTooManyArgs", "wal-fetch --short-log maybe A B", "--short-log=maybe wal-fetch A B"},
+		{"BoolValueApartTrue", "wal-push --allow-root false P", "wal-push --allow-root=false P"},
+		{"BoolValueApartExtra", "object ls PREFIX --long EXTRA", "object ls --long=EXTRA PREFIX"},
+		{"BoolValueApartNoArgs", "list --json maybe", "list --json=maybe"},
+		{"BoolBeforeSubcommand", "restore --overwrite list-basebackups EXTRA", "restore --overwrite list-basebackups EXTRA"},
+		{"BoolValueApartHelp", "list --json maybe --help", "list --json --help"},
 		{"RepeatedSliceFlag", "object put FILE KEY -m a=1 -m b=2", "object put -m a=1 -m b=2 FILE KEY"},
 		{"GlobalFlagAfterCommand", "list --config F --json", "--config F list --json"},
 		{"GlobalFlagAfterArg", "object get KEY --config F -o O", "--config F object get -o O KEY"},

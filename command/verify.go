@@ -17,8 +17,8 @@ func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
 		Usage: "check that the site's basebackups and WAL are restorable, or test a restore",
-		UsageText: `hoard verify [--full] [--json]
-   hoard verify --restore [--basebackup NAME] [--target-time T] [--scratch-dir D] [--pg-bin-dir D] [--as-user U] [--json]`,
+		UsageText: `hoard verify [--full] [--parallel N] [--json]
+   hoard verify --restore [--basebackup NAME] [--target-time T] [--scratch-dir D] [--pg-bin-dir D] [--as-user U] [--db-user R] [--json]`,
 		Description: `Without --restore: for every basebackup, the control object is downloaded and decoded and
 every chunk it lists must exist with its recorded size; with --full every chunk and every
 WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,
@@ -41,14 +41,14 @@ or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "full", Usage: "download and decode every chunk and WAL segment"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-			&cli.IntFlag{Name: "parallel", Usage: "objects checked at once", DefaultText: "4"},
+			&cli.IntFlag{Name: "parallel", Usage: "`N` objects checked at once", DefaultText: "4"},
 			&cli.BoolFlag{Name: "restore", Usage: "restore into a scratch directory and test the result with PostgreSQL"},
 			&cli.StringFlag{Name: "basebackup", Usage: "with --restore: backup `NAME` to test (default: the newest that reaches the target)"},
 			&cli.StringFlag{Name: "target-time", Usage: "with --restore: recover to `TIME` (ISO 8601 with a zone) instead of the end of the archive"},
 			&cli.StringFlag{Name: "scratch-dir", Usage: "with --restore: make the scratch directory in `DIR` (default: the system temp directory)"},
 			&cli.StringFlag{Name: "pg-bin-dir", Usage: "with --restore: PostgreSQL binaries `DIR` of the backup's major version"},
 			&cli.StringFlag{Name: "as-user", Usage: "with --restore as root: run PostgreSQL as `USER` (default postgres)"},
-			&cli.StringFlag{Name: "db-user", Usage: "with --restore: role the checks connect as (default: postgres, then the server's user)"},
+			&cli.StringFlag{Name: "db-user", Usage: "with --restore: `ROLE` the checks connect as (default: postgres, then the server's user)"},
 		},
 		Action: runVerify,
 	}
