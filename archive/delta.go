@@ -36,18 +36,7 @@ type DeltaRef struct {
 // chunks). A digest that is not 64 hex digits is an error: it could name
 // an object outside DeltaDir.
 func DeltaRefs(m *Manifest) (map[string]DeltaRef, error) {
-	var dm struct {
-		SnapshotResult struct {
-			State struct {
-				Files []struct {
-					RelativePath   string `json:"relative_path"`
-					Hexdigest      string `json:"hexdigest"`
-					FileSize       int64  `json:"file_size"`
-					StoredFileSize int64  `json:"stored_file_size"`
-				} `json:"files"`
-			} `json:"state"`
-		} `json:"snapshot_result"`
-	}
+	var dm DeltaManifest // its lists bounded: MaxDeltaEntries
 	if len(m.DeltaManifest) == 0 {
 		return nil, fmt.Errorf("the delta backup's manifest has no %q", "manifest")
 	}

@@ -66,6 +66,83 @@ type DeltaFile struct {
 	MissingOK       bool    `json:"missing_ok"`
 }
 
+// MaxDeltaEntries bounds each list of a delta manifest (files, hashes,
+// root_globs, empty_dirs): more is an error wrapping ErrControlLimit. A
+// file's entry takes over 140 bytes of JSON (every field of DeltaFile, as
+// PGHoard and hoard write them; about 170 with a real path and mtime), so
+// a manifest within MaxManifestSize lists fewer than 1.9 million and this
+// bound never binds before that one. An entry of a few bytes ("{}") still
+// decodes to a 72-byte DeltaFile: without it, a 256 MiB manifest of them
+// would take tens of GiB; with it, well under 1 GiB.
+const MaxDeltaEntries = 1 << 21
+
+// maxDeltaEntries is MaxDeltaEntries, lowered by tests.
+var maxDeltaEntries = MaxDeltaEntries
+
+// UnmarshalJSON implements json.Unmarshaler, decoding hashes one element
+// at a time, at most MaxDeltaEntries (decodeList).
+func (r *DeltaSnapshotResult) UnmarshalJSON(data []byte) error {
+	type plain DeltaSnapshotResult
+	in := struct {
+		*plain
+		Hashes json.RawMessage `json:"hashes"`
+	}{plain: (*plain)(r)}
+	if err := json.Unmarshal(data, &in); err != nil {
+		return err
+	}
+	var err error
+	r.Hashes, err = decodeList[DeltaHash](in.Hashes, "hashes")
+	return err
+}
+
+// UnmarshalJSON implements json.Unmarshaler, decoding each list one
+// element at a time, at most MaxDeltaEntries each (decodeList).
+func (s *DeltaState) UnmarshalJSON(data []byte) error {
+	var in struct {
+		RootGlobs json.RawMessage `json:"root_globs"`
+		Files     json.RawMessage `json:"files"`
+		EmptyDirs json.RawMessage `json:"empty_dirs"`
+	}
+	if err := json.Unmarshal(data, &in); err != nil {
+		return err
+	}
+	var err error
+	if s.RootGlobs, err = decodeList[string](in.RootGlobs, "root_globs"); err != nil {
+		return err
+	}
+	if s.Files, err = decodeList[DeltaFile](in.Files, "files"); err != nil {
+		return err
+	}
+	s.EmptyDirs, err = decodeList[string](in.EmptyDirs, "empty_dirs")
+	return err
+}
+
+// decodeList decodes data, the JSON array name (absent or null: nil), one
+// element at a time, refusing more than MaxDeltaEntries before decoding
+// the one past it.
+func decodeList[T any](data json.RawMessage, name string) ([]T, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	dec, err := openJSON(data, '[', name)
+	if dec == nil {
+		return nil, err
+	}
+	out := []T{}
+	var v, zero T // one v for all: Decode's argument escapes
+	for dec.More() {
+		if len(out) >= maxDeltaEntries {
+			return nil, fmt.Errorf("%s: more than %d entries: %w", name, maxDeltaEntries, ErrControlLimit)
+		}
+		v = zero // no field of the last element carries over
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", name, len(out), err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // DeltaHash is one delta object of the snapshot: its digest and the size
 // of the file.
 type DeltaHash struct {
@@ -110,7 +187,7 @@ func ParseDelta(m *Manifest) (*DeltaManifest, error) {
 	}
 	var dm DeltaManifest
 	if err := json.Unmarshal(m.DeltaManifest, &dm); err != nil {
-		return nil, bad("%v", err)
+		return nil, fmt.Errorf("%w: %w", ErrBadDeltaManifest, err)
 	}
 	seen := make(map[string]bool, len(dm.SnapshotResult.State.Files))
 	for i, f := range dm.SnapshotResult.State.Files {

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -143,28 +144,64 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 // with INCREMENTAL. dropped from incremental files' names.
 func manifestFiles(data []byte) (map[string]bool, error) {
 	var m struct {
-		Files []struct {
-			Path        string `json:"Path"`
-			EncodedPath string `json:"Encoded-Path"`
-		} `json:"Files"`
+		Files manifestPaths `json:"Files"`
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, err
 	}
-	files := make(map[string]bool, len(m.Files))
-	for _, f := range m.Files {
+	if m.Files == nil {
+		m.Files = manifestPaths{}
+	}
+	return m.Files, nil
+}
+
+// maxManifestFiles bounds the entries of a backup_manifest's "Files":
+// each takes at least 70 bytes (Path, Size and Last-Modified, as
+// PostgreSQL writes them), so the 1 GiB a control object's
+// backup_manifest may hold lists fewer than 16 Mi.
+var maxManifestFiles = 1 << 24
+
+// manifestPaths is the set of paths a backup_manifest's "Files" lists,
+// decoded one entry at a time: an entry of a few bytes ("{}") costs no
+// more than its path in the set, where a slice of entries would take ten
+// times the manifest's size.
+type manifestPaths map[string]bool
+
+func (s *manifestPaths) UnmarshalJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	switch tok, err := dec.Token(); {
+	case err != nil:
+		return err
+	case tok == nil:
+		return nil
+	case tok != json.Delim('['):
+		return errors.New("its Files is not an array")
+	}
+	*s = manifestPaths{}
+	var f, zero struct {
+		Path        string `json:"Path"`
+		EncodedPath string `json:"Encoded-Path"`
+	}
+	for n := 0; dec.More(); n++ {
+		if n >= maxManifestFiles {
+			return fmt.Errorf("its Files: more than %d entries: %w", maxManifestFiles, archive.ErrControlLimit)
+		}
+		f = zero
+		if err := dec.Decode(&f); err != nil {
+			return fmt.Errorf("its Files, entry %d: %w", n, err)
+		}
 		p := f.Path
 		if f.EncodedPath != "" {
 			b, err := hex.DecodeString(f.EncodedPath)
 			if err != nil {
-				return nil, fmt.Errorf("Encoded-Path %q: %w", f.EncodedPath, err)
+				return fmt.Errorf("Encoded-Path %q: %w", f.EncodedPath, err)
 			}
 			p = string(b)
 		}
 		dir, base := path.Split(p)
-		files[dir+strings.TrimPrefix(base, incrementalPrefix)] = true
+		(*s)[dir+strings.TrimPrefix(base, incrementalPrefix)] = true
 	}
-	return files, nil
+	return nil
 }
 
 // incrementalLevel is how an extractor writes the chunks of an

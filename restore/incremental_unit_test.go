@@ -6,7 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
 )
 
 // incrementalFile builds an incremental file as PostgreSQL writes one.
@@ -135,6 +138,30 @@ func TestManifestFiles(t *testing.T) {
 	}
 	if len(got) != 3 {
 		t.Errorf("got %v", got)
+	}
+}
+
+// A backup_manifest whose Files are entries of a few bytes each is
+// refused past maxManifestFiles entries (lowered here), decoded one at a
+// time. Before, this 16 MiB of "{}" entries (5.6 million) was decoded
+// whole into a slice, allocating 1.2 GiB; the 1 GiB a control object's
+// backup_manifest may be, some 75 GiB.
+func TestManifestFiles_ErrTooMany(t *testing.T) {
+	old := maxManifestFiles
+	maxManifestFiles = 1 << 10
+	t.Cleanup(func() { maxManifestFiles = old })
+	data := append([]byte(`{"Files": [`), bytes.Repeat([]byte(`{},`), 16<<20/3)...)
+	data = append(data, `{}]}`...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := manifestFiles(data)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, archive.ErrControlLimit) {
+		t.Errorf("err = %v, want ErrControlLimit", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+		t.Errorf("allocated %d MiB", alloc>>20)
 	}
 }
 
