@@ -19,12 +19,12 @@ var localWriters = map[string]string{
 	"storage/writefile.go CreateTempIn": "O_EXCL temporary file of WriteFileIn and wal-fetch",
 	"storage/writefile.go WriteFileIn":  "the rename of the helper, after fsync; the directory fsynced after",
 	// The local storage backend: temp, fsync, rename or link, fsync dir.
-	"storage/local.go Put":             "temp files fsynced by writeFile before the renames; readers ignore hidden names",
-	"storage/local.go writeTemp":       "fsynced by writeFile; the caller links it, then fsyncs the directory",
-	"storage/local.go createExclusive": "O_EXCL sidecar temp of Put, written and fsynced by writeFile",
-	"storage/local.go doRename":        "Put's renames, each followed by syncDir",
-	"storage/local.go Create":          "link(2) of fsynced temp files, then syncDir",
-	"storage/local.go linkData":        "link(2) of an fsynced temp file; Create fsyncs the directory",
+	// All in the object's directory opened through an os.Root of the
+	// storage directory (objectDir): never through a link out of it.
+	"storage/local.go createReplaceTemp": "O_EXCL sidecar temp of Put, written and fsynced by writeFile",
+	"storage/local.go doRename":          "Put's renames of fsynced temp files, each followed by a directory fsync",
+	"storage/local.go Create":            "link(2) of fsynced temp files, then a directory fsync",
+	"storage/local.go linkData":          "link(2) of an fsynced temp file; Create fsyncs the directory",
 	// SFTP: remote files, fsynced when the server can (fsync@openssh.com).
 	"storage/sftp.go writeRemote": "O_EXCL remote temp file, fsynced when the server can",
 	"storage/sftp.go syncRemote":  "opens a remote file only to fsync it",
@@ -61,7 +61,7 @@ var localWriters = map[string]string{
 }
 
 // TestLocalWrites: no function outside localWriters writes a local file
-// itself (os.Create, os.CreateTemp, os.WriteFile, os.Link, a Rename, an
+// itself (os.Create, os.CreateTemp, os.WriteFile, a Link or Rename, an
 // OpenFile for writing), so that every file hoard keeps goes through the
 // durable helpers; and every entry of localWriters still writes.
 func TestLocalWrites(t *testing.T) {
@@ -102,9 +102,9 @@ func TestLocalWrites(t *testing.T) {
 }
 
 // writesFile reports whether call creates, links, renames or opens for
-// writing a file: os.Create, os.CreateTemp, os.WriteFile, os.Link,
-// ioutil.WriteFile, any Rename (os, os.Root, an SFTP client), and any
-// OpenFile (os, os.Root, SFTP) whose flags name a write.
+// writing a file: os.Create, os.CreateTemp, os.WriteFile,
+// ioutil.WriteFile, any Link or Rename (os, os.Root, an SFTP client), and
+// any OpenFile (os, os.Root, SFTP) whose flags name a write.
 func writesFile(call *ast.CallExpr) bool {
 	sel, ok := call.Fun.(*ast.SelectorExpr)
 	if !ok {
@@ -115,9 +115,9 @@ func writesFile(call *ast.CallExpr) bool {
 		pkg = id.Name
 	}
 	switch sel.Sel.Name {
-	case "Create", "CreateTemp", "WriteFile", "Link":
+	case "Create", "CreateTemp", "WriteFile":
 		return pkg == "os" || pkg == "ioutil"
-	case "Rename":
+	case "Rename", "Link":
 		return true
 	case "OpenFile":
 		if len(call.Args) < 2 {

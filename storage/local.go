@@ -116,46 +116,45 @@ func (l *Local) path(key string) (string, error) {
 // second rename) the sidecar temp file, named for the new file
 // (replaceName), completes the new object: readers roll it forward (see
 // replace.go). The fsync between the renames keeps a crash from persisting
-// the sidecar's rename without the file's.
+// the sidecar's rename without the file's. Everything happens in the
+// directory objectDir opens, never through a link out of the store.
 func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (err error) {
-	p, err := l.path(key)
-	if err != nil {
+	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	dir, base := filepath.Split(p)
-	if err := l.mkdirAll(dir); err != nil {
-		return localErr("put", key, err)
-	}
-	f, err := os.CreateTemp(dir, "."+base+tempMarker+"*")
+	d, base, err := l.objectDir(key, true)
 	if err != nil {
 		return localErr("put", key, err)
 	}
-	sum, size, fi, err := l.writeFile(ctx, f, r)
+	defer d.Close()
+	f, tmp, err := CreateTempIn(d, "."+base+tempMarker)
 	if err != nil {
 		return localErr("put", key, err)
 	}
-	tmp := f.Name()
+	sum, size, fi, err := l.writeFile(ctx, d, f, tmp, r)
+	if err != nil {
+		return localErr("put", key, err)
+	}
 	renamed := false // the new file is in place: its sidecar temp completes it
 	defer func() {
 		if err != nil && !renamed {
-			_ = os.Remove(tmp)
+			_ = d.Remove(tmp)
 		}
 	}()
 	sidecar, err := encodeSidecar(md, sum, size)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	f, err = l.createReplaceTemp(tmp, base, size, fi.ModTime())
+	f, mdTmp, err := l.createReplaceTemp(d, tmp, base, size, fi.ModTime())
 	if err != nil {
 		return localErr("put", key, err)
 	}
-	mdTmp := f.Name()
 	defer func() {
 		if err != nil && !renamed {
-			_ = os.Remove(mdTmp)
+			_ = d.Remove(mdTmp)
 		}
 	}()
-	if _, _, _, err := l.writeFile(ctx, f, bytes.NewReader(sidecar)); err != nil {
+	if _, _, _, err := l.writeFile(ctx, d, f, mdTmp, bytes.NewReader(sidecar)); err != nil {
 		return localErr("put", key, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -164,78 +163,168 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	// The sidecar temp that may complete the file being replaced, left by
 	// a Put interrupted between its renames; it goes once this one is done.
 	var oldTmp string
-	if ofi, err := os.Lstat(p); err == nil {
-		oldTmp = filepath.Join(dir, replaceName(base, ofi.Size(), ofi.ModTime()))
+	if ofi, err := d.Lstat(base); err == nil {
+		oldTmp = replaceName(base, ofi.Size(), ofi.ModTime())
 	}
-	if err := l.doRename(tmp, p); err != nil {
+	if err := l.doRename(d, tmp, base); err != nil {
 		// On a network file system a rename that reports an error may
 		// have happened: then the sidecar temp completes the new file.
-		_, serr := os.Lstat(tmp)
+		_, serr := d.Lstat(tmp)
 		renamed = serr != nil
 		return localErr("put", key, err)
 	}
 	renamed = true
-	if err := l.syncDir(dir); err != nil {
+	if err := l.syncIn(d, "."); err != nil {
 		return localErr("put", key, err)
 	}
-	if err := l.doRename(mdTmp, p+sidecarSuffix); err != nil {
+	if err := l.doRename(d, mdTmp, base+sidecarSuffix); err != nil {
 		return localErr("put", key, err)
 	}
-	if err := l.syncDir(dir); err != nil {
+	if err := l.syncIn(d, "."); err != nil {
 		return localErr("put", key, err)
 	}
 	if oldTmp != "" && oldTmp != mdTmp {
-		_ = os.Remove(oldTmp)
+		_ = d.Remove(oldTmp)
 	}
 	return nil
 }
 
-// createReplaceTemp creates the sidecar temp file of the data temp file
-// tmp, of size bytes modified at mtime, that is to replace the object
+// objectDir opens the directory of key's files through the storage
+// directory, creating the missing directories when create is set, and
+// returns it with the key's last component. Whoever can write the storage
+// directory could replace a directory in it with a link to one outside
+// (pg_wal of the running cluster): os.Root refuses a path that leaves the
+// storage directory, so Put, Create and Delete never write or remove a
+// file outside it.
+func (l *Local) objectDir(key string, create bool) (*os.Root, string, error) {
+	rel := filepath.FromSlash(key)
+	dir, base := filepath.Dir(rel), filepath.Base(rel)
+	if create {
+		if err := l.mkdirAll(dir); err != nil {
+			return nil, "", err
+		}
+	}
+	root, err := os.OpenRoot(l.root)
+	if err != nil {
+		return nil, "", err
+	}
+	defer root.Close()
+	d, err := root.OpenRoot(dir)
+	if err != nil {
+		if link := linkOut(root, dir); link != "" {
+			return nil, "", &permanentError{
+				msg: fmt.Sprintf("%s is a symbolic link out of the storage directory %s, where hoard writes and deletes nothing: "+
+					"someone who can write the storage directory planted it, or it was made by hand; make it a directory",
+					filepath.Join(l.root, link), l.root),
+				err: err,
+			}
+		}
+		return nil, "", err
+	}
+	return d, base, nil
+}
+
+// linkOut returns the first directory on the way to dir in root that is a
+// symbolic link leading out of root, or "" when there is none.
+func linkOut(root *os.Root, dir string) string {
+	p := ""
+	for _, part := range strings.Split(dir, string(filepath.Separator)) {
+		p = filepath.Join(p, part)
+		fi, err := root.Lstat(p)
+		if err != nil {
+			return ""
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if _, err := root.Stat(p); err != nil {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// createReplaceTemp creates, in d, the sidecar temp file of the data temp
+// file tmp, of size bytes modified at mtime, that is to replace the object
 // file base: under the file's replace name (replaceName), which readers
 // find from the file. Another Put of the key in flight, or a sidecar temp
 // an interrupted one left, may hold that name (same size, same second):
 // then tmp's modification time moves on a second, fsynced, until its name
-// is free (see replace.go).
-func (l *Local) createReplaceTemp(tmp, base string, size int64, mtime time.Time) (*os.File, error) {
-	dir := filepath.Dir(tmp)
+// is free (see replace.go). It returns the file and its name.
+func (l *Local) createReplaceTemp(d *os.Root, tmp, base string, size int64, mtime time.Time) (*os.File, string, error) {
 	for try := range maxReplaceNames {
 		if try > 0 {
 			mtime = mtime.Add(time.Second)
-			if err := os.Chtimes(tmp, mtime, mtime); err != nil {
-				return nil, err
+			if err := d.Chtimes(tmp, mtime, mtime); err != nil {
+				return nil, "", err
 			}
-			if err := l.syncFile(tmp); err != nil {
-				return nil, err
+			if err := l.syncIn(d, tmp); err != nil {
+				return nil, "", err
 			}
 		}
-		f, err := createExclusive(filepath.Join(dir, replaceName(base, size, mtime)))
-		if !errors.Is(err, fs.ErrExist) {
-			return f, err
+		name := replaceName(base, size, mtime)
+		f, err := d.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		switch {
+		case err == nil:
+			return f, name, nil
+		case !errors.Is(err, fs.ErrExist):
+			// The error names the file relative to d only.
+			return nil, "", fmt.Errorf("create a temporary file in %s: %w", d.Name(), err)
 		}
 	}
-	return nil, errReplaceNamesTaken(base)
+	return nil, "", errReplaceNamesTaken(base)
 }
 
-// doRename is os.Rename, through the tests' hook when set.
-func (l *Local) doRename(oldpath, newpath string) error {
+// doRename renames oldname to newname in d, through the tests' hook (with
+// both paths) when set.
+func (l *Local) doRename(d *os.Root, oldname, newname string) error {
 	if l.rename != nil {
-		return l.rename(oldpath, newpath)
+		return l.rename(filepath.Join(d.Name(), oldname), filepath.Join(d.Name(), newname))
 	}
-	return os.Rename(oldpath, newpath)
+	return d.Rename(oldname, newname)
 }
 
-// createExclusive creates the file name, failing with fs.ErrExist when it
-// exists.
-func createExclusive(name string) (*os.File, error) {
-	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-}
-
-// mkdirAll creates dir and its missing parents, as os.MkdirAll does, and
-// fsyncs the parent of each directory it created, so that a crash cannot
-// take away a directory, with the objects in it, after Put returned.
+// mkdirAll creates the directory dir below the storage directory, and
+// the storage directory, as os.MkdirAll does, and fsyncs the parent of
+// each directory it created, so that a crash cannot take away a
+// directory, with the objects in it, after Put returned. Below the
+// storage directory it works through an os.Root (see objectDir).
 func (l *Local) mkdirAll(dir string) error {
-	dir = filepath.Clean(dir)
+	if err := l.mkdirRoot(); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(l.root)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if fi, err := root.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	parent := "."
+	for _, part := range strings.Split(dir, string(filepath.Separator)) {
+		if part == "." {
+			continue
+		}
+		d := filepath.Join(parent, part)
+		switch err := root.Mkdir(d, 0o755); {
+		case err == nil:
+			if err := l.syncIn(root, parent); err != nil {
+				return err
+			}
+		case !errors.Is(err, fs.ErrExist):
+			return err
+		}
+		parent = d
+	}
+	return nil
+}
+
+// mkdirRoot creates the storage directory and its missing parents, as
+// os.MkdirAll does, and fsyncs the parent of each directory it created.
+// Its path is the configuration's (object_storage.directory), links and
+// all.
+func (l *Local) mkdirRoot() error {
+	dir := filepath.Clean(l.root)
 	var missing []string
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); err == nil {
@@ -299,8 +388,17 @@ func (l *Local) sync(f *os.File) error {
 }
 
 // syncFile fsyncs the file or directory at name.
-func (l *Local) syncFile(name string) error {
-	f, err := os.Open(name)
+func (l *Local) syncFile(name string) error { return l.syncOpened(os.Open(name)) }
+
+// syncDir fsyncs a directory so that the entries created in it survive a
+// crash.
+func (l *Local) syncDir(dir string) error { return l.syncFile(dir) }
+
+// syncIn fsyncs the file or directory name of d.
+func (l *Local) syncIn(d *os.Root, name string) error { return l.syncOpened(d.Open(name)) }
+
+// syncOpened fsyncs and closes f, opened with error err.
+func (l *Local) syncOpened(f *os.File, err error) error {
 	if err != nil {
 		return err
 	}
@@ -310,10 +408,6 @@ func (l *Local) syncFile(name string) error {
 	}
 	return err
 }
-
-// syncDir fsyncs a directory so that the entries created in it survive a
-// crash.
-func (l *Local) syncDir(dir string) error { return l.syncFile(dir) }
 
 // Create stores the object only if the key has none, with two hard links:
 // the data temp file is linked to the object's name, then the sidecar temp
@@ -329,57 +423,57 @@ func (l *Local) syncDir(dir string) error { return l.syncFile(dir) }
 // that names the file: it may be the only copy of those bytes, and only a
 // person can say which copy is right.
 func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata) error {
-	p, err := l.path(key)
-	if err != nil {
+	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	if _, err := os.Lstat(p + sidecarSuffix); err == nil {
-		return fmt.Errorf("create %s: %w", key, ErrExist)
-	}
-	dir, base := filepath.Split(p)
-	if err := l.mkdirAll(dir); err != nil {
+	d, base, err := l.objectDir(key, true)
+	if err != nil {
 		return localErr("create", key, err)
 	}
-	sum, size, tmp, err := l.writeTemp(ctx, dir, "."+base+tempMarker+"*", r)
+	defer d.Close()
+	if _, err := d.Lstat(base + sidecarSuffix); err == nil {
+		return fmt.Errorf("create %s: %w", key, ErrExist)
+	}
+	sum, size, tmp, err := l.writeTemp(ctx, d, "."+base+tempMarker, r)
 	if err != nil {
 		return localErr("create", key, err)
 	}
 	// The temp names go in every case: after a link they are second names
 	// of the committed files.
-	defer os.Remove(tmp)
+	defer d.Remove(tmp)
 	sidecar, err := encodeSidecar(md, sum, size)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
-	_, _, mdTmp, err := l.writeTemp(ctx, dir, "."+base+sidecarTemp+"-*", bytes.NewReader(sidecar))
+	_, _, mdTmp, err := l.writeTemp(ctx, d, "."+base+sidecarTemp+"-", bytes.NewReader(sidecar))
 	if err != nil {
 		return localErr("create", key, err)
 	}
-	defer os.Remove(mdTmp)
+	defer d.Remove(mdTmp)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
-	if err := l.linkData(key, tmp, p, sum); err != nil {
+	if err := l.linkData(key, d, tmp, base, sum); err != nil {
 		return err
 	}
-	// p holds our bytes now. Should the sidecar link fail, p stays: it may
-	// be another writer's identical file, and a later Create adopts it.
-	if err := os.Link(mdTmp, p+sidecarSuffix); err != nil {
+	// base holds our bytes now. Should the sidecar link fail, it stays: it
+	// may be another writer's identical file, and a later Create adopts it.
+	if err := d.Link(mdTmp, base+sidecarSuffix); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create %s: %w", key, ErrExist)
 		}
 		return localErr("create", key, err)
 	}
-	if err := l.syncDir(dir); err != nil {
+	if err := l.syncIn(d, "."); err != nil {
 		return localErr("create", key, err)
 	}
 	return nil
 }
 
-// linkData links the data temp file tmp to the object's name p, or adopts
+// linkData links the data temp file tmp of d to the object's name base, or adopts
 // an identical object file already there without a sidecar.
-func (l *Local) linkData(key, tmp, p string, sum []byte) error {
-	err := os.Link(tmp, p)
+func (l *Local) linkData(key string, d *os.Root, tmp, base string, sum []byte) error {
+	err := d.Link(tmp, base)
 	if err == nil || !errors.Is(err, fs.ErrExist) {
 		if err != nil {
 			return localErr("create", key, err)
@@ -388,14 +482,14 @@ func (l *Local) linkData(key, tmp, p string, sum []byte) error {
 	}
 	deadline := time.Now().Add(incompleteWait)
 	for {
-		if _, err := os.Lstat(p + sidecarSuffix); err == nil {
+		if _, err := d.Lstat(base + sidecarSuffix); err == nil {
 			return fmt.Errorf("create %s: %w", key, ErrExist)
 		}
-		same, err := fileHashes(p, sum)
+		same, err := fileHashes(d, base, sum)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			// Gone meanwhile (a Delete): the name is free again.
-			if err := os.Link(tmp, p); err == nil {
+			if err := d.Link(tmp, base); err == nil {
 				return nil
 			}
 		case err != nil:
@@ -407,7 +501,7 @@ func (l *Local) linkData(key, tmp, p string, sum []byte) error {
 			return fmt.Errorf("create %s: %w", key, &permanentError{
 				msg: fmt.Sprintf("%s exists without its metadata sidecar and holds other bytes: a writer stopped between storing "+
 					"an object and its metadata; if no hoard or PGHoard process is writing it, move it out of the storage "+
-					"directory (keep it: it may be the only copy of those bytes) and the file will be stored again", p),
+					"directory (keep it: it may be the only copy of those bytes) and the file will be stored again", filepath.Join(d.Name(), base)),
 				err: errIncomplete,
 			})
 		}
@@ -419,9 +513,9 @@ func (l *Local) linkData(key, tmp, p string, sum []byte) error {
 // has no sidecar and other bytes.
 var errIncomplete = errors.New("object file without its metadata sidecar")
 
-// fileHashes reports whether the file at p has SHA-256 sum.
-func fileHashes(p string, sum []byte) (bool, error) {
-	f, err := os.Open(p)
+// fileHashes reports whether the file name of d has SHA-256 sum.
+func fileHashes(d *os.Root, name string, sum []byte) (bool, error) {
+	f, err := d.Open(name)
 	if err != nil {
 		return false, err
 	}
@@ -437,26 +531,26 @@ func fileHashes(p string, sum []byte) (bool, error) {
 // writes.
 const localCopyBufferSize = 256 << 10
 
-// writeTemp copies r into a new fsynced temp file in dir and returns the
-// SHA-256 of the bytes, their count and the file's path. On error it
-// leaves nothing.
-func (l *Local) writeTemp(ctx context.Context, dir, pattern string, r io.Reader) (sum []byte, size int64, name string, err error) {
-	f, err := os.CreateTemp(dir, pattern)
+// writeTemp copies r into a new fsynced temp file of d, named prefix and
+// a random suffix, and returns the SHA-256 of the bytes, their count and
+// the file's name. On error it leaves nothing.
+func (l *Local) writeTemp(ctx context.Context, d *os.Root, prefix string, r io.Reader) (sum []byte, size int64, name string, err error) {
+	f, name, err := CreateTempIn(d, prefix)
 	if err != nil {
 		return nil, 0, "", err
 	}
-	sum, size, _, err = l.writeFile(ctx, f, r)
-	return sum, size, f.Name(), err
+	sum, size, _, err = l.writeFile(ctx, d, f, name, r)
+	return sum, size, name, err
 }
 
-// writeFile copies r into the new file f, fsyncs and closes it, and
-// returns the SHA-256 of the bytes, their count and the file's FileInfo.
-// On error it closes and removes f.
-func (l *Local) writeFile(ctx context.Context, f *os.File, r io.Reader) (sum []byte, size int64, fi os.FileInfo, err error) {
+// writeFile copies r into the new file f, name in d, fsyncs and closes
+// it, and returns the SHA-256 of the bytes, their count and the file's
+// FileInfo. On error it closes and removes f.
+func (l *Local) writeFile(ctx context.Context, d *os.Root, f *os.File, name string, r io.Reader) (sum []byte, size int64, fi os.FileInfo, err error) {
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			_ = os.Remove(f.Name())
+			_ = d.Remove(name)
 		}
 	}()
 	h := sha256.New()
@@ -850,18 +944,26 @@ func removeStale(p string, d fs.DirEntry, now time.Time) {
 }
 
 // Delete removes the sidecar first (the object disappears at once), then
-// the file. Missing files are fine.
+// the file, in the directory objectDir opens: never through a link out of
+// the store. Missing files are fine.
 func (l *Local) Delete(ctx context.Context, key string) error {
-	p, err := l.path(key)
-	if err != nil {
+	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
-	for _, name := range []string{p + sidecarSuffix, p} {
-		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	d, base, err := l.objectDir(key, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return localErr("delete", key, err)
+	}
+	defer d.Close()
+	for _, name := range []string{base + sidecarSuffix, base} {
+		if err := d.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return localErr("delete", key, err)
 		}
 	}
-	if err := SyncDir(filepath.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := SyncRoot(d); err != nil {
 		return localErr("delete", key, err)
 	}
 	return nil

@@ -21,7 +21,7 @@ type syncRecorder struct {
 
 func (r *syncRecorder) fsync(f *os.File) error {
 	r.mu.Lock()
-	r.paths = append(r.paths, f.Name())
+	r.paths = append(r.paths, filepath.Clean(f.Name())) // a directory synced through an os.Root is named dir/.
 	r.mu.Unlock()
 	return f.Sync()
 }
