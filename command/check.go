@@ -1,6 +1,7 @@
 package command
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -99,7 +101,7 @@ func runCheck(c *cli.Context) error {
 		r.warn("user", "hoard check runs as root, and checks what root can do, not PostgreSQL's user, which runs wal-push and the daemon: "+
 			"run it as that user (sudo -u postgres hoard check)")
 	}
-	checkKeys(r, env.site, env.archive.Codec)
+	checkKeys(r, env.site, env.archive.Codec, createKeysLine(env))
 
 	stored := checkStorage(c.Context, r, env, root)
 	var backups []*archive.BackupInfo
@@ -159,19 +161,39 @@ func (r *checkReport) fail(step, format string, args ...any) {
 	r.line("FAILED", step, format, args...)
 }
 
+// createKeysLine is the create-keys command line to run as it is for
+// env's site, with the --config (and --site) of what was checked: without
+// --config create-keys only prints the pair. "" with no file (the
+// environment), where the variables take what it prints.
+func createKeysLine(env *siteEnv) string {
+	if env.cfg.File == "" {
+		return ""
+	}
+	cmd := "hoard --config " + restore.ShellQuote(env.cfg.File)
+	if len(env.cfg.BackupSites) > 1 {
+		cmd += " --site " + restore.ShellQuote(env.name)
+	}
+	return cmd + " create-keys"
+}
+
 // checkKeys checks the site's encryption keys: the key new objects are
 // encrypted with exists, and every key pair whose two halves the
 // configuration holds is one pair.
-func checkKeys(r *checkReport, site *config.Site, codec *archive.Codec) {
+func checkKeys(r *checkReport, site *config.Site, codec *archive.Codec, createKeys string) {
 	const step = "keys"
 	id := site.EncryptionKeyID
 	if id == "" {
-		r.warn(step, "encryption is off: backups are stored readable by anyone with access to the storage; "+
-			"run hoard create-keys --key-id key1 to set encryption_key_id and encryption_keys (see docs/security.md)")
+		fix := "run " + createKeys + " --key-id key1 to set encryption_key_id and encryption_keys"
+		if createKeys == "" {
+			fix = "run hoard create-keys --key-id key1 and set HOARD_ENCRYPTION_KEY_ID and HOARD_ENCRYPTION_PUBLIC_KEY " +
+				"(or its _FILE) from what it prints"
+		}
+		r.warn(step, "encryption is off: backups are stored readable by anyone with access to the storage; %s (see docs/security.md)", fix)
 		return
 	}
 	if codec.KeyID != id {
-		r.fail(step, "encryption_key_id %s has no public key in encryption_keys: add encryption_keys.%s.public, or run hoard create-keys --key-id %s", id, id, id)
+		r.fail(step, "encryption_key_id %s has no public key in encryption_keys: add encryption_keys.%s.public, or run %s --key-id %s",
+			id, id, cmp.Or(createKeys, "hoard create-keys"), id)
 		return
 	}
 	bad := false

@@ -283,3 +283,56 @@ func TestCheck_ErrConfig(t *testing.T) {
 		t.Errorf("check: exit %d, %q; want %d naming encryption_keys.k1.public", code, out, ExitUsage)
 	}
 }
+
+// TestCheckKeys_OffHint: with encryption off, the warning's create-keys
+// command is one to run as it is: with the --config of the file checked
+// (create-keys writes the key pair into that file; without --config it
+// only prints one), quoted for the shell, and --site where the file has
+// several sites. With no file (the environment), it names the variables
+// to set instead.
+func TestCheckKeys_OffHint(t *testing.T) {
+	store := storetest.ObjectStorage(storetest.Local(t))
+	for _, c := range []struct {
+		name, file string
+		sites      []string
+		want       string
+	}{
+		{"File", "hoard.json", []string{"db"}, "run hoard --config DIR/hoard.json create-keys --key-id key1 to set"},
+		{"FileQuoted", "my hoard.json", []string{"db"}, "run hoard --config 'DIR/my hoard.json' create-keys --key-id key1 to set"},
+		{"Sites", "hoard.json", []string{"db", "other"}, "run hoard --config DIR/hoard.json --site db create-keys --key-id key1 to set"},
+		{"Environment", "", []string{"db"}, "run hoard create-keys --key-id key1 and set HOARD_ENCRYPTION_KEY_ID and HOARD_ENCRYPTION_PUBLIC_KEY"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			checkSite(t, storage.Config{}, "", nil) // clears HOARD_CONFIG and HOARD_SITE
+			dir := t.TempDir()
+			args := []string{"hoard", "check"}
+			if c.file == "" {
+				t.Setenv("HOARD_BACKUP_LOCATION", dir)
+				t.Setenv("HOARD_SITE", "db")
+				t.Setenv("PGHOST", "127.0.0.1")
+				t.Setenv("PGPORT", "1")
+			} else {
+				sites := map[string]any{}
+				for _, s := range c.sites {
+					sites[s] = map[string]any{"object_storage": store, "nodes": []any{closedNode}}
+				}
+				data, err := json.Marshal(map[string]any{"backup_location": dir, "backup_sites": sites})
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(dir, c.file)
+				if err := os.WriteFile(path, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = []string{"hoard", "--config", path, "--site", "db", "check"}
+			}
+			app := App("test")
+			var out bytes.Buffer
+			app.Writer, app.ErrWriter = &out, io.Discard
+			_ = app.RunContext(context.Background(), args)
+			if want := strings.ReplaceAll(c.want, "DIR", dir); !strings.Contains(out.String(), want) {
+				t.Errorf("no warning saying %q:\n%s", want, out.String())
+			}
+		})
+	}
+}
