@@ -383,6 +383,7 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 				"a target after it is not reached and PostgreSQL stops with an error.\n", gapRange(g), g.ReachLSN, g.ReachSegment)
 		}
 	}
+	printArchiving(w, o)
 	printConfigOutside(w, o.TargetDir)
 	dirs := []string{o.TargetDir}
 	for _, name := range sortedKeys(res.Tablespaces) {
@@ -400,6 +401,66 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 		return
 	}
 	printf(w, "\nStart PostgreSQL on it as its owner, %s:\n  pg_ctl -D %s start\n", ownerName(o.TargetDir), restore.ShellQuote(o.TargetDir))
+}
+
+// printArchiving says that the restored cluster will archive, when its
+// configuration archives and --archive-mode off was not given: once
+// promoted, it archives its new timeline with the original's
+// archive_command, so a copy beside the original sends it into the
+// original's site, whose restores to the end (target timeline latest)
+// follow that timeline from then on, silently. A standby archives only
+// with archive_mode always.
+func printArchiving(w io.Writer, o restore.Options) {
+	if o.ArchiveOff {
+		return
+	}
+	mode := confSetting(o.TargetDir, "archive_mode")
+	if mode != "always" && (mode != "on" || o.Standby) {
+		return
+	}
+	printf(w, "Archiving is on (archive_mode = %s, as in the backup): once promoted, this cluster archives its new timeline\n"+
+		"with the original's archive_command. If it is a copy running beside the original, set archive_mode = 'off' in its\n"+
+		"postgresql.auto.conf before starting it (or restore with --archive-mode off), or the original's site gets this\n"+
+		"copy's timeline, and restores of it to the end follow that timeline.\n", mode)
+}
+
+// confSetting returns the value the restored directory's postgresql.conf,
+// then postgresql.auto.conf (which PostgreSQL reads last), give name, the
+// last one winning, unquoted and lower-cased, a boolean's spellings as on
+// or off; "" when neither sets it. Files they include are not read.
+func confSetting(dir, name string) string {
+	value := ""
+	for _, f := range []string{"postgresql.conf", "postgresql.auto.conf"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			// name = value, the = optional (guc-file.l).
+			line = strings.TrimSpace(line)
+			v, ok := strings.CutPrefix(line, name)
+			if !ok || v == "" || !strings.ContainsAny(v[:1], " \t=") {
+				continue
+			}
+			v = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), "="))
+			if strings.HasPrefix(v, "'") {
+				if end := strings.Index(v[1:], "'"); end >= 0 {
+					v = v[1 : end+1]
+				}
+			} else if f := strings.Fields(strings.SplitN(v, "#", 2)[0]); len(f) > 0 {
+				v = f[0]
+			}
+			value = strings.ToLower(v)
+		}
+	}
+	// archive_mode also takes a boolean's spellings for on and off.
+	switch value {
+	case "true", "yes", "1":
+		return "on"
+	case "false", "no", "0":
+		return "off"
+	}
+	return value
 }
 
 // serverConfigFiles are the files PostgreSQL reads from its data directory

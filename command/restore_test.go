@@ -150,3 +150,50 @@ func TestRestoreError_TablespaceInPlace(t *testing.T) {
 		t.Errorf("restoreError = %q (exit %d), want a usage error whose hint names --tablespace-dir, not --overwrite", msg, ExitCode(err))
 	}
 }
+
+// TestPrintRestored_ArchiveNote: a restored cluster whose configuration
+// archives (archive_mode on, or always, as the original's did) archives
+// its new timeline with the original's archive_command once promoted: a
+// copy beside the original then sends it into the original's site, whose
+// restores to the end follow that timeline from then on. The summary says
+// so, and how to stop it, unless --archive-mode off was given, the
+// configuration does not archive, or a standby with archive_mode on (which
+// archives nothing) was restored.
+func TestPrintRestored_ArchiveNote(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		conf, auto string
+		o          restore.Options
+		note       bool
+	}{
+		{"On", "archive_mode = on\narchive_command = 'hoard --config /etc/hoard/hoard.json wal-push %p'\n", "", restore.Options{}, true},
+		{"AlwaysQuotedInAuto", "#archive_mode = off\n", "archive_mode = 'always'  # set by ALTER SYSTEM\n", restore.Options{}, true},
+		{"ErrOffFlag", "archive_mode = on\n", "", restore.Options{ArchiveOff: true}, false},
+		{"ErrOffInAuto", "archive_mode = on\n", "archive_mode = 'off'\n", restore.Options{}, false},
+		{"ErrNotSet", "wal_level = replica\n", "", restore.Options{}, false},
+		{"ErrStandbyOn", "archive_mode = on\n", "", restore.Options{Standby: true}, false},
+		{"StandbyAlways", "archive_mode = always\n", "", restore.Options{Standby: true}, true},
+		{"NoEquals", "archive_mode on\n", "", restore.Options{}, true},
+		{"Boolean", "archive_mode = true\n", "", restore.Options{}, true},
+		{"ErrOtherName", "archive_mode_x = on\narchive_timeout = 60\n", "", restore.Options{}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, body := range map[string]string{"postgresql.conf": c.conf, "postgresql.auto.conf": c.auto, "pg_hba.conf": "", "pg_ident.conf": ""} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.o.TargetDir = dir
+			var buf bytes.Buffer
+			printRestored(&buf, c.o, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}})
+			got := buf.String()
+			if note := strings.Contains(got, "archive_mode = 'off'"); note != c.note {
+				t.Errorf("note about archiving %v, want %v:\n%s", note, c.note, got)
+			}
+			if c.note && (!strings.Contains(got, "--archive-mode off") || strings.Index(got, "archive_mode = 'off'") > strings.Index(got, "pg_ctl -D")) {
+				t.Errorf("the note does not name --archive-mode off, or comes after the start command:\n%s", got)
+			}
+		})
+	}
+}
