@@ -51,8 +51,8 @@ type Backups struct {
 	Damaged []*DamagedBackup
 	// Contradicted holds the keys of main objects listed and read by
 	// GET that HEAD answered "not found" for (statConfirmed): they are
-	// in Sound or Damaged with GET's metadata, and retention stops on
-	// them.
+	// in Damaged (their metadata cannot be read), and retention stops
+	// on them.
 	Contradicted []string
 }
 
@@ -82,7 +82,10 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 			continue // deleted since the listing
 		}
 		if contradicted {
+			// Stored, but its metadata cannot be read: damaged.
 			out.Contradicted = append(out.Contradicted, o.Key)
+			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: contradiction(a.Site, o.Key)})
+			continue
 		}
 		if errors.Is(err, storage.ErrBadMetadata) {
 			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})

@@ -43,15 +43,19 @@ import (
 var ErrStorageContradicts = errors.New("HEAD answers not found but GET reads the object")
 
 // statConfirmed returns key's object as Stat does, except that a "not
-// found" from Stat is checked with a GET of the object's first byte. When
-// the GET finds it, the object it returns (whose metadata is GET's) comes
-// with contradicted set: the caller decides whether that stops it.
+// found" from Stat is checked with a plain GET of the object (OpenRange:
+// Open asks HEAD first on most backends, so it would repeat the lie), of
+// which it reads the first byte. When the GET finds the object,
+// contradicted is set and the object holds its key only: its metadata is
+// what HEAD denies. The caller decides whether that stops it.
 func statConfirmed(ctx context.Context, st storage.Store, key string) (o storage.Object, contradicted bool, err error) {
 	o, err = st.Stat(ctx, key)
 	if !errors.Is(err, storage.ErrNotFound) {
 		return o, false, err
 	}
-	rc, got, gerr := st.Open(ctx, key)
+	// The whole object, not a range: a range of an empty object (a
+	// preservation request) is an error on S3. Only a byte is read.
+	rc, gerr := st.OpenRange(ctx, key, 0, -1)
 	if errors.Is(gerr, storage.ErrNotFound) {
 		return o, false, err
 	}
@@ -66,8 +70,7 @@ func statConfirmed(ctx context.Context, st storage.Store, key string) (o storage
 	case rerr != nil && rerr != io.EOF:
 		return storage.Object{}, false, fmt.Errorf("get %s (HEAD answered not found): %w", key, rerr)
 	}
-	got.Key = key
-	return got, true, nil
+	return storage.Object{Key: key}, true, nil
 }
 
 // contradiction is the error for key, which HEAD denies and GET reads.

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -101,9 +102,10 @@ func TestArchive_PlanRetentionUnlisted(t *testing.T) {
 	})
 }
 
-// headLyingStore answers Stat (HEAD) with not found for some stored keys,
-// as a storage (or a proxy before it) that lies by omission does; List
-// and Open still find them.
+// headLyingStore answers HEAD with not found for some stored keys, as a
+// storage (or a proxy before it) that lies by omission does: Stat and
+// Open fail, as storage.Bucket's do (Open asks HEAD for the metadata
+// first); List and OpenRange (a plain GET) still find them.
 type headLyingStore struct {
 	storage.Store
 	missing map[string]bool
@@ -114,6 +116,13 @@ func (s headLyingStore) Stat(ctx context.Context, key string) (storage.Object, e
 		return storage.Object{}, fmt.Errorf("stat %s: %w", key, storage.ErrNotFound)
 	}
 	return s.Store.Stat(ctx, key)
+}
+
+func (s headLyingStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	if s.missing[key] {
+		return nil, storage.Object{}, fmt.Errorf("open %s: %w", key, storage.ErrNotFound)
+	}
+	return s.Store.Open(ctx, key)
 }
 
 // TestArchive_PlanRetentionHEADNotFound: an object that HEAD says is not

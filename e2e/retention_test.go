@@ -26,18 +26,7 @@ import (
 // recover every row.
 func TestRetentionSafety(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
-	src := s.startWithTable(t)
-	s.mustHoard("basebackup", "--fast")
-	src.Exec(t, "insert into t values (2)")
-	switchAndWaitArchived(t, src)
-	s.mustHoard("basebackup", "--fast")
-	src.Exec(t, "insert into t values (3)")
-	switchAndWaitArchived(t, src)
-	bs := s.listBackups()
-	if len(bs) != 2 {
-		t.Fatalf("%d backups, want 2", len(bs))
-	}
-	older, newest := bs[0].Name, bs[1].Name
+	src, older, newest := s.twoBackups(t)
 	want := tableRows(t, src)
 
 	t.Run("AgeWithCountMin0", func(t *testing.T) {
@@ -191,4 +180,23 @@ func diffLists(a, b []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// twoBackups starts the site's cluster with a table, takes two backups,
+// each followed by a row and an archived WAL switch, and returns the
+// cluster and the backups' names.
+func (s *site) twoBackups(t *testing.T) (src *pgtest.Cluster, older, newest string) {
+	t.Helper()
+	src = s.startWithTable(t)
+	s.mustHoard("basebackup", "--fast")
+	src.Exec(t, "insert into t values (2)")
+	switchAndWaitArchived(t, src)
+	s.mustHoard("basebackup", "--fast")
+	src.Exec(t, "insert into t values (3)")
+	switchAndWaitArchived(t, src)
+	bs := s.listBackups()
+	if len(bs) != 2 {
+		t.Fatalf("%d backups, want 2", len(bs))
+	}
+	return src, bs[0].Name, bs[1].Name
 }

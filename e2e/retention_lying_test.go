@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// lyingProxy is an HTTP proxy in front of a real S3 server that lies by
+// omission about one key: its listings (ListObjects) leave the key out
+// and HEAD answers 404 for it, while GET still serves it, as a faulty
+// cache or gateway in front of a storage can.
+type lyingProxy struct {
+	srv    *httptest.Server
+	bucket string
+
+	mu     sync.Mutex
+	hidden string
+	heads  int // HEAD requests answered 404
+}
+
+func newLyingProxy(t testing.TB, target storage.Config) *lyingProxy {
+	t.Helper()
+	p := &lyingProxy{bucket: target.BucketName}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: fmt.Sprintf("%s:%d", target.Host, target.Port)})
+	rp.ModifyResponse = func(resp *http.Response) error {
+		hidden := p.hiddenKey()
+		if hidden == "" || resp.Request.Method != http.MethodGet || resp.Request.URL.Path != "/"+p.bucket && resp.Request.URL.Path != "/"+p.bucket+"/" {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		entry := regexp.MustCompile(`<Contents>(?:[^<]|<[^/]|</[^C])*?<Key>` + regexp.QuoteMeta(hidden) + `</Key>.*?</Contents>`)
+		body = entry.ReplaceAll(body, nil)
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return nil
+	}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hidden := p.hiddenKey(); hidden != "" && r.Method == http.MethodHead && r.URL.Path == "/"+p.bucket+"/"+hidden {
+			p.mu.Lock()
+			p.heads++
+			p.mu.Unlock()
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// hide makes the proxy lie about key ("" stops it).
+func (p *lyingProxy) hide(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hidden = key
+}
+
+func (p *lyingProxy) hiddenKey() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hidden
+}
+
+// config is the storage config that reaches the server through the proxy.
+func (p *lyingProxy) config(direct storage.Config) storage.Config {
+	c := direct
+	u, _ := url.Parse(p.srv.URL)
+	c.Host = u.Hostname()
+	c.Port, _ = strconv.Atoi(u.Port())
+	return c
+}
+
+// bucketKeys lists every object of the bucket c names, straight from
+// the server.
+func bucketKeys(t testing.TB, c storage.Config) []string {
+	t.Helper()
+	ctx := context.Background()
+	st, err := storage.Open(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var keys []string
+	if err := st.List(ctx, "", func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TestRetention_StorageLies: hoard retention against MinIO behind a proxy
+// that leaves the older of two backups' main object out of its listings
+// and answers HEAD for it with 404 (GET still serves it). Retention must
+// exit 1, naming the object, and delete nothing; once the storage answers
+// truthfully it runs, and the older backup, restored, recovers every row
+// (its WAL was kept). Before, the plan saw only the newer backup and
+// deleted the WAL before its start: the older backup's chunk folder was
+// not checked while younger than a day, and a HEAD 404 counted as absent.
+func TestRetention_StorageLies(t *testing.T) {
+	minio := storetest.MinIO(t)
+	p := newLyingProxy(t, minio)
+	s := newSite(t, siteOptions{ObjectStorage: s3Storage(p.config(minio)), Site: map[string]any{"basebackup_count": 2}})
+	src, older, _ := s.twoBackups(t)
+	want := tableRows(t, src)
+	src.Stop(t)
+
+	before := bucketKeys(t, minio)
+	main := ""
+	for _, k := range before {
+		if strings.Contains(k, "/basebackup/"+older) {
+			main = k
+		}
+	}
+	if main == "" {
+		t.Fatalf("no main object of %s among %q", older, before)
+	}
+	p.hide(main)
+	_, errOut, err := s.hoard("retention")
+	if got := s.listBackups(); len(got) != 1 {
+		t.Fatalf("the proxy does not hide %s from listings: hoard list shows %d backups", main, len(got))
+	}
+	if exitCode(err) != 1 || !strings.Contains(errOut, main) || !strings.Contains(errOut, "HEAD") {
+		t.Errorf("retention on a storage that lies: exit %d, want 1 naming %s and HEAD\n%s", exitCode(err), main, errOut)
+	}
+	if p.heads == 0 {
+		t.Errorf("retention never asked HEAD for %s", main)
+	}
+	if diff := strings.Join(diffLists(before, bucketKeys(t, minio)), "\n"); diff != "" {
+		t.Errorf("retention on a storage that lies changed the bucket:\n%s", diff)
+	}
+
+	p.hide("")
+	s.mustHoard("retention")
+	dir := pgtest.TempDir(t) + "/data"
+	s.restoreChoosing(t, dir, older, "--basebackup", older)
+	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	if got := tableRows(t, restored); got != want {
+		t.Errorf("older backup restored: rows %q, want %q", got, want)
+	}
+}
