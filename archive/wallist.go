@@ -26,10 +26,11 @@ type WALFile struct {
 }
 
 // ListWAL lists the files directly under xlog/ of a and of every site it
-// moved from (a.MovedFrom): segments, .partial and .backup files, and
-// whatever else lies there (callers pick by name, with wal.IsSegmentName
-// and friends). Sites come in the order wal-fetch searches them, a first;
-// a file stored by several sites is listed once for each, in that order.
+// moved from (a.MovedFrom): segments, .partial and .backup files (callers
+// pick by name, with wal.IsSegmentName and friends); objects of other
+// names are passed over (listDir). Sites come in the order wal-fetch
+// searches them, a first; a file stored by several sites is listed once
+// for each, in that order.
 func (a *Archive) ListWAL(ctx context.Context) ([]WALFile, error) {
 	var out []WALFile
 	for _, s := range a.sites() {
@@ -92,13 +93,17 @@ func SegmentIndex(files []WALFile) map[string]WALFile {
 }
 
 // listDir lists the objects directly under one of a's folders (not in
-// folders below it).
+// folders below it) named as a WAL file is (walKind): a segment,
+// .partial, .history or .backup file. No reader takes any other name, and
+// someone who can write to the bucket could store millions of them, with
+// names up to the storage's limit (1024 bytes on S3), which the listing
+// would otherwise hold for as long as it is used.
 func (a *Archive) listDir(ctx context.Context, dir string) ([]WALFile, error) {
 	prefix := a.Layout.Dir(dir)
 	var out []WALFile
 	err := a.Store.List(ctx, prefix, func(o storage.Object) error {
 		name := strings.TrimPrefix(o.Key, prefix)
-		if name != "" && !strings.Contains(name, "/") {
+		if _, _, ok := walKind(name); ok {
 			out = append(out, WALFile{Name: name, Key: o.Key, Size: o.Size, Modified: o.Modified, Archive: a})
 		}
 		return nil

@@ -40,8 +40,11 @@ func TestArchive_ListWAL(t *testing.T) {
 	} {
 		putWALData(t, f.a, f.name, []byte(f.name))
 	}
-	// Not WAL files of the site: a folder below xlog/, another site.
-	for _, k := range []string{"new/xlog/sub/000000010000000000000009", "other/xlog/000000010000000000000009"} {
+	// Not WAL files of the site: a folder below xlog/, another site,
+	// names no WAL file has (one as long as S3 allows), which the
+	// listing used to hold.
+	for _, k := range []string{"new/xlog/sub/000000010000000000000009", "other/xlog/000000010000000000000009",
+		"new/xlog/" + strings.Repeat("x", 1000), "new/xlog/000000010000000000000009.tmp", "new/timeline/notes"} {
 		if err := shared.Put(ctx, k, strings.NewReader("x"), nil); err != nil {
 			t.Fatal(err)
 		}
