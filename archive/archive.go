@@ -16,6 +16,11 @@ type Archive struct {
 	Codec  *Codec
 	Layout Layout
 	Site   string
+	// StoreID names the store without credentials (storage.Config's
+	// Location): the prefetch spool records it, with Site, the prefix and
+	// the keys, so that segments fetched from one archive are never
+	// delivered for another (spoolIdentity). "" for a store with no name.
+	StoreID string
 	// MovedFrom are the archives of the sites this one moved from (the
 	// site's moved_from), each with its own store, codec and layout. Their
 	// backups and WAL count for retention, which deletes from the site that

@@ -93,7 +93,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	if spooled {
 		if sp, err := openSpool(o.Spool, false); err == nil {
 			sp.dropBefore(name)
-			h, ok := sp.take(name, dest, o.SystemID)
+			h, ok := sp.take(name, dest, o.SystemID, a.spoolIdentity())
 			if ok {
 				sp.want(name, uint64(h.SegmentSize))
 			}
@@ -470,6 +470,9 @@ func readDir(dir *os.Root) []fs.DirEntry {
 //
 //	lock      flock'ed by the running worker: at most one per spool
 //	want      "<segment> <segment size>": the last segment delivered
+//	identity  the archive the segments were fetched from (spoolIdentity):
+//	          written by the worker, before it spools anything, after it
+//	          removed the segments of another identity
 //	<segment> a segment, complete and verified: only ever created by rename
 //	.tmp-*    a worker's download in progress
 //
@@ -541,9 +544,17 @@ func (s *spool) path(name string) string { return filepath.Join(s.dir, name) }
 
 // take moves the spooled segment name to dest, which must be in the
 // spool's parent directory, if it is there, a regular file, and its page
-// header still fits its name and size and names system sysid (0: any).
-func (s *spool) take(name, dest string, sysid uint64) (wal.PageHeader, bool) {
+// header still fits its name and size and names system sysid (0: any),
+// and if the spool's segments were fetched for identity id (the caller's
+// archive's spoolIdentity). A spool filled for another identity is
+// cleared: its segments came from another site, storage, prefix or keys,
+// which may hold other bytes under the same names.
+func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader, bool) {
 	if filepath.Dir(dest) != filepath.Dir(s.dir) {
+		return wal.PageHeader{}, false
+	}
+	if s.identity() != id {
+		s.clear()
 		return wal.PageHeader{}, false
 	}
 	fi, err := s.root.Lstat(name)
@@ -559,6 +570,14 @@ func (s *spool) take(name, dest string, sysid uint64) (wal.PageHeader, bool) {
 		return h, false
 	}
 	if err := s.parent.Rename(filepath.Join(filepath.Base(s.dir), name), filepath.Base(dest)); err != nil {
+		return h, false
+	}
+	if s.identity() != id {
+		// A worker of another identity took the spool over (cleared it,
+		// recorded its own, spooled) between the check above and the
+		// rename: the segment moved may be its. The caller downloads
+		// the segment instead, over dest.
+		s.parent.Remove(filepath.Base(dest))
 		return h, false
 	}
 	if err := syncDir(s.parent); err != nil {
@@ -765,6 +784,15 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 	// Holding the lock, no other worker is writing: every temporary file is
 	// left over by one that was killed.
 	storage.RemoveStaleTemps(s.root, spoolTmpPrefix, time.Now())
+	// Segments a worker of another configuration spooled go before this
+	// one records its own identity: a segment is only ever in the spool
+	// under the identity of the archive it came from.
+	if id := a.spoolIdentity(); s.identity() != id {
+		s.clear()
+		if err := s.setIdentity(id); err != nil {
+			return res, fmt.Errorf("prefetch into %s: record its archive: %w", dir, err)
+		}
+	}
 	ctx, stopWatch, err := watchSpool(ctx, s, o.DataDir, o.Watch)
 	if err != nil {
 		return res, err

@@ -259,7 +259,7 @@ func TestArchive_PrefetchWAL(t *testing.T) {
 	if want := []string{name(2), name(3), name(4)}; strings.Join(res.Fetched, " ") != strings.Join(want, " ") || res.Missing != "" {
 		t.Fatalf("prefetched %+v, want %v", res, want)
 	}
-	if got, want := strings.Join(testio.DirNames(t, spoolDir), " "), strings.Join([]string{name(2), name(3), name(4), "lock", "want"}, " "); got != want {
+	if got, want := strings.Join(testio.DirNames(t, spoolDir), " "), strings.Join([]string{name(2), name(3), name(4), "identity", "lock", "want"}, " "); got != want {
 		t.Fatalf("spool holds %s, want %s", got, want)
 	}
 
@@ -302,7 +302,7 @@ func TestArchive_PrefetchWAL(t *testing.T) {
 	if err := a.FetchWAL(ctx, name(7), dest, o); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("end of archive: err = %v", err)
 	}
-	if got := strings.Join(testio.DirNames(t, spoolDir), " "); got != "lock want" {
+	if got := strings.Join(testio.DirNames(t, spoolDir), " "); got != "identity lock want" {
 		t.Fatalf("spool after the end of the archive: %s", got)
 	}
 }

@@ -281,7 +281,7 @@ func openDaemonArchive(ctx context.Context, c *cli.Context, cfg *config.Config, 
 	}
 	env := &siteEnv{
 		cfg: cfg, name: name, site: site,
-		archive: &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name},
+		archive: &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name, StoreID: site.ObjectStorage.StorageConfig().Location()},
 		log:     logger(c).With().Str(logSite, name).Logger(),
 	}
 	closeOlder, err := openMovedFrom(c, env)

@@ -113,7 +113,8 @@ func siteArchive(c *cli.Context, cfg *config.Config, name string, site *config.S
 	if err != nil {
 		return nil, fmt.Errorf("open storage of %s %s: %w", what, name, err)
 	}
-	return &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name}, nil
+	return &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name,
+		StoreID: site.ObjectStorage.StorageConfig().Location()}, nil
 }
 
 // missingRoot says, for a site on local storage whose directory does not
@@ -222,10 +223,11 @@ func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 		s, ok := env.cfg.BackupSites[name]
 		if !ok {
 			out = append(out, &archive.Archive{
-				Store:  env.archive.Store,
-				Codec:  env.archive.Codec,
-				Layout: archive.Layout{Prefix: path.Join(env.cfg.PathPrefix, name)},
-				Site:   name,
+				Store:   env.archive.Store,
+				StoreID: env.archive.StoreID,
+				Codec:   env.archive.Codec,
+				Layout:  archive.Layout{Prefix: path.Join(env.cfg.PathPrefix, name)},
+				Site:    name,
 			})
 			continue
 		}
@@ -258,7 +260,8 @@ func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 			return nil, fmt.Errorf("open storage of site %s (moved_from of %s): %w", name, env.name, err)
 		}
 		opened = append(opened, st)
-		out = append(out, &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: s.Prefix}, Site: name})
+		out = append(out, &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: s.Prefix}, Site: name,
+			StoreID: s.ObjectStorage.StorageConfig().Location()})
 	}
 	env.archive.MovedFrom = out
 	return closeAll, nil

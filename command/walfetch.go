@@ -51,7 +51,9 @@ prefix, the old cluster's last segment, which the upgraded cluster's WAL follows
 After delivering a segment, wal-fetch starts a background worker (unless one runs) that
 downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside
 DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.
-restore_prefetch = 0 turns this off. The worker logs to hoard-prefetch/worker.log. It
+restore_prefetch = 0 turns this off. A wal-fetch of another site, storage, prefix or keys
+takes nothing from the spool (hoard-prefetch/identity says which archive its segments came
+from): it removes them and downloads its own. The worker logs to hoard-prefetch/worker.log. It
 runs in its own session, in /, and stops (removing what it was downloading) when it is
 ahead, when the archive ends, and within a second once the server it fetches for stops
 (the data directory's postmaster.pid goes, or names another process) or its spool is
