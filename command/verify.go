@@ -34,7 +34,8 @@ on it (found with --pg-bin-dir, on PATH, in pg_bin_directory, /usr/lib/postgresq
 target, or to its end), checks that it accepts connections, that recovery reached the newest
 archived WAL, that every database answers, amcheck's bt_index_check on every btree index
 (when the extension is available) and pg_checksums --check (when checksums are on), then
-stops it and removes the scratch directory. See docs/verifying.md.
+stops it and removes the scratch directory; one that a killed run left in the same place is
+removed by the next. See docs/verifying.md.
 
 EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it)
 or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,

@@ -53,6 +53,7 @@ var localWriters = map[string]string{
 	"restore/dirs.go writeTest":        "a probe of the target, removed at once",
 	// verify --restore: its scratch directory, removed after the test.
 	"verify/testrestore.go configure": "configuration of a throwaway cluster in a private scratch directory",
+	"verify/scratch.go newScratch":    "the empty lock file of a scratch directory, only flock'ed",
 	// Not hoard's data: the demo's throwaway cluster, docs/'s generator.
 	"demo/demo.go configure":      "the demo's throwaway files",
 	"demo/demo.go copyFile":       "the demo's throwaway files",

@@ -43,7 +43,8 @@ type RestoreTestOptions struct {
 
 	// ScratchDir is the directory the scratch data directory is made in
 	// (as hoard-restore-test-*); "" is the system temp directory. The
-	// scratch directory is always removed.
+	// scratch directory is always removed; one that a killed run left
+	// (no process holds its lock) is removed by the next test restore.
 	ScratchDir string
 
 	// RestoreCommand is the restore_command the restored cluster replays
@@ -150,6 +151,7 @@ func (t *restoreTest) run(ctx context.Context) error {
 	if o.Archive == nil {
 		return errors.New("restore test: no archive")
 	}
+	removeStaleScratch(o.ScratchDir, t.log)
 	if err := t.runAs(); err != nil {
 		return err
 	}
@@ -176,15 +178,16 @@ func (t *restoreTest) run(ctx context.Context) error {
 		}
 	}
 
-	scratch, err := os.MkdirTemp(o.ScratchDir, "hoard-restore-test-")
+	scratch, lock, err := newScratch(o.ScratchDir)
 	if err != nil {
-		return fmt.Errorf("create scratch directory: %w", err)
+		return err
 	}
 	t.scratch, t.data = scratch, filepath.Join(scratch, "data")
 	defer func() {
 		if err := os.RemoveAll(scratch); err != nil {
 			t.log.Error().Err(err).Str("dir", scratch).Msg("remove scratch directory")
 		}
+		_ = lock.Close()
 	}()
 
 	began := time.Now()
