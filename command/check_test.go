@@ -15,6 +15,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -162,6 +163,26 @@ func TestCheck_ArchiveCommandOther(t *testing.T) {
 	wantLines(t, out, "warning  postgresql node 0: archive_command runs wal-g, not hoard wal-push")
 	if strings.Contains(out, "hunter2") {
 		t.Errorf("hoard check printed the secret in archive_command:\n%s", out)
+	}
+}
+
+// TestCheckArchiveCommand_NoPath: an archive_command that runs hoard
+// wal-push with %f (the file's name) instead of %p (its path, relative to
+// the data directory, where PostgreSQL runs the command) archives nothing:
+// every push fails with "no such file or directory", which the operator
+// sees only in PostgreSQL's log. hoard check fails it, naming %p; with %p
+// it passes.
+func TestCheckArchiveCommand_NoPath(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"hoard --config /etc/hoard/hoard.json wal-push %f": "FAILED   n: archive_command runs hoard wal-push without %p",
+		"hoard --config /etc/hoard/hoard.json wal-push":    "FAILED   n: archive_command runs hoard wal-push without %p",
+		"hoard --config /etc/hoard/hoard.json wal-push %p": "ok       n: archive_command runs hoard wal-push",
+		"'/opt/my %p/hoard' wal-push pg_wal/%f":            "FAILED   n: archive_command runs hoard wal-push without %p",
+	} {
+		var out bytes.Buffer
+		r := &checkReport{w: &out}
+		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd})
+		wantLines(t, out.String(), want)
 	}
 }
 

@@ -156,6 +156,10 @@ func checkArchiveCommand(r *checkReport, step string, s replication.Setup) {
 	case !runsHoardWALPush(s.ArchiveCommand):
 		// Only the program: the rest of the line may hold secrets.
 		r.warn(step, "archive_command runs %s, not hoard wal-push: %s", commandProgram(s.ArchiveCommand), set)
+	case !walPushGetsPath(s.ArchiveCommand):
+		r.fail(step, "archive_command runs hoard wal-push without %%p: PostgreSQL replaces %%p with the WAL file's path relative to "+
+			"the data directory, where it runs the command (%%f is only the file's name, and the file is in pg_wal/), so every push "+
+			"fails and WAL piles up in pg_wal; %s", set)
 	default:
 		r.ok(step, "archive_command runs hoard wal-push")
 	}
@@ -174,6 +178,26 @@ func runsHoardWALPush(cmd string) bool {
 			hoard = true
 		case f == "wal-push" && hoard:
 			return true
+		}
+	}
+	return false
+}
+
+// walPushGetsPath reports whether the shell command cmd, which runs
+// hoard's wal-push (runsHoardWALPush), passes it %p among the words after
+// wal-push (%% is a literal percent sign, as in archive_command).
+func walPushGetsPath(cmd string) bool {
+	hoard, push := false, false
+	for _, f := range strings.Fields(cmd) {
+		switch w := strings.Trim(f, `"'`); {
+		case push:
+			if strings.Contains(strings.ReplaceAll(w, "%%", ""), "%p") {
+				return true
+			}
+		case path.Base(w) == "hoard":
+			hoard = true
+		case w == "wal-push" && hoard:
+			push = true
 		}
 	}
 	return false
