@@ -94,10 +94,11 @@ type daemonStatus struct {
 			Name     string `json:"name"`
 			StartWAL string `json:"start_wal_segment"`
 		} `json:"last_basebackup"`
-		Backups       int        `json:"basebackups"`
-		LastRetention *time.Time `json:"last_retention"`
-		BackupRunning bool       `json:"basebackup_running"`
-		WAL           *struct {
+		Backups            int        `json:"basebackups"`
+		LastRetention      *time.Time `json:"last_retention"`
+		LastRetentionError string     `json:"last_retention_error"`
+		BackupRunning      bool       `json:"basebackup_running"`
+		WAL                *struct {
 			Connected  bool   `json:"connected"`
 			Uploaded   string `json:"uploaded_lsn"`
 			Stored     string `json:"stored_lsn"`

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
@@ -161,4 +162,57 @@ func TestRetention_StorageLies(t *testing.T) {
 	if got := tableRows(t, restored); got != want {
 		t.Errorf("older backup restored: rows %q, want %q", got, want)
 	}
+}
+
+// TestDaemon_RetentionStorageLies: the daemon streams WAL into MinIO
+// behind the lying proxy. Once the proxy hides the oldest of its backups
+// (listings leave its main object out, HEAD answers 404), the retention
+// run after the next backup fails: last_retention_error names the
+// object, hoard_retention_runs_total counts a failure, and no WAL file
+// is deleted, while WAL goes on streaming into the archive. Before, that
+// run deleted the WAL from the hidden backup's start.
+func TestDaemon_RetentionStorageLies(t *testing.T) {
+	minio := storetest.MinIO(t)
+	p := newLyingProxy(t, minio)
+	s := newStreamSite(t, p.config(minio), minio)
+	s.setSiteKey("basebackup_count", 3)
+	src := s.startSource(pgtest.Options{})
+	src.Exec(t, "create table t (id int primary key)")
+	d := s.startDaemon()
+	d.waitFirstBackup(s.name, 3*time.Minute, true)
+	src.Exec(t, "insert into t values (1)")
+	s.switchAndWaitStored(d, src, time.Minute)
+	s.mustHoard("basebackup")
+	d.waitFor("the second backup and its retention run", 3*time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && st.Sites[s.name].Backups == 2 && !st.Sites[s.name].BackupRunning && st.Sites[s.name].LastRetention != nil
+	})
+	var mains []string
+	if err := s.store.List(context.Background(), s.name+"/basebackup/", func(o storage.Object) error {
+		mains = append(mains, o.Key)
+		return nil
+	}); err != nil || len(mains) != 2 {
+		t.Fatalf("main objects %q, %v: want 2", mains, err)
+	}
+	slices.Sort(mains)
+	wal := s.storedWAL()
+	p.hide(mains[0])
+
+	s.mustHoard("basebackup")
+	d.waitFor("the retention run after the third backup failing", 3*time.Minute, func() bool {
+		st, ok := d.status()
+		return ok && strings.Contains(st.Sites[s.name].LastRetentionError, mains[0])
+	})
+	failed := regexp.MustCompile(`(?m)^hoard_retention_runs_total\{[^}]*result="failure"[^}]*\} ([0-9.e+]+)$`)
+	if m, ok := d.get("/metrics"); !ok || failed.FindStringSubmatch(m) == nil || failed.FindStringSubmatch(m)[1] == "0" {
+		runs := regexp.MustCompile(`(?m)^hoard_retention_runs_total.*$`)
+		t.Errorf("/metrics does not count a failed retention run:\n%s", strings.Join(runs.FindAllString(m, -1), "\n"))
+	}
+	for _, w := range wal {
+		if !s.stored(w) {
+			t.Errorf("WAL %s deleted while the storage hid backup %s", w, mains[0])
+		}
+	}
+	src.Exec(t, "insert into t values (2)")
+	s.switchAndWaitStored(d, src, time.Minute)
 }
