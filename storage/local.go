@@ -775,9 +775,12 @@ func (l *Local) notFound(op, key string) error {
 
 // openFile opens the object file p of a key whose sidecar was read. A
 // missing file is a damaged store, not a missing object, unless the
-// sidecar is gone too (a Delete removes the sidecar first).
+// sidecar is gone too (a Delete removes the sidecar first). Opening does
+// not wait for a writer (O_NONBLOCK), should someone who can write the
+// storage directory have put a FIFO there: it is refused as not a regular
+// file. (O_NONBLOCK changes nothing for a regular file's reads.)
 func (l *Local) openFile(op, key, p string) (*os.File, os.FileInfo, error) {
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if _, serr := os.Lstat(p + sidecarSuffix); errors.Is(serr, fs.ErrNotExist) {
