@@ -39,7 +39,8 @@ import (
 // nothing else in the bucket names it.
 
 // ErrStorageContradicts is wrapped by the error of an object that HEAD
-// (Store.Stat) answers "not found" for while GET (Store.Open) reads it.
+// (Store.Stat) answers "not found" for while a plain GET (Store.OpenRange)
+// reads it.
 var ErrStorageContradicts = errors.New("HEAD answers not found but GET reads the object")
 
 // statConfirmed returns key's object as Stat does, except that a "not
