@@ -74,11 +74,38 @@ func (l Layout) DeltaRefsKey(backup string) string {
 
 // deltaRefList is a reference list as stored (JSON).
 type deltaRefList struct {
-	Format  string   `json:"format"`
-	Backup  string   `json:"backup"`
-	KeyID   string   `json:"key_id"`
-	Digests []string `json:"digests"` // sorted, unique
-	MAC     string   `json:"mac"`     // hex HMAC-SHA256 (macDeltaRefs)
+	Format  string     `json:"format"`
+	Backup  string     `json:"backup"`
+	KeyID   string     `json:"key_id"`
+	Digests digestList `json:"digests"` // sorted, unique
+	MAC     string     `json:"mac"`     // hex HMAC-SHA256 (macDeltaRefs)
+}
+
+// digestList is a reference list's digests, each checked as it is
+// decoded: the list is read before its MAC can be checked (the MAC
+// covers it), and a list of short strings ("") would take many times its
+// size in memory. A digest's 64 hex digits take as many bytes in memory
+// as in the list.
+type digestList []string
+
+func (l *digestList) UnmarshalJSON(data []byte) error {
+	*l = nil
+	dec, err := openJSON(data, '[', "digests")
+	if dec == nil {
+		return err
+	}
+	*l = digestList{}
+	for dec.More() {
+		var d string
+		if err := dec.Decode(&d); err != nil {
+			return fmt.Errorf("digest %d: %w", len(*l), err)
+		}
+		if !deltaDigest.MatchString(d) {
+			return fmt.Errorf("digest %d: %q is not a delta object's digest", len(*l), d)
+		}
+		*l = append(*l, d)
+	}
+	return nil
 }
 
 // deltaRefsKey derives the HMAC key of the reference lists of a site
