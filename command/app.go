@@ -6,6 +6,7 @@ package command
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -75,7 +76,7 @@ only before the command name or where the command has an argument too many.`,
 		// a known flag's bad value (--short-log=maybe) or no command;
 		// PostgresStatus makes it fatal for wal-fetch.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usagef("see hoard --help", "%v", err)
+			return flagError(err, "see hoard --help")
 		},
 	}
 	for _, cmd := range app.Commands {
@@ -89,12 +90,35 @@ only before the command name or where the command has an argument too many.`,
 func setUsageErrors(cmd *cli.Command) {
 	if cmd.OnUsageError == nil {
 		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
-			return usagef(fmt.Sprintf("see hoard %s --help", c.Command.FullName()), "%v", err)
+			return flagError(err, fmt.Sprintf("see hoard %s --help", c.Command.FullName()))
 		}
 	}
 	for _, sub := range cmd.Subcommands {
 		setUsageErrors(sub)
 	}
+}
+
+// pghoardFlags are PGHoard's flags that hoard spells otherwise, with
+// hoard's spelling (migrating-from-pghoard.md).
+var pghoardFlags = map[string]string{"-D": "--log-level debug", "--debug": "--log-level debug", "-s": "--short-log"}
+
+// flagError is the usage error for err, a flag that did not parse, with
+// help as the hint. An undefined flag is named as it was written (the
+// flag package writes --debug as -debug), and one of PGHoard's that hoard
+// spells otherwise gets hoard's spelling as the hint.
+func flagError(err error, help string) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return usagef(help, "%v", err)
+	}
+	written := "-" + name
+	if len(name) > 1 {
+		written = "--" + name
+	}
+	if alt, ok := pghoardFlags[written]; ok {
+		help = fmt.Sprintf("use %s, hoard's spelling of PGHoard's %s", alt, written)
+	}
+	return usagef(help, "unknown flag %s", written)
 }
 
 // logger returns the logger built in App's Before hook.

@@ -155,3 +155,30 @@ func TestApp_FlagDefaultsOnce(t *testing.T) {
 	check("", app.Flags)
 	walk("", app.Commands)
 }
+
+// TestApp_PGHoardFlagHint: PGHoard's -D/--debug and -s, which hoard spells
+// --log-level debug and --short-log, are refused (migrating-from-pghoard.md)
+// with a hint naming hoard's spelling, and the flag as it was written:
+// urfave/cli's own message shows --debug as -debug.
+func TestApp_PGHoardFlagHint(t *testing.T) {
+	for _, c := range []struct {
+		args       []string
+		flag, want string
+	}{
+		{[]string{"list", "--debug"}, "--debug", "--log-level debug"},
+		{[]string{"-D", "list"}, "-D", "--log-level debug"},
+		{[]string{"list", "-s"}, "-s", "--short-log"},
+	} {
+		app := App("test")
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		full := append([]string{"hoard"}, c.args...)
+		err := app.RunContext(context.Background(), OrderArgs(app, full))
+		if ExitCode(err) != ExitUsage {
+			t.Errorf("hoard %v: exit %d, want %d", c.args, ExitCode(err), ExitUsage)
+		}
+		msg := ErrorMessage(err)
+		if !strings.Contains(msg, c.want) || !strings.Contains(msg, "flag "+c.flag+"\n") && !strings.Contains(msg, "flag "+c.flag+" ") {
+			t.Errorf("hoard %v: %q does not name %s nor say %q", c.args, msg, c.flag, c.want)
+		}
+	}
+}
