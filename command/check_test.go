@@ -177,7 +177,12 @@ func TestCheckArchiveCommand_NoPath(t *testing.T) {
 		"hoard --config /etc/hoard/hoard.json wal-push %f": "FAILED   n: archive_command runs hoard wal-push without %p",
 		"hoard --config /etc/hoard/hoard.json wal-push":    "FAILED   n: archive_command runs hoard wal-push without %p",
 		"hoard --config /etc/hoard/hoard.json wal-push %p": "ok       n: archive_command runs hoard wal-push",
-		"'/opt/my %p/hoard' wal-push pg_wal/%f":            "FAILED   n: archive_command runs hoard wal-push without %p",
+		"'/opt/my %p/hoard' wal-push %f":                   "FAILED   n: archive_command runs hoard wal-push without %p",
+		// The file's path spelled out works as %p does: PostgreSQL runs
+		// the command in the data directory.
+		"hoard --config /etc/hoard/hoard.json wal-push pg_wal/%f":  "ok       n: archive_command runs hoard wal-push",
+		"hoard wal-push \"/var/lib/postgresql/15/main/pg_wal/%f\"": "ok       n: archive_command runs hoard wal-push",
+		"'/opt/my %p/hoard' wal-push pg_wal/%f":                    "ok       n: archive_command runs hoard wal-push",
 	} {
 		var out bytes.Buffer
 		r := &checkReport{w: &out}

@@ -184,14 +184,17 @@ func runsHoardWALPush(cmd string) bool {
 }
 
 // walPushGetsPath reports whether the shell command cmd, which runs
-// hoard's wal-push (runsHoardWALPush), passes it %p among the words after
-// wal-push (%% is a literal percent sign, as in archive_command).
+// hoard's wal-push (runsHoardWALPush), passes it the WAL file's path among
+// the words after wal-push: %p, or a directory and %f (pg_wal/%f, or the
+// data directory's absolute path and pg_wal/%f), which name the same file
+// since PostgreSQL runs the command in the data directory. %% is a literal
+// percent sign, as in archive_command; %f alone is only the file's name.
 func walPushGetsPath(cmd string) bool {
 	hoard, push := false, false
 	for _, f := range strings.Fields(cmd) {
 		switch w := strings.Trim(f, `"'`); {
 		case push:
-			if strings.Contains(strings.ReplaceAll(w, "%%", ""), "%p") {
+			if w := strings.ReplaceAll(w, "%%", ""); strings.Contains(w, "%p") || strings.Contains(w, "/%f") {
 				return true
 			}
 		case path.Base(w) == "hoard":
