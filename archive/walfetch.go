@@ -93,11 +93,14 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	if spooled {
 		if sp, err := openSpool(o.Spool, false); err == nil {
 			sp.dropBefore(name)
-			h, ok := sp.take(name, dest, o.SystemID, a.spoolIdentity())
+			h, ok, err := sp.take(name, dest, o.SystemID, a.spoolIdentity())
 			if ok {
 				sp.want(name, uint64(h.SegmentSize))
 			}
 			sp.close()
+			if err != nil {
+				return fmt.Errorf("fetch %s: %w", name, err)
+			}
 			if ok {
 				return nil
 			}
@@ -548,18 +551,19 @@ func (s *spool) path(name string) string { return filepath.Join(s.dir, name) }
 // and if the spool's segments were fetched for identity id (the caller's
 // archive's spoolIdentity). A spool filled for another identity is
 // cleared: its segments came from another site, storage, prefix or keys,
-// which may hold other bytes under the same names.
-func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader, bool) {
+// which may hold other bytes under the same names. An error is a failed
+// fsync of dest's directory after the segment was moved there.
+func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader, bool, error) {
 	if filepath.Dir(dest) != filepath.Dir(s.dir) {
-		return wal.PageHeader{}, false
+		return wal.PageHeader{}, false, nil
 	}
 	if s.identity() != id {
 		s.clear()
-		return wal.PageHeader{}, false
+		return wal.PageHeader{}, false, nil
 	}
 	fi, err := s.root.Lstat(name)
 	if err != nil {
-		return wal.PageHeader{}, false
+		return wal.PageHeader{}, false, nil
 	}
 	h, err := s.check(name, fi)
 	if err == nil {
@@ -567,10 +571,10 @@ func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader
 	}
 	if err != nil {
 		s.root.Remove(name)
-		return h, false
+		return h, false, nil
 	}
 	if err := s.parent.Rename(filepath.Join(filepath.Base(s.dir), name), filepath.Base(dest)); err != nil {
-		return h, false
+		return h, false, nil
 	}
 	if s.identity() != id {
 		// A worker of another identity took the spool over (cleared it,
@@ -578,15 +582,15 @@ func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader
 		// rename: the segment moved may be its. The caller downloads
 		// the segment instead, over dest.
 		s.parent.Remove(filepath.Base(dest))
-		return h, false
+		return h, false, nil
 	}
 	if err := syncDir(s.parent); err != nil {
 		// The rename may not last a crash, and the disk has said it
-		// failed: the segment is fetched from storage instead, which
-		// reports the error if the directory still cannot be synced.
-		return h, false
+		// failed: wal-fetch fails (PostgreSQL stops recovery) rather
+		// than answer that the segment is in place.
+		return h, false, err
 	}
-	return h, true
+	return h, true, nil
 }
 
 // check reads the page header of the spooled segment name, fi its Lstat.

@@ -532,8 +532,9 @@ func TestArchive_FetchWAL_ErrOldTimelineSwitchSegment(t *testing.T) {
 
 // TestArchive_FetchWAL_ErrSyncDir: when the directory of %p cannot be
 // fsynced after a segment is renamed into it, from the spool or from
-// storage, wal-fetch fails instead of answering PostgreSQL that the
-// segment is there: the disk has said the rename may not last.
+// storage, wal-fetch fails with that error instead of answering
+// PostgreSQL that the segment is there (the disk has said the rename may
+// not last) or that it is not archived.
 func TestArchive_FetchWAL_ErrSyncDir(t *testing.T) {
 	ctx := context.Background()
 	a := walTestArchive(t, false)
@@ -544,9 +545,15 @@ func TestArchive_FetchWAL_ErrSyncDir(t *testing.T) {
 	if err := a.FetchWAL(ctx, segName(1), dest, o); err != nil {
 		t.Fatal(err)
 	}
-	// Segment 2 is spooled, 3 only stored.
+	// Segment 2 is spooled only (its stored copy deleted since, as
+	// retention may), 3 only stored. Were the spooled segment given up for
+	// the stored copy, its absence would read as the end of the archive
+	// (exit 1) and PostgreSQL would end recovery early.
 	if res, err := a.PrefetchWAL(ctx, spoolDir, PrefetchOptions{Count: 1}); err != nil || len(res.Fetched) != 1 {
 		t.Fatalf("prefetch: %+v, %v", res, err)
+	}
+	if err := a.Store.Delete(ctx, a.Layout.WALKey(segName(2))); err != nil {
+		t.Fatal(err)
 	}
 	errSync := errors.New("injected directory fsync error")
 	pgwal := filepath.Dir(dest)
