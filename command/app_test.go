@@ -55,6 +55,10 @@ func TestApp_ExitCodes(t *testing.T) {
 		{"ErrWALPushHostFlag", []string{"wal-push", "-h", "localhost", "pg_wal/X"}, ExitUsage},
 		{"ErrWALPushHelpAfterPath", []string{"wal-push", "pg_wal/X", "--help"}, ExitUsage},
 		{"WALPushHelp", []string{"--config", "F", "wal-push", "--help"}, ExitOK},
+		{"WALPushHelpBoolApart", []string{"wal-push", "--allow-root", "false", "--help"}, ExitOK},
+		{"ErrWALPushHelpBoolApartPath", []string{"wal-push", "--allow-root", "false", "--help", "pg_wal/X"}, ExitUsage},
+		{"ErrWALPushHelpBadBoolApart", []string{"wal-push", "--allow-root", "pg_wal/X", "--help"}, ExitUsage},
+		{"ErrWALFetchHelpBoolApartArgs", []string{"wal-fetch", "--short-log", "true", "a", "b", "--help"}, exitWALFatal},
 		{"ErrListBadBool", []string{"--short-log=maybe", "list"}, ExitUsage},
 	}
 	for _, tc := range cases {
@@ -106,12 +110,21 @@ func TestApp_HelpEveryCommand(t *testing.T) {
 	walk = func(path []string, cmds []*cli.Command) {
 		for _, c := range cmds {
 			p := append(slices.Clone(path), c.Name)
-			for _, args := range [][]string{
+			invocations := [][]string{
 				append(slices.Clone(p), "--help"),
 				append(slices.Clone(p), "-h"),
 				slices.Concat(p, []string{"--config", "F", "--help"}),
 				slices.Concat([]string{"--config", "F"}, p, []string{"--help"}),
-			} {
+				slices.Concat(p, []string{"--short-log", "false", "--help"}),
+			}
+			// A boolean flag's value written apart is the flag's, not an
+			// argument given with --help (wal-push --allow-root false).
+			for _, f := range c.Flags {
+				if f, ok := f.(*cli.BoolFlag); ok {
+					invocations = append(invocations, slices.Concat(p, []string{"--" + f.Name, "false", "--help"}))
+				}
+			}
+			for _, args := range invocations {
 				if got := run(t, args...); got != ExitOK {
 					t.Errorf("hoard %s: exit %d, want 0", strings.Join(args, " "), got)
 				}

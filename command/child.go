@@ -3,6 +3,7 @@ package command
 import (
 	"errors"
 	"slices"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 )
@@ -82,7 +83,10 @@ func postgresChild(app *cli.App, args []string) string {
 }
 
 // helpWithArgs reports whether args ask for help or the version and
-// also give the command an argument that is not a flag's value.
+// also give the command an argument that is not a flag's value. A
+// boolean flag's value written apart (wal-push --allow-root false --help)
+// is the flag's, as urfave/cli reads it once OrderArgs joins it: only a
+// word strconv.ParseBool takes is, so a path after the flag still counts.
 func helpWithArgs(app *cli.App, args []string) bool {
 	names := slices.Concat(cli.HelpFlag.Names(), cli.VersionFlag.Names())
 	flags := flagSet{app.Flags, []cli.Flag{cli.HelpFlag, cli.VersionFlag}}
@@ -97,6 +101,9 @@ func helpWithArgs(app *cli.App, args []string) bool {
 		case isFlag(a):
 			help = help || slices.Contains(names, flagName(a))
 			i += flags.valueArgs(a, args[i+1:])
+			if flags.isBool(a) && i+1 < len(args) && isBoolValue(args[i+1]) {
+				i++
+			}
 		case cmd == nil && findCommand(app.Commands, a) != nil:
 			cmd = findCommand(app.Commands, a)
 			flags = flagSet{cmd.Flags, app.Flags}
@@ -105,4 +112,11 @@ func helpWithArgs(app *cli.App, args []string) bool {
 		}
 	}
 	return help && positional
+}
+
+// isBoolValue reports whether a is a value a boolean flag takes (true,
+// false, 1, 0, t, f...: strconv.ParseBool, which the flag package uses).
+func isBoolValue(a string) bool {
+	_, err := strconv.ParseBool(a)
+	return err == nil
 }
