@@ -3,6 +3,7 @@ package verify
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,38 +44,53 @@ func TestRun_ErrNoBackupLabel(t *testing.T) {
 }
 
 // TestRun_ErrSingleTarNoBackupLabel: a backup held in one pg_basebackup
-// tar (PGHoard's basic mode) without backup_label is broken for the full
-// check, which decodes the tar, naming backup_label; the quick check does
-// not read the tar. With backup_label the full check passes it.
+// tar (PGHoard's basic mode) without backup_label first, where
+// pg_basebackup writes it, is broken for the quick check, which reads the
+// tar's first member, naming backup_label; one without backup_label at all
+// is broken for the full check too. With backup_label first both pass it.
 func TestRun_ErrSingleTarNoBackupLabel(t *testing.T) {
-	for _, label := range []bool{false, true} {
-		members := []hostile.Member{
-			{Name: "PG_VERSION", Body: "15\n"},
-			{Name: "global/pg_control", Body: strings.Repeat("c", hostile.PGControlSize)},
-		}
-		if label {
-			members = append(members, hostile.Member{Name: "backup_label", Body: "START WAL LOCATION: 0/200028 (file " + hostile.StartSegment + ")\n"})
-		}
-		data := hostile.Tar(t, members...)
-		a := testArchive(t)
-		md := storage.Metadata{
-			archive.MetaStartTime: "2026-01-02T03:00:00+00:00", archive.MetaStartWALSegment: hostile.StartSegment,
-			"basebackup-mode": "basic", archive.MetaPGVersion: "150004", archive.MetaOriginalFileSize: strconv.Itoa(len(data)),
-			archive.MetaWALSegmentSize: strconv.Itoa(hostile.SegmentSize),
-		}
-		if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.BackupKey("2026-01-02_03-00_0"), bytes.NewReader(data), int64(len(data)), md); err != nil {
-			t.Fatal(err)
-		}
-		for _, seg := range []string{hostile.StartSegment, hostile.EndSegment} {
-			putSegment(t, a, seg, waltest.Segment(t, seg, hostile.SegmentSize, 1))
-		}
-		rep := run(t, a, true)
-		if len(rep.Backups) != 1 {
-			t.Fatalf("%d backups listed", len(rep.Backups))
-		}
-		broken := rep.Backups[0].Status == StatusBroken && strings.Contains(problems(rep), "backup_label")
-		if broken == label {
-			t.Errorf("backup_label %v: full check: %+v\n%s", label, rep.Backups, problems(rep))
-		}
+	label := hostile.Member{Name: "backup_label", Body: "START WAL LOCATION: 0/200028 (file " + hostile.StartSegment + ")\n"}
+	rest := []hostile.Member{
+		{Name: "PG_VERSION", Body: "15\n"},
+		{Name: "global/pg_control", Body: strings.Repeat("c", hostile.PGControlSize)},
+	}
+	for _, tc := range []struct {
+		name        string
+		members     []hostile.Member
+		quick, full bool // broken
+	}{
+		{"OK", append([]hostile.Member{label}, rest...), false, false},
+		{"ErrNoLabel", rest, true, true},
+		{"ErrLabelNotFirst", append(slices.Clone(rest), label), true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := hostile.Tar(t, tc.members...)
+			a := testArchive(t)
+			md := storage.Metadata{
+				archive.MetaStartTime: "2026-01-02T03:00:00+00:00", archive.MetaStartWALSegment: hostile.StartSegment,
+				"basebackup-mode": "basic", archive.MetaPGVersion: "150004", archive.MetaOriginalFileSize: strconv.Itoa(len(data)),
+				archive.MetaWALSegmentSize: strconv.Itoa(hostile.SegmentSize),
+			}
+			if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.BackupKey("2026-01-02_03-00_0"), bytes.NewReader(data), int64(len(data)), md); err != nil {
+				t.Fatal(err)
+			}
+			for _, seg := range []string{hostile.StartSegment, hostile.EndSegment} {
+				putSegment(t, a, seg, waltest.Segment(t, seg, hostile.SegmentSize, 1))
+			}
+			for _, full := range []bool{false, true} {
+				rep := run(t, a, full)
+				if len(rep.Backups) != 1 {
+					t.Fatalf("%d backups listed", len(rep.Backups))
+				}
+				want := tc.quick
+				if full {
+					want = tc.full
+				}
+				broken := rep.Backups[0].Status == StatusBroken && strings.Contains(problems(rep), "backup_label")
+				if broken != want || (!want && rep.Backups[0].Status != StatusOK) {
+					t.Errorf("full=%v: broken %v, want %v: %+v\n%s", full, broken, want, rep.Backups, problems(rep))
+				}
+			}
+		})
 	}
 }

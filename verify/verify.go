@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -574,6 +575,10 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 				err = c.statDeltaObject(gctx, cc.key)
 			case full:
 				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk, cc.single, cc.bundle)
+			case cc.single != nil && cc.single.Format != archive.FormatBBv1:
+				if err = c.statChunk(gctx, cc.key, cc.chunk); err == nil {
+					err = c.labelFirst(gctx, cc.key)
+				}
 			default:
 				err = c.statChunk(gctx, cc.key, cc.chunk)
 			}
@@ -608,6 +613,37 @@ func (c *checker) statChunk(ctx context.Context, key string, ch archive.Manifest
 	}
 	if ch.ResultSize > 0 && st.Size != ch.ResultSize {
 		return fmt.Errorf("stored size %d, manifest says %d", st.Size, ch.ResultSize)
+	}
+	return nil
+}
+
+// maxLabelHead bounds what labelFirst decodes: the header of the tar's
+// first member (pg_basebackup writes 512 bytes; a pax header before it is
+// at most this).
+const maxLabelHead = 64 << 10
+
+// labelFirst checks that the object key, a backup in one pg_basebackup tar
+// (PGHoard's basic or pipe mode), starts with backup_label: the server
+// sends it first in the main tablespace's tar (perform_base_backup,
+// basebackup.c), and restore refuses a backup without it. It decodes no
+// more than the first member's header (maxLabelHead), so the quick check
+// finds a tar that lacks it without reading the tar; --full reads the rest.
+func (c *checker) labelFirst(ctx context.Context, key string) error {
+	rc, err := c.open(ctx, key, "")
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	h, err := tar.NewReader(io.LimitReader(rc, maxLabelHead)).Next()
+	if err == io.EOF {
+		return fmt.Errorf("the tar holds no member: %w", restore.ErrNoBackupLabel)
+	}
+	if err != nil {
+		return fmt.Errorf("read tar: %w", err)
+	}
+	if path.Clean(h.Name) != "backup_label" || h.Typeflag != tar.TypeReg {
+		return fmt.Errorf("first member %q, not backup_label, which pg_basebackup writes first: not a pg_basebackup tar as written "+
+			"(restore refuses one without backup_label; verify --full reads all of it)", h.Name)
 	}
 	return nil
 }
