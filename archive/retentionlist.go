@@ -108,26 +108,37 @@ func (a *Archive) checkUnlisted(ctx context.Context, name string) error {
 
 // checkListedAgain lists basebackup/ of every site of a a second time and
 // returns an error naming a main object that scan, the first listing,
-// did not return.
+// did not return and that is stored (statConfirmed). One that is not was
+// deleted before the run and is still listed (a listing that lags behind
+// deletes): no backup needs it.
 func (a *Archive) checkListedAgain(ctx context.Context, scan Backups) error {
 	first := listedKeys(scan)
 	for _, s := range a.sites() {
 		dir := s.Layout.Dir(BasebackupDir)
-		missed := ""
+		var missed []string
 		err := s.Store.List(ctx, dir, func(o storage.Object) error {
 			rest := strings.TrimPrefix(o.Key, dir)
-			if missed == "" && rest != "" && !strings.Contains(rest, "/") && !first[o.Key] {
-				missed = o.Key
+			if rest != "" && !strings.Contains(rest, "/") && !first[o.Key] {
+				missed = append(missed, o.Key)
 			}
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("list backups of site %s again: %w", s.Site, err)
 		}
-		if missed != "" {
+		for _, key := range missed {
+			_, contradicted, err := statConfirmed(ctx, s.Store, key)
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				continue
+			case err != nil:
+				return fmt.Errorf("stat %s (in a second listing, not in the first): %w", key, err)
+			case contradicted:
+				return contradiction(s.Site, key)
+			}
 			return fmt.Errorf("site %s: backup %s is in a second listing of %s but the first left it out "+
 				"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
-				s.Site, BackupName(missed), dir)
+				s.Site, BackupName(key), dir)
 		}
 	}
 	return nil

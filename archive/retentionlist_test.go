@@ -185,3 +185,46 @@ func TestArchive_PlanRetentionSeen(t *testing.T) {
 		}
 	})
 }
+
+// ghostStore lists key, which it does not hold, after the objects it
+// holds: a listing not yet consistent with a delete (Swift's container
+// listings are updated after the delete returns).
+type ghostStore struct {
+	storage.Store
+	key string
+}
+
+func (s ghostStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	if err := s.Store.List(ctx, prefix, fn); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(s.key, prefix) {
+		return nil
+	}
+	return fn(storage.Object{Key: s.key, Size: 1, Modified: time.Now()})
+}
+
+// TestArchive_PlanRetentionGhostListed: a backup deleted before the run,
+// which the storage still lists (HEAD and GET say it is gone), is not
+// needed: retention plans as without it. Before, the second listing
+// (checkListedAgain) took it for a backup the first listing left out, and
+// every run failed while the listing lagged.
+func TestArchive_PlanRetentionGhostListed(t *testing.T) {
+	const name = "2026-12-02_03-56_0"
+	a := &Archive{Store: pghoardtest.CopyReal(t, "basic"), Codec: &Codec{Compression: "zstd"}, Layout: Layout{Prefix: "site"}, Site: "site"}
+	putBackup(t, a, "2026-12-02_05-00_0", "000000010000000000000003", 1, 0)
+	key := a.Layout.Dir(BasebackupDir) + name
+	if err := a.Store.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	ghost := *a
+	ghost.Store = ghostStore{Store: a.Store, key: key}
+	now := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	p, err := ghost.PlanRetention(context.Background(), RetentionPolicy{MaxCount: 2}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.WALHorizonBackup != "2026-12-02_05-00_0" || len(p.WAL) != 2 {
+		t.Errorf("WAL horizon %s, %d files deleted: want the WAL before the only backup's start deleted", p.WALHorizonBackup, len(p.WAL))
+	}
+}
