@@ -80,6 +80,26 @@ func contradiction(site, key string) error {
 		"retention deleted nothing: fix the storage, then run retention again", site, key, ErrStorageContradicts)
 }
 
+// firstStored returns the first of keys, main objects of site a listing
+// left out (why), that is stored (statConfirmed), or "" when none is. An
+// object HEAD denies and GET reads returns the contradiction, a failed
+// lookup its error: either stops retention.
+func firstStored(ctx context.Context, st storage.Store, site string, keys []string, why string) (string, error) {
+	for _, key := range keys {
+		_, contradicted, err := statConfirmed(ctx, st, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			continue
+		case err != nil:
+			return "", fmt.Errorf("stat %s (%s): %w", key, why, err)
+		case contradicted:
+			return "", contradiction(site, key)
+		}
+		return key, nil
+	}
+	return "", nil
+}
+
 // checkUnlisted returns an error when the main object of backup name,
 // whose chunk or bundle folder belongs to no listed backup, is stored
 // after all (statConfirmed): the listing of basebackup/ left it out, or
@@ -88,22 +108,14 @@ func contradiction(site, key string) error {
 // delta objects it refers to and, once it is old, its chunks; so none is
 // made. hoard names the main object with ControlSuffix, PGHoard without.
 func (a *Archive) checkUnlisted(ctx context.Context, name string) error {
-	for _, key := range []string{a.Layout.BackupKey(name), a.Layout.join(BasebackupDir, name)} {
-		_, contradicted, err := statConfirmed(ctx, a.Store, key)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("stat %s (its folder belongs to no listed backup): %w", key, err)
-		}
-		if contradicted {
-			return contradiction(a.Site, key)
-		}
-		return fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out "+
-			"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
-			a.Site, name, key, a.Layout.Dir(BasebackupDir))
+	keys := []string{a.Layout.BackupKey(name), a.Layout.join(BasebackupDir, name)}
+	key, err := firstStored(ctx, a.Store, a.Site, keys, "its folder belongs to no listed backup")
+	if err != nil || key == "" {
+		return err
 	}
-	return nil
+	return fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out "+
+		"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
+		a.Site, name, key, a.Layout.Dir(BasebackupDir))
 }
 
 // checkListedAgain lists basebackup/ of every site of a a second time and
@@ -126,16 +138,11 @@ func (a *Archive) checkListedAgain(ctx context.Context, scan Backups) error {
 		if err != nil {
 			return fmt.Errorf("list backups of site %s again: %w", s.Site, err)
 		}
-		for _, key := range missed {
-			_, contradicted, err := statConfirmed(ctx, s.Store, key)
-			switch {
-			case errors.Is(err, storage.ErrNotFound):
-				continue
-			case err != nil:
-				return fmt.Errorf("stat %s (in a second listing, not in the first): %w", key, err)
-			case contradicted:
-				return contradiction(s.Site, key)
-			}
+		key, err := firstStored(ctx, s.Store, s.Site, missed, "in a second listing, not in the first")
+		if err != nil {
+			return err
+		}
+		if key != "" {
 			return fmt.Errorf("site %s: backup %s is in a second listing of %s but the first left it out "+
 				"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
 				s.Site, BackupName(key), dir)
@@ -150,26 +157,20 @@ func (a *Archive) checkListedAgain(ctx context.Context, scan Backups) error {
 // out. One that is gone was deleted since, and is not needed.
 func (a *Archive) checkSeen(ctx context.Context, scan Backups, seen []string) error {
 	listed := listedKeys(scan)
-	keys := slices.Clone(seen)
-	slices.Sort(keys)
-	for _, key := range slices.Compact(keys) {
-		if listed[key] || !strings.HasPrefix(key, a.Layout.Dir(BasebackupDir)) {
-			continue
+	var missed []string
+	for _, key := range seen {
+		if !listed[key] && strings.HasPrefix(key, a.Layout.Dir(BasebackupDir)) {
+			missed = append(missed, key)
 		}
-		_, contradicted, err := statConfirmed(ctx, a.Store, key)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			continue
-		case err != nil:
-			return fmt.Errorf("stat %s (listed before, not now): %w", key, err)
-		case contradicted:
-			return contradiction(a.Site, key)
-		}
-		return fmt.Errorf("site %s: backup %s is stored (%s) and was listed before, but the listing of %s left it out "+
-			"(the storage listed fewer objects than it holds): nothing deleted, run retention again",
-			a.Site, BackupName(key), key, a.Layout.Dir(BasebackupDir))
 	}
-	return nil
+	slices.Sort(missed)
+	key, err := firstStored(ctx, a.Store, a.Site, slices.Compact(missed), "listed before, not now")
+	if err != nil || key == "" {
+		return err
+	}
+	return fmt.Errorf("site %s: backup %s is stored (%s) and was listed before, but the listing of %s left it out "+
+		"(the storage listed fewer objects than it holds): nothing deleted, run retention again",
+		a.Site, BackupName(key), key, a.Layout.Dir(BasebackupDir))
 }
 
 // listedKeys returns the keys of the main objects scan listed.
