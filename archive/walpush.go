@@ -85,6 +85,10 @@ type PushResult struct {
 }
 
 // walKind classifies a WAL file name and reports whether hoard archives it.
+// ErrNotWALName is returned by PushWAL for a file whose name is none that
+// PostgreSQL archives: a mistake in how it was called, not a failed upload.
+var ErrNotWALName = errors.New("is not a WAL segment, .partial, .history or .backup file name")
+
 func walKind(name string) (segment, partial, ok bool) {
 	switch {
 	case wal.IsSegmentName(name):
@@ -114,7 +118,7 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	name := filepath.Base(path)
 	segment, partial, ok := walKind(name)
 	if !ok {
-		return PushResult{}, fmt.Errorf("push %s: %q is not a WAL segment, .partial, .history or .backup file name", path, name)
+		return PushResult{}, fmt.Errorf("push %s: %q %w", path, name, ErrNotWALName)
 	}
 	src, res, err := a.openWALUpload(path, name, o, segment || partial)
 	if err != nil {

@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -43,8 +44,9 @@ EXIT STATUS:
    0    the file is archived (now, or already with the same contents)
    1    it is not; the message names the file and the key. PostgreSQL keeps the file
         and retries.
-   2    bad arguments or configuration, or -h, --help or --version given with PATH
-        (the help is shown and nothing is archived)
+   2    bad arguments or configuration: PATH names no WAL segment, .partial, .history
+        or .backup file, or -h, --help or --version given with PATH (the help is shown);
+        nothing is archived. PostgreSQL keeps the file and retries.
    130, 131, 134, 143  stopped by SIGINT, SIGQUIT, SIGABRT or SIGTERM, which PostgreSQL's
         postmaster sends to the archiver's process group at a shutdown: 128 + the signal's
         number, as if it had killed wal-push, even when the file was stored (PostgreSQL's
@@ -78,6 +80,11 @@ func runWALPush(c *cli.Context) error {
 		PGVersion:     pgVersion,
 		HashAlgorithm: env.cfg.HashAlgorithm,
 	})
+	if errors.Is(err, archive.ErrNotWALName) {
+		// A mistake in archive_command (PostgreSQL passes %p, a file in
+		// pg_wal), told apart from a failed upload by its status.
+		return usagef("archive_command = 'hoard wal-push --config FILE %p'", "%v", err)
+	}
 	if err != nil {
 		return err
 	}

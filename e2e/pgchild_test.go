@@ -174,10 +174,13 @@ func TestWALFetch_BadInvocation(t *testing.T) {
 }
 
 // TestWALPush_BadInvocation runs the built binary as archive_command with
-// the mistakes TestWALFetch_BadInvocation makes: each must exit non-zero
-// (PostgreSQL keeps the file and retries) and store nothing. -h or
-// --version with a PATH printed help and exited 0, which PostgreSQL reads
-// as "archived" and then recycles the segment.
+// the mistakes TestWALFetch_BadInvocation makes, and a PATH whose name is
+// no WAL file's: each must exit 2, bad invocation, as wal-push's help says
+// (PostgreSQL keeps the file and retries any status but 0; the operator
+// reading its log tells a mistake in archive_command from a failed
+// upload, exit 1), and store nothing. -h or --version with a PATH printed
+// help and exited 0, which PostgreSQL reads as "archived" and then
+// recycles the segment; a name that is no WAL file's exited 1.
 func TestWALPush_BadInvocation(t *testing.T) {
 	const seg = "000000010000000000000005"
 	s := newSite(t, siteOptions{Encrypt: true})
@@ -189,6 +192,9 @@ func TestWALPush_BadInvocation(t *testing.T) {
 	// The version recorded is the site's: no connection to a server.
 	s.setSiteKey("pg_version", 150000)
 	s.writeFile(filepath.Join(s.dir, path), waltest.Segment(t, seg, pgChildSegSize, 2))
+	// A segment's bytes under a name PostgreSQL never archives.
+	notWAL := filepath.Join("pg_wal", seg+".old")
+	s.writeFile(filepath.Join(s.dir, notWAL), waltest.Segment(t, seg, pgChildSegSize, 2))
 	stored := filepath.Join(s.storeDir, s.name, "xlog", seg)
 	configs := badInvocationConfigs(t, s, t.TempDir())
 	cfg := []string{"--config", s.config}
@@ -209,7 +215,7 @@ func TestWALPush_BadInvocation(t *testing.T) {
 		{name: "UnknownSite", args: joinArgs(cfg, []string{"--site", "nope"}, push)},
 		{name: "NoPath", args: joinArgs(cfg, []string{"wal-push"})},
 		{name: "TwoPaths", args: joinArgs(cfg, push, []string{path})},
-		{name: "MissingFile", args: joinArgs(cfg, []string{"wal-push", filepath.Join("pg_wal", "000000010000000000000006")})},
+		{name: "NotWALName", args: joinArgs(cfg, []string{"wal-push", notWAL})},
 		{name: "HostFlag", args: joinArgs(cfg, []string{"wal-push", "-h", "localhost", path})},
 		{name: "HelpAfterPath", args: joinArgs(cfg, push, []string{"--help"})},
 		{name: "Version", args: joinArgs(cfg, []string{"--version"}, push)},
@@ -217,8 +223,8 @@ func TestWALPush_BadInvocation(t *testing.T) {
 	for _, inv := range cases {
 		t.Run(inv.name, func(t *testing.T) {
 			code, stderr := inv.run(t, s.dir)
-			if code == 0 {
-				t.Errorf("hoard %s: exit 0: PostgreSQL takes the segment as archived\n%s", strings.Join(inv.args, " "), stderr)
+			if code != 2 {
+				t.Errorf("hoard %s: exit %d, want 2 (bad invocation; 0 reads as archived, 1 as a failed upload)\n%s", strings.Join(inv.args, " "), code, stderr)
 			} else if strings.TrimSpace(stderr) == "" {
 				t.Errorf("hoard %s: exit %d with nothing on stderr: the cause must be said", strings.Join(inv.args, " "), code)
 			}
@@ -227,6 +233,15 @@ func TestWALPush_BadInvocation(t *testing.T) {
 			}
 		})
 	}
+	// A file that is gone is no mistake in the command line (a disk, or
+	// another process, failed): exit 1, and the message names it.
+	t.Run("MissingFile", func(t *testing.T) {
+		missing := filepath.Join("pg_wal", "000000010000000000000006")
+		code, stderr := (invocation{args: joinArgs(cfg, []string{"wal-push", missing})}).run(t, s.dir)
+		if code != 1 || !strings.Contains(stderr, "000000010000000000000006") {
+			t.Errorf("wal-push of a missing file: exit %d, want 1 with its name\n%s", code, stderr)
+		}
+	})
 	t.Run("OK", func(t *testing.T) {
 		if code, stderr := (invocation{args: joinArgs(cfg, push)}).run(t, s.dir); code != 0 {
 			t.Fatalf("wal-push: exit %d\n%s", code, stderr)
