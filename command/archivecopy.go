@@ -113,7 +113,7 @@ func runArchiveCopy(c *cli.Context) error {
 		writeCopyResult(c.App.Writer, env.name, to.Site, res)
 	}
 	if n := len(res.Conflicts) + len(res.Failed); n > 0 {
-		return &exitError{code: ExitFailure, err: fmt.Errorf("archive-copy %s: %d objects not copied (listed above)", env.name, n)}
+		return &exitError{code: ExitFailure, err: fmt.Errorf("archive-copy %s: %s not copied (listed above)", env.name, plural(n, "object", "objects"))}
 	}
 	return nil
 }
@@ -170,8 +170,8 @@ func copyJSON(r archive.CopyResult) any {
 }
 
 func writeCopyResult(w io.Writer, from, to string, r archive.CopyResult) {
-	printf(w, "site %s -> %s: %d objects (%d bytes): %d copied (%d bytes), %d already there\n",
-		from, to, r.Objects, r.Bytes, r.Copied, r.CopiedBytes, r.Skipped)
+	printf(w, "site %s -> %s: %s (%d bytes): %d copied (%d bytes), %d already there\n",
+		from, to, plural(r.Objects, "object", "objects"), r.Bytes, r.Copied, r.CopiedBytes, r.Skipped)
 	printf(w, "checked: %d decoded in full, %d by their bytes only (no private key)\n", r.Decoded, r.HashOnly)
 	for _, k := range r.Conflicts {
 		printf(w, "  CONFLICT %s: the target holds other bytes or metadata under this name (left alone)\n", k)

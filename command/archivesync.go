@@ -114,8 +114,8 @@ func runArchiveSync(c *cli.Context) error {
 	}
 	var failures []string
 	if len(res.Mismatches) > 0 {
-		failures = append(failures, fmt.Sprintf("%d archived segments differ from the local ones (left alone): %s",
-			len(res.Mismatches), strings.Join(res.Mismatches, ", ")))
+		failures = append(failures, fmt.Sprintf("%s from the local ones (left alone): %s",
+			plural(len(res.Mismatches), "archived segment differs", "archived segments differ"), strings.Join(res.Mismatches, ", ")))
 	}
 	newBackup := ""
 	if chain != nil && !chain.Continuous() {
@@ -164,8 +164,9 @@ func runArchiveSync(c *cli.Context) error {
 }
 
 func writeSyncResult(w io.Writer, r *archive.SyncResult, chain *verify.Chain, newBackup string) {
-	printf(w, "local WAL %s..%s: stored %d missing files, compared %d hashes, %d differ\n",
-		dash(r.Oldest), dash(r.Newest), len(r.Pushed), r.HashChecked, len(r.Mismatches))
+	printf(w, "local WAL %s..%s: stored %s, compared %s, %d differ\n",
+		dash(r.Oldest), dash(r.Newest), plural(len(r.Pushed), "missing file", "missing files"),
+		plural(r.HashChecked, "hash", "hashes"), len(r.Mismatches))
 	for _, n := range r.Pushed {
 		printf(w, "  stored %s\n", n)
 	}

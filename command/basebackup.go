@@ -262,7 +262,7 @@ func printSummary(w io.Writer, b *archive.BackupInfo) {
 	printf(w, "  start     %s  LSN %s  timeline %d  (WAL %s)\n", b.StartTime.UTC().Format(time.RFC3339), b.StartLSN, b.StartTimeline, b.StartWALSegment)
 	printf(w, "  end       %s  LSN %s  timeline %d  (WAL %s)\n", b.EndTime.UTC().Format(time.RFC3339), b.EndLSN, b.EndTimeline, b.EndWALSegment)
 	printf(w, "  duration  %s\n", b.EndTime.Sub(b.StartTime).Round(100*time.Millisecond))
-	printf(w, "  size      %s in %d chunks, %s stored\n", humanBytes(b.TotalSizePlain), b.ChunkCount, humanBytes(b.TotalSizeEnc+b.StoredSize))
+	printf(w, "  size      %s in %s, %s stored\n", humanBytes(b.TotalSizePlain), plural(b.ChunkCount, "chunk", "chunks"), humanBytes(b.TotalSizeEnc+b.StoredSize))
 	switch b.Metadata[basebackup.MetaSource] {
 	case basebackup.SourceDataDirectory:
 		mode := "local-tar"
@@ -295,7 +295,7 @@ func (p *progressBar) draw(pr basebackup.Progress) {
 		fill := int(pct / 100 * width)
 		fmt.Fprintf(&b, " / %s [%s%s] %3.0f%%", humanBytes(pr.Total), strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct)
 	}
-	fmt.Fprintf(&b, "  %s/s  %d chunks", humanBytes(int64(pr.Rate)), pr.Chunks)
+	fmt.Fprintf(&b, "  %s/s  %s", humanBytes(int64(pr.Rate)), plural(pr.Chunks, "chunk", "chunks"))
 	if eta, ok := pr.ETA(); ok && !pr.Done {
 		fmt.Fprintf(&b, "  ETA %s", eta.Round(time.Second))
 	}

@@ -130,9 +130,9 @@ func runCheck(c *cli.Context) error {
 		return err
 	}
 	if r.failed > 0 {
-		return &exitError{code: ExitFailure, err: fmt.Errorf("check: site %s: %d failed, %d warnings (see above)", env.name, r.failed, r.warnings)}
+		return &exitError{code: ExitFailure, err: fmt.Errorf("check: site %s: %d failed, %s (see above)", env.name, r.failed, plural(r.warnings, "warning", "warnings"))}
 	}
-	printf(r.w, "site %s: nothing failed, %d warnings\n", env.name, r.warnings)
+	printf(r.w, "site %s: nothing failed, %s\n", env.name, plural(r.warnings, "warning", "warnings"))
 	return nil
 }
 

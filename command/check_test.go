@@ -135,7 +135,7 @@ func TestCheck_Site(t *testing.T) {
 			"ok       postgresql node 0: replication connection",
 			"info     postgresql node 0: data checksums are on",
 			"info     archive: no backup yet",
-			"site db: nothing failed, 1 warnings")
+			"site db: nothing failed, 1 warning")
 	})
 	t.Run("ErrWALLevelMinimal", func(t *testing.T) {
 		c := pgtest.Start(t, pgtest.Options{Debian: true, Conf: map[string]string{"wal_level": "minimal", "max_wal_senders": "0"}})

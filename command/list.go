@@ -261,7 +261,7 @@ func chainLine(bs []*archive.BackupInfo, b *archive.BackupInfo) string {
 		}
 		stored += size
 	}
-	return fmt.Sprintf("chain of %s: %d backups from full backup %s, %s stored in all", b.Name, len(chain), chain[0].Name, humanBytes(stored))
+	return fmt.Sprintf("chain of %s: %s from full backup %s, %s stored in all", b.Name, plural(len(chain), "backup", "backups"), chain[0].Name, humanBytes(stored))
 }
 
 // holdingSite names the site whose storage holds b (set by

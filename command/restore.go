@@ -334,8 +334,8 @@ func (m *restoreMeter) report(p restore.Progress) {
 		pct = 100 * float64(p.BytesDone) / float64(p.Bytes)
 	}
 	if m.tty {
-		printf(m.w, "\r\033[Krestoring: %d/%d chunks, %s / %s (%.0f%%), %s/s",
-			p.ChunksDone, p.Chunks, humanBytes(p.BytesDone), humanBytes(p.Bytes), pct, humanBytes(int64(rate)))
+		printf(m.w, "\r\033[Krestoring: %d/%s, %s / %s (%.0f%%), %s/s",
+			p.ChunksDone, plural(p.Chunks, "chunk", "chunks"), humanBytes(p.BytesDone), humanBytes(p.Bytes), pct, humanBytes(int64(rate)))
 		m.shown = true
 		return
 	}
@@ -353,8 +353,8 @@ func (m *restoreMeter) finish() {
 // printRestored tells the user what was restored and how to start it.
 func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 	b := res.Backup
-	printf(w, "Restored basebackup %s (PostgreSQL %d, %d chunks, %s) into %s in %s.\n",
-		b.Name, res.PGMajor, res.Chunks, humanBytes(res.Bytes), o.TargetDir, res.Elapsed.Round(time.Second))
+	printf(w, "Restored basebackup %s (PostgreSQL %d, %s, %s) into %s in %s.\n",
+		b.Name, res.PGMajor, plural(res.Chunks, "chunk", "chunks"), humanBytes(res.Bytes), o.TargetDir, res.Elapsed.Round(time.Second))
 	for _, name := range sortedKeys(res.Tablespaces) {
 		printf(w, "Tablespace %s restored into %s.\n", name, res.Tablespaces[name])
 	}

@@ -206,14 +206,14 @@ func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.Re
 	for _, d := range plan.WAL {
 		bytes += d.Size
 	}
-	printf(w, "\nWAL: %s %d files (%s), keep %d", action, len(plan.WAL), humanBytes(bytes), plan.KeptWAL)
+	printf(w, "\nWAL: %s %s (%s), keep %d", action, plural(len(plan.WAL), "file", "files"), humanBytes(bytes), plan.KeptWAL)
 	if plan.WALHorizon != "" {
 		printf(w, " (deleting what precedes %s, the lowest start segment of the kept backups, of backup %s, on any timeline)",
 			plan.WALHorizon, plan.WALHorizonBackup)
 	}
 	printf(w, "\n")
 	for _, r := range walRanges(plan) {
-		printf(w, "  %s %s .. %s: %d files, %s\n", r.Site, r.First, r.Last, r.Files, humanBytes(r.Bytes))
+		printf(w, "  %s %s .. %s: %s, %s\n", r.Site, r.First, r.Last, plural(r.Files, "file", "files"), humanBytes(r.Bytes))
 	}
 	if verbose {
 		for _, d := range plan.WAL {
@@ -221,8 +221,8 @@ func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.Re
 		}
 	}
 	for _, o := range plan.Orphans {
-		printf(w, "\nOrphaned chunk folder %s (site %s, %d objects, %s): %s: %s\n",
-			o.Folder, o.Site, len(o.Keys), humanBytes(o.Size), action, o.Reason)
+		printf(w, "\nOrphaned chunk folder %s (site %s, %s, %s): %s: %s\n",
+			o.Folder, o.Site, plural(len(o.Keys), "object", "objects"), humanBytes(o.Size), action, o.Reason)
 	}
 	if len(plan.Delta) > 0 {
 		var n int64
@@ -246,8 +246,10 @@ func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.Re
 	case plan.Empty():
 		printf(w, "\nNothing to delete.\n")
 	case res != nil:
-		printf(w, "\nDeleted %d basebackups (%d chunks), %d WAL files, %d orphaned chunks and %d delta objects: %s.\n",
-			res.Backups, res.Chunks, res.WAL, res.Orphans, res.Delta, humanBytes(res.Bytes))
+		printf(w, "\nDeleted %s (%s), %s, %s and %s: %s.\n",
+			plural(res.Backups, "basebackup", "basebackups"), plural(res.Chunks, "chunk", "chunks"),
+			plural(res.WAL, "WAL file", "WAL files"), plural(res.Orphans, "orphaned chunk", "orphaned chunks"),
+			plural(res.Delta, "delta object", "delta objects"), humanBytes(res.Bytes))
 	default:
 		printf(w, "\nDry run: nothing was deleted.\n")
 	}

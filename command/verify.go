@@ -112,7 +112,7 @@ func writeVerifyTable(w io.Writer, rep *verify.Report) error {
 	if rep.Full {
 		mode = "full"
 	}
-	printf(w, "\n%d backups, %d WAL segments (newest %s), %s check in %s\n", len(rep.Backups), rep.Segments, dash(rep.Newest), mode,
+	printf(w, "\n%s, %s (newest %s), %s check in %s\n", plural(len(rep.Backups), "backup", "backups"), plural(rep.Segments, "WAL segment", "WAL segments"), dash(rep.Newest), mode,
 		time.Duration(rep.Elapsed).Round(time.Millisecond))
 	printWALEnd(w, rep.WALEnd)
 	for _, b := range rep.Backups {
