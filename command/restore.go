@@ -389,6 +389,10 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 	for _, name := range sortedKeys(res.Tablespaces) {
 		dirs = append(dirs, res.Tablespaces[name])
 	}
+	start, note := startCommand(o.TargetDir)
+	if note != "" {
+		printf(w, "\n%s", note)
+	}
 	if wrong := rootOwned(dirs); len(wrong) > 0 {
 		// PostgreSQL refuses to run as root, so a root-owned directory
 		// is always wrong; any other owner may be the server's user.
@@ -397,10 +401,10 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 		for _, d := range wrong {
 			printf(w, " %s", restore.ShellQuote(d))
 		}
-		printf(w, "\nThen start PostgreSQL on it (as that user):\n  pg_ctl -D %s start\n", restore.ShellQuote(o.TargetDir))
+		printf(w, "\nThen start PostgreSQL on it (as that user):\n  %s\n", start)
 		return
 	}
-	printf(w, "\nStart PostgreSQL on it as its owner, %s:\n  pg_ctl -D %s start\n", ownerName(o.TargetDir), restore.ShellQuote(o.TargetDir))
+	printf(w, "\nStart PostgreSQL on it as its owner, %s:\n  %s\n", ownerName(o.TargetDir), start)
 }
 
 // printArchiving says that the restored cluster will archive, when its

@@ -1,0 +1,135 @@
+package command
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/restore"
+)
+
+// restoredSummary is printRestored's text for a restored directory dir.
+func restoredSummary(dir string) string {
+	var buf bytes.Buffer
+	printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}})
+	return buf.String()
+}
+
+// restoredWithPort is a restored directory whose postgresql.conf sets
+// port, overridden by postgresql.auto.conf when auto is not 0.
+func restoredWithPort(t *testing.T, port, auto int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range serverConfigFiles {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := "listen_addresses = 'localhost'\nport = " + strconv.Itoa(port) + "  # (change requires restart)\n"
+	if err := os.WriteFile(filepath.Join(dir, "postgresql.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if auto != 0 {
+		if err := os.WriteFile(filepath.Join(dir, "postgresql.auto.conf"), []byte("port = '"+strconv.Itoa(auto)+"'\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// listen holds a real listener on addr ("tcp" or "unix") until the test ends.
+func listen(t *testing.T, network, addr string) {
+	t.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+}
+
+var suggestedPort = regexp.MustCompile(`pg_ctl -D \S+ -o "-p ([0-9]+)" start`)
+
+// wantOtherPort checks that the summary says port is in use and suggests
+// a free port other than it in the start command.
+func wantOtherPort(t *testing.T, got string, port int) {
+	t.Helper()
+	if !strings.Contains(got, "port "+strconv.Itoa(port)+" is in use") {
+		t.Errorf("port %d is in use, the summary does not say so:\n%s", port, got)
+	}
+	m := suggestedPort.FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("port %d is in use, the start command sets no other port:\n%s", port, got)
+	}
+	other, _ := strconv.Atoi(m[1])
+	if other == port {
+		t.Fatalf("suggested port %d, the one in use:\n%s", other, got)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:"+m[1])
+	if err != nil {
+		t.Fatalf("suggested port %d is not free: %v", other, err)
+	}
+	l.Close()
+}
+
+// TestPrintRestored_PortInUse: the restored cluster's configured port is
+// taken on this host (by the original cluster, most often), where pg_ctl
+// start fails ("could not bind ... Address already in use", or "lock file
+// ... already exists" for the socket): the summary says so and starts it
+// on a free port with -o "-p PORT". A free port gets the plain command.
+func TestPrintRestored_PortInUse(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		port := testio.FreePort(t)
+		got := restoredSummary(restoredWithPort(t, port, 0))
+		if strings.Contains(got, "-o ") || strings.Contains(got, "in use") {
+			t.Errorf("port %d is free, the summary says otherwise:\n%s", port, got)
+		}
+	})
+	t.Run("TCP", func(t *testing.T) {
+		port := testio.FreePort(t)
+		listen(t, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+		wantOtherPort(t, restoredSummary(restoredWithPort(t, port, 0)), port)
+	})
+	t.Run("AutoConfWins", func(t *testing.T) {
+		free, taken := testio.FreePort(t), testio.FreePort(t)
+		listen(t, "tcp", "127.0.0.1:"+strconv.Itoa(taken))
+		wantOtherPort(t, restoredSummary(restoredWithPort(t, free, taken)), taken)
+	})
+	t.Run("Socket", func(t *testing.T) {
+		// A server listening only on its Unix socket, in /tmp where
+		// PostgreSQL's default unix_socket_directories puts it.
+		port := testio.FreePort(t)
+		sock := filepath.Join("/tmp", ".s.PGSQL."+strconv.Itoa(port))
+		if _, err := os.Lstat(sock); err == nil {
+			t.Skipf("%s exists", sock)
+		}
+		listen(t, "unix", sock)
+		t.Cleanup(func() { os.Remove(sock) })
+		wantOtherPort(t, restoredSummary(restoredWithPort(t, port, 0)), port)
+	})
+	t.Run("StaleSocket", func(t *testing.T) {
+		// A socket file no server listens on (left by a crash): PostgreSQL
+		// removes it when it starts, so the port is free.
+		port := testio.FreePort(t)
+		sock := filepath.Join("/tmp", ".s.PGSQL."+strconv.Itoa(port))
+		if _, err := os.Lstat(sock); err == nil {
+			t.Skipf("%s exists", sock)
+		}
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.SetUnlinkOnClose(false)
+		l.Close()
+		t.Cleanup(func() { os.Remove(sock) })
+		if got := restoredSummary(restoredWithPort(t, port, 0)); strings.Contains(got, "-o ") {
+			t.Errorf("only a stale socket file for port %d, the summary takes it as in use:\n%s", port, got)
+		}
+	})
+}
