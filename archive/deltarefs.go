@@ -101,7 +101,10 @@ func (l *digestList) UnmarshalJSON(data []byte) error {
 			return fmt.Errorf("digest %d: %w", len(*l), err)
 		}
 		if !deltaDigest.MatchString(d) {
-			return fmt.Errorf("digest %d: %q is not a delta object's digest", len(*l), d)
+			// Its start only: the string is as long as whoever
+			// replaced the list made it, and the error is logged and
+			// kept in the daemon's status.
+			return fmt.Errorf("digest %d: %.72q (%d bytes) is not a delta object's digest", len(*l), d, len(d))
 		}
 		*l = append(*l, d)
 	}

@@ -43,3 +43,23 @@ func TestArchive_ReadDeltaRefsErrShortDigests(t *testing.T) {
 		t.Errorf("allocated %d MiB", alloc>>20)
 	}
 }
+
+// A digest that is not one is named in the error by its start only: the
+// error goes to the log, the daemon's status and its state file, and the
+// string is as long as whoever replaced the list made it (up to the
+// list's limit). Before, the whole string was quoted.
+func TestArchive_ReadDeltaRefsErrLongDigest(t *testing.T) {
+	a := walTestArchive(t, true)
+	long := strings.Repeat("a", 1<<20)
+	list := `{"format":"` + FormatDeltaRefs + `","backup":"b","key_id":"k1","digests":["` + long + `"],"mac":"00"}`
+	if err := a.Store.Put(context.Background(), a.Layout.DeltaRefsKey("b"), strings.NewReader(list), storage.Metadata{MetaFormat: FormatDeltaRefs}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.ReadDeltaRefs(context.Background(), "b")
+	if !errors.Is(err, ErrDeltaRefsInvalid) || !strings.Contains(err.Error(), "not a delta object's digest") {
+		t.Fatalf("err = %v, want ErrDeltaRefsInvalid for a digest that is not one", err)
+	}
+	if len(err.Error()) > 1024 {
+		t.Errorf("error of %d bytes, want the digest's start only", len(err.Error()))
+	}
+}
