@@ -148,11 +148,36 @@ func (a *Archive) ownWALFrom(ctx context.Context, system uint64, tli uint32, fro
 	return "", nil
 }
 
+// firstPageRange is how many stored bytes a read of a first page that
+// is not authenticated (firstPage without whole) asks the storage for:
+// the first block of every stream hoard and PGHoard write fits, with
+// the pghoa1 envelope's header (a snappy chunk and hoard's lz4 blocks
+// hold at most 64 KiB, a zstd block 128 KiB).
+const firstPageRange = 256 << 10
+
 // firstPage decodes f, a segment or .partial, up to its long page header;
 // with whole, to its end before the header counts, so that an object
 // that does not decode or authenticate (the envelope's HMAC is checked
 // at EOF) gives an error.
+//
+// Without whole, the header is decoded from the first firstPageRange
+// stored bytes (Stat for the metadata, then one ranged GET), not from
+// a GET of the whole object, which a real storage sends on after the
+// reader closes it until the connection is torn down: the veto
+// (OwnWALAfter) reads the first page of every WAL file stored after a
+// pg_upgrade's .partial, thousands of objects of up to 16 MiB each.
+// Where that fails otherwise than with ErrNotFound (a header that
+// needs more of the stream, from an object written with larger blocks;
+// an object replaced between Stat and the GET, as the daemon replaces a
+// growing .partial), the header is read from the whole object, whose
+// answer counts.
 func (f WALFile) firstPage(ctx context.Context, whole bool) (wal.PageHeader, error) {
+	if !whole {
+		h, err := f.firstPageRanged(ctx)
+		if err == nil || errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
+			return h, err
+		}
+	}
 	rc, _, err := f.Open(ctx)
 	if err != nil {
 		return wal.PageHeader{}, err
@@ -182,6 +207,31 @@ func (f WALFile) firstPage(ctx context.Context, whole bool) (wal.PageHeader, err
 		return wal.PageHeader{}, fmt.Errorf("%s: %w: more than %d bytes", f.Key, ErrWALTooLarge, rest+wal.PageHeaderSize)
 	}
 	return h, err
+}
+
+// firstPageRanged is firstPage without whole, from the first
+// firstPageRange stored bytes of f.
+func (f WALFile) firstPageRanged(ctx context.Context) (wal.PageHeader, error) {
+	a := f.Archive
+	obj, err := a.Store.Stat(ctx, f.Key)
+	if err != nil {
+		return wal.PageHeader{}, fmt.Errorf("stat %s: %w", f.Key, err)
+	}
+	rc, err := a.Store.OpenRange(ctx, f.Key, 0, min(obj.Size, firstPageRange))
+	if err != nil {
+		return wal.PageHeader{}, fmt.Errorf("open %s: %w", f.Key, err)
+	}
+	defer rc.Close()
+	dec, err := a.Codec.DecodeObject(f.Key, rc, obj)
+	if err != nil {
+		return wal.PageHeader{}, err
+	}
+	defer dec.Close()
+	b := make([]byte, wal.PageHeaderSize)
+	if _, err := io.ReadFull(dec, b); err != nil {
+		return wal.PageHeader{}, err
+	}
+	return wal.DecodePageHeader(b)
 }
 
 // nameTimeline returns the timeline of a segment or .partial name (its

@@ -14,7 +14,8 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 )
 
-// openCounter counts the Open calls made to its store.
+// openCounter counts the reads (Open, OpenRange: each a GET) made to its
+// store.
 type openCounter struct {
 	storage.Store
 	opens int
@@ -23,6 +24,12 @@ type openCounter struct {
 func (s *openCounter) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
 	s.opens++
 	return s.Store.Open(ctx, key)
+}
+
+// OpenRange counts as Open does: it is a GET too.
+func (s *openCounter) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	s.opens++
+	return s.Store.OpenRange(ctx, key, off, n)
 }
 
 // TestArchive_PutPartialWAL_Planted is someone who can write to the

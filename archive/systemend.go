@@ -43,6 +43,18 @@ import (
 // leaves none: the upgraded cluster's WAL after N is all its own. That
 // scan runs only once an end is otherwise found, reads first pages
 // only, and stops at the first of the system's.
+//
+// So after a real pg_upgrade it reads the first page of every WAL file
+// the upgraded cluster stored there, each time: one Stat and one GET of
+// the object's first firstPageRange bytes apiece (firstPage), not the
+// whole object. Those pages are not authenticated, and need not be: one
+// altered by someone without the key to name another system (AES-CTR
+// lets him flip its bits) belonged to an object that no longer
+// authenticates, which wal-fetch and restore would refuse, so that WAL
+// is lost as if deleted, and deleting it ends the system's WAL at N
+// anyway. Fewer reads would take trusting something cheaper than the
+// first page: WAL objects carry no authenticated system identifier in
+// their metadata, and a listing has no metadata at all.
 
 // SystemEnd is where the WAL of database system System ends in an
 // archive in which another system's WAL follows it on the same timeline.
