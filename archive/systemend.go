@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -47,14 +48,15 @@ import (
 // So after a real pg_upgrade it reads the first page of every WAL file
 // the upgraded cluster stored there, each time: one Stat and one GET of
 // the object's first firstPageRange bytes apiece (firstPage), not the
-// whole object. Those pages are not authenticated, and need not be: one
-// altered by someone without the key to name another system (AES-CTR
-// lets him flip its bits) belonged to an object that no longer
-// authenticates, which wal-fetch and restore would refuse, so that WAL
-// is lost as if deleted, and deleting it ends the system's WAL at N
-// anyway. Fewer reads would take trusting something cheaper than the
-// first page: WAL objects carry no authenticated system identifier in
-// their metadata, and a listing has no metadata at all.
+// whole object, up to ownWALReads at once (ownWALIn). Those pages are
+// not authenticated, and need not be: one altered by someone without
+// the key to name another system (AES-CTR lets him flip its bits)
+// belonged to an object that no longer authenticates, which wal-fetch
+// and restore would refuse, so that WAL is lost as if deleted, and
+// deleting it ends the system's WAL at N anyway. Fewer reads would take
+// trusting something cheaper than the first page: WAL objects carry no
+// authenticated system identifier in their metadata, and a listing has
+// no metadata at all.
 
 // SystemEnd is where the WAL of database system System ends in an
 // archive in which another system's WAL follows it on the same timeline.
@@ -140,24 +142,47 @@ func SystemOf(ctx context.Context, f WALFile) (uint64, error) {
 // authenticating it; "" when there is none. Such WAL says that system's
 // WAL does not end before it. A first page that cannot be read counts as
 // system's (it may be); one deleted since the listing does not. Reads
-// stop at the first found. An error only for ctx's end.
+// stop at the end of the window holding the first found (ownWALIn). An
+// error only for ctx's end.
 func (l *WALListing) OwnWALAfter(ctx context.Context, name string, system uint64) (string, error) {
 	return ownWALIn(ctx, l.walAfter(name), system)
 }
 
-// ownWALIn is OwnWALAfter over files, in order.
+// ownWALReads bounds the first pages ownWALIn reads at once.
+const ownWALReads = 16
+
+// ownWALIn is OwnWALAfter over files, in order. The first pages are read
+// in windows of files, each read at once and whole before the next: the
+// first two one at a time (where the next file is the system's own, a
+// gap a standby asks about every few seconds, that is one read), then
+// windows doubling up to ownWALReads. After a pg_upgrade every file is
+// read, so the reads cost round trips of the storage divided by up to
+// ownWALReads; where the system's own is found, at most the rest of its
+// window is read in vain. The answer is the first of the system's in
+// order, as reading one at a time would give.
 func ownWALIn(ctx context.Context, files []WALFile, system uint64) (string, error) {
-	for _, f := range files {
-		h, err := f.firstPage(ctx, false)
+	for i := 0; i < len(files); {
+		window := files[i:min(i+min(max(i, 1), ownWALReads), len(files))]
+		own := make([]bool, len(window))
+		var wg sync.WaitGroup
+		for j, f := range window {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h, err := f.firstPage(ctx, false)
+				// A first page that cannot be read could be the
+				// system's; one deleted since the listing is not.
+				own[j] = err != nil && !errors.Is(err, storage.ErrNotFound) || err == nil && h.SystemID == system
+			}()
+		}
+		wg.Wait()
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
+		if j := slices.Index(own, true); j >= 0 {
+			return window[j].Key, nil
 		}
-		if err != nil || h.SystemID == system {
-			return f.Key, nil
-		}
+		i += len(window)
 	}
 	return "", nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/testio"
@@ -166,4 +167,83 @@ func BenchmarkWALListing_SystemEndAt(b *testing.B) {
 	b.ReportMetric(float64(gets)/float64(b.N), "GETs/op")
 	b.ReportMetric(float64(asked)/float64(b.N), "asked-B/op")
 	b.ReportMetric(float64(taken)/float64(b.N), "taken-B/op")
+}
+
+// gateStore is a Store whose Stat calls of the keys gate selects wait
+// until two are in flight at once (or, the reads being one at a time,
+// until a deadline), and which records the most in flight at once.
+type gateStore struct {
+	storage.Store
+	gate func(key string) bool
+	both chan struct{} // closed once two Stat calls were in flight, or at the deadline
+
+	mu             sync.Mutex
+	inflight, most int
+	closed         bool
+}
+
+func (s *gateStore) open() {
+	if !s.closed {
+		s.closed = true
+		close(s.both)
+	}
+}
+
+func (s *gateStore) Stat(ctx context.Context, key string) (storage.Object, error) {
+	if !s.gate(key) {
+		return s.Store.Stat(ctx, key)
+	}
+	s.mu.Lock()
+	s.inflight++
+	s.most = max(s.most, s.inflight)
+	if s.inflight >= 2 {
+		s.open()
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.both:
+	case <-time.After(10 * time.Second):
+		s.mu.Lock()
+		s.open()
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.inflight--
+	s.mu.Unlock()
+	return s.Store.Stat(ctx, key)
+}
+
+// TestWALListing_OwnWALAfterParallel: the veto reads first pages several
+// at once, and answers the first file of the
+// system's in name order, as reading one at a time does, where two of
+// its files are read in the same window.
+func TestWALListing_OwnWALAfterParallel(t *testing.T) {
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	ctx := context.Background()
+	a, _ := partialSite(t, false, sysOld)
+	for i := range 40 {
+		sys := uint64(sysNew)
+		if i == 20 || i == 24 { // both in the window of files 16 to 31
+			sys = sysOld
+		}
+		pushSegmentOf(t, a, segName(6+uint64(i)), sys)
+	}
+	// Files 8 to 15 are read in one window.
+	gated := map[string]bool{}
+	for i := 8; i <= 15; i++ {
+		gated[a.Layout.WALKey(segName(6+uint64(i)))] = true
+	}
+	gs := &gateStore{Store: a.Store, gate: func(key string) bool { return gated[key] }, both: make(chan struct{})}
+	a.Store = gs
+	l, err := a.ListStoredWAL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.OwnWALAfter(ctx, "000000010000000000000005", sysOld)
+	if want := a.Layout.WALKey(segName(26)); got != want || err != nil {
+		t.Errorf("OwnWALAfter = %q, %v; want %q, the first of the old system's", got, err, want)
+	}
+	if gs.most < 2 {
+		t.Errorf("OwnWALAfter read at most %d of files 8 to 15 at once, want several", gs.most)
+	}
 }
