@@ -28,16 +28,31 @@ const (
 	staleUnlocked = time.Hour
 )
 
+// scratchLockHook, set by tests, runs in newScratch between creating the
+// lock file and locking it.
+var scratchLockHook func(path string)
+
 // newScratch makes a scratch directory in dir ("" the system's temporary
-// directory) and locks it: the lock is held until lock is closed.
+// directory) and locks it: the lock is held until lock is closed. The
+// lock file is created under another name and gets scratchLock once it is
+// locked (the lock stays with the open file): another test restore's
+// cleanup never finds it unlocked while this one runs, and a fresh
+// directory without it stays (staleScratch).
 func newScratch(dir string) (path string, lock *os.File, err error) {
 	path, err = os.MkdirTemp(dir, scratchPrefix)
 	if err != nil {
 		return "", nil, fmt.Errorf("create scratch directory: %w", err)
 	}
-	lock, err = os.OpenFile(filepath.Join(path, scratchLock), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp := filepath.Join(path, scratchLock+".new")
+	lock, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
-		if err = flock(lock); err != nil {
+		if scratchLockHook != nil {
+			scratchLockHook(path)
+		}
+		if err = flock(lock); err == nil {
+			err = os.Rename(tmp, filepath.Join(path, scratchLock))
+		}
+		if err != nil {
 			_ = lock.Close()
 		}
 	}

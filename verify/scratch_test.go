@@ -102,3 +102,26 @@ func TestRestoreTest_RemovesKilledScratch(t *testing.T) {
 		t.Errorf("the link's target holds %v, want it as it was", got)
 	}
 }
+
+// TestNewScratch_ConcurrentCleanup: a test restore that starts while
+// another one cleans up (two sites of a daemon, or hoard verify --restore
+// beside it) keeps its scratch directory, whatever the moment. Before, a
+// cleanup between the creation of the lock file and its flock found the
+// file unlocked, took the directory for a killed run's and removed it.
+func TestNewScratch_ConcurrentCleanup(t *testing.T) {
+	dir := t.TempDir()
+	scratchLockHook = func(string) { removeStaleScratch(dir, zerolog.Nop()) }
+	t.Cleanup(func() { scratchLockHook = nil })
+	p, lock, err := newScratch(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := os.Stat(filepath.Join(p, scratchLock)); err != nil {
+		t.Errorf("scratch directory after a cleanup while it was made: %v", err)
+	}
+	removeStaleScratch(dir, zerolog.Nop())
+	if _, err := os.Stat(p); err != nil {
+		t.Errorf("locked scratch directory after a cleanup: %v", err)
+	}
+}
