@@ -36,10 +36,12 @@ func TestArchive_ReadDeltaRefsErrShortDigests(t *testing.T) {
 		t.Fatalf("err = %v, want ErrDeltaRefsInvalid for a digest that is not one", err)
 	}
 	// The list's bytes, read whole and buffered by the JSON decoder
-	// (both growing as they are read), and little more.
+	// (both growing as they are read), and little more: 98 MiB, 133 MiB
+	// under -race, whose allocations are larger. Decoding the digests
+	// first took 645 MiB.
 	alloc := after.TotalAlloc - before.TotalAlloc
 	t.Logf("allocated %d MiB", alloc>>20)
-	if alloc > 128<<20 {
+	if alloc > 256<<20 {
 		t.Errorf("allocated %d MiB", alloc>>20)
 	}
 }
