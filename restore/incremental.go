@@ -194,7 +194,9 @@ func (s *manifestPaths) UnmarshalJSON(data []byte) error {
 		if f.EncodedPath != "" {
 			b, err := hex.DecodeString(f.EncodedPath)
 			if err != nil {
-				return fmt.Errorf("Encoded-Path %q: %w", f.EncodedPath, err)
+				// Its start only: the manifest holds whatever its
+				// writer put there, and the error is logged.
+				return fmt.Errorf("its Files, entry %d: Encoded-Path %.72q (%d bytes): %w", n, f.EncodedPath, len(f.EncodedPath), err)
 			}
 			p = string(b)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -162,6 +163,21 @@ func TestManifestFiles_ErrTooMany(t *testing.T) {
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
 		t.Errorf("allocated %d MiB", alloc>>20)
+	}
+}
+
+// A bad Encoded-Path is named in the error by its start only: the
+// manifest holds whatever whoever stored the backup put there (a site
+// without keys), and the error is logged and kept in the daemon's
+// status. Before, a 1 MiB path was quoted whole.
+func TestManifestFiles_ErrLongEncodedPath(t *testing.T) {
+	long := strings.Repeat("zz", 1<<19)
+	_, err := manifestFiles([]byte(`{"Files": [{"Encoded-Path": "` + long + `", "Size": 0}]}`))
+	if err == nil || !strings.Contains(err.Error(), "Encoded-Path") {
+		t.Fatalf("err = %v, want a bad Encoded-Path", err)
+	}
+	if len(err.Error()) > 1024 {
+		t.Errorf("error of %d bytes, want the path's start only", len(err.Error()))
 	}
 }
 
