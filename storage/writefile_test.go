@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -120,13 +119,7 @@ func TestWriteFileAtomic_Killed(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFileAtomic_KilledChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), killEnv+"="+path)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die of SIGKILL: %v\n%s", err, out)
-	}
+	testio.RunKilledChild(t, "TestWriteFileAtomic_KilledChild", killEnv, path)
 	if got, err := os.ReadFile(path); err != nil || string(got) != "old\n" {
 		t.Fatalf("after the kill: %q (%v), want the old contents", got, err)
 	}

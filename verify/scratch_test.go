@@ -2,9 +2,7 @@ package verify
 
 import (
 	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -54,13 +52,7 @@ func TestNewScratch_KilledChild(t *testing.T) {
 // beside it, a fresh one without a lock, or a link.
 func TestRestoreTest_RemovesKilledScratch(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestNewScratch_KilledChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), scratchKillEnv+"="+dir)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die of SIGKILL: %v\n%s", err, out)
-	}
+	testio.RunKilledChild(t, "TestNewScratch_KilledChild", scratchKillEnv, dir)
 	killed := testio.DirNames(t, dir)
 	if len(killed) != 1 {
 		t.Fatalf("the killed run left %v, want its scratch directory", killed)
