@@ -100,6 +100,7 @@ type daemonStatus struct {
 		BackupRunning      bool       `json:"basebackup_running"`
 		WAL                *struct {
 			Connected  bool   `json:"connected"`
+			Flushed    string `json:"flushed_lsn"`
 			Uploaded   string `json:"uploaded_lsn"`
 			Stored     string `json:"stored_lsn"`
 			QueueDepth int    `json:"upload_queue"`
