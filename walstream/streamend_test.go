@@ -59,7 +59,14 @@ func TestReceiver_StoreAtStreamEnd(t *testing.T) {
 	if done := switchWAL(t, c); done != seg {
 		t.Fatalf("the restarted server completed %s, want %s, where it stopped", done, seg)
 	}
-	waitFor(t, seg+" stored", func() bool { return d.stored(seg) })
+	// The Uploader stores the segment, then deletes its .partial: wait
+	// until the Receiver says the upload returned (Status.Uploaded), not
+	// only until the segment is stored, or the check races the delete.
+	end := lsn + pglogrepl.LSN(d.segSize) - lsn%pglogrepl.LSN(d.segSize)
+	waitFor(t, seg+" uploaded", func() bool { return rr.r.Status().Uploaded >= end })
+	if !d.stored(seg) {
+		t.Errorf("%s not stored, though the Receiver says it is uploaded", seg)
+	}
 	if d.stored(seg + wal.PartialSuffix) {
 		t.Errorf("%s.partial still stored after the complete segment", seg)
 	}
