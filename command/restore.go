@@ -383,13 +383,17 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 				"a target after it is not reached and PostgreSQL stops with an error.\n", gapRange(g), g.ReachLSN, g.ReachSegment)
 		}
 	}
-	printArchiving(w, o)
+	settings, err := restore.ServerSettings(o.TargetDir)
+	if err != nil {
+		printf(w, "\nThe restored configuration cannot be read (%v): PostgreSQL refuses to start until it is mended.\n", err)
+	}
+	printArchiving(w, o, settings)
 	printConfigOutside(w, o.TargetDir)
 	dirs := []string{o.TargetDir}
 	for _, name := range sortedKeys(res.Tablespaces) {
 		dirs = append(dirs, res.Tablespaces[name])
 	}
-	start, note := startCommand(o.TargetDir)
+	start, note := startCommand(o.TargetDir, settings)
 	if note != "" {
 		printf(w, "\n%s", note)
 	}
@@ -414,11 +418,11 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 // original's site, whose restores to the end (target timeline latest)
 // follow that timeline from then on, silently. A standby archives only
 // with archive_mode always.
-func printArchiving(w io.Writer, o restore.Options) {
+func printArchiving(w io.Writer, o restore.Options, settings map[string]string) {
 	if o.ArchiveOff {
 		return
 	}
-	mode := confSetting(o.TargetDir, "archive_mode")
+	mode := archiveMode(settings)
 	if mode != "always" && (mode != "on" || o.Standby) {
 		return
 	}
@@ -428,43 +432,18 @@ func printArchiving(w io.Writer, o restore.Options) {
 		"copy's timeline, and restores of it to the end follow that timeline.\n", mode)
 }
 
-// confSetting returns the value the restored directory's postgresql.conf,
-// then postgresql.auto.conf (which PostgreSQL reads last), give name, the
-// last one winning, unquoted and lower-cased, a boolean's spellings as on
-// or off; "" when neither sets it. Files they include are not read.
-func confSetting(dir, name string) string {
-	value := ""
-	for _, f := range []string{"postgresql.conf", "postgresql.auto.conf"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			// name = value, the = optional (guc-file.l).
-			line = strings.TrimSpace(line)
-			v, ok := strings.CutPrefix(line, name)
-			if !ok || v == "" || !strings.ContainsAny(v[:1], " \t=") {
-				continue
-			}
-			v = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), "="))
-			if strings.HasPrefix(v, "'") {
-				if end := strings.Index(v[1:], "'"); end >= 0 {
-					v = v[1 : end+1]
-				}
-			} else if f := strings.Fields(strings.SplitN(v, "#", 2)[0]); len(f) > 0 {
-				v = f[0]
-			}
-			value = strings.ToLower(v)
-		}
-	}
-	// archive_mode also takes a boolean's spellings for on and off.
-	switch value {
+// archiveMode returns archive_mode's value in settings, lowercased, a
+// boolean's spellings of on and off as on and off (PostgreSQL takes them);
+// "" when unset.
+func archiveMode(settings map[string]string) string {
+	switch v := strings.ToLower(settings["archive_mode"]); v {
 	case "true", "yes", "1":
 		return "on"
 	case "false", "no", "0":
 		return "off"
+	default:
+		return v
 	}
-	return value
 }
 
 // serverConfigFiles are the files PostgreSQL reads from its data directory

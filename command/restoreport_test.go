@@ -26,18 +26,25 @@ func restoredSummary(dir string) string {
 // port, overridden by postgresql.auto.conf when auto is not 0.
 func restoredWithPort(t *testing.T, port, auto int) string {
 	t.Helper()
+	files := map[string]string{"postgresql.conf": "listen_addresses = 'localhost'\nport = " + strconv.Itoa(port) + "  # (change requires restart)\n"}
+	if auto != 0 {
+		files["postgresql.auto.conf"] = "port = '" + strconv.Itoa(auto) + "'\n"
+	}
+	return restoredWithConf(t, files)
+}
+
+// restoredWithConf is a restored directory with files (name: content)
+// beside empty pg_hba.conf and pg_ident.conf.
+func restoredWithConf(t *testing.T, files map[string]string) string {
+	t.Helper()
 	dir := t.TempDir()
 	for _, f := range serverConfigFiles {
 		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	conf := "listen_addresses = 'localhost'\nport = " + strconv.Itoa(port) + "  # (change requires restart)\n"
-	if err := os.WriteFile(filepath.Join(dir, "postgresql.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if auto != 0 {
-		if err := os.WriteFile(filepath.Join(dir, "postgresql.auto.conf"), []byte("port = '"+strconv.Itoa(auto)+"'\n"), 0o600); err != nil {
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -130,6 +137,90 @@ func TestPrintRestored_PortInUse(t *testing.T) {
 		t.Cleanup(func() { os.Remove(sock) })
 		if got := restoredSummary(restoredWithPort(t, port, 0)); strings.Contains(got, "-o ") {
 			t.Errorf("only a stale socket file for port %d, the summary takes it as in use:\n%s", port, got)
+		}
+	})
+}
+
+// socketDir is a new directory for Unix sockets, with a path short enough
+// for one (t.TempDir's may be too long), removed when the test ends.
+func socketDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "hoard-sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// wantFree checks that the summary says nothing of port being in use.
+func wantFree(t *testing.T, got string, port int) {
+	t.Helper()
+	if strings.Contains(got, "-o ") || strings.Contains(got, "in use") {
+		t.Errorf("port %d is free where the restored cluster listens, the summary says otherwise:\n%s", port, got)
+	}
+}
+
+// TestPrintRestored_PortInUseWhereItListens: the check probes where the
+// restored configuration says the cluster listens (listen_addresses,
+// unix_socket_directories, port, include files included), not loopback
+// and the usual socket directories.
+func TestPrintRestored_PortInUseWhereItListens(t *testing.T) {
+	conf := func(port int, listen, sockets string) string {
+		return "port = " + strconv.Itoa(port) + "\nlisten_addresses = '" + listen + "'\nunix_socket_directories = '" + sockets + "'\n"
+	}
+	for _, tc := range []struct{ name, listen string }{
+		{"OtherAddress", "127.0.0.2"},
+		// '*' binds every address: a listener on any one is in the way.
+		{"Wildcard", "*"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := testio.FreePort(t)
+			listen(t, "tcp", "127.0.0.2:"+strconv.Itoa(port))
+			wantOtherPort(t, restoredSummary(restoredWithConf(t, map[string]string{"postgresql.conf": conf(port, tc.listen, "")})), port)
+		})
+	}
+	t.Run("NotWhereItListens", func(t *testing.T) {
+		port := testio.FreePort(t)
+		listen(t, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+		wantFree(t, restoredSummary(restoredWithConf(t, map[string]string{"postgresql.conf": conf(port, "127.0.0.2", "")})), port)
+	})
+	t.Run("NoTCP", func(t *testing.T) {
+		// listen_addresses '': only the socket, in a directory where nothing listens.
+		port := testio.FreePort(t)
+		listen(t, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+		wantFree(t, restoredSummary(restoredWithConf(t, map[string]string{"postgresql.conf": conf(port, "", socketDir(t))})), port)
+	})
+	t.Run("SocketDirs", func(t *testing.T) {
+		// A comma list, the second entry quoted; the running server
+		// listens only on its socket there.
+		port := testio.FreePort(t)
+		dir := socketDir(t)
+		listen(t, "unix", filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(port)))
+		sockets := socketDir(t) + `, "` + dir + `"`
+		got := restoredSummary(restoredWithConf(t, map[string]string{"postgresql.conf": conf(port, "", sockets)}))
+		wantOtherPort(t, got, port)
+		if !strings.Contains(got, dir) {
+			t.Errorf("the summary does not name the socket in %s:\n%s", dir, got)
+		}
+	})
+	t.Run("Include", func(t *testing.T) {
+		// The port set by an included file, then by postgresql.auto.conf,
+		// where hoard writes its own settings.
+		free, taken := testio.FreePort(t), testio.FreePort(t)
+		listen(t, "tcp", "127.0.0.1:"+strconv.Itoa(taken))
+		files := map[string]string{
+			"postgresql.conf": "port = " + strconv.Itoa(free) + "\ninclude 'extra.conf'\n",
+			"extra.conf":      "port = " + strconv.Itoa(taken) + "\n",
+		}
+		wantOtherPort(t, restoredSummary(restoredWithConf(t, files)), taken)
+		files["postgresql.auto.conf"] = "port = '" + strconv.Itoa(free) + "'\n"
+		wantFree(t, restoredSummary(restoredWithConf(t, files)), free)
+	})
+	t.Run("ErrUnreadable", func(t *testing.T) {
+		got := restoredSummary(restoredWithConf(t, map[string]string{"postgresql.conf": "include 'gone.conf'\n"}))
+		if !strings.Contains(got, "configuration cannot be read") || !strings.Contains(got, "gone.conf") {
+			t.Errorf("an include of a missing file, the summary does not say the configuration cannot be read:\n%s", got)
 		}
 	})
 }

@@ -106,7 +106,13 @@ func readRegular(root *os.Root, name string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	return readAtMost(f, name, max)
+}
+
+// readAtMost reads r, the file name, to its end: an error when it holds
+// more than max bytes.
+func readAtMost(r io.Reader, name string, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}

@@ -40,6 +40,32 @@ type Options struct {
 	// HBA, when not nil, replaces the harness's pg_hba.conf lines, which
 	// trust every local and loopback connection, replication included.
 	HBA []string
+	// Listen, when not nil, is where the server listens, written in
+	// postgresql.conf (so that its backups carry it) instead of the
+	// harness's free loopback port and private socket directory on
+	// pg_ctl's command line.
+	Listen *Listen
+}
+
+// Listen is where a server listens, in its configuration's terms.
+type Listen struct {
+	Port       int
+	Addresses  string // listen_addresses: "" for no TCP
+	SocketDirs string // unix_socket_directories: "" for no Unix socket
+}
+
+// host is where to connect to a server listening at l: the first of its
+// addresses ("*": 127.0.0.1), else its first socket directory.
+func (l Listen) host() string {
+	list := l.Addresses
+	if list == "" {
+		list = l.SocketDirs
+	}
+	h, _, _ := strings.Cut(list, ",")
+	if h = strings.TrimSpace(h); h == "*" {
+		h = "127.0.0.1"
+	}
+	return h
 }
 
 // DefaultHBA are the pg_hba.conf lines of a harness cluster: trust for every
@@ -63,6 +89,11 @@ type Cluster struct {
 	SocketDir string // the private unix socket directory
 
 	logPath string
+	// ownListen: the server listens where its configuration says, with
+	// pg_ctl's -o serverOpts and not the harness's port, socket
+	// directory and listen_addresses; Host and Port say where.
+	ownListen  bool
+	serverOpts string
 }
 
 // startTimeout bounds pg_ctl's waits. A restored cluster may replay a lot
@@ -121,6 +152,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Fsync {
 		conf["fsync"] = "on"
 	}
+	if l := opts.Listen; l != nil {
+		conf["port"] = strconv.Itoa(l.Port)
+		conf["listen_addresses"] = l.Addresses
+		conf["unix_socket_directories"] = l.SocketDirs
+		c.Port, c.Host, c.ownListen = l.Port, l.host(), true
+	}
 	var b strings.Builder
 	b.WriteString("\n# pgtest\n")
 	writeConf(&b, conf)
@@ -160,6 +197,26 @@ func StartDataDir(t testing.TB, major int, dataDir string, conf map[string]strin
 // log's new lines, instead of failing the test. c.Log() has the whole log.
 func TryStartDataDir(t testing.TB, major int, dataDir string, conf map[string]string) (*Cluster, error) {
 	t.Helper()
+	return startDataDir(t, major, dataDir, conf, nil, "")
+}
+
+// StartDataDirListening starts an existing data directory as StartDataDir
+// does, but with pg_ctl's -o serverOpts alone (what hoard restore's summary
+// tells a user to run): the server listens where its configuration and
+// serverOpts say, and at says where that is.
+func StartDataDirListening(t testing.TB, major int, dataDir, serverOpts string, at Listen) *Cluster {
+	t.Helper()
+	c, err := startDataDir(t, major, dataDir, nil, &at, serverOpts)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return c
+}
+
+// startDataDir is TryStartDataDir, listening at at with serverOpts when at
+// is not nil.
+func startDataDir(t testing.TB, major int, dataDir string, conf map[string]string, at *Listen, serverOpts string) (*Cluster, error) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("pgtest: -short skips tests that start PostgreSQL")
 	}
@@ -176,6 +233,9 @@ func TryStartDataDir(t testing.TB, major int, dataDir string, conf map[string]st
 		Host:      "127.0.0.1",
 		SocketDir: dir,
 		logPath:   filepath.Join(dir, "server.log"),
+	}
+	if at != nil {
+		c.Port, c.Host, c.ownListen, c.serverOpts = at.Port, at.host(), true, serverOpts
 	}
 	AppendConf(t, dataDir, conf)
 	openParents(t, dataDir)
@@ -223,18 +283,21 @@ func (c *Cluster) Start(t testing.TB) {
 func (c *Cluster) tryStart(t testing.TB) error {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		if c.Port == 0 || attempt > 0 {
-			c.Port = testio.FreePort(t)
+		opts := c.serverOpts
+		if !c.ownListen {
+			if c.Port == 0 || attempt > 0 {
+				c.Port = testio.FreePort(t)
+			}
+			opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", c.Port, c.SocketDir)
 		}
 		offset := c.logSize()
 		out, err := c.command("pg_ctl", "start", "-D", c.DataDir, "-l", c.logPath, "-w",
-			"-t", strconv.Itoa(int(startTimeout/time.Second)),
-			"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", c.Port, c.SocketDir)).CombinedOutput()
+			"-t", strconv.Itoa(int(startTimeout/time.Second)), "-o", opts).CombinedOutput()
 		if err == nil {
 			return nil
 		}
 		log := c.Log()[offset:]
-		if attempt < 5 && (strings.Contains(log, "could not bind") || strings.Contains(log, "Address already in use")) {
+		if !c.ownListen && attempt < 5 && (strings.Contains(log, "could not bind") || strings.Contains(log, "Address already in use")) {
 			continue
 		}
 		return fmt.Errorf("start PostgreSQL %d: %v\n%s\nserver log:\n%s", c.Major, err, out, log)
