@@ -395,7 +395,9 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 	}
 	start, note := startCommand(o.TargetDir, settings)
 	if note != "" {
-		printf(w, "\n%s", note)
+		// The note quotes the restored configuration: printf escapes
+		// what it holds, so the line break is the format's.
+		printf(w, "\n%s\n", note)
 	}
 	if wrong := rootOwned(dirs); len(wrong) > 0 {
 		// PostgreSQL refuses to run as root, so a root-owned directory

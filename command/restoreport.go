@@ -214,9 +214,9 @@ func startCommand(dir string, settings map[string]string) (cmd, note string) {
 	note = "The restored cluster's port " + strconv.Itoa(l.port) + " is in use on this host (" + by + ")"
 	free := l.freePortAfter()
 	if free == 0 {
-		return cmd, note + ": start it on a free port with -o \"-p PORT\", or stop what listens there.\n"
+		return cmd, note + ": start it on a free port with -o \"-p PORT\", or stop what listens there."
 	}
 	p := strconv.Itoa(free)
 	return "pg_ctl -D " + restore.ShellQuote(dir) + " -o \"-p " + p + "\" start",
-		note + ": this starts it on port " + p + ", free now where it listens (set port in postgresql.auto.conf to keep it).\n"
+		note + ": this starts it on port " + p + ", free now where it listens (set port in postgresql.auto.conf to keep it)."
 }

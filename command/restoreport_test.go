@@ -67,6 +67,9 @@ var suggestedPort = regexp.MustCompile(`pg_ctl -D \S+ -o "-p ([0-9]+)" start`)
 // a free port other than it in the start command.
 func wantOtherPort(t *testing.T, got string, port int) {
 	t.Helper()
+	if strings.Contains(got, `\n`) {
+		t.Errorf("the summary prints an escaped line break:\n%s", got)
+	}
 	if !strings.Contains(got, "port "+strconv.Itoa(port)+" is in use") {
 		t.Errorf("port %d is in use, the summary does not say so:\n%s", port, got)
 	}
