@@ -81,11 +81,14 @@ func TestSupervisor_StoreStandbyWALTimeout(t *testing.T) {
 	c, s, recv, arch, logs := streamingSupervisor(t)
 	s.standbyWALWait = 2 * time.Second
 
-	// 16 KiB into a new segment: an idle server writes nothing near that
-	// much in 2 s, and the table below (about 64 KiB of WAL) does not
-	// finish the segment, which only the request stores.
+	// 256 KiB into a new segment: an idle server writes WAL on its own
+	// (autovacuum, a timed checkpoint and the full-page images after it,
+	// a standby snapshot), but nothing near that much in 2 s; at 16 KiB,
+	// two or three full pages of an autovacuum in the window ended the
+	// wait early. The table below (about 400 KiB of WAL) does not finish
+	// the 1 MiB segment, which only the request stores.
 	c.Exec(t, "select pg_switch_wal()")
-	endText := c.QueryString(t, "select (pg_current_wal_insert_lsn() + 16384)::text")
+	endText := c.QueryString(t, "select (pg_current_wal_insert_lsn() + 262144)::text")
 	end, err := pglogrepl.ParseLSN(endText)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +115,7 @@ func TestSupervisor_StoreStandbyWALTimeout(t *testing.T) {
 		}
 	}
 
-	c.Exec(t, "create table past_end as select g, repeat('x', 100) as pad from generate_series(1, 400) g")
+	c.Exec(t, "create table past_end as select g, repeat('x', 100) as pad from generate_series(1, 2500) g")
 	waitStored(t, recv, end)
 	if _, err := arch.Store.Stat(ctx, arch.Layout.WALKey(info.EndWALSegment+".partial")); err != nil {
 		t.Errorf("the segment %s holding the backup's end, stored as a .partial after the wait: %v", info.EndWALSegment, err)
