@@ -394,24 +394,27 @@ func GNUSparse(name string, realsize int64) Member {
 // records, which archive/tar expands into holes) of realsize bytes, stored
 // as the single byte at its end.
 func PAXSparse(name string, realsize int64) Member {
-	var recs strings.Builder
-	for _, kv := range [][2]string{
-		{"GNU.sparse.numblocks", "1"},
-		{"GNU.sparse.map", fmt.Sprintf("%d,1", realsize-1)},
-		{"GNU.sparse.name", name},
-		{"GNU.sparse.size", fmt.Sprint(realsize)},
-	} {
-		rec := " " + kv[0] + "=" + kv[1] + "\n"
+	recs := PAXRecords("GNU.sparse.numblocks", "1", "GNU.sparse.map", fmt.Sprintf("%d,1", realsize-1),
+		"GNU.sparse.name", name, "GNU.sparse.size", fmt.Sprint(realsize))
+	data := RawHeader("PaxHeaders/sparse", 'x', int64(len(recs)), true, nil)
+	data = append(data, pad([]byte(recs))...)
+	data = append(data, RawHeader("GNUSparseFile.0/sparse", '0', 1, true, nil)...)
+	return Member{Name: name, Raw: append(data, pad([]byte("x"))...)}
+}
+
+// PAXRecords encodes key, value pairs as the records of a PAX header:
+// "<length> <key>=<value>\n", the length counting itself.
+func PAXRecords(kv ...string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		rec := " " + kv[i] + "=" + kv[i+1] + "\n"
 		n := len(rec) + 1
 		for len(fmt.Sprint(n))+len(rec) != n {
 			n++
 		}
-		recs.WriteString(fmt.Sprint(n) + rec)
+		b.WriteString(fmt.Sprint(n) + rec)
 	}
-	data := RawHeader("PaxHeaders/sparse", 'x', int64(recs.Len()), true, nil)
-	data = append(data, pad([]byte(recs.String()))...)
-	data = append(data, RawHeader("GNUSparseFile.0/sparse", '0', 1, true, nil)...)
-	return Member{Name: name, Raw: append(data, pad([]byte("x"))...)}
+	return b.String()
 }
 
 // Declared is a regular file member whose header declares size bytes but
