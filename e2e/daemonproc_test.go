@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -165,7 +166,12 @@ type tcpProxy struct {
 func newTCPProxy(t testing.TB, target string) *tcpProxy {
 	t.Helper()
 	p := &tcpProxy{t: t, target: target, conns: map[net.Conn]bool{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port from FreePort, below the ephemeral range: down frees the
+	// port for minutes, and an ephemeral one (":0") could be taken then
+	// as the local port of any outgoing connection on the machine (the
+	// daemon's retries through this proxy, pgbench, another test), and
+	// up failed with "address already in use".
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(testio.FreePort(t))))
 	if err != nil {
 		t.Fatal(err)
 	}
