@@ -483,11 +483,43 @@ func (a *Archive) ListPreservations(ctx context.Context) (map[string]time.Time, 
 	return out, nil
 }
 
+// planAttempts is how many times Archive.PlanRetention plans when a
+// backup is stored during a plan that its listing left out.
+const planAttempts = 3
+
 // PlanRetention lists the backups and WAL of a and of the sites it moved
 // from, adds the site's preservation requests to p.Preserved, and plans
 // with the package function PlanRetention. It fills in where each object
 // lives, and adds orphaned chunk folders (see OrphanMinAge).
+//
+// A backup that completes while it plans (its chunks listed, its control
+// object stored after the listing of basebackup/) is found by the checks
+// of retentionlist.go, and the plan is made again from new listings,
+// which count it; a note says so. A backup still in progress (chunks
+// without a control object) is not listed: it is never deleted, never
+// counted among the kept backups, and its chunk folder is no orphan
+// while it is written to (OrphanMinAge). Only when planAttempts plans in
+// a row each find a backup their listing left out does it fail: the
+// storage lists fewer objects than it holds.
 func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time.Time) (RetentionPlan, error) {
+	var notes []string
+	for attempt := 1; ; attempt++ {
+		plan, err := a.planRetention(ctx, p, now)
+		var ap *appearedError
+		if err == nil {
+			plan.Notes = append(notes, plan.Notes...)
+			return plan, nil
+		}
+		if !errors.As(err, &ap) || attempt == planAttempts {
+			return RetentionPlan{}, err
+		}
+		notes = append(notes, fmt.Sprintf("backup %s was stored while retention planned (it completed meanwhile, "+
+			"or a listing left it out): planned again with it", ap.name))
+	}
+}
+
+// planRetention is one attempt of Archive.PlanRetention.
+func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time.Time) (RetentionPlan, error) {
 	pres, err := a.ListPreservations(ctx)
 	if err != nil {
 		return RetentionPlan{}, err

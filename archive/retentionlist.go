@@ -18,8 +18,10 @@ import (
 // front of the storage). A backup retention does not see is not counted:
 // the WAL from its start, the parent of an incremental one and the delta
 // objects it refers to look unneeded. So retention looks for what the
-// listing may have left out before it deletes anything, and stops,
-// deleting nothing, at the first sign of it:
+// listing may have left out before it deletes anything, and at the first
+// sign of it plans again from new listings (a backup that completed
+// while it planned is the usual cause: appearedError), or stops,
+// deleting nothing, where planning again cannot help:
 //
 //   - every chunk or bundle folder of no listed backup, whatever its age,
 //     has its main object looked up by key (checkUnlisted);
@@ -100,6 +102,20 @@ func firstStored(ctx context.Context, st storage.Store, site string, keys []stri
 	return "", nil
 }
 
+// appearedError is checkUnlisted's and checkListedAgain's error: a backup
+// the plan's listing left out is stored. Most often it is a backup that
+// completed while retention planned (its control object stored after
+// the listing, its chunks before), which Archive.PlanRetention plans
+// again with; a storage that leaves it out of every listing fails every
+// attempt.
+type appearedError struct {
+	name string // the backup
+	err  error
+}
+
+func (e *appearedError) Error() string { return e.err.Error() }
+func (e *appearedError) Unwrap() error { return e.err }
+
 // checkUnlisted returns an error when the main object of backup name,
 // whose chunk or bundle folder belongs to no listed backup, is stored
 // after all (statConfirmed): the listing of basebackup/ left it out, or
@@ -113,9 +129,9 @@ func (a *Archive) checkUnlisted(ctx context.Context, name string) error {
 	if err != nil || key == "" {
 		return err
 	}
-	return fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out "+
+	return &appearedError{name: name, err: fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out "+
 		"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
-		a.Site, name, key, a.Layout.Dir(BasebackupDir))
+		a.Site, name, key, a.Layout.Dir(BasebackupDir))}
 }
 
 // checkListedAgain lists basebackup/ of every site of a a second time and
@@ -143,9 +159,9 @@ func (a *Archive) checkListedAgain(ctx context.Context, scan Backups) error {
 			return err
 		}
 		if key != "" {
-			return fmt.Errorf("site %s: backup %s is in a second listing of %s but the first left it out "+
+			return &appearedError{name: BackupName(key), err: fmt.Errorf("site %s: backup %s is in a second listing of %s but the first left it out "+
 				"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
-				s.Site, BackupName(key), dir)
+				s.Site, BackupName(key), dir)}
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,12 +57,28 @@ func TestArchive_PlanRetentionUnlisted(t *testing.T) {
 	pghoardNow := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
 
 	// A single tar has no chunk folder: only its main object says it is
-	// stored, and a second listing finds what the first left out.
+	// stored, and a second listing finds what the first left out: the
+	// plan is made again, with it, as for a backup that completes while
+	// retention plans (basebackup's TestRun_RetentionWhileCompleting).
+	// Before, retention failed.
 	t.Run("SingleTarListedOnce", func(t *testing.T) {
 		a := pghoardSite(t, "basic", "000000010000000000000003")
 		const name = "2026-12-02_03-56_0"
 		st := hidingStore{Store: a.Store, hidden: map[string]bool{"site/basebackup/" + name: true}, once: true}
-		planUnlisted(t, a, st, RetentionPolicy{MaxCount: 2}, pghoardNow, name)
+		short := *a
+		short.Store = st
+		plan, err := short.PlanRetention(context.Background(), RetentionPolicy{MaxCount: 2}, pghoardNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := slices.ContainsFunc(plan.Keep, func(d BackupDecision) bool { return d.Backup.Name == name })
+		if !kept || len(plan.Delete) != 0 || plan.WALHorizonBackup != name {
+			t.Errorf("plan keeps %q, deletes %q, WAL before %s's start: want %s counted and kept, and its WAL",
+				names(plan.Keep), names(plan.Delete), plan.WALHorizonBackup, name)
+		}
+		if !slices.ContainsFunc(plan.Notes, func(n string) bool { return strings.Contains(n, name) && strings.Contains(n, "planned again") }) {
+			t.Errorf("no note says the plan was made again: %q", plan.Notes)
+		}
 	})
 	// A delta backup's bundle folder, written after the newest listed
 	// backup started, is not an orphan yet: its main object is looked

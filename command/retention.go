@@ -56,9 +56,12 @@ completed.
 Retention plans from the storage's listings, so it looks for backups a listing left
 out before it deletes anything: the main object of every chunk folder of no listed
 backup is asked for by key, whatever the folder's age, and basebackup/ is listed a
-second time once the plan is made. A backup found either way, or an object that HEAD
-answers "not found" for while GET reads it, makes retention fail (exit 1), naming it,
-and delete nothing: run it again, and fix the storage if it keeps failing.
+second time once the plan is made. A backup found either way is most often one that
+completed while retention planned: the plan is made again from new listings, and a note
+says so. When three plans in a row each find one, or an object that HEAD answers "not
+found" for while GET reads it, retention fails (exit 1), naming it, and deletes nothing:
+run it again, and fix the storage if it keeps failing. A backup still in progress (chunks
+stored, no control object yet) is neither counted nor deleted, nor are its chunks.
 
 Each backup is deleted main object first, then its chunks, so an interrupted run never
 leaves a listed backup with missing chunks; running again finishes the job.

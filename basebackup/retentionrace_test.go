@@ -1,0 +1,223 @@
+package basebackup
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// gatedStore holds the first Put of a key that match accepts until
+// release is closed: a backup paused at one step of its completion.
+// reached is closed when that Put arrives, landed when it returned.
+type gatedStore struct {
+	storage.Store
+	match   func(key string) bool
+	once    sync.Once
+	reached chan struct{}
+	release chan struct{}
+	landed  chan struct{}
+}
+
+func newGatedStore(st storage.Store, match func(string) bool) *gatedStore {
+	return &gatedStore{Store: st, match: match, reached: make(chan struct{}), release: make(chan struct{}), landed: make(chan struct{})}
+}
+
+func (s *gatedStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	gated := false
+	if s.match(key) {
+		s.once.Do(func() { gated = true })
+	}
+	if !gated {
+		return s.Store.Put(ctx, key, r, md)
+	}
+	close(s.reached)
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer close(s.landed)
+	return s.Store.Put(ctx, key, r, md)
+}
+
+// listHookStore calls hook before each List with its prefix and how many
+// Lists of that prefix came before it.
+type listHookStore struct {
+	storage.Store
+	mu    sync.Mutex
+	count map[string]int
+	hook  func(prefix string, n int)
+}
+
+func (s *listHookStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	s.mu.Lock()
+	if s.count == nil {
+		s.count = map[string]int{}
+	}
+	n := s.count[prefix]
+	s.count[prefix]++
+	s.mu.Unlock()
+	s.hook(prefix, n)
+	return s.Store.List(ctx, prefix, fn)
+}
+
+// TestRun_RetentionWhileCompleting runs retention (plan and apply, as
+// `hoard retention` does) while a real backup of a real cluster is paused
+// at each step of its completion, on local storage and on MinIO:
+//
+//   - Chunk: a chunk being stored (its folder holds part of the chunks);
+//   - Control: every chunk stored, the control object not yet;
+//   - ControlAfterListing: the control object lands after retention
+//     listed basebackup/ and before it looks at the chunk folders;
+//   - ControlBeforeSecondListing: it lands before retention lists
+//     basebackup/ a second time.
+//
+// Retention must succeed, delete nothing of the backup in progress, keep
+// the WAL from its start, and the backup must complete and check in full.
+// Before, the last two failed with "backup ... is stored ... but the
+// listing of site/basebackup/ left it out" and "... is in a second listing
+// of site/basebackup/ but the first left it out": retention took a backup
+// that completed while it planned for one the storage had hidden.
+func TestRun_RetentionWhileCompleting(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0]})
+	pgtest.Pgbench(t, c, "-i", "-s", "1")
+	stores := []struct {
+		name string
+		open func(t *testing.T) storage.Store
+	}{
+		{"Local", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.Local(t)) }},
+		{"MinIO", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.MinIO(t)) }},
+	}
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			t.Cleanup(cancel)
+			st := sc.open(t)
+			a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Snappy, Host: "testhost"}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+			opts := Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Parallel: 2}
+			for range 2 {
+				if _, err := Run(ctx, opts); err != nil {
+					t.Fatal(err)
+				}
+			}
+			isChunk := func(key string) bool { return strings.HasPrefix(key, a.Layout.Dir(archive.BasebackupChunkDir)) }
+			isControl := func(key string) bool { return strings.HasSuffix(key, archive.ControlSuffix) }
+			steps := []struct {
+				name string
+				gate func(key string) bool
+				// landAt says at which List of retention the paused Put
+				// is let go and waited for; nil: after retention.
+				landAt func(prefix string, n int) bool
+			}{
+				{name: "Chunk", gate: isChunk},
+				{name: "Control", gate: isControl},
+				{name: "ControlAfterListing", gate: isControl, landAt: func(prefix string, n int) bool {
+					return prefix == a.Layout.Dir(archive.BasebackupChunkDir)
+				}},
+				{name: "ControlBeforeSecondListing", gate: isControl, landAt: func(prefix string, n int) bool {
+					return prefix == a.Layout.Dir(archive.BasebackupDir) && n == 1
+				}},
+			}
+			for _, step := range steps {
+				t.Run(step.name, func(t *testing.T) {
+					retentionWhileCompleting(ctx, t, a, opts, step.gate, step.landAt)
+				})
+			}
+		})
+	}
+}
+
+// retentionWhileCompleting takes a backup whose first Put that gate
+// accepts is paused, runs retention with basebackup_count=1 meanwhile (the
+// Put let go at the List landAt names, or after retention), and checks
+// retention's outcome and the backup's.
+func retentionWhileCompleting(ctx context.Context, t *testing.T, a *archive.Archive, opts Options, gate func(string) bool, landAt func(string, int) bool) {
+	g := newGatedStore(a.Store, gate)
+	bopts := opts
+	ba := *a
+	ba.Store = g
+	bopts.Archive = &ba
+	type result struct {
+		info *archive.BackupInfo
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		info, err := Run(ctx, bopts)
+		done <- result{info, err}
+	}()
+	var let sync.Once
+	letGo := func() {
+		let.Do(func() {
+			close(g.release)
+			select {
+			case <-g.landed:
+			case <-ctx.Done():
+			}
+		})
+	}
+	t.Cleanup(letGo)
+	select {
+	case <-g.reached:
+	case r := <-done:
+		t.Fatalf("backup ended before it reached the paused step: %v", r.err)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+
+	ra := *a
+	ra.Store = &listHookStore{Store: a.Store, hook: func(prefix string, n int) {
+		if landAt != nil && landAt(prefix, n) {
+			letGo()
+		}
+	}}
+	plan, err := ra.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
+	if err != nil {
+		t.Fatalf("retention while a backup completes: %v", err)
+	}
+	if _, err := ra.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+		t.Fatalf("apply retention while a backup completes: %v", err)
+	}
+	letGo()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("backup that retention ran beside: %v", r.err)
+	}
+	for _, d := range plan.Delete {
+		if d.Backup.Name == r.info.Name {
+			t.Errorf("retention deleted the backup in progress %s: %s", r.info.Name, d.Reason)
+		}
+	}
+	for _, o := range plan.Orphans {
+		if strings.Contains(o.Folder, r.info.Name) {
+			t.Errorf("retention deleted the chunks of the backup in progress: %s", o.Folder)
+		}
+	}
+	if plan.WALHorizon == "" || plan.WALHorizon[8:] > r.info.StartWALSegment[8:] {
+		t.Errorf("WAL horizon %q is past the start %s of the backup in progress", plan.WALHorizon, r.info.StartWALSegment)
+	}
+	bs, err := a.ListBackups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		if b.Name == r.info.Name {
+			if err := a.CheckBackup(ctx, b, true); err != nil {
+				t.Errorf("backup completed beside retention: %v", err)
+			}
+			return
+		}
+	}
+	t.Errorf("backup %s completed beside retention is not listed (listed: %d)", r.info.Name, len(bs))
+}
