@@ -494,8 +494,10 @@ const planAttempts = 3
 //
 // A backup that completes while it plans (its chunks listed, its control
 // object stored after the listing of basebackup/) is found by the checks
-// of retentionlist.go, and the plan is made again from new listings,
-// which count it; a note says so. A backup still in progress (chunks
+// of retentionlist.go, and a kept backup that another retention run
+// deletes while this one checks it (keepKnownGood) is found gone: either
+// way the plan is made again from new listings (listingChangedError),
+// and a note says so. A backup still in progress (chunks
 // without a control object) is not listed: it is never deleted, never
 // counted among the kept backups, and its chunk folder is no orphan
 // while it is written to (OrphanMinAge). Only when planAttempts plans in
@@ -505,16 +507,15 @@ func (a *Archive) PlanRetention(ctx context.Context, p RetentionPolicy, now time
 	var notes []string
 	for attempt := 1; ; attempt++ {
 		plan, err := a.planRetention(ctx, p, now)
-		var ap *appearedError
+		var changed *listingChangedError
 		if err == nil {
 			plan.Notes = append(notes, plan.Notes...)
 			return plan, nil
 		}
-		if !errors.As(err, &ap) || attempt == planAttempts {
+		if !errors.As(err, &changed) || attempt == planAttempts {
 			return RetentionPlan{}, err
 		}
-		notes = append(notes, fmt.Sprintf("backup %s was stored while retention planned (it completed meanwhile, "+
-			"or a listing left it out): planned again with it", ap.name))
+		notes = append(notes, changed.note)
 	}
 }
 
@@ -782,6 +783,9 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 			return false, ctx.Err()
 		}
 		if err != nil {
+			if err := s.deletedSince(ctx, d.Backup, err); err != nil {
+				return false, err
+			}
 			plan.Damaged = append(plan.Damaged, fmt.Sprintf("backup %s (site %s): %v", d.Backup.Name, s.Site, err))
 			return false, nil
 		}
@@ -874,6 +878,24 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 	}
 	plan.Notes = append(plan.Notes, note)
 	return nil
+}
+
+// deletedSince tells a backup deleted since it was listed from a damaged
+// one, after its check failed with checkErr. When its main object is
+// gone (statConfirmed), another retention run deleted it (the main
+// object goes first) and the listing the plan was made from is out of
+// date: it returns a listingChangedError. Otherwise (stored, or the
+// lookup failed) the backup counts as damaged, as keepKnownGood errs on
+// the side of keeping: nil.
+func (a *Archive) deletedSince(ctx context.Context, b *BackupInfo, checkErr error) error {
+	if _, _, err := statConfirmed(ctx, a.Store, b.Key); !errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return &listingChangedError{
+		err: fmt.Errorf("site %s: backup %s was deleted while retention checked it (by another retention run?): %w", a.Site, b.Name, checkErr),
+		note: fmt.Sprintf("backup %s was deleted while retention planned (by another retention run: "+
+			"the daemon's, a hoard retention by hand, or another host's): planned again without it", b.Name),
+	}
 }
 
 // sortDecisions sorts decisions as SortBackups sorts backups.

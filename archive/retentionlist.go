@@ -102,19 +102,29 @@ func firstStored(ctx context.Context, st storage.Store, site string, keys []stri
 	return "", nil
 }
 
-// appearedError is checkUnlisted's and checkListedAgain's error: a backup
-// the plan's listing left out is stored. Most often it is a backup that
-// completed while retention planned (its control object stored after
-// the listing, its chunks before), which Archive.PlanRetention plans
-// again with; a storage that leaves it out of every listing fails every
-// attempt.
-type appearedError struct {
-	name string // the backup
+// listingChangedError is the error of a plan whose listing of
+// basebackup/ is out of date: a backup it left out is stored
+// (checkUnlisted, checkListedAgain), most often one that completed while
+// retention planned (its control object stored after the listing, its
+// chunks before), or a backup it listed was deleted since
+// (keepKnownGood: another retention run, the daemon's beside `hoard
+// retention`, or a daemon on another host). Archive.PlanRetention plans
+// again from new listings; a storage that leaves a backup out of every
+// listing fails every attempt.
+type listingChangedError struct {
+	note string // for the plan made again
 	err  error
 }
 
-func (e *appearedError) Error() string { return e.err.Error() }
-func (e *appearedError) Unwrap() error { return e.err }
+func (e *listingChangedError) Error() string { return e.err.Error() }
+func (e *listingChangedError) Unwrap() error { return e.err }
+
+// appeared returns the listingChangedError of backup name, stored though
+// the listing left it out.
+func appeared(name string, err error) error {
+	return &listingChangedError{err: err, note: fmt.Sprintf("backup %s was stored while retention planned "+
+		"(it completed meanwhile, or a listing left it out): planned again with it", name)}
+}
 
 // checkUnlisted returns an error when the main object of backup name,
 // whose chunk or bundle folder belongs to no listed backup, is stored
@@ -129,9 +139,9 @@ func (a *Archive) checkUnlisted(ctx context.Context, name string) error {
 	if err != nil || key == "" {
 		return err
 	}
-	return &appearedError{name: name, err: fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out "+
+	return appeared(name, fmt.Errorf("site %s: backup %s is stored (%s) but the listing of %s left it out "+
 		"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
-		a.Site, name, key, a.Layout.Dir(BasebackupDir))}
+		a.Site, name, key, a.Layout.Dir(BasebackupDir)))
 }
 
 // checkListedAgain lists basebackup/ of every site of a a second time and
@@ -159,9 +169,9 @@ func (a *Archive) checkListedAgain(ctx context.Context, scan Backups) error {
 			return err
 		}
 		if key != "" {
-			return &appearedError{name: BackupName(key), err: fmt.Errorf("site %s: backup %s is in a second listing of %s but the first left it out "+
+			return appeared(BackupName(key), fmt.Errorf("site %s: backup %s is in a second listing of %s but the first left it out "+
 				"(the storage listed fewer objects than it holds, or the backup completed since): nothing deleted, run retention again",
-				s.Site, BackupName(key), dir)}
+				s.Site, BackupName(key), dir))
 		}
 	}
 	return nil
