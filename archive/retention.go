@@ -622,11 +622,12 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 			newest = b.StartTime
 		}
 	}
-	orphans, err := a.planOrphans(ctx, listed[a.Site], newest, now)
+	orphans, running, err := a.planOrphans(ctx, listed[a.Site], newest, now)
 	if err != nil {
 		return RetentionPlan{}, err
 	}
 	plan.Orphans = orphans
+	keepRunningWAL(&plan, running, Trusted(OfSystem(backups, p.SystemID)))
 	if err := a.planDelta(ctx, &plan, len(scan.Damaged), listed[a.Site], newest, now); err != nil {
 		return RetentionPlan{}, err
 	}
@@ -910,14 +911,17 @@ func sortDecisions(ds []BackupDecision) {
 }
 
 // planOrphans returns the chunk folders of a's chunk directories whose
-// backup is not listed and which are old enough (OrphanMinAge).
-func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newest, now time.Time) ([]OrphanDeletion, error) {
+// backup is not listed and which are old enough (OrphanMinAge), and the
+// others, whose backups may still be running.
+func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newest, now time.Time) ([]OrphanDeletion, []runningBackup, error) {
 	var out []OrphanDeletion
+	var running []runningBackup
 	for _, d := range []string{BasebackupChunkDir, basebackupDeltaChunkDir} {
 		dir := a.Layout.Dir(d)
 		var folders []*OrphanDeletion
-		last := map[string]time.Time{} // folder -> newest object's modification
-		unknown := map[string]bool{}   // folders with an object of unknown time
+		last := map[string]time.Time{}  // folder -> newest object's modification
+		first := map[string]time.Time{} // folder -> oldest object's modification
+		unknown := map[string]bool{}    // folders with an object of unknown time
 		byFolder := map[string]*OrphanDeletion{}
 		err := a.Store.List(ctx, dir, func(o storage.Object) error {
 			folder, _, ok := strings.Cut(strings.TrimPrefix(o.Key, dir), "/")
@@ -936,13 +940,18 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			// new: it is kept.
 			if o.Modified.IsZero() {
 				unknown[folder] = true
-			} else if o.Modified.After(last[folder]) {
-				last[folder] = o.Modified
+			} else {
+				if o.Modified.After(last[folder]) {
+					last[folder] = o.Modified
+				}
+				if f := first[folder]; f.IsZero() || o.Modified.Before(f) {
+					first[folder] = o.Modified
+				}
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("list %s of site %s: %w", dir, a.Site, err)
+			return nil, nil, fmt.Errorf("list %s of site %s: %w", dir, a.Site, err)
 		}
 		for _, f := range folders {
 			name := strings.TrimSuffix(strings.TrimPrefix(f.Folder, dir), "/")
@@ -951,11 +960,14 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			// parents and the delta objects it needs (retentionlist.go).
 			if d != basebackupDeltaChunkDir || name != deltaRetentionFolder {
 				if err := a.checkUnlisted(ctx, name); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			}
 			at := last[name]
 			if unknown[name] || !at.Before(newest) || now.Sub(at) <= OrphanMinAge {
+				if name != deltaRetentionFolder {
+					running = append(running, runningBackup{name: name, since: runningSince(name, first[name], unknown[name])})
+				}
 				continue
 			}
 			f.Reason = fmt.Sprintf("chunks of %s have no main object, none was written in the last %s (newest %s), and a backup that started after them (at %s) completed",
@@ -963,7 +975,7 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			out = append(out, *f)
 		}
 	}
-	return out, nil
+	return out, running, nil
 }
 
 // RetentionResult counts what ApplyRetention deleted.

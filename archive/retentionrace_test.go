@@ -85,3 +85,52 @@ func TestArchive_PlanRetentionBesideAnother(t *testing.T) {
 		}
 	}
 }
+
+// TestArchive_PlanRetentionKeepsRunningWAL: the chunk folder of a backup
+// without a main object (running: its objects are recent) whose name says
+// it started before the newest backup keeps the WAL from the start of the
+// newest backup that started an hour (runningSkew) before it, or every
+// WAL file when none did. basebackup's TestRun_RetentionBesideOlderBackup
+// runs this with real backups.
+func TestArchive_PlanRetentionKeepsRunningWAL(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Minute)
+	name := func(t time.Time) string { return t.Format("2006-01-02_15-04") + "_0" }
+	tests := []struct {
+		name    string
+		oldest  time.Time // start of the oldest backup (segment 2)
+		newest  time.Time // start of the newest backup (segment 6)
+		running time.Time // name time of the running backup
+		keep    string    // first WAL segment kept
+	}{
+		{"BackupBefore", now.Add(-48 * time.Hour), now.Add(-10 * time.Minute), now.Add(-20 * time.Minute), "000000010000000000000002"},
+		{"NoBackupBefore", now.Add(-30 * time.Minute), now.Add(-10 * time.Minute), now.Add(-20 * time.Minute), "000000010000000000000001"},
+		// Started over an hour after the newest: the plan as without it.
+		{"StartedAfter", now.Add(-48 * time.Hour), now.Add(-3 * time.Hour), now.Add(-20 * time.Minute), "000000010000000000000006"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := localArchive(t, t.TempDir(), "site", retentionCodec(t))
+			putBackup(t, a, name(tt.oldest), "000000010000000000000002", 1, 0)
+			putBackup(t, a, name(tt.newest), "000000010000000000000006", 1, 0)
+			putWAL(t, a, segs(1, 1, 7)...)
+			running := name(tt.running)
+			if _, err := a.Codec.Put(ctx, a.Store, a.Layout.ChunkKey(ChunkFilename(running, 1)), strings.NewReader("chunk"), 5, nil); err != nil {
+				t.Fatal(err)
+			}
+			plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(plan.Delete) != 1 {
+				t.Errorf("plan deletes %q, want the oldest backup", names(plan.Delete))
+			}
+			for _, s := range segs(1, 1, 7) {
+				deleted := slices.ContainsFunc(plan.WAL, func(d WALDeletion) bool { return d.Name == s })
+				if want := s < tt.keep; deleted != want {
+					t.Errorf("WAL %s deleted: %v, want %v (notes %q)", s, deleted, want, plan.Notes)
+				}
+			}
+		})
+	}
+}

@@ -12,9 +12,11 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // gatedStore holds the first Put of a key that match accepts until
@@ -220,4 +222,102 @@ func retentionWhileCompleting(ctx context.Context, t *testing.T, a *archive.Arch
 		}
 	}
 	t.Errorf("backup %s completed beside retention is not listed (listed: %d)", r.info.Name, len(bs))
+}
+
+// TestRun_RetentionBesideOlderBackup: a backup P still in progress that
+// started before the newest completed backup Q (a daemon on another host
+// writing the same site, or PGHoard during a migration, whose backups
+// overlap hoard's), with retention (basebackup_count=1) run between Q's
+// completion and P's. Retention keeps Q and deletes what precedes Q's
+// start; P, which starts earlier, needs the WAL from its own start once
+// it completes. Before, that WAL was deleted: P completed unrestorable.
+// Local storage and MinIO.
+func TestRun_RetentionBesideOlderBackup(t *testing.T) {
+	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: pgtest.Versions()[0]})
+	pgtest.Pgbench(t, c, "-i", "-s", "1")
+	stores := []struct {
+		name string
+		open func(t *testing.T) storage.Store
+	}{
+		{"Local", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.Local(t)) }},
+		{"MinIO", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.MinIO(t)) }},
+	}
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			t.Cleanup(cancel)
+			a := &archive.Archive{Store: sc.open(t), Codec: &archive.Codec{Compression: compress.Snappy, Host: "testhost"}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+			opts := Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Parallel: 2}
+			if _, err := Run(ctx, opts); err != nil {
+				t.Fatal(err)
+			}
+
+			g := newGatedStore(a.Store, func(key string) bool { return strings.HasPrefix(key, a.Layout.Dir(archive.BasebackupChunkDir)) })
+			pa := *a
+			pa.Store = g
+			popts := opts
+			popts.Archive = &pa
+			type result struct {
+				info *archive.BackupInfo
+				err  error
+			}
+			done := make(chan result, 1)
+			go func() {
+				info, err := Run(ctx, popts)
+				done <- result{info, err}
+			}()
+			var let sync.Once
+			letGo := func() { let.Do(func() { close(g.release) }) }
+			t.Cleanup(letGo)
+			select {
+			case <-g.reached:
+			case r := <-done:
+				t.Fatalf("backup P ended before its first chunk was stored: %v", r.err)
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+			// Q starts in a later segment than P.
+			c.Exec(t, "select pg_switch_wal()")
+			c.Exec(t, "create table if not exists moved (n int); insert into moved values (1)")
+			c.Exec(t, "select pg_switch_wal()")
+			q, err := Run(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			archivetest.StoreArchivedWAL(t, c, walDir, a)
+
+			plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+				t.Fatal(err)
+			}
+			letGo()
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("backup P: %v", r.err)
+			}
+			p := r.info
+			if p.StartWALSegment[8:] >= q.StartWALSegment[8:] {
+				t.Fatalf("P starts in %s, Q in %s: the test needs P to start first", p.StartWALSegment, q.StartWALSegment)
+			}
+			for s := p.StartWALSegment; s[8:] < q.StartWALSegment[8:]; s = nextSegment(t, s, p.SegmentSize()) {
+				if _, err := a.Store.Stat(ctx, a.Layout.WALKey(s)); err != nil {
+					t.Errorf("WAL %s, which backup P (start %s) needs, is gone after retention: %v (plan: %q)", s, p.StartWALSegment, err, plan.Notes)
+				}
+			}
+		})
+	}
+}
+
+// nextSegment returns the name of the segment after s.
+func nextSegment(t testing.TB, s string, segSize uint64) string {
+	t.Helper()
+	seg, err := wal.ParseSegmentName(s, segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg.No++
+	return seg.Name(segSize)
 }

@@ -61,7 +61,9 @@ completed while retention planned: the plan is made again from new listings, and
 says so. When three plans in a row each find one, or an object that HEAD answers "not
 found" for while GET reads it, retention fails (exit 1), naming it, and deletes nothing:
 run it again, and fix the storage if it keeps failing. A backup still in progress (chunks
-stored, no control object yet) is neither counted nor deleted, nor are its chunks.
+stored, no control object yet) is neither counted nor deleted, nor are its chunks; when it
+may have started before the newest completed backup (another host's), the WAL from the
+start of a backup older than it is kept too.
 
 Each backup is deleted main object first, then its chunks, so an interrupted run never
 leaves a listed backup with missing chunks; running again finishes the job.
