@@ -74,6 +74,77 @@ func (s *listHookStore) List(ctx context.Context, prefix string, fn func(storage
 	return s.Store.List(ctx, prefix, fn)
 }
 
+// forEachRaceStore runs fn in a subtest per real storage (local, MinIO),
+// with a new archive there and the options of a backup of c into it.
+func forEachRaceStore(t *testing.T, c *pgtest.Cluster, fn func(ctx context.Context, t *testing.T, opts Options)) {
+	stores := []struct {
+		name string
+		open func(t *testing.T) storage.Store
+	}{
+		{"Local", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.Local(t)) }},
+		{"MinIO", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.MinIO(t)) }},
+	}
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			t.Cleanup(cancel)
+			a := &archive.Archive{Store: sc.open(t), Codec: &archive.Codec{Compression: compress.Snappy, Host: "testhost"}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+			fn(ctx, t, Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Parallel: 2})
+		})
+	}
+}
+
+// pausedBackup is a backup running on a goroutine, paused at the first
+// Put its gate accepts.
+type pausedBackup struct {
+	g    *gatedStore
+	done chan struct{}
+	info *archive.BackupInfo
+	err  error
+	let  sync.Once
+}
+
+// startPaused starts a backup with opts whose first Put that gate accepts
+// waits, and returns once it does.
+func startPaused(ctx context.Context, t *testing.T, opts Options, gate func(string) bool) *pausedBackup {
+	t.Helper()
+	p := &pausedBackup{g: newGatedStore(opts.Archive.Store, gate), done: make(chan struct{})}
+	ga := *opts.Archive
+	ga.Store = p.g
+	opts.Archive = &ga
+	go func() {
+		defer close(p.done)
+		p.info, p.err = Run(ctx, opts)
+	}()
+	t.Cleanup(func() { p.letGo(ctx) })
+	select {
+	case <-p.g.reached:
+	case <-p.done:
+		t.Fatalf("backup ended before it reached the paused step: %v", p.err)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	return p
+}
+
+// letGo lets the paused Put go and waits until it returned.
+func (p *pausedBackup) letGo(ctx context.Context) {
+	p.let.Do(func() {
+		close(p.g.release)
+		select {
+		case <-p.g.landed:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// wait lets the backup go and returns what Run returned.
+func (p *pausedBackup) wait(ctx context.Context) (*archive.BackupInfo, error) {
+	p.letGo(ctx)
+	<-p.done
+	return p.info, p.err
+}
+
 // TestRun_RetentionWhileCompleting runs retention (plan and apply, as
 // `hoard retention` does) while a real backup of a real cluster is paused
 // at each step of its completion, on local storage and on MinIO:
@@ -94,94 +165,51 @@ func (s *listHookStore) List(ctx context.Context, prefix string, fn func(storage
 func TestRun_RetentionWhileCompleting(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0]})
 	pgtest.Pgbench(t, c, "-i", "-s", "1")
-	stores := []struct {
-		name string
-		open func(t *testing.T) storage.Store
-	}{
-		{"Local", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.Local(t)) }},
-		{"MinIO", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.MinIO(t)) }},
-	}
-	for _, sc := range stores {
-		t.Run(sc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-			t.Cleanup(cancel)
-			st := sc.open(t)
-			a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Snappy, Host: "testhost"}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
-			opts := Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Parallel: 2}
-			for range 2 {
-				if _, err := Run(ctx, opts); err != nil {
-					t.Fatal(err)
-				}
+	forEachRaceStore(t, c, func(ctx context.Context, t *testing.T, opts Options) {
+		a := opts.Archive
+		for range 2 {
+			if _, err := Run(ctx, opts); err != nil {
+				t.Fatal(err)
 			}
-			isChunk := func(key string) bool { return strings.HasPrefix(key, a.Layout.Dir(archive.BasebackupChunkDir)) }
-			isControl := func(key string) bool { return strings.HasSuffix(key, archive.ControlSuffix) }
-			steps := []struct {
-				name string
-				gate func(key string) bool
-				// landAt says at which List of retention the paused Put
-				// is let go and waited for; nil: after retention.
-				landAt func(prefix string, n int) bool
-			}{
-				{name: "Chunk", gate: isChunk},
-				{name: "Control", gate: isControl},
-				{name: "ControlAfterListing", gate: isControl, landAt: func(prefix string, n int) bool {
-					return prefix == a.Layout.Dir(archive.BasebackupChunkDir)
-				}},
-				{name: "ControlBeforeSecondListing", gate: isControl, landAt: func(prefix string, n int) bool {
-					return prefix == a.Layout.Dir(archive.BasebackupDir) && n == 1
-				}},
-			}
-			for _, step := range steps {
-				t.Run(step.name, func(t *testing.T) {
-					retentionWhileCompleting(ctx, t, a, opts, step.gate, step.landAt)
-				})
-			}
-		})
-	}
+		}
+		isChunk := func(key string) bool { return strings.HasPrefix(key, a.Layout.Dir(archive.BasebackupChunkDir)) }
+		isControl := func(key string) bool { return strings.HasSuffix(key, archive.ControlSuffix) }
+		steps := []struct {
+			name string
+			gate func(key string) bool
+			// landAt says at which List of retention the paused Put
+			// is let go and waited for; nil: after retention.
+			landAt func(prefix string, n int) bool
+		}{
+			{name: "Chunk", gate: isChunk},
+			{name: "Control", gate: isControl},
+			{name: "ControlAfterListing", gate: isControl, landAt: func(prefix string, n int) bool {
+				return prefix == a.Layout.Dir(archive.BasebackupChunkDir)
+			}},
+			{name: "ControlBeforeSecondListing", gate: isControl, landAt: func(prefix string, n int) bool {
+				return prefix == a.Layout.Dir(archive.BasebackupDir) && n == 1
+			}},
+		}
+		for _, step := range steps {
+			t.Run(step.name, func(t *testing.T) {
+				retentionWhileCompleting(ctx, t, opts, step.gate, step.landAt)
+			})
+		}
+	})
 }
 
 // retentionWhileCompleting takes a backup whose first Put that gate
 // accepts is paused, runs retention with basebackup_count=1 meanwhile (the
 // Put let go at the List landAt names, or after retention), and checks
 // retention's outcome and the backup's.
-func retentionWhileCompleting(ctx context.Context, t *testing.T, a *archive.Archive, opts Options, gate func(string) bool, landAt func(string, int) bool) {
-	g := newGatedStore(a.Store, gate)
-	bopts := opts
-	ba := *a
-	ba.Store = g
-	bopts.Archive = &ba
-	type result struct {
-		info *archive.BackupInfo
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		info, err := Run(ctx, bopts)
-		done <- result{info, err}
-	}()
-	var let sync.Once
-	letGo := func() {
-		let.Do(func() {
-			close(g.release)
-			select {
-			case <-g.landed:
-			case <-ctx.Done():
-			}
-		})
-	}
-	t.Cleanup(letGo)
-	select {
-	case <-g.reached:
-	case r := <-done:
-		t.Fatalf("backup ended before it reached the paused step: %v", r.err)
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
+func retentionWhileCompleting(ctx context.Context, t *testing.T, opts Options, gate func(string) bool, landAt func(string, int) bool) {
+	a := opts.Archive
+	pb := startPaused(ctx, t, opts, gate)
 
 	ra := *a
 	ra.Store = &listHookStore{Store: a.Store, hook: func(prefix string, n int) {
 		if landAt != nil && landAt(prefix, n) {
-			letGo()
+			pb.letGo(ctx)
 		}
 	}}
 	plan, err := ra.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
@@ -191,37 +219,36 @@ func retentionWhileCompleting(ctx context.Context, t *testing.T, a *archive.Arch
 	if _, err := ra.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
 		t.Fatalf("apply retention while a backup completes: %v", err)
 	}
-	letGo()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("backup that retention ran beside: %v", r.err)
+	info, err := pb.wait(ctx)
+	if err != nil {
+		t.Fatalf("backup that retention ran beside: %v", err)
 	}
 	for _, d := range plan.Delete {
-		if d.Backup.Name == r.info.Name {
-			t.Errorf("retention deleted the backup in progress %s: %s", r.info.Name, d.Reason)
+		if d.Backup.Name == info.Name {
+			t.Errorf("retention deleted the backup in progress %s: %s", info.Name, d.Reason)
 		}
 	}
 	for _, o := range plan.Orphans {
-		if strings.Contains(o.Folder, r.info.Name) {
+		if strings.Contains(o.Folder, info.Name) {
 			t.Errorf("retention deleted the chunks of the backup in progress: %s", o.Folder)
 		}
 	}
-	if plan.WALHorizon == "" || plan.WALHorizon[8:] > r.info.StartWALSegment[8:] {
-		t.Errorf("WAL horizon %q is past the start %s of the backup in progress", plan.WALHorizon, r.info.StartWALSegment)
+	if plan.WALHorizon == "" || plan.WALHorizon[8:] > info.StartWALSegment[8:] {
+		t.Errorf("WAL horizon %q is past the start %s of the backup in progress", plan.WALHorizon, info.StartWALSegment)
 	}
 	bs, err := a.ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range bs {
-		if b.Name == r.info.Name {
+		if b.Name == info.Name {
 			if err := a.CheckBackup(ctx, b, true); err != nil {
 				t.Errorf("backup completed beside retention: %v", err)
 			}
 			return
 		}
 	}
-	t.Errorf("backup %s completed beside retention is not listed (listed: %d)", r.info.Name, len(bs))
+	t.Errorf("backup %s completed beside retention is not listed (listed: %d)", info.Name, len(bs))
 }
 
 // TestRun_RetentionBesideOlderBackup: a backup P still in progress that
@@ -235,80 +262,42 @@ func retentionWhileCompleting(ctx context.Context, t *testing.T, a *archive.Arch
 func TestRun_RetentionBesideOlderBackup(t *testing.T) {
 	c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: pgtest.Versions()[0]})
 	pgtest.Pgbench(t, c, "-i", "-s", "1")
-	stores := []struct {
-		name string
-		open func(t *testing.T) storage.Store
-	}{
-		{"Local", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.Local(t)) }},
-		{"MinIO", func(t *testing.T) storage.Store { return storetest.Open(t, storetest.MinIO(t)) }},
-	}
-	for _, sc := range stores {
-		t.Run(sc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			t.Cleanup(cancel)
-			a := &archive.Archive{Store: sc.open(t), Codec: &archive.Codec{Compression: compress.Snappy, Host: "testhost"}, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
-			opts := Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Parallel: 2}
-			if _, err := Run(ctx, opts); err != nil {
-				t.Fatal(err)
-			}
+	forEachRaceStore(t, c, func(ctx context.Context, t *testing.T, opts Options) {
+		a := opts.Archive
+		if _, err := Run(ctx, opts); err != nil {
+			t.Fatal(err)
+		}
+		pb := startPaused(ctx, t, opts, func(key string) bool { return strings.HasPrefix(key, a.Layout.Dir(archive.BasebackupChunkDir)) })
+		// Q starts in a later segment than P.
+		c.Exec(t, "select pg_switch_wal()")
+		c.Exec(t, "create table if not exists moved (n int); insert into moved values (1)")
+		c.Exec(t, "select pg_switch_wal()")
+		q, err := Run(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		archivetest.StoreArchivedWAL(t, c, walDir, a)
 
-			g := newGatedStore(a.Store, func(key string) bool { return strings.HasPrefix(key, a.Layout.Dir(archive.BasebackupChunkDir)) })
-			pa := *a
-			pa.Store = g
-			popts := opts
-			popts.Archive = &pa
-			type result struct {
-				info *archive.BackupInfo
-				err  error
+		plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+			t.Fatal(err)
+		}
+		p, err := pb.wait(ctx)
+		if err != nil {
+			t.Fatalf("backup P: %v", err)
+		}
+		if p.StartWALSegment[8:] >= q.StartWALSegment[8:] {
+			t.Fatalf("P starts in %s, Q in %s: the test needs P to start first", p.StartWALSegment, q.StartWALSegment)
+		}
+		for s := p.StartWALSegment; s[8:] < q.StartWALSegment[8:]; s = nextSegment(t, s, p.SegmentSize()) {
+			if _, err := a.Store.Stat(ctx, a.Layout.WALKey(s)); err != nil {
+				t.Errorf("WAL %s, which backup P (start %s) needs, is gone after retention: %v (plan: %q)", s, p.StartWALSegment, err, plan.Notes)
 			}
-			done := make(chan result, 1)
-			go func() {
-				info, err := Run(ctx, popts)
-				done <- result{info, err}
-			}()
-			var let sync.Once
-			letGo := func() { let.Do(func() { close(g.release) }) }
-			t.Cleanup(letGo)
-			select {
-			case <-g.reached:
-			case r := <-done:
-				t.Fatalf("backup P ended before its first chunk was stored: %v", r.err)
-			case <-ctx.Done():
-				t.Fatal(ctx.Err())
-			}
-			// Q starts in a later segment than P.
-			c.Exec(t, "select pg_switch_wal()")
-			c.Exec(t, "create table if not exists moved (n int); insert into moved values (1)")
-			c.Exec(t, "select pg_switch_wal()")
-			q, err := Run(ctx, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			archivetest.StoreArchivedWAL(t, c, walDir, a)
-
-			plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
-				t.Fatal(err)
-			}
-			letGo()
-			r := <-done
-			if r.err != nil {
-				t.Fatalf("backup P: %v", r.err)
-			}
-			p := r.info
-			if p.StartWALSegment[8:] >= q.StartWALSegment[8:] {
-				t.Fatalf("P starts in %s, Q in %s: the test needs P to start first", p.StartWALSegment, q.StartWALSegment)
-			}
-			for s := p.StartWALSegment; s[8:] < q.StartWALSegment[8:]; s = nextSegment(t, s, p.SegmentSize()) {
-				if _, err := a.Store.Stat(ctx, a.Layout.WALKey(s)); err != nil {
-					t.Errorf("WAL %s, which backup P (start %s) needs, is gone after retention: %v (plan: %q)", s, p.StartWALSegment, err, plan.Notes)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // nextSegment returns the name of the segment after s.
