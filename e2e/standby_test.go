@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // startStandby makes a streaming hot standby of primary with Debian's
@@ -451,13 +456,13 @@ func TestStandby_DaemonResumesBackupWAL(t *testing.T) {
 		t.Fatalf("hoard basebackup --json:\n%s", out)
 	}
 	end := b.EndWALSegment
-	if end == "" || s.stored(end+".partial") || s.stored(end) {
-		t.Fatalf("backup %s: end segment %q already stored before the daemon runs again", b.Name, end)
+	if end == "" || s.stored(end) || s.partialThrough(end, b.EndLSN) {
+		t.Fatalf("backup %s: its WAL through %s (segment %q) already stored before the daemon runs again", b.Name, b.EndLSN, end)
 	}
 
 	d := s.startStreaming()
-	d.waitFor("the backup's end segment "+end+" stored as a .partial", time.Minute, func() bool {
-		return s.stored(end + ".partial")
+	d.waitFor("the backup's end segment "+end+" stored as a .partial through "+b.EndLSN, time.Minute, func() bool {
+		return s.partialThrough(end, b.EndLSN)
 	})
 	c := s.restoreAndStart(t, primary.Major, b.Name)
 	if got := rowsOf(t, c); got != want {
@@ -523,16 +528,57 @@ func TestStandby_CLIBackupIdlePrimary(t *testing.T) {
 // on the primary after the segment switch that made the standby, so the
 // standby's replay position is in the segment the primary writes. It
 // returns the primary, the site and the primary's rows.
+//
+// The daemon's stop stores the segment it was receiving as a .partial
+// when WAL reached it (walstream's stream-end copy), and the primary
+// writes some on its own after the switch (a standby snapshot within
+// 15 s): so the daemon is made to receive WAL there before its stop, and
+// the segment the rows go to is always stored as a .partial that holds
+// none of them.
 func idleStandbyDaemonStopped(t *testing.T) (*pgtest.Cluster, *streamSite, string) {
 	t.Helper()
 	primary, standby := startPair(t, nil)
 	s := standbySite(t, standby, 0)
 	s.setSiteKey("basebackup_mode", "local-tar")
 	d := s.startStreaming() // creates the slot
+	after := lsnOf(t, primary.QueryString(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'before the stop')::text"))
+	waitReplayed(t, primary, standby)
+	d.waitFor("the daemon flushed "+after.String(), time.Minute, func() bool {
+		st, ok := d.status()
+		if !ok || st.Sites[s.name].WAL == nil {
+			return false
+		}
+		f, err := pglogrepl.ParseLSN(st.Sites[s.name].WAL.Flushed)
+		return err == nil && f >= after
+	})
 	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("hoard daemon: exit %d after SIGTERM, want 0", code)
 	}
 	primary.Exec(t, "insert into tl_rows select g, 'idle-after' from generate_series(101, 200) g")
 	waitReplayed(t, primary, standby)
 	return primary, s, rowsOf(t, primary)
+}
+
+// partialThrough reports whether xlog/<seg>.partial is stored and holds
+// the WAL up to lsn (1 MiB segments): a stored .partial holds the WAL from
+// the segment's start, not padded. One that cannot be read (replaced
+// while read) does not count.
+func (s *streamSite) partialThrough(seg, lsn string) bool {
+	s.t.Helper()
+	const segSize = 1 << 20
+	start, err := wal.ParseSegmentName(seg, segSize)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	want, err := pglogrepl.ParseLSN(lsn)
+	if err != nil {
+		s.t.Fatalf("LSN %q: %v", lsn, err)
+	}
+	rc, _, err := (&archive.Codec{}).Open(s.t.Context(), s.store, s.name+"/xlog/"+seg+wal.PartialSuffix)
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	return err == nil && start.StartLSN(segSize)+pglogrepl.LSN(n) >= want
 }
