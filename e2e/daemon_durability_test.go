@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
-
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -51,14 +49,7 @@ func (s *streamSite) finishAndCheck(t *testing.T, d *daemonProc, src *pgtest.Clu
 	// .partial (otherwise only when the server wrote a standby snapshot
 	// or a checkpoint in time).
 	after := lsnOf(t, src.QueryString(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'after')::text"))
-	d.waitFor("the record after the switch flushed", 2*time.Minute, func() bool {
-		st, ok := d.status()
-		if !ok || st.Sites[s.name].WAL == nil {
-			return false
-		}
-		f, err := pglogrepl.ParseLSN(st.Sites[s.name].WAL.Flushed)
-		return err == nil && f > after
-	})
+	d.waitFlushed(s.name, after, 2*time.Minute)
 	if code := d.stop(syscall.SIGTERM, 90*time.Second); code != 0 {
 		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/hoardbackup/hoard/internal/testio"
 )
 
@@ -126,6 +128,21 @@ func (d *daemonProc) status() (daemonStatus, bool) {
 		return st, false
 	}
 	return st, true
+}
+
+// waitFlushed waits until the daemon reports site's WAL fsynced up to
+// lsn (its status' flushed_lsn), which the server's functions return as
+// the end of the record they wrote.
+func (d *daemonProc) waitFlushed(site string, lsn pglogrepl.LSN, timeout time.Duration) {
+	d.t.Helper()
+	d.waitFor("the daemon flushed "+lsn.String(), timeout, func() bool {
+		st, ok := d.status()
+		if !ok || st.Sites[site].WAL == nil {
+			return false
+		}
+		f, err := pglogrepl.ParseLSN(st.Sites[site].WAL.Flushed)
+		return err == nil && f >= lsn
+	})
 }
 
 // waitFor polls cond every 200 ms until it holds, failing the test after

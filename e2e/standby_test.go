@@ -543,14 +543,7 @@ func idleStandbyDaemonStopped(t *testing.T) (*pgtest.Cluster, *streamSite, strin
 	d := s.startStreaming() // creates the slot
 	after := lsnOf(t, primary.QueryString(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'before the stop')::text"))
 	waitReplayed(t, primary, standby)
-	d.waitFor("the daemon flushed "+after.String(), time.Minute, func() bool {
-		st, ok := d.status()
-		if !ok || st.Sites[s.name].WAL == nil {
-			return false
-		}
-		f, err := pglogrepl.ParseLSN(st.Sites[s.name].WAL.Flushed)
-		return err == nil && f >= after
-	})
+	d.waitFlushed(s.name, after, time.Minute)
 	if code := d.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("hoard daemon: exit %d after SIGTERM, want 0", code)
 	}
