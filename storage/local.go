@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -96,14 +97,6 @@ func checkFileKey(key, what string) error {
 		}
 	}
 	return nil
-}
-
-// path checks key and returns its file path.
-func (l *Local) path(key string) (string, error) {
-	if err := checkFileKey(key, "a local file"); err != nil {
-		return "", err
-	}
-	return filepath.Join(l.root, filepath.FromSlash(key)), nil
 }
 
 // Put writes a temp file in the object's directory and one for the
@@ -195,7 +188,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 // directory could replace a directory in it with a link to one outside
 // (pg_wal of the running cluster): os.Root refuses a path that leaves the
 // storage directory, so Put, Create and Delete never write or remove a
-// file outside it.
+// file outside it, and reads (readDir) never read one.
 func (l *Local) objectDir(key string, create bool) (*os.Root, string, error) {
 	rel := filepath.FromSlash(key)
 	dir, base := filepath.Dir(rel), filepath.Base(rel)
@@ -212,12 +205,7 @@ func (l *Local) objectDir(key string, create bool) (*os.Root, string, error) {
 	d, err := root.OpenRoot(dir)
 	if err != nil {
 		if link := linkOut(root, dir); link != "" {
-			return nil, "", &permanentError{
-				msg: fmt.Sprintf("%s is a symbolic link out of the storage directory %s, where hoard writes and deletes nothing: "+
-					"someone who can write the storage directory planted it, or it was made by hand; make it a directory",
-					filepath.Join(l.root, link), l.root),
-				err: err,
-			}
+			return nil, "", errLinkOut(l.root, link, err)
 		}
 		return nil, "", err
 	}
@@ -354,26 +342,42 @@ func (l *Local) mkdirRoot() error {
 // Sync fsyncs the object's file and sidecar, its directory and every
 // directory up to the store's root and the root's parent: a Put that died
 // before its own fsyncs may have created any of them.
+// Like the reads, it opens nothing through a link: not the files (see
+// openBeneath), and the directories through an os.Root of the storage
+// directory.
 func (l *Local) Sync(ctx context.Context, key string) error {
-	p, _, _, err := l.readSidecar("sync", key, false)
+	d, base, err := l.readDir("sync", key, false)
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{p, p + sidecarSuffix} {
-		if err := l.syncFile(name); err != nil {
-			return localErr("sync", key, err)
-		}
+	defer d.Close()
+	if _, _, err := l.readSidecar("sync", key, d, base, false); err != nil {
+		return err
 	}
-	root := filepath.Clean(l.root)
-	for d := filepath.Dir(p); ; d = filepath.Dir(d) {
-		if err := l.syncDir(d); err != nil {
+	f, _, err := l.openFile("sync", key, d, base)
+	if err != nil {
+		return err
+	}
+	if err := l.syncOpened(f, nil); err != nil {
+		return localErr("sync", key, err)
+	}
+	if err := l.syncOpened(openBeneath(d, base+sidecarSuffix)); err != nil {
+		return localErr("sync", key, err)
+	}
+	root, err := os.OpenRoot(l.root)
+	if err != nil {
+		return localErr("sync", key, err)
+	}
+	defer root.Close()
+	for dir := filepath.Dir(filepath.FromSlash(key)); ; dir = filepath.Dir(dir) {
+		if err := l.syncIn(root, dir); err != nil {
 			return localErr("sync", key, err)
 		}
-		if d == root || filepath.Dir(d) == d || !strings.HasPrefix(d, root) {
+		if dir == "." {
 			break
 		}
 	}
-	if err := l.syncDir(filepath.Dir(root)); err != nil {
+	if err := l.syncDir(filepath.Dir(filepath.Clean(l.root))); err != nil {
 		return localErr("sync", key, err)
 	}
 	return nil
@@ -635,54 +639,50 @@ func encodeSidecar(md Metadata, sum []byte, size int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// readSidecar reads the object's metadata and returns the object file's
-// path and the sidecar's FileInfo (from the descriptor read, so its change
-// time is the one of the metadata returned); a missing sidecar means the
-// object does not exist. "_hash" is dropped and not checked (PGHoard's own
-// test data carries a placeholder there), and so is "Content-Length".
+// readSidecar reads the metadata of the object base in its directory d
+// (readDir) and returns the sidecar's FileInfo (from the descriptor read,
+// so its change time is the one of the metadata returned); a missing
+// sidecar means the object does not exist. "_hash" is dropped and not
+// checked (PGHoard's own test data carries a placeholder there), and so is
+// "Content-Length".
 //
 // With mounted, a missing sidecar is ErrNotFound only if the storage
 // directory is there and not empty (see notFound): reads of content ask
 // this; Stat does not, so that a first upload into a new directory can
 // check that its key is free.
-func (l *Local) readSidecar(op, key string, mounted bool) (string, Metadata, os.FileInfo, error) {
-	p, err := l.path(key)
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("%s: %w", op, err)
-	}
-	sidecar := filepath.Base(p) + sidecarSuffix
-	data, fi, err := readRegular(p + sidecarSuffix)
+func (l *Local) readSidecar(op, key string, d *os.Root, base string, mounted bool) (Metadata, os.FileInfo, error) {
+	sidecar := base + sidecarSuffix
+	data, fi, err := readRegular(d, sidecar)
 	var nr *notRegularError
 	switch {
 	case errors.Is(err, syscall.ELOOP):
-		return "", nil, nil, fmt.Errorf("%s %s: %s is a symbolic link: %w", op, key, sidecar, ErrBadMetadata)
+		return nil, nil, fmt.Errorf("%s %s: %s is a symbolic link: %w", op, key, sidecar, ErrBadMetadata)
 	case errors.As(err, &nr):
-		return "", nil, nil, fmt.Errorf("%s %s: %s is not a regular file (%s): %w", op, key, sidecar, nr.mode, ErrBadMetadata)
+		return nil, nil, fmt.Errorf("%s %s: %s is not a regular file (%s): %w", op, key, sidecar, nr.mode, ErrBadMetadata)
 	case errors.Is(err, errTooLarge):
-		return "", nil, nil, fmt.Errorf("%s %s: %s is over %d bytes: %w", op, key, sidecar, maxSidecar, ErrBadMetadata)
+		return nil, nil, fmt.Errorf("%s %s: %s is over %d bytes: %w", op, key, sidecar, maxSidecar, ErrBadMetadata)
 	case errors.Is(err, fs.ErrNotExist):
 		if !mounted {
-			return "", nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+			return nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
 		}
-		return "", nil, nil, l.notFound(op, key)
+		return nil, nil, l.notFound(op, key)
 	case err != nil:
-		return "", nil, nil, localErr(op, key, err)
+		return nil, nil, localErr(op, key, err)
 	}
 	md, err := parseSidecar(data)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("%s %s: parse %s: %w: %w", op, key, filepath.Base(p)+sidecarSuffix, ErrBadMetadata, err)
+		return nil, nil, fmt.Errorf("%s %s: parse %s: %w: %w", op, key, sidecar, ErrBadMetadata, err)
 	}
-	return p, md, fi, nil
+	return md, fi, nil
 }
 
-// readRegular reads a sidecar file, which must be a regular file of at
-// most maxSidecar bytes, and returns its bytes and its FileInfo (from the
-// descriptor read). Anyone who can write the storage directory could plant
-// a FIFO that never ends, /dev/zero or a link there: the file must not be a
-// link (O_NOFOLLOW: syscall.ELOOP), and opening a FIFO does not wait for a
-// writer (O_NONBLOCK).
-func readRegular(name string) ([]byte, os.FileInfo, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// readRegular reads the sidecar file name of d, which must be a regular
+// file of at most maxSidecar bytes, and returns its bytes and its FileInfo
+// (from the descriptor read). Anyone who can write the storage directory
+// could plant a FIFO that never ends, /dev/zero or a link there: the file
+// is opened with openBeneath (a link: syscall.ELOOP; a FIFO: no wait).
+func readRegular(d *os.Root, name string) ([]byte, os.FileInfo, error) {
+	f, err := openBeneath(d, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -773,21 +773,31 @@ func (l *Local) notFound(op, key string) error {
 	return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
 }
 
-// openFile opens the object file p of a key whose sidecar was read. A
-// missing file is a damaged store, not a missing object, unless the
-// sidecar is gone too (a Delete removes the sidecar first). Opening does
-// not wait for a writer (O_NONBLOCK), should someone who can write the
-// storage directory have put a FIFO there: it is refused as not a regular
-// file. (O_NONBLOCK changes nothing for a regular file's reads.)
-func (l *Local) openFile(op, key, p string) (*os.File, os.FileInfo, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+// openFile opens the object file base in its directory d (readDir) of a
+// key whose sidecar was read. A missing file is a damaged store, not a
+// missing object, unless the sidecar is gone too (a Delete removes the
+// sidecar first). It opens with openBeneath: a link is refused (hoard and
+// PGHoard never make one; it may lead out of the store, to /etc/shadow),
+// and a FIFO, which someone who can write the storage directory may have
+// put there, is refused as not a regular file without waiting for a
+// writer.
+func (l *Local) openFile(op, key string, d *os.Root, base string) (*os.File, os.FileInfo, error) {
+	p := filepath.Join(d.Name(), base)
+	f, err := openBeneath(d, base)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			if _, serr := os.Lstat(p + sidecarSuffix); errors.Is(serr, fs.ErrNotExist) {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if _, serr := d.Lstat(base + sidecarSuffix); errors.Is(serr, fs.ErrNotExist) {
 				return nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
 			}
 			return nil, nil, fmt.Errorf("%s %s: %w", op, key, &permanentError{
 				msg: fmt.Sprintf("%s has a metadata sidecar but no object file: the local storage is damaged", p),
+				err: err,
+			})
+		case errors.Is(err, syscall.ELOOP):
+			return nil, nil, fmt.Errorf("%s %s: %w", op, key, &permanentError{
+				msg: fmt.Sprintf("%s is a symbolic link, which hoard does not read: someone who can write the storage directory "+
+					"planted it, or it was made by hand; replace it with the object's file", p),
 				err: err,
 			})
 		}
@@ -820,11 +830,15 @@ func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 
 // OpenRange returns a section of the object's file.
 func (l *Local) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	p, _, _, err := l.readSidecar("open", key, true)
+	d, base, err := l.readDir("open", key, true)
 	if err != nil {
 		return nil, err
 	}
-	f, _, err := l.openFile("open", key, p)
+	defer d.Close()
+	if _, _, err := l.readSidecar("open", key, d, base, true); err != nil {
+		return nil, err
+	}
+	f, _, err := l.openFile("open", key, d, base)
 	if err != nil {
 		return nil, err
 	}
@@ -864,14 +878,41 @@ func later(a, b time.Time) time.Time {
 // directory order differs from key order ("a-b" < "a/x" but "a" < "a-b").
 // On the way it removes temp files that have not been written for
 // StaleTempAge: what a killed Put or Create left behind, never an object.
+//
+// It walks through an os.Root of the storage directory and follows no
+// link below the prefix's directory: an object file that is a link is no
+// object (one whose sidecar is a link is listed, and refused when read),
+// and a directory that is one is not entered (a link to / or a loop would
+// have it walk the whole file system, /proc included).
+// The prefix's directory may be reached through links that stay in the
+// store (see objectDir); one that leads out fails the listing, naming it,
+// rather than list what lies outside (retention deletes by what it lists)
+// or nothing (an archive that looks empty).
 func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) error {
-	start := l.root
+	root, err := os.OpenRoot(l.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return localErr("list", prefix, err)
+	}
+	defer root.Close()
+	start := "."
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
-		start = filepath.Join(l.root, filepath.FromSlash(prefix[:i]))
+		start = prefix[:i]
+		if _, err := root.Stat(filepath.FromSlash(start)); err != nil {
+			if link := linkOut(root, filepath.FromSlash(start)); link != "" {
+				return fmt.Errorf("list %s: %w", prefix, errLinkOut(l.root, link, err))
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return localErr("list", prefix, err)
+		}
 	}
 	var objs []Object
 	now := time.Now()
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(root.FS(), start, func(key string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
@@ -881,7 +922,7 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if p == start {
+		if key == start {
 			return nil
 		}
 		if hidden(d.Name()) {
@@ -889,15 +930,10 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 				return filepath.SkipDir
 			}
 			if tempFile(d.Name()) && d.Type().IsRegular() {
-				removeStale(p, d, now)
+				removeStale(root, key, d, now)
 			}
 			return nil
 		}
-		rel, err := filepath.Rel(l.root, p)
-		if err != nil {
-			return err
-		}
-		key := filepath.ToSlash(rel)
 		if d.IsDir() {
 			if !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
 				return filepath.SkipDir
@@ -907,7 +943,10 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
 			return nil
 		}
-		sfi, err := os.Stat(p + sidecarSuffix)
+		// The sidecar is not followed, only looked for: one that is not a
+		// regular file (a link, a FIFO) leaves the object listed, and
+		// damaged, which reading it reports.
+		sfi, err := root.Lstat(filepath.FromSlash(key + sidecarSuffix))
 		if err != nil {
 			return nil // no sidecar: not a complete object
 		}
@@ -930,20 +969,22 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 	return nil
 }
 
-// removeStale removes the temp file p if it was last written StaleTempAge
-// before now, unless it is the sidecar temp named for the object file now
-// in place (replaceName), which completes an interrupted replace: the next
-// Put of the key removes it. Errors are ignored: a reader without write
-// access leaves the housekeeping to a writer.
-func removeStale(p string, d fs.DirEntry, now time.Time) {
+// removeStale removes the temp file name of root if it was last written
+// StaleTempAge before now, unless it is the sidecar temp named for the
+// object file now in place (replaceName), which completes an interrupted
+// replace: the next Put of the key removes it. Errors are ignored: a
+// reader without write access leaves the housekeeping to a writer.
+func removeStale(root *os.Root, name string, d fs.DirEntry, now time.Time) {
 	fi, err := d.Info()
 	if err != nil || now.Sub(fi.ModTime()) <= StaleTempAge {
 		return
 	}
-	if completes(d.Name(), func(base string) (os.FileInfo, error) { return os.Lstat(filepath.Join(filepath.Dir(p), base)) }) {
+	if completes(d.Name(), func(base string) (os.FileInfo, error) {
+		return root.Lstat(filepath.FromSlash(path.Join(path.Dir(name), base)))
+	}) {
 		return
 	}
-	_ = os.Remove(p)
+	_ = root.Remove(filepath.FromSlash(name))
 }
 
 // Delete removes the sidecar first (the object disappears at once), then

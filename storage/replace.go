@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -88,13 +87,12 @@ func describes(sidecar []byte, size int64, sum []byte) bool {
 }
 
 // completedSidecar returns the metadata and FileInfo of the sidecar temp
-// that completes the object file f (size and time in fi), found by its
-// replace name; ok is false when there is none or it does not describe f,
-// and the object is read with its sidecar, as it is. Only then is f's
-// content hashed, from its start whatever its offset.
-func (l *Local) completedSidecar(f *os.File, fi os.FileInfo) (md Metadata, sfi os.FileInfo, ok bool) {
-	name := filepath.Join(filepath.Dir(f.Name()), replaceName(filepath.Base(f.Name()), fi.Size(), fi.ModTime()))
-	data, sfi, err := readRegular(name)
+// that completes the object file f, base in d (size and time in fi), found
+// by its replace name; ok is false when there is none or it does not
+// describe f, and the object is read with its sidecar, as it is. Only then
+// is f's content hashed, from its start whatever its offset.
+func (l *Local) completedSidecar(d *os.Root, base string, f *os.File, fi os.FileInfo) (md Metadata, sfi os.FileInfo, ok bool) {
+	data, sfi, err := readRegular(d, replaceName(base, fi.Size(), fi.ModTime()))
 	if err != nil {
 		return nil, nil, false
 	}
@@ -168,21 +166,25 @@ const readAttempts = 5
 // checked against the file's bytes, both names must still name the files
 // read once the file is open; when either changed, the key is read again.
 func (l *Local) openObject(op, key string, mounted bool) (f *os.File, fi os.FileInfo, md Metadata, sfi os.FileInfo, err error) {
+	d, base, err := l.readDir(op, key, mounted)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	defer d.Close()
 	for range readAttempts {
-		var p string
-		if p, md, sfi, err = l.readSidecar(op, key, mounted); err != nil {
+		if md, sfi, err = l.readSidecar(op, key, d, base, mounted); err != nil {
 			return nil, nil, nil, nil, err
 		}
 		if l.beforeOpen != nil {
 			l.beforeOpen()
 		}
-		if f, fi, err = l.openFile(op, key, p); err != nil {
+		if f, fi, err = l.openFile(op, key, d, base); err != nil {
 			return nil, nil, nil, nil, err
 		}
-		if cmd, cfi, ok := l.completedSidecar(f, fi); ok {
+		if cmd, cfi, ok := l.completedSidecar(d, base, f, fi); ok {
 			return f, fi, cmd, cfi, nil
 		}
-		if unchanged(p+sidecarSuffix, sfi) && unchanged(p, fi) {
+		if unchanged(d, base+sidecarSuffix, sfi) && unchanged(d, base, fi) {
 			return f, fi, md, sfi, nil
 		}
 		_ = f.Close()
@@ -190,10 +192,11 @@ func (l *Local) openObject(op, key string, mounted bool) (f *os.File, fi os.File
 	return nil, nil, nil, nil, fmt.Errorf("%s %s: replaced while read, %d times in a row", op, key, readAttempts)
 }
 
-// unchanged reports whether name still names the file fi describes,
-// following links as os.Open does. The size and modification time guard
-// against the inode number of a file renamed away being reused at once.
-func unchanged(name string, fi os.FileInfo) bool {
-	now, err := os.Stat(name)
+// unchanged reports whether name in d still names the file fi describes
+// (a link there does not: the files read were opened without following
+// one). The size and modification time guard against the inode number of
+// a file renamed away being reused at once.
+func unchanged(d *os.Root, name string, fi os.FileInfo) bool {
+	now, err := d.Lstat(name)
 	return err == nil && os.SameFile(now, fi) && now.Size() == fi.Size() && now.ModTime().Equal(fi.ModTime())
 }
