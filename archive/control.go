@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"path"
 )
 
 // Limits of a control object. It is small: the manifest, pg_control
@@ -39,7 +40,16 @@ type Control struct {
 	// chunks) must find the same bytes.
 	Size int64
 	Sum  [sha256.Size]byte
+	// Label is the backup_label member's bytes, nil when the tar holds
+	// none or one over maxLabelSize: CheckControl compares its start with
+	// the backup's metadata.
+	Label []byte
 }
+
+// maxLabelSize bounds the backup_label kept in memory. PostgreSQL's is a
+// few hundred bytes (do_pg_backup_stop in xlog.c); its LABEL line at most
+// MAXPGPATH long.
+const maxLabelSize = 64 << 10
 
 // ControlCheck is called for each member of a control tar after the
 // manifest, with the parsed manifest; an error stops the read.
@@ -82,6 +92,7 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 		return nil, err
 	}
 	buf := make([]byte, 64<<10)
+	var label []byte
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -95,6 +106,12 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 				return nil, err
 			}
 		}
+		if path.Clean(hdr.Name) == ControlBackupLabel && hdr.Typeflag == tar.TypeReg && hdr.Size <= maxLabelSize {
+			if label, err = io.ReadAll(tr); err != nil {
+				return nil, fmt.Errorf("read control tar: member %q: %w", hdr.Name, err)
+			}
+			continue
+		}
 		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
 			return nil, fmt.Errorf("read control tar: member %q: %w", hdr.Name, err)
 		}
@@ -104,7 +121,7 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 	if _, err := io.CopyBuffer(io.Discard, lr, buf); err != nil {
 		return nil, fmt.Errorf("read control tar: %w", err)
 	}
-	c := &Control{Manifest: m, Size: lr.n}
+	c := &Control{Manifest: m, Size: lr.n, Label: label}
 	h.Sum(c.Sum[:0])
 	return c, nil
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/jackc/pglogrepl"
 
@@ -50,11 +49,6 @@ func ClusterReplayStart(pgdata string) (ReplayStart, error) {
 
 // labelStart returns backup_label's START WAL LOCATION.
 func labelStart(label string) (pglogrepl.LSN, error) {
-	for line := range strings.Lines(label) {
-		if v, ok := strings.CutPrefix(line, "START WAL LOCATION: "); ok {
-			lsn, _, _ := strings.Cut(strings.TrimSpace(v), " ")
-			return pglogrepl.ParseLSN(lsn)
-		}
-	}
-	return 0, errors.New("no START WAL LOCATION")
+	l, err := parseLabel(label)
+	return l.Start, err
 }

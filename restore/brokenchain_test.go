@@ -15,7 +15,6 @@ import (
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -117,22 +116,19 @@ func TestRun_IncrementalBrokenChainFallback(t *testing.T) {
 // PostgreSQL 17 and an incremental one on it, then makes the full
 // backup's control object record another system (as a backup of another
 // cluster with the same start, swapped in under its name, would) and
-// sets the system identifier of both backups' metadata, which is not
-// authenticated, to that system. Restoring the incremental backup by name
-// must refuse the chain, naming the parent's object: its own control
-// object records the real system.
+// sets the system identifier of its metadata, which is not authenticated,
+// to that system. Restoring the incremental backup by name must refuse
+// the chain, naming the parent's object: the child's control object
+// records the real system. (The child's metadata rewritten to that system
+// too is refused before the chain is read: it is not its control
+// object's, archive.CheckControl.)
 func TestRun_IncrementalForeignParent(t *testing.T) {
 	src, walDir, a := incrSource(t, 17)
 	ctx := incrContext(t)
 	full, inc := fullAndIncremental(ctx, t, src, a)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
 
-	foreign := otherSystemID(full.SystemID)
-	archivetest.ForeignSystem(t, a, full, foreign)
-	storetest.Rewrite(t, a.Store, inc.Key, func(data []byte, md storage.Metadata) []byte {
-		md[archive.MetaSystemID] = foreign
-		return data
-	})
+	archivetest.ForeignSystem(t, a, full, otherSystemID(full.SystemID))
 	wantBrokenChain(ctx, t, a, inc, walDir, full.Key, "on a parent of another system")
 }
 

@@ -214,13 +214,15 @@ func checkControlMember(m *archive.Manifest, h *tar.Header) error {
 	return nil
 }
 
-// ReadControl reads the control object key of a as restore does before
-// it writes anything: each member after the manifest is planned as the
-// extractor will (checkControlMember), and the tar must hold pg_control
-// and backup_label, a regular file (ErrNoBackupLabel). Restore reads the
-// control object of the backup it restores with it, and verify that of
-// every backup.
-func ReadControl(ctx context.Context, a *archive.Archive, key string) (*archive.Control, error) {
+// ReadControl reads the control object of backup b in a as restore does
+// before it writes anything: each member after the manifest is planned as
+// the extractor will (checkControlMember), the tar must hold pg_control
+// and backup_label, a regular file (ErrNoBackupLabel), and it must be b's
+// own (archive.CheckControl: not another backup's copied under b's name).
+// Restore reads the control object of the backup it restores with it, and
+// verify that of every backup.
+func ReadControl(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) (*archive.Control, error) {
+	key := b.Key
 	var control, label bool
 	ctrl, err := a.ReadControl(ctx, key, func(m *archive.Manifest, h *tar.Header) error {
 		if err := checkControlMember(m, h); err != nil {
@@ -241,6 +243,9 @@ func ReadControl(ctx context.Context, a *archive.Archive, key string) (*archive.
 		return nil, fmt.Errorf("control object %s holds no %s (restore another backup)", key, archive.ControlPGControl)
 	case !label:
 		return nil, errNoLabel("control object "+key, archive.ControlBackupLabel)
+	}
+	if err := archive.CheckControl(b, ctrl); err != nil {
+		return nil, fmt.Errorf("control object %s: %w", key, err)
 	}
 	return ctrl, nil
 }

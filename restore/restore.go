@@ -546,7 +546,7 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 		if b.OneTar() || checkFormat(b) != nil || checkVersion(b) != nil {
 			return b, nil, nil, nil // Run refuses an unknown format or an old version, naming it
 		}
-		ctrl, err := ReadControl(ctx, a.ArchiveOf(b), b.Key)
+		ctrl, err := ReadControl(ctx, a.ArchiveOf(b), b)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("backup %s: %w", b.Name, err)
 		}

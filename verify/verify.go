@@ -543,7 +543,7 @@ func (c *checker) open(ctx context.Context, key, hmac string) (io.ReadCloser, er
 // object that cannot be read or is broken is a problem of r: readControl
 // reports it and returns nil and no error; the error is ctx's only.
 func (c *checker) readControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport) (*archive.Control, error) {
-	ctrl, err := restore.ReadControl(ctx, c.a, b.Key)
+	ctrl, err := restore.ReadControl(ctx, c.a, b)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}

@@ -606,10 +606,11 @@ func TestRun_ControlBomb(t *testing.T) {
 		tw.Write(js)
 		tw.WriteHeader(&tar.Header{Name: "pgdata/backup_manifest", Typeflag: tar.TypeReg, Mode: 0o600, Size: size})
 		io.CopyN(tw, zeroReader{}, size)
-		for _, m := range []string{archive.ControlPGControl, archive.ControlBackupLabel} {
-			tw.WriteHeader(&tar.Header{Name: m, Typeflag: tar.TypeReg, Mode: 0o600, Size: 512})
-			io.CopyN(tw, zeroReader{}, 512)
-		}
+		tw.WriteHeader(&tar.Header{Name: archive.ControlPGControl, Typeflag: tar.TypeReg, Mode: 0o600, Size: 512})
+		io.CopyN(tw, zeroReader{}, 512)
+		label := "START WAL LOCATION: " + b.StartLSN.String() + " (file " + b.StartWALSegment + ")\n"
+		tw.WriteHeader(&tar.Header{Name: archive.ControlBackupLabel, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(label))})
+		io.WriteString(tw, label)
 		pw.CloseWithError(tw.Close())
 	}()
 	if _, err := a.Codec.Put(ctx, a.Store, b.Key, pr, -1, b.ToMetadata()); err != nil {

@@ -169,7 +169,7 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 			{Name: archive.ControlPGControl, Body: strings.Repeat("c", PGControlSize)},
 		}
 		if !b.NoLabel {
-			members = append(members, Member{Name: archive.ControlBackupLabel, Body: "START WAL LOCATION: 0/2000028 (file " + StartSegment + ")\n"})
+			members = append(members, Member{Name: archive.ControlBackupLabel, Body: "START WAL LOCATION: 0/200028 (file " + StartSegment + ")\n"})
 		}
 		for _, d := range archive.ControlEmptyDirs {
 			members = append(members, Member{Name: d, Type: tar.TypeDir})

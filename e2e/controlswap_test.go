@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"errors"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestRestore_ControlObjectSwapped: someone who can write the storage but
+// holds no key copies the control object of an older backup A over the
+// newer backup B's, keeping B's metadata. In a site with keys both are
+// authentic: the body is A's encrypted tar, and B's metadata HMAC binds
+// B's name and metadata, not the body. The body names A's chunks (which
+// are authentic too) and holds A's backup_label, so a restore of B
+// restored A: with --target-immediate the cluster started with A's rows
+// only, B's row 2 gone, and nothing said so. restore must refuse B,
+// naming its control object, before it writes anything, and verify must
+// report B; A still restores.
+func TestRestore_ControlObjectSwapped(t *testing.T) {
+	for _, keys := range []bool{true, false} {
+		name := "NoKeys"
+		if keys {
+			name = "Keys"
+		}
+		t.Run(name, func(t *testing.T) { testControlObjectSwapped(t, keys) })
+	}
+}
+
+func testControlObjectSwapped(t *testing.T, keys bool) {
+	s := newSite(t, siteOptions{Encrypt: keys})
+	src := s.startWithTable(t)
+	s.mustHoard("basebackup", "--fast")
+	src.Exec(t, "insert into t values (2)")
+	switchAndWaitArchived(t, src)
+	s.mustHoard("basebackup", "--fast")
+	bs := s.listBackups()
+	if len(bs) != 2 {
+		t.Fatalf("hoard list: %d backups, want 2: %+v", len(bs), bs)
+	}
+	older, newer := bs[0], bs[1]
+	if older.StartLSN == newer.StartLSN {
+		t.Fatalf("backups %s and %s start at the same LSN %s", older.Name, newer.Name, older.StartLSN)
+	}
+
+	st := storage.NewLocal(s.storeDir)
+	l := archive.Layout{Prefix: s.name}
+	_, own := storetest.Read(t, st, l.BackupKey(newer.Name))
+	archivetest.PlantCopy(t, st, l.BackupKey(older.Name), l.BackupKey(newer.Name), func(md storage.Metadata) {
+		clear(md)
+		maps.Copy(md, own.Metadata)
+	})
+	pgtest.Chown(t, s.storeDir)
+	if keys {
+		out := s.mustHoard("list", "--json")
+		if !strings.Contains(out, `"metadata_auth": "authenticated"`) && !strings.Contains(out, `"metadata_auth":"authenticated"`) {
+			t.Fatalf("hoard list --json: no backup's metadata authenticates after the copy:\n%s", out)
+		}
+	}
+
+	for _, args := range [][]string{{"--basebackup", newer.Name}, nil} {
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		full := append([]string{"restore", "--target-dir", dir, "--target-immediate"}, args...)
+		_, errOut, err := s.hoard(full...)
+		if err == nil {
+			c := pgtest.StartDataDir(t, 15, dir, noArchiving)
+			c.WaitRecoveryDone(t, 3*time.Minute)
+			t.Fatalf("hoard %s: restored %s holding %s's control object; the cluster has rows %s, backup %s had 1,2",
+				strings.Join(full, " "), newer.Name, older.Name, tableRows(t, c), newer.Name)
+		}
+		if got := exitCode(err); got != 1 {
+			t.Errorf("hoard %s: exit %d, want 1", strings.Join(full, " "), got)
+		}
+		if !strings.Contains(errOut, l.BackupKey(newer.Name)) || !strings.Contains(errOut, "not this backup's") {
+			t.Errorf("hoard %s: the error does not name the control object %s as not the backup's:\n%s",
+				strings.Join(full, " "), l.BackupKey(newer.Name), errOut)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("hoard %s left %s/global/pg_control (err %v)", strings.Join(full, " "), dir, err)
+		}
+	}
+
+	out, _, err := s.hoard("verify")
+	if exitCode(err) != 1 || !strings.Contains(out, newer.Name) || !strings.Contains(out, "not this backup's") {
+		t.Errorf("hoard verify: exit %d, want 1 naming %s's control object as not its own:\n%s", exitCode(err), newer.Name, out)
+	}
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	s.mustHoard("restore", "--target-dir", dir, "--target-immediate", "--basebackup", older.Name)
+	c := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got, want := tableRows(t, c), "1: 1"; got != want {
+		t.Errorf("backup %s restored with rows %s, want %s", older.Name, got, want)
+	}
+}
