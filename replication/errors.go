@@ -51,6 +51,7 @@ const (
 	codeTooManyConnections   = "53300"
 	codeDuplicateObject      = "42710"
 	codeUndefinedObject      = "42704"
+	codeInvalidCatalogName   = "3D000"
 )
 
 // classifyConnectError picks the sentinel for a connection error, or nil.
@@ -102,6 +103,10 @@ func connectHint(err, kind error, replication bool) string {
 		return "check the node's host and port (nodes in the configuration, or PGHOST and PGPORT) and that PostgreSQL is running"
 	case kind == ErrAuthentication:
 		return "check the node's password (nodes in the configuration, PGPASSWORD or ~/.pgpass)"
+	case !replication && isPg && pgErr.Code == codeInvalidCatalogName:
+		// Only an ordinary connection opens a database; libpq's default
+		// dbname is the user's name, which a replication role seldom has.
+		return "hoard also opens an ordinary connection: set dbname in the node's connection string (or PGDATABASE) to a database that exists, such as postgres"
 	case !replication || !isPg:
 		return ""
 	case pgErr.Code == codeInvalidAuthorization && strings.Contains(pgErr.Message, "pg_hba.conf"):

@@ -38,6 +38,12 @@ func TestConnectError(t *testing.T) {
 			Message: `password authentication failed for user "alice"`},
 			true, ErrAuthentication, "check the node's password"},
 		{"Unreachable", refused, false, ErrUnreachable, "check the node's host and port"},
+		// A replication role with no database of its name: the ordinary
+		// connection hoard also makes fails where libpq's default dbname
+		// (the user's name) is not a database.
+		{"NoDatabase", &pgconn.PgError{Severity: "FATAL", Code: "3D000",
+			Message: `database "replicator" does not exist`},
+			false, nil, "set dbname in the node's connection string (or PGDATABASE) to a database that exists, such as postgres"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
