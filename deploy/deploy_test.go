@@ -196,6 +196,16 @@ func TestKubernetes_Sidecar(t *testing.T) {
 	if cm["PGHOST"] != "127.0.0.1" || cm["PGUSER"] == "" {
 		t.Errorf("PGHOST %q PGUSER %q: want the pod's loopback and the replication user", cm["PGHOST"], cm["PGUSER"])
 	}
+	// hoard's ordinary connection (basebackups, hoard check) opens a
+	// database: libpq's default is the user's name, and the postgres
+	// image creates only postgres (POSTGRES_DB) beside the templates.
+	db := cm["PGDATABASE"]
+	if db == nil {
+		db = cm["PGUSER"]
+	}
+	if db != "postgres" {
+		t.Errorf("PGDATABASE %v, PGUSER %v: the connection opens database %v, which the postgres image does not create; set PGDATABASE to postgres", cm["PGDATABASE"], cm["PGUSER"], db)
+	}
 	if args, _ := get(hoard, "args").([]any); len(args) != 1 || args[0] != "daemon" {
 		t.Errorf("args %v, want [daemon] and no --config", args)
 	}
