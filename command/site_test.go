@@ -42,10 +42,17 @@ func TestObjectStorage_StorageConfig(t *testing.T) {
 			storage.Config{Type: "s3", Region: "r", BucketName: "b", AccessKeyID: "id", SecretAccessKey: "secret",
 				SessionToken: "token", Host: "minio", Port: 9000, IsSecure: true, IsVerifyTLS: &yes, CertPath: "/ca.pem",
 				AddressingStyle: "virtual", SegmentSize: 1 << 20, Encrypted: true, Prefix: "p"}},
-		// rohmu's default is_verify_tls for s3 is false: it is passed on,
-		// not left to storage's nil (verify).
+		// rohmu's default is_verify_tls for s3 is false, for an endpoint
+		// of the user's (host): it is passed on, not left to storage's
+		// nil (verify).
+		{"S3HostDefaults", `{"storage_type": "s3", "region": "r", "bucket_name": "b", "host": "minio", "port": 9000}`,
+			storage.Config{Type: "s3", Region: "r", BucketName: "b", Host: "minio", Port: 9000, IsVerifyTLS: &no}},
+		// AWS's own endpoints (no host) are always verified: rohmu gives
+		// botocore no verify argument there, whatever is_verify_tls says.
 		{"S3Defaults", `{"storage_type": "s3", "region": "r", "bucket_name": "b"}`,
-			storage.Config{Type: "s3", Region: "r", BucketName: "b", IsVerifyTLS: &no}},
+			storage.Config{Type: "s3", Region: "r", BucketName: "b"}},
+		{"S3AWSVerifyFalse", `{"storage_type": "s3", "region": "r", "bucket_name": "b", "is_verify_tls": false}`,
+			storage.Config{Type: "s3", Region: "r", BucketName: "b"}},
 		{"Google", `{"storage_type": "google", "project_id": "p", "bucket_name": "b",
 			"credentials": {"type": "service_account"}}`,
 			storage.Config{Type: "google", ProjectID: "p", BucketName: "b",
@@ -86,10 +93,11 @@ func TestObjectStorage_StorageConfig(t *testing.T) {
 // key added to config and not to storage (or spelled differently) fails.
 func TestObjectStorage_EveryKey(t *testing.T) {
 	// A valid object_storage of each type; keys that must come in pairs are
-	// both set. The key under test is given again: the last value wins.
+	// both set, and s3 has a host (is_verify_tls applies to one only). The
+	// key under test is given again: the last value wins.
 	base := map[string]string{
 		storage.TypeLocal:  `"directory": "/archive"`,
-		storage.TypeS3:     `"region": "r", "bucket_name": "b", "aws_access_key_id": "id", "aws_secret_access_key": "s"`,
+		storage.TypeS3:     `"region": "r", "bucket_name": "b", "aws_access_key_id": "id", "aws_secret_access_key": "s", "host": "h", "port": 1`,
 		storage.TypeGoogle: `"bucket_name": "b"`,
 		storage.TypeAzure:  `"account_name": "a", "host": "h", "port": 1`,
 		storage.TypeSwift:  `"user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"`,

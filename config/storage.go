@@ -18,7 +18,9 @@ const StorageURL = "url"
 type ObjectStorage struct {
 	storage.Config
 	// IsVerifyTLS is rohmu's is_verify_tls for s3: false unless set, where
-	// storage.Config's nil verifies.
+	// storage.Config's nil verifies. rohmu applies it to an endpoint of
+	// the user's (host) only, and so does StorageConfig: AWS's own
+	// endpoints are always verified.
 	IsVerifyTLS bool
 	// Implicit is true when the site had no object_storage and this is
 	// PGHoard's fallback: local storage at backup_location.
@@ -32,7 +34,11 @@ func (o ObjectStorage) StorageConfig() storage.Config {
 	case StorageURL:
 		sc.Type = ""
 	case storage.TypeS3:
-		sc.IsVerifyTLS = &o.IsVerifyTLS
+		if sc.Host != "" {
+			// Without a host, rohmu gives botocore no verify argument
+			// (botocore verifies), whatever is_verify_tls says.
+			sc.IsVerifyTLS = &o.IsVerifyTLS
+		}
 	}
 	return sc
 }
