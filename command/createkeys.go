@@ -4,11 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 func createKeysCommand() *cli.Command {
@@ -22,7 +27,10 @@ func createKeysCommand() *cli.Command {
 			"link stays) is replaced atomically, fsynced, and keeps its owner, group\n" +
 			"and mode, less any permission for others (it now holds a private key), so a service user\n" +
 			"that could read it still can after `sudo hoard create-keys`.\n" +
-			"Without a configuration file it prints a JSON snippet to paste into one.\n\n" +
+			"Without a configuration file it prints a JSON snippet to paste into one; with --pem-dir\n" +
+			"it writes ID.public.pem and ID.private.pem (mode 0600) into that directory instead, the\n" +
+			"files a container platform mounts from a secret for HOARD_ENCRYPTION_PUBLIC_KEY_FILE and\n" +
+			"HOARD_ENCRYPTION_PRIVATE_KEY_FILE; an existing file of either name is refused.\n\n" +
 			"The daemon (retention included), basebackup and wal-push need only the public key;\n" +
 			"restore, wal-fetch and verify need the private key. Keep a copy of the private key\n" +
 			"outside the backup host. A site with encryption keys reads only encrypted objects (see\n" +
@@ -31,6 +39,7 @@ func createKeysCommand() *cli.Command {
 			// Not Required: urfave/cli would print the whole help and exit 1.
 			&cli.StringFlag{Name: "key-id", Usage: "name of the new key `ID` (required)"},
 			&cli.IntFlag{Name: "bits", Usage: "RSA key size in bits", Value: 3072},
+			&cli.StringFlag{Name: "pem-dir", Usage: "write the pair as ID.public.pem and ID.private.pem into `DIR` instead of JSON"},
 		},
 		Action: runCreateKeys,
 	}
@@ -58,6 +67,12 @@ func runCreateKeys(c *cli.Context) error {
 		return err
 	}
 	path := c.String("config")
+	if dir := c.String("pem-dir"); dir != "" {
+		if path != "" {
+			return usagef("drop --config to write PEM files, or --pem-dir to add the pair to the file", "--pem-dir and --config both given")
+		}
+		return writePEMs(c, dir, id, pubPEM, privPEM)
+	}
 	if path == "" {
 		site := c.String("site")
 		if site == "" {
@@ -89,5 +104,42 @@ func runCreateKeys(c *cli.Context) error {
 	}
 	l := logger(c)
 	l.Info().Str("key_id", id).Str("file", path).Msg("key pair added; new uploads will be encrypted with it")
+	return nil
+}
+
+// writePEMs writes the key pair id into dir as id.private.pem (mode 0600)
+// and id.public.pem (0644), each whole or absent after a crash. Either
+// name taken is a usage error, before anything is written: a key file
+// replaced would leave the backups of its key unreadable.
+func writePEMs(c *cli.Context, dir, id, pubPEM, privPEM string) error {
+	if strings.ContainsAny(id, `/\`) || id == "." || id == ".." {
+		return usagef("choose a --key-id without a path separator", "--key-id %q cannot name a file in --pem-dir", id)
+	}
+	files := []struct {
+		name string
+		pem  string
+		mode os.FileMode
+	}{
+		{id + ".private.pem", privPEM, 0o600},
+		{id + ".public.pem", pubPEM, 0o644},
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		if _, err := os.Lstat(p); err == nil {
+			return usagef("choose another --key-id or --pem-dir; old keys stay to read old backups", "%s exists", p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("write key %s: %w", id, err)
+		}
+	}
+	for _, f := range files {
+		mode := f.mode
+		err := storage.WriteFileAtomic(filepath.Join(dir, f.name), strings.NewReader(f.pem), func(tmp *os.File) error { return tmp.Chmod(mode) })
+		if err != nil {
+			return fmt.Errorf("write key %s into %s: %w", id, dir, err)
+		}
+	}
+	printf(c.App.ErrWriter, "Wrote %s and %s. Give the daemon only the public key (HOARD_ENCRYPTION_PUBLIC_KEY_FILE,\n"+
+		"HOARD_ENCRYPTION_KEY_ID=%s); restore, wal-fetch and verify need the private key too (HOARD_ENCRYPTION_PRIVATE_KEY_FILE).\n",
+		filepath.Join(dir, files[1].name), filepath.Join(dir, files[0].name), id)
 	return nil
 }

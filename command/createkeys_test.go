@@ -35,7 +35,13 @@ func TestCreateKeys_Snippet(t *testing.T) {
 	if site.EncryptionKeyID != "k1" {
 		t.Errorf("encryption_key_id = %q, want k1", site.EncryptionKeyID)
 	}
-	k := site.EncryptionKeys["k1"]
+	wantKeyPair(t, site.EncryptionKeys["k1"], 2048)
+}
+
+// wantKeyPair checks that k's PEMs are a private key of bits bits and its
+// public half.
+func wantKeyPair(t *testing.T, k config.EncryptionKey, bits int) {
+	t.Helper()
 	priv, err := crypto.ParsePrivateKeyPEM(k.Private)
 	if err != nil {
 		t.Fatalf("private key: %v", err)
@@ -44,8 +50,8 @@ func TestCreateKeys_Snippet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("public key: %v", err)
 	}
-	if !priv.PublicKey.Equal(pub) || pub.N.BitLen() != 2048 {
-		t.Errorf("public key does not match the private key or is not 2048 bits")
+	if !priv.PublicKey.Equal(pub) || pub.N.BitLen() != bits {
+		t.Errorf("public key does not match the private key or is not %d bits", bits)
 	}
 }
 
@@ -158,4 +164,53 @@ func TestCreateKeys_ConfigLink(t *testing.T) {
 	if id, k, ok := cfg.BackupSites["db1"].EncryptionKey(); !ok || id != "k1" || k.Private == "" {
 		t.Errorf("the link's target has key %q %v, want k1 with its private key", id, ok)
 	}
+}
+
+// TestCreateKeys_PEMDir: --pem-dir writes the pair as the two files a
+// container platform mounts from a Secret, which the HOARD_ENCRYPTION_*
+// _FILE variables read, and refuses to replace either.
+func TestCreateKeys_PEMDir(t *testing.T) {
+	dir := t.TempDir()
+	createKeys := func() error {
+		app := App("test")
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		return app.RunContext(context.Background(), []string{"hoard", "create-keys", "--key-id", "k1", "--bits", "2048", "--pem-dir", dir})
+	}
+	if err := createKeys(); err != nil {
+		t.Fatal(err)
+	}
+	pubFile, privFile := filepath.Join(dir, "k1.public.pem"), filepath.Join(dir, "k1.private.pem")
+	if fi, err := os.Stat(privFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	}
+	env := map[string]string{
+		"HOARD_STORAGE_TYPE":                "local",
+		"HOARD_LOCAL_DIRECTORY":             t.TempDir(),
+		"HOARD_BACKUP_LOCATION":             t.TempDir(),
+		"HOARD_ENCRYPTION_KEY_ID":           "k1",
+		"HOARD_ENCRYPTION_PUBLIC_KEY_FILE":  pubFile,
+		"HOARD_ENCRYPTION_PRIVATE_KEY_FILE": privFile,
+	}
+	cfg, err := config.Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("the files as HOARD_ENCRYPTION_*_KEY_FILE: %v", err)
+	}
+	_, site, err := cfg.Site("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKeyPair(t, site.EncryptionKeys["k1"], 2048)
+
+	t.Run("ErrExists", func(t *testing.T) {
+		before, err := os.ReadFile(privFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := createKeys(); ExitCode(err) != 2 {
+			t.Errorf("a second create-keys into %s: %v (exit %d), want a usage error", dir, err, ExitCode(err))
+		}
+		if after, _ := os.ReadFile(privFile); !bytes.Equal(before, after) {
+			t.Error("the existing private key file was replaced")
+		}
+	})
 }
