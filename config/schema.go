@@ -86,7 +86,7 @@ var globalKeys = []key{
 		{name: "instance", field: "Instance", defDoc: "the site name", doc: "Instance label."},
 		{name: "tags", field: "Tags", doc: "Labels added to every metric."},
 	}},
-	{name: "prometheus", field: "Prometheus", defDoc: "null", doc: "Set (even to `{}`) to turn on Prometheus metrics on `GET /metrics`; `null` = off.", keys: []key{
+	{name: "prometheus", field: "Prometheus", defDoc: "null", doc: "Options of the Prometheus metrics. The daemon serves `GET /metrics` whatever this says (PGHoard serves it only when `prometheus` is set, and answers 501 otherwise); `tags` adds labels.", keys: []key{
 		{name: "tags", field: "Tags", doc: "Labels added to every metric."},
 	}},
 	{name: "path_prefix", field: "PathPrefix", doc: "Deprecated PGHoard key: put in front of every site's default prefix."},
