@@ -185,8 +185,8 @@ func checkKeys(r *checkReport, site *config.Site, codec *archive.Codec, createKe
 	if id == "" {
 		fix := "run " + createKeys + " --key-id key1 to set encryption_key_id and encryption_keys"
 		if createKeys == "" {
-			fix = "run hoard create-keys --key-id key1 and set HOARD_ENCRYPTION_KEY_ID and HOARD_ENCRYPTION_PUBLIC_KEY " +
-				"(or its _FILE) from what it prints"
+			fix = "run hoard create-keys --key-id key1 --pem-dir . and set HOARD_ENCRYPTION_KEY_ID=key1 and " +
+				"HOARD_ENCRYPTION_PUBLIC_KEY_FILE to the key1.public.pem it writes"
 		}
 		r.warn(step, "encryption is off: backups are stored readable by anyone with access to the storage; %s (see docs/security.md)", fix)
 		return
@@ -216,7 +216,11 @@ func checkKeys(r *checkReport, site *config.Site, codec *archive.Codec, createKe
 		return
 	}
 	if _, ok := codec.PrivateKeys[id]; !ok {
-		r.info(step, "key %s: only the public half is here: this host can back up, a restore needs encryption_keys.%s.private", id, id)
+		need := "encryption_keys." + id + ".private"
+		if createKeys == "" {
+			need = "HOARD_ENCRYPTION_PRIVATE_KEY_FILE (or HOARD_ENCRYPTION_PRIVATE_KEY)"
+		}
+		r.info(step, "key %s: only the public half is here: this host can back up, a restore needs %s", id, need)
 		return
 	}
 	r.ok(step, "key %s encrypts and decrypts", id)

@@ -326,7 +326,7 @@ func TestCheckKeys_OffHint(t *testing.T) {
 		{"File", "hoard.json", []string{"db"}, "run hoard --config DIR/hoard.json create-keys --key-id key1 to set"},
 		{"FileQuoted", "my hoard.json", []string{"db"}, "run hoard --config 'DIR/my hoard.json' create-keys --key-id key1 to set"},
 		{"Sites", "hoard.json", []string{"db", "other"}, "run hoard --config DIR/hoard.json --site db create-keys --key-id key1 to set"},
-		{"Environment", "", []string{"db"}, "run hoard create-keys --key-id key1 and set HOARD_ENCRYPTION_KEY_ID and HOARD_ENCRYPTION_PUBLIC_KEY"},
+		{"Environment", "", []string{"db"}, "run hoard create-keys --key-id key1 --pem-dir . and set HOARD_ENCRYPTION_KEY_ID=key1 and HOARD_ENCRYPTION_PUBLIC_KEY_FILE to the key1.public.pem it writes"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			checkSite(t, storage.Config{}, "", nil) // clears HOARD_CONFIG and HOARD_SITE
@@ -361,4 +361,43 @@ func TestCheckKeys_OffHint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckKeys_PublicOnlyHint: a site with only the public key is told
+// where a restore's private key goes: the key in the file, or the
+// variable with no file (a container's).
+func TestCheckKeys_PublicOnlyHint(t *testing.T) {
+	key, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := crypto.EncodePublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("File", func(t *testing.T) {
+		site := checkSite(t, storetest.Local(t), "archive_command", closedNode)
+		site["encryption_key_id"] = "k1"
+		site["encryption_keys"] = map[string]any{"k1": map[string]any{"public": pub}}
+		if _, out := runCheckSite(t, site); !strings.Contains(out, "a restore needs encryption_keys.k1.private") {
+			t.Errorf("no hint naming encryption_keys.k1.private:\n%s", out)
+		}
+	})
+	t.Run("Environment", func(t *testing.T) {
+		checkSite(t, storage.Config{}, "", nil) // clears HOARD_CONFIG and HOARD_SITE
+		for k, v := range map[string]string{
+			"HOARD_BACKUP_LOCATION": t.TempDir(), "HOARD_SITE": "db", "PGHOST": "127.0.0.1", "PGPORT": "1",
+			"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": t.TempDir(),
+			"HOARD_ENCRYPTION_KEY_ID": "k1", "HOARD_ENCRYPTION_PUBLIC_KEY": pub,
+		} {
+			t.Setenv(k, v)
+		}
+		app := App("test")
+		var out bytes.Buffer
+		app.Writer, app.ErrWriter = &out, io.Discard
+		_ = app.RunContext(context.Background(), []string{"hoard", "check"})
+		if want := "a restore needs HOARD_ENCRYPTION_PRIVATE_KEY_FILE (or HOARD_ENCRYPTION_PRIVATE_KEY)"; !strings.Contains(out.String(), want) {
+			t.Errorf("no hint saying %q:\n%s", want, out.String())
+		}
+	})
 }
