@@ -889,11 +889,12 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 // lookup failed) the backup counts as damaged, as keepKnownGood errs on
 // the side of keeping: nil.
 func (a *Archive) deletedSince(ctx context.Context, b *BackupInfo, checkErr error) error {
-	if _, _, err := statConfirmed(ctx, a.Store, b.Key); !errors.Is(err, storage.ErrNotFound) {
+	err := a.DeletedWhileRead(ctx, b, checkErr)
+	if !errors.Is(err, ErrBackupDeleted) {
 		return nil
 	}
 	return &listingChangedError{
-		err: fmt.Errorf("site %s: backup %s was deleted while retention checked it (by another retention run?): %w", a.Site, b.Name, checkErr),
+		err: fmt.Errorf("site %s: %w", a.Site, err),
 		note: fmt.Sprintf("backup %s was deleted while retention planned (by another retention run: "+
 			"the daemon's, a hoard retention by hand, or another host's): planned again without it", b.Name),
 	}

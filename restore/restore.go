@@ -414,9 +414,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	ex.syncs = syncs
 	ex.log = log
 	dl := time.Now()
+	// A backup retention deletes meanwhile loses its chunks: say so
+	// rather than leave a missing chunk to read as damage.
 	if b.OneTar() {
 		if err := o.singleTar(ctx, log, src, b, ex, m, spcDirs, res); err != nil {
-			return nil, incomplete(fmt.Errorf("backup %s: %w", b.Name, err))
+			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: %w", b.Name, err)))
 		}
 		res.Download = time.Since(dl)
 	} else {
@@ -428,11 +430,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			err = o.downloadChunks(ctx, log, src, ex, m, res)
 		}
 		if err != nil {
-			return nil, incomplete(fmt.Errorf("backup %s: %w", b.Name, err))
+			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: %w", b.Name, err)))
 		}
 		res.Download = time.Since(dl)
 		if err := extractControl(ctx, src, b.Key, ctrl, ex, spcDirs); err != nil {
-			return nil, incomplete(fmt.Errorf("backup %s: control object %s: %w", b.Name, b.Key, err))
+			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: control object %s: %w", b.Name, b.Key, err)))
 		}
 		res.Bytes += ctrl.Size
 	}

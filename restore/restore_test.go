@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -382,5 +384,40 @@ func TestRun_WALFetchArchivedThrough(t *testing.T) {
 				t.Errorf("postgresql.auto.conf:\n%s\nwant %s", auto, want)
 			}
 		})
+	}
+}
+
+// deletingStore deletes backup's main object and then its chunks, as
+// retention does (archive.ApplyRetention), at the first Open of a chunk.
+type deletingStore struct {
+	storage.Store
+	main   string
+	chunks []string
+	once   *sync.Once
+}
+
+func (s deletingStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	if slices.Contains(s.chunks, key) {
+		s.once.Do(func() {
+			for _, k := range append([]string{s.main}, s.chunks...) {
+				if err := s.Store.Delete(ctx, k); err != nil {
+					panic(err)
+				}
+			}
+		})
+	}
+	return s.Store.Open(ctx, key)
+}
+
+// TestRun_ErrBackupDeleted: retention deletes the backup while it is
+// restored. The error says so (archive.ErrBackupDeleted), not only that
+// a chunk is not found, which reads as damage. Before, it was "chunk
+// ...: open ...: object not found".
+func TestRun_ErrBackupDeleted(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	f.a.Store = deletingStore{Store: f.a.Store, main: f.a.Layout.BackupKey(testBackup), chunks: f.chunks, once: &sync.Once{}}
+	_, err := Run(context.Background(), f.options(filepath.Join(t.TempDir(), "data")))
+	if !errors.Is(err, archive.ErrBackupDeleted) || !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "retention") {
+		t.Fatalf("Run = %v, want ErrBackupDeleted naming retention, and ErrIncomplete", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ const (
 	StatusLimited = "limited"
 	// StatusBroken: the backup cannot be restored.
 	StatusBroken = "broken"
+	// StatusDeleted: the backup was deleted while it was checked
+	// (by retention, or by hand): its problems are a deleted backup's
+	// and do not count (Report.OK).
+	StatusDeleted = "deleted"
 )
 
 // Report is the result of Run.
@@ -143,15 +148,28 @@ func NewWALEnd(e archive.WALEnd, now time.Time) *WALEnd {
 // OK reports whether everything checked is sound: there is at least one
 // backup, every backup is StatusOK, and there are no other problems.
 func (r *Report) OK() bool {
-	if len(r.Backups) == 0 || len(r.Problems) > 0 {
+	if len(r.Problems) > 0 {
 		return false
 	}
+	left := 0
 	for _, b := range r.Backups {
-		if b.Status != StatusOK {
+		switch b.Status {
+		case StatusDeleted:
+			continue
+		case StatusOK:
+			left++
+		default:
 			return false
 		}
 	}
-	return true
+	return left > 0
+}
+
+// deleted makes r the report of a backup deleted while it was checked.
+func deleted(r *BackupReport) {
+	r.Notes = append(r.Notes, fmt.Sprintf("deleted while verify checked it (by retention, or by hand); "+
+		"what the check found then (not counted): %s", strings.Join(r.Problems, "; ")))
+	r.Status, r.Restorable, r.Problems, r.Gaps = StatusDeleted, false, []string{}, []Gap{}
 }
 
 // Duration is a time.Duration written to JSON as seconds.
@@ -317,6 +335,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	checkChains(backups, reps)
 	for i := range reps {
 		finish(&reps[i], backups, chains[i] != nil)
+		// Retention may delete a backup while it is checked (its main
+		// object first, then its chunks): that is no damage.
+		if reps[i].Status != StatusOK && a.BackupGone(ctx, backups[i]) {
+			deleted(&reps[i])
+		}
 	}
 	rep.Backups = reps
 	rep.Elapsed = Duration(time.Since(began))
