@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -90,6 +92,19 @@ func TestRun_WALHole(t *testing.T) {
 	}
 	rd.waitFor("three segments waiting", func(st Status) bool {
 		return st.Sites["test"].WAL != nil && st.Sites["test"].WAL.QueueDepth >= 3
+	})
+	// The hole exists only once the server has taken the flush position
+	// past the lost segments into the slot, where the restarted receiver
+	// resumes: the final flush position sent at the stop may never be
+	// read (walstream's TestReceiver_Run_Hole resumed at the first lost
+	// segment so, and found no hole).
+	flushed, err := pglogrepl.ParseLSN(c.QueryString(t, "select pg_current_wal_flush_lsn()::text"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boundary := (flushed - flushed%(1<<20)).String() // 1 MiB segments
+	rd.waitFor("the slot past "+lost[2], func(Status) bool {
+		return c.QueryString(t, "select (restart_lsn >= $1::pg_lsn)::text from pg_replication_slots where slot_name = 'hoard_test'", boundary) == "true"
 	})
 	rd.stop()
 

@@ -223,14 +223,26 @@ func (d *durable) finishWAL(rr *running) (want, last string) {
 	last = d.c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
 	d.c.Exec(t, "select pg_switch_wal()")
 	waitFor(t, "segment "+last+" archived", func() bool { return d.stored(last) })
-	rr.stop(t)
 	// The stop stores the segment in progress as a .partial when WAL
-	// (a standby snapshot) reached it after the switch.
+	// reached it after the switch, which PostgreSQL may write on its own
+	// at any moment (a standby snapshot, a checkpoint): a record past the
+	// switch, flushed by the Receiver before the stop, makes that copy
+	// happen every time.
+	after := lsn(t, d.c, "select pg_logical_emit_message(false, 'hoard-test', 'after')")
+	waitFor(t, "the record after the switch flushed", func() bool { return rr.r.Status().Flushed >= after })
+	rr.stop(t)
 	inProgress := rr.r.Status().Segment + wal.PartialSuffix
+	stopCopy := false
 	for _, name := range d.archivedWAL() {
-		if wal.IsPartialName(name) && name != inProgress {
+		switch {
+		case name == inProgress:
+			stopCopy = true
+		case wal.IsPartialName(name):
 			t.Errorf("%s archived as a .partial on a timeline that did not end", name)
 		}
+	}
+	if !stopCopy {
+		t.Errorf("the stop did not archive %s, the segment in progress", inProgress)
 	}
 	return want, last
 }
@@ -310,6 +322,16 @@ func TestReceiver_Run_Hole(t *testing.T) {
 	}
 	target := lsn(t, d.c, "select pg_current_wal_flush_lsn()")
 	waitFor(t, "WAL received", func() bool { return rr.r.Status().Received >= target })
+	// The hole exists only once the server has taken the flush position
+	// past the lost segments into the slot: the Receiver resumes at the
+	// slot's restart_lsn. The final flush position sent at the stop may
+	// never be read (the walsender can end on its failed send first), and
+	// the Receiver then resumed at the first lost segment, which the
+	// server still had, and found no hole.
+	boundary := target - target%pglogrepl.LSN(d.segSize)
+	waitFor(t, "the slot past "+lost, func() bool {
+		return lsn(t, d.c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'") >= boundary
+	})
 	rr.stop(t)
 	if len(rr.r.Status().Holes) != 0 {
 		t.Fatalf("holes before the spool was lost: %v", rr.r.Status().Holes)
@@ -469,9 +491,9 @@ func TestReceiver_CrashChild(t *testing.T) {
 // end, once after it (those versions could report it flushed). After each
 // crash the server must not have been told of a flush position past a
 // segment that is not complete under its final name; in the end the
-// archive holds every segment, none as a .partial (the only .partial
-// copies uploaded are those of the segment in progress at each stop), and
-// a restore has every row.
+// archive holds every segment, none as a .partial but the segment in
+// progress at the last stop (the only .partial copies uploaded are those of
+// the segment in progress at each stop), and a restore has every row.
 func TestReceiver_Run_CrashWhileCompleting(t *testing.T) {
 	d := newDurable(t, "")
 	rr := d.start(Options{})
@@ -515,11 +537,14 @@ func TestReceiver_Run_CrashWhileCompleting(t *testing.T) {
 	rr = d.start(Options{})
 	d.insert(1000)
 	d.finish(rr)
+	// The last stop's copy stays: its segment never completed.
+	last := rr.r.Status().Segment + wal.PartialSuffix
+	atStop[last] = true
 	for _, u := range d.up.uploads() {
 		if u.partial && !atStop[u.name] {
 			t.Errorf("%s uploaded as a .partial, not the segment in progress at a stop", u.name)
 		}
-		if u.partial && d.stored(u.name) {
+		if u.partial && u.name != last && d.stored(u.name) {
 			t.Errorf("%s still stored: its complete segment did not supersede it", u.name)
 		}
 	}
