@@ -96,14 +96,33 @@ func CheckControl(b *BackupInfo, c *Control) error {
 	case l.Timeline != 0 && b.StartTimeline != 0 && l.Timeline != b.StartTimeline:
 		return differ("start timeline", l.Timeline, b.StartTimeline)
 	}
-	if seg, err := b.StartSegment(); err == nil {
-		if got := wal.SegmentOf(seg.Timeline, l.Start, b.SegmentSize()); got != seg {
-			return differ("start", l.Start, "segment "+seg.Name(b.SegmentSize()))
-		}
+	if seg, err := b.StartSegment(); err == nil && !startsIn(b, seg, l.Start) {
+		return differ("start", l.Start, "segment "+seg.Name(b.SegmentSize()))
 	}
 	if h := c.Manifest.Hoard; h != nil && h.SystemID != "" && b.SystemID != "" && h.SystemID != b.SystemID {
 		return fmt.Errorf("its manifest is of system %s, the backup's metadata %s (another cluster's control object copied under this name?); "+
 			"restore another backup: %w", h.SystemID, b.SystemID, ErrForeignControl)
 	}
 	return nil
+}
+
+// startsIn reports whether lsn lies in seg, b's start segment: at b's
+// segment size or, where b records none (PGHoard's backups, which
+// BackupInfo reads as 16 MiB), at any size initdb --wal-segsize allows,
+// since the segment's name alone does not say which: segment
+// 000000010000000000000003 starts at 0/3000000 with 16 MiB segments and
+// at 0/C000000 with 64 MiB ones.
+func startsIn(b *BackupInfo, seg wal.Segment, lsn pglogrepl.LSN) bool {
+	if wal.SegmentOf(seg.Timeline, lsn, b.SegmentSize()) == seg {
+		return true
+	}
+	if b.WALSegmentSize != 0 || b.StartWALSegment == "" {
+		return false
+	}
+	for size := uint64(wal.MinSegmentSize); size <= wal.MaxSegmentSize; size <<= 1 {
+		if s, err := wal.ParseSegmentName(b.StartWALSegment, size); err == nil && wal.SegmentOf(s.Timeline, lsn, size) == s {
+			return true
+		}
+	}
+	return false
 }

@@ -39,6 +39,20 @@ func TestCheckControl(t *testing.T) {
 		{"OKPGHoard", func(b *BackupInfo) { b.StartLSN, b.SystemID, b.Metadata = 0x4000000, "", nil }, &Control{Manifest: &Manifest{}, Label: []byte(label)}, true},
 		{"ErrPGHoardOtherSegment", func(b *BackupInfo) { b.StartLSN, b.SystemID, b.Metadata = 0x4000000, "", nil },
 			&Control{Manifest: &Manifest{}, Label: []byte("START WAL LOCATION: 0/6000028\n")}, false},
+		// PGHoard records no segment size: a cluster made with initdb
+		// --wal-segsize=64 starts segment 000000010000000000000003 at
+		// 0/C000000, which BackupInfo reads as 0/3000000 (16 MiB).
+		{"OKPGHoardSegSize", func(b *BackupInfo) {
+			b.StartWALSegment, b.StartLSN, b.SystemID, b.Metadata = "000000010000000000000003", 0x3000000, "", nil
+		}, &Control{Manifest: &Manifest{}, Label: []byte("START WAL LOCATION: 0/C000028 (file 000000010000000000000003)\nSTART TIMELINE: 1\n")}, true},
+		{"ErrPGHoardSegSizeOtherSegment", func(b *BackupInfo) {
+			b.StartWALSegment, b.StartLSN, b.SystemID, b.Metadata = "000000010000000000000003", 0x3000000, "", nil
+		}, &Control{Manifest: &Manifest{}, Label: []byte("START WAL LOCATION: 0/10000028\nSTART TIMELINE: 1\n")}, false},
+		// hoard records the segment size: the label's start must lie in the
+		// start segment at that size.
+		{"ErrSegSizeRecorded", func(b *BackupInfo) {
+			b.StartWALSegment, b.StartLSN, b.WALSegmentSize, b.Metadata = "000000010000000000000003", 0xC000028, 16<<20, nil
+		}, ctrl("START WAL LOCATION: 0/C000028 (file 000000010000000000000003)\nSTART TIMELINE: 1\n", "7"), false},
 		{"OKNoTimelineLine", nil, ctrl("START WAL LOCATION: 0/4000028 (file 000000010000000000000004)\n", "7"), true},
 		{"OKCRLF", nil, ctrl("START WAL LOCATION: 0/4000028 (file 000000010000000000000004)\r\nSTART TIMELINE: 1\r\n", "7"), true},
 		{"ErrStartLSN", func(b *BackupInfo) { b.StartLSN = 0x6000028 }, ctrl(label, "7"), false},
