@@ -9,13 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestRecoveryRefusesBadArchive restores an encrypted site and starts
 // PostgreSQL on it, with hoard wal-fetch as restore_command, after the
 // segment holding the last rows was replaced by someone without the key,
-// or its local object file lost its data. wal-fetch must stop recovery
+// or had a metadata field altered, or its local object file lost its
+// data. wal-fetch must stop recovery
 // (exit 255, PostgreSQL shuts down with an error), not serve the planted
 // plaintext, and not answer "not in the archive", which would end recovery
 // early and promote a server without those rows.
@@ -86,6 +90,43 @@ func TestRecoveryRefusesBadArchive(t *testing.T) {
 			t.Errorf("recovery failed, but the log does not show wal-fetch refusing %s:\n%v", seg, err)
 		}
 	})
+
+	// The genuine segment with one metadata field altered, as a writer
+	// without the key can: each field that changes how the bytes are read
+	// is checked against them (format.md, "What the metadata can change"),
+	// so wal-fetch refuses the segment and recovery stops, where taking
+	// the field at its word would mean another decoder, no decryption, a
+	// key the site lacks or a cut segment.
+	for _, tc := range []struct {
+		name string
+		edit func(storage.Metadata)
+		want string // in wal-fetch's refusal
+	}{
+		{"KeyIDRemoved", func(md storage.Metadata) { delete(md, archive.MetaEncryptionKeyID) }, "refused as tampered"},
+		{"KeyIDUnknown", func(md storage.Metadata) { md[archive.MetaEncryptionKeyID] = "other-key" }, "private key is not in the configuration"},
+		{"CompressionChanged", func(md storage.Metadata) { md[archive.MetaCompressionAlgorithm] = "zstd" }, "does not match the compression-algorithm metadata"},
+		{"CompressionRemoved", func(md storage.Metadata) { delete(md, archive.MetaCompressionAlgorithm) }, "does not match the compression-algorithm metadata"},
+		{"OriginalSizeCut", func(md storage.Metadata) { md[archive.MetaOriginalFileSize] = "8192" }, "decoded more than original-file-size 8192 bytes"},
+		{"HashChanged", func(md storage.Metadata) { md[archive.MetaHash] = strings.Repeat("0", len(md[archive.MetaHash])) }, "damaged object"},
+	} {
+		t.Run("ErrMetadata"+tc.name, func(t *testing.T) {
+			defer restoreObject()
+			c, err := recover(t, func() {
+				storetest.Rewrite(t, storage.NewLocal(s.storeDir), key, func(data []byte, md storage.Metadata) []byte {
+					tc.edit(md)
+					return data
+				})
+				pgtest.Chown(t, s.storeDir)
+			})
+			log := refusedRecovery(t, c, err, func(c *pgtest.Cluster) string { return c.QueryString(t, "select count(*) from t") }, "1000")
+			if log == "" {
+				t.Fatalf("recovery went through %s with its metadata altered (%s)", seg, tc.name)
+			}
+			if !strings.Contains(log, "hoard: ") || !strings.Contains(log, seg) || !strings.Contains(log, tc.want) {
+				t.Errorf("recovery failed, but the log does not show wal-fetch refusing %s (%q):\n%s", seg, tc.want, log)
+			}
+		})
+	}
 
 	t.Run("ErrObjectFileMissing", func(t *testing.T) {
 		defer restoreObject()
