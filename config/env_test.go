@@ -45,6 +45,7 @@ func TestLoad_EnvOnly(t *testing.T) {
 			"HOARD_HTTP_ADDRESS":                "0.0.0.0",
 			"HOARD_HTTP_PORT":                   "16001",
 			"HOARD_PG_DATA_DIRECTORY":           "/pgdata",
+			"HOARD_PG_BIN_DIRECTORY":            "/usr/lib/postgresql/17/bin",
 			"HOARD_LOG_LEVEL":                   "DEBUG",
 		}
 		c, err := Load("", mapEnv(env))
@@ -79,7 +80,7 @@ func TestLoad_EnvOnly(t *testing.T) {
 		if c.JSONStateFilePath != "/var/lib/hoard/pghoard_state.json" || c.MaintenanceModeFile != "/var/lib/hoard/maintenance_mode_file" {
 			t.Errorf("state file %q, maintenance file %q: want them under backup_location", c.JSONStateFilePath, c.MaintenanceModeFile)
 		}
-		if s.ActiveBackupMode != ModeWALReceiver || s.PGDataDirectory != "/pgdata" || s.EncryptionKeyID != "k1" {
+		if s.ActiveBackupMode != ModeWALReceiver || s.PGDataDirectory != "/pgdata" || s.EncryptionKeyID != "k1" || s.PGBinDirectory != "/usr/lib/postgresql/17/bin" {
 			t.Errorf("site = %+v", s)
 		}
 		for path, want := range map[string]string{
@@ -456,7 +457,7 @@ var fileOnly = []string{
 	"backup_sites.<site>.basebackup_compression_threads", "backup_sites.<site>.basebackup_delta_mode_chunk_size",
 	"backup_sites.<site>.basebackup_delta_mode_max_retries", "backup_sites.<site>.basebackup_delta_mode_min_delta_file_size",
 	"backup_sites.<site>.basebackup_threads", "backup_sites.<site>.moved_from", "backup_sites.<site>.pg_basebackup_path",
-	"backup_sites.<site>.pg_bin_directory", "backup_sites.<site>.pg_receivexlog.disk_space_check_interval",
+	"backup_sites.<site>.pg_receivexlog.disk_space_check_interval",
 	"backup_sites.<site>.pg_receivexlog.min_disk_free_bytes", "backup_sites.<site>.pg_receivexlog.resume_multiplier",
 	"backup_sites.<site>.pg_receivexlog_path", "backup_sites.<site>.pg_version", "backup_sites.<site>.prefix",
 	"backup_sites.<site>.stream_compression", "backup_sites.<site>.unencrypted_objects_before",

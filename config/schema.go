@@ -152,7 +152,7 @@ var siteKeys = []key{
 	{name: "moved_from", field: "MovedFrom",
 		doc: "Earlier names of this site (a name or a list): their archives are still read for restore and retention, never written: retention deletes nothing there."},
 	{name: "pg_version", field: "PGVersion", valid: ">=0", doc: "`server_version_num` of the cluster; 0 = ask the server."},
-	{name: "pg_bin_directory", field: "PGBinDirectory", doc: "Where to find the PostgreSQL server binaries (postgres, pg_ctl, pg_checksums) for test restores (hoard verify --restore and the daemon's restore_test_interval_hours); searched before the usual install folders. hoard runs no PostgreSQL client tools for backups."},
+	{name: "pg_bin_directory", field: "PGBinDirectory", envDoc: "PostgreSQL server binaries for test restores", doc: "Where to find the PostgreSQL server binaries (postgres, pg_ctl, pg_checksums) for test restores (hoard verify --restore and the daemon's restore_test_interval_hours); searched before the usual install folders. hoard runs no PostgreSQL client tools for backups."},
 	{name: "upload_rate_limit", field: "UploadRateLimit", valid: ">=0", envDoc: "bytes per second to the storage; 0 = unlimited",
 		doc: "hoard's extension: bytes per second the site's uploads (basebackups, WAL, archive-copy) may send to its storage together, per process; 0 = unlimited. `--upload-rate-limit` overrides it."},
 	{name: "download_rate_limit", field: "DownloadRateLimit", valid: ">=0", envDoc: "bytes per second from the storage; 0 = unlimited",

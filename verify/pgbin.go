@@ -78,5 +78,5 @@ func findBinDir(explicit, site string, major int) (string, error) {
 		}
 		return d, nil
 	}
-	return "", fmt.Errorf("%w %d; tried %s (set pg_bin_directory or pass --pg-bin-dir)", ErrNoBinaries, major, strings.Join(tried, ", "))
+	return "", fmt.Errorf("%w %d; tried %s (set pg_bin_directory, HOARD_PG_BIN_DIRECTORY, or pass --pg-bin-dir)", ErrNoBinaries, major, strings.Join(tried, ", "))
 }
