@@ -52,7 +52,7 @@ func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) err
 	}
 	for _, c := range m.Chunks {
 		if !strings.HasPrefix(c.ChunkFilename, b.Name+"/") || strings.Contains(c.ChunkFilename, "..") {
-			return fmt.Errorf("manifest names chunk %q outside the backup's folder", c.ChunkFilename)
+			return fmt.Errorf("manifest names chunk %s outside the backup's folder", Quoted(c.ChunkFilename))
 		}
 		key := a.Layout.join(chunkDir, c.ChunkFilename)
 		st, err := a.Store.Stat(ctx, key)

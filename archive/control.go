@@ -71,7 +71,7 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 		return nil, fmt.Errorf("read control tar: %w", err)
 	}
 	if hdr.Name != ManifestName {
-		return nil, fmt.Errorf("control tar: first member is %q, not %s", hdr.Name, ManifestName)
+		return nil, fmt.Errorf("control tar: first member is %s, not %s", Quoted(hdr.Name), ManifestName)
 	}
 	if hdr.Typeflag != tar.TypeReg {
 		return nil, fmt.Errorf("control tar: %s is not a regular file", ManifestName)
@@ -113,7 +113,7 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 			continue
 		}
 		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
-			return nil, fmt.Errorf("read control tar: member %q: %w", hdr.Name, err)
+			return nil, fmt.Errorf("read control tar: member %s: %w", Quoted(hdr.Name), err)
 		}
 	}
 	// The tar reader stops at the end-of-archive blocks; the padding after

@@ -49,7 +49,7 @@ func DeltaRefs(m *Manifest) (map[string]DeltaRef, error) {
 			continue
 		}
 		if !deltaDigest.MatchString(f.Hexdigest) {
-			return nil, fmt.Errorf("delta manifest: file %q has hexdigest %q, not 64 hex digits", f.RelativePath, f.Hexdigest)
+			return nil, fmt.Errorf("delta manifest: file %s has hexdigest %s, not 64 hex digits", Quoted(f.RelativePath), Quoted(f.Hexdigest))
 		}
 		refs[f.Hexdigest] = DeltaRef{FileSize: f.FileSize, StoredSize: f.StoredFileSize}
 	}

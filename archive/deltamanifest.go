@@ -195,39 +195,39 @@ func ParseDelta(m *Manifest) (*DeltaManifest, error) {
 			return nil, bad("file %d has no relative_path", i)
 		}
 		if seen[f.RelativePath] {
-			return nil, bad("file %q is listed twice", f.RelativePath)
+			return nil, bad("file %s is listed twice", Quoted(f.RelativePath))
 		}
 		seen[f.RelativePath] = true
 		if f.FileSize < 0 || f.StoredFileSize < 0 {
-			return nil, bad("file %q: negative size", f.RelativePath)
+			return nil, bad("file %s: negative size", Quoted(f.RelativePath))
 		}
 		kinds := 0
 		if f.Hexdigest != "" {
 			kinds++
 			if !deltaDigest.MatchString(f.Hexdigest) {
-				return nil, bad("file %q: hexdigest %q is not 64 lowercase hex digits", f.RelativePath, f.Hexdigest)
+				return nil, bad("file %s: hexdigest %s is not 64 lowercase hex digits", Quoted(f.RelativePath), Quoted(f.Hexdigest))
 			}
 		}
 		if f.ContentB64 != nil {
 			kinds++
 			data, err := base64.StdEncoding.DecodeString(*f.ContentB64)
 			if err != nil {
-				return nil, bad("file %q: content_b64: %v", f.RelativePath, err)
+				return nil, bad("file %s: content_b64: %v", Quoted(f.RelativePath), err)
 			}
 			if int64(len(data)) != f.FileSize {
-				return nil, bad("file %q: content_b64 holds %d bytes, file_size says %d", f.RelativePath, len(data), f.FileSize)
+				return nil, bad("file %s: content_b64 holds %d bytes, file_size says %d", Quoted(f.RelativePath), len(data), f.FileSize)
 			}
 		}
 		if f.ShouldBeBundled {
 			kinds++
 		}
 		if kinds != 1 {
-			return nil, bad("file %q: %d of hexdigest, content_b64 and should_be_bundled set, not one", f.RelativePath, kinds)
+			return nil, bad("file %s: %d of hexdigest, content_b64 and should_be_bundled set, not one", Quoted(f.RelativePath), kinds)
 		}
 	}
 	for _, d := range dm.SnapshotResult.State.EmptyDirs {
 		if d == "" || strings.ContainsRune(d, 0) {
-			return nil, bad("directory %q in empty_dirs", d)
+			return nil, bad("directory %s in empty_dirs", Quoted(d))
 		}
 	}
 	return &dm, nil

@@ -311,7 +311,7 @@ func (t *boundedTablespaces) UnmarshalJSON(data []byte) error {
 		}
 		var ts ManifestTablespace
 		if err := dec.Decode(&ts); err != nil {
-			return fmt.Errorf("tablespace %q: %w", name, err)
+			return fmt.Errorf("tablespace %s: %w", Quoted(name), err)
 		}
 		(*t)[name] = ts
 	}
@@ -337,48 +337,48 @@ func (m *Manifest) Validate() error {
 	seen := map[string]bool{}
 	for i, c := range m.Chunks {
 		if err := checkChunkFilename(c.ChunkFilename); err != nil {
-			return bad("chunk %d: chunk_filename %q: %v", i, c.ChunkFilename, err)
+			return bad("chunk %d: chunk_filename %s: %v", i, Quoted(c.ChunkFilename), err)
 		}
 		if seen[c.ChunkFilename] {
-			return bad("chunk %q is listed twice", c.ChunkFilename)
+			return bad("chunk %s is listed twice", Quoted(c.ChunkFilename))
 		}
 		seen[c.ChunkFilename] = true
 		if c.InputSize <= 0 {
-			return bad("chunk %q: input_size %d is not positive", c.ChunkFilename, c.InputSize)
+			return bad("chunk %s: input_size %d is not positive", Quoted(c.ChunkFilename), c.InputSize)
 		}
 		if c.ResultSize < 0 {
-			return bad("chunk %q: result_size %d is negative", c.ChunkFilename, c.ResultSize)
+			return bad("chunk %s: result_size %d is negative", Quoted(c.ChunkFilename), c.ResultSize)
 		}
 		if _, err := parseHMAC(c.HMAC); err != nil {
-			return bad("chunk %q: %v", c.ChunkFilename, err)
+			return bad("chunk %s: %v", Quoted(c.ChunkFilename), err)
 		}
 	}
 	oids := map[uint32]string{}
 	for name, ts := range m.Tablespaces {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || len(name) > 255 {
-			return bad("tablespace name %q is not a single path element", name)
+			return bad("tablespace name %s is not a single path element", Quoted(name))
 		}
 		if ts.OID == 0 {
-			return bad("tablespace %q has no OID", name)
+			return bad("tablespace %s has no OID", Quoted(name))
 		}
 		if other, ok := oids[ts.OID]; ok {
-			return bad("tablespaces %q and %q share OID %d", other, name, ts.OID)
+			return bad("tablespaces %s and %s share OID %d", Quoted(other), Quoted(name), ts.OID)
 		}
 		oids[ts.OID] = name
 		if ts.Path == "" {
 			continue
 		}
 		if !filepath.IsAbs(ts.Path) || filepath.Clean(ts.Path) != ts.Path || ts.Path == "/" || strings.ContainsRune(ts.Path, 0) {
-			return bad("tablespace %q: path %q is not a clean absolute directory", name, ts.Path)
+			return bad("tablespace %s: path %s is not a clean absolute directory", Quoted(name), Quoted(ts.Path))
 		}
 	}
 	if m.Hoard != nil {
 		for name, n := range m.Hoard.TablespaceSizes {
 			if _, ok := m.Tablespaces[name]; !ok {
-				return bad("tablespace_sizes names %q, which is not one of the backup's tablespaces", name)
+				return bad("tablespace_sizes names %s, which is not one of the backup's tablespaces", Quoted(name))
 			}
 			if n < 0 {
-				return bad("tablespace %q: size %d is negative", name, n)
+				return bad("tablespace %s: size %d is negative", Quoted(name), n)
 			}
 		}
 	}
@@ -399,7 +399,7 @@ func checkChunkFilename(name string) error {
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == "" || part == "." || part == ".." {
-			return fmt.Errorf("has a %q part", part)
+			return fmt.Errorf("has a %s part", Quoted(part))
 		}
 	}
 	return nil

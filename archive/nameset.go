@@ -42,7 +42,7 @@ func (s *NameSet) Check(name string) error {
 	if s == nil || s.Has(name) {
 		return nil
 	}
-	return fmt.Errorf("member %q is not in the chunk's file list in the control object: %w", name, ErrWrongObject)
+	return fmt.Errorf("member %s is not in the chunk's file list in the control object: %w", Quoted(name), ErrWrongObject)
 }
 
 // Len returns the number of distinct names in the set (0 for nil).

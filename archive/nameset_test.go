@@ -2,6 +2,7 @@ package archive
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -71,5 +72,18 @@ func TestParseManifest_Names(t *testing.T) {
 		if c.Names != nil {
 			t.Errorf("over the limit: chunk %d keeps %d names", i, c.Names.Len())
 		}
+	}
+}
+
+// TestNameSet_CheckLongName: a member that is not in the list is named by
+// the start of its name (a tar member's PAX name can be 1 MiB).
+func TestNameSet_CheckLongName(t *testing.T) {
+	var l nameList
+	if err := l.UnmarshalJSON([]byte(`["pgdata/a"]`)); err != nil {
+		t.Fatal(err)
+	}
+	err := l.set.Check("pgdata/" + strings.Repeat("n", 1<<19))
+	if !errors.Is(err, ErrWrongObject) || !strings.Contains(err.Error(), "nnnnnnnn") || len(err.Error()) > 1024 {
+		t.Errorf("Check of a 512 KiB name = %.300s (%d bytes), want ErrWrongObject naming its start", err, len(err.Error()))
 	}
 }

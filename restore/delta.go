@@ -124,7 +124,7 @@ func planDeltaPath(rel string, typ byte, spcs deltaTablespaces) (memberPlan, err
 		return p, err
 	}
 	if p.kind == memberSkip && typ == tar.TypeReg {
-		return p, fmt.Errorf("%q: only the control object writes it: %w", rel, ErrUnsafeMember)
+		return p, fmt.Errorf("%s: only the control object writes it: %w", archive.Quoted(rel), ErrUnsafeMember)
 	}
 	return p, nil
 }
@@ -146,7 +146,7 @@ func planBundle(h *tar.Header, spcs deltaTablespaces) (memberPlan, error) {
 // pg_tblspc/ is refused, as planMember refuses it.
 func planRelative(h *tar.Header, spcs deltaTablespaces) (memberPlan, error) {
 	if strings.HasPrefix(h.Name, "/") || h.Name == "" {
-		return memberPlan{}, fmt.Errorf("%q: absolute or empty name: %w", h.Name, ErrUnsafeMember)
+		return memberPlan{}, fmt.Errorf("%s: absolute or empty name: %w", archive.Quoted(h.Name), ErrUnsafeMember)
 	}
 	mapped := *h
 	mapped.Name = "pgdata/" + h.Name
@@ -158,7 +158,7 @@ func planRelative(h *tar.Header, spcs deltaTablespaces) (memberPlan, error) {
 	}
 	p, err := planMember(&mapped, spcs.names, false)
 	if err != nil {
-		return p, fmt.Errorf("%q: %w", h.Name, err)
+		return p, fmt.Errorf("%s: %w", archive.Quoted(h.Name), err)
 	}
 	return p, nil
 }

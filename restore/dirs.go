@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -25,7 +26,7 @@ func checkEmptyDir(dir string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read directory %s: %w", dir, err)
+		return fmt.Errorf("read directory %s: %w", archive.Quoted(dir), quotedPath(err))
 	}
 	for _, e := range ents {
 		if e.Name() != "lost+found" {
@@ -47,7 +48,7 @@ func prepareDir(dir string, wipe bool) error {
 		}
 		ents, err := os.ReadDir(dir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("read directory %s: %w", dir, err)
+			return fmt.Errorf("read directory %s: %w", archive.Quoted(dir), quotedPath(err))
 		}
 		for _, e := range ents {
 			if e.Name() == "lost+found" {
@@ -59,11 +60,11 @@ func prepareDir(dir string, wipe bool) error {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create directory %s: %w", dir, err)
+		return fmt.Errorf("create directory %s: %w", archive.Quoted(dir), quotedPath(err))
 	}
 	// PostgreSQL refuses a data directory readable by others.
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("chmod %s: %w", dir, err)
+		return fmt.Errorf("chmod %s: %w", archive.Quoted(dir), quotedPath(err))
 	}
 	return writeTest(dir)
 }
@@ -73,7 +74,7 @@ func prepareDir(dir string, wipe bool) error {
 func writeTest(dir string) error {
 	f, err := os.CreateTemp(dir, ".hoard-write-test-*")
 	if err != nil {
-		return fmt.Errorf("write test in %s: %w", dir, err)
+		return fmt.Errorf("write test in %s: %w", archive.Quoted(dir), quotedPath(err))
 	}
 	name := f.Name()
 	_, werr := f.Write([]byte("hoard"))
@@ -81,7 +82,7 @@ func writeTest(dir string) error {
 	cerr := f.Close()
 	rerr := os.Remove(name)
 	if err := errors.Join(werr, serr, cerr, rerr); err != nil {
-		return fmt.Errorf("write test in %s: %w", dir, err)
+		return fmt.Errorf("write test in %s: %w", archive.Quoted(dir), quotedPath(err))
 	}
 	return nil
 }

@@ -110,8 +110,8 @@ func (e *extractor) extract(r io.Reader, left func() int64, names *archive.NameS
 			return err
 		}
 		if h.Size > left() {
-			return fmt.Errorf("member %q declares %d bytes, more than the %d left of the chunk's input_size: %w",
-				h.Name, h.Size, left(), ErrUnsafeMember)
+			return fmt.Errorf("member %s declares %d bytes, more than the %d left of the chunk's input_size: %w",
+				archive.Quoted(h.Name), h.Size, left(), ErrUnsafeMember)
 		}
 		if err := e.write(p, tr, h, buf, made); err != nil {
 			return err
@@ -168,10 +168,10 @@ func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, 
 	switch p.kind {
 	case memberDir:
 		if err := root.MkdirAll(p.rel, 0o700); err != nil {
-			return fmt.Errorf("member %q: create directory: %w", h.Name, err)
+			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(h.Name), quotedPath(err))
 		}
 		if err := root.Chmod(p.rel, dirMode(mode)); err != nil {
-			return fmt.Errorf("member %q: %w", h.Name, err)
+			return fmt.Errorf("member %s: %w", archive.Quoted(h.Name), quotedPath(err))
 		}
 		return nil
 	default:
@@ -187,15 +187,15 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 	root := e.roots[p.spc]
 	if dir := path.Dir(p.rel); dir != "." {
 		if err := root.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("member %q: create directory: %w", member, err)
+			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(member), quotedPath(err))
 		}
 	}
 	f, err := root.OpenFile(p.rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode|0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("member %q: %s is already restored (a member twice, or over a directory): %w", member, p.rel, ErrUnsafeMember)
+		return fmt.Errorf("member %s: %s is already restored (a member twice, or over a directory): %w", archive.Quoted(member), archive.Quoted(p.rel), ErrUnsafeMember)
 	}
 	if err != nil {
-		return fmt.Errorf("member %q: create: %w", member, err)
+		return fmt.Errorf("member %s: create: %w", archive.Quoted(member), quotedPath(err))
 	}
 	if made != nil {
 		made.add(p)
@@ -205,18 +205,18 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 	w := &writebackWriter{f: f}
 	if _, err := io.CopyBuffer(w, r, buf); err != nil {
 		f.Close()
-		return fmt.Errorf("member %q: write: %w", member, err)
+		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), quotedPath(err))
 	}
 	if err := w.flush(); err != nil {
 		f.Close()
-		return fmt.Errorf("member %q: write: %w", member, err)
+		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), quotedPath(err))
 	}
 	if err := f.Chmod(mode | 0o600); err != nil {
 		f.Close()
-		return fmt.Errorf("member %q: %w", member, err)
+		return fmt.Errorf("member %s: %w", archive.Quoted(member), quotedPath(err))
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("member %q: write: %w", member, err)
+		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), quotedPath(err))
 	}
 	return nil
 }
@@ -342,3 +342,24 @@ func dirMode(m fs.FileMode) fs.FileMode {
 	}
 	return m | 0o700
 }
+
+// quotedPath returns err, when it is a *fs.PathError, with its path quoted
+// by archive.Quoted: a file named after a tar member fails to be created
+// (ENAMETOOLONG) with the member's whole name, up to 1 MiB, in its error.
+func quotedPath(err error) error {
+	pe, ok := err.(*fs.PathError)
+	if !ok {
+		return err
+	}
+	return quotedPathError{pe}
+}
+
+// quotedPathError is quotedPath's error: errors.Is and errors.As see the
+// *fs.PathError.
+type quotedPathError struct{ *fs.PathError }
+
+func (e quotedPathError) Error() string {
+	return e.Op + " " + archive.Quoted(e.Path) + ": " + e.Err.Error()
+}
+
+func (e quotedPathError) Unwrap() error { return e.PathError }

@@ -86,8 +86,8 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 			break
 		}
 		if cur.info.Parent != inc.Parent {
-			return nil, fmt.Errorf("backup %s: its metadata names parent %q, its control object %s %q: %w",
-				cur.info.Name, cur.info.Parent, cur.info.Key, inc.Parent, ErrBrokenChain)
+			return nil, fmt.Errorf("backup %s: its metadata names parent %s, its control object %s %s: %w",
+				cur.info.Name, archive.Quoted(cur.info.Parent), cur.info.Key, archive.Quoted(inc.Parent), ErrBrokenChain)
 		}
 		key := cur.src.Layout.BackupKey(inc.Parent)
 		if d, ok := broken[archive.BackupName(inc.Parent)]; ok {
@@ -226,13 +226,13 @@ func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, 
 	l.written[p] = true
 	l.mu.Unlock()
 	if twice {
-		return fmt.Errorf("member %q: %s is already restored from this backup: %w", member, p.rel, ErrUnsafeMember)
+		return fmt.Errorf("member %s: %s is already restored from this backup: %w", archive.Quoted(member), archive.Quoted(p.rel), ErrUnsafeMember)
 	}
 	root := e.roots[p.spc]
 	if !incr {
 		// A whole file: the parent's version, if any, goes.
 		if err := root.Remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("member %q: replace %s: %w", member, p.rel, err)
+			return fmt.Errorf("member %s: replace %s: %w", archive.Quoted(member), archive.Quoted(p.rel), quotedPath(err))
 		}
 		return e.writeFile(p, member, r, mode, buf, made)
 	}
@@ -244,17 +244,17 @@ func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, 
 	}
 	f, err := root.OpenFile(p.rel, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("member %q: %s is in no parent backup: %w", member, p.rel, ErrBrokenChain)
+		return fmt.Errorf("member %s: %s is in no parent backup: %w", archive.Quoted(member), archive.Quoted(p.rel), ErrBrokenChain)
 	}
 	if err != nil {
-		return fmt.Errorf("member %q: %w", member, err)
+		return fmt.Errorf("member %s: %w", archive.Quoted(member), quotedPath(err))
 	}
 	err = applyIncremental(f, r, size, buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("member %q: %w", member, err)
+		return fmt.Errorf("member %s: %w", archive.Quoted(member), quotedPath(err))
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ type memberPlan struct {
 // tablespace links.
 func planMember(h *tar.Header, spcs map[string]bool, control bool) (memberPlan, error) {
 	refuse := func(format string, args ...any) (memberPlan, error) {
-		return memberPlan{}, fmt.Errorf("member %q: %s: %w", h.Name, fmt.Sprintf(format, args...), ErrUnsafeMember)
+		return memberPlan{}, fmt.Errorf("member %s: %s: %w", archive.Quoted(h.Name), fmt.Sprintf(format, args...), ErrUnsafeMember)
 	}
 	var kind memberKind
 	switch h.Typeflag {
@@ -108,9 +108,9 @@ func planMember(h *tar.Header, spcs map[string]bool, control bool) (memberPlan, 
 	case tar.TypeXGlobalHeader:
 		return memberPlan{}, nil
 	case tar.TypeSymlink:
-		return refuse("symbolic link to %q (restore makes only the pg_tblspc links, from the manifest)", h.Linkname)
+		return refuse("symbolic link to %s (restore makes only the pg_tblspc links, from the manifest)", archive.Quoted(h.Linkname))
 	case tar.TypeLink:
-		return refuse("hard link to %q", h.Linkname)
+		return refuse("hard link to %s", archive.Quoted(h.Linkname))
 	case tar.TypeChar, tar.TypeBlock:
 		return refuse("device file")
 	case tar.TypeFifo:
@@ -157,11 +157,11 @@ func planMember(h *tar.Header, spcs map[string]bool, control bool) (memberPlan, 
 	case strings.HasPrefix(clean, "tablespaces/"):
 		spc, rest, _ := strings.Cut(strings.TrimPrefix(clean, "tablespaces/"), "/")
 		if !spcs[spc] {
-			return refuse("tablespace %q is not in the backup's manifest", spc)
+			return refuse("tablespace %s is not in the backup's manifest", archive.Quoted(spc))
 		}
 		if rest == "" {
 			if kind != memberDir {
-				return refuse("the root of tablespace %q is not a directory", spc)
+				return refuse("the root of tablespace %s is not a directory", archive.Quoted(spc))
 			}
 			return memberPlan{}, nil
 		}
@@ -170,7 +170,7 @@ func planMember(h *tar.Header, spcs map[string]bool, control bool) (memberPlan, 
 		// PG_15_202209061): nothing else is written to the directory a
 		// tablespace goes to, whose path may come from the backup.
 		if top, _, _ := strings.Cut(rest, "/"); !tablespaceVersionDir.MatchString(top) {
-			return refuse("not under tablespace %q's PG_<version>_<catalog version> directory", spc)
+			return refuse("not under tablespace %s's PG_<version>_<catalog version> directory", archive.Quoted(spc))
 		}
 		p.spc, p.rel = spc, rest
 	default:
@@ -209,7 +209,7 @@ func checkControlMember(m *archive.Manifest, h *tar.Header) error {
 		return err
 	}
 	if path.Clean(h.Name) == archive.ControlPGControl && h.Size > maxControlMember {
-		return fmt.Errorf("member %q: %d bytes, over %d: %w", h.Name, h.Size, maxControlMember, ErrUnsafeMember)
+		return fmt.Errorf("member %s: %d bytes, over %d: %w", archive.Quoted(h.Name), h.Size, maxControlMember, ErrUnsafeMember)
 	}
 	return nil
 }

@@ -360,7 +360,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				if o.Overwrite && errors.Is(err, ErrTargetNotEmpty) {
 					err = fmt.Errorf("%w (restored to the path it had when backed up, which overwrite never empties): %w", err, ErrTablespaceInPlace)
 				}
-				return nil, fmt.Errorf("backup %s (manifest in %s): tablespace %s: %w", b.Name, b.Key, name, err)
+				return nil, fmt.Errorf("backup %s (manifest in %s): tablespace %s: %w", b.Name, b.Key, archive.Quoted(name), err)
 			}
 		}
 	}
@@ -674,18 +674,18 @@ func (o *Options) tablespaceDirs(m *archive.Manifest) (dirs map[string]string, w
 			chosen = false
 		}
 		if d == "" {
-			return nil, nil, fmt.Errorf("tablespace %q has no path in the backup; map it with a tablespace directory", name)
+			return nil, nil, fmt.Errorf("tablespace %s has no path in the backup; map it with a tablespace directory", archive.Quoted(name))
 		}
 		abs, err := filepath.Abs(d)
 		if err != nil {
-			return nil, nil, fmt.Errorf("resolve tablespace directory %s: %w", d, err)
+			return nil, nil, fmt.Errorf("resolve tablespace directory %s: %w", archive.Quoted(d), err)
 		}
 		if within(abs, o.TargetDir) || within(o.TargetDir, abs) {
-			return nil, nil, fmt.Errorf("tablespace %q directory %s overlaps the target directory %s", name, abs, o.TargetDir)
+			return nil, nil, fmt.Errorf("tablespace %s directory %s overlaps the target directory %s", archive.Quoted(name), archive.Quoted(abs), o.TargetDir)
 		}
 		for other, od := range owner {
 			if within(abs, od) || within(od, abs) {
-				return nil, nil, fmt.Errorf("tablespaces %q and %q would share directory %s", other, name, abs)
+				return nil, nil, fmt.Errorf("tablespaces %s and %s would share directory %s", archive.Quoted(other), archive.Quoted(name), archive.Quoted(abs))
 			}
 		}
 		owner[name] = abs
@@ -736,10 +736,10 @@ func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl 
 		switch path.Clean(h.Name) {
 		case archive.ControlPGControl:
 			if pgControl != nil {
-				return fmt.Errorf("member %q twice: %w", h.Name, ErrUnsafeMember)
+				return fmt.Errorf("member %s twice: %w", archive.Quoted(h.Name), ErrUnsafeMember)
 			}
 			if pgControl, err = io.ReadAll(io.LimitReader(tr, maxControlMember)); err != nil {
-				return fmt.Errorf("member %q: %w", h.Name, err)
+				return fmt.Errorf("member %s: %w", archive.Quoted(h.Name), err)
 			}
 		case archive.ControlBackupLabel:
 			if !ex.chain {
@@ -750,7 +750,7 @@ func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl 
 			}
 			label, err := io.ReadAll(io.LimitReader(tr, maxControlMember))
 			if err != nil {
-				return fmt.Errorf("member %q: %w", h.Name, err)
+				return fmt.Errorf("member %s: %w", archive.Quoted(h.Name), err)
 			}
 			if err := ex.writeNew("backup_label", stripIncrementalLabel(label), 0o600); err != nil {
 				return err

@@ -92,7 +92,7 @@ func (t *oneTar) plan(h *tar.Header, r io.Reader) (p memberPlan, isControl bool,
 // member, and checks that it names the tablespaces of the metadata.
 func (t *oneTar) checkManifest(h *tar.Header, r io.Reader) error {
 	if h.Name != archive.ManifestName || h.Typeflag != tar.TypeReg {
-		return fmt.Errorf("first member %q: not the manifest %s: %w", h.Name, archive.ManifestName, ErrUnsafeMember)
+		return fmt.Errorf("first member %s: not the manifest %s: %w", archive.Quoted(h.Name), archive.ManifestName, ErrUnsafeMember)
 	}
 	if h.Size > maxV1Manifest {
 		return fmt.Errorf("manifest %s: %d bytes, over %d: %w", h.Name, h.Size, maxV1Manifest, ErrUnsafeMember)
@@ -135,7 +135,7 @@ func planV1(h *tar.Header, spcs map[string]bool) (p memberPlan, isControl bool, 
 	switch path.Clean(h.Name) {
 	case archive.ControlPGControl:
 		if h.Typeflag != tar.TypeReg || h.Size > maxControlMember {
-			return p, false, fmt.Errorf("member %q: not a regular file of at most %d bytes: %w", h.Name, maxControlMember, ErrUnsafeMember)
+			return p, false, fmt.Errorf("member %s: not a regular file of at most %d bytes: %w", archive.Quoted(h.Name), maxControlMember, ErrUnsafeMember)
 		}
 		return memberPlan{}, true, nil
 	case archive.ControlTablespaceMap:
@@ -168,7 +168,7 @@ func (c *TarCheck) Member(h *tar.Header, r io.Reader) error {
 	_, isControl, err := c.t.plan(h, r)
 	if isControl {
 		if c.control {
-			return fmt.Errorf("member %q twice: %w", h.Name, ErrUnsafeMember)
+			return fmt.Errorf("member %s twice: %w", archive.Quoted(h.Name), ErrUnsafeMember)
 		}
 		c.control = true
 	}
@@ -297,8 +297,8 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 				return err
 			}
 			if known && h.Size > want-decoded.n {
-				return fmt.Errorf("member %q declares %d bytes, more than the %d left of original-file-size: %w",
-					h.Name, h.Size, want-decoded.n, ErrUnsafeMember)
+				return fmt.Errorf("member %s declares %d bytes, more than the %d left of original-file-size: %w",
+					archive.Quoted(h.Name), h.Size, want-decoded.n, ErrUnsafeMember)
 			}
 			if pgControl, err = ex.singleMember(plan, tr, h, pgControl, buf, made); err != nil {
 				return err
@@ -344,11 +344,11 @@ func (e *extractor) singleMember(t *oneTar, r io.Reader, h *tar.Header, pgContro
 		return pgControl, e.write(p, r, h, buf, made)
 	}
 	if pgControl != nil {
-		return nil, fmt.Errorf("member %q twice: %w", h.Name, ErrUnsafeMember)
+		return nil, fmt.Errorf("member %s twice: %w", archive.Quoted(h.Name), ErrUnsafeMember)
 	}
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("member %q: %w", h.Name, err)
+		return nil, fmt.Errorf("member %s: %w", archive.Quoted(h.Name), err)
 	}
 	return data, nil
 }
@@ -362,12 +362,12 @@ func planSingle(h *tar.Header) (p memberPlan, isControl bool, err error) {
 	switch {
 	case name == "global/pg_control":
 		if h.Typeflag != tar.TypeReg || h.Size > maxControlMember {
-			return p, false, fmt.Errorf("member %q: not a regular file of at most %d bytes: %w", h.Name, maxControlMember, ErrUnsafeMember)
+			return p, false, fmt.Errorf("member %s: not a regular file of at most %d bytes: %w", archive.Quoted(h.Name), maxControlMember, ErrUnsafeMember)
 		}
 		return p, true, nil
 	case strings.HasPrefix(name, "pg_tblspc/") && h.Typeflag == tar.TypeSymlink:
-		return p, false, fmt.Errorf("member %q: a tablespace (link to %s), whose files a basic or pipe backup does not hold: %w",
-			h.Name, h.Linkname, ErrUnsupportedFormat)
+		return p, false, fmt.Errorf("member %s: a tablespace (link to %s), whose files a basic or pipe backup does not hold: %w",
+			archive.Quoted(h.Name), archive.Quoted(h.Linkname), ErrUnsupportedFormat)
 	case name == "tablespace_map" && h.Size > 0:
 		// pg_basebackup --format tar asks for the map (TABLESPACE_MAP),
 		// and the server then sends it instead of the pg_tblspc links:
@@ -375,17 +375,17 @@ func planSingle(h *tar.Header) (p memberPlan, isControl bool, err error) {
 		// without the tablespaces' files, the map would make PostgreSQL
 		// link each tablespace to its original directory (on the
 		// source's host, the running cluster's) and replay WAL into it.
-		return p, false, fmt.Errorf("member %q: the backup has tablespaces (%d bytes of tablespace_map), whose files a basic or pipe backup does not hold: %w",
-			h.Name, h.Size, ErrUnsupportedFormat)
+		return p, false, fmt.Errorf("member %s: the backup has tablespaces (%d bytes of tablespace_map), whose files a basic or pipe backup does not hold: %w",
+			archive.Quoted(h.Name), h.Size, ErrUnsupportedFormat)
 	}
 	if strings.HasPrefix(h.Name, "/") {
 		// Under pgdata/ it would no longer look absolute.
-		return p, false, fmt.Errorf("member %q: absolute name: %w", h.Name, ErrUnsafeMember)
+		return p, false, fmt.Errorf("member %s: absolute name: %w", archive.Quoted(h.Name), ErrUnsafeMember)
 	}
 	mapped := *h
 	mapped.Name = "pgdata/" + h.Name
 	if p, err = planMember(&mapped, nil, true); err != nil {
-		return p, false, fmt.Errorf("in the tar as %q: %w", h.Name, err)
+		return p, false, fmt.Errorf("in the tar as %s: %w", archive.Quoted(h.Name), err)
 	}
 	return p, false, nil
 }

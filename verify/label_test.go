@@ -64,19 +64,7 @@ func TestRun_ErrSingleTarNoBackupLabel(t *testing.T) {
 		{"ErrLabelNotFirst", append(slices.Clone(rest), label), true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			data := hostile.Tar(t, tc.members...)
-			a := testArchive(t)
-			md := storage.Metadata{
-				archive.MetaStartTime: "2026-01-02T03:00:00+00:00", archive.MetaStartWALSegment: hostile.StartSegment,
-				"basebackup-mode": "basic", archive.MetaPGVersion: "150004", archive.MetaOriginalFileSize: strconv.Itoa(len(data)),
-				archive.MetaWALSegmentSize: strconv.Itoa(hostile.SegmentSize),
-			}
-			if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.BackupKey("2026-01-02_03-00_0"), bytes.NewReader(data), int64(len(data)), md); err != nil {
-				t.Fatal(err)
-			}
-			for _, seg := range []string{hostile.StartSegment, hostile.EndSegment} {
-				putSegment(t, a, seg, waltest.Segment(t, seg, hostile.SegmentSize, 1))
-			}
+			a := singleTarArchive(t, tc.members...)
 			for _, full := range []bool{false, true} {
 				rep := run(t, a, full)
 				if len(rep.Backups) != 1 {
@@ -92,5 +80,40 @@ func TestRun_ErrSingleTarNoBackupLabel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// singleTarArchive returns an archive holding one backup in one
+// pg_basebackup tar (PGHoard's basic mode) of members, and its WAL.
+func singleTarArchive(t *testing.T, members ...hostile.Member) *archive.Archive {
+	t.Helper()
+	data := hostile.Tar(t, members...)
+	a := testArchive(t)
+	md := storage.Metadata{
+		archive.MetaStartTime: "2026-01-02T03:00:00+00:00", archive.MetaStartWALSegment: hostile.StartSegment,
+		"basebackup-mode": "basic", archive.MetaPGVersion: "150004", archive.MetaOriginalFileSize: strconv.Itoa(len(data)),
+		archive.MetaWALSegmentSize: strconv.Itoa(hostile.SegmentSize),
+	}
+	if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.BackupKey("2026-01-02_03-00_0"), bytes.NewReader(data), int64(len(data)), md); err != nil {
+		t.Fatal(err)
+	}
+	for _, seg := range []string{hostile.StartSegment, hostile.EndSegment} {
+		putSegment(t, a, seg, waltest.Segment(t, seg, hostile.SegmentSize, 1))
+	}
+	return a
+}
+
+// TestRun_ErrSingleTarLongFirstMember: the quick check names a first
+// member that is not backup_label by the start of its name only: the tar
+// is whatever its writer stored, and a PAX name can fill the 64 KiB of
+// header the check reads.
+func TestRun_ErrSingleTarLongFirstMember(t *testing.T) {
+	a := singleTarArchive(t, hostile.Member{Name: strings.Repeat("n", 32<<10), Body: "x\n"})
+	rep := run(t, a, false)
+	if len(rep.Backups) != 1 || rep.Backups[0].Status != StatusBroken {
+		t.Fatalf("backups %+v, want the one broken", rep.Backups)
+	}
+	if p := problems(rep); !strings.Contains(p, "nnnnnnnn") || len(p) > 2048 {
+		t.Errorf("problems of %d bytes, want the member's name by its start: %.300s", len(p), p)
 	}
 }

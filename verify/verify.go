@@ -665,8 +665,8 @@ func (c *checker) labelFirst(ctx context.Context, key string) error {
 		return fmt.Errorf("read tar: %w", err)
 	}
 	if path.Clean(h.Name) != "backup_label" || h.Typeflag != tar.TypeReg {
-		return fmt.Errorf("first member %q, not backup_label, which pg_basebackup writes first: not a pg_basebackup tar as written "+
-			"(restore refuses one without backup_label; verify --full reads all of it)", h.Name)
+		return fmt.Errorf("first member %s, not backup_label, which pg_basebackup writes first: not a pg_basebackup tar as written "+
+			"(restore refuses one without backup_label; verify --full reads all of it)", archive.Quoted(h.Name))
 	}
 	return nil
 }
