@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,45 @@ func TestRestore_StaleListing(t *testing.T) {
 	c.WaitRecoveryDone(t, 3*time.Minute)
 	if got := tableRows(t, c); got != want {
 		t.Errorf("restored %s (the listing hid %s): rows %s, want %s", older, newer, got, want)
+	}
+}
+
+// TestRestore_BackupHistoryPlanted: someone who can write the storage
+// but holds no key copies the older backup's backup history file
+// (<segment>.<offset>.backup, authentic, encrypted with the site's key)
+// over the newer backup's, which would point recovery at the older
+// backup's start if anything took it for the newer backup's. Nothing
+// does: PostgreSQL recovers from the backup_label restored from the
+// control object (which restore checks against the backup's metadata)
+// and never asks restore_command for a .backup file, and restore chooses
+// and checks WAL by the backup's metadata. The newer backup restores,
+// recovery with hoard wal-fetch ends with every row the source has.
+func TestRestore_BackupHistoryPlanted(t *testing.T) {
+	s := newSite(t, siteOptions{Encrypt: true})
+	src, _, newer := s.twoBackups(t)
+	want := tableRows(t, src)
+	files, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "xlog", "*.backup"))
+	if err != nil || len(files) != 2 {
+		t.Fatalf("backup history files: %q %v, want 2", files, err)
+	}
+	slices.Sort(files)
+	st := storage.NewLocal(s.storeDir)
+	key := func(p string) string { return s.name + "/xlog/" + filepath.Base(p) }
+	_, own := storetest.Read(t, st, key(files[1]))
+	archivetest.PlantCopy(t, st, key(files[0]), key(files[1]), func(md storage.Metadata) {
+		clear(md)
+		maps.Copy(md, own.Metadata)
+	})
+	pgtest.Chown(t, s.storeDir)
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	s.restoreChoosing(t, dir, newer)
+	c := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got := tableRows(t, c); got != want {
+		t.Errorf("restored %s with %s's backup history file over its own: rows %s, want %s", newer, filepath.Base(files[0]), got, want)
+	}
+	if strings.Contains(c.Log(), ".backup") {
+		t.Errorf("recovery asked for a backup history file:\n%s", c.Log())
 	}
 }
