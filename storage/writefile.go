@@ -37,6 +37,11 @@ func WriteFileAtomic(path string, r io.Reader, prepare func(*os.File) error) err
 //
 // A crash leaves name as it was before or after, never in between, and
 // at worst a temporary file whose name IsTempName recognises.
+//
+// A failed write or fsync is never retried on the same file: Linux may
+// mark the pages it could not write clean, and a second fsync would then
+// succeed with the bytes gone (PostgreSQL's data_sync_retry=off). The
+// temporary file is removed; a caller that retries writes a new one.
 func WriteFileIn(dir *os.Root, name string, r io.Reader, prepare func(*os.File) error) (err error) {
 	defer func() {
 		if err != nil {

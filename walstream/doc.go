@@ -98,11 +98,12 @@
 // on the server, and the next run fetches it again. A crash can therefore
 // lose nothing that was reported flushed: it is in the spool or archived.
 //
-// An fsync error is final for the file: Linux reports a failed writeback
-// once, and a second fsync succeeds whether or not the bytes reached the
-// disk. The session ends without reporting anything past what was fsynced
-// before the error, and the next one streams the segment again from its
-// start, rewriting every byte. A failed fsync of the directory after a
+// An fsync or write error is final for the file: Linux reports a failed
+// writeback once, and a second fsync succeeds whether or not the bytes
+// reached the disk. The session ends without reporting anything past what
+// was fsynced before the error, nor storing the segment's unsynced part as
+// a .partial, logs the loss at Error, and the next one streams the
+// segment again from its start, rewriting every byte. A failed fsync of the directory after a
 // rename renames the segment back to .partial, for the same reason. At
 // start the spool directory is fsynced before its listing is trusted.
 //

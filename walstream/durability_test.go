@@ -371,55 +371,76 @@ func TestReceiver_Run_Hole(t *testing.T) {
 	d.restoreLatest(rows)
 }
 
-// TestReceiver_Run_SyncError makes one fsync of the segment being received
-// fail, as a disk does when it loses written pages: Linux reports such an
-// error once, so a second fsync succeeds although the bytes may be gone.
-// The Receiver must never report a flush position past what was fsynced
-// before the failure: the session ends, the server is told nothing more,
-// and the next session streams those bytes again.
+// TestReceiver_Run_SyncError makes one fsync, or one write, of the
+// segment being received fail, as a disk does when it loses written
+// pages: Linux reports such an error once, so a second fsync succeeds
+// although the bytes may be gone. The Receiver must never report a flush
+// position past what was fsynced before the failure: the session ends,
+// the server is told nothing more, and the next session streams those
+// bytes again.
 func TestReceiver_Run_SyncError(t *testing.T) {
-	d := newDurable(t, "")
-	var (
-		armed, fired atomic.Bool
-		mu           sync.Mutex
-		failedAt     string
-		before       pglogrepl.LSN // the flush position when fsync failed
-		rr           *running
-	)
-	fault := func(path string) error {
-		if !armed.Load() || !strings.HasSuffix(path, wal.PartialSuffix) || fired.Swap(true) {
-			return nil
-		}
-		mu.Lock()
-		failedAt, before = filepath.Base(path), rr.r.Status().Flushed
-		mu.Unlock()
-		return errInjectedEIO
+	for _, tc := range []struct {
+		name  string
+		op    string
+		fault func(*faults, func(string) error)
+	}{
+		{"Fsync", "fsync", func(f *faults, fn func(string) error) { f.sync = fn }},
+		// A write fails with bytes written and not fsynced before it:
+		// those count as lost too.
+		{"Write", "write", func(f *faults, fn func(string) error) {
+			f.write = func(path string, unsynced uint64) error {
+				if unsynced == 0 {
+					return nil
+				}
+				return fn(path)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDurable(t, "")
+			var (
+				armed, fired atomic.Bool
+				mu           sync.Mutex
+				failedAt     string
+				before       pglogrepl.LSN // the flush position when the operation failed
+				rr           *running
+			)
+			fault := func(path string) error {
+				if !armed.Load() || !strings.HasSuffix(path, wal.PartialSuffix) || fired.Swap(true) {
+					return nil
+				}
+				mu.Lock()
+				failedAt, before = filepath.Base(path), rr.r.Status().Flushed
+				mu.Unlock()
+				return errInjectedEIO
+			}
+			// A slow reconnection leaves time to read the slot once the
+			// failed session ended.
+			rr = d.startWith(Options{}, func(r *Receiver) {
+				tc.fault(&r.faults, fault)
+				r.retryMin, r.retryMax = 3*time.Second, 3*time.Second
+			})
+			d.backup()
+			d.insert(3000)
+			armed.Store(true)
+			d.insert(2000)
+			waitFor(t, "the injected "+tc.op+" error", fired.Load)
+			waitFor(t, "the failed session ended", func() bool { return !rr.r.Status().Connected })
+			mu.Lock()
+			t.Logf("%s of %s failed with %s flushed", tc.op, failedAt, before)
+			mu.Unlock()
+			// The slot must not pass the flush position of before the
+			// failure: anything beyond may not be on disk.
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				if restart := lsn(t, d.c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'"); restart > before {
+					t.Fatalf("after the %s error in %s the server was told %s is flushed; only %s was fsynced", tc.op, failedAt, restart, before)
+				}
+			}
+			waitFor(t, "streaming again", func() bool { return rr.r.Status().Connected })
+			d.insert(2000)
+			d.finish(rr)
+		})
 	}
-	// A slow reconnection leaves time to read the slot once the failed
-	// session ended.
-	rr = d.startWith(Options{}, func(r *Receiver) {
-		r.faults.sync = fault
-		r.retryMin, r.retryMax = 3*time.Second, 3*time.Second
-	})
-	d.backup()
-	d.insert(3000)
-	armed.Store(true)
-	d.insert(2000)
-	waitFor(t, "the injected fsync error", fired.Load)
-	waitFor(t, "the failed session ended", func() bool { return !rr.r.Status().Connected })
-	mu.Lock()
-	t.Logf("fsync of %s failed with %s flushed", failedAt, before)
-	mu.Unlock()
-	// The slot must not pass the flush position of before the failure:
-	// anything beyond may not be on disk.
-	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if restart := lsn(t, d.c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'"); restart > before {
-			t.Fatalf("after the fsync error in %s the server was told %s is flushed; only %s was fsynced", failedAt, restart, before)
-		}
-	}
-	waitFor(t, "streaming again", func() bool { return rr.r.Status().Connected })
-	d.insert(2000)
-	d.finish(rr)
 }
 
 // errInjectedEIO is the error the fault hooks inject.

@@ -58,6 +58,13 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	s := &session{r: r, conn: conn}
 	err = s.run(ctx)
 	cur := s.cur
+	if cur != nil && cur.failed != nil {
+		// The WAL written since the last fsync is lost: the next session
+		// receives it again from the segment's start (see
+		// segmentFile.failed).
+		r.log.Error().Err(cur.failed).Str(logSegment, cur.name()).Str(logLSN, s.flushed.String()).
+			Msg("spool write or fsync failed; WAL past the flush position is lost and received again")
+	}
 	if cerr := s.close(ctx); cerr != nil {
 		if ctx.Err() != nil {
 			// Shutting down: the partial segment may not be durable, and

@@ -32,6 +32,10 @@ type faults struct {
 	// sync, when set, is called before each fsync of a segment file with
 	// the file's path; an error it returns stands for fsync's.
 	sync func(path string) error
+	// write, when set, is called before each write into a segment file
+	// with the file's path and the number of bytes written to it and not
+	// yet fsynced; an error it returns stands for write's.
+	write func(path string, unsynced uint64) error
 	// step, when set, is called between the steps of completing a
 	// segment, with the step's name and the segment's.
 	step func(step, segment string)
@@ -53,10 +57,15 @@ type segmentFile struct {
 	// written are zeros or left over from an earlier session and are
 	// overwritten as the stream goes on.
 	written, synced uint64
-	// failed is the first fsync error. After it nothing more of the file
-	// counts as fsynced: Linux reports a lost write once, and a second
-	// fsync succeeds whether or not the bytes reached the disk. The file
-	// must be written again from a new session.
+	// failed is the first write or fsync error. After it nothing more of
+	// the file counts as fsynced: Linux reports a lost write once, and a
+	// second fsync succeeds whether or not the bytes reached the disk
+	// (PostgreSQL PANICs on a failed fsync for this reason,
+	// data_sync_retry=off). A failed write leaves the bytes written since
+	// the last fsync as uncertain as a failed fsync does. The file must be
+	// written again from a new session, which streams the segment from its
+	// start: the server still has it, since no flush position past the
+	// last successful fsync was reported.
 	failed error
 }
 
@@ -145,20 +154,30 @@ func preallocate(f *os.File, size int64) error {
 	return nil
 }
 
-// writeAt writes data at offset off of the segment.
+// writeAt writes data at offset off of the segment. After a write error
+// it fails for good, and so does sync (see failed).
 func (s *segmentFile) writeAt(data []byte, off uint64) error {
 	if s.failed != nil {
 		return s.failed
 	}
-	if _, err := s.f.WriteAt(data, int64(off)); err != nil {
-		return fmt.Errorf("write %s: %w", s.path(), err)
+	var err error
+	if s.faults.write != nil {
+		err = s.faults.write(s.path(), s.written-s.synced)
+	}
+	if err == nil {
+		_, err = s.f.WriteAt(data, int64(off))
+	}
+	if err != nil {
+		s.failed = fmt.Errorf("write %s: %w", s.path(), err)
+		return s.failed
 	}
 	s.written = max(s.written, off+uint64(len(data)))
 	return nil
 }
 
-// sync fsyncs what was written since the last sync. After an fsync error
-// it fails for good (see failed).
+// sync fsyncs what was written since the last sync. After a write or
+// fsync error it fails for good (see failed): never fsync again and count
+// the bytes as durable.
 func (s *segmentFile) sync() error {
 	if s.failed != nil {
 		return s.failed

@@ -281,6 +281,51 @@ func TestSegmentFile_SyncError(t *testing.T) {
 	}
 }
 
+// After a write error the bytes written since the last fsync count as
+// lost, as after an fsync error: sync fails instead of fsyncing them as
+// if the write had not failed, and the file is never renamed complete.
+func TestSegmentFile_WriteError(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 1 << 20
+	failing := false
+	fl := &faults{write: func(string, uint64) error {
+		if failing {
+			return errInjectedEIO
+		}
+		return nil
+	}}
+	s, err := openSegment(dir, wal.Segment{Timeline: 1, No: 7}, segSize, fl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if err := s.writeAt(make([]byte, segSize/2), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeAt(make([]byte, segSize/4), segSize/2); err != nil {
+		t.Fatal(err)
+	}
+	failing = true
+	if err := s.writeAt(make([]byte, segSize/4), 3*segSize/4); !errors.Is(err, errInjectedEIO) {
+		t.Fatalf("write: %v, want the injected error", err)
+	}
+	failing = false
+	for i := range 2 {
+		if err := s.sync(); err == nil || s.synced != segSize/2 {
+			t.Fatalf("sync %d after the write error: %v, %d bytes counted as fsynced, want %d", i+1, err, s.synced, segSize/2)
+		}
+	}
+	if err := s.writeAt(make([]byte, segSize/4), 3*segSize/4); err == nil {
+		t.Error("written again after a write error")
+	}
+	if err := s.rename(); err == nil {
+		t.Error("renamed complete after a write error")
+	}
+}
+
 // repairSegment completes a .partial only when every page holds the
 // segment's WAL.
 func TestRepairSegment(t *testing.T) {
