@@ -457,7 +457,8 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
-	if err := l.linkData(key, d, tmp, base, sum); err != nil {
+	linked, err := l.linkData(key, d, tmp, base, sum)
+	if err != nil {
 		return err
 	}
 	// base holds our bytes now. Should the sidecar link fail, it stays: it
@@ -469,40 +470,63 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 		return localErr("create", key, err)
 	}
 	if err := l.syncIn(d, "."); err != nil {
-		return localErr("create", key, err)
+		// The new entries may be lost although the directory reads
+		// well: Linux may mark the pages it failed to write clean and
+		// report the error once, so a second fsync (Sync, which a
+		// wal-push that finds the same bytes stored calls) would succeed
+		// without them. Never fsync again and count them durable: the
+		// object goes, sidecar first, so that nobody finds it stored and
+		// the next Create links it again. An adopted object file is
+		// another writer's and stays.
+		return localErr("create", key, l.unlinkUnsynced(d, base, linked, err))
 	}
 	return nil
 }
 
+// unlinkUnsynced removes the sidecar of base in d and, when linked, the
+// object file, after the directory fsync that was to make them durable
+// failed with err. It returns err with any removal error.
+func (l *Local) unlinkUnsynced(d *os.Root, base string, linked bool, err error) error {
+	rerr := d.Remove(base + sidecarSuffix)
+	if linked && rerr == nil {
+		rerr = d.Remove(base)
+	}
+	if rerr != nil {
+		return fmt.Errorf("%w; remove the object whose directory entry is not durable: %w", err, rerr)
+	}
+	return err
+}
+
 // linkData links the data temp file tmp of d to the object's name base, or adopts
-// an identical object file already there without a sidecar.
-func (l *Local) linkData(key string, d *os.Root, tmp, base string, sum []byte) error {
-	err := d.Link(tmp, base)
+// an identical object file already there without a sidecar. linked says
+// that base is the link it made, not an adopted file.
+func (l *Local) linkData(key string, d *os.Root, tmp, base string, sum []byte) (linked bool, err error) {
+	err = d.Link(tmp, base)
 	if err == nil || !errors.Is(err, fs.ErrExist) {
 		if err != nil {
-			return localErr("create", key, err)
+			return false, localErr("create", key, err)
 		}
-		return nil
+		return true, nil
 	}
 	deadline := time.Now().Add(incompleteWait)
 	for {
 		if _, err := d.Lstat(base + sidecarSuffix); err == nil {
-			return fmt.Errorf("create %s: %w", key, ErrExist)
+			return false, fmt.Errorf("create %s: %w", key, ErrExist)
 		}
 		same, err := fileHashes(d, base, sum)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			// Gone meanwhile (a Delete): the name is free again.
 			if err := d.Link(tmp, base); err == nil {
-				return nil
+				return true, nil
 			}
 		case err != nil:
-			return localErr("create", key, err)
+			return false, localErr("create", key, err)
 		case same:
-			return nil
+			return false, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("create %s: %w", key, &permanentError{
+			return false, fmt.Errorf("create %s: %w", key, &permanentError{
 				msg: fmt.Sprintf("%s exists without its metadata sidecar and holds other bytes: a writer stopped between storing "+
 					"an object and its metadata; if no hoard or PGHoard process is writing it, move it out of the storage "+
 					"directory (keep it: it may be the only copy of those bytes) and the file will be stored again", filepath.Join(d.Name(), base)),

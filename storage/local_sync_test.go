@@ -154,3 +154,46 @@ func TestLocal_PutFailedKeepsOld(t *testing.T) {
 		})
 	}
 }
+
+// A Create whose fsync of the directory fails after it linked the object
+// stores nothing: Linux may have dropped the directory's new entries and
+// report it once, so a later fsync (Sync, called by a wal-push that finds
+// the same bytes stored) would succeed with the entries gone. The object
+// is removed, so that the next Create links it again and fsyncs that.
+func TestLocal_CreateDirSyncError(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	dir := filepath.Join(root, "site", "xlog")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	failing := true
+	l := &Local{root: root, fsync: func(f *os.File) error {
+		if failing && filepath.Clean(f.Name()) == dir {
+			failing = false
+			return syscall.EIO
+		}
+		return f.Sync()
+	}}
+	const key = "site/xlog/000000010000000000000001"
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Create with a failing fsync of its directory = %v, want EIO", err)
+	}
+	if _, err := l.Stat(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after a failed directory fsync the object is stored (Stat: %v): a Sync would report it durable", err)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("the failed Create left %v (%v)", entries, err)
+	}
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); err != nil {
+		t.Fatalf("Create again: %v", err)
+	}
+	rc, _, err := l.Open(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if b, err := io.ReadAll(rc); err != nil || string(b) != "wal" {
+		t.Errorf("stored %q, %v", b, err)
+	}
+}
