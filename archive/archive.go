@@ -81,6 +81,15 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 	if err != nil {
 		return out, fmt.Errorf("list backups of site %s: %w", a.Site, err)
 	}
+	// A backup's metadata is parsed once every main object is read: at the
+	// segment size learned from the site's WAL where it records none
+	// (learnSegmentSize). Damaged ones keep the listing's order.
+	type scanned struct {
+		st      storage.Object
+		damaged *DamagedBackup
+	}
+	var scans []scanned
+	var stats []storage.Object
 	for _, o := range keys {
 		st, contradicted, err := statConfirmed(ctx, a.Store, o.Key)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -89,22 +98,35 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 		if contradicted {
 			// Stored, but its metadata cannot be read: damaged.
 			out.Contradicted = append(out.Contradicted, o.Key)
-			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: contradiction(a.Site, o.Key)})
+			scans = append(scans, scanned{damaged: &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: contradiction(a.Site, o.Key)}})
 			continue
 		}
 		if errors.Is(err, storage.ErrBadMetadata) {
-			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})
+			scans = append(scans, scanned{damaged: &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err}})
 			continue
 		}
 		if err != nil {
 			return out, fmt.Errorf("stat backup %s: %w", o.Key, err)
 		}
-		b, err := ParseBackupInfo(o.Key, st.Size, st.Metadata)
-		if err != nil {
-			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})
+		st.Key = o.Key
+		scans = append(scans, scanned{st: st})
+		stats = append(stats, st)
+	}
+	learned, err := a.learnSegmentSize(ctx, stats)
+	if err != nil {
+		return out, err
+	}
+	for _, s := range scans {
+		if s.damaged != nil {
+			out.Damaged = append(out.Damaged, s.damaged)
 			continue
 		}
-		b.Auth = a.Codec.BackupAuth(b.Name, st.Metadata)
+		b, err := parseBackupInfo(s.st.Key, s.st.Size, s.st.Metadata, learned)
+		if err != nil {
+			out.Damaged = append(out.Damaged, &DamagedBackup{Name: BackupName(s.st.Key), Key: s.st.Key, Err: err})
+			continue
+		}
+		b.Auth = a.Codec.BackupAuth(b.Name, s.st.Metadata)
 		out.Sound = append(out.Sound, b)
 	}
 	SortBackups(out.Sound)

@@ -77,12 +77,16 @@ type BackupInfo struct {
 	StartTimeline   uint32
 	EndTimeline     uint32
 	SystemID        string
-	WALSegmentSize  uint64 // 0 when unknown (PGHoard backups: 16 MiB)
-	PGVersion       int    // server_version_num, e.g. 150004
-	TotalSizePlain  int64
-	TotalSizeEnc    int64
-	StoredSize      int64 // size of the main object itself
-	ChunkCount      int
+	WALSegmentSize  uint64 // 0 when not recorded (PGHoard backups: see LearnedSegmentSize)
+	// LearnedSegmentSize is, for a backup that records no segment size
+	// (PGHoard's), the size the first page of a segment in its site's
+	// archive declares (ScanBackups, SiteSegmentSize); 0 when not learned.
+	LearnedSegmentSize uint64
+	PGVersion          int // server_version_num, e.g. 150004
+	TotalSizePlain     int64
+	TotalSizeEnc       int64
+	StoredSize         int64 // size of the main object itself
+	ChunkCount         int
 	// PGManifest is true when PostgreSQL's backup_manifest is in the
 	// control tar.
 	PGManifest bool
@@ -118,13 +122,17 @@ type BackupInfo struct {
 	Archive *Archive `json:"-"`
 }
 
-// SegmentSize returns the backup's WAL segment size, defaulting to 16 MiB
-// for backups that do not record it.
+// SegmentSize returns the backup's WAL segment size: the one it records,
+// else the one learned from its site's WAL, else 16 MiB (a site with no
+// readable segment: no WAL to read at any size).
 func (b *BackupInfo) SegmentSize() uint64 {
-	if b.WALSegmentSize == 0 {
-		return 16 << 20
+	switch {
+	case b.WALSegmentSize != 0:
+		return b.WALSegmentSize
+	case b.LearnedSegmentSize != 0:
+		return b.LearnedSegmentSize
 	}
-	return b.WALSegmentSize
+	return DefaultSegmentSize
 }
 
 // OneTar reports whether the backup is held in its main object alone, one
@@ -220,6 +228,12 @@ func setNumber[T int64 | uint64](md storage.Metadata, k string, v T) {
 // key, size its stored size. Fields PGHoard does not write (LSNs, timeline
 // ends) are derived from the WAL segment names when absent.
 func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, error) {
+	return parseBackupInfo(key, size, md, 0)
+}
+
+// parseBackupInfo is ParseBackupInfo where learned (0: not known) is the
+// segment size of the site's WAL, for a backup that records none.
+func parseBackupInfo(key string, size int64, md storage.Metadata, learned uint64) (*BackupInfo, error) {
 	b := &BackupInfo{
 		Name:             BackupName(key),
 		Key:              key,
@@ -293,6 +307,9 @@ func ParseBackupInfo(key string, size int64, md storage.Metadata) (*BackupInfo, 
 		if n, err := strconv.ParseInt(md[MetaOriginalFileSize], 10, 64); err == nil && n >= 0 {
 			b.TotalSizePlain = n
 		}
+	}
+	if b.WALSegmentSize == 0 {
+		b.LearnedSegmentSize = learned
 	}
 	seg := b.SegmentSize()
 	if b.StartWALSegment != "" {

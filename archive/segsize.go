@@ -1,0 +1,113 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// PGHoard records no WAL segment size with its objects, and a cluster made
+// with initdb --wal-segsize has segments of 1 MiB to 1 GiB. Read as 16 MiB,
+// such a backup's start segment names another LSN (000000010000000100000003
+// starts at 1/C000000 with 64 MiB segments, at 1/3000000 with 16 MiB), or
+// no segment at all (segment 0x123 of a log exists only below 16 MiB): the
+// backup was listed as damaged, never restored, and its WAL reach and
+// retention bound were computed at the wrong size. The first page of every
+// segment declares the size (xlp_seg_size in the long page header), so the
+// size is learned from the site's WAL.
+
+// SiteSegmentSize returns the WAL segment size the first page of a
+// complete segment stored in a's own xlog/ declares: the first of starts
+// (segment names, the start segments of the backups that record no size,
+// the most useful first) that is stored and reads back whole and checked
+// (copyChecked: the hash, the page header against the name and the
+// length), else the newest stored segment's. It reads the whole object, so
+// that in a site with keys the declared size is authenticated. 0 with a
+// nil error when no segment is stored or none reads back checked: the
+// size is not known, and no WAL is readable at any size.
+func (a *Archive) SiteSegmentSize(ctx context.Context, starts []string) (uint64, error) {
+	names := slices.Clone(starts)
+	stored, err := a.ListSegments(ctx)
+	if err != nil {
+		return 0, err
+	}
+	slices.Sort(stored)
+	if n := len(stored); n > 0 {
+		names = append(names, stored[n-1])
+	}
+	for _, name := range names {
+		size, err := a.segmentSize(ctx, name)
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, errNotChecked) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		return size, nil
+	}
+	return 0, nil
+}
+
+// errNotChecked marks a stored segment whose content does not pass
+// copyChecked: it declares no size to trust.
+var errNotChecked = errors.New("segment does not read back checked")
+
+// segmentSize reads the stored segment name whole and returns the size
+// its first page declares.
+func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) {
+	if !wal.IsSegmentName(name) {
+		return 0, fmt.Errorf("%s: %w", name, errNotChecked)
+	}
+	key := a.Layout.WALKey(name)
+	rc, md, err := a.Codec.Open(ctx, a.Store, key)
+	if err != nil {
+		var de *DecodeError
+		if errors.As(err, &de) {
+			return 0, fmt.Errorf("%s: %w: %w", name, errNotChecked, err)
+		}
+		return 0, fmt.Errorf("segment size from %s: %w", key, err)
+	}
+	defer rc.Close()
+	h, _, err := copyChecked(io.Discard, rc, md, key, name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("%s: %w: %w", name, errNotChecked, err)
+	}
+	return uint64(h.SegmentSize), nil
+}
+
+// learnSegmentSize returns the segment size of a's WAL where one of the
+// backups stats (main objects) records none (SiteSegmentSize, tried with
+// their start segments, the newest first), 0 where all record one or it is
+// not known.
+func (a *Archive) learnSegmentSize(ctx context.Context, stats []storage.Object) (uint64, error) {
+	var starts []string
+	unrecorded := false
+	for _, st := range stats {
+		if st.Metadata[MetaWALSegmentSize] != "" {
+			continue
+		}
+		unrecorded = true
+		if s := st.Metadata[MetaStartWALSegment]; wal.IsSegmentName(s) && !slices.Contains(starts, s) {
+			starts = append(starts, s)
+		}
+	}
+	if !unrecorded {
+		return 0, nil
+	}
+	// Names sort as positions do, at any segment size.
+	slices.Sort(starts)
+	slices.Reverse(starts)
+	size, err := a.SiteSegmentSize(ctx, starts)
+	if err != nil {
+		return 0, fmt.Errorf("site %s: WAL segment size of its PGHoard backups: %w", a.Site, err)
+	}
+	return size, nil
+}

@@ -1,0 +1,55 @@
+package archive
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/jackc/pglogrepl"
+)
+
+// TestScanBackups_PGHoardSegmentSize: PGHoard records no WAL segment size,
+// so ScanBackups learns it from the first page of the backup's start
+// segment in the archive, instead of reading the backup as 16 MiB.
+func TestScanBackups_PGHoardSegmentSize(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		segSize  uint64
+		start    string
+		startLSN pglogrepl.LSN
+	}{
+		// Segment 0x123 of log 0 exists only below 16 MiB: read as
+		// 16 MiB the backup was damaged, never restored or kept.
+		{"OK1MiB", 1 << 20, "000000010000000000000123", 0x12300000},
+		// At 16 MiB this name starts at 1/3000000, not 1/C000000.
+		{"OK64MiB", 64 << 20, "000000010000000100000003", 0x10C000000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			a := &Archive{Store: storage.NewMem(), Codec: &Codec{}, Layout: Layout{Prefix: "site"}, Site: "site"}
+			putBackup(t, a, "2024-03-04_10-00_0", tc.start, 1, 0)
+			putWALData(t, a, tc.start, waltest.Segment(t, tc.start, tc.segSize, 1))
+			bs, err := a.ScanBackups(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bs.Damaged) != 0 {
+				t.Fatalf("damaged: %v", bs.Damaged[0].Err)
+			}
+			if len(bs.Sound) != 1 {
+				t.Fatalf("%d sound backups, want 1", len(bs.Sound))
+			}
+			b := bs.Sound[0]
+			if got, want := b.SegmentSize(), tc.segSize; got != want {
+				t.Errorf("SegmentSize() = %d, want %d", got, want)
+			}
+			if got, want := b.StartLSN, tc.startLSN; got != want {
+				t.Errorf("StartLSN = %s, want %s", got, want)
+			}
+			if got, want := startSegment(b), tc.start; got != want {
+				t.Errorf("start segment = %s, want %s", got, want)
+			}
+		})
+	}
+}
