@@ -52,9 +52,11 @@ func daemonCommand() *cli.Command {
 			"SIGTERM or SIGINT stops receiving, stores the segment in progress as its .partial and gives it,\n" +
 			"with the uploads queued before it, graceful_shutdown_upload_timeout; what is not stored stays\n" +
 			"in the spool for the next start.\n" +
-			"SIGHUP reloads the configuration: sites whose settings changed are stopped the same way, then\n" +
-			"restarted (a new prefix takes effect after the WAL received is stored in the old one), the\n" +
-			"others keep running; a configuration that does not load is logged and the old one kept.\n" +
+			"SIGHUP reloads the configuration: sites whose settings changed are restarted, the others keep\n" +
+			"running; a configuration that does not load is logged and the old one kept. A site whose WAL\n" +
+			"goes elsewhere (another storage location, bucket, container or prefix) is stopped the same way\n" +
+			"first, so the WAL received is stored where it went; any other change (credentials, rate\n" +
+			"limits, keys, compression) restarts it at once, and the new run stores what is in the spool.\n" +
 			"Under systemd (Type=notify) the daemon reports READY=1 once started.\n" +
 			"It refuses to run as root, whose files PostgreSQL's user could not use later, unless --allow-root:\n" +
 			"run it as that user (sudo -u postgres hoard daemon, User=postgres in systemd).\n\n" + daemonExitHelp,
@@ -180,6 +182,7 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	s := daemon.Site{
 		Name:             name,
 		Fingerprint:      siteFingerprint(cfg, site),
+		Destination:      siteDestination(name, site),
 		Active:           site.Active,
 		ActiveBackupMode: site.ActiveBackupMode,
 		WAL:              walMode(site.ActiveBackupMode),
@@ -358,6 +361,13 @@ func siteFingerprint(cfg *config.Config, site *config.Site) string {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
+}
+
+// siteDestination names where a site's WAL is stored (daemon.Site's
+// Destination): the storage's location without its credentials
+// (storage.Config.Location), the site's prefix and its name.
+func siteDestination(name string, site *config.Site) string {
+	return fmt.Sprintf("%s site-prefix=%q site=%q", site.ObjectStorage.StorageConfig().Location(), site.Prefix, name)
 }
 
 // globalFingerprint hashes the daemon settings a reload cannot apply.

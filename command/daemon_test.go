@@ -196,3 +196,58 @@ func TestDaemonOptions_RestoreTest(t *testing.T) {
 		t.Errorf("restore_command %q, want it to end with %q", s.RestoreCommand, want)
 	}
 }
+
+// TestDaemonOptions_Destination: a reload restarts a site at once when
+// its WAL still goes to the same place (daemon.Site.Destination), and
+// only then. Credentials, the endpoint's rate limit and compression keep
+// the destination; another bucket, endpoint host, prefix or site name
+// changes it.
+func TestDaemonOptions_Destination(t *testing.T) {
+	const js = `{
+		"backup_location": "/var/lib/hoard",
+		"backup_sites": {
+			"main": {
+				"nodes": [{"host": "db1"}],
+				"prefix": "main",
+				"object_storage": {"storage_type": "s3", "region": "eu-west-1", "bucket_name": "b",
+					"host": "minio", "port": 9000, "aws_access_key_id": "AK", "aws_secret_access_key": "SK"}
+			}
+		}
+	}`
+	destination := func(js string) (string, string) {
+		t.Helper()
+		o, err := daemonOptions(testCLIContext(), parseTestConfig(t, js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Sites[0].Fingerprint, o.Sites[0].Destination
+	}
+	fp, dest := destination(js)
+	for _, tc := range []struct {
+		name     string
+		old, new string
+		same     bool
+	}{
+		{"Credentials", `"aws_secret_access_key": "SK"`, `"aws_secret_access_key": "SK2"`, true},
+		{"AccessKey", `"aws_access_key_id": "AK"`, `"aws_access_key_id": "AK2"`, true},
+		{"RateLimit", `"prefix": "main",`, `"prefix": "main", "upload_rate_limit": 1048576,`, true},
+		{"Compression", `"backup_location"`, `"compression": {"algorithm": "zstd"}, "backup_location"`, true},
+		{"Prefix", `"prefix": "main"`, `"prefix": "main-upgraded"`, false},
+		{"Bucket", `"bucket_name": "b"`, `"bucket_name": "c"`, false},
+		{"Host", `"host": "minio"`, `"host": "minio2"`, false},
+		{"SiteName", `"main": {`, `"other": {`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(js, tc.old) {
+				t.Fatalf("%q not in the configuration", tc.old)
+			}
+			gotFP, got := destination(strings.Replace(js, tc.old, tc.new, 1))
+			if gotFP == fp {
+				t.Errorf("the change kept the fingerprint: the site would not restart")
+			}
+			if same := got == dest; same != tc.same {
+				t.Errorf("destination %q, before %q: same %v, want %v", got, dest, same, tc.same)
+			}
+		})
+	}
+}

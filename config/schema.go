@@ -60,7 +60,7 @@ var globalKeys = []key{
 	{name: "graceful_shutdown_compression_timeout", field: "GracefulShutdownCompressionTimeout", def: 180 * time.Second,
 		doc: "PGHoard: seconds to wait for compression at shutdown."},
 	{name: "graceful_shutdown_upload_timeout", field: "GracefulShutdownUploadTimeout", def: 300 * time.Second,
-		doc: "Seconds the daemon waits at shutdown (or a site's restart by a reload) for its WAL uploads: the segment in progress, stored as its `.partial`, and the uploads queued before it."},
+		doc: "Seconds the daemon waits at shutdown (or a site's restart by a reload that changes where its WAL is stored) for its WAL uploads: the segment in progress, stored as its `.partial`, and the uploads queued before it."},
 	{name: "restore_process_count", field: "RestoreProcessCount", def: min(runtime.NumCPU()+1, 20), valid: ">=1", defDoc: "min(CPU count + 1, 20)",
 		doc: "Chunks `hoard restore` downloads in parallel."},
 	{name: "restore_prefetch", field: "RestorePrefetch", valid: ">=0", defDoc: "transfer.thread_count",

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hoardbackup/hoard/metrics"
+	"github.com/hoardbackup/hoard/walstream"
 )
 
 // unhealthyAfter is how long a streaming site may be disconnected before
@@ -101,7 +102,7 @@ func Run(ctx context.Context, o Options) error {
 // running is one started supervisor.
 type running struct {
 	sup    *supervisor
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	done   chan struct{}
 	err    error
 }
@@ -123,7 +124,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 			d.log.Info().Str(logSite, s.Name).Msg("site is inactive (active: false): no wal, no basebackups, no deletions")
 			return
 		}
-		sctx, cancel := context.WithCancel(ctx)
+		sctx, cancel := context.WithCancelCause(ctx)
 		r := &running{sup: sup, cancel: cancel, done: make(chan struct{})}
 		cur[s.Name] = r
 		siteRunningMetric(d.metrics, s.Name).Set(1)
@@ -138,7 +139,9 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 	}
 	// stop stops a site's supervisor; forget also drops it from the
 	// status (a reload), while a shutdown keeps it for the last state.
-	stop := func(name string, forget bool) {
+	// cause is nil, or walstream.ErrRestartInPlace for a restart that
+	// stores the spool where the stopped site would have.
+	stop := func(name string, forget bool, cause error) {
 		r := cur[name]
 		delete(cur, name)
 		if forget {
@@ -152,7 +155,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 		if r == nil {
 			return
 		}
-		r.cancel()
+		r.cancel(cause)
 		<-r.done
 		siteRunningMetric(d.metrics, name).Set(0)
 		if r.err != nil {
@@ -161,7 +164,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 	}
 	stopAll := func() {
 		for name := range cur {
-			stop(name, false)
+			stop(name, false, nil)
 		}
 	}
 	defer stopAll()
@@ -197,7 +200,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 
 // reload applies a new list of sites: removed and changed sites are
 // stopped, changed and new ones started, the others left alone.
-func (d *daemon) reload(next []Site, start func(Site), stop func(string, bool)) {
+func (d *daemon) reload(next []Site, start func(Site), stop func(string, bool, error)) {
 	old := map[string]Site{}
 	d.mu.Lock()
 	for _, s := range d.sites {
@@ -213,19 +216,35 @@ func (d *daemon) reload(next []Site, start func(Site), stop func(string, bool)) 
 			d.log.Info().Str(logSite, s.Name).Msg("reload: new site")
 			start(s)
 		case prev.Fingerprint != s.Fingerprint || prev.Active != s.Active:
-			d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it")
-			stop(s.Name, true)
+			if inPlace(prev, s) {
+				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (same storage destination: the spool is stored after the restart)")
+				stop(s.Name, true, walstream.ErrRestartInPlace)
+			} else {
+				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (after storing its wal where it went)")
+				stop(s.Name, true, nil)
+			}
 			start(s)
 		}
 	}
 	for name := range old {
 		if !want[name] {
 			d.log.Info().Str(logSite, name).Msg("reload: site removed; stopping it")
-			stop(name, true)
+			stop(name, true, nil)
 		}
 	}
 	d.setSites(next)
 	d.log.Info().Int("sites", len(next)).Msg("configuration reloaded")
+}
+
+// inPlace tells whether a site restarted from prev to next stores its
+// WAL where it did, from the same spool: then the next run stores what
+// the stopped one left in the spool, and the stop need not wait for its
+// uploads. A site that stops streaming (inactive, another
+// active_backup_mode), moves its spool (backup_location) or whose
+// Destination is unknown drains.
+func inPlace(prev, next Site) bool {
+	return prev.Active && next.Active && prev.WAL == WALStream && next.WAL == WALStream &&
+		prev.SpoolDir == next.SpoolDir && prev.Destination != "" && prev.Destination == next.Destination
 }
 
 func (d *daemon) setSites(sites []Site) {

@@ -73,6 +73,10 @@
 // segment in progress as a .partial after the uploads queued before it, and
 // get DrainTimeout for these (or the upload in progress); what is not stored
 // stays in the spool for the next start. A site restarted by a reload
-// stops the same way before its new settings take effect, so the WAL it
-// received is stored in the prefix it was received for.
+// that changes its Destination stops the same way before its new
+// settings take effect, so the WAL it received is stored in the prefix it
+// was received for. One restarted with the same Destination (new
+// credentials, say, for a storage that refuses them) stops at once
+// (walstream.ErrRestartInPlace): waiting would only delay the fix, and
+// the new run stores the spool in the same place.
 package daemon

@@ -23,27 +23,44 @@ import (
 // storage is unreachable.
 type downStore struct {
 	storage.Store
-	down atomic.Bool
+	down    atomic.Bool
+	refused atomic.Int64 // calls failed while down
 }
 
 var errDown = errors.New("storage unreachable")
 
+// isDown reports whether s is down, counting the call it refuses.
+func (s *downStore) isDown() bool {
+	if !s.down.Load() {
+		return false
+	}
+	s.refused.Add(1)
+	return true
+}
+
 func (s *downStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
-	if s.down.Load() {
+	if s.isDown() {
 		return errDown
 	}
 	return s.Store.Put(ctx, key, r, md)
 }
 
+func (s *downStore) Create(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if s.isDown() {
+		return errDown
+	}
+	return s.Store.Create(ctx, key, r, md)
+}
+
 func (s *downStore) Stat(ctx context.Context, key string) (storage.Object, error) {
-	if s.down.Load() {
+	if s.isDown() {
 		return storage.Object{}, errDown
 	}
 	return s.Store.Stat(ctx, key)
 }
 
 func (s *downStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	if s.down.Load() {
+	if s.isDown() {
 		return errDown
 	}
 	return s.Store.List(ctx, prefix, fn)

@@ -100,6 +100,14 @@ type Site struct {
 	// Fingerprint identifies the configuration the Site was built from:
 	// on reload, a site is restarted only when it changed.
 	Fingerprint string
+	// Destination identifies where the site's WAL is stored: the storage
+	// location (type and the keys that name a place: bucket, container,
+	// directory, host, region, ...), prefix and site name, not its
+	// credentials or settings. A reload that restarts the site with the
+	// same Destination does not wait for the stopped run's uploads (the
+	// next run stores them there); with another one, or an empty one, it
+	// waits up to DrainTimeout so that the WAL lands where it went.
+	Destination string
 	// Active is false for a read-only site (active: false).
 	Active bool
 	// ActiveBackupMode is the configured active_backup_mode, recorded in

@@ -178,6 +178,8 @@
 // that copy and the uploads queued before it are stored, or DrainTimeout
 // passed: a reload that changes where the Uploader stores takes effect
 // only after the WAL received under the old one is stored there. Without
-// such a copy, the upload in progress gets DrainTimeout to finish. The
-// rest stays in the spool for the next run.
+// such a copy, the upload in progress gets DrainTimeout to finish. A ctx
+// cancelled with the cause ErrRestartInPlace (a restart that stores into
+// the same place) waits for none of it. The rest stays in the spool for
+// the next run.
 package walstream

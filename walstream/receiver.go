@@ -394,8 +394,9 @@ var ErrWALRemoved = errors.New("WAL needed to resume was removed from the server
 // to the server, and stores the segment's fsynced part as a .partial,
 // with the uploads queued before it (finishStreamEnd); it waits up to
 // DrainTimeout for those, or for the upload in progress; everything not
-// uploaded stays in the spool and is queued again by the next Run. It returns nil after a shutdown by ctx. Run may be called
-// once.
+// uploaded stays in the spool and is queued again by the next Run. A
+// ctx cancelled with the cause ErrRestartInPlace skips that wait. It
+// returns nil after a shutdown by ctx. Run may be called once.
 func (r *Receiver) Run(ctx context.Context) error {
 	if r.started.Swap(true) {
 		return errors.New("walstream: Run called twice")
@@ -445,7 +446,13 @@ func (r *Receiver) Run(ctx context.Context) error {
 	cancelHoles()
 	drain := time.AfterFunc(r.opts.DrainTimeout, cancelUploads)
 	var fe *fatalError
-	if !errors.As(err, &fe) {
+	switch {
+	case errors.Is(context.Cause(ctx), ErrRestartInPlace):
+		// The next Run stores the spool where this one would have:
+		// abort the upload in progress (whole or nothing) at once.
+		r.log.Info().Msg("restarting with the same storage destination: the spool is stored by the next run")
+		cancelUploads()
+	case !errors.As(err, &fe):
 		r.finishStreamEnd(uploadCtx)
 	}
 	close(stop)

@@ -45,9 +45,24 @@ import (
 // only. A storage that fails for all of DrainTimeout still leaves it in
 // the spool (logged at Error).
 //
+// The wait serves only a restart that stores elsewhere. A restart that
+// stores into the same place (a reload that fixes credentials, an
+// endpoint's rate limit, keys, compression) cancels Run's ctx with the
+// cause ErrRestartInPlace: Run aborts its uploads and returns at once,
+// the copy's WAL stays in the spool, and the next Run stores it there
+// (the complete segment, or its own stream end's copy). Without this, a
+// reload meant to fix a storage that refuses uploads would wait all of
+// DrainTimeout before it applied.
+//
 // A restart of the same server changes nothing: streaming resumes at the
 // start of the same segment, and once it is complete its upload deletes
 // the .partial object (the Uploader's contract).
+
+// ErrRestartInPlace, as the cause of the cancellation of Run's ctx
+// (context.WithCancelCause), says that the next Run stores into the same
+// storage location, prefix and site as this one: Run returns without
+// waiting for its uploads (DrainTimeout), leaving them in the spool.
+var ErrRestartInPlace = errors.New("restarted to store into the same place")
 
 // storeStreamEnd queues the copy of the fsynced part of cur, the segment
 // the ended session was receiving (nil when none), after the session

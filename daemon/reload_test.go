@@ -1,0 +1,147 @@
+package daemon
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// reloadSetup streams a cluster of the newest major (1 MiB segments)
+// into st, with a DrainTimeout of an hour and a Reload channel, writes
+// rows, waits until their WAL is fsynced in the spool, then takes st
+// down (wrong credentials, say). It returns the segment in progress.
+func reloadSetup(t *testing.T, st *downStore) (*pgtest.Cluster, Site, chan []Site, *runningDaemon, string) {
+	t.Helper()
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	site := streamingSiteTo(t, c.ConnString("postgres"), st)
+	site.Destination = "local a"
+	reload := make(chan []Site)
+	rd := runDaemon(t, Options{Sites: []Site{site}, DrainTimeout: time.Hour, Reload: reload})
+	// Before the daemon stops (cleanups run last first): a daemon still
+	// draining into a refusing storage would keep the test for an hour.
+	t.Cleanup(func() { st.down.Store(false) })
+	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
+	lsn, err := pglogrepl.ParseLSN(c.QueryString(t, "select pg_current_wal_flush_lsn()::text"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd.waitFor("the rows' WAL fsynced in the spool", func(s Status) bool {
+		w := s.Sites["test"].WAL
+		if w == nil {
+			return false
+		}
+		got, err := pglogrepl.ParseLSN(w.Flushed)
+		return err == nil && got >= lsn
+	})
+	seg := c.QueryString(t, "select pg_walfile_name(pg_current_wal_flush_lsn())")
+	st.down.Store(true)
+	return c, site, reload, rd, seg
+}
+
+// waitLog polls rd's log for line, failing the test after runTimeout.
+func (rd *runningDaemon) waitLog(line string) {
+	rd.t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	for !strings.Contains(rd.logs.String(), line) {
+		if time.Now().After(deadline) {
+			rd.t.Fatalf("no %q logged within %s", line, runTimeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRun_ReloadInPlace: the storage refuses every call, the receiver
+// holds fsynced WAL in the segment in progress, and a reload changes the
+// site (its Fingerprint: new credentials, a rate limit) but not where its
+// WAL goes (Destination). The restart takes effect at once, not after
+// DrainTimeout (an hour): the stopped run's copy of the segment in
+// progress stays in the spool. Once the storage answers, the new run
+// stores that WAL: the segment, completed by a switch, is in the archive.
+func TestRun_ReloadInPlace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	st := &downStore{Store: storage.NewLocal(t.TempDir())}
+	c, site, reload, rd, seg := reloadSetup(t, st)
+	next := site
+	next.Fingerprint = "2"
+	reload <- []Site{next}
+	rd.waitLog("configuration reloaded")
+
+	st.down.Store(false)
+	if got := c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"); got != seg {
+		t.Fatalf("the switch completed %s, want %s, the segment in progress at the reload", got, seg)
+	}
+	key := archive.Layout{}.WALKey(seg)
+	rd.waitFor(seg+" stored by the restarted site", func(Status) bool {
+		_, err := st.Stat(context.Background(), key)
+		return err == nil
+	})
+}
+
+// TestRun_ReloadNewDestination: the same, but the reload gives the site
+// another Destination (a new prefix, as after pg_upgrade): the stopped
+// run goes on trying to store the segment in progress as .partial where
+// its WAL went, and the reload takes effect only once it is stored there.
+func TestRun_ReloadNewDestination(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	st := &downStore{Store: storage.NewLocal(t.TempDir())}
+	_, site, reload, rd, seg := reloadSetup(t, st)
+	next := streamingSiteTo(t, site.ConnString, storage.NewLocal(t.TempDir()))
+	next.Fingerprint, next.Destination, next.SpoolDir = "2", "local b", site.SpoolDir
+	refused := st.refused.Load()
+	reload <- []Site{next}
+	// The stopped run's copy fails twice, with backoff, after the
+	// reload came: it is still trying.
+	deadline := time.Now().Add(runTimeout)
+	for st.refused.Load() < refused+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stopped run did not try again to store %s.partial within %s", seg, runTimeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.Contains(rd.logs.String(), "configuration reloaded") {
+		t.Fatalf("the reload to another destination took effect before %s.partial was stored where its WAL went", seg)
+	}
+	st.down.Store(false)
+	rd.waitLog("configuration reloaded")
+	if _, err := st.Stat(context.Background(), archive.Layout{}.WALKey(seg+wal.PartialSuffix)); err != nil {
+		t.Errorf("%s.partial not in the old destination after the reload: %v", seg, err)
+	}
+}
+
+// TestInPlace: a restart skips the drain only when the new run streams
+// from the same spool into the same destination.
+func TestInPlace(t *testing.T) {
+	base := Site{Active: true, WAL: WALStream, SpoolDir: "/spool/a", Destination: "s3 bucket=b prefix=p"}
+	for _, tc := range []struct {
+		name   string
+		change func(*Site)
+		want   bool
+	}{
+		{"OK", func(*Site) {}, true},
+		{"ErrDestination", func(s *Site) { s.Destination = "s3 bucket=b prefix=q" }, false},
+		{"ErrNoDestination", func(s *Site) { s.Destination = "" }, false},
+		{"ErrSpool", func(s *Site) { s.SpoolDir = "/spool/b" }, false},
+		{"ErrInactive", func(s *Site) { s.Active = false }, false},
+		{"ErrNotStreaming", func(s *Site) { s.WAL = WALArchiveCommand }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := base
+			tc.change(&next)
+			if got := inPlace(base, next); got != tc.want {
+				t.Errorf("inPlace(%+v, %+v) = %v, want %v", base, next, got, tc.want)
+			}
+		})
+	}
+}
