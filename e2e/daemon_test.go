@@ -123,13 +123,12 @@ func (s *streamSite) stored(name string) bool {
 	return err == nil
 }
 
-// switchAndWaitStored closes the current segment and waits until the
-// daemon stored it.
+// switchAndWaitStored closes the current segment (pgtest's SwitchWAL:
+// the one holding everything written before the call) and waits until
+// the daemon stored it.
 func (s *streamSite) switchAndWaitStored(d *daemonProc, c *pgtest.Cluster, timeout time.Duration) string {
 	s.t.Helper()
-	c.Exec(s.t, "select pg_logical_emit_message(false, 'hoard-e2e', 'switch')")
-	seg := c.QueryString(s.t, "select pg_walfile_name(pg_current_wal_lsn())")
-	c.Exec(s.t, "select pg_switch_wal()")
+	seg := c.SwitchWAL(s.t)
 	d.waitFor("segment "+seg+" stored", timeout, func() bool { return s.stored(seg) })
 	return seg
 }

@@ -61,9 +61,7 @@ func TestDaemonEnvOnly(t *testing.T) {
 
 	src.Exec(t, "create table after_backup (v text)")
 	src.Exec(t, "insert into after_backup values ('streamed')")
-	src.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'switch')")
-	seg := src.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
-	src.Exec(t, "select pg_switch_wal()")
+	seg := src.SwitchWAL(t)
 	d.waitFor("segment "+seg+" stored", 2*time.Minute, func() bool {
 		out, _, err := s.hoard("object", "ls", "sidecar/xlog/"+seg)
 		return err == nil && strings.Contains(out, seg)

@@ -232,16 +232,12 @@ func (s *site) listBackups() []backupJSON {
 	return bs
 }
 
-// switchAndWaitArchived forces a WAL switch and waits until the archiver
-// has stored the segment it closed. It writes a WAL record first:
-// pg_switch_wal does nothing when no WAL was written since the last switch.
+// switchAndWaitArchived closes the current segment (pgtest's SwitchWAL:
+// the one holding everything written before the call) and waits until
+// the archiver has stored it.
 func switchAndWaitArchived(t testing.TB, c *pgtest.Cluster) string {
 	t.Helper()
-	c.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'switch')")
-	// The insert position: the write position may still be at the start
-	// of the segment, naming the previous one.
-	seg := c.QueryString(t, "select pg_walfile_name(pg_current_wal_insert_lsn())")
-	c.Exec(t, "select pg_switch_wal()")
+	seg := c.SwitchWAL(t)
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		last := c.QueryString(t, "select coalesce(last_archived_wal, '') from pg_stat_archiver")

@@ -23,14 +23,32 @@ func StartArchiving(t testing.TB, opts Options) (*Cluster, string) {
 	return Start(t, opts), walDir
 }
 
-// SwitchArchived ends the current WAL segment and waits until
-// archive_command copied it into walDir (a cluster of StartArchiving).
-// It writes a record first: on an idle server the switch does nothing.
+// SwitchWAL writes a WAL record, closes the segment that holds its end
+// with pg_switch_wal and returns that segment's name. The segment holds
+// the record, so every WAL written before the call is in it or in an
+// earlier segment: once it is archived, so is everything the caller
+// wrote. Neither the write position (pg_current_wal_lsn) nor an insert
+// position read apart from the record names it for sure: right after a
+// switch the write position is the start of the next segment, which
+// pg_walfile_name names as the previous, already archived, segment. The
+// end of the record, which pg_logical_emit_message returns, names it even
+// when the record ends a segment exactly (pg_walfile_name takes the
+// segment holding the byte before an LSN). The record also makes the
+// switch happen: pg_switch_wal does nothing when no WAL was written since
+// the last switch.
+func (c *Cluster) SwitchWAL(t testing.TB) string {
+	t.Helper()
+	seg := c.QueryString(t, "select pg_walfile_name(pg_logical_emit_message(false, 'hoard-test', 'switch'))")
+	c.Exec(t, "select pg_switch_wal()")
+	return seg
+}
+
+// SwitchArchived ends the current WAL segment (SwitchWAL) and waits
+// until archive_command copied it into walDir (a cluster of
+// StartArchiving).
 func (c *Cluster) SwitchArchived(t testing.TB, walDir string) {
 	t.Helper()
-	c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'switch')")
-	last := c.QueryString(t, "select pg_walfile_name(pg_current_wal_lsn())")
-	c.Exec(t, "select pg_switch_wal()")
+	last := c.SwitchWAL(t)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if _, err := os.Stat(filepath.Join(walDir, last)); err == nil {
