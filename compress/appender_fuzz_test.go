@@ -8,6 +8,21 @@ import (
 	"testing"
 )
 
+// The bounds of FuzzAppender's inputs. Each input runs 7 appenders and
+// decodes each one's whole stream after every piece, so its cost grows
+// with pieces times total size: unbounded (20 pieces of up to 256 KiB, up
+// to 7 x 20 x 5 MiB decoded for one input) the fuzzer ran 50-1,100 inputs
+// in scripts/fuzz.sh's 10 s. The bounds keep what the target is for:
+// pieces that start, end and straddle the boundaries where the appenders
+// cut their output (snappy chunks and lz4 blocks of 64 KiB, zstd blocks of
+// 128 KiB), a piece larger than a zstd block, several boundaries in one
+// stream, and every seed below.
+const (
+	fuzzAppendSteps = 4         // pieces an input appends
+	fuzzAppendPiece = 136 << 10 // the largest piece: more than a zstd block
+	fuzzAppendTotal = 200 << 10 // all pieces: 3 snappy chunks, 1.5 zstd blocks
+)
+
 // FuzzAppender appends a stream in pieces whose sizes come from the
 // input (zero included) and checks, after every Append, that the stream
 // decodes with hoard's readers to exactly what was appended, for every
@@ -24,14 +39,11 @@ func FuzzAppender(f *testing.F) {
 		f.Add(b, uint8(0))
 	}
 	f.Fuzz(func(t *testing.T, steps []byte, seed uint8) {
-		if len(steps) > 60 {
-			steps = steps[:60]
-		}
 		var sizes []int
 		total := 0
-		for i := 0; i+2 < len(steps); i += 3 {
-			// Up to 256 KiB a step: across snappy chunks and lz4/zstd blocks.
-			n := (int(steps[i]) | int(steps[i+1])<<8 | int(steps[i+2])<<16) % (256<<10 + 1)
+		for i := 0; i+2 < len(steps) && len(sizes) < fuzzAppendSteps; i += 3 {
+			n := (int(steps[i]) | int(steps[i+1])<<8 | int(steps[i+2])<<16) % (fuzzAppendPiece + 1)
+			n = min(n, fuzzAppendTotal-total)
 			sizes = append(sizes, n)
 			total += n
 		}
