@@ -360,29 +360,31 @@ func TestArchive_PushWAL_Large(t *testing.T) {
 
 // archivedByPostgres runs a cluster whose archive_command copies WAL into a
 // directory, switches WAL a few times, and returns that directory once it
-// holds at least switches segments.
-func archivedByPostgres(t *testing.T, opts pgtest.Options, switches int) (*pgtest.Cluster, string) {
+// holds the segment the last switch closed, with the cluster stopped. The
+// count of archived segments is no such wait: the inserts fill segments
+// of their own (1 MiB ones), so the count reached switches while the
+// archiver had yet to copy the last segments; and cp writes in place, so
+// the archiver must be stopped before the test reads the directory.
+func archivedByPostgres(t *testing.T, opts pgtest.Options, switches int) string {
 	t.Helper()
 	dir := pgtest.TempDir(t)
 	opts.Conf = map[string]string{"archive_mode": "on", "archive_command": "cp %p " + dir + "/%f"}
 	c := pgtest.Start(t, opts)
 	c.Exec(t, "create table t as select i, md5(i::text) as s from generate_series(1, 20000) as i")
+	var last string
 	for i := 0; i < switches; i++ {
 		c.Exec(t, "insert into t select i, md5(i::text) from generate_series(1, 5000) as i")
-		c.Exec(t, "select pg_switch_wal()")
+		last = c.SwitchWAL(t)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var n int64
-		c.Scan(t, "select archived_count from pg_stat_archiver", &n)
-		if n >= int64(switches) {
-			return c, dir
-		}
+	deadline := time.Now().Add(2 * time.Minute)
+	for c.QueryString(t, "select coalesce(last_archived_wal, '') from pg_stat_archiver") < last {
 		if time.Now().After(deadline) {
-			t.Fatalf("PostgreSQL archived %d segments in 60 s, want %d", n, switches)
+			t.Fatalf("PostgreSQL did not archive %s in 2 minutes", last)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	c.Stop(t)
+	return dir
 }
 
 // Real segments written by every PostgreSQL major under test go through
@@ -391,7 +393,7 @@ func archivedByPostgres(t *testing.T, opts pgtest.Options, switches int) (*pgtes
 func TestArchive_PushWAL_RealSegments(t *testing.T) {
 	for _, major := range pgtest.Versions() {
 		t.Run(fmt.Sprintf("PG%d", major), func(t *testing.T) {
-			_, dir := archivedByPostgres(t, pgtest.Options{Major: major}, 3)
+			dir := archivedByPostgres(t, pgtest.Options{Major: major}, 3)
 			pushFetchDir(t, dir, major, 16<<20)
 		})
 	}
@@ -400,7 +402,7 @@ func TestArchive_PushWAL_RealSegments(t *testing.T) {
 // A cluster with 1 MiB segments needs no configuration: the segment size
 // comes from the page header.
 func TestArchive_PushWAL_RealSegments1MiB(t *testing.T) {
-	_, dir := archivedByPostgres(t, pgtest.Options{Major: 15, WALSegmentSizeMB: 1}, 3)
+	dir := archivedByPostgres(t, pgtest.Options{Major: 15, WALSegmentSizeMB: 1}, 3)
 	pushFetchDir(t, dir, 15, 1<<20)
 }
 
