@@ -17,9 +17,8 @@ import (
 	"github.com/hoardbackup/hoard/wal"
 )
 
-// pghoardShaped takes a backup of c into a and rewrites its main object's
-// metadata as PGHoard writes it: no segment size, no LSNs, no timelines
-// (what hoard knows of a backup only from its segment names).
+// pghoardShaped takes a backup of c into a, its main object's metadata
+// rewritten as PGHoard writes it (archivetest.PGHoardShape).
 func pghoardShaped(t *testing.T, c *pgtest.Cluster, a *archive.Archive) *archive.BackupInfo {
 	t.Helper()
 	b, err := basebackup.Run(context.Background(), basebackup.Options{
@@ -28,12 +27,7 @@ func pghoardShaped(t *testing.T, c *pgtest.Cluster, a *archive.Archive) *archive
 	if err != nil {
 		t.Fatal(err)
 	}
-	archivetest.PlantCopy(t, a.Store, b.Key, b.Key, func(md storage.Metadata) {
-		for _, k := range []string{archive.MetaWALSegmentSize, archive.MetaStartLSN, archive.MetaEndLSN,
-			archive.MetaStartTimeline, archive.MetaEndTimeline} {
-			delete(md, k)
-		}
-	})
+	archivetest.PGHoardShape(t, a.Store, b.Key)
 	return b
 }
 

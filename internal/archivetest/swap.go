@@ -96,3 +96,17 @@ func plant(t testing.TB, src, dst storage.Store, from, to string, edit func(stor
 		t.Fatalf("copy %s over %s: %v", from, to, err)
 	}
 }
+
+// PGHoardShape rewrites the metadata of the backup main object key as
+// PGHoard writes it: no segment size, LSNs or timelines, what hoard knows
+// of a PGHoard backup only from its segment names. Without keys, as a
+// writer of the bucket can.
+func PGHoardShape(t testing.TB, st storage.Store, key string) {
+	t.Helper()
+	PlantCopy(t, st, key, key, func(md storage.Metadata) {
+		for _, k := range []string{archive.MetaWALSegmentSize, archive.MetaStartLSN, archive.MetaEndLSN,
+			archive.MetaStartTimeline, archive.MetaEndTimeline} {
+			delete(md, k)
+		}
+	})
+}

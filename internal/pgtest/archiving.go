@@ -13,11 +13,14 @@ import (
 )
 
 // StartArchiving is Start with archive_mode on and an archive_command
-// that copies each WAL file into the returned directory.
+// that copies each WAL file into the returned directory. It copies into
+// a directory of its own, then renames the copy into place: a file in
+// the returned directory is whole (a 64 MiB segment being copied into
+// place was read half-written by a test that saw its name).
 func StartArchiving(t testing.TB, opts Options) (*Cluster, string) {
 	t.Helper()
-	walDir := TempDir(t)
-	conf := map[string]string{"archive_mode": "on", "archive_command": "cp %p " + walDir + "/%f"}
+	walDir, tmpDir := TempDir(t), TempDir(t)
+	conf := map[string]string{"archive_mode": "on", "archive_command": "cp %p " + tmpDir + "/%f && mv " + tmpDir + "/%f " + walDir + "/%f"}
 	maps.Copy(conf, opts.Conf)
 	opts.Conf = conf
 	return Start(t, opts), walDir
