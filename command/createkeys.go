@@ -30,7 +30,9 @@ func createKeysCommand() *cli.Command {
 			"Without a configuration file it prints a JSON snippet to paste into one; with --pem-dir\n" +
 			"it writes ID.public.pem and ID.private.pem (mode 0600) into that directory instead, the\n" +
 			"files a container platform mounts from a secret for HOARD_ENCRYPTION_PUBLIC_KEY_FILE and\n" +
-			"HOARD_ENCRYPTION_PRIVATE_KEY_FILE; an existing file of either name is refused.\n\n" +
+			"HOARD_ENCRYPTION_PRIVATE_KEY_FILE; an existing file of either name is refused, also one\n" +
+			"another create-keys writes at the same moment (init containers on a shared volume): one\n" +
+			"run wins, the others fail naming the file, and no key file is ever replaced.\n\n" +
 			"The daemon (retention included), basebackup and wal-push need only the public key;\n" +
 			"restore, wal-fetch and verify need the private key. Keep a copy of the private key\n" +
 			"outside the backup host. A site with encryption keys reads only encrypted objects (see\n" +
@@ -110,7 +112,11 @@ func runCreateKeys(c *cli.Context) error {
 // writePEMs writes the key pair id into dir as id.private.pem (mode 0600)
 // and id.public.pem (0644), each whole or absent after a crash. Either
 // name taken is a usage error, before anything is written: a key file
-// replaced would leave the backups of its key unreadable.
+// replaced would leave the backups of its key unreadable. The check does
+// not close the race with another run writing the same id at once (init
+// containers on a shared volume): the files are created without
+// replacing (storage.CreateFileAtomic), so the run that comes second
+// fails, naming the file the first one wrote.
 func writePEMs(c *cli.Context, dir, id, pubPEM, privPEM string) error {
 	if strings.ContainsAny(id, `/\`) || id == "." || id == ".." {
 		return usagef("choose a --key-id without a path separator", "--key-id %q cannot name a file in --pem-dir", id)
@@ -133,7 +139,11 @@ func writePEMs(c *cli.Context, dir, id, pubPEM, privPEM string) error {
 	}
 	for _, f := range files {
 		mode := f.mode
-		err := storage.WriteFileAtomic(filepath.Join(dir, f.name), strings.NewReader(f.pem), func(tmp *os.File) error { return tmp.Chmod(mode) })
+		p := filepath.Join(dir, f.name)
+		err := storage.CreateFileAtomic(p, strings.NewReader(f.pem), func(tmp *os.File) error { return tmp.Chmod(mode) })
+		if errors.Is(err, fs.ErrExist) {
+			return usagef("choose another --key-id or --pem-dir; old keys stay to read old backups (another create-keys wrote it meanwhile)", "%s exists", p)
+		}
 		if err != nil {
 			return fmt.Errorf("write key %s into %s: %w", id, dir, err)
 		}

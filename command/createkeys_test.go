@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -213,4 +216,59 @@ func TestCreateKeys_PEMDir(t *testing.T) {
 			t.Error("the existing private key file was replaced")
 		}
 	})
+}
+
+// TestWritePEMs_Concurrent: runs of create-keys --pem-dir with one key
+// id at once (init containers on a shared volume) all find the names
+// free, then write. Exactly one stores its pair; every other fails with a
+// usage error naming the file that exists, and the files on disk are one
+// run's private and public key, never a key in use replaced.
+func TestWritePEMs_Concurrent(t *testing.T) {
+	const runs = 8
+	dir := t.TempDir()
+	c := testCLIContext()
+	c.App.ErrWriter = io.Discard
+	start := make(chan struct{})
+	errs := make([]error, runs)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = writePEMs(c, dir, "k1", fmt.Sprintf("public %d\n", i), fmt.Sprintf("private %d\n", i))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Errorf("runs %d and %d both stored k1: the second replaced the first's key", won, i)
+		case err == nil:
+			won = i
+		case ExitCode(err) != 2 || !strings.Contains(err.Error(), filepath.Join(dir, "k1.private.pem")+" exists"):
+			t.Errorf("run %d: %v (exit %d), want a usage error naming the existing %s", i, err, ExitCode(err), filepath.Join(dir, "k1.private.pem"))
+		}
+	}
+	if won < 0 {
+		t.Fatal("no run stored k1")
+	}
+	for _, f := range []string{"private", "public"} {
+		got, err := os.ReadFile(filepath.Join(dir, "k1."+f+".pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("%s %d\n", f, won); string(got) != want {
+			t.Errorf("k1.%s.pem holds %q, want %q, the successful run's", f, got, want)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 {
+		t.Errorf("%d files in the directory, want the 2 key files (no temporary file left): %v", len(entries), entries)
+	}
 }

@@ -12,12 +12,13 @@ import (
 // that create, open for writing or rename files themselves, each with why
 // that is safe after a crash at any instant. Everything else writes
 // through storage.WriteFileAtomic or storage.WriteFileIn (temporary file,
-// fsync, rename, fsync of the directory). A new write of its own must say
+// fsync, rename, fsync of the directory), or their CreateFile forms
+// (link instead of rename: never replacing). A new write of its own must say
 // here why it needs none of that, or what it does instead.
 var localWriters = map[string]string{
 	// The durable write itself.
 	"storage/writefile.go CreateTempIn": "O_EXCL temporary file of WriteFileIn and wal-fetch",
-	"storage/writefile.go WriteFileIn":  "the rename of the helper, after fsync; the directory fsynced after",
+	"storage/writefile.go writeFileIn":  "the rename (WriteFileIn) or link (CreateFileIn) of the helper, after fsync; the directory fsynced after",
 	// The local storage backend: temp, fsync, rename or link, fsync dir.
 	// All in the object's directory opened through an os.Root of the
 	// storage directory (objectDir): never through a link out of it.

@@ -16,12 +16,7 @@ import (
 // WriteFileAtomic writes r to the local file path as WriteFileIn does, in
 // path's directory (which must exist).
 func WriteFileAtomic(path string, r io.Reader, prepare func(*os.File) error) error {
-	dir, err := os.OpenRoot(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer dir.Close()
-	return WriteFileIn(dir, filepath.Base(path), r, prepare)
+	return inDirOf(path, func(dir *os.Root, name string) error { return WriteFileIn(dir, name, r, prepare) })
 }
 
 // WriteFileIn writes r to the file name of the directory dir so that a
@@ -42,7 +37,43 @@ func WriteFileAtomic(path string, r io.Reader, prepare func(*os.File) error) err
 // mark the pages it could not write clean, and a second fsync would then
 // succeed with the bytes gone (PostgreSQL's data_sync_retry=off). The
 // temporary file is removed; a caller that retries writes a new one.
-func WriteFileIn(dir *os.Root, name string, r io.Reader, prepare func(*os.File) error) (err error) {
+func WriteFileIn(dir *os.Root, name string, r io.Reader, prepare func(*os.File) error) error {
+	return writeFileIn(dir, name, r, prepare, false)
+}
+
+// CreateFileIn is WriteFileIn that never replaces name: the temporary
+// file gets the name by link(2), which fails when name exists (a file, a
+// directory or a link, dangling or not), rather than by rename. Then name
+// is left as it was, the temporary file removed, and the error wraps
+// fs.ErrExist: two writers of one name at once, each of which found it
+// free, never replace each other's file; one of them fails.
+//
+// A crash after the link leaves the temporary file beside name, a second
+// name of the same whole file that IsTempName recognises; the next write
+// of name removes it once stale.
+func CreateFileIn(dir *os.Root, name string, r io.Reader, prepare func(*os.File) error) error {
+	return writeFileIn(dir, name, r, prepare, true)
+}
+
+// CreateFileAtomic is CreateFileIn for the local file path, in path's
+// directory (which must exist).
+func CreateFileAtomic(path string, r io.Reader, prepare func(*os.File) error) error {
+	return inDirOf(path, func(dir *os.Root, name string) error { return CreateFileIn(dir, name, r, prepare) })
+}
+
+// inDirOf runs fn on path's directory, opened as an os.Root, and its base
+// name.
+func inDirOf(path string, fn func(dir *os.Root, name string) error) error {
+	dir, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer dir.Close()
+	return fn(dir, filepath.Base(path))
+}
+
+// writeFileIn is WriteFileIn, or CreateFileIn when create is set.
+func writeFileIn(dir *os.Root, name string, r io.Reader, prepare func(*os.File) error, create bool) (err error) {
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("write %s: %w", filepath.Join(dir.Name(), name), err)
@@ -74,10 +105,20 @@ func WriteFileIn(dir *os.Root, name string, r io.Reader, prepare func(*os.File) 
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := dir.Rename(tmpName, name); err != nil {
-		return err
+	if create {
+		if err := dir.Link(tmpName, name); err != nil {
+			return err
+		}
+		done = true
+		// name is the whole file now; the temporary name is only a
+		// second link to it, which the next write removes when stale.
+		_ = dir.Remove(tmpName)
+	} else {
+		if err := dir.Rename(tmpName, name); err != nil {
+			return err
+		}
+		done = true
 	}
-	done = true
 	if err := SyncRoot(dir); err != nil {
 		return err
 	}

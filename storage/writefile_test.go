@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,5 +152,43 @@ func TestWriteFileAtomic_Killed(t *testing.T) {
 	}
 	if got, err := os.ReadFile(path); err != nil || string(got) != "newer\n" {
 		t.Errorf("read back %q (%v)", got, err)
+	}
+}
+
+// TestCreateFileIn: the first write of a name stores the file whole with
+// its mode; a second, and one over a dangling link, fails with
+// fs.ErrExist, leaving the name as it was and no temporary file.
+func TestCreateFileIn(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "k1.private.pem")
+	if err := storage.CreateFileAtomic(p, bytes.NewReader([]byte("first\n")), func(f *os.File) error { return f.Chmod(0o600) }); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v (%v), want 0600", fi.Mode(), err)
+	}
+	t.Run("ErrExist", func(t *testing.T) {
+		err := storage.CreateFileAtomic(p, bytes.NewReader([]byte("second\n")), nil)
+		if !errors.Is(err, fs.ErrExist) {
+			t.Errorf("a second create: %v, want fs.ErrExist", err)
+		}
+		if got, err := os.ReadFile(p); err != nil || string(got) != "first\n" {
+			t.Errorf("read back %q (%v), want the first file", got, err)
+		}
+	})
+	t.Run("ErrDanglingLink", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "absent")
+		if err := os.Symlink(target, filepath.Join(dir, "k1.public.pem")); err != nil {
+			t.Fatal(err)
+		}
+		if err := storage.CreateFileAtomic(filepath.Join(dir, "k1.public.pem"), bytes.NewReader([]byte("x\n")), nil); !errors.Is(err, fs.ErrExist) {
+			t.Errorf("a create over a dangling link: %v, want fs.ErrExist", err)
+		}
+		if _, err := os.Lstat(target); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the link's target was created: %v", err)
+		}
+	})
+	if got := testio.DirNames(t, dir); !slices.Equal(got, []string{"k1.private.pem", "k1.public.pem"}) {
+		t.Errorf("directory holds %v, want the two names only", got)
 	}
 }
