@@ -148,19 +148,20 @@ func (a *Archive) ownWALFrom(ctx context.Context, system uint64, tli uint32, fro
 	return "", nil
 }
 
-// firstPageRange is how many stored bytes a read of a first page that
-// is not authenticated (firstPage without whole) asks the storage for:
-// the first block of every stream hoard and PGHoard write fits, with
-// the pghoa1 envelope's header (a snappy chunk and hoard's lz4 blocks
-// hold at most 64 KiB, a zstd block 128 KiB).
-const firstPageRange = 256 << 10
+// FirstBlockRange is how many stored bytes a read of the start of an
+// object that is not authenticated asks the storage for (firstPage
+// without whole, verify's quick check of a single-tar backup): the first
+// block of every stream hoard and PGHoard write fits, with the pghoa1
+// envelope's header (a snappy chunk and hoard's lz4 blocks hold at most
+// 64 KiB, a zstd block 128 KiB).
+const FirstBlockRange = 256 << 10
 
 // firstPage decodes f, a segment or .partial, up to its long page header;
 // with whole, to its end before the header counts, so that an object
 // that does not decode or authenticate (the envelope's HMAC is checked
 // at EOF) gives an error.
 //
-// Without whole, the header is decoded from the first firstPageRange
+// Without whole, the header is decoded from the first FirstBlockRange
 // stored bytes (Stat for the metadata, then one ranged GET), not from
 // a GET of the whole object, which a real storage sends on after the
 // reader closes it until the connection is torn down: the veto
@@ -173,7 +174,7 @@ const firstPageRange = 256 << 10
 // answer counts.
 func (f WALFile) firstPage(ctx context.Context, whole bool) (wal.PageHeader, error) {
 	if !whole {
-		h, err := f.firstPageRanged(ctx)
+		h, err := f.FirstBlockRanged(ctx)
 		if err == nil || errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
 			return h, err
 		}
@@ -209,15 +210,15 @@ func (f WALFile) firstPage(ctx context.Context, whole bool) (wal.PageHeader, err
 	return h, err
 }
 
-// firstPageRanged is firstPage without whole, from the first
-// firstPageRange stored bytes of f.
-func (f WALFile) firstPageRanged(ctx context.Context) (wal.PageHeader, error) {
+// FirstBlockRanged is firstPage without whole, from the first
+// FirstBlockRange stored bytes of f.
+func (f WALFile) FirstBlockRanged(ctx context.Context) (wal.PageHeader, error) {
 	a := f.Archive
 	obj, err := a.Store.Stat(ctx, f.Key)
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("stat %s: %w", f.Key, err)
 	}
-	rc, err := a.Store.OpenRange(ctx, f.Key, 0, min(obj.Size, firstPageRange))
+	rc, err := a.Store.OpenRange(ctx, f.Key, 0, min(obj.Size, FirstBlockRange))
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("open %s: %w", f.Key, err)
 	}

@@ -47,7 +47,7 @@ import (
 //
 // So after a real pg_upgrade it reads the first page of every WAL file
 // the upgraded cluster stored there, each time: one Stat and one GET of
-// the object's first firstPageRange bytes apiece (firstPage), not the
+// the object's first FirstBlockRange bytes apiece (firstPage), not the
 // whole object, up to ownWALReads at once (ownWALIn). Those pages are
 // not authenticated, and need not be: one altered by someone without
 // the key to name another system (AES-CTR lets him flip its bits)

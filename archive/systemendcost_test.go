@@ -121,7 +121,7 @@ func systemEndCost(tb testing.TB, a *Archive, system uint64) (*costStore, *Syste
 // TestWALListing_SystemEndAtCost: after a real pg_upgrade into the same
 // site, the veto (OwnWALAfter) reads the first page of every WAL file
 // stored after the .partial, as none is the old system's. Each of those
-// reads asks the storage for no more than firstPageRange stored bytes,
+// reads asks the storage for no more than FirstBlockRange stored bytes,
 // not for the whole object (a real storage sends a GET's object on
 // after its reader is closed), whatever the compression, with keys or
 // without; the .partial and the next segment are read whole.
@@ -140,8 +140,8 @@ func TestWALListing_SystemEndAtCost(t *testing.T) {
 					if name <= e.Next.Name {
 						continue
 					}
-					if got := cs.asked[f.Key]; got > firstPageRange || got >= f.Size {
-						t.Errorf("the first page of %s (%d stored bytes) asked the storage for %d bytes, want at most %d", name, f.Size, got, int64(firstPageRange))
+					if got := cs.asked[f.Key]; got > FirstBlockRange || got >= f.Size {
+						t.Errorf("the first page of %s (%d stored bytes) asked the storage for %d bytes, want at most %d", name, f.Size, got, int64(FirstBlockRange))
 					}
 				}
 				t.Logf("%d segments after the .partial: %d HEADs, %d GETs asking for %d stored bytes, %d taken", n, cs.heads, cs.gets, cs.askedAll, cs.taken)

@@ -21,7 +21,8 @@ func verifyCommand() *cli.Command {
    hoard verify --restore [--basebackup NAME] [--target-time T] [--scratch-dir D] [--pg-bin-dir D] [--as-user U] [--db-user R] [--json]`,
 		Description: `Without --restore: for every basebackup, the control object is downloaded and decoded and
 every chunk it lists must exist with its recorded size; a backup in one pg_basebackup tar
-(PGHoard's basic or pipe mode) must start with backup_label (its first member is decoded);
+(PGHoard's basic or pipe mode) must start with backup_label (its first member is decoded,
+from a ranged read of the object's first 256 KiB);
 with --full every chunk and every
 WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,
 WAL page headers against names). The WAL must continue without a gap from each backup's

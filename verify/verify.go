@@ -651,24 +651,71 @@ const maxLabelHead = 64 << 10
 // basebackup.c), and restore refuses a backup without it. It decodes no
 // more than the first member's header (maxLabelHead), so the quick check
 // finds a tar that lacks it without reading the tar; --full reads the rest.
+//
+// It asks the storage for the object's first archive.FirstBlockRange
+// bytes only (a backup tar may hold gigabytes, and a GET closed early
+// may still be sent whole). Where that range ends the stream before a
+// header is decoded (an object written with larger blocks), the header is
+// read from the whole object, whose answer counts.
 func (c *checker) labelFirst(ctx context.Context, key string) error {
+	if decided, err := c.labelFirstRanged(ctx, key); decided {
+		return err
+	}
 	rc, err := c.open(ctx, key, "")
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	h, err := tar.NewReader(io.LimitReader(rc, maxLabelHead)).Next()
-	if err == io.EOF {
-		return fmt.Errorf("the tar holds no member: %w", restore.ErrNoBackupLabel)
+	_, err = labelHead(rc)
+	return err
+}
+
+// labelFirstRanged is labelFirst from the object's first
+// archive.FirstBlockRange stored bytes. decided is false when the range
+// ended the stream before a verdict.
+func (c *checker) labelFirstRanged(ctx context.Context, key string) (decided bool, err error) {
+	obj, err := c.a.Store.Stat(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, errors.New("missing")
 	}
 	if err != nil {
-		return fmt.Errorf("read tar: %w", err)
+		return true, err
+	}
+	n := min(obj.Size, archive.FirstBlockRange)
+	rc, err := c.a.Store.OpenRange(ctx, key, 0, n)
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, errors.New("missing")
+	}
+	if err != nil {
+		return true, err
+	}
+	defer rc.Close()
+	dec, err := c.a.Codec.DecodeObject(key, rc, obj)
+	if err != nil {
+		return true, err
+	}
+	defer dec.Close()
+	decided, err = labelHead(dec)
+	// The whole object in range: its answer counts.
+	return decided || n == obj.Size, err
+}
+
+// labelHead checks that the tar r starts with backup_label. decided is
+// false when r ended, or failed to decode, before the first member's
+// header.
+func labelHead(r io.Reader) (decided bool, err error) {
+	h, err := tar.NewReader(io.LimitReader(r, maxLabelHead)).Next()
+	if err == io.EOF {
+		return false, fmt.Errorf("the tar holds no member: %w", restore.ErrNoBackupLabel)
+	}
+	if err != nil {
+		return false, fmt.Errorf("read tar: %w", err)
 	}
 	if path.Clean(h.Name) != "backup_label" || h.Typeflag != tar.TypeReg {
-		return fmt.Errorf("first member %s, not backup_label, which pg_basebackup writes first: not a pg_basebackup tar as written "+
+		return true, fmt.Errorf("first member %s, not backup_label, which pg_basebackup writes first: not a pg_basebackup tar as written "+
 			"(restore refuses one without backup_label; verify --full reads all of it)", archive.Quoted(h.Name))
 	}
-	return nil
+	return true, nil
 }
 
 // decodeChunk checks a chunk's stored size as statChunk does, then decodes
