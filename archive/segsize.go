@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
@@ -57,6 +58,14 @@ func (a *Archive) SiteSegmentSize(ctx context.Context, starts []string) (uint64,
 // copyChecked: it declares no size to trust.
 var errNotChecked = errors.New("segment does not read back checked")
 
+// learnedSizes holds, by StoreID and key, the segment size a stored
+// segment declared when it read back checked, so that the daemon, which
+// lists the backups again and again, reads the segment once per process.
+// An archived segment is never replaced by different bytes; one planted
+// over it later does not change what was learned. Stores without a
+// StoreID (tests' memory stores) are not cached.
+var learnedSizes sync.Map // string -> uint64
+
 // segmentSize reads the stored segment name whole and returns the size
 // its first page declares.
 func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) {
@@ -64,6 +73,12 @@ func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) 
 		return 0, fmt.Errorf("%s: %w", name, errNotChecked)
 	}
 	key := a.Layout.WALKey(name)
+	cacheKey := a.StoreID + "\x00" + key
+	if a.StoreID != "" {
+		if n, ok := learnedSizes.Load(cacheKey); ok {
+			return n.(uint64), nil
+		}
+	}
 	rc, md, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
 		var de *DecodeError
@@ -79,6 +94,9 @@ func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) 
 			return 0, ctx.Err()
 		}
 		return 0, fmt.Errorf("%s: %w: %w", name, errNotChecked, err)
+	}
+	if a.StoreID != "" {
+		learnedSizes.Store(cacheKey, uint64(h.SegmentSize))
 	}
 	return uint64(h.SegmentSize), nil
 }

@@ -53,3 +53,24 @@ func TestScanBackups_PGHoardSegmentSize(t *testing.T) {
 		})
 	}
 }
+
+// TestScanBackups_PGHoardSegmentSizeOnce: a store with a StoreID (every
+// configured site's) reads the segment the size is learned from once per
+// process, not at every listing (the daemon lists again and again).
+func TestScanBackups_PGHoardSegmentSizeOnce(t *testing.T) {
+	ctx := context.Background()
+	const start = "000000010000000000000003"
+	counter := &openCounter{Store: storage.NewMem()}
+	a := &Archive{Store: counter, Codec: &Codec{}, Layout: Layout{Prefix: "site"}, Site: "site", StoreID: t.Name()}
+	putBackup(t, a, "2024-03-04_10-00_0", start, 1, 0)
+	putWALData(t, a, start, waltest.Segment(t, start, 4<<20, 1))
+	for i := range 3 {
+		bs, err := a.ScanBackups(ctx)
+		if err != nil || len(bs.Sound) != 1 || bs.Sound[0].SegmentSize() != 4<<20 {
+			t.Fatalf("listing %d: %+v, %v; want one backup read at 4 MiB", i, bs, err)
+		}
+	}
+	if counter.opens != 1 {
+		t.Errorf("three listings opened %d objects, want 1", counter.opens)
+	}
+}
