@@ -537,11 +537,28 @@ func (w *worker) storeNew(ctx context.Context, e *entry) (*deltaFileResult, erro
 }
 
 // staged is a file read, hashed, compressed and encrypted into a staging
-// file, not stored yet.
+// file, not stored yet. The staging file is never fsynced: if the disk
+// fails its writeback and the kernel drops the pages, or anything else
+// writes to it, reading it back gives other bytes, which would be stored
+// under the digest of what was read. So sum is the CRC-32C and length of
+// the encoded bytes as they were written, and every upload reads the file
+// through upload (stagedReader), which fails at its end, aborting the
+// store's Put or Create, when they differ: the backup then fails naming
+// the file and the staging directory, and no object holds other bytes.
 type staged struct {
 	r      *deltaFileResult
 	tmp    *os.File // the encoded object, unlinked
+	sum    stageSum // of what was written to tmp
 	stored archive.Stored
+}
+
+// upload rewinds the staging file and returns a reader of it that checks
+// it against sum.
+func (st *staged) upload(dir string) (io.Reader, error) {
+	if _, err := st.tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("basebackup: staged delta object of %s: %w", st.r.e.path(), err)
+	}
+	return &stagedReader{f: st.tmp, want: st.sum, path: st.r.e.path(), dir: dir}, nil
 }
 
 // stage reads e up to its scanned size (padded with zeros if it shrank),
@@ -566,7 +583,7 @@ func (w *worker) stage(ctx context.Context, e *entry, first bool) (*staged, erro
 		return nil, fmt.Errorf("basebackup: stage a delta object: %w", err)
 	}
 	md := storage.Metadata{archive.MetaFormat: archive.FormatDeltaV2}
-	enc, err := a.Codec.NewEncoder(ctx, tmp, e.path(), md, archive.UploadOptions{Size: e.size, Concurrency: l.compressionThreads})
+	enc, err := a.Codec.NewEncoder(ctx, io.MultiWriter(tmp, &st.sum), e.path(), md, archive.UploadOptions{Size: e.size, Concurrency: l.compressionThreads})
 	if err != nil {
 		tmp.Close()
 		return nil, fmt.Errorf("basebackup: %w", err)
@@ -594,10 +611,6 @@ func (w *worker) stage(ctx context.Context, e *entry, first bool) (*staged, erro
 		tmp.Close()
 		return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), err)
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("basebackup: stage delta object of %s: %w", e.path(), err)
-	}
 	st.tmp = tmp
 	st.r.digest = hex.EncodeToString(sum.Sum(nil))
 	st.r.crc = crc
@@ -612,11 +625,18 @@ func (w *worker) stage(ctx context.Context, e *entry, first bool) (*staged, erro
 func (w *worker) put(ctx context.Context, st *staged) error {
 	a := w.l.o.Archive
 	r := st.r
+	if w.l.o.beforePut != nil {
+		w.l.o.beforePut(r.e.path(), st.tmp)
+	}
 	key := a.Layout.DeltaKey(r.digest)
 	o, err := a.Store.Stat(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
+		var src io.Reader
+		if src, err = st.upload(w.l.o.TempDir); err != nil {
+			return err
+		}
 		// Its exact size lets an object store size its upload buffers.
-		err = a.Store.Create(storage.WithMaxSize(ctx, st.stored.StoredSize), key, st.tmp, st.stored.Metadata)
+		err = a.Store.Create(storage.WithMaxSize(ctx, st.stored.StoredSize), key, src, st.stored.Metadata)
 		if err == nil {
 			r.stored = st.stored.StoredSize
 			return nil

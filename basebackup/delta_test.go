@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1099,4 +1100,57 @@ func TestRunDelta_HintFile(t *testing.T) {
 	if slices.Contains(staged.paths, blob) {
 		t.Errorf("a hint naming another backup was used: staged %v", staged.paths)
 	}
+}
+
+// TestRunDelta_StagedCopyChanged: a delta object's staging file that
+// reads back other bytes than were written to it (a byte overwritten
+// between stage and put, as a disk that failed its writeback would give)
+// fails the backup with an error naming the file and the staging
+// directory, and nothing is stored under the file's digest.
+func TestRunDelta_StagedCopyChanged(t *testing.T) {
+	major := pgtest.Versions()[0]
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Major: major})
+	blob := filepath.Join(c.DataDir, "hoard_test_blob")
+	data := make([]byte, 300<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(blob, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, blob)
+	a := encryptedArchive(t, compress.Zstd)
+	opts := deltaOptions(t, c, a)
+	opts.NoWait = true
+	var flipped atomic.Int32
+	opts.beforePut = func(path string, tmp *os.File) {
+		if path != blob {
+			return
+		}
+		b := make([]byte, 1)
+		if _, err := tmp.ReadAt(b, 100); err != nil {
+			t.Error(err)
+			return
+		}
+		b[0] ^= 0xff
+		if _, err := tmp.WriteAt(b, 100); err != nil {
+			t.Error(err)
+			return
+		}
+		flipped.Add(1)
+	}
+	_, err := Run(ctx, opts)
+	if flipped.Load() == 0 {
+		t.Fatal("the staged copy of the file was never changed")
+	}
+	if err == nil || !strings.Contains(err.Error(), blob) || !strings.Contains(err.Error(), "changed on the local disk") ||
+		!strings.Contains(err.Error(), opts.TempDir) {
+		t.Fatalf("Run = %v, want an error naming %s, its staging directory and the change", err, blob)
+	}
+	key := a.Layout.DeltaKey(deltaDigestOf(data))
+	if _, err := a.Store.Stat(ctx, key); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Stat %s after the failed backup = %v, want not found", key, err)
+	}
+	checkDeltaObjects(t, a)
 }

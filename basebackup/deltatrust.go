@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -153,10 +152,11 @@ func (w *worker) replace(ctx context.Context, st *staged, why string) error {
 	key := a.Layout.DeltaKey(r.digest)
 	l.log.Warn().Str("key", key).Str("file", r.e.name()).Str("reason", why).
 		Msg("delta object under this file's digest does not hold its bytes: stored over it")
-	if _, err := st.tmp.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("basebackup: stage delta object of %s: %w", r.e.path(), err)
+	src, err := st.upload(l.o.TempDir)
+	if err != nil {
+		return err
 	}
-	if err := a.Store.Put(storage.WithMaxSize(ctx, st.stored.StoredSize), key, st.tmp, st.stored.Metadata); err != nil {
+	if err := a.Store.Put(storage.WithMaxSize(ctx, st.stored.StoredSize), key, src, st.stored.Metadata); err != nil {
 		return fmt.Errorf("basebackup: store delta object %s over one that does not hold its bytes: %w", key, err)
 	}
 	o, err := a.CheckDeltaObject(ctx, r.digest, r.size)

@@ -159,6 +159,9 @@ type Options struct {
 	// beforeStore, when set, runs before a delta backup reads a file
 	// again to store it as a new delta object (tests change it there).
 	beforeStore func(path string)
+	// beforePut, when set, runs after a delta backup staged a file's
+	// delta object in tmp and before it stores it (tests change tmp).
+	beforePut func(path string, tmp *os.File)
 	// storeRead, when set, runs before each read of a file that a delta
 	// backup compresses and stores, with the offset about to be read
 	// (tests change the file there).
