@@ -18,10 +18,18 @@ import (
 // server: with identical files all succeed and one object is stored; with
 // different files exactly the pushers of the stored bytes succeed and
 // every other one gets ErrWALConflict, the stored object untouched.
+//
+// Swift checks If-None-Match when a PUT starts, not atomically with the
+// write (storage.Swift.Create, docs/security.md: run one archiver per
+// site on Swift), so there, as in storetest's RacyCreate, the test checks
+// what Swift still guarantees: at least one pusher stored its file, the
+// object is whole and one successful pusher's, and no pusher of identical
+// bytes fails; how many pushers of other bytes also succeeded is logged.
 func TestArchive_PushWAL_ConcurrentWriters(t *testing.T) {
 	for _, srv := range storetest.Servers {
 		t.Run(srv.Name, func(t *testing.T) {
 			c := srv.Config(t)
+			racy := c.Type == storage.TypeSwift
 			for _, mode := range []string{"Identical", "Different"} {
 				t.Run(mode, func(t *testing.T) {
 					a := &Archive{
@@ -30,14 +38,18 @@ func TestArchive_PushWAL_ConcurrentWriters(t *testing.T) {
 						Layout: Layout{Prefix: "site"},
 						Site:   "site",
 					}
-					pushConcurrently(t, a, mode == "Different")
+					pushConcurrently(t, a, mode == "Different", racy)
 				})
 			}
 		})
 	}
 }
 
-func pushConcurrently(t *testing.T, a *Archive, different bool) {
+// pushConcurrently pushes ten files of one segment name at once. racy
+// says the store's create-if-absent is not atomic (Swift): then pushers
+// of other bytes than the stored ones may succeed too, and are counted
+// and logged instead of failing the test.
+func pushConcurrently(t *testing.T, a *Archive, different, racy bool) {
 	ctx := context.Background()
 	const writers = 10
 	name := "000000010000000000000003"
@@ -64,20 +76,33 @@ func pushConcurrently(t *testing.T, a *Archive, different bool) {
 	})
 
 	stored, _ := storedPlain(t, a, a.Layout.WALKey(name))
-	uploaded := 0
+	uploaded, storedBySuccess, overlapped := 0, false, 0
 	for i := range writers {
 		same := bytes.Equal(files[i], stored)
 		switch {
 		case same && errs[i] != nil:
 			t.Errorf("writer %d pushed the stored bytes but failed: %v", i, errs[i])
+		case !same && racy && errs[i] == nil:
+			overlapped++
 		case !same && !errors.Is(errs[i], ErrWALConflict):
 			t.Errorf("writer %d pushed other bytes than the stored ones: err = %v, want ErrWALConflict", i, errs[i])
+		}
+		if same && errs[i] == nil {
+			storedBySuccess = true
 		}
 		if results[i].Uploaded {
 			uploaded++
 		}
 	}
-	if uploaded != 1 {
+	if !storedBySuccess {
+		t.Errorf("the stored object is no successful writer's file")
+	}
+	switch {
+	case racy && uploaded == 0:
+		t.Errorf("no writer reports having uploaded")
+	case racy && uploaded > 1:
+		t.Logf("%d writers report having uploaded, %d of other bytes than the stored ones (Swift's If-None-Match is not atomic)", uploaded, overlapped)
+	case !racy && uploaded != 1:
 		t.Errorf("%d writers report having uploaded, want exactly 1", uploaded)
 	}
 	if !different {
