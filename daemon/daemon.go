@@ -115,8 +115,11 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 	defer close(stopped)
 	cur := map[string]*running{}
 
-	start := func(s Site) {
+	// start starts a site's supervisor; end is the stream end's copy
+	// the site's stopped run left unstored (a restart in place).
+	start := func(s Site, end walstream.StreamEnd) {
 		sup := newSupervisor(d, s)
+		sup.streamEnd = end
 		d.mu.Lock()
 		d.sups[s.Name] = sup
 		d.mu.Unlock()
@@ -140,8 +143,9 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 	// stop stops a site's supervisor; forget also drops it from the
 	// status (a reload), while a shutdown keeps it for the last state.
 	// cause is nil, or walstream.ErrRestartInPlace for a restart that
-	// stores the spool where the stopped site would have.
-	stop := func(name string, forget bool, cause error) {
+	// stores the spool where the stopped site would have. It returns the
+	// stream end's copy the site's receiver left unstored.
+	stop := func(name string, forget bool, cause error) walstream.StreamEnd {
 		r := cur[name]
 		delete(cur, name)
 		if forget {
@@ -153,7 +157,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 			d.forgetAlerts(name)
 		}
 		if r == nil {
-			return
+			return walstream.StreamEnd{}
 		}
 		r.cancel(cause)
 		<-r.done
@@ -161,6 +165,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 		if r.err != nil {
 			d.log.Error().Err(r.err).Str(logSite, name).Msg("site stopped with an error")
 		}
+		return r.sup.pendingStreamEnd()
 	}
 	stopAll := func() {
 		for name := range cur {
@@ -171,7 +176,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 
 	d.setSites(sites)
 	for _, s := range sites {
-		start(s)
+		start(s, walstream.StreamEnd{})
 	}
 	for {
 		select {
@@ -200,7 +205,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 
 // reload applies a new list of sites: removed and changed sites are
 // stopped, changed and new ones started, the others left alone.
-func (d *daemon) reload(next []Site, start func(Site), stop func(string, bool, error)) {
+func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop func(string, bool, error) walstream.StreamEnd) {
 	old := map[string]Site{}
 	d.mu.Lock()
 	for _, s := range d.sites {
@@ -214,16 +219,19 @@ func (d *daemon) reload(next []Site, start func(Site), stop func(string, bool, e
 		switch {
 		case !ok:
 			d.log.Info().Str(logSite, s.Name).Msg("reload: new site")
-			start(s)
+			start(s, walstream.StreamEnd{})
 		case prev.Fingerprint != s.Fingerprint || prev.Active != s.Active:
+			var end walstream.StreamEnd
 			if inPlace(prev, s) {
 				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (same storage destination: the spool is stored after the restart)")
-				stop(s.Name, true, walstream.ErrRestartInPlace)
+				// The new run stores the stream end's copy the
+				// stopped one aborted, connected or not.
+				end = stop(s.Name, true, walstream.ErrRestartInPlace)
 			} else {
 				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (after storing its wal where it went)")
 				stop(s.Name, true, nil)
 			}
-			start(s)
+			start(s, end)
 		}
 	}
 	for name := range old {

@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +146,74 @@ func TestInPlace(t *testing.T) {
 				t.Errorf("inPlace(%+v, %+v) = %v, want %v", base, next, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRun_ReloadInPlaceAdoptsStreamEnd: the server is lost for good (its
+// host gone: killed, never started again) while the storage refuses
+// uploads, so the stream end's copy of the segment in progress waits in
+// the spool; then a reload restarts the site in place, which aborts that
+// copy. The new run never connects, so it has no stream end of its own:
+// it adopts the stopped run's copy and stores it once the storage is
+// back, without a SIGTERM. The stored .partial is the spool's fsynced
+// part, and it holds the last commit.
+func TestRun_ReloadInPlaceAdoptsStreamEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	st := &downStore{Store: storage.NewLocal(t.TempDir())}
+	c, site, reload, rd, seg := reloadSetup(t, st)
+	// The last commit, received and fsynced while the storage refuses.
+	c.Exec(t, "insert into t values (1001)")
+	commit, err := pglogrepl.ParseLSN(c.QueryString(t, "select pg_current_wal_flush_lsn()::text"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.QueryString(t, "select pg_walfile_name(pg_current_wal_flush_lsn())"); got != seg {
+		t.Fatalf("the last commit is in %s, want %s", got, seg)
+	}
+	rd.waitFor("the last commit fsynced in the spool", func(s Status) bool {
+		got, err := pglogrepl.ParseLSN(s.Sites["test"].WAL.Flushed)
+		return err == nil && got >= commit
+	})
+	c.Kill(t)
+	rd.waitLog("storing the segment in progress as .partial")
+	next := site
+	next.Fingerprint = "2"
+	reload <- []Site{next}
+	rd.waitLog("configuration reloaded")
+
+	st.down.Store(false)
+	name := seg + wal.PartialSuffix
+	key := archive.Layout{}.WALKey(name)
+	rd.waitFor(name+" stored by the restarted site", func(Status) bool {
+		_, err := st.Stat(context.Background(), key)
+		return err == nil
+	})
+	arch, _, err := site.OpenArchive(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched := filepath.Join(t.TempDir(), name)
+	if err := arch.FetchWAL(context.Background(), name, fetched, archive.FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := os.ReadFile(fetched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool, err := os.ReadFile(filepath.Join(site.SpoolDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := wal.ParseSegmentName(seg, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := uint64(commit - s.StartLSN(1<<20)); uint64(len(stored)) < end {
+		t.Fatalf("%s holds %d bytes, want at least %d: the last commit ends at %s", name, len(stored), end, commit)
+	}
+	if len(stored) > len(spool) || !bytes.Equal(stored, spool[:len(stored)]) {
+		t.Fatalf("%s (%d bytes) is not the start of the spool's copy (%d bytes)", name, len(stored), len(spool))
 	}
 }

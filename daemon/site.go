@@ -55,6 +55,9 @@ type supervisor struct {
 	// (listSoon).
 	relist chan struct{}
 	m      siteMetrics
+	// streamEnd is the stream end's copy the site's previous run left
+	// unstored, for its receiver to adopt (walstream.Options.StreamEnd).
+	streamEnd walstream.StreamEnd
 
 	mu       sync.Mutex
 	recv     *walstream.Receiver // nil unless streaming (and started)
@@ -213,6 +216,7 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 		DiskCheckInterval:     s.site.DiskCheckInterval,
 		Archived:              up,
 		DrainTimeout:          s.d.opts.DrainTimeout,
+		StreamEnd:             s.streamEnd,
 		// walstream names its own component.
 		Logger: s.d.opts.Logger.With().Str(logSite, s.site.Name).Logger(),
 	})
@@ -223,6 +227,18 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 	s.recv, s.up = recv, up
 	s.mu.Unlock()
 	return recv, nil
+}
+
+// pendingStreamEnd returns the stream end's copy the site's receiver
+// left unstored, once run returned; zero when it has none.
+func (s *supervisor) pendingStreamEnd() walstream.StreamEnd {
+	s.mu.Lock()
+	recv := s.recv
+	s.mu.Unlock()
+	if recv == nil {
+		return walstream.StreamEnd{}
+	}
+	return recv.PendingStreamEnd()
 }
 
 // backups is the backup loop: it takes a backup when the schedule or a

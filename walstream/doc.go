@@ -180,6 +180,7 @@
 // only after the WAL received under the old one is stored there. Without
 // such a copy, the upload in progress gets DrainTimeout to finish. A ctx
 // cancelled with the cause ErrRestartInPlace (a restart that stores into
-// the same place) waits for none of it. The rest stays in the spool for
-// the next run.
+// the same place) waits for none of it; PendingStreamEnd then gives the
+// copy not stored, which the next Receiver stores (Options.StreamEnd),
+// connected or not. The rest stays in the spool for the next run.
 package walstream

@@ -102,6 +102,11 @@ type Options struct {
 	// WAL before where streaming resumes must be in the archive or the
 	// spool. A hole is logged at Error and kept in Status.Holes.
 	Archived ArchiveLister
+	// StreamEnd is the stream end's copy that the previous Receiver on
+	// SpoolDir left unstored (its PendingStreamEnd, after a Run
+	// cancelled with ErrRestartInPlace); zero when none. Run stores it as
+	// its own (see streamend.go), also when it never connects.
+	StreamEnd StreamEnd
 	// Logger receives the Receiver's logs; the zero Logger discards them.
 	Logger zerolog.Logger
 }
@@ -395,8 +400,10 @@ var ErrWALRemoved = errors.New("WAL needed to resume was removed from the server
 // with the uploads queued before it (finishStreamEnd); it waits up to
 // DrainTimeout for those, or for the upload in progress; everything not
 // uploaded stays in the spool and is queued again by the next Run. A
-// ctx cancelled with the cause ErrRestartInPlace skips that wait. It
-// returns nil after a shutdown by ctx. Run may be called once.
+// ctx cancelled with the cause ErrRestartInPlace skips that wait
+// (PendingStreamEnd gives the copy not stored). Options.StreamEnd, a
+// copy the previous Run left, is stored as this Run's own stream end's.
+// It returns nil after a shutdown by ctx. Run may be called once.
 func (r *Receiver) Run(ctx context.Context) error {
 	if r.started.Swap(true) {
 		return errors.New("walstream: Run called twice")
@@ -419,6 +426,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	for _, name := range c.uploads {
 		r.enqueue(uploadTask{kind: taskFile, name: name})
 	}
+	r.adoptStreamEnd()
 
 	stop := make(chan struct{})
 	uploadCtx, cancelUploads := context.WithCancel(context.WithoutCancel(ctx))

@@ -49,10 +49,23 @@ import (
 // stores into the same place (a reload that fixes credentials, an
 // endpoint's rate limit, keys, compression) cancels Run's ctx with the
 // cause ErrRestartInPlace: Run aborts its uploads and returns at once,
-// the copy's WAL stays in the spool, and the next Run stores it there
-// (the complete segment, or its own stream end's copy). Without this, a
-// reload meant to fix a storage that refuses uploads would wait all of
-// DrainTimeout before it applied.
+// the copy's WAL stays in the spool, and the next Run stores it there.
+// Without this, a reload meant to fix a storage that refuses uploads
+// would wait all of DrainTimeout before it applied.
+//
+// The next Run stores the copy itself, not only the complete segment or
+// its own stream end's copy: if the server is gone for good, it never
+// connects, has no stream end, and the last commits would stay in the
+// spool for as long as the daemon runs. The stopped Run's copy, not
+// stored (PendingStreamEnd), is handed to it (Options.StreamEnd, in
+// the same process: only that Run knows how many bytes of the
+// preallocated file it fsynced), and it adopts it before its first
+// connection (adoptStreamEnd), as if its own session had ended there:
+// queued after the spool's complete segments and retried by
+// retryStreamEnd while not connected. A session that connects rewrites
+// the same WAL at the same offsets, and its own stream end replaces the
+// copy. A crash loses the hand-over: the next start stores the segment
+// once it is complete or at its own stream end, as before.
 //
 // A restart of the same server changes nothing: streaming resumes at the
 // start of the same segment, and once it is complete its upload deletes
@@ -63,6 +76,49 @@ import (
 // storage location, prefix and site as this one: Run returns without
 // waiting for its uploads (DrainTimeout), leaving them in the spool.
 var ErrRestartInPlace = errors.New("restarted to store into the same place")
+
+// StreamEnd is a stream end's copy that a Run did not store: the first
+// Length bytes of the spool file Name ("<segment>.partial"), all
+// fsynced by that Run before it queued the copy.
+type StreamEnd struct {
+	Name   string
+	Length uint64
+}
+
+// PendingStreamEnd returns the stream end's copy that Run left unstored,
+// zero when none. Call it after Run returned: a restart in place
+// (ErrRestartInPlace) hands it to the next Receiver (Options.StreamEnd).
+func (r *Receiver) PendingStreamEnd() StreamEnd {
+	r.snapshotMu.Lock()
+	defer r.snapshotMu.Unlock()
+	return StreamEnd{Name: r.streamEnd.name, Length: r.streamEnd.length}
+}
+
+// adoptStreamEnd makes Options.StreamEnd, the copy the previous Run left
+// unstored, this Run's stream end's copy and queues it, after the
+// complete files of the spool: retryStreamEnd then tries it again while
+// this Run is not connected, and a session's own stream end replaces it.
+// Its length is the one that Run fsynced, not the file's size (the file
+// is preallocated to the segment size, and bytes past what a session
+// wrote are zeros or older WAL). A file that is gone or shorter (the
+// segment completed since) is not this copy's.
+func (r *Receiver) adoptStreamEnd() {
+	e := r.opts.StreamEnd
+	if e.Length == 0 || !wal.IsPartialName(e.Name) {
+		return
+	}
+	fi, err := os.Stat(filepath.Join(r.opts.SpoolDir, e.Name))
+	if err != nil || !fi.Mode().IsRegular() || uint64(fi.Size()) < e.Length {
+		return
+	}
+	t := uploadTask{kind: taskSnapshot, name: e.Name, length: e.Length}
+	r.snapshotMu.Lock()
+	r.streamEnd = t
+	r.snapshotMu.Unlock()
+	r.log.Info().Str(logSegment, t.name).Uint64("bytes", t.length).
+		Msg("storing the previous run's segment in progress as .partial")
+	r.enqueue(t)
+}
 
 // storeStreamEnd queues the copy of the fsynced part of cur, the segment
 // the ended session was receiving (nil when none), after the session

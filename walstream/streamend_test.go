@@ -159,3 +159,48 @@ func TestReceiver_StoreAtStopRetry(t *testing.T) {
 	// When Run returned, the stream end's copy is stored.
 	checkStoredPartial(t, s, st.Segment, st.Flushed)
 }
+
+// TestReceiver_adoptStreamEnd: a Receiver adopts the copy the previous
+// one left (Options.StreamEnd) as its stream end's copy, queued, only
+// while the spool still holds that .partial with at least those bytes.
+func TestReceiver_adoptStreamEnd(t *testing.T) {
+	const name = "000000010000000000000006" + wal.PartialSuffix
+	for _, tc := range []struct {
+		name string
+		end  StreamEnd
+		file int // the spool file's size; -1 for none
+		want bool
+	}{
+		{"OK", StreamEnd{Name: name, Length: 8192}, 1 << 20, true},
+		{"OKWhole", StreamEnd{Name: name, Length: 1 << 20}, 1 << 20, true},
+		{"ErrNone", StreamEnd{}, 1 << 20, false},
+		{"ErrEmpty", StreamEnd{Name: name}, 1 << 20, false},
+		{"ErrGone", StreamEnd{Name: name, Length: 8192}, -1, false},
+		{"ErrShorter", StreamEnd{Name: name, Length: 8192}, 4096, false},
+		{"ErrNotPartial", StreamEnd{Name: "000000010000000000000006", Length: 8192}, 1 << 20, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spool := t.TempDir()
+			if tc.file >= 0 && tc.end.Name != "" {
+				if err := os.WriteFile(filepath.Join(spool, tc.end.Name), make([]byte, tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t), StreamEnd: tc.end})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.adoptStreamEnd()
+			want := StreamEnd{}
+			if tc.want {
+				want = tc.end
+			}
+			if got := r.PendingStreamEnd(); got != want {
+				t.Errorf("PendingStreamEnd %+v after adopting %+v, want %+v", got, tc.end, want)
+			}
+			if queued := r.queue.hasSnapshot(); queued != tc.want {
+				t.Errorf("copy queued %v, want %v", queued, tc.want)
+			}
+		})
+	}
+}
