@@ -104,7 +104,7 @@ func (l *digestList) UnmarshalJSON(data []byte) error {
 			// Its start only: the string is as long as whoever
 			// replaced the list made it, and the error is logged and
 			// kept in the daemon's status.
-			return fmt.Errorf("digest %d: %.72q (%d bytes) is not a delta object's digest", len(*l), d, len(d))
+			return fmt.Errorf("digest %d: %s is not a delta object's digest", len(*l), Quoted(d))
 		}
 		*l = append(*l, d)
 	}

@@ -196,7 +196,7 @@ func (s *manifestPaths) UnmarshalJSON(data []byte) error {
 			if err != nil {
 				// Its start only: the manifest holds whatever its
 				// writer put there, and the error is logged.
-				return fmt.Errorf("its Files, entry %d: Encoded-Path %.72q (%d bytes): %w", n, f.EncodedPath, len(f.EncodedPath), err)
+				return fmt.Errorf("its Files, entry %d: Encoded-Path %s: %w", n, archive.Quoted(f.EncodedPath), err)
 			}
 			p = string(b)
 		}
