@@ -444,39 +444,48 @@ func (t *restoreTest) start(ctx context.Context) (func(clean bool) error, error)
 const pidFileWait = 10 * time.Second
 
 // waitPIDFile waits, until deadline (pidFileWait after the start), for
-// the postmaster started by start to write postmaster.pid. pg_ctl start
-// -W returns before it does, and pg_ctl stop without the file finds no
-// server: a stop right after the start (the daemon shutting down) left
-// the server starting, to run on in a scratch directory about to be
-// removed. A postmaster that failed to start writes none (or removes
-// it), and then the wait runs out.
+// the postmaster started by start to write its pid to postmaster.pid.
+// pg_ctl start -W returns before it does, and pg_ctl stop without the
+// file finds no server: a stop right after the start (the daemon shutting
+// down) left the server starting, to run on in a scratch directory about
+// to be removed. The postmaster creates the file empty and writes it
+// next, and pg_ctl stop refuses an empty one ("the PID file ... is
+// empty"), so the wait is for the pid, not the file. A postmaster that
+// failed to start writes none (or removes it), and then the wait runs
+// out.
 func (t *restoreTest) waitPIDFile(deadline time.Time) {
-	pid := filepath.Join(t.data, "postmaster.pid")
 	for ; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Lstat(pid); err == nil {
+		if _, ok := t.postmasterPID(); ok {
 			return
 		}
 	}
 }
 
-// postmasterRunning reports whether the postmaster of the data directory
-// is alive, from the pid in postmaster.pid.
-func (t *restoreTest) postmasterRunning() bool {
+// postmasterPID reads the pid on the first line of the data directory's
+// postmaster.pid; ok is false while there is no file or no pid in it.
+func (t *restoreTest) postmasterPID() (pid int, ok bool) {
 	root, err := os.OpenRoot(t.data)
 	if err != nil {
-		return false
+		return 0, false
 	}
 	defer root.Close()
 	b, err := root.ReadFile("postmaster.pid")
 	if err != nil {
-		return false
+		return 0, false
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	pid, err = strconv.Atoi(strings.TrimSpace(line))
 	if err != nil || pid <= 0 {
-		return false
+		return 0, false
 	}
-	return syscall.Kill(pid, 0) == nil
+	return pid, true
+}
+
+// postmasterRunning reports whether the postmaster of the data directory
+// is alive, from the pid in postmaster.pid.
+func (t *restoreTest) postmasterRunning() bool {
+	pid, ok := t.postmasterPID()
+	return ok && syscall.Kill(pid, 0) == nil
 }
 
 // connString is a libpq keyword string for the scratch server.

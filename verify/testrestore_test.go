@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
@@ -110,6 +112,42 @@ func TestRestoreTest_StopRightAfterStart(t *testing.T) {
 		if rt.postmasterRunning() {
 			t.Fatalf("round %d: a postmaster runs on after stop", round)
 		}
+	}
+}
+
+// TestRestoreTest_WaitPIDFileEmpty: the postmaster creates postmaster.pid
+// empty and writes its pid next; pg_ctl stop refuses the file in between
+// ("the PID file ... is empty"), as a CI run saw in the test above. The
+// wait before a stop lasts until the pid is in the file, not only the
+// file.
+func TestRestoreTest_WaitPIDFileEmpty(t *testing.T) {
+	data := t.TempDir()
+	pidFile := filepath.Join(data, "postmaster.pid")
+	if err := os.WriteFile(pidFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rt := &restoreTest{data: data}
+	// Set before the pid is written: a wait that returns after the pid
+	// is in the file sees it set.
+	var writing atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The wait polls every 50 ms; the file stays empty for several polls.
+		time.Sleep(300 * time.Millisecond)
+		writing.Store(true)
+		if err := os.WriteFile(pidFile, []byte("4242\n"+data+"\n"), 0o600); err != nil {
+			t.Error(err)
+		}
+	}()
+	rt.waitPIDFile(time.Now().Add(time.Minute))
+	returnedEarly := !writing.Load()
+	<-done
+	if returnedEarly {
+		t.Fatal("waitPIDFile returned while postmaster.pid was empty")
+	}
+	if pid, ok := rt.postmasterPID(); !ok || pid != 4242 {
+		t.Fatalf("postmasterPID = %d, %v; want 4242, true", pid, ok)
 	}
 }
 
