@@ -314,20 +314,17 @@ func (s *supervisor) recordRestoreTest(res *verify.RestoreTestResult, err error,
 		r.Error = err.Error()
 		s.log.Error().Err(err).Str(logBackup, res.Backup).Msg("restore test failed")
 	}
-	s.showRestoreTest(r)
 	if err := s.saveRestoreTest(r); err != nil {
 		s.log.Warn().Err(err).Msg("restore test: keep the result")
 	}
+	s.showRestoreTest(r)
 	return r
 }
 
-// showRestoreTest puts a finished test into the status, metrics and alert.
+// showRestoreTest puts a finished test into the metrics, alert and status.
+// The status comes last: whoever sees the test finished in /status finds
+// its metrics, its alert and its result file already there.
 func (s *supervisor) showRestoreTest(r *RestoreTestStatus) {
-	s.setRestoreTest(func(cur *RestoreTestStatus) {
-		running, next := cur.Running, cur.Next
-		*cur = *r
-		cur.Running, cur.Next = running, next
-	})
 	okG, durG, runG, successG := s.restoreTestMetrics()
 	okG.Set(boolFloat(r.passed()))
 	durG.Set(r.ElapsedSeconds)
@@ -336,6 +333,11 @@ func (s *supervisor) showRestoreTest(r *RestoreTestStatus) {
 		successG.Set(float64(r.LastSuccess.Unix()))
 	}
 	s.d.setAlert(AlertRestoreTest, s.site.Name, !r.passed())
+	s.setRestoreTest(func(cur *RestoreTestStatus) {
+		running, next := cur.Running, cur.Next
+		*cur = *r
+		cur.Running, cur.Next = running, next
+	})
 }
 
 // setRestoreTest changes the site's restore test status. The status holds

@@ -266,6 +266,35 @@ func TestSupervisor_RestoreTestsKeptFailure(t *testing.T) {
 	}
 }
 
+// TestSupervisor_RestoreTestStatusLast: a finished test reaches the
+// status last, after its metrics, its alert and its result file, so
+// whoever sees it in /status (the e2e tests, a script polling it) finds
+// the rest already there. The status is watched in a tight loop while
+// failed results are recorded.
+func TestSupervisor_RestoreTestStatusLast(t *testing.T) {
+	for i := range 20 {
+		d := testDaemon(t)
+		dir := t.TempDir()
+		sup := newSupervisor(d, restoreTestSite(dir, time.Hour, nil))
+		res := &verify.RestoreTestResult{Backup: "2024-05-01_0", Started: time.Now(), Elapsed: verify.Duration(6 * time.Second), Error: "boom"}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sup.recordRestoreTest(res, errors.New("boom"), time.Now())
+		}()
+		for r := sup.status().RestoreTest; r == nil || r.Finished == nil; r = sup.status().RestoreTest {
+		}
+		_, durG, runG, _ := sup.restoreTestMetrics()
+		_, alertErr := os.Stat(filepath.Join(d.opts.AlertDir, AlertRestoreTest))
+		_, keptErr := os.Stat(filepath.Join(dir, restoreTestResultFile))
+		<-done
+		if durG.Value() != 6 || runG.Value() == 0 || alertErr != nil || keptErr != nil {
+			t.Fatalf("round %d: the status showed the finished test with duration %v, last run %v, alert %v, result file %v",
+				i, durG.Value(), runG.Value(), alertErr, keptErr)
+		}
+	}
+}
+
 // TestSupervisor_restoreTestOnceSkips: no test starts while a basebackup
 // of the site runs, nor before the site has a backup.
 func TestSupervisor_restoreTestOnceSkips(t *testing.T) {
