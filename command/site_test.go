@@ -93,11 +93,12 @@ func TestObjectStorage_StorageConfig(t *testing.T) {
 // key added to config and not to storage (or spelled differently) fails.
 func TestObjectStorage_EveryKey(t *testing.T) {
 	// A valid object_storage of each type; keys that must come in pairs are
-	// both set, and s3 has a host (is_verify_tls applies to one only). The
-	// key under test is given again: the last value wins.
+	// both set, and s3 has a host (is_verify_tls applies to one only) and
+	// is_verify_tls true (cert_path needs it). The key under test is given
+	// again: the last value wins.
 	base := map[string]string{
 		storage.TypeLocal:  `"directory": "/archive"`,
-		storage.TypeS3:     `"region": "r", "bucket_name": "b", "aws_access_key_id": "id", "aws_secret_access_key": "s", "host": "h", "port": 1`,
+		storage.TypeS3:     `"region": "r", "bucket_name": "b", "aws_access_key_id": "id", "aws_secret_access_key": "s", "host": "h", "port": 1, "is_verify_tls": true`,
 		storage.TypeGoogle: `"bucket_name": "b"`,
 		storage.TypeAzure:  `"account_name": "a", "host": "h", "port": 1`,
 		storage.TypeSwift:  `"user": "u", "key": "k", "auth_url": "http://a", "container_name": "c"`,

@@ -204,7 +204,7 @@ var storageKeys = []key{
 	// rohmu: Azure defaults to HTTPS, S3 to is_secure false (newObjectStorage).
 	{name: "is_secure", field: "IsSecure", types: "s3 azure", defDoc: "false for s3, true for azure", doc: "Use HTTPS to `host`."},
 	{name: "is_verify_tls", field: "IsVerifyTLS", types: "s3", doc: "Verify the TLS certificate of the S3-compatible endpoint `host` (PGHoard's default, false, does not). AWS's own endpoints (no `host`) are always verified, whatever this says, as in PGHoard."},
-	{name: "cert_path", field: "CertPath", types: "s3", doc: "CA bundle to verify the S3 endpoint's certificate."},
+	{name: "cert_path", field: "CertPath", types: "s3", doc: "CA bundle to verify the S3 endpoint's certificate with. With `host`, it needs `is_verify_tls` true: a configuration that sets it with `is_verify_tls` false is refused (as PGHoard refuses it), since the certificate would not be verified."},
 	{name: "addressing_style", oneOf: storage.S3AddressingStyles, field: "AddressingStyle", types: "s3", doc: "S3 addressing: " + codeList(storage.S3AddressingStyles) + "."},
 	{name: "segment_size", field: "SegmentSize", types: "s3 swift", valid: ">=0", doc: "S3 multipart part size in bytes; 0 = automatic: for an object whose size hoard bounds (a basebackup chunk, a WAL segment) the smallest whole MiB, at least 5 MiB, with which S3's 10,000 parts hold it (5 MiB for chunks up to 48 GiB; up to 32 MiB in one PUT), else 256 MiB (objects up to 2.5 TiB). An upload holds about three parts. Swift: size of each segment of a large object; 0 = rohmu's 3 GiB."},
 	{name: "encrypted", field: "Encrypted", types: "s3", doc: "S3 server-side encryption (SSE-S3, AES256)."},

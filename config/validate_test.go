@@ -53,6 +53,7 @@ func TestParse_ErrValidation(t *testing.T) {
 		{"StorageURLNoScheme", siteJSON(`"object_storage": {"url": "bucket"}`), `backup_sites.s1.object_storage.url: want a gocloud.dev/blob URL`},
 		{"S3Region", siteJSON(`"object_storage": {"storage_type": "s3", "bucket_name": "b"}`), `backup_sites.s1.object_storage.region: required for s3 storage`},
 		{"S3Bucket", siteJSON(`"object_storage": {"storage_type": "s3", "region": "r"}`), `backup_sites.s1.object_storage.bucket_name: required for s3 storage`},
+		{"S3CertPathNoVerify", siteJSON(`"object_storage": {"storage_type": "s3", "region": "r", "bucket_name": "b", "host": "minio", "port": 9000, "is_secure": true, "cert_path": "/etc/ca.pem"}`), `backup_sites.s1.object_storage.cert_path: set, but is_verify_tls is false`},
 		{"S3Addressing", siteJSON(`"object_storage": {"storage_type": "s3", "region": "r", "bucket_name": "b", "addressing_style": "dns"}`), `backup_sites.s1.object_storage.addressing_style: unknown style "dns"`},
 		{"GoogleBucket", siteJSON(`"object_storage": {"storage_type": "google"}`), `backup_sites.s1.object_storage.bucket_name: project_id and/or bucket_name required`},
 		{"AzureAccount", siteJSON(`"object_storage": {"storage_type": "azure"}`), `backup_sites.s1.object_storage.account_name: required for azure storage`},
@@ -228,5 +229,30 @@ func TestParse_StorageValues(t *testing.T) {
 				t.Errorf("%s %q: err = %v", key, v, err)
 			}
 		}
+	}
+}
+
+// TestParse_S3CertPath: cert_path is a CA bundle to verify an endpoint
+// with; where is_verify_tls would skip the verification (an endpoint of
+// the user's, host, with is_verify_tls false, PGHoard's default) the
+// configuration is refused, as PGHoard refuses it (rohmu's "cert_path is
+// set but is_verify_tls is False"), rather than connect unverified.
+func TestParse_S3CertPath(t *testing.T) {
+	for _, tc := range []struct {
+		name, storage string
+	}{
+		{"OKVerify", `"host": "minio", "port": 9000, "is_secure": true, "is_verify_tls": true`},
+		{"OKAWS", `"is_verify_tls": false`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("hoard.json", []byte(siteJSON(`"object_storage": {"storage_type": "s3", "region": "r", "bucket_name": "b", "cert_path": "/etc/ca.pem", `+tc.storage+`}`)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := c.BackupSites["s1"].ObjectStorage.StorageConfig()
+			if sc.CertPath != "/etc/ca.pem" || (sc.IsVerifyTLS != nil && !*sc.IsVerifyTLS) {
+				t.Errorf("storage config cert_path %q, is_verify_tls %v: want the bundle, verified", sc.CertPath, sc.IsVerifyTLS)
+			}
+		})
 	}
 }

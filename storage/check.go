@@ -47,6 +47,12 @@ func (c Config) Check() []Problem {
 		if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
 			add("aws_secret_access_key", "aws_access_key_id and aws_secret_access_key must be set together")
 		}
+		if c.CertPath != "" && c.IsVerifyTLS != nil && !*c.IsVerifyTLS {
+			// Without verification the bundle is never used: the user
+			// would believe the endpoint verified. rohmu refuses it too
+			// ("cert_path is set but is_verify_tls is False").
+			add("cert_path", "set, but is_verify_tls is false, so the endpoint's certificate would not be verified: set is_verify_tls to true, or remove cert_path")
+		}
 	case TypeGoogle:
 		if c.ProjectID == "" && c.BucketName == "" {
 			add("bucket_name", "project_id and/or bucket_name required for google storage")

@@ -20,6 +20,7 @@ func TestOpenChecks(t *testing.T) {
 		{storage.Config{Type: "local"}, "open local storage: directory: required for local storage"},
 		{storage.Config{Type: "s3", BucketName: "b"}, "open s3 storage: region: required for s3 storage"},
 		{storage.Config{Type: "s3", Region: "r", BucketName: "b", AccessKeyID: "k"}, "aws_secret_access_key: aws_access_key_id and aws_secret_access_key must be set together"},
+		{storage.Config{Type: "s3", Region: "r", BucketName: "b", Host: "h", CertPath: "/ca.pem", IsVerifyTLS: new(bool)}, "open s3 storage: cert_path: set, but is_verify_tls is false"},
 		{storage.Config{Type: "google", ProjectID: "p"}, "open google storage: bucket_name: required"},
 		{storage.Config{Type: "google", BucketName: "b", CredentialFile: "/f", CredentialsJSON: []byte("{}")}, "credentials: credential_file and credentials are mutually exclusive"},
 		{storage.Config{Type: "azure", AccountName: "a", BucketName: "c", Host: "h"}, "open azure storage: port: host and port must be set together"},
