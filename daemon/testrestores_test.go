@@ -283,6 +283,13 @@ func TestSupervisor_RestoreTestStatusLast(t *testing.T) {
 			sup.recordRestoreTest(res, errors.New("boom"), time.Now())
 		}()
 		for r := sup.status().RestoreTest; r == nil || r.Finished == nil; r = sup.status().RestoreTest {
+			select {
+			case <-done:
+				if r := sup.status().RestoreTest; r == nil || r.Finished == nil {
+					t.Fatalf("round %d: the recorded test never reached the status", i)
+				}
+			default:
+			}
 		}
 		_, durG, runG, _ := sup.restoreTestMetrics()
 		_, alertErr := os.Stat(filepath.Join(d.opts.AlertDir, AlertRestoreTest))
