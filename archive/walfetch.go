@@ -284,7 +284,8 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 // copyChecked copies r, the decoded bytes of a WAL file called name whose
 // object (key) has metadata md, to w, and checks what it copied: the bytes
 // against the hash metadata, then, for a segment or .partial file, the page
-// header against the name and size (wal.CheckSegment), which it returns.
+// header against the name and size (wal.CheckSegment), which it returns,
+// and a complete segment's end (segmentEnd.check: not an earlier copy).
 // It stops with an error wrapping ErrWALTooLarge at the first byte past
 // what a file of name's kind holds (walSizeCap), before writing it. A
 // hash algorithm hoard does not know is a *DecodeError: a hash that cannot
@@ -300,6 +301,11 @@ func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, key, name string
 	}
 	// head first: the cap reads the first page header from it.
 	dst := io.MultiWriter(&head, newWALSizeCap(name, &head), w, pages)
+	var end *segmentEnd
+	if wal.IsSegmentName(name) {
+		end = &segmentEnd{}
+		dst = io.MultiWriter(dst, end)
+	}
 	alg, want := MetadataHash(md)
 	var sum hash.Hash
 	if want != "" {
@@ -320,6 +326,9 @@ func copyChecked(w io.Writer, r io.Reader, md storage.Metadata, key, name string
 	}
 	if segment, partial, _ := walKind(name); segment || partial {
 		h, err := wal.CheckSegment(name, head.b, n)
+		if err == nil && end != nil {
+			err = end.check(h)
+		}
 		return h, pages.marks, err
 	}
 	return wal.PageHeader{}, nil, nil

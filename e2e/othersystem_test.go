@@ -23,15 +23,7 @@ import (
 // and hoard verify --full must report it.
 func TestRecoveryRefusesOtherSystemWAL(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
-	src, backup := s.startBackedUp(t)
-	switchAndWaitArchived(t, src)
-	src.Exec(t, "insert into t select generate_series(2, 1000)")
-	seg := switchAndWaitArchived(t, src)
-	src.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'more')")
-	switchAndWaitArchived(t, src)
-	count := func(c *pgtest.Cluster) string { return c.QueryString(t, "select count(*) from t") }
-	want := count(src)
-	src.Stop(t)
+	backup, seg, want := s.rowsInASegment(t)
 
 	// The other cluster: the same configuration but for its storage.
 	cfg, site := s.readConfig()
@@ -74,8 +66,30 @@ func TestRecoveryRefusesOtherSystemWAL(t *testing.T) {
 		t.Errorf("hoard verify --full after the swap, with a planted backup of system 1: %v, want a failure naming %s as another system's:\n%s%s", verr, seg, out, errOut)
 	}
 	c, err := pgtest.TryStartDataDir(t, 15, dir, noArchiving)
-	log := refusedRecovery(t, c, err, count, want)
+	log := refusedRecovery(t, c, err, countRows(t), want)
 	if log != "" && (!strings.Contains(log, "WAL of another database system") || !strings.Contains(log, seg)) {
 		t.Errorf("recovery failed, but the log does not show wal-fetch refusing %s:\n%s", seg, log)
 	}
+}
+
+// rowsInASegment starts a cluster with table t (one row) and a backup,
+// writes rows 2 to 1000 into a segment of their own (seg), archives the
+// segment after it too, and stops the cluster. want is the rows it had
+// (countRows).
+func (s *site) rowsInASegment(t *testing.T) (backup, seg, want string) {
+	t.Helper()
+	src, backup := s.startBackedUp(t)
+	switchAndWaitArchived(t, src)
+	src.Exec(t, "insert into t select generate_series(2, 1000)")
+	seg = switchAndWaitArchived(t, src)
+	src.Exec(t, "select pg_logical_emit_message(false, 'hoard-e2e', 'more')")
+	switchAndWaitArchived(t, src)
+	want = countRows(t)(src)
+	src.Stop(t)
+	return backup, seg, want
+}
+
+// countRows returns a function that counts a cluster's rows of table t.
+func countRows(t *testing.T) func(*pgtest.Cluster) string {
+	return func(c *pgtest.Cluster) string { return c.QueryString(t, "select count(*) from t") }
 }

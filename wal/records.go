@@ -12,6 +12,10 @@ const (
 	recordCRCOffset     = 20         // offsetof(XLogRecord, xl_crc)
 	maxRecordSize       = 1020 << 20 // XLogRecordMaxSize
 	firstIsContRecord   = 0x0001     // XLP_FIRST_IS_CONTRECORD
+	firstIsOverwrite    = 0x0008     // XLP_FIRST_IS_OVERWRITE_CONTRECORD
+	rmXLogID            = 0          // RM_XLOG_ID, in access/rmgrlist.h
+	xlogSwitch          = 0x40       // XLOG_SWITCH, in catalog/pg_control.h
+	recordInfoMask      = 0x0F       // XLR_INFO_MASK: the bits xl_info keeps for xlog.c itself
 	maxAlign            = 8          // MAXALIGN on the platforms PostgreSQL supports
 )
 
@@ -31,6 +35,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // record may end in zero bytes (a small XID's high bytes, say), so the
 // position after its last non-zero byte can lie before the end of its
 // last record; End does not.
+//
+// A record whose continuation was lost in a crash, and written over by
+// the WAL after it (a page marked XLP_FIRST_IS_OVERWRITE_CONTRECORD), is
+// skipped as xlogreader.c skips it: the walk goes on at that page.
 type RecordEnd struct {
 	off       int64 // segment offset of the next byte written
 	blockSize int64 // WAL page size, from the long header; 0 until read
@@ -50,7 +58,8 @@ type RecordEnd struct {
 	need     int64  // data bytes of the record still to read
 	crc      uint32
 
-	end int64
+	end      int64
+	switched bool // the last valid record is an XLOG_SWITCH
 }
 
 type recordState int
@@ -66,6 +75,17 @@ const (
 // End returns the segment offset of the (aligned) end of the last valid
 // record written so far; 0 when none is complete.
 func (r *RecordEnd) End() int64 { return r.end }
+
+// Stopped reports whether the walk met bytes that are not a valid record
+// (or page header) where one had to be: the WAL ended before the bytes
+// written so far did.
+func (r *RecordEnd) Stopped() bool { return r.state == stateDone }
+
+// Switched reports whether the last valid record is an XLOG_SWITCH
+// (pg_switch_wal, archive_timeout): PostgreSQL leaves the rest of its
+// segment without WAL (PostgreSQL 18 writes it as zeros, page headers
+// included), and recovery goes on at the next segment.
+func (r *RecordEnd) Switched() bool { return r.switched }
 
 // Write reads p, the next bytes of the segment. It never fails.
 func (r *RecordEnd) Write(p []byte) (int, error) {
@@ -119,6 +139,13 @@ func (r *RecordEnd) pageHeader() {
 	}
 	if magic != r.magic || addr != r.pageAddr+uint64(r.pageStart()) {
 		r.state = stateDone
+		return
+	}
+	if info&firstIsOverwrite != 0 {
+		// The record being read lost its continuation in a crash, and
+		// recovery wrote the next WAL here (an XLOG_OVERWRITE_CONTRECORD
+		// record first), whose xl_prev is the last valid record's.
+		r.state, r.recN, r.skip = stateHeader, 0, 0
 	}
 }
 
@@ -183,5 +210,6 @@ func (r *RecordEnd) finish(end int64) {
 	// The record's end as PostgreSQL counts it (EndRecPtr, a backup's
 	// end position): where the next record starts, after the padding.
 	r.end = (end + maxAlign - 1) &^ (maxAlign - 1)
+	r.switched = r.rec[17] == rmXLogID && r.rec[16]&^recordInfoMask == xlogSwitch
 	r.prev, r.recN, r.state = r.recStart, 0, stateAlign
 }

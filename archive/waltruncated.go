@@ -1,0 +1,63 @@
+package archive
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// ErrTruncatedSegment is wrapped by the error for a complete segment
+// whose WAL ends before the segment does, with zeros after it and no WAL
+// switch: an earlier copy of the segment (a .partial the daemon stored
+// while it grew) put under the complete segment's name. Its page header,
+// its hash metadata and its envelope are all sound, and PostgreSQL,
+// reading zeros where the WAL went on, would take them as the end of the
+// WAL and end recovery there without an error.
+var ErrTruncatedSegment = errors.New("truncated segment")
+
+// shortPageHeaderSize is SizeOfXLogShortPHD, the header of a page after
+// a segment's first.
+const shortPageHeaderSize = 24
+
+// segmentEnd is a writer that reads a complete segment as it is copied:
+// where its valid records end, whether the last one is an XLOG_SWITCH,
+// and where its last non-zero byte is.
+type segmentEnd struct {
+	rec     wal.RecordEnd
+	off     int64 // bytes written
+	nonZero int64 // the offset after the last non-zero byte
+}
+
+func (s *segmentEnd) Write(p []byte) (int, error) {
+	_, _ = s.rec.Write(p)
+	for b, off := p, s.off; len(b) > 0; {
+		n := min(len(b), len(zeroBlock))
+		if !bytes.Equal(b[:n], zeroBlock[:n]) {
+			s.nonZero = off + int64(len(bytes.TrimRight(b[:n], "\x00")))
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	s.off += int64(len(p))
+	return len(p), nil
+}
+
+// check refuses the segment name (whole, h its first page header) when
+// its WAL stops before its end and nothing but zeros follows in its last
+// page (beyond that page's header, which PostgreSQL before 18 writes
+// after a switch), unless the last record is an XLOG_SWITCH: PostgreSQL
+// writes every page of a segment before it archives or sends it, and the
+// only WAL that leaves the rest of a segment empty is a switch. A copy
+// cut inside the last page is not told from the whole segment.
+func (s *segmentEnd) check(h wal.PageHeader) error {
+	block := int64(h.BlockSize)
+	if !s.rec.Stopped() || s.rec.Switched() || block == 0 || s.nonZero > s.off-block+shortPageHeaderSize {
+		return nil
+	}
+	return fmt.Errorf("%w: its WAL ends at %s (offset %d) without a WAL switch and zeros follow to the end of the segment: "+
+		"an earlier copy of the segment (a .partial) stored under the complete segment's name, which recovery would take "+
+		"as the end of the WAL", ErrTruncatedSegment, h.PageAddr+pglogrepl.LSN(s.rec.End()), s.rec.End())
+}
