@@ -28,11 +28,12 @@ func createKeysCommand() *cli.Command {
 			"and mode, less any permission for others (it now holds a private key), so a service user\n" +
 			"that could read it still can after `sudo hoard create-keys`.\n" +
 			"Without a configuration file it prints a JSON snippet to paste into one; with --pem-dir\n" +
-			"it writes ID.public.pem and ID.private.pem (mode 0600) into that directory instead, the\n" +
-			"files a container platform mounts from a secret for HOARD_ENCRYPTION_PUBLIC_KEY_FILE and\n" +
-			"HOARD_ENCRYPTION_PRIVATE_KEY_FILE; an existing file of either name is refused, also one\n" +
-			"another create-keys writes at the same moment (init containers on a shared volume): one\n" +
-			"run wins, the others fail naming the file, and no key file is ever replaced.\n\n" +
+			"it writes ID.public.pem (mode 0644) and ID.private.pem (mode 0600) into that directory\n" +
+			"instead, the files a container platform mounts from a secret for\n" +
+			"HOARD_ENCRYPTION_PUBLIC_KEY_FILE and HOARD_ENCRYPTION_PRIVATE_KEY_FILE; an existing file\n" +
+			"of either name is refused, also one another create-keys writes at the same moment (init\n" +
+			"containers on a shared volume): one run wins, the others fail naming the file, and no\n" +
+			"key file is ever replaced.\n\n" +
 			"The daemon (retention included), basebackup and wal-push need only the public key;\n" +
 			"restore, wal-fetch and verify need the private key. Keep a copy of the private key\n" +
 			"outside the backup host. A site with encryption keys reads only encrypted objects (see\n" +

@@ -183,8 +183,15 @@ func TestCreateKeys_PEMDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubFile, privFile := filepath.Join(dir, "k1.public.pem"), filepath.Join(dir, "k1.private.pem")
-	if fi, err := os.Stat(privFile); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("private key file: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	// The modes create-keys --help states.
+	for p, want := range map[string]os.FileMode{privFile: 0o600, pubFile: 0o644} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %v, want %v", p, got, want)
+		}
 	}
 	env := map[string]string{
 		"HOARD_STORAGE_TYPE":                "local",
