@@ -98,6 +98,18 @@
 // on the server, and the next run fetches it again. A crash can therefore
 // lose nothing that was reported flushed: it is in the spool or archived.
 //
+// Nor, if the server is then lost for good, does the WAL of the segment
+// in progress stay only in the spool. A run killed without its stop path
+// (kill -9, the OOM killer, a reboot) stores no copy of it, and the
+// server may have recycled it. The next Run notes the spool's newest
+// .partial at its start; when a session ends before any WAL arrived (the
+// server cannot be reached, at the first attempt and at each retry), it
+// stores that file as the stream end's copy, up to the end of its last
+// valid record (CRC, xl_prev and each page's own address checked, as
+// recovery reads WAL: leftover.go), never replacing a stored copy that
+// holds more of it. A session that streams rewrites the segment and
+// stores it itself, as always.
+//
 // An fsync or write error is final for the file: Linux reports a failed
 // writeback once, and a second fsync succeeds whether or not the bytes
 // reached the disk. The session ends without reporting anything past what
@@ -182,5 +194,7 @@
 // cancelled with the cause ErrRestartInPlace (a restart that stores into
 // the same place) waits for none of it; PendingStreamEnd then gives the
 // copy not stored, which the next Receiver stores (Options.StreamEnd),
-// connected or not. The rest stays in the spool for the next run.
+// connected or not. The rest stays in the spool for the next run. A Run
+// stopped before any session received WAL stores the .partial an earlier
+// run left (see Durability) the same way.
 package walstream

@@ -463,7 +463,8 @@ type crashSpec struct {
 	Spool      string
 	Store      string
 	// Step is the step of completeSegment (see session.step) at which the
-	// child kills itself with SIGKILL, the Nth time it gets there.
+	// child kills itself with SIGKILL, the Nth time it gets there; ""
+	// streams until the parent kills it.
 	Step string
 	N    int
 }
@@ -491,11 +492,13 @@ func TestReceiver_CrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n atomic.Int32
-	r.faults.step = func(step, segment string) {
-		if step == c.Step && int(n.Add(1)) == c.N {
-			fmt.Fprintf(os.Stderr, "crash at %s of %s\n", step, segment)
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
+	if c.Step != "" {
+		r.faults.step = func(step, segment string) {
+			if step == c.Step && int(n.Add(1)) == c.N {
+				fmt.Fprintf(os.Stderr, "crash at %s of %s\n", step, segment)
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -576,37 +579,79 @@ func TestReceiver_Run_CrashWhileCompleting(t *testing.T) {
 func (d *durable) crash(step string) {
 	t := d.t
 	t.Helper()
-	spec, err := json.Marshal(crashSpec{ConnString: d.c.ConnString("postgres"), Spool: d.spool, Store: d.storeDir, Step: step, N: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestReceiver_CrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnv+"="+string(spec))
-	var out testio.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	ch := d.startChild(step)
 	for i := 0; ; i++ {
 		select {
-		case err := <-exited:
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child did not die of SIGKILL at %s: %v\n%s", step, err, out.String())
-			}
-			t.Logf("child: %s", lastLine(out.String(), "crash at"))
+		case err := <-ch.exited:
+			ch.checkKilled(t, err)
+			t.Logf("child: %s", lastLine(ch.out.String(), "crash at"))
 			return
 		default:
 		}
 		if i == 200 {
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Fatalf("child did not reach %s\n%s", step, out.String())
+			_ = ch.cmd.Process.Kill()
+			<-ch.exited
+			t.Fatalf("child did not reach %s\n%s", step, ch.out.String())
 		}
 		d.insert(300)
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// child is a Receiver streaming in a child process
+// (TestReceiver_CrashChild) into d's spool and archive.
+type child struct {
+	cmd    *exec.Cmd
+	out    *testio.SyncBuffer
+	exited chan error
+	step   string
+}
+
+// startChild starts a child that kills itself the second time it
+// reaches step; with step "", it streams until killed (child.kill).
+func (d *durable) startChild(step string) *child {
+	t := d.t
+	t.Helper()
+	spec, err := json.Marshal(crashSpec{ConnString: d.c.ConnString("postgres"), Spool: d.spool, Store: d.storeDir, Step: step, N: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := &child{out: &testio.SyncBuffer{}, exited: make(chan error, 1), step: step}
+	ch.cmd = exec.Command(os.Args[0], "-test.run=^TestReceiver_CrashChild$", "-test.count=1")
+	ch.cmd.Env = append(os.Environ(), crashEnv+"="+string(spec))
+	ch.cmd.Stdout, ch.cmd.Stderr = ch.out, ch.out
+	if err := ch.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { ch.exited <- ch.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = ch.cmd.Process.Kill()
+	})
+	return ch
+}
+
+// kill sends the child SIGKILL, as the OOM killer would, and waits until
+// it is gone: it dies without its stop path.
+func (ch *child) kill(t *testing.T) {
+	t.Helper()
+	if err := ch.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ch.exited:
+		ch.checkKilled(t, err)
+	case <-time.After(testTimeout):
+		t.Fatal("child alive after SIGKILL")
+	}
+}
+
+// checkKilled fails the test unless err, the child's exit, is death by
+// SIGKILL.
+func (ch *child) checkKilled(t *testing.T, err error) {
+	t.Helper()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child did not die of SIGKILL (step %q): %v\n%s", ch.step, err, ch.out.String())
 	}
 }
 

@@ -121,6 +121,15 @@ func startLogged(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opt
 // Receiver before it runs.
 func startReceiver(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opts Options, w io.Writer, setup func(*Receiver)) *running {
 	t.Helper()
+	rr := launch(t, c, spool, up, opts, w, setup)
+	waitFor(t, "receiver streaming", func() bool { return rr.r.Status().Connected })
+	return rr
+}
+
+// launch is startReceiver without the wait for a connection: the server
+// may be gone.
+func launch(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, opts Options, w io.Writer, setup func(*Receiver)) *running {
+	t.Helper()
 	opts.ConnString = c.ConnString("postgres")
 	if opts.Slot == "" {
 		opts.Slot = "hoard"
@@ -147,7 +156,6 @@ func startReceiver(t *testing.T, c *pgtest.Cluster, spool string, up Uploader, o
 	rr := &running{r: r, cancel: cancel, done: make(chan error, 1)}
 	go func() { rr.done <- r.Run(ctx) }()
 	t.Cleanup(func() { rr.stop(t) })
-	waitFor(t, "receiver streaming", func() bool { return r.Status().Connected })
 	return rr
 }
 

@@ -212,6 +212,10 @@ type Receiver struct {
 	// session's end queued (storeStreamEnd), until it is stored; zero
 	// when none.
 	streamEnd uploadTask
+	// leftover is the .partial an earlier run left in the spool, stored
+	// as the stream end's copy when this Run cannot stream (leftover.go);
+	// "" when none or done with. Only Run's goroutine uses it.
+	leftover string
 
 	// wakeMu guards waiting and woken, with which an upload that ends
 	// wakes the synchronous receive loop from its wait for the server's
@@ -402,7 +406,10 @@ var ErrWALRemoved = errors.New("WAL needed to resume was removed from the server
 // uploaded stays in the spool and is queued again by the next Run. A
 // ctx cancelled with the cause ErrRestartInPlace skips that wait
 // (PendingStreamEnd gives the copy not stored). Options.StreamEnd, a
-// copy the previous Run left, is stored as this Run's own stream end's.
+// copy the previous Run left, is stored as this Run's own stream end's;
+// without it, the spool's .partial that an earlier run left is, when a
+// session ends before any WAL arrived (the server is unreachable), up to
+// its last valid record (leftover.go).
 // It returns nil after a shutdown by ctx. Run may be called once.
 func (r *Receiver) Run(ctx context.Context) error {
 	if r.started.Swap(true) {
@@ -427,6 +434,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 		r.enqueue(uploadTask{kind: taskFile, name: name})
 	}
 	r.adoptStreamEnd()
+	r.noteLeftover(c)
 
 	stop := make(chan struct{})
 	uploadCtx, cancelUploads := context.WithCancel(context.WithoutCancel(ctx))
@@ -479,6 +487,7 @@ func (r *Receiver) stream(ctx context.Context) error {
 	for {
 		progressed, err := r.session(ctx)
 		r.update(func(s *Status) { s.Connected = false })
+		r.leftoverAfter(progressed, err)
 		if ctx.Err() != nil {
 			var fe *fatalError
 			if errors.As(err, &fe) {

@@ -64,8 +64,10 @@ import (
 // queued after the spool's complete segments and retried by
 // retryStreamEnd while not connected. A session that connects rewrites
 // the same WAL at the same offsets, and its own stream end replaces the
-// copy. A crash loses the hand-over: the next start stores the segment
-// once it is complete or at its own stream end, as before.
+// copy. A crash loses the hand-over, and the copy of a run that died
+// before its stream end never existed: then the next Run reads the length
+// of the valid WAL from the spool file itself and stores it when it
+// cannot stream (leftover.go).
 //
 // A restart of the same server changes nothing: streaming resumes at the
 // start of the same segment, and once it is complete its upload deletes

@@ -34,6 +34,21 @@ func ControlField(t testing.TB, dataDir, field string) string {
 // for the failure message.
 func WaldumpShutdownCheckpoint(t testing.TB, segment string, data []byte, segSize int, checkpoint string) (bool, string) {
 	t.Helper()
+	out := Waldump(t, segment, data, segSize)
+	// pg_waldump writes an LSN's low half with 8 digits, pg_controldata
+	// without leading zeros.
+	hi, lo, _ := strings.Cut(checkpoint, "/")
+	lsn := hi + "/" + strings.Repeat("0", max(0, 8-len(lo))) + lo
+	found := regexp.MustCompile(`lsn: ` + regexp.QuoteMeta(lsn) + `, .*CHECKPOINT_SHUTDOWN`).MatchString(out)
+	return found, tail(out, 10)
+}
+
+// Waldump returns what Debian's pg_waldump (PostgreSQL 15 WAL only)
+// prints for data, the contents of WAL segment segment (a .partial's,
+// padded here with zeros to segSize bytes): one line per record it
+// decodes, then why it stopped.
+func Waldump(t testing.TB, segment string, data []byte, segSize int) string {
+	t.Helper()
 	dir := TempDir(t)
 	data = append(data, make([]byte, max(0, segSize-len(data)))...)
 	if err := os.WriteFile(filepath.Join(dir, segment), data, 0o600); err != nil {
@@ -42,10 +57,5 @@ func WaldumpShutdownCheckpoint(t testing.TB, segment string, data []byte, segSiz
 	// Its exit status is not looked at: pg_waldump fails at the zeros
 	// after the last record of a .partial.
 	out, _ := exec.Command(Tool(t, "pg_waldump"), "--path", dir, segment, segment).CombinedOutput()
-	// pg_waldump writes an LSN's low half with 8 digits, pg_controldata
-	// without leading zeros.
-	hi, lo, _ := strings.Cut(checkpoint, "/")
-	lsn := hi + "/" + strings.Repeat("0", max(0, 8-len(lo))) + lo
-	found := regexp.MustCompile(`lsn: ` + regexp.QuoteMeta(lsn) + `, .*CHECKPOINT_SHUTDOWN`).Match(out)
-	return found, tail(string(out), 10)
+	return string(out)
 }

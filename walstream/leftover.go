@@ -1,0 +1,164 @@
+package walstream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// This file stores the segment in progress that a run killed without its
+// stop path (kill -9, the OOM killer, a host that rebooted) left in the
+// spool, when the next run cannot stream. That run received and fsynced
+// WAL into <segment>.partial and reported it flushed, so the server may
+// have recycled it; nothing stored it (the stream end's copy and the
+// stop's are that run's, and died with it; PartialUploadInterval may be
+// off). With the server reachable, the next run streams the segment
+// again from its start, as always. If the server is gone for good (its
+// host died while the daemon was down: the disaster backups are for), the
+// last commits exist only in the spool, and a restore would lose them
+// although hoard had them on disk.
+//
+// So Run notes the newest .partial of the spool at its start (leftover),
+// unless it adopted the copy the previous Run handed over
+// (Options.StreamEnd, whose length that Run knew). When a session ends before any WAL arrived
+// (the first connection fails, and every retry while the server stays
+// unreachable, or Run stops first), the leftover becomes this Run's
+// stream end's copy, as if its own session had ended there: queued after
+// the spool's complete segments, retried with the stream end's backoff
+// while not connected (retryStreamEnd), stored at Run's stop within
+// DrainTimeout, handed over by a restart in place (PendingStreamEnd),
+// and replaced by the copy of a session that streams. Once a session
+// received WAL it is forgotten: that session rewrote the segment, and
+// its own stream end stores it.
+//
+// How much of the file to store. The dead run knew how many bytes it
+// fsynced; the file does not say (it is preallocated to the segment
+// size; past the WAL it holds zeros, or, after a power loss, a torn
+// tail of writes that never reached the disk). Persisting that length
+// beside the spool at each flush would cost a second fsync per status
+// update on the receive path; instead the file is read once, here, as
+// PostgreSQL's own recovery reads a segment (wal.RecordEnd, xlogreader.c):
+// the first page header must be this segment's (wal.CheckSegment: its
+// address, timeline and sizes), every later page must carry its own
+// address (so pages left from another segment, as in a recycled file,
+// end the walk), and each record must have a valid CRC-32C and name the
+// record before it (xl_prev). The copy ends at the end of the last such
+// record. It may hold WAL the dead run wrote and never fsynced, or never
+// reported flushed: every record in it passed those checks, so it is the
+// server's WAL, which PostgreSQL would replay from pg_wal just the same.
+// The bytes need not be on this disk to be worth storing, so the file is
+// not fsynced first; a copy read before a power loss and one read after
+// differ only in how far the valid records go.
+//
+// The stored copy never goes backwards: the Uploader replaces a stored
+// .partial only by one that holds more of the same WAL (a longer stored
+// copy that starts with this one's bytes counts as stored, Stale), as for
+// every stream end's copy. When the server comes back, streaming resumes
+// at the segment's start as always, and once the segment is complete its
+// upload deletes the .partial object.
+
+// noteLeftover remembers the .partial of the spool listing c that the
+// previous run was receiving, unless this Run adopted that run's own copy
+// (adoptStreamEnd, called first): the newest .partial (timeline, then
+// position: the order of the names), when no complete segment is as new.
+func (r *Receiver) noteLeftover(c spoolContents) {
+	if r.PendingStreamEnd().Name != "" || len(c.partials) == 0 {
+		return
+	}
+	p := c.partials[len(c.partials)-1]
+	for _, name := range c.uploads {
+		if wal.IsSegmentName(name) && name >= p[:24] {
+			return
+		}
+	}
+	r.leftover = p
+}
+
+// leftoverAfter deals with the leftover, once, after the first session,
+// which ended with err, having received WAL (progressed) or not: a
+// session that received none stores it as the stream end's copy, unless
+// the error is fatal (the server or the spool cannot be trusted); one
+// that received WAL rewrote the segment and stores it itself.
+func (r *Receiver) leftoverAfter(progressed bool, err error) {
+	name := r.leftover
+	r.leftover = ""
+	var fe *fatalError
+	if name == "" || progressed || errors.As(err, &fe) {
+		return
+	}
+	r.storeLeftover(name)
+}
+
+// storeLeftover queues the valid WAL of the leftover .partial name as
+// the stream end's copy: a failed copy is queued again by
+// retryStreamEnd.
+func (r *Receiver) storeLeftover(name string) {
+	n, err := validWAL(filepath.Join(r.opts.SpoolDir, name), name)
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, wal.ErrBadPageHeader):
+		// Gone since (completed), or never written (a file opened ahead
+		// of the stream holds zeros): no WAL to store.
+		r.log.Debug().Err(err).Str(logSegment, name).Msg("no WAL to store in the segment in progress an earlier run left")
+		return
+	case err != nil:
+		r.log.Error().Err(err).Str(logSegment, name).
+			Msg("cannot read the segment in progress an earlier run left; it is stored once the server streams it again")
+		r.setError(err)
+		return
+	case n == 0:
+		return
+	}
+	t := uploadTask{kind: taskSnapshot, name: name, length: n}
+	r.snapshotMu.Lock()
+	if r.streamEnd.name != "" {
+		r.snapshotMu.Unlock()
+		return
+	}
+	r.streamEnd = t
+	r.snapshotMu.Unlock()
+	r.log.Info().Str(logSegment, name).Uint64("bytes", n).
+		Msg("server unreachable: storing the segment in progress an earlier run left in the spool as .partial")
+	r.enqueue(t)
+}
+
+// validWAL returns how many bytes from the start of the .partial file at
+// path, called name, are WAL of that segment: up to the end of its last
+// valid record (see the comment at the top of this file), 0 when no
+// record is whole. A first page header that is not this segment's gives
+// an error wrapping wal.ErrBadPageHeader.
+func validWAL(path, name string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	hdr := make([]byte, wal.PageHeaderSize)
+	if _, err := io.ReadFull(f, hdr); err != nil {
+		return 0, fmt.Errorf("%w: read the first page header of %s: %v", wal.ErrBadPageHeader, path, err)
+	}
+	if _, err := wal.CheckSegment(name, hdr, fi.Size()); err != nil {
+		return 0, err
+	}
+	var rec wal.RecordEnd
+	_, _ = rec.Write(hdr)
+	buf := make([]byte, 256<<10)
+	for !rec.Stopped() {
+		n, err := f.Read(buf)
+		_, _ = rec.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	return uint64(min(rec.End(), fi.Size())), nil
+}

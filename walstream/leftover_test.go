@@ -1,0 +1,369 @@
+package walstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// TestReceiver_Run_LeftoverServerGone: a Receiver (a child process)
+// streams with PartialUploadInterval 0; a commit and a record after it
+// are fsynced in the spool's .partial and reported flushed (the slot
+// moves past them); the child is killed with SIGKILL, without its stop
+// path, so nothing stores that segment; then the server stops and is
+// never started again. A new Run on the same spool cannot connect: it
+// stores the .partial the dead run left, up to the end of its last valid
+// record. pg_waldump (PostgreSQL 15) finds the commit in the stored copy
+// decoded; on every major, the copy is the start of the spool file and
+// holds the record after the commit whole. Then the server comes back
+// after all: streaming resumes, and the complete segment supersedes the
+// copy.
+func TestReceiver_Run_LeftoverServerGone(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		g := crashServerGone(t, major)
+		data := g.waitCopy()
+		n := g.checkCopy(data)
+		if n < g.end {
+			t.Errorf("the stored copy's records end at %d, before the end of the record after the commit at %d", n, g.end)
+		}
+		if major == pgtest.DebianMajor {
+			out := pgtest.Waldump(t, g.seg, data, int(g.d.segSize))
+			if !regexp.MustCompile(`tx: +` + g.xid + `, lsn: .*desc: COMMIT`).MatchString(out) {
+				t.Errorf("pg_waldump of the stored %s.partial (%d bytes) has no commit of transaction %s:\n%s", g.seg, len(data), g.xid, out)
+			}
+		}
+
+		// The server after all: the segment completes and supersedes
+		// the copy.
+		g.d.c.Start(t)
+		waitFor(t, "streaming again", func() bool { return g.rr.r.Status().Connected })
+		g.d.insert(100)
+		if done := switchWAL(t, g.d.c); done != g.seg {
+			t.Fatalf("the server completed %s, want %s, where it stopped", done, g.seg)
+		}
+		s, err := wal.ParseSegmentName(g.seg, g.d.segSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := s.Next().StartLSN(g.d.segSize)
+		waitFor(t, g.seg+" uploaded", func() bool { return g.rr.r.Status().Uploaded >= end })
+		if g.d.stored(g.name) {
+			t.Errorf("%s still stored after the complete segment", g.name)
+		}
+		g.rr.stop(t)
+	})
+}
+
+// TestReceiver_Run_LeftoverTorn: as TestReceiver_Run_LeftoverServerGone,
+// with the dead run's .partial damaged past the record after the commit
+// before the new Run reads it: a torn tail (random bytes, as a write cut
+// by a power loss leaves), or older WAL (the pages of the segment before,
+// as a recycled file holds). The copy stored ends at the end of the last
+// valid record: exactly where the record after the commit ends, for the
+// torn tail; past it and before the first page of older WAL, for that.
+func TestReceiver_Run_LeftoverTorn(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	t.Run("TornTail", func(t *testing.T) {
+		g := crashServerGone(t, major, func(g *serverGone) {
+			garbage := make([]byte, 3000)
+			if _, err := rand.Read(garbage); err != nil {
+				t.Fatal(err)
+			}
+			g.writeSpool(garbage, align8(g.end))
+		})
+		data := g.waitCopy()
+		if n := g.checkCopy(data); n != align8(g.end) || int64(len(data)) != n {
+			t.Errorf("the stored copy is %d bytes and its records end at %d, want both at %d, the end of the record before the torn tail", len(data), n, align8(g.end))
+		}
+	})
+	t.Run("OlderWAL", func(t *testing.T) {
+		var page int64
+		g := crashServerGone(t, major, func(g *serverGone) {
+			const blockSize = 8192
+			page = (g.end + blockSize - 1) / blockSize * blockSize
+			g.writeSpool(g.prev[page:], page)
+		})
+		data := g.waitCopy()
+		n := g.checkCopy(data)
+		if n < g.end || int64(len(data)) > page {
+			t.Errorf("the stored copy is %d bytes and its records end at %d, want them past %d and no byte past %d, where the older WAL starts", len(data), n, g.end, page)
+		}
+	})
+}
+
+// serverGone is a spool that a Receiver killed with SIGKILL left, with
+// the server stopped for good, and a new Receiver running on it.
+type serverGone struct {
+	t    *testing.T
+	d    *durable
+	seg  string // the segment in progress at the crash
+	name string // its .partial
+	xid  string // the last commit's transaction
+	// end is the segment offset of the end of the record written after
+	// the last commit, which the dead run fsynced and reported.
+	end int64
+	// prev is the segment before seg, as archived.
+	prev []byte
+	rr   *running
+}
+
+// crashServerGone streams a server of the major into a real archive from
+// a child process, writes about 300 KiB of rows into a new segment, then
+// commits one more, writes a record after it and waits until the slot says the child fsynced it.
+// Then it kills the child with SIGKILL, stops the server and runs each
+// damage on the spool before a new Receiver starts on it.
+func crashServerGone(t *testing.T, major int, damage ...func(*serverGone)) *serverGone {
+	t.Helper()
+	c := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+	c.Exec(t, "create table rows (id bigint, pad text)")
+	g := &serverGone{t: t, d: durableOf(t, c, "")}
+	ch := g.d.startChild("")
+	c.WaitTrue(t, testTimeout, "select exists (select from pg_replication_slots where slot_name = 'hoard' and active)")
+	g.d.insert(10)
+	prev := switchWAL(t, c)
+	// Records over many pages before the last commit.
+	g.d.insert(300)
+	g.xid = c.QueryString(t, "with i as (insert into rows values (1, 'last') returning id) select txid_current()::text from i")
+	after := lsn(t, c, "select pg_logical_emit_message(false, 'hoard-test', 'after the commit')")
+	c.WaitTrue(t, testTimeout, "select restart_lsn >= $1::pg_lsn from pg_replication_slots where slot_name = 'hoard'", after.String())
+	waitFor(t, prev+" archived", func() bool { return g.d.stored(prev) })
+	ch.kill(t)
+
+	s := wal.SegmentOf(1, after-1, g.d.segSize)
+	if s.Name(g.d.segSize) == prev {
+		t.Fatalf("the record after the commit ends in %s, the segment the switch completed", prev)
+	}
+	g.seg, g.name = s.Name(g.d.segSize), s.Name(g.d.segSize)+wal.PartialSuffix
+	g.end = int64(after - s.StartLSN(g.d.segSize))
+	if g.d.stored(g.name) {
+		t.Fatalf("%s stored before the crash: PartialUploadInterval is 0", g.name)
+	}
+	g.prev = g.fetch(prev)
+	c.Stop(t)
+	for _, fn := range damage {
+		fn(g)
+	}
+	g.rr = launch(t, c, g.d.spool, g.d.up, Options{}, nil, nil)
+	return g
+}
+
+// fetch returns the archived WAL file name, decoded.
+func (g *serverGone) fetch(name string) []byte {
+	g.t.Helper()
+	p := filepath.Join(g.t.TempDir(), name)
+	if err := g.d.arch.FetchWAL(context.Background(), name, p, archive.FetchOptions{}); err != nil {
+		g.t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return b
+}
+
+// writeSpool writes b at off in the spool's .partial.
+func (g *serverGone) writeSpool(b []byte, off int64) {
+	g.t.Helper()
+	f, err := os.OpenFile(filepath.Join(g.d.spool, g.name), os.O_WRONLY, 0)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// waitCopy waits until the new Run stored the .partial and returns it
+// decoded.
+func (g *serverGone) waitCopy() []byte {
+	t := g.t
+	t.Helper()
+	waitFor(t, g.name+" stored by the run after the crash", func() bool { return g.d.stored(g.name) })
+	rc, _, err := g.d.arch.Codec.Open(context.Background(), g.d.arch.Store, g.d.arch.Layout.WALKey(g.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("decode %s: %v", g.name, err)
+	}
+	return data
+}
+
+// checkCopy checks that the stored copy data is the start of the spool
+// file, and returns the segment offset where its valid records end.
+func (g *serverGone) checkCopy(data []byte) int64 {
+	t := g.t
+	t.Helper()
+	spool, err := os.ReadFile(filepath.Join(g.d.spool, g.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > len(spool) || !bytes.Equal(data, spool[:len(data)]) {
+		t.Fatalf("the stored %s (%d bytes) is not the start of the spool's (%d bytes)", g.name, len(data), len(spool))
+	}
+	var rec wal.RecordEnd
+	if _, err := rec.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %d bytes stored, records end at %d, the record after the commit at %d", g.name, len(data), rec.End(), g.end)
+	return rec.End()
+}
+
+// align8 rounds n up to a multiple of 8, as PostgreSQL aligns records.
+func align8(n int64) int64 { return (n + 7) &^ 7 }
+
+// TestValidWAL reads a real segment (wal.RecordEnd's) as a spool's
+// .partial: the valid WAL ends at the end of its last record, whatever
+// follows it: zeros, a torn tail, a record cut short or changed, or pages of an
+// older segment (a recycled file), whose records are intact but whose
+// pages carry another segment's address. A first page that is not the
+// segment's, or no page at all, is not WAL.
+func TestValidWAL(t *testing.T) {
+	z := waltest.ZeroEndedSegment(t, pgtest.Versions()[len(pgtest.Versions())-1])
+	name := z.Name + wal.PartialSuffix
+	const blockSize = 8192
+	// The page holding the last record's last byte.
+	page := (z.Aligned - 1) / blockSize * blockSize
+	if page == 0 {
+		t.Fatalf("the segment's records end at %d, on its first page", z.Aligned)
+	}
+	torn := bytes.Clone(z.Data)
+	if _, err := rand.Read(torn[z.Aligned:]); err != nil {
+		t.Fatal(err)
+	}
+	changed := bytes.Clone(z.Data)
+	changed[z.Aligned-9] ^= 0x01
+	// The same bytes from page on, with the addresses of the segment
+	// before: what a recycled file of that segment holds there.
+	recycled := bytes.Clone(z.Data)
+	for off := page; off < int64(len(recycled)); off += blockSize {
+		addr := binary.LittleEndian.Uint64(recycled[off+8:])
+		binary.LittleEndian.PutUint64(recycled[off+8:], addr-uint64(len(recycled)))
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		file string
+		want int64 // -1: not WAL
+		max  int64 // when not 0: want is not known, but is above 0 and at most max
+	}{
+		{"OK", z.Data, name, z.Aligned, 0},
+		{"OKTrimmed", z.Data[:z.Aligned], name, z.Aligned, 0},
+		{"TornTail", torn, name, z.Aligned, 0},
+		{"CutInRecord", z.Data[:z.Aligned-8], name, z.Before, 0},
+		{"RecordChanged", changed, name, z.Before, 0},
+		{"RecycledPages", recycled, name, 0, page},
+		{"ErrOtherSegment", z.Data, "000000010000000000000063" + wal.PartialSuffix, -1, 0},
+		{"ErrZeros", make([]byte, len(z.Data)), name, -1, 0},
+		{"ErrShort", z.Data[:20], name, -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), tc.file)
+			if err := os.WriteFile(p, tc.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			n, err := validWAL(p, tc.file)
+			switch {
+			case tc.want < 0:
+				if !errors.Is(err, wal.ErrBadPageHeader) {
+					t.Errorf("validWAL = %d, %v; want an error wrapping wal.ErrBadPageHeader", n, err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case tc.max != 0:
+				if n == 0 || int64(n) > tc.max {
+					t.Errorf("validWAL = %d, want above 0 and at most %d, where the pages of another segment start (the records end at %d)", n, tc.max, z.Aligned)
+				}
+			case int64(n) != tc.want:
+				t.Errorf("validWAL = %d, want %d", n, tc.want)
+			}
+		})
+	}
+}
+
+// TestReceiver_leftover: the newest .partial of the spool is noted, unless
+// a complete segment is as new or the previous Run's copy was adopted;
+// a session that received no WAL queues its valid WAL as the stream end's
+// copy, once, unless its error is fatal; one that received WAL forgets it.
+func TestReceiver_leftover(t *testing.T) {
+	z := waltest.ZeroEndedSegment(t, pgtest.Versions()[len(pgtest.Versions())-1])
+	seg, err := wal.ParseSegmentName(z.Name, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := z.Name + wal.PartialSuffix
+	prev := wal.Segment{Timeline: seg.Timeline, No: seg.No - 1}.Name(1 << 20)
+	older := prev + wal.PartialSuffix
+	newer := seg.Next().Name(1 << 20)
+	sessionErr := errors.New("connection refused")
+	for _, tc := range []struct {
+		name       string
+		files      []string // besides the .partial name
+		end        StreamEnd
+		progressed bool
+		err        error
+		want       bool // the copy queued
+	}{
+		{"OK", nil, StreamEnd{}, false, sessionErr, true},
+		{"OKOlderPartial", []string{older}, StreamEnd{}, false, sessionErr, true},
+		{"OKOlderSegment", []string{prev}, StreamEnd{}, false, sessionErr, true},
+		{"ErrNewerSegment", []string{newer}, StreamEnd{}, false, sessionErr, false},
+		{"ErrHandedOver", []string{older}, StreamEnd{Name: older, Length: 8192}, false, sessionErr, false},
+		{"ErrProgressed", nil, StreamEnd{}, true, sessionErr, false},
+		{"ErrFatal", nil, StreamEnd{}, false, fatal(sessionErr), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spool := t.TempDir()
+			if err := os.WriteFile(filepath.Join(spool, name), z.Data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range tc.files {
+				if err := os.WriteFile(filepath.Join(spool, f), make([]byte, 1<<20), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t), StreamEnd: tc.end})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := readSpool(spool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.adoptStreamEnd()
+			r.noteLeftover(c)
+			r.leftoverAfter(tc.progressed, tc.err)
+			want := tc.end // adopted, when set
+			if tc.want {
+				want = StreamEnd{Name: name, Length: uint64(z.Aligned)}
+			}
+			if got := r.PendingStreamEnd(); got != want {
+				t.Errorf("PendingStreamEnd %+v, want %+v", got, want)
+			}
+			if queued := r.queue.hasSnapshot(); queued != (want != StreamEnd{}) {
+				t.Errorf("copy queued %v, want %v", queued, want != StreamEnd{})
+			}
+			// Once: the next session's failure queues nothing more.
+			r.queue = newUploadQueue()
+			r.leftoverAfter(false, sessionErr)
+			if r.queue.hasSnapshot() {
+				t.Error("copy queued again by the next session's failure")
+			}
+		})
+	}
+}
