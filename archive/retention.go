@@ -579,6 +579,19 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		plan.Delete[i].Site = a.ArchiveOf(plan.Delete[i].Backup).Site
 	}
 	a.keepReadOnly(&plan)
+	// Where some backups authenticate, a planted one's start says nothing.
+	var newest time.Time
+	for _, b := range Trusted(OfSystem(backups, p.SystemID)) {
+		if b.StartTime.After(newest) {
+			newest = b.StartTime
+		}
+	}
+	// The parents of incremental backups in progress (incrementalmark.go).
+	marked, stale, err := a.incrementalMarks(ctx, markerStale(newest, now))
+	if err != nil {
+		return RetentionPlan{}, err
+	}
+	keepMarked(&plan, marked)
 	if len(plan.Delete) > 0 {
 		if err := a.keepKnownGood(ctx, &plan); err != nil {
 			return RetentionPlan{}, err
@@ -615,18 +628,14 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		return RetentionPlan{}, err
 	}
 
-	// Where some backups authenticate, a planted one's start says nothing.
-	var newest time.Time
-	for _, b := range Trusted(OfSystem(backups, p.SystemID)) {
-		if b.StartTime.After(newest) {
-			newest = b.StartTime
-		}
-	}
 	orphans, running, err := a.planOrphans(ctx, listed[a.Site], newest, now)
 	if err != nil {
 		return RetentionPlan{}, err
 	}
 	plan.Orphans = orphans
+	if d := a.staleMarkers(stale); d != nil {
+		plan.Orphans = append(plan.Orphans, *d)
+	}
 	keepRunningWAL(&plan, running, Trusted(OfSystem(backups, p.SystemID)))
 	if err := a.planDelta(ctx, &plan, len(scan.Damaged), listed[a.Site], newest, now); err != nil {
 		return RetentionPlan{}, err
@@ -956,6 +965,9 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 		}
 		for _, f := range folders {
 			name := strings.TrimSuffix(strings.TrimPrefix(f.Folder, dir), "/")
+			if d == BasebackupChunkDir && name == incrementalMarkerFolder {
+				continue // markers, one by one: incrementalMarks
+			}
 			// Every folder, not only those old enough to delete: a
 			// backup left out of the listing counts for the WAL, the
 			// parents and the delta objects it needs (retentionlist.go).
@@ -1004,7 +1016,20 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 	if len(plan.Keep) == 0 && len(plan.Delete) > 0 {
 		return res, errors.New("retention plan deletes every backup; refusing (the newest backup is always kept)")
 	}
-	for _, d := range plan.Delete {
+	// Kept and deleted backups may move (keepMarkedAgain): not in the
+	// caller's arrays.
+	plan.Keep, plan.Delete = slices.Clone(plan.Keep), slices.Clone(plan.Delete)
+	for len(plan.Delete) > 0 {
+		// An incremental backup that started since the plan may
+		// have chosen a backup it deletes as its parent.
+		if err := a.keepMarkedAgain(ctx, &plan, log); err != nil {
+			return res, err
+		}
+		if len(plan.Delete) == 0 {
+			break
+		}
+		d := plan.Delete[0]
+		plan.Delete = plan.Delete[1:]
 		s, err := a.site(d.Site)
 		if err != nil {
 			return res, err

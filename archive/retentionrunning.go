@@ -94,20 +94,9 @@ func keepRunningWAL(plan *RetentionPlan, running []runningBackup, backups []*Bac
 	if base != nil {
 		low = startSegment(base)[8:]
 	}
-	var del []WALDeletion
-	for _, d := range plan.WAL {
-		pos, ok := walPosition(d.Name)
-		superseded := wal.IsPartialName(d.Name) && pos >= horizon
-		if ok && pos >= low && !superseded {
-			plan.KeptWAL++
-			continue
-		}
-		del = append(del, d)
-	}
-	if len(del) == len(plan.WAL) {
+	if !keepWALFrom(plan, low) {
 		return
 	}
-	plan.WAL = del
 	if base == nil {
 		plan.WALHorizon, plan.WALHorizonBackup = "", ""
 		plan.Notes = append(plan.Notes, fmt.Sprintf("chunks of %s have no main object yet: a backup that may be running, "+
@@ -119,4 +108,29 @@ func keepRunningWAL(plan *RetentionPlan, running []runningBackup, backups []*Bac
 	plan.Notes = append(plan.Notes, fmt.Sprintf("chunks of %s have no main object yet: a backup that may be running, "+
 		"started at %s at the latest, before a kept backup: WAL is kept from the start %s of backup %s, which started before it",
 		oldest.name, fmtTime(oldest.since), plan.WALHorizon, base.Name))
+}
+
+// keepWALFrom drops from plan.WAL each deletion of a file at or after
+// position low (the 16 hex digits after a segment name's timeline; ""
+// keeps every file), but for the .partial files planWAL deletes as
+// superseded by their complete segment, and counts them kept. It reports
+// whether it dropped any. The caller sets plan.WALHorizon after;
+// it must be set before.
+func keepWALFrom(plan *RetentionPlan, low string) bool {
+	horizon := plan.WALHorizon[8:]
+	var del []WALDeletion
+	for _, d := range plan.WAL {
+		pos, ok := walPosition(d.Name)
+		superseded := wal.IsPartialName(d.Name) && pos >= horizon
+		if ok && pos >= low && !superseded {
+			plan.KeptWAL++
+			continue
+		}
+		del = append(del, d)
+	}
+	if len(del) == len(plan.WAL) {
+		return false
+	}
+	plan.WAL = del
+	return true
 }

@@ -73,6 +73,22 @@
 // timeline come back before any data; the server's clock read then is
 // the backup's start time. The tablespaces' names come from pg_tablespace.
 //
+// An incremental backup (Options.Incremental, PostgreSQL 17+) first
+// chooses its parent, the newest stored backup of the server's system,
+// timeline and major version, whose chain must be whole; stores a marker
+// naming it (archive.MarkIncrementalParent), from which on retention keeps
+// the chain; checks that the chain is still stored (a retention run may
+// have deleted it before the marker: the parent is chosen again, up to
+// three times); then sends the parent's backup_manifest (UPLOAD_MANIFEST)
+// and BASE_BACKUP INCREMENTAL. Before the control object it checks the
+// chain once more: a backup of it gone (deleted by hand, or by retention
+// that does not read the markers) fails the backup with ErrNoParent
+// rather than store one that cannot be restored. A failed backup deletes
+// its marker. A completed one leaves it, so that a retention run planned
+// before the backup was listed still sees it when it deletes, and so
+// does a crash; a marker counts until it is a day old and older than the
+// newest backup, and retention then deletes it.
+//
 // Each tablespace's tar stream (the main data directory comes last) is
 // received on a goroutine of its own into a few large buffers (readAhead),
 // read member by member and re-packed into chunk tars, with the member
@@ -160,5 +176,6 @@
 // Any error, or ctx being canceled, aborts the backup on the server (its
 // connection is closed), fails the chunk uploads in progress (they store
 // nothing), waits for the others, and deletes every chunk whose upload
-// began, under a context that outlives ctx.
+// began, and an incremental backup's marker, under a context that
+// outlives ctx.
 package basebackup

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // ErrIncrementalUnavailable is returned (wrapped) when an incremental
@@ -30,6 +31,9 @@ type parentBackup struct {
 	manifest []byte // its PostgreSQL backup_manifest
 	start    string // its start LSN, as its control manifest records it
 	timeline uint32
+	// chain is the backups a restore needs with the incremental one:
+	// the parent's chain (archive.Chain), full backup first.
+	chain []*archive.BackupInfo
 }
 
 // checkIncremental checks that the server can take an incremental backup.
@@ -65,11 +69,16 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 			!b.PGManifest || b.PGVersion/10000 != r.srv.version/10000 || b.Format != archive.FormatBBv2 {
 			continue
 		}
+		// An incremental backup on a broken chain restores nothing.
+		chain, err := archive.Chain(backups.Sound, b)
+		if err != nil {
+			return nil, fmt.Errorf("basebackup: newest backup of the system and timeline: %w; take a full backup", err)
+		}
 		m, data, err := a.ReadControlMember(ctx, b.Key, archive.ControlPGManifest)
 		if err != nil {
 			return nil, fmt.Errorf("basebackup: parent backup %s: %w", b.Name, err)
 		}
-		p := &parentBackup{info: b, manifest: data, timeline: b.StartTimeline, start: b.StartLSN.String()}
+		p := &parentBackup{info: b, manifest: data, timeline: b.StartTimeline, start: b.StartLSN.String(), chain: chain}
 		if m.Hoard != nil && m.Hoard.StartLSN != "" {
 			p.start = m.Hoard.StartLSN
 		}
@@ -79,15 +88,41 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 		r.srv.system.SystemID, tli, r.srv.version/10000, ErrNoParent)
 }
 
-// prepareIncremental checks the server, chooses the parent and sends its
-// manifest over repl: the next BASE_BACKUP there may be INCREMENTAL.
+// parentAttempts is how many times prepareIncremental chooses a parent
+// when the one it chose is deleted before its marker is stored.
+const parentAttempts = 3
+
+// prepareIncremental checks the server, chooses the parent, records it in
+// the store (archive.MarkIncrementalParent: retention keeps its chain
+// from then on) and sends its manifest over repl: the next BASE_BACKUP
+// there may be INCREMENTAL. A parent deleted between the listing it was
+// chosen from and the marker (by a retention run that did not see the
+// marker yet) is found gone after the marker is stored, and the parent
+// is chosen again.
 func (r *run) prepareIncremental(ctx context.Context, repl *replication.Conn) (*parentBackup, error) {
 	if err := r.checkIncremental(ctx); err != nil {
 		return nil, err
 	}
-	p, err := r.findParent(ctx)
-	if err != nil {
-		return nil, err
+	var p *parentBackup
+	for attempt := 1; ; attempt++ {
+		var err error
+		if p, err = r.findParent(ctx); err != nil {
+			return nil, err
+		}
+		if r.marker, err = r.o.Archive.MarkIncrementalParent(ctx, p.info.Name); err != nil {
+			return nil, fmt.Errorf("basebackup: %w", err)
+		}
+		err = r.checkParent(ctx, p)
+		if err == nil {
+			break
+		}
+		if derr := r.unmark(ctx); derr != nil {
+			return nil, errors.Join(err, derr)
+		}
+		if !errors.Is(err, ErrNoParent) || attempt == parentAttempts {
+			return nil, err
+		}
+		r.log.Info().Err(err).Msg("parent backup deleted while it was chosen: choosing again")
 	}
 	if err := repl.UploadManifest(ctx, p.manifest); err != nil {
 		return nil, fmt.Errorf("basebackup: parent backup %s: %w", p.info.Name, err)
@@ -119,4 +154,41 @@ func (r *run) incrementalStartError(err error, parent *parentBackup) error {
 		"and a backup of a standby starts at the last one it replayed. Run CHECKPOINT on the primary (or wait for its next checkpoint, "+
 		"checkpoint_timeout), let the standby replay it, and try again, or take a full backup: %w: %w",
 		parent.info.Name, parent.info.EndLSN, ErrIncrementalUnavailable, err)
+}
+
+// checkParent checks that every backup of p's chain is still stored: its
+// control object exists. A retention run that did not see the backup's
+// marker (it listed the markers before it was stored, or it does not know
+// them: PGHoard's, an older hoard's), or someone by hand, may have
+// deleted one; the backup would then be an incremental of a backup that
+// is gone, found out only at restore. A backup gone is an error wrapping
+// ErrNoParent.
+func (r *run) checkParent(ctx context.Context, p *parentBackup) error {
+	for _, b := range p.chain {
+		_, err := r.o.Archive.Store.Stat(ctx, b.Key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("basebackup: backup %s, of the chain of parent backup %s, was deleted while this incremental backup was taken "+
+				"(by retention that does not know hoard's markers of incremental backups, or by hand): this backup cannot be restored and is not stored; "+
+				"take it again, or take a full backup: %w", b.Name, p.info.Name, ErrNoParent)
+		}
+		if err != nil {
+			return fmt.Errorf("basebackup: check parent backup %s: %w", b.Name, err)
+		}
+	}
+	return nil
+}
+
+// unmark deletes the backup's marker (a failed backup's), under a context
+// that outlives ctx's cancellation.
+func (r *run) unmark(ctx context.Context) error {
+	if r.marker == "" {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := r.o.Archive.Store.Delete(cctx, r.marker); err != nil {
+		return fmt.Errorf("delete marker %s of the failed backup: %w", r.marker, err)
+	}
+	r.marker = ""
+	return nil
 }

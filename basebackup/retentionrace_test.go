@@ -2,7 +2,6 @@ package basebackup
 
 import (
 	"context"
-	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -18,40 +17,6 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
-
-// gatedStore holds the first Put of a key that match accepts until
-// release is closed: a backup paused at one step of its completion.
-// reached is closed when that Put arrives, landed when it returned.
-type gatedStore struct {
-	storage.Store
-	match   func(key string) bool
-	once    sync.Once
-	reached chan struct{}
-	release chan struct{}
-	landed  chan struct{}
-}
-
-func newGatedStore(st storage.Store, match func(string) bool) *gatedStore {
-	return &gatedStore{Store: st, match: match, reached: make(chan struct{}), release: make(chan struct{}), landed: make(chan struct{})}
-}
-
-func (s *gatedStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
-	gated := false
-	if s.match(key) {
-		s.once.Do(func() { gated = true })
-	}
-	if !gated {
-		return s.Store.Put(ctx, key, r, md)
-	}
-	close(s.reached)
-	select {
-	case <-s.release:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer close(s.landed)
-	return s.Store.Put(ctx, key, r, md)
-}
 
 // listHookStore calls hook before each List with its prefix and how many
 // Lists of that prefix came before it.
@@ -94,55 +59,16 @@ func forEachRaceStore(t *testing.T, c *pgtest.Cluster, fn func(ctx context.Conte
 	}
 }
 
-// pausedBackup is a backup running on a goroutine, paused at the first
-// Put its gate accepts.
-type pausedBackup struct {
-	g    *gatedStore
-	done chan struct{}
-	info *archive.BackupInfo
-	err  error
-	let  sync.Once
-}
-
 // startPaused starts a backup with opts whose first Put that gate accepts
 // waits, and returns once it does.
-func startPaused(ctx context.Context, t *testing.T, opts Options, gate func(string) bool) *pausedBackup {
+func startPaused(ctx context.Context, t *testing.T, opts Options, gate func(string) bool) *storetest.PausedRun[*archive.BackupInfo] {
 	t.Helper()
-	p := &pausedBackup{g: newGatedStore(opts.Archive.Store, gate), done: make(chan struct{})}
-	ga := *opts.Archive
-	ga.Store = p.g
-	opts.Archive = &ga
-	go func() {
-		defer close(p.done)
-		p.info, p.err = Run(ctx, opts)
-	}()
-	t.Cleanup(func() { p.letGo(ctx) })
-	select {
-	case <-p.g.reached:
-	case <-p.done:
-		t.Fatalf("backup ended before it reached the paused step: %v", p.err)
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
-	return p
-}
-
-// letGo lets the paused Put go and waits until it returned.
-func (p *pausedBackup) letGo(ctx context.Context) {
-	p.let.Do(func() {
-		close(p.g.release)
-		select {
-		case <-p.g.landed:
-		case <-ctx.Done():
-		}
+	return storetest.StartPaused(ctx, t, opts.Archive.Store, gate, func(st storage.Store) (*archive.BackupInfo, error) {
+		ga := *opts.Archive
+		ga.Store = st
+		opts.Archive = &ga
+		return Run(ctx, opts)
 	})
-}
-
-// wait lets the backup go and returns what Run returned.
-func (p *pausedBackup) wait(ctx context.Context) (*archive.BackupInfo, error) {
-	p.letGo(ctx)
-	<-p.done
-	return p.info, p.err
 }
 
 // TestRun_RetentionWhileCompleting runs retention (plan and apply, as
@@ -209,7 +135,7 @@ func retentionWhileCompleting(ctx context.Context, t *testing.T, opts Options, g
 	ra := *a
 	ra.Store = &listHookStore{Store: a.Store, hook: func(prefix string, n int) {
 		if landAt != nil && landAt(prefix, n) {
-			pb.letGo(ctx)
+			pb.LetGo(ctx)
 		}
 	}}
 	plan, err := ra.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
@@ -219,7 +145,7 @@ func retentionWhileCompleting(ctx context.Context, t *testing.T, opts Options, g
 	if _, err := ra.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
 		t.Fatalf("apply retention while a backup completes: %v", err)
 	}
-	info, err := pb.wait(ctx)
+	info, err := pb.Wait(ctx)
 	if err != nil {
 		t.Fatalf("backup that retention ran beside: %v", err)
 	}
@@ -285,7 +211,7 @@ func TestRun_RetentionBesideOlderBackup(t *testing.T) {
 		if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
 			t.Fatal(err)
 		}
-		p, err := pb.wait(ctx)
+		p, err := pb.Wait(ctx)
 		if err != nil {
 			t.Fatalf("backup P: %v", err)
 		}

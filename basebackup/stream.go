@@ -65,6 +65,9 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 				err = errors.Join(err, cerr)
 			}
 		}
+		if cerr := r.unmark(ctx); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
 		return nil, err
 	}
 	if srv.inRecovery {
@@ -110,6 +113,10 @@ type run struct {
 	sql *pgx.Conn
 
 	ck *chunker // nil until the name is chosen
+	// marker is the key of an incremental backup's marker of its
+	// parent (archive.MarkIncrementalParent), deleted if it fails; ""
+	// for a full backup.
+	marker string
 	// ra reads the archive being re-chunked; after a failure its
 	// goroutine may still be in the stream's Read until the backup's
 	// context is canceled.
@@ -218,6 +225,13 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	}
 	if r.pgControl == nil || r.backupLabel == nil || r.pgManifest == nil {
 		return nil, fmt.Errorf("basebackup: server sent no %s", r.missing())
+	}
+	if parent != nil {
+		// Its marker kept the chain from retention that knows it;
+		// the last check before the backup is listed.
+		if err := r.checkParent(ctx, parent); err != nil {
+			return nil, err
+		}
 	}
 
 	oc := &outcome{

@@ -63,7 +63,10 @@ found" for while GET reads it, retention fails (exit 1), naming it, and deletes 
 run it again, and fix the storage if it keeps failing. A backup still in progress (chunks
 stored, no control object yet) is neither counted nor deleted, nor are its chunks; when it
 may have started before the newest completed backup (another host's), the WAL from the
-start of a backup older than it is kept too.
+start of a backup older than it is kept too. The parent of an incremental backup in
+progress, which records it under basebackup_chunk/hoard-incremental/ before it starts, is
+kept with its chain and the WAL from its start; the markers are read again before each
+backup is deleted, and deleted once a day old and older than the newest backup.
 
 Each backup is deleted main object first, then its chunks, so an interrupted run never
 leaves a listed backup with missing chunks; running again finishes the job.

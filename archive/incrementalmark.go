@@ -1,0 +1,222 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// A PostgreSQL 17+ incremental backup is taken against its parent, the
+// newest backup when it started, and is restorable only while the
+// parent's chain is stored. Once its control object is listed, retention
+// keeps that chain (keepParents); before, it is not listed, and a backup
+// that completes meanwhile (the daemon's schedule beside `hoard
+// basebackup --incremental`, another host) can make the parent one that
+// retention deletes. So the backup records its parent in the store
+// before it sends BASE_BACKUP, and retention reads the records:
+//
+//   - The backup stores a marker,
+//     basebackup_chunk/hoard-incremental/<parent>/<time>-<pid>, after it
+//     chose the parent and before BASE_BACKUP, then checks that every
+//     backup of the parent's chain is still stored (choosing again when
+//     one went). A failed backup deletes its marker; a completed one
+//     leaves it, so that a retention run planned before the backup was
+//     listed still sees it when it applies its plan.
+//   - Archive.PlanRetention keeps the chain of every marker's parent
+//     (keepMarked), and ApplyRetention lists the markers again before it
+//     deletes each backup. A backup that stores its marker after that
+//     listing and checks its parent before the deletion lands is left:
+//     its check when it completes finds the parent gone and it fails.
+//   - A marker no longer counts once it is stale as an orphaned chunk
+//     folder is (OrphanMinAge): written more than a day ago and before
+//     the newest backup started. Retention then deletes it.
+//
+// Someone who can write to the bucket can plant markers: a marker only
+// ever makes retention keep backups (and their WAL), and a planted one
+// for a day at most unless it is planted again, as planted chunks keep
+// WAL (keepRunningWAL).
+
+// incrementalMarkerFolder holds the markers of incremental backups, under
+// basebackup_chunk/; it is not a backup's chunk folder.
+const incrementalMarkerFolder = "hoard-incremental"
+
+// FormatIncrementalMarker is the format metadata of the markers.
+const FormatIncrementalMarker = "hoard-incremental-marker-v1"
+
+func (l Layout) incrementalMarkerDir() string {
+	return l.Dir(BasebackupChunkDir) + incrementalMarkerFolder + "/"
+}
+
+// MarkIncrementalParent stores the marker of an incremental backup taken
+// against backup parent, before BASE_BACKUP, and returns its key.
+func (a *Archive) MarkIncrementalParent(ctx context.Context, parent string) (string, error) {
+	key := a.Layout.incrementalMarkerDir() + BackupName(parent) + "/" + fmt.Sprintf("%d-%d", time.Now().UnixNano(), os.Getpid())
+	md := storage.Metadata{MetaFormat: FormatIncrementalMarker}
+	if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(nil), 0, md); err != nil {
+		return "", fmt.Errorf("store marker %s: %w", key, err)
+	}
+	return key, nil
+}
+
+// markerStale returns whether a marker no longer counts at now: written
+// more than OrphanMinAge ago and before newest, the start of the newest
+// backup the plan trusts.
+func markerStale(newest, now time.Time) func(storage.Object) bool {
+	return func(o storage.Object) bool {
+		return !o.Modified.IsZero() && o.Modified.Before(newest) && now.Sub(o.Modified) > OrphanMinAge
+	}
+}
+
+// incrementalMarks lists the markers of incremental backups in a's own
+// store. It returns the parents the markers that are not stale name,
+// each with the key of a marker naming it, and the stale markers. A key
+// of another shape than a marker's counts for nothing; it goes once
+// stale.
+func (a *Archive) incrementalMarks(ctx context.Context, isStale func(storage.Object) bool) (map[string]string, []storage.Object, error) {
+	dir := a.Layout.incrementalMarkerDir()
+	parents := map[string]string{}
+	var stale []storage.Object
+	err := a.Store.List(ctx, dir, func(o storage.Object) error {
+		if isStale(o) {
+			stale = append(stale, o)
+			return nil
+		}
+		parent, id, ok := strings.Cut(strings.TrimPrefix(o.Key, dir), "/")
+		if ok && id != "" && !strings.Contains(id, "/") && parent != "" && BackupName(parent) == parent {
+			if _, seen := parents[parent]; !seen {
+				parents[parent] = o.Key
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list %s of site %s: %w", dir, a.Site, err)
+	}
+	return parents, stale, nil
+}
+
+// staleMarkers returns the deletion of the stale markers, nil when there
+// are none.
+func (a *Archive) staleMarkers(stale []storage.Object) *OrphanDeletion {
+	if len(stale) == 0 {
+		return nil
+	}
+	d := &OrphanDeletion{Site: a.Site, Folder: a.Layout.incrementalMarkerDir(),
+		Reason: fmt.Sprintf("markers of incremental backups written more than %s ago and before the newest backup started", fmtDays(OrphanMinAge))}
+	for _, o := range stale {
+		d.Keys = append(d.Keys, o.Key)
+		d.Size += o.Size
+	}
+	return d
+}
+
+// keepMarked moves into plan.Keep every backup planned for deletion that
+// the chain of a marked parent (parents: name -> the marker's key) holds,
+// and returns the names it moved, oldest first.
+func keepMarked(plan *RetentionPlan, parents map[string]string) []string {
+	if len(parents) == 0 || len(plan.Delete) == 0 {
+		return nil
+	}
+	byName := map[string]*BackupInfo{}
+	for _, ds := range [][]BackupDecision{plan.Keep, plan.Delete} {
+		for _, d := range ds {
+			if _, ok := byName[d.Backup.Name]; !ok {
+				byName[d.Backup.Name] = d.Backup
+			}
+		}
+	}
+	names := make([]string, 0, len(parents))
+	for n := range parents {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	needed := map[string]string{} // backup -> the marker that needs it
+	for _, n := range names {
+		for cur := n; cur != ""; {
+			b, ok := byName[cur]
+			if !ok {
+				break
+			}
+			if _, done := needed[cur]; done {
+				break
+			}
+			needed[cur] = parents[n]
+			cur = b.Parent
+		}
+	}
+	var del []BackupDecision
+	var moved []string
+	for _, d := range plan.Delete {
+		marker, ok := needed[d.Backup.Name]
+		if !ok {
+			del = append(del, d)
+			continue
+		}
+		d.Reason = fmt.Sprintf("%s; kept: an incremental backup in progress needs it (its chain of parents; marker %s)", d.Reason, marker)
+		plan.Keep = append(plan.Keep, d)
+		moved = append(moved, d.Backup.Name)
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	plan.Delete = del
+	sortDecisions(plan.Keep)
+	return moved
+}
+
+// keepMarkedAgain lists the markers again before ApplyRetention deletes a
+// backup, and keeps what a marker written since the plan needs: the
+// chain of its parent, the WAL from the start of each backup moved, and
+// every delta object (the plan chose them from fewer kept backups). A
+// marker the plan deletes as stale counts no more.
+func (a *Archive) keepMarkedAgain(ctx context.Context, plan *RetentionPlan, log zerolog.Logger) error {
+	planned := map[string]bool{}
+	for _, o := range plan.Orphans {
+		for _, k := range o.Keys {
+			planned[k] = true
+		}
+	}
+	parents, _, err := a.incrementalMarks(ctx, func(o storage.Object) bool { return planned[o.Key] })
+	if err != nil {
+		return err
+	}
+	moved := keepMarked(plan, parents)
+	if len(moved) == 0 {
+		return nil
+	}
+	log.Info().Strs("backups", moved).Msg("retention: backups kept: an incremental backup that started after the plan needs them")
+	if plan.WALHorizon != "" {
+		var low *BackupInfo
+		for _, k := range plan.Keep {
+			if !slices.Contains(moved, k.Backup.Name) {
+				continue
+			}
+			if startSegment(k.Backup) == "" {
+				low = nil
+				break
+			}
+			if low == nil || startSegment(k.Backup)[8:] < startSegment(low)[8:] {
+				low = k.Backup
+			}
+		}
+		switch {
+		case low == nil:
+			keepWALFrom(plan, "")
+			plan.WALHorizon, plan.WALHorizonBackup = "", ""
+		case startSegment(low)[8:] < plan.WALHorizon[8:]:
+			keepWALFrom(plan, startSegment(low)[8:])
+			plan.WALHorizon, plan.WALHorizonBackup = startSegment(low), low.Name
+		}
+	}
+	plan.Delta = nil
+	return nil
+}

@@ -1,0 +1,157 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// markedArchive stores, in a local store in dir, a full backup on 7 March
+// 2024, an incremental one on it on 8 March and a full one on 9 March,
+// and segments 1 to 7. now is the day after the newest.
+func markedArchive(t *testing.T) (a *Archive, dir string, now time.Time) {
+	t.Helper()
+	dir = t.TempDir()
+	a = localArchive(t, dir, "site", retentionCodec(t))
+	putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
+	putBackup(t, a, "2024-03-08_10-00_0", "000000010000000000000004", 2, 0)
+	setParent(t, a, "2024-03-08_10-00_0", "2024-03-07_10-00_0")
+	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000006", 2, 0)
+	putWAL(t, a, segs(1, 1, 7)...)
+	return a, dir, time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+}
+
+// putMarkerKey stores an empty object under key, as a marker is stored.
+func putMarkerKey(t *testing.T, a *Archive, key string) {
+	t.Helper()
+	md := storage.Metadata{MetaFormat: FormatIncrementalMarker}
+	if _, err := a.Codec.Put(context.Background(), a.Store, key, bytes.NewReader(nil), 0, md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArchive_PlanRetentionIncrementalMarker: retention with
+// basebackup_count=1 keeps the chain of the parent a marker of an
+// incremental backup in progress names (and the WAL from its start), as
+// long as the marker is not stale; a stale marker is deleted, and
+// markers of another shape, or naming no backup, change nothing.
+func TestArchive_PlanRetentionIncrementalMarker(t *testing.T) {
+	ctx := context.Background()
+	policy := RetentionPolicy{MaxCount: 1}
+
+	t.Run("OK", func(t *testing.T) {
+		a, _, now := markedArchive(t)
+		key, err := a.MarkIncrementalParent(ctx, "2024-03-08_10-00_0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := a.PlanRetention(ctx, policy, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Delete) != 0 || p.WALHorizonBackup != "2024-03-07_10-00_0" || len(p.WAL) != 1 {
+			t.Fatalf("plan deletes %v and %d WAL files (horizon %s), want nothing but segment 1 with %s marked", names(p.Delete), len(p.WAL), p.WALHorizonBackup, key)
+		}
+		for _, k := range p.Keep[:2] {
+			if !strings.Contains(k.Reason, key) {
+				t.Errorf("backup %s kept for %q, want the marker named", k.Backup.Name, k.Reason)
+			}
+		}
+		for _, n := range p.Notes {
+			if strings.Contains(n, incrementalMarkerFolder) {
+				t.Errorf("note %q: the markers' folder is taken for a backup in progress", n)
+			}
+		}
+		if len(p.Orphans) != 0 {
+			t.Errorf("orphans %v", p.Orphans)
+		}
+	})
+
+	t.Run("Stale", func(t *testing.T) {
+		a, dir, now := markedArchive(t)
+		key, err := a.MarkIncrementalParent(ctx, "2024-03-08_10-00_0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Written before the newest backup started, more than a
+		// day ago.
+		setModified(t, dir, []string{key}, time.Date(2024, 3, 9, 9, 0, 0, 0, time.UTC))
+		p, err := a.PlanRetention(ctx, policy, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(names(p.Delete), " "); got != "2024-03-07 2024-03-08" {
+			t.Errorf("plan deletes %s, want both older backups: the marker is stale", got)
+		}
+		if len(p.Orphans) != 1 || !slices.Equal(p.Orphans[0].Keys, []string{key}) {
+			t.Fatalf("orphans %+v, want the stale marker", p.Orphans)
+		}
+		if _, err := a.ApplyRetention(ctx, p, zerolog.Nop()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Store.Stat(ctx, key); err == nil {
+			t.Errorf("stale marker %s not deleted", key)
+		}
+	})
+
+	t.Run("Planted", func(t *testing.T) {
+		a, _, now := markedArchive(t)
+		dir := a.Layout.incrementalMarkerDir()
+		for _, k := range []string{dir + "2024-03-08_10-00_0", dir + "x/y/z", dir + "2024-01-01_00-00_0/1-1"} {
+			putMarkerKey(t, a, k)
+		}
+		p, err := a.PlanRetention(ctx, policy, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(names(p.Delete), " "); got != "2024-03-07 2024-03-08" {
+			t.Errorf("plan deletes %s, want both older backups: no marker names one", got)
+		}
+		if len(p.Orphans) != 0 {
+			t.Errorf("orphans %+v: recent objects in the markers' folder are deleted", p.Orphans)
+		}
+	})
+
+	t.Run("SinceThePlan", func(t *testing.T) {
+		a, _, now := markedArchive(t)
+		p, err := a.PlanRetention(ctx, policy, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(names(p.Delete), " "); got != "2024-03-07 2024-03-08" {
+			t.Fatalf("plan deletes %s, want both older backups", got)
+		}
+		keep := slices.Clone(p.Keep)
+		// An incremental backup chose the second as its parent before
+		// the third completed, and recorded it after the plan.
+		if _, err := a.MarkIncrementalParent(ctx, "2024-03-08_10-00_0"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := a.ApplyRetention(ctx, p, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Backups != 0 || res.WAL != 1 {
+			t.Errorf("deleted %d backups and %d WAL files, want segment 1 only", res.Backups, res.WAL)
+		}
+		bs, err := a.ListBackups(ctx)
+		if err != nil || len(bs) != 3 {
+			t.Fatalf("backups left %d (%v), want 3", len(bs), err)
+		}
+		for _, n := range segs(1, 2, 7) {
+			if _, err := a.Store.Stat(ctx, a.Layout.WALKey(n)); err != nil {
+				t.Errorf("WAL %s: %v", n, err)
+			}
+		}
+		if !slices.EqualFunc(keep, p.Keep, func(x, y BackupDecision) bool { return x.Backup == y.Backup }) {
+			t.Error("ApplyRetention changed the caller's plan")
+		}
+	})
+}

@@ -1,0 +1,189 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// startIncremental starts an incremental backup of src into a and
+// returns once it reached the Put that match accepts.
+func startIncremental(ctx context.Context, t *testing.T, src *pgtest.Cluster, a *archive.Archive, match func(string) bool) *storetest.PausedRun[*archive.BackupInfo] {
+	t.Helper()
+	return storetest.StartPaused(ctx, t, a.Store, match, func(st storage.Store) (*archive.BackupInfo, error) {
+		pa := *a
+		pa.Store = st
+		return basebackup.Run(ctx, basebackup.Options{
+			ConnString: src.ConnString("postgres"), Archive: &pa, Fast: true, NoWait: true, ChunkSize: 1 << 20,
+			Mode: basebackup.ModeStream, Incremental: true, Logger: zerolog.Nop(),
+		})
+	})
+}
+
+// retain plans retention with basebackup_count=1 and applies the plan,
+// as `hoard retention` does; between is called between the two.
+func retain(ctx context.Context, t *testing.T, a *archive.Archive, between func()) archive.RetentionPlan {
+	t.Helper()
+	plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
+	if err != nil {
+		t.Fatalf("plan retention: %v", err)
+	}
+	if between != nil {
+		between()
+	}
+	if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+		t.Fatalf("apply retention: %v", err)
+	}
+	return plan
+}
+
+// TestRun_IncrementalBesideRetention: an incremental backup I of a real
+// PostgreSQL 17 and 18 (summarize_wal on) is taken against the newest
+// backup P; while it runs, a full backup F completes (the daemon's
+// schedule beside `hoard basebackup --incremental`, or another host) and
+// retention with basebackup_count=1 runs, which would delete P:
+//
+//   - WhileRunning: retention plans and applies while I is paused at
+//     its first chunk. Before, P was deleted and I completed as an
+//     incremental of a backup that is gone (found out only at restore).
+//     Now P is kept, and I restores with the source's rows;
+//   - PlannedBefore: retention plans before I recorded its parent (I
+//     paused at that step) and applies after. P is kept all the same;
+//   - ParentDeleted: P's control object is deleted while I runs (by a
+//     writer that does not know the marker: PGHoard's retention, an
+//     older hoard, by hand). I fails, naming P, wrapping ErrNoParent, and
+//     stores nothing; before, it completed.
+func TestRun_IncrementalBesideRetention(t *testing.T) {
+	for _, major := range []int{17, 18} {
+		t.Run(strconv.Itoa(major), func(t *testing.T) { testIncrementalBesideRetention(t, major) })
+	}
+}
+
+func testIncrementalBesideRetention(t *testing.T, major int) {
+	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, Conf: map[string]string{"summarize_wal": "on"}})
+	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	ctx := incrContext(t)
+	newArchive := func(t *testing.T) *archive.Archive {
+		c := &archive.Codec{Compression: "zstd"}
+		archivetest.AddKeys(t, c)
+		return archivetest.New(t, storetest.Open(t, storetest.Local(t)), c)
+	}
+	// isChunk accepts the keys of chunks, not those of the markers
+	// beside them.
+	isChunk := func(a *archive.Archive) func(string) bool {
+		return func(key string) bool {
+			return strings.HasPrefix(key, a.Layout.Dir(archive.BasebackupChunkDir)) && !strings.Contains(key, "/hoard-incremental/")
+		}
+	}
+	isMarker := func(key string) bool { return strings.Contains(key, "/basebackup_chunk/hoard-incremental/") }
+	parentStored := func(t *testing.T, a *archive.Archive, p *archive.BackupInfo) {
+		t.Helper()
+		if _, err := a.Store.Stat(ctx, p.Key); err != nil {
+			t.Errorf("parent %s of the incremental backup in progress after retention: %v", p.Name, err)
+		}
+	}
+
+	t.Run("WhileRunning", func(t *testing.T) {
+		a := newArchive(t)
+		p := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+		src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+		ri := startIncremental(ctx, t, src, a, isChunk(a))
+		src.Exec(t, "select pg_switch_wal()")
+		f := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+		plan := retain(ctx, t, a, nil)
+		for _, d := range plan.Delete {
+			if d.Backup.Name == p.Name {
+				t.Errorf("retention deleted %s, the parent of the incremental backup in progress: %s", p.Name, d.Reason)
+			}
+		}
+		parentStored(t, a, p)
+		inc, err := ri.Wait(ctx)
+		if err != nil {
+			t.Fatalf("incremental backup beside retention: %v", err)
+		}
+		if inc.Parent != p.Name {
+			t.Fatalf("incremental backup's parent %q, want %s (F: %s)", inc.Parent, p.Name, f.Name)
+		}
+		want := digest(t, src)
+		archivetest.StoreArchivedWAL(t, src, walDir, a)
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		if _, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc.Name, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}); err != nil {
+			t.Fatalf("restore of %s after retention: %v", inc.Name, err)
+		}
+		c := pgtest.StartDataDir(t, major, dir, nil)
+		c.WaitRecoveryDone(t, 3*time.Minute)
+		checkRestored(t, c, want)
+		c.Stop(t)
+	})
+
+	t.Run("PlannedBefore", func(t *testing.T) {
+		a := newArchive(t)
+		p := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+		src.Exec(t, "update pgbench_accounts set abalance = abalance + 2 where aid % 70 = 0")
+		ri := startIncremental(ctx, t, src, a, isMarker)
+		takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+		retain(ctx, t, a, func() { ri.LetGo(ctx) })
+		parentStored(t, a, p)
+		inc, err := ri.Wait(ctx)
+		if err != nil {
+			t.Fatalf("incremental backup beside retention: %v", err)
+		}
+		bs, err := a.ListBackups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain, err := archive.Chain(bs, inc)
+		if err != nil {
+			t.Fatalf("chain of %s after retention: %v", inc.Name, err)
+		}
+		for _, b := range chain {
+			if err := a.CheckBackup(ctx, b, true); err != nil {
+				t.Errorf("backup %s of the chain: %v", b.Name, err)
+			}
+		}
+	})
+
+	t.Run("ParentDeleted", func(t *testing.T) {
+		a := newArchive(t)
+		p := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+		ri := startIncremental(ctx, t, src, a, isChunk(a))
+		if err := a.Store.Delete(ctx, p.Key); err != nil {
+			t.Fatal(err)
+		}
+		inc, err := ri.Wait(ctx)
+		if !errors.Is(err, archive.ErrNoParent) || !strings.Contains(err.Error(), p.Name) {
+			t.Fatalf("incremental backup whose parent was deleted: %v (stored %v), want ErrNoParent naming %s", err, inc, p.Name)
+		}
+		var left []string
+		err = a.Store.List(ctx, a.Layout.Dir(archive.BasebackupChunkDir), func(o storage.Object) error {
+			if !strings.HasPrefix(o.Key, a.Layout.Dir(archive.BasebackupChunkDir)+p.Name+"/") {
+				left = append(left, o.Key)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 0 {
+			t.Errorf("the failed incremental backup left %q", left)
+		}
+		n := 0
+		err = a.Store.List(ctx, a.Layout.Dir(archive.BasebackupChunkDir)+p.Name+"/", func(storage.Object) error { n++; return nil })
+		if err != nil || n != p.ChunkCount {
+			t.Errorf("%d chunks of %s left (%v), want its %d: the failed backup deletes only its own objects", n, p.Name, err, p.ChunkCount)
+		}
+	})
+}
