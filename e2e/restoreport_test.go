@@ -32,13 +32,17 @@ func TestRestoreBesideRunning(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSite(t, siteOptions{})
 			at := pgtest.Listen{Port: testio.FreePort(t), Addresses: "127.0.0.2"}
-			where := "127.0.0.2:" + strconv.Itoa(at.Port)
 			if tc.socket {
 				at.Addresses, at.SocketDirs = "", pgtest.TempDir(t)
-				where = at.SocketDirs + "/.s.PGSQL." + strconv.Itoa(at.Port)
 			}
 			hba := append([]string{"host all all 127.0.0.2/32 trust", "host replication all 127.0.0.2/32 trust"}, pgtest.DefaultHBA...)
 			src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf(), Listen: &at, HBA: hba})
+			// A port taken before the server bound it moves it to another.
+			at.Port = src.Port
+			where := "127.0.0.2:" + strconv.Itoa(at.Port)
+			if tc.socket {
+				where = at.SocketDirs + "/.s.PGSQL." + strconv.Itoa(at.Port)
+			}
 			s.use(src)
 			src.Exec(t, "create table t (id int primary key)")
 			src.Exec(t, "insert into t select generate_series(1, 100)")
@@ -54,6 +58,9 @@ func TestRestoreBesideRunning(t *testing.T) {
 			if m == nil {
 				t.Fatalf("the summary gives no start command on another port:\n%s", out)
 			}
+			// The port was free when hoard restore looked; should another
+			// process take it before the copy binds it, the copy starts
+			// on another free port (pgtest's retry).
 			at.Port, _ = strconv.Atoi(m[2])
 			c := pgtest.StartDataDirListening(t, 15, dir, m[1], at)
 			c.WaitRecoveryDone(t, 3*time.Minute)

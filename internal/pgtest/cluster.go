@@ -203,7 +203,9 @@ func TryStartDataDir(t testing.TB, major int, dataDir string, conf map[string]st
 // StartDataDirListening starts an existing data directory as StartDataDir
 // does, but with pg_ctl's -o serverOpts alone (what hoard restore's summary
 // tells a user to run): the server listens where its configuration and
-// serverOpts say, and at says where that is.
+// serverOpts say, and at says where that is. Should something take the
+// port before the server binds it, the server starts on another free port
+// (see tryStart): c.Port says which.
 func StartDataDirListening(t testing.TB, major int, dataDir, serverOpts string, at Listen) *Cluster {
 	t.Helper()
 	c, err := startDataDir(t, major, dataDir, nil, &at, serverOpts)
@@ -280,24 +282,37 @@ func (c *Cluster) Start(t testing.TB) {
 
 // tryStart starts the cluster, retrying on a port taken meanwhile, and
 // returns pg_ctl's error with the server log written by the attempt.
+// Between the moment a port is found free (testio.FreePort, or hoard
+// restore's summary) and the server's bind, another process may take it:
+// the retry moves to another free port. A cluster that listens where its
+// configuration says (ownListen) keeps its addresses and sockets and moves
+// only its port, with a -p after its own options (the last one counts),
+// kept for later starts.
 func (c *Cluster) tryStart(t testing.TB) error {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		opts := c.serverOpts
-		if !c.ownListen {
+		switch {
+		case !c.ownListen:
 			if c.Port == 0 || attempt > 0 {
 				c.Port = testio.FreePort(t)
 			}
 			opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", c.Port, c.SocketDir)
+		case attempt > 0:
+			c.Port = testio.FreePort(t)
+			opts = strings.TrimSpace(fmt.Sprintf("%s -p %d", c.serverOpts, c.Port))
 		}
 		offset := c.logSize()
 		out, err := c.command("pg_ctl", "start", "-D", c.DataDir, "-l", c.logPath, "-w",
 			"-t", strconv.Itoa(int(startTimeout/time.Second)), "-o", opts).CombinedOutput()
 		if err == nil {
+			if c.ownListen {
+				c.serverOpts = opts
+			}
 			return nil
 		}
 		log := c.Log()[offset:]
-		if !c.ownListen && attempt < 5 && (strings.Contains(log, "could not bind") || strings.Contains(log, "Address already in use")) {
+		if attempt < 5 && (strings.Contains(log, "could not bind") || strings.Contains(log, "Address already in use")) {
 			continue
 		}
 		return fmt.Errorf("start PostgreSQL %d: %v\n%s\nserver log:\n%s", c.Major, err, out, log)

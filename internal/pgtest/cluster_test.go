@@ -2,13 +2,17 @@ package pgtest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 func TestParseVersions(t *testing.T) {
@@ -182,4 +186,51 @@ func writeFileRoot(t testing.TB, path, s string) {
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestStart_ListenPortTaken starts a cluster that listens where its
+// configuration says, then its copy with pg_ctl options naming a port,
+// each on a port something else took after it was chosen (as another
+// test process may take the port testio.FreePort handed out, or the one
+// hoard restore's summary found free): each starts on another free port,
+// which Port says, and keeps it across a restart.
+func TestStart_ListenPortTaken(t *testing.T) {
+	t.Parallel()
+	major := Versions()[0]
+	taken := holdPort(t)
+	c := Start(t, Options{Major: major, Listen: &Listen{Port: taken, Addresses: "127.0.0.1"}})
+	if c.Port == taken {
+		t.Fatalf("Port = %d, the port held by the test", c.Port)
+	}
+	c.Exec(t, "create table t as select 42 as i")
+	c.Restart(t)
+	if got, want := c.QueryString(t, "show port"), strconv.Itoa(c.Port); got != want {
+		t.Errorf("after a restart, port %s, want %s", got, want)
+	}
+	c.Stop(t)
+
+	dst := filepath.Join(t.TempDir(), "copy")
+	copyDir(t, c.DataDir, dst)
+	taken = holdPort(t)
+	r := StartDataDirListening(t, major, dst, "-p "+strconv.Itoa(taken), Listen{Port: taken, Addresses: "127.0.0.1"})
+	if r.Port == taken {
+		t.Fatalf("copy: Port = %d, the port held by the test", r.Port)
+	}
+	var i int
+	r.Scan(t, "select i from t", &i)
+	if got, want := r.QueryString(t, "show port"), strconv.Itoa(r.Port); got != want || i != 42 {
+		t.Errorf("copy: port %s, i = %d, want port %s, i = 42", got, i, want)
+	}
+}
+
+// holdPort returns a loopback port that a listener holds until the test
+// ends.
+func holdPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(testio.FreePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().(*net.TCPAddr).Port
 }
