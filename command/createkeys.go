@@ -33,7 +33,10 @@ func createKeysCommand() *cli.Command {
 			"HOARD_ENCRYPTION_PUBLIC_KEY_FILE and HOARD_ENCRYPTION_PRIVATE_KEY_FILE; an existing file\n" +
 			"of either name is refused, also one another create-keys writes at the same moment (init\n" +
 			"containers on a shared volume): one run wins, the others fail naming the file, and no\n" +
-			"key file is ever replaced.\n\n" +
+			"key file is ever replaced. The private file is written first; when the public one then\n" +
+			"cannot be (a file of its name appeared, a full disk), the private one is removed again.\n" +
+			"A run killed between the two leaves the private file alone (nothing is encrypted to\n" +
+			"it): a rerun names it, to be removed.\n\n" +
 			"The daemon (retention included), basebackup and wal-push need only the public key;\n" +
 			"restore, wal-fetch and verify need the private key. Keep a copy of the private key\n" +
 			"outside the backup host. A site with encryption keys reads only encrypted objects (see\n" +
@@ -110,6 +113,10 @@ func runCreateKeys(c *cli.Context) error {
 	return nil
 }
 
+// afterPEMCreate, when set, is called by writePEMs after it created each
+// file; tests make another file appear there.
+var afterPEMCreate func(path string)
+
 // writePEMs writes the key pair id into dir as id.private.pem (mode 0600)
 // and id.public.pem (0644), each whole or absent after a crash. Either
 // name taken is a usage error, before anything is written: a key file
@@ -118,6 +125,15 @@ func runCreateKeys(c *cli.Context) error {
 // containers on a shared volume): the files are created without
 // replacing (storage.CreateFileAtomic), so the run that comes second
 // fails, naming the file the first one wrote.
+//
+// The private file comes first: a public key whose private half was never
+// written would have backups encrypted that nothing can read. When the
+// public file cannot be created after it (a file of that name appeared
+// since the check, a full disk), the private file this run created is
+// removed again, the directory fsynced: nothing is encrypted to a key
+// whose public half is not there, and a pair of which only one half is
+// ours is never left. A crash between the two files leaves the private
+// file alone; a rerun with the same id says so and what to do.
 func writePEMs(c *cli.Context, dir, id, pubPEM, privPEM string) error {
 	if strings.ContainsAny(id, `/\`) || id == "." || id == ".." {
 		return usagef("choose a --key-id without a path separator", "--key-id %q cannot name a file in --pem-dir", id)
@@ -130,27 +146,63 @@ func writePEMs(c *cli.Context, dir, id, pubPEM, privPEM string) error {
 		{id + ".private.pem", privPEM, 0o600},
 		{id + ".public.pem", pubPEM, 0o644},
 	}
+	var exists []bool
 	for _, f := range files {
-		p := filepath.Join(dir, f.name)
-		if _, err := os.Lstat(p); err == nil {
-			return usagef("choose another --key-id or --pem-dir; old keys stay to read old backups", "%s exists", p)
-		} else if !errors.Is(err, fs.ErrNotExist) {
+		_, err := os.Lstat(filepath.Join(dir, f.name))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("write key %s: %w", id, err)
 		}
+		exists = append(exists, err == nil)
 	}
-	for _, f := range files {
+	switch {
+	case exists[0] && !exists[1]:
+		return usagef("a create-keys stopped between its two files (or one is running now), or the public file was removed: "+
+			"unless another create-keys runs, remove "+filepath.Join(dir, files[0].name)+" (nothing can have been encrypted to it "+
+			"without its public file) and run again, or choose another --key-id",
+			"%s exists without %s", filepath.Join(dir, files[0].name), files[1].name)
+	case exists[0] || exists[1]:
+		p := filepath.Join(dir, files[0].name)
+		if !exists[0] {
+			p = filepath.Join(dir, files[1].name)
+		}
+		return usagef("choose another --key-id or --pem-dir; old keys stay to read old backups", "%s exists", p)
+	}
+	for i, f := range files {
 		mode := f.mode
 		p := filepath.Join(dir, f.name)
 		err := storage.CreateFileAtomic(p, strings.NewReader(f.pem), func(tmp *os.File) error { return tmp.Chmod(mode) })
+		if err != nil && i > 0 {
+			if rerr := removeCreated(dir, files[0].name); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
 		if errors.Is(err, fs.ErrExist) {
-			return usagef("choose another --key-id or --pem-dir; old keys stay to read old backups (another create-keys wrote it meanwhile)", "%s exists", p)
+			return usagef("choose another --key-id or --pem-dir; old keys stay to read old backups (another create-keys or program wrote it meanwhile)", "%s exists", p)
 		}
 		if err != nil {
 			return fmt.Errorf("write key %s into %s: %w", id, dir, err)
+		}
+		if afterPEMCreate != nil {
+			afterPEMCreate(p)
 		}
 	}
 	printf(c.App.ErrWriter, "Wrote %s and %s. Give the daemon only the public key (HOARD_ENCRYPTION_PUBLIC_KEY_FILE,\n"+
 		"HOARD_ENCRYPTION_KEY_ID=%s); restore, wal-fetch and verify need the private key too (HOARD_ENCRYPTION_PRIVATE_KEY_FILE).\n",
 		filepath.Join(dir, files[1].name), filepath.Join(dir, files[0].name), id)
 	return nil
+}
+
+// removeCreated removes the file name that writePEMs created in dir and
+// fsyncs dir, so that the removal is durable before the error is
+// reported.
+func removeCreated(dir, name string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", filepath.Join(dir, name), err)
+	}
+	defer root.Close()
+	if err := root.Remove(name); err != nil {
+		return fmt.Errorf("remove %s: %w", filepath.Join(dir, name), err)
+	}
+	return storage.SyncRoot(root)
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -277,5 +279,62 @@ func TestWritePEMs_Concurrent(t *testing.T) {
 	}
 	if len(entries) != 2 {
 		t.Errorf("%d files in the directory, want the 2 key files (no temporary file left): %v", len(entries), entries)
+	}
+}
+
+// TestWritePEMs_ErrPublicExists: a public key file that appears after the
+// check that both names are free (another program, a create-keys of a
+// pair written otherwise) fails the run, which leaves no private key file
+// without its public file: the directory holds what it held before, the
+// public file untouched.
+func TestWritePEMs_ErrPublicExists(t *testing.T) {
+	dir := t.TempDir()
+	c := testCLIContext()
+	c.App.ErrWriter = io.Discard
+	pub := filepath.Join(dir, "k1.public.pem")
+	afterPEMCreate = func(path string) {
+		if filepath.Base(path) == "k1.private.pem" {
+			if err := os.WriteFile(pub, []byte("someone else's\n"), 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { afterPEMCreate = nil })
+	err := writePEMs(c, dir, "k1", "public\n", "private\n")
+	if ExitCode(err) != 2 || !strings.Contains(err.Error(), pub+" exists") {
+		t.Errorf("writePEMs: %v (exit %d), want a usage error naming the existing %s", err, ExitCode(err), pub)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "k1.public.pem" {
+		t.Errorf("the directory holds %v, want only the public file that was there", entries)
+	}
+	if got, err := os.ReadFile(pub); err != nil || string(got) != "someone else's\n" {
+		t.Errorf("k1.public.pem holds %q (%v), want it untouched", got, err)
+	}
+}
+
+// TestWritePEMs_ErrPrivateAlone: a private key file without its public
+// file (a run killed between the two) is refused with a usage error that
+// names both and says what to do; nothing changes.
+func TestWritePEMs_ErrPrivateAlone(t *testing.T) {
+	dir := t.TempDir()
+	c := testCLIContext()
+	c.App.ErrWriter = io.Discard
+	priv := filepath.Join(dir, "k1.private.pem")
+	if err := os.WriteFile(priv, []byte("private 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := writePEMs(c, dir, "k1", "public 1\n", "private 1\n")
+	if ExitCode(err) != 2 || !strings.Contains(err.Error(), priv+" exists without k1.public.pem") || !strings.Contains(err.Error(), "remove "+priv) {
+		t.Errorf("writePEMs: %v (exit %d), want a usage error: %s exists without k1.public.pem, remove it", err, ExitCode(err), priv)
+	}
+	if got, err := os.ReadFile(priv); err != nil || string(got) != "private 0\n" {
+		t.Errorf("k1.private.pem holds %q (%v), want it untouched", got, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "k1.public.pem")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("k1.public.pem: %v, want it absent", err)
 	}
 }
