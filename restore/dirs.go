@@ -18,37 +18,67 @@ import (
 // tablespace directory, holds files and Overwrite is not set.
 var ErrTargetNotEmpty = errors.New("directory is not empty")
 
-// checkEmptyDir reports whether dir is absent, or empty, or holds only
+// targetDir is a directory restore writes into, and how its errors name
+// it. The target directory and a tablespace directory the caller chose
+// (mapped, or under TablespaceBaseDir) are the operator's own paths:
+// named whole, however long, so that the operator sees which one failed.
+// A tablespace restored to its path in the backup's manifest (planted)
+// has a path that whoever can write the storage chooses: quoted by
+// archive.Quoted, like every other name from the storage.
+type targetDir struct {
+	path    string
+	planted bool
+}
+
+// String names d in an error.
+func (d targetDir) String() string {
+	if d.planted {
+		return archive.Quoted(d.path)
+	}
+	return d.path
+}
+
+// pathErr is quotedPath for an error of a file in d: d's own path stays
+// whole unless planted.
+func (d targetDir) pathErr(err error) error {
+	if d.planted {
+		return quotedPath(err, "")
+	}
+	return quotedPath(err, d.path)
+}
+
+// checkEmptyDir reports whether d is absent, or empty, or holds only
 // lost+found (a fresh file system's mount point). It changes nothing.
-func checkEmptyDir(dir string) error {
-	ents, err := os.ReadDir(dir)
+func checkEmptyDir(d targetDir) error {
+	ents, err := os.ReadDir(d.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read directory %s: %w", archive.Quoted(dir), quotedPath(err))
+		return fmt.Errorf("read directory %s: %w", d, d.pathErr(err))
 	}
 	for _, e := range ents {
 		if e.Name() != "lost+found" {
 			// The caller's hint says what to do (hoard restore: --overwrite).
-			return fmt.Errorf("%w: %s holds %s", ErrTargetNotEmpty, dir, e.Name())
+			return fmt.Errorf("%w: %s holds %s", ErrTargetNotEmpty, d.path, e.Name())
 		}
 	}
 	return nil
 }
 
-// prepareDir creates dir (mode 0700) or, when wipe is set, removes its
-// contents but not dir itself (it may be a mount point) nor lost+found,
+// prepareDir creates d (mode 0700) or, when wipe is set, removes its
+// contents but not d itself (it may be a mount point) nor lost+found,
 // global/pg_control first (removeControl); then it checks that a file can
 // be written there.
-func prepareDir(dir string, wipe bool) error {
+func prepareDir(d targetDir, wipe bool) error {
+	dir := d.path
 	if wipe {
 		if err := removeControl(dir); err != nil {
 			return err
 		}
 		ents, err := os.ReadDir(dir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("read directory %s: %w", archive.Quoted(dir), quotedPath(err))
+			return fmt.Errorf("read directory %s: %w", d, d.pathErr(err))
 		}
 		for _, e := range ents {
 			if e.Name() == "lost+found" {
@@ -60,21 +90,21 @@ func prepareDir(dir string, wipe bool) error {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create directory %s: %w", archive.Quoted(dir), quotedPath(err))
+		return fmt.Errorf("create directory %s: %w", d, d.pathErr(err))
 	}
 	// PostgreSQL refuses a data directory readable by others.
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("chmod %s: %w", archive.Quoted(dir), quotedPath(err))
+		return fmt.Errorf("chmod %s: %w", d, d.pathErr(err))
 	}
-	return writeTest(dir)
+	return writeTest(d)
 }
 
-// writeTest writes, syncs and removes a small file in dir, so that a
+// writeTest writes, syncs and removes a small file in d, so that a
 // read-only or full file system is found before any download.
-func writeTest(dir string) error {
-	f, err := os.CreateTemp(dir, ".hoard-write-test-*")
+func writeTest(d targetDir) error {
+	f, err := os.CreateTemp(d.path, ".hoard-write-test-*")
 	if err != nil {
-		return fmt.Errorf("write test in %s: %w", archive.Quoted(dir), quotedPath(err))
+		return fmt.Errorf("write test in %s: %w", d, d.pathErr(err))
 	}
 	name := f.Name()
 	_, werr := f.Write([]byte("hoard"))
@@ -82,7 +112,7 @@ func writeTest(dir string) error {
 	cerr := f.Close()
 	rerr := os.Remove(name)
 	if err := errors.Join(werr, serr, cerr, rerr); err != nil {
-		return fmt.Errorf("write test in %s: %w", archive.Quoted(dir), quotedPath(err))
+		return fmt.Errorf("write test in %s: %w", d, d.pathErr(err))
 	}
 	return nil
 }

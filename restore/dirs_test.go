@@ -32,19 +32,19 @@ func TestCheckEmptyDir(t *testing.T) {
 		return d
 	}
 	for _, d := range []string{filepath.Join(root, "absent"), mk("empty"), mk("mount", "lost+found")} {
-		if err := checkEmptyDir(d); err != nil {
+		if err := checkEmptyDir(targetDir{path: d}); err != nil {
 			t.Errorf("checkEmptyDir(%s) = %v", d, err)
 		}
 	}
 	for _, d := range []string{mk("full", "base"), mk("mountfull", "lost+found", "PG_VERSION")} {
-		if err := checkEmptyDir(d); !errors.Is(err, ErrTargetNotEmpty) {
+		if err := checkEmptyDir(targetDir{path: d}); !errors.Is(err, ErrTargetNotEmpty) {
 			t.Errorf("checkEmptyDir(%s) = %v, want ErrTargetNotEmpty", d, err)
 		}
 	}
 	// The message names the directory and a file in it, once, and leaves
 	// the remedy to the caller's hint (it named "overwrite", no flag).
 	d := mk("named", "PG_VERSION")
-	if got, want := fmt.Sprint(checkEmptyDir(d)), "directory is not empty: "+d+" holds PG_VERSION"; got != want {
+	if got, want := fmt.Sprint(checkEmptyDir(targetDir{path: d})), "directory is not empty: "+d+" holds PG_VERSION"; got != want {
 		t.Errorf("checkEmptyDir(%s) = %q, want %q", d, got, want)
 	}
 }
@@ -57,7 +57,7 @@ func TestPrepareDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(d, "old"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := prepareDir(d, true); err != nil {
+	if err := prepareDir(targetDir{path: d}, true); err != nil {
 		t.Fatal(err)
 	}
 	ents, _ := os.ReadDir(d)

@@ -57,6 +57,16 @@ type extractor struct {
 	// log says why writePGControl kept a pg_control as the backup
 	// holds it.
 	log zerolog.Logger
+	// planted are the tablespaces whose directory is their path in the
+	// backup's manifest, not one the operator chose: their errors quote
+	// it (see targetDir).
+	planted map[string]bool
+}
+
+// pathErr is quotedPath for an error of a file of tablespace spc ("": the
+// data directory).
+func (e *extractor) pathErr(spc string, err error) error {
+	return targetDir{path: e.roots[spc].Name(), planted: e.planted[spc]}.pathErr(err)
 }
 
 // newExtractor opens the data directory pgdata and the tablespace
@@ -168,10 +178,10 @@ func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, 
 	switch p.kind {
 	case memberDir:
 		if err := root.MkdirAll(p.rel, 0o700); err != nil {
-			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(h.Name), quotedPath(err))
+			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(h.Name), e.pathErr(p.spc, err))
 		}
 		if err := root.Chmod(p.rel, dirMode(mode)); err != nil {
-			return fmt.Errorf("member %s: %w", archive.Quoted(h.Name), quotedPath(err))
+			return fmt.Errorf("member %s: %w", archive.Quoted(h.Name), e.pathErr(p.spc, err))
 		}
 		return nil
 	default:
@@ -187,7 +197,7 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 	root := e.roots[p.spc]
 	if dir := path.Dir(p.rel); dir != "." {
 		if err := root.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(member), quotedPath(err))
+			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 		}
 	}
 	f, err := root.OpenFile(p.rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode|0o600)
@@ -195,7 +205,7 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 		return fmt.Errorf("member %s: %s is already restored (a member twice, or over a directory): %w", archive.Quoted(member), archive.Quoted(p.rel), ErrUnsafeMember)
 	}
 	if err != nil {
-		return fmt.Errorf("member %s: create: %w", archive.Quoted(member), quotedPath(err))
+		return fmt.Errorf("member %s: create: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 	}
 	if made != nil {
 		made.add(p)
@@ -205,18 +215,18 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 	w := &writebackWriter{f: f}
 	if _, err := io.CopyBuffer(w, r, buf); err != nil {
 		f.Close()
-		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), quotedPath(err))
+		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 	}
 	if err := w.flush(); err != nil {
 		f.Close()
-		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), quotedPath(err))
+		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 	}
 	if err := f.Chmod(mode | 0o600); err != nil {
 		f.Close()
-		return fmt.Errorf("member %s: %w", archive.Quoted(member), quotedPath(err))
+		return fmt.Errorf("member %s: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), quotedPath(err))
+		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 	}
 	return nil
 }
@@ -346,20 +356,34 @@ func dirMode(m fs.FileMode) fs.FileMode {
 // quotedPath returns err, when it is a *fs.PathError, with its path quoted
 // by archive.Quoted: a file named after a tar member fails to be created
 // (ENAMETOOLONG) with the member's whole name, up to 1 MiB, in its error.
-func quotedPath(err error) error {
+// Only what came from the storage is quoted: a path under keep, a
+// directory the operator chose (see targetDir), names keep whole and
+// quotes the rest; keep "" quotes the whole path.
+func quotedPath(err error, keep string) error {
 	pe, ok := err.(*fs.PathError)
 	if !ok {
 		return err
 	}
-	return quotedPathError{pe}
+	return quotedPathError{pe, keep}
 }
 
 // quotedPathError is quotedPath's error: errors.Is and errors.As see the
 // *fs.PathError.
-type quotedPathError struct{ *fs.PathError }
+type quotedPathError struct {
+	*fs.PathError
+	keep string
+}
 
 func (e quotedPathError) Error() string {
-	return e.Op + " " + archive.Quoted(e.Path) + ": " + e.Err.Error()
+	name := archive.Quoted(e.Path)
+	if e.keep != "" {
+		if e.Path == e.keep {
+			name = e.keep
+		} else if rest, ok := strings.CutPrefix(e.Path, strings.TrimSuffix(e.keep, "/")+"/"); ok {
+			name = archive.Quoted(rest) + " in " + e.keep
+		}
+	}
+	return e.Op + " " + name + ": " + e.Err.Error()
 }
 
 func (e quotedPathError) Unwrap() error { return e.PathError }

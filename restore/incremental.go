@@ -232,7 +232,7 @@ func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, 
 	if !incr {
 		// A whole file: the parent's version, if any, goes.
 		if err := root.Remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("member %s: replace %s: %w", archive.Quoted(member), archive.Quoted(p.rel), quotedPath(err))
+			return fmt.Errorf("member %s: replace %s: %w", archive.Quoted(member), archive.Quoted(p.rel), e.pathErr(p.spc, err))
 		}
 		return e.writeFile(p, member, r, mode, buf, made)
 	}
@@ -247,14 +247,14 @@ func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, 
 		return fmt.Errorf("member %s: %s is in no parent backup: %w", archive.Quoted(member), archive.Quoted(p.rel), ErrBrokenChain)
 	}
 	if err != nil {
-		return fmt.Errorf("member %s: %w", archive.Quoted(member), quotedPath(err))
+		return fmt.Errorf("member %s: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 	}
 	err = applyIncremental(f, r, size, buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("member %s: %w", archive.Quoted(member), quotedPath(err))
+		return fmt.Errorf("member %s: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 	}
 	return nil
 }

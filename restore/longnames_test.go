@@ -2,9 +2,17 @@ package restore
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/base64"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/hostile"
@@ -55,6 +63,82 @@ func TestRun_ErrLongNames(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "nnnnnnnn") {
 				t.Errorf("error %.300s does not name the long name", err)
+			}
+		})
+	}
+}
+
+// TestRun_ErrLongOperatorPath: the target directory and a tablespace
+// directory the caller maps are the operator's own paths, not names from
+// the storage: an error names them whole, however long, so that the
+// operator sees which directory failed. Here each lies under a regular
+// file, 150 bytes into the path.
+func TestRun_ErrLongOperatorPath(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		spc    bool
+		backup hostile.Backup
+	}{
+		{"Target", false, hostile.Benign()},
+		{"Tablespace", true, hostile.Backup{Tablespaces: map[string]archive.ManifestTablespace{"ts": {Path: "/nonexistent/ts", OID: 16400}}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := hostile.NewEnv(t)
+			file := filepath.Join(t.TempDir(), strings.Repeat("d", 150))
+			if err := os.WriteFile(file, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(file, "data")
+			var spcDirs map[string]string
+			a := hostileArchive(t)
+			tt.backup.Name = hostile.Benign().Name
+			st := hostile.Put(t, a, tt.backup)
+			o := Options{Archive: a, TargetDir: dir, Backup: st.Name, RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()}
+			if tt.spc {
+				o.TargetDir, spcDirs = e.Target(), map[string]string{"ts": dir}
+			}
+			o.TablespaceDirs = spcDirs
+			_, err := Run(context.Background(), o)
+			if err == nil {
+				t.Fatal("restore succeeded, want the directory under a file refused")
+			}
+			if !strings.Contains(err.Error(), dir) {
+				t.Errorf("error %q does not name the directory %s whole", err, dir)
+			}
+		})
+	}
+}
+
+// TestQuotedPath: an error of a file restored into a directory names the
+// directory whole when the operator chose it, and quotes only the part
+// below it, which the backup named; a planted directory is quoted too.
+func TestQuotedPath(t *testing.T) {
+	dir := "/" + strings.Repeat("o", 200) + "/data"
+	long := "base/1/" + strings.Repeat("n", 1<<19)
+	err := &fs.PathError{Op: "write", Path: dir + "/" + long, Err: syscall.ENOSPC}
+	for _, tt := range []struct {
+		name    string
+		d       targetDir
+		err     error
+		want    string
+		notWant string
+	}{
+		{"Chosen", targetDir{path: dir}, err, "write \"base/1/nnnn", ""},
+		{"ChosenDir", targetDir{path: dir}, &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}, "mkdir " + dir + ": not a directory", ""},
+		{"ChosenRelative", targetDir{path: dir}, &fs.PathError{Op: "openat", Path: long, Err: syscall.ENAMETOOLONG}, "openat \"base/1/nnnn", dir},
+		{"Planted", targetDir{path: dir, planted: true}, err, "write \"/oooo", dir},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.d.pathErr(tt.err)
+			if !errors.Is(got, tt.err.(*fs.PathError).Err) {
+				t.Errorf("errors.Is(%v, %v) = false", got, tt.err.(*fs.PathError).Err)
+			}
+			msg := got.Error()
+			if len(msg) > 1024 || !strings.Contains(msg, tt.want) || (tt.notWant != "" && strings.Contains(msg, tt.notWant)) {
+				t.Errorf("error %.400q (%d bytes), want under 1 KiB with %q and without %.40q", msg, len(msg), tt.want, tt.notWant)
+			}
+			if !tt.d.planted && tt.name == "Chosen" && !strings.Contains(msg, " in "+dir+": ") {
+				t.Errorf("error %.400q does not name %s whole", msg, dir)
 			}
 		})
 	}

@@ -246,7 +246,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := checkNotRunning(o.TargetDir); err != nil {
 			return nil, err
 		}
-	} else if err := checkEmptyDir(o.TargetDir); err != nil {
+	} else if err := checkEmptyDir(targetDir{path: o.TargetDir}); err != nil {
 		return nil, err
 	}
 	path, err := RecoveryPath(ctx, a, b, t.Timeline)
@@ -350,13 +350,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if chain != nil {
 		log.Info().Int("backups", len(chain)).Str("full", chain[0].info.Name).Msg("incremental backup: its files are rebuilt from its chain")
 	}
-	spcDirs, wipe, err := o.tablespaceDirs(m)
+	spcDirs, wipe, planted, err := o.tablespaceDirs(m)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
 	}
 	for _, name := range mapKeys(spcDirs) {
 		if !wipe[name] {
-			if err := checkEmptyDir(spcDirs[name]); err != nil {
+			if err := checkEmptyDir(targetDir{spcDirs[name], planted[name]}); err != nil {
 				if o.Overwrite && errors.Is(err, ErrTargetNotEmpty) {
 					err = fmt.Errorf("%w (restored to the path it had when backed up, which overwrite never empties): %w", err, ErrTablespaceInPlace)
 				}
@@ -365,11 +365,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	// Everything is checked: from here on the directories change.
-	if err := prepareDir(o.TargetDir, o.Overwrite); err != nil {
+	if err := prepareDir(targetDir{path: o.TargetDir}, o.Overwrite); err != nil {
 		return nil, err
 	}
 	for _, name := range mapKeys(spcDirs) {
-		if err := prepareDir(spcDirs[name], wipe[name]); err != nil {
+		if err := prepareDir(targetDir{spcDirs[name], planted[name]}, wipe[name]); err != nil {
 			return nil, err
 		}
 	}
@@ -410,6 +410,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, incomplete(err)
 	}
+	ex.planted = planted
 	defer ex.close()
 	ex.syncs = syncs
 	ex.log = log
@@ -653,14 +654,15 @@ func (o *Options) validate() error {
 // tablespaceDirs decides where each of the backup's tablespaces goes, and
 // which of those directories Overwrite may empty: the ones the caller named
 // (mapped or under TablespaceBaseDir), never a tablespace's original path,
-// which on the backed-up host belongs to the running cluster.
-func (o *Options) tablespaceDirs(m *archive.Manifest) (dirs map[string]string, wipe map[string]bool, err error) {
+// which on the backed-up host belongs to the running cluster. planted are
+// the tablespaces restored to that path, the manifest's (see targetDir).
+func (o *Options) tablespaceDirs(m *archive.Manifest) (dirs map[string]string, wipe, planted map[string]bool, err error) {
 	for name := range o.TablespaceDirs {
 		if _, ok := m.Tablespaces[name]; !ok {
-			return nil, nil, fmt.Errorf("tablespace %q is not in the backup (it has %v)", name, mapKeys(m.Tablespaces))
+			return nil, nil, nil, fmt.Errorf("tablespace %q is not in the backup (it has %v)", name, mapKeys(m.Tablespaces))
 		}
 	}
-	dirs, wipe = map[string]string{}, map[string]bool{}
+	dirs, wipe, planted = map[string]string{}, map[string]bool{}, map[string]bool{}
 	owner := map[string]string{}
 	for _, name := range mapKeys(m.Tablespaces) {
 		ts := m.Tablespaces[name]
@@ -674,25 +676,26 @@ func (o *Options) tablespaceDirs(m *archive.Manifest) (dirs map[string]string, w
 			chosen = false
 		}
 		if d == "" {
-			return nil, nil, fmt.Errorf("tablespace %s has no path in the backup; map it with a tablespace directory", archive.Quoted(name))
+			return nil, nil, nil, fmt.Errorf("tablespace %s has no path in the backup; map it with a tablespace directory", archive.Quoted(name))
 		}
 		abs, err := filepath.Abs(d)
 		if err != nil {
-			return nil, nil, fmt.Errorf("resolve tablespace directory %s: %w", archive.Quoted(d), err)
+			return nil, nil, nil, fmt.Errorf("resolve tablespace directory %s: %w", targetDir{d, !chosen}, err)
 		}
 		if within(abs, o.TargetDir) || within(o.TargetDir, abs) {
-			return nil, nil, fmt.Errorf("tablespace %s directory %s overlaps the target directory %s", archive.Quoted(name), archive.Quoted(abs), o.TargetDir)
+			return nil, nil, nil, fmt.Errorf("tablespace %s directory %s overlaps the target directory %s", archive.Quoted(name), targetDir{abs, !chosen}, o.TargetDir)
 		}
 		for other, od := range owner {
 			if within(abs, od) || within(od, abs) {
-				return nil, nil, fmt.Errorf("tablespaces %s and %s would share directory %s", archive.Quoted(other), archive.Quoted(name), archive.Quoted(abs))
+				return nil, nil, nil, fmt.Errorf("tablespaces %s and %s would share directory %s", archive.Quoted(other), archive.Quoted(name), targetDir{abs, !chosen})
 			}
 		}
 		owner[name] = abs
 		dirs[name] = abs
 		wipe[name] = chosen && o.Overwrite
+		planted[name] = !chosen
 	}
-	return dirs, wipe, nil
+	return dirs, wipe, planted, nil
 }
 
 // within reports whether p is dir or inside it.
