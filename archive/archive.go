@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -26,6 +28,10 @@ type Archive struct {
 	// backups and WAL count for retention, which deletes from the site that
 	// holds each object, and FetchWAL looks for WAL in them after a.
 	MovedFrom []*Archive
+	// Log receives what the archive decides without failing: that the
+	// backups that record no WAL segment size are read at
+	// DefaultSegmentSize (noteAssumedSize). The zero Logger discards.
+	Log zerolog.Logger
 }
 
 // sites returns a followed by the archives it moved from: the order in
@@ -59,6 +65,10 @@ type Backups struct {
 	// in Damaged (their metadata cannot be read), and retention stops
 	// on them.
 	Contradicted []string
+	// SegmentSizeAssumed is set when some backups record no WAL segment
+	// size (PGHoard's) and no stored segment says it (none is stored, or
+	// none reads back checked): they are read at DefaultSegmentSize.
+	SegmentSizeAssumed bool
 }
 
 // ScanBackups lists the site's complete basebackups. Only objects directly
@@ -112,9 +122,13 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 		scans = append(scans, scanned{st: st})
 		stats = append(stats, st)
 	}
-	learned, err := a.learnSegmentSize(ctx, stats)
+	learned, assumed, err := a.learnSegmentSize(ctx, stats)
 	if err != nil {
 		return out, err
+	}
+	out.SegmentSizeAssumed = assumed
+	if assumed {
+		a.noteAssumedSize()
 	}
 	for _, s := range scans {
 		if s.damaged != nil {
@@ -153,6 +167,7 @@ func (a *Archive) ScanAllBackups(ctx context.Context) (Backups, error) {
 		out.Sound = append(out.Sound, bs.Sound...)
 		out.Damaged = append(out.Damaged, bs.Damaged...)
 		out.Contradicted = append(out.Contradicted, bs.Contradicted...)
+		out.SegmentSizeAssumed = out.SegmentSizeAssumed || bs.SegmentSizeAssumed
 	}
 	SortBackups(out.Sound)
 	return out, nil

@@ -30,7 +30,9 @@ import (
 // length), else the newest stored segment's. It reads the whole object, so
 // that in a site with keys the declared size is authenticated. 0 with a
 // nil error when no segment is stored or none reads back checked: the
-// size is not known, and no WAL is readable at any size.
+// size is not known, and no WAL is readable at any size. An error of the
+// store, while listing or reading a segment, is returned: a segment it
+// could not read may be sound and say another size than the default.
 func (a *Archive) SiteSegmentSize(ctx context.Context, starts []string) (uint64, error) {
 	names := slices.Clone(starts)
 	stored, err := a.ListSegments(ctx)
@@ -88,10 +90,18 @@ func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) 
 		return 0, fmt.Errorf("segment size from %s: %w", key, err)
 	}
 	defer rc.Close()
-	h, _, err := copyChecked(io.Discard, rc, md, key, name)
+	// A read error that is no DecodeError is the store's (a connection
+	// reset halfway): the segment may be sound, so the size is not known
+	// and the listing fails, rather than skip to a guess.
+	read := &errReader{r: rc}
+	h, _, err := copyChecked(io.Discard, read, md, key, name)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
+		}
+		var de *DecodeError
+		if read.err != nil && !errors.As(read.err, &de) {
+			return 0, fmt.Errorf("segment size from %s: %w", key, read.err)
 		}
 		return 0, fmt.Errorf("%s: %w: %w", name, errNotChecked, err)
 	}
@@ -103,9 +113,10 @@ func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) 
 
 // learnSegmentSize returns the segment size of a's WAL where one of the
 // backups stats (main objects) records none (SiteSegmentSize, tried with
-// their start segments, the newest first), 0 where all record one or it is
-// not known.
-func (a *Archive) learnSegmentSize(ctx context.Context, stats []storage.Object) (uint64, error) {
+// their start segments, the newest first), 0 where all record one; assumed
+// is set where some record none and no stored segment says it (read at
+// DefaultSegmentSize).
+func (a *Archive) learnSegmentSize(ctx context.Context, stats []storage.Object) (size uint64, assumed bool, err error) {
 	var starts []string
 	unrecorded := false
 	for _, st := range stats {
@@ -118,14 +129,35 @@ func (a *Archive) learnSegmentSize(ctx context.Context, stats []storage.Object) 
 		}
 	}
 	if !unrecorded {
-		return 0, nil
+		return 0, false, nil
 	}
 	// Names sort as positions do, at any segment size.
 	slices.Sort(starts)
 	slices.Reverse(starts)
-	size, err := a.SiteSegmentSize(ctx, starts)
+	size, err = a.SiteSegmentSize(ctx, starts)
 	if err != nil {
-		return 0, fmt.Errorf("site %s: WAL segment size of its PGHoard backups: %w", a.Site, err)
+		return 0, false, fmt.Errorf("site %s: WAL segment size of its PGHoard backups: %w", a.Site, err)
 	}
-	return size, nil
+	return size, size == 0, nil
+}
+
+// assumedNoted holds, by StoreID and prefix, the sites whose assumed
+// segment size was logged: once per process, as the daemon lists again
+// and again. Stores without a StoreID are logged at every listing.
+var assumedNoted sync.Map // string -> struct{}
+
+// noteAssumedSize logs, once per process for a's site, that its backups
+// that record no segment size are read at DefaultSegmentSize: no segment
+// stored in its xlog/ says the size (none is stored, or none reads back
+// checked). Right for a cluster made without initdb --wal-segsize; for
+// one made with it, such a backup reads as damaged until a segment is
+// archived.
+func (a *Archive) noteAssumedSize() {
+	if a.StoreID != "" {
+		if _, seen := assumedNoted.LoadOrStore(a.StoreID+"\x00"+a.Layout.Prefix, struct{}{}); seen {
+			return
+		}
+	}
+	a.Log.Warn().Str("site", a.Site).Uint64("segment_size", DefaultSegmentSize).
+		Msg("no archived wal segment says the segment size of the pghoard backups: read at the default size")
 }

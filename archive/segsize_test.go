@@ -1,8 +1,15 @@
 package archive
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
+	"strings"
 	"testing"
+	"testing/iotest"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
@@ -75,4 +82,62 @@ func TestScanBackups_PGHoardSegmentSizeOnce(t *testing.T) {
 	if counter.opens != 1 {
 		t.Errorf("three listings opened %d objects, want 1", counter.opens)
 	}
+}
+
+// TestScanBackups_ErrPGHoardSegmentSizeStorage: a storage that fails while
+// the segment the size is learned from is read (a connection reset
+// halfway) fails the listing: the size is not known, and a guess of 16 MiB
+// would read the backups at the wrong size.
+func TestScanBackups_ErrPGHoardSegmentSizeStorage(t *testing.T) {
+	ctx := context.Background()
+	const start = "000000010000000000000123"
+	mem := storage.NewMem()
+	a := &Archive{Store: mem, Codec: &Codec{}, Layout: Layout{Prefix: "site"}, Site: "site"}
+	putBackup(t, a, "2024-03-04_10-00_0", start, 1, 0)
+	putWALData(t, a, start, waltest.Segment(t, start, 1<<20, 1))
+	a.Store = &readFailStore{Store: mem, after: 4096}
+	bs, err := a.ScanBackups(ctx)
+	if !errors.Is(err, errReadReset) {
+		t.Fatalf("ScanBackups = %d sound, %d damaged, %v; want the storage's read error", len(bs.Sound), len(bs.Damaged), err)
+	}
+}
+
+// TestScanBackups_PGHoardSegmentSizeNone: with no segment stored, the
+// backups that record no size are read at DefaultSegmentSize, and
+// ScanBackups says so.
+func TestScanBackups_PGHoardSegmentSizeNone(t *testing.T) {
+	ctx := context.Background()
+	var log bytes.Buffer
+	a := &Archive{Store: storage.NewMem(), Codec: &Codec{}, Layout: Layout{Prefix: "site"}, Site: "site", Log: zerolog.New(&log)}
+	putBackup(t, a, "2024-03-04_10-00_0", "000000010000000000000003", 1, 0)
+	bs, err := a.ScanBackups(ctx)
+	if err != nil || len(bs.Sound) != 1 || bs.Sound[0].SegmentSize() != DefaultSegmentSize {
+		t.Fatalf("ScanBackups = %+v, %v; want one backup read at 16 MiB", bs, err)
+	}
+	if !bs.SegmentSizeAssumed {
+		t.Error("SegmentSizeAssumed = false, want the default size reported as assumed")
+	}
+	if !strings.Contains(log.String(), `"segment_size":16777216`) || !strings.Contains(log.String(), "read at the default size") {
+		t.Errorf("log %q does not say the default size is assumed", log.String())
+	}
+}
+
+var errReadReset = errors.New("connection reset by peer")
+
+// readFailStore is a store whose objects' reads fail after the first
+// after bytes.
+type readFailStore struct {
+	storage.Store
+	after int64
+}
+
+func (s *readFailStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	rc, o, err := s.Store.Open(ctx, key)
+	if err != nil {
+		return nil, o, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, s.after), iotest.ErrReader(errReadReset)), rc}, o, nil
 }

@@ -284,8 +284,9 @@ func openDaemonArchive(ctx context.Context, c *cli.Context, cfg *config.Config, 
 	}
 	env := &siteEnv{
 		cfg: cfg, name: name, site: site,
-		archive: &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name, StoreID: site.ObjectStorage.StorageConfig().Location()},
-		log:     logger(c).With().Str(logSite, name).Logger(),
+		archive: &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name, StoreID: site.ObjectStorage.StorageConfig().Location(),
+			Log: logger(c)},
+		log: logger(c).With().Str(logSite, name).Logger(),
 	}
 	closeOlder, err := openMovedFrom(c, env)
 	if err != nil {

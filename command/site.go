@@ -114,7 +114,7 @@ func siteArchive(c *cli.Context, cfg *config.Config, name string, site *config.S
 		return nil, fmt.Errorf("open storage of %s %s: %w", what, name, err)
 	}
 	return &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: site.Prefix}, Site: name,
-		StoreID: site.ObjectStorage.StorageConfig().Location()}, nil
+		StoreID: site.ObjectStorage.StorageConfig().Location(), Log: logger(c)}, nil
 }
 
 // missingRoot says, for a site on local storage whose directory does not
@@ -228,6 +228,7 @@ func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 				Codec:   env.archive.Codec,
 				Layout:  archive.Layout{Prefix: path.Join(env.cfg.PathPrefix, name)},
 				Site:    name,
+				Log:     env.archive.Log,
 			})
 			continue
 		}
@@ -261,7 +262,7 @@ func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 		}
 		opened = append(opened, st)
 		out = append(out, &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: s.Prefix}, Site: name,
-			StoreID: s.ObjectStorage.StorageConfig().Location()})
+			StoreID: s.ObjectStorage.StorageConfig().Location(), Log: env.archive.Log})
 	}
 	env.archive.MovedFrom = out
 	return closeAll, nil
