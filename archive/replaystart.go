@@ -47,6 +47,21 @@ func ClusterReplayStart(pgdata string) (ReplayStart, error) {
 	return r, nil
 }
 
+// ClusterSegmentSize returns the WAL segment size (xlog_seg_size) that
+// global/pg_control of the cluster whose data directory is pgdata
+// records: 0 with a nil error for a pg_control of a layout hoard does not
+// know, an error wrapping fs.ErrNotExist where there is none.
+func ClusterSegmentSize(pgdata string) (uint64, error) {
+	b, err := readHead(filepath.Join(pgdata, "global", "pg_control"), wal.ControlSegSizeOffset+4)
+	if err != nil {
+		return 0, err
+	}
+	if !wal.ControlLayoutKnown(binary.LittleEndian.Uint32(b[wal.ControlVersionOffset:])) {
+		return 0, nil
+	}
+	return uint64(binary.LittleEndian.Uint32(b[wal.ControlSegSizeOffset:])), nil
+}
+
 // labelStart returns backup_label's START WAL LOCATION.
 func labelStart(label string) (pglogrepl.LSN, error) {
 	l, err := parseLabel(label)

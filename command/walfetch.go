@@ -90,6 +90,9 @@ SEGMENT, other timelines, a newer timeline's copy missing while an older one's i
 stored) are answered as without the flag, and only while the data directory above DEST
 holds recovery.signal and no standby.signal: a standby, or the server once it has
 promoted, gets 1 as before. hoard restore --standby and --restore-command leave it out.
+SEGMENT is read at --wal-segment-size, else at the segment size the data directory's
+global/pg_control above DEST records (run by hand): where neither says it, or the two
+differ, wal-fetch refuses (exit 255) rather than read SEGMENT at a guessed size.
 
 In postgresql.conf (or recovery.conf before PostgreSQL 12):
 
@@ -130,7 +133,8 @@ EXIT STATUS:
         PostgreSQL stops recovery; Go's own exit 2 would read "not archived"`,
 		Flags: append(siteFlags(),
 			&cli.StringFlag{Name: "archived-through", Usage: "the restore found every segment up to `SEGMENT` archived: one of them missing now stops recovery (exit 255)"},
-			&cli.Uint64Flag{Name: "wal-segment-size", Value: 16 << 20, Usage: "the cluster's WAL segment size in `BYTES`, for --archived-through"},
+			&cli.Uint64Flag{Name: "wal-segment-size", Usage: "the cluster's WAL segment size in `BYTES`, for --archived-through",
+				DefaultText: "the one global/pg_control above DEST records"},
 			&cli.StringFlag{Name: "prefetch-worker", Usage: "run as the prefetch worker of spool `DIR` (started by wal-fetch itself)", Hidden: true},
 		),
 		Before: inheritSiteFlags,
@@ -147,7 +151,9 @@ func runWALFetch(c *cli.Context) error {
 			"want NAME and DEST, got %d arguments", c.NArg())}
 	}
 	name, dest := c.Args().Get(0), c.Args().Get(1)
-	checked, err := archivedThrough(c)
+	// %p is pg_wal/RECOVERYXLOG, relative to the data directory.
+	pgdata := filepath.Dir(filepath.Dir(dest))
+	checked, err := archivedThrough(c, pgdata)
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}
 	}
@@ -168,7 +174,6 @@ func runWALFetch(c *cli.Context) error {
 	// off: recovery stops, as for a segment that cannot be checked.
 	// Its timeline says which history files of another system are
 	// treated as absent, not refused (archive.IgnoreUpgradedHistory).
-	pgdata := filepath.Dir(filepath.Dir(dest))
 	switch id, err := archive.ClusterSystemID(pgdata); {
 	case err == nil:
 		o.SystemID = id
@@ -194,8 +199,7 @@ func runWALFetch(c *cli.Context) error {
 	}
 	err = env.archive.FetchWAL(c.Context, name, dest, o)
 	if errors.Is(err, storage.ErrNotFound) && checked != nil {
-		// %p is pg_wal/RECOVERYXLOG, relative to the data directory.
-		if lerr := env.archive.CheckLost(c.Context, name, filepath.Dir(filepath.Dir(dest)), *checked); lerr != nil {
+		if lerr := env.archive.CheckLost(c.Context, name, pgdata, *checked); lerr != nil {
 			return &exitError{code: exitWALFatal, err: lerr}
 		}
 	}
@@ -221,17 +225,42 @@ func runWALFetch(c *cli.Context) error {
 	return nil
 }
 
-// archivedThrough reads --archived-through and --wal-segment-size; nil
-// without them.
-func archivedThrough(c *cli.Context) (*archive.ArchivedThrough, error) {
+// archivedThrough reads --archived-through and the segment size its name
+// is read at; nil without it. The size is --wal-segment-size (hoard
+// restore writes it), else the one global/pg_control of the data
+// directory pgdata records. Neither known (run by hand, no pg_control
+// above DEST), or the two at odds, is refused rather than guessed: read
+// at another size than the cluster's, the name is another segment, and
+// the check would stop recovery for a segment never lost, or let it end
+// early.
+func archivedThrough(c *cli.Context, pgdata string) (*archive.ArchivedThrough, error) {
 	name := c.String("archived-through")
 	if name == "" {
 		return nil, nil
 	}
-	size := c.Uint64("wal-segment-size")
+	control := filepath.Join(pgdata, "global", "pg_control")
+	recorded, err := archive.ClusterSegmentSize(pgdata)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("--archived-through: the WAL segment size of the data directory: %w", err)
+	}
+	size := recorded
+	if c.IsSet("wal-segment-size") {
+		size = c.Uint64("wal-segment-size")
+		if !wal.ValidSegmentSize(size) {
+			return nil, usagef("give the cluster's WAL segment size in bytes (PostgreSQL's wal_segment_size)",
+				"--wal-segment-size %d is not a power of two from 1 MiB to 1 GiB", size)
+		}
+		if recorded != 0 && recorded != size {
+			return nil, usagef("give the data directory's WAL segment size, or leave --wal-segment-size out",
+				"--wal-segment-size %d, but %s records %d", size, control, recorded)
+		}
+	}
+	if size == 0 {
+		return nil, usagef("give --wal-segment-size BYTES, the cluster's wal_segment_size (hoard restore writes it into restore_command)",
+			"--archived-through needs the cluster's WAL segment size, and no pg_control above DEST (%s) records it", control)
+	}
 	if !wal.ValidSegmentSize(size) {
-		return nil, usagef("give the cluster's WAL segment size in bytes (PostgreSQL's wal_segment_size), 16777216 by default",
-			"--wal-segment-size %d is not a power of two from 1 MiB to 1 GiB", size)
+		return nil, fmt.Errorf("--archived-through: %s records a WAL segment size of %d bytes, not a power of two from 1 MiB to 1 GiB", control, size)
 	}
 	seg, err := wal.ParseSegmentName(name, size)
 	if err != nil {

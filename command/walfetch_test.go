@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // writeSiteConfig writes a one-site configuration using c and returns its
@@ -190,12 +192,12 @@ func TestWALFetch_ArchivedThrough(t *testing.T) {
 		want  int
 	}{
 		{"OKNotArchived", nil, exitWALMissing},
-		{"OKAfterTheEnd", []string{"--archived-through", "000000010000000000000002"}, exitWALMissing},
-		{"ErrLost", []string{"--archived-through", "000000010000000000000004"}, exitWALFatal},
+		{"OKAfterTheEnd", []string{"--archived-through", "000000010000000000000002", "--wal-segment-size", "16777216"}, exitWALMissing},
+		{"ErrLost", []string{"--archived-through", "000000010000000000000004", "--wal-segment-size", "16777216"}, exitWALFatal},
 		{"ErrLostSegmentSize", []string{"--archived-through", "000000010000000000000004", "--wal-segment-size", "1048576"}, exitWALFatal},
-		{"ErrBadSegment", []string{"--archived-through", "00000001000000000000000"}, exitWALFatal},
+		{"ErrBadSegment", []string{"--archived-through", "00000001000000000000000", "--wal-segment-size", "16777216"}, exitWALFatal},
 		{"ErrBadSegmentSize", []string{"--archived-through", "000000010000000000000002", "--wal-segment-size", "1000"}, exitWALFatal},
-		{"ErrSegmentOutOfRange", []string{"--archived-through", "000000010000000000000100"}, exitWALFatal},
+		{"ErrSegmentOutOfRange", []string{"--archived-through", "000000010000000000000100", "--wal-segment-size", "16777216"}, exitWALFatal},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			args := append(append([]string{"--config", cfg, "wal-fetch"}, c.flags...), name, dest)
@@ -240,5 +242,75 @@ func TestWALFetch_PGControl(t *testing.T) {
 	}
 	if code, msg := runErr(t, "--config", cfg, "wal-fetch", name, dest); code != exitWALFatal || !strings.Contains(msg, control) {
 		t.Errorf("wal-fetch with a short pg_control: exit %d, %q; want %d naming %s", code, msg, exitWALFatal, control)
+	}
+}
+
+// TestWALFetch_ArchivedThroughSegmentSize: without --wal-segment-size,
+// --archived-through is read at the segment size of the data directory's
+// pg_control above DEST (run by hand on a cluster made with initdb
+// --wal-segsize=1), not at 16 MiB; without pg_control the size is not
+// known and wal-fetch refuses (exit 255), saying which flag to give; a
+// --wal-segment-size that pg_control contradicts is refused too.
+func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
+	cfg := writeSiteConfig(t, storetest.Local(t))
+	// A store with nothing in it is refused as unmounted.
+	prev := filepath.Join(t.TempDir(), "000000010000000000000002")
+	if err := os.WriteFile(prev, waltest.Segment(t, filepath.Base(prev), 1<<20, 2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, "--config", cfg, "wal-push", prev); got != ExitOK {
+		t.Fatalf("wal-push: exit %d", got)
+	}
+	bare := t.TempDir()
+	withControl := t.TempDir()
+	for _, data := range []string{bare, withControl} {
+		if err := os.Mkdir(filepath.Join(data, "pg_wal"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(data, "recovery.signal"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePGControl(t, withControl, 1<<20)
+	// 0x200 and 0x300 exist only below 16 MiB (256 segments a log).
+	for _, c := range []struct {
+		name  string
+		data  string
+		flags []string
+		want  int
+		msg   string
+	}{
+		{"OKFromPGControl", withControl, []string{"--archived-through", "000000010000000000000200"}, exitWALMissing, ""},
+		{"OKFlag", bare, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALMissing, ""},
+		{"ErrLostFromPGControl", withControl, []string{"--archived-through", "000000010000000000000400"}, exitWALFatal, "000000010000000000000300"},
+		{"ErrNotKnown", bare, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "--wal-segment-size"},
+		{"ErrContradicted", withControl, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "16777216"}, exitWALFatal, "1048576"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dest := filepath.Join(c.data, "pg_wal", "RECOVERYXLOG")
+			args := append(append([]string{"--config", cfg, "wal-fetch"}, c.flags...), "000000010000000000000300", dest)
+			got, msg := runErr(t, args...)
+			if got != c.want || !strings.Contains(msg, c.msg) {
+				t.Errorf("hoard %v: exit %d, %q; want %d, %q", args, got, msg, c.want, c.msg)
+			}
+		})
+	}
+}
+
+// writePGControl writes global/pg_control of data as PostgreSQL 13 to 16
+// lay it out (pg_control_version 1300), with WAL segments of segSize bytes
+// on timeline 1.
+func writePGControl(t *testing.T, data string, segSize uint32) {
+	t.Helper()
+	b := make([]byte, 8192)
+	binary.LittleEndian.PutUint64(b[wal.ControlSystemIDOffset:], 7000000000000000001)
+	binary.LittleEndian.PutUint32(b[wal.ControlVersionOffset:], 1300)
+	binary.LittleEndian.PutUint32(b[48:], 1) // checkPointCopy.ThisTimeLineID
+	binary.LittleEndian.PutUint32(b[wal.ControlSegSizeOffset:], segSize)
+	if err := os.MkdirAll(filepath.Join(data, "global"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "global", "pg_control"), b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
