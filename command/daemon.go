@@ -278,7 +278,7 @@ func openDaemonArchive(ctx context.Context, c *cli.Context, cfg *config.Config, 
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := openStore(ctx, site.ObjectStorage, siteRateLimits(site))
+	st, err := openStore(ctx, site.ObjectStorage, siteRateLimits(site), logger(c).With().Str(logSite, name).Logger())
 	if err != nil {
 		return nil, nil, fmt.Errorf("open storage of site %s: %w", name, err)
 	}

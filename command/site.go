@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -109,7 +110,7 @@ func siteArchive(c *cli.Context, cfg *config.Config, name string, site *config.S
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(c.Context, site.ObjectStorage, limits)
+	st, err := openStore(c.Context, site.ObjectStorage, limits, logger(c).With().Str(logSite, name).Logger())
 	if err != nil {
 		return nil, fmt.Errorf("open storage of %s %s: %w", what, name, err)
 	}
@@ -180,11 +181,21 @@ func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 
 // openStore opens the storage a site's object_storage describes, with its
 // rate limits and retries of transient errors (outside the limits, so
-// that a retry still sees the caller's seekable reader).
-func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateLimits) (storage.Store, error) {
+// that a retry still sees the caller's seekable reader). A local store's
+// listings tell log of each link they pass over (storage.Local.OnSkip),
+// once per link for the store's life: the daemon lists again and again.
+func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateLimits, log zerolog.Logger) (storage.Store, error) {
 	st, err := storage.Open(ctx, o.StorageConfig())
 	if err != nil {
 		return nil, err
+	}
+	if l, ok := st.(*storage.Local); ok {
+		var seen sync.Map
+		l.OnSkip = func(key, why string) {
+			if _, dup := seen.LoadOrStore(key, true); !dup {
+				log.Warn().Str(logKey, key).Str("why", why).Msg("listing passes over a link in the storage directory")
+			}
+		}
 	}
 	return storage.WithRetry(storage.WithRateLimit(st, limits), storage.RetryOptions{}), nil
 }
@@ -255,7 +266,7 @@ func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 			closeAll()
 			return nil, err
 		}
-		st, err := openStore(c.Context, s.ObjectStorage, limits)
+		st, err := openStore(c.Context, s.ObjectStorage, limits, logger(c).With().Str(logSite, name).Logger())
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("open storage of site %s (moved_from of %s): %w", name, env.name, err)

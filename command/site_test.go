@@ -1,13 +1,17 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/storage"
@@ -154,5 +158,34 @@ func TestLoadConfig_ErrNoConfig(t *testing.T) {
 	}
 	if want := "hint: no --config FILE was given (nor HOARD_CONFIG)"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("hoard list: %v, want it to say %q", err, want)
+	}
+}
+
+// TestOpenStore_LogsSkippedLink: a local store's listings log, once per
+// link, each link under the prefix that they pass over, so that an
+// operator learns that something in the store is ignored.
+func TestOpenStore_LogsSkippedLink(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var log bytes.Buffer
+	st, err := openStore(ctx, config.ObjectStorage{Config: localConfig(dir)}, storage.RateLimits{}, zerolog.New(&log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Put(ctx, "s/xlog/000000010000000000000001", strings.NewReader("wal"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(dir, "s", "xlog", "planted")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := st.List(ctx, "s/xlog/", func(storage.Object) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"key":"s/xlog/planted"`) || !strings.Contains(lines[0], "out of the storage directory") {
+		t.Errorf("log after two listings:\n%s\nwant one warning naming s/xlog/planted, a link out of the storage directory", log.String())
 	}
 }

@@ -40,6 +40,12 @@ type Local struct {
 	// beforeOpen, when set, runs in Open and Stat between the sidecar's
 	// read and the object file's open; tests race a Put there.
 	beforeOpen func()
+	// OnSkip, if set, is called by List for each symbolic link under the
+	// prefix that it passes over (it follows none), with its key and why:
+	// hoard and PGHoard make no links in a store, so one was planted or
+	// made by hand, and what it names is not listed. Callers log it as a
+	// warning. It is called from List's goroutine.
+	OnSkip func(key, why string)
 }
 
 // NewLocal returns the local store rooted at dir (PGHoard's
@@ -964,6 +970,9 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 			}
 			return nil
 		}
+		if d.Type()&fs.ModeSymlink != 0 && l.OnSkip != nil && (strings.HasPrefix(key, prefix) || strings.HasPrefix(prefix, key+"/")) {
+			l.OnSkip(key, skippedLink(root, key))
+		}
 		if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
 			return nil
 		}
@@ -991,6 +1000,17 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		}
 	}
 	return nil
+}
+
+// skippedLink says why List passes over the symbolic link key of root,
+// for OnSkip: whether it leads out of the storage directory (os.Root
+// refuses to follow it) or stays inside.
+func skippedLink(root *os.Root, key string) string {
+	if _, err := root.Stat(filepath.FromSlash(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "a symbolic link out of the storage directory, which hoard never follows: someone who can write the storage directory " +
+			"planted it, or it was made by hand; what it names is not listed"
+	}
+	return "a symbolic link, which List does not follow: what it names is not listed"
 }
 
 // removeStale removes the temp file name of root if it was last written

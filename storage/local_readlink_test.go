@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +233,57 @@ func TestLocal_ReadLinksInside(t *testing.T) {
 	}
 	if keys, err := listKeys(ctx, st, "old/xlog/"); err != nil || len(keys) != 0 {
 		t.Errorf("List after Delete = %v, %v; want nothing", keys, err)
+	}
+}
+
+// TestLocal_ListSkippedLinks: List follows no link below the listed
+// directory, and says so: OnSkip hears of each link it passes over under
+// the prefix (an object file or a directory linked out of the store, or
+// to another place in it), so that an operator learns that something in
+// the store is ignored. Links outside the prefix are not its business,
+// nor is a sidecar that is a link: it is not followed, and its object is
+// listed, which reading refuses (TestLocal_ErrReadLinkedFile).
+func TestLocal_ListSkippedLinks(t *testing.T) {
+	const seg = "000000010000000000000003"
+	ctx := context.Background()
+	dir := t.TempDir()
+	outside := plantOutside(t, seg)
+	st := storage.NewLocal(dir)
+	if err := st.Put(ctx, "site/xlog/000000010000000000000001", strings.NewReader("wal"), nil); err != nil {
+		t.Fatal(err)
+	}
+	xlog := filepath.Join(dir, "site", "xlog")
+	for link, to := range map[string]string{
+		seg:               filepath.Join(outside, seg),
+		seg + ".metadata": filepath.Join(outside, seg+".metadata"),
+		"sub":             outside,
+		"inside":          "..",
+	} {
+		if err := os.Symlink(to, filepath.Join(xlog, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "site", "other")); err != nil {
+		t.Fatal(err)
+	}
+	var skipped []string
+	st.OnSkip = func(key, why string) { skipped = append(skipped, key+": "+why) }
+	keys, err := listKeys(ctx, st, "site/xlog/")
+	if err != nil || !slices.Equal(keys, []string{"site/xlog/000000010000000000000001"}) {
+		t.Fatalf("List = %v, %v; want only the object stored", keys, err)
+	}
+	slices.Sort(skipped)
+	want := []string{
+		"site/xlog/" + seg + ": a symbolic link out of the storage directory",
+		"site/xlog/inside: a symbolic link, which",
+		"site/xlog/sub: a symbolic link out of the storage directory",
+	}
+	if len(skipped) != len(want) {
+		t.Fatalf("OnSkip heard %q, want %q", skipped, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(skipped[i], want[i]) {
+			t.Errorf("OnSkip heard %q, want it to start with %q", skipped[i], want[i])
+		}
 	}
 }
