@@ -51,7 +51,7 @@ func retain(ctx context.Context, t *testing.T, a *archive.Archive, between func(
 }
 
 // TestRun_IncrementalBesideRetention: an incremental backup I of a real
-// PostgreSQL 17 and 18 (summarize_wal on) is taken against the newest
+// PostgreSQL 17 and 18 (summarize_wal on), on local storage and MinIO, is taken against the newest
 // backup P; while it runs, a full backup F completes (the daemon's
 // schedule beside `hoard basebackup --incremental`, or another host) and
 // retention with basebackup_count=1 runs, which would delete P:
@@ -73,13 +73,24 @@ func TestRun_IncrementalBesideRetention(t *testing.T) {
 }
 
 func testIncrementalBesideRetention(t *testing.T, major int) {
+	for _, sc := range []storetest.Server{{Name: "Local", Config: storetest.Local}, {Name: "MinIO", Config: storetest.MinIO}} {
+		t.Run(sc.Name, func(t *testing.T) { incrementalBesideRetention(t, major, sc.Config) })
+	}
+}
+
+// incrementalBesideRetention runs TestRun_IncrementalBesideRetention's
+// cases on a new cluster of major (a restored copy archives into the
+// source's WAL directory), its backups in new archives on the storage
+// config gives.
+func incrementalBesideRetention(t *testing.T, major int, config func(testing.TB) storage.Config) {
 	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, src, "-i", "-s", "1")
 	ctx := incrContext(t)
 	newArchive := func(t *testing.T) *archive.Archive {
 		c := &archive.Codec{Compression: "zstd"}
 		archivetest.AddKeys(t, c)
-		return archivetest.New(t, storetest.Open(t, storetest.Local(t)), c)
+		// storetest.Open closes the store when the test ends.
+		return &archive.Archive{Store: storetest.Open(t, config(t)), Codec: c, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
 	}
 	// isChunk accepts the keys of chunks, not those of the markers
 	// beside them.
