@@ -39,6 +39,9 @@ type WALListing struct {
 	Segments  map[string]WALFile // complete segments by name
 	Partials  map[string]WALFile // .partial objects by segment name (no suffix)
 	Histories map[uint32]WALFile // timeline history files by timeline
+	// BackupHistories are the backup history files
+	// (<segment>.<offset>.backup), in listing order.
+	BackupHistories []WALFile
 
 	// dataSizes holds the answers of PartialDataSize, so that each
 	// .partial's content is downloaded once per listing.
@@ -58,8 +61,8 @@ type sizeAnswer struct {
 	err error
 }
 
-// ListStoredWAL lists the segments, .partial objects and timeline
-// histories of a and the sites it moved from.
+// ListStoredWAL lists the segments, .partial objects, timeline
+// histories and backup history files of a and the sites it moved from.
 func (a *Archive) ListStoredWAL(ctx context.Context) (*WALListing, error) {
 	files, err := a.ListWAL(ctx)
 	if err != nil {
@@ -75,6 +78,9 @@ func (a *Archive) ListStoredWAL(ctx context.Context) (*WALListing, error) {
 			if _, ok := l.Partials[f.Name[:24]]; !ok {
 				l.Partials[f.Name[:24]] = f
 			}
+		}
+		if wal.IsBackupHistoryName(f.Name) {
+			l.BackupHistories = append(l.BackupHistories, f)
 		}
 	}
 	return l, nil

@@ -127,6 +127,9 @@ func writeVerifyTable(w io.Writer, rep *verify.Report) error {
 	for _, p := range rep.Problems {
 		printf(w, "  archive: %s\n", p)
 	}
+	for _, n := range rep.Notes {
+		printf(w, "  archive: note: %s\n", n)
+	}
 	if rep.OK() {
 		printf(w, "OK: every backup is restorable through the newest stored WAL\n")
 	} else {

@@ -72,7 +72,11 @@ type Report struct {
 	// timeline history, damaged WAL objects, a backup whose metadata cannot
 	// be read (listed as damaged and left out of Backups).
 	Problems []string `json:"problems"`
-	Elapsed  Duration `json:"elapsed_seconds"`
+	// Notes are findings that belong to no single backup and are no
+	// problem: a backup history file newer than every listed backup
+	// (newerBackupHistories).
+	Notes   []string `json:"notes"`
+	Elapsed Duration `json:"elapsed_seconds"`
 }
 
 // BackupReport is what Run found for one backup.
@@ -204,7 +208,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.Parallel = DefaultParallel
 	}
 	log := o.Logger.With().Str("component", "verify").Str("site", a.Site).Logger()
-	rep := &Report{Site: a.Site, Full: o.Full, Checked: began.UTC(), Backups: []BackupReport{}, Problems: []string{}}
+	rep := &Report{Site: a.Site, Full: o.Full, Checked: began.UTC(), Backups: []BackupReport{}, Problems: []string{}, Notes: []string{}}
 
 	listed, err := a.ScanBackups(ctx)
 	if err != nil {
@@ -240,6 +244,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if len(backups) == 0 {
 		rep.Problems = append(rep.Problems, "no basebackups: nothing is restorable")
 	}
+	rep.Notes = append(rep.Notes, newerBackupHistories(idx.BackupHistories, backups, segSize)...)
 	for _, tli := range idx.missingHistories() {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("timeline %d has WAL segments but %s is not archived: recovery cannot follow it",
 			tli, wal.HistoryFileName(tli)))

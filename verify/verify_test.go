@@ -888,3 +888,36 @@ func TestRun_UpgradedHistoryReplayStart(t *testing.T) {
 		t.Errorf("verify --full read %d of the old system's segments on timeline 2, below the backup's start: %v", len(keys), keys)
 	}
 }
+
+// TestRun_NewerBackupHistoryNoted: the newest backup's main object is
+// deleted (by someone who can write the storage, or lost), so restore
+// without --basebackup would restore the older one. The backup history
+// file PostgreSQL archived for the deleted backup (<segment>.<offset>.backup)
+// is still there, and names a start after every listed backup's: verify
+// notes it, naming the file and the start, without failing (a backup that
+// failed after the server ended it leaves one too). One at or before the
+// newest listed backup's start is no news.
+func TestRun_NewerBackupHistoryNoted(t *testing.T) {
+	a := testArchive(t)
+	b1 := putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 7)
+	ctx := context.Background()
+	for _, name := range []string{
+		seg(1, 2) + ".00000028.backup", // b1's own
+		seg(1, 5) + ".00000028.backup", // the deleted newer backup's
+	} {
+		if _, err := a.Codec.Put(ctx, a.Store, a.Layout.WALKey(name), strings.NewReader("START WAL LOCATION: ...\n"), -1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := run(t, a, false)
+	if !rep.OK() {
+		t.Fatalf("not OK:\n%s", problems(rep))
+	}
+	notes := strings.Join(rep.Notes, "\n")
+	newer := seg(1, 5) + ".00000028.backup"
+	start := (wal.Segment{Timeline: 1, No: 5}.StartLSN(segSize) + 0x28).String()
+	if len(rep.Notes) != 1 || !strings.Contains(notes, newer) || !strings.Contains(notes, start) || !strings.Contains(notes, b1.Name) {
+		t.Errorf("notes:\n%s\nwant one naming %s, its start %s and the newest listed backup %s", notes, newer, start, b1.Name)
+	}
+}

@@ -1,0 +1,56 @@
+package verify
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// newerBackupHistories returns a note for each backup history file
+// (<segment>.<offset>.backup, which PostgreSQL archives when a backup
+// ends) whose start lies after that of every listed backup: a backup
+// the listing does not show. Its control object was deleted (someone who
+// can write the storage, by hand), or the backup failed after the server
+// ended it, or another tool took it (pg_basebackup with the same
+// archive_command). hoard cannot tell which, nor bring a deleted one
+// back, but it does not hide it: restore without --basebackup restores
+// the newest listed backup instead. A file is named by its start
+// (segment and offset), read at segSize; none is noted when no listed
+// backup records its start LSN.
+func newerBackupHistories(files []archive.WALFile, backups []*archive.BackupInfo, segSize uint64) []string {
+	var newest *archive.BackupInfo
+	for _, b := range backups {
+		if b.StartLSN == 0 {
+			return nil
+		}
+		if newest == nil || b.StartLSN > newest.StartLSN {
+			newest = b
+		}
+	}
+	if newest == nil || segSize == 0 {
+		return nil
+	}
+	var notes []string
+	for _, f := range files {
+		seg, err := wal.ParseSegmentName(f.Name[:24], segSize)
+		if err != nil {
+			continue
+		}
+		off, err := strconv.ParseUint(f.Name[25:33], 16, 32)
+		if err != nil || off >= segSize {
+			continue
+		}
+		start := seg.StartLSN(segSize) + pglogrepl.LSN(off)
+		if start <= newest.StartLSN {
+			continue
+		}
+		notes = append(notes, fmt.Sprintf("%s records a backup that started at %s on timeline %d, after the newest listed backup %s (started at %s), "+
+			"and no listed backup starts there: its backup was deleted, failed after PostgreSQL ended it, or was taken by another tool; "+
+			"restore without --basebackup restores %s", f.Key, start, seg.Timeline, newest.Name, newest.StartLSN, newest.Name))
+	}
+	return notes
+}
