@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -24,16 +25,18 @@ import (
 //
 // So Run notes the newest .partial of the spool at its start (leftover),
 // unless it adopted the copy the previous Run handed over
-// (Options.StreamEnd, whose length that Run knew). When a session ends before any WAL arrived
-// (the first connection fails, and every retry while the server stays
-// unreachable, or Run stops first), the leftover becomes this Run's
-// stream end's copy, as if its own session had ended there: queued after
-// the spool's complete segments, retried with the stream end's backoff
-// while not connected (retryStreamEnd), stored at Run's stop within
-// DrainTimeout, handed over by a restart in place (PendingStreamEnd),
-// and replaced by the copy of a session that streams. Once a session
-// received WAL it is forgotten: that session rewrote the segment, and
-// its own stream end stores it.
+// (Options.StreamEnd, whose length that Run knew). When a session ends
+// before any WAL arrived because no server answered (the first
+// connection attempt, or any retry while the server stays unreachable),
+// or Run stops first, the leftover becomes this Run's stream end's
+// copy, as if its own session had ended there: queued after the spool's
+// complete segments, retried with the stream end's backoff while not
+// connected (retryStreamEnd), stored at Run's stop within DrainTimeout,
+// handed over by a restart in place (PendingStreamEnd), and replaced by
+// the copy of a session that streams. A server that answers but does not
+// stream yet keeps it waiting (leftoverAfter). Once a session received
+// WAL it is forgotten: that session rewrote the segment, and its own
+// stream end stores it.
 //
 // How much of the file to store. The dead run knew how many bytes it
 // fsynced; the file does not say (it is preallocated to the segment
@@ -78,19 +81,28 @@ func (r *Receiver) noteLeftover(c spoolContents) {
 	r.leftover = p
 }
 
-// leftoverAfter deals with the leftover, once, after the first session,
-// which ended with err, having received WAL (progressed) or not: a
-// session that received none stores it as the stream end's copy, unless
-// the error is fatal (the server or the spool cannot be trusted); one
-// that received WAL rewrote the segment and stores it itself.
-func (r *Receiver) leftoverAfter(progressed bool, err error) {
+// leftoverAfter deals with the leftover after a session that ended with
+// err, having received WAL (progressed) or not, by Run's stop
+// (stopping) or not. A session that received WAL rewrote the segment and
+// stores it itself, and a fatal error (the server or the spool cannot be
+// trusted) stores nothing: the leftover is forgotten. A session that
+// found no server (replication.ErrUnreachable), or Run's stop, stores it
+// as the stream end's copy. Any other end keeps it for the next session:
+// a server that answers still holds the WAL for the slot, and streams it
+// again soon (a restart right after a crash may find the slot still
+// active for the dead run's walsender), so the copy is not stored for
+// nothing.
+func (r *Receiver) leftoverAfter(progressed bool, err error, stopping bool) {
 	name := r.leftover
-	r.leftover = ""
 	var fe *fatalError
-	if name == "" || progressed || errors.As(err, &fe) {
-		return
+	switch {
+	case name == "":
+	case progressed, errors.As(err, &fe):
+		r.leftover = ""
+	case stopping, errors.Is(err, replication.ErrUnreachable):
+		r.leftover = ""
+		r.storeLeftover(name)
 	}
-	r.storeLeftover(name)
 }
 
 // storeLeftover queues the valid WAL of the leftover .partial name as

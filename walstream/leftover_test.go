@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -298,8 +300,10 @@ func TestValidWAL(t *testing.T) {
 
 // TestReceiver_leftover: the newest .partial of the spool is noted, unless
 // a complete segment is as new or the previous Run's copy was adopted;
-// a session that received no WAL queues its valid WAL as the stream end's
-// copy, once, unless its error is fatal; one that received WAL forgets it.
+// a session that received no WAL and found no server, or Run's stop,
+// queues its valid WAL as the stream end's copy, once; a server that
+// answered without streaming keeps it for the next session; a session
+// that received WAL, or a fatal error, forgets it.
 func TestReceiver_leftover(t *testing.T) {
 	z := waltest.ZeroEndedSegment(t, pgtest.Versions()[len(pgtest.Versions())-1])
 	seg, err := wal.ParseSegmentName(z.Name, 1<<20)
@@ -310,22 +314,26 @@ func TestReceiver_leftover(t *testing.T) {
 	prev := wal.Segment{Timeline: seg.Timeline, No: seg.No - 1}.Name(1 << 20)
 	older := prev + wal.PartialSuffix
 	newer := seg.Next().Name(1 << 20)
-	sessionErr := errors.New("connection refused")
+	unreachable := fmt.Errorf("connect: %w: connection refused", replication.ErrUnreachable)
 	for _, tc := range []struct {
 		name       string
 		files      []string // besides the .partial name
 		end        StreamEnd
 		progressed bool
 		err        error
+		stopping   bool
 		want       bool // the copy queued
+		later      bool // queued by the next session, unreachable
 	}{
-		{"OK", nil, StreamEnd{}, false, sessionErr, true},
-		{"OKOlderPartial", []string{older}, StreamEnd{}, false, sessionErr, true},
-		{"OKOlderSegment", []string{prev}, StreamEnd{}, false, sessionErr, true},
-		{"ErrNewerSegment", []string{newer}, StreamEnd{}, false, sessionErr, false},
-		{"ErrHandedOver", []string{older}, StreamEnd{Name: older, Length: 8192}, false, sessionErr, false},
-		{"ErrProgressed", nil, StreamEnd{}, true, sessionErr, false},
-		{"ErrFatal", nil, StreamEnd{}, false, fatal(sessionErr), false},
+		{"OK", nil, StreamEnd{}, false, unreachable, false, true, false},
+		{"OKStopping", nil, StreamEnd{}, false, context.Canceled, true, true, false},
+		{"OKOlderPartial", []string{older}, StreamEnd{}, false, unreachable, false, true, false},
+		{"OKOlderSegment", []string{prev}, StreamEnd{}, false, unreachable, false, true, false},
+		{"OKAfterReachable", nil, StreamEnd{}, false, errors.New(`replication slot "hoard" is active for PID 7`), false, false, true},
+		{"ErrNewerSegment", []string{newer}, StreamEnd{}, false, unreachable, false, false, false},
+		{"ErrHandedOver", []string{older}, StreamEnd{Name: older, Length: 8192}, false, unreachable, false, false, false},
+		{"ErrProgressed", nil, StreamEnd{}, true, unreachable, false, false, false},
+		{"ErrFatal", nil, StreamEnd{}, false, fatal(unreachable), false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spool := t.TempDir()
@@ -347,7 +355,7 @@ func TestReceiver_leftover(t *testing.T) {
 			}
 			r.adoptStreamEnd()
 			r.noteLeftover(c)
-			r.leftoverAfter(tc.progressed, tc.err)
+			r.leftoverAfter(tc.progressed, tc.err, tc.stopping)
 			want := tc.end // adopted, when set
 			if tc.want {
 				want = StreamEnd{Name: name, Length: uint64(z.Aligned)}
@@ -358,11 +366,11 @@ func TestReceiver_leftover(t *testing.T) {
 			if queued := r.queue.hasSnapshot(); queued != (want != StreamEnd{}) {
 				t.Errorf("copy queued %v, want %v", queued, want != StreamEnd{})
 			}
-			// Once: the next session's failure queues nothing more.
+			// Once, unless kept: the next session finds no server.
 			r.queue = newUploadQueue()
-			r.leftoverAfter(false, sessionErr)
-			if r.queue.hasSnapshot() {
-				t.Error("copy queued again by the next session's failure")
+			r.leftoverAfter(false, unreachable, false)
+			if queued := r.queue.hasSnapshot(); queued != tc.later {
+				t.Errorf("copy queued by the next session %v, want %v", queued, tc.later)
 			}
 		})
 	}

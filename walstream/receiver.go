@@ -487,7 +487,7 @@ func (r *Receiver) stream(ctx context.Context) error {
 	for {
 		progressed, err := r.session(ctx)
 		r.update(func(s *Status) { s.Connected = false })
-		r.leftoverAfter(progressed, err)
+		r.leftoverAfter(progressed, err, ctx.Err() != nil)
 		if ctx.Err() != nil {
 			var fe *fatalError
 			if errors.As(err, &fe) {
