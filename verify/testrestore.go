@@ -103,8 +103,8 @@ type RestoreTestResult struct {
 var ErrRestoreTest = errors.New("restore test failed")
 
 // RestoreTest restores a backup into a scratch directory, starts PostgreSQL
-// of the backup's major version on it (a free loopback port, its socket in
-// the scratch directory, archiving off, hot_standby off), waits for
+// of the backup's major version on it (listening on its socket in the
+// scratch directory only, archiving off, hot_standby off), waits for
 // recovery to end (at the target, or at the end of the archive), and
 // checks the result: it accepts connections; without a target, recovery
 // reached the newest archived WAL of the backup's timeline path; every
@@ -143,6 +143,7 @@ type restoreTest struct {
 	data    string
 	binDir  string
 	port    int
+	tcp     bool // listen on 127.0.0.1 rather than on the socket only (configure)
 	dbUser  string
 }
 
@@ -300,6 +301,15 @@ func (t *restoreTest) runAs() error {
 	return nil
 }
 
+// maxSocketPath is the size of sun_path on Linux: PostgreSQL refuses a
+// socket path of this length or longer.
+const maxSocketPath = 108
+
+// socketPath is the path of PostgreSQL's socket for port in dir.
+func socketPath(dir string, port int) string {
+	return filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(port))
+}
+
 // confQuote quotes a postgresql.conf string value.
 func confQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
@@ -308,12 +318,21 @@ func confQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") 
 // settings are appended to postgresql.auto.conf, after the recovery
 // settings restore wrote, so they win over the backed-up configuration.
 func (t *restoreTest) configure() error {
+	// The server listens on a socket in the scratch directory only (no
+	// TCP, which another process could take between the choice of a
+	// port and the server's bind, and on which any local user could
+	// connect to the copy of the data with the trust rule below). The
+	// port only names the socket file; the directory is private.
+	// Where the socket's path would be longer than a Unix socket's
+	// (sun_path), or relative, it listens on 127.0.0.1 on a free port
+	// instead.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("find a free port: %w", err)
 	}
 	t.port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
+	t.tcp = !filepath.IsAbs(t.scratch) || len(socketPath(t.scratch, t.port)) >= maxSocketPath
 
 	// The restored files are opened from the data directory without
 	// following a link out of it (restore makes none but the pg_tblspc
@@ -335,14 +354,18 @@ func (t *restoreTest) configure() error {
 	}
 	hba := filepath.Join(t.scratch, "pg_hba.conf")
 	ident := filepath.Join(t.scratch, "pg_ident.conf")
-	if err := os.WriteFile(hba, []byte("local all all trust\nhost all all 127.0.0.1/32 trust\n"), 0o600); err != nil {
+	rules, listen := "local all all trust\n", ""
+	if t.tcp {
+		rules, listen = rules+"host all all 127.0.0.1/32 trust\n", "127.0.0.1"
+	}
+	if err := os.WriteFile(hba, []byte(rules), 0o600); err != nil {
 		return err
 	}
 	if err := os.WriteFile(ident, nil, 0o600); err != nil {
 		return err
 	}
 	settings := [][2]string{
-		{"listen_addresses", confQuote("127.0.0.1")},
+		{"listen_addresses", confQuote(listen)},
 		{"port", strconv.Itoa(t.port)},
 		{"unix_socket_directories", confQuote(t.scratch)},
 		{"archive_mode", "off"},
@@ -488,17 +511,37 @@ func (t *restoreTest) postmasterRunning() bool {
 	return ok && syscall.Kill(pid, 0) == nil
 }
 
-// connString is a libpq keyword string for the scratch server.
-func (t *restoreTest) connString(user, db string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable connect_timeout=10",
-		t.port, confQuote(user), confQuote(db))
+// connConfig is the connection to db as user on the scratch server: its
+// socket directory, or 127.0.0.1 when the socket path is too long (see
+// configure). Set as fields, not in a keyword string, so that a role or
+// database name with quotes or backslashes needs no quoting.
+func (t *restoreTest) connConfig(user, db string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig("sslmode=disable connect_timeout=10")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Host, cfg.Port = t.scratch, uint16(t.port)
+	if t.tcp {
+		cfg.Host = "127.0.0.1"
+	}
+	cfg.User, cfg.Database, cfg.Fallbacks = user, db, nil
+	return cfg, nil
+}
+
+// connectAs connects to db as user on the scratch server.
+func (t *restoreTest) connectAs(ctx context.Context, user, db string) (*pgx.Conn, error) {
+	cfg, err := t.connConfig(user, db)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // connect connects to db as the check role, choosing that role on the first
 // call.
 func (t *restoreTest) connect(ctx context.Context, db string) (*pgx.Conn, error) {
 	if t.dbUser != "" {
-		return pgx.Connect(ctx, t.connString(t.dbUser, db))
+		return t.connectAs(ctx, t.dbUser, db)
 	}
 	users := []string{t.o.DBUser}
 	if t.o.DBUser == "" {
@@ -510,7 +553,7 @@ func (t *restoreTest) connect(ctx context.Context, db string) (*pgx.Conn, error)
 	var err error
 	for _, u := range users {
 		var c *pgx.Conn
-		c, err = pgx.Connect(ctx, t.connString(u, db))
+		c, err = t.connectAs(ctx, u, db)
 		if err == nil {
 			t.dbUser = u
 			return c, nil

@@ -188,3 +188,72 @@ func TestRestoreTest_CheckReplayPartial(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreTest_ConfigureSocketOnly: the scratch server listened on a
+// loopback TCP port chosen before it started (another process could take
+// it first, and the test restore then failed as "PostgreSQL stopped
+// during recovery") with a trust rule for 127.0.0.1, so that any local
+// user could connect to the copy of the data as any role while the test
+// ran. It listens on its socket in the private scratch directory only;
+// where that socket's path would be too long for a Unix socket, on
+// 127.0.0.1 as before.
+func TestRestoreTest_ConfigureSocketOnly(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		scratch func(t *testing.T) string
+		tcp     bool
+	}{
+		{"Socket", func(t *testing.T) string { return t.TempDir() }, false},
+		{"LongPath", func(t *testing.T) string {
+			dir := filepath.Join(t.TempDir(), strings.Repeat("d", maxSocketPath))
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			scratch := c.scratch(t)
+			data := filepath.Join(scratch, "data")
+			if err := os.Mkdir(data, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(data, "postgresql.auto.conf"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rt := &restoreTest{scratch: scratch, data: data}
+			if err := rt.configure(); err != nil {
+				t.Fatal(err)
+			}
+			conf, err := os.ReadFile(filepath.Join(data, "postgresql.auto.conf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hba, err := os.ReadFile(filepath.Join(scratch, "pg_hba.conf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			listen, hostRule := "listen_addresses = ''", "host all all 127.0.0.1/32 trust"
+			if c.tcp {
+				listen = "listen_addresses = '127.0.0.1'"
+			}
+			if !strings.Contains(string(conf), listen+"\n") {
+				t.Errorf("postgresql.auto.conf lacks %q:\n%s", listen, conf)
+			}
+			if got := strings.Contains(string(hba), hostRule); got != c.tcp {
+				t.Errorf("pg_hba.conf has the TCP trust rule: %v, want %v:\n%s", got, c.tcp, hba)
+			}
+			cfg, err := rt.connConfig("o'b\\r", "d b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantHost := scratch
+			if c.tcp {
+				wantHost = "127.0.0.1"
+			}
+			if cfg.Host != wantHost || cfg.Port != uint16(rt.port) || cfg.User != "o'b\\r" || cfg.Database != "d b" {
+				t.Errorf("connConfig = host %q port %d user %q db %q; want host %q port %d", cfg.Host, cfg.Port, cfg.User, cfg.Database, wantHost, rt.port)
+			}
+		})
+	}
+}
