@@ -358,6 +358,9 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 	for _, name := range sortedKeys(res.Tablespaces) {
 		printf(w, "Tablespace %s restored into %s.\n", name, res.Tablespaces[name])
 	}
+	for _, n := range res.Unlisted {
+		printf(w, "NOTE: %s.\n", n)
+	}
 	printf(w, "WAL is archived from %s through %s.\n", b.StartWALSegment, res.WALArchivedThrough)
 	switch p := res.WALPartial; {
 	case p != nil && res.WALSystemEnd != nil:

@@ -16,7 +16,7 @@ import (
 // the deletion is not hidden where hoard can know of it: the backup
 // history file PostgreSQL archived as the deleted backup ended starts
 // after the older backup, and hoard verify notes it, naming the file and
-// the backup a restore takes instead, without failing.
+// the newest listed backup, without failing; so does restore's summary.
 func TestVerify_NewestBackupDeleted(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
 	src, older, newer := s.twoBackups(t)
@@ -33,9 +33,12 @@ func TestVerify_NewestBackupDeleted(t *testing.T) {
 			history = line
 		}
 	}
-	if history == "" || !strings.Contains(history, "restore without --basebackup restores "+older) || strings.Contains(out, "PROBLEMS FOUND") {
+	if history == "" || !strings.Contains(history, "newest listed backup "+older) || strings.Contains(out, "PROBLEMS FOUND") {
 		t.Errorf("hoard verify after %s was deleted does not note its backup history file naming %s:\n%s", newer, older, out)
 	}
 
-	s.restoreChosenHas(t, older, want, newer+" deleted")
+	out = s.restoreChosenHas(t, older, want, newer+" deleted")
+	if !strings.Contains(out, "NOTE: ") || !strings.Contains(out, ".backup records a backup") || !strings.Contains(out, "newest listed backup "+older) {
+		t.Errorf("hoard restore after %s was deleted does not note its backup history file:\n%s", newer, out)
+	}
 }

@@ -117,16 +117,17 @@ func TestRestore_StaleListing(t *testing.T) {
 // restoreChosenHas restores without --basebackup, which must choose
 // backup, then recovers to the end of the archive with hoard wal-fetch
 // and fails the test unless the table rows are want (tableRows); why
-// says why backup is the one chosen.
-func (s *site) restoreChosenHas(t *testing.T, backup, want, why string) {
+// says why backup is the one chosen. It returns restore's summary.
+func (s *site) restoreChosenHas(t *testing.T, backup, want, why string) string {
 	t.Helper()
 	dir := filepath.Join(pgtest.TempDir(t), "data")
-	s.restoreChoosing(t, dir, backup)
+	out := s.restoreChoosing(t, dir, backup)
 	c := pgtest.StartDataDir(t, 15, dir, noArchiving)
 	c.WaitRecoveryDone(t, 3*time.Minute)
 	if got := tableRows(t, c); got != want {
 		t.Errorf("restored %s (%s): rows %s, want %s", backup, why, got, want)
 	}
+	return out
 }
 
 // TestRestore_BackupHistoryPlanted: someone who can write the storage

@@ -29,17 +29,19 @@ func (s *site) startBackedUp(t *testing.T) (*pgtest.Cluster, string) {
 }
 
 // restoreChoosing runs hoard restore into dir with args and fails the
-// test unless it succeeds having chosen backup (its log names it).
-func (s *site) restoreChoosing(t *testing.T, dir, backup string, args ...string) {
+// test unless it succeeds having chosen backup (its log names it); it
+// returns the summary restore printed.
+func (s *site) restoreChoosing(t *testing.T, dir, backup string, args ...string) string {
 	t.Helper()
 	args = append([]string{"restore", "--target-dir", dir}, args...)
-	_, errOut, err := s.hoard(args...)
+	out, errOut, err := s.hoard(args...)
 	if err != nil {
 		t.Fatalf("hoard %s: %v\n%s", strings.Join(args, " "), err, errOut)
 	}
 	if !strings.Contains(errOut, "backup="+backup) {
 		t.Fatalf("hoard %s did not choose %s:\n%s", strings.Join(args, " "), backup, errOut)
 	}
+	return out
 }
 
 // tableRows is c's table t as "count: id,id,...", what a restored cluster

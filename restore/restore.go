@@ -171,6 +171,10 @@ type Result struct {
 	// (a restore to the end of the archive needs StopAtGap then): recovery
 	// stops at WALGap.ReachLSN. nil when there is none.
 	WALGap *WALGap
+	// Unlisted notes the backup history files that start after every
+	// listed backup (archive.NewerBackupHistories), when Run chose the
+	// backup itself: a newer backup may have been deleted.
+	Unlisted []string
 
 	Download time.Duration // chunk downloads and extraction
 	Elapsed  time.Duration // the whole Run
@@ -395,6 +399,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer closeAll(syncs)
 	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALSystemEnd: sysEnd, WALGap: gap}
+	if o.Backup == "" || o.Backup == "latest" {
+		res.Unlisted = archive.NewerBackupHistories(stored.BackupHistories, backups, b.SegmentSize())
+	}
 	incomplete := func(err error) error {
 		err = explainFull(err, space)
 		// pg_control is the last of the backup's files written, but the

@@ -74,7 +74,7 @@ type Report struct {
 	Problems []string `json:"problems"`
 	// Notes are findings that belong to no single backup and are no
 	// problem: a backup history file newer than every listed backup
-	// (newerBackupHistories).
+	// (archive.NewerBackupHistories).
 	Notes   []string `json:"notes"`
 	Elapsed Duration `json:"elapsed_seconds"`
 }
@@ -244,7 +244,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if len(backups) == 0 {
 		rep.Problems = append(rep.Problems, "no basebackups: nothing is restorable")
 	}
-	rep.Notes = append(rep.Notes, newerBackupHistories(idx.BackupHistories, backups, segSize)...)
+	rep.Notes = append(rep.Notes, archive.NewerBackupHistories(idx.BackupHistories, backups, segSize)...)
 	for _, tli := range idx.missingHistories() {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("timeline %d has WAL segments but %s is not archived: recovery cannot follow it",
 			tli, wal.HistoryFileName(tli)))

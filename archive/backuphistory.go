@@ -1,4 +1,4 @@
-package verify
+package archive
 
 import (
 	"fmt"
@@ -6,23 +6,23 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/wal"
 )
 
-// newerBackupHistories returns a note for each backup history file
+// NewerBackupHistories returns a note for each backup history file
 // (<segment>.<offset>.backup, which PostgreSQL archives when a backup
 // ends) whose start lies after that of every listed backup: a backup
 // the listing does not show. Its control object was deleted (someone who
 // can write the storage, by hand), or the backup failed after the server
 // ended it, or another tool took it (pg_basebackup with the same
 // archive_command). hoard cannot tell which, nor bring a deleted one
-// back, but it does not hide it: restore without --basebackup restores
-// the newest listed backup instead. A file is named by its start
-// (segment and offset), read at segSize; none is noted when no listed
-// backup records its start LSN.
-func newerBackupHistories(files []archive.WALFile, backups []*archive.BackupInfo, segSize uint64) []string {
-	var newest *archive.BackupInfo
+// back, but it does not hide it (hoard verify, and restore where it
+// chooses the backup): restore without --basebackup restores the newest
+// listed backup instead. A file is named by its start
+// (segment and offset), read at segSize; none is noted when a listed
+// backup records no start LSN (PGHoard's).
+func NewerBackupHistories(files []WALFile, backups []*BackupInfo, segSize uint64) []string {
+	var newest *BackupInfo
 	for _, b := range backups {
 		if b.StartLSN == 0 {
 			return nil
@@ -49,8 +49,8 @@ func newerBackupHistories(files []archive.WALFile, backups []*archive.BackupInfo
 			continue
 		}
 		notes = append(notes, fmt.Sprintf("%s records a backup that started at %s on timeline %d, after the newest listed backup %s (started at %s), "+
-			"and no listed backup starts there: its backup was deleted, failed after PostgreSQL ended it, or was taken by another tool; "+
-			"restore without --basebackup restores %s", f.Key, start, seg.Timeline, newest.Name, newest.StartLSN, newest.Name))
+			"and no listed backup starts there: its backup was deleted, failed after PostgreSQL ended it, or was taken by another tool",
+			f.Key, start, seg.Timeline, newest.Name, newest.StartLSN))
 	}
 	return notes
 }
