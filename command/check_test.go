@@ -186,7 +186,47 @@ func TestCheckArchiveCommand_NoPath(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		r := &checkReport{w: &out}
-		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd})
+		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd}, "/etc/hoard/hoard.json")
+		wantLines(t, out.String(), want)
+	}
+}
+
+// TestCheckArchiveCommand_OtherConfig: an archive_command that runs hoard
+// wal-push with another --config than the file checked pushes WAL where
+// that file says, which check cannot see: the site's backups are then
+// restorable only if the other file names the same storage and site
+// (--archive-switch waits in vain otherwise). check warns, naming both
+// files; the same file under another name (a link), and a command without
+// --config (the server's HOARD_CONFIG) or with a relative one (resolved in
+// the data directory), pass.
+func TestCheckArchiveCommand_OtherConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hoard.json")
+	if err := os.WriteFile(cfg, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.json")
+	if err := os.Symlink(cfg, link); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.json")
+	const ok = "ok       n: archive_command runs hoard wal-push"
+	warn := "warning  n: archive_command runs hoard wal-push with --config " + other + ", not " + cfg +
+		", the file checked here: WAL goes to the storage and site that file names"
+	for cmd, want := range map[string]string{
+		"hoard --config " + cfg + " wal-push %p":                      ok,
+		"hoard --config '" + link + "' wal-push %p":                   ok,
+		"hoard --config=" + cfg + " wal-push %p":                      ok,
+		"hoard wal-push %p":                                           ok,
+		"hoard --config hoard.json wal-push %p":                       ok,
+		"hoard --config '/etc/my hoard/hoard.json' wal-push %p":       ok,
+		"hoard --config " + other + " wal-push %p":                    warn,
+		"hoard --config=" + other + " wal-push %p":                    warn,
+		"/usr/local/bin/hoard --config \"" + other + "\" wal-push %p": warn,
+	} {
+		var out bytes.Buffer
+		r := &checkReport{w: &out}
+		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd}, cfg)
 		wantLines(t, out.String(), want)
 	}
 }

@@ -3,7 +3,9 @@ package command
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -67,7 +69,7 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	}
 	tli := checkReplicationConn(ctx, r, step, n)
 	if env.site.ActiveBackupMode == config.ModeArchiveCommand {
-		checkArchiveCommand(r, step, s)
+		checkArchiveCommand(r, step, s, env.cfg.File)
 	}
 	if s.DataChecksums {
 		r.info(step, "data checksums are on")
@@ -142,7 +144,7 @@ func checkReplicationConn(ctx context.Context, r *checkReport, step string, n co
 
 // checkArchiveCommand checks, for a site in archive_command mode, that
 // PostgreSQL archives and hands its WAL to hoard wal-push.
-func checkArchiveCommand(r *checkReport, step string, s replication.Setup) {
+func checkArchiveCommand(r *checkReport, step string, s replication.Setup, cfgFile string) {
 	if s.ArchiveMode == "off" {
 		r.fail(step, "archive_mode is off and active_backup_mode is archive_command: no WAL reaches the archive; "+
 			"set archive_mode = on in postgresql.conf and restart PostgreSQL")
@@ -161,8 +163,70 @@ func checkArchiveCommand(r *checkReport, step string, s replication.Setup) {
 			"the data directory, where it runs the command (%%f is only the file's name, and the file is in pg_wal/), so every push "+
 			"fails and WAL piles up in pg_wal; %s", set)
 	default:
+		if other := walPushConfig(s.ArchiveCommand); other != "" && !sameConfig(other, cfgFile) {
+			// A wal-push-only file (the public key alone) may name the
+			// same storage and site: a warning, not a failure.
+			abs, _ := filepath.Abs(cfgFile)
+			r.warn(step, "archive_command runs hoard wal-push with --config %s, not %s, the file checked here: WAL goes to the storage "+
+				"and site that file names, which the backups of this one need; check it too (hoard --config %s check), "+
+				"or set archive_command = 'hoard --config %s wal-push %%p' and reload PostgreSQL", other, abs, other, abs)
+			return
+		}
 		r.ok(step, "archive_command runs hoard wal-push")
 	}
+}
+
+// walPushConfig returns the absolute path the shell command cmd, which
+// runs hoard's wal-push (runsHoardWALPush), gives hoard as --config
+// before wal-push; "" when it gives none (the server's HOARD_CONFIG
+// applies) or a relative one (PostgreSQL runs the command in the data
+// directory, which check does not know), or one with a blank.
+func walPushConfig(cmd string) string {
+	hoard, next := false, false
+	for _, f := range strings.Fields(cmd) {
+		w := strings.Trim(f, `"'`)
+		switch {
+		case next:
+			// A quote left open is a path with a blank, cut here.
+			if filepath.IsAbs(w) && strings.Count(f, "'")%2 == 0 && strings.Count(f, `"`)%2 == 0 {
+				return w
+			}
+			return ""
+		case path.Base(w) == "hoard":
+			hoard = true
+		case !hoard:
+		case w == "wal-push":
+			return ""
+		case w == "--config":
+			next = true
+		case strings.HasPrefix(w, "--config="):
+			if v := strings.TrimPrefix(w, "--config="); filepath.IsAbs(v) {
+				return v
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// sameConfig reports whether other (absolute) names the configuration
+// file cfgFile: the same file, through a link or another spelling, or
+// the same cleaned path where either cannot be read here. An env-only
+// configuration (cfgFile "") is no file to compare with.
+func sameConfig(other, cfgFile string) bool {
+	if cfgFile == "" {
+		return true
+	}
+	abs, err := filepath.Abs(cfgFile)
+	if err != nil {
+		return true
+	}
+	a, errA := os.Stat(other)
+	b, errB := os.Stat(abs)
+	if errA == nil && errB == nil {
+		return os.SameFile(a, b)
+	}
+	return filepath.Clean(other) == abs
 }
 
 // runsHoardWALPush reports whether the shell command cmd runs hoard's
