@@ -24,7 +24,8 @@ func createKeysCommand() *cli.Command {
 			"as unencrypted PKCS#8, the public key as SubjectPublicKeyInfo. With --config it adds the\n" +
 			"pair to the site's encryption_keys in that file and makes it the site's encryption_key_id;\n" +
 			"an existing key id is refused. The file (where --config is a link, the file it names; the\n" +
-			"link stays) is replaced atomically, fsynced, and keeps its owner, group\n" +
+			"link stays) is replaced atomically (through a new file in its directory, which the user\n" +
+			"must be able to write), fsynced, and keeps its owner, group\n" +
 			"and mode, less any permission for others (it now holds a private key), so a service user\n" +
 			"that could read it still can after `sudo hoard create-keys`.\n" +
 			"Without a configuration file it prints a JSON snippet to paste into one; with --pem-dir\n" +
@@ -106,11 +107,26 @@ func runCreateKeys(c *cli.Context) error {
 		if errors.Is(err, errKeyExists) {
 			return usagef("choose another --key-id; old keys stay to read old backups", "%v", err)
 		}
-		return fmt.Errorf("add key %s to %s: %w", id, path, err)
+		return addKeyError(id, path, err)
 	}
 	l := logger(c)
 	l.Info().Str("key_id", id).Str("file", path).Msg("key pair added; new uploads will be encrypted with it")
 	return nil
+}
+
+// addKeyError wraps err, the failure to add key id to the configuration
+// file path. The file is replaced through a new one written beside it, so
+// a user who may write the file but not its directory is refused; the
+// error then says to run create-keys as one who can (root keeps the
+// file's owner and mode).
+func addKeyError(id, path string, err error) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("add key %s to %s: %w", id, path, err)
+	}
+	return fmt.Errorf("add key %s to %s: %w\n  hint: create-keys writes the new file in %s before it replaces the old one, "+
+		"so it needs write permission there, not only on the file: run it as a user who has it "+
+		"(sudo hoard --config %s create-keys --key-id %s keeps the file's owner, group and mode)",
+		id, path, err, filepath.Dir(path), path, id)
 }
 
 // afterPEMCreate, when set, is called by writePEMs after it created each

@@ -338,3 +338,28 @@ func TestWritePEMs_ErrPrivateAlone(t *testing.T) {
 		t.Errorf("k1.public.pem: %v, want it absent", err)
 	}
 }
+
+// TestAddKeyError: create-keys replaces the configuration through a new
+// file beside it, so a user who may write the file but not its directory
+// (/etc/hoard as install.md sets it up, run as postgres) is refused with
+// EACCES on the temporary file. The error says what to do: run it as a
+// user who can write the directory. Other errors get no hint. Both exit 1:
+// the flags were right.
+func TestAddKeyError(t *testing.T) {
+	denied := fmt.Errorf("write /etc/hoard/hoard.json: create a temporary file in /etc/hoard: %w",
+		&fs.PathError{Op: "openat", Path: ".hoard.json.tmp-1", Err: syscall.EACCES})
+	err := addKeyError("key1", "/etc/hoard/hoard.json", denied)
+	for _, want := range []string{"add key key1 to /etc/hoard/hoard.json: ", "permission denied",
+		"hint: create-keys writes the new file in /etc/hoard", "sudo hoard --config /etc/hoard/hoard.json create-keys --key-id key1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if got := ExitCode(err); got != ExitFailure {
+		t.Errorf("exit %d, want %d", got, ExitFailure)
+	}
+	other := addKeyError("key1", "/etc/hoard/hoard.json", errors.New("no space left on device"))
+	if strings.Contains(other.Error(), "hint") || !errors.Is(addKeyError("k", "f", denied), fs.ErrPermission) {
+		t.Errorf("error %q: want no hint, and the cause kept", other)
+	}
+}
