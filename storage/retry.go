@@ -166,13 +166,27 @@ type fnError struct{ err error }
 
 func (e *fnError) Error() string { return e.err.Error() }
 
+// List passes on each key once: a retried listing starts again from the
+// beginning, and the keys up to the last one reported are skipped. Keys must
+// come in lexical order (Store's contract): an exact duplicate is dropped,
+// but a key before the previous one means the storage lied or resumed its
+// listing at the wrong place, so the listing fails naming both keys rather
+// than leaving objects out. No backend hoard supports lists out of order.
 func (r *retryStore) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	var last string
 	seen := false
 	err := r.do(ctx, "list", prefix, func() error {
+		var prev string
+		first := true
 		return r.s.List(ctx, prefix, func(o Object) error {
-			if seen && o.Key <= last {
-				return nil // reported before the retry
+			if !first && o.Key < prev {
+				return &fnError{fmt.Errorf("list %s: %w: storage listed %q after %q, out of lexical order",
+					prefix, ErrPermanent, o.Key, prev)}
+			}
+			dup := !first && o.Key == prev
+			prev, first = o.Key, false
+			if dup || seen && o.Key <= last {
+				return nil // a duplicate, or reported before the retry
 			}
 			if err := fn(o); err != nil {
 				return &fnError{err}

@@ -211,6 +211,53 @@ func TestWithRetry_ListResumes(t *testing.T) {
 	}
 }
 
+// listed is a store whose listing reports keys as given, in that order:
+// a storage that lies about the order, or resumes a listing at the wrong
+// place.
+type listed struct {
+	storage.Store
+	keys []string
+}
+
+func (l listed) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	for _, k := range l.keys {
+		if err := fn(storage.Object{Key: k}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A key out of lexical order fails the listing, naming both keys, rather
+// than being left out; an exact duplicate is reported once.
+func TestWithRetry_ListOrder(t *testing.T) {
+	ctx := context.Background()
+	t.Run("OK", func(t *testing.T) {
+		st := storage.WithRetry(listed{storage.NewMem(), []string{"a", "b", "b", "c"}}, fast(nil))
+		var got []string
+		if err := st.List(ctx, "", func(o storage.Object) error { got = append(got, o.Key); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !cmp.Equal(got, []string{"a", "b", "c"}) {
+			t.Errorf("List = %v, want [a b c]", got)
+		}
+	})
+	t.Run("ErrOutOfOrder", func(t *testing.T) {
+		st := storage.WithRetry(listed{storage.NewMem(), []string{"a", "c", "b", "d"}}, fast(nil))
+		var got []string
+		err := st.List(ctx, "x/", func(o storage.Object) error { got = append(got, o.Key); return nil })
+		if err == nil || !strings.Contains(err.Error(), `"b"`) || !strings.Contains(err.Error(), `"c"`) {
+			t.Errorf("List = %v, want an error naming b and c", err)
+		}
+		if storage.IsTransient(err) {
+			t.Errorf("List = %v, transient; want an error retrying cannot fix", err)
+		}
+		if !cmp.Equal(got, []string{"a", "c"}) {
+			t.Errorf("List reported %v before the error, want [a c]", got)
+		}
+	})
+}
+
 func TestWithRetry_StopsOnCancel(t *testing.T) {
 	f := newFaultStore(errFlaky)
 	f.fails["stat"] = 100
