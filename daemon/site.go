@@ -125,6 +125,17 @@ func (s *supervisor) request() error {
 	}
 }
 
+// takeRequest removes a request waiting for the backup loop and reports
+// whether there was one.
+func (s *supervisor) takeRequest() bool {
+	select {
+	case <-s.requests:
+		return true
+	default:
+		return false
+	}
+}
+
 // listSoon wakes the backup loop to list the backups (a backup was
 // stored in the site), unless a wake is pending already.
 func (s *supervisor) listSoon() {
@@ -254,6 +265,15 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		warnedFor   string    // the node's system warnOtherHistories last looked for
 		listed      time.Time // when the backups were last listed
 	)
+	// Requests live in memory only: one that shutdown cuts short, waiting
+	// or running, is gone, and whoever asked was answered when it was
+	// queued. Say so, so that they know to ask again.
+	defer func() {
+		if ctx.Err() != nil && (requested || s.takeRequest()) {
+			s.log.Warn().Str("why", context.Cause(ctx).Error()).
+				Msg("basebackup request dropped: the daemon stopped before the backup was stored; request it again")
+		}
+	}()
 	if s.site.WAL == WALStream {
 		// The receiver must hold the slot before the first backup starts:
 		// a slot created after the backup's checkpoint would stream from
