@@ -1108,7 +1108,7 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 	}
 	for _, d := range plan.Delta {
 		if time.Since(marked) > DeltaDeleteWindow {
-			log.Warn().Int("left", len(plan.Delta)-res.Delta).Dur("window_ms", DeltaDeleteWindow).
+			log.Warn().Int("left", len(plan.Delta)-res.Delta).Int64("window_ms", DeltaDeleteWindow.Round(time.Millisecond).Milliseconds()).
 				Msg("retention: delta objects left for the next run: their deletion took longer than its window")
 			break
 		}

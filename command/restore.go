@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -340,7 +341,7 @@ func (m *restoreMeter) report(p restore.Progress) {
 		return
 	}
 	m.env.log.Info().Int("chunks_done", p.ChunksDone).Int("chunks", p.Chunks).Int64("bytes_done", p.BytesDone).
-		Int64("bytes", p.Bytes).Float64("bytes_per_second", rate).Msg("restore progress")
+		Int64("bytes", p.Bytes).Int64("bytes_per_second", int64(math.Round(rate))).Msg("restore progress")
 }
 
 // finish ends the terminal progress line.

@@ -320,7 +320,7 @@ func logRequests(next http.Handler, log zerolog.Logger) http.Handler {
 			rec.code = http.StatusOK
 		}
 		log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", rec.code).
-			Str("remote", r.RemoteAddr).Dur("duration_ms", time.Since(start)).Msg("http request")
+			Str("remote", r.RemoteAddr).Int64("duration_ms", time.Since(start).Round(time.Millisecond).Milliseconds()).Msg("http request")
 	})
 }
 

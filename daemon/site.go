@@ -333,7 +333,7 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 						failures++
 						delay := min(backupRetryMin<<min(failures-1, 10), backupRetryMax)
 						retryAt = time.Now().Add(delay)
-						s.log.Error().Err(err).Int("failures", failures).Dur("retry_in_ms", delay).Msg("basebackup failed")
+						s.log.Error().Err(err).Int("failures", failures).Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("basebackup failed")
 					} else {
 						failures, retryAt = 0, time.Time{}
 						if reason == basebackup.ReasonRequested {
@@ -522,7 +522,7 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	}
 	s.connected()
 	s.log.Info().Str(logBackup, info.Name).Str("start_wal", info.StartWALSegment).Str("end_wal", info.EndWALSegment).
-		Str("parent", info.Parent).Dur("took_ms", took).Msg("basebackup stored")
+		Str("parent", info.Parent).Int64("took_ms", took.Round(time.Millisecond).Milliseconds()).Msg("basebackup stored")
 	s.walAsked = info.EndLSN
 	if standby {
 		s.storeStandbyWAL(ctx, info)

@@ -57,7 +57,7 @@ func (s *supervisor) storeStandbyWAL(ctx context.Context, info *archive.BackupIn
 			if ctx.Err() == nil {
 				s.log.Warn().Str(logBackup, info.Name).Str("lsn", info.EndLSN.String()).Str("segment", info.EndWALSegment).
 					Str("received", st.Received.String()).Str("stored", st.Stored.String()).Bool("connected", st.Connected).
-					Dur("waited_ms", s.standbyWALWait).
+					Int64("waited_ms", s.standbyWALWait.Round(time.Millisecond).Milliseconds()).
 					Msg("the standby backup's WAL is not stored through its end yet, and until it is the backup does not restore: " +
 						"the WAL receiver stores that segment as a .partial as soon as it has received the WAL through lsn. " +
 						"If connected is false, see why the daemon cannot stream from the standby (its log, hoard check); " +

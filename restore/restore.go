@@ -463,7 +463,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res.Elapsed = time.Since(began)
-	log.Info().Int64("bytes", res.Bytes).Dur("elapsed_ms", res.Elapsed).Msg("restore done")
+	log.Info().Int64("bytes", res.Bytes).Int64("elapsed_ms", res.Elapsed.Round(time.Millisecond).Milliseconds()).Msg("restore done")
 	return res, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -419,5 +420,29 @@ func TestRun_ErrBackupDeleted(t *testing.T) {
 	_, err := Run(context.Background(), f.options(filepath.Join(t.TempDir(), "data")))
 	if !errors.Is(err, archive.ErrBackupDeleted) || !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "retention") {
 		t.Fatalf("Run = %v, want ErrBackupDeleted naming retention, and ErrIncomplete", err)
+	}
+}
+
+// TestRun_LogsWholeMilliseconds: "restore done" gives elapsed_ms in whole
+// milliseconds, not a float with a dozen digits.
+func TestRun_LogsWholeMilliseconds(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	var logs testio.SyncBuffer
+	o := f.options(filepath.Join(t.TempDir(), "data"))
+	o.Logger = zerolog.New(&logs)
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	var done map[string]json.RawMessage
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"restore done"`) {
+			if err := json.Unmarshal([]byte(l), &done); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+		}
+	}
+	var ms int64
+	if err := json.Unmarshal(done["elapsed_ms"], &ms); err != nil || ms < 0 {
+		t.Errorf("restore done: elapsed_ms = %s (%v), want whole milliseconds", done["elapsed_ms"], err)
 	}
 }

@@ -127,7 +127,7 @@ func RestoreTest(ctx context.Context, o RestoreTestOptions) (*RestoreTestResult,
 	if err != nil {
 		res.Error = err.Error()
 	} else {
-		t.log.Info().Str("backup", res.Backup).Dur("elapsed_ms", time.Since(began)).Msg("restore test passed")
+		t.log.Info().Str("backup", res.Backup).Int64("elapsed_ms", time.Since(began).Round(time.Millisecond).Milliseconds()).Msg("restore test passed")
 	}
 	return res, err
 }
@@ -235,7 +235,7 @@ func (t *restoreTest) run(ctx context.Context) error {
 		return err
 	}
 	t.res.Replay = Duration(time.Since(began))
-	t.log.Info().Dur("replay_ms", time.Since(began)).Msg("recovery done")
+	t.log.Info().Int64("replay_ms", time.Since(began).Round(time.Millisecond).Milliseconds()).Msg("recovery done")
 
 	began = time.Now()
 	defer func() { t.res.Checking = Duration(time.Since(began)) }()

@@ -348,7 +348,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.Backups = reps
 	rep.Elapsed = Duration(time.Since(began))
-	log.Info().Int("backups", len(reps)).Bool("ok", rep.OK()).Dur("elapsed_ms", time.Since(began)).Msg("verify done")
+	log.Info().Int("backups", len(reps)).Bool("ok", rep.OK()).Int64("elapsed_ms", time.Since(began).Round(time.Millisecond).Milliseconds()).Msg("verify done")
 	return rep, nil
 }
 

@@ -65,7 +65,7 @@ func (r *Receiver) holeLoop(ctx context.Context, stop <-chan struct{}) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.log.Warn().Err(err).Dur("retry_in_ms", delay).Msg("listing the archive for the hole check failed; retrying")
+			r.log.Warn().Err(err).Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("listing the archive for the hole check failed; retrying")
 			select {
 			case <-stop:
 				return

@@ -507,9 +507,9 @@ func (r *Receiver) stream(ctx context.Context) error {
 		if errors.Is(err, replication.ErrStreamEnded) {
 			// The server is shutting down (a restart, a failover): a
 			// normal end, not an error.
-			r.log.Info().Dur("retry_in_ms", delay).Msg("server ended replication")
+			r.log.Info().Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("server ended replication")
 		} else {
-			r.log.Warn().Err(err).Dur("retry_in_ms", delay).Msg("streaming interrupted; reconnecting")
+			r.log.Warn().Err(err).Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("streaming interrupted; reconnecting")
 			r.setError(err)
 		}
 		r.retryStreamEnd(time.Now())

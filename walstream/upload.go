@@ -220,7 +220,7 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 			r.snapshotFailures++
 			r.snapshotMu.Unlock()
 			// One line a failure, so one a backoff step.
-			r.log.Warn().Err(err).Str(logSegment, t.name).Dur("retry_in_ms", time.Until(r.snapshotRetryAt())).
+			r.log.Warn().Err(err).Str(logSegment, t.name).Int64("retry_in_ms", time.Until(r.snapshotRetryAt()).Round(time.Millisecond).Milliseconds()).
 				Msg("partial segment upload failed; retrying after the backoff (or at the next interval)")
 			r.setError(err)
 		}
@@ -235,7 +235,7 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 		if ctx.Err() != nil {
 			return false
 		}
-		r.log.Warn().Err(err).Str(logFile, t.name).Int("attempt", attempt).Dur("retry_in_ms", delay).Msg("upload failed; retrying")
+		r.log.Warn().Err(err).Str(logFile, t.name).Int("attempt", attempt).Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("upload failed; retrying")
 		r.setError(err)
 		select {
 		case <-stop:
