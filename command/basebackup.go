@@ -58,9 +58,9 @@ When a hoard daemon runs with this configuration (it answers on http_address:htt
 the backup is requested from it instead, so that backups of a site never overlap; the
 daemon takes it at once, or right after the backup it is taking. The command exits 0
 once the daemon has queued the request, without waiting for the backup (see hoard list);
-a request that the daemon's shutdown cuts short is dropped, with the warning "basebackup
-request dropped" in the daemon's log: request it again. --local takes the backup in this
-process regardless.
+a request that the daemon's shutdown (or a reload restarting the site) cuts short is
+dropped, with the warning "basebackup request dropped" in the daemon's log: request it
+again. --local takes the backup in this process regardless.
 
 --incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:
 hoard sends the backup_manifest of the newest stored backup of the same system and

@@ -265,13 +265,14 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		warnedFor   string    // the node's system warnOtherHistories last looked for
 		listed      time.Time // when the backups were last listed
 	)
-	// Requests live in memory only: one that shutdown cuts short, waiting
-	// or running, is gone, and whoever asked was answered when it was
-	// queued. Say so, so that they know to ask again.
+	// Requests live in memory only: one that shutdown (or a reload that
+	// restarts the site) cuts short, waiting or running, is gone, and
+	// whoever asked was answered when it was queued. Say so, so that they
+	// know to ask again.
 	defer func() {
 		if ctx.Err() != nil && (requested || s.takeRequest()) {
 			s.log.Warn().Str("why", context.Cause(ctx).Error()).
-				Msg("basebackup request dropped: the daemon stopped before the backup was stored; request it again")
+				Msg("basebackup request dropped: the site stopped (shutdown or reload) before the backup was stored; request it again")
 		}
 	}()
 	if s.site.WAL == WALStream {
