@@ -196,9 +196,12 @@ func TestCheckArchiveCommand_NoPath(t *testing.T) {
 // that file says, which check cannot see: the site's backups are then
 // restorable only if the other file names the same storage and site
 // (--archive-switch waits in vain otherwise). check warns, naming both
-// files; the same file under another name (a link), and a command without
-// --config (the server's HOARD_CONFIG) or with a relative one (resolved in
-// the data directory), pass.
+// files. The file is the one hoard reads: wal-push's own --config (before
+// or after %p), which wins over the global one, which wins over
+// HOARD_CONFIG or PGHOARD_CONFIG set in the command. The same file under
+// another name (a link), and a command without any (the server's
+// HOARD_CONFIG) or with a relative one (resolved in the data directory),
+// pass.
 func TestCheckArchiveCommand_OtherConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "hoard.json")
@@ -213,6 +216,9 @@ func TestCheckArchiveCommand_OtherConfig(t *testing.T) {
 	const ok = "ok       n: archive_command runs hoard wal-push"
 	warn := "warning  n: archive_command runs hoard wal-push with --config " + other + ", not " + cfg +
 		", the file checked here: WAL goes to the storage and site that file names"
+	envWarn := func(v string) string {
+		return "warning  n: archive_command runs hoard wal-push with " + v + "=" + other + ", not " + cfg + ", the file checked here"
+	}
 	for cmd, want := range map[string]string{
 		"hoard --config " + cfg + " wal-push %p":                      ok,
 		"hoard --config '" + link + "' wal-push %p":                   ok,
@@ -223,6 +229,19 @@ func TestCheckArchiveCommand_OtherConfig(t *testing.T) {
 		"hoard --config " + other + " wal-push %p":                    warn,
 		"hoard --config=" + other + " wal-push %p":                    warn,
 		"/usr/local/bin/hoard --config \"" + other + "\" wal-push %p": warn,
+		// wal-push's own --config (before or after %p) wins over the
+		// global one, which wins over HOARD_CONFIG and PGHOARD_CONFIG.
+		"hoard wal-push --config " + other + " %p":                                warn,
+		"hoard wal-push %p --config=" + other:                                     warn,
+		"hoard --config " + cfg + " wal-push --config " + other + " %p":           warn,
+		"hoard --config " + other + " wal-push --config " + cfg + " %p":           ok,
+		"hoard --config " + other + " --config " + cfg + " wal-push %p":           ok,
+		"hoard -config " + other + " wal-push %p":                                 warn,
+		"HOARD_CONFIG=" + other + " hoard wal-push %p":                            envWarn("HOARD_CONFIG"),
+		"PGHOARD_CONFIG='" + other + "' /usr/bin/hoard wal-push %p":               envWarn("PGHOARD_CONFIG"),
+		"HOARD_CONFIG=" + other + " hoard --config " + cfg + " wal-push %p":       ok,
+		"HOARD_CONFIG=" + cfg + " PGHOARD_CONFIG=" + other + " hoard wal-push %p": ok,
+		"hoard wal-push %p -- --config " + other:                                  ok,
 	} {
 		var out bytes.Buffer
 		r := &checkReport{w: &out}

@@ -163,50 +163,86 @@ func checkArchiveCommand(r *checkReport, step string, s replication.Setup, cfgFi
 			"the data directory, where it runs the command (%%f is only the file's name, and the file is in pg_wal/), so every push "+
 			"fails and WAL piles up in pg_wal; %s", set)
 	default:
-		if other := walPushConfig(s.ArchiveCommand); other != "" && !sameConfig(other, cfgFile) {
+		if other, how := walPushConfig(s.ArchiveCommand); other != "" && !sameConfig(other, cfgFile) {
 			// A wal-push-only file (the public key alone) may name the
 			// same storage and site: a warning, not a failure.
 			abs, _ := filepath.Abs(cfgFile)
-			r.warn(step, "archive_command runs hoard wal-push with --config %s, not %s, the file checked here: WAL goes to the storage "+
+			r.warn(step, "archive_command runs hoard wal-push with %s%s, not %s, the file checked here: WAL goes to the storage "+
 				"and site that file names, which the backups of this one need; check it too (hoard --config %s check), "+
-				"or set archive_command = 'hoard --config %s wal-push %%p' and reload PostgreSQL", other, abs, other, abs)
+				"or set archive_command = 'hoard --config %s wal-push %%p' and reload PostgreSQL", how, other, abs, other, abs)
 			return
 		}
 		r.ok(step, "archive_command runs hoard wal-push")
 	}
 }
 
-// walPushConfig returns the absolute path the shell command cmd, which
-// runs hoard's wal-push (runsHoardWALPush), gives hoard as --config
-// before wal-push; "" when it gives none (the server's HOARD_CONFIG
-// applies) or a relative one (PostgreSQL runs the command in the data
-// directory, which check does not know), or one with a blank.
-func walPushConfig(cmd string) string {
-	hoard, next := false, false
+// walPushConfig returns the configuration file the shell command cmd,
+// which runs hoard's wal-push (runsHoardWALPush), gives hoard, as hoard
+// reads it: wal-push's own --config (before or after its argument, up to
+// "--"), else the global --config before wal-push, else HOARD_CONFIG or
+// PGHOARD_CONFIG set before the program (the last of a flag written
+// twice counts); how says which ("--config " or "HOARD_CONFIG="). file
+// is "" when the command gives none (the server's environment applies)
+// or a relative one (PostgreSQL runs the command in the data directory,
+// which check does not know), or one with a blank.
+func walPushConfig(cmd string) (file, how string) {
+	var flag, sub, env, pgEnv string // each as written, quotes included
+	hoard, push, next := false, false, false
 	for _, f := range strings.Fields(cmd) {
 		w := strings.Trim(f, `"'`)
 		switch {
 		case next:
-			// A quote left open is a path with a blank, cut here.
-			if filepath.IsAbs(w) && strings.Count(f, "'")%2 == 0 && strings.Count(f, `"`)%2 == 0 {
-				return w
+			next = false
+			if push {
+				sub = f
+			} else {
+				flag = f
 			}
-			return ""
-		case path.Base(w) == "hoard":
+		case !hoard && path.Base(w) == "hoard":
 			hoard = true
 		case !hoard:
-		case w == "wal-push":
-			return ""
-		case w == "--config":
-			next = true
-		case strings.HasPrefix(w, "--config="):
-			if v := strings.TrimPrefix(w, "--config="); filepath.IsAbs(v) {
-				return v
+			if v, ok := strings.CutPrefix(f, "HOARD_CONFIG="); ok {
+				env = v
+			} else if v, ok := strings.CutPrefix(f, "PGHOARD_CONFIG="); ok {
+				pgEnv = v
 			}
-			return ""
+		case w == "--":
+			if push {
+				return configFile(sub, flag, env, pgEnv)
+			}
+		case w == "wal-push":
+			push = true
+		case w == "--config" || w == "-config":
+			next = true
+		case strings.HasPrefix(w, "--config=") || strings.HasPrefix(w, "-config="):
+			_, v, _ := strings.Cut(f, "=")
+			if push {
+				sub = v
+			} else {
+				flag = v
+			}
 		}
 	}
-	return ""
+	return configFile(sub, flag, env, pgEnv)
+}
+
+// configFile returns the first of wal-push's --config, the global
+// --config, HOARD_CONFIG and PGHOARD_CONFIG that is set, as written (a
+// word of the command, quotes included), as an absolute path ("" when it
+// is relative or a quote is left open: a path with a blank, cut), and how
+// it was given.
+func configFile(sub, flag, env, pgEnv string) (file, how string) {
+	for _, c := range []struct{ v, how string }{{sub, "--config "}, {flag, "--config "}, {env, "HOARD_CONFIG="}, {pgEnv, "PGHOARD_CONFIG="}} {
+		if c.v == "" {
+			continue
+		}
+		w := strings.Trim(c.v, `"'`)
+		if !filepath.IsAbs(w) || strings.Count(c.v, "'")%2 != 0 || strings.Count(c.v, `"`)%2 != 0 {
+			return "", c.how
+		}
+		return w, c.how
+	}
+	return "", ""
 }
 
 // sameConfig reports whether other (absolute) names the configuration
