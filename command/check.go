@@ -41,9 +41,10 @@ key or PostgreSQL setting to change), in four steps:
                  a slot, that it exists or max_replication_slots lets the daemon create it;
                  the replication connection (IDENTIFY_SYSTEM) as the node's user; with
                  active_backup_mode archive_command, archive_mode on and an archive_command
-                 running hoard wal-push with %p (or pg_wal/%f), and with this --config file when it
-                 names one (wal-push's own --config, else the global one, else HOARD_CONFIG set
-                 in the command; warning: another file's storage and site get the WAL); data
+                 running hoard wal-push with %p (or pg_wal/%f), and with this --config file and
+                 site when it names them (wal-push's own --config or --site, else the global one,
+                 else HOARD_CONFIG or HOARD_SITE set in the command; warning: another file's
+                 storage and site, or another site, get the WAL); data
                  checksums (info); the system identifier is
                  the one of the archive's newest backup (else the node is another cluster);
                  no timeline history file bound to another system (without keys: claiming

@@ -186,7 +186,7 @@ func TestCheckArchiveCommand_NoPath(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		r := &checkReport{w: &out}
-		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd}, "/etc/hoard/hoard.json")
+		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd}, "/etc/hoard/hoard.json", "n")
 		wantLines(t, out.String(), want)
 	}
 }
@@ -245,7 +245,37 @@ func TestCheckArchiveCommand_OtherConfig(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		r := &checkReport{w: &out}
-		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd}, cfg)
+		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd}, cfg, "n")
+		wantLines(t, out.String(), want)
+	}
+}
+
+// TestCheckArchiveCommand_OtherSite: an archive_command that runs hoard
+// wal-push for another site of the configuration (wal-push's --site, the
+// global one, or HOARD_SITE set in the command) pushes the WAL into that
+// site's prefix, where this site's backups do not find it. check warns,
+// naming both sites; the site checked, or none (the only site, or the
+// server's HOARD_SITE), passes.
+func TestCheckArchiveCommand_OtherSite(t *testing.T) {
+	const ok = "ok       n: archive_command runs hoard wal-push"
+	warn := func(how string) string {
+		return "warning  n: archive_command runs hoard wal-push with " + how + "other, not site db, the site checked here"
+	}
+	for cmd, want := range map[string]string{
+		"hoard --config /etc/hoard/hoard.json wal-push %p":                  ok,
+		"hoard --config /etc/hoard/hoard.json --site db wal-push %p":        ok,
+		"HOARD_SITE=db hoard wal-push %p":                                   ok,
+		"hoard --site other --config /etc/hoard/hoard.json wal-push %p":     warn("--site "),
+		"hoard --config /etc/hoard/hoard.json wal-push --site=other %p":     warn("--site "),
+		"hoard --site db wal-push %p --site other":                          warn("--site "),
+		"hoard --site other wal-push --site db %p":                          ok,
+		"HOARD_SITE=other hoard --config /etc/hoard/hoard.json wal-push %p": warn("HOARD_SITE="),
+		"HOARD_SITE='other' /usr/bin/hoard wal-push %p":                     warn("HOARD_SITE="),
+		"HOARD_SITE=other hoard --site db wal-push %p":                      ok,
+	} {
+		var out bytes.Buffer
+		r := &checkReport{w: &out}
+		checkArchiveCommand(r, "n", replication.Setup{ArchiveMode: "on", ArchiveCommand: cmd}, "/etc/hoard/hoard.json", "db")
 		wantLines(t, out.String(), want)
 	}
 }

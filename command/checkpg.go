@@ -69,7 +69,7 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	}
 	tli := checkReplicationConn(ctx, r, step, n)
 	if env.site.ActiveBackupMode == config.ModeArchiveCommand {
-		checkArchiveCommand(r, step, s, env.cfg.File)
+		checkArchiveCommand(r, step, s, env.cfg.File, env.name)
 	}
 	if s.DataChecksums {
 		r.info(step, "data checksums are on")
@@ -144,7 +144,7 @@ func checkReplicationConn(ctx context.Context, r *checkReport, step string, n co
 
 // checkArchiveCommand checks, for a site in archive_command mode, that
 // PostgreSQL archives and hands its WAL to hoard wal-push.
-func checkArchiveCommand(r *checkReport, step string, s replication.Setup, cfgFile string) {
+func checkArchiveCommand(r *checkReport, step string, s replication.Setup, cfgFile, site string) {
 	if s.ArchiveMode == "off" {
 		r.fail(step, "archive_mode is off and active_backup_mode is archive_command: no WAL reaches the archive; "+
 			"set archive_mode = on in postgresql.conf and restart PostgreSQL")
@@ -172,75 +172,92 @@ func checkArchiveCommand(r *checkReport, step string, s replication.Setup, cfgFi
 				"or set archive_command = 'hoard --config %s wal-push %%p' and reload PostgreSQL", how, other, abs, other, abs)
 			return
 		}
+		if other, how := walPushFlag(s.ArchiveCommand, "site", "HOARD_SITE"); other != "" && site != "" && other != site {
+			r.warn(step, "archive_command runs hoard wal-push with %s%s, not site %s, the site checked here: WAL goes to that site's "+
+				"prefix, where the backups of this one do not find it; set archive_command = 'hoard --config FILE --site %s wal-push %%p' "+
+				"and reload PostgreSQL", how, other, site, site)
+			return
+		}
 		r.ok(step, "archive_command runs hoard wal-push")
 	}
 }
 
 // walPushConfig returns the configuration file the shell command cmd,
-// which runs hoard's wal-push (runsHoardWALPush), gives hoard, as hoard
-// reads it: wal-push's own --config (before or after its argument, up to
-// "--"), else the global --config before wal-push, else HOARD_CONFIG or
-// PGHOARD_CONFIG set before the program (the last of a flag written
-// twice counts); how says which ("--config " or "HOARD_CONFIG="). file
-// is "" when the command gives none (the server's environment applies)
-// or a relative one (PostgreSQL runs the command in the data directory,
-// which check does not know), or one with a blank.
+// which runs hoard's wal-push (runsHoardWALPush), gives hoard, as an
+// absolute path, and how (walPushFlag). file is "" when the command gives
+// none (the server's environment applies) or a relative one (PostgreSQL
+// runs the command in the data directory, which check does not know), or
+// one with a blank.
 func walPushConfig(cmd string) (file, how string) {
-	var flag, sub, env, pgEnv string // each as written, quotes included
+	file, how = walPushFlag(cmd, "config", "HOARD_CONFIG", "PGHOARD_CONFIG")
+	if !filepath.IsAbs(file) {
+		return "", how
+	}
+	return file, how
+}
+
+// walPushFlag returns the value the shell command cmd, which runs
+// hoard's wal-push (runsHoardWALPush), gives hoard's global flag name
+// (config, site), as hoard reads it: wal-push's own --name (before or
+// after its argument, up to "--"), else the global --name before
+// wal-push, else the first of envs set before the program (the last of a
+// flag written twice counts, as urfave's does); how says which
+// ("--name " or "ENV="). value is "" when none is given, or when a quote
+// is left open (a value with a blank, cut by the split into words).
+func walPushFlag(cmd, name string, envs ...string) (value, how string) {
+	// In the order they count: wal-push's, the global flag, envs.
+	values := make([]string, 2+len(envs)) // as written, quotes included
+	hows := []string{"--" + name + " ", "--" + name + " "}
+	for _, e := range envs {
+		hows = append(hows, e+"=")
+	}
 	hoard, push, next := false, false, false
+	set := func(v string) {
+		if push {
+			values[0] = v
+		} else {
+			values[1] = v
+		}
+	}
 	for _, f := range strings.Fields(cmd) {
 		w := strings.Trim(f, `"'`)
 		switch {
 		case next:
 			next = false
-			if push {
-				sub = f
-			} else {
-				flag = f
-			}
+			set(f)
 		case !hoard && path.Base(w) == "hoard":
 			hoard = true
 		case !hoard:
-			if v, ok := strings.CutPrefix(f, "HOARD_CONFIG="); ok {
-				env = v
-			} else if v, ok := strings.CutPrefix(f, "PGHOARD_CONFIG="); ok {
-				pgEnv = v
+			for i, e := range envs {
+				if v, ok := strings.CutPrefix(f, e+"="); ok {
+					values[2+i] = v
+				}
 			}
-		case w == "--":
-			if push {
-				return configFile(sub, flag, env, pgEnv)
-			}
+		case w == "--" && push:
+			return firstSet(values, hows)
 		case w == "wal-push":
 			push = true
-		case w == "--config" || w == "-config":
+		case w == "--"+name || w == "-"+name:
 			next = true
-		case strings.HasPrefix(w, "--config=") || strings.HasPrefix(w, "-config="):
+		case strings.HasPrefix(w, "--"+name+"=") || strings.HasPrefix(w, "-"+name+"="):
 			_, v, _ := strings.Cut(f, "=")
-			if push {
-				sub = v
-			} else {
-				flag = v
-			}
+			set(v)
 		}
 	}
-	return configFile(sub, flag, env, pgEnv)
+	return firstSet(values, hows)
 }
 
-// configFile returns the first of wal-push's --config, the global
-// --config, HOARD_CONFIG and PGHOARD_CONFIG that is set, as written (a
-// word of the command, quotes included), as an absolute path ("" when it
-// is relative or a quote is left open: a path with a blank, cut), and how
-// it was given.
-func configFile(sub, flag, env, pgEnv string) (file, how string) {
-	for _, c := range []struct{ v, how string }{{sub, "--config "}, {flag, "--config "}, {env, "HOARD_CONFIG="}, {pgEnv, "PGHOARD_CONFIG="}} {
-		if c.v == "" {
+// firstSet returns the first of values that is set, without its quotes
+// ("" when a quote is left open), with the how of the same index.
+func firstSet(values, hows []string) (value, how string) {
+	for i, v := range values {
+		if v == "" {
 			continue
 		}
-		w := strings.Trim(c.v, `"'`)
-		if !filepath.IsAbs(w) || strings.Count(c.v, "'")%2 != 0 || strings.Count(c.v, `"`)%2 != 0 {
-			return "", c.how
+		if strings.Count(v, "'")%2 != 0 || strings.Count(v, `"`)%2 != 0 {
+			return "", hows[i]
 		}
-		return w, c.how
+		return strings.Trim(v, `"'`), hows[i]
 	}
 	return "", ""
 }
