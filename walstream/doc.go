@@ -108,7 +108,14 @@
 // valid record (CRC, xl_prev and each page's own address checked, as
 // recovery reads WAL: leftover.go), never replacing a stored copy that
 // holds more of it. A session that streams rewrites the segment and
-// stores it itself, as always.
+// stores it itself, as always, and its stream end's copy is never shorter
+// than the WAL the file held before it: a server back only briefly may
+// die again before the session received the segment as far as the dead
+// run had, and the bytes past the session's end are still that run's,
+// the same WAL (the same segment name is the same timeline; the server
+// sends only WAL it flushed). So the copy runs to the longer of the two
+// (spoolWAL), and so does a session's after an earlier session of the
+// same Run fsynced more of the segment.
 //
 // An fsync or write error is final for the file: Linux reports a failed
 // writeback once, and a second fsync succeeds whether or not the bytes

@@ -36,7 +36,8 @@ import (
 // the copy of a session that streams. A server that answers but does not
 // stream yet keeps it waiting (leftoverAfter). Once a session received
 // WAL it is forgotten: that session rewrote the segment, and its own
-// stream end stores it.
+// stream end stores it, as far as the file's valid WAL goes if the
+// session received less of it again (spoolWAL: the server died again).
 //
 // How much of the file to store. The dead run knew how many bytes it
 // fsynced; the file does not say (it is preallocated to the segment
@@ -79,6 +80,7 @@ func (r *Receiver) noteLeftover(c spoolContents) {
 		}
 	}
 	r.leftover = p
+	r.held = StreamEnd{Name: p}
 }
 
 // leftoverAfter deals with the leftover after a session that ended with
@@ -124,6 +126,7 @@ func (r *Receiver) storeLeftover(name string) {
 	case n == 0:
 		return
 	}
+	r.held = StreamEnd{Name: name, Length: n}
 	t := uploadTask{kind: taskSnapshot, name: name, length: n}
 	r.snapshotMu.Lock()
 	if r.streamEnd.name != "" {

@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
@@ -40,12 +42,7 @@ func TestReceiver_Run_LeftoverServerGone(t *testing.T) {
 		if n < g.end {
 			t.Errorf("the stored copy's records end at %d, before the end of the record after the commit at %d", n, g.end)
 		}
-		if major == pgtest.DebianMajor {
-			out := pgtest.Waldump(t, g.seg, data, int(g.d.segSize))
-			if !regexp.MustCompile(`tx: +` + g.xid + `, lsn: .*desc: COMMIT`).MatchString(out) {
-				t.Errorf("pg_waldump of the stored %s.partial (%d bytes) has no commit of transaction %s:\n%s", g.seg, len(data), g.xid, out)
-			}
-		}
+		g.checkCommit(data)
 
 		// The server after all: the segment completes and supersedes
 		// the copy.
@@ -65,6 +62,55 @@ func TestReceiver_Run_LeftoverServerGone(t *testing.T) {
 			t.Errorf("%s still stored after the complete segment", g.name)
 		}
 		g.rr.stop(t)
+	})
+}
+
+// TestReceiver_Run_LeftoverReceivedAgain: as
+// TestReceiver_Run_LeftoverServerGone, but the server still answers when
+// the new Run starts after the crash: its session resumes at the start of
+// the segment the dead run was receiving, and as the session's first WAL
+// arrives the server is killed for good and Run stopped. The session
+// received only the walsender's first message of the segment (at most
+// 128 KiB, MAX_SEND_SIZE), less than the spool's file already held;
+// the bytes after it are still the dead run's, the same WAL of the same
+// timeline. The copy stored at the stop holds the file's valid WAL, the
+// commit and the record after it included, not only what the session
+// received again.
+func TestReceiver_Run_LeftoverReceivedAgain(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		g := crashLeftover(t, major)
+		hit, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		g.rr = launch(t, g.d.c, g.d.spool, g.d.up, Options{}, nil, func(r *Receiver) {
+			r.faults.write = func(path string, _ uint64) error {
+				if filepath.Base(path) == g.name {
+					once.Do(func() { close(hit); <-release })
+				}
+				return nil
+			}
+		})
+		select {
+		case <-hit:
+		case <-time.After(testTimeout):
+			t.Fatalf("no WAL of %s received after the crash", g.seg)
+		}
+		g.d.c.Kill(t)
+		// The receive loop looks at its ctx before the next message.
+		g.rr.cancel()
+		close(release)
+		g.rr.stop(t)
+		s, err := wal.ParseSegmentName(g.seg, g.d.segSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int64(g.rr.r.Status().Flushed - s.StartLSN(g.d.segSize)); got >= g.end {
+			t.Fatalf("the session received %d bytes of %s again, past the record after the commit at %d: nothing to test", got, g.seg, g.end)
+		}
+		data := g.waitCopy()
+		if n := g.checkCopy(data); n < g.end {
+			t.Errorf("the stored copy's records end at %d, before the end of the record after the commit at %d", n, g.end)
+		}
+		g.checkCommit(data)
 	})
 }
 
@@ -121,12 +167,25 @@ type serverGone struct {
 	rr   *running
 }
 
-// crashServerGone streams a server of the major into a real archive from
-// a child process, writes about 300 KiB of rows into a new segment, then
-// commits one more, writes a record after it and waits until the slot says the child fsynced it.
-// Then it kills the child with SIGKILL, stops the server and runs each
-// damage on the spool before a new Receiver starts on it.
+// crashServerGone is crashLeftover, then the server stopped for good and
+// each damage run on the spool before a new Receiver starts on it.
 func crashServerGone(t *testing.T, major int, damage ...func(*serverGone)) *serverGone {
+	t.Helper()
+	g := crashLeftover(t, major)
+	g.d.c.Stop(t)
+	for _, fn := range damage {
+		fn(g)
+	}
+	g.rr = launch(t, g.d.c, g.d.spool, g.d.up, Options{}, nil, nil)
+	return g
+}
+
+// crashLeftover streams a server of the major into a real archive from
+// a child process, writes about 300 KiB of rows into a new segment, then
+// commits one more, writes a record after it and waits until the slot
+// says the child fsynced it. Then it kills the child with SIGKILL; the
+// server runs on, and no Receiver runs on the spool.
+func crashLeftover(t *testing.T, major int) *serverGone {
 	t.Helper()
 	c := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
 	c.Exec(t, "create table rows (id bigint, pad text)")
@@ -153,11 +212,6 @@ func crashServerGone(t *testing.T, major int, damage ...func(*serverGone)) *serv
 		t.Fatalf("%s stored before the crash: PartialUploadInterval is 0", g.name)
 	}
 	g.prev = g.fetch(prev)
-	c.Stop(t)
-	for _, fn := range damage {
-		fn(g)
-	}
-	g.rr = launch(t, c, g.d.spool, g.d.up, Options{}, nil, nil)
 	return g
 }
 
@@ -224,6 +278,20 @@ func (g *serverGone) checkCopy(data []byte) int64 {
 	}
 	t.Logf("%s: %d bytes stored, records end at %d, the record after the commit at %d", g.name, len(data), rec.End(), g.end)
 	return rec.End()
+}
+
+// checkCommit checks, on PostgreSQL 15 (pgtest.DebianMajor), that
+// pg_waldump finds the last commit in the stored copy data.
+func (g *serverGone) checkCommit(data []byte) {
+	t := g.t
+	t.Helper()
+	if g.d.major != pgtest.DebianMajor {
+		return
+	}
+	out := pgtest.Waldump(t, g.seg, data, int(g.d.segSize))
+	if !regexp.MustCompile(`tx: +` + g.xid + `, lsn: .*desc: COMMIT`).MatchString(out) {
+		t.Errorf("pg_waldump of the stored %s.partial (%d bytes) has no commit of transaction %s:\n%s", g.seg, len(data), g.xid, out)
+	}
 }
 
 // align8 rounds n up to a multiple of 8, as PostgreSQL aligns records.
@@ -371,6 +439,60 @@ func TestReceiver_leftover(t *testing.T) {
 			r.leftoverAfter(false, unreachable, false)
 			if queued := r.queue.hasSnapshot(); queued != tc.later {
 				t.Errorf("copy queued by the next session %v, want %v", queued, tc.later)
+			}
+		})
+	}
+}
+
+// TestReceiver_storeStreamEnd_held: a stream end of the segment whose
+// spool file held WAL before its session (an earlier run's, read from the
+// file; or a length this process fsynced) stores the longer of that and
+// what the session fsynced, whichever way the session ended; a stream
+// end of another segment stores what its session fsynced.
+func TestReceiver_storeStreamEnd_held(t *testing.T) {
+	z := waltest.ZeroEndedSegment(t, pgtest.Versions()[len(pgtest.Versions())-1])
+	seg, err := wal.ParseSegmentName(z.Name, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := z.Name + wal.PartialSuffix
+	other := seg.Next().Name(1<<20) + wal.PartialSuffix
+	lost := fmt.Errorf("receive: %w", io.ErrUnexpectedEOF)
+	short := uint64(z.Before / 2)
+	for _, tc := range []struct {
+		name     string
+		held     StreamEnd
+		synced   uint64
+		err      error
+		stopping bool
+		want     uint64
+	}{
+		{"OKLeftoverRead", StreamEnd{Name: name}, short, lost, false, uint64(z.Aligned)},
+		{"OKLeftoverReadStopping", StreamEnd{Name: name}, short, context.Canceled, true, uint64(z.Aligned)},
+		{"OKFsyncedHere", StreamEnd{Name: name, Length: uint64(z.Before)}, short, lost, false, uint64(z.Before)},
+		{"OKSessionLonger", StreamEnd{Name: name, Length: uint64(z.Before)}, uint64(z.Aligned) + 8, lost, false, uint64(z.Aligned) + 8},
+		{"OKOtherSegment", StreamEnd{Name: other, Length: uint64(z.Aligned)}, short, lost, false, short},
+		{"OKNone", StreamEnd{}, short, replication.ErrStreamEnded, false, short},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spool := t.TempDir()
+			if err := os.WriteFile(filepath.Join(spool, name), z.Data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.held = tc.held
+			cur := &segmentFile{dir: spool, seg: seg, segSize: 1 << 20, written: tc.synced, synced: tc.synced}
+			r.storeStreamEnd(cur, tc.err, tc.stopping)
+			want := StreamEnd{Name: name, Length: tc.want}
+			if got := r.PendingStreamEnd(); got != want {
+				t.Errorf("PendingStreamEnd %+v, want %+v", got, want)
+			}
+			// The next stream end of the segment knows what the file holds.
+			if r.held != want {
+				t.Errorf("held %+v, want %+v", r.held, want)
 			}
 		})
 	}

@@ -216,6 +216,13 @@ type Receiver struct {
 	// as the stream end's copy when this Run cannot stream (leftover.go);
 	// "" when none or done with. Only Run's goroutine uses it.
 	leftover string
+	// held is how much WAL the spool file of a segment in progress
+	// holds from before the session that receives it: an earlier run's
+	// (the leftover, Length 0 until read; the adopted StreamEnd) or an
+	// earlier session's of this Run. A stream end of that segment stores
+	// the longer of it and what its session fsynced (spoolWAL). Only
+	// Run's goroutine uses it.
+	held StreamEnd
 
 	// wakeMu guards waiting and woken, with which an upload that ends
 	// wakes the synchronous receive loop from its wait for the server's

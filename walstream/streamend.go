@@ -64,7 +64,7 @@ import (
 // queued after the spool's complete segments and retried by
 // retryStreamEnd while not connected. A session that connects rewrites
 // the same WAL at the same offsets, and its own stream end replaces the
-// copy. A crash loses the hand-over, and the copy of a run that died
+// copy, with no less WAL than the file held (spoolWAL). A crash loses the hand-over, and the copy of a run that died
 // before its stream end never existed: then the next Run reads the length
 // of the valid WAL from the spool file itself and stores it when it
 // cannot stream (leftover.go).
@@ -117,6 +117,7 @@ func (r *Receiver) adoptStreamEnd() {
 	r.snapshotMu.Lock()
 	r.streamEnd = t
 	r.snapshotMu.Unlock()
+	r.held = e
 	r.log.Info().Str(logSegment, t.name).Uint64("bytes", t.length).
 		Msg("storing the previous run's segment in progress as .partial")
 	r.enqueue(t)
@@ -132,7 +133,8 @@ func (r *Receiver) storeStreamEnd(cur *segmentFile, err error, stopping bool) {
 	if cur == nil || cur.synced == 0 || errors.As(err, &fe) {
 		return
 	}
-	t := uploadTask{kind: taskSnapshot, name: cur.name() + wal.PartialSuffix, length: cur.synced}
+	name := cur.name() + wal.PartialSuffix
+	t := uploadTask{kind: taskSnapshot, name: name, length: r.spoolWAL(name, cur.synced)}
 	if t.length <= r.snapshotUploaded(t.name) {
 		return
 	}
@@ -149,6 +151,36 @@ func (r *Receiver) storeStreamEnd(cur *segmentFile, err error, stopping bool) {
 	}
 	ev.Str(logSegment, t.name).Uint64("bytes", t.length).Msg(msg)
 	r.enqueue(t)
+}
+
+// spoolWAL returns how many bytes of the spool's .partial name a stream
+// end stores when its session fsynced synced bytes of it: more when the
+// file held more WAL before that session (r.held). A session streams a
+// segment from its start, and receives from the server the same bytes
+// the file holds at the same offsets: the same segment name is the same
+// timeline and position, and the server sends only WAL it flushed, so
+// what an earlier session or run fsynced past the new session's end is
+// still there and still the server's WAL. Without this, a server that
+// died again before the session received as much as the file held
+// (briefly back after a crash, or dying twice while the storage failed)
+// left a stored copy shorter than the WAL the spool had, and the rest
+// was never stored. The length a run died with is read from the file
+// (validWAL), once; a length this process fsynced is trusted as
+// adoptStreamEnd trusts it.
+func (r *Receiver) spoolWAL(name string, synced uint64) uint64 {
+	h := r.held
+	if h.Name == name && h.Length == 0 {
+		n, err := validWAL(filepath.Join(r.opts.SpoolDir, name), name)
+		if err != nil && !errors.Is(err, wal.ErrBadPageHeader) {
+			r.log.Warn().Err(err).Str(logSegment, name).Msg("cannot read the WAL an earlier run left in the segment; storing what this session received")
+		}
+		h.Length = n
+	}
+	if h.Name == name {
+		synced = max(synced, h.Length)
+	}
+	r.held = StreamEnd{Name: name, Length: synced}
+	return synced
 }
 
 // finishStreamEnd, at Run's stop, waits until the stream end's copy is
