@@ -220,14 +220,6 @@ func promoted(t *testing.T, major int) *pgtest.Cluster {
 	t.Helper()
 	c := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
 	c.Exec(t, "create table before_promotion as select generate_series(1, 1000) as i")
-	c.Stop(t)
-	signal := filepath.Join(c.DataDir, "standby.signal")
-	if err := os.WriteFile(signal, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pgtest.Chown(t, signal)
-	c.Start(t)
-	c.Promote(t)
-	c.WaitRecoveryDone(t, time.Minute)
+	c.NewTimeline(t)
 	return c
 }

@@ -85,6 +85,10 @@
 // timeline's history file, then streams the new timeline from the start of
 // the segment that holds the switch point: the server's copy of that
 // segment on the new timeline begins with the old timeline's WAL.
+// An ended timeline's .partial that a run left in the spool is queued at
+// the next start with the complete files, in segment order, whether or
+// not a server answers (queueSpool): a file of a later timeline in the
+// spool (a segment, a .partial or a .history) shows that it is final.
 //
 // # Durability
 //

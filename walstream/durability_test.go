@@ -467,6 +467,9 @@ type crashSpec struct {
 	// streams until the parent kills it.
 	Step string
 	N    int
+	// StorageDown makes every upload of the child fail: the spool keeps
+	// everything it receives.
+	StorageDown bool
 }
 
 // TestReceiver_CrashChild is the child process of
@@ -482,9 +485,11 @@ func TestReceiver_CrashChild(t *testing.T) {
 	if err := json.Unmarshal([]byte(spec), &c); err != nil {
 		t.Fatal(err)
 	}
+	up := &archiveUploader{a: openArchive(c.Store)}
+	up.failing.Store(c.StorageDown)
 	r, err := New(Options{
 		ConnString: c.ConnString, Slot: "hoard", SpoolDir: c.Spool,
-		Uploader:       &archiveUploader{a: openArchive(c.Store)},
+		Uploader:       up,
 		StatusInterval: 100 * time.Millisecond,
 		Logger:         zerolog.New(os.Stderr).Level(zerolog.DebugLevel),
 	})
@@ -610,15 +615,24 @@ type child struct {
 // startChild starts a child that kills itself the second time it
 // reaches step; with step "", it streams until killed (child.kill).
 func (d *durable) startChild(step string) *child {
+	d.t.Helper()
+	return d.runChild(crashSpec{Step: step, N: 2})
+}
+
+// runChild starts a child as spec says, streaming d's cluster into d's
+// spool and archive.
+func (d *durable) runChild(spec crashSpec) *child {
 	t := d.t
 	t.Helper()
-	spec, err := json.Marshal(crashSpec{ConnString: d.c.ConnString("postgres"), Spool: d.spool, Store: d.storeDir, Step: step, N: 2})
+	spec.ConnString, spec.Spool, spec.Store = d.c.ConnString("postgres"), d.spool, d.storeDir
+	js, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
+	step := spec.Step
 	ch := &child{out: &testio.SyncBuffer{}, exited: make(chan error, 1), step: step}
 	ch.cmd = exec.Command(os.Args[0], "-test.run=^TestReceiver_CrashChild$", "-test.count=1")
-	ch.cmd.Env = append(os.Environ(), crashEnv+"="+string(spec))
+	ch.cmd.Env = append(os.Environ(), crashEnv+"="+string(js))
 	ch.cmd.Stdout, ch.cmd.Stderr = ch.out, ch.out
 	if err := ch.cmd.Start(); err != nil {
 		t.Fatal(err)

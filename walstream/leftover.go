@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/wal"
@@ -65,15 +66,46 @@ import (
 // at the segment's start as always, and once the segment is complete its
 // upload deletes the .partial object.
 
+// queueSpool queues the files an earlier run left in the spool listing
+// c, in segment order (the order of their names: timeline, then
+// position, a timeline's .history before its segments): the complete
+// segments and .history files, and the .partial files of ended timelines
+// (endedPartials), whether or not a server answers. An ended timeline's
+// .partial is final: the stream left that timeline (switchTimeline fsyncs
+// it whole first) and never writes it again, so it is stored whole as
+// queuePartials stores it once a session knows the server's timeline.
+// Before, only a session queued it: after a crash at or past a timeline
+// switch (the server promoted while the daemon was down), with the server
+// gone for good, the old timeline's last WAL stayed in the spool.
+func (r *Receiver) queueSpool(c spoolContents) {
+	names := slices.Concat(c.uploads, c.endedPartials())
+	slices.Sort(names)
+	for _, name := range names {
+		if !wal.IsPartialName(name) {
+			r.enqueue(uploadTask{kind: taskFile, name: name})
+			continue
+		}
+		if err := r.finishPartial(name); err != nil {
+			r.log.Error().Err(err).Str(logSegment, name).
+				Msg("cannot read the last segment of an ended timeline in the spool; it is stored once a session starts")
+			r.setError(err)
+		}
+	}
+}
+
 // noteLeftover remembers the .partial of the spool listing c that the
 // previous run was receiving, unless this Run adopted that run's own copy
 // (adoptStreamEnd, called first): the newest .partial (timeline, then
-// position: the order of the names), when no complete segment is as new.
+// position: the order of the names), when no complete segment is as new
+// and its timeline did not end (queueSpool stores it then).
 func (r *Receiver) noteLeftover(c spoolContents) {
 	if r.PendingStreamEnd().Name != "" || len(c.partials) == 0 {
 		return
 	}
 	p := c.partials[len(c.partials)-1]
+	if wal.SegmentTimeline(p) < c.newestTimeline() {
+		return
+	}
 	for _, name := range c.uploads {
 		if wal.IsSegmentName(name) && name >= p[:24] {
 			return

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,6 +116,91 @@ func TestReceiver_Run_LeftoverReceivedAgain(t *testing.T) {
 	})
 }
 
+// TestReceiver_Run_LeftoverTimelines: the server is promoted (restarted
+// as a standby with nothing to replay, then pg_ctl promote: timeline 2)
+// while a Receiver (a child process) streams from it with the storage
+// down, so the spool keeps every file: timeline 1's complete segments
+// and its last segment as .partial, 00000002.history, a complete segment
+// of timeline 2 and the .partial in progress, a commit and a record after
+// it fsynced there. The child is killed with SIGKILL and the server
+// stopped for good. A new Run on the spool, the storage back, stores
+// every one of those files without a server, in segment order: timeline
+// 1's .partial as the server has it up to the switch point, and the
+// .partial in progress up to the record after the commit (pg_waldump on
+// 15 finds the commit).
+func TestReceiver_Run_LeftoverTimelines(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		c := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+		c.Exec(t, "create table rows (id bigint, pad text)")
+		g := &serverGone{t: t, d: durableOf(t, c, "")}
+		ch := g.d.runChild(crashSpec{StorageDown: true})
+		c.WaitTrue(t, testTimeout, "select exists (select from pg_replication_slots where slot_name = 'hoard' and active)")
+		g.d.insert(10)
+		switchWAL(t, c)
+		g.d.insert(50)
+		c.NewTimeline(t)
+		if done := switchWAL(t, c); !strings.HasPrefix(done, "00000002") {
+			t.Fatalf("the server completed %s after the promotion, not a segment of timeline 2", done)
+		}
+		g.commitLast(2)
+		ch.kill(t)
+		c.Stop(t)
+
+		sp, err := readSpool(g.d.spool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Sorted(slices.Values(slices.Concat(sp.uploads, sp.partials)))
+		ended := sp.endedPartials()
+		if len(ended) != 1 || !slices.Contains(sp.uploads, "00000002.history") || !slices.Contains(sp.partials, g.name) {
+			t.Fatalf("the spool holds %v: want one .partial of timeline 1, 00000002.history and %s", want, g.name)
+		}
+		for _, name := range want {
+			if g.d.stored(name) {
+				t.Fatalf("%s stored before the crash: the storage was down", name)
+			}
+		}
+		g.rr = launch(t, c, g.d.spool, g.d.up, Options{}, nil, nil)
+		waitFor(t, fmt.Sprintf("every file of the spool stored: %v", want), func() bool {
+			for _, name := range want {
+				if !g.d.stored(name) {
+					return false
+				}
+			}
+			return true
+		})
+		calls := g.d.up.uploads()
+		for i := 1; i < len(calls); i++ {
+			if calls[i].name < calls[i-1].name {
+				t.Errorf("%s stored after %s: not in segment order", calls[i].name, calls[i-1].name)
+			}
+		}
+
+		// Timeline 1's .partial: the server began timeline 2's segment of
+		// the same number (streamed on its own, stored complete, the
+		// server's copy recycled since) with those bytes, up to the
+		// switch point its history file names.
+		history, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", "00000002.history"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := wal.ParseHistory(2, history)
+		if err != nil || len(h) != 2 {
+			t.Fatalf("history %q: %v", history, err)
+		}
+		n := int64(uint64(h[1].Begin) % g.d.segSize)
+		old, next := g.decoded(ended[0]), g.fetch("00000002"+ended[0][8:24])
+		if n == 0 || int64(len(old)) < n || !bytes.Equal(old[:n], next[:n]) {
+			t.Errorf("the stored %s (%d bytes) differs from timeline 2's segment in its first %d bytes, up to the switch point", ended[0], len(old), n)
+		}
+		data := g.decoded(g.name)
+		if n := g.checkCopy(data); n < g.end {
+			t.Errorf("the stored copy's records end at %d, before the end of the record after the commit at %d", n, g.end)
+		}
+		g.checkCommit(data)
+	})
+}
+
 // TestReceiver_Run_LeftoverTorn: as TestReceiver_Run_LeftoverServerGone,
 // with the dead run's .partial damaged past the record after the commit
 // before the new Run reads it: a torn tail (random bytes, as a write cut
@@ -194,25 +281,34 @@ func crashLeftover(t *testing.T, major int) *serverGone {
 	c.WaitTrue(t, testTimeout, "select exists (select from pg_replication_slots where slot_name = 'hoard' and active)")
 	g.d.insert(10)
 	prev := switchWAL(t, c)
-	// Records over many pages before the last commit.
-	g.d.insert(300)
-	g.xid = c.QueryString(t, "with i as (insert into rows values (1, 'last') returning id) select txid_current()::text from i")
-	after := lsn(t, c, "select pg_logical_emit_message(false, 'hoard-test', 'after the commit')")
-	c.WaitTrue(t, testTimeout, "select restart_lsn >= $1::pg_lsn from pg_replication_slots where slot_name = 'hoard'", after.String())
+	g.commitLast(1)
 	waitFor(t, prev+" archived", func() bool { return g.d.stored(prev) })
 	ch.kill(t)
 
-	s := wal.SegmentOf(1, after-1, g.d.segSize)
-	if s.Name(g.d.segSize) == prev {
+	if g.seg == prev {
 		t.Fatalf("the record after the commit ends in %s, the segment the switch completed", prev)
 	}
-	g.seg, g.name = s.Name(g.d.segSize), s.Name(g.d.segSize)+wal.PartialSuffix
-	g.end = int64(after - s.StartLSN(g.d.segSize))
 	if g.d.stored(g.name) {
 		t.Fatalf("%s stored before the crash: PartialUploadInterval is 0", g.name)
 	}
 	g.prev = g.fetch(prev)
 	return g
+}
+
+// commitLast writes about 300 KiB of rows (records over many pages),
+// commits one more, writes a record after it on timeline tli and waits
+// until the slot says the child fsynced it. It sets g.xid, g.seg, g.name
+// and g.end.
+func (g *serverGone) commitLast(tli uint32) {
+	t, c := g.t, g.d.c
+	t.Helper()
+	g.d.insert(300)
+	g.xid = c.QueryString(t, "with i as (insert into rows values (1, 'last') returning id) select txid_current()::text from i")
+	after := lsn(t, c, "select pg_logical_emit_message(false, 'hoard-test', 'after the commit')")
+	c.WaitTrue(t, testTimeout, "select restart_lsn >= $1::pg_lsn from pg_replication_slots where slot_name = 'hoard'", after.String())
+	s := wal.SegmentOf(tli, after-1, g.d.segSize)
+	g.seg, g.name = s.Name(g.d.segSize), s.Name(g.d.segSize)+wal.PartialSuffix
+	g.end = int64(after - s.StartLSN(g.d.segSize))
 }
 
 // fetch returns the archived WAL file name, decoded.
@@ -248,14 +344,21 @@ func (g *serverGone) waitCopy() []byte {
 	t := g.t
 	t.Helper()
 	waitFor(t, g.name+" stored by the run after the crash", func() bool { return g.d.stored(g.name) })
-	rc, _, err := g.d.arch.Codec.Open(context.Background(), g.d.arch.Store, g.d.arch.Layout.WALKey(g.name))
+	return g.decoded(g.name)
+}
+
+// decoded returns the stored .partial name, decoded.
+func (g *serverGone) decoded(name string) []byte {
+	t := g.t
+	t.Helper()
+	rc, _, err := g.d.arch.Codec.Open(context.Background(), g.d.arch.Store, g.d.arch.Layout.WALKey(name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
 	data, err := io.ReadAll(rc)
 	if err != nil {
-		t.Fatalf("decode %s: %v", g.name, err)
+		t.Fatalf("decode %s: %v", name, err)
 	}
 	return data
 }
@@ -399,6 +502,7 @@ func TestReceiver_leftover(t *testing.T) {
 		{"OKOlderSegment", []string{prev}, StreamEnd{}, false, unreachable, false, true, false},
 		{"OKAfterReachable", nil, StreamEnd{}, false, errors.New(`replication slot "hoard" is active for PID 7`), false, false, true},
 		{"ErrNewerSegment", []string{newer}, StreamEnd{}, false, unreachable, false, false, false},
+		{"ErrEndedTimeline", []string{"00000002.history"}, StreamEnd{}, false, unreachable, false, false, false},
 		{"ErrHandedOver", []string{older}, StreamEnd{Name: older, Length: 8192}, false, unreachable, false, false, false},
 		{"ErrProgressed", nil, StreamEnd{}, true, unreachable, false, false, false},
 		{"ErrFatal", nil, StreamEnd{}, false, fatal(unreachable), false, false, false},
@@ -493,6 +597,77 @@ func TestReceiver_storeStreamEnd_held(t *testing.T) {
 			// The next stream end of the segment knows what the file holds.
 			if r.held != want {
 				t.Errorf("held %+v, want %+v", r.held, want)
+			}
+		})
+	}
+}
+
+// TestReceiver_queueSpool: the files a run left in the spool are queued
+// at the start in segment order, the .partial files of ended timelines
+// (below the newest timeline of a segment, .partial or .history in the
+// spool) among them as final .partial uploads; one that holds no WAL is
+// removed; the .partial of the newest timeline is not queued (the
+// stream, or the leftover, stores it).
+func TestReceiver_queueSpool(t *testing.T) {
+	wal1 := bytes.Repeat([]byte{1}, 8192)
+	for _, tc := range []struct {
+		name  string
+		files map[string][]byte
+		want  []uploadTask
+		gone  []string // removed from the spool
+	}{
+		{"OKTimelines", map[string][]byte{
+			"000000010000000000000004":         wal1,
+			"000000010000000000000005.partial": wal1,
+			"00000002.history":                 wal1,
+			"000000020000000000000005":         wal1,
+			"000000020000000000000006.partial": wal1,
+		}, []uploadTask{
+			{kind: taskFile, name: "000000010000000000000004"},
+			{kind: taskPartial, name: "000000010000000000000005.partial"},
+			{kind: taskFile, name: "00000002.history"},
+			{kind: taskFile, name: "000000020000000000000005"},
+		}, nil},
+		{"OKHistoryOnly", map[string][]byte{
+			"000000010000000000000005.partial": wal1,
+			"00000002.history":                 wal1,
+		}, []uploadTask{
+			{kind: taskPartial, name: "000000010000000000000005.partial"},
+			{kind: taskFile, name: "00000002.history"},
+		}, nil},
+		{"OKEmptyRemoved", map[string][]byte{
+			"000000010000000000000005.partial": make([]byte, 8192),
+			"000000020000000000000005.partial": wal1,
+		}, nil, []string{"000000010000000000000005.partial"}},
+		{"OKOneTimeline", map[string][]byte{
+			"000000010000000000000004":         wal1,
+			"000000010000000000000004.partial": wal1,
+			"000000010000000000000005.partial": wal1,
+		}, []uploadTask{{kind: taskFile, name: "000000010000000000000004"}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spool := t.TempDir()
+			for name, b := range tc.files {
+				if err := os.WriteFile(filepath.Join(spool, name), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := readSpool(spool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.queueSpool(c)
+			if got := r.queue.tasks; !slices.Equal(got, tc.want) {
+				t.Errorf("queued %+v, want %+v", got, tc.want)
+			}
+			for _, name := range tc.gone {
+				if _, err := os.Stat(filepath.Join(spool, name)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s still in the spool: %v", name, err)
+				}
 			}
 		})
 	}

@@ -437,9 +437,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range c.uploads {
-		r.enqueue(uploadTask{kind: taskFile, name: name})
-	}
+	r.queueSpool(c)
 	r.adoptStreamEnd()
 	r.noteLeftover(c)
 

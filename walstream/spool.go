@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -241,6 +242,36 @@ type spoolContents struct {
 	uploads []string
 	// partials are the .partial segments, by name.
 	partials []string
+}
+
+// newestTimeline returns the highest timeline of a WAL file in c: a
+// segment, a .partial or a .history file (written when the stream moved
+// to its timeline).
+func (c spoolContents) newestTimeline() uint32 {
+	var newest uint32
+	for _, name := range slices.Concat(c.uploads, c.partials) {
+		tli := wal.SegmentTimeline(name)
+		if wal.IsHistoryFile(name) {
+			tli, _ = wal.ParseHistoryFileName(name)
+		}
+		newest = max(newest, tli)
+	}
+	return newest
+}
+
+// endedPartials returns the .partial files of c on a timeline below its
+// newest (newestTimeline): the last segments of timelines the stream
+// left. The stream moves to a timeline, and writes its .history or
+// segments, only once the one before ended.
+func (c spoolContents) endedPartials() []string {
+	newest := c.newestTimeline()
+	var ended []string
+	for _, name := range c.partials {
+		if wal.SegmentTimeline(name) < newest {
+			ended = append(ended, name)
+		}
+	}
+	return ended
 }
 
 // cleanSpool removes the temporary files an interrupted run left in dir.

@@ -345,6 +345,20 @@ func (c *Cluster) Promote(t testing.TB) {
 	}
 }
 
+// NewTimeline moves the cluster to its next timeline as a failover
+// does, with no second cluster: a clean shutdown, a start as a standby
+// (standby.signal; consistent at once, with nothing to replay) and a
+// promotion. It returns once the cluster is a primary again; its
+// connections are cut meanwhile.
+func (c *Cluster) NewTimeline(t testing.TB) {
+	t.Helper()
+	c.Stop(t)
+	writeFile(t, filepath.Join(c.DataDir, "standby.signal"), "")
+	c.Start(t)
+	c.Promote(t)
+	c.WaitRecoveryDone(t, time.Minute)
+}
+
 // Running reports whether a postmaster is running on the data directory.
 func (c *Cluster) Running() bool {
 	pid, err := c.postmasterPID()
