@@ -319,7 +319,10 @@ func (b *Bucket) Stat(ctx context.Context, key string) (Object, error) {
 }
 
 // List calls fn for each object under prefix in lexical order; every backend
-// lists in that order without a delimiter.
+// lists in that order without a delimiter. The order is that of the stored
+// names, which gocloud reports unescaped: a name stored as "x/__0x01__"
+// (hoard writes none) is reported as "x/\x01", out of that order
+// (WithRetry's List passes such keys on).
 func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	it := b.b.List(&blob.ListOptions{Prefix: prefix})
 	for {

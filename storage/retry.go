@@ -167,31 +167,46 @@ type fnError struct{ err error }
 func (e *fnError) Error() string { return e.err.Error() }
 
 // List passes on each key once: a retried listing starts again from the
-// beginning, and the keys up to the last one reported are skipped. Keys must
-// come in lexical order (Store's contract): an exact duplicate is dropped,
-// but a key before the previous one means the storage lied or resumed its
-// listing at the wrong place, so the listing fails naming both keys rather
-// than leaving objects out. No backend hoard supports lists out of order.
+// beginning, and the keys it reported before are skipped. Keys come in
+// lexical order (Store's contract), so a key at or before the last one
+// reported in order was reported (an exact duplicate of the previous key
+// is dropped too). A key before the previous one is passed on as well,
+// never dropped nor failing the listing: gocloud's buckets list in the
+// order of the stored names but report them unescaped, so one planted
+// under a name such as "x/__0x01__" is reported as "x/\x01", before its
+// neighbours, and may put the keys after it out of order. Such keys are
+// remembered (only they: the listing's own are not held), so that a
+// retried listing skips exactly those reported before; the storage
+// lists the same names in the same order again.
 func (r *retryStore) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	var last string
 	seen := false
+	var outOfOrder map[string]bool // reported, before the key listed before them
 	err := r.do(ctx, "list", prefix, func() error {
 		var prev string
 		first := true
 		return r.s.List(ctx, prefix, func(o Object) error {
-			if !first && o.Key < prev {
-				return &fnError{fmt.Errorf("list %s: %w: storage listed %q after %q, out of lexical order",
-					prefix, ErrPermanent, o.Key, prev)}
-			}
-			dup := !first && o.Key == prev
-			prev, first = o.Key, false
-			if dup || seen && o.Key <= last {
-				return nil // a duplicate, or reported before the retry
+			switch {
+			case !first && o.Key == prev:
+				return nil // a duplicate
+			case !first && o.Key < prev:
+				if outOfOrder[o.Key] {
+					return nil // reported before the retry
+				}
+				if outOfOrder == nil {
+					outOfOrder = map[string]bool{}
+				}
+				outOfOrder[o.Key] = true
+			default:
+				prev, first = o.Key, false
+				if seen && o.Key <= last {
+					return nil // reported before the retry
+				}
+				last, seen = o.Key, true
 			}
 			if err := fn(o); err != nil {
 				return &fnError{err}
 			}
-			last, seen = o.Key, true
 			return nil
 		})
 	})

@@ -88,8 +88,10 @@ type Store interface {
 	Stat(ctx context.Context, key string) (Object, error)
 
 	// List calls fn for every complete object whose key starts with prefix,
-	// in lexical key order, recursively. Metadata is nil. An error from fn
-	// stops the listing and is returned.
+	// in lexical key order, recursively (a gocloud bucket: the order of the
+	// stored names, which an escaped name someone planted can break; see
+	// Bucket.List). Metadata is nil. An error from fn stops the listing and
+	// is returned.
 	List(ctx context.Context, prefix string, fn func(Object) error) error
 
 	// Delete removes the object. Deleting a missing key succeeds.
