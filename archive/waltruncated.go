@@ -46,15 +46,21 @@ func (s *segmentEnd) Write(p []byte) (int, error) {
 }
 
 // check refuses the segment name (whole, h its first page header) when
-// its WAL stops before its end and nothing but zeros follows in its last
-// page (beyond that page's header, which PostgreSQL before 18 writes
-// after a switch), unless the last record is an XLOG_SWITCH: PostgreSQL
+// its WAL stops before its end, unless the last record is an XLOG_SWITCH,
+// and nothing but zeros follows: either after the record (or record or
+// page header) the walk found invalid, or in the last page beyond its
+// header (which PostgreSQL before 18 writes after a switch). PostgreSQL
 // writes every page of a segment before it archives or sends it, and the
-// only WAL that leaves the rest of a segment empty is a switch. A copy
-// cut inside the last page is not told from the whole segment.
+// only WAL that leaves the rest of a segment empty is a switch: a copy of
+// the segment cut at some byte, zeros after, stops the walk at the record
+// the cut falls in, which ends at or after the cut, wherever in the
+// segment the cut is. A cut inside the segment's last record, one that
+// goes on in the next segment, is not told from the whole segment: the
+// walk cannot check that record's CRC, and its bytes in this segment may
+// end in zeros (a row of zeros, a page image).
 func (s *segmentEnd) check(h wal.PageHeader) error {
 	block := int64(h.BlockSize)
-	if !s.rec.Stopped() || s.rec.Switched() || block == 0 || s.nonZero > s.off-block+shortPageHeaderSize {
+	if !s.rec.Stopped() || s.rec.Switched() || block == 0 || s.nonZero > max(s.rec.Stop(), s.off-block+shortPageHeaderSize) {
 		return nil
 	}
 	return fmt.Errorf("%w: its WAL ends at %s (offset %d) without a WAL switch and zeros follow to the end of the segment: "+

@@ -81,6 +81,21 @@ func (r *RecordEnd) End() int64 { return r.end }
 // written so far did.
 func (r *RecordEnd) Stopped() bool { return r.state == stateDone }
 
+// Stop returns the segment offset just past the bytes that showed the
+// walk's first invalid record or page header invalid: the end its header
+// claims for a record whose CRC-32C does not match, the end of a record
+// header or page header that is not valid. 0 until Stopped.
+//
+// In a copy of a segment cut at some byte, with zeros after it, the
+// record the cut falls in stops the walk at or after the cut, provided
+// it ends within the segment: only zeros follow Stop's bytes.
+func (r *RecordEnd) Stop() int64 {
+	if r.state != stateDone {
+		return 0
+	}
+	return r.off
+}
+
 // Switched reports whether the last valid record is an XLOG_SWITCH
 // (pg_switch_wal, archive_timeout): PostgreSQL leaves the rest of its
 // segment without WAL (PostgreSQL 18 writes it as zeros, page headers
