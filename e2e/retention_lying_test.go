@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
@@ -194,14 +195,21 @@ func TestDaemon_RetentionStorageLies(t *testing.T) {
 	}); err != nil || len(mains) != 2 {
 		t.Fatalf("main objects %q, %v: want 2", mains, err)
 	}
-	slices.Sort(mains)
+	// The oldest by its start, as hoard list orders: not the first name
+	// in lexical order, as a name's number is the milliseconds into its
+	// minute (2026-12-05_04-01_12136 sorts before 2026-12-05_04-01_3329).
+	oldest := s.listBackups()[0].Name
+	hidden := archive.Layout{Prefix: s.name}.BackupKey(oldest)
+	if !slices.Contains(mains, hidden) {
+		t.Fatalf("main objects %q do not hold the oldest backup's %s", mains, hidden)
+	}
 	wal := s.storedWAL()
-	p.hide(mains[0])
+	p.hide(hidden)
 
 	s.mustHoard("basebackup")
 	d.waitFor("the retention run after the third backup failing", 3*time.Minute, func() bool {
 		st, ok := d.status()
-		return ok && strings.Contains(st.Sites[s.name].LastRetentionError, mains[0])
+		return ok && strings.Contains(st.Sites[s.name].LastRetentionError, hidden)
 	})
 	failed := regexp.MustCompile(`(?m)^hoard_retention_runs_total\{[^}]*result="failure"[^}]*\} ([0-9.e+]+)$`)
 	if m, ok := d.get("/metrics"); !ok || failed.FindStringSubmatch(m) == nil || failed.FindStringSubmatch(m)[1] == "0" {
@@ -210,7 +218,7 @@ func TestDaemon_RetentionStorageLies(t *testing.T) {
 	}
 	for _, w := range wal {
 		if !s.stored(w) {
-			t.Errorf("WAL %s deleted while the storage hid backup %s", w, mains[0])
+			t.Errorf("WAL %s deleted while the storage hid backup %s", w, oldest)
 		}
 	}
 	src.Exec(t, "insert into t values (2)")
