@@ -26,6 +26,7 @@ var localWriters = map[string]string{
 	"storage/local.go doRename":          "Put's renames of fsynced temp files, each followed by a directory fsync",
 	"storage/local.go Create":            "link(2) of fsynced temp files, then a directory fsync",
 	"storage/local.go linkData":          "link(2) of an fsynced temp file; Create fsyncs the directory",
+	"storage/locallock.go openLockFile":  "the empty lock file of an object directory, only flock'ed",
 	// SFTP: remote files, fsynced when the server can (fsync@openssh.com).
 	"storage/sftp.go writeRemote": "O_EXCL remote temp file, fsynced when the server can",
 	"storage/sftp.go syncRemote":  "opens a remote file only to fsync it",
@@ -106,29 +107,37 @@ func TestLocalWrites(t *testing.T) {
 // writesFile reports whether call creates, links, renames or opens for
 // writing a file: os.Create, os.CreateTemp, os.WriteFile,
 // ioutil.WriteFile, any Link or Rename (os, os.Root, an SFTP client), and
-// any OpenFile (os, os.Root, SFTP) whose flags name a write.
+// any OpenFile (os, os.Root, SFTP), unix.Openat or storage's
+// openatBeneath whose flags name a write.
 func writesFile(call *ast.CallExpr) bool {
-	sel, ok := call.Fun.(*ast.SelectorExpr)
-	if !ok {
+	var pkg, name string
+	switch fun := call.Fun.(type) {
+	case *ast.SelectorExpr:
+		if id, ok := fun.X.(*ast.Ident); ok {
+			pkg = id.Name
+		}
+		name = fun.Sel.Name
+	case *ast.Ident:
+		if fun.Name != "openatBeneath" {
+			return false
+		}
+		name = "OpenFile"
+	default:
 		return false
 	}
-	pkg := ""
-	if id, ok := sel.X.(*ast.Ident); ok {
-		pkg = id.Name
-	}
-	switch sel.Sel.Name {
+	switch name {
 	case "Create", "CreateTemp", "WriteFile":
 		return pkg == "os" || pkg == "ioutil"
 	case "Rename", "Link":
 		return true
-	case "OpenFile":
+	case "OpenFile", "Openat":
 		if len(call.Args) < 2 {
 			return false
 		}
 		writes := false
 		for _, arg := range call.Args[1:] {
 			ast.Inspect(arg, func(n ast.Node) bool {
-				if s, ok := n.(*ast.SelectorExpr); ok && slices.Contains([]string{"O_WRONLY", "O_RDWR", "O_CREATE", "O_APPEND", "O_TRUNC"}, s.Sel.Name) {
+				if s, ok := n.(*ast.SelectorExpr); ok && slices.Contains([]string{"O_WRONLY", "O_RDWR", "O_CREATE", "O_CREAT", "O_APPEND", "O_TRUNC"}, s.Sel.Name) {
 					writes = true
 				}
 				return true

@@ -40,6 +40,10 @@ type Local struct {
 	// beforeOpen, when set, runs in Open and Stat between the sidecar's
 	// read and the object file's open; tests race a Put there.
 	beforeOpen func()
+	// lockWait, when set, is called when Create or Sync must wait for
+	// another writer's lock of the object's directory (lockDir); tests
+	// order two writers with it.
+	lockWait func()
 	// OnSkip, if set, is called by List for each symbolic link under the
 	// prefix that it passes over (it follows none), with its key and why:
 	// hoard and PGHoard make no links in a store, so one was planted or
@@ -347,8 +351,10 @@ func (l *Local) mkdirRoot() error {
 
 // Sync fsyncs the object's file and sidecar, its directory and every
 // directory up to the store's root and the root's parent: a Put that died
-// before its own fsyncs may have created any of them.
-// Like the reads, it opens nothing through a link: not the files (see
+// before its own fsyncs may have created any of them. It holds the
+// directory's create lock (lockDir) throughout, so the object it finds is
+// not one whose Create is still to learn that its links were lost: that
+// Create removes it first. Like the reads, it opens nothing through a link: not the files (see
 // openBeneath), and the directories through an os.Root of the storage
 // directory.
 func (l *Local) Sync(ctx context.Context, key string) error {
@@ -357,6 +363,14 @@ func (l *Local) Sync(ctx context.Context, key string) error {
 		return err
 	}
 	defer d.Close()
+	// A Create of the key that linked it and is fsyncing the directory
+	// holds the lock: it ends with the object durable, or removed, which
+	// the sidecar's read below then finds.
+	unlock, err := l.lockDir(ctx, d)
+	if err != nil {
+		return localErr("sync", key, err)
+	}
+	defer unlock()
 	if _, _, err := l.readSidecar("sync", key, d, base, false); err != nil {
 		return err
 	}
@@ -432,6 +446,15 @@ func (l *Local) syncOpened(f *os.File, err error) error {
 // it holds other bytes, and, when no sidecar comes, refuses with an error
 // that names the file: it may be the only copy of those bytes, and only a
 // person can say which copy is right.
+//
+// The directory fsync after the links may fail; then the links may not
+// survive a crash, and Create removes them again (see the end of it). Of
+// two writers of one key (a wal-push that PostgreSQL retries while the
+// first still runs, the daemon and a wal-push, two daemons of one site),
+// the second must not report stored an object the first then removes: the
+// first holds the directory's create lock (lockDir) from its first link
+// to the end of that fsync or removal, and the second waits for it before
+// it answers ErrExist (settledExists) or Sync reports the object durable.
 func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata) error {
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("create: %w", err)
@@ -441,7 +464,9 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 		return localErr("create", key, err)
 	}
 	defer d.Close()
-	if _, err := d.Lstat(base + sidecarSuffix); err == nil {
+	if exists, err := l.settledExists(ctx, d, base); err != nil {
+		return localErr("create", key, err)
+	} else if exists {
 		return fmt.Errorf("create %s: %w", key, ErrExist)
 	}
 	sum, size, tmp, err := l.writeTemp(ctx, d, "."+base+tempMarker, r)
@@ -463,6 +488,24 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
+	// Held from the first link to the end of the directory fsync, and of
+	// the removal should it fail: Sync takes it too, so no writer that
+	// finds the object reports it durable before this one knows whether
+	// its links are (see createLockName).
+	unlock, err := l.lockDir(ctx, d)
+	if err != nil {
+		return localErr("create", key, err)
+	}
+	defer unlock()
+	// Opened before the links: Linux reports a writeback error of the
+	// directory to every descriptor opened before it (errseq_t), so
+	// another writer's fsync of the directory, failing first, cannot take
+	// the error of these links away from this one's.
+	dir, err := d.Open(".")
+	if err != nil {
+		return localErr("create", key, err)
+	}
+	defer dir.Close()
 	linked, err := l.linkData(key, d, tmp, base, sum)
 	if err != nil {
 		return err
@@ -475,18 +518,45 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 		}
 		return localErr("create", key, err)
 	}
-	if err := l.syncIn(d, "."); err != nil {
+	if err := l.sync(dir); err != nil {
 		// The new entries may be lost although the directory reads
 		// well: Linux may mark the pages it failed to write clean and
 		// report the error once, so a second fsync (Sync, which a
 		// wal-push that finds the same bytes stored calls) would succeed
 		// without them. Never fsync again and count them durable: the
-		// object goes, sidecar first, so that nobody finds it stored and
-		// the next Create links it again. An adopted object file is
-		// another writer's and stays.
+		// object goes, sidecar first, so that the next Create links it
+		// again. An adopted object file is another writer's and stays.
+		//
+		// Removing is safe only because of the lock: a writer that
+		// found the object (its sidecar linked) while it was held
+		// waits in Sync and then finds it gone, so nobody has reported
+		// it stored. Without the lock, a second wal-push of the segment
+		// could see the object, fsync the directory after this failure
+		// (successfully: the error was reported here) and report it
+		// archived, and this removal would then take away a segment
+		// PostgreSQL recycles.
 		return localErr("create", key, l.unlinkUnsynced(d, base, linked, err))
 	}
 	return nil
+}
+
+// settledExists reports whether the object base of d exists (its sidecar
+// does) once no Create in d is between its links and their directory
+// fsync: a Create whose fsync fails removes what it linked, so an object
+// seen in that window may go, and ErrExist for it would have the caller
+// (PushWAL, the markers of signed backups and histories) count stored
+// what is not. Only a sidecar seen costs a wait for the lock.
+func (l *Local) settledExists(ctx context.Context, d *os.Root, base string) (bool, error) {
+	if _, err := d.Lstat(base + sidecarSuffix); err != nil {
+		return false, nil
+	}
+	unlock, err := l.lockDir(ctx, d)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	_, err = d.Lstat(base + sidecarSuffix)
+	return err == nil, nil
 }
 
 // unlinkUnsynced removes the sidecar of base in d and, when linked, the

@@ -9,8 +9,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // syncRecorder records the paths a Local fsyncs.
@@ -182,18 +184,111 @@ func TestLocal_CreateDirSyncError(t *testing.T) {
 	if _, err := l.Stat(ctx, key); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after a failed directory fsync the object is stored (Stat: %v): a Sync would report it durable", err)
 	}
-	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
-		t.Errorf("the failed Create left %v (%v)", entries, err)
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 || entries[0].Name() != createLockName {
+		t.Errorf("the failed Create left %v (%v), want the lock file only", entries, err)
 	}
 	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); err != nil {
 		t.Fatalf("Create again: %v", err)
 	}
-	rc, _, err := l.Open(ctx, key)
+	wantStored(t, l, key, "wal")
+}
+
+// Two writers of one key at once (PostgreSQL retrying archive_command
+// while the first push still runs, the daemon and a wal-push of one
+// segment, two daemons of one site): the first one's fsync of the
+// directory fails after it linked the object, while the second one finds
+// the object with its own bytes. It Syncs it to report it archived, as
+// archive.PushWAL does, or its own Create meets it (ErrExist), which
+// PushWAL's Sync and the signed-backups and signed-histories markers
+// take for stored. What a writer reported stored must stay stored:
+// PostgreSQL recycles the segment.
+func TestLocal_CreateDirSyncErrorConcurrent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		second func(ctx context.Context, l *Local, key string) error // nil or ErrExist: reported stored
+	}{
+		{"Sync", func(ctx context.Context, l *Local, key string) error {
+			if _, err := l.Stat(ctx, key); err != nil {
+				return err
+			}
+			return l.Sync(ctx, key)
+		}},
+		{"Create", func(ctx context.Context, l *Local, key string) error {
+			return l.Create(ctx, key, strings.NewReader("wal"), nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testCreateDirSyncErrorConcurrent(t, tc.second) })
+	}
+}
+
+func testCreateDirSyncErrorConcurrent(t *testing.T, second func(ctx context.Context, l *Local, key string) error) {
+	ctx := context.Background()
+	root := t.TempDir()
+	dir := filepath.Join(root, "site", "xlog")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const key = "site/xlog/000000010000000000000001"
+	done := make(chan error, 1) // the second writer's report
+	waits := make(chan struct{}, 1)
+	var failed atomic.Bool
+	l := &Local{root: root, lockWait: func() {
+		select {
+		case waits <- struct{}{}:
+		default:
+		}
+	}}
+	l.fsync = func(f *os.File) error {
+		if filepath.Clean(f.Name()) != dir || !failed.CompareAndSwap(false, true) {
+			return f.Sync()
+		}
+		// The first writer linked the object and fsyncs the directory:
+		// the second writer finds it now. The first one's fsync fails
+		// once the second has reported, or waits for the first.
+		go func() { done <- second(ctx, l, key) }()
+		select {
+		case err := <-done:
+			done <- err
+		case <-waits:
+		case <-time.After(time.Minute):
+			t.Error("the second writer neither finished nor waited for the first")
+		}
+		return syscall.EIO
+	}
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Create with a failing fsync of its directory = %v, want EIO", err)
+	}
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the second writer did not finish")
+	}
+	switch {
+	case err == nil || errors.Is(err, ErrExist):
+		if _, serr := l.Stat(ctx, key); serr != nil {
+			t.Fatalf("the second writer reported the object stored (%v), then the first writer's failure removed it: %v", err, serr)
+		}
+	case errors.Is(err, ErrNotFound):
+		// Not reported stored: the key is free for the next push.
+		if err := l.Create(ctx, key, strings.NewReader("wal"), nil); err != nil {
+			t.Fatalf("Create again: %v", err)
+		}
+	default:
+		t.Fatalf("the second writer: %v, want it stored or ErrNotFound", err)
+	}
+	wantStored(t, l, key, "wal")
+}
+
+// wantStored fails the test unless l holds want under key.
+func wantStored(t *testing.T, l *Local, key, want string) {
+	t.Helper()
+	rc, _, err := l.Open(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if b, err := io.ReadAll(rc); err != nil || string(b) != "wal" {
-		t.Errorf("stored %q, %v", b, err)
+	if b, err := io.ReadAll(rc); err != nil || string(b) != want {
+		t.Errorf("stored %q, %v; want %q", b, err, want)
 	}
 }

@@ -66,6 +66,12 @@ func errLinkOut(root, link string, err error) error {
 // changes nothing for a regular file's reads). os.Root's own OpenFile
 // would follow a link that stays in d.
 func openBeneath(d *os.Root, name string) (*os.File, error) {
+	return openatBeneath(d, name, unix.O_RDONLY, 0)
+}
+
+// openatBeneath is openBeneath with the access and creation flags flag
+// and the mode perm of a file it creates.
+func openatBeneath(d *os.Root, name string, flag int, perm uint32) (*os.File, error) {
 	dir, err := d.Open(".")
 	if err != nil {
 		return nil, err
@@ -73,7 +79,7 @@ func openBeneath(d *os.Root, name string) (*os.File, error) {
 	defer dir.Close()
 	p := filepath.Join(d.Name(), name)
 	for {
-		fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(int(dir.Fd()), name, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
 		switch {
 		case err == nil:
 			return os.NewFile(uintptr(fd), p), nil

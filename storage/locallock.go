@@ -1,0 +1,85 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// createLockName is the lock file of a local store's object directory.
+// Create holds its lock from the first link of an object to the end of
+// the directory fsync that makes the links durable (and, when that fsync
+// fails, the removal of what it linked); Sync holds it while it checks
+// and fsyncs an object it found. So an object whose fsync failed is gone
+// before any Sync sees it, and one that a Sync reported durable is never
+// removed by the writer that linked it (see Create). The name starts with
+// a dot: never listed (hidden), never a key (checkFileKey), and, being no
+// temp file, never removed by List.
+const createLockName = ".hoard-create-lock"
+
+// lockPoll is how often lockDir tries again a lock another writer holds.
+// Holders keep it for a few fsyncs.
+const lockPoll = 10 * time.Millisecond
+
+// lockDir takes the create lock of the object directory d (createLockName,
+// flock(2) exclusive: on Linux, also between two opens in one process,
+// and emulated over NFS) and returns the func that releases it. It waits
+// for another holder while ctx lasts; lockWait, when set, is called once
+// when it must wait (tests). Anyone who can write the storage directory
+// could plant a link or a FIFO under the name: a link is not followed and
+// anything but a regular file is refused.
+func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err error) {
+	f, err := openLockFile(d)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file (%s): remove it, hoard creates it again", f.Name(), fi.Mode().Type())
+		}
+		return nil, err
+	}
+	for waited := false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return func() { _ = f.Close() }, nil // closing releases the lock
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case !errors.Is(err, syscall.EWOULDBLOCK):
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s of %s: %w", createLockName, d.Name(), err)
+		}
+		if !waited && l.lockWait != nil {
+			l.lockWait()
+		}
+		waited = true
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, ctx.Err()
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+// openLockFile opens, creating it, the lock file of d, with no link
+// followed and no wait on a FIFO (openatBeneath).
+func openLockFile(d *os.Root) (*os.File, error) {
+	f, err := openatBeneath(d, createLockName, unix.O_RDWR|unix.O_CREAT, 0o600)
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("%s is a symbolic link, which hoard does not follow: someone who can write the storage "+
+			"directory planted it, or it was made by hand; remove it, hoard creates the file again: %w", filepath.Join(d.Name(), createLockName), err)
+	case err != nil:
+		return nil, fmt.Errorf("open the lock file: %w", err)
+	}
+	return f, nil
+}
