@@ -464,10 +464,36 @@ func (s *Swift) putLarge(ctx context.Context, op, key, name string, r io.Reader,
 	headers["X-Object-Manifest"] = manifest
 	headers["Content-Length"] = "0"
 	if _, err := s.c.ObjectPut(ctx, s.container, name, bytes.NewReader(nil), false, "", "application/octet-stream", headers); err != nil {
+		// Swift may have stored the manifest and lost only its answer.
+		// The object then exists, whole, with this upload's metadata: a
+		// retried Create, or a writer that compares its hash
+		// (archive.PushWAL), reports it stored. Deleting its segments
+		// would leave it empty under that report: they go only when
+		// the name is known to hold another manifest or none.
+		committed = s.manifestMayBe(ctx, name, manifest)
 		return s.errorf(ctx, op, key, err)
 	}
 	committed = true
 	return nil
+}
+
+// manifestMayBe reports whether the object name may be the manifest
+// value manifest after a write of it that returned an error: false only
+// when Swift answers that the name holds none or another one.
+func (s *Swift) manifestMayBe(ctx context.Context, name, manifest string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	_, h, err := s.c.Object(ctx, s.container, name)
+	switch {
+	case errors.Is(err, swift.ObjectNotFound):
+		return false
+	case err != nil:
+		return true
+	}
+	// Swift may hand the value back unescaped.
+	got, err1 := url.PathUnescape(h["X-Object-Manifest"])
+	want, err2 := url.PathUnescape(manifest)
+	return err1 != nil || err2 != nil || got == want
 }
 
 // checkSegments waits until the container listing shows the segments as

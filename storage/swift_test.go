@@ -6,8 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ncw/swift/v2"
@@ -202,6 +208,59 @@ func TestSwift(t *testing.T) {
 	// A container that does not exist yet: Stat finds nothing and List
 	// lists nothing (a first wal-push checks its key is free), reads of
 	// content refuse, and the first upload creates the container.
+	// The manifest of a large object reaches Swift, which stores it, but
+	// its answer is lost (a connection cut, a proxy's timeout): the
+	// object exists, complete, and a retry of the Create, or a writer
+	// that compares, finds it with its own hash (archive.PushWAL
+	// reports such a segment archived). So it must stay complete: the
+	// segments its manifest names may not be deleted as those of a
+	// failed upload.
+	t.Run("CreateManifestAnswerLost", func(t *testing.T) {
+		u, err := url.Parse(c.AuthURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
+		var lost atomic.Int32
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPut || r.Header.Get("X-Object-Manifest") == "" || !lost.CompareAndSwap(0, 1) {
+				rp.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r) // Swift stores the manifest ...
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conn.Close() // ... and its answer is lost
+		}))
+		t.Cleanup(front.Close)
+		cc := c
+		cc.AuthURL = front.URL + u.Path
+		cc.Prefix = "lostmanifest"
+		st, err := storage.Open(ctx, cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		st = storage.WithRetry(st, storage.RetryOptions{Initial: 100 * time.Millisecond})
+		const key = "site/xlog/000000010000000000000001"
+		data := randomBytes(netFailSize, 7)
+		err = st.Create(ctx, key, onlyReader{bytes.NewReader(data)}, storage.Metadata{"hash": "ours"})
+		if lost.Load() == 0 {
+			t.Fatal("no manifest PUT went through the proxy")
+		}
+		t.Logf("Create with the manifest's answer lost: %v", err)
+		if _, serr := st.Stat(ctx, key); errors.Is(serr, storage.ErrNotFound) {
+			t.Fatalf("Swift stored the manifest, but the key holds no object (Create: %v)", err)
+		}
+		if got := read(t, st, key); !bytes.Equal(got, data) {
+			t.Errorf("Create = %v, and the key holds %d bytes, not the %d written: the segments its manifest names were deleted", err, len(got), len(data))
+		}
+	})
+
 	t.Run("NewContainer", func(t *testing.T) {
 		fresh := c
 		fresh.ContainerName = "hoard-new"
