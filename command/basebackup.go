@@ -60,7 +60,8 @@ daemon takes it at once, or right after the backup it is taking. The command exi
 once the daemon has queued the request, without waiting for the backup (see hoard list);
 a request that the daemon's shutdown (or a reload restarting the site) cuts short is
 dropped, with the warning "basebackup request dropped" in the daemon's log: request it
-again. --local takes the backup in this process regardless.
+again. A site already stopping refuses the request (503, "the site is stopping"), and the
+command fails (exit 1). --local takes the backup in this process regardless.
 
 --incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:
 hoard sends the backup_manifest of the newest stored backup of the same system and

@@ -32,6 +32,10 @@ var (
 	// ErrMaintenance means the maintenance mode file exists: no
 	// basebackup starts until it is removed (503).
 	ErrMaintenance = errors.New("maintenance mode: no basebackups start while the maintenance mode file exists")
+	// ErrSiteStopping means the site's backup loop has ended (the daemon
+	// is shutting down, or a reload is restarting the site): nothing
+	// would take the backup, so it is refused rather than queued (503).
+	ErrSiteStopping = errors.New("the site is stopping (shutdown or reload): no backup loop takes requests; request it again once the daemon runs it")
 )
 
 // HTTP server limits. A monitoring endpoint answers in milliseconds; these
@@ -222,7 +226,7 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 		case errors.Is(err, ErrBackupPending):
 			http.Error(w, err.Error(), http.StatusConflict)
-		case errors.Is(err, ErrMaintenance):
+		case errors.Is(err, ErrMaintenance), errors.Is(err, ErrSiteStopping):
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		default:
 			log.Error().Err(err).Str(logSite, site).Msg("basebackup request")

@@ -126,6 +126,8 @@ func (f *fakeSites) RequestBackup(site string) error {
 		return errors.New("site broken: scheduler stopped")
 	case "maint":
 		return fmt.Errorf("site maint: %w", ErrMaintenance)
+	case "stopping":
+		return fmt.Errorf("site stopping: %w", ErrSiteStopping)
 	default:
 		return fmt.Errorf("site %q: %w", site, ErrUnknownSite)
 	}
@@ -217,6 +219,7 @@ func TestServeHTTP_Endpoints(t *testing.T) {
 		{"ErrUnknownSiteArchive", "PUT", "/nosuch/archive/basebackup", 404},
 		{"ErrBackupFailed", "POST", "/broken/basebackup", 500},
 		{"ErrMaintenance", "POST", "/maint/basebackup", 503},
+		{"ErrSiteStopping", "POST", "/stopping/basebackup", 503},
 		{"ErrMethodBackup", "GET", "/main/basebackup", 405},
 		{"ErrMethodMetrics", "POST", "/metrics", 405},
 		{"ErrNotFound", "GET", "/nothing/here", 404},

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,21 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 )
 
+// requestDaemon returns a daemon for the backup loop of site main
+// (archiveCommandLoop) that logs into logs, the node's connection string,
+// at which no server answers (a requested backup fails and waits to be
+// retried), and the site's archive, in memory.
+func requestDaemon(t *testing.T) (d *daemon, logs *testio.SyncBuffer, conn string, arch *archive.Archive) {
+	t.Helper()
+	d = testDaemon(t)
+	d.opts.RetentionInterval = time.Hour
+	logs = &testio.SyncBuffer{}
+	d.log = zerolog.New(logs)
+	conn = fmt.Sprintf("host=127.0.0.1 port=%d user=nobody dbname=nobody connect_timeout=2", testio.FreePort(t))
+	arch = &archive.Archive{Codec: &archive.Codec{}, Site: "main", Store: storage.NewMem()}
+	return d, logs, conn, arch
+}
+
 // TestSupervisor_RequestDropped: a basebackup request that the daemon's
 // shutdown cuts short is lost (it was answered when queued), and the
 // backup loop says so at warning level, naming the site, whether the loop
@@ -21,14 +38,7 @@ import (
 func TestSupervisor_RequestDropped(t *testing.T) {
 	for _, taken := range []bool{false, true} {
 		t.Run(fmt.Sprintf("taken=%v", taken), func(t *testing.T) {
-			d := testDaemon(t)
-			d.opts.RetentionInterval = time.Hour
-			logs := &testio.SyncBuffer{}
-			d.log = zerolog.New(logs)
-			// No server answers on the port: the requested backup fails
-			// and waits to be retried.
-			conn := fmt.Sprintf("host=127.0.0.1 port=%d user=nobody dbname=nobody connect_timeout=2", testio.FreePort(t))
-			arch := &archive.Archive{Codec: &archive.Codec{}, Site: "main", Store: storage.NewMem()}
+			d, logs, conn, arch := requestDaemon(t)
 			var s *supervisor
 			var stop func() error
 			if taken {
@@ -67,5 +77,33 @@ func TestSupervisor_RequestDropped(t *testing.T) {
 				t.Errorf("log lines of the dropped request: %q, want one warning naming site main and why", dropped)
 			}
 		})
+	}
+}
+
+// TestSupervisor_RequestAfterStop: a request that arrives once the site's
+// backup loop has ended (a shutdown, or a reload restarting the site,
+// before its supervisor is replaced) would run nowhere: it is refused
+// with ErrSiteStopping (503 over http) instead of being answered as
+// queued, and nothing is logged as dropped.
+func TestSupervisor_RequestAfterStop(t *testing.T) {
+	d, logs, conn, arch := requestDaemon(t)
+	_, stop := archiveCommandLoop(t, d, conn, arch)
+	if err := stop(); err != nil {
+		t.Fatalf("backup loop: %v", err)
+	}
+	err := d.requestBackup("main")
+	if !errors.Is(err, ErrSiteStopping) || !strings.Contains(err.Error(), "site main") {
+		t.Fatalf("request after the backup loop ended: %v, want ErrSiteStopping naming site main", err)
+	}
+	// What hoard basebackup sees: 503 and why, which it reports with a
+	// non-zero exit (it takes no backup itself: a daemon answered).
+	srv := startHTTP(t, HTTPOptions{RequestBackup: d.requestBackup, Logger: zerolog.Nop()})
+	h := HTTPConfig{Address: "127.0.0.1", Port: srv.addr.(*net.TCPAddr).Port}
+	err = RequestBackup(context.Background(), h, "main")
+	if err == nil || errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "site is stopping") {
+		t.Errorf("hoard basebackup's request: %v, want the daemon's 503 saying the site is stopping", err)
+	}
+	if strings.Contains(logs.String(), "basebackup request dropped") {
+		t.Errorf("a refused request was logged as dropped:\n%s", logs)
 	}
 }

@@ -59,11 +59,14 @@ type supervisor struct {
 	// unstored, for its receiver to adopt (walstream.Options.StreamEnd).
 	streamEnd walstream.StreamEnd
 
-	mu       sync.Mutex
-	recv     *walstream.Receiver // nil unless streaming (and started)
-	up       *uploader
-	st       SiteStatus
-	waitSync time.Time // when the upload queue was last seen empty
+	mu sync.Mutex
+	// requestsEnded is set when the backup loop has ended: request
+	// refuses from then on (endRequests).
+	requestsEnded bool
+	recv          *walstream.Receiver // nil unless streaming (and started)
+	up            *uploader
+	st            SiteStatus
+	waitSync      time.Time // when the upload queue was last seen empty
 	// streaming is whether the receiver was connected at the last refresh.
 	streaming bool
 	// holesResolved is how many of the receiver's holes (Status.Holes) a
@@ -114,26 +117,58 @@ func newSupervisor(d *daemon, s Site) *supervisor {
 }
 
 // request asks for a basebackup. A request already waiting makes it
-// ErrBackupPending; one made while a backup runs is taken after it.
+// ErrBackupPending; one made while a backup runs is taken after it. Once
+// the backup loop has ended (endRequests) it is ErrSiteStopping: nothing
+// would take it.
 func (s *supervisor) request() error {
+	// s.mu orders a request against endRequests: one queued here is in
+	// the channel when endRequests looks, so it is logged as dropped if
+	// not taken, and one made after it is refused.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.requestsEnded {
+		return fmt.Errorf("site %s: %w", s.site.Name, ErrSiteStopping)
+	}
 	select {
 	case s.requests <- struct{}{}:
-		s.update(func(st *SiteStatus) { st.BackupRequested = true })
+		s.st.BackupRequested = true
 		return nil
 	default:
 		return fmt.Errorf("site %s: %w", s.site.Name, ErrBackupPending)
 	}
 }
 
-// takeRequest removes a request waiting for the backup loop and reports
-// whether there was one.
-func (s *supervisor) takeRequest() bool {
+// endRequests makes request refuse further requests and reports whether
+// one was waiting for the backup loop (it is removed: nothing takes it
+// now). It is called when the backup loop ends, and when the site stops
+// before it started.
+func (s *supervisor) endRequests() bool {
+	s.mu.Lock()
+	s.requestsEnded = true
+	s.st.BackupRequested = false
+	s.mu.Unlock()
 	select {
 	case <-s.requests:
 		return true
 	default:
 		return false
 	}
+}
+
+// dropRequests ends the site's requests (endRequests) and logs the one
+// that is lost, if any: the backup loop had taken it (taken) or it was
+// waiting. Requests live in memory only, and whoever asked was answered
+// when it was queued: the warning tells them to ask again.
+func (s *supervisor) dropRequests(ctx context.Context, taken bool) {
+	if !s.endRequests() && !taken {
+		return
+	}
+	why := "the backup loop ended"
+	if cause := context.Cause(ctx); cause != nil {
+		why = cause.Error()
+	}
+	s.log.Warn().Str("why", why).
+		Msg("basebackup request dropped: the site stopped (shutdown or reload) before the backup was stored; request it again")
 }
 
 // listSoon wakes the backup loop to list the backups (a backup was
@@ -160,6 +195,9 @@ func (s *supervisor) setError(err error) {
 // cannot be opened, or the WAL receiver stopped for good (the server is
 // not the one the spool came from, or it removed WAL the archive needs).
 func (s *supervisor) run(ctx context.Context) error {
+	// A site that stops before its backup loop runs (no archive, no
+	// receiver) refuses requests too; after the loop this finds none.
+	defer s.dropRequests(ctx, false)
 	arch, closeArch, err := s.site.OpenArchive(ctx)
 	if err != nil {
 		return fmt.Errorf("open archive: %w", err)
@@ -265,16 +303,9 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		warnedFor   string    // the node's system warnOtherHistories last looked for
 		listed      time.Time // when the backups were last listed
 	)
-	// Requests live in memory only: one that shutdown (or a reload that
-	// restarts the site) cuts short, waiting or running, is gone, and
-	// whoever asked was answered when it was queued. Say so, so that they
-	// know to ask again.
-	defer func() {
-		if ctx.Err() != nil && (requested || s.takeRequest()) {
-			s.log.Warn().Str("why", context.Cause(ctx).Error()).
-				Msg("basebackup request dropped: the site stopped (shutdown or reload) before the backup was stored; request it again")
-		}
-	}()
+	// A request that shutdown (or a reload that restarts the site) cuts
+	// short, waiting or running, is gone; later ones are refused.
+	defer func() { s.dropRequests(ctx, requested) }()
 	if s.site.WAL == WALStream {
 		// The receiver must hold the slot before the first backup starts:
 		// a slot created after the backup's checkpoint would stream from
