@@ -38,7 +38,10 @@ import (
 //     its check when it completes finds the parent gone and it fails.
 //   - A marker no longer counts once it is stale as an orphaned chunk
 //     folder is (OrphanMinAge): written more than a day ago and before
-//     the newest backup started. Retention then deletes it.
+//     the newest backup started. Retention then deletes it. A backup
+//     that runs for longer stores a new marker every
+//     IncrementalMarkerRefresh and deletes the previous one
+//     (KeepIncrementalMarker), so its own never goes stale.
 //
 // Someone who can write to the bucket can plant markers: a marker only
 // ever makes retention keep backups (and their WAL), and a planted one
@@ -219,4 +222,44 @@ func (a *Archive) keepMarkedAgain(ctx context.Context, plan *RetentionPlan, log 
 	}
 	plan.Delta = nil
 	return nil
+}
+
+// IncrementalMarkerRefresh is how often a running incremental backup
+// stores its marker again (KeepIncrementalMarker): a quarter of
+// OrphanMinAge, so that a backup running for days keeps its parent's
+// chain, even when a few of the new markers fail to store.
+const IncrementalMarkerRefresh = OrphanMinAge / 4
+
+// KeepIncrementalMarker keeps the marker key (MarkIncrementalParent) of
+// an incremental backup counting for as long as the backup runs: a
+// marker counts no more once it is stale (markerStale, a day old), so at
+// each tick it stores a new marker of the same parent, then deletes the
+// previous one; one is always stored. It returns when ctx ends, with the
+// key of the marker stored last (the one a failed backup deletes). A new
+// marker that fails to store is logged and tried at the next tick: the
+// previous one counts meanwhile. Should none store for a day, the
+// backup's last check of its parent's chain (before its control object)
+// still refuses a chain that retention deleted.
+func (a *Archive) KeepIncrementalMarker(ctx context.Context, key string, tick <-chan time.Time, log zerolog.Logger) string {
+	parent, _, _ := strings.Cut(strings.TrimPrefix(key, a.Layout.incrementalMarkerDir()), "/")
+	for {
+		select {
+		case <-ctx.Done():
+			return key
+		case <-tick:
+		}
+		next, err := a.MarkIncrementalParent(ctx, parent)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn().Err(err).Str("marker", key).Msg("incremental backup's marker not stored again: the previous one counts until it is a day old; trying again later")
+			}
+			continue
+		}
+		// A crash (or a failed delete) between the two leaves both
+		// markers: the older one goes once it is stale.
+		if err := a.Store.Delete(ctx, key); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Str("marker", key).Msg("incremental backup's previous marker not deleted: retention deletes it once it is stale")
+		}
+		key = next
+	}
 }

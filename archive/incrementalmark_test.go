@@ -155,3 +155,75 @@ func TestArchive_PlanRetentionIncrementalMarker(t *testing.T) {
 		}
 	})
 }
+
+// markers returns the keys of the markers of incremental backups in a.
+func markerKeys(t *testing.T, a *Archive) []string {
+	t.Helper()
+	var keys []string
+	err := a.Store.List(context.Background(), a.Layout.incrementalMarkerDir(), func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// TestArchive_KeepIncrementalMarker: an incremental backup that runs for
+// more than OrphanMinAge keeps its parent's chain from retention.
+// KeepIncrementalMarker stores a new marker at each tick and deletes the
+// previous one; the clock is simulated by the ticks and by the store's
+// times of the markers (a tick every IncrementalMarkerRefresh from the
+// backup's start, on 8 March at 11:00, to retention on 10 March at 12:00,
+// after a full backup completed on 9 March). Without the new markers,
+// the first one is stale by then (TestArchive_PlanRetentionIncrementalMarker/Stale)
+// and retention deletes the parent.
+func TestArchive_KeepIncrementalMarker(t *testing.T) {
+	ctx := context.Background()
+	a, dir, now := markedArchive(t)
+	key, err := a.MarkIncrementalParent(ctx, "2024-03-08_10-00_0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2024, 3, 8, 11, 0, 0, 0, time.UTC)
+	setModified(t, dir, []string{key}, at)
+
+	tick := make(chan time.Time)
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan string, 1)
+	go func() { done <- a.KeepIncrementalMarker(kctx, key, tick, zerolog.Nop()) }()
+ticks:
+	for at = at.Add(IncrementalMarkerRefresh); at.Before(now); at = at.Add(IncrementalMarkerRefresh) {
+		tick <- at
+		// The new marker is stored before the previous one goes.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			keys := markerKeys(t, a)
+			if len(keys) == 1 && keys[0] != key {
+				key = keys[0]
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("at %s: markers %v, want one in place of %s within 1m", at, keys, key)
+				break ticks
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		setModified(t, dir, []string{key}, at)
+	}
+	cancel()
+	if got := <-done; got != key {
+		t.Errorf("KeepIncrementalMarker returned %s, want the last marker %s", got, key)
+	}
+
+	p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Delete) != 0 || len(p.Orphans) != 0 {
+		t.Errorf("plan deletes %v and orphans %+v after the backup ran %s, want the parent's chain and its marker kept",
+			names(p.Delete), p.Orphans, now.Sub(time.Date(2024, 3, 8, 11, 0, 0, 0, time.UTC)))
+	}
+}

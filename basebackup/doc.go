@@ -87,7 +87,10 @@
 // its marker. A completed one leaves it, so that a retention run planned
 // before the backup was listed still sees it when it deletes, and so
 // does a crash; a marker counts until it is a day old and older than the
-// newest backup, and retention then deletes it.
+// newest backup, and retention then deletes it. While the backup runs it
+// stores a new marker every six hours and deletes the previous one
+// (archive.KeepIncrementalMarker), so that a backup running for more than
+// a day keeps its parent's chain all along.
 //
 // Each tablespace's tar stream (the main data directory comes last) is
 // received on a goroutine of its own into a few large buffers (readAhead),

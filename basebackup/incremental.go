@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -176,6 +177,22 @@ func (r *run) checkParent(ctx context.Context, p *parentBackup) error {
 		}
 	}
 	return nil
+}
+
+// keepMarker keeps the backup's marker from going stale while the backup
+// runs, however long (archive.KeepIncrementalMarker), until the returned
+// stop is called; stop waits for it and records the marker stored last
+// in r.marker, the one unmark deletes.
+func (r *run) keepMarker(ctx context.Context) (stop func()) {
+	kctx, cancel := context.WithCancel(ctx)
+	t := time.NewTicker(archive.IncrementalMarkerRefresh)
+	done := make(chan string, 1)
+	go func() { done <- r.o.Archive.KeepIncrementalMarker(kctx, r.marker, t.C, r.log) }()
+	return func() {
+		cancel()
+		t.Stop()
+		r.marker = <-done
+	}
 }
 
 // unmark deletes the backup's marker (a failed backup's), under a context

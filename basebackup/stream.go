@@ -147,6 +147,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		if parent, err = r.prepareIncremental(gctx, repl); err != nil {
 			return nil, err
 		}
+		defer r.keepMarker(ctx)()
 	}
 	bb, err := repl.StartBaseBackup(gctx, replication.BaseBackupOptions{
 		Label:    o.Label,
