@@ -25,10 +25,12 @@ import (
 // SiteSegmentSize returns the WAL segment size the first page of a
 // complete segment stored in a's own xlog/ declares: the first of starts
 // (segment names, the start segments of the backups that record no size,
-// the most useful first) that is stored and reads back whole and checked
-// (copyChecked: the hash, the page header against the name and the
-// length), else the newest stored segment's. It reads the whole object, so
-// that in a site with keys the declared size is authenticated. 0 with a
+// the most useful first) that is stored and reads back checked, else the
+// newest stored segment's. In a site with keys it reads the whole object
+// (copyChecked: the HMAC, the hash, the page header against the name and
+// the length), so that the declared size is authenticated against
+// whoever holds no key; in a site without keys, where nothing
+// authenticates, only the first page (firstPageSize). 0 with a
 // nil error when no segment is stored or none reads back checked: the
 // size is not known, and no WAL is readable at any size. An error of the
 // store, while listing or reading a segment, is returned: a segment it
@@ -68,8 +70,9 @@ var errNotChecked = errors.New("segment does not read back checked")
 // StoreID (tests' memory stores) are not cached.
 var learnedSizes sync.Map // string -> uint64
 
-// segmentSize reads the stored segment name whole and returns the size
-// its first page declares.
+// segmentSize reads the stored segment name and returns the size its
+// first page declares: the whole object in a site with keys, its first
+// page in one without (firstPageSize).
 func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) {
 	if !wal.IsSegmentName(name) {
 		return 0, fmt.Errorf("%s: %w", name, errNotChecked)
@@ -90,6 +93,9 @@ func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) 
 		return 0, fmt.Errorf("segment size from %s: %w", key, err)
 	}
 	defer rc.Close()
+	if !a.Codec.hasKeys() {
+		return a.firstPageSize(rc, cacheKey, key, name)
+	}
 	// A read error that is no DecodeError is the store's (a connection
 	// reset halfway): the segment may be sound, so the size is not known
 	// and the listing fails, rather than skip to a guess.
@@ -103,6 +109,42 @@ func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) 
 		if read.err != nil && !errors.As(read.err, &de) {
 			return 0, fmt.Errorf("segment size from %s: %w", key, read.err)
 		}
+		return 0, fmt.Errorf("%s: %w: %w", name, errNotChecked, err)
+	}
+	if a.StoreID != "" {
+		learnedSizes.Store(cacheKey, uint64(h.SegmentSize))
+	}
+	return uint64(h.SegmentSize), nil
+}
+
+// hasKeys reports whether c holds or requires encryption keys: then its
+// objects' HMAC authenticates them against whoever holds no key.
+func (c *Codec) hasKeys() bool {
+	return c.PublicKey != nil || len(c.PrivateKeys) != 0 || c.RequireEncryption
+}
+
+// firstPageSize returns the size the first page of segment name, read
+// from rc, declares, checked against the name (wal.CheckSegment: the
+// page address at that size, the timeline). It is for a site without
+// keys: there, anyone who can write the bucket can write the hash
+// metadata too, so reading the whole segment to check its hash adds no
+// authentication, only a download of up to 1 GiB per process. A first
+// page that does not decode or check is errNotChecked; the store's
+// read error is returned as such.
+func (a *Archive) firstPageSize(rc io.Reader, cacheKey, key, name string) (uint64, error) {
+	head := make([]byte, wal.PageHeaderSize)
+	if _, err := io.ReadFull(rc, head); err != nil {
+		var de *DecodeError
+		if errors.As(err, &de) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, fmt.Errorf("%s: %w: %w", name, errNotChecked, err)
+		}
+		return 0, fmt.Errorf("segment size from %s: %w", key, err)
+	}
+	h, err := wal.DecodePageHeader(head)
+	if err == nil {
+		h, err = wal.CheckSegment(name, head, int64(h.SegmentSize))
+	}
+	if err != nil {
 		return 0, fmt.Errorf("%s: %w: %w", name, errNotChecked, err)
 	}
 	if a.StoreID != "" {

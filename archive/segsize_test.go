@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 
 	"github.com/rs/zerolog"
 
+	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/jackc/pglogrepl"
@@ -95,7 +97,9 @@ func TestScanBackups_ErrPGHoardSegmentSizeStorage(t *testing.T) {
 	a := &Archive{Store: mem, Codec: &Codec{}, Layout: Layout{Prefix: "site"}, Site: "site"}
 	putBackup(t, a, "2024-03-04_10-00_0", start, 1, 0)
 	putWALData(t, a, start, waltest.Segment(t, start, 1<<20, 1))
-	a.Store = &readFailStore{Store: mem, after: 4096}
+	// Before the first page's header is read: a site without keys reads
+	// no more of the segment.
+	a.Store = &readFailStore{Store: mem, after: 16}
 	bs, err := a.ScanBackups(ctx)
 	if !errors.Is(err, errReadReset) {
 		t.Fatalf("ScanBackups = %d sound, %d damaged, %v; want the storage's read error", len(bs.Sound), len(bs.Damaged), err)
@@ -140,4 +144,77 @@ func (s *readFailStore) Open(ctx context.Context, key string) (io.ReadCloser, st
 		io.Reader
 		io.Closer
 	}{io.MultiReader(io.LimitReader(rc, s.after), iotest.ErrReader(errReadReset)), rc}, o, nil
+}
+
+// TestScanBackups_PGHoardSegmentSizeFirstPage: in a site without keys,
+// where nothing authenticates a segment (its hash metadata is anyone's
+// to write), the size is learned from the segment's first page alone,
+// not from a download of the whole segment (up to 1 GiB). In a site with
+// keys the whole object is read, so that its HMAC, checked at the end,
+// authenticates the size against whoever holds no key: AES-CTR lets them
+// change bytes of the first page unnoticed until then.
+func TestScanBackups_PGHoardSegmentSizeFirstPage(t *testing.T) {
+	const start = "000000010000000100000003"
+	const segSize = 64 << 20
+	data := waltest.Segment(t, start, segSize, 1)
+	for _, tc := range []struct {
+		name  string
+		codec *Codec
+		whole bool // the whole object read
+	}{
+		{"OKKeyless", &Codec{}, false},
+		{"OKKeylessSnappy", &Codec{Compression: compress.Snappy}, false},
+		{"OKKeys", retentionCodec(t), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			counter := &readCounter{Store: storage.NewMem()}
+			a := &Archive{Store: counter, Codec: tc.codec, Layout: Layout{Prefix: "site"}, Site: "site"}
+			putBackup(t, a, "2024-03-04_10-00_0", start, 1, 0)
+			putWALData(t, a, start, data)
+			o, err := counter.Stat(ctx, a.Layout.WALKey(start))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bs, err := a.ScanBackups(ctx)
+			if err != nil || len(bs.Sound) != 1 || bs.Sound[0].SegmentSize() != segSize {
+				t.Fatalf("ScanBackups = %+v, %v; want one backup read at 64 MiB", bs, err)
+			}
+			got := counter.read.Load()
+			if tc.whole && got != o.Size {
+				t.Errorf("read %d bytes of the %d-byte stored segment, want all of them (its HMAC)", got, o.Size)
+			}
+			if !tc.whole && got > 1<<20 {
+				t.Errorf("read %d bytes of the %d-byte stored segment, want at most 1 MiB: its first page says the size", got, o.Size)
+			}
+		})
+	}
+}
+
+// readCounter counts the bytes read from the objects it opens.
+type readCounter struct {
+	storage.Store
+	read atomic.Int64
+}
+
+func (s *readCounter) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	rc, o, err := s.Store.Open(ctx, key)
+	if err != nil {
+		return nil, o, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{&countingReader{r: rc, n: &s.read}, rc}, o, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
