@@ -62,12 +62,16 @@ func (a *Archive) SiteSegmentSize(ctx context.Context, starts []string) (uint64,
 // copyChecked: it declares no size to trust.
 var errNotChecked = errors.New("segment does not read back checked")
 
-// learnedSizes holds, by StoreID and key, the segment size a stored
-// segment declared when it read back checked, so that the daemon, which
-// lists the backups again and again, reads the segment once per process.
-// An archived segment is never replaced by different bytes; one planted
-// over it later does not change what was learned. Stores without a
-// StoreID (tests' memory stores) are not cached.
+// learnedSizes holds, by StoreID, key and the object's size and time of
+// writing (storage.Object.Changed), the segment size a stored segment
+// declared when it read back checked, so that the daemon, which lists the
+// backups again and again, reads the segment once per process. Another
+// object under the name (hoard never replaces an archived segment, but a
+// segment deleted and archived again by another cluster in the same
+// site, or one planted, is) is read again: a wrong size reads the site's
+// PGHoard backups as damaged, or refuses their restore, until the daemon
+// restarts. A backend without a time of writing keys by the size alone.
+// Stores without a StoreID (tests' memory stores) are not cached.
 var learnedSizes sync.Map // string -> uint64
 
 // segmentSize reads the stored segment name and returns the size its
@@ -78,8 +82,19 @@ func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) 
 		return 0, fmt.Errorf("%s: %w", name, errNotChecked)
 	}
 	key := a.Layout.WALKey(name)
-	cacheKey := a.StoreID + "\x00" + key
+	var cacheKey string
 	if a.StoreID != "" {
+		// The object's identity as the store records it (its size, and
+		// when the store wrote it: a time no writer chooses), so that
+		// another object under the name (the segment deleted, and a new
+		// cluster of another segment size archived into the site) is
+		// read again rather than answered from the cache: one HEAD per
+		// listing in place of a GET per process.
+		o, err := a.Store.Stat(ctx, key)
+		if err != nil {
+			return 0, fmt.Errorf("segment size from %s: %w", key, err)
+		}
+		cacheKey = fmt.Sprintf("%s\x00%s\x00%d\x00%d", a.StoreID, key, o.Size, o.Changed.UnixNano())
 		if n, ok := learnedSizes.Load(cacheKey); ok {
 			return n.(uint64), nil
 		}
