@@ -33,7 +33,12 @@ func TestReceiver_Run_DiskGuard(t *testing.T) {
 			t.Fatalf("not paused after %d segments; status %+v", i, rr.r.Status())
 		}
 		last = switchWAL(t, c)
-		time.Sleep(100 * time.Millisecond)
+		// The receiver has either paused or moved past the segment
+		// switched from: only then is it worth switching again.
+		waitFor(t, "segment "+last+" received or a pause", func() bool {
+			st := rr.r.Status()
+			return st.Paused || st.Segment > last
+		})
 	}
 	checkStaysPaused(t, c, rr, segSize, func() {
 		for range 3 {
@@ -80,7 +85,10 @@ func checkStaysPaused(t *testing.T, c *pgtest.Cluster, rr *running, segSize uint
 	segEnd := paused.Received + pglogrepl.LSN(segSize) - 1
 	segEnd -= segEnd % pglogrepl.LSN(segSize)
 	more()
-	time.Sleep(500 * time.Millisecond) // the window in which nothing may be received
+	// The window in which nothing may be received: a negative
+	// observation, with no event to wait for (a paused receiver reads
+	// nothing from the server), and longer than lagAfterPause's 400 ms.
+	time.Sleep(500 * time.Millisecond)
 	if st := rr.r.Status(); !st.Paused || st.Received > segEnd {
 		t.Fatalf("received %s while paused (at %s, its segment ends at %s)", st.Received, paused.Received, segEnd)
 	}

@@ -430,7 +430,9 @@ func TestReceiver_Run_SyncError(t *testing.T) {
 			t.Logf("%s of %s failed with %s flushed", tc.op, failedAt, before)
 			mu.Unlock()
 			// The slot must not pass the flush position of before the
-			// failure: anything beyond may not be on disk.
+			// failure: anything beyond may not be on disk. Looked at
+			// for 2 s: a negative observation, with no event after
+			// which the server could no longer move the slot.
 			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 				if restart := lsn(t, d.c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'"); restart > before {
 					t.Fatalf("after the %s error in %s the server was told %s is flushed; only %s was fsynced", tc.op, failedAt, restart, before)

@@ -77,7 +77,9 @@ func TestReceiver_StoreThroughBackoff(t *testing.T) {
 	attempts := func() int { return strings.Count(logs.String(), "partial segment upload failed") }
 	waitFor(t, "a failed .partial upload", func() bool { return attempts() >= 1 })
 	from := attempts()
-	time.Sleep(2 * time.Second) // the window attempts are counted over
+	// The window attempts are counted over: a rate, not an event to
+	// wait for.
+	time.Sleep(2 * time.Second)
 	if n := attempts() - from; n > 20 {
 		t.Errorf("%d .partial upload attempts in 2 s while the storage fails, want at most 20 (backoff to 200 ms)", n)
 	}
