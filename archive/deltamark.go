@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -20,7 +22,9 @@ import (
 //   - A hoard delta backup stores its marker,
 //     basebackup_delta_chunk/<bb>/<bb>.running, before it looks for any
 //     delta object, and removes it after its control object is stored.
-//     Its bundle folder is then not empty while it runs.
+//     Its bundle folder is then not empty while it runs, and, as it
+//     stores the marker again every DeltaRunningRefresh
+//     (KeepDeltaRunning), never without an object written within a day.
 //   - ApplyRetention, before it deletes any delta object, stores its own
 //     marker under basebackup_delta_chunk/hoard-retention/, then looks
 //     for a backup the plan did not see (a recent object in a bundle folder
@@ -193,4 +197,31 @@ func (a *Archive) deltaUnseen(ctx context.Context, plan RetentionPlan) (string, 
 		return "", fmt.Errorf("list %s of site %s: %w", cdir, a.Site, err)
 	}
 	return found, nil
+}
+
+// DeltaRunningRefresh is how often a running hoard delta backup stores
+// its marker again (KeepDeltaRunning): a quarter of OrphanMinAge.
+const DeltaRunningRefresh = OrphanMinAge / 4
+
+// KeepDeltaRunning keeps delta backup name's bundle folder from looking
+// orphaned for as long as the backup runs: retention takes the folder of
+// a backup it does not list for a running one only while something in it
+// was written within OrphanMinAge or after the newest backup started
+// (planOrphans, deltaUnseen), and a backup that stored its bundles first
+// may spend longer than that on its delta objects. At each tick it
+// stores the marker (MarkDeltaRunning) again, replacing it, so that the
+// folder was always written to within DeltaRunningRefresh. It returns
+// when ctx ends; the caller stops it before UnmarkDeltaRunning. A store
+// that fails is logged and tried at the next tick.
+func (a *Archive) KeepDeltaRunning(ctx context.Context, name string, tick <-chan time.Time, log zerolog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+		if _, err := a.MarkDeltaRunning(ctx, name); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("delta backup's marker not stored again: its folder counts as running until a day after it was last written; trying again later")
+		}
+	}
 }

@@ -2,8 +2,11 @@ package archive
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // TestArchive_WaitDeltaRetention: a retention marker written just before
@@ -51,4 +54,71 @@ func TestArchive_WaitDeltaRetention(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// TestArchive_KeepDeltaRunning: a hoard delta backup that runs for more
+// than OrphanMinAge after it stored its bundles (hashing and storing
+// large files takes the rest) keeps its bundle folder from retention,
+// which takes a folder of no listed backup for an orphan once nothing
+// was written in it for a day and a newer backup started after it.
+// KeepDeltaRunning stores the backup's marker again at each tick; the
+// clock is simulated by the ticks and the store's times of the folder's
+// objects (a tick every DeltaRunningRefresh from the backup's start, on
+// 8 March at 11:00, to retention on 10 March at 12:00, after a full
+// backup completed on 9 March). Without it the folder, bundles and
+// marker, is deleted as orphaned while the backup runs.
+func TestArchive_KeepDeltaRunning(t *testing.T) {
+	ctx := context.Background()
+	a, dir, now := markedArchive(t)
+	const name = "2024-03-08_11-00_0"
+	if _, err := a.MarkDeltaRunning(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	bundle := a.Layout.DeltaChunkKey(name + "/" + name + "_0")
+	putMarkerKey(t, a, bundle)
+	at := time.Date(2024, 3, 8, 11, 0, 0, 0, time.UTC)
+	setModified(t, dir, []string{a.Layout.DeltaRunningKey(name), bundle}, at)
+
+	tick := make(chan time.Time)
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.KeepDeltaRunning(kctx, name, tick, zerolog.Nop())
+	}()
+ticks:
+	for at = at.Add(DeltaRunningRefresh); at.Before(now); at = at.Add(DeltaRunningRefresh) {
+		tick <- at
+		// Stored again: the store's time moved past the simulated one
+		// of the previous tick.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			o, err := a.Store.Stat(ctx, a.Layout.DeltaRunningKey(name))
+			if err == nil && o.Modified.After(now) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("at %s: marker %+v, %v; want it stored again within 1m", at, o, err)
+				break ticks
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		setModified(t, dir, []string{a.Layout.DeltaRunningKey(name)}, at)
+	}
+	cancel()
+	<-done
+
+	p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range p.Orphans {
+		if strings.Contains(o.Folder, name) {
+			t.Errorf("plan deletes the running delta backup's folder %s as orphaned: %s", o.Folder, o.Reason)
+		}
+	}
+	if _, err := a.Store.Stat(ctx, bundle); err != nil {
+		t.Errorf("bundle %s: %v", bundle, err)
+	}
 }

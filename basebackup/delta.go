@@ -124,6 +124,12 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
+	// Stored again while the backup runs, however long: its folder,
+	// bundles first, must not look orphaned to retention
+	// (archive.KeepDeltaRunning). run stops it before the marker goes.
+	l.stopDeltaMarker = keepMarker(ctx, archive.DeltaRunningRefresh, func(ctx context.Context, tick <-chan time.Time) {
+		l.o.Archive.KeepDeltaRunning(ctx, l.name, tick, l.log)
+	})
 	dr := &deltaResult{manifest: &archive.DeltaManifest{}}
 	dm := dr.manifest
 	dm.Start = archive.LabelTime{Time: began.UTC()}

@@ -184,14 +184,13 @@ func (r *run) checkParent(ctx context.Context, p *parentBackup) error {
 // stop is called; stop waits for it and records the marker stored last
 // in r.marker, the one unmark deletes.
 func (r *run) keepMarker(ctx context.Context) (stop func()) {
-	kctx, cancel := context.WithCancel(ctx)
-	t := time.NewTicker(archive.IncrementalMarkerRefresh)
-	done := make(chan string, 1)
-	go func() { done <- r.o.Archive.KeepIncrementalMarker(kctx, r.marker, t.C, r.log) }()
+	key := r.marker
+	wait := keepMarker(ctx, archive.IncrementalMarkerRefresh, func(ctx context.Context, tick <-chan time.Time) {
+		key = r.o.Archive.KeepIncrementalMarker(ctx, key, tick, r.log)
+	})
 	return func() {
-		cancel()
-		t.Stop()
-		r.marker = <-done
+		wait()
+		r.marker = key
 	}
 }
 

@@ -136,11 +136,14 @@ type localBackup struct {
 	pgdata string
 	spc    []tablespace
 
-	name               string
-	entries            []entry
-	delta              bool         // ModeDelta: see copyDelta
-	deltaState         *deltaBackup // set while copyDelta runs
-	check              *pageCheck   // nil without data checksums
+	name       string
+	entries    []entry
+	delta      bool         // ModeDelta: see copyDelta
+	deltaState *deltaBackup // set while copyDelta runs
+	// stopDeltaMarker stops storing the delta backup's marker again
+	// (copyDelta); nil until it is stored.
+	stopDeltaMarker    func()
+	check              *pageCheck // nil without data checksums
 	compressionThreads int
 
 	mu   sync.Mutex
@@ -314,6 +317,11 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	stopProgress := l.reportProgress(began, total)
 	var results []*chunkResult
 	var dr *deltaResult
+	defer func() {
+		if l.stopDeltaMarker != nil {
+			l.stopDeltaMarker()
+		}
+	}()
 	if l.delta {
 		if dr, err = l.copyDelta(ctx, began); err == nil {
 			results = dr.bundles
@@ -434,6 +442,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		// behind (the delete failed) is harmless: retention takes only
 		// the folders of unlisted backups for running ones, and
 		// CheckBackupSealed does not count it as a chunk.
+		l.stopDeltaMarker() // not stored again after it goes
 		if err := o.Archive.UnmarkDeltaRunning(ctx, l.name); err != nil {
 			log.Warn().Err(err).Msg("delta backup marker not deleted")
 		}
