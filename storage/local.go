@@ -44,6 +44,9 @@ type Local struct {
 	// another writer's lock of the object's directory (lockDir); tests
 	// order two writers with it.
 	lockWait func()
+	// flock is syscall.Flock in lockDir; tests replace it to act as a
+	// file system without locks.
+	flock func(fd int, how int) error
 	// OnSkip, if set, is called by List for each symbolic link under the
 	// prefix that it passes over (it follows none), with its key and why:
 	// hoard and PGHoard make no links in a store, so one was planted or

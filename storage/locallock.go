@@ -46,13 +46,25 @@ func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err err
 		}
 		return nil, err
 	}
+	flock := syscall.Flock
+	if l.flock != nil {
+		flock = l.flock
+	}
 	for waited := false; ; {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		switch {
 		case err == nil:
 			return func() { _ = f.Close() }, nil // closing releases the lock
 		case errors.Is(err, syscall.EINTR):
 			continue
+		case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENOSYS):
+			// A file system without locks (an NFS mount whose server
+			// runs no lock manager): writers go on unlocked, as before
+			// the lock existed, rather than stop archiving there. The
+			// race the lock closes stays open on such a mount
+			// (storage.md says so).
+			_ = f.Close()
+			return func() {}, nil
 		case !errors.Is(err, syscall.EWOULDBLOCK):
 			_ = f.Close()
 			return nil, fmt.Errorf("lock %s of %s: %w", createLockName, d.Name(), err)

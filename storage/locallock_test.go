@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,4 +49,27 @@ func TestLocal_CreateLockPlanted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// On a file system without locks (an NFS mount whose server runs no lock
+// manager: flock fails with ENOLCK) Create and Sync go on unlocked, as
+// before the lock, rather than stop archiving.
+func TestLocal_CreateNoLocks(t *testing.T) {
+	ctx := context.Background()
+	calls := 0
+	l := &Local{root: t.TempDir(), flock: func(int, int) error { calls++; return syscall.ENOLCK }}
+	const key = "site/xlog/000000010000000000000001"
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); err != nil {
+		t.Fatalf("Create without locks: %v", err)
+	}
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); !errors.Is(err, ErrExist) {
+		t.Errorf("Create of a stored key without locks = %v, want ErrExist", err)
+	}
+	if err := l.Sync(ctx, key); err != nil {
+		t.Errorf("Sync without locks: %v", err)
+	}
+	if calls < 3 {
+		t.Errorf("flock called %d times, want one per Create and Sync", calls)
+	}
+	wantStored(t, l, key, "wal")
 }
