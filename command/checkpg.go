@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -211,7 +212,7 @@ func walPushFlag(cmd, name string, envs ...string) (value, how string) {
 	for _, e := range envs {
 		hows = append(hows, e+"=")
 	}
-	hoard, push, next := false, false, false
+	push, next := false, false
 	set := func(v string) {
 		if push {
 			values[0] = v
@@ -219,20 +220,19 @@ func walPushFlag(cmd, name string, envs ...string) (value, how string) {
 			values[1] = v
 		}
 	}
-	for _, f := range strings.Fields(cmd) {
-		w := strings.Trim(f, `"'`)
-		switch {
+	before, args := splitHoardCommand(cmd)
+	for _, f := range before {
+		for i, e := range envs {
+			if v, ok := strings.CutPrefix(f.raw, e+"="); ok {
+				values[2+i] = v
+			}
+		}
+	}
+	for _, f := range args {
+		switch w := f.word; {
 		case next:
 			next = false
-			set(f)
-		case !hoard && path.Base(w) == "hoard":
-			hoard = true
-		case !hoard:
-			for i, e := range envs {
-				if v, ok := strings.CutPrefix(f, e+"="); ok {
-					values[2+i] = v
-				}
-			}
+			set(f.raw)
 		case w == "--" && push:
 			return firstSet(values, hows)
 		case w == "wal-push":
@@ -240,7 +240,7 @@ func walPushFlag(cmd, name string, envs ...string) (value, how string) {
 		case w == "--"+name || w == "-"+name:
 			next = true
 		case strings.HasPrefix(w, "--"+name+"=") || strings.HasPrefix(w, "-"+name+"="):
-			_, v, _ := strings.Cut(f, "=")
+			_, v, _ := strings.Cut(f.raw, "=")
 			set(v)
 		}
 	}
@@ -282,22 +282,34 @@ func sameConfig(other, cfgFile string) bool {
 	return filepath.Clean(other) == abs
 }
 
+// shellWord is a word of a shell command: as written, quotes included,
+// and as the program gets it, quotes trimmed.
+type shellWord struct{ raw, word string }
+
+// splitHoardCommand splits the shell command cmd into words: those
+// before the first one naming the program hoard (any directory, quoted
+// or not), where variables are assigned for it, and those after it,
+// hoard's arguments (none when no word names hoard).
+func splitHoardCommand(cmd string) (before, args []shellWord) {
+	words := []shellWord{}
+	for _, f := range strings.Fields(cmd) {
+		words = append(words, shellWord{raw: f, word: strings.Trim(f, `"'`)})
+	}
+	for i, w := range words {
+		if path.Base(w.word) == "hoard" {
+			return words[:i], words[i+1:]
+		}
+	}
+	return words, nil
+}
+
 // runsHoardWALPush reports whether the shell command cmd runs hoard's
 // wal-push: a word naming the program hoard (any directory, quoted or not)
 // followed by the word wal-push. Other tools have a wal-push too
 // (wal-g wal-push %p).
 func runsHoardWALPush(cmd string) bool {
-	hoard := false
-	for _, f := range strings.Fields(cmd) {
-		f = strings.Trim(f, `"'`)
-		switch {
-		case path.Base(f) == "hoard":
-			hoard = true
-		case f == "wal-push" && hoard:
-			return true
-		}
-	}
-	return false
+	_, args := splitHoardCommand(cmd)
+	return slices.ContainsFunc(args, func(w shellWord) bool { return w.word == "wal-push" })
 }
 
 // walPushGetsPath reports whether the shell command cmd, which runs
@@ -307,16 +319,15 @@ func runsHoardWALPush(cmd string) bool {
 // since PostgreSQL runs the command in the data directory. %% is a literal
 // percent sign, as in archive_command; %f alone is only the file's name.
 func walPushGetsPath(cmd string) bool {
-	hoard, push := false, false
-	for _, f := range strings.Fields(cmd) {
-		switch w := strings.Trim(f, `"'`); {
+	_, args := splitHoardCommand(cmd)
+	push := false
+	for _, w := range args {
+		switch {
 		case push:
-			if w := strings.ReplaceAll(w, "%%", ""); strings.Contains(w, "%p") || strings.Contains(w, "/%f") {
+			if w := strings.ReplaceAll(w.word, "%%", ""); strings.Contains(w, "%p") || strings.Contains(w, "/%f") {
 				return true
 			}
-		case path.Base(w) == "hoard":
-			hoard = true
-		case w == "wal-push" && hoard:
+		case w.word == "wal-push":
 			push = true
 		}
 	}
