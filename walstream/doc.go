@@ -121,6 +121,21 @@
 // (spoolWAL), and so does a session's after an earlier session of the
 // same Run fsynced more of the segment.
 //
+// A server that answers but can never stream that segment again makes
+// the spool's file its only copy too: the slot was dropped and created
+// again, or invalidated by max_slot_wal_keep_size, while no run held it,
+// and the server recycled the WAL (ErrWALRemoved); or the server was
+// restored to an earlier point, and the spool's timeline is not on its
+// history (ErrOtherHistory: WAL of a history the server left, kept as a
+// .partial like an ended timeline's). Each next start ends with the same
+// fatal error, so the leftover, and the copy of a segment a session of
+// this Run fsynced, are stored the same way before Run returns the error
+// (within DrainTimeout), logged at Error with why streaming cannot
+// resume. Other fatal errors store none of it (keepsSpoolWAL): a spool
+// that cannot be written or read, another server (the segment size
+// changed), or another system (changeSystem stores the old system's WAL
+// itself first, and nothing of the new one).
+//
 // An fsync or write error is final for the file: Linux reports a failed
 // writeback once, and a second fsync succeeds whether or not the bytes
 // reached the disk. The session ends without reporting anything past what
@@ -148,7 +163,8 @@
 // storage.
 //
 // Whatever PartialUploadInterval, a session that ends other than by a
-// fatal error (Run's stop included, see Shutdown) (the server shut down, after sending its
+// fatal error, or by one after which the spool's WAL is still worth
+// storing (see Durability), Run's stop included (see Shutdown) (the server shut down, after sending its
 // WAL through the shutdown checkpoint, or the connection failed) queues
 // the same copy of the segment it was receiving, before the next
 // connection, when it grew since the last copy stored (streamend.go): a

@@ -118,31 +118,44 @@ func (r *Receiver) noteLeftover(c spoolContents) {
 // leftoverAfter deals with the leftover after a session that ended with
 // err, having received WAL (progressed) or not, by Run's stop
 // (stopping) or not. A session that received WAL rewrote the segment and
-// stores it itself, and a fatal error (the server or the spool cannot be
-// trusted) stores nothing: the leftover is forgotten. A session that
-// found no server (replication.ErrUnreachable), or Run's stop, stores it
-// as the stream end's copy. Any other end keeps it for the next session:
-// a server that answers still holds the WAL for the slot, and streams it
-// again soon (a restart right after a crash may find the slot still
-// active for the dead run's walsender), so the copy is not stored for
-// nothing.
+// stores it itself: the leftover is forgotten. A session that found no
+// server (replication.ErrUnreachable), or Run's stop, stores it as the
+// stream end's copy. So does a fatal error after which the spool's WAL is
+// still the server's and the server no longer has it or never streams it
+// again (keepsSpoolWAL: the slot was dropped or invalidated while no run
+// held it, ErrWALRemoved; the server was restored to an earlier point,
+// ErrOtherHistory): every next start would end the same way, so the
+// spool's file is the WAL's only copy, and Run stores it before it
+// returns the error. Any other fatal error (the spool, or another server
+// or system) stores nothing and forgets it. Any other end keeps it for
+// the next session: a server that answers still holds the WAL for the
+// slot, and streams it again soon (a restart right after a crash may find
+// the slot still active for the dead run's walsender), so the copy is not
+// stored for nothing.
 func (r *Receiver) leftoverAfter(progressed bool, err error, stopping bool) {
 	name := r.leftover
 	var fe *fatalError
 	switch {
 	case name == "":
-	case progressed, errors.As(err, &fe):
+	case progressed:
+		r.leftover = ""
+	case keepsSpoolWAL(err):
+		r.leftover = ""
+		r.storeLeftover(name, err)
+	case errors.As(err, &fe):
 		r.leftover = ""
 	case stopping, errors.Is(err, replication.ErrUnreachable):
 		r.leftover = ""
-		r.storeLeftover(name)
+		r.storeLeftover(name, nil)
 	}
 }
 
 // storeLeftover queues the valid WAL of the leftover .partial name as
 // the stream end's copy: a failed copy is queued again by
-// retryStreamEnd.
-func (r *Receiver) storeLeftover(name string) {
+// retryStreamEnd. cause is the fatal error that keeps streaming from
+// resuming (keepsSpoolWAL), nil when no server answered or Run stops;
+// with a cause, what is stored is logged at Error, with why.
+func (r *Receiver) storeLeftover(name string, cause error) {
 	n, err := validWAL(filepath.Join(r.opts.SpoolDir, name), name)
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, wal.ErrBadPageHeader):
@@ -167,8 +180,19 @@ func (r *Receiver) storeLeftover(name string) {
 	}
 	r.streamEnd = t
 	r.snapshotMu.Unlock()
-	r.log.Info().Str(logSegment, name).Uint64("bytes", n).
-		Msg("server unreachable: storing the segment in progress an earlier run left in the spool as .partial")
+	switch {
+	case errors.Is(cause, ErrOtherHistory):
+		r.log.Error().Err(cause).Str(logSegment, name).Uint64("bytes", n).
+			Msg("streaming cannot resume: storing the segment in progress an earlier run left in the spool as .partial; " +
+				"it is WAL of a history the server left (restored to an earlier point?)")
+	case cause != nil:
+		r.log.Error().Err(cause).Str(logSegment, name).Uint64("bytes", n).
+			Msg("streaming cannot resume: the server no longer has the segment in progress an earlier run left in the spool; " +
+				"storing the spool's copy, the only one, as .partial")
+	default:
+		r.log.Info().Str(logSegment, name).Uint64("bytes", n).
+			Msg("server unreachable: storing the segment in progress an earlier run left in the spool as .partial")
+	}
 	r.enqueue(t)
 }
 

@@ -238,6 +238,60 @@ func TestReceiver_Run_LeftoverTorn(t *testing.T) {
 	})
 }
 
+// TestReceiver_Run_LeftoverSlotGone: as
+// TestReceiver_Run_LeftoverServerGone, but the server runs on and no
+// longer has the dead run's segment: while no Receiver runs, the slot is
+// dropped and created again (an operator, or a slot invalidated by
+// max_slot_wal_keep_size), and checkpoints recycle the segment. A new Run
+// on the spool connects, cannot resume (ErrWALRemoved, fatal), and the
+// .partial the dead run left is the only copy of the last commits: Run
+// stores it, up to the end of its last valid record, before it returns
+// the error. pg_waldump (PostgreSQL 15) finds the commit in the stored
+// copy.
+func TestReceiver_Run_LeftoverSlotGone(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		g := crashLeftover(t, major)
+		c := g.d.c
+		c.WaitTrue(t, testTimeout, "select not exists (select from pg_replication_slots where slot_name = 'hoard' and active)")
+		c.Exec(t, "select pg_drop_replication_slot('hoard')")
+		// The new slot reserves WAL from the redo point of the last
+		// checkpoint: one after the dead run's segment.
+		switchWAL(t, c)
+		c.Exec(t, "checkpoint")
+		c.Exec(t, "select pg_create_physical_replication_slot('hoard', true)")
+		gone := func() bool {
+			_, err := os.Stat(filepath.Join(c.DataDir, "pg_wal", g.seg))
+			return errors.Is(err, os.ErrNotExist)
+		}
+		waitFor(t, g.seg+" recycled by the server", func() bool {
+			g.d.insert(10)
+			switchWAL(t, c)
+			c.Exec(t, "checkpoint")
+			return gone()
+		})
+
+		g.rr = launch(t, c, g.d.spool, g.d.up, Options{}, nil, nil)
+		var err error
+		select {
+		case err = <-g.rr.done:
+			g.rr.done = nil
+		case <-time.After(testTimeout):
+			t.Fatal("Run did not return after the slot lost the spool's WAL")
+		}
+		if !errors.Is(err, ErrWALRemoved) {
+			t.Fatalf("Run returned %v, want ErrWALRemoved", err)
+		}
+		if !g.d.stored(g.name) {
+			t.Fatalf("Run returned without storing %s, the only copy of the WAL of transaction %s", g.name, g.xid)
+		}
+		data := g.decoded(g.name)
+		if n := g.checkCopy(data); n < g.end {
+			t.Errorf("the stored copy's records end at %d, before the end of the record after the commit at %d", n, g.end)
+		}
+		g.checkCommit(data)
+	})
+}
+
 // serverGone is a spool that a Receiver killed with SIGKILL left, with
 // the server stopped for good, and a new Receiver running on it.
 type serverGone struct {
@@ -472,9 +526,11 @@ func TestValidWAL(t *testing.T) {
 // TestReceiver_leftover: the newest .partial of the spool is noted, unless
 // a complete segment is as new or the previous Run's copy was adopted;
 // a session that received no WAL and found no server, or Run's stop,
-// queues its valid WAL as the stream end's copy, once; a server that
-// answered without streaming keeps it for the next session; a session
-// that received WAL, or a fatal error, forgets it.
+// queues its valid WAL as the stream end's copy, once, and so does a
+// fatal error after which the server cannot stream it again
+// (ErrWALRemoved, ErrOtherHistory); a server that answered without
+// streaming keeps it for the next session; a session that received WAL,
+// or another fatal error, forgets it.
 func TestReceiver_leftover(t *testing.T) {
 	z := waltest.ZeroEndedSegment(t, pgtest.Versions()[len(pgtest.Versions())-1])
 	seg, err := wal.ParseSegmentName(z.Name, 1<<20)
@@ -505,7 +561,12 @@ func TestReceiver_leftover(t *testing.T) {
 		{"ErrEndedTimeline", []string{"00000002.history"}, StreamEnd{}, false, unreachable, false, false, false},
 		{"ErrHandedOver", []string{older}, StreamEnd{Name: older, Length: 8192}, false, unreachable, false, false, false},
 		{"ErrProgressed", nil, StreamEnd{}, true, unreachable, false, false, false},
+		{"OKWALRemoved", nil, StreamEnd{}, false, fatal(fmt.Errorf("resume: %w", ErrWALRemoved)), false, true, false},
+		{"OKOtherHistory", nil, StreamEnd{}, false, fatal(fmt.Errorf("spool is on timeline 3: %w", ErrOtherHistory)), false, true, false},
 		{"ErrFatal", nil, StreamEnd{}, false, fatal(unreachable), false, false, false},
+		{"ErrFatalSegmentSize", nil, StreamEnd{}, false, fatal(errors.New("wal segment size changed")), false, false, false},
+		{"ErrNotFatal", nil, StreamEnd{}, false, fmt.Errorf("resume: %w", ErrWALRemoved), false, false, true},
+		{"ErrProgressedWALRemoved", nil, StreamEnd{}, true, fatal(ErrWALRemoved), false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spool := t.TempDir()

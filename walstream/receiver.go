@@ -404,6 +404,28 @@ func fatal(err error) error {
 // a new base backup is needed.
 var ErrWALRemoved = errors.New("WAL needed to resume was removed from the server")
 
+// ErrOtherHistory is returned (wrapped) by Run when the spool's timeline
+// is not on the server's history: ahead of the server's timeline, or one
+// the server's history file does not name. The server was restored from a
+// backup to an earlier point (or replaced by a standby that did not
+// follow this history), so it never streams the spool's timeline again;
+// the spool's WAL is of a history the server abandoned.
+var ErrOtherHistory = errors.New("not on the server's timeline history")
+
+// keepsSpoolWAL reports whether, after the fatal error err, the spool's
+// WAL is still the site's server's WAL worth storing although streaming
+// cannot resume: the server matched the spool (the same system, checked
+// first) but no longer has that WAL (ErrWALRemoved) or left its history
+// (ErrOtherHistory), so the spool's copy is the only one. Every other
+// fatal error keeps it out of the archive: a spool that cannot be written
+// or read, another server (wal_segment_size changed), and another system
+// (changeSystem stores the old system's WAL itself before it gives up,
+// and nothing of the new one).
+func keepsSpoolWAL(err error) bool {
+	var fe *fatalError
+	return errors.As(err, &fe) && (errors.Is(err, ErrWALRemoved) || errors.Is(err, ErrOtherHistory))
+}
+
 // Run streams until ctx is cancelled or a fatal error occurs. It
 // reconnects, with backoff, after connection and stream errors. At
 // shutdown it fsyncs the partial segment, reports its true flush position
@@ -415,8 +437,11 @@ var ErrWALRemoved = errors.New("WAL needed to resume was removed from the server
 // (PendingStreamEnd gives the copy not stored). Options.StreamEnd, a
 // copy the previous Run left, is stored as this Run's own stream end's;
 // without it, the spool's .partial that an earlier run left is, when a
-// session ends before any WAL arrived (the server is unreachable), up to
-// its last valid record (leftover.go).
+// session ends before any WAL arrived (the server is unreachable, or
+// cannot stream that WAL again: ErrWALRemoved, ErrOtherHistory), up to
+// its last valid record (leftover.go). After those two fatal errors Run
+// also waits, within DrainTimeout, for the stream end's copy before it
+// returns the error.
 // It returns nil after a shutdown by ctx. Run may be called once.
 func (r *Receiver) Run(ctx context.Context) error {
 	if r.started.Swap(true) {
@@ -473,7 +498,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 		// abort the upload in progress (whole or nothing) at once.
 		r.log.Info().Msg("restarting with the same storage destination: the spool is stored by the next run")
 		cancelUploads()
-	case !errors.As(err, &fe):
+	case !errors.As(err, &fe), keepsSpoolWAL(err):
 		r.finishStreamEnd(uploadCtx)
 	}
 	close(stop)

@@ -197,7 +197,7 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 	tli := sys.Timeline
 	switch {
 	case localTLI > sys.Timeline:
-		return 0, fatal(fmt.Errorf("spool is on timeline %d, ahead of the server's timeline %d", localTLI, sys.Timeline))
+		return 0, fatal(fmt.Errorf("spool is on timeline %d, ahead of the server's timeline %d: %w", localTLI, sys.Timeline, ErrOtherHistory))
 	case localTLI == sys.Timeline, localTLI == 0 && sys.Timeline == 1:
 	default:
 		_, content, err := s.conn.TimelineHistory(ctx, sys.Timeline)
@@ -215,7 +215,7 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 		end, nextTLI, ok := history.Switch(uint32(localTLI))
 		next := int32(nextTLI)
 		if !ok {
-			return 0, fatal(fmt.Errorf("spool is on timeline %d, which is not in the history of the server's timeline %d", localTLI, sys.Timeline))
+			return 0, fatal(fmt.Errorf("spool is on timeline %d, which is not in the history of the server's timeline %d: %w", localTLI, sys.Timeline, ErrOtherHistory))
 		}
 		if start < end {
 			// The server streams the rest of the old timeline, then

@@ -32,7 +32,9 @@ import (
 // failure costs one copy of WAL that would have been stored anyway once
 // the segment completes; a copy is queued only when the segment grew
 // since the last one stored. Not a fatal error (the spool or the server
-// cannot be trusted).
+// cannot be trusted), except one after which the server can never stream
+// that WAL again (keepsSpoolWAL: ErrWALRemoved, ErrOtherHistory), when
+// the spool's copy is the only one: Run stores it before it returns.
 //
 // At Run's stop, Run does not return before the copy is stored, with
 // the uploads queued before it (finishStreamEnd), or DrainTimeout
@@ -130,7 +132,7 @@ func (r *Receiver) adoptStreamEnd() {
 // tries it again after a failure.
 func (r *Receiver) storeStreamEnd(cur *segmentFile, err error, stopping bool) {
 	var fe *fatalError
-	if cur == nil || cur.synced == 0 || errors.As(err, &fe) {
+	if cur == nil || cur.synced == 0 || errors.As(err, &fe) && !keepsSpoolWAL(err) {
 		return
 	}
 	name := cur.name() + wal.PartialSuffix
@@ -144,6 +146,9 @@ func (r *Receiver) storeStreamEnd(cur *segmentFile, err error, stopping bool) {
 	ev := r.log.Info()
 	msg := "stream ended: storing the segment in progress as .partial"
 	switch {
+	case keepsSpoolWAL(err):
+		ev = r.log.Error().Err(err)
+		msg = "streaming cannot resume: storing the segment in progress as .partial"
 	case stopping:
 		msg = "stopping: storing the segment in progress as .partial"
 	case !errors.Is(err, replication.ErrStreamEnded):
