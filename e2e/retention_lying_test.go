@@ -131,13 +131,8 @@ func TestRetention_StorageLies(t *testing.T) {
 	src.Stop(t)
 
 	before := bucketKeys(t, minio)
-	main := ""
-	for _, k := range before {
-		if strings.Contains(k, "/basebackup/"+older) {
-			main = k
-		}
-	}
-	if main == "" {
+	main := archive.Layout{Prefix: s.name}.BackupKey(older)
+	if !slices.Contains(before, main) {
 		t.Fatalf("no main object of %s among %q", older, before)
 	}
 	p.hide(main)
