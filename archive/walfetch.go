@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +63,16 @@ type FetchOptions struct {
 	// recovery starts (ClusterReplayStart): that WAL below it is not
 	// read in looking for the system's own (IgnoreOtherHistory).
 	ReplayStart ReplayStart
+	// AcceptTruncated names complete segments the operator accepts
+	// although they are refused as truncated (a *TruncatedSegmentError):
+	// a standby's last segment of an ended timeline, or one PGHoard's
+	// walreceiver mode stored unfinished. Such a segment is delivered,
+	// and recovery ends where its WAL does. Every other check still
+	// refuses it (hash, envelope, page header, timeline, system).
+	AcceptTruncated []string
+	// Truncated, when set, is called with the refusal a segment of
+	// AcceptTruncated was delivered despite, once it is in place.
+	Truncated func(e *TruncatedSegmentError)
 }
 
 // FetchWAL restores the WAL file name (a segment, .partial, .history or
@@ -112,6 +123,12 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
 		chk := fetchChecks{hist: a, systemID: o.SystemID, timeline: o.Timeline, from: o.ReplayStart}
+		if slices.Contains(o.AcceptTruncated, name) {
+			chk.truncated = func(*TruncatedSegmentError) {}
+			if o.Truncated != nil {
+				chk.truncated = o.Truncated
+			}
+		}
 		h, err := arc.fetchKey(ctx, chk, key, name, dir, filepath.Base(dest), fetchTempPrefix)
 		if errors.Is(err, syscall.ENOSPC) && spooled && clearSpool(o.Spool) {
 			// The segments spooled ahead may be what fills pg_wal's
@@ -208,6 +225,10 @@ type fetchChecks struct {
 	timeline uint32
 	// from is FetchOptions.ReplayStart.
 	from ReplayStart
+	// truncated, when not nil, accepts a complete segment refused as
+	// truncated only (FetchOptions.AcceptTruncated) and is called once
+	// it is in place.
+	truncated func(e *TruncatedSegmentError)
 }
 
 // fetchKeyOnce decodes key into destName of dir through a temporary file whose
@@ -241,6 +262,13 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	}()
 
 	h, pages, err := copyChecked(tmp, rc, md, key, name)
+	// copyChecked checks a segment's end last, after its hash, envelope
+	// and page header passed: the operator's acceptance lifts that check
+	// alone, and the timeline and system checks below still run.
+	truncated, _ := errors.AsType[*TruncatedSegmentError](err)
+	if truncated != nil && chk.truncated != nil {
+		err = nil
+	}
 	if err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
 	}
@@ -277,6 +305,9 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	committed = true
 	if err := syncDir(dir); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)
+	}
+	if truncated != nil {
+		chk.truncated(truncated)
 	}
 	return h, nil
 }

@@ -63,7 +63,21 @@ func (s *segmentEnd) check(h wal.PageHeader) error {
 	if !s.rec.Stopped() || s.rec.Switched() || block == 0 || s.nonZero > max(s.rec.Stop(), s.off-block+shortPageHeaderSize) {
 		return nil
 	}
-	return fmt.Errorf("%w: its WAL ends at %s (offset %d) without a WAL switch and zeros follow to the end of the segment: "+
-		"an earlier copy of the segment (a .partial) stored under the complete segment's name, which recovery would take "+
-		"as the end of the WAL", ErrTruncatedSegment, h.PageAddr+pglogrepl.LSN(s.rec.End()), s.rec.End())
+	return &TruncatedSegmentError{End: h.PageAddr + pglogrepl.LSN(s.rec.End()), Offset: s.rec.End()}
 }
+
+// TruncatedSegmentError is the error, wrapping ErrTruncatedSegment, for
+// a complete segment refused as truncated: End is the LSN its WAL ends
+// at, Offset the same in the segment. Recovery through it ends there.
+type TruncatedSegmentError struct {
+	End    pglogrepl.LSN
+	Offset int64
+}
+
+func (e *TruncatedSegmentError) Error() string {
+	return fmt.Sprintf("%v: its WAL ends at %s (offset %d) without a WAL switch and zeros follow to the end of the segment: "+
+		"an earlier copy of the segment (a .partial) stored under the complete segment's name, which recovery would take "+
+		"as the end of the WAL", ErrTruncatedSegment, e.End, e.Offset)
+}
+
+func (e *TruncatedSegmentError) Unwrap() error { return ErrTruncatedSegment }

@@ -36,6 +36,9 @@ func TestApp_ExitCodes(t *testing.T) {
 		{"ErrWALFetchBadGlobalFlag", []string{"--log-level", "bogus", "wal-fetch", "a", "b"}, exitWALFatal},
 		{"ErrWALFetchUnknownFlag", []string{"wal-fetch", "--no-such-flag", "a", "b"}, exitWALFatal},
 		{"ErrWALFetchArgs", []string{"wal-fetch", "a"}, exitWALFatal},
+		{"ErrWALFetchAcceptNotASegment", []string{"wal-fetch", "--accept-truncated", "00000002.history", "a", "b"}, exitWALFatal},
+		{"ErrRestoreAcceptNotASegment", []string{"restore", "--target-dir", "d", "--accept-truncated-wal", "4"}, ExitUsage},
+		{"ErrRestoreAcceptWithRestoreCommand", []string{"restore", "--target-dir", "d", "--accept-truncated-wal", "000000010000000000000004", "--restore-command", "cp /a/%f %p"}, ExitUsage},
 		// A flag hoard does not define, before the command (PGHoard's -D):
 		// the command reports it, wal-fetch with its fatal status, even when
 		// the typo takes a value (--conifg F).

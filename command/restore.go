@@ -89,6 +89,14 @@ it promotes it asks for the history files of the timelines after recovery's, and
 refuses one of another database system above its timeline (exit 255) where the archive
 holds WAL of the restored system on that timeline or a later one.
 
+wal-fetch refuses (exit 255) a complete segment that is an earlier, cut copy: its WAL stops
+before its end with zeros after it (see wal-fetch). A standby's last segment of an ended
+timeline (archive_mode = always) and a segment PGHoard's walreceiver mode stored unfinished
+have that shape too: --accept-truncated-wal SEGMENT (repeatable) writes wal-fetch
+--accept-truncated SEGMENT into the restore_command, and recovery then ends where that
+segment's WAL does, without the transactions committed after it. Not with --restore-command
+(add --accept-truncated to its wal-fetch instead).
+
 A restore creates only directories and regular files, inside the target and tablespace
 directories, and follows no link out of them: a backup holding a symbolic or hard link,
 a device, a FIFO, a sparse file, a member twice, a name outside its directory, or a
@@ -124,6 +132,7 @@ failed; otherwise the directory is incomplete: run again with --overwrite);
 			&cli.BoolFlag{Name: "skip-space-check", Usage: "restore even when a file system of the target or the tablespaces has less free space than the backup needs there"},
 			&cli.BoolFlag{Name: "stop-at-gap", Usage: "without a target: accept a gap in the archived WAL and let recovery stop there (the WAL stored after the gap is not replayed)"},
 			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once", DefaultText: "restore_process_count"},
+			&cli.StringSliceFlag{Name: "accept-truncated-wal", Usage: "accept segment `SEGMENT`, which wal-fetch refuses as truncated (its WAL stops before its end, zeros after): the restore_command written passes it as wal-fetch --accept-truncated, and recovery ends where its WAL does (repeatable)"},
 			&cli.StringFlag{Name: "restore-command", Usage: "restore_command `CMD` to write (default: this hoard's wal-fetch)"},
 			&cli.StringFlag{Name: "recovery-end-command", Usage: "recovery_end_command `CMD` to write"},
 			&cli.StringFlag{Name: "archive-mode", Value: "preserve", Usage: "`preserve` the backup's archive settings, or off: write archive_mode = 'off' so a restored copy does not archive its new timeline into this archive"},
@@ -164,6 +173,14 @@ func runRestore(c *cli.Context) error {
 	if c.Bool("standby") && c.Bool("restore-to-primary") {
 		return usagef("give one of them", "--standby and --restore-to-primary contradict each other")
 	}
+	accept, err := truncatedSegments(c, "accept-truncated-wal")
+	if err != nil {
+		return err
+	}
+	if c.String("restore-command") != "" && len(accept) > 0 {
+		return usagef("add --accept-truncated SEGMENT to the wal-fetch of your --restore-command instead",
+			"--accept-truncated-wal goes into the restore_command hoard writes, and --restore-command gives another")
+	}
 	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return err
@@ -176,6 +193,7 @@ func runRestore(c *cli.Context) error {
 		if walFetch, err = restore.NewWALFetch(c.String("config"), env.name); err != nil {
 			return err
 		}
+		walFetch.AcceptTruncated(accept)
 		if c.String("config") == "" {
 			// Nothing on the command line carries the configuration:
 			// PostgreSQL runs restore_command in its own environment.

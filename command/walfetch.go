@@ -79,6 +79,19 @@ over (set a new backup_sites.<site>.prefix for the upgraded cluster: hoard check
 them). Where the archive holds such WAL, the file stands where the system's own history
 file was: it exits 255 naming that WAL and the likely cause.
 
+A complete segment whose WAL stops before its end at a record that is not valid, with only
+zeros after it and no WAL switch, is refused as truncated: an earlier copy (a .partial) put
+under the complete segment's name, which PostgreSQL would take as the end of the WAL
+(docs/security.md). Two legitimate archives hold such segments too: a standby with
+archive_mode = always archives the last segment of a timeline that ended (its upstream was
+promoted) under its complete name, and PGHoard's experimental walreceiver mode stores an
+unfinished segment padded with zeros under its complete name. --accept-truncated SEGMENT
+(repeatable) is the operator's choice to deliver SEGMENT all the same: recovery then ends
+where its WAL does, and transactions committed after that point are not restored. It is
+logged as a warning naming the segment and that point (wal_end). It accepts that refusal
+alone: a segment whose hash, envelope, page header, timeline or system is refused stays
+refused. The refusal names the point and the flag.
+
 hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
 restore_command it writes: the last segment of the unbroken run of WAL it found archived
 before it wrote anything. A segment recovery asks for that lies on the path of timelines
@@ -135,6 +148,7 @@ EXIT STATUS:
 			&cli.StringFlag{Name: "archived-through", Usage: "the restore found every segment up to `SEGMENT` archived: one of them missing now stops recovery (exit 255)"},
 			&cli.Uint64Flag{Name: "wal-segment-size", Usage: "the cluster's WAL segment size in `BYTES`, for --archived-through",
 				DefaultText: "the one global/pg_control above DEST records"},
+			&cli.StringSliceFlag{Name: "accept-truncated", Usage: "deliver segment `SEGMENT` although it is refused as truncated (its WAL stops before its end, zeros after, no WAL switch): recovery ends where its WAL does (repeatable)"},
 			&cli.StringFlag{Name: "prefetch-worker", Usage: "run as the prefetch worker of spool `DIR` (started by wal-fetch itself)", Hidden: true},
 		),
 		Before: inheritSiteFlags,
@@ -157,12 +171,19 @@ func runWALFetch(c *cli.Context) error {
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}
 	}
+	accept, err := truncatedSegments(c, "accept-truncated")
+	if err != nil {
+		return &exitError{code: exitWALFatal, err: err}
+	}
 	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}
 	}
 	defer closeAll()
-	o := archive.FetchOptions{StandIn: func(key string) {
+	o := archive.FetchOptions{AcceptTruncated: accept, Truncated: func(e *archive.TruncatedSegmentError) {
+		env.log.Warn().Str(logSegment, name).Str("wal_end", e.End.String()).
+			Msg("accepted a segment refused as truncated, as --accept-truncated asks: recovery ends where its wal ends, and transactions committed after that are not restored")
+	}, StandIn: func(key string) {
 		env.log.Info().Str(logSegment, name).Str("key", key).Msg("segment not archived: delivered its .partial copy, the end of the archive")
 	}, SystemEnd: func(e *archive.SystemEnd) {
 		env.log.Warn().Str(logSegment, name).Str("key", e.Partial.Key).Str("why", e.String()).
@@ -210,6 +231,12 @@ func runWALFetch(c *cli.Context) error {
 		env.log.Debug().Str(logSegment, name).Msg("not in the archive")
 		return &exitError{code: exitWALMissing}
 	}
+	if t, ok := errors.AsType[*archive.TruncatedSegmentError](err); ok {
+		return &exitError{code: exitWALFatal, err: usagef(fmt.Sprintf("only if this segment is legitimately cut (a standby's last segment of an ended timeline, "+
+			"or PGHoard's walreceiver mode) and you accept ending recovery at %s: pass --accept-truncated %s to wal-fetch "+
+			"(hoard restore --accept-truncated-wal %s writes it); transactions committed after %s are then not restored", t.End, name, name, t.End),
+			"%v", err)}
+	}
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}
 	}
@@ -223,6 +250,18 @@ func runWALFetch(c *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// truncatedSegments returns the segment names of the repeatable flag
+// name, each checked to be a complete segment's name.
+func truncatedSegments(c *cli.Context, name string) ([]string, error) {
+	segs := c.StringSlice(name)
+	for _, seg := range segs {
+		if !wal.IsSegmentName(seg) {
+			return nil, usagef("give the 24-hex-digit name of the segment wal-fetch refused as truncated", "--%s %q is not a WAL segment name", name, seg)
+		}
+	}
+	return segs, nil
 }
 
 // archivedThrough reads --archived-through and the segment size its name

@@ -61,9 +61,26 @@ func TestRecoveryRefusesPartialAsSegment(t *testing.T) {
 // copy of the segment's plain bytes ends.
 func partialAsSegment(t *testing.T, s *site, st storage.Store, rows func(*testing.T) (backup, seg, want string), cut func(t *testing.T, seg string, data []byte) int) {
 	_, seg, want := rows(t)
+	key := s.pushCutCopy(t, seg, cut)
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	s.mustHoard("restore", "--target-dir", dir)
+	s.plantCutCopy(t, st, key)
+	out, errOut, verr := s.hoard("verify", "--full")
+	if verr == nil || !strings.Contains(out+errOut, seg) || !strings.Contains(out+errOut, "truncated") {
+		t.Errorf("hoard verify --full after the copy: %v, want a failure naming %s as truncated:\n%s%s", verr, seg, out, errOut)
+	}
+	c, err := pgtest.TryStartDataDir(t, 15, dir, noArchiving)
+	log := refusedRecovery(t, c, err, countRows(t), want)
+	if log != "" && (!strings.Contains(log, "truncated") || !strings.Contains(log, seg)) {
+		t.Errorf("recovery failed, but the log does not show wal-fetch refusing %s as truncated:\n%s", seg, log)
+	}
+}
 
-	// An early copy of the segment, as the daemon stores it while the
-	// segment grows: its WAL up to the cut, zeros after.
+// pushCutCopy stores an early copy of segment seg, as the daemon stores
+// it while the segment grows: its WAL up to where cut says, zeros after,
+// as the segment's .partial. It returns the segment's key.
+func (s *site) pushCutCopy(t *testing.T, seg string, cut func(t *testing.T, seg string, data []byte) int) string {
+	t.Helper()
 	key := archive.Layout{Prefix: s.name}.WALKey(seg)
 	plain := filepath.Join(s.dir, "plain-"+seg)
 	s.mustHoard("object", "get", key, "-o", plain)
@@ -76,21 +93,17 @@ func partialAsSegment(t *testing.T, s *site, st storage.Store, rows func(*testin
 	pgtest.Chown(t, walDir)
 	s.writeFile(filepath.Join(walDir, seg+".partial"), data)
 	s.mustHoard("wal-push", filepath.Join(walDir, seg+".partial"))
+	return key
+}
 
-	dir := filepath.Join(pgtest.TempDir(t), "data")
-	s.mustHoard("restore", "--target-dir", dir)
+// plantCutCopy copies the .partial pushCutCopy stored (object and
+// metadata) under the complete segment's key, as someone who can write
+// the storage but holds no key can.
+func (s *site) plantCutCopy(t *testing.T, st storage.Store, key string) {
+	t.Helper()
 	archivetest.CopyObject(t, st, key+".partial", key)
 	if s.storeDir != "" {
 		pgtest.Chown(t, s.storeDir)
-	}
-	out, errOut, verr := s.hoard("verify", "--full")
-	if verr == nil || !strings.Contains(out+errOut, seg) || !strings.Contains(out+errOut, "truncated") {
-		t.Errorf("hoard verify --full after the copy: %v, want a failure naming %s as truncated:\n%s%s", verr, seg, out, errOut)
-	}
-	c, err := pgtest.TryStartDataDir(t, 15, dir, noArchiving)
-	log := refusedRecovery(t, c, err, countRows(t), want)
-	if log != "" && (!strings.Contains(log, "truncated") || !strings.Contains(log, seg)) {
-		t.Errorf("recovery failed, but the log does not show wal-fetch refusing %s as truncated:\n%s", seg, log)
 	}
 }
 

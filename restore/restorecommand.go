@@ -16,7 +16,15 @@ import (
 // for one site.
 type WALFetch struct {
 	words []string // the executable and its global flags, quoted for the shell
+	// accept are the segments wal-fetch --accept-truncated delivers
+	// although they are refused as truncated.
+	accept []string
 }
+
+// AcceptTruncated makes the command pass segs to wal-fetch as
+// --accept-truncated: the operator accepts that recovery ends where each
+// one's WAL does.
+func (f *WALFetch) AcceptTruncated(segs []string) { f.accept = slices.Clone(segs) }
 
 // NewWALFetch finds this executable for a WALFetch with configuration file
 // configPath (left out when "": the configuration then comes from
@@ -51,6 +59,9 @@ func NewWALFetch(configPath, site string) (*WALFetch, error) {
 // promoting there (archive.Archive.CheckLost).
 func (f *WALFetch) Command(checked *archive.ArchivedThrough) string {
 	args := append(slices.Clone(f.words), "wal-fetch")
+	for _, seg := range f.accept {
+		args = append(args, "--accept-truncated", ShellQuote(seg))
+	}
 	if checked != nil {
 		args = append(args, "--archived-through", checked.Last.Name(checked.SegmentSize),
 			"--wal-segment-size", strconv.FormatUint(checked.SegmentSize, 10))

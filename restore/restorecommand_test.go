@@ -52,3 +52,23 @@ func TestWALFetch_Command(t *testing.T) {
 		t.Errorf("Command(nil) = %q, want %q", got, want)
 	}
 }
+
+// TestWALFetch_CommandAcceptTruncated: the segments the operator accepts
+// as truncated go into every restore_command written, standby or not.
+func TestWALFetch_CommandAcceptTruncated(t *testing.T) {
+	f, err := NewWALFetch("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.AcceptTruncated([]string{"000000010000000000000004", "000000020000000000000007"})
+	exe, _ := os.Executable()
+	exe, _ = filepath.EvalSymlinks(exe)
+	accept := " --accept-truncated 000000010000000000000004 --accept-truncated 000000020000000000000007"
+	at := &archive.ArchivedThrough{Last: wal.Segment{Timeline: 2, No: 0x1FF}, SegmentSize: 1 << 24}
+	if got, want := f.Command(at), ShellQuote(exe)+" wal-fetch"+accept+" --archived-through 0000000200000001000000FF --wal-segment-size 16777216 %f %p"; got != want {
+		t.Errorf("Command = %q, want %q", got, want)
+	}
+	if got, want := f.Command(nil), ShellQuote(exe)+" wal-fetch"+accept+" %f %p"; got != want {
+		t.Errorf("Command(nil) = %q, want %q", got, want)
+	}
+}

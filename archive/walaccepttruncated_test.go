@@ -1,0 +1,110 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestArchive_FetchWAL_AcceptTruncated: a segment refused as truncated
+// (an earlier copy under the complete segment's name) is delivered when
+// the operator names it in FetchOptions.AcceptTruncated, and Truncated
+// says where its WAL ends; accepting it lifts that refusal alone: another
+// segment's name, a tampered envelope, a hash that does not match, a
+// first page of another segment or another system are still refused.
+func TestArchive_FetchWAL_AcceptTruncated(t *testing.T) {
+	ctx := context.Background()
+	name := segName(3)
+	cut := waltest.Segment(t, name, testSegSize, 1)
+	clear(cut[testSegSize/2:])
+	a := &Archive{Store: storage.NewLocal(t.TempDir()), Codec: encryptingCodec(t), Layout: Layout{Prefix: "site"}, Site: "site"}
+	dir := t.TempDir()
+	push := func(file string, data []byte) {
+		t.Helper()
+		path := filepath.Join(dir, file)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.PushWAL(ctx, path, PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push(name, cut)
+	key := a.Layout.WALKey(name)
+	orig, obj := storetest.Read(t, a.Store, key)
+	dest := filepath.Join(dir, "RECOVERYXLOG")
+
+	if err := a.FetchWAL(ctx, name, dest, FetchOptions{}); !errors.Is(err, ErrTruncatedSegment) {
+		t.Fatalf("FetchWAL without accepting it = %v, want %v", err, ErrTruncatedSegment)
+	}
+
+	t.Run("OK", func(t *testing.T) {
+		var got []*TruncatedSegmentError
+		o := FetchOptions{AcceptTruncated: []string{segName(2), name}, Truncated: func(e *TruncatedSegmentError) { got = append(got, e) }}
+		if err := a.FetchWAL(ctx, name, dest, o); err != nil {
+			t.Fatalf("FetchWAL accepting %s = %v, want it delivered", name, err)
+		}
+		t.Cleanup(func() { os.Remove(dest) })
+		if data, err := os.ReadFile(dest); err != nil || !bytes.Equal(data, cut) {
+			t.Errorf("delivered %d bytes (%v), want the copy's %d", len(data), err, len(cut))
+		}
+		if len(got) != 1 || got[0].Offset >= testSegSize/2 {
+			t.Errorf("Truncated called with %v, want once with the WAL's end before the cut at %d", got, testSegSize/2)
+		}
+	})
+
+	for _, tc := range []struct {
+		name   string
+		accept string
+		system uint64
+		edit   func(data []byte, md storage.Metadata) []byte
+		want   string
+	}{
+		{"ErrOtherName", segName(4), 0, nil, ErrTruncatedSegment.Error()},
+		{"ErrTampered", name, 0, func(d []byte, _ storage.Metadata) []byte { d[len(d)/2] ^= 1; return d }, "hmac mismatch"},
+		{"ErrHash", name, 0, func(d []byte, md storage.Metadata) []byte {
+			md[MetaHash] = strings.Repeat("0", len(md[MetaHash]))
+			return d
+		}, "damaged object"},
+		{"ErrOtherSegment", name, 0, func(_ []byte, md storage.Metadata) []byte {
+			other := waltest.Segment(t, segName(5), testSegSize, 1)
+			clear(other[testSegSize/2:])
+			push(segName(5), other)
+			data, o := storetest.Read(t, a.Store, a.Layout.WALKey(segName(5)))
+			clear(md)
+			for k, v := range o.Metadata {
+				md[k] = v
+			}
+			return data
+		}, "page"},
+		{"ErrOtherSystem", name, 42, nil, "system"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.edit != nil {
+				storetest.Rewrite(t, a.Store, key, tc.edit)
+				t.Cleanup(func() {
+					if err := a.Store.Put(ctx, key, bytes.NewReader(orig), obj.Metadata); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+			called := false
+			o := FetchOptions{AcceptTruncated: []string{tc.accept}, SystemID: tc.system, Truncated: func(*TruncatedSegmentError) { called = true }}
+			err := a.FetchWAL(ctx, name, dest, o)
+			if err == nil || errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), tc.want) || called {
+				t.Errorf("FetchWAL accepting %s = %v (Truncated called: %v), want a refusal saying %q", tc.accept, err, called, tc.want)
+			}
+			if _, err := os.Lstat(dest); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s exists after the refusal (%v)", dest, err)
+			}
+		})
+	}
+}
