@@ -27,6 +27,9 @@ const createLockName = ".hoard-create-lock"
 // Holders keep it for a few fsyncs.
 const lockPoll = 10 * time.Millisecond
 
+// lockFileMode is the lock file's mode: see openLockFile.
+const lockFileMode = 0o644
+
 // lockDir takes the create lock of the object directory d (createLockName,
 // flock(2) exclusive: on Linux, also between two opens in one process,
 // and emulated over NFS) and returns the func that releases it. It waits
@@ -39,12 +42,18 @@ func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err err
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
 		_ = f.Close()
 		if err == nil {
 			err = fmt.Errorf("%s is not a regular file (%s): remove it, hoard creates it again", f.Name(), fi.Mode().Type())
 		}
 		return nil, err
+	}
+	if fi.Mode().Perm() != lockFileMode {
+		// A umask took the others' read bit; only the owner may give it
+		// back, and another owner's file is left as it is.
+		_ = f.Chmod(lockFileMode)
 	}
 	flock := syscall.Flock
 	if l.flock != nil {
@@ -83,9 +92,13 @@ func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err err
 }
 
 // openLockFile opens, creating it, the lock file of d, with no link
-// followed and no wait on a FIFO (openatBeneath).
+// followed and no wait on a FIFO (openatBeneath). Read-only and readable
+// by all: flock needs no write access, and every user that writes objects
+// in d must be able to lock it, whoever made the file first (a wal-push
+// run once as root must not make the server user's fail from then on).
+// It holds no data.
 func openLockFile(d *os.Root) (*os.File, error) {
-	f, err := openatBeneath(d, createLockName, unix.O_RDWR|unix.O_CREAT, 0o600)
+	f, err := openatBeneath(d, createLockName, unix.O_RDONLY|unix.O_CREAT, lockFileMode)
 	switch {
 	case errors.Is(err, unix.ELOOP):
 		return nil, fmt.Errorf("%s is a symbolic link, which hoard does not follow: someone who can write the storage "+

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The create lock file is hoard's own, but whoever can write the storage
@@ -72,4 +75,56 @@ func TestLocal_CreateNoLocks(t *testing.T) {
 		t.Errorf("flock called %d times, want one per Create and Sync", calls)
 	}
 	wantStored(t, l, key, "wal")
+}
+
+// The first writer of a directory creates its lock file; every other
+// user that may write objects there must be able to take the lock too.
+// A root-run `hoard wal-push` (by hand, or a restore_command tried as root)
+// that made the lock file in xlog/ must not make every later wal-push of
+// the server's user fail: flock needs no write access, so the file is
+// opened read-only and made readable by all. The second writer runs on a
+// thread whose file system uid is nobody's (setfsuid, which drops root's
+// file capabilities for that thread only).
+func TestLocal_CreateLockOtherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as two users")
+	}
+	ctx := context.Background()
+	root := t.TempDir()
+	dir := filepath.Join(root, "site", "xlog")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(root), root, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocal(root)
+	if err := l.Create(ctx, "site/xlog/000000010000000000000001", strings.NewReader("root's"), nil); err != nil {
+		t.Fatalf("Create as root: %v", err)
+	}
+	const nobody = 65534
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Setfsuid(nobody); err != nil {
+			errc <- err
+			return
+		}
+		errc <- l.Create(ctx, "site/xlog/000000010000000000000002", strings.NewReader("nobody's"), nil)
+	}()
+	if err := <-errc; err != nil {
+		t.Fatalf("Create as another user beside root's lock file: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "000000010000000000000002"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != nobody {
+		t.Errorf("the second object belongs to uid %d, want %d: the test did not act as another user", st.Uid, nobody)
+	}
 }
