@@ -705,8 +705,8 @@ func checkSegment(ctx context.Context, f WALFile) error {
 		return err
 	}
 	defer rc.Close()
-	_, _, err = copyChecked(io.Discard, rc, md, f.Key, f.Name)
-	return err
+	h, _, err := copyChecked(io.Discard, rc, md, f.Key, f.Name)
+	return f.Archive.timelineEnd(ctx, f.Name, h, err)
 }
 
 // keepDamagedWAL makes plan delete no WAL while a's own store holds a

@@ -262,6 +262,7 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	}()
 
 	h, pages, err := copyChecked(tmp, rc, md, key, name)
+	err = chk.hist.timelineEnd(ctx, name, h, err)
 	// copyChecked checks a segment's end last, after its hash, envelope
 	// and page header passed: the operator's acceptance lifts that check
 	// alone, and the timeline and system checks below still run.

@@ -162,7 +162,7 @@ func (f WALFile) CheckSystem(ctx context.Context, systemID uint64) error {
 	}
 	defer rc.Close()
 	h, pages, err := copyChecked(io.Discard, rc, md, f.Key, f.Name)
-	if err != nil {
+	if err = f.Archive.timelineEnd(ctx, f.Name, h, err); err != nil {
 		return err
 	}
 	if wal.IsHistoryFile(f.Name) {

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 
@@ -81,3 +82,33 @@ func (e *TruncatedSegmentError) Error() string {
 }
 
 func (e *TruncatedSegmentError) Unwrap() error { return ErrTruncatedSegment }
+
+// timelineEnd returns err, or nil where err is the *TruncatedSegmentError
+// of the complete segment name and a later timeline's history file in the
+// archive records that name's timeline ending exactly where the segment's
+// WAL does: the last segment of a timeline that ended, which a standby
+// with archive_mode = always archives under its complete name, zeros
+// after the switch point when the file was new (walreceiver.c). The
+// history file is read through readHistory's checks (its hash, and in a
+// site with keys its envelope and that hoard stored it for the system the
+// segment's first page h names), so someone without the key cannot vouch
+// for a cut copy with one of their own. Later timelines are tried upwards until one has no history file
+// (PostgreSQL numbers a new timeline one above the newest it finds); a
+// history file that cannot be read keeps the refusal.
+func (a *Archive) timelineEnd(ctx context.Context, name string, h wal.PageHeader, err error) error {
+	t, ok := errors.AsType[*TruncatedSegmentError](err)
+	if !ok {
+		return err
+	}
+	tli := wal.SegmentTimeline(name)
+	for next := tli + 1; next > tli; next++ {
+		hist, _, herr := a.readHistory(ctx, next, h.SystemID)
+		if herr != nil {
+			return err
+		}
+		if end, _, ok := hist.Switch(tli); ok && end == t.End {
+			return nil
+		}
+	}
+	return err
+}

@@ -82,10 +82,13 @@ file was: it exits 255 naming that WAL and the likely cause.
 A complete segment whose WAL stops before its end at a record that is not valid, with only
 zeros after it and no WAL switch, is refused as truncated: an earlier copy (a .partial) put
 under the complete segment's name, which PostgreSQL would take as the end of the WAL
-(docs/security.md). Two legitimate archives hold such segments too: a standby with
-archive_mode = always archives the last segment of a timeline that ended (its upstream was
-promoted) under its complete name, and PGHoard's experimental walreceiver mode stores an
-unfinished segment padded with zeros under its complete name. --accept-truncated SEGMENT
+(docs/security.md). Not where a later timeline's history file in the archive (checked as
+for recovery: in a site with keys, stored by hoard for the segment's system) records the
+segment's timeline ending exactly where its WAL ends: the last segment of a timeline that
+ended, which a standby with archive_mode = always archives under its complete name.
+Other legitimate archives hold such segments too (that standby's segment without the
+history file; PGHoard's experimental walreceiver mode, which stores an unfinished segment
+padded with zeros under its complete name). --accept-truncated SEGMENT
 (repeatable) is the operator's choice to deliver SEGMENT all the same: recovery then ends
 where its WAL does, and transactions committed after that point are not restored. It is
 logged as a warning naming the segment and that point (wal_end). It accepts that refusal
