@@ -35,6 +35,14 @@ func SetReplaceHook(s *SFTP, hook func(oldname, newname string) error) { s.hook 
 // posix-rename@openssh.com, for tests.
 func DisablePosixRename(s *SFTP) { s.noPosixRename = true }
 
+// CreateLockName is the lock file a local store's writers leave in an
+// object's directory, for tests that list one.
+const CreateLockName = createLockName
+
+// SetLockWait sets the func l calls when it must wait for another
+// writer's lock of an object's directory, for tests.
+func SetLockWait(l *Local, hook func()) { l.lockWait = hook }
+
 // SetOpenHook sets the func l's Open and Stat call between reading the
 // sidecar and opening the object file, for tests.
 func SetOpenHook(l *Local, hook func()) { l.beforeOpen = hook }

@@ -124,6 +124,17 @@ func checkFileKey(key, what string) error {
 // replace.go). The fsync between the renames keeps a crash from persisting
 // the sidecar's rename without the file's. Everything happens in the
 // directory objectDir opens, never through a link out of the store.
+//
+// A directory fsync after a rename that fails loses the object, the old
+// copy included: Put removes what it made visible, under the directory's
+// create lock (lockDir, held from the first rename, as Create holds it),
+// and fails. It is never fsynced again and counted durable (the
+// "fsyncgate" rule, docs/architecture.md). Losing the old copy is safe
+// because every caller that replaces a key still holds what it stores:
+// the daemon's .partial copies (the receiver's file, stored again by the
+// next copy), a delta object stored over a bad one (the backup fails),
+// and a running backup's marker (stored again at its next refresh, which
+// a failed refresh already waits for).
 func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (err error) {
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("put: %w", err)
@@ -166,6 +177,13 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
+	// Held from the first rename to the end of the last directory fsync,
+	// and of the removal should one fail, as in Create.
+	dir, unlock, err := l.lockForSync(ctx, d)
+	if err != nil {
+		return localErr("put", key, err)
+	}
+	defer unlock()
 	// The sidecar temp that may complete the file being replaced, left by
 	// a Put interrupted between its renames; it goes once this one is done.
 	var oldTmp string
@@ -180,14 +198,22 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 		return localErr("put", key, err)
 	}
 	renamed = true
-	if err := l.syncIn(d, "."); err != nil {
-		return localErr("put", key, err)
+	// A failed directory fsync after a rename: the entries may be lost
+	// although the directory reads well, and a second fsync (the Sync of
+	// a retried copy that finds the same bytes stored, PutPartialWAL's)
+	// would succeed without them. So the object goes, sidecar first (the
+	// old one, or the new), and with it the old copy, whose file the
+	// rename replaced: the caller still holds the bytes and stores them
+	// again, which writes and fsyncs new entries. Under the lock nobody
+	// has reported the object stored meanwhile.
+	if err := l.sync(dir); err != nil {
+		return localErr("put", key, l.unlinkUnsynced(d, err, base+sidecarSuffix, mdTmp, base))
 	}
 	if err := l.doRename(d, mdTmp, base+sidecarSuffix); err != nil {
 		return localErr("put", key, err)
 	}
-	if err := l.syncIn(d, "."); err != nil {
-		return localErr("put", key, err)
+	if err := l.sync(dir); err != nil {
+		return localErr("put", key, l.unlinkUnsynced(d, err, base+sidecarSuffix, base))
 	}
 	if oldTmp != "" && oldTmp != mdTmp {
 		_ = d.Remove(oldTmp)
@@ -356,10 +382,10 @@ func (l *Local) mkdirRoot() error {
 // directory up to the store's root and the root's parent: a Put that died
 // before its own fsyncs may have created any of them. It holds the
 // directory's create lock (lockDir) throughout, so the object it finds is
-// not one whose Create is still to learn that its links were lost: that
-// Create removes it first. Like the reads, it opens nothing through a link: not the files (see
-// openBeneath), and the directories through an os.Root of the storage
-// directory.
+// not one whose Create or Put is still to learn that its entries were
+// lost: that writer removes it first. Like the reads, it opens nothing
+// through a link: not the files (see openBeneath), and the directories
+// through an os.Root of the storage directory.
 func (l *Local) Sync(ctx context.Context, key string) error {
 	d, base, err := l.readDir("sync", key, false)
 	if err != nil {
@@ -492,23 +518,12 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 		return fmt.Errorf("create %s: %w", key, err)
 	}
 	// Held from the first link to the end of the directory fsync, and of
-	// the removal should it fail: Sync takes it too, so no writer that
-	// finds the object reports it durable before this one knows whether
-	// its links are (see createLockName).
-	unlock, err := l.lockDir(ctx, d)
+	// the removal should it fail.
+	dir, unlock, err := l.lockForSync(ctx, d)
 	if err != nil {
 		return localErr("create", key, err)
 	}
 	defer unlock()
-	// Opened before the links: Linux reports a writeback error of the
-	// directory to every descriptor opened before it (errseq_t), so
-	// another writer's fsync of the directory, failing first, cannot take
-	// the error of these links away from this one's.
-	dir, err := d.Open(".")
-	if err != nil {
-		return localErr("create", key, err)
-	}
-	defer dir.Close()
 	linked, err := l.linkData(key, d, tmp, base, sum)
 	if err != nil {
 		return err
@@ -538,9 +553,35 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 		// (successfully: the error was reported here) and report it
 		// archived, and this removal would then take away a segment
 		// PostgreSQL recycles.
-		return localErr("create", key, l.unlinkUnsynced(d, base, linked, err))
+		names := []string{base + sidecarSuffix}
+		if linked {
+			names = append(names, base)
+		}
+		return localErr("create", key, l.unlinkUnsynced(d, err, names...))
 	}
 	return nil
+}
+
+// lockForSync takes the create lock of d (lockDir) and opens d itself,
+// for a writer about to make new entries in it and fsync them; unlock
+// closes both. Sync takes the lock too, so no writer that finds the
+// object reports it durable before this one knows whether its entries
+// are (see createLockName). The directory is opened before the entries
+// are made: Linux reports a writeback error of the directory to every
+// descriptor opened before it (errseq_t), so another writer's fsync of
+// the directory, failing first, cannot take the error of these entries
+// away from this one's.
+func (l *Local) lockForSync(ctx context.Context, d *os.Root) (dir *os.File, unlock func(), err error) {
+	release, err := l.lockDir(ctx, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err = d.Open(".")
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return dir, func() { _ = dir.Close(); release() }, nil
 }
 
 // settledExists reports whether the object base of d exists (its sidecar
@@ -562,16 +603,16 @@ func (l *Local) settledExists(ctx context.Context, d *os.Root, base string) (boo
 	return err == nil, nil
 }
 
-// unlinkUnsynced removes the sidecar of base in d and, when linked, the
-// object file, after the directory fsync that was to make them durable
-// failed with err. It returns err with any removal error.
-func (l *Local) unlinkUnsynced(d *os.Root, base string, linked bool, err error) error {
-	rerr := d.Remove(base + sidecarSuffix)
-	if linked && rerr == nil {
-		rerr = d.Remove(base)
-	}
-	if rerr != nil {
-		return fmt.Errorf("%w; remove the object whose directory entry is not durable: %w", err, rerr)
+// unlinkUnsynced removes names from d in order, the object's sidecar
+// first (the object is gone once it is), after the directory fsync that
+// was to make them durable failed with err. A name already missing is
+// passed over; any other removal error stops it, so that no object file
+// goes while a sidecar still names it. It returns err with that error.
+func (l *Local) unlinkUnsynced(d *os.Root, err error, names ...string) error {
+	for _, name := range names {
+		if rerr := d.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("%w; remove the object whose directory entry is not durable: %w", err, rerr)
+		}
 	}
 	return err
 }

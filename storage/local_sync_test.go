@@ -150,6 +150,7 @@ func TestLocal_PutFailedKeepsOld(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return e.Name() == createLockName })
 			if len(entries) != 2 {
 				t.Errorf("the failed Put left files behind: %v", entries)
 			}
@@ -201,27 +202,37 @@ func TestLocal_CreateDirSyncError(t *testing.T) {
 // archive.PushWAL does, or its own Create meets it (ErrExist), which
 // PushWAL's Sync and the signed-backups and signed-histories markers
 // take for stored. What a writer reported stored must stay stored:
-// PostgreSQL recycles the segment.
+// PostgreSQL recycles the segment. The first writer may be a Put over an
+// older copy (the daemon's .partial copy: the object is visible from its
+// first rename), the second its retry finding the same bytes stored
+// (PutPartialWAL's Sync).
 func TestLocal_CreateDirSyncErrorConcurrent(t *testing.T) {
+	create := func(ctx context.Context, l *Local, key string) error {
+		return l.Create(ctx, key, strings.NewReader("wal"), nil)
+	}
+	put := func(ctx context.Context, l *Local, key string) error {
+		return l.Put(ctx, key, strings.NewReader("wal"), nil)
+	}
+	sync := func(ctx context.Context, l *Local, key string) error {
+		if _, err := l.Stat(ctx, key); err != nil {
+			return err
+		}
+		return l.Sync(ctx, key)
+	}
 	for _, tc := range []struct {
-		name   string
-		second func(ctx context.Context, l *Local, key string) error // nil or ErrExist: reported stored
+		name          string
+		first, second func(ctx context.Context, l *Local, key string) error // second: nil or ErrExist is reported stored
+		old           bool                                                  // an older copy is stored first
 	}{
-		{"Sync", func(ctx context.Context, l *Local, key string) error {
-			if _, err := l.Stat(ctx, key); err != nil {
-				return err
-			}
-			return l.Sync(ctx, key)
-		}},
-		{"Create", func(ctx context.Context, l *Local, key string) error {
-			return l.Create(ctx, key, strings.NewReader("wal"), nil)
-		}},
+		{"Sync", create, sync, false},
+		{"Create", create, create, false},
+		{"PutSync", put, sync, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testCreateDirSyncErrorConcurrent(t, tc.second) })
+		t.Run(tc.name, func(t *testing.T) { testCreateDirSyncErrorConcurrent(t, tc.first, tc.second, tc.old) })
 	}
 }
 
-func testCreateDirSyncErrorConcurrent(t *testing.T, second func(ctx context.Context, l *Local, key string) error) {
+func testCreateDirSyncErrorConcurrent(t *testing.T, first, second func(ctx context.Context, l *Local, key string) error, old bool) {
 	ctx := context.Background()
 	root := t.TempDir()
 	dir := filepath.Join(root, "site", "xlog")
@@ -238,6 +249,11 @@ func testCreateDirSyncErrorConcurrent(t *testing.T, second func(ctx context.Cont
 		default:
 		}
 	}}
+	if old {
+		if err := l.Put(ctx, key, strings.NewReader("old"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	l.fsync = func(f *os.File) error {
 		if filepath.Clean(f.Name()) != dir || !failed.CompareAndSwap(false, true) {
 			return f.Sync()
@@ -255,8 +271,8 @@ func testCreateDirSyncErrorConcurrent(t *testing.T, second func(ctx context.Cont
 		}
 		return syscall.EIO
 	}
-	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("Create with a failing fsync of its directory = %v, want EIO", err)
+	if err := first(ctx, l, key); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("first writer with a failing fsync of its directory = %v, want EIO", err)
 	}
 	var err error
 	select {
@@ -290,5 +306,56 @@ func wantStored(t *testing.T, l *Local, key, want string) {
 	defer rc.Close()
 	if b, err := io.ReadAll(rc); err != nil || string(b) != want {
 		t.Errorf("stored %q, %v; want %q", b, err, want)
+	}
+}
+
+// A Put whose fsync of the directory fails after it renamed the new file
+// over the key (or the new sidecar over the old) stores nothing: Linux may
+// have dropped the directory's new entries and report it once, so a retry
+// that found the same bytes stored and fsynced them again (PutPartialWAL's
+// "same bytes" copy calls Sync) would count durable what may be lost. The
+// object is removed, the old copy with it (its file was replaced), so that
+// the retry writes and fsyncs it again.
+func TestLocal_PutDirSyncError(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		nth  int32 // which fsync of the object's directory fails
+	}{
+		{"FileRenamed", 1},
+		{"SidecarRenamed", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			root := t.TempDir()
+			dir := filepath.Join(root, "site", "xlog")
+			const key = "site/xlog/000000010000000000000001.partial"
+			var syncs atomic.Int32
+			failing := false
+			l := &Local{root: root}
+			l.fsync = func(f *os.File) error {
+				if failing && filepath.Clean(f.Name()) == dir && syncs.Add(1) == tc.nth {
+					return syscall.EIO
+				}
+				return f.Sync()
+			}
+			if err := l.Put(ctx, key, strings.NewReader("old"), Metadata{"partial-data-size": "3"}); err != nil {
+				t.Fatal(err)
+			}
+			failing = true
+			if err := l.Put(ctx, key, strings.NewReader("newer"), Metadata{"partial-data-size": "5"}); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("Put with a failing fsync of its directory = %v, want EIO", err)
+			}
+			if err := l.Sync(ctx, key); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Sync after the Put's failed directory fsync = %v, want ErrNotFound: a retry would report the object durable", err)
+			}
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 || entries[0].Name() != createLockName {
+				t.Errorf("the failed Put left %v (%v), want the lock file only", entries, err)
+			}
+			failing = false
+			if err := l.Put(ctx, key, strings.NewReader("newer"), Metadata{"partial-data-size": "5"}); err != nil {
+				t.Fatalf("Put again: %v", err)
+			}
+			wantStored(t, l, key, "newer")
+		})
 	}
 }

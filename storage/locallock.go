@@ -15,8 +15,9 @@ import (
 // createLockName is the lock file of a local store's object directory.
 // Create holds its lock from the first link of an object to the end of
 // the directory fsync that makes the links durable (and, when that fsync
-// fails, the removal of what it linked); Sync holds it while it checks
-// and fsyncs an object it found. So an object whose fsync failed is gone
+// fails, the removal of what it linked), Put from its first rename to the
+// end of its last directory fsync or that removal; Sync holds it while it
+// checks and fsyncs an object it found. So an object whose fsync failed is gone
 // before any Sync sees it, and one that a Sync reported durable is never
 // removed by the writer that linked it (see Create). The name starts with
 // a dot: never listed (hidden), never a key (checkFileKey), and, being no

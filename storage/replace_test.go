@@ -22,7 +22,13 @@ import (
 // error is the step's); before is nil for a store that only reads.
 type replacer struct {
 	steps []string
-	open  func(t *testing.T, dir string, before func(i int) error) storage.Store
+	// syncs are the steps whose failure leaves no object: a failed fsync
+	// of the directory after a rename (see Local.Put).
+	syncs []string
+	// serial says that the store's Puts of one directory wait for each
+	// other from their first rename (the local store's create lock).
+	serial bool
+	open   func(t *testing.T, dir string, before func(i int) error) storage.Store
 }
 
 const replaceKey = "site/xlog/000000010000000000000001.partial"
@@ -38,7 +44,9 @@ func TestLocal_PutReplace(t *testing.T) {
 // localReplacer opens the local store with hooks on its renames and
 // fsyncs.
 var localReplacer = replacer{
-	steps: []string{"RenameData", "SyncDir", "RenameSidecar", "SyncDirAgain"},
+	steps:  []string{"RenameData", "SyncDir", "RenameSidecar", "SyncDirAgain"},
+	syncs:  []string{"SyncDir", "SyncDirAgain"},
+	serial: true,
 	open: func(t *testing.T, dir string, before func(int) error) storage.Store {
 		if before == nil {
 			return storage.NewLocal(dir)
@@ -154,6 +162,14 @@ func testPutReplace(t *testing.T, r replacer) {
 				if !errors.Is(err, syscall.EIO) {
 					t.Fatalf("Put failing at %s = %v, want EIO", name, err)
 				}
+				if slices.Contains(r.syncs, name) {
+					// Its entries may be lost: a later fsync must not
+					// count them durable.
+					if _, err := r.open(t, dir, nil).Stat(context.Background(), replaceKey); !errors.Is(err, storage.ErrNotFound) {
+						t.Errorf("after a failed fsync at %s: Stat = %v, want ErrNotFound", name, err)
+					}
+					return
+				}
 				checkReplaced(t, r.open(t, dir, nil), dir, want)
 			})
 		}
@@ -216,7 +232,7 @@ func checkReplaced(t *testing.T, st storage.Store, dir, want string) {
 		t.Fatal(err)
 	}
 	ageTemps(t, st, objDir)
-	names := testio.DirNames(t, objDir)
+	names := slices.DeleteFunc(testio.DirNames(t, objDir), func(n string) bool { return n == storage.CreateLockName })
 	if base := filepath.Base(replaceKey); !slices.Equal(names, []string{base, base + ".metadata"}) {
 		t.Errorf("after the next Put and List the directory holds %v, want the object's two files", names)
 	}
@@ -382,21 +398,44 @@ func testPutReplaceSameSecond(t *testing.T, r replacer) {
 				}
 				var snap string
 				var errB error
+				started := false
+				doneB := make(chan struct{})
 				a := r.open(t, dir, func(i int) error {
-					if i != sidecarStep || snap != "" {
+					if i != sidecarStep || started {
 						return nil
 					}
+					started = true
 					b := r.open(t, dir, func(j int) error {
 						if j == sidecarStep {
 							return syscall.EIO
 						}
 						return nil
 					})
-					errB = b.Put(ctx, replaceKey, strings.NewReader("new data"), storage.Metadata{"v": "new"})
-					snap = snapshot(t, dir)
+					putB := func() {
+						defer close(doneB)
+						errB = b.Put(ctx, replaceKey, strings.NewReader("new data"), storage.Metadata{"v": "new"})
+						snap = snapshot(t, dir)
+					}
+					if !r.serial {
+						putB()
+						return nil
+					}
+					// B cannot rename while A holds the lock: it writes
+					// its temp files, its sidecar's beside A's, and
+					// waits; A goes on once B waits.
+					waiting := make(chan struct{})
+					storage.SetLockWait(b.(*storage.Local), func() { close(waiting) })
+					go putB()
+					select {
+					case <-waiting:
+					case <-doneB:
+					case <-time.After(time.Minute):
+						t.Error("Put B neither finished nor waited for A's lock")
+					}
 					return nil
 				})
 				errA := a.Put(ctx, replaceKey, strings.NewReader("abc data"), storage.Metadata{"v": "a"})
+				<-doneB
 				if errA != nil || !errors.Is(errB, syscall.EIO) {
 					t.Fatalf("Put A = %v, Put B = %v, want nil and EIO", errA, errB)
 				}
