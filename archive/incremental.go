@@ -111,7 +111,7 @@ func Chain(backups []*BackupInfo, b *BackupInfo) ([]*BackupInfo, error) {
 				cur.Name, cur.Parent, ErrNoParent)
 		}
 		if seen[p.Name] {
-			return nil, fmt.Errorf("backup %s: its chain of parents loops at %s", b.Name, p.Name)
+			return nil, fmt.Errorf("backup %s: its chain of parents loops at %s: %w", b.Name, p.Name, ErrNoParent)
 		}
 		seen[p.Name] = true
 		chain = append(chain, p)

@@ -72,7 +72,7 @@ func TestChain(t *testing.T) {
 		t.Errorf("chain without its full backup: %v", err)
 	}
 	bs[0].Parent = bs[2].Name
-	if _, err := Chain(bs, bs[2]); err == nil || !strings.Contains(err.Error(), "loops") {
-		t.Errorf("looping chain: %v", err)
+	if _, err := Chain(bs, bs[2]); !errors.Is(err, ErrNoParent) || !strings.Contains(err.Error(), "loops") {
+		t.Errorf("looping chain: %v, want ErrNoParent saying it loops (the daemon then takes a full backup)", err)
 	}
 }
