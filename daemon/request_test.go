@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -105,5 +106,38 @@ func TestSupervisor_RequestAfterStop(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "basebackup request dropped") {
 		t.Errorf("a refused request was logged as dropped:\n%s", logs)
+	}
+}
+
+// TestSupervisor_RequestServedAtStop: a requested backup that is stored
+// as the daemon stops (its context cancelled before the backup returns)
+// served the request: it is logged as stored, and no warning says the
+// request was dropped and must be made again.
+func TestSupervisor_RequestServedAtStop(t *testing.T) {
+	d, logs, conn, arch := requestDaemon(t)
+	s := newSupervisor(d, Site{Name: "main", Active: true, WAL: WALArchiveCommand, ConnString: conn})
+	d.sups["main"] = s
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runs := 0
+	s.runBackup = func(_ context.Context, o basebackup.Options) (*archive.BackupInfo, error) {
+		runs++
+		cancel() // the daemon stops while the backup completes
+		return &archive.BackupInfo{Name: "2026-12-05_05-00_0", BackupReason: o.Reason}, nil
+	}
+	if err := d.requestBackup("main"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.backups(ctx, arch); err != nil {
+		t.Fatalf("backup loop: %v", err)
+	}
+	if runs != 1 {
+		t.Fatalf("%d backups taken, want the one requested", runs)
+	}
+	if !strings.Contains(logs.String(), `"message":"basebackup stored"`) {
+		t.Errorf("the backup stored at the stop is not logged as stored:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), "basebackup request dropped") {
+		t.Errorf("a request its backup served was logged as dropped:\n%s", logs)
 	}
 }

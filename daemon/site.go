@@ -58,6 +58,8 @@ type supervisor struct {
 	// streamEnd is the stream end's copy the site's previous run left
 	// unstored, for its receiver to adopt (walstream.Options.StreamEnd).
 	streamEnd walstream.StreamEnd
+	// runBackup takes a basebackup: basebackup.Run, unless a test sets it.
+	runBackup func(context.Context, basebackup.Options) (*archive.BackupInfo, error)
 
 	mu sync.Mutex
 	// requestsEnded is set when the backup loop has ended: request
@@ -358,6 +360,9 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				}
 				if reason != "" {
 					err := s.backup(ctx, arch, reason, now, dec.Normalized, reason == basebackup.ReasonScheduled && dec.Incremental)
+					if err == nil && reason == basebackup.ReasonRequested {
+						requested = false // served, even if the daemon stops now
+					}
 					if ctx.Err() != nil {
 						return nil
 					}
@@ -514,23 +519,29 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	s.update(func(st *SiteStatus) { st.BackupRunning, st.BackupStartedAt = true, timePtr(started) })
 	s.m.backupRunning.Set(1)
 	s.log.Info().Str("reason", reason).Bool("incremental", incremental).Msg("basebackup starting")
+	run := s.runBackup
+	if run == nil {
+		run = basebackup.Run
+	}
 	var info *archive.BackupInfo
 	var err error
 	if incremental {
 		inc := o
 		inc.Incremental, inc.Mode, inc.NormalizedTime = true, basebackup.ModeStream, time.Time{}
-		info, err = basebackup.Run(ctx, inc)
+		info, err = run(ctx, inc)
 		if errors.Is(err, basebackup.ErrNoParent) || errors.Is(err, basebackup.ErrIncrementalUnavailable) {
 			s.log.Warn().Err(err).Msg("incremental basebackup not possible: taking a full one")
 			incremental = false
 		}
 	}
 	if !incremental {
-		info, err = basebackup.Run(ctx, o)
+		info, err = run(ctx, o)
 	}
 	s.m.backupRunning.Set(0)
 	s.update(func(st *SiteStatus) { st.BackupRunning, st.BackupStartedAt = false, nil })
-	if ctx.Err() != nil {
+	// A backup that was stored as the daemon stopped is stored: it is
+	// logged and counted, and a request it served is not dropped.
+	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if err != nil {
