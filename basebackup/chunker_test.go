@@ -300,6 +300,14 @@ func chunkerErrUpload(t *testing.T, codec *archive.Codec, conc int) {
 		err = r.ck.finish()
 	}
 	if err == nil {
+		// The chunk's writes may all fit in its upload's buffers before
+		// the store fails it: then only the background close of the
+		// finished chunk reports the failure, in the uploads' group,
+		// which the backup waits for before it stores its control object
+		// (stream.go). Nothing is left uploading to wait for.
+		err = g.Wait()
+	}
+	if err == nil {
 		t.Fatal("archive succeeded with a failing upload")
 	}
 	r.ck.abort(err)
