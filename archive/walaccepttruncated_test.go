@@ -108,3 +108,54 @@ func TestArchive_FetchWAL_AcceptTruncated(t *testing.T) {
 		})
 	}
 }
+
+// TestArchive_TruncatedEnd: the refusal --accept-truncated lifts is found
+// before anything is restored: where a cut copy's WAL ends; a name that
+// is not stored (ErrNotFound) or a segment wal-fetch delivers anyway
+// (ErrNotTruncated) is an error, since accepting it would protect
+// nothing; a tampered cut copy is refused as FetchWAL refuses it.
+func TestArchive_TruncatedEnd(t *testing.T) {
+	ctx := context.Background()
+	a := &Archive{Store: storage.NewLocal(t.TempDir()), Codec: encryptingCodec(t), Layout: Layout{Prefix: "site"}, Site: "site"}
+	cut := waltest.Segment(t, segName(3), testSegSize, 1)
+	clear(cut[testSegSize/2:])
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{segName(3): cut, segName(4): waltest.Segment(t, segName(4), testSegSize, 1)} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.PushWAL(ctx, path, PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fetched *TruncatedSegmentError
+	o := FetchOptions{AcceptTruncated: []string{segName(3)}, Truncated: func(e *TruncatedSegmentError) { fetched = e }}
+	if err := a.FetchWAL(ctx, segName(3), filepath.Join(dir, "RECOVERYXLOG"), o); err != nil || fetched == nil {
+		t.Fatalf("FetchWAL accepting %s = %v, want it delivered", segName(3), err)
+	}
+
+	t.Run("OK", func(t *testing.T) {
+		got, err := a.TruncatedEnd(ctx, segName(3))
+		if err != nil || got == nil || *got != *fetched {
+			t.Fatalf("TruncatedEnd(%s) = %v, %v; want %v, the end FetchWAL reports", segName(3), got, err, fetched)
+		}
+	})
+	t.Run("ErrNotFound", func(t *testing.T) {
+		if got, err := a.TruncatedEnd(ctx, segName(5)); !errors.Is(err, storage.ErrNotFound) || got != nil {
+			t.Errorf("TruncatedEnd(%s), not stored = %v, %v; want %v", segName(5), got, err, storage.ErrNotFound)
+		}
+	})
+	t.Run("ErrNotTruncated", func(t *testing.T) {
+		if got, err := a.TruncatedEnd(ctx, segName(4)); !errors.Is(err, ErrNotTruncated) || got != nil {
+			t.Errorf("TruncatedEnd(%s), whole = %v, %v; want %v", segName(4), got, err, ErrNotTruncated)
+		}
+	})
+	t.Run("ErrTampered", func(t *testing.T) {
+		storetest.Rewrite(t, a.Store, a.Layout.WALKey(segName(3)), func(d []byte, _ storage.Metadata) []byte { d[len(d)/2] ^= 1; return d })
+		got, err := a.TruncatedEnd(ctx, segName(3))
+		if err == nil || got != nil || errors.Is(err, ErrTruncatedSegment) {
+			t.Errorf("TruncatedEnd(%s), tampered = %v, %v; want the codec's refusal", segName(3), got, err)
+		}
+	})
+}

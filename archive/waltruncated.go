@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -19,6 +20,11 @@ import (
 // reading zeros where the WAL went on, would take them as the end of the
 // WAL and end recovery there without an error.
 var ErrTruncatedSegment = errors.New("truncated segment")
+
+// ErrNotTruncated is wrapped by TruncatedEnd's error for a segment that
+// is stored and that wal-fetch delivers without accepting it: accepting
+// it would change nothing.
+var ErrNotTruncated = errors.New("stored and not refused as truncated")
 
 // shortPageHeaderSize is SizeOfXLogShortPHD, the header of a page after
 // a segment's first.
@@ -111,4 +117,34 @@ func (a *Archive) timelineEnd(ctx context.Context, name string, h wal.PageHeader
 		}
 	}
 	return err
+}
+
+// TruncatedEnd returns the refusal that wal-fetch --accept-truncated name
+// would lift: the complete segment name, in a or the first site it moved
+// from that holds it (as FetchWAL looks), checked as FetchWAL checks it
+// (hash, envelope, page header, the history file that may vouch for its
+// end). The error wraps storage.ErrNotFound when no site holds name, and
+// ErrNotTruncated when it is stored and delivered without accepting it,
+// so that hoard restore refuses a name that would not protect anything
+// (a typo, a segment of another timeline) before it writes anything.
+func (a *Archive) TruncatedEnd(ctx context.Context, name string) (*TruncatedSegmentError, error) {
+	for _, s := range a.sites() {
+		f := WALFile{Name: name, Key: s.Layout.WALKey(name), Archive: s}
+		// Stat first: a missing object, not a missing history file
+		// its checks look for, is what makes the name unknown here.
+		if _, err := s.Store.Stat(ctx, f.Key); errors.Is(err, storage.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		err := f.Check(ctx)
+		if t, ok := errors.AsType[*TruncatedSegmentError](err); ok {
+			return t, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s (%s): %w", name, f.Key, ErrNotTruncated)
+	}
+	return nil, fmt.Errorf("%s is not in the archive: %w", name, storage.ErrNotFound)
 }

@@ -95,7 +95,10 @@ timeline (archive_mode = always) and a segment PGHoard's walreceiver mode stored
 have that shape too: --accept-truncated-wal SEGMENT (repeatable) writes wal-fetch
 --accept-truncated SEGMENT into the restore_command, and recovery then ends where that
 segment's WAL does, without the transactions committed after it. Not with --restore-command
-(add --accept-truncated to its wal-fetch instead).
+(add --accept-truncated to its wal-fetch instead). Each SEGMENT is read before anything is
+written: one that is not in the archive (a typo, another timeline) or that is stored whole
+(wal-fetch delivers it without the flag) is a usage error naming it (exit 2). The summary
+lists each accepted segment and the LSN where its WAL, and so recovery, ends.
 
 A restore creates only directories and regular files, inside the target and tablespace
 directories, and follows no link out of them: a backup holding a symbolic or hard link,
@@ -253,6 +256,8 @@ func restoreError(err error, site *config.Site) error {
 	case errors.Is(err, restore.ErrTablespaceInPlace):
 		return usagef("restore the tablespace elsewhere with --tablespace-dir NAME=DIR or --tablespace-base-dir DIR, which --overwrite empties; "+
 			"or, if only a failed restore wrote there (never the running cluster's tablespace), empty that directory yourself", "%v", err)
+	case errors.Is(err, restore.ErrBadAccept):
+		return usagef("name only segments wal-fetch refuses as truncated, as its refusal names them (--accept-truncated SEGMENT)", "%v", err)
 	case errors.Is(err, restore.ErrTargetNotEmpty):
 		return usagef("choose an empty directory, or pass --overwrite to replace its contents", "%v", err)
 	case errors.Is(err, archive.ErrNoBackup):
@@ -390,6 +395,10 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 	case p != nil:
 		printf(w, "The archive ends in a .partial copy of %s (WAL up to LSN %s): wal-fetch delivers it for that\n"+
 			"segment, and recovery to the end of the archive stops at its last record.\n", p.Segment, p.End)
+	}
+	for _, acc := range res.Accepted {
+		printf(w, "ACCEPTED TRUNCATED: wal-fetch delivers %s although its WAL ends at LSN %s, before the segment does:\n"+
+			"recovery through it ends at LSN %s, and transactions committed after it are not restored.\n", acc.Segment, acc.End, acc.End)
 	}
 	mode := "a primary (recovery.signal)"
 	if o.Standby {

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,9 +27,33 @@ func TestRecoveryAcceptsTruncatedByName(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
 	_, seg, _ := s.rowsInASegment(t)
 	key := s.pushCutCopy(t, seg, cutHalf)
-	dir := filepath.Join(pgtest.TempDir(t), "data")
-	s.mustHoard("restore", "--target-dir", dir, "--accept-truncated-wal", seg)
 	s.plantCutCopy(t, storage.NewLocal(s.storeDir), key)
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+
+	// A name that would accept nothing is refused before anything is
+	// written: not in the archive (another timeline's name), or stored
+	// and delivered whole (the segment after the cut copy).
+	// (A fresh cluster's WAL is far from the end of a log file: adding
+	// one to the name's last field is the next segment's name.)
+	no, err := strconv.ParseUint(seg[16:], 16, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := fmt.Sprintf("%s%08X", seg[:16], no+1)
+	for _, name := range []string{"00000002" + seg[8:], next} {
+		_, errOut, err := s.hoard("restore", "--target-dir", dir, "--accept-truncated-wal", seg, "--accept-truncated-wal", name)
+		if got := exitCode(err); got != 2 || !strings.Contains(errOut, name) {
+			t.Errorf("hoard restore --accept-truncated-wal %s: exit %d, want 2 naming it:\n%s", name, got, errOut)
+		}
+		if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("hoard restore --accept-truncated-wal %s wrote %s (%v), want nothing written", name, dir, err)
+		}
+	}
+	out := s.mustHoard("restore", "--target-dir", dir, "--accept-truncated-wal", seg)
+	summary := regexp.MustCompile(`ACCEPTED TRUNCATED: wal-fetch delivers ` + seg + ` although its WAL ends at LSN (\S+),`).FindStringSubmatch(out)
+	if summary == nil {
+		t.Fatalf("the restore's summary does not list %s as accepted with where its WAL ends:\n%s", seg, out)
+	}
 
 	// Without the flag: refused (exit 255), and the refusal says how to
 	// accept it and what that costs.
@@ -59,6 +86,9 @@ func TestRecoveryAcceptsTruncatedByName(t *testing.T) {
 	m := regexp.MustCompile(`(?m)^.*accepted.*` + seg + `.*wal_end=(\S+)`).FindStringSubmatch(log)
 	if m == nil {
 		t.Fatalf("the server log shows no warning naming %s as accepted and where its WAL ends:\n%s", seg, tailLines(log, 40))
+	}
+	if m[1] != summary[1] {
+		t.Errorf("the restore's summary says %s's WAL ends at %s, wal-fetch at %s", seg, summary[1], m[1])
 	}
 	if !regexp.MustCompile(`(?m)^.* LOG: .* at ` + regexp.QuoteMeta(m[1]) + `\b`).MatchString(log) {
 		t.Errorf("hoard says %s's WAL ends at %s; PostgreSQL's log names no invalid record there:\n%s", seg, m[1], tailLines(log, 40))

@@ -167,6 +167,10 @@ type Result struct {
 	// although WAL is stored after it: it ends the WAL of the backup's
 	// system, and another system's WAL follows (SystemEndTail).
 	WALSystemEnd *archive.SystemEnd
+	// Accepted are the segments the restore_command's wal-fetch delivers
+	// although they are refused as truncated (WALFetch.AcceptTruncated),
+	// each with where its WAL, and so recovery, ends.
+	Accepted []AcceptedSegment
 	// WALGap is the gap that ends that run when stored WAL lies beyond it
 	// (a restore to the end of the archive needs StopAtGap then): recovery
 	// stops at WALGap.ReachLSN. nil when there is none.
@@ -295,6 +299,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
+	var accepted []AcceptedSegment
+	if o.WALFetch != nil {
+		if accepted, err = checkAccepted(ctx, a, o.WALFetch.Accepted()); err != nil {
+			return nil, err
+		}
+	}
 	rc, err := o.restoreCommand(b, walEnd)
 	if err != nil {
 		return nil, err
@@ -398,7 +408,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer closeAll(syncs)
-	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALSystemEnd: sysEnd, WALGap: gap}
+	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALSystemEnd: sysEnd, WALGap: gap, Accepted: accepted}
 	if o.Backup == "" || o.Backup == "latest" {
 		res.Unlisted = archive.NewerBackupHistories(stored.BackupHistories, backups, b.SegmentSize())
 	}
