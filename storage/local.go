@@ -139,7 +139,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	d, base, err := l.objectDir(key, true)
+	d, base, err := l.objectDir(ctx, key, true)
 	if err != nil {
 		return localErr("put", key, err)
 	}
@@ -228,11 +228,11 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 // (pg_wal of the running cluster): os.Root refuses a path that leaves the
 // storage directory, so Put, Create and Delete never write or remove a
 // file outside it, and reads (readDir) never read one.
-func (l *Local) objectDir(key string, create bool) (*os.Root, string, error) {
+func (l *Local) objectDir(ctx context.Context, key string, create bool) (*os.Root, string, error) {
 	rel := filepath.FromSlash(key)
 	dir, base := filepath.Dir(rel), filepath.Base(rel)
 	if create {
-		if err := l.mkdirAll(dir); err != nil {
+		if err := l.mkdirAll(ctx, dir); err != nil {
 			return nil, "", err
 		}
 	}
@@ -314,8 +314,9 @@ func (l *Local) doRename(d *os.Root, oldname, newname string) error {
 // the storage directory, as os.MkdirAll does, and fsyncs the parent of
 // each directory it created, so that a crash cannot take away a
 // directory, with the objects in it, after Put returned. Below the
-// storage directory it works through an os.Root (see objectDir).
-func (l *Local) mkdirAll(dir string) error {
+// storage directory it works through an os.Root (see objectDir), one
+// directory at a time (mkdir).
+func (l *Local) mkdirAll(ctx context.Context, dir string) error {
 	if err := l.mkdirRoot(); err != nil {
 		return err
 	}
@@ -324,24 +325,64 @@ func (l *Local) mkdirAll(dir string) error {
 		return err
 	}
 	defer root.Close()
-	if fi, err := root.Stat(dir); err == nil && fi.IsDir() {
-		return nil
-	}
 	parent := "."
 	for _, part := range strings.Split(dir, string(filepath.Separator)) {
 		if part == "." {
 			continue
 		}
-		d := filepath.Join(parent, part)
-		switch err := root.Mkdir(d, 0o755); {
-		case err == nil:
-			if err := l.syncIn(root, parent); err != nil {
-				return err
-			}
-		case !errors.Is(err, fs.ErrExist):
+		if err := l.mkdir(ctx, root, parent, part); err != nil {
 			return err
 		}
-		parent = d
+		parent = filepath.Join(parent, part)
+	}
+	return nil
+}
+
+// mkdir creates the directory name in the directory parent of root and
+// fsyncs parent, unless it exists. A failed fsync of parent may lose the
+// new entry although the directory reads well, and a second fsync (the
+// next Put's, Sync's) would succeed without it (the "fsyncgate" rule,
+// docs/architecture.md): so the directory goes again, and the next writer
+// creates it and fsyncs parent anew. Another writer must not put an
+// object in it meanwhile, and report it stored: the creator holds
+// parent's create lock (lockDir) from its mkdir to the end of that fsync
+// or removal, and a writer that finds the directory waits for that lock,
+// when parent has a lock file (a directory made without the lock, by an
+// older hoard or by hand, has settled long ago), then looks again. A
+// directory that cannot go (a writer that takes no lock, on a file system
+// without locks, put a file in it) fails the write.
+func (l *Local) mkdir(ctx context.Context, root *os.Root, parent, name string) error {
+	p, err := root.OpenRoot(parent)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if fi, err := p.Stat(name); err == nil && fi.IsDir() {
+		unlock, err := l.lockIfPresent(ctx, p)
+		if err != nil {
+			return err
+		}
+		unlock()
+		if fi, err := p.Stat(name); err == nil && fi.IsDir() {
+			return nil
+		}
+	}
+	dir, unlock, err := l.lockForSync(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	switch err := p.Mkdir(name, 0o755); {
+	case errors.Is(err, fs.ErrExist):
+		return nil // made and settled by a writer that held the lock
+	case err != nil:
+		return err
+	}
+	if err := l.sync(dir); err != nil {
+		if rerr := p.Remove(name); rerr != nil {
+			return fmt.Errorf("%w; remove the directory whose entry is not durable: %w", err, rerr)
+		}
+		return err
 	}
 	return nil
 }
@@ -488,7 +529,7 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	d, base, err := l.objectDir(key, true)
+	d, base, err := l.objectDir(ctx, key, true)
 	if err != nil {
 		return localErr("create", key, err)
 	}
@@ -1152,7 +1193,7 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
-	d, base, err := l.objectDir(key, false)
+	d, base, err := l.objectDir(ctx, key, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

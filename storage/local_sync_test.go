@@ -232,7 +232,7 @@ func TestLocal_CreateDirSyncErrorConcurrent(t *testing.T) {
 	}
 }
 
-func testCreateDirSyncErrorConcurrent(t *testing.T, first, second func(ctx context.Context, l *Local, key string) error, old bool) {
+func testCreateDirSyncErrorConcurrent(t *testing.T, first, secondOp func(ctx context.Context, l *Local, key string) error, old bool) {
 	ctx := context.Background()
 	root := t.TempDir()
 	dir := filepath.Join(root, "site", "xlog")
@@ -240,15 +240,9 @@ func testCreateDirSyncErrorConcurrent(t *testing.T, first, second func(ctx conte
 		t.Fatal(err)
 	}
 	const key = "site/xlog/000000010000000000000001"
-	done := make(chan error, 1) // the second writer's report
-	waits := make(chan struct{}, 1)
+	second := newSecondWriter()
 	var failed atomic.Bool
-	l := &Local{root: root, lockWait: func() {
-		select {
-		case waits <- struct{}{}:
-		default:
-		}
-	}}
+	l := &Local{root: root, lockWait: second.lockWait}
 	if old {
 		if err := l.Put(ctx, key, strings.NewReader("old"), nil); err != nil {
 			t.Fatal(err)
@@ -261,25 +255,13 @@ func testCreateDirSyncErrorConcurrent(t *testing.T, first, second func(ctx conte
 		// The first writer linked the object and fsyncs the directory:
 		// the second writer finds it now. The first one's fsync fails
 		// once the second has reported, or waits for the first.
-		go func() { done <- second(ctx, l, key) }()
-		select {
-		case err := <-done:
-			done <- err
-		case <-waits:
-		case <-time.After(time.Minute):
-			t.Error("the second writer neither finished nor waited for the first")
-		}
+		second.start(t, func() error { return secondOp(ctx, l, key) })
 		return syscall.EIO
 	}
 	if err := first(ctx, l, key); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("first writer with a failing fsync of its directory = %v, want EIO", err)
 	}
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("the second writer did not finish")
-	}
+	err := second.result(t)
 	switch {
 	case err == nil || errors.Is(err, ErrExist):
 		if _, serr := l.Stat(ctx, key); serr != nil {
@@ -294,6 +276,50 @@ func testCreateDirSyncErrorConcurrent(t *testing.T, first, second func(ctx conte
 		t.Fatalf("the second writer: %v, want it stored or ErrNotFound", err)
 	}
 	wantStored(t, l, key, "wal")
+}
+
+// secondWriter runs a writer on a goroutine while a first one, failing
+// an fsync, holds a directory's create lock.
+type secondWriter struct {
+	done  chan error    // the second writer's report
+	waits chan struct{} // it waits for the lock (Local.lockWait)
+}
+
+func newSecondWriter() *secondWriter {
+	return &secondWriter{done: make(chan error, 1), waits: make(chan struct{}, 1)}
+}
+
+// lockWait is the Local's lockWait hook.
+func (s *secondWriter) lockWait() {
+	select {
+	case s.waits <- struct{}{}:
+	default:
+	}
+}
+
+// start runs write on a goroutine and returns once it has finished or
+// waits for the lock.
+func (s *secondWriter) start(t testing.TB, write func() error) {
+	go func() { s.done <- write() }()
+	select {
+	case err := <-s.done:
+		s.done <- err
+	case <-s.waits:
+	case <-time.After(time.Minute):
+		t.Error("the second writer neither finished nor waited for the first")
+	}
+}
+
+// result waits for the second writer and returns its report.
+func (s *secondWriter) result(t testing.TB) error {
+	t.Helper()
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatal("the second writer did not finish")
+		return nil
+	}
 }
 
 // wantStored fails the test unless l holds want under key.
@@ -357,5 +383,106 @@ func TestLocal_PutDirSyncError(t *testing.T) {
 			}
 			wantStored(t, l, key, "newer")
 		})
+	}
+}
+
+// A directory Put creates (a new site's xlog/, a new backup's chunk
+// folder) whose parent's fsync fails may lose its entry in the parent
+// although it reads well, and a second fsync of the parent would succeed
+// without it. It is removed, so that the next Put creates it again and
+// fsyncs the parent again; a Put that finds it while its creator fsyncs
+// the parent waits, and reports its object stored only after a fsync of
+// the parent that succeeded.
+func TestLocal_MkdirSyncError(t *testing.T) {
+	for _, concurrent := range []bool{false, true} {
+		name := "Next"
+		if concurrent {
+			name = "Concurrent"
+		}
+		t.Run(name, func(t *testing.T) { testMkdirSyncError(t, concurrent) })
+	}
+}
+
+func testMkdirSyncError(t *testing.T, concurrent bool) {
+	ctx := context.Background()
+	root := t.TempDir()
+	site := filepath.Join(root, "site")
+	if err := os.Mkdir(site, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const key, key2 = "site/xlog/000000010000000000000001", "site/xlog/000000010000000000000002"
+	var (
+		mu       sync.Mutex
+		failed   bool // the creator's fsync of site failed
+		syncedOK bool // a fsync of site succeeded after that
+	)
+	second := newSecondWriter()
+	l := &Local{root: root, lockWait: second.lockWait}
+	l.fsync = func(f *os.File) error {
+		if filepath.Clean(f.Name()) != site {
+			return f.Sync()
+		}
+		mu.Lock()
+		first := !failed
+		failed = true
+		mu.Unlock()
+		if !first {
+			err := f.Sync()
+			mu.Lock()
+			syncedOK = syncedOK || err == nil
+			mu.Unlock()
+			return err
+		}
+		if concurrent {
+			// xlog/ exists now: another writer of the site finds it.
+			second.start(t, func() error { return l.Put(ctx, key2, strings.NewReader("wal2"), nil) })
+		}
+		return syscall.EIO
+	}
+	if err := l.Put(ctx, key, strings.NewReader("wal"), nil); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Put with a failing fsync of the new directory's parent = %v, want EIO", err)
+	}
+	resynced := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return syncedOK
+	}
+	if concurrent {
+		if err := second.result(t); err == nil && !resynced() {
+			t.Fatalf("the second writer reported %s stored in a directory whose entry the failed fsync of %s may have lost", key2, site)
+		}
+	} else {
+		if err := l.Put(ctx, key2, strings.NewReader("wal2"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if !resynced() {
+			t.Fatalf("the next Put into the directory did not fsync %s again: its entry may be lost, the object is reported stored", site)
+		}
+	}
+	if err := l.Put(ctx, key, strings.NewReader("wal"), nil); err != nil {
+		t.Fatalf("Put again: %v", err)
+	}
+	wantStored(t, l, key, "wal")
+}
+
+// A new directory whose parent's fsync failed and that cannot be removed,
+// because a writer that takes no lock (a file system without locks) put a
+// file in it, fails the Put with both errors: it is not stored.
+func TestLocal_MkdirSyncErrorNotEmpty(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	xlog := filepath.Join(root, "site", "xlog")
+	l := &Local{root: root, fsync: func(f *os.File) error {
+		if filepath.Clean(f.Name()) != filepath.Dir(xlog) {
+			return f.Sync()
+		}
+		if err := os.WriteFile(filepath.Join(xlog, "other"), []byte("x"), 0o600); err != nil {
+			t.Error(err)
+		}
+		return syscall.EIO
+	}}
+	err := l.Put(ctx, "site/xlog/000000010000000000000001", strings.NewReader("wal"), nil)
+	if !errors.Is(err, syscall.EIO) || !errors.Is(err, syscall.ENOTEMPTY) {
+		t.Fatalf("Put whose new directory neither reached the disk nor could go = %v, want EIO and ENOTEMPTY", err)
 	}
 }

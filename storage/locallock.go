@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -16,7 +17,9 @@ import (
 // Create holds its lock from the first link of an object to the end of
 // the directory fsync that makes the links durable (and, when that fsync
 // fails, the removal of what it linked), Put from its first rename to the
-// end of its last directory fsync or that removal; Sync holds it while it
+// end of its last directory fsync or that removal, mkdir from its mkdir
+// of a new directory in it to the end of its fsync or the directory's
+// removal (a writer that finds the directory waits for it); Sync holds it while it
 // checks and fsyncs an object it found. So an object whose fsync failed is gone
 // before any Sync sees it, and one that a Sync reported durable is never
 // removed by the writer that linked it (see Create). The name starts with
@@ -39,10 +42,32 @@ const lockFileMode = 0o644
 // could plant a link or a FIFO under the name: a link is not followed and
 // anything but a regular file is refused.
 func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err error) {
-	f, err := openLockFile(d)
+	f, err := openLockFile(d, true)
 	if err != nil {
 		return nil, err
 	}
+	return l.lockFile(ctx, d, f)
+}
+
+// lockIfPresent takes the create lock of d as lockDir does, if d has a
+// lock file; if not, nobody ever held it, and unlock does nothing. A
+// writer that only waits for another one settling a new entry of d
+// (mkdir) needs no write access to d, which lockDir's creating the file
+// would.
+func (l *Local) lockIfPresent(ctx context.Context, d *os.Root) (unlock func(), err error) {
+	f, err := openLockFile(d, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return l.lockFile(ctx, d, f)
+}
+
+// lockFile takes the lock of f, d's lock file just opened, for lockDir
+// and lockIfPresent, and closes f when it cannot.
+func (l *Local) lockFile(ctx context.Context, d *os.Root, f *os.File) (unlock func(), err error) {
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		_ = f.Close()
@@ -92,18 +117,26 @@ func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err err
 	}
 }
 
-// openLockFile opens, creating it, the lock file of d, with no link
-// followed and no wait on a FIFO (openatBeneath). Read-only and readable
+// openLockFile opens the lock file of d, creating it when create is set,
+// with no link followed and no wait on a FIFO (openatBeneath). Read-only and readable
 // by all: flock needs no write access, and every user that writes objects
 // in d must be able to lock it, whoever made the file first (a wal-push
 // run once as root must not make the server user's fail from then on).
 // It holds no data.
-func openLockFile(d *os.Root) (*os.File, error) {
-	f, err := openatBeneath(d, createLockName, unix.O_RDONLY|unix.O_CREAT, lockFileMode)
+func openLockFile(d *os.Root, create bool) (*os.File, error) {
+	var f *os.File
+	var err error
+	if create {
+		f, err = openatBeneath(d, createLockName, unix.O_RDONLY|unix.O_CREAT, lockFileMode)
+	} else {
+		f, err = openBeneath(d, createLockName)
+	}
 	switch {
 	case errors.Is(err, unix.ELOOP):
 		return nil, fmt.Errorf("%s is a symbolic link, which hoard does not follow: someone who can write the storage "+
 			"directory planted it, or it was made by hand; remove it, hoard creates the file again: %w", filepath.Join(d.Name(), createLockName), err)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("open the lock file: %w", err)
 	}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,7 +38,8 @@ func (l *Local) readDir(op, key string, mounted bool) (*os.Root, string, error) 
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return nil, "", fmt.Errorf("%s: %w", op, err)
 	}
-	d, base, err := l.objectDir(key, false)
+	// A read creates no directory, so it never waits for a lock.
+	d, base, err := l.objectDir(context.Background(), key, false)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && mounted {
 			return nil, "", l.notFound(op, key)
