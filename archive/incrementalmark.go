@@ -38,7 +38,7 @@ import (
 //     its check when it completes finds the parent gone and it fails.
 //   - A marker no longer counts once it is stale as an orphaned chunk
 //     folder is (OrphanMinAge): written more than a day ago and before
-//     the newest backup started. Retention then deletes it. A backup
+//     the newest backup started, by the storage's clock (storedAt). Retention then deletes it. A backup
 //     that runs for longer stores a new marker every
 //     IncrementalMarkerRefresh and deletes the previous one
 //     (KeepIncrementalMarker), so its own never goes stale.
@@ -72,11 +72,26 @@ func (a *Archive) MarkIncrementalParent(ctx context.Context, parent string) (str
 
 // markerStale returns whether a marker no longer counts at now: written
 // more than OrphanMinAge ago and before newest, the start of the newest
-// backup the plan trusts.
+// backup the plan trusts. When it was written is the storage's own time
+// (storedAt), not a modification time that whoever can write the store
+// sets at will: a planted marker dated in the future would otherwise
+// count forever.
 func markerStale(newest, now time.Time) func(storage.Object) bool {
 	return func(o storage.Object) bool {
-		return !o.Modified.IsZero() && o.Modified.Before(newest) && now.Sub(o.Modified) > OrphanMinAge
+		at := storedAt(o)
+		return !at.IsZero() && at.Before(newest) && now.Sub(at) > OrphanMinAge
 	}
+}
+
+// storedAt returns when the storage wrote o by its own clock
+// (storage.Object.Changed: ctime on a local store, the server's time on
+// S3, GCS, Azure and Swift). A backend that records none (SFTP) falls
+// back to the modification time, which a writer can set.
+func storedAt(o storage.Object) time.Time {
+	if !o.Changed.IsZero() {
+		return o.Changed
+	}
+	return o.Modified
 }
 
 // incrementalMarks lists the markers of incremental backups in a's own

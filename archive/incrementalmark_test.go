@@ -3,8 +3,10 @@ package archive
 import (
 	"bytes"
 	"context"
+	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +28,54 @@ func markedArchive(t *testing.T) (a *Archive, dir string, now time.Time) {
 	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000006", 2, 0)
 	putWAL(t, a, segs(1, 1, 7)...)
 	return a, dir, time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+}
+
+// agedStore reports, for the keys in at, a time of its own as when the
+// storage wrote them (storage.Object.Changed), over a real store: the
+// tests' clock for ages that a real store takes from its own clock.
+type agedStore struct {
+	storage.Store
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// ageStore puts an agedStore in front of a's store and returns it.
+func ageStore(a *Archive) *agedStore {
+	s := &agedStore{Store: a.Store, at: map[string]time.Time{}}
+	a.Store = s
+	return s
+}
+
+// setStoredAt makes s report at as when the storage wrote keys.
+func (s *agedStore) setStoredAt(keys []string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		s.at[k] = at
+	}
+}
+
+func (s *agedStore) age(o storage.Object) storage.Object {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at, ok := s.at[o.Key]; ok {
+		o.Changed = at
+	}
+	return o
+}
+
+func (s *agedStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	return s.Store.List(ctx, prefix, func(o storage.Object) error { return fn(s.age(o)) })
+}
+
+func (s *agedStore) Stat(ctx context.Context, key string) (storage.Object, error) {
+	o, err := s.Store.Stat(ctx, key)
+	return s.age(o), err
+}
+
+func (s *agedStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	r, o, err := s.Store.Open(ctx, key)
+	return r, s.age(o), err
 }
 
 // putMarkerKey stores an empty object under key, as a marker is stored.
@@ -75,14 +125,15 @@ func TestArchive_PlanRetentionIncrementalMarker(t *testing.T) {
 	})
 
 	t.Run("Stale", func(t *testing.T) {
-		a, dir, now := markedArchive(t)
+		a, _, now := markedArchive(t)
+		st := ageStore(a)
 		key, err := a.MarkIncrementalParent(ctx, "2024-03-08_10-00_0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Written before the newest backup started, more than a
 		// day ago.
-		setModified(t, dir, []string{key}, time.Date(2024, 3, 9, 9, 0, 0, 0, time.UTC))
+		st.setStoredAt([]string{key}, time.Date(2024, 3, 9, 9, 0, 0, 0, time.UTC))
 		p, err := a.PlanRetention(ctx, policy, now)
 		if err != nil {
 			t.Fatal(err)
@@ -98,6 +149,32 @@ func TestArchive_PlanRetentionIncrementalMarker(t *testing.T) {
 		}
 		if _, err := a.Store.Stat(ctx, key); err == nil {
 			t.Errorf("stale marker %s not deleted", key)
+		}
+	})
+
+	t.Run("FutureMTime", func(t *testing.T) {
+		// A marker planted with its mtime in 2099 (touch -d) on a
+		// local store: its age is the ctime the store recorded,
+		// which utimes cannot set.
+		a, dir, _ := markedArchive(t)
+		key, err := a.MarkIncrementalParent(ctx, "2024-03-08_10-00_0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		setModified(t, dir, []string{key}, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
+		// A full backup started after the marker was written, and
+		// retention runs two days later.
+		newest := time.Now().UTC().Add(time.Hour)
+		putBackup(t, a, newest.Format("2006-01-02_15-04")+"_0", "000000010000000000000008", 2, 0)
+		p, err := a.PlanRetention(ctx, policy, newest.Add(2*OrphanMinAge))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(names(p.Delete), " "); got != "2024-03-07 2024-03-08 2024-03-09" {
+			t.Errorf("plan deletes %s, want the three older backups: the marker was stored more than a day ago, whatever its mtime", got)
+		}
+		if len(p.Orphans) != 1 || !slices.Equal(p.Orphans[0].Keys, []string{key}) {
+			t.Errorf("orphans %+v, want the stale marker", p.Orphans)
 		}
 	})
 
@@ -181,13 +258,14 @@ func markerKeys(t *testing.T, a *Archive) []string {
 // and retention deletes the parent.
 func TestArchive_KeepIncrementalMarker(t *testing.T) {
 	ctx := context.Background()
-	a, dir, now := markedArchive(t)
+	a, _, now := markedArchive(t)
+	st := ageStore(a)
 	key, err := a.MarkIncrementalParent(ctx, "2024-03-08_10-00_0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	at := time.Date(2024, 3, 8, 11, 0, 0, 0, time.UTC)
-	setModified(t, dir, []string{key}, at)
+	st.setStoredAt([]string{key}, at)
 
 	tick := make(chan time.Time)
 	kctx, cancel := context.WithCancel(ctx)
@@ -211,7 +289,7 @@ ticks:
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		setModified(t, dir, []string{key}, at)
+		st.setStoredAt([]string{key}, at)
 	}
 	cancel()
 	if got := <-done; got != key {
