@@ -89,6 +89,14 @@ func (e *TruncatedSegmentError) Error() string {
 
 func (e *TruncatedSegmentError) Unwrap() error { return ErrTruncatedSegment }
 
+// AcceptHint says how an operator accepts the segment name refused with
+// e, and what that costs: wal-fetch's refusal and verify's report give it.
+func (e *TruncatedSegmentError) AcceptHint(name string) string {
+	return fmt.Sprintf("only if this segment is legitimately cut (a standby's last segment of an ended timeline, "+
+		"or PGHoard's walreceiver mode) and you accept ending recovery at %s: pass --accept-truncated %s to wal-fetch "+
+		"(hoard restore --accept-truncated-wal %s writes it); transactions committed after %s are then not restored", e.End, name, name, e.End)
+}
+
 // timelineEnd returns err, or nil where err is the *TruncatedSegmentError
 // of the complete segment name and a later timeline's history file in the
 // archive records that name's timeline ending exactly where the segment's

@@ -25,7 +25,10 @@ every chunk it lists must exist with its recorded size; a backup in one pg_baseb
 from a ranged read of the object's first 256 KiB);
 with --full every chunk and every
 WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,
-WAL page headers against names). The WAL must continue without a gap from each backup's
+WAL page headers against names); a complete segment whose WAL stops before its end, zeros
+after it (an earlier copy under its name, see wal-fetch), is a problem that names, as
+wal-fetch's refusal does, the LSN its WAL ends at and the flag that accepts it if it is
+legitimately cut (hoard restore --accept-truncated-wal SEGMENT). The WAL must continue without a gap from each backup's
 start, along the timeline .history files, through the newest stored segment; gaps are
 named. The table shows per backup whether it is restorable and how far recovery reaches.
 

@@ -235,10 +235,7 @@ func runWALFetch(c *cli.Context) error {
 		return &exitError{code: exitWALMissing}
 	}
 	if t, ok := errors.AsType[*archive.TruncatedSegmentError](err); ok {
-		return &exitError{code: exitWALFatal, err: usagef(fmt.Sprintf("only if this segment is legitimately cut (a standby's last segment of an ended timeline, "+
-			"or PGHoard's walreceiver mode) and you accept ending recovery at %s: pass --accept-truncated %s to wal-fetch "+
-			"(hoard restore --accept-truncated-wal %s writes it); transactions committed after %s are then not restored", t.End, name, name, t.End),
-			"%v", err)}
+		return &exitError{code: exitWALFatal, err: usagef(t.AcceptHint(name), "%v", err)}
 	}
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}

@@ -61,6 +61,9 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 				c.log.Debug().Err(err).Str("segment", name).Msg("WAL segment damaged")
 				mu.Lock()
 				bad[name] = fmt.Sprintf("WAL segment %s: %v", f.Key, err)
+				if t, ok := errors.AsType[*archive.TruncatedSegmentError](err); ok {
+					bad[name] += "; " + t.AcceptHint(name)
+				}
 				mu.Unlock()
 			}
 			return nil
