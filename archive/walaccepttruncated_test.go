@@ -6,10 +6,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -158,4 +160,47 @@ func TestArchive_TruncatedEnd(t *testing.T) {
 			t.Errorf("TruncatedEnd(%s), tampered = %v, %v; want the codec's refusal", segName(3), got, err)
 		}
 	})
+}
+
+// TestArchive_PrefetchWAL_AcceptTruncated: the prefetch worker leaves a
+// segment the operator accepts as truncated to wal-fetch itself, which
+// delivers it with the warning naming where recovery ends, rather than
+// failing on it with the refusal in its worker log; a segment nobody
+// accepted still stops it with the refusal.
+func TestArchive_PrefetchWAL_AcceptTruncated(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, true)
+	segs := pushSegments(t, a, 1, 2)
+	cut := waltest.Segment(t, segName(3), testSegSize, 3)
+	clear(cut[testSegSize/2:])
+	if _, err := a.PushWAL(ctx, writeWALFile(t, t.TempDir(), segName(3), cut), PushOptions{SystemID: testSystemID}); err != nil {
+		t.Fatal(err)
+	}
+	pushSegments(t, a, 4, 4)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	o := FetchOptions{Spool: SpoolDir(dest), AcceptTruncated: []string{segName(3)}}
+	if err := a.FetchWAL(ctx, segName(1), dest, o); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := a.PrefetchWAL(ctx, o.Spool, PrefetchOptions{Count: 3}); !errors.Is(err, ErrTruncatedSegment) {
+		t.Fatalf("PrefetchWAL without accepting %s = %v, want %v", segName(3), err, ErrTruncatedSegment)
+	}
+	res, err := a.PrefetchWAL(ctx, o.Spool, PrefetchOptions{Count: 3, AcceptTruncated: o.AcceptTruncated})
+	if err != nil {
+		t.Fatalf("PrefetchWAL accepting %s = %v, want no refusal", segName(3), err)
+	}
+	if slices.Contains(res.Fetched, segName(3)) || slices.Contains(testio.DirNames(t, o.Spool), segName(3)) {
+		t.Errorf("PrefetchWAL spooled %s (%v), want it left to wal-fetch", segName(3), res.Fetched)
+	}
+	if err := a.FetchWAL(ctx, segName(2), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, segs[segName(2)])
+	var warned *TruncatedSegmentError
+	o.Truncated = func(e *TruncatedSegmentError) { warned = e }
+	if err := a.FetchWAL(ctx, segName(3), dest, o); err != nil || warned == nil {
+		t.Fatalf("FetchWAL accepting %s = %v (warned: %v), want it delivered with the warning", segName(3), err, warned)
+	}
+	checkFile(t, dest, cut)
 }

@@ -793,6 +793,12 @@ type PrefetchOptions struct {
 	// Watch is how often the worker looks at its spool and server; 0:
 	// every second.
 	Watch time.Duration
+	// AcceptTruncated are wal-fetch's FetchOptions.AcceptTruncated: the
+	// worker stops before the first of them instead of failing on its
+	// refusal. wal-fetch downloads it itself, with the warning naming
+	// where recovery ends (FetchOptions.Truncated), which a spooled copy
+	// would skip; recovery ends in it, so nothing after it is needed.
+	AcceptTruncated []string
 }
 
 // PrefetchResult tells what a PrefetchWAL run did.
@@ -863,7 +869,11 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 		last = from
 		var names []string
 		for i, seg := 0, from.Next(); i < count; i, seg = i+1, seg.Next() {
-			names = append(names, seg.Name(segSize))
+			name := seg.Name(segSize)
+			if slices.Contains(o.AcceptTruncated, name) {
+				break
+			}
+			names = append(names, name)
 		}
 		fetched, missing, err := a.prefetchRound(ctx, s, names, count)
 		res.Fetched = append(res.Fetched, fetched...)

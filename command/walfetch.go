@@ -53,7 +53,9 @@ downloads the next restore_prefetch segments into the hoard-prefetch/ directory 
 DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.
 restore_prefetch = 0 turns this off. A wal-fetch of another site, storage, prefix or keys
 takes nothing from the spool (hoard-prefetch/identity says which archive its segments came
-from): it removes them and downloads its own. The worker logs to hoard-prefetch/worker.log. It
+from): it removes them and downloads its own. The worker stops before a segment named by
+--accept-truncated, which wal-fetch downloads itself with its warning, rather than logging
+its refusal. The worker logs to hoard-prefetch/worker.log. It
 runs in its own session, in /, and stops (removing what it was downloading) when it is
 ahead, when the archive ends, and within a second once the server it fetches for stops
 (the data directory's postmaster.pid goes, or names another process) or its spool is
@@ -335,6 +337,9 @@ func startPrefetchWorker(c *cli.Context, spool string) error {
 		args = append(args, "--short-log")
 	}
 	args = append(args, "wal-fetch", "--prefetch-worker="+spool)
+	for _, seg := range c.StringSlice("accept-truncated") {
+		args = append(args, "--accept-truncated="+seg)
+	}
 	logf, err := archive.CreateSpoolFile(spool, prefetchWorkerLog)
 	if err != nil {
 		return err
@@ -363,8 +368,9 @@ func runPrefetchWorker(c *cli.Context, spool string) error {
 	log := env.log.With().Str("component", "prefetch").Str("spool", spool).Logger()
 	// The spool is pg_wal/hoard-prefetch of the data directory.
 	res, err := env.archive.PrefetchWAL(c.Context, spool, archive.PrefetchOptions{
-		Count:   env.cfg.RestorePrefetch,
-		DataDir: filepath.Dir(filepath.Dir(spool)),
+		Count:           env.cfg.RestorePrefetch,
+		DataDir:         filepath.Dir(filepath.Dir(spool)),
+		AcceptTruncated: c.StringSlice("accept-truncated"),
 	})
 	if errors.Is(err, archive.ErrPrefetchBusy) {
 		log.Debug().Msg("another prefetch worker is running")
