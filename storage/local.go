@@ -317,7 +317,7 @@ func (l *Local) doRename(d *os.Root, oldname, newname string) error {
 // storage directory it works through an os.Root (see objectDir), one
 // directory at a time (mkdir).
 func (l *Local) mkdirAll(ctx context.Context, dir string) error {
-	if err := l.mkdirRoot(); err != nil {
+	if err := l.mkdirRoot(ctx); err != nil {
 		return err
 	}
 	root, err := os.OpenRoot(l.root)
@@ -330,7 +330,13 @@ func (l *Local) mkdirAll(ctx context.Context, dir string) error {
 		if part == "." {
 			continue
 		}
-		if err := l.mkdir(ctx, root, parent, part); err != nil {
+		p, err := root.OpenRoot(parent)
+		if err != nil {
+			return err
+		}
+		err = l.mkdir(ctx, p, part)
+		p.Close()
+		if err != nil {
 			return err
 		}
 		parent = filepath.Join(parent, part)
@@ -338,25 +344,20 @@ func (l *Local) mkdirAll(ctx context.Context, dir string) error {
 	return nil
 }
 
-// mkdir creates the directory name in the directory parent of root and
-// fsyncs parent, unless it exists. A failed fsync of parent may lose the
-// new entry although the directory reads well, and a second fsync (the
-// next Put's, Sync's) would succeed without it (the "fsyncgate" rule,
-// docs/architecture.md): so the directory goes again, and the next writer
-// creates it and fsyncs parent anew. Another writer must not put an
-// object in it meanwhile, and report it stored: the creator holds
-// parent's create lock (lockDir) from its mkdir to the end of that fsync
-// or removal, and a writer that finds the directory waits for that lock,
-// when parent has a lock file (a directory made without the lock, by an
-// older hoard or by hand, has settled long ago), then looks again. A
-// directory that cannot go (a writer that takes no lock, on a file system
-// without locks, put a file in it) fails the write.
-func (l *Local) mkdir(ctx context.Context, root *os.Root, parent, name string) error {
-	p, err := root.OpenRoot(parent)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
+// mkdir creates the directory name in the directory p and fsyncs p,
+// unless it exists. A failed fsync of p may lose the new entry although
+// the directory reads well, and a second fsync (the next Put's, Sync's)
+// would succeed without it (the "fsyncgate" rule, docs/architecture.md):
+// so the directory goes again, and the next writer creates it and fsyncs
+// p anew. Another writer must not put an object in it meanwhile, and
+// report it stored: the creator holds p's create lock (lockDir) from its
+// mkdir to the end of that fsync or removal, and a writer that finds the
+// directory waits for that lock, when p has a lock file (a directory made
+// without the lock, by an older hoard or by hand, has settled long ago),
+// then looks again. A directory that cannot go (a writer that takes no
+// lock, on a file system without locks, put a file in it) fails the
+// write.
+func (l *Local) mkdir(ctx context.Context, p *os.Root, name string) error {
 	if fi, err := p.Stat(name); err == nil && fi.IsDir() {
 		unlock, err := l.lockIfPresent(ctx, p)
 		if err != nil {
@@ -389,12 +390,19 @@ func (l *Local) mkdir(ctx context.Context, root *os.Root, parent, name string) e
 
 // mkdirRoot creates the storage directory and its missing parents, as
 // os.MkdirAll does, and fsyncs the parent of each directory it created.
-// Its path is the configuration's (object_storage.directory), links and
-// all.
-func (l *Local) mkdirRoot() error {
+// Its path is the configuration's, links and all. It makes them one at a
+// time, outermost first, each by mkdir in its parent: a failed fsync
+// removes only the directory whose entry it may have lost (of a/b/c, made
+// now, c when the fsync of b fails: b's entry was fsynced in a), and the
+// next write makes c again and fsyncs b anew. The first directory of the
+// path that exists goes through mkdir too when its parent has a lock
+// file, so that a writer waits for a creator still fsyncing that parent;
+// a parent without one is never opened (it need not be readable).
+func (l *Local) mkdirRoot(ctx context.Context) error {
 	dir := filepath.Clean(l.root)
 	var missing []string
-	for d := dir; ; d = filepath.Dir(d) {
+	d := dir
+	for {
 		if _, err := os.Stat(d); err == nil {
 			break
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -404,15 +412,19 @@ func (l *Local) mkdirRoot() error {
 		if filepath.Dir(d) == d {
 			break
 		}
+		d = filepath.Dir(d)
 	}
-	if len(missing) == 0 {
-		return nil
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(d), createLockName)); err == nil && filepath.Dir(d) != d {
+		missing = append(missing, d)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, d := range missing {
-		if err := l.syncDir(filepath.Dir(d)); err != nil {
+	for i := len(missing) - 1; i >= 0; i-- {
+		p, err := os.OpenRoot(filepath.Dir(missing[i]))
+		if err != nil {
+			return err
+		}
+		err = l.mkdir(ctx, p, filepath.Base(missing[i]))
+		p.Close()
+		if err != nil {
 			return err
 		}
 	}

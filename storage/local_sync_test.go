@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -387,39 +388,52 @@ func TestLocal_PutDirSyncError(t *testing.T) {
 }
 
 // A directory Put creates (a new site's xlog/, a new backup's chunk
-// folder) whose parent's fsync fails may lose its entry in the parent
-// although it reads well, and a second fsync of the parent would succeed
-// without it. It is removed, so that the next Put creates it again and
-// fsyncs the parent again; a Put that finds it while its creator fsyncs
-// the parent waits, and reports its object stored only after a fsync of
-// the parent that succeeded.
+// folder, the storage directory and its missing parents at first use)
+// whose parent's fsync fails may lose its entry in the parent although it
+// reads well, and a second fsync of the parent would succeed without it.
+// It is removed, so that the next Put creates it again and fsyncs the
+// parent again; a Put that finds it while its creator fsyncs the parent
+// waits, and reports its object stored only after a fsync of the parent
+// that succeeded.
 func TestLocal_MkdirSyncError(t *testing.T) {
-	for _, concurrent := range []bool{false, true} {
-		name := "Next"
-		if concurrent {
-			name = "Concurrent"
+	for _, inRoot := range []bool{false, true} {
+		for _, concurrent := range []bool{false, true} {
+			name := "Next"
+			if concurrent {
+				name = "Concurrent"
+			}
+			if inRoot {
+				name = "Root" + name
+			}
+			t.Run(name, func(t *testing.T) { testMkdirSyncError(t, inRoot, concurrent) })
 		}
-		t.Run(name, func(t *testing.T) { testMkdirSyncError(t, concurrent) })
 	}
 }
 
-func testMkdirSyncError(t *testing.T, concurrent bool) {
+// testMkdirSyncError fails the first fsync of the parent of a directory
+// Put creates: site/ for site/xlog/ (inRoot false), or, when the storage
+// directory base/a/b/c is made at first use, base/a/b for c: a and b are
+// made too, and their entries are fsynced, in base and a.
+func testMkdirSyncError(t *testing.T, inRoot, concurrent bool) {
 	ctx := context.Background()
 	root := t.TempDir()
-	site := filepath.Join(root, "site")
-	if err := os.Mkdir(site, 0o755); err != nil {
+	failing := filepath.Join(root, "site")
+	if inRoot {
+		failing = filepath.Join(root, "a", "b")
+		root = filepath.Join(failing, "c")
+	} else if err := os.Mkdir(failing, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	const key, key2 = "site/xlog/000000010000000000000001", "site/xlog/000000010000000000000002"
 	var (
 		mu       sync.Mutex
-		failed   bool // the creator's fsync of site failed
-		syncedOK bool // a fsync of site succeeded after that
+		failed   bool // the creator's fsync of failing failed
+		syncedOK bool // a fsync of failing succeeded after that
 	)
 	second := newSecondWriter()
 	l := &Local{root: root, lockWait: second.lockWait}
 	l.fsync = func(f *os.File) error {
-		if filepath.Clean(f.Name()) != site {
+		if filepath.Clean(f.Name()) != failing {
 			return f.Sync()
 		}
 		mu.Lock()
@@ -434,7 +448,7 @@ func testMkdirSyncError(t *testing.T, concurrent bool) {
 			return err
 		}
 		if concurrent {
-			// xlog/ exists now: another writer of the site finds it.
+			// The new directory exists now: another writer finds it.
 			second.start(t, func() error { return l.Put(ctx, key2, strings.NewReader("wal2"), nil) })
 		}
 		return syscall.EIO
@@ -449,14 +463,24 @@ func testMkdirSyncError(t *testing.T, concurrent bool) {
 	}
 	if concurrent {
 		if err := second.result(t); err == nil && !resynced() {
-			t.Fatalf("the second writer reported %s stored in a directory whose entry the failed fsync of %s may have lost", key2, site)
+			t.Fatalf("the second writer reported %s stored in a directory whose entry the failed fsync of %s may have lost", key2, failing)
 		}
 	} else {
+		if inRoot {
+			// Only the directory whose entry is not durable goes: b's
+			// entry in a was fsynced, and the next Put makes c in it.
+			if _, err := os.Lstat(root); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("after the failed fsync of its parent, the new storage directory %s: %v, want it removed", root, err)
+			}
+			if _, err := os.Stat(failing); err != nil {
+				t.Errorf("the storage directory's parent, made and fsynced in its own parent: %v, want it kept", err)
+			}
+		}
 		if err := l.Put(ctx, key2, strings.NewReader("wal2"), nil); err != nil {
 			t.Fatal(err)
 		}
 		if !resynced() {
-			t.Fatalf("the next Put into the directory did not fsync %s again: its entry may be lost, the object is reported stored", site)
+			t.Fatalf("the next Put did not fsync %s again: the new directory's entry may be lost, the object is reported stored", failing)
 		}
 	}
 	if err := l.Put(ctx, key, strings.NewReader("wal"), nil); err != nil {
