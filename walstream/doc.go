@@ -106,7 +106,8 @@
 // in progress stay only in the spool. A run killed without its stop path
 // (kill -9, the OOM killer, a reboot) stores no copy of it, and the
 // server may have recycled it. The next Run notes the spool's newest
-// .partial at its start; when a session ends before any WAL arrived (the
+// .partial holding WAL at its start (an older version's crash left an
+// empty one after it); when a session ends before any WAL arrived (the
 // server cannot be reached, at the first attempt and at each retry), it
 // stores that file as the stream end's copy, up to the end of its last
 // valid record (CRC, xl_prev and each page's own address checked, as

@@ -96,16 +96,42 @@ func (r *Receiver) queueSpool(c spoolContents) {
 // noteLeftover remembers the .partial of the spool listing c that the
 // previous run was receiving, unless this Run adopted that run's own copy
 // (adoptStreamEnd, called first): the newest .partial (timeline, then
-// position: the order of the names), when no complete segment is as new
-// and its timeline did not end (queueSpool stores it then).
+// position: the order of the names) that holds WAL, when no complete
+// segment is as new and its timeline did not end (queueSpool stores it
+// then).
+//
+// Newer .partial files of the same timeline that hold none (their first
+// page header is zeros) are passed over: earlier hoard versions opened
+// the next segment's file, preallocated with zeros, before they renamed
+// the finished one complete, so a crash in between left the finished
+// segment as <segment>.partial, the last WAL that run received, with an
+// empty .partial after it (see repairSpool, which completes or streams
+// it again when a server answers). Without a server, that file is the
+// leftover: its valid WAL is stored as its .partial, by the same rules
+// as any leftover (validWAL, never shorter than the stored copy); the
+// complete segment supersedes it once the server is back. A newer file
+// that holds WAL is the one the run was receiving, in any version (an
+// earlier version whose rename failed went on into the next segment and
+// left the full one behind as .partial: repairSpool's case too, which
+// only a session deals with).
 func (r *Receiver) noteLeftover(c spoolContents) {
 	if r.PendingStreamEnd().Name != "" || len(c.partials) == 0 {
 		return
 	}
-	p := c.partials[len(c.partials)-1]
+	i := len(c.partials) - 1
+	p := c.partials[i]
 	if wal.SegmentTimeline(p) < c.newestTimeline() {
 		return
 	}
+	for ; i > 0 && wal.SegmentTimeline(c.partials[i-1]) == wal.SegmentTimeline(p); i-- {
+		empty, err := isEmptyPartial(filepath.Join(r.opts.SpoolDir, c.partials[i]))
+		if err != nil || !empty {
+			// One that cannot be read is the leftover: storeLeftover
+			// reports why.
+			break
+		}
+	}
+	p = c.partials[i]
 	for _, name := range c.uploads {
 		if wal.IsSegmentName(name) && name >= p[:24] {
 			return

@@ -292,6 +292,75 @@ func TestReceiver_Run_LeftoverSlotGone(t *testing.T) {
 	})
 }
 
+// TestReceiver_Run_LeftoverOldLayout: the spool an older hoard version
+// left when it died while completing a segment. It opened the next
+// segment's .partial (created at the segment size, zeros) before it
+// renamed the finished one, so a crash in between left the finished
+// segment as <segment>.partial and an empty .partial after it (the
+// layout repairSpool deals with when the server answers). Here a child
+// Receiver is killed with SIGKILL after it fsynced a full segment and
+// before the rename (step "synced"), the next segment's .partial is
+// created as the old code did (openSegment), and the server is stopped
+// for good. A new Run cannot connect: it stores the full segment's
+// .partial, up to the end of its last valid record, and not the empty
+// file after it. pg_waldump (Debian's, so PostgreSQL 15 only) decodes in
+// the stored copy every record it decodes in the spool's file, a commit
+// among them.
+func TestReceiver_Run_LeftoverOldLayout(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1})
+	c.Exec(t, "create table rows (id bigint, pad text)")
+	d := durableOf(t, c, "")
+	d.crash("synced")
+	full := d.checkSpoolAfterCrash()
+	if full == nil {
+		t.Fatal("the crash at synced left no full .partial")
+	}
+	next, err := openSegment(d.spool, full.Next(), d.segSize, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t)
+	seg := full.Name(d.segSize)
+	g := &serverGone{t: t, d: d, seg: seg, name: seg + wal.PartialSuffix}
+	if d.stored(g.name) || d.stored(seg) {
+		t.Fatalf("%s stored before the new run", seg)
+	}
+	g.rr = launch(t, c, d.spool, d.up, Options{}, nil, nil)
+	data := g.waitCopy()
+	n := g.checkCopy(data)
+	if n == 0 || int64(len(data)) != n {
+		t.Errorf("the stored copy is %d bytes and its records end at %d: want the copy to end where they do", len(data), n)
+	}
+	if next := next.name() + wal.PartialSuffix; d.stored(next) {
+		t.Errorf("%s stored: the older version's empty file", next)
+	}
+	spool, err := os.ReadFile(filepath.Join(d.spool, g.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := func(out string) []string {
+		return regexp.MustCompile(`(?m)^rmgr: .*lsn: [0-9A-F]+/[0-9A-F]+`).FindAllString(out, -1)
+	}
+	got, want := pgtest.Waldump(t, seg, data, int(d.segSize)), pgtest.Waldump(t, seg, spool, int(d.segSize))
+	if w := records(want); len(w) == 0 || !slices.Equal(records(got), w) {
+		t.Errorf("pg_waldump decodes %d records in the stored copy, %d in the spool's file:\n%s\nspool's file:\n%s",
+			len(records(got)), len(w), tailLines(got, 5), tailLines(want, 5))
+	}
+	if !strings.Contains(got, "desc: COMMIT") {
+		t.Errorf("pg_waldump finds no commit in the stored copy:\n%s", tailLines(got, 5))
+	}
+	g.rr.stop(t)
+}
+
+// tailLines returns the last n lines of s.
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 // serverGone is a spool that a Receiver killed with SIGKILL left, with
 // the server stopped for good, and a new Receiver running on it.
 type serverGone struct {
@@ -523,8 +592,10 @@ func TestValidWAL(t *testing.T) {
 	}
 }
 
-// TestReceiver_leftover: the newest .partial of the spool is noted, unless
-// a complete segment is as new or the previous Run's copy was adopted;
+// TestReceiver_leftover: the newest .partial of the spool that holds WAL
+// is noted (passing over newer ones that hold none, which older versions
+// opened ahead), unless a complete segment is as new or the previous
+// Run's copy was adopted;
 // a session that received no WAL and found no server, or Run's stop,
 // queues its valid WAL as the stream end's copy, once, and so does a
 // fatal error after which the server cannot stream it again
@@ -558,6 +629,11 @@ func TestReceiver_leftover(t *testing.T) {
 		{"OKOlderSegment", []string{prev}, StreamEnd{}, false, unreachable, false, true, false},
 		{"OKAfterReachable", nil, StreamEnd{}, false, errors.New(`replication slot "hoard" is active for PID 7`), false, false, true},
 		{"ErrNewerSegment", []string{newer}, StreamEnd{}, false, unreachable, false, false, false},
+		// An older version's layout: the next segment's .partial opened
+		// (zeros) before this one was renamed complete.
+		{"OKNewerEmptyPartial", []string{newer + wal.PartialSuffix}, StreamEnd{}, false, unreachable, false, true, false},
+		{"OKNewerEmptyPartialWALRemoved", []string{newer + wal.PartialSuffix}, StreamEnd{}, false, fatal(fmt.Errorf("resume: %w", ErrWALRemoved)), false, true, false},
+		{"ErrNewerEmptyPartialNewerSegment", []string{newer + wal.PartialSuffix, z.Name}, StreamEnd{}, false, unreachable, false, false, false},
 		{"ErrEndedTimeline", []string{"00000002.history"}, StreamEnd{}, false, unreachable, false, false, false},
 		{"ErrHandedOver", []string{older}, StreamEnd{Name: older, Length: 8192}, false, unreachable, false, false, false},
 		{"ErrProgressed", nil, StreamEnd{}, true, unreachable, false, false, false},
