@@ -29,8 +29,9 @@ func influxd(t *testing.T) string {
 		testio.Unavailable(t, "influxd not found (Debian package influxdb; task deps installs it): %v", err)
 	}
 	dir := t.TempDir()
-	addr := "127.0.0.1:" + strconv.Itoa(testio.FreePort(t))
-	cfg := fmt.Sprintf(`bind-address = "127.0.0.1:%s"
+	conf := filepath.Join(dir, "influxdb.conf")
+	port := testio.StartServer(t, 2, func(a *testio.Attempt) error {
+		cfg := fmt.Sprintf(`bind-address = "127.0.0.1:%d"
 reporting-disabled = true
 [meta]
   dir = %q
@@ -39,22 +40,23 @@ reporting-disabled = true
   wal-dir = %q
   query-log-enabled = false
 [http]
-  bind-address = %q
+  bind-address = "127.0.0.1:%d"
   log-enabled = false
-`, strconv.Itoa(testio.FreePort(t)), filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), addr)
-	conf := filepath.Join(dir, "influxdb.conf")
-	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := testio.Start(t, "influxd", nil, bin, "-config", conf)
-	p.WaitReady(t, time.Minute, func() bool {
-		resp, err := http.Get("http://" + addr + "/ping")
-		if err != nil {
-			return false
+`, a.Ports[1], filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), a.Ports[0])
+		if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusNoContent
-	})
+		p := a.Start("influxd", nil, bin, "-config", conf)
+		return p.Listen(a.Ports[0], time.Minute, func() bool {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ping", a.Ports[0]))
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusNoContent
+		})
+	})[0]
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	return addr
 }
 

@@ -51,14 +51,17 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &promServer{t: t, port: testio.FreePort(t)}
-	proc := testio.Start(t, "prometheus", nil, bin,
-		"--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", p.port))
-	proc.WaitReady(t, time.Minute, func() bool {
-		_, ok := p.get("/-/ready")
-		return ok
+	p := &promServer{t: t}
+	testio.StartServer(t, 1, func(a *testio.Attempt) error {
+		p.port = a.Ports[0]
+		proc := a.Start("prometheus", nil, bin,
+			"--config.file="+filepath.Join(dir, "prometheus.yml"),
+			"--storage.tsdb.path="+filepath.Join(dir, "data"),
+			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", p.port))
+		return proc.Listen(p.port, time.Minute, func() bool {
+			_, ok := p.get("/-/ready")
+			return ok
+		})
 	})
 	return p
 }

@@ -53,44 +53,32 @@ func binary(t testing.TB, rel string) string {
 	return p
 }
 
-// start runs a server until the test ends and waits until GET url answers
-// with any HTTP response.
-func start(t testing.TB, name string, env []string, url string, bin string, args ...string) {
+// serve starts a server of one process on n loopback ports from FreePort
+// and waits until it listens on the first and answers GET path there with
+// any HTTP response; cmd gives its environment and arguments for the
+// ports. A port taken before the server binds it moves the server to new
+// ports (testio.StartServer). It returns the ports.
+func serve(t testing.TB, name, bin string, n int, path string, cmd func(ports []int) (env, args []string)) []int {
 	t.Helper()
-	startWait(t, name, env, url, 90*time.Second, bin, args...)
+	return testio.StartServer(t, n, func(a *testio.Attempt) error {
+		env, args := cmd(a.Ports)
+		p := a.Start(name, env, bin, args...)
+		return p.Listen(a.Ports[0], 90*time.Second, answers(fmt.Sprintf("http://127.0.0.1:%d%s", a.Ports[0], path)))
+	})
 }
 
-// startWait is start with a time limit for the server to answer.
-func startWait(t testing.TB, name string, env []string, url string, timeout time.Duration, bin string, args ...string) {
-	t.Helper()
-	exited, out := run(t, name, env, bin, args...)
-	deadline := time.Now().Add(timeout)
+// answers returns a check of a server's readiness: GET url gets any HTTP
+// response.
+func answers(url string) func() bool {
 	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("%s exited before answering: %v\n%s", name, err, out.String())
-		default:
-		}
+	return func() bool {
 		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not answer at %s: %v\n%s", name, url, err, out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		return true
 	}
-}
-
-// run starts a process in its own process group, stopped (SIGTERM, then
-// SIGKILL after 10 s) when the test ends. The channel receives its exit;
-// the buffer collects its output.
-func run(t testing.TB, name string, env []string, bin string, args ...string) (<-chan error, *testio.SyncBuffer) {
-	t.Helper()
-	p := testio.Start(t, name, env, bin, args...)
-	return p.Exited, p.Out
 }
 
 // MinIO starts a MinIO server and returns the config of a new bucket on it,
@@ -99,15 +87,16 @@ func run(t testing.TB, name string, env []string, bin string, args ...string) (<
 func MinIO(t testing.TB) storage.Config {
 	t.Helper()
 	bin := binary(t, "bin/minio")
-	port, console := testio.FreePort(t), testio.FreePort(t)
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	start(t, "minio", []string{
+	env := []string{
 		"MINIO_ROOT_USER=" + minioUser,
 		"MINIO_ROOT_PASSWORD=" + minioPassword,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
-	}, "http://"+addr+"/minio/health/live", bin,
-		"server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:"+strconv.Itoa(console), t.TempDir())
+	}
+	port := serve(t, "minio", bin, 2, "/minio/health/live", func(ports []int) ([]string, []string) {
+		return env, []string{"server", "--quiet", "--address", "127.0.0.1:" + strconv.Itoa(ports[0]),
+			"--console-address", "127.0.0.1:" + strconv.Itoa(ports[1]), t.TempDir()}
+	})[0]
 	c := storage.Config{
 		Type:            "s3",
 		Region:          "us-east-1",
@@ -130,10 +119,10 @@ func MinIO(t testing.TB) storage.Config {
 func Azurite(t testing.TB) storage.Config {
 	t.Helper()
 	bin := binary(t, "azurite/node_modules/.bin/azurite-blob")
-	port := testio.FreePort(t)
-	start(t, "azurite", nil, fmt.Sprintf("http://127.0.0.1:%d/", port), bin,
-		"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port), "--location", t.TempDir(),
-		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
+	port := serve(t, "azurite", bin, 1, "/", func(ports []int) ([]string, []string) {
+		return nil, []string{"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(ports[0]), "--location", t.TempDir(),
+			"--skipApiVersionCheck", "--disableTelemetry", "--silent"}
+	})[0]
 	c := storage.Config{
 		Type:        "azure",
 		AccountName: AzuriteAccount,
@@ -156,11 +145,11 @@ func Azurite(t testing.TB) storage.Config {
 func FakeGCS(t testing.TB) storage.Config {
 	t.Helper()
 	bin := binary(t, "bin/fake-gcs-server")
-	port := testio.FreePort(t)
+	port := serve(t, "fake-gcs-server", bin, 1, "/storage/v1/b", func(ports []int) ([]string, []string) {
+		return nil, []string{"-scheme", "http", "-host", "127.0.0.1", "-port", strconv.Itoa(ports[0]),
+			"-public-host", "127.0.0.1:" + strconv.Itoa(ports[0]), "-backend", "memory", "-log-level", "error"}
+	})[0]
 	host := "127.0.0.1:" + strconv.Itoa(port)
-	start(t, "fake-gcs-server", nil, "http://"+host+"/storage/v1/b", bin,
-		"-scheme", "http", "-host", "127.0.0.1", "-port", strconv.Itoa(port),
-		"-public-host", host, "-backend", "memory", "-log-level", "error")
 	t.Setenv("STORAGE_EMULATOR_HOST", host)
 	c := storage.Config{Type: "google", BucketName: "hoard-test", ProjectID: "hoard", SegmentSize: 1 << 20}
 	resp, err := http.Post("http://"+host+"/storage/v1/b?project=hoard", "application/json",

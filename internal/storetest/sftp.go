@@ -58,10 +58,9 @@ func SFTP(t testing.TB) SFTPServer {
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := testio.FreePort(t)
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	conf := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d
+	port := testio.StartServer(t, 1, func(a *testio.Attempt) error {
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
 PidFile %s
@@ -75,18 +74,12 @@ StrictModes no
 AllowUsers %s
 Subsystem sftp internal-sftp
 LogLevel ERROR
-`, port, filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"), u.Username)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	exited, out := run(t, "sshd", nil, sshd, "-D", "-e", "-f", conf)
-	if err := waitTCP(addr, 60*time.Second); err != nil {
-		select {
-		case err := <-exited:
-			t.Fatalf("sshd exited: %v\n%s", err, out.String())
-		default:
+`, a.Ports[0], filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"), u.Username)), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("sshd: %v\n%s", err, out.String())
-	}
+		return a.Start("sshd", nil, sshd, "-D", "-e", "-f", conf).Listen(a.Ports[0], time.Minute, nil)
+	})[0]
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	knownHosts := filepath.Join(dir, "known_hosts")
 	line := knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostPub) + "\n"
 	if err := os.WriteFile(knownHosts, []byte(line), 0o600); err != nil {

@@ -3,7 +3,6 @@ package storetest
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -71,36 +70,39 @@ func Swift(t testing.TB) storage.Config {
 	if err != nil {
 		t.Fatalf("swift: current user: %v", err)
 	}
-	ports := map[string]int{}
-	for _, s := range []string{"proxy", "account", "container", "object", "memcached"} {
-		ports[s] = testio.FreePort(t)
-	}
-	write := func(name, text string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
+	names := []string{"proxy", "account", "container", "object", "memcached"}
+	var proxy string
+	testio.StartServer(t, len(names), func(a *testio.Attempt) error {
+		ports := map[string]int{}
+		for i, s := range names {
+			ports[s] = a.Ports[i]
 		}
-	}
-	write("swift.conf", "[swift-hash]\nswift_hash_path_suffix = hoardtest\nswift_hash_path_prefix = hoardtest\n"+
-		"[storage-policy:0]\nname = Policy-0\ndefault = yes\n")
-	common := fmt.Sprintf("[DEFAULT]\nbind_ip = 127.0.0.1\nworkers = 0\nuser = %s\nswift_dir = %s\nlog_level = WARNING\n", u.Username, dir)
-	for _, s := range []string{"account", "container", "object"} {
-		write(s+"-server.conf", common+fmt.Sprintf("bind_port = %d\ndevices = %s\nmount_check = false\n"+
-			"[pipeline:main]\npipeline = %s-server\n[app:%s-server]\nuse = egg:swift#%s\n"+
-			"[%s-replicator]\n[%s-updater]\n[%s-auditor]\n", ports[s], filepath.Dir(dev), s, s, s, s, s, s))
-	}
-	write("proxy-server.conf", common+fmt.Sprintf("bind_port = %d\n"+
-		"[pipeline:main]\npipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats tempauth copy slo dlo proxy-logging proxy-server\n"+
-		"[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n"+
-		"[filter:catch_errors]\nuse = egg:swift#catch_errors\n[filter:gatekeeper]\nuse = egg:swift#gatekeeper\n"+
-		"[filter:healthcheck]\nuse = egg:swift#healthcheck\n[filter:proxy-logging]\nuse = egg:swift#proxy_logging\n"+
-		"[filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = 127.0.0.1:%d\n"+
-		"[filter:listing_formats]\nuse = egg:swift#listing_formats\n"+
-		"[filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = %s .admin\n"+
-		"[filter:copy]\nuse = egg:swift#copy\n[filter:slo]\nuse = egg:swift#slo\n[filter:dlo]\nuse = egg:swift#dlo\n",
-		ports["proxy"], ports["memcached"], SwiftKey))
-	// The rings, built with Swift's own RingBuilder (what swift-ring-builder
-	// runs) in one interpreter rather than nine swift-ring-builder calls.
-	ring := exec.Command("/usr/bin/python3", "-c", `
+		write := func(name, text string) {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("swift.conf", "[swift-hash]\nswift_hash_path_suffix = hoardtest\nswift_hash_path_prefix = hoardtest\n"+
+			"[storage-policy:0]\nname = Policy-0\ndefault = yes\n")
+		common := fmt.Sprintf("[DEFAULT]\nbind_ip = 127.0.0.1\nworkers = 0\nuser = %s\nswift_dir = %s\nlog_level = WARNING\n", u.Username, dir)
+		for _, s := range []string{"account", "container", "object"} {
+			write(s+"-server.conf", common+fmt.Sprintf("bind_port = %d\ndevices = %s\nmount_check = false\n"+
+				"[pipeline:main]\npipeline = %s-server\n[app:%s-server]\nuse = egg:swift#%s\n"+
+				"[%s-replicator]\n[%s-updater]\n[%s-auditor]\n", ports[s], filepath.Dir(dev), s, s, s, s, s, s))
+		}
+		write("proxy-server.conf", common+fmt.Sprintf("bind_port = %d\n"+
+			"[pipeline:main]\npipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats tempauth copy slo dlo proxy-logging proxy-server\n"+
+			"[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n"+
+			"[filter:catch_errors]\nuse = egg:swift#catch_errors\n[filter:gatekeeper]\nuse = egg:swift#gatekeeper\n"+
+			"[filter:healthcheck]\nuse = egg:swift#healthcheck\n[filter:proxy-logging]\nuse = egg:swift#proxy_logging\n"+
+			"[filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = 127.0.0.1:%d\n"+
+			"[filter:listing_formats]\nuse = egg:swift#listing_formats\n"+
+			"[filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = %s .admin\n"+
+			"[filter:copy]\nuse = egg:swift#copy\n[filter:slo]\nuse = egg:swift#slo\n[filter:dlo]\nuse = egg:swift#dlo\n",
+			ports["proxy"], ports["memcached"], SwiftKey))
+		// The rings, built with Swift's own RingBuilder (what swift-ring-builder
+		// runs) in one interpreter rather than nine swift-ring-builder calls.
+		ring := exec.Command("/usr/bin/python3", "-c", `
 import sys
 from swift.common.ring import RingBuilder
 d = sys.argv[1]
@@ -110,23 +112,29 @@ for name, port in zip(("account", "container", "object"), sys.argv[2:]):
     b.rebalance()
     b.get_ring().save("%s/%s.ring.gz" % (d, name))
 `, dir, strconv.Itoa(ports["account"]), strconv.Itoa(ports["container"]), strconv.Itoa(ports["object"]))
-	if out, err := ring.CombinedOutput(); err != nil {
-		t.Fatalf("swift: build rings: %v\n%s", err, out)
-	}
-	run(t, "memcached", nil, "/usr/bin/memcached", "-l", "127.0.0.1", "-p", strconv.Itoa(ports["memcached"]), "-U", "0", "-u", u.Username)
-	if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", ports["memcached"]), 60*time.Second); err != nil {
-		t.Fatalf("memcached: %v", err)
-	}
-	// Python servers start slowly on a loaded machine: wait longer than for
-	// the Go servers.
-	for _, s := range []string{"account", "container", "object"} {
-		startWait(t, "swift-"+s+"-server", nil, fmt.Sprintf("http://127.0.0.1:%d/", ports[s]), 5*time.Minute,
-			"/usr/bin/swift-"+s+"-server", filepath.Join(dir, s+"-server.conf"))
-	}
-	proxy := fmt.Sprintf("http://127.0.0.1:%d", ports["proxy"])
+		if out, err := ring.CombinedOutput(); err != nil {
+			t.Fatalf("swift: build rings: %v\n%s", err, out)
+		}
+		memcached := a.Start("memcached", nil, "/usr/bin/memcached", "-l", "127.0.0.1", "-p", strconv.Itoa(ports["memcached"]), "-U", "0", "-u", u.Username)
+		if err := memcached.Listen(ports["memcached"], time.Minute, nil); err != nil {
+			return err
+		}
+		// Python servers start slowly on a loaded machine: wait longer than for
+		// the Go servers.
+		proxy = fmt.Sprintf("http://127.0.0.1:%d", ports["proxy"])
+		for _, s := range []string{"account", "container", "object", "proxy"} {
+			p := a.Start("swift-"+s+"-server", nil, "/usr/bin/swift-"+s+"-server", filepath.Join(dir, s+"-server.conf"))
+			url := fmt.Sprintf("http://127.0.0.1:%d/", ports[s])
+			if s == "proxy" {
+				url = proxy + "/healthcheck"
+			}
+			if err := p.Listen(ports[s], 5*time.Minute, answers(url)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	swiftDevices.Store(proxy+"/auth/v1.0", dev)
-	startWait(t, "swift-proxy-server", nil, proxy+"/healthcheck", 5*time.Minute,
-		"/usr/bin/swift-proxy-server", filepath.Join(dir, "proxy-server.conf"))
 	return storage.Config{
 		Type:          "swift",
 		User:          SwiftUser,
@@ -135,21 +143,6 @@ for name, port in zip(("account", "container", "object"), sys.argv[2:]):
 		AuthVersion:   "1.0",
 		ContainerName: "hoard-test",
 		SegmentSize:   5 << 20,
-	}
-}
-
-// waitTCP waits until addr accepts a connection.
-func waitTCP(addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err == nil {
-			return c.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not accept connections: %w", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -1,8 +1,10 @@
 package testio
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -11,9 +13,13 @@ import (
 // Process is a server a test started, in its own process group, stopped
 // when the test ends (SIGTERM to the group, SIGKILL after 10 s).
 type Process struct {
-	Name   string
-	Exited <-chan error // receives the process's exit
-	Out    *SyncBuffer  // its stdout and stderr
+	Name string
+	Out  *SyncBuffer // its stdout and stderr
+
+	pid  int           // also its process group's id
+	done chan struct{} // closed when it has exited
+	err  error         // its exit, once done is closed
+	stop sync.Once
 }
 
 // Start runs bin with args and env added to the test's environment.
@@ -28,37 +34,38 @@ func Start(t testing.TB, name string, env []string, bin string, args ...string) 
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	exited := make(chan error, 1)
-	done := make(chan struct{})
-	go func() { exited <- cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		// Stop the server's process group: it was started here, with its own group.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
-	return &Process{Name: name, Exited: exited, Out: out}
+	p := &Process{Name: name, Out: out, pid: cmd.Process.Pid, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.Stop)
+	return p
 }
 
-// WaitReady calls ready every 100 ms until it holds. It fails the test,
-// with the process's output, when the process exits first or timeout
-// passes.
-func (p *Process) WaitReady(t testing.TB, timeout time.Duration, ready func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ready() {
+// Stop stops the process's group (SIGTERM, SIGKILL after 10 s) and waits
+// for the process to exit; calling it again does nothing.
+func (p *Process) Stop() {
+	p.stop.Do(func() {
+		// The group was made for the process at its start: only its own.
+		_ = syscall.Kill(-p.pid, syscall.SIGTERM)
 		select {
-		case err := <-p.Exited:
-			t.Fatalf("%s exited before it was ready: %v\n%s", p.Name, err, p.Out.String())
-		default:
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+			<-p.done
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within %s\n%s", p.Name, timeout, p.Out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	})
+}
+
+// exited returns the process's exit error and true once it has exited.
+func (p *Process) exited() (error, bool) {
+	select {
+	case <-p.done:
+		return p.err, true
+	default:
+		return nil, false
 	}
+}
+
+// fail is err about the process, with its output.
+func (p *Process) fail(err error) error {
+	return fmt.Errorf("%s: %w\n%s", p.Name, err, p.Out.String())
 }

@@ -1,9 +1,11 @@
 // Package testio holds small helpers that tests of several packages
 // share: a buffer that a process or server writes while the test reads it,
-// a free loopback port, fuzz seeds read from files, a tar stream's members,
-// writing a whole stream and closing it (WriteClose), the names in a folder,
-// the cache folder of test servers and PostgreSQL builds, and skipping (or, under HOARD_TEST_STRICT=1, failing) a test that lacks
-// a binary or server.
+// a free loopback port, a server started on such ports and started again
+// on new ones when another process takes one first (StartServer), fuzz
+// seeds read from files, a tar stream's members, writing a whole stream
+// and closing it (WriteClose), the names in a folder, the cache folder of
+// test servers and PostgreSQL builds, and skipping (or, under
+// HOARD_TEST_STRICT=1, failing) a test that lacks a binary or server.
 package testio
 
 import (
@@ -71,10 +73,58 @@ func FreePort(t testing.TB) int {
 			continue
 		}
 		l.Close()
+		takeIfAsked(port)
 		return port
 	}
 	t.Fatalf("find a free port: none free in %d-%d", portLow, portHigh-1)
 	return 0
+}
+
+// taking is what TakePort asked for: the test, and how many ports
+// FreePort hands out before the one to take.
+var taking struct {
+	sync.Mutex
+	t    testing.TB
+	skip int
+}
+
+// TakePort makes the port FreePort hands out after n others (0: the next
+// one) taken the moment FreePort returns it, by a listener of the test
+// process that stays open until t ends: what another process does when it
+// binds that port before the server it was picked for. Tests of
+// StartServer use it; they must not run in parallel with tests that call
+// FreePort.
+func TakePort(t testing.TB, n int) {
+	t.Helper()
+	taking.Lock()
+	defer taking.Unlock()
+	taking.t, taking.skip = t, n
+	t.Cleanup(func() {
+		taking.Lock()
+		defer taking.Unlock()
+		taking.t = nil
+	})
+}
+
+// takeIfAsked opens TakePort's listener on port when port is the one to
+// take.
+func takeIfAsked(port int) {
+	taking.Lock()
+	defer taking.Unlock()
+	if taking.t == nil {
+		return
+	}
+	if taking.skip > 0 {
+		taking.skip--
+		return
+	}
+	t := taking.t
+	taking.t = nil
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatalf("take port %d: %v", port, err)
+	}
+	t.Cleanup(func() { l.Close() })
 }
 
 // AddFiles adds the contents of each file matching pattern to f's seed
