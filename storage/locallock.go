@@ -42,11 +42,11 @@ const lockFileMode = 0o644
 // could plant a link or a FIFO under the name: a link is not followed and
 // anything but a regular file is refused.
 func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err error) {
-	f, err := openLockFile(d, true)
+	f, readOnly, err := openLockFile(d, true)
 	if err != nil {
 		return nil, err
 	}
-	return l.lockFile(ctx, d, f)
+	return l.lockFile(ctx, d, f, readOnly)
 }
 
 // lockIfPresent takes the create lock of d as lockDir does, if d has a
@@ -55,19 +55,20 @@ func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err err
 // (mkdir) needs no write access to d, which lockDir's creating the file
 // would.
 func (l *Local) lockIfPresent(ctx context.Context, d *os.Root) (unlock func(), err error) {
-	f, err := openLockFile(d, false)
+	f, readOnly, err := openLockFile(d, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return func() {}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return l.lockFile(ctx, d, f)
+	return l.lockFile(ctx, d, f, readOnly)
 }
 
-// lockFile takes the lock of f, d's lock file just opened, for lockDir
-// and lockIfPresent, and closes f when it cannot.
-func (l *Local) lockFile(ctx context.Context, d *os.Root, f *os.File) (unlock func(), err error) {
+// lockFile takes the lock of f, d's lock file just opened (readOnly: not
+// for writing), for lockDir and lockIfPresent, and closes f when it
+// cannot.
+func (l *Local) lockFile(ctx context.Context, d *os.Root, f *os.File, readOnly bool) (unlock func(), err error) {
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		_ = f.Close()
@@ -100,6 +101,14 @@ func (l *Local) lockFile(ctx context.Context, d *os.Root, f *os.File) (unlock fu
 			// (storage.md says so).
 			_ = f.Close()
 			return func() {}, nil
+		case readOnly && errors.Is(err, syscall.EBADF):
+			// NFSv4 emulates flock with a lock on the server, which
+			// needs the file open for writing (fs/nfs/nfs4proc.c
+			// nfs4_proc_lock), and this user may not write another
+			// user's lock file: go on unlocked, as on a file system
+			// without locks, rather than stop archiving.
+			_ = f.Close()
+			return func() {}, nil
 		case !errors.Is(err, syscall.EWOULDBLOCK):
 			_ = f.Close()
 			return nil, fmt.Errorf("lock %s of %s: %w", createLockName, d.Name(), err)
@@ -118,27 +127,34 @@ func (l *Local) lockFile(ctx context.Context, d *os.Root, f *os.File) (unlock fu
 }
 
 // openLockFile opens the lock file of d, creating it when create is set,
-// with no link followed and no wait on a FIFO (openatBeneath). Read-only and readable
-// by all: flock needs no write access, and every user that writes objects
-// in d must be able to lock it, whoever made the file first (a wal-push
-// run once as root must not make the server user's fail from then on).
-// It holds no data.
-func openLockFile(d *os.Root, create bool) (*os.File, error) {
-	var f *os.File
-	var err error
+// with no link followed and no wait on a FIFO (openatBeneath). It holds
+// no data. It is opened for writing where this user may write it, since
+// an NFSv4 client refuses an exclusive flock on a file open only for
+// reading (fs/nfs/nfs4proc.c nfs4_proc_lock: EBADF), and read-only
+// (readOnly) where not, or on a read-only mount (where a wal-push of a
+// segment already archived only reads and fsyncs): a local flock needs
+// no write access, and every user that writes objects in d must be able
+// to lock it, whoever made the file first (a wal-push run once as root
+// must not make the server user's fail from then on); so it is made
+// readable by all.
+func openLockFile(d *os.Root, create bool) (f *os.File, readOnly bool, err error) {
 	if create {
-		f, err = openatBeneath(d, createLockName, unix.O_RDONLY|unix.O_CREAT, lockFileMode)
+		f, err = openatBeneath(d, createLockName, unix.O_RDWR|unix.O_CREAT, lockFileMode)
 	} else {
+		f, err = openatBeneath(d, createLockName, unix.O_RDWR, 0)
+	}
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) {
+		readOnly = true
 		f, err = openBeneath(d, createLockName)
 	}
 	switch {
 	case errors.Is(err, unix.ELOOP):
-		return nil, fmt.Errorf("%s is a symbolic link, which hoard does not follow: someone who can write the storage "+
+		return nil, false, fmt.Errorf("%s is a symbolic link, which hoard does not follow: someone who can write the storage "+
 			"directory planted it, or it was made by hand; remove it, hoard creates the file again: %w", filepath.Join(d.Name(), createLockName), err)
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, err
+		return nil, false, err
 	case err != nil:
-		return nil, fmt.Errorf("open the lock file: %w", err)
+		return nil, false, fmt.Errorf("open the lock file: %w", err)
 	}
-	return f, nil
+	return f, readOnly, nil
 }

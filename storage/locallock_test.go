@@ -82,13 +82,21 @@ func TestLocal_CreateNoLocks(t *testing.T) {
 // A root-run `hoard wal-push` (by hand, or a restore_command tried as root)
 // that made the lock file in xlog/ must not make every later wal-push of
 // the server's user fail: flock needs no write access, so the file is
-// opened read-only and made readable by all. The second writer runs on a
-// thread whose file system uid is nobody's (setfsuid, which drops root's
+// opened read-only by a user who may not write it, and made readable by
+// all. On NFSv4, where that user's exclusive flock of a read-only file
+// fails (nfs4Flock), the write goes on unlocked. The second writer runs on
+// a thread whose file system uid is nobody's (setfsuid, which drops root's
 // file capabilities for that thread only).
 func TestLocal_CreateLockOtherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to act as two users")
 	}
+	t.Run("Local", func(t *testing.T) { testCreateLockOtherUser(t, nil) })
+	locked := 0
+	t.Run("NFSv4", func(t *testing.T) { testCreateLockOtherUser(t, nfs4Flock(&locked)) })
+}
+
+func testCreateLockOtherUser(t *testing.T, flock func(fd, how int) error) {
 	ctx := context.Background()
 	root := t.TempDir()
 	dir := filepath.Join(root, "site", "xlog")
@@ -103,7 +111,7 @@ func TestLocal_CreateLockOtherUser(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	l := NewLocal(root)
+	l := &Local{root: root, flock: flock}
 	if err := l.Create(ctx, "site/xlog/000000010000000000000001", strings.NewReader("root's"), nil); err != nil {
 		t.Fatalf("Create as root: %v", err)
 	}
@@ -127,4 +135,50 @@ func TestLocal_CreateLockOtherUser(t *testing.T) {
 	if st := fi.Sys().(*syscall.Stat_t); st.Uid != nobody {
 		t.Errorf("the second object belongs to uid %d, want %d: the test did not act as another user", st.Uid, nobody)
 	}
+}
+
+// nfs4Flock acts as flock(2) on an NFSv4 mount, where the client emulates
+// it with a lock on the server and refuses an exclusive lock on a file
+// not open for writing (fs/nfs/nfs4proc.c nfs4_proc_lock: "Don't rely on
+// the VFS having checked the file open mode, since it won't do this for
+// flock() locks", EBADF). locked counts the locks it took.
+func nfs4Flock(locked *int) func(fd, how int) error {
+	return func(fd, how int) error {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil {
+			return err
+		}
+		if how&syscall.LOCK_EX != 0 && flags&unix.O_ACCMODE == unix.O_RDONLY {
+			return syscall.EBADF
+		}
+		if err := syscall.Flock(fd, how); err != nil {
+			return err
+		}
+		*locked++
+		return nil
+	}
+}
+
+// On an NFSv4 mount an exclusive flock needs a file open for writing: the
+// lock file is opened read-write by whoever may write it, so that Create,
+// Put, Sync and a writer finding a new directory (mkdir) all take the
+// lock there rather than fail every write of the store with EBADF.
+func TestLocal_CreateLockNFSv4(t *testing.T) {
+	ctx := context.Background()
+	locked := 0
+	l := &Local{root: t.TempDir(), flock: nfs4Flock(&locked)}
+	const key = "site/xlog/000000010000000000000001"
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); err != nil {
+		t.Fatalf("Create on NFSv4: %v", err)
+	}
+	if err := l.Sync(ctx, key); err != nil {
+		t.Errorf("Sync on NFSv4: %v", err)
+	}
+	if err := l.Put(ctx, "site/xlog/000000010000000000000002.partial", strings.NewReader("part"), nil); err != nil {
+		t.Errorf("Put on NFSv4 (mkdir finds site/xlog settled): %v", err)
+	}
+	if locked < 5 {
+		t.Errorf("%d locks taken, want one per new directory, Create, Sync, and Put", locked)
+	}
+	wantStored(t, l, key, "wal")
 }
