@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -118,7 +119,7 @@ func runCreateKeys(c *cli.Context) error {
 // file path. The file is replaced through a new one written beside it, so
 // a user who may write the file but not its directory is refused; the
 // error then says to run create-keys as one who can (root keeps the
-// file's owner and mode).
+// file's owner and mode), with a command line quoted for the shell.
 func addKeyError(id, path string, err error) error {
 	if !errors.Is(err, fs.ErrPermission) {
 		return fmt.Errorf("add key %s to %s: %w", id, path, err)
@@ -126,7 +127,7 @@ func addKeyError(id, path string, err error) error {
 	return fmt.Errorf("add key %s to %s: %w\n  hint: create-keys writes the new file in %s before it replaces the old one, "+
 		"so it needs write permission there, not only on the file: run it as a user who has it "+
 		"(sudo hoard --config %s create-keys --key-id %s keeps the file's owner, group and mode)",
-		id, path, err, filepath.Dir(path), path, id)
+		id, path, err, filepath.Dir(path), restore.ShellQuote(path), restore.ShellQuote(id))
 }
 
 // afterPEMCreate, when set, is called by writePEMs after it created each

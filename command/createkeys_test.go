@@ -9,7 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -358,8 +361,30 @@ func TestAddKeyError(t *testing.T) {
 	if got := ExitCode(err); got != ExitFailure {
 		t.Errorf("exit %d, want %d", got, ExitFailure)
 	}
+	// The command in the hint pastes into a shell as it reads, whatever
+	// the path holds.
+	const odd = "/etc/my hoard/it's $HOME.json"
+	hint := addKeyError("key1", odd, denied).Error()
+	m := regexp.MustCompile(`\(sudo (.*) keeps the file's`).FindStringSubmatch(hint)
+	if m == nil {
+		t.Fatalf("no sudo command in %q", hint)
+	}
+	if got, want := shellWords(t, m[1]), []string{"hoard", "--config", odd, "create-keys", "--key-id", "key1"}; !slices.Equal(got, want) {
+		t.Errorf("the hint's command %s reads in sh as %q, want %q", m[1], got, want)
+	}
 	other := addKeyError("key1", "/etc/hoard/hoard.json", errors.New("no space left on device"))
 	if strings.Contains(other.Error(), "hint") || !errors.Is(addKeyError("k", "f", denied), fs.ErrPermission) {
 		t.Errorf("error %q: want no hint, and the cause kept", other)
 	}
+}
+
+// shellWords returns the words /bin/sh makes of cmd, a command line a
+// message tells the user to paste, without running it.
+func shellWords(t testing.TB, cmd string) []string {
+	t.Helper()
+	out, err := exec.Command("/bin/sh", "-c", `printf '%s\0' `+cmd).Output()
+	if err != nil {
+		t.Fatalf("sh: %s: %v", cmd, err)
+	}
+	return strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
 }

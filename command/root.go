@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -104,7 +105,9 @@ func refuseRootStore(c *cli.Context, uid int, cmd string, o config.ObjectStorage
 	if owner == "" || owner == "root" || owner == "0" {
 		return nil
 	}
-	return usagef(fmt.Sprintf("run it as %s: sudo -u %s hoard %s ...; or pass --allow-root and chown -R %s %s afterwards", owner, owner, cmd, owner, o.Directory),
+	q := restore.ShellQuote(owner)
+	return usagef(fmt.Sprintf("run it as %s: sudo -u %s hoard %s ...; or pass --allow-root and chown -R %s %s afterwards",
+		owner, q, cmd, q, restore.ShellQuote(o.Directory)),
 		"hoard %s as root would create root's folders and objects in the local store %s, which %s owns (%s): wal-push and the daemon, running as %s, could then store nothing there",
 		cmd, o.Directory, owner, dir, owner)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +87,7 @@ func TestRefuseRootStore(t *testing.T) {
 	}{
 		{name: "OwnedByAnother", owner: 65534},
 		{name: "NotYetMade", owner: 65534, sub: "new/store"},
+		{name: "OddPath", owner: 65534, sub: "my store/it's $HOME"},
 		{name: "AllowRoot", owner: 65534, flags: []string{"--allow-root"}, ok: true},
 		{name: "OwnedByRoot", owner: 0, ok: true},
 	} {
@@ -119,6 +122,14 @@ func TestRefuseRootStore(t *testing.T) {
 				if !strings.Contains(msg, want) {
 					t.Errorf("message lacks %q:\n%s", want, msg)
 				}
+			}
+			// The chown it names pastes into a shell as it reads.
+			m := regexp.MustCompile(`and (chown .*) afterwards`).FindStringSubmatch(msg)
+			if m == nil {
+				t.Fatalf("no chown command in %q", msg)
+			}
+			if got, want := shellWords(t, m[1]), []string{"chown", "-R", "nobody", store}; !slices.Equal(got, want) {
+				t.Errorf("the hint's command %s reads in sh as %q, want %q", m[1], got, want)
 			}
 		})
 	}
