@@ -182,7 +182,7 @@ func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 // openStore opens the storage a site's object_storage describes, with its
 // rate limits and retries of transient errors (outside the limits, so
 // that a retry still sees the caller's seekable reader). A local store's
-// listings tell log of each link they pass over (storage.Local.OnSkip),
+// listings tell log of each link they leave out (storage.Local.OnSkip),
 // once per link for the store's life: the daemon lists again and again.
 func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateLimits, log zerolog.Logger) (storage.Store, error) {
 	st, err := storage.Open(ctx, o.StorageConfig())
@@ -193,7 +193,7 @@ func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateL
 		var seen sync.Map
 		l.OnSkip = func(key, why string) {
 			if _, dup := seen.LoadOrStore(key, true); !dup {
-				log.Warn().Str(logKey, key).Str("why", why).Msg("listing passes over a link in the storage directory")
+				log.Warn().Str(logKey, key).Str("why", why).Msg("listing leaves out a symbolic link in the storage directory")
 			}
 		}
 	}

@@ -48,10 +48,12 @@ type Local struct {
 	// file system without locks.
 	flock func(fd int, how int) error
 	// OnSkip, if set, is called by List for each symbolic link under the
-	// prefix that it passes over (it follows none), with its key and why:
-	// hoard and PGHoard make no links in a store, so one was planted or
-	// made by hand, and what it names is not listed. Callers log it as a
-	// warning. It is called from List's goroutine.
+	// prefix that it leaves out (it enters no linked directory below the
+	// one it starts in, and takes no link for an object), with its key
+	// and a sentence (skippedLink) saying what is left out, why, and what
+	// to do: hoard and PGHoard make no links in a store, so one was
+	// planted or made by hand. Callers log it as a warning. It is called
+	// from List's goroutine.
 	OnSkip func(key, why string)
 }
 
@@ -1169,15 +1171,32 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 	return nil
 }
 
-// skippedLink says why List passes over the symbolic link key of root,
-// for OnSkip: whether it leads out of the storage directory (os.Root
-// refuses to follow it) or stays inside.
+// skippedLink says, for OnSkip, what List leaves out at the symbolic
+// link key of root, why, and what the operator does about it. List
+// enters no linked directory below the one it starts in (so that no link
+// leads it out of the storage directory or round a loop), and takes no
+// link for an object file; reads, and a listing that starts at or below a
+// link to a directory inside the storage directory, follow that link
+// (objectDir, os.Root). os.Root's Stat tells a link out, which it refuses
+// to follow, from one inside.
 func skippedLink(root *os.Root, key string) string {
-	if _, err := root.Stat(filepath.FromSlash(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "a symbolic link out of the storage directory, which hoard never follows: someone who can write the storage directory " +
-			"planted it, or it was made by hand; what it names is not listed"
+	fi, err := root.Stat(filepath.FromSlash(key))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "a symbolic link to nothing: there is no object under this name; remove it (hoard and PGHoard make no links in a store)"
+	case err != nil:
+		return "a symbolic link out of the storage directory, where hoard lists, reads and writes nothing: nothing under this name is listed " +
+			"or can be read. Made by hand (a directory moved to another disk)? Move what it names back under this name in the storage directory. " +
+			"Nobody made it? Someone who can write the storage directory planted it: remove it"
+	case fi.IsDir():
+		return "a symbolic link to a directory inside the storage directory: a listing that starts above it, as this one did, does not " +
+			"enter it and leaves out every object under this name (archive-sync copying the whole site copies none of them); " +
+			"reads follow it, and so does a listing of the prefix " + strconv.Quote(key+"/") + ". Move the directory it names to " +
+			"this name in place of the link, so that every listing sees them"
+	default:
+		return "a symbolic link where an object's file belongs: hoard reads no object through a link, so this is no object and is not " +
+			"listed. Replace it with the file it names, or remove it if nobody made it"
 	}
-	return "a symbolic link, which List does not follow: what it names is not listed"
 }
 
 // removeStale removes the temp file name of root if it was last written

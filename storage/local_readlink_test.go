@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -228,6 +229,17 @@ func TestLocal_ReadLinksInside(t *testing.T) {
 	if keys, err := listKeys(ctx, st, "site/xlog/"); err != nil || len(keys) != 1 || keys[0] != "site/xlog/"+seg {
 		t.Errorf("List through a link inside the store = %v, %v", keys, err)
 	}
+	// A listing of the whole store does not enter the linked site
+	// directory, and says that one of the site's prefix does.
+	var why string
+	st.OnSkip = func(key, w string) { why += key + ": " + w }
+	if keys, err := listKeys(ctx, st, ""); err != nil || !slices.Equal(keys, []string{"old/xlog/" + seg}) {
+		t.Errorf("List of the store = %v, %v; want the object under its directory's own name only", keys, err)
+	}
+	if !strings.HasPrefix(why, "site: a symbolic link to a directory inside") || !strings.Contains(why, `a listing of the prefix "site/"`) {
+		t.Errorf("OnSkip heard %q, want the linked site directory, and that a listing of its prefix follows it", why)
+	}
+	st.OnSkip = nil
 	if err := st.Delete(ctx, "site/xlog/"+seg); err != nil {
 		t.Fatal(err)
 	}
@@ -237,19 +249,21 @@ func TestLocal_ReadLinksInside(t *testing.T) {
 }
 
 // TestLocal_ListSkippedLinks: List follows no link below the listed
-// directory, and says so: OnSkip hears of each link it passes over under
-// the prefix (an object file or a directory linked out of the store, or
-// to another place in it), so that an operator learns that something in
-// the store is ignored. Links outside the prefix are not its business,
-// nor is a sidecar that is a link: it is not followed, and its object is
-// listed, which reading refuses (TestLocal_ErrReadLinkedFile).
+// directory, and says so: OnSkip hears of each link it leaves out under
+// the prefix (an object file or a directory linked out of the store, a
+// directory linked to another place in it, an object file linked to
+// another, a link to nothing), with what is left out, why, and what the
+// operator does, so that an operator learns that something in the store
+// is ignored. Links outside the prefix are not its business, nor is a
+// sidecar that is a link: it is not followed, and its object is listed,
+// which reading refuses (TestLocal_ErrReadLinkedFile).
 func TestLocal_ListSkippedLinks(t *testing.T) {
-	const seg = "000000010000000000000003"
+	const seg, stored = "000000010000000000000003", "site/xlog/000000010000000000000001"
 	ctx := context.Background()
 	dir := t.TempDir()
 	outside := plantOutside(t, seg)
 	st := storage.NewLocal(dir)
-	if err := st.Put(ctx, "site/xlog/000000010000000000000001", strings.NewReader("wal"), nil); err != nil {
+	if err := st.Put(ctx, stored, strings.NewReader("wal"), nil); err != nil {
 		t.Fatal(err)
 	}
 	xlog := filepath.Join(dir, "site", "xlog")
@@ -258,6 +272,8 @@ func TestLocal_ListSkippedLinks(t *testing.T) {
 		seg + ".metadata": filepath.Join(outside, seg+".metadata"),
 		"sub":             outside,
 		"inside":          "..",
+		"copy":            path.Base(stored),
+		"gone":            "nothing",
 	} {
 		if err := os.Symlink(to, filepath.Join(xlog, link)); err != nil {
 			t.Fatal(err)
@@ -266,24 +282,37 @@ func TestLocal_ListSkippedLinks(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(dir, "site", "other")); err != nil {
 		t.Fatal(err)
 	}
-	var skipped []string
-	st.OnSkip = func(key, why string) { skipped = append(skipped, key+": "+why) }
+	skipped := map[string]string{}
+	st.OnSkip = func(key, why string) { skipped[key] = why }
 	keys, err := listKeys(ctx, st, "site/xlog/")
-	if err != nil || !slices.Equal(keys, []string{"site/xlog/000000010000000000000001"}) {
+	if err != nil || !slices.Equal(keys, []string{stored}) {
 		t.Fatalf("List = %v, %v; want only the object stored", keys, err)
 	}
-	slices.Sort(skipped)
-	want := []string{
-		"site/xlog/" + seg + ": a symbolic link out of the storage directory",
-		"site/xlog/inside: a symbolic link, which",
-		"site/xlog/sub: a symbolic link out of the storage directory",
+	// What it is and what is left out, then what to do.
+	want := map[string][]string{
+		"site/xlog/" + seg: {"a symbolic link out of the storage directory", "nothing under this name is listed", "Move what it names back", "remove it"},
+		"site/xlog/sub":    {"a symbolic link out of the storage directory", "nothing under this name is listed", "Move what it names back", "remove it"},
+		"site/xlog/inside": {"a symbolic link to a directory inside the storage directory", "leaves out every object under this name",
+			`a listing of the prefix "site/xlog/inside/"`, "Move the directory it names to this name"},
+		"site/xlog/copy": {"a symbolic link where an object's file belongs", "is not listed", "Replace it with the file it names"},
+		"site/xlog/gone": {"a symbolic link to nothing", "remove it"},
 	}
 	if len(skipped) != len(want) {
-		t.Fatalf("OnSkip heard %q, want %q", skipped, want)
+		t.Errorf("OnSkip heard %q, want %d links", skipped, len(want))
 	}
-	for i := range want {
-		if !strings.HasPrefix(skipped[i], want[i]) {
-			t.Errorf("OnSkip heard %q, want it to start with %q", skipped[i], want[i])
+	for key, phrases := range want {
+		why, ok := skipped[key]
+		if !ok {
+			t.Errorf("OnSkip did not hear of %s", key)
+			continue
+		}
+		if !strings.HasPrefix(why, phrases[0]) {
+			t.Errorf("OnSkip(%s, %q): want it to start with %q", key, why, phrases[0])
+		}
+		for _, p := range phrases[1:] {
+			if !strings.Contains(why, p) {
+				t.Errorf("OnSkip(%s, %q): want it to say %q", key, why, p)
+			}
 		}
 	}
 }
