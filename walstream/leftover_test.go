@@ -270,26 +270,36 @@ func TestReceiver_Run_LeftoverSlotGone(t *testing.T) {
 			return gone()
 		})
 
-		g.rr = launch(t, c, g.d.spool, g.d.up, Options{}, nil, nil)
-		var err error
-		select {
-		case err = <-g.rr.done:
-			g.rr.done = nil
-		case <-time.After(testTimeout):
-			t.Fatal("Run did not return after the slot lost the spool's WAL")
-		}
-		if !errors.Is(err, ErrWALRemoved) {
-			t.Fatalf("Run returned %v, want ErrWALRemoved", err)
-		}
-		if !g.d.stored(g.name) {
-			t.Fatalf("Run returned without storing %s, the only copy of the WAL of transaction %s", g.name, g.xid)
-		}
-		data := g.decoded(g.name)
-		if n := g.checkCopy(data); n < g.end {
-			t.Errorf("the stored copy's records end at %d, before the end of the record after the commit at %d", n, g.end)
-		}
-		g.checkCommit(data)
+		g.runFails(c, ErrWALRemoved)
 	})
+}
+
+// runFails runs a Receiver on the spool against c, waits until Run
+// returns an error wrapping want, and checks that it stored the spool's
+// .partial first, up to the record after the commit at least (pg_waldump
+// on 15 finds the commit).
+func (g *serverGone) runFails(c *pgtest.Cluster, want error) {
+	t := g.t
+	t.Helper()
+	g.rr = launch(t, c, g.d.spool, g.d.up, Options{}, nil, nil)
+	var err error
+	select {
+	case err = <-g.rr.done:
+		g.rr.done = nil
+	case <-time.After(testTimeout):
+		t.Fatalf("Run did not return, want %v", want)
+	}
+	if !errors.Is(err, want) {
+		t.Fatalf("Run returned %v, want %v", err, want)
+	}
+	if !g.d.stored(g.name) {
+		t.Fatalf("Run returned without storing %s, the only copy of the WAL of transaction %s", g.name, g.xid)
+	}
+	data := g.decoded(g.name)
+	if n := g.checkCopy(data); n < g.end {
+		t.Errorf("the stored copy's records end at %d, before the end of the record after the commit at %d", n, g.end)
+	}
+	g.checkCommit(data)
 }
 
 // TestReceiver_Run_LeftoverOldLayout: the spool an older hoard version
@@ -399,12 +409,19 @@ func crashLeftover(t *testing.T, major int) *serverGone {
 	t.Helper()
 	c := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
 	c.Exec(t, "create table rows (id bigint, pad text)")
+	return crashLeftoverOf(t, c, 1)
+}
+
+// crashLeftoverOf is crashLeftover on the running cluster c, which has
+// the table rows and is on timeline tli.
+func crashLeftoverOf(t *testing.T, c *pgtest.Cluster, tli uint32) *serverGone {
+	t.Helper()
 	g := &serverGone{t: t, d: durableOf(t, c, "")}
 	ch := g.d.startChild("")
 	c.WaitTrue(t, testTimeout, "select exists (select from pg_replication_slots where slot_name = 'hoard' and active)")
 	g.d.insert(10)
 	prev := switchWAL(t, c)
-	g.commitLast(1)
+	g.commitLast(tli)
 	waitFor(t, prev+" archived", func() bool { return g.d.stored(prev) })
 	ch.kill(t)
 
