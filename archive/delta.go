@@ -147,13 +147,12 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 			freed[dg] = d.Backup.Name
 		}
 	}
-	recent := func(t time.Time) bool { return t.IsZero() || !t.Before(newest) || now.Sub(t) <= OrphanMinAge }
 	for _, o := range objs {
 		digest := strings.TrimPrefix(o.Key, dir)
 		if kept[digest] || freed[digest] != "" {
 			continue // written by a listed backup, maybe after the newest started: the newest itself
 		}
-		if o.Modified.IsZero() || !o.Modified.Before(newest) {
+		if at := storedAt(o); at.IsZero() || !at.Before(newest) {
 			return skip(fmt.Sprintf("%s was written after the newest backup started (a delta backup may be running)", o.Key))
 		}
 	}
@@ -161,7 +160,7 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 	busy := ""
 	err = a.Store.List(ctx, bundles, func(o storage.Object) error {
 		folder, _, ok := strings.Cut(strings.TrimPrefix(o.Key, bundles), "/")
-		if ok && !listed[folder] && folder != deltaRetentionFolder && recent(o.Modified) && busy == "" {
+		if ok && !listed[folder] && folder != deltaRetentionFolder && !orphanAged(storedAt(o), newest, now) && busy == "" {
 			busy = o.Key
 		}
 		return nil
@@ -181,8 +180,8 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 		switch {
 		case freed[digest] != "":
 			reason = fmt.Sprintf("only deleted backups refer to it (%s)", freed[digest])
-		case now.Sub(o.Modified) > OrphanMinAge:
-			reason = fmt.Sprintf("no backup refers to it, and it was written at %s, more than %s ago", fmtTime(o.Modified), fmtDays(OrphanMinAge))
+		case now.Sub(storedAt(o)) > OrphanMinAge:
+			reason = fmt.Sprintf("no backup refers to it, and it was written at %s, more than %s ago", fmtTime(storedAt(o)), fmtDays(OrphanMinAge))
 		default:
 			continue
 		}

@@ -85,10 +85,10 @@ func TestArchive_ApplyRetentionDelta(t *testing.T) {
 		dir := t.TempDir()
 		a := localArchive(t, dir, "site", retentionCodec(t))
 		objs := putDelta(t, a, digest('a'), digest('b'), digest('c'), digest('d'))
-		setModified(t, dir, objs, now.Add(-96*time.Hour))
+		ageKeys(a, objs, now.Add(-96*time.Hour))
 		// C was written by d2 itself, after d2 started: no sign of a
 		// running backup.
-		setModified(t, dir, objs[2:3], now.Add(-47*time.Hour))
+		ageKeys(a, objs[2:3], now.Add(-47*time.Hour))
 		putDeltaBackup(t, a, name(72*time.Hour), "000000010000000000000002", digest('a'), digest('b'))
 		d2 := putDeltaBackup(t, a, name(48*time.Hour), "000000010000000000000004", digest('b'), digest('c'))
 		wal := putWAL(t, a, segs(1, 2, 5)...)
@@ -222,6 +222,39 @@ func TestArchive_ApplyRetentionDelta(t *testing.T) {
 					t.Errorf("%d delta objects after retention, want %d", n, 4-len(tc.want))
 				}
 			})
+		}
+	})
+	// A delta backup's marker and a delta object E, planted in a local
+	// store with their mtimes in 2099, stored before the newest backup
+	// started and more than a day ago: the marker is an orphan like any
+	// other folder of no backup, E is unreferenced, and neither stops a
+	// deletion: their age is the storage's time (storedAt).
+	t.Run("FutureMTime", func(t *testing.T) {
+		a, dir, keep := setup(t)
+		planted := name(100 * time.Hour)
+		key := a.Layout.DeltaRunningKey(planted)
+		if _, err := a.MarkDeltaRunning(ctx, planted); err != nil {
+			t.Fatal(err)
+		}
+		keys := append(putDelta(t, a, digest('e')), key)
+		setModified(t, dir, keys, future)
+		ageKeys(a, keys, now.Add(-50*time.Hour))
+		plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{a.Layout.Dir(basebackupDeltaChunkDir) + planted + "/"}, orphanFolders(plan)); diff != "" {
+			t.Errorf("orphans (-want +got):\n%s\nnotes %q", diff, plan.Notes)
+		}
+		res, err := a.ApplyRetention(ctx, plan, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Delta != 3 || res.Orphans != 1 {
+			t.Errorf("deleted %d delta objects and %d orphans, want A, D and E, and the planted marker; notes %q", res.Delta, res.Orphans, plan.Notes)
+		}
+		if diff := cmp.Diff(keep, allKeys(t, a)); diff != "" {
+			t.Errorf("objects after retention (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("BackupRunning", func(t *testing.T) {

@@ -86,7 +86,7 @@ func (a *Archive) putMarker(ctx context.Context, key string) (time.Time, error) 
 	if err != nil {
 		return time.Time{}, fmt.Errorf("marker %s: %w", key, err)
 	}
-	return o.Modified, nil
+	return storedAt(o), nil
 }
 
 // MarkDeltaRunning stores the marker of delta backup name, before it looks
@@ -120,7 +120,7 @@ func (a *Archive) WaitDeltaRetention(ctx context.Context, since time.Time, poll 
 	for {
 		live := ""
 		err := a.Store.List(ctx, dir, func(o storage.Object) error {
-			if !o.Modified.IsZero() && !since.IsZero() && !o.Modified.Add(DeltaDeleteWindow+deltaMarkerMargin).After(since) {
+			if at := storedAt(o); !at.IsZero() && !since.IsZero() && !at.Add(DeltaDeleteWindow+deltaMarkerMargin).After(since) {
 				return nil // written long before the caller's marker
 			}
 			if _, ok := firstSeen[o.Key]; !ok {
@@ -188,7 +188,7 @@ func (a *Archive) deltaUnseen(ctx context.Context, plan RetentionPlan) (string, 
 		if found != "" || !ok || seen[folder] || folder == deltaRetentionFolder {
 			return nil
 		}
-		if o.Modified.IsZero() || !o.Modified.Before(newest) || plan.Now.Sub(o.Modified) <= OrphanMinAge || time.Since(o.Modified) <= OrphanMinAge {
+		if at := storedAt(o); !orphanAged(at, newest, plan.Now) || time.Since(at) <= OrphanMinAge {
 			found = o.Key + " (a delta backup may be running)"
 		}
 		return nil

@@ -46,7 +46,7 @@ func TestArchive_WaitDeltaRetention(t *testing.T) {
 		if _, err := a.putMarker(ctx, key); err != nil {
 			t.Fatal(err)
 		}
-		setModified(t, dir, []string{key}, since.Add(-DeltaDeleteWindow-deltaMarkerMargin-time.Second))
+		ageKeys(a, []string{key}, since.Add(-DeltaDeleteWindow-deltaMarkerMargin-time.Second))
 		err := a.WaitDeltaRetention(ctx, since, time.Millisecond, func(k string) {
 			t.Fatalf("waited for %s, written long before the backup's marker", k)
 		})
@@ -69,7 +69,7 @@ func TestArchive_WaitDeltaRetention(t *testing.T) {
 // marker, is deleted as orphaned while the backup runs.
 func TestArchive_KeepDeltaRunning(t *testing.T) {
 	ctx := context.Background()
-	a, dir, now := markedArchive(t)
+	a, _, now := markedArchive(t)
 	const name = "2024-03-08_11-00_0"
 	if _, err := a.MarkDeltaRunning(ctx, name); err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestArchive_KeepDeltaRunning(t *testing.T) {
 	bundle := a.Layout.DeltaChunkKey(name + "/" + name + "_0")
 	putMarkerKey(t, a, bundle)
 	at := time.Date(2024, 3, 8, 11, 0, 0, 0, time.UTC)
-	setModified(t, dir, []string{a.Layout.DeltaRunningKey(name), bundle}, at)
+	ageKeys(a, []string{a.Layout.DeltaRunningKey(name), bundle}, at)
 
 	tick := make(chan time.Time)
 	kctx, cancel := context.WithCancel(ctx)
@@ -95,7 +95,7 @@ ticks:
 		deadline := time.Now().Add(time.Minute)
 		for {
 			o, err := a.Store.Stat(ctx, a.Layout.DeltaRunningKey(name))
-			if err == nil && o.Modified.After(now) {
+			if err == nil && storedAt(o).After(now) {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -104,7 +104,7 @@ ticks:
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		setModified(t, dir, []string{a.Layout.DeltaRunningKey(name)}, at)
+		ageKeys(a, []string{a.Layout.DeltaRunningKey(name)}, at)
 	}
 	cancel()
 	<-done

@@ -37,8 +37,9 @@ import (
 //     listing and checks its parent before the deletion lands is left:
 //     its check when it completes finds the parent gone and it fails.
 //   - A marker no longer counts once it is stale as an orphaned chunk
-//     folder is (OrphanMinAge): written more than a day ago and before
-//     the newest backup started, by the storage's clock (storedAt). Retention then deletes it. A backup
+//     folder is (orphanAged): written more than a day ago and before
+//     the newest backup started, by the storage's clock (storedAt).
+//     Retention then deletes it. A backup
 //     that runs for longer stores a new marker every
 //     IncrementalMarkerRefresh and deletes the previous one
 //     (KeepIncrementalMarker), so its own never goes stale.
@@ -70,28 +71,11 @@ func (a *Archive) MarkIncrementalParent(ctx context.Context, parent string) (str
 	return key, nil
 }
 
-// markerStale returns whether a marker no longer counts at now: written
-// more than OrphanMinAge ago and before newest, the start of the newest
-// backup the plan trusts. When it was written is the storage's own time
-// (storedAt), not a modification time that whoever can write the store
-// sets at will: a planted marker dated in the future would otherwise
-// count forever.
+// markerStale returns whether a marker no longer counts at now, as an
+// interrupted backup's chunk folder would not (orphanAged); newest is the
+// start of the newest backup the plan trusts.
 func markerStale(newest, now time.Time) func(storage.Object) bool {
-	return func(o storage.Object) bool {
-		at := storedAt(o)
-		return !at.IsZero() && at.Before(newest) && now.Sub(at) > OrphanMinAge
-	}
-}
-
-// storedAt returns when the storage wrote o by its own clock
-// (storage.Object.Changed: ctime on a local store, the server's time on
-// S3, GCS, Azure and Swift). A backend that records none (SFTP) falls
-// back to the modification time, which a writer can set.
-func storedAt(o storage.Object) time.Time {
-	if !o.Changed.IsZero() {
-		return o.Changed
-	}
-	return o.Modified
+	return func(o storage.Object) bool { return orphanAged(storedAt(o), newest, now) }
 }
 
 // incrementalMarks lists the markers of incremental backups in a's own

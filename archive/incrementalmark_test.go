@@ -3,10 +3,8 @@ package archive
 import (
 	"bytes"
 	"context"
-	"io"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,54 +26,6 @@ func markedArchive(t *testing.T) (a *Archive, dir string, now time.Time) {
 	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000006", 2, 0)
 	putWAL(t, a, segs(1, 1, 7)...)
 	return a, dir, time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
-}
-
-// agedStore reports, for the keys in at, a time of its own as when the
-// storage wrote them (storage.Object.Changed), over a real store: the
-// tests' clock for ages that a real store takes from its own clock.
-type agedStore struct {
-	storage.Store
-	mu sync.Mutex
-	at map[string]time.Time
-}
-
-// ageStore puts an agedStore in front of a's store and returns it.
-func ageStore(a *Archive) *agedStore {
-	s := &agedStore{Store: a.Store, at: map[string]time.Time{}}
-	a.Store = s
-	return s
-}
-
-// setStoredAt makes s report at as when the storage wrote keys.
-func (s *agedStore) setStoredAt(keys []string, at time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, k := range keys {
-		s.at[k] = at
-	}
-}
-
-func (s *agedStore) age(o storage.Object) storage.Object {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if at, ok := s.at[o.Key]; ok {
-		o.Changed = at
-	}
-	return o
-}
-
-func (s *agedStore) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	return s.Store.List(ctx, prefix, func(o storage.Object) error { return fn(s.age(o)) })
-}
-
-func (s *agedStore) Stat(ctx context.Context, key string) (storage.Object, error) {
-	o, err := s.Store.Stat(ctx, key)
-	return s.age(o), err
-}
-
-func (s *agedStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
-	r, o, err := s.Store.Open(ctx, key)
-	return r, s.age(o), err
 }
 
 // putMarkerKey stores an empty object under key, as a marker is stored.

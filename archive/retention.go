@@ -423,11 +423,35 @@ const basebackupDeltaChunkDir = "basebackup_delta_chunk"
 // per site at a time, so a later complete backup means the folder's
 // backup is over, and the day of margin covers clock skew and a second
 // writer (PGHoard on another host) whose backup is still running. The
-// times are the store's modification times, not the minute in the
-// folder's name: a backup that started in the same minute as the newest
-// complete one, or whose name was chosen on a skewed clock, is not judged
-// by its name.
+// times are the storage's own times of writing (storedAt), not the minute
+// in the folder's name: a backup that started in the same minute as the
+// newest complete one, or whose name was chosen on a skewed clock, is not
+// judged by its name. The same rule (orphanAged) ages the markers of
+// running backups (incremental and delta) and the delta objects and
+// bundles that may belong to a backup in progress.
 const OrphanMinAge = 24 * time.Hour
+
+// orphanAged reports whether an object the storage wrote at at (storedAt)
+// can no longer belong to a backup in progress at now: written more than
+// OrphanMinAge ago and before newest, the start of the newest backup the
+// plan trusts. An unknown time (zero) never ages.
+func orphanAged(at, newest, now time.Time) bool {
+	return !at.IsZero() && at.Before(newest) && now.Sub(at) > OrphanMinAge
+}
+
+// storedAt returns when the storage wrote o by its own clock
+// (storage.Object.Changed: the inode change time on a local store, the
+// server's time on S3, GCS, Azure and Swift), never its modification
+// time, which whoever writes the storage sets at will (touch -d
+// 2099-01-01): dated in the future, a planted object would count as
+// recent forever. A backend that records no such time (SFTP) falls back
+// to the modification time; zero when it reports neither.
+func storedAt(o storage.Object) time.Time {
+	if !o.Changed.IsZero() {
+		return o.Changed
+	}
+	return o.Modified
+}
 
 // site returns the archive called name among a's sites; "" is a.
 func (a *Archive) site(name string) (*Archive, error) {
@@ -929,8 +953,8 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 	for _, d := range []string{BasebackupChunkDir, basebackupDeltaChunkDir} {
 		dir := a.Layout.Dir(d)
 		var folders []*OrphanDeletion
-		last := map[string]time.Time{}  // folder -> newest object's modification
-		first := map[string]time.Time{} // folder -> oldest object's modification
+		last := map[string]time.Time{}  // folder -> when its newest object was stored (storedAt)
+		first := map[string]time.Time{} // folder -> when its oldest object was stored
 		unknown := map[string]bool{}    // folders with an object of unknown time
 		byFolder := map[string]*OrphanDeletion{}
 		err := a.Store.List(ctx, dir, func(o storage.Object) error {
@@ -948,14 +972,14 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			f.Size += o.Size
 			// A backend that reports no time makes the folder look
 			// new: it is kept.
-			if o.Modified.IsZero() {
+			if at := storedAt(o); at.IsZero() {
 				unknown[folder] = true
 			} else {
-				if o.Modified.After(last[folder]) {
-					last[folder] = o.Modified
+				if at.After(last[folder]) {
+					last[folder] = at
 				}
-				if f := first[folder]; f.IsZero() || o.Modified.Before(f) {
-					first[folder] = o.Modified
+				if f := first[folder]; f.IsZero() || at.Before(f) {
+					first[folder] = at
 				}
 			}
 			return nil
@@ -977,7 +1001,7 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 				}
 			}
 			at := last[name]
-			if unknown[name] || !at.Before(newest) || now.Sub(at) <= OrphanMinAge {
+			if unknown[name] || !orphanAged(at, newest, now) {
 				if name != deltaRetentionFolder {
 					running = append(running, runningBackup{name: name, since: runningSince(name, first[name], unknown[name])})
 				}

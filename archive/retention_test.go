@@ -544,7 +544,8 @@ func newRetentionFixture(t testing.TB) *retentionFixture {
 	f.backups = []string{"2024-03-08_10-00_0", "2024-03-09_10-00_0"}
 	sort.Strings(f.keep)
 	// Chunks were written ten minutes after their backup started, the
-	// running backup's ten minutes before now.
+	// running backup's ten minutes before now. Both sites' stores are
+	// over dir: each reports those times.
 	for _, k := range storeKeys(t, f.a.Store) {
 		if _, rest, ok := strings.Cut(k, "/"+BasebackupChunkDir+"/"); ok {
 			folder, _, _ := strings.Cut(rest, "/")
@@ -556,7 +557,8 @@ func newRetentionFixture(t testing.TB) *retentionFixture {
 			if at.After(f.now) {
 				at = f.now.Add(-10 * time.Minute)
 			}
-			setModified(t, dir, []string{k}, at)
+			ageKeys(f.a, []string{k}, at)
+			ageKeys(f.old, []string{k}, at)
 		}
 	}
 	return f
@@ -961,7 +963,7 @@ func twoBackups(t *testing.T) (a *Archive, dir string, old []string, now time.Ti
 	dir = t.TempDir()
 	a = localArchive(t, dir, "site", retentionCodec(t))
 	old = putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
-	setModified(t, dir, old, time.Date(2024, 3, 7, 10, 10, 0, 0, time.UTC))
+	ageKeys(a, old, time.Date(2024, 3, 7, 10, 10, 0, 0, time.UTC))
 	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000004", 2, 0)
 	putWAL(t, a, segs(1, 1, 5)...)
 	return a, dir, old, time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
@@ -1150,21 +1152,17 @@ func TestArchive_PlanRetentionRunningSameMinute(t *testing.T) {
 	if err := a.Store.Delete(ctx, running[len(running)-1]); err != nil {
 		t.Fatal(err)
 	}
-	setModified(t, dir, running[:len(running)-1], now.Add(-5*time.Minute))
+	ageKeys(a, running[:len(running)-1], now.Add(-5*time.Minute))
 	stale := putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
 	if err := a.Store.Delete(ctx, stale[len(stale)-1]); err != nil {
 		t.Fatal(err)
 	}
-	setModified(t, dir, stale[:len(stale)-1], time.Date(2024, 3, 7, 10, 20, 0, 0, time.UTC))
+	ageKeys(a, stale[:len(stale)-1], time.Date(2024, 3, 7, 10, 20, 0, 0, time.UTC))
 	p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 2}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var folders []string
-	for _, o := range p.Orphans {
-		folders = append(folders, o.Folder)
-	}
-	if diff := cmp.Diff([]string{"site/basebackup_chunk/2024-03-07_10-00_0/"}, folders); diff != "" {
+	if diff := cmp.Diff([]string{"site/basebackup_chunk/2024-03-07_10-00_0/"}, orphanFolders(p)); diff != "" {
 		t.Errorf("orphans (-want +got):\n%s", diff)
 	}
 }

@@ -24,7 +24,7 @@ import (
 // Its start LSN is in its control object only, which does not exist yet.
 // What the storage shows is its chunk folder, named after the backup
 // (PGHoard's and hoard's names record its start minute) with the times
-// its objects were written. It started no later than either; a backup of
+// the storage wrote its objects (storedAt). It started no later than either; a backup of
 // the cluster that started before that (less runningSkew, for clocks
 // that disagree) starts no later than it does. keepRunningWAL keeps the
 // WAL from the newest such backup's start, and every WAL file when there
@@ -35,8 +35,8 @@ import (
 // modes), which stores one object at its end.
 
 // runningSkew is how far apart the clocks of the backup writers and of the
-// storage may be (a backup's start time is its host's, an object's
-// modification time the storage's).
+// storage may be (a backup's start time is its host's, when an object was
+// written the storage's: storedAt).
 const runningSkew = time.Hour
 
 // runningBackup is a chunk folder of no listed backup that is not an
