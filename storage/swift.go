@@ -464,36 +464,35 @@ func (s *Swift) putLarge(ctx context.Context, op, key, name string, r io.Reader,
 	headers["X-Object-Manifest"] = manifest
 	headers["Content-Length"] = "0"
 	if _, err := s.c.ObjectPut(ctx, s.container, name, bytes.NewReader(nil), false, "", "application/octet-stream", headers); err != nil {
-		// Swift may have stored the manifest and lost only its answer.
+		// Swift may have stored the manifest and lost only its answer,
+		// or store it after this error (a load balancer's timeout, this
+		// writer's context, while Swift still works on the request).
 		// The object then exists, whole, with this upload's metadata: a
 		// retried Create, or a writer that compares its hash
-		// (archive.PushWAL), reports it stored. Deleting its segments
-		// would leave it empty under that report: they go only when
-		// the name is known to hold another manifest or none.
-		committed = s.manifestMayBe(ctx, name, manifest)
+		// (archive.PushWAL, PutPartialWAL), reports it stored. Deleting
+		// its segments would leave it empty under that report: they go
+		// only when Swift answered that it refuses the write.
+		committed = !refused(err)
 		return s.errorf(ctx, op, key, err)
 	}
 	committed = true
 	return nil
 }
 
-// manifestMayBe reports whether the object name may be the manifest
-// value manifest after a write of it that returned an error: false only
-// when Swift answers that the name holds none or another one.
-func (s *Swift) manifestMayBe(ctx context.Context, name, manifest string) bool {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	_, h, err := s.c.Object(ctx, s.container, name)
-	switch {
-	case errors.Is(err, swift.ObjectNotFound):
-		return false
-	case err != nil:
-		return true
-	}
-	// Swift may hand the value back unescaped.
-	got, err1 := url.PathUnescape(h["X-Object-Manifest"])
-	want, err2 := url.PathUnescape(manifest)
-	return err1 != nil || err2 != nil || got == want
+// refused reports whether err is Swift's answer refusing a write, a 4xx
+// status (412: the name of a Create holds an object): nothing was stored
+// and nothing will be. Swift's proxy answers 412 before it sends any of
+// the body to an object server, also for a manifest's empty one, which it
+// sends chunked after Expect: 100-continue (swift/proxy/controllers/obj.py:
+// _get_put_connections, _check_failure_put_connections). A write without
+// an answer (a connection cut, the client's timeout, which ncw/swift
+// reports as 408) or with a server error (5xx, which a proxy in front may
+// answer while Swift goes on) may have stored it, now or later; so may
+// one whose name is seen to hold nothing or the object it replaces, since
+// the write may land after the look.
+func refused(err error) bool {
+	var se *swift.Error
+	return errors.As(err, &se) && se.StatusCode >= 400 && se.StatusCode < 500 && se.StatusCode != http.StatusRequestTimeout
 }
 
 // checkSegments waits until the container listing shows the segments as

@@ -205,9 +205,6 @@ func TestSwift(t *testing.T) {
 		}
 	})
 
-	// A container that does not exist yet: Stat finds nothing and List
-	// lists nothing (a first wal-push checks its key is free), reads of
-	// content refuse, and the first upload creates the container.
 	// The manifest of a large object reaches Swift, which stores it, but
 	// its answer is lost (a connection cut, a proxy's timeout): the
 	// object exists, complete, and a retry of the Create, or a writer
@@ -216,40 +213,14 @@ func TestSwift(t *testing.T) {
 	// segments its manifest names may not be deleted as those of a
 	// failed upload.
 	t.Run("CreateManifestAnswerLost", func(t *testing.T) {
-		u, err := url.Parse(c.AuthURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
-		var lost atomic.Int32
-		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodPut || r.Header.Get("X-Object-Manifest") == "" || !lost.CompareAndSwap(0, 1) {
-				rp.ServeHTTP(w, r)
-				return
-			}
-			rec := httptest.NewRecorder()
-			rp.ServeHTTP(rec, r) // Swift stores the manifest ...
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			conn.Close() // ... and its answer is lost
-		}))
-		t.Cleanup(front.Close)
-		cc := c
-		cc.AuthURL = front.URL + u.Path
-		cc.Prefix = "lostmanifest"
-		st, err := storage.Open(ctx, cc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
+		st, cut := swiftManifestCut(t, c, "lostmanifest", func(rp *httputil.ReverseProxy, r *http.Request) {
+			rp.ServeHTTP(httptest.NewRecorder(), r) // Swift stores the manifest, and its answer is lost
+		})
 		st = storage.WithRetry(st, storage.RetryOptions{Initial: 100 * time.Millisecond})
 		const key = "site/xlog/000000010000000000000001"
 		data := randomBytes(netFailSize, 7)
-		err = st.Create(ctx, key, onlyReader{bytes.NewReader(data)}, storage.Metadata{"hash": "ours"})
-		if lost.Load() == 0 {
+		err := st.Create(ctx, key, onlyReader{bytes.NewReader(data)}, storage.Metadata{"hash": "ours"})
+		if !cut() {
 			t.Fatal("no manifest PUT went through the proxy")
 		}
 		t.Logf("Create with the manifest's answer lost: %v", err)
@@ -261,6 +232,83 @@ func TestSwift(t *testing.T) {
 		}
 	})
 
+	// The connection of the manifest's PUT is cut before Swift has
+	// stored it (a load balancer's timeout while the proxy still works on
+	// it), and Swift stores it only after the writer gave up: the object
+	// then exists, with this upload's metadata, as above. Whatever the
+	// name holds when the writer looks (nothing, or the object a Put
+	// replaces), the write may still land: the segments stay.
+	for _, put := range []bool{false, true} {
+		name := "CreateManifestCommittedLate"
+		if put {
+			name = "PutManifestCommittedLate"
+		}
+		t.Run(name, func(t *testing.T) {
+			release, committed := make(chan struct{}), make(chan int, 1)
+			st, cut := swiftManifestCut(t, c, strings.ToLower(name), func(rp *httputil.ReverseProxy, r *http.Request) {
+				late := r.Clone(context.Background())
+				late.Body = http.NoBody
+				late.Header.Del("Expect") // the body is empty: no 100 Continue to record
+				go func() {
+					<-release // Swift stores the manifest after the writer gave up
+					rec := httptest.NewRecorder()
+					rp.ServeHTTP(rec, late)
+					committed <- rec.Code
+				}()
+			})
+			const key = "site/xlog/000000010000000000000001.partial"
+			store := st.Create
+			if put {
+				store = st.Put
+				// The older copy, stored around the proxy (which cuts
+				// the first manifest PUT through it).
+				old := c
+				old.Prefix = strings.ToLower(name)
+				ost, err := storage.Open(ctx, old)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ost.Close() })
+				if err := ost.Put(ctx, key, onlyReader{bytes.NewReader(randomBytes(netFailSize, 9))}, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			data := randomBytes(netFailSize, 8)
+			err := store(ctx, key, onlyReader{bytes.NewReader(data)}, storage.Metadata{"hash": "ours"})
+			if !cut() {
+				t.Fatal("no manifest PUT went through the proxy")
+			}
+			t.Logf("%s with the manifest's connection cut: %v", name, err)
+			close(release)
+			if code := <-committed; code/100 != 2 {
+				t.Fatalf("the late manifest PUT: status %d", code)
+			}
+			if got := read(t, st, key); !bytes.Equal(got, data) {
+				t.Errorf("%s = %v, and the key holds %d bytes, not the %d written: the segments its manifest names were deleted", name, err, len(got), len(data))
+			}
+		})
+	}
+
+	// A Create that Swift refuses (412: the name holds an object) stored
+	// nothing and never will: its segments go.
+	t.Run("CreateRefusedSegments", func(t *testing.T) {
+		st := open(t, "refused")
+		const key = "site/xlog/000000010000000000000001"
+		if err := st.Create(ctx, key, strings.NewReader("small"), nil); err != nil {
+			t.Fatal(err)
+		}
+		err := st.Create(ctx, key, onlyReader{bytes.NewReader(randomBytes(netFailSize, 10))}, nil)
+		if !errors.Is(err, storage.ErrExist) {
+			t.Fatalf("Create of a stored key = %v, want ErrExist", err)
+		}
+		if segs := names(t, "refused/site/xlog_segments/"); len(segs) != 0 {
+			t.Errorf("segments left by a refused Create: %q", segs)
+		}
+	})
+
+	// A container that does not exist yet: Stat finds nothing and List
+	// lists nothing (a first wal-push checks its key is free), reads of
+	// content refuse, and the first upload creates the container.
 	t.Run("NewContainer", func(t *testing.T) {
 		fresh := c
 		fresh.ContainerName = "hoard-new"
@@ -291,3 +339,41 @@ func TestSwift(t *testing.T) {
 type errorReader struct{ err error }
 
 func (e errorReader) Read([]byte) (int, error) { return 0, e.err }
+
+// swiftManifestCut opens a store of c under prefix through a reverse
+// proxy in front of Swift that cuts the writer's connection of the first
+// manifest PUT (a large object's last request) without an answer, after
+// handing the request to manifest (which may pass it on to Swift through
+// rp, at once or later). cut reports whether that happened.
+func swiftManifestCut(t *testing.T, c storage.Config, prefix string, manifest func(rp *httputil.ReverseProxy, r *http.Request)) (st storage.Store, cut func() bool) {
+	t.Helper()
+	u, err := url.Parse(c.AuthURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
+	var done atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut || r.Header.Get("X-Object-Manifest") == "" || !done.CompareAndSwap(0, 1) {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		manifest(rp, r)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	}))
+	t.Cleanup(front.Close)
+	cc := c
+	cc.AuthURL = front.URL + u.Path
+	cc.Prefix = prefix
+	st, err = storage.Open(context.Background(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, func() bool { return done.Load() != 0 }
+}
