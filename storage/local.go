@@ -427,7 +427,7 @@ func (l *Local) mkdirRoot(ctx context.Context) error {
 		err = l.mkdir(ctx, p, filepath.Base(missing[i]))
 		p.Close()
 		if err != nil {
-			return err
+			return fmt.Errorf("make %s: %w", missing[i], err)
 		}
 	}
 	return nil

@@ -144,8 +144,14 @@ func openLockFile(d *os.Root, create bool) (f *os.File, readOnly bool, err error
 		f, err = openatBeneath(d, createLockName, unix.O_RDWR, 0)
 	}
 	if errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) {
-		readOnly = true
-		f, err = openBeneath(d, createLockName)
+		rf, rerr := openBeneath(d, createLockName)
+		// To be created, a lock file that does not exist is one this
+		// user may not make: the first error says why (d is not
+		// writable, or on a read-only mount), not that a file is missing
+		// (which a Put would report as ErrNotFound).
+		if !create || !errors.Is(rerr, fs.ErrNotExist) {
+			f, err, readOnly = rf, rerr, true
+		}
 	}
 	switch {
 	case errors.Is(err, unix.ELOOP):

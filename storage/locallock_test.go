@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -181,4 +182,75 @@ func TestLocal_CreateLockNFSv4(t *testing.T) {
 		t.Errorf("%d locks taken, want one per new directory, Create, Sync, and Put", locked)
 	}
 	wantStored(t, l, key, "wal")
+}
+
+// asNobody runs f on a thread whose file system uid is nobody's
+// (setfsuid, which drops root's file capabilities for that thread only)
+// and returns its error.
+func asNobody(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Setfsuid(65534); err != nil {
+			errc <- err
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// searchableTempDir returns a new temporary directory that every user
+// may enter and list (mode 0755, its parent too).
+func searchableTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// A directory a Put must create in a directory its user may not write
+// (the storage directory at first use, or a new site's folder) fails the
+// Put with the permission error, naming that directory: not with
+// ErrNotFound, which says that an object is missing. The lock file the
+// creator takes there cannot be made either, and the read-only open
+// that serves a user who may not write an existing one finds none.
+func TestLocal_Put_ErrDirNotWritable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as another user")
+	}
+	ctx := context.Background()
+	// Each returns the storage directory and the directory below base
+	// (root's, mode 0755) that nobody may not write.
+	for name, layout := range map[string]func(t *testing.T, base string) (root, dir string){
+		"StorageDirectory": func(t *testing.T, base string) (string, string) {
+			return filepath.Join(base, "store"), base
+		},
+		"ObjectDirectory": func(t *testing.T, base string) (string, string) {
+			site := filepath.Join(base, "site") // made by hand: no lock file
+			if err := os.Mkdir(site, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(base, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return base, site
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root, dir := layout(t, searchableTempDir(t))
+			l := NewLocal(root)
+			err := asNobody(func() error {
+				return l.Put(ctx, "site/xlog/000000010000000000000001", strings.NewReader("wal"), nil)
+			})
+			if !errors.Is(err, fs.ErrPermission) || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), dir) {
+				t.Fatalf("Put as a user who may not write %s = %v, want a permission error naming it, not ErrNotFound", dir, err)
+			}
+			t.Log(err)
+		})
+	}
 }
