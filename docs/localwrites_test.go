@@ -22,11 +22,12 @@ var localWriters = map[string]string{
 	// The local storage backend: temp, fsync, rename or link, fsync dir.
 	// All in the object's directory opened through an os.Root of the
 	// storage directory (objectDir): never through a link out of it.
-	"storage/local.go createReplaceTemp": "O_EXCL sidecar temp of Put, written and fsynced by writeFile",
-	"storage/local.go doRename":          "Put's renames of fsynced temp files, each followed by a directory fsync",
-	"storage/local.go Create":            "link(2) of fsynced temp files, then a directory fsync",
-	"storage/local.go linkData":          "link(2) of an fsynced temp file; Create fsyncs the directory",
-	"storage/locallock.go openLockFile":  "the empty lock file of an object directory, only flock'ed",
+	"storage/local.go createReplaceTemp":  "O_EXCL sidecar temp of Put, written and fsynced by writeFile",
+	"storage/local.go doRename":           "Put's renames of fsynced temp files, each followed by a directory fsync",
+	"storage/local.go Create":             "link(2) of fsynced temp files, then a directory fsync",
+	"storage/local.go linkData":           "link(2) of an fsynced temp file; Create fsyncs the directory",
+	"storage/locallock.go openLockFile":   "the empty lock file of an object directory, only flock'ed",
+	"storage/locallock.go openParentLock": "opens, never creates, the empty lock file of the storage directory's parent, only flock'ed",
 	// SFTP: remote files, fsynced when the server can (fsync@openssh.com).
 	"storage/sftp.go writeRemote": "O_EXCL remote temp file, fsynced when the server can",
 	"storage/sftp.go syncRemote":  "opens a remote file only to fsync it",

@@ -396,10 +396,11 @@ func (l *Local) mkdir(ctx context.Context, p *os.Root, name string) error {
 // time, outermost first, each by mkdir in its parent: a failed fsync
 // removes only the directory whose entry it may have lost (of a/b/c, made
 // now, c when the fsync of b fails: b's entry was fsynced in a), and the
-// next write makes c again and fsyncs b anew. The first directory of the
-// path that exists goes through mkdir too when its parent has a lock
-// file, so that a writer waits for a creator still fsyncing that parent;
-// a parent without one is never opened (it need not be readable).
+// next write makes c again and fsyncs b anew. A writer that finds the
+// first directory of the path existing waits for its parent's lock
+// (lockParentIfPresent), as mkdir does, so that it does not write in a
+// directory whose creator is still fsyncing that parent; that parent is
+// not opened, only its lock file (it need not be readable).
 func (l *Local) mkdirRoot(ctx context.Context) error {
 	dir := filepath.Clean(l.root)
 	var missing []string
@@ -416,8 +417,21 @@ func (l *Local) mkdirRoot(ctx context.Context) error {
 		}
 		d = filepath.Dir(d)
 	}
-	if _, err := os.Lstat(filepath.Join(filepath.Dir(d), createLockName)); err == nil && filepath.Dir(d) != d {
-		missing = append(missing, d)
+	// d exists. Its creator may still be fsyncing its parent, and remove
+	// it again when that fails (mkdir): wait for the parent's lock, if it
+	// has a lock file, and look again.
+	if parent := filepath.Dir(d); parent != d {
+		unlock, err := l.lockParentIfPresent(ctx, parent)
+		if err != nil {
+			return err
+		}
+		unlock()
+		switch _, err := os.Stat(d); {
+		case errors.Is(err, fs.ErrNotExist):
+			missing = append(missing, d) // made again below
+		case err != nil:
+			return err
+		}
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
 		p, err := os.OpenRoot(filepath.Dir(missing[i]))

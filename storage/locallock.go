@@ -46,7 +46,7 @@ func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err err
 	if err != nil {
 		return nil, err
 	}
-	return l.lockFile(ctx, d, f, readOnly)
+	return l.lockFile(ctx, d.Name(), f, readOnly)
 }
 
 // lockIfPresent takes the create lock of d as lockDir does, if d has a
@@ -62,13 +62,31 @@ func (l *Local) lockIfPresent(ctx context.Context, d *os.Root) (unlock func(), e
 	if err != nil {
 		return nil, err
 	}
-	return l.lockFile(ctx, d, f, readOnly)
+	return l.lockFile(ctx, d.Name(), f, readOnly)
 }
 
-// lockFile takes the lock of f, d's lock file just opened (readOnly: not
-// for writing), for lockDir and lockIfPresent, and closes f when it
-// cannot.
-func (l *Local) lockFile(ctx context.Context, d *os.Root, f *os.File, readOnly bool) (unlock func(), err error) {
+// lockParentIfPresent is lockIfPresent for dir, the parent of the
+// storage directory (mkdirRoot): outside the store, dir is the
+// configuration's path, links and all, and its lock file is opened by
+// that path, not followed if it is a link. That needs only search
+// permission on dir: a user who may write in the storage directory need
+// not be able to list its parent (mode 0711), as an os.Root of dir would
+// need.
+func (l *Local) lockParentIfPresent(ctx context.Context, dir string) (unlock func(), err error) {
+	f, readOnly, err := openParentLock(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return l.lockFile(ctx, dir, f, readOnly)
+}
+
+// lockFile takes the lock of f, the lock file of the directory dir just
+// opened (readOnly: not for writing), for lockDir, lockIfPresent and
+// lockParentIfPresent, and closes f when it cannot.
+func (l *Local) lockFile(ctx context.Context, dir string, f *os.File, readOnly bool) (unlock func(), err error) {
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		_ = f.Close()
@@ -111,7 +129,7 @@ func (l *Local) lockFile(ctx context.Context, d *os.Root, f *os.File, readOnly b
 			return func() {}, nil
 		case !errors.Is(err, syscall.EWOULDBLOCK):
 			_ = f.Close()
-			return nil, fmt.Errorf("lock %s of %s: %w", createLockName, d.Name(), err)
+			return nil, fmt.Errorf("lock %s of %s: %w", createLockName, dir, err)
 		}
 		if !waited && l.lockWait != nil {
 			l.lockWait()
@@ -143,12 +161,34 @@ func openLockFile(d *os.Root, create bool) (f *os.File, readOnly bool, err error
 	} else {
 		f, err = openatBeneath(d, createLockName, unix.O_RDWR, 0)
 	}
+	return openedLock(filepath.Join(d.Name(), createLockName), create, f, err, func() (*os.File, error) {
+		return openBeneath(d, createLockName)
+	})
+}
+
+// openParentLock opens the lock file of dir, the storage directory's
+// parent, as openLockFile does, by its path, never creating it: a link
+// under its name is not followed, a FIFO not waited on.
+func openParentLock(dir string) (f *os.File, readOnly bool, err error) {
+	name := filepath.Join(dir, createLockName)
+	f, err = os.OpenFile(name, os.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	return openedLock(name, false, f, err, func() (*os.File, error) {
+		return os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	})
+}
+
+// openedLock completes the opening of the lock file name for
+// openLockFile and openParentLock: f and err are what opening it for
+// writing (and creating it, with create) returned, and openReadOnly opens
+// it for reading only, for a user who may not write it.
+func openedLock(name string, create bool, f *os.File, err error, openReadOnly func() (*os.File, error)) (*os.File, bool, error) {
+	readOnly := false
 	if errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) {
-		rf, rerr := openBeneath(d, createLockName)
+		rf, rerr := openReadOnly()
 		// To be created, a lock file that does not exist is one this
-		// user may not make: the first error says why (d is not
-		// writable, or on a read-only mount), not that a file is missing
-		// (which a Put would report as ErrNotFound).
+		// user may not make: the first error says why (its directory is
+		// not writable, or on a read-only mount), not that a file is
+		// missing (which a Put would report as ErrNotFound).
 		if !create || !errors.Is(rerr, fs.ErrNotExist) {
 			f, err, readOnly = rf, rerr, true
 		}
@@ -156,7 +196,7 @@ func openLockFile(d *os.Root, create bool) (f *os.File, readOnly bool, err error
 	switch {
 	case errors.Is(err, unix.ELOOP):
 		return nil, false, fmt.Errorf("%s is a symbolic link, which hoard does not follow: someone who can write the storage "+
-			"directory planted it, or it was made by hand; remove it, hoard creates the file again: %w", filepath.Join(d.Name(), createLockName), err)
+			"directory planted it, or it was made by hand; remove it, hoard creates the file again: %w", name, err)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, false, err
 	case err != nil:

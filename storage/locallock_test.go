@@ -254,3 +254,62 @@ func TestLocal_Put_ErrDirNotWritable(t *testing.T) {
 		})
 	}
 }
+
+// A storage directory hoard made leaves a lock file in its parent, which
+// a writer that finds the directory takes, to wait for a creator still
+// fsyncing that parent. A user who may enter the parent but not list it
+// (mode 0711, as a home directory may be) must still write objects in an
+// existing storage directory, and still wait for that lock.
+func TestLocal_Put_ParentNotReadable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as another user")
+	}
+	ctx := context.Background()
+	parent := filepath.Join(searchableTempDir(t), "parent")
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	second := newSecondWriter()
+	l := &Local{root: filepath.Join(parent, "store"), lockWait: second.lockWait}
+	const key = "site/xlog/000000010000000000000001"
+	if err := l.Put(ctx, key, strings.NewReader("root's"), nil); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(parent, createLockName)
+	if _, err := os.Lstat(lock); err != nil {
+		t.Fatalf("the storage directory's parent has no lock file: %v", err)
+	}
+	for _, d := range []string{l.root, filepath.Join(l.root, "site"), filepath.Join(l.root, "site", "xlog")} {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(parent, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	// A creator that holds the parent's lock, as while it fsyncs it.
+	f, err := os.Open(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	const key2 = "site/xlog/000000010000000000000002"
+	second.start(t, func() error {
+		return asNobody(func() error { return l.Put(ctx, key2, strings.NewReader("nobody's"), nil) })
+	})
+	select {
+	case err := <-second.done:
+		t.Fatalf("Put as a user who may not list the storage directory's parent, while its lock is held = %v, want it to wait for the lock", err)
+	default:
+	}
+	if err := f.Close(); err != nil { // releases the lock
+		t.Fatal(err)
+	}
+	if err := second.result(t); err != nil {
+		t.Fatalf("Put as a user who may not list the storage directory's parent: %v", err)
+	}
+	wantStored(t, l, key2, "nobody's")
+}
