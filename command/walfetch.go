@@ -111,6 +111,14 @@ promoted, gets 1 as before. hoard restore --standby and --restore-command leave 
 SEGMENT is read at --wal-segment-size, else at the segment size the data directory's
 global/pg_control above DEST records (run by hand): where neither says it, or the two
 differ, wal-fetch refuses (exit 255) rather than read SEGMENT at a guessed size.
+pg_control is read for it as PostgreSQL's own tools read it: again, 10 ms later, while its
+CRC fails (a read while the server rewrites it), up to 10 times. With --wal-segment-size,
+a pg_control that cannot be read (an I/O error, cut short) or still fails its CRC is not
+compared, with a warning, and the flag's size stands: the startup process rewrites
+pg_control all through recovery, and such a read must not stop it. One read whole, its CRC
+matching, that records another size is refused. Without the flag, wal-fetch refuses (exit
+255) rather than read the size from such a pg_control. (The system identifier check above
+still stops the fetch where not even pg_control's first bytes can be read.)
 
 In postgresql.conf (or recovery.conf before PostgreSQL 12):
 
@@ -274,6 +282,15 @@ func truncatedSegments(c *cli.Context, name string) ([]string, error) {
 // at another size than the cluster's, the name is another segment, and
 // the check would stop recovery for a segment never lost, or let it end
 // early.
+//
+// With --wal-segment-size, pg_control only checks the flag: one that
+// cannot be read, is cut short or fails its CRC read after read
+// (archive.ClusterSegmentSize) is not compared, with a warning, and the
+// flag's size stands. The startup process rewrites pg_control all through
+// recovery, and a read of it that fails (a torn read, a transient EIO)
+// must not stop recovery (exit 255) for a check the flag already answers.
+// One read whole whose CRC matches and that records another size is
+// refused.
 func archivedThrough(c *cli.Context, pgdata string) (*archive.ArchivedThrough, error) {
 	name := c.String("archived-through")
 	if name == "" {
@@ -281,20 +298,25 @@ func archivedThrough(c *cli.Context, pgdata string) (*archive.ArchivedThrough, e
 	}
 	control := filepath.Join(pgdata, "global", "pg_control")
 	recorded, err := archive.ClusterSegmentSize(pgdata)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("--archived-through: the WAL segment size of the data directory: %w", err)
-	}
 	size := recorded
-	if c.IsSet("wal-segment-size") {
+	switch {
+	case c.IsSet("wal-segment-size"):
 		size = c.Uint64("wal-segment-size")
 		if !wal.ValidSegmentSize(size) {
 			return nil, usagef("give the cluster's WAL segment size in bytes (PostgreSQL's wal_segment_size)",
 				"--wal-segment-size %d is not a power of two from 1 MiB to 1 GiB", size)
 		}
-		if recorded != 0 && recorded != size {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log := logger(c)
+			log.Warn().Err(err).Uint64("wal_segment_size", size).
+				Msg("--wal-segment-size not checked against the data directory's pg_control, which could not be read or fails its CRC: the flag's size stands")
+		}
+		if err == nil && recorded != 0 && recorded != size {
 			return nil, usagef("give the data directory's WAL segment size, or leave --wal-segment-size out",
 				"--wal-segment-size %d, but %s records %d", size, control, recorded)
 		}
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("--archived-through: the WAL segment size of the data directory: %w", err)
 	}
 	if size == 0 {
 		return nil, usagef("give --wal-segment-size BYTES, the cluster's wal_segment_size (hoard restore writes it into restore_command)",

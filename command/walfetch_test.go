@@ -250,7 +250,13 @@ func TestWALFetch_PGControl(t *testing.T) {
 // pg_control above DEST (run by hand on a cluster made with initdb
 // --wal-segsize=1), not at 16 MiB; without pg_control the size is not
 // known and wal-fetch refuses (exit 255), saying which flag to give; a
-// --wal-segment-size that pg_control contradicts is refused too.
+// --wal-segment-size that pg_control contradicts is refused too. A
+// pg_control that fails its CRC (here one whose size was changed after,
+// as a read during the server's rewrite may see it) or is cut short is
+// refused without the flag; with it, the flag's size stands, with a
+// warning, and the fetch goes on: during recovery the startup process
+// rewrites pg_control, and a read of it that fails must not stop
+// recovery.
 func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
 	cfg := writeSiteConfig(t, storetest.Local(t))
 	// A store with nothing in it is refused as unmounted.
@@ -272,6 +278,25 @@ func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
 		}
 	}
 	writePGControl(t, withControl, 1<<20)
+	badCRC, short := t.TempDir(), t.TempDir()
+	for _, data := range []string{badCRC, short} {
+		if err := os.CopyFS(data, os.DirFS(withControl)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	control := filepath.Join(badCRC, "global", "pg_control")
+	b, err := os.ReadFile(control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(b[wal.ControlSegSizeOffset:], 16<<20)
+	if err := os.WriteFile(control, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(short, "global", "pg_control"), 100); err != nil {
+		t.Fatal(err)
+	}
+	const unchecked = "--wal-segment-size not checked against the data directory's pg_control"
 	// 0x200 and 0x300 exist only below 16 MiB (256 segments a log).
 	for _, c := range []struct {
 		name  string
@@ -285,13 +310,23 @@ func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
 		{"ErrLostFromPGControl", withControl, []string{"--archived-through", "000000010000000000000400"}, exitWALFatal, "000000010000000000000300"},
 		{"ErrNotKnown", bare, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "--wal-segment-size"},
 		{"ErrContradicted", withControl, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "16777216"}, exitWALFatal, "1048576"},
+		{"OKFlagBadCRC", badCRC, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALMissing, ""},
+		{"OKFlagShort", short, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALMissing, ""},
+		{"ErrBadCRC", badCRC, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "CRC"},
+		{"ErrShort", short, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "100 bytes"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dest := filepath.Join(c.data, "pg_wal", "RECOVERYXLOG")
 			args := append(append([]string{"--config", cfg, "wal-fetch"}, c.flags...), "000000010000000000000300", dest)
-			got, msg := runErr(t, args...)
+			msg, got, log := runLogged(args...)
 			if got != c.want || !strings.Contains(msg, c.msg) {
 				t.Errorf("hoard %v: exit %d, %q; want %d, %q", args, got, msg, c.want, c.msg)
+			}
+			// The flag's size stood in for a pg_control not read: said so,
+			// naming it; not where it was read, or is missing.
+			warned := strings.Contains(log, unchecked) && strings.Contains(log, filepath.Join(c.data, "global", "pg_control"))
+			if want := strings.HasPrefix(c.name, "OKFlag") && c.data != bare; warned != want {
+				t.Errorf("hoard %v: warned %t, want %t; log:\n%s", args, warned, want, log)
 			}
 		})
 	}
@@ -299,7 +334,7 @@ func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
 
 // writePGControl writes global/pg_control of data as PostgreSQL 13 to 16
 // lay it out (pg_control_version 1300), with WAL segments of segSize bytes
-// on timeline 1.
+// on timeline 1, and its CRC.
 func writePGControl(t *testing.T, data string, segSize uint32) {
 	t.Helper()
 	b := make([]byte, 8192)
@@ -307,6 +342,11 @@ func writePGControl(t *testing.T, data string, segSize uint32) {
 	binary.LittleEndian.PutUint32(b[wal.ControlVersionOffset:], 1300)
 	binary.LittleEndian.PutUint32(b[48:], 1) // checkPointCopy.ThisTimeLineID
 	binary.LittleEndian.PutUint32(b[wal.ControlSegSizeOffset:], segSize)
+	at, err := wal.ControlCRCOffset(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(b[at:], wal.ControlCRC(b[:at]))
 	if err := os.MkdirAll(filepath.Join(data, "global"), 0o700); err != nil {
 		t.Fatal(err)
 	}
