@@ -197,6 +197,11 @@ func openedLock(name string, create bool, f *os.File, err error, openReadOnly fu
 	case errors.Is(err, unix.ELOOP):
 		return nil, false, fmt.Errorf("%s is a symbolic link, which hoard does not follow: someone who can write the storage "+
 			"directory planted it, or it was made by hand; remove it, hoard creates the file again: %w", name, err)
+	case errors.Is(err, unix.EISDIR):
+		// Opened for writing, or created, a directory fails here,
+		// before lockFile could refuse it as not a regular file.
+		return nil, false, fmt.Errorf("%s is a directory, not hoard's lock file: someone who can write the storage "+
+			"directory made it, or it was made by hand; remove it, hoard creates the file again: %w", name, err)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, false, err
 	case err != nil:

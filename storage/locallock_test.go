@@ -16,11 +16,13 @@ import (
 
 // The create lock file is hoard's own, but whoever can write the storage
 // directory can plant something under its name: a link is not followed
-// (a Create fails, naming it and what to do), nor is a FIFO waited on.
+// (a Create fails, naming it and what to do), nor is a FIFO waited on,
+// and a directory fails a Create the same way.
 func TestLocal_CreateLockPlanted(t *testing.T) {
 	for name, plant := range map[string]func(p, outside string) error{
 		"ErrLink": func(p, outside string) error { return os.Symlink(outside, p) },
 		"ErrFIFO": func(p, _ string) error { return syscall.Mkfifo(p, 0o600) },
+		"ErrDir":  func(p, _ string) error { return os.Mkdir(p, 0o755) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
