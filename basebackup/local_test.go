@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,11 +167,18 @@ func manifestV1(t testing.TB, name string) []byte {
 }
 
 // runPgbench runs pgbench against c until the returned func is called,
-// which waits for it.
+// which ends it with SIGTERM and waits until its sessions have ended on
+// the server: a COMMIT pgbench had sent runs to its end after pgbench is
+// gone, and the test reads the source's rows only after that. Not SIGINT:
+// pgbench does not catch it, and a test binary started with SIGINT ignored
+// (from a shell's background job) hands that on, so pgbench ran on to its
+// -T of 600 s.
 func runPgbench(t testing.TB, c *pgtest.Cluster) (stop func()) {
 	t.Helper()
+	const app = "hoard-test-pgbench"
 	cmd := exec.Command(pgtest.Tool(t, "pgbench"), "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres",
 		"-c", "2", "-T", "600", "-n", "postgres")
+	cmd.Env = append(os.Environ(), "PGAPPNAME="+app)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -179,8 +187,9 @@ func runPgbench(t testing.TB, c *pgtest.Cluster) (stop func()) {
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Process.Signal(syscall.SIGTERM)
 			_ = cmd.Wait()
+			c.WaitTrue(t, time.Minute, "select count(*) = 0 from pg_stat_activity where application_name = $1", app)
 		})
 	}
 	t.Cleanup(stop)

@@ -151,10 +151,8 @@ func TestDaemonKillLoop(t *testing.T) {
 		d.stop(syscall.SIGKILL, 10*time.Second)
 		d = s.startDaemon()
 	}
-	for _, l := range []*pgbenchLoad{load, filler} {
-		_ = l.cmd.Process.Signal(syscall.SIGINT)
-		<-l.done
-	}
+	load.stop(t)
+	filler.stop(t)
 	want := src.QueryString(t, "select count(*)::text from filler")
 	t.Logf("%d kills under load; %s filler rows", kills, want)
 	c := s.finishAndCheck(t, d, src, first.Name)
@@ -204,7 +202,6 @@ func TestDaemonSpoolFullStorageDown(t *testing.T) {
 		st, ok := d.status()
 		return ok && st.Sites[s.name].WAL != nil && !st.Sites[s.name].WAL.Paused
 	})
-	_ = load.cmd.Process.Signal(syscall.SIGINT)
-	<-load.done
+	load.stop(t)
 	s.finishAndCheck(t, d, src, first.Name)
 }

@@ -149,8 +149,8 @@ func processesMentioning(s string) []string {
 
 // TestDaemonRestoreTestIncremental runs hoard daemon against a real
 // PostgreSQL (the newest major the tests run, 17 or later) with
-// summarize_wal on, incremental backups every 18 s between daily full ones
-// and a test restore every 36 s, while rows are written: the first
+// summarize_wal on, incremental backups every 7.2 s between daily full
+// ones and a test restore every 10.8 s, while rows are written: the first
 // scheduled test restore whose newest backup is an incremental one
 // restores it from its chain (the full backup and the incrementals on it),
 // replays the archive and passes every check; the daemon logs the chain.
@@ -159,8 +159,18 @@ func TestDaemonRestoreTestIncremental(t *testing.T) {
 		pgtest.Unavailable(t, "PostgreSQL 17 or later for incremental backups (newest: %d)", vs[len(vs)-1])
 	}
 	s := newMinIOStreamSite(t)
-	s.setSiteKey("basebackup_incremental_interval_hours", 0.005)
-	s.setSiteKey("restore_test_interval_hours", 0.01)
+	// The full backup starts with the daemon, the first incremental one
+	// an interval after it (the newest backup's start time, in whole
+	// seconds, plus 7.2 s), the next one an interval later; the first test
+	// restore is due 10.8 s after the daemon started, half way between
+	// the two: the first incremental backup is stored by then (idle, the
+	// full backup took 0.7 s and an incremental one 0.25 s), and the next
+	// is not running, which would put the test off by 15 s
+	// (restoreTestRecheck). A test restore interval of twice the
+	// incremental one (the 18 s and 36 s this test had) made the two due
+	// within a second of each other.
+	s.setSiteKey("basebackup_incremental_interval_hours", 0.002)
+	s.setSiteKey("restore_test_interval_hours", 0.003)
 	src := s.startSource(pgtest.Options{DataChecksums: true, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, src, "-i", "-s", "1", "-q")
 

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -135,18 +136,24 @@ func (s *streamSite) switchAndWaitStored(d *daemonProc, c *pgtest.Cluster, timeo
 
 // pgbenchLoad runs pgbench in the background.
 type pgbenchLoad struct {
+	c    *pgtest.Cluster
+	app  string // its sessions' application_name
 	cmd  *exec.Cmd
 	out  *testio.SyncBuffer
 	done chan error
 }
+
+// pgbenchLoads numbers the loads, for their application_name.
+var pgbenchLoads atomic.Int64
 
 func startPgbench(t *testing.T, c *pgtest.Cluster, args ...string) *pgbenchLoad {
 	t.Helper()
 	full := append([]string{"-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", "postgres"}, args...)
 	full = append(full, "postgres")
 	cmd := exec.Command(pgtest.Tool(t, "pgbench"), full...)
-	cmd.Env = minimalEnv()
-	l := &pgbenchLoad{cmd: cmd, out: &testio.SyncBuffer{}, done: make(chan error, 1)}
+	l := &pgbenchLoad{c: c, app: fmt.Sprintf("pgbench-load-%d", pgbenchLoads.Add(1)), cmd: cmd,
+		out: &testio.SyncBuffer{}, done: make(chan error, 1)}
+	cmd.Env = append(minimalEnv(), "PGAPPNAME="+l.app)
 	cmd.Stdout, cmd.Stderr = l.out, l.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start pgbench: %v", err)
@@ -156,6 +163,22 @@ func startPgbench(t *testing.T, c *pgtest.Cluster, args ...string) *pgbenchLoad 
 		_ = cmd.Process.Kill()
 	})
 	return l
+}
+
+// stop ends pgbench (SIGTERM) and waits until its sessions have ended
+// on the server: a statement pgbench had sent, a COMMIT among them, runs
+// to its end after pgbench is gone, so what the test reads as committed
+// is read only then. Not SIGINT: pgbench does not catch it, so it keeps
+// the disposition the test binary was started with, and a shell without
+// job control starts its background jobs with SIGINT ignored (a test
+// binary run as `e2e.test ... &`; go test itself catches SIGINT, so the
+// binary it runs does not inherit that); pgbench then ran on to its -T of
+// 600 s, ten minutes per test.
+func (l *pgbenchLoad) stop(t *testing.T) {
+	t.Helper()
+	_ = l.cmd.Process.Signal(syscall.SIGTERM)
+	<-l.done
+	l.c.WaitTrue(t, time.Minute, "select count(*) = 0 from pg_stat_activity where application_name = $1", l.app)
 }
 
 func (l *pgbenchLoad) wait(t *testing.T) {
