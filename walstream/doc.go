@@ -112,7 +112,11 @@
 // stores that file as the stream end's copy, up to the end of its last
 // valid record (CRC, xl_prev and each page's own address checked, as
 // recovery reads WAL: leftover.go), never replacing a stored copy that
-// holds more of it. A session that streams rewrites the segment and
+// holds more of it. Full segments an older version left as .partial
+// below it on its timeline (its rename failed and it went on) are
+// renamed complete and stored first, when each is a whole segment of
+// valid records (up to an XLOG_SWITCH, or to its end): without them the
+// copy would lie behind a hole. A session that streams rewrites the segment and
 // stores it itself, as always, and its stream end's copy is never shorter
 // than the WAL the file held before it: a server back only briefly may
 // die again before the session received the segment as far as the dead

@@ -110,10 +110,16 @@ func (r *Receiver) queueSpool(c spoolContents) {
 // leftover: its valid WAL is stored as its .partial, by the same rules
 // as any leftover (validWAL, never shorter than the stored copy); the
 // complete segment supersedes it once the server is back. A newer file
-// that holds WAL is the one the run was receiving, in any version (an
-// earlier version whose rename failed went on into the next segment and
-// left the full one behind as .partial: repairSpool's case too, which
-// only a session deals with).
+// that holds WAL is the one the run was receiving, in any version.
+//
+// The .partial files below the leftover on its timeline are noted too
+// (below): full segments an earlier version left behind as .partial
+// when its rename failed and it went on into the next segment
+// (repairSpool's case). That version had fsynced them whole and went on
+// to report the WAL after them flushed, so the server may have recycled
+// them; storeLeftover completes them first (completeBelow), or else the
+// leftover's copy would be stored behind a hole that only the spool
+// could fill, and a restore would stop before it.
 func (r *Receiver) noteLeftover(c spoolContents) {
 	if r.PendingStreamEnd().Name != "" || len(c.partials) == 0 {
 		return
@@ -139,6 +145,12 @@ func (r *Receiver) noteLeftover(c spoolContents) {
 	}
 	r.leftover = p
 	r.held = StreamEnd{Name: p}
+	r.below = nil
+	for _, name := range c.partials[:i] {
+		if wal.SegmentTimeline(name) == wal.SegmentTimeline(p) {
+			r.below = append(r.below, name)
+		}
+	}
 }
 
 // leftoverAfter deals with the leftover after a session that ended with
@@ -159,21 +171,94 @@ func (r *Receiver) noteLeftover(c spoolContents) {
 // the slot still active for the dead run's walsender), so the copy is not
 // stored for nothing.
 func (r *Receiver) leftoverAfter(progressed bool, err error, stopping bool) {
-	name := r.leftover
+	name, below := r.leftover, r.below
 	var fe *fatalError
 	switch {
 	case name == "":
 	case progressed:
-		r.leftover = ""
+		r.leftover, r.below = "", nil
 	case keepsSpoolWAL(err):
-		r.leftover = ""
+		r.leftover, r.below = "", nil
+		r.completeBelow(below)
 		r.storeLeftover(name, err)
 	case errors.As(err, &fe):
-		r.leftover = ""
+		r.leftover, r.below = "", nil
 	case stopping, errors.Is(err, replication.ErrUnreachable):
-		r.leftover = ""
+		r.leftover, r.below = "", nil
+		r.completeBelow(below)
 		r.storeLeftover(name, nil)
 	}
+}
+
+// completeBelow completes the full segments an earlier version left as
+// .partial below the leftover (names, noted by noteLeftover), in order,
+// and queues each ahead of the leftover's copy, when no session will
+// (no server answers, Run stops, or the server can no longer stream
+// them: keepsSpoolWAL): a file that is a whole segment of valid WAL
+// (wholeWAL) is fsynced and renamed complete, as repairSpool does once
+// a server answers and its slot is past it. A file already gone was
+// completed by a session (repairSpool); one that holds no WAL is left
+// alone. One that is not whole is not stored: it stays in the spool, as
+// it is, for a session to stream again, and the error is logged and
+// kept in Status; the leftover's copy is stored all the same.
+func (r *Receiver) completeBelow(names []string) {
+	for _, name := range names {
+		p := filepath.Join(r.opts.SpoolDir, name)
+		empty, err := isEmptyPartial(p)
+		if errors.Is(err, os.ErrNotExist) || err == nil && empty {
+			continue
+		}
+		if err == nil {
+			err = completeFull(r.opts.SpoolDir, name)
+		}
+		if err != nil {
+			r.log.Error().Err(err).Str(logSegment, name).
+				Msg("a full segment an earlier version left as .partial is not whole; it stays in the spool and is streamed again once the server answers")
+			r.setError(err)
+			continue
+		}
+		r.log.Warn().Str(logSegment, name[:24]).Msg("a full segment was left as .partial; completed it")
+		r.enqueue(uploadTask{kind: taskFile, name: name[:24]})
+	}
+}
+
+// completeFull renames the .partial name in dir complete when it is a
+// whole segment of valid WAL (wholeWAL).
+func completeFull(dir, name string) error {
+	return completeChecked(dir, name[:24], func(f *os.File) error { return wholeWAL(f, name) })
+}
+
+// wholeWAL checks that the file f, the .partial name, is a whole
+// segment of WAL, as recovery reads it (wal.RecordEnd, as validWAL
+// does): the segment size its first page header gives (no server told
+// it), and valid records from its first page to its last, the last one
+// continued in the next segment, or up to an XLOG_SWITCH record, after
+// which PostgreSQL leaves the rest of the segment without WAL (zeros:
+// checkPages, which wants every page's header, refuses such a segment).
+func wholeWAL(f *os.File, name string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	hdr := make([]byte, wal.PageHeaderSize)
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, wal.PageHeaderSize), hdr); err != nil {
+		return fmt.Errorf("%w: read the first page header of %s: %v", wal.ErrBadPageHeader, name, err)
+	}
+	h, err := wal.CheckSegment(name, hdr, fi.Size())
+	if err != nil {
+		return err
+	}
+	if fi.Size() != int64(h.SegmentSize) {
+		return fmt.Errorf("%s: %d bytes, not the %d-byte segment size", name, fi.Size(), h.SegmentSize)
+	}
+	var rec wal.RecordEnd
+	if _, err := io.Copy(&rec, io.NewSectionReader(f, 0, fi.Size())); err != nil {
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	if rec.Stopped() && !rec.Switched() {
+		return fmt.Errorf("%s: no valid WAL record at offset %d, before the end of the segment (the last valid record ends at %d)", name, rec.Stop(), rec.End())
+	}
+	return nil
 }
 
 // storeLeftover queues the valid WAL of the leftover .partial name as

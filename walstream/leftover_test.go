@@ -365,6 +365,100 @@ func TestReceiver_Run_LeftoverOldLayout(t *testing.T) {
 	g.rr.stop(t)
 }
 
+// TestReceiver_Run_LeftoverRenameFailed: the other spool an older hoard
+// version could leave: its rename of a full segment failed and it went
+// on into the next segment, so the full segment stayed
+// <segment>.partial behind the .partial it was receiving. That run
+// reported the full segment flushed, so the server may have recycled
+// it: the spool's file is its only copy. Here the spool gets the
+// server's own files (PostgreSQL 15): a full segment (completed by a
+// switch, whose pages after it are zeros, or filled with rows) as the
+// full .partial, and the next one, holding a commit and a record after
+// it, as the .partial in progress; then the server stops for good. A new
+// Run cannot connect: it stores the full segment complete, the server's
+// bytes, before the next one's .partial, whose copy holds the commit
+// (pg_waldump); a restore then reaches the commit through them, which
+// it cannot from the .partial alone.
+func TestReceiver_Run_LeftoverRenameFailed(t *testing.T) {
+	t.Run("Switched", func(t *testing.T) {
+		testLeftoverRenameFailed(t, func(d *durable) string {
+			d.insert(300)
+			return switchWAL(t, d.c)
+		})
+	})
+	t.Run("Filled", func(t *testing.T) {
+		testLeftoverRenameFailed(t, func(d *durable) string {
+			segment := func() string {
+				return d.c.QueryString(t, "select pg_walfile_name(pg_current_wal_insert_lsn())")
+			}
+			cur := segment()
+			for segment() == cur {
+				d.insert(100)
+			}
+			return cur
+		})
+	})
+}
+
+// testLeftoverRenameFailed is TestReceiver_Run_LeftoverRenameFailed
+// with the full segment that fill completes.
+func testLeftoverRenameFailed(t *testing.T, fill func(*durable) string) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1})
+	c.Exec(t, "create table rows (id bigint, pad text)")
+	d := durableOf(t, c, "")
+	g := &serverGone{t: t, d: d}
+	full := fill(d)
+	d.insert(300)
+	g.xid = c.QueryString(t, "with i as (insert into rows values (1, 'last') returning id) select txid_current()::text from i")
+	after := lsn(t, c, "select pg_logical_emit_message(false, 'hoard-test', 'after the commit')")
+	c.WaitTrue(t, testTimeout, "select pg_current_wal_flush_lsn() >= $1::pg_lsn", after.String())
+	s := wal.SegmentOf(1, after-1, d.segSize)
+	g.seg, g.name = s.Name(d.segSize), s.Name(d.segSize)+wal.PartialSuffix
+	g.end = int64(after - s.StartLSN(d.segSize))
+	if prev := (wal.Segment{Timeline: 1, No: s.No - 1}).Name(d.segSize); prev != full {
+		t.Fatalf("the commit's record after ends in %s, not in the segment after %s", g.seg, full)
+	}
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	want := read(full)
+	if err := os.WriteFile(filepath.Join(d.spool, full+wal.PartialSuffix), want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.spool, g.name), read(g.seg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t)
+
+	g.rr = launch(t, c, d.spool, d.up, Options{}, nil, nil)
+	data := g.waitCopy()
+	if !d.stored(full) {
+		t.Fatalf("%s stored, but not %s before it: the spool's %s.partial is the only copy of its WAL", g.name, full, full)
+	}
+	if got := g.fetch(full); !bytes.Equal(got, want) {
+		t.Errorf("the stored %s (%d bytes) is not the server's (%d bytes)", full, len(got), len(want))
+	}
+	if n := g.checkCopy(data); n < g.end {
+		t.Errorf("the stored copy's records end at %d, before the end of the record after the commit at %d", n, g.end)
+	}
+	g.checkCommit(data)
+	var order []string
+	for _, u := range d.up.uploads() {
+		order = append(order, u.name)
+	}
+	if want := []string{full, g.name}; !slices.Equal(order, want) {
+		t.Errorf("stored %v, want %v", order, want)
+	}
+	if d.stored(full + wal.PartialSuffix) {
+		t.Errorf("%s.partial stored: a full segment is stored complete", full)
+	}
+	g.rr.stop(t)
+}
+
 // tailLines returns the last n lines of s.
 func tailLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
@@ -697,6 +791,72 @@ func TestReceiver_leftover(t *testing.T) {
 			r.leftoverAfter(false, unreachable, false)
 			if queued := r.queue.hasSnapshot(); queued != tc.later {
 				t.Errorf("copy queued by the next session %v, want %v", queued, tc.later)
+			}
+		})
+	}
+}
+
+// TestReceiver_completeBelow: a .partial below the leftover on its
+// timeline whose records stop before the end of the segment (zeros
+// after them, no XLOG_SWITCH) is not whole: it stays in the spool as it
+// is, nothing of it is queued, the error is kept in Status, and the
+// leftover's copy is queued all the same; one that holds no WAL is left
+// alone without an error.
+func TestReceiver_completeBelow(t *testing.T) {
+	z := waltest.ZeroEndedSegment(t, pgtest.Versions()[len(pgtest.Versions())-1])
+	seg, err := wal.ParseSegmentName(z.Name, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	below := z.Name + wal.PartialSuffix
+	next := seg.Next().Name(1 << 20)
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		wantErr bool
+	}{
+		{"ErrNotWhole", z.Data, true},
+		{"OKEmpty", make([]byte, 1<<20), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spool := t.TempDir()
+			if err := os.WriteFile(filepath.Join(spool, below), tc.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The leftover: the next segment's WAL, as the same server
+			// wrote it (z.Data renamed would not fit its name).
+			leftover := bytes.Clone(z.Data)
+			binary.LittleEndian.PutUint64(leftover[8:], uint64(seg.Next().StartLSN(1<<20)))
+			if err := os.WriteFile(filepath.Join(spool, next+wal.PartialSuffix), leftover, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := readSpool(spool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.noteLeftover(c)
+			if !slices.Equal(r.below, []string{below}) {
+				t.Fatalf("below %v, want [%s]", r.below, below)
+			}
+			r.leftoverAfter(false, fmt.Errorf("connect: %w", replication.ErrUnreachable), false)
+			got, err := os.ReadFile(filepath.Join(spool, below))
+			if err != nil || !bytes.Equal(got, tc.data) {
+				t.Errorf("%s changed in the spool (%v)", below, err)
+			}
+			for _, task := range r.queue.tasks {
+				if task.kind == taskFile {
+					t.Errorf("%s queued", task.name)
+				}
+			}
+			if gotErr := r.Status().LastErr != nil; gotErr != tc.wantErr {
+				t.Errorf("error kept %v (%v), want %v", gotErr, r.Status().LastErr, tc.wantErr)
+			}
+			if !r.queue.hasSnapshot() {
+				t.Error("the leftover's copy not queued")
 			}
 		})
 	}

@@ -216,6 +216,10 @@ type Receiver struct {
 	// as the stream end's copy when this Run cannot stream (leftover.go);
 	// "" when none or done with. Only Run's goroutine uses it.
 	leftover string
+	// below are the .partial files under leftover on its timeline: full
+	// segments an earlier version left behind (completeBelow). Only
+	// Run's goroutine uses it.
+	below []string
 	// held is how much WAL the spool file of a segment in progress
 	// holds from before the session that receives it: an earlier run's
 	// (the leftover, Length 0 until read; the adopted StreamEnd) or an

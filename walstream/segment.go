@@ -228,13 +228,20 @@ func (s *session) flush() error {
 // cannot be trusted as a complete segment.
 func repairSegment(dir string, seg wal.Segment, segSize uint64) error {
 	name := seg.Name(segSize)
+	return completeChecked(dir, name, func(f *os.File) error { return checkPages(f, name, seg, segSize) })
+}
+
+// completeChecked renames the full segment name, left as
+// <name>.partial in dir, to its final name once check accepted the open
+// file: it fsyncs the file, renames it and fsyncs the directory.
+func completeChecked(dir, name string, check func(*os.File) error) error {
 	p := filepath.Join(dir, name+wal.PartialSuffix)
 	f, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := checkPages(f, name, seg, segSize); err != nil {
+	if err := check(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
