@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
@@ -203,4 +204,69 @@ func TestArchive_PrefetchWAL_AcceptTruncated(t *testing.T) {
 		t.Fatalf("FetchWAL accepting %s = %v (warned: %v), want it delivered with the warning", segName(3), err, warned)
 	}
 	checkFile(t, dest, cut)
+}
+
+// TestArchive_FetchWAL_AcceptTruncatedAt: an acceptance that names where
+// the segment's WAL ends (SEGMENT@LSN, which hoard restore writes once it
+// has read the segment) delivers only a copy whose WAL ends there. The
+// storage writer who kept an earlier copy of the segment (the daemon's
+// .partial, authentic) and puts it in place after the restore checked the
+// accepted one would otherwise end recovery earlier than the operator
+// accepted, with a warning that looks like the accepted one.
+// Real WAL (PostgreSQL 15, 1 MiB segments), so that the two cuts end
+// at two records.
+func TestArchive_FetchWAL_AcceptTruncatedAt(t *testing.T) {
+	ctx := context.Background()
+	z := waltest.ZeroEndedSegment(t, pgtest.DebianMajor)
+	name := z.Name
+	a := &Archive{Store: storage.NewLocal(t.TempDir()), Codec: encryptingCodec(t), Layout: Layout{Prefix: "site"}, Site: "site"}
+	dir := t.TempDir()
+	for _, c := range []struct {
+		file string
+		at   int64
+	}{{name + ".partial", z.Before / 2}, {name, z.Before}} {
+		cut := slices.Clone(z.Data)
+		clear(cut[c.at:])
+		path := filepath.Join(dir, c.file)
+		if err := os.WriteFile(path, cut, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.PushWAL(ctx, path, PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accepted, err := a.TruncatedEnd(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := name + "@" + accepted.End.String()
+	dest := filepath.Join(dir, "RECOVERYXLOG")
+	fetch := func(accept string) (*TruncatedSegmentError, error) {
+		t.Helper()
+		var got *TruncatedSegmentError
+		err := a.FetchWAL(ctx, name, dest, FetchOptions{AcceptTruncated: []string{accept}, Truncated: func(e *TruncatedSegmentError) { got = e }})
+		t.Cleanup(func() { os.Remove(dest) })
+		return got, err
+	}
+	if got, err := fetch(at); err != nil || got == nil || got.End != accepted.End {
+		t.Fatalf("FetchWAL accepting %s = %v (Truncated called with %v), want it delivered", at, err, got)
+	}
+	os.Remove(dest)
+
+	// The earlier copy, metadata and all, under the complete name.
+	data, obj := storetest.Read(t, a.Store, a.Layout.WALKey(name+".partial"))
+	if err := a.Store.Put(ctx, a.Layout.WALKey(name), bytes.NewReader(data), obj.Metadata); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fetch(at)
+	if err == nil || !errors.Is(err, ErrTruncatedSegment) || !strings.Contains(err.Error(), accepted.End.String()) || got != nil {
+		t.Errorf("FetchWAL accepting %s of an earlier copy = %v (Truncated called with %v), want a refusal naming the accepted end %s", at, err, got, accepted.End)
+	}
+	if _, err := os.Lstat(dest); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists after the refusal (%v)", dest, err)
+	}
+	// The name alone accepts any end (a restore_command written by hand).
+	if got, err := fetch(name); err != nil || got == nil || got.End >= accepted.End {
+		t.Errorf("FetchWAL accepting %s of the earlier copy = %v (Truncated called with %v), want it delivered, its WAL ending before %s", name, err, got, accepted.End)
+	}
 }

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -64,7 +63,9 @@ type FetchOptions struct {
 	// read in looking for the system's own (IgnoreOtherHistory).
 	ReplayStart ReplayStart
 	// AcceptTruncated names complete segments the operator accepts
-	// although they are refused as truncated (a *TruncatedSegmentError):
+	// although they are refused as truncated (a *TruncatedSegmentError),
+	// each as NAME, or NAME@LSN to accept only a copy whose WAL ends at
+	// LSN (ParseAcceptTruncated; hoard restore writes that form):
 	// a standby's last segment of an ended timeline, or one PGHoard's
 	// walreceiver mode stored unfinished. Such a segment is delivered,
 	// and recovery ends where its WAL does. Every other check still
@@ -123,7 +124,8 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
 		chk := fetchChecks{hist: a, systemID: o.SystemID, timeline: o.Timeline, from: o.ReplayStart}
-		if slices.Contains(o.AcceptTruncated, name) {
+		if end, ok := acceptedTruncated(o.AcceptTruncated, name); ok {
+			chk.truncatedEnd = end
 			chk.truncated = func(*TruncatedSegmentError) {}
 			if o.Truncated != nil {
 				chk.truncated = o.Truncated
@@ -229,6 +231,9 @@ type fetchChecks struct {
 	// truncated only (FetchOptions.AcceptTruncated) and is called once
 	// it is in place.
 	truncated func(e *TruncatedSegmentError)
+	// truncatedEnd, when not 0, is where the accepted segment's WAL must
+	// end (wal-fetch --accept-truncated NAME@LSN).
+	truncatedEnd pglogrepl.LSN
 }
 
 // fetchKeyOnce decodes key into destName of dir through a temporary file whose
@@ -268,7 +273,7 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	// alone, and the timeline and system checks below still run.
 	truncated, _ := errors.AsType[*TruncatedSegmentError](err)
 	if truncated != nil && chk.truncated != nil {
-		err = nil
+		err = acceptTruncated(truncated, name, chk.truncatedEnd)
 	}
 	if err != nil {
 		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
@@ -870,7 +875,7 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 		var names []string
 		for i, seg := 0, from.Next(); i < count; i, seg = i+1, seg.Next() {
 			name := seg.Name(segSize)
-			if slices.Contains(o.AcceptTruncated, name) {
+			if _, ok := acceptedTruncated(o.AcceptTruncated, name); ok {
 				break
 			}
 			names = append(names, name)

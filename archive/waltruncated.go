@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pglogrepl"
 
@@ -91,10 +92,56 @@ func (e *TruncatedSegmentError) Unwrap() error { return ErrTruncatedSegment }
 
 // AcceptHint says how an operator accepts the segment name refused with
 // e, and what that costs: wal-fetch's refusal and verify's report give it.
+// The acceptance it gives names the end too (SEGMENT@LSN), so that no
+// other copy of the segment, cut earlier, is delivered in its place.
 func (e *TruncatedSegmentError) AcceptHint(name string) string {
 	return fmt.Sprintf("only if this segment is legitimately cut (a standby's last segment of an ended timeline, "+
-		"or PGHoard's walreceiver mode) and you accept ending recovery at %s: pass --accept-truncated %s to wal-fetch "+
-		"(hoard restore --accept-truncated-wal %s writes it); transactions committed after %s are then not restored", e.End, name, name, e.End)
+		"or PGHoard's walreceiver mode) and you accept ending recovery at %s: pass --accept-truncated %s@%s to wal-fetch "+
+		"(hoard restore --accept-truncated-wal %s writes it); transactions committed after %s are then not restored", e.End, name, e.End, name, e.End)
+}
+
+// ParseAcceptTruncated reads an acceptance of wal-fetch --accept-truncated:
+// a complete segment's name, or NAME@LSN, which accepts only a copy whose
+// WAL ends at LSN (end; 0 for the name alone, which accepts any end).
+func ParseAcceptTruncated(s string) (name string, end pglogrepl.LSN, err error) {
+	name, at, pinned := strings.Cut(s, "@")
+	if !wal.IsSegmentName(name) {
+		return "", 0, fmt.Errorf("%q: %s is not a WAL segment name", s, name)
+	}
+	if !pinned {
+		return name, 0, nil
+	}
+	if end, err = pglogrepl.ParseLSN(at); err != nil || end == 0 {
+		return "", 0, fmt.Errorf("%q: %q is not an LSN (as 0/70000A0)", s, at)
+	}
+	return name, end, nil
+}
+
+// acceptedTruncated finds name among accept (FetchOptions.AcceptTruncated):
+// ok when accepted, end the LSN its WAL must end at (0: any). A value
+// that does not parse accepts nothing.
+func acceptedTruncated(accept []string, name string) (end pglogrepl.LSN, ok bool) {
+	for _, s := range accept {
+		if n, e, err := ParseAcceptTruncated(s); err == nil && n == name {
+			return e, true
+		}
+	}
+	return 0, false
+}
+
+// acceptTruncated returns nil where the operator's acceptance ending at
+// end (0: any) lifts the refusal t of segment name, else its error. A
+// copy whose WAL ends elsewhere than the accepted end is not the copy
+// accepted: an earlier copy of the segment (a .partial the daemon stored
+// while it grew) put in its place after a restore read the accepted one
+// would end recovery earlier than accepted.
+func acceptTruncated(t *TruncatedSegmentError, name string, end pglogrepl.LSN) error {
+	if end == 0 || t.End == end {
+		return nil
+	}
+	return fmt.Errorf("%w: --accept-truncated %s@%s accepts only a copy whose WAL ends at %s, and this one's ends at %s: "+
+		"not the copy accepted (an earlier copy of the segment put in its place?); recovery stops rather than end before %s",
+		ErrTruncatedSegment, name, end, end, t.End, end)
 }
 
 // timelineEnd returns err, or nil where err is the *TruncatedSegmentError

@@ -93,8 +93,10 @@ wal-fetch refuses (exit 255) a complete segment that is an earlier, cut copy: it
 before its end with zeros after it (see wal-fetch). A standby's last segment of an ended
 timeline (archive_mode = always) and a segment PGHoard's walreceiver mode stored unfinished
 have that shape too: --accept-truncated-wal SEGMENT (repeatable) writes wal-fetch
---accept-truncated SEGMENT into the restore_command, and recovery then ends where that
-segment's WAL does, without the transactions committed after it. Not with --restore-command
+--accept-truncated SEGMENT@LSN into the restore_command, LSN where that segment's WAL ends
+as the restore reads it, and recovery then ends there, without the transactions committed
+after it (another copy of the segment, cut elsewhere and put in its place later, is refused:
+recovery stops). SEGMENT@LSN names the end here too. Not with --restore-command
 (add --accept-truncated to its wal-fetch instead). Each SEGMENT is read before anything is
 written: one that is not in the archive (a typo, another timeline) or that is stored whole
 (wal-fetch delivers it without the flag) is a usage error naming it (exit 2). The summary

@@ -95,7 +95,10 @@ padded with zeros under its complete name). --accept-truncated SEGMENT
 where its WAL does, and transactions committed after that point are not restored. It is
 logged as a warning naming the segment and that point (wal_end). It accepts that refusal
 alone: a segment whose hash, envelope, page header, timeline or system is refused stays
-refused. The refusal names the point and the flag.
+refused. The refusal names the point and the flag. SEGMENT@LSN (as the refusal writes it,
+and hoard restore too) accepts only a copy whose WAL ends at LSN: another copy of the
+segment, cut earlier and put in its place by someone who can write the storage, is refused
+(exit 255) rather than end recovery before LSN. SEGMENT alone accepts any end.
 
 hoard restore adds --archived-through SEGMENT (and --wal-segment-size) to the
 restore_command it writes: the last segment of the unbroken run of WAL it found archived
@@ -267,8 +270,9 @@ func runWALFetch(c *cli.Context) error {
 func truncatedSegments(c *cli.Context, name string) ([]string, error) {
 	segs := c.StringSlice(name)
 	for _, seg := range segs {
-		if !wal.IsSegmentName(seg) {
-			return nil, usagef("give the 24-hex-digit name of the segment wal-fetch refused as truncated", "--%s %q is not a WAL segment name", name, seg)
+		if _, _, err := archive.ParseAcceptTruncated(seg); err != nil {
+			return nil, usagef("give the 24-hex-digit name of the segment wal-fetch refused as truncated, "+
+				"or NAME@LSN as its refusal writes it", "--%s %v", name, err)
 		}
 	}
 	return segs, nil

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,11 +84,14 @@ func (s *site) pushCutCopy(t *testing.T, seg string, cut func(t *testing.T, seg 
 	t.Helper()
 	key := archive.Layout{Prefix: s.name}.WALKey(seg)
 	plain := filepath.Join(s.dir, "plain-"+seg)
+	if err := os.Remove(plain); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
 	s.mustHoard("object", "get", key, "-o", plain)
 	data := readFile(t, plain)
 	clear(data[cut(t, seg, data):])
 	walDir := filepath.Join(s.dir, "partial")
-	if err := os.Mkdir(walDir, 0o700); err != nil {
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	pgtest.Chown(t, walDir)

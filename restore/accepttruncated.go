@@ -30,11 +30,17 @@ type AcceptedSegment struct {
 func (f *WALFetch) Accepted() []string { return f.accept }
 
 // checkAccepted finds, before anything is written, where the WAL of each
-// segment in segs ends: each must be stored and refused as truncated
-// (archive.Archive.TruncatedEnd), or the restore stops with ErrBadAccept.
+// segment in segs (NAME, or NAME@LSN where the operator names the end
+// too) ends: each must be stored and refused as truncated
+// (archive.Archive.TruncatedEnd), at LSN where one is named, or the
+// restore stops with ErrBadAccept.
 func checkAccepted(ctx context.Context, a *archive.Archive, segs []string) ([]AcceptedSegment, error) {
 	var acc []AcceptedSegment
-	for _, seg := range segs {
+	for _, s := range segs {
+		seg, want, err := archive.ParseAcceptTruncated(s)
+		if err != nil {
+			return nil, fmt.Errorf("accept truncated %v: %w", err, ErrBadAccept)
+		}
 		t, err := a.TruncatedEnd(ctx, seg)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
@@ -43,8 +49,22 @@ func checkAccepted(ctx context.Context, a *archive.Archive, segs []string) ([]Ac
 			return nil, fmt.Errorf("accept truncated %s: %v: wal-fetch delivers it without accepting it: %w", seg, err, ErrBadAccept)
 		case err != nil:
 			return nil, fmt.Errorf("accept truncated %s: %w", seg, err)
+		case want != 0 && t.End != want:
+			return nil, fmt.Errorf("accept truncated %s: its WAL ends at %s, not at %s: %w", s, t.End, want, ErrBadAccept)
 		}
 		acc = append(acc, AcceptedSegment{Segment: seg, End: t.End})
 	}
 	return acc, nil
+}
+
+// pinAccepted makes f pass each segment of acc to wal-fetch with the end
+// the restore read (--accept-truncated NAME@LSN): a copy of the segment
+// cut elsewhere, put in its place after this check (an earlier copy the
+// storage writer kept), is then refused and recovery stops, rather than
+// end earlier than the summary says.
+func (f *WALFetch) pinAccepted(acc []AcceptedSegment) {
+	f.accept = f.accept[:0]
+	for _, a := range acc {
+		f.accept = append(f.accept, a.Segment+"@"+a.End.String())
+	}
 }

@@ -304,6 +304,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if accepted, err = checkAccepted(ctx, a, o.WALFetch.Accepted()); err != nil {
 			return nil, err
 		}
+		o.WALFetch.pinAccepted(accepted)
 	}
 	rc, err := o.restoreCommand(b, walEnd)
 	if err != nil {
