@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -213,5 +216,61 @@ func TestScanBackups_PGHoardSegmentSizeReplaced(t *testing.T) {
 		if got := bs.Sound[0].SegmentSize(); got != size {
 			t.Errorf("with a %d-byte segment stored: backup read at %d bytes", size, got)
 		}
+	}
+}
+
+// TestPlanRetention_PGHoardSegmentSizeForged: in a PGHoard site without
+// keys, whoever writes the bucket can replace the start segment of the
+// newest backup with one whose first page declares another segment size
+// (checked against its name at that size, as firstPageSize does). The
+// site's PGHoard backups are then read at that size, but retention keeps
+// the WAL from the oldest kept backup's start segment by name, which is
+// the same name at any size: it deletes the same WAL as with the real
+// segment, never WAL a kept backup needs.
+func TestPlanRetention_PGHoardSegmentSizeForged(t *testing.T) {
+	const realSize = 16 << 20
+	older, newer := "000000010000000000000010", "000000010000000000000020"
+	names := []string{"00000001000000000000000F", older, "000000010000000000000018", newer, "000000010000000000000021"}
+	plan := func(t *testing.T, startSize uint64) ([]string, uint64) {
+		t.Helper()
+		ctx := context.Background()
+		a := &Archive{Store: storage.NewMem(), Codec: &Codec{}, Layout: Layout{Prefix: "site"}, Site: "site"}
+		putBackup(t, a, "2024-03-04_10-00_0", older, 1, 0)
+		putBackup(t, a, "2024-03-05_10-00_0", newer, 1, 0)
+		for _, n := range names {
+			size := uint64(realSize)
+			if n == newer {
+				size = startSize
+			}
+			putWALData(t, a, n, waltest.Segment(t, n, size, 1))
+		}
+		p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, time.Date(2024, 3, 6, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs, err := a.ScanBackups(ctx)
+		if err != nil || len(bs.Sound) == 0 {
+			t.Fatalf("ScanBackups = %+v, %v", bs, err)
+		}
+		var deleted []string
+		for _, w := range p.WAL {
+			deleted = append(deleted, w.Name)
+		}
+		return deleted, bs.Sound[0].SegmentSize()
+	}
+	want, size := plan(t, realSize)
+	if size != realSize || !slices.Equal(want, names[:3]) {
+		t.Fatalf("with the real start segment: read at %d, WAL deleted %v; want %d and %v", size, want, realSize, names[:3])
+	}
+	for _, forged := range []uint64{1 << 20, 64 << 20} {
+		t.Run(fmt.Sprintf("%dMiB", forged>>20), func(t *testing.T) {
+			got, size := plan(t, forged)
+			if size != forged {
+				t.Errorf("backups read at %d, want %d: the forged first page was not believed, nothing tested", size, forged)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("WAL deleted with the start segment's first page forged to %d bytes: %v, want %v", forged, got, want)
+			}
+		})
 	}
 }
