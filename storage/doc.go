@@ -100,7 +100,8 @@
 //
 // WithRetry retries errors for which IsTransient is true (not ErrNotFound,
 // not ErrPermanent, not a cancelled or expired context) with exponential
-// backoff and full jitter, up to RetryOptions.Attempts tries (default 5).
+// backoff and full jitter, up to RetryOptions.Attempts tries (default 5),
+// except ErrLockHeld: the local store waited for its lock already.
 // Put is retried only when its reader is an io.Seeker and can be sought
 // back to where it started; any other reader is tried once. Open retries the
 // open, never a read in the middle of the stream. List resumes after the

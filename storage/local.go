@@ -47,6 +47,8 @@ type Local struct {
 	// flock is syscall.Flock in lockDir; tests replace it to act as a
 	// file system without locks.
 	flock func(fd int, how int) error
+	// lockPatience, when set, replaces lockPatience (tests).
+	lockPatience time.Duration
 	// OnSkip, if set, is called by List for each symbolic link under the
 	// prefix that it leaves out (it enters no linked directory below the
 	// one it starts in, and takes no link for an object), with its key

@@ -34,13 +34,34 @@ const lockPoll = 10 * time.Millisecond
 // lockFileMode is the lock file's mode: see openLockFile.
 const lockFileMode = 0o644
 
+// lockPatience is how long lockFile waits for a lock another holds
+// before it fails the write (ErrLockHeld). Holders keep it for a few
+// fsyncs; one held longer is a writer stopped or stuck (a hung NFS
+// server), or held on purpose by someone who can write the storage
+// directory, and a wal-push waiting for it in silence would let pg_wal
+// fill with nothing in PostgreSQL's log. The waiter has linked and
+// renamed nothing yet, so it fails with nothing stored, and reports
+// nothing stored (Sync fails too): a slow holder that is still right (an
+// fsync stalled longer than this by an overloaded disk) finishes its own
+// write, and the failed one is tried again later (archive_command, the
+// daemon's upload loop; WithRetry does not wait again).
+const lockPatience = 2 * time.Minute
+
+// ErrLockHeld is wrapped by the error of a local write that waited for a
+// directory's create lock longer than a writer holds it.
+var ErrLockHeld = errors.New("create lock held too long")
+
 // lockDir takes the create lock of the object directory d (createLockName,
 // flock(2) exclusive: on Linux, also between two opens in one process,
 // and emulated over NFS) and returns the func that releases it. It waits
-// for another holder while ctx lasts; lockWait, when set, is called once
-// when it must wait (tests). Anyone who can write the storage directory
-// could plant a link or a FIFO under the name: a link is not followed and
-// anything but a regular file is refused.
+// for another holder while ctx lasts, and for lockPatience at most
+// (ErrLockHeld); lockWait, when set, is called once when it must wait
+// (tests). The name is in a directory anyone who can write the storage
+// can write, and they may plant something under it: a symbolic link is
+// not followed, anything but a regular file is refused naming it (a
+// FIFO is not waited on), a hard link to a file they may link is used as
+// the lock but never read, written or given another mode (ownLockFile),
+// and a lock they hold fails the write after lockPatience.
 func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err error) {
 	f, readOnly, err := openLockFile(d, true)
 	if err != nil {
@@ -88,14 +109,15 @@ func (l *Local) lockParentIfPresent(ctx context.Context, dir string) (unlock fun
 // lockParentIfPresent, and closes f when it cannot.
 func (l *Local) lockFile(ctx context.Context, dir string, f *os.File, readOnly bool) (unlock func(), err error) {
 	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	if err != nil {
 		_ = f.Close()
-		if err == nil {
-			err = fmt.Errorf("%s is not a regular file (%s): remove it, hoard creates it again", f.Name(), fi.Mode().Type())
-		}
 		return nil, err
 	}
-	if fi.Mode().Perm() != lockFileMode {
+	if !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, plantedLock(f.Name(), fmt.Sprintf("not a regular file (%s)", fi.Mode().Type()), nil)
+	}
+	if fi.Mode().Perm() != lockFileMode && ownLockFile(fi) {
 		// A umask took the others' read bit; only the owner may give it
 		// back, and another owner's file is left as it is.
 		_ = f.Chmod(lockFileMode)
@@ -104,7 +126,12 @@ func (l *Local) lockFile(ctx context.Context, dir string, f *os.File, readOnly b
 	if l.flock != nil {
 		flock = l.flock
 	}
-	for waited := false; ; {
+	patience := l.lockPatience
+	if patience == 0 {
+		patience = lockPatience
+	}
+	var since time.Time // when a try first found the lock held
+	for {
 		err := flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		switch {
 		case err == nil:
@@ -131,10 +158,18 @@ func (l *Local) lockFile(ctx context.Context, dir string, f *os.File, readOnly b
 			_ = f.Close()
 			return nil, fmt.Errorf("lock %s of %s: %w", createLockName, dir, err)
 		}
-		if !waited && l.lockWait != nil {
-			l.lockWait()
+		switch {
+		case since.IsZero():
+			since = time.Now()
+			if l.lockWait != nil {
+				l.lockWait()
+			}
+		case time.Since(since) > patience:
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s: held by another for more than %v, where a writer holds it for a few fsyncs: "+
+				"a hoard stopped or stuck in an fsync (a hung NFS server, an overloaded disk), or someone holds it on purpose "+
+				"(fuser -v %s shows who holds it open): %w", f.Name(), patience, f.Name(), ErrLockHeld)
 		}
-		waited = true
 		select {
 		case <-ctx.Done():
 			_ = f.Close()
@@ -144,17 +179,31 @@ func (l *Local) lockFile(ctx context.Context, dir string, f *os.File, readOnly b
 	}
 }
 
+// ownLockFile reports whether the lock file fi may be one hoard
+// created: one link and no bytes. Only such a file is given its mode
+// back. A hard link to any file the planter may link is a regular file
+// too (O_NOFOLLOW does not see it), and its mode must not change, or a
+// 0600 file of the user hoard runs as (its .pgpass, a segment of a site
+// without keys) or of root (/etc/shadow, for a wal-push run as root
+// where fs.protected_hardlinks is 0) would become readable by all. Such
+// a file still serves as the lock.
+func ownLockFile(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink == 1 && fi.Size() == 0
+}
+
 // openLockFile opens the lock file of d, creating it when create is set,
 // with no link followed and no wait on a FIFO (openatBeneath). It holds
-// no data. It is opened for writing where this user may write it, since
-// an NFSv4 client refuses an exclusive flock on a file open only for
-// reading (fs/nfs/nfs4proc.c nfs4_proc_lock: EBADF), and read-only
-// (readOnly) where not, or on a read-only mount (where a wal-push of a
-// segment already archived only reads and fsyncs): a local flock needs
-// no write access, and every user that writes objects in d must be able
-// to lock it, whoever made the file first (a wal-push run once as root
-// must not make the server user's fail from then on); so it is made
-// readable by all.
+// no data, and nothing is ever read from or written to it (nor to a
+// hard link planted under its name). It is opened for writing where
+// this user may write it, since an NFSv4 client refuses an exclusive
+// flock on a file open only for reading (fs/nfs/nfs4proc.c
+// nfs4_proc_lock: EBADF), and read-only (readOnly) where not, or on a
+// read-only mount (where a wal-push of a segment already archived only
+// reads and fsyncs): a local flock needs no write access, and every user
+// that writes objects in d must be able to lock it, whoever made the
+// file first (a wal-push run once as root must not make the server
+// user's fail from then on); so it is made readable by all.
 func openLockFile(d *os.Root, create bool) (f *os.File, readOnly bool, err error) {
 	if create {
 		f, err = openatBeneath(d, createLockName, unix.O_RDWR|unix.O_CREAT, lockFileMode)
@@ -195,17 +244,25 @@ func openedLock(name string, create bool, f *os.File, err error, openReadOnly fu
 	}
 	switch {
 	case errors.Is(err, unix.ELOOP):
-		return nil, false, fmt.Errorf("%s is a symbolic link, which hoard does not follow: someone who can write the storage "+
-			"directory planted it, or it was made by hand; remove it, hoard creates the file again: %w", name, err)
+		return nil, false, plantedLock(name, "a symbolic link, which hoard does not follow", err)
 	case errors.Is(err, unix.EISDIR):
-		// Opened for writing, or created, a directory fails here,
-		// before lockFile could refuse it as not a regular file.
-		return nil, false, fmt.Errorf("%s is a directory, not hoard's lock file: someone who can write the storage "+
-			"directory made it, or it was made by hand; remove it, hoard creates the file again: %w", name, err)
+		return nil, false, plantedLock(name, "a directory", err)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, false, err
 	case err != nil:
 		return nil, false, fmt.Errorf("open the lock file: %w", err)
 	}
 	return f, readOnly, nil
+}
+
+// plantedLock is the error for what is under the lock file's name at
+// path when it is not a regular file: a link, a FIFO, a directory. What
+// says which; err is the open's error, if any.
+func plantedLock(path, what string, err error) error {
+	msg := fmt.Sprintf("%s is %s, not hoard's lock file: someone who can write the storage directory planted it, "+
+		"or it was made by hand; remove it, hoard creates the file again", path, what)
+	if err == nil {
+		return errors.New(msg)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,6 +55,102 @@ func TestLocal_CreateLockPlanted(t *testing.T) {
 				t.Errorf("Create once the planted file is removed: %v", err)
 			}
 		})
+	}
+}
+
+// A hard link is a regular file, and O_NOFOLLOW does not see it: whoever
+// can write the storage directory can link the lock file's name to any
+// file of the same file system they may link (any file at all where
+// fs.protected_hardlinks is 0). Its mode and bytes are not hoard's to
+// change: a lock file that made the others' read bit come back with a
+// chmod would have made a 0600 file of hoard's user (its .pgpass, a
+// segment of a site without keys) or of root (/etc/shadow, for a
+// wal-fetch or restore run as root) readable by all.
+func TestLocal_CreateLockHardLink(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	outside := filepath.Join(root, "secret") // the same file system, outside the site
+	if err := os.WriteFile(outside, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "site", "xlog")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(outside, filepath.Join(dir, createLockName)); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocal(root)
+	const key = "site/xlog/000000010000000000000001"
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); err != nil {
+		t.Fatalf("Create beside a lock file linked to another file: %v", err)
+	}
+	wantStored(t, l, key, "wal")
+	fi, err := os.Stat(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fi.Mode().Perm(), os.FileMode(0o600); got != want {
+		t.Errorf("the linked file's mode = %v, want %v: hoard changed a file that is not its lock", got, want)
+	}
+	if b, err := os.ReadFile(outside); err != nil || string(b) != "keep" {
+		t.Errorf("the linked file: %q, %v", b, err)
+	}
+}
+
+// A lock someone holds for good (flock(1) on a planted lock file, a
+// hoard stopped with SIGSTOP inside its fsync) must not make every
+// wal-push wait in silence while pg_wal fills: after lockPatience the
+// write fails, naming the file and what to look for. A Sync fails too:
+// a wal-push that finds its segment stored while the writer that linked
+// it is stuck in the directory's fsync (a loaded disk) must not report
+// it archived, since that writer removes it should the fsync fail. The
+// retrying wrapper does not wait again: archive_command and the daemon
+// try again later.
+func TestLocal_CreateLockHeld(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	root := t.TempDir()
+	l := NewLocal(root)
+	l.lockPatience = 50 * time.Millisecond
+	const stored = "site/xlog/000000010000000000000001"
+	if err := l.Create(ctx, stored, strings.NewReader("wal"), nil); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(root, "site", "xlog", createLockName)
+	f, err := os.Open(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	const key = "site/xlog/000000010000000000000002"
+	err = l.Create(ctx, key, strings.NewReader("wal"), nil)
+	if !errors.Is(err, ErrLockHeld) || ctx.Err() != nil || !strings.Contains(err.Error(), lock) || !strings.Contains(err.Error(), "holds") {
+		t.Fatalf("Create while another holds the lock for good = %v (context: %v), want ErrLockHeld naming %s and who holds it", err, ctx.Err(), lock)
+	}
+	if _, err := l.Stat(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stat after the failed Create = %v, want ErrNotFound", err)
+	}
+	if err := l.Sync(ctx, stored); !errors.Is(err, ErrLockHeld) {
+		t.Errorf("Sync while another holds the lock = %v, want ErrLockHeld", err)
+	}
+	retried := 0
+	r := WithRetry(l, RetryOptions{Initial: time.Millisecond, OnRetry: func(string, string, int, error) { retried++ }})
+	if err := Sync(ctx, r, stored); !errors.Is(err, ErrLockHeld) || retried != 0 {
+		t.Errorf("Sync through WithRetry = %v after %d retries, want ErrLockHeld after none", err, retried)
+	}
+	if err := f.Close(); err != nil { // releases the lock
+		t.Fatal(err)
+	}
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); err != nil {
+		t.Errorf("Create once the lock is released: %v", err)
+	}
+	wantStored(t, l, key, "wal")
+	if err := Sync(ctx, r, stored); err != nil {
+		t.Errorf("Sync once the lock is released: %v", err)
 	}
 }
 

@@ -32,6 +32,7 @@ type RetryOptions struct {
 //   - List resumes after the last key it reported, so fn never sees a key
 //     twice; an error returned by fn is never retried.
 //   - Stat and Delete are retried as they are.
+//   - A local store's ErrLockHeld is not retried (see do).
 func WithRetry(s Store, o RetryOptions) Store {
 	if o.Attempts <= 0 {
 		o.Attempts = 5
@@ -59,11 +60,15 @@ var (
 )
 
 // do runs f until it succeeds, fails for good, or runs out of attempts.
+// ErrLockHeld is not tried again: the local store waited lockPatience
+// for the lock already, and Attempts more waits would hold a wal-push
+// for ten minutes; its caller (archive_command, the daemon's upload
+// loop) tries again later.
 func (r *retryStore) do(ctx context.Context, op, key string, f func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := f()
 		var fe *fnError
-		if err == nil || !IsTransient(err) || attempt >= r.o.Attempts || errors.As(err, &fe) {
+		if err == nil || !IsTransient(err) || attempt >= r.o.Attempts || errors.As(err, &fe) || errors.Is(err, ErrLockHeld) {
 			return err
 		}
 		if ctx.Err() != nil {

@@ -149,6 +149,9 @@ func TestWithRetry_NoRetry(t *testing.T) {
 		"ErrNotFound":  storage.ErrNotFound,
 		"ErrPermanent": storage.ErrPermanent,
 		"Canceled":     context.Canceled,
+		// The local store waited lockPatience for the lock already: the
+		// caller (archive_command, the daemon's upload loop) tries later.
+		"ErrLockHeld": storage.ErrLockHeld,
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFaultStore(err)
