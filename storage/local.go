@@ -1267,6 +1267,8 @@ func localErr(op, key string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
+	case errors.Is(err, ErrPermanent):
+		return fmt.Errorf("%s %s: %w", op, key, err) // it says what to check
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("%s %s: %w", op, key, &permanentError{msg: "permission denied: check the owner and mode of the storage directory", err: err})
 	}

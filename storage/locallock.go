@@ -249,17 +249,32 @@ func openedLock(name string, create bool, f *os.File, err error, openReadOnly fu
 		return nil, false, plantedLock(name, "a directory", err)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, false, err
+	case errors.Is(err, fs.ErrPermission) && lockFileExists(name):
+		// Refused read-only too: another user's file without the
+		// others' read bit.
+		return nil, false, &permanentError{msg: fmt.Sprintf("%s is not readable by this user (another user's file, made "+
+			"by hand, by an older hoard run as that user, or planted): chmod 0644 it, or remove it, hoard creates "+
+			"the file again", name), err: err}
 	case err != nil:
 		return nil, false, fmt.Errorf("open the lock file: %w", err)
 	}
 	return f, readOnly, nil
 }
 
+// lockFileExists reports whether something is under the lock file's
+// name: a refused open of it is then the file's mode, not its
+// directory's (that one is also refused where the directory may not be
+// searched, and so says nothing of the file).
+func lockFileExists(name string) bool {
+	_, err := os.Lstat(name)
+	return err == nil
+}
+
 // plantedLock is the error for what is under the lock file's name at
 // path when it is not a regular file: a link, a FIFO, a directory. What
 // says which; err is the open's error, if any.
 func plantedLock(path, what string, err error) error {
-	msg := fmt.Sprintf("%s is %s, not hoard's lock file: someone who can write the storage directory planted it, "+
+	msg := fmt.Sprintf("%s is %s, not hoard's lock file: someone who can write that directory planted it, "+
 		"or it was made by hand; remove it, hoard creates the file again", path, what)
 	if err == nil {
 		return errors.New(msg)

@@ -283,6 +283,76 @@ func TestLocal_CreateLockNFSv4(t *testing.T) {
 	wantStored(t, l, key, "wal")
 }
 
+// A lock file the server's user cannot read (another user's, 0600: made
+// by hand, by an older hoard run as root, or planted) fails its uploads;
+// the error names the file and the two ways forward.
+func TestLocal_CreateLockUnreadable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as two users")
+	}
+	ctx := context.Background()
+	root := t.TempDir()
+	dir := filepath.Join(root, "site", "xlog")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(root), root, filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lock := filepath.Join(dir, createLockName)
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocal(root)
+	const key = "site/xlog/000000010000000000000001"
+	err := asNobody(func() error { return l.Create(ctx, key, strings.NewReader("wal"), nil) })
+	if !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), lock) || !strings.Contains(err.Error(), "chmod 0644") ||
+		!strings.Contains(err.Error(), "remove it") || strings.Contains(err.Error(), "mode of the storage directory") {
+		t.Fatalf("Create as another user beside root's 0600 lock file = %v, want a permanent error naming %s, chmod 0644 and removing it, not the directory", err, lock)
+	}
+	if err := os.Chmod(lock, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := asNobody(func() error { return l.Create(ctx, key, strings.NewReader("wal"), nil) }); err != nil {
+		t.Errorf("Create once the lock file is readable: %v", err)
+	}
+}
+
+// A directory where the server's user may not create the lock file (root
+// made it, and the object in it, with an older hoard or by hand) fails a
+// Sync with the directory's permission hint, as a Put there fails
+// (TestLocal_Put_ErrDirNotWritable): not as if the object were missing,
+// which the read-only retry of the open (that finds no file) would have
+// said, and wal-push, which Syncs a segment it finds stored, would have
+// reported for a segment that is there.
+func TestLocal_CreateLockUncreatable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as two users")
+	}
+	ctx := context.Background()
+	root := t.TempDir()
+	l := NewLocal(root)
+	const key = "site/xlog/000000010000000000000001"
+	if err := l.Create(ctx, key, strings.NewReader("wal"), nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "site", "xlog")
+	if err := os.Remove(filepath.Join(dir, createLockName)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(root), root, filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := asNobody(func() error { return l.Sync(ctx, key) })
+	if !errors.Is(err, fs.ErrPermission) || !errors.Is(err, ErrPermanent) || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "owner and mode of the storage directory") {
+		t.Errorf("Sync as another user where it may not create the lock file = %v, want the directory's permission error", err)
+	}
+}
+
 // asNobody runs f on a thread whose file system uid is nobody's
 // (setfsuid, which drops root's file capabilities for that thread only)
 // and returns its error.
