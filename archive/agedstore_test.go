@@ -16,8 +16,9 @@ import (
 // again, as a store's own time moves on when an object is rewritten.
 type agedStore struct {
 	storage.Store
-	mu sync.Mutex
-	at map[string]time.Time
+	mu   sync.Mutex
+	at   map[string]time.Time
+	next map[string]time.Time // key -> the time its next write is reported at
 }
 
 // ageStore puts an agedStore in front of a's store, unless one is there
@@ -26,7 +27,7 @@ func ageStore(a *Archive) *agedStore {
 	if s, ok := a.Store.(*agedStore); ok {
 		return s
 	}
-	s := &agedStore{Store: a.Store, at: map[string]time.Time{}}
+	s := &agedStore{Store: a.Store, at: map[string]time.Time{}, next: map[string]time.Time{}}
 	a.Store = s
 	return s
 }
@@ -55,10 +56,26 @@ func (s *agedStore) age(o storage.Object) storage.Object {
 	return o
 }
 
-// written forgets the time set for key: the store wrote it now.
+// ageNextWrite makes a's store report at as when the storage wrote key
+// from its next write (Put, Create) on: the test's stand-in for a write
+// at that time.
+func ageNextWrite(a *Archive, key string, at time.Time) {
+	s := ageStore(a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next[key] = at
+}
+
+// written forgets the time set for key, the store wrote it now, unless a
+// time was set for its next write.
 func (s *agedStore) written(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if at, ok := s.next[key]; ok {
+		s.at[key] = at
+		delete(s.next, key)
+		return
+	}
 	delete(s.at, key)
 }
 

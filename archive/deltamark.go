@@ -3,11 +3,10 @@ package archive
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -25,6 +24,11 @@ import (
 //     Its bundle folder is then not empty while it runs, and, as it
 //     stores the marker again every DeltaRunningRefresh
 //     (KeepDeltaRunning), never without an object written within a day.
+//     Retention may miss the backup only while the marker is not there:
+//     before each new write and before its control object, the backup
+//     checks that the marker is as it last stored it (CheckDeltaRunning),
+//     and fails when it is not, or when a write of it failed, which may
+//     have removed it (ErrDeltaMarkerLost).
 //   - ApplyRetention, before it deletes any delta object, stores its own
 //     marker under basebackup_delta_chunk/hoard-retention/, then looks
 //     for a backup the plan did not see (a recent object in a bundle folder
@@ -203,25 +207,84 @@ func (a *Archive) deltaUnseen(ctx context.Context, plan RetentionPlan) (string, 
 // its marker again (KeepDeltaRunning): a quarter of OrphanMinAge.
 const DeltaRunningRefresh = OrphanMinAge / 4
 
+// ErrDeltaMarkerLost is returned when a running delta backup's marker is
+// not in the store as the backup last stored it: gone (deleted by
+// someone else, or by the local store itself when a write of it failed
+// halfway), written since by another writer, or not stored again. There
+// may have been a moment when a retention run did not see the backup and
+// deleted delta objects it reuses, so the backup must not be completed.
+var ErrDeltaMarkerLost = errors.New("delta backup's marker lost while it ran")
+
+// CheckDeltaRunning returns nil when delta backup name's marker is in the
+// store as the backup last stored it: its time of writing by the
+// storage's clock (storedAt) is at, the time MarkDeltaRunning or
+// KeepDeltaRunning returned for the backup's last write. Otherwise the
+// error wraps ErrDeltaMarkerLost (or is the store's, when it cannot
+// tell). The marker is stored whole or not at all and every write of it
+// moves that time (the inode change time on a local store, which an
+// unlink and a new link move too), so the same time means nobody removed
+// or replaced it since; on SFTP, whose time is the modification time,
+// only the backup's own writes are told apart.
+func (a *Archive) CheckDeltaRunning(ctx context.Context, name string, at time.Time) error {
+	key := a.Layout.DeltaRunningKey(name)
+	o, err := a.Store.Stat(ctx, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("%w: %s is gone", ErrDeltaMarkerLost, key)
+	case err != nil:
+		return fmt.Errorf("marker %s: %w", key, err)
+	case !storedAt(o).Equal(at):
+		return fmt.Errorf("%w: %s was written at %s by another writer, not at %s by this backup",
+			ErrDeltaMarkerLost, key, storedAt(o).UTC().Format(time.RFC3339Nano), at.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
 // KeepDeltaRunning keeps delta backup name's bundle folder from looking
 // orphaned for as long as the backup runs: retention takes the folder of
 // a backup it does not list for a running one only while something in it
 // was written within OrphanMinAge or after the newest backup started
 // (planOrphans, deltaUnseen), and a backup that stored its bundles first
 // may spend longer than that on its delta objects. At each tick it
-// stores the marker (MarkDeltaRunning) again, replacing it, so that the
-// folder was always written to within DeltaRunningRefresh. It returns
-// when ctx ends; the caller stops it before UnmarkDeltaRunning. A store
-// that fails is logged and tried at the next tick.
-func (a *Archive) KeepDeltaRunning(ctx context.Context, name string, tick <-chan time.Time, log zerolog.Logger) {
+// checks that the marker is as the backup last stored it, at at
+// (CheckDeltaRunning), then stores it again (MarkDeltaRunning), replacing
+// it, so that the folder was always written to within
+// DeltaRunningRefresh. Looking first matters: a marker someone deleted
+// between two ticks, stored again, would hide that retention may not
+// have seen the backup meanwhile.
+//
+// It returns when ctx ends, with the storage's time of the last write,
+// for the caller's own CheckDeltaRunning before it completes the backup
+// (a write cut by ctx is left to that check). It returns early with an
+// error wrapping ErrDeltaMarkerLost when the marker was not as stored or
+// a write failed: a failed write may have removed the marker (the local
+// store removes a key whose directory fsync failed, the previous copy
+// with it), and retention may then not see the backup, so the caller
+// must fail the backup rather than complete it. The store's own retries
+// (storage.Retry) come before that.
+func (a *Archive) KeepDeltaRunning(ctx context.Context, name string, at time.Time, tick <-chan time.Time) (time.Time, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return at, nil
 		case <-tick:
 		}
-		if _, err := a.MarkDeltaRunning(ctx, name); err != nil && ctx.Err() == nil {
-			log.Warn().Err(err).Msg("delta backup's marker not stored again: its folder counts as running until a day after it was last written; trying again later")
+		if err := a.CheckDeltaRunning(ctx, name, at); err != nil {
+			if ctx.Err() != nil {
+				return at, nil
+			}
+			if !errors.Is(err, ErrDeltaMarkerLost) {
+				err = fmt.Errorf("%w: %w", ErrDeltaMarkerLost, err)
+			}
+			return at, err
 		}
+		t, err := a.MarkDeltaRunning(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return at, nil
+			}
+			return at, fmt.Errorf("%w: %w", ErrDeltaMarkerLost, err)
+		}
+		at = t
 	}
 }

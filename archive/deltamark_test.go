@@ -2,11 +2,17 @@ package archive
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestArchive_WaitDeltaRetention: a retention marker written just before
@@ -82,20 +88,26 @@ func TestArchive_KeepDeltaRunning(t *testing.T) {
 	tick := make(chan time.Time)
 	kctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.KeepDeltaRunning(kctx, name, tick, zerolog.Nop())
-	}()
+	type kept struct {
+		at  time.Time
+		err error
+	}
+	done := make(chan kept, 1)
+	go func(at time.Time) {
+		last, err := a.KeepDeltaRunning(kctx, name, at, tick)
+		done <- kept{last, err}
+	}(at)
+	marker := a.Layout.DeltaRunningKey(name)
+	last := at
 ticks:
 	for at = at.Add(DeltaRunningRefresh); at.Before(now); at = at.Add(DeltaRunningRefresh) {
+		// Stored again at the simulated time of the tick.
+		ageNextWrite(a, marker, at)
 		tick <- at
-		// Stored again: the store's time moved past the simulated one
-		// of the previous tick.
 		deadline := time.Now().Add(time.Minute)
 		for {
-			o, err := a.Store.Stat(ctx, a.Layout.DeltaRunningKey(name))
-			if err == nil && storedAt(o).After(now) {
+			o, err := a.Store.Stat(ctx, marker)
+			if err == nil && storedAt(o).Equal(at) {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -104,10 +116,12 @@ ticks:
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		ageKeys(a, []string{a.Layout.DeltaRunningKey(name)}, at)
+		last = at
 	}
 	cancel()
-	<-done
+	if k := <-done; k.err != nil || !k.at.Equal(last) {
+		t.Errorf("KeepDeltaRunning = %s, %v; want the last write's time %s", k.at, k.err, last)
+	}
 
 	p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
 	if err != nil {
@@ -121,4 +135,141 @@ ticks:
 	if _, err := a.Store.Stat(ctx, bundle); err != nil {
 		t.Errorf("bundle %s: %v", bundle, err)
 	}
+}
+
+// syncFailStore fails every Put of key as the local store fails one whose
+// directory fsync failed after it renamed the new file over the key: the
+// key is removed, the previous copy with it, and the error returned.
+type syncFailStore struct {
+	storage.Store
+	key string
+}
+
+func (s syncFailStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if key != s.key {
+		return s.Store.Put(ctx, key, r, md)
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	if err := s.Store.Delete(ctx, key); err != nil {
+		return err
+	}
+	return fmt.Errorf("put %s: sync directory: %w", key, syscall.EIO)
+}
+
+// TestArchive_KeepDeltaRunningLost: a running delta backup's marker that
+// is not as the backup last stored it when KeepDeltaRunning comes to
+// store it again (deleted or written again by someone who can write the
+// store), or whose new write fails halfway (removing it, as the local
+// store does when the directory fsync fails), ends KeepDeltaRunning with
+// ErrDeltaMarkerLost: retention may not have seen the backup meanwhile,
+// and storing the marker again would hide that. CheckDeltaRunning, the
+// backup's check before it is listed, says the same. The marker as the
+// backup stored it passes both.
+func TestArchive_KeepDeltaRunningLost(t *testing.T) {
+	ctx := context.Background()
+	const name = "2024-03-08_11-00_0"
+	var dir string
+	setup := func(t *testing.T) (*Archive, string, time.Time) {
+		dir = t.TempDir()
+		a := localArchive(t, dir, "site", retentionCodec(t))
+		at, err := a.MarkDeltaRunning(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CheckDeltaRunning(ctx, name, at); err != nil {
+			t.Fatalf("the marker as stored: %v", err)
+		}
+		return a, a.Layout.DeltaRunningKey(name), at
+	}
+	// keep runs KeepDeltaRunning for one tick and returns what it
+	// returned, once it returned or the tick's write is done.
+	keep := func(t *testing.T, a *Archive, at time.Time) (time.Time, error) {
+		t.Helper()
+		tick := make(chan time.Time, 1)
+		tick <- time.Now()
+		kctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		type kept struct {
+			at  time.Time
+			err error
+		}
+		done := make(chan kept, 1)
+		go func() {
+			last, err := a.KeepDeltaRunning(kctx, name, at, tick)
+			done <- kept{last, err}
+		}()
+		select {
+		case k := <-done:
+			return k.at, k.err
+		case <-time.After(5 * time.Second):
+		}
+		cancel()
+		k := <-done
+		return k.at, k.err
+	}
+	t.Run("OK", func(t *testing.T) {
+		a, _, at := setup(t)
+		last, err := keep(t, a, at)
+		if err != nil || !last.After(at) {
+			t.Fatalf("KeepDeltaRunning = %s, %v; want a write after %s", last, err, at)
+		}
+		if err := a.CheckDeltaRunning(ctx, name, last); err != nil {
+			t.Errorf("the marker as stored again: %v", err)
+		}
+	})
+	lost := []struct {
+		name   string
+		meddle func(t *testing.T, a *Archive, key string)
+	}{
+		{"ErrDeleted", func(t *testing.T, a *Archive, key string) {
+			if err := a.Store.Delete(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"ErrReplaced", func(t *testing.T, a *Archive, key string) {
+			if _, err := a.putMarker(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"ErrDeletedStoredBack", func(t *testing.T, a *Archive, key string) {
+			// A hard link kept aside and linked back: the same file and
+			// bytes, but the link count changed its inode change time.
+			p := filepath.Join(dir, filepath.FromSlash(key))
+			aside := filepath.Join(t.TempDir(), "aside")
+			if err := os.Link(p, aside); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(aside, p); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tc := range lost {
+		t.Run(tc.name, func(t *testing.T) {
+			a, key, at := setup(t)
+			time.Sleep(10 * time.Millisecond) // a later time, on any file system's clock
+			tc.meddle(t, a, key)
+			if err := a.CheckDeltaRunning(ctx, name, at); !errors.Is(err, ErrDeltaMarkerLost) {
+				t.Errorf("CheckDeltaRunning = %v, want ErrDeltaMarkerLost", err)
+			}
+			if _, err := keep(t, a, at); !errors.Is(err, ErrDeltaMarkerLost) {
+				t.Errorf("KeepDeltaRunning = %v, want ErrDeltaMarkerLost", err)
+			}
+		})
+	}
+	t.Run("ErrWriteFails", func(t *testing.T) {
+		a, key, at := setup(t)
+		a.Store = syncFailStore{Store: a.Store, key: key}
+		if _, err := keep(t, a, at); !errors.Is(err, ErrDeltaMarkerLost) || !errors.Is(err, syscall.EIO) {
+			t.Errorf("KeepDeltaRunning = %v, want ErrDeltaMarkerLost and the store's EIO", err)
+		}
+		if err := a.CheckDeltaRunning(ctx, name, at); !errors.Is(err, ErrDeltaMarkerLost) {
+			t.Errorf("CheckDeltaRunning after the failed write = %v, want ErrDeltaMarkerLost", err)
+		}
+	})
 }

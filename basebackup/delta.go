@@ -64,10 +64,13 @@ const DefaultDeltaMinFileSize = 10 << 20
 // reused unread only when a delta backup of the site refers to it; any
 // other is read back first, and stored over when it does not hold the
 // digest's bytes (deltatrust.go). Before the control object is stored,
-// every reused or stored-over object is checked to exist still, and,
-// in a site that encrypts, the backup's reference list is stored
-// (archive.Archive.StoreDeltaRefs), which retention reads where it has
-// only the public key.
+// every reused or stored-over object is checked to exist still
+// (settleReused), the backup's marker to be as it last stored it, with no
+// write of it failed (checkDeltaMarker: else a retention run may have
+// missed the backup and deleted a reused object after that check, and
+// the backup fails), and, in a site that encrypts, the backup's
+// reference list is stored (archive.Archive.StoreDeltaRefs), which
+// retention reads where it has only the public key.
 
 // deltaBackup is what a delta backup adds to a local one.
 type deltaBackup struct {
@@ -128,7 +131,11 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	// bundles first, must not look orphaned to retention
 	// (archive.KeepDeltaRunning). run stops it before the marker goes.
 	l.stopDeltaMarker = keepMarker(ctx, archive.DeltaRunningRefresh, func(ctx context.Context, tick <-chan time.Time) {
-		l.o.Archive.KeepDeltaRunning(ctx, l.name, tick, l.log)
+		if l.o.deltaMarkerTick != nil {
+			tick = l.o.deltaMarkerTick
+		}
+		// Read by checkDeltaMarker once stopDeltaMarker returned.
+		l.deltaMarkedAt, l.deltaMarkerErr = l.o.Archive.KeepDeltaRunning(ctx, l.name, marked, tick)
 	})
 	dr := &deltaResult{manifest: &archive.DeltaManifest{}}
 	dm := dr.manifest
@@ -869,6 +876,26 @@ func (l *localBackup) settleReused(ctx context.Context, marked time.Time, files 
 				g.reused, g.replaced, g.stored = n.reused, n.replaced, n.stored
 			}
 		}
+	}
+	return nil
+}
+
+// checkDeltaMarker stops storing the delta backup's marker again and
+// returns an error unless retention saw the marker all along, as the
+// backup last stored it: no write of it failed
+// (archive.Archive.KeepDeltaRunning), and it is still in the store as
+// written then (archive.Archive.CheckDeltaRunning). Otherwise a
+// retention run may have missed the backup and deleted delta objects it
+// reuses after settleReused checked them, and the backup must fail
+// before it is listed.
+func (l *localBackup) checkDeltaMarker(ctx context.Context) error {
+	l.stopDeltaMarker()
+	err := l.deltaMarkerErr
+	if err == nil {
+		err = l.o.Archive.CheckDeltaRunning(ctx, l.name, l.deltaMarkedAt)
+	}
+	if err != nil {
+		return fmt.Errorf("basebackup: %w: retention may have deleted delta objects this backup reuses, so it is not stored as a backup; take it again", err)
 	}
 	return nil
 }

@@ -141,8 +141,13 @@ type localBackup struct {
 	delta      bool         // ModeDelta: see copyDelta
 	deltaState *deltaBackup // set while copyDelta runs
 	// stopDeltaMarker stops storing the delta backup's marker again
-	// (copyDelta); nil until it is stored.
+	// (copyDelta); nil until it is stored. Once it returned,
+	// deltaMarkedAt is the storage's time of the marker's last write and
+	// deltaMarkerErr why the marker may have been lost meanwhile
+	// (archive.Archive.KeepDeltaRunning).
 	stopDeltaMarker    func()
+	deltaMarkedAt      time.Time
+	deltaMarkerErr     error
 	check              *pageCheck // nil without data checksums
 	compressionThreads int
 
@@ -422,6 +427,13 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		o.beforeControl()
 	}
 	if dr != nil {
+		// Retention must have seen this backup's marker all along
+		// (archive/deltamark.go): fail rather than list a backup whose
+		// reused delta objects a run that did not see it may have
+		// deleted since they were checked.
+		if err := l.checkDeltaMarker(ctx); err != nil {
+			return nil, err
+		}
 		// The list of the delta objects it refers to, which retention
 		// reads where it has only the public key, goes before the
 		// control object: a listed backup has its list.
@@ -438,11 +450,19 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		return nil, err
 	}
 	if dr != nil {
-		// Listed now: retention sees what it refers to. A marker left
-		// behind (the delete failed) is harmless: retention takes only
-		// the folders of unlisted backups for running ones, and
-		// CheckBackupSealed does not count it as a chunk.
-		l.stopDeltaMarker() // not stored again after it goes
+		// Listed now: retention sees what it refers to. The marker must
+		// have stayed until then: someone who removed it between the
+		// check above and now may have let a retention run delete a
+		// reused delta object before the listing. The backup is listed
+		// already (a retention run may count it), so it is not deleted
+		// again here: the error says to check it.
+		if err := o.Archive.CheckDeltaRunning(ctx, l.name, l.deltaMarkedAt); err != nil {
+			return nil, fmt.Errorf("basebackup: backup %s is stored, but %w: run hoard verify --restore before relying on it, and take a new backup", l.name, err)
+		}
+		// A marker left behind (the delete failed) is harmless:
+		// retention takes only the folders of unlisted backups for
+		// running ones, and CheckBackupSealed does not count it as a
+		// chunk.
 		if err := o.Archive.UnmarkDeltaRunning(ctx, l.name); err != nil {
 			log.Warn().Err(err).Msg("delta backup marker not deleted")
 		}

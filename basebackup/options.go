@@ -170,6 +170,10 @@ type Options struct {
 	// marker of a retention run that may be deleting delta objects
 	// (tests let that run go on there).
 	retentionWait func(key string)
+	// deltaMarkerTick, when set, replaces the ticker of every
+	// archive.DeltaRunningRefresh at which a delta backup stores its
+	// marker again (tests tick it).
+	deltaMarkerTick <-chan time.Time
 	// beforeControl, when set, runs after a delta backup checked its
 	// reused objects again and before it stores its reference list and
 	// control object (tests run retention there).
