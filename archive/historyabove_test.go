@@ -181,6 +181,9 @@ func TestClusterReplayStart(t *testing.T) {
 		binary.LittleEndian.PutUint32(b[wal.ControlVersionOffset:], version)
 		binary.LittleEndian.PutUint64(b[wal.ControlRedoOffset:], redo)
 		binary.LittleEndian.PutUint32(b[wal.ControlSegSizeOffset:], segSize)
+		if at, err := wal.ControlCRCOffset(b); err == nil {
+			binary.LittleEndian.PutUint32(b[at:], wal.ControlCRC(b[:at]))
+		}
 		if err := os.MkdirAll(filepath.Join(dir, "global"), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -211,6 +214,26 @@ func TestClusterReplayStart(t *testing.T) {
 		t.Errorf("ClusterReplayStart with a backup_label without START WAL LOCATION = %+v; want an error", r)
 	}
 	want(control(1100, 0x5000028, 16<<20), ReplayStart{})
+
+	// A pg_control whose CRC fails (damaged, or torn by the server's
+	// rewrite) gives no REDO location: a wrong one would bound the search
+	// for the cluster's own WAL wrongly.
+	torn := control(1700, 0x5000028, 16<<20)
+	f, err := os.OpenFile(filepath.Join(torn, "global", "pg_control"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var redo [8]byte
+	binary.LittleEndian.PutUint64(redo[:], 0x9000028)
+	if _, err := f.WriteAt(redo[:], wal.ControlRedoOffset); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := ClusterReplayStart(torn); !errors.Is(err, wal.ErrControlCRC) {
+		t.Errorf("ClusterReplayStart of a pg_control whose CRC fails = %+v, %v; want an error wrapping wal.ErrControlCRC", r, err)
+	}
 }
 
 // TestLowestReplayStart: the lowest of several bounds, and no bound where

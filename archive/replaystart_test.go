@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -74,50 +73,6 @@ func TestClusterSegmentSize(t *testing.T) {
 				t.Errorf("ClusterSegmentSize = %d, %v; want an error naming pg_control", got, err)
 			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
 				t.Errorf("ClusterSegmentSize = %d, %v; want an error wrapping %v", got, err, tc.wantErr)
-			}
-		})
-	}
-}
-
-// TestReadPGControl: pg_control is read again while its CRC fails, as
-// PostgreSQL's tools do (get_controlfile_by_exact_path): a read during
-// the server's rewrite is followed by one of the whole file; the same bad
-// CRC twice in a row is damage, and a CRC that keeps failing is given up
-// after 10 more reads.
-func TestReadPGControl(t *testing.T) {
-	good := controlBytes(1300, 1<<20)
-	// A read that fails its CRC: each i a different one.
-	tornAt := func(i int) []byte {
-		b := bytes.Clone(good)
-		binary.LittleEndian.PutUint32(b[wal.ControlSegSizeOffset:], uint32(i))
-		return b
-	}
-	for _, tc := range []struct {
-		name  string
-		reads [][]byte
-		want  int // reads made
-	}{
-		{name: "OK", reads: [][]byte{good}, want: 1},
-		{name: "OKTornRead", reads: [][]byte{tornAt(1), tornAt(2), good}, want: 3},
-		{name: "ErrDamaged", reads: [][]byte{tornAt(1), tornAt(1), good}, want: 2},
-		{name: "ErrKeepsFailing", reads: [][]byte{tornAt(1), tornAt(2), tornAt(3), tornAt(4), tornAt(5), tornAt(6),
-			tornAt(7), tornAt(8), tornAt(9), tornAt(10), tornAt(11), good}, want: 11},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			n := 0
-			b, err := readPGControl("pg_control", func(string) ([]byte, error) {
-				n++
-				return tc.reads[n-1], nil
-			})
-			if n != tc.want {
-				t.Errorf("%d reads, want %d", n, tc.want)
-			}
-			if tc.name[:2] == "OK" {
-				if err != nil || !bytes.Equal(b, good) {
-					t.Errorf("readPGControl = %v; want the whole pg_control", err)
-				}
-			} else if !errors.Is(err, wal.ErrControlCRC) {
-				t.Errorf("readPGControl = %v; want an error wrapping wal.ErrControlCRC", err)
 			}
 		})
 	}

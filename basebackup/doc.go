@@ -51,8 +51,8 @@
 //
 // After the last chunk, global/pg_control is read (last, so that a backup
 // of a standby ends at a minimum recovery point covering every page read;
-// again until its CRC matches, as a read can tear against the server's
-// rewrite of the file: readPGControlFile),
+// again while its CRC fails, as a read can tear against the server's
+// rewrite of the file: wal.ReadControlFile),
 // then pg_backup_stop (pg_stop_backup(false)) returns the end position,
 // backup_label and tablespace_map, which go into the control tar; unless
 // Options.NoWait, the server first waits for the backup's WAL to be

@@ -81,7 +81,7 @@ type controlData struct {
 // readPGControl reads dir's global/pg_control (readPGControlFile).
 func readPGControl(dir string) (controlData, error) {
 	name := filepath.Join(dir, "global", "pg_control")
-	raw, err := readPGControlFile(name, os.ReadFile)
+	raw, err := readPGControlFile(name)
 	if err != nil {
 		return controlData{}, err
 	}
@@ -95,36 +95,19 @@ func readPGControl(dir string) (controlData, error) {
 	}, nil
 }
 
-// Torn reads of pg_control: the server rewrites it in one 8 KiB write (at
-// each checkpoint, and on a standby each time its minimum recovery point
-// moves), and a read at the same moment can return part of the old
-// contents and part of the new (PostgreSQL's own tools read it again until
-// the CRC matches, for the same reason). BASE_BACKUP sends a copy taken
-// under the server's lock; a local-tar backup reads the file.
-const (
-	controlReads     = 50
-	controlReadPause = 10 * time.Millisecond
-)
-
-// readPGControlFile reads pg_control at name with read until its CRC
-// matches (wal.CheckControlCRC), at most controlReads times: a pg_control
-// that fails its CRC in a backup makes PostgreSQL refuse to start on the
-// restored directory. One of a layout hoard does not know is taken as
-// read.
-func readPGControlFile(name string, read func(string) ([]byte, error)) ([]byte, error) {
-	var err error
-	for range controlReads {
-		var raw []byte
-		if raw, err = read(name); err != nil {
-			return nil, fmt.Errorf("basebackup: %w", err)
-		}
-		if err = wal.CheckControlCRC(raw); err == nil || errors.Is(err, wal.ErrControlLayout) {
-			return raw, nil
-		}
-		time.Sleep(controlReadPause)
+// readPGControlFile reads pg_control at name, read again while its CRC
+// fails as PostgreSQL's tools do (wal.ReadControlFile): a pg_control that
+// fails its CRC in a backup makes PostgreSQL refuse to start on the
+// restored directory. BASE_BACKUP sends a copy taken under the server's
+// lock; a local-tar backup reads the file, which the server may be
+// rewriting (a checkpoint; on a standby, each time its minimum recovery
+// point moves). One of a layout hoard does not know is taken as read.
+func readPGControlFile(name string) ([]byte, error) {
+	raw, err := wal.ReadControlFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: %w", err)
 	}
-	return nil, fmt.Errorf("basebackup: %s, read %d times over %s: %w (the cluster's pg_control is damaged, "+
-		"or the server rewrote it during every read)", name, controlReads, controlReads*controlReadPause, err)
+	return raw, nil
 }
 
 // localBackup is one local-tar backup in progress.
@@ -342,7 +325,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	// pg_control goes last, after every data file: with a backup of a
 	// standby, its minimum recovery point is where the restore may
 	// end (basebackup.c sends it last for the same reason).
-	pgControl, err := readPGControlFile(filepath.Join(l.pgdata, "global", "pg_control"), os.ReadFile)
+	pgControl, err := readPGControlFile(filepath.Join(l.pgdata, "global", "pg_control"))
 	if err != nil {
 		return nil, err
 	}

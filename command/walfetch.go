@@ -65,7 +65,11 @@ When pg_wal's file system is full, wal-fetch removes the spooled segments and tr
 A segment whose first page names another database system than the data directory above
 DEST (its global/pg_control) is refused: another cluster's WAL stored under this name,
 which PostgreSQL would take as the end of the WAL. A pg_control that cannot be read (a
-failing disk) stops the fetch; where there is none (run by hand), nothing is checked. A
+failing disk) stops the fetch; where there is none (run by hand), nothing is checked. Its
+latest checkpoint's timeline and REDO location (below) are read from the whole file, as
+PostgreSQL's own tools read it: again, 10 ms later, while its CRC fails (a read while the
+server rewrites it), until the same bad CRC comes twice or up to 10 times. One that still
+fails its CRC, or is cut short of it, is damaged and stops the fetch too. A
 history file that hoard did not store under its name is refused too (docs/security.md),
 and so is one bound to another database system (in a site without keys: whose metadata
 claims another, the system its writer recorded), unless its timeline is at most the one
@@ -114,14 +118,12 @@ promoted, gets 1 as before. hoard restore --standby and --restore-command leave 
 SEGMENT is read at --wal-segment-size, else at the segment size the data directory's
 global/pg_control above DEST records (run by hand): where neither says it, or the two
 differ, wal-fetch refuses (exit 255) rather than read SEGMENT at a guessed size.
-pg_control is read for it as PostgreSQL's own tools read it: again, 10 ms later, while its
-CRC fails (a read while the server rewrites it), up to 10 times. With --wal-segment-size,
-a pg_control that cannot be read (an I/O error, cut short) or still fails its CRC is not
-compared, with a warning, and the flag's size stands: the startup process rewrites
-pg_control all through recovery, and such a read must not stop it. One read whole, its CRC
-matching, that records another size is refused. Without the flag, wal-fetch refuses (exit
-255) rather than read the size from such a pg_control. (The system identifier check above
-still stops the fetch where not even pg_control's first bytes can be read.)
+pg_control is read for it in the same way. With --wal-segment-size, a pg_control that
+cannot be read (an I/O error, cut short) or still fails its CRC is not compared, with a
+warning, and the flag's size stands; one read whole, its CRC matching, that records
+another size is refused. Without the flag, wal-fetch refuses (exit 255) rather than read
+the size from such a pg_control. (The checks above still stop the fetch where pg_control
+cannot be read, is cut short or fails its CRC: its timeline is needed.)
 
 In postgresql.conf (or recovery.conf before PostgreSQL 12):
 
@@ -210,7 +212,9 @@ func runWALFetch(c *cli.Context) error {
 	// One that cannot be read (a failing disk) does not turn the check
 	// off: recovery stops, as for a segment that cannot be checked.
 	// Its timeline says which history files of another system are
-	// treated as absent, not refused (archive.IgnoreUpgradedHistory).
+	// treated as absent, not refused (archive.IgnoreUpgradedHistory): a
+	// pg_control whose CRC fails read after read (damaged) or is cut
+	// short stops the fetch too, rather than give a wrong one.
 	switch id, err := archive.ClusterSystemID(pgdata); {
 	case err == nil:
 		o.SystemID = id
@@ -290,11 +294,12 @@ func truncatedSegments(c *cli.Context, name string) ([]string, error) {
 // With --wal-segment-size, pg_control only checks the flag: one that
 // cannot be read, is cut short or fails its CRC read after read
 // (archive.ClusterSegmentSize) is not compared, with a warning, and the
-// flag's size stands. The startup process rewrites pg_control all through
-// recovery, and a read of it that fails (a torn read, a transient EIO)
-// must not stop recovery (exit 255) for a check the flag already answers.
-// One read whole whose CRC matches and that records another size is
-// refused.
+// flag's size stands: this check alone does not stop recovery (exit 255)
+// for what the flag already answers. The checks of the system identifier
+// and timeline in runWALFetch read the same pg_control and do stop it for
+// one that cannot be read, is cut short or still fails its CRC (damaged:
+// a torn read is read again). One read whole whose CRC matches and that
+// records another size is refused.
 func archivedThrough(c *cli.Context, pgdata string) (*archive.ArchivedThrough, error) {
 	name := c.String("archived-through")
 	if name == "" {

@@ -212,7 +212,9 @@ func TestWALFetch_ArchivedThrough(t *testing.T) {
 // against the data directory's global/pg_control above DEST. Where there
 // is none (run by hand), nothing is checked; one that cannot be read
 // (here a directory, then 4 bytes: a failing disk) stops the fetch (exit
-// 255) instead of turning the check off without a word.
+// 255) instead of turning the check off without a word, and so does one
+// whose CRC fails read after read (damaged): its timeline, which says
+// which history files are ignored, is not taken from it.
 func TestWALFetch_PGControl(t *testing.T) {
 	const name = "000000010000000000000003"
 	cfg := writeSiteConfig(t, localConfig(t.TempDir()))
@@ -243,6 +245,26 @@ func TestWALFetch_PGControl(t *testing.T) {
 	if code, msg := runErr(t, "--config", cfg, "wal-fetch", name, dest); code != exitWALFatal || !strings.Contains(msg, control) {
 		t.Errorf("wal-fetch with a short pg_control: exit %d, %q; want %d naming %s", code, msg, exitWALFatal, control)
 	}
+	writePGControl(t, pgdata, 1<<20)
+	b, err := os.ReadFile(control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint64(b[wal.ControlSystemIDOffset:], 7123456789012345678) // waltest's
+	binary.LittleEndian.PutUint32(b[288:], wal.ControlCRC(b[:288]))
+	if err := os.WriteFile(control, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := runErr(t, "--config", cfg, "wal-fetch", name, dest); code != ExitOK {
+		t.Fatalf("wal-fetch with a whole pg_control: exit %d, %s", code, msg)
+	}
+	binary.LittleEndian.PutUint32(b[48:], 2) // checkPointCopy.ThisTimeLineID, after the CRC was taken
+	if err := os.WriteFile(control, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := runErr(t, "--config", cfg, "wal-fetch", name, dest); code != exitWALFatal || !strings.Contains(msg, control) || !strings.Contains(msg, "CRC") {
+		t.Errorf("wal-fetch with a pg_control whose CRC fails: exit %d, %q; want %d naming %s and its CRC", code, msg, exitWALFatal, control)
+	}
 }
 
 // TestWALFetch_ArchivedThroughSegmentSize: without --wal-segment-size,
@@ -254,9 +276,10 @@ func TestWALFetch_PGControl(t *testing.T) {
 // pg_control that fails its CRC (here one whose size was changed after,
 // as a read during the server's rewrite may see it) or is cut short is
 // refused without the flag; with it, the flag's size stands, with a
-// warning, and the fetch goes on: during recovery the startup process
-// rewrites pg_control, and a read of it that fails must not stop
-// recovery.
+// warning, but the fetch still stops (exit 255): the timeline of the
+// data directory comes from the same pg_control, read again while its CRC
+// fails (a torn read), and one that still fails or is cut short is
+// damaged.
 func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
 	cfg := writeSiteConfig(t, storetest.Local(t))
 	// A store with nothing in it is refused as unmounted.
@@ -310,8 +333,10 @@ func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
 		{"ErrLostFromPGControl", withControl, []string{"--archived-through", "000000010000000000000400"}, exitWALFatal, "000000010000000000000300"},
 		{"ErrNotKnown", bare, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "--wal-segment-size"},
 		{"ErrContradicted", withControl, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "16777216"}, exitWALFatal, "1048576"},
-		{"OKFlagBadCRC", badCRC, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALMissing, ""},
-		{"OKFlagShort", short, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALMissing, ""},
+		// The flag's size stands, but the timeline is read from the same
+		// pg_control (archive.ClusterTimeline): damaged, it stops the fetch.
+		{"ErrFlagBadCRC", badCRC, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALFatal, "the timeline of the data directory"},
+		{"ErrFlagShort", short, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALFatal, "the timeline of the data directory"},
 		{"ErrBadCRC", badCRC, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "CRC"},
 		{"ErrShort", short, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "100 bytes"},
 	} {
@@ -325,7 +350,7 @@ func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
 			// The flag's size stood in for a pg_control not read: said so,
 			// naming it; not where it was read, or is missing.
 			warned := strings.Contains(log, unchecked) && strings.Contains(log, filepath.Join(c.data, "global", "pg_control"))
-			if want := strings.HasPrefix(c.name, "OKFlag") && c.data != bare; warned != want {
+			if want := strings.Contains(c.name, "Flag") && c.data != bare; warned != want {
 				t.Errorf("hoard %v: warned %t, want %t; log:\n%s", args, warned, want, log)
 			}
 		})

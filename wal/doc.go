@@ -8,6 +8,6 @@
 // The definitions follow PostgreSQL's src/include/access/xlog_internal.h
 // (file names, page headers) and src/backend/access/transam/timeline.c
 // (history files). wal is a leaf: it imports no other hoard package, does
-// no I/O beyond reading one local file's header (CheckSegmentFile) and
-// never logs.
+// no I/O beyond reading one local file's header (CheckSegmentFile) and a
+// cluster's pg_control (ReadControlFile), and never logs.
 package wal
