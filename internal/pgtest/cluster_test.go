@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -117,6 +118,34 @@ func TestCluster_Kill(t *testing.T) {
 	if n != 1 {
 		t.Errorf("count = %d after crash recovery, want 1", n)
 	}
+}
+
+// TestCluster_KillBusyBackend: Kill kills the postmaster's children as
+// well, as a crash of the machine would. PostgreSQL's children run in
+// sessions of their own (InitPostmasterChild calls setsid), so the
+// postmaster's process group is the postmaster alone, and a backend busy
+// in a long query notices its death only when the query ends, attached
+// to the shared memory all along: a Start right after Kill then failed
+// with "pre-existing shared memory block ... is still in use".
+func TestCluster_KillBusyBackend(t *testing.T) {
+	t.Parallel()
+	c := Start(t, Options{Major: Versions()[0]})
+	conn := c.Connect(t, "postgres")
+	var backend int
+	if err := conn.QueryRow(t.Context(), "select pg_backend_pid()").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		// Runs for minutes, and never looks whether the postmaster lives.
+		_, _ = conn.Exec(context.Background(), "select count(*) from generate_series(1, 100000000000)")
+	}()
+	c.WaitTrue(t, time.Minute, "select count(*) = 1 from pg_stat_activity where pid = $1 and state = 'active'", backend)
+	c.Kill(t)
+	if processAlive(backend) {
+		t.Fatalf("backend %d still alive after Kill", backend)
+	}
+	c.Start(t)
+	c.Exec(t, "select 1")
 }
 
 func TestStartDataDir(t *testing.T) {
