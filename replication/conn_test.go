@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 func TestParseServerVersion(t *testing.T) {
@@ -54,6 +55,30 @@ func TestConnect_ErrUnreachable(t *testing.T) {
 	_, err = Connect(context.Background(), fmt.Sprintf("host=127.0.0.1 port=%d user=postgres sslmode=disable connect_timeout=5", port))
 	if !errors.Is(err, ErrUnreachable) {
 		t.Errorf("Connect to a closed port: %v, want ErrUnreachable", err)
+	}
+}
+
+// TestConnect_ErrUnreachableOneLine checks that a refused connection is
+// one line naming the address once: with sslmode=prefer (libpq's and
+// pgconn's default) pgconn tries twice and puts each attempt on a line
+// of its own after "\n\t", which hoard's output escapes into a literal
+// `\n\t`, and the second attempt repeated the first's refusal word for
+// word.
+func TestConnect_ErrUnreachableOneLine(t *testing.T) {
+	port := testio.FreePort(t)
+	_, err := Connect(context.Background(), fmt.Sprintf("host=127.0.0.1 port=%d user=postgres connect_timeout=5", port))
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("Connect to a closed port: %v, want ErrUnreachable", err)
+	}
+	msg := err.Error()
+	if strings.ContainsAny(msg, "\n\t") {
+		t.Errorf("%q: want one line without tabs", msg)
+	}
+	if got := strings.Count(msg, "connection refused"); got != 1 {
+		t.Errorf("%q says connection refused %d times, want once", msg, got)
+	}
+	if want := "check the node's host and port"; !strings.Contains(msg, want) {
+		t.Errorf("%q: want the hint %q", msg, want)
 	}
 }
 

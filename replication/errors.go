@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -86,10 +87,50 @@ func connectError(err error, replication bool) error {
 	if hint != "" {
 		hint = "; " + hint
 	}
+	err = oneLine(err)
 	if kind != nil {
 		return fmt.Errorf("connect: %w: %w%s", kind, err, hint)
 	}
 	return fmt.Errorf("connect: %w%s", err, hint)
+}
+
+// ConnError wraps the error of a failed ordinary (not replication)
+// connection to a node, opened with pgx or pgconn outside this package,
+// as Connect wraps its own: on one line, with ErrAuthentication,
+// ErrNotPermitted or ErrUnreachable when they apply, and what to change.
+func ConnError(err error) error { return connectError(err, false) }
+
+// lineError is an error whose text is put on one line; it wraps the
+// original, so errors.Is and errors.As see through it.
+type lineError struct {
+	err error
+	msg string
+}
+
+func (e *lineError) Error() string { return e.msg }
+
+func (e *lineError) Unwrap() error { return e.err }
+
+// oneLine returns err with its text on one line. pgconn's ConnectError
+// puts each attempt on a line of its own after "\n\t" (one per address
+// of the host, and a second attempt without TLS under sslmode=prefer,
+// the default), which hoard's output escapes into a literal `\n\t`
+// (command/printable.go); and a refused port refuses both of prefer's
+// attempts alike, so the same line came twice. The attempts are joined
+// with " | ", each distinct one once.
+func oneLine(err error) error {
+	head, rest, ok := strings.Cut(err.Error(), "\n")
+	if !ok {
+		return err
+	}
+	var attempts []string
+	for _, l := range strings.Split(rest, "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !slices.Contains(attempts, l) {
+			attempts = append(attempts, l)
+		}
+	}
+	return &lineError{err: err, msg: head + " " + strings.Join(attempts, " | ")}
 }
 
 // connectHint says what to change for a connection error, or "". The
