@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -98,7 +99,7 @@ func connectSQL(ctx context.Context, connString string) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: connect: %w", err)
+		return nil, fmt.Errorf("basebackup: %w", replication.ConnError(err))
 	}
 	return conn, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -437,4 +438,36 @@ func TestRun_ErrWalsenderKilled(t *testing.T) {
 	}
 	t.Logf("Run: %v", err)
 	noObjectsLeft(t, real, "a failed backup")
+}
+
+// TestConnectSQL_Errors checks that the ordinary connection a backup
+// opens (pg_backup_start, the end snapshot) fails as replication.Connect
+// does: with its sentinel and what to change. A node configured as for
+// PGHoard, whose tools open no such connection, has no dbname, and
+// libpq's default (the user's name) is seldom a database: the backup
+// failed with the server's 'database "backup" does not exist' alone,
+// where hoard check said to set dbname.
+func TestConnectSQL_Errors(t *testing.T) {
+	port := testio.FreePort(t)
+	_, err := connectSQL(context.Background(), "host=127.0.0.1 port="+strconv.Itoa(port)+" user=backup connect_timeout=5")
+	if !errors.Is(err, replication.ErrUnreachable) {
+		t.Errorf("connectSQL to a closed port: %v, want replication.ErrUnreachable", err)
+	}
+	if want := "check the node's host and port"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("connectSQL to a closed port: %v, want it to say %q", err, want)
+	}
+}
+
+// TestConnectSQL_ErrNoDatabase is TestConnectSQL_Errors' case on a real
+// server: a replication role whose name is no database.
+func TestConnectSQL_ErrNoDatabase(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0]})
+	c.Exec(t, "create role backup login replication")
+	conn := fmt.Sprintf("host=%s port=%d user=backup sslmode=disable", c.Host, c.Port)
+	_, err := connectSQL(testContext(t), conn)
+	for _, want := range []string{`database "backup" does not exist`, "set dbname in the node's connection string"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("connectSQL as a role without its database: %v, want it to say %q", err, want)
+		}
+	}
 }
