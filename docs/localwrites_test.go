@@ -38,7 +38,7 @@ var localWriters = map[string]string{
 	"walstream/spool.go openSegment":       "the .partial segment: created then fsynced with its directory; never counted as complete",
 	"walstream/spool.go rename":            "renames an fsynced full segment; completeSegment fsyncs the directory",
 	"walstream/segment.go completeSegment": "renames a segment back to .partial when the directory fsync failed",
-	"walstream/segment.go completeChecked": "a full segment its caller checked (every page, or every record): fsyncs, renames, fsyncs the directory",
+	"walstream/segment.go completeChecked": "a full segment its caller checked (every record: wholeWAL): fsyncs, renames, fsyncs the directory",
 	"walstream/upload.go copySnapshot":     "a scratch copy for an upload of the growing segment, removed by cleanSpool at start; the fsynced .partial is the source",
 	// wal-fetch: %p and the prefetch spool, through os.Root.
 	"archive/walfetch.go fetchKeyOnce":    "checked, fsynced temp file renamed to %p, then the directory fsynced",

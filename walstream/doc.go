@@ -68,9 +68,10 @@
 // died between creating the next segment and renaming the finished one)
 // is never uploaded as a .partial: streaming resumes at its start when
 // the slot shows the server still has it; otherwise it is renamed
-// complete if every page holds its WAL, and streamed again if not. When
-// the spool is on an older timeline than
-// the server, the server's timeline history (TIMELINE_HISTORY) says where
+// complete if it is a whole segment of valid WAL records (up to an
+// XLOG_SWITCH, after which PostgreSQL leaves zeros, or to its end), and
+// streamed again if not. When the spool is on an older timeline than the
+// server, the server's timeline history (TIMELINE_HISTORY) says where
 // that timeline ended: before the end, streaming resumes on the old
 // timeline and the server switches over as usual; at or past it, on the
 // next timeline from the start of the segment holding the switch point.

@@ -209,7 +209,7 @@ func (r *Receiver) completeBelow(names []string) {
 			continue
 		}
 		if err == nil {
-			err = completeFull(r.opts.SpoolDir, name)
+			err = completeFull(r.opts.SpoolDir, name, 0)
 		}
 		if err != nil {
 			r.log.Error().Err(err).Str(logSegment, name).
@@ -223,19 +223,23 @@ func (r *Receiver) completeBelow(names []string) {
 }
 
 // completeFull renames the .partial name in dir complete when it is a
-// whole segment of valid WAL (wholeWAL).
-func completeFull(dir, name string) error {
-	return completeChecked(dir, name[:24], func(f *os.File) error { return wholeWAL(f, name) })
+// whole segment of valid WAL (wholeWAL) of segSize bytes, or of the size
+// its first page header gives when segSize is 0 (no server told it).
+func completeFull(dir, name string, segSize uint64) error {
+	return completeChecked(dir, name[:24], func(f *os.File) error { return wholeWAL(f, name, segSize) })
 }
 
 // wholeWAL checks that the file f, the .partial name, is a whole
 // segment of WAL, as recovery reads it (wal.RecordEnd, as validWAL
-// does): the segment size its first page header gives (no server told
-// it), and valid records from its first page to its last, the last one
-// continued in the next segment, or up to an XLOG_SWITCH record, after
-// which PostgreSQL leaves the rest of the segment without WAL (zeros:
-// checkPages, which wants every page's header, refuses such a segment).
-func wholeWAL(f *os.File, name string) error {
+// does): segSize bytes, the segment size its first page header gives
+// (any, when segSize is 0: no server told it), and valid records from
+// its first page to its last, the last one continued in the next
+// segment, or up to an XLOG_SWITCH record, after which PostgreSQL leaves
+// the rest of the segment without WAL (zeros, page headers included: a
+// check that wants every page's header refuses such a segment, as
+// repairSpool's did). A record whose CRC fails is refused too, where a
+// page check would store it.
+func wholeWAL(f *os.File, name string, segSize uint64) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -248,8 +252,11 @@ func wholeWAL(f *os.File, name string) error {
 	if err != nil {
 		return err
 	}
-	if fi.Size() != int64(h.SegmentSize) {
-		return fmt.Errorf("%s: %d bytes, not the %d-byte segment size", name, fi.Size(), h.SegmentSize)
+	if segSize == 0 {
+		segSize = uint64(h.SegmentSize)
+	}
+	if uint64(fi.Size()) != segSize || uint64(h.SegmentSize) != segSize {
+		return fmt.Errorf("%s: %d bytes, its header says segments are %d bytes, want %d", name, fi.Size(), h.SegmentSize, segSize)
 	}
 	var rec wal.RecordEnd
 	if _, err := io.Copy(&rec, io.NewSectionReader(f, 0, fi.Size())); err != nil {

@@ -459,6 +459,185 @@ func testLeftoverRenameFailed(t *testing.T, fill func(*durable) string) {
 	g.rr.stop(t)
 }
 
+// TestReceiver_Run_RepairSlotPast: the spool an older hoard version
+// left (repairSpool's case) with the server running on: a full segment
+// as <segment>.partial below the .partial of the next one, which is
+// empty (a crash between opening it and the rename) or holds WAL (a
+// failed rename), while the slot is past the full segment (that version
+// reported its end flushed) and the server recycled it. The spool's file
+// is the only copy of that segment, and a whole one (the server's own
+// bytes, PostgreSQL 15): a segment completed by a switch, whose pages
+// after the switch record are zeros, or one filled with rows. A new Run
+// completes and stores it, the server's bytes, and streams on from the
+// next segment, which the server still has; it does not try to stream the
+// recycled segment again and stop (ErrWALRemoved), which left a switched
+// segment stored as a .partial only, at every restart.
+func TestReceiver_Run_RepairSlotPast(t *testing.T) {
+	switched := func(d *durable) string {
+		d.insert(300)
+		return switchWAL(t, d.c)
+	}
+	filled := func(d *durable) string {
+		segment := func() string {
+			return d.c.QueryString(t, "select pg_walfile_name(pg_current_wal_insert_lsn())")
+		}
+		cur := segment()
+		for segment() == cur {
+			d.insert(100)
+		}
+		return cur
+	}
+	t.Run("SwitchedNextEmpty", func(t *testing.T) { testRepairSlotPast(t, switched, false) })
+	t.Run("SwitchedNextWritten", func(t *testing.T) { testRepairSlotPast(t, switched, true) })
+	t.Run("FilledNextEmpty", func(t *testing.T) { testRepairSlotPast(t, filled, false) })
+}
+
+// testRepairSlotPast is TestReceiver_Run_RepairSlotPast with the full
+// segment that fill completes and the next segment's .partial holding
+// the server's WAL (written) or none.
+func testRepairSlotPast(t *testing.T, fill func(*durable) string, written bool) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1})
+	c.Exec(t, "create table rows (id bigint, pad text)")
+	d := durableOf(t, c, "")
+	full := fill(d)
+	d.insert(10)
+	seg, err := wal.ParseSegmentName(full, d.segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := seg.Next().Name(d.segSize)
+	want, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.spool, full+wal.PartialSuffix), want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if written {
+		b, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", next))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d.spool, next+wal.PartialSuffix), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		f, err := openSegment(d.spool, seg.Next(), d.segSize, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The slot reserves WAL from the redo point of the last checkpoint,
+	// in the next segment: past the full one, as the older version
+	// reported it flushed.
+	c.Exec(t, "checkpoint")
+	c.Exec(t, "select pg_create_physical_replication_slot('hoard', true)")
+	if restart := lsn(t, c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'"); restart < seg.Next().StartLSN(d.segSize) {
+		t.Fatalf("the slot's restart_lsn %s is not past %s", restart, full)
+	}
+	waitFor(t, full+" recycled by the server", func() bool {
+		c.Exec(t, "checkpoint")
+		_, err := os.Stat(filepath.Join(c.DataDir, "pg_wal", full))
+		return errors.Is(err, os.ErrNotExist)
+	})
+
+	rr := launch(t, c, d.spool, d.up, Options{}, nil, nil)
+	deadline := time.Now().Add(testTimeout)
+	for !d.stored(full) || !rr.r.Status().Connected {
+		select {
+		case err := <-rr.done:
+			rr.done = nil
+			t.Fatalf("Run returned %v; %s stored complete: %v", err, full, d.stored(full))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s stored and streaming", full)
+		}
+	}
+	if got := (&serverGone{t: t, d: d}).fetch(full); !bytes.Equal(got, want) {
+		t.Errorf("the stored %s (%d bytes) is not the server's (%d bytes)", full, len(got), len(want))
+	}
+	if d.stored(full + wal.PartialSuffix) {
+		t.Errorf("%s.partial stored: a whole segment is stored complete", full)
+	}
+	// Streaming goes on from the next segment.
+	if done := switchWAL(t, c); done != next {
+		t.Fatalf("the server completed %s, want %s", done, next)
+	}
+	waitFor(t, next+" stored", func() bool { return d.stored(next) })
+	rr.stop(t)
+}
+
+// TestCompleteFull: a full segment left as .partial is renamed complete
+// only when it is a whole segment of valid WAL records, as PostgreSQL 15
+// wrote it: completed by a switch (zeros after the switch record, which
+// a check of every page's header refused) or filled with records. One
+// with a page never written, a page of another segment (a recycled
+// file) or cut short stays a .partial, and so does one whose segment size
+// is not the server's, when a server told it.
+func TestCompleteFull(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1})
+	c.Exec(t, "create table rows (id bigint, pad text)")
+	d := durableOf(t, c, "")
+	d.insert(300)
+	switched := switchWAL(t, c)
+	segment := func() string { return c.QueryString(t, "select pg_walfile_name(pg_current_wal_insert_lsn())") }
+	filled := segment()
+	for segment() == filled {
+		d.insert(100)
+	}
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	sw, fl := read(switched), read(filled)
+	const page = 8192
+	for _, tc := range []struct {
+		name, seg string
+		data      []byte
+		segSize   uint64 // the server's; 0 when none told it
+		ok        bool
+	}{
+		{"OKSwitched", switched, sw, 0, true},
+		{"OKFilled", filled, fl, 0, true},
+		{"OKServersSize", filled, fl, d.segSize, true},
+		{"ErrUnwrittenPage", filled, func() []byte {
+			b := slices.Clone(fl)
+			clear(b[len(b)-page:])
+			return b
+		}(), 0, false},
+		{"ErrOtherSegmentsPage", filled, func() []byte {
+			b := slices.Clone(fl)
+			addr := binary.LittleEndian.Uint64(b[page*3+8:])
+			binary.LittleEndian.PutUint64(b[page*3+8:], addr+d.segSize)
+			return b
+		}(), 0, false},
+		{"ErrShort", filled, fl[:len(fl)/2], 0, false},
+		{"ErrOtherServersSize", filled, fl, 2 * d.segSize, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, tc.seg+wal.PartialSuffix), tc.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := completeFull(dir, tc.seg+wal.PartialSuffix, tc.segSize)
+			got, readErr := os.ReadFile(filepath.Join(dir, tc.seg))
+			if tc.ok && (err != nil || readErr != nil || !bytes.Equal(got, tc.data)) {
+				t.Errorf("complete: %v; complete segment: %v", err, readErr)
+			}
+			if !tc.ok && (err == nil || readErr == nil) {
+				t.Errorf("complete a segment that is not whole: %v; complete segment: %v", err, readErr)
+			}
+		})
+	}
+}
+
 // tailLines returns the last n lines of s.
 func tailLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

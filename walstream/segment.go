@@ -1,10 +1,8 @@
 package walstream
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -220,17 +218,6 @@ func (s *session) flush() error {
 	return nil
 }
 
-// repairSegment completes the full segment seg that an interrupted run
-// left as <segment>.partial in dir, when every page of it holds this
-// segment's WAL: each XLOG_BLCKSZ page starts with a header of the
-// segment's magic and its own address. It fsyncs the file, renames it to
-// its final name and fsyncs the directory. An error says why the file
-// cannot be trusted as a complete segment.
-func repairSegment(dir string, seg wal.Segment, segSize uint64) error {
-	name := seg.Name(segSize)
-	return completeChecked(dir, name, func(f *os.File) error { return checkPages(f, name, seg, segSize) })
-}
-
 // completeChecked renames the full segment name, left as
 // <name>.partial in dir, to its final name once check accepted the open
 // file: it fsyncs the file, renames it and fsyncs the directory.
@@ -251,45 +238,4 @@ func completeChecked(dir, name string, check func(*os.File) error) error {
 		return fmt.Errorf("rename %s: %w", p, err)
 	}
 	return storage.SyncDir(dir)
-}
-
-// Short page header fields (XLogPageHeaderData in PostgreSQL's
-// xlog_internal.h): xlp_magic at 0, xlp_info at 2, xlp_tli at 4,
-// xlp_pageaddr at 8.
-const shortPageHeaderSize = 24
-
-// checkPages checks that the segment file f is whole: its size is the
-// segment size, its first page has a long header that fits name, and
-// every other page starts with a header of the same magic, a timeline no
-// later than the segment's, and the page's own address. Pages never
-// written (zeros) or left from another segment fail.
-func checkPages(f *os.File, name string, seg wal.Segment, segSize uint64) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	first := make([]byte, wal.PageHeaderSize)
-	if _, err := io.ReadFull(io.NewSectionReader(f, 0, wal.PageHeaderSize), first); err != nil {
-		return fmt.Errorf("%s: read the first page header: %w", name, err)
-	}
-	h, err := wal.CheckSegment(name, first, fi.Size())
-	if err != nil {
-		return err
-	}
-	if uint64(fi.Size()) != segSize || uint64(h.SegmentSize) != segSize {
-		return fmt.Errorf("%s: %d bytes, want %d", name, fi.Size(), segSize)
-	}
-	start := seg.StartLSN(segSize)
-	hdr := make([]byte, shortPageHeaderSize)
-	le := binary.LittleEndian
-	for off := uint64(h.BlockSize); off < segSize; off += uint64(h.BlockSize) {
-		if _, err := f.ReadAt(hdr, int64(off)); err != nil {
-			return fmt.Errorf("%s: read the page at %d: %w", name, off, err)
-		}
-		magic, tli, addr := le.Uint16(hdr[0:]), le.Uint32(hdr[4:]), pglogrepl.LSN(le.Uint64(hdr[8:]))
-		if magic != h.Magic || tli == 0 || tli > seg.Timeline || addr != start+pglogrepl.LSN(off) {
-			return fmt.Errorf("%s: the page at offset %d was not written (magic %#x, timeline %d, address %s)", name, off, magic, tli, addr)
-		}
-	}
-	return nil
 }

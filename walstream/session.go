@@ -560,10 +560,12 @@ func (r *Receiver) queuePartials(c spoolContents, tli uint32) error {
 // as a .partial. When the slot shows that the server still has it (the
 // flush position it heard lies before the file's end), streaming resumes
 // at its start and receives it again. Otherwise the server was told it is
-// flushed and may have removed it: if every page holds this segment's WAL,
-// it is renamed complete and queued; if not, streaming resumes at its
-// start all the same, and the server either still has the WAL or refuses
-// (ErrWALRemoved). It returns the segment streaming resumes with.
+// flushed and may have removed it: if it is a whole segment of valid WAL
+// records (wholeWAL, as completeBelow checks it: up to an XLOG_SWITCH, or
+// to its end), it is renamed complete and queued; if not, streaming
+// resumes at its start all the same, and the server either still has the
+// WAL or refuses (ErrWALRemoved). It returns the segment streaming
+// resumes with.
 func (s *session) repairSpool(c *spoolContents, next wal.Segment, slot replication.Slot) (wal.Segment, error) {
 	r := s.r
 	for _, name := range c.partials {
@@ -578,7 +580,7 @@ func (s *session) repairSpool(c *spoolContents, next wal.Segment, slot replicati
 			r.log.Warn().Str(logSegment, seg.Name(s.segSize)).Msg("a full segment was left as .partial; streaming it again")
 			return seg, nil
 		}
-		if err := repairSegment(r.opts.SpoolDir, seg, s.segSize); err != nil {
+		if err := completeFull(r.opts.SpoolDir, name, s.segSize); err != nil {
 			r.log.Error().Err(err).Str(logSegment, seg.Name(s.segSize)).Str("restart_lsn", slot.RestartLSN.String()).
 				Msg("a segment left as .partial is incomplete and the slot is past it; streaming it again")
 			return seg, nil

@@ -3,20 +3,17 @@ package walstream
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pglogrepl"
 
-	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -323,53 +320,6 @@ func TestSegmentFile_WriteError(t *testing.T) {
 	}
 	if err := s.rename(); err == nil {
 		t.Error("renamed complete after a write error")
-	}
-}
-
-// repairSegment completes a .partial only when every page holds the
-// segment's WAL.
-func TestRepairSegment(t *testing.T) {
-	const segSize = 1 << 20
-	seg := wal.Segment{Timeline: 2, No: 5}
-	name := seg.Name(segSize)
-	whole := waltest.Segment(t, name, segSize, 1)
-	// waltest's pages after the first have no headers: give each one.
-	for off := 8192; off < segSize; off += 8192 {
-		hdr := wal.PageHeader{Magic: 0xD110, Timeline: 2, PageAddr: seg.StartLSN(segSize) + pglogrepl.LSN(off)}.Encode(nil)
-		copy(whole[off:], hdr[:24])
-	}
-	for _, tc := range []struct {
-		name string
-		data func() []byte
-		ok   bool
-	}{
-		{"OK", func() []byte { return whole }, true},
-		{"ErrUnwrittenPage", func() []byte {
-			b := slices.Clone(whole)
-			clear(b[segSize-8192:])
-			return b
-		}, false},
-		{"ErrOtherSegmentsPage", func() []byte {
-			b := slices.Clone(whole)
-			binary.LittleEndian.PutUint64(b[8192*3+8:], uint64(seg.StartLSN(segSize))+8192*3+segSize)
-			return b
-		}, false},
-		{"ErrShort", func() []byte { return whole[:segSize/2] }, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, name+wal.PartialSuffix), tc.data(), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			err := repairSegment(dir, seg, segSize)
-			_, statErr := os.Stat(filepath.Join(dir, name))
-			if tc.ok && (err != nil || statErr != nil) {
-				t.Errorf("repair: %v; complete segment: %v", err, statErr)
-			}
-			if !tc.ok && (err == nil || statErr == nil) {
-				t.Errorf("repair of a bad segment: %v; complete segment: %v", err, statErr)
-			}
-		})
 	}
 }
 
