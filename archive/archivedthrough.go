@@ -47,9 +47,10 @@ func (at ArchivedThrough) copies(req wal.Segment, path wal.History) []uint32 {
 
 // CheckLost tells what it means that FetchWAL did not find name for the
 // recovery of the data directory dataDir, whose restore checked the
-// archive through at. nil: the file is simply not archived (the end of
-// the archive, or a file PostgreSQL probes for), as wal-fetch answers
-// without at. An error wrapping ErrWALLost: name is a segment the restore
+// archive through at, and whose pg_control is ctl (the zero
+// ClusterControl where it has none: neither its system nor its timeline
+// known). nil: the file is simply not archived (the end of the archive,
+// or a file PostgreSQL probes for), as wal-fetch answers without at. An error wrapping ErrWALLost: name is a segment the restore
 // found archived, on the path recovery follows, and no copy of it that
 // recovery could read is stored now; ending recovery there would promote
 // the server without the WAL after it. Any other error: the archive could
@@ -64,7 +65,7 @@ func (at ArchivedThrough) copies(req wal.Segment, path wal.History) []uint32 {
 // It is called only when a file is missing, so the history of Last's
 // timeline is read and the candidate copies are looked up (Stat) only
 // then.
-func (a *Archive) CheckLost(ctx context.Context, name, dataDir string, at ArchivedThrough) error {
+func (a *Archive) CheckLost(ctx context.Context, name, dataDir string, ctl ClusterControl, at ArchivedThrough) error {
 	if !wal.IsSegmentName(name) || !restoreRecovery(dataDir) {
 		return nil
 	}
@@ -78,11 +79,8 @@ func (a *Archive) CheckLost(ctx context.Context, name, dataDir string, at Archiv
 	}
 	// The cluster's own system: another's history file is refused
 	// (checkHistory), or, at or below the cluster's timeline, read as
-	// absent (IgnoreUpgradedHistory); unknown (0) when pg_control cannot
-	// be read.
-	system, _ := ClusterSystemID(dataDir)
-	on, _ := ClusterTimeline(dataDir)
-	path, err := a.timelinePath(ctx, at.Last.Timeline, system, on)
+	// absent (IgnoreUpgradedHistory); unknown (0) without pg_control.
+	path, err := a.timelinePath(ctx, at.Last.Timeline, ctl.SystemID, ctl.Timeline)
 	if err != nil {
 		return fmt.Errorf("check whether %s was archived when the restore checked the WAL through %s: %w", name, last, err)
 	}

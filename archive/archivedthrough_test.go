@@ -21,7 +21,7 @@ const (
 
 // fetchAnswer answers a request for name as wal-fetch with
 // --archived-through at does, for the data directory dataDir: FetchWAL,
-// and on a miss CheckLost.
+// and on a miss CheckLost (dataDir has no pg_control).
 func fetchAnswer(t *testing.T, a *Archive, name, dataDir string, at ArchivedThrough) int {
 	t.Helper()
 	ctx := context.Background()
@@ -32,7 +32,7 @@ func fetchAnswer(t *testing.T, a *Archive, name, dataDir string, at ArchivedThro
 	if !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("fetch %s: %v", name, err)
 	}
-	if err := a.CheckLost(ctx, name, dataDir, at); err != nil {
+	if err := a.CheckLost(ctx, name, dataDir, ClusterControl{}, at); err != nil {
 		if !errors.Is(err, ErrWALLost) {
 			t.Logf("%s: %v", name, err)
 		}
@@ -138,7 +138,7 @@ func TestArchive_CheckLost(t *testing.T) {
 		old := archiveWithout(t)
 		a := archiveWithout(t, tl(1, 5), "00000003.history")
 		a.MovedFrom = []*Archive{old}
-		if err := a.CheckLost(ctx, tl(1, 5), recoveryDir(t, "recovery.signal"), at); err != nil {
+		if err := a.CheckLost(ctx, tl(1, 5), recoveryDir(t, "recovery.signal"), ClusterControl{}, at); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -175,7 +175,7 @@ func TestArchive_CheckLost_PartialTail(t *testing.T) {
 	if got := fetchAnswer(t, a, tl(1, 5), dir, at); got != answerLost {
 		t.Errorf("%s after its .partial was deleted: answer %d, want %d", tl(1, 5), got, answerLost)
 	}
-	err := a.CheckLost(ctx, tl(1, 5), dir, at)
+	err := a.CheckLost(ctx, tl(1, 5), dir, ClusterControl{}, at)
 	if !errors.Is(err, ErrWALLost) {
 		t.Fatalf("err = %v, want ErrWALLost", err)
 	}

@@ -59,7 +59,7 @@ type FetchOptions struct {
 	// *IgnoredHistoryError, the warning to give.
 	Timeline uint32
 	// ReplayStart, when known, is a lower bound of where the cluster's
-	// recovery starts (ClusterReplayStart): that WAL below it is not
+	// recovery starts (ClusterControl.ReplayStart): that WAL below it is not
 	// read in looking for the system's own (IgnoreOtherHistory).
 	ReplayStart ReplayStart
 	// AcceptTruncated names complete segments the operator accepts

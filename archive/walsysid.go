@@ -43,45 +43,20 @@ func WALSystemID(path string) (uint64, error) {
 }
 
 // ClusterSystemID returns the system identifier of the cluster whose data
-// directory is pgdata, from global/pg_control. It reads only the first 8
-// bytes and checks no CRC, unlike wal.ReadControlFile: the system
+// directory is pgdata, from global/pg_control, for wal-push and
+// archive-sync, which need nothing else from it. It reads only the first
+// 8 bytes and checks no CRC, unlike wal.ReadControlFile: the system
 // identifier is set by initdb and never rewritten, so a read torn by the
 // server's rewrite of the file gets the same bytes from the old copy and
-// the new, and a pg_control of any layout starts with it.
+// the new, and a pg_control of any layout starts with it. wal-fetch,
+// which needs the timeline and REDO location too, takes it from the one
+// checked read of ReadClusterControl.
 func ClusterSystemID(pgdata string) (uint64, error) {
 	b, err := readHead(filepath.Join(pgdata, "global", "pg_control"), 8)
 	if err != nil {
 		return 0, err
 	}
 	return binary.LittleEndian.Uint64(b), nil
-}
-
-// controlTimelineOffset is where pg_control (PostgreSQL 11 and later)
-// holds checkPointCopy.ThisTimeLineID, the timeline of the latest
-// checkpoint: after system_identifier (8 bytes), pg_control_version,
-// catalog_version_no and state (4 each, then 4 of padding), time,
-// checkPoint and checkPointCopy.redo (8 each).
-const controlTimelineOffset = 48
-
-// ClusterTimeline returns the timeline the cluster whose data directory
-// is pgdata is on: that of its latest checkpoint (restartpoint, in
-// recovery; the backup's checkpoint in a restored backup), from a whole
-// global/pg_control whose CRC matches (wal.ReadControlFile: the server
-// rewrites the file at each restartpoint while wal-fetch reads it; a
-// torn read is read again, and one that keeps failing is an error
-// wrapping wal.ErrControlCRC, not a wrong timeline). A pg_control of a
-// layout hoard does not know, whose CRC cannot be checked, is read at
-// the same offset, as all layouts since PostgreSQL 11 hold it there.
-func ClusterTimeline(pgdata string) (uint32, error) {
-	path := filepath.Join(pgdata, "global", "pg_control")
-	b, err := wal.ReadControlFile(path)
-	if err != nil {
-		return 0, err
-	}
-	if len(b) < controlTimelineOffset+4 {
-		return 0, fmt.Errorf("read %s: %d bytes, short of the timeline: %w", path, len(b), io.ErrUnexpectedEOF)
-	}
-	return binary.LittleEndian.Uint32(b[controlTimelineOffset:]), nil
 }
 
 // readHead returns the first n bytes of the file at path.

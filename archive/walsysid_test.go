@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/waltest"
@@ -31,50 +29,6 @@ func dataDirOf(t *testing.T, system uint64) string {
 		t.Fatal(err)
 	}
 	return pgdata
-}
-
-// TestClusterTimeline: the timeline of pg_control's latest checkpoint,
-// from a whole pg_control whose CRC matches; read as before (no CRC to
-// check) for a layout hoard does not know; an error for none, for one
-// whose CRC fails (damaged, or torn by the server's rewrite: a wrong
-// timeline says wrongly which history files wal-fetch ignores), and for
-// one cut short of its CRC.
-func TestClusterTimeline(t *testing.T) {
-	withTLI := func(version, tli uint32) []byte {
-		b := controlBytes(version, 16<<20)
-		binary.LittleEndian.PutUint32(b[controlTimelineOffset:], tli)
-		if at, err := wal.ControlCRCOffset(b); err == nil {
-			binary.LittleEndian.PutUint32(b[at:], wal.ControlCRC(b[:at]))
-		}
-		return b
-	}
-	torn := withTLI(1700, 3)
-	binary.LittleEndian.PutUint32(torn[controlTimelineOffset:], 7) // after the CRC was taken
-	for _, tc := range []struct {
-		name    string
-		data    string
-		want    uint32
-		wantErr error
-	}{
-		{name: "OK", data: dataDirWithControl(t, withTLI(1700, 3)), want: 3},
-		{name: "OK1800", data: dataDirWithControl(t, withTLI(1800, 5)), want: 5},
-		{name: "OKLayoutNotKnown", data: dataDirWithControl(t, withTLI(1100, 4)), want: 4},
-		{name: "ErrNotExist", data: t.TempDir(), wantErr: fs.ErrNotExist},
-		{name: "ErrCRC", data: dataDirWithControl(t, torn), wantErr: wal.ErrControlCRC},
-		{name: "ErrShort", data: dataDirWithControl(t, withTLI(1300, 3)[:250])},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ClusterTimeline(tc.data)
-			switch {
-			case strings.HasPrefix(tc.name, "OK") && (err != nil || got != tc.want):
-				t.Errorf("ClusterTimeline = %d, %v; want %d", got, err, tc.want)
-			case strings.HasPrefix(tc.name, "Err") && (err == nil || !strings.Contains(err.Error(), filepath.Join(tc.data, "global", "pg_control"))):
-				t.Errorf("ClusterTimeline = %d, %v; want an error naming pg_control", got, err)
-			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
-				t.Errorf("ClusterTimeline = %d, %v; want an error wrapping %v", got, err, tc.wantErr)
-			}
-		})
-	}
 }
 
 func TestWALSystemID(t *testing.T) {

@@ -65,11 +65,13 @@ When pg_wal's file system is full, wal-fetch removes the spooled segments and tr
 A segment whose first page names another database system than the data directory above
 DEST (its global/pg_control) is refused: another cluster's WAL stored under this name,
 which PostgreSQL would take as the end of the WAL. A pg_control that cannot be read (a
-failing disk) stops the fetch; where there is none (run by hand), nothing is checked. Its
-latest checkpoint's timeline and REDO location (below) are read from the whole file, as
-PostgreSQL's own tools read it: again, 10 ms later, while its CRC fails (a read while the
-server rewrites it), until the same bad CRC comes twice or up to 10 times. One that still
-fails its CRC, or is cut short of it, is damaged and stops the fetch too. A
+failing disk) stops the fetch; where there is none (run by hand), nothing is checked.
+pg_control is read once per call, whole, as PostgreSQL's own tools read it: again, 10 ms
+later, while its CRC fails (a read while the server rewrites it), until the same bad CRC
+comes twice or up to 10 times. The system identifier, its latest checkpoint's timeline and
+REDO location (below) and its WAL segment size (for --archived-through) all come from that
+one read, so from one version of the file. One that still fails its CRC, or is cut short of
+it, is damaged and stops the fetch too. A
 history file that hoard did not store under its name is refused too (docs/security.md),
 and so is one bound to another database system (in a site without keys: whose metadata
 claims another, the system its writer recorded), unless its timeline is at most the one
@@ -117,8 +119,8 @@ holds recovery.signal and no standby.signal: a standby, or the server once it ha
 promoted, gets 1 as before. hoard restore --standby and --restore-command leave it out.
 SEGMENT is read at --wal-segment-size, else at the segment size the data directory's
 global/pg_control above DEST records (run by hand): where neither says it, or the two
-differ, wal-fetch refuses (exit 255) rather than read SEGMENT at a guessed size.
-pg_control is read for it in the same way. With --wal-segment-size, a pg_control that
+differ, wal-fetch refuses (exit 255) rather than read SEGMENT at a guessed size
+(pg_control's size comes from the one read above). With --wal-segment-size, a pg_control that
 cannot be read (an I/O error, cut short) or still fails its CRC is not compared, with a
 warning, and the flag's size stands; one read whole, its CRC matching, that records
 another size is refused. Without the flag, wal-fetch refuses (exit 255) rather than read
@@ -183,9 +185,15 @@ func runWALFetch(c *cli.Context) error {
 			"want NAME and DEST, got %d arguments", c.NArg())}
 	}
 	name, dest := c.Args().Get(0), c.Args().Get(1)
-	// %p is pg_wal/RECOVERYXLOG, relative to the data directory.
+	// %p is pg_wal/RECOVERYXLOG, relative to the data directory, whose
+	// global/pg_control names the cluster. It is read once: the startup
+	// process rewrites it between reads, and every answer below (segment
+	// size, system identifier, timeline, REDO location) must come from
+	// the same version of it. Its error is handled where each answer is
+	// needed, as each needs it.
 	pgdata := filepath.Dir(filepath.Dir(dest))
-	checked, err := archivedThrough(c, pgdata)
+	ctl, ctlErr := archive.ReadClusterControl(pgdata)
+	checked, err := archivedThrough(c, pgdata, ctl, ctlErr)
 	if err != nil {
 		return &exitError{code: exitWALFatal, err: err}
 	}
@@ -207,27 +215,25 @@ func runWALFetch(c *cli.Context) error {
 		env.log.Warn().Str(logSegment, name).Str("key", e.Partial.Key).Str("why", e.String()).
 			Msg("segment not archived: delivered its .partial copy, the end of this cluster's wal; another system's wal follows it")
 	}}
-	// %p is pg_wal/RECOVERYXLOG, relative to the data directory, whose
-	// pg_control names the cluster. Run by hand elsewhere: not checked.
-	// One that cannot be read (a failing disk) does not turn the check
-	// off: recovery stops, as for a segment that cannot be checked.
-	// Its timeline says which history files of another system are
-	// treated as absent, not refused (archive.IgnoreUpgradedHistory): a
-	// pg_control whose CRC fails read after read (damaged) or is cut
-	// short stops the fetch too, rather than give a wrong one.
-	switch id, err := archive.ClusterSystemID(pgdata); {
-	case err == nil:
-		o.SystemID = id
-		if o.Timeline, err = archive.ClusterTimeline(pgdata); err != nil {
-			return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the timeline of the data directory: %w", name, err)}
-		}
+	// pg_control names the cluster. Run by hand elsewhere (no
+	// pg_control): not checked. One that cannot be read (a failing disk)
+	// does not turn the check off: recovery stops, as for a segment that
+	// cannot be checked. Its timeline says which history files of another
+	// system are treated as absent, not refused
+	// (archive.IgnoreUpgradedHistory): a pg_control whose CRC fails read
+	// after read (damaged) or is cut short stops the fetch too, rather
+	// than give a wrong one.
+	switch {
+	case ctlErr == nil:
+		o.SystemID, o.Timeline = ctl.SystemID, ctl.Timeline
 		// Only where it replays from bounds the search for its own WAL
-		// there; not known, the search has no bound.
-		if o.ReplayStart, err = archive.ClusterReplayStart(pgdata); err != nil {
+		// there; not known (a backup_label without its start), the
+		// search has no bound.
+		if o.ReplayStart, err = ctl.ReplayStart(pgdata); err != nil {
 			env.log.Debug().Str(logSegment, name).Err(err).Msg("where recovery starts is not known: the search for the cluster's own WAL has no bound")
 		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the system identifier of the data directory, which the WAL must name: %w", name, err)}
+	case !errors.Is(ctlErr, fs.ErrNotExist):
+		return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the system identifier, which the WAL must name, and the timeline of the data directory: %w", name, ctlErr)}
 	}
 	prefetch := env.cfg.RestorePrefetch > 0 && wal.IsSegmentName(name)
 	if prefetch {
@@ -240,7 +246,7 @@ func runWALFetch(c *cli.Context) error {
 	}
 	err = env.archive.FetchWAL(c.Context, name, dest, o)
 	if errors.Is(err, storage.ErrNotFound) && checked != nil {
-		if lerr := env.archive.CheckLost(c.Context, name, pgdata, *checked); lerr != nil {
+		if lerr := env.archive.CheckLost(c.Context, name, pgdata, ctl, *checked); lerr != nil {
 			return &exitError{code: exitWALFatal, err: lerr}
 		}
 	}
@@ -285,28 +291,28 @@ func truncatedSegments(c *cli.Context, name string) ([]string, error) {
 // archivedThrough reads --archived-through and the segment size its name
 // is read at; nil without it. The size is --wal-segment-size (hoard
 // restore writes it), else the one global/pg_control of the data
-// directory pgdata records. Neither known (run by hand, no pg_control
+// directory pgdata records: ctl, or ctlErr where it could not be read
+// (archive.ReadClusterControl). Neither known (run by hand, no pg_control
 // above DEST), or the two at odds, is refused rather than guessed: read
 // at another size than the cluster's, the name is another segment, and
 // the check would stop recovery for a segment never lost, or let it end
 // early.
 //
 // With --wal-segment-size, pg_control only checks the flag: one that
-// cannot be read, is cut short or fails its CRC read after read
-// (archive.ClusterSegmentSize) is not compared, with a warning, and the
-// flag's size stands: this check alone does not stop recovery (exit 255)
-// for what the flag already answers. The checks of the system identifier
-// and timeline in runWALFetch read the same pg_control and do stop it for
-// one that cannot be read, is cut short or still fails its CRC (damaged:
-// a torn read is read again). One read whole whose CRC matches and that
-// records another size is refused.
-func archivedThrough(c *cli.Context, pgdata string) (*archive.ArchivedThrough, error) {
+// cannot be read, is cut short or fails its CRC read after read is not
+// compared, with a warning, and the flag's size stands: this check alone
+// does not stop recovery (exit 255) for what the flag already answers.
+// The checks of the system identifier and timeline in runWALFetch take
+// the same read and do stop it for one that cannot be read, is cut short
+// or still fails its CRC (damaged: a torn read is read again). One read
+// whole whose CRC matches and that records another size is refused.
+func archivedThrough(c *cli.Context, pgdata string, ctl archive.ClusterControl, ctlErr error) (*archive.ArchivedThrough, error) {
 	name := c.String("archived-through")
 	if name == "" {
 		return nil, nil
 	}
 	control := filepath.Join(pgdata, "global", "pg_control")
-	recorded, err := archive.ClusterSegmentSize(pgdata)
+	recorded, err := ctl.SegmentSize, ctlErr
 	size := recorded
 	switch {
 	case c.IsSet("wal-segment-size"):

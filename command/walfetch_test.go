@@ -334,7 +334,7 @@ func TestWALFetch_ArchivedThroughSegmentSize(t *testing.T) {
 		{"ErrNotKnown", bare, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "--wal-segment-size"},
 		{"ErrContradicted", withControl, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "16777216"}, exitWALFatal, "1048576"},
 		// The flag's size stands, but the timeline is read from the same
-		// pg_control (archive.ClusterTimeline): damaged, it stops the fetch.
+		// pg_control (archive.ReadClusterControl): damaged, it stops the fetch.
 		{"ErrFlagBadCRC", badCRC, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALFatal, "the timeline of the data directory"},
 		{"ErrFlagShort", short, []string{"--archived-through", "000000010000000000000200", "--wal-segment-size", "1048576"}, exitWALFatal, "the timeline of the data directory"},
 		{"ErrBadCRC", badCRC, []string{"--archived-through", "000000010000000000000200"}, exitWALFatal, "CRC"},

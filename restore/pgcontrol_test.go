@@ -37,7 +37,7 @@ func readControlFile(t *testing.T, major string) []byte {
 
 // TestGuardCheckpoint_OK: for every major, the checkpoint location becomes
 // 0/DEAD, the CRC is PostgreSQL's over the new bytes, and nothing else
-// changes (checkPointCopy's REDO, which archive.ClusterReplayStart reads,
+// changes (checkPointCopy's REDO, which archive.ReadClusterControl reads,
 // included).
 func TestGuardCheckpoint_OK(t *testing.T) {
 	table := crc32.MakeTable(crc32.Castagnoli)
