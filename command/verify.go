@@ -43,6 +43,10 @@ archived WAL, that every database answers, amcheck's bt_index_check on every btr
 stops it and removes the scratch directory; one that a killed run left in the same place is
 removed by the next. See docs/verifying.md.
 
+Both decrypt what an encrypted site stores: a site whose encryption keys are all public
+halves (the daemon's configuration) is refused before anything is read (exit 2), naming
+where the private key goes.
+
 EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it)
 or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
@@ -78,6 +82,9 @@ func runVerify(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	if err := publicKeysOnly(env); err != nil {
+		return err
+	}
 	if hint := missingRoot(env.site); hint != "" {
 		env.log.Warn().Msg(hint)
 	}
@@ -99,6 +106,32 @@ func runVerify(c *cli.Context) error {
 }
 
 // writeVerifyTable prints one line per backup, then every problem.
+// publicKeysOnly is the usage error of a site with encryption keys, none
+// of them with its private half, and no unencrypted_objects_before: no
+// object it stores can be read here (an unencrypted one is refused as
+// tampered), so verify would call every backup broken, which only this
+// configuration makes them. nil otherwise.
+func publicKeysOnly(env *siteEnv) error {
+	s := env.site
+	if len(s.EncryptionKeys) == 0 || s.UnencryptedObjectsBefore != "" {
+		return nil
+	}
+	for _, k := range s.EncryptionKeys {
+		if k.Private != "" {
+			return nil
+		}
+	}
+	id := s.EncryptionKeyID
+	if id == "" {
+		id = sortedKeys(s.EncryptionKeys)[0]
+	}
+	hint := fmt.Sprintf("add the private key as encryption_keys.%s.private of site %s, or run verify where it is", id, env.name)
+	if env.cfg.File == "" {
+		hint = fmt.Sprintf("set HOARD_ENCRYPTION_PRIVATE_KEY_FILE (or HOARD_ENCRYPTION_PRIVATE_KEY) to the private key of %s, or run verify where it is", id)
+	}
+	return usagef(hint, "site %s holds only the public half of its encryption keys: verify decrypts the backups, and can read none here", env.name)
+}
+
 func writeVerifyTable(w io.Writer, rep *verify.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	printf(tw, "BACKUP\tSTATUS\tREACHES LSN\tREACHES SEGMENT\tREACHES TIME (AT LEAST)\tPROBLEMS\n")
@@ -175,6 +208,9 @@ func runRestoreTest(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	if err := publicKeysOnly(env); err != nil {
+		return err
+	}
 	rc, err := restore.WALFetchCommand(c.String("config"), env.name)
 	if err != nil {
 		return err
