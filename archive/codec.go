@@ -65,8 +65,10 @@ type noPrivateKeyError struct{ key, kid string }
 
 func (e *noPrivateKeyError) Error() string {
 	return fmt.Sprintf("object %s is encrypted with key %s, whose private key is not in the configuration: "+
-		"add it to the site as encryption_keys.%s.private (writing needs only the public key, reading the private one)",
-		e.key, e.kid, e.kid)
+		"add it to the site as encryption_keys.%s.private, or, configured from the environment, "+
+		"set HOARD_ENCRYPTION_PRIVATE_KEY_FILE to its file, with HOARD_ENCRYPTION_KEY_ID=%s "+
+		"(writing needs only the public key, reading the private one)",
+		e.key, e.kid, e.kid, e.kid)
 }
 
 func (e *noPrivateKeyError) Unwrap() error { return ErrNoPrivateKey }
