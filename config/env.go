@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"reflect"
@@ -242,12 +243,10 @@ func (e *envReader) keyPair(c *Config, site string, s *Site) {
 func envSite(c *Config, e *envReader) (string, *Site) {
 	want := e.getenv("HOARD_SITE")
 	if len(c.BackupSites) == 0 && (c.File == "" || want != "") {
-		name := want
-		if name == "" {
-			name = DefaultSite
-		} else {
-			c.setSource("backup_sites."+name, "env HOARD_SITE")
-		}
+		// No source is recorded for the site: HOARD_SITE names it, and
+		// each of its values is its default until a variable sets it
+		// (Source reports a path's nearest recorded parent).
+		name := cmp.Or(want, DefaultSite)
 		s := newObject(reflect.TypeFor[*Site](), siteKeys).Interface().(*Site) // finish names it
 		c.BackupSites[name] = s
 		return name, s

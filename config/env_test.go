@@ -109,6 +109,14 @@ func TestLoad_EnvOnly(t *testing.T) {
 		if got, want := s.ObjectStorage, (ObjectStorage{Config: storage.Config{Type: storage.TypeLocal, Directory: "/b"}, Implicit: true}); !cmp.Equal(got, want) {
 			t.Errorf("object_storage = %+v, want fallback local at backup_location", got)
 		}
+		// HOARD_SITE names the site; the site's other values are its
+		// defaults, as config show must say (it said "env HOARD_SITE" for
+		// each, as if the variable had set basebackup_count).
+		for _, path := range []string{"backup_sites.main.basebackup_count", "backup_sites.main.active_backup_mode", "backup_sites.main.nodes"} {
+			if got, want := c.Source(path), "default"; got != want {
+				t.Errorf("Source(%s) = %q, want %q", path, got, want)
+			}
+		}
 	})
 	t.Run("ErrNothing", func(t *testing.T) {
 		_, err := Load("", mapEnv(nil))
