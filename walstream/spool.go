@@ -40,6 +40,11 @@ type faults struct {
 	// step, when set, is called between the steps of completing a
 	// segment, with the step's name and the segment's.
 	step func(step, segment string)
+	// syncNew, when set, is called before the fsyncs that make a newly
+	// created segment file durable (openSegment), with the file's path,
+	// then with its directory's; an error it returns stands for that
+	// fsync's.
+	syncNew func(path string) error
 }
 
 // segmentFile is the .partial file of the segment being received. WAL is
@@ -86,9 +91,10 @@ func allocated(dir string, seg wal.Segment, segSize uint64) bool {
 }
 
 // openSegment opens (or creates) the .partial file of seg in dir and makes
-// it exactly segSize bytes long. A new file's directory entry is fsynced
-// before openSegment returns. When a new file cannot be allocated (the
-// error wraps unix.ENOSPC when the disk is full), it is removed.
+// it exactly segSize bytes long. A new file is fsynced, with its directory
+// entry, before openSegment returns. When a new file cannot be allocated
+// (the error wraps unix.ENOSPC when the disk is full) or either fsync
+// fails, it is removed.
 func openSegment(dir string, seg wal.Segment, segSize uint64, fl *faults) (*segmentFile, error) {
 	if fl == nil {
 		fl = &faults{}
@@ -110,12 +116,33 @@ func openSegment(dir string, seg wal.Segment, segSize uint64, fl *faults) (*segm
 		return nil, fmt.Errorf("preallocate %s: %w", p, err)
 	}
 	if created {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("sync %s: %w", p, err)
+		var err error
+		if fl.syncNew != nil {
+			err = fl.syncNew(p)
 		}
-		if err := storage.SyncDir(dir); err != nil {
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			err = fmt.Errorf("sync %s: %w", p, err)
+		} else {
+			if fl.syncNew != nil {
+				err = fl.syncNew(dir)
+			}
+			if err == nil {
+				err = storage.SyncDir(dir)
+			}
+		}
+		if err != nil {
+			// A failed fsync is final (see segmentFile.failed): the file
+			// and its directory entry may never reach the disk, and a
+			// later open would find the file and take it as made durable
+			// here. So it goes, and the next open creates it again and
+			// fsyncs both; failing that, the spool cannot be trusted.
 			f.Close()
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return nil, fatal(fmt.Errorf("%w; remove %s: %w", err, p, rerr))
+			}
 			return nil, err
 		}
 	}

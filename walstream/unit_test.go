@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -237,6 +238,53 @@ func TestSegmentFile(t *testing.T) {
 	}
 	if len(data) != segSize || string(data[:4]) != "page" || data[100] != 0 {
 		t.Errorf("complete segment: %d bytes, starts %q", len(data), data[:4])
+	}
+}
+
+// A new segment file whose fsync, or its directory's, failed is not left
+// in the spool: the next open creates it again and fsyncs both. Left in
+// place, it was opened as an existing file, with neither fsync, and the
+// WAL fsynced into it was reported flushed although its directory entry
+// never reached the disk (a crash could take the file with it).
+func TestOpenSegment_SyncNewError(t *testing.T) {
+	const segSize = 1 << 20
+	seg := wal.Segment{Timeline: 1, No: 7}
+	for _, tc := range []struct {
+		name string
+		file bool // the file's fsync fails, else the directory's
+	}{
+		{"File", true},
+		{"Dir", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var synced []string
+			fail := true
+			fl := &faults{syncNew: func(path string) error {
+				synced = append(synced, path)
+				if fail && (path == dir) != tc.file {
+					fail = false
+					return errInjectedEIO
+				}
+				return nil
+			}}
+			if _, err := openSegment(dir, seg, segSize, fl); !errors.Is(err, errInjectedEIO) {
+				t.Fatalf("open: %v, want the injected error", err)
+			}
+			p := filepath.Join(dir, seg.Name(segSize)+wal.PartialSuffix)
+			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s left after its fsync failed: %v", filepath.Base(p), err)
+			}
+			synced = nil
+			s, err := openSegment(dir, seg, segSize, fl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.close()
+			if want := []string{p, dir}; !slices.Equal(synced, want) {
+				t.Errorf("the open after the failure fsynced %q, want %q", synced, want)
+			}
+		})
 	}
 }
 
