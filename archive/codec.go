@@ -229,14 +229,17 @@ func (c *Codec) checkEncrypted(key string, written time.Time) error {
 
 func (c *Codec) decode(key string, r io.Reader, md storage.Metadata, written time.Time) (io.ReadCloser, error) {
 	stored := &errReader{r: r}
-	var src io.Reader = stored
+	// The cap sits above errReader: going past it is the object's fault,
+	// not the store's, and no reason to retry.
+	capped := &storedCap{r: stored}
+	var src io.Reader = capped
 	var dec *crypto.Reader
 	if kid := md[MetaEncryptionKeyID]; kid != "" {
 		priv := c.PrivateKeys[kid]
 		if priv == nil {
 			return nil, &DecodeError{Key: key, Err: &noPrivateKeyError{key: key, kid: kid}}
 		}
-		dec = crypto.NewReader(stored, priv)
+		dec = crypto.NewReader(capped, priv)
 		src = dec
 	} else if err := c.checkEncrypted(key, written); err != nil {
 		return nil, err
@@ -255,7 +258,9 @@ func (c *Codec) decode(key string, r io.Reader, md storage.Metadata, written tim
 	if err != nil {
 		return nil, &DecodeError{Key: key, Err: err}
 	}
-	return &decoder{key: key, r: dr, src: stored, decrypt: dec, want: want}, nil
+	d := &decoder{key: key, r: dr, src: stored, decrypt: dec, want: want}
+	capped.dec = d
+	return d, nil
 }
 
 // streamMagics are the first bytes of every stream hoard and PGHoard
@@ -345,6 +350,9 @@ func (d *decoder) Read(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
 	}
+	if len(p) > decodeReadMax {
+		p = p[:decodeReadMax]
+	}
 	n, err := d.r.Read(p)
 	d.n += int64(n)
 	switch {
@@ -367,8 +375,13 @@ func (d *decoder) Read(p []byte) (int, error) {
 		d.err = fmt.Errorf("read %s: %w", d.key, err)
 	default:
 		if d.decrypt != nil && errors.Is(err, compress.ErrCorrupt) {
-			if _, derr := io.Copy(io.Discard, d.decrypt); errors.Is(derr, crypto.ErrTampered) {
+			switch _, derr := io.Copy(io.Discard, d.decrypt); {
+			case errors.Is(derr, crypto.ErrTampered):
 				err = derr
+			case errors.Is(derr, ErrStoredTooLarge):
+				// The HMAC is at the end, not read: both are
+				// the story.
+				err = fmt.Errorf("%w; %w", err, derr)
 			}
 		}
 		d.err = &DecodeError{Key: d.key, Err: err}
