@@ -108,7 +108,7 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 		}
 		if path.Clean(hdr.Name) == ControlBackupLabel && hdr.Typeflag == tar.TypeReg && hdr.Size <= maxLabelSize {
 			if label, err = io.ReadAll(tr); err != nil {
-				return nil, fmt.Errorf("read control tar: member %q: %w", hdr.Name, err)
+				return nil, fmt.Errorf("read control tar: member %s: %w", Quoted(hdr.Name), err)
 			}
 			continue
 		}

@@ -193,3 +193,26 @@ func TestManifest_Validate(t *testing.T) {
 		}
 	}
 }
+
+// TestReadControl_ErrLongName: a backup_label member named by a 1 MiB
+// path that cleans to backup_label ("././.../backup_label"), cut short,
+// is refused with an error quoting the name's start and length only.
+func TestReadControl_ErrLongName(t *testing.T) {
+	good := &Manifest{Chunks: []ManifestChunk{{ChunkFilename: "b/b.00000001.pghoard", InputSize: 10240}}}
+	js, _ := good.Marshal()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: ManifestName, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(js))})
+	tw.Write(js)
+	tw.WriteHeader(&tar.Header{Name: strings.Repeat("./", 1<<18) + ControlBackupLabel, Typeflag: tar.TypeReg, Mode: 0o600, Size: 1000})
+	tw.Write(bytes.Repeat([]byte("x"), 1000))
+	tw.Flush()
+	data := b.Bytes()[:b.Len()-700]
+	_, err := ReadControl(bytes.NewReader(data), nil)
+	if err == nil {
+		t.Fatal("read a control tar cut inside backup_label")
+	}
+	if n := len(err.Error()); n > 2048 || !strings.Contains(err.Error(), "././././") {
+		t.Errorf("error of %d bytes, want the name's start only: %.300s", n, err)
+	}
+}

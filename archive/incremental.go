@@ -43,7 +43,7 @@ func (a *Archive) ReadControlMember(ctx context.Context, key, name string) (*Man
 		}
 		if first {
 			if h.Name != ManifestName || h.Size > MaxManifestSize {
-				return nil, nil, fmt.Errorf("control object %s: first member is %q, not %s within %d bytes", key, h.Name, ManifestName, MaxManifestSize)
+				return nil, nil, fmt.Errorf("control object %s: first member is %s, not %s within %d bytes", key, Quoted(h.Name), ManifestName, MaxManifestSize)
 			}
 			js, err := io.ReadAll(tr)
 			if err != nil {

@@ -1,9 +1,14 @@
 package archive
 
 import (
+	"archive/tar"
+	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // chainOf makes backups started a day apart from 2024-03-01, parents[i]
@@ -74,5 +79,46 @@ func TestChain(t *testing.T) {
 	bs[0].Parent = bs[2].Name
 	if _, err := Chain(bs, bs[2]); !errors.Is(err, ErrNoParent) || !strings.Contains(err.Error(), "loops") {
 		t.Errorf("looping chain: %v, want ErrNoParent saying it loops (the daemon then takes a full backup)", err)
+	}
+}
+
+// TestArchive_ReadControlMember_ErrLongName: the names in a control tar
+// are the writer's (PAX lets one be 1 MiB); an error quoting one quotes
+// its start and length only, as security.md says of every planted name.
+func TestArchive_ReadControlMember_ErrLongName(t *testing.T) {
+	long := strings.Repeat("n", 1<<19)
+	for _, tt := range []struct {
+		name    string
+		members []string
+	}{
+		{"FirstMember", []string{long}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			for _, name := range tt.members {
+				if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: 2, Typeflag: tar.TypeReg}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tw.Write([]byte("{}")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			a := &Archive{Store: storage.NewMem(), Codec: &Codec{}, Layout: Layout{Prefix: "s"}, Site: "s"}
+			key := a.Layout.BackupKey("2024-03-01_00-00_0")
+			if _, err := a.Codec.Put(context.Background(), a.Store, key, &buf, -1, nil); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := a.ReadControlMember(context.Background(), key, ControlPGManifest)
+			if err == nil {
+				t.Fatal("read a control tar whose first member is no manifest")
+			}
+			if n := len(err.Error()); n > 2048 || !strings.Contains(err.Error(), "nnnnnnnn") {
+				t.Errorf("error of %d bytes, want the name's start only: %.300s", n, err)
+			}
+		})
 	}
 }
