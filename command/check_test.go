@@ -153,6 +153,32 @@ func TestCheck_Site(t *testing.T) {
 	})
 }
 
+// TestCheck_DefaultSlot: a streaming site whose node names no slot
+// streams over hoard_<site> (the README's daemon configuration), and check
+// looks at that slot as at a named one: it said nothing of the slot, also
+// when max_replication_slots left no room to create it and the daemon
+// could not start streaming.
+func TestCheck_DefaultSlot(t *testing.T) {
+	node := func(c *pgtest.Cluster) map[string]any {
+		n := clusterNode(c)
+		delete(n, "slot")
+		return n
+	}
+	t.Run("OK", func(t *testing.T) {
+		c := pgtest.Start(t, pgtest.Options{Debian: true})
+		_, out := runCheckSite(t, checkSite(t, storetest.Local(t), "pg_receivexlog", node(c)))
+		wantLines(t, out, "ok       postgresql node 0: replication slot hoard_db does not exist yet: hoard daemon creates it")
+	})
+	t.Run("ErrNoRoom", func(t *testing.T) {
+		c := pgtest.Start(t, pgtest.Options{Debian: true, Conf: map[string]string{"max_replication_slots": "0"}})
+		code, out := runCheckSite(t, checkSite(t, storetest.Local(t), "pg_receivexlog", node(c)))
+		if code != ExitFailure {
+			t.Errorf("check: exit %d, want %d", code, ExitFailure)
+		}
+		wantLines(t, out, "FAILED   postgresql node 0: replication slot hoard_db does not exist and cannot be created: max_replication_slots is 0")
+	})
+}
+
 // TestCheck_ArchiveCommandOther: an archive_command that runs another
 // tool's wal-push (wal-g's) is not hoard's, and the variable assignment in
 // front of it, which may hold a secret, is not printed.

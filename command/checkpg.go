@@ -1,6 +1,7 @@
 package command
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -34,7 +35,9 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	streaming := walMode(env.site.ActiveBackupMode) == daemon.WALStream
 	slot := ""
 	if streaming {
-		slot = n.Slot
+		// The slot the daemon streams over (daemonSite): hoard_<site>
+		// when the node names none.
+		slot = cmp.Or(n.Slot, defaultSlot(env.name))
 	}
 	s, err := replication.QuerySetup(ctx, n.ConnString(), slot)
 	if err != nil {
