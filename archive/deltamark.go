@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -24,11 +26,13 @@ import (
 //     Its bundle folder is then not empty while it runs, and, as it
 //     stores the marker again every DeltaRunningRefresh
 //     (KeepDeltaRunning), never without an object written within a day.
-//     Retention may miss the backup only while the marker is not there:
-//     before each new write and before its control object, the backup
-//     checks that the marker is as it last stored it (CheckDeltaRunning),
-//     and fails when it is not, or when a write of it failed, which may
-//     have removed it (ErrDeltaMarkerLost).
+//     Retention may miss the backup only while the marker is not there
+//     or is a day old: before each new write, after a write that failed
+//     (which may have removed it) and before its control object, the
+//     backup checks that the marker is as it last stored it and within
+//     deltaRunningValid of that write (CheckDeltaRunning), and fails when
+//     it is not (ErrDeltaMarkerLost); a failed write that left it so is
+//     tried again.
 //   - ApplyRetention, before it deletes any delta object, stores its own
 //     marker under basebackup_delta_chunk/hoard-retention/, then looks
 //     for a backup the plan did not see (a recent object in a bundle folder
@@ -207,25 +211,43 @@ func (a *Archive) deltaUnseen(ctx context.Context, plan RetentionPlan) (string, 
 // its marker again (KeepDeltaRunning): a quarter of OrphanMinAge.
 const DeltaRunningRefresh = OrphanMinAge / 4
 
+// deltaRunningValid is how long after its last write a running delta
+// backup counts on its marker to show it to retention. Retention counts
+// the marker until it is OrphanMinAge old by its own clock (orphanAged,
+// deltaUnseen); the DeltaRunningRefresh left covers clocks that disagree
+// (the backup's host, the storage's, retention's host) and the time from
+// the backup's last check to its control object.
+const deltaRunningValid = OrphanMinAge - DeltaRunningRefresh
+
+// deltaRunningRetry is how soon KeepDeltaRunning tries again to store a
+// marker whose write failed but which is still as the backup stored it
+// (unless a tick comes first). The store's own retries (storage.Retry)
+// came before, so the storage may be down for a while: each try is one
+// more write, and a backup may spend hours trying.
+const deltaRunningRetry = time.Minute
+
 // ErrDeltaMarkerLost is returned when a running delta backup's marker is
 // not in the store as the backup last stored it: gone (deleted by
 // someone else, or by the local store itself when a write of it failed
-// halfway), written since by another writer, or not stored again. There
-// may have been a moment when a retention run did not see the backup and
-// deleted delta objects it reuses, so the backup must not be completed.
+// halfway), written since by another writer, or not stored again before
+// retention may stop counting it. There may have been a moment when a
+// retention run did not see the backup and deleted delta objects it
+// reuses, so the backup must not be completed.
 var ErrDeltaMarkerLost = errors.New("delta backup's marker lost while it ran")
 
 // CheckDeltaRunning returns nil when delta backup name's marker is in the
-// store as the backup last stored it: its time of writing by the
-// storage's clock (storedAt) is at, the time MarkDeltaRunning or
-// KeepDeltaRunning returned for the backup's last write. Otherwise the
+// store as the backup last stored it, and retention still counts it at
+// now: its time of writing by the storage's clock (storedAt) is at, the
+// time MarkDeltaRunning or KeepDeltaRunning returned for the backup's
+// last write, and now is within deltaRunningValid of at. Otherwise the
 // error wraps ErrDeltaMarkerLost (or is the store's, when it cannot
 // tell). The marker is stored whole or not at all and every write of it
 // moves that time (the inode change time on a local store, which an
 // unlink and a new link move too), so the same time means nobody removed
 // or replaced it since; on SFTP, whose time is the modification time,
-// only the backup's own writes are told apart.
-func (a *Archive) CheckDeltaRunning(ctx context.Context, name string, at time.Time) error {
+// only the backup's own writes are told apart. A marker whose store
+// records no time (at zero) never ages, for retention as here.
+func (a *Archive) CheckDeltaRunning(ctx context.Context, name string, at, now time.Time) error {
 	key := a.Layout.DeltaRunningKey(name)
 	o, err := a.Store.Stat(ctx, key)
 	switch {
@@ -236,6 +258,9 @@ func (a *Archive) CheckDeltaRunning(ctx context.Context, name string, at time.Ti
 	case !storedAt(o).Equal(at):
 		return fmt.Errorf("%w: %s was written at %s by another writer, not at %s by this backup",
 			ErrDeltaMarkerLost, key, storedAt(o).UTC().Format(time.RFC3339Nano), at.UTC().Format(time.RFC3339Nano))
+	case !at.IsZero() && now.Sub(at) > deltaRunningValid:
+		return fmt.Errorf("%w: %s was last stored at %s, more than %s before %s: retention stops counting it %s after it was stored",
+			ErrDeltaMarkerLost, key, at.UTC().Format(time.RFC3339Nano), deltaRunningValid, now.UTC().Format(time.RFC3339Nano), OrphanMinAge)
 	}
 	return nil
 }
@@ -251,40 +276,82 @@ func (a *Archive) CheckDeltaRunning(ctx context.Context, name string, at time.Ti
 // it, so that the folder was always written to within
 // DeltaRunningRefresh. Looking first matters: a marker someone deleted
 // between two ticks, stored again, would hide that retention may not
-// have seen the backup meanwhile.
+// have seen the backup meanwhile. The tick's time is the clock the
+// marker's age is judged by (tests simulate it).
+//
+// A write that fails (after the store's own retries, storage.Retry) may
+// have removed the marker (the local store removes a key whose directory
+// fsync failed, the previous copy with it) or left it as it was (S3,
+// GCS, Azure and Swift keep an object whose new write failed). So it
+// looks again: a marker still as the backup stored it was seen by
+// retention all along, and the write is tried again every
+// deltaRunningRetry (or at the next tick) while the marker stays so and
+// within deltaRunningValid of its last write.
 //
 // It returns when ctx ends, with the storage's time of the last write,
 // for the caller's own CheckDeltaRunning before it completes the backup
 // (a write cut by ctx is left to that check). It returns early with an
-// error wrapping ErrDeltaMarkerLost when the marker was not as stored or
-// a write failed: a failed write may have removed the marker (the local
-// store removes a key whose directory fsync failed, the previous copy
-// with it), and retention may then not see the backup, so the caller
-// must fail the backup rather than complete it. The store's own retries
-// (storage.Retry) come before that.
-func (a *Archive) KeepDeltaRunning(ctx context.Context, name string, at time.Time, tick <-chan time.Time) (time.Time, error) {
+// error wrapping ErrDeltaMarkerLost when the marker was not as stored,
+// or could not be stored again before it would stop counting: retention
+// may then not see the backup, so the caller must fail the backup rather
+// than complete it.
+func (a *Archive) KeepDeltaRunning(ctx context.Context, name string, at time.Time, tick <-chan time.Time, log zerolog.Logger) (time.Time, error) {
 	for {
+		var now time.Time
 		select {
 		case <-ctx.Done():
 			return at, nil
-		case <-tick:
+		case now = <-tick:
 		}
-		if err := a.CheckDeltaRunning(ctx, name, at); err != nil {
-			if ctx.Err() != nil {
-				return at, nil
-			}
-			if !errors.Is(err, ErrDeltaMarkerLost) {
-				err = fmt.Errorf("%w: %w", ErrDeltaMarkerLost, err)
-			}
+		t, err := a.refreshDeltaRunning(ctx, name, at, now, tick, log)
+		if ctx.Err() != nil {
+			return at, nil
+		}
+		if err != nil {
 			return at, err
 		}
-		t, err := a.MarkDeltaRunning(ctx, name)
-		if err != nil {
-			if ctx.Err() != nil {
-				return at, nil
-			}
-			return at, fmt.Errorf("%w: %w", ErrDeltaMarkerLost, err)
-		}
 		at = t
+	}
+}
+
+// refreshDeltaRunning stores delta backup name's marker again for
+// KeepDeltaRunning, at a tick at now, trying again while the marker stays
+// as stored at at and valid, and returns the time of the new write. The
+// clock is now moved on by the time since, or the next tick's.
+func (a *Archive) refreshDeltaRunning(ctx context.Context, name string, at, now time.Time, tick <-chan time.Time, log zerolog.Logger) (time.Time, error) {
+	since := time.Now()
+	clock := func() time.Time { return now.Add(time.Since(since)) }
+	for {
+		err := a.CheckDeltaRunning(ctx, name, at, clock())
+		if errors.Is(err, ErrDeltaMarkerLost) || ctx.Err() != nil {
+			return at, err
+		}
+		if err == nil {
+			t, werr := a.MarkDeltaRunning(ctx, name)
+			if werr == nil || ctx.Err() != nil {
+				return t, werr
+			}
+			// Gone (the local store removed it) or not as stored: lost.
+			if cerr := a.CheckDeltaRunning(ctx, name, at, clock()); errors.Is(cerr, ErrDeltaMarkerLost) {
+				return at, fmt.Errorf("%w; storing it again: %w", cerr, werr)
+			}
+			err = werr
+		}
+		// The marker was there as stored (or the store could not tell):
+		// retention counts it until it expires. The next try must come
+		// before that.
+		if !at.IsZero() && clock().Add(deltaRunningRetry).Sub(at) > deltaRunningValid {
+			return at, fmt.Errorf("%w: %s not stored again within %s of its last write at %s: %w",
+				ErrDeltaMarkerLost, a.Layout.DeltaRunningKey(name), deltaRunningValid, at.UTC().Format(time.RFC3339Nano), err)
+		}
+		log.Warn().Err(err).Str("key", a.Layout.DeltaRunningKey(name)).Time("stored", at).
+			Msg("delta backup's marker not stored again; the previous one still counts: trying again")
+		select {
+		case <-ctx.Done():
+			return at, nil
+		case <-time.After(deltaRunningRetry):
+		case now = <-tick:
+			since = time.Now()
+		}
 	}
 }

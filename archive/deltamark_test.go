@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -94,7 +97,7 @@ func TestArchive_KeepDeltaRunning(t *testing.T) {
 	}
 	done := make(chan kept, 1)
 	go func(at time.Time) {
-		last, err := a.KeepDeltaRunning(kctx, name, at, tick)
+		last, err := a.KeepDeltaRunning(kctx, name, at, tick, zerolog.Nop())
 		done <- kept{last, err}
 	}(at)
 	marker := a.Layout.DeltaRunningKey(name)
@@ -158,6 +161,30 @@ func (s syncFailStore) Put(ctx context.Context, key string, r io.Reader, md stor
 	return fmt.Errorf("put %s: sync directory: %w", key, syscall.EIO)
 }
 
+// errPutKept is the error of keptFailStore's failed Puts.
+var errPutKept = errors.New("put: service unavailable")
+
+// keptFailStore fails every Put of key while fail is set, leaving the
+// object as it was, as S3 and the other object stores leave one whose
+// new PUT failed. failed receives once after each failed Put.
+type keptFailStore struct {
+	storage.Store
+	key    string
+	fail   atomic.Bool
+	failed chan struct{}
+}
+
+func (s *keptFailStore) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if key != s.key || !s.fail.Load() {
+		return s.Store.Put(ctx, key, r, md)
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	s.failed <- struct{}{}
+	return errPutKept
+}
+
 // TestArchive_KeepDeltaRunningLost: a running delta backup's marker that
 // is not as the backup last stored it when KeepDeltaRunning comes to
 // store it again (deleted or written again by someone who can write the
@@ -178,7 +205,7 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.CheckDeltaRunning(ctx, name, at); err != nil {
+		if err := a.CheckDeltaRunning(ctx, name, at, time.Now()); err != nil {
 			t.Fatalf("the marker as stored: %v", err)
 		}
 		return a, a.Layout.DeltaRunningKey(name), at
@@ -197,7 +224,7 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 		}
 		done := make(chan kept, 1)
 		go func() {
-			last, err := a.KeepDeltaRunning(kctx, name, at, tick)
+			last, err := a.KeepDeltaRunning(kctx, name, at, tick, zerolog.Nop())
 			done <- kept{last, err}
 		}()
 		select {
@@ -215,7 +242,7 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 		if err != nil || !last.After(at) {
 			t.Fatalf("KeepDeltaRunning = %s, %v; want a write after %s", last, err, at)
 		}
-		if err := a.CheckDeltaRunning(ctx, name, last); err != nil {
+		if err := a.CheckDeltaRunning(ctx, name, last, time.Now()); err != nil {
 			t.Errorf("the marker as stored again: %v", err)
 		}
 	})
@@ -254,7 +281,7 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 			a, key, at := setup(t)
 			time.Sleep(10 * time.Millisecond) // a later time, on any file system's clock
 			tc.meddle(t, a, key)
-			if err := a.CheckDeltaRunning(ctx, name, at); !errors.Is(err, ErrDeltaMarkerLost) {
+			if err := a.CheckDeltaRunning(ctx, name, at, time.Now()); !errors.Is(err, ErrDeltaMarkerLost) {
 				t.Errorf("CheckDeltaRunning = %v, want ErrDeltaMarkerLost", err)
 			}
 			if _, err := keep(t, a, at); !errors.Is(err, ErrDeltaMarkerLost) {
@@ -268,8 +295,118 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 		if _, err := keep(t, a, at); !errors.Is(err, ErrDeltaMarkerLost) || !errors.Is(err, syscall.EIO) {
 			t.Errorf("KeepDeltaRunning = %v, want ErrDeltaMarkerLost and the store's EIO", err)
 		}
-		if err := a.CheckDeltaRunning(ctx, name, at); !errors.Is(err, ErrDeltaMarkerLost) {
+		if err := a.CheckDeltaRunning(ctx, name, at, time.Now()); !errors.Is(err, ErrDeltaMarkerLost) {
 			t.Errorf("CheckDeltaRunning after the failed write = %v, want ErrDeltaMarkerLost", err)
+		}
+	})
+	// runKeep runs KeepDeltaRunning in the background; done receives
+	// what it returned.
+	type kept struct {
+		at  time.Time
+		err error
+	}
+	runKeep := func(t *testing.T, a *Archive, at time.Time) (tick chan time.Time, done chan kept, cancel func()) {
+		tick = make(chan time.Time)
+		kctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		done = make(chan kept, 1)
+		go func() {
+			last, err := a.KeepDeltaRunning(kctx, name, at, tick, zerolog.Nop())
+			done <- kept{last, err}
+		}()
+		return tick, done, cancel
+	}
+	// tickFail ticks KeepDeltaRunning at now and waits for the write that
+	// s fails; it fails the test if KeepDeltaRunning returned instead.
+	tickFail := func(t *testing.T, tick chan time.Time, done chan kept, s *keptFailStore, now time.Time) {
+		t.Helper()
+		select {
+		case tick <- now:
+		case k := <-done:
+			t.Fatalf("KeepDeltaRunning = %s, %v after a write that failed leaving the marker as stored; want it to try again", k.at, k.err)
+		}
+		select {
+		case <-s.failed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("at %s: the marker was not stored again", now)
+		}
+	}
+	// A write that fails leaving the marker as the backup stored it (S3)
+	// is tried again: retention saw the marker all along. The ticks:
+	// the first write fails, the second stores the marker again, the
+	// third fails again (KeepDeltaRunning takes it only once done with
+	// the second, and is then waiting to try again: nothing is in flight
+	// when it is stopped).
+	t.Run("OKWriteFailsKept", func(t *testing.T) {
+		a, key, at := setup(t)
+		s := &keptFailStore{Store: a.Store, key: key, failed: make(chan struct{}, 1)}
+		s.fail.Store(true)
+		a.Store = s
+		tick, done, cancel := runKeep(t, a, at)
+		tickFail(t, tick, done, s, time.Now())
+		s.fail.Store(false)
+		select {
+		case tick <- time.Now():
+		case k := <-done:
+			t.Fatalf("KeepDeltaRunning = %s, %v after a write that failed leaving the marker as stored; want it to try again", k.at, k.err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			o, err := a.Store.Stat(ctx, key)
+			if err == nil && !storedAt(o).Equal(at) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("marker %+v, %v; want it stored again", o, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		s.fail.Store(true)
+		tickFail(t, tick, done, s, time.Now())
+		o, err := a.Store.Stat(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		k := <-done
+		if k.err != nil || !k.at.Equal(storedAt(o)) || !k.at.After(at) {
+			t.Fatalf("KeepDeltaRunning = %s, %v; want the second write's time %s, after %s", k.at, k.err, storedAt(o), at)
+		}
+		if err := a.CheckDeltaRunning(ctx, name, k.at, time.Now()); err != nil {
+			t.Errorf("the marker as stored again: %v", err)
+		}
+	})
+	// Writes that keep failing, leaving the marker as stored, are tried
+	// again while retention counts it: up to DeltaRunningRefresh before a
+	// day after its last write (simulated times: the ticks' and the
+	// store's). Then the marker may expire before it is stored again.
+	t.Run("ErrWriteFailsKeptExpires", func(t *testing.T) {
+		a, key, _ := setup(t)
+		at := time.Date(2024, 3, 8, 11, 0, 0, 0, time.UTC)
+		ageKeys(a, []string{key}, at)
+		s := &keptFailStore{Store: a.Store, key: key, failed: make(chan struct{}, 1)}
+		s.fail.Store(true)
+		a.Store = s
+		tick, done, _ := runKeep(t, a, at)
+		for _, d := range []time.Duration{DeltaRunningRefresh, 2 * DeltaRunningRefresh, OrphanMinAge - DeltaRunningRefresh - 30*time.Second} {
+			tickFail(t, tick, done, s, at.Add(d))
+		}
+		var k kept
+		select {
+		case k = <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("KeepDeltaRunning still runs with the marker about to expire")
+		}
+		if !errors.Is(k.err, ErrDeltaMarkerLost) || !errors.Is(k.err, errPutKept) || !k.at.Equal(at) {
+			t.Errorf("KeepDeltaRunning = %s, %v; want %s and ErrDeltaMarkerLost with the store's error", k.at, k.err, at)
+		}
+		// The backup's own check says the same once the marker is older
+		// than that, not before.
+		if err := a.CheckDeltaRunning(ctx, name, at, at.Add(deltaRunningValid)); err != nil {
+			t.Errorf("CheckDeltaRunning %s after the last write = %v, want nil", deltaRunningValid, err)
+		}
+		if err := a.CheckDeltaRunning(ctx, name, at, at.Add(deltaRunningValid+time.Second)); !errors.Is(err, ErrDeltaMarkerLost) {
+			t.Errorf("CheckDeltaRunning %s after the last write = %v, want ErrDeltaMarkerLost", deltaRunningValid+time.Second, err)
 		}
 	})
 }

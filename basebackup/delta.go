@@ -65,10 +65,11 @@ const DefaultDeltaMinFileSize = 10 << 20
 // other is read back first, and stored over when it does not hold the
 // digest's bytes (deltatrust.go). Before the control object is stored,
 // every reused or stored-over object is checked to exist still
-// (settleReused), the backup's marker to be as it last stored it, with no
-// write of it failed (checkDeltaMarker: else a retention run may have
-// missed the backup and deleted a reused object after that check, and
-// the backup fails), and, in a site that encrypts, the backup's
+// (settleReused), the backup's marker to be as it last stored it and
+// still counted by retention, however many writes of it failed
+// (checkDeltaMarker: else a retention run may have missed the backup and
+// deleted a reused object after that check, and the backup fails), and,
+// in a site that encrypts, the backup's
 // reference list is stored (archive.Archive.StoreDeltaRefs), which
 // retention reads where it has only the public key.
 
@@ -135,7 +136,7 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 			tick = l.o.deltaMarkerTick
 		}
 		// Read by checkDeltaMarker once stopDeltaMarker returned.
-		l.deltaMarkedAt, l.deltaMarkerErr = l.o.Archive.KeepDeltaRunning(ctx, l.name, marked, tick)
+		l.deltaMarkedAt, l.deltaMarkerErr = l.o.Archive.KeepDeltaRunning(ctx, l.name, marked, tick, l.log)
 	})
 	dr := &deltaResult{manifest: &archive.DeltaManifest{}}
 	dm := dr.manifest
@@ -882,9 +883,11 @@ func (l *localBackup) settleReused(ctx context.Context, marked time.Time, files 
 
 // checkDeltaMarker stops storing the delta backup's marker again and
 // returns an error unless retention saw the marker all along, as the
-// backup last stored it: no write of it failed
-// (archive.Archive.KeepDeltaRunning), and it is still in the store as
-// written then (archive.Archive.CheckDeltaRunning). Otherwise a
+// backup last stored it: archive.Archive.KeepDeltaRunning did not find
+// it lost (a write that failed removing it, or failing until it would no
+// longer count), and it is still in the store as written then and
+// counted by retention now (archive.Archive.CheckDeltaRunning); a write
+// that failed leaving it so does not matter. Otherwise a
 // retention run may have missed the backup and deleted delta objects it
 // reuses after settleReused checked them, and the backup must fail
 // before it is listed.
@@ -892,7 +895,7 @@ func (l *localBackup) checkDeltaMarker(ctx context.Context) error {
 	l.stopDeltaMarker()
 	err := l.deltaMarkerErr
 	if err == nil {
-		err = l.o.Archive.CheckDeltaRunning(ctx, l.name, l.deltaMarkedAt)
+		err = l.o.Archive.CheckDeltaRunning(ctx, l.name, l.deltaMarkedAt, time.Now())
 	}
 	if err != nil {
 		return fmt.Errorf("basebackup: %w: retention may have deleted delta objects this backup reuses, so it is not stored as a backup; take it again", err)

@@ -50,11 +50,14 @@ func (s agedFolder) Stat(ctx context.Context, key string) (storage.Object, error
 // markerSyncFail fails the next Put of a delta backup's marker once fail
 // is set, as the local store fails one whose directory fsync failed after
 // it renamed the new file over the key: the key is removed, the previous
-// copy with it. failed is closed after that Put.
+// copy with it. With keep set, the previous copy stays, as on S3 (a PUT
+// that fails leaves the object as it was). failed is closed after that
+// Put.
 type markerSyncFail struct {
 	storage.Store
 	fail   *atomic.Bool
 	failed chan struct{}
+	keep   bool
 }
 
 func (s markerSyncFail) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
@@ -64,7 +67,10 @@ func (s markerSyncFail) Put(ctx context.Context, key string, r io.Reader, md sto
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return err
 	}
-	err := s.Store.Delete(ctx, key)
+	var err error
+	if !s.keep {
+		err = s.Store.Delete(ctx, key)
+	}
 	if s.fail.CompareAndSwap(true, false) {
 		close(s.failed)
 	}
@@ -95,7 +101,10 @@ func (s markerSyncFail) Put(ctx context.Context, key string, r io.Reader, md sto
 // Before, each backup completed and was listed with x deleted: its
 // restore would fail. Now each fails with ErrDeltaMarkerLost, and its
 // name is not listed. The marker kept as stored (OK) lets the same
-// backup complete, with x kept by retention.
+// backup complete, with x kept by retention; so does a refresh that
+// fails leaving the marker as it was (WriteFailsKept: S3 keeps an object
+// whose new PUT failed), which retention still sees, within a day of its
+// last write.
 func TestRunDelta_MarkerLost(t *testing.T) {
 	major := pgtest.Versions()[len(pgtest.Versions())-1]
 	ctx := testContext(t)
@@ -108,23 +117,17 @@ func TestRunDelta_MarkerLost(t *testing.T) {
 		// retention run (beforeControl); back runs after it.
 		lose, back func(t *testing.T, a *archive.Archive, key string, s markerSyncFail, tick chan time.Time)
 		ok         bool
+		keep       bool // the failed write leaves the marker (markerSyncFail.keep)
 	}{
 		{name: "OK", ok: true},
-		{name: "WriteFails", lose: func(t *testing.T, _ *archive.Archive, _ string, s markerSyncFail, tick chan time.Time) {
-			s.fail.Store(true)
-			tick <- time.Now()
-			select {
-			case <-s.failed:
-			case <-ctx.Done():
-				t.Fatal("the marker was not stored again at the tick")
-			}
-		}},
+		{name: "WriteFails", lose: failRefresh(ctx)},
 		{name: "Deleted", lose: func(t *testing.T, a *archive.Archive, key string, _ markerSyncFail, _ chan time.Time) {
 			if err := a.Store.Delete(ctx, key); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{name: "DeletedStoredBack"},
+		{name: "WriteFailsKept", lose: failRefresh(ctx), keep: true, ok: true},
 	}
 	var saved []byte
 	var savedMD storage.Metadata
@@ -159,7 +162,7 @@ func TestRunDelta_MarkerLost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := markerSyncFail{Store: a.Store, fail: &atomic.Bool{}, failed: make(chan struct{})}
+			s := markerSyncFail{Store: a.Store, fail: &atomic.Bool{}, failed: make(chan struct{}), keep: tc.keep}
 			ba := *a
 			ba.Store = s
 			opts.Archive = &ba
@@ -215,6 +218,21 @@ func TestRunDelta_MarkerLost(t *testing.T) {
 				t.Errorf("%d backups listed, want 1: the one retention kept, not the failed one", n)
 			}
 		})
+	}
+}
+
+// failRefresh returns a lose of TestRunDelta_MarkerLost that makes the
+// marker's refresh at the next tick fail (markerSyncFail), and waits for
+// it.
+func failRefresh(ctx context.Context) func(t *testing.T, _ *archive.Archive, _ string, s markerSyncFail, tick chan time.Time) {
+	return func(t *testing.T, _ *archive.Archive, _ string, s markerSyncFail, tick chan time.Time) {
+		s.fail.Store(true)
+		tick <- time.Now()
+		select {
+		case <-s.failed:
+		case <-ctx.Done():
+			t.Fatal("the marker was not stored again at the tick")
+		}
 	}
 }
 

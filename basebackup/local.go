@@ -439,7 +439,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		// reused delta object before the listing. The backup is listed
 		// already (a retention run may count it), so it is not deleted
 		// again here: the error says to check it.
-		if err := o.Archive.CheckDeltaRunning(ctx, l.name, l.deltaMarkedAt); err != nil {
+		if err := o.Archive.CheckDeltaRunning(ctx, l.name, l.deltaMarkedAt, time.Now()); err != nil {
 			return nil, fmt.Errorf("basebackup: backup %s is stored, but %w: run hoard verify --restore before relying on it, and take a new backup", l.name, err)
 		}
 		// A marker left behind (the delete failed) is harmless:
