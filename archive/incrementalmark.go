@@ -42,7 +42,12 @@ import (
 //     Retention then deletes it. A backup
 //     that runs for longer stores a new marker every
 //     IncrementalMarkerRefresh and deletes the previous one
-//     (KeepIncrementalMarker), so its own never goes stale.
+//     (KeepIncrementalMarker), so its own never goes stale while those
+//     writes succeed. One that went (stale, or deleted by someone) may
+//     have let retention delete the chain at any moment: the backup
+//     stores a new marker just before its last check of the chain, so
+//     the check refuses a deletion before it and retention keeps the
+//     chain after it.
 //
 // Someone who can write to the bucket can plant markers: a marker only
 // ever makes retention keep backups (and their WAL), and a planted one
@@ -236,9 +241,10 @@ const IncrementalMarkerRefresh = OrphanMinAge / 4
 // previous one; one is always stored. It returns when ctx ends, with the
 // key of the marker stored last (the one a failed backup deletes). A new
 // marker that fails to store is logged and tried at the next tick: the
-// previous one counts meanwhile. Should none store for a day, the
-// backup's last check of its parent's chain (before its control object)
-// still refuses a chain that retention deleted.
+// previous one counts meanwhile. Should none store for a day, retention
+// may delete the chain: the backup stores a new marker before its last
+// check of its parent's chain (before its control object), which refuses
+// a chain deleted before it, and keeps retention from deleting it after.
 func (a *Archive) KeepIncrementalMarker(ctx context.Context, key string, tick <-chan time.Time, log zerolog.Logger) string {
 	parent, _, _ := strings.Cut(strings.TrimPrefix(key, a.Layout.incrementalMarkerDir()), "/")
 	for {

@@ -80,10 +80,14 @@
 // the chain; checks that the chain is still stored (a retention run may
 // have deleted it before the marker: the parent is chosen again, up to
 // three times); then sends the parent's backup_manifest (UPLOAD_MANIFEST)
-// and BASE_BACKUP INCREMENTAL. Before the control object it checks the
-// chain once more: a backup of it gone (deleted by hand, or by retention
-// that does not read the markers) fails the backup with ErrNoParent
-// rather than store one that cannot be restored. A failed backup deletes
+// and BASE_BACKUP INCREMENTAL. Before the control object it stores a new
+// marker in place of its last one, which may no longer count (deleted,
+// or stale when none could be stored for a day), then checks the chain
+// once more: a backup of it gone (deleted by hand, by retention that does
+// not read the markers, or by retention while the marker did not count)
+// fails the backup with ErrNoParent rather than store one that cannot be
+// restored, and the new marker keeps the chain from retention after that
+// check. A failed backup deletes
 // its marker. A completed one leaves it, so that a retention run planned
 // before the backup was listed still sees it when it deletes, and so
 // does a crash; a marker counts until it is a day old and older than the

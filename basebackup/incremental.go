@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -182,16 +183,45 @@ func (r *run) checkParent(ctx context.Context, p *parentBackup) error {
 // keepMarker keeps the backup's marker from going stale while the backup
 // runs, however long (archive.KeepIncrementalMarker), until the returned
 // stop is called; stop waits for it and records the marker stored last
-// in r.marker, the one unmark deletes.
+// in r.marker, the one unmark deletes. stop may be called more than once.
 func (r *run) keepMarker(ctx context.Context) (stop func()) {
 	key := r.marker
 	wait := keepMarker(ctx, archive.IncrementalMarkerRefresh, func(ctx context.Context, tick <-chan time.Time) {
 		key = r.o.Archive.KeepIncrementalMarker(ctx, key, tick, r.log)
 	})
-	return func() {
+	return sync.OnceFunc(func() {
 		wait()
 		r.marker = key
+	})
+}
+
+// markAgain stores a new marker of p in place of the backup's last one
+// (r.marker, once keepMarker stopped), before the backup's last check of
+// p's chain (checkParent) and its control object. The last one may no
+// longer count: deleted by someone who can write the storage, or stale
+// (no new one stored for a day: KeepIncrementalMarker only logs a
+// failure), after a newer backup started. A retention run that then
+// listed the markers may delete a backup of the chain at any moment,
+// also after that check and before the backup is listed (or after,
+// applying a plan made before), and the backup would be listed with its
+// parent gone. The check catches a deletion before it; once the new
+// marker is stored, a run that lists the markers afterwards keeps the
+// chain, and the marker stays with the completed backup for a day. A
+// new marker that fails to store fails the backup (the control object
+// would be stored right after it).
+func (r *run) markAgain(ctx context.Context, p *parentBackup) error {
+	next, err := r.o.Archive.MarkIncrementalParent(ctx, p.info.Name)
+	if err != nil {
+		return fmt.Errorf("basebackup: %w", err)
 	}
+	prev := r.marker
+	r.marker = next
+	// A failed delete leaves both markers: the older one goes once it
+	// is stale.
+	if err := r.o.Archive.Store.Delete(ctx, prev); err != nil {
+		r.log.Warn().Err(err).Str("key", prev).Msg("incremental backup's previous marker not deleted: retention deletes it once it is stale")
+	}
+	return nil
 }
 
 // unmark deletes the backup's marker (a failed backup's), under a context

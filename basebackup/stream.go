@@ -142,12 +142,14 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
 	}
 	var parent *parentBackup
+	stopMarker := func() {}
 	if o.Incremental {
 		var err error
 		if parent, err = r.prepareIncremental(gctx, repl); err != nil {
 			return nil, err
 		}
-		defer r.keepMarker(ctx)()
+		stopMarker = r.keepMarker(ctx)
+		defer stopMarker()
 	}
 	bb, err := repl.StartBaseBackup(gctx, replication.BaseBackupOptions{
 		Label:    o.Label,
@@ -228,8 +230,13 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		return nil, fmt.Errorf("basebackup: server sent no %s", r.missing())
 	}
 	if parent != nil {
-		// Its marker kept the chain from retention that knows it;
-		// the last check before the backup is listed.
+		// Its marker kept the chain from retention that knows it, while
+		// it counted; a new one, then the last check before the backup
+		// is listed (markAgain).
+		stopMarker()
+		if err := r.markAgain(ctx, parent); err != nil {
+			return nil, err
+		}
 		if err := r.checkParent(ctx, parent); err != nil {
 			return nil, err
 		}

@@ -3,9 +3,11 @@ package restore
 import (
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +199,127 @@ func incrementalBesideRetention(t *testing.T, major int, config func(testing.TB)
 			t.Errorf("%d chunks of %s left (%v), want its %d: the failed backup deletes only its own objects", n, p.Name, err, p.ChunkCount)
 		}
 	})
+}
+
+// staleMarkers shows the markers of incremental backups among keys as
+// written two days ago (storage.Object.Changed), over a real store: as
+// retention sees a marker whose backup failed to store it again for more
+// than a day (KeepIncrementalMarker; the storage was down), after which
+// a newer backup started.
+type staleMarkers struct {
+	storage.Store
+	keys map[string]bool
+}
+
+func (s staleMarkers) age(o storage.Object) storage.Object {
+	if s.keys[o.Key] {
+		o.Changed = time.Now().Add(-2 * archive.OrphanMinAge)
+	}
+	return o
+}
+
+func (s staleMarkers) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	return s.Store.List(ctx, prefix, func(o storage.Object) error { return fn(s.age(o)) })
+}
+
+func (s staleMarkers) Stat(ctx context.Context, key string) (storage.Object, error) {
+	o, err := s.Store.Stat(ctx, key)
+	return s.age(o), err
+}
+
+// beforePut runs before, once, ahead of the first Put that match accepts.
+type beforePut struct {
+	storage.Store
+	match  func(key string) bool
+	once   *sync.Once
+	before func()
+}
+
+func (s beforePut) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if s.match(key) {
+		s.once.Do(s.before)
+	}
+	return s.Store.Put(ctx, key, r, md)
+}
+
+// TestRun_IncrementalMarkerStale: an incremental backup I of a real
+// PostgreSQL 18 (local storage) against P whose marker stopped
+// counting while it ran (staleMarkers: a day without a new marker stored),
+// after a full backup F completed. Retention with basebackup_count=1 runs
+// after I's last check of P's chain, just before I's control object. I
+// must not complete as an incremental of a backup that retention deleted:
+// before, retention deleted P (the marker stale) and I completed, listed,
+// with its parent gone. Now I stores a new marker before that check,
+// which retention sees: P is kept and I's chain is whole.
+func TestRun_IncrementalMarkerStale(t *testing.T) {
+	src, _ := pgtest.StartArchiving(t, pgtest.Options{Major: 18, Conf: map[string]string{"summarize_wal": "on"}})
+	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	ctx := incrContext(t)
+	c := &archive.Codec{Compression: "zstd"}
+	archivetest.AddKeys(t, c)
+	a := &archive.Archive{Store: storetest.Open(t, storetest.Local(t)), Codec: c, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+	p := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 3 where aid % 60 = 0")
+
+	markerDir := a.Layout.Dir(archive.BasebackupChunkDir) + "hoard-incremental/"
+	stale := staleMarkers{Store: a.Store, keys: map[string]bool{}}
+	var plan archive.RetentionPlan
+	ran := false
+	retain := func() {
+		ran = true
+		ra := *a
+		ra.Store = stale
+		var err error
+		if plan, err = ra.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now()); err != nil {
+			t.Errorf("plan retention: %v", err)
+			return
+		}
+		if _, err := ra.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+			t.Errorf("apply retention: %v", err)
+		}
+	}
+	isControl := func(key string) bool {
+		rest, ok := strings.CutPrefix(key, a.Layout.Dir(archive.BasebackupDir))
+		return ok && !strings.Contains(rest, "/")
+	}
+	ia := *a
+	ia.Store = beforePut{Store: a.Store, match: isControl, once: &sync.Once{}, before: retain}
+	isChunk := func(key string) bool {
+		return strings.HasPrefix(key, a.Layout.Dir(archive.BasebackupChunkDir)) && !strings.HasPrefix(key, markerDir)
+	}
+	ri := startIncremental(ctx, t, src, &ia, isChunk)
+	// I chose P and stored its marker; F completes, and the marker
+	// stops counting.
+	f := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	err := a.Store.List(ctx, markerDir, func(o storage.Object) error {
+		stale.keys[o.Key] = true
+		return nil
+	})
+	if err != nil || len(stale.keys) == 0 {
+		t.Fatalf("markers of I: %v, %v", stale.keys, err)
+	}
+	inc, err := ri.Wait(ctx)
+	if !ran {
+		t.Fatalf("retention did not run before I's control object (I: %v)", err)
+	}
+	if err != nil {
+		// Failing is safe too; completing without P is not.
+		t.Logf("incremental backup: %v", err)
+		return
+	}
+	for _, d := range plan.Delete {
+		if d.Backup.Name == p.Name {
+			t.Errorf("retention deleted %s, the parent of the incremental backup %s in progress: %s", p.Name, inc.Name, d.Reason)
+		}
+	}
+	if _, err := a.Store.Stat(ctx, p.Key); err != nil {
+		t.Errorf("incremental backup %s completed; its parent %s: %v (F: %s)", inc.Name, p.Name, err, f.Name)
+	}
+	bs, err := a.ListBackups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.Chain(bs, inc); err != nil {
+		t.Errorf("chain of %s after retention: %v", inc.Name, err)
+	}
 }
