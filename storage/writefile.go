@@ -185,19 +185,24 @@ func SyncRoot(dir *os.Root) error {
 // RemoveStaleTemps removes the regular files of dir whose names start with
 // prefix and that were last modified before cutoff. It is housekeeping of
 // files nobody reads: errors are ignored.
+//
+// It lists names only and looks at those of the prefix alone: ReadDir of
+// a directory opened in an os.Root lstats every entry (os/file_unix.go
+// newUnixDirent), and wal-fetch runs this on pg_wal, hundreds of
+// segments, at every call.
 func RemoveStaleTemps(dir *os.Root, prefix string, cutoff time.Time) {
 	d, err := dir.Open(".")
 	if err != nil {
 		return
 	}
-	entries, _ := d.ReadDir(-1)
+	names, _ := d.Readdirnames(-1)
 	_ = d.Close()
-	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), prefix) {
+	for _, name := range names {
+		if !strings.HasPrefix(name, prefix) {
 			continue
 		}
-		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			_ = dir.Remove(e.Name())
+		if fi, err := dir.Lstat(name); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+			_ = dir.Remove(name)
 		}
 	}
 }

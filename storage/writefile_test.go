@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -190,5 +191,96 @@ func TestCreateFileIn(t *testing.T) {
 	})
 	if got := testio.DirNames(t, dir); !slices.Equal(got, []string{"k1.private.pem", "k1.public.pem"}) {
 		t.Errorf("directory holds %v, want the two names only", got)
+	}
+}
+
+// TestRemoveStaleTemps: the regular files of the prefix older than the
+// cutoff go; a newer one, a file of another name, and a directory or a
+// symbolic link of the prefix stay.
+func TestRemoveStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * time.Hour)
+	write := func(name string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(".tmp-stale")
+	write("000000010000000000000003")
+	if err := os.WriteFile(filepath.Join(dir, ".tmp-fresh"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, ".tmp-dir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("000000010000000000000003", filepath.Join(dir, ".tmp-link")); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	storage.RemoveStaleTemps(root, ".tmp-", time.Now().Add(-time.Hour))
+	for _, c := range []struct {
+		name string
+		kept bool
+	}{{".tmp-stale", false}, {"000000010000000000000003", true}, {".tmp-fresh", true}, {".tmp-dir", true}, {".tmp-link", true}} {
+		if _, err := os.Lstat(filepath.Join(dir, c.name)); (err == nil) != c.kept {
+			t.Errorf("%s: kept %t (%v), want %t", c.name, err == nil, err, c.kept)
+		}
+	}
+}
+
+// TestRemoveStaleTemps_OtherFiles: the files of another name are only
+// listed, not looked at one by one. wal-fetch runs it on pg_wal at every
+// call, and pg_wal holds hundreds of segments (max_wal_size, a standby's
+// wal_keep_size): an os.Root directory's ReadDir lstats every entry
+// (os/file_unix.go newUnixDirent). Each file more costs its name (one
+// allocation), not a FileInfo too.
+func TestRemoveStaleTemps_OtherFiles(t *testing.T) {
+	allocs := func(files int) float64 {
+		dir := t.TempDir()
+		for i := range files {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%024X", i)), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer root.Close()
+		cutoff := time.Now().Add(-time.Hour)
+		return testing.AllocsPerRun(5, func() { storage.RemoveStaleTemps(root, ".tmp-", cutoff) })
+	}
+	few, many := allocs(10), allocs(1010)
+	if perFile := (many - few) / 1000; perFile >= 2 {
+		t.Errorf("RemoveStaleTemps allocates %.1f times per file of another name (%.0f with 10 files, %.0f with 1010); want its name alone", perFile, few, many)
+	}
+}
+
+// BenchmarkRemoveStaleTemps: wal-fetch's look for its stale temporary
+// files in a pg_wal of 200 segments and none of them.
+func BenchmarkRemoveStaleTemps(b *testing.B) {
+	dir := b.TempDir()
+	for i := range 200 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%024X", i)), nil, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer root.Close()
+	cutoff := time.Now().Add(-time.Hour)
+	for b.Loop() {
+		storage.RemoveStaleTemps(root, ".hoard-fetch-", cutoff)
 	}
 }
