@@ -39,7 +39,8 @@ key or PostgreSQL setting to change), in four steps:
   postgresql     for each node: an ordinary connection; a supported version (13 or later);
                  wal_level replica or logical; free WAL senders (max_wal_senders) and, for
                  a streaming site, that its slot (the node's slot, else hoard_<site>) exists
-                 or max_replication_slots lets the daemon create it;
+                 or max_replication_slots lets the daemon create it (warning: it exists but
+                 nothing streams from it, and the server keeps WAL for it);
                  the replication connection (IDENTIFY_SYSTEM) as the node's user; with
                  active_backup_mode archive_command, archive_mode on and an archive_command
                  running hoard wal-push with %p (or pg_wal/%f), and with this --config file and

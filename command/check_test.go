@@ -179,6 +179,21 @@ func TestCheck_DefaultSlot(t *testing.T) {
 	})
 }
 
+// TestCheck_SlotInactive: a streaming site's slot that exists with
+// nothing streaming from it (the daemon stopped, or pghoard stopped
+// before hoard daemon starts) keeps WAL on the server without limit:
+// check warns, saying how much it keeps and what to do; it said only
+// "exists".
+func TestCheck_SlotInactive(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Debian: true})
+	c.Exec(t, "select pg_create_physical_replication_slot('hoard_check', true)")
+	code, out := runCheckSite(t, checkSite(t, storetest.Local(t), "pg_receivexlog", clusterNode(c)))
+	if code != ExitOK {
+		t.Errorf("check: exit %d, want %d (a warning)", code, ExitOK)
+	}
+	wantLines(t, out, "warning  postgresql node 0: replication slot hoard_check exists, but nothing streams from it: is hoard daemon running? The server keeps WAL for it (")
+}
+
 // TestCheck_ArchiveCommandOther: an archive_command that runs another
 // tool's wal-push (wal-g's) is not hoard's, and the variable assignment in
 // front of it, which may hold a secret, is not printed.

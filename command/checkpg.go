@@ -65,8 +65,18 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 		switch exists, err := s.CheckSlot(slot); {
 		case err != nil:
 			r.fail(step, "%v", err)
+		case exists && !s.SlotActive:
+			// The server keeps WAL for it without limit (unless
+			// max_slot_wal_keep_size): its disk fills while no
+			// daemon runs.
+			kept := ""
+			if s.SlotRetained >= 0 {
+				kept = " (" + humanBytes(s.SlotRetained) + " so far)"
+			}
+			r.warn(step, "replication slot %s exists, but nothing streams from it: is hoard daemon running? The server keeps WAL for it%s "+
+				"until the daemon streams again; drop the slot (pg_drop_replication_slot) if no daemon will", slot, kept)
 		case exists:
-			r.ok(step, "replication slot %s exists", slot)
+			r.ok(step, "replication slot %s exists and is active", slot)
 		default:
 			r.ok(step, "replication slot %s does not exist yet: hoard daemon creates it (max_replication_slots %d, %d in use)", slot, s.MaxSlots, s.Slots)
 		}

@@ -25,7 +25,14 @@ type Setup struct {
 	Slots         int // replication slots that exist
 	// SlotType is the type of the slot Setup was asked about ("physical",
 	// "logical"), "" when it does not exist or none was asked about.
-	SlotType       string
+	SlotType string
+	// SlotActive says whether a process streams from that slot now
+	// (pg_replication_slots.active). SlotRetained is the WAL the server
+	// keeps for it, from its restart_lsn to the server's position (a
+	// standby's: the last replayed), -1 when unknown (no such slot, or
+	// no restart_lsn).
+	SlotActive     bool
+	SlotRetained   int64
 	ArchiveMode    string // off, on or always
 	ArchiveCommand string // "" when not set, or not visible to the role
 	DataChecksums  bool
@@ -45,7 +52,10 @@ const setupQuery = `SELECT current_setting('server_version_num'),
 	current_setting('archive_mode'),
 	coalesce(current_setting('archive_command', true), ''),
 	current_setting('data_checksums'),
-	pg_is_in_recovery()::text`
+	pg_is_in_recovery()::text,
+	coalesce((SELECT active::text FROM pg_replication_slots WHERE slot_name = $1), ''),
+	coalesce((SELECT pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
+		restart_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = $1), '')`
 
 // QuerySetup connects to the server connString names with an ordinary
 // connection (it takes no WAL sender) and reads its Setup; slot is the
@@ -67,11 +77,16 @@ func QuerySetup(ctx context.Context, connString, slot string) (Setup, error) {
 	if _, err := rr.Close(); err != nil {
 		return Setup{}, fmt.Errorf("read settings: %w", err)
 	}
-	if len(row) != 12 {
-		return Setup{}, fmt.Errorf("read settings: %w: want one row of 12 columns", ErrProtocol)
+	if len(row) != 14 {
+		return Setup{}, fmt.Errorf("read settings: %w: want one row of 14 columns", ErrProtocol)
 	}
 	s := Setup{WALLevel: row[2], SlotType: row[7], ArchiveMode: row[8], ArchiveCommand: row[9],
-		DataChecksums: row[10] == "on", InRecovery: row[11] == "true"}
+		DataChecksums: row[10] == "on", InRecovery: row[11] == "true", SlotActive: row[12] == "true", SlotRetained: -1}
+	if row[13] != "" {
+		if s.SlotRetained, err = strconv.ParseInt(row[13], 10, 64); err != nil {
+			return Setup{}, fmt.Errorf("read settings: WAL kept for slot %s %q: %w", slot, row[13], err)
+		}
+	}
 	if s.SystemID, err = strconv.ParseUint(row[1], 10, 64); err != nil {
 		return Setup{}, fmt.Errorf("read settings: system_identifier %q: %w", row[1], err)
 	}
