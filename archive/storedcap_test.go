@@ -2,13 +2,17 @@ package archive
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"io"
+	"path/filepath"
 	"testing"
 
 	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -164,5 +168,28 @@ func TestCodec_Decode_StoredLimitOK(t *testing.T) {
 				t.Fatal("decoded bytes differ")
 			}
 		})
+	}
+}
+
+// TestArchive_FetchWAL_ErrStoredTooLarge: in a site without keys, a
+// segment object whose stream goes on with 64 MiB of snappy padding after
+// the segment's own bytes decodes to the segment, hash and all; wal-fetch
+// refuses it (a DecodeError: PostgreSQL stops recovery) and puts nothing
+// in pg_wal, instead of downloading all of it and delivering the segment.
+func TestArchive_FetchWAL_ErrStoredTooLarge(t *testing.T) {
+	a := walTestArchive(t, false)
+	pushSegments(t, a, 3, 3)
+	name := segName(3)
+	storetest.Rewrite(t, a.Store, a.Layout.WALKey(name), func(b []byte, _ storage.Metadata) []byte {
+		return append(b, bytes.Repeat(snappyPadding(64<<10), 1024)...)
+	})
+	pgwal := t.TempDir()
+	err := a.FetchWAL(context.Background(), name, filepath.Join(pgwal, "RECOVERYXLOG"), FetchOptions{})
+	var de *DecodeError
+	if !errors.As(err, &de) || !errors.Is(err, ErrStoredTooLarge) {
+		t.Fatalf("FetchWAL = %v, want a DecodeError wrapping ErrStoredTooLarge", err)
+	}
+	if got := testio.DirNames(t, pgwal); len(got) != 0 {
+		t.Fatalf("pg_wal holds %v after a refused fetch", got)
 	}
 }
