@@ -147,12 +147,13 @@
 // reached the disk. The session ends without reporting anything past what
 // was fsynced before the error, nor storing the segment's unsynced part as
 // a .partial, logs the loss at Error, and the next one streams the
-// segment again from its start, rewriting every byte. A failed fsync of the directory after a
-// rename renames the segment back to .partial, for the same reason, and a
-// new segment file whose fsync or directory fsync failed is removed, to be
-// created and fsynced again: left in place, the next open would take it
-// as made durable. At start the spool directory is fsynced before its
-// listing is trusted.
+// segment again from its start, rewriting every byte. A failed fsync of
+// the directory after a rename renames the segment back to .partial, for
+// the same reason (its stream end stores it, fsynced whole, as it stores
+// any segment in progress: see Uploads), and a new segment file whose
+// fsync or directory fsync failed is removed, to be created and fsynced
+// again: left in place, the next open would take it as made durable. At
+// start the spool directory is fsynced before its listing is trusted.
 //
 // # Uploads
 //

@@ -1,6 +1,7 @@
 package walstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -443,6 +444,64 @@ func TestReceiver_Run_SyncError(t *testing.T) {
 			d.finish(rr)
 		})
 	}
+}
+
+// TestReceiver_Run_CompleteErrorServerGone: the directory fsync after
+// a full segment's rename fails, so the segment is renamed back to
+// .partial (fsynced whole) and the session ends; then the server dies
+// for good before the next session could stream it again. The spool's
+// file is then the only copy of that segment's WAL, commits included.
+// The session's stream end stores it as its .partial, as it stores the
+// segment in progress at any other stream end, while Run goes on trying
+// to reconnect: a restore after losing the server then has that WAL (the
+// stored copy is the server's segment).
+func TestReceiver_Run_CompleteErrorServerGone(t *testing.T) {
+	d := newDurable(t, "")
+	var (
+		armed, fired atomic.Bool
+		mu           sync.Mutex
+		failed       string
+	)
+	rr := d.startWith(Options{}, func(r *Receiver) {
+		r.faults.syncDir = func(segment string) error {
+			if !armed.Load() || fired.Swap(true) {
+				return nil
+			}
+			mu.Lock()
+			failed = segment
+			mu.Unlock()
+			return errInjectedEIO
+		}
+		// Time to kill the server before the next session.
+		r.retryMin, r.retryMax = 5*time.Second, 5*time.Second
+	})
+	d.insert(100)
+	armed.Store(true)
+	for !fired.Load() {
+		d.insert(300)
+	}
+	waitFor(t, "the failed session ended", func() bool { return !rr.r.Status().Connected })
+	d.c.Kill(t)
+	mu.Lock()
+	seg := failed
+	mu.Unlock()
+	want, err := os.ReadFile(filepath.Join(d.c.DataDir, "pg_wal", seg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := seg + wal.PartialSuffix
+	waitFor(t, name+" stored", func() bool { return d.stored(name) })
+	g := &serverGone{t: t, d: d}
+	if got := g.decoded(name); !bytes.Equal(got, want) {
+		t.Errorf("the stored %s (%d bytes) is not the server's %s (%d bytes)", name, len(got), seg, len(want))
+	}
+	select {
+	case err := <-rr.done:
+		rr.done = nil
+		t.Fatalf("Run returned %v, want it to go on reconnecting", err)
+	default:
+	}
+	rr.stop(t)
 }
 
 // errInjectedEIO is the error the fault hooks inject.

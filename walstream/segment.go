@@ -84,7 +84,11 @@ func (s *session) writeData(data []byte) error {
 //     at the slot's restart_lsn, which is at most this segment's end.
 //
 // An error at 1 or 2 leaves the full .partial, at 3 it is renamed back:
-// the session ends, and the next one streams the segment again.
+// the session ends, and the next one streams the segment again. After 1
+// succeeded, the segment stays the session's (s.cur) when 2 or 3 fails,
+// fsynced whole: the session's end stores it as a .partial
+// (storeStreamEnd), as it stores any segment in progress, since a
+// server that never comes back leaves it the only copy of that WAL.
 func (s *session) completeSegment() error {
 	dir := s.r.opts.SpoolDir
 	done := s.cur
@@ -92,18 +96,26 @@ func (s *session) completeSegment() error {
 		return err
 	}
 	s.step("synced", done.name())
-	s.cur = nil
 	if err := done.rename(); err != nil {
 		return err
 	}
+	s.cur = nil
 	s.step("renamed", done.name())
-	if err := storage.SyncDir(dir); err != nil {
+	var err error
+	if s.r.faults.syncDir != nil {
+		err = s.r.faults.syncDir(done.name())
+	}
+	if err == nil {
+		err = storage.SyncDir(dir)
+	}
+	if err != nil {
 		// The rename may not be durable: make the segment a .partial
 		// again, to be streamed again by the next session. Failing that,
 		// the spool cannot be trusted any more.
 		if rerr := os.Rename(filepath.Join(dir, done.name()), done.path()); rerr != nil {
 			return fatal(fmt.Errorf("%w; rename back: %w", err, rerr))
 		}
+		s.cur = done
 		return err
 	}
 	s.step("dir-synced", done.name())

@@ -40,6 +40,10 @@ type faults struct {
 	// step, when set, is called between the steps of completing a
 	// segment, with the step's name and the segment's.
 	step func(step, segment string)
+	// syncDir, when set, is called before the directory fsync that makes
+	// a complete segment's rename durable (completeSegment), with the
+	// segment's name; an error it returns stands for that fsync's.
+	syncDir func(segment string) error
 	// syncNew, when set, is called before the fsyncs that make a newly
 	// created segment file durable (openSegment), with the file's path,
 	// then with its directory's; an error it returns stands for that
