@@ -48,7 +48,8 @@ key or PostgreSQL setting to change), in four steps:
                  else HOARD_CONFIG or HOARD_SITE set in the command; warning: another file's
                  storage and site, or another site, get the WAL); data
                  checksums (info); the system identifier is
-                 the one of the archive's newest backup (else the node is another cluster);
+                 the one of the archive's newest backup (else the node is another cluster;
+                 info: that backup records none, as PGHoard's do not);
                  no timeline history file bound to another system (without keys: claiming
                  another) above the node's timeline (from its metadata; without keys, files
                  claiming none cannot be told: info): after pg_upgrade of a cluster whose timeline

@@ -29,6 +29,22 @@ func TestCheckSystemID_OnlyForeignAuthenticated(t *testing.T) {
 	}
 }
 
+// TestCheckSystemID_Unrecorded: where the newest backup records no
+// system identifier (PGHoard's), check says that the node was not
+// compared with it and how to compare by hand, as an info line; it said
+// nothing, so a PGHoard user's configuration pointed at another cluster
+// read as checked.
+func TestCheckSystemID_Unrecorded(t *testing.T) {
+	pghoard := &archive.BackupInfo{Name: "2026-12-02_03-56_0", Auth: archive.AuthNone}
+	var out bytes.Buffer
+	r := &checkReport{w: &out}
+	checkSystemID(r, "node", "7000000000000000002", []*archive.BackupInfo{pghoard})
+	want := "info     node: the newest backup 2026-12-02_03-56_0 records no system identifier"
+	if r.failed != 0 || r.warnings != 0 || !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), "7000000000000000002") {
+		t.Errorf("check against a backup without a system identifier: %d failed, %d warned\n%s\nwant a line starting %q naming the node's", r.failed, r.warnings, out.String(), want)
+	}
+}
+
 // TestCheckChain_SystemEnd: where the newest backup's WAL ends in a
 // .partial that another system's WAL follows (pg_upgrade into the same
 // prefix), check says so, naming both systems and the WAL that follows,

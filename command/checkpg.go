@@ -361,14 +361,23 @@ func commandProgram(cmd string) string {
 
 // checkSystemID fails when the node is not the cluster the newest backup
 // was taken of (newestBackup): a site pointed at the wrong server would
-// mix two clusters' WAL in one archive. Where the node's cluster has
+// mix two clusters' WAL in one archive. A newest backup that records no
+// system is an info line. Where the node's cluster has
 // backups too, those whose authenticated metadata names another system
 // (archive.Foreign) are named in a warning and stand for nothing:
 // another cluster's, copied from a site sharing the key pair, or this
 // one's from before a pg_upgrade.
 func checkSystemID(r *checkReport, step string, id string, backups []*archive.BackupInfo) {
 	newest := newestBackup(backups, id)
-	if newest == nil || newest.SystemID == "" {
+	if newest == nil {
+		return
+	}
+	if newest.SystemID == "" {
+		// PGHoard records none: nothing to compare, which a PGHoard
+		// user pointing check at the cluster before switching is told.
+		r.info(step, "the newest backup %s records no system identifier (PGHoard's backups do not): whether this node is the cluster "+
+			"it was taken of is not checked: this node's is %s, and pg_controldata's \"Database system identifier\" of the cluster the backups "+
+			"came from must be the same", newest.Name, id)
 		return
 	}
 	if newest.SystemID != id {
