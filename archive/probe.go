@@ -44,7 +44,7 @@ func (a *Archive) Probe(ctx context.Context) (string, error) {
 		}
 		return key, fmt.Errorf("write %s: %w", key, err)
 	}
-	got, err := readStored(ctx, a.Store, key)
+	got, err := readStored(ctx, a.Store, key, int64(len(body)))
 	if err == nil && !bytes.Equal(got, body) {
 		err = fmt.Errorf("read back %d bytes, want the %d written", len(got), len(body))
 	}
@@ -73,12 +73,14 @@ func (a *Archive) deleteProbe(ctx context.Context, key string) error {
 	return a.Store.Delete(ctx, key)
 }
 
-// readStored returns the stored bytes of key.
-func readStored(ctx context.Context, st storage.Store, key string) ([]byte, error) {
+// readStored returns the stored bytes of key, at most one past size:
+// enough to tell that it is not what was written, whatever someone who
+// can write the storage put in its place.
+func readStored(ctx context.Context, st storage.Store, key string, size int64) ([]byte, error) {
 	rc, _, err := st.Open(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(rc)
+	return io.ReadAll(io.LimitReader(rc, size+1))
 }

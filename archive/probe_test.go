@@ -63,6 +63,24 @@ func TestArchive_Probe(t *testing.T) {
 			t.Errorf("the store holds %d objects after an interrupted probe, want none", len(st.objs))
 		}
 	})
+	t.Run("ErrReplacedLarge", func(t *testing.T) {
+		// Someone who can write the storage replaced the scratch
+		// object with a large one between its write and its read
+		// back: one byte past what was written tells, no more is read.
+		st := newMemStore()
+		big := &countingSource{r: &fillerReader{unit: []byte("x"), n: 256 << 20}}
+		a := &Archive{Store: openReplaced{st, big}, Layout: Layout{Prefix: "db"}}
+		_, err := a.Probe(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "read back") {
+			t.Fatalf("Probe of a replaced object = %v, want a read back error", err)
+		}
+		if big.n > 1<<10 {
+			t.Errorf("read %d bytes of the replaced object, want no more than one past the probe's", big.n)
+		}
+		if len(st.objs) != 0 {
+			t.Errorf("the store holds %d objects after the probe, want none", len(st.objs))
+		}
+	})
 	t.Run("ErrWriteAnswerLost", func(t *testing.T) {
 		// The object was stored, but the answer was lost.
 		st := newMemStore()
@@ -93,6 +111,17 @@ func (s cancelOnOpen) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	return s.memStore.Delete(ctx, key)
+}
+
+// openReplaced is a store whose Open returns r, as another object stored
+// under the key.
+type openReplaced struct {
+	*memStore
+	r io.Reader
+}
+
+func (s openReplaced) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	return io.NopCloser(s.r), storage.Object{Key: key}, nil
 }
 
 // createAnswerLost is a store whose Create stores the object but fails, as a
