@@ -152,8 +152,10 @@
 // the same reason (its stream end stores it, fsynced whole, as it stores
 // any segment in progress: see Uploads), and a new segment file whose
 // fsync or directory fsync failed is removed, to be created and fsynced
-// again: left in place, the next open would take it as made durable. At
-// start the spool directory is fsynced before its listing is trusted.
+// again: left in place, the next open would take it as made durable (one
+// that cannot be removed stops Run, also when the fsync's error is a full
+// disk's ENOSPC, which otherwise pauses receiving). At start the spool
+// directory is fsynced before its listing is trusted.
 //
 // # Uploads
 //

@@ -163,7 +163,11 @@ func (s *session) openNext() error {
 		}
 	}
 	f, err := openSegment(r.opts.SpoolDir, seg, s.segSize, &r.faults)
-	if errors.Is(err, unix.ENOSPC) {
+	// A fatal error is never a pause, ENOSPC or not: a new file whose
+	// fsync failed and that could not be removed stays in the spool, and
+	// the open after the pause would find it and take it as made durable.
+	var fe *fatalError
+	if errors.Is(err, unix.ENOSPC) && !errors.As(err, &fe) {
 		if !s.full {
 			s.full = true
 			r.log.Warn().Err(err).Str(logSegment, seg.Name(s.segSize)).Msg("spool disk full; receiving paused")
