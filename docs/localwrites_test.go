@@ -35,7 +35,7 @@ var localWriters = map[string]string{
 	"storage/sftp.go Create":      "renames fsynced remote temp files into place",
 	// The WAL receiver's spool: segments are fsynced before the server
 	// hears they are flushed (walstream/segment.go names the crash windows).
-	"walstream/spool.go openSegment":       "the .partial segment: created then fsynced with its directory, removed when either fsync fails; never counted as complete",
+	"walstream/spool.go openSegment":       "the .partial segment: created then fsynced with its directory, removed when its preallocation or either fsync fails (fatal when it cannot be); never counted as complete",
 	"walstream/spool.go rename":            "renames an fsynced full segment; completeSegment fsyncs the directory",
 	"walstream/segment.go completeSegment": "renames a segment back to .partial when the directory fsync failed",
 	"walstream/segment.go completeChecked": "a full segment its caller checked (every record: wholeWAL): fsyncs, renames, fsyncs the directory",

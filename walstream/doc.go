@@ -201,7 +201,9 @@
 // receiving pauses at the segment boundary. It is also asked every
 // DiskCheckInterval (1 s), which pauses receiving in the middle of a
 // segment too. A full disk (ENOSPC while preallocating) pauses the same
-// way, with or without MinFreeBytes. While paused, no new WAL is received
+// way, with or without MinFreeBytes; the new file is removed (one that
+// cannot be removed stops Run: the next open would take it as made
+// durable, see Durability). While paused, no new WAL is received
 // or acknowledged: the slot keeps it on the server. Status updates go on,
 // with the old flush position, so the server does not time the connection
 // out. Receiving resumes once ResumeMultiplier (1.5) times MinFreeBytes

@@ -49,6 +49,10 @@ type faults struct {
 	// then with its directory's; an error it returns stands for that
 	// fsync's.
 	syncNew func(path string) error
+	// preallocate, when set, is called before a segment file is
+	// preallocated (openSegment), with the file's path; an error it
+	// returns stands for preallocate's.
+	preallocate func(path string) error
 }
 
 // segmentFile is the .partial file of the segment being received. WAL is
@@ -98,7 +102,7 @@ func allocated(dir string, seg wal.Segment, segSize uint64) bool {
 // it exactly segSize bytes long. A new file is fsynced, with its directory
 // entry, before openSegment returns. When a new file cannot be allocated
 // (the error wraps unix.ENOSPC when the disk is full) or either fsync
-// fails, it is removed.
+// fails, it is removed; when it cannot be, the error is fatal.
 func openSegment(dir string, seg wal.Segment, segSize uint64, fl *faults) (*segmentFile, error) {
 	if fl == nil {
 		fl = &faults{}
@@ -111,13 +115,24 @@ func openSegment(dir string, seg wal.Segment, segSize uint64, fl *faults) (*segm
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}
-	if err := preallocate(f, int64(segSize)); err != nil {
+	if fl.preallocate != nil {
+		err = fl.preallocate(p)
+	}
+	if err == nil {
+		err = preallocate(f, int64(segSize))
+	}
+	if err != nil {
 		f.Close()
+		err = fmt.Errorf("preallocate %s: %w", p, err)
 		if created {
-			// Give back what fallocate may have reserved.
-			_ = os.Remove(p)
+			// Give back what fallocate may have reserved. A file left
+			// would be found by the next open and taken as made durable
+			// (see below): the spool cannot be trusted.
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return nil, fatal(fmt.Errorf("%w; remove %s: %w", err, p, rerr))
+			}
 		}
-		return nil, fmt.Errorf("preallocate %s: %w", p, err)
+		return nil, err
 	}
 	if created {
 		var err error

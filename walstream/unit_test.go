@@ -345,6 +345,62 @@ func TestSession_openNext_SyncNewNotRemoved(t *testing.T) {
 		err, paused, again, s.cur != nil, synced)
 }
 
+// A new segment file that cannot be preallocated and cannot be removed
+// stops Run too: the open after the pause would find it, preallocate it
+// and take it as made durable, fsyncing neither it nor its directory.
+func TestSession_openNext_PreallocateNotRemoved(t *testing.T) {
+	const segSize = 1 << 20
+	spool := t.TempDir()
+	seg := wal.Segment{Timeline: 1, No: 7}
+	r, err := New(Options{Slot: "hoard", SpoolDir: spool, Uploader: newSink(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(spool, seg.Name(segSize)+wal.PartialSuffix)
+	moved := filepath.Join(t.TempDir(), "moved")
+	var synced []string
+	r.faults.syncNew = func(path string) error {
+		synced = append(synced, path)
+		return nil
+	}
+	fail := true
+	r.faults.preallocate = func(path string) error {
+		if !fail {
+			return nil
+		}
+		fail = false
+		// The file cannot be removed: a directory that is not empty
+		// takes its name, and the file is put back after the removal.
+		if err := os.Rename(p, moved); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(p, "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Errorf("injected: %w", unix.ENOSPC)
+	}
+	s := &session{r: r, segSize: segSize, tli: 1, pos: seg.StartLSN(segSize), flushed: seg.StartLSN(segSize)}
+	err = s.openNext()
+	var fe *fatalError
+	if errors.As(err, &fe) && errors.Is(err, unix.ENOSPC) {
+		return
+	}
+	paused := s.full
+	// Show what the open after the pause does with the file left.
+	if err := os.RemoveAll(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved, p); err != nil {
+		t.Fatal(err)
+	}
+	again := s.openNext()
+	if s.cur != nil {
+		defer s.cur.close()
+	}
+	t.Fatalf("openNext after a new file's preallocation failed (ENOSPC) and its removal failed = %v (paused %v), want a fatal error; the next open = %v, opened %v, fsynced %q",
+		err, paused, again, s.cur != nil, synced)
+}
+
 // After an fsync error a segment file never counts as fsynced again, and
 // is never renamed complete: Linux reports a lost write once, and a second
 // fsync would succeed with the bytes gone.
