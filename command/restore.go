@@ -52,7 +52,9 @@ A backup without backup_label is refused, naming it (PostgreSQL would start from
 pg_control's checkpoint, one from during the backup, into a corrupt cluster).
 Then it writes the recovery configuration into postgresql.auto.conf (restore_command
 runs hoard wal-fetch with this configuration) and creates recovery.signal, or
-standby.signal with --standby. With a target, a primary promotes when it reaches it
+standby.signal with --standby. With no --config, restore_command runs wal-fetch without
+one: its summary names the HOARD_* variables PostgreSQL's environment must then hold
+(their values stay out of postgresql.auto.conf), or add --config FILE to it. With a target, a primary promotes when it reaches it
 (--target-action changes that). PostgreSQL 13 and later.
 
 Without a target, recovery replays the archive to its end. When the archived WAL after
@@ -194,6 +196,7 @@ func runRestore(c *cli.Context) error {
 	warnRoot(env.log, os.Geteuid(), "restore")
 	rc := c.String("restore-command")
 	var walFetch *restore.WALFetch
+	var envOnly []string
 	if rc == "" {
 		if walFetch, err = restore.NewWALFetch(c.String("config"), env.name); err != nil {
 			return err
@@ -202,6 +205,7 @@ func runRestore(c *cli.Context) error {
 		if c.String("config") == "" {
 			// Nothing on the command line carries the configuration:
 			// PostgreSQL runs restore_command in its own environment.
+			envOnly = config.EnvSet(os.Getenv)
 			env.log.Warn().Str("restore_command", walFetch.Command(nil)).Msg("the configuration came from the environment: PostgreSQL's environment must hold the same HOARD_* variables when it runs restore_command, or pass --restore-command")
 		}
 	}
@@ -244,7 +248,7 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return restoreError(err, env.site)
 	}
-	printRestored(c.App.Writer, o, res)
+	printRestored(c.App.Writer, o, res, envOnly)
 	return nil
 }
 
@@ -377,7 +381,7 @@ func (m *restoreMeter) finish() {
 }
 
 // printRestored tells the user what was restored and how to start it.
-func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
+func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly []string) {
 	b := res.Backup
 	printf(w, "Restored basebackup %s (PostgreSQL %d, %s, %s) into %s in %s.\n",
 		b.Name, res.PGMajor, plural(res.Chunks, "chunk", "chunks"), humanBytes(res.Bytes), o.TargetDir, res.Elapsed.Round(time.Second))
@@ -426,6 +430,7 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 	for _, name := range sortedKeys(res.Tablespaces) {
 		dirs = append(dirs, res.Tablespaces[name])
 	}
+	printEnvOnly(w, envOnly)
 	start, note := startCommand(o.TargetDir, settings)
 	if note != "" {
 		// The note quotes the restored configuration: printf escapes
@@ -444,6 +449,25 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result) {
 		return
 	}
 	printf(w, "\nStart PostgreSQL on it as its owner, %s:\n  %s\n", ownerName(o.TargetDir), start)
+}
+
+// printEnvOnly says, when the configuration came from HOARD_* variables
+// alone (names, never their values: they hold storage credentials), that
+// PostgreSQL's environment needs them too: the restore_command written,
+// hoard wal-fetch, runs in the server's environment, and without them it
+// finds no configuration and recovery stops at its first fetch. The
+// credentials stay out of postgresql.auto.conf, which the restored
+// cluster's backups carry.
+func printEnvOnly(w io.Writer, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	printf(w, "\nThe configuration came from HOARD_* variables alone (no --config): recovery runs restore_command\n"+
+		"(hoard wal-fetch) in PostgreSQL's environment, which must hold them too, or recovery stops at its first\n"+
+		"WAL fetch (\"no configuration\"). Set them where PostgreSQL starts (the shell that runs pg_ctl, which sudo\n"+
+		"clears, or the systemd unit's Environment= or EnvironmentFile=):\n  %s\n"+
+		"or write the same settings into a configuration file PostgreSQL's user can read (docs/configuration.md)\n"+
+		"and add --config FILE after the hoard of restore_command in postgresql.auto.conf.\n", strings.Join(names, " "))
 }
 
 // printArchiving says that the restored cluster will archive, when its

@@ -118,7 +118,7 @@ func TestPrintRestored_ConfigOutside(t *testing.T) {
 	dir := t.TempDir()
 	summary := func() string {
 		var buf bytes.Buffer
-		printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}})
+		printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}}, nil)
 		return buf.String()
 	}
 	got := summary()
@@ -186,7 +186,7 @@ func TestPrintRestored_ArchiveNote(t *testing.T) {
 			}
 			c.o.TargetDir = dir
 			var buf bytes.Buffer
-			printRestored(&buf, c.o, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}})
+			printRestored(&buf, c.o, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}}, nil)
 			got := buf.String()
 			if note := strings.Contains(got, "archive_mode = 'off'"); note != c.note {
 				t.Errorf("note about archiving %v, want %v:\n%s", note, c.note, got)
@@ -196,4 +196,35 @@ func TestPrintRestored_ArchiveNote(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPrintRestored_EnvOnly: restored with the configuration from HOARD_*
+// variables alone, the summary names them before the start command (the
+// restore_command's wal-fetch runs in PostgreSQL's environment and needs
+// them) and says how to use a file instead; with a file it says nothing.
+func TestPrintRestored_EnvOnly(t *testing.T) {
+	dir := t.TempDir()
+	summary := func(names []string) string {
+		var buf bytes.Buffer
+		printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}}, names)
+		return buf.String()
+	}
+	t.Run("OK", func(t *testing.T) {
+		out := summary([]string{"HOARD_BACKUP_LOCATION", "HOARD_STORAGE_TYPE", "HOARD_S3_SECRET_ACCESS_KEY_FILE"})
+		want := "  HOARD_BACKUP_LOCATION HOARD_STORAGE_TYPE HOARD_S3_SECRET_ACCESS_KEY_FILE\n"
+		i, start := strings.Index(out, want), strings.Index(out, "pg_ctl -D")
+		if i < 0 || start < 0 || i > start {
+			t.Fatalf("summary does not list the variables before the start command:\n%s", out)
+		}
+		for _, want := range []string{"PostgreSQL's environment, which must hold them too", "add --config FILE after the hoard of restore_command"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("summary lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("File", func(t *testing.T) {
+		if out := summary(nil); strings.Contains(out, "HOARD_") {
+			t.Errorf("summary of a restore with --config names HOARD_ variables:\n%s", out)
+		}
+	})
 }

@@ -18,7 +18,7 @@ import (
 // restoredSummary is printRestored's text for a restored directory dir.
 func restoredSummary(dir string) string {
 	var buf bytes.Buffer
-	printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}})
+	printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}}, nil)
 	return buf.String()
 }
 

@@ -50,7 +50,7 @@ func TestPrintRestored_Owner(t *testing.T) {
 		var buf bytes.Buffer
 		printRestored(&buf, restore.Options{TargetDir: dir}, &restore.Result{
 			Backup: &archive.BackupInfo{Name: "b1"}, Tablespaces: map[string]string{"spc": spc}, Elapsed: time.Second,
-		})
+		}, nil)
 		return buf.String()
 	}
 	if os.Geteuid() == 0 {

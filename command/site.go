@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,9 @@ type siteEnv struct {
 // loadConfig loads the configuration named by --config (or HOARD_CONFIG),
 // or builds it from the environment alone when none is given.
 func loadConfig(c *cli.Context) (*config.Config, error) {
+	if err := noConfig(c.String("config"), c.String("site"), os.Getenv); err != nil {
+		return nil, err
+	}
 	cfg, err := config.Load(c.String("config"), os.Getenv)
 	if err != nil {
 		var ve *config.ValidationError
@@ -57,6 +61,27 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 		l.Warn().Str("file", cfg.File).Msg("configuration: " + w)
 	}
 	return cfg, nil
+}
+
+// noConfig returns a usage error when there is no configuration at all:
+// no file and no HOARD_* variable but HOARD_SITE. It is what hoard run as
+// PostgreSQL's restore_command or archive_command meets when the
+// configuration was given as HOARD_* variables to the restore or the
+// setup, not to the server: validation would report the first setting the
+// empty environment lacks, for a site "default" created from nothing,
+// whatever --site says.
+func noConfig(path, site string, getenv func(string) string) error {
+	if path != "" || slices.ContainsFunc(config.EnvSet(getenv), func(n string) bool { return n != "HOARD_SITE" }) {
+		return nil
+	}
+	what := "no configuration"
+	if site != "" {
+		what = fmt.Sprintf("no configuration for site %q", site)
+	}
+	return usagef("pass --config FILE, or set HOARD_CONFIG or the HOARD_* variables (docs/configuration.md). "+
+		"Run by PostgreSQL (restore_command, archive_command), hoard sees only the server's environment: "+
+		"put --config FILE into the command, or set the variables where the server starts (its systemd unit's Environment=)",
+		"%s: no --config FILE, no HOARD_CONFIG, and no HOARD_* variables in the environment", what)
 }
 
 // openSite loads the configuration and opens the selected site's archive.

@@ -145,19 +145,32 @@ func TestObjectStorage_EveryKey(t *testing.T) {
 
 // TestLoadConfig_ErrNoConfig: a command run without --config (a newcomer's
 // first try, or an archive_command that lost its flag) is told that no file
-// was read, not only which HOARD_* setting is missing.
+// was read, not only which HOARD_* setting is missing; with no HOARD_*
+// variable either, that no configuration was found at all.
 func TestLoadConfig_ErrNoConfig(t *testing.T) {
-	for _, k := range []string{"HOARD_CONFIG", "PGHOARD_CONFIG", "HOARD_SITE", "HOARD_BACKUP_LOCATION", "HOARD_STORAGE_TYPE"} {
-		t.Setenv(k, "") // restored after the test
-	}
-	app := App("test")
-	app.Writer, app.ErrWriter = io.Discard, io.Discard
-	err := app.RunContext(context.Background(), OrderArgs(app, []string{"hoard", "list"}))
-	if got := ExitCode(err); got != ExitUsage {
-		t.Errorf("hoard list: exit %d (%v), want %d", got, err, ExitUsage)
-	}
-	if want := "hint: no --config FILE was given (nor HOARD_CONFIG)"; err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("hoard list: %v, want it to say %q", err, want)
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"ErrNothing", nil, "no configuration: no --config FILE, no HOARD_CONFIG, and no HOARD_* variables in the environment"},
+		{"ErrEnvIncomplete", map[string]string{"HOARD_STORAGE_TYPE": "local"}, "hint: no --config FILE was given (nor HOARD_CONFIG)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clearConfigEnv(t)
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			app := App("test")
+			app.Writer, app.ErrWriter = io.Discard, io.Discard
+			err := app.RunContext(context.Background(), OrderArgs(app, []string{"hoard", "list"}))
+			if got := ExitCode(err); got != ExitUsage {
+				t.Errorf("hoard list: exit %d (%v), want %d", got, err, ExitUsage)
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("hoard list: %v, want it to say %q", err, c.want)
+			}
+		})
 	}
 }
 

@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
@@ -377,5 +379,45 @@ func writePGControl(t *testing.T, data string, segSize uint32) {
 	}
 	if err := os.WriteFile(filepath.Join(data, "global", "pg_control"), b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// clearConfigEnv unsets, for the test, every variable hoard reads its
+// configuration from.
+func clearConfigEnv(t *testing.T) {
+	t.Helper()
+	names := []string{"HOARD_CONFIG", "PGHOARD_CONFIG"}
+	for _, ev := range config.EnvVars {
+		names = append(names, ev.Name, ev.Name+"_FILE")
+	}
+	for _, k := range names {
+		t.Setenv(k, "") // restored after the test
+		os.Unsetenv(k)
+	}
+}
+
+// TestWALFetch_NoConfiguration: wal-fetch run by PostgreSQL after a restore
+// configured by HOARD_* variables alone finds neither a file nor the
+// variables. It stops recovery (exit 255) with an error that names the
+// site it was asked for and says that no configuration was found, instead
+// of the first setting missing from a site "default".
+func TestWALFetch_NoConfiguration(t *testing.T) {
+	clearConfigEnv(t)
+	t.Chdir(t.TempDir())
+	app := App("test")
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	args := []string{"hoard", "wal-fetch", "--site", "prod", "000000010000000000000003", filepath.Join(t.TempDir(), "RECOVERYXLOG")}
+	err := PostgresStatus(app, args, app.RunContext(context.Background(), OrderArgs(app, args)))
+	if got, want := ExitCode(err), exitWALFatal; got != want {
+		t.Fatalf("exit %d, want %d (%v)", got, want, err)
+	}
+	msg := fmt.Sprint(err)
+	for _, want := range []string{`no configuration for site "prod"`, "no --config FILE, no HOARD_CONFIG, and no HOARD_* variables", "put --config FILE into the command"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "site default") {
+		t.Errorf("error names site default, not the site asked for:\n%s", msg)
 	}
 }

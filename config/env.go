@@ -79,6 +79,23 @@ func envVars() []EnvVar {
 	return out
 }
 
+// EnvSet returns the names of the variables of EnvVars set in getenv, in
+// EnvVars' order: NAME_FILE where that is the one set. hoard run by
+// PostgreSQL (restore_command, archive_command) sees the server's
+// environment, not its caller's: these are the names it must find there.
+func EnvSet(getenv func(string) string) []string {
+	var out []string
+	for _, ev := range EnvVars {
+		switch {
+		case getenv(ev.Name) != "":
+			out = append(out, ev.Name)
+		case ev.File && getenv(ev.Name+"_FILE") != "":
+			out = append(out, ev.Name+"_FILE")
+		}
+	}
+	return out
+}
+
 // envReader reads overrides, resolving NAME_FILE variants.
 type envReader struct {
 	getenv func(string) string
