@@ -92,11 +92,14 @@ func (c *Conn) readSlotCommand(ctx context.Context, name string) (Slot, error) {
 }
 
 // readSlotSQL reads pg_replication_slots over an ordinary connection, for
-// servers before 15.
+// servers before 15. Its connection error is wrapped as Connect's are:
+// this connection opens a database (libpq's default is the user's name,
+// which a replication role seldom has), so it can fail where the
+// replication connection did not.
 func (c *Conn) readSlotSQL(ctx context.Context, name string) (Slot, error) {
 	pg, err := pgconn.ConnectConfig(ctx, c.config.Copy())
 	if err != nil {
-		return Slot{}, fmt.Errorf("read replication slot %s: connect: %w", name, err)
+		return Slot{}, fmt.Errorf("read replication slot %s: %w", name, ConnError(err))
 	}
 	defer pg.Close(context.WithoutCancel(ctx))
 	rr := pg.ExecParams(ctx, "select restart_lsn::text from pg_replication_slots where slot_name = $1 and slot_type = 'physical'",

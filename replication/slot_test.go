@@ -1,10 +1,16 @@
 package replication
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 func TestConn_CreatePhysicalSlot(t *testing.T) {
@@ -53,4 +59,30 @@ func TestConn_CreatePhysicalSlot(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestConn_ReadSlotSQL_ErrUnreachable: the ordinary connection
+// ReadSlot opens on servers before 15 fails as Connect does, with
+// ErrUnreachable and what to check, on one line; it gave pgconn's error
+// alone.
+func TestConn_ReadSlotSQL_ErrUnreachable(t *testing.T) {
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=postgres connect_timeout=5", testio.FreePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Conn{config: cfg}
+	_, err = c.readSlotSQL(context.Background(), "hoard")
+	if !errors.Is(err, ErrUnreachable) {
+		t.Errorf("readSlotSQL to a closed port: %v, want ErrUnreachable", err)
+	}
+	if err == nil {
+		return
+	}
+	msg := err.Error()
+	if want := "check the node's host and port"; !strings.Contains(msg, want) {
+		t.Errorf("%q: want the hint %q", msg, want)
+	}
+	if strings.ContainsAny(msg, "\n\t") {
+		t.Errorf("%q: want one line without tabs", msg)
+	}
 }
