@@ -266,7 +266,7 @@ func printSummary(w io.Writer, b *archive.BackupInfo) {
 	printf(w, "  start     %s  LSN %s  timeline %d  (WAL %s)\n", b.StartTime.UTC().Format(time.RFC3339), b.StartLSN, b.StartTimeline, b.StartWALSegment)
 	printf(w, "  end       %s  LSN %s  timeline %d  (WAL %s)\n", b.EndTime.UTC().Format(time.RFC3339), b.EndLSN, b.EndTimeline, b.EndWALSegment)
 	printf(w, "  duration  %s\n", b.EndTime.Sub(b.StartTime).Round(100*time.Millisecond))
-	printf(w, "  size      %s in %s, %s stored\n", humanBytes(b.TotalSizePlain), plural(b.ChunkCount, "chunk", "chunks"), humanBytes(b.TotalSizeEnc+b.StoredSize))
+	printf(w, "  size      %s in %s, %s stored\n", humanBytes(b.TotalSizePlain), plural(b.ChunkCount, "chunk", "chunks"), humanBytes(storedBytes(b)))
 	switch b.Metadata[basebackup.MetaSource] {
 	case basebackup.SourceDataDirectory:
 		mode := "local-tar"

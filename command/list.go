@@ -23,8 +23,9 @@ func listCommand() *cli.Command {
 		Name:  "list",
 		Usage: "list basebackups (also: hoard restore list-basebackups)",
 		Description: `Lists the complete basebackups of the site and of its moved_from sites, oldest first:
-name, the site whose storage holds it, stored size (total-size-enc, else the control
-object's size), original size, start and end time, start and end LSN, and timeline.
+name, the site whose storage holds it, stored size (every object of the backup: its
+chunks, total-size-enc, and its control object, as hoard basebackup's summary says;
+PGHoard's list shows total-size-enc alone), original size, start and end time, start and end LSN, and timeline.
 Backups written by PGHoard record no LSNs: they are shown from the WAL segment names.
 An incremental backup (PostgreSQL 17+) names its parent (Incremental of); after the table
 a line per incremental backup gives its chain: the full backup it starts from and what the
@@ -189,10 +190,7 @@ func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, s
 	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\tIncremental of\n")
 	printf(tw, "----------\t----\t-----------\t---------\t----------\t--------\t---------\t-------\t---\t--------------\n")
 	for _, b := range bs {
-		size := b.TotalSizeEnc
-		if size == 0 {
-			size = b.StoredSize
-		}
+		size := storedBytes(b)
 		tli := strconv.FormatUint(uint64(b.StartTimeline), 10)
 		if b.EndTimeline != 0 && b.EndTimeline != b.StartTimeline {
 			tli += "-" + strconv.FormatUint(uint64(b.EndTimeline), 10)
@@ -255,11 +253,7 @@ func chainLine(bs []*archive.BackupInfo, b *archive.BackupInfo) string {
 	}
 	var stored int64
 	for _, c := range chain {
-		size := c.TotalSizeEnc
-		if size == 0 {
-			size = c.StoredSize
-		}
-		stored += size
+		stored += storedBytes(c)
 	}
 	return fmt.Sprintf("chain of %s: %s from full backup %s, %s stored in all", b.Name, plural(len(chain), "backup", "backups"), chain[0].Name, humanBytes(stored))
 }
@@ -310,6 +304,14 @@ func lsnOrDash(l uint64) string {
 	}
 	return lsnString(l)
 }
+
+// storedBytes is what every object of backup b takes in its storage: its
+// chunks (total-size-enc, 0 for a backup in one object) and its control
+// object, as hoard basebackup's summary counts it, so that list,
+// retention and the summary say one size, the one to compare with the
+// bucket's. PGHoard's list shows total-size-enc alone, else the control
+// object's size.
+func storedBytes(b *archive.BackupInfo) int64 { return b.TotalSizeEnc + b.StoredSize }
 
 // humanBytes formats n with binary units: 1.5 GiB.
 func humanBytes(n int64) string {

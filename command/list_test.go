@@ -381,3 +381,32 @@ func TestWriteBackupsTable_InvalidKeyMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBackupsTable_StoredSize: list's size of a backup is the bytes
+// all its objects take, its chunks (total-size-enc) and its control
+// object, as hoard basebackup's summary says it: list showed the chunks
+// alone (4.9 MiB) where the summary said 5.1 MiB stored.
+func TestWriteBackupsTable_StoredSize(t *testing.T) {
+	b := &archive.BackupInfo{
+		Name: "2026-01-02_03-00_0", Format: archive.FormatBBv2, StartTimeline: 1, ChunkCount: 2,
+		TotalSizePlain: 20 << 20, TotalSizeEnc: 4<<20 + 900<<10, StoredSize: 200 << 10,
+	}
+	const want = "5.1 MiB"
+	var sum bytes.Buffer
+	printSummary(&sum, b)
+	if !strings.Contains(sum.String(), want+" stored") {
+		t.Fatalf("basebackup summary lacks %q:\n%s", want+" stored", sum.String())
+	}
+	var list bytes.Buffer
+	if err := writeBackupsTable(&list, archive.Backups{Sound: []*archive.BackupInfo{b}}, nil, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list.String(), want) {
+		t.Errorf("list does not say %s, as the basebackup summary does:\n%s", want, list.String())
+	}
+	var ret bytes.Buffer
+	writeRetentionText(&ret, archive.RetentionPlan{Delete: []archive.BackupDecision{{Backup: b, Site: "s"}}}, nil, false)
+	if !strings.Contains(ret.String(), want) {
+		t.Errorf("retention does not say %s, as the basebackup summary does:\n%s", want, ret.String())
+	}
+}

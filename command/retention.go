@@ -188,10 +188,7 @@ func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.Re
 	printf(tw, "----------\t----\t----------\t-------------\t-----------\t------\t------\n")
 	row := func(d archive.BackupDecision, action string) {
 		b := d.Backup
-		size := b.TotalSizeEnc
-		if size == 0 {
-			size = b.StoredSize
-		}
+		size := storedBytes(b)
 		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, d.Site, tableTime(b.StartTime), orDash(b.StartWALSegment),
 			humanBytes(size), action, d.Reason)
 	}
