@@ -56,12 +56,19 @@ runs pg_switch_wal()).
 
 When a hoard daemon runs with this configuration (it answers on http_address:http_port),
 the backup is requested from it instead, so that backups of a site never overlap; the
-daemon takes it at once, or right after the backup it is taking. The command exits 0
-once the daemon has queued the request, without waiting for the backup (see hoard list);
-a request that the daemon's shutdown (or a reload restarting the site) cuts short is
-dropped, with the warning "basebackup request dropped" in the daemon's log: request it
-again. A site already stopping refuses the request (503, "the site is stopping"), and the
-command fails (exit 1). --local takes the backup in this process regardless.
+daemon takes it at once, or right after the backup it is taking. Without --wait the
+command exits 0 once the daemon has queued the request, without waiting for the backup
+(see hoard list); a request that the daemon's shutdown (or a reload restarting the site)
+cuts short is dropped, with the warning "basebackup request dropped" in the daemon's log:
+request it again. With --wait it waits for the backup taken for its own request (it asks
+the daemon every second): once stored it prints the backup's summary (--json: as JSON)
+and exits 0; if that backup fails it exits 1 with the daemon's error for it (the daemon
+keeps the request and retries it); if the daemon drops the request, forgets it (it
+restarted) or stops answering, it exits 1 saying so. While a request already waits for
+the daemon, another is refused (409, "already requested or running") and the command
+fails (exit 1), with --wait or not. A site already stopping refuses the request (503,
+"the site is stopping"), and the command fails (exit 1). --local takes the backup in this
+process regardless; a backup taken here is always waited for.
 
 --incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:
 hoard sends the backup_manifest of the newest stored backup of the same system and
@@ -84,6 +91,7 @@ The summary goes to stdout.`,
 			&cli.DurationFlag{Name: "wal-timeout", Usage: "from a standby: how long to wait for the archive to hold the backup's WAL", Value: basebackup.DefaultWALTimeout},
 			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON"},
 			&cli.BoolFlag{Name: "local", Usage: "take the backup in this process even when a daemon runs"},
+			&cli.BoolFlag{Name: "wait", Usage: "with a running daemon: wait until the backup taken for this request is stored (exit 0) or fails, or the request is dropped (exit 1)"},
 			&cli.BoolFlag{Name: "incremental", Usage: "take a PostgreSQL 17+ incremental backup against the newest backup of the same system and timeline (needs summarize_wal = on)"},
 		},
 		Action: runBasebackup,
@@ -108,10 +116,13 @@ func runBasebackup(c *cli.Context) error {
 		return usagef("add a node to the site's nodes", "site %s has no nodes", env.name)
 	}
 	if !c.Bool("local") && !c.Bool("incremental") {
-		err := daemon.RequestBackup(c.Context, *httpConfig(env.cfg), env.name)
+		id, err := daemon.RequestBackup(c.Context, *httpConfig(env.cfg), env.name)
 		if err == nil {
 			if c.Bool("fast") || rate != 0 || c.Bool("no-wait") || c.IsSet("wal-timeout") {
 				env.log.Warn().Msg("--fast, --max-rate, --no-wait and --wal-timeout apply to backups taken here; the daemon uses its own settings (use --local)")
+			}
+			if c.Bool("wait") {
+				return waitDaemonBackup(c, env, id)
 			}
 			printf(c.App.Writer, "basebackup of site %s requested from the running daemon; see hoard list\n", env.name)
 			return nil
@@ -151,6 +162,42 @@ func runBasebackup(c *cli.Context) error {
 	}
 	printSummary(c.App.Writer, info)
 	return nil
+}
+
+// daemonPollInterval is how often basebackup --wait asks the daemon
+// about its request.
+const daemonPollInterval = time.Second
+
+// waitDaemonBackup waits for the daemon's backup for request id
+// (daemon.WaitBackup) and prints the stored backup as the archive lists
+// it, as a backup taken here is printed.
+func waitDaemonBackup(c *cli.Context, env *siteEnv, id string) error {
+	if id == "" {
+		return errors.New("the daemon queued the basebackup but names no request to wait for (a hoard daemon older than --wait): " +
+			"see hoard list, or upgrade the daemon")
+	}
+	env.log.Info().Str("request", id).Msg("basebackup requested from the running daemon: waiting for it")
+	st, err := daemon.WaitBackup(c.Context, *httpConfig(env.cfg), env.name, id, daemonPollInterval, func(st daemon.RequestStatus) {
+		env.log.Info().Str("request", id).Str("state", st.State).Msg("basebackup request")
+	})
+	if err != nil {
+		return err
+	}
+	backups, err := env.archive.ListBackups(c.Context)
+	if err != nil {
+		return fmt.Errorf("the daemon stored basebackup %s; list it: %w", st.Backup, err)
+	}
+	for _, b := range backups {
+		if b.Name != st.Backup {
+			continue
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, newBackupJSON(b))
+		}
+		printSummary(c.App.Writer, b)
+		return nil
+	}
+	return fmt.Errorf("the daemon says it stored basebackup %s, but the archive lists no such backup: check the daemon's log and hoard list", st.Backup)
 }
 
 // noteStandbyBackup returns Options.OnStandby for a backup taken here: it

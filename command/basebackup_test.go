@@ -8,13 +8,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestBasebackup_ViaDaemon checks that hoard basebackup asks a daemon that
@@ -95,5 +99,95 @@ func TestBasebackupParallel(t *testing.T) {
 		if got := basebackupParallel(site); got != tc.want {
 			t.Errorf("basebackup_threads %d, basebackup_chunks_in_progress %d: %d chunks in flight, want %d", tc.threads, tc.chunks, got, tc.want)
 		}
+	}
+}
+
+// TestBasebackup_Wait runs basebackup --wait against a scripted daemon
+// that names the request (Location) and answers GET
+// /db1/basebackup/<id> with running, then the case's final state: stored
+// prints the summary of the backup as the archive lists it (exit 0);
+// failed, dropped, a stored backup the archive does not list, and a
+// daemon that names no request (older than --wait) exit 1 saying why.
+func TestBasebackup_Wait(t *testing.T) {
+	var mu sync.Mutex
+	var final, location string
+	var polls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/db1/basebackup":
+			if location != "" {
+				w.Header().Set("Location", location)
+			}
+			w.WriteHeader(http.StatusCreated)
+		case r.Method == http.MethodGet && r.URL.Path == "/db1/basebackup/abc":
+			polls++
+			state := `{"id":"abc","site":"db1","state":"running"}`
+			if polls > 1 {
+				state = final
+			}
+			_, _ = io.WriteString(w, state)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	cfg := filepath.Join(dir, "hoard.json")
+	js := fmt.Sprintf(`{"backup_location": %q, "http_port": %d,
+		"backup_sites": {"db1": {"nodes": [{"host": "127.0.0.1", "port": 1}],
+		"object_storage": {"storage_type": "local", "directory": %q}}}}`, dir, srv.Listener.Addr().(*net.TCPAddr).Port, store)
+	if err := os.WriteFile(cfg, []byte(js), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The archive holds backup 2026-12-06_01-00_0 only.
+	ctx := context.Background()
+	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002",
+		StartTime: time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC), EndTime: time.Date(2026, 12, 6, 1, 1, 0, 0, time.UTC)}
+	a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "db1"}}
+	body := []byte("control")
+	if _, err := a.Codec.Put(ctx, st, a.Layout.BackupKey("2026-12-06_01-00_0"), bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	for _, tc := range []struct {
+		name, location, final string
+		wantErr, wantOut      string // wantErr "": exit 0
+	}{
+		{"OK", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"stored","backup":"2026-12-06_01-00_0"}`, "", "basebackup 2026-12-06_01-00_0 stored"},
+		{"ErrFailed", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"failed","error":"connect: connection refused (the daemon retries in 1m0s)"}`,
+			"failed: connect: connection refused (the daemon retries in 1m0s)", ""},
+		{"ErrDropped", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"dropped","error":"the site stopped (shutdown or reload)"}`,
+			"the daemon dropped basebackup request abc: the site stopped (shutdown or reload)", ""},
+		{"ErrNotListed", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"stored","backup":"2026-12-06_02-00_0"}`,
+			"the archive lists no such backup", ""},
+		{"ErrOldDaemon", "", "", "names no request to wait for", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			final, location, polls = tc.final, tc.location, 0
+			mu.Unlock()
+			app := App("test")
+			var out bytes.Buffer
+			app.Writer, app.ErrWriter = &out, io.Discard
+			err := app.RunContext(ctx, []string{"hoard", "--config", cfg, "basebackup", "--wait"})
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("basebackup --wait: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || ExitCode(err) != ExitFailure):
+				t.Fatalf("basebackup --wait = %v (exit %d), want exit %d with %q", err, ExitCode(err), ExitFailure, tc.wantErr)
+			}
+			if !strings.Contains(out.String(), tc.wantOut) {
+				t.Errorf("output %q lacks %q", out.String(), tc.wantOut)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -32,9 +33,87 @@ const requestTimeout = 30 * time.Second
 // An unset or wildcard address means this host's loopback. It returns an
 // error wrapping ErrNoDaemon when nothing listens there, so a caller can
 // take the backup itself; any other error means a daemon answered and
-// refused.
-func RequestBackup(ctx context.Context, h HTTPConfig, site string) error {
-	return post(ctx, h, "/"+site+"/basebackup")
+// refused. On success it returns the request's id, for WaitBackup; ""
+// from a daemon too old to name it.
+func RequestBackup(ctx context.Context, h HTTPConfig, site string) (id string, err error) {
+	_, hdr, _, err := call(ctx, h, http.MethodPost, "/"+site+"/basebackup")
+	if err != nil {
+		return "", err
+	}
+	prefix := "/" + site + "/basebackup/"
+	if loc := hdr.Get("Location"); strings.HasPrefix(loc, prefix) {
+		return strings.TrimPrefix(loc, prefix), nil
+	}
+	return "", nil
+}
+
+// BackupRequest asks a running daemon, as RequestBackup reaches it (GET
+// /<site>/basebackup/<id>), what became of basebackup request id. A
+// daemon that does not know the id answers 404: the error wraps
+// ErrUnknownRequest.
+func BackupRequest(ctx context.Context, h HTTPConfig, site, id string) (RequestStatus, error) {
+	code, _, body, err := call(ctx, h, http.MethodGet, "/"+site+"/basebackup/"+id)
+	if err != nil {
+		if code == http.StatusNotFound {
+			err = fmt.Errorf("%w: %v", ErrUnknownRequest, err)
+		}
+		return RequestStatus{}, err
+	}
+	var st RequestStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		return RequestStatus{}, fmt.Errorf("the daemon's answer about request %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// WaitBackup polls the daemon every interval (BackupRequest) until
+// request id is done (RequestStatus.Done) and returns its last status:
+// with a nil error only when its backup is stored. A failed backup, a
+// dropped request, a daemon that forgot the request or no longer answers
+// (its requests live in memory only: they went with it) are errors that
+// say so. onState, when set, is called with each new state.
+func WaitBackup(ctx context.Context, h HTTPConfig, site, id string, interval time.Duration, onState func(RequestStatus)) (RequestStatus, error) {
+	last := ""
+	for {
+		st, err := BackupRequest(ctx, h, site, id)
+		switch {
+		case errors.Is(err, ErrNoDaemon):
+			return st, fmt.Errorf("the daemon stopped answering while basebackup request %s was %s: "+
+				"its requests went with it; see hoard list, and request the backup again: %w", id, orUnknown(last), err)
+		case errors.Is(err, ErrUnknownRequest):
+			return st, fmt.Errorf("basebackup request %s was %s, and the daemon no longer knows it "+
+				"(it restarted since, and the request was dropped): see hoard list, and request the backup again: %w", id, orUnknown(last), err)
+		case err != nil:
+			return st, fmt.Errorf("ask the daemon about basebackup request %s: %w", id, err)
+		}
+		if st.State != last && onState != nil {
+			onState(st)
+		}
+		last = st.State
+		switch st.State {
+		case RequestStored:
+			return st, nil
+		case RequestFailed:
+			return st, fmt.Errorf("the daemon's basebackup for request %s failed: %s", id, st.Error)
+		case RequestDropped:
+			return st, fmt.Errorf("the daemon dropped basebackup request %s: %s; request it again", id, st.Error)
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return st, fmt.Errorf("stopped waiting for basebackup request %s (%s; the daemon goes on with it): %w", id, st.State, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// orUnknown is a request's last state seen, for a message.
+func orUnknown(state string) string {
+	if state == "" {
+		return "made"
+	}
+	return state
 }
 
 // NoteBackupStored tells a running daemon, as RequestBackup reaches it
@@ -44,13 +123,15 @@ func RequestBackup(ctx context.Context, h HTTPConfig, site string) error {
 // backup's end. The request carries no position: the daemon reads the
 // backup from the site. Errors are as RequestBackup's.
 func NoteBackupStored(ctx context.Context, h HTTPConfig, site string) error {
-	return post(ctx, h, "/"+site+"/backup-stored")
+	_, _, _, err := call(ctx, h, http.MethodPost, "/"+site+"/backup-stored")
+	return err
 }
 
-// post sends an empty POST to path on the daemon h names and returns an
-// error unless it answers 200, 201 or 202; ErrNoDaemon (wrapped) when
+// call sends an empty request to path on the daemon h names and returns
+// the answer's status code, header and (first 64 KiB of) body; an error
+// unless it answers 200, 201 or 202, and ErrNoDaemon (wrapped) when
 // nothing listens there.
-func post(ctx context.Context, h HTTPConfig, path string) error {
+func call(ctx context.Context, h HTTPConfig, method, path string) (int, http.Header, []byte, error) {
 	host := h.Address
 	switch host {
 	case "", "0.0.0.0":
@@ -64,7 +145,7 @@ func post(ctx context.Context, h HTTPConfig, path string) error {
 	if h.TLSCertFile != "" {
 		pin, err := certLeaf(h.TLSCertFile)
 		if err != nil {
-			return err
+			return 0, nil, nil, err
 		}
 		scheme = "https"
 		tr.TLSClientConfig = &tls.Config{
@@ -80,9 +161,9 @@ func post(ctx context.Context, h HTTPConfig, path string) error {
 			MinVersion: tls.VersionTLS12,
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, scheme+"://"+addr+path, nil)
 	if err != nil {
-		return err
+		return 0, nil, nil, err
 	}
 	if h.Username != "" {
 		req.SetBasicAuth(h.Username, h.Password)
@@ -93,17 +174,20 @@ func post(ctx context.Context, h HTTPConfig, path string) error {
 	if err != nil {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return fmt.Errorf("%w on %s: %v", ErrNoDaemon, addr, err)
+			return 0, nil, nil, fmt.Errorf("%w on %s: %v", ErrNoDaemon, addr, err)
 		}
-		return err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusCreated, http.StatusAccepted:
-		return nil
+		if err != nil {
+			return resp.StatusCode, resp.Header, nil, fmt.Errorf("read the daemon's answer: %w", err)
+		}
+		return resp.StatusCode, resp.Header, body, nil
 	}
-	return fmt.Errorf("the daemon answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	return resp.StatusCode, resp.Header, nil, fmt.Errorf("the daemon answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
 }
 
 // certLeaf returns the DER bytes of the first certificate in a PEM file.

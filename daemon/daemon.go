@@ -34,6 +34,8 @@ type daemon struct {
 	raisedBy map[string]map[string]bool
 	// down records since when a streaming site has been disconnected.
 	down map[string]time.Time
+	// reqs holds the recent basebackup requests and what became of them.
+	reqs requestLog
 }
 
 // Run runs the daemon until ctx ends: one supervisor per active site (WAL
@@ -85,6 +87,7 @@ func Run(ctx context.Context, o Options) error {
 				Status:        func() any { return d.status() },
 				Metrics:       d.metrics,
 				RequestBackup: d.requestBackup,
+				BackupRequest: d.backupRequest,
 				BackupStored:  d.backupStored,
 				Healthy:       d.healthy,
 				Logger:        o.Logger,
@@ -276,19 +279,30 @@ func (d *daemon) supervisors() map[string]*supervisor {
 
 // requestBackup asks the site's supervisor for a basebackup. While the
 // maintenance mode file exists the request is refused (ErrMaintenance)
-// rather than kept for later.
-func (d *daemon) requestBackup(site string) error {
+// rather than kept for later. It returns the request's id
+// (backupRequest).
+func (d *daemon) requestBackup(site string) (string, error) {
 	sup := d.supervisors()[site]
 	if sup == nil {
-		return fmt.Errorf("site %q: %w", site, ErrUnknownSite)
+		return "", fmt.Errorf("site %q: %w", site, ErrUnknownSite)
 	}
 	if !sup.site.Active {
-		return fmt.Errorf("site %s is inactive (active: false): %w", site, ErrUnknownSite)
+		return "", fmt.Errorf("site %s is inactive (active: false): %w", site, ErrUnknownSite)
 	}
 	if sup.maintenance() {
-		return fmt.Errorf("site %s: %w (remove %s to end it)", site, ErrMaintenance, d.opts.MaintenanceFile)
+		return "", fmt.Errorf("site %s: %w (remove %s to end it)", site, ErrMaintenance, d.opts.MaintenanceFile)
 	}
 	return sup.request()
+}
+
+// backupRequest returns what became of basebackup request id of site:
+// ErrUnknownRequest when the daemon does not know it.
+func (d *daemon) backupRequest(site, id string) (RequestStatus, error) {
+	r, ok := d.reqs.get(site, id)
+	if !ok {
+		return RequestStatus{}, fmt.Errorf("site %s, request %s: %w", site, id, ErrUnknownRequest)
+	}
+	return r, nil
 }
 
 // backupStored has the backup loop of site list the backups now: a

@@ -24,7 +24,10 @@
 //   - the backup loop: one basebackup at a time, when the Schedule says
 //     one is due or one was requested (HTTP, `hoard basebackup` while a
 //     daemon runs), labelled scheduled or requested with the decision time
-//     and schedule slot in its metadata. A streaming site waits for its
+//     and schedule slot in its metadata. Each request has an id, and the
+//     daemon keeps what became of its recent requests in memory
+//     (requests.go: queued, running, stored, failed, dropped) for
+//     `hoard basebackup --wait` (GET /<site>/basebackup/<id>). A streaming site waits for its
 //     receiver to hold the replication slot before its first backup, and
 //     its backups do not wait for the server's archiver (the daemon
 //     archives that WAL itself). Failures are retried with backoff and are

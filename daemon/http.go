@@ -36,6 +36,10 @@ var (
 	// is shutting down, or a reload is restarting the site): nothing
 	// would take the backup, so it is refused rather than queued (503).
 	ErrSiteStopping = errors.New("the site is stopping (shutdown or reload): no backup loop takes requests; request it again once the daemon runs it")
+	// ErrUnknownRequest means the daemon knows no basebackup request of
+	// that id for the site: it was never made there, it is older than
+	// the last maxRequests, or the daemon restarted since (404).
+	ErrUnknownRequest = errors.New("the daemon knows no such basebackup request (it keeps the last 256 since it started)")
 )
 
 // HTTP server limits. A monitoring endpoint answers in milliseconds; these
@@ -64,9 +68,16 @@ type HTTPOptions struct {
 	// TLSCertFile and TLSKeyFile (PEM) turn on HTTPS when both are set.
 	TLSCertFile, TLSKeyFile string
 
-	Status        func() any              // GET /status: the value is sent as indented JSON
-	Metrics       *metrics.Registry       // GET /metrics
-	RequestBackup func(site string) error // PUT|POST /<site>/archive/basebackup, POST /<site>/basebackup
+	Status  func() any        // GET /status: the value is sent as indented JSON
+	Metrics *metrics.Registry // GET /metrics
+	// RequestBackup is PUT|POST /<site>/archive/basebackup and POST
+	// /<site>/basebackup: it queues a backup and returns the request's id,
+	// which the 201 answer names in its Location header
+	// (/<site>/basebackup/<id>).
+	RequestBackup func(site string) (id string, err error)
+	// BackupRequest is GET /<site>/basebackup/<id>: what became of a
+	// request, as JSON (RequestStatus).
+	BackupRequest func(site, id string) (RequestStatus, error)
 	// BackupStored is POST /<site>/backup-stored: a backup was stored in
 	// the site (hoard basebackup --local tells the daemon), so the daemon
 	// lists the site's backups now (at most every relistMinInterval).
@@ -217,11 +228,13 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 			http.Error(w, "basebackup requests are not available", http.StatusNotImplemented)
 			return
 		}
-		err := o.RequestBackup(site)
+		id, err := o.RequestBackup(site)
 		switch {
 		case err == nil:
-			log.Info().Str(logSite, site).Msg("basebackup requested over http")
-			writeText(w, http.StatusCreated, "basebackup requested\n")
+			log.Info().Str(logSite, site).Str("request", id).Msg("basebackup requested over http")
+			// Older clients look at the status code alone.
+			w.Header().Set("Location", "/"+site+"/basebackup/"+id)
+			writeText(w, http.StatusCreated, "basebackup requested: request "+id+"\n")
 		case errors.Is(err, ErrUnknownSite):
 			http.Error(w, err.Error(), http.StatusNotFound)
 		case errors.Is(err, ErrBackupPending):
@@ -246,6 +259,25 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 		case errors.Is(err, ErrMaintenance):
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		default:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("GET /{site}/basebackup/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if o.BackupRequest == nil {
+			http.Error(w, "basebackup requests are not available", http.StatusNotImplemented)
+			return
+		}
+		st, err := o.BackupRequest(r.PathValue("site"), r.PathValue("id"))
+		switch {
+		case err == nil:
+			b, _ := json.Marshal(st) // strings only: cannot fail
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(append(b, '\n'))
+		case errors.Is(err, ErrUnknownRequest):
+			http.Error(w, err.Error(), http.StatusNotFound)
 		default:
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -110,26 +111,26 @@ type fakeSites struct {
 	stored    []string // BackupStored's sites
 }
 
-func (f *fakeSites) RequestBackup(site string) error {
+func (f *fakeSites) RequestBackup(site string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch site {
 	case "main", "other":
 		for _, r := range f.requested {
 			if r == site {
-				return fmt.Errorf("site %s: %w", site, ErrBackupPending)
+				return "", fmt.Errorf("site %s: %w", site, ErrBackupPending)
 			}
 		}
 		f.requested = append(f.requested, site)
-		return nil
+		return "r" + strconv.Itoa(len(f.requested)), nil
 	case "broken":
-		return errors.New("site broken: scheduler stopped")
+		return "", errors.New("site broken: scheduler stopped")
 	case "maint":
-		return fmt.Errorf("site maint: %w", ErrMaintenance)
+		return "", fmt.Errorf("site maint: %w", ErrMaintenance)
 	case "stopping":
-		return fmt.Errorf("site stopping: %w", ErrSiteStopping)
+		return "", fmt.Errorf("site stopping: %w", ErrSiteStopping)
 	default:
-		return fmt.Errorf("site %q: %w", site, ErrUnknownSite)
+		return "", fmt.Errorf("site %q: %w", site, ErrUnknownSite)
 	}
 }
 

@@ -15,17 +15,17 @@ const relistMinInterval = 10 * time.Second
 // waitRelist waits, for a listing listSoon asked for, until
 // relistMinInterval has passed since the backup loop last listed the
 // backups at listed, ctx ends, or a basebackup is requested: it takes the
-// request and returns true.
-func (s *supervisor) waitRelist(ctx context.Context, listed time.Time) (requested bool) {
+// request and returns its id.
+func (s *supervisor) waitRelist(ctx context.Context, listed time.Time) (requested string) {
 	t := time.NewTimer(time.Until(listed.Add(relistMinInterval)))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
-	case <-s.requests:
-		s.log.Info().Msg("basebackup requested")
-		return true
+		return ""
+	case id := <-s.requests:
+		s.log.Info().Str("request", id).Msg("basebackup requested")
+		return id
 	case <-t.C:
-		return false
+		return ""
 	}
 }

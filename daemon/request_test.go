@@ -44,7 +44,7 @@ func TestSupervisor_RequestDropped(t *testing.T) {
 			var stop func() error
 			if taken {
 				s, stop = archiveCommandLoop(t, d, conn, arch)
-				if err := d.requestBackup("main"); err != nil {
+				if _, err := d.requestBackup("main"); err != nil {
 					t.Fatal(err)
 				}
 				deadline := time.Now().Add(time.Minute)
@@ -57,7 +57,7 @@ func TestSupervisor_RequestDropped(t *testing.T) {
 			} else {
 				s = newSupervisor(d, Site{Name: "main", Active: true, WAL: WALArchiveCommand, ConnString: conn})
 				d.sups["main"] = s
-				if err := d.requestBackup("main"); err != nil {
+				if _, err := d.requestBackup("main"); err != nil {
 					t.Fatal(err)
 				}
 				ctx, cancel := context.WithCancel(context.Background())
@@ -92,7 +92,7 @@ func TestSupervisor_RequestAfterStop(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("backup loop: %v", err)
 	}
-	err := d.requestBackup("main")
+	_, err := d.requestBackup("main")
 	if !errors.Is(err, ErrSiteStopping) || !strings.Contains(err.Error(), "site main") {
 		t.Fatalf("request after the backup loop ended: %v, want ErrSiteStopping naming site main", err)
 	}
@@ -100,7 +100,7 @@ func TestSupervisor_RequestAfterStop(t *testing.T) {
 	// non-zero exit (it takes no backup itself: a daemon answered).
 	srv := startHTTP(t, HTTPOptions{RequestBackup: d.requestBackup, Logger: zerolog.Nop()})
 	h := HTTPConfig{Address: "127.0.0.1", Port: srv.addr.(*net.TCPAddr).Port}
-	err = RequestBackup(context.Background(), h, "main")
+	_, err = RequestBackup(context.Background(), h, "main")
 	if err == nil || errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "site is stopping") {
 		t.Errorf("hoard basebackup's request: %v, want the daemon's 503 saying the site is stopping", err)
 	}
@@ -125,7 +125,7 @@ func TestSupervisor_RequestServedAtStop(t *testing.T) {
 		cancel() // the daemon stops while the backup completes
 		return &archive.BackupInfo{Name: "2026-12-05_05-00_0", BackupReason: o.Reason}, nil
 	}
-	if err := d.requestBackup("main"); err != nil {
+	if _, err := d.requestBackup("main"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.backups(ctx, arch); err != nil {

@@ -49,8 +49,8 @@ type supervisor struct {
 	site Site
 	d    *daemon
 	log  zerolog.Logger
-	// requests holds one pending backup request.
-	requests chan struct{}
+	// requests holds the id of one pending backup request.
+	requests chan string
 	// relist holds one pending request to list the backups now
 	// (listSoon).
 	relist chan struct{}
@@ -108,7 +108,7 @@ func newSupervisor(d *daemon, s Site) *supervisor {
 		site:     s,
 		d:        d,
 		log:      d.log.With().Str(logSite, s.Name).Logger(),
-		requests: make(chan struct{}, 1),
+		requests: make(chan string, 1),
 		relist:   make(chan struct{}, 1),
 		m:        newSiteMetrics(d.metrics, s.Name),
 
@@ -118,58 +118,69 @@ func newSupervisor(d *daemon, s Site) *supervisor {
 	return sup
 }
 
-// request asks for a basebackup. A request already waiting makes it
+// request asks for a basebackup and returns the request's id in the
+// daemon's requestLog. A request already waiting makes it
 // ErrBackupPending; one made while a backup runs is taken after it. Once
 // the backup loop has ended (endRequests) it is ErrSiteStopping: nothing
 // would take it.
-func (s *supervisor) request() error {
+func (s *supervisor) request() (string, error) {
 	// s.mu orders a request against endRequests: one queued here is in
 	// the channel when endRequests looks, so it is logged as dropped if
 	// not taken, and one made after it is refused.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.requestsEnded {
-		return fmt.Errorf("site %s: %w", s.site.Name, ErrSiteStopping)
+		return "", fmt.Errorf("site %s: %w", s.site.Name, ErrSiteStopping)
 	}
+	// Recorded before it is queued: the backup loop may take it at once
+	// and record it running.
+	id := s.d.reqs.add(s.site.Name)
 	select {
-	case s.requests <- struct{}{}:
+	case s.requests <- id:
 		s.st.BackupRequested = true
-		return nil
+		return id, nil
 	default:
-		return fmt.Errorf("site %s: %w", s.site.Name, ErrBackupPending)
+		s.d.reqs.forget(id)
+		return "", fmt.Errorf("site %s: %w", s.site.Name, ErrBackupPending)
 	}
 }
 
-// endRequests makes request refuse further requests and reports whether
-// one was waiting for the backup loop (it is removed: nothing takes it
-// now). It is called when the backup loop ends, and when the site stops
-// before it started.
-func (s *supervisor) endRequests() bool {
+// endRequests makes request refuse further requests and returns the id
+// of the one waiting for the backup loop, if any (it is removed: nothing
+// takes it now). It is called when the backup loop ends, and when the
+// site stops before it started.
+func (s *supervisor) endRequests() (waiting string) {
 	s.mu.Lock()
 	s.requestsEnded = true
 	s.st.BackupRequested = false
 	s.mu.Unlock()
 	select {
-	case <-s.requests:
-		return true
+	case id := <-s.requests:
+		return id
 	default:
-		return false
+		return ""
 	}
 }
 
-// dropRequests ends the site's requests (endRequests) and logs the one
-// that is lost, if any: the backup loop had taken it (taken) or it was
-// waiting. Requests live in memory only, and whoever asked was answered
-// when it was queued: the warning tells them to ask again.
-func (s *supervisor) dropRequests(ctx context.Context, taken bool) {
-	if !s.endRequests() && !taken {
+// dropRequests ends the site's requests (endRequests) and marks dropped,
+// and logs, those that are lost: the ones the backup loop had taken
+// (taken) and the one waiting. Requests live in memory only, and whoever
+// asked without waiting was answered when it was queued: the warning tells
+// them to ask again.
+func (s *supervisor) dropRequests(ctx context.Context, taken []string) {
+	lost := taken
+	if id := s.endRequests(); id != "" {
+		lost = append(lost, id)
+	}
+	if len(lost) == 0 {
 		return
 	}
 	why := "the backup loop ended"
 	if cause := context.Cause(ctx); cause != nil {
 		why = cause.Error()
 	}
-	s.log.Warn().Str("why", why).
+	s.d.reqs.set(lost, RequestDropped, "", "the site stopped (shutdown or reload) before the backup was stored: "+why)
+	s.log.Warn().Str("why", why).Strs("requests", lost).
 		Msg("basebackup request dropped: the site stopped (shutdown or reload) before the backup was stored; request it again")
 }
 
@@ -199,7 +210,7 @@ func (s *supervisor) setError(err error) {
 func (s *supervisor) run(ctx context.Context) error {
 	// A site that stops before its backup loop runs (no archive, no
 	// receiver) refuses requests too; after the loop this finds none.
-	defer s.dropRequests(ctx, false)
+	defer s.dropRequests(ctx, nil)
 	arch, closeArch, err := s.site.OpenArchive(ctx)
 	if err != nil {
 		return fmt.Errorf("open archive: %w", err)
@@ -297,7 +308,10 @@ func (s *supervisor) pendingStreamEnd() walstream.StreamEnd {
 // retention after each backup and every RetentionInterval in between.
 func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 	var (
-		requested   bool
+		// requested holds the ids of the requests the loop has taken
+		// and not yet served: the next backup serves them all, as it
+		// starts after each was made.
+		requested   []string
 		failures    int
 		retryAt     time.Time
 		retentionAt time.Time // zero: at once
@@ -352,16 +366,22 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 				switch {
 				case now.Before(retryAt):
 					wake = earliest(wake, retryAt)
-				case requested:
+				case len(requested) > 0:
 					reason = basebackup.ReasonRequested
 				case dec.Due:
 					reason = basebackup.ReasonScheduled
 					s.log.Info().Str("why", dec.Why).Msg("scheduled basebackup due")
 				}
 				if reason != "" {
-					err := s.backup(ctx, arch, reason, now, dec.Normalized, reason == basebackup.ReasonScheduled && dec.Incremental)
+					serving := requested
+					if reason != basebackup.ReasonRequested {
+						serving = nil
+					}
+					s.d.reqs.set(serving, RequestRunning, "", "")
+					name, err := s.backup(ctx, arch, reason, now, dec.Normalized, reason == basebackup.ReasonScheduled && dec.Incremental)
 					if err == nil && reason == basebackup.ReasonRequested {
-						requested = false // served, even if the daemon stops now
+						s.d.reqs.set(serving, RequestStored, name, "")
+						requested = nil // served, even if the daemon stops now
 					}
 					if ctx.Err() != nil {
 						return nil
@@ -371,10 +391,11 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 						delay := min(backupRetryMin<<min(failures-1, 10), backupRetryMax)
 						retryAt = time.Now().Add(delay)
 						s.log.Error().Err(err).Int("failures", failures).Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("basebackup failed")
+						// The requests stay taken: the retry serves them.
+						s.d.reqs.set(serving, RequestFailed, "", fmt.Sprintf("%v (the daemon retries in %s)", err, delay.Round(time.Second)))
 					} else {
 						failures, retryAt = 0, time.Time{}
 						if reason == basebackup.ReasonRequested {
-							requested = false
 							s.update(func(st *SiteStatus) { st.BackupRequested = false })
 						}
 						retentionAt = time.Time{}
@@ -397,12 +418,12 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
-		case <-s.requests:
-			requested = true
-			s.log.Info().Msg("basebackup requested")
+		case id := <-s.requests:
+			requested = append(requested, id)
+			s.log.Info().Str("request", id).Msg("basebackup requested")
 		case <-s.relist:
-			if s.waitRelist(ctx, listed) {
-				requested = true
+			if id := s.waitRelist(ctx, listed); id != "" {
+				requested = append(requested, id)
 			} else if ctx.Err() != nil {
 				timer.Stop()
 				return nil
@@ -494,11 +515,11 @@ func (s *supervisor) noteBackups(listed int, bs []*archive.BackupInfo) {
 	})
 }
 
-// backup takes one basebackup.
+// backup takes one basebackup and returns its name.
 //
 // An incremental backup (PostgreSQL 17+) that the server cannot take, or
 // that has no parent, gives way to a full backup at once, with a warning.
-func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason string, decided, normalized time.Time, incremental bool) error {
+func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason string, decided, normalized time.Time, incremental bool) (string, error) {
 	o := s.site.Backup
 	o.ConnString = s.site.ConnString
 	o.Archive = arch
@@ -542,14 +563,14 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 	// A backup that was stored as the daemon stopped is stored: it is
 	// logged and counted, and a request it served is not dropped.
 	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
+		return "", ctx.Err()
 	}
 	if err != nil {
 		s.m.backupsFailed.Add(1)
 		s.connectFailed(err)
 		s.setError(err)
 		s.update(func(st *SiteStatus) { st.LastBackupError = err.Error() })
-		return err
+		return "", err
 	}
 	took := time.Since(started)
 	if info.SystemID != "" {
@@ -571,7 +592,7 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 		s.storeStandbyWAL(ctx, info)
 	}
 	s.update(func(st *SiteStatus) { st.LastBackupError = "" })
-	return nil
+	return info.Name, nil
 }
 
 // resolveHoles is called after a basebackup that starts in segment
