@@ -1027,11 +1027,11 @@ type RetentionResult struct {
 
 // ApplyRetention deletes what plan lists, in an order that keeps the
 // archive consistent if it stops at any point: for each backup, oldest
-// first, it reads the chunk list from the control object, deletes the main
-// object (after which the backup is no longer listed, so no listed backup
-// ever misses a chunk), then the chunks named in the manifest and every
-// object left in the backup's chunk folder; then the WAL; then orphaned
-// chunk folders. Whatever an interrupted run leaves behind is unlisted
+// first but an incremental backup before its parent (nextDeletion), it
+// deletes the main object (after which the backup is no longer listed, so
+// no listed backup ever misses a chunk, nor a parent), then every object
+// in the backup's chunk folder; then the WAL; then orphaned chunk
+// folders. Whatever an interrupted run leaves behind is unlisted
 // garbage that a later plan finds again (WAL before the oldest kept
 // backup, chunk folders without a main object). It stops at the first
 // error and returns what it deleted so far.
@@ -1052,8 +1052,9 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		if len(plan.Delete) == 0 {
 			break
 		}
-		d := plan.Delete[0]
-		plan.Delete = plan.Delete[1:]
+		i := nextDeletion(plan.Delete)
+		d := plan.Delete[i]
+		plan.Delete = slices.Delete(plan.Delete, i, i+1)
 		s, err := a.site(d.Site)
 		if err != nil {
 			return res, err
@@ -1152,6 +1153,29 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		log.Info().Int("objects", res.Delta).Msg("deleted delta objects no kept backup refers to")
 	}
 	return res, nil
+}
+
+// nextDeletion returns the index in ds (oldest first) of the backup to
+// delete next: the oldest that no other backup of ds names as its parent.
+// An incremental backup's parent goes after it, so that a run stopped
+// between the two (a crash, a failed delete, the daemon's shutdown)
+// leaves no listed backup whose chain of parents is gone: restore,
+// verify and keepKnownGood's Chain would refuse such a backup, which is
+// not restorable although listed. A loop of parents (metadata no backup
+// hoard took records) deletes the oldest first.
+func nextDeletion(ds []BackupDecision) int {
+	parents := map[string]bool{}
+	for _, d := range ds {
+		if d.Backup.Parent != "" && d.Backup.Parent != d.Backup.Name {
+			parents[d.Backup.Parent] = true
+		}
+	}
+	for i, d := range ds {
+		if !parents[d.Backup.Name] {
+			return i
+		}
+	}
+	return 0
 }
 
 // siteLogger adds the site field to log for a moved_from site s of a; the

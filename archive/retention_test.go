@@ -1200,3 +1200,59 @@ func TestArchive_ApplyRetentionPGHoardSingleTar(t *testing.T) {
 		t.Errorf("objects after retention (-want +got):\n%s", diff)
 	}
 }
+
+// TestArchive_ApplyRetentionChainInterrupted stops a run that deletes a
+// full backup and the incremental one taken on it at every delete in
+// turn: each time, every backup still listed has its whole chain of
+// parents listed, so no listed backup is one that cannot be restored,
+// and a second run finishes the job.
+func TestArchive_ApplyRetentionChainInterrupted(t *testing.T) {
+	ctx := context.Background()
+	policy := RetentionPolicy{MaxCount: 1}
+	a, _, now := markedArchive(t)
+	plan, err := a.PlanRetention(ctx, policy, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(names(plan.Delete), " "), "2024-03-07 2024-03-08"; got != want {
+		t.Fatalf("plan deletes %s, want %s", got, want)
+	}
+	total := len(storeKeys(t, a.Store))
+	for n := 0; n < total; n++ {
+		a, _, now := markedArchive(t)
+		cut := *a
+		cut.Store = &failingStore{Store: a.Store, allowed: n}
+		plan, err := cut.PlanRetention(ctx, policy, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cut.ApplyRetention(ctx, plan, zerolog.Nop()); err == nil {
+			break // n deletes were enough: the run completed
+		} else if !errors.Is(err, errInjected) {
+			t.Fatalf("apply with a delete failure after %d deletes: %v", n, err)
+		}
+		bs, err := a.ListBackups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			if _, err := Chain(bs, b); err != nil {
+				t.Errorf("after %d deletes, listed backup %s cannot be restored: %v", n, b.Name, err)
+			}
+		}
+		plan, err = a.PlanRetention(ctx, policy, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+			t.Fatal(err)
+		}
+		bs, err = a.ListBackups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bs) != 1 || bs[0].Name != "2024-03-09_10-00_0" {
+			t.Errorf("after %d deletes and a second run, backups %v, want the newest alone", n, bs)
+		}
+	}
+}

@@ -68,8 +68,9 @@ progress, which records it under basebackup_chunk/hoard-incremental/ before it s
 kept with its chain and the WAL from its start; the markers are read again before each
 backup is deleted, and deleted once a day old and older than the newest backup.
 
-Each backup is deleted main object first, then its chunks, so an interrupted run never
-leaves a listed backup with missing chunks; running again finishes the job.
+Each backup is deleted main object first, then its chunks, and an incremental backup
+before its parent, so an interrupted run never leaves a listed backup with missing chunks
+or a missing parent; running again finishes the job.
 --dry-run prints what would be deleted and why, and deletes nothing. An inactive site
 (active: false) is never changed.`,
 		Flags: []cli.Flag{
