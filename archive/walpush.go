@@ -108,7 +108,9 @@ func walKind(name string) (segment, partial, ok bool) {
 //
 // PushWAL is idempotent, as archive_command must be (PostgreSQL retries a
 // push whose success it did not see): when the key already holds the same
-// bytes it returns with Uploaded false; when it holds different bytes it
+// bytes (by the hash its metadata records; a history file must also be
+// the cluster's own, checkSameHistory) it returns with Uploaded false;
+// when it holds different bytes it
 // returns an error wrapping ErrWALConflict and leaves the object alone
 // (for a history file, the error names the likely cause: historyConflict).
 // The object is created with storage.Store.Create, so of pushers racing on
@@ -140,6 +142,9 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	case err != nil:
 		return res, fmt.Errorf("push %s: %w", path, a.historyConflict(ctx, res.Key, name, o.SystemID, err))
 	case same:
+		if err := a.checkSameHistory(ctx, res.Key, name, o.SystemID); err != nil {
+			return res, fmt.Errorf("push %s: %w", path, err)
+		}
 		// The push that stored it may have died before its own fsyncs
 		// (PostgreSQL retries a push it did not see succeed): success
 		// is reported only for an object that survives a crash.
@@ -160,6 +165,9 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	switch {
 	case cerr == nil && same:
 		res.Uploaded, res.Stored = false, Stored{}
+		if err := a.checkSameHistory(ctx, res.Key, name, o.SystemID); err != nil {
+			return res, fmt.Errorf("push %s: %w", path, err)
+		}
 		if err := storage.Sync(ctx, a.Store, res.Key); err != nil {
 			return res, fmt.Errorf("push %s: %w", path, err)
 		}
@@ -170,6 +178,41 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 		return res, fmt.Errorf("push %s: %s exists but cannot be compared: %w", path, res.Key, cerr)
 	}
 	return res, fmt.Errorf("push %s: %w", path, err)
+}
+
+// checkSameHistory checks that history file name, found under key with
+// the hash of the file pushed (sameAsArchived), is the cluster of
+// system's own as readers take it (checkHistory, as wal-fetch does): in a
+// site with keys, stored by hoard for this name and this cluster. A
+// history file's content is easy to foresee, so someone who can write the
+// storage, holding no key, can plant an object whose metadata records
+// the hash of the file to come before PostgreSQL archives it; taken for
+// the file, the push would succeed and recovery later stop at an object
+// wal-fetch refuses. Another cluster's file of the same bytes (a
+// pg_upgrade into the same site) is refused as historyConflict refuses
+// other bytes. Other names pass.
+func (a *Archive) checkSameHistory(ctx context.Context, key, name string, system uint64) error {
+	if !wal.IsHistoryFile(name) {
+		return nil
+	}
+	obj, err := a.Store.Stat(ctx, key)
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", key, err)
+	}
+	err = a.checkHistory(ctx, key, name, obj.Metadata, system)
+	if o, ok := errors.AsType[*OtherSystemHistoryError](err); ok {
+		return fmt.Errorf("%w: %s holds the hash of the file pushed, but %s, and the file pushed is one of %d, this cluster: "+
+			"another cluster's history file holds the name of this cluster's own, and recovery would not take it for "+
+			"this cluster's. hoard never replaces an archived object, so this push fails until the cause is fixed, and "+
+			"PostgreSQL keeps the WAL it has not archived until its disk fills (%s)", ErrOtherSystem, key, o.ofSystem(), system, o.fix())
+	}
+	if err != nil {
+		return fmt.Errorf("%s holds the hash of the file pushed, but is not this cluster's history file as hoard stores it, "+
+			"and recovery would refuse it: %w. hoard never replaces an archived object, so this push fails until the "+
+			"object is moved away: if no hoard of this site stored it (hoard object get shows it), someone who can write "+
+			"the storage planted it", key, err)
+	}
+	return nil
 }
 
 // openWALUpload opens a WAL file for storing under name: it checks the

@@ -28,7 +28,11 @@ refused so because the stored one is bound to another database system (a site wi
 or claims one (a site without keys: the system its writer recorded, not authenticated), is
 most likely the old cluster's after a pg_upgrade into the same site: the message says
 so, and to set a new backup_sites.<site>.prefix for the upgraded cluster (until then
-PostgreSQL retries and keeps its WAL in pg_wal).
+PostgreSQL retries and keeps its WAL in pg_wal). A .history file already stored with the
+same hash is refused as well when the stored object is not this cluster's own as wal-fetch
+takes it (a site with keys: not signed by hoard for its name and this cluster's database
+system; any site: bound to, or claiming, another system): someone who can write the storage
+may have planted it in advance, and it is left alone for a person to look at.
 
 The object's pg-version metadata is the site's pg_version when set; otherwise wal-push asks
 the site's first node for its server_version_num (one short connection, at most 5 s) and
