@@ -64,11 +64,17 @@ request it again. With --wait it waits for the backup taken for its own request 
 the daemon every second): once stored it prints the backup's summary (--json: as JSON)
 and exits 0; if that backup fails it exits 1 with the daemon's error for it (the daemon
 keeps the request and retries it); if the daemon drops the request, forgets it (it
-restarted) or stops answering, it exits 1 saying so. While a request already waits for
-the daemon, another is refused (409, "already requested or running") and the command
-fails (exit 1), with --wait or not. A site already stopping refuses the request (503,
-"the site is stopping"), and the command fails (exit 1). --local takes the backup in this
-process regardless; a backup taken here is always waited for.
+restarted) or stops answering (connection refused), it exits 1 saying so. A poll that
+fails on the way (no answer within 10 s, a connection reset or closed, a 500, 502, 503,
+504, 408 or 429 from the daemon or a proxy in front of it) is asked again with backoff
+(1 s doubling to 10 s) and a warning on stderr; after a minute of such failures in a row
+the command exits 1 naming the request and the last state it saw (the daemon may go on
+with it: see hoard list). A 401 (credentials) or another answer ends the wait at once.
+While a request already waits for the daemon, another is refused (409, "already
+requested or running") and the command fails (exit 1), with --wait or not. A site
+already stopping refuses the request (503, "the site is stopping"), and the command fails
+(exit 1). --local takes the backup in this process regardless; a backup taken here is
+always waited for.
 
 --incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:
 hoard sends the backup_manifest of the newest stored backup of the same system and
@@ -177,8 +183,15 @@ func waitDaemonBackup(c *cli.Context, env *siteEnv, id string) error {
 			"see hoard list, or upgrade the daemon")
 	}
 	env.log.Info().Str("request", id).Msg("basebackup requested from the running daemon: waiting for it")
-	st, err := daemon.WaitBackup(c.Context, *httpConfig(env.cfg), env.name, id, daemonPollInterval, func(st daemon.RequestStatus) {
-		env.log.Info().Str("request", id).Str("state", st.State).Msg("basebackup request")
+	st, err := daemon.WaitBackup(c.Context, *httpConfig(env.cfg), env.name, id, daemon.WaitOptions{
+		Interval: daemonPollInterval,
+		OnState: func(st daemon.RequestStatus) {
+			env.log.Info().Str("request", id).Str("state", st.State).Msg("basebackup request")
+		},
+		OnRetry: func(err error, delay time.Duration) {
+			env.log.Warn().Err(err).Str("request", id).Stringer("retry_in", delay).
+				Msg("could not ask the daemon about the basebackup request: asking again")
+		},
 	})
 	if err != nil {
 		return err

@@ -108,9 +108,13 @@ func TestBasebackupParallel(t *testing.T) {
 // prints the summary of the backup as the archive lists it (exit 0);
 // failed, dropped, a stored backup the archive does not list, and a
 // daemon that names no request (older than --wait) exit 1 saying why.
+// Transient: polls that fail as a proxy or a dropped connection fails
+// them (a 502 and a 503, a reset connection) are asked again, and the
+// wait ends as the daemon's answer says.
 func TestBasebackup_Wait(t *testing.T) {
 	var mu sync.Mutex
 	var final, location string
+	var fails []string
 	var polls int
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
@@ -121,6 +125,10 @@ func TestBasebackup_Wait(t *testing.T) {
 				w.Header().Set("Location", location)
 			}
 			w.WriteHeader(http.StatusCreated)
+		case r.Method == http.MethodGet && r.URL.Path == "/db1/basebackup/abc" && len(fails) > 0:
+			fail := fails[0]
+			fails = fails[1:]
+			failPoll(t, w, fail)
 		case r.Method == http.MethodGet && r.URL.Path == "/db1/basebackup/abc":
 			polls++
 			state := `{"id":"abc","site":"db1","state":"running"}`
@@ -161,19 +169,23 @@ func TestBasebackup_Wait(t *testing.T) {
 	for _, tc := range []struct {
 		name, location, final string
 		wantErr, wantOut      string // wantErr "": exit 0
+		fails                 []string
 	}{
-		{"OK", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"stored","backup":"2026-12-06_01-00_0"}`, "", "basebackup 2026-12-06_01-00_0 stored"},
+		{"OK", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"stored","backup":"2026-12-06_01-00_0"}`, "", "basebackup 2026-12-06_01-00_0 stored", nil},
+		{"Transient", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"stored","backup":"2026-12-06_01-00_0"}`, "", "basebackup 2026-12-06_01-00_0 stored",
+			[]string{"502", "reset"}},
 		{"ErrFailed", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"failed","error":"connect: connection refused (the daemon retries in 1m0s)"}`,
-			"failed: connect: connection refused (the daemon retries in 1m0s)", ""},
+			"failed: connect: connection refused (the daemon retries in 1m0s)", "", nil},
 		{"ErrDropped", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"dropped","error":"the site stopped (shutdown or reload)"}`,
-			"the daemon dropped basebackup request abc: the site stopped (shutdown or reload)", ""},
+			"the daemon dropped basebackup request abc: the site stopped (shutdown or reload)", "", nil},
 		{"ErrNotListed", "/db1/basebackup/abc", `{"id":"abc","site":"db1","state":"stored","backup":"2026-12-06_02-00_0"}`,
-			"the archive lists no such backup", ""},
-		{"ErrOldDaemon", "", "", "names no request to wait for", ""},
+			"the archive lists no such backup", "", nil},
+		{"ErrOldDaemon", "", "", "names no request to wait for", "", nil},
+		{"ErrUnauthorized", "/db1/basebackup/abc", "", "401 Unauthorized", "", []string{"401"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mu.Lock()
-			final, location, polls = tc.final, tc.location, 0
+			final, location, polls, fails = tc.final, tc.location, 0, tc.fails
 			mu.Unlock()
 			app := App("test")
 			var out bytes.Buffer
@@ -188,6 +200,34 @@ func TestBasebackup_Wait(t *testing.T) {
 			if !strings.Contains(out.String(), tc.wantOut) {
 				t.Errorf("output %q lacks %q", out.String(), tc.wantOut)
 			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(fails) != 0 {
+				t.Errorf("the daemon's failures %v were never met: the wait ended before", fails)
+			}
 		})
+	}
+}
+
+// failPoll fails an HTTP request as fail says: a status code (as a proxy
+// in front of the daemon answers), or "reset" (the connection is reset,
+// with no answer).
+func failPoll(t testing.TB, w http.ResponseWriter, fail string) {
+	t.Helper()
+	switch fail {
+	case "reset":
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		_ = conn.(*net.TCPConn).SetLinger(0) // close sends RST
+		_ = conn.Close()
+	default:
+		var code int
+		if _, err := fmt.Sscan(fail, &code); err != nil {
+			t.Errorf("failure %q: %v", fail, err)
+		}
+		http.Error(w, "<html><body>"+http.StatusText(code)+"</body></html>", code)
 	}
 }

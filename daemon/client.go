@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -52,44 +53,127 @@ func RequestBackup(ctx context.Context, h HTTPConfig, site string) (id string, e
 // daemon that does not know the id answers 404: the error wraps
 // ErrUnknownRequest.
 func BackupRequest(ctx context.Context, h HTTPConfig, site, id string) (RequestStatus, error) {
+	st, _, err := backupRequest(ctx, h, site, id)
+	return st, err
+}
+
+// backupRequest is BackupRequest, with the answer's status code (0 for
+// none) for WaitBackup to tell a transient failure.
+func backupRequest(ctx context.Context, h HTTPConfig, site, id string) (RequestStatus, int, error) {
 	code, _, body, err := call(ctx, h, http.MethodGet, "/"+site+"/basebackup/"+id)
 	if err != nil {
 		if code == http.StatusNotFound {
 			err = fmt.Errorf("%w: %v", ErrUnknownRequest, err)
 		}
-		return RequestStatus{}, err
+		return RequestStatus{}, code, err
 	}
 	var st RequestStatus
 	if err := json.Unmarshal(body, &st); err != nil {
-		return RequestStatus{}, fmt.Errorf("the daemon's answer about request %s: %w", id, err)
+		return RequestStatus{}, code, fmt.Errorf("the daemon's answer about request %s: %w", id, err)
 	}
-	return st, nil
+	return st, code, nil
 }
 
-// WaitBackup polls the daemon every interval (BackupRequest) until
-// request id is done (RequestStatus.Done) and returns its last status:
-// with a nil error only when its backup is stored. A failed backup, a
-// dropped request, a daemon that forgot the request or no longer answers
-// (its requests live in memory only: they went with it) are errors that
-// say so. onState, when set, is called with each new state.
-func WaitBackup(ctx context.Context, h HTTPConfig, site, id string, interval time.Duration, onState func(RequestStatus)) (RequestStatus, error) {
-	last := ""
+// Defaults of WaitOptions.
+const (
+	// DefaultWaitRetry is how long WaitBackup goes on asking a daemon
+	// whose answers fail transiently, in a row: a daemon restarting
+	// answers "connection refused" (not transient), so what stays is a
+	// proxy's 502/503 or a daemon too busy to answer, and a minute covers
+	// a proxy's reload without hiding a daemon that is gone.
+	DefaultWaitRetry = time.Minute
+	// DefaultPollTimeout bounds one poll: the daemon answers from memory
+	// at once, so a poll taking longer is as good as failed, and a daemon
+	// that accepts the connection and never answers cannot hold the wait.
+	DefaultPollTimeout = 10 * time.Second
+	// maxRetryDelay caps the backoff between failed polls.
+	maxRetryDelay = 10 * time.Second
+)
+
+// WaitOptions say how WaitBackup asks.
+type WaitOptions struct {
+	// Interval is the time between polls (a second when 0), and the first
+	// delay after a failed one (doubled after each further failure, up to
+	// 10 s).
+	Interval time.Duration
+	// RetryFor is how long polls may fail transiently in a row before
+	// WaitBackup gives up (DefaultWaitRetry when 0).
+	RetryFor time.Duration
+	// PollTimeout bounds each poll (DefaultPollTimeout when 0).
+	PollTimeout time.Duration
+	// OnState, when set, is called with each new state.
+	OnState func(RequestStatus)
+	// OnRetry, when set, is called after each transient failure with its
+	// error and the delay before the next poll.
+	OnRetry func(err error, delay time.Duration)
+}
+
+// WaitBackup polls the daemon (BackupRequest) until request id is done
+// (RequestStatus.Done) and returns its last status: with a nil error only
+// when its backup is stored. A failed backup, a dropped request, a daemon
+// that forgot the request or no longer answers (its requests live in
+// memory only: they went with it) are errors that say so, as is any
+// answer that is not transient (a 401 for wrong credentials, a
+// certificate that is not the pinned one). A transient failure (a poll
+// timed out, a connection reset or closed before the answer, a 502, 503,
+// 504, 500, 408 or 429, as a proxy in front of the daemon answers while
+// the daemon goes on with the backup) is asked again with backoff, for
+// o.RetryFor in a row at most.
+func WaitBackup(ctx context.Context, h HTTPConfig, site, id string, o WaitOptions) (RequestStatus, error) {
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = DefaultWaitRetry
+	}
+	if o.PollTimeout <= 0 {
+		o.PollTimeout = DefaultPollTimeout
+	}
+	var st RequestStatus // the last status the daemon gave
+	var failingSince time.Time
+	delay := o.Interval
 	for {
-		st, err := BackupRequest(ctx, h, site, id)
+		start := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, o.PollTimeout)
+		next, code, err := backupRequest(pctx, h, site, id)
+		cancel()
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return st, fmt.Errorf("stopped waiting for basebackup request %s (%s; the daemon goes on with it): %w", id, orUnknown(st.State), ctx.Err())
+		case err != nil && transient(code, err):
+			if failingSince.IsZero() {
+				failingSince, delay = start, o.Interval
+			} else {
+				delay = min(2*delay, maxRetryDelay)
+			}
+			left := o.RetryFor - time.Since(failingSince)
+			if left <= 0 {
+				return st, fmt.Errorf("gave up waiting for basebackup request %s after %s of failed polls (last state seen: %s): "+
+					"the daemon may go on with it; see hoard list: %w", id, time.Since(failingSince).Round(time.Second), orUnknown(st.State), err)
+			}
+			// The last poll comes when the time is up, not after it.
+			delay = min(delay, left)
+			if o.OnRetry != nil {
+				o.OnRetry(err, delay)
+			}
+			if err := sleep(ctx, delay); err != nil {
+				return st, fmt.Errorf("stopped waiting for basebackup request %s (%s; the daemon goes on with it): %w", id, orUnknown(st.State), err)
+			}
+			continue
 		case errors.Is(err, ErrNoDaemon):
 			return st, fmt.Errorf("the daemon stopped answering while basebackup request %s was %s: "+
-				"its requests went with it; see hoard list, and request the backup again: %w", id, orUnknown(last), err)
+				"its requests went with it; see hoard list, and request the backup again: %w", id, orUnknown(st.State), err)
 		case errors.Is(err, ErrUnknownRequest):
 			return st, fmt.Errorf("basebackup request %s was %s, and the daemon no longer knows it "+
-				"(it restarted since, and the request was dropped): see hoard list, and request the backup again: %w", id, orUnknown(last), err)
+				"(it restarted since, and the request was dropped): see hoard list, and request the backup again: %w", id, orUnknown(st.State), err)
 		case err != nil:
 			return st, fmt.Errorf("ask the daemon about basebackup request %s: %w", id, err)
 		}
-		if st.State != last && onState != nil {
-			onState(st)
+		failingSince = time.Time{}
+		if next.State != st.State && o.OnState != nil {
+			o.OnState(next)
 		}
-		last = st.State
+		st = next
 		switch st.State {
 		case RequestStored:
 			return st, nil
@@ -98,13 +182,53 @@ func WaitBackup(ctx context.Context, h HTTPConfig, site, id string, interval tim
 		case RequestDropped:
 			return st, fmt.Errorf("the daemon dropped basebackup request %s: %s; request it again", id, st.Error)
 		}
-		t := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return st, fmt.Errorf("stopped waiting for basebackup request %s (%s; the daemon goes on with it): %w", id, st.State, ctx.Err())
-		case <-t.C:
+		if err := sleep(ctx, o.Interval); err != nil {
+			return st, fmt.Errorf("stopped waiting for basebackup request %s (%s; the daemon goes on with it): %w", id, st.State, err)
 		}
+	}
+}
+
+// transient reports whether a poll's failure (its status code, 0 for
+// none, and error) may pass while the daemon goes on with the backup: a
+// timeout (the daemon or a proxy too busy, or the network), a connection
+// reset or closed before the whole answer, and the status codes a proxy
+// or an overloaded server answers for a while (500, 502, 503, 504, 408,
+// 429). Not transient: a refused connection (nothing listens: the daemon
+// is gone, and its requests with it), an answer that says no for good
+// (401 and 403: credentials; 404: the daemon does not know the request;
+// 501: a daemon without the API) and TLS errors (not the pinned
+// certificate).
+func transient(code int, err error) bool {
+	switch code {
+	case 0, http.StatusOK: // no answer, or one cut short
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable,
+		http.StatusGatewayTimeout, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return true
+	default:
+		return false
+	}
+	// A dial that timed out is no proof that nothing listens: a daemon's
+	// full accept queue drops connections unanswered.
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	if errors.Is(err, ErrNoDaemon) {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// sleep waits for d or until ctx is done, and returns ctx's error then.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -174,7 +298,7 @@ func call(ctx context.Context, h HTTPConfig, method, path string) (int, http.Hea
 	if err != nil {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return 0, nil, nil, fmt.Errorf("%w on %s: %v", ErrNoDaemon, addr, err)
+			return 0, nil, nil, fmt.Errorf("%w on %s: %w", ErrNoDaemon, addr, err)
 		}
 		return 0, nil, nil, err
 	}

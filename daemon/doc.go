@@ -27,7 +27,9 @@
 //     and schedule slot in its metadata. Each request has an id, and the
 //     daemon keeps what became of its recent requests in memory
 //     (requests.go: queued, running, stored, failed, dropped) for
-//     `hoard basebackup --wait` (GET /<site>/basebackup/<id>). A streaming site waits for its
+//     `hoard basebackup --wait` (GET /<site>/basebackup/<id>; WaitBackup
+//     asks again after a transient failure, for a minute in a row at
+//     most). A streaming site waits for its
 //     receiver to hold the replication slot before its first backup, and
 //     its backups do not wait for the server's archiver (the daemon
 //     archives that WAL itself). Failures are retried with backoff and are

@@ -72,7 +72,7 @@ func TestServeHTTP_BackupRequest(t *testing.T) {
 		t.Fatalf("backup loop: %v", err)
 	}
 	t.Run("Dropped", func(t *testing.T) {
-		st, err := WaitBackup(ctx, h, "main", id, 10*time.Millisecond, nil)
+		st, err := WaitBackup(ctx, h, "main", id, WaitOptions{Interval: 10 * time.Millisecond})
 		if st.State != RequestDropped || err == nil || !strings.Contains(err.Error(), "dropped") ||
 			!strings.Contains(err.Error(), "shutdown or reload") {
 			t.Errorf("WaitBackup = %+v, %v, want dropped by the site's stop", st, err)
@@ -82,7 +82,7 @@ func TestServeHTTP_BackupRequest(t *testing.T) {
 		if err := srv.stop(); err != nil {
 			t.Fatal(err)
 		}
-		_, err := WaitBackup(ctx, h, "main", id, 10*time.Millisecond, nil)
+		_, err := WaitBackup(ctx, h, "main", id, WaitOptions{Interval: 10 * time.Millisecond})
 		if !errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "stopped answering") {
 			t.Errorf("WaitBackup with the daemon gone = %v, want ErrNoDaemon saying it stopped answering", err)
 		}
@@ -104,7 +104,7 @@ func TestWaitBackup_Failed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var states []string
-	st, err := WaitBackup(ctx, h, "main", id, 20*time.Millisecond, func(st RequestStatus) { states = append(states, st.State) })
+	st, err := WaitBackup(ctx, h, "main", id, WaitOptions{Interval: 20 * time.Millisecond, OnState: func(st RequestStatus) { states = append(states, st.State) }})
 	if st.State != RequestFailed || err == nil || !strings.Contains(err.Error(), "failed") ||
 		!strings.Contains(err.Error(), "connect") || !strings.Contains(err.Error(), "the daemon retries") {
 		t.Fatalf("WaitBackup = %+v, %v, want failed with the backup's connect error and the retry", st, err)
@@ -143,7 +143,7 @@ func TestRun_WaitBackup(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // the daemon is starting
 	}
 	var states []string
-	st, err := WaitBackup(ctx, h, "test", id, 100*time.Millisecond, func(st RequestStatus) { states = append(states, st.State) })
+	st, err := WaitBackup(ctx, h, "test", id, WaitOptions{Interval: 100 * time.Millisecond, OnState: func(st RequestStatus) { states = append(states, st.State) }})
 	if err != nil || st.State != RequestStored || st.Backup == "" {
 		t.Fatalf("WaitBackup = %+v, %v (states %v), want stored with the backup's name", st, err, states)
 	}
