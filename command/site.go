@@ -84,6 +84,32 @@ func noConfig(path, site string, getenv func(string) string) error {
 		"%s: no --config FILE, no HOARD_CONFIG, and no HOARD_* variables in the environment", what)
 }
 
+// envSiteMismatch is the usage error for --site asked when the
+// configuration comes from HOARD_* variables alone, whose one site is
+// named otherwise: HOARD_SITE, or "default" without it (hoardSite "").
+// --site does not rename that site: its name is in its objects' keys
+// (<path_prefix>/<name>/xlog/...), and the daemon and archive_command, run
+// with the same variables, read and write them under the variables' name,
+// so a renamed site would be an empty archive to a restore, or WAL and
+// backups stored where nothing else looks. restore writes wal-fetch --site
+// NAME into restore_command: run where HOARD_SITE is missing, recovery
+// stops here instead of reading another site's (missing) WAL.
+func envSiteMismatch(cfg *config.Config, asked, hoardSite string) error {
+	have := cfg.SiteNames()[0]
+	keys := fmt.Sprintf("its objects are under %q, site %s's would be under %q",
+		cfg.BackupSites[have].Prefix+"/", asked, path.Join(cfg.PathPrefix, asked)+"/")
+	if hoardSite == "" {
+		return usagef(fmt.Sprintf("set HOARD_SITE=%s here if that is the name the daemon and archive_command run with "+
+			"(the site's objects were stored under it), or leave out --site for site %q", asked, have),
+			"--site %s: no configuration file, so the HOARD_* variables make the only site, named by HOARD_SITE, "+
+				"which is not set: %q (%s)", asked, have, keys)
+	}
+	return usagef(fmt.Sprintf("use one name, the one the daemon and archive_command run with (the site's objects were stored under it): "+
+		"set HOARD_SITE=%s, or leave out --site", asked),
+		"--site %s and HOARD_SITE=%s name different sites: no configuration file, so the HOARD_* variables make the only site, "+
+			"named by HOARD_SITE (%s)", asked, hoardSite, keys)
+}
+
 // openSite loads the configuration and opens the selected site's archive.
 // The caller closes env.archive.Store.
 func openSite(c *cli.Context) (*siteEnv, error) {
@@ -93,6 +119,9 @@ func openSite(c *cli.Context) (*siteEnv, error) {
 	}
 	name, site, err := cfg.Site(c.String("site"))
 	if err != nil {
+		if cfg.File == "" && len(cfg.BackupSites) == 1 && errors.Is(err, config.ErrUnknownSite) {
+			return nil, envSiteMismatch(cfg, c.String("site"), os.Getenv("HOARD_SITE"))
+		}
 		return nil, usagef("pass --site NAME", "%v", err)
 	}
 	a, err := siteArchive(c, cfg, name, site, "site")

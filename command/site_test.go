@@ -202,3 +202,71 @@ func TestOpenStore_LogsSkippedLink(t *testing.T) {
 		t.Errorf("log after two listings:\n%s\nwant one warning naming s/xlog/planted, a link out of the storage directory", log.String())
 	}
 }
+
+// TestOpenSite_EnvOnlySiteName: with no configuration file the HOARD_*
+// variables make one site, named HOARD_SITE or "default", and its name is
+// in its objects' keys (<name>/xlog/...). --site naming another site does
+// not rename it (the daemon, run with the same variables, writes under
+// the variables' name): the command fails naming both names, the keys
+// each reads, and HOARD_SITE as the fix; wal-fetch, as restore_command
+// writes it (--site NAME), stops recovery with it (exit 255) rather than
+// read another site's WAL.
+func TestOpenSite_EnvOnlySiteName(t *testing.T) {
+	store := t.TempDir()
+	for _, tc := range []struct {
+		name, hoardSite, site string
+		want                  []string // nil: exit 0
+	}{
+		{"OK", "", "", nil},
+		{"OKDefault", "", "default", nil},
+		{"OKNamed", "prod", "prod", nil},
+		{"OKHoardSiteOnly", "prod", "", nil},
+		{"ErrNoHoardSite", "", "prod", []string{`--site prod`, `HOARD_SITE`, `"default"`, `"default/"`, `"prod/"`, "HOARD_SITE=prod"}},
+		{"ErrHoardSiteDiffers", "staging", "prod", []string{`--site prod`, `HOARD_SITE=staging`, `"staging/"`, `"prod/"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearConfigEnv(t)
+			t.Setenv("HOARD_STORAGE_TYPE", "local")
+			t.Setenv("HOARD_LOCAL_DIRECTORY", store)
+			if tc.hoardSite != "" {
+				t.Setenv("HOARD_SITE", tc.hoardSite)
+			}
+			args := []string{"hoard", "list"}
+			if tc.site != "" {
+				args = []string{"hoard", "--site", tc.site, "list"}
+			}
+			app := App("test")
+			app.Writer, app.ErrWriter = io.Discard, io.Discard
+			err := app.RunContext(context.Background(), OrderArgs(app, args))
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("%s: %v", strings.Join(args, " "), err)
+				}
+				return
+			}
+			if got := ExitCode(err); got != ExitUsage {
+				t.Errorf("%s: exit %d (%v), want %d", strings.Join(args, " "), got, err, ExitUsage)
+			}
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("%s: %v, want it to say %s", strings.Join(args, " "), err, w)
+				}
+			}
+		})
+	}
+	t.Run("ErrWALFetch", func(t *testing.T) {
+		clearConfigEnv(t)
+		t.Setenv("HOARD_STORAGE_TYPE", "local")
+		t.Setenv("HOARD_LOCAL_DIRECTORY", store)
+		app := App("test")
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		args := []string{"hoard", "wal-fetch", "--site", "prod", "000000010000000000000003", filepath.Join(t.TempDir(), "RECOVERYXLOG")}
+		err := PostgresStatus(app, args, app.RunContext(context.Background(), OrderArgs(app, args)))
+		if got, want := ExitCode(err), exitWALFatal; got != want {
+			t.Errorf("exit %d, want %d (%v)", got, want, err)
+		}
+		if err == nil || !strings.Contains(err.Error(), "HOARD_SITE=prod") {
+			t.Errorf("wal-fetch --site prod: %v, want it to name HOARD_SITE=prod", err)
+		}
+	})
+}

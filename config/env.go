@@ -42,7 +42,8 @@ var EnvVars = envVars()
 // capitals without its "aws_" or "azure_" (storageEnv gives the prefix).
 // It names the variable of each row with envDoc and no env (see key.env).
 func envVars() []EnvVar {
-	out := []EnvVar{{Name: "HOARD_SITE", Help: "site the site overrides apply to; with no file, the name of the site created (default \"default\")"}}
+	out := []EnvVar{{Name: "HOARD_SITE", Help: "site the site overrides apply to; with no file, the name of the site created " +
+		"(default \"default\"), in its object keys: the same for the daemon, archive_command and restore_command; --site does not rename it"}}
 	var site []EnvVar // after the global ones
 	walk("", globalKeys, reflect.ValueOf(New()).Elem(), false, func(p string, k *key, f reflect.Value) bool {
 		fill(k, f)
