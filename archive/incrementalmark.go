@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -47,7 +48,10 @@ import (
 //     have let retention delete the chain at any moment: the backup
 //     stores a new marker just before its last check of the chain, so
 //     the check refuses a deletion before it and retention keeps the
-//     chain after it.
+//     chain after it. Once its control object is stored, it checks that
+//     this marker is still there (CheckIncrementalMarker) and the chain
+//     again, and withdraws the backup otherwise: a retention run that
+//     listed the markers while it was gone may delete the chain later.
 //
 // Someone who can write to the bucket can plant markers: a marker only
 // ever makes retention keep backups (and their WAL), and a planted one
@@ -60,6 +64,12 @@ const incrementalMarkerFolder = "hoard-incremental"
 
 // FormatIncrementalMarker is the format metadata of the markers.
 const FormatIncrementalMarker = "hoard-incremental-marker-v1"
+
+// ErrIncrementalMarkerLost is returned (wrapped) when the marker of an
+// incremental backup is gone before the backup's control object was
+// stored: a retention run may have missed it meanwhile and may delete a
+// backup of the parent's chain, so the backup must not count as stored.
+var ErrIncrementalMarkerLost = errors.New("incremental backup's marker lost while it ran")
 
 func (l Layout) incrementalMarkerDir() string {
 	return l.Dir(BasebackupChunkDir) + incrementalMarkerFolder + "/"
@@ -74,6 +84,26 @@ func (a *Archive) MarkIncrementalParent(ctx context.Context, parent string) (str
 		return "", fmt.Errorf("store marker %s: %w", key, err)
 	}
 	return key, nil
+}
+
+// CheckIncrementalMarker returns nil when the marker key
+// (MarkIncrementalParent) is still stored, and an error wrapping
+// ErrIncrementalMarkerLost when it is gone (or the store's error when it
+// cannot tell). An incremental backup calls it once its control object
+// is stored, before it counts as stored: see basebackup's checkStored for
+// why a marker there all along means retention keeps the chain. Only its
+// own backup writes the key (the time and process are in it), so its
+// presence is enough; someone who can write the bucket and plants it
+// again after deleting it could as well delete the parent itself.
+func (a *Archive) CheckIncrementalMarker(ctx context.Context, key string) error {
+	_, err := a.Store.Stat(ctx, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("%w: %s is gone", ErrIncrementalMarkerLost, key)
+	case err != nil:
+		return fmt.Errorf("marker %s: %w", key, err)
+	}
+	return nil
 }
 
 // markerStale returns whether a marker no longer counts at now, as an

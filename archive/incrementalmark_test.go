@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -254,4 +255,29 @@ ticks:
 		t.Errorf("plan deletes %v and orphans %+v after the backup ran %s, want the parent's chain and its marker kept",
 			names(p.Delete), p.Orphans, now.Sub(time.Date(2024, 3, 8, 11, 0, 0, 0, time.UTC)))
 	}
+}
+
+// TestArchive_CheckIncrementalMarker: a marker still stored passes; one
+// deleted is ErrIncrementalMarkerLost, naming its key.
+func TestArchive_CheckIncrementalMarker(t *testing.T) {
+	ctx := context.Background()
+	a, _, _ := markedArchive(t)
+	key, err := a.MarkIncrementalParent(ctx, "2024-03-09_10-00_0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("OK", func(t *testing.T) {
+		if err := a.CheckIncrementalMarker(ctx, key); err != nil {
+			t.Errorf("marker stored: %v", err)
+		}
+	})
+	t.Run("ErrGone", func(t *testing.T) {
+		if err := a.Store.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		err := a.CheckIncrementalMarker(ctx, key)
+		if !errors.Is(err, ErrIncrementalMarkerLost) || !strings.Contains(err.Error(), key) {
+			t.Errorf("marker deleted: %v, want ErrIncrementalMarkerLost naming %s", err, key)
+		}
+	})
 }

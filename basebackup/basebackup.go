@@ -158,6 +158,10 @@ type outcome struct {
 	// parent is the backup an incremental one was taken against; nil
 	// for a full backup.
 	parent *parentBackup
+	// checkStored, when set, runs once the control object is stored,
+	// before the backup counts as stored: an error withdraws the backup
+	// (withdraw) and fails it.
+	checkStored func(ctx context.Context) error
 
 	// A delta backup's: its format (archive.FormatDeltaV2; "" for
 	// pghoard-bb-v2), its manifest, and the decoded and stored bytes of
@@ -265,6 +269,11 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: store control object %s: %w", info.Key, err)
 	}
+	if oc.checkStored != nil {
+		if err := oc.checkStored(ctx); err != nil {
+			return nil, withdraw(ctx, o, info.Key, err)
+		}
+	}
 	info.StoredSize = st.StoredSize
 	info.Metadata = st.Metadata
 	info.Auth = o.Archive.Codec.BackupAuth(info.Name, st.Metadata)
@@ -293,6 +302,29 @@ func endSegment(tli uint32, end pglogrepl.LSN, segSize uint64) string {
 		end--
 	}
 	return wal.SegmentOf(tli, end, segSize).Name(segSize)
+}
+
+// errStillListed is wrapped by withdraw's error when the control object
+// could not be deleted: the backup is listed, so the caller must leave
+// its chunks (and an incremental backup's marker) in place.
+var errStillListed = errors.New("backup still listed")
+
+// withdraw deletes the control object key of a backup whose check after
+// storing it failed with err (outcome.checkStored), under a context that
+// outlives ctx's cancellation, and returns err: the backup is not listed
+// any more and fails as one whose control object never stored. Deleting
+// it cannot lose a restorable backup: the check fails only when the
+// backup cannot be restored, or may not be by the time it is used. When
+// the delete fails the backup stays listed, and the error (wrapping
+// errStillListed) says what to do.
+func withdraw(ctx context.Context, o Options, key string, err error) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if derr := o.Archive.Store.Delete(cctx, key); derr != nil {
+		return fmt.Errorf("%w; its control object %s could not be deleted again, so it is listed although it may not restore: "+
+			"delete that object by hand, or run hoard verify --restore before relying on it: %w: %w", err, key, errStillListed, derr)
+	}
+	return err
 }
 
 // deleteChunks deletes the chunks of a failed backup, under a context

@@ -87,7 +87,11 @@
 // not read the markers, or by retention while the marker did not count)
 // fails the backup with ErrNoParent rather than store one that cannot be
 // restored, and the new marker keeps the chain from retention after that
-// check. A failed backup deletes
+// check. Once the control object is stored it checks that the new marker
+// is still there, then the chain again (checkStored): a marker deleted
+// meanwhile may have let a retention run plan the chain's deletion, so
+// the backup is withdrawn (its control object deleted again) and fails
+// wrapping archive.ErrIncrementalMarkerLost. A failed backup deletes
 // its marker. A completed one leaves it, so that a retention run planned
 // before the backup was listed still sees it when it deletes, and so
 // does a crash; a marker counts until it is a day old and older than the

@@ -206,9 +206,10 @@ func (r *run) keepMarker(ctx context.Context) (stop func()) {
 // applying a plan made before), and the backup would be listed with its
 // parent gone. The check catches a deletion before it; once the new
 // marker is stored, a run that lists the markers afterwards keeps the
-// chain, and the marker stays with the completed backup for a day. A
-// new marker that fails to store fails the backup (the control object
-// would be stored right after it).
+// chain, and the marker stays with the completed backup for a day; that
+// it was not deleted meanwhile is checked once the control object is
+// stored (checkStored). A new marker that fails to store fails the
+// backup (the control object would be stored right after it).
 func (r *run) markAgain(ctx context.Context, p *parentBackup) error {
 	next, err := r.o.Archive.MarkIncrementalParent(ctx, p.info.Name)
 	if err != nil {
@@ -222,6 +223,42 @@ func (r *run) markAgain(ctx context.Context, p *parentBackup) error {
 		r.log.Warn().Err(err).Str("key", prev).Msg("incremental backup's previous marker not deleted: retention deletes it once it is stale")
 	}
 	return nil
+}
+
+// checkStored is the incremental backup's last check, once its control
+// object is stored and before it counts as stored: storeControl
+// withdraws the backup (deletes the control object again) when it fails.
+// It checks that the backup's marker (r.marker, from markAgain) is still
+// stored, then p's chain (checkParent).
+//
+// Why after the control object: hoard's retention deletes a backup of
+// the chain only when the plan it applies did not list this backup (a
+// plan that lists it keeps its chain, keepParents), so was made before
+// the control object was stored, and only right after it listed the
+// markers (keepMarkedAgain, before each deletion) and found none that
+// needs the chain. Such a listing
+//
+//   - after this check finds the marker: the completed backup leaves it
+//     (someone who deletes it then could as well delete the parent);
+//   - between the marker's write and this check found it too: only this
+//     backup writes its key, so a marker still there now was there all
+//     along;
+//   - before the marker was written is followed by its deletion at once
+//     (one request), which checkParent here finds, short of a request
+//     in flight from before the marker to after this check.
+//
+// A marker gone (someone who can write the bucket deleted it) means a run
+// may have listed the markers meanwhile, and may delete the chain later
+// still, after this check: the backup fails rather than count on it.
+// Before the control object is stored, the same check would miss a
+// marker deleted between the two, which a run planned and applied in
+// that time needs.
+func (r *run) checkStored(ctx context.Context, p *parentBackup) error {
+	if err := r.o.Archive.CheckIncrementalMarker(ctx, r.marker); err != nil {
+		return fmt.Errorf("basebackup: %w: a retention run that did not see it may delete backups of the chain of parent backup %s, "+
+			"so this incremental backup is not stored; take it again, or take a full backup", err, p.info.Name)
+	}
+	return r.checkParent(ctx, p)
 }
 
 // unmark deletes the backup's marker (a failed backup's), under a context

@@ -60,6 +60,10 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 			r.ra.close()
 			<-r.ra.gone
 		}
+		if errors.Is(err, errStillListed) {
+			// Its objects go with it, when someone deletes it.
+			return nil, err
+		}
 		if r.ck != nil {
 			if cerr := deleteChunks(ctx, o, r.ck.keys()); cerr != nil {
 				err = errors.Join(err, cerr)
@@ -265,6 +269,9 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		tablespaceMap: r.tablespaceMap,
 		pgManifest:    r.pgManifest,
 		parent:        parent,
+	}
+	if parent != nil {
+		oc.checkStored = func(ctx context.Context) error { return r.checkStored(ctx, parent) }
 	}
 	info, err := storeControl(ctx, o, log, oc)
 	if err != nil {

@@ -323,3 +323,153 @@ func TestRun_IncrementalMarkerStale(t *testing.T) {
 		t.Errorf("chain of %s after retention: %v", inc.Name, err)
 	}
 }
+
+// TestRun_IncrementalMarkerDeleted: an incremental backup I of a real
+// PostgreSQL 18 (local storage) against P, paused at its control object,
+// after its new marker and its last check of P's chain (markAgain,
+// checkParent). A full backup F completes, someone who can write the
+// bucket deletes I's marker, and retention with basebackup_count=1 plans
+// while I is not listed:
+//
+//   - AppliedBefore: the plan is applied before I's control object is
+//     stored: P is deleted;
+//   - AppliedAfter: the plan is applied once I returned: its listing of
+//     the markers before each deletion finds none, and P is deleted
+//     after I's control object is stored;
+//   - WithdrawFails: no plan is applied, and the store refuses to
+//     delete I's control object.
+//
+// Before, I was reported stored, listed as an incremental of P, which
+// was gone (found out only at restore). Now I fails, wrapping
+// ErrIncrementalMarkerLost (or ErrNoParent), and is not listed: its
+// control object and chunks are deleted again. When its control object
+// cannot be deleted, the error says that it is listed, and its chunks
+// stay with it.
+func TestRun_IncrementalMarkerDeleted(t *testing.T) {
+	src, _ := pgtest.StartArchiving(t, pgtest.Options{Major: 18, Conf: map[string]string{"summarize_wal": "on"}})
+	pgtest.Pgbench(t, src, "-i", "-s", "1")
+	ctx := incrContext(t)
+	for _, tc := range []struct {
+		name              string
+		apply, applyAfter bool
+		withdrawFails     bool
+	}{
+		{name: "AppliedBefore", apply: true},
+		{name: "AppliedAfter", apply: true, applyAfter: true},
+		{name: "WithdrawFails", withdrawFails: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { incrementalMarkerDeleted(ctx, t, src, tc.apply, tc.applyAfter, tc.withdrawFails) })
+	}
+}
+
+// refuseDelete fails the deletion of the keys match accepts.
+type refuseDelete struct {
+	storage.Store
+	match func(key string) bool
+}
+
+func (s refuseDelete) Delete(ctx context.Context, key string) error {
+	if s.match(key) {
+		return errors.New("delete refused (test)")
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+func incrementalMarkerDeleted(ctx context.Context, t *testing.T, src *pgtest.Cluster, apply, applyAfter, withdrawFails bool) {
+	c := &archive.Codec{Compression: "zstd"}
+	archivetest.AddKeys(t, c)
+	a := &archive.Archive{Store: storetest.Open(t, storetest.Local(t)), Codec: c, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
+	p := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	src.Exec(t, "update pgbench_accounts set abalance = abalance + 4 where aid % 40 = 0")
+
+	isControl := func(key string) bool {
+		rest, ok := strings.CutPrefix(key, a.Layout.Dir(archive.BasebackupDir))
+		return ok && !strings.Contains(rest, "/")
+	}
+	ia := *a
+	if withdrawFails {
+		ia.Store = refuseDelete{Store: a.Store, match: isControl}
+	}
+	ri := startIncremental(ctx, t, src, &ia, isControl)
+	f := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	markerDir := a.Layout.Dir(archive.BasebackupChunkDir) + "hoard-incremental/"
+	var markers []string
+	err := a.Store.List(ctx, markerDir, func(o storage.Object) error {
+		markers = append(markers, o.Key)
+		return nil
+	})
+	if err != nil || len(markers) == 0 {
+		t.Fatalf("markers of I: %v, %v", markers, err)
+	}
+	for _, k := range markers {
+		if err := a.Store.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan, err := a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
+	if err != nil {
+		t.Fatalf("plan retention: %v", err)
+	}
+	applyPlan := func() {
+		if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+			t.Fatalf("apply retention: %v", err)
+		}
+	}
+	if apply && !applyAfter {
+		applyPlan()
+	}
+	inc, err := ri.Wait(ctx)
+	if apply && applyAfter {
+		applyPlan()
+	}
+	bs, lerr := a.ListBackups(ctx)
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	if err == nil {
+		if _, serr := a.Store.Stat(ctx, p.Key); serr != nil {
+			t.Errorf("incremental backup %s reported stored; its parent %s: %v (F: %s)", inc.Name, p.Name, serr, f.Name)
+		}
+		if _, cerr := archive.Chain(bs, inc); cerr != nil {
+			t.Errorf("chain of %s after retention: %v", inc.Name, cerr)
+		}
+		return
+	}
+	t.Logf("incremental backup: %v", err)
+	if !errors.Is(err, archive.ErrIncrementalMarkerLost) && !errors.Is(err, archive.ErrNoParent) {
+		t.Errorf("incremental backup whose marker was deleted: %v, want ErrIncrementalMarkerLost or ErrNoParent", err)
+	}
+	var listed []*archive.BackupInfo
+	for _, b := range bs {
+		if b.Name != p.Name && b.Name != f.Name {
+			listed = append(listed, b)
+		}
+	}
+	chunkDir := a.Layout.Dir(archive.BasebackupChunkDir)
+	if withdrawFails {
+		// Listed, so whole: its chunks are not deleted from under it.
+		if len(listed) != 1 || !strings.Contains(err.Error(), listed[0].Key) || !strings.Contains(err.Error(), "could not be deleted again") {
+			t.Fatalf("incremental backup whose control object could not be withdrawn: %v; listed %v, want it listed and the error to say so", err, listed)
+		}
+		if err := a.CheckBackup(ctx, listed[0], true); err != nil {
+			t.Errorf("listed backup %s after its withdrawal failed: %v", listed[0].Name, err)
+		}
+		return
+	}
+	for _, b := range listed {
+		t.Errorf("the failed incremental backup is listed: %s (parent %q)", b.Name, b.Parent)
+	}
+	var left []string
+	err = a.Store.List(ctx, chunkDir, func(o storage.Object) error {
+		if !strings.HasPrefix(o.Key, chunkDir+p.Name+"/") && !strings.HasPrefix(o.Key, chunkDir+f.Name+"/") {
+			left = append(left, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("the failed incremental backup left %q", left)
+	}
+}
