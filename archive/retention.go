@@ -172,11 +172,14 @@ func (p RetentionPlan) Empty() bool {
 //
 // Where any backup's metadata authenticates (BackupInfo.Auth), only those
 // backups decide, and with p.SystemID only those of that system: see
-// planAuthenticated.
+// planAuthenticated. Backups whose main objects share a name in one site
+// are kept and not counted: see splitSameName.
 func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, now time.Time) RetentionPlan {
 	plan := RetentionPlan{Now: now}
+	backups, same := splitSameName(backups)
 	plan.Keep, plan.Delete = planBackups(backups, p, now)
 	planAuthenticated(&plan, backups, p)
+	keepSameName(&plan, same)
 	keepParents(&plan)
 
 	planWAL(&plan, walNames, p.SystemID)

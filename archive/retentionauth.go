@@ -114,3 +114,51 @@ func backupNames(bs []*BackupInfo) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// splitSameName returns apart the backups of bs whose name another
+// backup of bs in the same store shares: every main object of one name,
+// hoard's basebackup/NAME.00000000.pghoard and PGHoard's basebackup/NAME,
+// is backup NAME, whose chunks are in the one folder of that name. A
+// backup has one main object, so one of them was planted (or copied
+// there) by someone who can write the storage, and which one cannot be
+// told from metadata: a copy of a signed one authenticates, as the HMAC
+// binds the name, not the key. Counted, the copy would make an older
+// backup surplus; deleted (a planted one claiming an old start), it
+// would take the chunk folder of the backup it shares the name with.
+func splitSameName(bs []*BackupInfo) (rest, same []*BackupInfo) {
+	type id struct {
+		a    *Archive
+		name string
+	}
+	n := map[id]int{}
+	for _, b := range bs {
+		n[id{b.Archive, b.Name}]++
+	}
+	for _, b := range bs {
+		if n[id{b.Archive, b.Name}] > 1 {
+			same = append(same, b)
+		} else {
+			rest = append(rest, b)
+		}
+	}
+	return rest, same
+}
+
+// keepSameName adds the backups splitSameName set apart to plan.Keep,
+// outside the policy: their starts hold WAL as every kept backup's do,
+// and a note names their main objects.
+func keepSameName(plan *RetentionPlan, same []*BackupInfo) {
+	if len(same) == 0 {
+		return
+	}
+	keys := make([]string, len(same))
+	for i, b := range same {
+		keys[i] = b.Key
+		plan.Keep = append(plan.Keep, BackupDecision{Backup: b, Reason: fmt.Sprintf(
+			"kept, and not counted: another main object names backup %s too (one was planted or copied there)", b.Name)})
+	}
+	sortDecisions(plan.Keep)
+	plan.Notes = append(plan.Notes, fmt.Sprintf("main objects of the same backup name, each kept and none counted toward the policy: %s; "+
+		"a backup has one, in one of the two forms (hoard's NAME%s, PGHoard's NAME): delete the one that is not the backup's own "+
+		"(someone who can write the storage stored it)", strings.Join(keys, ", "), ControlSuffix))
+}

@@ -1,11 +1,18 @@
 package archive
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestPlanRetention_Authenticated: backups whose metadata does not
@@ -71,6 +78,114 @@ func TestPlanRetention_Authenticated(t *testing.T) {
 				return strings.Contains(n, planted.Name)
 			}) {
 				t.Errorf("no note names %s: %q", planted.Name, plan.Notes)
+			}
+		})
+	}
+}
+
+// signBackup stores backup name's control object again with its metadata
+// signed, as hoard signs the backups it takes in a site with keys.
+func signBackup(t testing.TB, a *Archive, name string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := a.FindBackup(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := b.ToMetadata()
+	if err := a.Codec.SignBackup(name, md); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := storedPlain(t, a, b.Key)
+	if _, err := a.Codec.Put(ctx, a.Store, b.Key, bytes.NewReader(body), int64(len(body)), md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArchive_PlanRetentionSameName: a main object planted under the
+// other key of a backup's name (PGHoard's basebackup/NAME beside hoard's
+// basebackup/NAME.00000000.pghoard) by someone who can write the bucket
+// but holds no key makes retention keep more, never delete: the two
+// signed backups of a site keeping two, their chunks and the WAL from
+// the older's start stay, whether the planted object claims an old start
+// (it would be deleted, and with it the chunk folder of that name: the
+// newest backup's chunks) or is a copy of the newest's control object,
+// metadata and HMAC included (which binds the name alone, so it
+// authenticates, and counted twice it made the older backup surplus).
+func TestArchive_PlanRetentionSameName(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	policy := RetentionPolicy{MaxCount: 2}
+	const older, newest = "2024-03-08_10-00_0", "2024-03-09_10-00_0"
+	setup := func(t *testing.T) (*Archive, []string) {
+		a := localArchive(t, t.TempDir(), "site", retentionCodec(t))
+		keep := putBackup(t, a, older, "000000010000000000000004", 2, 0)
+		keep = append(keep, putBackup(t, a, newest, "000000010000000000000006", 2, 0)...)
+		signBackup(t, a, older)
+		signBackup(t, a, newest)
+		if err := a.MarkSigned(ctx); err != nil {
+			t.Fatal(err)
+		}
+		keep = append(keep, putWAL(t, a, segs(1, 4, 7)...)...)
+		putWAL(t, a, segs(1, 1, 3)...)
+		return a, keep
+	}
+	tests := []struct {
+		name  string
+		plant func(t *testing.T, a *Archive) storage.Metadata
+	}{
+		{name: "OldStart", plant: func(t *testing.T, a *Archive) storage.Metadata {
+			info := &BackupInfo{Format: FormatBBv2, StartWALSegment: "000000010000000000000002",
+				StartTime: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC), ChunkCount: 1}
+			return info.ToMetadata()
+		}},
+		{name: "CopiedSigned", plant: func(t *testing.T, a *Archive) storage.Metadata {
+			o, err := a.Store.Stat(ctx, a.Layout.BackupKey(newest))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o.Metadata
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, keep := setup(t)
+			rc, _, err := a.Store.Open(ctx, a.Layout.BackupKey(newest))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			planted := a.Layout.join(BasebackupDir, newest)
+			if err := a.Store.Put(ctx, planted, bytes.NewReader(body), tc.plant(t, a)); err != nil {
+				t.Fatal(err)
+			}
+			plan, err := a.PlanRetention(ctx, policy, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range plan.Delete {
+				if d.Backup.Key != planted {
+					t.Errorf("plan deletes backup %s (%s): %s", d.Backup.Name, d.Backup.Key, d.Reason)
+				}
+			}
+			if !slices.ContainsFunc(plan.Notes, func(n string) bool { return strings.Contains(n, planted) }) {
+				t.Errorf("no note names %s: %q", planted, plan.Notes)
+			}
+			if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+				t.Fatal(err)
+			}
+			left := map[string]bool{}
+			for _, k := range allKeys(t, a) {
+				left[k] = true
+			}
+			for _, k := range keep {
+				if !left[k] {
+					t.Errorf("retention deleted %s, which a backup the policy keeps needs", k)
+				}
 			}
 		})
 	}
