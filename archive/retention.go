@@ -172,14 +172,15 @@ func (p RetentionPlan) Empty() bool {
 //
 // Where any backup's metadata authenticates (BackupInfo.Auth), only those
 // backups decide, and with p.SystemID only those of that system: see
-// planAuthenticated. Backups whose main objects share a name in one site
-// are kept and not counted: see splitSameName.
+// planAuthenticated. Backups whose chunk folder is not theirs alone (a
+// name two main objects of one site share, or that of a folder of
+// hoard's markers) are kept and not counted: see splitShared.
 func PlanRetention(backups []*BackupInfo, walNames []string, p RetentionPolicy, now time.Time) RetentionPlan {
 	plan := RetentionPlan{Now: now}
-	backups, same := splitSameName(backups)
+	backups, shared := splitShared(backups)
 	plan.Keep, plan.Delete = planBackups(backups, p, now)
 	planAuthenticated(&plan, backups, p)
-	keepSameName(&plan, same)
+	keepShared(&plan, shared)
 	keepParents(&plan)
 
 	planWAL(&plan, walNames, p.SystemID)

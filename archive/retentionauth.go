@@ -115,17 +115,26 @@ func backupNames(bs []*BackupInfo) string {
 	return strings.Join(names, ", ")
 }
 
-// splitSameName returns apart the backups of bs whose name another
-// backup of bs in the same store shares: every main object of one name,
-// hoard's basebackup/NAME.00000000.pghoard and PGHoard's basebackup/NAME,
-// is backup NAME, whose chunks are in the one folder of that name. A
-// backup has one main object, so one of them was planted (or copied
-// there) by someone who can write the storage, and which one cannot be
-// told from metadata: a copy of a signed one authenticates, as the HMAC
-// binds the name, not the key. Counted, the copy would make an older
-// backup surplus; deleted (a planted one claiming an old start), it
-// would take the chunk folder of the backup it shares the name with.
-func splitSameName(bs []*BackupInfo) (rest, same []*BackupInfo) {
+// splitShared returns apart the backups of bs whose chunk folder is not
+// theirs alone, which retention must neither count nor delete (deleting
+// a backup deletes the folder of its name):
+//
+//   - Those whose name another backup of bs in the same store shares:
+//     every main object of one name, hoard's
+//     basebackup/NAME.00000000.pghoard and PGHoard's basebackup/NAME, is
+//     backup NAME, with the one folder of that name. A backup has one
+//     main object, so one of them was planted (or copied there) by
+//     someone who can write the storage, and which one cannot be told
+//     from metadata: a copy of a signed one authenticates, as the HMAC
+//     binds the name, not the key. Counted, the copy would make an older
+//     backup surplus; deleted (a planted one claiming an old start), it
+//     would take the chunks of the backup it shares the name with.
+//   - Those named as a folder where hoard keeps its own records
+//     (incrementalMarkerFolder, deltaRetentionFolder): no backup hoard or
+//     PGHoard takes is (their names start with the time), and deleting
+//     one would delete the markers of the backups or retention runs in
+//     progress.
+func splitShared(bs []*BackupInfo) (rest, shared []*BackupInfo) {
 	type id struct {
 		a    *Archive
 		name string
@@ -135,30 +144,46 @@ func splitSameName(bs []*BackupInfo) (rest, same []*BackupInfo) {
 		n[id{b.Archive, b.Name}]++
 	}
 	for _, b := range bs {
-		if n[id{b.Archive, b.Name}] > 1 {
-			same = append(same, b)
+		if n[id{b.Archive, b.Name}] > 1 || reservedFolder(b.Name) {
+			shared = append(shared, b)
 		} else {
 			rest = append(rest, b)
 		}
 	}
-	return rest, same
+	return rest, shared
 }
 
-// keepSameName adds the backups splitSameName set apart to plan.Keep,
+// reservedFolder reports whether name is that of a folder under the chunk
+// directories where hoard keeps markers, not a backup's chunks.
+func reservedFolder(name string) bool {
+	return name == incrementalMarkerFolder || name == deltaRetentionFolder
+}
+
+// keepShared adds the backups splitShared set apart to plan.Keep,
 // outside the policy: their starts hold WAL as every kept backup's do,
 // and a note names their main objects.
-func keepSameName(plan *RetentionPlan, same []*BackupInfo) {
-	if len(same) == 0 {
-		return
+func keepShared(plan *RetentionPlan, shared []*BackupInfo) {
+	var same, reserved []string
+	for _, b := range shared {
+		reason := fmt.Sprintf("kept, and not counted: another main object names backup %s too (one was planted or copied there)", b.Name)
+		if reservedFolder(b.Name) {
+			reason = fmt.Sprintf("kept, and not counted: %s is the name of a folder of hoard's markers, not of a backup (planted)", b.Name)
+			reserved = append(reserved, b.Key)
+		} else {
+			same = append(same, b.Key)
+		}
+		plan.Keep = append(plan.Keep, BackupDecision{Backup: b, Reason: reason})
 	}
-	keys := make([]string, len(same))
-	for i, b := range same {
-		keys[i] = b.Key
-		plan.Keep = append(plan.Keep, BackupDecision{Backup: b, Reason: fmt.Sprintf(
-			"kept, and not counted: another main object names backup %s too (one was planted or copied there)", b.Name)})
+	if len(shared) > 0 {
+		sortDecisions(plan.Keep)
 	}
-	sortDecisions(plan.Keep)
-	plan.Notes = append(plan.Notes, fmt.Sprintf("main objects of the same backup name, each kept and none counted toward the policy: %s; "+
-		"a backup has one, in one of the two forms (hoard's NAME%s, PGHoard's NAME): delete the one that is not the backup's own "+
-		"(someone who can write the storage stored it)", strings.Join(keys, ", "), ControlSuffix))
+	if len(same) > 0 {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("main objects of the same backup name, each kept and none counted toward the policy: %s; "+
+			"a backup has one, in one of the two forms (hoard's NAME%s, PGHoard's NAME): delete the one that is not the backup's own "+
+			"(someone who can write the storage stored it)", strings.Join(same, ", "), ControlSuffix))
+	}
+	if len(reserved) > 0 {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("main objects named as a folder of hoard's markers, kept and not counted toward the policy: %s; "+
+			"no backup is named so: delete them (someone who can write the storage stored them)", strings.Join(reserved, ", ")))
+	}
 }

@@ -190,3 +190,52 @@ func TestArchive_PlanRetentionSameName(t *testing.T) {
 		})
 	}
 }
+
+// TestArchive_PlanRetentionReservedName: a main object planted under the
+// name of a folder retention keeps its own records in
+// (basebackup_chunk/hoard-incremental/, the markers of incremental
+// backups in progress; basebackup_delta_chunk/hoard-retention/, those of
+// retention runs deleting delta objects), claiming an old start, is not
+// deleted with that folder: the markers stay.
+func TestArchive_PlanRetentionReservedName(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ name, format, marker string }{
+		{incrementalMarkerFolder, FormatBBv2, "2024-03-09_10-00_0/1-1"},
+		{deltaRetentionFolder, FormatDeltaV2, "1-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := localArchive(t, t.TempDir(), "site", retentionCodec(t))
+			putBackup(t, a, "2024-03-08_10-00_0", "000000010000000000000004", 2, 0)
+			putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000006", 2, 0)
+			signBackup(t, a, "2024-03-08_10-00_0")
+			signBackup(t, a, "2024-03-09_10-00_0")
+			putWAL(t, a, segs(1, 1, 7)...)
+			dir := BasebackupChunkDir
+			if tc.format == FormatDeltaV2 {
+				dir = basebackupDeltaChunkDir
+			}
+			marker := a.Layout.Dir(dir) + tc.name + "/" + tc.marker
+			putMarkerKey(t, a, marker)
+			info := &BackupInfo{Format: tc.format, StartWALSegment: "000000010000000000000002",
+				StartTime: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC), ChunkCount: 1}
+			if err := a.Store.Put(ctx, a.Layout.join(BasebackupDir, tc.name), strings.NewReader("x"), info.ToMetadata()); err != nil {
+				t.Fatal(err)
+			}
+			plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 2}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Store.Stat(ctx, marker); err != nil {
+				t.Errorf("marker %s after retention: %v; plan deleted %v", marker, err, names(plan.Delete))
+			}
+			planted := a.Layout.join(BasebackupDir, tc.name)
+			if !slices.ContainsFunc(plan.Notes, func(n string) bool { return strings.Contains(n, planted) }) {
+				t.Errorf("no note names %s: %q", planted, plan.Notes)
+			}
+		})
+	}
+}
