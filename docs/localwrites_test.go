@@ -33,6 +33,7 @@ var localWriters = map[string]string{
 	"storage/sftp.go syncRemote":  "opens a remote file only to fsync it",
 	"storage/sftp.go replace":     "renames fsynced remote temp files into place",
 	"storage/sftp.go Create":      "renames fsynced remote temp files into place",
+	"storage/sftp.go placeNew":    "links (or renames) an fsynced remote temp file into place, only where no file has the name",
 	// The WAL receiver's spool: segments are fsynced before the server
 	// hears they are flushed (walstream/segment.go names the crash windows).
 	"walstream/spool.go openSegment":       "the .partial segment: created then fsynced with its directory, removed when its preallocation or either fsync fails (fatal when it cannot be); never counted as complete",

@@ -38,7 +38,8 @@ var _ Store = (*SFTP)(nil)
 // Files are written to a temp name starting with a dot (which listings
 // skip, as PGHoard's do), fsynced when the server has fsync@openssh.com,
 // and renamed: posix-rename@openssh.com replaces an object atomically
-// (without it, see replace).
+// (without it, see replace). Create links the data file into place
+// instead (placeNew), as a rename may replace.
 // SFTP cannot fsync a directory, so a rename's durability is the server
 // filesystem's.
 //
@@ -799,13 +800,13 @@ func (s *SFTP) readSidecar(c *sftp.Client, p string) (Metadata, error) {
 	return md, nil
 }
 
-// Create stores the object only if the key has none. SFTP's own rename
-// (SSH_FXP_RENAME, not the posix-rename extension) fails when the new name
-// exists, and OpenSSH's server does it with link(2) and unlink(2), so the
-// data file, then the sidecar, is moved into place only if nothing is
-// there. A data file found without a sidecar is another writer between
-// its two renames, or one that died there: Create refuses it with an error
-// naming it, as the local store does for other bytes.
+// Create stores the object only if the key has none: the data file is
+// put in place with link (placeNew), which fails on an existing name, so
+// of concurrent Creates exactly one places it and only that one goes on
+// to rename the sidecar into place. A data file found without a sidecar
+// is another writer between its two steps, or one that died there:
+// Create refuses it with an error naming it, as the local store does for
+// other bytes.
 func (s *SFTP) Create(ctx context.Context, key string, r io.Reader, md Metadata) error {
 	p, err := s.path(key)
 	if err != nil {
@@ -820,7 +821,7 @@ func (s *SFTP) Create(ctx context.Context, key string, r io.Reader, md Metadata)
 			return err
 		}
 		defer removeTemps()
-		if err := c.Rename(tmp, p); err != nil {
+		if err := placeNew(c, tmp, p); err != nil {
 			// Another writer's data is there; its sidecar follows at once.
 			for deadline := time.Now().Add(incompleteWait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 				if _, serr := c.Stat(p + sidecarSuffix); serr == nil {
@@ -841,6 +842,37 @@ func (s *SFTP) Create(ctx context.Context, key string, r io.Reader, md Metadata)
 		}
 		return nil
 	})
+}
+
+// placeNew gives the temp file tmp the name name only if no file has it.
+// With hardlink@openssh.com (OpenSSH's server since 5.7, pkg/sftp's) it
+// links tmp as name: link(2) fails on an existing name, atomically, on
+// every server. SFTP's own rename (SSH_FXP_RENAME) is not enough: OpenSSH's
+// server does it with link(2) and unlink(2) and refuses an existing name,
+// as the protocol's draft says, but servers that do it with rename(2)
+// (pkg/sftp's, paramiko's default) replace it, and there concurrent
+// Creates of one key all succeeded, each replacing the one before, the
+// object left with one writer's bytes and another's sidecar. Without the
+// extension, or where the link fails and name is still free (a file
+// system without hard links, where OpenSSH's rename itself falls back to
+// a check and rename(2)), the rename is used: on a server whose rename
+// replaces, Create is then as racy as the server. tmp keeps its name
+// after a link; the caller removes it.
+func placeNew(c *sftp.Client, tmp, name string) error {
+	if _, ok := c.HasExtension("hardlink@openssh.com"); !ok {
+		return c.Rename(tmp, name)
+	}
+	err := c.Link(tmp, name)
+	if err == nil {
+		return nil
+	}
+	if _, serr := c.Lstat(name); !errors.Is(serr, fs.ErrNotExist) {
+		return err // name is taken (or cannot be looked at): the link's error stands
+	}
+	if _, serr := c.Lstat(tmp); serr != nil {
+		return err // tmp is gone: nothing to rename
+	}
+	return c.Rename(tmp, name)
 }
 
 // Open returns the object's file and metadata: its sidecar's, or that of

@@ -62,8 +62,9 @@ type Store interface {
 	// object exists there, atomically, in the backend itself (local: a hard
 	// link, which fails on an existing name; S3: a conditional PUT with
 	// If-None-Match: *; GCS: ifGenerationMatch=0; Azure: If-None-Match: *;
-	// Swift: If-None-Match: *, which Swift does not check atomically: see
-	// Swift.Create). Of concurrent Creates of one key exactly one succeeds
+	// SFTP: a hard link, hardlink@openssh.com, as some servers' rename
+	// replaces: see SFTP.Create; Swift: If-None-Match: *, which Swift does
+	// not check atomically: see Swift.Create). Of concurrent Creates of one key exactly one succeeds
 	// (on Swift, almost always); the others
 	// return an error wrapping ErrExist and leave the object as the winner
 	// wrote it. A Create whose success was not seen (a lost response, then
