@@ -55,7 +55,10 @@ runs hoard wal-fetch with this configuration) and creates recovery.signal, or
 standby.signal with --standby. With no --config, restore_command runs wal-fetch without
 one: its summary names the HOARD_* variables PostgreSQL's environment must then hold
 (their values stay out of postgresql.auto.conf), or add --config FILE to it. With a target, a primary promotes when it reaches it
-(--target-action changes that). PostgreSQL 13 and later.
+(--target-action changes that). Every recovery target setting is written (the unused ones
+empty), and with a target recovery_target_inclusive and recovery_target_action too, so
+that recovery settings the backup's own configuration carries (an earlier restore's,
+left in its postgresql.auto.conf) do not apply. PostgreSQL 13 and later.
 
 Without a target, recovery replays the archive to its end. When the archived WAL after
 the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and

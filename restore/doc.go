@@ -90,7 +90,9 @@
 // reported with those figures. Then Run links
 // pg_tblspc/<oid> to each tablespace's directory, writes the recovery
 // configuration (WriteRecoveryConfig: a block appended to
-// postgresql.auto.conf and recovery.signal or standby.signal, each
+// postgresql.auto.conf that sets every recovery target setting, the unused
+// ones empty, so that none the backup carries applies, and recovery.signal
+// or standby.signal, each
 // replaced through a new file renamed into place, never written through a
 // link; PostgreSQL 13 and later only) and syncs the file systems.
 //

@@ -39,7 +39,8 @@ type RecoveryConfig struct {
 	Target             Target
 	// TargetAction is recovery_target_action, written only with a target.
 	// "" means promote for a primary and PostgreSQL's default (pause) for a
-	// standby: see Options.TargetAction.
+	// standby, written out so that a stale setting in the restored
+	// configuration does not apply: see Options.TargetAction.
 	TargetAction string
 	Standby      bool
 	// ArchiveOff writes archive_mode = 'off', so that a restored copy does
@@ -204,30 +205,44 @@ func (c RecoveryConfig) block() string {
 		tl = "latest"
 	}
 	set("recovery_target_timeline", tl)
+	// The restored configuration may already set a recovery target: a
+	// cluster restored once keeps that restore's settings (PostgreSQL
+	// never removes them), and ALTER SYSTEM rewrites postgresql.auto.conf
+	// without the markers removeBlock looks for, so its backups carry
+	// them as plain lines. Left alone, a stale recovery_target =
+	// 'immediate' would end a restore to the end of the archive at the
+	// backup's end and promote there. So every target setting is written
+	// here, where it is the last line of its name and the only one
+	// PostgreSQL applies (ProcessConfigFileInternal ignores earlier
+	// duplicates): the unused ones empty, and first, since assigning any
+	// of them while another kind is set fails with "multiple recovery
+	// targets specified" (the assign hooks, xlogrecovery.c).
 	t := c.Target
-	switch {
-	case t.Immediate:
-		set("recovery_target", "immediate")
-	case !t.Time.IsZero():
-		set("recovery_target_time", t.Time.UTC().Format("2006-01-02 15:04:05.999999")+"+00")
-	case t.XID != 0:
-		set("recovery_target_xid", strconv.FormatUint(t.XID, 10))
-	case t.Name != "":
-		set("recovery_target_name", t.Name)
-	case t.LSN != 0:
-		set("recovery_target_lsn", t.LSN.String())
+	name, value := t.setting()
+	for _, k := range targetSettings {
+		if k != name {
+			set(k, "")
+		}
 	}
-	if t.Inclusive != nil {
-		set("recovery_target_inclusive", strconv.FormatBool(*t.Inclusive))
+	if name != "" {
+		set(name, value)
+	}
+	if !t.IsZero() && !t.Immediate {
+		inclusive := true // PostgreSQL's default, which --target-inclusive documents
+		if t.Inclusive != nil {
+			inclusive = *t.Inclusive
+		}
+		set("recovery_target_inclusive", strconv.FormatBool(inclusive))
 	}
 	if !t.IsZero() {
 		action := c.TargetAction
-		if action == "" && !c.Standby {
+		if action == "" {
 			action = ActionPromote
+			if c.Standby {
+				action = ActionPause // PostgreSQL's default
+			}
 		}
-		if action != "" {
-			set("recovery_target_action", action)
-		}
+		set("recovery_target_action", action)
 	}
 	if c.PrimaryConnInfo != "" {
 		set("primary_conninfo", c.PrimaryConnInfo)
@@ -240,6 +255,28 @@ func (c RecoveryConfig) block() string {
 	}
 	b.WriteString(confFooter + "\n")
 	return b.String()
+}
+
+// targetSettings are PostgreSQL's recovery target settings, of which at
+// most one may be set (xlogrecovery.c error_multiple_recovery_targets).
+var targetSettings = []string{"recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"}
+
+// setting returns the name of t's recovery target setting and its value;
+// "" for the zero Target.
+func (t Target) setting() (name, value string) {
+	switch {
+	case t.Immediate:
+		return "recovery_target", "immediate"
+	case !t.Time.IsZero():
+		return "recovery_target_time", t.Time.UTC().Format("2006-01-02 15:04:05.999999") + "+00"
+	case t.XID != 0:
+		return "recovery_target_xid", strconv.FormatUint(t.XID, 10)
+	case t.Name != "":
+		return "recovery_target_name", t.Name
+	case t.LSN != 0:
+		return "recovery_target_lsn", t.LSN.String()
+	}
+	return "", ""
 }
 
 // quote makes v a PostgreSQL configuration string: single quotes, with

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,61 @@ func TestQuote(t *testing.T) {
 		if got := quote(in); got != want {
 			t.Errorf("quote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestWriteRecoveryConfig_StaleTarget: recovery settings the restored
+// configuration already holds outside hoard's block (a cluster restored
+// once, whose markers ALTER SYSTEM dropped) are overridden by the block:
+// the settings PostgreSQL reads (the last line of each name) are the
+// restore's own, and no other target is left set.
+func TestWriteRecoveryConfig_StaleTarget(t *testing.T) {
+	stale := "recovery_target = 'immediate'\nrecovery_target_xid = '731'\nrecovery_target_lsn = '0/1000000'\n" +
+		"recovery_target_name = 'old'\nrecovery_target_time = '2020-01-01 00:00:00+00'\n" +
+		"recovery_target_inclusive = 'false'\nrecovery_target_action = 'shutdown'\n"
+	yes := true
+	tests := []struct {
+		name string
+		c    RecoveryConfig
+		want map[string]string
+	}{
+		{"End", RecoveryConfig{}, map[string]string{}},
+		{"XID", RecoveryConfig{Target: Target{XID: 1234}},
+			map[string]string{"recovery_target_xid": "1234", "recovery_target_inclusive": "true", "recovery_target_action": "promote"}},
+		{"TimeInclusive", RecoveryConfig{Target: Target{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Inclusive: &yes}},
+			map[string]string{"recovery_target_time": "2026-01-02 03:04:05+00", "recovery_target_inclusive": "true", "recovery_target_action": "promote"}},
+		{"Immediate", RecoveryConfig{Target: Target{Immediate: true}},
+			map[string]string{"recovery_target": "immediate", "recovery_target_action": "promote"}},
+		{"StandbyLSN", RecoveryConfig{Standby: true, Target: Target{LSN: 0x3000060}},
+			map[string]string{"recovery_target_lsn": "0/3000060", "recovery_target_inclusive": "true", "recovery_target_action": "pause"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := recoveryDir(t, "16")
+			f, err := os.OpenFile(filepath.Join(d, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteString(stale); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if err := WriteRecoveryConfig(d, tt.c); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ServerSettings(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range append(slices.Clone(targetSettings), "recovery_target_inclusive", "recovery_target_action") {
+				want, ok := tt.want[k]
+				if !ok && slices.Contains(targetSettings, k) {
+					ok = true // an unused target: set to empty
+				}
+				if g, set := got[k]; ok && g != want {
+					t.Errorf("%s = %q (set %v), want %q", k, g, set, want)
+				}
+			}
+		})
 	}
 }

@@ -119,7 +119,7 @@ type Options struct {
 	// primary, so that starting PostgreSQL on the directory gives a
 	// writable server at the target (PostgreSQL's own default, pause,
 	// needs hot_standby and a manual pg_wal_replay_resume or promote), and
-	// nothing (PostgreSQL's pause) for a standby.
+	// PostgreSQL's own pause for a standby, written out all the same.
 	TargetAction string
 
 	Parallel     int           // chunks downloaded at once (restore_process_count); 0: DefaultParallel

@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRestore_StaleRecoverySettings: a cluster restored once to a target
+// keeps that restore's recovery settings in its postgresql.auto.conf
+// (PostgreSQL never removes them), and the first ALTER SYSTEM rewrites the
+// file without hoard's markers around them; its backups carry them. A
+// restore of such a backup must recover to what its own flags ask for:
+// to the end of the archive, not to the stale recovery_target =
+// 'immediate' (which would promote at the backup's end, silently without
+// every transaction after it); to --target-xid inclusive by default, not
+// with the stale recovery_target_inclusive = off; and a standby pauses at
+// its target, not the stale recovery_target_action = 'promote'.
+func TestRestore_StaleRecoverySettings(t *testing.T) {
+	pgtest.ForEachVersion(t, testRestoreStaleRecoverySettings)
+}
+
+func testRestoreStaleRecoverySettings(t *testing.T, major int) {
+	s := newSite(t, siteOptions{})
+	src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+	s.use(src)
+	// What a restore with --target-immediate leaves once ALTER SYSTEM
+	// has rewritten postgresql.auto.conf: a primary ignores them.
+	for _, set := range []string{
+		"recovery_target = 'immediate'",
+		"recovery_target_action = 'promote'",
+		"recovery_target_inclusive = off",
+	} {
+		src.Exec(t, "alter system set "+set)
+	}
+	src.Exec(t, "create table t (id int primary key)")
+	src.Exec(t, "insert into t values (1)")
+	s.mustHoard("basebackup", "--fast")
+	src.Exec(t, "insert into t values (2)")
+	xid := src.QueryString(t, "with ins as (insert into t values (3)) select txid_current()::text")
+	withXID := tableRows(t, src)
+	lsn := src.QueryString(t, "select pg_current_wal_lsn()::text")
+	src.Exec(t, "insert into t values (4)")
+	all := tableRows(t, src)
+	switchAndWaitArchived(t, src)
+
+	restore := func(t *testing.T, args ...string) string {
+		t.Helper()
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		s.mustHoard(append([]string{"restore", "--target-dir", dir}, args...)...)
+		return dir
+	}
+	t.Run("End", func(t *testing.T) {
+		c := pgtest.StartDataDir(t, major, restore(t), noArchiving)
+		c.WaitRecoveryDone(t, 3*time.Minute)
+		if got := tableRows(t, c); got != all {
+			t.Errorf("restored to the end of the archive: rows %q, want %q (recovery stopped at the stale target)", got, all)
+		}
+		c.Stop(t)
+	})
+	t.Run("XIDInclusive", func(t *testing.T) {
+		c := pgtest.StartDataDir(t, major, restore(t, "--target-xid", xid), noArchiving)
+		c.WaitRecoveryDone(t, 3*time.Minute)
+		if got := tableRows(t, c); got != withXID {
+			t.Errorf("restored to xid %s: rows %q, want %q (its transaction included)", xid, got, withXID)
+		}
+		c.Stop(t)
+	})
+	t.Run("StandbyPauses", func(t *testing.T) {
+		c := pgtest.StartDataDir(t, major, restore(t, "--standby", "--target-lsn", lsn), noArchiving)
+		if got := waitRecoveryStop(t, c, 3*time.Minute); got != "pause" {
+			t.Fatalf("standby restored to LSN %s: recovery ended in %s at the target, want pause", lsn, got)
+		}
+		if got := tableRows(t, c); got != withXID {
+			t.Errorf("standby restored to LSN %s: rows %q, want %q", lsn, got, withXID)
+		}
+		c.Stop(t)
+	})
+}
+
+// waitRecoveryStop waits until c's log says recovery paused, promoted or
+// shut down at its target, and returns which: "pause", "promote" or
+// "shutdown".
+func waitRecoveryStop(t *testing.T, c *pgtest.Cluster, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		log := c.Log()
+		switch {
+		case strings.Contains(log, "pausing at the end of recovery"):
+			return "pause"
+		case strings.Contains(log, "selected new timeline ID"):
+			return "promote"
+		case strings.Contains(log, "shutdown at recovery target"):
+			return "shutdown"
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("recovery neither paused, promoted nor shut down within %v:\n%s", timeout, tailLines(c.Log(), 40))
+	return ""
+}
