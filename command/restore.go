@@ -58,7 +58,10 @@ one: its summary names the HOARD_* variables PostgreSQL's environment must then 
 (--target-action changes that). Every recovery target setting is written (the unused ones
 empty), and with a target recovery_target_inclusive and recovery_target_action too, so
 that recovery settings the backup's own configuration carries (an earlier restore's,
-left in its postgresql.auto.conf) do not apply. PostgreSQL 13 and later.
+left in its postgresql.auto.conf) do not apply. Restoring a primary, it also writes
+recovery_min_apply_delay = '0': a delayed standby's backup would otherwise replay each
+commit only once it is that old (PostgreSQL honours the delay in any archive recovery).
+PostgreSQL 13 and later.
 
 Without a target, recovery replays the archive to its end. When the archived WAL after
 the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and

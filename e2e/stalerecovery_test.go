@@ -102,3 +102,33 @@ func waitRecoveryStop(t *testing.T, c *pgtest.Cluster, timeout time.Duration) st
 	t.Fatalf("recovery neither paused, promoted nor shut down within %v:\n%s", timeout, tailLines(c.Log(), 40))
 	return ""
 }
+
+// TestRestore_StaleApplyDelay: a backup of a delayed standby carries its
+// recovery_min_apply_delay, which PostgreSQL honours in any archive
+// recovery, not only a standby's: a restore of it as a primary to the end
+// of the archive would hold back each commit until it is that old, and
+// promote only then. Restored as a primary, it replays and promotes at
+// once.
+func TestRestore_StaleApplyDelay(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		s := newSite(t, siteOptions{})
+		src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+		s.use(src)
+		src.Exec(t, "alter system set recovery_min_apply_delay = '1h'")
+		src.Exec(t, "create table t (id int primary key)")
+		src.Exec(t, "insert into t values (1)")
+		s.mustHoard("basebackup", "--fast")
+		src.Exec(t, "insert into t values (2)")
+		all := tableRows(t, src)
+		switchAndWaitArchived(t, src)
+
+		dir := filepath.Join(pgtest.TempDir(t), "data")
+		s.mustHoard("restore", "--target-dir", dir)
+		c := pgtest.StartDataDir(t, major, dir, noArchiving)
+		c.WaitRecoveryDone(t, 3*time.Minute)
+		if got := tableRows(t, c); got != all {
+			t.Errorf("restored to the end of the archive: rows %q, want %q", got, all)
+		}
+		c.Stop(t)
+	})
+}

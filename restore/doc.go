@@ -91,7 +91,9 @@
 // pg_tblspc/<oid> to each tablespace's directory, writes the recovery
 // configuration (WriteRecoveryConfig: a block appended to
 // postgresql.auto.conf that sets every recovery target setting, the unused
-// ones empty, so that none the backup carries applies, and recovery.signal
+// ones empty, so that none the backup carries applies, and for a primary
+// recovery_min_apply_delay = 0, so that a delayed standby's backup
+// replays undelayed, and recovery.signal
 // or standby.signal, each
 // replaced through a new file renamed into place, never written through a
 // link; PostgreSQL 13 and later only) and syncs the file systems.

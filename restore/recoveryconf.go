@@ -244,6 +244,14 @@ func (c RecoveryConfig) block() string {
 		}
 		set("recovery_target_action", action)
 	}
+	if !c.Standby {
+		// PostgreSQL honours recovery_min_apply_delay in every archive
+		// recovery (xlogrecovery.c recoveryApplyDelay): a delayed
+		// standby's, carried by its backup, would hold back each commit
+		// of a restore until it is that old, and its promotion with
+		// them. A standby keeps the delay it is configured with.
+		set("recovery_min_apply_delay", "0")
+	}
 	if c.PrimaryConnInfo != "" {
 		set("primary_conninfo", c.PrimaryConnInfo)
 	}

@@ -159,13 +159,14 @@ func TestQuote(t *testing.T) {
 
 // TestWriteRecoveryConfig_StaleTarget: recovery settings the restored
 // configuration already holds outside hoard's block (a cluster restored
-// once, whose markers ALTER SYSTEM dropped) are overridden by the block:
-// the settings PostgreSQL reads (the last line of each name) are the
-// restore's own, and no other target is left set.
+// once, whose markers ALTER SYSTEM dropped; a delayed standby's
+// recovery_min_apply_delay) are overridden by the block: the settings
+// PostgreSQL reads (the last line of each name) are the restore's own,
+// and no other target is left set.
 func TestWriteRecoveryConfig_StaleTarget(t *testing.T) {
 	stale := "recovery_target = 'immediate'\nrecovery_target_xid = '731'\nrecovery_target_lsn = '0/1000000'\n" +
 		"recovery_target_name = 'old'\nrecovery_target_time = '2020-01-01 00:00:00+00'\n" +
-		"recovery_target_inclusive = 'false'\nrecovery_target_action = 'shutdown'\n"
+		"recovery_target_inclusive = 'false'\nrecovery_target_action = 'shutdown'\nrecovery_min_apply_delay = '1h'\n"
 	yes := true
 	tests := []struct {
 		name string
@@ -208,6 +209,16 @@ func TestWriteRecoveryConfig_StaleTarget(t *testing.T) {
 				if g, set := got[k]; ok && g != want {
 					t.Errorf("%s = %q (set %v), want %q", k, g, set, want)
 				}
+			}
+			// A restored primary applies WAL without the delay of
+			// the delayed standby it may be a backup of; a standby
+			// keeps it.
+			delay := "0"
+			if tt.c.Standby {
+				delay = "1h"
+			}
+			if got := got["recovery_min_apply_delay"]; got != delay {
+				t.Errorf("recovery_min_apply_delay = %q, want %q", got, delay)
 			}
 		})
 	}
