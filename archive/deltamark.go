@@ -288,37 +288,55 @@ func (a *Archive) CheckDeltaRunning(ctx context.Context, name string, at, now ti
 // deltaRunningRetry (or at the next tick) while the marker stays so and
 // within deltaRunningValid of its last write.
 //
-// It returns when ctx ends, with the storage's time of the last write,
-// for the caller's own CheckDeltaRunning before it completes the backup
-// (a write cut by ctx is left to that check). It returns early with an
+// It returns when stop is closed (the backup is done), with the
+// storage's time of the last write, for the caller's own
+// CheckDeltaRunning before it completes the backup. A write in flight
+// then finishes first, its read-back included (a wait to try again does
+// not): cut, it would have stored the marker at a time the caller does
+// not know, and the caller, which must tell its own write from anyone
+// else's, would take it for another writer's and fail a backup that
+// retention saw all along. ctx cuts the I/O: when it ends (the backup is
+// abandoned) it returns at once with the last write known, and a write
+// cut by ctx is left to the caller's check. It returns early with an
 // error wrapping ErrDeltaMarkerLost when the marker was not as stored,
 // or could not be stored again before it would stop counting: retention
 // may then not see the backup, so the caller must fail the backup rather
 // than complete it.
-func (a *Archive) KeepDeltaRunning(ctx context.Context, name string, at time.Time, tick <-chan time.Time, log zerolog.Logger) (time.Time, error) {
+func (a *Archive) KeepDeltaRunning(ctx context.Context, name string, at time.Time, tick <-chan time.Time, stop <-chan struct{}, log zerolog.Logger) (time.Time, error) {
 	for {
+		// A stop wins over a tick that came at the same time.
+		select {
+		case <-stop:
+			return at, nil
+		default:
+		}
 		var now time.Time
 		select {
 		case <-ctx.Done():
 			return at, nil
+		case <-stop:
+			return at, nil
 		case now = <-tick:
 		}
-		t, err := a.refreshDeltaRunning(ctx, name, at, now, tick, log)
+		t, err := a.refreshDeltaRunning(ctx, name, at, now, tick, stop, log)
+		if err == nil {
+			at = t // the last write that completed, also if ctx ended since
+			continue
+		}
 		if ctx.Err() != nil {
 			return at, nil
 		}
-		if err != nil {
-			return at, err
-		}
-		at = t
+		return at, err
 	}
 }
 
 // refreshDeltaRunning stores delta backup name's marker again for
 // KeepDeltaRunning, at a tick at now, trying again while the marker stays
-// as stored at at and valid, and returns the time of the new write. The
-// clock is now moved on by the time since, or the next tick's.
-func (a *Archive) refreshDeltaRunning(ctx context.Context, name string, at, now time.Time, tick <-chan time.Time, log zerolog.Logger) (time.Time, error) {
+// as stored at at and valid, and returns the time of the new write, or
+// at, without an error, when ctx ends or stop is closed while it waits
+// to try again. The clock is now moved on by the time since, or the next
+// tick's.
+func (a *Archive) refreshDeltaRunning(ctx context.Context, name string, at, now time.Time, tick <-chan time.Time, stop <-chan struct{}, log zerolog.Logger) (time.Time, error) {
 	since := time.Now()
 	clock := func() time.Time { return now.Add(time.Since(since)) }
 	for {
@@ -349,6 +367,8 @@ func (a *Archive) refreshDeltaRunning(ctx context.Context, name string, at, now 
 		select {
 		case <-ctx.Done():
 			return at, nil
+		case <-stop:
+			return at, nil // as stored at at (or the store could not tell)
 		case <-time.After(deltaRunningRetry):
 		case now = <-tick:
 			since = time.Now()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -89,15 +90,14 @@ func TestArchive_KeepDeltaRunning(t *testing.T) {
 	ageKeys(a, []string{a.Layout.DeltaRunningKey(name), bundle}, at)
 
 	tick := make(chan time.Time)
-	kctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	stop := make(chan struct{})
 	type kept struct {
 		at  time.Time
 		err error
 	}
 	done := make(chan kept, 1)
 	go func(at time.Time) {
-		last, err := a.KeepDeltaRunning(kctx, name, at, tick, zerolog.Nop())
+		last, err := a.KeepDeltaRunning(ctx, name, at, tick, stop, zerolog.Nop())
 		done <- kept{last, err}
 	}(at)
 	marker := a.Layout.DeltaRunningKey(name)
@@ -121,7 +121,9 @@ ticks:
 		}
 		last = at
 	}
-	cancel()
+	// Stopped as the backup stops it, maybe with the last tick's write
+	// still in flight (its read-back): it returns that write's time.
+	close(stop)
 	if k := <-done; k.err != nil || !k.at.Equal(last) {
 		t.Errorf("KeepDeltaRunning = %s, %v; want the last write's time %s", k.at, k.err, last)
 	}
@@ -137,6 +139,89 @@ ticks:
 	}
 	if _, err := a.Store.Stat(ctx, bundle); err != nil {
 		t.Errorf("bundle %s: %v", bundle, err)
+	}
+}
+
+// stopAtMarker calls stop once, right after the first Put of key that
+// returns (AfterPut) or the first Stat of key after it (AfterStat), and
+// refuses every call once ctx is done, as a network store does: the
+// moment a running delta backup ends (and stops KeepDeltaRunning) while
+// a refresh of its marker is in flight.
+type stopAtMarker struct {
+	storage.Store
+	key      string
+	afterPut bool // stop after the Put; else after the Stat that follows it
+	put      atomic.Bool
+	stopped  atomic.Bool
+	stop     func()
+}
+
+func (s *stopAtMarker) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.Store.Put(ctx, key, r, md)
+	if err == nil && key == s.key {
+		s.put.Store(true)
+		if s.afterPut && s.stopped.CompareAndSwap(false, true) {
+			s.stop()
+		}
+	}
+	return err
+}
+
+func (s *stopAtMarker) Stat(ctx context.Context, key string) (storage.Object, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.Object{}, err
+	}
+	o, err := s.Store.Stat(ctx, key)
+	if err == nil && key == s.key && !s.afterPut && s.put.Load() && s.stopped.CompareAndSwap(false, true) {
+		s.stop()
+	}
+	return o, err
+}
+
+// TestArchive_KeepDeltaRunningStop: KeepDeltaRunning stopped (the
+// backup ended) while it stores the marker again returns the time of
+// that write when the write completed: the backup's check before its
+// control object (CheckDeltaRunning) compares the marker with that time,
+// and a stale one makes it fail a backup whose marker retention saw all
+// along, taking the write for another writer's. Stopped right after the
+// Put (its read-back still to come) or right after the read-back.
+func TestArchive_KeepDeltaRunningStop(t *testing.T) {
+	ctx := context.Background()
+	const name = "2024-03-08_11-00_0"
+	for _, tc := range []struct {
+		name     string
+		afterPut bool
+	}{{"AfterPut", true}, {"AfterStat", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := localArchive(t, t.TempDir(), "site", retentionCodec(t))
+			at, err := a.MarkDeltaRunning(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond) // a later time, on any file system's clock
+			key := a.Layout.DeltaRunningKey(name)
+			stop := make(chan struct{})
+			a.Store = &stopAtMarker{Store: a.Store, key: key, afterPut: tc.afterPut, stop: func() { close(stop) }}
+			tick := make(chan time.Time, 1)
+			tick <- time.Now()
+			last, err := a.KeepDeltaRunning(ctx, name, at, tick, stop, zerolog.Nop())
+			o, serr := a.Store.Stat(ctx, key)
+			if serr != nil {
+				t.Fatal(serr)
+			}
+			if storedAt(o).Equal(at) {
+				t.Fatalf("marker still at %s: the test did not store it again", at)
+			}
+			if err != nil || !last.Equal(storedAt(o)) {
+				t.Errorf("KeepDeltaRunning = %s, %v; want the time of the write that completed, %s (the previous one was %s)", last, err, storedAt(o), at)
+			}
+			if err := a.CheckDeltaRunning(ctx, name, last, time.Now()); err != nil {
+				t.Errorf("the backup's check after it stopped KeepDeltaRunning: %v", err)
+			}
+		})
 	}
 }
 
@@ -216,15 +301,14 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 		t.Helper()
 		tick := make(chan time.Time, 1)
 		tick <- time.Now()
-		kctx, cancel := context.WithCancel(ctx)
-		defer cancel()
+		stop := make(chan struct{})
 		type kept struct {
 			at  time.Time
 			err error
 		}
 		done := make(chan kept, 1)
 		go func() {
-			last, err := a.KeepDeltaRunning(kctx, name, at, tick, zerolog.Nop())
+			last, err := a.KeepDeltaRunning(ctx, name, at, tick, stop, zerolog.Nop())
 			done <- kept{last, err}
 		}()
 		select {
@@ -232,7 +316,7 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 			return k.at, k.err
 		case <-time.After(5 * time.Second):
 		}
-		cancel()
+		close(stop)
 		k := <-done
 		return k.at, k.err
 	}
@@ -300,21 +384,22 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 		}
 	})
 	// runKeep runs KeepDeltaRunning in the background; done receives
-	// what it returned.
+	// what it returned once stop (the backup's stop) ended it.
 	type kept struct {
 		at  time.Time
 		err error
 	}
-	runKeep := func(t *testing.T, a *Archive, at time.Time) (tick chan time.Time, done chan kept, cancel func()) {
+	runKeep := func(t *testing.T, a *Archive, at time.Time) (tick chan time.Time, done chan kept, stop func()) {
 		tick = make(chan time.Time)
-		kctx, cancel := context.WithCancel(ctx)
-		t.Cleanup(cancel)
+		stopped := make(chan struct{})
+		stop = sync.OnceFunc(func() { close(stopped) })
+		t.Cleanup(stop)
 		done = make(chan kept, 1)
 		go func() {
-			last, err := a.KeepDeltaRunning(kctx, name, at, tick, zerolog.Nop())
+			last, err := a.KeepDeltaRunning(ctx, name, at, tick, stopped, zerolog.Nop())
 			done <- kept{last, err}
 		}()
-		return tick, done, cancel
+		return tick, done, stop
 	}
 	// tickFail ticks KeepDeltaRunning at now and waits for the write that
 	// s fails; it fails the test if KeepDeltaRunning returned instead.
@@ -342,7 +427,7 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 		s := &keptFailStore{Store: a.Store, key: key, failed: make(chan struct{}, 1)}
 		s.fail.Store(true)
 		a.Store = s
-		tick, done, cancel := runKeep(t, a, at)
+		tick, done, stop := runKeep(t, a, at)
 		tickFail(t, tick, done, s, time.Now())
 		s.fail.Store(false)
 		select {
@@ -367,7 +452,7 @@ func TestArchive_KeepDeltaRunningLost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cancel()
+		stop()
 		k := <-done
 		if k.err != nil || !k.at.Equal(storedAt(o)) || !k.at.After(at) {
 			t.Fatalf("KeepDeltaRunning = %s, %v; want the second write's time %s, after %s", k.at, k.err, storedAt(o), at)

@@ -131,12 +131,16 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	// Stored again while the backup runs, however long: its folder,
 	// bundles first, must not look orphaned to retention
 	// (archive.KeepDeltaRunning). run stops it before the marker goes.
-	l.stopDeltaMarker = keepMarker(ctx, archive.DeltaRunningRefresh, func(ctx context.Context, tick <-chan time.Time) {
+	// The stop (kctx's end) lets a write in flight finish under the
+	// backup's own ctx: a write cut by the stop would leave the marker
+	// at a time checkDeltaMarker does not know, which it takes for
+	// another writer's.
+	l.stopDeltaMarker = keepMarker(ctx, archive.DeltaRunningRefresh, func(kctx context.Context, tick <-chan time.Time) {
 		if l.o.deltaMarkerTick != nil {
 			tick = l.o.deltaMarkerTick
 		}
 		// Read by checkDeltaMarker once stopDeltaMarker returned.
-		l.deltaMarkedAt, l.deltaMarkerErr = l.o.Archive.KeepDeltaRunning(ctx, l.name, marked, tick, l.log)
+		l.deltaMarkedAt, l.deltaMarkerErr = l.o.Archive.KeepDeltaRunning(ctx, l.name, marked, tick, kctx.Done(), l.log)
 	})
 	dr := &deltaResult{manifest: &archive.DeltaManifest{}}
 	dm := dr.manifest

@@ -251,3 +251,82 @@ func runningMarker(ctx context.Context, t *testing.T, a *archive.Archive) string
 	}
 	return keys[0]
 }
+
+// markerHeld holds the first Put of a delta backup's marker made once
+// armed is set, after the store wrote it: it closes landed and returns
+// when ctx ends, refused, as a network store whose answer the
+// cancellation cut, or after hold.
+type markerHeld struct {
+	storage.Store
+	armed  *atomic.Bool
+	landed chan struct{}
+	hold   time.Duration
+}
+
+func (s markerHeld) Put(ctx context.Context, key string, r io.Reader, md storage.Metadata) error {
+	err := s.Store.Put(ctx, key, r, md)
+	if err != nil || !strings.HasSuffix(key, archive.DeltaRunningSuffix) || !s.armed.CompareAndSwap(true, false) {
+		return err
+	}
+	close(s.landed)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(s.hold):
+		return nil
+	}
+}
+
+// TestRunDelta_MarkerStoppedInFlight: a delta backup that ends (and
+// stops storing its marker again) while a refresh of the marker is in
+// flight, stored but not yet answered, completes: the refresh finishes,
+// and the backup's checks compare the marker with the time of that
+// write. Before, the stop cut the refresh and the backup checked the
+// marker against the write before it, took the new one for another
+// writer's and failed with ErrDeltaMarkerLost, a backup that retention
+// saw all along. The refresh comes at a tick just before the control
+// object (beforeControl) and is held from the store's write until its
+// ctx ends (as the stop ended it before) or for a few seconds, by when
+// the backup has asked the refresh to stop (right after beforeControl).
+func TestRunDelta_MarkerStoppedInFlight(t *testing.T) {
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Major: major, DataChecksums: true})
+	c.Exec(t, "create table t as select g as i from generate_series(1, 1000) g")
+	a := encryptedArchive(t, compress.Zstd)
+	opts := deltaOptions(t, c, a)
+	s := markerHeld{Store: a.Store, armed: &atomic.Bool{}, landed: make(chan struct{}), hold: 3 * time.Second}
+	ba := *a
+	ba.Store = s
+	opts.Archive = &ba
+	tick := make(chan time.Time)
+	opts.deltaMarkerTick = tick
+	opts.beforeControl = func() {
+		s.armed.Store(true)
+		select {
+		case tick <- time.Now():
+		case <-ctx.Done():
+			t.Error("the marker's refresh did not take the tick")
+			return
+		}
+		select {
+		case <-s.landed:
+		case <-ctx.Done():
+			t.Error("the marker was not stored again at the tick")
+		}
+	}
+	b, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatalf("backup stopped with its marker's refresh in flight: %v", err)
+	}
+	backups, err := a.ListBackups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(backups) != 1 || backups[0].Name != b.Name {
+		t.Errorf("backups listed %+v, want %s", backups, b.Name)
+	}
+	if _, err := a.Store.Stat(ctx, a.Layout.DeltaRunningKey(b.Name)); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("marker of the completed backup: %v, want it deleted", err)
+	}
+}
