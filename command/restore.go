@@ -135,7 +135,7 @@ failed; otherwise the directory is incomplete: run again with --overwrite);
 			&cli.BoolFlag{Name: "target-immediate", Usage: "stop as soon as the backup is consistent"},
 			&cli.BoolFlag{Name: "target-inclusive", Value: true, Usage: "stop just after the target (false: just before)"},
 			&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "recovery_target_timeline: latest, current or a `TLI` number"},
-			&cli.StringFlag{Name: "target-action", Aliases: []string{"recovery-target-action"}, Usage: "at the target: pause, promote or shutdown (default promote; with --standby PostgreSQL's pause)"},
+			&cli.StringFlag{Name: "target-action", Aliases: []string{"recovery-target-action"}, Usage: "at the target: pause, promote or shutdown (default promote; with --standby PostgreSQL's pause); pause and shutdown need a target"},
 			&cli.BoolFlag{Name: "standby", Usage: "restore a standby (standby.signal) instead of a primary (recovery.signal)"},
 			&cli.BoolFlag{Name: "restore-to-primary", Aliases: []string{"restore-to-master"}, Usage: "accepted for PGHoard compatibility: restoring a primary is the default"},
 			&cli.StringFlag{Name: "primary-conninfo", Usage: "primary_conninfo `CONNINFO` for a standby to stream from after archive replay"},
@@ -335,6 +335,14 @@ func restoreTarget(c *cli.Context) (restore.Target, error) {
 	t.Timeline = c.String("target-timeline")
 	if err := t.Validate(); err != nil {
 		return t, usagef("see hoard restore --help", "%v", err)
+	}
+	// PostgreSQL ignores recovery_target_action without a target and
+	// promotes at the end of the archived WAL (promote is accepted: it
+	// is what happens, and PGHoard's scripts may pass it).
+	if a := c.String("target-action"); t.IsZero() && (a == restore.ActionPause || a == restore.ActionShutdown) {
+		return t, usagef("give a target (--target-time, --target-xid, --target-name, --target-lsn or --target-immediate); "+
+			"to keep the cluster in recovery at the end of the archive, restore with --standby and promote it with pg_ctl promote when ready",
+			"--target-action %s needs a recovery target: without one PostgreSQL replays to the end of the archive and promotes", a)
 	}
 	return t, nil
 }

@@ -59,6 +59,11 @@ func TestRestoreTarget(t *testing.T) {
 	if err != nil || !tt.Immediate {
 		t.Errorf("immediate: %+v, %v", tt, err)
 	}
+	// What PostgreSQL does at the end without a target: accepted, as
+	// PGHoard's scripts may pass it.
+	if _, err := parseRestoreTarget(t, "--recovery-target-action", "promote"); err != nil {
+		t.Errorf("promote without a target: %v", err)
+	}
 	for _, args := range [][]string{
 		{"--target-time", "2026-01-02T03:04:05"}, // no zone
 		{"--target-time", "2026-01-02"},
@@ -67,6 +72,8 @@ func TestRestoreTarget(t *testing.T) {
 		{"--target-lsn", "3000060"},
 		{"--target-xid", "5", "--target-immediate"},
 		{"--target-timeline", "newest"},
+		{"--target-action", "pause"}, // no target: PostgreSQL would promote at the end
+		{"--recovery-target-action", "shutdown", "--target-timeline", "2"},
 	} {
 		_, err := parseRestoreTarget(t, args...)
 		var ue *usageError

@@ -647,6 +647,12 @@ func (o *Options) validate() error {
 	if err := validateAction(o.TargetAction); err != nil {
 		return err
 	}
+	if o.Target.IsZero() && (o.TargetAction == ActionPause || o.TargetAction == ActionShutdown) {
+		// PostgreSQL ignores recovery_target_action without a target and
+		// promotes at the end of the archived WAL.
+		return fmt.Errorf("%w: target action %s needs a recovery target: without one PostgreSQL promotes at the end of the archived WAL; "+
+			"to keep the cluster in recovery there, restore a standby (then promote it with pg_ctl promote)", ErrBadTarget, o.TargetAction)
+	}
 	rc := RecoveryConfig{RestoreCommand: o.RestoreCommand, RecoveryEndCommand: o.RecoveryEndCommand, PrimaryConnInfo: o.PrimaryConnInfo}
 	if rc.RestoreCommand == "" && o.WALFetch != nil {
 		rc.RestoreCommand = o.WALFetch.Command(nil)

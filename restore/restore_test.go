@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -286,6 +287,26 @@ func TestRun_ErrLSNTargetBeyondWAL(t *testing.T) {
 	_, err := Run(context.Background(), o)
 	if !errors.Is(err, ErrMissingWAL) || !strings.Contains(err.Error(), "000000010000000000000004") {
 		t.Fatalf("Run = %v, want ErrMissingWAL naming segment 4", err)
+	}
+}
+
+// TestRun_ErrActionWithoutTarget: pause or shutdown without a target is
+// refused before anything is written. PostgreSQL ignores
+// recovery_target_action without a target and promotes at the end of the
+// archived WAL, so a restore asked to pause there would promote.
+func TestRun_ErrActionWithoutTarget(t *testing.T) {
+	f := newFixture(t, "basebackup", nil)
+	for _, action := range []string{ActionPause, ActionShutdown} {
+		dir := filepath.Join(t.TempDir(), "data")
+		o := f.options(dir)
+		o.TargetAction = action
+		_, err := Run(context.Background(), o)
+		if !errors.Is(err, ErrBadTarget) || !strings.Contains(err.Error(), "standby") {
+			t.Errorf("target action %s without a target: Run = %v, want ErrBadTarget saying to restore a standby", action, err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("target action %s without a target: %s written (%v)", action, dir, err)
+		}
 	}
 }
 
