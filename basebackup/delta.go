@@ -710,7 +710,7 @@ type piece struct {
 // returned.
 func (w *worker) readFile(ctx context.Context, e *entry, first bool, hook func(path string, off int64), sinks ...func([]byte) error) (crc uint32, gone bool, err error) {
 	l := w.l
-	f, err := os.Open(e.path())
+	f, err := openListed(e)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, true, nil
 	}
@@ -910,7 +910,7 @@ func (l *localBackup) checkDeltaMarker(ctx context.Context) error {
 // readEmbedded reads a small file up to its scanned size, padded with
 // zeros if it shrank.
 func readEmbedded(e *entry) ([]byte, error) {
-	f, err := os.Open(e.path())
+	f, err := openListed(e)
 	if err != nil {
 		return nil, err
 	}

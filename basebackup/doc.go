@@ -36,6 +36,12 @@
 // disk. A file is read up to its listed size: WAL replay restores what was
 // written after the backup began. A file that is gone when its turn comes
 // is left out, one that shrank is padded with zeros, as basebackup.c does.
+// A file is opened without following a symbolic link and without waiting
+// (openListed): one replaced since the listing by a link or a named pipe,
+// which PostgreSQL never makes, fails the backup naming it, rather than
+// storing the link target's bytes under the file's name or waiting forever
+// for a writer of the pipe. Special files found by the listing (sockets,
+// pipes, devices) are left out with a warning.
 //
 // With data checksums on, every page of a relation file (global/, base/ and
 // the tablespaces, not pg_control, pg_filenode.map, PG_VERSION or

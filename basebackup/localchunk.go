@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/rs/zerolog"
 
@@ -143,7 +144,7 @@ func (w *worker) fill(ctx context.Context, up io.Writer, plan chunkPlan, res *ch
 // pages checked when e.check, its CRC-32C kept for backup_manifest. It
 // returns false for a file that no longer exists.
 func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) (bool, error) {
-	f, err := os.Open(e.path())
+	f, err := openListed(e)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			w.l.log.Debug().Str("file", e.path()).Msg("file removed during the backup: left out")
@@ -202,6 +203,42 @@ func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) (bool, error) 
 	}
 	res.pgFiles = append(res.pgFiles, pgManifestFile{path: e.manifestPath(), size: e.size, mtime: e.mtime, crc32c: crc})
 	return true, nil
+}
+
+// openListed opens e, a regular file when the tree was listed, to read
+// it. It neither follows a symbolic link in the file's place nor waits:
+// someone who can write the data directory may have put a link (to a
+// file that hoard's user may read and the database's may not) or a named
+// pipe (whose open(2) waits for a writer, forever) there since the scan.
+// Either fails the backup, naming the file: PostgreSQL never replaces its
+// files with them, so a backup that left the file out could miss what
+// the database needs. A file removed since returns an error wrapping
+// fs.ErrNotExist.
+func openListed(e *entry) (*os.File, error) {
+	name := e.path()
+	fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s was a regular file when the data directory was listed and is a symbolic link now: the backup does not follow it; find out what replaced the file", name)
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return nil, &fs.PathError{Op: "fstat", Path: name, Err: err}
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("%s was a regular file when the data directory was listed and is not now (mode %#o): find out what replaced the file", name, st.Mode)
+	}
+	// Reads of a regular file ignore O_NONBLOCK; clear it all the same,
+	// so that os.NewFile makes an ordinary blocking file.
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return nil, &fs.PathError{Op: "fcntl", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // fileCheck verifies the pages of one file as they are read.
