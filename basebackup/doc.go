@@ -28,7 +28,9 @@
 //
 // The data directory and each tablespace's directory of this server's
 // version (PG_<major>_<catalog version>, found through pg_tblspc's links)
-// are listed first, with the sizes of the files then, and cut into chunks by
+// are listed first (a data directory or a tablespace location named
+// through a symbolic link is followed, as PostgreSQL follows it; links
+// inside are stored as links), with the sizes of the files then, and cut into chunks by
 // the rule below. A pool of Options.Parallel workers writes the chunks,
 // largest first: each reads its files into a chunk tar streamed through
 // the codec (compress, encrypt) to the store, so reading, compression,

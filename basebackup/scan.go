@@ -94,12 +94,14 @@ type scanner struct {
 // it. Any other error reading the tree fails the scan.
 func (s *scanner) scan(roots []*root) error {
 	for _, r := range roots {
-		st, err := os.Lstat(r.dir)
+		// A root named through a symbolic link (a data directory or a
+		// tablespace location linked to another disk) is followed, as
+		// PostgreSQL follows it; links inside a root never are.
+		st, err := os.Stat(r.dir)
 		if err != nil {
 			return fmt.Errorf("scan %s: %w", r.dir, err)
 		}
 		if !st.IsDir() {
-			// A tablespace's pg_tblspc link is resolved by the caller.
 			return fmt.Errorf("scan %s: not a directory", r.dir)
 		}
 		if r.only == "" {
