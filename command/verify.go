@@ -19,8 +19,9 @@ func verifyCommand() *cli.Command {
 		Usage: "check that the site's basebackups and WAL are restorable, or test a restore",
 		UsageText: `hoard verify [--full] [--parallel N] [--json]
    hoard verify --restore [--basebackup NAME] [--target-time T] [--scratch-dir D] [--pg-bin-dir D] [--as-user U] [--db-user R] [--json]`,
-		Description: `Without --restore: for every basebackup, the control object is downloaded and decoded and
-every chunk it lists must exist with its recorded size; a backup in one pg_basebackup tar
+		Description: `Without --restore: for every basebackup, the control object is downloaded and decoded,
+it must list as many chunks as the backup's metadata counts (hoard-chunk-count, where recorded),
+and every chunk it lists must exist with its recorded size; a backup in one pg_basebackup tar
 (PGHoard's basic or pipe mode) must start with backup_label (its first member is decoded,
 from a ranged read of the object's first 256 KiB);
 with --full every chunk and every

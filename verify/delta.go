@@ -35,6 +35,7 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 		c.problem(r, true, "control object %s: %v", b.Key, err)
 		return nil, nil
 	}
+	c.chunkCount(b, r, m)
 	dm, err := archive.ParseDelta(m) // CheckDeltaManifest parsed it
 	if err != nil {
 		return nil, err

@@ -5,7 +5,9 @@
 // manifest parses and it holds pg_control and backup_label as restore
 // requires (restore.ReadControl; a backup held in one tar: without Full,
 // a PGHoard basic or pipe tar's first member must be backup_label, where
-// pg_basebackup writes it; with Full, when its tar is decoded), every chunk exists with the recorded size (or, with
+// pg_basebackup writes it; with Full, when its tar is decoded), its
+// manifest lists as many chunks as its metadata counts (hoard-chunk-count,
+// where recorded), every chunk exists with the recorded size (or, with
 // Full, decodes to its recorded size with its integrity checks and is the
 // object its recorded HMAC names, when the manifest records one), and the
 // WAL from the backup's start continues without a gap, along the timelines

@@ -187,8 +187,9 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 // Run checks every basebackup of o.Archive and the WAL each needs.
 //
 // For every backup listed, the control object is downloaded and decoded
-// (its integrity checks run) and its manifest parsed; each chunk it lists
-// must exist with the manifest's result_size. With Full, every chunk is
+// (its integrity checks run) and its manifest parsed, which must list as
+// many chunks as the backup's metadata counts (chunkCount); each chunk it
+// lists must exist with the manifest's result_size. With Full, every chunk is
 // also downloaded and decoded to its end as a tar of the manifest's input_size,
 // and every WAL segment from each backup's start through the newest stored
 // one is decoded, its hash metadata compared and its page header checked
@@ -546,6 +547,7 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		return nil, err
 	}
 	m := ctrl.Manifest
+	c.chunkCount(b, r, m)
 	c.mu.Lock()
 	r.Chunks = len(m.Chunks)
 	c.mu.Unlock()
@@ -554,6 +556,27 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch})
 	}
 	return list, nil
+}
+
+// chunkCount compares the chunks b's manifest m lists with the count
+// b's metadata records (hoard-chunk-count: hoard writes both from one
+// list, and signs the count in a site with keys). Restore reads only
+// the chunks the manifest lists: listing fewer, it restores a cluster
+// without the others' files, which PostgreSQL may start on all the same,
+// so b is broken; listing more, what b's metadata says of it is wrong,
+// a problem. Not compared where the metadata records no count (PGHoard's
+// backups) or does not authenticate (that is a problem already, and an
+// altered count would call a sound backup broken).
+func (c *checker) chunkCount(b *archive.BackupInfo, r *BackupReport, m *archive.Manifest) {
+	n := len(m.Chunks)
+	switch {
+	case b.ChunkCount <= 0 || b.Auth == archive.AuthInvalid || n == b.ChunkCount:
+	case n < b.ChunkCount:
+		c.problem(r, true, "control object %s: its manifest lists %d of the %d chunks the backup's metadata counts: "+
+			"restore would leave out the files of the others (restore another backup)", b.Key, n, b.ChunkCount)
+	default:
+		c.problem(r, false, "control object %s: its manifest lists %d chunks, the backup's metadata counts %d", b.Key, n, b.ChunkCount)
+	}
 }
 
 // open opens object key for decoding, checking its HMAC against hmac

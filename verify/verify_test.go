@@ -921,3 +921,104 @@ func TestRun_NewerBackupHistoryNoted(t *testing.T) {
 		t.Errorf("notes:\n%s\nwant one naming %s, its start %s and the newest listed backup %s", notes, newer, start, b1.Name)
 	}
 }
+
+// TestRun_ErrManifestFewerChunks: a control object whose manifest lists
+// fewer chunks than the backup's authenticated metadata counts (here the
+// second left out, both stored) restores a cluster without the files of
+// the chunk left out; verify names the backup broken, in both modes.
+// Both objects are authentic: only a writer holding the key (a bug in
+// it) makes such a backup.
+func TestRun_ErrManifestFewerChunks(t *testing.T) {
+	a := encryptedArchive(t)
+	b := putBackup(t, a, "b1", 1, 2, 3, t0)
+	putSegments(t, a, 1, 2, 3)
+	data, md := archivetest.Decode(t, a.Codec, a.Store, b.Key)
+	var buf bytes.Buffer
+	tr, tw := tar.NewReader(bytes.NewReader(data)), tar.NewWriter(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == archive.ManifestName {
+			m, err := archive.ParseManifest(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Chunks = m.Chunks[:1]
+			if body, err = m.Marshal(); err != nil {
+				t.Fatal(err)
+			}
+			h.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Codec.Put(context.Background(), a.Store, b.Key, bytes.NewReader(buf.Bytes()), int64(buf.Len()), md); err != nil {
+		t.Fatal(err)
+	}
+	for _, full := range []bool{false, true} {
+		rep := run(t, a, full)
+		if rep.OK() || rep.Backups[0].Status != StatusBroken || !strings.Contains(problems(rep), "lists 1 of the 2 chunks") {
+			t.Errorf("full=%v: OK=%v status %s problems:\n%s", full, rep.OK(), rep.Backups[0].Status, problems(rep))
+		}
+	}
+}
+
+// TestRun_ChunkCountMetadata: a manifest that lists more chunks than the
+// metadata counts (in a site without keys, where nothing authenticates
+// the count) restores every chunk it lists: a problem, not broken. A
+// count altered without the key makes the metadata fail to authenticate,
+// which is the problem reported, and is not compared: the backup is not
+// called broken on its word.
+func TestRun_ChunkCountMetadata(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		a      *archive.Archive
+		count  string
+		status string
+		want   string
+	}{
+		{"More", testArchive(t), "1", StatusLimited, "its manifest lists 2 chunks, the backup's metadata counts 1"},
+		{"ErrAltered", encryptedArchive(t), "3", StatusLimited, "metadata does not authenticate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := tc.a
+			b := putBackup(t, a, "b1", 1, 2, 3, t0)
+			putSegments(t, a, 1, 2, 3)
+			ctx := context.Background()
+			rc, o, err := a.Store.Open(ctx, b.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			md := maps.Clone(o.Metadata)
+			md[archive.MetaChunkCount] = tc.count
+			err = a.Store.Put(ctx, b.Key, rc, md)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, full := range []bool{false, true} {
+				rep := run(t, a, full)
+				if rep.OK() || rep.Backups[0].Status != tc.status || !strings.Contains(problems(rep), tc.want) ||
+					strings.Contains(problems(rep), "chunks the backup's metadata counts") {
+					t.Errorf("full=%v: OK=%v status %s problems:\n%s", full, rep.OK(), rep.Backups[0].Status, problems(rep))
+				}
+			}
+		})
+	}
+}
