@@ -60,8 +60,14 @@ empty), and with a target recovery_target_inclusive and recovery_target_action t
 that recovery settings the backup's own configuration carries (an earlier restore's,
 left in its postgresql.auto.conf) do not apply. Restoring a primary, it also writes
 recovery_min_apply_delay = '0': a delayed standby's backup would otherwise replay each
-commit only once it is that old (PostgreSQL honours the delay in any archive recovery).
-PostgreSQL 13 and later.
+commit only once it is that old (PostgreSQL honours the delay in any archive recovery),
+and recovery_end_command = '' (unless --recovery-end-command) and archive_cleanup_command = '',
+so that a standby's backup does not run the source's commands: the one at the end of
+recovery, the other, often pg_archivecleanup on the source's archive, at each restartpoint.
+A --standby keeps these (and primary_conninfo, unless --primary-conninfo, and
+primary_slot_name), as rebuilding a standby from its own backup needs; the summary and
+the log name each one the restored configuration carries, with its value (a password
+masked), and how to override it. PostgreSQL 13 and later.
 
 Without a target, recovery replays the archive to its end. When the archived WAL after
 the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and
@@ -439,6 +445,7 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 		printf(w, "\nThe restored configuration cannot be read (%v): PostgreSQL refuses to start until it is mended.\n", err)
 	}
 	printArchiving(w, o, settings)
+	printCarried(w, o, settings)
 	printConfigOutside(w, o.TargetDir)
 	dirs := []string{o.TargetDir}
 	for _, name := range sortedKeys(res.Tablespaces) {
@@ -503,6 +510,36 @@ func printArchiving(w io.Writer, o restore.Options, settings map[string]string) 
 		"with the original's archive_command. If it is a copy running beside the original, set archive_mode = 'off' in its\n"+
 		"postgresql.auto.conf before starting it (or restore with --archive-mode off), or the original's site gets this\n"+
 		"copy's timeline, and restores of it to the end follow that timeline.\n", mode)
+}
+
+// printCarried names the standby settings the restored configuration
+// carries from the backup's and the recovery block does not override
+// (restore.RecoveryConfig.Carried), and how to override them. A standby
+// uses them: rebuilt from its own backup it needs them, but a copy of a
+// standby restored as one streams from the source's primary on the
+// source's replication slot (which two standbys cannot share), and runs
+// the source's commands. A primary reads primary_conninfo and
+// primary_slot_name only if it is later made a standby.
+func printCarried(w io.Writer, o restore.Options, settings map[string]string) {
+	carried := restore.RecoveryConfig{PrimaryConnInfo: o.PrimaryConnInfo, RecoveryEndCommand: o.RecoveryEndCommand, Standby: o.Standby}.Carried(settings)
+	if len(carried) == 0 {
+		return
+	}
+	printf(w, "\nThe backup's configuration carries these standby settings, which this restore keeps:\n")
+	for _, s := range carried {
+		printf(w, "  %s\n", s.String())
+	}
+	if !o.Standby {
+		printf(w, "A primary uses primary_conninfo and primary_slot_name only in standby mode (standby.signal), if it is\n"+
+			"made a standby later.\n")
+		return
+	}
+	printf(w, "This standby streams from primary_conninfo's server (on the replication slot primary_slot_name), runs\n"+
+		"archive_cleanup_command at each restartpoint and recovery_end_command when promoted, and applies WAL\n"+
+		"recovery_min_apply_delay late. That is right for the standby the backup was taken from; for a copy, override\n"+
+		"them before starting it: restore with --primary-conninfo CONNINFO, or add lines at the end of postgresql.auto.conf,\n"+
+		"e.g. primary_slot_name = '' (each name's last line applies). Once started, ALTER SYSTEM SET and\n"+
+		"SELECT pg_reload_conf() change them too.\n")
 }
 
 // archiveMode returns archive_mode's value in settings, lowercased, a

@@ -235,3 +235,69 @@ func TestPrintRestored_EnvOnly(t *testing.T) {
 		}
 	})
 }
+
+// TestPrintRestored_CarriedSettings: the standby settings the restored
+// configuration carries from the backup's (a backup of a standby) and the
+// restore does not override are named with their values before the start
+// command, primary_conninfo's password masked, with how to override them:
+// for a standby, which uses them, --primary-conninfo or lines at the end
+// of postgresql.auto.conf; for a primary, that they apply only in standby
+// mode. Without them, nothing is said.
+func TestPrintRestored_CarriedSettings(t *testing.T) {
+	auto := "primary_conninfo = 'host=old.example user=rep password=s3cret'\nprimary_slot_name = 'standby1'\n" +
+		"recovery_end_command = '/site/end.sh'\narchive_cleanup_command = 'pg_archivecleanup /shared/archive %r'\n"
+	for _, c := range []struct {
+		name    string
+		auto    string
+		o       restore.Options
+		want    []string
+		notWant []string
+	}{
+		{"Standby", auto, restore.Options{Standby: true},
+			[]string{"  primary_conninfo = 'host=old.example password=xxxxx user=rep'\n", "  primary_slot_name = 'standby1'\n",
+				"  recovery_end_command = '/site/end.sh'\n", "  archive_cleanup_command = 'pg_archivecleanup /shared/archive %r'\n",
+				"--primary-conninfo", "end of postgresql.auto.conf", "primary_slot_name = ''"}, nil},
+		{"StandbyConnInfo", auto, restore.Options{Standby: true, PrimaryConnInfo: "host=new.example"},
+			[]string{"  primary_slot_name = 'standby1'\n"}, []string{"primary_conninfo = 'host=old.example"}},
+		{"Primary", auto, restore.Options{},
+			[]string{"  primary_conninfo = 'host=old.example password=xxxxx user=rep'\n", "  primary_slot_name = 'standby1'\n", "only in standby mode"},
+			[]string{"/site/end.sh", "pg_archivecleanup"}},
+		{"ErrNone", "work_mem = '8MB'\n", restore.Options{Standby: true}, nil, []string{"primary_", "end of postgresql.auto.conf"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := recoveryConfigured(t, c.auto)
+			c.o.TargetDir = dir
+			c.o.RecoveryEndCommand = ""
+			if err := restore.WriteRecoveryConfig(dir, restore.RecoveryConfig{Standby: c.o.Standby, PrimaryConnInfo: c.o.PrimaryConnInfo}); err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			printRestored(&buf, c.o, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}}, nil)
+			got := buf.String()
+			start := strings.Index(got, "pg_ctl -D")
+			for _, w := range c.want {
+				if i := strings.Index(got, w); i < 0 || i > start {
+					t.Errorf("the summary does not say %q before the start command:\n%s", w, got)
+				}
+			}
+			for _, w := range append(c.notWant, "s3cret") {
+				if strings.Contains(got, w) {
+					t.Errorf("the summary says %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+// recoveryConfigured returns a data directory of PostgreSQL 16 whose
+// postgresql.auto.conf holds auto.
+func recoveryConfigured(t *testing.T, auto string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{"PG_VERSION": "16\n", "postgresql.conf": "", "postgresql.auto.conf": auto, "pg_hba.conf": "", "pg_ident.conf": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}

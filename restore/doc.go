@@ -93,7 +93,10 @@
 // postgresql.auto.conf that sets every recovery target setting, the unused
 // ones empty, so that none the backup carries applies, and for a primary
 // recovery_min_apply_delay = 0, so that a delayed standby's backup
-// replays undelayed, and recovery.signal
+// replays undelayed, and empty recovery_end_command (unless set) and
+// archive_cleanup_command, so that a standby's backup does not run the
+// source's commands; RecoveryConfig.Carried names the standby settings a
+// standby keeps, and Run logs them), and recovery.signal
 // or standby.signal, each
 // replaced through a new file renamed into place, never written through a
 // link; PostgreSQL 13 and later only) and syncs the file systems.

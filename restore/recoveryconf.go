@@ -255,8 +255,22 @@ func (c RecoveryConfig) block() string {
 	if c.PrimaryConnInfo != "" {
 		set("primary_conninfo", c.PrimaryConnInfo)
 	}
-	if c.RecoveryEndCommand != "" {
+	switch {
+	case c.RecoveryEndCommand != "":
 		set("recovery_end_command", c.RecoveryEndCommand)
+	case !c.Standby:
+		// A backup of a standby carries the source's commands: its
+		// recovery_end_command, a site script, would run at the end
+		// of this recovery (CleanupAfterArchiveRecovery), and its
+		// archive_cleanup_command, often pg_archivecleanup on the
+		// source's archive, at each restartpoint of it
+		// (CreateRestartPoint runs it in any archive recovery, not
+		// only in standby mode). A standby keeps both, for rebuilding
+		// a standby from its own backup; Carried names them.
+		set("recovery_end_command", "")
+	}
+	if !c.Standby {
+		set("archive_cleanup_command", "")
 	}
 	if c.ArchiveOff {
 		set("archive_mode", "off")

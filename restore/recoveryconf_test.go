@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -221,5 +223,85 @@ func TestWriteRecoveryConfig_StaleTarget(t *testing.T) {
 				t.Errorf("recovery_min_apply_delay = %q, want %q", got, delay)
 			}
 		})
+	}
+}
+
+// TestWriteRecoveryConfig_StaleStandbySettings: the standby settings a
+// backup of a standby carries in its configuration. A restored primary
+// runs neither the source's recovery_end_command (at the end of its
+// recovery) nor its archive_cleanup_command (at each restartpoint of its
+// archive recovery, on the source's archive): the block sets both empty
+// unless --recovery-end-command names one. A standby keeps them, as it
+// keeps primary_conninfo and primary_slot_name, for rebuilding a standby
+// from its own backup; Carried names each setting the block does not
+// override, primary_conninfo's password masked.
+func TestWriteRecoveryConfig_StaleStandbySettings(t *testing.T) {
+	stale := "primary_conninfo = 'host=old.example user=rep password=s3cret'\nprimary_slot_name = 'standby1'\n" +
+		"recovery_end_command = '/site/end.sh'\narchive_cleanup_command = 'pg_archivecleanup /shared/archive %r'\n" +
+		"recovery_min_apply_delay = '1h'\n"
+	conninfo := "host=old.example password=xxxxx user=rep"
+	tests := []struct {
+		name    string
+		c       RecoveryConfig
+		want    map[string]string // the settings PostgreSQL reads
+		carried []Setting
+	}{
+		{"Primary", RecoveryConfig{},
+			map[string]string{"recovery_end_command": "", "archive_cleanup_command": "", "recovery_min_apply_delay": "0",
+				"primary_conninfo": "host=old.example user=rep password=s3cret", "primary_slot_name": "standby1"},
+			[]Setting{{"primary_conninfo", conninfo}, {"primary_slot_name", "standby1"}}},
+		{"PrimaryEndCommand", RecoveryConfig{RecoveryEndCommand: "/new/end.sh"},
+			map[string]string{"recovery_end_command": "/new/end.sh", "archive_cleanup_command": ""},
+			[]Setting{{"primary_conninfo", conninfo}, {"primary_slot_name", "standby1"}}},
+		{"Standby", RecoveryConfig{Standby: true},
+			map[string]string{"recovery_end_command": "/site/end.sh", "archive_cleanup_command": "pg_archivecleanup /shared/archive %r",
+				"primary_conninfo": "host=old.example user=rep password=s3cret", "primary_slot_name": "standby1", "recovery_min_apply_delay": "1h"},
+			[]Setting{{"primary_conninfo", conninfo}, {"primary_slot_name", "standby1"}, {"recovery_end_command", "/site/end.sh"},
+				{"archive_cleanup_command", "pg_archivecleanup /shared/archive %r"}, {"recovery_min_apply_delay", "1h"}}},
+		{"StandbyConnInfo", RecoveryConfig{Standby: true, PrimaryConnInfo: "host=new.example"},
+			map[string]string{"primary_conninfo": "host=new.example", "primary_slot_name": "standby1"},
+			[]Setting{{"primary_slot_name", "standby1"}, {"recovery_end_command", "/site/end.sh"},
+				{"archive_cleanup_command", "pg_archivecleanup /shared/archive %r"}, {"recovery_min_apply_delay", "1h"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := recoveryDir(t, "16")
+			f, err := os.OpenFile(filepath.Join(d, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteString(stale); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if err := WriteRecoveryConfig(d, tt.c); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ServerSettings(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range tt.want {
+				if got[k] != want {
+					t.Errorf("%s = %q, want %q", k, got[k], want)
+				}
+			}
+			if diff := cmp.Diff(tt.carried, tt.c.Carried(got)); diff != "" {
+				t.Errorf("Carried (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRecoveryConfig_Carried: settings set empty (or a delay of 0) are
+// not named, nor is an unparsable primary_conninfo quoted.
+func TestRecoveryConfig_Carried(t *testing.T) {
+	got := RecoveryConfig{Standby: true}.Carried(map[string]string{
+		"primary_conninfo": "host='unterminated password=s3cret", "primary_slot_name": "", "recovery_min_apply_delay": "0",
+		"recovery_end_command": "", "work_mem": "8MB",
+	})
+	want := []Setting{{"primary_conninfo", "(unparsable connection string)"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Carried (-want +got):\n%s", diff)
 	}
 }

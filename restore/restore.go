@@ -460,13 +460,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if res.PGMajor, err = PGMajor(o.TargetDir); err != nil {
 		return nil, incomplete(err)
 	}
-	err = WriteRecoveryConfig(o.TargetDir, RecoveryConfig{
+	recovery := RecoveryConfig{
 		RestoreCommand: rc, RecoveryEndCommand: o.RecoveryEndCommand,
 		PrimaryConnInfo: o.PrimaryConnInfo, Target: o.Target, TargetAction: o.TargetAction, Standby: o.Standby,
 		ArchiveOff: o.ArchiveOff,
-	})
-	if err != nil {
+	}
+	if err := WriteRecoveryConfig(o.TargetDir, recovery); err != nil {
 		return nil, incomplete(err)
+	}
+	// A configuration ServerSettings cannot read is no failure of the
+	// restore: PostgreSQL refuses it, and the command's summary says so.
+	if settings, err := ServerSettings(o.TargetDir); err == nil {
+		for _, s := range recovery.Carried(settings) {
+			log.Warn().Str("setting", s.Name).Str("value", s.Value).Bool("standby", o.Standby).
+				Msg("restored configuration keeps the backup's standby setting")
+		}
 	}
 	for _, d := range syncs {
 		if err := syncFS(d); err != nil {

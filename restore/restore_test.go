@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -57,6 +59,12 @@ type fixture struct {
 // object naming them and tablespaces, and WAL segments 2 and 3.
 func newFixture(t *testing.T, name string, tablespaces map[string]archive.ManifestTablespace) *fixture {
 	t.Helper()
+	return newFixtureWith(t, name, tablespaces)
+}
+
+// newFixtureWith is newFixture with extra members in the control tar.
+func newFixtureWith(t *testing.T, name string, tablespaces map[string]archive.ManifestTablespace, extra ...hostile.Member) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	dir := pghoardDir(t, name)
 	f := &fixture{a: archivetest.New(t, storage.NewMem(), &archive.Codec{PrivateKeys: pghoardtest.Keys(t, dir)})}
@@ -92,6 +100,7 @@ func newFixture(t *testing.T, name string, tablespaces map[string]archive.Manife
 		// control tar brings PG_VERSION, which a real chunk would.
 		{Name: "pgdata/PG_VERSION", Body: "15\n"},
 	}
+	entries = append(entries, extra...)
 	for _, d := range archive.ControlEmptyDirs {
 		entries = append(entries, hostile.Member{Name: d, Type: tar.TypeDir})
 	}
@@ -465,5 +474,42 @@ func TestRun_LogsWholeMilliseconds(t *testing.T) {
 	var ms int64
 	if err := json.Unmarshal(done["elapsed_ms"], &ms); err != nil || ms < 0 {
 		t.Errorf("restore done: elapsed_ms = %s (%v), want whole milliseconds", done["elapsed_ms"], err)
+	}
+}
+
+// TestRun_LogsCarriedSettings: restoring a standby's backup as a standby,
+// Run logs each standby setting the restored configuration keeps from
+// the backup's, primary_conninfo's password masked; restoring it as a
+// primary, it logs neither recovery_end_command nor
+// archive_cleanup_command, which the block sets empty.
+func TestRun_LogsCarriedSettings(t *testing.T) {
+	auto := "primary_conninfo = 'host=old.example password=s3cret'\nprimary_slot_name = 'standby1'\n" +
+		"recovery_end_command = '/site/end.sh'\narchive_cleanup_command = 'pg_archivecleanup /shared/archive %r'\n"
+	for _, standby := range []bool{true, false} {
+		t.Run(fmt.Sprint("Standby=", standby), func(t *testing.T) {
+			f := newFixtureWith(t, "basebackup", nil, hostile.Member{Name: "pgdata/postgresql.auto.conf", Body: auto})
+			var logs testio.SyncBuffer
+			o := f.options(filepath.Join(t.TempDir(), "data"))
+			o.Logger = zerolog.New(&logs)
+			o.Standby = standby
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			logged := map[string]string{}
+			for _, l := range strings.Split(logs.String(), "\n") {
+				var e struct{ Message, Setting, Value string }
+				if err := json.Unmarshal([]byte(l), &e); err == nil && e.Setting != "" {
+					logged[e.Setting] = e.Value
+				}
+			}
+			want := map[string]string{"primary_conninfo": "host=old.example password=xxxxx", "primary_slot_name": "standby1"}
+			if standby {
+				want["recovery_end_command"] = "/site/end.sh"
+				want["archive_cleanup_command"] = "pg_archivecleanup /shared/archive %r"
+			}
+			if diff := cmp.Diff(want, logged); diff != "" {
+				t.Errorf("settings logged (-want +got):\n%s\n%s", diff, logs.String())
+			}
+		})
 	}
 }
