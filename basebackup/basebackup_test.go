@@ -440,6 +440,31 @@ func TestRun_ErrWalsenderKilled(t *testing.T) {
 	noObjectsLeft(t, real, "a failed backup")
 }
 
+// TestRun_ErrDamagedPage: BASE_BACKUP of a cluster with a damaged data
+// page fails (the server ends the command with SQLSTATE XX001 after it
+// sent everything), naming the file and block from the server's warnings
+// and what to do, and leaves nothing in the store. Both wire forms: 13
+// and 15+.
+func TestRun_ErrDamagedPage(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		c := pgtest.Start(t, pgtest.Options{Major: major, DataChecksums: true})
+		rel := damagePage(t, c)
+		a := localArchive(t)
+		_, err := Run(testContext(t), Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true,
+			Mode: ModeStream})
+		if err == nil {
+			t.Fatal("Run succeeded with a damaged page")
+		}
+		t.Logf("Run: %v", err)
+		for _, want := range []string{`"./` + rel + `", block 3`, "pg_checksums", "local-tar", "server's log"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error lacks %q", want)
+			}
+		}
+		noObjectsLeft(t, a.Store, "a failed backup")
+	})
+}
+
 // TestConnectSQL_Errors checks that the ordinary connection a backup
 // opens (pg_backup_start, the end snapshot) fails as replication.Connect
 // does: with its sentinel and what to change. A node configured as for

@@ -211,13 +211,14 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	err = r.stream(gctx, bb, spc)
 	if err != nil {
 		stopProgress()
+		err = checksumHint(err)
 		r.ck.abort(err)
 		return nil, err
 	}
 	end, endTLI, err := bb.Finish(gctx)
 	stopProgress()
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: %w", err)
+		return nil, fmt.Errorf("basebackup: %w", checksumHint(err))
 	}
 	xmin, xmax, endTime, err := endSnapshot(gctx, r.sql)
 	if err != nil {
@@ -494,4 +495,19 @@ func (r *run) keep(rel string, h *tar.Header, tr io.Reader) error {
 		r.tablespaceMap = m
 	}
 	return nil
+}
+
+// checksumHint adds to a BASE_BACKUP failed for damaged data pages what
+// to do about it. The server fails the whole backup for one bad page, so
+// every retry fails the same way until the page is repaired, and the
+// daemon takes no backup at all meanwhile.
+func checksumHint(err error) error {
+	var ce *replication.ChecksumError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	return fmt.Errorf("%w; the server found damaged data pages and failed the backup, and will fail every retry "+
+		"until they are repaired: find the damage with pg_amcheck (while the cluster runs) or pg_checksums --check "+
+		"(on a stopped copy of the cluster); the server's log has the failures left out here; "+
+		"basebackup_mode local-tar stores backups despite damaged pages, recording each in the backup's metadata", err)
 }

@@ -36,7 +36,8 @@ directory and the tablespaces itself with basebackup_threads workers that compre
 encrypt and upload chunks in parallel, verifies data page checksums (failures are
 reported and the pages kept as read), and ends it with pg_backup_stop. Otherwise
 (basebackup_mode basic or pipe, or no readable data directory) the server sends it over
-the replication protocol (BASE_BACKUP).
+the replication protocol (BASE_BACKUP); the server then verifies the checksums itself and
+fails the whole backup on a damaged page, and the error names the files and blocks.
 
 The backup is restorable only with its WAL, from its start to its end segment: run the
 daemon (or archive_command) so that it is archived.

@@ -142,6 +142,11 @@ type BaseBackup struct {
 	framed bool
 	direct bool
 
+	// warnings are the server's WARNING messages so far (up to
+	// maxWarnings, the rest counted in omitted), for a ChecksumError.
+	warnings []string
+	omitted  int
+
 	canceled atomic.Pointer[error]
 	received atomic.Int64
 	server   atomic.Int64

@@ -411,18 +411,44 @@ func (b *BaseBackup) receive(ctx context.Context) (pgproto3.BackendMessage, erro
 			return nil, b.receiveErr(err)
 		}
 		switch msg := msg.(type) {
-		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		case *pgproto3.NoticeResponse:
+			b.notice(msg)
+			continue
+		case *pgproto3.ParameterStatus:
 			continue
 		case *pgproto3.ErrorResponse:
 			pgErr := pgconn.ErrorResponseToPgError(msg)
 			b.drain(ctx)
 			b.unframe()
 			b.stop()
-			b.err = fmt.Errorf("base backup: %w", pgErr)
+			var err error = pgErr
+			if pgErr.Code == codeDataCorrupted {
+				err = &ChecksumError{Warnings: b.warnings, Omitted: b.omitted, Err: pgErr}
+			}
+			b.err = fmt.Errorf("base backup: %w", err)
 			return nil, b.err
 		}
 		return msg, nil
 	}
+}
+
+// notice keeps a WARNING for a ChecksumError. The server's checksum
+// failures come as warnings without a SQLSTATE of their own (01000), in
+// the server's lc_messages, so every warning is kept, not only those that
+// read as checksum failures in English.
+func (b *BaseBackup) notice(msg *pgproto3.NoticeResponse) {
+	sev := msg.SeverityUnlocalized
+	if sev == "" {
+		sev = msg.Severity
+	}
+	if sev != "WARNING" {
+		return
+	}
+	if len(b.warnings) == maxWarnings {
+		b.omitted++
+		return
+	}
+	b.warnings = append(b.warnings, msg.Message)
 }
 
 // drain reads up to ReadyForQuery after a server error; on failure it

@@ -44,8 +44,46 @@ var ErrProtocol = errors.New("replication protocol violation")
 // streaming without switching timeline (it is shutting down).
 var ErrStreamEnded = errors.New("server ended replication stream")
 
+// ChecksumError is a BASE_BACKUP that the server failed because data page
+// checksums did not verify (SQLSTATE XX001, data_corrupted). The server
+// verifies each page it sends, reports each failure in a WARNING (at most
+// five a file, then one line with the file's total) and, only after it has
+// sent every file and the end position, ends the command with an ERROR
+// (perform_base_backup, src/backend/backup/basebackup.c). The warnings,
+// not the error, name the files and blocks, so Error includes them.
+type ChecksumError struct {
+	// Warnings are the server's WARNING messages during the backup, in
+	// order, up to maxWarnings; Omitted counts those left out.
+	Warnings []string
+	Omitted  int
+	Err      *pgconn.PgError
+}
+
+// maxWarnings caps ChecksumError.Warnings: a cluster with many damaged
+// files would otherwise fill the error (and each log line of a retrying
+// daemon) with thousands of lines; the server's log has them all.
+const maxWarnings = 10
+
+// Error returns the server's error and its warnings, on one line.
+func (e *ChecksumError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Err.Error())
+	if len(e.Warnings) > 0 {
+		b.WriteString("; the server's warnings: ")
+		b.WriteString(strings.Join(e.Warnings, "; "))
+	}
+	if e.Omitted > 0 {
+		fmt.Fprintf(&b, "; and %d more warnings", e.Omitted)
+	}
+	return b.String()
+}
+
+// Unwrap returns the server's error.
+func (e *ChecksumError) Unwrap() error { return e.Err }
+
 // SQLSTATE codes this package looks for.
 const (
+	codeDataCorrupted        = "XX001"
 	codeInvalidPassword      = "28P01"
 	codeInvalidAuthorization = "28000"
 	codeInsufficientPriv     = "42501"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -136,6 +137,55 @@ func TestBaseBackup_Read_ErrServer(t *testing.T) {
 	// The server is ready again: the connection stays open.
 	if conn.PgConn().IsClosed() {
 		t.Error("connection closed after a server error")
+	}
+}
+
+// TestBaseBackup_Finish_ErrChecksum: the server's WARNINGs during the
+// backup (not its NOTICEs), the first maxWarnings of them, go into the
+// ChecksumError of an XX001 that ends the backup after the end position.
+func TestBaseBackup_Finish_ErrChecksum(t *testing.T) {
+	script := append(backupStart(), &pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Message: "not a warning"})
+	for i := range maxWarnings + 2 {
+		script = append(script,
+			&pgproto3.CopyData{Data: []byte("dtar")},
+			&pgproto3.NoticeResponse{Severity: "WARNUNG", SeverityUnlocalized: "WARNING", Message: fmt.Sprintf("block %d", i)})
+	}
+	script = append(script, &pgproto3.CopyDone{},
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("0/3000100"), []byte("1")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "XX001", Message: "checksum verification failure during base backup"},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	conn := connectFake(t, "16.2", script)
+	bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
+	if err != nil {
+		t.Fatalf("StartBaseBackup: %v", err)
+	}
+	if _, err := bb.NextArchive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(bb); err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	_, _, err = bb.Finish(context.Background())
+	var ce *ChecksumError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Finish: %v, want a ChecksumError", err)
+	}
+	if got, want := len(ce.Warnings), maxWarnings; got != want {
+		t.Errorf("%d warnings, want %d", got, want)
+	}
+	if ce.Warnings[0] != "block 0" || ce.Omitted != 2 || ce.Err.Code != "XX001" {
+		t.Errorf("ChecksumError = %+v", ce)
+	}
+	for _, want := range []string{"(SQLSTATE XX001); the server's warnings: block 0; block 1;", "block 9; and 2 more warnings"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "not a warning") {
+		t.Errorf("error %q holds a NOTICE", err)
 	}
 }
 
