@@ -193,6 +193,11 @@ func TestArchive_ApplyRetentionDelta(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				// Written when d1 was taken: retention leaves the
+				// objects of a deleted unsigned backup's folder written
+				// in the last day (deleteBackup), and while they are
+				// there deletes no delta object (deltaUnseen).
+				ageKeys(a, []string{a.Layout.DeltaRefsKey(d1)}, now.Add(-72*time.Hour))
 				if tc.tamper != nil {
 					tc.tamper(t, a, d2, d1)
 				}

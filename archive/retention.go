@@ -1034,11 +1034,12 @@ type RetentionResult struct {
 // first but an incremental backup before its parent (nextDeletion), it
 // deletes the main object (after which the backup is no longer listed, so
 // no listed backup ever misses a chunk, nor a parent), then every object
-// in the backup's chunk folder; then the WAL; then orphaned chunk
-// folders. Whatever an interrupted run leaves behind is unlisted
-// garbage that a later plan finds again (WAL before the oldest kept
-// backup, chunk folders without a main object). It stops at the first
-// error and returns what it deleted so far.
+// in the backup's chunk folder (an unsigned backup's not while one was
+// written in the last day: see deleteBackup); then the WAL; then
+// orphaned chunk folders. Whatever an interrupted run leaves behind is
+// unlisted garbage that a later plan finds again (WAL before the oldest
+// kept backup, chunk folders without a main object). It stops at the
+// first error and returns what it deleted so far.
 func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log zerolog.Logger) (RetentionResult, error) {
 	var res RetentionResult
 	if len(plan.Keep) == 0 && len(plan.Delete) > 0 {
@@ -1063,7 +1064,7 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		if err != nil {
 			return res, err
 		}
-		if err := s.deleteBackup(ctx, d, &res, siteLogger(log, a, s)); err != nil {
+		if err := s.deleteBackup(ctx, d, plan.Now, &res, siteLogger(log, a, s)); err != nil {
 			return res, err
 		}
 	}
@@ -1197,7 +1198,21 @@ func siteLogger(log zerolog.Logger, a, s *Archive) zerolog.Logger {
 // retention: a backup's chunks (PGHoard's and hoard's alike) all live in
 // the folder named after it, so listing the folder finds every chunk the
 // control object's manifest names, and any it does not.
-func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, res *RetentionResult, log zerolog.Logger) error {
+//
+// Of a backup whose metadata does not authenticate (a PGHoard backup, or
+// one planted by someone who can write the storage), it leaves the whole
+// folder while the storage wrote any object in it less than
+// OrphanMinAge before now (storedAt; an unknown time too): a backup's
+// name is its start time, which anyone can foresee, and a main object
+// planted under the name of a backup still being taken (its chunks
+// stored, its control object not yet) would otherwise take that
+// backup's chunks with it, and the backup would then be listed without
+// them. The folder left is one without a main object, which planOrphans
+// deletes by the same rule of its newest write, as it does an
+// interrupted backup's: the backup's own chunks go then, a day later at
+// most. A backup whose metadata authenticates is hoard's own, the one
+// backup of its name: its folder is all its own.
+func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, now time.Time, res *RetentionResult, log zerolog.Logger) error {
 	b := d.Backup
 	chunkDir := BasebackupChunkDir
 	if b.Format == FormatDeltaV1 || b.Format == FormatDeltaV2 {
@@ -1212,12 +1227,21 @@ func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, res *Reten
 
 	folder := a.Layout.Dir(chunkDir) + b.Name + "/"
 	var chunks []storage.Object
+	young := false
 	err := a.Store.List(ctx, folder, func(o storage.Object) error {
 		chunks = append(chunks, o)
+		if at := storedAt(o); at.IsZero() || now.Sub(at) <= OrphanMinAge {
+			young = true
+		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("list chunks of backup %s: %w", b.Name, err)
+	}
+	if young && b.Auth != AuthOK {
+		log.Info().Str("backup", b.Name).Str("key", folder).Int("objects", len(chunks)).
+			Msg("chunk folder left for the orphan sweep: the backup's metadata does not authenticate, and an object in it was written in the last day (a backup of its name may still be running)")
+		return nil
 	}
 	for _, o := range chunks {
 		if err := a.Store.Delete(ctx, o.Key); err != nil {

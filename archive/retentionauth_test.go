@@ -239,3 +239,82 @@ func TestArchive_PlanRetentionReservedName(t *testing.T) {
 		})
 	}
 }
+
+// TestArchive_ApplyRetentionRunningName: a main object planted under the
+// name of a backup still being taken (its chunks stored, its control
+// object not yet; the name is its start time, which anyone can foresee),
+// claiming an old start, is deleted as a surplus unsigned backup, but
+// the chunk folder stays while the storage wrote anything in it in the
+// last day: it may be the running backup's (one running longer than a
+// day too), which would otherwise be listed without its chunks once it
+// stores its control object. A folder written to more than a day ago
+// goes with it, as a PGHoard backup's does, and a signed backup's
+// folder goes at once.
+func TestArchive_ApplyRetentionRunningName(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	const running = "2024-03-10_11-00_0"
+	for _, tc := range []struct {
+		name    string
+		written []time.Time // when the storage wrote each chunk of the running backup
+		kept    bool
+	}{
+		{name: "OK", written: []time.Time{now.Add(-time.Hour), now.Add(-time.Hour)}, kept: true},
+		{name: "LongRunning", written: []time.Time{now.Add(-48 * time.Hour), now.Add(-time.Hour)}, kept: true},
+		{name: "Aged", written: []time.Time{now.Add(-49 * time.Hour), now.Add(-48 * time.Hour)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := localArchive(t, t.TempDir(), "site", retentionCodec(t))
+			gone := putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
+			putBackup(t, a, "2024-03-08_10-00_0", "000000010000000000000004", 2, 0)
+			putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000006", 2, 0)
+			for _, n := range []string{"2024-03-07_10-00_0", "2024-03-08_10-00_0", "2024-03-09_10-00_0"} {
+				signBackup(t, a, n)
+			}
+			putWAL(t, a, segs(1, 1, 7)...)
+			var chunks []string
+			for i, at := range tc.written {
+				key := a.Layout.ChunkKey(ChunkFilename(running, i+1))
+				body := []byte(key)
+				if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(body), int64(len(body)), storage.Metadata{MetaFormat: FormatBBv2}); err != nil {
+					t.Fatal(err)
+				}
+				ageKeys(a, []string{key}, at)
+				chunks = append(chunks, key)
+			}
+			planted := a.Layout.join(BasebackupDir, running)
+			info := &BackupInfo{Format: FormatBBv2, StartWALSegment: "000000010000000000000001",
+				StartTime: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC), ChunkCount: 2}
+			if err := a.Store.Put(ctx, planted, strings.NewReader("x"), info.ToMetadata()); err != nil {
+				t.Fatal(err)
+			}
+			plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 2}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(plan.Delete, func(d BackupDecision) bool { return d.Backup.Key == planted }) {
+				t.Fatalf("plan deletes %v, want %s among them", names(plan.Delete), planted)
+			}
+			if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+				t.Fatal(err)
+			}
+			left := map[string]bool{}
+			for _, k := range allKeys(t, a) {
+				left[k] = true
+			}
+			if left[planted] {
+				t.Errorf("%s left, want it deleted", planted)
+			}
+			for _, k := range chunks {
+				if left[k] != tc.kept {
+					t.Errorf("chunk %s of the running backup: stored %v after retention, want %v (written %v)", k, left[k], tc.kept, tc.written)
+				}
+			}
+			for _, k := range gone {
+				if left[k] {
+					t.Errorf("%s of the signed backup retention deleted is left", k)
+				}
+			}
+		})
+	}
+}

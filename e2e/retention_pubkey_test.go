@@ -15,7 +15,9 @@ import (
 // TestRetentionPublicKeyOnly: the built hoard retention, configured with
 // only the site's public key (as a backup host that cannot read the
 // archive is), deletes the backups the policy no longer needs, their
-// chunks included, and keeps the newest.
+// chunks included, and keeps the newest. The backups are signed, as
+// hoard's in a site with keys are: of an unsigned one, retention leaves
+// the chunks written in the last day (archive's deleteBackup).
 func TestRetentionPublicKeyOnly(t *testing.T) {
 	s := newSite(t, siteOptions{Encrypt: true})
 	cfg, siteCfg := s.readConfig()
@@ -31,7 +33,7 @@ func TestRetentionPublicKeyOnly(t *testing.T) {
 	var stored []hostile.Stored
 	for _, name := range []string{"2026-01-02_03-00_0", "2026-01-02_04-00_0", "2026-01-02_05-00_0"} {
 		stored = append(stored, hostile.Put(t, a, hostile.Backup{Name: name,
-			Chunks: [][]hostile.Member{{{Name: "pgdata/base/1/16400", Body: name}}}}))
+			Chunks: [][]hostile.Member{{{Name: "pgdata/base/1/16400", Body: name}}}, Signed: true}))
 	}
 	pgtest.Chown(t, s.storeDir)
 

@@ -14,7 +14,9 @@ import (
 )
 
 // retentionAtStat runs retention (basebackup_count=1) on a's own store at
-// the first Stat of a key under prefix.
+// the first Stat of a key under prefix, two days after now: the backups
+// are unsigned, and retention leaves the chunk folder of an unsigned one
+// written to in the last day (archive's deleteBackup).
 type retentionAtStat struct {
 	storage.Store
 	a      *archive.Archive
@@ -26,7 +28,7 @@ type retentionAtStat struct {
 func (s retentionAtStat) Stat(ctx context.Context, key string) (storage.Object, error) {
 	if strings.HasPrefix(key, s.prefix) {
 		s.once.Do(func() {
-			plan, err := s.a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now())
+			plan, err := s.a.PlanRetention(ctx, archive.RetentionPolicy{MaxCount: 1}, time.Now().Add(2*archive.OrphanMinAge))
 			if err == nil {
 				_, err = s.a.ApplyRetention(ctx, plan, zerolog.Nop())
 			}

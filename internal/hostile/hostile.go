@@ -75,6 +75,11 @@ type Backup struct {
 	Delta        []archive.DeltaFile
 	DeltaDirs    []string
 	DeltaObjects map[string]string
+
+	// Signed signs the control object's metadata with a's codec
+	// (Codec.SignBackup), as hoard signs the backups it takes in a site
+	// with keys; without it the backup is unsigned, as PGHoard's are.
+	Signed bool
 }
 
 // IsDelta reports whether b is a delta backup.
@@ -183,7 +188,13 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 		StartTimeline: 1, EndTimeline: 1, WALSegmentSize: SegmentSize, PGVersion: 150004,
 		TotalSizePlain: plain, TotalSizeEnc: stored, ChunkCount: len(tars), Site: a.Site,
 	}
-	if _, err := a.Codec.Put(ctx, a.Store, s.ControlKey, bytes.NewReader(control), int64(len(control)), info.ToMetadata()); err != nil {
+	md := info.ToMetadata()
+	if b.Signed {
+		if err := a.Codec.SignBackup(b.Name, md); err != nil {
+			t.Fatalf("sign control object %s: %v", s.ControlKey, err)
+		}
+	}
+	if _, err := a.Codec.Put(ctx, a.Store, s.ControlKey, bytes.NewReader(control), int64(len(control)), md); err != nil {
 		t.Fatalf("store control object %s: %v", s.ControlKey, err)
 	}
 	for _, seg := range []string{StartSegment, EndSegment} {
