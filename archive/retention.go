@@ -599,7 +599,15 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		stored[f.Name] = append(stored[f.Name], f)
 	}
 
-	plan := PlanRetention(backups, walNames, p, now)
+	// A damaged backup is not among backups, and a main object planted
+	// under the other key of its name would not be caught by
+	// PlanRetention's splitShared.
+	sound, shared := splitDamagedName(backups, scan.Damaged)
+	plan := PlanRetention(sound, walNames, p, now)
+	if len(shared) > 0 {
+		keepShared(&plan, shared)
+		keepParents(&plan)
+	}
 	for i := range plan.Keep {
 		plan.Keep[i].Site = a.ArchiveOf(plan.Keep[i].Backup).Site
 	}

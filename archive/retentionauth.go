@@ -153,6 +153,24 @@ func splitShared(bs []*BackupInfo) (rest, shared []*BackupInfo) {
 	return rest, shared
 }
 
+// splitDamagedName returns apart the backups of bs whose name a damaged
+// backup of the same store shares (ScanAllBackups: a main object whose
+// metadata cannot be read), for keepShared, as splitShared does two of
+// bs: the damaged backup is neither counted nor deleted (someone must
+// look at it), its chunks are in the one folder of that name, and
+// deleting the other main object, planted by someone who can write the
+// storage and claiming an old start, would delete them.
+func splitDamagedName(bs []*BackupInfo, damaged []*DamagedBackup) (rest, shared []*BackupInfo) {
+	for _, b := range bs {
+		if slices.ContainsFunc(damaged, func(d *DamagedBackup) bool { return d.Archive == b.Archive && d.Name == b.Name }) {
+			shared = append(shared, b)
+		} else {
+			rest = append(rest, b)
+		}
+	}
+	return rest, shared
+}
+
 // reservedFolder reports whether name is that of a folder under the chunk
 // directories where hoard keeps markers, not a backup's chunks.
 func reservedFolder(name string) bool {

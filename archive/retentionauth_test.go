@@ -318,3 +318,52 @@ func TestArchive_ApplyRetentionRunningName(t *testing.T) {
 		})
 	}
 }
+
+// TestArchive_PlanRetentionDamagedName: a main object planted under the
+// other key of a damaged backup's name (its metadata cannot be read, so
+// retention neither counts nor deletes it), claiming an old start, is
+// kept and not counted, with a note naming it: deleted as a surplus
+// unsigned backup, it would take the chunk folder of that name, the
+// damaged backup's chunks, however old they are.
+func TestArchive_PlanRetentionDamagedName(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)
+	const damaged = "2024-03-07_10-00_0"
+	a := localArchive(t, t.TempDir(), "site", retentionCodec(t))
+	chunks := putBackup(t, a, damaged, "000000010000000000000002", 2, 0)
+	putBackup(t, a, "2024-03-08_10-00_0", "000000010000000000000004", 2, 0)
+	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000006", 2, 0)
+	signBackup(t, a, "2024-03-08_10-00_0")
+	signBackup(t, a, "2024-03-09_10-00_0")
+	damageBackup(t, a, damaged, MetaStartTime, "last week")
+	ageKeys(a, chunks, now.Add(-72*time.Hour))
+	putWAL(t, a, segs(1, 1, 7)...)
+	planted := a.Layout.join(BasebackupDir, damaged)
+	info := &BackupInfo{Format: FormatBBv2, StartWALSegment: "000000010000000000000001",
+		StartTime: time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC), ChunkCount: 2}
+	if err := a.Store.Put(ctx, planted, strings.NewReader("x"), info.ToMetadata()); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 2}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Delete) != 0 {
+		t.Errorf("plan deletes %v, want nothing", names(plan.Delete))
+	}
+	if !slices.ContainsFunc(plan.Notes, func(n string) bool { return strings.Contains(n, planted) }) {
+		t.Errorf("no note names %s: %q", planted, plan.Notes)
+	}
+	if _, err := a.ApplyRetention(ctx, plan, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	left := map[string]bool{}
+	for _, k := range allKeys(t, a) {
+		left[k] = true
+	}
+	for _, k := range append(chunks, planted) {
+		if !left[k] {
+			t.Errorf("retention deleted %s", k)
+		}
+	}
+}
