@@ -49,7 +49,9 @@ the rest as backed up: PostgreSQL recovers from backup_label's checkpoint, and r
 start if backup_label is removed instead of starting a corrupt cluster. If recovery fails,
 do not remove backup_label (whatever PostgreSQL's HINT says): fix the cause and start again.
 A backup without backup_label is refused, naming it (PostgreSQL would start from
-pg_control's checkpoint, one from during the backup, into a corrupt cluster).
+pg_control's checkpoint, one from during the backup, into a corrupt cluster), and so is
+one whose control object lists fewer chunks than its metadata counts (the files of the
+others would be missing; hoard verify calls it broken), before anything is written.
 Then it writes the recovery configuration into postgresql.auto.conf (restore_command
 runs hoard wal-fetch with this configuration) and creates recovery.signal, or
 standby.signal with --standby. With no --config, restore_command runs wal-fetch without

@@ -25,7 +25,10 @@
 // to an LSN target). The control object is read whole (streaming, only its
 // manifest kept, at most archive.MaxManifestSize of it) and its manifest
 // validated: chunk names that stay in their folder, tablespace paths that
-// are absolute. Then Run streams the chunks in parallel straight into the
+// are absolute, and as many chunks listed as the backup's metadata counts
+// (hoard-chunk-count), as verify compares them: a manifest listing fewer
+// is refused with ErrMissingChunks, for the backup and each backup of an
+// incremental chain (checkChunkCount). Then Run streams the chunks in parallel straight into the
 // target, with no staging copy: each chunk is decrypted, decompressed and
 // untarred as it arrives, pgdata/ mapped to the target and
 // tablespaces/<name>/ to the tablespace's directory. A download that makes

@@ -250,6 +250,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := checkVersion(b); err != nil {
 		return nil, err
 	}
+	if ctrl != nil {
+		if err := checkChunkCount(log, b, ctrl.Manifest); err != nil {
+			return nil, err
+		}
+	}
+	for _, lv := range chain[:max(len(chain)-1, 0)] {
+		if err := checkChunkCount(log, lv.info, lv.ctrl.Manifest); err != nil {
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s: %w", b.Name, lv.info.Name, err)
+		}
+	}
 	if o.Overwrite {
 		if err := checkNotRunning(o.TargetDir); err != nil {
 			return nil, err
@@ -1007,5 +1017,37 @@ func (o *Options) reportProgress(p *progress) func(final bool) {
 		if final {
 			o.Progress(p.snapshot())
 		}
+	}
+}
+
+// ErrMissingChunks is returned (wrapped) for a backup whose control
+// object's manifest lists fewer chunks than its metadata counts.
+var ErrMissingChunks = errors.New("manifest lists fewer chunks than the backup's metadata counts")
+
+// checkChunkCount compares the chunks b's manifest m lists with the count
+// b's metadata records (hoard-chunk-count), by verify's rule (verify
+// checker.chunkCount): hoard writes both from one list and signs the
+// count in a site with keys. Restore reads only the chunks the manifest
+// lists: listing fewer, it would restore a cluster without the others'
+// files, which PostgreSQL may start on all the same, so b is refused
+// (ErrMissingChunks). Listing more, every listed chunk is still checked
+// and restored, and nothing is left out: only what the metadata says of
+// b is wrong, which is logged. Not compared where the metadata records no
+// count (PGHoard's backups, a backup held in one tar) or does not
+// authenticate: anyone who can write the bucket could then set a count
+// that refuses a sound backup.
+func checkChunkCount(log zerolog.Logger, b *archive.BackupInfo, m *archive.Manifest) error {
+	n := len(m.Chunks)
+	switch {
+	case b.ChunkCount <= 0 || b.Auth == archive.AuthInvalid || n == b.ChunkCount:
+		return nil
+	case n < b.ChunkCount:
+		return fmt.Errorf("backup %s: its control object %s lists %d of the %d chunks its metadata counts: "+
+			"restoring it would leave out the files of the others (restore another backup with --basebackup; hoard verify names the backups that restore): %w",
+			b.Name, b.Key, n, b.ChunkCount, ErrMissingChunks)
+	default:
+		log.Warn().Str("backup", b.Name).Str("key", b.Key).Int("chunks", n).Int("chunk_count", b.ChunkCount).
+			Msg("the control object lists more chunks than the backup's metadata counts: restoring every chunk listed")
+		return nil
 	}
 }
