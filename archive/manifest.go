@@ -92,8 +92,9 @@ type HoardManifest struct {
 	// protocol); "" in backups of hoard versions that did not record it.
 	Source string `json:"source,omitempty"`
 	// ChecksumFailures lists the data pages whose checksums failed when
-	// hoard read the files itself; nil when it did not verify them (the
-	// server verifies BASE_BACKUP's and fails the backup on a bad page).
+	// hoard read the files itself, or that the server named in a
+	// BASE_BACKUP it failed for them after sending all of it; nil when
+	// hoard did not verify them, or the server found none.
 	ChecksumFailures *ChecksumFailures `json:"checksum_failures,omitempty"`
 	// Incremental names the backup this one is a PostgreSQL 17+
 	// incremental of, with its start: restore rebuilds the files from
@@ -118,8 +119,9 @@ type IncrementalParent struct {
 }
 
 // ChecksumFailures reports the data page checksum failures found while a
-// backup read the data directory: pages damaged in the cluster itself, kept
-// in the backup as they were read.
+// backup read the data directory, or that the server reported while it
+// sent a BASE_BACKUP: pages damaged in the cluster itself, kept in the
+// backup as they were read.
 type ChecksumFailures struct {
 	Blocks int64             `json:"blocks"` // failing blocks in all
 	Files  []ChecksumFailure `json:"files"`  // the files holding them, the first ones

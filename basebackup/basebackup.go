@@ -152,8 +152,9 @@ type outcome struct {
 
 	pgControl, backupLabel, tablespaceMap *member
 	pgManifest                            []byte
-	// checksums is hoard's page checksum verification, nil when the
-	// server verified (BASE_BACKUP fails on a bad page itself).
+	// checksums is hoard's page checksum verification, or the server's
+	// failures in a BASE_BACKUP it ended with XX001 after sending all of
+	// it; nil when hoard did not verify, or the server found none.
 	checksums *checksumReport
 	// parent is the backup an incremental one was taken against; nil
 	// for a full backup.

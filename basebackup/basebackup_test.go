@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
@@ -440,28 +442,78 @@ func TestRun_ErrWalsenderKilled(t *testing.T) {
 	noObjectsLeft(t, real, "a failed backup")
 }
 
-// TestRun_ErrDamagedPage: BASE_BACKUP of a cluster with a damaged data
-// page fails (the server ends the command with SQLSTATE XX001 after it
-// sent everything), naming the file and block from the server's warnings
-// and what to do, and leaves nothing in the store. Both wire forms: 13
-// and 15+.
-func TestRun_ErrDamagedPage(t *testing.T) {
+// TestRun_DamagedPage: BASE_BACKUP of a cluster with a damaged data page
+// ends with SQLSTATE XX001 after the server sent every file, the manifest
+// and the end position (perform_base_backup, basebackup.c). The backup is
+// stored as local-tar stores one with damaged pages
+// (TestRunLocal_DamagedPage): the file and block from the server's
+// warnings in its metadata and manifest and in the log, the page kept as
+// read; it restores (pg_verifybackup) and the restored cluster starts.
+// Both wire forms: 13 and 15+.
+func TestRun_DamagedPage(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
-		c := pgtest.Start(t, pgtest.Options{Major: major, DataChecksums: true})
+		c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
 		rel := damagePage(t, c)
 		a := localArchive(t)
-		_, err := Run(testContext(t), Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true, NoWait: true,
-			Mode: ModeStream})
-		if err == nil {
-			t.Fatal("Run succeeded with a damaged page")
+		var logs bytes.Buffer
+		info, err := Run(testContext(t), Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true,
+			Mode: ModeStream, Logger: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t)))})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
 		}
-		t.Logf("Run: %v", err)
-		for _, want := range []string{`"./` + rel + `", block 3`, "pg_checksums", "local-tar", "server's log"} {
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("error lacks %q", want)
+		backups, err := a.ListBackups(testContext(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(backups) != 1 || backups[0].Name != info.Name {
+			t.Fatalf("listed %d backups, want %s", len(backups), info.Name)
+		}
+		b := backups[0]
+		if got := b.Metadata[MetaChecksumFailures]; got != "1" {
+			t.Errorf("%s = %q, want 1", MetaChecksumFailures, got)
+		}
+		if got := b.Metadata[MetaSource]; got != SourceBaseBackup {
+			t.Errorf("%s = %q, want %s", MetaSource, got, SourceBaseBackup)
+		}
+		if b.EndLSN <= b.StartLSN || b.EndWALSegment == "" {
+			t.Errorf("backup from %s ends at %s (%s)", b.StartLSN, b.EndLSN, b.EndWALSegment)
+		}
+		_, files := readControl(t, a, b.Key)
+		m, err := archive.ParseManifest(files[archive.ManifestName])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf := m.Hoard.ChecksumFailures
+		if cf == nil || cf.Blocks != 1 || len(cf.Files) != 1 || cf.Files[0].File != "pgdata/"+rel ||
+			cf.Files[0].Count != 1 || fmt.Sprint(cf.Files[0].Blocks) != "[3]" {
+			t.Errorf("manifest checksum failures %+v, want block 3 of pgdata/%s", cf, rel)
+		}
+		if m.Hoard.EndLSN != b.EndLSN.String() {
+			t.Errorf("manifest end %s, metadata %s", m.Hoard.EndLSN, b.EndLSN)
+		}
+		for _, want := range []string{"data page checksum verification failed", `"block":3`, rel,
+			"the backup holds data pages whose checksums failed", `"checksum_failures":1`} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %q", want)
 			}
 		}
-		noObjectsLeft(t, a.Store, "a failed backup")
+
+		// Restored, the page is as the server sent it, and the cluster
+		// starts with the WAL up to the backup's end.
+		archivetest.StoreArchivedWAL(t, c, walDir, a)
+		r := restoreAndStart(t, a, b.Name, major, walDir, nil)
+		page := make([]byte, 8)
+		f, err := os.Open(filepath.Join(r.DataDir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.ReadAt(page, 3*8192+4096); err != nil || string(page) != "damaged!" {
+			t.Errorf("restored block 3 holds %q (%v), want the damage as read", page, err)
+		}
+		if got := r.QueryString(t, "select count(*)::text from pg_class where relname = 'victim'"); got != "1" {
+			t.Errorf("restored cluster lists %s tables victim", got)
+		}
 	})
 }
 

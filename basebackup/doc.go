@@ -123,6 +123,19 @@
 // files, are held until the end. After the stream, BASE_BACKUP returns the
 // end position and timeline.
 //
+// With data checksums on, the server verifies each page it sends, names
+// each failure in a WARNING (five a file, then the file's total, then the
+// backup's total) and, after every archive, the manifest and the end
+// position, ends the command with ERROR XX001 (perform_base_backup in
+// basebackup.c). The backup is complete then, and pg_basebackup keeps it:
+// when every archive was read to its end and the end position came
+// (replication.ChecksumError.Ended), the backup goes on as a successful
+// one and is stored as local-tar stores one with damaged pages, the pages
+// as sent: the failures the warnings name are logged and recorded in
+// hoard-checksum-failures and hoard.checksum_failures (files by their
+// member names, the blocks the server named). An XX001 at any other
+// point fails the backup as any error does.
+//
 // # Chunks
 //
 // Both ways write the same chunks: member names pgdata/<path> for the data
@@ -185,7 +198,8 @@
 // end times, sizes, chunk count, site, host, reason and modes, and hoard's
 // hoard-* keys with the exact LSNs and timelines, plus hoard-pg-manifest,
 // the end snapshot, hoard-source (data-directory or base-backup) and, for
-// local-tar with data checksums, hoard-checksum-failures. Chunks carry
+// local-tar with data checksums or a BASE_BACKUP with damaged pages,
+// hoard-checksum-failures. Chunks carry
 // format pghoard-bb-v2 and the codec's keys; their plaintext size is not
 // known when their upload starts, so they carry no original-file-size
 // (the manifest's input_size has it).

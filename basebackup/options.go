@@ -29,7 +29,9 @@ const MetaSource = "hoard-source"
 
 // MetaChecksumFailures is the metadata key of the number of data pages
 // whose checksum failed when a local-tar backup read them (0 when all
-// passed; absent when hoard did not verify them).
+// passed; absent when hoard did not verify them), or that the server
+// counted in a BASE_BACKUP it ended with XX001 after sending all of it
+// (absent when it did not).
 const MetaChecksumFailures = "hoard-checksum-failures"
 
 // Values of MetaSource.

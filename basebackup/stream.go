@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"runtime"
 	"strings"
 	"time"
@@ -217,8 +218,18 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	}
 	end, endTLI, err := bb.Finish(gctx)
 	stopProgress()
+	var damaged *replication.ChecksumError
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: %w", checksumHint(err))
+		if !errors.As(err, &damaged) || !damaged.Ended {
+			return nil, fmt.Errorf("basebackup: %w", checksumHint(err))
+		}
+		// Every archive read to its end and the end position received:
+		// the server failed the command only for damaged pages, after
+		// all of it (perform_base_backup). The backup is stored as
+		// local-tar stores one with damaged pages, the pages as sent and
+		// the failures recorded; the checks below are a successful
+		// backup's.
+		end, endTLI = damaged.End, damaged.Timeline
 	}
 	xmin, xmax, endTime, err := endSnapshot(gctx, r.sql)
 	if err != nil {
@@ -271,12 +282,19 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		pgManifest:    r.pgManifest,
 		parent:        parent,
 	}
+	if damaged != nil {
+		oc.checksums = r.serverChecksums(log, damaged, spc)
+	}
 	if parent != nil {
 		oc.checkStored = func(ctx context.Context) error { return r.checkStored(ctx, parent) }
 	}
 	info, err := storeControl(ctx, o, log, oc)
 	if err != nil {
 		return nil, err
+	}
+	if damaged != nil {
+		log.Warn().Int64("blocks", oc.checksums.blocks).Int("files", len(oc.checksums.files)).
+			Msg("the backup holds data pages whose checksums failed: they are damaged in the cluster itself")
 	}
 	if o.Progress != nil {
 		done, total := bb.Progress()
@@ -497,17 +515,56 @@ func (r *run) keep(rel string, h *tar.Header, tr io.Reader) error {
 	return nil
 }
 
-// checksumHint adds to a BASE_BACKUP failed for damaged data pages what
-// to do about it. The server fails the whole backup for one bad page, so
-// every retry fails the same way until the page is repaired, and the
-// daemon takes no backup at all meanwhile.
+// checksumHint adds to a BASE_BACKUP failed for damaged data pages
+// before it ended (ChecksumError.Ended unset) what to do about it.
+// basebackup.c fails a backup for damaged pages only after its end
+// position, so this is a server or a proxy that ended it early, and
+// nothing is stored.
 func checksumHint(err error) error {
 	var ce *replication.ChecksumError
 	if !errors.As(err, &ce) {
 		return err
 	}
-	return fmt.Errorf("%w; the server found damaged data pages and failed the backup, and will fail every retry "+
-		"until they are repaired: find the damage with pg_amcheck (while the cluster runs) or pg_checksums --check "+
-		"(on a stopped copy of the cluster); the server's log has the failures left out here; "+
-		"basebackup_mode local-tar stores backups despite damaged pages, recording each in the backup's metadata", err)
+	return fmt.Errorf("%w; the server found damaged data pages and failed the backup before its end position, "+
+		"so nothing is stored (a backup the server sends in full is stored with the failures recorded): "+
+		"find the damage with pg_amcheck (while the cluster runs) or pg_checksums --check "+
+		"(on a stopped copy of the cluster); the server's log has the failures left out here", err)
+}
+
+// serverChecksums logs the checksum failures the server's warnings name,
+// as local-tar logs those it finds (fileCheck), and returns them as the
+// backup's record: the server's count of failing blocks, the files by
+// their member names, the blocks the server named (five a file at most).
+func (r *run) serverChecksums(log zerolog.Logger, ce *replication.ChecksumError, spc []tablespace) *checksumReport {
+	report := &checksumReport{blocks: ce.Blocks}
+	for _, f := range ce.Files {
+		file := f.File
+		if rest, ok := strings.CutPrefix(file, "./"); ok && r.srv.pgdata != "" {
+			file = path.Join(r.srv.pgdata, rest)
+		}
+		for _, blk := range f.Blocks {
+			log.Warn().Str("file", file).Uint32("block", blk).Msg("data page checksum verification failed")
+		}
+		log.Warn().Str("file", file).Int64("blocks", f.Count).Msg("data page checksum failures in file")
+		if len(report.files) < keptFiles {
+			report.files = append(report.files, archive.ChecksumFailure{File: serverMember(f.File, spc), Count: f.Count, Blocks: f.Blocks})
+		}
+	}
+	return report
+}
+
+// serverMember returns the backup's member name of a file as the server
+// names it in its warnings: "./base/5/16384" is pgdata/base/5/16384, a
+// file under a tablespace's location tablespaces/<name>/...; a name it
+// cannot place is kept as the server sent it.
+func serverMember(file string, spc []tablespace) string {
+	if rest, ok := strings.CutPrefix(file, "./"); ok {
+		return "pgdata/" + rest
+	}
+	for _, ts := range spc {
+		if rest, ok := strings.CutPrefix(file, ts.location+"/"); ok {
+			return "tablespaces/" + ts.name + "/" + rest
+		}
+	}
+	return file
 }

@@ -33,11 +33,15 @@ backup deletes what it stored.
 With basebackup_mode local-tar (the default when pg_data_directory is set and readable
 here), hoard starts the backup with pg_backup_start over an SQL connection, reads the data
 directory and the tablespaces itself with basebackup_threads workers that compress,
-encrypt and upload chunks in parallel, verifies data page checksums (failures are
-reported and the pages kept as read), and ends it with pg_backup_stop. Otherwise
-(basebackup_mode basic or pipe, or no readable data directory) the server sends it over
-the replication protocol (BASE_BACKUP); the server then verifies the checksums itself and
-fails the whole backup on a damaged page, and the error names the files and blocks.
+encrypt and upload chunks in parallel, verifies data page checksums, and ends it with
+pg_backup_stop. Otherwise (basebackup_mode basic or pipe, or no readable data directory)
+the server sends it over the replication protocol (BASE_BACKUP) and verifies the
+checksums itself.
+Either way a damaged data page does not fail the backup: it is stored with the page as
+read, each failure logged with its file and block and recorded in the backup's metadata
+(hoard-checksum-failures) and manifest, and the command exits 0 with a warning in its
+summary. A BASE_BACKUP the server fails for damaged pages before it has sent all of it
+stores nothing and exits 1, naming the files and blocks.
 
 The backup is restorable only with its WAL, from its start to its end segment: run the
 daemon (or archive_command) so that it is archived.

@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,11 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -230,4 +235,76 @@ func failPoll(t testing.TB, w http.ResponseWriter, fail string) {
 		}
 		http.Error(w, "<html><body>"+http.StatusText(code)+"</body></html>", code)
 	}
+}
+
+// TestBasebackup_DamagedPage: a damaged data page does not fail hoard
+// basebackup, in local-tar mode (hoard verifies the pages) as in basic
+// mode (the server does, and ends BASE_BACKUP with XX001 after sending all
+// of it): both exit 0, the summary warns, and hoard list --json shows the
+// count in the backup's metadata.
+func TestBasebackup_DamagedPage(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Debian: true, DataChecksums: true})
+	c.Exec(t, "create table victim as select g as i, repeat('x', 100) as pad from generate_series(1, 10000) g")
+	c.Exec(t, "checkpoint")
+	rel := c.QueryString(t, "select pg_relation_filepath('victim')")
+	c.Stop(t)
+	f, err := os.OpenFile(filepath.Join(c.DataDir, rel), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Block 3, in the tuple data: the page header (and its LSN) stay.
+	if _, err := f.WriteAt([]byte("damaged!"), 3*8192+4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Start(t)
+
+	for mode, source := range map[string]string{"local-tar": basebackup.SourceDataDirectory, "basic": basebackup.SourceBaseBackup} {
+		t.Run(mode, func(t *testing.T) {
+			site := checkSite(t, storetest.Local(t), "archive_command", clusterNode(c))
+			site["basebackup_mode"] = mode
+			site["pg_data_directory"] = c.DataDir
+			dir := t.TempDir()
+			data, err := json.Marshal(map[string]any{"backup_location": dir, "http_port": testio.FreePort(t),
+				"backup_sites": map[string]any{"db": site}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(dir, "hoard.json")
+			if err := os.WriteFile(cfg, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out := runOutput(t, "--config", cfg, "basebackup", "--local", "--fast", "--no-wait")
+			if code != ExitOK {
+				t.Fatalf("basebackup: exit %d, want %d:\n%s", code, ExitOK, out)
+			}
+			if want := "WARNING   1 data pages failed their checksum"; !strings.Contains(out, want) {
+				t.Errorf("summary lacks %q:\n%s", want, out)
+			}
+			code, out = runOutput(t, "--config", cfg, "list", "--json")
+			if code != ExitOK || !strings.Contains(out, `"hoard-checksum-failures": "1"`) {
+				t.Errorf("list --json: exit %d, want the checksum failures in the metadata:\n%s", code, out)
+			}
+			if want := `"hoard-source": "` + source + `"`; !strings.Contains(out, want) {
+				t.Errorf("list --json lacks %s:\n%s", want, out)
+			}
+		})
+	}
+}
+
+// runOutput runs hoard with args and returns its exit status and what it
+// printed on stdout, then the error.
+func runOutput(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	app := App("test")
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, io.Discard
+	full := append([]string{"hoard"}, args...)
+	err := app.RunContext(context.Background(), OrderArgs(app, full))
+	if err != nil {
+		fmt.Fprintf(&out, "error: %v\n", err)
+	}
+	return ExitCode(PostgresStatus(app, full, err)), out.String()
 }

@@ -146,6 +146,8 @@ type BaseBackup struct {
 	// maxWarnings, the rest counted in omitted), for a ChecksumError.
 	warnings []string
 	omitted  int
+	// failures are the checksum failures the warnings name.
+	failures pageFailures
 
 	canceled atomic.Pointer[error]
 	received atomic.Int64

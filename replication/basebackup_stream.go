@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -307,13 +308,20 @@ func (b *BaseBackup) addReceived(n int) {
 // Finish skips what is left of the archives, reads the end position and
 // waits for the server to be ready again; the connection can then run
 // other commands. The backup is only restorable with the WAL from
-// StartLSN up to the returned end LSN, on the returned timeline.
+// StartLSN up to the returned end LSN, on the returned timeline. A backup
+// the server fails for damaged data pages returns a *ChecksumError; when
+// the caller had read every archive and the failure came after the end
+// position, as basebackup.c sends it, its Ended is set and End and
+// Timeline hold the end position.
 func (b *BaseBackup) Finish(ctx context.Context) (pglogrepl.LSN, int32, error) {
 	defer b.stop()
 	if b.closed {
 		return 0, 0, fmt.Errorf("base backup: already finished")
 	}
 	b.closed = true
+	// Whether the caller read every archive: a backup that failed after
+	// the end position is complete only then (ChecksumError.Ended).
+	read := b.finished && b.err == nil
 	for {
 		_, err := b.NextArchive(ctx)
 		if err == io.EOF {
@@ -334,6 +342,12 @@ func (b *BaseBackup) Finish(ctx context.Context) (pglogrepl.LSN, int32, error) {
 	for {
 		if next == nil {
 			if next, err = b.receive(ctx); err != nil {
+				var ce *ChecksumError
+				if read && errors.As(err, &ce) {
+					// basebackup.c fails a backup with damaged pages
+					// only after the end position, which is here.
+					ce.Ended, ce.End, ce.Timeline = true, end, tli
+				}
 				return 0, 0, err
 			}
 		}
@@ -423,7 +437,8 @@ func (b *BaseBackup) receive(ctx context.Context) (pgproto3.BackendMessage, erro
 			b.stop()
 			var err error = pgErr
 			if pgErr.Code == codeDataCorrupted {
-				err = &ChecksumError{Warnings: b.warnings, Omitted: b.omitted, Err: pgErr}
+				err = &ChecksumError{Warnings: b.warnings, Omitted: b.omitted,
+					Files: b.failures.files, Blocks: b.failures.blocks(), Err: pgErr}
 			}
 			b.err = fmt.Errorf("base backup: %w", err)
 			return nil, b.err
@@ -444,6 +459,7 @@ func (b *BaseBackup) notice(msg *pgproto3.NoticeResponse) {
 	if sev != "WARNING" {
 		return
 	}
+	b.failures.add(msg.Message)
 	if len(b.warnings) == maxWarnings {
 		b.omitted++
 		return

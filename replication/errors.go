@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -56,6 +57,21 @@ type ChecksumError struct {
 	// order, up to maxWarnings; Omitted counts those left out.
 	Warnings []string
 	Omitted  int
+	// Files are the files whose pages failed, as the warnings name them
+	// (basebackup.c's English messages), in order, up to
+	// maxFailedFiles. Blocks is the number of failing blocks: the
+	// server's total, else the files' counts, at least 1.
+	Files  []PageFailures
+	Blocks int64
+	// Ended is set when the error came after the end position: the
+	// caller had read every archive (NextArchive returned io.EOF before
+	// Finish), the server then sent the end position, End on Timeline,
+	// and failed the command only after it, as perform_base_backup does
+	// for damaged pages. Such a backup is complete, restorable with the
+	// WAL up to End; pg_basebackup keeps it too.
+	Ended    bool
+	End      pglogrepl.LSN
+	Timeline int32
 	Err      *pgconn.PgError
 }
 

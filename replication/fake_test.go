@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -186,6 +187,118 @@ func TestBaseBackup_Finish_ErrChecksum(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "not a warning") {
 		t.Errorf("error %q holds a NOTICE", err)
+	}
+	// Finish, not the caller, skipped to the end of the archives.
+	if ce.Ended || ce.End != 0 {
+		t.Errorf("ChecksumError ended at %s (Ended %v), want not ended: the archives were not all read", ce.End, ce.Ended)
+	}
+}
+
+// checksumWarnings are the WARNINGs basebackup.c sends for six failing
+// blocks of one file and one of a tablespace's file, with the totals.
+func checksumWarnings() []pgproto3.BackendMessage {
+	warn := func(msg string) pgproto3.BackendMessage {
+		return &pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: "01000", Message: msg}
+	}
+	var out []pgproto3.BackendMessage
+	for blk := range 5 {
+		out = append(out, warn(fmt.Sprintf(`checksum verification failed in file "./base/5/16384", block %d: calculated 1A2B but expected 3C4D`, blk)))
+	}
+	return append(out,
+		warn(`further checksum verification failures in file "./base/5/16384" will not be reported`),
+		warn(`file "./base/5/16384" has a total of 6 checksum verification failures`),
+		&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Message: `checksum verification failed in file "./base/5/1", block 1: calculated 1 but expected 2`},
+		warn(`checksum verification failed in file "/srv/ts/PG_16_202307071/5/16390", block 2: calculated 9 but expected A`),
+		warn(`7 total checksum verification failures`),
+	)
+}
+
+// TestBaseBackup_Finish_ChecksumFailures: an XX001 after the end position
+// of a backup whose archives were all read is Ended, with the end
+// position, and the failures the warnings name, file by file.
+func TestBaseBackup_Finish_ChecksumFailures(t *testing.T) {
+	script := append(backupStart(), &pgproto3.CopyData{Data: []byte("dtar")})
+	script = append(script, checksumWarnings()...)
+	script = append(script, &pgproto3.CopyDone{},
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("0/3000100"), []byte("1")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "XX001", Message: "checksum verification failure during base backup"},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	conn := connectFake(t, "16.2", script)
+	bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
+	if err != nil {
+		t.Fatalf("StartBaseBackup: %v", err)
+	}
+	readAll(t, bb)
+	_, _, err = bb.Finish(context.Background())
+	var ce *ChecksumError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Finish: %v, want a ChecksumError", err)
+	}
+	if !ce.Ended || ce.End.String() != "0/3000100" || ce.Timeline != 1 {
+		t.Errorf("ChecksumError ended %v at %s on timeline %d, want 0/3000100 on 1", ce.Ended, ce.End, ce.Timeline)
+	}
+	want := []PageFailures{
+		{File: "./base/5/16384", Count: 6, Blocks: []uint32{0, 1, 2, 3, 4}},
+		{File: "/srv/ts/PG_16_202307071/5/16390", Count: 1, Blocks: []uint32{2}},
+	}
+	if diff := cmp.Diff(want, ce.Files); diff != "" {
+		t.Errorf("Files (-want +got):\n%s", diff)
+	}
+	if ce.Blocks != 7 {
+		t.Errorf("Blocks = %d, want 7", ce.Blocks)
+	}
+	if conn.PgConn().IsClosed() {
+		t.Error("connection closed after the server's error")
+	}
+}
+
+// TestBaseBackup_Finish_ErrChecksumBeforeEnd: an XX001 before the end
+// position (not where basebackup.c sends it) is not Ended: the backup is
+// not known to be complete.
+func TestBaseBackup_Finish_ErrChecksumBeforeEnd(t *testing.T) {
+	script := append(backupStart(), &pgproto3.CopyData{Data: []byte("dtar")})
+	script = append(script, checksumWarnings()...)
+	script = append(script, &pgproto3.CopyDone{},
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "XX001", Message: "checksum verification failure during base backup"},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	conn := connectFake(t, "16.2", script)
+	bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
+	if err != nil {
+		t.Fatalf("StartBaseBackup: %v", err)
+	}
+	readAll(t, bb)
+	_, _, err = bb.Finish(context.Background())
+	var ce *ChecksumError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Finish: %v, want a ChecksumError", err)
+	}
+	if ce.Ended || ce.End != 0 {
+		t.Errorf("ChecksumError ended %v at %s, want not ended", ce.Ended, ce.End)
+	}
+	if ce.Blocks != 7 || len(ce.Files) != 2 {
+		t.Errorf("ChecksumError %d blocks in %v, want 7 in 2 files", ce.Blocks, ce.Files)
+	}
+}
+
+// readAll reads every archive of bb to its end, as a caller storing the
+// backup does.
+func readAll(t *testing.T, bb *BaseBackup) {
+	t.Helper()
+	for {
+		_, err := bb.NextArchive(context.Background())
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("NextArchive: %v", err)
+		}
+		if _, err := io.ReadAll(bb); err != nil {
+			t.Fatalf("Read: %v", err)
+		}
 	}
 }
 
