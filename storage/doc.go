@@ -69,8 +69,10 @@
 //     rohmu's keys (Keystone v2 or v3, or v1 auth). Objects up to 32 MiB
 //     (or segment_size) go up in one PUT with their MD5; longer ones are
 //     rohmu's Dynamic Large Objects: segments streamed to
-//     <dir>_segments/<base>/<upload>/<n>, the listing checked to show them
-//     all, then the manifest, which carries the metadata. A failed upload
+//     <dir>_segments/<base>/<upload>/<n> (<dir>_segments/<base>.<upload>/<n>
+//     when replacing rohmu's large object, whose manifest names
+//     <dir>_segments/<base>/), the listing checked to show them all, then
+//     the manifest, which carries the metadata. A failed upload
 //     deletes its segments; List never shows a key under a folder ending in
 //     _segments, and Put refuses such keys. The container is created on
 //     the first Put when missing, as rohmu does.

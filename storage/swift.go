@@ -37,7 +37,10 @@ var _ Store = (*Swift)(nil)
 //     container and prefix and which carries the metadata. rohmu puts the
 //     segments right under <dir>_segments/<base>/; hoard adds the upload's
 //     own folder so that a new upload never writes over the segments of an
-//     object that is still stored. Both forms read and delete the same way.
+//     object that is still stored, and when it replaces rohmu's large
+//     object, whose prefix holds every such folder, uses
+//     <dir>_segments/<base>.<upload>/ instead (see uploadFolder). All
+//     forms read and delete the same way.
 type Swift struct {
 	c         *swift.Connection
 	container string
@@ -324,7 +327,9 @@ func (s *Swift) Put(ctx context.Context, key string, r io.Reader, md Metadata) e
 }
 
 // Create stores r under key only if no object is there: the object, or a
-// large object's manifest, is written with If-None-Match: *. See put.
+// large object's manifest, is written with If-None-Match: *. A large
+// object's Create looks first and returns ErrExist before any segment
+// goes up when the name is taken. See put.
 //
 // Swift checks If-None-Match when a PUT reaches the object server, not
 // atomically with the write: two PUTs of one name that start before either
@@ -414,8 +419,29 @@ func (s *Swift) put(ctx context.Context, op, key string, r io.Reader, md Metadat
 		if _, err := s.c.ObjectPut(ctx, s.container, name, bytes.NewReader(head), false, hex.EncodeToString(sum[:]), "application/octet-stream", headers); err != nil {
 			return s.errorf(ctx, op, key, err)
 		}
-	} else if err := s.putLarge(ctx, op, key, name, io.MultiReader(bytes.NewReader(head), r), headers); err != nil {
-		return err
+	} else {
+		if ifAbsent {
+			// The manifest's If-None-Match refuses a taken name only
+			// after the segments went up, and rohmu's segments folder
+			// of a large object stored under the name holds this
+			// upload's (see uploadFolder): they would read as that
+			// object's own bytes until then, and for good if this
+			// upload were killed before it deleted them.
+			_, _, err := s.c.Object(ctx, s.container, name)
+			switch {
+			case err == nil:
+				return fmt.Errorf("%s %s: %w", op, key, ErrExist)
+			case !errors.Is(err, swift.ObjectNotFound):
+				return s.errorf(ctx, op, key, err)
+			}
+		}
+		folder, err := s.uploadFolder(name, old)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", op, key, err)
+		}
+		if err := s.putLarge(ctx, op, key, name, folder, io.MultiReader(bytes.NewReader(head), r), headers); err != nil {
+			return err
+		}
 	}
 	if old != "" {
 		s.deleteSegments(context.WithoutCancel(ctx), old)
@@ -423,9 +449,33 @@ func (s *Swift) put(ctx context.Context, op, key string, r io.Reader, md Metadat
 	return nil
 }
 
-// putLarge uploads a Dynamic Large Object: segments, then the manifest.
-func (s *Swift) putLarge(ctx context.Context, op, key, name string, r io.Reader, headers swift.Headers) error {
-	folder := segmentFolder(name) + uploadID() + "/"
+// uploadFolder returns the folder of a new upload's segments of object
+// name: <dir>_segments/<base>/<upload>/, or <dir>_segments/<base>.<upload>/
+// when that lies under the prefix that old, the X-Object-Manifest of the
+// object the upload replaces, names, as rohmu's <dir>_segments/<base>/
+// does. A Dynamic Large Object is whatever Swift lists under its prefix:
+// segments put there would be read as the old object's own bytes until
+// the new manifest replaces it, and for good if the upload fails or is
+// killed before, and the old object's segments, deleted after the
+// replace, would take the new one's with them. A manifest whose prefix
+// holds both folders (not one hoard or rohmu writes) fails the upload
+// for good.
+func (s *Swift) uploadFolder(name, old string) (string, error) {
+	id := uploadID()
+	seg := segmentFolder(name)
+	for _, folder := range []string{seg + id + "/", strings.TrimSuffix(seg, "/") + "." + id + "/"} {
+		if container, prefix, ok := parseManifest(old); !ok || container != s.container || !strings.HasPrefix(folder, prefix) {
+			return folder, nil
+		}
+	}
+	return "", &permanentError{
+		msg: "the large object it replaces names a prefix that holds the new object's segment folders: delete the object first",
+		err: fmt.Errorf("X-Object-Manifest %q", old)}
+}
+
+// putLarge uploads a Dynamic Large Object: segments in folder, then the
+// manifest.
+func (s *Swift) putLarge(ctx context.Context, op, key, name, folder string, r io.Reader, headers swift.Headers) error {
 	manifest := manifestValue(s.container, folder)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -543,6 +593,21 @@ func manifestValue(container, folder string) string {
 	return strings.Join(parts, "/")
 }
 
+// parseManifest splits an X-Object-Manifest value into its container and
+// prefix, unescaped as Swift unescapes them.
+func parseManifest(manifest string) (container, prefix string, ok bool) {
+	container, prefix, ok = strings.Cut(manifest, "/")
+	if !ok {
+		return "", "", false
+	}
+	container, err1 := url.PathUnescape(container)
+	prefix, err2 := url.PathUnescape(prefix)
+	if err1 != nil || err2 != nil {
+		return "", "", false
+	}
+	return container, prefix, true
+}
+
 // uploadID names one upload's segment folder: the time, so that folders
 // sort by age, and random bits, so that two uploads never share one.
 func uploadID() string {
@@ -557,13 +622,8 @@ func uploadID() string {
 func (s *Swift) deleteSegments(ctx context.Context, manifest string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	container, folder, ok := strings.Cut(manifest, "/")
-	if !ok {
-		return
-	}
-	container, err1 := url.PathUnescape(container)
-	folder, err2 := url.PathUnescape(folder)
-	if err1 != nil || err2 != nil || folder == "" {
+	container, folder, ok := parseManifest(manifest)
+	if !ok || folder == "" {
 		return
 	}
 	names, err := s.c.ObjectNamesAll(ctx, container, &swift.ObjectsOpts{Prefix: folder})

@@ -137,6 +137,120 @@ func TestSwift(t *testing.T) {
 		}
 	})
 
+	// plantRohmu stores a large object as rohmu does under name, its
+	// segments right under segs, and returns its bytes.
+	plantRohmu := func(t *testing.T, name, segs string) []byte {
+		t.Helper()
+		var old []byte
+		for i := 1; i <= 2; i++ {
+			part := bytes.Repeat([]byte{byte('a' + i)}, 1000)
+			old = append(old, part...)
+			if err := conn.ObjectPutBytes(ctx, c.ContainerName, fmt.Sprintf("%s%08x", segs, i), part, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.ObjectPut(ctx, c.ContainerName, name, bytes.NewReader(nil), false, "", "", swift.Headers{
+			"X-Object-Manifest": c.ContainerName + "/" + segs,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return old
+	}
+	// readingOld returns data as a reader that, once it gave 11 MiB
+	// (two 5 MiB segments went up), reads object name into during.
+	readingOld := func(name string, data []byte, during *[]byte) io.Reader {
+		return io.MultiReader(bytes.NewReader(data[:11<<20]), readFunc(func([]byte) (int, error) {
+			b, err := conn.ObjectGetBytes(ctx, c.ContainerName, name)
+			if err != nil {
+				return 0, err
+			}
+			*during = b
+			return 0, io.EOF
+		}), bytes.NewReader(data[11<<20:]))
+	}
+
+	// A large object Put over a large object rohmu wrote: rohmu's
+	// manifest names <dir>_segments/<name>/, and the object is whatever
+	// Swift lists under it, so the new segments must go elsewhere.
+	// There, they would be read as the old object's bytes until the new
+	// manifest replaces it (for good if the Put fails or is killed
+	// before), and deleting the old object's segments would delete them
+	// too, leaving the new object empty after a Put that succeeded.
+	t.Run("ReplaceRohmuLargeObject", func(t *testing.T) {
+		st := open(t, "rohmureplace")
+		const key = "site/basebackup_delta/0123456789abcdef"
+		const name = "rohmureplace/" + key
+		const segs = "rohmureplace/site/basebackup_delta_segments/0123456789abcdef/"
+		old := plantRohmu(t, name, segs)
+		data := randomBytes(12<<20, 11)
+		var during []byte
+		src := readingOld(name, data, &during)
+		if err := st.Put(ctx, key, src, storage.Metadata{"host": "new"}); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(during, old) {
+			t.Errorf("while the Put uploaded its segments, the old object read as %d bytes, want its own %d", len(during), len(old))
+		}
+		if got := read(t, st, key); !bytes.Equal(got, data) {
+			t.Errorf("after the Put: %d bytes, want the %d written", len(got), len(data))
+		}
+		if o, err := st.Stat(ctx, key); err != nil || o.Size != int64(len(data)) {
+			t.Errorf("Stat = %d bytes (%v), want %d", o.Size, err, len(data))
+		}
+		if left := names(t, segs); len(left) != 0 {
+			t.Errorf("rohmu's segments left after the replace: %q", left)
+		}
+
+		// A manifest naming the whole segments folder (no writer's
+		// own) holds every folder the new segments could go to: the Put
+		// fails, leaving the object and the folder as they were.
+		const wide = "rohmureplace/site/basebackup_delta/wide"
+		if _, err := conn.ObjectPut(ctx, c.ContainerName, wide, bytes.NewReader(nil), false, "", "", swift.Headers{
+			"X-Object-Manifest": c.ContainerName + "/rohmureplace/site/basebackup_delta_segments/",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		before := names(t, "rohmureplace/site/basebackup_delta_segments/")
+		err := st.Put(ctx, "site/basebackup_delta/wide", bytes.NewReader(data), nil)
+		if !errors.Is(err, storage.ErrPermanent) || !strings.Contains(err.Error(), "delete the object first") {
+			t.Errorf("Put over a large object whose manifest names the whole segments folder = %v, want ErrPermanent saying to delete it", err)
+		}
+		if after := names(t, "rohmureplace/site/basebackup_delta_segments/"); !cmp.Equal(after, before) {
+			t.Errorf("segments folder after the refused Put: %q, want %q", after, before)
+		}
+		if _, h, err := conn.Object(ctx, c.ContainerName, wide); err != nil || h["X-Object-Manifest"] != c.ContainerName+"/rohmureplace/site/basebackup_delta_segments/" {
+			t.Errorf("the object after the refused Put: %v %q", err, h["X-Object-Manifest"])
+		}
+	})
+
+	// A large Create of the name of a large object rohmu wrote is
+	// refused as ErrExist, the object left as it was also while the
+	// Create runs: its segments would otherwise go up under rohmu's
+	// prefix, read as the stored object's own bytes until the manifest's
+	// If-None-Match refused them, and for good if the Create were killed
+	// before it deleted them.
+	t.Run("CreateOverRohmuLargeObject", func(t *testing.T) {
+		st := open(t, "rohmucreate")
+		const key = "site/xlog/000000010000000000000001"
+		const name = "rohmucreate/" + key
+		const segs = "rohmucreate/site/xlog_segments/000000010000000000000001/"
+		old := plantRohmu(t, name, segs)
+		var during []byte
+		err := st.Create(ctx, key, readingOld(name, randomBytes(12<<20, 12), &during), nil)
+		if !errors.Is(err, storage.ErrExist) {
+			t.Errorf("Create over rohmu's large object = %v, want ErrExist", err)
+		}
+		if during != nil && !bytes.Equal(during, old) {
+			t.Errorf("while the Create uploaded its segments, the stored object read as %d bytes, want its own %d", len(during), len(old))
+		}
+		if got := read(t, st, key); !bytes.Equal(got, old) {
+			t.Errorf("after the Create: %d bytes, want the %d stored", len(got), len(old))
+		}
+		if left := names(t, segs); len(left) != 2 {
+			t.Errorf("segments after the refused Create: %q, want rohmu's two", left)
+		}
+	})
+
 	// An upload that fails after some segments leaves nothing behind.
 	t.Run("AbortedLargeObjectLeavesNoSegments", func(t *testing.T) {
 		st := open(t, "abort")
@@ -304,6 +418,25 @@ func TestSwift(t *testing.T) {
 		if segs := names(t, "refused/site/xlog_segments/"); len(segs) != 0 {
 			t.Errorf("segments left by a refused Create: %q", segs)
 		}
+		// The name taken while the segments go up: the manifest's
+		// If-None-Match refuses it.
+		const late = "site/xlog/000000010000000000000002"
+		data := randomBytes(netFailSize, 11)
+		src := io.MultiReader(bytes.NewReader(data[:11<<20]), readFunc(func([]byte) (int, error) {
+			if err := st.Create(ctx, late, strings.NewReader("small"), nil); err != nil {
+				return 0, err
+			}
+			return 0, io.EOF
+		}), bytes.NewReader(data[11<<20:]))
+		if err := st.Create(ctx, late, onlyReader{src}, nil); !errors.Is(err, storage.ErrExist) {
+			t.Fatalf("Create of a key taken during the upload = %v, want ErrExist", err)
+		}
+		if got := read(t, st, late); string(got) != "small" {
+			t.Errorf("%s = %q, want the object that took the name", late, got)
+		}
+		if segs := names(t, "refused/site/xlog_segments/"); len(segs) != 0 {
+			t.Errorf("segments left by a refused Create: %q", segs)
+		}
 	})
 
 	// A container that does not exist yet: Stat finds nothing and List
@@ -339,6 +472,11 @@ func TestSwift(t *testing.T) {
 type errorReader struct{ err error }
 
 func (e errorReader) Read([]byte) (int, error) { return 0, e.err }
+
+// readFunc is a Reader whose Read is the function.
+type readFunc func(p []byte) (int, error)
+
+func (f readFunc) Read(p []byte) (int, error) { return f(p) }
 
 // swiftManifestCut opens a store of c under prefix through a reverse
 // proxy in front of Swift that cuts the writer's connection of the first
