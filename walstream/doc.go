@@ -147,7 +147,11 @@
 // reached the disk. The session ends without reporting anything past what
 // was fsynced before the error, nor storing the segment's unsynced part as
 // a .partial, logs the loss at Error, and the next one streams the
-// segment again from its start, rewriting every byte. A failed fsync of
+// segment again from its start, rewriting every byte. Its stream end
+// stores the part fsynced before the error as the .partial, as at any
+// stream end (see Uploads): the server heard it is flushed, and a server
+// that dies before the next session streams the segment again leaves the
+// spool its only copy. A failed fsync of
 // the directory after a rename renames the segment back to .partial, for
 // the same reason (its stream end stores it, fsynced whole, as it stores
 // any segment in progress: see Uploads), and a new segment file whose
@@ -177,7 +181,8 @@
 // Whatever PartialUploadInterval, a session that ends other than by a
 // fatal error, or by one after which the spool's WAL is still worth
 // storing (see Durability), Run's stop included (see Shutdown) (the server shut down, after sending its
-// WAL through the shutdown checkpoint, or the connection failed) queues
+// WAL through the shutdown checkpoint, the connection failed, or a write
+// or fsync of the spool's file failed: its part fsynced before) queues
 // the same copy of the segment it was receiving, before the next
 // connection, when it grew since the last copy stored (streamend.go): a
 // server that never comes back leaves its last commits stored, not only

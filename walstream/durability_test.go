@@ -504,6 +504,99 @@ func TestReceiver_Run_CompleteErrorServerGone(t *testing.T) {
 	rr.stop(t)
 }
 
+// TestReceiver_Run_SpoolErrorServerGone: an fsync, or a write, of the
+// segment being received fails after part of it was fsynced and
+// reported flushed, so the session ends; then the server dies for good
+// before the next session could stream the segment again. The part
+// fsynced before the error is on disk and the server heard it is
+// flushed: the session's stream end stores it as the segment's
+// .partial, as at any stream end, while Run goes on trying to
+// reconnect.
+func TestReceiver_Run_SpoolErrorServerGone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault func(*faults, func(string) error)
+	}{
+		{"Fsync", func(f *faults, fn func(string) error) { f.sync = fn }},
+		{"Write", func(f *faults, fn func(string) error) {
+			f.write = func(path string, unsynced uint64) error {
+				if unsynced == 0 {
+					return nil
+				}
+				return fn(path)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDurable(t, "")
+			var (
+				armed, fired atomic.Bool
+				mu           sync.Mutex
+				failedAt     string
+				before       pglogrepl.LSN // the flush position when the operation failed
+				rr           *running
+			)
+			fault := func(path string) error {
+				if !armed.Load() || !strings.HasSuffix(path, wal.PartialSuffix) || fired.Load() {
+					return nil
+				}
+				// Only once part of this segment is fsynced: a segment
+				// with nothing fsynced has nothing to store.
+				flushed := rr.r.Status().Flushed
+				seg := wal.SegmentOf(1, flushed, d.segSize)
+				if seg.Name(d.segSize)+wal.PartialSuffix != filepath.Base(path) || flushed == seg.StartLSN(d.segSize) {
+					return nil
+				}
+				mu.Lock()
+				failedAt, before = filepath.Base(path), flushed
+				mu.Unlock()
+				fired.Store(true)
+				return errInjectedEIO
+			}
+			rr = d.startWith(Options{}, func(r *Receiver) {
+				tc.fault(&r.faults, fault)
+				// Time to kill the server before the next session.
+				r.retryMin, r.retryMax = 5*time.Second, 5*time.Second
+			})
+			d.insert(100)
+			armed.Store(true)
+			for !fired.Load() {
+				d.insert(50)
+			}
+			waitFor(t, "the failed session ended", func() bool { return !rr.r.Status().Connected })
+			d.c.Kill(t)
+			mu.Lock()
+			name, flushed := failedAt, before
+			mu.Unlock()
+			seg := strings.TrimSuffix(name, wal.PartialSuffix)
+			want, err := os.ReadFile(filepath.Join(d.c.DataDir, "pg_wal", seg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, name+" stored", func() bool { return d.stored(name) })
+			g := &serverGone{t: t, d: d}
+			got := g.decoded(name)
+			s, err := wal.ParseSegmentName(seg, d.segSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := int(flushed - s.StartLSN(d.segSize)); len(got) < n {
+				t.Errorf("the stored %s holds %d bytes, less than the %d fsynced and reported flushed before the error", name, len(got), n)
+			}
+			if len(got) > len(want) || !bytes.Equal(got, want[:len(got)]) {
+				t.Errorf("the stored %s (%d bytes) is not the start of the server's %s", name, len(got), seg)
+			}
+			select {
+			case err := <-rr.done:
+				rr.done = nil
+				t.Fatalf("Run returned %v, want it to go on reconnecting", err)
+			default:
+			}
+			rr.stop(t)
+		})
+	}
+}
+
 // errInjectedEIO is the error the fault hooks inject.
 var errInjectedEIO = errors.New("injected EIO")
 

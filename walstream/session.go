@@ -74,11 +74,15 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 		if err == nil {
 			err = cerr
 		}
-	} else {
-		// The segment's fsynced part, before the next connection or, at
-		// Run's stop, before Run returns (finishStreamEnd).
-		r.storeStreamEnd(cur, err, ctx.Err() != nil)
 	}
+	// The segment's fsynced part, before the next connection or, at
+	// Run's stop, before Run returns (finishStreamEnd). Also after a
+	// write or fsync of the file failed, in this session or in its
+	// close: cur.synced counts only what an fsync made durable before
+	// the failure, which the server heard is flushed, and a server that
+	// dies before the next session streams the segment again leaves the
+	// spool the only copy of it.
+	r.storeStreamEnd(cur, err, ctx.Err() != nil)
 	return s.progressed, err
 }
 

@@ -29,7 +29,8 @@ import (
 // killed or crashed, or a network failure: the daemon cannot tell these
 // apart, and a crashed server's host may be lost too; also a full
 // segment fsynced whole whose rename or directory fsync failed, which
-// completeSegment leaves a .partial, stored whole), and Run's own stop
+// completeSegment leaves a .partial, stored whole; and a write or fsync
+// of the file that failed, whose part fsynced before is stored), and Run's own stop
 // (the daemon's SIGTERM, or a site restarted by a reload). A network
 // failure costs one copy of WAL that would have been stored anyway once
 // the segment completes; a copy is queued only when the segment grew
