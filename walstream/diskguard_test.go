@@ -2,14 +2,17 @@ package walstream
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // TestReceiver_Run_DiskGuard fills a 16 MiB tmpfs spool while uploads
@@ -155,5 +158,68 @@ func TestReceiver_Run_DiskFull(t *testing.T) {
 	}
 	d.up.failing.Store(false)
 	waitFor(t, "receiving resumed", func() bool { return !rr.r.Status().Paused && rr.r.Status().QueueDepth == 0 })
+	d.finish(rr)
+}
+
+// TestReceiver_Run_DiskFullOverwrite: on a copy-on-write file system
+// (btrfs, XFS with reflinks) preallocation reserves no space for
+// overwrites, so with the disk full a write into a segment file that
+// was preallocated fails with ENOSPC. The faults.write hook stands for
+// such a file system and guard.free for its free space. The session
+// ends (what was written since the last fsync counts as lost); the next
+// one pauses before it writes, as for a full disk at preallocation: it
+// writes nothing more and the slot keeps what was not flushed, with no
+// reconnection while the disk stays full. Once there is room, receiving
+// resumes and a restore has every row.
+func TestReceiver_Run_DiskFullOverwrite(t *testing.T) {
+	d := newDurable(t, "")
+	var (
+		full   atomic.Bool
+		failed atomic.Int64  // writes failed with ENOSPC
+		before atomic.Uint64 // the flush position at the first failed write
+		logs   testio.SyncBuffer
+	)
+	rr := startReceiver(t, d.c, d.spool, d.up, Options{DiskCheckInterval: 100 * time.Millisecond}, &logs, func(r *Receiver) {
+		r.faults.write = func(path string, _ uint64) error {
+			if !full.Load() || !strings.HasSuffix(path, wal.PartialSuffix) {
+				return nil
+			}
+			if failed.Add(1) == 1 {
+				before.Store(uint64(r.Status().Flushed))
+			}
+			return unix.ENOSPC
+		}
+		free := r.guard.free
+		r.guard.free = func() (uint64, error) {
+			if full.Load() {
+				return 0, nil
+			}
+			return free()
+		}
+	})
+	d.backup()
+	d.insert(100)
+	full.Store(true)
+	for failed.Load() == 0 {
+		d.insert(50)
+	}
+	waitFor(t, "receiving paused", func() bool { return rr.r.Status().Paused })
+	n := failed.Load()
+	d.insert(300)
+	// A negative observation: a paused receiver writes nothing, and no
+	// event says it will not reconnect and write again.
+	time.Sleep(2 * time.Second)
+	st := rr.r.Status()
+	if got := failed.Load(); got != n || !st.Paused {
+		t.Errorf("while the disk stayed full: %d more writes failed with ENOSPC (sessions that wrote again), paused %v; want none, true", got-n, st.Paused)
+	}
+	if restart, flushed := lsn(t, d.c, "select restart_lsn from pg_replication_slots where slot_name = 'hoard'"), pglogrepl.LSN(before.Load()); restart > flushed {
+		t.Errorf("slot at %s, beyond the %s flushed when the first write failed", restart, flushed)
+	}
+	if !strings.Contains(logs.String(), "spool disk full") {
+		t.Errorf("no full disk logged:\n%s", tailLines(logs.String(), 20))
+	}
+	full.Store(false)
+	waitFor(t, "receiving resumed", func() bool { st := rr.r.Status(); return !st.Paused && st.Connected })
 	d.finish(rr)
 }

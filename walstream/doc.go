@@ -208,11 +208,17 @@
 // segment too. A full disk (ENOSPC while preallocating) pauses the same
 // way, with or without MinFreeBytes; the new file is removed (one that
 // cannot be removed stops Run: the next open would take it as made
-// durable, see Durability). While paused, no new WAL is received
-// or acknowledged: the slot keeps it on the server. Status updates go on,
-// with the old flush position, so the server does not time the connection
-// out. Receiving resumes once ResumeMultiplier (1.5) times MinFreeBytes
-// are free (and the new segment fits), as uploads free the spool; this is
+// durable, see Durability). A copy-on-write file system (btrfs, XFS
+// with reflinks) reserves no space for overwrites, so its full disk can
+// also fail a write or fsync into a segment file already preallocated
+// with ENOSPC: that session ends as after any failed write (Durability),
+// and the next one pauses the same way before it writes into the
+// segment, until a whole segment fits in the spool's free space. While
+// paused, no new WAL is received or acknowledged: the slot keeps it on
+// the server. Status updates go on, with the old flush position, so the
+// server does not time the connection out. Receiving resumes once
+// ResumeMultiplier (1.5) times MinFreeBytes are free (and the new
+// segment fits), as uploads free the spool; this is
 // looked at each time an upload removes a file from the spool, and every
 // DiskCheckInterval (for room made some other way).
 //

@@ -87,7 +87,9 @@ type Options struct {
 	ResumeMultiplier float64
 	// DiskCheckInterval is how often the free space is looked at while
 	// MinFreeBytes is set, and how often a paused Receiver tries again to
-	// create the next segment file; zero means DefaultDiskCheckInterval.
+	// create the next segment file (or, after a write into one failed
+	// with ENOSPC, looks whether a segment fits again); zero means
+	// DefaultDiskCheckInterval.
 	DiskCheckInterval time.Duration
 	// StatusInterval is the time between standby status updates; zero
 	// means DefaultStatusInterval. Keep it well below the server's
@@ -227,6 +229,12 @@ type Receiver struct {
 	// the longer of it and what its session fsynced (spoolWAL). Only
 	// Run's goroutine uses it.
 	held StreamEnd
+	// spoolFull is the error of a session that ended because a write or
+	// fsync into its segment file failed with ENOSPC (a copy-on-write
+	// file system's full disk), until a segment fits in the spool's
+	// file system again: the next openNext pauses receiving until then.
+	// nil when none. Only Run's goroutine uses it.
+	spoolFull error
 
 	// wakeMu guards waiting and woken, with which an upload that ends
 	// wakes the synchronous receive loop from its wait for the server's

@@ -162,17 +162,32 @@ func (s *session) openNext() error {
 			return nil
 		}
 	}
+	if r.spoolFull != nil {
+		// A write or fsync into a segment file failed with ENOSPC
+		// although the file was preallocated: on a copy-on-write file
+		// system (btrfs, XFS with reflinks) an overwrite takes new
+		// blocks, which fallocate does not reserve. Writing again before
+		// a whole segment fits would fail the same way and end the
+		// session again, a reconnection for nothing each time: pause
+		// until it fits, as for a failed preallocation. A free space
+		// that cannot be read does not hold receiving up.
+		free, err := r.guard.free()
+		if err != nil {
+			r.log.Warn().Err(err).Msg("free space check failed")
+		}
+		if err == nil && free < s.segSize {
+			s.pauseFull(r.spoolFull, seg)
+			return nil
+		}
+		r.spoolFull = nil
+	}
 	f, err := openSegment(r.opts.SpoolDir, seg, s.segSize, &r.faults)
 	// A fatal error is never a pause, ENOSPC or not: a new file whose
 	// fsync failed and that could not be removed stays in the spool, and
 	// the open after the pause would find it and take it as made durable.
 	var fe *fatalError
 	if errors.Is(err, unix.ENOSPC) && !errors.As(err, &fe) {
-		if !s.full {
-			s.full = true
-			r.log.Warn().Err(err).Str(logSegment, seg.Name(s.segSize)).Msg("spool disk full; receiving paused")
-			r.update(func(st *Status) { st.Paused = true })
-		}
+		s.pauseFull(err, seg)
 		return nil
 	}
 	if err != nil {
@@ -193,6 +208,18 @@ func (s *session) openNext() error {
 		return s.writeData(pending)
 	}
 	return nil
+}
+
+// pauseFull pauses receiving at seg, whose file cannot be opened or
+// written for a full disk (err), and logs it once a pause.
+func (s *session) pauseFull(err error, seg wal.Segment) {
+	if s.full {
+		return
+	}
+	s.full = true
+	r := s.r
+	r.log.Warn().Err(err).Str(logSegment, seg.Name(s.segSize)).Msg("spool disk full; receiving paused")
+	r.update(func(st *Status) { st.Paused = true })
 }
 
 // guardChanged logs and publishes a change of the disk guard's state.

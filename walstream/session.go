@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/wal"
@@ -64,6 +65,9 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 		// segmentFile.failed).
 		r.log.Error().Err(cur.failed).Str(logSegment, cur.name()).Str(logLSN, s.flushed.String()).
 			Msg("spool write or fsync failed; WAL past the flush position is lost and received again")
+		if errors.Is(cur.failed, unix.ENOSPC) {
+			r.spoolFull = cur.failed
+		}
 	}
 	if cerr := s.close(ctx); cerr != nil {
 		if ctx.Err() != nil {
