@@ -108,6 +108,14 @@ func (o *Options) chunkOnce(ctx context.Context, src *archive.Archive, ex *extra
 	}()
 	stop := watchStall(octx, cancel, pr, o.StallTimeout)
 	err = ex.extract(pr, func() int64 { return c.InputSize - decoded.n }, c.Names, buf, made)
+	if errors.Is(err, ErrPGManifest) {
+		// A file that differs from backup_manifest in a chunk that is
+		// not the object the manifest names (another backup's, altered,
+		// truncated) is that object's fault: its checks at EOF say so.
+		if _, derr := io.CopyBuffer(io.Discard, struct{ io.Reader }{pr}, buf); derr != nil && !retryable(derr) {
+			err = derr
+		}
+	}
 	if err == nil {
 		// Tar readers stop at the end-of-archive blocks; the padding
 		// and the HMAC check at EOF follow, then whatever stored bytes

@@ -208,8 +208,14 @@ func testDiskFullTablespace(t *testing.T, mode basebackup.Mode) {
 
 	pgtest.Remount(t, mnt, "size=256m")
 	o.Overwrite = true
-	if _, err := Run(ctx, o); err != nil {
+	res, err := Run(ctx, o)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Every file, the tablespace's under pg_tblspc/<oid>/ included, was
+	// compared with the backup's backup_manifest (not a delta backup's).
+	if want := mode != basebackup.ModeDelta; (res.PGManifestFiles >= 900) != want {
+		t.Errorf("restore compared %d files with backup_manifest, want every file of the cluster: %v", res.PGManifestFiles, want)
 	}
 	pgtest.Chown(t, spc)
 	c := pgtest.StartDataDir(t, 15, dir, nil)

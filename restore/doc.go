@@ -83,6 +83,22 @@
 // longer matches its checksum in backup_manifest: pg_verifybackup is run
 // with -i global/pg_control.
 //
+// A pghoard-bb-v2 backup whose metadata says its control tar holds
+// PostgreSQL's backup_manifest (hoard-pg-manifest: hoard's backups, over
+// BASE_BACKUP or local-tar) is checked against it as it is restored
+// (pgmanifest.go): Run reads it before writing anything (from a read of
+// the control object that must give the bytes ReadControl read), each
+// file written must be listed there with its size and CRC-32C, computed
+// as the file is written (no second read), pg_control is compared as
+// backed up, before it is changed, and before pg_control is written every
+// listed file must have been restored. A mismatch fails the restore with
+// ErrPGManifest, naming the file, what is listed and what was found, and
+// ErrIncomplete. A backup whose authenticated metadata says it holds one
+// and whose control tar does not is refused before anything is written.
+// Not checked: delta backups and incremental chains (the last backup's
+// manifest lists the INCREMENTAL files, not the files rebuilt from them),
+// a tablespace_map rewritten for moved tablespaces.
+//
 // Before the first download Run compares the backup's decoded size with
 // the free space of the target's file system; when tablespaces lie on
 // others, each file system's free space with the parts of the backup

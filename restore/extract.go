@@ -61,6 +61,10 @@ type extractor struct {
 	// backup's manifest, not one the operator chose: their errors quote
 	// it (see targetDir).
 	planted map[string]bool
+	// pgm, when set, is the backup's backup_manifest, which every file
+	// writeFile writes is compared with (size and CRC-32C, computed as
+	// the file is written).
+	pgm *pgManifest
 }
 
 // pathErr is quotedPath for an error of a file of tablespace spc ("": the
@@ -213,9 +217,21 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 	// writebackWriter has no ReadFrom, so io.CopyBuffer uses buf: large
 	// writes, whose write-back starts as they are written.
 	w := &writebackWriter{f: f}
-	if _, err := io.CopyBuffer(w, r, buf); err != nil {
+	var dst io.Writer = w
+	var sum *crcWriter
+	if e.pgm != nil {
+		sum = &crcWriter{w: w}
+		dst = sum
+	}
+	if _, err := io.CopyBuffer(dst, r, buf); err != nil {
 		f.Close()
 		return fmt.Errorf("member %s: write: %w", archive.Quoted(member), e.pathErr(p.spc, err))
+	}
+	if sum != nil {
+		if err := e.pgm.check(p.spc, p.rel, member, sum.n, sum.crc); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := w.flush(); err != nil {
 		f.Close()

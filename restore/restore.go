@@ -180,6 +180,12 @@ type Result struct {
 	// backup itself: a newer backup may have been deleted.
 	Unlisted []string
 
+	// PGManifestFiles is how many files of PostgreSQL's backup_manifest
+	// the restored files were compared with (size and CRC-32C), every
+	// file it lists; 0 when the backup carries none or the check does not
+	// apply (an incremental chain, a delta backup).
+	PGManifestFiles int
+
 	Download time.Duration // chunk downloads and extraction
 	Elapsed  time.Duration // the whole Run
 }
@@ -258,6 +264,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, lv := range chain[:max(len(chain)-1, 0)] {
 		if err := checkChunkCount(log, lv.info, lv.ctrl.Manifest); err != nil {
 			return nil, fmt.Errorf("backup %s is an incremental of backup %s: %w", b.Name, lv.info.Name, err)
+		}
+	}
+	var pgm *pgManifest
+	if ctrl != nil && chain == nil && b.Format == archive.FormatBBv2 && b.PGManifest {
+		if pgm, err = readPGManifest(ctx, src, b, ctrl); err != nil {
+			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
 		}
 	}
 	if o.Overwrite {
@@ -425,6 +437,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	incomplete := func(err error) error {
 		err = explainFull(err, space)
+		if errors.Is(err, ErrPGManifest) {
+			err = fmt.Errorf("%w (the backup is damaged or was altered: restore another backup with --basebackup)", err)
+		}
 		// pg_control is the last of the backup's files written, but the
 		// recovery configuration and the final syncs come after it: a failure there must not leave a
 		// directory PostgreSQL starts on as if it were complete.
@@ -439,6 +454,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, incomplete(err)
 	}
 	ex.planted = planted
+	ex.pgm = pgm
 	defer ex.close()
 	ex.syncs = syncs
 	ex.log = log
@@ -466,6 +482,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: control object %s: %w", b.Name, b.Key, err)))
 		}
 		res.Bytes += ctrl.Size
+		if pgm != nil {
+			res.PGManifestFiles = len(pgm.files)
+		}
 	}
 	if res.PGMajor, err = PGMajor(o.TargetDir); err != nil {
 		return nil, incomplete(err)
@@ -829,6 +848,19 @@ func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl 
 	}
 	if pgControl == nil {
 		return fmt.Errorf("it holds no %s", archive.ControlPGControl)
+	}
+	if pm := ex.pgm; pm != nil {
+		// pg_control as backed up, before writePGControl changes it;
+		// tablespace_map is written anew when a tablespace moved.
+		if err := pm.checkData("global/pg_control", pgControl); err != nil {
+			return err
+		}
+		if rewriteMap {
+			pm.skip("tablespace_map")
+		}
+		if err := pm.missing(); err != nil {
+			return err
+		}
 	}
 	if rewriteMap {
 		if err := ex.writeNew("tablespace_map", tablespaceMap(m, dirs), 0o600); err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -48,18 +49,21 @@ func benchSmallFiles(n int64) []int64 {
 }
 
 // benchBackup stores benchChunks with codec c in a local store under dir
-// and returns the archive and its manifest.
-func benchBackup(b *testing.B, dir string, c *archive.Codec) (*archive.Archive, *archive.Manifest) {
+// and returns the archive, its manifest and its files as backup_manifest
+// lists them.
+func benchBackup(b *testing.B, dir string, c *archive.Codec) (*archive.Archive, *archive.Manifest, *pgManifest) {
 	b.Helper()
 	a := archivetest.New(b, storage.NewLocal(filepath.Join(dir, "store")), c)
 	data := benchdata.ClusterLike(64 << 20)
 	m := &archive.Manifest{}
+	pgm := &pgManifest{files: map[string]*pgManifestEntry{}}
 	file := 16384
 	for i, sizes := range benchChunks {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
 		for _, size := range sizes {
 			h := &tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("pgdata/base/5/%d", file), Size: size, Mode: 0o600}
+			pgm.files[fmt.Sprintf("base/5/%d", file)] = &pgManifestEntry{size: size, crc: crc32.Checksum(data[:size], castagnoli), hasCRC: true}
 			file++
 			if err := tw.WriteHeader(h); err != nil {
 				b.Fatal(err)
@@ -78,7 +82,7 @@ func benchBackup(b *testing.B, dir string, c *archive.Codec) (*archive.Archive, 
 		}
 		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: cf, InputSize: int64(buf.Len()), ResultSize: s.StoredSize})
 	}
-	return a, m
+	return a, m, pgm
 }
 
 // BenchmarkRestore restores a backup of 256 MiB (benchChunks, lz4 and
@@ -90,7 +94,10 @@ func benchBackup(b *testing.B, dir string, c *archive.Codec) (*archive.Archive, 
 //     nothing (the cost of the codec, with and without encryption);
 //   - extract: decode, and the files written into the page cache;
 //   - extract+syncfs: and the file system synced, as Run does before it
-//     reports success: the restore's time.
+//     reports success: the restore's time;
+//   - extract+pgmanifest: extract, each file's size and CRC-32C compared
+//     with the backup's backup_manifest as it is written, as Run does
+//     for a backup that carries one.
 //
 // cpu-s/GB is the process's CPU time per GB restored; the kernel's work of
 // writing the pages back after the restore returns is not the process's.
@@ -112,7 +119,7 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	for _, name := range []string{"lz4", "lz4+enc"} {
 		dir := b.TempDir()
-		a, m := benchBackup(b, dir, codecs[name])
+		a, m, pgm := benchBackup(b, dir, codecs[name])
 		b.Run("decode/"+name, func(b *testing.B) {
 			b.SetBytes(total)
 			start := benchdata.CPUTime(b)
@@ -133,10 +140,17 @@ func BenchmarkRestore(b *testing.B) {
 		if name != "lz4+enc" {
 			continue
 		}
-		for _, sync := range []bool{false, true} {
+		for _, tc := range []struct {
+			sync bool
+			pgm  *pgManifest
+		}{{false, nil}, {true, nil}, {false, pgm}} {
+			sync := tc.sync
 			stage := "extract"
 			if sync {
 				stage += "+syncfs"
+			}
+			if tc.pgm != nil {
+				stage += "+pgmanifest"
 			}
 			b.Run(stage+"/"+name, func(b *testing.B) {
 				b.SetBytes(total)
@@ -159,7 +173,7 @@ func BenchmarkRestore(b *testing.B) {
 					syncDir(b, dir)
 					start := benchdata.CPUTime(b)
 					b.StartTimer()
-					benchRestoreOnce(b, o, target, m, sync)
+					benchRestoreOnce(b, o, target, m, sync, tc.pgm)
 					b.StopTimer()
 					cpu += int64(benchdata.CPUTime(b) - start)
 					b.StartTimer()
@@ -171,8 +185,9 @@ func BenchmarkRestore(b *testing.B) {
 }
 
 // benchRestoreOnce restores m's chunks into target as Run does, syncing
-// the file system at the end when sync is set.
-func benchRestoreOnce(b *testing.B, o Options, target string, m *archive.Manifest, sync bool) {
+// the file system at the end when sync is set, comparing each file with
+// pgm when set.
+func benchRestoreOnce(b *testing.B, o Options, target string, m *archive.Manifest, sync bool, pgm *pgManifest) {
 	syncs, err := openDirs([]string{target})
 	if err != nil {
 		b.Fatal(err)
@@ -183,6 +198,7 @@ func benchRestoreOnce(b *testing.B, o Options, target string, m *archive.Manifes
 		b.Fatal(err)
 	}
 	defer ex.close()
+	ex.pgm = pgm
 	if err := o.downloadChunks(context.Background(), o.Logger, o.Archive, ex, m, &Result{}); err != nil {
 		b.Fatal(err)
 	}

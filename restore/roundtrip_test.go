@@ -53,6 +53,10 @@ func TestRun_RoundTrip(t *testing.T) {
 	if res.Backup.Name != b.Name || res.PGMajor != major {
 		t.Errorf("restored %s (PG %d), want %s (PG %d)", res.Backup.Name, res.PGMajor, b.Name, major)
 	}
+	// Every file was compared with the server's backup_manifest.
+	if res.PGManifestFiles < 900 {
+		t.Errorf("restore compared %d files with backup_manifest, want every file of the cluster (900 or more)", res.PGManifestFiles)
+	}
 	if _, err := os.Lstat(filepath.Join(dir, "conf_link")); err == nil {
 		t.Error("the data directory's link was restored")
 	}

@@ -14,6 +14,7 @@ package hostile
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -75,6 +76,15 @@ type Backup struct {
 	Delta        []archive.DeltaFile
 	DeltaDirs    []string
 	DeltaObjects map[string]string
+
+	// PGControl, when set, is the control tar's pg_control instead of
+	// PGControlSize bytes of "c".
+	PGControl string
+	// PGManifest records in the control object's metadata that the
+	// control tar holds PostgreSQL's backup_manifest
+	// (hoard-pg-manifest), as hoard's backups do; the test puts it in
+	// Control.
+	PGManifest bool
 
 	// Signed signs the control object's metadata with a's codec
 	// (Codec.SignBackup), as hoard signs the backups it takes in a site
@@ -171,7 +181,7 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 		}
 		members := []Member{
 			{Name: archive.ManifestName, Body: string(js)},
-			{Name: archive.ControlPGControl, Body: strings.Repeat("c", PGControlSize)},
+			{Name: archive.ControlPGControl, Body: cmp.Or(b.PGControl, strings.Repeat("c", PGControlSize))},
 		}
 		if !b.NoLabel {
 			members = append(members, Member{Name: archive.ControlBackupLabel, Body: "START WAL LOCATION: 0/200028 (file " + StartSegment + ")\n"})
@@ -186,7 +196,7 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 		Format: format, StartWALSegment: StartSegment, EndWALSegment: EndSegment,
 		StartTime: start, EndTime: start.Add(time.Minute), StartLSN: 0x200028, EndLSN: 0x300100,
 		StartTimeline: 1, EndTimeline: 1, WALSegmentSize: SegmentSize, PGVersion: 150004,
-		TotalSizePlain: plain, TotalSizeEnc: stored, ChunkCount: len(tars), Site: a.Site,
+		TotalSizePlain: plain, TotalSizeEnc: stored, ChunkCount: len(tars), Site: a.Site, PGManifest: b.PGManifest,
 	}
 	md := info.ToMetadata()
 	if b.Signed {

@@ -1,0 +1,260 @@
+package restore
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// ErrPGManifest is returned (wrapped) when a restored file differs from
+// its entry in the backup's backup_manifest (size or CRC-32C), is not
+// listed there, or a file listed there was not restored.
+var ErrPGManifest = errors.New("restored files differ from the backup's backup_manifest")
+
+// castagnoli is PostgreSQL's CRC-32C (pg_crc32c), the checksum
+// BASE_BACKUP and hoard's local-tar record in backup_manifest.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// pgManifest is PostgreSQL's backup_manifest of the backup restored: each
+// file's size and CRC-32C, by its path relative to the data directory
+// (a tablespace's files under pg_tblspc/<oid>/). Each file restored is
+// compared with its entry as it is written (check), and once the last one
+// is, every entry must have been restored (missing). Several goroutines
+// may use one pgManifest.
+type pgManifest struct {
+	mu    sync.Mutex
+	files map[string]*pgManifestEntry
+	// spcs maps a tablespace's name in the backup's manifest to the
+	// prefix of its files' paths, pg_tblspc/<oid>/.
+	spcs map[string]string
+}
+
+// pgManifestEntry is one file of backup_manifest.
+type pgManifestEntry struct {
+	size     int64
+	crc      uint32
+	hasCRC   bool // Checksum-Algorithm CRC32C; other algorithms are not compared
+	restored bool
+}
+
+// readPGManifest reads the backup_manifest member of backup b's control
+// object, which ReadControl read first as ctrl: the object must decode to
+// the same bytes (size and SHA-256), so that the files are compared with
+// the manifest of the control tar extractControl writes. Run reads it
+// when b's metadata says the control tar holds one (hoard-pg-manifest;
+// PGHoard's backups hold none). A control object without one is refused
+// when that metadata authenticates; nil otherwise: metadata altered
+// without the key is not believed.
+func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*pgManifest, error) {
+	rc, _, err := src.Codec.Open(ctx, src.Store, b.Key)
+	if err != nil {
+		return nil, fmt.Errorf("open control object %s: %w", b.Key, err)
+	}
+	defer rc.Close()
+	sum := sha256.New()
+	sized := &sizedReader{r: rc, max: ctrl.Size, what: "decoded bytes, more than when it was first read"}
+	r := io.TeeReader(sized, sum)
+	tr := tar.NewReader(r)
+	var pm *pgManifest
+	for h, err := range Members(tr) {
+		if err != nil {
+			return nil, fmt.Errorf("control object %s: %w", b.Key, err)
+		}
+		if path.Clean(h.Name) != archive.ControlPGManifest || h.Typeflag != tar.TypeReg {
+			continue
+		}
+		if pm != nil {
+			return nil, fmt.Errorf("control object %s: member %s twice: %w", b.Key, archive.ControlPGManifest, ErrUnsafeMember)
+		}
+		if pm, err = parsePGManifest(tr); err != nil {
+			return nil, fmt.Errorf("control object %s: %s: %w", b.Key, archive.ControlPGManifest, err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, struct{ io.Reader }{r}); err != nil {
+		return nil, fmt.Errorf("control object %s: read: %w", b.Key, err)
+	}
+	var got [sha256.Size]byte
+	sum.Sum(got[:0])
+	if sized.n != ctrl.Size || got != ctrl.Sum {
+		return nil, fmt.Errorf("control object %s changed since it was first read (%d bytes, then %d): %w", b.Key, ctrl.Size, sized.n, ErrSizeMismatch)
+	}
+	switch {
+	case pm == nil && b.Auth == archive.AuthInvalid:
+		return nil, nil
+	case pm == nil:
+		return nil, fmt.Errorf("control object %s holds no %s, which the backup's metadata says it holds (restore another backup): %w",
+			b.Key, archive.ControlPGManifest, ErrPGManifest)
+	}
+	pm.spcs = map[string]string{}
+	for name, ts := range ctrl.Manifest.Tablespaces {
+		pm.spcs[name] = "pg_tblspc/" + strconv.FormatUint(uint64(ts.OID), 10) + "/"
+	}
+	return pm, nil
+}
+
+// parsePGManifest decodes the "Files" of a backup_manifest from r one
+// entry at a time (backup_manifest.c writes them): Path, or Encoded-Path
+// (hex) for a name that is not UTF-8, Size, and for CRC32C the checksum,
+// the CRC's bytes in the server's byte order as hex (pg_checksum_final).
+// The manifest's own checksum is not checked: the control object's
+// integrity checks cover it.
+func parsePGManifest(r io.Reader) (*pgManifest, error) {
+	dec := json.NewDecoder(r)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object (%v)", err)
+	}
+	pm := &pgManifest{files: map[string]*pgManifestEntry{}}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		if tok != "Files" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+			return nil, fmt.Errorf("its Files is not an array (%v)", err)
+		}
+		var f, zero struct {
+			Path        string `json:"Path"`
+			EncodedPath string `json:"Encoded-Path"`
+			Size        int64  `json:"Size"`
+			Algorithm   string `json:"Checksum-Algorithm"`
+			Checksum    string `json:"Checksum"`
+		}
+		for n := 0; dec.More(); n++ {
+			if n >= maxManifestFiles {
+				return nil, fmt.Errorf("its Files: more than %d entries: %w", maxManifestFiles, archive.ErrControlLimit)
+			}
+			f = zero
+			if err := dec.Decode(&f); err != nil {
+				return nil, fmt.Errorf("its Files, entry %d: %w", n, err)
+			}
+			p := f.Path
+			if f.EncodedPath != "" {
+				b, err := hex.DecodeString(f.EncodedPath)
+				if err != nil {
+					return nil, fmt.Errorf("its Files, entry %d: Encoded-Path %s: %w", n, archive.Quoted(f.EncodedPath), err)
+				}
+				p = string(b)
+			}
+			e := &pgManifestEntry{size: f.Size}
+			if strings.EqualFold(f.Algorithm, "CRC32C") {
+				b, err := hex.DecodeString(f.Checksum)
+				if err != nil || len(b) != 4 {
+					return nil, fmt.Errorf("its Files, entry %d: CRC32C checksum %s is not 4 bytes in hex", n, archive.Quoted(f.Checksum))
+				}
+				e.crc, e.hasCRC = binary.NativeEndian.Uint32(b), true
+			}
+			pm.files[p] = e
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, err
+		}
+	}
+	return pm, nil
+}
+
+// key is the backup_manifest path of file rel of tablespace spc ("": the
+// data directory).
+func (pm *pgManifest) key(spc, rel string) string {
+	return pm.spcs[spc] + rel
+}
+
+// check compares file rel of tablespace spc, restored from member with
+// size bytes whose CRC-32C is crc, with its entry.
+func (pm *pgManifest) check(spc, rel, member string, size int64, crc uint32) error {
+	k := pm.key(spc, rel)
+	pm.mu.Lock()
+	e := pm.files[k]
+	if e != nil {
+		e.restored = true
+	}
+	pm.mu.Unlock()
+	switch {
+	case e == nil && k == "backup_manifest":
+		return nil // not listed in itself
+	case e == nil:
+		return fmt.Errorf("member %s: %s is not listed in the backup's backup_manifest: %w", archive.Quoted(member), archive.Quoted(k), ErrPGManifest)
+	case size != e.size:
+		return fmt.Errorf("member %s: %s: %d bytes restored, the backup's %s lists %d: %w", archive.Quoted(member), archive.Quoted(k), size, "backup_manifest", e.size, ErrPGManifest)
+	case e.hasCRC && crc != e.crc:
+		return fmt.Errorf("member %s: %s: CRC-32C %08x restored, the backup's %s lists %08x: %w", archive.Quoted(member), archive.Quoted(k), crc, "backup_manifest", e.crc, ErrPGManifest)
+	}
+	return nil
+}
+
+// checkData compares file rel of the data directory, held in memory
+// (pg_control, before restore changes it), with its entry.
+func (pm *pgManifest) checkData(rel string, data []byte) error {
+	return pm.check("", rel, rel, int64(len(data)), crc32.Checksum(data, castagnoli))
+}
+
+// skip counts file rel of the data directory as restored: restore writes
+// it anew (tablespace_map with moved tablespaces).
+func (pm *pgManifest) skip(rel string) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if e := pm.files[rel]; e != nil {
+		e.restored = true
+	}
+}
+
+// missing returns an error naming the files the manifest lists that were
+// not restored (the first 10 of them), nil when there are none.
+func (pm *pgManifest) missing() error {
+	pm.mu.Lock()
+	var out []string
+	for k, e := range pm.files {
+		if !e.restored {
+			out = append(out, k)
+		}
+	}
+	pm.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	slices.Sort(out)
+	more := ""
+	if len(out) > 10 {
+		more = fmt.Sprintf(" and %d more", len(out)-10)
+		out = out[:10]
+	}
+	for i := range out {
+		out[i] = archive.Quoted(out[i])
+	}
+	return fmt.Errorf("the backup's backup_manifest lists files that were not restored: %s%s: %w", strings.Join(out, ", "), more, ErrPGManifest)
+}
+
+// crcWriter counts the bytes written through it to w and their CRC-32C.
+// It has no ReadFrom, so that io.CopyBuffer uses its buffer.
+type crcWriter struct {
+	w   io.Writer
+	crc uint32
+	n   int64
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.crc = crc32.Update(c.crc, castagnoli, p[:n])
+	c.n += int64(n)
+	return n, err
+}
