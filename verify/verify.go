@@ -548,6 +548,7 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 	}
 	m := ctrl.Manifest
 	c.chunkCount(b, r, m)
+	c.checksumFailures(b, r, m)
 	c.mu.Lock()
 	r.Chunks = len(m.Chunks)
 	c.mu.Unlock()

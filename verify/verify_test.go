@@ -119,6 +119,13 @@ func putBackup(t testing.TB, a *archive.Archive, name string, tli uint32, startN
 // system ("": none).
 func putBackupOf(t testing.TB, a *archive.Archive, name string, tli uint32, startNo, endNo uint64, at time.Time, system string) *archive.BackupInfo {
 	t.Helper()
+	return putBackupWith(t, a, name, tli, startNo, endNo, at, system, nil)
+}
+
+// putBackupWith is putBackupOf whose manifest edit changes before it is
+// stored (nil: none).
+func putBackupWith(t testing.TB, a *archive.Archive, name string, tli uint32, startNo, endNo uint64, at time.Time, system string, edit func(*archive.Manifest)) *archive.BackupInfo {
+	t.Helper()
 	ctx := context.Background()
 	m := &archive.Manifest{Tablespaces: map[string]archive.ManifestTablespace{}}
 	if system != "" {
@@ -133,6 +140,9 @@ func putBackupOf(t testing.TB, a *archive.Archive, name string, tli uint32, star
 		}
 		m.Chunks = append(m.Chunks, archive.ManifestChunk{ChunkFilename: fn, InputSize: int64(len(tr)), ResultSize: st.StoredSize,
 			HMAC: hex.EncodeToString(st.HMAC), Files: []string{fmt.Sprintf("pgdata/base/%d", i)}})
+	}
+	if edit != nil {
+		edit(m)
 	}
 	js, err := m.Marshal()
 	if err != nil {

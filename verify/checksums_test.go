@@ -1,0 +1,59 @@
+package verify
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+)
+
+// TestRun_ChecksumFailures: a backup whose control object records data
+// page checksum failures (taken from a cluster with damaged pages) is
+// restorable but not ok: limited, naming the files and blocks (the first
+// ones) and what to do, with and without --full. Before, verify passed
+// it as ok.
+func TestRun_ChecksumFailures(t *testing.T) {
+	a := testArchive(t)
+	putBackup(t, a, "b1", 1, 2, 3, t0)
+	putBackupWith(t, a, "b2", 1, 3, 4, t0.Add(time.Hour), "", func(m *archive.Manifest) {
+		f := &archive.ChecksumFailures{Blocks: 12}
+		for i := range 7 {
+			f.Files = append(f.Files, archive.ChecksumFailure{File: fmt.Sprintf("pgdata/base/5/%d", 16384+i), Count: 1, Blocks: []uint32{uint32(i)}})
+		}
+		f.Files[0].Count, f.Files[0].Blocks = 6, []uint32{3, 4, 5, 6, 7, 9}
+		m.Hoard = &archive.HoardManifest{ChecksumFailures: f}
+	})
+	putSegments(t, a, 1, 2, 4)
+	for _, full := range []bool{false, true} {
+		rep := run(t, a, full)
+		if rep.OK() || rep.Backups[0].Status != StatusOK || rep.Backups[1].Status != StatusLimited || !rep.Backups[1].Restorable {
+			t.Fatalf("full=%v: OK=%v statuses %s, %s (restorable %v), problems:\n%s", full, rep.OK(),
+				rep.Backups[0].Status, rep.Backups[1].Status, rep.Backups[1].Restorable, problems(rep))
+		}
+		got := strings.Join(rep.Backups[1].Problems, "\n")
+		for _, want := range []string{"12 data pages", "7 files", "pgdata/base/5/16384 (6 blocks: 3, 4, 5, 6, 7, ...)",
+			"pgdata/base/5/16385 (block 1)", "and 2 more files", "pg_amcheck", "pg_checksums", "Damaged data pages"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("full=%v: problem does not say %q:\n%s", full, want, got)
+			}
+		}
+		if strings.Contains(got, "pgdata/base/5/16389") {
+			t.Errorf("full=%v: more files named than the cap:\n%s", full, got)
+		}
+	}
+}
+
+// TestRun_ChecksumFailuresNone: a control object recording a check that
+// found nothing (local-tar records 0) is ok.
+func TestRun_ChecksumFailuresNone(t *testing.T) {
+	a := testArchive(t)
+	putBackupWith(t, a, "b1", 1, 2, 3, t0, "", func(m *archive.Manifest) {
+		m.Hoard = &archive.HoardManifest{ChecksumFailures: &archive.ChecksumFailures{Files: []archive.ChecksumFailure{}}}
+	})
+	putSegments(t, a, 1, 2, 3)
+	if rep := run(t, a, false); !rep.OK() {
+		t.Fatalf("problems:\n%s", problems(rep))
+	}
+}
