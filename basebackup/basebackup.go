@@ -265,6 +265,9 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	if err := o.Archive.Codec.SignBackup(info.Name, md); err != nil {
 		return nil, fmt.Errorf("basebackup: sign metadata of %s: %w", info.Key, err)
 	}
+	if err := o.Archive.Codec.SignChecksumFailures(info.Name, md); err != nil {
+		return nil, fmt.Errorf("basebackup: sign checksum failures of %s: %w", info.Key, err)
+	}
 	// The control object goes last: once it exists the backup is listed.
 	st, err := o.Archive.Codec.Put(ctx, o.Archive.Store, info.Key, bytes.NewReader(control), int64(len(control)), md)
 	if err != nil {

@@ -32,7 +32,9 @@ const MetaSource = "hoard-source"
 // passed; absent when hoard did not verify them), or that the server
 // counted in a BASE_BACKUP it ended with XX001 after sending all of it
 // (absent when it did not).
-const MetaChecksumFailures = "hoard-checksum-failures"
+//
+// In a site with keys it is signed with archive.MetaChecksumFailuresMAC.
+const MetaChecksumFailures = archive.MetaChecksumFailures
 
 // Values of MetaSource.
 const (

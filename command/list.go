@@ -30,6 +30,11 @@ Backups written by PGHoard record no LSNs: they are shown from the WAL segment n
 An incremental backup (PostgreSQL 17+) names its parent (Incremental of); after the table
 a line per incremental backup gives its chain: the full backup it starts from and what the
 chain stores in all, or which parent is missing.
+Bad pages is the number of data pages whose checksums failed when the backup was
+taken (hoard-checksum-failures: pages damaged in the cluster, restored as damaged; hoard
+verify names them), "-" when none is recorded. In a site with keys, a count that does
+not authenticate (altered or planted, or stored by a hoard that did not sign it) is
+marked "?".
 A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:
 restore never chooses it, and the others stay usable.
 In a site with keys hoard signs each backup's metadata: when some backups authenticate,
@@ -42,7 +47,8 @@ When the authenticated backups are of more than one database system (another clu
 copied from a site sharing the key pair, or from before a pg_upgrade), a line per system
 names its backups: retention and the daemon count only those of the node's system.
 --json prints every field and the stored metadata, with metadata_auth (authenticated,
-invalid or none; a damaged backup: name, key, site and "damaged", the reason).
+invalid or none; a damaged backup: name, key, site and "damaged", the reason); the
+metadata has hoard-checksum-failures as recorded, whether it authenticates or not.
 
 The table ends with where the stored WAL ends (a .partial copy included when it is the
 end of the archive) and how long ago that WAL was stored: what a restore reaches now.
@@ -187,8 +193,9 @@ func writeJSON(w io.Writer, v any) error {
 func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, signs, verbose bool) error {
 	bs := all.Sound
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\tIncremental of\n")
-	printf(tw, "----------\t----\t-----------\t---------\t----------\t--------\t---------\t-------\t---\t--------------\n")
+	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\tIncremental of\tBad pages\n")
+	printf(tw, "----------\t----\t-----------\t---------\t----------\t--------\t---------\t-------\t---\t--------------\t---------\n")
+	var damaged, unverified bool
 	for _, b := range bs {
 		size := storedBytes(b)
 		tli := strconv.FormatUint(uint64(b.StartTimeline), 10)
@@ -199,8 +206,15 @@ func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, s
 		if parent == "" {
 			parent = "-"
 		}
-		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, holdingSite(b), humanBytes(size), humanBytes(b.TotalSizePlain),
-			tableTime(b.StartTime), tableTime(b.EndTime), lsnOrDash(uint64(b.StartLSN)), lsnOrDash(uint64(b.EndLSN)), tli, parent)
+		bad := "-"
+		if n, _, trusted := codec.ChecksumFailures(b); n > 0 {
+			bad, damaged = strconv.FormatInt(n, 10), true
+			if !trusted {
+				bad, unverified = bad+"?", true
+			}
+		}
+		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, holdingSite(b), humanBytes(size), humanBytes(b.TotalSizePlain),
+			tableTime(b.StartTime), tableTime(b.EndTime), lsnOrDash(uint64(b.StartLSN)), lsnOrDash(uint64(b.EndLSN)), tli, parent, bad)
 		if verbose {
 			for _, k := range sortedKeys(b.Metadata) {
 				printf(tw, "    metadata: %s=%s\n", k, b.Metadata[k])
@@ -217,6 +231,14 @@ func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, s
 		if b.Parent != "" {
 			printf(tw, "%s\n", chainLine(bs, b))
 		}
+	}
+	if damaged {
+		printf(tw, "Bad pages: data pages whose checksums failed when the backup was taken: damaged in the cluster, "+
+			"and restored as damaged; hoard verify names them (docs/backup-restore.md, Damaged data pages)\n")
+	}
+	if unverified {
+		printf(tw, "a count marked ? is not authenticated (altered or planted, or stored by a hoard that did not sign it): "+
+			"hoard verify reads the record from the backup's control object\n")
 	}
 	for _, b := range archive.Untrusted(bs) {
 		if b.Auth == archive.AuthInvalid {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -278,7 +279,7 @@ func TestWriteBackupsTable_Chain(t *testing.T) {
 		"chain of 2026-01-02_00-00_0: 2 backups from full backup 2026-01-01_00-00_0, 11.0 MiB stored in all",
 		"chain of 2026-01-03_00-00_0: 3 backups from full backup 2026-01-01_00-00_0, 12.0 MiB stored in all",
 		"chain of 2026-01-04_00-00_0: BROKEN: backup 2026-01-04_00-00_0 is an incremental of backup 2025-12-31_00-00_0, which is not stored",
-		"1    2026-01-02_00-00_0\n",
+		"1    2026-01-02_00-00_0  -\n", // the parent, then no bad pages
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -409,4 +410,99 @@ func TestWriteBackupsTable_StoredSize(t *testing.T) {
 	if !strings.Contains(ret.String(), want) {
 		t.Errorf("retention does not say %s, as the basebackup summary does:\n%s", want, ret.String())
 	}
+}
+
+// TestWriteBackupsTable_ChecksumFailures: a backup recorded with data
+// page checksum failures (hoard-checksum-failures) is marked in the
+// table with its count, as fact only where the site has no keys or the
+// count's own HMAC verifies: a count altered without the key (it is not
+// one of the keys the metadata HMAC binds, so the metadata still
+// authenticates) or recorded unsigned in a site with keys is marked
+// "?". Before, the table showed no such backup differently.
+func TestWriteBackupsTable_ChecksumFailures(t *testing.T) {
+	keyed := &archive.Codec{}
+	archivetest.AddKeys(t, keyed)
+	for _, c := range []struct {
+		name     string
+		codec    *archive.Codec
+		edit     func(storage.Metadata) // of the first backup, as a writer of the bucket without keys
+		want     [2]string              // the backups' cells
+		unsigned bool                   // a count is marked ?
+	}{
+		{"Keyless", nil, nil, [2]string{"3", "-"}, false},
+		{"Signed", keyed, nil, [2]string{"3", "-"}, false},
+		{"Altered", keyed, func(md storage.Metadata) { md[archive.MetaChecksumFailures] = "1" }, [2]string{"1?", "-"}, true},
+		{"Unsigned", keyed, func(md storage.Metadata) { delete(md, archive.MetaChecksumFailuresMAC) }, [2]string{"3?", "-"}, true},
+		{"PlantedOnClean", keyed, func(md storage.Metadata) { md[archive.MetaChecksumFailures] = "9" }, [2]string{"9?", "-"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			codec := &archive.Codec{}
+			if c.codec != nil {
+				codec = c.codec
+			}
+			a := archivetest.New(t, storage.NewMem(), codec)
+			first, second := "3", "0"
+			if c.name == "PlantedOnClean" {
+				first = "0"
+			}
+			keys := [2]string{putListedBackup(t, a, "2026-01-02_03-00_0", first), putListedBackup(t, a, "2026-01-03_03-00_0", second)}
+			if c.edit != nil {
+				archivetest.PlantCopy(t, a.Store, keys[0], keys[0], c.edit)
+			}
+			bs, err := a.ScanAllBackups(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bs.Sound) != 2 || bs.Sound[0].Auth != bs.Sound[1].Auth {
+				t.Fatalf("listed %d backups, want 2 whose metadata authenticates alike", len(bs.Sound))
+			}
+			if c.codec != nil && bs.Sound[0].Auth != archive.AuthOK {
+				t.Fatalf("metadata %q, want authenticated: the count is not one of the keys its HMAC binds", bs.Sound[0].Auth)
+			}
+			var b bytes.Buffer
+			if err := writeBackupsTable(&b, bs, a.Codec, a.Codec.PublicKey != nil, false); err != nil {
+				t.Fatal(err)
+			}
+			out := b.String()
+			for i, key := range keys {
+				for _, line := range strings.Split(out, "\n") {
+					if f := strings.Fields(line); strings.HasPrefix(line, archive.BackupName(key)+" ") && f[len(f)-1] != c.want[i] {
+						t.Errorf("%s: bad pages %q, want %q:\n%s", archive.BackupName(key), f[len(f)-1], c.want[i], out)
+					}
+				}
+			}
+			if !strings.Contains(out, "Bad pages: data pages whose checksums failed") {
+				t.Errorf("no line says what the count is:\n%s", out)
+			}
+			if got, want := strings.Contains(out, "a count marked ? is not authenticated"), c.unsigned; got != want {
+				t.Errorf("line on unauthenticated counts shown %v, want %v:\n%s", got, want, out)
+			}
+		})
+	}
+}
+
+// putListedBackup stores the control object of backup name (no chunks:
+// list reads its metadata only) recording failures data page checksum
+// failures, signed as basebackup signs it, and returns its key.
+func putListedBackup(t *testing.T, a *archive.Archive, name, failures string) string {
+	t.Helper()
+	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	b := &archive.BackupInfo{
+		Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000004", EndWALSegment: "000000010000000000000005",
+		StartTime: start, EndTime: start.Add(time.Minute), StartLSN: 0x4000028, EndLSN: 0x5000100,
+		StartTimeline: 1, EndTimeline: 1, PGVersion: 150004,
+	}
+	md := b.ToMetadata()
+	md[archive.MetaChecksumFailures] = failures
+	if err := a.Codec.SignBackup(name, md); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Codec.SignChecksumFailures(name, md); err != nil {
+		t.Fatal(err)
+	}
+	key := a.Layout.BackupKey(name)
+	if _, err := a.Codec.Put(context.Background(), a.Store, key, strings.NewReader("control"), 7, md); err != nil {
+		t.Fatal(err)
+	}
+	return key
 }
