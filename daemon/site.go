@@ -60,6 +60,10 @@ type supervisor struct {
 	streamEnd walstream.StreamEnd
 	// runBackup takes a basebackup: basebackup.Run, unless a test sets it.
 	runBackup func(context.Context, basebackup.Options) (*archive.BackupInfo, error)
+	// codec is the site archive's, which noteBackups asks whether a
+	// backup's checksum failure count authenticates; set by the backup
+	// loop before it lists, read only by it.
+	codec *archive.Codec
 
 	mu sync.Mutex
 	// requestsEnded is set when the backup loop has ended: request
@@ -307,6 +311,7 @@ func (s *supervisor) pendingStreamEnd() walstream.StreamEnd {
 // request says so, one at a time, retrying failures with backoff, and runs
 // retention after each backup and every RetentionInterval in between.
 func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
+	s.codec = arch.Codec
 	var (
 		// requested holds the ids of the requests the loop has taken
 		// and not yet served: the next backup serves them all, as it
@@ -509,9 +514,25 @@ func (s *supervisor) noteBackups(listed int, bs []*archive.BackupInfo) {
 		}
 		s.m.lastBackup.Set(float64(end.Unix()))
 	}
+	status := backupStatus(last)
+	if last != nil {
+		// A count that does not authenticate (in a site with keys) is
+		// not taken for fact: the gauge an alert fires on keeps to
+		// believed counts, the status shows the other apart.
+		if n, _, trusted := s.codec.ChecksumFailures(last); trusted {
+			status.ChecksumFailures = n
+		} else {
+			status.ChecksumFailuresUnverified = n
+		}
+	}
+	var failures int64
+	if status != nil {
+		failures = status.ChecksumFailures
+	}
+	s.m.checksumFailures.Set(float64(failures))
 	s.update(func(st *SiteStatus) {
 		st.Backups = listed
-		st.LastBackup = backupStatus(last)
+		st.LastBackup = status
 	})
 }
 

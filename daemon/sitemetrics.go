@@ -17,6 +17,7 @@ type siteMetrics struct {
 	lastUpload                  *metrics.Gauge
 
 	lastBackup, backupDuration, backupRunning *metrics.Gauge
+	checksumFailures                          *metrics.Gauge
 	backupSize, backupStored, backupRate      *metrics.Gauge
 	backupsOK, backupsFailed                  *metrics.Counter
 
@@ -42,16 +43,19 @@ const (
 	MetricUploadErrors      = "hoard_upload_errors_total"
 	MetricLastUpload        = "hoard_wal_last_upload_timestamp_seconds"
 	MetricLastBackup        = "hoard_last_basebackup_timestamp_seconds"
-	MetricBackupDuration    = "hoard_basebackup_duration_seconds"
-	MetricBackupRunning     = "hoard_basebackup_running"
-	MetricBackupSize        = "hoard_basebackup_size_bytes"
-	MetricBackupStored      = "hoard_basebackup_stored_bytes"
-	MetricBackupRate        = "hoard_basebackup_bytes_per_second"
-	MetricBackups           = "hoard_basebackups_total"
-	MetricRetentionDeleted  = "hoard_retention_deleted_total"
-	MetricRetentionRuns     = "hoard_retention_runs_total"
-	MetricSiteRunning       = "hoard_site_running"
-	MetricDaemonStartedTime = "hoard_start_timestamp_seconds"
+	// MetricLastBackupChecksumFailures is the data pages whose checksums
+	// failed when the newest basebackup in the archive was taken.
+	MetricLastBackupChecksumFailures = "hoard_last_basebackup_checksum_failures"
+	MetricBackupDuration             = "hoard_basebackup_duration_seconds"
+	MetricBackupRunning              = "hoard_basebackup_running"
+	MetricBackupSize                 = "hoard_basebackup_size_bytes"
+	MetricBackupStored               = "hoard_basebackup_stored_bytes"
+	MetricBackupRate                 = "hoard_basebackup_bytes_per_second"
+	MetricBackups                    = "hoard_basebackups_total"
+	MetricRetentionDeleted           = "hoard_retention_deleted_total"
+	MetricRetentionRuns              = "hoard_retention_runs_total"
+	MetricSiteRunning                = "hoard_site_running"
+	MetricDaemonStartedTime          = "hoard_start_timestamp_seconds"
 )
 
 // startedMetric is the daemon's one series without a site.
@@ -89,7 +93,9 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		lastUpload: m.Gauge(MetricLastUpload,
 			"When the daemon last stored a WAL file (segment, .history or .partial), Unix seconds; 0 until it has stored one since it started.", l),
 
-		lastBackup:     m.Gauge(MetricLastBackup, "End time of the newest basebackup in the archive (Unix seconds).", l),
+		lastBackup: m.Gauge(MetricLastBackup, "End time of the newest basebackup in the archive (Unix seconds).", l),
+		checksumFailures: m.Gauge(MetricLastBackupChecksumFailures,
+			"Data pages whose checksums failed when the newest basebackup in the archive was taken (damaged in the cluster, copied as they were); 0 when none is recorded.", l),
 		backupDuration: m.Gauge(MetricBackupDuration, "Duration of the last basebackup the daemon took, in seconds.", l),
 		backupRunning:  m.Gauge(MetricBackupRunning, "1 while the daemon takes a basebackup.", l),
 		backupSize:     m.Gauge(MetricBackupSize, "Data read from the server by the last basebackup the daemon took, in bytes.", l),

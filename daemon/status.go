@@ -103,6 +103,16 @@ type BackupStatus struct {
 	Reason    string     `json:"reason,omitempty"`
 	StartWAL  string     `json:"start_wal_segment,omitempty"`
 	EndWAL    string     `json:"end_wal_segment,omitempty"`
+	// ChecksumFailures is the number of data pages whose checksums
+	// failed when the backup was taken (hoard-checksum-failures: pages
+	// damaged in the cluster, copied as they were); 0 when none is
+	// recorded, or the count does not authenticate.
+	ChecksumFailures int64 `json:"checksum_failures"`
+	// ChecksumFailuresUnverified is a count recorded that does not
+	// authenticate in a site with keys (altered or planted by a writer of
+	// the bucket, or stored by a hoard that did not sign it): hoard
+	// verify reads the backup's own record.
+	ChecksumFailuresUnverified int64 `json:"checksum_failures_unverified,omitempty"`
 }
 
 func backupStatus(b *archive.BackupInfo) *BackupStatus {
