@@ -1,10 +1,15 @@
 package verify
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
 )
@@ -55,5 +60,42 @@ func TestRun_ChecksumFailuresNone(t *testing.T) {
 	putSegments(t, a, 1, 2, 3)
 	if rep := run(t, a, false); !rep.OK() {
 		t.Fatalf("problems:\n%s", problems(rep))
+	}
+}
+
+// TestRestoreTest_CheckChecksumsRecorded: a test restore of a backup that
+// recorded checksum failures when it was taken fails pg_checksums (the
+// pages are restored as they were read), and the check says that the
+// backup recorded them, so the operator looks at the source cluster, not
+// at the archive; without a record the detail is pg_checksums' alone.
+func TestRestoreTest_CheckChecksumsRecorded(t *testing.T) {
+	bin := t.TempDir()
+	script := "#!/bin/sh\necho 'pg_checksums: error: checksum verification failed in file \"x/base/5/16384\", block 3'\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "pg_checksums"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rec := &archive.ChecksumFailures{Blocks: 1, Files: []archive.ChecksumFailure{{File: "pgdata/base/5/16384", Count: 1, Blocks: []uint32{3}}}}
+	for _, c := range []struct {
+		name     string
+		recorded *archive.ChecksumFailures
+		want     bool
+	}{{"Recorded", rec, true}, {"NotRecorded", nil, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			rt := &restoreTest{res: &RestoreTestResult{}, binDir: bin, data: t.TempDir(), scratch: t.TempDir(), log: zerolog.Nop(),
+				backupKey: "site/basebackup/b1", recorded: c.recorded}
+			rt.checkChecksums(context.Background())
+			if len(rt.res.Checks) != 1 || rt.res.Checks[0].Status != CheckFailed {
+				t.Fatalf("checks %+v, want one failed checksums check", rt.res.Checks)
+			}
+			got := rt.res.Checks[0].Detail
+			if !strings.Contains(got, "block 3") {
+				t.Errorf("detail %q lacks pg_checksums' output", got)
+			}
+			for _, want := range []string{"the backup recorded them when it was taken", "pgdata/base/5/16384 (block 3)", "pg_amcheck"} {
+				if strings.Contains(got, want) != c.want {
+					t.Errorf("detail says %q: %v, want %v:\n%s", want, !c.want, c.want, got)
+				}
+			}
+		})
 	}
 }

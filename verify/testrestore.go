@@ -145,6 +145,11 @@ type restoreTest struct {
 	port    int
 	tcp     bool // listen on 127.0.0.1 rather than on the socket only (configure)
 	dbUser  string
+	// backupKey and recorded are the restored backup's control object
+	// and the checksum failures its manifest records (nil: none), which
+	// explain a failing pg_checksums.
+	backupKey string
+	recorded  *archive.ChecksumFailures
 }
 
 func (t *restoreTest) run(ctx context.Context) error {
@@ -205,6 +210,9 @@ func (t *restoreTest) run(ctx context.Context) error {
 		return fmt.Errorf("%w: restore: %w", ErrRestoreTest, err)
 	}
 	t.res.Backup, t.res.PGMajor = rr.Backup.Name, rr.PGMajor
+	if rr.Manifest != nil && rr.Manifest.Hoard != nil {
+		t.backupKey, t.recorded = rr.Backup.Key, rr.Manifest.Hoard.ChecksumFailures
+	}
 	t.log = t.log.With().Str("backup", rr.Backup.Name).Logger()
 	if binMajor != rr.PGMajor {
 		if t.binDir, err = findBinDir(o.PGBinDir, o.SitePGBinDir, rr.PGMajor); err != nil {
@@ -781,7 +789,14 @@ func (t *restoreTest) checkChecksums(ctx context.Context) {
 	}
 	out, err := t.command(ctx, "pg_checksums", "--check", "-D", t.data).CombinedOutput()
 	if err != nil {
-		t.add(Check{Name: "checksums", Status: CheckFailed, Detail: fmt.Sprintf("pg_checksums: %v: %s", err, lastLines(string(out), 5))})
+		detail := fmt.Sprintf("pg_checksums: %v: %s", err, lastLines(string(out), 5))
+		if t.recorded != nil && t.recorded.Blocks > 0 {
+			// The pages were damaged in the source cluster: the
+			// backup holds them as read, and restored them so.
+			detail += "; the backup recorded them when it was taken, the damage is the source cluster's, not the archive's: " +
+				checksumProblem(t.backupKey, t.recorded)
+		}
+		t.add(Check{Name: "checksums", Status: CheckFailed, Detail: detail})
 		return
 	}
 	t.add(Check{Name: "checksums", Status: CheckOK, Detail: "pg_checksums --check passed"})
