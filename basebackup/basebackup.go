@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -66,19 +64,17 @@ func (e *fallbackError) Error() string { return e.err.Error() }
 func (e *fallbackError) Unwrap() error { return e.err }
 
 // dataDirReadable checks that dir looks like a data directory this
-// process may read: PG_VERSION and global/pg_control open.
+// process may read (root.readable).
 func dataDirReadable(dir string) error {
 	if dir == "" {
 		return errors.New("pg_data_directory is not set")
 	}
-	for _, name := range []string{"PG_VERSION", filepath.Join("global", "pg_control")} {
-		f, err := os.Open(filepath.Join(dir, name))
-		if err != nil {
-			return err
-		}
-		f.Close()
+	r := &root{dir: dir}
+	if err := r.open(); err != nil {
+		return err
 	}
-	return nil
+	defer closeRoots([]*root{r})
+	return r.readable()
 }
 
 // applicationName is the SQL session's application_name unless the

@@ -548,3 +548,56 @@ func TestConnectSQL_ErrNoDatabase(t *testing.T) {
 		}
 	}
 }
+
+// TestDataDirReadable_Err puts a named pipe in pg_control's place, or
+// replaces global with a symbolic link to a directory holding a
+// pg_control: the check fails at once, instead of waiting forever for a
+// writer of the pipe or reading the other directory's file.
+func TestDataDirReadable_Err(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		replace func(t *testing.T, dir string)
+	}{
+		{"ErrFifo", func(t *testing.T, dir string) {
+			path := filepath.Join(dir, "global", "pg_control")
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			fifo(t, path)
+		}},
+		{"ErrParentSymlink", func(t *testing.T, dir string) {
+			if err := os.Rename(filepath.Join(dir, "global"), filepath.Join(dir, "moved")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(secretDir(t, "pg_control"), filepath.Join(dir, "global")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.Mkdir(filepath.Join(dir, "global"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{"PG_VERSION", "global/pg_control"} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte("15\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := dataDirReadable(dir); err != nil {
+				t.Fatalf("dataDirReadable before: %v", err)
+			}
+			c.replace(t, dir)
+			done := make(chan error, 1)
+			go func() { done <- dataDirReadable(dir) }()
+			select {
+			case err := <-done:
+				if want := filepath.Join(dir, "global", "pg_control"); err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("dataDirReadable = %v, want an error naming %s", err, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("dataDirReadable still blocked after 10s")
+			}
+		})
+	}
+}

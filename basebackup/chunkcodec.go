@@ -2,7 +2,6 @@ package basebackup
 
 import (
 	"archive/tar"
-	"os"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
@@ -74,7 +73,7 @@ func (w *worker) sample(plan chunkPlan) []byte {
 			if pos >= at+e.size {
 				break
 			}
-			out = readSample(out, e.path(), max(pos-at, 0), min(codecSampleSize, e.size))
+			out = readSample(out, e, max(pos-at, 0), min(codecSampleSize, e.size))
 			k++
 		}
 		at += e.size
@@ -82,10 +81,11 @@ func (w *worker) sample(plan chunkPlan) []byte {
 	return out
 }
 
-// readSample appends up to n bytes of the file path from off to out: none
-// when it cannot be opened or read.
-func readSample(out []byte, path string, off, n int64) []byte {
-	f, err := os.Open(path)
+// readSample appends up to n bytes of the file e from off to out: none
+// when it cannot be opened (openListed: it neither waits on a named pipe
+// nor follows a link put in its place) or read.
+func readSample(out []byte, e *entry, off, n int64) []byte {
+	f, err := openListed(e)
 	if err != nil {
 		return out
 	}

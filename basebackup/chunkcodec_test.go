@@ -37,6 +37,10 @@ func TestChunkCodec(t *testing.T) {
 		}
 	}
 	r := &root{dir: dir, prefix: "pgdata/", main: true}
+	if err := r.open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeRoots([]*root{r}) })
 	entries := []entry{{root: r, rel: "base", typ: tar.TypeDir}}
 	index := map[string]int{}
 	for _, name := range []string{"random", "text", "small", "textthenrandom", "gone"} {

@@ -38,12 +38,22 @@
 // disk. A file is read up to its listed size: WAL replay restores what was
 // written after the backup began. A file that is gone when its turn comes
 // is left out, one that shrank is padded with zeros, as basebackup.c does.
-// A file is opened without following a symbolic link and without waiting
-// (openListed): one replaced since the listing by a link or a named pipe,
-// which PostgreSQL never makes, fails the backup naming it, rather than
-// storing the link target's bytes under the file's name or waiting forever
-// for a writer of the pipe. Special files found by the listing (sockets,
-// pipes, devices) are left out with a warning.
+// The data directory is opened once, before anything is read from it, and
+// each tablespace's location once, when the listing reaches it; every path
+// under them, for the listing,
+// the workers' reads, the delta mode's, pg_control and the checks, is
+// opened relative to that descriptor without following any symbolic link
+// below it (openBeneath: openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS,
+// or one directory at a time with O_NOFOLLOW on kernels without it) and
+// without waiting (openRegular): a file, or a directory above it, replaced
+// since the listing by a link or a named pipe, which PostgreSQL never
+// makes, fails the backup naming it, rather than storing the bytes of a
+// file the database's user may not read under a cluster file's name or
+// waiting forever for a writer of the pipe. Only pg_wal, where the
+// history file of a timeline switch during the backup is read, is
+// followed when it is a link, as PostgreSQL follows it. Special files
+// found by the listing (sockets, pipes, devices) are left out with a
+// warning.
 //
 // With data checksums on, every page of a relation file (global/, base/ and
 // the tablespaces, not pg_control, pg_filenode.map, PG_VERSION or

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/replication"
@@ -78,15 +81,15 @@ type controlData struct {
 	raw      []byte
 }
 
-// readPGControl reads dir's global/pg_control (readPGControlFile).
-func readPGControl(dir string) (controlData, error) {
-	name := filepath.Join(dir, "global", "pg_control")
-	raw, err := readPGControlFile(name)
+// readPGControl reads the data directory r's global/pg_control
+// (readPGControlFile).
+func readPGControl(r *root) (controlData, error) {
+	raw, _, err := readPGControlFile(r)
 	if err != nil {
 		return controlData{}, err
 	}
 	if len(raw) < wal.ControlRedoOffset+8 {
-		return controlData{}, fmt.Errorf("basebackup: %s has only %d bytes", name, len(raw))
+		return controlData{}, fmt.Errorf("basebackup: %s has only %d bytes", r.path(pgControlPath), len(raw))
 	}
 	return controlData{
 		systemID: strconv.FormatUint(binary.NativeEndian.Uint64(raw[wal.ControlSystemIDOffset:]), 10),
@@ -95,19 +98,37 @@ func readPGControl(dir string) (controlData, error) {
 	}, nil
 }
 
-// readPGControlFile reads pg_control at name, read again while its CRC
-// fails as PostgreSQL's tools do (wal.ReadControlFile): a pg_control that
-// fails its CRC in a backup makes PostgreSQL refuse to start on the
+// pgControlPath is pg_control's path in the data directory.
+const pgControlPath = "global/pg_control"
+
+// readPGControlFile reads the data directory r's pg_control, opened
+// beneath r as a listed file is (openRegular), read again while its CRC
+// fails as PostgreSQL's tools do (wal.ReadControlFileFrom): a pg_control
+// that fails its CRC in a backup makes PostgreSQL refuse to start on the
 // restored directory. BASE_BACKUP sends a copy taken under the server's
 // lock; a local-tar backup reads the file, which the server may be
 // rewriting (a checkpoint; on a standby, each time its minimum recovery
 // point moves). One of a layout hoard does not know is taken as read.
-func readPGControlFile(name string) ([]byte, error) {
-	raw, err := wal.ReadControlFile(name)
+// It also returns the modification time of the copy read last.
+func readPGControlFile(r *root) ([]byte, time.Time, error) {
+	var mtime time.Time
+	raw, err := wal.ReadControlFileFrom(r.path(pgControlPath), func() (io.ReadCloser, error) {
+		f, err := openRegular(r, pgControlPath)
+		if err != nil {
+			return nil, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		mtime = st.ModTime()
+		return f, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: %w", err)
+		return nil, mtime, fmt.Errorf("basebackup: %w", err)
 	}
-	return raw, nil
+	return raw, mtime, nil
 }
 
 // localBackup is one local-tar backup in progress.
@@ -118,6 +139,10 @@ type localBackup struct {
 	srv    localServer
 	pgdata string
 	spc    []tablespace
+	// trees are the data directory (first) and the tablespaces
+	// (roots), each opened once, the data directory before anything is
+	// read from it.
+	trees []*root
 
 	name       string
 	entries    []entry
@@ -160,7 +185,16 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
-	if err := dataDirReadable(pgdata); err != nil {
+	// Every path of the data directory is opened beneath this
+	// descriptor (openBeneath), whatever is renamed or linked in it
+	// meanwhile.
+	data := &root{dir: pgdata, prefix: "pgdata/", main: true}
+	err = data.open()
+	if err == nil {
+		err = data.readable()
+	}
+	defer closeRoots([]*root{data})
+	if err != nil {
 		return nil, fmt.Errorf("basebackup: local-tar reads pg_data_directory %s: %w (local-tar runs on the database host as a user who may read the data directory; basebackup_mode basic takes the backup over the replication protocol from any host)", pgdata, err)
 	}
 	sql, err := connectSQL(ctx, o.ConnString)
@@ -174,7 +208,7 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 	if err != nil {
 		return nil, err
 	}
-	ctl, err := readPGControl(pgdata)
+	ctl, err := readPGControl(data)
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +233,8 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 		o.Parallel = n
 	}
 	l := &localBackup{o: o, log: log, sql: sql, srv: srv, pgdata: pgdata, spc: spc, compressionThreads: o.CompressionThreads, delta: o.Mode == ModeDelta}
+	l.trees = l.roots(data)
+	defer closeRoots(l.trees)
 	info, err := l.run(ctx, fallback)
 	if err != nil {
 		l.mu.Lock()
@@ -260,7 +296,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	// pg_backup_start's checkpoint wrote pg_control: a data directory
 	// whose checkpoint is older is not the server's (a standby's copy,
 	// say), and reading it would make a corrupt backup.
-	ctl, err := readPGControl(l.pgdata)
+	ctl, err := readPGControl(l.trees[0])
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +317,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	// Read the tree.
 	began := time.Now()
 	sc := &scanner{checksums: l.srv.checksums}
-	if err := sc.scan(l.roots()); err != nil {
+	if err := sc.scan(l.trees); err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
 	for _, p := range sc.skipped {
@@ -325,13 +361,9 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	// pg_control goes last, after every data file: with a backup of a
 	// standby, its minimum recovery point is where the restore may
 	// end (basebackup.c sends it last for the same reason).
-	pgControl, err := readPGControlFile(filepath.Join(l.pgdata, "global", "pg_control"))
+	pgControl, ctlTime, err := readPGControlFile(l.trees[0])
 	if err != nil {
 		return nil, err
-	}
-	ctlSt, err := os.Stat(filepath.Join(l.pgdata, "global", "pg_control"))
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: %w", err)
 	}
 	end, label, spcmap, err := l.stopBackup(ctx)
 	if err != nil {
@@ -377,7 +409,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		// would fail to replace with the map's links at startup.
 		oc.tablespaceMap = file("tablespace_map", []byte(spcmap), now)
 	}
-	oc.pgControl = &member{h: newFileHeader("global/pg_control", ctlSt.ModTime()), data: pgControl}
+	oc.pgControl = &member{h: newFileHeader(pgControlPath, ctlTime), data: pgControl}
 	var pgFiles []pgManifestFile
 	for _, r := range results {
 		oc.chunks = append(oc.chunks, archive.ManifestChunk{
@@ -473,10 +505,10 @@ func newFileHeader(name string, mtime time.Time) *tar.Header {
 	return &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o600, ModTime: mtime}
 }
 
-// roots returns the trees to read: the data directory, then each
+// roots returns the trees to read: the data directory data, then each
 // tablespace's directory of this server's version.
-func (l *localBackup) roots() []*root {
-	out := []*root{{dir: l.pgdata, prefix: "pgdata/", main: true}}
+func (l *localBackup) roots(data *root) []*root {
+	out := []*root{data}
 	versionDir := fmt.Sprintf("PG_%d_%d", l.srv.version/10000, l.srv.catVersion)
 	for _, ts := range l.spc {
 		out = append(out, &root{
@@ -552,8 +584,9 @@ func (l *localBackup) walRanges(start pglogrepl.LSN, startTLI uint32, end pglogr
 	if startTLI == endTLI {
 		return []walRange{{tli: startTLI, start: start, end: end}}, nil
 	}
-	name := filepath.Join(l.pgdata, "pg_wal", fmt.Sprintf("%08X.history", endTLI))
-	data, err := os.ReadFile(name)
+	hist := fmt.Sprintf("%08X.history", endTLI)
+	name := filepath.Join(l.pgdata, "pg_wal", hist)
+	data, err := l.readHistory(hist)
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: timeline history: %w", err)
 	}
@@ -578,6 +611,25 @@ func (l *localBackup) walRanges(start pglogrepl.LSN, startTLI uint32, end pglogr
 		end = e.Begin
 	}
 	return nil, fmt.Errorf("basebackup: start timeline %d is not in the history of timeline %d", startTLI, endTLI)
+}
+
+// readHistory reads the history file name in the data directory's
+// pg_wal. pg_wal is followed where it is a link (initdb --waldir, as
+// PostgreSQL follows it; the link is the database's, as a tablespace's
+// is), the file beneath it as a listed file (openRegular).
+func (l *localBackup) readHistory(name string) ([]byte, error) {
+	fd, err := unix.Openat(int(l.trees[0].fd.Fd()), "pg_wal", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(l.pgdata, "pg_wal"), Err: err}
+	}
+	walDir := &root{dir: filepath.Join(l.pgdata, "pg_wal"), fd: os.NewFile(uintptr(fd), filepath.Join(l.pgdata, "pg_wal"))}
+	defer closeRoots([]*root{walDir})
+	f, err := openRegular(walDir, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // copy writes the chunks with o.Parallel workers, the largest chunks

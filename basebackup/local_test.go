@@ -568,3 +568,122 @@ func chunkFiles(t testing.TB, manifest []byte) [][]string {
 	}
 	return out
 }
+
+// TestRunLocal_ErrParentSwapped replaces a directory of the data
+// directory with a symbolic link, after the backup listed it, to a
+// directory the server's user may not read holding a file of the same
+// name with other bytes: the backup fails naming the file and stores
+// nothing, instead of storing the other file's bytes under its name.
+func TestRunLocal_ErrParentSwapped(t *testing.T) {
+	ctx := testContext(t)
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1]})
+	dir := filepath.Join(c.DataDir, "swapped")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, bytes.Repeat([]byte{'a'}, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := secretDir(t, "file")
+	moved := filepath.Join(c.DataDir, "moved")
+	t.Cleanup(func() {
+		os.Remove(dir)
+		os.Rename(moved, dir)
+	})
+	a := localArchive(t)
+	info, err := Run(ctx, Options{
+		ConnString: c.ConnString("postgres"), Archive: a, Mode: ModeLocal, PGData: c.DataDir,
+		Fast: true, NoWait: true,
+		afterScan: func() {
+			if err := os.Rename(dir, moved); err != nil {
+				t.Error(err)
+			}
+			if err := os.Symlink(secret, dir); err != nil {
+				t.Error(err)
+			}
+		},
+	})
+	if err == nil {
+		_, files := readControl(t, a, info.Key)
+		m, err := archive.ParseManifest(files[archive.ManifestName])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := sha256.Sum256(bytes.Repeat([]byte("secret!!"), 1024))
+		for _, ch := range m.Chunks {
+			members, _ := readChunk(t, a, a.Layout.ChunkKey(ch.ChunkFilename))
+			for _, mem := range members {
+				if mem.name == "pgdata/swapped/file" && mem.sum == want {
+					t.Errorf("the backup stored the bytes of %s under pgdata/swapped/file", filepath.Join(secret, "file"))
+				}
+			}
+		}
+		t.Fatalf("Run = backup %s, want an error naming %s", info.Key, file)
+	}
+	if !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("Run = %v, want an error naming %s and the link", err, file)
+	}
+	noObjectsLeft(t, a.Store, "a backup whose directory was swapped for a link")
+}
+
+// TestReadPGControlFile_ErrParentSymlink replaces global with a symbolic
+// link to a directory holding another pg_control: the read fails naming
+// the file instead of storing the other file as the backup's pg_control.
+func TestReadPGControlFile_ErrParentSymlink(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "global"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "global", "pg_control"), make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &root{dir: dir}
+	if err := r.open(); err != nil {
+		t.Fatal(err)
+	}
+	defer closeRoots([]*root{r})
+	if _, _, err := readPGControlFile(r); err != nil {
+		t.Fatalf("read before: %v", err)
+	}
+	if err := os.Rename(filepath.Join(dir, "global"), filepath.Join(dir, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secretDir(t, "pg_control"), filepath.Join(dir, "global")); err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := readPGControlFile(r)
+	if want := filepath.Join(dir, "global", "pg_control"); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("read = %d bytes, %v; want an error naming %s and the link", len(raw), err, want)
+	}
+}
+
+// TestLocalBackup_ReadHistory reads a timeline history file through a
+// pg_wal that is a link (initdb --waldir), and refuses one that is itself
+// a link.
+func TestLocalBackup_ReadHistory(t *testing.T) {
+	dir, walDir := t.TempDir(), t.TempDir()
+	if err := os.Symlink(walDir, filepath.Join(dir, "pg_wal")); err != nil {
+		t.Fatal(err)
+	}
+	hist := "1\t0/3000000\tno recovery target specified\n"
+	if err := os.WriteFile(filepath.Join(walDir, "00000002.history"), []byte(hist), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(secretDir(t, "secret"), "secret"), filepath.Join(walDir, "00000003.history")); err != nil {
+		t.Fatal(err)
+	}
+	r := &root{dir: dir, main: true}
+	if err := r.open(); err != nil {
+		t.Fatal(err)
+	}
+	defer closeRoots([]*root{r})
+	l := &localBackup{pgdata: dir, trees: []*root{r}}
+	if got, err := l.readHistory("00000002.history"); err != nil || string(got) != hist {
+		t.Errorf("readHistory = %q, %v; want %q", got, err, hist)
+	}
+	got, err := l.readHistory("00000003.history")
+	if want := filepath.Join(dir, "pg_wal", "00000003.history"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("readHistory of a link = %d bytes, %v; want an error naming %s", len(got), err, want)
+	}
+}

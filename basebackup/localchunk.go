@@ -206,22 +206,27 @@ func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) (bool, error) 
 }
 
 // openListed opens e, a regular file when the tree was listed, to read
-// it. It neither follows a symbolic link in the file's place nor waits:
-// someone who can write the data directory may have put a link (to a
-// file that hoard's user may read and the database's may not) or a named
-// pipe (whose open(2) waits for a writer, forever) there since the scan.
-// Either fails the backup, naming the file: PostgreSQL never replaces its
-// files with them, so a backup that left the file out could miss what
-// the database needs. A file removed since returns an error wrapping
-// fs.ErrNotExist.
-func openListed(e *entry) (*os.File, error) {
-	name := e.path()
-	fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, fmt.Errorf("%s was a regular file when the data directory was listed and is a symbolic link now: the backup does not follow it; find out what replaced the file", name)
+// it (openRegular).
+func openListed(e *entry) (*os.File, error) { return openRegular(e.root, e.rel) }
+
+// openRegular opens rel, a regular file of r, to read it. It resolves
+// rel beneath r's descriptor, following no symbolic link in the file's
+// place or in place of a directory above it (openBeneath), and does not
+// wait: someone who can write the data directory may have put a link
+// (to a file or directory that hoard's user may read and the database's
+// may not) or a named pipe (whose open(2) waits for a writer, forever)
+// there since the scan. Either fails the backup, naming the file:
+// PostgreSQL never replaces its files or directories with them, so a
+// backup that left the file out could miss what the database needs. A
+// file removed since returns an error wrapping fs.ErrNotExist.
+func openRegular(r *root, rel string) (*os.File, error) {
+	name := r.path(rel)
+	if r.fd == nil {
+		return nil, fmt.Errorf("open %s: %s not opened", name, r.dir) // a programmer's error
 	}
+	fd, err := openBeneath(int(r.fd.Fd()), rel, syscall.O_RDONLY|syscall.O_NONBLOCK)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		return nil, beneathError("open", name, err)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
@@ -230,7 +235,7 @@ func openListed(e *entry) (*os.File, error) {
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		syscall.Close(fd)
-		return nil, fmt.Errorf("%s was a regular file when the data directory was listed and is not now (mode %#o): find out what replaced the file", name, st.Mode)
+		return nil, fmt.Errorf("%s is not a regular file (mode %#o): it was replaced since the backup began; find out what replaced it", name, st.Mode)
 	}
 	// Reads of a regular file ignore O_NONBLOCK; clear it all the same,
 	// so that os.NewFile makes an ordinary blocking file.

@@ -26,9 +26,11 @@ func replacedFile(t *testing.T, replace func(t *testing.T, path string)) (*worke
 		t.Fatal(err)
 	}
 	sc := &scanner{}
-	if err := sc.scan([]*root{{dir: dir, prefix: "pgdata/", main: true}}); err != nil {
+	roots := []*root{{dir: dir, prefix: "pgdata/", main: true}}
+	if err := sc.scan(roots); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { closeRoots(roots) })
 	if len(sc.entries) != 1 || sc.entries[0].typ != tar.TypeReg {
 		t.Fatalf("scan = %+v, want the one file", sc.entries)
 	}

@@ -8,9 +8,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // root is a directory tree a local backup reads: the data directory or one
@@ -27,6 +30,9 @@ type root struct {
 	// (TABLESPACE_VERSION_DIRECTORY, PG_<major>_<catalog version>);
 	// another version's, left by pg_upgrade, is not this cluster's.
 	only string
+	// fd is dir opened (open), once: every path of the root is opened
+	// beneath it (openBeneath).
+	fd *os.File
 }
 
 // entry is one member of a local backup, found by scan.
@@ -50,7 +56,7 @@ type entry struct {
 func (e *entry) name() string { return e.root.prefix + e.rel }
 
 // path returns the entry's local path.
-func (e *entry) path() string { return filepath.Join(e.root.dir, e.rel) }
+func (e *entry) path() string { return e.root.path(e.rel) }
 
 // header returns the entry's tar header.
 func (e *entry) header() *tar.Header {
@@ -82,6 +88,9 @@ type scanner struct {
 	entries   []entry
 	// skipped counts special files (sockets, devices) left out.
 	skipped []string
+	// beforeDir, when set, runs before the directory rel of r is
+	// listed (tests change the tree there).
+	beforeDir func(r *root, rel string)
 }
 
 // scan lists the roots' members in the order a chunk tar holds them:
@@ -97,12 +106,8 @@ func (s *scanner) scan(roots []*root) error {
 		// A root named through a symbolic link (a data directory or a
 		// tablespace location linked to another disk) is followed, as
 		// PostgreSQL follows it; links inside a root never are.
-		st, err := os.Stat(r.dir)
-		if err != nil {
+		if err := r.open(); err != nil {
 			return fmt.Errorf("scan %s: %w", r.dir, err)
-		}
-		if !st.IsDir() {
-			return fmt.Errorf("scan %s: not a directory", r.dir)
 		}
 		if r.only == "" {
 			if err := s.dir(r, ""); err != nil {
@@ -110,7 +115,7 @@ func (s *scanner) scan(roots []*root) error {
 			}
 			continue
 		}
-		st, err = os.Lstat(filepath.Join(r.dir, r.only))
+		st, err := lstatAt(r.fd, r.only)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // dropped meanwhile, as basebackup.c allows
 		}
@@ -127,21 +132,31 @@ func (s *scanner) scan(roots []*root) error {
 
 // dir scans the directory rel of r (already added).
 func (s *scanner) dir(r *root, rel string) error {
-	full := filepath.Join(r.dir, rel)
-	des, err := os.ReadDir(full)
+	if s.beforeDir != nil {
+		s.beforeDir(r, rel)
+	}
+	// Opened beneath the root, not by its path: a directory replaced
+	// by a link since its lstat is not listed (openBeneath).
+	full := r.path(rel)
+	d, err := r.openDir(rel)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && rel != "" {
 			return nil
 		}
+		return fmt.Errorf("scan: %w", beneathError("open", full, err))
+	}
+	defer d.Close()
+	list, err := d.Readdirnames(-1)
+	if err != nil {
 		return fmt.Errorf("scan %s: %w", full, err)
 	}
-	names := make(map[string]bool, len(des))
-	for _, de := range des {
-		names[de.Name()] = true
+	slices.Sort(list)
+	names := make(map[string]bool, len(list))
+	for _, name := range list {
+		names[name] = true
 	}
 	dbDir := isDatabaseDir(r, rel)
-	for _, de := range des {
-		name := de.Name()
+	for _, name := range list {
 		crel := name
 		if rel != "" {
 			crel = rel + "/" + name
@@ -152,7 +167,7 @@ func (s *scanner) dir(r *root, rel string) error {
 		if dbDir && (isTempRelation(name) || isUnloggedFork(name, names)) {
 			continue
 		}
-		st, err := os.Lstat(filepath.Join(full, name))
+		st, err := lstatAt(d, name)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -163,7 +178,7 @@ func (s *scanner) dir(r *root, rel string) error {
 		switch {
 		case st.Mode().IsRegular(), st.IsDir():
 		case st.Mode()&fs.ModeSymlink != 0:
-			if link, err = os.Readlink(filepath.Join(full, name)); err != nil {
+			if link, err = readlinkAt(d, name); err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
@@ -202,7 +217,10 @@ func (s *scanner) excluded(r *root, crel string) bool {
 // add appends a member.
 func (s *scanner) add(r *root, rel string, st fs.FileInfo, link string) {
 	e := entry{root: r, rel: rel, mode: st.Mode(), mtime: st.ModTime(), link: link}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+	switch sys := st.Sys().(type) {
+	case *syscall.Stat_t:
+		e.uid, e.gid = int(sys.Uid), int(sys.Gid)
+	case *unix.Stat_t:
 		e.uid, e.gid = int(sys.Uid), int(sys.Gid)
 	}
 	switch {

@@ -42,6 +42,20 @@ func ReadControlFile(path string) ([]byte, error) {
 	return readControl(path, readControlOnce)
 }
 
+// ReadControlFileFrom is ReadControlFile of the file open opens: each
+// read opens it afresh (a caller that must not follow links on the way
+// opens it its own way). path names it in errors.
+func ReadControlFileFrom(path string, open func() (io.ReadCloser, error)) ([]byte, error) {
+	return readControl(path, func(path string) ([]byte, error) {
+		f, err := open()
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return readControlAll(path, f)
+	})
+}
+
 // readControl is ReadControlFile with each read made by read.
 func readControl(path string, read func(string) ([]byte, error)) ([]byte, error) {
 	var last uint32
@@ -83,7 +97,13 @@ func readControlOnce(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, controlFileSize))
+	return readControlAll(path, f)
+}
+
+// readControlAll reads at most controlFileSize bytes of r, the pg_control
+// at path.
+func readControlAll(path string, r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, controlFileSize))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
