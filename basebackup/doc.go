@@ -167,9 +167,11 @@
 // directory, temporary relations and the forks of unlogged relations other
 // than their init fork. global/pg_control, backup_label and tablespace_map
 // go into the control tar instead. A file these rules drop but the server
-// sent over BASE_BACKUP (a log in pg_log, say) is listed in PostgreSQL's
-// backup_manifest: pg_verifybackup on a restored directory then reports it
-// missing.
+// sent over BASE_BACKUP (a log in pg_log, postgresql.conf.old, say) is
+// listed in PostgreSQL's backup_manifest: hoard's restore does not count it
+// missing (the rule is archive.LeftOut, which both apply), but
+// pg_verifybackup on a restored directory reports it missing (-i ignores
+// it).
 //
 // Either way, the start time is recorded to the second, as backup_label's
 // START TIME (where PGHoard takes its start-time from), and names the

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/archive"
 )
 
 // root is a directory tree a local backup reads: the data directory or one
@@ -184,7 +186,7 @@ func (s *scanner) dir(r *root, rel string) error {
 				}
 				return fmt.Errorf("scan: %w", err)
 			}
-			if r.main && rel == "" && excludedContents[name] {
+			if r.main && rel == "" && archive.ContentsLeftOut(name) {
 				// pg_wal (or pg_log...) linked elsewhere: kept as
 				// an empty directory, as basebackup.c does.
 				s.add(r, crel, st, "")
@@ -197,7 +199,7 @@ func (s *scanner) dir(r *root, rel string) error {
 			continue
 		}
 		s.add(r, crel, st, link)
-		if st.IsDir() && !(r.main && rel == "" && excludedContents[name]) {
+		if st.IsDir() && !(r.main && rel == "" && archive.ContentsLeftOut(name)) {
 			if err := s.dir(r, crel); err != nil {
 				return err
 			}

@@ -91,7 +91,18 @@
 // file written must be listed there with its size and CRC-32C, computed
 // as the file is written (no second read), pg_control is compared as
 // backed up, before it is changed, and before pg_control is written every
-// listed file must have been restored. A mismatch fails the restore with
+// listed file must have been restored, but for the files hoard's backups
+// leave out on purpose (archive.LeftOut, the rule basebackup applies:
+// names ending in .old, .tmp or ~ or starting with .s., pgsql_tmp or
+// pg_internal.init at any depth, the contents of pg_log, pg_wal,
+// pg_stat_tmp and the other directories whose contents are left out,
+// postmaster.pid and postmaster.opts): the server sends files such as
+// postgresql.conf.old or pg_hba.conf~ and lists them in BASE_BACKUP's
+// manifest (basebackup.c's excludeFiles does not name them). Such a file,
+// when a backup does hold it, is compared as any other; a tablespace's
+// file is judged as that tablespace's backup judged it, and one under
+// pg_tblspc/ of a tablespace the backup does not hold is missing. A
+// mismatch fails the restore with
 // ErrPGManifest, naming the file, what is listed and what was found, and
 // ErrIncomplete. A backup whose authenticated metadata says it holds one
 // and whose control tar does not is refused before anything is written.

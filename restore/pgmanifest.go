@@ -33,7 +33,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // file's size and CRC-32C, by its path relative to the data directory
 // (a tablespace's files under pg_tblspc/<oid>/). Each file restored is
 // compared with its entry as it is written (check), and once the last one
-// is, every entry must have been restored (missing). Several goroutines
+// is, every entry must have been restored, but for those the backup
+// leaves out on purpose (missing). Several goroutines
 // may use one pgManifest.
 type pgManifest struct {
 	mu    sync.Mutex
@@ -218,13 +219,34 @@ func (pm *pgManifest) skip(rel string) {
 	}
 }
 
+// leftOut reports whether the backup left out file k of the manifest on
+// purpose, by the rule basebackup applies to what the server sends
+// (archive.LeftOut): BASE_BACKUP's backup_manifest lists files such as
+// postgresql.conf.old or pg_hba.conf~ that hoard does not store. A
+// tablespace's file is judged as its tablespace's backup judged it; one
+// under pg_tblspc/ of a tablespace the backup does not hold, and the
+// files the control tar holds, are never left out.
+func (pm *pgManifest) leftOut(k string) bool {
+	for _, prefix := range pm.spcs {
+		if rel, ok := strings.CutPrefix(k, prefix); ok {
+			return archive.LeftOut(rel, false)
+		}
+	}
+	switch k {
+	case "global/pg_control", "backup_label", "tablespace_map":
+		return false
+	}
+	return !strings.HasPrefix(k, "pg_tblspc/") && archive.LeftOut(k, true)
+}
+
 // missing returns an error naming the files the manifest lists that were
-// not restored (the first 10 of them), nil when there are none.
+// neither restored nor left out of the backup on purpose (leftOut), the
+// first 10 of them; nil when there are none.
 func (pm *pgManifest) missing() error {
 	pm.mu.Lock()
 	var out []string
 	for k, e := range pm.files {
-		if !e.restored {
+		if !e.restored && !pm.leftOut(k) {
 			out = append(out, k)
 		}
 	}
