@@ -85,3 +85,50 @@ func TestWorker_File_ErrParentSymlinkWalk(t *testing.T) {
 	TestWorker_File_ErrNotRegular(t)
 	TestWorker_File_Gone(t)
 }
+
+// TestOpenBeneath_Openat2Refused opens a file where a seccomp filter
+// answers openat2(2) with EPERM, as the default profile of container
+// runtimes older than openat2 does: the path is walked instead, and
+// links above the file are still refused.
+func TestOpenBeneath_Openat2Refused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "base", "5"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "base", "5", "f"), []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "base", "5"), filepath.Join(dir, "dirlink")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	calls := 0
+	sysOpenat2 = func(int, string, *unix.OpenHow) (int, error) {
+		calls++
+		return -1, unix.EPERM
+	}
+	defer func() { sysOpenat2 = unix.Openat2; noOpenat2.Store(false) }()
+	for _, c := range []struct {
+		rel  string
+		want error
+	}{
+		{"base/5/f", nil},
+		{"dirlink/f", unix.ELOOP},
+		{"base/5/f", nil},
+	} {
+		fd, err := openBeneath(int(d.Fd()), c.rel, unix.O_RDONLY|unix.O_NONBLOCK)
+		if err == nil {
+			unix.Close(fd)
+		}
+		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("openBeneath(%q) with openat2 refused = %v, want %v", c.rel, err, c.want)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("openat2 called %d times, want once: a refused call is not tried again", calls)
+	}
+}

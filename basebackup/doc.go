@@ -44,7 +44,8 @@
 // the workers' reads, the delta mode's, pg_control and the checks, is
 // opened relative to that descriptor without following any symbolic link
 // below it (openBeneath: openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS,
-// or one directory at a time with O_NOFOLLOW on kernels without it) and
+// or one directory at a time with O_NOFOLLOW on kernels without it, or
+// where a seccomp filter refuses it with EPERM) and
 // without waiting (openRegular): a file, or a directory above it, replaced
 // since the listing by a link or a named pipe, which PostgreSQL never
 // makes, fails the backup naming it, rather than storing the bytes of a
