@@ -98,7 +98,9 @@
 // pg_stat_tmp and the other directories whose contents are left out,
 // postmaster.pid and postmaster.opts): the server sends files such as
 // postgresql.conf.old or pg_hba.conf~ and lists them in BASE_BACKUP's
-// manifest (basebackup.c's excludeFiles does not name them). Such a file,
+// manifest (basebackup.c's excludeFiles does not name them). Nor is a
+// top-level backup_label.old missing, which hoard's BASE_BACKUP backups
+// held only from c005a0d on (PostgreSQL never reads it). Such a file,
 // when a backup does hold it, is compared as any other; a tablespace's
 // file is judged as that tablespace's backup judged it, and one under
 // pg_tblspc/ of a tablespace the backup does not hold is missing. A

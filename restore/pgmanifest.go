@@ -225,7 +225,13 @@ func (pm *pgManifest) skip(rel string) {
 // postgresql.conf.old or pg_hba.conf~ that hoard does not store. A
 // tablespace's file is judged as its tablespace's backup judged it; one
 // under pg_tblspc/ of a tablespace the backup does not hold, and the
-// files the control tar holds, are never left out.
+// files the control tar holds, are never left out. A top-level
+// backup_label.old may be left out too: hoard kept it only from c005a0d
+// on, and its BASE_BACKUP backups from before of a cluster made from a
+// backup (a standby, a cluster restored once) list it and do not hold
+// it. PostgreSQL never reads it (it is the backup_label of the backup the
+// cluster was made from, renamed at startup), so its absence changes
+// nothing in the restored cluster.
 func (pm *pgManifest) leftOut(k string) bool {
 	for _, prefix := range pm.spcs {
 		if rel, ok := strings.CutPrefix(k, prefix); ok {
@@ -235,6 +241,8 @@ func (pm *pgManifest) leftOut(k string) bool {
 	switch k {
 	case "global/pg_control", "backup_label", "tablespace_map":
 		return false
+	case "backup_label.old":
+		return true
 	}
 	return !strings.HasPrefix(k, "pg_tblspc/") && archive.LeftOut(k, true)
 }

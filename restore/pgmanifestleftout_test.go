@@ -14,6 +14,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -104,11 +105,12 @@ func TestPGManifest_missing(t *testing.T) {
 	leftOut := []string{
 		"postgresql.conf.old", "pg_hba.conf~", "base/5/somefile.tmp", "pg_log/postgresql.log",
 		"pg_stat_tmp/global.stat", "base/5/pg_internal.init", "pg_tblspc/16384/PG_15_202209061/5/junk.tmp",
-		// Kept at the top of the data directory only.
-		"pg_tblspc/16384/backup_label.old",
+		// Kept at the top of the data directory only, and not
+		// missing there (TestRun_PGManifestBackupLabelOld).
+		"pg_tblspc/16384/backup_label.old", "backup_label.old",
 	}
 	kept := []string{
-		"base/5/16385", "global/pg_control", "backup_label", "tablespace_map", "backup_label.old",
+		"base/5/16385", "global/pg_control", "backup_label", "tablespace_map",
 		"pg_tblspc/16384/PG_15_202209061/5/16390", "pg_tblspc/99999/PG_15_202209061/5/junk.tmp",
 	}
 	newPM := func(names []string) *pgManifest {
@@ -141,5 +143,59 @@ func TestPGManifest_missing(t *testing.T) {
 	}
 	if err := pm.missing(); err != nil {
 		t.Errorf("missing() with every file restored = %v, want nil", err)
+	}
+}
+
+// TestRun_PGManifestBackupLabelOld: a backup taken over BASE_BACKUP by a
+// hoard before c005a0d, of a cluster made from a backup (every standby,
+// every cluster restored once), left out the top-level backup_label.old
+// that the server sent and its backup_manifest lists (the .old rule
+// dropped it then). PostgreSQL never reads backup_label.old, so such a
+// backup restores without it; a backup_label.old that a backup does hold
+// is still compared with its entry.
+func TestRun_PGManifestBackupLabelOld(t *testing.T) {
+	const old = "backup_label.old"
+	oldBody := "START WAL LOCATION: 0/100028 (file 000000010000000000000001)\n"
+	for _, tc := range []struct {
+		name   string
+		stored string // backup_label.old in a chunk; "" for none
+		ok     bool
+	}{
+		{"OK", "", true},
+		{"OKHeld", oldBody, true},
+		{"ErrChanged", strings.Replace(oldBody, "0/100028", "0/100029", 1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			listed := pgManifestFiles()
+			listed[old] = oldBody
+			chunk := []hostile.Member{{Name: "pgdata/base/1/2222", Body: listed["base/1/2222"]}}
+			if tc.stored != "" {
+				chunk = append(chunk, hostile.Member{Name: "pgdata/" + old, Body: tc.stored})
+			}
+			spcFile := "pg_tblspc/16400/PG_15_202209061/5/3333"
+			spc := []hostile.Member{{Name: "tablespaces/ts/" + strings.TrimPrefix(spcFile, "pg_tblspc/16400/"), Body: listed[spcFile]}}
+			b := hostile.Backup{Name: "2026-01-02_03-00_0", PGManifest: true,
+				Tablespaces: map[string]archive.ManifestTablespace{"ts": {Path: "/nonexistent/ts", OID: 16400}},
+				Chunks:      [][]hostile.Member{chunk, spc},
+				Control:     []hostile.Member{{Name: archive.ControlPGManifest, Body: pgManifestJSON(t, listed)}}}
+			e := hostile.NewEnv(t)
+			st, _, err := restoreHostile(t, e, b, map[string]string{"ts": filepath.Join(e.Parent, "spc")})
+			if !tc.ok {
+				if !errors.Is(err, ErrPGManifest) || !strings.Contains(err.Error(), archive.Quoted(old)) {
+					t.Fatalf("restore of %s whose %s differs from its backup_manifest: %v, want ErrPGManifest naming it", st.Name, old, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("restore of %s, its backup_manifest listing %s, which it holds (%t): %v", st.Name, old, tc.stored != "", err)
+			}
+			_, err = os.Lstat(filepath.Join(e.Target(), old))
+			if got, want := err == nil, tc.stored != ""; got != want {
+				t.Errorf("%s restored = %t (%v), want %t", old, got, err, want)
+			}
+			if _, err := os.Stat(filepath.Join(e.Target(), "global", "pg_control")); err != nil {
+				t.Errorf("pg_control: %v", err)
+			}
+		})
 	}
 }
