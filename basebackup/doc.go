@@ -139,7 +139,8 @@
 // backup's total) and, after every archive, the manifest and the end
 // position, ends the command with ERROR XX001 (perform_base_backup in
 // basebackup.c). The backup is complete then, and pg_basebackup keeps it:
-// when every archive was read to its end and the end position came
+// when every archive was read to its end, the server had sent one for
+// each tablespace it listed and the manifest, and the end position came
 // (replication.ChecksumError.Ended), the backup goes on as a successful
 // one and is stored as local-tar stores one with damaged pages, the pages
 // as sent: the failures the warnings name are logged and recorded in

@@ -126,16 +126,22 @@ type BaseBackup struct {
 	manifest bool // a manifest was requested
 	stop     func() bool
 
-	cur      Archive
-	inCopy   bool   // inside a COPY OUT
-	ended    bool   // the current archive (or no archive yet) has no more data
-	pending  []byte // unread archive bytes; aliases pgconn's buffer
-	trailer  int    // zero bytes still to append to an old-form tar
-	copies   int    // old form: COPY OUTs begun so far
-	peeked   pgproto3.BackendMessage
-	finished bool // all archives are done
-	closed   bool // Finish was called
-	err      error
+	cur     Archive
+	inCopy  bool   // inside a COPY OUT
+	ended   bool   // the current archive (or no archive yet) has no more data
+	pending []byte // unread archive bytes; aliases pgconn's buffer
+	trailer int    // zero bytes still to append to an old-form tar
+	copies  int    // old form: COPY OUTs begun so far
+	// sent are the locations of the tablespaces whose archive began,
+	// and sentManifest whether the manifest did: Finish counts a
+	// backup the server failed after its end position as complete
+	// only when it sent all of them (ChecksumError.Ended).
+	sent         map[string]bool
+	sentManifest bool
+	peeked       pgproto3.BackendMessage
+	finished     bool // all archives are done
+	closed       bool // Finish was called
+	err          error
 	// framed: the connection's framer follows message boundaries, and
 	// Read takes archive payloads from it directly (in a payload while
 	// direct is set).

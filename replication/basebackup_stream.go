@@ -65,10 +65,12 @@ func (b *BaseBackup) nextNewForm(ctx context.Context) (Archive, error) {
 					return Archive{}, b.fail(err)
 				}
 				b.cur, b.ended = a, false
+				b.began(a)
 				return a, nil
 			case 'm':
 				b.cur = Archive{Kind: ArchiveManifest, Name: "backup_manifest"}
 				b.ended = false
+				b.began(b.cur)
 				return b.cur, nil
 			case 'p':
 				if err := b.progressMessage(msg.Data[1:]); err != nil {
@@ -141,6 +143,7 @@ func (b *BaseBackup) nextOldForm(ctx context.Context) (Archive, error) {
 				return Archive{}, b.fail(fmt.Errorf("%w: COPY number %d with %d tablespaces", ErrProtocol, i+1, len(b.Tablespaces)))
 			}
 			b.inCopy, b.ended = true, false
+			b.began(b.cur)
 			return b.cur, nil
 		case *pgproto3.CommandComplete:
 			// Ends the tablespace list when the server sends one.
@@ -305,23 +308,50 @@ func (b *BaseBackup) addReceived(n int) {
 	}
 }
 
+// began notes that archive a began, for complete.
+func (b *BaseBackup) began(a Archive) {
+	if a.Kind == ArchiveManifest {
+		b.sentManifest = true
+		return
+	}
+	if b.sent == nil {
+		b.sent = map[string]bool{}
+	}
+	b.sent[a.Tablespace.Location] = true
+}
+
+// complete reports whether the server began every archive it announced:
+// one for each tablespace of its list, and the manifest when one was
+// asked for (perform_base_backup sends all of them, even for a
+// tablespace dropped meanwhile).
+func (b *BaseBackup) complete() bool {
+	for _, ts := range b.Tablespaces {
+		if !b.sent[ts.Location] {
+			return false
+		}
+	}
+	return !b.manifest || b.sentManifest
+}
+
 // Finish skips what is left of the archives, reads the end position and
 // waits for the server to be ready again; the connection can then run
 // other commands. The backup is only restorable with the WAL from
 // StartLSN up to the returned end LSN, on the returned timeline. A backup
 // the server fails for damaged data pages returns a *ChecksumError; when
-// the caller had read every archive and the failure came after the end
-// position, as basebackup.c sends it, its Ended is set and End and
-// Timeline hold the end position.
+// the caller had read every archive, the server had sent each one it
+// announced (complete) and the failure came after the end position, as
+// basebackup.c sends it, its Ended is set and End and Timeline hold the
+// end position.
 func (b *BaseBackup) Finish(ctx context.Context) (pglogrepl.LSN, int32, error) {
 	defer b.stop()
 	if b.closed {
 		return 0, 0, fmt.Errorf("base backup: already finished")
 	}
 	b.closed = true
-	// Whether the caller read every archive: a backup that failed after
-	// the end position is complete only then (ChecksumError.Ended).
-	read := b.finished && b.err == nil
+	// Whether the caller read every archive, and the server sent every
+	// one it announced: a backup that failed after the end position is
+	// complete only then (ChecksumError.Ended).
+	read := b.finished && b.err == nil && b.complete()
 	for {
 		_, err := b.NextArchive(ctx)
 		if err == io.EOF {

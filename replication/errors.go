@@ -65,7 +65,8 @@ type ChecksumError struct {
 	Blocks int64
 	// Ended is set when the error came after the end position: the
 	// caller had read every archive (NextArchive returned io.EOF before
-	// Finish), the server then sent the end position, End on Timeline,
+	// Finish), the server had sent one for each tablespace of its list
+	// and the manifest when asked for, then the end position, End on Timeline,
 	// and failed the command only after it, as perform_base_backup does
 	// for damaged pages. Such a backup is complete, restorable with the
 	// WAL up to End; pg_basebackup keeps it too.

@@ -421,3 +421,79 @@ func TestConn_EndCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestBaseBackup_Finish_ErrChecksumArchiveMissing: an XX001 after the end
+// position is Ended only when the server sent every archive its
+// tablespace list names and the manifest asked for, as
+// perform_base_backup always does: a backup that lacks one is not
+// complete, whatever the caller read.
+func TestBaseBackup_Finish_ErrChecksumArchiveMissing(t *testing.T) {
+	header := func(spcs ...[]byte) []pgproto3.BackendMessage {
+		out := []pgproto3.BackendMessage{
+			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
+			&pgproto3.DataRow{Values: [][]byte{[]byte("0/2000028"), []byte("1")}},
+			&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
+			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("spcoid")}, {Name: []byte("spclocation")}, {Name: []byte("size")}}},
+		}
+		for _, oid := range spcs {
+			out = append(out, &pgproto3.DataRow{Values: [][]byte{oid, []byte("/srv/ts" + string(oid)), nil}})
+		}
+		return append(out, &pgproto3.DataRow{Values: [][]byte{nil, nil, nil}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT")})
+	}
+	end := []pgproto3.BackendMessage{
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("0/3000100"), []byte("1")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "XX001", Message: "checksum verification failure during base backup"},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	}
+	tarData := &pgproto3.CopyData{Data: make([]byte, 1024)}
+	for _, tc := range []struct {
+		name     string
+		version  string
+		manifest bool
+		script   []pgproto3.BackendMessage // after the start position and the tablespace list
+		spcs     [][]byte
+		ended    bool
+	}{
+		{"OK", "16.2", true, []pgproto3.BackendMessage{&pgproto3.CopyOutResponse{},
+			&pgproto3.CopyData{Data: []byte("n16400.tar\x00/srv/ts16400\x00")}, &pgproto3.CopyData{Data: []byte("dtar")},
+			&pgproto3.CopyData{Data: []byte("nbase.tar\x00\x00")}, &pgproto3.CopyData{Data: []byte("dtar")},
+			&pgproto3.CopyData{Data: []byte("m")}, &pgproto3.CopyData{Data: []byte("d{}")}, &pgproto3.CopyDone{}},
+			[][]byte{[]byte("16400")}, true},
+		{"ErrTablespace", "16.2", false, []pgproto3.BackendMessage{&pgproto3.CopyOutResponse{},
+			&pgproto3.CopyData{Data: []byte("nbase.tar\x00\x00")}, &pgproto3.CopyData{Data: []byte("dtar")}, &pgproto3.CopyDone{}},
+			[][]byte{[]byte("16400")}, false},
+		{"ErrManifest", "16.2", true, []pgproto3.BackendMessage{&pgproto3.CopyOutResponse{},
+			&pgproto3.CopyData{Data: []byte("nbase.tar\x00\x00")}, &pgproto3.CopyData{Data: []byte("dtar")}, &pgproto3.CopyDone{}},
+			nil, false},
+		{"OldFormOK", "14.9", true, []pgproto3.BackendMessage{
+			&pgproto3.CopyOutResponse{}, tarData, &pgproto3.CopyDone{},
+			&pgproto3.CopyOutResponse{}, &pgproto3.CopyData{Data: []byte("{}")}, &pgproto3.CopyDone{}},
+			nil, true},
+		{"OldFormErrTablespace", "14.9", false, []pgproto3.BackendMessage{
+			&pgproto3.CopyOutResponse{}, tarData, &pgproto3.CopyDone{}},
+			[][]byte{[]byte("16400")}, false},
+		{"OldFormErrManifest", "14.9", true, []pgproto3.BackendMessage{
+			&pgproto3.CopyOutResponse{}, tarData, &pgproto3.CopyDone{}},
+			nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			script := append(append(header(tc.spcs...), tc.script...), end...)
+			conn := connectFake(t, tc.version, script)
+			bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x", Manifest: tc.manifest})
+			if err != nil {
+				t.Fatalf("StartBaseBackup: %v", err)
+			}
+			readAll(t, bb)
+			_, _, err = bb.Finish(context.Background())
+			var ce *ChecksumError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Finish: %v, want a ChecksumError", err)
+			}
+			if ce.Ended != tc.ended {
+				t.Errorf("ChecksumError Ended = %v (at %s), want %v", ce.Ended, ce.End, tc.ended)
+			}
+		})
+	}
+}
