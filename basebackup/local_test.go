@@ -89,12 +89,17 @@ func checkTables(t testing.TB, what string, r *pgtest.Cluster, want map[string]s
 func restoreAndStart(t *testing.T, a *archive.Archive, name string, major int, walDir string, spc map[string]string) *pgtest.Cluster {
 	t.Helper()
 	dir := filepath.Join(pgtest.TempDir(t), "data")
-	_, err := restore.Run(testContext(t), restore.Options{
+	res, err := restore.Run(testContext(t), restore.Options{
 		Archive: a, TargetDir: dir, Backup: name, TablespaceDirs: spc, ArchiveOff: true,
 		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatalf("restore %q: %v", name, err)
+	}
+	// Every file restored was compared with the backup_manifest hoard
+	// wrote (local-tar and delta alike).
+	if res.PGManifestFiles < 900 {
+		t.Errorf("restore %q compared %d files with backup_manifest, want every file of the cluster (900 or more)", name, res.PGManifestFiles)
 	}
 	verifyBackup(t, dir, major, len(spc) > 0)
 	for _, d := range spc {

@@ -296,7 +296,11 @@ func (o *Options) deltaObjectOnce(ctx context.Context, src *archive.Archive, ex 
 	if cause := context.Cause(octx); errors.Is(cause, errStalled) {
 		return fmt.Errorf("no data for %s: %w", o.StallTimeout, errStalled)
 	}
-	if err != nil {
+	// A file that differs from backup_manifest (ErrPGManifest) was
+	// decoded to its end: when the object is not the bytes of its name
+	// (swapped, altered), the checks below say so, the more precise
+	// cause.
+	if err != nil && !errors.Is(err, ErrPGManifest) {
 		return err
 	}
 	if decoded.n != d.file.FileSize {
@@ -305,5 +309,5 @@ func (o *Options) deltaObjectOnce(ctx context.Context, src *archive.Archive, ex 
 	if got := hex.EncodeToString(sum.Sum(nil)); got != d.file.Hexdigest {
 		return fmt.Errorf("its content has BLAKE2s-256 %s, not the digest it is named by (altered or swapped): %w", got, ErrDeltaDigest)
 	}
-	return nil
+	return err
 }

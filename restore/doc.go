@@ -83,13 +83,18 @@
 // longer matches its checksum in backup_manifest: pg_verifybackup is run
 // with -i global/pg_control.
 //
-// A pghoard-bb-v2 backup whose metadata says its control tar holds
-// PostgreSQL's backup_manifest (hoard-pg-manifest: hoard's backups, over
-// BASE_BACKUP or local-tar) is checked against it as it is restored
-// (pgmanifest.go): Run reads it before writing anything (from a read of
-// the control object that must give the bytes ReadControl read), each
-// file written must be listed there with its size and CRC-32C, computed
-// as the file is written (no second read), pg_control is compared as
+// A pghoard-bb-v2 or pghoard-delta-v2 backup whose metadata says its
+// control tar holds PostgreSQL's backup_manifest (hoard-pg-manifest:
+// hoard's backups, over BASE_BACKUP, local-tar or delta; a delta
+// backup's manifest is written from the bytes each file was stored
+// with) is checked against it as it is restored (pgmanifest.go): Run
+// reads it before writing anything (from a read of the control object
+// that must give the bytes ReadControl read), each file written must be
+// listed there with its size and CRC-32C, computed as the file is
+// written (no second read), whether it comes from a chunk, a delta
+// object, a bundle or the delta manifest's embedded content, so that a
+// delta reference to another stored object, which passes that object's
+// own digest check, is caught; pg_control is compared as
 // backed up, before it is changed, and before pg_control is written every
 // listed file must have been restored, but for the files hoard's backups
 // leave out on purpose (archive.LeftOut, the rule basebackup applies:
@@ -108,7 +113,11 @@
 // ErrPGManifest, naming the file, what is listed and what was found, and
 // ErrIncomplete. A backup whose authenticated metadata says it holds one
 // and whose control tar does not is refused before anything is written.
-// Not checked: delta backups and incremental chains (the last backup's
+// A delta object whose bytes are not its name's digest fails with
+// ErrDeltaDigest, the more precise cause, even when its file also
+// differs from backup_manifest.
+// Not checked: PGHoard's delta backups (they carry no backup_manifest)
+// and incremental chains (the last backup's
 // manifest lists the INCREMENTAL files, not the files rebuilt from them),
 // a tablespace_map rewritten for moved tablespaces.
 //

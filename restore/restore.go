@@ -266,8 +266,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("backup %s is an incremental of backup %s: %w", b.Name, lv.info.Name, err)
 		}
 	}
+	// hoard's delta backups (pghoard-delta-v2 with hoard-pg-manifest)
+	// carry a backup_manifest written from the bytes each file was
+	// stored with, delta objects, embedded files and bundles alike;
+	// PGHoard's carry none.
 	var pgm *pgManifest
-	if ctrl != nil && chain == nil && b.Format == archive.FormatBBv2 && b.PGManifest {
+	if ctrl != nil && chain == nil && (b.Format == archive.FormatBBv2 || b.Format == archive.FormatDeltaV2) && b.PGManifest {
 		if pgm, err = readPGManifest(ctx, src, b, ctrl); err != nil {
 			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
 		}

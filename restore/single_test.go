@@ -78,6 +78,10 @@ func TestRun_PGHoardReal(t *testing.T) {
 				if res.Chunks != 59 {
 					t.Errorf("restored %d bundles and delta object files, want 59", res.Chunks)
 				}
+				// PGHoard's delta backups carry no backup_manifest.
+				if res.PGManifestFiles != 0 {
+					t.Errorf("restore compared %d files with backup_manifest, want none", res.PGManifestFiles)
+				}
 			} else {
 				if res.Chunks != 1 {
 					t.Errorf("restored %d chunks, want 1", res.Chunks)
