@@ -52,11 +52,11 @@ A backup without backup_label is refused, naming it (PostgreSQL would start from
 pg_control's checkpoint, one from during the backup, into a corrupt cluster), and so is
 one whose control object lists fewer chunks than its metadata counts (the files of the
 others would be missing; hoard verify calls it broken), before anything is written.
-Every file of a backup that carries PostgreSQL's backup_manifest (hoard's) is compared
-with it as it is written (size and CRC-32C), and every file it lists must be restored, but
-those hoard's backups leave out (names ending in .old, .tmp or ~, pg_log's contents, ...,
-which BASE_BACKUP lists): a mismatch fails the restore naming the file (restore another
-backup).
+Every file of a backup that carries PostgreSQL's backup_manifest (hoard's; not an
+incremental chain) is compared with it as it is written (size and CRC-32C), and every
+file it lists must be restored, but those hoard's backups leave out (names ending in .old,
+.tmp or ~, pg_log's contents, ..., which BASE_BACKUP lists): a mismatch fails the restore
+naming the file (restore another backup).
 Then it writes the recovery configuration into postgresql.auto.conf (restore_command
 runs hoard wal-fetch with this configuration) and creates recovery.signal, or
 standby.signal with --standby. With no --config, restore_command runs wal-fetch without
