@@ -18,13 +18,15 @@ const (
 
 // checksumFailures reports the data page checksum failures the control
 // object of b records (m.Hoard.ChecksumFailures: pages damaged in the
-// cluster, which local-tar found reading them, or the server named in a
-// BASE_BACKUP it ended with XX001 after sending all of it). Such a backup
+// cluster, which local-tar and delta mode found reading them, or the
+// server named in a BASE_BACKUP it ended with XX001 after sending all of
+// it); verify's control and deltaControl call it. Such a backup
 // restores, but gives the cluster back with the same damaged pages: a
 // problem of the limited kind, so that an operator who missed the
 // backup's warning learns it here. The record is read from the control
 // object, which the pghoa1 HMAC authenticates in a site with keys, not
-// from the metadata count, which hoard does not sign.
+// from the metadata count, which backups stored before its own HMAC
+// (archive.MetaChecksumFailuresMAC) carry unsigned.
 func (c *checker) checksumFailures(b *archive.BackupInfo, r *BackupReport, m *archive.Manifest) {
 	if m.Hoard == nil || m.Hoard.ChecksumFailures == nil || m.Hoard.ChecksumFailures.Blocks <= 0 {
 		return

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/hostile"
 )
 
 // TestRun_ChecksumFailures: a backup whose control object records data
@@ -97,5 +98,37 @@ func TestRestoreTest_CheckChecksumsRecorded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRun_ChecksumFailuresDelta: a delta backup whose control object
+// records checksum failures (hoard's delta mode reads the files as
+// local-tar does and records them the same way) is limited, as a
+// pghoard-bb-v2 backup is, for the quick check and the full one.
+func TestRun_ChecksumFailuresDelta(t *testing.T) {
+	for _, recorded := range []bool{false, true} {
+		a := testArchive(t)
+		hostile.Put(t, a, hostile.Backup{Name: "2026-01-02_03-00_0", DeltaDirs: []string{}, Manifest: func(m *archive.Manifest) {
+			if recorded {
+				m.Hoard = &archive.HoardManifest{ChecksumFailures: &archive.ChecksumFailures{Blocks: 1,
+					Files: []archive.ChecksumFailure{{File: "pgdata/base/5/16384", Count: 1, Blocks: []uint32{3}}}}}
+			}
+		}})
+		for _, full := range []bool{false, true} {
+			rep := run(t, a, full)
+			if len(rep.Backups) != 1 {
+				t.Fatalf("recorded=%v full=%v: %d backups, want 1", recorded, full, len(rep.Backups))
+			}
+			got := rep.Backups[0]
+			switch {
+			case !recorded && got.Status != StatusOK:
+				t.Errorf("full=%v: delta backup without a record: status %s, want ok:\n%s", full, got.Status, problems(rep))
+			case recorded && (got.Status != StatusLimited || !got.Restorable || rep.OK()):
+				t.Errorf("full=%v: delta backup recording a damaged page: status %s (restorable %v, OK %v), want limited:\n%s",
+					full, got.Status, got.Restorable, rep.OK(), problems(rep))
+			case recorded && !strings.Contains(problems(rep), "pgdata/base/5/16384 (block 3)"):
+				t.Errorf("full=%v: problems do not name the page:\n%s", full, problems(rep))
+			}
+		}
 	}
 }

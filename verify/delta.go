@@ -36,6 +36,7 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 		return nil, nil
 	}
 	c.chunkCount(b, r, m)
+	c.checksumFailures(b, r, m)
 	dm, err := archive.ParseDelta(m) // CheckDeltaManifest parsed it
 	if err != nil {
 		return nil, err
