@@ -91,6 +91,11 @@
 // MAX_RATE, and WAIT unless Options.NoWait. The start position and
 // timeline come back before any data; the server's clock read then is
 // the backup's start time. The tablespaces' names come from pg_tablespace.
+// A cluster with an in-place tablespace (a directory in pg_tblspc, made
+// with allow_in_place_tablespaces) is refused in every mode before the
+// backup starts (userTablespaces, ErrInPlaceTablespace): BASE_BACKUP
+// leaves it out of its list on 13 and 15 and names it relative to the
+// data directory on 18, and local-tar reads tablespaces through links.
 //
 // An incremental backup (Options.Incremental, PostgreSQL 17+) first
 // chooses its parent, the newest stored backup of the server's system,

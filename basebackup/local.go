@@ -254,31 +254,26 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 // localTablespaces lists the tablespaces and where they are: the targets
 // of pg_tblspc's links in the data directory.
 func localTablespaces(ctx context.Context, sql *pgx.Conn, pgdata string) ([]tablespace, error) {
-	rows, err := sql.Query(ctx, "SELECT oid, spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid")
+	user, err := userTablespaces(ctx, sql)
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
+		return nil, err
 	}
 	var out []tablespace
-	var oid uint32
-	var name string
-	_, err = pgx.ForEachRow(rows, []any{&oid, &name}, func() error {
+	for _, ts := range user {
+		name := ts.name
 		// The name becomes a path component of the chunk members.
 		if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
-			return fmt.Errorf("basebackup: tablespace name %q cannot be stored (PGHoard's format uses it as a directory name)", name)
+			return nil, fmt.Errorf("basebackup: tablespace name %q cannot be stored (PGHoard's format uses it as a directory name)", name)
 		}
-		link := filepath.Join(pgdata, "pg_tblspc", strconv.FormatUint(uint64(oid), 10))
+		link := filepath.Join(pgdata, "pg_tblspc", strconv.FormatUint(uint64(ts.oid), 10))
 		loc, err := os.Readlink(link)
 		if err != nil {
-			return fmt.Errorf("basebackup: tablespace %s: %w", name, err)
+			return nil, fmt.Errorf("basebackup: tablespace %s: %w", name, err)
 		}
 		if !filepath.IsAbs(loc) {
 			loc = filepath.Join(filepath.Dir(link), loc)
 		}
-		out = append(out, tablespace{oid: oid, location: loc, name: name})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
+		out = append(out, tablespace{oid: ts.oid, location: loc, name: name})
 	}
 	return out, nil
 }

@@ -142,10 +142,11 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	// backup_manifest lists the map whenever it is asked for. A tablespace
 	// created after this check is still restored, from the manifest's
 	// tablespaces.
-	var hasTablespaces bool
-	if err := r.sql.QueryRow(gctx, "SELECT EXISTS (SELECT 1 FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))").Scan(&hasTablespaces); err != nil {
-		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
+	user, err := userTablespaces(gctx, r.sql)
+	if err != nil {
+		return nil, err
 	}
+	hasTablespaces := len(user) > 0
 	var parent *parentBackup
 	stopMarker := func() {}
 	if o.Incremental {
