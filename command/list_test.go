@@ -445,7 +445,7 @@ func TestWriteBackupsTable_ChecksumFailures(t *testing.T) {
 			if c.name == "PlantedOnClean" {
 				first = "0"
 			}
-			keys := [2]string{putListedBackup(t, a, "2026-01-02_03-00_0", first), putListedBackup(t, a, "2026-01-03_03-00_0", second)}
+			keys := [2]string{archivetest.PutChecksumFailuresBackup(t, a, "2026-01-02_03-00_0", first), archivetest.PutChecksumFailuresBackup(t, a, "2026-01-03_03-00_0", second)}
 			if c.edit != nil {
 				archivetest.PlantCopy(t, a.Store, keys[0], keys[0], c.edit)
 			}
@@ -479,30 +479,4 @@ func TestWriteBackupsTable_ChecksumFailures(t *testing.T) {
 			}
 		})
 	}
-}
-
-// putListedBackup stores the control object of backup name (no chunks:
-// list reads its metadata only) recording failures data page checksum
-// failures, signed as basebackup signs it, and returns its key.
-func putListedBackup(t *testing.T, a *archive.Archive, name, failures string) string {
-	t.Helper()
-	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-	b := &archive.BackupInfo{
-		Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000004", EndWALSegment: "000000010000000000000005",
-		StartTime: start, EndTime: start.Add(time.Minute), StartLSN: 0x4000028, EndLSN: 0x5000100,
-		StartTimeline: 1, EndTimeline: 1, PGVersion: 150004,
-	}
-	md := b.ToMetadata()
-	md[archive.MetaChecksumFailures] = failures
-	if err := a.Codec.SignBackup(name, md); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Codec.SignChecksumFailures(name, md); err != nil {
-		t.Fatal(err)
-	}
-	key := a.Layout.BackupKey(name)
-	if _, err := a.Codec.Put(context.Background(), a.Store, key, strings.NewReader("control"), 7, md); err != nil {
-		t.Fatal(err)
-	}
-	return key
 }

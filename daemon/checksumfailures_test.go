@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/archivetest"
@@ -39,7 +38,7 @@ func TestSupervisor_NoteBackupsChecksumFailures(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := archivetest.New(t, storage.NewMem(), c.codec)
-			key := storeBackupWithFailures(t, a, "2026-01-02_03-00_0", c.failures)
+			key := archivetest.PutChecksumFailuresBackup(t, a, "2026-01-02_03-00_0", c.failures)
 			if c.edit != nil {
 				archivetest.PlantCopy(t, a.Store, key, key, c.edit)
 			}
@@ -79,30 +78,4 @@ func TestSupervisor_NoteBackupsChecksumFailures(t *testing.T) {
 			}
 		})
 	}
-}
-
-// storeBackupWithFailures stores the control object of backup name
-// recording failures data page checksum failures, signed as basebackup
-// signs it, and returns its key.
-func storeBackupWithFailures(t *testing.T, a *archive.Archive, name, failures string) string {
-	t.Helper()
-	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-	b := &archive.BackupInfo{
-		Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000004", EndWALSegment: "000000010000000000000005",
-		StartTime: start, EndTime: start.Add(time.Minute), StartLSN: 0x4000028, EndLSN: 0x5000100,
-		StartTimeline: 1, EndTimeline: 1, PGVersion: 150004,
-	}
-	md := b.ToMetadata()
-	md[archive.MetaChecksumFailures] = failures
-	if err := a.Codec.SignBackup(name, md); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Codec.SignChecksumFailures(name, md); err != nil {
-		t.Fatal(err)
-	}
-	key := a.Layout.BackupKey(name)
-	if _, err := a.Codec.Put(context.Background(), a.Store, key, strings.NewReader("control"), 7, md); err != nil {
-		t.Fatal(err)
-	}
-	return key
 }
