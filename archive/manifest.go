@@ -125,6 +125,10 @@ type IncrementalParent struct {
 type ChecksumFailures struct {
 	Blocks int64             `json:"blocks"` // failing blocks in all
 	Files  []ChecksumFailure `json:"files"`  // the files holding them, the first ones
+	// FilesUnknown is set when the server's warnings named the files in
+	// another language than English, so Files is empty; Blocks is the
+	// server's count all the same. The server's log names them.
+	FilesUnknown bool `json:"files_unknown,omitempty"`
 }
 
 // ChecksumFailure is one file with failing pages.

@@ -517,6 +517,102 @@ func TestRun_DamagedPage(t *testing.T) {
 	})
 }
 
+// TestRun_DamagedPageTranslated is TestRun_DamagedPage on a server whose
+// lc_messages is German (Debian's PostgreSQL 15, which has the
+// translations; the locale is built with localedef into a directory the
+// server finds through LOCPATH), two blocks of one file damaged. A
+// superuser, and a replication role granted SET on lc_messages, get the
+// server's warnings in English: the files and blocks are recorded. A
+// replication role the server refuses lc_messages (FATAL 42501) still
+// backs up, on a second connection: the count is right, from the
+// warning the server sends after the end position, and the files are
+// recorded as unknown.
+func TestRun_DamagedPageTranslated(t *testing.T) {
+	locpath := germanLocale(t)
+	c := pgtest.Start(t, pgtest.Options{Debian: true, DataChecksums: true,
+		Conf: map[string]string{"lc_messages": "de_DE.UTF-8"}})
+	rel := damagePages(t, c, 3, 5)
+	c.Exec(t, "create role backup login replication")
+	c.Exec(t, "create role granted login replication")
+	c.Exec(t, "grant set on parameter lc_messages to granted")
+	// The server speaks German to a connection that does not ask for
+	// English: the test is only meaningful then.
+	if got := c.QueryString(t, "select current_setting('lc_messages')"); got != "de_DE.UTF-8" {
+		t.Fatalf("lc_messages = %q with LOCPATH=%s", got, locpath)
+	}
+	for _, tt := range []struct {
+		name, user string
+		named      bool // the files and blocks are recorded
+	}{
+		{"Superuser", "postgres", true},
+		{"GrantedRole", "granted", true},
+		{"ReplicationRole", "backup", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := localArchive(t)
+			var logs bytes.Buffer
+			conn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable", c.Host, c.Port, tt.user)
+			info, err := Run(testContext(t), Options{ConnString: conn, Archive: a, Fast: true, NoWait: true,
+				Mode: ModeStream, Logger: zerolog.New(io.MultiWriter(&logs, zerolog.NewTestWriter(t))).Level(zerolog.DebugLevel)})
+			if err != nil {
+				t.Fatalf("Run as %s: %v", tt.user, err)
+			}
+			backups, err := a.ListBackups(testContext(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(backups) != 1 || backups[0].Name != info.Name {
+				t.Fatalf("listed %d backups, want %s", len(backups), info.Name)
+			}
+			b := backups[0]
+			if got := b.Metadata[MetaChecksumFailures]; got != "2" {
+				t.Errorf("%s = %q, want 2", MetaChecksumFailures, got)
+			}
+			_, files := readControl(t, a, b.Key)
+			m, err := archive.ParseManifest(files[archive.ManifestName])
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf := m.Hoard.ChecksumFailures
+			switch {
+			case cf == nil || cf.Blocks != 2:
+				t.Errorf("manifest checksum failures %+v, want 2 blocks", cf)
+			case tt.named && (cf.FilesUnknown || len(cf.Files) != 1 || cf.Files[0].File != "pgdata/"+rel ||
+				cf.Files[0].Count != 2 || fmt.Sprint(cf.Files[0].Blocks) != "[3 5]"):
+				t.Errorf("manifest checksum failures %+v, want blocks 3 and 5 of pgdata/%s", cf, rel)
+			case !tt.named && (!cf.FilesUnknown || len(cf.Files) != 0):
+				t.Errorf("manifest checksum failures %+v, want no file and files unknown", cf)
+			}
+			if refused := strings.Contains(logs.String(), "lc_messages"); refused == tt.named {
+				t.Errorf("log mentions lc_messages: %v, want %v", refused, !tt.named)
+			}
+		})
+	}
+}
+
+// germanLocale builds the locale de_DE.UTF-8 with localedef into a
+// directory the server's user can read and points LOCPATH at it, for
+// the servers the test starts: Debian's base image generates no locale
+// but C. It returns the directory.
+func germanLocale(t *testing.T) string {
+	t.Helper()
+	localedef, err := exec.LookPath("localedef")
+	if err != nil {
+		pgtest.Unavailable(t, "localedef: %v", err)
+	}
+	if _, err := os.Stat("/usr/share/locale/de/LC_MESSAGES/postgres-15.mo"); err != nil {
+		pgtest.Unavailable(t, "PostgreSQL's German messages: %v", err)
+	}
+	dir := pgtest.TempDir(t)
+	out, err := exec.Command(localedef, "-i", "de_DE", "-f", "UTF-8", filepath.Join(dir, "de_DE.UTF-8")).CombinedOutput()
+	if err != nil {
+		pgtest.Unavailable(t, "localedef de_DE.UTF-8: %v\n%s", err, out)
+	}
+	pgtest.Chown(t, dir)
+	t.Setenv("LOCPATH", dir)
+	return dir
+}
+
 // TestConnectSQL_Errors checks that the ordinary connection a backup
 // opens (pg_backup_start, the end snapshot) fails as replication.Connect
 // does: with its sentinel and what to change. A node configured as for

@@ -417,6 +417,13 @@ func TestRunLocal_DamagedPage(t *testing.T) {
 // directory.
 func damagePage(t testing.TB, c *pgtest.Cluster) string {
 	t.Helper()
+	return damagePages(t, c, 3)
+}
+
+// damagePages is damagePage for the given blocks (3 is also checked with
+// pg_checksums on Debian's major).
+func damagePages(t testing.TB, c *pgtest.Cluster, blocks ...int64) string {
+	t.Helper()
 	c.Exec(t, "create table victim as select g as i, repeat('x', 100) as pad from generate_series(1, 10000) g")
 	c.Exec(t, "checkpoint")
 	rel := c.QueryString(t, "select pg_relation_filepath('victim')")
@@ -425,9 +432,11 @@ func damagePage(t testing.TB, c *pgtest.Cluster) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Block 3, in the tuple data: the page header (and its LSN) stay.
-	if _, err := f.WriteAt([]byte("damaged!"), 3*8192+4096); err != nil {
-		t.Fatal(err)
+	// In the tuple data: the page header (and its LSN) stay.
+	for _, blk := range blocks {
+		if _, err := f.WriteAt([]byte("damaged!"), blk*8192+4096); err != nil {
+			t.Fatal(err)
+		}
 	}
 	f.Close()
 	// pg_checksums is Debian's 15 (pgtest.Tool), which reads no other

@@ -317,6 +317,8 @@ type checksumReport struct {
 	mu     sync.Mutex
 	blocks int64
 	files  []archive.ChecksumFailure
+	// filesUnknown: the server named the files in another language.
+	filesUnknown bool
 }
 
 func (r *checksumReport) add(name string, count int64, blocks []uint32) {
@@ -332,5 +334,6 @@ func (r *checksumReport) add(name string, count int64, blocks []uint32) {
 func (r *checksumReport) manifest() *archive.ChecksumFailures {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return &archive.ChecksumFailures{Blocks: r.blocks, Files: append([]archive.ChecksumFailure{}, r.files...)}
+	return &archive.ChecksumFailures{Blocks: r.blocks, Files: append([]archive.ChecksumFailure{}, r.files...),
+		FilesUnknown: r.filesUnknown}
 }

@@ -32,9 +32,15 @@ type server struct {
 // runStream takes the backup over the replication protocol: BASE_BACKUP's
 // tar streams re-packed into chunks as they arrive.
 func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.BackupInfo, error) {
-	repl, err := replication.Connect(ctx, o.ConnString)
+	// In English, the server's warnings name the damaged files
+	// (serverChecksums).
+	repl, err := replication.ConnectEnglish(ctx, o.ConnString)
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
+	}
+	if err := repl.EnglishRefused(); err != nil {
+		log.Debug().Err(err).Msg("server refused lc_messages=C: its warnings about damaged data pages will not name the files " +
+			"unless its lc_messages is English (GRANT SET ON PARAMETER lc_messages TO the role, PostgreSQL 15+)")
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
 	sql, err := connectSQL(ctx, o.ConnString)
@@ -537,7 +543,11 @@ func checksumHint(err error) error {
 // backup's record: the server's count of failing blocks, the files by
 // their member names, the blocks the server named (five a file at most).
 func (r *run) serverChecksums(log zerolog.Logger, ce *replication.ChecksumError, spc []tablespace) *checksumReport {
-	report := &checksumReport{blocks: ce.Blocks}
+	report := &checksumReport{blocks: ce.Blocks, filesUnknown: ce.FilesUnknown}
+	if ce.FilesUnknown {
+		log.Warn().Int64("blocks", ce.Blocks).Strs("warnings", ce.Warnings).
+			Msg("the server named the files with damaged data pages in another language than English: its log names them")
+	}
 	for _, f := range ce.Files {
 		file := f.File
 		if rest, ok := strings.CutPrefix(file, "./"); ok && r.srv.pgdata != "" {

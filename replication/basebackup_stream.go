@@ -361,6 +361,7 @@ func (b *BaseBackup) Finish(ctx context.Context) (pglogrepl.LSN, int32, error) {
 			return 0, 0, err
 		}
 	}
+	b.failures.end()
 	rows, next, err := b.readResult(ctx, b.takePeeked())
 	if err != nil {
 		return 0, 0, err
@@ -468,7 +469,8 @@ func (b *BaseBackup) receive(ctx context.Context) (pgproto3.BackendMessage, erro
 			var err error = pgErr
 			if pgErr.Code == codeDataCorrupted {
 				err = &ChecksumError{Warnings: b.warnings, Omitted: b.omitted,
-					Files: b.failures.files, Blocks: b.failures.blocks(), Err: pgErr}
+					Files: b.failures.files, Blocks: b.failures.blocks(),
+					FilesUnknown: len(b.failures.files) == 0, Err: pgErr}
 			}
 			b.err = fmt.Errorf("base backup: %w", err)
 			return nil, b.err

@@ -29,6 +29,9 @@ type Conn struct {
 	// streaming is set between StartReplication and the end of the COPY
 	// BOTH mode.
 	streaming bool
+	// englishRefused is the server's refusal of lc_messages=C, which
+	// ConnectEnglish asked for first (nil when not asked or granted).
+	englishRefused error
 }
 
 // Connect opens a physical replication connection. connString is a libpq
@@ -44,6 +47,32 @@ func Connect(ctx context.Context, connString string) (*Conn, error) {
 // synchronous_standby_names and pg_stat_replication know the connection
 // by. An empty appName sets nothing.
 func ConnectAs(ctx context.Context, connString, appName string) (*Conn, error) {
+	return connectWith(ctx, connString, appName, false)
+}
+
+// ConnectEnglish is Connect asking the server for its messages in English
+// (the startup parameter lc_messages=C), so that the warnings of a
+// BASE_BACKUP can be read (ChecksumError.Files): a server's lc_messages
+// is its locale's language by default (initdb). lc_messages is a
+// superuser setting (PGC_SUSET): a role that is no superuser and has not
+// been granted SET on it (PostgreSQL 15+) is refused with a FATAL
+// (SQLSTATE 42501, process_startup_options in postinit.c, after the role
+// is authenticated and allowed a WAL sender); ConnectEnglish then
+// connects once more without it, the messages in the server's language,
+// and EnglishRefused returns the refusal. Nothing is asked when
+// connString or PGOPTIONS sets lc_messages.
+func ConnectEnglish(ctx context.Context, connString string) (*Conn, error) {
+	return connectWith(ctx, connString, "", true)
+}
+
+// EnglishRefused returns the server's refusal of the English messages
+// ConnectEnglish asked for, or nil: then they were granted, or not
+// asked for.
+func (c *Conn) EnglishRefused() error { return c.englishRefused }
+
+// connectWith opens the replication connection for Connect, ConnectAs and
+// ConnectEnglish (english).
+func connectWith(ctx context.Context, connString, appName string, english bool) (*Conn, error) {
 	config, err := pgconn.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("parse connection string: %w", err)
@@ -54,6 +83,35 @@ func ConnectAs(ctx context.Context, connString, appName string) (*Conn, error) {
 	sqlConfig := config.Copy()
 	delete(sqlConfig.RuntimeParams, "replication")
 	config.RuntimeParams["replication"] = "true"
+	english = english && !setsMessages(config.RuntimeParams)
+	if english {
+		config.RuntimeParams["lc_messages"] = "C"
+	}
+	c, err := dial(ctx, config, sqlConfig)
+	if english && isCode(err, codeInsufficientPriv) {
+		// lc_messages refused; or a role without REPLICATION, which
+		// the second attempt is refused too, and that error returned.
+		delete(config.RuntimeParams, "lc_messages")
+		refused := oneLine(err)
+		if c, err = dial(ctx, config, sqlConfig); err == nil {
+			c.englishRefused = refused
+		}
+	}
+	if err != nil {
+		return nil, connectError(err, true)
+	}
+	return c, nil
+}
+
+// setsMessages reports whether the connection's startup parameters set
+// lc_messages themselves, directly or in options (-c lc_messages=...).
+func setsMessages(params map[string]string) bool {
+	_, ok := params["lc_messages"]
+	return ok || strings.Contains(params["options"], "lc_messages")
+}
+
+// dial makes one connection attempt with config.
+func dial(ctx context.Context, config, sqlConfig *pgconn.Config) (*Conn, error) {
 	// Each connection attempt builds a Frontend: remember the framer
 	// under each, and keep the one of the connection made.
 	type built struct {
@@ -69,7 +127,7 @@ func ConnectAs(ctx context.Context, connString, appName string) (*Conn, error) {
 	}
 	pg, err := pgconn.ConnectConfig(ctx, config)
 	if err != nil {
-		return nil, connectError(err, true)
+		return nil, err
 	}
 	c := &Conn{pg: pg, config: sqlConfig}
 	for _, b := range frontends {

@@ -113,3 +113,57 @@ func TestConnect_ErrNotPermitted(t *testing.T) {
 		conn.Close(context.Background())
 	})
 }
+
+// TestConnectEnglish: a superuser, and from PostgreSQL 15 a role granted
+// SET on lc_messages, get lc_messages=C; an ordinary replication role,
+// which the server refuses it with a FATAL (42501), is connected on a
+// second attempt with the server's own lc_messages, the refusal kept; a
+// role without REPLICATION fails as with Connect; lc_messages set in the
+// connection string is left as it is.
+func TestConnectEnglish(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, major int) {
+		c := pgtest.Start(t, pgtest.Options{Major: major, Conf: map[string]string{"lc_messages": "C.UTF-8"}})
+		c.Exec(t, "create role plain login replication")
+		c.Exec(t, "create role norepl login")
+		roles := []struct {
+			user, extra string
+			want        string // lc_messages of the connection
+			refused     bool
+		}{
+			{"postgres", "", "C", false},
+			{"plain", "", "C.UTF-8", true},
+			{"postgres", "options='-c lc_messages=C.UTF-8'", "C.UTF-8", false},
+		}
+		if major >= 15 {
+			c.Exec(t, "create role granted login replication")
+			c.Exec(t, "grant set on parameter lc_messages to granted")
+			roles = append(roles, struct {
+				user, extra string
+				want        string
+				refused     bool
+			}{"granted", "", "C", false})
+		}
+		for _, r := range roles {
+			conn, err := ConnectEnglish(testContext(t), fmt.Sprintf("host=%s port=%d user=%s sslmode=disable %s", c.Host, c.Port, r.user, r.extra))
+			if err != nil {
+				t.Fatalf("ConnectEnglish as %s %s: %v", r.user, r.extra, err)
+			}
+			got, err := conn.Show(testContext(t), "lc_messages")
+			if err != nil {
+				t.Fatal(err)
+			}
+			refused := conn.EnglishRefused()
+			conn.Close(context.Background())
+			if got != r.want || (refused != nil) != r.refused {
+				t.Errorf("ConnectEnglish as %s %s: lc_messages %q, refused %v; want %q, refused %v", r.user, r.extra, got, refused, r.want, r.refused)
+			}
+			if r.refused && !isCode(refused, codeInsufficientPriv) {
+				t.Errorf("refusal %v, want SQLSTATE 42501", refused)
+			}
+		}
+		_, err := ConnectEnglish(testContext(t), fmt.Sprintf("host=%s port=%d user=norepl sslmode=disable", c.Host, c.Port))
+		if !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), "REPLICATION attribute") {
+			t.Errorf("ConnectEnglish as a role without REPLICATION: %v, want ErrNotPermitted with its hint", err)
+		}
+	})
+}

@@ -60,9 +60,14 @@ type ChecksumError struct {
 	// Files are the files whose pages failed, as the warnings name them
 	// (basebackup.c's English messages), in order, up to
 	// maxFailedFiles. Blocks is the number of failing blocks: the
-	// server's total, else the files' counts, at least 1.
+	// server's total, else the files' counts, at least 1; when Ended,
+	// the server's count in any language (pageFailures.end).
 	Files  []PageFailures
 	Blocks int64
+	// FilesUnknown is set when the warnings named no file: the server
+	// sent them in another language than English (see
+	// ConnectEnglish), and its log names the files.
+	FilesUnknown bool
 	// Ended is set when the error came after the end position: the
 	// caller had read every archive (NextArchive returned io.EOF before
 	// Finish), the server had sent one for each tablespace of its list

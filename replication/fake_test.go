@@ -255,6 +255,63 @@ func TestBaseBackup_Finish_ChecksumFailures(t *testing.T) {
 	}
 }
 
+// TestBaseBackup_Finish_ChecksumFailuresTranslated: the warnings of a
+// server whose lc_messages is German (PostgreSQL 15's translations) name
+// no file hoard can read, but the total it sends after the end position
+// counts the blocks, and without that total (one failing block) the
+// count is 1; the files are unknown. Before, the count was 1 whatever
+// the server's total.
+func TestBaseBackup_Finish_ChecksumFailuresTranslated(t *testing.T) {
+	warn := func(msg string) pgproto3.BackendMessage {
+		return &pgproto3.NoticeResponse{Severity: "WARNUNG", SeverityUnlocalized: "WARNING", Code: "01000", Message: msg}
+	}
+	for _, tt := range []struct {
+		name          string
+		before, after []pgproto3.BackendMessage
+		want          int64
+	}{
+		{"Total", []pgproto3.BackendMessage{
+			warn("Prüfsummenüberprüfung fehlgeschlagen in Datei »./base/5/16384«, Block 3: berechnet 41C7, aber erwartet C4BB"),
+			warn("Prüfsummenüberprüfung fehlgeschlagen in Datei »./base/5/16384«, Block 5: berechnet 4904, aber erwartet E022"),
+			warn("Datei »./base/5/16384« hat insgesamt 2 Prüfsummenfehler"),
+			warn("Prüfsummenüberprüfung fehlgeschlagen in Datei »./base/5/1«, Block 1: berechnet 1, aber erwartet 2"),
+		}, []pgproto3.BackendMessage{warn("3 Prüfsummenfehler insgesamt")}, 3},
+		{"One", []pgproto3.BackendMessage{
+			warn("Prüfsummenüberprüfung fehlgeschlagen in Datei »./base/5/16384«, Block 3: berechnet 41C7, aber erwartet C4BB"),
+			warn("noch nicht alle benötigten WAL-Segmente wurden archiviert (60 Sekunden abgelaufen)"),
+		}, nil, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			script := append(backupStart(), &pgproto3.CopyData{Data: []byte("dtar")})
+			script = append(script, tt.before...)
+			script = append(script, &pgproto3.CopyDone{},
+				&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
+				&pgproto3.DataRow{Values: [][]byte{[]byte("0/3000100"), []byte("1")}},
+				&pgproto3.CommandComplete{CommandTag: []byte("SELECT")})
+			script = append(script, tt.after...)
+			script = append(script,
+				&pgproto3.ErrorResponse{Severity: "FEHLER", Code: "XX001", Message: "Prüfsummenüberprüfung bei der Basissicherung fehlgeschlagen"},
+				&pgproto3.ReadyForQuery{TxStatus: 'I'},
+			)
+			conn := connectFake(t, "15.18", script)
+			bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
+			if err != nil {
+				t.Fatalf("StartBaseBackup: %v", err)
+			}
+			readAll(t, bb)
+			_, _, err = bb.Finish(context.Background())
+			var ce *ChecksumError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Finish: %v, want a ChecksumError", err)
+			}
+			if !ce.Ended || ce.Blocks != tt.want || len(ce.Files) != 0 || !ce.FilesUnknown {
+				t.Errorf("ChecksumError ended %v, %d blocks, files %+v (unknown %v), want ended, %d blocks, files unknown",
+					ce.Ended, ce.Blocks, ce.Files, ce.FilesUnknown, tt.want)
+			}
+		})
+	}
+}
+
 // TestBaseBackup_Finish_ErrChecksumBeforeEnd: an XX001 before the end
 // position (not where basebackup.c sends it) is not Ended: the backup is
 // not known to be complete.

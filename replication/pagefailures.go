@@ -28,7 +28,8 @@ const maxFailedFiles = 100
 
 // The WARNINGs basebackup.c sends about checksums (sendFile and
 // perform_base_backup, PostgreSQL 13 to 18), in English; a server with
-// another lc_messages sends them translated, and those are not parsed.
+// another lc_messages sends them translated, and those are not parsed
+// (ConnectEnglish asks for English), but for the total (end).
 var (
 	failedBlockRE = regexp.MustCompile(`^checksum verification failed in file "(.*)", block ([0-9]+): calculated [0-9A-F]+ but expected [0-9A-F]+$`)
 	fileTotalRE   = regexp.MustCompile(`^file "(.*)" has a total of ([0-9]+) checksum verification failures?$`)
@@ -41,11 +42,29 @@ type pageFailures struct {
 	files  []PageFailures
 	byFile map[string]int // index in files
 	total  int64          // the server's total; 0 when it sent none
+	// ended is set once the archives have ended (end).
+	ended bool
 }
+
+// end notes that the backup's archives, the manifest included, have
+// ended. The one warning perform_base_backup sends after them is its
+// total of failing blocks, when more than one failed, just before the
+// ERROR; the other warnings of a BASE_BACKUP (the files' and
+// do_pg_backup_stop's) come before. Read as the only number in it, the
+// total needs no English: in German "2 Prüfsummenfehler insgesamt", in
+// Japanese "合計2個のデータチェックサム検証エラー" (the server prints
+// %lld without grouping).
+func (p *pageFailures) end() { p.ended = true }
 
 // add takes one WARNING's message; others than basebackup.c's checksum
 // warnings are ignored.
 func (p *pageFailures) add(msg string) {
+	if p.ended {
+		if n, ok := soleNumber(msg); ok {
+			p.total = n
+		}
+		return
+	}
 	if m := totalRE.FindStringSubmatch(msg); m != nil {
 		if n, err := strconv.ParseInt(m[1], 10, 64); err == nil {
 			p.total = n
@@ -95,8 +114,9 @@ func (p *pageFailures) add(msg string) {
 
 // blocks returns the number of failing blocks: the server's total (sent
 // when more than one failed), else the files' counts, and at least 1,
-// since the server ends a backup with XX001 only when a page failed
-// (warnings it sent translated are not counted).
+// since the server ends a backup with XX001 only when a page failed.
+// After end, in any language, that is the server's count: its total, or
+// 1 when it sent none.
 func (p *pageFailures) blocks() int64 {
 	if p.total > 0 {
 		return p.total
@@ -106,4 +126,25 @@ func (p *pageFailures) blocks() int64 {
 		n += f.Count
 	}
 	return max(n, 1)
+}
+
+// soleNumber returns the one run of ASCII digits in msg, if it holds
+// exactly one.
+func soleNumber(msg string) (int64, bool) {
+	start, runs := -1, 0
+	var digits string
+	for i := 0; i <= len(msg); i++ {
+		digit := i < len(msg) && msg[i] >= '0' && msg[i] <= '9'
+		switch {
+		case digit && start < 0:
+			start = i
+		case !digit && start >= 0:
+			digits, runs, start = msg[start:i], runs+1, -1
+		}
+	}
+	if runs != 1 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	return n, err == nil && n > 0
 }

@@ -59,3 +59,35 @@ func TestPageFailures_ManyFiles(t *testing.T) {
 		t.Errorf("blocks() = %d, want %d", got, want)
 	}
 }
+
+// TestPageFailures_End: after the archives, the server's total of
+// failing blocks (perform_base_backup) is read in any language, from
+// PostgreSQL 15's translations; a warning there with no number, or
+// more than one, changes nothing.
+func TestPageFailures_End(t *testing.T) {
+	tests := []struct {
+		name, warning string
+		blocks        int64
+	}{
+		{"English", "7 total checksum verification failures", 7},
+		{"German", "7 Prüfsummenfehler insgesamt", 7},
+		{"French", "7 erreurs de vérifications des sommes de contrôle au total", 7},
+		{"Japanese", "合計12個のデータチェックサム検証エラー", 12},
+		{"ErrNoNumber", "eine Warnung", 1},
+		{"ErrTwoNumbers", "7 von 8", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p pageFailures
+			p.add("Prüfsummenüberprüfung fehlgeschlagen in Datei »./base/5/1«, Block 1: berechnet 1, aber erwartet 2")
+			p.end()
+			p.add(tt.warning)
+			if got := p.blocks(); got != tt.blocks {
+				t.Errorf("blocks() = %d, want %d", got, tt.blocks)
+			}
+			if len(p.files) != 0 {
+				t.Errorf("files %+v, want none", p.files)
+			}
+		})
+	}
+}

@@ -48,6 +48,9 @@ func checksumProblem(key string, f *archive.ChecksumFailures) string {
 		if n > failedFilesNamed {
 			fmt.Fprintf(&sb, " and %d more files", n-failedFilesNamed)
 		}
+	} else if f.FilesUnknown {
+		sb.WriteString(", in files the server named in another language than English, so the backup could not record them " +
+			"(the server's log of the backup's time names them)")
 	}
 	sb.WriteString(": the pages are damaged in the cluster and the backup holds them as they were read, " +
 		"so a restore gives them back damaged; check the cluster (pg_amcheck, pg_checksums --check on a stopped copy) " +

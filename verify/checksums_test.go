@@ -51,6 +51,28 @@ func TestRun_ChecksumFailures(t *testing.T) {
 	}
 }
 
+// TestRun_ChecksumFailuresFilesUnknown: a BASE_BACKUP backup whose
+// server named the damaged files in another language than English
+// records the count and no file: limited, and the problem says where the
+// files are named.
+func TestRun_ChecksumFailuresFilesUnknown(t *testing.T) {
+	a := testArchive(t)
+	putBackupWith(t, a, "b1", 1, 2, 3, t0, "", func(m *archive.Manifest) {
+		m.Hoard = &archive.HoardManifest{ChecksumFailures: &archive.ChecksumFailures{Blocks: 2, FilesUnknown: true}}
+	})
+	putSegments(t, a, 1, 2, 3)
+	rep := run(t, a, false)
+	if rep.OK() || rep.Backups[0].Status != StatusLimited {
+		t.Fatalf("OK=%v status %s, problems:\n%s", rep.OK(), rep.Backups[0].Status, problems(rep))
+	}
+	got := strings.Join(rep.Backups[0].Problems, "\n")
+	for _, want := range []string{"2 data pages", "another language than English", "the server's log"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problem does not say %q:\n%s", want, got)
+		}
+	}
+}
+
 // TestRun_ChecksumFailuresNone: a control object recording a check that
 // found nothing (local-tar records 0) is ok.
 func TestRun_ChecksumFailuresNone(t *testing.T) {
