@@ -154,12 +154,14 @@
 // point fails the backup as any error does.
 //
 // The warnings come in the server's lc_messages, and hoard reads the
-// files and blocks from them in English only: the replication connection
-// asks for lc_messages=C at startup (replication.ConnectEnglish). A
-// superuser is granted it, and from PostgreSQL 15 a role granted SET on
-// the parameter (GRANT SET ON PARAMETER lc_messages TO role); the server
-// refuses an ordinary replication role with a FATAL (SQLSTATE 42501,
-// logged in the server's log), and hoard connects again without it, once,
+// files and blocks from them in English only: when the role may set
+// lc_messages (a superuser, and from PostgreSQL 15 a role granted SET on
+// the parameter: GRANT SET ON PARAMETER lc_messages TO role;
+// mayAskEnglish asks over the SQL connection), the replication connection
+// asks for lc_messages=C at startup (replication.ConnectEnglish). An
+// ordinary replication role is not asked: the server would refuse it with
+// a FATAL in its log (SQLSTATE 42501) at every backup. Should a grant
+// vanish in between, ConnectEnglish connects again without it, once,
 // logging the refusal at debug level. With warnings in another language
 // the count is still the server's (its total, the one warning after the
 // end position, read as the only number in it; 1 when it sent none) and

@@ -32,9 +32,18 @@ type server struct {
 // runStream takes the backup over the replication protocol: BASE_BACKUP's
 // tar streams re-packed into chunks as they arrive.
 func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.BackupInfo, error) {
+	sql, err := connectSQL(ctx, o.ConnString)
+	if err != nil {
+		return nil, err
+	}
+	defer sql.Close(context.WithoutCancel(ctx))
 	// In English, the server's warnings name the damaged files
 	// (serverChecksums).
-	repl, err := replication.ConnectEnglish(ctx, o.ConnString)
+	connect := replication.Connect
+	if mayAskEnglish(ctx, sql, log) {
+		connect = replication.ConnectEnglish
+	}
+	repl, err := connect(ctx, o.ConnString)
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
@@ -43,11 +52,6 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 			"unless its lc_messages is English (GRANT SET ON PARAMETER lc_messages TO the role, PostgreSQL 15+)")
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
-	sql, err := connectSQL(ctx, o.ConnString)
-	if err != nil {
-		return nil, err
-	}
-	defer sql.Close(context.WithoutCancel(ctx))
 	srv, err := identify(ctx, repl, sql, o.PGData)
 	if err != nil {
 		return nil, err
@@ -85,6 +89,47 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 		return info, afterStandbyBackup(ctx, o, log, info)
 	}
 	return info, nil
+}
+
+// mayAskEnglish reports whether the backup's role may set lc_messages, so
+// that its replication connection asks for English messages
+// (replication.ConnectEnglish): a superuser, or from PostgreSQL 15 a role
+// granted SET ON PARAMETER lc_messages. An ordinary replication role is
+// not asked for: the server would refuse it with a FATAL line in its log
+// at every backup, which log-watching setups alert on. Such a role's
+// backup counts damaged pages but names their files only when the
+// server's lc_messages is English (pageFailures); that is logged, at
+// debug level, when it is not. A failed query asks nothing.
+func mayAskEnglish(ctx context.Context, sql *pgx.Conn, log zerolog.Logger) bool {
+	var messages string
+	var may bool
+	var version int
+	err := sql.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version)
+	if err == nil {
+		q := "SELECT current_setting('lc_messages'), current_setting('is_superuser')::bool"
+		if version >= 150000 {
+			q = "SELECT current_setting('lc_messages'), has_parameter_privilege('lc_messages', 'SET')"
+		}
+		err = sql.QueryRow(ctx, q).Scan(&messages, &may)
+	}
+	if err != nil {
+		log.Debug().Err(err).Msg("could not ask whether the role may set lc_messages: the replication connection keeps the server's")
+		return false
+	}
+	if !may && !englishMessages(messages) {
+		log.Debug().Str("lc_messages", messages).Msg("the role may not set lc_messages: the server's warnings about damaged data pages " +
+			"will not name the files (GRANT SET ON PARAMETER lc_messages TO the role, PostgreSQL 15+)")
+	}
+	return may
+}
+
+// englishMessages reports whether lc_messages names English or no
+// translation: C, POSIX, C.UTF-8, en_US.UTF-8, English_United States.1252,
+// or empty (the environment's, C under a service manager).
+func englishMessages(lc string) bool {
+	l := strings.ToLower(lc)
+	return l == "" || l == "posix" || l == "c" || strings.HasPrefix(l, "c.") ||
+		l == "en" || strings.HasPrefix(l, "en_") || strings.HasPrefix(l, "en.") || strings.HasPrefix(l, "english")
 }
 
 // identify asks the server who it is: system identifier and timeline,

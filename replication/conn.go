@@ -59,7 +59,9 @@ func ConnectAs(ctx context.Context, connString, appName string) (*Conn, error) {
 // (SQLSTATE 42501, process_startup_options in postinit.c, after the role
 // is authenticated and allowed a WAL sender); ConnectEnglish then
 // connects once more without it, the messages in the server's language,
-// and EnglishRefused returns the refusal. Nothing is asked when
+// and EnglishRefused returns the refusal. That refusal is a FATAL line
+// in the server's log: callers ask only for a role that may set the
+// parameter (basebackup asks the server first). Nothing is asked when
 // connString or PGOPTIONS sets lc_messages.
 func ConnectEnglish(ctx context.Context, connString string) (*Conn, error) {
 	return connectWith(ctx, connString, "", true)
