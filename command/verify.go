@@ -24,9 +24,12 @@ it must list as many chunks as the backup's metadata counts (hoard-chunk-count, 
 and every chunk it lists must exist with its recorded size; a backup in one pg_basebackup tar
 (PGHoard's basic or pipe mode) must start with backup_label (its first member is decoded,
 from a ranged read of the object's first 256 KiB);
-with --full every chunk and every
+a backup whose metadata says its control object holds PostgreSQL's backup_manifest must hold
+one that parses; with --full every chunk and every
 WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,
-WAL page headers against names); a complete segment whose WAL stops before its end, zeros
+WAL page headers against names), and every file of a backup that carries backup_manifest
+(hoard's, but for incremental chains) must have the size and CRC-32C it lists, none
+missing or unlisted, as restore requires (the quick check reads no file); a complete segment whose WAL stops before its end, zeros
 after it (an earlier copy under its name, see wal-fetch), is a problem that names, as
 wal-fetch's refusal does, the LSN its WAL ends at and the flag that accepts it if it is
 legitimately cut (hoard restore --accept-truncated-wal SEGMENT). The WAL must continue without a gap from each backup's
@@ -51,7 +54,7 @@ where the private key goes.
 EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it)
 or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "full", Usage: "download and decode every chunk and WAL segment"},
+			&cli.BoolFlag{Name: "full", Usage: "download and decode every chunk and WAL segment, and compare every file with the backup's backup_manifest"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.IntFlag{Name: "parallel", Usage: "`N` objects checked at once", DefaultText: "4"},
 			&cli.BoolFlag{Name: "restore", Usage: "restore into a scratch directory and test the result with PostgreSQL"},

@@ -115,7 +115,9 @@
 // and whose control tar does not is refused before anything is written.
 // A delta object whose bytes are not its name's digest fails with
 // ErrDeltaDigest, the more precise cause, even when its file also
-// differs from backup_manifest.
+// differs from backup_manifest. PGManifestCheck applies the same rules
+// to files that are read and not written: verify --full compares every
+// file of a backup through it.
 // Not checked: PGHoard's delta backups (they carry no backup_manifest)
 // and incremental chains (the last backup's
 // manifest lists the INCREMENTAL files, not the files rebuilt from them),

@@ -442,7 +442,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	incomplete := func(err error) error {
 		err = explainFull(err, space)
 		if errors.Is(err, ErrPGManifest) {
-			err = fmt.Errorf("%w (the backup is damaged or was altered: restore another backup with --basebackup)", err)
+			err = Altered(err)
 		}
 		// pg_control is the last of the backup's files written, but the
 		// recovery configuration and the final syncs come after it: a failure there must not leave a

@@ -20,6 +20,9 @@ type deltaObject struct {
 	digest string
 	size   int64    // the files' file_size
 	files  []string // the files restored from it, the first few
+	// all are all the files restored from it, whose entries in the
+	// backup's backup_manifest pgm compares with it (full).
+	all []string
 }
 
 // deltaControl checks the control object of delta backup b as restore
@@ -57,11 +60,16 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 		if len(o.files) < 3 {
 			o.files = append(o.files, f.RelativePath)
 		}
+		o.all = append(o.all, f.RelativePath)
+	}
+	pgm, err := c.pgManifest(ctx, b, r, ctrl, len(m.Chunks)+len(objects))
+	if err != nil {
+		return nil, err
 	}
 	c.checkDeltaRefs(ctx, b, r, objects)
 	list := make([]chunkCheck, 0, len(m.Chunks)+len(objects))
 	for _, ch := range m.Chunks {
-		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, bundle: true})
+		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, bundle: true, pgm: pgm})
 	}
 	digests := make([]string, 0, len(objects))
 	for d := range objects {
@@ -69,7 +77,7 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 	}
 	sort.Strings(digests)
 	for _, d := range digests {
-		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaKey(d), manifest: m, object: objects[d]})
+		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaKey(d), manifest: m, object: objects[d], pgm: pgm})
 	}
 	c.mu.Lock()
 	r.Chunks = len(list)
@@ -131,15 +139,18 @@ func (c *checker) statDeltaObject(ctx context.Context, key string) error {
 
 // decodeDeltaObject decodes a delta object to its end (stopping just past
 // its files' file_size): it must decode to exactly that many bytes, whose
-// BLAKE2s-256 is its name, as restore requires.
-func (c *checker) decodeDeltaObject(ctx context.Context, key string, o *deltaObject) error {
+// BLAKE2s-256 is its name, as restore requires. With pgm, the entry of
+// each file restored from it in the backup's backup_manifest must then
+// list those bytes' size and CRC-32C.
+func (c *checker) decodeDeltaObject(ctx context.Context, key string, o *deltaObject, pgm *restore.PGManifestCheck) error {
 	rc, err := c.open(ctx, key, "")
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 	sum := archive.NewDeltaHash()
-	n, err := io.CopyBuffer(sum, io.LimitReader(rc, o.size+1), make([]byte, 256<<10))
+	crc := restore.NewCRC32C()
+	n, err := io.CopyBuffer(io.MultiWriter(sum, crc), io.LimitReader(rc, o.size+1), make([]byte, 256<<10))
 	if err != nil {
 		return err
 	}
@@ -155,6 +166,14 @@ func (c *checker) decodeDeltaObject(ctx context.Context, key string, o *deltaObj
 	}
 	if got := hex.EncodeToString(sum.Sum(nil)); got != o.digest {
 		return fmt.Errorf("its content has BLAKE2s-256 %s, not the digest it is named by (altered or swapped; file %s)", got, o.files[0])
+	}
+	if pgm == nil {
+		return nil
+	}
+	for _, f := range o.all {
+		if err := pgm.DeltaFile(f, n, crc.Sum32()); err != nil {
+			return err
+		}
 	}
 	return nil
 }

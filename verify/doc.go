@@ -9,7 +9,11 @@
 // manifest lists as many chunks as its metadata counts (hoard-chunk-count,
 // where recorded), every chunk exists with the recorded size (or, with
 // Full, decodes to its recorded size with its integrity checks and is the
-// object its recorded HMAC names, when the manifest records one), and the
+// object its recorded HMAC names, when the manifest records one), its
+// backup_manifest (PostgreSQL's, in the control tar of hoard's backups)
+// reads as restore reads it and, with Full, lists every file of the
+// backup with the size and CRC-32C found, as restore compares them
+// (restore.PGManifestCheck; not for incremental chains yet), and the
 // WAL from the backup's start continues without a gap, along the timelines
 // recovery follows (the .history files), through the newest stored
 // segment. The Report gives per backup whether it is restorable and how

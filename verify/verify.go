@@ -31,8 +31,9 @@ const DefaultParallel = 4
 type Options struct {
 	Archive *archive.Archive
 	// Full downloads and decodes every chunk and every WAL segment the
-	// backups need, instead of checking that the chunks exist with their
-	// recorded sizes.
+	// backups need, and compares every file with the backup's
+	// backup_manifest, instead of checking that the chunks exist with
+	// their recorded sizes.
 	Full     bool
 	Parallel int // objects checked at once; 0: DefaultParallel
 	Logger   zerolog.Logger
@@ -189,8 +190,11 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 // For every backup listed, the control object is downloaded and decoded
 // (its integrity checks run) and its manifest parsed, which must list as
 // many chunks as the backup's metadata counts (chunkCount); each chunk it
-// lists must exist with the manifest's result_size. With Full, every chunk is
+// lists must exist with the manifest's result_size; PostgreSQL's
+// backup_manifest, where the backup carries one, is read as restore reads
+// it (pgManifest). With Full, every chunk is
 // also downloaded and decoded to its end as a tar of the manifest's input_size,
+// every file compared with backup_manifest as restore compares it,
 // and every WAL segment from each backup's start through the newest stored
 // one is decoded, its hash metadata compared and its page header checked
 // against its name. The WAL must continue without a gap from each backup's
@@ -478,6 +482,9 @@ type chunkCheck struct {
 	// single, when set, is the backup held in this one tar (no format or
 	// pghoard-bb-v1), whose members restore.TarCheck checks.
 	single *archive.BackupInfo
+	// pgm, when set, compares each file with the backup's
+	// backup_manifest (full only).
+	pgm    *pgmCheck
 	bundle bool // a delta backup's bundle (members named relative to the data directory)
 	// object, when set, makes this a delta backup's delta object (key)
 	// rather than a chunk.
@@ -549,12 +556,16 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 	m := ctrl.Manifest
 	c.chunkCount(b, r, m)
 	c.checksumFailures(b, r, m)
+	pgm, err := c.pgManifest(ctx, b, r, ctrl, len(m.Chunks))
+	if err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	r.Chunks = len(m.Chunks)
 	c.mu.Unlock()
 	list := make([]chunkCheck, 0, len(m.Chunks))
 	for _, ch := range m.Chunks {
-		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch})
+		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, pgm: pgm})
 	}
 	return list, nil
 }
@@ -619,14 +630,18 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 			break
 		}
 		g.Go(func() error {
+			var pgm *restore.PGManifestCheck
+			if cc.pgm != nil {
+				pgm = cc.pgm.get(gctx)
+			}
 			var err error
 			switch {
 			case cc.object != nil && full:
-				err = c.decodeDeltaObject(gctx, cc.key, cc.object)
+				err = c.decodeDeltaObject(gctx, cc.key, cc.object, pgm)
 			case cc.object != nil:
 				err = c.statDeltaObject(gctx, cc.key)
 			case full:
-				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk, cc.single, cc.bundle)
+				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk, cc.single, cc.bundle, pgm)
 			case cc.single != nil && cc.single.Format != archive.FormatBBv1:
 				if err = c.statChunk(gctx, cc.key, cc.chunk); err == nil {
 					err = c.labelFirst(gctx, cc.key)
@@ -643,7 +658,10 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 				if cc.object != nil {
 					what = "delta object"
 				}
-				c.problem(cc.r, true, "%s %s: %v", what, cc.key, err)
+				c.problem(cc.r, true, "%s %s: %v", what, cc.key, altered(err))
+			}
+			if cc.pgm != nil {
+				cc.pgm.done() // after the problem, which it looks at
 			}
 			return nil
 		})
@@ -754,7 +772,12 @@ func labelHead(r io.Reader) (decided bool, err error) {
 // backup held in one tar, whose input_size is -1 when not recorded, or
 // restore.CheckBundleMember for a delta backup's bundle), and that the
 // manifest's file list for the chunk, when it has one, holds each member.
-func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single *archive.BackupInfo, bundle bool) error {
+// With pgm, each member's data is compared with the backup's
+// backup_manifest as it is read (size and CRC-32C); when one differs,
+// the chunk is still read to its end, so that a chunk that fails its own
+// checks (another backup's, tampered, truncated) is reported as such,
+// the more precise cause, as restore does.
+func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single *archive.BackupInfo, bundle bool, pgm *restore.PGManifestCheck) error {
 	if err := c.statChunk(ctx, key, ch); err != nil {
 		return err
 	}
@@ -793,8 +816,26 @@ func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manife
 		if err := ch.Names.Check(h.Name); err != nil {
 			return err
 		}
-		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
-			return fmt.Errorf("read tar: %w", err)
+		switch {
+		case pgm != nil && bundle:
+			err = pgm.BundleMember(h, tr, buf)
+		case pgm != nil:
+			err = pgm.ChunkMember(h, tr, buf)
+		default:
+			if _, err = io.CopyBuffer(io.Discard, tr, buf); err != nil {
+				err = fmt.Errorf("read tar: %w", err)
+			}
+		}
+		if errors.Is(err, restore.ErrPGManifest) {
+			if _, derr := io.CopyBuffer(io.Discard, cr, buf); derr != nil {
+				return derr
+			}
+			if ch.InputSize >= 0 && cr.N > ch.InputSize {
+				return fmt.Errorf("decodes to more than the manifest's %d bytes", ch.InputSize)
+			}
+		}
+		if err != nil {
+			return err
 		}
 	}
 	// The padding after the end-of-archive blocks, and the integrity

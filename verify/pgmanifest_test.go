@@ -1,0 +1,265 @@
+package verify
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/hostile"
+)
+
+// pgManifestRead are the files of the hostile backups below as their
+// backup_manifest lists them, path → bytes: the benign first chunk's
+// (or bundle's) files, pg_control and backup_label of the control tar
+// (hostile.Put), a relation file, a second one, and one of tablespace
+// "ts" (OID 16400).
+func pgManifestRead() map[string]string {
+	return map[string]string{
+		"PG_VERSION":                             "15\n",
+		"base/1/1259":                            strings.Repeat("r", 8192),
+		"base/1/2222":                            strings.Repeat("x", 8192),
+		"base/1/3333":                            strings.Repeat("y", 8192),
+		"pg_tblspc/16400/PG_15_202209061/5/6666": strings.Repeat("t", 100),
+		"global/pg_control":                      strings.Repeat("c", hostile.PGControlSize),
+		"backup_label":                           "START WAL LOCATION: 0/200028 (file " + hostile.StartSegment + ")\n",
+	}
+}
+
+// pgManifestCase is one backup whose files (path → bytes, as stored)
+// differ from what its backup_manifest lists (listed) in the way the
+// case's name says; want is what a broken backup's problem must say.
+type pgManifestCase struct {
+	name string
+	edit func(listed, files map[string]string)
+	want []string // nil: the backup is ok
+}
+
+var pgManifestCases = []pgManifestCase{
+	{"OK", func(map[string]string, map[string]string) {}, nil},
+	{"LeftOutNotMissing", func(l, _ map[string]string) {
+		// Listed by the server, left out by hoard's filter (archive.LeftOut).
+		l["postgresql.conf.old"], l["pg_tblspc/16400/PG_15_202209061/5/junk.tmp"] = "old", "junk"
+	}, nil},
+	{"ErrChanged", func(_, f map[string]string) { f["base/1/2222"] = strings.Repeat("z", 8192) },
+		[]string{`"base/1/2222"`, "CRC-32C"}},
+	{"ErrSize", func(_, f map[string]string) { f["base/1/2222"] = strings.Repeat("x", 8191) },
+		[]string{`"base/1/2222"`, "8191 bytes", "lists 8192"}},
+	{"ErrTablespaceChanged", func(_, f map[string]string) { f["pg_tblspc/16400/PG_15_202209061/5/6666"] = strings.Repeat("u", 100) },
+		[]string{`"pg_tblspc/16400/PG_15_202209061/5/6666"`, "CRC-32C"}},
+	{"ErrMissing", func(_, f map[string]string) { delete(f, "base/1/2222") },
+		[]string{"lists files that were not restored", `"base/1/2222"`}},
+	{"ErrNotListed", func(_, f map[string]string) { f["base/1/4444"] = "z" },
+		[]string{`"base/1/4444"`, "not listed"}},
+	{"ErrPGControl", func(_, f map[string]string) { f["global/pg_control"] = strings.Repeat("d", hostile.PGControlSize) },
+		[]string{`"global/pg_control"`, "CRC-32C"}},
+	{"ErrBackupLabel", func(_, f map[string]string) { f["backup_label"] += "LABEL: altered\n" },
+		[]string{`"backup_label"`, "bytes"}},
+}
+
+// checkPGManifestReport asserts what verify --full found for a backup
+// whose problem must say each of want (nil: the backup is ok) and, unless
+// precise (a more precise cause than backup_manifest: an object not the
+// bytes of its name), restore's wording for a file that differs from
+// backup_manifest.
+func checkPGManifestReport(t *testing.T, want []string, precise bool, rep *Report) {
+	t.Helper()
+	if want == nil {
+		if !rep.OK() {
+			t.Fatalf("verify --full of a backup whose files are its backup_manifest's: not ok:\n%s", problems(rep))
+		}
+		return
+	}
+	b := rep.Backups[0]
+	if b.Status != StatusBroken || b.Restorable {
+		t.Fatalf("verify --full of a backup restore refuses: %s (restorable %v), want %s:\n%s", b.Status, b.Restorable, StatusBroken, problems(rep))
+	}
+	got := strings.Join(b.Problems, "\n")
+	if !precise {
+		want = append(want, "differ from the backup's backup_manifest", "damaged or was altered")
+	} else if strings.Contains(got, "backup_manifest") {
+		t.Errorf("problems name backup_manifest, not the more precise cause:\n%s", got)
+	}
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("problems do not say %q:\n%s", w, got)
+		}
+	}
+}
+
+// TestRun_PGManifest: verify --full compares every file of a backup
+// whose control tar holds PostgreSQL's backup_manifest (hoard's, from
+// BASE_BACKUP or local-tar) with its entry as restore does
+// (restore's TestRun_PGManifest): a file's bytes or size changed
+// consistently with the control object (in a site without keys anyone
+// who can write the bucket can), a file of a tablespace changed, a
+// listed file missing, a file not listed, pg_control or backup_label
+// changed: the backup is broken, naming the file, with restore's
+// "damaged or altered"; a listed file the backup leaves out on purpose
+// (archive.LeftOut) is not missing. Before, verify --full called every
+// one of them ok and restore refused it.
+func TestRun_PGManifest(t *testing.T) {
+	for _, tc := range pgManifestCases {
+		t.Run(tc.name, func(t *testing.T) {
+			listed, files := pgManifestRead(), pgManifestRead()
+			tc.edit(listed, files)
+			var chunk []hostile.Member
+			for _, p := range []string{"base/1/2222", "base/1/3333", "base/1/4444"} {
+				if body, ok := files[p]; ok {
+					chunk = append(chunk, hostile.Member{Name: "pgdata/" + p, Body: body})
+				}
+			}
+			const spcFile = "pg_tblspc/16400/PG_15_202209061/5/6666"
+			spc := []hostile.Member{{Name: "tablespaces/ts/" + strings.TrimPrefix(spcFile, "pg_tblspc/16400/"), Body: files[spcFile]}}
+			control := []hostile.Member{{Name: archive.ControlPGManifest, Body: hostile.PGManifestJSON(t, listed)}}
+			b := hostile.Backup{Name: "2026-01-02_03-00_0", PGManifest: true,
+				Tablespaces: map[string]archive.ManifestTablespace{"ts": {Path: "/nonexistent/ts", OID: 16400}},
+				Chunks:      [][]hostile.Member{chunk, spc}, PGControl: files["global/pg_control"]}
+			if files["backup_label"] != listed["backup_label"] {
+				b.NoLabel = true
+				control = append(control, hostile.Member{Name: archive.ControlBackupLabel, Body: files["backup_label"]})
+			}
+			b.Control = control
+			a := testArchive(t)
+			hostile.Put(t, a, b)
+			checkPGManifestReport(t, tc.want, false, run(t, a, true))
+		})
+	}
+}
+
+// TestRun_DeltaPGManifest: verify --full compares every file of one of
+// hoard's delta backups (hoard-pg-manifest) with its backup_manifest as
+// restore does (restore's TestRun_DeltaPGManifest): files of delta
+// objects, embedded in the manifest and in bundles. A reference pointed
+// at another stored object of the same size (which passes that object's
+// own digest check), an embedded file or a bundle's member changed, a
+// file dropped from or added to the delta manifest: the backup is broken,
+// naming the file. A delta object not the bytes of its name is named as
+// such, the more precise cause.
+func TestRun_DeltaPGManifest(t *testing.T) {
+	const (
+		relFile   = "base/1/2222"
+		otherFile = "base/1/3333"
+		spcFile   = "pg_tblspc/16400/PG_15_202209061/5/6666"
+		embedFile = "pg_xact/0000"
+		bundled   = "base/1/5555"
+	)
+	read := pgManifestRead()
+	read[spcFile] = strings.Repeat("t", 8192)
+	read[embedFile], read[bundled] = strings.Repeat("e", 100), strings.Repeat("b", 200)
+	type edit func(listed map[string]string, delta map[string]*archive.DeltaFile, objects, bundle map[string]string)
+	for _, tc := range []struct {
+		name    string
+		edit    edit
+		want    []string
+		precise bool
+	}{
+		{"OK", func(map[string]string, map[string]*archive.DeltaFile, map[string]string, map[string]string) {}, nil, false},
+		{"LeftOutNotMissing", func(l map[string]string, _ map[string]*archive.DeltaFile, _, _ map[string]string) {
+			l["pg_hba.conf~"] = "old"
+		}, nil, false},
+		{"ErrReference", func(_ map[string]string, d map[string]*archive.DeltaFile, _, _ map[string]string) {
+			d[relFile].Hexdigest = hostile.Digest(read[otherFile])
+		}, []string{`"` + relFile + `"`, "CRC-32C"}, false},
+		{"ErrTablespaceReference", func(_ map[string]string, d map[string]*archive.DeltaFile, _, _ map[string]string) {
+			d[spcFile].Hexdigest = hostile.Digest(read[relFile])
+		}, []string{`"` + spcFile + `"`, "CRC-32C"}, false},
+		{"ErrEmbedded", func(_ map[string]string, d map[string]*archive.DeltaFile, _, _ map[string]string) {
+			b64 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("f", 100)))
+			d[embedFile].ContentB64 = &b64
+		}, []string{`"` + embedFile + `"`, "CRC-32C"}, false},
+		{"ErrEmbeddedSize", func(_ map[string]string, d map[string]*archive.DeltaFile, _, _ map[string]string) {
+			b64 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("e", 99)))
+			d[embedFile].ContentB64, d[embedFile].FileSize = &b64, 99
+		}, []string{`"` + embedFile + `"`, "99 bytes", "lists 100"}, false},
+		{"ErrBundle", func(_ map[string]string, _ map[string]*archive.DeltaFile, _, b map[string]string) {
+			b[bundled] = strings.Repeat("B", 200)
+		}, []string{`"` + bundled + `"`, "CRC-32C"}, false},
+		{"ErrMissing", func(_ map[string]string, d map[string]*archive.DeltaFile, _, _ map[string]string) {
+			delete(d, relFile)
+		}, []string{"lists files that were not restored", `"` + relFile + `"`}, false},
+		{"ErrNotListed", func(_ map[string]string, d map[string]*archive.DeltaFile, _, _ map[string]string) {
+			d["base/1/7777"] = &archive.DeltaFile{RelativePath: "base/1/7777", FileSize: 8192, Hexdigest: hostile.Digest(read[otherFile])}
+		}, []string{`"base/1/7777"`, "not listed"}, false},
+		{"ErrSwappedObject", func(_ map[string]string, _ map[string]*archive.DeltaFile, o, _ map[string]string) {
+			o[hostile.Digest(read[relFile])] = read[otherFile]
+		}, []string{hostile.Digest(read[relFile]), "not the digest it is named by", relFile}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			listed := map[string]string{}
+			for p, body := range read {
+				listed[p] = body
+			}
+			delta := map[string]*archive.DeltaFile{}
+			objects := map[string]string{}
+			for _, p := range []string{relFile, otherFile, spcFile} {
+				delta[p] = &archive.DeltaFile{RelativePath: p, FileSize: int64(len(read[p])), Hexdigest: hostile.Digest(read[p])}
+				objects[hostile.Digest(read[p])] = read[p]
+			}
+			b64 := base64.StdEncoding.EncodeToString([]byte(read[embedFile]))
+			delta[embedFile] = &archive.DeltaFile{RelativePath: embedFile, FileSize: int64(len(read[embedFile])), ContentB64: &b64}
+			delta[bundled] = &archive.DeltaFile{RelativePath: bundled, FileSize: int64(len(read[bundled])), ShouldBeBundled: true}
+			bundle := map[string]string{bundled: read[bundled]}
+			tc.edit(listed, delta, objects, bundle)
+			b := hostile.Backup{Name: "2026-01-02_03-00_0", PGManifest: true,
+				Tablespaces:  map[string]archive.ManifestTablespace{"ts": {Path: "/nonexistent/ts", OID: 16400}},
+				DeltaObjects: objects,
+				Control:      []hostile.Member{{Name: archive.ControlPGManifest, Body: hostile.PGManifestJSON(t, listed)}}}
+			for _, p := range []string{relFile, otherFile, spcFile, embedFile, bundled, "base/1/7777"} {
+				if f := delta[p]; f != nil {
+					b.Delta = append(b.Delta, *f)
+				}
+			}
+			var members []hostile.Member
+			for p, body := range bundle {
+				members = append(members, hostile.Member{Name: p, Body: body})
+			}
+			b.Chunks = [][]hostile.Member{members}
+			a := testArchive(t)
+			hostile.Put(t, a, b)
+			checkPGManifestReport(t, tc.want, tc.precise, run(t, a, true))
+		})
+	}
+}
+
+// TestRun_ErrPGManifestAbsent: a backup whose metadata says its control
+// tar holds backup_manifest (hoard-pg-manifest), and whose control tar
+// holds none, is broken with and without --full: restore refuses it
+// before writing anything (restore's TestRun_ErrPGManifestMissing).
+func TestRun_ErrPGManifestAbsent(t *testing.T) {
+	a := testArchive(t)
+	st := hostile.Put(t, a, hostile.Backup{Name: "2026-01-02_03-00_0", PGManifest: true})
+	for _, full := range []bool{false, true} {
+		rep := run(t, a, full)
+		if b := rep.Backups[0]; b.Status != StatusBroken || !strings.Contains(problems(rep), "holds no "+archive.ControlPGManifest) ||
+			!strings.Contains(problems(rep), st.ControlKey) {
+			t.Errorf("full=%v: %s, want %s naming %s's missing %s:\n%s", full, b.Status, StatusBroken, st.ControlKey, archive.ControlPGManifest, problems(rep))
+		}
+	}
+}
+
+// TestRun_PGManifestTwoBackups: each backup's files are compared with
+// its own backup_manifest: an altered backup beside a sound one is
+// broken, the sound one ok.
+func TestRun_PGManifestTwoBackups(t *testing.T) {
+	a := testArchive(t)
+	listed := pgManifestRead()
+	put := func(name, relFile string) {
+		hostile.Put(t, a, hostile.Backup{Name: name, PGManifest: true,
+			Tablespaces: map[string]archive.ManifestTablespace{"ts": {Path: "/nonexistent/ts", OID: 16400}},
+			Chunks: [][]hostile.Member{
+				{{Name: "pgdata/base/1/2222", Body: relFile}, {Name: "pgdata/base/1/3333", Body: listed["base/1/3333"]}},
+				{{Name: "tablespaces/ts/PG_15_202209061/5/6666", Body: listed["pg_tblspc/16400/PG_15_202209061/5/6666"]}},
+			},
+			Control: []hostile.Member{{Name: archive.ControlPGManifest, Body: hostile.PGManifestJSON(t, listed)}}})
+	}
+	put("2026-01-02_03-00_0", listed["base/1/2222"])
+	put("2026-01-02_04-00_0", strings.Repeat("z", 8192))
+	rep := run(t, a, true)
+	if got := []string{rep.Backups[0].Status, rep.Backups[1].Status}; got[0] != StatusOK || got[1] != StatusBroken {
+		t.Fatalf("statuses %v, want [%s %s]:\n%s", got, StatusOK, StatusBroken, problems(rep))
+	}
+	if got := strings.Join(rep.Backups[1].Problems, "\n"); !strings.Contains(got, `"base/1/2222"`) {
+		t.Errorf("problems of the altered backup do not name base/1/2222:\n%s", got)
+	}
+}
