@@ -30,7 +30,13 @@ type Codec struct {
 	PublicKey *rsa.PublicKey
 	// PrivateKeys decrypt objects by their encryption-key-id metadata.
 	PrivateKeys map[string]*rsa.PrivateKey
-	Host        string // written as the host metadata when not empty
+	// PublicKeys are the public keys the site holds by key id, KeyID's
+	// and those of keys it no longer encrypts with (rotated out of
+	// encryption_key_id): what verifies the metadata HMACs and delta
+	// reference lists hoard stored under each key (publicKeyFor) on a
+	// host that holds no private key.
+	PublicKeys map[string]*rsa.PublicKey
+	Host       string // written as the host metadata when not empty
 
 	// RequireEncryption refuses to decode an object that is not encrypted
 	// (no encryption-key-id): in a site with encryption keys, anyone who

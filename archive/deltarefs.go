@@ -156,14 +156,19 @@ func macDeltaRefs(key []byte, l *deltaRefList) []byte {
 	return m.Sum(nil)
 }
 
-// publicKeyFor returns the public key of key id kid: the codec's own, or
-// the public half of one of its private keys; nil when it has neither.
+// publicKeyFor returns the public key of key id kid: the codec's own, one
+// of its PublicKeys (a key rotated out, on a host without its private
+// half), or the public half of one of its private keys; nil when it has
+// none of them.
 func (c *Codec) publicKeyFor(kid string) *rsa.PublicKey {
 	if c == nil || kid == "" {
 		return nil
 	}
 	if kid == c.KeyID && c.PublicKey != nil {
 		return c.PublicKey
+	}
+	if pub := c.PublicKeys[kid]; pub != nil {
+		return pub
 	}
 	if priv := c.PrivateKeys[kid]; priv != nil {
 		return &priv.PublicKey

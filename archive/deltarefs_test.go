@@ -3,11 +3,14 @@ package archive
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"errors"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -63,5 +66,34 @@ func TestArchive_ReadDeltaRefsErrLongDigest(t *testing.T) {
 	}
 	if len(err.Error()) > 1024 {
 		t.Errorf("error of %d bytes, want the digest's start only", len(err.Error()))
+	}
+}
+
+// TestArchive_ReadDeltaRefs_RotatedPublicOnly: after a rotation, a host
+// holding only public keys verifies a list stored under the old key with
+// that key's public half (Codec.PublicKeys), so retention there can delete
+// delta objects again; a codec without the old key's public half names
+// the key.
+func TestArchive_ReadDeltaRefs_RotatedPublicOnly(t *testing.T) {
+	ctx := context.Background()
+	old := walTestArchive(t, true) // key k1
+	digest := strings.Repeat("ab", 32)
+	if err := old.StoreDeltaRefs(ctx, "b", []string{digest}); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := crypto.GenerateKey(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := *old
+	rotated.Codec = &Codec{Compression: compress.Snappy, KeyID: "k2", PublicKey: &k2.PublicKey, RequireEncryption: true,
+		PublicKeys: map[string]*rsa.PublicKey{"k1": old.Codec.PublicKey, "k2": &k2.PublicKey}}
+	refs, err := rotated.ReadDeltaRefs(ctx, "b")
+	if err != nil || !refs[digest] || len(refs) != 1 {
+		t.Errorf("ReadDeltaRefs with k1's public key configured = %v, %v; want the list's one digest", refs, err)
+	}
+	delete(rotated.Codec.PublicKeys, "k1")
+	if _, err := rotated.ReadDeltaRefs(ctx, "b"); !errors.Is(err, ErrDeltaRefsInvalid) || !strings.Contains(err.Error(), `"k1"`) {
+		t.Errorf("ReadDeltaRefs without k1's key = %v, want ErrDeltaRefsInvalid naming k1", err)
 	}
 }

@@ -135,7 +135,7 @@ func (a *Archive) segmentSize(ctx context.Context, name string) (uint64, error) 
 // hasKeys reports whether c holds or requires encryption keys: then its
 // objects' HMAC authenticates them against whoever holds no key.
 func (c *Codec) hasKeys() bool {
-	return c.PublicKey != nil || len(c.PrivateKeys) != 0 || c.RequireEncryption
+	return c.PublicKey != nil || len(c.PublicKeys) != 0 || len(c.PrivateKeys) != 0 || c.RequireEncryption
 }
 
 // firstPageSize returns the size the first page of segment name, read

@@ -193,15 +193,20 @@ func missingRoot(site *config.Site) string {
 
 // siteCodec builds the object codec from the global compression settings
 // and the site's keys. Private keys are optional: writers need only the
-// public key, readers only the private keys of the objects they read. A
-// site with any encryption key reads only encrypted objects, but for those
-// the storage wrote before unencrypted_objects_before.
+// public key, readers only the private keys of the objects they read. The
+// public keys of every key id, not only encryption_key_id's, verify what
+// was signed under them: after a rotation, a host holding public keys only
+// (the daemon, retention) authenticates the backups of the old key with
+// its public key. A site with any encryption key reads only encrypted
+// objects, but for those the storage wrote before
+// unencrypted_objects_before.
 func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 	host, _ := os.Hostname()
 	codec := &archive.Codec{
 		Compression:       cfg.Compression.Algorithm,
 		Level:             cfg.Compression.Level,
 		PrivateKeys:       map[string]*rsa.PrivateKey{},
+		PublicKeys:        map[string]*rsa.PublicKey{},
 		Host:              host,
 		RequireEncryption: site.EncryptionKeyID != "" || len(site.EncryptionKeys) > 0,
 	}
@@ -212,20 +217,27 @@ func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 		}
 		codec.UnencryptedBefore = t
 	}
-	for id, k := range site.EncryptionKeys {
-		if k.Private == "" {
-			continue
+	for _, id := range sortedKeys(site.EncryptionKeys) {
+		k := site.EncryptionKeys[id]
+		if k.Private != "" {
+			priv, err := crypto.ParsePrivateKeyPEM(k.Private)
+			if err != nil {
+				return nil, usagef("", "backup_sites.%s.encryption_keys.%s.private: %v", site.Name, id, err)
+			}
+			codec.PrivateKeys[id] = priv
 		}
-		priv, err := crypto.ParsePrivateKeyPEM(k.Private)
-		if err != nil {
-			return nil, usagef("", "backup_sites.%s.encryption_keys.%s.private: %v", site.Name, id, err)
+		if k.Public != "" {
+			pub, err := crypto.ParsePublicKeyPEM(k.Public)
+			if err != nil {
+				return nil, usagef("", "backup_sites.%s.encryption_keys.%s.public: %v", site.Name, id, err)
+			}
+			codec.PublicKeys[id] = pub
 		}
-		codec.PrivateKeys[id] = priv
 	}
-	if id, k, ok := site.EncryptionKey(); ok {
-		pub, err := crypto.ParsePublicKeyPEM(k.Public)
-		if err != nil {
-			return nil, usagef("", "backup_sites.%s.encryption_keys.%s.public: %v", site.Name, id, err)
+	if id, _, ok := site.EncryptionKey(); ok {
+		pub := codec.PublicKeys[id]
+		if pub == nil {
+			return nil, usagef("", "backup_sites.%s.encryption_keys.%s.public: required: encryption_key_id %q uploads with this key", site.Name, id, id)
 		}
 		codec.KeyID = id
 		codec.PublicKey = pub
@@ -306,6 +318,11 @@ func openMovedFrom(c *cli.Context, env *siteEnv) (func(), error) {
 		for id, k := range env.archive.Codec.PrivateKeys {
 			if _, ok := codec.PrivateKeys[id]; !ok {
 				codec.PrivateKeys[id] = k
+			}
+		}
+		for id, k := range env.archive.Codec.PublicKeys {
+			if _, ok := codec.PublicKeys[id]; !ok {
+				codec.PublicKeys[id] = k
 			}
 		}
 		// WAL and backups of an old site are restored into this one: an

@@ -142,7 +142,7 @@ var siteKeys = []key{
 		eachDoc: "One key pair: `public` and/or `private`.",
 		keys: []key{
 			{name: "public", field: "Public", env: "HOARD_ENCRYPTION_PUBLIC_KEY", envDoc: "public key PEM for the key id", file: true,
-				doc: "Public key PEM: all that backing up needs."},
+				doc: "Public key PEM: all that backing up needs. Keep an old key's after a rotation, also where its private key is not: it verifies the signed metadata of the backups stored under that key (retention, the schedule and restore's choice count only those)."},
 			{name: "private", field: "Private", env: "HOARD_ENCRYPTION_PRIVATE_KEY", envDoc: "private key PEM for the key id", secret: true,
 				doc: "Private key PEM: needed to read (restore, wal-fetch, verify), not to back up. A secret: `config show` masks it."},
 		}},
