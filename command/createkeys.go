@@ -42,7 +42,12 @@ func createKeysCommand() *cli.Command {
 			"The daemon (retention included), basebackup and wal-push need only the public key;\n" +
 			"restore, wal-fetch and verify need the private key. Keep a copy of the private key\n" +
 			"outside the backup host. A site with encryption keys reads only encrypted objects (see\n" +
-			"unencrypted_objects_before in docs/configuration.md for archives from before).",
+			"unencrypted_objects_before in docs/configuration.md for archives from before).\n\n" +
+			"To rotate, run it again with a new --key-id: objects record their key id, and old keys\n" +
+			"stay in encryption_keys to read (private) and authenticate (public) what was stored\n" +
+			"under them. On hosts with public keys only, add the new public key and keep the old\n" +
+			"ones'. Keep old private keys while the site holds timeline history files stored under\n" +
+			"them, which retention never deletes (docs/security.md, Rotation).",
 		Flags: []cli.Flag{
 			// Not Required: urfave/cli would print the whole help and exit 1.
 			&cli.StringFlag{Name: "key-id", Usage: "name of the new key `ID` (required)"},

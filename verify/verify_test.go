@@ -1032,3 +1032,39 @@ func TestRun_ChunkCountMetadata(t *testing.T) {
 		})
 	}
 }
+
+// TestRun_HistoryKeyRemoved: a timeline history file stored under a key
+// whose private half was removed after a rotation (retention deletes the
+// key's backups and WAL, never a history file) is named by verify --full
+// with the key to put back, as docs/security.md (Rotation) says; verify
+// without --full decodes no history file, as verifying.md says.
+func TestRun_HistoryKeyRemoved(t *testing.T) {
+	a := encryptedArchive(t) // key k, before the rotation
+	putSegments(t, a, 1, 4, 5)
+	putHistory(t, a, 2, "1\t0/500100\tno recovery target specified\n")
+	k2, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := *a
+	rotated.Codec = &archive.Codec{Compression: compress.Zstd, KeyID: "k2", PublicKey: &k2.PublicKey, RequireEncryption: true,
+		PrivateKeys: map[string]*rsa.PrivateKey{"k2": k2},
+		PublicKeys:  map[string]*rsa.PublicKey{"k": a.Codec.PublicKey, "k2": &k2.PublicKey}}
+	// After the rotation: a backup and WAL on timeline 2 under k2, k's
+	// WAL deleted by retention, its history file left.
+	putBackup(t, &rotated, "b1", 2, 5, 6, t0)
+	putSegments(t, &rotated, 2, 5, 7)
+	for no := uint64(4); no <= 5; no++ {
+		if err := a.Store.Delete(context.Background(), a.Layout.WALKey(seg(1, no))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep := run(t, &rotated, false); !rep.OK() {
+		t.Errorf("without --full: not OK:\n%s", problems(rep))
+	}
+	rep := run(t, &rotated, true)
+	got := problems(rep)
+	if rep.OK() || !strings.Contains(got, "timeline history "+rotated.Layout.WALKey(wal.HistoryFileName(2))) || !strings.Contains(got, "encryption_keys.k.private") {
+		t.Errorf("--full: OK=%v, want a problem naming %s and encryption_keys.k.private:\n%s", rep.OK(), wal.HistoryFileName(2), got)
+	}
+}
