@@ -141,6 +141,9 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 			continue
 		}
 		b.Auth = a.Codec.BackupAuth(b.Name, s.st.Metadata)
+		if b.Auth == AuthInvalid {
+			b.KeyMissing = a.Codec.missingKey(b)
+		}
 		out.Sound = append(out.Sound, b)
 	}
 	SortBackups(out.Sound)

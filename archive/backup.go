@@ -115,6 +115,11 @@ type BackupInfo struct {
 	// Auth says whether the metadata authenticates (backupauth.go), set
 	// by Archive.ScanBackups; AuthNone elsewhere.
 	Auth BackupAuth
+	// KeyMissing, set with Auth, is the key id an AuthInvalid backup's
+	// HMAC names when the codec holds no public key for it (a key rotated
+	// out of the configuration): its metadata cannot be checked, which is
+	// the configuration's to fix, not a sign that it was altered.
+	KeyMissing string `json:"-"`
 
 	// Archive is the archive whose store holds the backup, set by
 	// Archive.ListAllBackups (nil otherwise: the archive listing it). It is

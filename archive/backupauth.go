@@ -141,12 +141,26 @@ func (c *Codec) namedAuth(label, name string, md storage.Metadata, keys []string
 // without the site's keys), which is the configuration's to fix, not a
 // reason to delete the backup.
 func (c *Codec) InvalidWhy(b *BackupInfo) (why string, suspect bool) {
-	kid := b.Metadata[MetaEncryptionKeyID]
-	if kid != "" && c.publicKeyFor(kid) == nil {
-		return fmt.Sprintf("metadata is signed with key %s, whose public key is not in the configuration, so it cannot be "+
-			"authenticated (add the key pair, or its public key as encryption_keys.%s.public, to the site)", kid, kid), false
+	if kid := c.missingKey(b); kid != "" {
+		return keyMissingWhy(kid), false
 	}
 	return "metadata does not authenticate (altered, or copied under another name)", true
+}
+
+// missingKey returns the key id b's metadata names when c holds no public
+// key for it, "" otherwise.
+func (c *Codec) missingKey(b *BackupInfo) string {
+	if kid := b.Metadata[MetaEncryptionKeyID]; kid != "" && c.publicKeyFor(kid) == nil {
+		return kid
+	}
+	return ""
+}
+
+// keyMissingWhy says that metadata signed with key kid cannot be
+// authenticated without its public key, and what to add.
+func keyMissingWhy(kid string) string {
+	return fmt.Sprintf("metadata is signed with key %s, whose public key is not in the configuration, so it cannot be "+
+		"authenticated (add the key pair, or its public key as encryption_keys.%s.public, to the site)", kid, kid)
 }
 
 // Trusted returns the backups of bs whose metadata authenticates, or all

@@ -292,8 +292,12 @@ func planWAL(plan *RetentionPlan, walNames []string, systemID string) {
 	for _, k := range keep {
 		if k.Backup.Auth == AuthInvalid {
 			plan.KeptWAL = files
-			if n := fmt.Sprintf("backup %s's metadata does not authenticate, so neither does its start: every WAL file is kept",
-				k.Backup.Name); !slices.Contains(plan.Notes, n) {
+			n := fmt.Sprintf("backup %s's metadata does not authenticate, so neither does its start: every WAL file is kept", k.Backup.Name)
+			if kid := k.Backup.KeyMissing; kid != "" {
+				n = fmt.Sprintf("backup %s's metadata is signed with key %s, whose public key is not in the configuration, so its start "+
+					"cannot be authenticated: every WAL file is kept (add encryption_keys.%s.public)", k.Backup.Name, kid, kid)
+			}
+			if !slices.Contains(plan.Notes, n) {
 				plan.Notes = append(plan.Notes, n) // planWAL runs twice in Archive.PlanRetention
 			}
 			return

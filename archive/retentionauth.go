@@ -2,6 +2,7 @@ package archive
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -63,6 +64,8 @@ func planAuthenticated(plan *RetentionPlan, backups []*BackupInfo, p RetentionPo
 		switch {
 		case d.Backup.foreign(p.SystemID):
 			d.Reason = fmt.Sprintf("%s; kept: backups of other database systems do not count, and among this system's the policy keeps it", d.Reason)
+		case d.Backup.KeyMissing != "":
+			d.Reason = "its " + keyMissingWhy(d.Backup.KeyMissing) + ": kept, and not counted"
 		case d.Backup.Auth == AuthInvalid:
 			d.Reason = "its metadata does not authenticate (altered, or copied under another name): kept, and not counted"
 		default:
@@ -80,9 +83,23 @@ func planAuthenticated(plan *RetentionPlan, backups []*BackupInfo, p RetentionPo
 		plan.Notes = append(plan.Notes, fmt.Sprintf("metadata not authenticated, not counted toward the policy: %s "+
 			"(planted, or written by PGHoard or by a hoard that did not sign backups)", backupNames(none)))
 	}
-	if len(invalid) > 0 {
+	// Those signed with a key the configuration lacks are named by key:
+	// adding it, not deleting them, is what to do.
+	var altered []*BackupInfo
+	missing := map[string][]*BackupInfo{}
+	for _, b := range invalid {
+		if b.KeyMissing != "" {
+			missing[b.KeyMissing] = append(missing[b.KeyMissing], b)
+		} else {
+			altered = append(altered, b)
+		}
+	}
+	if len(altered) > 0 {
 		plan.Notes = append(plan.Notes, fmt.Sprintf("metadata does not authenticate (altered, or copied under another name), kept and not counted: %s",
-			backupNames(invalid)))
+			backupNames(altered)))
+	}
+	for _, kid := range slices.Sorted(maps.Keys(missing)) {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("%s, kept and not counted: %s", keyMissingWhy(kid), backupNames(missing[kid])))
 	}
 }
 

@@ -63,20 +63,27 @@ func TestRetention_RotatedPublicOnly(t *testing.T) {
 		}
 		names = append(names, name)
 	}
-	site := map[string]any{
-		"prefix": "s", "basebackup_count": 2, "encryption_key_id": "key2",
-		"encryption_keys": map[string]any{"key1": map[string]any{"public": keys["key1"].pub}, "key2": map[string]any{"public": keys["key2"].pub}},
-		"object_storage":  map[string]any{"storage_type": "local", "directory": dir},
+	configure := func(publics ...string) string {
+		t.Helper()
+		ks := map[string]any{}
+		for _, id := range publics {
+			ks[id] = map[string]any{"public": keys[id].pub}
+		}
+		site := map[string]any{
+			"prefix": "s", "basebackup_count": 2, "encryption_key_id": "key2", "encryption_keys": ks,
+			"object_storage": map[string]any{"storage_type": "local", "directory": dir},
+		}
+		js, err := json.Marshal(map[string]any{"backup_location": filepath.Join(root, "state"), "backup_sites": map[string]any{"s": site}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgFile := filepath.Join(root, strings.Join(publics, "+")+".json")
+		if err := os.WriteFile(cfgFile, js, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cfgFile
 	}
-	js, err := json.Marshal(map[string]any{"backup_location": filepath.Join(root, "state"), "backup_sites": map[string]any{"s": site}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(root, "hoard.json")
-	if err := os.WriteFile(cfgFile, js, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	run := func(out any, args ...string) {
+	run := func(cfgFile string, out any, args ...string) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
 		app := App("test")
@@ -88,29 +95,54 @@ func TestRetention_RotatedPublicOnly(t *testing.T) {
 			t.Fatalf("hoard %v: %v\n%s", args, err, stdout.String())
 		}
 	}
-
-	var listed []map[string]any
-	run(&listed, "list", "--json")
-	for _, b := range listed {
-		if got, want := b["metadata_auth"], "authenticated"; got != want {
-			t.Errorf("hoard list: %v (%v): metadata_auth %v, want %s", b["name"], b["metadata"].(map[string]any)["encryption-key-id"], got, want)
+	retention := func(cfgFile string) (deleted []string, kept map[string]string, notes string) {
+		t.Helper()
+		var plan retentionJSON
+		run(cfgFile, &plan, "retention", "--dry-run", "--json")
+		kept = map[string]string{}
+		for _, d := range plan.Delete {
+			deleted = append(deleted, d.Name)
 		}
-	}
-	if len(listed) != len(names) {
-		t.Errorf("hoard list listed %d backups, want %d", len(listed), len(names))
+		for _, k := range plan.Keep {
+			kept[k.Name] = k.Reason
+		}
+		return deleted, kept, strings.Join(plan.Notes, "\n")
 	}
 
-	var plan retentionJSON
-	run(&plan, "retention", "--dry-run", "--json")
-	var deleted, kept []string
-	for _, d := range plan.Delete {
-		deleted = append(deleted, d.Name)
-	}
-	for _, k := range plan.Keep {
-		kept = append(kept, k.Name+": "+k.Reason)
-	}
-	if got, want := strings.Join(deleted, " "), strings.Join(names[:2], " "); got != want {
-		t.Errorf("retention deletes %q, want %q (key1's, older than basebackup_count key2 backups); keeps:\n%s\nnotes:\n%s",
-			got, want, strings.Join(kept, "\n"), strings.Join(plan.Notes, "\n"))
-	}
+	t.Run("OK", func(t *testing.T) {
+		cfgFile := configure("key1", "key2")
+		var listed []map[string]any
+		run(cfgFile, &listed, "list", "--json")
+		for _, b := range listed {
+			if got, want := b["metadata_auth"], "authenticated"; got != want {
+				t.Errorf("hoard list: %v (%v): metadata_auth %v, want %s", b["name"], b["metadata"].(map[string]any)["encryption-key-id"], got, want)
+			}
+		}
+		if len(listed) != len(names) {
+			t.Errorf("hoard list listed %d backups, want %d", len(listed), len(names))
+		}
+		deleted, kept, notes := retention(cfgFile)
+		if got, want := strings.Join(deleted, " "), strings.Join(names[:2], " "); got != want {
+			t.Errorf("retention deletes %q, want %q (key1's, older than basebackup_count key2 backups); keeps: %q\nnotes:\n%s",
+				got, want, kept, notes)
+		}
+	})
+
+	// Without key1's public key the backups signed under it cannot be
+	// authenticated: retention keeps them and every WAL file, and says
+	// which key to add, not that they were altered.
+	t.Run("ErrKeyMissing", func(t *testing.T) {
+		deleted, kept, notes := retention(configure("key2"))
+		if len(deleted) != 0 {
+			t.Errorf("retention deletes %q without key1's public key, want nothing", deleted)
+		}
+		for _, name := range names[:2] {
+			if why := kept[name]; !strings.Contains(why, "key key1") || !strings.Contains(why, "encryption_keys.key1.public") || strings.Contains(why, "altered") {
+				t.Errorf("%s kept because %q, want it to name key key1 and encryption_keys.key1.public, not alteration", name, why)
+			}
+		}
+		if !strings.Contains(notes, "encryption_keys.key1.public") || strings.Contains(notes, "altered") {
+			t.Errorf("notes do not name encryption_keys.key1.public, or speak of alteration:\n%s", notes)
+		}
+	})
 }
