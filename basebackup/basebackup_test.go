@@ -478,7 +478,7 @@ func TestRun_ReplicationRoleNoFatal(t *testing.T) {
 func TestRun_DamagedPage(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
 		c, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, DataChecksums: true})
-		rel := damagePage(t, c)
+		rel := c.DamagePage(t)
 		a := localArchive(t)
 		var logs bytes.Buffer
 		info, err := Run(testContext(t), Options{ConnString: c.ConnString("postgres"), Archive: a, Fast: true,
@@ -527,13 +527,13 @@ func TestRun_DamagedPage(t *testing.T) {
 		// starts with the WAL up to the backup's end.
 		archivetest.StoreArchivedWAL(t, c, walDir, a)
 		r := restoreAndStart(t, a, b.Name, major, walDir, nil)
-		page := make([]byte, 8)
+		page := make([]byte, len(pgtest.Damage))
 		f, err := os.Open(filepath.Join(r.DataDir, rel))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		if _, err := f.ReadAt(page, 3*8192+4096); err != nil || string(page) != "damaged!" {
+		if _, err := f.ReadAt(page, pgtest.DamageOffset); err != nil || string(page) != pgtest.Damage {
 			t.Errorf("restored block 3 holds %q (%v), want the damage as read", page, err)
 		}
 		if got := r.QueryString(t, "select count(*)::text from pg_class where relname = 'victim'"); got != "1" {
@@ -556,7 +556,7 @@ func TestRun_DamagedPageTranslated(t *testing.T) {
 	locpath := germanLocale(t)
 	c := pgtest.Start(t, pgtest.Options{Debian: true, DataChecksums: true,
 		Conf: map[string]string{"lc_messages": "de_DE.UTF-8"}})
-	rel := damagePages(t, c, 3, 5)
+	rel := c.DamagePages(t, 3, 5)
 	c.Exec(t, "create role backup login replication")
 	c.Exec(t, "create role granted login replication")
 	c.Exec(t, "grant set on parameter lc_messages to granted")

@@ -383,7 +383,7 @@ func TestRunLocal_FilesChange(t *testing.T) {
 func TestRunLocal_DamagedPage(t *testing.T) {
 	ctx := testContext(t)
 	c := pgtest.Start(t, pgtest.Options{Debian: true, DataChecksums: true})
-	rel := damagePage(t, c)
+	rel := c.DamagePage(t)
 
 	var logs bytes.Buffer
 	a := localArchive(t)
@@ -409,47 +409,6 @@ func TestRunLocal_DamagedPage(t *testing.T) {
 	if !strings.Contains(logs.String(), "data page checksum verification failed") || !strings.Contains(logs.String(), `"block":3`) {
 		t.Errorf("log lacks the failure:\n%s", logs.String())
 	}
-}
-
-// damagePage writes over block 3 of a new table's file in c, a cluster
-// with data checksums, while c is stopped, checks that pg_checksums sees
-// the damage (on major 15), starts c again and returns the file's path in the data
-// directory.
-func damagePage(t testing.TB, c *pgtest.Cluster) string {
-	t.Helper()
-	return damagePages(t, c, 3)
-}
-
-// damagePages is damagePage for the given blocks (3 is also checked with
-// pg_checksums on Debian's major).
-func damagePages(t testing.TB, c *pgtest.Cluster, blocks ...int64) string {
-	t.Helper()
-	c.Exec(t, "create table victim as select g as i, repeat('x', 100) as pad from generate_series(1, 10000) g")
-	c.Exec(t, "checkpoint")
-	rel := c.QueryString(t, "select pg_relation_filepath('victim')")
-	c.Stop(t)
-	f, err := os.OpenFile(filepath.Join(c.DataDir, rel), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// In the tuple data: the page header (and its LSN) stay.
-	for _, blk := range blocks {
-		if _, err := f.WriteAt([]byte("damaged!"), blk*8192+4096); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.Close()
-	// pg_checksums is Debian's 15 (pgtest.Tool), which reads no other
-	// major's pg_control.
-	if c.Major == pgtest.DebianMajor {
-		out, err := exec.Command(pgtest.Tool(t, "pg_checksums"), "--check", "-D", c.DataDir).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), `"`+filepath.Join(c.DataDir, rel)+`", block 3`) &&
-			!strings.Contains(string(out), rel+`", block 3`) {
-			t.Fatalf("pg_checksums does not report block 3 of %s: %v\n%s", rel, err, out)
-		}
-	}
-	c.Start(t)
-	return rel
 }
 
 // sessionKiller terminates the backup's SQL session when the first chunk's

@@ -244,22 +244,7 @@ func failPoll(t testing.TB, w http.ResponseWriter, fail string) {
 // count in the backup's metadata.
 func TestBasebackup_DamagedPage(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{Debian: true, DataChecksums: true})
-	c.Exec(t, "create table victim as select g as i, repeat('x', 100) as pad from generate_series(1, 10000) g")
-	c.Exec(t, "checkpoint")
-	rel := c.QueryString(t, "select pg_relation_filepath('victim')")
-	c.Stop(t)
-	f, err := os.OpenFile(filepath.Join(c.DataDir, rel), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Block 3, in the tuple data: the page header (and its LSN) stay.
-	if _, err := f.WriteAt([]byte("damaged!"), 3*8192+4096); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c.Start(t)
+	c.DamagePage(t)
 
 	for mode, source := range map[string]string{"local-tar": basebackup.SourceDataDirectory, "basic": basebackup.SourceBaseBackup} {
 		t.Run(mode, func(t *testing.T) {
