@@ -32,6 +32,11 @@ var maxControlSize int64 = MaxControlSize
 // larger than its limit.
 var ErrControlLimit = errors.New("control object over its size limit")
 
+// ErrBadControl is returned (wrapped) for a control object that decodes
+// but is not a control tar restore can use: empty, its first member not
+// the manifest, or without pg_control.
+var ErrBadControl = errors.New("malformed control object")
+
 // Control is what ReadControl found in a control object.
 type Control struct {
 	Manifest *Manifest // parsed and validated
@@ -67,14 +72,15 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 	lr := &controlReader{r: r, h: h, max: maxControlSize}
 	tr := tar.NewReader(lr)
 	hdr, err := tr.Next()
-	if err != nil {
+	switch {
+	case err == io.EOF:
+		return nil, fmt.Errorf("read control tar: empty (%v): %w", err, ErrBadControl)
+	case err != nil:
 		return nil, fmt.Errorf("read control tar: %w", err)
-	}
-	if hdr.Name != ManifestName {
-		return nil, fmt.Errorf("control tar: first member is %s, not %s", Quoted(hdr.Name), ManifestName)
-	}
-	if hdr.Typeflag != tar.TypeReg {
-		return nil, fmt.Errorf("control tar: %s is not a regular file", ManifestName)
+	case hdr.Name != ManifestName:
+		return nil, fmt.Errorf("control tar: first member is %s, not %s: %w", Quoted(hdr.Name), ManifestName, ErrBadControl)
+	case hdr.Typeflag != tar.TypeReg:
+		return nil, fmt.Errorf("control tar: %s is not a regular file: %w", ManifestName, ErrBadControl)
 	}
 	if hdr.Size > MaxManifestSize {
 		return nil, fmt.Errorf("control tar: %s declares %d bytes, over the %d limit: %w", ManifestName, hdr.Size, MaxManifestSize, ErrControlLimit)

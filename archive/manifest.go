@@ -229,7 +229,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		Tablespaces boundedTablespaces `json:"tablespaces"`
 	}{Manifest: &m}
 	if err := json.Unmarshal(data, &in); err != nil {
-		return nil, fmt.Errorf("parse backup manifest: %w", err)
+		return nil, fmt.Errorf("parse backup manifest: %w: %w", err, ErrBadManifest)
 	}
 	m.Chunks, m.Tablespaces = in.Chunks, in.Tablespaces
 	return &m, nil
@@ -324,7 +324,8 @@ func (t *boundedTablespaces) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// ErrBadManifest is returned (wrapped) by Manifest.Validate.
+// ErrBadManifest is returned (wrapped) by ParseManifest and
+// Manifest.Validate.
 var ErrBadManifest = errors.New("invalid backup manifest")
 
 // Validate checks what restore and verify build on, since the manifest

@@ -52,6 +52,15 @@ A backup without backup_label is refused, naming it (PostgreSQL would start from
 pg_control's checkpoint, one from during the backup, into a corrupt cluster), and so is
 one whose control object lists fewer chunks than its metadata counts (the files of the
 others would be missing; hoard verify calls it broken), before anything is written.
+Chosen automatically, a backup refused before anything is written because it is damaged
+(its control object does not decode or fails its checks, lists fewer chunks than its
+metadata counts, lacks backup_label, pg_control or the backup_manifest its metadata says it
+holds) is passed over: a warning names it and why, the newest of the older backups that
+reaches the target is restored instead (its recovery replays more WAL), and the summary
+starts with a PASSED OVER line for each; when none is left, the error names each one and
+why. Named with --basebackup, it is refused with its error. An error that says nothing
+about the backup (the storage down or refusing access, the network, an interrupt) fails
+the restore as before: it never makes restore take an older backup.
 Every file of a backup that carries PostgreSQL's backup_manifest (hoard's; not an
 incremental chain) is compared with it as it is written (size and CRC-32C), and every
 file it lists must be restored, but those hoard's backups leave out (names ending in .old,
@@ -410,6 +419,12 @@ func (m *restoreMeter) finish() {
 // printRestored tells the user what was restored and how to start it.
 func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly []string) {
 	b := res.Backup
+	for _, p := range res.PassedOver {
+		printf(w, "PASSED OVER: backup %s, newer than the one restored, cannot be restored: %v\n", p.Backup.Name, p.Err)
+	}
+	if len(res.PassedOver) > 0 {
+		printf(w, "Recovery replays the WAL from the older backup %s instead; run hoard verify to check the others.\n\n", b.Name)
+	}
 	printf(w, "Restored basebackup %s (PostgreSQL %d, %s, %s) into %s in %s.\n",
 		b.Name, res.PGMajor, plural(res.Chunks, "chunk", "chunks"), humanBytes(res.Bytes), o.TargetDir, res.Elapsed.Round(time.Second))
 	for _, name := range sortedKeys(res.Tablespaces) {

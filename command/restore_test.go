@@ -301,3 +301,24 @@ func recoveryConfigured(t *testing.T, auto string) string {
 	}
 	return dir
 }
+
+// TestPrintRestored_PassedOver: when the automatic choice passed over a
+// damaged backup, the summary says so first, naming it and why, and that
+// recovery replays the WAL from the older backup restored.
+func TestPrintRestored_PassedOver(t *testing.T) {
+	var buf bytes.Buffer
+	printRestored(&buf, restore.Options{TargetDir: t.TempDir()}, &restore.Result{
+		Backup: &archive.BackupInfo{Name: "b1", StartWALSegment: "000000010000000000000002"},
+		PassedOver: []restore.PassedOver{{Backup: &archive.BackupInfo{Name: "b2"},
+			Err: fmt.Errorf("backup b2: its control object lists 1 of the 2 chunks: %w", restore.ErrMissingChunks)}},
+	}, nil)
+	got := buf.String()
+	for _, want := range []string{"PASSED OVER: backup b2", "lists 1 of the 2 chunks", "hoard verify"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the summary does not say %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "PASSED OVER") > strings.Index(got, "Restored basebackup b1") {
+		t.Errorf("the summary names the backup passed over after the one restored:\n%s", got)
+	}
+}

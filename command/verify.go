@@ -273,6 +273,9 @@ func writeRestoreTest(w io.Writer, r *verify.RestoreTestResult) {
 	for _, ch := range r.Checks {
 		printf(w, "  %-10s %-11s %s\n", ch.Name, ch.Status, strings.ReplaceAll(ch.Detail, "\n", " "))
 	}
+	for _, p := range r.PassedOver {
+		printf(w, "  PASSED OVER: backup %s cannot be restored: %s\n", p.Backup, p.Error)
+	}
 	if r.Error != "" {
 		printf(w, "  error: %s\n", r.Error)
 	}

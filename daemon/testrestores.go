@@ -268,11 +268,13 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 // passedOver fails a passing test that restored an older backup than the
 // newest one listed (bs, oldest first, archive.Trusted) when it started. The restore
 // chooses as hoard restore does, and passes over a backup that cannot
-// reach the end of the archive (its incremental chain is broken, or the
-// archive's timeline does not descend from it); a restore of an older
-// backup then proves nothing about the newest, so the test fails and says
-// which one was passed over. A backup newer than the listing (taken
-// meanwhile by another process) is not passed over.
+// reach the end of the archive (the archive's timeline does not descend
+// from it); a restore of an older backup then proves nothing about the
+// newest, so the test fails and says which one was passed over. One
+// passed over as damaged or with a broken incremental chain already fails
+// the test (verify.RestoreTestResult.PassedOver names it and why). A
+// backup newer than the listing (taken meanwhile by another process) is
+// not passed over.
 func passedOver(bs []*archive.BackupInfo, res *verify.RestoreTestResult) error {
 	i := slices.IndexFunc(bs, func(b *archive.BackupInfo) bool { return b.Name == res.Backup })
 	if i < 0 || i == len(bs)-1 {
@@ -280,7 +282,7 @@ func passedOver(bs []*archive.BackupInfo, res *verify.RestoreTestResult) error {
 	}
 	newest := bs[len(bs)-1].Name
 	err := fmt.Errorf("%w: backup %s restored, but the newest, %s, was passed over: it cannot reach the end of the archive "+
-		"(a broken incremental chain, or a timeline the archive's end does not descend from); hoard verify says why",
+		"(damaged, a broken incremental chain, or a timeline the archive's end does not descend from); hoard verify says why",
 		verify.ErrRestoreTest, res.Backup, newest)
 	res.OK, res.Error = false, err.Error()
 	return err

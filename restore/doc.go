@@ -28,7 +28,13 @@
 // are absolute, and as many chunks listed as the backup's metadata counts
 // (hoard-chunk-count), as verify compares them: a manifest listing fewer
 // is refused with ErrMissingChunks, for the backup and each backup of an
-// incremental chain (checkChunkCount). Then Run streams the chunks in parallel straight into the
+// incremental chain (checkChunkCount). When Run chooses the backup itself,
+// one refused by these checks because it is damaged (passover.go damaged:
+// by the errors of damage, never by an error of the store, the network or
+// the context) or whose incremental chain is broken is passed over with a
+// warning, for the newest older backup that reaches the target, and
+// Result.PassedOver names it and why; a backup named in Options.Backup is
+// refused with its error. Then Run streams the chunks in parallel straight into the
 // target, with no staging copy: each chunk is decrypted, decompressed and
 // untarred as it arrives, pgdata/ mapped to the target and
 // tablespaces/<name>/ to the tablespace's directory. A download that makes

@@ -240,7 +240,7 @@ func ReadControl(ctx context.Context, a *archive.Archive, b *archive.BackupInfo)
 	case err != nil:
 		return nil, err
 	case !control:
-		return nil, fmt.Errorf("control object %s holds no %s (restore another backup)", key, archive.ControlPGControl)
+		return nil, fmt.Errorf("control object %s holds no %s (restore another backup): %w", key, archive.ControlPGControl, archive.ErrBadControl)
 	case !label:
 		return nil, errNoLabel("control object "+key, archive.ControlBackupLabel)
 	}

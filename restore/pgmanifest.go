@@ -67,7 +67,8 @@ func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.Backup
 	}
 	defer rc.Close()
 	sum := sha256.New()
-	sized := &sizedReader{r: rc, max: ctrl.Size, what: "decoded bytes, more than when it was first read"}
+	read := &firstErr{r: rc}
+	sized := &sizedReader{r: read, max: ctrl.Size, what: "decoded bytes, more than when it was first read"}
 	r := io.TeeReader(sized, sum)
 	tr := tar.NewReader(r)
 	var pm *pgManifest
@@ -82,7 +83,11 @@ func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.Backup
 			return nil, fmt.Errorf("control object %s: member %s twice: %w", b.Key, archive.ControlPGManifest, ErrUnsafeMember)
 		}
 		if pm, err = parsePGManifest(tr); err != nil {
-			return nil, fmt.Errorf("control object %s: %s: %w", b.Key, archive.ControlPGManifest, err)
+			if read.err != nil {
+				// The store or the codec failed, not the JSON.
+				return nil, fmt.Errorf("control object %s: %s: %w", b.Key, archive.ControlPGManifest, err)
+			}
+			return nil, fmt.Errorf("control object %s: %s cannot be read (restore another backup): %w: %w", b.Key, archive.ControlPGManifest, err, ErrPGManifest)
 		}
 	}
 	if _, err := io.Copy(io.Discard, struct{ io.Reader }{r}); err != nil {
@@ -105,6 +110,20 @@ func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.Backup
 		pm.spcs[name] = "pg_tblspc/" + strconv.FormatUint(uint64(ts.OID), 10) + "/"
 	}
 	return pm, nil
+}
+
+// firstErr records the first error of r other than io.EOF.
+type firstErr struct {
+	r   io.Reader
+	err error
+}
+
+func (f *firstErr) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF && f.err == nil {
+		f.err = err
+	}
+	return n, err
 }
 
 // parsePGManifest decodes the "Files" of a backup_manifest from r one

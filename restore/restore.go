@@ -180,6 +180,11 @@ type Result struct {
 	// backup itself: a newer backup may have been deleted.
 	Unlisted []string
 
+	// PassedOver are the backups the automatic choice chose, then
+	// refused before writing anything, and passed over for an older one,
+	// newest first.
+	PassedOver []PassedOver
+
 	// PGManifestFiles is how many files of PostgreSQL's backup_manifest
 	// the restored files were compared with (size and CRC-32C), every
 	// file it lists; 0 when the backup carries none or the check does not
@@ -235,10 +240,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("target timeline latest: %w", err)
 		}
 	}
-	b, ctrl, chain, err := o.choose(ctx, log, a, backups, listed.Damaged, t)
+	c, err := o.choose(ctx, log, a, backups, listed.Damaged, t)
 	if err != nil {
 		return nil, err
 	}
+	b, ctrl, chain, pgm := c.b, c.ctrl, c.chain, c.pgm
 	log = log.With().Str("backup", b.Name).Logger()
 	src := a.ArchiveOf(b)
 	log.Info().Str("backup_site", src.Site).Time("end_time", b.EndTime).Str("end_lsn", b.EndLSN.String()).Msg("backup selected")
@@ -255,26 +261,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if err := checkVersion(b); err != nil {
 		return nil, err
-	}
-	if ctrl != nil {
-		if err := checkChunkCount(log, b, ctrl.Manifest); err != nil {
-			return nil, err
-		}
-	}
-	for _, lv := range chain[:max(len(chain)-1, 0)] {
-		if err := checkChunkCount(log, lv.info, lv.ctrl.Manifest); err != nil {
-			return nil, fmt.Errorf("backup %s is an incremental of backup %s: %w", b.Name, lv.info.Name, err)
-		}
-	}
-	// hoard's delta backups (pghoard-delta-v2 with hoard-pg-manifest)
-	// carry a backup_manifest written from the bytes each file was
-	// stored with, delta objects, embedded files and bundles alike;
-	// PGHoard's carry none.
-	var pgm *pgManifest
-	if ctrl != nil && chain == nil && (b.Format == archive.FormatBBv2 || b.Format == archive.FormatDeltaV2) && b.PGManifest {
-		if pgm, err = readPGManifest(ctx, src, b, ctrl); err != nil {
-			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
-		}
 	}
 	if o.Overwrite {
 		if err := checkNotRunning(o.TargetDir); err != nil {
@@ -435,7 +421,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer closeAll(syncs)
-	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALSystemEnd: sysEnd, WALGap: gap, Accepted: accepted}
+	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALSystemEnd: sysEnd, WALGap: gap, Accepted: accepted,
+		PassedOver: c.passed}
 	if o.Backup == "" || o.Backup == "latest" {
 		res.Unlisted = archive.NewerBackupHistories(stored.BackupHistories, backups, b.SegmentSize())
 	}
@@ -537,27 +524,42 @@ func (o *Options) restoreCommand(b *archive.BackupInfo, walEnd string) (string, 
 	return o.WALFetch.Command(&archive.ArchivedThrough{Last: last, SegmentSize: b.SegmentSize()}), nil
 }
 
+// choice is what choose chose, checked as far as it can be before
+// anything is written.
+type choice struct {
+	b     *archive.BackupInfo
+	ctrl  *archive.Control // nil for a backup held in one tar
+	chain []*chainLevel    // an incremental backup's, full backup first
+	pgm   *pgManifest      // its backup_manifest, when restore compares with it
+	// passed are the backups passed over for b, newest first.
+	passed []PassedOver
+}
+
 // choose selects the backup to restore among backups (SelectBackup) and
-// reads its control object and, for an incremental backup, its chain
-// (readChain), before anything is written: the control object's manifest
-// (validated, at most archive.MaxManifestSize bytes, the only member held
-// in memory) says what to download, and its other members are checked as
-// the extraction will check them. A backup held in one tar has no control
-// object (ctrl nil).
+// checks it (check) before anything is written.
 //
-// When the choice is automatic, an incremental backup whose chain is
-// broken (ErrBrokenChain: a parent missing, damaged, or not the backup it
-// was taken against) is passed over with a warning naming the parent, as
-// a damaged backup is, and the newest of the others that reaches the
-// target is chosen instead. A backup named in o.Backup is refused with the
-// chain's error. The automatic choice stays with the database system of
-// the newest backup (checkSystemSwitch): after a pg_upgrade into the same
-// site, the old cluster's history files would lead it to an old cluster's
-// backup.
-func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damaged []*archive.DamagedBackup, t Target) (*archive.BackupInfo, *archive.Control, []*chainLevel, error) {
+// When the choice is automatic, a backup refused by those checks because
+// it is damaged (damaged: its control object does not decode, is
+// malformed, fails its checks or is another backup's, its manifest lists
+// fewer chunks than its metadata counts, its backup_manifest is missing)
+// or because its incremental chain is broken (ErrBrokenChain: a parent
+// missing, damaged, or not the backup it was taken against) is passed
+// over with a warning naming it and why, as a backup with damaged
+// metadata is, and the newest of the others that reaches the target is
+// chosen instead; the choice's passed lists them. When none is left, the
+// error names each one passed over and wraps their errors. An error that
+// says nothing about the backup (the store, the network, a cancelled
+// restore) is returned as it is: it never makes the restore take an
+// older backup. A backup named in o.Backup is refused with its error.
+// The automatic choice stays with the database system of the newest
+// backup (checkSystemSwitch): after a pg_upgrade into the same site, the
+// old cluster's history files would lead it to an old cluster's backup.
+func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damagedMD []*archive.DamagedBackup, t Target) (*choice, error) {
 	auto := o.Backup == "" || o.Backup == "latest"
 	candidates := Candidates(backups, o.Backup, o.SystemID)
 	var skipped, unauthenticated, foreign []string
+	var passed []PassedOver
+	var refused []error // the errors of the damaged backups passed over
 	if auto {
 		for _, b := range archive.Foreign(backups, o.SystemID) {
 			foreign = append(foreign, b.Name)
@@ -594,6 +596,15 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 			}
 		}
 		if err != nil {
+			// With damaged backups passed over, what stops the restore
+			// is the damage: their errors, not ErrNoBackup's usage
+			// error ("see the backups with hoard list").
+			switch {
+			case len(refused) > 0 && len(candidates) == 0:
+				err = errors.New("no basebackup left that can be restored")
+			case len(refused) > 0 && errors.Is(err, archive.ErrNoBackup):
+				err = errors.New(err.Error())
+			}
 			if len(unauthenticated) > 0 {
 				err = fmt.Errorf("%w (passed over, their metadata not authenticated: %s)", err, strings.Join(unauthenticated, ", "))
 			}
@@ -601,31 +612,88 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 				err = fmt.Errorf("%w (passed over, of another database system than %s: %s)", err, o.SystemID, strings.Join(foreign, ", "))
 			}
 			if len(skipped) > 0 {
-				return nil, nil, nil, fmt.Errorf("%w (passed over, their incremental chains broken: %s)", err, strings.Join(skipped, ", "))
+				err = fmt.Errorf("%w (passed over, their incremental chains broken: %s)", err, strings.Join(skipped, ", "))
 			}
-			return nil, nil, nil, err
+			if len(refused) > 0 {
+				format := "%w (passed over, damaged:" + strings.Repeat(" %w;", len(refused))
+				err = fmt.Errorf(strings.TrimSuffix(format, ";")+")", append([]any{err}, anys(refused)...)...)
+			}
+			return nil, err
 		}
-		if b.OneTar() || checkFormat(b) != nil || checkVersion(b) != nil {
-			return b, nil, nil, nil // Run refuses an unknown format or an old version, naming it
-		}
-		ctrl, err := ReadControl(ctx, a.ArchiveOf(b), b)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("backup %s: %w", b.Name, err)
-		}
-		if h := ctrl.Manifest.Hoard; b.Parent == "" && (h == nil || h.Incremental == nil) {
-			return b, ctrl, nil, nil
-		}
-		chain, err := readChain(ctx, a, backups, damaged, b, ctrl)
+		c, err := o.check(ctx, log, a, backups, damagedMD, b)
 		if err == nil {
-			return b, ctrl, chain, nil
+			c.passed = passed
+			return c, nil
 		}
-		if !auto || !errors.Is(err, ErrBrokenChain) {
-			return nil, nil, nil, err
+		switch {
+		case !auto:
+			return nil, err
+		case errors.Is(err, ErrBrokenChain):
+			log.Warn().Err(err).Str("backup", b.Name).Msg("skipping incremental backup: its chain is broken; choosing among the older backups")
+			skipped = append(skipped, b.Name)
+		case damaged(ctx, err):
+			log.Warn().Err(err).Str("backup", b.Name).Msg("passing over a damaged backup: it cannot be restored; choosing among the older backups, " +
+				"whose recovery replays more WAL")
+			refused = append(refused, err)
+		default:
+			return nil, err
 		}
-		log.Warn().Err(err).Str("backup", b.Name).Msg("skipping incremental backup: its chain is broken; choosing among the older backups")
-		skipped = append(skipped, b.Name)
+		passed = append(passed, PassedOver{Backup: b, Err: err})
 		candidates = slices.DeleteFunc(slices.Clone(candidates), func(x *archive.BackupInfo) bool { return x == b })
 	}
+}
+
+// anys returns errs as arguments of fmt.Errorf.
+func anys(errs []error) []any {
+	out := make([]any, len(errs))
+	for i, err := range errs {
+		out[i] = err
+	}
+	return out
+}
+
+// check reads backup b's control object and, for an incremental backup,
+// its chain (readChain), and checks them before anything is written: the
+// control object's manifest (validated, at most archive.MaxManifestSize
+// bytes, the only member held in memory) says what to download, its other
+// members are checked as the extraction will check them, the chunks it
+// lists against the count b's metadata records (checkChunkCount), and its
+// backup_manifest is read when b has one (readPGManifest). A backup held
+// in one tar has no control object (ctrl nil), nor one of a format or a
+// version Run refuses, naming it.
+func (o *Options) check(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damagedMD []*archive.DamagedBackup, b *archive.BackupInfo) (*choice, error) {
+	c := &choice{b: b}
+	if b.OneTar() || checkFormat(b) != nil || checkVersion(b) != nil {
+		return c, nil
+	}
+	src := a.ArchiveOf(b)
+	var err error
+	if c.ctrl, err = ReadControl(ctx, src, b); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", b.Name, err)
+	}
+	if h := c.ctrl.Manifest.Hoard; b.Parent != "" || (h != nil && h.Incremental != nil) {
+		if c.chain, err = readChain(ctx, a, backups, damagedMD, b, c.ctrl); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkChunkCount(log, b, c.ctrl.Manifest); err != nil {
+		return nil, err
+	}
+	for _, lv := range c.chain[:max(len(c.chain)-1, 0)] {
+		if err := checkChunkCount(log, lv.info, lv.ctrl.Manifest); err != nil {
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s: %w", b.Name, lv.info.Name, err)
+		}
+	}
+	// hoard's delta backups (pghoard-delta-v2 with hoard-pg-manifest)
+	// carry a backup_manifest written from the bytes each file was
+	// stored with, delta objects, embedded files and bundles alike;
+	// PGHoard's carry none.
+	if c.chain == nil && (b.Format == archive.FormatBBv2 || b.Format == archive.FormatDeltaV2) && b.PGManifest {
+		if c.pgm, err = readPGManifest(ctx, src, b, c.ctrl); err != nil {
+			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
+		}
+	}
+	return c, nil
 }
 
 // ErrDamagedBackup is returned (wrapped) when the backup asked for by name

@@ -90,12 +90,22 @@ type RestoreTestResult struct {
 	Error   string    `json:"error,omitempty"`
 	// ReplayedTo is where recovery ended (the switch point to the
 	// timeline the restored cluster promoted to).
-	ReplayedTo string   `json:"replayed_to_lsn,omitempty"`
-	Checks     []Check  `json:"checks"`
-	Restore    Duration `json:"restore_seconds"` // download and extraction
-	Replay     Duration `json:"replay_seconds"`  // server start to the end of recovery
-	Checking   Duration `json:"checks_seconds"`
-	Elapsed    Duration `json:"elapsed_seconds"`
+	ReplayedTo string  `json:"replayed_to_lsn,omitempty"`
+	Checks     []Check `json:"checks"`
+	// PassedOver are the backups the automatic choice passed over as
+	// damaged or with a broken incremental chain (restore.Result's), newer
+	// than Backup: the test then fails, whatever its checks found.
+	PassedOver []PassedOver `json:"passed_over,omitempty"`
+	Restore    Duration     `json:"restore_seconds"` // download and extraction
+	Replay     Duration     `json:"replay_seconds"`  // server start to the end of recovery
+	Checking   Duration     `json:"checks_seconds"`
+	Elapsed    Duration     `json:"elapsed_seconds"`
+}
+
+// PassedOver is a backup a test restore passed over, and why.
+type PassedOver struct {
+	Backup string `json:"backup"`
+	Error  string `json:"error"`
 }
 
 // ErrRestoreTest is returned (wrapped) when the restored cluster fails a
@@ -122,6 +132,21 @@ func RestoreTest(ctx context.Context, o RestoreTestOptions) (*RestoreTestResult,
 	res := &RestoreTestResult{Started: began.UTC(), Checks: []Check{}}
 	t := &restoreTest{o: o, res: res, log: o.Logger.With().Str("component", "restore-test").Logger()}
 	err := t.run(ctx)
+	if len(res.PassedOver) > 0 {
+		// A test of an older backup proves nothing about the newest:
+		// the damage the restore passed over is the finding.
+		var why []string
+		for _, p := range res.PassedOver {
+			why = append(why, p.Error)
+		}
+		po := fmt.Sprintf("backup %s restored, but the automatic choice passed over newer ones, which cannot be restored: %s",
+			res.Backup, strings.Join(why, "; "))
+		if err == nil {
+			err = fmt.Errorf("%w: %s", ErrRestoreTest, po)
+		} else {
+			err = fmt.Errorf("%w (%s)", err, po)
+		}
+	}
 	res.Elapsed = Duration(time.Since(began))
 	res.OK = err == nil
 	if err != nil {
@@ -210,6 +235,9 @@ func (t *restoreTest) run(ctx context.Context) error {
 		return fmt.Errorf("%w: restore: %w", ErrRestoreTest, err)
 	}
 	t.res.Backup, t.res.PGMajor = rr.Backup.Name, rr.PGMajor
+	for _, p := range rr.PassedOver {
+		t.res.PassedOver = append(t.res.PassedOver, PassedOver{Backup: p.Backup.Name, Error: p.Err.Error()})
+	}
 	if rr.Manifest != nil && rr.Manifest.Hoard != nil {
 		t.backupKey, t.recorded = rr.Backup.Key, rr.Manifest.Hoard.ChecksumFailures
 	}
