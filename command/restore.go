@@ -61,11 +61,13 @@ starts with a PASSED OVER line for each; when none is left, the error names each
 why. Named with --basebackup, it is refused with its error. An error that says nothing
 about the backup (the storage down or refusing access, the network, an interrupt) fails
 the restore as before: it never makes restore take an older backup.
-Every file of a backup that carries PostgreSQL's backup_manifest (hoard's; not an
-incremental chain) is compared with it as it is written (size and CRC-32C), and every
-file it lists must be restored, but those hoard's backups leave out (names ending in .old,
-.tmp or ~, pg_log's contents, ..., which BASE_BACKUP lists): a mismatch fails the restore
-naming the file (restore another backup).
+Every file of a backup that carries PostgreSQL's backup_manifest (hoard's) is compared
+with it as it is written (size and CRC-32C), and every file it lists must be restored,
+but those hoard's backups leave out (names ending in .old, .tmp or ~, pg_log's contents,
+..., which BASE_BACKUP lists): a mismatch fails the restore naming the file (restore
+another backup). In an incremental chain each backup's files are compared with its own
+backup_manifest as they are read (INCREMENTAL files as stored); the files rebuilt from
+them are in no manifest and are not compared.
 Then it writes the recovery configuration into postgresql.auto.conf (restore_command
 runs hoard wal-fetch with this configuration) and creates recovery.signal, or
 standby.signal with --standby. With no --config, restore_command runs wal-fetch without

@@ -124,10 +124,40 @@
 // differs from backup_manifest. PGManifestCheck applies the same rules
 // to files that are read and not written: verify --full compares every
 // file of a backup through it.
-// Not checked: PGHoard's delta backups (they carry no backup_manifest)
-// and incremental chains (the last backup's
-// manifest lists the INCREMENTAL files, not the files rebuilt from them),
+// Not checked: PGHoard's delta backups (they carry no backup_manifest),
 // a tablespace_map rewritten for moved tablespaces.
+//
+// An incremental chain is checked level by level (incremental.go): every
+// backup of a chain carries a backup_manifest (basebackup takes none
+// without one as a parent: the server needs it), and readChain reads each
+// before anything is written (a parent without one, or with one that
+// does not parse, breaks the chain). Each member a level's chunks hold is
+// compared, as it is read, with that level's own manifest: a whole file
+// as for any backup, an INCREMENTAL.<name> file under that name (the
+// manifest lists the incremental file's size and CRC-32C) as
+// applyIncremental consumes it, read to its end even when applying it
+// fails, so that one altered in the bucket is reported as differing
+// rather than as a broken chain. Once a parent's chunks are written,
+// every file its manifest lists must have been (missing), before the
+// next level replaces or removes any, but its control tar's files
+// (pg_control, backup_label, tablespace_map: only the restored backup's
+// control tar is written), the files of a tablespace the restored
+// backup no longer has (never written) and the files the restored backup
+// no longer has (removed after the level, so their absence changes
+// nothing; compared when held) are not required (fitParent). The
+// restored backup's control tar is compared as for any backup,
+// backup_label before its INCREMENTAL FROM lines go, then every file its
+// manifest lists must have been restored. Every stored byte is read once,
+// as it streams; what is not checked is the file each INCREMENTAL file
+// rebuilds: its bytes are the parent's blocks (checked when that level
+// was written) and the incremental file's (checked as read), put together
+// by applyIncremental, and no manifest lists the result (pg_combinebackup
+// checks no more: the manifest it writes is computed from its own
+// output). A bug in that reconstruction, or a parent's file changed on
+// disk between its level and the next, is not detected. Errors name the
+// backup of the chain, the chunk or control object and the file. The
+// entries of every backup's manifest are held in memory from readChain
+// to the end of the restore.
 //
 // Before the first download Run compares the backup's decoded size with
 // the free space of the target's file system; when tablespaces lie on

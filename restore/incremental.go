@@ -54,6 +54,11 @@ type chainLevel struct {
 	// the files the backup has, whole or as changed blocks. Only for
 	// the incremental levels.
 	files map[string]bool
+	// pgm is the backup's backup_manifest, which the files written
+	// from its chunks (and, for the last, its control tar) are compared
+	// with; for a parent, fitted to what restoreChain writes of it
+	// (fitParent).
+	pgm *pgManifest
 }
 
 // readChain follows the parents of b, as its control object's manifest
@@ -61,14 +66,17 @@ type chainLevel struct {
 // backups: full backup first, b last, each control object read and
 // checked. A parent missing, damaged, of another system or starting
 // elsewhere than its child was taken against is refused with the object
-// named.
-func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupInfo, damaged []*archive.DamagedBackup, b *archive.BackupInfo, ctrl *archive.Control) ([]*chainLevel, error) {
+// named. Each backup's backup_manifest is read (readPGManifest): every
+// backup of a chain holds one (basebackup sends a parent's with
+// UPLOAD_MANIFEST and takes none without one as a parent), so a parent
+// without one, or whose manifest cannot be read, breaks the chain.
+func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupInfo, damagedMD []*archive.DamagedBackup, b *archive.BackupInfo, ctrl *archive.Control) ([]*chainLevel, error) {
 	byName := map[string]*archive.BackupInfo{}
 	for _, x := range sound {
 		byName[x.Name] = x
 	}
 	broken := map[string]*archive.DamagedBackup{}
-	for _, d := range damaged {
+	for _, d := range damagedMD {
 		broken[d.Name] = d
 	}
 	levels := []*chainLevel{{info: b, src: a.ArchiveOf(b), ctrl: ctrl}}
@@ -137,7 +145,63 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 			return nil, fmt.Errorf("backup %s: backup_manifest in %s: %w", lv.info.Name, lv.info.Key, err)
 		}
 	}
+	final := levels[len(levels)-1]
+	for i, lv := range levels {
+		pm, err := readPGManifest(ctx, lv.src, lv.info, lv.ctrl)
+		if err == nil && pm == nil {
+			err = fmt.Errorf("control object %s holds no %s, which every backup of an incremental chain holds: %w", lv.info.Key, archive.ControlPGManifest, ErrPGManifest)
+		}
+		switch {
+		case err != nil && i < len(levels)-1 && damaged(ctx, err):
+			return nil, fmt.Errorf("backup %s is in the chain of backup %s: %w: %w", lv.info.Name, b.Name, ErrBrokenChain, err)
+		case err != nil && i < len(levels)-1:
+			// The store or the network, not the parent: a retry may
+			// mend it (see damaged).
+			return nil, fmt.Errorf("backup %s is in the chain of backup %s: %w", lv.info.Name, b.Name, err)
+		case err != nil:
+			return nil, fmt.Errorf("backup %s: %w", lv.info.Name, err)
+		case i < len(levels)-1:
+			fitParent(pm, lv.ctrl.Manifest, final)
+		}
+		lv.pgm = pm
+	}
 	return levels, nil
+}
+
+// fitParent fits pm, the backup_manifest of a parent level whose manifest
+// is m, to what restoreChain writes of that level, last being the
+// restored backup: its tablespaces are known by the names last gives the
+// same OIDs (planChunkMember writes them there), the files of one last no
+// longer has are not written and not required, and neither are the files
+// of its control tar (pg_control, backup_label, tablespace_map), which
+// only the restored backup's control tar writes. A file last no longer
+// has (dropMissing removes it) is compared when the parent holds it, but
+// not required: its absence changes nothing restored.
+func fitParent(pm *pgManifest, m *archive.Manifest, last *chainLevel) {
+	byOID := map[uint32]string{}
+	for name, ts := range last.ctrl.Manifest.Tablespaces {
+		byOID[ts.OID] = name
+	}
+	pm.spcs = map[string]string{}
+	for _, ts := range m.Tablespaces {
+		prefix := "pg_tblspc/" + strconv.FormatUint(uint64(ts.OID), 10) + "/"
+		if name, ok := byOID[ts.OID]; ok {
+			pm.spcs[name] = prefix
+			continue
+		}
+		for k := range pm.files {
+			if strings.HasPrefix(k, prefix) {
+				delete(pm.files, k)
+			}
+		}
+	}
+	for name := range controlOnly {
+		delete(pm.files, strings.TrimPrefix(name, "pgdata/"))
+	}
+	pm.need = func(k string) bool {
+		dir, base := path.Split(k)
+		return last.files[dir+strings.TrimPrefix(base, incrementalPrefix)]
+	}
 }
 
 // manifestFiles reads the file paths of a PostgreSQL backup_manifest,
@@ -216,6 +280,7 @@ type incrementalLevel struct {
 
 // writeFile writes member p of an incremental backup's chunk.
 func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, r io.Reader, size int64, mode fs.FileMode, buf []byte, made *madeFiles) error {
+	stored := p.rel // as backup_manifest lists it
 	dir, base := path.Split(p.rel)
 	incr := strings.HasPrefix(base, incrementalPrefix)
 	if incr {
@@ -249,9 +314,32 @@ func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, 
 	if err != nil {
 		return fmt.Errorf("member %s: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 	}
+	// The incremental file is compared with its entry as it is read, by
+	// its stored name (backup_manifest lists INCREMENTAL.<name> with the
+	// incremental file's size and CRC-32C): the file it rebuilds is in
+	// no manifest.
+	var sum *crcWriter
+	if e.pgm != nil {
+		sum = &crcWriter{w: io.Discard}
+		r = io.TeeReader(r, sum)
+	}
 	err = applyIncremental(f, r, size, buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if sum != nil {
+		// The rest of a member applyIncremental refused is read too:
+		// one that differs from its entry (altered in the bucket, its
+		// header too) is reported as such, not as a broken chain.
+		_, derr := io.CopyBuffer(io.Discard, r, buf)
+		if derr == nil {
+			if cerr := e.pgm.check(p.spc, stored, member, sum.n, sum.crc); cerr != nil {
+				if err != nil {
+					return fmt.Errorf("%w (applying it: %v)", cerr, err)
+				}
+				return cerr
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("member %s: %w", archive.Quoted(member), e.pathErr(p.spc, err))
@@ -395,8 +483,11 @@ func stripIncrementalLabel(label []byte) []byte {
 
 // restoreChain writes the chunks of every backup of chain in turn, the
 // full backup first: each incremental one's files over those its parents
-// left, then the files it does not have removed. The control object of
-// the last is written afterwards, as for any backup.
+// left, then the files it does not have removed. Each level's files are
+// compared with its own backup_manifest as they are written, and a
+// parent must have held every file its manifest lists (fitParent) before
+// the next level begins. The control object of the last is written
+// afterwards, as for any backup, and compared with the last's manifest.
 func (o *Options) restoreChain(ctx context.Context, log zerolog.Logger, ex *extractor, chain []*chainLevel, res *Result) error {
 	last := chain[len(chain)-1].ctrl.Manifest
 	oids := map[string]uint32{}
@@ -423,11 +514,22 @@ func (o *Options) restoreChain(ctx context.Context, log zerolog.Logger, ex *extr
 				ex.spcRename[name] = byOID[ts.OID]
 			}
 		}
+		// Each level's files are compared with its own backup_manifest;
+		// the last's stays for extractControl, which compares its
+		// control tar and requires every file listed.
+		ex.pgm = lv.pgm
 		err := o.downloadChunks(ctx, llog, lv.src, ex, lv.ctrl.Manifest, res)
 		ex.incr = nil
 		if err != nil {
 			return fmt.Errorf("backup %s of the chain: %w", lv.info.Name, err)
 		}
+		if i < len(chain)-1 {
+			// Before the next level's files replace or remove any.
+			if err := lv.pgm.missing(); err != nil {
+				return fmt.Errorf("backup %s of the chain: control object %s: %w", lv.info.Name, lv.info.Key, err)
+			}
+		}
+		res.PGManifestFiles += len(lv.pgm.files)
 		res.Chunks += len(lv.ctrl.Manifest.Chunks)
 		if i > 0 {
 			if err := dropMissing(llog, ex, lv, oids); err != nil {

@@ -3,6 +3,7 @@ package restore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -221,7 +222,25 @@ func testIncrementalChain(t *testing.T, major int) {
 		return dir, res
 	}
 
-	dir, _ := restore(Target{})
+	dir, res := restore(Target{})
+	// Every file each backup's backup_manifest lists is compared, but a
+	// parent's pg_control and backup_label, which only the restored
+	// backup's control tar writes.
+	want := 0
+	for _, b := range []*archive.BackupInfo{full, inc1, inc2} {
+		_, files := pgManifestListed(ctx, t, a, b)
+		if !files["global/pg_control"] || !files["backup_label"] || files["tablespace_map"] {
+			t.Fatalf("backup %s's backup_manifest lists pg_control %v, backup_label %v, tablespace_map %v (no tablespace)", b.Name,
+				files["global/pg_control"], files["backup_label"], files["tablespace_map"])
+		}
+		want += len(files)
+		if b != inc2 {
+			want -= 2
+		}
+	}
+	if res.PGManifestFiles != want || want < 900 {
+		t.Errorf("PGManifestFiles = %d, want %d (900 or more)", res.PGManifestFiles, want)
+	}
 	if _, err := os.Stat(filepath.Join(dir, dropped)); err == nil {
 		t.Errorf("%s, of a table dropped before the first incremental backup, restored", dropped)
 	}
@@ -258,6 +277,21 @@ func testIncrementalChain(t *testing.T, major int) {
 	if !errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), inc1.Key) {
 		t.Errorf("restore without its parent: %v, want ErrBrokenChain naming %s", err, inc1.Key)
 	}
+}
+
+// pgManifestListed returns backup b's manifest and the files its
+// backup_manifest lists.
+func pgManifestListed(ctx context.Context, t *testing.T, a *archive.Archive, b *archive.BackupInfo) (*archive.Manifest, map[string]bool) {
+	t.Helper()
+	m, data, err := a.ReadControlMember(ctx, b.Key, archive.ControlPGManifest)
+	if err != nil {
+		t.Fatalf("backup %s: %v", b.Name, err)
+	}
+	files, err := manifestFiles(data)
+	if err != nil {
+		t.Fatalf("backup %s: %v", b.Name, err)
+	}
+	return m, files
 }
 
 // TestRun_IncrementalChunkRetried takes a full backup of a real
@@ -332,7 +366,7 @@ func TestRun_IncrementalTablespaceChanged(t *testing.T) {
 	src.Exec(t, "create table t (id int primary key, v text) tablespace old_name")
 	src.Exec(t, "insert into t select i, 'first' from generate_series(1, 5000) i")
 	ctx := incrContext(t)
-	takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
+	full := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	src.Exec(t, "drop table in_gone")
 	src.Exec(t, "drop tablespace gone")
 	src.Exec(t, "alter tablespace old_name rename to new_name")
@@ -344,9 +378,27 @@ func TestRun_IncrementalTablespaceChanged(t *testing.T) {
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	moved := filepath.Join(pgtest.TempDir(t), "moved")
-	if _, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc.Name, TablespaceDirs: map[string]string{"new_name": moved},
-		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}); err != nil {
+	res, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: inc.Name, TablespaceDirs: map[string]string{"new_name": moved},
+		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()})
+	if err != nil {
 		t.Fatalf("restore of %s: %v", inc.Name, err)
+	}
+	// Every file of each backup's backup_manifest is compared but the
+	// full backup's control tar files and the files of its tablespace
+	// gone, which are not written.
+	m, files := pgManifestListed(ctx, t, a, full)
+	gone := fmt.Sprintf("pg_tblspc/%d/", m.Tablespaces["gone"].OID)
+	compared := len(files)
+	for k := range files {
+		if k == "global/pg_control" || k == "backup_label" || k == "tablespace_map" || strings.HasPrefix(k, gone) {
+			compared--
+		}
+	}
+	goneFiles := len(files) - compared
+	_, files = pgManifestListed(ctx, t, a, inc)
+	compared += len(files)
+	if res.PGManifestFiles != compared || goneFiles < 3 {
+		t.Errorf("PGManifestFiles = %d, want %d (%d of the full backup's entries not compared, 3 or more)", res.PGManifestFiles, compared, goneFiles)
 	}
 	if ents, err := os.ReadDir(filepath.Join(dir, "pg_tblspc")); err != nil || len(ents) != 1 {
 		t.Errorf("pg_tblspc holds %v (%v), want the one link", ents, err)

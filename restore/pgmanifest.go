@@ -42,6 +42,10 @@ type pgManifest struct {
 	// spcs maps a tablespace's name in the backup's manifest to the
 	// prefix of its files' paths, pg_tblspc/<oid>/.
 	spcs map[string]string
+	// need, when set, says which listed files missing requires: a
+	// parent of an incremental chain need not have held a file the
+	// restored backup no longer has (fitParent).
+	need func(k string) bool
 }
 
 // pgManifestEntry is one file of backup_manifest.
@@ -57,7 +61,8 @@ type pgManifestEntry struct {
 // the same bytes (size and SHA-256), so that the files are compared with
 // the manifest of the control tar extractControl writes. Run reads it
 // when b's metadata says the control tar holds one (hoard-pg-manifest;
-// PGHoard's backups hold none). A control object without one is refused
+// PGHoard's backups hold none), readChain for each backup of an
+// incremental chain. A control object without one is refused
 // when that metadata authenticates; nil otherwise: metadata altered
 // without the key is not believed.
 func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*pgManifest, error) {
@@ -273,7 +278,7 @@ func (pm *pgManifest) missing() error {
 	pm.mu.Lock()
 	var out []string
 	for k, e := range pm.files {
-		if !e.restored && !pm.leftOut(k) {
+		if !e.restored && !pm.leftOut(k) && (pm.need == nil || pm.need(k)) {
 			out = append(out, k)
 		}
 	}

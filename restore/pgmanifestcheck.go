@@ -37,7 +37,8 @@ type PGManifestCheck struct {
 // metadata says it holds one, one that does not parse). It returns nil
 // and no error when restore compares nothing for b: b's metadata records
 // no backup_manifest (PGHoard's backups), or b is of an incremental chain
-// (not compared yet).
+// (restore compares each backup of a chain as it rebuilds it, restoreChain;
+// this check does not yet).
 func NewPGManifestCheck(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*PGManifestCheck, error) {
 	// Run's condition, with Run's test for a chain (choose).
 	chain := b.Parent != "" || ctrl.Manifest.Hoard != nil && ctrl.Manifest.Hoard.Incremental != nil

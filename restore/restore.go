@@ -187,8 +187,10 @@ type Result struct {
 
 	// PGManifestFiles is how many files of PostgreSQL's backup_manifest
 	// the restored files were compared with (size and CRC-32C), every
-	// file it lists; 0 when the backup carries none or the check does not
-	// apply (an incremental chain, a delta backup).
+	// file it lists; for an incremental chain, of each backup's, added
+	// up, but a parent's control tar files and files of tablespaces the
+	// restored backup no longer has (see fitParent); 0 when the backup
+	// carries none.
 	PGManifestFiles int
 
 	Download time.Duration // chunk downloads and extraction
@@ -687,7 +689,8 @@ func (o *Options) check(ctx context.Context, log zerolog.Logger, a *archive.Arch
 	// hoard's delta backups (pghoard-delta-v2 with hoard-pg-manifest)
 	// carry a backup_manifest written from the bytes each file was
 	// stored with, delta objects, embedded files and bundles alike;
-	// PGHoard's carry none.
+	// PGHoard's carry none. readChain read those of an incremental
+	// chain, one for each of its backups.
 	if c.chain == nil && (b.Format == archive.FormatBBv2 || b.Format == archive.FormatDeltaV2) && b.PGManifest {
 		if c.pgm, err = readPGManifest(ctx, src, b, c.ctrl); err != nil {
 			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
@@ -887,6 +890,12 @@ func extractControl(ctx context.Context, src *archive.Archive, key string, ctrl 
 			label, err := io.ReadAll(io.LimitReader(tr, maxControlMember))
 			if err != nil {
 				return fmt.Errorf("member %s: %w", archive.Quoted(h.Name), err)
+			}
+			if pm := ex.pgm; pm != nil {
+				// As backed up, before its INCREMENTAL FROM lines go.
+				if err := pm.checkData("backup_label", label); err != nil {
+					return err
+				}
 			}
 			if err := ex.writeNew("backup_label", stripIncrementalLabel(label), 0o600); err != nil {
 				return err

@@ -86,6 +86,11 @@ type Backup struct {
 	// Control.
 	PGManifest bool
 
+	// Parent names the backup this one is an incremental of in the
+	// control object's metadata (hoard-incremental-parent); the test
+	// records it in the manifest's hoard block too, through Manifest.
+	Parent string
+
 	// Signed signs the control object's metadata with a's codec
 	// (Codec.SignBackup), as hoard signs the backups it takes in a site
 	// with keys; without it the backup is unsigned, as PGHoard's are.
@@ -197,6 +202,7 @@ func Put(t testing.TB, a *archive.Archive, b Backup) Stored {
 		StartTime: start, EndTime: start.Add(time.Minute), StartLSN: 0x200028, EndLSN: 0x300100,
 		StartTimeline: 1, EndTimeline: 1, WALSegmentSize: SegmentSize, PGVersion: 150004,
 		TotalSizePlain: plain, TotalSizeEnc: stored, ChunkCount: len(tars), Site: a.Site, PGManifest: b.PGManifest,
+		Parent: b.Parent,
 	}
 	md := info.ToMetadata()
 	if b.Signed {
