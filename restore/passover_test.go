@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -141,7 +142,14 @@ func passOverCases() []passOverCase {
 		}
 		return hs, data
 	}
+	embed := func(rel, body string) []archive.DeltaFile {
+		b64 := base64.StdEncoding.EncodeToString([]byte(body))
+		return []archive.DeltaFile{{RelativePath: rel, FileSize: int64(len(body)), ContentB64: &b64}}
+	}
 	return []passOverCase{
+		{name: "DeltaPathDotDot", backup: hostile.Backup{Delta: embed("../victim", "owned\n")}, want: ErrUnsafeMember},
+		{name: "DeltaDigestNotHex", backup: hostile.Backup{Delta: []archive.DeltaFile{{RelativePath: "base/1/2601", FileSize: 8192, Hexdigest: "../x"}}},
+			want: archive.ErrBadDeltaManifest},
 		{name: "ErrMissingChunks", backup: hostile.Backup{Chunks: extra, Manifest: dropLastChunk}, want: ErrMissingChunks},
 		{name: "ErrPGManifest", backup: hostile.Backup{PGManifest: true}, want: ErrPGManifest},
 		{name: "ErrNoBackupLabel", backup: hostile.Backup{NoLabel: true}, want: ErrNoBackupLabel},

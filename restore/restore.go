@@ -370,12 +370,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("backup %s: object %s: %w", b.Name, b.Key, err)
 		}
 	}
-	var dp *deltaPlan
-	if isDelta(b.Format) {
-		if dp, err = planDelta(src, m); err != nil {
-			return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
-		}
-	}
+	dp := c.dp
 	if chain != nil {
 		log.Info().Int("backups", len(chain)).Str("full", chain[0].info.Name).Msg("incremental backup: its files are rebuilt from its chain")
 	}
@@ -533,6 +528,7 @@ type choice struct {
 	ctrl  *archive.Control // nil for a backup held in one tar
 	chain []*chainLevel    // an incremental backup's, full backup first
 	pgm   *pgManifest      // its backup_manifest, when restore compares with it
+	dp    *deltaPlan       // a delta backup's plan
 	// passed are the backups passed over for b, newest first.
 	passed []PassedOver
 }
@@ -543,7 +539,8 @@ type choice struct {
 // When the choice is automatic, a backup refused by those checks because
 // it is damaged (damaged: its control object does not decode, is
 // malformed, fails its checks or is another backup's, its manifest lists
-// fewer chunks than its metadata counts, its backup_manifest is missing)
+// fewer chunks than its metadata counts, its backup_manifest is missing,
+// its delta manifest fails its checks)
 // or because its incremental chain is broken (ErrBrokenChain: a parent
 // missing, damaged, or not the backup it was taken against) is passed
 // over with a warning naming it and why, as a backup with damaged
@@ -659,8 +656,9 @@ func anys(errs []error) []any {
 // control object's manifest (validated, at most archive.MaxManifestSize
 // bytes, the only member held in memory) says what to download, its other
 // members are checked as the extraction will check them, the chunks it
-// lists against the count b's metadata records (checkChunkCount), and its
-// backup_manifest is read when b has one (readPGManifest). A backup held
+// lists against the count b's metadata records (checkChunkCount), its
+// backup_manifest is read when b has one (readPGManifest), and a delta
+// backup's delta manifest is planned (planDelta). A backup held
 // in one tar has no control object (ctrl nil), nor one of a format or a
 // version Run refuses, naming it.
 func (o *Options) check(ctx context.Context, log zerolog.Logger, a *archive.Archive, backups []*archive.BackupInfo, damagedMD []*archive.DamagedBackup, b *archive.BackupInfo) (*choice, error) {
@@ -694,6 +692,11 @@ func (o *Options) check(ctx context.Context, log zerolog.Logger, a *archive.Arch
 	if c.chain == nil && (b.Format == archive.FormatBBv2 || b.Format == archive.FormatDeltaV2) && b.PGManifest {
 		if c.pgm, err = readPGManifest(ctx, src, b, c.ctrl); err != nil {
 			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
+		}
+	}
+	if isDelta(b.Format) {
+		if c.dp, err = planDelta(src, c.ctrl.Manifest); err != nil {
+			return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
 		}
 	}
 	return c, nil
