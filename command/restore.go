@@ -59,8 +59,8 @@ holds, or a delta backup's manifest fails its checks) is passed over: a warning 
 reaches the target is restored instead (its recovery replays more WAL), and the summary
 starts with a PASSED OVER line for each; when none is left, the error names each one and
 why. Named with --basebackup, it is refused with its error. An error that says nothing
-about the backup (the storage down or refusing access, the network, an interrupt) fails
-the restore as before: it never makes restore take an older backup.
+about the backup or a parent of its incremental chain (the storage down or refusing access,
+the network, an interrupt) fails the restore as before: it never makes restore take an older backup.
 Every file of a backup that carries PostgreSQL's backup_manifest (hoard's) is compared
 with it as it is written (size and CRC-32C), and every file it lists must be restored,
 but those hoard's backups leave out (names ending in .old, .tmp or ~, pg_log's contents,

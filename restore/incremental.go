@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // ErrBrokenChain is returned (wrapped) when an incremental backup cannot be
@@ -117,8 +118,15 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 		}
 		psrc := a.ArchiveOf(p)
 		pctrl, err := psrc.ReadControl(ctx, p.Key, checkControlMember)
-		if err != nil {
+		switch {
+		case err != nil && (damaged(ctx, err) || errors.Is(err, storage.ErrNotFound)):
 			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object cannot be read: %w: %w", cur.info.Name, p.Name, ErrBrokenChain, err)
+		case err != nil:
+			// The store, the network, a key or the restore itself, not
+			// the parent: the chain is not broken, and the automatic
+			// choice must not pass it over for an older backup (see
+			// damaged).
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object cannot be read: %w", cur.info.Name, p.Name, err)
 		}
 		// The system is compared with the one the child's control object
 		// records, not with the listing's metadata, which anyone who can

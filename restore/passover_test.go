@@ -403,3 +403,65 @@ func TestRun_PassOverMissingChunksPG(t *testing.T) {
 		t.Errorf("restore of %s by name: %v, want ErrMissingChunks", newer.Name, err)
 	}
 }
+
+// onceStore fails the first Open of key with err, as a store does that
+// is down or refuses a request for a moment; later Opens succeed.
+type onceStore struct {
+	storage.Store
+	key    string
+	err    error
+	failed *bool
+}
+
+func (s onceStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	if key == s.key && !*s.failed {
+		*s.failed = true
+		return nil, storage.Object{}, s.err
+	}
+	return s.Store.Open(ctx, key)
+}
+
+// TestRun_PassOverNotTransientParent: an error reading the control object
+// of an incremental backup's parent that says nothing about the parent
+// (the store down for a moment, permission denied, a cancelled context)
+// fails the restore, naming the parent: it does not break the chain, so
+// the automatic choice does not pass the incremental backup over and
+// restore its parent instead, whose recovery replays more WAL, once the
+// store answers again.
+func TestRun_PassOverNotTransientParent(t *testing.T) {
+	const parent, child = "2026-01-02_03-00_0", "2026-01-02_03-00_1"
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"Down", errors.New("dial tcp 127.0.0.1:9000: connect: connection refused")},
+		{"Permission", fmt.Errorf("access denied: %w", storage.ErrPermanent)},
+		{"Canceled", fmt.Errorf("get object: %w", context.Canceled)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newChainFiles()
+			for _, files := range []map[string]string{f.parent, f.child} {
+				for p := range files {
+					if strings.HasPrefix(p, "pg_tblspc/") {
+						delete(files, p)
+					}
+				}
+			}
+			a := hostileArchive(t)
+			pst := hostile.Put(t, a, chainBackup(t, parent, "", f.parent, f.parent, nil))
+			hostile.Put(t, a, chainBackup(t, child, parent, f.child, f.child, nil))
+			a.Store = onceStore{Store: a.Store, key: pst.ControlKey, err: tc.err, failed: new(bool)}
+			e := hostile.NewEnv(t)
+			res, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
+			if err == nil {
+				t.Fatalf("restore with the parent's control object unreadable once (%v) restored %s, want the error", tc.err, res.Backup.Name)
+			}
+			if !errors.Is(err, tc.err) || errors.Is(err, ErrBrokenChain) || !strings.Contains(err.Error(), pst.ControlKey) {
+				t.Errorf("error %v, want %v naming %s, not ErrBrokenChain", err, tc.err, pst.ControlKey)
+			}
+			if ents, err := os.ReadDir(e.Target()); err == nil && len(ents) > 0 {
+				t.Errorf("the failed restore wrote %d entries into %s", len(ents), e.Target())
+			}
+		})
+	}
+}

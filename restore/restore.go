@@ -547,8 +547,8 @@ type choice struct {
 // metadata is, and the newest of the others that reaches the target is
 // chosen instead; the choice's passed lists them. When none is left, the
 // error names each one passed over and wraps their errors. An error that
-// says nothing about the backup (the store, the network, a cancelled
-// restore) is returned as it is: it never makes the restore take an
+// says nothing about the backup or a parent of its chain (the store, the
+// network, a cancelled restore) is returned as it is: it never makes the restore take an
 // older backup. A backup named in o.Backup is refused with its error.
 // The automatic choice stays with the database system of the newest
 // backup (checkSystemSwitch): after a pg_upgrade into the same site, the
