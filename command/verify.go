@@ -28,8 +28,8 @@ a backup whose metadata says its control object holds PostgreSQL's backup_manife
 one that parses; with --full every chunk and every
 WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,
 WAL page headers against names), and every file of a backup that carries backup_manifest
-(hoard's, but for incremental chains) must have the size and CRC-32C it lists, none
-missing or unlisted, as restore requires (the quick check reads no file); a complete segment whose WAL stops before its end, zeros
+(hoard's; each backup of an incremental chain with its own, INCREMENTAL files as stored)
+must have the size and CRC-32C it lists, none missing or unlisted, as restore requires (the quick check reads no file); a complete segment whose WAL stops before its end, zeros
 after it (an earlier copy under its name, see wal-fetch), is a problem that names, as
 wal-fetch's refusal does, the LSN its WAL ends at and the flag that accepts it if it is
 legitimately cut (hoard restore --accept-truncated-wal SEGMENT). The WAL must continue without a gap from each backup's

@@ -123,7 +123,9 @@
 // ErrDeltaDigest, the more precise cause, even when its file also
 // differs from backup_manifest. PGManifestCheck applies the same rules
 // to files that are read and not written: verify --full compares every
-// file of a backup through it.
+// file of a backup through it, each backup of an incremental chain as
+// the restored backup of its chain is compared (below), with its own
+// manifest.
 // Not checked: PGHoard's delta backups (they carry no backup_manifest),
 // a tablespace_map rewritten for moved tablespaces.
 //

@@ -155,10 +155,7 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 	}
 	final := levels[len(levels)-1]
 	for i, lv := range levels {
-		pm, err := readPGManifest(ctx, lv.src, lv.info, lv.ctrl)
-		if err == nil && pm == nil {
-			err = fmt.Errorf("control object %s holds no %s, which every backup of an incremental chain holds: %w", lv.info.Key, archive.ControlPGManifest, ErrPGManifest)
-		}
+		pm, err := readLevelPGManifest(ctx, lv.src, lv.info, lv.ctrl)
 		switch {
 		case err != nil && i < len(levels)-1 && damaged(ctx, err):
 			return nil, fmt.Errorf("backup %s is in the chain of backup %s: %w: %w", lv.info.Name, b.Name, ErrBrokenChain, err)
@@ -174,6 +171,20 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 		lv.pgm = pm
 	}
 	return levels, nil
+}
+
+// readLevelPGManifest reads the backup_manifest of backup b of an
+// incremental chain, whose control object ReadControl read as ctrl
+// (readPGManifest), whatever b's metadata says: every backup of a chain
+// holds one (basebackup sends a parent's with UPLOAD_MANIFEST and takes
+// none without one as a parent), so a control object without one is
+// refused.
+func readLevelPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*pgManifest, error) {
+	pm, err := readPGManifest(ctx, src, b, ctrl)
+	if err == nil && pm == nil {
+		err = fmt.Errorf("control object %s holds no %s, which every backup of an incremental chain holds: %w", b.Key, archive.ControlPGManifest, ErrPGManifest)
+	}
+	return pm, err
 }
 
 // fitParent fits pm, the backup_manifest of a parent level whose manifest

@@ -36,16 +36,30 @@ type PGManifestCheck struct {
 // same refusals: a control object without one where b's authenticated
 // metadata says it holds one, one that does not parse). It returns nil
 // and no error when restore compares nothing for b: b's metadata records
-// no backup_manifest (PGHoard's backups), or b is of an incremental chain
-// (restore compares each backup of a chain as it rebuilds it, restoreChain;
-// this check does not yet).
+// no backup_manifest (PGHoard's backups).
+//
+// An incremental backup (one with a parent) is compared with its own
+// backup_manifest as restoreChain compares the backup it restores
+// (readLevelPGManifest, whatever b's metadata says): its
+// INCREMENTAL.<name> files under that name, with the incremental file's
+// size and CRC-32C, its whole files, backup_label as backed up (before
+// its INCREMENTAL FROM lines go), and every file it lists held. Each
+// backup of a chain holds every file its own backup_manifest lists, so a
+// parent is compared as a backup of its own.
 func NewPGManifestCheck(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*PGManifestCheck, error) {
-	// Run's condition, with Run's test for a chain (choose).
-	chain := b.Parent != "" || ctrl.Manifest.Hoard != nil && ctrl.Manifest.Hoard.Incremental != nil
-	if chain || !b.PGManifest || b.Format != archive.FormatBBv2 && b.Format != archive.FormatDeltaV2 {
+	if b.Format != archive.FormatBBv2 && b.Format != archive.FormatDeltaV2 {
 		return nil, nil
 	}
-	pm, err := readPGManifest(ctx, src, b, ctrl)
+	// Run's test for a chain (check).
+	chain := b.Parent != "" || ctrl.Manifest.Hoard != nil && ctrl.Manifest.Hoard.Incremental != nil
+	var pm *pgManifest
+	var err error
+	switch {
+	case chain:
+		pm, err = readLevelPGManifest(ctx, src, b, ctrl)
+	case b.PGManifest:
+		pm, err = readPGManifest(ctx, src, b, ctrl)
+	}
 	if err != nil || pm == nil {
 		return nil, err
 	}

@@ -13,10 +13,10 @@
 // backup_manifest (PostgreSQL's, in the control tar of hoard's backups)
 // reads as restore reads it and, with Full, lists every file of the
 // backup with the size and CRC-32C found, as restore compares them
-// (restore.PGManifestCheck; not for incremental chains yet), and the
-// WAL from the backup's start continues without a gap, along the timelines
-// recovery follows (the .history files), through the newest stored
-// segment. The Report gives per backup whether it is restorable and how
+// (restore.PGManifestCheck; each backup of an incremental chain with
+// its own), and the WAL from the backup's start continues without a
+// gap, along the timelines recovery follows (the .history files),
+// through the newest stored segment. The Report gives per backup whether it is restorable and how
 // far recovery can reach.
 //
 // RestoreTest goes further: it restores a backup into a scratch directory,

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,8 +55,9 @@ func TestCheckChains(t *testing.T) {
 }
 
 // TestRun_IncrementalChainTampered takes a full backup of a real
-// PostgreSQL 17 and an incremental one on it, with their WAL, and checks
-// that verify reports both sound; then it changes only what someone who
+// PostgreSQL 17 and 18 and an incremental one on it, with their WAL, and checks
+// that verify reports both sound, with --full too (each compared with
+// its own backup_manifest); then it changes only what someone who
 // can write to the bucket but holds no key can change, and verify must
 // report the incremental backup broken, as restore refuses it: its
 // metadata naming no parent (its control object records one), and its
@@ -68,7 +70,13 @@ func TestRun_IncrementalChainTampered(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real cluster")
 	}
-	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: 17, Conf: map[string]string{"summarize_wal": "on"}})
+	for _, major := range []int{17, 18} {
+		t.Run(fmt.Sprint(major), func(t *testing.T) { testIncrementalChainTampered(t, major) })
+	}
+}
+
+func testIncrementalChainTampered(t *testing.T, major int) {
+	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, src, "-i", "-s", "1")
 	a := testArchive(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -115,6 +123,11 @@ func TestRun_IncrementalChainTampered(t *testing.T) {
 		}
 	}
 	check("as taken", "")
+	// Each backup's files, the incremental one's INCREMENTAL files too,
+	// are those its own backup_manifest lists.
+	if rep := run(t, a, true); !rep.OK() {
+		t.Errorf("verify --full of the chain as taken: not ok:\n%s", problems(rep))
+	}
 
 	setMetadata := func(key, k, v string) {
 		t.Helper()

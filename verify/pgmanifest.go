@@ -18,11 +18,11 @@ import (
 // the number of its chunks, bundles and delta objects to check. Without
 // full, it only reads backup_manifest as restore does before restoring
 // b: a control object restore refuses for it (backup_manifest absent
-// where b's authenticated metadata says it is there, or one that does not
-// parse) makes b broken. With full, it returns the check its objects go
+// where b's authenticated metadata says it is there or b is an
+// incremental backup, or one that does not parse) makes b broken. With full, it returns the check its objects go
 // through, which reads backup_manifest when the first of them is checked
 // and compares nothing where restore compares nothing (PGHoard's
-// backups, incremental chains); nil when b has no object to check, whose
+// backups); nil when b has no object to check, whose
 // files it compares at once. The error is ctx's only.
 func (c *checker) pgManifest(ctx context.Context, b *archive.BackupInfo, r *BackupReport, ctrl *archive.Control, objects int) (*pgmCheck, error) {
 	p := &pgmCheck{c: c, b: b, r: r, ctrl: ctrl}

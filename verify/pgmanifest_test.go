@@ -2,6 +2,7 @@ package verify
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"strings"
 	"testing"
 
@@ -261,5 +262,151 @@ func TestRun_PGManifestTwoBackups(t *testing.T) {
 	}
 	if got := strings.Join(rep.Backups[1].Problems, "\n"); !strings.Contains(got, `"base/1/2222"`) {
 		t.Errorf("problems of the altered backup do not name base/1/2222:\n%s", got)
+	}
+}
+
+// incrementalFile is an incremental file (PostgreSQL's format, as
+// restore applies it) of a relation file of two blocks whose second
+// block is block.
+func incrementalFile(block byte) string {
+	hdr := make([]byte, 8192) // magic, 1 block, truncation length 2, block 1, zeros
+	binary.LittleEndian.PutUint32(hdr[0:], 0xd3ae1f0d)
+	binary.LittleEndian.PutUint32(hdr[4:], 1)
+	binary.LittleEndian.PutUint32(hdr[8:], 2)
+	binary.LittleEndian.PutUint32(hdr[12:], 1)
+	return string(hdr) + strings.Repeat(string(block), 8192)
+}
+
+// TestRun_IncrementalPGManifest: verify --full compares every file of
+// each backup of an incremental chain with the backup_manifest that
+// backup carries, as restore does (restore's TestRun_IncrementalPGManifest):
+// an incremental backup's INCREMENTAL file (under that name), a whole
+// file or its backup_label (with its INCREMENTAL FROM lines, as backed
+// up) changed consistently with its control object, or a file its
+// manifest lists held by no object: the incremental backup is broken,
+// naming the file, with restore's "damaged or altered"; the sound chain
+// is ok. Without --full, an incremental backup whose control tar holds
+// no backup_manifest, which restore refuses (every backup of a chain
+// holds one), is broken whatever its metadata says. Before, verify
+// compared nothing for a backup of a chain.
+func TestRun_IncrementalPGManifest(t *testing.T) {
+	const parent, child = "2026-01-02_03-00_0", "2026-01-02_03-00_1"
+	label := "START WAL LOCATION: 0/200028 (file " + hostile.StartSegment + ")\n"
+	newFiles := func(incremental bool) map[string]string {
+		f := map[string]string{
+			"PG_VERSION":        "15\n",
+			"base/1/1259":       strings.Repeat("r", 8192),
+			"global/pg_control": strings.Repeat("c", hostile.PGControlSize),
+			"backup_label":      label,
+		}
+		if !incremental {
+			f["base/1/2222"] = strings.Repeat("a", 8192) + strings.Repeat("b", 8192)
+			return f
+		}
+		f["backup_label"] += "INCREMENTAL FROM LSN: 0/200028\nINCREMENTAL FROM TLI: 1\n"
+		f["base/1/INCREMENTAL.2222"] = incrementalFile('B')
+		f["base/1/4444"] = strings.Repeat("w", 300)
+		return f
+	}
+	// put stores backup name of the chain holding files, listing listed
+	// in its backup_manifest (none: nil).
+	put := func(t *testing.T, a *archive.Archive, name, parent string, listed, files map[string]string) hostile.Stored {
+		t.Helper()
+		var chunk []hostile.Member
+		for _, p := range []string{"base/1/2222", "base/1/INCREMENTAL.2222", "base/1/4444", "base/1/6666"} {
+			if body, ok := files[p]; ok {
+				chunk = append(chunk, hostile.Member{Name: "pgdata/" + p, Body: body})
+			}
+		}
+		b := hostile.Backup{Name: name, Parent: parent, PGManifest: listed != nil, NoLabel: true,
+			Chunks:    [][]hostile.Member{chunk},
+			PGControl: files["global/pg_control"],
+			Control:   []hostile.Member{{Name: archive.ControlBackupLabel, Body: files["backup_label"]}},
+			Manifest: func(m *archive.Manifest) {
+				m.Hoard = &archive.HoardManifest{SystemID: "7123456789012345678", StartLSN: "0/200028", StartTimeline: 1, PGManifest: listed != nil} // waltest's
+				if parent != "" {
+					m.Hoard.StartLSN = "0/300028"
+					m.Hoard.Incremental = &archive.IncrementalParent{Parent: parent, StartLSN: "0/200028", Timeline: 1}
+				}
+			},
+		}
+		if listed != nil {
+			b.Control = append(b.Control, hostile.Member{Name: archive.ControlPGManifest, Body: hostile.PGManifestJSON(t, listed)})
+		}
+		return hostile.Put(t, a, b)
+	}
+	for _, tc := range []struct {
+		name string
+		// edit changes the incremental backup's files as stored (held)
+		// or as its backup_manifest lists them.
+		edit func(held, listed map[string]string)
+		// noManifest stores the incremental backup without
+		// backup_manifest, its metadata saying so.
+		noManifest bool
+		// want are what the incremental backup's problems must say, the
+		// first the kind of object named ("chunk" or "control object");
+		// nil: the chain is ok.
+		want []string
+	}{
+		{"OK", func(_, _ map[string]string) {}, false, nil},
+		{"ErrIncrementalChanged", func(h, _ map[string]string) { h["base/1/INCREMENTAL.2222"] = incrementalFile('X') },
+			false, []string{"chunk", `"base/1/INCREMENTAL.2222"`, "CRC-32C"}},
+		{"ErrWholeChanged", func(h, _ map[string]string) { h["base/1/4444"] = strings.Repeat("v", 299) },
+			false, []string{"chunk", `"base/1/4444"`, "299 bytes"}},
+		{"ErrLabelChanged", func(h, _ map[string]string) {
+			h["backup_label"] = label + "INCREMENTAL FROM LSN: 0/100028\nINCREMENTAL FROM TLI: 1\n"
+		}, false, []string{"control object", `"backup_label"`, "CRC-32C"}},
+		{"ErrMissing", func(_, l map[string]string) { l["base/1/5555"] = "e" },
+			false, []string{"control object", "lists files that were not restored", `"base/1/5555"`}},
+		{"ErrNotListed", func(h, _ map[string]string) { h["base/1/6666"] = "n" },
+			false, []string{"chunk", `"base/1/6666"`, "not listed"}},
+		{"ErrManifestAbsent", func(_, _ map[string]string) {}, true,
+			[]string{"control object", "holds no " + archive.ControlPGManifest}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := testArchive(t)
+			put(t, a, parent, "", newFiles(false), newFiles(false))
+			held, listed := newFiles(true), newFiles(true)
+			tc.edit(held, listed)
+			if tc.noManifest {
+				listed = nil
+			}
+			st := put(t, a, child, parent, listed, held)
+			fulls := []bool{true}
+			if tc.noManifest || tc.want == nil {
+				fulls = []bool{false, true}
+			}
+			for _, full := range fulls {
+				rep := run(t, a, full)
+				if len(rep.Backups) != 2 || rep.Backups[0].Name != parent || rep.Backups[1].Name != child {
+					t.Fatalf("full=%v: report of %d backups, want %s and %s:\n%s", full, len(rep.Backups), parent, child, problems(rep))
+				}
+				if p := rep.Backups[0]; p.Status != StatusOK {
+					t.Errorf("full=%v: the full backup %s, want %s:\n%s", full, p.Status, StatusOK, problems(rep))
+				}
+				c := rep.Backups[1]
+				if tc.want == nil {
+					if c.Status != StatusOK {
+						t.Errorf("full=%v: the sound incremental backup %s, want %s:\n%s", full, c.Status, StatusOK, problems(rep))
+					}
+					continue
+				}
+				if c.Status != StatusBroken || c.Restorable {
+					t.Fatalf("full=%v: the incremental backup %s (restorable %v), want %s:\n%s", full, c.Status, c.Restorable, StatusBroken, problems(rep))
+				}
+				// The object at fault is named: the chunk holding the
+				// file, or the control object.
+				object := st.ControlKey
+				if tc.want[0] == "chunk" {
+					object = st.ChunkKeys[1]
+				}
+				got := strings.Join(c.Problems, "\n")
+				for _, w := range append(tc.want[1:], object, "damaged or was altered") {
+					if !strings.Contains(got, w) {
+						t.Errorf("full=%v: problems do not say %q:\n%s", full, w, got)
+					}
+				}
+			}
+		})
 	}
 }
