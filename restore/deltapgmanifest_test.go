@@ -27,27 +27,13 @@ import (
 // more precise cause.
 func TestRun_DeltaPGManifest(t *testing.T) {
 	const (
-		relFile   = "base/1/2222"
-		otherFile = "base/1/3333"
-		embedFile = "pg_xact/0000"
-		bundled   = "base/1/5555"
-		spcFile   = "pg_tblspc/16400/PG_15_202209061/5/6666"
+		relFile   = hostile.DeltaRelFile
+		otherFile = hostile.DeltaOtherFile
+		embedFile = hostile.DeltaEmbedFile
+		bundled   = hostile.DeltaBundled
+		spcFile   = hostile.DeltaSpcFile
 	)
-	// What the backup read, path → bytes: the benign bundle's files
-	// (hostile.benignBundle), three delta objects (one of a
-	// tablespace), an embedded file, a second bundle's file, and the
-	// control tar's pg_control and backup_label (hostile.Put).
-	read := map[string]string{
-		"PG_VERSION":        "15\n",
-		"base/1/1259":       strings.Repeat("r", 8192),
-		relFile:             strings.Repeat("x", 8192),
-		otherFile:           strings.Repeat("y", 8192),
-		spcFile:             strings.Repeat("t", 8192),
-		embedFile:           strings.Repeat("e", 100),
-		bundled:             strings.Repeat("b", 200),
-		"global/pg_control": strings.Repeat("c", hostile.PGControlSize),
-		"backup_label":      "START WAL LOCATION: 0/200028 (file " + hostile.StartSegment + ")\n",
-	}
+	read := hostile.NewDeltaPGManifest().Read
 	for _, tc := range []struct {
 		name string
 		// edit changes the stored backup: the delta manifest's files
@@ -85,31 +71,9 @@ func TestRun_DeltaPGManifest(t *testing.T) {
 		}, ErrDeltaDigest, []string{hostile.Digest(read[relFile]), relFile}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			delta := map[string]*archive.DeltaFile{}
-			objects := map[string]string{}
-			for _, p := range []string{relFile, otherFile, spcFile} {
-				delta[p] = &archive.DeltaFile{RelativePath: p, FileSize: int64(len(read[p])), Hexdigest: hostile.Digest(read[p])}
-				objects[hostile.Digest(read[p])] = read[p]
-			}
-			b64 := base64.StdEncoding.EncodeToString([]byte(read[embedFile]))
-			delta[embedFile] = &archive.DeltaFile{RelativePath: embedFile, FileSize: int64(len(read[embedFile])), ContentB64: &b64}
-			delta[bundled] = &archive.DeltaFile{RelativePath: bundled, FileSize: int64(len(read[bundled])), ShouldBeBundled: true}
-			bundle := map[string]string{bundled: read[bundled]}
-			tc.edit(delta, objects, bundle)
-			b := hostile.Backup{Name: "2026-01-02_03-00_0", PGManifest: true,
-				Tablespaces:  map[string]archive.ManifestTablespace{"ts": {Path: "/nonexistent/ts", OID: 16400}},
-				DeltaObjects: objects,
-				Control:      []hostile.Member{{Name: archive.ControlPGManifest, Body: pgManifestJSON(t, read)}}}
-			for _, p := range []string{relFile, otherFile, spcFile, embedFile, bundled, "base/1/7777"} {
-				if f := delta[p]; f != nil {
-					b.Delta = append(b.Delta, *f)
-				}
-			}
-			var members []hostile.Member
-			for p, body := range bundle {
-				members = append(members, hostile.Member{Name: p, Body: body})
-			}
-			b.Chunks = [][]hostile.Member{members}
+			d := hostile.NewDeltaPGManifest()
+			tc.edit(d.Delta, d.Objects, d.Bundle)
+			b := d.Backup(t)
 			e := hostile.NewEnv(t)
 			st, res, err := restoreHostile(t, e, b, map[string]string{"ts": filepath.Join(e.Parent, "spc")})
 			if tc.want == nil {

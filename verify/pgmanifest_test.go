@@ -139,15 +139,13 @@ func TestRun_PGManifest(t *testing.T) {
 // such, the more precise cause.
 func TestRun_DeltaPGManifest(t *testing.T) {
 	const (
-		relFile   = "base/1/2222"
-		otherFile = "base/1/3333"
-		spcFile   = "pg_tblspc/16400/PG_15_202209061/5/6666"
-		embedFile = "pg_xact/0000"
-		bundled   = "base/1/5555"
+		relFile   = hostile.DeltaRelFile
+		otherFile = hostile.DeltaOtherFile
+		spcFile   = hostile.DeltaSpcFile
+		embedFile = hostile.DeltaEmbedFile
+		bundled   = hostile.DeltaBundled
 	)
-	read := pgManifestRead()
-	read[spcFile] = strings.Repeat("t", 8192)
-	read[embedFile], read[bundled] = strings.Repeat("e", 100), strings.Repeat("b", 200)
+	read := hostile.NewDeltaPGManifest().Read
 	type edit func(listed map[string]string, delta map[string]*archive.DeltaFile, objects, bundle map[string]string)
 	for _, tc := range []struct {
 		name    string
@@ -187,35 +185,9 @@ func TestRun_DeltaPGManifest(t *testing.T) {
 		}, []string{hostile.Digest(read[relFile]), "not the digest it is named by", relFile}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			listed := map[string]string{}
-			for p, body := range read {
-				listed[p] = body
-			}
-			delta := map[string]*archive.DeltaFile{}
-			objects := map[string]string{}
-			for _, p := range []string{relFile, otherFile, spcFile} {
-				delta[p] = &archive.DeltaFile{RelativePath: p, FileSize: int64(len(read[p])), Hexdigest: hostile.Digest(read[p])}
-				objects[hostile.Digest(read[p])] = read[p]
-			}
-			b64 := base64.StdEncoding.EncodeToString([]byte(read[embedFile]))
-			delta[embedFile] = &archive.DeltaFile{RelativePath: embedFile, FileSize: int64(len(read[embedFile])), ContentB64: &b64}
-			delta[bundled] = &archive.DeltaFile{RelativePath: bundled, FileSize: int64(len(read[bundled])), ShouldBeBundled: true}
-			bundle := map[string]string{bundled: read[bundled]}
-			tc.edit(listed, delta, objects, bundle)
-			b := hostile.Backup{Name: "2026-01-02_03-00_0", PGManifest: true,
-				Tablespaces:  map[string]archive.ManifestTablespace{"ts": {Path: "/nonexistent/ts", OID: 16400}},
-				DeltaObjects: objects,
-				Control:      []hostile.Member{{Name: archive.ControlPGManifest, Body: hostile.PGManifestJSON(t, listed)}}}
-			for _, p := range []string{relFile, otherFile, spcFile, embedFile, bundled, "base/1/7777"} {
-				if f := delta[p]; f != nil {
-					b.Delta = append(b.Delta, *f)
-				}
-			}
-			var members []hostile.Member
-			for p, body := range bundle {
-				members = append(members, hostile.Member{Name: p, Body: body})
-			}
-			b.Chunks = [][]hostile.Member{members}
+			d := hostile.NewDeltaPGManifest()
+			tc.edit(d.Listed, d.Delta, d.Objects, d.Bundle)
+			b := d.Backup(t)
 			a := testArchive(t)
 			hostile.Put(t, a, b)
 			checkPGManifestReport(t, tc.want, tc.precise, run(t, a, true))
