@@ -70,7 +70,10 @@ type chainLevel struct {
 // named. Each backup's backup_manifest is read (readPGManifest): every
 // backup of a chain holds one (basebackup sends a parent's with
 // UPLOAD_MANIFEST and takes none without one as a parent), so a parent
-// without one, or whose manifest cannot be read, breaks the chain.
+// without one, or whose manifest cannot be read, breaks the chain, and b
+// without one is damaged (ErrPGManifest), as a full backup is. An error
+// of the store, the network or the restore itself breaks nothing (see
+// damaged).
 func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupInfo, damagedMD []*archive.DamagedBackup, b *archive.BackupInfo, ctrl *archive.Control) ([]*chainLevel, error) {
 	byName := map[string]*archive.BackupInfo{}
 	for _, x := range sound {
@@ -144,31 +147,45 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 	for i, j := 0, len(levels)-1; i < j; i, j = i+1, j-1 {
 		levels[i], levels[j] = levels[j], levels[i]
 	}
-	for _, lv := range levels[1:] {
-		_, data, err := lv.src.ReadControlMember(ctx, lv.info.Key, archive.ControlPGManifest)
-		if err != nil {
-			return nil, fmt.Errorf("backup %s: %w", lv.info.Name, err)
-		}
-		if lv.files, err = manifestFiles(data); err != nil {
-			return nil, fmt.Errorf("backup %s: backup_manifest in %s: %w", lv.info.Name, lv.info.Key, err)
-		}
-	}
-	final := levels[len(levels)-1]
-	for i, lv := range levels {
-		pm, err := readLevelPGManifest(ctx, lv.src, lv.info, lv.ctrl)
+	// A backup_manifest missing or unreadable is damage (ErrPGManifest):
+	// b's own is passed over by the automatic choice as a full
+	// backup's is, a parent's breaks the chain. readLevelPGManifest, first,
+	// tells it from the store's errors.
+	last := len(levels) - 1
+	levelErr := func(i int, err error) error {
 		switch {
-		case err != nil && i < len(levels)-1 && damaged(ctx, err):
-			return nil, fmt.Errorf("backup %s is in the chain of backup %s: %w: %w", lv.info.Name, b.Name, ErrBrokenChain, err)
-		case err != nil && i < len(levels)-1:
+		case i < last && damaged(ctx, err):
+			return fmt.Errorf("backup %s is in the chain of backup %s: %w: %w", levels[i].info.Name, b.Name, ErrBrokenChain, err)
+		case i < last:
 			// The store or the network, not the parent: a retry may
 			// mend it (see damaged).
-			return nil, fmt.Errorf("backup %s is in the chain of backup %s: %w", lv.info.Name, b.Name, err)
-		case err != nil:
-			return nil, fmt.Errorf("backup %s: %w", lv.info.Name, err)
-		case i < len(levels)-1:
-			fitParent(pm, lv.ctrl.Manifest, final)
+			return fmt.Errorf("backup %s is in the chain of backup %s: %w", levels[i].info.Name, b.Name, err)
+		}
+		return fmt.Errorf("backup %s: %w", levels[i].info.Name, err)
+	}
+	for i, lv := range levels {
+		pm, err := readLevelPGManifest(ctx, lv.src, lv.info, lv.ctrl)
+		if err != nil {
+			return nil, levelErr(i, err)
+		}
+		if i < last {
+			fitParent(pm, lv.ctrl.Manifest, levels[last])
 		}
 		lv.pgm = pm
+	}
+	for i, lv := range levels {
+		if i == 0 {
+			continue
+		}
+		_, data, err := lv.src.ReadControlMember(ctx, lv.info.Key, archive.ControlPGManifest)
+		if err != nil {
+			return nil, levelErr(i, err)
+		}
+		if lv.files, err = manifestFiles(data); err != nil {
+			// readLevelPGManifest parsed it: one this cannot is damaged
+			// too.
+			return nil, levelErr(i, fmt.Errorf("backup_manifest in %s: %w: %w", lv.info.Key, err, ErrPGManifest))
+		}
 	}
 	return levels, nil
 }

@@ -465,3 +465,89 @@ func TestRun_PassOverNotTransientParent(t *testing.T) {
 		})
 	}
 }
+
+// TestRun_PassOverIncrementalNoPGManifest: an incremental backup whose
+// control tar lacks the backup_manifest every backup of a chain holds,
+// or holds one that does not parse, is damaged as a full backup without
+// it is: chosen automatically, it is passed over for its parent (which
+// reaches the same target) with ErrPGManifest; named, it is refused with
+// ErrPGManifest. The middle backup of a chain of three lacking it breaks
+// the newest one's chain (ErrBrokenChain), as a full parent lacking it
+// does.
+func TestRun_PassOverIncrementalNoPGManifest(t *testing.T) {
+	const full, middle, newest = "2026-01-02_03-00_0", "2026-01-02_03-00_1", "2026-01-02_03-00_2"
+	for _, tc := range []struct {
+		name   string
+		damage string // the backup whose backup_manifest is damaged
+		body   string // its backup_manifest; "": none
+		want   error
+	}{
+		{"NewestMissing", newest, "", ErrPGManifest},
+		{"NewestNotJSON", newest, `{"Files": [{"Path": `, ErrPGManifest},
+		{"MiddleMissing", middle, "", ErrBrokenChain},
+		{"MiddleNotJSON", middle, `{"Files": [{"Path": `, ErrBrokenChain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newChainFiles()
+			for _, files := range []map[string]string{f.parent, f.child} {
+				for p := range files {
+					if strings.HasPrefix(p, "pg_tblspc/") {
+						delete(files, p)
+					}
+				}
+			}
+			// The newest is taken against the middle one's start.
+			third := func(b hostile.Backup) hostile.Backup {
+				edit := b.Manifest
+				b.Manifest = func(m *archive.Manifest) {
+					edit(m)
+					m.Hoard.StartLSN, m.Hoard.Incremental.StartLSN = "0/400028", "0/300028"
+				}
+				return b
+			}
+			a := hostileArchive(t)
+			var damaged hostile.Stored
+			for _, b := range []hostile.Backup{
+				chainBackup(t, full, "", f.parent, f.parent, nil),
+				chainBackup(t, middle, full, f.child, f.child, nil),
+				third(chainBackup(t, newest, middle, f.child, f.child, nil)),
+			} {
+				if b.Name == tc.damage {
+					b.Control = b.Control[:1] // backup_label only
+					if tc.body != "" {
+						b.Control = append(b.Control, hostile.Member{Name: archive.ControlPGManifest, Body: tc.body})
+					}
+				}
+				if st := hostile.Put(t, a, b); b.Name == tc.damage {
+					damaged = st
+				}
+			}
+			e := hostile.NewEnv(t)
+			res, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
+			if err != nil {
+				t.Fatalf("automatic restore with %s's backup_manifest damaged: %v", tc.damage, err)
+			}
+			want := middle
+			if tc.damage == middle {
+				want = full
+			}
+			if res.Backup.Name != want {
+				t.Errorf("restored %s, want %s", res.Backup.Name, want)
+			}
+			if len(res.PassedOver) == 0 || res.PassedOver[0].Backup.Name != newest || !errors.Is(res.PassedOver[0].Err, tc.want) ||
+				!strings.Contains(res.PassedOver[0].Err.Error(), damaged.ControlKey) {
+				t.Errorf("Result.PassedOver = %v, want %s first with %v naming %s", res.PassedOver, newest, tc.want, damaged.ControlKey)
+			}
+
+			e = hostile.NewEnv(t)
+			_, err = Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Backup: newest,
+				RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
+			if !errors.Is(err, tc.want) {
+				t.Errorf("restore of %s by name: %v, want %v", newest, err, tc.want)
+			}
+			if ents, err := os.ReadDir(e.Target()); err == nil && len(ents) > 0 {
+				t.Errorf("the refused restore wrote %d entries into %s", len(ents), e.Target())
+			}
+		})
+	}
+}
