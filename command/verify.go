@@ -25,7 +25,8 @@ and every chunk it lists must exist with its recorded size; a backup in one pg_b
 (PGHoard's basic or pipe mode) must start with backup_label (its first member is decoded,
 from a ranged read of the object's first 256 KiB);
 a backup whose metadata says its control object holds PostgreSQL's backup_manifest must hold
-one that parses; with --full every chunk and every
+one that parses, and so must every incremental backup, whatever its metadata
+says (restore refuses one without); with --full every chunk and every
 WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,
 WAL page headers against names), and every file of a backup that carries backup_manifest
 (hoard's; each backup of an incremental chain with its own, INCREMENTAL files as stored)
