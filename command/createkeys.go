@@ -47,7 +47,8 @@ func createKeysCommand() *cli.Command {
 			"stay in encryption_keys to read (private) and authenticate (public) what was stored\n" +
 			"under them. On hosts with public keys only, add the new public key and keep the old\n" +
 			"ones'. Keep old private keys while the site holds timeline history files stored under\n" +
-			"them, which retention never deletes (docs/security.md, Rotation).",
+			"them, which retention never deletes, or delta objects a delta backup still reuses\n" +
+			"(docs/security.md, Rotation; hoard verify --full names both).",
 		Flags: []cli.Flag{
 			// Not Required: urfave/cli would print the whole help and exit 1.
 			&cli.StringFlag{Name: "key-id", Usage: "name of the new key `ID` (required)"},
