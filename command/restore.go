@@ -55,10 +55,12 @@ others would be missing; hoard verify calls it broken), before anything is writt
 Chosen automatically, a backup refused before anything is written because it is damaged
 (its control object does not decode or fails its checks, lists fewer chunks than its
 metadata counts, lacks backup_label, pg_control or the backup_manifest its metadata says it
-holds (every backup of an incremental chain holds one), or a delta backup's manifest fails its checks) is passed over: a warning names it and why, the newest of the older backups that
-reaches the target is restored instead (its recovery replays more WAL), and the summary
-starts with a PASSED OVER line for each; when none is left, the error names each one and
-why. Named with --basebackup, it is refused with its error. An error that says nothing
+holds (every backup of an incremental chain holds one) or holds one that does not parse,
+or a delta backup's manifest fails its checks) is passed over: a warning names it and why,
+the newest of the older backups that reaches the target is restored instead (its recovery
+replays more WAL), and the summary starts with a PASSED OVER line for each; when none is
+left, the error names each one and why. Named with --basebackup, it is refused with its
+error. An error that says nothing
 about the backup or a parent of its incremental chain (the storage down or refusing access,
 the network, an interrupt) fails the restore as before: it never makes restore take an older backup.
 Every file of a backup that carries PostgreSQL's backup_manifest (hoard's) is compared
