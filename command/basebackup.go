@@ -41,7 +41,11 @@ Either way a damaged data page does not fail the backup: it is stored with the p
 read, each failure logged with its file and block and recorded in the backup's metadata
 (hoard-checksum-failures) and manifest, and the command exits 0 with a warning in its
 summary. A BASE_BACKUP the server fails for damaged pages before it has sent all of it
-stores nothing and exits 1, naming the files and blocks.
+stores nothing and exits 1, naming the files and blocks. Over BASE_BACKUP the files and
+blocks are known only when the server's warnings are in English (its lc_messages, or a role
+that may set lc_messages: a superuser, or on PostgreSQL 15+ one granted SET ON PARAMETER
+lc_messages); otherwise the server's count is recorded with files_unknown, and the server's log
+names them (docs/backup-restore.md, Damaged data pages).
 
 The backup is restorable only with its WAL, from its start to its end segment: run the
 daemon (or archive_command) so that it is archived.
