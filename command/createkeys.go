@@ -30,7 +30,9 @@ func createKeysCommand() *cli.Command {
 			"and mode, less any permission for others (it now holds a private key), so a service user\n" +
 			"that could read it still can after `sudo hoard create-keys`.\n" +
 			"Without a configuration file it prints a JSON snippet to paste into one; with --pem-dir\n" +
-			"it writes ID.public.pem (mode 0644) and ID.private.pem (mode 0600) into that directory\n" +
+			"it writes ID.public.pem (mode 0640: whoever holds the public key and can write the\n" +
+			"storage can plant objects hoard takes for its own, see docs/security.md) and\n" +
+			"ID.private.pem (mode 0600) into that directory\n" +
 			"instead, the files a container platform mounts from a secret for\n" +
 			"HOARD_ENCRYPTION_PUBLIC_KEY_FILE and HOARD_ENCRYPTION_PRIVATE_KEY_FILE; an existing file\n" +
 			"of either name is refused, also one another create-keys writes at the same moment (init\n" +
@@ -141,7 +143,8 @@ func addKeyError(id, path string, err error) error {
 var afterPEMCreate func(path string)
 
 // writePEMs writes the key pair id into dir as id.private.pem (mode 0600)
-// and id.public.pem (0644), each whole or absent after a crash. Either
+// and id.public.pem (0640: nothing for others, as a configuration file
+// holding it; docs/security.md says why), each whole or absent after a crash. Either
 // name taken is a usage error, before anything is written: a key file
 // replaced would leave the backups of its key unreadable. The check does
 // not close the race with another run writing the same id at once (init
@@ -167,7 +170,7 @@ func writePEMs(c *cli.Context, dir, id, pubPEM, privPEM string) error {
 		mode os.FileMode
 	}{
 		{id + ".private.pem", privPEM, 0o600},
-		{id + ".public.pem", pubPEM, 0o644},
+		{id + ".public.pem", pubPEM, 0o640},
 	}
 	var exists []bool
 	for _, f := range files {

@@ -189,7 +189,7 @@ func TestCreateKeys_PEMDir(t *testing.T) {
 	}
 	pubFile, privFile := filepath.Join(dir, "k1.public.pem"), filepath.Join(dir, "k1.private.pem")
 	// The modes create-keys --help states.
-	for p, want := range map[string]os.FileMode{privFile: 0o600, pubFile: 0o644} {
+	for p, want := range map[string]os.FileMode{privFile: 0o600, pubFile: 0o640} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
