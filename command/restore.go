@@ -60,7 +60,11 @@ or a delta backup's manifest fails its checks) is passed over: a warning names i
 the newest of the older backups that reaches the target is restored instead (its recovery
 replays more WAL), and the summary starts with a PASSED OVER line for each; when none is
 left, the error names each one and why. Named with --basebackup, it is refused with its
-error. An error that says nothing
+error. With --target-immediate it is not passed over (an older backup's end is an older
+state: the commits between the two would be missing, and nothing would fail): the
+restore fails with its error, and says to name an older backup with --basebackup, or to
+reach this backup's state from an older one with --target-lsn at its end. This applies to
+an incremental backup whose chain is broken too. An error that says nothing
 about the backup or a parent of its incremental chain (the storage down or refusing access,
 the network, an interrupt) fails the restore as before: it never makes restore take an older backup.
 Every file of a backup that carries PostgreSQL's backup_manifest (hoard's) is compared

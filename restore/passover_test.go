@@ -239,6 +239,8 @@ func TestRun_PassOverDamaged(t *testing.T) {
 				}
 			}
 
+			checkImmediateRefused(t, a, st.Name, tc.want)
+
 			e = hostile.NewEnv(t)
 			_, err = Run(ctx, Options{Archive: a, TargetDir: e.Target(), Backup: st.Name,
 				RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
@@ -249,6 +251,33 @@ func TestRun_PassOverDamaged(t *testing.T) {
 				t.Errorf("the refused restore wrote %d entries into %s", len(ents), e.Target())
 			}
 		})
+	}
+}
+
+// checkImmediateRefused checks that an automatic restore with
+// --target-immediate does not pass over the newest backup, refused with
+// want: the target is the end of the backup chosen, so an older backup
+// would restore an older state (the newest backup's commits missing)
+// without failing. It fails with want, naming the backup and saying what
+// to do, and writes nothing.
+func checkImmediateRefused(t *testing.T, a *archive.Archive, newest string, want error) {
+	t.Helper()
+	e := hostile.NewEnv(t)
+	res, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Target: Target{Immediate: true},
+		RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
+	if err == nil {
+		t.Fatalf("automatic restore --target-immediate with %s refused: restored %s, want %v", newest, res.Backup.Name, want)
+	}
+	if !errors.Is(err, want) {
+		t.Errorf("automatic restore --target-immediate: %v, want %v", err, want)
+	}
+	for _, w := range []string{newest, "--target-immediate", "--basebackup", "--target-lsn"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	if ents, err := os.ReadDir(e.Target()); err == nil && len(ents) > 0 {
+		t.Errorf("the refused restore wrote %d entries into %s", len(ents), e.Target())
 	}
 }
 
@@ -522,6 +551,7 @@ func TestRun_PassOverIncrementalNoPGManifest(t *testing.T) {
 					damaged = st
 				}
 			}
+			checkImmediateRefused(t, a, newest, tc.want)
 			e := hostile.NewEnv(t)
 			res, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
 			if err != nil {

@@ -627,6 +627,8 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 		switch {
 		case !auto:
 			return nil, err
+		case t.Immediate && (errors.Is(err, ErrBrokenChain) || damaged(ctx, err)):
+			return nil, immediateRefused(b, err)
 		case errors.Is(err, ErrBrokenChain):
 			log.Warn().Err(err).Str("backup", b.Name).Msg("skipping incremental backup: its chain is broken; choosing among the older backups")
 			skipped = append(skipped, b.Name)
@@ -640,6 +642,22 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 		passed = append(passed, PassedOver{Backup: b, Err: err})
 		candidates = slices.DeleteFunc(slices.Clone(candidates), func(x *archive.BackupInfo) bool { return x == b })
 	}
+}
+
+// immediateRefused is the error of an automatic restore with
+// --target-immediate whose chosen backup b is refused with err, damaged
+// or its chain broken. Such a backup is not passed over: recovery stops
+// as soon as the backup chosen is consistent, so an older backup would
+// give an older state, without the commits between the two backups, and
+// nothing would fail. The error says how to get either state on purpose.
+func immediateRefused(b *archive.BackupInfo, err error) error {
+	at := ""
+	if b.EndLSN != 0 {
+		at = fmt.Sprintf(" %s, where it ends,", b.EndLSN)
+	}
+	return fmt.Errorf("%w; with --target-immediate the newest backup is not passed over for an older one, whose end is an older state: "+
+		"restore an older backup's state with --basebackup, or this backup's state from an older backup with --target-lsn%s "+
+		"instead of --target-immediate", err, at)
 }
 
 // anys returns errs as arguments of fmt.Errorf.
