@@ -486,14 +486,7 @@ func TestRun_DamagedPage(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		backups, err := a.ListBackups(testContext(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(backups) != 1 || backups[0].Name != info.Name {
-			t.Fatalf("listed %d backups, want %s", len(backups), info.Name)
-		}
-		b := backups[0]
+		b, m := storedOnly(t, a, info.Name)
 		if got := b.Metadata[MetaChecksumFailures]; got != "1" {
 			t.Errorf("%s = %q, want 1", MetaChecksumFailures, got)
 		}
@@ -502,11 +495,6 @@ func TestRun_DamagedPage(t *testing.T) {
 		}
 		if b.EndLSN <= b.StartLSN || b.EndWALSegment == "" {
 			t.Errorf("backup from %s ends at %s (%s)", b.StartLSN, b.EndLSN, b.EndWALSegment)
-		}
-		_, files := readControl(t, a, b.Key)
-		m, err := archive.ParseManifest(files[archive.ManifestName])
-		if err != nil {
-			t.Fatal(err)
 		}
 		cf := m.Hoard.ChecksumFailures
 		if cf == nil || cf.Blocks != 1 || len(cf.Files) != 1 || cf.Files[0].File != "pgdata/"+rel ||
@@ -540,6 +528,25 @@ func TestRun_DamagedPage(t *testing.T) {
 			t.Errorf("restored cluster lists %s tables victim", got)
 		}
 	})
+}
+
+// storedOnly returns the one backup a lists, which must be name, and the
+// manifest of its control object.
+func storedOnly(t *testing.T, a *archive.Archive, name string) (*archive.BackupInfo, *archive.Manifest) {
+	t.Helper()
+	backups, err := a.ListBackups(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(backups) != 1 || backups[0].Name != name {
+		t.Fatalf("listed %d backups, want %s", len(backups), name)
+	}
+	_, files := readControl(t, a, backups[0].Key)
+	m, err := archive.ParseManifest(files[archive.ManifestName])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backups[0], m
 }
 
 // TestRun_DamagedPageTranslated is TestRun_DamagedPage on a server whose
@@ -582,21 +589,9 @@ func TestRun_DamagedPageTranslated(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Run as %s: %v", tt.user, err)
 			}
-			backups, err := a.ListBackups(testContext(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(backups) != 1 || backups[0].Name != info.Name {
-				t.Fatalf("listed %d backups, want %s", len(backups), info.Name)
-			}
-			b := backups[0]
+			b, m := storedOnly(t, a, info.Name)
 			if got := b.Metadata[MetaChecksumFailures]; got != "2" {
 				t.Errorf("%s = %q, want 2", MetaChecksumFailures, got)
-			}
-			_, files := readControl(t, a, b.Key)
-			m, err := archive.ParseManifest(files[archive.ManifestName])
-			if err != nil {
-				t.Fatal(err)
 			}
 			cf := m.Hoard.ChecksumFailures
 			switch {

@@ -213,26 +213,36 @@ func checksumWarnings() []pgproto3.BackendMessage {
 	)
 }
 
-// TestBaseBackup_Finish_ChecksumFailures: an XX001 after the end position
-// of a backup whose archives were all read is Ended, with the end
-// position, and the failures the warnings name, file by file.
-func TestBaseBackup_Finish_ChecksumFailures(t *testing.T) {
+// finishChecksums runs a BASE_BACKUP against a scripted server of version
+// whose one archive comes with the messages before, then the end position
+// 0/3000100 on timeline 1, the messages after and the error fail, and
+// returns the connection and Finish's error.
+func finishChecksums(t *testing.T, version string, before, after []pgproto3.BackendMessage, fail *pgproto3.ErrorResponse) (*Conn, error) {
+	t.Helper()
 	script := append(backupStart(), &pgproto3.CopyData{Data: []byte("dtar")})
-	script = append(script, checksumWarnings()...)
+	script = append(script, before...)
 	script = append(script, &pgproto3.CopyDone{},
 		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
 		&pgproto3.DataRow{Values: [][]byte{[]byte("0/3000100"), []byte("1")}},
-		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")},
-		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "XX001", Message: "checksum verification failure during base backup"},
-		&pgproto3.ReadyForQuery{TxStatus: 'I'},
-	)
-	conn := connectFake(t, "16.2", script)
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT")})
+	script = append(script, after...)
+	script = append(script, fail, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	conn := connectFake(t, version, script)
 	bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
 	if err != nil {
 		t.Fatalf("StartBaseBackup: %v", err)
 	}
 	readAll(t, bb)
 	_, _, err = bb.Finish(context.Background())
+	return conn, err
+}
+
+// TestBaseBackup_Finish_ChecksumFailures: an XX001 after the end position
+// of a backup whose archives were all read is Ended, with the end
+// position, and the failures the warnings name, file by file.
+func TestBaseBackup_Finish_ChecksumFailures(t *testing.T) {
+	conn, err := finishChecksums(t, "16.2", checksumWarnings(), nil,
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "XX001", Message: "checksum verification failure during base backup"})
 	var ce *ChecksumError
 	if !errors.As(err, &ce) {
 		t.Fatalf("Finish: %v, want a ChecksumError", err)
@@ -282,24 +292,8 @@ func TestBaseBackup_Finish_ChecksumFailuresTranslated(t *testing.T) {
 		}, nil, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			script := append(backupStart(), &pgproto3.CopyData{Data: []byte("dtar")})
-			script = append(script, tt.before...)
-			script = append(script, &pgproto3.CopyDone{},
-				&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("recptr")}, {Name: []byte("tli")}}},
-				&pgproto3.DataRow{Values: [][]byte{[]byte("0/3000100"), []byte("1")}},
-				&pgproto3.CommandComplete{CommandTag: []byte("SELECT")})
-			script = append(script, tt.after...)
-			script = append(script,
-				&pgproto3.ErrorResponse{Severity: "FEHLER", Code: "XX001", Message: "Prüfsummenüberprüfung bei der Basissicherung fehlgeschlagen"},
-				&pgproto3.ReadyForQuery{TxStatus: 'I'},
-			)
-			conn := connectFake(t, "15.18", script)
-			bb, err := conn.StartBaseBackup(context.Background(), BaseBackupOptions{Label: "x"})
-			if err != nil {
-				t.Fatalf("StartBaseBackup: %v", err)
-			}
-			readAll(t, bb)
-			_, _, err = bb.Finish(context.Background())
+			_, err := finishChecksums(t, "15.18", tt.before, tt.after,
+				&pgproto3.ErrorResponse{Severity: "FEHLER", Code: "XX001", Message: "Prüfsummenüberprüfung bei der Basissicherung fehlgeschlagen"})
 			var ce *ChecksumError
 			if !errors.As(err, &ce) {
 				t.Fatalf("Finish: %v, want a ChecksumError", err)

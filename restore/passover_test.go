@@ -25,6 +25,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -49,21 +50,13 @@ func rewriteControl(t testing.TB, a *archive.Archive, key string, edit func(hs [
 	}
 	var hs []*tar.Header
 	var data [][]byte
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
+	testio.EachTarMember(t, key, rc, func(h *tar.Header, r io.Reader) {
+		b, err := io.ReadAll(r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		hs, data = append(hs, h), append(data, b)
-	}
+	})
 	if _, err := io.Copy(io.Discard, rc); err != nil {
 		t.Fatal(err)
 	}
