@@ -15,7 +15,6 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
-	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -28,9 +27,9 @@ func checkCommand() *cli.Command {
 		Description: `Checks the site, one line per check (ok, info, warning or FAILED, with the configuration
 key or PostgreSQL setting to change), in four steps:
 
-  configuration  the file decodes and names the site; encryption_key_id has a key; each
-                 private key decrypts what its public key encrypts (in memory); a warning
-                 when encryption is off
+  configuration  the file decodes and names the site; encryption_key_id has a key; a warning
+                 when encryption is off (a key whose public and private halves are from
+                 different pairs, as a malformed key, is a configuration that does not load)
   storage        a scratch object <prefix>/hoard/check/<random> is written, read back,
                  compared and deleted (never a real object); a storage that refuses the
                  delete is a warning: retention needs it. Run as root, it writes nothing
@@ -184,8 +183,9 @@ func createKeysLine(env *siteEnv) string {
 }
 
 // checkKeys checks the site's encryption keys: the key new objects are
-// encrypted with exists, and every key pair whose two halves the
-// configuration holds is one pair.
+// encrypted with exists, and whether this host can decrypt with it. A key
+// whose two halves are from different pairs never gets here: the
+// configuration does not load (siteCodec).
 func checkKeys(r *checkReport, site *config.Site, codec *archive.Codec, createKeys string) {
 	const step = "keys"
 	id := site.EncryptionKeyID
@@ -201,25 +201,6 @@ func checkKeys(r *checkReport, site *config.Site, codec *archive.Codec, createKe
 	if codec.KeyID != id {
 		r.fail(step, "encryption_key_id %s has no public key in encryption_keys: add encryption_keys.%s.public, or run %s --key-id %s",
 			id, id, cmp.Or(createKeys, "hoard create-keys"), id)
-		return
-	}
-	bad := false
-	for kid, k := range site.EncryptionKeys {
-		priv, ok := codec.PrivateKeys[kid]
-		if !ok || k.Public == "" {
-			continue
-		}
-		pub, err := crypto.ParsePublicKeyPEM(k.Public)
-		if err == nil {
-			err = crypto.CheckPair(pub, priv)
-		}
-		if err != nil {
-			bad = true
-			r.fail(step, "encryption_keys.%s: %v: restores could not read what this site stores; put back the private key of this public key "+
-				"(a new pair from hoard create-keys needs a new key id)", kid, err)
-		}
-	}
-	if bad {
 		return
 	}
 	if _, ok := codec.PrivateKeys[id]; !ok {

@@ -386,23 +386,28 @@ func TestCheck_ErrStorage(t *testing.T) {
 	})
 }
 
-// TestCheck_ErrKeyMismatch: a private key of another pair than the
-// public key fails the keys step; a matching pair passes it.
+// TestCheck_ErrKeyMismatch: a matching pair passes the keys step; a
+// private key of another pair than the public key is a configuration
+// that does not load (exit 2), named with its key id.
 func TestCheck_ErrKeyMismatch(t *testing.T) {
 	a, b := checkKeyPair(t), checkKeyPair(t)
 	for _, tc := range []struct {
 		name      string
 		pub, priv string
+		code      int
 		want      string
 	}{
-		{"OK", a.pub, a.priv, "ok       keys: key k1 encrypts and decrypts"},
-		{"ErrMismatch", a.pub, b.priv, "FAILED   keys: encryption_keys.k1: private key does not match the public key"},
+		{"OK", a.pub, a.priv, ExitOK, "ok       keys: key k1 encrypts and decrypts"},
+		{"ErrMismatch", a.pub, b.priv, ExitUsage, "backup_sites.db.encryption_keys.k1: the public and private keys are from different key pairs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			site := checkSite(t, storetest.Local(t), "archive_command", closedNode)
 			site["encryption_key_id"] = "k1"
 			site["encryption_keys"] = map[string]any{"k1": map[string]any{"public": tc.pub, "private": tc.priv}}
-			_, out := runCheckSite(t, site)
+			code, out := runCheckSite(t, site)
+			if tc.code == ExitUsage && code != tc.code {
+				t.Errorf("check: exit %d, want %d", code, tc.code)
+			}
 			wantLines(t, out, tc.want)
 		})
 	}

@@ -212,6 +212,14 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	if len(site.Nodes) == 0 {
 		return s, usagef("add a node to the site's nodes", "site %s has no nodes", name)
 	}
+	// The site's keys are parsed here, not only when its archive opens:
+	// a key that does not parse, or whose halves are from two pairs,
+	// stops the daemon's start, and a reload to it is refused while the
+	// running configuration stays (a site whose archive cannot open
+	// would stop the daemon).
+	if _, err := siteCodec(cfg, site); err != nil {
+		return s, err
+	}
 	node := site.Nodes[0]
 	s.ConnString = node.ConnString()
 	s.Slot = node.Slot

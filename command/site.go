@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -233,6 +234,9 @@ func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 			}
 			codec.PublicKeys[id] = pub
 		}
+		if priv, ok := codec.PrivateKeys[id]; ok && k.Public != "" && !codec.PublicKeys[id].Equal(&priv.PublicKey) {
+			return nil, pairMismatch(cfg, site, id)
+		}
 	}
 	if id, _, ok := site.EncryptionKey(); ok {
 		pub := codec.PublicKeys[id]
@@ -243,6 +247,31 @@ func siteCodec(cfg *config.Config, site *config.Site) (*archive.Codec, error) {
 		codec.PublicKey = pub
 	}
 	return codec, nil
+}
+
+// pairMismatch is the error of a key id whose public and private halves
+// are from two key pairs (the public key of one pasted beside the private
+// key of another): what is stored under the public key, the private key
+// cannot read, and that would show only at a restore, as damage
+// (restore's automatic choice passes over such backups) or as WAL that
+// recovery cannot fetch. The parsers validate a private key (its primes
+// make its modulus), so a public key equal to the private key's is its
+// pair. It names each half's key or variable.
+func pairMismatch(cfg *config.Config, site *config.Site, id string) error {
+	p := "backup_sites." + site.Name + ".encryption_keys." + id
+	return usagef("configure the private key of the pair the public key comes from, both from one hoard create-keys "+
+		"(a new pair needs a new key id: old backups and WAL stay readable only with the pair they were stored with)",
+		"%s: the public and private keys are from different key pairs (public from %s, private from %s): "+
+			"what is stored with the public key could not be restored with the private one", p, keySource(cfg, p+".public"), keySource(cfg, p+".private"))
+}
+
+// keySource names where the value at a JSON path came from: the
+// variable that set it, else the path.
+func keySource(cfg *config.Config, p string) string {
+	if v, ok := strings.CutPrefix(cfg.Source(p), "env "); ok {
+		return v
+	}
+	return p
 }
 
 // openStore opens the storage a site's object_storage describes, with its

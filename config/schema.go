@@ -139,7 +139,7 @@ var siteKeys = []key{
 		doc: "hoard's extension, for archives that were unencrypted before encryption was switched on: an RFC 3339 time (when encryption was switched on); unencrypted objects that the storage last wrote before it are still read. The time is the storage's own (S3/Azure/Swift Last-Modified, GCS update time, local inode change time), which a writer cannot choose; SFTP has none, so there the key admits nothing. Unset = every object of a site with encryption keys must be encrypted. See docs/security.md."},
 	{name: "encryption_keys", field: "EncryptionKeys", each: keyPlaceholder,
 		doc:     "RSA key pairs by id. Objects record the id they were encrypted with, so old keys stay readable after rotation.",
-		eachDoc: "One key pair: `public` and/or `private`.",
+		eachDoc: "One key pair: `public` and/or `private`. With both, they must be the halves of one pair: every command but `config show` refuses a key whose public and private keys are from different pairs, naming the key id and the key or variable each came from, as it refuses a key that does not parse.",
 		keys: []key{
 			{name: "public", field: "Public", env: "HOARD_ENCRYPTION_PUBLIC_KEY", envDoc: "public key PEM for the key id", file: true,
 				doc: "Public key PEM: all that backing up needs. Keep an old key's after a rotation, also where its private key is not: it verifies the signed metadata of the backups stored under that key (retention, the schedule and restore's choice count only those)."},
