@@ -279,6 +279,8 @@ func keySource(cfg *config.Config, p string) string {
 // that a retry still sees the caller's seekable reader). A local store's
 // listings tell log of each link they leave out (storage.Local.OnSkip),
 // once per link for the store's life: the daemon lists again and again.
+// A Swift store tells log of each object it deletes or replaces without
+// the segments its manifest names (storage.Swift.OnSkip).
 func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateLimits, log zerolog.Logger) (storage.Store, error) {
 	st, err := storage.Open(ctx, o.StorageConfig())
 	if err != nil {
@@ -290,6 +292,11 @@ func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateL
 			if _, dup := seen.LoadOrStore(key, true); !dup {
 				log.Warn().Str(logKey, key).Str("why", why).Msg("listing leaves out a symbolic link in the storage directory")
 			}
+		}
+	}
+	if sw, ok := st.(*storage.Swift); ok {
+		sw.OnSkip = func(key, why string) {
+			log.Warn().Str(logKey, key).Str("why", why).Msg("swift object deleted or replaced without the segments its manifest names")
 		}
 	}
 	return storage.WithRetry(storage.WithRateLimit(st, limits), storage.RetryOptions{}), nil

@@ -51,6 +51,19 @@ type Swift struct {
 
 	containerOK atomic.Bool // the container answered once
 	secrets     []string
+
+	// OnSkip, if set, is called by Delete, and by a Put that replaces
+	// a large object, for an object whose segments are not deleted
+	// with it because they may be other objects: an X-Object-Manifest
+	// that names anything but the object's own segment folders
+	// (ownSegments), or a Static Large Object, whose segment list may
+	// name any object. Neither hoard nor rohmu writes such an object:
+	// someone who can write the container but not delete from it may
+	// have planted it to have hoard's retention delete what it names.
+	// The manifest object alone is deleted or replaced. OnSkip gets the
+	// key and a sentence naming the header's value and what was left;
+	// callers log it as a warning.
+	OnSkip func(key, why string)
 }
 
 // swiftReadAhead bounds the memory a Put holds: an object that ends within
@@ -444,7 +457,7 @@ func (s *Swift) put(ctx context.Context, op, key string, r io.Reader, md Metadat
 		}
 	}
 	if old != "" {
-		s.deleteSegments(context.WithoutCancel(ctx), old)
+		s.deleteSegments(context.WithoutCancel(ctx), key, name, old, "replaced")
 	}
 	return nil
 }
@@ -485,7 +498,7 @@ func (s *Swift) putLarge(ctx context.Context, op, key, name, folder string, r io
 	committed := false
 	defer func() {
 		if !committed {
-			s.deleteSegments(context.WithoutCancel(ctx), manifest)
+			s.deleteSegments(context.WithoutCancel(ctx), key, name, manifest, "not written")
 		}
 	}()
 	for n := 1; ; n++ {
@@ -616,16 +629,25 @@ func uploadID() string {
 	return fmt.Sprintf("%016x%s", time.Now().UnixNano(), hex.EncodeToString(b[:]))
 }
 
-// deleteSegments deletes the segments an X-Object-Manifest value names.
-// It is clean-up after the manifest is gone or was never written: failures
+// deleteSegments deletes the segments that manifest, the X-Object-Manifest
+// value of the object called name (key), names, when they lie in the
+// object's own segment folders (ownSegments); otherwise it calls OnSkip,
+// saying that the manifest was done (deleted, replaced) alone. It is
+// clean-up after the manifest is gone or was never written: failures
 // leave segments that no listing shows and no object uses.
-func (s *Swift) deleteSegments(ctx context.Context, manifest string) {
+func (s *Swift) deleteSegments(ctx context.Context, key, name, manifest, done string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	container, folder, ok := parseManifest(manifest)
-	if !ok || folder == "" {
+	if !s.ownSegments(name, manifest) {
+		if s.OnSkip != nil {
+			seg := segmentFolder(name)
+			s.OnSkip(key, fmt.Sprintf("its X-Object-Manifest %q names more than its own segment folders (%s and %s.<upload>/ in container %q), "+
+				"which neither hoard nor PGHoard writes: the manifest was %s alone, nothing it names was deleted; "+
+				"someone who can write the container may have planted it", manifest, seg, strings.TrimSuffix(seg, "/"), s.container, done))
+		}
 		return
 	}
+	container, folder, _ := parseManifest(manifest)
 	names, err := s.c.ObjectNamesAll(ctx, container, &swift.ObjectsOpts{Prefix: folder})
 	if err != nil {
 		return
@@ -633,6 +655,47 @@ func (s *Swift) deleteSegments(ctx context.Context, manifest string) {
 	for _, n := range names {
 		_ = s.c.ObjectDelete(ctx, container, n)
 	}
+}
+
+// ownSegments reports whether manifest, the X-Object-Manifest of the
+// object called name, names a prefix in the object's own segment folders
+// in s's container: rohmu's <dir>_segments/<base>/ (hoard's
+// <dir>_segments/<base>/<upload>/ lies in it) or hoard's
+// <dir>_segments/<base>.<upload>/ (uploadFolder), <upload> an uploadID.
+// Keys in a segments folder are refused (segmentKey), so only the
+// object's segments lie there. Anything else may name other objects:
+// another container, a folder of keys, a prefix that a shorter one such
+// as <dir>_segments/<base> shares with the folders of <base>.partial, or
+// <dir>_segments/<base>.partial/ itself.
+func (s *Swift) ownSegments(name, manifest string) bool {
+	container, prefix, ok := parseManifest(manifest)
+	if !ok || container != s.container {
+		return false
+	}
+	seg := segmentFolder(name)
+	if strings.HasPrefix(prefix, seg) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(prefix, strings.TrimSuffix(seg, "/")+".")
+	if !ok {
+		return false
+	}
+	id, _, ok := strings.Cut(rest, "/")
+	return ok && isUploadID(id)
+}
+
+// isUploadID reports whether id has the form of an uploadID: 28
+// lowercase hexadecimal digits.
+func isUploadID(id string) bool {
+	if len(id) != 28 {
+		return false
+	}
+	for _, r := range id {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Open streams the object (a large object's segments in order) and
@@ -800,8 +863,11 @@ func (s *Swift) List(ctx context.Context, prefix string, fn func(Object) error) 
 }
 
 // Delete removes the object and, for a large object, its segments: the
-// manifest first, so the object disappears at once. A missing key
-// succeeds.
+// manifest first, so the object disappears at once. Only segments in the
+// object's own segment folders go (ownSegments); a Static Large Object
+// (not written by hoard or rohmu) loses its manifest alone, since its
+// segment list may name any object: both are told to OnSkip. A missing
+// key succeeds.
 func (s *Swift) Delete(ctx context.Context, key string) error {
 	name, err := s.name(key)
 	if err != nil {
@@ -817,18 +883,21 @@ func (s *Swift) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return s.errorf(ctx, "delete", key, err)
 	}
-	if h["X-Static-Large-Object"] != "" {
-		// Written by another tool: Swift deletes an SLO's segments itself.
-		if err := s.c.StaticLargeObjectDelete(ctx, s.container, name); err != nil && !errors.Is(err, swift.ObjectNotFound) {
-			return s.errorf(ctx, "delete", key, err)
-		}
-		return nil
-	}
+	// A plain DELETE of a Static Large Object's manifest leaves its
+	// segments (multipart-manifest=delete would delete every object its
+	// list names, in any container).
 	if err := s.c.ObjectDelete(ctx, s.container, name); err != nil && !errors.Is(err, swift.ObjectNotFound) {
 		return s.errorf(ctx, "delete", key, err)
 	}
+	if h["X-Static-Large-Object"] != "" {
+		if s.OnSkip != nil {
+			s.OnSkip(key, "it is a Static Large Object, which neither hoard nor PGHoard writes: its manifest was deleted alone, "+
+				"not the objects its segment list names (they may be other objects; delete unused segments by hand)")
+		}
+		return nil
+	}
 	if m := h["X-Object-Manifest"]; m != "" {
-		s.deleteSegments(ctx, m)
+		s.deleteSegments(ctx, key, name, m, "deleted")
 	}
 	return nil
 }

@@ -200,6 +200,14 @@ func TestSwift(t *testing.T) {
 		if left := names(t, segs); len(left) != 0 {
 			t.Errorf("rohmu's segments left after the replace: %q", left)
 		}
+		// Deleted, the object takes its segments in
+		// <dir>_segments/<name>.<upload>/ with it.
+		if err := st.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if left := names(t, strings.TrimSuffix(segs, "/")); len(left) != 0 {
+			t.Errorf("segments left after the Delete: %q", left)
+		}
 
 		// A manifest naming the whole segments folder (no writer's
 		// own) holds every folder the new segments could go to: the Put
@@ -438,6 +446,8 @@ func TestSwift(t *testing.T) {
 			t.Errorf("segments left by a refused Create: %q", segs)
 		}
 	})
+
+	t.Run("OwnSegments", func(t *testing.T) { testSwiftOwnSegments(t, c, conn) })
 
 	// A container that does not exist yet: Stat finds nothing and List
 	// lists nothing (a first wal-push checks its key is free), reads of
