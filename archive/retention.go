@@ -380,6 +380,21 @@ func backupNameTime(name string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// BackupNameSpan returns the span of time in which a backup named name
+// started, by its name alone (backupNameTime): the minute of a
+// YYYY-MM-DD_HH-MM_N name, the day of a YYYY-MM-DD_N one. ok is false
+// for a name hoard and PGHoard never give a backup.
+func BackupNameSpan(name string) (from, to time.Time, ok bool) {
+	t, ok := backupNameTime(name)
+	if !ok {
+		return time.Time{}, time.Time{}, false
+	}
+	if _, err := time.Parse("2006-01-02_15-04", prefixUpTo(name, 16)); err == nil {
+		return t, t.Add(time.Minute), true
+	}
+	return t, t.Add(24 * time.Hour), true
+}
+
 func prefixUpTo(s string, n int) string {
 	if len(s) < n {
 		return s

@@ -64,7 +64,10 @@ error. With --target-immediate it is not passed over (an older backup's end is a
 state: the commits between the two would be missing, and nothing would fail): the
 restore fails with its error, and says to name an older backup with --basebackup, or to
 reach this backup's state from an older one with --target-lsn at its end. This applies to
-an incremental backup whose chain is broken too. An error that says nothing
+an incremental backup whose chain is broken too, and to a backup left out because its
+metadata cannot be read or does not authenticate (where backups do), unless what can be
+read of it says it is older than the one chosen (its name's minute before the chosen
+backup's, or the start time it claims): the restore fails naming it. An error that says nothing
 about the backup or a parent of its incremental chain (the storage down or refusing access,
 the network, an interrupt) fails the restore as before: it never makes restore take an older backup.
 Every file of a backup that carries PostgreSQL's backup_manifest (hoard's) is compared

@@ -35,7 +35,9 @@
 // warning, for the newest older backup that reaches the target, and
 // Result.PassedOver names it and why; a backup named in Options.Backup is
 // refused with its error, and so is one chosen for Target.Immediate
-// (immediateRefused: an older backup's end is an older state). Then Run streams the chunks in parallel straight into the
+// (immediateRefused: an older backup's end is an older state), or for
+// which a backup that may be newer was left out for its metadata
+// (unreadableNewer). Then Run streams the chunks in parallel straight into the
 // target, with no staging copy: each chunk is decrypted, decompressed and
 // untarred as it arrives, pgdata/ mapped to the target and
 // tablespaces/<name>/ to the tablespace's directory. A download that makes

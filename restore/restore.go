@@ -620,9 +620,15 @@ func (o *Options) choose(ctx context.Context, log zerolog.Logger, a *archive.Arc
 			return nil, err
 		}
 		c, err := o.check(ctx, log, a, backups, damagedMD, b)
+		if err == nil && auto && t.Immediate {
+			err = unreadableNewer(b, archive.Untrusted(backups), damagedMD)
+		}
 		if err == nil {
 			c.passed = passed
 			return c, nil
+		}
+		if errors.Is(err, ErrUnreadableNewer) {
+			return nil, err
 		}
 		switch {
 		case !auto:
