@@ -128,7 +128,11 @@ that one system, with a warning.
 A restore that PostgreSQL could not promote at the end of recovery is refused too: when
 it promotes it asks for the history files of the timelines after recovery's, and wal-fetch
 refuses one of another database system above its timeline (exit 255) where the archive
-holds WAL of the restored system on that timeline or a later one.
+holds WAL of the restored system on that timeline or a later one. So is one where a
+history file PostgreSQL asks for during recovery fails wal-fetch's checks (exit 255, on
+which PostgreSQL stops with the directory written): with latest, each timeline's after the
+backup's up to the target's; with a number, those of the timelines recovery switches to;
+and, where the server promotes, each timeline's after the target's (see docs/pitr.md).
 
 wal-fetch refuses (exit 255) a complete segment that is an earlier, cut copy: its WAL stops
 before its end with zeros after it (see wal-fetch). A standby's last segment of an ended

@@ -1,10 +1,13 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // checkPromotion refuses a restore of b, whose recovery ends on timeline
@@ -24,8 +27,7 @@ import (
 // a standby, or a server that pauses or shuts down at the target,
 // promotes later if ever, by someone who then sees PostgreSQL's error.
 func (o *Options) checkPromotion(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, tli uint32) error {
-	promotes := !o.Standby && (o.Target.IsZero() || o.TargetAction == "" || o.TargetAction == "promote")
-	if o.RestoreCommand != "" || o.WALFetch == nil || !promotes {
+	if o.RestoreCommand != "" || o.WALFetch == nil || !o.promotes() {
 		return nil
 	}
 	h, err := listHistories(ctx, a)
@@ -39,4 +41,81 @@ func (o *Options) checkPromotion(ctx context.Context, a *archive.Archive, b *arc
 	return fmt.Errorf("backup %s: recovery ends on timeline %d, and PostgreSQL, promoting, asks for the history files of "+
 		"the timelines after it to choose its new one; wal-fetch refuses this one (exit 255), so PostgreSQL would stop "+
 		"instead of promoting: %w", b.Name, tli, refused)
+}
+
+// promotes reports whether the restored server promotes at the end of
+// recovery: a primary, without a target or with promote.
+func (o *Options) promotes() bool {
+	return !o.Standby && (o.Target.IsZero() || o.TargetAction == "" || o.TargetAction == ActionPromote)
+}
+
+// checkRecoveryHistories reads and checks, as wal-fetch does before it
+// delivers them (archive.WALFile.CheckSystem: decoded to the end, its
+// hash, stored by hoard under its name, not bound to another system than
+// b's), every history file in the
+// archive that PostgreSQL asks restore_command for while it recovers b
+// along path (spec is recovery_target_timeline), before anything is
+// written: wal-fetch refuses a damaged or planted one (exit 255), and
+// PostgreSQL then stops with the data directory written. Seen by logging
+// restore_command on PostgreSQL 13, 16 and 18, a backup on timeline 1
+// restored with the archive's timelines 1 -> 2 -> 3, it asks for
+//
+//   - with latest, the history of each timeline after the backup's, up
+//     to one that is absent (findNewestTimeLine), then the target's
+//     (readTimeLineHistory);
+//   - with a number, the target's, and during replay the history of each
+//     timeline of path it switches to;
+//   - when the server promotes at the end of recovery (promotes), the
+//     history of each timeline after the target, up to one that is
+//     absent (findNewestTimeLine again, for its new timeline); latestFor
+//     says where that probe stops, and checkPromotion refuses another
+//     system's file it meets.
+//
+// A timeline whose file the archive does not hold is left out: wal-fetch
+// answers "not archived" (exit 1), which ends a probe, and RecoveryPath
+// already refused a path whose target history is missing.
+func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, path wal.History, spec string, promotes bool) error {
+	h, err := listHistories(ctx, a)
+	if err != nil {
+		return err
+	}
+	system := BackupSystem(b)
+	start, target := b.StartTimeline, path.Timeline()
+	var need []uint32
+	if spec == "" || spec == "latest" {
+		for tli := start + 1; tli <= target; tli++ {
+			need = append(need, tli)
+		}
+	} else {
+		for _, e := range path {
+			if e.Timeline > start {
+				need = append(need, e.Timeline)
+			}
+		}
+	}
+	if promotes {
+		top, _, err := latestFor(ctx, a, h, target, system, b.ReplayStart())
+		if err != nil {
+			return err
+		}
+		for tli := target + 1; tli <= top; tli++ {
+			need = append(need, tli)
+		}
+	}
+	slices.Sort(need)
+	for _, tli := range slices.Compact(need) {
+		if h[tli] == nil {
+			continue
+		}
+		name := wal.HistoryFileName(tli)
+		f := archive.WALFile{Name: name, Key: h[tli].Layout.WALKey(name), Archive: h[tli]}
+		if err := f.CheckSystem(ctx, system); err != nil {
+			return fmt.Errorf("backup %s: timeline history %s (%s): %w; PostgreSQL asks restore_command for it while it recovers "+
+				"this backup (recovery_target_timeline %s), and wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written. "+
+				"Store a good copy in its place (a server on timeline %d or later holds one in pg_wal), or delete a planted one; "+
+				"hoard verify names the history files that fail their checks",
+				b.Name, name, h[tli].Layout.WALKey(name), err, cmp.Or(spec, "latest"), tli)
+		}
+	}
+	return nil
 }

@@ -278,6 +278,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.checkPromotion(ctx, a, b, path.Timeline()); err != nil {
 		return nil, err
 	}
+	if err := checkRecoveryHistories(ctx, a, b, path, t.Timeline, o.promotes()); err != nil {
+		return nil, err
+	}
 	w, err := listWAL(ctx, a)
 	if err != nil {
 		return nil, err

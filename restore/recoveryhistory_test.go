@@ -1,0 +1,112 @@
+package restore
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// TestRun_RecoveryHistories: a backup on timeline 1, the archive's
+// timelines 1 -> 2 -> 3. PostgreSQL asks restore_command for more history
+// files than the target timeline's (seen by logging restore_command on
+// real 13, 16 and 18 clusters): for recovery_target_timeline latest its
+// probe asks for every one from the backup's timeline up
+// (findNewestTimeLine), replay asks for the history of each timeline it
+// switches to, and promotion probes every one after the target timeline.
+// wal-fetch refuses a damaged or planted one (exit 255), and PostgreSQL
+// then stops with the data directory written. Each such file is read and
+// checked as wal-fetch checks it before anything is written: the restore
+// fails naming it, and writes nothing. A file recovery never asks for (a
+// later timeline's, where the server does not promote) does not stop it.
+func TestRun_RecoveryHistories(t *testing.T) {
+	testio.WithAndWithoutKeys(t, testRunRecoveryHistories)
+}
+
+func testRunRecoveryHistories(t *testing.T, keys bool) {
+	hist2 := "1\t0/400000\tno recovery target specified\n"
+	hist3 := hist2 + "2\t0/500000\tno recovery target specified\n"
+	flip := func(name string) func(*testing.T, *archive.Archive) {
+		return func(t *testing.T, a *archive.Archive) { flipStored(t, a, a.Layout.WALKey(name)) }
+	}
+	// In place of 00000002.history, the bytes and metadata of
+	// 00000003.history: what a writer without the key can copy.
+	moved := func(t *testing.T, a *archive.Archive) {
+		ctx := context.Background()
+		rc, o, err := a.Store.Open(ctx, a.Layout.WALKey("00000003.history"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if err := a.Store.Put(ctx, a.Layout.WALKey("00000002.history"), rc, o.Metadata); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name   string
+		o      Options
+		damage func(*testing.T, *archive.Archive)
+		bad    string // the history file the restore must name; "": it succeeds
+	}{
+		{name: "LatestProbe", damage: flip("00000002.history"), bad: "00000002.history"},
+		// Without keys nothing tells it from the file stored under
+		// that name: wal-fetch delivers it, and PostgreSQL, which does
+		// not parse the files its probe asks for (seen on 16 with a
+		// 00000002.history that is no history of timeline 2), goes on.
+		{name: "LatestProbeMoved", damage: moved, bad: map[bool]string{true: "00000002.history"}[keys]},
+		{name: "NumericPath", o: Options{Target: Target{Timeline: "3"}}, damage: flip("00000002.history"), bad: "00000002.history"},
+		{name: "NumericPromotion", o: Options{Target: Target{Timeline: "2"}}, damage: flip("00000003.history"), bad: "00000003.history"},
+		{name: "CurrentPromotion", o: Options{Target: Target{Timeline: "current"}}, damage: flip("00000002.history"), bad: "00000002.history"},
+		{name: "NumericShutdown", o: Options{Target: Target{Timeline: "2", Immediate: true}, TargetAction: ActionShutdown},
+			damage: flip("00000003.history")},
+		{name: "Sound"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &archive.Codec{Compression: compress.Snappy, Host: "test"}
+			if keys {
+				archivetest.AddKeys(t, c)
+			}
+			a := archivetest.New(t, storage.NewMem(), c)
+			st := hostile.Put(t, a, hostile.Backup{Name: olderBackup, Signed: keys})
+			pushFile(t, a, "00000002.history", []byte(hist2), 7000000000000000001)
+			pushFile(t, a, "00000003.history", []byte(hist3), 7000000000000000001)
+			if tc.damage != nil {
+				tc.damage(t, a)
+			}
+			e := hostile.NewEnv(t)
+			o := tc.o
+			o.Archive, o.TargetDir, o.RestoreCommand, o.Logger = a, e.Target(), "hoard wal-fetch %f %p", zerolog.Nop()
+			res, err := Run(context.Background(), o)
+			if tc.bad == "" {
+				if err != nil {
+					t.Fatalf("restore: %v", err)
+				}
+				if res.Backup.Name != st.Name {
+					t.Errorf("restored %s, want %s", res.Backup.Name, st.Name)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("restore with %s damaged succeeded: PostgreSQL asks for it and wal-fetch refuses it", tc.bad)
+			}
+			for _, w := range []string{tc.bad, "wal-fetch"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if ents, err := os.ReadDir(e.Target()); err == nil && len(ents) > 0 {
+				t.Errorf("the refused restore wrote %d entries into %s", len(ents), e.Target())
+			}
+		})
+	}
+}
