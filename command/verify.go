@@ -26,7 +26,9 @@ and every chunk it lists must exist with its recorded size; a backup in one pg_b
 from a ranged read of the object's first 256 KiB);
 a backup whose metadata says its control object holds PostgreSQL's backup_manifest must hold
 one that parses, and so must every incremental backup, whatever its metadata
-says (restore refuses one without); with --full every chunk and every
+says (restore refuses one without), and the full backup an incremental backup names as
+its parent, whatever its metadata says, or the incremental backups on it are broken (restore
+refuses their chain; the full backup alone stays ok); with --full every chunk and every
 WAL segment the backups need is downloaded and decoded (HMAC, decompression, sizes, hash,
 WAL page headers against names), and every file of a backup that carries backup_manifest
 (hoard's; each backup of an incremental chain with its own, INCREMENTAL files as stored)

@@ -63,8 +63,8 @@ type pgManifestEntry struct {
 // when b's metadata says the control tar holds one (hoard-pg-manifest;
 // PGHoard's backups hold none), readChain for each backup of an
 // incremental chain. A control object without one is refused
-// when that metadata authenticates; nil otherwise: metadata altered
-// without the key is not believed.
+// when that metadata says there is one and authenticates; nil otherwise:
+// metadata altered without the key is not believed.
 func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*pgManifest, error) {
 	rc, _, err := src.Codec.Open(ctx, src.Store, b.Key)
 	if err != nil {
@@ -104,7 +104,9 @@ func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.Backup
 		return nil, fmt.Errorf("control object %s changed since it was first read (%d bytes, then %d): %w", b.Key, ctrl.Size, sized.n, ErrSizeMismatch)
 	}
 	switch {
-	case pm == nil && b.Auth == archive.AuthInvalid:
+	case pm == nil && (b.Auth == archive.AuthInvalid || !b.PGManifest):
+		// Not what the metadata says: readLevelPGManifest, which reads
+		// one whatever it says, says why it must be there.
 		return nil, nil
 	case pm == nil:
 		return nil, fmt.Errorf("control object %s holds no %s, which the backup's metadata says it holds (restore another backup): %w",

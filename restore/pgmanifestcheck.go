@@ -66,6 +66,19 @@ func NewPGManifestCheck(ctx context.Context, src *archive.Archive, b *archive.Ba
 	return &PGManifestCheck{pm: pm, spcs: tablespaceNames(ctrl.Manifest), delta: newDeltaTablespaces(ctrl.Manifest)}, nil
 }
 
+// CheckChainParent reads the backup_manifest of backup b, whose control
+// object ReadControl read as ctrl, as Run reads that of each backup of an
+// incremental chain it restores (readLevelPGManifest), whatever b's
+// metadata says: for verify, of a full backup that an incremental backup
+// names as its parent, which NewPGManifestCheck reads by its metadata, as
+// Run restores it alone. An error wrapping ErrPGManifest (none there, or
+// one that does not parse) is what makes Run refuse the incremental
+// backup's chain as broken.
+func CheckChainParent(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) error {
+	_, err := readLevelPGManifest(ctx, src, b, ctrl)
+	return err
+}
+
 // Files is how many files the backup_manifest lists.
 func (c *PGManifestCheck) Files() int { return len(c.pm.files) }
 

@@ -14,7 +14,8 @@
 // reads as restore reads it and, with Full, lists every file of the
 // backup with the size and CRC-32C found, as restore compares them
 // (restore.PGManifestCheck; each backup of an incremental chain with
-// its own), and the WAL from the backup's start continues without a
+// its own, which a parent must hold whatever its metadata says, or the
+// backups on it are broken: restore.CheckChainParent), and the WAL from the backup's start continues without a
 // gap, along the timelines recovery follows (the .history files),
 // through the newest stored segment. The Report gives per backup whether it is restorable and how
 // far recovery can reach.

@@ -68,6 +68,10 @@ func checkChains(backups []*archive.BackupInfo, reps []BackupReport) {
 				broken("backup %s, which it needs, is broken", p.Name)
 				break
 			}
+			if err := reps[idx[p.Name]].parentErr; err != nil {
+				broken("backup %s, which it needs, cannot be restored as a parent: %v", p.Name, err)
+				break
+			}
 		}
 	}
 }

@@ -1,13 +1,21 @@
 package verify
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/restore"
 )
 
 // pgManifestRead are the files of the hostile backups below as their
@@ -249,6 +257,57 @@ func incrementalFile(block byte) string {
 	return string(hdr) + strings.Repeat(string(block), 8192)
 }
 
+// chainLabel is the backup_label of the backups putChainLevel stores.
+const chainLabel = "START WAL LOCATION: 0/200028 (file " + hostile.StartSegment + ")\n"
+
+// chainFiles are the files of a full backup, or of an incremental
+// backup of it, as putChainLevel stores them.
+func chainFiles(incremental bool) map[string]string {
+	f := map[string]string{
+		"PG_VERSION":        "15\n",
+		"base/1/1259":       strings.Repeat("r", 8192),
+		"global/pg_control": strings.Repeat("c", hostile.PGControlSize),
+		"backup_label":      chainLabel,
+	}
+	if !incremental {
+		f["base/1/2222"] = strings.Repeat("a", 8192) + strings.Repeat("b", 8192)
+		return f
+	}
+	f["backup_label"] += "INCREMENTAL FROM LSN: 0/200028\nINCREMENTAL FROM TLI: 1\n"
+	f["base/1/INCREMENTAL.2222"] = incrementalFile('B')
+	f["base/1/4444"] = strings.Repeat("w", 300)
+	return f
+}
+
+// putChainLevel stores backup name of an incremental chain (parent "":
+// its full backup) holding files, listing listed in its backup_manifest
+// (none, and its metadata saying so: nil).
+func putChainLevel(t *testing.T, a *archive.Archive, name, parent string, listed, files map[string]string) hostile.Stored {
+	t.Helper()
+	var chunk []hostile.Member
+	for _, p := range []string{"base/1/2222", "base/1/INCREMENTAL.2222", "base/1/4444", "base/1/6666"} {
+		if body, ok := files[p]; ok {
+			chunk = append(chunk, hostile.Member{Name: "pgdata/" + p, Body: body})
+		}
+	}
+	b := hostile.Backup{Name: name, Parent: parent, PGManifest: listed != nil, NoLabel: true,
+		Chunks:    [][]hostile.Member{chunk},
+		PGControl: files["global/pg_control"],
+		Control:   []hostile.Member{{Name: archive.ControlBackupLabel, Body: files["backup_label"]}},
+		Manifest: func(m *archive.Manifest) {
+			m.Hoard = &archive.HoardManifest{SystemID: "7123456789012345678", StartLSN: "0/200028", StartTimeline: 1, PGManifest: listed != nil} // waltest's
+			if parent != "" {
+				m.Hoard.StartLSN = "0/300028"
+				m.Hoard.Incremental = &archive.IncrementalParent{Parent: parent, StartLSN: "0/200028", Timeline: 1}
+			}
+		},
+	}
+	if listed != nil {
+		b.Control = append(b.Control, hostile.Member{Name: archive.ControlPGManifest, Body: hostile.PGManifestJSON(t, listed)})
+	}
+	return hostile.Put(t, a, b)
+}
+
 // TestRun_IncrementalPGManifest: verify --full compares every file of
 // each backup of an incremental chain with the backup_manifest that
 // backup carries, as restore does (restore's TestRun_IncrementalPGManifest):
@@ -263,50 +322,7 @@ func incrementalFile(block byte) string {
 // compared nothing for a backup of a chain.
 func TestRun_IncrementalPGManifest(t *testing.T) {
 	const parent, child = "2026-01-02_03-00_0", "2026-01-02_03-00_1"
-	label := "START WAL LOCATION: 0/200028 (file " + hostile.StartSegment + ")\n"
-	newFiles := func(incremental bool) map[string]string {
-		f := map[string]string{
-			"PG_VERSION":        "15\n",
-			"base/1/1259":       strings.Repeat("r", 8192),
-			"global/pg_control": strings.Repeat("c", hostile.PGControlSize),
-			"backup_label":      label,
-		}
-		if !incremental {
-			f["base/1/2222"] = strings.Repeat("a", 8192) + strings.Repeat("b", 8192)
-			return f
-		}
-		f["backup_label"] += "INCREMENTAL FROM LSN: 0/200028\nINCREMENTAL FROM TLI: 1\n"
-		f["base/1/INCREMENTAL.2222"] = incrementalFile('B')
-		f["base/1/4444"] = strings.Repeat("w", 300)
-		return f
-	}
-	// put stores backup name of the chain holding files, listing listed
-	// in its backup_manifest (none: nil).
-	put := func(t *testing.T, a *archive.Archive, name, parent string, listed, files map[string]string) hostile.Stored {
-		t.Helper()
-		var chunk []hostile.Member
-		for _, p := range []string{"base/1/2222", "base/1/INCREMENTAL.2222", "base/1/4444", "base/1/6666"} {
-			if body, ok := files[p]; ok {
-				chunk = append(chunk, hostile.Member{Name: "pgdata/" + p, Body: body})
-			}
-		}
-		b := hostile.Backup{Name: name, Parent: parent, PGManifest: listed != nil, NoLabel: true,
-			Chunks:    [][]hostile.Member{chunk},
-			PGControl: files["global/pg_control"],
-			Control:   []hostile.Member{{Name: archive.ControlBackupLabel, Body: files["backup_label"]}},
-			Manifest: func(m *archive.Manifest) {
-				m.Hoard = &archive.HoardManifest{SystemID: "7123456789012345678", StartLSN: "0/200028", StartTimeline: 1, PGManifest: listed != nil} // waltest's
-				if parent != "" {
-					m.Hoard.StartLSN = "0/300028"
-					m.Hoard.Incremental = &archive.IncrementalParent{Parent: parent, StartLSN: "0/200028", Timeline: 1}
-				}
-			},
-		}
-		if listed != nil {
-			b.Control = append(b.Control, hostile.Member{Name: archive.ControlPGManifest, Body: hostile.PGManifestJSON(t, listed)})
-		}
-		return hostile.Put(t, a, b)
-	}
+	newFiles, put := chainFiles, putChainLevel
 	for _, tc := range []struct {
 		name string
 		// edit changes the incremental backup's files as stored (held)
@@ -326,7 +342,7 @@ func TestRun_IncrementalPGManifest(t *testing.T) {
 		{"ErrWholeChanged", func(h, _ map[string]string) { h["base/1/4444"] = strings.Repeat("v", 299) },
 			false, []string{"chunk", `"base/1/4444"`, "299 bytes"}},
 		{"ErrLabelChanged", func(h, _ map[string]string) {
-			h["backup_label"] = label + "INCREMENTAL FROM LSN: 0/100028\nINCREMENTAL FROM TLI: 1\n"
+			h["backup_label"] = chainLabel + "INCREMENTAL FROM LSN: 0/100028\nINCREMENTAL FROM TLI: 1\n"
 		}, false, []string{"control object", `"backup_label"`, "CRC-32C"}},
 		{"ErrMissing", func(_, l map[string]string) { l["base/1/5555"] = "e" },
 			false, []string{"control object", "lists files that were not restored", `"base/1/5555"`}},
@@ -376,6 +392,100 @@ func TestRun_IncrementalPGManifest(t *testing.T) {
 				for _, w := range append(tc.want[1:], object, "damaged or was altered") {
 					if !strings.Contains(got, w) {
 						t.Errorf("full=%v: problems do not say %q:\n%s", full, w, got)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRun_IncrementalParentPGManifest: in a site without keys, the full
+// backup of an incremental chain whose control tar holds no
+// backup_manifest, its metadata saying it holds none (what a writer of
+// the bucket leaves after removing it: nothing a reader holds
+// authenticates either), is refused by restore as a parent (every backup
+// of a chain holds one: basebackup sends the parent's with
+// UPLOAD_MANIFEST and takes none without one as a parent), so its files
+// would be restored compared with nothing), while it restores alone as
+// PGHoard's backups do. verify says the same of both: the incremental
+// backup broken, naming its parent and the missing backup_manifest, the
+// full backup ok, with and without --full. With only the metadata's flag
+// cleared (the backup_manifest there), both restore and verify ok.
+func TestRun_IncrementalParentPGManifest(t *testing.T) {
+	const parent, child = "2026-01-02_03-00_0", "2026-01-02_03-00_1"
+	for _, tc := range []struct {
+		name   string
+		listed bool // the parent holds its backup_manifest
+		broken bool
+	}{
+		{name: "ErrParentManifestRemoved", broken: true},
+		{name: "ParentFlagCleared", listed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := testArchive(t)
+			var listed map[string]string
+			if tc.listed {
+				listed = chainFiles(false)
+			}
+			st := putChainLevel(t, a, parent, "", listed, chainFiles(false))
+			if tc.listed {
+				// Its backup_manifest in the control tar, the metadata
+				// saying there is none.
+				ctx := context.Background()
+				rc, o, err := a.Store.Open(ctx, st.ControlKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				delete(o.Metadata, archive.MetaPGManifest)
+				if err := a.Store.Put(ctx, st.ControlKey, bytes.NewReader(data), o.Metadata); err != nil {
+					t.Fatal(err)
+				}
+			}
+			putChainLevel(t, a, child, parent, chainFiles(true), chainFiles(true))
+
+			_, err := restore.Run(context.Background(), restore.Options{Archive: a, TargetDir: filepath.Join(t.TempDir(), "target"),
+				Backup: child, RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
+			if tc.broken != errors.Is(err, restore.ErrBrokenChain) {
+				t.Fatalf("restore --basebackup %s: %v, want broken chain %v", child, err, tc.broken)
+			}
+			if !tc.broken && err != nil {
+				t.Fatalf("restore --basebackup %s: %v", child, err)
+			}
+			if _, err := restore.Run(context.Background(), restore.Options{Archive: a, TargetDir: filepath.Join(t.TempDir(), "target"),
+				Backup: parent, RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()}); err != nil {
+				t.Fatalf("restore --basebackup %s: %v", parent, err)
+			}
+
+			for _, full := range []bool{false, true} {
+				rep := run(t, a, full)
+				if len(rep.Backups) != 2 || rep.Backups[0].Name != parent || rep.Backups[1].Name != child {
+					t.Fatalf("full=%v: report of %d backups, want %s and %s:\n%s", full, len(rep.Backups), parent, child, problems(rep))
+				}
+				if p := rep.Backups[0]; p.Status != StatusOK || !p.Restorable {
+					t.Errorf("full=%v: the full backup %s (restorable %v), want %s as restore restores it:\n%s", full, p.Status, p.Restorable, StatusOK, problems(rep))
+				}
+				c := rep.Backups[1]
+				if !tc.broken {
+					if c.Status != StatusOK {
+						t.Errorf("full=%v: the incremental backup %s, want %s:\n%s", full, c.Status, StatusOK, problems(rep))
+					}
+					continue
+				}
+				if c.Status != StatusBroken || c.Restorable {
+					t.Errorf("full=%v: the incremental backup %s (restorable %v), want %s as restore refuses it:\n%s", full, c.Status, c.Restorable, StatusBroken, problems(rep))
+				}
+				got := strings.Join(c.Problems, "\n")
+				if strings.Contains(got, "metadata says it holds") {
+					t.Errorf("full=%v: problems of %s say the parent's metadata says it holds one; it says none:\n%s", full, child, got)
+				}
+				for _, w := range []string{parent, st.ControlKey, "holds no " + archive.ControlPGManifest, "every backup of an incremental chain"} {
+					if !strings.Contains(got, w) {
+						t.Errorf("full=%v: problems of %s do not say %q:\n%s", full, child, w, got)
 					}
 				}
 			}

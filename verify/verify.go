@@ -119,6 +119,9 @@ type BackupReport struct {
 	// compares, as restore does, instead of the metadata's.
 	controlRead bool
 	hoard       *archive.HoardManifest
+	// parentErr, when set, says why no incremental backup on this one
+	// can be restored although it can (parentPGManifest).
+	parentErr error
 }
 
 // WALEnd is the newest WAL byte an archive holds, as Report shows it.
@@ -280,7 +283,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	// Objects: control objects always, chunks by Stat or by decoding,
 	// WAL segments by decoding with Full.
-	c := &checker{a: a, log: log, full: o.Full}
+	c := &checker{a: a, log: log, full: o.Full, parents: map[string]bool{}}
+	for _, b := range backups {
+		if b.Parent != "" {
+			c.parents[b.Parent] = true
+		}
+	}
 	chunks, err := c.controls(ctx, backups, reps, o.Parallel)
 	if err != nil {
 		return nil, err
@@ -461,6 +469,9 @@ type checker struct {
 	full bool
 	log  zerolog.Logger
 	mu   sync.Mutex
+	// parents are the backups an incremental backup's metadata names as
+	// its parent (see parentPGManifest).
+	parents map[string]bool
 }
 
 func (c *checker) problem(r *BackupReport, broken bool, format string, args ...any) {
@@ -560,6 +571,9 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 	if err != nil {
 		return nil, err
 	}
+	if err := c.parentPGManifest(ctx, b, r, ctrl); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	r.Chunks = len(m.Chunks)
 	c.mu.Unlock()
@@ -568,6 +582,35 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, pgm: pgm})
 	}
 	return list, nil
+}
+
+// parentPGManifest reads, for a full backup b that an incremental backup
+// names as its parent, its backup_manifest as restore reads each
+// backup's of a chain it restores (restore.CheckChainParent), whatever
+// b's metadata says: every backup of a chain holds one (basebackup sends
+// the parent's with UPLOAD_MANIFEST and takes none without one as a
+// parent), and restore refuses the chain of a parent without one, or
+// whose backup_manifest does not parse. In a site without keys whoever
+// can write the bucket can remove it and clear the metadata's flag
+// (hoard-pg-manifest), which nothing authenticates: the incremental
+// backups on b are then broken (checkChains, by r.parentErr), while b
+// alone restores as PGHoard's backups do and stays ok. An incremental
+// backup b reads its own whatever its metadata says (pgManifest). The
+// error is ctx's only.
+func (c *checker) parentPGManifest(ctx context.Context, b *archive.BackupInfo, r *BackupReport, ctrl *archive.Control) error {
+	if !c.parents[b.Name] || b.Parent != "" || ctrl.Manifest.Hoard != nil && ctrl.Manifest.Hoard.Incremental != nil {
+		return nil
+	}
+	err := restore.CheckChainParent(ctx, c.a.ArchiveOf(b), b, ctrl)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		c.mu.Lock()
+		r.parentErr = altered(err)
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 // chunkCount compares the chunks b's manifest m lists with the count
