@@ -136,15 +136,12 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 		}
 	}
 
-	same, err := a.sameAsArchived(ctx, res.Key, src, res.Hash, alg)
+	same, err := a.sameAsArchived(ctx, res.Key, name, o.SystemID, src, res.Hash, alg)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
 		return res, fmt.Errorf("push %s: %w", path, a.historyConflict(ctx, res.Key, name, o.SystemID, err))
 	case same:
-		if err := a.checkSameHistory(ctx, res.Key, name, o.SystemID); err != nil {
-			return res, fmt.Errorf("push %s: %w", path, err)
-		}
 		// The push that stored it may have died before its own fsyncs
 		// (PostgreSQL retries a push it did not see succeed): success
 		// is reported only for an object that survives a crash.
@@ -161,19 +158,18 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	// Another pusher stored the name first (ErrExist), or the upload
 	// failed in a way that may still have stored the object (a lost
 	// response): what is there now decides.
-	same, cerr := a.sameAsArchived(ctx, res.Key, src, res.Hash, alg)
+	same, cerr := a.sameAsArchived(ctx, res.Key, name, o.SystemID, src, res.Hash, alg)
 	switch {
 	case cerr == nil && same:
 		res.Uploaded, res.Stored = false, Stored{}
-		if err := a.checkSameHistory(ctx, res.Key, name, o.SystemID); err != nil {
-			return res, fmt.Errorf("push %s: %w", path, err)
-		}
 		if err := storage.Sync(ctx, a.Store, res.Key); err != nil {
 			return res, fmt.Errorf("push %s: %w", path, err)
 		}
 		return res, nil
 	case errors.Is(cerr, ErrWALConflict):
 		return res, fmt.Errorf("push %s: %w", path, a.historyConflict(ctx, res.Key, name, o.SystemID, cerr))
+	case errors.Is(cerr, ErrHistoryNotAuthentic), errors.Is(cerr, ErrOtherSystem):
+		return res, fmt.Errorf("push %s: %w", path, cerr)
 	case errors.Is(err, storage.ErrExist) && cerr != nil:
 		return res, fmt.Errorf("push %s: %s exists but cannot be compared: %w", path, res.Key, cerr)
 	}
@@ -181,7 +177,7 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 }
 
 // checkSameHistory checks that history file name, found under key with
-// the hash of the file pushed (sameAsArchived), is the cluster of
+// the hash of the file pushed (sameAsArchived's), is the cluster of
 // system's own as readers take it (checkHistory, as wal-fetch does): in a
 // site with keys, stored by hoard for this name and this cluster. A
 // history file's content is easy to foresee, so someone who can write the
@@ -284,16 +280,32 @@ func walMetadata(res *PushResult, extra storage.Metadata) storage.Metadata {
 	return md
 }
 
-// sameAsArchived reports whether key already holds src. It returns an error
-// wrapping storage.ErrNotFound when key is absent, and one wrapping
-// ErrWALConflict when key holds different bytes. An archived object with a
-// hash is compared by hash; one without (PGHoard's timeline files) is
-// downloaded and compared byte by byte.
-func (a *Archive) sameAsArchived(ctx context.Context, key string, src *walFile, sum, alg string) (bool, error) {
+// sameAsArchived reports whether key already holds src, WAL file name
+// of the cluster of system. It returns an error wrapping
+// storage.ErrNotFound when key is absent, and one wrapping ErrWALConflict
+// when key holds different bytes. An archived object whose metadata
+// records a hash other than src's holds other bytes. Otherwise the object
+// is downloaded, decoded and compared byte by byte: the metadata is a
+// claim, and an object whose bytes are not what it claims (left by a
+// crash between data and metadata on a store that writes them apart,
+// damaged under the store, or planted with a real object's metadata)
+// would have PostgreSQL recycle a file the archive does not hold. A
+// damaged one fails decoding (a DecodeError: an HMAC, a compression
+// checksum, the size), one of other bytes is a conflict. That costs one
+// download per push of a name already stored (a retry after a lost
+// answer, a restarted daemon's spool). The exception is an encrypted
+// object whose key id has no private key here (a host holding only the
+// public key, as the daemon and wal-push may): it cannot be decrypted,
+// and a recorded hash equal to src's is the answer (docs/security.md). A
+// history file must also be the cluster's own as readers take it
+// (checkSameHistory), checked before the download when the hashes match:
+// its refusal says more than a comparison's.
+func (a *Archive) sameAsArchived(ctx context.Context, key, name string, system uint64, src *walFile, sum, alg string) (bool, error) {
 	obj, err := a.Store.Stat(ctx, key)
 	if err != nil {
 		return false, fmt.Errorf("stat %s: %w", key, err)
 	}
+	hashed := false
 	if theirAlg, theirs := MetadataHash(obj.Metadata); theirs != "" {
 		if _, err := NewHash(theirAlg); err == nil {
 			ours := sum
@@ -305,24 +317,49 @@ func (a *Archive) sameAsArchived(ctx context.Context, key string, src *walFile, 
 			if ours != theirs {
 				return false, fmt.Errorf("%s holds %s %s, the local file has %s: %w", key, theirAlg, theirs, ours, ErrWALConflict)
 			}
-			return true, nil
+			if err := a.checkSameHistory(ctx, key, name, system); err != nil {
+				return false, err
+			}
+			if kid := obj.Metadata[MetaEncryptionKeyID]; kid != "" && a.Codec.PrivateKeys[kid] == nil {
+				return true, nil
+			}
+			hashed = true
 		}
 	}
 	rc, _, err := a.Codec.Open(ctx, a.Store, key)
 	if err != nil {
-		return false, fmt.Errorf("compare with the archived copy: %w", err)
+		return false, undecodable(key, fmt.Errorf("compare with the archived copy: %w", err))
 	}
 	defer rc.Close()
 	// One byte past the local file's size tells that the two differ: no
 	// more is decoded, whatever the object would decode to.
 	same, err := sameContent(io.LimitReader(rc, src.size+1), src.reader())
 	if err != nil {
-		return false, fmt.Errorf("compare %s with the local file: %w", key, err)
+		return false, undecodable(key, fmt.Errorf("compare %s with the local file: %w", key, err))
 	}
 	if !same {
+		if hashed {
+			return false, fmt.Errorf("%s records the hash of the local file (%s %s) but holds other bytes: %w", key, alg, sum, ErrWALConflict)
+		}
 		return false, fmt.Errorf("%s holds other bytes than the local file (%s %s): %w", key, alg, sum, ErrWALConflict)
 	}
+	if !hashed {
+		if err := a.checkSameHistory(ctx, key, name, system); err != nil {
+			return false, err
+		}
+	}
 	return true, nil
+}
+
+// undecodable adds to err, when it is a DecodeError of the object under
+// key that a push compared with its file, what the operator does next.
+func undecodable(key string, err error) error {
+	if _, ok := errors.AsType[*DecodeError](err); !ok || errors.Is(err, ErrNoPrivateKey) {
+		return err
+	}
+	return fmt.Errorf("%w; %s is damaged or not what its metadata says, and hoard never replaces an archived object: "+
+		"this push fails, and PostgreSQL keeps the file, until the object is moved away (look at it with hoard object get; "+
+		"if no hoard of this site stored it, someone who can write the storage did)", err, key)
 }
 
 // sameContent reports whether a and b yield the same bytes. It reads a to
