@@ -72,8 +72,9 @@ type noPrivateKeyError struct{ key, kid string }
 func (e *noPrivateKeyError) Error() string {
 	return fmt.Sprintf("object %s is encrypted with key %s, whose private key is not in the configuration: "+
 		"add it to the site as encryption_keys.%s.private, or, configured from the environment, "+
-		"set HOARD_ENCRYPTION_PRIVATE_KEY_FILE to its file, with HOARD_ENCRYPTION_KEY_ID=%s "+
-		"(writing needs only the public key, reading the private one)",
+		"as the file %s.private.pem in the directory HOARD_ENCRYPTION_KEYS_DIR names "+
+		"(HOARD_ENCRYPTION_PRIVATE_KEY_FILE holds only the private key of HOARD_ENCRYPTION_KEY_ID, the key new objects use; "+
+		"writing needs only the public key, reading the private one)",
 		e.key, e.kid, e.kid, e.kid)
 }
 

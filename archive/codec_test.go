@@ -222,11 +222,14 @@ func TestCodec_ErrMissingKey(t *testing.T) {
 		}
 		kid := md[MetaEncryptionKeyID]
 		// A configuration from the environment alone (a sidecar) has no
-		// file to add the key to: the variable is named too.
+		// file to add the key to: the variables are named too.
 		for _, want := range []string{
 			"object obj1 is encrypted with key " + kid + ", whose private key is not in the configuration: " +
 				"add it to the site as encryption_keys." + kid + ".private",
 			"HOARD_ENCRYPTION_PRIVATE_KEY_FILE",
+			// An old key after a rotation: not the variable, which holds
+			// encryption_key_id's, but a file in the keys directory.
+			"as the file " + kid + ".private.pem in the directory HOARD_ENCRYPTION_KEYS_DIR names",
 		} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: err = %q, want it to say %q", name, err, want)

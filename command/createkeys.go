@@ -34,7 +34,9 @@ func createKeysCommand() *cli.Command {
 			"storage can plant objects hoard takes for its own, see docs/security.md) and\n" +
 			"ID.private.pem (mode 0600) into that directory\n" +
 			"instead, the files a container platform mounts from a secret for\n" +
-			"HOARD_ENCRYPTION_PUBLIC_KEY_FILE and HOARD_ENCRYPTION_PRIVATE_KEY_FILE; an existing file\n" +
+			"HOARD_ENCRYPTION_PUBLIC_KEY_FILE and HOARD_ENCRYPTION_PRIVATE_KEY_FILE, or, the same\n" +
+			"names for every key id, as one directory for HOARD_ENCRYPTION_KEYS_DIR (a rotation keeps\n" +
+			"the old key's files beside the new: run it again with the new --key-id); an existing file\n" +
 			"of either name is refused, also one another create-keys writes at the same moment (init\n" +
 			"containers on a shared volume): one run wins, the others fail naming the file, and no\n" +
 			"key file is ever replaced. The private file is written first; when the public one then\n" +

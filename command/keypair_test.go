@@ -80,6 +80,27 @@ func TestSiteCodec_ErrKeyMismatch(t *testing.T) {
 			t.Errorf("daemonOptions: %v (exit %d), want a usage error with %q", err, ExitCode(err), want)
 		}
 	})
+	t.Run("ErrKeysDir", func(t *testing.T) {
+		clearConfigEnv(t)
+		keys := t.TempDir()
+		for name, text := range map[string]string{"k1.public.pem": a.pub, "k1.private.pem": b.priv} {
+			if err := os.WriteFile(filepath.Join(keys, name), []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for k, v := range map[string]string{
+			"HOARD_STORAGE_TYPE": "local", "HOARD_LOCAL_DIRECTORY": t.TempDir(), "HOARD_BACKUP_LOCATION": t.TempDir(),
+			"HOARD_ENCRYPTION_KEY_ID": "k1", "HOARD_ENCRYPTION_KEYS_DIR": keys,
+		} {
+			t.Setenv(k, v)
+		}
+		code, msg := runErr(t, "list")
+		want := "backup_sites.default.encryption_keys.k1: the public and private keys are from different key pairs " +
+			"(public from " + filepath.Join(keys, "k1.public.pem") + ", private from " + filepath.Join(keys, "k1.private.pem") + ")"
+		if code != ExitUsage || !strings.Contains(msg, want) {
+			t.Errorf("list: exit %d, %q; want %d and %q", code, msg, ExitUsage, want)
+		}
+	})
 	t.Run("ErrEnv", func(t *testing.T) {
 		clearConfigEnv(t)
 		priv := filepath.Join(t.TempDir(), "k1.private.pem")

@@ -266,9 +266,14 @@ func pairMismatch(cfg *config.Config, site *config.Site, id string) error {
 }
 
 // keySource names where the value at a JSON path came from: the
-// variable that set it, else the path.
+// variable that set it, the key file it was read from
+// (encryption_keys_dir), else the path.
 func keySource(cfg *config.Config, p string) string {
-	if v, ok := strings.CutPrefix(cfg.Source(p), "env "); ok {
+	src := cfg.Source(p)
+	if v, ok := strings.CutPrefix(src, "env "); ok {
+		return v
+	}
+	if v, ok := strings.CutPrefix(src, "key file "); ok {
 		return v
 	}
 	return p

@@ -138,8 +138,9 @@ func New() *Config {
 func (c *Config) SiteNames() []string { return sortedKeys(c.BackupSites) }
 
 // Source tells where the value at a JSON path (for example
-// "backup_sites.default.basebackup_count") came from: "default", "file" or
-// "env HOARD_X". A path inside an object set as a whole reports that object's
+// "backup_sites.default.basebackup_count") came from: "default", "file",
+// "env HOARD_X", or for a key half read from encryption_keys_dir "key file
+// PATH". A path inside an object set as a whole reports that object's
 // source.
 func (c *Config) Source(jsonPath string) string {
 	for p := jsonPath; p != ""; p = parentPath(p) {

@@ -272,6 +272,10 @@ func TestEnvVars(t *testing.T) {
 			env["HOARD_ENCRYPTION_PUBLIC_KEY"] = "P"
 		case "HOARD_ENCRYPTION_KEY_ID":
 			env["HOARD_ENCRYPTION_PUBLIC_KEY"] = "P"
+		case "HOARD_ENCRYPTION_KEYS_DIR":
+			dir := t.TempDir()
+			writeFile(t, dir, "k.public.pem", "P")
+			env[ev.Name] = dir
 		case "HOARD_HTTP_TLS_CERT_FILE", "HOARD_HTTP_TLS_KEY_FILE":
 			pem := writeFile(t, t.TempDir(), "tls.pem", "PEM")
 			env["HOARD_HTTP_TLS_CERT_FILE"] = pem

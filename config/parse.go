@@ -47,6 +47,7 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 		getenv = func(string) string { return "" }
 	}
 	applyEnv(c, getenv, &d.ps)
+	c.readKeyDirs(&d.ps)
 	cwd, err := os.Getwd()
 	if err != nil {
 		cwd = "."

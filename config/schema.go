@@ -146,6 +146,8 @@ var siteKeys = []key{
 			{name: "private", field: "Private", env: "HOARD_ENCRYPTION_PRIVATE_KEY", envDoc: "private key PEM for the key id", secret: true,
 				doc: "Private key PEM: needed to read (restore, wal-fetch, verify), not to back up. A secret: `config show` masks it."},
 		}},
+	{name: "encryption_keys_dir", field: "EncryptionKeysDir", envDoc: "directory of <key-id>.public.pem and <key-id>.private.pem files added to encryption_keys (a mounted Secret): the old keys after a rotation",
+		doc: "hoard's extension: a directory of key files named `<key-id>.public.pem` and `<key-id>.private.pem`, as `hoard create-keys --pem-dir` writes them and a Kubernetes Secret mounted as a volume holds them; each is added to `encryption_keys` under its key id, so that a configuration from the environment alone (`HOARD_ENCRYPTION_KEYS_DIR`) holds the old keys after a rotation. Read whenever the configuration loads (a daemon at start and at SIGHUP). Names starting with `.` are skipped (a mounted Secret's `..data`); any other file is an error, as is a key half that `encryption_keys` or `HOARD_ENCRYPTION_PUBLIC_KEY`/`_PRIVATE_KEY` also set to another key. See [rotation](security.md#rotation)."},
 	{name: "prefix", field: "Prefix", defDoc: "<path_prefix>/<site>", doc: "Key prefix of the site's objects in the storage."},
 	{name: "active", field: "Active", def: true,
 		doc: "`false` makes the site read-only: no backups are taken and nothing is deleted, but it can be listed and restored from."},

@@ -43,6 +43,7 @@ type Site struct {
 
 	EncryptionKeyID          string // "" = no encryption
 	EncryptionKeys           map[string]EncryptionKey
+	EncryptionKeysDir        string // key files added to EncryptionKeys at load; "" = none
 	UnencryptedObjectsBefore string // RFC 3339; "" = none
 
 	ObjectStorage ObjectStorage
