@@ -812,14 +812,19 @@ type PrefetchResult struct {
 	// Missing is the first segment not found in the archive, where the
 	// worker stopped; "" when it stopped because it was Count ahead.
 	Missing string
+	// NoRoom is set when the worker left a segment it would have spooled
+	// undownloaded because its file system had no room for it (see
+	// spool.room): PostgreSQL's call downloads it.
+	NoRoom bool
 }
 
 // PrefetchWAL is the prefetch worker: it keeps the Count segments that
 // follow the last delivered one (recorded in the spool by FetchWAL) in the
-// spool dir, on the same timeline, downloading them in parallel. Each is
-// decoded and verified (hash, page header) into a temporary file, fsynced,
-// and only then renamed to its name, so a spooled segment is always safe to
-// use. The worker stops at the first segment missing from the archive,
+// spool dir, on the same timeline, downloading them in parallel, as many
+// as its file system has room for (spool.room; NoRoom says it had less).
+// Each is decoded and verified (hash, page header) into a temporary file,
+// fsynced, and only then renamed to its name, so a spooled segment is
+// always safe to use. The worker stops at the first segment missing from the archive,
 // when a round finds that PostgreSQL has not asked for a newer segment
 // since the round began, and, within o.Watch, when its server stops or its
 // spool is removed (an error wrapping ErrPrefetchStopped; what it was
@@ -880,8 +885,13 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 			}
 			names = append(names, name)
 		}
-		fetched, missing, err := a.prefetchRound(ctx, s, names, count)
+		room, err := s.room(segSize)
+		if err != nil {
+			return res, fmt.Errorf("prefetch into %s: %w", dir, err)
+		}
+		fetched, missing, full, err := a.prefetchRound(ctx, s, names, count, room)
 		res.Fetched = append(res.Fetched, fetched...)
+		res.NoRoom = res.NoRoom || full
 		if cause := context.Cause(ctx); errors.Is(cause, ErrPrefetchStopped) {
 			return res, cause
 		}
@@ -896,8 +906,9 @@ func (a *Archive) PrefetchWAL(ctx context.Context, dir string, o PrefetchOptions
 }
 
 // prefetchRound downloads the names not yet spooled, parallel downloads at
-// once, in order, scheduling none after the first missing one.
-func (a *Archive) prefetchRound(ctx context.Context, s *spool, names []string, parallel int) (fetched []string, missing string, err error) {
+// once, in order, scheduling none after the first missing one, and at most
+// room of them: full reports that a name was left for want of room.
+func (a *Archive) prefetchRound(ctx context.Context, s *spool, names []string, parallel, room int) (fetched []string, missing string, full bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -917,6 +928,11 @@ func (a *Archive) prefetchRound(ctx context.Context, s *spool, names []string, p
 			if _, err := s.root.Lstat(names[i]); err == nil {
 				continue
 			}
+			if room <= 0 {
+				full, stop = true, true
+				continue
+			}
+			room--
 			running++
 			go func() {
 				err := a.prefetchOne(ctx, s, names[i])
@@ -943,7 +959,42 @@ func (a *Archive) prefetchRound(ctx context.Context, s *spool, names []string, p
 	if missingAt < len(names) {
 		missing = names[missingAt]
 	}
-	return fetched, missing, err
+	return fetched, missing, full, err
+}
+
+// room returns how many more segments of segSize the spool may take: so
+// few that its file system keeps at least as much free as the spool then
+// holds, half of what would be free with the spool empty. The spool lies
+// in pg_wal, whose file system often holds the data directory too: filled
+// to its last byte, what recovery itself writes there fails (the startup
+// process extending a relation stops recovery: "could not extend file"),
+// for segments that are only a head start, which PostgreSQL's own call
+// downloads as well. A download would fill it before failing with ENOSPC,
+// then remove its file: the worker checks before, not after. The server
+// writes there meanwhile: each round measures it anew.
+func (s *spool) room(segSize uint64) (int, error) {
+	d, err := s.root.Open(".")
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	var st syscall.Statfs_t
+	if err := syscall.Fstatfs(int(d.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("free space of %s: %w", s.dir, err)
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	var held uint64
+	n := 0
+	for _, e := range readDir(s.root) {
+		if !wal.IsSegmentName(e.Name()) {
+			continue
+		}
+		n++
+		if fi, err := e.Info(); err == nil {
+			held += uint64(fi.Size())
+		}
+	}
+	return max(int((free+held)/2/segSize)-n, 0), nil
 }
 
 // prefetchOne downloads one segment into the spool, searching the site and

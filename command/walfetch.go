@@ -51,9 +51,12 @@ prefix, the old cluster's last segment, which the upgraded cluster's WAL follows
 After delivering a segment, wal-fetch starts a background worker (unless one runs) that
 downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside
 DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.
-restore_prefetch = 0 turns this off. A wal-fetch of another site, storage, prefix or keys
-takes nothing from the spool (hoard-prefetch/identity says which archive its segments came
-from): it removes them and downloads its own. The worker stops before a segment named by
+restore_prefetch = 0 turns this off. The spool takes at most half of what pg_wal's file
+system has free without it (it keeps at least as much free as it holds), and nothing where
+that is less than a segment: filled to the last byte, that file system (often the data
+directory's too) would fail what recovery writes there. A wal-fetch of another site,
+storage, prefix or keys takes nothing from the spool (hoard-prefetch/identity says which
+archive its segments came from): it removes them and downloads its own. The worker stops before a segment named by
 --accept-truncated, which wal-fetch downloads itself with its warning, rather than logging
 its refusal. The worker logs to hoard-prefetch/worker.log. It
 runs in its own session, in /, and stops (removing what it was downloading) when it is
@@ -417,6 +420,6 @@ func runPrefetchWorker(c *cli.Context, spool string) error {
 		log.Info().Int("fetched", len(res.Fetched)).Str("reason", err.Error()).Msg("prefetch stopped")
 		return nil
 	}
-	log.Info().Int("fetched", len(res.Fetched)).Str("missing", res.Missing).Msg("prefetch done")
+	log.Info().Int("fetched", len(res.Fetched)).Str("missing", res.Missing).Bool("no_room", res.NoRoom).Msg("prefetch done")
 	return err
 }

@@ -64,7 +64,7 @@ var globalKeys = []key{
 	{name: "restore_process_count", field: "RestoreProcessCount", def: min(runtime.NumCPU()+1, 20), valid: ">=1", defDoc: "min(CPU count + 1, 20)",
 		doc: "Chunks `hoard restore` downloads in parallel."},
 	{name: "restore_prefetch", field: "RestorePrefetch", valid: ">=0", defDoc: "transfer.thread_count",
-		doc: "WAL segments `hoard wal-fetch` downloads ahead of the one PostgreSQL asks for."},
+		doc: "WAL segments `hoard wal-fetch` downloads ahead of the one PostgreSQL asks for, into at most half of the free space of pg_wal's file system."},
 	{name: "tar_executable", field: "TarExecutable", def: "pghoard_gnutaremu",
 		doc: "Accepted for compatibility and ignored: hoard reads and writes tar itself."},
 	{name: "hash_algorithm", field: "HashAlgorithm", def: "sha1",
