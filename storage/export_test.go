@@ -31,10 +31,6 @@ func NewLocalHooked(dir string, rename func(oldpath, newpath string) error, fsyn
 // for tests.
 func SetReplaceHook(s *SFTP, hook func(oldname, newname string) error) { s.hook = hook }
 
-// DisablePosixRename makes s's Put act as on a server without
-// posix-rename@openssh.com, for tests.
-func DisablePosixRename(s *SFTP) { s.noPosixRename = true }
-
 // CreateLockName is the lock file a local store's writers leave in an
 // object's directory, for tests that list one.
 const CreateLockName = createLockName

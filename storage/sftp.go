@@ -57,9 +57,6 @@ type SFTP struct {
 	// hook runs before each rename of Put's replace; tests make it fail,
 	// or look at the files then.
 	hook func(oldname, newname string) error
-	// noPosixRename makes replace act as on a server without
-	// posix-rename@openssh.com, for tests.
-	noPosixRename bool
 
 	mu   sync.Mutex
 	sess *sftpSession
@@ -620,15 +617,14 @@ func (s *SFTP) Put(ctx context.Context, key string, r io.Reader, md Metadata) er
 // name that exists. newname is never removed first, as a crash between
 // the removal and the rename would leave the key without its object: a
 // refused replace is ErrNoAtomicReplace, with the object left as it was.
-// Tests can make it fail or stop (hook), or act as a server without the
-// extension (noPosixRename).
+// Tests can make it fail or stop (hook).
 func (s *SFTP) replace(c *sftp.Client, oldname, newname string) error {
 	if s.hook != nil {
 		if err := s.hook(oldname, newname); err != nil {
 			return err
 		}
 	}
-	if _, ok := c.HasExtension("posix-rename@openssh.com"); ok && !s.noPosixRename {
+	if _, ok := c.HasExtension("posix-rename@openssh.com"); ok {
 		return c.PosixRename(oldname, newname)
 	}
 	err := c.Rename(oldname, newname)

@@ -15,16 +15,16 @@ import (
 )
 
 // TestSFTP_PutWithoutPosixRename: against a server without
-// posix-rename@openssh.com (OpenSSH's server, with the store told to act
-// as if the extension were missing: its SSH_FXP_RENAME refuses an existing
-// name, as the protocol's draft says), a Put over an existing object
+// posix-rename@openssh.com (OpenSSH's server with the request denied, so
+// that it does not offer the extension: its SSH_FXP_RENAME refuses an
+// existing name, as the protocol's draft says), a Put over an existing object
 // never removes it first. When the server refuses to rename over the
 // object, Put fails with ErrNoAtomicReplace naming posix-rename and leaves
 // no temp file; when the rename fails halfway (here the temp file is
 // gone), Put fails. Either way the old object stays whole. A new key is
 // stored as usual.
 func TestSFTP_PutWithoutPosixRename(t *testing.T) {
-	srv := storetest.SFTP(t)
+	srv := storetest.SFTPWithout(t, "posix-rename")
 	c := srv.Config
 	dir := t.TempDir()
 	c.Directory, c.Prefix = dir, ""
@@ -34,7 +34,6 @@ func TestSFTP_PutWithoutPosixRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	storage.DisablePosixRename(st.(*storage.SFTP))
 	read := func(key string) string {
 		t.Helper()
 		rc, _, err := st.Open(ctx, key)
@@ -84,4 +83,19 @@ func TestSFTP_PutWithoutPosixRename(t *testing.T) {
 	if got := read("site/basebackup/b2"); got != "two" {
 		t.Errorf("new key: %q", got)
 	}
+}
+
+// TestSFTP_CreateWithoutHardlink runs the conformance suite against
+// OpenSSH's server without hardlink@openssh.com (the request denied, so
+// that it does not offer it): Create then places its temp file with
+// SSH_FXP_RENAME, which OpenSSH's server does with link(2) and unlink(2),
+// refusing an existing name. Of ten concurrent Creates of one key exactly
+// one must succeed (ConcurrentCreate), as with the link.
+func TestSFTP_CreateWithoutHardlink(t *testing.T) {
+	c := storetest.SFTPWithout(t, "hardlink").Config
+	storetest.Run(t, func(t testing.TB) storage.Store {
+		c := c
+		c.Directory = t.TempDir()
+		return storetest.Open(t, c)
+	})
 }

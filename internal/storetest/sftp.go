@@ -9,9 +9,11 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
@@ -36,6 +38,16 @@ type SFTPServer struct {
 // which a system's own sshd service creates; SFTP creates it when missing.
 func SFTP(t testing.TB) SFTPServer {
 	t.Helper()
+	return SFTPWithout(t)
+}
+
+// SFTPWithout is SFTP with the server's SFTP requests named in denied
+// (sftp-server -Q requests lists them) refused: internal-sftp's -P. For
+// an extension such as posix-rename or hardlink, OpenSSH's server then
+// leaves it out of the extensions it offers (seen with OpenSSH 9.2), as
+// a server that lacks it does, so a client takes its path without it.
+func SFTPWithout(t testing.TB, denied ...string) SFTPServer {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: no storage servers")
 	}
@@ -59,6 +71,10 @@ func SFTP(t testing.TB) SFTPServer {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "sshd_config")
+	subsystem := "internal-sftp"
+	if len(denied) > 0 {
+		subsystem += " -P " + strings.Join(denied, ",")
+	}
 	port := testio.StartServer(t, 1, func(a *testio.Attempt) error {
 		if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
@@ -72,9 +88,9 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 AllowUsers %s
-Subsystem sftp internal-sftp
+Subsystem sftp %s
 LogLevel ERROR
-`, a.Ports[0], filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"), u.Username)), 0o600); err != nil {
+`, a.Ports[0], filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"), u.Username, subsystem)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return a.Start("sshd", nil, sshd, "-D", "-e", "-f", conf).Listen(a.Ports[0], time.Minute, nil)
@@ -88,6 +104,9 @@ LogLevel ERROR
 	storageDir := filepath.Join(dir, "storage")
 	if err := os.Mkdir(storageDir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if len(denied) > 0 {
+		checkNotOffered(t, addr, u.Username, filepath.Join(dir, "client_ed25519"), hostPub, denied)
 	}
 	return SFTPServer{
 		Config: storage.Config{
@@ -123,4 +142,35 @@ func WriteKey(t testing.TB, name string) ssh.PublicKey {
 		t.Fatal(err)
 	}
 	return sshPub
+}
+
+// checkNotOffered fails t when the SFTP server at addr still offers one
+// of the extensions named (<name>@openssh.com): a test meant for a server
+// without it would then take the path with it.
+func checkNotOffered(t testing.TB, addr, user, keyFile string, hostKey ssh.PublicKey, names []string) {
+	t.Helper()
+	pem, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(hostKey), Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("sftp: connect to check its extensions: %v", err)
+	}
+	defer conn.Close()
+	c, err := sftp.NewClient(conn)
+	if err != nil {
+		t.Fatalf("sftp: start a session to check its extensions: %v", err)
+	}
+	defer c.Close()
+	for _, n := range names {
+		if _, ok := c.HasExtension(n + "@openssh.com"); ok {
+			t.Fatalf("sftp: the server still offers %s@openssh.com with the %s request denied", n, n)
+		}
+	}
 }
