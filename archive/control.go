@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -57,14 +58,17 @@ type Control struct {
 const maxLabelSize = 64 << 10
 
 // ControlCheck is called for each member of a control tar after the
-// manifest, with the parsed manifest; an error stops the read.
-type ControlCheck func(m *Manifest, h *tar.Header) error
+// manifest, with the parsed manifest, the member's header and its data,
+// which it may read (ReadControl reads what it leaves through), so that
+// one pass over the object gives a caller the members it needs; an
+// error stops the read.
+type ControlCheck func(m *Manifest, h *tar.Header, data io.Reader) error
 
 // ReadControl reads a pghoard-bb-v2 control tar from r to its end. The
 // first member must be the manifest (ManifestName), at most
 // MaxManifestSize bytes; it is parsed and validated (Manifest.Validate).
-// Every other member's header goes to check (nil: any) and its data is
-// read through without being kept. More than MaxControlSize decoded bytes
+// Every other member goes to check (nil: any) and its data is read
+// through without being kept, but for backup_label (Control.Label). More than MaxControlSize decoded bytes
 // is an error wrapping ErrControlLimit. Reading to EOF runs the codec's
 // integrity checks, so nothing is returned before they passed.
 func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
@@ -107,19 +111,23 @@ func ReadControl(r io.Reader, check ControlCheck) (*Control, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read control tar: %w", err)
 		}
+		// backup_label is kept as it is read, by check or through.
+		var data io.Reader = tr
+		var lb *bytes.Buffer
+		if path.Clean(hdr.Name) == ControlBackupLabel && hdr.Typeflag == tar.TypeReg && hdr.Size <= maxLabelSize {
+			lb = &bytes.Buffer{}
+			data = io.TeeReader(tr, lb)
+		}
 		if check != nil {
-			if err := check(m, hdr); err != nil {
+			if err := check(m, hdr, data); err != nil {
 				return nil, err
 			}
 		}
-		if path.Clean(hdr.Name) == ControlBackupLabel && hdr.Typeflag == tar.TypeReg && hdr.Size <= maxLabelSize {
-			if label, err = io.ReadAll(tr); err != nil {
-				return nil, fmt.Errorf("read control tar: member %s: %w", Quoted(hdr.Name), err)
-			}
-			continue
-		}
-		if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
+		if _, err := io.CopyBuffer(io.Discard, data, buf); err != nil {
 			return nil, fmt.Errorf("read control tar: member %s: %w", Quoted(hdr.Name), err)
+		}
+		if lb != nil {
+			label = append([]byte{}, lb.Bytes()...)
 		}
 	}
 	// The tar reader stops at the end-of-archive blocks; the padding after

@@ -110,7 +110,7 @@ func TestReadControl_Err(t *testing.T) {
 	end := make([]byte, 1024)
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	errCheck := errors.New("refused by check")
-	check := func(_ *Manifest, h *tar.Header) error {
+	check := func(_ *Manifest, h *tar.Header, _ io.Reader) error {
 		if h.Name == "refuse" {
 			return errCheck
 		}
@@ -140,6 +140,26 @@ func TestReadControl_Err(t *testing.T) {
 	c, err := ReadControl(bytes.NewReader(data), check)
 	if err != nil || c.Size != int64(len(data)) || len(c.Manifest.Chunks) != 1 {
 		t.Fatalf("ReadControl = %+v, %v", c, err)
+	}
+	// A check that reads a member's data, backup_label's part of it:
+	// the label is kept whole all the same.
+	label := "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
+	data = cat(member(ManifestName, tar.TypeReg, string(js)), member(ControlBackupLabel, tar.TypeReg, label), member("pgdata/x", tar.TypeReg, "xyz"), end)
+	read := map[string]string{}
+	c, err = ReadControl(bytes.NewReader(data), func(_ *Manifest, h *tar.Header, r io.Reader) error {
+		b := make([]byte, 5)
+		n, err := io.ReadFull(r, b)
+		read[h.Name] = string(b[:n])
+		if err == io.ErrUnexpectedEOF {
+			return nil // a member shorter than b
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("ReadControl with a check that reads: %v", err)
+	}
+	if string(c.Label) != label || read[ControlBackupLabel] != label[:5] || read["pgdata/x"] != "xyz" {
+		t.Fatalf("ReadControl with a check that reads: label %q, read %q", c.Label, read)
 	}
 }
 

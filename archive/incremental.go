@@ -13,9 +13,9 @@ import (
 // not stored (or not listed as sound).
 var ErrNoParent = errors.New("parent backup not found")
 
-// maxPGManifest bounds PostgreSQL's backup_manifest read into memory
+// MaxPGManifest bounds PostgreSQL's backup_manifest read into memory
 // (about 150 bytes per file of the cluster).
-const maxPGManifest = 1 << 30
+const MaxPGManifest = 1 << 30
 
 // ReadControlMember reads the control object key and returns its parsed
 // manifest and the data of its member name (e.g. ControlPGManifest), read
@@ -63,8 +63,8 @@ func (a *Archive) ReadControlMember(ctx context.Context, key, name string) (*Man
 		if found {
 			return nil, nil, fmt.Errorf("control object %s: member %s twice", key, name)
 		}
-		if h.Typeflag != tar.TypeReg || h.Size > maxPGManifest {
-			return nil, nil, fmt.Errorf("control object %s: member %s is not a regular file within %d bytes", key, name, maxPGManifest)
+		if h.Typeflag != tar.TypeReg || h.Size > MaxPGManifest {
+			return nil, nil, fmt.Errorf("control object %s: member %s is not a regular file within %d bytes", key, name, MaxPGManifest)
 		}
 		if data, err = io.ReadAll(tr); err != nil {
 			return nil, nil, fmt.Errorf("control object %s: member %s: %w", key, name, err)

@@ -97,8 +97,10 @@
 // hoard's backups, over BASE_BACKUP, local-tar or delta; a delta
 // backup's manifest is written from the bytes each file was stored
 // with) is checked against it as it is restored (pgmanifest.go): Run
-// reads it before writing anything (from a read of the control object
-// that must give the bytes ReadControl read), each file written must be
+// reads it before writing anything, in the same pass as ReadControl
+// (pgmPass: one download of the object, and the manifest comes from the
+// bytes whose checks passed; the extraction's later read must give the
+// same bytes), each file written must be
 // listed there with its size and CRC-32C, computed as the file is
 // written (no second read), whether it comes from a chunk, a delta
 // object, a bundle or the delta manifest's embedded content, so that a

@@ -1,12 +1,10 @@
 package restore
 
 import (
+	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +53,9 @@ type chainLevel struct {
 	// the files the backup has, whole or as changed blocks. Only for
 	// the incremental levels.
 	files map[string]bool
+	// pass read backup_manifest with ctrl, until readChain takes its
+	// result as pgm.
+	pass *pgmPass
 	// pgm is the backup's backup_manifest, which the files written
 	// from its chunks (and, for the last, its control tar) are compared
 	// with; for a parent, fitted to what restoreChain writes of it
@@ -67,14 +68,15 @@ type chainLevel struct {
 // backups: full backup first, b last, each control object read and
 // checked. A parent missing, damaged, of another system or starting
 // elsewhere than its child was taken against is refused with the object
-// named. Each backup's backup_manifest is read (readPGManifest): every
+// named. Each backup's backup_manifest is read in the same pass as its
+// control object (pgmPass; b's by the caller's pass): every
 // backup of a chain holds one (basebackup sends a parent's with
 // UPLOAD_MANIFEST and takes none without one as a parent), so a parent
 // without one, or whose manifest cannot be read, breaks the chain, and b
 // without one is damaged (ErrPGManifest), as a full backup is. An error
 // of the store, the network or the restore itself breaks nothing (see
 // damaged).
-func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupInfo, damagedMD []*archive.DamagedBackup, b *archive.BackupInfo, ctrl *archive.Control) ([]*chainLevel, error) {
+func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupInfo, damagedMD []*archive.DamagedBackup, b *archive.BackupInfo, ctrl *archive.Control, pass *pgmPass) ([]*chainLevel, error) {
 	byName := map[string]*archive.BackupInfo{}
 	for _, x := range sound {
 		byName[x.Name] = x
@@ -83,7 +85,7 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 	for _, d := range damagedMD {
 		broken[d.Name] = d
 	}
-	levels := []*chainLevel{{info: b, src: a.ArchiveOf(b), ctrl: ctrl}}
+	levels := []*chainLevel{{info: b, src: a.ArchiveOf(b), ctrl: ctrl, pass: pass}}
 	seen := map[string]bool{b.Name: true}
 	for cur := levels[0]; ; {
 		var inc *archive.IncrementalParent
@@ -120,7 +122,13 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 				cur.info.Name, p.Name, p.Format, archive.FormatBBv2, ErrBrokenChain)
 		}
 		psrc := a.ArchiveOf(p)
-		pctrl, err := psrc.ReadControl(ctx, p.Key, checkControlMember)
+		ppass := &pgmPass{want: func(*archive.Manifest) bool { return true }}
+		pctrl, err := psrc.ReadControl(ctx, p.Key, func(m *archive.Manifest, h *tar.Header, data io.Reader) error {
+			if err := checkControlMember(m, h); err != nil {
+				return err
+			}
+			return ppass.member(m, h, data)
+		})
 		switch {
 		case err != nil && (damaged(ctx, err) || errors.Is(err, storage.ErrNotFound)):
 			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object cannot be read: %w: %w", cur.info.Name, p.Name, ErrBrokenChain, err)
@@ -139,7 +147,7 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 			return nil, fmt.Errorf("backup %s was taken against backup %s starting at %s on timeline %d, but the control object %s of the stored one records another start or system: %w",
 				cur.info.Name, p.Name, inc.StartLSN, inc.Timeline, p.Key, ErrBrokenChain)
 		}
-		lv := &chainLevel{info: p, src: psrc, ctrl: pctrl}
+		lv := &chainLevel{info: p, src: psrc, ctrl: pctrl, pass: ppass}
 		levels = append(levels, lv)
 		cur = lv
 	}
@@ -149,8 +157,8 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 	}
 	// A backup_manifest missing or unreadable is damage (ErrPGManifest):
 	// b's own is passed over by the automatic choice as a full
-	// backup's is, a parent's breaks the chain. readLevelPGManifest, first,
-	// tells it from the store's errors.
+	// backup's is, a parent's breaks the chain. pgmPass, first, tells it
+	// from the store's errors.
 	last := len(levels) - 1
 	levelErr := func(i int, err error) error {
 		switch {
@@ -164,44 +172,35 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 		return fmt.Errorf("backup %s: %w", levels[i].info.Name, err)
 	}
 	for i, lv := range levels {
-		pm, err := readLevelPGManifest(ctx, lv.src, lv.info, lv.ctrl)
+		pm, err := lv.pass.levelResult(lv.info, lv.ctrl, true)
+		if err == nil && i > 0 && lv.pass.big {
+			// The paths of an incremental backup's are kept (files)
+			// as well.
+			err = fmt.Errorf("control object %s: member %s over %d bytes: %w", lv.info.Key, archive.ControlPGManifest, archive.MaxPGManifest, archive.ErrControlLimit)
+		}
 		if err != nil {
 			return nil, levelErr(i, err)
+		}
+		lv.pass = nil
+		if i > 0 {
+			// Before fitParent drops what this level's restore does
+			// not write.
+			lv.files = pm.paths()
 		}
 		if i < last {
 			fitParent(pm, lv.ctrl.Manifest, levels[last])
 		}
 		lv.pgm = pm
 	}
-	for i, lv := range levels {
-		if i == 0 {
-			continue
-		}
-		_, data, err := lv.src.ReadControlMember(ctx, lv.info.Key, archive.ControlPGManifest)
-		if err != nil {
-			return nil, levelErr(i, err)
-		}
-		if lv.files, err = manifestFiles(data); err != nil {
-			// readLevelPGManifest parsed it: one this cannot is damaged
-			// too.
-			return nil, levelErr(i, fmt.Errorf("backup_manifest in %s: %w: %w", lv.info.Key, err, ErrPGManifest))
-		}
-	}
 	return levels, nil
 }
 
-// readLevelPGManifest reads the backup_manifest of backup b of an
-// incremental chain, whose control object ReadControl read as ctrl
-// (readPGManifest), whatever b's metadata says: every backup of a chain
-// holds one (basebackup sends a parent's with UPLOAD_MANIFEST and takes
-// none without one as a parent), so a control object without one is
-// refused.
-func readLevelPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*pgManifest, error) {
-	pm, err := readPGManifest(ctx, src, b, ctrl)
-	if err == nil && pm == nil {
-		err = fmt.Errorf("control object %s holds no %s, which every backup of an incremental chain holds: %w", b.Key, archive.ControlPGManifest, ErrPGManifest)
-	}
-	return pm, err
+// errChainNoPGManifest is the error of backup b of an incremental chain
+// whose control object holds no backup_manifest, whatever b's metadata
+// says: every backup of a chain holds one (basebackup sends a parent's
+// with UPLOAD_MANIFEST and takes none without one as a parent).
+func errChainNoPGManifest(b *archive.BackupInfo) error {
+	return fmt.Errorf("control object %s holds no %s, which every backup of an incremental chain holds: %w", b.Key, archive.ControlPGManifest, ErrPGManifest)
 }
 
 // fitParent fits pm, the backup_manifest of a parent level whose manifest
@@ -240,70 +239,25 @@ func fitParent(pm *pgManifest, m *archive.Manifest, last *chainLevel) {
 	}
 }
 
-// manifestFiles reads the file paths of a PostgreSQL backup_manifest,
-// with INCREMENTAL. dropped from incremental files' names.
-func manifestFiles(data []byte) (map[string]bool, error) {
-	var m struct {
-		Files manifestPaths `json:"Files"`
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, err
-	}
-	if m.Files == nil {
-		m.Files = manifestPaths{}
-	}
-	return m.Files, nil
-}
-
 // maxManifestFiles bounds the entries of a backup_manifest's "Files":
 // each takes at least 70 bytes (Path, Size and Last-Modified, as
 // PostgreSQL writes them), so the 1 GiB a control object's
 // backup_manifest may hold lists fewer than 16 Mi.
 var maxManifestFiles = 1 << 24
 
-// manifestPaths is the set of paths a backup_manifest's "Files" lists,
-// decoded one entry at a time: an entry of a few bytes ("{}") costs no
-// more than its path in the set, where a slice of entries would take ten
-// times the manifest's size.
-type manifestPaths map[string]bool
-
-func (s *manifestPaths) UnmarshalJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	switch tok, err := dec.Token(); {
-	case err != nil:
-		return err
-	case tok == nil:
-		return nil
-	case tok != json.Delim('['):
-		return errors.New("its Files is not an array")
-	}
-	*s = manifestPaths{}
-	var f, zero struct {
-		Path        string `json:"Path"`
-		EncodedPath string `json:"Encoded-Path"`
-	}
-	for n := 0; dec.More(); n++ {
-		if n >= maxManifestFiles {
-			return fmt.Errorf("its Files: more than %d entries: %w", maxManifestFiles, archive.ErrControlLimit)
+// paths returns the paths pm lists, with INCREMENTAL. dropped from
+// incremental files' names (chainLevel.files): the files the backup has,
+// whole or as changed blocks. A path without it shares pm's string.
+func (pm *pgManifest) paths() map[string]bool {
+	out := make(map[string]bool, len(pm.files))
+	for k := range pm.files {
+		dir, base := path.Split(k)
+		if rest, ok := strings.CutPrefix(base, incrementalPrefix); ok {
+			k = dir + rest
 		}
-		f = zero
-		if err := dec.Decode(&f); err != nil {
-			return fmt.Errorf("its Files, entry %d: %w", n, err)
-		}
-		p := f.Path
-		if f.EncodedPath != "" {
-			b, err := hex.DecodeString(f.EncodedPath)
-			if err != nil {
-				// Its start only: the manifest holds whatever its
-				// writer put there, and the error is logged.
-				return fmt.Errorf("its Files, entry %d: Encoded-Path %s: %w", n, archive.Quoted(f.EncodedPath), err)
-			}
-			p = string(b)
-		}
-		dir, base := path.Split(p)
-		(*s)[dir+strings.TrimPrefix(base, incrementalPrefix)] = true
+		out[k] = true
 	}
-	return nil
+	return out
 }
 
 // incrementalLevel is how an extractor writes the chunks of an

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -222,7 +224,22 @@ func testIncrementalChain(t *testing.T, major int) {
 		return dir, res
 	}
 
+	// Each backup's control object is read once before the chunks (its
+	// manifest, backup_label and backup_manifest in one pass), the
+	// restored one's once more to extract it.
+	opens := &storetest.OpenLog{Store: a.Store, Match: func(key string) bool { return strings.Contains(key, "/basebackup/") }}
+	a.Store = opens
 	dir, res := restore(Target{})
+	for _, b := range []*archive.BackupInfo{full, inc1, inc2} {
+		want := 1
+		if b == inc2 {
+			want = 2
+		}
+		if got := opens.Count(b.Key); got != want {
+			t.Errorf("control object of %s opened %d times, want %d: %v", b.Name, got, want, opens.Keys())
+		}
+	}
+	a.Store = opens.Store
 	// Every file each backup's backup_manifest lists is compared, but a
 	// parent's pg_control and backup_label, which only the restored
 	// backup's control tar writes.
@@ -287,11 +304,11 @@ func pgManifestListed(ctx context.Context, t *testing.T, a *archive.Archive, b *
 	if err != nil {
 		t.Fatalf("backup %s: %v", b.Name, err)
 	}
-	files, err := manifestFiles(data)
+	pm, err := parsePGManifest(bytes.NewReader(data))
 	if err != nil {
 		t.Fatalf("backup %s: %v", b.Name, err)
 	}
-	return m, files
+	return m, pm.paths()
 }
 
 // TestRun_IncrementalChunkRetried takes a full backup of a real

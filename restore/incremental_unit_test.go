@@ -125,13 +125,17 @@ func TestApplyIncremental_ErrBroken(t *testing.T) {
 	}
 }
 
-func TestManifestFiles(t *testing.T) {
-	got, err := manifestFiles([]byte(`{"PostgreSQL-Backup-Manifest-Version": 2, "Files": [
+// TestPGManifest_Paths: the files of an incremental backup (a level of
+// a chain, chainLevel.files) are the paths its backup_manifest lists,
+// INCREMENTAL. dropped from incremental files' names.
+func TestPGManifest_Paths(t *testing.T) {
+	pm, err := parsePGManifest(strings.NewReader(`{"PostgreSQL-Backup-Manifest-Version": 2, "Files": [
 		{"Path": "base/5/INCREMENTAL.16384", "Size": 12}, {"Path": "global/pg_control", "Size": 8192},
 		{"Encoded-Path": "626173652f352f31363338352e31", "Size": 0}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := pm.paths()
 	for _, p := range []string{"base/5/16384", "global/pg_control", "base/5/16385.1"} {
 		if !got[p] {
 			t.Errorf("%s missing from %v", p, got)
@@ -147,7 +151,7 @@ func TestManifestFiles(t *testing.T) {
 // time. Before, this 16 MiB of "{}" entries (5.6 million) was decoded
 // whole into a slice, allocating 1.2 GiB; the 1 GiB a control object's
 // backup_manifest may be, some 75 GiB.
-func TestManifestFiles_ErrTooMany(t *testing.T) {
+func TestParsePGManifest_ErrTooMany(t *testing.T) {
 	old := maxManifestFiles
 	maxManifestFiles = 1 << 10
 	t.Cleanup(func() { maxManifestFiles = old })
@@ -156,7 +160,7 @@ func TestManifestFiles_ErrTooMany(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, err := manifestFiles(data)
+	_, err := parsePGManifest(bytes.NewReader(data))
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, archive.ErrControlLimit) {
 		t.Errorf("err = %v, want ErrControlLimit", err)
@@ -170,9 +174,9 @@ func TestManifestFiles_ErrTooMany(t *testing.T) {
 // manifest holds whatever whoever stored the backup put there (a site
 // without keys), and the error is logged and kept in the daemon's
 // status. Before, a 1 MiB path was quoted whole.
-func TestManifestFiles_ErrLongEncodedPath(t *testing.T) {
+func TestParsePGManifest_ErrLongEncodedPath(t *testing.T) {
 	long := strings.Repeat("zz", 1<<19)
-	_, err := manifestFiles([]byte(`{"Files": [{"Encoded-Path": "` + long + `", "Size": 0}]}`))
+	_, err := parsePGManifest(strings.NewReader(`{"Files": [{"Encoded-Path": "` + long + `", "Size": 0}]}`))
 	if err == nil || !strings.Contains(err.Error(), "Encoded-Path") {
 		t.Fatalf("err = %v, want a bad Encoded-Path", err)
 	}

@@ -222,9 +222,15 @@ func checkControlMember(m *archive.Manifest, h *tar.Header) error {
 // Restore reads the control object of the backup it restores with it, and
 // verify that of every backup.
 func ReadControl(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) (*archive.Control, error) {
+	return readControl(ctx, a, b, nil)
+}
+
+// readControl is ReadControl, reading backup_manifest with p (nil: not)
+// in the same pass.
+func readControl(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, p *pgmPass) (*archive.Control, error) {
 	key := b.Key
 	var control, label bool
-	ctrl, err := a.ReadControl(ctx, key, func(m *archive.Manifest, h *tar.Header) error {
+	ctrl, err := a.ReadControl(ctx, key, func(m *archive.Manifest, h *tar.Header, data io.Reader) error {
 		if err := checkControlMember(m, h); err != nil {
 			return err
 		}
@@ -233,6 +239,9 @@ func ReadControl(ctx context.Context, a *archive.Archive, b *archive.BackupInfo)
 			control = true
 		case archive.ControlBackupLabel:
 			label = h.Typeflag == tar.TypeReg
+		}
+		if p != nil {
+			return p.member(m, h, data)
 		}
 		return nil
 	})
@@ -248,6 +257,36 @@ func ReadControl(ctx context.Context, a *archive.Archive, b *archive.BackupInfo)
 		return nil, fmt.Errorf("control object %s: %w", key, err)
 	}
 	return ctrl, nil
+}
+
+// ReadControlPGManifest is ReadControl that reads backup b's
+// backup_manifest in the same pass, for verify: one download,
+// decryption and decompression of the object, not two or three. err is
+// ReadControl's; when it is nil, ownErr is NewPGManifestCheck's (own
+// set: verify without --full, which compares nothing), and parentErr,
+// when parent is set (an incremental backup names b as its parent) and b
+// is a full backup, why Run refuses the chain of an incremental backup
+// on b: it reads the backup_manifest of each backup of a chain it
+// restores whatever b's metadata says (none there, or one that does not
+// parse: ErrPGManifest).
+func ReadControlPGManifest(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, own, parent bool) (ctrl *archive.Control, ownErr, parentErr, err error) {
+	full := func(m *archive.Manifest) bool {
+		return b.Parent == "" && (m.Hoard == nil || m.Hoard.Incremental == nil)
+	}
+	p := &pgmPass{want: func(m *archive.Manifest) bool {
+		read, _ := comparedWith(b, m)
+		return own && read || parent && full(m)
+	}}
+	if ctrl, err = readControl(ctx, a, b, p); err != nil {
+		return nil, nil, nil, err
+	}
+	if read, chain := comparedWith(b, ctrl.Manifest); own && read {
+		_, ownErr = p.levelResult(b, ctrl, chain)
+	}
+	if parent && full(ctrl.Manifest) {
+		_, parentErr = p.levelResult(b, ctrl, true)
+	}
+	return ctrl, ownErr, parentErr, nil
 }
 
 // errNoLabel is the error of a backup whose object what holds no

@@ -56,43 +56,115 @@ type pgManifestEntry struct {
 	restored bool
 }
 
+// pgmPass reads backup_manifest in the pass ReadControl makes over a
+// control object (readControl), so that the object is downloaded,
+// decrypted and decompressed once, and a control object altered between
+// two reads cannot give restore one backup_manifest and the extraction
+// another tar: both come from the bytes whose integrity ReadControl
+// checked (Control.Sum).
+type pgmPass struct {
+	// want reports, from the control tar's manifest m (its first
+	// member), whether backup_manifest is read.
+	want  func(m *archive.Manifest) bool
+	found bool
+	// big is set for a backup_manifest of more than
+	// archive.MaxPGManifest bytes, which readChain refuses for an
+	// incremental backup.
+	big bool
+	pm  *pgManifest
+	err error // why backup_manifest does not parse
+}
+
+// member reads member h of the control tar of manifest m, whose data is
+// data, when it is backup_manifest and want says so.
+func (p *pgmPass) member(m *archive.Manifest, h *tar.Header, data io.Reader) error {
+	if path.Clean(h.Name) != archive.ControlPGManifest || h.Typeflag != tar.TypeReg {
+		return nil
+	}
+	if !p.want(m) {
+		return nil
+	}
+	if p.found {
+		return fmt.Errorf("member %s twice: %w", archive.ControlPGManifest, ErrUnsafeMember)
+	}
+	p.found = true
+	p.big = h.Size > archive.MaxPGManifest
+	// A parse error is kept, not returned: ReadControl reads the rest
+	// of the member, and an error of the store or the codec under it
+	// comes back from the tar reader then, and wins (it says nothing of
+	// the JSON).
+	p.pm, p.err = parsePGManifest(data)
+	return nil
+}
+
+// result is the backup_manifest of backup b, whose control object
+// readControl read as ctrl with p, as restore compares its files: Run
+// reads it when b's metadata says the control tar holds one
+// (hoard-pg-manifest; PGHoard's backups hold none), readChain for each
+// backup of an incremental chain. One that does not parse is refused
+// (ErrPGManifest); so is a control object without one when that
+// metadata says there is one and authenticates; nil otherwise: metadata
+// altered without the key is not believed.
+func (p *pgmPass) result(b *archive.BackupInfo, ctrl *archive.Control) (*pgManifest, error) {
+	switch {
+	case p.err != nil:
+		return nil, fmt.Errorf("control object %s: %s cannot be read (restore another backup): %w: %w", b.Key, archive.ControlPGManifest, p.err, ErrPGManifest)
+	case p.pm == nil && (b.Auth == archive.AuthInvalid || !b.PGManifest):
+		// Not what the metadata says: levelResult, which reads one
+		// whatever it says, says why it must be there.
+		return nil, nil
+	case p.pm == nil:
+		return nil, fmt.Errorf("control object %s holds no %s, which the backup's metadata says it holds (restore another backup): %w",
+			b.Key, archive.ControlPGManifest, ErrPGManifest)
+	}
+	pm := p.pm
+	pm.spcs = map[string]string{}
+	for name, ts := range ctrl.Manifest.Tablespaces {
+		pm.spcs[name] = "pg_tblspc/" + strconv.FormatUint(uint64(ts.OID), 10) + "/"
+	}
+	return pm, nil
+}
+
+// levelResult is result for a backup that chain says is of an
+// incremental chain (errChainNoPGManifest).
+func (p *pgmPass) levelResult(b *archive.BackupInfo, ctrl *archive.Control, chain bool) (*pgManifest, error) {
+	pm, err := p.result(b, ctrl)
+	if chain && err == nil && pm == nil {
+		err = errChainNoPGManifest(b)
+	}
+	return pm, err
+}
+
 // readPGManifest reads the backup_manifest member of backup b's control
-// object, which ReadControl read first as ctrl: the object must decode to
-// the same bytes (size and SHA-256), so that the files are compared with
-// the manifest of the control tar extractControl writes. Run reads it
-// when b's metadata says the control tar holds one (hoard-pg-manifest;
-// PGHoard's backups hold none), readChain for each backup of an
-// incremental chain. A control object without one is refused
-// when that metadata says there is one and authenticates; nil otherwise:
-// metadata altered without the key is not believed.
-func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*pgManifest, error) {
+// object, which ReadControl read first as ctrl, in a pass of its own:
+// the object must decode to the same bytes (size and SHA-256), so that
+// the files are compared with the manifest of the control tar the
+// restore or verify read. The same refusals as pgmPass.result. verify
+// --full reads it so, when the first of b's objects is checked, to hold
+// it no longer than it checks them.
+func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control, chain bool) (*pgManifest, error) {
 	rc, _, err := src.Codec.Open(ctx, src.Store, b.Key)
 	if err != nil {
 		return nil, fmt.Errorf("open control object %s: %w", b.Key, err)
 	}
 	defer rc.Close()
 	sum := sha256.New()
-	read := &firstErr{r: rc}
-	sized := &sizedReader{r: read, max: ctrl.Size, what: "decoded bytes, more than when it was first read"}
+	sized := &sizedReader{r: rc, max: ctrl.Size, what: "decoded bytes, more than when it was first read"}
 	r := io.TeeReader(sized, sum)
 	tr := tar.NewReader(r)
-	var pm *pgManifest
+	p := &pgmPass{want: func(*archive.Manifest) bool { return true }}
 	for h, err := range Members(tr) {
 		if err != nil {
 			return nil, fmt.Errorf("control object %s: %w", b.Key, err)
 		}
-		if path.Clean(h.Name) != archive.ControlPGManifest || h.Typeflag != tar.TypeReg {
-			continue
+		if err := p.member(ctrl.Manifest, h, tr); err != nil {
+			return nil, fmt.Errorf("control object %s: %w", b.Key, err)
 		}
-		if pm != nil {
-			return nil, fmt.Errorf("control object %s: member %s twice: %w", b.Key, archive.ControlPGManifest, ErrUnsafeMember)
-		}
-		if pm, err = parsePGManifest(tr); err != nil {
-			if read.err != nil {
-				// The store or the codec failed, not the JSON.
+		if p.err != nil {
+			// The rest of the member: a read error under the JSON wins.
+			if _, err := io.Copy(io.Discard, tr); err != nil {
 				return nil, fmt.Errorf("control object %s: %s: %w", b.Key, archive.ControlPGManifest, err)
 			}
-			return nil, fmt.Errorf("control object %s: %s cannot be read (restore another backup): %w: %w", b.Key, archive.ControlPGManifest, err, ErrPGManifest)
 		}
 	}
 	if _, err := io.Copy(io.Discard, struct{ io.Reader }{r}); err != nil {
@@ -103,34 +175,7 @@ func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.Backup
 	if sized.n != ctrl.Size || got != ctrl.Sum {
 		return nil, fmt.Errorf("control object %s changed since it was first read (%d bytes, then %d): %w", b.Key, ctrl.Size, sized.n, ErrSizeMismatch)
 	}
-	switch {
-	case pm == nil && (b.Auth == archive.AuthInvalid || !b.PGManifest):
-		// Not what the metadata says: readLevelPGManifest, which reads
-		// one whatever it says, says why it must be there.
-		return nil, nil
-	case pm == nil:
-		return nil, fmt.Errorf("control object %s holds no %s, which the backup's metadata says it holds (restore another backup): %w",
-			b.Key, archive.ControlPGManifest, ErrPGManifest)
-	}
-	pm.spcs = map[string]string{}
-	for name, ts := range ctrl.Manifest.Tablespaces {
-		pm.spcs[name] = "pg_tblspc/" + strconv.FormatUint(uint64(ts.OID), 10) + "/"
-	}
-	return pm, nil
-}
-
-// firstErr records the first error of r other than io.EOF.
-type firstErr struct {
-	r   io.Reader
-	err error
-}
-
-func (f *firstErr) Read(p []byte) (int, error) {
-	n, err := f.r.Read(p)
-	if err != nil && err != io.EOF && f.err == nil {
-		f.err = err
-	}
-	return n, err
+	return p.levelResult(b, ctrl, chain)
 }
 
 // parsePGManifest decodes the "Files" of a backup_manifest from r one

@@ -40,43 +40,40 @@ type PGManifestCheck struct {
 //
 // An incremental backup (one with a parent) is compared with its own
 // backup_manifest as restoreChain compares the backup it restores
-// (readLevelPGManifest, whatever b's metadata says): its
+// (errChainNoPGManifest, whatever b's metadata says): its
 // INCREMENTAL.<name> files under that name, with the incremental file's
 // size and CRC-32C, its whole files, backup_label as backed up (before
 // its INCREMENTAL FROM lines go), and every file it lists held. Each
 // backup of a chain holds every file its own backup_manifest lists, so a
 // parent is compared as a backup of its own.
 func NewPGManifestCheck(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) (*PGManifestCheck, error) {
-	if b.Format != archive.FormatBBv2 && b.Format != archive.FormatDeltaV2 {
+	read, chain := comparedWith(b, ctrl.Manifest)
+	if !read {
 		return nil, nil
 	}
-	// Run's test for a chain (check).
-	chain := b.Parent != "" || ctrl.Manifest.Hoard != nil && ctrl.Manifest.Hoard.Incremental != nil
-	var pm *pgManifest
-	var err error
-	switch {
-	case chain:
-		pm, err = readLevelPGManifest(ctx, src, b, ctrl)
-	case b.PGManifest:
-		pm, err = readPGManifest(ctx, src, b, ctrl)
-	}
+	pm, err := readPGManifest(ctx, src, b, ctrl, chain)
 	if err != nil || pm == nil {
 		return nil, err
 	}
-	return &PGManifestCheck{pm: pm, spcs: tablespaceNames(ctrl.Manifest), delta: newDeltaTablespaces(ctrl.Manifest)}, nil
+	return newPGManifestCheck(pm, ctrl), nil
 }
 
-// CheckChainParent reads the backup_manifest of backup b, whose control
-// object ReadControl read as ctrl, as Run reads that of each backup of an
-// incremental chain it restores (readLevelPGManifest), whatever b's
-// metadata says: for verify, of a full backup that an incremental backup
-// names as its parent, which NewPGManifestCheck reads by its metadata, as
-// Run restores it alone. An error wrapping ErrPGManifest (none there, or
-// one that does not parse) is what makes Run refuse the incremental
-// backup's chain as broken.
-func CheckChainParent(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) error {
-	_, err := readLevelPGManifest(ctx, src, b, ctrl)
-	return err
+// comparedWith reports whether NewPGManifestCheck compares the files of
+// backup b, whose control tar's manifest is m, with its backup_manifest
+// (read), and whether as a backup of an incremental chain (chain: Run's
+// test in check).
+func comparedWith(b *archive.BackupInfo, m *archive.Manifest) (read, chain bool) {
+	if b.Format != archive.FormatBBv2 && b.Format != archive.FormatDeltaV2 {
+		return false, false
+	}
+	chain = b.Parent != "" || m.Hoard != nil && m.Hoard.Incremental != nil
+	return chain || b.PGManifest, chain
+}
+
+// newPGManifestCheck is the check of the files of the backup whose
+// control object is ctrl with its backup_manifest pm.
+func newPGManifestCheck(pm *pgManifest, ctrl *archive.Control) *PGManifestCheck {
+	return &PGManifestCheck{pm: pm, spcs: tablespaceNames(ctrl.Manifest), delta: newDeltaTablespaces(ctrl.Manifest)}
 }
 
 // Files is how many files the backup_manifest lists.

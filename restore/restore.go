@@ -684,7 +684,7 @@ func anys(errs []error) []any {
 // bytes, the only member held in memory) says what to download, its other
 // members are checked as the extraction will check them, the chunks it
 // lists against the count b's metadata records (checkChunkCount), its
-// backup_manifest is read when b has one (readPGManifest), and a delta
+// backup_manifest is read in the same pass when b has one (pgmPass), and a delta
 // backup's delta manifest is planned (planDelta). A backup held
 // in one tar has no control object (ctrl nil), nor one of a format or a
 // version Run refuses, naming it.
@@ -694,12 +694,23 @@ func (o *Options) check(ctx context.Context, log zerolog.Logger, a *archive.Arch
 		return c, nil
 	}
 	src := a.ArchiveOf(b)
+	// backup_manifest is read in the pass that reads the control object:
+	// every backup of an incremental chain holds one; hoard's delta
+	// backups (pghoard-delta-v2 with hoard-pg-manifest) carry one written
+	// from the bytes each file was stored with, delta objects, embedded
+	// files and bundles alike; PGHoard's carry none.
+	chain := func(m *archive.Manifest) bool {
+		return b.Parent != "" || (m.Hoard != nil && m.Hoard.Incremental != nil)
+	}
+	pass := &pgmPass{want: func(m *archive.Manifest) bool {
+		return chain(m) || (b.Format == archive.FormatBBv2 || b.Format == archive.FormatDeltaV2) && b.PGManifest
+	}}
 	var err error
-	if c.ctrl, err = ReadControl(ctx, src, b); err != nil {
+	if c.ctrl, err = readControl(ctx, src, b, pass); err != nil {
 		return nil, fmt.Errorf("backup %s: %w", b.Name, err)
 	}
-	if h := c.ctrl.Manifest.Hoard; b.Parent != "" || (h != nil && h.Incremental != nil) {
-		if c.chain, err = readChain(ctx, a, backups, damagedMD, b, c.ctrl); err != nil {
+	if chain(c.ctrl.Manifest) {
+		if c.chain, err = readChain(ctx, a, backups, damagedMD, b, c.ctrl, pass); err != nil {
 			return nil, err
 		}
 	}
@@ -711,13 +722,10 @@ func (o *Options) check(ctx context.Context, log zerolog.Logger, a *archive.Arch
 			return nil, fmt.Errorf("backup %s is an incremental of backup %s: %w", b.Name, lv.info.Name, err)
 		}
 	}
-	// hoard's delta backups (pghoard-delta-v2 with hoard-pg-manifest)
-	// carry a backup_manifest written from the bytes each file was
-	// stored with, delta objects, embedded files and bundles alike;
-	// PGHoard's carry none. readChain read those of an incremental
-	// chain, one for each of its backups.
+	// readChain took those of an incremental chain, one for each of its
+	// backups.
 	if c.chain == nil && (b.Format == archive.FormatBBv2 || b.Format == archive.FormatDeltaV2) && b.PGManifest {
-		if c.pgm, err = readPGManifest(ctx, src, b, c.ctrl); err != nil {
+		if c.pgm, err = pass.result(b, c.ctrl); err != nil {
 			return nil, fmt.Errorf("backup %s: %w", b.Name, err)
 		}
 	}

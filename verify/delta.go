@@ -29,7 +29,7 @@ type deltaObject struct {
 // reads it, and its manifest as restore plans it, and returns its bundles
 // and delta objects to check.
 func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport) ([]chunkCheck, error) {
-	ctrl, err := c.readControl(ctx, b, r)
+	ctrl, pgmErr, err := c.readControl(ctx, b, r, false)
 	if ctrl == nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 		}
 		o.all = append(o.all, f.RelativePath)
 	}
-	pgm, err := c.pgManifest(ctx, b, r, ctrl, len(m.Chunks)+len(objects))
+	pgm, err := c.pgManifest(ctx, b, r, ctrl, pgmErr, len(m.Chunks)+len(objects))
 	if err != nil {
 		return nil, err
 	}

@@ -11,11 +11,15 @@
 // Full, decodes to its recorded size with its integrity checks and is the
 // object its recorded HMAC names, when the manifest records one), its
 // backup_manifest (PostgreSQL's, in the control tar of hoard's backups)
-// reads as restore reads it and, with Full, lists every file of the
+// reads as restore reads it (without Full in the same read of the
+// control object, restore.ReadControlPGManifest; with Full when the
+// backup's first chunk is checked, so that verify holds the manifests of
+// the backups whose chunks it checks, not of every backup) and, with
+// Full, lists every file of the
 // backup with the size and CRC-32C found, as restore compares them
 // (restore.PGManifestCheck; each backup of an incremental chain with
 // its own, which a parent must hold whatever its metadata says, or the
-// backups on it are broken: restore.CheckChainParent), and the WAL from the backup's start continues without a
+// backups on it are broken: restore.ReadControlPGManifest), and the WAL from the backup's start continues without a
 // gap, along the timelines recovery follows (the .history files),
 // through the newest stored segment. The Report gives per backup whether it is restorable and how
 // far recovery can reach.

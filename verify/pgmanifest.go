@@ -16,20 +16,23 @@ import (
 // backup_manifest it carries, as restore compares them
 // (restore.PGManifestCheck), b's control object being ctrl and objects
 // the number of its chunks, bundles and delta objects to check. Without
-// full, it only reads backup_manifest as restore does before restoring
-// b: a control object restore refuses for it (backup_manifest absent
-// where b's authenticated metadata says it is there or b is an
-// incremental backup, or one that does not parse) makes b broken. With full, it returns the check its objects go
+// full, it reports what readControl read of backup_manifest (pgmErr) as
+// restore reads it before restoring b: a control object restore refuses
+// for it (backup_manifest absent where b's authenticated metadata says
+// it is there or b is an incremental backup, or one that does not
+// parse) makes b broken. With full, it returns the check its objects go
 // through, which reads backup_manifest when the first of them is checked
 // and compares nothing where restore compares nothing (PGHoard's
 // backups); nil when b has no object to check, whose
 // files it compares at once. The error is ctx's only.
-func (c *checker) pgManifest(ctx context.Context, b *archive.BackupInfo, r *BackupReport, ctrl *archive.Control, objects int) (*pgmCheck, error) {
+func (c *checker) pgManifest(ctx context.Context, b *archive.BackupInfo, r *BackupReport, ctrl *archive.Control, pgmErr error, objects int) (*pgmCheck, error) {
 	p := &pgmCheck{c: c, b: b, r: r, ctrl: ctrl}
 	switch {
 	case !c.full:
-		// Read now, compared with nothing.
-		p.load(ctx)
+		// Read with the control object, compared with nothing.
+		if pgmErr != nil && ctx.Err() == nil {
+			c.problem(r, true, "%v", altered(pgmErr))
+		}
 		return nil, ctx.Err()
 	case objects == 0:
 		// Nothing else gives it files: compared now.

@@ -120,7 +120,7 @@ type BackupReport struct {
 	controlRead bool
 	hoard       *archive.HoardManifest
 	// parentErr, when set, says why no incremental backup on this one
-	// can be restored although it can (parentPGManifest).
+	// can be restored although it can (readControl).
 	parentErr error
 }
 
@@ -470,7 +470,7 @@ type checker struct {
 	log  zerolog.Logger
 	mu   sync.Mutex
 	// parents are the backups an incremental backup's metadata names as
-	// its parent (see parentPGManifest).
+	// its parent (see readControl).
 	parents map[string]bool
 }
 
@@ -560,18 +560,15 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		c.problem(r, true, "format %q: hoard checks and restores %s and %s backups, PGHoard's delta backups and single pg_basebackup tars only", b.Format, archive.FormatBBv2, archive.FormatBBv1)
 		return nil, nil
 	}
-	ctrl, err := c.readControl(ctx, b, r)
+	ctrl, pgmErr, err := c.readControl(ctx, b, r, c.parents[b.Name])
 	if ctrl == nil {
 		return nil, err
 	}
 	m := ctrl.Manifest
 	c.chunkCount(b, r, m)
 	c.checksumFailures(b, r, m)
-	pgm, err := c.pgManifest(ctx, b, r, ctrl, len(m.Chunks))
+	pgm, err := c.pgManifest(ctx, b, r, ctrl, pgmErr, len(m.Chunks))
 	if err != nil {
-		return nil, err
-	}
-	if err := c.parentPGManifest(ctx, b, r, ctrl); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -582,35 +579,6 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, pgm: pgm})
 	}
 	return list, nil
-}
-
-// parentPGManifest reads, for a full backup b that an incremental backup
-// names as its parent, its backup_manifest as restore reads each
-// backup's of a chain it restores (restore.CheckChainParent), whatever
-// b's metadata says: every backup of a chain holds one (basebackup sends
-// the parent's with UPLOAD_MANIFEST and takes none without one as a
-// parent), and restore refuses the chain of a parent without one, or
-// whose backup_manifest does not parse. In a site without keys whoever
-// can write the bucket can remove it and clear the metadata's flag
-// (hoard-pg-manifest), which nothing authenticates: the incremental
-// backups on b are then broken (checkChains, by r.parentErr), while b
-// alone restores as PGHoard's backups do and stays ok. An incremental
-// backup b reads its own whatever its metadata says (pgManifest). The
-// error is ctx's only.
-func (c *checker) parentPGManifest(ctx context.Context, b *archive.BackupInfo, r *BackupReport, ctrl *archive.Control) error {
-	if !c.parents[b.Name] || b.Parent != "" || ctrl.Manifest.Hoard != nil && ctrl.Manifest.Hoard.Incremental != nil {
-		return nil
-	}
-	err := restore.CheckChainParent(ctx, c.a.ArchiveOf(b), b, ctrl)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if err != nil {
-		c.mu.Lock()
-		r.parentErr = altered(err)
-		c.mu.Unlock()
-	}
-	return nil
 }
 
 // chunkCount compares the chunks b's manifest m lists with the count
@@ -645,22 +613,48 @@ func (c *checker) open(ctx context.Context, key, hmac string) (io.ReadCloser, er
 	return rc, err
 }
 
-// readControl reads backup b's control object as restore reads it. An
-// object that cannot be read or is broken is a problem of r: readControl
-// reports it and returns nil and no error; the error is ctx's only.
-func (c *checker) readControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport) (*archive.Control, error) {
-	ctrl, err := restore.ReadControl(ctx, c.a, b)
+// readControl reads backup b's control object as restore reads it.
+// Without full, it reads b's backup_manifest in the same pass
+// (restore.ReadControlPGManifest), for pgManifest to report: one
+// download of the object, not two. With full, pgManifest reads it when
+// the first of b's objects is checked (pgmCheck), so that verify holds
+// the manifests of the backups whose objects it checks at the time, not
+// of every backup.
+//
+// With parent (an incremental backup names b as its parent), a full
+// backup b's backup_manifest is read in the same pass as restore reads
+// each backup's of a chain it restores, whatever b's metadata says:
+// every backup of a chain holds one (basebackup sends the parent's with
+// UPLOAD_MANIFEST and takes none without one as a parent), and restore
+// refuses the chain of a parent without one, or whose backup_manifest
+// does not parse. In a site without keys whoever can write the bucket
+// can remove it and clear the metadata's flag (hoard-pg-manifest), which
+// nothing authenticates: the incremental backups on b are then broken
+// (checkChains, by r.parentErr), while b alone restores as PGHoard's
+// backups do and stays ok. An incremental backup b reads its own
+// whatever its metadata says (pgManifest).
+//
+// An object that cannot be read or is broken is a problem of r:
+// readControl reports it and returns nil and no error; err is ctx's
+// only. pgmErr is what makes b broken in its backup_manifest (without
+// full).
+func (c *checker) readControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport, parent bool) (ctrl *archive.Control, pgmErr, err error) {
+	var parentErr error
+	ctrl, pgmErr, parentErr, err = restore.ReadControlPGManifest(ctx, c.a, b, !c.full, parent)
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	if err != nil {
 		c.problem(r, true, "%v", err)
-		return nil, nil
+		return nil, nil, nil
 	}
 	c.mu.Lock()
 	r.controlRead, r.hoard = true, ctrl.Manifest.Hoard
+	if parentErr != nil {
+		r.parentErr = altered(parentErr)
+	}
 	c.mu.Unlock()
-	return ctrl, nil
+	return ctrl, pgmErr, nil
 }
 
 // chunks checks every chunk, parallel at a time: by Stat, or with full by
