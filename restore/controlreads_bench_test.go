@@ -74,7 +74,7 @@ func BenchmarkReadControl_PGManifest(b *testing.B) {
 			if err != nil {
 				return nil, err
 			}
-			return readPGManifest(ctx, a, info, ctrl, false)
+			return readPGManifest(ctx, a, info, ctrl, false, nil)
 		}},
 		{"OnePass", func(ctx context.Context) (*pgManifest, error) {
 			p := &pgmPass{want: want}

@@ -141,8 +141,9 @@ func (p *pgmPass) levelResult(b *archive.BackupInfo, ctrl *archive.Control, chai
 // the files are compared with the manifest of the control tar the
 // restore or verify read. The same refusals as pgmPass.result. verify
 // --full reads it so, when the first of b's objects is checked, to hold
-// it no longer than it checks them.
-func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control, chain bool) (*pgManifest, error) {
+// it no longer than it checks them; other, when not nil, gets every
+// other member in the same pass.
+func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control, chain bool, other func(h *tar.Header, data io.Reader) error) (*pgManifest, error) {
 	rc, _, err := src.Codec.Open(ctx, src.Store, b.Key)
 	if err != nil {
 		return nil, fmt.Errorf("open control object %s: %w", b.Key, err)
@@ -156,6 +157,12 @@ func readPGManifest(ctx context.Context, src *archive.Archive, b *archive.Backup
 	for h, err := range Members(tr) {
 		if err != nil {
 			return nil, fmt.Errorf("control object %s: %w", b.Key, err)
+		}
+		if other != nil && path.Clean(h.Name) != archive.ControlPGManifest {
+			if err := other(h, tr); err != nil {
+				return nil, fmt.Errorf("control object %s: %w", b.Key, err)
+			}
+			continue
 		}
 		if err := p.member(ctrl.Manifest, h, tr); err != nil {
 			return nil, fmt.Errorf("control object %s: %w", b.Key, err)

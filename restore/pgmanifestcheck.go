@@ -29,14 +29,34 @@ type PGManifestCheck struct {
 	pm    *pgManifest
 	spcs  map[string]bool  // tablespace names, as chunks name them
 	delta deltaTablespaces // as delta backups name them
+	// control are the files of the control tar, read with
+	// backup_manifest for Control; nil when there were more than
+	// maxControlFiles, and Control reads them again.
+	control []controlFile
 }
+
+// controlFile is a file of a control tar as NewPGManifestCheck read it.
+type controlFile struct {
+	p      memberPlan
+	member string
+	size   int64
+	crc    uint32
+}
+
+// maxControlFiles bounds the files of a control tar NewPGManifestCheck
+// keeps for Control: hoard's hold pg_control, backup_label and
+// tablespace_map (basebackup/control.go), PGHoard's no more; a tar of
+// more (anyone can store one in a site without keys) is read again by
+// Control rather than held.
+const maxControlFiles = 64
 
 // NewPGManifestCheck reads the backup_manifest of backup b, whose control
 // object ReadControl read as ctrl, as Run does before restoring b (the
 // same refusals: a control object without one where b's authenticated
 // metadata says it holds one, one that does not parse). It returns nil
 // and no error when restore compares nothing for b: b's metadata records
-// no backup_manifest (PGHoard's backups).
+// no backup_manifest (PGHoard's backups). It reads the control tar's
+// other files in the same pass, for Control.
 //
 // An incremental backup (one with a parent) is compared with its own
 // backup_manifest as restoreChain compares the backup it restores
@@ -51,11 +71,36 @@ func NewPGManifestCheck(ctx context.Context, src *archive.Archive, b *archive.Ba
 	if !read {
 		return nil, nil
 	}
-	pm, err := readPGManifest(ctx, src, b, ctrl, chain)
+	// The control tar's files are read in the same pass, for Control:
+	// backup_manifest comes last, after them.
+	spcs := tablespaceNames(ctrl.Manifest)
+	files := []controlFile{}
+	buf := make([]byte, 64<<10)
+	other := func(h *tar.Header, data io.Reader) error {
+		p, err := planMember(h, spcs, true)
+		if err != nil {
+			return err
+		}
+		sum := &crcWriter{w: io.Discard}
+		if _, err := io.CopyBuffer(sum, data, buf); err != nil {
+			return fmt.Errorf("member %s: read: %w", archive.Quoted(h.Name), err)
+		}
+		switch {
+		case p.kind != memberFile || files == nil:
+		case len(files) == maxControlFiles:
+			files = nil
+		default:
+			files = append(files, controlFile{p: p, member: h.Name, size: sum.n, crc: sum.crc})
+		}
+		return nil
+	}
+	pm, err := readPGManifest(ctx, src, b, ctrl, chain, other)
 	if err != nil || pm == nil {
 		return nil, err
 	}
-	return newPGManifestCheck(pm, ctrl), nil
+	c := newPGManifestCheck(pm, ctrl)
+	c.control = files
+	return c, nil
 }
 
 // comparedWith reports whether NewPGManifestCheck compares the files of
@@ -117,9 +162,18 @@ func (c *PGManifestCheck) DeltaFile(rel string, size int64, crc uint32) error {
 // Control compares the members of b's control tar with their entries as
 // extractControl does, pg_control as backed up, tablespace_map as stored
 // (a restore that moves a tablespace writes it anew), backup_manifest
-// not at all (it does not list itself). The object must decode to the
-// bytes ReadControl read as ctrl.
+// not at all (it does not list itself). NewPGManifestCheck read them
+// with backup_manifest; only a tar of more than maxControlFiles files is
+// read again, and must decode to the bytes ReadControl read as ctrl.
 func (c *PGManifestCheck) Control(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, ctrl *archive.Control) error {
+	if c.control != nil {
+		for _, f := range c.control {
+			if err := c.pm.check(f.p.spc, f.p.rel, f.member, f.size, f.crc); err != nil {
+				return fmt.Errorf("control object %s: %w", b.Key, err)
+			}
+		}
+		return nil
+	}
 	rc, _, err := src.Codec.Open(ctx, src.Store, b.Key)
 	if err != nil {
 		return fmt.Errorf("open control object %s: %w", b.Key, err)
