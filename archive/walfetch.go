@@ -22,9 +22,10 @@ import (
 )
 
 // fetchTempPrefix starts the names of FetchWAL's temporary files in the
-// destination's directory (pg_wal); staleFetchTemp is the age after which
-// one is known to be left over by a killed wal-fetch (a live download keeps
-// writing to its file, so its modification time stays recent).
+// destination's directory (pg_wal). Each download holds a flock on its file
+// (createLockedTemp): one whose lock can be taken is a dead download's
+// (removeDeadTemps). staleFetchTemp is the age after which one is taken
+// for a dead download's where flock fails (a file system without locks).
 const (
 	fetchTempPrefix = ".hoard-fetch-"
 	staleFetchTemp  = time.Hour
@@ -100,7 +101,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
 	defer dir.Close()
-	storage.RemoveStaleTemps(dir, fetchTempPrefix, time.Now().Add(-staleFetchTemp))
+	removeDeadTemps(dir, fetchTempPrefix)
 	spooled := o.Spool != "" && wal.IsSegmentName(name)
 	if spooled {
 		if sp, err := openSpool(o.Spool, false); err == nil {
@@ -145,7 +146,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 			continue
 		}
 		if err != nil {
-			return err
+			return noSpace(dir, err)
 		}
 		if spooled {
 			if sp, err := openSpool(o.Spool, true); err == nil {
@@ -166,7 +167,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 			}
 			return nil
 		case !errors.Is(err, storage.ErrNotFound):
-			return err
+			return noSpace(dir, err)
 		}
 	}
 	if spooled {
@@ -254,10 +255,13 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	}
 	defer rc.Close()
 
-	tmp, tmpName, err := storage.CreateTempIn(dir, tmpPrefix+name+"-")
+	tmp, lock, tmpName, err := createLockedTemp(dir, tmpPrefix+name+"-")
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
+	// The lock outlives tmp's Close, up to the rename: a file that is
+	// still a temporary file is always a live download's.
+	defer lock.Close()
 	committed := false
 	defer func() {
 		if !committed {

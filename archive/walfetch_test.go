@@ -196,19 +196,33 @@ func TestArchive_FetchWAL_ErrDamaged(t *testing.T) {
 	}
 }
 
+// TestArchive_FetchWAL_StaleTemp: a temporary file of FetchWAL's naming
+// whose flock can be taken is a dead download's, however recent, and is
+// removed; one whose lock is held (a live download's, createLockedTemp) is
+// kept, however old.
 func TestArchive_FetchWAL_StaleTemp(t *testing.T) {
 	a := walTestArchive(t, false)
 	segs := pushSegments(t, a, 3, 3)
 	pgwal := t.TempDir()
-	stale := filepath.Join(pgwal, fetchTempPrefix+"000000010000000000000002-123")
-	fresh := filepath.Join(pgwal, fetchTempPrefix+"000000010000000000000003-456")
-	for _, p := range []string{stale, fresh} {
+	dead := filepath.Join(pgwal, fetchTempPrefix+"000000010000000000000002-123")
+	live := filepath.Join(pgwal, fetchTempPrefix+"000000010000000000000003-456")
+	for _, p := range []string{dead, live} {
 		if err := os.WriteFile(p, []byte("partial download"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	old := time.Now().Add(-2 * staleFetchTemp)
-	if err := os.Chtimes(stale, old, old); err != nil {
+	if err := os.Chtimes(live, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// flock locks belong to the open file: this one conflicts with
+	// FetchWAL's in the same process.
+	f, err := os.Open(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := flockExclusive(f); err != nil {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(pgwal, "RECOVERYXLOG")
@@ -216,11 +230,11 @@ func TestArchive_FetchWAL_StaleTemp(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFile(t, dest, segs["000000010000000000000003"])
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Error("stale temporary file kept")
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Error("a recent temporary file whose lock is free (a dead download's) kept")
 	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Error("recent temporary file removed")
+	if _, err := os.Stat(live); err != nil {
+		t.Error("an old temporary file whose lock is held (a live download's) removed")
 	}
 }
 

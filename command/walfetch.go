@@ -145,7 +145,11 @@ SIGNALS:
    SIGABRT, with which it stops recovery. Never 1 or 2 ("not archived"), which would end
    recovery early: Go's own answer to SIGQUIT and SIGABRT is exit 2. If the download has
    not stopped 10 s after the signal, wal-fetch exits at once; SIGKILL too leaves only a
-   temporary file beside DEST, which a later wal-fetch removes after an hour. The
+   temporary file beside DEST (.hoard-fetch-NAME-*), which the next wal-fetch removes
+   before its own download: each download holds a lock (flock) on its temporary file,
+   which the kernel drops when the process dies, and a wal-fetch removes only those
+   whose lock it can take, never a running download's (the prefetch worker's, or a call
+   by hand). Where pg_wal's file system has no locks, it removes those an hour old. The
    prefetch worker runs in a session of its own: these signals do not reach it.
 
 EXIT STATUS:
@@ -157,7 +161,8 @@ EXIT STATUS:
         a bad page header, an object that decodes to more than its segment size (or a
         history file to more than 16 MiB), another system's segment, a moved history file, a segment
         --archived-through says was archived and that is
-        gone now, a full or read-only pg_wal (nothing is left there), a pg_wal whose
+        gone now, a full or read-only pg_wal (nothing is left there; on a full one the
+        error says how many bytes its file system has free), a pg_wal whose
         file or directory fsync fails (the file may be in place), bad arguments or
         configuration: any mistake in how it was called (a bad flag or value wherever it
         is written, a bad HOARD_* variable, a configuration that is missing, unreadable
