@@ -54,12 +54,7 @@ func TestRun_ControlReadOnce(t *testing.T) {
 		}
 	})
 	t.Run("Chain", func(t *testing.T) {
-		f := newChainFiles()
-		a := hostileArchive(t)
-		pst := hostile.Put(t, a, chainBackup(t, parent, "", f.parent, f.parent,
-			map[string]string{"pg_tblspc/16400/": "old", "pg_tblspc/16500/": "gone"}))
-		cst := hostile.Put(t, a, chainBackup(t, child, parent, f.child, f.child,
-			map[string]string{"pg_tblspc/16400/": "new"}))
+		_, a, pst, cst := putChain(t, parent, child)
 		log := controlLog(a)
 		e := hostile.NewEnv(t)
 		if _, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Backup: child,
@@ -117,12 +112,7 @@ func TestRun_ChainControlSwapped(t *testing.T) {
 	const parent, child = "2026-01-02_03-00_0", "2026-01-02_03-00_1"
 	for at := 2; at <= 4; at++ {
 		t.Run(strconv.Itoa(at), func(t *testing.T) {
-			f := newChainFiles()
-			a := hostileArchive(t)
-			pst := hostile.Put(t, a, chainBackup(t, parent, "", f.parent, f.parent,
-				map[string]string{"pg_tblspc/16400/": "old", "pg_tblspc/16500/": "gone"}))
-			cst := hostile.Put(t, a, chainBackup(t, child, parent, f.child, f.child,
-				map[string]string{"pg_tblspc/16400/": "new"}))
+			f, a, pst, cst := putChain(t, parent, child)
 			a.Store = &swapOpenStore{Store: a.Store, key: cst.ControlKey, other: pst.ControlKey, at: at}
 			e := hostile.NewEnv(t)
 			_, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Backup: child,
@@ -146,4 +136,18 @@ func TestRun_ChainControlSwapped(t *testing.T) {
 			}
 		})
 	}
+}
+
+// putChain stores in a new archive a full backup parent with tablespaces
+// old and gone, and its incremental backup child, with tablespace new
+// instead (newChainFiles).
+func putChain(t *testing.T, parent, child string) (chainFiles, *archive.Archive, hostile.Stored, hostile.Stored) {
+	t.Helper()
+	f := newChainFiles()
+	a := hostileArchive(t)
+	pst := hostile.Put(t, a, chainBackup(t, parent, "", f.parent, f.parent,
+		map[string]string{"pg_tblspc/16400/": "old", "pg_tblspc/16500/": "gone"}))
+	cst := hostile.Put(t, a, chainBackup(t, child, parent, f.child, f.child,
+		map[string]string{"pg_tblspc/16400/": "new"}))
+	return f, a, pst, cst
 }

@@ -1,10 +1,8 @@
 package restore
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,24 +22,7 @@ import (
 // key can.
 func editMetadata(t testing.TB, a *archive.Archive, key string, edit func(storage.Metadata)) {
 	t.Helper()
-	ctx := context.Background()
-	rc, o, err := a.Store.Open(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := storage.Metadata{}
-	for k, v := range o.Metadata {
-		md[k] = v
-	}
-	edit(md)
-	if err := a.Store.Put(ctx, key, bytes.NewReader(b), md); err != nil {
-		t.Fatal(err)
-	}
+	rewriteStored(t, a, key, func(_ []byte, md storage.Metadata) { edit(md) })
 }
 
 // TestRun_ImmediateUnreadableNewest: with --target-immediate the
