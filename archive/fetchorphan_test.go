@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -217,4 +219,67 @@ func TestCreateLockedTemp_Cleaner(t *testing.T) {
 		}
 		lock.Close()
 	}
+}
+
+// nfs4Flock acts as flock(2) on an NFSv4 mount, where the client emulates
+// it with a lock on the server and refuses an exclusive lock on a file
+// not open for writing (fs/nfs/nfs4proc.c nfs4_proc_lock: EBADF).
+func nfs4Flock(fd, how int) error {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if how&syscall.LOCK_EX != 0 && flags&unix.O_ACCMODE == unix.O_RDONLY {
+		return syscall.EBADF
+	}
+	return syscall.Flock(fd, how)
+}
+
+// TestFetchWAL_NFSv4: pg_wal on NFSv4 (PostgreSQL supports a data
+// directory there). A download's lock and another wal-fetch's try for it
+// must be taken through descriptors open for writing, or every download
+// fails (EBADF), and a dead download's file is not removed at once.
+func TestFetchWAL_NFSv4(t *testing.T) {
+	flock = nfs4Flock
+	t.Cleanup(func() { flock = syscall.Flock })
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	segs := pushSegments(t, a, 1, 3)
+	t.Run("OK", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+		if err := a.FetchWAL(ctx, segName(1), dest, FetchOptions{}); err != nil {
+			t.Fatalf("fetch into a pg_wal on NFSv4: %v", err)
+		}
+		checkFile(t, dest, segs[segName(1)])
+	})
+	t.Run("OKDead", func(t *testing.T) {
+		pgwal := t.TempDir()
+		dead := filepath.Join(pgwal, fetchTempPrefix+segName(1)+"-0123456789abcdef")
+		if err := os.WriteFile(dead, segs[segName(1)][:testSegSize/2], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dest := filepath.Join(pgwal, "RECOVERYXLOG")
+		if err := a.FetchWAL(ctx, segName(1), dest, FetchOptions{}); err != nil {
+			t.Fatalf("fetch into a pg_wal on NFSv4: %v", err)
+		}
+		if _, err := os.Lstat(dead); err == nil {
+			t.Errorf("a dead download's temporary file on NFSv4 is still there")
+		}
+	})
+	// The prefetch worker downloads into its spool the same way.
+	t.Run("OKPrefetch", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+		o := FetchOptions{Spool: SpoolDir(dest)}
+		if err := a.FetchWAL(ctx, segName(1), dest, o); err != nil {
+			t.Fatal(err)
+		}
+		res, err := a.PrefetchWAL(ctx, o.Spool, PrefetchOptions{Count: 2})
+		if err != nil || len(res.Fetched) != 2 {
+			t.Fatalf("prefetch into a pg_wal on NFSv4 = %+v, %v; want 2 segments fetched", res, err)
+		}
+		if err := a.FetchWAL(ctx, segName(3), dest, o); err != nil {
+			t.Fatal(err)
+		}
+		checkFile(t, dest, segs[segName(3)])
+	})
 }

@@ -15,10 +15,14 @@ import (
 // (storage.CreateTempIn: O_EXCL) and takes an exclusive flock on it
 // through a second descriptor, lock, which the caller closes once the file
 // is renamed into place or removed: closing tmp before the rename (fsync,
-// close, rename) does not release it. The kernel releases it when the
-// process dies, however it dies (kill -9 included): a temporary file with
-// data whose lock another process can take is a dead download's, and
-// removeDeadTemp removes it at once, without waiting for it to grow old.
+// close, rename) does not release it. lock is open for writing: an NFSv4
+// client emulates flock with a lock on the server and refuses an
+// exclusive one on a file open only for reading (fs/nfs/nfs4proc.c
+// nfs4_proc_lock: EBADF), which would fail every download into a pg_wal
+// there. The kernel releases the lock when the process dies, however it
+// dies (kill -9 included): a temporary file with data whose lock another
+// process can take is a dead download's, and removeDeadTemp removes it at
+// once, without waiting for it to grow old.
 //
 // Between the create and the lock, another wal-fetch can take the lock,
 // but finds the file empty (nothing is written before the lock) and
@@ -30,7 +34,7 @@ func createLockedTemp(dir *os.Root, prefix string) (tmp, lock *os.File, name str
 	if err != nil {
 		return nil, nil, "", err
 	}
-	lock, err = dir.Open(name)
+	lock, err = dir.OpenFile(name, os.O_RDWR, 0)
 	if err == nil {
 		err = flockWait(lock)
 		switch {
@@ -66,11 +70,14 @@ func sameFile(dir *os.Root, name string, f *os.File) error {
 	return nil
 }
 
+// flock is syscall.Flock, which tests replace to act as an NFSv4 client.
+var flock = syscall.Flock
+
 // flockWait takes an exclusive flock on f, waiting for it: only
 // removeDeadTemps holds another's, and only while it removes a file.
 func flockWait(f *os.File) error {
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		err := flock(int(f.Fd()), syscall.LOCK_EX)
 		if !errors.Is(err, syscall.EINTR) {
 			return err
 		}
@@ -114,12 +121,17 @@ func removeDeadTemp(dir *os.Root, name string) {
 	if err != nil || !fi.Mode().IsRegular() {
 		return
 	}
-	f, err := dir.Open(name)
+	// For writing, as createLockedTemp's lock (NFSv4), or for reading
+	// where this user may not write it (another user's download, a
+	// wal-fetch run by hand as root): a local flock needs no more.
+	f, err := dir.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
-		return
+		if f, err = dir.Open(name); err != nil {
+			return
+		}
 	}
 	defer f.Close()
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	err = flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	switch {
 	case errors.Is(err, syscall.EWOULDBLOCK), errors.Is(err, syscall.EINTR):
 		return

@@ -42,11 +42,13 @@ var localWriters = map[string]string{
 	"walstream/segment.go completeChecked": "a full segment its caller checked (every record: wholeWAL): fsyncs, renames, fsyncs the directory",
 	"walstream/upload.go copySnapshot":     "a scratch copy for an upload of the growing segment, removed by cleanSpool at start; the fsynced .partial is the source",
 	// wal-fetch: %p and the prefetch spool, through os.Root.
-	"archive/walfetch.go fetchKeyOnce":    "checked, fsynced temp file renamed to %p, then the directory fsynced",
-	"archive/walfetch.go take":            "renames a spooled, fsynced segment to %p, then fsyncs the directory",
-	"archive/walfetch.go want":            "a hint for the prefetch worker: a lost or stale one only costs speed",
-	"archive/walfetch.go lock":            "the worker's flock file, never read",
-	"archive/walfetch.go CreateSpoolFile": "the prefetch worker's log",
+	"archive/walfetch.go fetchKeyOnce":      "checked, fsynced temp file renamed to %p, then the directory fsynced",
+	"archive/walfetch.go take":              "renames a spooled, fsynced segment to %p, then fsyncs the directory",
+	"archive/walfetch.go want":              "a hint for the prefetch worker: a lost or stale one only costs speed",
+	"archive/walfetch.go lock":              "the worker's flock file, never read",
+	"archive/walfetch.go CreateSpoolFile":   "the prefetch worker's log",
+	"archive/fetchtemp.go createLockedTemp": "opens its own O_EXCL temp file again for writing only to flock it (NFSv4 grants no exclusive lock otherwise); never writes through it",
+	"archive/fetchtemp.go removeDeadTemp":   "opens a dead download's temp file for writing only to flock it (NFSv4), never writes through it, then removes it",
 	// Delta basebackups stage each object in an unlinked temp file.
 	"basebackup/delta.go stage": "unlinked at once: nothing stays after a crash",
 	// Restore: no file counts until pg_control, written last after syncfs
