@@ -104,3 +104,33 @@ func TestArchive_PrefetchWAL_FreeSpace(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchWAL_SpoolFillsDiskHistory: as TestFetchWAL_SpoolFillsDisk, for
+// a history file PostgreSQL asks for (a timeline switch, the scan for a
+// newer timeline): the spooled segments are emptied for it too, or
+// recovery stops on ENOSPC whose error says they were removed.
+func TestFetchWAL_SpoolFillsDiskHistory(t *testing.T) {
+	ctx := context.Background()
+	pgwal := pgtest.MountTmpfs(t, 8)
+	a := walTestArchive(t, false)
+	pushSegments(t, a, 1, 8)
+	const history = "00000002.history"
+	body := "1\t0/5000000\tno recovery target specified\n"
+	if err := pushHistory(t, a, history, body, 0); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(pgwal, "RECOVERYXLOG")
+	o := FetchOptions{Spool: SpoolDir(dest)}
+	if err := a.FetchWAL(ctx, segName(1), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.PrefetchWAL(ctx, o.Spool, PrefetchOptions{Count: 2}); err != nil || len(res.Fetched) == 0 {
+		t.Fatalf("PrefetchWAL = %+v, %v; want segments spooled", res, err)
+	}
+	pgtest.FillDisk(t, filepath.Join(pgwal, "filler"), 0)
+	hdest := filepath.Join(pgwal, "RECOVERYHISTORY")
+	if err := a.FetchWAL(ctx, history, hdest, o); err != nil {
+		t.Fatalf("fetch %s with the spool filling the disk: %v", history, err)
+	}
+	checkFile(t, hdest, []byte(body))
+}

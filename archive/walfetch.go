@@ -36,7 +36,9 @@ type FetchOptions struct {
 	// Spool is the prefetch spool directory (SpoolDir of the destination);
 	// "" turns prefetching off. A segment found in the spool is moved into
 	// place without a storage round trip, and each delivered segment is
-	// recorded there for the prefetch worker (PrefetchWAL).
+	// recorded there for the prefetch worker (PrefetchWAL). Where pg_wal's
+	// file system is full, the spooled segments are removed for any WAL
+	// file, a history file included.
 	Spool string
 	// StandIn, when set, is called with the key of the .partial object
 	// delivered in place of a missing segment (see WALListing.StandIn).
@@ -133,7 +135,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 			}
 		}
 		h, err := arc.fetchKey(ctx, chk, key, name, dir, filepath.Base(dest), fetchTempPrefix)
-		if errors.Is(err, syscall.ENOSPC) && spooled && clearSpool(o.Spool) {
+		if errors.Is(err, syscall.ENOSPC) && o.Spool != "" && clearSpool(o.Spool) {
 			// The segments spooled ahead may be what fills pg_wal's
 			// file system: they are only a head start, and recovery
 			// must not stop for want of their room.

@@ -243,7 +243,9 @@ func runWALFetch(c *cli.Context) error {
 	case !errors.Is(ctlErr, fs.ErrNotExist):
 		return &exitError{code: exitWALFatal, err: fmt.Errorf("fetch %s: the system identifier, which the WAL must name, and the timeline of the data directory: %w", name, ctlErr)}
 	}
-	prefetch := env.cfg.RestorePrefetch > 0 && wal.IsSegmentName(name)
+	// The spool is passed for a history file too: where pg_wal is full,
+	// FetchWAL removes the segments spooled ahead for any file.
+	prefetch := env.cfg.RestorePrefetch > 0
 	if prefetch {
 		// Absolute, for the worker's log and arguments.
 		if abs, err := filepath.Abs(archive.SpoolDir(dest)); err == nil {
@@ -252,6 +254,7 @@ func runWALFetch(c *cli.Context) error {
 			prefetch = false
 		}
 	}
+	prefetch = prefetch && wal.IsSegmentName(name)
 	err = env.archive.FetchWAL(c.Context, name, dest, o)
 	if errors.Is(err, storage.ErrNotFound) && checked != nil {
 		if lerr := env.archive.CheckLost(c.Context, name, pgdata, ctl, *checked); lerr != nil {
