@@ -132,7 +132,8 @@ holds WAL of the restored system on that timeline or a later one. So is one wher
 history file PostgreSQL asks for during recovery fails wal-fetch's checks (exit 255, on
 which PostgreSQL stops with the directory written): with latest, each timeline's after the
 backup's up to the target's; with a number, those of the timelines recovery switches to;
-and, where the server promotes, each timeline's after the target's (see docs/pitr.md).
+the target timeline's, the backup's own where recovery stays on a timeline after 1; and,
+where the server promotes, each timeline's after the target's (see docs/pitr.md).
 
 wal-fetch refuses (exit 255) a complete segment that is an earlier, cut copy: its WAL stops
 before its end with zeros after it (see wal-fetch). A standby's last segment of an ended

@@ -3,6 +3,7 @@ package restore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -63,6 +64,14 @@ func (o *Options) promotes() bool {
 //   - with latest, the history of each timeline after the backup's, up
 //     to one that is absent (findNewestTimeLine), then the target's
 //     (readTimeLineHistory);
+//   - with any spec, the target timeline's history at startup
+//     (readTimeLineHistory(recoveryTargetTLI)), the backup's own when
+//     recovery stays on its timeline (a backup on timeline 2 or later:
+//     seen on PostgreSQL 15 with a cluster on timeline 2, which stopped
+//     at startup when restore_command answered 255 for
+//     00000002.history), and again at promotion, to copy it into the new
+//     timeline's (writeTimeLineHistory); timeline 1 has none, and
+//     PostgreSQL asks for none;
 //   - with a number, the target's, and during replay the history of each
 //     timeline of path it switches to;
 //   - when the server promotes at the end of recovery (promotes), the
@@ -73,7 +82,11 @@ func (o *Options) promotes() bool {
 //
 // A timeline whose file the archive does not hold is left out: wal-fetch
 // answers "not archived" (exit 1), which ends a probe, and RecoveryPath
-// already refused a path whose target history is missing.
+// already refused a path whose target history is missing (but for the
+// backup's own timeline, whose history PostgreSQL does without). So is
+// another system's file of the backup's timeline or an earlier one,
+// which wal-fetch answers as not archived too (archive.IgnoreUpgradedHistory,
+// the restored pg_control being on the backup's timeline).
 func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, path wal.History, spec string, promotes bool) error {
 	h, err := listHistories(ctx, a)
 	if err != nil {
@@ -93,6 +106,9 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 			}
 		}
 	}
+	if target > 1 {
+		need = append(need, target)
+	}
 	if promotes {
 		top, _, err := latestFor(ctx, a, h, target, system, b.ReplayStart())
 		if err != nil {
@@ -109,7 +125,11 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 		}
 		name := wal.HistoryFileName(tli)
 		f := archive.WALFile{Name: name, Key: h[tli].Layout.WALKey(name), Archive: h[tli]}
-		if err := f.CheckSystem(ctx, system); err != nil {
+		err := f.CheckSystem(ctx, system)
+		if _, ok := errors.AsType[*archive.IgnoredHistoryError](archive.IgnoreUpgradedHistory(err, start)); ok {
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("backup %s: timeline history %s (%s): %w; PostgreSQL asks restore_command for it while it recovers "+
 				"this backup (recovery_target_timeline %s), and wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written. "+
 				"Store a good copy in its place (a server on timeline %d or later holds one in pg_wal), or delete a planted one; "+

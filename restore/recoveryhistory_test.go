@@ -14,6 +14,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // TestRun_RecoveryHistories: a backup on timeline 1, the archive's
@@ -108,5 +109,82 @@ func testRunRecoveryHistories(t *testing.T, keys bool) {
 				t.Errorf("the refused restore wrote %d entries into %s", len(ents), e.Target())
 			}
 		})
+	}
+}
+
+// TestCheckRecoveryHistories_BackupTimeline: a backup taken on timeline 2
+// (a cluster promoted once), recovered on that timeline (latest with no
+// newer one, current, or 2). PostgreSQL asks restore_command for
+// 00000002.history twice: at startup for the target timeline's history
+// (readTimeLineHistory(recoveryTargetTLI)), and at promotion to copy the
+// parent's into the new timeline's (writeTimeLineHistory); seen by
+// logging restore_command on PostgreSQL 15 with a cold copy of a cluster
+// on timeline 2, which stopped at startup (FATAL: could not restore file
+// "00000002.history" from archive: child process exited with exit code
+// 255) when it answered 255, as wal-fetch does for a damaged file. A
+// damaged one refuses the restore, standby or not; another system's at
+// the backup's timeline is absent to wal-fetch (IgnoreUpgradedHistory)
+// and stops nothing.
+func TestCheckRecoveryHistories_BackupTimeline(t *testing.T) {
+	testio.WithAndWithoutKeys(t, testCheckRecoveryHistoriesBackupTimeline)
+}
+
+func testCheckRecoveryHistoriesBackupTimeline(t *testing.T, keys bool) {
+	const system = 7000000000000000001
+	hist2 := []byte("1\t0/400000\tno recovery target specified\n")
+	b := &archive.BackupInfo{Name: olderBackup, StartTimeline: 2, EndTimeline: 2, SystemID: "7000000000000000001",
+		StartLSN: 0x500028, WALSegmentSize: hostile.SegmentSize}
+	cases := []struct {
+		name     string
+		spec     string
+		promotes bool
+		store    func(*testing.T, *archive.Archive)
+		bad      bool
+	}{
+		{name: "LatestPromotes", promotes: true, store: flipped(hist2, system), bad: true},
+		{name: "LatestStandby", spec: "latest", store: flipped(hist2, system), bad: true},
+		{name: "Current", spec: "current", promotes: true, store: flipped(hist2, system), bad: true},
+		{name: "Numeric", spec: "2", store: flipped(hist2, system), bad: true},
+		{name: "Sound", promotes: true, store: func(t *testing.T, a *archive.Archive) {
+			pushFile(t, a, "00000002.history", hist2, system)
+		}},
+		{name: "OtherSystem", promotes: true, store: func(t *testing.T, a *archive.Archive) {
+			pushFile(t, a, "00000002.history", hist2, system+1)
+		}},
+		{name: "NotArchived", promotes: true, store: func(*testing.T, *archive.Archive) {}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &archive.Codec{Compression: compress.Snappy, Host: "test"}
+			if keys {
+				archivetest.AddKeys(t, c)
+			}
+			a := archivetest.New(t, storage.NewMem(), c)
+			tc.store(t, a)
+			err := checkRecoveryHistories(context.Background(), a, b, wal.History{{Timeline: 2}}, tc.spec, tc.promotes)
+			if !tc.bad {
+				if err != nil {
+					t.Fatalf("check: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("check with 00000002.history damaged passed: PostgreSQL asks for it and wal-fetch refuses it")
+			}
+			for _, w := range []string{"00000002.history", "wal-fetch"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// flipped stores history file 00000002.history, data, for system, then
+// flips a byte of the stored object.
+func flipped(data []byte, system uint64) func(*testing.T, *archive.Archive) {
+	return func(t *testing.T, a *archive.Archive) {
+		pushFile(t, a, "00000002.history", data, system)
+		flipStored(t, a, a.Layout.WALKey("00000002.history"))
 	}
 }
