@@ -102,6 +102,19 @@ func startStalledFetch(t *testing.T, dest string) (*exec.Cmd, io.WriteCloser, st
 	return nil, nil, ""
 }
 
+// resumeStalledFetch lets the child startStalledFetch started finish its
+// download, which must succeed and leave want at dest.
+func resumeStalledFetch(t *testing.T, cmd *exec.Cmd, stdin io.WriteCloser, dest string, want []byte) {
+	t.Helper()
+	if err := stdin.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the live download, resumed: %v", err)
+	}
+	checkFile(t, dest, want)
+}
+
 // TestFetchWAL_KilledDownload: a wal-fetch killed (kill -9, or its exit 10 s
 // after a signal) during its download leaves its temporary file in pg_wal.
 // On a pg_wal with little room, that file left the next wal-fetch none:
@@ -146,13 +159,7 @@ func TestFetchWAL_KilledDownload(t *testing.T) {
 		if _, err := os.Lstat(tmp); err != nil {
 			t.Fatalf("a live download's temporary file was removed by another fetch: %v", err)
 		}
-		if err := stdin.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("the live download, resumed: %v", err)
-		}
-		checkFile(t, dest, segs[segName(1)])
+		resumeStalledFetch(t, cmd, stdin, dest, segs[segName(1)])
 	})
 	t.Run("OKLive", func(t *testing.T) {
 		pgwal := t.TempDir()
@@ -167,13 +174,7 @@ func TestFetchWAL_KilledDownload(t *testing.T) {
 		if _, err := os.Lstat(tmp); err != nil {
 			t.Fatalf("a live download's temporary file was removed by another fetch: %v", err)
 		}
-		if err := stdin.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("the live download, resumed: %v", err)
-		}
-		checkFile(t, filepath.Join(pgwal, "RECOVERYXLOG"), segs[segName(1)])
+		resumeStalledFetch(t, cmd, stdin, filepath.Join(pgwal, "RECOVERYXLOG"), segs[segName(1)])
 	})
 }
 

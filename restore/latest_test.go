@@ -50,11 +50,7 @@ func TestLatestFor(t *testing.T) {
 func testLatestFor(t *testing.T, keys bool) {
 	ctx := context.Background()
 	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
-	c := &archive.Codec{Compression: compress.Snappy, Host: "test"}
-	if keys {
-		archivetest.AddKeys(t, c)
-	}
-	a := archivetest.New(t, storage.NewMem(), c)
+	a := memArchive(t, keys)
 	pushFile(t, a, "00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
 	pushFile(t, a, "000000020000000000000003", waltest.SegmentOf(t, "000000020000000000000003", 1<<20, 1, sysOld), sysOld)
 
@@ -119,4 +115,15 @@ func TestLatestPaths_ReplayStart(t *testing.T) {
 	if keys := log.Keys(); len(keys) != 0 {
 		t.Errorf("LatestPaths read %d of the old system's segments on timeline 2, below every backup's start: %v", len(keys), keys)
 	}
+}
+
+// memArchive is an archive in memory with snappy, and with keys when
+// keys is set.
+func memArchive(t testing.TB, keys bool) *archive.Archive {
+	t.Helper()
+	c := &archive.Codec{Compression: compress.Snappy, Host: "test"}
+	if keys {
+		archivetest.AddKeys(t, c)
+	}
+	return archivetest.New(t, storage.NewMem(), c)
 }

@@ -9,11 +9,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/compress"
-	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/testio"
-	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -73,11 +70,7 @@ func testRunRecoveryHistories(t *testing.T, keys bool) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &archive.Codec{Compression: compress.Snappy, Host: "test"}
-			if keys {
-				archivetest.AddKeys(t, c)
-			}
-			a := archivetest.New(t, storage.NewMem(), c)
+			a := memArchive(t, keys)
 			st := hostile.Put(t, a, hostile.Backup{Name: olderBackup, Signed: keys})
 			pushFile(t, a, "00000002.history", []byte(hist2), 7000000000000000001)
 			pushFile(t, a, "00000003.history", []byte(hist3), 7000000000000000001)
@@ -155,11 +148,7 @@ func testCheckRecoveryHistoriesBackupTimeline(t *testing.T, keys bool) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &archive.Codec{Compression: compress.Snappy, Host: "test"}
-			if keys {
-				archivetest.AddKeys(t, c)
-			}
-			a := archivetest.New(t, storage.NewMem(), c)
+			a := memArchive(t, keys)
 			tc.store(t, a)
 			err := checkRecoveryHistories(context.Background(), a, b, wal.History{{Timeline: 2}}, tc.spec, tc.promotes)
 			if !tc.bad {
