@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -94,20 +93,12 @@ func flockWait(f *os.File) error {
 // written more than staleFetchTemp ago is removed. It is housekeeping:
 // errors are ignored, and the download reports what lack of space remains.
 //
-// It lists names only and looks at those of the prefix alone (as
-// storage.RemoveStaleTemps does): wal-fetch runs it on pg_wal, hundreds of
-// segments, at every call.
+// It looks at the names of the prefix alone (storage.NamesWithPrefix):
+// wal-fetch runs it on pg_wal, hundreds of segments, at every call.
 func removeDeadTemps(dir *os.Root, prefix string) {
-	d, err := dir.Open(".")
-	if err != nil {
-		return
-	}
-	names, _ := d.Readdirnames(-1)
-	_ = d.Close()
+	names, _ := storage.NamesWithPrefix(dir, prefix)
 	for _, name := range names {
-		if strings.HasPrefix(name, prefix) {
-			removeDeadTemp(dir, name)
-		}
+		removeDeadTemp(dir, name)
 	}
 }
 

@@ -184,25 +184,37 @@ func SyncRoot(dir *os.Root) error {
 
 // RemoveStaleTemps removes the regular files of dir whose names start with
 // prefix and that were last modified before cutoff. It is housekeeping of
-// files nobody reads: errors are ignored.
-//
-// It lists names only and looks at those of the prefix alone: ReadDir of
-// a directory opened in an os.Root lstats every entry (os/file_unix.go
-// newUnixDirent), and wal-fetch runs this on pg_wal, hundreds of
-// segments, at every call.
+// files nobody reads: errors are ignored. It looks at the names of the
+// prefix alone (NamesWithPrefix).
 func RemoveStaleTemps(dir *os.Root, prefix string, cutoff time.Time) {
-	d, err := dir.Open(".")
-	if err != nil {
-		return
-	}
-	names, _ := d.Readdirnames(-1)
-	_ = d.Close()
+	names, _ := NamesWithPrefix(dir, prefix)
 	for _, name := range names {
-		if !strings.HasPrefix(name, prefix) {
-			continue
-		}
 		if fi, err := dir.Lstat(name); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
 			_ = dir.Remove(name)
 		}
 	}
+}
+
+// NamesWithPrefix returns the names of the entries of dir that start with
+// prefix, of any type, in directory order. It reads names only, never an
+// entry's attributes: ReadDir of a directory opened in an os.Root lstats
+// every entry (os/file_unix.go newUnixDirent), and wal-fetch looks for its
+// temporary files in pg_wal, hundreds of segments, at every call. On an
+// error reading dir it returns the names read before it with the error.
+func NamesWithPrefix(dir *os.Root, prefix string) ([]string, error) {
+	d, err := dir.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	_ = d.Close()
+	// Filtered in place: the names of other files cost no more than
+	// their reading.
+	kept := names[:0]
+	for _, name := range names {
+		if strings.HasPrefix(name, prefix) {
+			kept = append(kept, name)
+		}
+	}
+	return kept, err
 }
