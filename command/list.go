@@ -32,9 +32,10 @@ a line per incremental backup gives its chain: the full backup it starts from an
 chain stores in all, or which parent is missing.
 Bad pages is the number of data pages whose checksums failed when the backup was
 taken (hoard-checksum-failures: pages damaged in the cluster, restored as damaged; hoard
-verify names them), "-" when none is recorded. In a site with keys, a count that does
-not authenticate (altered or planted, or stored by a hoard that did not sign it) is
-marked "?".
+verify names them), 0 when hoard read every page and none failed (local-tar), "-" when
+none is recorded (a BASE_BACKUP the server ended without checksum failures, PGHoard's
+backups). In a site with keys, a count that does not authenticate (altered or planted,
+or stored by a hoard that did not sign it) is marked "?", 0 included.
 A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:
 restore never chooses it, and the others stay usable.
 In a site with keys hoard signs each backup's metadata: when some backups authenticate,
@@ -206,9 +207,14 @@ func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, s
 		if parent == "" {
 			parent = "-"
 		}
+		// A recorded 0 (every page read passed) is not "-" (none
+		// recorded), and an unauthenticated 0 is marked as any count:
+		// a writer of the bucket may have set a count of damaged pages
+		// to 0.
 		bad := "-"
-		if n, _, trusted := codec.ChecksumFailures(b); n > 0 {
-			bad, damaged = strconv.FormatInt(n, 10), true
+		if n, recorded, trusted := codec.ChecksumFailures(b); recorded {
+			bad = strconv.FormatInt(n, 10)
+			damaged = damaged || n > 0
 			if !trusted {
 				bad, unverified = bad+"?", true
 			}

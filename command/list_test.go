@@ -418,7 +418,11 @@ func TestWriteBackupsTable_StoredSize(t *testing.T) {
 // count's own HMAC verifies: a count altered without the key (it is not
 // one of the keys the metadata HMAC binds, so the metadata still
 // authenticates) or recorded unsigned in a site with keys is marked
-// "?". Before, the table showed no such backup differently.
+// "?". A count of 0 (every page read passed) shows as 0, "?" too where
+// it does not authenticate; "-" is for a backup that records none.
+// Before, the table showed no such backup differently, and a recorded 0
+// as "-": a count of 3 altered to 0 showed as a backup with no record,
+// unmarked.
 func TestWriteBackupsTable_ChecksumFailures(t *testing.T) {
 	keyed := &archive.Codec{}
 	archivetest.AddKeys(t, keyed)
@@ -426,14 +430,15 @@ func TestWriteBackupsTable_ChecksumFailures(t *testing.T) {
 		name     string
 		codec    *archive.Codec
 		edit     func(storage.Metadata) // of the first backup, as a writer of the bucket without keys
-		want     [2]string              // the backups' cells
+		want     [3]string              // the backups' cells
 		unsigned bool                   // a count is marked ?
 	}{
-		{"Keyless", nil, nil, [2]string{"3", "-"}, false},
-		{"Signed", keyed, nil, [2]string{"3", "-"}, false},
-		{"Altered", keyed, func(md storage.Metadata) { md[archive.MetaChecksumFailures] = "1" }, [2]string{"1?", "-"}, true},
-		{"Unsigned", keyed, func(md storage.Metadata) { delete(md, archive.MetaChecksumFailuresMAC) }, [2]string{"3?", "-"}, true},
-		{"PlantedOnClean", keyed, func(md storage.Metadata) { md[archive.MetaChecksumFailures] = "9" }, [2]string{"9?", "-"}, true},
+		{"Keyless", nil, nil, [3]string{"3", "0", "-"}, false},
+		{"Signed", keyed, nil, [3]string{"3", "0", "-"}, false},
+		{"Altered", keyed, func(md storage.Metadata) { md[archive.MetaChecksumFailures] = "1" }, [3]string{"1?", "0", "-"}, true},
+		{"AlteredToZero", keyed, func(md storage.Metadata) { md[archive.MetaChecksumFailures] = "0" }, [3]string{"0?", "0", "-"}, true},
+		{"Unsigned", keyed, func(md storage.Metadata) { delete(md, archive.MetaChecksumFailuresMAC) }, [3]string{"3?", "0", "-"}, true},
+		{"PlantedOnClean", keyed, func(md storage.Metadata) { md[archive.MetaChecksumFailures] = "9" }, [3]string{"9?", "0", "-"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			codec := &archive.Codec{}
@@ -445,16 +450,20 @@ func TestWriteBackupsTable_ChecksumFailures(t *testing.T) {
 			if c.name == "PlantedOnClean" {
 				first = "0"
 			}
-			keys := [2]string{archivetest.PutChecksumFailuresBackup(t, a, "2026-01-02_03-00_0", first), archivetest.PutChecksumFailuresBackup(t, a, "2026-01-03_03-00_0", second)}
+			keys := [3]string{archivetest.PutChecksumFailuresBackup(t, a, "2026-01-02_03-00_0", first), archivetest.PutChecksumFailuresBackup(t, a, "2026-01-03_03-00_0", second),
+				archivetest.PutChecksumFailuresBackup(t, a, "2026-01-04_03-00_0", "")}
 			if c.edit != nil {
 				archivetest.PlantCopy(t, a.Store, keys[0], keys[0], c.edit)
 			}
+			// None recorded: the key absent, as in PGHoard's backups and
+			// hoard's through a BASE_BACKUP the server ended cleanly.
+			archivetest.PlantCopy(t, a.Store, keys[2], keys[2], func(md storage.Metadata) { delete(md, archive.MetaChecksumFailures) })
 			bs, err := a.ScanAllBackups(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(bs.Sound) != 2 || bs.Sound[0].Auth != bs.Sound[1].Auth {
-				t.Fatalf("listed %d backups, want 2 whose metadata authenticates alike", len(bs.Sound))
+			if len(bs.Sound) != 3 || bs.Sound[0].Auth != bs.Sound[1].Auth || bs.Sound[0].Auth != bs.Sound[2].Auth {
+				t.Fatalf("listed %d backups, want 3 whose metadata authenticates alike", len(bs.Sound))
 			}
 			if c.codec != nil && bs.Sound[0].Auth != archive.AuthOK {
 				t.Fatalf("metadata %q, want authenticated: the count is not one of the keys its HMAC binds", bs.Sound[0].Auth)
@@ -471,8 +480,8 @@ func TestWriteBackupsTable_ChecksumFailures(t *testing.T) {
 					}
 				}
 			}
-			if !strings.Contains(out, "Bad pages: data pages whose checksums failed") {
-				t.Errorf("no line says what the count is:\n%s", out)
+			if got, want := strings.Contains(out, "Bad pages: data pages whose checksums failed"), !strings.HasPrefix(c.want[0], "0"); got != want {
+				t.Errorf("line saying what the count is shown %v, want %v (only for a count above 0):\n%s", got, want, out)
 			}
 			if got, want := strings.Contains(out, "a count marked ? is not authenticated"), c.unsigned; got != want {
 				t.Errorf("line on unauthenticated counts shown %v, want %v:\n%s", got, want, out)
