@@ -28,9 +28,18 @@ var fetchBackoff = 500 * time.Millisecond
 // tampered, truncated at rest) or whose bytes do not match the store's
 // checksum (storage.ErrChecksum, not transient) is never tried again.
 func (a *Archive) fetchKey(ctx context.Context, chk fetchChecks, key, name string, dir *os.Root, destName, tmpPrefix string) (wal.PageHeader, error) {
+	return retryCut(ctx, func() (wal.PageHeader, error) {
+		return a.fetchKeyOnce(ctx, chk, key, name, dir, destName, tmpPrefix)
+	})
+}
+
+// retryCut runs once, and again from the start while it fails in the
+// middle of a download with a transient error (readCut), up to
+// fetchAttempts times in all, with a pause doubled before each next try.
+func retryCut(ctx context.Context, once func() (wal.PageHeader, error)) (wal.PageHeader, error) {
 	pause := fetchBackoff
 	for attempt := 1; ; attempt++ {
-		h, err := a.fetchKeyOnce(ctx, chk, key, name, dir, destName, tmpPrefix)
+		h, err := once()
 		if err == nil || attempt == fetchAttempts || !readCut(err) || ctx.Err() != nil {
 			return h, err
 		}

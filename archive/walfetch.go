@@ -272,28 +272,9 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 		}
 	}()
 
-	h, pages, err := copyChecked(tmp, rc, md, key, name)
-	err = chk.hist.timelineEnd(ctx, name, h, err)
-	// copyChecked checks a segment's end last, after its hash, envelope
-	// and page header passed: the operator's acceptance lifts that check
-	// alone, and the timeline and system checks below still run.
-	truncated, _ := errors.AsType[*TruncatedSegmentError](err)
-	if truncated != nil && chk.truncated != nil {
-		err = acceptTruncated(truncated, name, chk.truncatedEnd)
-	}
+	h, truncated, err := a.decodeChecked(ctx, chk, tmp, rc, md, key, name)
 	if err != nil {
-		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
-	}
-	if err := chk.hist.checkTimelineStart(ctx, name, h, pages, chk.systemID); err != nil {
-		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
-	}
-	if err := checkSystemID(name, h, chk.systemID); err != nil {
-		return h, fmt.Errorf("fetch %s from %s: %w", name, key, err)
-	}
-	if wal.IsHistoryFile(name) {
-		if err := a.checkHistory(ctx, key, name, md, chk.systemID); err != nil {
-			return h, fmt.Errorf("fetch %s: %w", name, chk.hist.IgnoreOtherHistory(ctx, err, chk.timeline, chk.from))
-		}
+		return h, err
 	}
 	if wal.IsPartialName(name) && h.SegmentSize > 0 {
 		if fi, err := tmp.Stat(); err != nil || fi.Size() < int64(h.SegmentSize) {
@@ -322,6 +303,39 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 		chk.truncated(truncated)
 	}
 	return h, nil
+}
+
+// decodeChecked copies rc, the decoded object key (metadata md) of the WAL
+// file name, to w and runs every check wal-fetch makes of it: copyChecked's,
+// the end of a timeline's last segment, the timeline of its first pages
+// (checkTimelineStart), its system identifier (checkSystemID) and, for a
+// history file, checkHistory. It returns the page header of a segment or
+// .partial file and the truncation chk.truncated accepted, if any.
+func (a *Archive) decodeChecked(ctx context.Context, chk fetchChecks, w io.Writer, rc io.Reader, md storage.Metadata, key, name string) (wal.PageHeader, *TruncatedSegmentError, error) {
+	h, pages, err := copyChecked(w, rc, md, key, name)
+	err = chk.hist.timelineEnd(ctx, name, h, err)
+	// copyChecked checks a segment's end last, after its hash, envelope
+	// and page header passed: the operator's acceptance lifts that check
+	// alone, and the timeline and system checks below still run.
+	truncated, _ := errors.AsType[*TruncatedSegmentError](err)
+	if truncated != nil && chk.truncated != nil {
+		err = acceptTruncated(truncated, name, chk.truncatedEnd)
+	}
+	if err != nil {
+		return h, nil, fmt.Errorf("fetch %s from %s: %w", name, key, err)
+	}
+	if err := chk.hist.checkTimelineStart(ctx, name, h, pages, chk.systemID); err != nil {
+		return h, nil, fmt.Errorf("fetch %s from %s: %w", name, key, err)
+	}
+	if err := checkSystemID(name, h, chk.systemID); err != nil {
+		return h, nil, fmt.Errorf("fetch %s from %s: %w", name, key, err)
+	}
+	if wal.IsHistoryFile(name) {
+		if err := a.checkHistory(ctx, key, name, md, chk.systemID); err != nil {
+			return h, nil, fmt.Errorf("fetch %s: %w", name, chk.hist.IgnoreOtherHistory(ctx, err, chk.timeline, chk.from))
+		}
+	}
+	return h, truncated, nil
 }
 
 // copyChecked copies r, the decoded bytes of a WAL file called name whose

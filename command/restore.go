@@ -35,6 +35,12 @@ warning, and refused by name; the automatic choice stays with the database syste
 newest backup: see below), checks that the target directory is empty and that the
 archive holds all WAL from the backup's start to its end, then downloads, decrypts,
 decompresses and untars its chunks in parallel straight into the target directory.
+Meanwhile it downloads the WAL segments from the backup's start to its end, which
+PostgreSQL must replay before the cluster is consistent, and checks each as wal-fetch does:
+one that fails (damaged, truncated, unencrypted in a site with keys) stops the restore
+naming it, before pg_control and the recovery configuration are written; with
+restore_prefetch above 0 they are kept in pg_wal/hoard-prefetch, where wal-fetch takes them
+without a second download.
 Before it writes, restore compares the backup's size with the free space of the target's
 file system, and with tablespaces elsewhere each file system's with the part restored
 there (two directories on one file system add up; for backups that do not record their
@@ -246,6 +252,7 @@ func runRestore(c *cli.Context) error {
 			return err
 		}
 		walFetch.AcceptTruncated(accept)
+		walFetch.Spool = env.cfg.RestorePrefetch > 0
 		if c.String("config") == "" {
 			// Nothing on the command line carries the configuration:
 			// PostgreSQL runs restore_command in its own environment.
@@ -450,6 +457,10 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 		printf(w, "NOTE: %s.\n", n)
 	}
 	printf(w, "WAL is archived from %s through %s.\n", b.StartWALSegment, res.WALArchivedThrough)
+	if res.WALChecked > 0 {
+		printf(w, "Checked %s this backup needs to become consistent, as wal-fetch checks them; %d kept in pg_wal/%s for wal-fetch.\n",
+			plural(res.WALChecked, "WAL segment", "WAL segments"), len(res.WALSpooled), archive.SpoolDirName)
+	}
 	switch p := res.WALPartial; {
 	case p != nil && res.WALSystemEnd != nil:
 		printf(w, "The WAL of this backup's database system ends in a .partial copy of %s (WAL up to LSN %s),\n"+

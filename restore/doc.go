@@ -64,6 +64,18 @@
 // written, with the same error. The only links a restore
 // makes are pg_tblspc/<oid>, to the tablespace directories.
 //
+// While the chunks are written, Run downloads the WAL segments of the
+// backup's consistency range, its start to its end, and checks each as
+// wal-fetch does (walrange.go, archive.Archive.CheckWAL): a damaged,
+// truncated or planted one would stop PostgreSQL's recovery with the data
+// directory written. One that fails cancels the writing and refuses the
+// restore with ErrDamagedWAL, naming it, before pg_control is written.
+// With wal-fetch as restore_command and its prefetch spool on
+// (WALFetch.Spool), the checked segments are kept in the spool of the
+// target's pg_wal, under this archive's identity, as many as leave the
+// target's file system at least as much free as they take once the backup
+// is written (walRoom): wal-fetch takes them without a second download.
+//
 // pg_control exists only in the control tar, which Run reads again and
 // writes after every chunk decoded and verified; it must decode to the
 // same bytes as the first time, and pg_control, held in memory until then,

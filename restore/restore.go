@@ -171,6 +171,12 @@ type Result struct {
 	// although they are refused as truncated (WALFetch.AcceptTruncated),
 	// each with where its WAL, and so recovery, ends.
 	Accepted []AcceptedSegment
+	// WALChecked is how many segments of the backup's consistency range
+	// were downloaded and checked as wal-fetch checks them, and
+	// WALSpooled those kept in the prefetch spool of the target's pg_wal,
+	// where wal-fetch takes them without a download.
+	WALChecked int
+	WALSpooled []string
 	// WALGap is the gap that ends that run when stored WAL lies beyond it
 	// (a restore to the end of the archive needs StopAtGap then): recovery
 	// stops at WALGap.ReachLSN. nil when there is none.
@@ -323,6 +329,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		o.WALFetch.pinAccepted(accepted)
 	}
+	walFiles, err := rangeFiles(w, b, path, accepted)
+	if err != nil {
+		return nil, err
+	}
 	rc, err := o.restoreCommand(b, walEnd)
 	if err != nil {
 		return nil, err
@@ -422,7 +432,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer closeAll(syncs)
 	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALSystemEnd: sysEnd, WALGap: gap, Accepted: accepted,
-		PassedOver: c.passed}
+		PassedOver: c.passed, WALChecked: len(walFiles)}
 	if o.Backup == "" || o.Backup == "latest" {
 		res.Unlisted = archive.NewerBackupHistories(stored.BackupHistories, backups, b.SegmentSize())
 	}
@@ -440,9 +450,29 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		return fmt.Errorf("%w; %s is incomplete and PostgreSQL cannot start on it (run again with overwrite): %w", err, o.TargetDir, ErrIncomplete)
 	}
+	// The WAL of the backup's consistency range is downloaded and
+	// checked while the data directory is written; a segment that fails
+	// stops the writing (xctx) and the restore, before pg_control.
+	xctx, stopX := context.WithCancelCause(ctx)
+	wc := o.startWALCheck(xctx, log, walFiles, b, backups, space, stopX)
+	defer func() {
+		stopX(nil)
+		// Its error is returned where the restore fails or goes on
+		// (failed, and the waits below); this only waits for it.
+		_ = wc.wait()
+	}()
+	// failed is incomplete for an error of the writing, which names the
+	// WAL check's refusal instead when that is what stopped it.
+	failed := func(err error) error {
+		stopX(err)
+		if werr := wc.wait(); errors.Is(werr, ErrDamagedWAL) {
+			err = werr
+		}
+		return incomplete(err)
+	}
 	ex, err := newExtractor(o.TargetDir, spcDirs)
 	if err != nil {
-		return nil, incomplete(err)
+		return nil, failed(err)
 	}
 	ex.planted = planted
 	ex.pgm = pgm
@@ -453,22 +483,30 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// A backup retention deletes meanwhile loses its chunks: say so
 	// rather than leave a missing chunk to read as damage.
 	if b.OneTar() {
-		if err := o.singleTar(ctx, log, src, b, ex, m, spcDirs, res); err != nil {
-			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: %w", b.Name, err)))
+		// pg_control is written at the tar's end, after the WAL check
+		// when that comes first; incomplete removes it otherwise.
+		if err := o.singleTar(xctx, log, src, b, ex, m, spcDirs, res); err != nil {
+			return nil, failed(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: %w", b.Name, err)))
 		}
 		res.Download = time.Since(dl)
+		if err := wc.wait(); err != nil {
+			return nil, incomplete(err)
+		}
 	} else {
 		if dp != nil {
-			err = o.restoreDelta(ctx, log, src, ex, m, dp, res)
+			err = o.restoreDelta(xctx, log, src, ex, m, dp, res)
 		} else if chain != nil {
-			err = o.restoreChain(ctx, log, ex, chain, res)
+			err = o.restoreChain(xctx, log, ex, chain, res)
 		} else {
-			err = o.downloadChunks(ctx, log, src, ex, m, res)
+			err = o.downloadChunks(xctx, log, src, ex, m, res)
 		}
 		if err != nil {
-			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: %w", b.Name, err)))
+			return nil, failed(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: %w", b.Name, err)))
 		}
 		res.Download = time.Since(dl)
+		if err := wc.wait(); err != nil {
+			return nil, incomplete(err)
+		}
 		if err := extractControl(ctx, src, b.Key, ctrl, ex, spcDirs); err != nil {
 			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: control object %s: %w", b.Name, b.Key, err)))
 		}
@@ -501,6 +539,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, incomplete(err)
 		}
 	}
+	res.WALSpooled = wc.kept
 	res.Elapsed = time.Since(began)
 	log.Info().Int64("bytes", res.Bytes).Int64("elapsed_ms", res.Elapsed.Round(time.Millisecond).Milliseconds()).Msg("restore done")
 	return res, nil

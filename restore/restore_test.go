@@ -28,6 +28,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/pghoardtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -111,7 +112,8 @@ func newFixtureWith(t *testing.T, name string, tablespaces map[string]archive.Ma
 	}
 	f.put(t, f.a.Layout.BackupKey(testBackup), control, f.info.ToMetadata())
 	for _, seg := range []string{"000000010000000000000002", "000000010000000000000003"} {
-		f.put(t, f.a.Layout.WALKey(seg), []byte("wal "+seg), nil)
+		// Segments wal-fetch delivers: Run checks them as it does.
+		f.put(t, f.a.Layout.WALKey(seg), waltest.Segment(t, seg, f.info.SegmentSize(), 1), nil)
 	}
 	return f
 }

@@ -19,6 +19,10 @@ type WALFetch struct {
 	// accept are the segments wal-fetch --accept-truncated delivers
 	// although they are refused as truncated.
 	accept []string
+	// Spool is set when wal-fetch takes segments from its prefetch spool
+	// (restore_prefetch above 0): Run keeps the segments of the backup's
+	// consistency range it checked there (startWALCheck).
+	Spool bool
 }
 
 // AcceptTruncated makes the command pass segs to wal-fetch as
