@@ -173,11 +173,6 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 	}
 	for i, lv := range levels {
 		pm, err := lv.pass.levelResult(lv.info, lv.ctrl, true)
-		if err == nil && i > 0 && lv.pass.big {
-			// The paths of an incremental backup's are kept (files)
-			// as well.
-			err = fmt.Errorf("control object %s: member %s over %d bytes: %w", lv.info.Key, archive.ControlPGManifest, archive.MaxPGManifest, archive.ErrControlLimit)
-		}
 		if err != nil {
 			return nil, levelErr(i, err)
 		}
@@ -238,6 +233,10 @@ func fitParent(pm *pgManifest, m *archive.Manifest, last *chainLevel) {
 		return last.files[dir+strings.TrimPrefix(base, incrementalPrefix)]
 	}
 }
+
+// maxPGManifest is the size of backup_manifest past which an incremental
+// backup's is refused (archive.MaxPGManifest): a variable, for tests.
+var maxPGManifest int64 = archive.MaxPGManifest
 
 // maxManifestFiles bounds the entries of a backup_manifest's "Files":
 // each takes at least 70 bytes (Path, Size and Last-Modified, as

@@ -68,7 +68,7 @@ type pgmPass struct {
 	want  func(m *archive.Manifest) bool
 	found bool
 	// big is set for a backup_manifest of more than
-	// archive.MaxPGManifest bytes, which readChain refuses for an
+	// maxPGManifest bytes, which levelResult refuses for an
 	// incremental backup.
 	big bool
 	pm  *pgManifest
@@ -88,7 +88,7 @@ func (p *pgmPass) member(m *archive.Manifest, h *tar.Header, data io.Reader) err
 		return fmt.Errorf("member %s twice: %w", archive.ControlPGManifest, ErrUnsafeMember)
 	}
 	p.found = true
-	p.big = h.Size > archive.MaxPGManifest
+	p.big = h.Size > maxPGManifest
 	// A parse error is kept, not returned: ReadControl reads the rest
 	// of the member, and an error of the store or the codec under it
 	// comes back from the tar reader then, and wins (it says nothing of
@@ -126,11 +126,20 @@ func (p *pgmPass) result(b *archive.BackupInfo, ctrl *archive.Control) (*pgManif
 }
 
 // levelResult is result for a backup that chain says is of an
-// incremental chain (errChainNoPGManifest).
+// incremental chain (errChainNoPGManifest). An incremental backup's
+// backup_manifest of more than maxPGManifest bytes is refused: the
+// paths it lists are kept (chainLevel.files) as well as its entries.
+// readChain and verify (ReadControlPGManifest, NewPGManifestCheck) both
+// take this one check, so that verify never calls sound a backup that
+// restore refuses.
 func (p *pgmPass) levelResult(b *archive.BackupInfo, ctrl *archive.Control, chain bool) (*pgManifest, error) {
 	pm, err := p.result(b, ctrl)
-	if chain && err == nil && pm == nil {
+	switch {
+	case err != nil:
+	case chain && pm == nil:
 		err = errChainNoPGManifest(b)
+	case p.big && ctrl.Manifest.Hoard != nil && ctrl.Manifest.Hoard.Incremental != nil:
+		err = fmt.Errorf("control object %s: member %s over %d bytes: %w", b.Key, archive.ControlPGManifest, maxPGManifest, archive.ErrControlLimit)
 	}
 	return pm, err
 }
