@@ -14,7 +14,7 @@ import (
 // control object (or, for formats without one, its main object) is
 // decoded to the end, so its integrity checks run, and the manifest
 // parsed; every chunk the manifest lists must exist with the stored size
-// it records. With full, every chunk is also decoded to its end (its
+// it records. With full, every chunk is then also decoded to its end (its
 // integrity checks run) and must decode to the size the manifest
 // records. A delta backup's delta objects (DeltaRefs) must exist, and
 // with full decode to their end; one whose stored size is not the one the
@@ -65,14 +65,20 @@ func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) err
 		if c.ResultSize > 0 && st.Size != c.ResultSize {
 			return fmt.Errorf("chunk %s: stored size %d, manifest says %d", key, st.Size, c.ResultSize)
 		}
+	}
+	// With full, the chunks are decoded only once all are there: a
+	// missing one fails the check as fast as without full, so that
+	// retention checks in full at once what it would check both ways
+	// (keepKnownGood), reading the control object once.
+	for _, c := range m.Chunks {
 		if !full {
-			continue
+			break
 		}
 		want := c.InputSize
 		if want <= 0 {
 			want = -1
 		}
-		if err := a.decodeAll(ctx, key, want); err != nil {
+		if err := a.decodeAll(ctx, a.Layout.join(chunkDir, c.ChunkFilename), want); err != nil {
 			return err
 		}
 	}

@@ -815,10 +815,11 @@ func (a *Archive) keepReadOnly(plan *RetentionPlan) {
 }
 
 // keepKnownGood makes sure that a backup the plan keeps is known good
-// before any is deleted. Every kept backup gets the quick check
-// (CheckBackup: control object decodes, chunks exist with their sizes),
-// then the newest that passes is decoded in full, with every backup of
-// its chain of parents when it is an incremental one. When none passes,
+// before any is deleted. The newest kept backup that passes is decoded
+// in full (CheckBackup with full), with every backup of its chain of
+// parents when it is an incremental one; every kept backup older than it
+// gets the quick check (control object decodes, chunks exist with their
+// sizes), which the full check makes first. When none passes,
 // the backups planned for deletion are decoded in full (with their
 // chains), newest first, and
 // kept until one passes; the plan then keeps more backups than the policy
@@ -831,6 +832,7 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 	var sealed []string
 	defer func() {
 		if len(sealed) > 0 {
+			slices.Sort(sealed) // oldest first
 			plan.Notes = append(plan.Notes, fmt.Sprintf("checked without decrypting (no private key for them): %s; "+
 				"only their chunk counts and sizes were compared with their metadata", strings.Join(sealed, ", ")))
 		}
@@ -856,21 +858,9 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 		}
 		return true, nil
 	}
-	// passed records the backups checked in full, and those that failed
-	// the quick check, by name: a backup is checked once, also as a
-	// member of several chains.
+	// passed records the backups checked in full, by name: a backup is
+	// checked once, also as a member of several chains.
 	passed := map[string]bool{}
-	quick := make([]bool, len(plan.Keep))
-	for i, k := range plan.Keep {
-		ok, err := check(k, false)
-		if err != nil {
-			return err
-		}
-		quick[i] = ok
-		if !ok {
-			passed[k.Backup.Name] = false
-		}
-	}
 	// An incremental backup is restored with its chain of parents
 	// (Chain), so it is known good only when every backup of the chain
 	// decodes in full: one that does while its parent misses a chunk
@@ -906,14 +896,31 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 		}
 		return true, nil
 	}
+	// The kept backups, newest first, are checked in full (with their
+	// chains) until one passes, the others older than it quickly. The
+	// full check makes the quick check's checks first (CheckBackup), so
+	// a damaged backup fails it as fast, and no control object is read
+	// twice: each read is a download and a decode of the whole object.
+	known := false
 	for i := len(plan.Keep) - 1; i >= 0; i-- {
-		if !quick[i] {
+		k := plan.Keep[i]
+		if _, done := passed[k.Backup.Name]; done {
+			continue // checked in full in a newer backup's chain
+		}
+		if known {
+			if _, err := check(k, false); err != nil {
+				return err
+			}
 			continue
 		}
-		ok, err := good(plan.Keep[i])
-		if err != nil || ok {
+		ok, err := good(k)
+		if err != nil {
 			return err
 		}
+		known = ok
+	}
+	if known {
+		return nil
 	}
 	var found string
 	n := len(plan.Delete)

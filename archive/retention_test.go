@@ -1256,3 +1256,36 @@ func TestArchive_ApplyRetentionChainInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// TestArchive_PlanRetentionReadsControlOnce: a run that deletes a backup
+// reads the control object of each kept backup once, the newest's too,
+// which it checks in full (keepKnownGood): the full check makes the quick
+// check's checks first. Before, the quick check of every kept backup read
+// it, then the full check of the newest read it again.
+func TestArchive_PlanRetentionReadsControlOnce(t *testing.T) {
+	a := localArchive(t, t.TempDir(), "site", retentionCodec(t))
+	putBackup(t, a, "2024-03-07_10-00_0", "000000010000000000000002", 2, 0)
+	putBackup(t, a, "2024-03-08_10-00_0", "000000010000000000000004", 2, 0)
+	putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000006", 2, 0)
+	putWAL(t, a, segs(1, 1, 7)...)
+	var mu sync.Mutex
+	reads := map[string]int{}
+	b := *a
+	b.Store = openHookStore{Store: a.Store, hook: func(key string) {
+		mu.Lock()
+		reads[key]++
+		mu.Unlock()
+	}}
+	p, err := b.PlanRetention(context.Background(), RetentionPolicy{MaxCount: 2}, time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(names(p.Delete), " "), "2024-03-07"; got != want || len(p.Keep) != 2 || len(p.Damaged) != 0 {
+		t.Fatalf("plan deletes %s (want %s), keeps %d, damaged %q", got, want, len(p.Keep), p.Damaged)
+	}
+	for _, k := range p.Keep {
+		if got := reads[k.Backup.Key]; got != 1 {
+			t.Errorf("control object %s read %d times, want once", k.Backup.Key, got)
+		}
+	}
+}
