@@ -78,11 +78,50 @@ only before the command name or where the command has an argument too many.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return flagError(err, "see hoard --help")
 		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return unknownCommand(c.Args().First(), "")
+			}
+			return cli.ShowAppHelp(c)
+		},
 	}
 	for _, cmd := range app.Commands {
 		setUsageErrors(cmd)
+		if len(cmd.Subcommands) > 0 && cmd.Action == nil {
+			cmd.Action = groupAction
+		}
 	}
 	return app
+}
+
+// pghoardCommands are pghoard_restore's commands, which a PGHoard user
+// may give hoard, with hoard's command for each (migrating-from-pghoard.md).
+var pghoardCommands = map[string]string{
+	"list-basebackups": "hoard list",
+	"get-basebackup":   "hoard restore --target-dir DIR",
+}
+
+// unknownCommand is the usage error of name, given where a command of
+// hoard (group "") or of hoard's command group was expected. urfave/cli
+// took it for a help topic ("No help topic for 'lsit'", exit 1).
+func unknownCommand(name, group string) error {
+	if group != "" {
+		return usagef(fmt.Sprintf("hoard %s --help lists its commands", group), "unknown command %q of hoard %s", name, group)
+	}
+	if alt, ok := pghoardCommands[name]; ok {
+		return usagef(fmt.Sprintf("use %s, hoard's command for pghoard_restore %s", alt, name), "unknown command %q", name)
+	}
+	return usagef("hoard help lists the commands", "unknown command %q", name)
+}
+
+// groupAction is the action of a command that only groups subcommands
+// (config, object): its help, or the usage error of a name that is none
+// of them.
+func groupAction(c *cli.Context) error {
+	if c.Args().Present() {
+		return unknownCommand(c.Args().First(), c.Command.Name)
+	}
+	return cli.ShowSubcommandHelp(c)
 }
 
 // setUsageErrors makes a flag mistake in cmd or its subcommands a usage

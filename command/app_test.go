@@ -198,3 +198,43 @@ func TestApp_PGHoardFlagHint(t *testing.T) {
 		}
 	}
 }
+
+// TestApp_UnknownCommand: a name that is no command, of hoard or of a
+// command grouping subcommands (config, object), is a usage error (exit 2)
+// naming it, with a hint that says what to run (hoard's command for
+// PGHoard's pghoard_restore words), where urfave/cli said "No help topic
+// for 'lsit'" and exited 1; with no name, the help is shown as before.
+func TestApp_UnknownCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args       []string
+		msg, hint  string
+		wantStatus int
+	}{
+		{[]string{"lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"--config", "F", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"list-basebackups"}, `unknown command "list-basebackups"`, "hoard list", ExitUsage},
+		{[]string{"get-basebackup"}, `unknown command "get-basebackup"`, "hoard restore --target-dir DIR", ExitUsage},
+		{[]string{"config", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		{[]string{"object", "cat", "k"}, `unknown command "cat" of hoard object`, "hoard object --help lists its commands", ExitUsage},
+	} {
+		app := App("test")
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		full := append([]string{"hoard"}, tc.args...)
+		err := app.RunContext(context.Background(), OrderArgs(app, full))
+		if got := ExitCode(err); got != tc.wantStatus {
+			t.Errorf("hoard %s: exit %d, want %d", strings.Join(tc.args, " "), got, tc.wantStatus)
+		}
+		if msg := ErrorMessage(err); !strings.Contains(msg, tc.msg) || !strings.Contains(msg, tc.hint) {
+			t.Errorf("hoard %s: %q, want %q with the hint %q", strings.Join(tc.args, " "), msg, tc.msg, tc.hint)
+		}
+	}
+	for _, args := range [][]string{nil, {"config"}, {"object"}} {
+		app := App("test")
+		var out strings.Builder
+		app.Writer, app.ErrWriter = &out, io.Discard
+		err := app.RunContext(context.Background(), append([]string{"hoard"}, args...))
+		if got := ExitCode(err); got != ExitOK || !strings.Contains(out.String(), "USAGE:") {
+			t.Errorf("hoard %s: exit %d, output %q; want the help, exit 0", strings.Join(args, " "), got, out.String())
+		}
+	}
+}
