@@ -501,9 +501,9 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 		dirs = append(dirs, res.Tablespaces[name])
 	}
 	printEnvOnly(w, envOnly)
-	start, note := startCommand(o.TargetDir, settings)
-	if note != "" {
-		// The note quotes the restored configuration: printf escapes
+	start, notes := startCommand(o.TargetDir, settings)
+	for _, note := range notes {
+		// A note quotes the restored configuration: printf escapes
 		// what it holds, so the line break is the format's.
 		printf(w, "\n%s\n", note)
 	}

@@ -3,7 +3,9 @@ package command
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -196,27 +198,51 @@ func (l listeners) freePortAfter() int {
 }
 
 // startCommand returns the pg_ctl command that starts the restored
-// cluster in dir, whose configuration is settings, and a note to print
-// before it when its port is in use on this host where it would listen
-// (the original cluster's, most often): then the command starts it on a
-// free port with -o "-p PORT". Nil settings (a configuration that
-// cannot be read) give the plain command.
-func startCommand(dir string, settings map[string]string) (cmd, note string) {
+// cluster in dir, whose configuration is settings, and the notes to print
+// before it: one for each socket directory the configuration names that
+// this host lacks (missingSocketDirs), and one when its port is in use on
+// this host where it would listen (the original cluster's, most often):
+// then the command starts it on a free port with -o "-p PORT". Nil
+// settings (a configuration that cannot be read) give the plain command.
+func startCommand(dir string, settings map[string]string) (cmd string, notes []string) {
 	cmd = "pg_ctl -D " + restore.ShellQuote(dir) + " start"
 	l, ok := restoredListeners(dir, settings)
 	if settings == nil || !ok {
-		return cmd, ""
+		return cmd, nil
+	}
+	if _, set := settings["unix_socket_directories"]; set {
+		notes = missingSocketDirs(l.sockets)
 	}
 	by := l.inUse(l.port)
 	if by == "" {
-		return cmd, ""
+		return cmd, notes
 	}
-	note = "The restored cluster's port " + strconv.Itoa(l.port) + " is in use on this host (" + by + ")"
+	note := "The restored cluster's port " + strconv.Itoa(l.port) + " is in use on this host (" + by + ")"
 	free := l.freePortAfter()
 	if free == 0 {
-		return cmd, note + ": start it on a free port with -o \"-p PORT\", or stop what listens there."
+		return cmd, append(notes, note+": start it on a free port with -o \"-p PORT\", or stop what listens there.")
 	}
 	p := strconv.Itoa(free)
 	return "pg_ctl -D " + restore.ShellQuote(dir) + " -o \"-p " + p + "\" start",
-		note + ": this starts it on port " + p + ", free now where it listens (set port in postgresql.auto.conf to keep it)."
+		append(notes, note+": this starts it on port "+p+", free now where it listens (set port in postgresql.auto.conf to keep it).")
+}
+
+// missingSocketDirs returns a note for each of the socket directories
+// (unix_socket_directories, as set in the restored configuration) that
+// does not exist on this host: the original host's, restored elsewhere.
+// The postmaster creates a lock file in each one and stops at start when
+// it cannot (CreateSocketLockFile, "could not create lock file"); it
+// creates no directory. An abstract socket ("@") has no directory.
+func missingSocketDirs(sockets []string) []string {
+	var notes []string
+	for _, d := range sockets {
+		if strings.HasPrefix(d, "@") {
+			continue
+		}
+		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			notes = append(notes, "unix_socket_directories names "+d+", which does not exist on this host: PostgreSQL would stop at start "+
+				"(could not create lock file). Create it, writable by the server's user, or start it with -o \"-k DIR\" naming one that exists.")
+		}
+	}
+	return notes
 }

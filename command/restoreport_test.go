@@ -227,3 +227,51 @@ func TestPrintRestored_PortInUseWhereItListens(t *testing.T) {
 		}
 	})
 }
+
+// TestPrintRestored_SocketDirMissing: the restored configuration's
+// unix_socket_directories names a directory this host does not have (the
+// original host's, restored elsewhere), where PostgreSQL stops at start
+// (FATAL: could not create lock file ".../.s.PGSQL.<port>.lock": No such
+// file or directory): the summary names it and what to do before the
+// start command. A directory that exists, relative entries under the data
+// directory that exist, and the built-in default (no setting) get no
+// such note.
+func TestPrintRestored_SocketDirMissing(t *testing.T) {
+	conf := func(sockets string) map[string]string {
+		return map[string]string{"postgresql.conf": "port = " + strconv.Itoa(testio.FreePort(t)) + "\nlisten_addresses = ''\nunix_socket_directories = '" + sockets + "'\n"}
+	}
+	t.Run("ErrMissing", func(t *testing.T) {
+		gone := filepath.Join(t.TempDir(), "gone")
+		got := restoredSummary(restoredWithConf(t, conf(socketDir(t)+", "+gone)))
+		for _, want := range []string{"unix_socket_directories names " + gone + ", which does not exist on this host",
+			"could not create lock file", `-o "-k DIR"`} {
+			if !strings.Contains(got, want) {
+				t.Errorf("the summary does not say %q:\n%s", want, got)
+			}
+		}
+		if strings.Contains(got, `\n`) {
+			t.Errorf("the summary prints an escaped line break:\n%s", got)
+		}
+		if i, j := strings.Index(got, gone), strings.Index(got, "pg_ctl -D"); i < 0 || j < i {
+			t.Errorf("the note on %s does not come before the start command:\n%s", gone, got)
+		}
+	})
+	t.Run("ErrMissingRelative", func(t *testing.T) {
+		dir := restoredWithConf(t, conf("sockets"))
+		got := restoredSummary(dir)
+		if want := filepath.Join(dir, "sockets") + ", which does not exist"; !strings.Contains(got, want) {
+			t.Errorf("the summary does not say %q:\n%s", want, got)
+		}
+	})
+	t.Run("OK", func(t *testing.T) {
+		dir := restoredWithConf(t, conf(socketDir(t)+", sockets"))
+		if err := os.Mkdir(filepath.Join(dir, "sockets"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{dir, restoredWithConf(t, map[string]string{"postgresql.conf": "port = 5432\n"})} {
+			if got := restoredSummary(d); strings.Contains(got, "does not exist") {
+				t.Errorf("every socket directory exists, the summary says otherwise:\n%s", got)
+			}
+		}
+	})
+}
