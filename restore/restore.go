@@ -263,6 +263,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			log.Warn().Uint64("xid", t.XID).Str("why", why).
 				Msg("the transaction may have committed before this backup ended; then recovery does not reach the xid and PostgreSQL stops with an error")
 		}
+	} else if endUnrecorded(b, t) {
+		// An explicit backup that records no end (PGHoard's basic, pipe).
+		log.Warn().Str("why", "its end is not recorded").
+			Msg("the target may come before this backup's end; then PostgreSQL stops with requested recovery stop point is before consistent recovery point: restore an older backup")
 	}
 	if err := checkFormat(b); err != nil {
 		return nil, err

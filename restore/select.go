@@ -16,13 +16,14 @@ import (
 // An explicit name wins; with a target too, the backup must have ended
 // before the target, or recovery could never reach it, except for an xid
 // target the snapshot cannot settle (the transaction may have been running
-// when the backup ended): the named backup is taken and Run logs a
-// warning. With a numeric target timeline, for every kind of target, only
-// backups that timeline descends from qualify; with latest (the default),
-// when Run has read the archived histories, only backups the newest
-// timeline reached from theirs descends from: after a point-in-time
-// restore that switched timelines, the newer backups left on the
-// abandoned timeline are passed over. Otherwise:
+// when the backup ended), and for a time or LSN target after the start of
+// a backup that records no end (endUnrecorded): the named backup is taken
+// and Run logs a warning. With a numeric target timeline, for every kind
+// of target, only backups that timeline descends from qualify; with latest
+// (the default), when Run has read the archived histories, only backups
+// the newest timeline reached from theirs descends from: after a
+// point-in-time restore that switched timelines, the newer backups left on
+// the abandoned timeline are passed over. Otherwise:
 //
 //   - no target or immediate: the newest backup;
 //   - time: the newest backup whose end time is at or before the target;
@@ -56,7 +57,7 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 			if b.Name != want {
 				continue
 			}
-			if ok, why := endsBefore(b, t); !ok && !(t.XID != 0 && xidUncertain(b, t)) {
+			if ok, why := endsBefore(b, t); !ok && !(t.XID != 0 && xidUncertain(b, t)) && !endUnrecorded(b, t) {
 				return nil, fmt.Errorf("backup %s cannot reach the recovery target: %s: %w", b.Name, why, archive.ErrNoBackup)
 			}
 			return b, nil
@@ -82,7 +83,40 @@ func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archiv
 		}
 	}
 	_, why := endsBefore(backups[0], t)
+	if endUnrecorded(backups[0], t) {
+		// PGHoard's basic and pipe backups: PostgreSQL can judge them.
+		why += "; name a backup that started before the target with --basebackup NAME to restore it anyway"
+	}
 	return nil, fmt.Errorf("no backup ended before the recovery target (the oldest, %s: %s): %w", backups[0].Name, why, archive.ErrNoBackup)
+}
+
+// endUnrecorded reports whether b records no end for t, a time or LSN
+// target (or a located restore point), while it started before t and
+// passes t's timeline checks: PGHoard's basic and pipe backups, which
+// record only their start. Whether recovery from b reaches t is then
+// unknown here, but PostgreSQL finds out: a target met before the backup's
+// end stops recovery with "requested recovery stop point is before
+// consistent recovery point" (xlogrecovery.c), never with a cluster
+// promoted before it is consistent. So a backup named explicitly is taken,
+// and Run logs a warning, as for an xid its snapshot cannot settle.
+func endUnrecorded(b *archive.BackupInfo, t Target) bool {
+	switch {
+	case !t.Time.IsZero():
+		if !b.EndTime.IsZero() || b.StartTime.IsZero() || b.StartTime.After(t.Time) {
+			return false
+		}
+	case t.LSN != 0 || t.nameLSN != 0:
+		if endLSN(b) != 0 || b.StartLSN == 0 || b.StartLSN > max(t.LSN, t.nameLSN) {
+			return false
+		}
+	default:
+		return false
+	}
+	// The timeline checks alone.
+	u := t
+	u.Time, u.LSN, u.nameLSN, u.Name = time.Time{}, 0, 0, ""
+	ok, _ := endsBefore(b, u)
+	return ok
 }
 
 // Candidates returns the backups that SelectBackup chooses among for

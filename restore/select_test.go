@@ -300,3 +300,60 @@ func TestSelectBackup_ErrNameNotFound(t *testing.T) {
 		}
 	}
 }
+
+// basicBackup is a backup as PGHoard's basic and pipe modes record it:
+// its start (segment and time) only, no end, starting at hour h after t0.
+func basicBackup(t *testing.T, name string, h int, startSeg string) *archive.BackupInfo {
+	t.Helper()
+	md := storage.Metadata{
+		"basebackup-mode": "basic", "start-wal-segment": startSeg,
+		"start-time":         t0.Add(time.Duration(h) * time.Hour).Format("2006-01-02T15:04:05-07:00"),
+		"original-file-size": "1",
+	}
+	b, err := archive.ParseBackupInfo("site/basebackup/"+name, 10, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestSelectBackup_NamedEndUnrecorded: a backup that records no end
+// (PGHoard's basic and pipe modes) named with
+// --basebackup is taken for a time or LSN target after its start, as for
+// an xid or a restore point: PostgreSQL itself stops ("requested recovery
+// stop point is before consistent recovery point") if the target comes
+// before the backup's end, and Run logs a warning. The automatic choice
+// still passes it over, naming the way out; a target before the named
+// backup's start is still refused.
+func TestSelectBackup_NamedEndUnrecorded(t *testing.T) {
+	backups := []*archive.BackupInfo{basicBackup(t, "p1", 1, "000000010000000000000002")}
+	for _, tc := range []struct {
+		name   string
+		backup string
+		target Target
+		ok     bool
+	}{
+		{"TimeNamed", "p1", Target{Time: t0.Add(90 * time.Minute)}, true},
+		{"LSNNamed", "p1", Target{LSN: 0x3000000}, true},
+		{"ErrTimeBeforeStart", "p1", Target{Time: t0.Add(30 * time.Minute)}, false},
+		{"ErrLSNBeforeStart", "p1", Target{LSN: 0x1000000}, false},
+		{"ErrTimeAutomatic", "", Target{Time: t0.Add(90 * time.Minute)}, false},
+		{"ErrLSNAutomatic", "", Target{LSN: 0x3000000}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := SelectBackup(backups, tc.backup, tc.target)
+			if tc.ok {
+				if err != nil || b.Name != "p1" {
+					t.Fatalf("SelectBackup = %v, %v; want p1", b, err)
+				}
+				return
+			}
+			if !errors.Is(err, archive.ErrNoBackup) {
+				t.Fatalf("SelectBackup = %v, %v; want ErrNoBackup", b, err)
+			}
+			if tc.backup == "" && !strings.Contains(err.Error(), "--basebackup NAME") {
+				t.Errorf("error %q does not say how to restore such a backup", err)
+			}
+		})
+	}
+}

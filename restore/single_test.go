@@ -100,6 +100,40 @@ func TestRun_PGHoardReal(t *testing.T) {
 	}
 }
 
+// TestRun_PGHoardRealTimeTarget: a real PGHoard basic backup, which
+// records no end, named with --basebackup, restores to a time target:
+// PostgreSQL stops before the archive's one commit after the backup
+// (2026-12-02 03:56:37.707939 UTC, the last 50 rows of t in rows.txt)
+// and is promoted with the 100 rows the backup held. The automatic choice
+// refuses the same target, naming --basebackup.
+func TestRun_PGHoardRealTimeTarget(t *testing.T) {
+	a, _ := realPGHoard(t, "basic")
+	ctx := context.Background()
+	bs, err := a.ListBackups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 1 || !bs[0].EndTime.IsZero() {
+		t.Fatalf("listed %+v, want one backup with no end time", bs)
+	}
+	target := Target{Time: time.Date(2026, 12, 2, 3, 56, 35, 0, time.UTC)}
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	if _, err := Run(ctx, Options{Archive: a, TargetDir: dir, Target: target, Logger: zerolog.Nop()}); !errors.Is(err, archive.ErrNoBackup) ||
+		!strings.Contains(err.Error(), "--basebackup NAME") {
+		t.Fatalf("automatic choice: %v, want ErrNoBackup naming --basebackup NAME", err)
+	}
+	walDir := decodeWAL(t, a)
+	if _, err := Run(ctx, Options{Archive: a, TargetDir: dir, Backup: bs[0].Name, Target: target,
+		RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	c := pgtest.StartDataDir(t, 15, dir, nil)
+	c.WaitRecoveryDone(t, 3*time.Minute)
+	if got, want := c.QueryString(t, "select count(*)::text || ' ' || max(id)::text from t"), "100 100"; got != want {
+		t.Errorf("restored rows (count, max id) %q, want %q", got, want)
+	}
+}
+
 // decodeWAL writes every archived WAL segment of a, decoded, into a
 // directory the server's user can read, for a cp restore_command.
 func decodeWAL(t testing.TB, a *archive.Archive) string {
