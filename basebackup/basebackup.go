@@ -267,7 +267,12 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	// The control object goes last: once it exists the backup is listed.
 	st, err := o.Archive.Codec.Put(ctx, o.Archive.Store, info.Key, bytes.NewReader(control), int64(len(control)), md)
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: store control object %s: %w", info.Key, err)
+		// The storage may have stored it all the same: a PUT whose
+		// answer was lost (a connection reset, a storage stopped or ctx
+		// canceled just then) fails here with the object in place, and
+		// the backup listed. Its chunks go only once it is deleted
+		// again (unstore), or a listed backup would be left without them.
+		return nil, unstore(ctx, o, info.Key, fmt.Errorf("basebackup: store control object %s: %w", info.Key, err))
 	}
 	if oc.checkStored != nil {
 		if err := oc.checkStored(ctx); err != nil {
@@ -304,10 +309,35 @@ func endSegment(tli uint32, end pglogrepl.LSN, segSize uint64) string {
 	return wal.SegmentOf(tli, end, segSize).Name(segSize)
 }
 
-// errStillListed is wrapped by withdraw's error when the control object
-// could not be deleted: the backup is listed, so the caller must leave
-// its chunks (and an incremental backup's marker) in place.
+// errStillListed is wrapped by the error of a backup whose control
+// object may be stored (withdraw's and unstore's, when it could not be
+// deleted; a delta backup's whose marker check failed once it was
+// stored): the backup may be listed, so the caller must leave its chunks
+// (and an incremental backup's marker) in place.
 var errStillListed = errors.New("backup still listed")
+
+// unstore deletes the control object key, whose Put failed with err,
+// under a context that outlives ctx's cancellation, and returns err. A
+// Put that fails may have stored the object: then the backup is listed,
+// whole, since its chunks are all stored. When the delete fails the
+// backup may stay listed, and the error (wrapping errStillListed) says
+// so: its chunks are kept.
+func unstore(ctx context.Context, o Options, key string, err error) error {
+	if derr := deleteControl(ctx, o, key); derr != nil {
+		return fmt.Errorf("%w; the storage may have stored it, and it could not be deleted again: the backup may be listed, "+
+			"so its chunks are kept (hoard list shows it if it is; hoard verify checks it, or delete %s by hand): %w: %w",
+			err, key, errStillListed, derr)
+	}
+	return err
+}
+
+// deleteControl deletes a backup's control object, under a context that
+// outlives ctx's cancellation.
+func deleteControl(ctx context.Context, o Options, key string) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	return o.Archive.Store.Delete(cctx, key)
+}
 
 // withdraw deletes the control object key of a backup whose check after
 // storing it failed with err (outcome.checkStored), under a context that
@@ -318,9 +348,7 @@ var errStillListed = errors.New("backup still listed")
 // the delete fails the backup stays listed, and the error (wrapping
 // errStillListed) says what to do.
 func withdraw(ctx context.Context, o Options, key string, err error) error {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	if derr := o.Archive.Store.Delete(cctx, key); derr != nil {
+	if derr := deleteControl(ctx, o, key); derr != nil {
 		return fmt.Errorf("%w; its control object %s could not be deleted again, so it is listed although it may not restore: "+
 			"delete that object by hand, or run hoard verify --restore before relying on it: %w: %w", err, key, errStillListed, derr)
 	}

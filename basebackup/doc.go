@@ -244,5 +244,12 @@
 // connection is closed), fails the chunk uploads in progress (they store
 // nothing), waits for the others, and deletes every chunk whose upload
 // began, and an incremental backup's marker, under a context that
-// outlives ctx.
+// outlives ctx. A failed Put of the control object may have stored it
+// all the same (a PUT whose answer was lost): the control object is
+// deleted first, and only then the chunks. Where that delete fails, or
+// where the backup failed after its control object was stored and stays
+// listed (a delta backup whose marker check fails then, an incremental
+// backup whose control object cannot be withdrawn), its chunks are kept
+// and the error says so: a listed backup never loses its chunks to the
+// cleanup.
 package basebackup

@@ -236,6 +236,10 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 	l.trees = l.roots(data)
 	defer closeRoots(l.trees)
 	info, err := l.run(ctx, fallback)
+	if errors.Is(err, errStillListed) {
+		// Its chunks go with it, when someone deletes it.
+		return nil, err
+	}
 	if err != nil {
 		l.mu.Lock()
 		keys := l.keys
@@ -467,7 +471,8 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		// already (a retention run may count it), so it is not deleted
 		// again here: the error says to check it.
 		if err := o.Archive.CheckDeltaRunning(ctx, l.name, l.deltaMarkedAt, time.Now()); err != nil {
-			return nil, fmt.Errorf("basebackup: backup %s is stored, but %w: run hoard verify --restore before relying on it, and take a new backup", l.name, err)
+			return nil, fmt.Errorf("basebackup: backup %s is stored, but %w: run hoard verify --restore before relying on it, and take a new backup: %w",
+				l.name, err, errStillListed)
 		}
 		// A marker left behind (the delete failed) is harmless:
 		// retention takes only the folders of unlisted backups for
