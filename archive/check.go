@@ -200,8 +200,8 @@ func (a *Archive) CheckBackupSealed(ctx context.Context, b *BackupInfo) error {
 	var n int
 	var total int64
 	err := a.Store.List(ctx, a.Layout.Dir(chunkDir)+b.Name+"/", func(o storage.Object) error {
-		if strings.HasSuffix(o.Key, DeltaRefsSuffix) || strings.HasSuffix(o.Key, DeltaRunningSuffix) {
-			return nil // a delta backup's reference list or marker, not a chunk
+		if strings.HasSuffix(o.Key, DeltaRefsSuffix) || strings.HasSuffix(o.Key, DeltaRunningSuffix) || strings.HasSuffix(o.Key, NameClaimSuffix) {
+			return nil // a delta backup's reference list or marker, a name's claim: not a chunk
 		}
 		n++
 		total += o.Size

@@ -279,6 +279,12 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 			return nil, withdraw(ctx, o, info.Key, err)
 		}
 	}
+	// Listed now: its name is taken by the control object.
+	if err := o.Archive.Store.Delete(ctx, o.Archive.Layout.NameClaimKey(info.Name)); err != nil {
+		// An object of the folder, not a chunk (archive.CheckBackupSealed):
+		// it goes with the folder when retention deletes the backup.
+		log.Warn().Err(err).Str("key", o.Archive.Layout.NameClaimKey(info.Name)).Msg("claim of the backup's name not deleted")
+	}
 	info.StoredSize = st.StoredSize
 	info.Metadata = st.Metadata
 	info.Auth = o.Archive.Codec.BackupAuth(info.Name, st.Metadata)

@@ -406,6 +406,78 @@ func TestChooseName(t *testing.T) {
 	}
 }
 
+// TestChooseName_Concurrent: two backups of one site whose starts fall
+// in the same millisecond (two writers of the site, a manual hoard
+// basebackup beside the daemon, released by one checkpoint), or in
+// neighbouring ones past a leftover name, get different names, although
+// neither has stored a chunk when the other chooses: each claims its name
+// in the store (Store.Create) before it uses it. With one name, each
+// replaced the other's chunks and control object, and the cleanup of the
+// one that failed deleted the other's chunks.
+func TestChooseName_Concurrent(t *testing.T) {
+	ctx := context.Background()
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	start := time.Date(2026, 3, 4, 5, 6, 7, 250e6, time.UTC)
+	if err := a.Store.Put(ctx, a.Layout.ChunkKey(archive.ChunkFilename("2026-03-04_05-06_7250", 1)), strings.NewReader("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, at := range []time.Time{start, start, start.Add(time.Millisecond), start.Add(time.Millisecond)} {
+		name, err := chooseName(ctx, a, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names[name] {
+			t.Errorf("chooseName(%s) = %s, chosen already by a backup that started with it", at.Format(time.StampMilli), name)
+		}
+		names[name] = true
+	}
+}
+
+// TestRun_ConcurrentWriters: two backups of one cluster into one site
+// at once, in each mode, are both stored under names of their own, and
+// each one's chunk folder holds its chunks and nothing else: the name's
+// claim is gone once the control object is stored.
+func TestRun_ConcurrentWriters(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0]})
+	pgtest.Pgbench(t, c, "-i", "-s", "1")
+	for _, mode := range []Mode{ModeStream, ModeLocal} {
+		ctx := testContext(t)
+		a := localArchive(t)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = Run(ctx, Options{ConnString: c.ConnString("postgres"), Archive: a, Mode: mode, PGData: c.DataDir,
+					Fast: true, NoWait: true, ChunkSize: 1 << 20})
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("mode %d: %v", mode, err)
+		}
+		bs, err := a.ListBackups(ctx)
+		if err != nil || len(bs) != 2 {
+			t.Fatalf("mode %d: ListBackups = %v, %v, want two backups", mode, bs, err)
+		}
+		for _, b := range bs {
+			var keys []string
+			err := a.Store.List(ctx, a.Layout.Dir(archive.BasebackupChunkDir)+b.Name+"/", func(o storage.Object) error {
+				keys = append(keys, o.Key)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != b.ChunkCount {
+				t.Errorf("mode %d: backup %s: %d chunks, its folder holds %v", mode, b.Name, b.ChunkCount, keys)
+			}
+		}
+	}
+}
+
 // walsenderKillingStore terminates the backup's walsender when the first
 // chunk is stored: the server's stream ends mid-archive.
 type walsenderKillingStore struct {

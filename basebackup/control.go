@@ -71,15 +71,18 @@ func controlTar(m *archive.Manifest, oc *outcome) ([]byte, error) {
 // minute (PGHoard's YYYY-MM-DD_HH-MM_N).
 const nameLayout = "2006-01-02_15-04"
 
-// chooseName returns the name of a backup started at start:
-// YYYY-MM-DD_HH-MM_N in UTC, PGHoard's form, with N counted from the
-// start's milliseconds within the minute (seconds × 1000 + milliseconds)
-// and raised past every number a listed backup of the site uses or under
-// which chunks are stored (those of a backup that died before it could
-// clean up). PGHoard counts N from 0, so a name came back once its backup
-// was deleted, and a preservation request left for the deleted backup
-// protected the new one; with N from the start time, a name recurs only
-// if the clock goes back to the same millisecond.
+// chooseName returns the name of a backup started at start, claimed in
+// the store for it (archive.ClaimName; the caller deletes the claim, key
+// archive.Layout.NameClaimKey, once the control object is stored or with
+// the chunks of a failed backup): YYYY-MM-DD_HH-MM_N in UTC, PGHoard's
+// form, with N counted from the start's milliseconds within the minute
+// (seconds × 1000 + milliseconds) and raised past every number a listed
+// backup of the site uses, under which chunks are stored (those of a
+// backup that died before it could clean up), or that another writer
+// claimed first. PGHoard counts N from 0, so a name came back once its
+// backup was deleted, and a preservation request left for the deleted
+// backup protected the new one; with N from the start time, a name
+// recurs only if the clock goes back to the same millisecond.
 func chooseName(ctx context.Context, a *archive.Archive, start time.Time) (string, error) {
 	backups, err := a.ScanBackups(ctx)
 	if err != nil {
@@ -104,7 +107,14 @@ func chooseName(ctx context.Context, a *archive.Archive, start time.Time) (strin
 		if err != nil {
 			return "", err
 		}
-		if !leftover {
+		if leftover {
+			continue
+		}
+		claimed, err := a.ClaimName(ctx, name)
+		if err != nil {
+			return "", fmt.Errorf("basebackup: %w", err)
+		}
+		if claimed {
 			return name, nil
 		}
 	}

@@ -199,7 +199,12 @@
 // START TIME (where PGHoard takes its start-time from), and names the
 // backup YYYY-MM-DD_HH-MM_N (UTC, N counted from the milliseconds within the
 // minute past the numbers of the site's backups and leftover chunk
-// folders). After the data, the SQL connection records txid_current_snapshot()'s
+// folders, and claimed in the store before it is used: chooseName,
+// archive.ClaimName, so that two writers of one site whose backups
+// start in the same millisecond never share a name, one replacing the
+// other's chunks and the cleanup of one deleting the other's; the claim
+// is deleted once the control object is stored, or last with the chunks
+// of a failed backup). After the data, the SQL connection records txid_current_snapshot()'s
 // xmin and xmax (metadata hoard-end-xmin and hoard-end-xmax, used to
 // choose a backup for an xid recovery target) and the server's now() as
 // the end time.

@@ -244,6 +244,11 @@ func runLocal(ctx context.Context, o Options, log zerolog.Logger, auto bool) (*a
 		l.mu.Lock()
 		keys := l.keys
 		l.mu.Unlock()
+		if l.name != "" {
+			// The name's claim last: until it goes, the folder stays
+			// used for every later choice of a name.
+			keys = append(keys, o.Archive.Layout.NameClaimKey(l.name))
+		}
 		if cerr := deleteChunks(ctx, o, keys); cerr != nil {
 			err = errors.Join(err, cerr)
 		}

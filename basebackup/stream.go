@@ -76,7 +76,10 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 			return nil, err
 		}
 		if r.ck != nil {
-			if cerr := deleteChunks(ctx, o, r.ck.keys()); cerr != nil {
+			// The name's claim last: until it goes, the folder stays
+			// used for every later choice of a name.
+			keys := append(r.ck.keys(), o.Archive.Layout.NameClaimKey(r.name))
+			if cerr := deleteChunks(ctx, o, keys); cerr != nil {
 				err = errors.Join(err, cerr)
 			}
 		}
@@ -168,7 +171,8 @@ type run struct {
 	srv server
 	sql *pgx.Conn
 
-	ck *chunker // nil until the name is chosen
+	name string   // the backup's, claimed; "" until it is chosen
+	ck   *chunker // nil until the name is chosen
 	// marker is the key of an incremental backup's marker of its
 	// parent (archive.MarkIncrementalParent), deleted if it fails; ""
 	// for a full backup.
@@ -244,6 +248,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	if err != nil {
 		return nil, err
 	}
+	r.name = name
 	log := r.log.With().Str("backup", name).Logger()
 	log.Info().Str("lsn", bb.StartLSN.String()).Int32("tli", bb.Timeline).Msg("basebackup started")
 	conc := o.CompressionThreads

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
@@ -180,7 +181,11 @@ func TestSignals(t *testing.T) {
 			[]string{"verify", "--full"}, nil},
 		{"List", syscall.SIGINT, func(r *http.Request) bool { return r.Method == http.MethodGet && r.URL.Query().Has("list-type") },
 			[]string{"list"}, nil},
-		{"Basebackup", syscall.SIGTERM, func(r *http.Request) bool { return r.Method == http.MethodPut && isChunk(r) },
+		// A chunk's upload, not the claim of the backup's name stored
+		// before it in the same folder.
+		{"Basebackup", syscall.SIGTERM, func(r *http.Request) bool {
+			return r.Method == http.MethodPut && isChunk(r) && !strings.HasSuffix(r.URL.Path, archive.NameClaimSuffix)
+		},
 			[]string{"basebackup", "--fast"}, func(t *testing.T) {
 				if n := len(s.listBackups()); n != 10 {
 					t.Errorf("%d backups after an interrupted basebackup, want 10", n)
