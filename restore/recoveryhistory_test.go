@@ -177,3 +177,39 @@ func flipped(data []byte, system uint64) func(*testing.T, *archive.Archive) {
 		flipStored(t, a, a.Layout.WALKey("00000002.history"))
 	}
 }
+
+// TestRun_TargetHistoryDamaged: the archive's timelines 1 -> 2 -> 3 with
+// 00000003.history damaged. The automatic choice (recovery_target_timeline
+// latest) and a numeric target timeline read the target's history before
+// choosing a backup, and stopped there with the decoding error alone:
+// the object, but not what the operator can do about it. The error must
+// name the object and the next step (a good copy in its place, or
+// removing a planted one, and hoard verify), as the checks of the history
+// files PostgreSQL asks for do (checkRecoveryHistories).
+func TestRun_TargetHistoryDamaged(t *testing.T) {
+	hist2 := "1\t0/400000\tno recovery target specified\n"
+	hist3 := hist2 + "2\t0/500000\tno recovery target specified\n"
+	for _, spec := range []string{"latest", "3"} {
+		t.Run(spec, func(t *testing.T) {
+			a := memArchive(t, true)
+			hostile.Put(t, a, hostile.Backup{Name: olderBackup, Signed: true})
+			pushFile(t, a, "00000002.history", []byte(hist2), 7000000000000000001)
+			pushFile(t, a, "00000003.history", []byte(hist3), 7000000000000000001)
+			flipStored(t, a, a.Layout.WALKey("00000003.history"))
+			e := hostile.NewEnv(t)
+			_, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Target: Target{Timeline: spec},
+				RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
+			if err == nil {
+				t.Fatal("restore with 00000003.history damaged succeeded")
+			}
+			for _, w := range []string{a.Layout.WALKey("00000003.history"), "good copy", "hoard verify"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if ents, err := os.ReadDir(e.Target()); err == nil && len(ents) > 0 {
+				t.Errorf("the refused restore wrote %d entries into %s", len(ents), e.Target())
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -186,7 +187,17 @@ func readHistory(ctx context.Context, h historyIndex, tli uint32, system uint64)
 		}
 		return nil, fmt.Errorf("timeline %d: %s is not archived: %w", tli, name, ErrMissingWAL)
 	}
-	return archive.WALFile{Name: name, Key: src.Layout.WALKey(name), Archive: src}.ReadHistory(ctx, system)
+	p, err := archive.WALFile{Name: name, Key: src.Layout.WALKey(name), Archive: src}.ReadHistory(ctx, system)
+	if err == nil || ctx.Err() != nil || errors.Is(err, storage.ErrNotFound) || errors.Is(err, archive.ErrNoPrivateKey) {
+		return p, err
+	}
+	// The file is there and does not read: wal-fetch refuses it too, and
+	// the error says what can be done (a store that failed reads the same,
+	// hence the "if").
+	return nil, fmt.Errorf("%w; PostgreSQL asks restore_command for %s to recover along timeline %d, and wal-fetch delivers it only "+
+		"when it reads and passes these checks: if it is damaged or planted, store a good copy in its place (a server on timeline %d "+
+		"or later holds one in pg_wal), or delete a planted one; hoard verify names the history files that fail their checks",
+		err, name, tli, tli)
 }
 
 // TargetPath reads the path of timelines that leads to a numeric
