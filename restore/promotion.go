@@ -87,7 +87,14 @@ func (o *Options) promotes() bool {
 // another system's file of the backup's timeline or an earlier one,
 // which wal-fetch answers as not archived too (archive.IgnoreUpgradedHistory,
 // the restored pg_control being on the backup's timeline).
-func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, path wal.History, spec string, promotes bool) error {
+//
+// custom is the operator's restore_command (--restore-command), "" for
+// hoard's own wal-fetch. It is checked all the same, as Run checks the
+// archive's segments whatever the command: hoard cannot tell whether
+// the command reads this archive (through wal-fetch, with flags of its
+// own) or another copy of the WAL; the error says which case stops
+// PostgreSQL.
+func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, path wal.History, spec string, promotes bool, custom string) error {
 	h, err := listHistories(ctx, a)
 	if err != nil {
 		return err
@@ -130,11 +137,17 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 			continue
 		}
 		if err != nil {
+			stops := "wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written"
+			if custom != "" {
+				stops = fmt.Sprintf("hoard wal-fetch refuses it (exit 255): where your restore_command (%s) reads this archive "+
+					"through hoard wal-fetch, PostgreSQL would stop with the data directory written; restore checks this archive's "+
+					"WAL whatever the command", custom)
+			}
 			return fmt.Errorf("backup %s: timeline history %s (%s): %w; PostgreSQL asks restore_command for it while it recovers "+
-				"this backup (recovery_target_timeline %s), and wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written. "+
+				"this backup (recovery_target_timeline %s), and %s. "+
 				"Store a good copy in its place (a server on timeline %d or later holds one in pg_wal), or delete a planted one; "+
 				"hoard verify names the history files that fail their checks",
-				b.Name, name, h[tli].Layout.WALKey(name), err, cmp.Or(spec, "latest"), tli)
+				b.Name, name, h[tli].Layout.WALKey(name), err, cmp.Or(spec, "latest"), stops, tli)
 		}
 	}
 	return nil

@@ -150,7 +150,7 @@ func testCheckRecoveryHistoriesBackupTimeline(t *testing.T, keys bool) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := memArchive(t, keys)
 			tc.store(t, a)
-			err := checkRecoveryHistories(context.Background(), a, b, wal.History{{Timeline: 2}}, tc.spec, tc.promotes)
+			err := checkRecoveryHistories(context.Background(), a, b, wal.History{{Timeline: 2}}, tc.spec, tc.promotes, "")
 			if !tc.bad {
 				if err != nil {
 					t.Fatalf("check: %v", err)
@@ -211,5 +211,37 @@ func TestRun_TargetHistoryDamaged(t *testing.T) {
 				t.Errorf("the refused restore wrote %d entries into %s", len(ents), e.Target())
 			}
 		})
+	}
+}
+
+// TestRun_RecoveryHistoriesCustomCommand: a history file PostgreSQL asks
+// for (at promotion, recovering to timeline 2) is damaged, and the restore_command is the operator's own
+// (--restore-command), which hoard does not know to read this archive.
+// restore still refuses (it checks the WAL of this archive whatever the
+// command, as it checks the segments), but the error said "wal-fetch
+// refuses it (exit 255): PostgreSQL would stop", which is not so for a
+// command that does not run wal-fetch. It must name the command and say
+// when PostgreSQL would stop: where it reads this archive through
+// wal-fetch.
+func TestRun_RecoveryHistoriesCustomCommand(t *testing.T) {
+	hist2 := "1\t0/400000\tno recovery target specified\n"
+	hist3 := hist2 + "2\t0/500000\tno recovery target specified\n"
+	a := memArchive(t, true)
+	hostile.Put(t, a, hostile.Backup{Name: olderBackup, Signed: true})
+	pushFile(t, a, "00000002.history", []byte(hist2), 7000000000000000001)
+	pushFile(t, a, "00000003.history", []byte(hist3), 7000000000000000001)
+	// Asked for by the promotion at the end of recovery to timeline 2.
+	flipStored(t, a, a.Layout.WALKey("00000003.history"))
+	e := hostile.NewEnv(t)
+	const cmd = "cp /mnt/wal/%f %p"
+	_, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Target: Target{Timeline: "2"},
+		RestoreCommand: cmd, Logger: zerolog.Nop()})
+	if err == nil {
+		t.Fatal("restore with 00000003.history damaged succeeded")
+	}
+	for _, w := range []string{"00000003.history", cmd, "through hoard wal-fetch"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
 	}
 }

@@ -288,7 +288,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.checkPromotion(ctx, a, b, path.Timeline()); err != nil {
 		return nil, err
 	}
-	if err := checkRecoveryHistories(ctx, a, b, path, t.Timeline, o.promotes()); err != nil {
+	if err := checkRecoveryHistories(ctx, a, b, path, t.Timeline, o.promotes(), o.RestoreCommand); err != nil {
 		return nil, err
 	}
 	w, err := listWAL(ctx, a)
