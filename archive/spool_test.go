@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hoardbackup/hoard/internal/storetest"
 )
 
 // treeOf describes every entry under dir without following links: mode,
@@ -153,4 +155,36 @@ func TestSpool_LinksInSpool(t *testing.T) {
 		t.Error("the prefetch worker locked through a link")
 	}
 	f.checkOutside(t)
+}
+
+// TestSpool_RelativeDest: PostgreSQL runs restore_command in the data
+// directory with %p relative (pg_wal/RECOVERYXLOG), and wal-fetch passes
+// the spool as an absolute path. spool.take compared the two directories
+// as strings, never equal, so wal-fetch downloaded again every segment the
+// prefetch worker (or the restore) had spooled, and the spool only cost
+// room. A spooled segment must be taken without a download whatever the
+// spelling of dest.
+func TestSpool_RelativeDest(t *testing.T) {
+	ctx := context.Background()
+	f := newSpoolFixture(t, 3, 9)
+	log := &storetest.OpenLog{Store: f.a.Store}
+	f.a.Store = log
+	spoolDir := SpoolDir(f.dest)
+	f.fetch(t, 1, 1, FetchOptions{Spool: spoolDir})
+	if res, err := f.a.PrefetchWAL(ctx, spoolDir, PrefetchOptions{Count: 2}); err != nil || len(res.Fetched) != 2 {
+		t.Fatalf("prefetch: %+v %v, want segments 2 and 3 spooled", res, err)
+	}
+	pgwal := filepath.Dir(f.dest)
+	t.Chdir(filepath.Dir(pgwal))
+	rel := filepath.Join(filepath.Base(pgwal), filepath.Base(f.dest))
+	log.Reset()
+	for no := uint64(2); no <= 3; no++ {
+		if err := f.a.FetchWAL(ctx, segName(no), rel, FetchOptions{Spool: spoolDir}); err != nil {
+			t.Fatalf("fetch %s: %v", segName(no), err)
+		}
+		checkFile(t, f.dest, f.segs[segName(no)])
+	}
+	if keys := log.Keys(); len(keys) > 0 {
+		t.Errorf("fetching to %s downloaded %v, which the spool held", rel, keys)
+	}
 }

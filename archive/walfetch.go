@@ -620,7 +620,15 @@ func (s *spool) path(name string) string { return filepath.Join(s.dir, name) }
 // which may hold other bytes under the same names. An error is a failed
 // fsync of dest's directory after the segment was moved there.
 func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader, bool, error) {
-	if filepath.Dir(dest) != filepath.Dir(s.dir) {
+	// PostgreSQL passes %p relative to the data directory
+	// (pg_wal/RECOVERYXLOG), wal-fetch the spool absolute: compared as
+	// written, they never matched, and nothing was ever taken.
+	destDir, err := filepath.Abs(filepath.Dir(dest))
+	if err != nil {
+		return wal.PageHeader{}, false, nil
+	}
+	spoolParent, err := filepath.Abs(filepath.Dir(s.dir))
+	if err != nil || destDir != spoolParent {
 		return wal.PageHeader{}, false, nil
 	}
 	if s.identity() != id {
