@@ -84,7 +84,11 @@
 //
 // runStream opens a replication connection (IDENTIFY_SYSTEM for the system
 // identifier, SHOW wal_segment_size: never assumed to be 16 MiB) and an
-// ordinary SQL connection to the same server. It starts BASE_BACKUP with
+// ordinary SQL connection to the same server; the SQL session is idle
+// while the server checkpoints and streams, and one the server or the
+// network ended meanwhile (idle_session_timeout, say) is opened anew for
+// the queries after that (onSQL), as the backup lives on the replication
+// connection. It starts BASE_BACKUP with
 // LABEL, MANIFEST 'yes' (hence PostgreSQL 13 or later), TABLESPACE_MAP
 // when pg_tablespace lists tablespaces besides pg_default and pg_global,
 // PROGRESS (unless Options.NoEstimate), a fast or spread checkpoint,

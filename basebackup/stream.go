@@ -61,6 +61,11 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 	defer cancel(nil)
 	g, gctx := errgroup.WithContext(runCtx)
 	r := &run{o: o, log: log, srv: srv, sql: sql}
+	defer func() {
+		for _, c := range r.opened {
+			c.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	info, err := r.backup(runCtx, gctx, g, repl)
 	if err != nil {
 		cancel(err)
@@ -170,6 +175,9 @@ type run struct {
 	log zerolog.Logger
 	srv server
 	sql *pgx.Conn
+	// opened holds the SQL sessions onSQL opened in place of a closed
+	// one, which the run closes at its end.
+	opened []*pgx.Conn
 
 	name string   // the backup's, claimed; "" until it is chosen
 	ck   *chunker // nil until the name is chosen
@@ -235,7 +243,8 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 	// which is where PGHoard takes its start-time from; the name counts
 	// from the milliseconds.
 	var clock time.Time
-	if err := r.sql.QueryRow(gctx, "SELECT clock_timestamp()").Scan(&clock); err != nil {
+	err = r.onSQL(gctx, func(sql *pgx.Conn) error { return sql.QueryRow(gctx, "SELECT clock_timestamp()").Scan(&clock) })
+	if err != nil {
 		return nil, fmt.Errorf("basebackup: query start time: %w", err)
 	}
 	startTime := clock.Truncate(time.Second)
@@ -288,7 +297,13 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		// backup's.
 		end, endTLI = damaged.End, damaged.Timeline
 	}
-	xmin, xmax, endTime, err := endSnapshot(gctx, r.sql)
+	var xmin, xmax int64
+	var endTime time.Time
+	err = r.onSQL(gctx, func(sql *pgx.Conn) error {
+		var err error
+		xmin, xmax, endTime, err = endSnapshot(gctx, sql)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -378,20 +393,49 @@ func (r *run) missing() string {
 	return strings.Join(m, ", ")
 }
 
+// onSQL runs q on the backup's SQL session, and once more on a new
+// session when the server or the network had ended it by then. The
+// session sits idle while the server checkpoints and streams the backup,
+// which may take hours: idle_session_timeout (PostgreSQL 14+), a
+// firewall's idle timeout or pg_terminate_backend end it, and the server
+// tells so only at the next query. The backup lives on the replication
+// connection, and what the queries read (the server's clock, the
+// tablespaces, the end snapshot) any session reads alike, so a new one
+// does; a backup failed for it after its whole stream would fail the
+// same way at every try. The new session replaces r.sql.
+func (r *run) onSQL(ctx context.Context, q func(sql *pgx.Conn) error) error {
+	err := q(r.sql)
+	if err == nil || !r.sql.IsClosed() || ctx.Err() != nil {
+		return err
+	}
+	r.log.Warn().Err(err).Msg("the SQL session beside the backup ended while it was idle (idle_session_timeout, a network idle timeout, " +
+		"or terminated): opening a new one")
+	sql, cerr := connectSQL(ctx, r.o.ConnString)
+	if cerr != nil {
+		return fmt.Errorf("%w; a new session: %w", err, cerr)
+	}
+	r.sql = sql
+	r.opened = append(r.opened, sql)
+	return q(sql)
+}
+
 // tablespaces names the backup's tablespaces (the main data directory
 // excluded) from pg_tablespace, queried after the backup began so that
 // the list is the server's.
 func (r *run) tablespaces(ctx context.Context, list []replication.Tablespace) ([]tablespace, error) {
-	rows, err := r.sql.Query(ctx, "SELECT oid, spcname FROM pg_tablespace")
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
-	}
 	names := map[uint32]string{}
-	var oid uint32
-	var name string
-	_, err = pgx.ForEachRow(rows, []any{&oid, &name}, func() error {
-		names[oid] = name
-		return nil
+	err := r.onSQL(ctx, func(sql *pgx.Conn) error {
+		rows, err := sql.Query(ctx, "SELECT oid, spcname FROM pg_tablespace")
+		if err != nil {
+			return err
+		}
+		var oid uint32
+		var name string
+		_, err = pgx.ForEachRow(rows, []any{&oid, &name}, func() error {
+			names[oid] = name
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: query tablespaces: %w", err)
