@@ -42,7 +42,7 @@ func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) err
 		// A single object: decoding it is the only check there is.
 		return a.decodeAll(ctx, b.Key, -1)
 	}
-	m, err := a.readManifest(ctx, b.Key)
+	m, err := a.readManifest(ctx, b)
 	if err != nil {
 		return err
 	}
@@ -159,13 +159,20 @@ func (a *Archive) decodeAll(ctx context.Context, key string, want int64) error {
 	return nil
 }
 
-// readManifest reads the manifest of control object key, reading the whole
-// object so that its integrity checks run, within the limits restore reads
-// it with (ReadControl: MaxManifestSize, MaxControlSize).
-func (a *Archive) readManifest(ctx context.Context, key string) (*Manifest, error) {
-	c, err := a.ReadControl(ctx, key, nil)
+// readManifest reads the manifest of backup b's control object, reading
+// the whole object so that its integrity checks run, within the limits
+// restore reads it with (ReadControl: MaxManifestSize, MaxControlSize),
+// and checks that the object is b's own, as restore does (CheckControl):
+// another backup's authentic control object copied under b's name, b's
+// metadata kept, lists the other backup's chunks and delta objects, and
+// retention would keep those for b and delete what b refers to.
+func (a *Archive) readManifest(ctx context.Context, b *BackupInfo) (*Manifest, error) {
+	c, err := a.ReadControl(ctx, b.Key, nil)
 	if err != nil {
 		return nil, err
+	}
+	if err := CheckControl(b, c); err != nil {
+		return nil, fmt.Errorf("control object %s: %w", b.Key, err)
 	}
 	return c.Manifest, nil
 }

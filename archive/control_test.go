@@ -14,9 +14,10 @@ import (
 	"github.com/hoardbackup/hoard/storage"
 )
 
-// controlTar builds a control tar: the manifest m, then a member name of
-// size zero bytes written from a stream (so that the test holds none of
-// them).
+// controlTar builds a control tar: the manifest m, a backup_label
+// (CheckControl compares it with metadata that records no start), then a
+// member name of size zero bytes written from a stream (so that the test
+// holds none of them).
 func controlTar(t testing.TB, w io.Writer, m *Manifest, name string, size int64) {
 	t.Helper()
 	js, err := m.Marshal()
@@ -24,11 +25,17 @@ func controlTar(t testing.TB, w io.Writer, m *Manifest, name string, size int64)
 		t.Fatal(err)
 	}
 	tw := tar.NewWriter(w)
-	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(js))}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(js); err != nil {
-		t.Fatal(err)
+	label := testLabel(t, "000000010000000000000002")
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{ManifestName, js}, {ControlBackupLabel, label}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(f.data))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o600, Size: size}); err != nil {
 		t.Fatal(err)

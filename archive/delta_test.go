@@ -62,7 +62,14 @@ func putDeltaBackup(t testing.TB, a *Archive, name, startSeg string, digests ...
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: ManifestName, Mode: 0o600, Size: int64(len(js))}); err != nil {
 		t.Fatal(err)
 	}
-	testio.WriteClose(t, tw, js)
+	if _, err := tw.Write(js); err != nil {
+		t.Fatal(err)
+	}
+	label := testLabel(t, startSeg)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: ControlBackupLabel, Mode: 0o600, Size: int64(len(label))}); err != nil {
+		t.Fatal(err)
+	}
+	testio.WriteClose(t, tw, label)
 	info := &BackupInfo{Format: FormatDeltaV2, StartWALSegment: startSeg, StartTime: start, Site: a.Site}
 	key := a.Layout.BackupKey(name)
 	if _, err := a.Codec.Put(context.Background(), a.Store, key, &tb, int64(tb.Len()), info.ToMetadata()); err != nil {
@@ -319,5 +326,52 @@ func editRefs(t *testing.T, a *Archive, name string, edit func(*deltaRefList)) {
 	}
 	if err := a.Store.Put(context.Background(), k, bytes.NewReader(js), storage.Metadata{MetaFormat: FormatDeltaRefs}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestArchive_PlanRetentionDeltaForeignControl: someone who can write the
+// bucket but holds no key copies the control object of delta backup d1
+// (objects A, B) under the name of kept delta backup d2 (B, C), d2's
+// metadata kept: it decodes, and d2's metadata still authenticates. C,
+// which only d2 refers to, must not be deleted for it: d2's control
+// object is not d2's (CheckControl, as restore checks it), so d2 is not
+// known good and its references are unknown. Before, retention took d1's
+// references for d2's and deleted C, then the genuine control object put
+// back, d2 could not be restored.
+func TestArchive_PlanRetentionDeltaForeignControl(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	name := func(ago time.Duration) string { return now.Add(-ago).Format("2006-01-02_15-04") + "_0" }
+	a := localArchive(t, t.TempDir(), "site", retentionCodec(t))
+	objs := putDelta(t, a, digest('a'), digest('b'), digest('c'))
+	ageKeys(a, objs, now.Add(-96*time.Hour))
+	ageKeys(a, objs[2:], now.Add(-47*time.Hour)) // written by d2
+	d1 := putDeltaBackup(t, a, name(72*time.Hour), "000000010000000000000002", digest('a'), digest('b'))
+	d2 := putDeltaBackup(t, a, name(48*time.Hour), "000000010000000000000004", digest('b'), digest('c'))
+	putDeltaBackup(t, a, name(24*time.Hour), "000000010000000000000006", digest('b'))
+	putWAL(t, a, segs(1, 2, 7)...)
+	rc, _, err := a.Store.Open(ctx, d1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	o, err := a.Store.Stat(ctx, d2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.Put(ctx, d2, rc, o.Metadata); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 2}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range plan.Delta {
+		if d.Key == a.Layout.DeltaKey(digest('c')) {
+			t.Errorf("plan deletes %s, which the kept backup %s refers to: %s", d.Key, BackupName(d2), d.Reason)
+		}
+	}
+	if got := strings.Join(plan.Damaged, "\n"); !strings.Contains(got, BackupName(d2)) || !strings.Contains(got, "not this backup's") {
+		t.Errorf("damaged %q: want %s named, its control object another's", plan.Damaged, BackupName(d2))
 	}
 }

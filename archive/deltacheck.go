@@ -86,7 +86,7 @@ func (a *Archive) CheckDeltaObject(ctx context.Context, digest string, size int6
 // key for it, from its reference list (ReadDeltaRefs), which must verify;
 // then the error of a backup with neither is a *sealedRefsError.
 func (a *Archive) BackupDeltaRefs(ctx context.Context, b *BackupInfo) (map[string]bool, error) {
-	m, err := a.readManifest(ctx, b.Key)
+	m, err := a.readManifest(ctx, b)
 	if errors.Is(err, ErrNoPrivateKey) {
 		r, lerr := a.ReadDeltaRefs(ctx, b.Name)
 		if lerr != nil {

@@ -407,7 +407,7 @@ func putBackup(t testing.TB, a *Archive, name, startSeg string, n, stray int) []
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{ManifestName, js}, {ControlBackupLabel, []byte("START WAL LOCATION: 0/2000028 (file " + startSeg + ")\n")}} {
+	}{{ManifestName, js}, {ControlBackupLabel, testLabel(t, startSeg)}} {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o600, Size: int64(len(f.data))}); err != nil {
 			t.Fatal(err)
 		}
@@ -424,6 +424,21 @@ func putBackup(t testing.TB, a *Archive, name, startSeg string, n, stray int) []
 		t.Fatal(err)
 	}
 	return append(keys, key)
+}
+
+// testLabel is the backup_label of a backup starting at the start of
+// segment startSeg (16 MiB segments, else the largest size its name fits),
+// as CheckControl compares it with metadata that records no start LSN or
+// the start of that segment (BackupInfo's StartLSN then).
+func testLabel(t testing.TB, startSeg string) []byte {
+	t.Helper()
+	for size := uint64(16 << 20); size >= wal.MinSegmentSize; size >>= 1 {
+		if seg, err := wal.ParseSegmentName(startSeg, size); err == nil {
+			return []byte(fmt.Sprintf("START WAL LOCATION: %s (file %s)\n", seg.StartLSN(size), startSeg))
+		}
+	}
+	t.Fatalf("segment name %s", startSeg)
+	return nil
 }
 
 // setModified sets the modification time of the local store's files of
@@ -778,7 +793,7 @@ func TestArchive_ApplyRetentionInterrupted(t *testing.T) {
 					listed[b.Name] = true
 					// Every listed backup, kept or not yet deleted,
 					// still has all its chunks.
-					m, err := s.readManifest(ctx, b.Key)
+					m, err := s.readManifest(ctx, b)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -37,13 +37,13 @@ of this system's is kept no WAL is deleted. When no node answers, a note says so
 backups of every system count.
 
 Before deleting any backup, retention makes sure one it keeps is known good: every kept
-backup's control object must decode and its chunks exist with their sizes, and the newest
-that passes is decoded in full (an incremental backup with its chain of parents). When
-none passes, older backups are kept instead, up to the newest that decodes in full; the
-output names the damaged backups (DAMAGED) and the daemon raises the backup_damaged
-alert. With the public key only (a daemon that cannot decrypt), retention still works: a
-backup is checked without decrypting, its chunk count and sizes against its metadata, and
-the plan says so.
+backup's control object must decode and be the backup's own (as restore checks it), its
+chunks exist with their sizes, and the newest that passes is decoded in full (an
+incremental backup with its chain of parents). When none passes, older backups are kept
+instead, up to the newest that decodes in full; the output names the damaged backups
+(DAMAGED) and the daemon raises the backup_damaged alert. With the public key only (a
+daemon that cannot decrypt), retention still works: a backup is checked without
+decrypting, its chunk count and sizes against its metadata, and the plan says so.
 
 WAL files (segments, .partial and .backup files) before the lowest start segment of the
 kept backups are deleted, on every timeline, and none while the site holds a backup whose
