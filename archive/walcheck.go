@@ -2,9 +2,11 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -21,7 +23,8 @@ type CheckWALOptions struct {
 	// a download (spool.take). CheckWAL must be its only user: the spool
 	// of a data directory being restored, which no server runs on yet.
 	Spool string
-	// Room is how many segments the spool may keep; the others are
+	// Room is how many segments the spool may keep; the others, and one
+	// that finds the spool's file system full (from then on), are
 	// checked and not kept.
 	Room int
 	// Parallel is how many segments are downloaded at once; 0: 1.
@@ -81,7 +84,7 @@ func (a *Archive) CheckWAL(ctx context.Context, files []WALFile, o CheckWALOptio
 					room--
 				}
 				mu.Unlock()
-				err := a.checkOne(ctx, f, sp, keep, o.SystemID)
+				stored, err := a.checkOne(ctx, f, sp, keep, o.SystemID)
 				if err != nil && ctx.Err() == nil {
 					err = &WALCheckError{File: f, Err: err}
 				}
@@ -90,8 +93,10 @@ func (a *Archive) CheckWAL(ctx context.Context, files []WALFile, o CheckWALOptio
 				case err != nil && first == nil:
 					first = err
 					cancel()
-				case err == nil && keep:
+				case err == nil && stored:
 					kept = append(kept, f.Name)
+				case err == nil && keep:
+					room = 0 // the spool's file system is full
 				}
 				mu.Unlock()
 			}
@@ -125,8 +130,11 @@ func (e *WALCheckError) Unwrap() error { return e.Err }
 
 // checkOne downloads and checks the segment f: into the spool sp under its
 // name when keep is set, else into nothing. Its timeline history is read
-// from a and the sites it moved from.
-func (a *Archive) checkOne(ctx context.Context, f WALFile, sp *spool, keep bool, system uint64) error {
+// from a and the sites it moved from. stored reports that it is in the
+// spool: a segment that finds the spool's file system full (ENOSPC) is
+// checked again into nothing, since room to keep it is a head start, not
+// a condition of the check.
+func (a *Archive) checkOne(ctx context.Context, f WALFile, sp *spool, keep bool, system uint64) (stored bool, err error) {
 	src := f.Archive
 	if src == nil {
 		src = a
@@ -134,9 +142,11 @@ func (a *Archive) checkOne(ctx context.Context, f WALFile, sp *spool, keep bool,
 	chk := fetchChecks{hist: a, systemID: system}
 	if keep {
 		_, err := src.fetchKey(ctx, chk, f.Key, f.Name, sp.root, f.Name, spoolTmpPrefix)
-		return err
+		if !errors.Is(err, syscall.ENOSPC) {
+			return err == nil, err
+		}
 	}
-	_, err := retryCut(ctx, func() (wal.PageHeader, error) {
+	_, err = retryCut(ctx, func() (wal.PageHeader, error) {
 		rc, md, err := src.Codec.Open(ctx, src.Store, f.Key)
 		if err != nil {
 			return wal.PageHeader{}, fmt.Errorf("fetch %s: %w", f.Name, err)
@@ -145,5 +155,5 @@ func (a *Archive) checkOne(ctx context.Context, f WALFile, sp *spool, keep bool,
 		h, _, err := src.decodeChecked(ctx, chk, io.Discard, rc, md, f.Key, f.Name)
 		return h, err
 	})
-	return err
+	return false, err
 }
