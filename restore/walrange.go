@@ -16,9 +16,10 @@ import (
 )
 
 // ErrDamagedWAL is returned (wrapped) when a WAL segment PostgreSQL must
-// replay before the restored cluster is consistent is stored but fails
-// the checks wal-fetch makes before it delivers one: recovery would stop
-// there with the data directory written.
+// replay before the restored cluster is consistent is listed but cannot
+// be read or fails the checks wal-fetch makes before it delivers one:
+// recovery would stop there with the data directory written. A storage
+// that fails mid-read is not told apart from a damaged object here.
 var ErrDamagedWAL = errors.New("WAL segment the backup needs is damaged")
 
 // walCheckParallel bounds the WAL segments downloaded at once beside the
@@ -151,10 +152,14 @@ func damagedWAL(err error, b *archive.BackupInfo, backups []*archive.BackupInfo)
 			}
 		}
 	}
-	return fmt.Errorf("backup %s: a WAL segment PostgreSQL must replay before the restored cluster is consistent fails the checks "+
-		"wal-fetch makes before it delivers one: %w; recovery would stop there with the data directory written. "+
-		"Every restore to a later point replays it, from this backup or an older one: store a good copy of it "+
-		"(hoard archive-sync from the primary's pg_wal, or another copy) and run again; %s: %w",
+	// A storage that did not answer reads here as a damaged object does
+	// (the codec wraps a cut read in its own errors): the advice covers
+	// both.
+	return fmt.Errorf("backup %s: a WAL segment PostgreSQL must replay before the restored cluster is consistent cannot be read "+
+		"or fails the checks wal-fetch makes before it delivers one: %w; recovery would stop there with the data directory written. "+
+		"If the storage did not answer, run again once it answers. If the segment is damaged: every restore to a later point "+
+		"replays it, from this backup or an older one; store a good copy of it (hoard archive-sync from the primary's pg_wal, "+
+		"or another copy) and run again; %s: %w",
 		b.Name, err, older, ErrDamagedWAL)
 }
 

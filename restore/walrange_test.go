@@ -16,6 +16,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
@@ -169,4 +170,29 @@ func testRunRangeWAL(t *testing.T, major int) {
 			t.Errorf("restored t has %s rows, want 1500", got)
 		}
 	})
+}
+
+// TestRun_RangeWALUnreadable: the storage fails to give a segment of the
+// backup's consistency range (down, a connection cut). The restore stops,
+// as it must, but its error offered only the advice for a damaged segment
+// (store a good copy), which does not fit a storage that did not answer:
+// it must say to run again once the storage answers, too.
+func TestRun_RangeWALUnreadable(t *testing.T) {
+	for _, midway := range []bool{false, true} {
+		t.Run(strconv.FormatBool(midway), func(t *testing.T) {
+			a := memArchive(t, true)
+			hostile.Put(t, a, hostile.Backup{Name: olderBackup, Signed: true})
+			a.Store = downStore{Store: a.Store, key: a.Layout.WALKey(hostile.StartSegment), err: errors.New("connection refused"), midway: midway}
+			e := hostile.NewEnv(t)
+			_, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()})
+			if err == nil {
+				t.Fatal("restore succeeded with a range segment the storage does not give")
+			}
+			for _, w := range []string{hostile.StartSegment, "connection refused", "run again once it answers"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
 }
