@@ -24,7 +24,8 @@ var ErrIncrementalUnavailable = errors.New("incremental backup not possible")
 
 // ErrNoParent is returned (wrapped) when an incremental backup has no
 // parent: no stored backup of the same system and timeline with
-// PostgreSQL's backup_manifest. A full backup is needed first.
+// PostgreSQL's backup_manifest, or the newest one's chain cannot be
+// restored (checkChain). A full backup is needed first.
 var ErrNoParent = archive.ErrNoParent
 
 // parentBackup is the backup an incremental one is taken against.
@@ -57,7 +58,8 @@ func (r *run) checkIncremental(ctx context.Context) error {
 // findParent chooses the parent of an incremental backup: the newest
 // stored backup of the server's system identifier and current timeline
 // that holds PostgreSQL's backup_manifest, of the same major version.
-// Its backup_manifest is read from its control object.
+// Its chain is checked (checkChain), then its backup_manifest read
+// from its control object.
 func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 	a := r.o.Archive
 	backups, err := a.ScanBackups(ctx)
@@ -76,6 +78,9 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("basebackup: newest backup of the system and timeline: %w; take a full backup", err)
 		}
+		if err := checkChain(ctx, a, b, chain); err != nil {
+			return nil, err
+		}
 		m, data, err := a.ReadControlMember(ctx, b.Key, archive.ControlPGManifest)
 		if err != nil {
 			return nil, fmt.Errorf("basebackup: parent backup %s: %w", b.Name, err)
@@ -88,6 +93,39 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 	}
 	return nil, fmt.Errorf("basebackup: no stored backup of system %s on timeline %d (PostgreSQL %d, with its backup_manifest) to take an incremental backup against; take a full backup first: %w",
 		r.srv.system.SystemID, tli, r.srv.version/10000, ErrNoParent)
+}
+
+// checkChain checks, before p is taken as the parent, that every backup
+// of its chain can be read back as retention checks a backup it counts
+// on (archive.CheckBackup, without decoding the chunks): its control
+// object decodes and is its own (archive.CheckControl, as restore checks
+// it), and every chunk its manifest lists is stored at the size it
+// records. The listing's metadata says none of that: a storage that lost
+// a chunk, or someone who can write the bucket but holds no key (who
+// deletes a chunk, or copies another backup's control object under p's
+// name, p's metadata kept), would otherwise have every incremental
+// backup until the next full one taken on a chain that restores nothing,
+// found out only at a restore. A chain that fails wraps ErrNoParent,
+// naming p and the backup at fault: the daemon takes a full backup
+// instead. It does not decode the chunks (hoard verify --full does).
+func checkChain(ctx context.Context, a *archive.Archive, p *archive.BackupInfo, chain []*archive.BackupInfo) error {
+	for _, b := range chain {
+		err := a.CheckBackup(ctx, b, false)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("basebackup: check parent backup %s: %w", p.Name, ctx.Err())
+		}
+		what := "it"
+		if b != p {
+			what = "backup " + b.Name + " of its chain"
+		}
+		return fmt.Errorf("basebackup: parent backup %s cannot be restored, %s is broken: %w; "+
+			"incremental backups on it would restore nothing: take a full backup (hoard verify names what else is broken): %w",
+			p.Name, what, err, ErrNoParent)
+	}
+	return nil
 }
 
 // parentAttempts is how many times prepareIncremental chooses a parent

@@ -96,3 +96,118 @@ func TestIncrementalStartError(t *testing.T) {
 		}
 	}
 }
+
+// TestRun_IncrementalBrokenParent: an incremental backup of a real
+// PostgreSQL 18 (summarize_wal on, local storage) is not taken on a
+// parent that cannot be restored. It fails wrapping ErrNoParent, naming
+// the parent and the backup of its chain at fault, and stores no backup
+// (the daemon then takes a full one):
+//
+//   - ChunkMissing: a chunk of the parent P is gone (a storage that lost
+//     it, or someone who can write the bucket);
+//   - ChainChunkMissing: a chunk of P's own parent F is gone, P an
+//     incremental backup of F;
+//   - ControlSwapped: P's control object is replaced by the one of an
+//     older backup Y, P's metadata kept (someone who can write the bucket
+//     but holds no key): it decodes, but it is not P's.
+//
+// Before, findParent only read the listing's metadata and the parent's
+// backup_manifest: each incremental backup was taken and stored on the
+// broken parent, restorable by nothing, until the next full one.
+func TestRun_IncrementalBrokenParent(t *testing.T) {
+	cl := pgtest.Start(t, pgtest.Options{Major: 18, Conf: map[string]string{"summarize_wal": "on"}})
+	pgtest.Pgbench(t, cl, "-i", "-s", "1")
+	ctx := testContext(t)
+	backup := func(t *testing.T, a *archive.Archive, incremental bool) (*archive.BackupInfo, error) {
+		t.Helper()
+		cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+		return Run(ctx, Options{
+			ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
+			Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
+		})
+	}
+	full := func(t *testing.T, a *archive.Archive, incremental bool) *archive.BackupInfo {
+		t.Helper()
+		b, err := backup(t, a, incremental)
+		if err != nil {
+			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
+		}
+		return b
+	}
+	deleteChunk := func(t *testing.T, a *archive.Archive, b *archive.BackupInfo) string {
+		t.Helper()
+		var chunks []string
+		err := a.Store.List(ctx, a.Layout.Dir(archive.BasebackupChunkDir)+b.Name+"/", func(o storage.Object) error {
+			chunks = append(chunks, o.Key)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chunks) < 2 {
+			t.Fatalf("backup %s has %d chunks, want several", b.Name, len(chunks))
+		}
+		if err := a.Store.Delete(ctx, chunks[0]); err != nil {
+			t.Fatal(err)
+		}
+		return chunks[0]
+	}
+	// refused checks that an incremental backup on p fails naming p and
+	// what says, and that the archive lists only the backups it did.
+	refused := func(t *testing.T, a *archive.Archive, p *archive.BackupInfo, says string) {
+		t.Helper()
+		before, err := a.ListBackups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inc, err := backup(t, a, true)
+		if err == nil {
+			t.Fatalf("incremental backup %s stored on parent %s (parent %q), which cannot be restored", inc.Name, p.Name, inc.Parent)
+		}
+		if !errors.Is(err, ErrNoParent) || !strings.Contains(err.Error(), p.Name) || !strings.Contains(err.Error(), says) {
+			t.Fatalf("got %v, want ErrNoParent naming %s and saying %q", err, p.Name, says)
+		}
+		after, err := a.ListBackups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(after) != len(before) {
+			t.Errorf("%d backups listed after the refused one, want %d", len(after), len(before))
+		}
+	}
+
+	t.Run("ChunkMissing", func(t *testing.T) {
+		a := localArchive(t)
+		p := full(t, a, false)
+		key := deleteChunk(t, a, p)
+		refused(t, a, p, key+" is missing")
+	})
+	t.Run("ChainChunkMissing", func(t *testing.T) {
+		a := localArchive(t)
+		f := full(t, a, false)
+		p := full(t, a, true)
+		if p.Parent != f.Name {
+			t.Fatalf("incremental backup's parent %q, want %s", p.Parent, f.Name)
+		}
+		key := deleteChunk(t, a, f)
+		refused(t, a, f, key+" is missing")
+	})
+	t.Run("ControlSwapped", func(t *testing.T) {
+		a := localArchive(t)
+		y := full(t, a, false)
+		p := full(t, a, false)
+		rc, _, err := a.Store.Open(ctx, y.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		o, err := a.Store.Stat(ctx, p.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Store.Put(ctx, p.Key, rc, o.Metadata); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, a, p, "another backup's control object")
+	})
+}
