@@ -539,7 +539,10 @@ func (s *supervisor) noteBackups(listed int, bs []*archive.BackupInfo) {
 // backup takes one basebackup and returns its name.
 //
 // An incremental backup (PostgreSQL 17+) that the server cannot take, or
-// that has no parent, gives way to a full backup at once, with a warning.
+// that has no parent (none stored, or the newest one's chain cannot be
+// restored), gives way to a full backup at once, with a warning, counted
+// in MetricIncrementalFallbacks and the site's status: a broken parent
+// makes every scheduled incremental backup a full one until it is fixed.
 func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason string, decided, normalized time.Time, incremental bool) (string, error) {
 	o := s.site.Backup
 	o.ConnString = s.site.ConnString
@@ -571,9 +574,18 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 		inc := o
 		inc.Incremental, inc.Mode, inc.NormalizedTime = true, basebackup.ModeStream, time.Time{}
 		info, err = run(ctx, inc)
-		if errors.Is(err, basebackup.ErrNoParent) || errors.Is(err, basebackup.ErrIncrementalUnavailable) {
+		noParent := errors.Is(err, basebackup.ErrNoParent)
+		if noParent || errors.Is(err, basebackup.ErrIncrementalUnavailable) {
 			s.log.Warn().Err(err).Msg("incremental basebackup not possible: taking a full one")
 			incremental = false
+			if noParent {
+				s.m.incrementalNoParent.Add(1)
+			} else {
+				s.m.incrementalUnavailable.Add(1)
+			}
+			s.update(func(st *SiteStatus) {
+				st.IncrementalFallbacks, st.LastIncrementalFallback = st.IncrementalFallbacks+1, err.Error()
+			})
 		}
 	}
 	if !incremental {

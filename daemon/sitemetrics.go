@@ -20,6 +20,9 @@ type siteMetrics struct {
 	checksumFailures                          *metrics.Gauge
 	backupSize, backupStored, backupRate      *metrics.Gauge
 	backupsOK, backupsFailed                  *metrics.Counter
+	// incrementalNoParent and incrementalUnavailable count the
+	// scheduled incremental backups taken as full ones, by why.
+	incrementalNoParent, incrementalUnavailable *metrics.Counter
 
 	deletedBackups, deletedChunks, deletedWAL, deletedOrphans *metrics.Counter
 	retentionOK, retentionFailed                              *metrics.Counter
@@ -52,10 +55,13 @@ const (
 	MetricBackupStored               = "hoard_basebackup_stored_bytes"
 	MetricBackupRate                 = "hoard_basebackup_bytes_per_second"
 	MetricBackups                    = "hoard_basebackups_total"
-	MetricRetentionDeleted           = "hoard_retention_deleted_total"
-	MetricRetentionRuns              = "hoard_retention_runs_total"
-	MetricSiteRunning                = "hoard_site_running"
-	MetricDaemonStartedTime          = "hoard_start_timestamp_seconds"
+	// MetricIncrementalFallbacks counts the scheduled incremental
+	// backups the daemon took as full ones.
+	MetricIncrementalFallbacks = "hoard_incremental_fallbacks_total"
+	MetricRetentionDeleted     = "hoard_retention_deleted_total"
+	MetricRetentionRuns        = "hoard_retention_runs_total"
+	MetricSiteRunning          = "hoard_site_running"
+	MetricDaemonStartedTime    = "hoard_start_timestamp_seconds"
 )
 
 // startedMetric is the daemon's one series without a site.
@@ -103,6 +109,12 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		backupRate:     m.Gauge(MetricBackupRate, "Data read from the server per second by the last basebackup the daemon took.", l),
 		backupsOK:      m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "success")),
 		backupsFailed:  m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "failure")),
+		incrementalNoParent: m.Counter(MetricIncrementalFallbacks,
+			"Scheduled incremental basebackups the daemon took as full ones, by reason: no_parent (none stored, or the newest one's chain cannot be restored), unavailable (the server cannot take one).",
+			with("reason", "no_parent")),
+		incrementalUnavailable: m.Counter(MetricIncrementalFallbacks,
+			"Scheduled incremental basebackups the daemon took as full ones, by reason: no_parent (none stored, or the newest one's chain cannot be restored), unavailable (the server cannot take one).",
+			with("reason", "unavailable")),
 
 		deletedBackups: m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "basebackup")),
 		deletedChunks:  m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "chunk")),

@@ -46,6 +46,12 @@ type SiteStatus struct {
 	NextBackup      *time.Time    `json:"next_scheduled_basebackup,omitempty"`
 	// BackupFailures counts failed basebackup attempts in a row.
 	BackupFailures int `json:"basebackup_failures_in_a_row"`
+	// IncrementalFallbacks counts the scheduled incremental backups
+	// taken as full ones since the daemon started, and
+	// LastIncrementalFallback says why the last one was (its parent
+	// named, when it was the parent).
+	IncrementalFallbacks    int    `json:"incremental_fallbacks"`
+	LastIncrementalFallback string `json:"last_incremental_fallback,omitempty"`
 
 	LastRetention      *time.Time `json:"last_retention,omitempty"`
 	UploadFailures     int        `json:"upload_failures_in_a_row"`

@@ -1,0 +1,60 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/basebackup"
+)
+
+// TestSupervisor_IncrementalFallback: a scheduled incremental backup
+// refused for its parent (ErrNoParent: none stored, or its chain broken)
+// gives way to a full backup, and the daemon counts it where it reports
+// backup health: hoard_incremental_fallbacks_total{reason="no_parent"} and the site's status
+// (incremental_fallbacks, last_incremental_fallback naming the parent and
+// why), beside the warning in its log. Before, only the log said it: a
+// broken parent made every scheduled incremental backup a full one with
+// nothing to alert on.
+func TestSupervisor_IncrementalFallback(t *testing.T) {
+	d, logs, conn, arch := requestDaemon(t)
+	s := newSupervisor(d, Site{Name: "main", Active: true, WAL: WALArchiveCommand, ConnString: conn})
+	d.sups["main"] = s
+	refusal := fmt.Errorf("basebackup: parent backup 2026-12-05_04-00_0 cannot be restored, it is broken: chunk x is missing: %w", basebackup.ErrNoParent)
+	var full int
+	s.runBackup = func(_ context.Context, o basebackup.Options) (*archive.BackupInfo, error) {
+		if o.Incremental {
+			return nil, refusal
+		}
+		full++
+		return &archive.BackupInfo{Name: "2026-12-05_05-00_0", BackupReason: o.Reason}, nil
+	}
+	name, err := s.backup(context.Background(), arch, basebackup.ReasonScheduled, time.Now(), time.Time{}, true)
+	if err != nil || name != "2026-12-05_05-00_0" || full != 1 {
+		t.Fatalf("backup: %q, %v, %d full ones; want the full one taken instead", name, err, full)
+	}
+	if got, want := d.metrics.Counter(MetricIncrementalFallbacks, "", map[string]string{"site": "main", "reason": "no_parent"}).Value(), 1.0; got != want {
+		t.Errorf("%s{reason=no_parent} = %v, want %v", MetricIncrementalFallbacks, got, want)
+	}
+	js, err := json.Marshal(s.status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(js, &st); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st["incremental_fallbacks"], 1.0; got != want {
+		t.Errorf("status incremental_fallbacks = %v, want %v", got, want)
+	}
+	if got, _ := st["last_incremental_fallback"].(string); !strings.Contains(got, "2026-12-05_04-00_0") || !strings.Contains(got, "chunk x is missing") {
+		t.Errorf("status last_incremental_fallback = %q, want the refusal naming the parent and why", got)
+	}
+	if !strings.Contains(logs.String(), "incremental basebackup not possible") {
+		t.Errorf("no warning logged:\n%s", logs)
+	}
+}
