@@ -77,6 +77,10 @@ type FetchOptions struct {
 	// Truncated, when set, is called with the refusal a segment of
 	// AcceptTruncated was delivered despite, once it is in place.
 	Truncated func(e *TruncatedSegmentError)
+	// Asker, when not nil, is the process that asked for the file
+	// (NewAsker): the file is put in place at dest only while it still
+	// runs and still asks through this process (checkPlace).
+	Asker *Asker
 }
 
 // FetchWAL restores the WAL file name (a segment, .partial, .history or
@@ -126,7 +130,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	for _, arc := range a.sites() {
 		key := arc.Layout.WALKey(name)
 		keys = append(keys, key)
-		chk := fetchChecks{hist: a, systemID: o.SystemID, timeline: o.Timeline, from: o.ReplayStart}
+		chk := fetchChecks{hist: a, systemID: o.SystemID, timeline: o.Timeline, from: o.ReplayStart, asker: o.Asker}
 		if end, ok := acceptedTruncated(o.AcceptTruncated, name); ok {
 			chk.truncatedEnd = end
 			chk.truncated = func(*TruncatedSegmentError) {}
@@ -206,7 +210,7 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 		}
 		p = end.Partial
 	}
-	if _, err := p.Archive.fetchKey(ctx, fetchChecks{hist: a, systemID: o.SystemID}, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
+	if _, err := p.Archive.fetchKey(ctx, fetchChecks{hist: a, systemID: o.SystemID, asker: o.Asker}, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
 		return err
 	}
 	switch {
@@ -237,6 +241,33 @@ type fetchChecks struct {
 	// truncatedEnd, when not 0, is where the accepted segment's WAL must
 	// end (wal-fetch --accept-truncated NAME@LSN).
 	truncatedEnd pglogrepl.LSN
+	// asker is FetchOptions.Asker; nil: not checked.
+	asker *Asker
+}
+
+// checkPlace returns an error where the file fetched must not be renamed
+// into place: the fetch was told to stop (ctx), or the process that asked
+// for it is gone (chk.asker). Either way nobody reads the file: the
+// startup process that asked for it has exited (a stop signal reaches its
+// process group, and it exits at once). And a server started again since
+// runs a new wal-fetch into the same pg_wal/RECOVERYXLOG: renamed over the
+// new one's file before PostgreSQL takes it (KeepFileRestoredFromArchive
+// in xlogarchive.c), another segment there would be read as the one asked
+// for, its wrong page address taken for the end of the archive, and
+// recovery would end early. Between this check and the rename, the asker
+// dying and a new server starting and completing a wal-fetch cannot all
+// happen: the server's start alone takes far longer.
+func (chk fetchChecks) checkPlace(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("not put in place: %w", context.Cause(ctx))
+	}
+	if chk.asker != nil {
+		if err := chk.asker.Check(); err != nil {
+			return fmt.Errorf("not put in place: %w: a server started again may be fetching into the same file, "+
+				"and this wal-fetch is an orphan of the one that asked", err)
+		}
+	}
+	return nil
 }
 
 // fetchKeyOnce decodes key into destName of dir through a temporary file whose
@@ -290,6 +321,9 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	if err := tmp.Close(); err != nil {
+		return h, fmt.Errorf("fetch %s: %w", name, err)
+	}
+	if err := chk.checkPlace(ctx); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	if err := dir.Rename(tmpName, destName); err != nil {

@@ -151,6 +151,14 @@ SIGNALS:
    whose lock it can take, never a running download's (the prefetch worker's, or a call
    by hand). Where pg_wal's file system has no locks, it removes those an hour old. The
    prefetch worker runs in a session of its own: these signals do not reach it.
+   A wal-fetch told to stop, or whose server is gone during its download, never puts its
+   file in place: it removes its temporary file and exits (255 for an orphan). Gone means
+   that a process between wal-fetch and the postmaster that DEST's data directory's
+   postmaster.pid names as wal-fetch starts (its parent, sh, a wrapper, the startup
+   process) exited or changed parent; without postmaster.pid, that its parent exited. A
+   server started again runs a new wal-fetch into the same DEST: the orphan's file, put
+   over the new one's before PostgreSQL read it, would be read as the segment asked for,
+   and its wrong page address taken for the end of the archive.
 
 EXIT STATUS:
    0    the file is in place, fsynced, and the rename that put it there too (its directory
@@ -200,6 +208,9 @@ func runWALFetch(c *cli.Context) error {
 	// the same version of it. Its error is handled where each answer is
 	// needed, as each needs it.
 	pgdata := filepath.Dir(filepath.Dir(dest))
+	// The process that runs restore_command: once it is gone, the file
+	// is not put in place (archive.FetchOptions.Asker).
+	asker := archive.NewAsker(pgdata)
 	ctl, ctlErr := archive.ReadClusterControl(pgdata)
 	checked, err := archivedThrough(c, pgdata, ctl, ctlErr)
 	if err != nil {
@@ -214,7 +225,7 @@ func runWALFetch(c *cli.Context) error {
 		return &exitError{code: exitWALFatal, err: err}
 	}
 	defer closeAll()
-	o := archive.FetchOptions{AcceptTruncated: accept, Truncated: func(e *archive.TruncatedSegmentError) {
+	o := archive.FetchOptions{Asker: asker, AcceptTruncated: accept, Truncated: func(e *archive.TruncatedSegmentError) {
 		env.log.Warn().Str(logSegment, name).Str("wal_end", e.End.String()).
 			Msg("accepted a segment refused as truncated, as --accept-truncated asks: recovery ends where its wal ends, and transactions committed after that are not restored")
 	}, StandIn: func(key string) {
