@@ -203,7 +203,9 @@ func TestApp_PGHoardFlagHint(t *testing.T) {
 // command grouping subcommands (config, object), is a usage error (exit 2)
 // naming it, with a hint that says what to run (hoard's command for
 // PGHoard's pghoard_restore words), where urfave/cli said "No help topic
-// for 'lsit'" and exited 1; with no name, the help is shown as before.
+// for 'lsit'" and exited 1, also where the name is a help topic (hoard help
+// lsit, hoard --help lsit, hoard config help shwo); with no name, or a help
+// topic that is a command, the help is shown as before.
 func TestApp_UnknownCommand(t *testing.T) {
 	for _, tc := range []struct {
 		args       []string
@@ -216,6 +218,16 @@ func TestApp_UnknownCommand(t *testing.T) {
 		{[]string{"get-basebackup"}, `unknown command "get-basebackup"`, "hoard restore --target-dir DIR", ExitUsage},
 		{[]string{"config", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
 		{[]string{"object", "cat", "k"}, `unknown command "cat" of hoard object`, "hoard object --help lists its commands", ExitUsage},
+		// A help topic that is no command: the same usage error.
+		{[]string{"help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"h", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"--config", "F", "help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"--help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"-h", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"lsit", "--help"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"help", "list-basebackups"}, `unknown command "list-basebackups"`, "hoard list", ExitUsage},
+		{[]string{"config", "help", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		{[]string{"object", "h", "cat"}, `unknown command "cat" of hoard object`, "hoard object --help lists its commands", ExitUsage},
 	} {
 		app := App("test")
 		app.Writer, app.ErrWriter = io.Discard, io.Discard
@@ -228,11 +240,15 @@ func TestApp_UnknownCommand(t *testing.T) {
 			t.Errorf("hoard %s: %q, want %q with the hint %q", strings.Join(tc.args, " "), msg, tc.msg, tc.hint)
 		}
 	}
-	for _, args := range [][]string{nil, {"config"}, {"object"}} {
+	// Not hoard help list: urfave/cli, running its help command, makes
+	// that package variable a subcommand of itself, and the command walk
+	// of a later test (TestCompletion) overflows the stack.
+	for _, args := range [][]string{nil, {"config"}, {"object"}, {"--help", "list"}, {"-h", "config"}, {"config", "--help", "show"}} {
 		app := App("test")
 		var out strings.Builder
 		app.Writer, app.ErrWriter = &out, io.Discard
-		err := app.RunContext(context.Background(), append([]string{"hoard"}, args...))
+		full := append([]string{"hoard"}, args...)
+		err := app.RunContext(context.Background(), OrderArgs(app, full))
 		if got := ExitCode(err); got != ExitOK || !strings.Contains(out.String(), "USAGE:") {
 			t.Errorf("hoard %s: exit %d, output %q; want the help, exit 0", strings.Join(args, " "), got, out.String())
 		}

@@ -27,7 +27,9 @@ import (
 // name, in its place, and after it for as many arguments as the command
 // has too many (joinBoolValues); urfave then reports a bad value as the
 // flag's, instead of "No help topic for 'maybe'" or a count of arguments. With --help, the positional arguments are dropped:
-// urfave would take them for a help topic. Args that do not start with a known command are
+// urfave would take them for a help topic. A help topic that is no command
+// (hoard help lsit, hoard --help lsit, hoard config help shwo) is given as
+// the command itself, which hoard reports as unknown (withoutHelp). Args that do not start with a known command are
 // returned unchanged.
 func OrderArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
@@ -42,6 +44,7 @@ func OrderArgs(app *cli.App, args []string) []string {
 	// fail to parse the global flags, and report it without the command
 	// (PostgresStatus still makes that fatal for wal-fetch).
 	var head, unknown []string
+	var helpAt []int // where --help or -h is, before the command name
 	i := 1
 	for i < len(args) && isFlag(args[i]) {
 		if args[i] == "--" {
@@ -66,6 +69,9 @@ func OrderArgs(app *cli.App, args []string) []string {
 			i += 2
 			continue
 		}
+		if slices.Contains(cli.HelpFlag.Names(), flagName(args[i])) {
+			helpAt = append(helpAt, i)
+		}
 		n := 1 + globals.valueArgs(args[i], args[i+1:])
 		head = append(head, args[i:i+n]...)
 		i += n
@@ -75,7 +81,7 @@ func OrderArgs(app *cli.App, args []string) []string {
 	}
 	cmd := findCommand(app.Commands, args[i])
 	if cmd == nil {
-		return args
+		return withoutHelp(app.Commands, args, i, helpAt)
 	}
 	head = append([]string{args[0]}, head...)
 	var moved, body []string // global flags found later; the command path and its flags
@@ -132,6 +138,11 @@ func OrderArgs(app *cli.App, args []string) []string {
 	if !help {
 		pos = joinBoolValues(cmd, pos, aparts)
 	}
+	if len(cmd.Subcommands) > 0 && len(pos) > 1 && slices.Contains(helpNames, pos[0]) &&
+		findCommand(cmd.Subcommands, pos[1]) == nil && !slices.Contains(helpNames, pos[1]) {
+		// hoard config help shwo: as withoutHelp's hoard help lsit.
+		pos = pos[1:]
+	}
 	out := append(head, moved...)
 	out = append(out, body...)
 	switch {
@@ -149,6 +160,31 @@ func OrderArgs(app *cli.App, args []string) []string {
 	}
 	if completion {
 		out = append(out, "--generate-bash-completion")
+	}
+	return out
+}
+
+// helpNames are the name and alias of urfave/cli's help command, which
+// its Setup adds to hoard and to each command with subcommands.
+var helpNames = []string{"help", "h"}
+
+// withoutHelp returns args, whose args[i] names no command of hoard,
+// without what would make urfave/cli take a name that is no command for a
+// help topic ("No help topic for 'lsit'", exit 1): the help flags before
+// it, at helpAt (hoard --help lsit), or args[i] itself when it is the help
+// command and the next argument no command (hoard help lsit). hoard then
+// reports the name as a command it does not have (unknownCommand, exit 2).
+func withoutHelp(cmds []*cli.Command, args []string, i int, helpAt []int) []string {
+	drop := helpAt
+	if slices.Contains(helpNames, args[i]) {
+		if i+1 >= len(args) || isFlag(args[i+1]) || findCommand(cmds, args[i+1]) != nil || slices.Contains(helpNames, args[i+1]) {
+			return args
+		}
+		drop = append(slices.Clone(helpAt), i)
+	}
+	out := slices.Clone(args)
+	for _, j := range slices.Backward(drop) {
+		out = slices.Delete(out, j, j+1)
 	}
 	return out
 }
