@@ -49,7 +49,18 @@ func (d targetDir) pathErr(err error) error {
 
 // checkEmptyDir reports whether d is absent, or empty, or holds only
 // lost+found (a fresh file system's mount point). It changes nothing.
-func checkEmptyDir(d targetDir) error {
+func checkEmptyDir(d targetDir) error { return checkEmpty(d, false) }
+
+// checkEmptyTarget is checkEmptyDir for the target directory dir, which
+// may also hold what a restore killed before it wrote a file of the
+// backup leaves: pg_wal, empty or holding only wal-fetch's prefetch spool
+// (archive.SpoolDirName), where the check of the backup's WAL keeps
+// segments from the start (startWALCheck). The same command then
+// restores as into an empty directory, without --overwrite; the next
+// check clears the spool before it keeps anything (archive.CheckWAL).
+func checkEmptyTarget(dir string) error { return checkEmpty(targetDir{path: dir}, true) }
+
+func checkEmpty(d targetDir, spool bool) error {
 	ents, err := os.ReadDir(d.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -58,12 +69,31 @@ func checkEmptyDir(d targetDir) error {
 		return fmt.Errorf("read directory %s: %w", d, d.pathErr(err))
 	}
 	for _, e := range ents {
-		if e.Name() != "lost+found" {
-			// The caller's hint says what to do (hoard restore: --overwrite).
-			return fmt.Errorf("%w: %s holds %s", ErrTargetNotEmpty, d.path, e.Name())
+		if e.Name() == "lost+found" || spool && e.Name() == "pg_wal" && onlySpool(filepath.Join(d.path, "pg_wal")) {
+			continue
 		}
+		// The caller's hint says what to do (hoard restore: --overwrite).
+		return fmt.Errorf("%w: %s holds %s", ErrTargetNotEmpty, d.path, e.Name())
 	}
 	return nil
+}
+
+// onlySpool reports whether pg_wal is a directory (not a link) that is
+// empty or holds only the prefetch spool's directory (not a link).
+func onlySpool(pgWAL string) bool {
+	if fi, err := os.Lstat(pgWAL); err != nil || !fi.IsDir() {
+		return false
+	}
+	ents, err := os.ReadDir(pgWAL)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.Name() != archive.SpoolDirName || !e.IsDir() {
+			return false
+		}
+	}
+	return true
 }
 
 // prepareDir creates d (mode 0700) or, when wipe is set, removes its

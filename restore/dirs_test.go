@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -46,6 +47,66 @@ func TestCheckEmptyDir(t *testing.T) {
 	d := mk("named", "PG_VERSION")
 	if got, want := fmt.Sprint(checkEmptyDir(targetDir{path: d})), "directory is not empty: "+d+" holds PG_VERSION"; got != want {
 		t.Errorf("checkEmptyDir(%s) = %q, want %q", d, got, want)
+	}
+}
+
+// TestCheckEmptyTarget_LeftoverSpool: a restore killed before it wrote any
+// file of the backup leaves only what the check of the backup's WAL
+// keeps for wal-fetch (pg_wal/hoard-prefetch, with its files): the same
+// command must restore into it without --overwrite, as into an empty
+// directory. Anything else beside it, in pg_wal or in the directory, or a
+// spool that is not a directory, still counts.
+func TestCheckEmptyTarget_LeftoverSpool(t *testing.T) {
+	root := t.TempDir()
+	mk := func(name string, files ...string) string {
+		d := filepath.Join(root, name)
+		for _, f := range files {
+			p := filepath.Join(d, f)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasSuffix(f, "/") {
+				if err := os.MkdirAll(p, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	spool := "pg_wal/" + archive.SpoolDirName + "/"
+	for _, d := range []string{
+		mk("spool", spool),
+		mk("spoolfiles", spool+"lock", spool+"identity", spool+"000000010000000000000002"),
+		mk("mountspool", "lost+found/", spool+"lock"),
+		mk("walonly", "pg_wal/"),
+	} {
+		if err := checkEmptyTarget(d); err != nil {
+			t.Errorf("checkEmptyTarget(%s) = %v", d, err)
+		}
+	}
+	for _, d := range []string{
+		mk("walfile", spool+"lock", "pg_wal/000000010000000000000002"),
+		mk("waldir", spool, "pg_wal/archive_status/"),
+		mk("beside", spool, "PG_VERSION"),
+	} {
+		if err := checkEmptyTarget(d); !errors.Is(err, ErrTargetNotEmpty) {
+			t.Errorf("checkEmptyTarget(%s) = %v, want ErrTargetNotEmpty", d, err)
+		}
+	}
+	// A tablespace directory is not a data directory: no spool there.
+	if d := mk("tablespace", spool); !errors.Is(checkEmptyDir(targetDir{path: d}), ErrTargetNotEmpty) {
+		t.Errorf("checkEmptyDir(%s) accepts a spool in a tablespace directory", d)
+	}
+	link := mk("link", "pg_wal/")
+	if err := os.Symlink(t.TempDir(), filepath.Join(link, "pg_wal", archive.SpoolDirName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkEmptyTarget(link); !errors.Is(err, ErrTargetNotEmpty) {
+		t.Errorf("checkEmptyTarget(%s) with the spool a link = %v, want ErrTargetNotEmpty", link, err)
 	}
 }
 

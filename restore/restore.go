@@ -278,7 +278,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := checkNotRunning(o.TargetDir); err != nil {
 			return nil, err
 		}
-	} else if err := checkEmptyDir(targetDir{path: o.TargetDir}); err != nil {
+	} else if err := checkEmptyTarget(o.TargetDir); err != nil {
 		return nil, err
 	}
 	path, err := RecoveryPath(ctx, a, b, t.Timeline)
