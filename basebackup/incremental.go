@@ -28,6 +28,13 @@ var ErrIncrementalUnavailable = errors.New("incremental backup not possible")
 // restored (checkChain). A full backup is needed first.
 var ErrNoParent = archive.ErrNoParent
 
+// ErrBrokenParent is wrapped, beside ErrNoParent, when a parent exists but
+// its chain cannot be restored (a backup of it not stored or damaged, a
+// chunk missing, a control object not its own: checkChain): damage to
+// look into, where ErrNoParent alone (none stored on the timeline: a
+// first backup, a new timeline after a promotion) is none.
+var ErrBrokenParent = errors.New("parent backup's chain cannot be restored")
+
 // parentBackup is the backup an incremental one is taken against.
 type parentBackup struct {
 	info     *archive.BackupInfo
@@ -76,7 +83,7 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 		// An incremental backup on a broken chain restores nothing.
 		chain, err := archive.Chain(backups.Sound, b)
 		if err != nil {
-			return nil, fmt.Errorf("basebackup: newest backup of the system and timeline: %w; take a full backup", err)
+			return nil, fmt.Errorf("basebackup: newest backup of the system and timeline: %w; take a full backup: %w", err, ErrBrokenParent)
 		}
 		if err := checkChain(ctx, a, b, chain); err != nil {
 			return nil, err
@@ -105,8 +112,8 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 // deletes a chunk, or copies another backup's control object under p's
 // name, p's metadata kept), would otherwise have every incremental
 // backup until the next full one taken on a chain that restores nothing,
-// found out only at a restore. A chain that fails wraps ErrNoParent,
-// naming p and the backup at fault: the daemon takes a full backup
+// found out only at a restore. A chain that fails wraps ErrBrokenParent
+// and ErrNoParent, naming p and the backup at fault: the daemon takes a full backup
 // instead. It does not decode the chunks (hoard verify --full does).
 func checkChain(ctx context.Context, a *archive.Archive, p *archive.BackupInfo, chain []*archive.BackupInfo) error {
 	for _, b := range chain {
@@ -122,8 +129,8 @@ func checkChain(ctx context.Context, a *archive.Archive, p *archive.BackupInfo, 
 			what = "backup " + b.Name + " of its chain"
 		}
 		return fmt.Errorf("basebackup: parent backup %s cannot be restored, %s is broken: %w; "+
-			"incremental backups on it would restore nothing: take a full backup (hoard verify names what else is broken): %w",
-			p.Name, what, err, ErrNoParent)
+			"incremental backups on it would restore nothing: take a full backup (hoard verify names what else is broken): %w: %w",
+			p.Name, what, err, ErrBrokenParent, ErrNoParent)
 	}
 	return nil
 }

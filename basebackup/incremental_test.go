@@ -44,6 +44,10 @@ func TestRun_IncrementalRefused(t *testing.T) {
 			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("got %v, want %v saying %q", err, c.want, c.says)
 			}
+			// None stored is no damage (a first backup, a new timeline).
+			if errors.Is(err, ErrBrokenParent) {
+				t.Errorf("got %v, wrapping ErrBrokenParent with no parent stored", err)
+			}
 			n := 0
 			if err := a.Store.List(testContext(t), "", func(storage.Object) error { n++; return nil }); err != nil {
 				t.Fatal(err)
@@ -164,8 +168,8 @@ func TestRun_IncrementalBrokenParent(t *testing.T) {
 		if err == nil {
 			t.Fatalf("incremental backup %s stored on parent %s (parent %q), which cannot be restored", inc.Name, p.Name, inc.Parent)
 		}
-		if !errors.Is(err, ErrNoParent) || !strings.Contains(err.Error(), p.Name) || !strings.Contains(err.Error(), says) {
-			t.Fatalf("got %v, want ErrNoParent naming %s and saying %q", err, p.Name, says)
+		if !errors.Is(err, ErrNoParent) || !errors.Is(err, ErrBrokenParent) || !strings.Contains(err.Error(), p.Name) || !strings.Contains(err.Error(), says) {
+			t.Fatalf("got %v, want ErrNoParent and ErrBrokenParent naming %s and saying %q", err, p.Name, says)
 		}
 		after, err := a.ListBackups(ctx)
 		if err != nil {

@@ -540,9 +540,10 @@ func (s *supervisor) noteBackups(listed int, bs []*archive.BackupInfo) {
 //
 // An incremental backup (PostgreSQL 17+) that the server cannot take, or
 // that has no parent (none stored, or the newest one's chain cannot be
-// restored), gives way to a full backup at once, with a warning, counted
-// in MetricIncrementalFallbacks and the site's status: a broken parent
-// makes every scheduled incremental backup a full one until it is fixed.
+// restored: ErrBrokenParent, counted apart), gives way to a full backup at
+// once, with a warning, counted in MetricIncrementalFallbacks and the
+// site's status: a broken parent makes every scheduled incremental backup
+// a full one until it is fixed.
 func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason string, decided, normalized time.Time, incremental bool) (string, error) {
 	o := s.site.Backup
 	o.ConnString = s.site.ConnString
@@ -578,9 +579,12 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 		if noParent || errors.Is(err, basebackup.ErrIncrementalUnavailable) {
 			s.log.Warn().Err(err).Msg("incremental basebackup not possible: taking a full one")
 			incremental = false
-			if noParent {
+			switch {
+			case errors.Is(err, basebackup.ErrBrokenParent):
+				s.m.incrementalBrokenParent.Add(1)
+			case noParent:
 				s.m.incrementalNoParent.Add(1)
-			} else {
+			default:
 				s.m.incrementalUnavailable.Add(1)
 			}
 			s.update(func(st *SiteStatus) {

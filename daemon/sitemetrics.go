@@ -20,13 +20,19 @@ type siteMetrics struct {
 	checksumFailures                          *metrics.Gauge
 	backupSize, backupStored, backupRate      *metrics.Gauge
 	backupsOK, backupsFailed                  *metrics.Counter
-	// incrementalNoParent and incrementalUnavailable count the
-	// scheduled incremental backups taken as full ones, by why.
-	incrementalNoParent, incrementalUnavailable *metrics.Counter
+	// incrementalNoParent, incrementalBrokenParent and
+	// incrementalUnavailable count the scheduled incremental backups
+	// taken as full ones, by why.
+	incrementalNoParent, incrementalBrokenParent, incrementalUnavailable *metrics.Counter
 
 	deletedBackups, deletedChunks, deletedWAL, deletedOrphans *metrics.Counter
 	retentionOK, retentionFailed                              *metrics.Counter
 }
+
+// incrementalFallbacksHelp is MetricIncrementalFallbacks' help.
+const incrementalFallbacksHelp = "Scheduled incremental basebackups the daemon took as full ones, by reason: " +
+	"no_parent (none stored on the timeline: a first backup, a new timeline), " +
+	"broken_parent (the newest one's chain cannot be restored: hoard verify), unavailable (the server cannot take one)."
 
 // Metric names. Every series has a site label.
 const (
@@ -102,19 +108,16 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		lastBackup: m.Gauge(MetricLastBackup, "End time of the newest basebackup in the archive (Unix seconds).", l),
 		checksumFailures: m.Gauge(MetricLastBackupChecksumFailures,
 			"Data pages whose checksums failed when the newest basebackup in the archive was taken (damaged in the cluster, copied as they were); 0 when none is recorded.", l),
-		backupDuration: m.Gauge(MetricBackupDuration, "Duration of the last basebackup the daemon took, in seconds.", l),
-		backupRunning:  m.Gauge(MetricBackupRunning, "1 while the daemon takes a basebackup.", l),
-		backupSize:     m.Gauge(MetricBackupSize, "Data read from the server by the last basebackup the daemon took, in bytes.", l),
-		backupStored:   m.Gauge(MetricBackupStored, "Bytes stored for the last basebackup the daemon took (after compression and encryption).", l),
-		backupRate:     m.Gauge(MetricBackupRate, "Data read from the server per second by the last basebackup the daemon took.", l),
-		backupsOK:      m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "success")),
-		backupsFailed:  m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "failure")),
-		incrementalNoParent: m.Counter(MetricIncrementalFallbacks,
-			"Scheduled incremental basebackups the daemon took as full ones, by reason: no_parent (none stored, or the newest one's chain cannot be restored), unavailable (the server cannot take one).",
-			with("reason", "no_parent")),
-		incrementalUnavailable: m.Counter(MetricIncrementalFallbacks,
-			"Scheduled incremental basebackups the daemon took as full ones, by reason: no_parent (none stored, or the newest one's chain cannot be restored), unavailable (the server cannot take one).",
-			with("reason", "unavailable")),
+		backupDuration:          m.Gauge(MetricBackupDuration, "Duration of the last basebackup the daemon took, in seconds.", l),
+		backupRunning:           m.Gauge(MetricBackupRunning, "1 while the daemon takes a basebackup.", l),
+		backupSize:              m.Gauge(MetricBackupSize, "Data read from the server by the last basebackup the daemon took, in bytes.", l),
+		backupStored:            m.Gauge(MetricBackupStored, "Bytes stored for the last basebackup the daemon took (after compression and encryption).", l),
+		backupRate:              m.Gauge(MetricBackupRate, "Data read from the server per second by the last basebackup the daemon took.", l),
+		backupsOK:               m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "success")),
+		backupsFailed:           m.Counter(MetricBackups, "Basebackups the daemon attempted, by result.", with("result", "failure")),
+		incrementalNoParent:     m.Counter(MetricIncrementalFallbacks, incrementalFallbacksHelp, with("reason", "no_parent")),
+		incrementalBrokenParent: m.Counter(MetricIncrementalFallbacks, incrementalFallbacksHelp, with("reason", "broken_parent")),
+		incrementalUnavailable:  m.Counter(MetricIncrementalFallbacks, incrementalFallbacksHelp, with("reason", "unavailable")),
 
 		deletedBackups: m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "basebackup")),
 		deletedChunks:  m.Counter(MetricRetentionDeleted, "Objects deleted by retention, by kind.", with("kind", "chunk")),
