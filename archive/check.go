@@ -70,16 +70,15 @@ func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) err
 	// missing one fails the check as fast as without full, so that
 	// retention checks in full at once what it would check both ways
 	// (keepKnownGood), reading the control object once.
-	for _, c := range m.Chunks {
-		if !full {
-			break
-		}
-		want := c.InputSize
-		if want <= 0 {
-			want = -1
-		}
-		if err := a.decodeAll(ctx, a.Layout.join(chunkDir, c.ChunkFilename), want); err != nil {
-			return err
+	if full {
+		for _, c := range m.Chunks {
+			want := c.InputSize
+			if want <= 0 {
+				want = -1
+			}
+			if err := a.decodeAll(ctx, a.Layout.join(chunkDir, c.ChunkFilename), want); err != nil {
+				return err
+			}
 		}
 	}
 	if b.Format == FormatBBv2 {
