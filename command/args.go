@@ -138,10 +138,16 @@ func OrderArgs(app *cli.App, args []string) []string {
 	if !help {
 		pos = joinBoolValues(cmd, pos, aparts)
 	}
-	if len(cmd.Subcommands) > 0 && len(pos) > 1 && slices.Contains(helpNames, pos[0]) &&
-		findCommand(cmd.Subcommands, pos[1]) == nil && !slices.Contains(helpNames, pos[1]) {
-		// hoard config help shwo: as withoutHelp's hoard help lsit.
-		pos = pos[1:]
+	if len(cmd.Subcommands) > 0 && len(pos) > 1 && slices.Contains(helpNames, pos[0]) {
+		// hoard config help shwo: as withoutHelp's hoard help lsit;
+		// hoard config help help show: as hoard config help show.
+		if t := helpTopic(pos); t < len(pos) && !isFlag(pos[t]) {
+			if findCommand(cmd.Subcommands, pos[t]) == nil {
+				pos = pos[t:]
+			} else {
+				pos = slices.Delete(pos, 1, t)
+			}
+		}
 	}
 	out := append(head, moved...)
 	out = append(out, body...)
@@ -172,21 +178,47 @@ var helpNames = []string{"help", "h"}
 // without what would make urfave/cli take a name that is no command for a
 // help topic ("No help topic for 'lsit'", exit 1): the help flags before
 // it, at helpAt (hoard --help lsit), or args[i] itself when it is the help
-// command and the next argument no command (hoard help lsit). hoard then
+// command and the next argument no command (hoard help lsit), with the help
+// command's names that follow it (hoard help help lsit). hoard then
 // reports the name as a command it does not have (unknownCommand, exit 2).
+// A help command's name repeated before a command is dropped (hoard help
+// help list is hoard help list).
 func withoutHelp(cmds []*cli.Command, args []string, i int, helpAt []int) []string {
 	drop := helpAt
 	if slices.Contains(helpNames, args[i]) {
-		if i+1 >= len(args) || isFlag(args[i+1]) || findCommand(cmds, args[i+1]) != nil || slices.Contains(helpNames, args[i+1]) {
+		t := i + helpTopic(args[i:])
+		switch {
+		case t >= len(args) || isFlag(args[t]):
+			// hoard help, hoard help help: the help, or the help
+			// command's own.
 			return args
+		case findCommand(cmds, args[t]) != nil:
+			// hoard help help list: as hoard help list.
+			return slices.Delete(slices.Clone(args), i+1, t)
 		}
-		drop = append(slices.Clone(helpAt), i)
+		drop = slices.Clone(helpAt)
+		for j := i; j < t; j++ {
+			drop = append(drop, j)
+		}
 	}
 	out := slices.Clone(args)
 	for _, j := range slices.Backward(drop) {
 		out = slices.Delete(out, j, j+1)
 	}
 	return out
+}
+
+// helpTopic returns the index in args, which starts with the help command's
+// name, of the topic: the first argument that is not the help command's
+// name again, or len(args). urfave/cli reads hoard help help lsit as the
+// help command's help with the topic "lsit", which it has not ("No help
+// topic for 'lsit'", exit 1): the topic is the topic of one help command.
+func helpTopic(args []string) int {
+	t := 1
+	for t < len(args) && slices.Contains(helpNames, args[t]) {
+		t++
+	}
+	return t
 }
 
 // boolApart is a boolean flag written with an argument right after it:

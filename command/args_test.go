@@ -54,6 +54,15 @@ func TestOrderArgs(t *testing.T) {
 		{"Completion", "object get KEY -o F --generate-bash-completion", "object get -o F KEY --generate-bash-completion"},
 		{"UnknownCommand", "nope a -x", "nope a -x"},
 		{"HelpCommand", "help list", "help list"},
+		// The help command's help: help's own help, as before; a topic
+		// after it is the topic of help alone.
+		{"HelpHelp", "help help", "help help"},
+		{"HelpHelpHelp", "help help help", "help help help"},
+		{"HelpHelpCommand", "help help list", "help list"},
+		{"HelpAliasHelpCommand", "h help config show", "h config show"},
+		{"HelpHelpUnknown", "help help lsit", "lsit"},
+		{"SubHelpHelpCommand", "config help help show", "config help show"},
+		{"SubHelpHelpUnknown", "config help h shwo", "config shwo"},
 		{"NoCommand", "--config F", "--config F"},
 		{"MissingValue", "object get KEY -o", "object get -o KEY"},
 		{"UnknownFlagBeforeCommand", "-D list --json", "list -D --json"},
