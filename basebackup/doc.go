@@ -88,7 +88,12 @@
 // while the server checkpoints and streams, and one the server or the
 // network ended meanwhile (idle_session_timeout, say) is opened anew for
 // the queries after that (onSQL), as the backup lives on the replication
-// connection. It starts BASE_BACKUP with
+// connection. Both sessions must reach the replication connection's
+// server: the first has its system identifier, a new one also its
+// postmaster's start time and recovery state (checkNewSession), else the
+// backup fails rather than record another server's clock and snapshot
+// (a connection string naming several hosts, or a name a failover
+// moved). It starts BASE_BACKUP with
 // LABEL, MANIFEST 'yes' (hence PostgreSQL 13 or later), TABLESPACE_MAP
 // when pg_tablespace lists tablespaces besides pg_default and pg_global,
 // PROGRESS (unless Options.NoEstimate), a fast or spread checkpoint,

@@ -27,6 +27,10 @@ type server struct {
 	pgdata  string
 	// inRecovery: the server is a standby (see waitStandbyWAL).
 	inRecovery bool
+	// sql is the server of the backup's first SQL session, the one of
+	// the replication connection (identify): a new session must reach
+	// it too (checkNewSession).
+	sql sqlServer
 }
 
 // runStream takes the backup over the replication protocol: BASE_BACKUP's
@@ -151,8 +155,18 @@ func identify(ctx context.Context, repl *replication.Conn, sql *pgx.Conn, pgdata
 	if s.segSize, err = repl.WALSegmentSize(ctx); err != nil {
 		return s, fmt.Errorf("basebackup: %w", err)
 	}
-	if err := sql.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, pg_is_in_recovery()").Scan(&s.version, &s.inRecovery); err != nil {
+	if err := sql.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&s.version); err != nil {
 		return s, fmt.Errorf("basebackup: query server version: %w", err)
+	}
+	if s.sql, err = querySQLServer(ctx, sql); err != nil {
+		return s, fmt.Errorf("basebackup: query server identity: %w", err)
+	}
+	s.inRecovery = s.sql.inRecovery
+	if s.sql.systemID != s.system.SystemID {
+		// The connection string names several hosts, or a name that
+		// moved between the two connections.
+		return s, fmt.Errorf("basebackup: the SQL session reached another server (system identifier %s) than the replication connection "+
+			"(system identifier %s): the connection string names several hosts or a name that moved to another server", s.sql.systemID, s.system.SystemID)
 	}
 	if s.version < minServerVersion {
 		return s, fmt.Errorf("basebackup: server version %d: hoard needs PostgreSQL 13 or later (backup manifests)", s.version)
@@ -401,8 +415,9 @@ func (r *run) missing() string {
 // tells so only at the next query. The backup lives on the replication
 // connection, and what the queries read (the server's clock, the
 // tablespaces, the end snapshot) any session reads alike, so a new one
-// does; a backup failed for it after its whole stream would fail the
-// same way at every try. The new session replaces r.sql.
+// does, once it is known to be a session of the same server
+// (checkNewSession); a backup failed for it after its whole stream would
+// fail the same way at every try. The new session replaces r.sql.
 func (r *run) onSQL(ctx context.Context, q func(sql *pgx.Conn) error) error {
 	err := q(r.sql)
 	if err == nil || !r.sql.IsClosed() || ctx.Err() != nil {
@@ -413,6 +428,10 @@ func (r *run) onSQL(ctx context.Context, q func(sql *pgx.Conn) error) error {
 	sql, cerr := connectSQL(ctx, r.o.ConnString)
 	if cerr != nil {
 		return fmt.Errorf("%w; a new session: %w", err, cerr)
+	}
+	if cerr := r.checkNewSession(ctx, sql); cerr != nil {
+		sql.Close(context.WithoutCancel(ctx))
+		return cerr
 	}
 	r.sql = sql
 	r.opened = append(r.opened, sql)
