@@ -47,8 +47,10 @@ key or PostgreSQL setting to change), in four steps:
                  else HOARD_CONFIG or HOARD_SITE set in the command; warning: another file's
                  storage and site, or another site, get the WAL); data
                  checksums (info); the system identifier is
-                 the one of the archive's newest backup (else the node is another cluster;
-                 info: that backup records none, as PGHoard's do not);
+                 the one of the archive's newest backup (else the node is another cluster);
+                 where that backup records none, as PGHoard's do not, the one the first page
+                 of its first WAL segment names, read whole through the codec (info: the
+                 archive lacks that segment; warning: it does not read);
                  no timeline history file bound to another system (without keys: claiming
                  another) above the node's timeline (from its metadata; without keys, files
                  claiming none cannot be told: info): after pg_upgrade of a cluster whose timeline

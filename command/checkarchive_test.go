@@ -2,6 +2,8 @@ package command
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -20,7 +22,7 @@ func TestCheckSystemID_OnlyForeignAuthenticated(t *testing.T) {
 	planted := &archive.BackupInfo{Name: "2099-01-01_0", Auth: archive.AuthNone}
 	var out bytes.Buffer
 	r := &checkReport{w: &out}
-	checkSystemID(r, "node", "7000000000000000002", []*archive.BackupInfo{other, planted})
+	checkSystemID(r, "node", "7000000000000000002", []*archive.BackupInfo{other, planted}, nil)
 	if r.failed != 1 || !strings.Contains(out.String(), "the newest backup "+other.Name) {
 		t.Errorf("check of a node of another system: %d failed\n%s", r.failed, out.String())
 	}
@@ -38,10 +40,47 @@ func TestCheckSystemID_Unrecorded(t *testing.T) {
 	pghoard := &archive.BackupInfo{Name: "2026-12-02_03-56_0", Auth: archive.AuthNone}
 	var out bytes.Buffer
 	r := &checkReport{w: &out}
-	checkSystemID(r, "node", "7000000000000000002", []*archive.BackupInfo{pghoard})
+	checkSystemID(r, "node", "7000000000000000002", []*archive.BackupInfo{pghoard}, nil)
 	want := "info     node: the newest backup 2026-12-02_03-56_0 records no system identifier"
 	if r.failed != 0 || r.warnings != 0 || !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), "7000000000000000002") {
 		t.Errorf("check against a backup without a system identifier: %d failed, %d warned\n%s\nwant a line starting %q naming the node's", r.failed, r.warnings, out.String(), want)
+	}
+}
+
+// TestCheckSystemID_UnrecordedWAL: where the newest backup records no
+// system identifier, the one its first WAL segment names is compared
+// (TestCheck_PGHoardSystemFromWAL reads it from a real PGHoard archive);
+// a segment that does not read (tampered with, damaged) is a warning,
+// one the archive lacks an info line, each saying why nothing was
+// compared.
+func TestCheckSystemID_UnrecordedWAL(t *testing.T) {
+	pghoard := &archive.BackupInfo{Name: "2026-12-02_03-56_0", Auth: archive.AuthNone}
+	seg := "000000010000000000000002"
+	for _, tc := range []struct {
+		name           string
+		system         string
+		err            error
+		failed, warned int
+		want           string
+	}{
+		{"OK", "7000000000000000002", nil, 0, 0, "ok       node: same cluster as the newest backup 2026-12-02_03-56_0: its first WAL segment " + seg},
+		{"ErrOther", "7000000000000000001", nil, 1, 0, "FAILED   node: system identifier 7000000000000000002 is not 7000000000000000001, the one the first WAL segment " + seg},
+		{"Unread", "", errors.New("its first segment " + seg + ": tampered"), 0, 1, "warning  node: the newest backup 2026-12-02_03-56_0 records no system identifier (PGHoard's backups do not), and its WAL does not say: its first segment " + seg + ": tampered"},
+		{"NotStored", "", fmt.Errorf("%w: its first segment %s is not in the archive", errNoWALSystem, seg), 0, 0, "info     node: the newest backup 2026-12-02_03-56_0 records no system identifier"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			r := &checkReport{w: &out}
+			checkSystemID(r, "node", "7000000000000000002", []*archive.BackupInfo{pghoard}, func(b *archive.BackupInfo) (string, string, error) {
+				if b != pghoard {
+					t.Errorf("WAL system of %s, want of %s", b.Name, pghoard.Name)
+				}
+				return tc.system, seg, tc.err
+			})
+			if r.failed != tc.failed || r.warnings != tc.warned || !strings.HasPrefix(out.String(), tc.want) {
+				t.Errorf("%d failed, %d warned (want %d, %d)\n%s\nwant a line starting %q", r.failed, r.warnings, tc.failed, tc.warned, out.String(), tc.want)
+			}
+		})
 	}
 }
 

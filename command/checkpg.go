@@ -3,6 +3,7 @@ package command
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -15,6 +16,8 @@ import (
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/daemon"
 	"github.com/hoardbackup/hoard/replication"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // checkNode runs hoard check's PostgreSQL checks on node i of the site:
@@ -30,6 +33,8 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 	if s := n.Redacted(); s != "" {
 		at = s
 	}
+	// The archive's reads are not the node's: not under checkNodeTimeout.
+	archiveCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, checkNodeTimeout)
 	defer cancel()
 	streaming := walMode(env.site.ActiveBackupMode) == daemon.WALStream
@@ -91,7 +96,9 @@ func checkNode(ctx context.Context, r *checkReport, env *siteEnv, i int, n confi
 		r.info(step, "data checksums are off: page corruption goes unnoticed (pg_checksums --enable turns them on, server stopped)")
 	}
 	id := strconv.FormatUint(s.SystemID, 10)
-	checkSystemID(r, step, id, backups)
+	checkSystemID(r, step, id, backups, func(b *archive.BackupInfo) (string, string, error) {
+		return backupWALSystem(archiveCtx, env.archive, b)
+	})
 	return id, tli
 }
 
@@ -362,22 +369,21 @@ func commandProgram(cmd string) string {
 // checkSystemID fails when the node is not the cluster the newest backup
 // was taken of (newestBackup): a site pointed at the wrong server would
 // mix two clusters' WAL in one archive. A newest backup that records no
-// system is an info line. Where the node's cluster has
-// backups too, those whose authenticated metadata names another system
-// (archive.Foreign) are named in a warning and stand for nothing:
-// another cluster's, copied from a site sharing the key pair, or this
-// one's from before a pg_upgrade.
-func checkSystemID(r *checkReport, step string, id string, backups []*archive.BackupInfo) {
+// system (PGHoard's) is compared by the system identifier walSystem reads
+// from its WAL (backupWALSystem; nil: none is read); where that cannot be
+// read either, an info line says it was not compared. Where the node's
+// cluster has backups too, those whose authenticated metadata names
+// another system (archive.Foreign) are named in a warning and stand for
+// nothing: another cluster's, copied from a site sharing the key pair, or
+// this one's from before a pg_upgrade.
+func checkSystemID(r *checkReport, step string, id string, backups []*archive.BackupInfo,
+	walSystem func(b *archive.BackupInfo) (system, segment string, err error)) {
 	newest := newestBackup(backups, id)
 	if newest == nil {
 		return
 	}
 	if newest.SystemID == "" {
-		// PGHoard records none: nothing to compare, which a PGHoard
-		// user pointing check at the cluster before switching is told.
-		r.info(step, "the newest backup %s records no system identifier (PGHoard's backups do not): whether this node is the cluster "+
-			"it was taken of is not checked: this node's is %s, and pg_controldata's \"Database system identifier\" of the cluster the backups "+
-			"came from must be the same", newest.Name, id)
+		checkWALSystemID(r, step, id, newest, walSystem)
 		return
 	}
 	if newest.SystemID != id {
@@ -396,4 +402,70 @@ func checkSystemID(r *checkReport, step string, id string, backups []*archive.Ba
 			"but hoard restore without --basebackup may choose one (it warns)", strings.Join(names, ", "))
 	}
 	r.ok(step, "same cluster as the newest backup %s", newest.Name)
+}
+
+// checkWALSystemID is checkSystemID for a newest backup that records no
+// system identifier (PGHoard's): the first page of its first WAL segment
+// names the system it was taken of. A segment that does not read (damaged,
+// or stored by someone without the keys) is warned about; one the archive
+// lacks, or no walSystem, leaves an info line.
+func checkWALSystemID(r *checkReport, step string, id string, newest *archive.BackupInfo,
+	walSystem func(b *archive.BackupInfo) (system, segment string, err error)) {
+	err := errNoWALSystem
+	if walSystem != nil {
+		var system, seg string
+		system, seg, err = walSystem(newest)
+		switch {
+		case err == nil && system == id:
+			r.ok(step, "same cluster as the newest backup %s: its first WAL segment %s names this node's system identifier "+
+				"(the backup records none, as PGHoard's do not)", newest.Name, seg)
+			return
+		case err == nil:
+			r.fail(step, "system identifier %s is not %s, the one the first WAL segment %s of the newest backup %s names "+
+				"(the backup records none, as PGHoard's do not): this node is another cluster; "+
+				"fix the node's host and port in nodes, or give this cluster a site (or prefix) of its own (after a pg_upgrade: take a backup)",
+				id, system, seg, newest.Name)
+			return
+		}
+	}
+	// Nothing to compare, which a PGHoard user pointing check at the
+	// cluster before switching is told.
+	report := r.info
+	if !errors.Is(err, errNoWALSystem) {
+		report = r.warn
+	}
+	report(step, "the newest backup %s records no system identifier (PGHoard's backups do not), and its WAL does not say: %v: "+
+		"whether this node is the cluster it was taken of is not checked (hoard verify checks the archive): this node's is %s, "+
+		"and pg_controldata's \"Database system identifier\" of the cluster the backups came from must be the same", newest.Name, err, id)
+}
+
+// errNoWALSystem: a backup's WAL gives no system identifier to compare,
+// as none is stored or read.
+var errNoWALSystem = errors.New("no WAL segment of the backup to read")
+
+// backupWALSystem returns the system identifier that the first page of
+// b's first WAL segment names, and the segment's name: every segment
+// starts with a long page header holding it (wal.PageHeader), where
+// PGHoard's backups record none. The segment is read whole through the
+// site's codec (archive.SystemOf), from a or the first site it moved
+// from that holds it, as wal-fetch reads it: with keys, a segment that
+// someone without them stored in its place fails to authenticate and
+// says nothing.
+func backupWALSystem(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) (string, string, error) {
+	seg := b.StartWALSegment
+	if !wal.IsSegmentName(seg) {
+		return "", "", fmt.Errorf("%w: it records no first segment", errNoWALSystem)
+	}
+	for _, s := range append([]*archive.Archive{a}, a.MovedFrom...) {
+		f := archive.WALFile{Name: seg, Key: s.Layout.WALKey(seg), Archive: s}
+		system, err := archive.SystemOf(ctx, f)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			continue
+		case err != nil:
+			return "", seg, fmt.Errorf("its first segment %s: %w", seg, err)
+		}
+		return strconv.FormatUint(system, 10), seg, nil
+	}
+	return "", seg, fmt.Errorf("%w: its first segment %s is not in the archive", errNoWALSystem, seg)
 }
