@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -303,7 +304,15 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 		}
 	}()
 
-	h, truncated, err := a.decodeChecked(ctx, chk, tmp, rc, md, key, name)
+	// Into the prefetch spool, the bytes checked are summed as they are
+	// written, for spool.take to find them unchanged (spoolsum.go).
+	var w io.Writer = tmp
+	var crc hash.Hash32
+	if tmpPrefix == spoolTmpPrefix {
+		crc = crc32.New(spoolCRC)
+		w = io.MultiWriter(tmp, crc)
+	}
+	h, truncated, err := a.decodeChecked(ctx, chk, w, rc, md, key, name)
 	if err != nil {
 		return h, err
 	}
@@ -325,6 +334,11 @@ func (a *Archive) fetchKeyOnce(ctx context.Context, chk fetchChecks, key, name s
 	}
 	if err := chk.checkPlace(ctx); err != nil {
 		return h, fmt.Errorf("fetch %s: %w", name, err)
+	}
+	if crc != nil {
+		if err := writeSpoolSum(dir, destName, spoolSum{crc: crc.Sum32(), size: int64(h.SegmentSize)}); err != nil {
+			return h, fmt.Errorf("fetch %s: %w", name, err)
+		}
 	}
 	if err := dir.Rename(tmpName, destName); err != nil {
 		return h, fmt.Errorf("fetch %s: in %s: %w", name, dir.Name(), err)
@@ -577,6 +591,9 @@ func readDir(dir *os.Root) []fs.DirEntry {
 //	          written by the worker, before it spools anything, after it
 //	          removed the segments of another identity
 //	<segment> a segment, complete and verified: only ever created by rename
+//	<segment>.crc32c  the CRC-32C and size of its bytes, written before
+//	          the segment's rename; take hands over only a segment that
+//	          still matches them (spoolsum.go)
 //	.tmp-*    a worker's download in progress
 //
 // wal-fetch moves <segment> into place by rename (same directory tree, same
@@ -646,9 +663,10 @@ func (s *spool) close() {
 func (s *spool) path(name string) string { return filepath.Join(s.dir, name) }
 
 // take moves the spooled segment name to dest, which must be in the
-// spool's parent directory, if it is there, a regular file, and its page
-// header still fits its name and size and names system sysid (0: any),
-// and if the spool's segments were fetched for identity id (the caller's
+// spool's parent directory, if it is there, a regular file, its bytes
+// still those its download checked (spoolSum) and its page header still
+// fits its name and size and names system sysid (0: any), and if the
+// spool's segments were fetched for identity id (the caller's
 // archive's spoolIdentity). A spool filled for another identity is
 // cleared: its segments came from another site, storage, prefix or keys,
 // which may hold other bytes under the same names. An error is a failed
@@ -678,9 +696,14 @@ func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader
 		err = checkSystemID(name, h, sysid)
 	}
 	if err != nil {
-		s.root.Remove(name)
+		s.remove(name)
 		return h, false, nil
 	}
+	// Checked, the checksum goes before the segment: a worker that
+	// spools the segment again once it has left writes its copy's
+	// checksum before its copy's rename, and this removal cannot come
+	// between the two.
+	s.root.Remove(name + spoolSumSuffix)
 	if err := s.parent.Rename(filepath.Join(filepath.Base(s.dir), name), filepath.Base(dest)); err != nil {
 		return h, false, nil
 	}
@@ -701,23 +724,6 @@ func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader
 	return h, true, nil
 }
 
-// check reads the page header of the spooled segment name, fi its Lstat.
-func (s *spool) check(name string, fi fs.FileInfo) (wal.PageHeader, error) {
-	if !fi.Mode().IsRegular() {
-		return wal.PageHeader{}, fmt.Errorf("%s is not a regular file", s.path(name))
-	}
-	f, err := s.root.Open(name)
-	if err != nil {
-		return wal.PageHeader{}, err
-	}
-	defer f.Close()
-	buf := make([]byte, wal.PageHeaderSize)
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return wal.PageHeader{}, fmt.Errorf("%w: read header of %s: %v", wal.ErrBadPageHeader, s.path(name), err)
-	}
-	return wal.CheckSegment(name, buf, fi.Size())
-}
-
 // segments returns the names of the segments in the spool.
 func (s *spool) segments() []string {
 	var out []string
@@ -732,9 +738,9 @@ func (s *spool) segments() []string {
 // dropBefore removes spooled segments that sort before name: PostgreSQL has
 // moved past them (names sort by timeline, then position).
 func (s *spool) dropBefore(name string) {
-	for _, n := range s.segments() {
+	for _, n := range s.spooled() {
 		if n < name {
-			s.root.Remove(n)
+			s.remove(n)
 		}
 	}
 }
@@ -754,8 +760,8 @@ func clearSpool(dir string) bool {
 
 // clear removes every spooled segment.
 func (s *spool) clear() {
-	for _, n := range s.segments() {
-		s.root.Remove(n)
+	for _, n := range s.spooled() {
+		s.remove(n)
 	}
 }
 
@@ -885,9 +891,10 @@ type PrefetchResult struct {
 // spool dir, on the same timeline, downloading them in parallel, as many
 // as its file system has room for (spool.room; NoRoom says it had less).
 // Each is decoded and verified (hash, page header) into a temporary file,
-// fsynced, and only then renamed to its name, so a spooled segment is
-// always safe to use. The worker stops at the first segment missing from the archive,
-// when a round finds that PostgreSQL has not asked for a newer segment
+// fsynced, its checksum recorded (spoolSum), and only then renamed to its
+// name; wal-fetch takes it only while its bytes still match that
+// checksum. The worker stops at the first segment missing from the
+// archive, when a round finds that PostgreSQL has not asked for a newer segment
 // since the round began, and, within o.Watch, when its server stops or its
 // spool is removed (an error wrapping ErrPrefetchStopped; what it was
 // downloading is removed). At most one worker runs per spool: PrefetchWAL

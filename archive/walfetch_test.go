@@ -273,7 +273,8 @@ func TestArchive_PrefetchWAL(t *testing.T) {
 	if want := []string{name(2), name(3), name(4)}; strings.Join(res.Fetched, " ") != strings.Join(want, " ") || res.Missing != "" {
 		t.Fatalf("prefetched %+v, want %v", res, want)
 	}
-	if got, want := strings.Join(testio.DirNames(t, spoolDir), " "), strings.Join([]string{name(2), name(3), name(4), "identity", "lock", "want"}, " "); got != want {
+	if got, want := strings.Join(testio.DirNames(t, spoolDir), " "), strings.Join([]string{name(2), name(2) + spoolSumSuffix, name(3), name(3) + spoolSumSuffix,
+		name(4), name(4) + spoolSumSuffix, "identity", "lock", "want"}, " "); got != want {
 		t.Fatalf("spool holds %s, want %s", got, want)
 	}
 

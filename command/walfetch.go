@@ -50,7 +50,11 @@ prefix, the old cluster's last segment, which the upgraded cluster's WAL follows
 
 After delivering a segment, wal-fetch starts a background worker (unless one runs) that
 downloads the next restore_prefetch segments into the hoard-prefetch/ directory beside
-DEST (pg_wal/hoard-prefetch); later calls move them into place without a download.
+DEST (pg_wal/hoard-prefetch); later calls move them into place without a download, each
+once read whole and found to hold the bytes its download checked (their CRC-32C and size,
+recorded beside it as hoard-prefetch/SEGMENT.crc32c). One the disk changed since (a flipped
+bit, a lost write, a file cut short: PostgreSQL would take its first damaged record for the
+end of the WAL and end recovery there) is removed and downloaded again.
 restore_prefetch = 0 turns this off. The spool takes at most half of what pg_wal's file
 system has free without it (it keeps at least as much free as it holds), and nothing where
 that is less than a segment: filled to the last byte, that file system (often the data
