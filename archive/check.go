@@ -12,14 +12,10 @@ import (
 
 // CheckBackup checks that backup b, stored in a, can be read back. Its
 // control object (or, for formats without one, its main object) is
-// decoded to the end, so its integrity checks run, and the manifest
-// parsed; every chunk the manifest lists must exist with the stored size
-// it records. With full, every chunk is then also decoded to its end (its
-// integrity checks run) and must decode to the size the manifest
-// records. A delta backup's delta objects (DeltaRefs) must exist, and
-// with full decode to their end; one whose stored size is not the one the
-// manifest records must decode to the file's size and digest
-// (checkDeltaRef).
+// decoded to the end, so its integrity checks run, the manifest parsed,
+// and the object checked to be b's own (ReadBackupControl); then the
+// manifest's chunks and delta objects are checked (CheckChunks, with
+// full).
 //
 // Retention relies on it before deleting a backup (Archive.PlanRetention):
 // any error, whatever its cause, means b is not known good.
@@ -29,23 +25,48 @@ import (
 // decoded: it is checked sealed instead (CheckBackupSealed), with or
 // without full.
 func (a *Archive) CheckBackup(ctx context.Context, b *BackupInfo, full bool) error {
+	_, err := a.checkBackup(ctx, b, full)
+	return err
+}
+
+// checkBackup is CheckBackup. It also returns the manifest it read and
+// found b's own, whatever the check of the chunks then found, so that a
+// caller uses what was checked rather than what a second read of the
+// control object finds (someone who can write the bucket may replace it
+// meanwhile): nil when it read none (a sealed backup, a format without
+// a control object, a control object that failed).
+func (a *Archive) checkBackup(ctx context.Context, b *BackupInfo, full bool) (*Manifest, error) {
 	sealed, err := a.sealed(ctx, b)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if sealed {
-		return a.CheckBackupSealed(ctx, b)
+		return nil, a.CheckBackupSealed(ctx, b)
 	}
 	switch b.Format {
 	case FormatBBv2, FormatDeltaV1, FormatDeltaV2:
 	default:
 		// A single object: decoding it is the only check there is.
-		return a.decodeAll(ctx, b.Key, -1)
+		return nil, a.decodeAll(ctx, b.Key, -1)
 	}
-	m, err := a.readManifest(ctx, b)
+	c, err := a.ReadBackupControl(ctx, b, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return c.Manifest, a.CheckChunks(ctx, b, c.Manifest, full)
+}
+
+// CheckChunks checks what manifest m, read from backup b's control object
+// (ReadBackupControl), lists: every chunk must exist with the stored size
+// it records. With full, every chunk is then also decoded to its end (its
+// integrity checks run) and must decode to the size the manifest
+// records. A delta backup's delta objects (DeltaRefs) must exist, and
+// with full decode to their end; one whose stored size is not the one the
+// manifest records must decode to the file's size and digest
+// (checkDeltaRef). A caller that reads the control object for more than
+// the check (an incremental backup's parent: its backup_manifest) reads
+// it once, with ReadBackupControl, and checks its chunks with this.
+func (a *Archive) CheckChunks(ctx context.Context, b *BackupInfo, m *Manifest, full bool) error {
 	chunkDir := BasebackupChunkDir
 	if b.Format != FormatBBv2 {
 		chunkDir = basebackupDeltaChunkDir
@@ -158,22 +179,25 @@ func (a *Archive) decodeAll(ctx context.Context, key string, want int64) error {
 	return nil
 }
 
-// readManifest reads the manifest of backup b's control object, reading
-// the whole object so that its integrity checks run, within the limits
-// restore reads it with (ReadControl: MaxManifestSize, MaxControlSize),
-// and checks that the object is b's own, as restore does (CheckControl):
-// another backup's authentic control object copied under b's name, b's
-// metadata kept, lists the other backup's chunks and delta objects, and
-// retention would keep those for b and delete what b refers to.
-func (a *Archive) readManifest(ctx context.Context, b *BackupInfo) (*Manifest, error) {
-	c, err := a.ReadControl(ctx, b.Key, nil)
+// ReadBackupControl reads backup b's control object once, to its end
+// so that its integrity checks run, within the limits restore reads it
+// with (ReadControl, which gives check every member after the manifest:
+// ControlMember keeps one), and checks that the object is b's own, as
+// restore does (CheckControl): another backup's authentic control object
+// copied under b's name, b's metadata kept, lists the other backup's
+// chunks and delta objects, and retention would keep those for b and
+// delete what b refers to; an incremental backup would be taken against
+// the other backup's backup_manifest. What a caller uses of the object
+// comes from this one read: a second read may find another object.
+func (a *Archive) ReadBackupControl(ctx context.Context, b *BackupInfo, check ControlCheck) (*Control, error) {
+	c, err := a.ReadControl(ctx, b.Key, check)
 	if err != nil {
 		return nil, err
 	}
 	if err := CheckControl(b, c); err != nil {
 		return nil, fmt.Errorf("control object %s: %w", b.Key, err)
 	}
-	return c.Manifest, nil
+	return c, nil
 }
 
 // sealed reports whether b's main object is encrypted with a key whose

@@ -86,7 +86,7 @@ func (a *Archive) CheckDeltaObject(ctx context.Context, digest string, size int6
 // key for it, from its reference list (ReadDeltaRefs), which must verify;
 // then the error of a backup with neither is a *sealedRefsError.
 func (a *Archive) BackupDeltaRefs(ctx context.Context, b *BackupInfo) (map[string]bool, error) {
-	m, err := a.readManifest(ctx, b)
+	c, err := a.ReadBackupControl(ctx, b, nil)
 	if errors.Is(err, ErrNoPrivateKey) {
 		r, lerr := a.ReadDeltaRefs(ctx, b.Name)
 		if lerr != nil {
@@ -97,6 +97,12 @@ func (a *Archive) BackupDeltaRefs(ctx context.Context, b *BackupInfo) (map[strin
 	if err != nil {
 		return nil, err
 	}
+	return deltaRefSet(c.Manifest)
+}
+
+// deltaRefSet returns the digests of the delta objects manifest m refers
+// to (DeltaRefs).
+func deltaRefSet(m *Manifest) (map[string]bool, error) {
 	r, err := DeltaRefs(m)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"archive/tar"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,81 +16,56 @@ var ErrNoParent = errors.New("parent backup not found")
 // (about 150 bytes per file of the cluster).
 const MaxPGManifest = 1 << 30
 
-// ReadControlMember reads the control object key and returns its parsed
-// manifest and the data of its member name (e.g. ControlPGManifest), read
-// into memory. The object is read to its end first, so the codec's checks
-// have passed before anything is returned. A control object without the
-// member is an error.
-func (a *Archive) ReadControlMember(ctx context.Context, key, name string) (*Manifest, []byte, error) {
-	rc, _, err := a.Codec.Open(ctx, a.Store, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open control object %s: %w", key, err)
-	}
-	defer rc.Close()
-	lr := &controlReader{r: rc, h: nullHash{}, max: maxControlSize}
-	tr := tar.NewReader(lr)
-	var m *Manifest
-	var data []byte
-	found := false
-	for first := true; ; first = false {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("control object %s: read tar: %w", key, err)
-		}
-		if first {
-			if h.Name != ManifestName || h.Size > MaxManifestSize {
-				return nil, nil, fmt.Errorf("control object %s: first member is %s, not %s within %d bytes", key, Quoted(h.Name), ManifestName, MaxManifestSize)
-			}
-			js, err := io.ReadAll(tr)
-			if err != nil {
-				return nil, nil, fmt.Errorf("control object %s: %w", key, err)
-			}
-			if m, err = ParseManifest(js); err != nil {
-				return nil, nil, fmt.Errorf("control object %s: %w", key, err)
-			}
-			if err := m.Validate(); err != nil {
-				return nil, nil, fmt.Errorf("control object %s: %w", key, err)
-			}
-			continue
-		}
-		if path.Clean(h.Name) != name {
-			continue
-		}
-		if found {
-			return nil, nil, fmt.Errorf("control object %s: member %s twice", key, name)
-		}
-		if h.Typeflag != tar.TypeReg || h.Size > MaxPGManifest {
-			return nil, nil, fmt.Errorf("control object %s: member %s is not a regular file within %d bytes", key, name, MaxPGManifest)
-		}
-		if data, err = io.ReadAll(tr); err != nil {
-			return nil, nil, fmt.Errorf("control object %s: member %s: %w", key, name, err)
-		}
-		found = true
-	}
-	if _, err := io.Copy(io.Discard, lr); err != nil {
-		return nil, nil, fmt.Errorf("control object %s: %w", key, err)
-	}
-	if m == nil {
-		return nil, nil, fmt.Errorf("control object %s: empty tar", key)
-	}
-	if !found {
-		return nil, nil, fmt.Errorf("control object %s holds no %s", key, name)
-	}
-	return m, data, nil
+// ControlMember keeps one member of a control tar (Name, e.g.
+// ControlPGManifest, of at most Max bytes) in memory, read in the pass
+// that reads and checks the control object: its Check is the
+// ControlCheck given to Archive.ReadBackupControl. What is used of the
+// object is then what was checked; a second read could find another
+// object under the key (someone who can write the bucket but holds no
+// key copies another backup's control object there between the two).
+type ControlMember struct {
+	Name string
+	Max  int64
+
+	data  []byte
+	found bool
+	err   error
 }
 
-// nullHash is a hash.Hash that computes nothing, for a controlReader
-// whose sum nobody reads.
-type nullHash struct{}
+// Check keeps the member's data. A member over Max, not a regular file,
+// or found twice does not stop the read: the object is still read to its
+// end and checked, and Data reports it.
+func (c *ControlMember) Check(_ *Manifest, h *tar.Header, data io.Reader) error {
+	if path.Clean(h.Name) != c.Name || c.err != nil {
+		return nil
+	}
+	switch {
+	case c.found:
+		c.err, c.data = fmt.Errorf("member %s twice", c.Name), nil
+		return nil
+	case h.Typeflag != tar.TypeReg || h.Size > c.Max:
+		c.err = fmt.Errorf("member %s is not a regular file within %d bytes", c.Name, c.Max)
+		return nil
+	}
+	b, err := io.ReadAll(data)
+	if err != nil {
+		return fmt.Errorf("member %s: %w", c.Name, err)
+	}
+	c.data, c.found = b, true
+	return nil
+}
 
-func (nullHash) Write(p []byte) (int, error) { return len(p), nil }
-func (nullHash) Sum(b []byte) []byte         { return b }
-func (nullHash) Reset()                      {}
-func (nullHash) Size() int                   { return 0 }
-func (nullHash) BlockSize() int              { return 1 }
+// Data returns the member's bytes, once the control object has been read
+// and checked; an error when it held none or one Check could not keep.
+func (c *ControlMember) Data() ([]byte, error) {
+	switch {
+	case c.err != nil:
+		return nil, c.err
+	case !c.found:
+		return nil, fmt.Errorf("holds no %s", c.Name)
+	}
+	return c.data, nil
+}
 
 // Chain returns the backups an incremental backup b needs, full backup
 // first and b last, following each one's Parent among backups (a listing

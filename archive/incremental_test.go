@@ -82,10 +82,10 @@ func TestChain(t *testing.T) {
 	}
 }
 
-// TestArchive_ReadControlMember_ErrLongName: the names in a control tar
+// TestArchive_ReadBackupControl_ErrLongName: the names in a control tar
 // are the writer's (PAX lets one be 1 MiB); an error quoting one quotes
 // its start and length only, as security.md says of every planted name.
-func TestArchive_ReadControlMember_ErrLongName(t *testing.T) {
+func TestArchive_ReadBackupControl_ErrLongName(t *testing.T) {
 	long := strings.Repeat("n", 1<<19)
 	for _, tt := range []struct {
 		name    string
@@ -108,16 +108,76 @@ func TestArchive_ReadControlMember_ErrLongName(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := &Archive{Store: storage.NewMem(), Codec: &Codec{}, Layout: Layout{Prefix: "s"}, Site: "s"}
-			key := a.Layout.BackupKey("2024-03-01_00-00_0")
-			if _, err := a.Codec.Put(context.Background(), a.Store, key, &buf, -1, nil); err != nil {
+			b := &BackupInfo{Name: "2024-03-01_00-00_0", Key: a.Layout.BackupKey("2024-03-01_00-00_0")}
+			if _, err := a.Codec.Put(context.Background(), a.Store, b.Key, &buf, -1, nil); err != nil {
 				t.Fatal(err)
 			}
-			_, _, err := a.ReadControlMember(context.Background(), key, ControlPGManifest)
+			pgm := &ControlMember{Name: ControlPGManifest, Max: MaxPGManifest}
+			_, err := a.ReadBackupControl(context.Background(), b, pgm.Check)
 			if err == nil {
 				t.Fatal("read a control tar whose first member is no manifest")
 			}
 			if n := len(err.Error()); n > 2048 || !strings.Contains(err.Error(), "nnnnnnnn") {
 				t.Errorf("error of %d bytes, want the name's start only: %.300s", n, err)
+			}
+		})
+	}
+}
+
+// TestControlMember_Check: a ControlMember keeps its member's data from
+// the pass that reads the control object (ReadControl), and reports a
+// member missing, twice, over its limit or not a regular file from Data,
+// after the object was read to its end, without stopping the read.
+func TestControlMember_Check(t *testing.T) {
+	js, err := (&Manifest{Chunks: []ManifestChunk{{ChunkFilename: "b/b.00000001.pghoard", InputSize: 10240}}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := func(name string, typ byte, body string) []byte {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: typ, Mode: 0o600, Size: int64(len(body))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	control := func(members ...[]byte) []byte {
+		return bytes.Join(append([][]byte{member(ManifestName, tar.TypeReg, string(js))}, append(members, make([]byte, 1024))...), nil)
+	}
+	label := member(ControlBackupLabel, tar.TypeReg, "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n")
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want string // the data kept, or Data's error
+		err  bool
+	}{
+		{"OK", control(member("./"+ControlPGManifest, tar.TypeReg, "pgm"), label), "pgm", false},
+		{"ErrMissing", control(label), "holds no " + ControlPGManifest, true},
+		{"ErrTwice", control(member(ControlPGManifest, tar.TypeReg, "pgm"), member(ControlPGManifest, tar.TypeReg, "other"), label), "twice", true},
+		{"ErrOverLimit", control(member(ControlPGManifest, tar.TypeReg, "12345"), label), "within 4 bytes", true},
+		{"ErrNotFile", control(member(ControlPGManifest, tar.TypeSymlink, ""), label), "not a regular file", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &ControlMember{Name: ControlPGManifest, Max: 4}
+			c, err := ReadControl(bytes.NewReader(tt.data), m.Check)
+			if err != nil {
+				t.Fatalf("ReadControl: %v", err)
+			}
+			if c.Label == nil {
+				t.Errorf("backup_label not read: the read stopped before the end")
+			}
+			data, err := m.Data()
+			switch {
+			case tt.err && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Data = %q, %v; want an error with %q", data, err, tt.want)
+			case !tt.err && (err != nil || string(data) != tt.want):
+				t.Errorf("Data = %q, %v; want %q", data, err, tt.want)
 			}
 		})
 	}

@@ -793,11 +793,11 @@ func TestArchive_ApplyRetentionInterrupted(t *testing.T) {
 					listed[b.Name] = true
 					// Every listed backup, kept or not yet deleted,
 					// still has all its chunks.
-					m, err := s.readManifest(ctx, b)
+					ctrl, err := s.ReadBackupControl(ctx, b, nil)
 					if err != nil {
 						t.Fatal(err)
 					}
-					for _, c := range m.Chunks {
+					for _, c := range ctrl.Manifest.Chunks {
 						checkIntact(t, s, []string{s.Layout.ChunkKey(c.ChunkFilename)})
 					}
 				}

@@ -115,8 +115,10 @@
 // naming it (archive.MarkIncrementalParent), from which on retention keeps
 // the chain; checks that the chain is still stored (a retention run may
 // have deleted it before the marker: the parent is chosen again, up to
-// three times); then sends the parent's backup_manifest (UPLOAD_MANIFEST)
-// and BASE_BACKUP INCREMENTAL. Before the control object it stores a new
+// three times); then sends the parent's backup_manifest (UPLOAD_MANIFEST),
+// kept from the one read of its control object that checkChain checked
+// (never read again: another object may be there by then), and BASE_BACKUP
+// INCREMENTAL. Before the control object it stores a new
 // marker in place of its last one, which may no longer count (deleted,
 // or stale when none could be stored for a day), then checks the chain
 // once more: a backup of it gone (deleted by hand, by retention that does

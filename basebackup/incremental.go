@@ -65,8 +65,8 @@ func (r *run) checkIncremental(ctx context.Context) error {
 // findParent chooses the parent of an incremental backup: the newest
 // stored backup of the server's system identifier and current timeline
 // that holds PostgreSQL's backup_manifest, of the same major version.
-// Its chain is checked (checkChain), then its backup_manifest read
-// from its control object.
+// Its chain is checked (checkChain), and its backup_manifest kept from
+// the read of its control object that check makes.
 func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 	a := r.o.Archive
 	backups, err := a.ScanBackups(ctx)
@@ -85,15 +85,17 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("basebackup: newest backup of the system and timeline: %w; take a full backup: %w", err, ErrBrokenParent)
 		}
-		if err := checkChain(ctx, a, b, chain); err != nil {
+		pgm := &archive.ControlMember{Name: archive.ControlPGManifest, Max: archive.MaxPGManifest}
+		ctrl, err := checkChain(ctx, a, b, chain, pgm)
+		if err != nil {
 			return nil, err
 		}
-		m, data, err := a.ReadControlMember(ctx, b.Key, archive.ControlPGManifest)
+		data, err := pgm.Data()
 		if err != nil {
-			return nil, fmt.Errorf("basebackup: parent backup %s: %w", b.Name, err)
+			return nil, fmt.Errorf("basebackup: parent backup %s: control object %s: %w", b.Name, b.Key, err)
 		}
 		p := &parentBackup{info: b, manifest: data, timeline: b.StartTimeline, start: b.StartLSN.String(), chain: chain}
-		if m.Hoard != nil && m.Hoard.StartLSN != "" {
+		if m := ctrl.Manifest; m.Hoard != nil && m.Hoard.StartLSN != "" {
 			p.start = m.Hoard.StartLSN
 		}
 		return p, nil
@@ -115,24 +117,53 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 // found out only at a restore. A chain that fails wraps ErrBrokenParent
 // and ErrNoParent, naming p and the backup at fault: the daemon takes a full backup
 // instead. It does not decode the chunks (hoard verify --full does).
-func checkChain(ctx context.Context, a *archive.Archive, p *archive.BackupInfo, chain []*archive.BackupInfo) error {
+//
+// p's control object is read once (archive.ReadBackupControl, then
+// archive.CheckChunks on the manifest that read gave), with pgm keeping
+// its backup_manifest in the same pass, and returned: the incremental
+// backup is taken against what was checked. A second read could find
+// another backup's control object, copied under p's name since the
+// check, and the backup would be taken against that backup's
+// backup_manifest while recording p as its parent, a chain restore
+// refuses. p's control object encrypted with a key whose private half
+// is not configured is checked sealed (archive.CheckBackupSealed), as
+// CheckBackup does; when that passes, the error says that the
+// backup_manifest cannot be read, and wraps no ErrNoParent.
+func checkChain(ctx context.Context, a *archive.Archive, p *archive.BackupInfo, chain []*archive.BackupInfo, pgm *archive.ControlMember) (*archive.Control, error) {
+	var ctrl *archive.Control
 	for _, b := range chain {
-		err := a.CheckBackup(ctx, b, false)
+		var err error
+		if b == p {
+			ctrl, err = a.ReadBackupControl(ctx, p, pgm.Check)
+			switch {
+			case errors.Is(err, archive.ErrNoPrivateKey):
+				// Checked sealed, as CheckBackup does; its
+				// backup_manifest cannot be read here.
+				noKey := err
+				if err = a.CheckBackupSealed(ctx, p); err == nil {
+					return nil, fmt.Errorf("basebackup: parent backup %s: %w", p.Name, noKey)
+				}
+			case err == nil:
+				err = a.CheckChunks(ctx, p, ctrl.Manifest, false)
+			}
+		} else {
+			err = a.CheckBackup(ctx, b, false)
+		}
 		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("basebackup: check parent backup %s: %w", p.Name, ctx.Err())
+			return nil, fmt.Errorf("basebackup: check parent backup %s: %w", p.Name, ctx.Err())
 		}
 		what := "it"
 		if b != p {
 			what = "backup " + b.Name + " of its chain"
 		}
-		return fmt.Errorf("basebackup: parent backup %s cannot be restored, %s is broken: %w; "+
+		return nil, fmt.Errorf("basebackup: parent backup %s cannot be restored, %s is broken: %w; "+
 			"incremental backups on it would restore nothing: take a full backup (hoard verify names what else is broken): %w: %w",
 			p.Name, what, err, ErrBrokenParent, ErrNoParent)
 	}
-	return nil
+	return ctrl, nil
 }
 
 // parentAttempts is how many times prepareIncremental chooses a parent

@@ -1,9 +1,12 @@
 package basebackup
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -213,5 +217,108 @@ func TestRun_IncrementalBrokenParent(t *testing.T) {
 			t.Fatal(err)
 		}
 		refused(t, a, p, "another backup's control object")
+	})
+}
+
+// swapOpenStore is a Store whose open number at (from 1) of key reads
+// another key's object instead: a control object replaced between two
+// reads by someone who can write the bucket but holds no key (another
+// backup's, authentic, copied under its name).
+type swapOpenStore struct {
+	storage.Store
+	key, other string
+	at         int
+
+	mu sync.Mutex
+	n  int
+}
+
+func (s *swapOpenStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	if key == s.key {
+		s.mu.Lock()
+		s.n++
+		swap := s.n == s.at
+		s.mu.Unlock()
+		if swap {
+			key = s.other
+		}
+	}
+	return s.Store.Open(ctx, key)
+}
+
+// TestRun_IncrementalParentControlReadOnce: an incremental backup of a
+// real PostgreSQL 18 (summarize_wal on, local storage) reads its parent
+// P's control object once: what findParent checks (checkChain:
+// CheckControl, the chunks) is the backup_manifest it sends with
+// UPLOAD_MANIFEST.
+//
+//   - Count: P's control object is opened once.
+//   - Swapped: from its second open on, P's control object is the one of
+//     an older backup Y (someone who can write the bucket but holds no
+//     key copies it under P's name between two reads): the incremental
+//     backup is still taken from P's start (its backup_label's
+//     INCREMENTAL FROM LSN, its manifest's parent start), never from Y's.
+//
+// Before, findParent read P's control object a second time
+// (ReadControlMember), after checkChain, unchecked: given Y's there, the
+// backup was taken against Y's backup_manifest and recorded P as its
+// parent, a chain restore refuses.
+func TestRun_IncrementalParentControlReadOnce(t *testing.T) {
+	cl := pgtest.Start(t, pgtest.Options{Major: 18, Conf: map[string]string{"summarize_wal": "on"}})
+	pgtest.Pgbench(t, cl, "-i", "-s", "1")
+	ctx := testContext(t)
+	backup := func(t *testing.T, a *archive.Archive, incremental bool) *archive.BackupInfo {
+		t.Helper()
+		cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+		b, err := Run(ctx, Options{
+			ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
+			Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
+		})
+		if err != nil {
+			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
+		}
+		return b
+	}
+	// fromParent checks that incremental backup inc was taken from p's
+	// start.
+	fromParent := func(t *testing.T, a *archive.Archive, inc, p *archive.BackupInfo) {
+		t.Helper()
+		if inc.Parent != p.Name {
+			t.Fatalf("incremental backup's parent %q, want %s", inc.Parent, p.Name)
+		}
+		c, err := a.ReadControl(ctx, inc.Key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "INCREMENTAL FROM LSN: " + p.StartLSN.String() + "\n"; !strings.Contains(string(c.Label), want) {
+			t.Errorf("incremental backup's backup_label:\n%s\nwant %q (its parent %s's start)", c.Label, want, p.Name)
+		}
+		if h := c.Manifest.Hoard; h == nil || h.Incremental == nil || h.Incremental.StartLSN != p.StartLSN.String() {
+			t.Errorf("incremental backup's manifest records its parent as %+v, want %s starting at %s", h.Incremental, p.Name, p.StartLSN)
+		}
+	}
+
+	t.Run("Count", func(t *testing.T) {
+		a := localArchive(t)
+		backup(t, a, false)
+		p := backup(t, a, false)
+		log := &storetest.OpenLog{Store: a.Store, Match: func(key string) bool { return key == p.Key }}
+		a.Store = log
+		inc := backup(t, a, true)
+		if got, want := log.Count(p.Key), 1; got != want {
+			t.Errorf("parent %s's control object opened %d times, want %d", p.Name, got, want)
+		}
+		a.Store = log.Store
+		fromParent(t, a, inc, p)
+	})
+	t.Run("Swapped", func(t *testing.T) {
+		a := localArchive(t)
+		y := backup(t, a, false)
+		p := backup(t, a, false)
+		st := a.Store
+		a.Store = &swapOpenStore{Store: st, key: p.Key, other: y.Key, at: 2}
+		inc := backup(t, a, true)
+		a.Store = st
+		fromParent(t, a, inc, p)
 	})
 }

@@ -300,7 +300,12 @@ func testIncrementalChain(t *testing.T, major int) {
 // backup_manifest lists.
 func pgManifestListed(ctx context.Context, t *testing.T, a *archive.Archive, b *archive.BackupInfo) (*archive.Manifest, map[string]bool) {
 	t.Helper()
-	m, data, err := a.ReadControlMember(ctx, b.Key, archive.ControlPGManifest)
+	pgm := &archive.ControlMember{Name: archive.ControlPGManifest, Max: archive.MaxPGManifest}
+	c, err := a.ReadBackupControl(ctx, b, pgm.Check)
+	if err != nil {
+		t.Fatalf("backup %s: %v", b.Name, err)
+	}
+	data, err := pgm.Data()
 	if err != nil {
 		t.Fatalf("backup %s: %v", b.Name, err)
 	}
@@ -308,7 +313,7 @@ func pgManifestListed(ctx context.Context, t *testing.T, a *archive.Archive, b *
 	if err != nil {
 		t.Fatalf("backup %s: %v", b.Name, err)
 	}
-	return m, pm.paths()
+	return c.Manifest, pm.paths()
 }
 
 // TestRun_IncrementalChunkRetried takes a full backup of a real
