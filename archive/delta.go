@@ -88,8 +88,10 @@ func isDelta(format string) bool { return format == FormatDeltaV1 || format == F
 // interrupted run). A PGHoard delta backup that starts between this plan
 // and its application, reusing an object only a deleted backup named, is
 // not seen: run retention when no PGHoard delta backup runs, as PGHoard's
-// daemon does.
-func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged int, listed map[string]bool, newest, now time.Time) error {
+// daemon does. A backup's references are those of the manifest
+// keepKnownGood checked (checked), where it checked the backup; others
+// are read (BackupDeltaRefs).
+func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, checked checkedRefs, damaged int, listed map[string]bool, newest, now time.Time) error {
 	dir := a.Layout.Dir(DeltaDir)
 	var objs []storage.Object
 	err := a.Store.List(ctx, dir, func(o storage.Object) error {
@@ -117,7 +119,7 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 		if !isDelta(k.Backup.Format) || (k.Site != "" && k.Site != a.Site) {
 			continue
 		}
-		r, err := a.BackupDeltaRefs(ctx, k.Backup)
+		r, err := a.deltaRefsOf(ctx, checked, k.Backup)
 		var se *sealedRefsError
 		switch {
 		case errors.As(err, &se) && errors.Is(se.list, ErrNoDeltaRefs):
@@ -139,7 +141,7 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 		if !isDelta(d.Backup.Format) || (d.Site != "" && d.Site != a.Site) {
 			continue
 		}
-		r, err := a.BackupDeltaRefs(ctx, d.Backup)
+		r, err := a.deltaRefsOf(ctx, checked, d.Backup)
 		if err != nil {
 			continue // then its objects go as unreferenced, a day after they were written
 		}
@@ -188,6 +190,31 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, damaged in
 		plan.Delta = append(plan.Delta, DeltaDeletion{Site: a.Site, Key: o.Key, Size: o.Size, Reason: reason})
 	}
 	return nil
+}
+
+// checkedRefs are the delta references of the delta backups
+// keepKnownGood checked, from the manifest each check read and found the
+// backup's own (CheckControl), whatever the check then found of its
+// chunks and delta objects: a backup whose control object did not read
+// has none here. planDelta takes them rather than read the control
+// object again: one download and decode of it, and the references are
+// those of the object checked, whatever is stored under its key by then.
+type checkedRefs map[*BackupInfo]refsRead
+
+// refsRead is a delta backup's references (deltaRefSet), or why its
+// manifest gives none.
+type refsRead struct {
+	refs map[string]bool
+	err  error
+}
+
+// deltaRefsOf returns the digests of the delta objects b refers to: from
+// checked where keepKnownGood checked b, otherwise BackupDeltaRefs.
+func (a *Archive) deltaRefsOf(ctx context.Context, checked checkedRefs, b *BackupInfo) (map[string]bool, error) {
+	if r, ok := checked[b]; ok {
+		return r.refs, r.err
+	}
+	return a.BackupDeltaRefs(ctx, b)
 }
 
 // sealedRefsError is a delta backup whose manifest this site cannot

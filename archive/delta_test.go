@@ -6,15 +6,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -374,4 +377,100 @@ func TestArchive_PlanRetentionDeltaForeignControl(t *testing.T) {
 	if got := strings.Join(plan.Damaged, "\n"); !strings.Contains(got, BackupName(d2)) || !strings.Contains(got, "not this backup's") {
 		t.Errorf("damaged %q: want %s named, its control object another's", plan.Damaged, BackupName(d2))
 	}
+}
+
+// swapOpenStore is a Store whose open number at (from 1) of key reads
+// another key's object instead: a control object replaced between two
+// reads by someone who can write the bucket but holds no key (another
+// backup's, authentic, copied under its name).
+type swapOpenStore struct {
+	storage.Store
+	key, other string
+	at         int
+
+	mu sync.Mutex
+	n  int
+}
+
+func (s *swapOpenStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	if key == s.key {
+		s.mu.Lock()
+		s.n++
+		swap := s.n == s.at
+		s.mu.Unlock()
+		if swap {
+			key = s.other
+		}
+	}
+	return s.Store.Open(ctx, key)
+}
+
+// TestArchive_PlanRetentionDeltaControlReadOnce: PGHoard delta backups
+// d1 (objects A, B) and d2 (B, C), and D, which no backup names; with
+// basebackup_count 1, d2 is kept and checked (keepKnownGood), and its
+// delta references are taken from the manifest that check read: its
+// control object is read once, as d1's (deleted, unchecked: its
+// references only free objects).
+//
+//   - Count: each control object is opened once.
+//   - Swapped: from its second open on, d2's control object is d1's
+//     (someone who can write the bucket but holds no key copies it under
+//     d2's name after the check): the plan is the one of d2's own
+//     references, A and D deleted.
+//
+// Before, planDelta read d2's control object a second time for its
+// references (BackupDeltaRefs), after its check: two downloads and
+// decodes of it, and given d1's there, the plan deleted no delta object
+// (d2's references unknown), whatever the check had found.
+func TestArchive_PlanRetentionDeltaControlReadOnce(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	name := func(ago time.Duration) string { return now.Add(-ago).Format("2006-01-02_15-04") + "_0" }
+	setup := func(t *testing.T) (a *Archive, d1, d2 string) {
+		a = localArchive(t, t.TempDir(), "site", retentionCodec(t))
+		objs := putDelta(t, a, digest('a'), digest('b'), digest('c'), digest('d'))
+		ageKeys(a, objs, now.Add(-96*time.Hour))
+		ageKeys(a, objs[2:3], now.Add(-47*time.Hour)) // C, written by d2
+		d1 = putDeltaBackup(t, a, name(72*time.Hour), "000000010000000000000002", digest('a'), digest('b'))
+		d2 = putDeltaBackup(t, a, name(48*time.Hour), "000000010000000000000004", digest('b'), digest('c'))
+		putWAL(t, a, segs(1, 2, 5)...)
+		return a, d1, d2
+	}
+	planned := func(t *testing.T, a *Archive, plan RetentionPlan) {
+		t.Helper()
+		if len(plan.Delete) != 1 || len(plan.Keep) != 1 || len(plan.Damaged) != 0 {
+			t.Fatalf("plan keeps %d, deletes %d backups, damaged %q; want 1, 1, none", len(plan.Keep), len(plan.Delete), plan.Damaged)
+		}
+		var got []string
+		for _, d := range plan.Delta {
+			got = append(got, d.Key)
+		}
+		if diff := cmp.Diff([]string{a.Layout.DeltaKey(digest('a')), a.Layout.DeltaKey(digest('d'))}, got); diff != "" {
+			t.Errorf("delta objects planned (-want +got):\n%s\nnotes %q", diff, plan.Notes)
+		}
+	}
+	t.Run("Count", func(t *testing.T) {
+		a, d1, d2 := setup(t)
+		log := &storetest.OpenLog{Store: a.Store, Match: func(key string) bool { return strings.Contains(key, "/basebackup/") }}
+		a.Store = log
+		plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range []string{d1, d2} {
+			if got, want := log.Count(key), 1; got != want {
+				t.Errorf("control object %s opened %d times, want %d: %v", key, got, want, log.Keys())
+			}
+		}
+		planned(t, a, plan)
+	})
+	t.Run("Swapped", func(t *testing.T) {
+		a, d1, d2 := setup(t)
+		a.Store = &swapOpenStore{Store: a.Store, key: d2, other: d1, at: 2}
+		plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		planned(t, a, plan)
+	})
 }

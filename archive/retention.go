@@ -647,8 +647,9 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		return RetentionPlan{}, err
 	}
 	keepMarked(&plan, marked)
+	var checked checkedRefs
 	if len(plan.Delete) > 0 {
-		if err := a.keepKnownGood(ctx, &plan); err != nil {
+		if checked, err = a.keepKnownGood(ctx, &plan); err != nil {
 			return RetentionPlan{}, err
 		}
 		// A backup kept as known good may be an incremental one.
@@ -692,7 +693,7 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		plan.Orphans = append(plan.Orphans, *d)
 	}
 	keepRunningWAL(&plan, running, Trusted(OfSystem(backups, p.SystemID)))
-	if err := a.planDelta(ctx, &plan, len(scan.Damaged), listed[a.Site], newest, now); err != nil {
+	if err := a.planDelta(ctx, &plan, checked, len(scan.Damaged), listed[a.Site], newest, now); err != nil {
 		return RetentionPlan{}, err
 	}
 	if err := a.checkListedAgain(ctx, scan); err != nil {
@@ -827,8 +828,12 @@ func (a *Archive) keepReadOnly(plan *RetentionPlan) {
 // names what failed, for the caller to log and alert on. A backup whose
 // check fails for any reason (a storage error too) is not known good:
 // retention errs on the side of keeping.
-func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error {
+//
+// It returns the delta references of the delta backups it checked, from
+// the manifest each check read (checkedRefs), for planDelta.
+func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) (checkedRefs, error) {
 	plan.Checked = true
+	refs := checkedRefs{}
 	var sealed []string
 	defer func() {
 		if len(sealed) > 0 {
@@ -845,7 +850,11 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 		if ok, err := s.sealed(ctx, d.Backup); err == nil && ok && !slices.Contains(sealed, d.Backup.Name) {
 			sealed = append(sealed, d.Backup.Name)
 		}
-		err = s.CheckBackup(ctx, d.Backup, full)
+		m, err := s.checkBackup(ctx, d.Backup, full)
+		if m != nil && isDelta(d.Backup.Format) {
+			r, rerr := deltaRefSet(m)
+			refs[d.Backup] = refsRead{refs: r, err: rerr}
+		}
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
@@ -909,18 +918,18 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 		}
 		if known {
 			if _, err := check(k, false); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
 		ok, err := good(k)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		known = ok
 	}
 	if known {
-		return nil
+		return refs, nil
 	}
 	var found string
 	n := len(plan.Delete)
@@ -928,7 +937,7 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 		d := plan.Delete[n-1]
 		ok, err := good(d)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ok {
 			found = d.Backup.Name
@@ -949,7 +958,7 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) error 
 		note += "; none of them decodes in full either"
 	}
 	plan.Notes = append(plan.Notes, note)
-	return nil
+	return refs, nil
 }
 
 // deletedSince tells a backup deleted since it was listed from a damaged
