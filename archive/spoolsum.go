@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -26,9 +27,10 @@ import (
 // CRC-32C and size of the bytes it checked beside the segment
 // (<segment>.crc32c, written durably before the segment gets its name),
 // and take hands over only a segment whose bytes still match them; any
-// other is removed and the segment downloaded again. The CRC guards
-// against a disk, not an attacker: whoever can write pg_wal needs no
-// spool to hand PostgreSQL other WAL.
+// other is removed and the segment downloaded again, with a warning
+// (logSpoolRefused): the operator must hear of a disk that changes what
+// it stored. The CRC guards against a disk, not an attacker: whoever can
+// write pg_wal needs no spool to hand PostgreSQL other WAL.
 const spoolSumSuffix = ".crc32c"
 
 // spoolCRC is the CRC-32C table of the spool's checksums.
@@ -44,6 +46,47 @@ type spoolSum struct {
 }
 
 func (s spoolSum) String() string { return fmt.Sprintf("%08x %d\n", s.crc, s.size) }
+
+// errNoSpoolSum is a spooled segment without its checksum file: spooled
+// by a hoard older than the checksums (an upgrade during a restore), or
+// its checksum removed by hand. Nothing says its disk failed: it is
+// downloaded again and only noted (logSpoolRefused).
+var errNoSpoolSum = errors.New("no checksum recorded (spooled by an older hoard)")
+
+// spoolChangedError is a spooled segment whose bytes are not those its
+// download checked: the disk changed them, or a file was put there.
+type spoolChangedError struct {
+	path      string // the spooled file
+	got, want spoolSum
+}
+
+func (e *spoolChangedError) Error() string {
+	return fmt.Sprintf("%s changed on disk since it was spooled (CRC-32C %08x of %d bytes, %08x of %d recorded): "+
+		"a failing disk, or a file put there", e.path, e.got.crc, e.got.size, e.want.crc, e.want.size)
+}
+
+// logSpoolRefused logs why take refused the spooled segment name, the
+// file path, which is downloaded again: unheard of, a disk that flips
+// bits or loses writes goes on damaging what no download replaces.
+// PostgreSQL puts wal-fetch's stderr in its log.
+func (a *Archive) logSpoolRefused(name, path string, err error) {
+	if changed, ok := errors.AsType[*spoolChangedError](err); ok {
+		a.Log.Warn().Str("site", a.Site).Str("segment", name).Str("spool", path).
+			Int64("size", changed.got.size).Int64("want_size", changed.want.size).
+			Str("crc32c", fmt.Sprintf("%08x", changed.got.crc)).Str("want_crc32c", fmt.Sprintf("%08x", changed.want.crc)).
+			Msg("spooled wal segment changed on disk since its download was checked (a failing disk, or a file put there): removed and downloaded again")
+		return
+	}
+	if errors.Is(err, errNoSpoolSum) {
+		a.Log.Info().Str("site", a.Site).Str("segment", name).Str("spool", path).
+			Msg("spooled wal segment has no checksum, as an older hoard spooled it: removed and downloaded again")
+		return
+	}
+	// Not a regular file, a checksum file that cannot be read, a read
+	// error, a page header or system that does not fit.
+	a.Log.Warn().Str("site", a.Site).Str("segment", name).Str("spool", path).Err(err).
+		Msg("spooled wal segment refused: removed and downloaded again")
+}
 
 // spoolSumSegment returns the segment whose checksum file is name.
 func spoolSumSegment(name string) (string, bool) {
@@ -90,6 +133,9 @@ func (s *spool) check(name string, fi fs.FileInfo) (wal.PageHeader, error) {
 		return wal.PageHeader{}, fmt.Errorf("%s is not a regular file", s.path(name))
 	}
 	want, err := s.readSum(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return wal.PageHeader{}, fmt.Errorf("%s: %w", s.path(name), errNoSpoolSum)
+	}
 	if err != nil {
 		return wal.PageHeader{}, fmt.Errorf("%s: its checksum: %w", s.path(name), err)
 	}
@@ -105,8 +151,7 @@ func (s *spool) check(name string, fi fs.FileInfo) (wal.PageHeader, error) {
 		return wal.PageHeader{}, fmt.Errorf("read %s: %w", s.path(name), err)
 	}
 	if got := (spoolSum{crc: crc.Sum32(), size: n}); got != want {
-		return wal.PageHeader{}, fmt.Errorf("%s changed on disk since it was spooled (CRC-32C %08x of %d bytes, %08x of %d recorded): "+
-			"a failing disk, or a file put there", s.path(name), got.crc, got.size, want.crc, want.size)
+		return wal.PageHeader{}, &spoolChangedError{path: s.path(name), got: got, want: want}
 	}
 	return wal.CheckSegment(name, head.b, n)
 }

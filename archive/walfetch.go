@@ -113,7 +113,10 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	if spooled {
 		if sp, err := openSpool(o.Spool, false); err == nil {
 			sp.dropBefore(name)
-			h, ok, err := sp.take(name, dest, o.SystemID, a.spoolIdentity())
+			h, ok, refused, err := sp.take(name, dest, o.SystemID, a.spoolIdentity())
+			if refused != nil {
+				a.logSpoolRefused(name, sp.path(name), refused)
+			}
 			if ok {
 				sp.want(name, uint64(h.SegmentSize))
 			}
@@ -669,35 +672,37 @@ func (s *spool) path(name string) string { return filepath.Join(s.dir, name) }
 // spool's segments were fetched for identity id (the caller's
 // archive's spoolIdentity). A spool filled for another identity is
 // cleared: its segments came from another site, storage, prefix or keys,
-// which may hold other bytes under the same names. An error is a failed
-// fsync of dest's directory after the segment was moved there.
-func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader, bool, error) {
+// which may hold other bytes under the same names. A spooled segment
+// that fails these checks is removed, and refused says why (the caller
+// logs it and downloads the segment). An error is a failed fsync of
+// dest's directory after the segment was moved there.
+func (s *spool) take(name, dest string, sysid uint64, id string) (h wal.PageHeader, ok bool, refused, err error) {
 	// PostgreSQL passes %p relative to the data directory
 	// (pg_wal/RECOVERYXLOG), wal-fetch the spool absolute: compared as
 	// written, they never matched, and nothing was ever taken.
 	destDir, err := filepath.Abs(filepath.Dir(dest))
 	if err != nil {
-		return wal.PageHeader{}, false, nil
+		return wal.PageHeader{}, false, nil, nil
 	}
 	spoolParent, err := filepath.Abs(filepath.Dir(s.dir))
 	if err != nil || destDir != spoolParent {
-		return wal.PageHeader{}, false, nil
+		return wal.PageHeader{}, false, nil, nil
 	}
 	if s.identity() != id {
 		s.clear()
-		return wal.PageHeader{}, false, nil
+		return wal.PageHeader{}, false, nil, nil
 	}
 	fi, err := s.root.Lstat(name)
 	if err != nil {
-		return wal.PageHeader{}, false, nil
+		return wal.PageHeader{}, false, nil, nil
 	}
-	h, err := s.check(name, fi)
+	h, err = s.check(name, fi)
 	if err == nil {
 		err = checkSystemID(name, h, sysid)
 	}
 	if err != nil {
 		s.remove(name)
-		return h, false, nil
+		return h, false, err, nil
 	}
 	// Checked, the checksum goes before the segment: a worker that
 	// spools the segment again once it has left writes its copy's
@@ -705,7 +710,7 @@ func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader
 	// between the two.
 	s.root.Remove(name + spoolSumSuffix)
 	if err := s.parent.Rename(filepath.Join(filepath.Base(s.dir), name), filepath.Base(dest)); err != nil {
-		return h, false, nil
+		return h, false, nil, nil
 	}
 	if s.identity() != id {
 		// A worker of another identity took the spool over (cleared it,
@@ -713,15 +718,15 @@ func (s *spool) take(name, dest string, sysid uint64, id string) (wal.PageHeader
 		// rename: the segment moved may be its. The caller downloads
 		// the segment instead, over dest.
 		s.parent.Remove(filepath.Base(dest))
-		return h, false, nil
+		return h, false, nil, nil
 	}
 	if err := syncDir(s.parent); err != nil {
 		// The rename may not last a crash, and the disk has said it
 		// failed: wal-fetch fails (PostgreSQL stops recovery) rather
 		// than answer that the segment is in place.
-		return h, false, err
+		return h, false, nil, err
 	}
-	return h, true, nil
+	return h, true, nil, nil
 }
 
 // segments returns the names of the segments in the spool.

@@ -54,7 +54,10 @@ DEST (pg_wal/hoard-prefetch); later calls move them into place without a downloa
 once read whole and found to hold the bytes its download checked (their CRC-32C and size,
 recorded beside it as hoard-prefetch/SEGMENT.crc32c). One the disk changed since (a flipped
 bit, a lost write, a file cut short: PostgreSQL would take its first damaged record for the
-end of the WAL and end recovery there) is removed and downloaded again.
+end of the WAL and end recovery there) is removed and downloaded again, with a warning
+naming the segment, the spooled file and the size and CRC-32C read and recorded: check
+that disk. (One spooled by a hoard older than the checksums, without SEGMENT.crc32c, is
+downloaded again with an info line.)
 restore_prefetch = 0 turns this off. The spool takes at most half of what pg_wal's file
 system has free without it (it keeps at least as much free as it holds), and nothing where
 that is less than a segment: filled to the last byte, that file system (often the data

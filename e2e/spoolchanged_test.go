@@ -25,7 +25,9 @@ import (
 // not handed to PostgreSQL: wal-fetch took a spooled segment whose first
 // page header and size fit, and PostgreSQL, reading a checkpoint record
 // whose CRC fails, stopped ("could not locate a valid checkpoint record").
-// wal-fetch downloads the segment again, and recovery restores every row.
+// wal-fetch downloads the segment again, and recovery restores every row;
+// its warning, naming the segment, is in PostgreSQL's log (which takes
+// restore_command's stderr): the operator hears of the disk.
 func TestRestore_SpooledWALChangedOnDisk(t *testing.T) {
 	minio := storetest.MinIO(t)
 	proxy := newStallProxy(t, minio)
@@ -90,6 +92,13 @@ func TestRestore_SpooledWALChangedOnDisk(t *testing.T) {
 	defer mu.Unlock()
 	if gets[start] == 0 {
 		t.Errorf("wal-fetch did not download %s again, whose spooled copy changed on disk: %v", start, gets)
+	}
+	warned := false
+	for line := range strings.Lines(c.Log()) {
+		warned = warned || strings.Contains(line, "spooled wal segment changed on disk") && strings.Contains(line, start)
+	}
+	if !warned {
+		t.Errorf("PostgreSQL's log holds no warning of wal-fetch naming %s, whose spooled copy changed on disk:\n%s", start, c.Log())
 	}
 }
 
