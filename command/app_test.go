@@ -204,9 +204,9 @@ func TestApp_PGHoardFlagHint(t *testing.T) {
 // naming it, with a hint that says what to run (hoard's command for
 // PGHoard's pghoard_restore words), where urfave/cli said "No help topic
 // for 'lsit'" and exited 1, also where the name is a help topic (hoard help
-// lsit, hoard --help lsit, hoard config help shwo, hoard help help lsit);
-// with no name, or a help
-// topic that is a command, the help is shown as before.
+// lsit, hoard --help lsit, hoard config help shwo, hoard help help lsit,
+// hoard help --help lsit); with no name, or a help topic that is a
+// command, the help is shown as before.
 func TestApp_UnknownCommand(t *testing.T) {
 	for _, tc := range []struct {
 		args       []string
@@ -234,6 +234,12 @@ func TestApp_UnknownCommand(t *testing.T) {
 		{[]string{"h", "help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
 		{[]string{"help", "h", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
 		{[]string{"config", "help", "help", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		// The help flag on the help command, with such a topic.
+		{[]string{"help", "--help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"help", "-h", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"h", "--help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"help", "help", "--help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"--config", "F", "help", "-h", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
 	} {
 		app := App("test")
 		app.Writer, app.ErrWriter = io.Discard, io.Discard

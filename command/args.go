@@ -28,8 +28,9 @@ import (
 // has too many (joinBoolValues); urfave then reports a bad value as the
 // flag's, instead of "No help topic for 'maybe'" or a count of arguments. With --help, the positional arguments are dropped:
 // urfave would take them for a help topic. A help topic that is no command
-// (hoard help lsit, hoard --help lsit, hoard config help shwo) is given as
-// the command itself, which hoard reports as unknown (withoutHelp). Args that do not start with a known command are
+// (hoard help lsit, hoard --help lsit, hoard help --help lsit, hoard config
+// help shwo) is given as the command itself, which hoard reports as
+// unknown (withoutHelp). Args that do not start with a known command are
 // returned unchanged.
 func OrderArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
@@ -179,21 +180,23 @@ var helpNames = []string{"help", "h"}
 // help topic ("No help topic for 'lsit'", exit 1): the help flags before
 // it, at helpAt (hoard --help lsit), or args[i] itself when it is the help
 // command and the next argument no command (hoard help lsit), with the help
-// command's names that follow it (hoard help help lsit). hoard then
-// reports the name as a command it does not have (unknownCommand, exit 2).
-// A help command's name repeated before a command is dropped (hoard help
-// help list is hoard help list).
+// command's names and help flags that follow it (hoard help help lsit,
+// hoard help --help lsit). hoard then reports the name as a command it
+// does not have (unknownCommand, exit 2). A help command's name or help
+// flag repeated before a command is dropped (hoard help help list and
+// hoard help --help list are hoard help list).
 func withoutHelp(cmds []*cli.Command, args []string, i int, helpAt []int) []string {
 	drop := helpAt
 	if slices.Contains(helpNames, args[i]) {
 		t := i + helpTopic(args[i:])
 		switch {
 		case t >= len(args) || isFlag(args[t]):
-			// hoard help, hoard help help: the help, or the help
-			// command's own.
+			// hoard help, hoard help help, hoard help --help: the
+			// help, or the help command's own.
 			return args
 		case findCommand(cmds, args[t]) != nil:
-			// hoard help help list: as hoard help list.
+			// hoard help help list, hoard help --help list: as
+			// hoard help list.
 			return slices.Delete(slices.Clone(args), i+1, t)
 		}
 		drop = slices.Clone(helpAt)
@@ -209,16 +212,22 @@ func withoutHelp(cmds []*cli.Command, args []string, i int, helpAt []int) []stri
 }
 
 // helpTopic returns the index in args, which starts with the help command's
-// name, of the topic: the first argument that is not the help command's
-// name again, or len(args). urfave/cli reads hoard help help lsit as the
-// help command's help with the topic "lsit", which it has not ("No help
-// topic for 'lsit'", exit 1): the topic is the topic of one help command.
+// name, of the topic: the first argument that is neither the help
+// command's name again nor the help flag, or len(args). urfave/cli reads
+// hoard help help lsit and hoard help --help lsit as the help command's
+// help with the topic "lsit", which it has not ("No help topic for
+// 'lsit'", exit 1): the topic is the topic of one help command.
 func helpTopic(args []string) int {
 	t := 1
-	for t < len(args) && slices.Contains(helpNames, args[t]) {
+	for t < len(args) && (slices.Contains(helpNames, args[t]) || isHelpFlag(args[t])) {
 		t++
 	}
 	return t
+}
+
+// isHelpFlag reports whether a is --help or -h.
+func isHelpFlag(a string) bool {
+	return isFlag(a) && slices.Contains(cli.HelpFlag.Names(), flagName(a))
 }
 
 // boolApart is a boolean flag written with an argument right after it:

@@ -63,6 +63,17 @@ func TestOrderArgs(t *testing.T) {
 		{"HelpHelpUnknown", "help help lsit", "lsit"},
 		{"SubHelpHelpCommand", "config help help show", "config help show"},
 		{"SubHelpHelpUnknown", "config help h shwo", "config shwo"},
+		// The help flag on the help command: its topic is the topic of
+		// help alone; without one, the help flag's help as before.
+		{"HelpFlagHelp", "help --help", "help --help"},
+		{"HelpShortFlagHelp", "help -h", "help -h"},
+		{"HelpFlagHelpHelp", "help --help help", "help --help help"},
+		{"HelpFlagCommand", "help --help list", "help list"},
+		{"HelpShortFlagCommand", "h -h config show", "h config show"},
+		{"HelpFlagUnknown", "help --help lsit", "lsit"},
+		{"HelpShortFlagUnknown", "help -h lsit", "lsit"},
+		{"HelpHelpFlagUnknown", "help help --help lsit", "lsit"},
+		{"HelpFlagOtherFlag", "help --help --json lsit", "help --help --json lsit"},
 		{"NoCommand", "--config F", "--config F"},
 		{"MissingValue", "object get KEY -o", "object get -o KEY"},
 		{"UnknownFlagBeforeCommand", "-D list --json", "list -D --json"},
