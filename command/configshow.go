@@ -24,9 +24,9 @@ file given by --config (if any), then the HOARD_* environment variables, and pri
 every setting with its source: default, file, or env HOARD_X. With no --config the
 configuration comes from the environment alone.
 
-Secrets (webserver_password, private keys, storage credentials, node passwords) are
-printed as xxxxx when set. Exit status 2 means the configuration is invalid; the
-message lists every problem.`,
+Secrets (webserver_password, private keys, storage credentials, and the nodes' libpq
+password and sslpassword) are printed as xxxxx when set. Exit status 2 means the
+configuration is invalid; the message lists every problem.`,
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "json", Usage: "print the settings as JSON"},
 			},

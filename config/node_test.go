@@ -38,6 +38,12 @@ func TestNode_ConnString(t *testing.T) {
 			host:     "db1", user: "rep", port: 5432,
 		},
 		{
+			name: "KeywordObjectSSLPassword", node: `{"host": "db1", "user": "rep", "sslkey": "/k.pem", "sslpassword": "keypw", "sslmode": "disable"}`,
+			want:     "host=db1 sslkey=/k.pem sslmode=disable sslpassword=keypw user=rep",
+			redacted: "host=db1 sslkey=/k.pem sslmode=disable sslpassword=xxxxx user=rep",
+			host:     "db1", user: "rep", port: 5432,
+		},
+		{
 			name: "ConnString", node: `"host=db2 port=5434 user=rep password='p w' sslmode=disable"`,
 			want:     "host=db2 port=5434 user=rep password='p w' sslmode=disable",
 			redacted: "host=db2 password=xxxxx port=5434 sslmode=disable user=rep",

@@ -3,6 +3,7 @@ package replication
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -130,12 +131,18 @@ func quoteConnValue(v string) string {
 // Redacted is what a password is replaced with.
 const Redacted = "xxxxx"
 
-// RedactParams returns a copy of params with any password replaced by
-// Redacted.
+// secretParams are the libpq keywords whose values are secrets: the
+// role's password and sslpassword, the passphrase of the client
+// certificate's key (sslkey). Both are in PostgreSQL's "Connection
+// Parameter Key Words" and pgconn reads both.
+var secretParams = []string{"password", "sslpassword"}
+
+// RedactParams returns a copy of params with any password (password,
+// sslpassword) replaced by Redacted.
 func RedactParams(params map[string]string) map[string]string {
 	out := make(map[string]string, len(params))
 	for k, v := range params {
-		if k == "password" {
+		if slices.Contains(secretParams, k) {
 			v = Redacted
 		}
 		out[k] = v
@@ -156,11 +163,7 @@ func RedactConnString(s string) string {
 		if _, ok := u.User.Password(); ok {
 			u.User = url.UserPassword(u.User.Username(), Redacted)
 		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", Redacted)
-			u.RawQuery = q.Encode()
-		}
+		u.RawQuery = redactQuery(u.RawQuery)
 		return u.String()
 	}
 	kv, err := ParseConnString(s)
@@ -168,4 +171,24 @@ func RedactConnString(s string) string {
 		return "(unparsable connection string)"
 	}
 	return FormatConnString(RedactParams(kv))
+}
+
+// redactQuery replaces the value of every pair of the URI query q whose
+// key is a secretParams keyword, pair by pair as written: url.ParseQuery
+// would drop a pair it cannot read (a ';' in it) and so leave its
+// password in place. A key that does not unescape has its value masked
+// too; a secret key without a value gets one (Redacted).
+func redactQuery(q string) string {
+	if q == "" {
+		return q
+	}
+	pairs := strings.Split(q, "&")
+	for i, p := range pairs {
+		k, _, ok := strings.Cut(p, "=")
+		uk, err := url.QueryUnescape(k)
+		if err == nil && slices.Contains(secretParams, uk) || err != nil && ok {
+			pairs[i] = k + "=" + Redacted
+		}
+	}
+	return strings.Join(pairs, "&")
 }

@@ -19,6 +19,7 @@ func FuzzConnString(f *testing.F) {
 		"password='a\\'b\\\\c' dbname=x",
 		"postgres://u:secret@db:5432/x?sslmode=disable&password=other",
 		"postgresql://[::1]:5432/x?password=p%20q",
+		"host=db sslpassword=keypass", "postgres://db/x?sslpassword=k;p&password=a",
 		"host=", "=x", "key", "a='unclosed", "",
 	} {
 		f.Add(s)
@@ -46,8 +47,10 @@ func FuzzConnString(f *testing.F) {
 			if p, ok := u.User.Password(); ok && p != Redacted {
 				t.Fatalf("redacted %q keeps the password %q", red, p)
 			}
-			if q := u.Query(); q.Has("password") && q.Get("password") != Redacted {
-				t.Fatalf("redacted %q keeps the password %q", red, q.Get("password"))
+			for _, k := range secretParams {
+				if q := u.Query(); q.Has(k) && q.Get(k) != Redacted {
+					t.Fatalf("redacted %q keeps the %s %q", red, k, q.Get(k))
+				}
 			}
 		default:
 			kv, err := ParseConnString(red)
@@ -57,8 +60,10 @@ func FuzzConnString(f *testing.F) {
 				}
 				return
 			}
-			if p, ok := kv["password"]; ok && p != Redacted {
-				t.Fatalf("redacted %q keeps the password %q", red, p)
+			for _, k := range secretParams {
+				if p, ok := kv[k]; ok && p != Redacted {
+					t.Fatalf("redacted %q keeps the %s %q", red, k, p)
+				}
 			}
 		}
 	})
