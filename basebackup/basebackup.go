@@ -86,7 +86,7 @@ const applicationName = "hoard basebackup"
 func connectSQL(ctx context.Context, connString string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: parse connection string: %w", err)
+		return nil, fmt.Errorf("basebackup: parse connection string: %w", replication.RedactParseError(err))
 	}
 	delete(cfg.RuntimeParams, "replication")
 	if cfg.RuntimeParams["application_name"] == "" {

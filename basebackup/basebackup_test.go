@@ -731,6 +731,19 @@ func TestConnectSQL_Errors(t *testing.T) {
 	}
 }
 
+// TestConnectSQL_ErrParseNoPassword checks that a connection string pgx
+// cannot parse is named without its password (see replication's
+// TestConnect_ErrParseNoPassword).
+func TestConnectSQL_ErrParseNoPassword(t *testing.T) {
+	_, err := connectSQL(context.Background(), "host=127.0.0.1 port=1 password = 'TOP SECRET' sslmode=bogus")
+	if err == nil {
+		t.Fatal("connectSQL: no error")
+	}
+	if msg := err.Error(); strings.Contains(msg, "SECRET") || !strings.Contains(msg, "sslmode is invalid") {
+		t.Errorf("connectSQL: %q, want pgx's reason without the password", msg)
+	}
+}
+
 // TestConnectSQL_ErrNoDatabase is TestConnectSQL_Errors' case on a real
 // server: a replication role whose name is no database.
 func TestConnectSQL_ErrNoDatabase(t *testing.T) {

@@ -77,7 +77,7 @@ func (c *Conn) EnglishRefused() error { return c.englishRefused }
 func connectWith(ctx context.Context, connString, appName string, english bool) (*Conn, error) {
 	config, err := pgconn.ParseConfig(connString)
 	if err != nil {
-		return nil, fmt.Errorf("parse connection string: %w", err)
+		return nil, fmt.Errorf("parse connection string: %w", RedactParseError(err))
 	}
 	if _, ok := config.RuntimeParams["application_name"]; !ok && appName != "" {
 		config.RuntimeParams["application_name"] = appName

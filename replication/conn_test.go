@@ -167,3 +167,27 @@ func TestConnectEnglish(t *testing.T) {
 		}
 	})
 }
+
+// TestConnect_ErrParseNoPassword checks that a connection string pgconn
+// cannot parse is named without its password: pgconn's own redaction
+// (redactPW) misses spellings libpq accepts.
+func TestConnect_ErrParseNoPassword(t *testing.T) {
+	for _, cs := range []string{
+		"host=127.0.0.1 port=1 password = 'TOP SECRET' sslmode=bogus",
+		`host=127.0.0.1 port=1 password='it\'s TOP SECRET' sslmode=bogus`,
+		"host=127.0.0.1 port=1 sslpassword=TOPSECRET sslmode=bogus",
+	} {
+		for name, connect := range map[string]func() error{
+			"Connect":     func() error { _, err := Connect(context.Background(), cs); return err },
+			"QueryServer": func() error { _, err := QueryServer(context.Background(), cs); return err },
+		} {
+			err := connect()
+			if err == nil {
+				t.Fatalf("%s(%q): no error", name, cs)
+			}
+			if msg := err.Error(); strings.Contains(msg, "SECRET") || !strings.Contains(msg, "sslmode is invalid") {
+				t.Errorf("%s(%q): %q, want pgconn's reason without the password", name, cs, msg)
+			}
+		}
+	}
+}

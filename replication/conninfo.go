@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Connection strings as libpq writes them (conninfo_parse): keyword/value
@@ -191,4 +193,21 @@ func redactQuery(q string) string {
 		}
 	}
 	return strings.Join(pairs, "&")
+}
+
+// RedactParseError returns err with the connection string a
+// *pgconn.ParseConfigError (pgconn's and pgx's ParseConfig return one)
+// carries replaced by RedactConnString's form, and err unchanged
+// otherwise. pgconn masks passwords in that error by pattern, "on a best-effort
+// basis" (redactPW), and misses spellings libpq accepts: password = 'x'
+// with spaces around '=', or a quoted value with an escaped quote
+// ('it\'s'), whose text after the quote it printed.
+func RedactParseError(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	c := *pe
+	c.ConnString = RedactConnString(pe.ConnString)
+	return &c
 }

@@ -61,7 +61,7 @@ func QueryServer(ctx context.Context, connString string) (Server, error) {
 func connectSQL(ctx context.Context, connString string) (*pgconn.PgConn, error) {
 	config, err := pgconn.ParseConfig(connString)
 	if err != nil {
-		return nil, fmt.Errorf("parse connection string: %w", err)
+		return nil, fmt.Errorf("parse connection string: %w", RedactParseError(err))
 	}
 	delete(config.RuntimeParams, "replication")
 	pg, err := pgconn.ConnectConfig(ctx, config)
