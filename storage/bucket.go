@@ -260,7 +260,7 @@ func (a *abortReader) Read(p []byte) (int, error) {
 // return their own text for it, so ctx's error is put back in the chain.
 func (b *Bucket) putError(ctx context.Context, op, key string, err error) error {
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%s %s: %w (%v)", op, key, cerr, &redactedError{err: err, secrets: b.secrets})
+		return fmt.Errorf("%s %s: %w (%v)", op, key, cerr, b.redact(err))
 	}
 	return b.errorf(ctx, op, key, err)
 }
@@ -354,14 +354,19 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 // Close releases the bucket.
 func (b *Bucket) Close() error { return b.b.Close() }
 
+// redact hides the bucket's secrets in err (redactedError), and a SAS
+// signature whatever the bucket was opened with: a gocloud azblob:// URL
+// takes its token from AZURE_STORAGE_SAS_TOKEN, which hoard never sees.
+func (b *Bucket) redact(err error) error {
+	return &redactedError{err: err, secrets: b.secrets}
+}
+
 // errorf wraps a backend error: a missing object becomes ErrNotFound (after
 // making sure, once, that the bucket itself exists, so that a wrong bucket
 // name never reads as "no such WAL segment"), and permanent failures become
 // ErrPermanent.
 func (b *Bucket) errorf(ctx context.Context, op, key string, err error) error {
-	if len(b.secrets) > 0 {
-		err = &redactedError{err: err, secrets: b.secrets}
-	}
+	err = b.redact(err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	}
@@ -372,7 +377,7 @@ func (b *Bucket) errorf(ctx context.Context, op, key string, err error) error {
 		ok, aerr := b.b.IsAccessible(ctx)
 		switch {
 		case aerr != nil:
-			return errorf(b.kind, b.name, op, key, aerr)
+			return errorf(b.kind, b.name, op, key, b.redact(aerr))
 		case !ok:
 			return fmt.Errorf("%s %s: %w", op, key, &permanentError{
 				msg: fmt.Sprintf("%s bucket %q does not exist: create it or fix bucket_name", b.kind, b.name),

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -68,6 +69,13 @@ type redactedError struct {
 	secrets []string
 }
 
+// sasSignature matches the signature of an Azure SAS token in a URL's
+// query: the secret part of the token. An error quotes the token as the
+// SDK sent it, its pairs sorted and escaped again (Go's transport puts the
+// whole request URL in a *url.Error), not as configured, so the
+// configured token alone is not found in the message.
+var sasSignature = regexp.MustCompile(`([?&]sig=)[^&"'\s]+`)
+
 func (e *redactedError) Error() string {
 	s := e.err.Error()
 	for _, secret := range e.secrets {
@@ -75,7 +83,7 @@ func (e *redactedError) Error() string {
 			s = strings.ReplaceAll(s, secret, "REDACTED")
 		}
 	}
-	return s
+	return sasSignature.ReplaceAllString(s, "${1}REDACTED")
 }
 
 func (e *redactedError) Unwrap() error { return e.err }
