@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Load reads the configuration at path and returns it validated. Values come,
@@ -140,7 +141,12 @@ func (d *decoder) value(path string, v any, k *key, f reflect.Value) {
 			x, ok = kd.fromJSON(v)
 		}
 		if !ok {
-			d.wrongType(path, cmp.Or(kd.want, kd.typeName(null)), v)
+			want := cmp.Or(kd.want, kd.typeName(null))
+			if k.secret {
+				d.wrongSecretType(path, want, v)
+				return
+			}
+			d.wrongType(path, want, v)
 			return
 		}
 		set(f, x)
@@ -177,6 +183,14 @@ func (d *decoder) wrongType(path, want string, v any) {
 		path = "(top level)"
 	}
 	d.ps.add(path, "want %s, got %s", want, describe(v))
+}
+
+// wrongSecretType is wrongType for a key that holds a secret: the value
+// is named by its JSON type alone, as a numeric password or the start of
+// a key given as a string would otherwise be printed (and logged).
+func (d *decoder) wrongSecretType(path, want string, v any) {
+	typ, _, _ := strings.Cut(describe(v), " ")
+	d.ps.add(path, "want %s, got %s (not shown: a secret)", want, typ)
 }
 
 func (d *decoder) set(path string) { d.c.setSource(path, "file") }

@@ -88,6 +88,39 @@ func TestParse_ErrValidation(t *testing.T) {
 	}
 }
 
+// TestParse_ErrWrongTypeSecret checks that a secret of the wrong JSON type
+// is reported by its type alone: the message names the key, never the
+// value (a numeric password, the start of a key given as a string).
+func TestParse_ErrWrongTypeSecret(t *testing.T) {
+	for _, tc := range []struct {
+		name, data, want, secret string
+	}{
+		{"WebserverPassword", `{"backup_location": "/b", "webserver_username": "u", "webserver_password": 98765432, "backup_sites": {"s": {}}}`,
+			`webserver_password: want string, got number (not shown: a secret)`, "98765432"},
+		{"PrivateKey", siteJSON(`"encryption_keys": {"k1": {"public": "P", "private": 1234567}}`),
+			`backup_sites.s1.encryption_keys.k1.private: want string, got number (not shown: a secret)`, "1234567"},
+		{"SFTPPassword", siteJSON(`"object_storage": {"storage_type": "sftp", "server": "h", "username": "u", "password": 7654321}`),
+			`backup_sites.s1.object_storage.password: want string, got number (not shown: a secret)`, "7654321"},
+		{"S3Secret", siteJSON(`"object_storage": {"storage_type": "s3", "region": "r", "bucket_name": "b", "aws_access_key_id": "a", "aws_secret_access_key": true}`),
+			`backup_sites.s1.object_storage.aws_secret_access_key: want string, got boolean (not shown: a secret)`, "true"},
+		{"GCSCredentials", siteJSON(`"object_storage": {"storage_type": "google", "bucket_name": "b", "credentials": "{\"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMIIEsecret\"}"}`),
+			`backup_sites.s1.object_storage.credentials: want object, got string (not shown: a secret)`, "private_key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("hoard.json", []byte(tc.data), nil)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err =\n%v\nwant it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), tc.secret) {
+				t.Errorf("err =\n%v\nholds the secret %q", err, tc.secret)
+			}
+		})
+	}
+}
+
 func TestValidationError_Error(t *testing.T) {
 	// Every problem is reported, one per line, not just the first.
 	data := `{
