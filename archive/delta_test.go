@@ -6,11 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -379,32 +377,6 @@ func TestArchive_PlanRetentionDeltaForeignControl(t *testing.T) {
 	}
 }
 
-// swapOpenStore is a Store whose open number at (from 1) of key reads
-// another key's object instead: a control object replaced between two
-// reads by someone who can write the bucket but holds no key (another
-// backup's, authentic, copied under its name).
-type swapOpenStore struct {
-	storage.Store
-	key, other string
-	at         int
-
-	mu sync.Mutex
-	n  int
-}
-
-func (s *swapOpenStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
-	if key == s.key {
-		s.mu.Lock()
-		s.n++
-		swap := s.n == s.at
-		s.mu.Unlock()
-		if swap {
-			key = s.other
-		}
-	}
-	return s.Store.Open(ctx, key)
-}
-
 // TestArchive_PlanRetentionDeltaControlReadOnce: PGHoard delta backups
 // d1 (objects A, B) and d2 (B, C), and D, which no backup names; with
 // basebackup_count 1, d2 is kept and checked (keepKnownGood), and its
@@ -466,7 +438,7 @@ func TestArchive_PlanRetentionDeltaControlReadOnce(t *testing.T) {
 	})
 	t.Run("Swapped", func(t *testing.T) {
 		a, d1, d2 := setup(t)
-		a.Store = &swapOpenStore{Store: a.Store, key: d2, other: d1, at: 2}
+		a.Store = &storetest.SwapOpen{Store: a.Store, Key: d2, Other: d1, At: 2}
 		plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
 		if err != nil {
 			t.Fatal(err)

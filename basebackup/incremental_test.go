@@ -1,12 +1,9 @@
 package basebackup
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -220,32 +217,6 @@ func TestRun_IncrementalBrokenParent(t *testing.T) {
 	})
 }
 
-// swapOpenStore is a Store whose open number at (from 1) of key reads
-// another key's object instead: a control object replaced between two
-// reads by someone who can write the bucket but holds no key (another
-// backup's, authentic, copied under its name).
-type swapOpenStore struct {
-	storage.Store
-	key, other string
-	at         int
-
-	mu sync.Mutex
-	n  int
-}
-
-func (s *swapOpenStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
-	if key == s.key {
-		s.mu.Lock()
-		s.n++
-		swap := s.n == s.at
-		s.mu.Unlock()
-		if swap {
-			key = s.other
-		}
-	}
-	return s.Store.Open(ctx, key)
-}
-
 // TestRun_IncrementalParentControlReadOnce: an incremental backup of a
 // real PostgreSQL 18 (summarize_wal on, local storage) reads its parent
 // P's control object once: what findParent checks (checkChain:
@@ -316,7 +287,7 @@ func TestRun_IncrementalParentControlReadOnce(t *testing.T) {
 		y := backup(t, a, false)
 		p := backup(t, a, false)
 		st := a.Store
-		a.Store = &swapOpenStore{Store: st, key: p.Key, other: y.Key, at: 2}
+		a.Store = &storetest.SwapOpen{Store: st, Key: p.Key, Other: y.Key, At: 2}
 		inc := backup(t, a, true)
 		a.Store = st
 		fromParent(t, a, inc, p)

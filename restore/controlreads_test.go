@@ -3,13 +3,11 @@ package restore
 import (
 	"context"
 	"errors"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -17,7 +15,6 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/storetest"
-	"github.com/hoardbackup/hoard/storage"
 )
 
 // controlLog puts a store over a's that records the reads of control
@@ -71,32 +68,6 @@ func TestRun_ControlReadOnce(t *testing.T) {
 	})
 }
 
-// swapOpenStore is a Store whose open number at (from 1) of key reads
-// another key's object instead: a control object replaced between two
-// reads by someone who can write the bucket but holds no key (another
-// backup's, authentic, copied under its name).
-type swapOpenStore struct {
-	storage.Store
-	key, other string
-	at         int
-
-	mu sync.Mutex
-	n  int
-}
-
-func (s *swapOpenStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
-	if key == s.key {
-		s.mu.Lock()
-		s.n++
-		swap := s.n == s.at
-		s.mu.Unlock()
-		if swap {
-			key = s.other
-		}
-	}
-	return s.Store.Open(ctx, key)
-}
-
 // TestRun_ChainControlSwapped: the control object of the restored
 // incremental backup is replaced by its parent's (copied under its name)
 // for one of restore's reads of it after the first: restore either
@@ -113,7 +84,7 @@ func TestRun_ChainControlSwapped(t *testing.T) {
 	for at := 2; at <= 4; at++ {
 		t.Run(strconv.Itoa(at), func(t *testing.T) {
 			f, a, pst, cst := putChain(t, parent, child)
-			a.Store = &swapOpenStore{Store: a.Store, key: cst.ControlKey, other: pst.ControlKey, at: at}
+			a.Store = &storetest.SwapOpen{Store: a.Store, Key: cst.ControlKey, Other: pst.ControlKey, At: at}
 			e := hostile.NewEnv(t)
 			_, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Backup: child,
 				TablespaceDirs: map[string]string{"new": e.Parent + "/new"},
