@@ -102,6 +102,16 @@ primary_slot_name), as rebuilding a standby from its own backup needs; the summa
 the log name each one the restored configuration carries, with its value (a password
 masked), and how to override it. PostgreSQL 13 and later.
 
+--primary-conninfo may hold the replication password, which on the command line every
+local user reads (ps, /proc/PID/cmdline) while the restore runs, and the shell's history
+keeps. Leave it out of the string (libpq reads it from the .pgpass of PostgreSQL's user,
+or from passfile=FILE, with replication in its database field), or give the string as
+HOARD_PRIMARY_CONNINFO or in a file: --primary-conninfo-file FILE (or
+HOARD_PRIMARY_CONNINFO_FILE; one trailing line break is dropped). It is written into
+postgresql.auto.conf (mode 0600) as given, and later backups of the cluster carry it;
+the summary and the log mask its password. An unreadable or empty file, or both ways at
+once, is a usage error (exit 2) before anything is written.
+
 Without a target, recovery replays the archive to its end. When the archived WAL after
 the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and
 promote, dropping every transaction after it: restore refuses, naming the missing
@@ -182,7 +192,10 @@ failed; otherwise the directory is incomplete: run again with --overwrite);
 			&cli.StringFlag{Name: "target-action", Aliases: []string{"recovery-target-action"}, Usage: "at the target: pause, promote or shutdown (default promote; with --standby PostgreSQL's pause); pause and shutdown need a target"},
 			&cli.BoolFlag{Name: "standby", Usage: "restore a standby (standby.signal) instead of a primary (recovery.signal)"},
 			&cli.BoolFlag{Name: "restore-to-primary", Aliases: []string{"restore-to-master"}, Usage: "accepted for PGHoard compatibility: restoring a primary is the default"},
-			&cli.StringFlag{Name: "primary-conninfo", Usage: "primary_conninfo `CONNINFO` for a standby to stream from after archive replay"},
+			&cli.StringFlag{Name: "primary-conninfo", EnvVars: []string{"HOARD_PRIMARY_CONNINFO"},
+				Usage: "primary_conninfo `CONNINFO` for a standby to stream from after archive replay (on the command line every local user can read it: give a password in a passfile, or use the variable or --primary-conninfo-file)"},
+			&cli.StringFlag{Name: "primary-conninfo-file", EnvVars: []string{"HOARD_PRIMARY_CONNINFO_FILE"},
+				Usage: "read --primary-conninfo from `FILE` (one line; a trailing line break is dropped)"},
 			&cli.StringSliceFlag{Name: "tablespace-dir", Usage: "restore tablespace NAME into `NAME=DIR` (repeatable)"},
 			&cli.StringFlag{Name: "tablespace-base-dir", Usage: "restore other tablespaces into `DIR`/<oid>"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace) directory first; refused while its postmaster.pid names a running process"},
@@ -216,6 +229,10 @@ func runRestore(c *cli.Context) error {
 		return usagef("pass the data directory to create: --target-dir DIR", "--target-dir is required")
 	}
 	target, err := restoreTarget(c)
+	if err != nil {
+		return err
+	}
+	conninfo, err := primaryConnInfo(c)
 	if err != nil {
 		return err
 	}
@@ -284,7 +301,7 @@ func runRestore(c *cli.Context) error {
 		StopAtGap:          c.Bool("stop-at-gap"),
 		SkipSpaceCheck:     c.Bool("skip-space-check"),
 		Standby:            c.Bool("standby"),
-		PrimaryConnInfo:    c.String("primary-conninfo"),
+		PrimaryConnInfo:    conninfo,
 		RestoreCommand:     rc,
 		WALFetch:           walFetch,
 		RecoveryEndCommand: c.String("recovery-end-command"),
