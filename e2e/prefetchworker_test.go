@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/internal/storetest"
 )
 
 // TestPrefetchWorker_ServerStops restores a backup and starts PostgreSQL
@@ -24,13 +23,7 @@ import (
 // backup restored into the same path again: recovery there, with the
 // storage answering, brings back every row.
 func TestPrefetchWorker_ServerStops(t *testing.T) {
-	minio := storetest.MinIO(t)
-	proxy := newStallProxy(t, minio)
-	s := newS3Site(t, proxy.config(minio))
-	s.editConfig(func(cfg map[string]any) { cfg["restore_prefetch"] = 3 })
-	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
-	s.use(src)
-	src.Exec(t, "create table t (id int primary key)")
+	s, src, proxy := newPrefetchSite(t)
 	s.mustHoard("basebackup", "--fast")
 	var segs []string
 	for i := range 5 {

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"net/http"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +13,6 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/internal/storetest"
 )
 
 // TestRestore_SpooledWALChangedOnDisk: a segment hoard restore checked
@@ -29,13 +25,7 @@ import (
 // its warning, naming the segment, is in PostgreSQL's log (which takes
 // restore_command's stderr): the operator hears of the disk.
 func TestRestore_SpooledWALChangedOnDisk(t *testing.T) {
-	minio := storetest.MinIO(t)
-	proxy := newStallProxy(t, minio)
-	s := newS3Site(t, proxy.config(minio))
-	s.editConfig(func(cfg map[string]any) { cfg["restore_prefetch"] = 3 })
-	src := pgtest.Start(t, pgtest.Options{Major: 15, Conf: s.clusterConf()})
-	s.use(src)
-	src.Exec(t, "create table t (id int primary key)")
+	s, src, proxy := newPrefetchSite(t)
 	src.Exec(t, "insert into t select generate_series(1, 100)")
 	s.mustHoard("basebackup", "--fast")
 	src.Exec(t, "insert into t select generate_series(101, 200)")
@@ -43,12 +33,7 @@ func TestRestore_SpooledWALChangedOnDisk(t *testing.T) {
 	want := tableRows(t, src)
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
-	out := s.mustHoard("restore", "--target-dir", dir)
-	m := regexp.MustCompile(`WAL is archived from ([0-9A-F]{24}) `).FindStringSubmatch(out)
-	if m == nil || !strings.Contains(out, "kept in pg_wal/hoard-prefetch") {
-		t.Fatalf("restore's summary names no start segment, or none kept for wal-fetch:\n%s", out)
-	}
-	start := m[1]
+	start := restoreKeepingStart(t, s, dir, "kept")
 	spooled := filepath.Join(dir, "pg_wal", archive.SpoolDirName, start)
 	if _, err := os.Stat(spooled); err != nil {
 		t.Fatalf("the backup's start segment is not in the spool: %v", err)
@@ -73,24 +58,13 @@ func TestRestore_SpooledWALChangedOnDisk(t *testing.T) {
 	}
 	flipByte(t, spooled, int64(ckpt)%segSize+40)
 
-	var mu sync.Mutex
-	gets := map[string]int{}
-	proxy.stallOn(func(r *http.Request) bool {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/xlog/") && !r.URL.Query().Has("list-type") {
-			mu.Lock()
-			gets[path.Base(r.URL.Path)]++
-			mu.Unlock()
-		}
-		return false
-	})
+	g := countWALGets(proxy)
 	c := pgtest.StartDataDir(t, 15, dir, noArchiving)
 	c.WaitRecoveryDone(t, 3*time.Minute)
 	if got := tableRows(t, c); got != want {
 		t.Errorf("restored rows %s, want %s", got, want)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if gets[start] == 0 {
+	if gets := g.take(); gets[start] == 0 {
 		t.Errorf("wal-fetch did not download %s again, whose spooled copy changed on disk: %v", start, gets)
 	}
 	warned := false
