@@ -39,6 +39,28 @@ func checkSite(t *testing.T, c storage.Config, mode string, node map[string]any)
 // then the error message).
 func runCheckSite(t *testing.T, site map[string]any, args ...string) (int, string) {
 	t.Helper()
+	cfg := writeDBSiteConfig(t, site)
+	if !checkAsRoot {
+		old := checkEUID
+		checkEUID = func() int { return 1000 }
+		defer func() { checkEUID = old }()
+	}
+	app := App("test")
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, io.Discard
+	err := app.RunContext(context.Background(), OrderArgs(app, append([]string{"hoard", "--config", cfg, "check"}, args...)))
+	if err != nil {
+		out.WriteString(ErrorMessage(err) + "\n")
+	}
+	t.Logf("hoard check %s:\n%s", strings.Join(args, " "), out.String())
+	return ExitCode(err), out.String()
+}
+
+// writeDBSiteConfig writes a configuration whose one site, "db", is site,
+// in a new directory that is also its backup_location, and returns its
+// path.
+func writeDBSiteConfig(t *testing.T, site map[string]any) string {
+	t.Helper()
 	dir := t.TempDir()
 	data, err := json.Marshal(map[string]any{"backup_location": dir, "backup_sites": map[string]any{"db": site}})
 	if err != nil {
@@ -48,20 +70,7 @@ func runCheckSite(t *testing.T, site map[string]any, args ...string) (int, strin
 	if err := os.WriteFile(cfg, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if !checkAsRoot {
-		old := checkEUID
-		checkEUID = func() int { return 1000 }
-		defer func() { checkEUID = old }()
-	}
-	app := App("test")
-	var out bytes.Buffer
-	app.Writer, app.ErrWriter = &out, io.Discard
-	err = app.RunContext(context.Background(), OrderArgs(app, append([]string{"hoard", "--config", cfg, "check"}, args...)))
-	if err != nil {
-		out.WriteString(ErrorMessage(err) + "\n")
-	}
-	t.Logf("hoard check %s:\n%s", strings.Join(args, " "), out.String())
-	return ExitCode(err), out.String()
+	return cfg
 }
 
 // checkAsRoot makes runCheckSite run hoard check as what it is run as

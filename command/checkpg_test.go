@@ -75,15 +75,7 @@ func TestCheck_PGHoardSystemFromWAL(t *testing.T) {
 // checkSite).
 func walPush(t *testing.T, site map[string]any, path string) {
 	t.Helper()
-	dir := t.TempDir()
-	data, err := json.Marshal(map[string]any{"backup_location": dir, "backup_sites": map[string]any{"db": site}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "hoard.json")
-	if err := os.WriteFile(cfg, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeDBSiteConfig(t, site)
 	app := App("test")
 	var out bytes.Buffer
 	app.Writer, app.ErrWriter = &out, io.Discard
