@@ -70,7 +70,7 @@ func OrderArgs(app *cli.App, args []string) []string {
 			i += 2
 			continue
 		}
-		if slices.Contains(cli.HelpFlag.Names(), flagName(args[i])) {
+		if isHelpFlag(args[i]) {
 			helpAt = append(helpAt, i)
 		}
 		n := 1 + globals.valueArgs(args[i], args[i+1:])
@@ -111,7 +111,7 @@ func OrderArgs(app *cli.App, args []string) []string {
 			list := &body
 			switch {
 			case own.has(a):
-				help = help || slices.Contains(cli.HelpFlag.Names(), flagName(a))
+				help = help || isHelpFlag(a)
 				n = own.valueArgs(a, rest[j+1:])
 				body = append(body, rest[j:j+1+n]...)
 			case globals.has(a):
