@@ -240,6 +240,23 @@ func TestApp_UnknownCommand(t *testing.T) {
 		{[]string{"h", "--help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
 		{[]string{"help", "help", "--help", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
 		{[]string{"--config", "F", "help", "-h", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		// "--" before the topic: still the topic.
+		{[]string{"help", "--", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"h", "--", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"help", "help", "--", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"--help", "--", "lsit"}, `unknown command "lsit"`, "hoard help lists the commands", ExitUsage},
+		{[]string{"config", "help", "--", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		{[]string{"object", "h", "--", "cat"}, `unknown command "cat" of hoard object`, "hoard object --help lists its commands", ExitUsage},
+		// The help flag on a command with subcommands, with a name that is
+		// none of them: as hoard --help lsit and hoard lsit --help.
+		{[]string{"config", "--help", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		{[]string{"config", "-h", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		{[]string{"config", "shwo", "--help"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		{[]string{"config", "help", "--help", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		{[]string{"config", "help", "-h", "shwo"}, `unknown command "shwo" of hoard config`, "hoard config --help lists its commands", ExitUsage},
+		{[]string{"object", "--help", "cat"}, `unknown command "cat" of hoard object`, "hoard object --help lists its commands", ExitUsage},
+		{[]string{"object", "help", "--help", "cat"}, `unknown command "cat" of hoard object`, "hoard object --help lists its commands", ExitUsage},
+		{[]string{"restore", "--help", "shwo"}, `unexpected argument "shwo"`, "see hoard restore --help", ExitUsage},
 	} {
 		app := App("test")
 		app.Writer, app.ErrWriter = io.Discard, io.Discard
@@ -247,6 +264,9 @@ func TestApp_UnknownCommand(t *testing.T) {
 		err := app.RunContext(context.Background(), OrderArgs(app, full))
 		if got := ExitCode(err); got != tc.wantStatus {
 			t.Errorf("hoard %s: exit %d, want %d", strings.Join(tc.args, " "), got, tc.wantStatus)
+		}
+		if err == nil {
+			continue
 		}
 		if msg := ErrorMessage(err); !strings.Contains(msg, tc.msg) || !strings.Contains(msg, tc.hint) {
 			t.Errorf("hoard %s: %q, want %q with the hint %q", strings.Join(tc.args, " "), msg, tc.msg, tc.hint)

@@ -28,9 +28,9 @@ import (
 // has too many (joinBoolValues); urfave then reports a bad value as the
 // flag's, instead of "No help topic for 'maybe'" or a count of arguments. With --help, the positional arguments are dropped:
 // urfave would take them for a help topic. A help topic that is no command
-// (hoard help lsit, hoard --help lsit, hoard help --help lsit, hoard config
-// help shwo) is given as the command itself, which hoard reports as
-// unknown (withoutHelp). Args that do not start with a known command are
+// (hoard help lsit, hoard --help lsit, hoard help --help lsit, hoard help
+// -- lsit, hoard config help shwo, hoard config --help shwo) is given as
+// the command itself, which hoard reports as unknown (withoutHelp). Args that do not start with a known command are
 // returned unchanged.
 func OrderArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
@@ -49,6 +49,10 @@ func OrderArgs(app *cli.App, args []string) []string {
 	i := 1
 	for i < len(args) && isFlag(args[i]) {
 		if args[i] == "--" {
+			if len(helpAt) > 0 && i+1 < len(args) && !isFlag(args[i+1]) && findCommand(app.Commands, args[i+1]) == nil {
+				// hoard --help -- lsit: as hoard --help lsit.
+				return withoutHelp(app.Commands, args, i+1, helpAt)
+			}
 			return args
 		}
 		if !globals.has(args[i]) {
@@ -100,6 +104,7 @@ func OrderArgs(app *cli.App, args []string) []string {
 	var dashdash []string
 	var aparts []boolApart
 	help := false
+	var helpFlags []int // where the help flags are in body
 	for j := 0; j < len(rest); j++ {
 		a := rest[j]
 		switch {
@@ -111,7 +116,10 @@ func OrderArgs(app *cli.App, args []string) []string {
 			list := &body
 			switch {
 			case own.has(a):
-				help = help || isHelpFlag(a)
+				if isHelpFlag(a) {
+					help = true
+					helpFlags = append(helpFlags, len(body))
+				}
 				n = own.valueArgs(a, rest[j+1:])
 				body = append(body, rest[j:j+1+n]...)
 			case globals.has(a):
@@ -139,7 +147,23 @@ func OrderArgs(app *cli.App, args []string) []string {
 	if !help {
 		pos = joinBoolValues(cmd, pos, aparts)
 	}
-	if len(cmd.Subcommands) > 0 && len(pos) > 1 && slices.Contains(helpNames, pos[0]) {
+	group := len(cmd.Subcommands) > 0
+	// The name in the subcommand's place, after the help command's
+	// names: is it a boolean flag's value written apart (hoard restore
+	// --standby false --help)? The rewrites below keep that name.
+	topic := 0
+	if len(pos) > 0 && slices.Contains(helpNames, pos[0]) {
+		topic = helpTopic(pos)
+	}
+	apartTopic := slices.ContainsFunc(aparts, func(b boolApart) bool { return b.pos == topic && !isHelpFlag((*b.list)[b.flag]) })
+	if group && len(dashdash) > 1 && !isFlag(dashdash[1]) && (help || len(pos) > 0) &&
+		!slices.ContainsFunc(pos, func(a string) bool { return !slices.Contains(helpNames, a) }) {
+		// hoard config help -- shwo, hoard config --help -- shwo: the
+		// name after "--" is the topic, as without it.
+		pos = append(pos, dashdash[1:]...)
+		dashdash = nil
+	}
+	if group && len(pos) > 1 && slices.Contains(helpNames, pos[0]) {
 		// hoard config help shwo: as withoutHelp's hoard help lsit;
 		// hoard config help help show: as hoard config help show.
 		if t := helpTopic(pos); t < len(pos) && !isFlag(pos[t]) {
@@ -148,6 +172,26 @@ func OrderArgs(app *cli.App, args []string) []string {
 			} else {
 				pos = slices.Delete(pos, 1, t)
 			}
+		}
+	}
+	if help && group && len(pos) > 0 && !apartTopic {
+		// The help flag with a name in the subcommand's place: urfave
+		// would show the command's help and ignore it. As hoard --help
+		// lsit and hoard help --help list, the help flag goes: a name
+		// that is no subcommand is reported (hoard config --help shwo,
+		// hoard config shwo --help, hoard config help --help shwo are
+		// hoard config shwo; hoard restore --help shwo is hoard restore
+		// shwo), and the help command's topic gets its help (hoard
+		// config help --help show is hoard config help show).
+		t := 0
+		if slices.Contains(helpNames, pos[0]) {
+			t = helpTopic(pos)
+		}
+		if t < len(pos) && !isFlag(pos[t]) && (t > 0 || findCommand(cmd.Subcommands, pos[0]) == nil) {
+			for _, j := range slices.Backward(helpFlags) {
+				body = slices.Delete(body, j, j+1)
+			}
+			help = false
 		}
 	}
 	out := append(head, moved...)
@@ -213,13 +257,14 @@ func withoutHelp(cmds []*cli.Command, args []string, i int, helpAt []int) []stri
 
 // helpTopic returns the index in args, which starts with the help command's
 // name, of the topic: the first argument that is neither the help
-// command's name again nor the help flag, or len(args). urfave/cli reads
+// command's name again, nor the help flag, nor "--" (hoard help -- lsit),
+// or len(args). urfave/cli reads
 // hoard help help lsit and hoard help --help lsit as the help command's
 // help with the topic "lsit", which it has not ("No help topic for
 // 'lsit'", exit 1): the topic is the topic of one help command.
 func helpTopic(args []string) int {
 	t := 1
-	for t < len(args) && (slices.Contains(helpNames, args[t]) || isHelpFlag(args[t])) {
+	for t < len(args) && (slices.Contains(helpNames, args[t]) || isHelpFlag(args[t]) || args[t] == "--") {
 		t++
 	}
 	return t

@@ -74,6 +74,24 @@ func TestOrderArgs(t *testing.T) {
 		{"HelpShortFlagUnknown", "help -h lsit", "lsit"},
 		{"HelpHelpFlagUnknown", "help help --help lsit", "lsit"},
 		{"HelpFlagOtherFlag", "help --help --json lsit", "help --help --json lsit"},
+		// "--" between the help command and its topic.
+		{"HelpDashDashUnknown", "help -- lsit", "lsit"},
+		{"HelpHelpDashDashUnknown", "help help -- lsit", "lsit"},
+		{"HelpDashDashCommand", "help -- list", "help list"},
+		{"HelpFlagDashDashUnknown", "--help -- lsit", "-- lsit"},
+		{"HelpFlagDashDashCommand", "--help -- list", "--help -- list"},
+		{"SubHelpDashDashUnknown", "config help -- shwo", "config shwo"},
+		{"SubHelpDashDashCommand", "config help -- show", "config help show"},
+		// The help flag on a command with subcommands: a name in the
+		// subcommand's place that is none is reported, as without it; the
+		// help command's topic is its topic.
+		{"SubHelpFlagUnknown", "config --help shwo", "config shwo"},
+		{"SubUnknownHelpFlag", "config shwo -h", "config shwo"},
+		{"SubHelpHelpFlagUnknown", "config help --help shwo", "config shwo"},
+		{"SubHelpHelpFlagCommand", "config help --help show", "config help show"},
+		{"SubHelpFlagCommand", "config --help show", "config --help show"},
+		{"SubHelpHelpFlag", "config help --help", "config --help"},
+		{"HelpFlagExtraArg", "list --help extra", "list --help"},
 		{"NoCommand", "--config F", "--config F"},
 		{"MissingValue", "object get KEY -o", "object get -o KEY"},
 		{"UnknownFlagBeforeCommand", "-D list --json", "list -D --json"},
