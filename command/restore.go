@@ -110,7 +110,10 @@ HOARD_PRIMARY_CONNINFO or in a file: --primary-conninfo-file FILE (or
 HOARD_PRIMARY_CONNINFO_FILE; one trailing line break is dropped). It is written into
 postgresql.auto.conf (mode 0600) as given, and later backups of the cluster carry it;
 the summary and the log mask its password. An unreadable or empty file, or both ways at
-once, is a usage error (exit 2) before anything is written.
+once, is a usage error (exit 2) before anything is written. A file that users other than
+its owner can read (its mode through symbolic links; group-readable is allowed for one
+owned by root, as a Kubernetes Secret with defaultMode 0440 and fsGroup) gets a warning
+naming it and its mode: chmod 600 it.
 
 Without a target, recovery replays the archive to its end. When the archived WAL after
 the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and
