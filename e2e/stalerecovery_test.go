@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,8 +19,12 @@ import (
 // to the end of the archive, not to the stale recovery_target =
 // 'immediate' (which would promote at the backup's end, silently without
 // every transaction after it); to --target-xid inclusive by default, not
-// with the stale recovery_target_inclusive = off; and a standby pauses at
-// its target, not the stale recovery_target_action = 'promote'.
+// with the stale recovery_target_inclusive = off; a standby pauses at its
+// target, not the stale recovery_target_action = 'promote'; and a standby
+// without a target, whose primary_conninfo (with a password) comes from
+// --primary-conninfo-file, HOARD_PRIMARY_CONNINFO_FILE or
+// HOARD_PRIMARY_CONNINFO, has it in postgresql.auto.conf, never shows the
+// password, replays the archive and streams from the primary.
 func TestRestore_StaleRecoverySettings(t *testing.T) {
 	pgtest.ForEachVersion(t, testRestoreStaleRecoverySettings)
 }
@@ -76,6 +82,59 @@ func testRestoreStaleRecoverySettings(t *testing.T, major int) {
 		}
 		if got := tableRows(t, c); got != withXID {
 			t.Errorf("standby restored to LSN %s: rows %q, want %q", lsn, got, withXID)
+		}
+		c.Stop(t)
+	})
+	t.Run("StandbyStreams", func(t *testing.T) {
+		// A standby without a target, its primary_conninfo (holding a
+		// password) from a file, the variable naming a file, or the
+		// variable itself: postgresql.auto.conf holds it as written, the
+		// output never shows the password, and the standby restored from
+		// the file replays the archive to its end (not to the stale
+		// recovery_target = 'immediate') and then streams from src.
+		const password = "e2e-s3cret-pw"
+		conninfo := src.ConnString("postgres") + " application_name=hoard_e2e_standby password=" + password
+		file := filepath.Join(s.dir, "conninfo")
+		s.writeFile(file, []byte(conninfo+"\n"))
+		var dirs []string
+		for _, way := range []struct {
+			env  string
+			args []string
+		}{
+			{"", []string{"--primary-conninfo-file", file}},
+			{"HOARD_PRIMARY_CONNINFO_FILE=" + file, nil},
+			{"HOARD_PRIMARY_CONNINFO=" + conninfo, nil},
+		} {
+			dir := filepath.Join(pgtest.TempDir(t), "data")
+			args := append([]string{"restore", "--target-dir", dir, "--standby"}, way.args...)
+			cmd := s.command(args...)
+			if way.env != "" {
+				cmd.Env = append(cmd.Env, way.env)
+			}
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("hoard %s (%s): %v\n%s", strings.Join(args, " "), way.env, err, stderr.String())
+			}
+			if out := stdout.String() + stderr.String(); strings.Contains(out, password) {
+				t.Errorf("hoard %s (%s): the output shows the password:\n%s", strings.Join(args, " "), way.env, out)
+			}
+			auto, err := os.ReadFile(filepath.Join(dir, "postgresql.auto.conf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "primary_conninfo = '" + conninfo + "'"; !strings.Contains(string(auto), want) {
+				t.Errorf("hoard %s (%s): postgresql.auto.conf has no %s:\n%s", strings.Join(args, " "), way.env, want, auto)
+			}
+			dirs = append(dirs, dir)
+		}
+		c := pgtest.StartDataDir(t, major, dirs[0], noArchiving)
+		c.WaitTrue(t, 3*time.Minute, "select exists (select from pg_stat_wal_receiver where status = 'streaming')")
+		src.WaitTrue(t, time.Minute, "select exists (select from pg_stat_replication where application_name = 'hoard_e2e_standby')")
+		src.Exec(t, "insert into t values (5)")
+		waitReplayed(t, src, c)
+		if got, want := tableRows(t, c), tableRows(t, src); got != want {
+			t.Errorf("standby streaming from src: rows %q, want %q", got, want)
 		}
 		c.Stop(t)
 	})
