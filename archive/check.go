@@ -18,7 +18,10 @@ import (
 // full).
 //
 // Retention relies on it before deleting a backup (Archive.PlanRetention):
-// any error, whatever its cause, means b is not known good.
+// any error, whatever its cause, means b is not known good. IsDamage
+// tells an error that shows b damaged (an object missing, of another
+// size, that does not decode, not b's) from one that only says the check
+// could not be made (the storage failed).
 //
 // A backup whose control object is encrypted with a key whose private half
 // a does not hold (a daemon configured with the public key only) cannot be
@@ -73,18 +76,18 @@ func (a *Archive) CheckChunks(ctx context.Context, b *BackupInfo, m *Manifest, f
 	}
 	for _, c := range m.Chunks {
 		if !strings.HasPrefix(c.ChunkFilename, b.Name+"/") || strings.Contains(c.ChunkFilename, "..") {
-			return fmt.Errorf("manifest names chunk %s outside the backup's folder", Quoted(c.ChunkFilename))
+			return damaged(fmt.Errorf("manifest names chunk %s outside the backup's folder", Quoted(c.ChunkFilename)))
 		}
 		key := a.Layout.join(chunkDir, c.ChunkFilename)
 		st, err := a.Store.Stat(ctx, key)
 		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("chunk %s is missing", key)
+			return damaged(fmt.Errorf("chunk %s is missing", key))
 		}
 		if err != nil {
 			return fmt.Errorf("chunk %s: %w", key, err)
 		}
 		if c.ResultSize > 0 && st.Size != c.ResultSize {
-			return fmt.Errorf("chunk %s: stored size %d, manifest says %d", key, st.Size, c.ResultSize)
+			return damaged(fmt.Errorf("chunk %s: stored size %d, manifest says %d", key, st.Size, c.ResultSize))
 		}
 	}
 	// With full, the chunks are decoded only once all are there: a
@@ -107,7 +110,7 @@ func (a *Archive) CheckChunks(ctx context.Context, b *BackupInfo, m *Manifest, f
 	}
 	refs, err := DeltaRefs(m)
 	if err != nil {
-		return fmt.Errorf("control object %s: %w", b.Key, err)
+		return damaged(fmt.Errorf("control object %s: %w", b.Key, err))
 	}
 	for digest, ref := range refs {
 		if err := a.checkDeltaRef(ctx, digest, ref, full); err != nil {
@@ -132,7 +135,7 @@ func (a *Archive) checkDeltaRef(ctx context.Context, digest string, ref DeltaRef
 	key := a.Layout.DeltaKey(digest)
 	st, err := a.Store.Stat(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("delta object %s is missing", key)
+		return damaged(fmt.Errorf("delta object %s is missing", key))
 	}
 	if err != nil {
 		return fmt.Errorf("delta object %s: %w", key, err)
@@ -172,9 +175,9 @@ func (a *Archive) decodeAll(ctx context.Context, key string, want int64) error {
 	case err != nil:
 		return fmt.Errorf("decode %s: %w", key, err)
 	case want >= 0 && n > want:
-		return fmt.Errorf("%s decodes to more than the %d bytes the manifest says", key, want)
+		return damaged(fmt.Errorf("%s decodes to more than the %d bytes the manifest says", key, want))
 	case want >= 0 && n != want:
-		return fmt.Errorf("%s decodes to %d bytes, manifest says %d", key, n, want)
+		return damaged(fmt.Errorf("%s decodes to %d bytes, manifest says %d", key, n, want))
 	}
 	return nil
 }
@@ -242,11 +245,11 @@ func (a *Archive) CheckBackupSealed(ctx context.Context, b *BackupInfo) error {
 	}
 	switch {
 	case b.ChunkCount > 0 && n < b.ChunkCount:
-		return fmt.Errorf("backup %s has %d chunks stored, its metadata says %d", b.Name, n, b.ChunkCount)
+		return damaged(fmt.Errorf("backup %s has %d chunks stored, its metadata says %d", b.Name, n, b.ChunkCount))
 	case n == 0 && b.Format == FormatBBv2:
-		return fmt.Errorf("backup %s has no chunks stored", b.Name)
+		return damaged(fmt.Errorf("backup %s has no chunks stored", b.Name))
 	case b.TotalSizeEnc > 0 && b.Format == FormatBBv2 && total < b.TotalSizeEnc:
-		return fmt.Errorf("backup %s: its chunks hold %d bytes, its metadata says %d", b.Name, total, b.TotalSizeEnc)
+		return damaged(fmt.Errorf("backup %s: its chunks hold %d bytes, its metadata says %d", b.Name, total, b.TotalSizeEnc))
 	}
 	return nil
 }

@@ -826,8 +826,11 @@ func (a *Archive) keepReadOnly(plan *RetentionPlan) {
 // kept until one passes; the plan then keeps more backups than the policy
 // asks (BackupDecision.Extra, RetentionPlan.KeptExtra), and plan.Damaged
 // names what failed, for the caller to log and alert on. A backup whose
-// check fails for any reason (a storage error too) is not known good:
-// retention errs on the side of keeping.
+// check finds damage (IsDamage) is not known good: retention errs on the
+// side of keeping. A check the storage fails (unreachable, refusing, a
+// download cut: not IsDamage) finds nothing wrong, so names nothing in
+// plan.Damaged, whose alert would be false: it fails the plan, and
+// nothing is deleted until a run can check.
 //
 // It returns the delta references of the delta backups it checked, from
 // the manifest each check read (checkedRefs), for planDelta.
@@ -861,6 +864,12 @@ func (a *Archive) keepKnownGood(ctx context.Context, plan *RetentionPlan) (check
 		if err != nil {
 			if err := s.deletedSince(ctx, d.Backup, err); err != nil {
 				return false, err
+			}
+			if !IsDamage(err) {
+				// Nothing found wrong with it: the check could
+				// not be made. The plan fails (nothing deleted
+				// this run) rather than report damage.
+				return false, fmt.Errorf("check backup %s (site %s): %w; nothing is deleted, retention tries again at its next run", d.Backup.Name, s.Site, err)
 			}
 			plan.Damaged = append(plan.Damaged, fmt.Sprintf("backup %s (site %s): %v", d.Backup.Name, s.Site, err))
 			return false, nil

@@ -1304,3 +1304,47 @@ func TestArchive_PlanRetentionReadsControlOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestArchive_PlanRetentionStorageError: a storage that fails while
+// retention checks a backup it keeps (a HEAD of a chunk answered 503 past
+// the retries, access denied, the control object's download cut) fails
+// the plan with the storage's error: nothing is deleted that run, and
+// the backup is not reported damaged (plan.Damaged raises the daemon's
+// backup_damaged alert), since nothing was found wrong with it. Before,
+// it was taken for damaged like a chunk missing: the alert fired during
+// a storage outage, and the plan went on.
+func TestArchive_PlanRetentionStorageError(t *testing.T) {
+	ctx := context.Background()
+	unavailable := errors.New("https response error StatusCode: 503, SlowDown")
+	denied := fmt.Errorf("access denied to s3 bucket %q: %w", "b", storage.ErrPermanent)
+	for _, c := range []struct {
+		name    string
+		control bool
+		err     error
+		cut     bool
+	}{
+		{"ChunkUnavailable", false, unavailable, false},
+		{"ChunkDenied", false, denied, false},
+		{"ControlCut", true, io.ErrUnexpectedEOF, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a := localArchive(t, dir, "site", retentionCodec(t))
+			putBackup(t, a, "2024-03-08_10-00_0", "000000010000000000000002", 2, 0)
+			newest := putBackup(t, a, "2024-03-09_10-00_0", "000000010000000000000004", 2, 0)
+			putWAL(t, a, segs(1, 1, 5)...)
+			key := newest[0]
+			if c.control {
+				key = newest[len(newest)-1]
+			}
+			a.Store = &faultStore{Store: a.Store, key: key, err: c.err, cut: c.cut}
+			p, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC))
+			if !errors.Is(err, c.err) || !strings.Contains(err.Error(), "2024-03-09_10-00_0") {
+				t.Fatalf("plan: %v (delete %+v, damaged %q); want the storage's error naming the backup", err, p.Delete, p.Damaged)
+			}
+			if len(p.Damaged) != 0 {
+				t.Errorf("damaged %q: a storage error reported as damage", p.Damaged)
+			}
+		})
+	}
+}

@@ -110,8 +110,10 @@
 // chooses its parent, the newest stored backup of the server's system,
 // timeline and major version, whose chain must be whole: every backup of
 // it stored and passing archive.CheckBackup (its control object its own,
-// its chunks stored), or the backup fails wrapping ErrNoParent, naming
-// the parent (checkChain); stores a marker
+// its chunks stored), or the backup fails wrapping ErrNoParent and
+// ErrBrokenParent, naming the parent (checkChain); a check the storage
+// failed (unreachable, refusing) is no finding of damage and fails the
+// backup with the storage's error alone; stores a marker
 // naming it (archive.MarkIncrementalParent), from which on retention keeps
 // the chain; checks that the chain is still stored (a retention run may
 // have deleted it before the marker: the parent is chosen again, up to

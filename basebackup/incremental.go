@@ -32,7 +32,10 @@ var ErrNoParent = archive.ErrNoParent
 // its chain cannot be restored (a backup of it not stored or damaged, a
 // chunk missing, a control object not its own: checkChain): damage to
 // look into, where ErrNoParent alone (none stored on the timeline: a
-// first backup, a new timeline after a promotion) is none.
+// first backup, a new timeline after a promotion) is none. Only damage
+// found (archive.IsDamage) wraps it: a check of the chain that the
+// storage failed (unreachable, refusing, timing out) wraps neither, and
+// fails the backup with the storage's error.
 var ErrBrokenParent = errors.New("parent backup's chain cannot be restored")
 
 // parentBackup is the backup an incremental one is taken against.
@@ -114,9 +117,20 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 // deletes a chunk, or copies another backup's control object under p's
 // name, p's metadata kept), would otherwise have every incremental
 // backup until the next full one taken on a chain that restores nothing,
-// found out only at a restore. A chain that fails wraps ErrBrokenParent
-// and ErrNoParent, naming p and the backup at fault: the daemon takes a full backup
-// instead. It does not decode the chunks (hoard verify --full does).
+// found out only at a restore. A chain found damaged (archive.IsDamage:
+// an object missing, of another size, that does not decode, not its
+// backup's) wraps ErrBrokenParent and ErrNoParent, naming p and the
+// backup at fault: the daemon takes a full backup instead. Any other
+// error (the storage unreachable or refusing past its retries, a
+// timeout) is not evidence of damage: it is returned naming p, wrapping
+// neither, and the backup fails, to be tried again, rather than raise an
+// alarm about damage nobody found and take a full backup from a storage
+// that is failing. Someone who can write the bucket but holds no key
+// cannot make damage read as such a failure: the store's answers that
+// count as damage (not found, the bytes returned in full not decoding)
+// are what such a writer can cause, and an object they make unreadable
+// otherwise (an ACL, say) fails every incremental backup, loudly, until
+// someone looks. It does not decode the chunks (hoard verify --full does).
 //
 // p's control object is read once (archive.ReadBackupControl, then
 // archive.CheckChunks on the manifest that read gave), with pgm keeping
@@ -158,6 +172,12 @@ func checkChain(ctx context.Context, a *archive.Archive, p *archive.BackupInfo, 
 		what := "it"
 		if b != p {
 			what = "backup " + b.Name + " of its chain"
+		}
+		if !archive.IsDamage(err) {
+			// The check could not be made: nothing says the chain is
+			// broken, and a full backup would need the same storage.
+			return nil, fmt.Errorf("basebackup: parent backup %s: %s could not be checked: %w; "+
+				"the incremental backup is not taken, and is tried again", p.Name, what, err)
 		}
 		return nil, fmt.Errorf("basebackup: parent backup %s cannot be restored, %s is broken: %w; "+
 			"incremental backups on it would restore nothing: take a full backup (hoard verify names what else is broken): %w: %w",

@@ -1,8 +1,10 @@
 package basebackup
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -292,4 +294,150 @@ func TestRun_IncrementalParentControlReadOnce(t *testing.T) {
 		a.Store = st
 		fromParent(t, a, inc, p)
 	})
+}
+
+// unreachableStore is a Store whose every read (Stat, Open, OpenRange, List)
+// fails with err: a storage that is unreachable, or that refuses, for
+// longer than the retries last.
+type unreachableStore struct {
+	storage.Store
+	err error
+}
+
+func (s unreachableStore) Stat(context.Context, string) (storage.Object, error) {
+	return storage.Object{}, s.err
+}
+
+func (s unreachableStore) Open(context.Context, string) (io.ReadCloser, storage.Object, error) {
+	return nil, storage.Object{}, s.err
+}
+
+func (s unreachableStore) OpenRange(context.Context, string, int64, int64) (io.ReadCloser, error) {
+	return nil, s.err
+}
+
+func (s unreachableStore) List(context.Context, string, func(storage.Object) error) error {
+	return s.err
+}
+
+// TestCheckChain_StorageError: a storage that fails while the chain of
+// the parent P is checked (P's control object read, or a backup F of its
+// chain checked) fails the incremental backup with the storage's error,
+// naming P. It wraps neither ErrBrokenParent nor ErrNoParent: nothing
+// was found damaged, so the daemon does not count a broken parent (and
+// raise HoardIncrementalBrokenParent) nor take a full backup in its
+// place, which the same storage would most likely fail too; the backup
+// fails and is tried again. A backup the storage answers "not found" for
+// is damage: it still wraps both (StillMissing).
+//
+// Before, every error of the check was taken for a broken chain.
+func TestCheckChain_StorageError(t *testing.T) {
+	ctx := testContext(t)
+	f := &archive.BackupInfo{Name: "2026-12-05_04-00_0", Format: archive.FormatBBv2}
+	p := &archive.BackupInfo{Name: "2026-12-05_05-00_0", Format: archive.FormatBBv2, Parent: f.Name}
+	unavailable := errors.New("operation error S3: HeadObject, exceeded maximum number of attempts, 10, https response error StatusCode: 503, SlowDown")
+	denied := fmt.Errorf("access denied to s3 bucket %q: check the credentials: %w", "b", storage.ErrPermanent)
+	for _, c := range []struct {
+		name  string
+		err   error
+		chain []*archive.BackupInfo
+	}{
+		{"ParentUnavailable", unavailable, []*archive.BackupInfo{p}},
+		{"ChainUnavailable", unavailable, []*archive.BackupInfo{f, p}},
+		{"ParentAccessDenied", denied, []*archive.BackupInfo{p}},
+		{"ChainAccessDenied", denied, []*archive.BackupInfo{f, p}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := localArchive(t)
+			for _, b := range c.chain {
+				b.Key = a.Layout.BackupKey(b.Name)
+			}
+			a.Store = unreachableStore{Store: a.Store, err: c.err}
+			pgm := &archive.ControlMember{Name: archive.ControlPGManifest, Max: archive.MaxPGManifest}
+			_, err := checkChain(ctx, a, p, c.chain, pgm)
+			if !errors.Is(err, c.err) || !strings.Contains(err.Error(), p.Name) {
+				t.Fatalf("got %v, want the storage's error naming parent %s", err, p.Name)
+			}
+			if errors.Is(err, ErrBrokenParent) || errors.Is(err, ErrNoParent) {
+				t.Errorf("got %v: a storage error taken for a broken chain", err)
+			}
+		})
+	}
+	t.Run("StillMissing", func(t *testing.T) {
+		for _, chain := range [][]*archive.BackupInfo{{p}, {f, p}} {
+			a := localArchive(t)
+			for _, b := range chain {
+				b.Key = a.Layout.BackupKey(b.Name)
+			}
+			// Not empty: the local store refuses to read an empty
+			// directory (an unmounted volume), which is no damage.
+			if err := a.Store.Put(ctx, a.Layout.Dir(archive.BasebackupDir)+"other", strings.NewReader("x"), storage.Metadata{}); err != nil {
+				t.Fatal(err)
+			}
+			pgm := &archive.ControlMember{Name: archive.ControlPGManifest, Max: archive.MaxPGManifest}
+			_, err := checkChain(ctx, a, p, chain, pgm)
+			if !errors.Is(err, ErrBrokenParent) || !errors.Is(err, ErrNoParent) || !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("chain of %d, none stored: got %v, want ErrBrokenParent and ErrNoParent", len(chain), err)
+			}
+		}
+	})
+}
+
+// statFails is a Store whose Stat of a key under prefix fails with err.
+type statFails struct {
+	storage.Store
+	prefix string
+	err    error
+}
+
+func (s statFails) Stat(ctx context.Context, key string) (storage.Object, error) {
+	if strings.HasPrefix(key, s.prefix) {
+		return storage.Object{}, fmt.Errorf("stat %s: %w", key, s.err)
+	}
+	return s.Store.Stat(ctx, key)
+}
+
+// TestRun_IncrementalParentStorageError: an incremental backup of a real
+// PostgreSQL 18 whose parent's chunks the storage fails to answer for
+// (HEAD 503 past the retries) fails with the storage's error, naming the
+// parent, wrapping neither ErrNoParent nor ErrBrokenParent, and stores
+// nothing; once the storage answers, the incremental backup is taken on
+// the same parent. Before, the failure read as a broken chain.
+func TestRun_IncrementalParentStorageError(t *testing.T) {
+	cl := pgtest.Start(t, pgtest.Options{Major: 18, Conf: map[string]string{"summarize_wal": "on"}})
+	pgtest.Pgbench(t, cl, "-i", "-s", "1")
+	ctx := testContext(t)
+	a := localArchive(t)
+	backup := func(incremental bool) (*archive.BackupInfo, error) {
+		cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+		return Run(ctx, Options{
+			ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
+			Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
+		})
+	}
+	p, err := backup(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := a.Store
+	unavailable := errors.New("https response error StatusCode: 503, SlowDown")
+	a.Store = statFails{Store: st, prefix: a.Layout.Dir(archive.BasebackupChunkDir) + p.Name + "/", err: unavailable}
+	inc, err := backup(true)
+	if err == nil {
+		t.Fatalf("incremental backup %s stored while its parent's chunks could not be checked", inc.Name)
+	}
+	if !errors.Is(err, unavailable) || !strings.Contains(err.Error(), p.Name) || errors.Is(err, ErrNoParent) || errors.Is(err, ErrBrokenParent) {
+		t.Fatalf("got %v, want the storage's error naming parent %s, neither ErrNoParent nor ErrBrokenParent", err, p.Name)
+	}
+	a.Store = st
+	if bs, err := a.ListBackups(ctx); err != nil || len(bs) != 1 {
+		t.Fatalf("listed %d backups (%v) after the failed one, want 1", len(bs), err)
+	}
+	inc, err = backup(true)
+	if err != nil {
+		t.Fatalf("incremental backup once the storage answers: %v", err)
+	}
+	if inc.Parent != p.Name {
+		t.Errorf("incremental backup's parent %q, want %s", inc.Parent, p.Name)
+	}
 }

@@ -41,7 +41,9 @@ backup's control object must decode and be the backup's own (as restore checks i
 chunks exist with their sizes, and the newest that passes is decoded in full (an
 incremental backup with its chain of parents). When none passes, older backups are kept
 instead, up to the newest that decodes in full; the output names the damaged backups
-(DAMAGED) and the daemon raises the backup_damaged alert. With the public key only (a
+(DAMAGED) and the daemon raises the backup_damaged alert. A check the storage fails
+(unreachable, refusing or timing out past its retries, a download cut) finds no damage:
+retention fails (exit 1) with the storage's error and deletes nothing. With the public key only (a
 daemon that cannot decrypt), retention still works: a backup is checked without
 decrypting, its chunk count and sizes against its metadata, and the plan says so.
 

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -61,5 +62,48 @@ func TestSupervisor_IncrementalFallback(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "incremental basebackup not possible") {
 		t.Errorf("no warning logged:\n%s", logs)
+	}
+}
+
+// TestSupervisor_IncrementalStorageError: a scheduled incremental backup
+// that fails because the storage failed while its parent's chain was
+// checked (basebackup's error wraps the storage's, neither ErrNoParent
+// nor ErrBrokenParent) is a failed backup: counted in
+// hoard_basebackups_total{result="failure"} and the status's
+// last_backup_error, tried again on the daemon's backoff. It is no
+// fallback: no full backup is taken in its place, and
+// hoard_incremental_fallbacks_total (whose broken_parent reason raises
+// HoardIncrementalBrokenParent) is not counted, nor the status's
+// incremental_fallbacks.
+func TestSupervisor_IncrementalStorageError(t *testing.T) {
+	d, _, conn, arch := requestDaemon(t)
+	s := newSupervisor(d, Site{Name: "main", Active: true, WAL: WALArchiveCommand, ConnString: conn})
+	d.sups["main"] = s
+	unavailable := errors.New("https response error StatusCode: 503, SlowDown")
+	failure := fmt.Errorf("basebackup: parent backup 2026-12-05_04-00_0: it could not be checked: open control object x: %w; "+
+		"the incremental backup is not taken, and is tried again", unavailable)
+	var full int
+	s.runBackup = func(_ context.Context, o basebackup.Options) (*archive.BackupInfo, error) {
+		if o.Incremental {
+			return nil, failure
+		}
+		full++
+		return &archive.BackupInfo{Name: "2026-12-05_05-00_0", BackupReason: o.Reason}, nil
+	}
+	name, err := s.backup(context.Background(), arch, basebackup.ReasonScheduled, time.Now(), time.Time{}, true)
+	if !errors.Is(err, unavailable) || name != "" || full != 0 {
+		t.Fatalf("backup: %q, %v, %d full ones; want the storage's error and no full backup", name, err, full)
+	}
+	for _, reason := range []string{"broken_parent", "no_parent", "unavailable"} {
+		if got := d.metrics.Counter(MetricIncrementalFallbacks, "", map[string]string{"site": "main", "reason": reason}).Value(); got != 0 {
+			t.Errorf("%s{reason=%s} = %v, want 0", MetricIncrementalFallbacks, reason, got)
+		}
+	}
+	if got := d.metrics.Counter(MetricBackups, "", map[string]string{"site": "main", "result": "failure"}).Value(); got != 1 {
+		t.Errorf("%s{result=failure} = %v, want 1", MetricBackups, got)
+	}
+	st := s.status()
+	if st.IncrementalFallbacks != 0 || !strings.Contains(st.LastBackupError, "503") {
+		t.Errorf("status: incremental_fallbacks %d, last_backup_error %q; want 0 and the storage's error", st.IncrementalFallbacks, st.LastBackupError)
 	}
 }

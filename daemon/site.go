@@ -543,7 +543,10 @@ func (s *supervisor) noteBackups(listed int, bs []*archive.BackupInfo) {
 // restored: ErrBrokenParent, counted apart), gives way to a full backup at
 // once, with a warning, counted in MetricIncrementalFallbacks and the
 // site's status: a broken parent makes every scheduled incremental backup
-// a full one until it is fixed.
+// a full one until it is fixed. One whose parent's chain could not be
+// checked (the storage failed: basebackup wraps neither ErrNoParent nor
+// ErrBrokenParent) is a failed backup like any other, tried again on the
+// backoff: no full backup is taken from a storage that is failing.
 func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason string, decided, normalized time.Time, incremental bool) (string, error) {
 	o := s.site.Backup
 	o.ConnString = s.site.ConnString

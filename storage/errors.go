@@ -33,10 +33,19 @@ var ErrBadMetadata = errors.New("unreadable object metadata")
 // gives the same bytes, so it is not retried.
 var ErrChecksum = errors.New("the bytes read do not match the object's stored checksum")
 
+// ErrObjectDamaged marks an object a local store holds in a state no
+// writer leaves, found when it is read: its metadata sidecar without its
+// object file (a disk that lost it), an object file that is a symbolic
+// link or not a regular file (planted by someone who can write the
+// storage directory). Like ErrBadMetadata and ErrNotFound, it says what
+// is stored, not that the store failed to answer: a check of a backup
+// takes it for damage (archive.IsDamage). It is not retried.
+var ErrObjectDamaged = errors.New("stored object damaged")
+
 // IsTransient reports whether err may go away if the operation is tried
 // again: it is not nil, not ErrNotFound, ErrExist, ErrPermanent,
-// ErrBadMetadata or ErrChecksum, and not a context cancellation or
-// deadline.
+// ErrBadMetadata, ErrObjectDamaged or ErrChecksum, and not a context
+// cancellation or deadline.
 func IsTransient(err error) bool {
 	switch {
 	case err == nil,
@@ -44,6 +53,7 @@ func IsTransient(err error) bool {
 		errors.Is(err, ErrExist),
 		errors.Is(err, ErrPermanent),
 		errors.Is(err, ErrBadMetadata),
+		errors.Is(err, ErrObjectDamaged),
 		errors.Is(err, ErrChecksum),
 		errors.Is(err, context.Canceled),
 		errors.Is(err, context.DeadlineExceeded):
@@ -52,15 +62,22 @@ func IsTransient(err error) bool {
 	return true
 }
 
-// permanentError is an ErrPermanent with an actionable message.
+// permanentError is an ErrPermanent with an actionable message; with
+// damaged, also an ErrObjectDamaged.
 type permanentError struct {
-	msg string
-	err error
+	msg     string
+	err     error
+	damaged bool
 }
 
 func (e *permanentError) Error() string { return e.msg + ": " + e.err.Error() }
 
-func (e *permanentError) Unwrap() []error { return []error{ErrPermanent, e.err} }
+func (e *permanentError) Unwrap() []error {
+	if e.damaged {
+		return []error{ErrPermanent, ErrObjectDamaged, e.err}
+	}
+	return []error{ErrPermanent, e.err}
+}
 
 // redactedError hides secrets that a backend might echo back (an Azure SAS
 // token in a request URL, for one) while keeping the error chain intact.

@@ -1006,14 +1006,16 @@ func (l *Local) openFile(op, key string, d *os.Root, base string) (*os.File, os.
 				return nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
 			}
 			return nil, nil, fmt.Errorf("%s %s: %w", op, key, &permanentError{
-				msg: fmt.Sprintf("%s has a metadata sidecar but no object file: the local storage is damaged", p),
-				err: err,
+				msg:     fmt.Sprintf("%s has a metadata sidecar but no object file: the local storage is damaged", p),
+				err:     err,
+				damaged: true,
 			})
 		case errors.Is(err, syscall.ELOOP):
 			return nil, nil, fmt.Errorf("%s %s: %w", op, key, &permanentError{
 				msg: fmt.Sprintf("%s is a symbolic link, which hoard does not read: someone who can write the storage directory "+
 					"planted it, or it was made by hand; replace it with the object's file", p),
-				err: err,
+				err:     err,
+				damaged: true,
 			})
 		}
 		return nil, nil, localErr(op, key, err)
@@ -1025,7 +1027,7 @@ func (l *Local) openFile(op, key string, d *os.Root, base string) (*os.File, os.
 	}
 	if !fi.Mode().IsRegular() {
 		_ = f.Close()
-		return nil, nil, fmt.Errorf("%s %s: %s is not a regular file", op, key, p)
+		return nil, nil, fmt.Errorf("%s %s: %s is not a regular file: %w", op, key, p, ErrObjectDamaged)
 	}
 	return f, fi, nil
 }
