@@ -54,8 +54,9 @@ Both decrypt what an encrypted site stores: a site whose encryption keys are all
 halves (the daemon's configuration) is refused before anything is read (exit 2), naming
 where the private key goes.
 
-EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it)
-or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,
+EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it),
+a check could not be made (the storage failed: the message names the object, and no
+backup is called broken) or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "full", Usage: "download and decode every chunk and WAL segment, and compare every file with the backup's backup_manifest"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},

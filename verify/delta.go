@@ -134,7 +134,10 @@ func (c *checker) statDeltaObject(ctx context.Context, key string) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return errors.New("missing")
 	}
-	return err
+	if err != nil {
+		return storeFailure(err)
+	}
+	return nil
 }
 
 // decodeDeltaObject decodes a delta object to its end (stopping just past

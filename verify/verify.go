@@ -205,7 +205,9 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 // the newest stored segment.
 //
 // Findings are in the Report; the error is for what stopped the checks
-// (listing the archive failed, ctx ended).
+// (listing the archive failed, ctx ended, a chunk or delta object the
+// storage failed to answer for or to send whole: storageFailed, which
+// says nothing about the backup, so no report calls it broken).
 func Run(ctx context.Context, o Options) (*Report, error) {
 	began := time.Now()
 	a := o.Archive
@@ -610,6 +612,10 @@ func (c *checker) open(ctx context.Context, key, hmac string) (io.ReadCloser, er
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errors.New("missing")
 	}
+	var de *archive.DecodeError
+	if err != nil && !errors.As(err, &de) {
+		return nil, storeFailure(err) // the store's own: Codec.Open decodes nothing before it
+	}
 	return rc, err
 }
 
@@ -689,12 +695,19 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
+			what := "chunk"
+			if cc.object != nil {
+				what = "delta object"
+			}
+			if err != nil && storageFailed(err) {
+				if cc.pgm != nil {
+					cc.pgm.done()
+				}
+				return fmt.Errorf("verify: %s %s could not be checked: the storage failed, and nothing was found wrong with it "+
+					"(no backup is reported; run verify again once the storage answers): %w", what, cc.key, err)
+			}
 			if err != nil {
 				c.log.Debug().Err(err).Str("key", cc.key).Msg("chunk damaged")
-				what := "chunk"
-				if cc.object != nil {
-					what = "delta object"
-				}
 				c.problem(cc.r, true, "%s %s: %v", what, cc.key, altered(err))
 			}
 			if cc.pgm != nil {
@@ -716,7 +729,7 @@ func (c *checker) statChunk(ctx context.Context, key string, ch archive.Manifest
 		return errors.New("missing")
 	}
 	if err != nil {
-		return err
+		return storeFailure(err)
 	}
 	if ch.ResultSize > 0 && st.Size != ch.ResultSize {
 		return fmt.Errorf("stored size %d, manifest says %d", st.Size, ch.ResultSize)
@@ -763,7 +776,7 @@ func (c *checker) labelFirstRanged(ctx context.Context, key string) (decided boo
 		return true, errors.New("missing")
 	}
 	if err != nil {
-		return true, err
+		return true, storeFailure(err)
 	}
 	n := min(obj.Size, archive.FirstBlockRange)
 	rc, err := c.a.Store.OpenRange(ctx, key, 0, n)
@@ -771,7 +784,7 @@ func (c *checker) labelFirstRanged(ctx context.Context, key string) (decided boo
 		return true, errors.New("missing")
 	}
 	if err != nil {
-		return true, err
+		return true, storeFailure(err)
 	}
 	defer rc.Close()
 	dec, err := c.a.Codec.DecodeObject(key, rc, obj)
