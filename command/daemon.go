@@ -27,7 +27,8 @@ import (
 // daemonExitHelp documents hoard daemon's exit codes.
 const daemonExitHelp = "EXIT STATUS:\n" +
 	"   0    stopped by SIGTERM or SIGINT after draining uploads (within graceful_shutdown_upload_timeout)\n" +
-	"   1    a fatal error stopped the daemon: a site's storage could not be opened, the WAL receiver\n" +
+	"   1    a fatal error stopped the daemon: another daemon holds a site's spool, a site's storage\n" +
+	"        could not be opened, the WAL receiver\n" +
 	"        cannot continue (another server, or WAL the archive needs was removed from the server),\n" +
 	"        the HTTP address cannot be bound. The log says which; systemd's Restart=on-failure retries.\n" +
 	"   2    bad flags or configuration, or run as root without --allow-root: nothing was started"
@@ -40,6 +41,7 @@ func daemonCommand() *cli.Command {
 			"  - WAL: with active_backup_mode pg_receivexlog or walreceiver, streams WAL over a physical\n" +
 			"    replication slot (the node's slot, else the site's, else hoard_<site>; created when\n" +
 			"    missing) into <backup_location>/<site>/xlog_incoming and archives each complete segment;\n" +
+			"    one daemon per spool: a second one on it exits 1, naming the first's pid;\n" +
 			"    with archive_command, WAL comes from hoard wal-push; basic captures none.\n" +
 			"  - basebackups on basebackup_interval_hours (anchored by basebackup_hour and\n" +
 			"    basebackup_minute), one at once when the site has none, and on request:\n" +

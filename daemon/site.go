@@ -215,6 +215,15 @@ func (s *supervisor) run(ctx context.Context) error {
 	// A site that stops before its backup loop runs (no archive, no
 	// receiver) refuses requests too; after the loop this finds none.
 	defer s.dropRequests(ctx, nil)
+	if s.site.WAL == WALStream {
+		// Before anything touches the spool or the storage: a second
+		// daemon on this spool stops here (lockSpool).
+		release, err := lockSpool(s.site.SpoolDir)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	arch, closeArch, err := s.site.OpenArchive(ctx)
 	if err != nil {
 		return fmt.Errorf("open archive: %w", err)
