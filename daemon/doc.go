@@ -32,8 +32,11 @@
 //     most). A streaming site waits for its
 //     receiver to hold the replication slot before its first backup, and
 //     its backups do not wait for the server's archiver (the daemon
-//     archives that WAL itself). Failures are retried with backoff and are
-//     never fatal. Retention (archive.PlanRetention, ApplyRetention) runs
+//     archives that WAL itself). The schedule compares the backups' start
+//     times (the server's clock) with this host's clock; clockGuard keeps
+//     jumps and disagreements of the two from taking backups back to back
+//     or none for longer than an interval. Failures are retried with
+//     backoff and are never fatal. Retention (archive.PlanRetention, ApplyRetention) runs
 //     after each backup and every RetentionInterval in between, never
 //     while a backup runs. The schedule, the newest backup reported and
 //     retention leave out backups of another system than the node's

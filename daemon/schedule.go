@@ -167,3 +167,73 @@ func (s Schedule) Slot(t time.Time) time.Time {
 	}
 	return epoch.Add(k * s.Interval)
 }
+
+// clockSkewTolerance is how far the server's clock may be ahead of this
+// host's before the guard takes a backup's start time for one in the
+// future (clockGuard): a few seconds are common, and harmless.
+const clockSkewTolerance = 5 * time.Minute
+
+// clockGuard keeps the backup loop's schedule sane when the wall clocks
+// jump or disagree. Decide compares backups' start times, which are the
+// server's clock (basebackup records clock_timestamp()), with this host's
+// clock: with this host's clock ahead of the server's by more than an
+// interval, every backup stored is an interval old the moment it is
+// listed, and the schedule would take one backup after another (and
+// basebackup_count would delete the older ones to make room); with the
+// newest backup started after this host's clock (taken while the clocks
+// were ahead, NTP has set them back since) no backup would be due until
+// the clock caught up with it, a year later after a clock a year ahead.
+// The guard counts on the monotonic clock (time.Now's monotonic
+// reading, which no clock setting moves) from the loop's start and from
+// the scheduled backups the loop started.
+type clockGuard struct {
+	started  time.Time // when the backup loop started
+	lastFull time.Time // when its last scheduled full backup started
+	lastIncr time.Time // when its last scheduled incremental backup started
+}
+
+// check returns dec as the loop follows it at now (time.Now(), with its
+// monotonic reading), and what it changed, for the log ("" when nothing):
+//
+//   - a backup due less than half its interval (Interval, or
+//     IncrementalInterval for an incremental one) after the loop started
+//     its last scheduled backup of that kind is held back until that half
+//     interval has passed: the schedule never takes more than two in an
+//     interval, whatever the clocks say;
+//   - a backup not due whose Next is more than an interval (and
+//     clockSkewTolerance) away (the newest backup starts after now by
+//     this host's clock) is due one
+//     interval after the loop's last scheduled full backup, or its start:
+//     the schedule never stops for longer than an interval, whatever the
+//     clocks say.
+func (g *clockGuard) check(now time.Time, s Schedule, dec Decision) (Decision, string) {
+	if s.Interval <= 0 {
+		return dec, ""
+	}
+	if dec.Due {
+		last, every := g.lastFull, s.Interval
+		if dec.Incremental {
+			last, every = g.lastIncr, s.IncrementalInterval
+		}
+		if !last.IsZero() && now.Sub(last) < every/2 {
+			dec.Due, dec.Incremental, dec.Next = false, false, last.Add(every/2)
+			dec.Why = "held back: the last scheduled basebackup of this daemon started less than half an interval ago"
+			return dec, "held"
+		}
+		return dec, ""
+	}
+	if dec.Next.IsZero() || dec.Next.Sub(now) <= s.Interval+clockSkewTolerance {
+		return dec, ""
+	}
+	from := g.started
+	if g.lastFull.After(from) {
+		from = g.lastFull
+	}
+	if now.Sub(from) >= s.Interval {
+		dec.Due, dec.Incremental, dec.Next = true, false, time.Time{}
+		dec.Why = "the newest basebackup starts after this host's clock reads now, and an interval has passed since this daemon started or took its last scheduled basebackup"
+		return dec, "future"
+	}
+	dec.Next = from.Add(s.Interval)
+	return dec, "future"
+}

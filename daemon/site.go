@@ -332,6 +332,8 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 		inMaint     bool
 		warnedFor   string    // the node's system warnOtherHistories last looked for
 		listed      time.Time // when the backups were last listed
+		guard       = clockGuard{started: time.Now()}
+		clockWarned string // the last clockGuard change logged
 	)
 	// A request that shutdown (or a reload that restarts the site) cuts
 	// short, waiting or running, is gone; later ones are refused.
@@ -376,6 +378,21 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 					warnedFor = s.warnOtherHistories(ctx, arch)
 				}
 				dec := s.decide(ctx, now, backups)
+				dec, changed := guard.check(now, s.site.Schedule, dec)
+				if changed != "" {
+					s.update(func(st *SiteStatus) { st.NextBackup = timePtr(dec.Next) })
+				}
+				if changed != clockWarned {
+					clockWarned = changed
+					switch changed {
+					case "held":
+						s.log.Warn().Time("until", dec.Next).
+							Msg("scheduled basebackup held back: due again less than half an interval after the last one this daemon started; if this repeats, this host's clock is ahead of the server's, whose clock the backups' start times are")
+					case "future":
+						s.log.Warn().
+							Msg("the newest basebackup starts after this host's clock reads now (the clock went back, or the backup was taken while a clock was ahead): the next scheduled basebackup is due an interval after this daemon started or took its last one")
+					}
+				}
 				reason := ""
 				switch {
 				case now.Before(retryAt):
@@ -409,6 +426,13 @@ func (s *supervisor) backups(ctx context.Context, arch *archive.Archive) error {
 						s.d.reqs.set(serving, RequestFailed, "", fmt.Sprintf("%v (the daemon retries in %s)", err, delay.Round(time.Second)))
 					} else {
 						failures, retryAt = 0, time.Time{}
+						if reason == basebackup.ReasonScheduled {
+							if dec.Incremental {
+								guard.lastIncr = now
+							} else {
+								guard.lastFull = now
+							}
+						}
 						if reason == basebackup.ReasonRequested {
 							s.update(func(st *SiteStatus) { st.BackupRequested = false })
 						}
