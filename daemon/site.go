@@ -513,7 +513,11 @@ func (s *supervisor) waitStreaming(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if recv := s.liveReceiver(); recv != nil {
-			if st := recv.Status(); st.Connected || st.Received != 0 {
+			// Streamed, not Received: the receiver sets Received to
+			// its resume position before START_REPLICATION, which
+			// the server refuses while another process (a second
+			// daemon) holds the slot.
+			if st := recv.Status(); st.Connected || st.Streamed {
 				return nil
 			}
 		}

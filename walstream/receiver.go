@@ -150,7 +150,10 @@ type Status struct {
 	// progress included.
 	QueueDepth int
 	Connected  bool // streaming now
-	Paused     bool // receiving is paused: the spool is (nearly) full
+	// Streamed is set once the server has accepted START_REPLICATION
+	// (the receiver held the slot) in this Run, and stays set.
+	Streamed bool
+	Paused   bool // receiving is paused: the spool is (nearly) full
 	// LastError is the last error seen (connection, stream or upload);
 	// it is kept after recovery, with its time. LastErr is the error
 	// itself, for errors.Is: a connection refused for its credentials

@@ -121,7 +121,7 @@ func (s *session) run(ctx context.Context) error {
 		err := s.conn.StartReplication(ctx, replication.StartOptions{Slot: r.opts.Slot, Start: s.pos, Timeline: s.tli})
 		if err == nil {
 			s.streaming = true
-			r.update(func(st *Status) { st.Connected = true })
+			r.update(func(st *Status) { st.Connected, st.Streamed = true, true })
 			err = s.receive(ctx)
 		}
 		if errors.Is(err, replication.ErrStreamEnded) {
