@@ -125,9 +125,15 @@ type restoreTestDecision struct {
 // interval after the last one finished (lastRun), or, with none recorded,
 // one interval after the daemon started; it does not start while a
 // basebackup of the site runs or in maintenance mode, and is then looked
-// at again restoreTestRecheck later.
+// at again restoreTestRecheck later. A last run that finished more than
+// clockSkewTolerance after now (the clock went back, or the run was
+// kept while the clock was ahead) counts as none: by it, no test would
+// run until the clock caught up, a year later after a clock a year ahead.
 func decideRestoreTest(now time.Time, interval time.Duration, daemonStart, lastRun time.Time, backupRunning, maintenance bool) restoreTestDecision {
 	ref, from := lastRun, "the last restore test"
+	if ref.After(now.Add(clockSkewTolerance)) {
+		ref = time.Time{}
+	}
 	if ref.IsZero() {
 		ref, from = daemonStart, "the daemon started"
 	}

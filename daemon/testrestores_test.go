@@ -43,6 +43,14 @@ func TestDecideRestoreTest(t *testing.T) {
 		{name: "SkippedWhileBackupRuns", now: "2024-05-01 09:00", lastRun: "2024-05-01 03:00", backupRunning: true, wantRecheck: true},
 		{name: "SkippedInMaintenance", now: "2024-05-01 07:00", maint: true, wantRecheck: true},
 		{name: "BackupRunningButNotDue", now: "2024-05-01 01:00", backupRunning: true, wantNext: "2024-05-01 06:00"},
+		// A kept run that finished after this host's clock reads now
+		// (the clock went back, or the run was kept while a clock was a
+		// year ahead): the tests go on one interval after the start,
+		// not a year later.
+		{name: "KeptRunInFutureDueAnIntervalAfterStart", now: "2024-05-01 06:00", lastRun: "2025-05-01 00:00", wantDue: true},
+		{name: "KeptRunInFutureNotDueBeforeStartRule", now: "2024-05-01 05:00", lastRun: "2025-05-01 00:00", wantNext: "2024-05-01 06:00"},
+		// Minutes ahead are a clock's jitter: the run counts.
+		{name: "KeptRunMinutesAheadCounts", now: "2024-05-01 03:00", lastRun: "2024-05-01 03:02", wantNext: "2024-05-01 09:02"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
