@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"io/fs"
+	"math"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -351,5 +352,27 @@ func TestParse_Forms(t *testing.T) {
 	}
 	if diff := cmp.Diff(&Pushgateway{Endpoint: "http://pgw:9091", Job: "pghoard", Tags: map[string]string{"a": "true"}}, c.Pushgateway); diff != "" {
 		t.Errorf("pushgateway (-want +got):\n%s", diff)
+	}
+}
+
+// TestSite_HoursTooLarge: hour and day keys beyond a time.Duration are the
+// longest Duration, never a wrapped (negative) one.
+func TestSite_HoursTooLarge(t *testing.T) {
+	js := `{"backup_location": "/tmp/bl", "backup_sites": {"s": {"basebackup_interval_hours": 1e10,
+		"basebackup_incremental_interval_hours": 3e6, "basebackup_age_days_max": 999999, "restore_test_interval_hours": 1e300}}}`
+	c, err := Parse("f.json", []byte(js), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustSite(t, c, "s")
+	for name, f := range map[string]func() (time.Duration, bool){
+		"basebackup_interval_hours":             s.BasebackupInterval,
+		"basebackup_incremental_interval_hours": s.BasebackupIncrementalInterval,
+		"basebackup_age_days_max":               s.BasebackupMaxAge,
+		"restore_test_interval_hours":           s.RestoreTestInterval,
+	} {
+		if d, ok := f(); !ok || d != time.Duration(math.MaxInt64) {
+			t.Errorf("%s = %v, %v; want %v, true", name, d, ok, time.Duration(math.MaxInt64))
+		}
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -143,10 +144,18 @@ func (s *Site) EffectiveBasebackupMode() string {
 }
 
 // hours returns *n units of that many hours as a duration, and false when
-// n is nil (the key is null).
+// n is nil (the key is null). A value past what a Duration holds (about
+// 292 years, 2562047 hours) is taken as the longest Duration: converting
+// it would give an implementation-defined value (a negative one on amd64),
+// and a negative basebackup_interval_hours made every backup older than
+// basebackup_age_days_max for retention. PGHoard's timedelta holds such
+// values ("basebackup_age_days_max": 999999 is no age limit there too).
 func hours(n *float64, unit float64) (time.Duration, bool) {
 	h, ok := value(n)
-	return time.Duration(h * unit * float64(time.Hour)), ok
+	if d := h * unit * float64(time.Hour); d < float64(math.MaxInt64) {
+		return time.Duration(d), ok
+	}
+	return time.Duration(math.MaxInt64), ok
 }
 
 // value returns *p, and false when p is nil (the key is null).
