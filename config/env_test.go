@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -501,5 +502,30 @@ func TestEnvVars_EveryKey(t *testing.T) {
 		if !visited[p] {
 			t.Errorf("fileOnly lists %s, which is not a key", p)
 		}
+	}
+}
+
+// TestLoad_EnvErrNotFinite: strconv.ParseFloat reads "nan", "inf" and
+// "infinity"; none is a number of hours, days or seconds. NaN passed every
+// range check (each comparison with it is false), so
+// HOARD_BASEBACKUP_AGE_DAYS_MAX=nan silently meant no age limit.
+func TestLoad_EnvErrNotFinite(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"HOARD_BASEBACKUP_AGE_DAYS_MAX", "nan"},
+		{"HOARD_BASEBACKUP_INTERVAL_HOURS", "NaN"},
+		{"HOARD_BASEBACKUP_INTERVAL_HOURS", "inf"},
+		{"HOARD_RESTORE_TEST_INTERVAL_HOURS", "+Infinity"},
+		{"HOARD_WAL_PARTIAL_UPLOAD_INTERVAL", "nan"},
+		{"HOARD_WAL_STORED_LAG_ALERT_SECONDS", "NaN"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			_, err := Load("", mapEnv(map[string]string{"HOARD_BACKUP_LOCATION": "/var/lib/hoard", tc.name: tc.value}))
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			if want := fmt.Sprintf("%s: want ", tc.name); !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not contain %q", err, want)
+			}
+		})
 	}
 }

@@ -54,14 +54,14 @@ func init() {
 			fromEnv:  parser("integer", func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })},
 		reflect.TypeFor[float64](): {name: "number",
 			fromJSON: func(v any) (any, bool) { return toFloat(v) },
-			fromEnv:  parser("number", func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })},
+			fromEnv:  parser("number", parseFinite)},
 		reflect.TypeFor[time.Duration](): {name: "seconds", want: "number of seconds",
 			fromJSON: func(v any) (any, bool) {
 				f, ok := toFloat(v)
 				return time.Duration(f * float64(time.Second)), ok && math.Abs(f) <= float64(math.MaxInt64/int64(time.Second))
 			},
 			fromEnv: func(s string) (any, error) {
-				f, err := strconv.ParseFloat(s, 64)
+				f, err := parseFinite(s)
 				if err != nil || f < 0 || f > float64(1<<31) {
 					return nil, fmt.Errorf("want a number of seconds, got %q", s)
 				}
@@ -152,6 +152,18 @@ func parser[T any](want string, parse func(string) (T, error)) func(string) (any
 		}
 		return x, nil
 	}
+}
+
+// parseFinite is strconv.ParseFloat without the "nan", "inf" and
+// "infinity" it also reads: JSON has no such numbers, and NaN passes every
+// range check (each comparison with it is false), so HOARD_*_HOURS=nan
+// would turn a schedule or an age limit off unseen.
+func parseFinite(s string) (float64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return 0, fmt.Errorf("%q is not a finite number", s)
+	}
+	return f, err
 }
 
 // toInt accepts an integral JSON number, also written as a float (1e3).
