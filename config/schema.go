@@ -174,7 +174,7 @@ var siteKeys = []key{
 	{name: "basebackup_delta_mode_max_retries", field: "BasebackupDeltaModeMaxRetries", def: 10, doc: "PGHoard's delta mode setting; accepted, not used: a failed delta backup is retried as any failed backup is."},
 	{name: "stream_compression", field: "StreamCompression", doc: "PGHoard's legacy flag for basebackup mode `pipe`; accepted."},
 	{name: "pg_receivexlog", field: "PGReceiveXLog", doc: "Disk guard of the WAL receiver: stop receiving while the spool's file system is nearly full.", keys: []key{
-		{name: "disk_space_check_interval", field: "DiskSpaceCheckInterval", def: 10 * time.Second, doc: "Seconds between free-space checks."},
+		{name: "disk_space_check_interval", field: "DiskSpaceCheckInterval", def: 10 * time.Second, valid: ">=0", doc: "Seconds between free-space checks; 0 = every second."},
 		{name: "min_disk_free_bytes", field: "MinDiskFreeBytes", doc: "Pause receiving while the spool's filesystem has fewer free bytes, or would have after the next segment file; `null` = off (a full disk still pauses)."},
 		{name: "resume_multiplier", field: "ResumeMultiplier", def: 1.5, doc: "Resume when free space is back above `min_disk_free_bytes` times this."},
 	}},

@@ -69,6 +69,8 @@ func TestParse_ErrValidation(t *testing.T) {
 		{"HashAlgorithm", `{"backup_location": "/b", "hash_algorithm": "crc", "backup_sites": {"s": {}}}`, `hash_algorithm: unknown hash "crc"`},
 		{"StatsdFormat", `{"backup_location": "/b", "statsd": {"format": "x"}, "backup_sites": {"s": {}}}`, `statsd.format: unknown format "x"`},
 		{"MovedFrom", siteJSON(`"moved_from": [1]`), `backup_sites.s1.moved_from[0]: want string, got number 1`},
+		// walstream refuses a negative interval at start: the daemon loaded the file, then streamed no WAL.
+		{"DiskCheckNegative", siteJSON(`"pg_receivexlog": {"disk_space_check_interval": -1}`), `backup_sites.s1.pg_receivexlog.disk_space_check_interval: must not be negative, got -1`},
 		{"UnencryptedBeforeBad", siteJSON(`"unencrypted_objects_before": "yesterday"`), `backup_sites.s1.unencrypted_objects_before: "yesterday" is not an RFC 3339 time`},
 		{"UnencryptedBeforeFuture", siteJSON(`"unencrypted_objects_before": "2999-01-01T00:00:00Z"`), `backup_sites.s1.unencrypted_objects_before: 2999-01-01T00:00:00Z is in the future`},
 	} {
