@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -147,8 +149,9 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 	// status (a reload), while a shutdown keeps it for the last state.
 	// cause is nil, or walstream.ErrRestartInPlace for a restart that
 	// stores the spool where the stopped site would have. It returns the
-	// stream end's copy the site's receiver left unstored.
-	stop := func(name string, forget bool, cause error) walstream.StreamEnd {
+	// stream end's copy the site's receiver left unstored, and whether it
+	// left any WAL in its spool unstored.
+	stop := func(name string, forget bool, cause error) (walstream.StreamEnd, bool) {
 		r := cur[name]
 		delete(cur, name)
 		if forget {
@@ -160,7 +163,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 			d.forgetAlerts(name)
 		}
 		if r == nil {
-			return walstream.StreamEnd{}
+			return walstream.StreamEnd{}, false
 		}
 		r.cancel(cause)
 		<-r.done
@@ -168,7 +171,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 		if r.err != nil {
 			d.log.Error().Err(r.err).Str(logSite, name).Msg("site stopped with an error")
 		}
-		return r.sup.pendingStreamEnd()
+		return r.sup.pendingStreamEnd(), r.sup.unstoredWAL()
 	}
 	stopAll := func() {
 		for name := range cur {
@@ -207,8 +210,14 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 }
 
 // reload applies a new list of sites: removed and changed sites are
-// stopped, changed and new ones started, the others left alone.
-func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop func(string, bool, error) walstream.StreamEnd) {
+// stopped, changed and new ones started, the others left alone. A site
+// whose stop leaves WAL in its spool unstored (the storage failed for
+// the whole DrainTimeout), and that the reload removes or changes so that
+// it no longer streams from that spool (keepsSpool), is started again
+// with its previous settings: the server was told that WAL is flushed and
+// may have recycled it, so nothing else would ever store it. A later
+// reload, once the storage takes uploads, applies the change.
+func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop func(string, bool, error) (walstream.StreamEnd, bool)) {
 	old := map[string]Site{}
 	d.mu.Lock()
 	for _, s := range d.sites {
@@ -216,6 +225,7 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 	}
 	d.mu.Unlock()
 	want := map[string]bool{}
+	applied := make([]Site, 0, len(next))
 	for _, s := range next {
 		want[s.Name] = true
 		prev, ok := old[s.Name]
@@ -229,22 +239,41 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (same storage destination: the spool is stored after the restart)")
 				// The new run stores the stream end's copy the
 				// stopped one aborted, connected or not.
-				end = stop(s.Name, true, walstream.ErrRestartInPlace)
+				end, _ = stop(s.Name, true, walstream.ErrRestartInPlace)
 			} else {
 				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (after storing its wal where it went)")
-				stop(s.Name, true, nil)
+				var unstored bool
+				end, unstored = stop(s.Name, true, nil)
+				if !unstored || keepsSpool(prev, s) {
+					end = walstream.StreamEnd{}
+				} else {
+					d.log.Error().Str(logSite, s.Name).Msg("reload: site changed so that it no longer stores its spool, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); it keeps running with its previous settings: reload again once its storage takes uploads")
+					s = prev
+				}
 			}
 			start(s, end)
 		}
+		applied = append(applied, s)
 	}
-	for name := range old {
-		if !want[name] {
-			d.log.Info().Str(logSite, name).Msg("reload: site removed; stopping it")
-			stop(name, true, nil)
+	for _, name := range slices.Sorted(maps.Keys(old)) {
+		if want[name] {
+			continue
+		}
+		d.log.Info().Str(logSite, name).Msg("reload: site removed; stopping it")
+		if end, unstored := stop(name, true, nil); unstored {
+			d.log.Error().Str(logSite, name).Msg("reload: site removed, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); it keeps running with its previous settings: reload again once its storage takes uploads")
+			start(old[name], end)
+			applied = append(applied, old[name])
 		}
 	}
-	d.setSites(next)
-	d.log.Info().Int("sites", len(next)).Msg("configuration reloaded")
+	d.setSites(applied)
+	d.log.Info().Int("sites", len(applied)).Msg("configuration reloaded")
+}
+
+// keepsSpool tells whether next, started after prev stopped, stores
+// what prev left in its spool: it streams from the same spool.
+func keepsSpool(prev, next Site) bool {
+	return prev.SpoolDir != "" && next.Active && next.WAL == WALStream && next.SpoolDir == prev.SpoolDir
 }
 
 // inPlace tells whether a site restarted from prev to next stores its

@@ -87,5 +87,10 @@
 // was received for. One restarted with the same Destination (new
 // credentials, say, for a storage that refuses them) stops at once
 // (walstream.ErrRestartInPlace): waiting would only delay the fix, and
-// the new run stores the spool in the same place.
+// the new run stores the spool in the same place. A site that a reload
+// removes, or changes so that it no longer streams from its spool (not
+// active, another active_backup_mode, another backup_location), and whose
+// stop leaves WAL in the spool unstored, is started again with its
+// previous settings: the server was told that WAL is flushed, and no
+// other run would store it. A later reload applies the change.
 package daemon

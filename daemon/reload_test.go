@@ -23,11 +23,17 @@ import (
 // down (wrong credentials, say). It returns the segment in progress.
 func reloadSetup(t *testing.T, st *downStore) (*pgtest.Cluster, Site, chan []Site, *runningDaemon, string) {
 	t.Helper()
+	return reloadSetupDrain(t, st, time.Hour)
+}
+
+// reloadSetupDrain is reloadSetup with the DrainTimeout drain.
+func reloadSetupDrain(t *testing.T, st *downStore, drain time.Duration) (*pgtest.Cluster, Site, chan []Site, *runningDaemon, string) {
+	t.Helper()
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
 	site := streamingSiteTo(t, c.ConnString("postgres"), st)
 	site.Destination = "local a"
 	reload := make(chan []Site)
-	rd := runDaemon(t, Options{Sites: []Site{site}, DrainTimeout: time.Hour, Reload: reload})
+	rd := runDaemon(t, Options{Sites: []Site{site}, DrainTimeout: drain, Reload: reload})
 	// Before the daemon stops (cleanups run last first): a daemon still
 	// draining into a refusing storage would keep the test for an hour.
 	t.Cleanup(func() { st.down.Store(false) })
@@ -216,4 +222,62 @@ func TestRun_ReloadInPlaceAdoptsStreamEnd(t *testing.T) {
 	if len(stored) > len(spool) || !bytes.Equal(stored, spool[:len(stored)]) {
 		t.Fatalf("%s (%d bytes) is not the start of the spool's copy (%d bytes)", name, len(stored), len(spool))
 	}
+}
+
+// TestRun_ReloadRemovedSiteUnstoredWAL: a reload removes a streaming site
+// while the storage refuses every upload, so its stop cannot store the WAL
+// it received (acknowledged to the server, which then recycles it) within
+// the DrainTimeout. The removal is refused: the site runs on with its
+// previous settings and stores that WAL once the storage answers; a later
+// reload, with nothing left unstored, removes it.
+func TestRun_ReloadRemovedSiteUnstoredWAL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	st := &downStore{Store: storage.NewLocal(t.TempDir())}
+	c, _, reload, rd, seg := reloadSetupDrain(t, st, 2*time.Second)
+	reload <- []Site{}
+	rd.waitLog("configuration reloaded")
+	rd.waitLog("reload: site removed, but its wal is not stored")
+	rd.waitFor("site test running again after its removal was refused", func(s Status) bool { return s.Sites["test"].Running })
+
+	st.down.Store(false)
+	if got := c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"); got != seg {
+		t.Fatalf("the switch completed %s, want %s, the segment in progress at the reload", got, seg)
+	}
+	key := archive.Layout{}.WALKey(seg)
+	rd.waitFor(seg+" stored by the site kept running", func(Status) bool {
+		_, err := st.Stat(context.Background(), key)
+		return err == nil
+	})
+
+	reload <- []Site{}
+	rd.waitFor("site test removed by the second reload", func(s Status) bool { _, ok := s.Sites["test"]; return !ok })
+}
+
+// TestRun_ReloadStopsStreamingUnstoredWAL: the same, for a reload that
+// keeps the site but stops its streaming (active_backup_mode
+// archive_command): the new run would never read the spool, so the site
+// runs on with its previous settings and stores the WAL.
+func TestRun_ReloadStopsStreamingUnstoredWAL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	st := &downStore{Store: storage.NewLocal(t.TempDir())}
+	c, site, reload, rd, seg := reloadSetupDrain(t, st, 2*time.Second)
+	next := site
+	next.Fingerprint, next.WAL = "2", WALArchiveCommand
+	reload <- []Site{next}
+	rd.waitLog("reload: site changed so that it no longer stores its spool, but its wal is not stored")
+	rd.waitLog("configuration reloaded")
+
+	st.down.Store(false)
+	if got := c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"); got != seg {
+		t.Fatalf("the switch completed %s, want %s, the segment in progress at the reload", got, seg)
+	}
+	key := archive.Layout{}.WALKey(seg)
+	rd.waitFor(seg+" stored by the site kept running", func(Status) bool {
+		_, err := st.Stat(context.Background(), key)
+		return err == nil
+	})
 }

@@ -316,6 +316,15 @@ func (s *supervisor) pendingStreamEnd() walstream.StreamEnd {
 	return recv.PendingStreamEnd()
 }
 
+// unstoredWAL tells whether the site's stopped receiver left WAL in its
+// spool that it did not store (walstream.Receiver.Unstored).
+func (s *supervisor) unstoredWAL() bool {
+	s.mu.Lock()
+	recv := s.recv
+	s.mu.Unlock()
+	return recv != nil && recv.Unstored()
+}
+
 // backups is the backup loop: it takes a backup when the schedule or a
 // request says so, one at a time, retrying failures with backoff, and runs
 // retention after each backup and every RetentionInterval in between.

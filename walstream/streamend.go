@@ -101,6 +101,15 @@ func (r *Receiver) PendingStreamEnd() StreamEnd {
 	return StreamEnd{Name: r.streamEnd.name, Length: r.streamEnd.length}
 }
 
+// Unstored tells whether Run left WAL in the spool that it did not store:
+// complete segments still queued, or the stream end's copy of the segment
+// in progress (PendingStreamEnd). Call it after Run returned. The server
+// was told that WAL is flushed, and may have recycled it: only a later
+// Run from the same spool stores it.
+func (r *Receiver) Unstored() bool {
+	return r.queue.len() > 0 || r.PendingStreamEnd().Name != ""
+}
+
 // adoptStreamEnd makes Options.StreamEnd, the copy the previous Run left
 // unstored, this Run's stream end's copy and queues it, after the
 // complete files of the spool: retryStreamEnd then tries it again while
