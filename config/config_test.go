@@ -376,3 +376,30 @@ func TestSite_HoursTooLarge(t *testing.T) {
 		}
 	}
 }
+
+// TestParse_DuplicateKeys: a key given twice in one object takes its last
+// value, as Python's json (PGHoard) does, but not silently: a template's
+// "encryption_key_id": null after the real one turned encryption off, and
+// a second backup_sites dropped every site of the first.
+func TestParse_DuplicateKeys(t *testing.T) {
+	js := `{"backup_location": "/tmp/bl",
+		"backup_sites": {"old": {}},
+		"backup_sites": {"s": {"encryption_key_id": "k", "encryption_keys": {"k": {"public": "P"}}, "encryption_key_id": null,
+			"nodes": [{"host": "a", "host": "b"}]}}}`
+	c, err := Parse("f.json", []byte(js), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustSite(t, c, "s")
+	if s.EncryptionKeyID != "" || len(c.BackupSites) != 1 || s.Nodes[0].Params["host"] != "b" {
+		t.Errorf("not the last values: encryption_key_id %q, sites %v, host %q", s.EncryptionKeyID, c.SiteNames(), s.Nodes[0].Params["host"])
+	}
+	want := []string{
+		"backup_sites: duplicate key: the last one is used, as PGHoard does",
+		"backup_sites.s.encryption_key_id: duplicate key: the last one is used, as PGHoard does",
+		"backup_sites.s.nodes[0].host: duplicate key: the last one is used, as PGHoard does",
+	}
+	if diff := cmp.Diff(want, c.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}

@@ -10,7 +10,8 @@
 // object_storage) and validates the result. Validation collects every
 // problem, each with its JSON path, into a *ValidationError. Unknown keys are
 // not errors, but they are not dropped silently either: Config.Warnings lists
-// them. Config.Source tells whether a value came from the defaults, the file
+// them, as it lists keys given twice in one object (the last one is used,
+// as in PGHoard). Config.Source tells whether a value came from the defaults, the file
 // or which variable.
 //
 // # The schema

@@ -42,6 +42,7 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 		if err != nil {
 			return nil, fmt.Errorf("parse config %s: %w", name, err)
 		}
+		d.warnings = duplicateKeys(data)
 		d.object("", root, globalKeys, reflect.ValueOf(c).Elem())
 	}
 	if getenv == nil {
@@ -85,6 +86,78 @@ func decodeJSON(data []byte) (any, error) {
 		return nil, fmt.Errorf("%s: invalid JSON: unexpected end of input", position(data, int64(len(data))))
 	}
 	return nil, fmt.Errorf("invalid JSON: %w", err)
+}
+
+// duplicateKeys returns a warning for each key given twice in one object
+// of data, valid JSON, in the order they appear. Decoding takes the last
+// value, as Python's json, and so PGHoard, does; but a second
+// "encryption_key_id": null (left from a template) turns encryption off,
+// and a second backup_sites drops the first one's sites.
+func duplicateKeys(data []byte) []string {
+	// frame is an object (keys non-nil) or an array being read.
+	type frame struct {
+		path      string
+		keys      map[string]bool
+		expectKey bool   // object: a key comes next
+		key       string // object: the key whose value comes next
+		n         int    // array: the index of the next element
+	}
+	var (
+		stack []*frame
+		out   []string
+	)
+	top := func() *frame {
+		if len(stack) == 0 {
+			return nil
+		}
+		return stack[len(stack)-1]
+	}
+	// valueRead moves the frame holding a value past it.
+	valueRead := func() {
+		switch f := top(); {
+		case f == nil:
+		case f.keys != nil:
+			f.expectKey = true
+		default:
+			f.n++
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return out
+		}
+		f := top()
+		delim, isDelim := tok.(json.Delim)
+		switch {
+		case isDelim && (delim == '}' || delim == ']'):
+			stack = stack[:len(stack)-1]
+			valueRead()
+		case f != nil && f.keys != nil && f.expectKey:
+			k, _ := tok.(string)
+			if f.keys[k] {
+				out = append(out, join(f.path, k)+": duplicate key: the last one is used, as PGHoard does")
+			}
+			f.keys[k], f.key, f.expectKey = true, k, false
+		case isDelim: // '{' or '[': a value that holds more
+			p := ""
+			switch {
+			case f != nil && f.keys != nil:
+				p = join(f.path, f.key)
+			case f != nil:
+				p = fmt.Sprintf("%s[%d]", f.path, f.n)
+			}
+			nf := &frame{path: p}
+			if delim == '{' {
+				nf.keys, nf.expectKey = map[string]bool{}, true
+			}
+			stack = append(stack, nf)
+		default:
+			valueRead()
+		}
+	}
 }
 
 // position turns a byte offset into "line L, column C" (1-based).
