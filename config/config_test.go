@@ -288,6 +288,8 @@ func TestParse_ErrSyntax(t *testing.T) {
 		{"Truncated", "{\n  \"backup_sites\": {", "cfg.json: line 2, column 20"},
 		{"Trailing", "{} {}", "data after the top-level value"},
 		{"Empty", "", "unexpected end of input"},
+		// Windows editors save one; PGHoard's json refuses it too.
+		{"BOM", "\ufeff{\"backup_location\": \"/x\", \"backup_sites\": {\"s\": {}}}", "cfg.json: line 1, column 1: invalid JSON: the file starts with a UTF-8 byte order mark (BOM): save it as UTF-8 without one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("cfg.json", []byte(tc.data), nil)

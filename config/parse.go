@@ -67,6 +67,10 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 // decodeJSON decodes one JSON value with numbers kept exact; syntax errors
 // give line:column.
 func decodeJSON(data []byte) (any, error) {
+	if bytes.HasPrefix(data, []byte("\ufeff")) {
+		// encoding/json names its first byte ("invalid character 'ï'").
+		return nil, errors.New("line 1, column 1: invalid JSON: the file starts with a UTF-8 byte order mark (BOM): save it as UTF-8 without one")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
