@@ -57,8 +57,11 @@ func lookup(table []key, name string) *key {
 
 // suggest returns the name of table's row that name is most likely a
 // typo of (at most two letters added, removed or changed, and fewer than
-// half of name's), or "" when none is that close.
+// half of name's), or "" when none is that close. Case and spaces around
+// name do not count: "ENCRYPTION_KEY_ID" and "basebackup_count " are
+// unknown keys (the schema's are lower case), which PGHoard ignores too.
 func suggest(table []key, name string) string {
+	name = strings.ToLower(strings.TrimSpace(name))
 	best, bestDist := "", min(3, (len(name)+1)/2)
 	for _, k := range table {
 		if d := editDistance(name, k.name); d < bestDist {

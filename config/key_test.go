@@ -152,6 +152,11 @@ func TestSuggest(t *testing.T) {
 		{"pg_data_dir", ""}, // too far from pg_data_directory to guess
 		{"ab", ""},          // a short name is near too many
 		{"colour", ""},
+		// Case and spaces around a name are ignored: PGHoard's keys are lower case.
+		{"ENCRYPTION_KEY_ID", "encryption_key_id"},
+		{"Basebackup_Count ", "basebackup_count"},
+		{" active_backup_mode", "active_backup_mode"},
+		{"ACTIVE_BACKUP_MOD", "active_backup_mode"},
 	} {
 		if got := suggest(siteKeys, tc.name); got != tc.want {
 			t.Errorf("suggest(%q) = %q, want %q", tc.name, got, tc.want)
