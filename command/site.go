@@ -57,11 +57,44 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 		}
 		return nil, &usageError{msg: fmt.Sprintf("load configuration: %v", err)}
 	}
+	cfg.Warnings = append(cfg.Warnings, config.UnknownEnv(hoardEnviron(), appEnvVars(c.App))...)
 	l := logger(c)
 	for _, w := range cfg.Warnings {
 		l.Warn().Str("file", cfg.File).Msg("configuration: " + w)
 	}
 	return cfg, nil
+}
+
+// harnessEnv are the HOARD_* variables of the tests, benchmarks and
+// demo (internal/pgtest, internal/testio), which hoard run by them
+// inherits: no warning for these.
+var harnessEnv = []string{"HOARD_CACHE", "HOARD_PG_VERSIONS", "HOARD_CHAOS_LONG", "HOARD_PGHOARD_PYTHON", "HOARD_WALSTREAM_CRASH"}
+
+// hoardEnviron is os.Environ without the test and benchmark switches
+// (HOARD_TEST_*, HOARD_BENCH_*).
+func hoardEnviron() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "HOARD_TEST_") || strings.HasPrefix(kv, "HOARD_BENCH_")
+	})
+}
+
+// appEnvVars lists the variables the command line reads (HOARD_CONFIG,
+// HOARD_LOG_LEVEL, the flags' variables of every command) and harnessEnv.
+func appEnvVars(app *cli.App) []string {
+	out := slices.Clone(harnessEnv)
+	var walk func(flags []cli.Flag, cmds []*cli.Command)
+	walk = func(flags []cli.Flag, cmds []*cli.Command) {
+		for _, f := range flags {
+			if df, ok := f.(cli.DocGenerationFlag); ok {
+				out = append(out, df.GetEnvVars()...)
+			}
+		}
+		for _, cmd := range cmds {
+			walk(cmd.Flags, cmd.Subcommands)
+		}
+	}
+	walk(app.Flags, app.Commands)
+	return out
 }
 
 // noConfig returns a usage error when there is no configuration at all:

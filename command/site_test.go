@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -269,4 +270,37 @@ func TestOpenSite_EnvOnlySiteName(t *testing.T) {
 			t.Errorf("wal-fetch --site prod: %v, want it to name HOARD_SITE=prod", err)
 		}
 	})
+}
+
+// TestLoadConfig_UnknownEnv: a misspelt HOARD_* variable is a warning with
+// the name it misspells, logged and listed by config show; the command
+// line's own variables (HOARD_LOG_LEVEL, restore's
+// HOARD_PRIMARY_CONNINFO_FILE) and the test harness's are not.
+func TestLoadConfig_UnknownEnv(t *testing.T) {
+	clearConfigEnv(t)
+	file := filepath.Join(t.TempDir(), "hoard.json")
+	js := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {}}}`, t.TempDir())
+	if err := os.WriteFile(file, []byte(js), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"HOARD_BASEBACKUP_CONT": "30", "HOARD_LOG_LEVEL": "info", "HOARD_PRIMARY_CONNINFO_FILE": "/x",
+		"HOARD_TEST_STRICT": os.Getenv("HOARD_TEST_STRICT"), "HOARD_CACHE": "/var/cache/hoard",
+	} {
+		t.Setenv(k, v)
+	}
+	app := App("test")
+	var out, log bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &log
+	if err := app.RunContext(context.Background(), OrderArgs(app, []string{"hoard", "config", "show", "--json", "--config", file})); err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Warnings []string }
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"HOARD_BASEBACKUP_CONT: unknown variable (did you mean HOARD_BASEBACKUP_COUNT?)"}
+	if diff := cmp.Diff(want, got.Warnings); diff != "" {
+		t.Errorf("config show warnings (-want +got):\n%s", diff)
+	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -95,6 +96,59 @@ func EnvSet(getenv func(string) string) []string {
 		}
 	}
 	return out
+}
+
+// UnknownEnv returns a warning for each HOARD_* variable of environ
+// ("NAME=value", as os.Environ gives) that is none of EnvVars (nor its
+// NAME_FILE where that is taken) nor one of others (the command line's
+// variables), with the name it most likely misspells. Such a variable is
+// ignored, as an unknown key is, but not silently: HOARD_BASEBACKUP_CONT=30
+// left basebackup_count at its default, 2, and retention deleted the
+// backups past it. Values are never named: they may be secrets.
+func UnknownEnv(environ, others []string) []string {
+	known := map[string]bool{}
+	var names []string // candidates for a suggestion
+	add := func(n string) {
+		if !known[n] {
+			known[n] = true
+			names = append(names, n)
+		}
+	}
+	for _, ev := range EnvVars {
+		add(ev.Name)
+		if ev.File {
+			add(ev.Name + "_FILE")
+		}
+	}
+	for _, n := range others {
+		add(n)
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "HOARD_") || known[name] {
+			continue
+		}
+		w := name + ": unknown variable"
+		if base, ok := strings.CutSuffix(name, "_FILE"); ok && known[base] {
+			w += fmt.Sprintf(" (%s is read from the variable itself, not from a file)", base)
+		} else if near := nearest(names, name); near != "" {
+			w += fmt.Sprintf(" (did you mean %s?)", near)
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// nearest is suggest for a list of names.
+func nearest(names []string, name string) string {
+	best, bestDist := "", min(3, (len(name)+1)/2)
+	for _, n := range names {
+		if d := editDistance(name, n); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	return best
 }
 
 // envReader reads overrides, resolving NAME_FILE variants.

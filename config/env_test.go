@@ -529,3 +529,24 @@ func TestLoad_EnvErrNotFinite(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownEnv: a misspelt HOARD_* variable is ignored, as an unknown key
+// is, but not silently: HOARD_BASEBACKUP_CONT=30 kept basebackup_count at
+// its default, 2, and retention deleted the other 28 backups.
+func TestUnknownEnv(t *testing.T) {
+	environ := []string{
+		"PATH=/bin", "HOARD_BASEBACKUP_CONT=30", "HOARD_SITE=pg", "HOARD_ENCRYPTION_PUBLIC_KEY_FILE=/k",
+		"HOARD_WEBSERVER_USERNAME_FILE=/u", "HOARD_ENCRYPTION_KEYID=k", "HOARD_LOG_LEVEL=debug", "HOARD_S3_REGION=r",
+		"HOARD_XYZZY=1", "HOARD_PG_URI_FILE=/uri", "hoard_slot=x",
+	}
+	got := UnknownEnv(environ, []string{"HOARD_LOG_LEVEL"})
+	want := []string{
+		`HOARD_BASEBACKUP_CONT: unknown variable (did you mean HOARD_BASEBACKUP_COUNT?)`,
+		`HOARD_WEBSERVER_USERNAME_FILE: unknown variable (HOARD_WEBSERVER_USERNAME is read from the variable itself, not from a file)`,
+		`HOARD_ENCRYPTION_KEYID: unknown variable (did you mean HOARD_ENCRYPTION_KEY_ID?)`,
+		`HOARD_XYZZY: unknown variable`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("UnknownEnv (-want +got):\n%s", diff)
+	}
+}
