@@ -20,7 +20,7 @@ var globalKeys = []key{
 		doc: "Local directory for state and staging files. A site without `object_storage` stores its backups here (PGHoard's fallback)."},
 	{name: "backup_sites", field: "BackupSites", keys: siteKeys, each: sitePlaceholder,
 		doc:     "The backup sites, by name: one PostgreSQL cluster each and where its backups go.",
-		eachDoc: "One site. The name is the default storage prefix and is passed to `--site`."},
+		eachDoc: "One site. The name is the default storage prefix, names the site's spool directory under `backup_location`, and is passed to `--site`: a relative path in its clean form (`main`, `eu/main`), not empty, `.`, `..` or absolute."},
 	{name: "compression", field: "Compression", doc: "How new objects are compressed. Reading detects each object's algorithm from its metadata.", keys: []key{
 		{name: "algorithm", field: "Algorithm", def: compress.Snappy, envDoc: orList(compress.Algorithms),
 			doc: codeList(compress.Algorithms) + ". lz4 is hoard's addition: PGHoard cannot read lz4 objects."},

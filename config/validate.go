@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -83,9 +84,21 @@ func (c *Config) validate() problems {
 		ps.add("pushgateway.endpoint", "required")
 	}
 	for _, name := range c.SiteNames() {
+		if !usableSiteName(name) {
+			ps.add("backup_sites", "site name %q is not usable as a directory and prefix: it names the site's spool under backup_location (<backup_location>/<site>/xlog_incoming) and its objects' prefix; use a plain name such as \"main\"", name)
+			continue
+		}
 		c.BackupSites[name].validate(&ps, c, "backup_sites."+name)
 	}
 	return ps
+}
+
+// usableSiteName tells whether name can name a directory under
+// backup_location and a storage prefix: not empty, "." or absolute, no
+// ".." that leaves backup_location, and in its clean form (a/b, not a//b
+// or a/./b, which name the same directory as another name).
+func usableSiteName(name string) bool {
+	return name != "." && filepath.IsLocal(name) && path.Clean(name) == name && !strings.ContainsAny(name, "\\\x00")
 }
 
 // together records a problem at the key a or b of the object at path that

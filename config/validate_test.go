@@ -71,6 +71,12 @@ func TestParse_ErrValidation(t *testing.T) {
 		{"MovedFrom", siteJSON(`"moved_from": [1]`), `backup_sites.s1.moved_from[0]: want string, got number 1`},
 		// walstream refuses a negative interval at start: the daemon loaded the file, then streamed no WAL.
 		{"DiskCheckNegative", siteJSON(`"pg_receivexlog": {"disk_space_check_interval": -1}`), `backup_sites.s1.pg_receivexlog.disk_space_check_interval: must not be negative, got -1`},
+		// The name is a directory under backup_location (the spool) and the storage prefix.
+		{"SiteNameEmpty", `{"backup_location": "/b", "backup_sites": {"": {}}}`, `backup_sites: site name "" is not usable as a directory and prefix`},
+		{"SiteNameDotDot", `{"backup_location": "/b", "backup_sites": {"../evil": {}}}`, `backup_sites: site name "../evil" is not usable as a directory and prefix`},
+		{"SiteNameDot", `{"backup_location": "/b", "backup_sites": {".": {}}}`, `backup_sites: site name "." is not usable`},
+		{"SiteNameAbsolute", `{"backup_location": "/b", "backup_sites": {"/etc": {}}}`, `backup_sites: site name "/etc" is not usable`},
+		{"SiteNameUnclean", `{"backup_location": "/b", "backup_sites": {"a//b": {}}}`, `backup_sites: site name "a//b" is not usable`},
 		{"UnencryptedBeforeBad", siteJSON(`"unencrypted_objects_before": "yesterday"`), `backup_sites.s1.unencrypted_objects_before: "yesterday" is not an RFC 3339 time`},
 		{"UnencryptedBeforeFuture", siteJSON(`"unencrypted_objects_before": "2999-01-01T00:00:00Z"`), `backup_sites.s1.unencrypted_objects_before: 2999-01-01T00:00:00Z is in the future`},
 	} {
