@@ -140,6 +140,9 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 	if err := refuseRootStore(c, os.Geteuid(), "archive-copy", site.ObjectStorage); err != nil {
 		return nil, err
 	}
+	if err := checkUploadKey(site); err != nil {
+		return nil, err
+	}
 	return siteArchive(c, cfg, name, site, "target site")
 }
 

@@ -127,6 +127,9 @@ func runBasebackup(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	if err := checkUploadKey(env.site); err != nil {
+		return err
+	}
 	if len(env.site.Nodes) == 0 {
 		return usagef("add a node to the site's nodes", "site %s has no nodes", env.name)
 	}

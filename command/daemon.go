@@ -222,6 +222,11 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	if _, err := siteCodec(cfg, site); err != nil {
 		return s, err
 	}
+	if site.Active {
+		if err := checkUploadKey(site); err != nil {
+			return s, err
+		}
+	}
 	node := site.Nodes[0]
 	s.ConnString = node.ConnString()
 	s.Slot = node.Slot

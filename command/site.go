@@ -183,7 +183,26 @@ func openSiteToWrite(c *cli.Context, cmd string) (*siteEnv, error) {
 		_ = env.archive.Store.Close()
 		return nil, err
 	}
+	if err := checkUploadKey(env.site); err != nil {
+		_ = env.archive.Store.Close()
+		return nil, err
+	}
 	return env, nil
+}
+
+// checkUploadKey refuses to write to a site that has encryption keys but
+// no encryption_key_id (a typo such as "encryption_key_idd", or a key id
+// removed to turn encryption off): it would store its WAL and backups
+// unencrypted, and a site with encryption keys reads only encrypted
+// objects (siteCodec), so restore, wal-fetch and verify would refuse them.
+// Reading such a site is fine: a restore host holds private keys only.
+func checkUploadKey(site *config.Site) error {
+	if site.EncryptionKeyID != "" || len(site.EncryptionKeys) == 0 {
+		return nil
+	}
+	return usagef("set encryption_key_id (or HOARD_ENCRYPTION_KEY_ID) to the key new uploads use, whose public key is in encryption_keys",
+		"backup_sites.%s.encryption_key_id: not set, but encryption_keys lists keys (%s): this site reads only encrypted objects, "+
+			"so what it stored unencrypted could not be restored", site.Name, strings.Join(sortedKeys(site.EncryptionKeys), ", "))
 }
 
 // siteArchive opens the archive of site name of cfg: its codec, and its
