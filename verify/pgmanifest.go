@@ -37,7 +37,9 @@ func (c *checker) pgManifest(ctx context.Context, b *archive.BackupInfo, r *Back
 	case objects == 0:
 		// Nothing else gives it files: compared now.
 		p.left.Store(1)
-		p.get(ctx)
+		if _, err := p.get(ctx); err != nil {
+			return nil, err
+		}
 		p.done()
 		return nil, ctx.Err()
 	}
@@ -61,23 +63,28 @@ type pgmCheck struct {
 
 	once sync.Once
 	pgm  *restore.PGManifestCheck // nil: nothing is compared
-	left atomic.Int64             // objects not yet checked
+	// err, set by load, is why the manifest was not read: the storage
+	// failed to send the control object (storageFailed).
+	err  error
+	left atomic.Int64 // objects not yet checked
 }
 
 // get returns the check for one of the backup's objects, reading the
-// manifest first if no object did yet.
-func (p *pgmCheck) get(ctx context.Context) *restore.PGManifestCheck {
-	p.once.Do(func() { p.pgm = p.load(ctx) })
-	return p.pgm
+// manifest first if no object did yet. The error is the storage's, that
+// failed to send the control object: nothing was checked.
+func (p *pgmCheck) get(ctx context.Context) (*restore.PGManifestCheck, error) {
+	p.once.Do(func() { p.pgm, p.err = p.load(ctx) })
+	return p.pgm, p.err
 }
 
 // load reads the backup's backup_manifest, compares the control tar's
 // members and a delta backup's embedded files, and returns the check;
 // nil when restore compares nothing, or when the backup is broken, which
-// load reports.
-func (p *pgmCheck) load(ctx context.Context) *restore.PGManifestCheck {
+// load reports. The error is for a download the storage failed
+// (storageFailed), which says nothing about the backup.
+func (p *pgmCheck) load(ctx context.Context) (*restore.PGManifestCheck, error) {
 	c, b, r := p.c, p.b, p.r
-	src := c.a.ArchiveOf(b)
+	src := marking(c.a.ArchiveOf(b))
 	pgm, err := restore.NewPGManifestCheck(ctx, src, b, p.ctrl)
 	if err == nil && pgm != nil && c.full {
 		err = pgm.Control(ctx, src, b, p.ctrl)
@@ -89,12 +96,14 @@ func (p *pgmCheck) load(ctx context.Context) *restore.PGManifestCheck {
 	}
 	switch {
 	case ctx.Err() != nil:
-		return nil
+		return nil, nil
+	case err != nil && storageFailed(err):
+		return nil, unchecked("control object", b.Key, err)
 	case err != nil:
 		c.problem(r, true, "%v", altered(err))
-		return nil
+		return nil, nil
 	}
-	return pgm
+	return pgm, nil
 }
 
 // done counts one of the backup's objects checked. After the last, the

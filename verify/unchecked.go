@@ -1,7 +1,10 @@
 package verify
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
@@ -33,4 +36,84 @@ func storageFailed(err error) bool {
 	var se *storeError
 	var re *storage.ReadError
 	return errors.As(err, &se) || errors.As(err, &re)
+}
+
+// storeMarking is a Store whose own errors (a request's answer, a
+// download's read error) are marked as the store's (storeFailure), for
+// checks made through code that mixes the store's errors with its own
+// findings (a control object's reading, a WAL file's checks): storageFailed
+// then tells them apart. A finding wraps no mark, unless it reports the
+// store's answer (a 404 is damage: archive.IsDamage).
+type storeMarking struct{ storage.Store }
+
+func (s storeMarking) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	rc, o, err := s.Store.Open(ctx, key)
+	if err != nil {
+		return nil, o, storeFailure(err)
+	}
+	return &markingReader{rc}, o, nil
+}
+
+func (s storeMarking) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	rc, err := s.Store.OpenRange(ctx, key, offset, length)
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	return &markingReader{rc}, nil
+}
+
+func (s storeMarking) Stat(ctx context.Context, key string) (storage.Object, error) {
+	o, err := s.Store.Stat(ctx, key)
+	if err != nil {
+		return o, storeFailure(err)
+	}
+	return o, nil
+}
+
+// List marks the store's errors, not fn's: those are the caller's.
+func (s storeMarking) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	var fnErr error
+	err := s.Store.List(ctx, prefix, func(o storage.Object) error {
+		fnErr = fn(o)
+		return fnErr
+	})
+	if err != nil && (fnErr == nil || !errors.Is(err, fnErr)) {
+		return storeFailure(err)
+	}
+	return err
+}
+
+// markingReader marks its reader's errors but io.EOF as the store's.
+type markingReader struct{ rc io.ReadCloser }
+
+func (r *markingReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = storeFailure(err)
+	}
+	return n, err
+}
+
+func (r *markingReader) Close() error { return r.rc.Close() }
+
+// marking returns a copy of a whose store's errors are marked
+// (storeMarking), and so those of the sites it moved from.
+func marking(a *archive.Archive) *archive.Archive {
+	if a == nil {
+		return nil
+	}
+	m := *a
+	m.Store = storeMarking{a.Store}
+	m.MovedFrom = make([]*archive.Archive, len(a.MovedFrom))
+	for i, s := range a.MovedFrom {
+		m.MovedFrom[i] = marking(s)
+	}
+	return &m
+}
+
+// unchecked is verify's error for object key, a what, that could not be
+// checked because the storage failed (storageFailed): err.
+func unchecked(what, key string, err error) error {
+	return fmt.Errorf("verify: %s %s could not be checked: the storage failed, and nothing was found wrong with it "+
+		"(no backup is reported; run verify again once the storage answers): %w", what, key, err)
 }

@@ -205,9 +205,11 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 // the newest stored segment.
 //
 // Findings are in the Report; the error is for what stopped the checks
-// (listing the archive failed, ctx ended, a chunk or delta object the
-// storage failed to answer for or to send whole: storageFailed, which
-// says nothing about the backup, so no report calls it broken).
+// (listing the archive failed, ctx ended, an object the storage failed
+// to answer for or to send whole: a chunk, a delta object, a control
+// object, a timeline history file, with full a WAL segment:
+// storageFailed, which says nothing about the backup, so no report calls
+// it broken).
 func Run(ctx context.Context, o Options) (*Report, error) {
 	began := time.Now()
 	a := o.Archive
@@ -265,7 +267,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	chains := make([]*Chain, len(backups))
 	for i, b := range backups {
 		reps[i] = newBackupReport(b)
-		paths[i], chains[i] = backupChain(ctx, a, idx, b, &reps[i], nil)
+		var err error
+		if paths[i], chains[i], err = backupChain(ctx, a, idx, b, &reps[i], nil); err != nil {
+			return nil, err
+		}
 		if b.Auth == archive.AuthInvalid {
 			// Its objects may all be sound: what it says of itself
 			// (the times and positions restore and retention choose
@@ -305,7 +310,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if ch := chains[i]; ch != nil && !ch.Continuous() && reps[i].hoard != nil && b.Auth != archive.AuthOK {
 			reps[i].Gaps, reps[i].Problems = nil, slices.DeleteFunc(reps[i].Problems, isWALProblem)
 			reps[i].Notes = slices.DeleteFunc(reps[i].Notes, isWALProblem)
-			paths[i], chains[i] = backupChain(ctx, a, idx, b, &reps[i], nil)
+			var err error
+			if paths[i], chains[i], err = backupChain(ctx, a, idx, b, &reps[i], nil); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if o.Full {
@@ -335,7 +343,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				}
 				reps[i].Gaps, reps[i].Problems = nil, slices.DeleteFunc(reps[i].Problems, isWALProblem)
 				reps[i].Notes = slices.DeleteFunc(reps[i].Notes, isWALProblem)
-				backupChain(ctx, a, idx, b, &reps[i], flags)
+				if _, _, err := backupChain(ctx, a, idx, b, &reps[i], flags); err != nil {
+					return nil, err
+				}
 			}
 		}
 		var newest *upgraded
@@ -390,18 +400,24 @@ func newBackupReport(b *archive.BackupInfo) BackupReport {
 
 // backupChain follows b's WAL and records the gaps in r. It returns the
 // recovery path and the chain, nil when the WAL could not be followed.
-func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *archive.BackupInfo, r *BackupReport, bad map[string]bool) (wal.History, *Chain) {
-	fail := func(format string, args ...any) (wal.History, *Chain) {
+// The error is for a timeline history file the storage failed to send
+// (storageFailed): the WAL was not followed, and nothing found wrong.
+func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *archive.BackupInfo, r *BackupReport, bad map[string]bool) (wal.History, *Chain, error) {
+	fail := func(format string, args ...any) (wal.History, *Chain, error) {
 		r.Restorable = false
 		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf(format, args...))
-		return nil, nil
+		return nil, nil, nil
 	}
-	path, err := restore.RecoveryPath(ctx, a, b, "latest")
+	path, err := restore.RecoveryPath(ctx, marking(a), b, "latest")
 	if errors.Is(err, restore.ErrBadTarget) {
 		// The newest timeline forked before this backup ended: a restore
 		// must ask for recovery_target_timeline current.
 		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf("%v; restore it with --target-timeline current", err))
-		path, err = restore.RecoveryPath(ctx, a, b, "current")
+		path, err = restore.RecoveryPath(ctx, marking(a), b, "current")
+	}
+	if err != nil && storageFailed(err) {
+		return nil, nil, fmt.Errorf("verify: the WAL of backup %s could not be checked: the storage failed to send a timeline history file, "+
+			"and nothing was found wrong with it (no backup is reported; run verify again once the storage answers): %w", b.Name, err)
 	}
 	if err != nil {
 		return fail("%v", err)
@@ -432,7 +448,7 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 		}
 		r.Problems = append(r.Problems, walProblemPrefix+g.String()+" "+what)
 	}
-	return path, ch
+	return path, ch, nil
 }
 
 func firstNo(g Gap, b *archive.BackupInfo) uint64 { return lastNo(g.First, b) }
@@ -646,9 +662,12 @@ func (c *checker) open(ctx context.Context, key, hmac string) (io.ReadCloser, er
 // full).
 func (c *checker) readControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport, parent bool) (ctrl *archive.Control, pgmErr, err error) {
 	var parentErr error
-	ctrl, pgmErr, parentErr, err = restore.ReadControlPGManifest(ctx, c.a, b, !c.full, parent)
+	ctrl, pgmErr, parentErr, err = restore.ReadControlPGManifest(ctx, marking(c.a), b, !c.full, parent)
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
+	}
+	if err != nil && storageFailed(err) {
+		return nil, nil, unchecked("control object", b.Key, err)
 	}
 	if err != nil {
 		c.problem(r, true, "%v", err)
@@ -675,7 +694,10 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 		g.Go(func() error {
 			var pgm *restore.PGManifestCheck
 			if cc.pgm != nil {
-				pgm = cc.pgm.get(gctx)
+				var err error
+				if pgm, err = cc.pgm.get(gctx); err != nil {
+					return err
+				}
 			}
 			var err error
 			switch {
@@ -703,8 +725,7 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 				if cc.pgm != nil {
 					cc.pgm.done()
 				}
-				return fmt.Errorf("verify: %s %s could not be checked: the storage failed, and nothing was found wrong with it "+
-					"(no backup is reported; run verify again once the storage answers): %w", what, cc.key, err)
+				return unchecked(what, cc.key, err)
 			}
 			if err != nil {
 				c.log.Debug().Err(err).Str("key", cc.key).Msg("chunk damaged")

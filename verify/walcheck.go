@@ -52,10 +52,14 @@ func (c *checker) segments(ctx context.Context, idx *walIndex, chains []*Chain, 
 			break
 		}
 		f := idx.file(name)
+		f.Archive = marking(f.Archive)
 		g.Go(func() error {
 			err := f.CheckSystem(gctx, system[name])
 			if gctx.Err() != nil {
 				return gctx.Err()
+			}
+			if err != nil && storageFailed(err) {
+				return unchecked("WAL segment", f.Key, err)
 			}
 			if err != nil {
 				c.log.Debug().Err(err).Str("segment", name).Msg("WAL segment damaged")
@@ -109,9 +113,13 @@ func (c *checker) histories(ctx context.Context, idx *walIndex, rep *Report, new
 		system, tli, from = newest.system, newest.timeline, newest.from
 	}
 	for _, f := range idx.Histories {
+		f.Archive = marking(f.Archive)
 		_, err := f.ReadHistory(ctx, system)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if err != nil && storageFailed(err) {
+			return unchecked("timeline history", f.Key, err)
 		}
 		if ig, ok := errors.AsType[*archive.IgnoredHistoryError](c.a.IgnoreOtherHistory(ctx, err, tli, from)); ok {
 			newest.rep.Notes = append(newest.rep.Notes, "timeline history: "+ig.Error())
