@@ -27,8 +27,8 @@ import (
 // daemonExitHelp documents hoard daemon's exit codes.
 const daemonExitHelp = "EXIT STATUS:\n" +
 	"   0    stopped by SIGTERM or SIGINT after draining uploads (within graceful_shutdown_upload_timeout)\n" +
-	"   1    a fatal error stopped the daemon: another daemon holds a site's spool, a site's storage\n" +
-	"        could not be opened, the WAL receiver\n" +
+	"   1    a fatal error stopped the daemon: another daemon holds a site's spool or folder, a site's\n" +
+	"        storage could not be opened, the WAL receiver\n" +
 	"        cannot continue (another server, or WAL the archive needs was removed from the server),\n" +
 	"        the HTTP address cannot be bound. The log says which; systemd's Restart=on-failure retries.\n" +
 	"   2    bad flags or configuration, or run as root without --allow-root: nothing was started"
@@ -43,6 +43,8 @@ func daemonCommand() *cli.Command {
 			"    missing) into <backup_location>/<site>/xlog_incoming and archives each complete segment;\n" +
 			"    one daemon per spool: a second one on it exits 1, naming the first's pid;\n" +
 			"    with archive_command, WAL comes from hoard wal-push; basic captures none.\n" +
+			"  - one daemon per site: each site holds a lock in <backup_location>/<site> while it runs, so\n" +
+			"    a second daemon of the site, spool or none, exits 1, naming the first's pid.\n" +
 			"  - basebackups on basebackup_interval_hours (anchored by basebackup_hour and\n" +
 			"    basebackup_minute), one at once when the site has none, and on request:\n" +
 			"    POST /<site>/basebackup, or hoard basebackup while the daemon runs.\n" +
@@ -232,6 +234,9 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	s.Slot = node.Slot
 	if s.Slot == "" {
 		s.Slot = defaultSlot(name)
+	}
+	if cfg.BackupLocation != "" {
+		s.Dir = filepath.Join(cfg.BackupLocation, name)
 	}
 	if s.WAL == daemon.WALStream {
 		if cfg.BackupLocation == "" {

@@ -87,6 +87,10 @@ func TestDaemonOptions(t *testing.T) {
 	if pushed.WAL != daemon.WALArchiveCommand || pushed.Slot != "own_slot" || pushed.SpoolDir != "" || pushed.MinFreeBytes != 0 {
 		t.Errorf("archive_command site %+v", pushed)
 	}
+	// Every site's folder, spool or none: the site's lock lives there.
+	if main.Dir != "/var/lib/hoard/Main-Site" || pushed.Dir != "/var/lib/hoard/pushed" {
+		t.Errorf("site folders %q, %q", main.Dir, pushed.Dir)
+	}
 	if pushed.Schedule.Interval != 0 {
 		t.Errorf("null interval mapped to %s", pushed.Schedule.Interval)
 	}

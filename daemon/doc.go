@@ -58,6 +58,8 @@
 //
 // The first fatal error stops every part and Run returns it: a site whose
 // spool another daemon holds (ErrSpoolInUse, spoollock.go), a site whose
+// folder (<backup_location>/<site>, Site.Dir) another daemon holds
+// (ErrSiteInUse, spoollock.go; every site, spool or none), a site whose
 // archive cannot be opened, a WAL receiver that cannot continue (the
 // server is not the one the spool came from, or it removed WAL the archive
 // needs), an HTTP address that cannot be bound. Everything else (server

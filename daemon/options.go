@@ -123,6 +123,11 @@ type Site struct {
 	Slot string
 	// SpoolDir is the WAL spool, <backup_location>/<site>/xlog_incoming.
 	SpoolDir string
+	// Dir is the folder the daemon owns for the site,
+	// <backup_location>/<site>, where the spool and the restore tests'
+	// scratch directories live; "" when backup_location is not set. The
+	// site holds a lock in it for as long as it runs (lockSiteDir).
+	Dir string
 	// MinFreeBytes is pg_receivexlog.min_disk_free_bytes (0 = off).
 	MinFreeBytes uint64
 	// ResumeMultiplier is pg_receivexlog.resume_multiplier (0 = 1.5) and

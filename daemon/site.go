@@ -224,6 +224,18 @@ func (s *supervisor) run(ctx context.Context) error {
 		}
 		defer release()
 	}
+	if s.site.Dir != "" {
+		// Every site, spool or none, before the restore tests' clean-up
+		// and the first backup or retention: a second daemon of this
+		// site stops here (lockSiteDir). A streaming site's spool is
+		// locked first, so a second daemon on it is told of its spool,
+		// as before the site lock.
+		release, err := lockSiteDir(s.site.Dir)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	arch, closeArch, err := s.site.OpenArchive(ctx)
 	if err != nil {
 		return fmt.Errorf("open archive: %w", err)

@@ -41,8 +41,9 @@ var localWriters = map[string]string{
 	"walstream/segment.go completeSegment": "renames a segment back to .partial when the directory fsync failed",
 	"walstream/segment.go completeChecked": "a full segment its caller checked (every record: wholeWAL): fsyncs, renames, fsyncs the directory",
 	"walstream/upload.go copySnapshot":     "a scratch copy for an upload of the growing segment, removed by cleanSpool at start; the fsynced .partial is the source",
-	// The daemon's lock of a site's spool (one daemon per spool).
-	"daemon/spoollock.go lockSpool": "the spool's flock file; the pid written in it only names the holder in a second daemon's error: a torn or lost pid costs that name, never the lock",
+	// The daemon's locks of a site's spool and folder (one daemon per
+	// spool, per site).
+	"daemon/spoollock.go lockDir": "the spool's or site folder's flock file; the pid written in it only names the holder in a second daemon's error: a torn or lost pid costs that name, never the lock",
 	// wal-fetch: %p and the prefetch spool, through os.Root.
 	"archive/walfetch.go fetchKeyOnce":      "checked, fsynced temp file renamed to %p, then the directory fsynced",
 	"archive/walfetch.go take":              "renames a spooled, fsynced segment to %p, then fsyncs the directory",
