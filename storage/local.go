@@ -143,15 +143,11 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, md Metadata) (
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	d, base, err := l.objectDir(ctx, key, true)
+	d, base, f, tmp, err := l.openTemp(ctx, key)
 	if err != nil {
 		return localErr("put", key, err)
 	}
 	defer d.Close()
-	f, tmp, err := CreateTempIn(d, "."+base+tempMarker)
-	if err != nil {
-		return localErr("put", key, err)
-	}
 	sum, size, fi, err := l.writeFile(ctx, d, f, tmp, r)
 	if err != nil {
 		return localErr("put", key, err)
@@ -254,6 +250,35 @@ func (l *Local) objectDir(ctx context.Context, key string, create bool) (*os.Roo
 	}
 	return d, base, nil
 }
+
+// openTemp opens the directory of key's files (objectDir, creating the
+// missing directories) and creates a data temp file for the key in it. It
+// returns the directory, the key's last component, the file and its name.
+// Delete removes a directory left with nothing but its lock file
+// (removeEmptyDir): a directory this writer found or opened just before
+// is then gone, and no entry can be made in it any more (Linux refuses
+// one in a removed directory with ENOENT), so this writer makes it again
+// and tries once more. Once the temp file is in it, the directory is not
+// empty and stays until the writer is done.
+func (l *Local) openTemp(ctx context.Context, key string) (d *os.Root, base string, f *os.File, tmp string, err error) {
+	for try := 1; ; try++ {
+		d, base, err = l.objectDir(ctx, key, true)
+		if err == nil {
+			f, tmp, err = CreateTempIn(d, "."+base+tempMarker)
+			if err == nil {
+				return d, base, f, tmp, nil
+			}
+			d.Close()
+		}
+		if !errors.Is(err, fs.ErrNotExist) || try == maxDirTries {
+			return nil, "", nil, "", err
+		}
+	}
+}
+
+// maxDirTries bounds openTemp's tries of a directory that a Delete
+// removes each time, as it empties it.
+const maxDirTries = 10
 
 // linkOut returns the first directory on the way to dir in root that is a
 // symbolic link leading out of root, or "" when there is none.
@@ -559,17 +584,21 @@ func (l *Local) Create(ctx context.Context, key string, r io.Reader, md Metadata
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	d, base, err := l.objectDir(ctx, key, true)
+	d, base, f, tmp, err := l.openTemp(ctx, key)
 	if err != nil {
 		return localErr("create", key, err)
 	}
 	defer d.Close()
 	if exists, err := l.settledExists(ctx, d, base); err != nil {
+		_ = f.Close()
+		_ = d.Remove(tmp)
 		return localErr("create", key, err)
 	} else if exists {
+		_ = f.Close()
+		_ = d.Remove(tmp)
 		return fmt.Errorf("create %s: %w", key, ErrExist)
 	}
-	sum, size, tmp, err := l.writeTemp(ctx, d, "."+base+tempMarker, r)
+	sum, size, _, err := l.writeFile(ctx, d, f, tmp, r)
 	if err != nil {
 		return localErr("create", key, err)
 	}
@@ -1237,7 +1266,10 @@ func removeStale(root *os.Root, name string, d fs.DirEntry, now time.Time) {
 
 // Delete removes the sidecar first (the object disappears at once), then
 // the file, in the directory objectDir opens: never through a link out of
-// the store. Missing files are fine.
+// the store. Missing files are fine. A directory below the storage
+// directory's own that is left with nothing but its lock file goes too
+// (removeEmptyDir): a deleted backup, or one abandoned halfway, leaves no
+// basebackup_chunk/<name> folder behind.
 func (l *Local) Delete(ctx context.Context, key string) error {
 	if err := checkFileKey(key, "a local file"); err != nil {
 		return fmt.Errorf("delete: %w", err)
@@ -1258,7 +1290,97 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 	if err := SyncRoot(d); err != nil {
 		return localErr("delete", key, err)
 	}
+	// A directory another Delete removed meanwhile reads as missing.
+	if err := l.removeEmptyDir(ctx, key, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return localErr("delete", key, err)
+	}
 	return nil
+}
+
+// removeEmptyDir removes d, the directory of key below the storage
+// directory (never the storage directory itself), when it holds nothing
+// but its lock file (createLockName): the folder of a backup whose chunks
+// are all deleted. Only the first two names of d are read, so the
+// directory of many WAL segments costs no full read per Delete.
+//
+// A writer may be about to store into d. It holds d's create lock from
+// its first link or rename, and makes its temp file in d before that, so
+// under the lock a d with no other entry has no writer between its links
+// and its fsync: the lock file goes, then d (rmdir fails on a directory
+// that is not empty: a writer's temp file made since is kept, with the
+// directory). A writer that opened d before it went makes no entry in it
+// (ENOENT) and makes the directory again (openTemp). A writer that opened
+// the old lock file and waits for it finds, once it holds it, that the
+// file is no longer d's (lockDir compares them) and takes d's new lock
+// file instead, so no two writers ever hold d's lock at once. A Sync of a
+// deleted object finds no directory (ErrNotFound), which is right.
+func (l *Local) removeEmptyDir(ctx context.Context, key string, d *os.Root) error {
+	dir := filepath.Dir(filepath.FromSlash(key))
+	if dir == "." {
+		return nil
+	}
+	if empty, err := onlyLockFile(d); err != nil || !empty {
+		return err
+	}
+	unlock, err := l.lockDir(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if empty, err := onlyLockFile(d); err != nil || !empty {
+		return err
+	}
+	root, err := os.OpenRoot(l.root)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	parent, err := root.OpenRoot(filepath.Dir(dir))
+	if err != nil {
+		return err
+	}
+	defer parent.Close()
+	// Only the directory d itself goes, never a symbolic link that led
+	// to it (a site's folder moved within the storage directory and
+	// linked from its old name: the link stays).
+	fi, err := parent.Lstat(filepath.Base(dir))
+	if err != nil {
+		return err
+	}
+	dfi, err := d.Stat(".")
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() || !os.SameFile(fi, dfi) {
+		return nil
+	}
+	if err := d.Remove(createLockName); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	switch err := parent.Remove(filepath.Base(dir)); {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, syscall.EEXIST):
+		// Gone already, or a writer made a temp file since the check:
+		// it stays, and the writer makes its lock file again.
+		return nil
+	case err != nil:
+		return err
+	}
+	return SyncRoot(parent)
+}
+
+// onlyLockFile reports whether the directory d holds no entry but its
+// lock file, reading at most two names.
+func onlyLockFile(d *os.Root) (bool, error) {
+	f, err := d.Open(".")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(2)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return len(names) == 0 || len(names) == 1 && names[0] == createLockName, nil
 }
 
 // Close does nothing: Local holds no resources.

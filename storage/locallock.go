@@ -24,7 +24,8 @@ import (
 // before any Sync sees it, and one that a Sync reported durable is never
 // removed by the writer that linked it (see Create). The name starts with
 // a dot: never listed (hidden), never a key (checkFileKey), and, being no
-// temp file, never removed by List.
+// temp file, never removed by List. Delete removes it, under its lock,
+// with a directory it leaves holding nothing else (removeEmptyDir).
 const createLockName = ".hoard-create-lock"
 
 // lockPoll is how often lockDir tries again a lock another writer holds.
@@ -62,12 +63,46 @@ var ErrLockHeld = errors.New("create lock held too long")
 // FIFO is not waited on), a hard link to a file they may link is used as
 // the lock but never read, written or given another mode (ownLockFile),
 // and a lock they hold fails the write after lockPatience.
+//
+// Delete removes the lock file with an emptied directory
+// (removeEmptyDir), under the lock: a writer that opened the file before
+// and gets its lock after finds it is no longer d's and locks d's new one
+// (made again by the next writer), or fails with ENOENT when d is gone.
 func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err error) {
-	f, readOnly, err := openLockFile(d, true)
-	if err != nil {
-		return nil, err
+	return l.lockCurrent(ctx, d, true)
+}
+
+// lockCurrent opens (creating it, with create) and locks d's lock file,
+// and holds the lock only if the file is still d's once it is held (see
+// lockDir); else it tries again. Without create, a lock file that is gone
+// once held was d's last one, and nobody holds it: fs.ErrNotExist.
+func (l *Local) lockCurrent(ctx context.Context, d *os.Root, create bool) (unlock func(), err error) {
+	for {
+		f, readOnly, err := openLockFile(d, create)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		unlock, err := l.lockFile(ctx, d.Name(), f, readOnly)
+		if err != nil {
+			return nil, err
+		}
+		now, err := d.Lstat(createLockName)
+		if err == nil && os.SameFile(fi, now) {
+			return unlock, nil
+		}
+		unlock()
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return l.lockFile(ctx, d.Name(), f, readOnly)
 }
 
 // lockIfPresent takes the create lock of d as lockDir does, if d has a
@@ -76,14 +111,11 @@ func (l *Local) lockDir(ctx context.Context, d *os.Root) (unlock func(), err err
 // (mkdir) needs no write access to d, which lockDir's creating the file
 // would.
 func (l *Local) lockIfPresent(ctx context.Context, d *os.Root) (unlock func(), err error) {
-	f, readOnly, err := openLockFile(d, false)
+	unlock, err = l.lockCurrent(ctx, d, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return func() {}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return l.lockFile(ctx, d.Name(), f, readOnly)
+	return unlock, err
 }
 
 // lockParentIfPresent is lockIfPresent for dir, the parent of the
