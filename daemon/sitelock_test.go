@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -61,92 +58,24 @@ func TestRun_SiteLockChild(t *testing.T) {
 // was locked: the second ran beside the first, taking the scheduled
 // backups and running retention too, and its start-up clean-up removed
 // the first's running restore test's scratch directory (a failed test
-// restore, a false alert). The first runs in a process of its own as a
-// second hoard daemon does; flock(2) would refuse a second open of the
-// lock file in this process too (the lock belongs to the open file, not
-// the process), but a second process is what a user runs.
+// restore, a false alert). The first runs in a process of its own
+// (firstDaemon).
 func TestRun_SiteLocked(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "test")
 	conn := unreachableConn(t)
-	out := &testio.SyncBuffer{}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRun_SiteLockChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), siteLockEnv+"="+dir, siteLockEnv+"_CONN="+conn)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	gone := make(chan struct{})
-	go func() { exited <- cmd.Wait(); close(gone) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-gone
-	})
 	// The first daemon's restore test loop has cleaned its scratch
 	// directories and waits for the next test.
-	deadline := time.Now().Add(runTimeout)
-	for !strings.Contains(out.String(), "restore test not due") {
-		select {
-		case err := <-exited:
-			t.Fatalf("first daemon exited: %v\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("first daemon's restore test loop never started:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	first := startFirstDaemon(t, "TestRun_SiteLockChild", "restore test not due", siteLockEnv+"="+dir, siteLockEnv+"_CONN="+conn)
 	// The first daemon's running restore test, which a start-up
 	// clean-up removes.
 	mine := filepath.Join(dir, "restore-test", "hoard-restore-test-1")
 	if err := os.MkdirAll(mine, 0o700); err != nil {
 		t.Fatal(err)
 	}
-
-	logs := &testio.SyncBuffer{}
-	o := Options{
+	first.checkSecondRefused(t, Options{
 		Sites:     []Site{pushSite(dir, filepath.Join(t.TempDir(), "store2"), conn)},
 		StateFile: filepath.Join(t.TempDir(), "state.json"),
-		Logger:    zerolog.New(logs),
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := Run(ctx, o)
-	if _, err := os.Stat(mine); err != nil {
-		t.Errorf("the second daemon removed the first's restore test scratch directory: %v", err)
-	}
-	if err == nil {
-		t.Fatalf("second daemon on the same site ran until stopped; its log:\n%s", logs.String())
-	}
-	if !errors.Is(err, ErrSiteInUse) {
-		t.Errorf("Run: %v, want ErrSiteInUse", err)
-	}
-	for _, want := range []string{"pid " + strconv.Itoa(cmd.Process.Pid), filepath.Join(dir, ".hoard-daemon.lock")} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Run: %v, want it to name %q", err, want)
-		}
-	}
-	select {
-	case err := <-exited:
-		t.Fatalf("first daemon exited: %v\n%s", err, out.String())
-	default:
-	}
-
-	// Once the first is gone (even killed), the site is free.
-	_ = cmd.Process.Kill()
-	<-exited
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx2, o) }()
-	select {
-	case err := <-done:
-		t.Fatalf("daemon after the first was killed: %v", err)
-	case <-time.After(2 * time.Second):
-	}
-	cancel2()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
-	}
+	}, mine, ErrSiteInUse, filepath.Join(dir, ".hoard-daemon.lock"))
 }
 
 // TestRun_SiteLockReload: a reload that restarts a site in place (its

@@ -69,72 +69,100 @@ func TestRun_SpoolLocked(t *testing.T) {
 	dir := t.TempDir()
 	spool := filepath.Join(dir, "xlog_incoming")
 	conn := unreachableConn(t)
-	out := &testio.SyncBuffer{}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRun_SpoolLockChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), spoolLockEnv+"="+spool, spoolLockEnv+"_CONN="+conn)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	gone := make(chan struct{})
-	go func() { exited <- cmd.Wait(); close(gone) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-gone
-	})
 	// The first daemon's receiver has cleaned its spool and is trying
 	// to connect.
-	deadline := time.Now().Add(runTimeout)
-	for !strings.Contains(out.String(), "connect") {
-		select {
-		case err := <-exited:
-			t.Fatalf("first daemon exited: %v\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("first daemon never tried to connect:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	first := startFirstDaemon(t, "TestRun_SpoolLockChild", "connect", spoolLockEnv+"="+spool, spoolLockEnv+"_CONN="+conn)
 	// A file of the first daemon's that a start-up clean-up removes.
 	mine := filepath.Join(spool, "000000010000000000000001.tmp")
 	if err := os.WriteFile(mine, []byte("the first daemon's"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-
-	logs := &testio.SyncBuffer{}
-	o := Options{
+	first.checkSecondRefused(t, Options{
 		Sites:     []Site{lockSite(spool, filepath.Join(dir, "store2"), conn)},
 		StateFile: filepath.Join(dir, "state.json"),
-		Logger:    zerolog.New(logs),
+	}, mine, ErrSpoolInUse, spool)
+}
+
+// firstDaemon is the first of two daemons in a lock test: a whole Run in
+// a process of its own (a test of this package run as a child), as a
+// second hoard daemon is to a user. flock(2) would refuse a second open
+// of the lock file in this process too (the lock belongs to the open
+// file, not the process), but a second process is what a user runs.
+type firstDaemon struct {
+	cmd    *exec.Cmd
+	out    *testio.SyncBuffer
+	exited chan error
+}
+
+// startFirstDaemon runs test, given env, in a child process, and waits
+// until its log holds ready.
+func startFirstDaemon(t *testing.T, test, ready string, env ...string) *firstDaemon {
+	t.Helper()
+	f := &firstDaemon{out: &testio.SyncBuffer{}, exited: make(chan error, 1)}
+	f.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	f.cmd.Env = append(os.Environ(), env...)
+	f.cmd.Stdout, f.cmd.Stderr = f.out, f.out
+	if err := f.cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	gone := make(chan struct{})
+	go func() { f.exited <- f.cmd.Wait(); close(gone) }()
+	t.Cleanup(func() {
+		_ = f.cmd.Process.Kill()
+		<-gone
+	})
+	deadline := time.Now().Add(runTimeout)
+	for !strings.Contains(f.out.String(), ready) {
+		f.checkRunning(t)
+		if time.Now().After(deadline) {
+			t.Fatalf("first daemon never logged %q:\n%s", ready, f.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return f
+}
+
+// checkRunning fails t if the first daemon has exited.
+func (f *firstDaemon) checkRunning(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-f.exited:
+		t.Fatalf("first daemon exited: %v\n%s", err, f.out.String())
+	default:
+	}
+}
+
+// checkSecondRefused runs a second daemon with o beside the first: its
+// Run must return want, naming the first's pid and lockPath, leave the
+// first's file mine in place and the first running. Once the first is
+// killed (no stop path: a crash leaves no stale lock), a Run with o must
+// start and run until stopped.
+func (f *firstDaemon) checkSecondRefused(t *testing.T, o Options, mine string, want error, lockPath string) {
+	t.Helper()
+	logs := &testio.SyncBuffer{}
+	o.Logger = zerolog.New(logs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := Run(ctx, o)
 	if _, err := os.Stat(mine); err != nil {
-		t.Errorf("the second daemon removed the first's file: %v", err)
+		t.Errorf("the second daemon removed the first's %s: %v", mine, err)
 	}
 	if err == nil {
-		t.Fatalf("second daemon on the same spool ran until stopped; its log:\n%s", logs.String())
+		t.Fatalf("second daemon beside the first ran until stopped; its log:\n%s", logs.String())
 	}
-	if !errors.Is(err, ErrSpoolInUse) {
-		t.Errorf("Run: %v, want ErrSpoolInUse", err)
+	if !errors.Is(err, want) {
+		t.Errorf("Run: %v, want %v", err, want)
 	}
-	for _, want := range []string{"pid " + strconv.Itoa(cmd.Process.Pid), spool} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Run: %v, want it to name %q", err, want)
+	for _, name := range []string{"pid " + strconv.Itoa(f.cmd.Process.Pid), lockPath} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("Run: %v, want it to name %q", err, name)
 		}
 	}
-	select {
-	case err := <-exited:
-		t.Fatalf("first daemon exited: %v\n%s", err, out.String())
-	default:
-	}
+	f.checkRunning(t)
 
-	// Once the first is gone (even killed), the spool is free.
-	_ = cmd.Process.Kill()
-	<-exited
+	// Once the first is gone (even killed), the lock is free.
+	_ = f.cmd.Process.Kill()
+	<-f.exited
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx2, o) }()
