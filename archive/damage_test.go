@@ -39,29 +39,8 @@ func (s *faultStore) Open(ctx context.Context, key string) (io.ReadCloser, stora
 	if err != nil {
 		return nil, o, err
 	}
-	return &cutReader{rc: rc, left: o.Size / 2, err: &storage.ReadError{Key: key, Where: "s3 bucket \"b\"", Err: s.err}}, o, nil
+	return storetest.CutHalf(rc, o, key, s.err), o, nil
 }
-
-// cutReader reads left bytes of rc, then fails with err.
-type cutReader struct {
-	rc   io.ReadCloser
-	left int64
-	err  error
-}
-
-func (r *cutReader) Read(p []byte) (int, error) {
-	if r.left <= 0 {
-		return 0, r.err
-	}
-	if int64(len(p)) > r.left {
-		p = p[:r.left]
-	}
-	n, err := r.rc.Read(p)
-	r.left -= int64(n)
-	return n, err
-}
-
-func (r *cutReader) Close() error { return r.rc.Close() }
 
 // TestIsDamage_CheckBackup: what CheckBackup finds wrong with what is
 // stored is damage (IsDamage): a chunk missing or of another size, a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/hostile"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -39,29 +40,8 @@ func (s failingChunk) Open(ctx context.Context, key string) (io.ReadCloser, stor
 	if key != s.key || err != nil || !s.cut {
 		return rc, o, err
 	}
-	return &halfReader{rc: rc, left: o.Size / 2, err: &storage.ReadError{Key: key, Where: "s3 bucket \"b\"", Err: s.err}}, o, nil
+	return storetest.CutHalf(rc, o, key, s.err), o, nil
 }
-
-// halfReader reads left bytes of rc, then fails with err.
-type halfReader struct {
-	rc   io.ReadCloser
-	left int64
-	err  error
-}
-
-func (r *halfReader) Read(p []byte) (int, error) {
-	if r.left <= 0 {
-		return 0, r.err
-	}
-	if int64(len(p)) > r.left {
-		p = p[:r.left]
-	}
-	n, err := r.rc.Read(p)
-	r.left -= int64(n)
-	return n, err
-}
-
-func (r *halfReader) Close() error { return r.rc.Close() }
 
 // TestRun_ErrChunkUnchecked: a chunk the storage fails to answer for (a
 // HEAD answered 503 past the retries, access denied; with --full, its
@@ -122,7 +102,7 @@ func (s failingOpen) Open(ctx context.Context, key string) (io.ReadCloser, stora
 	if key != s.key || err != nil {
 		return rc, o, err
 	}
-	return &halfReader{rc: rc, left: o.Size / 2, err: &storage.ReadError{Key: key, Where: "s3 bucket \"b\"", Err: s.err}}, o, nil
+	return storetest.CutHalf(rc, o, key, s.err), o, nil
 }
 
 // TestRun_ErrControlUnchecked: a backup's control object, or with --full
