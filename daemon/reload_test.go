@@ -67,6 +67,22 @@ func (rd *runningDaemon) waitLog(line string) {
 	}
 }
 
+// storeAfterSwitch lets the storage answer again, switches c to a new
+// segment, which must complete seg, the segment in progress at the
+// reload, and waits for seg to be stored by who.
+func storeAfterSwitch(t *testing.T, c *pgtest.Cluster, st *downStore, rd *runningDaemon, seg, who string) {
+	t.Helper()
+	st.down.Store(false)
+	if got := c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"); got != seg {
+		t.Fatalf("the switch completed %s, want %s, the segment in progress at the reload", got, seg)
+	}
+	key := archive.Layout{}.WALKey(seg)
+	rd.waitFor(seg+" stored by "+who, func(Status) bool {
+		_, err := st.Stat(context.Background(), key)
+		return err == nil
+	})
+}
+
 // TestRun_ReloadInPlace: the storage refuses every call, the receiver
 // holds fsynced WAL in the segment in progress, and a reload changes the
 // site (its Fingerprint: new credentials, a rate limit) but not where its
@@ -85,15 +101,7 @@ func TestRun_ReloadInPlace(t *testing.T) {
 	reload <- []Site{next}
 	rd.waitLog("configuration reloaded")
 
-	st.down.Store(false)
-	if got := c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"); got != seg {
-		t.Fatalf("the switch completed %s, want %s, the segment in progress at the reload", got, seg)
-	}
-	key := archive.Layout{}.WALKey(seg)
-	rd.waitFor(seg+" stored by the restarted site", func(Status) bool {
-		_, err := st.Stat(context.Background(), key)
-		return err == nil
-	})
+	storeAfterSwitch(t, c, st, rd, seg, "the restarted site")
 }
 
 // TestRun_ReloadNewDestination: the same, but the reload gives the site
@@ -241,15 +249,7 @@ func TestRun_ReloadRemovedSiteUnstoredWAL(t *testing.T) {
 	rd.waitLog("reload: site removed, but its wal is not stored")
 	rd.waitFor("site test running again after its removal was refused", func(s Status) bool { return s.Sites["test"].Running })
 
-	st.down.Store(false)
-	if got := c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"); got != seg {
-		t.Fatalf("the switch completed %s, want %s, the segment in progress at the reload", got, seg)
-	}
-	key := archive.Layout{}.WALKey(seg)
-	rd.waitFor(seg+" stored by the site kept running", func(Status) bool {
-		_, err := st.Stat(context.Background(), key)
-		return err == nil
-	})
+	storeAfterSwitch(t, c, st, rd, seg, "the site kept running")
 
 	reload <- []Site{}
 	rd.waitFor("site test removed by the second reload", func(s Status) bool { _, ok := s.Sites["test"]; return !ok })
@@ -271,13 +271,5 @@ func TestRun_ReloadStopsStreamingUnstoredWAL(t *testing.T) {
 	rd.waitLog("reload: site changed so that it no longer stores its spool, but its wal is not stored")
 	rd.waitLog("configuration reloaded")
 
-	st.down.Store(false)
-	if got := c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"); got != seg {
-		t.Fatalf("the switch completed %s, want %s, the segment in progress at the reload", got, seg)
-	}
-	key := archive.Layout{}.WALKey(seg)
-	rd.waitFor(seg+" stored by the site kept running", func(Status) bool {
-		_, err := st.Stat(context.Background(), key)
-		return err == nil
-	})
+	storeAfterSwitch(t, c, st, rd, seg, "the site kept running")
 }
