@@ -14,21 +14,11 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// parseConnInfo runs primaryConnInfo on args given to hoard restore.
+// parseConnInfo runs primaryConnInfo on args given to hoard restore,
+// its log discarded.
 func parseConnInfo(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var got string
-	var gotErr error
-	cmd := restoreCommand()
-	cmd.Action = func(c *cli.Context) error {
-		got, gotErr = primaryConnInfo(c)
-		return nil
-	}
-	app := &cli.App{Name: "hoard", Commands: []*cli.Command{cmd}, ExitErrHandler: func(*cli.Context, error) {}}
-	if err := app.Run(append([]string{"hoard", "restore"}, args...)); err != nil {
-		t.Fatalf("parse %v: %v", args, err)
-	}
-	return got, gotErr
+	return parseConnInfoLog(t, io.Discard, args...)
 }
 
 // TestPrimaryConnInfo: the standby's primary_conninfo, which may hold a
