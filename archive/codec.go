@@ -57,6 +57,15 @@ type Codec struct {
 // recovery, verify names it.
 var ErrUnencrypted = errors.New("object is not encrypted, but the site encrypts: refused as tampered")
 
+// ErrNoUploadKey is returned (wrapped) by every encoding of a codec that
+// reads only encrypted objects (RequireEncryption: the site has encryption
+// keys) but has no key to encrypt new ones with (no KeyID): what it stored
+// unencrypted it would refuse to read, so it stores nothing. The commands
+// refuse such a site before they start (command.checkUploadKey); this is
+// the codec's own guard for a caller that does not.
+var ErrNoUploadKey = errors.New("no key for uploads: encryption_key_id is not set, but the site has encryption keys and reads only encrypted objects, " +
+	"so what it stored unencrypted would be refused at restore; set encryption_key_id to the key new uploads use, whose public key is in encryption_keys")
+
 // ErrNoPrivateKey is wrapped by the DecodeError of an encrypted object
 // whose key id has no private key in Codec.PrivateKeys (a daemon that
 // holds only the public key).
@@ -115,9 +124,15 @@ func (e *DecodeError) Error() string { return fmt.Sprintf("decode %s: %v", e.Key
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // encrypts reports whether new objects are encrypted, and refuses a half
-// configured key.
+// configured key, and a codec that would store unencrypted objects it
+// refuses to read (ErrNoUploadKey). Every encoding (newUpload, and
+// PartialCache.prepare) asks it first.
 func (c *Codec) encrypts() (bool, error) {
 	switch {
+	case c.KeyID == "" && c.PublicKey == nil && c.RequireEncryption:
+		// Whatever UnencryptedBefore says: it admits objects archived
+		// before encryption was switched on, not new ones.
+		return false, ErrNoUploadKey
 	case c.KeyID == "" && c.PublicKey == nil:
 		return false, nil
 	case c.KeyID == "":

@@ -83,3 +83,45 @@ func loadTestConfigFile(t *testing.T, file string) *config.Config {
 	}
 	return cfg
 }
+
+// TestObjectGet_KeysWithoutKeyID: the codec's own refusal to store
+// plaintext in such a site (archive.ErrNoUploadKey) leaves reading it
+// alone: a restore host's configuration (keys, no encryption_key_id)
+// gets what the site's writer stored encrypted, and its object put is
+// still refused by the command (checkUploadKey).
+func TestObjectGet_KeysWithoutKeyID(t *testing.T) {
+	clearConfigEnv(t)
+	reader := writeKeyConfig(t)
+	dir := filepath.Dir(reader)
+	js, err := os.ReadFile(reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := filepath.Join(dir, "writer.json")
+	if err := os.WriteFile(writer, bytes.Replace(js, []byte(`"encryption_key_idd"`), []byte(`"encryption_key_id"`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "in")
+	if err := os.WriteFile(src, []byte("hello, archive\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hoard := func(args ...string) error {
+		app := App("test")
+		var out, log bytes.Buffer
+		app.Writer, app.ErrWriter = &out, &log
+		return app.RunContext(context.Background(), OrderArgs(app, append([]string{"hoard"}, args...)))
+	}
+	if err := hoard("object", "put", src, "s/misc/greeting", "--config", writer); err != nil {
+		t.Fatalf("object put with encryption_key_id: %v", err)
+	}
+	if err := hoard("object", "put", src, "s/misc/plain", "--config", reader); ExitCode(err) != ExitUsage {
+		t.Errorf("object put without encryption_key_id: exit %d, %v; want exit %d", ExitCode(err), err, ExitUsage)
+	}
+	dst := filepath.Join(dir, "out")
+	if err := hoard("object", "get", "s/misc/greeting", "-o", dst, "--config", reader); err != nil {
+		t.Fatalf("object get without encryption_key_id: %v", err)
+	}
+	if got, err := os.ReadFile(dst); err != nil || string(got) != "hello, archive\n" {
+		t.Errorf("object get wrote %q, %v", got, err)
+	}
+}
