@@ -76,7 +76,7 @@ var globalKeys = []key{
 	{name: "syslog_facility", field: "SyslogFacility", def: "local2", doc: "PGHoard: syslog facility."},
 	{name: "statsd", field: "Statsd", defDoc: "null", doc: "Send metrics to statsd over UDP; `null` = off.", keys: []key{
 		{name: "host", field: "Host", def: "127.0.0.1", doc: "statsd host."},
-		{name: "port", field: "Port", def: 8125, doc: "statsd UDP port."},
+		{name: "port", field: "Port", def: 8125, valid: "1-65535", doc: "statsd UDP port, 1-65535."},
 		{name: "format", oneOf: statsdFormats, field: "Format", def: "telegraf", doc: "Tag format: " + codeList(statsdFormats) + "."},
 		{name: "tags", field: "Tags", doc: "Tags added to every metric."},
 	}},

@@ -64,6 +64,8 @@ func TestParse_ErrValidation(t *testing.T) {
 		{"KeyNoPublic", siteJSON(`"encryption_key_id": "k1", "encryption_keys": {"k1": {"private": "Q"}}`), `backup_sites.s1.encryption_keys.k1.public: required`},
 		{"KeyEmpty", siteJSON(`"encryption_keys": {"k1": {}}`), `backup_sites.s1.encryption_keys.k1: needs public and/or private`},
 		{"HTTPPort", `{"backup_location": "/b", "http_port": 70000, "backup_sites": {"s": {}}}`, `http_port: 70000 out of range`},
+		{"StatsdPort", `{"backup_location": "/b", "statsd": {"port": 99999}, "backup_sites": {"s": {}}}`, `statsd.port: 99999 out of range 1-65535`},
+		{"StatsdPortZero", `{"backup_location": "/b", "statsd": {"port": 0}, "backup_sites": {"s": {}}}`, `statsd.port: 0 out of range 1-65535`},
 		{"WebserverAuth", `{"backup_location": "/b", "webserver_username": "u", "backup_sites": {"s": {}}}`, `webserver_password: webserver_username and webserver_password must be set together`},
 		{"LogLevel", `{"backup_location": "/b", "log_level": "LOUD", "backup_sites": {"s": {}}}`, `log_level: unknown level "LOUD"`},
 		{"HashAlgorithm", `{"backup_location": "/b", "hash_algorithm": "crc", "backup_sites": {"s": {}}}`, `hash_algorithm: unknown hash "crc"`},
