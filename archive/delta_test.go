@@ -160,6 +160,37 @@ func TestArchive_ApplyRetentionDelta(t *testing.T) {
 			t.Errorf("%d delta objects after retention, want all 4 kept", n)
 		}
 	})
+	// A restore host's configuration (private keys, no encryption_key_id)
+	// reads the plan but cannot encrypt the marker that deleting delta
+	// objects stores first (ErrNoUploadKey): the backup and WAL deletions,
+	// which store nothing, go ahead, the delta objects stay for a run
+	// that can store the marker, and the log says why.
+	t.Run("NoUploadKey", func(t *testing.T) {
+		a, _, _ := setup(t)
+		full := a.Codec
+		a.Codec = &Codec{Compression: full.Compression, PrivateKeys: full.PrivateKeys, RequireEncryption: true}
+		plan, err := a.PlanRetention(ctx, RetentionPolicy{MaxCount: 1}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Delete) != 1 || len(plan.Delta) != 2 {
+			t.Fatalf("planned %d backup and %d delta deletions, want 1 and 2", len(plan.Delete), len(plan.Delta))
+		}
+		var logs bytes.Buffer
+		res, err := a.ApplyRetention(ctx, plan, zerolog.New(&logs))
+		if err != nil {
+			t.Fatalf("ApplyRetention: %v", err)
+		}
+		if res.Backups != 1 || res.Delta != 0 {
+			t.Errorf("deleted %d backups and %d delta objects, want 1 and 0", res.Backups, res.Delta)
+		}
+		if n := len(deltaKeysOf(t, a)); n != 4 {
+			t.Errorf("%d delta objects after retention, want all 4 kept", n)
+		}
+		if !strings.Contains(logs.String(), "encryption_key_id") {
+			t.Errorf("log does not say why the delta objects stay (encryption_key_id):\n%s", logs.String())
+		}
+	})
 	// With reference lists (which hoard's delta backups of an encrypting
 	// site store), the public key alone is enough: the plan deletes what
 	// it deletes with the private key. A kept backup whose list is

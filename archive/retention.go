@@ -1159,6 +1159,15 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 	if len(plan.Delta) == 0 {
 		return res, nil
 	}
+	// Deleting delta objects stores a marker first; a configuration
+	// that reads but cannot encrypt (a restore host's: private keys, no
+	// encryption_key_id) would fail there, after the deletions above,
+	// which store nothing and stand. The objects stay for a run that can.
+	if _, err := a.Codec.encrypts(); errors.Is(err, ErrNoUploadKey) {
+		log.Warn().Err(err).Int("objects", len(plan.Delta)).
+			Msg("retention: no delta object deleted: deleting them stores a marker, which this configuration cannot encrypt (set encryption_key_id)")
+		return res, nil
+	}
 	// Delta objects last: they were planned from the backups listed
 	// before, and a backup deleted above no longer refers to them. A
 	// backup the plan did not see may reuse them: see deltamark.go.
