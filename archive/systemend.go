@@ -86,7 +86,8 @@ func (e *SystemEnd) String() string {
 // system, no WAL is stored after it on its timeline, any WAL stored
 // after it on its timeline or a later one names system (OwnWALAfter),
 // or either object cannot be read whole (damaged, tampered with, or no
-// private key). An error only for ctx's end.
+// private key). An error only for ctx's end, and for a read that
+// l.StorageFailed takes for the storage's failure.
 //
 // Only a first page naming system, read without authenticating it, is
 // needed to veto an end: a forged one makes hoard report a gap, as
@@ -112,14 +113,20 @@ func (l *WALListing) SystemEndAt(ctx context.Context, name string, system uint64
 	// system's own (a gap, which a standby asks about every few seconds)
 	// that is one short read, not two whole objects. Any later WAL of
 	// the system vetoes the end: it is not where the system's WAL ends.
-	if own, err := ownWALIn(ctx, later, system); own != "" || err != nil {
+	if own, err := ownWALIn(ctx, later, system, l.StorageFailed); own != "" || err != nil {
 		return nil, err
 	}
 	own, err := p.firstPage(ctx, true)
+	if err != nil && l.StorageFailed != nil && l.StorageFailed(err) {
+		return nil, fmt.Errorf("first page of %s: %w", p.Key, err)
+	}
 	if err != nil || own.SystemID != system {
 		return nil, ctx.Err()
 	}
 	other, err := next.firstPage(ctx, true)
+	if err != nil && l.StorageFailed != nil && l.StorageFailed(err) {
+		return nil, fmt.Errorf("first page of %s: %w", next.Key, err)
+	}
 	if err != nil || other.SystemID == system {
 		return nil, ctx.Err()
 	}
@@ -143,9 +150,10 @@ func SystemOf(ctx context.Context, f WALFile) (uint64, error) {
 // WAL does not end before it. A first page that cannot be read counts as
 // system's (it may be); one deleted since the listing does not. Reads
 // stop at the end of the window holding the first found (ownWALIn). An
-// error only for ctx's end.
+// error only for ctx's end, and for a read that l.StorageFailed takes for
+// the storage's failure.
 func (l *WALListing) OwnWALAfter(ctx context.Context, name string, system uint64) (string, error) {
-	return ownWALIn(ctx, l.walAfter(name), system)
+	return ownWALIn(ctx, l.walAfter(name), system, l.StorageFailed)
 }
 
 // ownWALReads bounds the first pages ownWALIn reads at once.
@@ -159,17 +167,24 @@ const ownWALReads = 16
 // read, so the reads cost round trips of the storage divided by up to
 // ownWALReads; where the system's own is found, at most the rest of its
 // window is read in vain. The answer is the first of the system's in
-// order, as reading one at a time would give.
-func ownWALIn(ctx context.Context, files []WALFile, system uint64) (string, error) {
+// order, as reading one at a time would give. A read that failed (not
+// nil) takes for the storage's failure, met before the first of the
+// system's, is returned as the error: the answer is not known.
+func ownWALIn(ctx context.Context, files []WALFile, system uint64, failed func(error) bool) (string, error) {
 	for i := 0; i < len(files); {
 		window := files[i:min(i+min(max(i, 1), ownWALReads), len(files))]
 		own := make([]bool, len(window))
+		errs := make([]error, len(window))
 		var wg sync.WaitGroup
 		for j, f := range window {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				h, err := f.firstPage(ctx, false)
+				if err != nil && failed != nil && failed(err) {
+					errs[j] = fmt.Errorf("first page of %s: %w", f.Key, err)
+					return
+				}
 				// A first page that cannot be read could be the
 				// system's; one deleted since the listing is not.
 				own[j] = err != nil && !errors.Is(err, storage.ErrNotFound) || err == nil && h.SystemID == system
@@ -179,8 +194,13 @@ func ownWALIn(ctx context.Context, files []WALFile, system uint64) (string, erro
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		if j := slices.Index(own, true); j >= 0 {
-			return window[j].Key, nil
+		for j := range window {
+			if errs[j] != nil {
+				return "", errs[j]
+			}
+			if own[j] {
+				return window[j].Key, nil
+			}
 		}
 		i += len(window)
 	}

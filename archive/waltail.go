@@ -42,6 +42,13 @@ type WALListing struct {
 	// BackupHistories are the backup history files
 	// (<segment>.<offset>.backup), in listing order.
 	BackupHistories []WALFile
+	// StorageFailed, when not nil, says which errors of the reads
+	// SystemEndAt and OwnWALAfter make are the storage failing to answer
+	// (verify marks its store's errors): those are returned rather than
+	// taken for no end or for the system's own WAL, so that a storage
+	// outage stops the caller instead of reading as a gap. nil: every
+	// read error counts as before (wal-fetch, restore).
+	StorageFailed func(error) bool
 
 	// dataSizes holds the answers of PartialDataSize, so that each
 	// .partial's content is downloaded once per listing.

@@ -117,3 +117,40 @@ func unchecked(what, key string, err error) error {
 	return fmt.Errorf("verify: %s %s could not be checked: the storage failed, and nothing was found wrong with it "+
 		"(no backup is reported; run verify again once the storage answers): %w", what, key, err)
 }
+
+// markedListing returns a copy of l whose files are read through
+// marking archives, and whose reads to find where a system's WAL ends
+// (WALListing.SystemEndAt, OwnWALAfter) return the errors storageFailed
+// takes for the storage's, rather than take them for no end: a storage
+// outage would otherwise read as a gap in a backup's WAL. Its
+// .partial data sizes are read apart from l's.
+func markedListing(l *archive.WALListing) *archive.WALListing {
+	byArchive := map[*archive.Archive]*archive.Archive{}
+	mark := func(f archive.WALFile) archive.WALFile {
+		if f.Archive == nil {
+			return f
+		}
+		m, ok := byArchive[f.Archive]
+		if !ok {
+			m = marking(f.Archive)
+			byArchive[f.Archive] = m
+		}
+		f.Archive = m
+		return f
+	}
+	m := &archive.WALListing{Segments: markFiles(l.Segments, mark), Partials: markFiles(l.Partials, mark),
+		Histories: markFiles(l.Histories, mark), StorageFailed: storageFailed}
+	for _, f := range l.BackupHistories {
+		m.BackupHistories = append(m.BackupHistories, mark(f))
+	}
+	return m
+}
+
+// markFiles returns files with mark applied to each.
+func markFiles[K comparable](files map[K]archive.WALFile, mark func(archive.WALFile) archive.WALFile) map[K]archive.WALFile {
+	out := make(map[K]archive.WALFile, len(files))
+	for k, f := range files {
+		out[k] = mark(f)
+	}
+	return out
+}

@@ -400,8 +400,9 @@ func newBackupReport(b *archive.BackupInfo) BackupReport {
 
 // backupChain follows b's WAL and records the gaps in r. It returns the
 // recovery path and the chain, nil when the WAL could not be followed.
-// The error is for a timeline history file the storage failed to send
-// (storageFailed): the WAL was not followed, and nothing found wrong.
+// The error is for a timeline history file, or the WAL read to find
+// where b's system's WAL ends (walIndex.endSystem), the storage failed to
+// send (storageFailed): the WAL was not followed, and nothing found wrong.
 func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *archive.BackupInfo, r *BackupReport, bad map[string]bool) (wal.History, *Chain, error) {
 	fail := func(format string, args ...any) (wal.History, *Chain, error) {
 		r.Restorable = false
@@ -427,6 +428,10 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 		return fail("%v", err)
 	}
 	switch e, err := idx.endSystem(ctx, b, backupSystem(b, r), ch, bad); {
+	case err != nil && storageFailed(err):
+		return nil, nil, fmt.Errorf("verify: the WAL of backup %s could not be checked: the storage failed to send the WAL "+
+			"that says where its database system's WAL ends, and nothing was found wrong with it (no backup is reported; "+
+			"run verify again once the storage answers): %w", b.Name, err)
 	case err != nil:
 		return fail("%v", err)
 	case e != nil:

@@ -34,6 +34,9 @@ type walIndex struct {
 	// endsAt holds endSystem's answers by segment and system: each
 	// .partial and the WAL after it are read once per run.
 	endsAt map[systemAt]systemEnd
+	// marked is WALListing read through marking archives, for
+	// endSystem's reads (markedListing).
+	marked *archive.WALListing
 }
 
 // systemAt is a segment name and a database system.
@@ -139,7 +142,8 @@ func (c *Chain) Continuous() bool { return len(c.Gaps) == 0 }
 
 // CheckContinuity follows b's WAL in a's archive, as Run does for every
 // backup. It returns an error only when the archive cannot be listed or
-// b's timeline history cannot be read; gaps are in the Chain.
+// b's timeline history, or the WAL that says where b's system's WAL
+// ends (endSystem), cannot be read; gaps are in the Chain.
 func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) (*Chain, error) {
 	idx, err := listWAL(ctx, a)
 	if err != nil {
@@ -169,6 +173,8 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 // archive, and what follows is no gap of b's WAL. Only for a gap after
 // b's end, and a .partial not in bad; system is b's (0: not known, ch
 // is left as it was). It returns the end, nil when ch is left as it was.
+// Its reads are marked (markedListing): an error storageFailed takes
+// for the storage's says nothing about b's WAL.
 func (w *walIndex) endSystem(ctx context.Context, b *archive.BackupInfo, system uint64, ch *Chain, bad map[string]bool) (*archive.SystemEnd, error) {
 	if system == 0 || len(ch.Gaps) == 0 || lastNo(ch.Gaps[0].First, b) <= lastNo(ch.End, b) || bad[ch.Gaps[0].First+wal.PartialSuffix] {
 		return nil, nil
@@ -177,7 +183,10 @@ func (w *walIndex) endSystem(ctx context.Context, b *archive.BackupInfo, system 
 	k := systemAt{first, system}
 	ans, ok := w.endsAt[k]
 	if !ok {
-		t, e, err := restore.SystemEndTail(ctx, w.WALListing, b, system, first)
+		if w.marked == nil {
+			w.marked = markedListing(w.WALListing)
+		}
+		t, e, err := restore.SystemEndTail(ctx, w.marked, b, system, first)
 		if err != nil {
 			return nil, err
 		}
