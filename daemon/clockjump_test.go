@@ -116,6 +116,10 @@ func TestClockGuard_Check(t *testing.T) {
 		{"DueFirst", clockGuard{started: started}, Decision{Due: true}, true, ""},
 		{"DueAfterInterval", clockGuard{started: started, lastFull: now.Add(-day)}, Decision{Due: true}, true, ""},
 		{"ErrDueAgainAtOnce", clockGuard{started: started, lastFull: now.Add(-time.Minute)}, Decision{Due: true}, false, "held"},
+		// No backup of the node's system counts (a pg_upgrade gave it a
+		// new one, the backups were deleted): no clock explains that,
+		// and a restore of the node needs one now.
+		{"DueNoBackupAfterOne", clockGuard{started: started, lastFull: now.Add(-time.Minute)}, Decision{Due: true, NoBackup: true}, true, ""},
 		{"IncrementalAfterFull", clockGuard{started: started, lastFull: now.Add(-time.Minute)}, Decision{Due: true, Incremental: true}, true, ""},
 		{"ErrIncrementalAgainAtOnce", clockGuard{started: started, lastIncr: now.Add(-time.Minute)}, Decision{Due: true, Incremental: true}, false, "held"},
 		{"NextServerSecondsAhead", clockGuard{started: started, lastFull: now}, Decision{Next: now.Add(day + 5*time.Second)}, false, ""},

@@ -38,6 +38,9 @@ type Decision struct {
 	// Incremental is set, with Due, when the backup due is an
 	// incremental one (IncrementalInterval) rather than a full one.
 	Incremental bool
+	// NoBackup is set, with Due, when the backup is due because no
+	// backup counts (none stored, none of the node's system).
+	NoBackup bool
 	// Why explains the decision, for logs.
 	Why string
 }
@@ -104,7 +107,7 @@ func (s Schedule) decideFull(now time.Time, backups []*archive.BackupInfo) Decis
 		d.Why = "automatic basebackups are off (basebackup_interval_hours is null); waiting for a request"
 		return d
 	case len(backups) == 0:
-		d.Due, d.Why = true, "the site has no basebackup"
+		d.Due, d.NoBackup, d.Why = true, true, "the site has no basebackup"
 		return d
 	}
 	bs := append([]*archive.BackupInfo(nil), backups...)
@@ -199,7 +202,10 @@ type clockGuard struct {
 //     IncrementalInterval for an incremental one) after the loop started
 //     its last scheduled backup of that kind is held back until that half
 //     interval has passed: the schedule never takes more than two in an
-//     interval, whatever the clocks say;
+//     interval, whatever the clocks say; except one due because no backup
+//     counts (Decision.NoBackup: none stored, or none of the node's
+//     system after a pg_upgrade), which no clock explains and which a
+//     restore of the node needs;
 //   - a backup not due whose Next is more than an interval (and
 //     clockSkewTolerance) away (the newest backup starts after now by
 //     this host's clock) is due one
@@ -215,7 +221,7 @@ func (g *clockGuard) check(now time.Time, s Schedule, dec Decision) (Decision, s
 		if dec.Incremental {
 			last, every = g.lastIncr, s.IncrementalInterval
 		}
-		if !last.IsZero() && now.Sub(last) < every/2 {
+		if !dec.NoBackup && !last.IsZero() && now.Sub(last) < every/2 {
 			dec.Due, dec.Incremental, dec.Next = false, false, last.Add(every/2)
 			dec.Why = "held back: the last scheduled basebackup of this daemon started less than half an interval ago"
 			return dec, "held"
