@@ -140,7 +140,10 @@ func UnknownEnv(environ, others []string) []string {
 	return out
 }
 
-// nearest is suggest for a list of names.
+// nearest returns the name of names that name is most likely a typo of
+// (at most two letters added, removed or changed, and fewer than half of
+// name's), or "" when none is that close: suggest's rule, for a list of
+// names.
 func nearest(names []string, name string) string {
 	best, bestDist := "", min(3, (len(name)+1)/2)
 	for _, n := range names {

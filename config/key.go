@@ -61,14 +61,11 @@ func lookup(table []key, name string) *key {
 // name do not count: "ENCRYPTION_KEY_ID" and "basebackup_count " are
 // unknown keys (the schema's are lower case), which PGHoard ignores too.
 func suggest(table []key, name string) string {
-	name = strings.ToLower(strings.TrimSpace(name))
-	best, bestDist := "", min(3, (len(name)+1)/2)
-	for _, k := range table {
-		if d := editDistance(name, k.name); d < bestDist {
-			best, bestDist = k.name, d
-		}
+	names := make([]string, len(table))
+	for i, k := range table {
+		names[i] = k.name
 	}
-	return best
+	return nearest(names, strings.ToLower(strings.TrimSpace(name)))
 }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.
