@@ -125,8 +125,20 @@ func unchecked(what, key string, err error) error {
 // outage would otherwise read as a gap in a backup's WAL. Its
 // .partial data sizes are read apart from l's.
 func markedListing(l *archive.WALListing) *archive.WALListing {
+	mark := fileMarker()
+	m := &archive.WALListing{Segments: markFiles(l.Segments, mark), Partials: markFiles(l.Partials, mark),
+		Histories: markFiles(l.Histories, mark), StorageFailed: storageFailed}
+	for _, f := range l.BackupHistories {
+		m.BackupHistories = append(m.BackupHistories, mark(f))
+	}
+	return m
+}
+
+// fileMarker returns a function giving a copy of a WAL file read through a
+// marking archive (marking), one per archive it is given.
+func fileMarker() func(archive.WALFile) archive.WALFile {
 	byArchive := map[*archive.Archive]*archive.Archive{}
-	mark := func(f archive.WALFile) archive.WALFile {
+	return func(f archive.WALFile) archive.WALFile {
 		if f.Archive == nil {
 			return f
 		}
@@ -138,12 +150,6 @@ func markedListing(l *archive.WALListing) *archive.WALListing {
 		f.Archive = m
 		return f
 	}
-	m := &archive.WALListing{Segments: markFiles(l.Segments, mark), Partials: markFiles(l.Partials, mark),
-		Histories: markFiles(l.Histories, mark), StorageFailed: storageFailed}
-	for _, f := range l.BackupHistories {
-		m.BackupHistories = append(m.BackupHistories, mark(f))
-	}
-	return m
 }
 
 // markFiles returns files with mark applied to each.

@@ -207,7 +207,8 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 // Findings are in the Report; the error is for what stopped the checks
 // (listing the archive failed, ctx ended, an object the storage failed
 // to answer for or to send whole: a chunk, a delta object, a control
-// object, a timeline history file, with full a WAL segment:
+// object, a timeline history file, the .partial that ends the archive,
+// with full a WAL segment:
 // storageFailed, which says nothing about the backup, so no report calls
 // it broken).
 func Run(ctx context.Context, o Options) (*Report, error) {
@@ -242,7 +243,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Problems = append(rep.Problems, idx.damagedTail)
 	}
 	// From the same listing: the tail's content is read once.
-	end, err := idx.End(ctx, segSize)
+	end, err := idx.end(ctx, segSize)
 	if err != nil {
 		return nil, err
 	}

@@ -52,15 +52,43 @@ type systemEnd struct {
 }
 
 // loadTail finds the .partial tail of the archive listed (WAL of segment
-// size segSize).
+// size segSize). A .partial the storage failed to send (storageFailed:
+// listWAL marks the .partial objects' reads) ends it with an error saying
+// that it could not be checked (uncheckedTail), not that it is damaged.
 func (w *walIndex) loadTail(ctx context.Context, segSize uint64) error {
 	t, err := restore.PartialTailOf(ctx, w.WALListing, segSize)
+	if err != nil {
+		return uncheckedTail(err)
+	}
 	if t != nil && t.Damaged != nil {
 		w.damagedTail = fmt.Sprintf("WAL segment %s: %v", t.Key, t.Damaged)
 		t = nil
 	}
 	w.tail = t
-	return err
+	return nil
+}
+
+// end returns the newest WAL byte stored (WALListing.End), the error of a
+// .partial the storage failed to send as loadTail's.
+func (w *walIndex) end(ctx context.Context, segSize uint64) (archive.WALEnd, error) {
+	e, err := w.End(ctx, segSize)
+	if err != nil {
+		return e, uncheckedTail(err)
+	}
+	return e, nil
+}
+
+// uncheckedTail returns err, from reading the .partial that ends the
+// archive (the segment in progress), as verify's error when the storage
+// failed to send it (storageFailed): the WAL it holds could not be
+// checked, and nothing was found wrong with it. Any other err is
+// returned as it is.
+func uncheckedTail(err error) error {
+	if !storageFailed(err) {
+		return err
+	}
+	return fmt.Errorf("verify: the WAL segment in progress (the .partial that ends the archive) could not be checked: "+
+		"the storage failed, and nothing was found wrong with it (no backup is reported; run verify again once the storage answers): %w", err)
 }
 
 // file returns the stored file called name: a segment, or the .partial
@@ -75,12 +103,15 @@ func (w *walIndex) file(name string) archive.WALFile {
 	return w.Segments[name]
 }
 
-// listWAL lists the segments and timeline histories of a.
+// listWAL lists the segments and timeline histories of a. Its .partial
+// objects are read through marking archives, so that loadTail tells the
+// storage's failure to send one (storageFailed) from its damage.
 func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 	l, err := a.ListStoredWAL(ctx)
 	if err != nil {
 		return nil, err
 	}
+	l.Partials = markFiles(l.Partials, fileMarker())
 	return &walIndex{WALListing: l}, nil
 }
 
