@@ -56,7 +56,9 @@ where the private key goes.
 
 EXIT STATUS: 0 everything checked is sound; 1 a problem was found (the output names it),
 a check could not be made (the storage failed: the message names the object, and no
-backup is called broken) or the test restore failed; 2 bad flags or configuration; 130 interrupted.`,
+backup is called broken), the test restore failed, or it could not be run because the
+storage failed (NOT RUN: the message names the object); 2 bad flags or configuration;
+130 interrupted.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "full", Usage: "download and decode every chunk and WAL segment, and compare every file with the backup's backup_manifest"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
@@ -264,7 +266,12 @@ func runRestoreTest(c *cli.Context) error {
 // writeRestoreTest prints a restore test's result.
 func writeRestoreTest(w io.Writer, r *verify.RestoreTestResult) {
 	status := "PASSED"
-	if !r.OK {
+	switch {
+	case r.StorageFailed:
+		// Nothing was tested: the error says which object the storage
+		// failed to send.
+		status = "NOT RUN (the storage failed)"
+	case !r.OK:
 		status = "FAILED"
 	}
 	printf(w, "restore test %s: backup %s, PostgreSQL %d (%s)\n", status, dash(r.Backup), r.PGMajor, dash(r.BinDir))

@@ -2,10 +2,13 @@ package command
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hoardbackup/hoard/verify"
 )
 
 // TestVerify_ErrPublicKeyOnly: verify in a site that holds only public
@@ -58,4 +61,24 @@ func jsonString(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestVerify_RestoreTestStorageFailed: a test restore the storage failed
+// (verify.RestoreTestResult.StorageFailed) prints NOT RUN, not FAILED,
+// and hoard verify --restore exits 1 with the error as RestoreTest words
+// it, as verify does for an object the storage failed to send: no
+// advice to restore again with overwrite.
+func TestVerify_RestoreTestStorageFailed(t *testing.T) {
+	var out strings.Builder
+	msg := "restore test could not be run: the storage failed, and nothing was found wrong with the backup " +
+		"(run the test again once the storage answers): open site/basebackup/b1: 503"
+	writeRestoreTest(&out, &verify.RestoreTestResult{StorageFailed: true, Error: msg})
+	if got := out.String(); !strings.Contains(got, "restore test NOT RUN (the storage failed)") || strings.Contains(got, "FAILED") ||
+		!strings.Contains(got, "error: "+msg) {
+		t.Errorf("printed:\n%s", got)
+	}
+	err := restoreError(errors.New(msg), nil)
+	if code := ExitCode(err); code != ExitFailure || ErrorMessage(err) != msg {
+		t.Errorf("exit %d, %q; want %d, %q", code, ErrorMessage(err), ExitFailure, msg)
+	}
 }

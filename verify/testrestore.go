@@ -20,6 +20,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -88,6 +89,11 @@ type RestoreTestResult struct {
 	Started time.Time `json:"started"`
 	OK      bool      `json:"ok"`
 	Error   string    `json:"error,omitempty"`
+	// StorageFailed says that the test could not be run: the storage
+	// failed to send an object the restore reads (unreachable, refusing
+	// or timing out past its retries, a download cut), which says nothing
+	// about the backup (Error names the object). OK is false.
+	StorageFailed bool `json:"storage_failed,omitempty"`
 	// ReplayedTo is where recovery ended (the switch point to the
 	// timeline the restored cluster promoted to).
 	ReplayedTo string  `json:"replayed_to_lsn,omitempty"`
@@ -132,6 +138,13 @@ func RestoreTest(ctx context.Context, o RestoreTestOptions) (*RestoreTestResult,
 	res := &RestoreTestResult{Started: began.UTC(), Checks: []Check{}}
 	t := &restoreTest{o: o, res: res, log: o.Logger.With().Str("component", "restore-test").Logger()}
 	err := t.run(ctx)
+	if err != nil && ctx.Err() == nil && len(res.PassedOver) == 0 && storageFailed(err) {
+		// Nothing was tested: the restore's reads are marked (run), and
+		// one the storage failed says nothing about the backup. A
+		// backup passed over as damaged is a finding all the same (below).
+		res.StorageFailed = true
+		err = storageNotRun(err)
+	}
 	if len(res.PassedOver) > 0 {
 		// A test of an older backup proves nothing about the newest:
 		// the damage the restore passed over is the finding.
@@ -155,6 +168,22 @@ func RestoreTest(ctx context.Context, o RestoreTestOptions) (*RestoreTestResult,
 		t.log.Info().Str("backup", res.Backup).Int64("elapsed_ms", time.Since(began).Round(time.Millisecond).Milliseconds()).Msg("restore test passed")
 	}
 	return res, err
+}
+
+// storageNotRun is RestoreTest's error for err, from a test whose reads
+// the storage failed (storageFailed): the store's own error, which names
+// the object, rather than what the restore made of it (a directory left
+// incomplete, to restore again with overwrite: the scratch directory is
+// removed).
+func storageNotRun(err error) error {
+	why := err
+	if se, ok := errors.AsType[*storeError](err); ok {
+		why = se
+	} else if re, ok := errors.AsType[*storage.ReadError](err); ok {
+		why = re
+	}
+	return fmt.Errorf("restore test could not be run: the storage failed, and nothing was found wrong with the backup "+
+		"(run the test again once the storage answers): %w", why)
 }
 
 // restoreTest is one run of RestoreTest.
@@ -182,6 +211,9 @@ func (t *restoreTest) run(ctx context.Context) error {
 	if o.Archive == nil {
 		return errors.New("restore test: no archive")
 	}
+	// The store's errors are marked (storeMarking), so that RestoreTest
+	// tells a storage failure from a finding.
+	o.Archive = marking(o.Archive)
 	removeStaleScratch(o.ScratchDir, t.log)
 	if err := t.runAs(); err != nil {
 		return err
