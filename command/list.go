@@ -53,8 +53,11 @@ metadata has hoard-checksum-failures as recorded, whether it authenticates or no
 
 The table ends with where the stored WAL ends (a .partial copy included when it is the
 end of the archive) and how long ago that WAL was stored: what a restore reaches now.
-hoard verify --json reports the same as wal_end. How many bytes the server wrote since is
-not in the archive: the daemon reports it (hoard_wal_stored_lag_bytes, /status).`,
+hoard verify --json reports the same as wal_end, but for a site upgraded with pg_upgrade
+whose old cluster had reached a later timeline than the upgraded one: verify follows the
+newest backup's timelines, where this line names the old cluster's last segment. How many
+bytes the server wrote since is not in the archive: the daemon reports it
+(hoard_wal_stored_lag_bytes, /status).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also print each backup's metadata"},

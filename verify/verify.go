@@ -122,6 +122,9 @@ type BackupReport struct {
 	// parentErr, when set, says why no incremental backup on this one
 	// can be restored although it can (readControl).
 	parentErr error
+	// forked is set when the latest timeline forked before the backup
+	// ended: its WAL was followed along its own timeline (backupChain).
+	forked bool
 }
 
 // WALEnd is the newest WAL byte an archive holds, as Report shows it.
@@ -363,6 +366,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	// The WAL end a restore now reaches: that of the timelines the
+	// newest backup's recovery follows, where they stop below the
+	// newest timeline stored. After a pg_upgrade into the site, the old
+	// cluster's later timelines (their history files another system's,
+	// absent to the upgraded cluster's recovery) hold WAL it stored
+	// before the upgrade, which is not where the site's WAL ends now.
+	if i := newestFollowed(backups, paths, reps); i >= 0 {
+		if top := paths[i][len(paths[i])-1].Timeline; top < idx.newestTimeline() {
+			end, err := idx.endUpTo(ctx, segSize, top)
+			if err != nil {
+				return nil, err
+			}
+			rep.WALEnd = NewWALEnd(end, time.Now())
+		}
+	}
 	checkChains(backups, reps)
 	for i := range reps {
 		finish(&reps[i], backups, chains[i] != nil)
@@ -376,6 +394,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.Elapsed = Duration(time.Since(began))
 	log.Info().Int("backups", len(reps)).Bool("ok", rep.OK()).Int64("elapsed_ms", time.Since(began).Round(time.Millisecond).Milliseconds()).Msg("verify done")
 	return rep, nil
+}
+
+// newestFollowed returns the index of the newest of backups (oldest
+// first) whose WAL was followed along the latest timeline (paths[i], not
+// the current one for a timeline that forked before it ended) and whose
+// metadata is not altered; -1 when none.
+func newestFollowed(backups []*archive.BackupInfo, paths []wal.History, reps []BackupReport) int {
+	for i, b := range slices.Backward(backups) {
+		if len(paths[i]) > 0 && !reps[i].forked && b.Auth != archive.AuthInvalid {
+			return i
+		}
+	}
+	return -1
 }
 
 // walProblemPrefix starts the problems (and notes) backupChain records,
@@ -415,6 +446,7 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 		// The newest timeline forked before this backup ended: a restore
 		// must ask for recovery_target_timeline current.
 		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf("%v; restore it with --target-timeline current", err))
+		r.forked = true
 		path, err = restore.RecoveryPath(ctx, marking(a), b, "current")
 	}
 	if err != nil && storageFailed(err) {

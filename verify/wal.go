@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/jackc/pglogrepl"
@@ -76,6 +77,38 @@ func (w *walIndex) end(ctx context.Context, segSize uint64) (archive.WALEnd, err
 		return e, uncheckedTail(err)
 	}
 	return e, nil
+}
+
+// endUpTo returns the newest WAL byte stored on timelines up to top, as
+// end does for all of them: the stored WAL a recovery that follows
+// timelines up to top reads. The .partial data sizes end read are not
+// read again.
+func (w *walIndex) endUpTo(ctx context.Context, segSize uint64, top uint32) (archive.WALEnd, error) {
+	l := *w.WALListing
+	above := func(name string) bool { return wal.SegmentTimeline(name) > top }
+	l.Segments = maps.Clone(l.Segments)
+	maps.DeleteFunc(l.Segments, func(n string, _ archive.WALFile) bool { return above(n) })
+	l.Partials = maps.Clone(l.Partials)
+	maps.DeleteFunc(l.Partials, func(n string, _ archive.WALFile) bool { return above(n) })
+	l.Histories = maps.Clone(l.Histories)
+	maps.DeleteFunc(l.Histories, func(tli uint32, _ archive.WALFile) bool { return tli > top })
+	e, err := l.End(ctx, segSize)
+	if err != nil {
+		return e, uncheckedTail(err)
+	}
+	return e, nil
+}
+
+// newestTimeline returns the newest timeline of a stored segment or
+// .partial (0: none).
+func (w *walIndex) newestTimeline() uint32 {
+	var top uint32
+	for _, files := range []map[string]archive.WALFile{w.Segments, w.Partials} {
+		for n := range files {
+			top = max(top, wal.SegmentTimeline(n))
+		}
+	}
+	return top
 }
 
 // uncheckedTail returns err, from reading the .partial that ends the
