@@ -59,8 +59,10 @@ func daemonCommand() *cli.Command {
 			"SIGHUP reloads the configuration: sites whose settings changed are restarted, the others keep\n" +
 			"running; a configuration that does not load is logged and the old one kept. A site whose WAL\n" +
 			"goes elsewhere (another storage location, bucket, container or prefix) is stopped the same way\n" +
-			"first, so the WAL received is stored where it went; any other change (credentials, rate\n" +
-			"limits, keys, compression) restarts it at once, and the new run stores what is in the spool.\n" +
+			"first, so the WAL received is stored where it went; if that storage fails for the whole\n" +
+			"timeout, the change is refused and the site runs on as before until its WAL is stored there\n" +
+			"(reload again then). Any other change (credentials, rate limits, keys, compression) restarts\n" +
+			"it at once, and the new run stores what is in the spool.\n" +
 			"Under systemd (Type=notify) the daemon reports READY=1 once started.\n" +
 			"It refuses to run as root, whose files PostgreSQL's user could not use later, unless --allow-root:\n" +
 			"run it as that user (sudo -u postgres hoard daemon, User=postgres in systemd).\n\n" + daemonExitHelp,

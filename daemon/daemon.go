@@ -212,11 +212,13 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 // reload applies a new list of sites: removed and changed sites are
 // stopped, changed and new ones started, the others left alone. A site
 // whose stop leaves WAL in its spool unstored (the storage failed for
-// the whole DrainTimeout), and that the reload removes or changes so that
-// it no longer streams from that spool (keepsSpool), is started again
-// with its previous settings: the server was told that WAL is flushed and
-// may have recycled it, so nothing else would ever store it. A later
-// reload, once the storage takes uploads, applies the change.
+// the whole DrainTimeout), and that the reload removes, changes so that
+// it no longer streams from that spool (keepsSpool), or gives another
+// Destination, is started again with its previous settings: the server
+// was told that WAL is flushed and may have recycled it, so nothing else
+// would ever store it where it belongs (the archive whose backups need
+// it). A later reload, once the storage takes uploads, applies the
+// change.
 func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop func(string, bool, error) (walstream.StreamEnd, bool)) {
 	old := map[string]Site{}
 	d.mu.Lock()
@@ -244,10 +246,18 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (after storing its wal where it went)")
 				var unstored bool
 				end, unstored = stop(s.Name, true, nil)
-				if !unstored || keepsSpool(prev, s) {
+				switch {
+				case !unstored:
 					end = walstream.StreamEnd{}
-				} else {
+				case !keepsSpool(prev, s):
 					d.log.Error().Str(logSite, s.Name).Msg("reload: site changed so that it no longer stores its spool, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); it keeps running with its previous settings: reload again once its storage takes uploads")
+					s = prev
+				default:
+					// Not in place, same spool: another Destination. The
+					// new run would store the old run's WAL in the new
+					// one, a hole in the old archive that no run fills.
+					d.log.Error().Str(logSite, s.Name).Str("destination", prev.Destination).Str("new_destination", s.Destination).
+						Msg("reload: site's destination changed, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); the new object_storage, prefix or path_prefix would get the wal the old archive's backups need: it keeps running with its previous settings: reload again once its storage takes uploads")
 					s = prev
 				}
 			}

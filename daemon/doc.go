@@ -94,5 +94,8 @@
 // active, another active_backup_mode, another backup_location), and whose
 // stop leaves WAL in the spool unstored, is started again with its
 // previous settings: the server was told that WAL is flushed, and no
-// other run would store it. A later reload applies the change.
+// other run would store it. So is one that a reload gives another
+// Destination with the same spool: the new run would store that WAL in
+// the new Destination, leaving a hole in the archive whose backups need
+// it. A later reload applies the change.
 package daemon

@@ -106,7 +106,9 @@ type Site struct {
 	// credentials or settings. A reload that restarts the site with the
 	// same Destination does not wait for the stopped run's uploads (the
 	// next run stores them there); with another one, or an empty one, it
-	// waits up to DrainTimeout so that the WAL lands where it went.
+	// waits up to DrainTimeout so that the WAL lands where it went, and
+	// when that WAL is still not stored it keeps the site running with
+	// its previous settings.
 	Destination string
 	// Active is false for a read-only site (active: false).
 	Active bool

@@ -273,3 +273,44 @@ func TestRun_ReloadStopsStreamingUnstoredWAL(t *testing.T) {
 
 	storeAfterSwitch(t, c, st, rd, seg, "the site kept running")
 }
+
+// TestRun_ReloadNewDestinationUnstoredWAL: a reload gives a streaming
+// site another Destination (a new prefix) with the same spool while the
+// storage refuses every upload, so its stop cannot store the WAL it
+// received (acknowledged to the server, which then recycles it) where
+// that WAL went within the DrainTimeout. The change is refused: the new
+// run would store that WAL in the new destination, leaving a hole in the
+// old archive whose backups need it. The site runs on with its previous
+// settings and stores the WAL in the old destination once the storage
+// answers; a later reload, with nothing left unstored, applies the change.
+func TestRun_ReloadNewDestinationUnstoredWAL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	st := &downStore{Store: storage.NewLocal(t.TempDir())}
+	c, site, reload, rd, seg := reloadSetupDrain(t, st, 2*time.Second)
+	other := storage.NewLocal(t.TempDir())
+	next := streamingSiteTo(t, site.ConnString, other)
+	next.Fingerprint, next.Destination, next.SpoolDir = "2", "local b", site.SpoolDir
+	reload <- []Site{next}
+	rd.waitLog("configuration reloaded")
+
+	storeAfterSwitch(t, c, st, rd, seg, "the site kept running with its previous destination")
+	if _, err := other.Stat(context.Background(), archive.Layout{}.WALKey(seg)); err == nil {
+		t.Errorf("%s stored in the new destination, received under the old one", seg)
+	}
+	if line := "reload: site's destination changed, but its wal is not stored"; !strings.Contains(rd.logs.String(), line) {
+		t.Errorf("no %q logged", line)
+	}
+
+	reload <- []Site{next}
+	rd.waitFor("site test restarted into the new destination by the second reload", func(s Status) bool {
+		return strings.Count(rd.logs.String(), "configuration reloaded") == 2 && s.Sites["test"].Running
+	})
+	c.Exec(t, "insert into t values (1001)")
+	next2 := c.QueryString(t, "select pg_walfile_name(pg_switch_wal())")
+	rd.waitFor(next2+" stored in the new destination", func(Status) bool {
+		_, err := other.Stat(context.Background(), archive.Layout{}.WALKey(next2))
+		return err == nil
+	})
+}
