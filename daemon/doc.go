@@ -69,7 +69,9 @@
 // a row raise PGHoard's upload_retries_warning alert file until uploads
 // recover; connection errors raise authentication_error or
 // configuration_error until the site connects again (the receiver starts
-// streaming, or a basebackup is taken). A WAL hole the receiver finds
+// streaming, or a basebackup is taken), and so does a slot another process
+// streams from (replication.ErrSlotInUse), retried with the receiver's
+// backoff. A WAL hole the receiver finds
 // when it resumes (segments neither archived nor spooled) raises
 // wal_hole_error, with the segments in the status and the
 // hoard_wal_hole_segments metric, until a basebackup that starts after it.

@@ -719,14 +719,16 @@ func (s *supervisor) resolveHoles(start string) {
 }
 
 // connectFailed raises PGHoard's alert for a connection error: a rejected
-// password or authentication method (authentication_error), or a refused
+// password or authentication method (authentication_error), a refused
 // replication connection (configuration_error: pg_hba.conf, a role without
-// REPLICATION). Other errors raise nothing.
+// REPLICATION), or a slot another process streams from
+// (configuration_error: WAL capture waits for someone to stop it). Other
+// errors raise nothing.
 func (s *supervisor) connectFailed(err error) {
 	switch {
 	case errors.Is(err, replication.ErrAuthentication):
 		s.d.setAlert(AlertAuthentication, s.site.Name, true)
-	case errors.Is(err, replication.ErrNotPermitted):
+	case errors.Is(err, replication.ErrNotPermitted), errors.Is(err, replication.ErrSlotInUse):
 		s.d.setAlert(AlertConfiguration, s.site.Name, true)
 	}
 }

@@ -34,6 +34,12 @@ var (
 	// ErrSlotNotFound is returned by DropSlot and ReadSlot when no slot of
 	// that name exists (SQLSTATE 42704).
 	ErrSlotNotFound = errors.New("replication slot does not exist")
+	// ErrSlotInUse is returned by StartReplication when another
+	// process streams from the slot (SQLSTATE 55006, "replication slot
+	// ... is active for PID N", ReplicationSlotAcquire in
+	// src/backend/replication/slot.c). It lasts until that process lets
+	// the slot go.
+	ErrSlotInUse = errors.New("replication slot in use")
 )
 
 // ErrProtocol is wrapped around every error caused by a message the
@@ -113,6 +119,7 @@ const (
 	codeDuplicateObject      = "42710"
 	codeUndefinedObject      = "42704"
 	codeInvalidCatalogName   = "3D000"
+	codeObjectInUse          = "55006"
 )
 
 // classifyConnectError picks the sentinel for a connection error, or nil.

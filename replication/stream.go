@@ -107,6 +107,11 @@ func (c *Conn) StartReplication(ctx context.Context, opts StartOptions) error {
 			if err := c.readUntilReady(ctx); err != nil {
 				return fmt.Errorf("start replication: %w (then %w)", pgErr, err)
 			}
+			if pgErr.Code == codeObjectInUse && opts.Slot != "" {
+				// The server's message names the holder's PID.
+				return fmt.Errorf("start replication: %w: %w; another process streams from it (another hoard daemon, a pg_receivewal, a standby whose primary_slot_name is %s): stop it, or give this site a slot of its own",
+					ErrSlotInUse, pgErr, opts.Slot)
+			}
 			return fmt.Errorf("start replication: %w", pgErr)
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		default:
