@@ -55,7 +55,8 @@ func daemonCommand() *cli.Command {
 			"    http_address:http_port: /healthz, /status, /metrics; StatsD when statsd is set.\n\n" +
 			"SIGTERM or SIGINT stops receiving, stores the segment in progress as its .partial and gives it,\n" +
 			"with the uploads queued before it, graceful_shutdown_upload_timeout; what is not stored stays\n" +
-			"in the spool for the next start.\n" +
+			"in the spool for the next start. A second SIGTERM or SIGINT is ignored; SIGKILL stops at once\n" +
+			"(the spool keeps the WAL for the next start).\n" +
 			"SIGHUP reloads the configuration: sites whose settings changed are restarted, the others keep\n" +
 			"running; a configuration that does not load is logged and the old one kept. A site whose WAL\n" +
 			"goes elsewhere (another storage location, bucket, container or prefix) is stopped the same way\n" +
