@@ -142,3 +142,36 @@ func TestClockGuard_Check(t *testing.T) {
 		})
 	}
 }
+
+// TestClockGuard_CheckAnchored: on an anchored schedule Decide's next
+// backup can be up to one and a half intervals away with every clock
+// right: a backup taken by hand late in a slot (deploy/kubernetes's
+// 02:30 daily, and `hoard basebackup` at 23:53) puts the next slot less
+// than half an interval after it, so the one after is due. The guard took
+// that for a backup started in the future: it warned that the clock went
+// back and moved the next backup to an interval after the daemon started.
+func TestClockGuard_CheckAnchored(t *testing.T) {
+	sch := Schedule{Interval: 24 * time.Hour, Anchored: true, Hour: 2, Minute: 30}
+	now := at("2026-12-06 23:54")
+	for _, c := range []struct {
+		name   string
+		backup *archive.BackupInfo
+	}{
+		{"OK", bb("2026-12-06 23:53", "", basebackup.ReasonRequested)},
+		// A scheduled backup of the unanchored schedule, before
+		// basebackup_hour was set: it has no slot.
+		{"OKAnchorAdded", bb("2026-12-06 23:53", "", basebackup.ReasonScheduled)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dec := sch.Decide(now, []*archive.BackupInfo{c.backup})
+			if dec.Due {
+				t.Fatalf("Decide: due (%s), want not", dec.Why)
+			}
+			g := clockGuard{started: now.Add(-time.Minute)}
+			got, changed := g.check(now, sch, dec)
+			if changed != "" || got.Due || !got.Next.Equal(dec.Next) {
+				t.Errorf("check: due %v, next %s, changed %q; want not due, next %s (Decide's), unchanged (%s)", got.Due, got.Next, changed, dec.Next, got.Why)
+			}
+		})
+	}
+}

@@ -206,9 +206,9 @@ type clockGuard struct {
 //     counts (Decision.NoBackup: none stored, or none of the node's
 //     system after a pg_upgrade), which no clock explains and which a
 //     restore of the node needs;
-//   - a backup not due whose Next is more than an interval (and
-//     clockSkewTolerance) away (the newest backup starts after now by
-//     this host's clock) is due one
+//   - a backup not due whose Next is more than an interval (one and a
+//     half when anchored; and clockSkewTolerance) away (the newest
+//     backup starts after now by this host's clock) is due one
 //     interval after the loop's last scheduled full backup, or its start:
 //     the schedule never stops for longer than an interval, whatever the
 //     clocks say.
@@ -228,7 +228,16 @@ func (g *clockGuard) check(now time.Time, s Schedule, dec Decision) (Decision, s
 		}
 		return dec, ""
 	}
-	if dec.Next.IsZero() || dec.Next.Sub(now) <= s.Interval+clockSkewTolerance {
+	// With every clock right, Decide's next backup is at most an
+	// interval away, or, anchored, one and a half: a backup late in a
+	// slot (taken by hand, or before basebackup_hour was set) puts the
+	// next slot less than half an interval after it, so the one after
+	// that is due.
+	reach := s.Interval
+	if s.Anchored {
+		reach += s.Interval / 2
+	}
+	if dec.Next.IsZero() || dec.Next.Sub(now) <= reach+clockSkewTolerance {
 		return dec, ""
 	}
 	from := g.started
