@@ -378,11 +378,20 @@ func checkWALGap(w walIndex, tail *PartialTail, b *archive.BackupInfo, p wal.His
 			tli = tlis[0]
 		}
 		missing := wal.Segment{Timeline: tli, No: no}.Name(segSize)
-		why := "the backup's WAL"
-		if no > end {
-			why = "WAL up to the recovery target " + upTo.String()
+		if no <= end {
+			return last, nil, fmt.Errorf("the backup's WAL: %s is not archived: %w", missing, ErrMissingWAL)
 		}
-		return last, nil, fmt.Errorf("%s: %s is not archived: %w", why, missing, ErrMissingWAL)
+		// The target lies past the WAL the backup needs: say where
+		// recovery would stop, and what gets it further.
+		if g := findGap(w, tail, p, no, segSize, start, last); g != nil {
+			return last, nil, fmt.Errorf("WAL up to the recovery target %s: %s; store the missing segments "+
+				"(hoard archive-sync from the primary's pg_wal, or another copy), or restore to a target before LSN %s: %w",
+				upTo, g, g.ReachLSN, ErrMissingWAL)
+		}
+		return last, nil, fmt.Errorf("WAL up to the recovery target %s: %s is not archived, the archive ends at LSN %s (end of %s): "+
+			"if that WAL was written since, run select pg_switch_wal() on the primary, wait until hoard list shows "+
+			"the stored WAL past the target, then restore again: %w",
+			upTo, missing, pglogrepl.LSN(no*segSize), last, ErrMissingWAL)
 	}
 }
 

@@ -208,3 +208,39 @@ func TestCheckWALGap_PartialTail(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckWAL_ErrTargetBeyondSaysWhatToDo: an LSN or restore-point target
+// past the archived WAL is refused, and the error says what to do: past a
+// gap (stored WAL beyond it), where recovery would stop and how to fill
+// the gap; past the end of the archive, that the WAL is not archived yet.
+// It named only the first missing segment ("WAL up to the recovery target
+// 0/C001C02: 000000010000000000000008 is not archived").
+func TestCheckWAL_ErrTargetBeyondSaysWhatToDo(t *testing.T) {
+	b := pghoardBackup(t, "p", 1, "000000010000000000000002", "000000010000000000000003")
+	one := wal.History{{Timeline: 1}}
+	for _, tt := range []struct {
+		name string
+		wal  walIndex
+		upTo pglogrepl.LSN
+		want []string
+	}{
+		{"ErrGap", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+			"000000010000000000000007", "000000010000000000000008"), 0x8000010,
+			[]string{"000000010000000000000005 through 000000010000000000000006 missing", "000000010000000000000007 and later stored",
+				"0/5000000", "hoard archive-sync", "a target before LSN 0/5000000"}},
+		{"ErrEnd", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004"), 0x6000000,
+			[]string{"000000010000000000000005 is not archived", "pg_switch_wal()", "hoard list"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := checkWALGap(tt.wal, nil, b, one, tt.upTo)
+			if !errors.Is(err, ErrMissingWAL) {
+				t.Fatalf("checkWALGap = %v, want ErrMissingWAL", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
