@@ -82,8 +82,11 @@ with it: see hoard list). A 401 (credentials) or another answer ends the wait at
 While a request already waits for the daemon, another is refused (409, "already
 requested or running") and the command fails (exit 1), with --wait or not. A site
 already stopping refuses the request (503, "the site is stopping"), and the command fails
-(exit 1). --local takes the backup in this process regardless; a backup taken here is
-always waited for.
+(exit 1). A daemon of another configuration answering there (another cluster's hoard on
+the same host and port, its site of that name stored elsewhere) refuses the request (421,
+"this daemon stores the site elsewhere") rather than back up its own cluster, and the
+command fails (exit 1): give each configuration its own http_port. --local takes the
+backup in this process regardless; a backup taken here is always waited for.
 
 --incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:
 hoard sends the backup_manifest of the newest stored backup of the same system and
@@ -134,7 +137,7 @@ func runBasebackup(c *cli.Context) error {
 		return usagef("add a node to the site's nodes", "site %s has no nodes", env.name)
 	}
 	if !c.Bool("local") && !c.Bool("incremental") {
-		id, err := daemon.RequestBackup(c.Context, *httpConfig(env.cfg), env.name)
+		id, err := daemon.RequestBackup(c.Context, *httpConfig(env.cfg), env.name, siteDestination(env.name, env.site))
 		if err == nil {
 			if c.Bool("fast") || rate != 0 || c.Bool("no-wait") || c.IsSet("wal-timeout") {
 				env.log.Warn().Msg("--fast, --max-rate, --no-wait and --wal-timeout apply to backups taken here; the daemon uses its own settings (use --local)")

@@ -35,10 +35,11 @@ func TestBasebackup_ViaDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var requests []string
+	var requests, dests []string
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		requests = append(requests, r.Method+" "+r.URL.Path)
+		dests = append(dests, r.URL.Query().Get("destination"))
 		mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 	})}
@@ -73,6 +74,11 @@ func TestBasebackup_ViaDaemon(t *testing.T) {
 	mu.Unlock()
 	if got != "POST /db1/basebackup" {
 		t.Errorf("daemon got %q, want one POST /db1/basebackup", got)
+	}
+	// Where this configuration stores the site, for a daemon of another
+	// configuration on the same port to refuse the request.
+	if len(dests) != 1 || len(dests[0]) != 32 {
+		t.Errorf("request's destination %q, want a digest", dests)
 	}
 	if !strings.Contains(out.String(), "requested from the running daemon") {
 		t.Errorf("output does not say the daemon takes the backup: %q", out.String())

@@ -36,8 +36,17 @@ const requestTimeout = 30 * time.Second
 // take the backup itself; any other error means a daemon answered and
 // refused. On success it returns the request's id, for WaitBackup; ""
 // from a daemon too old to name it.
-func RequestBackup(ctx context.Context, h HTTPConfig, site string) (id string, err error) {
-	_, hdr, _, err := call(ctx, h, http.MethodPost, "/"+site+"/basebackup")
+//
+// destination is the site's Site.Destination as the caller's
+// configuration builds it ("" skips the check): a daemon whose site of
+// that name stores elsewhere (another configuration's daemon on the same
+// address and port) refuses the request.
+func RequestBackup(ctx context.Context, h HTTPConfig, site, destination string) (id string, err error) {
+	path := "/" + site + "/basebackup"
+	if destination != "" {
+		path += "?destination=" + destinationDigest(destination)
+	}
+	_, hdr, _, err := call(ctx, h, http.MethodPost, path)
 	if err != nil {
 		return "", err
 	}

@@ -33,7 +33,7 @@ func TestRequestBackup(t *testing.T) {
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	h := HTTPConfig{Address: host, Username: "u", Password: "p"}
 	h.Port, _ = strconv.Atoi(port)
-	if _, err := RequestBackup(context.Background(), h, "main"); err != nil {
+	if _, err := RequestBackup(context.Background(), h, "main", ""); err != nil {
 		t.Fatal(err)
 	}
 	if want := "POST /main/basebackup u:p"; got != want {
@@ -48,7 +48,7 @@ func TestRequestBackup(t *testing.T) {
 
 	// Nothing listening: ErrNoDaemon, so the caller takes the backup.
 	srv.Close()
-	if _, err := RequestBackup(context.Background(), h, "main"); !errors.Is(err, ErrNoDaemon) {
+	if _, err := RequestBackup(context.Background(), h, "main", ""); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("no daemon: err %v, want ErrNoDaemon", err)
 	}
 	if err := NoteBackupStored(context.Background(), h, "main"); !errors.Is(err, ErrNoDaemon) {
@@ -66,7 +66,7 @@ func TestRequestBackup_Refused(t *testing.T) {
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	h := HTTPConfig{Address: host}
 	h.Port, _ = strconv.Atoi(port)
-	_, err := RequestBackup(context.Background(), h, "main")
+	_, err := RequestBackup(context.Background(), h, "main", "")
 	if want := "the daemon answered 409 Conflict: site main: basebackup already requested or running"; err == nil || err.Error() != want {
 		t.Errorf("err %v, want %q", err, want)
 	}

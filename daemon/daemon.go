@@ -91,6 +91,7 @@ func Run(ctx context.Context, o Options) error {
 				RequestBackup: d.requestBackup,
 				BackupRequest: d.backupRequest,
 				BackupStored:  d.backupStored,
+				Destination:   d.destination,
 				Healthy:       d.healthy,
 				Logger:        o.Logger,
 			})
@@ -332,6 +333,15 @@ func (d *daemon) requestBackup(site string) (string, error) {
 		return "", fmt.Errorf("site %s: %w (remove %s to end it)", site, ErrMaintenance, d.opts.MaintenanceFile)
 	}
 	return sup.request()
+}
+
+// destination returns the Destination of site, "" when it runs no such
+// site.
+func (d *daemon) destination(site string) string {
+	if sup := d.supervisors()[site]; sup != nil {
+		return sup.site.Destination
+	}
+	return ""
 }
 
 // backupRequest returns what became of basebackup request id of site:

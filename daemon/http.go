@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,21 @@ var (
 	// that id for the site: it was never made there, it is older than
 	// the last maxRequests, or the daemon restarted since (404).
 	ErrUnknownRequest = errors.New("the daemon knows no such basebackup request (it keeps the last 256 since it started)")
+	// ErrOtherDestination means a basebackup request came from a
+	// configuration whose site of that name stores elsewhere than this
+	// daemon's (421): another configuration's daemon answers on its
+	// http_address:http_port.
+	ErrOtherDestination = errors.New("this daemon stores the site elsewhere (another storage, prefix or site name) " +
+		"than the configuration asking: it runs another configuration; give each configuration its own http_port")
 )
+
+// destinationDigest stands for a Site.Destination in a basebackup request
+// (RequestBackup): enough to tell two apart, without sending the storage's
+// location over HTTP.
+func destinationDigest(dest string) string {
+	sum := sha256.Sum256([]byte(dest))
+	return hex.EncodeToString(sum[:16])
+}
 
 // HTTP server limits. A monitoring endpoint answers in milliseconds; these
 // only keep slow or idle clients from holding connections for long.
@@ -82,7 +97,11 @@ type HTTPOptions struct {
 	// the site (hoard basebackup --local tells the daemon), so the daemon
 	// lists the site's backups now (at most every relistMinInterval).
 	BackupStored func(site string) error
-	Healthy      func() error // GET /healthz: nil is healthy
+	// Destination returns the Site.Destination of site ("" for none): a
+	// basebackup request whose configuration stores the site elsewhere
+	// is refused (421), as it comes from another configuration.
+	Destination func(site string) string
+	Healthy     func() error // GET /healthz: nil is healthy
 
 	Logger zerolog.Logger
 
@@ -227,6 +246,16 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 		if o.RequestBackup == nil {
 			http.Error(w, "basebackup requests are not available", http.StatusNotImplemented)
 			return
+		}
+		// A request names its configuration's destination for the site
+		// (RequestBackup): one from another configuration whose daemon is
+		// not this one (same address and port, same site name) must not
+		// make this daemon back up its own cluster.
+		if want := r.URL.Query().Get("destination"); want != "" && o.Destination != nil {
+			if have := o.Destination(site); have != "" && destinationDigest(have) != want {
+				http.Error(w, fmt.Sprintf("site %s: %v", site, ErrOtherDestination), http.StatusMisdirectedRequest)
+				return
+			}
 		}
 		id, err := o.RequestBackup(site)
 		switch {

@@ -100,7 +100,7 @@ func TestSupervisor_RequestAfterStop(t *testing.T) {
 	// non-zero exit (it takes no backup itself: a daemon answered).
 	srv := startHTTP(t, HTTPOptions{RequestBackup: d.requestBackup, Logger: zerolog.Nop()})
 	h := HTTPConfig{Address: "127.0.0.1", Port: srv.addr.(*net.TCPAddr).Port}
-	_, err = RequestBackup(context.Background(), h, "main")
+	_, err = RequestBackup(context.Background(), h, "main", "")
 	if err == nil || errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "site is stopping") {
 		t.Errorf("hoard basebackup's request: %v, want the daemon's 503 saying the site is stopping", err)
 	}

@@ -36,7 +36,7 @@ func TestServeHTTP_BackupRequest(t *testing.T) {
 	h := HTTPConfig{Address: "127.0.0.1", Port: srv.addr.(*net.TCPAddr).Port, Username: "hoard", Password: "secret"}
 	ctx := context.Background()
 
-	id, err := RequestBackup(ctx, h, "main")
+	id, err := RequestBackup(ctx, h, "main", "")
 	if err != nil || id == "" {
 		t.Fatalf("RequestBackup = %q, %v, want a request id", id, err)
 	}
@@ -61,7 +61,7 @@ func TestServeHTTP_BackupRequest(t *testing.T) {
 		}
 	})
 	t.Run("ErrBackupPending", func(t *testing.T) {
-		if id2, err := RequestBackup(ctx, h, "main"); !strings.Contains(err.Error(), "409") || id2 != "" {
+		if id2, err := RequestBackup(ctx, h, "main", ""); !strings.Contains(err.Error(), "409") || id2 != "" {
 			t.Errorf("a second request while one waits = %q, %v, want 409 (as before)", id2, err)
 		}
 	})
@@ -99,7 +99,7 @@ func TestWaitBackup_Failed(t *testing.T) {
 	h := HTTPConfig{Address: "127.0.0.1", Port: srv.addr.(*net.TCPAddr).Port}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	id, err := RequestBackup(ctx, h, "main")
+	id, err := RequestBackup(ctx, h, "main", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestRun_WaitBackup(t *testing.T) {
 	var id string
 	for {
 		var err error
-		if id, err = RequestBackup(ctx, h, "test"); err == nil {
+		if id, err = RequestBackup(ctx, h, "test", ""); err == nil {
 			break
 		} else if !errors.Is(err, ErrNoDaemon) || ctx.Err() != nil {
 			t.Fatalf("RequestBackup: %v", err)
@@ -153,5 +153,34 @@ func TestRun_WaitBackup(t *testing.T) {
 	}
 	if !slices.ContainsFunc(backups, func(b *archive.BackupInfo) bool { return b.Name == st.Backup }) || len(backups) != 1 {
 		t.Errorf("WaitBackup said %s stored; the archive lists %d backups: %v", st.Backup, len(backups), backups)
+	}
+}
+
+// TestServeHTTP_BackupRequestOtherDestination: hoard basebackup asks the
+// daemon answering on its configuration's http_address:http_port, and that
+// can be another configuration's daemon (a second cluster's hoard on the
+// same host, both with the default port 16000 and site "default"): it took
+// a backup of its own cluster into its own archive (and applied its
+// retention there), while the command said "basebackup of site default
+// requested from the running daemon" and exited 0, and the requesting
+// configuration's archive got nothing. A daemon whose site stores
+// elsewhere than the request's configuration refuses it (421), saying
+// why; the same destination is taken as before.
+func TestServeHTTP_BackupRequestOtherDestination(t *testing.T) {
+	d, _, conn, _ := requestDaemon(t)
+	dest := `local /srv/a site-prefix="" site="main"`
+	d.sups["main"] = newSupervisor(d, Site{Name: "main", Active: true, WAL: WALArchiveCommand, ConnString: conn, Destination: dest})
+	srv := startHTTP(t, HTTPOptions{
+		RequestBackup: d.requestBackup, BackupRequest: d.backupRequest, Destination: d.destination, Logger: zerolog.Nop(),
+	})
+	h := HTTPConfig{Address: "127.0.0.1", Port: srv.addr.(*net.TCPAddr).Port}
+	ctx := context.Background()
+
+	id, err := RequestBackup(ctx, h, "main", `local /srv/b site-prefix="" site="main"`)
+	if err == nil || !strings.Contains(err.Error(), "421") || !strings.Contains(err.Error(), "http_port") {
+		t.Errorf("RequestBackup from another configuration = %q, %v; want 421 saying to give it its own http_port", id, err)
+	}
+	if id, err := RequestBackup(ctx, h, "main", dest); err != nil || id == "" {
+		t.Errorf("RequestBackup from the daemon's configuration = %q, %v; want a request id", id, err)
 	}
 }
