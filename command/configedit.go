@@ -227,10 +227,22 @@ func replaceFile(path string, data []byte) error {
 	return storage.WriteFileAtomic(path, bytes.NewReader(data), func(f *os.File) error {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
-				return fmt.Errorf("keep owner %d and group %d of %s (run as root or as the file's owner): %w", st.Uid, st.Gid, path, err)
+				return keepOwnerError(st.Uid, st.Gid, path, err)
 			}
 		}
 		// After the chown, which clears set-id bits.
 		return f.Chmod(fi.Mode().Perm() &^ 0o007)
 	})
+}
+
+// errKeepOwner is returned (wrapped) by replaceFile when the new file
+// cannot be given the old one's owner and group: only root gives a file
+// to another user, and its owner only to a group the owner is in.
+var errKeepOwner = errors.New("cannot give the new file the old one's owner and group")
+
+// keepOwnerError is replaceFile's error when the new file cannot be given
+// the old one's owner uid and group gid.
+func keepOwnerError(uid, gid uint32, path string, err error) error {
+	return fmt.Errorf("keep owner %d and group %d of %s (run as root, or as the file's owner "+
+		"when it is a member of the file's group): %w: %w", uid, gid, path, errKeepOwner, err)
 }

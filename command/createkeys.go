@@ -131,6 +131,13 @@ func runCreateKeys(c *cli.Context) error {
 // error then says to run create-keys as one who can (root keeps the
 // file's owner and mode), with a command line quoted for the shell.
 func addKeyError(id, path string, err error) error {
+	if errors.Is(err, errKeepOwner) {
+		return fmt.Errorf("add key %s to %s: %w\n  hint: only root gives the new file another user's ownership, "+
+			"and the file's owner only a group it is a member of (a file root gave to its user with chown alone "+
+			"keeps root's group): run it as root (sudo hoard --config %s create-keys --key-id %s keeps the file's "+
+			"owner, group and mode), or give the file a group of its owner's first (chgrp) and run it as the owner",
+			id, path, err, restore.ShellQuote(path), restore.ShellQuote(id))
+	}
 	if !errors.Is(err, fs.ErrPermission) {
 		return fmt.Errorf("add key %s to %s: %w", id, path, err)
 	}

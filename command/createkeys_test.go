@@ -388,3 +388,28 @@ func shellWords(t testing.TB, cmd string) []string {
 	}
 	return strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
 }
+
+// TestAddKeyError_Owner: the file's owner may write the directory and
+// still be refused: the new file cannot be given the old one's group when
+// the owner is not in it (a file root wrote and gave to postgres with
+// chown postgres, its group still root's). The error said to run it "as
+// the file's owner", which it was, and the hint that it "needs write
+// permission" in the directory, which it had. It now says why and what to
+// do: root, or a group of the user's.
+func TestAddKeyError_Owner(t *testing.T) {
+	const path = "/var/lib/hoard/hoard.json"
+	chown := &fs.PathError{Op: "chown", Path: "/var/lib/hoard/.hoard.json.tmp-1", Err: syscall.EPERM}
+	err := addKeyError("key1", path, fmt.Errorf("add encryption key: write %s: %w", path, keepOwnerError(101, 0, path, chown)))
+	msg := err.Error()
+	for _, want := range []string{"keep owner 101 and group 0 of " + path, "operation not permitted",
+		"group", "chgrp", "sudo hoard --config " + path + " create-keys --key-id key1"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	for _, wrong := range []string{"needs write permission there", "or as the file's owner)"} {
+		if strings.Contains(msg, wrong) {
+			t.Errorf("error %q says %q", msg, wrong)
+		}
+	}
+}
