@@ -379,7 +379,10 @@ func checkWALGap(w walIndex, tail *PartialTail, b *archive.BackupInfo, p wal.His
 		}
 		missing := wal.Segment{Timeline: tli, No: no}.Name(segSize)
 		if no <= end {
-			return last, nil, fmt.Errorf("the backup's WAL: %s is not archived: %w", missing, ErrMissingWAL)
+			return last, nil, fmt.Errorf("the backup's WAL: %s is not archived, and the backup cannot become consistent without it: "+
+				"it is archived by hoard daemon (streaming the site) or archive_command; hoard archive-sync on the primary "+
+				"stores what its pg_wal still holds; or restore an older backup with --basebackup NAME (hoard list): %w",
+				missing, ErrMissingWAL)
 		}
 		// The target lies past the WAL the backup needs: say where
 		// recovery would stop, and what gets it further.

@@ -244,3 +244,23 @@ func TestCheckWAL_ErrTargetBeyondSaysWhatToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckWAL_ErrBackupWALSaysWhatToDo: a backup whose own WAL (start to
+// end) is not archived yet (a backup of a site streamed by a daemon that
+// is not running, or taken just now) is refused, and the error says what
+// makes it restorable and the other way out. It said only "the backup's
+// WAL: 000000010000000000000021 is not archived: WAL segment missing from
+// archive".
+func TestCheckWAL_ErrBackupWALSaysWhatToDo(t *testing.T) {
+	b := pghoardBackup(t, "p", 1, "000000010000000000000002", "000000010000000000000003")
+	_, _, err := checkWALGap(walIdx("000000010000000000000002"), nil, b, wal.History{{Timeline: 1}}, 0)
+	if !errors.Is(err, ErrMissingWAL) {
+		t.Fatalf("checkWALGap = %v, want ErrMissingWAL", err)
+	}
+	for _, w := range []string{"the backup's WAL: 000000010000000000000003 is not archived", "hoard daemon", "archive_command",
+		"hoard archive-sync", "--basebackup", "hoard list"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+}
