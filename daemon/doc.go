@@ -49,7 +49,10 @@
 //     interval after the last test (kept in RestoreTest.Dir) or the
 //     daemon's start, never while a basebackup of the site runs, one at a
 //     time in the whole daemon; a failure raises restore_test_failed until
-//     a test passes.
+//     a test passes. A test the storage kept from running
+//     (verify.RestoreTestResult.StorageFailed) is not a result: it leaves
+//     the last one's status, metrics, alert and kept file, and is tried
+//     again after restoreTestRetry.
 //
 // Inactive sites (active: false) get no supervisor: the daemon never
 // writes to or deletes from them.

@@ -27,7 +27,9 @@ func registeredMetrics(t *testing.T) map[string]metricFamily {
 	startedMetric(m)
 	siteRunningMetric(m, "s")
 	newSiteMetrics(m, "s")
-	(&supervisor{site: Site{Name: "s"}, d: &daemon{metrics: m}}).restoreTestMetrics()
+	rt := &supervisor{site: Site{Name: "s"}, d: &daemon{metrics: m}}
+	rt.restoreTestMetrics()
+	rt.restoreTestStorageFailures()
 	var b strings.Builder
 	if err := m.WritePrometheus(&b); err != nil {
 		t.Fatal(err)

@@ -29,12 +29,31 @@ const (
 	MetricRestoreTestDuration    = "hoard_restore_test_duration_seconds"
 	MetricRestoreTestLastRun     = "hoard_restore_test_last_run_timestamp_seconds"
 	MetricRestoreTestLastSuccess = "hoard_restore_test_last_success_timestamp_seconds"
+	// MetricRestoreTestStorageFailures counts the scheduled tests the
+	// storage kept from running (verify.RestoreTestResult.StorageFailed).
+	// It appears, at 0, when the site's restore test loop starts.
+	MetricRestoreTestStorageFailures = "hoard_restore_test_storage_failures_total"
 )
 
 // restoreTestRecheck is how soon a test that was due but could not start
 // (a basebackup of the site runs, maintenance mode, no backup yet, the
 // listing failed) is looked at again.
 const restoreTestRecheck = 15 * time.Second
+
+// Retry delays of a test the storage kept from running: it is tried again
+// after the first, doubling with each such test in a row up to the second,
+// never later than an interval (restoreTestRetry), as a failed basebackup
+// is (backupRetryMin, backupRetryMax).
+const (
+	restoreTestRetryMin = backupRetryMin
+	restoreTestRetryMax = backupRetryMax
+)
+
+// restoreTestRetry is how long after the failures'th test in a row that
+// the storage kept from running the next one starts.
+func restoreTestRetry(failures int, interval time.Duration) time.Duration {
+	return min(restoreTestRetryMin<<min(max(failures, 1)-1, 10), restoreTestRetryMax, interval)
+}
 
 // restoreTestResultFile is the file in RestoreTest.Dir that keeps the last
 // result across restarts.
@@ -87,6 +106,13 @@ type RestoreTestStatus struct {
 	Error          string         `json:"error,omitempty"`
 	// LastSuccess is when the last passing test finished.
 	LastSuccess *time.Time `json:"last_success,omitempty"`
+	// StorageFailures counts the tests in a row, since the last one that
+	// finished, that the storage kept from running (it failed to send an
+	// object the restore reads: nothing was tested, and nothing found
+	// wrong with the backup); StorageError is the last one's error,
+	// naming the object. Neither is kept in the result file.
+	StorageFailures int    `json:"storage_failures,omitempty"`
+	StorageError    string `json:"storage_error,omitempty"`
 }
 
 // passed reports whether the status holds a finished, passing test.
@@ -160,12 +186,21 @@ func (s *supervisor) restoreTestMetrics() (ok, duration, lastRun, lastSuccess *m
 		m.Gauge(MetricRestoreTestLastSuccess, "When the last passing scheduled restore test finished (Unix seconds); 0 when none has passed.", l)
 }
 
+// restoreTestStorageFailures returns the site's counter of tests the
+// storage kept from running, registering it on first use.
+func (s *supervisor) restoreTestStorageFailures() *metrics.Counter {
+	return s.d.metrics.Counter(MetricRestoreTestStorageFailures,
+		"Scheduled restore tests the storage kept from running (it failed to send an object the restore reads).",
+		map[string]string{"site": s.site.Name})
+}
+
 // restoreTests is the site's restore test loop: it runs verify.RestoreTest
 // when decideRestoreTest says so, one at a time in the whole daemon, until
 // ctx ends. Results are recorded (status, metrics, the alert, the result
 // file); failures are never fatal.
 func (s *supervisor) restoreTests(ctx context.Context, arch *archive.Archive) error {
 	rt := s.site.RestoreTest
+	s.restoreTestStorageFailures() // at 0 from the start, for increase()
 	s.cleanRestoreScratch()
 	last := s.loadRestoreTest()
 	var notBefore time.Time // after a test that could not start
@@ -197,7 +232,14 @@ func (s *supervisor) restoreTests(ctx context.Context, arch *archive.Archive) er
 		case ctx.Err() != nil:
 			return nil
 		case skip:
-			notBefore = time.Now().Add(restoreTestRecheck)
+			delay := restoreTestRecheck
+			if r := s.status().RestoreTest; r != nil && r.StorageFailures > 0 {
+				// The storage kept the last tries from running: back
+				// off, as for a failed basebackup, but try again well
+				// before an interval.
+				delay = restoreTestRetry(r.StorageFailures, rt.Interval)
+			}
+			notBefore = time.Now().Add(delay)
 		default:
 			last = res
 		}
@@ -265,10 +307,37 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 		s.log.Info().Msg("restore test interrupted by shutdown")
 		return nil, true
 	}
+	if err != nil && res != nil && res.StorageFailed {
+		s.restoreTestNotRun(bs[len(bs)-1].Name, err)
+		return nil, true
+	}
 	if err == nil && res != nil {
 		err = passedOver(bs, res)
 	}
 	return s.recordRestoreTest(res, err, time.Now()), false
+}
+
+// restoreTestNotRun records a test the storage kept from running
+// (verify.RestoreTestResult.StorageFailed: it failed to send an object the
+// restore reads, err names it). Nothing was tested and nothing found
+// wrong with the backup, so it is not a result: the last finished test
+// stays in the status, metrics, alert and result file, neither raising
+// restore_test_failed over a pass (a page saying the backup does not
+// restore, for a storage outage) nor clearing it over a failure (as if
+// the backup were proven good). It counts in
+// MetricRestoreTestStorageFailures and shows in the status, and the loop
+// tries again after restoreTestRetry.
+func (s *supervisor) restoreTestNotRun(backup string, err error) {
+	s.restoreTestStorageFailures().Add(1)
+	var n int
+	s.setRestoreTest(func(r *RestoreTestStatus) {
+		r.StorageFailures++
+		r.StorageError = err.Error()
+		n = r.StorageFailures
+	})
+	s.log.Warn().Err(err).Str(logBackup, backup).Int("failures", n).
+		Int64("retry_in_ms", restoreTestRetry(n, s.site.RestoreTest.Interval).Milliseconds()).
+		Msg("restore test not run: the storage failed")
 }
 
 // passedOver fails a passing test that restored an older backup than the
