@@ -3,6 +3,7 @@ package verify
 import (
 	"archive/tar"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/hostile"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -97,6 +99,20 @@ func TestRestoreTest_TablespaceInScratch(t *testing.T) {
 func TestRestoreTest_StopRightAfterStart(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor})
 	c.Stop(t)
+	// pg_ctl start below passes none of the cluster's server options: the
+	// port and socket directory go in its configuration, or the server
+	// takes PostgreSQL's default port, which another server may hold.
+	conf := fmt.Sprintf("port = %d\nlisten_addresses = ''\nunix_socket_directories = '%s'\n", testio.FreePort(t), c.SocketDir)
+	f, err := os.OpenFile(filepath.Join(c.DataDir, "postgresql.auto.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	rt := &restoreTest{o: RestoreTestOptions{}, res: &RestoreTestResult{}, data: c.DataDir, binDir: c.BinDir, scratch: filepath.Dir(c.DataDir)}
 	if err := rt.runAs(); err != nil {
 		t.Fatal(err)
