@@ -191,6 +191,15 @@ func endpointHint(kind string) string {
 	return "check the network and that the service is up"
 }
 
+// schemeHint says which setting makes a backend speak plain HTTP.
+func schemeHint(kind string) string {
+	switch kind {
+	case "s3", "azure":
+		return "set is_secure false, or give port the endpoint's HTTPS port"
+	}
+	return "check the endpoint's address"
+}
+
 // errorf wraps err from operation op on key with context, turning permanent
 // failures into ErrPermanent with an actionable message.
 func errorf(kind, bucket, op, key string, err error) error {
@@ -199,6 +208,9 @@ func errorf(kind, bucket, op, key string, err error) error {
 		err = &permanentError{msg: fmt.Sprintf("%s bucket %q does not exist: create it or fix bucket_name", kind, bucket), err: err}
 	case accessDenied(err):
 		err = &permanentError{msg: fmt.Sprintf("access denied to %s bucket %q: %s", kind, bucket, hint(kind)), err: err}
+	case errors.Is(err, http.ErrSchemeMismatch):
+		// The endpoint answered TLS with plain HTTP: no retry changes that.
+		err = &permanentError{msg: fmt.Sprintf("the %s endpoint speaks plain HTTP, not HTTPS: %s", kind, schemeHint(kind)), err: err}
 	case unreachable(err):
 		// Still transient (the server may be starting): only the words change.
 		err = fmt.Errorf("cannot reach the %s endpoint (%s): %w", kind, endpointHint(kind), err)

@@ -1,9 +1,13 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -31,5 +35,40 @@ func TestErrorf_Unreachable(t *testing.T) {
 	cut := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	if err := errorf("s3", "hoard", "open", "k", cut); strings.Contains(err.Error(), "cannot reach") {
 		t.Errorf("errorf(read error) = %q, want no endpoint hint", err)
+	}
+}
+
+// TestErrorf_SchemeMismatch: is_secure true against an endpoint that
+// speaks plain HTTP (MinIO as it starts, without certificates) is named
+// as such, with the key to change, and is not retried: the SDK's
+// "http: server gave HTTP response to HTTPS client" came after its three
+// attempts and the store's retries, with nothing saying which setting it
+// is about.
+func TestErrorf_SchemeMismatch(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "plain http", http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	for _, c := range []Config{
+		{Type: TypeS3, BucketName: "hoard", Region: "us-east-1", Host: host, Port: p, IsSecure: true,
+			AccessKeyID: "hoard-test-key", SecretAccessKey: "hoard-test-secret"},
+		{Type: TypeAzure, BucketName: "hoard", Host: host, Port: p, IsSecure: true,
+			AccountName: "devstoreaccount1", AccountKey: "aG9hcmQtdGVzdC1rZXk="},
+	} {
+		t.Run(c.Type, func(t *testing.T) {
+			if testing.Short() && c.Type == TypeAzure {
+				t.Skip("the Azure SDK's own retries take 10 s")
+			}
+			st, err := Open(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = st.List(context.Background(), "site/basebackup/", func(Object) error { return nil })
+			if err == nil || !strings.Contains(err.Error(), "is_secure") || !errors.Is(err, ErrPermanent) {
+				t.Errorf("List over HTTPS from a plain HTTP endpoint = %v, want a permanent error naming is_secure", err)
+			}
+		})
 	}
 }
