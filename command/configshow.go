@@ -21,8 +21,9 @@ func configCommand() *cli.Command {
 			Usage: "print the effective configuration, secrets masked, with where each value came from",
 			Description: `Loads the configuration as every other command does: PGHoard's defaults, then the
 file given by --config (if any), then the HOARD_* environment variables, and prints
-every setting with its source: default, file, or env HOARD_X. With no --config the
-configuration comes from the environment alone.
+every setting with its source: default, file, env HOARD_X (env HOARD_X_FILE for a value
+read from the file that variable names), or key file PATH (a key of encryption_keys_dir).
+With no --config the configuration comes from the environment alone.
 
 Secrets (webserver_password, private keys, storage credentials, and the nodes' libpq
 password and sslpassword) are printed as xxxxx when set. Exit status 2 means the

@@ -115,7 +115,7 @@ func TestSiteCodec_ErrKeyMismatch(t *testing.T) {
 		}
 		code, msg := runErr(t, "list")
 		want := "backup_sites.default.encryption_keys.k1: the public and private keys are from different key pairs " +
-			"(public from HOARD_ENCRYPTION_PUBLIC_KEY, private from HOARD_ENCRYPTION_PRIVATE_KEY)"
+			"(public from HOARD_ENCRYPTION_PUBLIC_KEY, private from HOARD_ENCRYPTION_PRIVATE_KEY_FILE)"
 		if code != ExitUsage || !strings.Contains(msg, want) {
 			t.Errorf("list: exit %d, %q; want %d and %q", code, msg, ExitUsage, want)
 		}

@@ -212,7 +212,17 @@ func (e *envReader) store(c *Config, path, name, s string, f reflect.Value) {
 		return
 	}
 	set(f, x)
-	c.setSource(path, "env "+name)
+	c.setSource(path, e.source(name))
+}
+
+// source is config show's source of a value of the variable name: "env
+// NAME_FILE" when it was read from the file that names (get), the
+// variable that is set.
+func (e *envReader) source(name string) string {
+	if e.file[name] && e.getenv(name) == "" && e.getenv(name+"_FILE") != "" {
+		return "env " + name + "_FILE"
+	}
+	return "env " + name
 }
 
 func applyEnv(c *Config, getenv func(string) string, ps *problems) {
@@ -265,7 +275,7 @@ func (e *envReader) storage(c *Config, site string, s *Site) {
 	case hasURL:
 		s.ObjectStorage = newObjectStorage(StorageURL, s.ObjectStorage.Prefix)
 		s.ObjectStorage.URL = url
-		c.setSource(p, "env "+urlVar)
+		c.setSource(p, e.source(urlVar))
 	case hasType:
 		if !knownType(e.ps, typeVar, typ) {
 			break

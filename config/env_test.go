@@ -87,8 +87,8 @@ func TestLoad_EnvOnly(t *testing.T) {
 		for path, want := range map[string]string{
 			"backup_location":                                 "env HOARD_BACKUP_LOCATION",
 			"backup_sites.default.object_storage.url":         "env HOARD_STORAGE_URL",
-			"backup_sites.default.encryption_keys.k1.private": "env HOARD_ENCRYPTION_PRIVATE_KEY",
-			"backup_sites.default.nodes":                      "env HOARD_PG_URI",
+			"backup_sites.default.encryption_keys.k1.private": "env HOARD_ENCRYPTION_PRIVATE_KEY_FILE",
+			"backup_sites.default.nodes":                      "env HOARD_PG_URI_FILE",
 			"backup_sites.default.basebackup_count_min":       "default",
 			"transfer.thread_count":                           "default",
 		} {
@@ -548,5 +548,40 @@ func TestUnknownEnv(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("UnknownEnv (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoad_EnvFileSource: a value read from the file NAME_FILE names
+// (a mounted Secret) has NAME_FILE as its source in config show, the
+// variable that is set, not NAME, which is not: docs/kubernetes.md sends
+// the operator to config show to see where each value came from.
+func TestLoad_EnvFileSource(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{
+		"HOARD_BACKUP_LOCATION":            "/var/lib/hoard",
+		"HOARD_STORAGE_TYPE":               "s3",
+		"HOARD_S3_REGION":                  "eu-west-1",
+		"HOARD_S3_BUCKET_NAME":             "b",
+		"HOARD_S3_SECRET_ACCESS_KEY_FILE":  writeFile(t, dir, "s3secret", "s3 secret\n"),
+		"HOARD_S3_ACCESS_KEY_ID":           "AKIA",
+		"HOARD_ENCRYPTION_KEY_ID":          "k1",
+		"HOARD_ENCRYPTION_PUBLIC_KEY_FILE": writeFile(t, dir, "pub.pem", "PUBLIC PEM\n"),
+		"HOARD_ENCRYPTION_PRIVATE_KEY":     "PRIVATE PEM",
+		"HOARD_PG_URI_FILE":                writeFile(t, dir, "uri", "postgres://rep:pw@db/postgres\n"),
+	}
+	c, err := Load("", mapEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"backup_sites.default.object_storage.aws_secret_access_key": "env HOARD_S3_SECRET_ACCESS_KEY_FILE",
+		"backup_sites.default.object_storage.aws_access_key_id":     "env HOARD_S3_ACCESS_KEY_ID",
+		"backup_sites.default.encryption_keys.k1.public":            "env HOARD_ENCRYPTION_PUBLIC_KEY_FILE",
+		"backup_sites.default.encryption_keys.k1.private":           "env HOARD_ENCRYPTION_PRIVATE_KEY",
+		"backup_sites.default.nodes":                                "env HOARD_PG_URI_FILE",
+	} {
+		if got := c.Source(path); got != want {
+			t.Errorf("Source(%s) = %q, want %q", path, got, want)
+		}
 	}
 }

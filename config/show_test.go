@@ -103,7 +103,7 @@ func TestConfig_Values(t *testing.T) {
 		"backup_sites.default.nodes[0]": {Value: "postgres://rep:xxxxx@db/postgres", Source: "env HOARD_PG_URI"},
 		"backup_sites.default.object_storage.storage_type":          {Value: "s3", Source: "env HOARD_STORAGE_TYPE"},
 		"backup_sites.default.object_storage.aws_secret_access_key": {Value: "xxxxx", Source: "env HOARD_S3_SECRET_ACCESS_KEY"},
-		"backup_sites.default.encryption_keys.k1.private":           {Value: "xxxxx", Source: "env HOARD_ENCRYPTION_PRIVATE_KEY"},
+		"backup_sites.default.encryption_keys.k1.private":           {Value: "xxxxx", Source: "env HOARD_ENCRYPTION_PRIVATE_KEY_FILE"},
 		"backup_sites.default.encryption_keys.k1.public":            {Value: "PUBLIC", Source: "env HOARD_ENCRYPTION_PUBLIC_KEY"},
 		"backup_sites.default.basebackup_count":                     {Value: 2, Source: "default"},
 		"statsd":                                                    {Value: nil, Source: "default"},
