@@ -202,15 +202,22 @@ func (l *WALListing) End(ctx context.Context, segSize uint64) (WALEnd, error) {
 		}
 	}
 	best = newest
+	partial := false
 	for n := range l.Partials {
 		if (best == "" || newerName(n, best)) && l.standsIn(n) {
-			best = n
+			best, partial = n, true
 		}
 	}
 	if best == "" {
 		return WALEnd{}, nil
 	}
-	f, partial := l.Partials[best]
+	// Only a .partial chosen above: one of the newest complete
+	// segment's own name (stored before the segment was complete) is
+	// superseded by it.
+	var f WALFile
+	if partial {
+		f = l.Partials[best]
+	}
 	var n int64
 	if partial {
 		var err error

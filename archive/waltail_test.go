@@ -290,3 +290,25 @@ func TestArchive_PartialDataSize_RecordEndsInZeros(t *testing.T) {
 			end, got, cut, len(bytes.TrimRight(z.Data[:cut], "\x00")))
 	}
 }
+
+// TestWALListing_EndPartialThenComplete: a .partial the daemon stored at
+// shutdown, and later the complete segment of the same name
+// (archive_command, or the daemon once the segment filled): the WAL ends
+// at the complete segment's end. End took the .partial's, since both are
+// listed under the segment's name, and hoard list and verify said the
+// archive ended at the old .partial's data, stored half an hour before.
+func TestWALListing_EndPartialThenComplete(t *testing.T) {
+	ctx := context.Background()
+	a := walTestArchive(t, false)
+	pushSegments(t, a, 3, 4)
+	name := "000000010000000000000005"
+	putPartial(t, a, name, waltest.Segment(t, name, testSegSize, 5), 300000)
+	pushSegments(t, a, 5, 5)
+	e, err := a.WALEnd(ctx, testSegSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.File != name || e.Partial || e.LSN != pglogrepl.LSN(6*testSegSize) {
+		t.Errorf("End = %+v, want the end of the complete segment %s", e, name)
+	}
+}
