@@ -11,10 +11,14 @@ type siteMetrics struct {
 	stored                      *metrics.Gauge
 	storedLagBytes              *metrics.Gauge
 	storedLagSeconds            *metrics.Gauge
-	connected, paused           *metrics.Gauge
-	holeSegments                *metrics.Gauge
-	uploads, uploadErrors       *metrics.Counter
-	lastUpload                  *metrics.Gauge
+	// connected is registered only for a site that streams WAL
+	// (walConnectedMetric): a site that never streams has no receiver to
+	// be disconnected, and a streaming site's 0 must mean disconnected
+	// even before its receiver first connected.
+	connected, paused     *metrics.Gauge
+	holeSegments          *metrics.Gauge
+	uploads, uploadErrors *metrics.Counter
+	lastUpload            *metrics.Gauge
 
 	lastBackup, backupDuration, backupRunning *metrics.Gauge
 	checksumFailures                          *metrics.Gauge
@@ -80,6 +84,12 @@ func siteRunningMetric(m *metrics.Registry, site string) *metrics.Gauge {
 	return m.Gauge(MetricSiteRunning, "1 while the site's supervisor runs.", map[string]string{"site": site})
 }
 
+// walConnectedMetric is 1 while the site's WAL receiver streams; only
+// sites that stream WAL have it.
+func walConnectedMetric(m *metrics.Registry, site string) *metrics.Gauge {
+	return m.Gauge(MetricWALConnected, "1 while the WAL receiver is streaming from the server (sites that stream WAL only).", map[string]string{"site": site})
+}
+
 func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 	l := map[string]string{"site": site}
 	with := func(k, v string) map[string]string { return map[string]string{"site": site, k: v} }
@@ -95,8 +105,7 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 			"WAL the server has that is not stored in the archive (as a segment or .partial), in bytes: the recovery point objective now.", l),
 		storedLagSeconds: m.Gauge(MetricWALStoredLagSecs,
 			"Age of the oldest WAL received and not stored in the archive (as a segment or .partial), in seconds (0 when all is): the recovery point objective now.", l),
-		connected: m.Gauge(MetricWALConnected, "1 while the WAL receiver is streaming from the server.", l),
-		paused:    m.Gauge(MetricWALPaused, "1 while the disk guard pauses receiving (spool disk nearly full).", l),
+		paused: m.Gauge(MetricWALPaused, "1 while the disk guard pauses receiving (spool disk nearly full).", l),
 		holeSegments: m.Gauge(MetricWALHoleSegments,
 			"WAL segments found missing before where streaming resumed, since the last basebackup (0: none).", l),
 
