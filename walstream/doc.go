@@ -18,6 +18,15 @@
 // Server keepalives that ask for a reply get a standby status update at
 // once; otherwise one is sent every StatusInterval.
 //
+// A connection on which nothing comes from the server for ReceiveTimeout
+// (a minute, PostgreSQL's wal_receiver_timeout) ends the session, though
+// no error ended it: a network path that drops every packet, or a frozen
+// server, would otherwise leave the Receiver waiting, Connected, while
+// the server writes WAL it never gets. Half way it asks for a keepalive
+// (a status update with the reply bit), which an idle server answers at
+// once, so a quiet server is no stalled one. A status update that the
+// server does not read within ReceiveTimeout ends the session too.
+//
 // Connection and stream errors, local write errors included, end the
 // session; Run reconnects with backoff and resumes from the spool. Only
 // errors that reconnecting cannot fix stop Run: the server is not the one

@@ -24,6 +24,8 @@ const (
 	// DefaultResumeMultiplier is PGHoard's resume_multiplier default.
 	DefaultResumeMultiplier  = 1.5
 	DefaultDiskCheckInterval = time.Second
+	// DefaultReceiveTimeout is PostgreSQL's wal_receiver_timeout default.
+	DefaultReceiveTimeout = time.Minute
 )
 
 // Log field names.
@@ -95,6 +97,13 @@ type Options struct {
 	// means DefaultStatusInterval. Keep it well below the server's
 	// wal_sender_timeout.
 	StatusInterval time.Duration
+	// ReceiveTimeout ends a connection on which nothing came from the
+	// server for that long, as PostgreSQL's wal_receiver_timeout does
+	// (the network path or the server stalled), and reconnects; half
+	// way, the receiver asks the server for a keepalive, which an idle
+	// server answers at once. It also bounds a status update's send.
+	// Zero means DefaultReceiveTimeout.
+	ReceiveTimeout time.Duration
 	// DrainTimeout bounds how long Run waits at shutdown for the copy of
 	// the segment in progress and the uploads queued before it, or for
 	// the upload in progress; zero means DefaultDrainTimeout. Files not
@@ -281,6 +290,9 @@ func New(opts Options) (*Receiver, error) {
 	if opts.DiskCheckInterval == 0 {
 		opts.DiskCheckInterval = DefaultDiskCheckInterval
 	}
+	if opts.ReceiveTimeout <= 0 {
+		opts.ReceiveTimeout = DefaultReceiveTimeout
+	}
 	r := &Receiver{
 		opts:     opts,
 		log:      opts.Logger.With().Str("component", "walstream").Logger(),
@@ -298,6 +310,15 @@ func New(opts Options) (*Receiver, error) {
 	}
 	r.histories = make(map[int32]bool)
 	return r, nil
+}
+
+// receiveTimeout is Options.ReceiveTimeout, or its default for a
+// Receiver not made by New.
+func (r *Receiver) receiveTimeout() time.Duration {
+	if r.opts.ReceiveTimeout <= 0 {
+		return DefaultReceiveTimeout
+	}
+	return r.opts.ReceiveTimeout
 }
 
 // Status returns a snapshot of the Receiver's progress. It is safe to call

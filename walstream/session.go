@@ -46,6 +46,11 @@ type session struct {
 	nextStatus, nextPartial, nextDiskCheck time.Time
 	// sentFlush is the flush position last reported to the server.
 	sentFlush pglogrepl.LSN
+	// heard is when the last message came from the server (or the
+	// receiver last read nothing on purpose: paused), and pinged whether
+	// a keepalive was asked for since (receiveTimeout).
+	heard  time.Time
+	pinged bool
 }
 
 // session connects, finds where to resume and streams until ctx ends or
@@ -307,11 +312,30 @@ func (s *session) fetchHistory(ctx context.Context, tli int32) error {
 func (s *session) receive(ctx context.Context) error {
 	r := s.r
 	guard := r.guard
+	timeout := r.receiveTimeout()
+	s.heard, s.pinged = time.Now(), false
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		now := time.Now()
+		if guard.paused || s.cur == nil {
+			// Not reading: the server's messages wait in the socket.
+			s.heard, s.pinged = now, false
+		}
+		// As PostgreSQL's walreceiver (wal_receiver_timeout): a
+		// connection on which nothing arrives is not streaming, though
+		// no error ends it (a network path that drops every packet, a
+		// frozen server); half way, ask for a keepalive, which a server
+		// with nothing to send answers at once.
+		if silent := now.Sub(s.heard); silent >= timeout {
+			return fmt.Errorf("nothing received from the server for %s, not even the keepalive asked for: the server or the network path stalled; reconnecting", silent.Round(time.Second))
+		} else if silent >= timeout/2 && !s.pinged {
+			if err := s.sendStatusReply(ctx, true); err != nil {
+				return err
+			}
+			s.pinged = true
+		}
 		waiting := s.cur == nil // for room to open the next segment
 		if (guard.min != 0 || waiting) && !now.Before(s.nextDiskCheck) {
 			s.nextDiskCheck = now.Add(r.opts.DiskCheckInterval)
@@ -373,6 +397,11 @@ func (s *session) receive(ctx context.Context) error {
 		if !storeAt.IsZero() {
 			wake = minTime(wake, storeAt)
 		}
+		if s.pinged {
+			wake = minTime(wake, s.heard.Add(timeout))
+		} else {
+			wake = minTime(wake, s.heard.Add(timeout/2))
+		}
 		// In synchronous mode, and while a StoreThrough request waits,
 		// an upload that ends (or a new request) ends the wait.
 		wctx, cancel := context.WithDeadline(ctx, wake)
@@ -410,6 +439,7 @@ func (s *session) receive(ctx context.Context) error {
 			}
 			return err
 		}
+		s.heard, s.pinged = time.Now(), false
 		switch msg.Kind {
 		case replication.MessageXLogData:
 			if err := s.write(msg.XLogData); err != nil {
@@ -438,12 +468,25 @@ func minTime(a, b time.Time) time.Time {
 // sendStatus fsyncs the partial segment, then reports the received
 // position as written and the fsynced one as flushed and applied.
 func (s *session) sendStatus(ctx context.Context) error {
+	return s.sendStatusReply(ctx, false)
+}
+
+// sendStatusReply is sendStatus, asking the server for a keepalive at
+// once when reply is set. The send gets the receive timeout: a server or
+// path that stopped reading fills the socket buffers, and the write
+// would block for good.
+func (s *session) sendStatusReply(ctx context.Context, reply bool) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
 	flush := s.reportable()
-	st := replication.StandbyStatus{Write: s.pos, Flush: flush, Apply: flush}
-	if err := s.conn.SendStandbyStatus(ctx, st); err != nil {
+	st := replication.StandbyStatus{Write: s.pos, Flush: flush, Apply: flush, ReplyRequested: reply}
+	sctx, cancel := context.WithTimeout(ctx, s.r.receiveTimeout())
+	defer cancel()
+	if err := s.conn.SendStandbyStatus(sctx, st); err != nil {
+		if ctx.Err() == nil && sctx.Err() != nil {
+			return fmt.Errorf("send status update: the server read nothing for %s: the server or the network path stalled: %w", s.r.receiveTimeout(), err)
+		}
 		return err
 	}
 	s.sentFlush = flush
