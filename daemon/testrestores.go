@@ -249,7 +249,8 @@ func (s *supervisor) restoreTests(ctx context.Context, arch *archive.Archive) er
 // restoreTestOnce runs one test under the daemon's slot and records it. It
 // returns skip when the test could not start: a basebackup began while the
 // slot was awaited, the site has no backup (of its cluster's system) yet,
-// or the listing failed.
+// or the listing failed. A scratch directory that cannot be made is a
+// failed test.
 func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive) (*RestoreTestStatus, bool) {
 	if s.status().BackupRunning {
 		return nil, true
@@ -282,9 +283,13 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 	if rt.Dir != "" {
 		// The server's user must be able to reach its scratch directory
 		// when the daemon runs as root.
+		// One that cannot be made (a full or read-only disk, wrong
+		// ownership) fails the test: no restore can run until someone
+		// fixes it, so it is no test that could not start yet, which
+		// would leave the last result standing.
 		if err := os.MkdirAll(rt.Dir, 0o711); err != nil {
-			s.log.Warn().Err(err).Str("dir", rt.Dir).Msg("restore test: create scratch directory")
-			return nil, true
+			err = fmt.Errorf("%w: create the scratch directory %s: %w", verify.ErrRestoreTest, rt.Dir, err)
+			return s.recordRestoreTest(nil, err, time.Now()), false
 		}
 	}
 	run := rt.run

@@ -473,3 +473,35 @@ func signedArchive(t *testing.T) (*archive.Archive, func(name string, b *archive
 		}
 	}
 }
+
+// TestSupervisor_restoreTestOnceScratchDir: a due test whose scratch
+// directory cannot be made (a file in its path here; a full or read-only
+// disk, wrong ownership) cannot restore anything, whatever the backups:
+// it is a failed test (status, hoard_restore_test_ok 0, the alert file),
+// not one that could not start yet, which leaves the last result
+// standing and is looked at again 15 s later, forever.
+func TestSupervisor_restoreTestOnceScratchDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := testDaemon(t)
+	f := &fakeRestoreTests{}
+	sup := newSupervisor(d, restoreTestSite(filepath.Join(file, "restore-test"), time.Millisecond, f))
+	res, skip := sup.restoreTestOnce(context.Background(), archiveWithBackup(t))
+	if skip {
+		t.Fatal("scratch directory cannot be made: the test was skipped, as one that could not start yet; want a failed test")
+	}
+	if res == nil || res.passed() || !strings.Contains(res.Error, "scratch directory") {
+		t.Errorf("result %+v, want a failure naming the scratch directory", res)
+	}
+	if okG, _, _, _ := sup.restoreTestMetrics(); okG.Value() != 0 {
+		t.Errorf("%s = %v, want 0", MetricRestoreTestOK, okG.Value())
+	}
+	if _, err := os.Stat(filepath.Join(d.opts.AlertDir, AlertRestoreTest)); err != nil {
+		t.Errorf("alert file %s: %v", AlertRestoreTest, err)
+	}
+	if n := f.count(); n != 0 {
+		t.Errorf("restores run = %d, want 0", n)
+	}
+}
