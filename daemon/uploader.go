@@ -58,6 +58,10 @@ type uploader struct {
 	mu     sync.Mutex
 	inARow int
 	warned bool
+	// stored is set at the first successful upload, which clears the
+	// alert file an earlier run may have left (it stopped while uploads
+	// failed): this run never raised it, so no change of warned would.
+	stored bool
 }
 
 // Upload archives a complete segment or .history file. A segment's
@@ -149,7 +153,7 @@ func (u *uploader) record(ctx context.Context, err error) {
 		return
 	}
 	u.mu.Lock()
-	var change, warn bool
+	var change, warn, clearLeftover bool
 	if err != nil {
 		u.inARow++
 		if u.inARow > u.limit && !u.warned {
@@ -157,8 +161,12 @@ func (u *uploader) record(ctx context.Context, err error) {
 		}
 	} else {
 		u.inARow = 0
+		leftover := !u.stored
+		u.stored = true
 		if u.warned {
 			u.warned, change = false, true
+		} else if leftover {
+			clearLeftover = true
 		}
 	}
 	n := u.inARow
@@ -176,5 +184,8 @@ func (u *uploader) record(ctx context.Context, err error) {
 			u.log.Info().Msg("wal uploads recovered; clearing upload_retries_warning")
 		}
 		u.warn(warn)
+	}
+	if clearLeftover {
+		u.warn(false)
 	}
 }
