@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -246,6 +247,26 @@ func (l *WALListing) End(ctx context.Context, segSize uint64) (WALEnd, error) {
 	}
 	return WALEnd{File: f.Name, Partial: true, Timeline: seg.Timeline,
 		LSN: seg.StartLSN(segSize) + pglogrepl.LSN(n), Stored: f.Modified}, nil
+}
+
+// UpTo returns a copy of l without the segments, .partial objects and
+// history files of timelines above top: what a recovery that follows
+// timelines up to top (its latest, LatestTimeline) reads. After a
+// pg_upgrade into the site, the old cluster's later timelines (their
+// history files another system's, absent to the upgraded cluster's
+// recovery) hold WAL it stored before the upgrade: l.End is there, the
+// copy's End is where the upgraded cluster's WAL ends. The copy shares
+// the .partial data sizes l read (PartialDataSize) when it has read any.
+func (l *WALListing) UpTo(top uint32) *WALListing {
+	c := *l
+	above := func(name string, _ WALFile) bool { return wal.SegmentTimeline(name) > top }
+	c.Segments = maps.Clone(l.Segments)
+	maps.DeleteFunc(c.Segments, above)
+	c.Partials = maps.Clone(l.Partials)
+	maps.DeleteFunc(c.Partials, above)
+	c.Histories = maps.Clone(l.Histories)
+	maps.DeleteFunc(c.Histories, func(tli uint32, _ WALFile) bool { return tli > top })
+	return &c
 }
 
 func (l *WALListing) standsIn(name string) bool {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -68,7 +70,8 @@ func afterStandbyBackup(ctx context.Context, o Options, log zerolog.Logger, info
 // waitStandbyWAL waits until the archive holds the WAL of info, a backup
 // of a standby, through its end position on its end timeline, or a later
 // timeline's WAL (the standby was promoted: the new timeline's segments
-// hold the old one's WAL up to the switch).
+// hold the old one's WAL up to the switch): the WAL its recovery reads
+// (recoveryWALEnd), not WAL of another system on a later timeline.
 func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *archive.BackupInfo) error {
 	timeout := o.WALTimeout
 	if timeout == 0 {
@@ -79,7 +82,7 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 	defer cancel()
 	logged := false
 	for poll := walPollInterval; ; poll = min(2*poll, walPollMax) {
-		end, err := o.Archive.WALEnd(wctx, segSize)
+		end, err := recoveryWALEnd(wctx, o.Archive, info, segSize)
 		if err == nil && (end.Timeline > info.EndTimeline || end.Timeline == info.EndTimeline && end.LSN >= info.EndLSN) {
 			log.Info().Str("backup", info.Name).Str("lsn", info.EndLSN.String()).Str("key", end.File).
 				Msg("the standby backup's WAL is archived")
@@ -111,4 +114,41 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 		case <-time.After(poll):
 		}
 	}
+}
+
+// recoveryWALEnd returns the end of the stored WAL that recovery of info
+// to the latest timeline reads, as restore and wal-fetch serve it: the
+// archive's WAL end (archive.WALListing.End) on the timelines up to the
+// one recovery_target_timeline 'latest' reaches from info's start for
+// its system (archive.Archive.LatestTimeline), as hoard verify reports
+// the WAL end. After a pg_upgrade into the site whose old cluster had
+// reached a later timeline than the upgraded one's, the old cluster's
+// WAL there, stored before the upgrade, is another system's, which a
+// restore of a backup of the upgraded cluster never reads: it must not
+// count as this backup's WAL archived. A history file of another system
+// that wal-fetch refuses (the probe's refusal) leaves the probe's
+// timeline, as restore's choice of a backup does (restore.LatestPaths):
+// hoard verify and restore report the refusal.
+//
+// A .partial there that restore and wal-fetch do not deliver for its
+// segment in the whole listing (archive.WALListing.StandIn: the old
+// cluster's later timeline's history file is there too) does not count:
+// the backup would not restore with it.
+func recoveryWALEnd(ctx context.Context, a *archive.Archive, info *archive.BackupInfo, segSize uint64) (archive.WALEnd, error) {
+	l, err := a.ListStoredWAL(ctx)
+	if err != nil {
+		return archive.WALEnd{}, err
+	}
+	system, _ := strconv.ParseUint(info.SystemID, 10, 64)
+	stored := func(tli uint32) bool { _, ok := l.Histories[tli]; return ok }
+	top, _, err := a.LatestTimeline(ctx, stored, info.StartTimeline, system, info.ReplayStart())
+	if err != nil {
+		return archive.WALEnd{}, err
+	}
+	up := l.UpTo(top)
+	maps.DeleteFunc(up.Partials, func(name string, _ archive.WALFile) bool {
+		_, ok := l.StandIn(name)
+		return !ok
+	})
+	return up.End(ctx, segSize)
 }

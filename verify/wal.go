@@ -3,7 +3,6 @@ package verify
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/jackc/pglogrepl"
@@ -80,19 +79,11 @@ func (w *walIndex) end(ctx context.Context, segSize uint64) (archive.WALEnd, err
 }
 
 // endUpTo returns the newest WAL byte stored on timelines up to top, as
-// end does for all of them: the stored WAL a recovery that follows
-// timelines up to top reads. The .partial data sizes end read are not
-// read again.
+// end does for all of them (archive.WALListing.UpTo): the stored WAL a
+// recovery that follows timelines up to top reads. The .partial data
+// sizes end read are not read again.
 func (w *walIndex) endUpTo(ctx context.Context, segSize uint64, top uint32) (archive.WALEnd, error) {
-	l := *w.WALListing
-	above := func(name string) bool { return wal.SegmentTimeline(name) > top }
-	l.Segments = maps.Clone(l.Segments)
-	maps.DeleteFunc(l.Segments, func(n string, _ archive.WALFile) bool { return above(n) })
-	l.Partials = maps.Clone(l.Partials)
-	maps.DeleteFunc(l.Partials, func(n string, _ archive.WALFile) bool { return above(n) })
-	l.Histories = maps.Clone(l.Histories)
-	maps.DeleteFunc(l.Histories, func(tli uint32, _ archive.WALFile) bool { return tli > top })
-	e, err := l.End(ctx, segSize)
+	e, err := w.UpTo(top).End(ctx, segSize)
 	if err != nil {
 		return e, uncheckedTail(err)
 	}
