@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/verify"
 )
 
@@ -53,11 +54,11 @@ metadata has hoard-checksum-failures as recorded, whether it authenticates or no
 
 The table ends with where the stored WAL ends (a .partial copy included when it is the
 end of the archive) and how long ago that WAL was stored: what a restore reaches now.
-hoard verify --json reports the same as wal_end, but for a site upgraded with pg_upgrade
-whose old cluster had reached a later timeline than the upgraded one: verify follows the
-newest backup's timelines, where this line names the old cluster's last segment. How many
-bytes the server wrote since is not in the archive: the daemon reports it
-(hoard_wal_stored_lag_bytes, /status).`,
+It is on the timelines the newest backup's recovery follows: for a site upgraded with
+pg_upgrade whose old cluster had reached a later timeline than the upgraded one, the
+upgraded cluster's WAL, not the old cluster's last segment on its later timeline. hoard
+verify --json reports the same as wal_end. How many bytes the server wrote since is not in
+the archive: the daemon reports it (hoard_wal_stored_lag_bytes, /status).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also print each backup's metadata"},
@@ -133,7 +134,7 @@ func runList(c *cli.Context) error {
 	if err := writeBackupsTable(c.App.Writer, bs, env.archive.Codec, signs, c.Bool("verbose")); err != nil {
 		return err
 	}
-	end, err := env.archive.WALEnd(c.Context, archive.NewestSegmentSize(bs.Sound))
+	end, err := restore.WALEnd(c.Context, env.archive, bs.Sound, archive.NewestSegmentSize(bs.Sound))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,94 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
+)
+
+// TestList_WALEndAfterUpgrade: hoard list's WAL end in a site holding
+// backups from before and after a pg_upgrade into it (without keys, the
+// files claiming their writer's system): the old cluster reached timeline
+// 2 (its 00000002.history and segments 3 to 10 there), the upgraded one
+// is on timeline 1 from segment 0x20 on. The line names the upgraded
+// cluster's newest segment, where a restore of the newest backup ends, as
+// hoard verify's wal_end does (2e5c198). Before, it named the old
+// cluster's last segment on timeline 2, stored before the upgrade.
+func TestList_WALEndAfterUpgrade(t *testing.T) {
+	ctx := context.Background()
+	const segSize = 16 << 20
+	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	seg := func(tli uint32, no uint64) string { return wal.Segment{Timeline: tli, No: no}.Name(segSize) }
+	root := t.TempDir()
+	store := filepath.Join(root, "store")
+	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "s"}}
+	push := func(name string, data []byte, system uint64) {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.PushWAL(ctx, p, archive.PushOptions{SystemID: system}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backup := func(name string, startNo uint64, at time.Time, system uint64) {
+		t.Helper()
+		start := wal.Segment{Timeline: 1, No: startNo}
+		info := &archive.BackupInfo{
+			Format: archive.FormatBBv2, StartWALSegment: start.Name(segSize), EndWALSegment: seg(1, startNo+1),
+			StartTime: at, EndTime: at.Add(time.Minute), StartLSN: start.StartLSN(segSize) + 0x28,
+			EndLSN: wal.Segment{No: startNo + 1}.StartLSN(segSize) + 0x100, StartTimeline: 1, EndTimeline: 1,
+			WALSegmentSize: segSize, PGVersion: 150004, SystemID: fmt.Sprint(system),
+		}
+		body := []byte("control")
+		if _, err := a.Codec.Put(ctx, st, a.Layout.BackupKey(name), bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	backup("2026-01-02_03-00_0", 1, t0, sysOld)
+	for no := uint64(1); no <= 2; no++ {
+		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysOld), sysOld)
+	}
+	push("00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
+	for no := uint64(3); no <= 10; no++ {
+		push(seg(2, no), waltest.SegmentOf(t, seg(2, no), segSize, 0, sysOld), sysOld)
+	}
+	backup("2026-01-04_03-00_0", 0x20, t0.Add(48*time.Hour), sysNew)
+	for no := uint64(0x20); no <= 0x22; no++ {
+		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysNew), sysNew)
+	}
+	cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": "s", "object_storage": {"storage_type": "local", "directory": %q}}}}`,
+		filepath.Join(root, "state"), store)
+	cfgFile := filepath.Join(root, "hoard.json")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	app := App("test")
+	app.Writer, app.ErrWriter = &out, &errOut
+	if err := app.RunContext(ctx, []string{"hoard", "--config", cfgFile, "list"}); err != nil {
+		t.Fatalf("hoard list: %v\n%s", err, errOut.String())
+	}
+	want := fmt.Sprintf("Stored WAL ends at LSN 0/23000000 on timeline 1 (%s)", seg(1, 0x22))
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("hoard list:\n%s\nwant the line %q", out.String(), want)
+	}
+}
