@@ -46,3 +46,32 @@ func (a *Archive) LatestTimeline(ctx context.Context, has func(tli uint32) bool,
 	}
 	return others[0].Timeline - 1, nil, nil
 }
+
+// RecoveryListing returns what of l the recovery of the cluster of
+// database system system, from timeline start (where it replays from:
+// from), reads for its .partial tail (StandIn): l without the timelines
+// above the one its latest probe reaches (LatestTimeline) where another
+// system's history file, treated as absent, stops the probe below the
+// history files stored. After a pg_upgrade into the site whose old
+// cluster had reached a later timeline than the upgraded one's, the old
+// cluster's history file and WAL there no longer keep the upgraded
+// cluster's .partial, the end of its WAL, from standing in: its recovery
+// never follows that timeline. Otherwise (system not known, no such
+// file, one wal-fetch refuses, or the probe stopped by a missing history
+// file) l itself: a later timeline's files keep an older one's .partial
+// from standing in, as before.
+func (a *Archive) RecoveryListing(ctx context.Context, l *WALListing, start uint32, system uint64, from ReplayStart) (*WALListing, error) {
+	has := func(tli uint32) bool { _, ok := l.Histories[tli]; return ok }
+	top, refused, err := a.LatestTimeline(ctx, has, start, system, from)
+	if err != nil {
+		return nil, err
+	}
+	probe := start
+	for has(probe + 1) {
+		probe++
+	}
+	if refused != nil || top >= probe {
+		return l, nil
+	}
+	return l.UpTo(top), nil
+}

@@ -203,7 +203,15 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
-	p, ok := l.StandIn(name)
+	// The cluster's own recovery's listing: after a pg_upgrade into the
+	// site, the old cluster's later timeline is not one it follows.
+	own := l
+	if o.SystemID != 0 && o.Timeline != 0 {
+		if own, err = a.RecoveryListing(ctx, l, o.Timeline, o.SystemID, o.ReplayStart); err != nil {
+			return fmt.Errorf("fetch %s: %w", name, err)
+		}
+	}
+	p, ok := own.StandIn(name)
 	var end *SystemEnd
 	if !ok {
 		if end, err = l.SystemEndAt(ctx, name, o.SystemID); err != nil {

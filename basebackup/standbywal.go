@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"time"
 
@@ -118,37 +117,25 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 
 // recoveryWALEnd returns the end of the stored WAL that recovery of info
 // to the latest timeline reads, as restore and wal-fetch serve it: the
-// archive's WAL end (archive.WALListing.End) on the timelines up to the
-// one recovery_target_timeline 'latest' reaches from info's start for
-// its system (archive.Archive.LatestTimeline), as hoard verify reports
-// the WAL end. After a pg_upgrade into the site whose old cluster had
-// reached a later timeline than the upgraded one's, the old cluster's
-// WAL there, stored before the upgrade, is another system's, which a
-// restore of a backup of the upgraded cluster never reads: it must not
-// count as this backup's WAL archived. A history file of another system
-// that wal-fetch refuses (the probe's refusal) leaves the probe's
-// timeline, as restore's choice of a backup does (restore.LatestPaths):
-// hoard verify and restore report the refusal.
-//
-// A .partial there that restore and wal-fetch do not deliver for its
-// segment in the whole listing (archive.WALListing.StandIn: the old
-// cluster's later timeline's history file is there too) does not count:
-// the backup would not restore with it.
+// archive's WAL end (archive.WALListing.End) in what of the archive the
+// recovery of info's system from its start reads
+// (archive.Archive.RecoveryListing), as hoard verify reports the WAL end.
+// After a pg_upgrade into the site whose old cluster had reached a later
+// timeline than the upgraded one's, the old cluster's WAL there, stored
+// before the upgrade, is another system's, which a restore of a backup of
+// the upgraded cluster never reads: it must not count as this backup's
+// WAL archived. A history file of another system that wal-fetch refuses
+// leaves the whole archive, as before: hoard verify and restore report
+// the refusal.
 func recoveryWALEnd(ctx context.Context, a *archive.Archive, info *archive.BackupInfo, segSize uint64) (archive.WALEnd, error) {
 	l, err := a.ListStoredWAL(ctx)
 	if err != nil {
 		return archive.WALEnd{}, err
 	}
 	system, _ := strconv.ParseUint(info.SystemID, 10, 64)
-	stored := func(tli uint32) bool { _, ok := l.Histories[tli]; return ok }
-	top, _, err := a.LatestTimeline(ctx, stored, info.StartTimeline, system, info.ReplayStart())
+	own, err := a.RecoveryListing(ctx, l, info.StartTimeline, system, info.ReplayStart())
 	if err != nil {
 		return archive.WALEnd{}, err
 	}
-	up := l.UpTo(top)
-	maps.DeleteFunc(up.Partials, func(name string, _ archive.WALFile) bool {
-		_, ok := l.StandIn(name)
-		return !ok
-	})
-	return up.End(ctx, segSize)
+	return own.End(ctx, segSize)
 }

@@ -41,7 +41,10 @@ site's moved_from are searched too.
 A segment that is not archived is answered with its .partial copy (stored by the daemon
 with wal_partial_upload_interval, or at a timeline switch), padded with zeros to the
 segment size, when that copy is the end of the archive: no segment or .partial after it
-on its timeline, and no later timeline. Recovery then replays up to its last record.
+on its timeline, and no later timeline (but one whose history file is another database
+system's that wal-fetch treats as absent to the data directory's cluster: after pg_upgrade
+into the same site, the old cluster's later timeline). Recovery then replays up to its
+last record.
 So is one whose .partial ends the WAL of the data directory's database system, where the
 next segment or .partial stored after it on its timeline is another system's (both read
 whole, their checks passed), no segment or .partial stored after it (on its timeline or a

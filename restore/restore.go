@@ -299,7 +299,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}
-	tail, err := PartialTailOf(ctx, stored, b.SegmentSize())
+	tail, err := recoveryTail(ctx, a, stored, b)
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}

@@ -95,6 +95,19 @@ func PartialTailOf(ctx context.Context, l *archive.WALListing, segSize uint64) (
 	return nil, nil
 }
 
+// recoveryTail is PartialTailOf in what of stored the recovery of b
+// reads (archive.Archive.RecoveryListing), as wal-fetch delivers it to
+// the restored cluster (its system and timeline from pg_control, b's):
+// after a pg_upgrade into the site, the upgraded cluster's .partial ends
+// its WAL although the old cluster's later timeline is there.
+func recoveryTail(ctx context.Context, a *archive.Archive, stored *archive.WALListing, b *archive.BackupInfo) (*PartialTail, error) {
+	own, err := a.RecoveryListing(ctx, stored, b.StartTimeline, BackupSystem(b), b.ReplayStart())
+	if err != nil {
+		return nil, err
+	}
+	return PartialTailOf(ctx, own, b.SegmentSize())
+}
+
 // holders maps each key of files to the archive holding its file.
 func holders[K comparable](files map[K]archive.WALFile) map[K]*archive.Archive {
 	out := make(map[K]*archive.Archive, len(files))
