@@ -647,7 +647,8 @@ func printConfigOutside(w io.Writer, dir string) {
 		return
 	}
 	printf(w, "\nThe restored directory lacks %s: the cluster keeps its configuration outside its data directory\n"+
-		"(Debian, Ubuntu: /etc/postgresql/<version>/<cluster>). Copy them from there into %s and delete\n"+
+		"(Debian, Ubuntu: /etc/postgresql/<version>/<cluster>). Copy them from there into %s, with the\n"+
+		"conf.d directory Debian's postgresql.conf includes (include_dir = 'conf.d'), and delete\n"+
 		"data_directory, hba_file, ident_file and external_pid_file from the copied postgresql.conf\n"+
 		"(they name the original cluster's files) before starting it.\n", strings.Join(missing, ", "), restore.ShellQuote(dir))
 }

@@ -129,7 +129,10 @@ func TestPrintRestored_ConfigOutside(t *testing.T) {
 		return buf.String()
 	}
 	got := summary()
-	for _, want := range []string{"lacks postgresql.conf, pg_hba.conf, pg_ident.conf:", "/etc/postgresql/", "data_directory"} {
+	// Debian's postgresql.conf has include_dir = 'conf.d', relative to
+	// itself: copied without that directory, PostgreSQL stops at start
+	// ("could not open configuration directory .../conf.d").
+	for _, want := range []string{"lacks postgresql.conf, pg_hba.conf, pg_ident.conf:", "/etc/postgresql/", "data_directory", "conf.d"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("restored without configuration files, the summary does not say %q:\n%s", want, got)
 		}
