@@ -33,29 +33,10 @@ import (
 func TestWaitStandbyWAL_AfterUpgrade(t *testing.T) {
 	ctx := context.Background()
 	const segSize = 16 << 20
-	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+	sysNew := archivetest.UpgradeNewSystem
 	seg := func(tli uint32, no uint64) string { return wal.Segment{Timeline: tli, No: no}.Name(segSize) }
 	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd})
-	push := func(name string, data []byte, system uint64) {
-		t.Helper()
-		p := filepath.Join(t.TempDir(), name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.PushWAL(ctx, p, archive.PushOptions{SystemID: system}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for no := uint64(1); no <= 2; no++ {
-		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysOld), sysOld)
-	}
-	push("00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
-	for no := uint64(3); no <= 10; no++ {
-		push(seg(2, no), waltest.SegmentOf(t, seg(2, no), segSize, 0, sysOld), sysOld)
-	}
-	for no := uint64(0x20); no <= 0x22; no++ {
-		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysNew), sysNew)
-	}
+	archivetest.UpgradedSiteWAL(t, a, segSize)
 	info := &archive.BackupInfo{
 		Name:            "standby",
 		StartWALSegment: seg(1, 0x22),
@@ -65,7 +46,7 @@ func TestWaitStandbyWAL_AfterUpgrade(t *testing.T) {
 		StartTimeline:   1,
 		EndTimeline:     1,
 		WALSegmentSize:  segSize,
-		SystemID:        fmt.Sprint(uint64(sysNew)),
+		SystemID:        fmt.Sprint(sysNew),
 	}
 	o := Options{Archive: a, WALTimeout: 1500 * time.Millisecond}
 	err := waitStandbyWAL(ctx, o, zerolog.Nop(), info)
@@ -87,7 +68,7 @@ func TestWaitStandbyWAL_AfterUpgrade(t *testing.T) {
 	if err := waitStandbyWAL(ctx, o, zerolog.Nop(), info); err != nil {
 		t.Fatalf("wait with the .partial of %s stored, holding the backup's end: %v", seg(1, 0x23), err)
 	}
-	push(seg(1, 0x23), last, sysNew)
+	archivetest.PushWAL(t, a, seg(1, 0x23), last, sysNew)
 	if err := waitStandbyWAL(ctx, o, zerolog.Nop(), info); err != nil {
 		t.Fatalf("wait with segment %s stored: %v", seg(1, 0x23), err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
-	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -28,7 +28,6 @@ import (
 func TestList_WALEndAfterUpgrade(t *testing.T) {
 	ctx := context.Background()
 	const segSize = 16 << 20
-	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
 	seg := func(tli uint32, no uint64) string { return wal.Segment{Timeline: tli, No: no}.Name(segSize) }
 	root := t.TempDir()
 	store := filepath.Join(root, "store")
@@ -38,16 +37,6 @@ func TestList_WALEndAfterUpgrade(t *testing.T) {
 	}
 	defer st.Close()
 	a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "s"}}
-	push := func(name string, data []byte, system uint64) {
-		t.Helper()
-		p := filepath.Join(t.TempDir(), name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.PushWAL(ctx, p, archive.PushOptions{SystemID: system}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	backup := func(name string, startNo uint64, at time.Time, system uint64) {
 		t.Helper()
 		start := wal.Segment{Timeline: 1, No: startNo}
@@ -63,18 +52,9 @@ func TestList_WALEndAfterUpgrade(t *testing.T) {
 		}
 	}
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-	backup("2026-01-02_03-00_0", 1, t0, sysOld)
-	for no := uint64(1); no <= 2; no++ {
-		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysOld), sysOld)
-	}
-	push("00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
-	for no := uint64(3); no <= 10; no++ {
-		push(seg(2, no), waltest.SegmentOf(t, seg(2, no), segSize, 0, sysOld), sysOld)
-	}
-	backup("2026-01-04_03-00_0", 0x20, t0.Add(48*time.Hour), sysNew)
-	for no := uint64(0x20); no <= 0x22; no++ {
-		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysNew), sysNew)
-	}
+	archivetest.UpgradedSiteWAL(t, a, segSize)
+	backup("2026-01-02_03-00_0", 1, t0, archivetest.UpgradeOldSystem)
+	backup("2026-01-04_03-00_0", 0x20, t0.Add(48*time.Hour), archivetest.UpgradeNewSystem)
 	cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": "s", "object_storage": {"storage_type": "local", "directory": %q}}}}`,
 		filepath.Join(root, "state"), store)
 	cfgFile := filepath.Join(root, "hoard.json")

@@ -1,10 +1,7 @@
 package verify
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
@@ -12,7 +9,6 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
-	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -29,30 +25,10 @@ import (
 // while the same report's newest segment and the backups' reaches said
 // otherwise. The old backup still reaches the end of its timeline 2.
 func TestRun_WALEndAfterUpgrade(t *testing.T) {
-	ctx := context.Background()
-	const sysOld, sysNew = 7000000000000000001, 7000000000000000002
 	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd})
-	push := func(name string, data []byte, system uint64) {
-		p := filepath.Join(t.TempDir(), name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.PushWAL(ctx, p, archive.PushOptions{SystemID: system}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	putBackupOf(t, a, "old", 1, 1, 2, t0.Add(-48*3600e9), fmt.Sprint(sysOld))
-	for no := uint64(1); no <= 2; no++ {
-		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysOld), sysOld)
-	}
-	push("00000002.history", []byte("1\t0/300000\tno recovery target specified\n"), sysOld)
-	for no := uint64(3); no <= 10; no++ {
-		push(seg(2, no), waltest.SegmentOf(t, seg(2, no), segSize, 0, sysOld), sysOld)
-	}
-	putBackupOf(t, a, "new", 1, 0x20, 0x21, t0, fmt.Sprint(sysNew))
-	for no := uint64(0x20); no <= 0x22; no++ {
-		push(seg(1, no), waltest.SegmentOf(t, seg(1, no), segSize, 0, sysNew), sysNew)
-	}
+	archivetest.UpgradedSiteWAL(t, a, segSize)
+	putBackupOf(t, a, "old", 1, 1, 2, t0.Add(-48*3600e9), fmt.Sprint(archivetest.UpgradeOldSystem))
+	putBackupOf(t, a, "new", 1, 0x20, 0x21, t0, fmt.Sprint(archivetest.UpgradeNewSystem))
 	for _, full := range []bool{false, true} {
 		rep := run(t, a, full)
 		if !rep.OK() {
