@@ -48,7 +48,12 @@ lc_messages); otherwise the server's count is recorded with files_unknown, and t
 names them (docs/backup-restore.md, Damaged data pages).
 
 The backup is restorable only with its WAL, from its start to its end segment: run the
-daemon (or archive_command) so that it is archived.
+daemon (or archive_command) so that it is archived. From a primary, with active_backup_mode
+other than archive_command (the daemon streams the WAL), when no daemon answers on
+http_address:http_port and the archive does not hold that WAL yet, the backup is stored
+and the command exits 0, but warns (on stderr, and in the summary) that nothing archives
+it, naming the end segment: start the daemon, or run hoard archive-sync on the primary to
+copy the WAL from its pg_wal, before the primary recycles it.
 
 From a standby (the node is in recovery), PostgreSQL does not wait for that WAL to be
 archived (hoard asks it not to even with archive_mode = always, where that wait has no
@@ -167,7 +172,8 @@ func runBasebackup(c *cli.Context) error {
 		o.Mode = basebackup.ModeStream
 		env.log.Info().Msg("--max-rate: basebackup over the replication protocol")
 	}
-	o.OnStandby = noteStandbyBackup(c, env)
+	fromStandby, onStandby := false, noteStandbyBackup(c, env)
+	o.OnStandby = func(info *archive.BackupInfo) { fromStandby = true; onStandby(info) }
 	if bar.term {
 		o.Progress = bar.draw
 	} else {
@@ -178,10 +184,19 @@ func runBasebackup(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// A standby's backup has waited for its WAL (or says what it needs).
+	unarchived := ""
+	if !fromStandby {
+		if unarchived = unarchivedWAL(c.Context, env, info); unarchived != "" {
+			env.log.Warn().Str(logBackup, info.Name).Str("segment", info.EndWALSegment).Str("why", unarchived).
+				Msg("the backup does not restore until its WAL is archived")
+		}
+	}
 	if c.Bool("json") {
 		return writeJSON(c.App.Writer, newBackupJSON(info))
 	}
 	printSummary(c.App.Writer, info)
+	printUnarchivedWAL(c.App.Writer, unarchived)
 	return nil
 }
 

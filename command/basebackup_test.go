@@ -299,3 +299,46 @@ func runOutput(t *testing.T, args ...string) (int, string) {
 	}
 	return ExitCode(PostgresStatus(app, full, err)), out.String()
 }
+
+// TestBasebackup_NoWALArchiver: a backup of a primary taken here on a site
+// whose WAL the daemon streams (active_backup_mode pg_receivexlog or
+// walreceiver, no archive_command), with no daemon answering, is stored,
+// but nothing archives the WAL it needs to be consistent: the summary
+// says so, names the end segment and what to do. With archive_command
+// (the server archives it; pg_backup_stop waits for it) it does not.
+func TestBasebackup_NoWALArchiver(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Debian: true})
+	for _, mode := range []string{config.ModePGReceiveXLog, config.ModeWALReceiver, config.ModeArchiveCommand} {
+		t.Run(mode, func(t *testing.T) {
+			site := checkSite(t, storetest.Local(t), mode, clusterNode(c))
+			dir := t.TempDir()
+			data, err := json.Marshal(map[string]any{"backup_location": dir, "http_port": testio.FreePort(t),
+				"backup_sites": map[string]any{"db": site}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(dir, "hoard.json")
+			if err := os.WriteFile(cfg, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// No daemon answers on http_port: the command takes the backup.
+			code, out := runOutput(t, "--config", cfg, "basebackup", "--fast")
+			t.Logf("hoard basebackup:\n%s", out)
+			if code != ExitOK {
+				t.Fatalf("basebackup: exit %d, want %d", code, ExitOK)
+			}
+			warned := strings.Contains(out, "WARNING   its WAL is not archived")
+			if want := mode != config.ModeArchiveCommand; warned != want {
+				t.Fatalf("summary warns that the WAL is not archived: %v, want %v", warned, want)
+			}
+			if !warned {
+				return
+			}
+			for _, want := range []string{"hoard daemon", "hoard archive-sync"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("warning does not name %q", want)
+				}
+			}
+		})
+	}
+}

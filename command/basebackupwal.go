@@ -1,0 +1,77 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/daemon"
+)
+
+// unarchivedWAL returns why nothing may archive the WAL that info, a
+// backup of a primary taken here, needs to be consistent, or "" when
+// something does. With active_backup_mode archive_command the server's
+// archive_command archives it (pg_backup_stop waits for it unless
+// --no-wait). Otherwise only a hoard daemon streaming the site's WAL
+// stores it: pg_backup_stop switched to a new segment, so the backup's end
+// segment is complete in the primary's pg_wal, but with archive_mode off
+// PostgreSQL only notes that "you must ensure that all required WAL
+// segments are copied through other means" (do_pg_backup_stop in
+// xlog.c), and the backup does not restore until the segment is stored.
+// When a daemon answers on this host's http_port it is told of the backup
+// (it streams the WAL); when none does and the archive does not hold the
+// backup's WAL through its end yet, the reason names the segment and what
+// to do. Whatever goes wrong while finding out is itself the reason: the
+// command never claims the WAL archived without having seen it.
+func unarchivedWAL(ctx context.Context, env *siteEnv, info *archive.BackupInfo) string {
+	if env.site.ActiveBackupMode == config.ModeArchiveCommand {
+		return ""
+	}
+	err := daemon.NoteBackupStored(ctx, *httpConfig(env.cfg), env.name)
+	if err == nil {
+		return ""
+	}
+	daemonNote := "no hoard daemon answers on this host's http_port"
+	if !errors.Is(err, daemon.ErrNoDaemon) {
+		daemonNote = "the hoard daemon on this host's http_port did not answer (" + err.Error() + ")"
+	}
+	end, err := backupWALEnd(ctx, env.archive, info)
+	if err == nil && (end.Timeline > info.EndTimeline || end.Timeline == info.EndTimeline && end.LSN >= info.EndLSN) {
+		return ""
+	}
+	listed := ""
+	if err != nil {
+		listed = " (the archive's WAL could not be listed: " + err.Error() + ")"
+	}
+	return fmt.Sprintf("its WAL is not archived: the backup restores only once the archive holds its WAL through LSN %s "+
+		"(segment %s)%s, and with active_backup_mode %s only a hoard daemon streaming this site's WAL stores it; %s. "+
+		"Start the hoard daemon, which streams it (from the site's replication slot, which keeps that WAL on the primary "+
+		"once it exists), or run hoard archive-sync on the primary to copy it from its pg_wal, before the primary recycles it",
+		info.EndLSN, info.EndWALSegment, listed, env.site.ActiveBackupMode, daemonNote)
+}
+
+// backupWALEnd is the end of the stored WAL a recovery of info reads, as
+// the wait for a standby backup's WAL finds it.
+func backupWALEnd(ctx context.Context, a *archive.Archive, info *archive.BackupInfo) (archive.WALEnd, error) {
+	l, err := a.ListStoredWAL(ctx)
+	if err != nil {
+		return archive.WALEnd{}, err
+	}
+	system, _ := strconv.ParseUint(info.SystemID, 10, 64)
+	own, err := a.RecoveryListing(ctx, l, info.StartTimeline, system, info.ReplayStart())
+	if err != nil {
+		return archive.WALEnd{}, err
+	}
+	return own.End(ctx, info.SegmentSize())
+}
+
+// printUnarchivedWAL adds unarchivedWAL's reason to a backup's summary.
+func printUnarchivedWAL(w io.Writer, reason string) {
+	if reason != "" {
+		printf(w, "  WARNING   %s\n", reason)
+	}
+}
