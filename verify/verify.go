@@ -314,6 +314,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if ch := chains[i]; ch != nil && !ch.Continuous() && reps[i].hoard != nil && b.Auth != archive.AuthOK {
 			reps[i].Gaps, reps[i].Problems = nil, slices.DeleteFunc(reps[i].Problems, isWALProblem)
 			reps[i].Notes = slices.DeleteFunc(reps[i].Notes, isWALProblem)
+			// The WAL is followed again, its system known: a gap before
+			// the backup's end may be the .partial that ends its
+			// system's WAL (walIndex.tailFor).
+			reps[i].Restorable = !reps[i].objectsBroken
 			var err error
 			if paths[i], chains[i], err = backupChain(ctx, a, idx, b, &reps[i], nil); err != nil {
 				return nil, err
@@ -456,7 +460,21 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 	if err != nil {
 		return fail("%v", err)
 	}
-	ch, err := followWAL(idx, b, path, bad)
+	tail, err := idx.tailFor(ctx, marking(a), b, backupSystem(b, r))
+	if err != nil && storageFailed(err) {
+		return nil, nil, fmt.Errorf("verify: the WAL of backup %s could not be checked: the storage failed to send a timeline history file "+
+			"or the .partial that ends its WAL, and nothing was found wrong with it (no backup is reported; run verify again once the storage answers): %w", b.Name, err)
+	}
+	if err != nil {
+		return fail("%v", err)
+	}
+	if tail != nil && tail.Damaged != nil {
+		// Not the archive's tail (loadTail reports that one): the
+		// .partial that ends this backup's system's WAL.
+		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf("WAL segment %s: %v", tail.Key, tail.Damaged))
+		tail = nil
+	}
+	ch, err := followWAL(idx, tail, b, path, bad)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -37,6 +37,14 @@ type walIndex struct {
 	// marked is WALListing read through marking archives, for
 	// endSystem's reads (markedListing).
 	marked *archive.WALListing
+	// own holds, by segment name without the suffix, the .partial that
+	// ends the WAL a backup's recovery reads where that is not the end
+	// of the archive (tailFor): nil for a segment whose .partial is not
+	// WAL recovery could read.
+	own map[string]*restore.PartialTail
+	// ownFiles holds those .partial objects by name with the suffix,
+	// for file.
+	ownFiles map[string]archive.WALFile
 }
 
 // systemAt is a segment name and a database system.
@@ -66,6 +74,47 @@ func (w *walIndex) loadTail(ctx context.Context, segSize uint64) error {
 	}
 	w.tail = t
 	return nil
+}
+
+// tailFor returns the .partial that stands in for its missing segment
+// at the end of the WAL the recovery of b (of database system system,
+// 0: not known) reads, as restore and wal-fetch find it
+// (archive.Archive.RecoveryListing): after a pg_upgrade into the site
+// whose old cluster reached a later timeline, the upgraded cluster's
+// .partial ends its WAL although the old cluster's timeline is stored
+// above it. Otherwise the archive's tail (loadTail). A .partial that is
+// not WAL recovery could read is returned with Damaged set. The error
+// is for a timeline history file or the .partial the storage failed to
+// send (storageFailed), or another read error.
+func (w *walIndex) tailFor(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, system uint64) (*restore.PartialTail, error) {
+	l, err := a.RecoveryListing(ctx, w.WALListing, b.StartTimeline, system, b.ReplayStart())
+	if err != nil {
+		return nil, err
+	}
+	if l == w.WALListing {
+		return w.tail, nil
+	}
+	for name := range l.Partials {
+		if _, ok := l.StandIn(name); !ok {
+			continue
+		}
+		if t, ok := w.own[name]; ok {
+			return t, nil
+		}
+		t, err := restore.PartialTailOf(ctx, l, b.SegmentSize())
+		if err != nil {
+			return nil, uncheckedTail(err)
+		}
+		if w.own == nil {
+			w.own, w.ownFiles = map[string]*restore.PartialTail{}, map[string]archive.WALFile{}
+		}
+		w.own[name] = t
+		if t != nil {
+			w.ownFiles[t.Segment+wal.PartialSuffix] = t.File
+		}
+		return t, nil
+	}
+	return nil, nil
 }
 
 // end returns the newest WAL byte stored (WALListing.End), the error of a
@@ -116,12 +165,15 @@ func uncheckedTail(err error) error {
 }
 
 // file returns the stored file called name: a segment, or the .partial
-// tail.
+// tail of the archive or of a backup's recovery.
 func (w *walIndex) file(name string) archive.WALFile {
 	if t := w.tail; t != nil && name == t.Segment+wal.PartialSuffix {
 		return t.File
 	}
 	if f, ok := w.ends[name]; ok {
+		return f
+	}
+	if f, ok := w.ownFiles[name]; ok {
 		return f
 	}
 	return w.Segments[name]
@@ -211,7 +263,14 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 	if err != nil {
 		return nil, err
 	}
-	ch, err := followWAL(idx, b, path, nil)
+	tail, err := idx.tailFor(ctx, a, b, restore.BackupSystem(b))
+	if err != nil {
+		return nil, err
+	}
+	if tail != nil && tail.Damaged != nil {
+		tail = nil
+	}
+	ch, err := followWAL(idx, tail, b, path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -273,9 +332,11 @@ func (w *walIndex) endSystem(ctx context.Context, b *archive.BackupInfo, system 
 	return e, nil
 }
 
-// followWAL walks the stored segments of path from b's start segment.
-// Segments in bad (damaged objects) count as missing.
-func followWAL(idx *walIndex, b *archive.BackupInfo, path wal.History, bad map[string]bool) (*Chain, error) {
+// followWAL walks the stored segments of path from b's start segment,
+// then tail, the .partial that ends the WAL b's recovery reads (nil:
+// none; walIndex.tailFor). Segments in bad (damaged objects) count as
+// missing.
+func followWAL(idx *walIndex, tail *restore.PartialTail, b *archive.BackupInfo, path wal.History, bad map[string]bool) (*Chain, error) {
 	segSize := b.SegmentSize()
 	start, err := b.StartSegment()
 	if err != nil {
@@ -339,7 +400,7 @@ func followWAL(idx *walIndex, b *archive.BackupInfo, path wal.History, bad map[s
 		c.ReachLSN = wal.Segment{No: lastCont + 1}.StartLSN(segSize)
 	}
 	restorable := c.LastContinuous != "" && lastCont >= endNo
-	if t := idx.tail; t != nil && !bad[t.Segment+wal.PartialSuffix] {
+	if t := tail; t != nil && !bad[t.Segment+wal.PartialSuffix] {
 		s, err := wal.ParseSegmentName(t.Segment, segSize)
 		if err == nil && s.No >= next && slices.Contains(path.Timelines(s.No, segSize), s.Timeline) {
 			name := t.Segment + wal.PartialSuffix
