@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -74,4 +75,32 @@ func (a *Archive) RecoveryListing(ctx context.Context, l *WALListing, start uint
 		return l, nil
 	}
 	return l.UpTo(top), nil
+}
+
+// BackupWALStored reports whether the archive holds the WAL that a
+// recovery of b to the latest timeline reads through b's end: the end of
+// the stored WAL (WALListing.End, a .partial holding the end included) in
+// what of the archive that recovery reads (RecoveryListing, from b's
+// system, start timeline and replay start) is at or past b's end LSN on
+// its end timeline, or on a later timeline (promoted: the new timeline's
+// segments hold the old one's WAL up to the switch). After a pg_upgrade
+// into the site whose old cluster had reached a later timeline than the
+// upgraded one's, the old cluster's WAL there is another system's, which
+// such a recovery never reads: it does not count. end is that WAL end.
+// A history file of another system that wal-fetch refuses leaves the
+// whole archive, as restore and verify report the refusal.
+func (a *Archive) BackupWALStored(ctx context.Context, b *BackupInfo) (stored bool, end WALEnd, err error) {
+	l, err := a.ListStoredWAL(ctx)
+	if err != nil {
+		return false, WALEnd{}, err
+	}
+	system, _ := strconv.ParseUint(b.SystemID, 10, 64)
+	own, err := a.RecoveryListing(ctx, l, b.StartTimeline, system, b.ReplayStart())
+	if err != nil {
+		return false, WALEnd{}, err
+	}
+	if end, err = own.End(ctx, b.SegmentSize()); err != nil {
+		return false, WALEnd{}, err
+	}
+	return end.Timeline > b.EndTimeline || end.Timeline == b.EndTimeline && end.LSN >= b.EndLSN, end, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -70,19 +69,20 @@ func afterStandbyBackup(ctx context.Context, o Options, log zerolog.Logger, info
 // of a standby, through its end position on its end timeline, or a later
 // timeline's WAL (the standby was promoted: the new timeline's segments
 // hold the old one's WAL up to the switch): the WAL its recovery reads
-// (recoveryWALEnd), not WAL of another system on a later timeline.
+// (archive.Archive.BackupWALStored), not WAL of another system on a
+// later timeline.
 func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *archive.BackupInfo) error {
 	timeout := o.WALTimeout
 	if timeout == 0 {
 		timeout = DefaultWALTimeout
 	}
-	segSize, endSeg := info.SegmentSize(), info.EndWALSegment
+	endSeg := info.EndWALSegment
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	logged := false
 	for poll := walPollInterval; ; poll = min(2*poll, walPollMax) {
-		end, err := recoveryWALEnd(wctx, o.Archive, info, segSize)
-		if err == nil && (end.Timeline > info.EndTimeline || end.Timeline == info.EndTimeline && end.LSN >= info.EndLSN) {
+		stored, end, err := o.Archive.BackupWALStored(wctx, info)
+		if err == nil && stored {
 			log.Info().Str("backup", info.Name).Str("lsn", info.EndLSN.String()).Str("key", end.File).
 				Msg("the standby backup's WAL is archived")
 			return nil
@@ -113,29 +113,4 @@ func waitStandbyWAL(ctx context.Context, o Options, log zerolog.Logger, info *ar
 		case <-time.After(poll):
 		}
 	}
-}
-
-// recoveryWALEnd returns the end of the stored WAL that recovery of info
-// to the latest timeline reads, as restore and wal-fetch serve it: the
-// archive's WAL end (archive.WALListing.End) in what of the archive the
-// recovery of info's system from its start reads
-// (archive.Archive.RecoveryListing), as hoard verify reports the WAL end.
-// After a pg_upgrade into the site whose old cluster had reached a later
-// timeline than the upgraded one's, the old cluster's WAL there, stored
-// before the upgrade, is another system's, which a restore of a backup of
-// the upgraded cluster never reads: it must not count as this backup's
-// WAL archived. A history file of another system that wal-fetch refuses
-// leaves the whole archive, as before: hoard verify and restore report
-// the refusal.
-func recoveryWALEnd(ctx context.Context, a *archive.Archive, info *archive.BackupInfo, segSize uint64) (archive.WALEnd, error) {
-	l, err := a.ListStoredWAL(ctx)
-	if err != nil {
-		return archive.WALEnd{}, err
-	}
-	system, _ := strconv.ParseUint(info.SystemID, 10, 64)
-	own, err := a.RecoveryListing(ctx, l, info.StartTimeline, system, info.ReplayStart())
-	if err != nil {
-		return archive.WALEnd{}, err
-	}
-	return own.End(ctx, segSize)
 }

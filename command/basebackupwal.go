@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
@@ -39,8 +38,8 @@ func unarchivedWAL(ctx context.Context, env *siteEnv, info *archive.BackupInfo) 
 	if !errors.Is(err, daemon.ErrNoDaemon) {
 		daemonNote = "the hoard daemon on this host's http_port did not answer (" + err.Error() + ")"
 	}
-	end, err := backupWALEnd(ctx, env.archive, info)
-	if err == nil && (end.Timeline > info.EndTimeline || end.Timeline == info.EndTimeline && end.LSN >= info.EndLSN) {
+	stored, _, err := env.archive.BackupWALStored(ctx, info)
+	if err == nil && stored {
 		return ""
 	}
 	listed := ""
@@ -52,21 +51,6 @@ func unarchivedWAL(ctx context.Context, env *siteEnv, info *archive.BackupInfo) 
 		"Start the hoard daemon, which streams it (from the site's replication slot, which keeps that WAL on the primary "+
 		"once it exists), or run hoard archive-sync on the primary to copy it from its pg_wal, before the primary recycles it",
 		info.EndLSN, info.EndWALSegment, listed, env.site.ActiveBackupMode, daemonNote)
-}
-
-// backupWALEnd is the end of the stored WAL a recovery of info reads, as
-// the wait for a standby backup's WAL finds it.
-func backupWALEnd(ctx context.Context, a *archive.Archive, info *archive.BackupInfo) (archive.WALEnd, error) {
-	l, err := a.ListStoredWAL(ctx)
-	if err != nil {
-		return archive.WALEnd{}, err
-	}
-	system, _ := strconv.ParseUint(info.SystemID, 10, 64)
-	own, err := a.RecoveryListing(ctx, l, info.StartTimeline, system, info.ReplayStart())
-	if err != nil {
-		return archive.WALEnd{}, err
-	}
-	return own.End(ctx, info.SegmentSize())
 }
 
 // printUnarchivedWAL adds unarchivedWAL's reason to a backup's summary.
