@@ -3,7 +3,6 @@ package command
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -257,16 +256,7 @@ func TestBasebackup_DamagedPage(t *testing.T) {
 			site := checkSite(t, storetest.Local(t), "archive_command", clusterNode(c))
 			site["basebackup_mode"] = mode
 			site["pg_data_directory"] = c.DataDir
-			dir := t.TempDir()
-			data, err := json.Marshal(map[string]any{"backup_location": dir, "http_port": testio.FreePort(t),
-				"backup_sites": map[string]any{"db": site}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := filepath.Join(dir, "hoard.json")
-			if err := os.WriteFile(cfg, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			cfg := writeDBSiteConfigWith(t, site, map[string]any{"http_port": testio.FreePort(t)})
 			code, out := runOutput(t, "--config", cfg, "basebackup", "--local", "--fast", "--no-wait")
 			if code != ExitOK {
 				t.Fatalf("basebackup: exit %d, want %d:\n%s", code, ExitOK, out)
@@ -311,16 +301,7 @@ func TestBasebackup_NoWALArchiver(t *testing.T) {
 	for _, mode := range []string{config.ModePGReceiveXLog, config.ModeWALReceiver, config.ModeArchiveCommand} {
 		t.Run(mode, func(t *testing.T) {
 			site := checkSite(t, storetest.Local(t), mode, clusterNode(c))
-			dir := t.TempDir()
-			data, err := json.Marshal(map[string]any{"backup_location": dir, "http_port": testio.FreePort(t),
-				"backup_sites": map[string]any{"db": site}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := filepath.Join(dir, "hoard.json")
-			if err := os.WriteFile(cfg, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			cfg := writeDBSiteConfigWith(t, site, map[string]any{"http_port": testio.FreePort(t)})
 			// No daemon answers on http_port: the command takes the backup.
 			code, out := runOutput(t, "--config", cfg, "basebackup", "--fast")
 			t.Logf("hoard basebackup:\n%s", out)

@@ -61,8 +61,19 @@ func runCheckSite(t *testing.T, site map[string]any, args ...string) (int, strin
 // path.
 func writeDBSiteConfig(t *testing.T, site map[string]any) string {
 	t.Helper()
+	return writeDBSiteConfigWith(t, site, nil)
+}
+
+// writeDBSiteConfigWith is writeDBSiteConfig with the top-level settings
+// in top added (an http_port, say).
+func writeDBSiteConfigWith(t *testing.T, site, top map[string]any) string {
+	t.Helper()
 	dir := t.TempDir()
-	data, err := json.Marshal(map[string]any{"backup_location": dir, "backup_sites": map[string]any{"db": site}})
+	c := map[string]any{"backup_location": dir, "backup_sites": map[string]any{"db": site}}
+	for k, v := range top {
+		c[k] = v
+	}
+	data, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
