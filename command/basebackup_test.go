@@ -16,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/daemon"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
@@ -322,4 +325,120 @@ func TestBasebackup_NoWALArchiver(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSiteDestination_Spellings: the daemon's configuration and the
+// command's may spell the same site's place differently (a trailing
+// slash, a relative directory, a prefix with its slashes, an endpoint's
+// default port): they have one destination, so the daemon does not
+// refuse the command's request as another configuration's (421), while
+// other places still have other destinations.
+func TestSiteDestination_Spellings(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := func(prefix string, sc storage.Config) *config.Site {
+		return &config.Site{Prefix: prefix, ObjectStorage: config.ObjectStorage{Config: sc}}
+	}
+	local := func(dir, prefix string) storage.Config {
+		return storage.Config{Type: storage.TypeLocal, Directory: dir, Prefix: prefix}
+	}
+	s3 := func(port int, prefix string) storage.Config {
+		return storage.Config{Type: storage.TypeS3, BucketName: "b", Region: "r", Host: "s3.example.com", Port: port, IsSecure: true, Prefix: prefix}
+	}
+	for _, tc := range []struct {
+		name string
+		a, b *config.Site
+		same bool
+	}{
+		{"LocalTrailingSlash", site("db", local("/srv/hoard", "")), site("db", local("/srv/hoard/", "")), true},
+		{"LocalRelative", site("db", local(filepath.Join(cwd, "store"), "")), site("db", local("store", "")), true},
+		{"LocalPrefix", site("db", local("/srv/hoard", "p")), site("db", local("/srv/hoard", "/p/")), true},
+		{"SitePrefixSlash", site("db", local("/srv/hoard", "")), site("db/", local("/srv/hoard", "")), true},
+		{"ErrSitePrefixSlashes", site("db/", local("/srv/hoard", "")), site("db//", local("/srv/hoard", "")), false},
+		{"ErrSitePrefixRoot", site("", local("/srv/hoard", "")), site("/", local("/srv/hoard", "")), false},
+		{"S3DefaultPort", site("db", s3(0, "p")), site("db", s3(443, "p/")), true},
+		{"ErrOtherDirectory", site("db", local("/srv/hoard", "")), site("db", local("/srv/other", "")), false},
+		{"ErrOtherSitePrefix", site("db", local("/srv/hoard", "")), site("db2", local("/srv/hoard", "")), false},
+		{"ErrOtherPort", site("db", s3(0, "p")), site("db", s3(8443, "p")), false},
+		{"ErrOtherPrefix", site("db", s3(0, "p")), site("db", s3(0, "q")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := siteDestination("db", tc.a), siteDestination("db", tc.b)
+			if (a == b) != tc.same {
+				t.Errorf("destinations %q and %q: same %v, want %v", a, b, a == b, tc.same)
+			}
+		})
+	}
+	// Spelled so already, a site's destination is what an earlier hoard
+	// (b7854ba) sends or compares: a daemon and a command of two versions
+	// still agree on it.
+	got := siteDestination("db", site("db", local("/srv/hoard", "")))
+	if want := `local directory="/srv/hoard" site-prefix="db" site="db"`; got != want {
+		t.Errorf("destination %q, want the earlier spelling %q", got, want)
+	}
+}
+
+// TestBasebackup_ViaDaemonOtherSpelling: a daemon whose configuration
+// spells the site's directory and prefix otherwise than the command's
+// (a trailing slash, a relative path, the site prefix's slash) stores the
+// site in the same place: it takes the command's request, instead of
+// refusing it (421) as another configuration's and failing the command.
+func TestBasebackup_ViaDaemonOtherSpelling(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	daemonSite := &config.Site{Prefix: "db", ObjectStorage: config.ObjectStorage{Config: storage.Config{
+		Type: storage.TypeLocal, Directory: filepath.Join(dir, "store")}}}
+	var mu sync.Mutex
+	var requested int
+	port := startDaemonHTTP(t, daemon.HTTPOptions{
+		RequestBackup: func(string) (string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			requested++
+			return "r1", nil
+		},
+		Destination: func(string) string { return siteDestination("db", daemonSite) },
+	})
+	cfg := writeDBSiteConfigWith(t, map[string]any{
+		"prefix":         "db/",
+		"nodes":          []any{closedNode},
+		"object_storage": map[string]any{"storage_type": "local", "directory": "./store/"},
+	}, map[string]any{"http_port": port})
+	code, out := runOutput(t, "--config", cfg, "basebackup")
+	if code != ExitOK || !strings.Contains(out, "requested from the running daemon") {
+		t.Errorf("basebackup with the daemon of the same place: exit %d, want %d and the request taken:\n%s", code, ExitOK, out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if requested != 1 {
+		t.Errorf("the daemon queued %d requests, want 1", requested)
+	}
+}
+
+// startDaemonHTTP serves the daemon's HTTP API with o on a free loopback
+// port until the test ends, and returns the port.
+func startDaemonHTTP(t *testing.T, o daemon.HTTPOptions) int {
+	t.Helper()
+	o.Address, o.Logger = "127.0.0.1", zerolog.Nop()
+	addrc := make(chan net.Addr, 1)
+	o.Listening = func(a net.Addr) { addrc <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- daemon.ServeHTTP(ctx, o) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeHTTP: %v", err)
+		}
+	})
+	select {
+	case a := <-addrc:
+		return a.(*net.TCPAddr).Port
+	case err := <-done:
+		t.Fatalf("ServeHTTP: %v", err)
+	}
+	return 0
 }

@@ -388,10 +388,29 @@ func siteFingerprint(cfg *config.Config, site *config.Site) string {
 }
 
 // siteDestination names where a site's WAL is stored (daemon.Site's
-// Destination): the storage's location without its credentials
-// (storage.Config.Location), the site's prefix and its name.
+// Destination): the storage's place without its credentials
+// (storage.Config.Place), the site's prefix and its name. Spellings of
+// one place give one destination (a directory with a trailing slash or
+// relative to this process's working directory, a prefix with its
+// slashes, an endpoint's default port), so that a command's request is
+// not refused by the daemon of the same place as another
+// configuration's, and a reload that only respells it restarts the site
+// in place.
 func siteDestination(name string, site *config.Site) string {
-	return fmt.Sprintf("%s site-prefix=%q site=%q", site.ObjectStorage.StorageConfig().Location(), site.Prefix, name)
+	return fmt.Sprintf("%s site-prefix=%q site=%q", site.ObjectStorage.StorageConfig().Place(), sitePrefixPlace(site.Prefix), name)
+}
+
+// sitePrefixPlace spells a site prefix as siteDestination compares it:
+// archive.Layout trims one trailing slash, so "db/" makes the keys "db"
+// makes. A prefix that would be left empty or still end in a slash ("/",
+// "db//") is kept as written: its keys are another place's. A prefix
+// without a trailing slash is unchanged, as an earlier hoard (b7854ba)
+// spells it.
+func sitePrefixPlace(p string) string {
+	if q, ok := strings.CutSuffix(p, "/"); ok && q != "" && !strings.HasSuffix(q, "/") {
+		return q
+	}
+	return p
 }
 
 // globalFingerprint hashes the daemon settings a reload cannot apply.

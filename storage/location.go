@@ -4,7 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
+	"path"
+	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -63,4 +67,76 @@ func (c Config) Location() string {
 func sum(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
+}
+
+// Place is c's Location with the spellings of one place made one: a
+// local directory absolute and clean (relative to this process's working
+// directory), an sftp directory clean, the object_storage prefix without
+// the slashes the stores trim, an s3 or azure host in lower case with a
+// port written in it taken out, the scheme's default port (443 with
+// is_secure, 80 without) left out, and a port without a host (AWS's or
+// Azure's own endpoint) left out, an sftp server's port 22 left out. Two
+// configurations with one Place reach the same objects, as with one
+// Location; unlike Location, two spellings of the same place (a daemon's
+// configuration and a command's) have one Place. A configuration already
+// spelled so has its Location as its Place, so a hoard that compares
+// Locations (an older daemon or command) still matches it. Places that
+// reach the same objects in other ways still differ: a directory reached
+// through a link, or a local directory and prefix against the directory
+// joined with the prefix.
+func (c Config) Place() string {
+	return c.canonical().Location()
+}
+
+// canonical returns c with the settings that name its place spelled one
+// way, as its store (Open) uses them.
+func (c Config) canonical() Config {
+	if c.URL != "" {
+		// newBucket trims the prefix's slashes.
+		c.Prefix = strings.Trim(c.Prefix, "/")
+		return c
+	}
+	switch c.Type {
+	case TypeLocal:
+		// Open joins the directory, relative to the working directory,
+		// with the trimmed prefix.
+		if c.Directory != "" {
+			if abs, err := filepath.Abs(c.Directory); err == nil {
+				c.Directory = abs
+			}
+		}
+		c.Prefix = strings.Trim(c.Prefix, "/")
+	case TypeS3, TypeAzure:
+		c.Prefix = strings.Trim(c.Prefix, "/")
+		if c.Host == "" {
+			// AWS's or Azure's own endpoint: port unused.
+			c.Port = 0
+			break
+		}
+		if h, p, err := net.SplitHostPort(c.Host); err == nil && c.Port == 0 {
+			if n, err := strconv.Atoi(p); err == nil && n > 0 && n <= 65535 {
+				c.Host, c.Port = h, n
+			}
+		}
+		c.Host = strings.ToLower(c.Host)
+		if c.IsSecure && c.Port == 443 || !c.IsSecure && c.Port == 80 {
+			c.Port = 0
+		}
+	case TypeGoogle, TypeSwift:
+		c.Prefix = strings.Trim(c.Prefix, "/")
+	case TypeSFTP:
+		// openSFTP: the directory joined with the prefix, "." for none.
+		if c.Directory != "" {
+			c.Directory = path.Clean(c.Directory)
+		}
+		if c.Directory == "." {
+			c.Directory = ""
+		}
+		c.Prefix = strings.Trim(c.Prefix, "/")
+		c.Server = strings.ToLower(c.Server)
+		if c.Port == 22 {
+			c.Port = 0
+		}
+	}
+	return c
 }
