@@ -49,8 +49,10 @@ names them (docs/backup-restore.md, Damaged data pages).
 
 The backup is restorable only with its WAL, from its start to its end segment: run the
 daemon (or archive_command) so that it is archived. From a primary, with active_backup_mode
-other than archive_command (the daemon streams the WAL), when no daemon answers on
-http_address:http_port and the archive does not hold that WAL yet, the backup is stored
+other than archive_command (the daemon streams the WAL), when no daemon of this
+configuration answers on http_address:http_port (one of another configuration there, its
+site of that name stored elsewhere, refuses to be told of the backup: 421) and the
+archive does not hold that WAL yet, the backup is stored
 and the command exits 0, but warns (on stderr, and in the summary) that nothing archives
 it, naming the end segment: start the daemon, or run hoard archive-sync on the primary to
 copy the WAL from its pg_wal, before the primary recycles it.
@@ -253,7 +255,7 @@ func waitDaemonBackup(c *cli.Context, env *siteEnv, id string) error {
 // backups (within the minute).
 func noteStandbyBackup(c *cli.Context, env *siteEnv) func(*archive.BackupInfo) {
 	return func(info *archive.BackupInfo) {
-		err := daemon.NoteBackupStored(c.Context, *httpConfig(env.cfg), env.name)
+		err := daemon.NoteBackupStored(c.Context, *httpConfig(env.cfg), env.name, siteDestination(env.name, env.site))
 		switch {
 		case err == nil:
 			env.log.Info().Str(logBackup, info.Name).

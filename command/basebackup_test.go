@@ -442,3 +442,58 @@ func startDaemonHTTP(t *testing.T, o daemon.HTTPOptions) int {
 	}
 	return 0
 }
+
+// TestBasebackup_NoWALArchiverDaemon: a backup of a primary taken here on
+// a site whose WAL the daemon streams tells the daemon answering on
+// http_port of the backup (POST /<site>/backup-stored). OK: the daemon of
+// this configuration takes the note; it streams the WAL, and the summary
+// warns of nothing. ErrOtherConfiguration: the daemon answering there is
+// another configuration's (its site of that name stored elsewhere): it
+// refuses the note (421) and the summary warns that nothing archives the
+// WAL, instead of taking that daemon's 202 for one streaming this site.
+func TestBasebackup_NoWALArchiverDaemon(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Debian: true})
+	for _, tc := range []struct {
+		name  string
+		other bool
+	}{{"OK", false}, {"ErrOtherConfiguration", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := storetest.Local(t)
+			daemonSC := sc
+			if tc.other {
+				daemonSC = storetest.Local(t)
+			}
+			daemonSite := &config.Site{Prefix: "db", ObjectStorage: config.ObjectStorage{Config: daemonSC}}
+			var mu sync.Mutex
+			var told int
+			port := startDaemonHTTP(t, daemon.HTTPOptions{
+				BackupStored: func(site string) error {
+					mu.Lock()
+					defer mu.Unlock()
+					told++
+					return nil
+				},
+				Destination: func(string) string { return siteDestination("db", daemonSite) },
+			})
+			site := checkSite(t, sc, config.ModePGReceiveXLog, clusterNode(c))
+			cfg := writeDBSiteConfigWith(t, site, map[string]any{"http_port": port})
+			code, out := runOutput(t, "--config", cfg, "basebackup", "--local", "--fast")
+			t.Logf("hoard basebackup:\n%s", out)
+			if code != ExitOK {
+				t.Fatalf("basebackup: exit %d, want %d", code, ExitOK)
+			}
+			warned := strings.Contains(out, "WARNING   its WAL is not archived")
+			if warned != tc.other {
+				t.Errorf("summary warns that the WAL is not archived: %v, want %v", warned, tc.other)
+			}
+			if tc.other && !strings.Contains(out, "421") {
+				t.Errorf("warning does not give the daemon's refusal (421)")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := map[bool]int{false: 1, true: 0}[tc.other]; told != want {
+				t.Errorf("the daemon was told of %d backups, want %d", told, want)
+			}
+		})
+	}
+}

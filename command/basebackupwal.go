@@ -21,22 +21,25 @@ import (
 // PostgreSQL only notes that "you must ensure that all required WAL
 // segments are copied through other means" (do_pg_backup_stop in
 // xlog.c), and the backup does not restore until the segment is stored.
-// When a daemon answers on this host's http_port it is told of the backup
-// (it streams the WAL); when none does and the archive does not hold the
-// backup's WAL through its end yet, the reason names the segment and what
-// to do. Whatever goes wrong while finding out is itself the reason: the
+// When a daemon of this configuration answers on this host's http_port it
+// is told of the backup (it streams the WAL); another configuration's
+// daemon there refuses the note (421: its site of that name is stored
+// elsewhere) and counts as none. When none takes it and the archive does
+// not hold the backup's WAL through its end yet, the reason names the
+// segment and what to do. Whatever goes wrong while finding out is itself the reason: the
 // command never claims the WAL archived without having seen it.
 func unarchivedWAL(ctx context.Context, env *siteEnv, info *archive.BackupInfo) string {
 	if env.site.ActiveBackupMode == config.ModeArchiveCommand {
 		return ""
 	}
-	err := daemon.NoteBackupStored(ctx, *httpConfig(env.cfg), env.name)
+	err := daemon.NoteBackupStored(ctx, *httpConfig(env.cfg), env.name, siteDestination(env.name, env.site))
 	if err == nil {
 		return ""
 	}
 	daemonNote := "no hoard daemon answers on this host's http_port"
 	if !errors.Is(err, daemon.ErrNoDaemon) {
-		daemonNote = "the hoard daemon on this host's http_port did not answer (" + err.Error() + ")"
+		// A refusal, another configuration's daemon (421) among them.
+		daemonNote = "the hoard daemon on this host's http_port did not take the backup (" + err.Error() + ")"
 	}
 	stored, _, err := env.archive.BackupWALStored(ctx, info)
 	if err == nil && stored {

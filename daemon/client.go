@@ -254,9 +254,17 @@ func orUnknown(state string) string {
 // it lists the site's backups now rather than within the minute: a
 // daemon streaming from a standby then stores the WAL through the newest
 // backup's end. The request carries no position: the daemon reads the
-// backup from the site. Errors are as RequestBackup's.
-func NoteBackupStored(ctx context.Context, h HTTPConfig, site string) error {
-	_, _, _, err := call(ctx, h, http.MethodPost, "/"+site+"/backup-stored")
+// backup from the site. destination is as RequestBackup's ("" skips the
+// check): a daemon whose site of that name stores elsewhere refuses the
+// note (421), so that the caller does not count another configuration's
+// daemon as one that streams its site's WAL. Errors are as
+// RequestBackup's.
+func NoteBackupStored(ctx context.Context, h HTTPConfig, site, destination string) error {
+	path := "/" + site + "/backup-stored"
+	if destination != "" {
+		path += "?destination=" + destinationDigest(destination)
+	}
+	_, _, _, err := call(ctx, h, http.MethodPost, path)
 	return err
 }
 

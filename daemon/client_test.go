@@ -39,7 +39,7 @@ func TestRequestBackup(t *testing.T) {
 	if want := "POST /main/basebackup u:p"; got != want {
 		t.Errorf("request %q, want %q", got, want)
 	}
-	if err := NoteBackupStored(context.Background(), h, "main"); err != nil {
+	if err := NoteBackupStored(context.Background(), h, "main", ""); err != nil {
 		t.Fatal(err)
 	}
 	if want := "POST /main/backup-stored u:p"; got != want {
@@ -51,7 +51,7 @@ func TestRequestBackup(t *testing.T) {
 	if _, err := RequestBackup(context.Background(), h, "main", ""); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("no daemon: err %v, want ErrNoDaemon", err)
 	}
-	if err := NoteBackupStored(context.Background(), h, "main"); !errors.Is(err, ErrNoDaemon) {
+	if err := NoteBackupStored(context.Background(), h, "main", ""); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("no daemon: err %v, want ErrNoDaemon", err)
 	}
 }

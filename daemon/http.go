@@ -251,11 +251,8 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 		// (RequestBackup): one from another configuration whose daemon is
 		// not this one (same address and port, same site name) must not
 		// make this daemon back up its own cluster.
-		if want := r.URL.Query().Get("destination"); want != "" && o.Destination != nil {
-			if have := o.Destination(site); have != "" && destinationDigest(have) != want {
-				http.Error(w, fmt.Sprintf("site %s: %v", site, ErrOtherDestination), http.StatusMisdirectedRequest)
-				return
-			}
+		if misdirected(w, r, o, site) {
+			return
 		}
 		id, err := o.RequestBackup(site)
 		switch {
@@ -279,6 +276,12 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 		site := r.PathValue("site")
 		if o.BackupStored == nil {
 			http.Error(w, "backup notes are not available", http.StatusNotImplemented)
+			return
+		}
+		// A note from another configuration (NoteBackupStored) is not
+		// about this daemon's site: taking it would tell that command
+		// that a daemon streams its WAL.
+		if misdirected(w, r, o, site) {
 			return
 		}
 		switch err := o.BackupStored(site); {
@@ -320,6 +323,23 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 		h = basicAuth(h, o.Username, o.Password)
 	}
 	return logRequests(h, log)
+}
+
+// misdirected answers 421 (ErrOtherDestination) and returns true when r
+// names a destination (?destination=, destinationDigest) for site that is
+// not where this daemon stores site: r comes from another configuration.
+// A request naming none (curl, an older hoard) or a site this daemon does
+// not run passes.
+func misdirected(w http.ResponseWriter, r *http.Request, o HTTPOptions, site string) bool {
+	want := r.URL.Query().Get("destination")
+	if want == "" || o.Destination == nil {
+		return false
+	}
+	if have := o.Destination(site); have == "" || destinationDigest(have) == want {
+		return false
+	}
+	http.Error(w, fmt.Sprintf("site %s: %v", site, ErrOtherDestination), http.StatusMisdirectedRequest)
+	return true
 }
 
 // writeText writes a plain-text response.

@@ -184,3 +184,48 @@ func TestServeHTTP_BackupRequestOtherDestination(t *testing.T) {
 		t.Errorf("RequestBackup from the daemon's configuration = %q, %v; want a request id", id, err)
 	}
 }
+
+// TestServeHTTP_BackupStoredOtherDestination: hoard basebackup tells the
+// daemon answering on its configuration's http_address:http_port of a
+// backup it stored (POST /<site>/backup-stored), and takes its 202 as
+// "a daemon streams this site's WAL": it then warns of nothing. A daemon
+// of another configuration (another cluster's hoard on the same port,
+// its site of that name stored elsewhere) answered 202 too, so a backup
+// of a primary whose WAL nothing archives was reported without a word.
+// Like a basebackup request, the note names its configuration's
+// destination, and a daemon that stores the site elsewhere refuses it
+// (421) without listing its own site; the same destination is taken.
+func TestServeHTTP_BackupStoredOtherDestination(t *testing.T) {
+	dest := `local /srv/a site-prefix="" site="main"`
+	sites := &fakeSites{}
+	srv := startHTTP(t, HTTPOptions{
+		BackupStored: sites.BackupStored,
+		Destination: func(site string) string {
+			if site == "main" {
+				return dest
+			}
+			return ""
+		},
+		Logger: zerolog.Nop(),
+	})
+	h := HTTPConfig{Address: "127.0.0.1", Port: srv.addr.(*net.TCPAddr).Port}
+	ctx := context.Background()
+
+	err := NoteBackupStored(ctx, h, "main", `local /srv/b site-prefix="" site="main"`)
+	if err == nil || !strings.Contains(err.Error(), "421") || !strings.Contains(err.Error(), "http_port") {
+		t.Errorf("NoteBackupStored from another configuration: %v; want 421 saying to give it its own http_port", err)
+	}
+	sites.mu.Lock()
+	if len(sites.stored) != 0 {
+		t.Errorf("the daemon listed its site for another configuration's backup: %v", sites.stored)
+	}
+	sites.mu.Unlock()
+	if err := NoteBackupStored(ctx, h, "main", dest); err != nil {
+		t.Errorf("NoteBackupStored from the daemon's configuration: %v, want nil", err)
+	}
+	sites.mu.Lock()
+	defer sites.mu.Unlock()
+	if len(sites.stored) != 1 {
+		t.Errorf("the daemon listed its site %d times for its own configuration's backup, want 1", len(sites.stored))
+	}
+}
