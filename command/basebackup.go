@@ -40,22 +40,23 @@ checksums itself.
 Either way a damaged data page does not fail the backup: it is stored with the page as
 read, each failure logged with its file and block and recorded in the backup's metadata
 (hoard-checksum-failures) and manifest, and the command exits 0 with a warning in its
-summary. A BASE_BACKUP the server fails for damaged pages before it has sent all of it
-stores nothing and exits 1, naming the files and blocks. Over BASE_BACKUP the files and
-blocks are known only when the server's warnings are in English (its lc_messages, or a role
-that may set lc_messages: a superuser, or on PostgreSQL 15+ one granted SET ON PARAMETER
-lc_messages); otherwise the server's count is recorded with files_unknown, and the server's log
-names them (docs/backup-restore.md, Damaged data pages).
+summary (with --json, in its "warnings"). A BASE_BACKUP the server fails for damaged
+pages before it has sent all of it stores nothing and exits 1, naming the files and
+blocks. Over BASE_BACKUP the files and blocks are known only when the server's warnings
+are in English (its lc_messages, or a role that may set lc_messages: a superuser, or on
+PostgreSQL 15+ one granted SET ON PARAMETER lc_messages); otherwise the server's count is
+recorded with files_unknown, and the server's log names them (docs/backup-restore.md,
+Damaged data pages).
 
 The backup is restorable only with its WAL, from its start to its end segment: run the
 daemon (or archive_command) so that it is archived. From a primary, with active_backup_mode
 other than archive_command (the daemon streams the WAL), when no daemon of this
 configuration answers on http_address:http_port (one of another configuration there, its
 site of that name stored elsewhere, refuses to be told of the backup: 421) and the
-archive does not hold that WAL yet, the backup is stored
-and the command exits 0, but warns (on stderr, and in the summary) that nothing archives
-it, naming the end segment: start the daemon, or run hoard archive-sync on the primary to
-copy the WAL from its pg_wal, before the primary recycles it.
+archive does not hold that WAL yet, the backup is stored and the command exits 0, but
+warns (on stderr, and in the summary; with --json, in its "warnings") that nothing
+archives it, naming the end segment: start the daemon, or run hoard archive-sync on the
+primary to copy the WAL from its pg_wal, before the primary recycles it.
 
 From a standby (the node is in recovery), PostgreSQL does not wait for that WAL to be
 archived (hoard asks it not to even with archive_mode = always, where that wait has no
@@ -117,7 +118,7 @@ The summary goes to stdout.`,
 			uploadRateFlag,
 			&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the backup's WAL to be archived (by the server's archive_command; from a standby, in the archive)"},
 			&cli.DurationFlag{Name: "wal-timeout", Usage: "from a standby: how long to wait for the archive to hold the backup's WAL", Value: basebackup.DefaultWALTimeout},
-			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON"},
+			&cli.BoolFlag{Name: "json", Usage: "print the stored backup as JSON, as hoard list --json does, with the summary's warnings in \"warnings\" ([] for none)"},
 			&cli.BoolFlag{Name: "local", Usage: "take the backup in this process even when a daemon runs"},
 			&cli.BoolFlag{Name: "wait", Usage: "with a running daemon: wait until the backup taken for this request is stored (exit 0) or fails, or the request is dropped (exit 1)"},
 			&cli.BoolFlag{Name: "incremental", Usage: "take a PostgreSQL 17+ incremental backup against the newest backup of the same system and timeline (needs summarize_wal = on)"},
@@ -198,11 +199,34 @@ func runBasebackup(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		return writeJSON(c.App.Writer, newBackupJSON(info))
+		return writeJSON(c.App.Writer, newBasebackupJSON(info, unarchived))
 	}
 	printSummary(c.App.Writer, info)
 	printUnarchivedWAL(c.App.Writer, unarchived)
 	return nil
+}
+
+// basebackupJSON is hoard basebackup --json's output: the stored backup
+// as hoard list --json shows it, and the warnings its summary gives.
+type basebackupJSON struct {
+	backupJSON
+	// Warnings are the summary's WARNING lines (damaged data pages,
+	// WAL nothing archives), [] for none: automation reads stdout, and
+	// stderr's log may go elsewhere.
+	Warnings []string `json:"warnings"`
+}
+
+// newBasebackupJSON is basebackup --json's view of b; unarchived is
+// unarchivedWAL's reason ("" for none).
+func newBasebackupJSON(b *archive.BackupInfo, unarchived string) basebackupJSON {
+	out := basebackupJSON{backupJSON: newBackupJSON(b), Warnings: []string{}}
+	if w := checksumWarning(b); w != "" {
+		out.Warnings = append(out.Warnings, w)
+	}
+	if unarchived != "" {
+		out.Warnings = append(out.Warnings, unarchived)
+	}
+	return out
 }
 
 // daemonPollInterval is how often basebackup --wait asks the daemon
@@ -240,7 +264,7 @@ func waitDaemonBackup(c *cli.Context, env *siteEnv, id string) error {
 			continue
 		}
 		if c.Bool("json") {
-			return writeJSON(c.App.Writer, newBackupJSON(b))
+			return writeJSON(c.App.Writer, newBasebackupJSON(b, ""))
 		}
 		printSummary(c.App.Writer, b)
 		return nil
@@ -376,6 +400,17 @@ func printSummary(w io.Writer, b *archive.BackupInfo) {
 		printf(w, "  WARNING   %s data pages failed their checksum: damaged in the cluster itself, stored as read\n", n)
 		printf(w, "            (the files and blocks are in the log and in the backup's manifest)\n")
 	}
+}
+
+// checksumWarning is printSummary's warning of b's damaged data pages as
+// one line, "" for none.
+func checksumWarning(b *archive.BackupInfo) string {
+	n := b.Metadata[basebackup.MetaChecksumFailures]
+	if n == "" || n == "0" {
+		return ""
+	}
+	return n + " data pages failed their checksum: damaged in the cluster itself, stored as read " +
+		"(the files and blocks are in the log and in the backup's manifest)"
 }
 
 // progressBar draws a basebackup's progress on one terminal line, or logs

@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +23,13 @@ import (
 	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/daemon"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // TestBasebackup_ViaDaemon checks that hoard basebackup asks a daemon that
@@ -267,6 +271,10 @@ func TestBasebackup_DamagedPage(t *testing.T) {
 			if want := "WARNING   1 data pages failed their checksum"; !strings.Contains(out, want) {
 				t.Errorf("summary lacks %q:\n%s", want, out)
 			}
+			code, js := runOutput(t, "--config", cfg, "basebackup", "--local", "--fast", "--no-wait", "--json")
+			if got := jsonWarnings(t, js); code != ExitOK || len(got) != 1 || !strings.HasPrefix(got[0], "1 data pages failed their checksum") {
+				t.Errorf("basebackup --json: exit %d, warnings %q; want %d and the checksum warning", code, got, ExitOK)
+			}
 			code, out = runOutput(t, "--config", cfg, "list", "--json")
 			if code != ExitOK || !strings.Contains(out, `"hoard-checksum-failures": "1"`) {
 				t.Errorf("list --json: exit %d, want the checksum failures in the metadata:\n%s", code, out)
@@ -314,6 +322,15 @@ func TestBasebackup_NoWALArchiver(t *testing.T) {
 			warned := strings.Contains(out, "WARNING   its WAL is not archived")
 			if want := mode != config.ModeArchiveCommand; warned != want {
 				t.Fatalf("summary warns that the WAL is not archived: %v, want %v", warned, want)
+			}
+			// --json: the warning is in the output, for automation, not
+			// only on stderr.
+			code, js := runOutput(t, "--config", cfg, "basebackup", "--fast", "--json")
+			if code != ExitOK {
+				t.Fatalf("basebackup --json: exit %d, want %d:\n%s", code, ExitOK, js)
+			}
+			if got := jsonWarnings(t, js); warned && (len(got) != 1 || !strings.HasPrefix(got[0], "its WAL is not archived")) || !warned && len(got) != 0 {
+				t.Errorf("basebackup --json: warnings %q, want the WAL warning: %v", got, warned)
 			}
 			if !warned {
 				return
@@ -496,4 +513,75 @@ func TestBasebackup_NoWALArchiverDaemon(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBasebackup_NoWALArchiverStored: a backup of a primary taken here on
+// a site whose WAL the daemon streams, with no daemon answering, whose
+// WAL the archive already holds through the backup's end (a daemon on
+// another host streamed it) needs nothing more: the summary warns of
+// nothing, and --json's warnings are empty.
+func TestBasebackup_NoWALArchiverStored(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Debian: true})
+	sc := storetest.Local(t)
+	st, err := storage.Open(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "db"}, Site: "db"}
+	row := c.QueryRow(t, `SELECT pg_walfile_name(pg_current_wal_lsn()), (SELECT system_identifier FROM pg_control_system()),
+		(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')`)
+	current, system, segSize := row[0].(string), uint64(row[1].(int64)), uint64(row[2].(int64))
+	// The WAL from the current segment on, past where the backup ends
+	// (its checkpoint and pg_backup_stop's switch take a segment or two).
+	seg, err := wal.ParseSegmentName(current, segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for no := seg.No; no <= seg.No+8; no++ {
+		name := wal.Segment{Timeline: seg.Timeline, No: no}.Name(segSize)
+		archivetest.PushWAL(t, a, name, waltest.SegmentOf(t, name, segSize, 0, system), system)
+	}
+	site := checkSite(t, sc, config.ModePGReceiveXLog, clusterNode(c))
+	cfg := writeDBSiteConfigWith(t, site, map[string]any{"http_port": testio.FreePort(t)})
+	code, out := runOutput(t, "--config", cfg, "basebackup", "--fast")
+	t.Logf("hoard basebackup:\n%s", out)
+	if code != ExitOK {
+		t.Fatalf("basebackup: exit %d, want %d", code, ExitOK)
+	}
+	if strings.Contains(out, "WARNING") {
+		t.Errorf("summary warns, with the WAL stored through the backup's end")
+	}
+	code, out = runOutput(t, "--config", cfg, "basebackup", "--fast", "--json")
+	if code != ExitOK {
+		t.Fatalf("basebackup --json: exit %d, want %d:\n%s", code, ExitOK, out)
+	}
+	var got struct {
+		EndWALSegment string `json:"end_wal_segment"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("basebackup --json: %v:\n%s", err, out)
+	}
+	if end, _ := wal.ParseSegmentName(got.EndWALSegment, segSize); end.No > seg.No+8 {
+		t.Fatalf("the backup ended in %s, past the WAL stored for it: make the test store more", got.EndWALSegment)
+	}
+	if w := jsonWarnings(t, out); len(w) != 0 {
+		t.Errorf("basebackup --json: warnings %q, want none", w)
+	}
+}
+
+// jsonWarnings returns the warnings of hoard basebackup --json's output
+// js, failing the test when it is not JSON or has no warnings field.
+func jsonWarnings(t *testing.T, js string) []string {
+	t.Helper()
+	var got struct {
+		Warnings *[]string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(js), &got); err != nil {
+		t.Fatalf("basebackup --json: %v:\n%s", err, js)
+	}
+	if got.Warnings == nil {
+		t.Fatalf("basebackup --json: no warnings field:\n%s", js)
+	}
+	return *got.Warnings
 }
