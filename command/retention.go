@@ -154,7 +154,11 @@ type walRange struct {
 	Last  string `json:"last"`
 	Files int    `json:"files"`
 	Bytes int64  `json:"bytes"`
-	no    uint64
+	// SupersededBy names the complete segment that supersedes the range's
+	// one file, a .partial at or after the horizon; empty for a range of
+	// files that precede it.
+	SupersededBy string `json:"superseded_by,omitempty"`
+	no           uint64
 }
 
 // walRanges groups the plan's WAL deletions into runs of consecutive
@@ -171,18 +175,36 @@ func walRanges(plan archive.RetentionPlan) []walRange {
 	var out []walRange
 	for _, w := range ws {
 		seg, err := wal.ParseSegmentName(w.Name[:min(24, len(w.Name))], segSize)
-		if len(out) > 0 {
+		sup := supersededBy(plan, w)
+		if len(out) > 0 && sup == "" {
 			r := &out[len(out)-1]
-			if err == nil && r.Site == w.Site && r.First[:8] == w.Name[:8] && seg.No <= r.no+1 {
+			if err == nil && r.SupersededBy == "" && r.Site == w.Site && r.First[:8] == w.Name[:8] && seg.No <= r.no+1 {
 				r.Last, r.no = w.Name, seg.No
 				r.Files++
 				r.Bytes += w.Size
 				continue
 			}
 		}
-		out = append(out, walRange{Site: w.Site, First: w.Name, Last: w.Name, Files: 1, Bytes: w.Size, no: seg.No})
+		out = append(out, walRange{Site: w.Site, First: w.Name, Last: w.Name, Files: 1, Bytes: w.Size, SupersededBy: sup, no: seg.No})
 	}
 	return out
+}
+
+// supersededBy returns the complete segment that supersedes d, a .partial
+// the plan deletes though it does not precede the horizon (one that lies
+// in a kept backup's start segment, or after it: archive.PlanRetention
+// deletes it only because that segment is stored and checks); "" for a
+// file the plan deletes because it precedes the horizon. With no horizon
+// (a backup that may be running keeps every other file), every .partial
+// the plan deletes is superseded.
+func supersededBy(plan archive.RetentionPlan, d archive.WALDeletion) string {
+	if !wal.IsPartialName(d.Name) {
+		return ""
+	}
+	if h := plan.WALHorizon; h != "" && d.Name[8:24] < h[8:] {
+		return ""
+	}
+	return d.Name[:24]
 }
 
 func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.RetentionResult, verbose bool) {
@@ -221,6 +243,11 @@ func writeRetentionText(w io.Writer, plan archive.RetentionPlan, res *archive.Re
 	}
 	printf(w, "\n")
 	for _, r := range walRanges(plan) {
+		if r.SupersededBy != "" {
+			printf(w, "  %s %s: %s, %s: superseded by the complete segment %s, which is stored\n",
+				r.Site, r.First, plural(r.Files, "file", "files"), humanBytes(r.Bytes), r.SupersededBy)
+			continue
+		}
 		printf(w, "  %s %s .. %s: %s, %s\n", r.Site, r.First, r.Last, plural(r.Files, "file", "files"), humanBytes(r.Bytes))
 	}
 	if verbose {
