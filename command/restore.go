@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -513,9 +514,12 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 	if err != nil {
 		printf(w, "\nThe restored configuration cannot be read (%v): PostgreSQL refuses to start until it is mended.\n", err)
 	}
+	// In the order the operator follows it: copy the configuration kept
+	// outside the data directory first, since what comes after (port,
+	// archiving) is set over it.
+	printConfigOutside(w, o, settings)
 	printArchiving(w, o, settings)
 	printCarried(w, o, settings)
-	printConfigOutside(w, o.TargetDir)
 	dirs := []string{o.TargetDir}
 	for _, name := range sortedKeys(res.Tablespaces) {
 		dirs = append(dirs, res.Tablespaces[name])
@@ -636,7 +640,16 @@ var serverConfigFiles = []string{"postgresql.conf", "pg_hba.conf", "pg_ident.con
 // pg_ctl -D dir start then fails: "could not access the server
 // configuration file". The copy must lose the lines naming the original
 // cluster's files, or it would start on the original's data directory.
-func printConfigOutside(w io.Writer, dir string) {
+//
+// The copied postgresql.conf also sets the original's port and
+// archiving, which settings (read before the copy) do not hold: so the
+// advice about them comes here, after the copy, and names
+// postgresql.auto.conf, which PostgreSQL reads after postgresql.conf,
+// so that what is set there wins over the copy (and the copy is not
+// edited away from the original's). startCommand probes no port then
+// (portFromCopy).
+func printConfigOutside(w io.Writer, o restore.Options, settings map[string]string) {
+	dir := o.TargetDir
 	var missing []string
 	for _, f := range serverConfigFiles {
 		if _, err := os.Stat(filepath.Join(dir, f)); errors.Is(err, fs.ErrNotExist) {
@@ -651,6 +664,42 @@ func printConfigOutside(w io.Writer, dir string) {
 		"conf.d directory Debian's postgresql.conf includes (include_dir = 'conf.d'), and delete\n"+
 		"data_directory, hba_file, ident_file and external_pid_file from the copied postgresql.conf\n"+
 		"(they name the original cluster's files) before starting it.\n", strings.Join(missing, ", "), restore.ShellQuote(dir))
+	port := portFromCopy(dir, settings)
+	archiving := !o.ArchiveOff && archiveMode(settings) == "" && slices.Contains(missing, "postgresql.conf")
+	if !port && !archiving {
+		return
+	}
+	printf(w, "Then, before starting it, add at the end of %s (read after postgresql.conf:\n"+
+		"what it sets wins over the copy):\n", restore.ShellQuote(filepath.Join(dir, "postgresql.auto.conf")))
+	const indent = "                        "
+	if port {
+		free := listeners{port: defaultPort, hosts: []string{"localhost"}, sockets: socketDirs}.freePortAfter()
+		p := "PORT"
+		if free != 0 {
+			p = strconv.Itoa(free)
+		}
+		printf(w, "  %-21s if the copy's port is in use on this host (the original's, when it runs here):\n", "port = "+p)
+		if free != 0 {
+			printf(w, "%s%s is free now\n", indent, p)
+		} else {
+			printf(w, "%sa port free on this host\n", indent)
+		}
+	}
+	if archiving {
+		printf(w, "  %-21s if it is a copy beside the original: once promoted, it would archive its new\n"+
+			"%stimeline into the original's site with the copy's archive_command\n", "archive_mode = 'off'", indent)
+	}
+}
+
+// portFromCopy reports whether the restored cluster's port is set by a
+// postgresql.conf still to be copied into dir (printConfigOutside): it has
+// none, and settings, its postgresql.auto.conf, sets no port.
+func portFromCopy(dir string, settings map[string]string) bool {
+	if _, set := settings["port"]; set {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, "postgresql.conf"))
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // gapRange names a gap's missing segments.

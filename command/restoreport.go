@@ -203,7 +203,9 @@ func (l listeners) freePortAfter() int {
 // this host lacks (missingSocketDirs), and one when its port is in use on
 // this host where it would listen (the original cluster's, most often):
 // then the command starts it on a free port with -o "-p PORT". Nil
-// settings (a configuration that cannot be read) give the plain command.
+// settings (a configuration that cannot be read), or a port that a
+// postgresql.conf still to be copied sets (portFromCopy), give the plain
+// command.
 func startCommand(dir string, settings map[string]string) (cmd string, notes []string) {
 	cmd = "pg_ctl -D " + restore.ShellQuote(dir) + " start"
 	l, ok := restoredListeners(dir, settings)
@@ -212,6 +214,11 @@ func startCommand(dir string, settings map[string]string) (cmd string, notes []s
 	}
 	if _, set := settings["unix_socket_directories"]; set {
 		notes = missingSocketDirs(l.sockets)
+	}
+	if portFromCopy(dir, settings) {
+		// The port is the copied postgresql.conf's, not known here:
+		// printConfigOutside says what to set.
+		return cmd, notes
 	}
 	by := l.inUse(l.port)
 	if by == "" {
