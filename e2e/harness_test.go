@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // hoardBin is the binary under test, built by TestMain.
@@ -101,6 +102,10 @@ func newSite(t testing.TB, o siteOptions) *site {
 		"backup_location": filepath.Join(dir, "state"),
 		"compression":     map[string]any{"algorithm": o.Compression},
 		"backup_sites":    map[string]any{s.name: site},
+		// hoard basebackup first asks the daemon on http_port to take the
+		// backup: the default, 16000, may be a daemon (or anything else)
+		// of this machine's.
+		"http_port": testio.FreePort(t),
 	}
 	s.writeConfig("", cfg)
 	if o.Encrypt {
