@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Follow the README's quick start literally, as a newcomer would: extract
-# the ```sh block under "## Quick start" and run it, unchanged, as the
-# postgres user against a fresh PostgreSQL cluster, then check that the
-# restored cluster runs and answers queries.
+# Follow the README's quick start as a newcomer would: extract the ```sh
+# block under "## Quick start" and run it as the postgres user against a
+# fresh PostgreSQL cluster, then check that the restored cluster runs and
+# answers queries. The block runs unchanged but for what would tie it to
+# this machine: /var/lib/hoard becomes a temporary directory and the
+# restored cluster's port 5433 a free one, and hoard's http_port a free one
+# (HOARD_HTTP_PORT, which hoard basebackup asks a daemon on first), so that
+# a hoard installed here, a daemon on 16000 or a cluster on 5432 or 5433
+# neither disturbs the check nor is disturbed.
 #
 # The cluster is made the way the README assumes a local PostgreSQL is: its
 # socket in /var/run/postgresql (and a private directory), PGDATA set, psql
 # reaching it through PGHOST/PGPORT. It listens on no TCP port, on a port
-# number that is free, so it disturbs no other server. /var/lib/hoard is
-# created owned by postgres, as the README asks, and removed afterwards; a
-# /var/lib/hoard that already exists is never touched, unless it is one this
-# check made (it holds the marker file .quickstart-check) and left behind
-# when it was killed: that one is stopped and removed first. Runs of the
-# check take turns (a lock file), so one never removes another's.
+# number that is free, so it disturbs no other server. Everything lives in
+# one directory /tmp/hoard-quickstart.XXXXXX, removed afterwards. Runs of
+# the check take turns (a lock file), so a directory of that name found
+# at the start is one a killed run left behind: its clusters are stopped
+# and it is removed.
 #
 #   scripts/quickstart-check.sh             (as root; hoard on PATH)
 #   PG_BIN=/usr/lib/postgresql/15/bin README=README.md  are the defaults
@@ -23,11 +27,12 @@ readme=${README:-README.md}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 pg_user=${PG_USER:-postgres}
 sockdir_shared=/var/run/postgresql
-restored_port=5433 # the README's pg_ctl -o "-p 5433"
+readme_root=/var/lib/hoard      # the README's directory for everything
+readme_restored_port='-p 5433'  # the README's pg_ctl -o "-p 5433"
 
 die() { echo "quickstart-check: $*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "run as root: the quick start runs as $pg_user and needs /var/lib/hoard created"
+[ "$(id -u)" = 0 ] || die "run as root: the quick start runs as $pg_user"
 hoard=$(command -v hoard) || die "hoard is not on PATH"
 [ -x "$pg_bin/initdb" ] || die "no PostgreSQL binaries in $pg_bin (set PG_BIN)"
 id "$pg_user" >/dev/null 2>&1 || die "no user $pg_user"
@@ -39,25 +44,18 @@ if [ -z "${HOARD_QUICKSTART_LOCKED:-}" ]; then
 	HOARD_QUICKSTART_LOCKED=1 exec flock -o -w 900 /tmp/hoard-quickstart-check.lock bash scripts/quickstart-check.sh "$@"
 fi
 
-marker=/var/lib/hoard/.quickstart-check
 stop_cluster() { # dir
 	[ -f "$1/postmaster.pid" ] || return 0
 	runuser -u "$pg_user" -- "$pg_bin/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1 || true
 }
-if [ -f "$marker" ]; then
+for leftover in /tmp/hoard-quickstart.*; do
+	[ -d "$leftover" ] || continue
 	# Left behind by a run of this check that was killed.
-	leftover=$(cat "$marker")
-	echo "quickstart-check: removing /var/lib/hoard and $leftover left by a killed run of this check"
-	stop_cluster /var/lib/hoard/restored
-	case $leftover in /tmp/hoard-quickstart.*) stop_cluster "$leftover/data"; rm -rf "$leftover" ;; esac
-	rm -rf /var/lib/hoard
-fi
-[ ! -e /var/lib/hoard ] || die "/var/lib/hoard exists: refusing to touch it"
-# A socket lock file whose process is gone is stale (PostgreSQL replaces it).
-socklock=$sockdir_shared/.s.PGSQL.$restored_port.lock
-if [ -f "$socklock" ] && kill -0 "$(head -n 1 "$socklock")" 2>/dev/null; then
-	die "a server already listens on $sockdir_shared port $restored_port"
-fi
+	echo "quickstart-check: removing $leftover left by a killed run of this check"
+	stop_cluster "$leftover/hoard/restored"
+	stop_cluster "$leftover/data"
+	rm -rf "$leftover"
+done
 
 # The block, exactly as written.
 block=$(awk '
@@ -68,32 +66,51 @@ block=$(awk '
 	inblock { print }
 ' "$readme")
 [ -n "$block" ] || die "no \`\`\`sh block under \"## Quick start\" in $readme"
+case $block in *"$readme_root"*) ;; *) die "the quick start in $readme names no $readme_root: update this check" ;; esac
+case $block in *"$readme_restored_port"*) ;; *) die "the quick start in $readme has no $readme_restored_port: update this check" ;; esac
 
 work=$(mktemp -d /tmp/hoard-quickstart.XXXXXX)
 chmod 0755 "$work"
 export PGDATA=$work/data
 sockdir=$work/sock
+root=$work/hoard # the README's /var/lib/hoard
 mkdir -p "$sockdir"
 chown "$pg_user" "$work" "$sockdir"
 
 as_pg() {
 	runuser -u "$pg_user" -- env -i HOME="$work" PATH="$(dirname "$hoard"):$pg_bin:/usr/bin:/bin" \
-		PGDATA="$PGDATA" PGHOST="$sockdir" PGPORT="$port" LANG=C.UTF-8 "$@"
+		PGDATA="$PGDATA" PGHOST="$sockdir" PGPORT="$port" HOARD_HTTP_PORT="$http_port" LANG=C.UTF-8 "$@"
 }
 
 cleanup() {
 	set +e
-	for d in /var/lib/hoard/restored "$PGDATA"; do
+	for d in "$root/restored" "$PGDATA"; do
 		[ -f "$d/postmaster.pid" ] && as_pg pg_ctl -D "$d" -m immediate -w stop >/dev/null 2>&1
 	done
-	rm -rf /var/lib/hoard "$work"
+	rm -rf "$work"
 }
 trap cleanup EXIT
 
-# A free port number (no TCP listener is opened: listen_addresses is empty,
-# the number only names the socket files).
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)
-[ "$port" != "$restored_port" ] || port=55432
+# Free port numbers: for the cluster and the restored one no TCP listener
+# is opened (listen_addresses is empty), the number only names the socket
+# files, so none may exist in the shared socket directory; hoard's
+# http_port is a TCP port.
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+		[ ! -e "$sockdir_shared/.s.PGSQL.$p" ] && [ ! -e "$sockdir_shared/.s.PGSQL.$p.lock" ] || continue
+		case " $* " in *" $p "*) continue ;; esac
+		echo "$p"
+		return
+	done
+	die "no free port found"
+}
+port=$(free_port)
+restored_port=$(free_port "$port")
+http_port=$(free_port "$port" "$restored_port")
+block=${block//"$readme_root"/"$root"}
+block=${block//"$readme_restored_port"/"-p $restored_port"}
 
 as_pg initdb -D "$PGDATA" --auth=trust -U "$pg_user" >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log"; die "initdb failed"; }
 cat >>"$PGDATA/postgresql.conf" <<CONF
@@ -107,15 +124,15 @@ as_pg psql -qAt -c "create table quickstart (n int); insert into quickstart sele
 
 # The README: "The archive lives in /var/lib/hoard/archive (create it, owned
 # by that user, first)".
-install -d -o "$pg_user" -g "$(id -gn "$pg_user")" -m 0750 /var/lib/hoard /var/lib/hoard/archive
-printf '%s\n' "$work" >"$marker"
+install -d -o "$pg_user" -g "$(id -gn "$pg_user")" -m 0750 "$root" "$root/archive"
 
-echo "quickstart-check: running the quick start as $pg_user (PGDATA=$PGDATA, port $port)"
+echo "quickstart-check: running the quick start as $pg_user (PGDATA=$PGDATA, port $port; $readme_root is $root," \
+	"the restored cluster's port $restored_port, http_port $http_port)"
 printf '%s\n' "$block" >"$work/quickstart.sh"
 chmod 0644 "$work/quickstart.sh"
 if ! as_pg bash -e -x "$work/quickstart.sh" >"$work/quickstart.log" 2>&1; then
 	cat "$work/quickstart.log" "$work/server.log" >&2
-	[ -f /var/lib/hoard/restored/log ] && tail -n 50 /var/lib/hoard/restored/log/* >&2
+	[ -d "$root/restored/log" ] && tail -n 50 "$root"/restored/log/* >&2
 	die "the quick start failed"
 fi
 
