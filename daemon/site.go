@@ -72,7 +72,6 @@ type supervisor struct {
 	recv          *walstream.Receiver // nil unless streaming (and started)
 	up            *uploader
 	st            SiteStatus
-	waitSync      time.Time // when the upload queue was last seen empty
 	// streaming is whether the receiver was connected at the last refresh.
 	streaming bool
 	// holesResolved is how many of the receiver's holes (Status.Holes) a
@@ -841,10 +840,13 @@ func (s *supervisor) refresh(now time.Time) {
 	}
 	rs := recv.Status()
 	s.mu.Lock()
-	if rs.QueueDepth == 0 || s.waitSync.IsZero() {
-		s.waitSync = now
+	// The age of the oldest file waiting for upload, not how long the
+	// queue has not been empty: on a busy server whose uploads keep up
+	// the queue is never empty, and that grew forever.
+	var lag time.Duration
+	if !rs.QueuedSince.IsZero() {
+		lag = max(now.Sub(rs.QueuedSince), 0)
 	}
-	lag := now.Sub(s.waitSync)
 	var storedLag time.Duration
 	if !rs.UnstoredSince.IsZero() {
 		storedLag = max(now.Sub(rs.UnstoredSince), 0)

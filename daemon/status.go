@@ -78,9 +78,10 @@ type WALStatus struct {
 	// LagBytes is the WAL the server has that is not yet archived as
 	// complete segments.
 	LagBytes uint64 `json:"lag_bytes"`
-	// LagSeconds is how long the upload queue has not been empty: the
-	// age of the oldest complete WAL waiting to be archived (0 when
-	// nothing waits).
+	// LagSeconds is the age of the oldest WAL file waiting to be
+	// archived (a complete segment, .history or an ended timeline's
+	// .partial, since it was queued; walstream.Status.QueuedSince), 0
+	// when none waits.
 	LagSeconds float64 `json:"lag_seconds"`
 	// Stored is the end of the WAL stored in the archive, as complete
 	// segments or the .partial copy of the segment being received.

@@ -158,7 +158,17 @@ type Status struct {
 	// QueueDepth is the number of files waiting for upload, the one in
 	// progress included.
 	QueueDepth int
-	Connected  bool // streaming now
+	// QueuedSince is when the oldest file waiting for upload (a complete
+	// segment, a .history file or an ended timeline's .partial, the one
+	// being uploaded included) was queued: a segment is queued as soon
+	// as it is complete and fsynced, and files an earlier run left in
+	// the spool when this Run started. Zero when none waits. Now minus
+	// it is how far behind archiving is, in time; unlike how long the
+	// queue has not been empty, it stays small on a busy server whose
+	// uploads keep up. The .partial copies of the segment being received
+	// do not count (UnstoredSince does).
+	QueuedSince time.Time
+	Connected   bool // streaming now
 	// Streamed is set once the server has accepted START_REPLICATION
 	// (the receiver held the slot) in this Run, and stays set.
 	Streamed bool
@@ -336,6 +346,9 @@ func (r *Receiver) Status() Status {
 	}
 	if len(r.arrivals) > 0 {
 		s.UnstoredSince = r.arrivals[0].at
+	}
+	if r.queue != nil {
+		s.QueuedSince = r.queue.queuedSince()
 	}
 	return s
 }

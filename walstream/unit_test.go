@@ -828,3 +828,86 @@ func TestReceive_SynchronousWakesOnUpload(t *testing.T) {
 		t.Errorf("stored through %s, want %s", got, seg.StartLSN(segSize)+150)
 	}
 }
+
+// chainUploader is an Uploader that takes each upload a little while and,
+// before it returns, has the next file completed and queued: the upload
+// queue is never empty, yet no file waits for long, as on a busy server
+// whose uploads keep up.
+type chainUploader struct {
+	r     *Receiver
+	spool string
+	next  int
+	took  time.Duration
+}
+
+func (c *chainUploader) Upload(context.Context, string) error {
+	c.next++
+	name := fmt.Sprintf("%08X%016X", 1, c.next)
+	if err := os.WriteFile(filepath.Join(c.spool, name), nil, 0o600); err != nil {
+		return err
+	}
+	c.r.enqueue(uploadTask{kind: taskFile, name: name})
+	time.Sleep(c.took)
+	return nil
+}
+
+func (c *chainUploader) UploadPartial(context.Context, string, int64) error { return nil }
+
+// TestReceiver_QueuedSince: Status.QueuedSince is when the oldest file
+// waiting for upload was queued, not when the queue was last empty: on a
+// busy server whose uploads keep up, the queue is never empty, but no
+// file waits longer than an upload or two, and hoard_wal_lag_seconds
+// (which the daemon derives from it) must not grow.
+func TestReceiver_QueuedSince(t *testing.T) {
+	spool := t.TempDir()
+	up := &chainUploader{spool: spool, took: 10 * time.Millisecond}
+	r, err := New(Options{Slot: "hoard", SpoolDir: spool, Uploader: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.r = r
+	if s := r.Status(); !s.QueuedSince.IsZero() {
+		t.Fatalf("nothing queued: QueuedSince %s", s.QueuedSince)
+	}
+	first := fmt.Sprintf("%08X%016X", 1, 0)
+	if err := os.WriteFile(filepath.Join(spool, first), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r.enqueue(uploadTask{kind: taskFile, name: first})
+	// A snapshot of the segment being received is no file waiting for
+	// upload: the stored lag covers it.
+	r.enqueue(uploadTask{kind: taskSnapshot, name: fmt.Sprintf("%08X%016X.partial", 1, 1000), length: 8})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.uploadLoop(ctx, stop)
+	}()
+	var worst time.Duration
+	for time.Since(start) < 2500*time.Millisecond {
+		time.Sleep(20 * time.Millisecond)
+		s := r.Status()
+		if s.QueueDepth == 0 {
+			t.Fatal("the queue emptied: the test needs it busy")
+		}
+		if s.QueuedSince.IsZero() {
+			t.Fatalf("QueuedSince zero with %d files queued", s.QueueDepth)
+		}
+		worst = max(worst, time.Since(s.QueuedSince))
+	}
+	close(stop)
+	<-done
+	// Each file waits for the one before it: about 10 ms. A second
+	// leaves room for a loaded machine, and is still well below the
+	// 2.5 s the queue has not been empty.
+	if worst > time.Second {
+		t.Errorf("oldest queued file waited up to %s, with each upload taking %s", worst, up.took)
+	}
+	if up.next < 10 {
+		t.Errorf("only %d uploads in 2.5 s", up.next)
+	}
+}

@@ -77,7 +77,10 @@ type uploadTask struct {
 type uploadQueue struct {
 	mu    sync.Mutex
 	tasks []uploadTask
-	wake  chan struct{}
+	// queued holds when each task of tasks was queued, for
+	// Status.QueuedSince.
+	queued []time.Time
+	wake   chan struct{}
 }
 
 func newUploadQueue() *uploadQueue {
@@ -95,6 +98,7 @@ func (q *uploadQueue) push(t uploadTask) int {
 		}
 	}
 	q.tasks = append(q.tasks, t)
+	q.queued = append(q.queued, time.Now())
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -117,6 +121,7 @@ func (q *uploadQueue) pop() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.tasks = q.tasks[1:]
+	q.queued = q.queued[1:]
 	return len(q.tasks)
 }
 
@@ -125,6 +130,22 @@ func (q *uploadQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.tasks)
+}
+
+// queuedSince returns when the oldest file task still queued (the one in
+// progress included) was queued; the zero time when none is. Snapshot
+// copies of the segment being received are left out: they are no file
+// waiting for upload, and Status.UnstoredSince times the WAL in them.
+func (q *uploadQueue) queuedSince() time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var oldest time.Time
+	for i, t := range q.tasks {
+		if t.kind != taskSnapshot && (oldest.IsZero() || q.queued[i].Before(oldest)) {
+			oldest = q.queued[i]
+		}
+	}
+	return oldest
 }
 
 // hasSnapshot reports whether a snapshot upload is queued.
