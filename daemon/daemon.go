@@ -262,6 +262,7 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 					s = prev
 				}
 			}
+			forgetSiteMetrics(d.metrics, prev, s)
 			start(s, end)
 		}
 		applied = append(applied, s)
@@ -271,11 +272,18 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 			continue
 		}
 		d.log.Info().Str(logSite, name).Msg("reload: site removed; stopping it")
-		if end, unstored := stop(name, true, nil); unstored {
-			d.log.Error().Str(logSite, name).Msg("reload: site removed, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); it keeps running with its previous settings: reload again once its storage takes uploads")
-			start(old[name], end)
-			applied = append(applied, old[name])
+		end, unstored := stop(name, true, nil)
+		if !unstored {
+			// Its series would otherwise be exported with their last
+			// values for good: hoard_wal_connected, hoard_site_running
+			// 0 (HoardSiteDown), its newest basebackup ageing
+			// (HoardBackupTooOld).
+			d.metrics.RemoveLabeled("site", name)
+			continue
 		}
+		d.log.Error().Str(logSite, name).Msg("reload: site removed, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); it keeps running with its previous settings: reload again once its storage takes uploads")
+		start(old[name], end)
+		applied = append(applied, old[name])
 	}
 	d.setSites(applied)
 	d.log.Info().Int("sites", len(applied)).Msg("configuration reloaded")

@@ -103,4 +103,9 @@
 // Destination with the same spool: the new run would store that WAL in
 // the new Destination, leaving a hole in the archive whose backups need
 // it. A later reload applies the change.
+//
+// A reload leaves the metrics as a start with the new configuration
+// would: a removed site's series go, a site that no longer streams loses
+// hoard_wal_connected and its receiver's gauges read 0, an inactive one
+// has no hoard_site_running (forgetSiteMetrics).
 package daemon

@@ -117,7 +117,7 @@ func newSupervisor(d *daemon, s Site) *supervisor {
 
 		standbyWALWait: defaultStandbyWALWait,
 	}
-	if s.Active && s.WAL == WALStream {
+	if streamsWAL(s) {
 		sup.m.connected = walConnectedMetric(d.metrics, s.Name)
 	}
 	sup.st = SiteStatus{Active: s.Active, ActiveBackupMode: s.ActiveBackupMode, WALMode: s.WAL}

@@ -4,7 +4,8 @@ import "github.com/hoardbackup/hoard/metrics"
 
 // siteMetrics are the series of one site, registered once per supervisor
 // start (the registry returns the same series for the same name and labels, so
-// a site restarted by a reload keeps counting where it was).
+// a site restarted by a reload keeps counting where it was, but for the
+// series forgetSiteMetrics removes).
 type siteMetrics struct {
 	received, flushed, uploaded *metrics.Gauge
 	queue, lagBytes, lagSeconds *metrics.Gauge
@@ -88,6 +89,38 @@ func siteRunningMetric(m *metrics.Registry, site string) *metrics.Gauge {
 // sites that stream WAL have it.
 func walConnectedMetric(m *metrics.Registry, site string) *metrics.Gauge {
 	return m.Gauge(MetricWALConnected, "1 while the WAL receiver is streaming from the server (sites that stream WAL only).", map[string]string{"site": site})
+}
+
+// streamsWAL tells whether a site started with s streams WAL: it has a
+// receiver, and hoard_wal_connected (walConnectedMetric).
+func streamsWAL(s Site) bool { return s.Active && s.WAL == WALStream }
+
+// walStreamingMetrics are the series of a site's WAL receiver and its
+// uploads, which only a site that streams WAL sets.
+var walStreamingMetrics = []string{
+	MetricWALReceived, MetricWALFlushed, MetricWALUploaded, MetricWALQueue,
+	MetricWALLagBytes, MetricWALLagSeconds, MetricWALStored, MetricWALStoredLagBytes,
+	MetricWALStoredLagSecs, MetricWALConnected, MetricWALPaused, MetricWALHoleSegments,
+	MetricLastUpload,
+}
+
+// forgetSiteMetrics removes the series of a site a reload changed that
+// its new configuration would not have had from the daemon's start
+// (newSupervisor registers the others again, at zero): a site that no
+// longer streams WAL loses its receiver's series, which kept their last
+// values (hoard_wal_connected 1 on a site no longer streamed), and an
+// inactive one its hoard_site_running. The upload counters stay: what
+// they counted happened.
+func forgetSiteMetrics(m *metrics.Registry, prev, next Site) {
+	l := map[string]string{"site": next.Name}
+	if streamsWAL(prev) && !streamsWAL(next) {
+		for _, name := range walStreamingMetrics {
+			m.Remove(name, l)
+		}
+	}
+	if !next.Active {
+		m.Remove(MetricSiteRunning, l)
+	}
 }
 
 func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {

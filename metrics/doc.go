@@ -7,5 +7,7 @@
 // It is a leaf: it imports no other hoard package, knows no metric of its
 // own (the daemon registers them) and never logs. Registering a series is
 // idempotent, so a component restarted by a configuration reload keeps
-// counting where it was.
+// counting where it was; Remove and RemoveLabeled take away the series
+// whose subject is gone (a site a reload removed), which would otherwise
+// be exported with their last values for good.
 package metrics

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -179,6 +180,70 @@ func (m *Registry) series(name, help string, k kind, labels map[string]string) *
 	copy(f.sorted[i+1:], f.sorted[i:])
 	f.sorted[i] = s
 	return s
+}
+
+// Remove stops exporting the series name{labels} (to /metrics and to
+// StatsD), when it is registered: for a series whose subject is gone,
+// such as the WAL receiver of a site a reload stopped streaming, whose
+// last value would otherwise be exported for good. A family left with no
+// series goes too. A handle to the series obtained before still works
+// but is exported no more; a later Counter or Gauge call registers the
+// series again, at zero.
+func (m *Registry) Remove(name string, labels map[string]string) {
+	pairs := make([]labelPair, 0, len(labels))
+	for n, v := range labels {
+		pairs = append(pairs, labelPair{n, v})
+	}
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].name < pairs[j].name })
+	key := string(appendLabels(nil, pairs))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f := m.families[name]; f != nil {
+		m.removeLocked(f, func(s *series) bool { return s.key == key })
+	}
+}
+
+// RemoveLabeled stops exporting, as Remove does, every series that has
+// the label name with value (a site's series, for a site a reload
+// removed).
+func (m *Registry) RemoveLabeled(name, value string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, f := range slices.Clone(m.sorted) {
+		m.removeLocked(f, func(s *series) bool {
+			for _, p := range s.labels {
+				if p.name == name {
+					return p.value == value
+				}
+			}
+			return false
+		})
+	}
+}
+
+// removeLocked removes f's series for which drop is true, and f when it
+// is left empty. Caller holds m.mu for writing.
+func (m *Registry) removeLocked(f *family, drop func(*series) bool) {
+	kept := f.sorted[:0]
+	for _, s := range f.sorted {
+		if drop(s) {
+			delete(f.series, s.key)
+			continue
+		}
+		kept = append(kept, s)
+	}
+	clear(f.sorted[len(kept):])
+	f.sorted = kept
+	if len(f.sorted) > 0 {
+		return
+	}
+	delete(m.families, f.name)
+	for i, g := range m.sorted {
+		if g == f {
+			m.sorted = append(m.sorted[:i], m.sorted[i+1:]...)
+			break
+		}
+	}
 }
 
 // render returns the exposition label block of a series: its own labels

@@ -389,3 +389,64 @@ func BenchmarkRegistry_WritePrometheus(b *testing.B) {
 	}
 	b.SetBytes(int64(buf.Len()))
 }
+
+// TestRegistry_Remove: a removed series is no longer exported (nor sent
+// to StatsD), a family left empty goes with its HELP and TYPE, the
+// other series stay, and registering the series again starts it at 0.
+func TestRegistry_Remove(t *testing.T) {
+	m := New(nil)
+	site := func(s string) map[string]string { return map[string]string{"site": s} }
+	m.Gauge("hoard_wal_connected", "Connected.", site("a")).Set(1)
+	m.Gauge("hoard_wal_connected", "Connected.", site("b")).Set(1)
+	m.Gauge("hoard_wal_paused", "Paused.", site("a")).Set(1)
+	m.Counter("hoard_backups_total", "Backups.", map[string]string{"site": "a", "result": "success"}).Add(3)
+	m.Counter("hoard_backups_total", "Backups.", map[string]string{"site": "b", "result": "success"}).Add(2)
+	old := m.Gauge("hoard_wal_connected", "Connected.", site("a"))
+
+	m.Remove("hoard_wal_connected", site("a"))
+	m.Remove("hoard_wal_connected", site("nope")) // absent: nothing
+	m.Remove("hoard_nope", site("a"))
+	old.Set(5) // a handle kept by a stopped owner exports nothing
+	var b strings.Builder
+	if err := m.WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP hoard_backups_total Backups.
+# TYPE hoard_backups_total counter
+hoard_backups_total{result="success",site="a"} 3
+hoard_backups_total{result="success",site="b"} 2
+# HELP hoard_wal_connected Connected.
+# TYPE hoard_wal_connected gauge
+hoard_wal_connected{site="b"} 1
+# HELP hoard_wal_paused Paused.
+# TYPE hoard_wal_paused gauge
+hoard_wal_paused{site="a"} 1
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("after Remove (-want +got):\n%s", diff)
+	}
+
+	m.RemoveLabeled("site", "a")
+	b.Reset()
+	if err := m.WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	want = `# HELP hoard_backups_total Backups.
+# TYPE hoard_backups_total counter
+hoard_backups_total{result="success",site="b"} 2
+# HELP hoard_wal_connected Connected.
+# TYPE hoard_wal_connected gauge
+hoard_wal_connected{site="b"} 1
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("after RemoveLabeled (-want +got):\n%s", diff)
+	}
+	for _, s := range m.snapshot() {
+		if s.series.key == `site="a"` || strings.Contains(s.series.key, `site="a"`) {
+			t.Errorf("removed series %s%s still in the StatsD snapshot", s.name, s.series.key)
+		}
+	}
+	if g := m.Gauge("hoard_wal_connected", "Connected.", site("a")); g.Value() != 0 || g == old {
+		t.Errorf("registered again: value %v (same handle %v), want a new series at 0", g.Value(), g == old)
+	}
+}
