@@ -252,6 +252,7 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	s.ResumeMultiplier = site.PGReceiveXLog.ResumeMultiplier
 	s.DiskCheckInterval = site.PGReceiveXLog.DiskSpaceCheckInterval
 	s.PartialUploadInterval = site.WALPartialUploadInterval
+	s.ReceiveTimeout = site.WALReceiverTimeout
 	s.StoredLagAlert = site.WALStoredLagAlert
 	s.ApplicationName = s.Slot
 	if site.Synchronous && site.Active {

@@ -44,7 +44,8 @@ func TestDaemonOptions(t *testing.T) {
 				"basebackup_count": 3,
 				"pg_receivexlog": {"min_disk_free_bytes": 1073741824},
 				"wal_partial_upload_interval": 30,
-				"wal_stored_lag_alert_seconds": 90, "wal_stored_lag_alert_bytes": 1048576
+				"wal_stored_lag_alert_seconds": 90, "wal_stored_lag_alert_bytes": 1048576,
+				"wal_receiver_timeout": 120
 			},
 			"pushed": {
 				"active_backup_mode": "archive_command",
@@ -76,6 +77,9 @@ func TestDaemonOptions(t *testing.T) {
 	}
 	if main.StoredLagAlert != 90*time.Second || main.StoredLagAlertBytes != 1<<20 {
 		t.Errorf("stored lag alert %s, %d bytes", main.StoredLagAlert, main.StoredLagAlertBytes)
+	}
+	if main.ReceiveTimeout != 120*time.Second || pushed.ReceiveTimeout != time.Minute {
+		t.Errorf("receive timeout %s, default %s; want 2m0s, 1m0s", main.ReceiveTimeout, pushed.ReceiveTimeout)
 	}
 	if s := main.Schedule; s.Interval != 6*time.Hour || !s.Anchored || s.Hour != 1 || s.Minute != 30 {
 		t.Errorf("schedule %+v", s)

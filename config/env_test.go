@@ -404,6 +404,7 @@ func TestLoad_EnvOnlyStorage(t *testing.T) {
 			"HOARD_BACKUP_LOCATION": "/b", "HOARD_BASEBACKUP_HOUR": "3", "HOARD_BASEBACKUP_MINUTE": "30",
 			"HOARD_BASEBACKUP_COUNT_MIN": "1", "HOARD_BASEBACKUP_AGE_DAYS_MAX": "14", "HOARD_WAL_PARTIAL_UPLOAD_INTERVAL": "60",
 			"HOARD_RESTORE_TEST_INTERVAL_HOURS": "168", "HOARD_BASEBACKUP_INTERVAL_HOURS": "null",
+			"HOARD_WAL_RECEIVER_TIMEOUT": "150",
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -420,6 +421,9 @@ func TestLoad_EnvOnlyStorage(t *testing.T) {
 		}
 		if iv, _ := s.RestoreTestInterval(); iv != 168*time.Hour || s.WALPartialUploadInterval != time.Minute {
 			t.Errorf("restore test %v partial %v", iv, s.WALPartialUploadInterval)
+		}
+		if s.WALReceiverTimeout != 150*time.Second {
+			t.Errorf("receiver timeout %v, want 2m30s", s.WALReceiverTimeout)
 		}
 	})
 	for _, tc := range []struct {
@@ -441,6 +445,7 @@ func TestLoad_EnvOnlyStorage(t *testing.T) {
 		{"ErrS3Required", map[string]string{"HOARD_STORAGE_TYPE": "s3"}, "backup_sites.default.object_storage.region: required for s3 storage"},
 		{"ErrHour", map[string]string{"HOARD_BASEBACKUP_HOUR": "three", "HOARD_BASEBACKUP_MINUTE": "0"}, `HOARD_BASEBACKUP_HOUR: want integer or null, got "three"`},
 		{"ErrPartial", map[string]string{"HOARD_WAL_PARTIAL_UPLOAD_INTERVAL": "-1"}, `HOARD_WAL_PARTIAL_UPLOAD_INTERVAL: want a number of seconds`},
+		{"ErrReceiverTimeout", map[string]string{"HOARD_WAL_RECEIVER_TIMEOUT": "0"}, `wal_receiver_timeout: must be positive, got 0`},
 		{"ErrSecretFile", map[string]string{"HOARD_STORAGE_TYPE": "azure", "HOARD_AZURE_ACCOUNT_KEY_FILE": "/nonexistent/k"}, "HOARD_AZURE_ACCOUNT_KEY_FILE: open /nonexistent/k"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

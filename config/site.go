@@ -54,6 +54,7 @@ type Site struct {
 	PGReceiveXLog            PGReceiveXLog
 	WALPartialUploadInterval time.Duration // 0 = never
 	WALStoredLagAlert        time.Duration // 0 = never
+	WALReceiverTimeout       time.Duration
 	Synchronous              bool
 	WALStoredLagAlertBytes   int64    // 0 = never
 	RestoreTestIntervalHours *float64 // nil = never

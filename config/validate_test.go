@@ -73,6 +73,9 @@ func TestParse_ErrValidation(t *testing.T) {
 		{"MovedFrom", siteJSON(`"moved_from": [1]`), `backup_sites.s1.moved_from[0]: want string, got number 1`},
 		// walstream refuses a negative interval at start: the daemon loaded the file, then streamed no WAL.
 		{"DiskCheckNegative", siteJSON(`"pg_receivexlog": {"disk_space_check_interval": -1}`), `backup_sites.s1.pg_receivexlog.disk_space_check_interval: must not be negative, got -1`},
+		// walstream takes 0 or less for its default, a minute, whatever was meant.
+		{"ReceiverTimeoutZero", siteJSON(`"wal_receiver_timeout": 0`), `backup_sites.s1.wal_receiver_timeout: must be positive, got 0`},
+		{"ReceiverTimeoutNegative", siteJSON(`"wal_receiver_timeout": -5`), `backup_sites.s1.wal_receiver_timeout: must be positive, got -5`},
 		// The name is a directory under backup_location (the spool) and the storage prefix.
 		{"SiteNameEmpty", `{"backup_location": "/b", "backup_sites": {"": {}}}`, `backup_sites: site name "" is not usable as a directory and prefix`},
 		{"SiteNameDotDot", `{"backup_location": "/b", "backup_sites": {"../evil": {}}}`, `backup_sites: site name "../evil" is not usable as a directory and prefix`},

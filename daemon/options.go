@@ -138,6 +138,10 @@ type Site struct {
 	DiskCheckInterval time.Duration
 	// PartialUploadInterval is wal_partial_upload_interval (0 = off).
 	PartialUploadInterval time.Duration
+	// ReceiveTimeout is wal_receiver_timeout: the WAL receiver ends a
+	// connection on which nothing came from the server for that long,
+	// and reconnects (walstream.Options.ReceiveTimeout; 0 = one minute).
+	ReceiveTimeout time.Duration
 	// Synchronous is the site's synchronous setting: the receiver reports
 	// as flushed only WAL that is stored (walstream.Options.Synchronous),
 	// under ApplicationName.

@@ -298,6 +298,7 @@ func (s *supervisor) receiver(arch *archive.Archive) (*walstream.Receiver, error
 		SpoolDir:              s.site.SpoolDir,
 		Uploader:              up,
 		PartialUploadInterval: s.site.PartialUploadInterval,
+		ReceiveTimeout:        s.site.ReceiveTimeout,
 		Synchronous:           s.site.Synchronous,
 		ApplicationName:       s.site.ApplicationName,
 		MinFreeBytes:          s.site.MinFreeBytes,
