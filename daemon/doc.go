@@ -52,7 +52,14 @@
 //     a test passes. A test the storage kept from running
 //     (verify.RestoreTestResult.StorageFailed) is not a result: it leaves
 //     the last one's status, metrics, alert and kept file, and is tried
-//     again after restoreTestRetry.
+//     again after restoreTestRetry;
+//   - the WAL archive check (walgaps.go): every WALCheckInterval, the
+//     WAL of the kept backups followed in listings
+//     (verify.CheckContinuityOf); segments missing before a stored
+//     segment of a backup's recovery path, less those in the spool, show
+//     in hoard_wal_archive_missing_segments and the status's wal_archive,
+//     with a warning naming the first and the backups cut. A check the
+//     storage kept from being made changes neither.
 //
 // Inactive sites (active: false) get no supervisor: the daemon never
 // writes to or deletes from them.

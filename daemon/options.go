@@ -64,6 +64,10 @@ type Options struct {
 	// RetentionInterval is how often retention runs while no backup does;
 	// zero means DefaultRetentionInterval.
 	RetentionInterval time.Duration
+	// WALCheckInterval is how often each active site checks that the
+	// WAL of its kept backups is stored (walgaps.go); zero means
+	// DefaultWALCheckInterval.
+	WALCheckInterval time.Duration
 
 	// HTTP, when set, serves /healthz, /status, /metrics and backup
 	// requests.
@@ -207,6 +211,9 @@ func (o *Options) defaults() error {
 	}
 	if o.RetentionInterval <= 0 {
 		o.RetentionInterval = DefaultRetentionInterval
+	}
+	if o.WALCheckInterval <= 0 {
+		o.WALCheckInterval = DefaultWALCheckInterval
 	}
 	return checkSites(o.Sites)
 }

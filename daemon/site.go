@@ -37,9 +37,10 @@ const maintenanceCheckInterval = 5 * time.Second
 
 // Log field names.
 const (
-	logSite   = "site"
-	logBackup = "backup"
-	logKey    = "key"
+	logSite    = "site"
+	logBackup  = "backup"
+	logKey     = "key"
+	logSegment = "segment"
 )
 
 // supervisor runs one active site: the WAL receiver (when the site
@@ -267,6 +268,7 @@ func (s *supervisor) run(ctx context.Context) error {
 			Msg("no wal capture in this mode: basebackups are restorable only with wal archived some other way")
 	}
 	g.Go(func() error { return s.backups(gctx, arch) })
+	g.Go(func() error { return s.walChecks(gctx, arch) })
 	if s.site.RestoreTest.Interval > 0 {
 		g.Go(func() error { return s.restoreTests(gctx, arch) })
 	}

@@ -16,8 +16,12 @@ type siteMetrics struct {
 	// (walConnectedMetric): a site that never streams has no receiver to
 	// be disconnected, and a streaming site's 0 must mean disconnected
 	// even before its receiver first connected.
-	connected, paused     *metrics.Gauge
-	holeSegments          *metrics.Gauge
+	connected, paused *metrics.Gauge
+	holeSegments      *metrics.Gauge
+	// walMissing and walCheckFailures are the WAL archive check's
+	// (walgaps.go).
+	walMissing            *metrics.Gauge
+	walCheckFailures      *metrics.Counter
 	uploads, uploadErrors *metrics.Counter
 	lastUpload            *metrics.Gauge
 
@@ -53,10 +57,16 @@ const (
 	MetricWALConnected      = "hoard_wal_connected"
 	MetricWALPaused         = "hoard_wal_paused"
 	MetricWALHoleSegments   = "hoard_wal_hole_segments"
-	MetricUploads           = "hoard_wal_uploads_total"
-	MetricUploadErrors      = "hoard_upload_errors_total"
-	MetricLastUpload        = "hoard_wal_last_upload_timestamp_seconds"
-	MetricLastBackup        = "hoard_last_basebackup_timestamp_seconds"
+	// MetricWALArchiveMissing is the segments of the kept backups' WAL
+	// the last WAL archive check found missing (walgaps.go).
+	MetricWALArchiveMissing = "hoard_wal_archive_missing_segments"
+	// MetricWALArchiveCheckFailures counts the WAL archive checks not
+	// made: the storage failed, or the archive could not be read.
+	MetricWALArchiveCheckFailures = "hoard_wal_archive_check_failures_total"
+	MetricUploads                 = "hoard_wal_uploads_total"
+	MetricUploadErrors            = "hoard_upload_errors_total"
+	MetricLastUpload              = "hoard_wal_last_upload_timestamp_seconds"
+	MetricLastBackup              = "hoard_last_basebackup_timestamp_seconds"
 	// MetricLastBackupChecksumFailures is the data pages whose checksums
 	// failed when the newest basebackup in the archive was taken.
 	MetricLastBackupChecksumFailures = "hoard_last_basebackup_checksum_failures"
@@ -109,7 +119,8 @@ var walStreamingMetrics = []string{
 // (newSupervisor registers the others again, at zero): a site that no
 // longer streams WAL loses its receiver's series, which kept their last
 // values (hoard_wal_connected 1 on a site no longer streamed), and an
-// inactive one its hoard_site_running. The upload counters stay: what
+// inactive one its hoard_site_running and
+// hoard_wal_archive_missing_segments. The upload counters stay: what
 // they counted happened.
 func forgetSiteMetrics(m *metrics.Registry, prev, next Site) {
 	l := map[string]string{"site": next.Name}
@@ -120,6 +131,9 @@ func forgetSiteMetrics(m *metrics.Registry, prev, next Site) {
 	}
 	if !next.Active {
 		m.Remove(MetricSiteRunning, l)
+		// No WAL archive check runs for it any more: a last value
+		// above 0 would keep HoardWALArchiveGap firing for good.
+		m.Remove(MetricWALArchiveMissing, l)
 	}
 }
 
@@ -141,6 +155,10 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		paused: m.Gauge(MetricWALPaused, "1 while the disk guard pauses receiving (spool disk nearly full).", l),
 		holeSegments: m.Gauge(MetricWALHoleSegments,
 			"WAL segments found missing before where streaming resumed, since the last basebackup (0: none).", l),
+		walMissing: m.Gauge(MetricWALArchiveMissing,
+			"WAL segments the last check found missing from the archive between a kept basebackup's start and stored WAL after them (0: none); run hoard verify.", l),
+		walCheckFailures: m.Counter(MetricWALArchiveCheckFailures,
+			"WAL archive checks not made (the storage failed, or the archive could not be read): the missing segment count stays as the last check left it.", l),
 
 		uploads:      m.Counter(MetricUploads, "WAL files (segments, .history, .partial) stored.", l),
 		uploadErrors: m.Counter(MetricUploadErrors, "Failed WAL upload attempts (each is retried).", l),

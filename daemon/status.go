@@ -60,6 +60,10 @@ type SiteStatus struct {
 	LastBackupError    string     `json:"last_basebackup_error,omitempty"`
 	LastRetentionError string     `json:"last_retention_error,omitempty"`
 
+	// WALArchive is the last WAL archive check's result (walgaps.go);
+	// nil until the first check ends.
+	WALArchive *WALArchiveStatus `json:"wal_archive,omitempty"`
+
 	// RestoreTest is the scheduled test restores; nil when the site runs
 	// none.
 	RestoreTest *RestoreTestStatus `json:"restore_test,omitempty"`
@@ -100,6 +104,27 @@ type WALStatus struct {
 	// the archive before where it resumed streaming, since the last
 	// basebackup: backups before them cannot be restored past them.
 	Holes []walstream.Hole `json:"holes,omitempty"`
+}
+
+// WALArchiveStatus is what the daemon's periodic check of the WAL of
+// the kept backups found (walgaps.go).
+type WALArchiveStatus struct {
+	// CheckedAt is when the last check was made; nil when none was.
+	CheckedAt *time.Time `json:"checked_at,omitempty"`
+	// MissingSegments is the segments the last check found missing
+	// between a kept backup's start and stored WAL after them, and
+	// FirstMissing the first of them (by position), on the timeline
+	// recovery would read it from.
+	MissingSegments int    `json:"missing_segments"`
+	FirstMissing    string `json:"first_missing_segment,omitempty"`
+	// BackupsCut are the backups whose point-in-time recovery stops
+	// before a missing segment, oldest first.
+	BackupsCut []string `json:"backups_cut,omitempty"`
+	// LastError is why the last check was not made (the storage failed),
+	// at LastErrorAt; the fields above are the last check made. Cleared
+	// by the next check made.
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
 }
 
 // BackupStatus describes a stored basebackup.

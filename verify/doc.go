@@ -32,5 +32,6 @@
 //
 // CheckContinuity follows one backup's WAL through the archive: hoard
 // archive-sync runs it after archive.Archive.Sync has stored what the
-// local pg_wal holds and the archive lacks.
+// local pg_wal holds and the archive lacks. CheckContinuityOf follows
+// several from one listing, for the daemon's periodic WAL archive check.
 package verify

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -256,28 +257,88 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 	if err != nil {
 		return nil, err
 	}
-	if err := idx.loadTail(ctx, b.SegmentSize()); err != nil {
+	return idx.continuity(ctx, a, b, false, true)
+}
+
+// CheckContinuityOf is CheckContinuity of each of bs, in that order, from
+// one listing of a's archive, for the daemon's periodic check that the
+// WAL of every kept backup is stored (daemon/walgaps.go): the .partial
+// that may end a chain is not read (no download of the segment being
+// received every time), so a chain ends at its newest complete segment
+// and a gap before a .partial alone is not seen until a segment after
+// it is stored. A backup the newest timeline forked from before it ended
+// is followed on its own timeline (recovery_target_timeline current), as
+// Run does, rather than failing the check of every backup. The error
+// names the backup whose WAL could not be followed.
+func CheckContinuityOf(ctx context.Context, a *archive.Archive, bs []*archive.BackupInfo) ([]*Chain, error) {
+	idx, err := listWAL(ctx, a)
+	if err != nil {
 		return nil, err
+	}
+	chains := make([]*Chain, 0, len(bs))
+	for _, b := range bs {
+		ch, err := idx.continuity(ctx, a, b, true, false)
+		if err != nil {
+			return nil, fmt.Errorf("the WAL of backup %s: %w", b.Name, err)
+		}
+		chains = append(chains, ch)
+	}
+	return chains, nil
+}
+
+// continuity is CheckContinuity of b in the archive w lists. forked
+// follows b on its own timeline when the newest one forked before b
+// ended (restore.ErrBadTarget); otherwise that is the error. Without
+// tail, the .partial that ends b's WAL is not read (nor followed).
+func (w *walIndex) continuity(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, forked, tail bool) (*Chain, error) {
+	if tail {
+		if err := w.loadTail(ctx, b.SegmentSize()); err != nil {
+			return nil, err
+		}
 	}
 	path, err := restore.RecoveryPath(ctx, a, b, "latest")
+	if forked && errors.Is(err, restore.ErrBadTarget) {
+		path, err = restore.RecoveryPath(ctx, a, b, "current")
+	}
 	if err != nil {
 		return nil, err
 	}
-	tail, err := idx.tailFor(ctx, a, b, restore.BackupSystem(b))
+	var t *restore.PartialTail
+	if tail {
+		if t, err = w.tailFor(ctx, a, b, restore.BackupSystem(b)); err != nil {
+			return nil, err
+		}
+		if t != nil && t.Damaged != nil {
+			t = nil
+		}
+	}
+	ch, err := followWAL(w, t, b, path, nil)
 	if err != nil {
 		return nil, err
 	}
-	if tail != nil && tail.Damaged != nil {
-		tail = nil
-	}
-	ch, err := followWAL(idx, tail, b, path, nil)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := idx.endSystem(ctx, b, restore.BackupSystem(b), ch, nil); err != nil {
+	if _, err := w.endSystem(ctx, b, restore.BackupSystem(b), ch, nil); err != nil {
 		return nil, err
 	}
 	return ch, nil
+}
+
+// Missing returns the names of the segments of g, a gap of c, each on
+// the timeline recovery would read it from (as g.First and g.Last are
+// named).
+func (c *Chain) Missing(g Gap) ([]string, error) {
+	start, err := wal.ParseSegmentName(c.Start, c.SegmentSize)
+	if err != nil {
+		return nil, err
+	}
+	first, err := wal.ParseSegmentName(g.First, c.SegmentSize)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, g.Count)
+	for no := first.No; no < first.No+g.Count; no++ {
+		names = append(names, nameOn(c.Path, start, no, c.SegmentSize))
+	}
+	return names, nil
 }
 
 // endSystem ends ch, b's chain, at the .partial of its first gap's first
