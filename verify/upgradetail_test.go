@@ -2,10 +2,16 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
@@ -31,8 +37,12 @@ func TestRun_UpgradedTail(t *testing.T) {
 	testio.WithAndWithoutKeys(t, testRunUpgradedTail)
 }
 
-func testRunUpgradedTail(t *testing.T, keys bool) {
-	ctx := context.Background()
+// upgradedTailArchive is TestRun_UpgradedTail's site (with keys or
+// without): backup "old" of the old cluster, backup "standby" of the
+// upgraded one, which ends in the upgraded cluster's .partial of segment
+// 0x23. It returns the standby backup.
+func upgradedTailArchive(t *testing.T, keys bool) (*archive.Archive, *archive.BackupInfo) {
+	t.Helper()
 	const sysOld, sysNew = archivetest.UpgradeOldSystem, archivetest.UpgradeNewSystem
 	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd})
 	if keys {
@@ -46,9 +56,15 @@ func testRunUpgradedTail(t *testing.T, keys bool) {
 	if err := os.WriteFile(p, waltest.SegmentOf(t, seg(1, 0x23), segSize, 0, sysNew)[:300000], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.PutPartialWAL(ctx, p, archive.PushOptions{SystemID: sysNew}); err != nil {
+	if _, err := a.PutPartialWAL(context.Background(), p, archive.PushOptions{SystemID: sysNew}); err != nil {
 		t.Fatal(err)
 	}
+	return a, standby
+}
+
+func testRunUpgradedTail(t *testing.T, keys bool) {
+	ctx := context.Background()
+	a, standby := upgradedTailArchive(t, keys)
 	partial := seg(1, 0x23) + wal.PartialSuffix
 	for _, full := range []bool{false, true} {
 		rep := run(t, a, full)
@@ -69,4 +85,62 @@ func testRunUpgradedTail(t *testing.T, keys bool) {
 	if err != nil || !ch.Restorable || ch.LastContinuous != partial || ch.Partial != partial || !ch.Continuous() {
 		t.Errorf("CheckContinuity = %+v, %v; want restorable through %s", ch, err, partial)
 	}
+}
+
+// TestRun_ErrUpgradedTailUnchecked: the upgraded cluster's .partial in
+// upgradedTailArchive (the end of the WAL backup standby's recovery
+// reads, and of the site's WAL end, not of the archive: the old
+// cluster's timeline 2 is stored above it) that the storage fails to
+// send, at its first read or any later one (verify reads it for the
+// backup's reach, with --full to decode it, and for the WAL end), ends
+// verify with the storage's error, naming the object, saying once that
+// it could not be checked, and, for the segment in progress, what it
+// is: below another database system's later timeline, after a
+// pg_upgrade. Before, the message called it "the .partial that ends
+// the archive", which it is not, inside a second message saying that
+// the storage failed to send "a timeline history file or" it.
+func TestRun_ErrUpgradedTailUnchecked(t *testing.T) {
+	testio.WithAndWithoutKeys(t, func(t *testing.T, keys bool) {
+		unavailable := errors.New("https response error StatusCode: 503, SlowDown")
+		for _, c := range []struct {
+			name string
+			err  error
+			cut  bool
+		}{{"Unavailable", unavailable, false}, {"Cut", io.ErrUnexpectedEOF, true}} {
+			for _, full := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/full=%v", c.name, full), func(t *testing.T) {
+					for n := int32(0); ; n++ {
+						a, _ := upgradedTailArchive(t, keys)
+						key := a.Layout.WALKey(seg(1, 0x23) + wal.PartialSuffix)
+						skip := new(atomic.Int32)
+						skip.Store(n)
+						a.Store = failingOpen{Store: a.Store, key: key, err: c.err, cut: c.cut, skip: skip}
+						rep, err := Run(context.Background(), Options{Archive: a, Full: full, Logger: zerolog.Nop()})
+						if err == nil {
+							if n == 0 {
+								t.Fatalf("verify: no error; report OK=%v, problems:\n%s", rep.OK(), problems(rep))
+							}
+							break
+						}
+						msg := err.Error()
+						if !errors.Is(err, c.err) || !strings.Contains(msg, key) || strings.Count(msg, "could not be checked") != 1 {
+							t.Fatalf("read %d: verify: %v, want the storage's error naming %s, saying once that it could not be checked", n, err, key)
+						}
+						if strings.Contains(msg, "ends the archive") {
+							t.Errorf("read %d: verify: %v, calls the upgraded cluster's .partial the end of the archive", n, err)
+						}
+						wants := []string{"another database system", "pg_upgrade"}
+						if n == 0 {
+							wants = append(wants, "segment in progress of backup standby's database system")
+						}
+						for _, want := range wants {
+							if (n == 0 || strings.Contains(msg, "segment in progress")) && !strings.Contains(msg, want) {
+								t.Errorf("read %d: verify: %v, want it to say %q", n, err, want)
+							}
+						}
+					}
+				})
+			}
+		}
+	})
 }

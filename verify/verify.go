@@ -461,9 +461,13 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 		return fail("%v", err)
 	}
 	tail, err := idx.tailFor(ctx, marking(a), b, backupSystem(b, r))
+	if tu := (*uncheckedTailError)(nil); errors.As(err, &tu) {
+		// The .partial: the message says what it is.
+		return nil, nil, err
+	}
 	if err != nil && storageFailed(err) {
-		return nil, nil, fmt.Errorf("verify: the WAL of backup %s could not be checked: the storage failed to send a timeline history file "+
-			"or the .partial that ends its WAL, and nothing was found wrong with it (no backup is reported; run verify again once the storage answers): %w", b.Name, err)
+		return nil, nil, fmt.Errorf("verify: the WAL of backup %s could not be checked: the storage failed to send a timeline history file, "+
+			"and nothing was found wrong with it (no backup is reported; run verify again once the storage answers): %w", b.Name, err)
 	}
 	if err != nil {
 		return fail("%v", err)

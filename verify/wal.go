@@ -67,7 +67,7 @@ type systemEnd struct {
 func (w *walIndex) loadTail(ctx context.Context, segSize uint64) error {
 	t, err := restore.PartialTailOf(ctx, w.WALListing, segSize)
 	if err != nil {
-		return uncheckedTail(err)
+		return uncheckedTail(archiveTail, err)
 	}
 	if t != nil && t.Damaged != nil {
 		w.damagedTail = fmt.Sprintf("WAL segment %s: %v", t.Key, t.Damaged)
@@ -86,7 +86,8 @@ func (w *walIndex) loadTail(ctx context.Context, segSize uint64) error {
 // above it. Otherwise the archive's tail (loadTail). A .partial that is
 // not WAL recovery could read is returned with Damaged set. The error
 // is for a timeline history file or the .partial the storage failed to
-// send (storageFailed), or another read error.
+// send (storageFailed; for the .partial, uncheckedTail's, saying what it
+// is), or another read error.
 func (w *walIndex) tailFor(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, system uint64) (*restore.PartialTail, error) {
 	l, err := a.RecoveryListing(ctx, w.WALListing, b.StartTimeline, system, b.ReplayStart())
 	if err != nil {
@@ -104,7 +105,9 @@ func (w *walIndex) tailFor(ctx context.Context, a *archive.Archive, b *archive.B
 		}
 		t, err := restore.PartialTailOf(ctx, l, b.SegmentSize())
 		if err != nil {
-			return nil, uncheckedTail(err)
+			return nil, uncheckedTail(fmt.Sprintf("the WAL segment in progress of backup %s's database system (the .partial that ends "+
+				"the WAL its recovery reads: the later timeline stored above it is another database system's, from before a "+
+				"pg_upgrade into this site)", b.Name), err)
 		}
 		if w.own == nil {
 			w.own, w.ownFiles = map[string]*restore.PartialTail{}, map[string]archive.WALFile{}
@@ -123,7 +126,7 @@ func (w *walIndex) tailFor(ctx context.Context, a *archive.Archive, b *archive.B
 func (w *walIndex) end(ctx context.Context, segSize uint64) (archive.WALEnd, error) {
 	e, err := w.End(ctx, segSize)
 	if err != nil {
-		return e, uncheckedTail(err)
+		return e, uncheckedTail(archiveTail, err)
 	}
 	return e, nil
 }
@@ -135,7 +138,9 @@ func (w *walIndex) end(ctx context.Context, segSize uint64) (archive.WALEnd, err
 func (w *walIndex) endUpTo(ctx context.Context, segSize uint64, top uint32) (archive.WALEnd, error) {
 	e, err := w.UpTo(top).End(ctx, segSize)
 	if err != nil {
-		return e, uncheckedTail(err)
+		return e, uncheckedTail(fmt.Sprintf("the WAL segment in progress on timeline %d (the .partial that ends the WAL "+
+			"a restore of the newest backup reads: the later timelines stored are not on its path; after a pg_upgrade "+
+			"into this site, another database system's)", top), err)
 	}
 	return e, nil
 }
@@ -152,17 +157,35 @@ func (w *walIndex) newestTimeline() uint32 {
 	return top
 }
 
-// uncheckedTail returns err, from reading the .partial that ends the
-// archive (the segment in progress), as verify's error when the storage
-// failed to send it (storageFailed): the WAL it holds could not be
-// checked, and nothing was found wrong with it. Any other err is
-// returned as it is.
-func uncheckedTail(err error) error {
+// archiveTail is uncheckedTail's what for the .partial that ends the
+// archive.
+const archiveTail = "the WAL segment in progress (the .partial that ends the archive)"
+
+// uncheckedTailError is uncheckedTail's error: verify's whole message,
+// which callers return as it is rather than wrap in their own.
+type uncheckedTailError struct {
+	what string
+	err  error
+}
+
+func (e *uncheckedTailError) Error() string {
+	return fmt.Sprintf("verify: %s could not be checked: the storage failed, and nothing was found wrong with it "+
+		"(no backup is reported; run verify again once the storage answers): %v", e.what, e.err)
+}
+
+func (e *uncheckedTailError) Unwrap() error { return e.err }
+
+// uncheckedTail returns err, from reading a .partial that ends WAL (the
+// segment in progress; what says which: archiveTail, or one that ends
+// the WAL of a backup's system below another system's later timeline),
+// as verify's error when the storage failed to send it (storageFailed):
+// the WAL it holds could not be checked, and nothing was found wrong
+// with it. Any other err is returned as it is.
+func uncheckedTail(what string, err error) error {
 	if !storageFailed(err) {
 		return err
 	}
-	return fmt.Errorf("verify: the WAL segment in progress (the .partial that ends the archive) could not be checked: "+
-		"the storage failed, and nothing was found wrong with it (no backup is reported; run verify again once the storage answers): %w", err)
+	return &uncheckedTailError{what: what, err: err}
 }
 
 // file returns the stored file called name: a segment, or the .partial
