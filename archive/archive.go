@@ -69,13 +69,51 @@ type Backups struct {
 	// size (PGHoard's) and no stored segment says it (none is stored, or
 	// none reads back checked): they are read at DefaultSegmentSize.
 	SegmentSizeAssumed bool
+	// Unreadable holds the backups whose main object the storage refused
+	// to read (storage.ErrPermanent: permission denied, access denied),
+	// Err the storage's error: nothing is known of them, not even that
+	// they are damaged. ScanBackups returns them with an
+	// UnreadableError; Sound and Damaged hold the others.
+	Unreadable []*DamagedBackup
+}
+
+// UnreadableError is the error of ScanBackups and ScanAllBackups when
+// the storage refused to read some backups' main objects
+// (Backups.Unreadable): a caller that acts on the site's backups
+// (restore, retention, verify) stops on it as on any error of the
+// listing; one that only shows them (hoard list) may show the others,
+// which the Backups returned with it hold.
+type UnreadableError struct {
+	Backups []*DamagedBackup
+}
+
+func (e *UnreadableError) Error() string {
+	msgs := make([]string, len(e.Backups))
+	for i, d := range e.Backups {
+		msgs[i] = fmt.Sprintf("stat backup %s: %v", d.Key, d.Err)
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap returns the storage's errors, so that errors.Is finds
+// storage.ErrPermanent.
+func (e *UnreadableError) Unwrap() []error {
+	errs := make([]error, len(e.Backups))
+	for i, d := range e.Backups {
+		errs[i] = d.Err
+	}
+	return errs
 }
 
 // ScanBackups lists the site's complete basebackups. Only objects directly
 // under basebackup/ count (PGHoard's rule), so chunks of a backup that
 // never finished are never listed: the main object is written last. A
 // backup whose metadata cannot be read is listed in Damaged and does not
-// stop the listing; an error reading the store does.
+// stop the listing; an error reading the store does, at once, except the
+// storage's refusal to read a backup's main object (storage.ErrPermanent,
+// which is not retried: permission denied), which lists it in Unreadable
+// and ends the listing of the others with an UnreadableError. A storage
+// failing past its retries is not asked about every other backup.
 func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 	var out Backups
 	dir := a.Layout.Dir(BasebackupDir)
@@ -115,6 +153,10 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 			scans = append(scans, scanned{damaged: &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err}})
 			continue
 		}
+		if err != nil && errors.Is(err, storage.ErrPermanent) && ctx.Err() == nil {
+			out.Unreadable = append(out.Unreadable, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})
+			continue
+		}
 		if err != nil {
 			return out, fmt.Errorf("stat backup %s: %w", o.Key, err)
 		}
@@ -147,18 +189,22 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 		out.Sound = append(out.Sound, b)
 	}
 	SortBackups(out.Sound)
+	if len(out.Unreadable) > 0 {
+		return out, &UnreadableError{Backups: out.Unreadable}
+	}
 	return out, nil
 }
 
 // ScanAllBackups is ScanBackups over a and every site it moved from
 // (a.MovedFrom), as PGHoard's restore lists them. Each backup's Archive is
 // the archive that holds it: read its control object and chunks from there
-// (ArchiveOf).
+// (ArchiveOf). Backups some sites' storage refused to read end it with one
+// UnreadableError naming them all, the others listed.
 func (a *Archive) ScanAllBackups(ctx context.Context) (Backups, error) {
 	var out Backups
 	for _, s := range a.sites() {
 		bs, err := s.ScanBackups(ctx)
-		if err != nil {
+		if ue := (*UnreadableError)(nil); err != nil && !errors.As(err, &ue) {
 			return Backups{}, err
 		}
 		for _, b := range bs.Sound {
@@ -167,12 +213,19 @@ func (a *Archive) ScanAllBackups(ctx context.Context) (Backups, error) {
 		for _, d := range bs.Damaged {
 			d.Archive = s
 		}
+		for _, d := range bs.Unreadable {
+			d.Archive = s
+		}
+		out.Unreadable = append(out.Unreadable, bs.Unreadable...)
 		out.Sound = append(out.Sound, bs.Sound...)
 		out.Damaged = append(out.Damaged, bs.Damaged...)
 		out.Contradicted = append(out.Contradicted, bs.Contradicted...)
 		out.SegmentSizeAssumed = out.SegmentSizeAssumed || bs.SegmentSizeAssumed
 	}
 	SortBackups(out.Sound)
+	if len(out.Unreadable) > 0 {
+		return out, &UnreadableError{Backups: out.Unreadable}
+	}
 	return out, nil
 }
 

@@ -139,3 +139,63 @@ func TestScanBackups_Damaged(t *testing.T) {
 		t.Errorf("ScanAllBackups = %+v, %v; want 4 damaged held by a", all, err)
 	}
 }
+
+// statFailing is a Store whose Stat of key fails with err.
+type statFailing struct {
+	storage.Store
+	key string
+	err error
+}
+
+func (s statFailing) Stat(ctx context.Context, key string) (storage.Object, error) {
+	if key == s.key {
+		return storage.Object{}, fmt.Errorf("stat %s: %w", key, s.err)
+	}
+	return s.Store.Stat(ctx, key)
+}
+
+// TestScanAllBackups_ErrUnreadable: a backup whose main object the
+// storage refuses to read (storage.ErrPermanent: permission denied), in
+// the site or a moved_from site, is listed in Unreadable, held by its
+// site, the others as usual, and the scan ends with an UnreadableError
+// naming it, which wraps the storage's error; ListAllBackups fails on it
+// as before. A storage failing past its retries (not permanent) still
+// ends the scan at once with its error, no backup listed.
+func TestScanAllBackups_ErrUnreadable(t *testing.T) {
+	ctx := context.Background()
+	a := &Archive{Store: storage.NewMem(), Codec: &Codec{}, Layout: Layout{Prefix: "new"}, Site: "new"}
+	old := &Archive{Store: storage.NewMem(), Codec: &Codec{}, Layout: Layout{Prefix: "old"}, Site: "old"}
+	a.MovedFrom = []*Archive{old}
+	putBackup(t, old, "2024-03-01_10-00_0", "000000010000000000000001", 1, 0)
+	putBackup(t, old, "2024-03-02_10-00_0", "000000010000000000000002", 1, 0)
+	putBackup(t, a, "2024-03-03_10-00_0", "000000010000000000000003", 1, 0)
+	key := old.Layout.BackupKey("2024-03-01_10-00_0")
+	denied := fmt.Errorf("access denied: %w", storage.ErrPermanent)
+	old.Store = statFailing{Store: old.Store, key: key, err: denied}
+
+	bs, err := a.ScanAllBackups(ctx)
+	var ue *UnreadableError
+	if !errors.As(err, &ue) || !errors.Is(err, storage.ErrPermanent) || !strings.Contains(err.Error(), key) {
+		t.Fatalf("ScanAllBackups: %v, want an UnreadableError naming %s", err, key)
+	}
+	if len(bs.Unreadable) != 1 || bs.Unreadable[0].Key != key || bs.Unreadable[0].Archive != old || len(ue.Backups) != 1 {
+		t.Errorf("unreadable %+v, want %s held by old", bs.Unreadable, key)
+	}
+	var sound []string
+	for _, b := range bs.Sound {
+		sound = append(sound, b.Name)
+	}
+	if want := []string{"2024-03-02_10-00_0", "2024-03-03_10-00_0"}; !slices.Equal(sound, want) || len(bs.Damaged) != 0 {
+		t.Errorf("sound %v, damaged %v; want %v and none damaged", sound, bs.Damaged, want)
+	}
+	if _, err := a.ListAllBackups(ctx); !errors.Is(err, storage.ErrPermanent) {
+		t.Errorf("ListAllBackups: %v, want the error", err)
+	}
+
+	unavailable := errors.New("503 SlowDown")
+	old.Store = statFailing{Store: old.Store.(statFailing).Store, key: key, err: unavailable}
+	bs, err = a.ScanAllBackups(ctx)
+	if !errors.Is(err, unavailable) || errors.As(err, &ue) || len(bs.Sound)+len(bs.Unreadable) != 0 {
+		t.Errorf("ScanAllBackups with the storage failing: %+v, %v; want its error alone", bs, err)
+	}
+}

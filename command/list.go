@@ -3,6 +3,7 @@ package command
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -38,7 +39,12 @@ none is recorded (a BASE_BACKUP the server ended without checksum failures, PGHo
 backups). In a site with keys, a count that does not authenticate (altered or planted,
 or stored by a hoard that did not sign it) is marked "?", 0 included.
 A backup whose metadata cannot be read is listed last as DAMAGED, with the reason:
-restore never chooses it, and the others stay usable.
+restore never chooses it, and the others stay usable. One whose main object or metadata
+the storage refuses to read (permission denied: check the owner and mode of the storage
+directory, or the bucket's access policy) is listed after them as UNREADABLE, with the
+storage's error, and hoard list exits 1 once the others are listed: hoard verify, restore
+and retention stop on it. hoard list reads each backup's metadata only: a control object
+or chunk that does not decode is found by hoard verify.
 In a site with keys hoard signs each backup's metadata: when some backups authenticate,
 a line after the table names each of the others: altered, signed with a key the
 configuration lacks (add it), older than the first authenticated one (PGHoard's or a
@@ -49,8 +55,9 @@ When the authenticated backups are of more than one database system (another clu
 copied from a site sharing the key pair, or from before a pg_upgrade), a line per system
 names its backups: retention and the daemon count only those of the node's system.
 --json prints every field and the stored metadata, with metadata_auth (authenticated,
-invalid or none; a damaged backup: name, key, site and "damaged", the reason); the
-metadata has hoard-checksum-failures as recorded, whether it authenticates or not.
+invalid or none; a damaged backup: name, key, site and "damaged", the reason; an
+unreadable one: name, key, site and "unreadable", the storage's error); the metadata has
+hoard-checksum-failures as recorded, whether it authenticates or not.
 
 The table ends with where the stored WAL ends (a .partial copy included when it is the
 end of the archive) and how long ago that WAL was stored: what a restore reaches now.
@@ -103,6 +110,9 @@ type backupJSON struct {
 	// Damaged says why the backup's metadata cannot be read; only the name,
 	// key and site are set then.
 	Damaged string `json:"damaged,omitempty"`
+	// Unreadable is the storage's error for a backup whose main object it
+	// refused to read; only the name, key and site are set then.
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 func runList(c *cli.Context) error {
@@ -115,8 +125,16 @@ func runList(c *cli.Context) error {
 	}
 	defer closeAll()
 	bs, err := env.archive.ScanAllBackups(c.Context)
-	if err != nil {
+	// Backups the storage refused to read are listed with the others,
+	// then the command fails with the storage's error (scanErr).
+	var unreadable *archive.UnreadableError
+	if err != nil && !errors.As(err, &unreadable) {
 		return err
+	}
+	scanErr := err
+	if scanErr != nil {
+		scanErr = fmt.Errorf("list: %s could not be read (listed as UNREADABLE): %w",
+			plural(len(bs.Unreadable), "backup", "backups"), err)
 	}
 	if hint := missingRoot(env.site); hint != "" {
 		env.log.Warn().Msg(hint)
@@ -125,7 +143,10 @@ func runList(c *cli.Context) error {
 		env.log.Warn().Err(d.Err).Str("backup", d.Name).Str("key", d.Key).Msg("damaged backup: its metadata cannot be read")
 	}
 	if c.Bool("json") {
-		return writeBackupsJSON(c.App.Writer, bs)
+		if err := writeBackupsJSON(c.App.Writer, bs); err != nil {
+			return err
+		}
+		return scanErr
 	}
 	signs, err := env.archive.SignsBackups(c.Context)
 	if err != nil {
@@ -140,7 +161,7 @@ func runList(c *cli.Context) error {
 	}
 	printf(c.App.Writer, "\n")
 	printWALEnd(c.App.Writer, verify.NewWALEnd(end, time.Now()))
-	return nil
+	return scanErr
 }
 
 func writeBackupsJSON(w io.Writer, bs archive.Backups) error {
@@ -150,6 +171,9 @@ func writeBackupsJSON(w io.Writer, bs archive.Backups) error {
 	}
 	for _, d := range bs.Damaged {
 		out = append(out, backupJSON{Name: d.Name, Key: d.Key, Site: damagedSite(d), Damaged: d.Err.Error()})
+	}
+	for _, d := range bs.Unreadable {
+		out = append(out, backupJSON{Name: d.Name, Key: d.Key, Site: damagedSite(d), Unreadable: d.Err.Error()})
 	}
 	return writeJSON(w, out)
 }
@@ -234,7 +258,10 @@ func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, s
 	for _, d := range all.Damaged {
 		printf(tw, "%s\t%s\tDAMAGED: %s\n", d.Name, damagedSite(d), oneLine(d.Err.Error()))
 	}
-	if len(bs) == 0 && len(all.Damaged) == 0 {
+	for _, d := range all.Unreadable {
+		printf(tw, "%s\t%s\tUNREADABLE: %s\n", d.Name, damagedSite(d), oneLine(d.Err.Error()))
+	}
+	if len(bs) == 0 && len(all.Damaged) == 0 && len(all.Unreadable) == 0 {
 		printf(tw, "(no basebackups)\n")
 	}
 	for _, b := range bs {
