@@ -87,6 +87,49 @@ func testRunUpgradedTail(t *testing.T, keys bool) {
 	}
 }
 
+// TestRun_UpgradedTailAfterEnd: upgradedTailArchive with a backup of
+// the upgraded cluster that ends before the segment preceding its
+// .partial (a primary's, taken while the daemon streams: its end segment
+// 0x21 and 0x22 complete, 0x23 in progress), and, as PostgreSQL archives
+// at a promotion, the old cluster's timeline 1 .partial of segment 3
+// where it switched to timeline 2. verify reaches that backup through
+// the upgraded cluster's .partial, with and without keys, quick and
+// --full, as restore restores it to the .partial's end. Before, in a
+// site without keys, the backup's WAL was followed again with its
+// system known (from its control object) only when the first pass,
+// without it, had found a gap: this one's chain had none, so its reach
+// stopped at segment 0x22 (found on a real pg_upgrade streamed by the
+// daemon, e2e TestPgUpgrade_StreamedPartialBelowOldTimeline).
+func TestRun_UpgradedTailAfterEnd(t *testing.T) {
+	testio.WithAndWithoutKeys(t, func(t *testing.T, keys bool) {
+		a, _ := upgradedTailArchive(t, keys)
+		putBackupOf(t, a, "primary", 1, 0x20, 0x21, t0.Add(-3600e9), fmt.Sprint(archivetest.UpgradeNewSystem))
+		p := filepath.Join(t.TempDir(), seg(1, 3)+wal.PartialSuffix)
+		if err := os.WriteFile(p, waltest.SegmentOf(t, seg(1, 3), segSize, 0, archivetest.UpgradeOldSystem)[:200000], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.PutPartialWAL(context.Background(), p, archive.PushOptions{SystemID: archivetest.UpgradeOldSystem}); err != nil {
+			t.Fatal(err)
+		}
+		partial := seg(1, 0x23) + wal.PartialSuffix
+		for _, full := range []bool{false, true} {
+			rep := run(t, a, full)
+			if !rep.OK() {
+				t.Errorf("full=%v: not OK:\n%s", full, problems(rep))
+			}
+			for _, r := range rep.Backups {
+				want := seg(2, 10)
+				if r.Name != "old" {
+					want = partial
+				}
+				if r.ReachSegment != want || r.Status != StatusOK {
+					t.Errorf("full=%v: backup %s reaches %s (%s), want %s (%s): %v", full, r.Name, r.ReachSegment, r.Status, want, StatusOK, r.Problems)
+				}
+			}
+		}
+	})
+}
+
 // TestRun_ErrUpgradedTailUnchecked: the upgraded cluster's .partial in
 // upgradedTailArchive (the end of the WAL backup standby's recovery
 // reads, and of the site's WAL end, not of the archive: the old

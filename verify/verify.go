@@ -308,10 +308,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	// A gap may be the end of the backup's system's WAL (endSystem),
-	// which takes its system: in a site without keys, known only now,
-	// from its control object.
+	// and the WAL its recovery reads may end in a .partial below another
+	// system's later timeline (walIndex.tailFor): both take its system,
+	// in a site without keys known only now, from its control object.
+	// The second only where a timeline above the backup's path is stored
+	// (after a pg_upgrade into the site, the old cluster's).
 	for i, b := range backups {
-		if ch := chains[i]; ch != nil && !ch.Continuous() && reps[i].hoard != nil && b.Auth != archive.AuthOK {
+		ch := chains[i]
+		if ch == nil || reps[i].hoard == nil || b.Auth == archive.AuthOK {
+			continue
+		}
+		below := ch.Partial == "" && len(paths[i]) > 0 && paths[i][len(paths[i])-1].Timeline < idx.newestTimeline()
+		if !ch.Continuous() || below {
 			reps[i].Gaps, reps[i].Problems = nil, slices.DeleteFunc(reps[i].Problems, isWALProblem)
 			reps[i].Notes = slices.DeleteFunc(reps[i].Notes, isWALProblem)
 			// The WAL is followed again, its system known: a gap before
