@@ -128,17 +128,8 @@ func TestList_MovedFrom(t *testing.T) {
 	root := t.TempDir()
 	put := func(dir, prefix, name string, start time.Time) {
 		t.Helper()
-		st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
 		info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start}
-		a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: prefix}}
-		body := []byte("control")
-		if _, err := a.Codec.Put(ctx, st, a.Layout.BackupKey(name), bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
-			t.Fatal(err)
-		}
+		archivetest.PutBackupInfo(t, archivetest.Local(t, dir, prefix, &archive.Codec{}), name, info)
 	}
 	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	oldDir, newDir := filepath.Join(root, "old"), filepath.Join(root, "new")
@@ -183,12 +174,7 @@ func TestList_DamagedBackup(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
 	store := filepath.Join(root, "store")
-	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}}
+	a := archivetest.Local(t, store, "s", &archive.Codec{})
 	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	for i, damage := range []map[string]string{
 		nil,
@@ -203,7 +189,7 @@ func TestList_DamagedBackup(t *testing.T) {
 		}
 		name := fmt.Sprintf("2026-01-02_0%d-00_0", 3+i)
 		body := []byte("control")
-		if _, err := a.Codec.Put(ctx, st, a.Layout.BackupKey(name), bytes.NewReader(body), int64(len(body)), md); err != nil {
+		if _, err := a.Codec.Put(ctx, a.Store, a.Layout.BackupKey(name), bytes.NewReader(body), int64(len(body)), md); err != nil {
 			t.Fatal(err)
 		}
 	}

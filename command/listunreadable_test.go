@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 )
 
 // TestList_UnreadableBackup: in a site of three backups in local
@@ -33,18 +33,13 @@ func TestList_UnreadableBackup(t *testing.T) {
 			ctx := context.Background()
 			root := t.TempDir()
 			store := filepath.Join(root, "store")
-			st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: store})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}}
+			a := archivetest.Local(t, store, "s", &archive.Codec{})
 			start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 			for i := range 3 {
 				info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start.Add(time.Duration(i) * time.Hour)}
 				body := []byte("control")
 				key := a.Layout.BackupKey(fmt.Sprintf("2026-01-02_0%d-00_0", 3+i))
-				if _, err := a.Codec.Put(ctx, st, key, bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
+				if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
 					t.Fatal(err)
 				}
 			}

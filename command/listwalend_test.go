@@ -13,7 +13,6 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
-	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -31,25 +30,10 @@ func TestList_WALEndAfterUpgrade(t *testing.T) {
 	seg := func(tli uint32, no uint64) string { return wal.Segment{Timeline: tli, No: no}.Name(segSize) }
 	root := t.TempDir()
 	store := filepath.Join(root, "store")
-	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "s"}}
+	a := archivetest.Local(t, store, "s", &archive.Codec{Compression: compress.Zstd})
 	backup := func(name string, startNo uint64, at time.Time, system uint64) {
 		t.Helper()
-		start := wal.Segment{Timeline: 1, No: startNo}
-		info := &archive.BackupInfo{
-			Format: archive.FormatBBv2, StartWALSegment: start.Name(segSize), EndWALSegment: seg(1, startNo+1),
-			StartTime: at, EndTime: at.Add(time.Minute), StartLSN: start.StartLSN(segSize) + 0x28,
-			EndLSN: wal.Segment{No: startNo + 1}.StartLSN(segSize) + 0x100, StartTimeline: 1, EndTimeline: 1,
-			WALSegmentSize: segSize, PGVersion: 150004, SystemID: fmt.Sprint(system),
-		}
-		body := []byte("control")
-		if _, err := a.Codec.Put(ctx, st, a.Layout.BackupKey(name), bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
-			t.Fatal(err)
-		}
+		archivetest.PutBackupInfo(t, a, name, archivetest.SegmentBackupInfo(startNo, at, system, segSize))
 	}
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	archivetest.UpgradedSiteWAL(t, a, segSize)

@@ -16,7 +16,6 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
-	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -35,25 +34,10 @@ func TestRetention_SupersededPartialReason(t *testing.T) {
 	seg := func(no uint64) string { return wal.Segment{Timeline: 1, No: no}.Name(segSize) }
 	root := t.TempDir()
 	store := filepath.Join(root, "store")
-	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a := &archive.Archive{Store: st, Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "s"}}
+	a := archivetest.Local(t, store, "s", &archive.Codec{Compression: compress.Zstd})
 	backup := func(name string, startNo uint64, at time.Time) {
 		t.Helper()
-		start := wal.Segment{Timeline: 1, No: startNo}
-		info := &archive.BackupInfo{
-			Format: archive.FormatBBv2, StartWALSegment: start.Name(segSize), EndWALSegment: seg(startNo + 1),
-			StartTime: at, EndTime: at.Add(time.Minute), StartLSN: start.StartLSN(segSize) + 0x28,
-			EndLSN: wal.Segment{No: startNo + 1}.StartLSN(segSize) + 0x100, StartTimeline: 1, EndTimeline: 1,
-			WALSegmentSize: segSize, PGVersion: 150004, SystemID: fmt.Sprint(system),
-		}
-		body := []byte("control")
-		if _, err := a.Codec.Put(ctx, st, a.Layout.BackupKey(name), bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
-			t.Fatal(err)
-		}
+		archivetest.PutBackupInfo(t, a, name, archivetest.SegmentBackupInfo(startNo, at, system, segSize))
 	}
 	t0 := time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Minute)
 	for no := uint64(1); no <= 7; no++ {
@@ -61,7 +45,7 @@ func TestRetention_SupersededPartialReason(t *testing.T) {
 	}
 	partial := seg(5) + wal.PartialSuffix
 	data := waltest.SegmentOf(t, seg(5), segSize, 0, system)[:segSize/2]
-	if _, err := a.Codec.Put(ctx, st, a.Layout.WALKey(partial), bytes.NewReader(data), int64(len(data)), nil); err != nil {
+	if _, err := a.Codec.Put(ctx, a.Store, a.Layout.WALKey(partial), bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		t.Fatal(err)
 	}
 	backup(t0.Format("2006-01-02_15-04")+"_0", 5, t0)

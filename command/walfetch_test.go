@@ -14,6 +14,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
@@ -119,12 +120,8 @@ func TestWALFetch_SpoolLogLink(t *testing.T) {
 		"object_storage": {"storage_type": "local", "directory": %q}}}}`, filepath.Join(root, "state"), store)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st, err := storage.Open(ctx, storage.Config{Type: "local", Directory: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	a := archivetest.Local(t, store, "s", &archive.Codec{})
+	a.Site = "s"
 	const seg = "000000010000000000000002"
 	data := waltest.Segment(t, seg, 16<<20, 1)
 	src := filepath.Join(root, seg)

@@ -171,6 +171,8 @@ func TestDaemonPartialTail(t *testing.T) {
 // stored WAL reaches.
 type reachReport struct {
 	Backups []struct {
+		Name     string `json:"name"`
+		Status   string `json:"status"`
 		Reach    string `json:"reach_wal_segment"`
 		ReachLSN string `json:"reach_lsn"`
 	} `json:"backups"`
@@ -181,15 +183,24 @@ type reachReport struct {
 	} `json:"wal_end"`
 }
 
-// verifyReach runs hoard verify --json and returns its report.
+// verifyReach runs hoard verify --json and returns its report, whatever
+// its exit.
 func (s *streamSite) verifyReach() reachReport {
 	s.t.Helper()
-	out, _, _ := s.hoard("verify", "--json")
-	var rep reachReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		s.t.Fatalf("verify --json: %v\n%s", err, out)
-	}
+	rep, _, _ := s.verifyReachExit()
 	return rep
+}
+
+// verifyReachExit runs hoard verify --json and returns its report, its
+// output and how it exited.
+func (s *streamSite) verifyReachExit() (reachReport, string, error) {
+	s.t.Helper()
+	out, _, err := s.hoard("verify", "--json")
+	var rep reachReport
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		s.t.Fatalf("verify --json: %v\n%s", jerr, out)
+	}
+	return rep, out, err
 }
 
 // rowsOfRPO lists the ids of table rpo.

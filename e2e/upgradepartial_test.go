@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,25 +82,9 @@ func TestPgUpgrade_StreamedPartialBelowOldTimeline(t *testing.T) {
 	}
 	partial := seg + ".partial"
 
-	out, _, err := s.hoard("verify", "--json")
+	rep, out, err := s.verifyReachExit()
 	if err != nil {
 		t.Errorf("hoard verify: %v, want exit 0", err)
-	}
-	var rep struct {
-		Backups []struct {
-			Name     string `json:"name"`
-			Status   string `json:"status"`
-			Reach    string `json:"reach_wal_segment"`
-			ReachLSN string `json:"reach_lsn"`
-		} `json:"backups"`
-		WALEnd *struct {
-			File    string `json:"file"`
-			Partial bool   `json:"partial"`
-			LSN     string `json:"lsn"`
-		} `json:"wal_end"`
-	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("verify --json: %v\n%s", err, out)
 	}
 	found := false
 	for _, b := range rep.Backups {
