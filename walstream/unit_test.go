@@ -180,6 +180,39 @@ func TestUploadQueue(t *testing.T) {
 	}
 }
 
+// TestUploadQueue_QueuedSince: the queue's QueuedSince is when the
+// oldest file task still queued was queued, the one in progress
+// included; a snapshot of the segment being received does not count,
+// and a duplicate push does not make a file younger.
+func TestUploadQueue_QueuedSince(t *testing.T) {
+	q := newUploadQueue()
+	if s := q.queuedSince(); !s.IsZero() {
+		t.Fatalf("empty queue: queuedSince %s", s)
+	}
+	q.push(uploadTask{kind: taskSnapshot, name: "s.partial", length: 8})
+	if s := q.queuedSince(); !s.IsZero() {
+		t.Errorf("only a snapshot queued: queuedSince %s, want zero", s)
+	}
+	before := time.Now()
+	q.push(uploadTask{kind: taskFile, name: "a"})
+	after := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	q.push(uploadTask{kind: taskFile, name: "b"})
+	q.push(uploadTask{kind: taskFile, name: "a"})
+	if s := q.queuedSince(); s.Before(before) || s.After(after) {
+		t.Errorf("queuedSince %s, want a's queueing, between %s and %s", s, before, after)
+	}
+	q.pop() // the snapshot
+	q.pop() // a
+	if s := q.queuedSince(); !s.After(after) {
+		t.Errorf("a stored: queuedSince %s, want b's, after %s", s, after)
+	}
+	q.pop()
+	if s := q.queuedSince(); !s.IsZero() {
+		t.Errorf("nothing queued: queuedSince %s, want zero", s)
+	}
+}
+
 func TestSegmentFile(t *testing.T) {
 	dir := t.TempDir()
 	const segSize = 1 << 20
