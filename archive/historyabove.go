@@ -255,3 +255,23 @@ func (e *IgnoredHistoryError) noOwnWALWarning() string {
 		"history file was stored under this name: investigate",
 		o.Key, o.ofSystem(), o.Want, o.Timeline, e.At, o.Timeline, o.Want, o.Timeline, o.Timeline)
 }
+
+// ForeignSegment reports whether the complete segment name stored in a
+// (not a site it moved from) is not database system system's: its first
+// page, read without authenticating it, names another system, or the
+// segment is no longer stored (deleted since a listing). A first page
+// that cannot be read (a storage error, a key missing, damage) may be the
+// system's: false. The error is ctx's end only. The daemon's hole check
+// asks it so that the old cluster's WAL, after a pg_upgrade into the
+// same site, is not taken for the upgraded cluster's.
+func (a *Archive) ForeignSegment(ctx context.Context, name string, system uint64) (bool, error) {
+	f := WALFile{Name: name, Key: a.Layout.WALKey(name), Archive: a}
+	h, err := f.firstPage(ctx, false)
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, nil
+	}
+	return err == nil && h.SystemID != system, nil
+}

@@ -258,3 +258,42 @@ func TestLowestReplayStart(t *testing.T) {
 		})
 	}
 }
+
+// TestArchive_ForeignSegment: the daemon's hole check passes over an
+// archived segment whose first page names another database system (the
+// old cluster's, after a pg_upgrade into the same site) or that is no
+// longer stored; the streamed system's own segment, and one whose first
+// page cannot be read (no private key, not WAL), may be its own.
+func TestArchive_ForeignSegment(t *testing.T) {
+	testio.WithAndWithoutKeys(t, func(t *testing.T, keys bool) {
+		ctx := context.Background()
+		const sysOld, sysNew = 7000000000000000001, 7000000000000000002
+		a := walTestArchive(t, keys)
+		pushSegmentOf(t, a, "000000010000000000000004", sysOld)
+		pushSegmentOf(t, a, "00000001000000000000000A", sysNew)
+		if _, err := a.Codec.Put(ctx, a.Store, a.Layout.WALKey("00000001000000000000000B"), strings.NewReader("not wal"), -1, nil); err != nil {
+			t.Fatal(err)
+		}
+		check := func(a *Archive, name string, want bool) {
+			t.Helper()
+			if got, err := a.ForeignSegment(ctx, name, sysNew); err != nil || got != want {
+				t.Errorf("ForeignSegment(%s) = %v, %v; want %v", name, got, err, want)
+			}
+		}
+		check(a, "000000010000000000000004", true)
+		check(a, "00000001000000000000000A", false)
+		check(a, "00000001000000000000000B", false)
+		check(a, "000000010000000000000009", true)
+		if keys {
+			publicOnly := *a
+			publicOnly.Codec = &Codec{Compression: a.Codec.Compression, Host: "test", KeyID: a.Codec.KeyID, PublicKey: a.Codec.PublicKey,
+				RequireEncryption: true}
+			check(&publicOnly, "000000010000000000000004", false)
+		}
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := a.ForeignSegment(done, "000000010000000000000004", sysNew); err == nil {
+			t.Error("ForeignSegment with ctx ended: no error")
+		}
+	})
+}

@@ -117,6 +117,12 @@ func (u *uploader) ArchivedSegments(ctx context.Context) ([]string, error) {
 	return u.arch.ListSegments(ctx)
 }
 
+// ForeignSegment tells the receiver's hole check whether an archived
+// segment is another database system's (archive.Archive.ForeignSegment).
+func (u *uploader) ForeignSegment(ctx context.Context, name string, system uint64) (bool, error) {
+	return u.arch.ForeignSegment(ctx, name, system)
+}
+
 // pushOptions returns the options of the next upload, learning the
 // server's version first when it is still unknown.
 func (u *uploader) pushOptions(ctx context.Context) archive.PushOptions {

@@ -300,6 +300,10 @@ func (l lister) ArchivedSegments(ctx context.Context) ([]string, error) {
 	return l.a.ListSegments(ctx)
 }
 
+func (l lister) ForeignSegment(ctx context.Context, name string, system uint64) (bool, error) {
+	return l.a.ForeignSegment(ctx, name, system)
+}
+
 // TestReceiver_Run_Hole loses the spool (a disk replaced, a container
 // rescheduled without its volume) while segments wait in it for the
 // storage. The restarted Receiver resumes at the slot, and its hole check

@@ -14,6 +14,12 @@ type ArchiveLister interface {
 	// ArchivedSegments returns the names of the complete WAL segments in
 	// the archive, in any order.
 	ArchivedSegments(ctx context.Context) ([]string, error)
+	// ForeignSegment reports whether the archived complete segment
+	// name is not database system system's: its first page names
+	// another system, or it is no longer stored. A segment whose first
+	// page cannot be read may be the system's: false. The error is
+	// ctx's end only.
+	ForeignSegment(ctx context.Context, name string, system uint64) (bool, error)
 }
 
 // Hole is a run of consecutive WAL segments that a hole check found
@@ -29,6 +35,9 @@ type holeCheck struct {
 	start   wal.Segment
 	segSize uint64
 	spooled []string
+	// system is the streamed server's system identifier
+	// (IDENTIFY_SYSTEM); 0: not known, every segment counts.
+	system uint64
 }
 
 // requestHoleCheck hands c to the hole check goroutine, replacing a check
@@ -59,8 +68,11 @@ func (r *Receiver) holeLoop(ctx context.Context, stop <-chan struct{}) {
 		for {
 			names, err := r.opts.Archived.ArchivedSegments(ctx)
 			if err == nil {
-				r.reportHole(c, findHole(c, names))
-				break
+				var h Hole
+				if h, err = findHole(ctx, c, names, r.opts.Archived.ForeignSegment); err == nil {
+					r.reportHole(c, h)
+					break
+				}
 			}
 			if ctx.Err() != nil {
 				return
@@ -80,28 +92,60 @@ func (r *Receiver) holeLoop(ctx context.Context, stop <-chan struct{}) {
 
 // findHole returns the segments missing just before c.start: from the
 // newest segment before it that the archive or the spool holds (on its
-// timeline or an earlier one) to c.start. With no such segment (a new
-// archive) there is nothing to be continuous with, and no hole.
-func findHole(c holeCheck, archived []string) Hole {
-	var newest uint64
-	found := false
-	for _, names := range [][]string{archived, c.spooled} {
+// timeline or an earlier one) and that may be c.system's to c.start.
+// With no such segment (a new archive) there is nothing to be continuous
+// with, and no hole. An archived segment whose first page names another
+// database system (foreign: the old cluster's WAL after a pg_upgrade into
+// the same site) is passed over: the streamed system never had it. The
+// spool's segments are c.system's (it never mixes two systems). The
+// error is ctx's end only.
+func findHole(ctx context.Context, c holeCheck, archived []string, foreign func(ctx context.Context, name string, system uint64) (bool, error)) (Hole, error) {
+	// Candidates by segment number: the archived names holding it, or
+	// nil when the spool does (no read needed).
+	byNo := map[uint64][]string{}
+	spooled := map[uint64]bool{}
+	for i, names := range [][]string{archived, c.spooled} {
 		for _, name := range names {
 			seg, err := wal.ParseSegmentName(name, c.segSize)
 			if err != nil || seg.Timeline > c.start.Timeline || seg.No >= c.start.No {
 				continue
 			}
-			if !found || seg.No > newest {
-				newest, found = seg.No, true
+			if i == 1 {
+				spooled[seg.No] = true
+			}
+			byNo[seg.No] = append(byNo[seg.No], name)
+		}
+	}
+	nos := make([]uint64, 0, len(byNo))
+	for no := range byNo {
+		nos = append(nos, no)
+	}
+	slices.Sort(nos)
+	var newest uint64
+	found := false
+	for i := len(nos) - 1; i >= 0 && !found; i-- {
+		no := nos[i]
+		if spooled[no] || c.system == 0 || foreign == nil {
+			newest, found = no, true
+			break
+		}
+		for _, name := range byNo[no] {
+			other, err := foreign(ctx, name, c.system)
+			if err != nil {
+				return Hole{}, err
+			}
+			if !other {
+				newest, found = no, true
+				break
 			}
 		}
 	}
 	if !found || newest+1 == c.start.No {
-		return Hole{}
+		return Hole{}, nil
 	}
 	first := wal.Segment{Timeline: c.start.Timeline, No: newest + 1}
 	last := wal.Segment{Timeline: c.start.Timeline, No: c.start.No - 1}
-	return Hole{First: first.Name(c.segSize), Last: last.Name(c.segSize), Count: c.start.No - newest - 1}
+	return Hole{First: first.Name(c.segSize), Last: last.Name(c.segSize), Count: c.start.No - newest - 1}, nil
 }
 
 // reportHole logs a hole at Error and records it in Status.Holes; an

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -251,7 +252,8 @@ func (s *session) resume(ctx context.Context, sys replication.System, slot repli
 	}
 	s.pos, s.flushed = start, start
 	if checkHoles {
-		r.requestHoleCheck(holeCheck{start: seg, segSize: segSize, spooled: c.uploads})
+		system, _ := strconv.ParseUint(sys.SystemID, 10, 64)
+		r.requestHoleCheck(holeCheck{start: seg, segSize: segSize, spooled: c.uploads, system: system})
 	}
 	if err := s.openNext(); err != nil {
 		return 0, err

@@ -536,12 +536,91 @@ func TestFindHole(t *testing.T) {
 		{"ErrLaterTimelineDoesNotCount", []string{name(2, 4), name(3, 9)}, nil, Hole{First: name(2, 5), Last: name(2, 9), Count: 5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := findHole(holeCheck{start: start, segSize: segSize, spooled: tc.spooled}, tc.archived)
-			if got != tc.want {
+			got, err := findHole(t.Context(), holeCheck{start: start, segSize: segSize, spooled: tc.spooled}, tc.archived, nil)
+			if err != nil || got != tc.want {
 				t.Errorf("findHole = %+v, want %+v", got, tc.want)
 			}
 		})
 	}
+}
+
+// TestFindHole_OtherSystem: after a pg_upgrade into the same site the
+// archive holds the old cluster's WAL (another database system) below
+// the upgraded cluster's, which starts further on. The old cluster's
+// segments are not the newest before the resume point: no hole where
+// the streamed system never had WAL, with or without the old cluster's
+// timeline 2, while a hole in the streamed system's own WAL above the old
+// cluster's is still found, and a segment whose system is not known
+// counts as the streamed system's.
+func TestFindHole_OtherSystem(t *testing.T) {
+	const segSize = 1 << 24
+	const oldSys, newSys = 7001, 7002
+	name := func(tli uint32, no uint64) string { return wal.Segment{Timeline: tli, No: no}.Name(segSize) }
+	// The old cluster: timeline 1 through segment 4, timeline 2 from 4
+	// to 0xC (its promotion), unless noTLI2.
+	systems := map[string]uint64{}
+	old := func(tli2 bool) []string {
+		var out []string
+		for no := uint64(1); no <= 4; no++ {
+			out = append(out, name(1, no))
+			systems[name(1, no)] = oldSys
+		}
+		for no := uint64(4); tli2 && no <= 0xC; no++ {
+			out = append(out, name(2, no))
+			systems[name(2, no)] = oldSys
+		}
+		return out
+	}
+	own := func(nos ...uint64) []string {
+		var out []string
+		for _, no := range nos {
+			out = append(out, name(1, no))
+			systems[name(1, no)] = newSys
+		}
+		return out
+	}
+	var asked []string
+	foreign := func(ctx context.Context, n string, system uint64) (bool, error) {
+		asked = append(asked, n)
+		s, ok := systems[n]
+		return ok && s != system, nil
+	}
+	for _, tc := range []struct {
+		name              string
+		start             uint64
+		archived, spooled []string
+		want              Hole
+	}{
+		{"OKUpgradedAfterTimeline2", 0xA, old(true), nil, Hole{}},
+		{"OKUpgradedOnTimeline1Only", 0xA, old(false), nil, Hole{}},
+		{"OKOwnContinuous", 0xE, append(old(true), own(0xA, 0xB, 0xC, 0xD)...), nil, Hole{}},
+		{"OKOwnSpooled", 0xE, append(old(true), own(0xA)...), []string{name(1, 0xB), name(1, 0xC), name(1, 0xD)}, Hole{}},
+		{"ErrOwnHole", 0xE, append(old(true), own(0xA, 0xB)...), nil, Hole{First: name(1, 0xC), Last: name(1, 0xD), Count: 2}},
+		{"ErrOwnHoleOnTimeline1Only", 0xE, append(old(false), own(0xA)...), nil, Hole{First: name(1, 0xB), Last: name(1, 0xD), Count: 3}},
+		{"ErrOwnBelowForeign", 0xE, append(own(0x9), name(1, 0xB)), nil, Hole{First: name(1, 0xA), Last: name(1, 0xD), Count: 4}},
+		{"ErrSystemUnknown", 0xA, append(old(false), name(1, 5)), nil, Hole{First: name(1, 6), Last: name(1, 9), Count: 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "ErrOwnBelowForeign" {
+				systems[name(1, 0xB)] = oldSys
+			} else {
+				delete(systems, name(1, 0xB))
+			}
+			asked = nil
+			got, err := findHole(t.Context(), holeCheck{start: wal.Segment{Timeline: 1, No: tc.start}, segSize: segSize, spooled: tc.spooled, system: newSys}, tc.archived, foreign)
+			if err != nil || got != tc.want {
+				t.Errorf("findHole = %+v, %v; want %+v (first pages read: %v)", got, err, tc.want, asked)
+			}
+		})
+	}
+	t.Run("ErrContext", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		stop := func(ctx context.Context, n string, system uint64) (bool, error) { return false, ctx.Err() }
+		if _, err := findHole(ctx, holeCheck{start: wal.Segment{Timeline: 1, No: 0xA}, segSize: segSize, system: newSys}, old(true), stop); err == nil {
+			t.Error("findHole with ctx ended: no error")
+		}
+	})
 }
 
 // TestReceiver_UnstoredSince follows the arrival times of WAL not stored:
