@@ -94,43 +94,62 @@ func keepRunningWAL(plan *RetentionPlan, running []runningBackup, backups []*Bac
 	if base != nil {
 		low = startSegment(base)[8:]
 	}
-	if !keepWALFrom(plan, low) {
+	superseded, dropped := keepWALFrom(plan, low)
+	if !dropped {
 		return
 	}
 	if base == nil {
 		plan.WALHorizon, plan.WALHorizonBackup = "", ""
 		plan.Notes = append(plan.Notes, fmt.Sprintf("chunks of %s have no main object yet: a backup that may be running, "+
-			"started at %s at the latest, and no backup is known to start before it: every WAL file is kept until it completes",
-			oldest.name, fmtTime(oldest.since)))
+			"started at %s at the latest, and no backup is known to start before it: every WAL file is kept until it completes%s",
+			oldest.name, fmtTime(oldest.since), supersededNote(superseded)))
 		return
 	}
 	plan.WALHorizon, plan.WALHorizonBackup = startSegment(base), base.Name
 	plan.Notes = append(plan.Notes, fmt.Sprintf("chunks of %s have no main object yet: a backup that may be running, "+
-		"started at %s at the latest, before a kept backup: WAL is kept from the start %s of backup %s, which started before it",
-		oldest.name, fmtTime(oldest.since), plan.WALHorizon, base.Name))
+		"started at %s at the latest, before a kept backup: WAL is kept from the start %s of backup %s, which started before it%s",
+		oldest.name, fmtTime(oldest.since), plan.WALHorizon, base.Name, supersededNote(superseded)))
+}
+
+// supersededNote is the end of keepRunningWAL's note when the plan still
+// deletes n .partial copies superseded by their complete segment (planWAL
+// deletes one only when that segment is stored and checks): the backup
+// that may be running needs none of them, as its WAL is in the segment.
+func supersededNote(n int) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return ", but for 1 .partial copy superseded by its complete segment, which is stored and checks: it is deleted"
+	}
+	return fmt.Sprintf(", but for %d .partial copies superseded by their complete segments, which are stored and check: they are deleted", n)
 }
 
 // keepWALFrom drops from plan.WAL each deletion of a file at or after
 // position low (the 16 hex digits after a segment name's timeline; ""
 // keeps every file), but for the .partial files planWAL deletes as
-// superseded by their complete segment, and counts them kept. It reports
-// whether it dropped any. The caller sets plan.WALHorizon after;
-// it must be set before.
-func keepWALFrom(plan *RetentionPlan, low string) bool {
+// superseded by their complete segment, and counts them kept. It returns
+// how many superseded .partial files it left in plan.WAL at or after low,
+// and whether it dropped any deletion. The caller sets plan.WALHorizon
+// after; it must be set before.
+func keepWALFrom(plan *RetentionPlan, low string) (superseded int, dropped bool) {
 	horizon := plan.WALHorizon[8:]
 	var del []WALDeletion
 	for _, d := range plan.WAL {
 		pos, ok := walPosition(d.Name)
-		superseded := wal.IsPartialName(d.Name) && pos >= horizon
-		if ok && pos >= low && !superseded {
+		sup := wal.IsPartialName(d.Name) && pos >= horizon
+		if ok && pos >= low && !sup {
 			plan.KeptWAL++
 			continue
+		}
+		if ok && pos >= low {
+			superseded++
 		}
 		del = append(del, d)
 	}
 	if len(del) == len(plan.WAL) {
-		return false
+		return 0, false
 	}
 	plan.WAL = del
-	return true
+	return superseded, true
 }
