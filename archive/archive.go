@@ -70,9 +70,11 @@ type Backups struct {
 	// none reads back checked): they are read at DefaultSegmentSize.
 	SegmentSizeAssumed bool
 	// Unreadable holds the backups whose main object the storage refused
-	// to read (storage.ErrPermanent: permission denied, access denied),
-	// Err the storage's error: nothing is known of them, not even that
-	// they are damaged. ScanBackups returns them with an
+	// to read (storage.ErrPermanent: permission denied, access denied) or
+	// holds in a state no writer leaves (storage.ErrObjectDamaged: a
+	// local store's object file that is a FIFO, a socket or a directory,
+	// or is missing beside its sidecar), Err the storage's error: nothing
+	// is known of them, not even their metadata's worth. ScanBackups returns them with an
 	// UnreadableError; Sound and Damaged hold the others.
 	Unreadable []*DamagedBackup
 }
@@ -111,7 +113,8 @@ func (e *UnreadableError) Unwrap() []error {
 // backup whose metadata cannot be read is listed in Damaged and does not
 // stop the listing; an error reading the store does, at once, except the
 // storage's refusal to read a backup's main object (storage.ErrPermanent,
-// which is not retried: permission denied), which lists it in Unreadable
+// which is not retried: permission denied) or an object in a state no
+// writer leaves (storage.ErrObjectDamaged), which lists it in Unreadable
 // and ends the listing of the others with an UnreadableError. A storage
 // failing past its retries is not asked about every other backup.
 func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
@@ -153,7 +156,7 @@ func (a *Archive) ScanBackups(ctx context.Context) (Backups, error) {
 			scans = append(scans, scanned{damaged: &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err}})
 			continue
 		}
-		if err != nil && errors.Is(err, storage.ErrPermanent) && ctx.Err() == nil {
+		if err != nil && (errors.Is(err, storage.ErrPermanent) || errors.Is(err, storage.ErrObjectDamaged)) && ctx.Err() == nil {
 			out.Unreadable = append(out.Unreadable, &DamagedBackup{Name: BackupName(o.Key), Key: o.Key, Err: err})
 			continue
 		}

@@ -232,9 +232,18 @@ func (a *Archive) CheckBackupSealed(ctx context.Context, b *BackupInfo) error {
 	}
 	var n int
 	var total int64
+	var bad error // the first object a local store lists as damaged
 	err := a.Store.List(ctx, a.Layout.Dir(chunkDir)+b.Name+"/", func(o storage.Object) error {
 		if strings.HasSuffix(o.Key, DeltaRefsSuffix) || strings.HasSuffix(o.Key, DeltaRunningSuffix) || strings.HasSuffix(o.Key, NameClaimSuffix) {
 			return nil // a delta backup's reference list or marker, a name's claim: not a chunk
+		}
+		if o.Damaged != nil {
+			// A chunk's file that is missing beside its sidecar, or a
+			// FIFO or directory in its place, is no chunk.
+			if bad == nil {
+				bad = o.Damaged
+			}
+			return nil
 		}
 		n++
 		total += o.Size
@@ -244,6 +253,8 @@ func (a *Archive) CheckBackupSealed(ctx context.Context, b *BackupInfo) error {
 		return fmt.Errorf("list chunks of backup %s: %w", b.Name, err)
 	}
 	switch {
+	case bad != nil:
+		return damaged(fmt.Errorf("backup %s: %w", b.Name, bad))
 	case b.ChunkCount > 0 && n < b.ChunkCount:
 		return damaged(fmt.Errorf("backup %s has %d chunks stored, its metadata says %d", b.Name, n, b.ChunkCount))
 	case n == 0 && b.Format == FormatBBv2:

@@ -97,13 +97,17 @@ func SegmentIndex(files []WALFile) map[string]WALFile {
 // .partial, .history or .backup file. No reader takes any other name, and
 // someone who can write to the bucket could store millions of them, with
 // names up to the storage's limit (1024 bytes on S3), which the listing
-// would otherwise hold for as long as it is used.
+// would otherwise hold for as long as it is used. An object a local
+// store lists as Damaged (its file a FIFO, a directory, a socket, or
+// missing beside its sidecar) is passed over too: no read returns it,
+// so it is not stored WAL (a gap to verify, nothing retention deletes);
+// a wal-fetch of its name fails with the store's error, naming it.
 func (a *Archive) listDir(ctx context.Context, dir string) ([]WALFile, error) {
 	prefix := a.Layout.Dir(dir)
 	var out []WALFile
 	err := a.Store.List(ctx, prefix, func(o storage.Object) error {
 		name := strings.TrimPrefix(o.Key, prefix)
-		if _, _, ok := walKind(name); ok {
+		if _, _, ok := walKind(name); ok && o.Damaged == nil {
 			out = append(out, WALFile{Name: name, Key: o.Key, Size: o.Size, Modified: o.Modified, Archive: a})
 		}
 		return nil

@@ -1027,6 +1027,12 @@ func (l *Local) notFound(op, key string) error {
 // writer.
 func (l *Local) openFile(op, key string, d *os.Root, base string) (*os.File, os.FileInfo, error) {
 	p := filepath.Join(d.Name(), base)
+	// A socket, a device or a directory is not opened at all (a socket's
+	// open fails with ENXIO, a device's may act on it); the file's own
+	// Stat below catches one put there since.
+	if fi, err := d.Lstat(base); err == nil && !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0 {
+		return nil, nil, fmt.Errorf("%s %s: %w", op, key, notRegular(p, fi.Mode()))
+	}
 	f, err := openBeneath(d, base)
 	if err != nil {
 		switch {
@@ -1034,11 +1040,7 @@ func (l *Local) openFile(op, key string, d *os.Root, base string) (*os.File, os.
 			if _, serr := d.Lstat(base + sidecarSuffix); errors.Is(serr, fs.ErrNotExist) {
 				return nil, nil, fmt.Errorf("%s %s: %w", op, key, ErrNotFound)
 			}
-			return nil, nil, fmt.Errorf("%s %s: %w", op, key, &permanentError{
-				msg:     fmt.Sprintf("%s has a metadata sidecar but no object file: the local storage is damaged", p),
-				err:     err,
-				damaged: true,
-			})
+			return nil, nil, fmt.Errorf("%s %s: %w", op, key, errSidecarAlone(p, err))
 		case errors.Is(err, syscall.ELOOP):
 			return nil, nil, fmt.Errorf("%s %s: %w", op, key, &permanentError{
 				msg: fmt.Sprintf("%s is a symbolic link, which hoard does not read: someone who can write the storage directory "+
@@ -1056,7 +1058,7 @@ func (l *Local) openFile(op, key string, d *os.Root, base string) (*os.File, os.
 	}
 	if !fi.Mode().IsRegular() {
 		_ = f.Close()
-		return nil, nil, fmt.Errorf("%s %s: %s is not a regular file: %w", op, key, p, ErrObjectDamaged)
+		return nil, nil, fmt.Errorf("%s %s: %w", op, key, notRegular(p, fi.Mode()))
 	}
 	return f, fi, nil
 }
@@ -1120,7 +1122,10 @@ func later(a, b time.Time) time.Time {
 }
 
 // List walks the directory holding prefix and reports, in lexical key order,
-// every file that has a sidecar. Keys are collected and sorted first:
+// every file that has a sidecar. A sidecar whose object file is missing,
+// or is a FIFO, a socket, a device or a directory, is reported too, with
+// Object.Damaged saying so (oddObject, sidecarAlone), rather than left out
+// in silence; a directory is still walked. Keys are collected and sorted first:
 // directory order differs from key order ("a-b" < "a/x" but "a" < "a-b").
 // On the way it removes temp files that have not been written for
 // StaleTempAge: what a killed Put or Create left behind, never an object.
@@ -1177,10 +1182,17 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 			}
 			if tempFile(d.Name()) && d.Type().IsRegular() {
 				removeStale(root, key, d, now)
+			} else if o, ok := l.sidecarAlone(root, key, prefix); ok {
+				objs = append(objs, o)
 			}
 			return nil
 		}
 		if d.IsDir() {
+			if strings.HasPrefix(key, prefix) {
+				if o, ok := l.oddObject(root, key, d); ok {
+					objs = append(objs, o)
+				}
+			}
 			if !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
 				return filepath.SkipDir
 			}
@@ -1189,7 +1201,15 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		if d.Type()&fs.ModeSymlink != 0 && l.OnSkip != nil && (strings.HasPrefix(key, prefix) || strings.HasPrefix(prefix, key+"/")) {
 			l.OnSkip(key, skippedLink(root, key))
 		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			if d.Type()&fs.ModeSymlink == 0 {
+				if o, ok := l.oddObject(root, key, d); ok {
+					objs = append(objs, o)
+				}
+			}
 			return nil
 		}
 		// The sidecar is not followed, only looked for: one that is not a
@@ -1216,6 +1236,81 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 		}
 	}
 	return nil
+}
+
+// oddObject returns, for List, the object that the sidecar of key names
+// when key, d in root, is a FIFO, a socket, a device or a directory: no
+// writer leaves one under an object's name (someone who can write the
+// storage directory, a mistake by hand or a damaged file system did), and
+// no read returns it (openFile). It is listed, Damaged saying what is
+// there, so that a listing shows it rather than leave it out in silence
+// (hoard list, verify and retention name it); without a sidecar it is no
+// object. Nothing is opened: a FIFO would wait for a writer.
+func (l *Local) oddObject(root *os.Root, key string, d fs.DirEntry) (Object, bool) {
+	sfi, err := root.Lstat(filepath.FromSlash(key + sidecarSuffix))
+	if err != nil {
+		return Object{}, false
+	}
+	fi, err := d.Info()
+	if err != nil {
+		return Object{}, false // removed while listing
+	}
+	return Object{Key: key, Modified: fi.ModTime(), Changed: later(changeTime(fi), changeTime(sfi)),
+		Damaged: notRegular(filepath.Join(l.root, filepath.FromSlash(key)), fi.Mode())}, true
+}
+
+// sidecarAlone returns, for List, the object that the sidecar key of root
+// names when its object file is missing: a disk that lost the file, or
+// one removed by hand. No writer leaves that state: Put and Create make
+// the file before the sidecar, and Delete removes the sidecar first, so
+// a sidecar still there once its file is found missing is one. Listed
+// with Damaged, as oddObject's.
+func (l *Local) sidecarAlone(root *os.Root, key, prefix string) (Object, bool) {
+	obj, ok := strings.CutSuffix(key, sidecarSuffix)
+	if !ok || hidden(path.Base(obj)) || !strings.HasPrefix(obj, prefix) {
+		return Object{}, false
+	}
+	if _, err := root.Lstat(filepath.FromSlash(obj)); !errors.Is(err, fs.ErrNotExist) {
+		return Object{}, false // listed by its own entry, or not known
+	}
+	sfi, err := root.Lstat(filepath.FromSlash(key))
+	if err != nil {
+		return Object{}, false // deleted while listing
+	}
+	return Object{Key: obj, Modified: sfi.ModTime(), Changed: changeTime(sfi),
+		Damaged: errSidecarAlone(filepath.Join(l.root, filepath.FromSlash(obj)), fs.ErrNotExist)}, true
+}
+
+// notRegular is the error for the object file p that is not a regular
+// file (mode m): it says what is there, and what to do.
+func notRegular(p string, m fs.FileMode) error {
+	kind := "a " + m.Type().String()
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		kind = "a FIFO"
+	case m&fs.ModeSocket != 0:
+		kind = "a socket"
+	case m&fs.ModeCharDevice != 0:
+		kind = "a character device"
+	case m&fs.ModeDevice != 0:
+		kind = "a device"
+	case m.IsDir():
+		kind = "a directory"
+	}
+	return fmt.Errorf("%s is %s, not a regular file, which hoard and PGHoard never leave under an object's name: someone who "+
+		"can write the storage directory put it there, it was made by hand, or the file system is damaged. hoard reads and "+
+		"deletes nothing there: move it away and put the object's file back, or remove it with its .metadata sidecar: %w",
+		p, kind, ErrObjectDamaged)
+}
+
+// errSidecarAlone is the error for the object file p that is missing
+// beside its sidecar.
+func errSidecarAlone(p string, err error) error {
+	return &permanentError{
+		msg:     fmt.Sprintf("%s has a metadata sidecar but no object file: the local storage is damaged", p),
+		err:     err,
+		damaged: true,
+	}
 }
 
 // skippedLink says, for OnSkip, what List leaves out at the symbolic
@@ -1282,6 +1377,12 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 		return localErr("delete", key, err)
 	}
 	defer d.Close()
+	// A FIFO, socket, device or directory under the object's name is no
+	// object hoard stored (oddObject): it stays, with its sidecar, and
+	// the operator is told. A directory is never entered.
+	if fi, err := d.Lstat(base); err == nil && !fi.Mode().IsRegular() && fi.Mode()&fs.ModeSymlink == 0 {
+		return fmt.Errorf("delete %s: %w", key, notRegular(filepath.Join(d.Name(), base), fi.Mode()))
+	}
 	for _, name := range []string{base + sidecarSuffix, base} {
 		if err := d.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return localErr("delete", key, err)

@@ -48,6 +48,13 @@ type Object struct {
 	// its metadata, moves it forward.
 	Changed  time.Time
 	Metadata Metadata // filled by Stat and Open; nil in listings
+	// Damaged, set by a local store's List only, says why the object its
+	// .metadata sidecar names cannot be read: its file is a FIFO, a
+	// socket, a device or a directory, or is missing. It wraps
+	// ErrObjectDamaged, as the error of Open and Stat of the key does.
+	// Such an entry is listed, so that a listing shows it rather than
+	// leave it out in silence; its Size is 0.
+	Damaged error
 }
 
 // Store is hoard's view of an object store. Keys use '/' as separator and

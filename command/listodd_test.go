@@ -1,0 +1,141 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+)
+
+// fileTree returns every path below dir (but lock files) with its type,
+// one "path type" a line.
+func fileTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	if err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Name() != ".hoard-create-lock" {
+			out = append(out, p+" "+d.Type().String())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestList_OddBackupObject: in a site of three backups in local storage,
+// the middle one's main object is replaced, its .metadata sidecar kept,
+// by something no read can return: a FIFO, a directory (holding a file),
+// a socket, or nothing (the sidecar alone). Someone who can write the
+// storage directory did it, or a failing disk, or a mistake by hand.
+// hoard list lists the other two and shows that one as UNREADABLE, naming
+// what is there, and exits 1; hoard verify, restore and retention fail
+// naming it, and retention deletes nothing; nothing waits for a FIFO's
+// writer. Before, the listing left such a backup out in silence: hoard
+// list showed two backups and exited 0, and so did verify.
+func TestList_OddBackupObject(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		make func(p string) error
+		want string // in the reason
+	}{
+		{"FIFO", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "is a FIFO"},
+		{"Directory", func(p string) error {
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(p, "kept"), []byte("not hoard's"), 0o600)
+		}, "is a directory"},
+		{"Socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o600, 0) }, "is a socket"},
+		{"Missing", func(p string) error { return nil }, "has a metadata sidecar but no object file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			root := t.TempDir()
+			store := filepath.Join(root, "store")
+			a := archivetest.Local(t, store, "s", &archive.Codec{})
+			start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+			for i := range 3 {
+				info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start.Add(time.Duration(i) * time.Hour)}
+				body := []byte("control")
+				key := a.Layout.BackupKey(fmt.Sprintf("2026-01-02_0%d-00_0", 3+i))
+				if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": "s", "basebackup_count": 1, `+
+				`"object_storage": {"storage_type": "local", "directory": %q}}}}`, filepath.Join(root, "state"), store)
+			cfgFile := filepath.Join(root, "hoard.json")
+			if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			odd := filepath.Join(store, filepath.FromSlash(a.Layout.BackupKey("2026-01-02_04-00_0")))
+			if err := os.Remove(odd); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.make(odd); err != nil {
+				t.Fatal(err)
+			}
+			// Should a read wait for a FIFO's writer, this ends the wait
+			// when the test is done.
+			t.Cleanup(func() {
+				if f, err := os.OpenFile(odd, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					f.Close()
+				}
+			})
+			run := func(args ...string) (string, error) {
+				t.Helper()
+				var out, errOut bytes.Buffer
+				app := App("test")
+				app.Writer, app.ErrWriter = &out, &errOut
+				done := make(chan error, 1)
+				go func() { done <- app.RunContext(ctx, append([]string{"hoard", "--config", cfgFile}, args...)) }()
+				select {
+				case err := <-done:
+					return out.String(), err
+				case <-time.After(60 * time.Second):
+					t.Fatalf("hoard %s did not return in 60 s", strings.Join(args, " "))
+					return "", nil
+				}
+			}
+			table, err := run("list")
+			if err == nil || ExitCode(err) != ExitFailure || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("hoard list: %v (exit %d), want exit 1 with an error saying %q", err, ExitCode(err), tc.want)
+			}
+			for _, want := range []string{"2026-01-02_03-00_0", "2026-01-02_05-00_0", "2026-01-02_04-00_0  s     UNREADABLE: ", tc.want} {
+				if !strings.Contains(table, want) {
+					t.Errorf("hoard list:\n%s\nwant %q", table, want)
+				}
+			}
+			out, err := run("verify")
+			if err == nil || !strings.Contains(out+err.Error(), "2026-01-02_04-00_0") || !strings.Contains(out+err.Error(), tc.want) {
+				t.Errorf("hoard verify: %v\n%s\nwant an error naming the backup and saying %q", err, out, tc.want)
+			}
+			if _, err := run("restore", "--target-dir", filepath.Join(root, "restored")); err == nil ||
+				!strings.Contains(err.Error(), "2026-01-02_04-00_0") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("hoard restore: %v, want an error naming the backup and saying %q", err, tc.want)
+			}
+			before := fileTree(t, store)
+			if _, err := run("retention"); err == nil || !strings.Contains(err.Error(), "2026-01-02_04-00_0") {
+				t.Errorf("hoard retention: %v, want an error naming the backup", err)
+			}
+			if after := fileTree(t, store); strings.Join(after, "\n") != strings.Join(before, "\n") {
+				t.Errorf("hoard retention changed the store:\nbefore %q\nafter  %q", before, after)
+			}
+		})
+	}
+}

@@ -1,0 +1,155 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// oddEntries are what someone who can write the storage directory (or a
+// damaged file system, or a mistake by hand) may leave under an object's
+// name, its sidecar kept: make replaces the object file at p, and the
+// error of a read, and the object's Damaged, says want.
+var oddEntries = []struct {
+	name string
+	make func(p string) error
+	want string
+}{
+	{"FIFO", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "is a FIFO, not a regular file"},
+	{"Directory", func(p string) error {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(p, "kept"), []byte("not hoard's"), 0o600)
+	}, "is a directory, not a regular file"},
+	{"EmptyDirectory", func(p string) error { return os.Mkdir(p, 0o755) }, "is a directory, not a regular file"},
+	{"Socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o600, 0) }, "is a socket, not a regular file"},
+	{"Missing", func(p string) error { return nil }, "has a metadata sidecar but no object file"},
+}
+
+// plantOdd stores key in a new local store, replaces its file by make's
+// entry and returns the store and the file's path.
+func plantOdd(t *testing.T, key string, make func(p string) error) (*storage.Local, string) {
+	t.Helper()
+	dir := t.TempDir()
+	st := storage.NewLocal(dir)
+	if err := st.Put(context.Background(), key, strings.NewReader("object"), storage.Metadata{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, filepath.FromSlash(key))
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := make(p); err != nil {
+		t.Fatal(err)
+	}
+	// Should a read wait for a FIFO's writer, this ends the wait when
+	// the test is done.
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	return st, p
+}
+
+// TestLocal_ListOddEntry: an object whose file is replaced by a FIFO, a
+// directory or a socket, or removed, its sidecar kept, is listed with
+// Damaged saying what is there (wrapping ErrObjectDamaged), Size 0,
+// between the sound objects; Stat fails with the same words, at once.
+// Before, List left it out in silence. An entry of that kind without a
+// sidecar is no object, and a file in a directory planted under an
+// object's name is listed by its own key only when it has a sidecar.
+func TestLocal_ListOddEntry(t *testing.T) {
+	ctx := context.Background()
+	const key = "site/basebackup/b"
+	for _, tc := range oddEntries {
+		t.Run(tc.name, func(t *testing.T) {
+			st, p := plantOdd(t, key, tc.make)
+			for _, k := range []string{"site/basebackup/a", "site/basebackup/c"} {
+				if err := st.Put(ctx, k, strings.NewReader("object"), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// No sidecar: no object.
+			if err := syscall.Mkfifo(filepath.Join(filepath.Dir(p), "d"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var got []storage.Object
+			err := within(t, 30*time.Second, "List", func() error {
+				return st.List(ctx, "site/basebackup/", func(o storage.Object) error {
+					got = append(got, o)
+					return nil
+				})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, o := range got {
+				keys = append(keys, o.Key)
+				switch {
+				case o.Key != key && o.Damaged != nil:
+					t.Errorf("%s: Damaged %v, want nil", o.Key, o.Damaged)
+				case o.Key == key && (!errors.Is(o.Damaged, storage.ErrObjectDamaged) || !strings.Contains(o.Damaged.Error(), p+" ") ||
+					!strings.Contains(o.Damaged.Error(), tc.want) || o.Size != 0):
+					t.Errorf("%s: Damaged %v, Size %d; want ErrObjectDamaged naming %s and saying %q, Size 0", o.Key, o.Damaged, o.Size, p, tc.want)
+				}
+			}
+			if got, want := strings.Join(keys, " "), "site/basebackup/a site/basebackup/b site/basebackup/c"; got != want {
+				t.Errorf("List = %s, want %s", got, want)
+			}
+			_, err = st.Stat(ctx, key)
+			if !errors.Is(err, storage.ErrObjectDamaged) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Stat = %v, want ErrObjectDamaged saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestLocal_DeleteOddEntry: Delete of a key whose file is a FIFO, a
+// directory or a socket fails with ErrObjectDamaged naming it, and leaves
+// it and its sidecar as they were (retention deletes by what List
+// reports): hoard removes nothing it did not store. A key whose sidecar
+// is there without its file is deleted: the sidecar goes.
+func TestLocal_DeleteOddEntry(t *testing.T) {
+	ctx := context.Background()
+	const key = "site/xlog/000000010000000000000001"
+	for _, tc := range oddEntries {
+		t.Run(tc.name, func(t *testing.T) {
+			st, p := plantOdd(t, key, tc.make)
+			err := within(t, 30*time.Second, "Delete", func() error { return st.Delete(ctx, key) })
+			if tc.name == "Missing" {
+				if err != nil {
+					t.Fatalf("Delete = %v", err)
+				}
+				if _, err := os.Lstat(p + ".metadata"); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("sidecar after Delete: %v, want it gone", err)
+				}
+				return
+			}
+			if !errors.Is(err, storage.ErrObjectDamaged) || !strings.Contains(err.Error(), p+" "+tc.want[:len("is a")]) {
+				t.Errorf("Delete = %v, want ErrObjectDamaged naming %s", err, p)
+			}
+			for _, n := range []string{p, p + ".metadata"} {
+				if _, err := os.Lstat(n); err != nil {
+					t.Errorf("%s after Delete: %v, want it kept", n, err)
+				}
+			}
+			if tc.name == "Directory" {
+				if b, err := os.ReadFile(filepath.Join(p, "kept")); err != nil || string(b) != "not hoard's" {
+					t.Errorf("the planted directory's file after Delete: %q, %v", b, err)
+				}
+			}
+		})
+	}
+}
