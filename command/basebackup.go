@@ -94,9 +94,9 @@ already stopping refuses the request (503, "the site is stopping"), and the comm
 the same host and port, its site of that name stored elsewhere) refuses the request (421,
 "this daemon stores the site elsewhere") rather than back up its own cluster, and the
 command fails (exit 1): give each configuration its own http_port. Places are compared,
-not spellings: a local directory relative or with a trailing slash, a prefix with its
-slashes, an endpoint's default port given or not name the same place as the daemon's
-spelling of it. --local takes the backup in this process regardless; a backup taken here
+not spellings: a local directory relative, with a trailing slash or reached through a
+symbolic link, a prefix with its slashes, an endpoint's default port given or not name
+the same place as the daemon's spelling of it. --local takes the backup in this process regardless; a backup taken here
 is always waited for.
 
 --incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:

@@ -347,13 +347,22 @@ func TestBasebackup_NoWALArchiver(t *testing.T) {
 // TestSiteDestination_Spellings: the daemon's configuration and the
 // command's may spell the same site's place differently (a trailing
 // slash, a relative directory, a prefix with its slashes, an endpoint's
-// default port): they have one destination, so the daemon does not
+// default port, a symbolic link to the directory): they have one
+// destination, so the daemon does not
 // refuse the command's request as another configuration's (421), while
 // other places still have other destinations.
 func TestSiteDestination_Spellings(t *testing.T) {
 	t.Chdir(t.TempDir())
 	cwd, err := os.Getwd()
 	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"real", "other"} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(cwd, "real"), "link"); err != nil {
 		t.Fatal(err)
 	}
 	site := func(prefix string, sc storage.Config) *config.Site {
@@ -377,6 +386,14 @@ func TestSiteDestination_Spellings(t *testing.T) {
 		{"ErrSitePrefixSlashes", site("db/", local("/srv/hoard", "")), site("db//", local("/srv/hoard", "")), false},
 		{"ErrSitePrefixRoot", site("", local("/srv/hoard", "")), site("/", local("/srv/hoard", "")), false},
 		{"S3DefaultPort", site("db", s3(0, "p")), site("db", s3(443, "p/")), true},
+		// A directory reached through a link (the daemon's configuration
+		// names /srv/hoard, the command's the link /backups to it), the
+		// directory existing or not yet made below the link.
+		{"LocalLink", site("db", local(filepath.Join(cwd, "real"), "")), site("db", local(filepath.Join(cwd, "link"), "")), true},
+		{"LocalLinkNotMade", site("db", local(filepath.Join(cwd, "real", "new", "store"), "")),
+			site("db", local(filepath.Join(cwd, "link", "new", "store"), "")), true},
+		{"LocalLinkRelative", site("db", local(filepath.Join(cwd, "real"), "")), site("db", local("link/", "")), true},
+		{"ErrLocalLinkOther", site("db", local(filepath.Join(cwd, "other"), "")), site("db", local(filepath.Join(cwd, "link"), "")), false},
 		{"ErrOtherDirectory", site("db", local("/srv/hoard", "")), site("db", local("/srv/other", "")), false},
 		{"ErrOtherSitePrefix", site("db", local("/srv/hoard", "")), site("db2", local("/srv/hoard", "")), false},
 		{"ErrOtherPort", site("db", s3(0, "p")), site("db", s3(8443, "p")), false},

@@ -71,7 +71,8 @@ func sum(s string) string {
 
 // Place is c's Location with the spellings of one place made one: a
 // local directory absolute and clean (relative to this process's working
-// directory), an sftp directory clean, the object_storage prefix without
+// directory), with the symbolic links of the part of it that exists
+// resolved (resolveLinks), an sftp directory clean, the object_storage prefix without
 // the slashes the stores trim, an s3 or azure host in lower case with a
 // port written in it taken out, the scheme's default port (443 with
 // is_secure, 80 without) left out, and a port without a host (AWS's or
@@ -80,12 +81,34 @@ func sum(s string) string {
 // Location; unlike Location, two spellings of the same place (a daemon's
 // configuration and a command's) have one Place. A configuration already
 // spelled so has its Location as its Place, so a hoard that compares
-// Locations (an older daemon or command) still matches it. Places that
-// reach the same objects in other ways still differ: a directory reached
-// through a link, or a local directory and prefix against the directory
-// joined with the prefix.
+// Locations (an older daemon or command) still matches it, unless its
+// directory is reached through a link (an older hoard does not resolve
+// it). Places that reach the same objects in other ways still differ: a
+// local directory and prefix against the directory joined with the
+// prefix.
 func (c Config) Place() string {
 	return c.canonical().Location()
+}
+
+// resolveLinks returns the absolute and clean directory dir with the
+// symbolic links of its longest existing part resolved (what is missing,
+// the storage directory before its first use, is joined to that as it
+// is), so that a directory named through a link (a daemon's configuration
+// naming /srv/hoard, a command's the link /backups to it) has one Place.
+// It returns dir when no part can be resolved.
+func resolveLinks(dir string) string {
+	rest := ""
+	for p := dir; ; {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return dir
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
 }
 
 // canonical returns c with the settings that name its place spelled one
@@ -102,7 +125,7 @@ func (c Config) canonical() Config {
 		// with the trimmed prefix.
 		if c.Directory != "" {
 			if abs, err := filepath.Abs(c.Directory); err == nil {
-				c.Directory = abs
+				c.Directory = resolveLinks(abs)
 			}
 		}
 		c.Prefix = strings.Trim(c.Prefix, "/")
