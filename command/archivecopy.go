@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
+	"path/filepath"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 func archiveCopyCommand() *cli.Command {
@@ -39,6 +40,11 @@ Objects the target already holds with the same size and metadata are skipped (re
 and compared first with --verify-existing), so a copy that was interrupted, even killed,
 continues where it stopped when run again. An object the target holds with other bytes or
 metadata is never overwritten: it is reported as a conflict.
+
+A target that is the source (however the two files spell the storage: a directory with a
+trailing slash, a prefix moved between object_storage and the site), or whose keys lie inside
+the source site's or hold them in the same storage, is refused (exit 2): a target inside the
+source would be copied again, one level deeper, on every run.
 
 Afterwards point the site's object_storage at the new storage, or keep both: a new site
 whose moved_from names the old one reads the old archive for restores.
@@ -134,8 +140,8 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 	if !ok {
 		return nil, usagef("pass --to-site NAME", "--to-config %s has no site %s", file, name)
 	}
-	if reflect.DeepEqual(site.ObjectStorage.StorageConfig(), env.site.ObjectStorage.StorageConfig()) && site.Prefix == env.site.Prefix {
-		return nil, usagef("point --to-config at another storage or site prefix", "the target is the source itself: site %s in the same storage", name)
+	if err := refuseOverlap(env.site, site, name); err != nil {
+		return nil, err
 	}
 	if err := refuseRootStore(c, os.Geteuid(), "archive-copy", site.ObjectStorage); err != nil {
 		return nil, err
@@ -144,6 +150,61 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 		return nil, err
 	}
 	return siteArchive(c, cfg, name, site, "target site")
+}
+
+// refuseOverlap refuses a target site whose objects are the source's, or
+// lie inside the source's or hold them, however the two configurations
+// spell the place (siteKeys). A target inside the source is listed with
+// the source: each run copied the last run's copy again, one level
+// deeper. A source inside the target mixes its keys into the target
+// site's. The source itself, reached by another spelling, would be
+// "copied" onto itself, every object skipped as already there.
+func refuseOverlap(from, to *config.Site, name string) error {
+	fromPlace, fromRoot := siteKeys(from)
+	toPlace, toRoot := siteKeys(to)
+	if fromPlace != toPlace {
+		return nil
+	}
+	const hint = "point --to-config at another storage, or at a site prefix neither inside the source's nor holding it"
+	switch {
+	case fromRoot == toRoot:
+		return usagef(hint, "the target is the source itself: site %s overlaps the source in the same storage (both at %s)", name, toRoot)
+	case strings.HasPrefix(toRoot, fromRoot):
+		return usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) are inside the source's (%s), so each run would copy the last copy again", name, toRoot, fromRoot)
+	case strings.HasPrefix(fromRoot, toRoot):
+		return usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) hold the source's (%s)", name, toRoot, fromRoot)
+	}
+	return nil
+}
+
+// siteKeys returns where a site's objects are: the place of its storage
+// without the object_storage prefix (storage.Config.Place), and the key
+// prefix of everything the site stores in it, the object_storage prefix
+// and the site prefix joined as the store and archive.Copy join them, so
+// that a prefix moved from one to the other is the same place. A local
+// directory is joined with both (storage.Open joins it with the prefix),
+// links resolved where it exists.
+func siteKeys(site *config.Site) (place, root string) {
+	sc := site.ObjectStorage.StorageConfig()
+	prefix := strings.Trim(sc.Prefix, "/")
+	sc.Prefix = ""
+	if sc.URL == "" && sc.Type == storage.TypeLocal && sc.Directory != "" {
+		dir := sc.Directory
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = real
+		}
+		prefix = strings.Trim(filepath.ToSlash(filepath.Join(dir, filepath.FromSlash(prefix))), "/")
+		sc.Directory = "/"
+	}
+	// archive.Copy's siteRoot: the site prefix without one trailing slash.
+	root = strings.TrimSuffix(site.Prefix, "/") + "/"
+	if prefix != "" {
+		root = prefix + "/" + root
+	}
+	return sc.Place(), root
 }
 
 func copyJSON(r archive.CopyResult) any {
