@@ -71,10 +71,13 @@ type SyncResult struct {
 // Whether the archive is then continuous from the newest backup's start
 // (SyncResult.Backup) is verify's to check.
 //
-// The segment being written is the newest local file whose page header
-// fits its name: it is left out. Files PostgreSQL recycled (renamed ahead
-// for reuse, still holding old WAL) have headers that do not fit their
-// names and are skipped.
+// The segment being written is the newest local file, of the newest
+// timeline, whose page header fits its name: it is left out, and so is an
+// older timeline's segment at or after its position. An older timeline's
+// segment holding its switch point (by the local history files), partial,
+// and its segments after it, off the path, are left out too. Files
+// PostgreSQL recycled (renamed ahead for reuse, still holding old WAL)
+// have headers that do not fit their names and are skipped.
 func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) {
 	if o.PGData == "" {
 		return nil, errors.New("archive sync: no data directory (pg_data_directory)")
@@ -114,13 +117,64 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 			segs = append(segs, local{name, s})
 		}
 	}
+	// Where each ancestor timeline ends, by the local history files: the
+	// segment holding its switch point. That segment is partial on the
+	// old timeline (PostgreSQL renames it .partial only when archiving is
+	// on), and the old timeline's segments after it, streamed before a
+	// promotion at an earlier point, are off the path, the newest of them
+	// possibly half received: none is stored as a complete segment.
+	ends := map[uint32]uint64{}
+	for _, name := range histories {
+		if segSize == 0 {
+			break
+		}
+		tli, err := wal.ParseHistoryFileName(name)
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(walDir, name))
+		if err != nil {
+			return nil, fmt.Errorf("read local history: %w", err)
+		}
+		h, err := wal.ParseHistory(tli, data)
+		if err != nil {
+			return nil, fmt.Errorf("local %s: %w (fix or remove it: PostgreSQL reads it too)", name, err)
+		}
+		for i := 0; i+1 < len(h); i++ {
+			no := uint64(h[i+1].Begin) / segSize
+			if end, ok := ends[h[i].Timeline]; !ok || no < end {
+				ends[h[i].Timeline] = no
+			}
+		}
+	}
+	// The segment being written is the newest of the newest timeline: it
+	// is left out, and so is any older timeline's segment at or after it
+	// (off the path, possibly partial), where no history file says so.
+	var current *local
+	for i := range segs {
+		if l := &segs[i]; current == nil || l.seg.Timeline > current.seg.Timeline ||
+			l.seg.Timeline == current.seg.Timeline && l.seg.No > current.seg.No {
+			current = l
+		}
+	}
+	if current != nil {
+		cur := current.seg
+		segs = slices.DeleteFunc(segs, func(l local) bool {
+			end, ended := ends[l.seg.Timeline]
+			switch {
+			case l.seg == cur:
+				return true
+			case l.seg.No >= cur.No || ended && l.seg.No >= end:
+				log.Info().Str("segment", l.name).Msg("left out: its timeline ends in or before it, so it is partial or off the current timeline")
+				return true
+			}
+			return false
+		})
+	}
 	// By position, then timeline.
 	slices.SortFunc(segs, func(x, y local) int {
 		return cmp.Or(cmp.Compare(x.seg.No, y.seg.No), cmp.Compare(x.seg.Timeline, y.seg.Timeline))
 	})
-	if len(segs) > 0 {
-		segs = segs[:len(segs)-1] // the one being written
-	}
 
 	backups, err := a.ListBackups(ctx)
 	if err != nil {

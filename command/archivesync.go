@@ -26,9 +26,13 @@ newest backup of that cluster (the system identifier in its global/pg_control; a
 cluster's backups, copied from a site sharing the key pair, do not count), stores every
 segment the archive lacks and compares the stored hash of up to
 --max-hash-checks archived ones with the local file (a mismatch is reported, never
-overwritten). Stores the local .history files the archive lacks. Then, unless --no-verify,
-checks that the archive's WAL continues without a gap from the newest backup's start to the
-newest segment; with --create-new-backup-on-failure a gap makes it take a new basebackup.
+overwritten). The segment the server is writing (the newest of the newest timeline) is left
+out, and so is an older timeline's segment at or after it, or at or after that timeline's
+switch point in a local .history file: partial (PostgreSQL names it .partial only when
+archiving is on), or off the current timeline. Stores the local .history files the archive
+lacks. Then, unless --no-verify, checks that the archive's WAL continues without a gap from
+the newest backup's start to the newest segment; with --create-new-backup-on-failure a gap
+makes it take a new basebackup.
 
 The WAL it stores records pg-version as wal-push does: the site's pg_version when set, else
 the server_version_num of the site's first node when that node is the cluster of

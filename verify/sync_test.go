@@ -205,3 +205,53 @@ func TestSync_PGVersion(t *testing.T) {
 		t.Errorf("second sync pushed %v and asked for the version %d times, want nothing and 0", res.Pushed, asked)
 	}
 }
+
+// TestSync_TimelineSwitch: a promoted server's pg_wal, with archiving off
+// (so PostgreSQL left the old timeline's last segment under its full
+// name, not .partial) and segments of timeline 1 streamed beyond the
+// switch point (a promotion at a recovery target behind what the standby
+// had received). The server is writing timeline 2's newest segment: it is
+// left out, though timeline 1 has segments further on. Timeline 1's
+// segment holding the switch point is partial, and its segments after it
+// are off the path the history gives (the newest possibly half received):
+// neither is stored as a complete segment.
+func TestSync_TimelineSwitch(t *testing.T) {
+	pgdata := t.TempDir()
+	dir := filepath.Join(pgdata, "pg_wal")
+	if err := os.MkdirAll(filepath.Join(pgdata, "global"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pgdata, "global", "pg_control"), binary.LittleEndian.AppendUint64(nil, 7000000000000000001), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string) {
+		if err := os.WriteFile(filepath.Join(dir, name), segmentBytes(t, name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for no := uint64(1); no <= 8; no++ {
+		write(seg(1, no))
+	}
+	write(seg(2, 5))
+	write(seg(2, 6)) // being written
+	// Timeline 2 began in the middle of segment 5.
+	if err := os.WriteFile(filepath.Join(dir, "00000002.history"), []byte("1\t0/580000\tno recovery target specified\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	a := testArchive(t)
+	res, err := a.Sync(context.Background(), archive.SyncOptions{PGData: pgdata, MaxHashChecks: -1, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{seg(2, 5), seg(1, 4), seg(1, 3), seg(1, 2), seg(1, 1), "00000002.history"}
+	if !slices.Equal(res.Pushed, want) {
+		t.Errorf("pushed %v, want %v", res.Pushed, want)
+	}
+	if res.Newest != seg(2, 5) {
+		t.Errorf("newest complete local segment %s, want %s", res.Newest, seg(2, 5))
+	}
+}
