@@ -118,13 +118,20 @@ func Copy(ctx context.Context, o CopyOptions) (CopyResult, error) {
 		return res, err
 	}
 	// A backup whose chunk, or WAL, failed to copy must not look complete
-	// in the target: its control object stays behind.
+	// in the target: its control object stays behind. So must a backup
+	// whose chunk the target holds with other bytes (a conflict): the
+	// target would list the backup with a chunk that is not its own.
 	var controls []storage.Object
 	blocked := blockedBackups(o.From.Layout, res.Failed)
+	conflicted := chunkConflicts(o.From.Layout, res.Conflicts)
 	for _, ob := range objs[split:] {
 		name := BackupName(strings.TrimPrefix(ob.Key, control))
 		if blocked[""] || blocked[name] {
 			res.Failed = append(res.Failed, CopyFailure{Key: ob.Key, Err: errors.New("control object not copied: an object this backup needs failed")})
+			continue
+		}
+		if conflicted[name] {
+			res.Failed = append(res.Failed, CopyFailure{Key: ob.Key, Err: errors.New("control object not copied: the target holds a chunk of this backup with other bytes or metadata (listed as a conflict)")})
 			continue
 		}
 		controls = append(controls, ob)
@@ -153,6 +160,20 @@ func blockedBackups(l Layout, failed []CopyFailure) map[string]bool {
 		}
 		out[name] = true
 	}
+	return out
+}
+
+// chunkConflicts returns the names of the backups a conflicting chunk
+// belongs to. A conflicting WAL segment or history file blocks no backup:
+// the target may hold the same WAL encoded anew (a daemon already
+// archiving into it), which restores as well.
+func chunkConflicts(l Layout, conflicts []string) map[string]bool {
+	var fs []CopyFailure
+	for _, k := range conflicts {
+		fs = append(fs, CopyFailure{Key: k})
+	}
+	out := blockedBackups(l, fs)
+	delete(out, "")
 	return out
 }
 

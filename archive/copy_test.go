@@ -143,6 +143,45 @@ func TestCopy_ErrConflict(t *testing.T) {
 	copyOneConflict(ctx, t, src, dst, len(plain), k, "conflicting object")
 }
 
+// A chunk the target holds with other bytes (a planted object, or a
+// chunk of another cluster's backup of the same name) is a conflict, left
+// alone, and its backup's control object is not copied: the target would
+// list a backup whose chunk is not the backup's. The other backup is
+// copied whole.
+func TestCopy_ErrConflictChunk(t *testing.T) {
+	ctx := context.Background()
+	src, plain := copySource(t)
+	dst := copyTarget("dst", nil)
+	const chunk = "dst/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"
+	if err := dst.Store.Put(ctx, chunk, strings.NewReader("other"), storage.Metadata{"format": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"src/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"}; !cmp.Equal(res.Conflicts, want) {
+		t.Errorf("conflicts %v, want %v", res.Conflicts, want)
+	}
+	var failed []string
+	for _, f := range res.Failed {
+		failed = append(failed, f.Key)
+	}
+	if want := []string{"src/basebackup/2024-01-02_10-00_0.00000000.pghoard"}; !cmp.Equal(failed, want) || res.Copied != len(plain)-2 {
+		t.Fatalf("Copy = %+v; want %q failed (not copied) and the rest copied", res, want)
+	}
+	got := storedBytes(t, dst.Store, "")
+	if _, ok := got["dst/basebackup/2024-01-02_10-00_0.00000000.pghoard"]; ok {
+		t.Error("the target lists the backup whose chunk it holds with other bytes")
+	}
+	if got[chunk] != "other" {
+		t.Errorf("%s = %q, want it left alone", chunk, got[chunk])
+	}
+	if _, ok := got["dst/basebackup/2024-01-01_10-00_0.00000000.pghoard"]; !ok {
+		t.Error("the sound backup's control object was not copied")
+	}
+}
+
 // copyOneConflict copies src (of n objects) into dst, whose object k
 // holds "other" where src has segment 2: Copy must report that one
 // conflict, copy the rest and leave k (named what in failures) alone.

@@ -34,7 +34,8 @@ alone. A copy that differs, or a source object that does not decode, is removed 
 target and reported. In a site with encryption keys, an unencrypted object that the site
 refuses to read (see unencrypted_objects_before) is not copied: it is reported. Backups'
 control objects are copied last, and not at all for a backup one of whose objects (or any
-WAL) failed, so the target never lists a backup it cannot restore.
+WAL) failed, or one of whose chunks the target holds with other bytes or metadata (a
+conflict), so the target never lists a backup it cannot restore.
 
 Objects the target already holds with the same size and metadata are skipped (read back
 and compared first with --verify-existing), so a copy that was interrupted, even killed,
