@@ -419,3 +419,42 @@ func TestCopy_DeltaRefs(t *testing.T) {
 		t.Errorf("copied list: %v, %v", refs, err)
 	}
 }
+
+// A damaged source chunk in a site without keys (snappy only) is caught by
+// decoding: cut short, its original-file-size altered, or its
+// compression-algorithm altered. Each is listed as failed, its copy
+// removed, and its backup's control object not copied.
+func TestCopy_ErrDamagedPlainSource(t *testing.T) {
+	const chunk = "src/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"
+	for _, tc := range []struct {
+		name string
+		edit func(data []byte, md storage.Metadata) []byte
+	}{
+		{"Truncated", func(data []byte, _ storage.Metadata) []byte { return data[:len(data)-7] }},
+		{"SizeLies", func(data []byte, md storage.Metadata) []byte { md[MetaOriginalFileSize] = "17000"; return data }},
+		{"CompressionLies", func(data []byte, md storage.Metadata) []byte { md[MetaCompressionAlgorithm] = "zstd"; return data }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			src, plain := copySource(t)
+			// Store the site again without encryption.
+			codec := &Codec{Compression: "snappy"}
+			plainSrc := &Archive{Store: storage.NewMem(), Codec: codec, Layout: src.Layout, Site: "src"}
+			for k, v := range plain {
+				if _, err := codec.Put(ctx, plainSrc.Store, k, bytes.NewReader(v), int64(len(v)), storage.Metadata{"format": "pghoard-bb-v2"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			storetest.Rewrite(t, plainSrc.Store, chunk, tc.edit)
+			dst := copyTarget("dst", nil)
+			res, err := Copy(ctx, CopyOptions{From: plainSrc, To: dst})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkChunkFailed(t, res, chunk, len(plain))
+			if _, ok := storedBytes(t, dst.Store, "")["dst/basebackup_chunk/2024-01-02_10-00_0/2024-01-02_10-00_0.00000001.pghoard"]; ok {
+				t.Error("the damaged chunk's copy is in the target")
+			}
+		})
+	}
+}
