@@ -3,6 +3,7 @@ package command
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -45,6 +46,9 @@ does not): a site's WAL is under <site>/xlog/, its backups under <site>/baseback
 				Name:      "put",
 				Usage:     "compress, encrypt and store a file",
 				ArgsUsage: "FILE KEY",
+				Description: `Stores FILE under KEY (relative to the storage root) only if the storage holds no
+object there: a stored object is never replaced, so a put to an existing KEY fails (exit 1)
+and leaves it as it was.`,
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "metadata", Aliases: []string{"m"}, Usage: "extra metadata `KEY=VALUE` (repeatable)"},
 					allowRootFlag,
@@ -169,7 +173,12 @@ func runObjectPut(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	stored, err := env.archive.Codec.Put(c.Context, env.archive.Store, key, f, fi.Size(), md)
+	// Create, not Put: an archived object is never replaced, and this
+	// key may be a WAL segment's or a backup's.
+	stored, err := env.archive.Codec.Create(c.Context, env.archive.Store, key, f, fi.Size(), md)
+	if errors.Is(err, storage.ErrExist) {
+		return &exitError{code: ExitFailure, err: fmt.Errorf("store %s as %s: the storage already holds %s, and a stored object is never replaced: put the file under another key, or delete the object with the storage's own tools first if it is yours to lose", path, key, key)}
+	}
 	if err != nil {
 		return fmt.Errorf("store %s as %s: %w", path, key, err)
 	}

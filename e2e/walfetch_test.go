@@ -68,11 +68,18 @@ func TestRecoveryRefusesBadArchive(t *testing.T) {
 	t.Run("ErrPlantedPlaintext", func(t *testing.T) {
 		defer restoreObject()
 		// The genuine segment, stored again without encryption, as a writer
-		// without the key would store a segment of their own.
+		// without the key would store a segment of their own. object put
+		// never replaces an object: the segment is removed first, as such
+		// a writer can.
 		plain := filepath.Join(s.dir, "plain-"+seg)
 		s.mustHoard("object", "get", key, "-o", plain)
 		keyless := s.keylessConfig(t)
 		_, err := recover(t, func() {
+			for _, f := range []string{obj, obj + ".metadata"} {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
 			cmd := exec.Command(hoardBin, "--config", keyless, "object", "put", plain, key)
 			cmd.Env = minimalEnv()
 			pgtest.RunAs(cmd)
