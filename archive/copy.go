@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -333,11 +334,26 @@ func (c *copier) copy(ctx context.Context, ob storage.Object, target string, log
 	}
 	// A delta backup's reference list is plaintext by design, and
 	// authenticated by its MAC, not by encryption.
-	if src.Metadata[MetaEncryptionKeyID] == "" && c.o.From.Codec != nil && src.Metadata[MetaFormat] != FormatDeltaRefs {
-		if err := c.o.From.Codec.checkEncrypted(ob.Key, src.Changed); err != nil {
-			rc.Close()
-			out.err = err
-			return out
+	if src.Metadata[MetaEncryptionKeyID] == "" && src.Metadata[MetaFormat] != FormatDeltaRefs {
+		if c.o.From.Codec != nil {
+			if err := c.o.From.Codec.checkEncrypted(ob.Key, src.Changed); err != nil {
+				rc.Close()
+				out.err = err
+				return out
+			}
+		}
+		// The target site would refuse the copy, which its storage
+		// writes now (a site without encryption copied into one with
+		// keys), and the copy would look good until a restore from it.
+		// Its unencrypted_objects_before, moved past the copy, admits
+		// it; the cutoff cannot be set ahead of time.
+		if c.o.To.Codec != nil {
+			if err := c.o.To.Codec.checkEncrypted(target, time.Now()); err != nil {
+				rc.Close()
+				out.err = fmt.Errorf("not copied: the target site has encryption keys and would refuse this unencrypted copy (%w): "+
+					"copy with a --to-config whose site has no encryption keys, then add the keys and set unencrypted_objects_before to a time after the copy", err)
+				return out
+			}
 		}
 	}
 	h := sha256.New()

@@ -458,3 +458,44 @@ func TestCopy_ErrDamagedPlainSource(t *testing.T) {
 		})
 	}
 }
+
+// A source site without encryption copied into a target site that
+// requires it (it has encryption keys): the target would refuse every
+// copy, written now, after its unencrypted_objects_before (or with none
+// set), so nothing is copied and each object is listed as failed, saying
+// why. With the target's unencrypted_objects_before after the copy, the
+// copies are admitted and copied.
+func TestCopy_ErrTargetRefusesUnencrypted(t *testing.T) {
+	ctx := context.Background()
+	_, plain := copySource(t)
+	codec := &Codec{Compression: "snappy"}
+	src := &Archive{Store: storage.NewMem(), Codec: codec, Layout: Layout{Prefix: "src"}, Site: "src"}
+	for k, v := range plain {
+		if _, err := codec.Put(ctx, src.Store, k, bytes.NewReader(v), int64(len(v)), storage.Metadata{"format": "pghoard-bb-v2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := copyTarget("dst", nil)
+	dst.Codec.RequireEncryption = true
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Copied != 0 || len(res.Failed) != len(plain) {
+		t.Fatalf("Copy = %+v; want every object failed", res)
+	}
+	for _, f := range res.Failed {
+		if !strings.HasPrefix(f.Key, "src/basebackup/") && (!errors.Is(f.Err, ErrUnencrypted) || !strings.Contains(f.Err.Error(), "target")) {
+			t.Errorf("%s failed with %v, want ErrUnencrypted naming the target", f.Key, f.Err)
+		}
+	}
+	if got := storedBytes(t, dst.Store, ""); len(got) != 0 {
+		t.Errorf("%d unencrypted copies in a target that refuses them", len(got))
+	}
+
+	dst.Codec.UnencryptedBefore = time.Now().Add(time.Hour)
+	res, err = Copy(ctx, CopyOptions{From: src, To: dst})
+	if err != nil || len(res.Failed) != 0 || res.Copied != len(plain) {
+		t.Fatalf("Copy with the target's unencrypted_objects_before after the copy = %+v, %v; want everything copied", res, err)
+	}
+}

@@ -32,7 +32,10 @@ Each copy is read back: its SHA-256 must be the source's, and it is decoded in f
 either configuration; encrypted objects whose key neither has are checked by their bytes
 alone. A copy that differs, or a source object that does not decode, is removed from the
 target and reported. In a site with encryption keys, an unencrypted object that the site
-refuses to read (see unencrypted_objects_before) is not copied: it is reported. Backups'
+refuses to read (see unencrypted_objects_before) is not copied: it is reported. Nor is an
+unencrypted object into a target site with encryption keys, which would refuse the copy (its
+storage time is the copy's): copy into a site without keys, then add them and set its
+unencrypted_objects_before to a time after the copy. Backups'
 control objects are copied last, and not at all for a backup one of whose objects (or any
 WAL) failed, or one of whose chunks the target holds with other bytes or metadata (a
 conflict), so the target never lists a backup it cannot restore.
