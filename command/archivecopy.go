@@ -123,7 +123,14 @@ func runArchiveCopy(c *cli.Context) error {
 		writeCopyResult(c.App.Writer, env.name, to.Site, res)
 	}
 	if n := len(res.Conflicts) + len(res.Failed); n > 0 {
-		return &exitError{code: ExitFailure, err: fmt.Errorf("archive-copy %s: %s not copied (listed above)", env.name, plural(n, "object", "objects"))}
+		var todo []string
+		if len(res.Failed) > 0 {
+			todo = append(todo, "run archive-copy again to retry each FAILED object once the cause shown is fixed (a source object that does not decode needs another copy of it)")
+		}
+		if len(res.Conflicts) > 0 {
+			todo = append(todo, "each CONFLICT is left alone: compare it with hoard object ls --long KEY under each configuration")
+		}
+		return &exitError{code: ExitFailure, err: fmt.Errorf("archive-copy %s: %s not copied (listed above): %s", env.name, plural(n, "object", "objects"), strings.Join(todo, "; "))}
 	}
 	return nil
 }

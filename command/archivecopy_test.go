@@ -97,3 +97,45 @@ func TestArchiveCopy_RefusesOverlap(t *testing.T) {
 		})
 	}
 }
+
+// archive-copy's closing error says what to do: a failed object is retried
+// by running the command again once its cause is fixed; a conflict is the
+// user's to look at, left alone.
+func TestArchiveCopy_ErrSaysWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, directory string) string {
+		p := filepath.Join(dir, name)
+		js := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"object_storage": {"storage_type": "local", "directory": %q}}}}`, dir, directory)
+		if err := os.WriteFile(p, []byte(js), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	src, dst := write("src.json", filepath.Join(dir, "a")), write("dst.json", filepath.Join(dir, "b"))
+	file := filepath.Join(dir, "f")
+	for _, f := range []struct{ cfg, data string }{{src, "source bytes"}, {dst, "other"}} {
+		if err := os.WriteFile(file, []byte(f.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, msg := runErr(t, "object", "put", "--allow-root", "--config", f.cfg, file, "s/xlog/000000010000000000000001"); code != 0 {
+			t.Fatalf("object put: exit %d: %s", code, msg)
+		}
+	}
+	// A second source object that does not decode: FAILED.
+	if code, msg := runErr(t, "object", "put", "--allow-root", "--config", src, file, "s/xlog/000000010000000000000002"); code != 0 {
+		t.Fatalf("object put: exit %d: %s", code, msg)
+	}
+	obj := filepath.Join(dir, "a", "s", "xlog", "000000010000000000000002")
+	if err := os.WriteFile(obj, []byte("not a snappy stream"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, msg := runErr(t, "archive-copy", "--allow-root", "--config", src, "--to-config", dst)
+	if code != ExitFailure {
+		t.Fatalf("archive-copy onto a conflict: exit %d (%s), want %d", code, msg, ExitFailure)
+	}
+	for _, want := range []string{"2 objects not copied", "run archive-copy again", "CONFLICT", "object ls --long"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not say %q", msg, want)
+		}
+	}
+}
