@@ -72,8 +72,8 @@ type Backups struct {
 	// Unreadable holds the backups whose main object the storage refused
 	// to read (storage.ErrPermanent: permission denied, access denied) or
 	// holds in a state no writer leaves (storage.ErrObjectDamaged: a
-	// local store's object file that is a FIFO, a socket or a directory,
-	// or is missing beside its sidecar), Err the storage's error: nothing
+	// local store's object file that is a FIFO, a socket or a
+	// directory), Err the storage's error: nothing
 	// is known of them, not even their metadata's worth. ScanBackups returns them with an
 	// UnreadableError; Sound and Damaged hold the others.
 	Unreadable []*DamagedBackup

@@ -238,8 +238,9 @@ func (a *Archive) CheckBackupSealed(ctx context.Context, b *BackupInfo) error {
 			return nil // a delta backup's reference list or marker, a name's claim: not a chunk
 		}
 		if o.Damaged != nil {
-			// A chunk's file that is missing beside its sidecar, or a
-			// FIFO or directory in its place, is no chunk.
+			// A FIFO, a socket or a directory in a chunk's place is
+			// no chunk. (A chunk's file missing beside its sidecar
+			// is not listed: the count below falls short.)
 			if bad == nil {
 				bad = o.Damaged
 			}

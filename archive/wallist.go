@@ -98,8 +98,8 @@ func SegmentIndex(files []WALFile) map[string]WALFile {
 // someone who can write to the bucket could store millions of them, with
 // names up to the storage's limit (1024 bytes on S3), which the listing
 // would otherwise hold for as long as it is used. An object a local
-// store lists as Damaged (its file a FIFO, a directory, a socket, or
-// missing beside its sidecar) is passed over too: no read returns it,
+// store lists as Damaged (its file a FIFO, a directory or a socket) is
+// passed over too: no read returns it,
 // so it is not stored WAL (a gap to verify, nothing retention deletes);
 // a wal-fetch of its name fails with the store's error, naming it.
 func (a *Archive) listDir(ctx context.Context, dir string) ([]WALFile, error) {

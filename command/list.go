@@ -42,7 +42,7 @@ A backup whose metadata cannot be read is listed last as DAMAGED, with the reaso
 restore never chooses it, and the others stay usable. One whose main object or metadata
 the storage refuses to read (permission denied: check the owner and mode of the storage
 directory, or the bucket's access policy), or, in local storage, whose main object is a
-FIFO, a socket or a directory, or is missing beside its .metadata sidecar, is listed after
+FIFO, a socket or a directory, is listed after
 them as UNREADABLE, with the storage's error, and hoard list exits 1 once the others are
 listed: hoard verify, restore and retention stop on it. hoard list reads each backup's metadata only: a control object
 or chunk that does not decode is found by hoard verify.

@@ -37,10 +37,68 @@ func fileTree(t *testing.T, dir string) []string {
 	return out
 }
 
+// oddBackupSite makes a site of three backups in local storage, replaces
+// the middle one's main object (2026-01-02_04-00_0) by plant's entry,
+// keeping its .metadata sidecar, and returns the test's temp directory,
+// the storage directory, and a func that runs hoard on the site, failing
+// the test if it does not return in 60 s.
+func oddBackupSite(t *testing.T, plant func(p string) error) (root, store string, run func(args ...string) (string, error)) {
+	t.Helper()
+	ctx := context.Background()
+	root = t.TempDir()
+	store = filepath.Join(root, "store")
+	a := archivetest.Local(t, store, "s", &archive.Codec{})
+	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start.Add(time.Duration(i) * time.Hour)}
+		body := []byte("control")
+		key := a.Layout.BackupKey(fmt.Sprintf("2026-01-02_0%d-00_0", 3+i))
+		if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": "s", "basebackup_count": 1, `+
+		`"object_storage": {"storage_type": "local", "directory": %q}}}}`, filepath.Join(root, "state"), store)
+	cfgFile := filepath.Join(root, "hoard.json")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	odd := filepath.Join(store, filepath.FromSlash(a.Layout.BackupKey("2026-01-02_04-00_0")))
+	if err := os.Remove(odd); err != nil {
+		t.Fatal(err)
+	}
+	if err := plant(odd); err != nil {
+		t.Fatal(err)
+	}
+	// Should a read wait for a FIFO's writer, this ends the wait
+	// when the test is done.
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(odd, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	run = func(args ...string) (string, error) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		app := App("test")
+		app.Writer, app.ErrWriter = &out, &errOut
+		done := make(chan error, 1)
+		go func() { done <- app.RunContext(ctx, append([]string{"hoard", "--config", cfgFile}, args...)) }()
+		select {
+		case err := <-done:
+			return out.String(), err
+		case <-time.After(60 * time.Second):
+			t.Fatalf("hoard %s did not return in 60 s", strings.Join(args, " "))
+			return "", nil
+		}
+	}
+	return root, store, run
+}
+
 // TestList_OddBackupObject: in a site of three backups in local storage,
 // the middle one's main object is replaced, its .metadata sidecar kept,
-// by something no read can return: a FIFO, a directory (holding a file),
-// a socket, or nothing (the sidecar alone). Someone who can write the
+// by something no read can return: a FIFO, a directory (holding a file)
+// or a socket. Someone who can write the
 // storage directory did it, or a failing disk, or a mistake by hand.
 // hoard list lists the other two and shows that one as UNREADABLE, naming
 // what is there, and exits 1; hoard verify, restore and retention fail
@@ -61,57 +119,9 @@ func TestList_OddBackupObject(t *testing.T) {
 			return os.WriteFile(filepath.Join(p, "kept"), []byte("not hoard's"), 0o600)
 		}, "is a directory"},
 		{"Socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o600, 0) }, "is a socket"},
-		{"Missing", func(p string) error { return nil }, "has a metadata sidecar but no object file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			root := t.TempDir()
-			store := filepath.Join(root, "store")
-			a := archivetest.Local(t, store, "s", &archive.Codec{})
-			start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-			for i := range 3 {
-				info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start.Add(time.Duration(i) * time.Hour)}
-				body := []byte("control")
-				key := a.Layout.BackupKey(fmt.Sprintf("2026-01-02_0%d-00_0", 3+i))
-				if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
-					t.Fatal(err)
-				}
-			}
-			cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": "s", "basebackup_count": 1, `+
-				`"object_storage": {"storage_type": "local", "directory": %q}}}}`, filepath.Join(root, "state"), store)
-			cfgFile := filepath.Join(root, "hoard.json")
-			if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			odd := filepath.Join(store, filepath.FromSlash(a.Layout.BackupKey("2026-01-02_04-00_0")))
-			if err := os.Remove(odd); err != nil {
-				t.Fatal(err)
-			}
-			if err := tc.make(odd); err != nil {
-				t.Fatal(err)
-			}
-			// Should a read wait for a FIFO's writer, this ends the wait
-			// when the test is done.
-			t.Cleanup(func() {
-				if f, err := os.OpenFile(odd, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-					f.Close()
-				}
-			})
-			run := func(args ...string) (string, error) {
-				t.Helper()
-				var out, errOut bytes.Buffer
-				app := App("test")
-				app.Writer, app.ErrWriter = &out, &errOut
-				done := make(chan error, 1)
-				go func() { done <- app.RunContext(ctx, append([]string{"hoard", "--config", cfgFile}, args...)) }()
-				select {
-				case err := <-done:
-					return out.String(), err
-				case <-time.After(60 * time.Second):
-					t.Fatalf("hoard %s did not return in 60 s", strings.Join(args, " "))
-					return "", nil
-				}
-			}
+			root, store, run := oddBackupSite(t, tc.make)
 			table, err := run("list")
 			if err == nil || ExitCode(err) != ExitFailure || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("hoard list: %v (exit %d), want exit 1 with an error saying %q", err, ExitCode(err), tc.want)
@@ -137,5 +147,31 @@ func TestList_OddBackupObject(t *testing.T) {
 				t.Errorf("hoard retention changed the store:\nbefore %q\nafter  %q", before, after)
 			}
 		})
+	}
+}
+
+// TestList_SidecarAloneBackup: in a site of three backups in local
+// storage, the middle one's main object is gone and its .metadata sidecar
+// is left: what PGHoard's delete leaves when it is stopped between
+// removing the two, so a site PGHoard once served may hold one. As in
+// PGHoard's listing, it names no backup: hoard list shows the other two
+// and exits 0, and retention plans on them without stopping on it (the
+// local store's listing tells log of the sidecar instead).
+func TestList_SidecarAloneBackup(t *testing.T) {
+	_, _, run := oddBackupSite(t, func(string) error { return nil })
+	table, err := run("list")
+	if err != nil {
+		t.Errorf("hoard list: %v, want it to succeed", err)
+	}
+	for _, want := range []string{"2026-01-02_03-00_0", "2026-01-02_05-00_0"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("hoard list:\n%s\nwant %q", table, want)
+		}
+	}
+	if strings.Contains(table, "2026-01-02_04-00_0") {
+		t.Errorf("hoard list:\n%s\nlists the backup whose object is gone", table)
+	}
+	if _, err := run("retention"); err != nil && strings.Contains(err.Error(), "2026-01-02_04-00_0") {
+		t.Errorf("hoard retention: %v, want it not to stop on the sidecar without its object", err)
 	}
 }

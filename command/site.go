@@ -334,8 +334,9 @@ func keySource(cfg *config.Config, p string) string {
 // openStore opens the storage a site's object_storage describes, with its
 // rate limits and retries of transient errors (outside the limits, so
 // that a retry still sees the caller's seekable reader). A local store's
-// listings tell log of each link they leave out (storage.Local.OnSkip),
-// once per link for the store's life: the daemon lists again and again.
+// listings tell log of each link, and each sidecar without its object
+// file, they leave out (storage.Local.OnSkip), once per key for the
+// store's life: the daemon lists again and again.
 // A Swift store tells log of each object it deletes or replaces without
 // the segments its manifest names (storage.Swift.OnSkip).
 func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateLimits, log zerolog.Logger) (storage.Store, error) {
@@ -347,7 +348,7 @@ func openStore(ctx context.Context, o config.ObjectStorage, limits storage.RateL
 		var seen sync.Map
 		l.OnSkip = func(key, why string) {
 			if _, dup := seen.LoadOrStore(key, true); !dup {
-				log.Warn().Str(logKey, key).Str("why", why).Msg("listing leaves out a symbolic link in the storage directory")
+				log.Warn().Str(logKey, key).Str("why", why).Msg("listing leaves out an entry of the storage directory")
 			}
 		}
 	}

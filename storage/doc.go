@@ -43,9 +43,10 @@
 //     .*.metadata_tmp-r<size>-<mtime> name, which readers use should Put
 //     stop between the two renames, and which a Put racing another of the
 //     key makes its own by moving its file's mtime on: see replace.go). A
-//     file without a sidecar is invisible; a sidecar whose file is missing,
-//     or is a FIFO, socket or directory, is listed with Object.Damaged set,
-//     and Delete refuses to remove such a file.
+//     file without a sidecar is invisible, and so is a sidecar whose file
+//     is missing (as in PGHoard's listing; OnSkip hears of it); a sidecar
+//     whose file is a FIFO, socket or directory is listed with
+//     Object.Damaged set, and Delete refuses to remove such a file.
 //     Directories Put creates are fsynced in their parents. Sync (the
 //     Syncer interface) fsyncs an existing object, its sidecar and its
 //     directories again, for a caller that finds an object a crashed Put

@@ -54,8 +54,10 @@ type Local struct {
 	// one it starts in, and takes no link for an object), with its key
 	// and a sentence (skippedLink) saying what is left out, why, and what
 	// to do: hoard and PGHoard make no links in a store, so one was
-	// planted or made by hand. Callers log it as a warning. It is called
-	// from List's goroutine.
+	// planted or made by hand. It is called too for each .metadata
+	// sidecar whose object file is missing (sidecarAlone), which List
+	// leaves out as PGHoard's listing does. Callers log it as a warning.
+	// It is called from List's goroutine.
 	OnSkip func(key, why string)
 }
 
@@ -1122,10 +1124,11 @@ func later(a, b time.Time) time.Time {
 }
 
 // List walks the directory holding prefix and reports, in lexical key order,
-// every file that has a sidecar. A sidecar whose object file is missing,
-// or is a FIFO, a socket, a device or a directory, is reported too, with
-// Object.Damaged saying so (oddObject, sidecarAlone), rather than left out
-// in silence; a directory is still walked. Keys are collected and sorted first:
+// every file that has a sidecar. A sidecar whose object file is a FIFO,
+// a socket, a device or a directory is reported too, with Object.Damaged
+// saying so (oddObject), rather than left out in silence; a directory is
+// still walked. A sidecar whose object file is missing names no object,
+// as in PGHoard's listing: OnSkip hears of it (sidecarAlone). Keys are collected and sorted first:
 // directory order differs from key order ("a-b" < "a/x" but "a" < "a-b").
 // On the way it removes temp files that have not been written for
 // StaleTempAge: what a killed Put or Create left behind, never an object.
@@ -1182,8 +1185,8 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(Object) error) 
 			}
 			if tempFile(d.Name()) && d.Type().IsRegular() {
 				removeStale(root, key, d, now)
-			} else if o, ok := l.sidecarAlone(root, key, prefix); ok {
-				objs = append(objs, o)
+			} else {
+				l.sidecarAlone(root, key, prefix)
 			}
 			return nil
 		}
@@ -1259,26 +1262,29 @@ func (l *Local) oddObject(root *os.Root, key string, d fs.DirEntry) (Object, boo
 		Damaged: notRegular(filepath.Join(l.root, filepath.FromSlash(key)), fi.Mode())}, true
 }
 
-// sidecarAlone returns, for List, the object that the sidecar key of root
-// names when its object file is missing: a disk that lost the file, or
-// one removed by hand. No writer leaves that state: Put and Create make
-// the file before the sidecar, and Delete removes the sidecar first, so
-// a sidecar still there once its file is found missing is one. Listed
-// with Damaged, as oddObject's.
-func (l *Local) sidecarAlone(root *os.Root, key, prefix string) (Object, bool) {
+// sidecarAlone tells OnSkip of the sidecar key of root when its object
+// file is missing. PGHoard's delete removes the object's file before its
+// sidecar, so a PGHoard stopped between the two leaves that; so do a disk
+// that lost the file and a removal by hand. hoard's Delete removes the
+// sidecar first and its writers make the file before the sidecar. Such a
+// sidecar names no object (PGHoard lists none there either), and a site
+// that PGHoard once served must not stop listing, restoring or applying
+// retention for one: List leaves it out and OnSkip says so. A read of its
+// key still fails naming it (errSidecarAlone).
+func (l *Local) sidecarAlone(root *os.Root, key, prefix string) {
 	obj, ok := strings.CutSuffix(key, sidecarSuffix)
-	if !ok || hidden(path.Base(obj)) || !strings.HasPrefix(obj, prefix) {
-		return Object{}, false
+	if !ok || l.OnSkip == nil || hidden(path.Base(obj)) || !strings.HasPrefix(obj, prefix) {
+		return
 	}
 	if _, err := root.Lstat(filepath.FromSlash(obj)); !errors.Is(err, fs.ErrNotExist) {
-		return Object{}, false // listed by its own entry, or not known
+		return // listed by its own entry, or not known
 	}
-	sfi, err := root.Lstat(filepath.FromSlash(key))
-	if err != nil {
-		return Object{}, false // deleted while listing
+	if _, err := root.Lstat(filepath.FromSlash(key)); err != nil {
+		return // deleted while listing
 	}
-	return Object{Key: obj, Modified: sfi.ModTime(), Changed: changeTime(sfi),
-		Damaged: errSidecarAlone(filepath.Join(l.root, filepath.FromSlash(obj)), fs.ErrNotExist)}, true
+	l.OnSkip(obj, "a .metadata sidecar without its object file, which is no object and is not listed: PGHoard leaves one when it "+
+		"is stopped while deleting that object, and a disk that lost the file or a removal by hand leave one too. If the object "+
+		"was deleted on purpose (retention), remove "+filepath.Join(l.root, filepath.FromSlash(key))+"; if it should be there, put its file back from another copy")
 }
 
 // notRegular is the error for the object file p that is not a regular

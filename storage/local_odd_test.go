@@ -33,7 +33,6 @@ var oddEntries = []struct {
 	}, "is a directory, not a regular file"},
 	{"EmptyDirectory", func(p string) error { return os.Mkdir(p, 0o755) }, "is a directory, not a regular file"},
 	{"Socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o600, 0) }, "is a socket, not a regular file"},
-	{"Missing", func(p string) error { return nil }, "has a metadata sidecar but no object file"},
 }
 
 // plantOdd stores key in a new local store, replaces its file by make's
@@ -63,7 +62,7 @@ func plantOdd(t *testing.T, key string, make func(p string) error) (*storage.Loc
 }
 
 // TestLocal_ListOddEntry: an object whose file is replaced by a FIFO, a
-// directory or a socket, or removed, its sidecar kept, is listed with
+// directory or a socket, its sidecar kept, is listed with
 // Damaged saying what is there (wrapping ErrObjectDamaged), Size 0,
 // between the sound objects; Stat fails with the same words, at once.
 // Before, List left it out in silence. An entry of that kind without a
@@ -119,8 +118,7 @@ func TestLocal_ListOddEntry(t *testing.T) {
 // TestLocal_DeleteOddEntry: Delete of a key whose file is a FIFO, a
 // directory or a socket fails with ErrObjectDamaged naming it, and leaves
 // it and its sidecar as they were (retention deletes by what List
-// reports): hoard removes nothing it did not store. A key whose sidecar
-// is there without its file is deleted: the sidecar goes.
+// reports): hoard removes nothing it did not store.
 func TestLocal_DeleteOddEntry(t *testing.T) {
 	ctx := context.Background()
 	const key = "site/xlog/000000010000000000000001"
@@ -128,15 +126,6 @@ func TestLocal_DeleteOddEntry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st, p := plantOdd(t, key, tc.make)
 			err := within(t, 30*time.Second, "Delete", func() error { return st.Delete(ctx, key) })
-			if tc.name == "Missing" {
-				if err != nil {
-					t.Fatalf("Delete = %v", err)
-				}
-				if _, err := os.Lstat(p + ".metadata"); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("sidecar after Delete: %v, want it gone", err)
-				}
-				return
-			}
 			if !errors.Is(err, storage.ErrObjectDamaged) || !strings.Contains(err.Error(), p+" "+tc.want[:len("is a")]) {
 				t.Errorf("Delete = %v, want ErrObjectDamaged naming %s", err, p)
 			}
@@ -151,5 +140,51 @@ func TestLocal_DeleteOddEntry(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLocal_ListSidecarAlone: an object whose file is gone, its sidecar
+// kept (what PGHoard's delete leaves when it is stopped between removing
+// the file and the sidecar, or a disk that lost the file), is not listed,
+// as PGHoard's listing does not list it: a site PGHoard once served must
+// not stop hoard's listing, restore and retention for it. OnSkip hears of
+// it once per listing, naming the sidecar to remove; Stat of its key
+// fails naming the missing file; Delete removes the sidecar.
+func TestLocal_ListSidecarAlone(t *testing.T) {
+	ctx := context.Background()
+	const key = "site/basebackup/b"
+	st, p := plantOdd(t, key, func(string) error { return nil })
+	for _, k := range []string{"site/basebackup/a", "site/basebackup/c"} {
+		if err := st.Put(ctx, k, strings.NewReader("object"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var skipped []string
+	st.OnSkip = func(key, why string) { skipped = append(skipped, key+": "+why) }
+	var keys []string
+	if err := st.List(ctx, "site/", func(o storage.Object) error {
+		if o.Damaged != nil {
+			t.Errorf("%s: Damaged %v, want nil", o.Key, o.Damaged)
+		}
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(keys, " "), "site/basebackup/a site/basebackup/c"; got != want {
+		t.Errorf("List = %s, want %s", got, want)
+	}
+	if len(skipped) != 1 || !strings.HasPrefix(skipped[0], key+": ") || !strings.Contains(skipped[0], "PGHoard leaves one") ||
+		!strings.Contains(skipped[0], "remove "+p+".metadata") {
+		t.Errorf("OnSkip heard %q, want one call for %s naming PGHoard and the sidecar to remove", skipped, key)
+	}
+	if _, err := st.Stat(ctx, key); !errors.Is(err, storage.ErrObjectDamaged) || !strings.Contains(err.Error(), "has a metadata sidecar but no object file") {
+		t.Errorf("Stat = %v, want ErrObjectDamaged saying the file is missing", err)
+	}
+	if err := st.Delete(ctx, key); err != nil {
+		t.Fatalf("Delete = %v", err)
+	}
+	if _, err := os.Lstat(p + ".metadata"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("sidecar after Delete: %v, want it gone", err)
 	}
 }

@@ -50,7 +50,7 @@ type Object struct {
 	Metadata Metadata // filled by Stat and Open; nil in listings
 	// Damaged, set by a local store's List only, says why the object its
 	// .metadata sidecar names cannot be read: its file is a FIFO, a
-	// socket, a device or a directory, or is missing. It wraps
+	// socket, a device or a directory. It wraps
 	// ErrObjectDamaged, as the error of Open and Stat of the key does.
 	// Such an entry is listed, so that a listing shows it rather than
 	// leave it out in silence; its Size is 0.
