@@ -56,7 +56,9 @@
 //   - the WAL archive check (walgaps.go): every WALCheckInterval, the
 //     WAL of the kept backups followed in listings
 //     (verify.CheckContinuityOf); segments missing before a stored
-//     segment of a backup's recovery path, less those in the spool, show
+//     segment of a backup's recovery path, or before the end of what the
+//     site's WAL receiver stored (walstream.Status.Uploaded), less those
+//     in the spool, show
 //     in hoard_wal_archive_missing_segments and the status's wal_archive,
 //     with a warning naming the first and the backups cut. A check the
 //     storage kept from being made changes neither.

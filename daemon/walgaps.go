@@ -7,8 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/verify"
@@ -26,11 +29,16 @@ import (
 // a system's WAL after a pg_upgrade into the site) and reports the
 // segments missing before a complete segment stored on the same
 // recovery path. No .partial is read (the segment being received would
-// be downloaded at every check): a segment missing just before one is
-// reported once the segment after it is stored.
+// be downloaded at every check). The listing alone cannot tell a
+// segment deleted after its upload, when it was the newest stored, from
+// one not stored yet: on a streaming site the receiver can
+// (receiverEnd: the end of the complete segments its uploader stored),
+// so the segments before that end, on the path of the timeline it
+// streams, count as stored WAL too for the backups of its system.
 //
-// What is not stored yet is no gap: WAL after the newest stored segment
-// of a backup's path (a backup whose end has not arrived), and the
+// What is not stored yet is no gap: WAL after both the newest stored
+// segment of a backup's path and the receiver's end (a backup whose end
+// has not arrived, the segment being received), and the
 // segments waiting in the spool for upload (the uploader stores them in
 // order, but the receiver may have moved on to later segments whose
 // upload comes after a retried one). The spool is read after the
@@ -55,16 +63,30 @@ type walGaps struct {
 	Backups []string
 }
 
+// walEnd is how far the daemon's WAL receiver knows the WAL it streams
+// is stored: every complete segment before LSN, on the history of
+// timeline Timeline of database system System, was stored by its
+// uploader or waits in the spool (walstream.Status.Uploaded). The zero
+// walEnd knows nothing: a site whose WAL comes through archive_command,
+// a receiver that has not started streaming.
+type walEnd struct {
+	System   uint64
+	Timeline uint32
+	LSN      pglogrepl.LSN
+}
+
 // findWALGaps follows the WAL of the site's backups (list: the site's
 // listing, of which those whose metadata authenticates,
 // archive.Trusted, of every system the site holds) in arch, and returns
-// the segments missing before stored WAL on each one's recovery path,
-// less those unstored (the names of the segments, complete or .partial,
-// waiting in the spool; nil: none) lists after arch's listing, and those
-// that cut only backups list no longer returns. An error (a listing or
+// the segments missing before stored WAL on each one's recovery path
+// (chainMissing: a stored segment, or the end of what the receiver
+// stored, read before the listing), less those unstored (the names of
+// the segments, complete or .partial, waiting in the spool; nil: none)
+// lists after arch's listing, and those that cut only backups list no
+// longer returns. An error (a listing or
 // read the storage failed, a timeline history that does not read) says
 // nothing of the WAL: no gap is reported.
-func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.Context) ([]*archive.BackupInfo, error), unstored func() (map[string]bool, error)) (walGaps, error) {
+func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.Context) ([]*archive.BackupInfo, error), unstored func() (map[string]bool, error), stored walEnd) (walGaps, error) {
 	backups, err := list(ctx)
 	if err != nil {
 		return walGaps{}, err
@@ -86,17 +108,12 @@ func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.C
 	}
 	cut := map[string][]string{} // missing segment -> backups it cuts
 	for i, ch := range chains {
-		for _, g := range ch.Gaps {
-			if trailing(ch, g) {
-				continue
-			}
-			names, err := ch.Missing(g)
-			if err != nil {
-				return walGaps{}, err
-			}
-			for _, n := range names {
-				cut[n] = append(cut[n], bs[i].Name)
-			}
+		names, err := chainMissing(ch, bs[i], stored)
+		if err != nil {
+			return walGaps{}, err
+		}
+		for _, n := range names {
+			cut[n] = append(cut[n], bs[i].Name)
 		}
 	}
 	if len(cut) == 0 {
@@ -159,16 +176,83 @@ func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.C
 	return g, nil
 }
 
-// trailing reports whether gap g of ch has no stored WAL of ch's path
-// after it: WAL not stored yet (the end of a backup that has not
-// arrived), not a gap recovery meets before stored WAL.
-func trailing(ch *verify.Chain, g verify.Gap) bool {
-	if ch.Newest == "" {
-		return true
+// chainMissing returns the names of the segments missing on ch, b's
+// chain, before WAL known to be stored, in order: before the newest
+// segment stored on its path, and, when the receiver's end (stored)
+// speaks of b's recovery path, before that end. What follows is WAL not
+// stored yet (the end of a backup that has not arrived, the segments
+// waiting for upload, the one being received), no gap recovery meets
+// before stored WAL.
+func chainMissing(ch *verify.Chain, b *archive.BackupInfo, stored walEnd) ([]string, error) {
+	start, err := wal.ParseSegmentName(ch.Start, ch.SegmentSize)
+	if err != nil {
+		return nil, err
 	}
-	last, err1 := wal.ParseSegmentName(g.Last, ch.SegmentSize)
-	newest, err2 := wal.ParseSegmentName(ch.Newest[:24], ch.SegmentSize)
-	return err1 != nil || err2 != nil || last.No >= newest.No
+	// Segments before segment number limit are stored, or missing.
+	var limit uint64
+	if ch.Newest != "" {
+		newest, err := wal.ParseSegmentName(ch.Newest[:24], ch.SegmentSize)
+		if err != nil {
+			return nil, err
+		}
+		limit = newest.No
+	}
+	from := start.No // the first number after the newest stored segment
+	if ch.Newest != "" {
+		from = limit + 1
+	}
+	if knows(stored, ch, b) {
+		limit = max(limit, uint64(stored.LSN)/ch.SegmentSize)
+	}
+	var names []string
+	seen := map[string]bool{}
+	add := func(g verify.Gap) error {
+		ns, err := ch.Missing(g)
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			s, err := wal.ParseSegmentName(n, ch.SegmentSize)
+			if err != nil {
+				return err
+			}
+			if s.No < limit && !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+		return nil
+	}
+	for _, g := range ch.Gaps {
+		if err := add(g); err != nil {
+			return nil, err
+		}
+	}
+	// After the newest stored segment, up to the receiver's end: every
+	// segment there is missing (the followed chain records a gap there
+	// only up to the backup's end).
+	if from < limit {
+		first := wal.Segment{Timeline: start.Timeline, No: from}.Name(ch.SegmentSize)
+		if err := add(verify.Gap{First: first, Count: limit - from}); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// knows reports whether the receiver's end stored speaks of ch, b's
+// chain: the receiver streams b's database system (or b records none,
+// as the chain's walk then takes every system's WAL for b's), on the
+// timeline recovery of b ends on (whose history the chain follows), and
+// b's WAL does not end before it (a system's end after a pg_upgrade).
+func knows(stored walEnd, ch *verify.Chain, b *archive.BackupInfo) bool {
+	if stored.LSN == 0 || stored.System == 0 || len(ch.Path) == 0 || ch.SystemEnd != nil {
+		return false
+	}
+	if sys, _ := strconv.ParseUint(b.SystemID, 10, 64); sys != 0 && sys != stored.System {
+		return false
+	}
+	return ch.Path[len(ch.Path)-1].Timeline == stored.Timeline
 }
 
 // spooled returns the segments in the site's spool (complete ones
@@ -194,6 +278,23 @@ func (s *supervisor) spooled() (map[string]bool, error) {
 	return out, nil
 }
 
+// receiverEnd returns how far the site's WAL receiver knows the WAL it
+// streams is stored (walEnd); zero when the site does not stream or the
+// receiver has not resumed yet (nor since the server became another
+// database system).
+func (s *supervisor) receiverEnd() walEnd {
+	recv := s.liveReceiver()
+	if recv == nil {
+		return walEnd{}
+	}
+	st := recv.Status()
+	sys, _ := strconv.ParseUint(st.SystemID, 10, 64)
+	if sys == 0 || st.Timeline <= 0 {
+		return walEnd{}
+	}
+	return walEnd{System: sys, Timeline: uint32(st.Timeline), LSN: st.Uploaded}
+}
+
 // walChecks checks the WAL of the site's kept backups every
 // WALCheckInterval, the first at once, until ctx ends.
 func (s *supervisor) walChecks(ctx context.Context, arch *archive.Archive) error {
@@ -216,7 +317,9 @@ func (s *supervisor) walChecks(ctx context.Context, arch *archive.Archive) error
 // being made leaves both as the last check left them: it is counted in
 // MetricWALArchiveCheckFailures, logged and shown as wal_archive.last_error.
 func (s *supervisor) checkWAL(ctx context.Context, arch *archive.Archive) {
-	g, err := findWALGaps(ctx, arch, arch.ListBackups, s.spooled)
+	// Read before the listing: what it says was stored before the
+	// listing began.
+	g, err := findWALGaps(ctx, arch, arch.ListBackups, s.spooled, s.receiverEnd())
 	if ctx.Err() != nil {
 		return
 	}

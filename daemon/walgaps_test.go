@@ -90,13 +90,29 @@ func TestFindWALGaps(t *testing.T) {
 	}
 	check := func(t *testing.T, a *archive.Archive, bs []*archive.BackupInfo, spool map[string]bool, want walGaps) {
 		t.Helper()
-		got, err := findWALGaps(ctx, a, listed(bs), func() (map[string]bool, error) { return spool, nil })
+		got, err := findWALGaps(ctx, a, listed(bs), func() (map[string]bool, error) { return spool, nil }, walEnd{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("findWALGaps (-want +got):\n%s", diff)
 		}
+	}
+
+	checkEnd := func(t *testing.T, a *archive.Archive, bs []*archive.BackupInfo, spool map[string]bool, end walEnd, want walGaps) {
+		t.Helper()
+		got, err := findWALGaps(ctx, a, listed(bs), func() (map[string]bool, error) { return spool, nil }, end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("findWALGaps with the receiver's end %+v (-want +got):\n%s", end, diff)
+		}
+	}
+	// uploaded is the receiver's end once it stored the segments of
+	// system sys before segment no of timeline tli.
+	uploaded := func(sys uint64, tli uint32, no uint64) walEnd {
+		return walEnd{System: sys, Timeline: tli, LSN: wal.Segment{No: no}.StartLSN(gapSegSize)}
 	}
 
 	t.Run("OK", func(t *testing.T) {
@@ -193,10 +209,63 @@ func TestFindWALGaps(t *testing.T) {
 		got, err := findWALGaps(ctx, a, listed(bs), func() (map[string]bool, error) {
 			pushSegments(t, a, 1, 4, 4, sys)
 			return map[string]bool{gapSeg(1, 7): true}, nil
-		})
+		}, walEnd{})
 		if err != nil || len(got.Missing) != 0 {
 			t.Errorf("findWALGaps with segment 4 stored after the listing = %+v, %v; want no gap", got, err)
 		}
+	})
+
+	t.Run("Streamed", func(t *testing.T) {
+		// The receiver stored segments up to 5 and receives 6: segment
+		// 5, the newest stored, deleted from the bucket is missing now,
+		// not once segment 6 is stored.
+		a := newArchive(t)
+		pushSegments(t, a, 1, 1, 5, sys)
+		pushPartial(t, a, gapSeg(1, 6), sys)
+		b1, b2 := gapBackup("b1", 1, 2, 3, sys), gapBackup("b2", 1, 5, 8, sys)
+		bs := []*archive.BackupInfo{b1, b2}
+		end := uploaded(sys, 1, 6)
+		checkEnd(t, a, bs, nil, end, walGaps{})
+		deleteWAL(t, a, gapSeg(1, 5))
+		checkEnd(t, a, bs, nil, end, walGaps{Missing: []string{gapSeg(1, 5)}, Backups: []string{"b1", "b2"}})
+		deleteWAL(t, a, gapSeg(1, 4))
+		checkEnd(t, a, bs, nil, end, walGaps{Missing: []string{gapSeg(1, 4), gapSeg(1, 5)}, Backups: []string{"b1", "b2"}})
+		checkEnd(t, a, bs[:1], nil, end, walGaps{Missing: []string{gapSeg(1, 4), gapSeg(1, 5)}, Backups: []string{"b1"}})
+		// Still in the spool (a restarted receiver counts the segments
+		// its spool holds as not stored yet): no gap.
+		checkEnd(t, a, bs, map[string]bool{gapSeg(1, 4): true, gapSeg(1, 5): true, gapSeg(1, 6): true}, end, walGaps{})
+		// Without the receiver's end (archive_command), as before: nothing
+		// stored after them.
+		check(t, a, bs, nil, walGaps{})
+		// Another system's end (after a pg_upgrade into the site), or
+		// another timeline's than the one b1's recovery follows: it says
+		// nothing of b1's WAL.
+		checkEnd(t, a, bs, nil, uploaded(sys+1, 1, 6), walGaps{})
+		checkEnd(t, a, bs, nil, uploaded(sys, 2, 6), walGaps{})
+		// b2's end, segments 6 to 8, not streamed yet: only what the
+		// receiver stored counts.
+		pushSegments(t, a, 1, 4, 5, sys)
+		checkEnd(t, a, bs, nil, end, walGaps{})
+		// The whole prefix wiped: every segment stored from b1's start.
+		for no := uint64(1); no <= 5; no++ {
+			deleteWAL(t, a, gapSeg(1, no))
+		}
+		checkEnd(t, a, bs, nil, end, walGaps{Missing: []string{gapSeg(1, 2), gapSeg(1, 3), gapSeg(1, 4), gapSeg(1, 5)}, Backups: []string{"b1", "b2"}})
+	})
+
+	t.Run("StreamedUpgrade", func(t *testing.T) {
+		// The upgraded cluster's receiver stored its segments up to
+		// 0x22: the last deleted is missing for its backup, not for the
+		// old cluster's.
+		a := newArchive(t)
+		archivetest.UpgradedSiteWAL(t, a, gapSegSize)
+		old := gapBackup("old", 1, 1, 2, archivetest.UpgradeOldSystem)
+		upgraded := gapBackup("new", 1, 0x20, 0x20, archivetest.UpgradeNewSystem)
+		bs := []*archive.BackupInfo{old, upgraded}
+		end := uploaded(archivetest.UpgradeNewSystem, 1, 0x23)
+		checkEnd(t, a, bs, nil, end, walGaps{})
+		deleteWAL(t, a, gapSeg(1, 0x22))
+		checkEnd(t, a, bs, nil, end, walGaps{Missing: []string{gapSeg(1, 0x22)}, Backups: []string{"new"}})
 	})
 
 	t.Run("Retention", func(t *testing.T) {
@@ -215,7 +284,7 @@ func TestFindWALGaps(t *testing.T) {
 			}
 			return []*archive.BackupInfo{b1}, nil
 		}
-		if got, err := findWALGaps(ctx, a, list, nil); err != nil || len(got.Missing) != 0 {
+		if got, err := findWALGaps(ctx, a, list, nil, walEnd{}); err != nil || len(got.Missing) != 0 {
 			t.Errorf("findWALGaps while retention deletes b0 and its WAL = %+v, %v; want no gap", got, err)
 		}
 		// b0 still listed: its WAL is missing.
@@ -230,7 +299,7 @@ func TestFindWALGaps(t *testing.T) {
 		a.Store = st
 		bs := []*archive.BackupInfo{gapBackup("b1", 1, 2, 2, sys)}
 		st.down.Store(true)
-		if got, err := findWALGaps(ctx, a, listed(bs), nil); err == nil || !strings.Contains(err.Error(), errDown.Error()) || len(got.Missing) != 0 {
+		if got, err := findWALGaps(ctx, a, listed(bs), nil, walEnd{}); err == nil || !strings.Contains(err.Error(), errDown.Error()) || len(got.Missing) != 0 {
 			t.Errorf("findWALGaps with the storage down = %+v, %v; want an error and no gap", got, err)
 		}
 		// The listing answers, but a timeline history file recovery
@@ -239,7 +308,7 @@ func TestFindWALGaps(t *testing.T) {
 		archivetest.PushWAL(t, a, "00000002.history", []byte("1\t0/700100\tno recovery target specified\n"), sys)
 		pushSegments(t, a, 2, 7, 8, sys)
 		a.Store = failingOpen{Store: st, key: a.Layout.WALKey("00000002.history"), err: errDown}
-		if got, err := findWALGaps(ctx, a, listed(bs), nil); err == nil || !strings.Contains(err.Error(), errDown.Error()) || len(got.Missing) != 0 {
+		if got, err := findWALGaps(ctx, a, listed(bs), nil, walEnd{}); err == nil || !strings.Contains(err.Error(), errDown.Error()) || len(got.Missing) != 0 {
 			t.Errorf("findWALGaps with the history file not sent = %+v, %v; want an error and no gap", got, err)
 		}
 	})
@@ -312,7 +381,10 @@ func TestSupervisor_checkWALStorageFailed(t *testing.T) {
 // hoard_wal_archive_missing_segments, in /status (wal_archive, the first
 // missing segment and the backup it cuts) and in a warning naming the
 // segment and hoard verify. Before, nothing did until someone ran hoard
-// verify or a restore test restored that backup.
+// verify or a restore test restored that backup. The newest stored
+// segment deleted next, while the receiver streams the one after it, is
+// reported too: the receiver stored it. Before, it was not until the
+// segment after it was stored.
 func TestRun_WALArchiveGap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
@@ -367,6 +439,26 @@ func TestRun_WALArchiveGap(t *testing.T) {
 	logs := rd.logs.String()
 	if !strings.Contains(logs, `"segment":"`+lost+`"`) || !strings.Contains(logs, "hoard verify") || !strings.Contains(logs, backup.Name) {
 		t.Errorf("no warning naming %s, backup %s and hoard verify in the log:\n%s", lost, backup.Name, logs)
+	}
+
+	// The newest stored segment deleted too, the receiver streaming the
+	// one after it: no later segment is stored, but the receiver stored
+	// it, so it is missing now.
+	newest := switched[2]
+	if err := st.Delete(context.Background(), arch.Layout.WALKey(newest)); err != nil {
+		t.Fatal(err)
+	}
+	w = rd.waitFor("the newest stored segment reported missing", func(st Status) bool {
+		w := st.Sites["test"].WALArchive
+		return w != nil && w.MissingSegments > 1
+	}).Sites["test"].WALArchive
+	if w.FirstMissing != lost || w.MissingSegments != 2 || len(w.BackupsCut) != 1 || w.BackupsCut[0] != backup.Name {
+		t.Errorf("wal_archive %+v, want %s and %s missing, cutting %s", w, lost, newest, backup.Name)
+	}
+	if seg, err := wal.ParseSegmentName(newest, 1<<20); err != nil {
+		t.Fatal(err)
+	} else if next := seg.Next().Name(1 << 20); stored(next) {
+		t.Fatalf("segment %s, after %s, is stored: the check did not need the receiver to see %s missing", next, newest, newest)
 	}
 }
 
