@@ -54,7 +54,8 @@
 //     the last one's status, metrics, alert and kept file, and is tried
 //     again after restoreTestRetry;
 //   - the WAL archive check (walgaps.go): every WALCheckInterval, the
-//     WAL of the kept backups followed in listings
+//     WAL of the kept backups (with those of the moved_from sites
+//     whose WAL the last retention plan kept) followed in listings
 //     (verify.CheckContinuityOf); segments missing before a stored
 //     segment of a backup's recovery path, or before the end of what the
 //     site's WAL receiver stored (walstream.Status.Uploaded), less those

@@ -100,6 +100,12 @@ type supervisor struct {
 	// standbyWALWait bounds the wait for a standby backup's WAL after the
 	// daemon's own backup (storeStandbyWAL; defaultStandbyWALWait).
 	standbyWALWait time.Duration
+	// walKeptMovedFrom holds the keys of the backups of the sites this
+	// one moved from whose WAL the last retention plan kept (in
+	// plan.Keep, not only because their site is read-only to it:
+	// archive.ExtraReadOnly); nil until retention has planned once in
+	// this run. The WAL archive check follows those (checkedBackups).
+	walKeptMovedFrom map[string]bool
 	// walAsked is the end of the last backup whose WAL the backup loop
 	// saw to: the daemon's own newest backup, or the last one
 	// serveNewestBackupWAL asked the receiver for. Only the backup loop's
@@ -762,6 +768,9 @@ func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
 	}
 	plan, err := arch.PlanRetention(ctx, p, time.Now())
 	if err == nil {
+		// Before any WAL goes: the WAL archive check stops following
+		// a backup whose WAL this plan deletes.
+		s.noteWALKept(arch, plan)
 		// Every backup seen before and not listed now is gone: the
 		// plan looked each one up.
 		s.seen = nil

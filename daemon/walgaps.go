@@ -24,7 +24,9 @@ import (
 // point-in-time recovery of that backup there; hoard verify and the
 // restore tests find it, but only when someone runs them. The daemon
 // looks every WALCheckInterval, from listings and the timeline history
-// files: it follows the WAL of every kept backup as verify does
+// files: it follows the WAL of every kept backup (the site's own, and
+// those of its moved_from sites whose WAL retention keeps:
+// checkedBackups) as verify does
 // (verify.CheckContinuityOf: the timelines recovery follows, the end of
 // a system's WAL after a pg_upgrade into the site) and reports the
 // segments missing before a complete segment stored on the same
@@ -76,7 +78,7 @@ type walEnd struct {
 }
 
 // findWALGaps follows the WAL of the site's backups (list: the site's
-// listing, of which those whose metadata authenticates,
+// listing, checkedBackups, of which those whose metadata authenticates,
 // archive.Trusted, of every system the site holds) in arch, and returns
 // the segments missing before stored WAL on each one's recovery path
 // (chainMissing: a stored segment, or the end of what the receiver
@@ -278,6 +280,43 @@ func (s *supervisor) spooled() (map[string]bool, error) {
 	return out, nil
 }
 
+// checkedBackups returns the listing of the backups whose WAL the check
+// follows: the site's own, and those of the sites it moved from
+// (moved_from) whose WAL the last retention plan kept. Restore lists
+// those with the site's own and reads their WAL (archive.ListAllBackups,
+// ListWAL), but retention never deletes them (their sites are read-only
+// to it) and, once its policy would, deletes the site's WAL they need
+// (archive.ExtraReadOnly): a gap then is retention's, not a deletion
+// from the bucket. Until retention has planned once, none of them.
+func (s *supervisor) checkedBackups(arch *archive.Archive) func(context.Context) ([]*archive.BackupInfo, error) {
+	return func(ctx context.Context) ([]*archive.BackupInfo, error) {
+		bs, err := arch.ListAllBackups(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		kept := s.walKeptMovedFrom
+		s.mu.Unlock()
+		return slices.DeleteFunc(bs, func(b *archive.BackupInfo) bool {
+			return b.Archive != nil && b.Archive != arch && !kept[b.Key]
+		}), nil
+	}
+}
+
+// noteWALKept records which backups of the sites arch moved from plan
+// keeps with their WAL (walKeptMovedFrom).
+func (s *supervisor) noteWALKept(arch *archive.Archive, plan archive.RetentionPlan) {
+	kept := map[string]bool{}
+	for _, k := range plan.Keep {
+		if k.Site != "" && k.Site != arch.Site && k.Extra != archive.ExtraReadOnly {
+			kept[k.Backup.Key] = true
+		}
+	}
+	s.mu.Lock()
+	s.walKeptMovedFrom = kept
+	s.mu.Unlock()
+}
+
 // receiverEnd returns how far the site's WAL receiver knows the WAL it
 // streams is stored (walEnd); zero when the site does not stream or the
 // receiver has not resumed yet (nor since the server became another
@@ -319,7 +358,7 @@ func (s *supervisor) walChecks(ctx context.Context, arch *archive.Archive) error
 func (s *supervisor) checkWAL(ctx context.Context, arch *archive.Archive) {
 	// Read before the listing: what it says was stored before the
 	// listing began.
-	g, err := findWALGaps(ctx, arch, arch.ListBackups, s.spooled, s.receiverEnd())
+	g, err := findWALGaps(ctx, arch, s.checkedBackups(arch), s.spooled, s.receiverEnd())
 	if ctx.Err() != nil {
 		return
 	}

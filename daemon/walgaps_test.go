@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -462,6 +463,63 @@ func TestRun_WALArchiveGap(t *testing.T) {
 	}
 }
 
+// TestRun_WALArchiveGapMovedFrom streams from a real cluster into a site
+// and takes a basebackup there, then moves the site (a new prefix whose
+// moved_from names the old site, the same slot) and runs the daemon on
+// the new one: a segment deleted from the old site inside the old
+// backup's reach is reported, cutting that backup, once retention keeps
+// it. Before, only the new site's own backups were followed.
+func TestRun_WALArchiveGapMovedFrom(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx := context.Background()
+	st := storage.NewLocal(t.TempDir())
+	c, oldSite := backedUpCluster(t, st)
+	oldArch, _, err := oldSite.OpenArchive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := runDaemon(t, Options{Sites: []Site{oldSite}, DrainTimeout: time.Second, WALCheckInterval: 500 * time.Millisecond})
+	oldBackup := rd.waitFor("the old site's basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 }).Sites["test"].LastBackup
+	var switched []string
+	for range 2 {
+		c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'x')")
+		switched = append(switched, c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"))
+	}
+	stored := func(a *archive.Archive, name string) bool {
+		_, err := st.Stat(ctx, a.Layout.WALKey(name))
+		return err == nil
+	}
+	rd.waitFor("the switched segments stored", func(Status) bool { return stored(oldArch, switched[1]) })
+	rd.stop()
+
+	newArch := &archive.Archive{Store: st, Codec: &archive.Codec{}, Layout: archive.Layout{Prefix: "new"}, Site: "new", MovedFrom: []*archive.Archive{oldArch}}
+	newSite := oldSite
+	newSite.Name, newSite.SpoolDir = "new", filepath.Join(t.TempDir(), "xlog_incoming")
+	newSite.OpenArchive = func(context.Context) (*archive.Archive, func(), error) { return newArch, func() {}, nil }
+	rd = runDaemon(t, Options{Sites: []Site{newSite}, DrainTimeout: time.Second, WALCheckInterval: 500 * time.Millisecond,
+		RetentionInterval: time.Second})
+	rd.waitFor("the new site's basebackup and a check", func(st Status) bool {
+		s := st.Sites["new"]
+		return s.Backups == 1 && s.WALArchive != nil && s.WALArchive.CheckedAt != nil && s.LastRetention != nil
+	})
+	lost := switched[0]
+	if lost <= oldBackup.StartWAL {
+		t.Fatalf("segment %s is not after the old backup's start %s", lost, oldBackup.StartWAL)
+	}
+	if err := st.Delete(ctx, oldArch.Layout.WALKey(lost)); err != nil {
+		t.Fatal(err)
+	}
+	w := rd.waitFor("the segment missing from the old site reported", func(st Status) bool {
+		w := st.Sites["new"].WALArchive
+		return w != nil && w.MissingSegments > 0
+	}).Sites["new"].WALArchive
+	if w.FirstMissing != lost || w.MissingSegments != 1 || !slices.Equal(w.BackupsCut, []string{oldBackup.Name}) {
+		t.Errorf("wal_archive %+v, want %s missing, cutting %s", w, lost, oldBackup.Name)
+	}
+}
+
 // TestForgetSiteMetrics_WALArchiveMissing: a reload that makes a site
 // inactive takes away its hoard_wal_archive_missing_segments, as a
 // daemon started so would not have it: no check runs for the site any
@@ -487,5 +545,77 @@ func TestForgetSiteMetrics_WALArchiveMissing(t *testing.T) {
 	forgetSiteMetrics(m, site, inactive)
 	if has() {
 		t.Errorf("%s still exported after a reload that made the site inactive", MetricWALArchiveMissing)
+	}
+}
+
+// TestSupervisor_checkWALMovedFrom: the WAL archive check follows the
+// WAL of the backups of the sites the site moved from (moved_from) too,
+// as restore lists them with the site's own and reads their WAL, once
+// retention keeps their WAL: a segment deleted from an old site's xlog/
+// inside the reach of a backup stored there cuts it. Before, only the
+// site's own backups were followed. One that retention keeps only
+// because its site is read-only to it (its policy would delete it, and
+// it deletes the WAL it needs) is not followed, nor any before
+// retention has planned.
+func TestSupervisor_checkWALMovedFrom(t *testing.T) {
+	ctx := context.Background()
+	const sys = 7000000000000000009
+	st := storage.NewMem()
+	codec := &archive.Codec{Compression: compress.Zstd}
+	oldStore := &downStore{Store: st}
+	old := &archive.Archive{Store: oldStore, Codec: codec, Layout: archive.Layout{Prefix: "old"}, Site: "old"}
+	a := &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: "new"}, Site: "new", MovedFrom: []*archive.Archive{old}}
+	// The old site holds b0 and the WAL up to segment 5, the new one b1
+	// and the WAL from segment 6.
+	pushSegments(t, old, 1, 1, 5, sys)
+	pushSegments(t, a, 1, 6, 8, sys)
+	b0, b1 := gapBackup("b0", 1, 2, 3, sys), gapBackup("b1", 1, 7, 7, sys)
+	archivetest.PutBackupInfo(t, old, b0.Name, b0)
+	archivetest.PutBackupInfo(t, a, b1.Name, b1)
+
+	listedB0 := *b0
+	listedB0.Key = old.Layout.BackupKey(b0.Name)
+	kept := func(extra string) archive.RetentionPlan {
+		return archive.RetentionPlan{Keep: []archive.BackupDecision{{Backup: &listedB0, Site: old.Site, Extra: extra}, {Backup: b1, Site: a.Site}}}
+	}
+
+	sup := newSupervisor(testDaemon(t), Site{Name: "new", Active: true, WAL: WALArchiveCommand})
+	sup.noteWALKept(a, kept(""))
+	sup.checkWAL(ctx, a)
+	if w := sup.status().WALArchive; w == nil || w.MissingSegments != 0 || w.LastError != "" {
+		t.Fatalf("status = %+v before any deletion, want nothing missing", w)
+	}
+	missing := gapSeg(1, 4)
+	deleteWAL(t, old, missing)
+	sup.checkWAL(ctx, a)
+	if got := sup.m.walMissing.Value(); got != 1 {
+		t.Errorf("%s = %v with %s deleted from the old site, want 1", MetricWALArchiveMissing, got, missing)
+	}
+	if w := sup.status().WALArchive; w == nil || w.FirstMissing != missing || w.MissingSegments != 1 || !slices.Equal(w.BackupsCut, []string{b0.Name}) {
+		t.Errorf("status = %+v, want %s missing, cutting %s", w, missing, b0.Name)
+	}
+	// The old site's storage down: no check made, the gap stays.
+	oldStore.down.Store(true)
+	sup.checkWAL(ctx, a)
+	if got := sup.m.walCheckFailures.Value(); got != 1 {
+		t.Errorf("%s = %v with the old site's storage down, want 1", MetricWALArchiveCheckFailures, got)
+	}
+	if w := sup.status().WALArchive; w == nil || w.FirstMissing != missing || !strings.Contains(w.LastError, errDown.Error()) {
+		t.Errorf("status = %+v with the old site's storage down, want %s still missing and the storage's error", w, missing)
+	}
+	oldStore.down.Store(false)
+
+	// Kept only because the old site is read-only to retention: its
+	// WAL is not kept, no gap of it counts.
+	sup.noteWALKept(a, kept(archive.ExtraReadOnly))
+	sup.checkWAL(ctx, a)
+	if w := sup.status().WALArchive; w == nil || w.MissingSegments != 0 || w.LastError != "" {
+		t.Errorf("status = %+v with %s kept read-only, want nothing missing", w, b0.Name)
+	}
+	// Before retention has planned: the site's own backups only.
+	sup = newSupervisor(testDaemon(t), Site{Name: "new", Active: true, WAL: WALArchiveCommand})
+	sup.checkWAL(ctx, a)
+	if w := sup.status().WALArchive; w == nil || w.MissingSegments != 0 || w.LastError != "" {
+		t.Errorf("status = %+v before retention planned, want nothing missing", w)
 	}
 }
