@@ -87,8 +87,8 @@ fails on the way (no answer within 10 s, a connection reset or closed, a 500, 50
 (1 s doubling to 10 s) and a warning on stderr; after a minute of such failures in a row
 the command exits 1 naming the request and the last state it saw (the daemon may go on
 with it: see hoard list). A 401 (credentials) or another answer ends the wait at once.
-While a request already waits for the daemon, another is refused (409, "already
-requested or running") and the command fails (exit 1), with --wait or not. A site
+While a request already waits for the daemon, another is refused (409, "a basebackup
+request already waits") and the command fails (exit 1), with --wait or not. A site
 already stopping refuses the request (503, "the site is stopping"), and the command fails
 (exit 1). A daemon of another configuration answering there (another cluster's hoard on
 the same host and port, its site of that name stored elsewhere) refuses the request (421,

@@ -60,14 +60,14 @@ func TestRequestBackup(t *testing.T) {
 // reason.
 func TestRequestBackup_Refused(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "site main: basebackup already requested or running", http.StatusConflict)
+		http.Error(w, "site main: a basebackup request already waits", http.StatusConflict)
 	}))
 	defer srv.Close()
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	h := HTTPConfig{Address: host}
 	h.Port, _ = strconv.Atoi(port)
 	_, err := RequestBackup(context.Background(), h, "main", "")
-	if want := "the daemon answered 409 Conflict: site main: basebackup already requested or running"; err == nil || err.Error() != want {
+	if want := "the daemon answered 409 Conflict: site main: a basebackup request already waits"; err == nil || err.Error() != want {
 		t.Errorf("err %v, want %q", err, want)
 	}
 }

@@ -27,9 +27,10 @@ import (
 var (
 	// ErrUnknownSite means no site of that name is configured (404).
 	ErrUnknownSite = errors.New("unknown site")
-	// ErrBackupPending means a basebackup of the site is already requested
-	// or running (409).
-	ErrBackupPending = errors.New("basebackup already requested or running")
+	// ErrBackupPending means a basebackup request of the site already
+	// waits for the backup loop (409). A request made while a backup runs,
+	// with none waiting, is taken after it: running alone is no conflict.
+	ErrBackupPending = errors.New("a basebackup request already waits: the site takes it as soon as it can, after the backup running if any (hoard list shows the backup); to request another, ask again once it has started")
 	// ErrMaintenance means the maintenance mode file exists: no
 	// basebackup starts until it is removed (503).
 	ErrMaintenance = errors.New("maintenance mode: no basebackups start while the maintenance mode file exists")

@@ -64,6 +64,14 @@ func TestServeHTTP_BackupRequest(t *testing.T) {
 		if id2, err := RequestBackup(ctx, h, "main", ""); !strings.Contains(err.Error(), "409") || id2 != "" {
 			t.Errorf("a second request while one waits = %q, %v, want 409 (as before)", id2, err)
 		}
+		// The refusal says why (a request waits, not "or running": one
+		// made while a backup runs is taken after it) and what to do.
+		_, err := RequestBackup(ctx, h, "main", "")
+		for _, want := range []string{"already waits", "ask again once it has started"} {
+			if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "or running") {
+				t.Errorf("a second request while one waits = %v, want it to say %q and not \"or running\"", err, want)
+			}
+		}
 	})
 
 	cctx, cancel := context.WithCancel(ctx)
