@@ -374,8 +374,10 @@ func checkWALGap(w walIndex, tail *PartialTail, b *archive.BackupInfo, p wal.His
 					"delete it to restore up to the WAL before it: %w", tail.Key, tail.Damaged, ErrMissingWAL)
 			}
 			if upTo > tail.End {
-				return tail.Segment + wal.PartialSuffix, nil, fmt.Errorf("WAL up to the recovery target %s: the archive ends at %s, in %s%s: %w",
-					upTo, tail.End, tail.Segment, wal.PartialSuffix, ErrMissingWAL)
+				return tail.Segment + wal.PartialSuffix, nil, fmt.Errorf("WAL up to the recovery target %s: the archive ends at %s, in %s%s: "+
+					"if that WAL was written since, run select pg_switch_wal() on the primary, wait until hoard list shows "+
+					"the stored WAL past the target, then restore again; or restore to a target at or before LSN %s: %w",
+					upTo, tail.End, tail.Segment, wal.PartialSuffix, tail.End, ErrMissingWAL)
 			}
 			if no <= end && uint64(backupEndLSN(b)) > uint64(tail.End) {
 				return tail.Segment + wal.PartialSuffix, nil, fmt.Errorf("the backup's WAL: the archive ends at %s, in %s%s, before the backup's end %s: %w",

@@ -214,25 +214,34 @@ func TestCheckWALGap_PartialTail(t *testing.T) {
 // gap (stored WAL beyond it), where recovery would stop and how to fill
 // the gap; past the end of the archive, that the WAL is not archived yet.
 // It named only the first missing segment ("WAL up to the recovery target
-// 0/C001C02: 000000010000000000000008 is not archived").
+// 0/C001C02: 000000010000000000000008 is not archived"). Past an archive
+// that ends in a .partial (the daemon's copy of the segment in progress),
+// it said only where the archive ends ("WAL up to the recovery target
+// 9/0: the archive ends at 0/13000060, in 000000010000000000000013.partial").
 func TestCheckWAL_ErrTargetBeyondSaysWhatToDo(t *testing.T) {
 	b := pghoardBackup(t, "p", 1, "000000010000000000000002", "000000010000000000000003")
 	one := wal.History{{Timeline: 1}}
 	for _, tt := range []struct {
 		name string
 		wal  walIndex
+		tail *PartialTail
 		upTo pglogrepl.LSN
 		want []string
 	}{
-		{"ErrGap", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
-			"000000010000000000000007", "000000010000000000000008"), 0x8000010,
-			[]string{"000000010000000000000005 through 000000010000000000000006 missing", "000000010000000000000007 and later stored",
+		{name: "ErrEndPartial", wal: walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004"),
+			tail: &PartialTail{Segment: "000000010000000000000005", Key: "p/xlog/000000010000000000000005.partial", End: 0x5000060},
+			upTo: 0x6000000,
+			want: []string{"the archive ends at 0/5000060, in 000000010000000000000005.partial", "pg_switch_wal()", "hoard list",
+				"a target at or before LSN 0/5000060"}},
+		{name: "ErrGap", wal: walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+			"000000010000000000000007", "000000010000000000000008"), upTo: 0x8000010,
+			want: []string{"000000010000000000000005 through 000000010000000000000006 missing", "000000010000000000000007 and later stored",
 				"0/5000000", "hoard archive-sync", "a target before LSN 0/5000000"}},
-		{"ErrEnd", walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004"), 0x6000000,
-			[]string{"000000010000000000000005 is not archived", "pg_switch_wal()", "hoard list"}},
+		{name: "ErrEnd", wal: walIdx("000000010000000000000002", "000000010000000000000003", "000000010000000000000004"), upTo: 0x6000000,
+			want: []string{"000000010000000000000005 is not archived", "pg_switch_wal()", "hoard list"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := checkWALGap(tt.wal, nil, b, one, tt.upTo)
+			_, _, err := checkWALGap(tt.wal, tt.tail, b, one, tt.upTo)
 			if !errors.Is(err, ErrMissingWAL) {
 				t.Fatalf("checkWALGap = %v, want ErrMissingWAL", err)
 			}
