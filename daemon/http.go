@@ -194,7 +194,8 @@ func listenHTTP(ctx context.Context, address string, port int) (net.Listener, er
 	case errors.Is(err, syscall.EADDRINUSE):
 		return nil, fmt.Errorf("http_port %d on %s is in use: stop the other process or change http_port", port, shown)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return nil, fmt.Errorf("http_address %s is not an address of this host: %w", shown, err)
+		return nil, fmt.Errorf("http_address %s is not an address of this host: set http_address to one of its addresses, "+
+			"127.0.0.1 (the default), \"\" for every IPv4 address or \"::\" for every address: %w", shown, err)
 	case errors.Is(err, syscall.EACCES):
 		return nil, fmt.Errorf("http_port %d on %s needs privileges: use a port above 1023", port, shown)
 	default:

@@ -409,7 +409,7 @@ func TestServeHTTP_Err(t *testing.T) {
 		want string
 	}{
 		{"ErrInUse", HTTPOptions{Address: "127.0.0.1", Port: busyPort}, fmt.Sprintf("http_port %d on 127.0.0.1 is in use", busyPort)},
-		{"ErrAddress", HTTPOptions{Address: "192.0.2.1", Port: 0}, "http_address 192.0.2.1 is not an address of this host"},
+		{"ErrAddress", HTTPOptions{Address: "192.0.2.1", Port: 0}, "http_address 192.0.2.1 is not an address of this host: set http_address to one of its addresses"},
 		{"ErrCertOnly", HTTPOptions{Address: "127.0.0.1", TLSCertFile: certFile}, "both a certificate and a key"},
 		{"ErrKeyOnly", HTTPOptions{Address: "127.0.0.1", TLSKeyFile: keyFile}, "both a certificate and a key"},
 		{"ErrKeyPair", HTTPOptions{Address: "127.0.0.1", TLSCertFile: keyFile, TLSKeyFile: certFile}, "load tls key pair"},
