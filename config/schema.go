@@ -100,7 +100,7 @@ var siteKeys = []key{
 		env: "HOARD_PG_URI", envDoc: "PostgreSQL connection string or URI (replaces nodes)", file: true,
 		doc: "PostgreSQL servers: libpq keyword objects (`{\"host\": ..., \"port\": ..., \"user\": ..., \"slot\": ...}`), keyword/value strings, URIs, or `{\"connection_string\": ..., \"slot\": ...}`. The first is used. libpq's `PG*` variables and `~/.pgpass` fill what is missing."},
 	{name: "slot", field: "Slot", envDoc: "physical replication slot, set on every node",
-		doc: "hoard's extension: physical replication slot for nodes that name none; `\"\"` = no slot."},
+		doc: "hoard's extension: physical replication slot for nodes that name none; unset or `\"\"`: `hoard_<site>`. The daemon streams WAL over the slot, creating it when missing."},
 	{name: "pg_data_directory", field: "PGDataDirectory", envDoc: "PGDATA on this host",
 		doc: "The cluster's data directory on this host: local-tar basebackups read it (the default when it is readable), and it is recorded in basebackup metadata; unset = ask the server."},
 	{name: "active_backup_mode", oneOf: activeBackupModes, field: "ActiveBackupMode", def: ModePGReceiveXLog, envDoc: orList(activeBackupModes),

@@ -14,7 +14,7 @@ type Site struct {
 	Name string
 
 	Nodes            []Node // never empty once loaded: one empty node takes PG* variables
-	Slot             string // default slot of the nodes that name none ("" = no slot)
+	Slot             string // default slot of the nodes that name none ("": the daemon's hoard_<site>)
 	PGDataDirectory  string
 	PGBinDirectory   string
 	Prefix           string
