@@ -175,8 +175,12 @@ func (c *Config) finish(cwd string) {
 	for name, s := range c.BackupSites {
 		s.Name = name
 		s.Prefix = cmp.Or(s.Prefix, path.Join(c.PathPrefix, name))
-		if s.ObjectStorage.Type == "" && s.ObjectStorage.URL == "" {
-			// PGHoard: a site without object_storage stores into backup_location.
+		_, given := c.sources["backup_sites."+name+".object_storage"]
+		if s.ObjectStorage.Type == "" && s.ObjectStorage.URL == "" && !given {
+			// PGHoard: a site without object_storage stores into
+			// backup_location. One given that did not decode (its
+			// storage_type unknown or missing) has its own problem
+			// reported: it is no site without object_storage.
 			s.ObjectStorage.Type = storage.TypeLocal
 			s.ObjectStorage.Directory = c.BackupLocation
 			s.ObjectStorage.Implicit = true

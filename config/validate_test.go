@@ -101,6 +101,25 @@ func TestParse_ErrValidation(t *testing.T) {
 	}
 }
 
+// TestParse_ErrStorageTypeNoFallback: a site whose object_storage does
+// not decode (an unknown or missing storage_type) has an object_storage
+// all the same, so a configuration without backup_location is told what
+// is wrong with it, not that the site "has no object_storage and falls
+// back to local storage at backup_location", which it said too.
+func TestParse_ErrStorageTypeNoFallback(t *testing.T) {
+	for _, tc := range []struct{ name, storage, want string }{
+		{"Unknown", `{"storage_type": "s4", "directory": "/x"}`, `backup_sites.a.object_storage.storage_type: unknown storage type "s4"`},
+		{"Missing", `{"directory": "/x"}`, `backup_sites.a.object_storage.storage_type: required`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("hoard.json", []byte(`{"backup_sites": {"a": {"object_storage": `+tc.storage+`}}}`), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "has no object_storage") {
+				t.Errorf("err =\n%v\nwant %q and not \"has no object_storage\"", err, tc.want)
+			}
+		})
+	}
+}
+
 // TestParse_ErrWrongTypeSecret checks that a secret of the wrong JSON type
 // is reported by its type alone: the message names the key, never the
 // value (a numeric password, the start of a key given as a string).
