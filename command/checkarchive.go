@@ -79,6 +79,14 @@ func checkChain(r *checkReport, newest *archive.BackupInfo, chain *verify.Chain,
 	switch {
 	case err != nil:
 		r.fail(step, "WAL of backup %s: %v", newest.Name, err)
+	case !chain.Restorable && chain.Newest == "":
+		// No WAL on its path at all: most often nothing archives into
+		// this site (archive_command names another configuration, or
+		// no daemon streams it).
+		r.fail(step, "backup %s is not restorable yet: the archive holds none of its WAL (%s through %s): hoard daemon streaming the site, "+
+			"or archive_command running hoard wal-push with this configuration, stores it (is one running?); from a standby, once its primary "+
+			"finishes that segment, or at once with wal_partial_upload_interval, which stores the segment in progress",
+			newest.Name, chain.Start, chain.End)
 	case !chain.Restorable && chain.LastContinuous == chain.Newest:
 		// Nothing is missing before the end of the archive: the
 		// backup ends past it (a standby's backup, whose primary has

@@ -113,3 +113,24 @@ func TestCheckChain_SystemEnd(t *testing.T) {
 		t.Errorf("check of a chain that ends its system's WAL: %d warned, want 1\n%s", r.warnings, out.String())
 	}
 }
+
+// TestCheckChain_NoWAL: where the archive holds no WAL of the newest
+// backup at all (nothing archives into the site: archive_command names
+// another configuration, no daemon streams it), check says so and what
+// stores it. It said "the archive ends in -, before the backup's end",
+// and that the backup restores once the server finishes that segment.
+func TestCheckChain_NoWAL(t *testing.T) {
+	b := &archive.BackupInfo{Name: "2024-05-01_0"}
+	chain := &verify.Chain{Start: "000000010000000000000012", End: "000000010000000000000012"}
+	var out bytes.Buffer
+	r := &checkReport{w: &out}
+	checkChain(r, b, chain, nil)
+	if r.failed != 1 || strings.Contains(out.String(), "ends in -") {
+		t.Errorf("check of a backup with no WAL stored: %d failed, want 1, without \"ends in -\"\n%s", r.failed, out.String())
+	}
+	for _, want := range []string{"holds none of its WAL", "000000010000000000000012", "hoard daemon", "wal-push"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check does not say %s:\n%s", want, out.String())
+		}
+	}
+}
