@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/testio"
@@ -55,14 +57,61 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
+	log := filepath.Join(t.TempDir(), "quickstart.log")
 	cmd := exec.Command("bash", "scripts/quickstart-check.sh")
 	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "PG_BIN="+pgBin)
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "PG_BIN="+pgBin, "QUICKSTART_LOG="+log)
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {
 		t.Fatalf("quickstart-check.sh: %v", err)
 	}
+
+	// quickstart.md's example of hoard check's output is what check
+	// printed in the quick start just run: each line of it (but "...")
+	// has the shape of a line printed, paths and numbers aside.
+	got, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	printed := map[string]bool{}
+	for _, l := range strings.Split(string(got), "\n") {
+		printed[checkLineShape(l)] = true
+	}
+	for _, l := range quickstartCheckExample(t) {
+		if l != "..." && !printed[checkLineShape(l)] {
+			t.Errorf("quickstart.md shows hoard check printing %q; it printed no such line:\n%s", l, got)
+		}
+	}
+}
+
+// quickstartCheckExample returns the lines of quickstart.md's example of
+// hoard check's output: the unlabelled block after the command.
+func quickstartCheckExample(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("quickstart.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), "check --archive-switch\n```\n")
+	_, block, ok2 := strings.Cut(after, "```\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 || !strings.HasPrefix(block, "ok ") {
+		t.Fatal("quickstart.md: no example of hoard check's output after check --archive-switch")
+	}
+	return strings.Split(strings.TrimSpace(block), "\n")
+}
+
+var (
+	shapePath   = regexp.MustCompile(`/[^\s:,]+`)
+	shapeNumber = regexp.MustCompile(`[0-9a-fA-F]*[0-9][0-9a-fA-F]*`)
+)
+
+// checkLineShape is a line of hoard check's output with what differs
+// from one cluster and machine to another (paths, numbers, hex ids and
+// segment names, versions) made alike.
+func checkLineShape(l string) string {
+	return shapeNumber.ReplaceAllString(shapePath.ReplaceAllString(strings.TrimSpace(l), "PATH"), "N")
 }
 
 func exists(path string) bool {

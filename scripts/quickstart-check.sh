@@ -20,6 +20,8 @@
 #
 #   scripts/quickstart-check.sh             (as root; hoard on PATH)
 #   PG_BIN=/usr/lib/postgresql/15/bin README=README.md  are the defaults
+#   QUICKSTART_LOG=FILE                     keeps the block's output there
+#                                           (docs' TestQuickstart reads it)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -149,5 +151,8 @@ recovering=$(as_pg psql -p "$restored_port" -qAt -c 'select pg_is_in_recovery()'
 if [ "$got" != 1 ] || [ "$rows" != 1000 ] || [ "$recovering" != f ]; then
 	cat "$work/quickstart.log" >&2
 	die "restored cluster: select 1 gave \"$got\", $rows of 1000 rows, in recovery \"$recovering\""
+fi
+if [ -n "${QUICKSTART_LOG:-}" ]; then
+	cp "$work/quickstart.log" "$QUICKSTART_LOG"
 fi
 echo "quickstart-check: OK: the restored cluster answers select 1, has the 1000 rows and is promoted"
