@@ -55,6 +55,11 @@ type SyncResult struct {
 	// looked at (the newest backup's start segment, or the oldest local).
 	Newest string `json:"newest_local_segment"`
 	Oldest string `json:"oldest_local_segment"`
+	// InProgress is the local segment left out as the one the server is
+	// writing ("" when pg_wal holds none): an idle server right after a
+	// segment switch has not begun the next, so it may be complete, and a
+	// later run stores it once the server writes into the next.
+	InProgress string `json:"segment_in_progress,omitempty"`
 	// Backup is the newest backup (of those whose metadata authenticates,
 	// where any does, and of the cluster's system where it is known:
 	// TrustedOfSystem), whose start bounds the sync; nil when the site has
@@ -157,7 +162,9 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 			current = l
 		}
 	}
+	var inProgress string
 	if current != nil {
+		inProgress = current.name
 		cur := current.seg
 		segs = slices.DeleteFunc(segs, func(l local) bool {
 			end, ended := ends[l.seg.Timeline]
@@ -180,7 +187,7 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}}
+	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}, InProgress: inProgress}
 	// The newest backup whose metadata authenticates where any does, of
 	// this cluster's system: a planted backup, or another cluster's,
 	// claiming to start far ahead would leave every local segment

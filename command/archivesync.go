@@ -141,7 +141,7 @@ func runArchiveSync(c *cli.Context) error {
 			newBackup = info.Name
 		} else {
 			failures = append(failures, "archive not continuous from the newest backup's start: WAL missing: "+strings.Join(gaps, ", ")+
-				" (the segments are no longer in pg_wal; take a new basebackup, or pass --create-new-backup-on-failure)")
+				" ("+gapAdvice(chain.Gaps, res.InProgress)+")")
 		}
 	}
 	if c.Bool("json") {
@@ -165,6 +165,35 @@ func runArchiveSync(c *cli.Context) error {
 		return &exitError{code: ExitFailure, err: fmt.Errorf("archive-sync: %s", strings.Join(failures, "; "))}
 	}
 	return nil
+}
+
+// gapAdvice says what to do about the archive's gaps after a sync. The
+// segment left out as in progress is in pg_wal (after a switch on an idle
+// server it may be complete, the next not begun), and so are none after
+// it: a later run stores them. Missing segments before it are no longer in
+// pg_wal: only a new basebackup closes that gap.
+func gapAdvice(gaps []verify.Gap, inProgress string) string {
+	pos := func(name string) string { return name[min(8, len(name)):] } // log and segment number, without the timeline
+	gone, pending := false, false
+	for _, g := range gaps {
+		if inProgress == "" || pos(g.First) < pos(inProgress) {
+			gone = true
+		}
+		if inProgress != "" && pos(g.Last) >= pos(inProgress) {
+			pending = true
+		}
+	}
+	var advice []string
+	if pending {
+		advice = append(advice, inProgress+" is in pg_wal, the newest segment there, which the server may still be writing: run archive-sync again once the server has written WAL into the next segment")
+	}
+	if gone {
+		advice = append(advice, "the segments before it are no longer in pg_wal; take a new basebackup, or pass --create-new-backup-on-failure")
+	}
+	if !pending {
+		advice = []string{"the segments are no longer in pg_wal; take a new basebackup, or pass --create-new-backup-on-failure"}
+	}
+	return strings.Join(advice, "; ")
 }
 
 func writeSyncResult(w io.Writer, r *archive.SyncResult, chain *verify.Chain, newBackup string) {
