@@ -82,7 +82,7 @@ func (r *Receiver) queueSpool(c spoolContents) {
 	slices.Sort(names)
 	for _, name := range names {
 		if !wal.IsPartialName(name) {
-			r.enqueue(uploadTask{kind: taskFile, name: name})
+			r.enqueueWritten(uploadTask{kind: taskFile, name: name})
 			continue
 		}
 		if err := r.finishPartial(name); err != nil {
@@ -218,7 +218,7 @@ func (r *Receiver) completeBelow(names []string) {
 			continue
 		}
 		r.log.Warn().Str(logSegment, name[:24]).Msg("a full segment was left as .partial; completed it")
-		r.enqueue(uploadTask{kind: taskFile, name: name[:24]})
+		r.enqueueWritten(uploadTask{kind: taskFile, name: name[:24]})
 	}
 }
 

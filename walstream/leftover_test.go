@@ -1165,3 +1165,60 @@ func TestReceiver_queueSpool(t *testing.T) {
 		})
 	}
 }
+
+// TestReceiver_queueSpool_QueuedSince: a file an earlier run left in the
+// spool has waited for upload since it was written (its modification
+// time), not since this run started: Status.QueuedSince, which
+// hoard_wal_lag_seconds reports, is the oldest such time. A time in the
+// future (a clock set back since) counts as now.
+func TestReceiver_queueSpool_QueuedSince(t *testing.T) {
+	wal1 := bytes.Repeat([]byte{1}, 8192)
+	now := time.Now()
+	hourAgo, halfHourAgo := now.Add(-time.Hour), now.Add(-30*time.Minute)
+	spool := t.TempDir()
+	for _, f := range []struct {
+		name  string
+		mtime time.Time
+	}{
+		{"000000010000000000000005.partial", halfHourAgo}, // an ended timeline's
+		{"00000002.history", now.Add(time.Hour)},
+		{"000000020000000000000005", hourAgo},
+		{"000000020000000000000006.partial", now},
+	} {
+		p := filepath.Join(spool, f.name)
+		if err := os.WriteFile(p, wal1, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, f.mtime, f.mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := readSpool(spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.queueSpool(c)
+	after := time.Now()
+	// Within a second: a file system may keep coarser times.
+	near := func(at, want time.Time) bool { return at.Sub(want).Abs() < time.Second }
+	if got := r.Status().QueuedSince; !near(got, hourAgo) {
+		t.Errorf("QueuedSince %s, want the oldest file's modification time %s", got, hourAgo)
+	}
+	want := map[string]func(time.Time) bool{
+		"000000010000000000000005.partial": func(at time.Time) bool { return near(at, halfHourAgo) },
+		"00000002.history":                 func(at time.Time) bool { return !at.Before(now) && !at.After(after) },
+		"000000020000000000000005":         func(at time.Time) bool { return near(at, hourAgo) },
+	}
+	if len(r.queue.tasks) != len(want) {
+		t.Fatalf("queued %+v, want %d files", r.queue.tasks, len(want))
+	}
+	for i, task := range r.queue.tasks {
+		if ok := want[task.name]; ok == nil || !ok(r.queue.queued[i]) {
+			t.Errorf("%s queued at %s (now %s)", task.name, r.queue.queued[i], now)
+		}
+	}
+}

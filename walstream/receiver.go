@@ -161,8 +161,10 @@ type Status struct {
 	// QueuedSince is when the oldest file waiting for upload (a complete
 	// segment, a .history file or an ended timeline's .partial, the one
 	// being uploaded included) was queued: a segment is queued as soon
-	// as it is complete and fsynced, and files an earlier run left in
-	// the spool when this Run started. Zero when none waits. Now minus
+	// as it is complete and fsynced; a file an earlier run left in the
+	// spool counts from when it was last written (its modification
+	// time, not after now), not from when this Run queued it. Zero when
+	// none waits. Now minus
 	// it is how far behind archiving is, in time; unlike how long the
 	// queue has not been empty, it stays small on a busy server whose
 	// uploads keep up. The .partial copies of the segment being received

@@ -90,6 +90,12 @@ func newUploadQueue() *uploadQueue {
 // push appends t unless a task for the same file is already queued, and
 // returns the queue length.
 func (q *uploadQueue) push(t uploadTask) int {
+	return q.pushAt(t, time.Now())
+}
+
+// pushAt is push of a file that has waited for upload since at (not
+// after now): a file an earlier run left in the spool.
+func (q *uploadQueue) pushAt(t uploadTask, at time.Time) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, old := range q.tasks {
@@ -98,7 +104,10 @@ func (q *uploadQueue) push(t uploadTask) int {
 		}
 	}
 	q.tasks = append(q.tasks, t)
-	q.queued = append(q.queued, time.Now())
+	if now := time.Now(); at.After(now) {
+		at = now
+	}
+	q.queued = append(q.queued, at)
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -162,7 +171,26 @@ func (q *uploadQueue) hasSnapshot() bool {
 
 // enqueue adds a task and publishes the queue depth.
 func (r *Receiver) enqueue(t uploadTask) {
-	n := r.queue.push(t)
+	r.enqueueAt(t, time.Now())
+}
+
+// enqueueWritten is enqueue of a file that may have waited in the spool
+// since an earlier run: it has waited for upload since it was last
+// written (its modification time, not after now), which
+// Status.QueuedSince, and so hoard_wal_lag_seconds, reports; since now
+// when it cannot be told. A segment is written whole before it is
+// renamed complete, and a .history file once.
+func (r *Receiver) enqueueWritten(t uploadTask) {
+	at := time.Now()
+	if fi, err := os.Stat(filepath.Join(r.opts.SpoolDir, t.name)); err == nil {
+		at = fi.ModTime()
+	}
+	r.enqueueAt(t, at)
+}
+
+// enqueueAt is enqueue of a file waiting for upload since at.
+func (r *Receiver) enqueueAt(t uploadTask, at time.Time) {
+	n := r.queue.pushAt(t, at)
 	r.update(func(s *Status) { s.QueueDepth = n })
 }
 
@@ -475,6 +503,6 @@ func (r *Receiver) finishPartial(name string) error {
 		}
 		return nil
 	}
-	r.enqueue(uploadTask{kind: taskPartial, name: name})
+	r.enqueueWritten(uploadTask{kind: taskPartial, name: name})
 	return nil
 }
