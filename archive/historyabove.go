@@ -259,19 +259,30 @@ func (e *IgnoredHistoryError) noOwnWALWarning() string {
 // ForeignSegment reports whether the complete segment name stored in a
 // (not a site it moved from) is not database system system's: its first
 // page, read without authenticating it, names another system, or the
-// segment is no longer stored (deleted since a listing). A first page
-// that cannot be read (a storage error, a key missing, damage) may be the
-// system's: false. The error is ctx's end only. The daemon's hole check
-// asks it so that the old cluster's WAL, after a pg_upgrade into the
-// same site, is not taken for the upgraded cluster's.
+// segment is no longer stored (deleted since a listing). A download cut
+// in the middle is tried again from the start, as wal-fetch's are
+// (retryCut; the store's own retries cover opening it). A first page
+// that still cannot be read (the storage refuses it, the object is
+// truncated or not WAL) is no answer: an error naming the object, so
+// that the caller says it could not tell rather than guess. A site
+// whose configuration holds no private key for the object's key (the
+// daemon's, holding only the public key) cannot read any first page:
+// false, nil, the segment may be the system's. ctx's end is its error.
+// The daemon's hole check asks it so that the old cluster's WAL, after
+// a pg_upgrade into the same site, is not taken for the upgraded
+// cluster's.
 func (a *Archive) ForeignSegment(ctx context.Context, name string, system uint64) (bool, error) {
 	f := WALFile{Name: name, Key: a.Layout.WALKey(name), Archive: a}
-	h, err := f.firstPage(ctx, false)
-	if ctx.Err() != nil {
+	h, err := retryCut(ctx, func() (wal.PageHeader, error) { return f.firstPage(ctx, false) })
+	switch {
+	case ctx.Err() != nil:
 		return false, ctx.Err()
-	}
-	if errors.Is(err, storage.ErrNotFound) {
+	case errors.Is(err, storage.ErrNotFound):
 		return true, nil
+	case errors.Is(err, ErrNoPrivateKey):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("first page of %s: %w", f.Key, err)
 	}
-	return err == nil && h.SystemID != system, nil
+	return h.SystemID != system, nil
 }

@@ -263,7 +263,8 @@ func TestLowestReplayStart(t *testing.T) {
 // archived segment whose first page names another database system (the
 // old cluster's, after a pg_upgrade into the same site) or that is no
 // longer stored; the streamed system's own segment, and one whose first
-// page cannot be read (no private key, not WAL), may be its own.
+// page cannot be read for want of a private key, may be its own; one
+// that is not WAL is no answer.
 func TestArchive_ForeignSegment(t *testing.T) {
 	testio.WithAndWithoutKeys(t, func(t *testing.T, keys bool) {
 		ctx := context.Background()
@@ -282,7 +283,9 @@ func TestArchive_ForeignSegment(t *testing.T) {
 		}
 		check(a, "000000010000000000000004", true)
 		check(a, "00000001000000000000000A", false)
-		check(a, "00000001000000000000000B", false)
+		if got, err := a.ForeignSegment(ctx, "00000001000000000000000B", sysNew); err == nil {
+			t.Errorf("ForeignSegment(00000001000000000000000B), not WAL, = %v, nil; want an error (TestArchive_ForeignSegment_ReadFails)", got)
+		}
 		check(a, "000000010000000000000009", true)
 		if keys {
 			publicOnly := *a

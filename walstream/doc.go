@@ -240,7 +240,11 @@
 // the spool, must be the one just before it. Otherwise the segments
 // between are a hole: WAL that was only in a lost spool, or that the slot
 // moved past. It is logged at Error and kept in Status.Holes. A new
-// archive, with no segment before that point, has no hole.
+// archive, with no segment before that point, has no hole. An archived
+// segment counts only if it may be the streamed system's (its first page,
+// ArchiveLister.ForeignSegment); one whose first page cannot be read
+// leaves the check undecided: logged at Error, naming it, with no hole
+// recorded (hole.go).
 //
 // # Shutdown
 //

@@ -2,6 +2,8 @@ package walstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -16,9 +18,11 @@ type ArchiveLister interface {
 	ArchivedSegments(ctx context.Context) ([]string, error)
 	// ForeignSegment reports whether the archived complete segment
 	// name is not database system system's: its first page names
-	// another system, or it is no longer stored. A segment whose first
-	// page cannot be read may be the system's: false. The error is
-	// ctx's end only.
+	// another system, or it is no longer stored. A first page that
+	// cannot be read for want of a private key (a daemon holding only
+	// the public key) may be the system's: false. A read that fails
+	// otherwise, after retries, is an error naming the segment, as is
+	// ctx's end.
 	ForeignSegment(ctx context.Context, name string, system uint64) (bool, error)
 }
 
@@ -69,7 +73,12 @@ func (r *Receiver) holeLoop(ctx context.Context, stop <-chan struct{}) {
 			names, err := r.opts.Archived.ArchivedSegments(ctx)
 			if err == nil {
 				var h Hole
-				if h, err = findHole(ctx, c, names, r.opts.Archived.ForeignSegment); err == nil {
+				h, err = findHole(ctx, c, names, r.opts.Archived.ForeignSegment)
+				if ue, ok := errors.AsType[*undecidedError](err); ok && ctx.Err() == nil {
+					r.reportUndecided(c, ue)
+					break
+				}
+				if err == nil {
 					r.reportHole(c, h)
 					break
 				}
@@ -97,8 +106,13 @@ func (r *Receiver) holeLoop(ctx context.Context, stop <-chan struct{}) {
 // with, and no hole. An archived segment whose first page names another
 // database system (foreign: the old cluster's WAL after a pg_upgrade into
 // the same site) is passed over: the streamed system never had it. The
-// spool's segments are c.system's (it never mixes two systems). The
-// error is ctx's end only.
+// spool's segments are c.system's (it never mixes two systems). A
+// segment whose first page cannot be read (foreign's error) is no
+// answer: counted as the system's it could report a false hole below it
+// or, counted as another's, hide one; unless another name of the same
+// segment number is the system's, the check cannot decide, and the
+// error is an *undecidedError naming it. Otherwise the error is ctx's
+// end.
 func findHole(ctx context.Context, c holeCheck, archived []string, foreign func(ctx context.Context, name string, system uint64) (bool, error)) (Hole, error) {
 	// Candidates by segment number: the archived names holding it, or
 	// nil when the spool does (no read needed).
@@ -129,15 +143,25 @@ func findHole(ctx context.Context, c holeCheck, archived []string, foreign func(
 			newest, found = no, true
 			break
 		}
+		var undecided *undecidedError
 		for _, name := range byNo[no] {
 			other, err := foreign(ctx, name, c.system)
+			if ctx.Err() != nil {
+				return Hole{}, ctx.Err()
+			}
 			if err != nil {
-				return Hole{}, err
+				if undecided == nil {
+					undecided = &undecidedError{segment: name, err: err}
+				}
+				continue
 			}
 			if !other {
 				newest, found = no, true
 				break
 			}
+		}
+		if !found && undecided != nil {
+			return Hole{}, undecided
 		}
 	}
 	if !found || newest+1 == c.start.No {
@@ -146,6 +170,30 @@ func findHole(ctx context.Context, c holeCheck, archived []string, foreign func(
 	first := wal.Segment{Timeline: c.start.Timeline, No: newest + 1}
 	last := wal.Segment{Timeline: c.start.Timeline, No: c.start.No - 1}
 	return Hole{First: first.Name(c.segSize), Last: last.Name(c.segSize), Count: c.start.No - newest - 1}, nil
+}
+
+// undecidedError is findHole's answer when the first page of segment,
+// an archived candidate for the newest of the streamed system's before
+// the resume point, could not be read (err): whether WAL is missing
+// there is not known.
+type undecidedError struct {
+	segment string
+	err     error
+}
+
+func (e *undecidedError) Error() string {
+	return fmt.Sprintf("hole check: which database system wrote %s could not be told: %v", e.segment, e.err)
+}
+
+func (e *undecidedError) Unwrap() error { return e.err }
+
+// reportUndecided logs at Error that the check for c could not decide
+// (neither a hole nor an archive continuous up to the resume point),
+// naming the segment whose first page could not be read and why. No
+// hole is recorded; the next resume checks again.
+func (r *Receiver) reportUndecided(c holeCheck, e *undecidedError) {
+	r.log.Error().Err(e.err).Str("unread", e.segment).Str(logSegment, c.start.Name(c.segSize)).
+		Msg("hole check undecided: the first page of a stored segment could not be read, so whether segments before the resume point are missing is not known; check the storage and that segment")
 }
 
 // reportHole logs a hole at Error and records it in Status.Holes; an
