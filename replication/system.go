@@ -3,9 +3,11 @@ package replication
 import (
 	"context"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -95,6 +97,45 @@ func ParseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("size %q: too large", s)
 	}
 	return n * mult, nil
+}
+
+// ParseDuration parses a time setting as PostgreSQL shows it: a number
+// with an optional unit us, ms, s, min, h or d ("1min", "500ms"; SHOW
+// prints the largest unit that divides the value), a bare number in
+// base (a setting's own unit: milliseconds for wal_sender_timeout).
+func ParseDuration(s string, base time.Duration) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: %w", s, err)
+	}
+	var unit time.Duration
+	switch strings.TrimSpace(s[i:]) {
+	case "":
+		unit = base
+	case "us":
+		unit = time.Microsecond
+	case "ms":
+		unit = time.Millisecond
+	case "s":
+		unit = time.Second
+	case "min":
+		unit = time.Minute
+	case "h":
+		unit = time.Hour
+	case "d":
+		unit = 24 * time.Hour
+	default:
+		return 0, fmt.Errorf("duration %q: unknown unit", s)
+	}
+	if n > int64(math.MaxInt64/unit) {
+		return 0, fmt.Errorf("duration %q: too large", s)
+	}
+	return time.Duration(n) * unit, nil
 }
 
 // TimelineHistory fetches the history file of timeline tli

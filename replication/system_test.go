@@ -3,6 +3,7 @@ package replication
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -32,6 +33,32 @@ func TestParseSize_Err(t *testing.T) {
 	for _, in := range []string{"", "MB", "16 XB", "-1MB", "99999999999999TB"} {
 		if got, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"1min", time.Minute},
+		{"2s", 2 * time.Second},
+		{"500ms", 500 * time.Millisecond},
+		{"0", 0},
+		{"1500", 1500 * time.Millisecond},
+		{"3h", 3 * time.Hour},
+		{"1d", 24 * time.Hour},
+		{"250us", 250 * time.Microsecond},
+	} {
+		got, err := ParseDuration(tt.in, time.Millisecond)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %s, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"", "s", "2 weeks", "-1s", "9999999999999999d"} {
+		if got, err := ParseDuration(in, time.Millisecond); err == nil {
+			t.Errorf("ParseDuration(%q) = %s, want an error", in, got)
 		}
 	}
 }

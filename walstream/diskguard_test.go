@@ -223,3 +223,52 @@ func TestReceiver_Run_DiskFullOverwrite(t *testing.T) {
 	waitFor(t, "receiving resumed", func() bool { st := rr.r.Status(); return !st.Paused && st.Connected })
 	d.finish(rr)
 }
+
+// TestReceiver_Run_PausedSenderTimeout: while the disk guard pauses
+// receiving, the Receiver reads nothing, so it never sees the keepalive
+// requests the server sends at half its wal_sender_timeout; only its own
+// status updates tell the server it is alive. With the daemon's status
+// interval (10 s) above a server's wal_sender_timeout (2 s here; a
+// failover setup's few seconds), the server dropped the connection
+// ("terminating walsender process due to replication timeout") every
+// few seconds for as long as the pause lasted. The status updates now
+// come at least at half the server's wal_sender_timeout: the paused
+// connection stays.
+func TestReceiver_Run_PausedSenderTimeout(t *testing.T) {
+	spool := pgtest.MountTmpfs(t, 16)
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1,
+		Conf: map[string]string{"wal_sender_timeout": "2s"}})
+	s := newSink(t)
+	s.failing.Store(true)
+	var logs testio.SyncBuffer
+	rr := startReceiver(t, c, spool, s, Options{MinFreeBytes: 8 << 20, DiskCheckInterval: 50 * time.Millisecond,
+		StatusInterval: DefaultStatusInterval}, &logs, nil)
+	for i := 0; !rr.r.Status().Paused; i++ {
+		if i == 30 {
+			t.Fatalf("not paused after %d segments; status %+v", i, rr.r.Status())
+		}
+		last := switchWAL(t, c)
+		waitFor(t, "segment "+last+" received or a pause", func() bool {
+			st := rr.r.Status()
+			return st.Paused || st.Segment > last
+		})
+	}
+	const pidQuery = "select coalesce(max(pid), 0)::text from pg_stat_replication"
+	pid := c.QueryString(t, pidQuery)
+	// Three times the server's timeout, paused all along.
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		st := rr.r.Status()
+		if !st.Paused {
+			t.Fatalf("receiving resumed with uploads failing: %+v", st)
+		}
+		if !st.Connected {
+			t.Fatalf("paused connection dropped: %s", st.LastError)
+		}
+	}
+	if now := c.QueryString(t, pidQuery); now != pid || pid == "0" {
+		t.Errorf("walsender %s replaced by %s while paused: the server dropped the connection (last error %q)", pid, now, rr.r.Status().LastError)
+	}
+	if want := `"wal_sender_timeout":"2s","status_interval_ms":1000`; strings.Count(logs.String(), want) != 1 {
+		t.Errorf("the log does not say once that status updates come every second (%s)", want)
+	}
+}

@@ -16,7 +16,10 @@
 // its offset in the segment that holds it; WAL must arrive contiguous, and
 // a message that does not start where the last one ended ends the session.
 // Server keepalives that ask for a reply get a standby status update at
-// once; otherwise one is sent every StatusInterval.
+// once; otherwise one is sent every StatusInterval, or at half the
+// server's wal_sender_timeout when that is shorter: a paused receiver
+// reads no keepalive, and the server ends a connection it heard nothing
+// from for that long.
 //
 // A connection on which nothing comes from the server for ReceiveTimeout
 // (a minute, PostgreSQL's wal_receiver_timeout) ends the session, though

@@ -94,8 +94,9 @@ type Options struct {
 	// DefaultDiskCheckInterval.
 	DiskCheckInterval time.Duration
 	// StatusInterval is the time between standby status updates; zero
-	// means DefaultStatusInterval. Keep it well below the server's
-	// wal_sender_timeout.
+	// means DefaultStatusInterval. A connection to a server whose
+	// wal_sender_timeout is shorter than twice it sends them at half
+	// that timeout instead (senderStatusInterval).
 	StatusInterval time.Duration
 	// ReceiveTimeout ends a connection on which nothing came from the
 	// server for that long, as PostgreSQL's wal_receiver_timeout does
@@ -267,6 +268,10 @@ type Receiver struct {
 	waiting context.CancelFunc // ends the loop's wait; nil when not waiting
 	woken   bool               // an upload ended while the loop was not waiting
 
+	// statusShortened is set once a session of this Run logged that it
+	// sends status updates more often for the server's
+	// wal_sender_timeout. Only the receive loop's goroutine uses it.
+	statusShortened bool
 	// holeChecks holds the hole check waiting for holeLoop.
 	holeChecks chan holeCheck
 	// freed is signalled when an upload removed a file from the spool:

@@ -45,6 +45,9 @@ type session struct {
 	progressed bool
 
 	nextStatus, nextPartial, nextDiskCheck time.Time
+	// statusInterval is the time between status updates on this
+	// connection: Options.StatusInterval, or less (senderStatusInterval).
+	statusInterval time.Duration
 	// sentFlush is the flush position last reported to the server.
 	sentFlush pglogrepl.LSN
 	// heard is when the last message came from the server (or the
@@ -62,7 +65,7 @@ func (r *Receiver) session(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	s := &session{r: r, conn: conn}
+	s := &session{r: r, conn: conn, statusInterval: r.opts.StatusInterval}
 	err = s.run(ctx)
 	cur := s.cur
 	if cur != nil && cur.failed != nil {
@@ -109,6 +112,7 @@ func (s *session) run(ctx context.Context) error {
 	if old := r.segSize.Swap(s.segSize); old != 0 && old != s.segSize {
 		return fatal(fmt.Errorf("wal segment size changed from %d to %d: not the same server", old, s.segSize))
 	}
+	s.statusInterval = s.senderStatusInterval(ctx)
 	changed, err := s.changeSystem(ctx, sys)
 	if err != nil {
 		return err
@@ -459,6 +463,45 @@ func (s *session) receive(ctx context.Context) error {
 	}
 }
 
+// minStatusInterval is the shortest time between status updates that
+// senderStatusInterval sets, whatever the server's wal_sender_timeout.
+const minStatusInterval = 100 * time.Millisecond
+
+// senderStatusInterval returns the time between status updates on this
+// connection: Options.StatusInterval, or half the server's
+// wal_sender_timeout when that is shorter. The server ends a connection
+// from which no reply came for wal_sender_timeout; at half of it, it asks
+// for one with a keepalive, which the receive loop answers at once while
+// it reads. While it reads nothing (the disk guard's pause, waiting for
+// room for the next segment) it sees no keepalive, and only its own
+// status updates keep the connection: every 10 s against a server's
+// wal_sender_timeout of a few seconds (a fast failover setup), the
+// server dropped it ("terminating walsender process due to replication
+// timeout") again and again for as long as the pause lasted. A server
+// whose setting cannot be read (SHOW failed) gets Options.StatusInterval.
+// The first shortened interval of a Run is logged at Info.
+func (s *session) senderStatusInterval(ctx context.Context) time.Duration {
+	r := s.r
+	interval := r.opts.StatusInterval
+	v, err := s.conn.Show(ctx, "wal_sender_timeout")
+	if err == nil {
+		var timeout time.Duration
+		if timeout, err = replication.ParseDuration(v, time.Millisecond); err == nil && timeout > 0 && timeout/2 < interval {
+			interval = max(timeout/2, minStatusInterval)
+			if !r.statusShortened {
+				r.statusShortened = true
+				r.log.Info().Str("wal_sender_timeout", v).Int64("status_interval_ms", interval.Milliseconds()).
+					Int64("default_status_interval_ms", r.opts.StatusInterval.Milliseconds()).
+					Msg("status updates at half the server's wal_sender_timeout, so that a paused receiver keeps its connection")
+			}
+		}
+	}
+	if err != nil {
+		r.log.Debug().Err(err).Msg("the server's wal_sender_timeout could not be read; status updates at the usual interval")
+	}
+	return interval
+}
+
 // minTime returns the earlier of a and b.
 func minTime(a, b time.Time) time.Time {
 	if b.Before(a) {
@@ -492,7 +535,7 @@ func (s *session) sendStatusReply(ctx context.Context, reply bool) error {
 		return err
 	}
 	s.sentFlush = flush
-	s.nextStatus = time.Now().Add(s.r.opts.StatusInterval)
+	s.nextStatus = time.Now().Add(s.statusInterval)
 	return nil
 }
 
