@@ -43,6 +43,10 @@ func SetLockWait(l *Local, hook func()) { l.lockWait = hook }
 // sidecar and opening the object file, for tests.
 func SetOpenHook(l *Local, hook func()) { l.beforeOpen = hook }
 
+// SetMkdirHook sets the hook openTemp runs between making a key's
+// directory and opening it.
+func SetMkdirHook(l *Local, hook func(dir string)) { l.afterMkdir = hook }
+
 // SetSwiftDataTimeout sets how long a Swift transfer may move no byte, for
 // the stores opened until the returned func restores the old value.
 func SetSwiftDataTimeout(d time.Duration) func() {

@@ -40,6 +40,10 @@ type Local struct {
 	// beforeOpen, when set, runs in Open and Stat between the sidecar's
 	// read and the object file's open; tests race a Put there.
 	beforeOpen func()
+	// afterMkdir, when set, runs in openTemp between making the key's
+	// directory and opening it; tests remove the directory there, as a
+	// Delete emptying it does.
+	afterMkdir func(dir string)
 	// lockWait, when set, is called when Create or Sync must wait for
 	// another writer's lock of the object's directory (lockDir); tests
 	// order two writers with it.
@@ -237,6 +241,9 @@ func (l *Local) objectDir(ctx context.Context, key string, create bool) (*os.Roo
 		if err := l.mkdirAll(ctx, dir); err != nil {
 			return nil, "", err
 		}
+		if l.afterMkdir != nil {
+			l.afterMkdir(filepath.Join(l.root, dir))
+		}
 	}
 	root, err := os.OpenRoot(l.root)
 	if err != nil {
@@ -260,8 +267,12 @@ func (l *Local) objectDir(ctx context.Context, key string, create bool) (*os.Roo
 // (removeEmptyDir): a directory this writer found or opened just before
 // is then gone, and no entry can be made in it any more (Linux refuses
 // one in a removed directory with ENOENT), so this writer makes it again
-// and tries once more. Once the temp file is in it, the directory is not
-// empty and stays until the writer is done.
+// and tries once more, after a pause that grows with each try: a Delete
+// looping in the directory (retention's, a sweep's) can otherwise fall
+// into step with the writer and remove the directory between its mkdir
+// and its open try after try (seen at 5 tries in a row on a loaded
+// machine; the 10 tries without a pause once ran out). Once the temp file
+// is in it, the directory is not empty and stays until the writer is done.
 func (l *Local) openTemp(ctx context.Context, key string) (d *os.Root, base string, f *os.File, tmp string, err error) {
 	for try := 1; ; try++ {
 		d, base, err = l.objectDir(ctx, key, true)
@@ -272,15 +283,27 @@ func (l *Local) openTemp(ctx context.Context, key string) (d *os.Root, base stri
 			}
 			d.Close()
 		}
-		if !errors.Is(err, fs.ErrNotExist) || try == maxDirTries {
+		if !errors.Is(err, fs.ErrNotExist) {
 			return nil, "", nil, "", err
+		}
+		if try == maxDirTries {
+			// Not ErrNotFound, which says the object is not there: a
+			// writer that may try again later (retries) should.
+			return nil, "", nil, "", fmt.Errorf("the directory of %s was removed %d times in a row as it was made "+
+				"(a deletion emptying it each time?): %v", key, try, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, "", nil, "", ctx.Err()
+		case <-time.After(time.Duration(try) * time.Millisecond):
 		}
 	}
 }
 
 // maxDirTries bounds openTemp's tries of a directory that a Delete
-// removes each time, as it empties it.
-const maxDirTries = 10
+// removes each time, as it empties it: with its pauses (1 ms more each
+// try), about 1.2 s in all.
+const maxDirTries = 50
 
 // linkOut returns the first directory on the way to dir in root that is a
 // symbolic link leading out of root, or "" when there is none.

@@ -147,6 +147,47 @@ func TestLocal_Delete_RaceWithWriter(t *testing.T) {
 	wg.Wait()
 }
 
+// TestLocal_Create_DirectoryRemovedRepeatedly: a Delete emptying the
+// key's directory removes it between the writer's mkdir and its open a
+// dozen times in a row (a Delete looping in the directory that falls into
+// step with the writer, as TestLocal_Delete_RaceWithWriter once saw on a
+// loaded machine). Create and Put make it again each time and store the
+// object. Before, a writer gave up after 10 tries with "object not
+// found", and the upload failed.
+func TestLocal_Create_DirectoryRemovedRepeatedly(t *testing.T) {
+	ctx := context.Background()
+	for _, op := range []string{"Create", "Put"} {
+		t.Run(op, func(t *testing.T) {
+			st := storage.NewLocal(t.TempDir())
+			removed := 0
+			storage.SetMkdirHook(st, func(dir string) {
+				if removed < 12 {
+					if err := os.Remove(dir); err != nil {
+						t.Errorf("remove %s: %v", dir, err)
+					}
+					removed++
+				}
+			})
+			key := "site/basebackup_chunk/b1/c1"
+			var err error
+			if op == "Create" {
+				err = st.Create(ctx, key, strings.NewReader("chunk"), nil)
+			} else {
+				err = st.Put(ctx, key, strings.NewReader("chunk"), nil)
+			}
+			if err != nil {
+				t.Fatalf("%s with its directory removed %d times: %v", op, removed, err)
+			}
+			if removed != 12 {
+				t.Errorf("directory removed %d times, want 12", removed)
+			}
+			if _, err := st.Stat(ctx, key); err != nil {
+				t.Errorf("stored, then: %v", err)
+			}
+		})
+	}
+}
+
 // A symbolic link inside the storage directory that leads to a directory
 // Delete empties stays: only a real directory goes.
 func TestLocal_Delete_KeepsLinkedDirectory(t *testing.T) {
