@@ -70,16 +70,12 @@ func (c *Conn) WALSegmentSize(ctx context.Context) (uint64, error) {
 // optional unit B, kB, MB, GB or TB (multiples of 1024), such as "16MB".
 func ParseSize(s string) (uint64, error) {
 	s = strings.TrimSpace(s)
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	n, err := strconv.ParseUint(s[:i], 10, 64)
+	n, unit, err := splitSetting(s, "size")
 	if err != nil {
-		return 0, fmt.Errorf("size %q: %w", s, err)
+		return 0, err
 	}
 	var mult uint64
-	switch strings.TrimSpace(s[i:]) {
+	switch unit {
 	case "", "B":
 		mult = 1
 	case "kB":
@@ -105,16 +101,12 @@ func ParseSize(s string) (uint64, error) {
 // base (a setting's own unit: milliseconds for wal_sender_timeout).
 func ParseDuration(s string, base time.Duration) (time.Duration, error) {
 	s = strings.TrimSpace(s)
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	n, err := strconv.ParseInt(s[:i], 10, 64)
+	n, name, err := splitSetting(s, "duration")
 	if err != nil {
-		return 0, fmt.Errorf("duration %q: %w", s, err)
+		return 0, err
 	}
 	var unit time.Duration
-	switch strings.TrimSpace(s[i:]) {
+	switch name {
 	case "":
 		unit = base
 	case "us":
@@ -132,10 +124,25 @@ func ParseDuration(s string, base time.Duration) (time.Duration, error) {
 	default:
 		return 0, fmt.Errorf("duration %q: unknown unit", s)
 	}
-	if n > int64(math.MaxInt64/unit) {
+	if n > uint64(math.MaxInt64/unit) {
 		return 0, fmt.Errorf("duration %q: too large", s)
 	}
 	return time.Duration(n) * unit, nil
+}
+
+// splitSetting splits s, a setting as SHOW prints it with spaces
+// trimmed, into its number and its unit ("16MB": 16 and "MB"); what
+// names the kind of setting in the error.
+func splitSetting(s, what string) (uint64, string, error) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseUint(s[:i], 10, 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s %q: %w", what, s, err)
+	}
+	return n, strings.TrimSpace(s[i:]), nil
 }
 
 // TimelineHistory fetches the history file of timeline tli
