@@ -16,6 +16,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/testio"
 )
 
 // fileTree returns every path below dir (but lock files) with its type,
@@ -64,19 +65,7 @@ func oddBackupSite(t *testing.T, plant func(p string) error) (root, store string
 		t.Fatal(err)
 	}
 	odd := filepath.Join(store, filepath.FromSlash(a.Layout.BackupKey("2026-01-02_04-00_0")))
-	if err := os.Remove(odd); err != nil {
-		t.Fatal(err)
-	}
-	if err := plant(odd); err != nil {
-		t.Fatal(err)
-	}
-	// Should a read wait for a FIFO's writer, this ends the wait
-	// when the test is done.
-	t.Cleanup(func() {
-		if f, err := os.OpenFile(odd, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			f.Close()
-		}
-	})
+	testio.ReplaceFile(t, odd, plant)
 	run = func(args ...string) (string, error) {
 		t.Helper()
 		var out, errOut bytes.Buffer

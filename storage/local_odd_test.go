@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -45,19 +46,7 @@ func plantOdd(t *testing.T, key string, make func(p string) error) (*storage.Loc
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, filepath.FromSlash(key))
-	if err := os.Remove(p); err != nil {
-		t.Fatal(err)
-	}
-	if err := make(p); err != nil {
-		t.Fatal(err)
-	}
-	// Should a read wait for a FIFO's writer, this ends the wait when
-	// the test is done.
-	t.Cleanup(func() {
-		if f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			f.Close()
-		}
-	})
+	testio.ReplaceFile(t, p, make)
 	return st, p
 }
 

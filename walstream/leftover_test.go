@@ -1009,14 +1009,7 @@ func TestReceiver_completeBelow(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(spool, next+wal.PartialSuffix), leftover, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := readSpool(spool)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, c := spoolReceiver(t, spool)
 			r.noteLeftover(c)
 			if !slices.Equal(r.below, []string{below}) {
 				t.Fatalf("below %v, want [%s]", r.below, below)
@@ -1145,14 +1138,7 @@ func TestReceiver_queueSpool(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := readSpool(spool)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, c := spoolReceiver(t, spool)
 			r.queueSpool(c)
 			if got := r.queue.tasks; !slices.Equal(got, tc.want) {
 				t.Errorf("queued %+v, want %+v", got, tc.want)
@@ -1193,14 +1179,7 @@ func TestReceiver_queueSpool_QueuedSince(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := readSpool(spool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, c := spoolReceiver(t, spool)
 	r.queueSpool(c)
 	after := time.Now()
 	// Within a second: a file system may keep coarser times.
@@ -1221,4 +1200,20 @@ func TestReceiver_queueSpool_QueuedSince(t *testing.T) {
 			t.Errorf("%s queued at %s (now %s)", task.name, r.queue.queued[i], now)
 		}
 	}
+}
+
+// spoolReceiver returns a receiver of slot "s" over the spool directory
+// spool, uploading to a sink, and what readSpool reads there: what a
+// receiver that starts finds left by an earlier run.
+func spoolReceiver(t *testing.T, spool string) (*Receiver, spoolContents) {
+	t.Helper()
+	r, err := New(Options{Slot: "s", SpoolDir: spool, Uploader: newSink(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := readSpool(spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, c
 }

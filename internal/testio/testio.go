@@ -3,7 +3,8 @@
 // a free loopback port, a server started on such ports and started again
 // on new ones when another process takes one first (StartServer), fuzz
 // seeds read from files, a tar stream's members, writing a whole stream
-// and closing it (WriteClose), the names in a folder, the cache folder of
+// and closing it (WriteClose), replacing a file with something else
+// (ReplaceFile), the names in a folder, the cache folder of
 // test servers and PostgreSQL builds, and skipping (or, under
 // HOARD_TEST_STRICT=1, failing) a test that lacks a binary or server.
 package testio
