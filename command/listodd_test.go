@@ -49,15 +49,7 @@ func oddBackupSite(t *testing.T, plant func(p string) error) (root, store string
 	root = t.TempDir()
 	store = filepath.Join(root, "store")
 	a := archivetest.Local(t, store, "s", &archive.Codec{})
-	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-	for i := range 3 {
-		info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start.Add(time.Duration(i) * time.Hour)}
-		body := []byte("control")
-		key := a.Layout.BackupKey(fmt.Sprintf("2026-01-02_0%d-00_0", 3+i))
-		if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putHourlyBackups(t, a, 3)
 	cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": "s", "basebackup_count": 1, `+
 		`"object_storage": {"storage_type": "local", "directory": %q}}}}`, filepath.Join(root, "state"), store)
 	cfgFile := filepath.Join(root, "hoard.json")
@@ -162,5 +154,18 @@ func TestList_SidecarAloneBackup(t *testing.T) {
 	}
 	if _, err := run("retention"); err != nil && strings.Contains(err.Error(), "2026-01-02_04-00_0") {
 		t.Errorf("hoard retention: %v, want it not to stop on the sidecar without its object", err)
+	}
+}
+
+// putHourlyBackups stores n backups in a as listings see them (no restore
+// could read them), an hour apart from 2026-01-02_03-00_0 on, each
+// starting in segment 000000010000000000000002.
+func putHourlyBackups(t *testing.T, a *archive.Archive, n int) {
+	t.Helper()
+	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	for i := range n {
+		at := start.Add(time.Duration(i) * time.Hour)
+		archivetest.PutBackupInfo(t, a, at.Format("2006-01-02_15-04")+"_0",
+			&archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: at})
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -34,15 +33,7 @@ func TestList_UnreadableBackup(t *testing.T) {
 			root := t.TempDir()
 			store := filepath.Join(root, "store")
 			a := archivetest.Local(t, store, "s", &archive.Codec{})
-			start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-			for i := range 3 {
-				info := &archive.BackupInfo{Format: archive.FormatBBv2, StartWALSegment: "000000010000000000000002", StartTime: start.Add(time.Duration(i) * time.Hour)}
-				body := []byte("control")
-				key := a.Layout.BackupKey(fmt.Sprintf("2026-01-02_0%d-00_0", 3+i))
-				if _, err := a.Codec.Put(ctx, a.Store, key, bytes.NewReader(body), int64(len(body)), info.ToMetadata()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			putHourlyBackups(t, a, 3)
 			cfg := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": "s", "object_storage": {"storage_type": "local", "directory": %q}}}}`,
 				filepath.Join(root, "state"), store)
 			cfgFile := filepath.Join(root, "hoard.json")
