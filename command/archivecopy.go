@@ -194,19 +194,13 @@ func refuseOverlap(from, to *config.Site, name string) error {
 // and the site prefix joined as the store and archive.Copy join them, so
 // that a prefix moved from one to the other is the same place. A local
 // directory is joined with both (storage.Open joins it with the prefix),
-// links resolved where it exists.
+// as Place spells it (storage.LocalDir).
 func siteKeys(site *config.Site) (place, root string) {
 	sc := site.ObjectStorage.StorageConfig()
 	prefix := strings.Trim(sc.Prefix, "/")
 	sc.Prefix = ""
 	if sc.URL == "" && sc.Type == storage.TypeLocal && sc.Directory != "" {
-		dir := sc.Directory
-		if abs, err := filepath.Abs(dir); err == nil {
-			dir = abs
-		}
-		if real, err := filepath.EvalSymlinks(dir); err == nil {
-			dir = real
-		}
+		dir := storage.LocalDir(sc.Directory)
 		prefix = strings.Trim(filepath.ToSlash(filepath.Join(dir, filepath.FromSlash(prefix))), "/")
 		sc.Directory = "/"
 	}

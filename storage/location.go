@@ -111,6 +111,18 @@ func resolveLinks(dir string) string {
 	}
 }
 
+// LocalDir returns the local storage directory dir as Place spells it:
+// absolute (relative to this process's working directory) and clean,
+// with the symbolic links of the part of it that exists resolved
+// (resolveLinks). It returns dir when it cannot be made absolute.
+func LocalDir(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	return resolveLinks(abs)
+}
+
 // canonical returns c with the settings that name its place spelled one
 // way, as its store (Open) uses them.
 func (c Config) canonical() Config {
@@ -124,9 +136,7 @@ func (c Config) canonical() Config {
 		// Open joins the directory, relative to the working directory,
 		// with the trimmed prefix.
 		if c.Directory != "" {
-			if abs, err := filepath.Abs(c.Directory); err == nil {
-				c.Directory = resolveLinks(abs)
-			}
+			c.Directory = LocalDir(c.Directory)
 		}
 		c.Prefix = strings.Trim(c.Prefix, "/")
 	case TypeS3, TypeAzure:
