@@ -16,6 +16,16 @@ const (
 	BasebackupChunkDir = "basebackup_chunk"
 )
 
+// SiteDirs are the folders directly under a site's prefix that hold its
+// objects, PGHoard's (pghoard-format.md c.1) and hoard's own (hoard/:
+// signed markers, check probes). Everything a site stores is in one of
+// them; what lies elsewhere under its prefix is not the site's (another
+// site's, whose prefix is below this one's). Retention lists and deletes
+// inside them as the site's own: another site's objects there would be
+// taken for chunk folders of interrupted backups and deleted.
+var SiteDirs = []string{XLogDir, TimelineDir, BasebackupDir, BasebackupChunkDir,
+	DeltaDir, basebackupDeltaChunkDir, PreservationDir, "hoard"}
+
 // ControlSuffix ends the key of a pghoard-bb-v2 control object:
 // basebackup/<name>.00000000.pghoard.
 const ControlSuffix = ".00000000.pghoard"

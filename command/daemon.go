@@ -219,6 +219,13 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	if len(site.Nodes) == 0 {
 		return s, usagef("add a node to the site's nodes", "site %s has no nodes", name)
 	}
+	if err := nestedSite(cfg, name); err != nil {
+		// The site's WAL and backups go on; its retention, which would
+		// delete the other site's objects, fails with err at each run.
+		// A reload that moves the other site restarts this one.
+		s.RetentionRefused = err
+		s.Fingerprint += " retention refused: " + err.Error()
+	}
 	// The site's keys are parsed here, not only when its archive opens:
 	// a key that does not parse, or whose halves are from two pairs,
 	// stops the daemon's start, and a reload to it is refused while the

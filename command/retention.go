@@ -74,7 +74,13 @@ Each backup is deleted main object first, then its chunks, and an incremental ba
 before its parent, so an interrupted run never leaves a listed backup with missing chunks
 or a missing parent; running again finishes the job.
 --dry-run prints what would be deleted and why, and deletes nothing. An inactive site
-(active: false) is never changed.`,
+(active: false) is never changed.
+
+A site that another site of the configuration shares its keys with (the same storage and
+prefix, however spelled), or one of whose folders (xlog/, basebackup_chunk/, ...) holds
+another site's keys (site t with prefix s/basebackup_chunk/t beside site s), is refused
+(exit 2), naming both: its retention would delete the other site's objects as its own. A
+site below another outside its folders (s and s/t) is fine.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan, delete nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the plan (and what was deleted) as JSON"},
@@ -93,6 +99,9 @@ func runRetention(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
+	if err := nestedSite(env.cfg, env.name); err != nil {
+		return err
+	}
 	dry := c.Bool("dry-run")
 	if !env.site.Active && !dry {
 		return usagef("use --dry-run to see what retention would delete; set active to true to allow deletions",

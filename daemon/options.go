@@ -162,6 +162,12 @@ type Site struct {
 
 	Schedule  Schedule
 	Retention archive.RetentionPolicy
+	// RetentionRefused, when set, says why the site's retention must not
+	// run: another site stores its objects under the site's keys or in
+	// one of its folders, which retention would delete as the site's
+	// own. Each retention run then fails with it and deletes nothing;
+	// WAL and backups go on.
+	RetentionRefused error
 	// RestoreTest schedules test restores (restore_test_interval_hours).
 	RestoreTest RestoreTest
 	// Backup is the template of every basebackup's options: chunk size,

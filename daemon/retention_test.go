@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,34 @@ func TestSupervisor_RetentionListingShort(t *testing.T) {
 	}
 	if got, want := s.d.metrics.Counter(MetricRetentionRuns, "", map[string]string{"site": "main", "result": "success"}).Value(), 1.0; got != want {
 		t.Errorf("successful runs counted %v, want %v", got, want)
+	}
+}
+
+// TestSupervisor_RetentionRefused: a site whose retention is refused
+// (Site.RetentionRefused: another site of the configuration stores its
+// objects among the site's own) deletes nothing at any run, and says why:
+// logged as an error, in last_retention_error, counted as a failed run.
+func TestSupervisor_RetentionRefused(t *testing.T) {
+	ctx := context.Background()
+	a, put := memSite(t)
+	for i, b := range []struct{ name, start string }{{"2024-05-01_0", "000000010000000000000002"}, {"2024-05-02_0", "000000010000000000000004"}} {
+		info := &archive.BackupInfo{StartTime: time.Now().Add(time.Duration(i-2) * time.Hour), StartWALSegment: b.start}
+		put(a.Layout.BackupKey(b.name), info.ToMetadata())
+	}
+	put(a.Layout.WALKey("000000010000000000000002"), nil)
+	s, logged := retentionSupervisor(t, archive.RetentionPolicy{MaxCount: 1})
+	const why = "site t's keys lie inside the basebackup_chunk/ folder of site main"
+	s.site.RetentionRefused = errors.New(why)
+	s.retention(ctx, a)
+	for _, k := range []string{a.Layout.BackupKey("2024-05-01_0"), a.Layout.WALKey("000000010000000000000002")} {
+		if _, err := a.Store.Stat(ctx, k); err != nil {
+			t.Errorf("%s after a refused retention: %v", k, err)
+		}
+	}
+	if !strings.Contains(s.st.LastRetentionError, why) {
+		t.Errorf("last_retention_error %q does not say %q", s.st.LastRetentionError, why)
+	}
+	if lines := linesWith(logged.String(), why); len(lines) != 1 || !strings.Contains(lines[0], `"level":"error"`) {
+		t.Errorf("log lines %q, want one error saying why; log:\n%s", lines, logged.String())
 	}
 }

@@ -756,6 +756,13 @@ func (s *supervisor) connected() {
 // system identifier is known: backups of another system must not count
 // (archive.RetentionPolicy.SystemID).
 func (s *supervisor) retention(ctx context.Context, arch *archive.Archive) {
+	if err := s.site.RetentionRefused; err != nil {
+		s.m.retentionFailed.Add(1)
+		s.log.Error().Err(err).Msg("retention refused")
+		s.setError(err)
+		s.update(func(st *SiteStatus) { st.LastRetentionError = err.Error() })
+		return
+	}
 	p := s.site.Retention
 	if p.SystemID = s.systemID(ctx); p.SystemID == "" {
 		err := errors.New("retention postponed: the node has not said its system identifier yet (is it reachable?)")
