@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,6 +52,11 @@ type CopyResult struct {
 	// Failed are objects that could not be copied or whose copy failed its
 	// checks, with the reason.
 	Failed []CopyFailure
+	// LeftOut counts the objects under the From site's prefix outside its
+	// folders (SiteDirs), not copied: another site's, whose prefix lies
+	// below this one's (site s/t beside site s), or objects no site
+	// stores. The first is logged.
+	LeftOut int
 }
 
 // CopyFailure is one object Copy could not copy and verify.
@@ -66,6 +72,9 @@ type CopyFailure struct {
 // decompression, original-file-size) when the private key is in either
 // site's codec; an encrypted object without its key is checked by its
 // bytes alone (HashOnly). A copy whose bytes differ is deleted.
+//
+// Only the objects in the site's folders (SiteDirs) are copied: what else
+// lies under its prefix is not the site's (CopyResult.LeftOut).
 //
 // Objects the target already has with the same size and metadata are
 // skipped (read back and compared first with VerifyExisting), so a Copy
@@ -85,6 +94,14 @@ func Copy(ctx context.Context, o CopyOptions) (CopyResult, error) {
 	from, to := siteRoot(o.From.Layout), siteRoot(o.To.Layout)
 	var objs []storage.Object
 	if err := o.From.Store.List(ctx, from, func(ob storage.Object) error {
+		if dir, _, _ := strings.Cut(strings.TrimPrefix(ob.Key, from), "/"); !slices.Contains(SiteDirs, dir) {
+			if res.LeftOut == 0 {
+				o.Logger.Warn().Str("key", ob.Key).Str("site", o.From.Site).
+					Msg("archive-copy leaves out objects under the site's prefix outside its folders: another site's, whose prefix lies below this one's, or no site's")
+			}
+			res.LeftOut++
+			return nil
+		}
 		objs = append(objs, ob)
 		return nil
 	}); err != nil {

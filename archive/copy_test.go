@@ -91,6 +91,34 @@ func TestCopy_OK(t *testing.T) {
 	}
 }
 
+// A site below the source's prefix but outside its folders (site src/t,
+// beside site src) is another site: Copy leaves its objects out, and any
+// other object outside the site's folders, and counts them, instead of
+// copying them into the target as the source's (dst/t/...).
+func TestCopy_LeavesOutSiteBelow(t *testing.T) {
+	ctx := context.Background()
+	src, plain := copySource(t)
+	below := &Archive{Store: src.Store, Codec: src.Codec, Layout: Layout{Prefix: "src/t"}, Site: "src/t"}
+	for _, k := range []string{below.Layout.WALKey("000000010000000000000001"), below.Layout.BackupKey("2024-01-03_10-00_0"), "src/stray"} {
+		if _, err := src.Codec.Put(ctx, src.Store, k, strings.NewReader("other"), 5, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := copyTarget("dst", nil)
+	res, err := Copy(ctx, CopyOptions{From: src, To: dst, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Objects != len(plain) || res.Copied != len(plain) || res.LeftOut != 3 || len(res.Failed)+len(res.Conflicts) != 0 {
+		t.Errorf("Copy = %+v, want the %d objects of site src copied and 3 left out", res, len(plain))
+	}
+	for k := range storedBytes(t, dst.Store, "") {
+		if strings.HasPrefix(k, "dst/t/") || k == "dst/stray" {
+			t.Errorf("target holds %s, which is not site src's", k)
+		}
+	}
+}
+
 // Without either private key, copies are checked by their bytes.
 func TestCopy_HashOnly(t *testing.T) {
 	src, plain := copySource(t)

@@ -24,7 +24,10 @@ func archiveCopyCommand() *cli.Command {
 		Description: `Copies every object of the site (--site, from --config) into the storage of the site of the
 same name (or --to-site) in the configuration --to-config names: WAL, timeline histories,
 basebackups and their chunks, as they are stored (same bytes, same metadata, nothing
-decoded and encoded again), under that site's prefix. That file is read without HOARD_*
+decoded and encoded again), under that site's prefix. Only the site's folders (xlog/,
+timeline/, basebackup/, basebackup_chunk/, ...) are copied: what else lies under its
+prefix, such as another site's whose prefix is below this one's (site s/t beside site s),
+is left out and counted. That file is read without HOARD_*
 overrides, which belong to --config.
 
 Each copy is read back: its SHA-256 must be the source's, and it is decoded in full
@@ -47,8 +50,9 @@ metadata is never overwritten: it is reported as a conflict.
 
 A target that is the source (however the two files spell the storage: a directory with a
 trailing slash, a prefix moved between object_storage and the site), or whose keys lie inside
-the source site's or hold them in the same storage, is refused (exit 2): a target inside the
-source would be copied again, one level deeper, on every run.
+the source site's or hold them in the same storage, is refused (exit 2): a target inside one
+of the source's folders would be deleted by the source's retention, and a copy kept apart from
+its source is one a mistake in either configuration cannot reach through the other.
 
 Afterwards point the site's object_storage at the new storage, or keep both: a new site
 whose moved_from names the old one reads the old archive for restores.
@@ -165,10 +169,11 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 
 // refuseOverlap refuses a target site whose objects are the source's, or
 // lie inside the source's or hold them, however the two configurations
-// spell the place (siteKeys). A target inside the source is listed with
-// the source: each run copied the last run's copy again, one level
-// deeper. A source inside the target mixes its keys into the target
-// site's. The source itself, reached by another spelling, would be
+// spell the place (siteKeys). A target inside the source was listed with
+// the source (each run copied the last run's copy again, one level
+// deeper) until archive.Copy copied the site's folders alone; inside one
+// of them, the source's retention deletes it. A source inside the target
+// mixes its keys into the target site's. The source itself, reached by another spelling, would be
 // "copied" onto itself, every object skipped as already there.
 func refuseOverlap(from, to *config.Site, name string) error {
 	fromPlace, fromRoot := siteKeys(from)
@@ -181,7 +186,7 @@ func refuseOverlap(from, to *config.Site, name string) error {
 	case fromRoot == toRoot:
 		return usagef(hint, "the target is the source itself: site %s overlaps the source in the same storage (both at %s)", name, toRoot)
 	case strings.HasPrefix(toRoot, fromRoot):
-		return usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) are inside the source's (%s), so each run would copy the last copy again", name, toRoot, fromRoot)
+		return usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) are inside the source's (%s)", name, toRoot, fromRoot)
 	case strings.HasPrefix(fromRoot, toRoot):
 		return usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) hold the source's (%s)", name, toRoot, fromRoot)
 	}
@@ -235,13 +240,18 @@ func copyJSON(r archive.CopyResult) any {
 		HashOnly    int       `json:"checked_by_hash_only"`
 		Conflicts   []string  `json:"conflicts"`
 		Failed      []failure `json:"failed"`
-	}{r.Objects, r.Bytes, r.Copied, r.CopiedBytes, r.Skipped, r.Decoded, r.HashOnly, conflicts, failed}
+		LeftOut     int       `json:"left_out"`
+	}{r.Objects, r.Bytes, r.Copied, r.CopiedBytes, r.Skipped, r.Decoded, r.HashOnly, conflicts, failed, r.LeftOut}
 }
 
 func writeCopyResult(w io.Writer, from, to string, r archive.CopyResult) {
 	printf(w, "site %s -> %s: %s (%d bytes): %d copied (%d bytes), %d already there\n",
 		from, to, plural(r.Objects, "object", "objects"), r.Bytes, r.Copied, r.CopiedBytes, r.Skipped)
 	printf(w, "checked: %d decoded in full, %d by their bytes only (no private key)\n", r.Decoded, r.HashOnly)
+	if r.LeftOut > 0 {
+		printf(w, "left out: %s under the site's prefix outside its folders (another site's, whose prefix lies below this one's, or no site's)\n",
+			plural(r.LeftOut, "object", "objects"))
+	}
 	for _, k := range r.Conflicts {
 		printf(w, "  CONFLICT %s: the target holds other bytes or metadata under this name (left alone)\n", k)
 	}
