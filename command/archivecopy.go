@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
-	"github.com/hoardbackup/hoard/storage"
 )
 
 func archiveCopyCommand() *cli.Command {
@@ -49,10 +47,12 @@ continues where it stopped when run again. An object the target holds with other
 metadata is never overwritten: it is reported as a conflict.
 
 A target that is the source (however the two files spell the storage: a directory with a
-trailing slash, a prefix moved between object_storage and the site), or whose keys lie inside
-the source site's or hold them in the same storage, is refused (exit 2): a target inside one
-of the source's folders would be deleted by the source's retention, and a copy kept apart from
-its source is one a mistake in either configuration cannot reach through the other.
+trailing slash, a prefix moved between object_storage and the site, a file:// URL for a local
+directory, an s3:// URL for storage_type s3's endpoint and bucket, a host in capitals, a
+default port written or not), or whose keys lie inside the source site's or hold them in the
+same storage, is refused (exit 2): a target inside one of the source's folders would be
+deleted by the source's retention, and a copy kept apart from its source is one a mistake in
+either configuration cannot reach through the other.
 
 Afterwards point the site's object_storage at the new storage, or keep both: a new site
 whose moved_from names the old one reads the old archive for restores.
@@ -173,8 +173,9 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 // the source (each run copied the last run's copy again, one level
 // deeper) until archive.Copy copied the site's folders alone; inside one
 // of them, the source's retention deletes it. A source inside the target
-// mixes its keys into the target site's. The source itself, reached by another spelling, would be
-// "copied" onto itself, every object skipped as already there.
+// mixes its keys into the target site's. The source itself, reached by
+// another spelling, would be "copied" onto itself, every object skipped
+// as already there.
 func refuseOverlap(from, to *config.Site, name string) error {
 	fromPlace, fromRoot := siteKeys(from)
 	toPlace, toRoot := siteKeys(to)
@@ -193,28 +194,21 @@ func refuseOverlap(from, to *config.Site, name string) error {
 	return nil
 }
 
-// siteKeys returns where a site's objects are: the place of its storage
-// without the object_storage prefix (storage.Config.Place), and the key
-// prefix of everything the site stores in it, the object_storage prefix
-// and the site prefix joined as the store and archive.Copy join them, so
-// that a prefix moved from one to the other is the same place. A local
-// directory is joined with both (storage.Open joins it with the prefix),
-// as Place spells it (storage.LocalDir).
+// siteKeys returns where a site's objects are: the server of its storage
+// (storage.Config.Where: a local directory and a file:// URL, storage_type
+// s3 and an s3:// URL, spelled one way), and the key prefix there of
+// everything the site stores, the storage's prefix (with a local
+// directory's path in front) and the site prefix joined as the store and
+// archive.Copy join them, so that a prefix moved from one to the other is
+// the same place.
 func siteKeys(site *config.Site) (place, root string) {
-	sc := site.ObjectStorage.StorageConfig()
-	prefix := strings.Trim(sc.Prefix, "/")
-	sc.Prefix = ""
-	if sc.URL == "" && sc.Type == storage.TypeLocal && sc.Directory != "" {
-		dir := storage.LocalDir(sc.Directory)
-		prefix = strings.Trim(filepath.ToSlash(filepath.Join(dir, filepath.FromSlash(prefix))), "/")
-		sc.Directory = "/"
-	}
+	place, prefix := site.ObjectStorage.StorageConfig().Where()
 	// archive.Copy's siteRoot: the site prefix without one trailing slash.
 	root = strings.TrimSuffix(site.Prefix, "/") + "/"
 	if prefix != "" {
 		root = prefix + "/" + root
 	}
-	return sc.Place(), root
+	return place, root
 }
 
 func copyJSON(r archive.CopyResult) any {

@@ -98,6 +98,58 @@ func TestArchiveCopy_RefusesOverlap(t *testing.T) {
 	}
 }
 
+// archive-copy refuses a target that is the source, or overlaps it,
+// written in another form: a file:// URL naming the local storage
+// directory (and the reverse), an s3:// URL naming the source's S3
+// endpoint and bucket with its host in capitals, the default port left
+// out or written, a trailing slash. Before, each of these was another
+// place, and the copy went onto the source itself or inside it
+// (storage's TestConfig_Where has the spellings of other places).
+func TestArchiveCopy_RefusesOtherSpelling(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	if err := os.MkdirAll(filepath.Join(store, "a", "xlog"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	write := func(storage, sitePrefix string) string {
+		n++
+		p := filepath.Join(dir, fmt.Sprintf("c%d.json", n))
+		js := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {"s": {"prefix": %q, "object_storage": %s}}}`, dir, sitePrefix, storage)
+		if err := os.WriteFile(p, []byte(js), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	local := fmt.Sprintf(`{"storage_type": "local", "directory": %q}`, store)
+	fileURL := fmt.Sprintf(`{"url": "file://%s"}`, filepath.ToSlash(store))
+	minio := `{"storage_type": "s3", "bucket_name": "b", "region": "r", "host": "minio", "port": 9000}`
+	for _, tc := range []struct {
+		name     string
+		from, to string
+		refused  string
+	}{
+		{"LocalToFileURL", write(local, "a"), write(fileURL, "a"), "the target is the source itself"},
+		{"FileURLToLocal", write(fileURL, "a"), write(local, "a/"), "the target is the source itself"},
+		{"FileURLInside", write(local, "a"), write(fmt.Sprintf(`{"url": "file://%s/a?create_dir=true"}`, filepath.ToSlash(store)), "b"), "inside the source's"},
+		{"S3URL", write(minio, "a"), write(`{"url": "s3://b?endpoint=http://MinIO:9000/&region=r", "prefix": "a"}`, "x"), "inside the source's"},
+		{"S3DefaultPort", write(`{"storage_type": "s3", "bucket_name": "b", "region": "r", "host": "s3.example.com", "is_secure": true}`, "a"),
+			write(`{"url": "s3://b?endpoint=https://s3.example.com:443"}`, "a"), "the target is the source itself"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := App("test")
+			app.Writer, app.ErrWriter = io.Discard, io.Discard
+			err := app.RunContext(context.Background(), OrderArgs(app, []string{"hoard", "--config", tc.from, "archive-copy", "--to-config", tc.to, "--allow-root"}))
+			if err == nil || !strings.Contains(err.Error(), tc.refused) {
+				t.Fatalf("err = %v, want refused: %q", err, tc.refused)
+			}
+			if ExitCode(err) != ExitUsage {
+				t.Errorf("exit %d, want %d", ExitCode(err), ExitUsage)
+			}
+		})
+	}
+}
+
 // archive-copy's closing error says what to do: a failed object is retried
 // by running the command again once its cause is fixed; a conflict is the
 // user's to look at, left alone.

@@ -6,7 +6,6 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
-	"github.com/hoardbackup/hoard/storage"
 )
 
 // nestedSite returns, for the site called name, the first other site of
@@ -52,9 +51,10 @@ func nestedSite(cfg *config.Config, name string) error {
 }
 
 // shownKeys is root, keys in the storage at place (siteKeys), as a user
-// reads them: a local directory's with its leading slash.
+// reads them: a local directory's (storage.Config.Where's server "file")
+// with its leading slash.
 func shownKeys(place, root string) string {
-	if place == (storage.Config{Type: storage.TypeLocal, Directory: "/"}).Place() {
+	if place == "file" {
 		return "/" + root
 	}
 	return root

@@ -173,3 +173,136 @@ func (c Config) canonical() Config {
 	}
 	return c
 }
+
+// Where returns where c's objects lie, so that two configurations whose
+// objects are the same, or lie one inside the other's, can be told
+// (archive-copy's target against its source, two sites of one
+// configuration): a server, the storage and the bucket or file system
+// its keys are in, and the key prefix there, without slashes at its ends.
+// Configurations with one server and one prefix reach the same objects;
+// one whose prefix is another's followed by "/" reaches objects inside
+// the other's. Spellings are made one further than Place makes them, as
+// Open reaches the same objects through them:
+//
+//   - a local directory and a file:// URL (gocloud's fileblob: the URL's
+//     path, relative to the working directory for host "."; its query
+//     chooses no place) are server "file", the directory (as LocalDir
+//     spells it) joined with the prefix the prefix;
+//   - storage_type s3 and an s3:// URL are the endpoint's host in lower
+//     case and port (the scheme's default, 443 or 80, when none is
+//     written; a URL's endpoint with or without its trailing slash), or
+//     AWS's own endpoint, whatever the region (bucket names are AWS-wide),
+//     and the bucket;
+//   - storage_type google and a gs:// URL are the bucket.
+//
+// Anything else is its Place without the prefix: another URL (azblob://,
+// mem://, an s3:// URL whose endpoint does not parse) matches only a URL
+// of the same place, never a storage_type. Two names of one server (an
+// IP address and a host name) are two servers.
+func (c Config) Where() (server, prefix string) {
+	c = c.canonical()
+	prefix = strings.Trim(c.Prefix, "/")
+	if c.URL != "" {
+		if s, p, ok := urlWhere(c.URL); ok {
+			return s, joinKey(p, prefix)
+		}
+	} else {
+		switch c.Type {
+		case TypeLocal:
+			if c.Directory != "" {
+				return "file", joinKey(strings.Trim(filepath.ToSlash(c.Directory), "/"), prefix)
+			}
+		case TypeS3:
+			if c.Host == "" {
+				return s3Server("", c.BucketName), prefix
+			}
+			port := c.Port
+			if port == 0 {
+				port = 80
+				if c.IsSecure {
+					port = 443
+				}
+			}
+			return s3Server(net.JoinHostPort(c.Host, strconv.Itoa(port)), c.BucketName), prefix
+		case TypeGoogle:
+			return fmt.Sprintf("gs bucket=%q", c.BucketName), prefix
+		}
+	}
+	c.Prefix = ""
+	return c.Location(), prefix
+}
+
+// s3Server is Where's server of an S3 bucket at endpoint, host:port ("":
+// AWS's own).
+func s3Server(endpoint, bucket string) string {
+	if endpoint == "" {
+		endpoint = "aws"
+	}
+	return fmt.Sprintf("s3 endpoint=%s bucket=%q", endpoint, bucket)
+}
+
+// urlWhere is Where for the gocloud URLs it knows: file://, s3:// and
+// gs://; ok false for others.
+func urlWhere(raw string) (server, prefix string, ok bool) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", false
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "file":
+		// gocloud's fileblob opens the URL's path, relative for host ".",
+		// and ignores any other host.
+		dir := u.Path
+		if u.Host == "." {
+			dir = strings.TrimPrefix(dir, "/")
+		}
+		if dir == "" {
+			return "", "", false
+		}
+		return "file", strings.Trim(filepath.ToSlash(LocalDir(filepath.FromSlash(dir))), "/"), true
+	case "s3":
+		q := u.Query()
+		ep := q.Get("endpoint")
+		if ep == "" {
+			return s3Server("", u.Host), "", true
+		}
+		if !strings.Contains(ep, "://") {
+			scheme := "https"
+			if b, err := strconv.ParseBool(q.Get("disable_https")); err == nil && b {
+				scheme = "http"
+			}
+			ep = scheme + "://" + ep
+		}
+		e, err := url.Parse(ep)
+		if err != nil || e.Hostname() == "" || strings.Trim(e.Path, "/") != "" {
+			return "", "", false
+		}
+		port := e.Port()
+		if port == "" {
+			switch strings.ToLower(e.Scheme) {
+			case "http":
+				port = "80"
+			case "https":
+				port = "443"
+			default:
+				return "", "", false
+			}
+		}
+		return s3Server(net.JoinHostPort(strings.ToLower(e.Hostname()), port), u.Host), "", true
+	case "gs":
+		return fmt.Sprintf("gs bucket=%q", u.Host), "", true
+	}
+	return "", "", false
+}
+
+// joinKey joins two key prefixes without slashes at their ends, either
+// possibly empty.
+func joinKey(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "/" + b
+}

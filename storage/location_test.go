@@ -174,3 +174,103 @@ func TestConfig_PlaceIsLocation(t *testing.T) {
 		}
 	}
 }
+
+// TestConfig_Where: configurations that reach the same objects, however
+// they are written (a file:// URL and storage_type local naming one
+// directory, a directory joined with the prefix, an s3:// URL and
+// storage_type s3 naming one endpoint and bucket, an endpoint with a
+// trailing slash, a host in capitals, its default port written or not),
+// are in one place under one key prefix, and configurations that reach
+// others are not. No credential is shown.
+func TestConfig_Where(t *testing.T) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "s3cr3t-value"
+	type where struct{ server, prefix string }
+	same := [][]Config{
+		{
+			{Type: TypeLocal, Directory: "/srv/a", Prefix: "p"},
+			{Type: TypeLocal, Directory: "/srv/a/p/"},
+			{Type: TypeLocal, Directory: "/srv", Prefix: "/a/p/"},
+			{URL: "file:///srv/a", Prefix: "p"},
+			{URL: "file:///srv/a/p?create_dir=true&metadata=skip"},
+			{URL: "file:///srv/", Prefix: "a/p"},
+			{URL: "file://localhost/srv/a/p"},
+		},
+		{
+			{Type: TypeLocal, Directory: "store"},
+			{URL: "file://./store"},
+			{URL: "file://" + filepath.ToSlash(filepath.Join(cwd, "store"))},
+		},
+		{
+			{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio", Port: 9000, Prefix: "p", AccessKeyID: secret, SecretAccessKey: secret},
+			{Type: TypeS3, BucketName: "b", Region: "other", Host: "MinIO:9000", Prefix: "/p/"},
+			{URL: "s3://b?region=r&endpoint=http://minio:9000", Prefix: "p"},
+			{URL: "s3://b?endpoint=http%3A%2F%2FMINIO%3A9000%2F&use_path_style=true", Prefix: "p"},
+			{URL: "s3://" + secret + ":" + secret + "@b?endpoint=http://minio:9000/&region=r", Prefix: "p"},
+		},
+		{
+			{Type: TypeS3, BucketName: "b", Region: "r", Host: "s3.example.com", IsSecure: true},
+			{Type: TypeS3, BucketName: "b", Region: "r", Host: "s3.example.com", Port: 443, IsSecure: true},
+			{URL: "s3://b?endpoint=https://S3.example.com"},
+			{URL: "s3://b?endpoint=https://s3.example.com:443/"},
+		},
+		{
+			{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio"},
+			{URL: "s3://b?endpoint=http://minio:80"},
+		},
+		{
+			// AWS's own endpoint, in any region: bucket names are global.
+			{Type: TypeS3, BucketName: "b", Region: "eu-west-1", Prefix: "p"},
+			{Type: TypeS3, BucketName: "b", Region: "us-east-1", Prefix: "p"},
+			{URL: "s3://b?region=eu-west-1", Prefix: "p"},
+			{URL: "s3://b", Prefix: "p/"},
+		},
+		{
+			{Type: TypeGoogle, BucketName: "b", Prefix: "p"},
+			{URL: "gs://b", Prefix: "/p"},
+		},
+		{
+			{URL: "mem://", Prefix: "p"},
+			{URL: "mem://", Prefix: "p/"},
+		},
+	}
+	for i, group := range same {
+		var first where
+		for j, c := range group {
+			s, p := c.Where()
+			if strings.Contains(s+p, secret) {
+				t.Errorf("group %d case %d: Where %q %q shows a credential", i, j, s, p)
+			}
+			if j == 0 {
+				first = where{s, p}
+			} else if (where{s, p}) != first {
+				t.Errorf("group %d: one place, case %d is %q %q, case 0 %q %q", i, j, s, p, first.server, first.prefix)
+			}
+		}
+	}
+	other := []Config{
+		{Type: TypeLocal, Directory: "/srv/a", Prefix: "p"},
+		{Type: TypeLocal, Directory: "/srv/a", Prefix: "q"},
+		{Type: TypeLocal, Directory: "/srv/b", Prefix: "p"},
+		{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio", Port: 9000, Prefix: "p"},
+		{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio", Port: 9001, Prefix: "p"},
+		{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio2", Port: 9000, Prefix: "p"},
+		{Type: TypeS3, BucketName: "c", Region: "r", Host: "minio", Port: 9000, Prefix: "p"},
+		{Type: TypeS3, BucketName: "b", Region: "r", Prefix: "p"},
+		{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio", Prefix: "p", IsSecure: true},
+		{Type: TypeGoogle, BucketName: "b", Prefix: "p"},
+		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p"},
+		{URL: "s3://b?endpoint=http://minio:9002", Prefix: "p"},
+	}
+	seen := map[where]int{}
+	for i, c := range other {
+		s, p := c.Where()
+		if j, ok := seen[where{s, p}]; ok {
+			t.Errorf("cases %d and %d: other places, one Where %q %q", j, i, s, p)
+		}
+		seen[where{s, p}] = i
+	}
+}
