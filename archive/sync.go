@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/storage"
@@ -38,7 +39,17 @@ type SyncOptions struct {
 	// pushed files' pg-version (PushOptions.PGVersion). It is called once,
 	// before the first push: a sync that pushes nothing asks nothing.
 	PGVersion func(context.Context) int
-	Logger    zerolog.Logger
+	// Flushed, when not 0, is how far the server that writes PGData's
+	// pg_wal has its WAL durable (pg_current_wal_flush_lsn() on a primary,
+	// what a standby received or replayed), asked of it before the sync
+	// (PGHoard's archive_sync asks the server for its position too). A
+	// segment that ends at or before it is complete and stored; the one
+	// it falls inside is the one being written, left out, and so is any
+	// written after it; none when it is the start of a segment (an idle
+	// server right after a WAL switch has not begun the next). 0: the
+	// newest local segment is taken for the one being written.
+	Flushed pglogrepl.LSN
+	Logger  zerolog.Logger
 }
 
 // SyncResult is what Archive.Sync did and found.
@@ -56,10 +67,16 @@ type SyncResult struct {
 	Newest string `json:"newest_local_segment"`
 	Oldest string `json:"oldest_local_segment"`
 	// InProgress is the local segment left out as the one the server is
-	// writing ("" when pg_wal holds none): an idle server right after a
-	// segment switch has not begun the next, so it may be complete, and a
-	// later run stores it once the server writes into the next.
+	// writing ("" when pg_wal holds none). By the server's flush position
+	// (Flushed) it is the segment that position falls inside; without it,
+	// the newest local segment, which after a switch on an idle server may
+	// be complete: a later run stores it once the server writes into the
+	// next.
 	InProgress string `json:"segment_in_progress,omitempty"`
+	// Flushed is the server's flush position the sync went by
+	// (SyncOptions.Flushed), "" when it took the newest local segment for
+	// the one being written.
+	Flushed string `json:"server_flushed_lsn,omitempty"`
 	// Backup is the newest backup (of those whose metadata authenticates,
 	// where any does, and of the cluster's system where it is known:
 	// TrustedOfSystem), whose start bounds the sync; nil when the site has
@@ -76,9 +93,17 @@ type SyncResult struct {
 // Whether the archive is then continuous from the newest backup's start
 // (SyncResult.Backup) is verify's to check.
 //
-// The segment being written is the newest local file, of the newest
-// timeline, whose page header fits its name: it is left out, and so is an
-// older timeline's segment at or after its position. An older timeline's
+// The segment being written is the one the server's flush position
+// (SyncOptions.Flushed) falls inside, on the newest local timeline: it is
+// left out, and so is any after it. The newest local segment before that
+// position is stored only when its WAL runs to its end or to a WAL switch
+// (wal.RecordEnd): a copy whose WAL stops short is not complete, whatever
+// a server says (a node that is another server of the same system, a
+// primary ahead of this standby). Without a position, the segment being
+// written is the newest local file, of the newest timeline, whose page
+// header fits its name. An older timeline's segment at or after the
+// newest local position (or the flush position, where that is before it)
+// is left out. An older timeline's
 // segment holding its switch point (by the local history files), partial,
 // and its segments after it, off the path, are left out too. Files
 // PostgreSQL recycled (renamed ahead for reuse, still holding old WAL)
@@ -162,16 +187,37 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 			current = l
 		}
 	}
-	var inProgress string
+	var inProgress, flushed string
 	if current != nil {
-		inProgress = current.name
 		cur := current.seg
+		// cut is the segment being written: on the current timeline it
+		// and those after it are left out.
+		cut := cur.No
+		if o.Flushed != 0 {
+			cut = uint64(o.Flushed) / segSize
+			flushed = o.Flushed.String()
+			if cur.No < cut {
+				whole, err := walRunsToEnd(filepath.Join(walDir, current.name))
+				if err != nil {
+					return nil, err
+				}
+				if !whole {
+					log.Warn().Str("segment", current.name).Str("lsn", flushed).
+						Msg("left out as the segment being written: the server says its WAL is flushed past this segment, but the local copy's WAL stops before its end; check that the site's first node is the server whose pg_wal this is")
+					cut, flushed = cur.No, ""
+				}
+			}
+		}
 		segs = slices.DeleteFunc(segs, func(l local) bool {
 			end, ended := ends[l.seg.Timeline]
 			switch {
-			case l.seg == cur:
+			case l.seg.Timeline == cur.Timeline && l.seg.No == cut:
+				inProgress = l.name
 				return true
-			case l.seg.No >= cur.No || ended && l.seg.No >= end:
+			case l.seg.Timeline == cur.Timeline && l.seg.No > cut:
+				log.Info().Str("segment", l.name).Str("lsn", flushed).Msg("left out: after the server's flush position")
+				return true
+			case l.seg.Timeline != cur.Timeline && l.seg.No >= min(cut, cur.No) || ended && l.seg.No >= end:
 				log.Info().Str("segment", l.name).Msg("left out: its timeline ends in or before it, so it is partial or off the current timeline")
 				return true
 			}
@@ -187,7 +233,7 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}, InProgress: inProgress}
+	res := &SyncResult{Pushed: []string{}, Mismatches: []string{}, InProgress: inProgress, Flushed: flushed}
 	// The newest backup whose metadata authenticates where any does, of
 	// this cluster's system: a planted backup, or another cluster's,
 	// claiming to start far ahead would leave every local segment
@@ -266,6 +312,24 @@ func (a *Archive) Sync(ctx context.Context, o SyncOptions) (*SyncResult, error) 
 	}
 
 	return res, nil
+}
+
+// walRunsToEnd reports whether the WAL in the segment file at path runs
+// to the segment's end, or to a WAL switch (the rest of a switched
+// segment holds no WAL), as recovery reads it (wal.RecordEnd). A copy
+// cut short, zeros or a recycled file's old pages after its WAL, does
+// not.
+func walRunsToEnd(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	var rec wal.RecordEnd
+	if _, err := io.Copy(&rec, f); err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return !rec.Stopped() || rec.Switched(), nil
 }
 
 // sameHash compares the local file's digest with the stored hash

@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/basebackup"
+	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/verify"
 )
 
@@ -26,17 +28,25 @@ newest backup of that cluster (the system identifier in its global/pg_control; a
 cluster's backups, copied from a site sharing the key pair, do not count), stores every
 segment the archive lacks and compares the stored hash of up to
 --max-hash-checks archived ones with the local file (a mismatch is reported, never
-overwritten). The segment the server is writing (the newest of the newest timeline) is left
-out, and so is an older timeline's segment at or after it, or at or after that timeline's
-switch point in a local .history file: partial (PostgreSQL names it .partial only when
-archiving is on), or off the current timeline. Stores the local .history files the archive
-lacks. Then, unless --no-verify, checks that the archive's WAL continues without a gap from
-the newest backup's start to the newest segment; with --create-new-backup-on-failure a gap
-makes it take a new basebackup.
+overwritten). It first asks the site's first node, when that node is the cluster of
+pg_data_directory (same system identifier), how far its WAL is flushed
+(pg_current_wal_flush_lsn() on a primary, the WAL a standby received or replayed): a segment
+that ends at or before that position is complete and stored (so is the one an idle server
+has just switched out of); the segment the position falls inside is the one the server is
+writing and is left out, and so is any after it. The newest local segment is stored only if
+its WAL also runs to its end or to a WAL switch. When the node cannot be asked (unreachable,
+another cluster, system identifier unknown) it warns, and the newest segment of the newest
+timeline is left out as the one being written, though after a switch on an idle server it
+is complete. An older timeline's segment at or after the newest local position, or at or
+after that timeline's switch point in a local .history file, is left out: partial
+(PostgreSQL names it .partial only when archiving is on), or off the current timeline.
+Stores the local .history files the archive lacks. Then, unless --no-verify, checks that the
+archive's WAL continues without a gap from the newest backup's start to the newest segment;
+with --create-new-backup-on-failure a gap makes it take a new basebackup.
 
 The WAL it stores records pg-version as wal-push does: the site's pg_version when set, else
 the server_version_num of the site's first node when that node is the cluster of
-pg_data_directory (asked once, only when something is stored), else the major version.
+pg_data_directory (from the same one short connection), else the major version.
 
 EXIT STATUS: 0 the archive is continuous (or a new basebackup was taken) and no hash differs;
 1 a gap remains, a hash differs, or storing failed; 2 bad flags or configuration; 130 interrupted.`,
@@ -82,20 +92,30 @@ func runArchiveSync(c *cli.Context) error {
 	} else {
 		systemID = strconv.FormatUint(sysID, 10)
 	}
+	// The server that writes pg_wal, asked once when the site's first node
+	// is the cluster whose pg_wal is read: how far its WAL is flushed,
+	// which says which local segments are complete (PGHoard's
+	// archive_sync asks the server for its position too), and its version.
+	srv, srvErr := replication.Server{}, idErr
+	if idErr == nil {
+		srv, srvErr = nodeServer(c.Context, env, sysID, env.site.PGDataDirectory)
+		if srvErr == nil && srv.Flushed == 0 {
+			srvErr = errors.New("the standby reports no WAL received or replayed")
+		}
+	}
+	if srvErr != nil {
+		env.log.Warn().Err(srvErr).Msg("the server's WAL flush position is not known: the newest segment in pg_wal is left out as the one being written, though after a WAL switch on an idle server it may be complete; to store it, make the site's first node the server of pg_data_directory, reachable from here")
+	}
 	// As wal-push records it: the site's pg_version, else the node's
 	// version when the node is the cluster whose pg_wal is read.
 	pgVersion := func(ctx context.Context) int {
 		if env.site.PGVersion != 0 {
 			return env.site.PGVersion
 		}
-		err := idErr
-		if err == nil {
-			var v int
-			if v, err = nodeVersion(ctx, env, sysID, env.site.PGDataDirectory); err == nil {
-				return v
-			}
+		if srv.Version != 0 {
+			return srv.Version
 		}
-		env.log.Warn().Err(err).Msg("pg-version of the WAL stored records the major version only; set the site's pg_version to record the full one without asking the server")
+		env.log.Warn().Err(srvErr).Msg("pg-version of the WAL stored records the major version only; set the site's pg_version to record the full one without asking the server")
 		return 0
 	}
 	res, err := env.archive.Sync(c.Context, archive.SyncOptions{
@@ -104,6 +124,7 @@ func runArchiveSync(c *cli.Context) error {
 		HashAlgorithm: env.cfg.HashAlgorithm,
 		SystemID:      systemID,
 		PGVersion:     pgVersion,
+		Flushed:       srv.Flushed,
 		Logger:        env.log,
 	})
 	if err != nil {
@@ -141,7 +162,7 @@ func runArchiveSync(c *cli.Context) error {
 			newBackup = info.Name
 		} else {
 			failures = append(failures, "archive not continuous from the newest backup's start: WAL missing: "+strings.Join(gaps, ", ")+
-				" ("+gapAdvice(chain.Gaps, res.InProgress)+")")
+				" ("+gapAdvice(chain.Gaps, res.InProgress, res.Flushed)+")")
 		}
 	}
 	if c.Bool("json") {
@@ -168,11 +189,14 @@ func runArchiveSync(c *cli.Context) error {
 }
 
 // gapAdvice says what to do about the archive's gaps after a sync. The
-// segment left out as in progress is in pg_wal (after a switch on an idle
-// server it may be complete, the next not begun), and so are none after
-// it: a later run stores them. Missing segments before it are no longer in
-// pg_wal: only a new basebackup closes that gap.
-func gapAdvice(gaps []verify.Gap, inProgress string) string {
+// segment left out as in progress is in pg_wal, and so are those after
+// it: a later run stores them once the server has finished them. By the
+// server's flush position (flushed, "" when not known) it is the segment
+// the server is writing; without it, the newest in pg_wal, which after a
+// switch on an idle server may be complete, the next not begun. Missing
+// segments before it are no longer in pg_wal: only a new basebackup
+// closes that gap.
+func gapAdvice(gaps []verify.Gap, inProgress, flushed string) string {
 	pos := func(name string) string { return name[min(8, len(name)):] } // log and segment number, without the timeline
 	gone, pending := false, false
 	for _, g := range gaps {
@@ -184,7 +208,11 @@ func gapAdvice(gaps []verify.Gap, inProgress string) string {
 		}
 	}
 	var advice []string
-	if pending {
+	switch {
+	case pending && flushed != "":
+		advice = append(advice, inProgress+" is in pg_wal, the segment the server is writing (its WAL is flushed to "+flushed+
+			"): run archive-sync again once the server has finished it (pg_switch_wal() on the primary finishes it at once)")
+	case pending:
 		advice = append(advice, inProgress+" is in pg_wal, the newest segment there, which the server may still be writing: run archive-sync again once the server has written WAL into the next segment")
 	}
 	if gone {

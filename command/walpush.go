@@ -136,6 +136,14 @@ func walPGVersion(ctx context.Context, env *siteEnv, path string) (int, error) {
 // returns it when the node is cluster sysID, which wrote what (a file
 // name, or a data directory).
 func nodeVersion(ctx context.Context, env *siteEnv, sysID uint64, what string) (int, error) {
+	srv, err := nodeServer(ctx, env, sysID, what)
+	return srv.Version, err
+}
+
+// nodeServer asks the site's first node what replication.QueryServer
+// learns over one short ordinary connection, and returns it when the node
+// is cluster sysID, which wrote what (a file name, or a data directory).
+func nodeServer(ctx context.Context, env *siteEnv, sysID uint64, what string) (replication.Server, error) {
 	node := env.site.Nodes[0]
 	name := fmt.Sprintf("node %q", node.Redacted())
 	if node.Redacted() == "" {
@@ -145,12 +153,12 @@ func nodeVersion(ctx context.Context, env *siteEnv, sysID uint64, what string) (
 	defer cancel()
 	srv, err := replication.QueryServer(ctx, node.ConnString())
 	if err != nil {
-		return 0, fmt.Errorf("ask %s for its version: %w", name, err)
+		return replication.Server{}, fmt.Errorf("ask %s: %w", name, err)
 	}
 	if srv.SystemID != sysID {
-		return 0, fmt.Errorf("%s is cluster %d, but %s belongs to cluster %d", name, srv.SystemID, what, sysID)
+		return replication.Server{}, fmt.Errorf("%s is cluster %d, but %s belongs to cluster %d", name, srv.SystemID, what, sysID)
 	}
-	return srv.Version, nil
+	return srv, nil
 }
 
 // siteFlags are --config and --site again on the command itself, so that

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -18,26 +19,41 @@ type Server struct {
 	// still be the previous one, until the checkpoint PostgreSQL then
 	// requests.
 	Timeline uint32
+	// InRecovery is pg_is_in_recovery(): the server is a standby.
+	InRecovery bool
+	// Flushed is how far the server's WAL is durable on its disk: a
+	// primary's pg_current_wal_flush_lsn(), a standby's greater of
+	// pg_last_wal_receive_lsn() (streamed and fsynced) and
+	// pg_last_wal_replay_lsn() (replayed, so read from a file in pg_wal,
+	// streamed and fsynced or restored from the archive), as PostgreSQL's
+	// own GetStandbyFlushRecPtr counts it for a cascading standby. 0 when
+	// a standby has neither.
+	Flushed pglogrepl.LSN
 }
 
 // QueryServer connects to the server connString names with an ordinary
 // (not a replication) connection, so that it takes no WAL sender, and asks
-// for server_version_num, the system identifier and the timeline.
-// pg_control_system() and pg_control_checkpoint() are readable by any
-// role.
+// for server_version_num, the system identifier, the timeline, whether
+// it is a standby and how far its WAL is flushed. pg_control_system(),
+// pg_control_checkpoint() and the WAL position functions are executable
+// by any role.
 func QueryServer(ctx context.Context, connString string) (Server, error) {
 	pg, err := connectSQL(ctx, connString)
 	if err != nil {
 		return Server{}, err
 	}
 	defer pg.Close(context.WithoutCancel(ctx))
-	results, err := pg.Exec(ctx, "SELECT current_setting('server_version_num'), s.system_identifier::text, c.timeline_id::text "+
+	// CASE evaluates only the branch it takes: pg_current_wal_flush_lsn()
+	// fails on a standby ("recovery is in progress").
+	results, err := pg.Exec(ctx, "SELECT current_setting('server_version_num'), s.system_identifier::text, c.timeline_id::text, "+
+		"pg_is_in_recovery()::text, coalesce(CASE WHEN pg_is_in_recovery() "+
+		"THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_flush_lsn() END, '0/0')::text "+
 		"FROM pg_control_system() s, pg_control_checkpoint() c").ReadAll()
 	if err != nil {
 		return Server{}, fmt.Errorf("query server version: %w", err)
 	}
-	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != 3 {
-		return Server{}, fmt.Errorf("query server version: %w: want one row of three columns", ErrProtocol)
+	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != 5 {
+		return Server{}, fmt.Errorf("query server version: %w: want one row of five columns", ErrProtocol)
 	}
 	row := results[0].Rows[0]
 	var s Server
@@ -52,6 +68,12 @@ func QueryServer(ctx context.Context, connString string) (Server, error) {
 		return Server{}, fmt.Errorf("query server version: timeline_id %q: %w", row[2], err)
 	}
 	s.Timeline = uint32(tli)
+	if s.InRecovery, err = strconv.ParseBool(string(row[3])); err != nil {
+		return Server{}, fmt.Errorf("query server version: pg_is_in_recovery %q: %w", row[3], err)
+	}
+	if s.Flushed, err = pglogrepl.ParseLSN(string(row[4])); err != nil {
+		return Server{}, fmt.Errorf("query server version: flush position %q: %w", row[4], err)
+	}
 	return s, nil
 }
 

@@ -31,6 +31,14 @@ func TestQueryServer(t *testing.T) {
 		if s.Timeline != 1 {
 			t.Errorf("Timeline = %d, want 1", s.Timeline)
 		}
+		// The primary's flush position: durable WAL, at most where the
+		// server has flushed it to since.
+		if s.InRecovery {
+			t.Error("InRecovery = true on a primary")
+		}
+		if s.Flushed == 0 || c.QueryString(t, "select ($1::pg_lsn <= pg_current_wal_flush_lsn())::text", s.Flushed.String()) != "true" {
+			t.Errorf("Flushed = %s, want the primary's flush position", s.Flushed)
+		}
 	})
 }
 
