@@ -42,7 +42,9 @@ after that timeline's switch point in a local .history file, is left out: partia
 (PostgreSQL names it .partial only when archiving is on), or off the current timeline.
 Stores the local .history files the archive lacks. Then, unless --no-verify, checks that the
 archive's WAL continues without a gap from the newest backup's start to the newest segment;
-with --create-new-backup-on-failure a gap makes it take a new basebackup.
+with --create-new-backup-on-failure a gap before the segment left out as being written makes
+it take a new basebackup (a gap only at or after that segment closes at a later sync, which
+a new backup would not hasten: it exits 1 saying so, and takes none).
 
 The WAL it stores records pg-version as wal-push does: the site's pg_version when set, else
 the server_version_num of the site's first node when that node is the cluster of
@@ -148,7 +150,11 @@ func runArchiveSync(c *cli.Context) error {
 		for i, g := range chain.Gaps {
 			gaps[i] = g.String()
 		}
-		if c.Bool("create-new-backup-on-failure") {
+		gone, _ := gapKinds(chain.Gaps, res.InProgress)
+		// Only WAL gone from pg_wal needs a new basebackup: a gap at the
+		// segment the server is writing closes at a later sync, and a new
+		// backup would not close it sooner.
+		if c.Bool("create-new-backup-on-failure") && gone {
 			env.log.Warn().Strs("gaps", gaps).Msg("archive not continuous: taking a new basebackup")
 			if len(env.site.Nodes) == 0 {
 				return usagef("add a node to the site's nodes", "site %s has no nodes to take a new basebackup from", env.name)
@@ -174,7 +180,10 @@ func runArchiveSync(c *cli.Context) error {
 		}{SyncResult: res, Gaps: []verify.Gap{}, NewBackup: newBackup}
 		if chain != nil {
 			v := chain.Continuous()
-			out.Gaps, out.Continuous = chain.Gaps, &v
+			out.Continuous = &v
+			if len(chain.Gaps) > 0 {
+				out.Gaps = chain.Gaps
+			}
 		}
 		if err := writeJSON(c.App.Writer, out); err != nil {
 			return err
@@ -197,16 +206,7 @@ func runArchiveSync(c *cli.Context) error {
 // segments before it are no longer in pg_wal: only a new basebackup
 // closes that gap.
 func gapAdvice(gaps []verify.Gap, inProgress, flushed string) string {
-	pos := func(name string) string { return name[min(8, len(name)):] } // log and segment number, without the timeline
-	gone, pending := false, false
-	for _, g := range gaps {
-		if inProgress == "" || pos(g.First) < pos(inProgress) {
-			gone = true
-		}
-		if inProgress != "" && pos(g.Last) >= pos(inProgress) {
-			pending = true
-		}
-	}
+	gone, pending := gapKinds(gaps, inProgress)
 	var advice []string
 	switch {
 	case pending && flushed != "":
@@ -222,6 +222,23 @@ func gapAdvice(gaps []verify.Gap, inProgress, flushed string) string {
 		advice = []string{"the segments are no longer in pg_wal; take a new basebackup, or pass --create-new-backup-on-failure"}
 	}
 	return strings.Join(advice, "; ")
+}
+
+// gapKinds tells whether any of the gaps lies before the segment left out
+// as in progress (gone: no longer in pg_wal, or every gap when none was
+// left out) and whether any reaches it (pending: in pg_wal, stored by a
+// later sync).
+func gapKinds(gaps []verify.Gap, inProgress string) (gone, pending bool) {
+	pos := func(name string) string { return name[min(8, len(name)):] } // log and segment number, without the timeline
+	for _, g := range gaps {
+		if inProgress == "" || pos(g.First) < pos(inProgress) {
+			gone = true
+		}
+		if inProgress != "" && pos(g.Last) >= pos(inProgress) {
+			pending = true
+		}
+	}
+	return gone, pending
 }
 
 func writeSyncResult(w io.Writer, r *archive.SyncResult, chain *verify.Chain, newBackup string) {

@@ -59,6 +59,16 @@ const syncSegSize = 1 << 20
 // segment 3, with a pg_wal holding segments nos (the last one in
 // progress), and returns its exit code and message.
 func archiveSyncGap(t *testing.T, nos ...uint64) (int, string) {
+	return archiveSyncGapArgs(t, nil, nos...)
+}
+
+// archiveSyncGapArgs is archiveSyncGap with more arguments for archive-sync.
+func archiveSyncGapArgs(t *testing.T, args []string, nos ...uint64) (int, string) {
+	return runErr(t, append([]string{"archive-sync", "--allow-root", "--config", gapSiteConfig(t, nos...)}, args...)...)
+}
+
+// gapSiteConfig writes archiveSyncGap's site and returns its configuration.
+func gapSiteConfig(t *testing.T, nos ...uint64) string {
 	const segSize, system = syncSegSize, 7123456789012345678
 	dir := t.TempDir()
 	pgdata := filepath.Join(dir, "data")
@@ -88,7 +98,36 @@ func archiveSyncGap(t *testing.T, nos ...uint64) (int, string) {
 	if err := os.WriteFile(cfg, []byte(js), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return runErr(t, "archive-sync", "--allow-root", "--config", cfg)
+	return cfg
+}
+
+// A gap only at the segment left out as being written is not one a new
+// basebackup closes: --create-new-backup-on-failure takes none (the node
+// does not answer, so an attempt would fail the command with "the new
+// basebackup failed") and exits 1 with the advice to run again; a gap
+// before it still makes it try one.
+func TestArchiveSync_NewBackupOnlyForGoneWAL(t *testing.T) {
+	name := wal.Segment{Timeline: 1, No: 3}.Name(syncSegSize)
+	code, msg := archiveSyncGapArgs(t, []string{"--create-new-backup-on-failure"}, 3)
+	if code != ExitFailure || strings.Contains(msg, "basebackup failed") || !strings.Contains(msg, name+" is in pg_wal") {
+		t.Errorf("gap at the segment being written: exit %d, %q; want exit %d saying %s is in pg_wal, no basebackup tried", code, msg, ExitFailure, name)
+	}
+	code, msg = archiveSyncGapArgs(t, []string{"--create-new-backup-on-failure"}, 5, 6)
+	if code == 0 || !strings.Contains(msg, "the new basebackup failed") {
+		t.Errorf("gap before the segment being written: exit %d, %q; want a basebackup tried (and failed: no server)", code, msg)
+	}
+}
+
+// archive-sync --json prints an empty list of gaps, not null, when the
+// archive is continuous.
+func TestArchiveSync_JSONNoGaps(t *testing.T) {
+	code, res, msg, _ := runSync(t, gapSiteConfig(t, 3, 4, 5))
+	if code != ExitOK || res.Continuous == nil || !*res.Continuous {
+		t.Fatalf("archive-sync: exit %d (%s), continuous %v; want 0, continuous", code, msg, res.Continuous)
+	}
+	if got := string(res.Gaps); got != "[]" {
+		t.Errorf("wal_gaps %s, want []", got)
+	}
 }
 
 // syncOutput is what archive-sync --json prints, as far as the tests of a
@@ -99,6 +138,8 @@ type syncOutput struct {
 	Flushed    string   `json:"server_flushed_lsn"`
 	Continuous *bool    `json:"continuous"`
 	NewBackup  string   `json:"new_basebackup"`
+	// Gaps is wal_gaps as printed.
+	Gaps json.RawMessage `json:"wal_gaps"`
 }
 
 // runSync runs hoard archive-sync --json --allow-root with cfg and args,
