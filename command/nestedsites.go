@@ -10,9 +10,10 @@ import (
 
 // nestedSite returns, for the site called name, the first other site of
 // cfg whose objects its retention would take for its own: one whose keys
-// are the site's (the same storage and prefix however spelled, siteKeys),
-// or lie inside one of its folders (archive.SiteDirs), as a site whose
-// prefix is s/basebackup_chunk/t beside site s. Retention deletes what
+// are the site's (the same storage and prefix however spelled, siteKeys;
+// only when both sites are active: an inactive one is a read-only view of
+// the same archive), or lie inside one of its folders (archive.SiteDirs),
+// as a site whose prefix is s/basebackup_chunk/t beside site s. Retention deletes what
 // it finds in the site's basebackup_chunk/ folder without a backup of
 // its name once a day old: the other site's WAL and backups. A site
 // below the other outside its folders (s and s/t) is no such site: every
@@ -35,6 +36,14 @@ func nestedSite(cfg *config.Config, name string) error {
 			continue
 		}
 		if r == root {
+			if !site.Active || !cfg.BackupSites[other].Active {
+				// An inactive site is a read-only view of the archive
+				// under the same keys, as a restore host's configuration
+				// names it beside the active one: the objects the active
+				// site's retention deletes are its own, and the inactive
+				// one's retention never deletes.
+				continue
+			}
 			return usagef("give one of them another prefix (backup_sites.<site>.prefix or object_storage.prefix), or remove the one that is not this archive's from the configuration",
 				"sites %s and %s store their objects under the same keys (%s) in the same storage: the retention of either would delete the other's backups and WAL as its own",
 				name, other, shownKeys(place, root))

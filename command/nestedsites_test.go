@@ -50,6 +50,10 @@ func TestRetention_RefusesNestedSite(t *testing.T) {
 			[]string{"site s", "site s/xlog", "xlog/"}},
 		{"SameKeys", write(site("s", store, "s") + "," + site("u", store, "s/")), "s",
 			[]string{"sites s and u", "the same keys"}},
+		// An inactive site is a read-only view: under the same keys it is
+		// this site's archive, and its own retention never deletes.
+		{"SameKeysOtherInactive", write(site("s", store, "s") + "," + strings.Replace(site("u", store, "s/"), "{", `{"active": false, `, 1)), "s", nil},
+		{"SameKeysThisInactive", write(strings.Replace(site("s", store, "s"), "{", `{"active": false, `, 1) + "," + site("u", store, "s/")), "s", nil},
 		{"DirectoryJoined", write(site("s", store, "s") + "," + site("t", filepath.Join(store, "s", "basebackup"), "t")), "s",
 			[]string{"site t", "basebackup/"}},
 		{"InnerSite", write(site("s", store, "s") + "," + site("t", store, "s/basebackup_chunk/t")), "t", nil},

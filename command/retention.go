@@ -76,8 +76,9 @@ or a missing parent; running again finishes the job.
 --dry-run prints what would be deleted and why, and deletes nothing. An inactive site
 (active: false) is never changed.
 
-A site that another site of the configuration shares its keys with (the same storage and
-prefix, however spelled), or one of whose folders (xlog/, basebackup_chunk/, ...) holds
+A site that another active site of the configuration shares its keys with (the same storage
+and prefix, however spelled; an inactive one is a read-only view of the same archive), or one
+of whose folders (xlog/, basebackup_chunk/, ...) holds
 another site's keys (site t with prefix s/basebackup_chunk/t beside site s), is refused
 (exit 2), naming both: its retention would delete the other site's objects as its own. A
 site below another outside its folders (s and s/t) is fine.`,
