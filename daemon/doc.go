@@ -88,6 +88,10 @@
 // when it resumes (segments neither archived nor spooled) raises
 // wal_hole_error, with the segments in the status and the
 // hoard_wal_hole_segments metric, until a basebackup that starts after it.
+// A hole check that could not decide (a stored segment's first page
+// unread) raises no alert file: the status (wal.hole_check_undecided) and
+// hoard_wal_hole_check_undecided show it until a check decides or a
+// basebackup starts at or after its resume point.
 // The status lists the alert files that exist.
 //
 // # Reload and shutdown

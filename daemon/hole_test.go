@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -151,6 +152,96 @@ func TestRun_WALHole(t *testing.T) {
 		return s.Backups == 2 && s.WAL != nil && len(s.WAL.Holes) == 0 && !rd.alertFile(AlertWALHole)
 	})
 	if m := metric(t, port, MetricWALHoleSegments); m != MetricWALHoleSegments+`{site="test"} 0` {
+		t.Errorf("metric %q after the basebackup, want 0", m)
+	}
+}
+
+// walReadDenyStore is a real store that, while deny is set, refuses to
+// read complete WAL segments (Open, OpenRange), as a storage whose
+// permissions went wrong does; listings and writes go through.
+type walReadDenyStore struct {
+	storage.Store
+	deny atomic.Bool
+}
+
+var errWALDenied = fmt.Errorf("access denied: %w", storage.ErrPermanent)
+
+// denied reports whether key is a complete segment's and reads of them
+// are refused.
+func (s *walReadDenyStore) denied(key string) bool {
+	return s.deny.Load() && strings.Contains(key, "xlog/") && len(path.Base(key)) == 24
+}
+
+func (s *walReadDenyStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	if s.denied(key) {
+		return nil, storage.Object{}, errWALDenied
+	}
+	return s.Store.Open(ctx, key)
+}
+
+func (s *walReadDenyStore) OpenRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if s.denied(key) {
+		return nil, errWALDenied
+	}
+	return s.Store.OpenRange(ctx, key, offset, length)
+}
+
+// TestRun_WALHoleUndecided restarts the daemon while the storage
+// refuses to read the stored segments: the receiver's hole check at
+// resume cannot read the newest one's first page and cannot decide
+// whether WAL is missing. The daemon shows it in /status
+// (wal.hole_check_undecided, naming the segment and the storage's error)
+// and in hoard_wal_hole_check_undecided, not in the error log alone, and
+// records no hole; a basebackup that starts after the resume point
+// clears both, as it clears a hole.
+func TestRun_WALHoleUndecided(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	st := &walReadDenyStore{Store: storage.NewLocal(t.TempDir())}
+	c, site := backedUpCluster(t, st)
+	port := testio.FreePort(t)
+	opts := Options{Sites: []Site{site}, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}, DrainTimeout: time.Second, AlertDir: filepath.Join(t.TempDir(), "alerts")}
+	rd := runDaemon(t, opts)
+	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
+	c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'x')")
+	c.QueryString(t, "select pg_walfile_name(pg_switch_wal())")
+	rd.waitFor("the segments stored", func(st Status) bool {
+		w := st.Sites["test"].WAL
+		return w != nil && w.QueueDepth == 0 && w.Uploaded != "0/0"
+	})
+	if m := metric(t, port, MetricWALHoleCheckUndecided); m != MetricWALHoleCheckUndecided+`{site="test"} 0` {
+		t.Errorf("metric %q before, want 0", m)
+	}
+	rd.stop()
+
+	st.deny.Store(true)
+	rd = runDaemon(t, opts)
+	w := rd.waitFor("the undecided check in the status", func(st Status) bool {
+		return st.Sites["test"].WAL != nil && st.Sites["test"].WAL.HoleCheckUndecided != nil
+	}).Sites["test"].WAL
+	u := w.HoleCheckUndecided
+	if len(u.Segment) != 24 || len(u.Unread) != 24 || u.Unread >= u.Segment || !strings.Contains(u.Error, "access denied") ||
+		!strings.Contains(u.Error, "xlog/"+u.Unread) || u.CheckedAt == nil {
+		t.Errorf("hole_check_undecided %+v: want the resume point, the segment below it, the storage's error naming its key, when", u)
+	}
+	if len(w.Holes) != 0 {
+		t.Errorf("holes %+v, want none (undecided)", w.Holes)
+	}
+	if m := metric(t, port, MetricWALHoleCheckUndecided); m != MetricWALHoleCheckUndecided+`{site="test"} 1` {
+		t.Errorf("metric %q, want 1", m)
+	}
+
+	// A basebackup after the resume point: restores of it need none of
+	// the WAL the check could not decide about.
+	if code, body := postBackup(t, port, "test"); code != http.StatusCreated {
+		t.Fatalf("basebackup request: %d %s", code, body)
+	}
+	rd.waitFor("the undecided check resolved by the second basebackup", func(st Status) bool {
+		s := st.Sites["test"]
+		return s.Backups == 2 && s.WAL != nil && s.WAL.HoleCheckUndecided == nil
+	})
+	if m := metric(t, port, MetricWALHoleCheckUndecided); m != MetricWALHoleCheckUndecided+`{site="test"} 0` {
 		t.Errorf("metric %q after the basebackup, want 0", m)
 	}
 }

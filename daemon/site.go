@@ -78,6 +78,10 @@ type supervisor struct {
 	// holesResolved is how many of the receiver's holes (Status.Holes) a
 	// later basebackup made harmless for new restores.
 	holesResolved int
+	// undecidedResolved is the receiver's undecided hole check
+	// (Status.HoleCheckUndecided) that a later basebackup made moot for
+	// new restores; nil when none.
+	undecidedResolved *walstream.UndecidedCheck
 	// deltaKept is why the last retention run deleted no delta object
 	// (archive.RetentionPlan.DeltaKept), logged when it changes.
 	deltaKept string
@@ -707,22 +711,36 @@ func (s *supervisor) backup(ctx context.Context, arch *archive.Archive, reason s
 // resolveHoles is called after a basebackup that starts in segment
 // start: the WAL holes before it do not affect restores of it. They leave
 // the status and the metric, and once none is left wal_hole_error is
-// cleared (also when an earlier run raised it).
+// cleared (also when an earlier run raised it). So does a hole check
+// that could not decide about the WAL before a resume point at or before
+// start.
 func (s *supervisor) resolveHoles(start string) {
 	s.mu.Lock()
 	var holes []walstream.Hole
+	var undecided *walstream.UndecidedCheck
 	if s.recv != nil {
-		holes = s.recv.Status().Holes
+		rs := s.recv.Status()
+		holes, undecided = rs.Holes, rs.HoleCheckUndecided
 	}
 	// Holes are found in stream order; compare positions, not timelines.
 	for s.holesResolved < len(holes) && len(start) == 24 && holes[s.holesResolved].Last[8:] < start[8:] {
 		s.holesResolved++
 	}
 	left := len(holes) - s.holesResolved
+	undecidedLeft := undecided != nil && undecided != s.undecidedResolved
+	if undecidedLeft && len(start) == 24 && len(undecided.Segment) == 24 && undecided.Segment[8:] <= start[8:] {
+		s.undecidedResolved, undecidedLeft = undecided, false
+	}
 	if s.st.WAL != nil {
 		s.st.WAL.Holes = holes[s.holesResolved:]
+		if !undecidedLeft {
+			s.st.WAL.HoleCheckUndecided = nil
+		}
 	}
 	s.mu.Unlock()
+	if !undecidedLeft {
+		s.m.holeUndecided.Set(0)
+	}
 	if left == 0 {
 		s.m.holeSegments.Set(0)
 		s.d.setAlert(AlertWALHole, s.site.Name, false)
@@ -871,7 +889,11 @@ func (s *supervisor) refresh(now time.Time) {
 		storedLag = max(now.Sub(rs.UnstoredSince), 0)
 	}
 	holes := rs.Holes[min(s.holesResolved, len(rs.Holes)):]
-	s.st.WAL = walStatus(rs, lag, storedLag, holes)
+	undecided := rs.HoleCheckUndecided
+	if undecided == s.undecidedResolved {
+		undecided = nil
+	}
+	s.st.WAL = walStatus(rs, lag, storedLag, holes, undecided)
 	s.st.UploadFailures = up.failures()
 	wasConnected := s.streaming
 	s.streaming = rs.Connected
@@ -896,6 +918,7 @@ func (s *supervisor) refresh(now time.Time) {
 		missing += h.Count
 	}
 	s.m.holeSegments.Set(float64(missing))
+	s.m.holeUndecided.Set(boolFloat(undecided != nil))
 	if len(holes) > 0 {
 		s.d.setAlert(AlertWALHole, s.site.Name, true)
 	}

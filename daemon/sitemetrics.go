@@ -18,6 +18,8 @@ type siteMetrics struct {
 	// even before its receiver first connected.
 	connected, paused *metrics.Gauge
 	holeSegments      *metrics.Gauge
+	// holeUndecided is 1 while the last hole check could not decide.
+	holeUndecided *metrics.Gauge
 	// walMissing and walCheckFailures are the WAL archive check's
 	// (walgaps.go).
 	walMissing            *metrics.Gauge
@@ -57,6 +59,9 @@ const (
 	MetricWALConnected      = "hoard_wal_connected"
 	MetricWALPaused         = "hoard_wal_paused"
 	MetricWALHoleSegments   = "hoard_wal_hole_segments"
+	// MetricWALHoleCheckUndecided is 1 while the receiver's last hole
+	// check could not decide (a stored segment's first page unread).
+	MetricWALHoleCheckUndecided = "hoard_wal_hole_check_undecided"
 	// MetricWALArchiveMissing is the segments of the kept backups' WAL
 	// the last WAL archive check found missing (walgaps.go).
 	MetricWALArchiveMissing = "hoard_wal_archive_missing_segments"
@@ -111,7 +116,7 @@ var walStreamingMetrics = []string{
 	MetricWALReceived, MetricWALFlushed, MetricWALUploaded, MetricWALQueue,
 	MetricWALLagBytes, MetricWALLagSeconds, MetricWALStored, MetricWALStoredLagBytes,
 	MetricWALStoredLagSecs, MetricWALConnected, MetricWALPaused, MetricWALHoleSegments,
-	MetricLastUpload,
+	MetricWALHoleCheckUndecided, MetricLastUpload,
 }
 
 // forgetSiteMetrics removes the series of a site a reload changed that
@@ -155,6 +160,8 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		paused: m.Gauge(MetricWALPaused, "1 while the disk guard pauses receiving (spool disk nearly full).", l),
 		holeSegments: m.Gauge(MetricWALHoleSegments,
 			"WAL segments found missing before where streaming resumed, since the last basebackup (0: none).", l),
+		holeUndecided: m.Gauge(MetricWALHoleCheckUndecided,
+			"1 while the last hole check at resume could not read a stored segment's first page, so whether WAL before the resume point is missing is not known (0: decided).", l),
 		walMissing: m.Gauge(MetricWALArchiveMissing,
 			"WAL segments the last check found missing from the archive between a kept basebackup's start and stored WAL after them (0: none); run hoard verify.", l),
 		walCheckFailures: m.Counter(MetricWALArchiveCheckFailures,

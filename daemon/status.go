@@ -104,6 +104,27 @@ type WALStatus struct {
 	// the archive before where it resumed streaming, since the last
 	// basebackup: backups before them cannot be restored past them.
 	Holes []walstream.Hole `json:"holes,omitempty"`
+	// HoleCheckUndecided is the receiver's last hole check when it could
+	// not decide whether WAL before where streaming resumed is missing;
+	// nil when it decided, or a basebackup starting after that point
+	// made the question moot for new restores.
+	HoleCheckUndecided *HoleCheckUndecided `json:"hole_check_undecided,omitempty"`
+}
+
+// HoleCheckUndecided is a hole check at resume that could not read the
+// first page of a stored segment (walstream.UndecidedCheck): whether
+// segments before Segment are missing is not known until the next resume
+// checks again.
+type HoleCheckUndecided struct {
+	// Segment is where streaming resumed.
+	Segment string `json:"segment"`
+	// Unread is the stored segment whose first page could not be read,
+	// and Error why (the storage's or the decoder's error, naming its
+	// key).
+	Unread string `json:"unread"`
+	Error  string `json:"error"`
+	// CheckedAt is when the check ended.
+	CheckedAt *time.Time `json:"checked_at,omitempty"`
 }
 
 // WALArchiveStatus is what the daemon's periodic check of the WAL of
@@ -157,7 +178,7 @@ func backupStatus(b *archive.BackupInfo) *BackupStatus {
 	}
 }
 
-func walStatus(s walstream.Status, lag, storedLag time.Duration, holes []walstream.Hole) *WALStatus {
+func walStatus(s walstream.Status, lag, storedLag time.Duration, holes []walstream.Hole, undecided *walstream.UndecidedCheck) *WALStatus {
 	w := &WALStatus{
 		SystemID: s.SystemID, Timeline: s.Timeline, Segment: s.Segment,
 		Received: s.Received.String(), Flushed: s.Flushed.String(), Uploaded: s.Uploaded.String(),
@@ -165,6 +186,10 @@ func walStatus(s walstream.Status, lag, storedLag time.Duration, holes []walstre
 		Stored: s.Stored.String(), StoredLagBytes: s.StoredBytesBehind, StoredLagSeconds: storedLag.Seconds(),
 		QueueDepth: s.QueueDepth, Connected: s.Connected, Paused: s.Paused,
 		LastError: s.LastError, LastErrorAt: timePtr(s.LastErrorAt), Holes: holes,
+	}
+	if undecided != nil {
+		w.HoleCheckUndecided = &HoleCheckUndecided{Segment: undecided.Segment, Unread: undecided.Unread,
+			Error: undecided.Error, CheckedAt: timePtr(undecided.At)}
 	}
 	return w
 }

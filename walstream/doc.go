@@ -247,7 +247,8 @@
 // segment counts only if it may be the streamed system's (its first page,
 // ArchiveLister.ForeignSegment); one whose first page cannot be read
 // leaves the check undecided: logged at Error, naming it, with no hole
-// recorded (hole.go).
+// recorded, and kept in Status.HoleCheckUndecided until a later check
+// decides (hole.go).
 //
 // # Shutdown
 //

@@ -32,6 +32,17 @@ type ArchiveLister interface {
 // streaming resumed on.
 type Hole = wal.Run
 
+// UndecidedCheck is a hole check that could not decide whether WAL
+// before where streaming resumed is missing: the first page of Unread,
+// an archived candidate for the newest segment of the streamed system's
+// before Segment, could not be read (Error, naming its key).
+type UndecidedCheck struct {
+	Segment string    // where streaming resumed
+	Unread  string    // the archived segment that could not be read
+	Error   string    // why, naming its key
+	At      time.Time // when the check ended
+}
+
 // holeCheck is what a resume hands to the hole check: where streaming
 // resumed, and the complete segments the spool held then (they will be
 // archived).
@@ -189,17 +200,23 @@ func (e *undecidedError) Unwrap() error { return e.err }
 
 // reportUndecided logs at Error that the check for c could not decide
 // (neither a hole nor an archive continuous up to the resume point),
-// naming the segment whose first page could not be read and why. No
-// hole is recorded; the next resume checks again.
+// naming the segment whose first page could not be read and why, and
+// records it in Status.HoleCheckUndecided. No hole is recorded; the next
+// resume checks again.
 func (r *Receiver) reportUndecided(c holeCheck, e *undecidedError) {
-	r.log.Error().Err(e.err).Str("unread", e.segment).Str(logSegment, c.start.Name(c.segSize)).
+	start := c.start.Name(c.segSize)
+	r.log.Error().Err(e.err).Str("unread", e.segment).Str(logSegment, start).
 		Msg("hole check undecided: the first page of a stored segment could not be read, so whether segments before the resume point are missing is not known; check the storage and that segment")
+	u := &UndecidedCheck{Segment: start, Unread: e.segment, Error: e.err.Error(), At: time.Now()}
+	r.update(func(st *Status) { st.HoleCheckUndecided = u })
 }
 
 // reportHole logs a hole at Error and records it in Status.Holes; an
-// empty hole is logged at Debug.
+// empty hole is logged at Debug. Either way the check decided: an
+// earlier undecided one leaves Status.HoleCheckUndecided.
 func (r *Receiver) reportHole(c holeCheck, h Hole) {
 	start := c.start.Name(c.segSize)
+	r.update(func(st *Status) { st.HoleCheckUndecided = nil })
 	if h.Count == 0 {
 		r.log.Debug().Str(logSegment, start).Msg("hole check: the archive continues up to where streaming resumed")
 		return

@@ -107,22 +107,28 @@ func TestReceiver_holeLoop_Unreadable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stop := make(chan struct{})
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				r.holeLoop(t.Context(), stop)
-			}()
-			r.requestHoleCheck(holeCheck{start: start, segSize: segSize, system: newSys})
-			deadline := time.Now().Add(10 * time.Second)
-			// Every outcome logs once: a hole or an undecided check at
-			// Error, an archive continuous up to the resume point at Debug.
-			for !strings.Contains(log.String(), "hole") && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
+			// check runs one hole check from start and returns what it
+			// logged. Every outcome logs once: a hole or an undecided
+			// check at Error, an archive continuous up to the resume
+			// point at Debug.
+			check := func() string {
+				before := len(log.String())
+				stop := make(chan struct{})
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					r.holeLoop(t.Context(), stop)
+				}()
+				r.requestHoleCheck(holeCheck{start: start, segSize: segSize, system: newSys})
+				deadline := time.Now().Add(10 * time.Second)
+				for !strings.Contains(log.String()[before:], "hole") && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				close(stop)
+				<-done
+				return log.String()[before:]
 			}
-			close(stop)
-			<-done
-			out := log.String()
+			out := check()
 			if got := r.Status().Holes; !slices.Equal(got, tc.want) {
 				t.Errorf("Holes %+v, want %+v\nlog: %s", got, tc.want, out)
 			}
@@ -130,7 +136,22 @@ func TestReceiver_holeLoop_Unreadable(t *testing.T) {
 				if strings.Contains(out, "undecided") {
 					t.Errorf("log says undecided:\n%s", out)
 				}
+				if u := r.Status().HoleCheckUndecided; u != nil {
+					t.Errorf("Status.HoleCheckUndecided %+v after a decided check", u)
+				}
 				return
+			}
+			// The status says so too (the daemon's /status, metric and
+			// alert rule read it), naming the resume point, the segment
+			// and the error.
+			u := r.Status().HoleCheckUndecided
+			if u == nil {
+				t.Fatalf("Status.HoleCheckUndecided nil after an undecided check\nlog: %s", out)
+			}
+			if u.Segment != start.Name(segSize) || u.Unread != tc.undecided || !strings.Contains(u.Error, "access denied") ||
+				!strings.Contains(u.Error, "site/xlog/"+tc.undecided) || u.At.IsZero() {
+				t.Errorf("Status.HoleCheckUndecided %+v, want segment %s, unread %s, the storage's error naming its key, a time",
+					u, start.Name(segSize), tc.undecided)
 			}
 			for _, want := range []string{"hole check undecided", `"unread":"` + tc.undecided + `"`, "access denied",
 				"site/xlog/" + tc.undecided, `"segment":"` + start.Name(segSize) + `"`} {
@@ -140,6 +161,15 @@ func TestReceiver_holeLoop_Unreadable(t *testing.T) {
 			}
 			if strings.Contains(out, "wal hole") || strings.Contains(out, "continues up to") {
 				t.Errorf("an undecided check reported a hole, or none:\n%s", out)
+			}
+			// The storage reads the segment again: the next check decides
+			// and the undecided check leaves the status.
+			clear(ds.deny)
+			if out := check(); strings.Contains(out, "undecided") {
+				t.Fatalf("check with the segment readable again still undecided:\n%s", out)
+			}
+			if u := r.Status().HoleCheckUndecided; u != nil {
+				t.Errorf("Status.HoleCheckUndecided %+v after a decided check", u)
 			}
 		})
 	}

@@ -189,6 +189,11 @@ type Status struct {
 	// archive nor in the spool (the spool was lost, or the slot moved on
 	// without it).
 	Holes []Hole
+	// HoleCheckUndecided is the last hole check of this Run when it
+	// could not decide (a stored segment's first page could not be
+	// read); nil when that check decided, or none was made. The next
+	// check, at the next resume, replaces it.
+	HoleCheckUndecided *UndecidedCheck
 }
 
 // Receiver streams WAL from a server into the spool directory and hands
