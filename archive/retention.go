@@ -1091,8 +1091,38 @@ type RetentionResult struct {
 // orphaned chunk folders. Whatever an interrupted run leaves behind is
 // unlisted garbage that a later plan finds again (WAL before the oldest
 // kept backup, chunk folders without a main object). It stops at the
-// first error and returns what it deleted so far.
+// first error and returns what it deleted so far, but for an entry of a
+// local store that no writer leaves (storage.ErrObjectDamaged: a FIFO, a
+// socket or a directory under a chunk's name): it deletes no such entry,
+// goes on with the rest of the plan, and returns an error naming each
+// one left and saying to remove it by hand. One such entry would
+// otherwise stop every run at the same place, for good, and keep every
+// later deletion of the plan from happening.
 func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log zerolog.Logger) (RetentionResult, error) {
+	var left []error
+	res, err := a.applyRetention(ctx, plan, log, &left)
+	if len(left) > 0 {
+		return res, errors.Join(append([]error{err}, left...)...)
+	}
+	return res, err
+}
+
+// leftEntry reports whether err, a Delete's, is a local store's refusal
+// of an entry no writer leaves (storage.ErrObjectDamaged), and if so
+// appends to left an error naming it (what, the storage's words) and
+// what to do.
+func leftEntry(left *[]error, what string, err error) bool {
+	if !errors.Is(err, storage.ErrObjectDamaged) {
+		return false
+	}
+	*left = append(*left, fmt.Errorf("retention left %s: %w; retention never deletes such an entry itself: "+
+		"remove it and its .metadata sidecar by hand, and the next run deletes what is left of the folder", what, err))
+	return true
+}
+
+// applyRetention is ApplyRetention, which see; entries it cannot delete
+// go to left.
+func (a *Archive) applyRetention(ctx context.Context, plan RetentionPlan, log zerolog.Logger, left *[]error) (RetentionResult, error) {
 	var res RetentionResult
 	if len(plan.Keep) == 0 && len(plan.Delete) > 0 {
 		return res, errors.New("retention plan deletes every backup; refusing (the newest backup is always kept)")
@@ -1116,7 +1146,7 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		if err != nil {
 			return res, err
 		}
-		if err := s.deleteBackup(ctx, d, plan.Now, &res, siteLogger(log, a, s)); err != nil {
+		if err := s.deleteBackup(ctx, d, plan.Now, &res, siteLogger(log, a, s), left); err != nil {
 			return res, err
 		}
 	}
@@ -1145,11 +1175,19 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 		if err != nil {
 			return res, err
 		}
+		kept := 0
 		for _, k := range o.Keys {
 			if err := s.Store.Delete(ctx, k); err != nil {
+				if leftEntry(left, "orphaned chunk "+k, err) {
+					kept++
+					continue
+				}
 				return res, fmt.Errorf("delete orphaned chunk %s: %w", k, err)
 			}
 			res.Orphans++
+		}
+		if kept > 0 {
+			continue
 		}
 		res.Bytes += o.Size
 		l := siteLogger(log, a, s)
@@ -1273,7 +1311,14 @@ func siteLogger(log zerolog.Logger, a, s *Archive) zerolog.Logger {
 // interrupted backup's: the backup's own chunks go then, a day later at
 // most. A backup whose metadata authenticates is hoard's own, the one
 // backup of its name: its folder is all its own.
-func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, now time.Time, res *RetentionResult, log zerolog.Logger) error {
+//
+// A chunk folder's entry that a local store refuses to delete for what
+// it is (storage.ErrObjectDamaged: a FIFO, a socket or a directory under
+// a chunk's name) is left, with its sidecar, and named in left; the
+// folder's other chunks are deleted. The backup is gone all the same
+// (its main object went first), and the rest of the folder is an
+// orphaned folder for a later run once that entry is removed by hand.
+func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, now time.Time, res *RetentionResult, log zerolog.Logger, left *[]error) error {
 	b := d.Backup
 	chunkDir := BasebackupChunkDir
 	if b.Format == FormatDeltaV1 || b.Format == FormatDeltaV2 {
@@ -1306,6 +1351,9 @@ func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, now time.T
 	}
 	for _, o := range chunks {
 		if err := a.Store.Delete(ctx, o.Key); err != nil {
+			if leftEntry(left, fmt.Sprintf("chunk %s of deleted backup %s", o.Key, b.Name), err) {
+				continue
+			}
 			return fmt.Errorf("delete chunk %s of backup %s: %w", o.Key, b.Name, err)
 		}
 		res.Chunks++
