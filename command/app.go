@@ -32,7 +32,7 @@ only before the command name or where the command has an argument too many.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "config",
-				Usage:   "PGHoard-format JSON configuration `FILE`",
+				Usage:   "PGHoard-format JSON configuration `FILE` (no default path: without one, the HOARD_* variables alone)",
 				EnvVars: []string{"HOARD_CONFIG", "PGHOARD_CONFIG"},
 			},
 			&cli.StringFlag{

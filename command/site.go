@@ -55,6 +55,9 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 		if c.String("config") == "" {
 			return nil, usagef("pass --config FILE, or set HOARD_CONFIG", "load configuration: %v", err)
 		}
+		if ferr := configFileError(c.String("config"), configGiven(c.String("config"), os.Getenv), err); ferr != nil {
+			return nil, ferr
+		}
 		return nil, &usageError{msg: fmt.Sprintf("load configuration: %v", err)}
 	}
 	cfg.Warnings = append(cfg.Warnings, config.UnknownEnv(hoardEnviron(), appEnvVars(c.App))...)

@@ -12,6 +12,10 @@ var (
 	ErrNoSites = errors.New("no backup sites configured")
 	// ErrUnknownSite means a site name is not in backup_sites.
 	ErrUnknownSite = errors.New("unknown site")
+	// ErrEmptyFile means the configuration file Load read holds nothing
+	// but white space: no configuration, rather than one with nothing
+	// set (a file cut short, or one left to be filled in).
+	ErrEmptyFile = errors.New("the file is empty")
 )
 
 // Problem is one thing wrong in a configuration.

@@ -18,7 +18,10 @@ import (
 // Load reads the configuration at path and returns it validated. Values come,
 // in order, from PGHoard's defaults, the file, then the HOARD_* variables read
 // with getenv (see EnvVars). With path "" the configuration is built from the
-// environment alone. A *ValidationError lists every problem found.
+// environment alone. A *ValidationError lists every problem found. A file
+// that cannot be read is an error wrapping os.ReadFile's (fs.ErrNotExist,
+// fs.ErrPermission, syscall.EISDIR for a directory), and one holding only
+// white space ErrEmptyFile.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	var data []byte
 	if path != "" {
@@ -26,6 +29,9 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		data, err = os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read config: %w", err)
+		}
+		if len(bytes.TrimSpace(data)) == 0 {
+			return nil, fmt.Errorf("read config %s: %w", path, ErrEmptyFile)
 		}
 	}
 	return Parse(path, data, getenv)
