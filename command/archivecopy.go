@@ -145,6 +145,9 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 	file := c.String("to-config")
 	cfg, err := config.Load(file, func(string) string { return "" })
 	if err != nil {
+		if ferr := configFileError(file, "--to-config "+file, targetLookup, err); ferr != nil {
+			return nil, ferr
+		}
 		return nil, &usageError{msg: fmt.Sprintf("--to-config %s: %v", file, err), hint: "fix the target configuration; see docs/configuration.md"}
 	}
 	name := c.String("to-site")

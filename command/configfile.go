@@ -28,12 +28,16 @@ func configGiven(path string, getenv func(string) string) string {
 	return "--config " + path
 }
 
+// targetLookup is configLookup for archive-copy's --to-config.
+const targetLookup = "archive-copy reads the target's configuration from the file --to-config names alone (no HOARD_* variables)"
+
 // configFileError returns the usage error for err, config.Load's, when
 // it is about the file path itself (missing, not readable by this user,
 // a directory, empty): it names the file, its absolute path and given
-// (how it was given: configGiven), what is wrong and what to do. It
-// returns nil for any other error.
-func configFileError(path, given string, err error) error {
+// (how it was given: configGiven, or --to-config), what is wrong and what
+// to do, with lookup (configLookup, or targetLookup) saying where such a
+// file comes from. It returns nil for any other error.
+func configFileError(path, given, lookup string, err error) error {
 	abs := path
 	if !filepath.IsAbs(path) {
 		if cwd, cerr := os.Getwd(); cerr == nil {
@@ -44,9 +48,9 @@ func configFileError(path, given string, err error) error {
 	name := fmt.Sprintf("configuration file %s (%s)", abs, given)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return usagef("check the path; "+configLookup, "%s does not exist", name)
+		return usagef("check the path; "+lookup, "%s does not exist", name)
 	case errors.Is(err, syscall.ENOTDIR):
-		return usagef("check the path; "+configLookup, "%s does not exist: a name on its path is a file, not a directory", name)
+		return usagef("check the path; "+lookup, "%s does not exist: a name on its path is a file, not a directory", name)
 	case errors.Is(err, fs.ErrPermission):
 		return usagef("let the user hoard runs as read it: chown it to that user, or chgrp it to that user's group "+
 			"and chmod 0640 (the file holds secrets: keep other users out), and let that user into every directory "+
@@ -59,9 +63,13 @@ func configFileError(path, given string, err error) error {
 		}
 		return usagef(hint, "%s is a directory", name)
 	case errors.Is(err, config.ErrEmptyFile):
-		return usagef("write PGHoard's JSON configuration into it (docs/configuration.md), or restore it from a copy "+
-			"if a write cut it short; to build the configuration from the HOARD_* variables alone, give no file "+
-			"(no --config, HOARD_CONFIG or PGHOARD_CONFIG)", "%s is empty", name)
+		hint := "write PGHoard's JSON configuration into it (docs/configuration.md), or restore it from a copy " +
+			"if a write cut it short"
+		if lookup == configLookup {
+			hint += "; to build the configuration from the HOARD_* variables alone, give no file " +
+				"(no --config, HOARD_CONFIG or PGHOARD_CONFIG)"
+		}
+		return usagef(hint, "%s is empty", name)
 	}
 	return nil
 }

@@ -83,3 +83,38 @@ func TestLoadConfig_File(t *testing.T) {
 		})
 	}
 }
+
+// archive-copy's --to-config that names a file hoard cannot use (missing,
+// empty) is a usage error naming the file as --to-config gave it, saying
+// the target's configuration comes from that file alone, not where
+// --config's comes from nor that HOARD_* variables could replace it.
+func TestArchiveCopy_ErrToConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.json")
+	js := `{"backup_location": "` + dir + `", "backup_sites": {"s": {"object_storage": {"url": "mem://", "prefix": "a"}}}}`
+	if err := os.WriteFile(src, []byte(js), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.json")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.json")
+	for _, tc := range []struct {
+		to   string
+		want string
+	}{{missing, "does not exist"}, {empty, "is empty"}} {
+		code, msg := runErr(t, "--config", src, "archive-copy", "--to-config", tc.to)
+		if code != ExitUsage {
+			t.Errorf("--to-config %s: exit %d, want %d (%s)", tc.to, code, ExitUsage, msg)
+		}
+		for _, w := range []string{"configuration file " + tc.to + " (--to-config " + tc.to + ")", tc.want} {
+			if !strings.Contains(msg, w) {
+				t.Errorf("message lacks %q:\n%s", w, msg)
+			}
+		}
+		if strings.Contains(msg, "HOARD_CONFIG") || strings.Contains(msg, "give no file") {
+			t.Errorf("message speaks of --config's sources:\n%s", msg)
+		}
+	}
+}

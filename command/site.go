@@ -55,7 +55,7 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 		if c.String("config") == "" {
 			return nil, usagef("pass --config FILE, or set HOARD_CONFIG", "load configuration: %v", err)
 		}
-		if ferr := configFileError(c.String("config"), configGiven(c.String("config"), os.Getenv), err); ferr != nil {
+		if ferr := configFileError(c.String("config"), configGiven(c.String("config"), os.Getenv), configLookup, err); ferr != nil {
 			return nil, ferr
 		}
 		return nil, &usageError{msg: fmt.Sprintf("load configuration: %v", err)}
