@@ -3,6 +3,7 @@ package command
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -38,6 +39,10 @@ wal-fetch's refusal does, the LSN its WAL ends at and the flag that accepts it i
 legitimately cut (hoard restore --accept-truncated-wal SEGMENT). The WAL must continue without a gap from each backup's
 start, along the timeline .history files, through the newest stored segment; gaps are
 named. The table shows per backup whether it is restorable and how far recovery reaches.
+The backups of the site's moved_from sites are checked too, as restore counts them: each
+is read from the site that holds it (its storage, prefix and keys), and the WAL and timeline
+histories of all those sites count as the site's own. The table then has a SITE column,
+each problem line names the backup's site, and --json gives each backup's site.
 
 With --restore: restores a backup into a scratch directory (without --basebackup the one
 hoard restore would choose, among the backups of the database system of the site's first
@@ -87,11 +92,13 @@ func runVerify(c *cli.Context) error {
 			return usagef("add --restore, or leave --"+f+" out", "--%s applies to --restore only", f)
 		}
 	}
-	env, err := openSite(c)
+	// The sites it moved from too: restore counts their backups, WAL
+	// and timeline histories as the site's own.
+	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return err
 	}
-	defer env.archive.Store.Close()
+	defer closeAll()
 	if err := publicKeysOnly(env); err != nil {
 		return err
 	}
@@ -115,7 +122,6 @@ func runVerify(c *cli.Context) error {
 	return nil
 }
 
-// writeVerifyTable prints one line per backup, then every problem.
 // publicKeysOnly is the usage error of a site with encryption keys, none
 // of them with its private half, and no unencrypted_objects_before: no
 // object it stores can be read here (an unencrypted one is refused as
@@ -142,13 +148,25 @@ func publicKeysOnly(env *siteEnv) error {
 	return usagef(hint, "site %s holds only the public half of its encryption keys: verify decrypts the backups, and can read none here", env.name)
 }
 
+// writeVerifyTable prints one line per backup, then every problem. Where
+// the report names the site holding each backup (a site with moved_from),
+// a SITE column says it, and each backup's problems name it too.
 func writeVerifyTable(w io.Writer, rep *verify.Report) error {
+	sites := slices.ContainsFunc(rep.Backups, func(b verify.BackupReport) bool { return b.Site != "" })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	printf(tw, "BACKUP\tSTATUS\tREACHES LSN\tREACHES SEGMENT\tREACHES TIME (AT LEAST)\tPROBLEMS\n")
+	if sites {
+		printf(tw, "BACKUP\tSITE\tSTATUS\tREACHES LSN\tREACHES SEGMENT\tREACHES TIME (AT LEAST)\tPROBLEMS\n")
+	} else {
+		printf(tw, "BACKUP\tSTATUS\tREACHES LSN\tREACHES SEGMENT\tREACHES TIME (AT LEAST)\tPROBLEMS\n")
+	}
 	for _, b := range rep.Backups {
 		reachTime := "unknown"
 		if b.ReachTimeAtLeast != nil {
 			reachTime = tableTime(*b.ReachTimeAtLeast)
+		}
+		if sites {
+			printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", b.Name, dash(b.Site), b.Status, dash(b.ReachLSN), dash(b.ReachSegment), reachTime, len(b.Problems))
+			continue
 		}
 		printf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", b.Name, b.Status, dash(b.ReachLSN), dash(b.ReachSegment), reachTime, len(b.Problems))
 	}
@@ -163,11 +181,15 @@ func writeVerifyTable(w io.Writer, rep *verify.Report) error {
 		time.Duration(rep.Elapsed).Round(time.Millisecond))
 	printWALEnd(w, rep.WALEnd)
 	for _, b := range rep.Backups {
+		name := b.Name
+		if b.Site != "" {
+			name += " (site " + b.Site + ")"
+		}
 		for _, p := range b.Problems {
-			printf(w, "  %s: %s\n", b.Name, p)
+			printf(w, "  %s: %s\n", name, p)
 		}
 		for _, n := range b.Notes {
-			printf(w, "  %s: note: %s\n", b.Name, n)
+			printf(w, "  %s: note: %s\n", name, n)
 		}
 	}
 	for _, p := range rep.Problems {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -108,6 +109,38 @@ func TestRetentionSafety(t *testing.T) {
 			t.Errorf("restored through site n: rows %q, want %q", got, want)
 		}
 		restored.Stop(t)
+
+		// hoard verify through site n checks the backups that restore
+		// reads, both stored in the old site, and names that site; a
+		// chunk of one damaged there fails it (it checked n's own
+		// backups only, and found none).
+		var rep struct {
+			Backups []struct{ Name, Site, Status string }
+		}
+		out = s.mustHoard("--site", "n", "verify", "--full", "--json")
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("verify --json: %v\n%s", err, out)
+		}
+		var got []string
+		for _, b := range rep.Backups {
+			got = append(got, b.Name+"@"+b.Site+":"+b.Status)
+		}
+		if w := older + "@" + s.name + ":ok " + newest + "@" + s.name + ":ok"; strings.Join(got, " ") != w {
+			t.Errorf("verify of site n reports %v, want %s", got, w)
+		}
+		chunks, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", older, "*.pghoard"))
+		if err != nil || len(chunks) == 0 {
+			t.Fatalf("chunks of %s: %v %v", older, chunks, err)
+		}
+		data := readFile(t, chunks[0])
+		damaged := slices.Clone(data)
+		damaged[len(damaged)/2] ^= 1
+		s.writeFile(chunks[0], damaged)
+		out, _, err = s.hoard("--site", "n", "verify", "--full")
+		s.writeFile(chunks[0], data)
+		if exitCode(err) != 1 || !strings.Contains(out, older+" (site "+s.name+"): chunk ") {
+			t.Errorf("verify of site n with a chunk of %s damaged: exit %d\n%s", older, exitCode(err), out)
+		}
 	})
 
 	t.Run("KeepsKnownGood", func(t *testing.T) {

@@ -33,8 +33,9 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 	if ctrl == nil {
 		return nil, err
 	}
+	src := c.a.ArchiveOf(b)
 	m := ctrl.Manifest
-	if err := restore.CheckDeltaManifest(c.a, m); err != nil {
+	if err := restore.CheckDeltaManifest(src, m); err != nil {
 		c.problem(r, true, "control object %s: %v", b.Key, err)
 		return nil, nil
 	}
@@ -66,10 +67,10 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 	if err != nil {
 		return nil, err
 	}
-	c.checkDeltaRefs(ctx, b, r, objects)
+	c.checkDeltaRefs(ctx, src, b, r, objects)
 	list := make([]chunkCheck, 0, len(m.Chunks)+len(objects))
 	for _, ch := range m.Chunks {
-		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, bundle: true, pgm: pgm})
+		list = append(list, chunkCheck{r: r, src: src, key: src.Layout.DeltaChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, bundle: true, pgm: pgm})
 	}
 	digests := make([]string, 0, len(objects))
 	for d := range objects {
@@ -77,7 +78,7 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 	}
 	sort.Strings(digests)
 	for _, d := range digests {
-		list = append(list, chunkCheck{r: r, key: c.a.Layout.DeltaKey(d), manifest: m, object: objects[d], pgm: pgm})
+		list = append(list, chunkCheck{r: r, src: src, key: src.Layout.DeltaKey(d), manifest: m, object: objects[d], pgm: pgm})
 	}
 	c.mu.Lock()
 	r.Chunks = len(list)
@@ -92,9 +93,9 @@ func (c *checker) deltaControl(ctx context.Context, b *archive.BackupInfo, r *Ba
 // only could delete it) or names one it does not, is reported. The
 // backup still restores, so it is not called broken. A backup without a
 // list (PGHoard's, an older hoard's, one of a site that does not
-// encrypt) is not reported.
-func (c *checker) checkDeltaRefs(ctx context.Context, b *archive.BackupInfo, r *BackupReport, objects map[string]*deltaObject) {
-	refs, err := c.a.ReadDeltaRefs(ctx, b.Name)
+// encrypt) is not reported. src holds b.
+func (c *checker) checkDeltaRefs(ctx context.Context, src *archive.Archive, b *archive.BackupInfo, r *BackupReport, objects map[string]*deltaObject) {
+	refs, err := src.ReadDeltaRefs(ctx, b.Name)
 	switch {
 	case errors.Is(err, archive.ErrNoDeltaRefs):
 		return
@@ -117,20 +118,20 @@ func (c *checker) checkDeltaRefs(ctx context.Context, b *archive.BackupInfo, r *
 	sort.Strings(extra)
 	if len(missing) > 0 {
 		c.problem(r, false, "reference list %s leaves out %d delta objects the manifest refers to (first %s): retention with the public key only could delete them",
-			c.a.Layout.DeltaRefsKey(b.Name), len(missing), missing[0])
+			src.Layout.DeltaRefsKey(b.Name), len(missing), missing[0])
 	}
 	if len(extra) > 0 {
 		c.problem(r, false, "reference list %s names %d delta objects the manifest does not refer to (first %s)",
-			c.a.Layout.DeltaRefsKey(b.Name), len(extra), extra[0])
+			src.Layout.DeltaRefsKey(b.Name), len(extra), extra[0])
 	}
 }
 
-// statDeltaObject checks that a delta object exists. Its stored size is
+// statDeltaObject checks that a delta object exists in src. Its stored size is
 // not compared with the manifest's stored_file_size: PGHoard may have
 // stored the same bytes again, encoded otherwise, after an older manifest
 // recorded it; the full check decodes it against its digest instead.
-func (c *checker) statDeltaObject(ctx context.Context, key string) error {
-	_, err := c.a.Store.Stat(ctx, key)
+func (c *checker) statDeltaObject(ctx context.Context, src *archive.Archive, key string) error {
+	_, err := src.Store.Stat(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errors.New("missing")
 	}
@@ -145,8 +146,8 @@ func (c *checker) statDeltaObject(ctx context.Context, key string) error {
 // BLAKE2s-256 is its name, as restore requires. With pgm, the entry of
 // each file restored from it in the backup's backup_manifest must then
 // list those bytes' size and CRC-32C.
-func (c *checker) decodeDeltaObject(ctx context.Context, key string, o *deltaObject, pgm *restore.PGManifestCheck) error {
-	rc, err := c.open(ctx, key, "")
+func (c *checker) decodeDeltaObject(ctx context.Context, src *archive.Archive, key string, o *deltaObject, pgm *restore.PGManifestCheck) error {
+	rc, err := c.open(ctx, src, key, "")
 	if err != nil {
 		return err
 	}

@@ -82,7 +82,11 @@ type Report struct {
 
 // BackupReport is what Run found for one backup.
 type BackupReport struct {
-	Name         string        `json:"name"`
+	Name string `json:"name"`
+	// Site names the site whose storage holds the backup: set for every
+	// backup of a site that moved from others (archive.Archive.MovedFrom),
+	// whose backups restore counts as the site's own; "" otherwise.
+	Site         string        `json:"site,omitempty"`
 	Status       string        `json:"status"`
 	Restorable   bool          `json:"restorable"`
 	StartTime    time.Time     `json:"start_time"`
@@ -226,13 +230,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	log := o.Logger.With().Str("component", "verify").Str("site", a.Site).Logger()
 	rep := &Report{Site: a.Site, Full: o.Full, Checked: began.UTC(), Backups: []BackupReport{}, Problems: []string{}, Notes: []string{}}
 
-	listed, err := a.ScanBackups(ctx)
+	// The backups restore chooses among: the site's own and those of the
+	// sites it moved from, each read from the site that holds it
+	// (Archive.ArchiveOf), with that site's codec.
+	listed, err := a.ScanAllBackups(ctx)
 	if err != nil {
 		return nil, err
 	}
+	moved := len(a.MovedFrom) > 0
 	backups := listed.Sound
 	for _, d := range listed.Damaged {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("backup %s is damaged (%s): %v", d.Name, d.Key, d.Err))
+		of := ""
+		if moved && d.Archive != nil {
+			of = " of site " + d.Archive.Site
+		}
+		rep.Problems = append(rep.Problems, fmt.Sprintf("backup %s%s is damaged (%s): %v", d.Name, of, d.Key, d.Err))
 	}
 	idx, err := listWAL(ctx, a)
 	if err != nil {
@@ -271,6 +283,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	chains := make([]*Chain, len(backups))
 	for i, b := range backups {
 		reps[i] = newBackupReport(b)
+		if moved {
+			reps[i].Site = a.ArchiveOf(b).Site
+		}
 		var err error
 		if paths[i], chains[i], err = backupChain(ctx, a, idx, b, &reps[i], nil); err != nil {
 			return nil, err
@@ -279,7 +294,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			// Its objects may all be sound: what it says of itself
 			// (the times and positions restore and retention choose
 			// by) is what was altered.
-			why, suspect := a.Codec.InvalidWhy(b)
+			why, suspect := a.ArchiveOf(b).Codec.InvalidWhy(b)
 			why += ": retention keeps it uncounted and keeps every WAL file, restore chooses it only by name"
 			if suspect {
 				why += "; take a new backup and delete it"
@@ -398,7 +413,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		finish(&reps[i], backups, chains[i] != nil)
 		// Retention may delete a backup while it is checked (its main
 		// object first, then its chunks): that is no damage.
-		if reps[i].Status != StatusOK && a.BackupGone(ctx, backups[i]) {
+		if reps[i].Status != StatusOK && a.ArchiveOf(backups[i]).BackupGone(ctx, backups[i]) {
 			deleted(&reps[i])
 		}
 	}
@@ -572,7 +587,10 @@ func (c *checker) problem(r *BackupReport, broken bool, format string, args ...a
 
 // chunkCheck is one chunk of one backup to check.
 type chunkCheck struct {
-	r        *BackupReport
+	r *BackupReport
+	// src is the archive holding the backup (Archive.ArchiveOf): the
+	// site's, or that of a site it moved from.
+	src      *archive.Archive
 	key      string
 	manifest *archive.Manifest
 	chunk    archive.ManifestChunk
@@ -622,6 +640,7 @@ func (c *checker) controls(ctx context.Context, backups []*archive.BackupInfo, r
 
 // control checks b's control object and returns the chunks it lists.
 func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupReport) ([]chunkCheck, error) {
+	src := c.a.ArchiveOf(b)
 	if b.OneTar() {
 		// One tar (PGHoard's basic or pipe mode, or its legacy
 		// pghoard-bb-v1): the main object is the backup's only chunk, of
@@ -637,7 +656,7 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 		if n, err := strconv.ParseInt(b.Metadata[archive.MetaOriginalFileSize], 10, 64); err == nil && n >= 0 {
 			ch.InputSize = n
 		}
-		return []chunkCheck{{r: r, key: b.Key, chunk: ch, single: b}}, nil
+		return []chunkCheck{{r: r, src: src, key: b.Key, chunk: ch, single: b}}, nil
 	}
 	if b.Format == archive.FormatDeltaV1 || b.Format == archive.FormatDeltaV2 {
 		return c.deltaControl(ctx, b, r)
@@ -662,7 +681,7 @@ func (c *checker) control(ctx context.Context, b *archive.BackupInfo, r *BackupR
 	c.mu.Unlock()
 	list := make([]chunkCheck, 0, len(m.Chunks))
 	for _, ch := range m.Chunks {
-		list = append(list, chunkCheck{r: r, key: c.a.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, pgm: pgm})
+		list = append(list, chunkCheck{r: r, src: src, key: src.Layout.ChunkKey(ch.ChunkFilename), manifest: m, chunk: ch, pgm: pgm})
 	}
 	return list, nil
 }
@@ -691,8 +710,8 @@ func (c *checker) chunkCount(b *archive.BackupInfo, r *BackupReport, m *archive.
 // open opens object key for decoding, checking its HMAC against hmac
 // unless it is "" (archive.DecodeExpected); an object that is not there
 // is reported as missing.
-func (c *checker) open(ctx context.Context, key, hmac string) (io.ReadCloser, error) {
-	rc, _, err := c.a.Codec.OpenExpected(ctx, c.a.Store, key, hmac)
+func (c *checker) open(ctx context.Context, src *archive.Archive, key, hmac string) (io.ReadCloser, error) {
+	rc, _, err := src.Codec.OpenExpected(ctx, src.Store, key, hmac)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errors.New("missing")
 	}
@@ -730,7 +749,7 @@ func (c *checker) open(ctx context.Context, key, hmac string) (io.ReadCloser, er
 // full).
 func (c *checker) readControl(ctx context.Context, b *archive.BackupInfo, r *BackupReport, parent bool) (ctrl *archive.Control, pgmErr, err error) {
 	var parentErr error
-	ctrl, pgmErr, parentErr, err = restore.ReadControlPGManifest(ctx, marking(c.a), b, !c.full, parent)
+	ctrl, pgmErr, parentErr, err = restore.ReadControlPGManifest(ctx, marking(c.a.ArchiveOf(b)), b, !c.full, parent)
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
 	}
@@ -770,17 +789,17 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 			var err error
 			switch {
 			case cc.object != nil && full:
-				err = c.decodeDeltaObject(gctx, cc.key, cc.object, pgm)
+				err = c.decodeDeltaObject(gctx, cc.src, cc.key, cc.object, pgm)
 			case cc.object != nil:
-				err = c.statDeltaObject(gctx, cc.key)
+				err = c.statDeltaObject(gctx, cc.src, cc.key)
 			case full:
-				err = c.decodeChunk(gctx, cc.key, cc.manifest, cc.chunk, cc.single, cc.bundle, pgm)
+				err = c.decodeChunk(gctx, cc.src, cc.key, cc.manifest, cc.chunk, cc.single, cc.bundle, pgm)
 			case cc.single != nil && cc.single.Format != archive.FormatBBv1:
-				if err = c.statChunk(gctx, cc.key, cc.chunk); err == nil {
-					err = c.labelFirst(gctx, cc.key)
+				if err = c.statChunk(gctx, cc.src, cc.key, cc.chunk); err == nil {
+					err = c.labelFirst(gctx, cc.src, cc.key)
 				}
 			default:
-				err = c.statChunk(gctx, cc.key, cc.chunk)
+				err = c.statChunk(gctx, cc.src, cc.key, cc.chunk)
 			}
 			if gctx.Err() != nil {
 				return gctx.Err()
@@ -811,9 +830,10 @@ func (c *checker) chunks(ctx context.Context, list []chunkCheck, full bool, para
 	return ctx.Err()
 }
 
-// statChunk checks that a chunk exists with the size the manifest records.
-func (c *checker) statChunk(ctx context.Context, key string, ch archive.ManifestChunk) error {
-	st, err := c.a.Store.Stat(ctx, key)
+// statChunk checks that a chunk exists in src with the size the manifest
+// records.
+func (c *checker) statChunk(ctx context.Context, src *archive.Archive, key string, ch archive.ManifestChunk) error {
+	st, err := src.Store.Stat(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errors.New("missing")
 	}
@@ -843,11 +863,11 @@ const maxLabelHead = 64 << 10
 // may still be sent whole). Where that range ends the stream before a
 // header is decoded (an object written with larger blocks), the header is
 // read from the whole object, whose answer counts.
-func (c *checker) labelFirst(ctx context.Context, key string) error {
-	if decided, err := c.labelFirstRanged(ctx, key); decided {
+func (c *checker) labelFirst(ctx context.Context, src *archive.Archive, key string) error {
+	if decided, err := c.labelFirstRanged(ctx, src, key); decided {
 		return err
 	}
-	rc, err := c.open(ctx, key, "")
+	rc, err := c.open(ctx, src, key, "")
 	if err != nil {
 		return err
 	}
@@ -859,8 +879,8 @@ func (c *checker) labelFirst(ctx context.Context, key string) error {
 // labelFirstRanged is labelFirst from the object's first
 // archive.FirstBlockRange stored bytes. decided is false when the range
 // ended the stream before a verdict.
-func (c *checker) labelFirstRanged(ctx context.Context, key string) (decided bool, err error) {
-	obj, err := c.a.Store.Stat(ctx, key)
+func (c *checker) labelFirstRanged(ctx context.Context, src *archive.Archive, key string) (decided bool, err error) {
+	obj, err := src.Store.Stat(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return true, errors.New("missing")
 	}
@@ -868,7 +888,7 @@ func (c *checker) labelFirstRanged(ctx context.Context, key string) (decided boo
 		return true, storeFailure(err)
 	}
 	n := min(obj.Size, archive.FirstBlockRange)
-	rc, err := c.a.Store.OpenRange(ctx, key, 0, n)
+	rc, err := src.Store.OpenRange(ctx, key, 0, n)
 	if errors.Is(err, storage.ErrNotFound) {
 		return true, errors.New("missing")
 	}
@@ -876,7 +896,7 @@ func (c *checker) labelFirstRanged(ctx context.Context, key string) (decided boo
 		return true, storeFailure(err)
 	}
 	defer rc.Close()
-	dec, err := c.a.Codec.DecodeObject(key, rc, obj)
+	dec, err := src.Codec.DecodeObject(key, rc, obj)
 	if err != nil {
 		return true, err
 	}
@@ -916,11 +936,11 @@ func labelHead(r io.Reader) (decided bool, err error) {
 // the chunk is still read to its end, so that a chunk that fails its own
 // checks (another backup's, tampered, truncated) is reported as such,
 // the more precise cause, as restore does.
-func (c *checker) decodeChunk(ctx context.Context, key string, m *archive.Manifest, ch archive.ManifestChunk, single *archive.BackupInfo, bundle bool, pgm *restore.PGManifestCheck) error {
-	if err := c.statChunk(ctx, key, ch); err != nil {
+func (c *checker) decodeChunk(ctx context.Context, src *archive.Archive, key string, m *archive.Manifest, ch archive.ManifestChunk, single *archive.BackupInfo, bundle bool, pgm *restore.PGManifestCheck) error {
+	if err := c.statChunk(ctx, src, key, ch); err != nil {
 		return err
 	}
-	rc, err := c.open(ctx, key, ch.HMAC)
+	rc, err := c.open(ctx, src, key, ch.HMAC)
 	if err != nil {
 		return err
 	}
