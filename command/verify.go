@@ -38,7 +38,8 @@ after it (an earlier copy under its name, see wal-fetch), is a problem that name
 wal-fetch's refusal does, the LSN its WAL ends at and the flag that accepts it if it is
 legitimately cut (hoard restore --accept-truncated-wal SEGMENT). The WAL must continue without a gap from each backup's
 start, along the timeline .history files, through the newest stored segment; gaps are
-named. The table shows per backup whether it is restorable and how far recovery reaches.
+named, with what to do (store the WAL the primary's pg_wal still holds with hoard
+archive-sync on the database host, or take a new basebackup). The table shows per backup whether it is restorable and how far recovery reaches.
 The backups of the site's moved_from sites are checked too, as restore counts them: each
 is read from the site that holds it (its storage, prefix and keys), and the WAL and timeline
 histories of all those sites count as the site's own. The table then has a SITE column,

@@ -270,11 +270,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if len(backups) == 0 {
-		rep.Problems = append(rep.Problems, "no basebackups: nothing is restorable")
+		rep.Problems = append(rep.Problems, "no basebackups: nothing is restorable; take one with hoard basebackup "+
+			"(if there should be some, check the site's storage settings: hoard list shows what it finds)")
 	}
 	rep.Notes = append(rep.Notes, archive.NewerBackupHistories(idx.BackupHistories, backups, segSize)...)
 	for _, tli := range idx.missingHistories() {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("timeline %d has WAL segments but %s is not archived: recovery cannot follow it",
+		rep.Problems = append(rep.Problems, fmt.Sprintf("timeline %d has WAL segments but %s is not archived: recovery cannot follow it; "+
+			"PostgreSQL keeps history files in pg_wal: hoard archive-sync on the database host stores it (or hoard wal-push of that file)",
 			tli, wal.HistoryFileName(tli)))
 	}
 
@@ -525,14 +527,23 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 		r.Restorable = false
 	}
 	for _, g := range ch.Gaps {
-		what := "missing after the backup's end: recovery stops before it"
+		what := "missing after the backup's end: recovery stops before it; " + storeMissing +
+			", otherwise take a new basebackup, whose recovery reaches the newest WAL (this backup stays limited until retention deletes it)"
 		if firstNo(g, b) <= lastNo(ch.End, b) {
-			what = "missing between the backup's start and end: the backup cannot become consistent"
+			what = "missing between the backup's start and end: the backup cannot be restored at all without it (restore another backup); " +
+				storeMissing + ", otherwise take a new basebackup"
 		}
 		r.Problems = append(r.Problems, walProblemPrefix+g.String()+" "+what)
 	}
 	return path, ch, nil
 }
+
+// storeMissing is what a gap's problem says to do first: WAL the primary
+// has not recycled yet can still be stored. archive-sync stores what the
+// archive lacks from the newest backup's start on; wal-push stores one
+// file, for an older segment.
+const storeMissing = "if pg_wal on the primary still holds it, run hoard archive-sync on the database host " +
+	"(or hoard wal-push of a segment before the newest backup's start)"
 
 func firstNo(g Gap, b *archive.BackupInfo) uint64 { return lastNo(g.First, b) }
 
