@@ -32,15 +32,51 @@ type WALFile struct {
 // searches them, a first; a file stored by several sites is listed once
 // for each, in that order.
 func (a *Archive) ListWAL(ctx context.Context) ([]WALFile, error) {
+	files, _, err := a.listWAL(ctx)
+	return files, err
+}
+
+// DamagedWAL is a file under xlog/ stored in a state no read returns: a
+// local store lists it with storage.Object.Damaged (a FIFO, a socket or a
+// directory under its name, its .metadata sidecar kept). It is not stored
+// WAL, and ListWAL passes it over, but it is not missing either: wal-fetch
+// of its name fails with the store's error, naming it, rather than look
+// in the next site.
+type DamagedWAL struct {
+	WALFile
+	Err error // the store's Object.Damaged: what is there, and what to do
+}
+
+// listWAL is ListWAL, and the damaged entries wal-fetch would read first
+// for their name (DamagedWAL), by name: those no site before the one
+// holding it stores a readable copy of.
+func (a *Archive) listWAL(ctx context.Context) ([]WALFile, map[string]DamagedWAL, error) {
 	var out []WALFile
-	for _, s := range a.sites() {
-		files, err := s.listDir(ctx, XLogDir)
+	var damaged map[string]DamagedWAL
+	order := map[*Archive]int{}
+	for i, s := range a.sites() {
+		order[s] = i
+		files, err := s.listDirDamaged(ctx, XLogDir, func(d DamagedWAL) {
+			if _, seen := damaged[d.Name]; !seen {
+				if damaged == nil {
+					damaged = map[string]DamagedWAL{}
+				}
+				damaged[d.Name] = d
+			}
+		})
 		if err != nil {
-			return nil, fmt.Errorf("list WAL of site %s: %w", s.Site, err)
+			return nil, nil, fmt.Errorf("list WAL of site %s: %w", s.Site, err)
 		}
 		out = append(out, files...)
 	}
-	return out, nil
+	// A readable copy in a site searched before the damaged one is what
+	// wal-fetch delivers.
+	for _, f := range out {
+		if d, ok := damaged[f.Name]; ok && order[f.Archive] < order[d.Archive] {
+			delete(damaged, f.Name)
+		}
+	}
+	return out, damaged, nil
 }
 
 // ListSegments lists the complete segments stored directly under a's own
@@ -100,15 +136,27 @@ func SegmentIndex(files []WALFile) map[string]WALFile {
 // would otherwise hold for as long as it is used. An object a local
 // store lists as Damaged (its file a FIFO, a directory or a socket) is
 // passed over too: no read returns it,
-// so it is not stored WAL (a gap to verify, nothing retention deletes);
-// a wal-fetch of its name fails with the store's error, naming it.
+// so it is not stored WAL (nothing retention deletes; verify names it
+// from WALListing.Damaged); a wal-fetch of its name fails with the
+// store's error, naming it.
 func (a *Archive) listDir(ctx context.Context, dir string) ([]WALFile, error) {
+	return a.listDirDamaged(ctx, dir, nil)
+}
+
+// listDirDamaged is listDir, which gives damaged (when not nil) each
+// object of a WAL file's name it passes over as damaged.
+func (a *Archive) listDirDamaged(ctx context.Context, dir string, damaged func(DamagedWAL)) ([]WALFile, error) {
 	prefix := a.Layout.Dir(dir)
 	var out []WALFile
 	err := a.Store.List(ctx, prefix, func(o storage.Object) error {
 		name := strings.TrimPrefix(o.Key, prefix)
-		if _, _, ok := walKind(name); ok && o.Damaged == nil {
-			out = append(out, WALFile{Name: name, Key: o.Key, Size: o.Size, Modified: o.Modified, Archive: a})
+		_, _, ok := walKind(name)
+		f := WALFile{Name: name, Key: o.Key, Size: o.Size, Modified: o.Modified, Archive: a}
+		switch {
+		case ok && o.Damaged == nil:
+			out = append(out, f)
+		case ok && damaged != nil:
+			damaged(DamagedWAL{WALFile: f, Err: o.Damaged})
 		}
 		return nil
 	})

@@ -43,6 +43,11 @@ type WALListing struct {
 	// BackupHistories are the backup history files
 	// (<segment>.<offset>.backup), in listing order.
 	BackupHistories []WALFile
+	// Damaged holds, by name, the files under xlog/ stored in a state no
+	// read returns that wal-fetch would read first for their name
+	// (DamagedWAL): not in Segments, Partials or BackupHistories, whose
+	// readers pass them over; verify names them. nil when none.
+	Damaged map[string]DamagedWAL
 	// StorageFailed, when not nil, says which errors of the reads
 	// SystemEndAt and OwnWALAfter make are the storage failing to answer
 	// (verify marks its store's errors): those are returned rather than
@@ -72,7 +77,7 @@ type sizeAnswer struct {
 // ListStoredWAL lists the segments, .partial objects, timeline
 // histories and backup history files of a and the sites it moved from.
 func (a *Archive) ListStoredWAL(ctx context.Context) (*WALListing, error) {
-	files, err := a.ListWAL(ctx)
+	files, damaged, err := a.listWAL(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +85,7 @@ func (a *Archive) ListStoredWAL(ctx context.Context) (*WALListing, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &WALListing{Segments: SegmentIndex(files), Partials: map[string]WALFile{}, Histories: h}
+	l := &WALListing{Segments: SegmentIndex(files), Partials: map[string]WALFile{}, Histories: h, Damaged: damaged}
 	for _, f := range files {
 		if wal.IsPartialName(f.Name) {
 			if _, ok := l.Partials[f.Name[:24]]; !ok {

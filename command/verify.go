@@ -39,7 +39,9 @@ wal-fetch's refusal does, the LSN its WAL ends at and the flag that accepts it i
 legitimately cut (hoard restore --accept-truncated-wal SEGMENT). The WAL must continue without a gap from each backup's
 start, along the timeline .history files, through the newest stored segment; gaps are
 named, with what to do (store the WAL the primary's pg_wal still holds with hoard
-archive-sync on the database host, or take a new basebackup). The table shows per backup whether it is restorable and how far recovery reaches.
+archive-sync on the database host, or take a new basebackup); a segment stored in a state
+no read returns (in local storage a FIFO, a socket or a directory under its name) is named
+as stored damaged, not missing, with what is there. The table shows per backup whether it is restorable and how far recovery reaches.
 The backups of the site's moved_from sites are checked too, as restore counts them: each
 is read from the site that holds it (its storage, prefix and keys), and the WAL and timeline
 histories of all those sites count as the site's own. The table then has a SITE column,

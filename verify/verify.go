@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -280,6 +281,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			tli, wal.HistoryFileName(tli)))
 	}
 
+	// WAL stored in a state no read returns (a local store's FIFO,
+	// socket or directory under a segment's name) is named, and ends
+	// recovery as a missing segment does, but is not called missing.
+	odd := idx.damaged(rep)
+
 	reps := make([]BackupReport, len(backups))
 	paths := make([]wal.History, len(backups))
 	chains := make([]*Chain, len(backups))
@@ -289,7 +295,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			reps[i].Site = a.ArchiveOf(b).Site
 		}
 		var err error
-		if paths[i], chains[i], err = backupChain(ctx, a, idx, b, &reps[i], nil); err != nil {
+		if paths[i], chains[i], err = backupChain(ctx, a, idx, b, &reps[i], odd); err != nil {
 			return nil, err
 		}
 		if b.Auth == archive.AuthInvalid {
@@ -344,7 +350,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			// system's WAL (walIndex.tailFor).
 			reps[i].Restorable = !reps[i].objectsBroken
 			var err error
-			if paths[i], chains[i], err = backupChain(ctx, a, idx, b, &reps[i], nil); err != nil {
+			if paths[i], chains[i], err = backupChain(ctx, a, idx, b, &reps[i], odd); err != nil {
 				return nil, err
 			}
 		}
@@ -366,7 +372,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			sort.Strings(rep.Problems[len(rep.Problems)-len(bad):])
 			// A damaged segment ends recovery as a missing one does.
-			flags := map[string]bool{}
+			flags := maps.Clone(odd)
+			if flags == nil {
+				flags = map[string]bool{}
+			}
 			for _, n := range names {
 				flags[n] = true
 			}
@@ -527,10 +536,10 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 		r.Restorable = false
 	}
 	for _, g := range ch.Gaps {
-		what := "missing after the backup's end: recovery stops before it; " + storeMissing +
+		what := gapKind(ch, g, bad) + " after the backup's end: recovery stops before it; " + storeMissing +
 			", otherwise take a new basebackup, whose recovery reaches the newest WAL (this backup stays limited until retention deletes it)"
 		if firstNo(g, b) <= lastNo(ch.End, b) {
-			what = "missing between the backup's start and end: the backup cannot be restored at all without it (restore another backup); " +
+			what = gapKind(ch, g, bad) + " between the backup's start and end: the backup cannot be restored at all without it (restore another backup); " +
 				storeMissing + ", otherwise take a new basebackup"
 		}
 		r.Problems = append(r.Problems, walProblemPrefix+g.String()+" "+what)
@@ -544,6 +553,32 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 // file, for an older segment.
 const storeMissing = "if pg_wal on the primary still holds it, run hoard archive-sync on the database host " +
 	"(or hoard wal-push of a segment before the newest backup's start)"
+
+// gapKind says what the segments of g, a gap of ch, are: missing, or
+// stored damaged (in bad: a damaged entry of the listing, or a segment
+// --full found damaged), which the archive's problems name with what is
+// wrong.
+func gapKind(ch *Chain, g Gap, bad map[string]bool) string {
+	n, first := 0, ""
+	for name := range bad {
+		if ch.holds(g, name) {
+			n++
+			if first == "" || name < first {
+				first = name
+			}
+		}
+	}
+	switch {
+	case n == 0:
+		return "missing"
+	case uint64(n) == g.Count:
+		return "stored damaged (see the archive's problems)"
+	}
+	if n == 1 {
+		return fmt.Sprintf("missing, but %s stored damaged (see the archive's problems)", first)
+	}
+	return fmt.Sprintf("missing, %d of them stored damaged (%s first; see the archive's problems)", n, first)
+}
 
 func firstNo(g Gap, b *archive.BackupInfo) uint64 { return lastNo(g.First, b) }
 

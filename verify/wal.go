@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/jackc/pglogrepl"
@@ -215,6 +216,27 @@ func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 	return &walIndex{WALListing: l}, nil
 }
 
+// damaged adds to rep's problems each file under xlog/ the listing found
+// stored in a state no read returns (archive.WALListing.Damaged), and
+// returns the names of the segments among them (nil: none), which end
+// recovery as missing ones do.
+func (w *walIndex) damaged(rep *Report) map[string]bool {
+	var out map[string]bool
+	for _, name := range slices.Sorted(maps.Keys(w.Damaged)) {
+		d := w.Damaged[name]
+		what := "WAL file"
+		if wal.IsSegmentName(name) {
+			what = "WAL segment"
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[name] = true
+		}
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%s %s is stored damaged, and no read returns it: %v", what, d.Key, d.Err))
+	}
+	return out
+}
+
 // missingHistories returns the timelines above 1 that have segments in
 // xlog/ but no history file: recovery following the latest timeline cannot
 // find its way onto them (PostgreSQL's findNewestTimeLine probes history
@@ -266,6 +288,24 @@ type Chain struct {
 	// Restorable is true when no gap lies between Start and End: recovery
 	// can reach a consistent state.
 	Restorable bool
+}
+
+// holds reports whether the segment called name is one of g, a gap of
+// c, named on the timeline recovery would read it from.
+func (c *Chain) holds(g Gap, name string) bool {
+	s, err := wal.ParseSegmentName(name, c.SegmentSize)
+	if err != nil {
+		return false
+	}
+	first, err := wal.ParseSegmentName(g.First, c.SegmentSize)
+	if err != nil {
+		return false
+	}
+	start, err := wal.ParseSegmentName(c.Start, c.SegmentSize)
+	if err != nil {
+		return false
+	}
+	return s.No >= first.No && s.No-first.No < g.Count && nameOn(c.Path, start, s.No, c.SegmentSize) == name
 }
 
 // Continuous reports whether the chain has no gap at all.
