@@ -49,7 +49,8 @@ each problem line names the backup's site, and --json gives each backup's site.
 
 With --restore: restores a backup into a scratch directory (without --basebackup the one
 hoard restore would choose, among the backups of the database system of the site's first
-node that answers; a warning says when none does), starts PostgreSQL of its major version
+node that answers, those of its moved_from sites included; a warning says when none
+does), starts PostgreSQL of its major version
 on it (found with --pg-bin-dir, on PATH, in pg_bin_directory, /usr/lib/postgresql/<major>/bin,
 /usr/pgsql-<major>/bin or $HOARD_CACHE/pg/<major>/bin), lets it replay the archive (to the
 target, or to its end), checks that it accepts connections, that recovery reached the newest
@@ -238,11 +239,13 @@ func runRestoreTest(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	env, err := openSite(c)
+	// With the sites it moved from, as hoard restore (and the daemon's
+	// test restore) sees it: their backups are chosen from too.
+	env, closeAll, err := openSiteAll(c)
 	if err != nil {
 		return err
 	}
-	defer env.archive.Store.Close()
+	defer closeAll()
 	if err := publicKeysOnly(env); err != nil {
 		return err
 	}

@@ -128,6 +128,11 @@ func TestRetentionSafety(t *testing.T) {
 		if w := older + "@" + s.name + ":ok " + newest + "@" + s.name + ":ok"; strings.Join(got, " ") != w {
 			t.Errorf("verify of site n reports %v, want %s", got, w)
 		}
+		// The test restore chooses as restore does: the newest backup,
+		// stored in the old site (it looked at n's own backups only).
+		if out := s.mustHoard("--site", "n", "verify", "--restore"); !strings.Contains(out, "restore test PASSED: backup "+newest+",") {
+			t.Errorf("verify --restore of site n did not test %s:\n%s", newest, out)
+		}
 		chunks, err := filepath.Glob(filepath.Join(s.storeDir, s.name, "basebackup_chunk", older, "*.pghoard"))
 		if err != nil || len(chunks) == 0 {
 			t.Fatalf("chunks of %s: %v %v", older, chunks, err)

@@ -230,9 +230,10 @@ func (t *restoreTest) run(ctx context.Context) error {
 	// choose it, among the authenticated backups (restore.Candidates):
 	// a planted backup claiming to be the newest must not decide which
 	// binaries run. binMajor is checked against the restored PG_VERSION
-	// below all the same.
+	// below all the same. The backups of the sites the site moved from
+	// count, as restore.Run lists them.
 	binMajor := 0
-	if bs, err := o.Archive.ListBackups(ctx); err == nil {
+	if bs, err := o.Archive.ListAllBackups(ctx); err == nil {
 		if b, err := restore.SelectBackup(restore.Candidates(bs, o.Backup, o.SystemID), o.Backup, o.Target); err == nil && b.PGVersion >= 10000 {
 			binMajor = b.PGVersion / 10000
 			if t.binDir, err = findBinDir(o.PGBinDir, o.SitePGBinDir, binMajor); err != nil {
