@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -230,6 +231,52 @@ func (a *Archive) ScanAllBackups(ctx context.Context) (Backups, error) {
 		return out, &UnreadableError{Backups: out.Unreadable}
 	}
 	return out, nil
+}
+
+// FirstCopies returns bs, a listing of ScanAllBackups, with each backup
+// name once: the copy of the first site that holds it, in the order a,
+// a.MovedFrom, sound or damaged. After archive-copy from the old site, with
+// moved_from naming it, both sites hold every backup under the same name:
+// restore takes the site's own copy, whether chosen or named, and follows
+// an incremental backup's parents (looked up by name) in the same order, so
+// a damaged copy left in the old site neither stops it nor is taken. A
+// damaged copy in the site itself is what restore meets (and refuses when
+// named) even where the old site's is sound: which copy is restored never
+// depends on the state of another. Unreadable backups are kept as they are.
+func (a *Archive) FirstCopies(bs Backups) Backups {
+	rank := func(s *Archive) int {
+		for i, x := range a.sites() {
+			if x == s {
+				return i
+			}
+		}
+		return 0
+	}
+	first := map[string]int{}
+	hold := func(name string, s *Archive) {
+		if r, ok := first[name]; !ok || rank(s) < r {
+			first[name] = rank(s)
+		}
+	}
+	for _, b := range bs.Sound {
+		hold(b.Name, a.ArchiveOf(b))
+	}
+	for _, d := range bs.Damaged {
+		hold(d.Name, cmp.Or(d.Archive, a))
+	}
+	out := bs
+	out.Sound, out.Damaged = nil, nil
+	for _, b := range bs.Sound {
+		if rank(a.ArchiveOf(b)) == first[b.Name] {
+			out.Sound = append(out.Sound, b)
+		}
+	}
+	for _, d := range bs.Damaged {
+		if rank(cmp.Or(d.Archive, a)) == first[d.Name] {
+			out.Damaged = append(out.Damaged, d)
+		}
+	}
+	return out
 }
 
 // ListBackups returns the site's sound basebackups, oldest first (see

@@ -175,7 +175,9 @@ chunk over the manifest's sizes is refused, naming the backup, object and member
 The only links it makes are pg_tblspc/<oid>, to the tablespace directories.
 
 The backups, WAL and timeline histories of the site's moved_from sites count as the
-site's own: a backup is read from the site that holds it.
+site's own: a backup is read from the site that holds it. A backup held by more than one
+of them under the same name (archive-copy from the old site, both kept) is restored from
+the first that holds it, the site itself first, as are the parents of an incremental one.
 
 Times are ISO 8601 with a zone, seconds optional: 2026-01-02T03:04:05Z or 2026-01-02 05:04+02:00.
 

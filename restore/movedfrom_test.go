@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -94,5 +95,53 @@ func TestListWAL_FirstSiteWins(t *testing.T) {
 	}
 	if len(w) != 3 {
 		t.Errorf("listWAL = %v, want 3 segments", w)
+	}
+}
+
+// copiedSite returns a new site that moved from the fixture's site after
+// archive-copy: its own store holding every object of the old one under
+// the same keys, same bytes, as the operator's both sites hold them.
+func copiedSite(t *testing.T, f *fixture) *archive.Archive {
+	t.Helper()
+	var keys []string
+	if err := f.a.Store.List(context.Background(), "", func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := &archive.Archive{Store: storage.NewMem(), Codec: f.a.Codec, Layout: f.a.Layout, Site: "new", MovedFrom: []*archive.Archive{f.a}}
+	archivetest.CopyTo(t, f.a.Store, a.Store, keys...)
+	return a
+}
+
+// TestRun_MovedFromCopied: with the same backup in the site and in the
+// site it moved from (archive-copy, both kept), restore takes the site's
+// own copy, named or chosen, and a damaged copy left in the old site
+// stops neither.
+func TestRun_MovedFromCopied(t *testing.T) {
+	for _, tc := range []struct {
+		name, backup string
+		damageOld    bool
+	}{{"Auto", "", false}, {"Named", testBackup, false}, {"AutoOldDamaged", "", true}, {"NamedOldDamaged", testBackup, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, "basebackup", nil)
+			a := copiedSite(t, f)
+			if tc.damageOld {
+				// Metadata no listing can parse, in the old site only.
+				archivetest.PlantCopy(t, f.a.Store, f.a.Layout.BackupKey(testBackup), f.a.Layout.BackupKey(testBackup),
+					func(md storage.Metadata) { md["start-time"] = "not a time" })
+			}
+			o := f.options(filepath.Join(t.TempDir(), "data"))
+			o.Archive = a
+			o.Backup = tc.backup
+			res, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Backup.Name != testBackup || res.Backup.Archive != a {
+				t.Errorf("restored %s from site %s, want %s from the site's own copy", res.Backup.Name, a.ArchiveOf(res.Backup).Site, testBackup)
+			}
+		})
 	}
 }

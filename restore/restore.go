@@ -222,6 +222,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The same backup in the site and a site it moved from (archive-copy,
+	// both kept): the site's own copy is the one restored.
+	listed = a.FirstCopies(listed)
 	if err := checkDamaged(log, listed.Damaged, o.Backup); err != nil {
 		return nil, err
 	}
