@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -618,10 +619,14 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		stored[f.Name] = append(stored[f.Name], f)
 	}
 
+	// The same backup in the site and a site it moved from (archive-copy,
+	// both kept) counts once, as the copy restore takes (FirstCopies); the
+	// other copies join the plan after its checks (keepCopies).
+	first := a.FirstCopies(scan)
 	// A damaged backup is not among backups, and a main object planted
 	// under the other key of its name would not be caught by
 	// PlanRetention's splitShared.
-	sound, shared := splitDamagedName(backups, scan.Damaged)
+	sound, shared := splitDamagedName(first.Sound, scan.Damaged)
 	plan := PlanRetention(sound, walNames, p, now)
 	if len(shared) > 0 {
 		keepShared(&plan, shared)
@@ -655,6 +660,9 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		// A backup kept as known good may be an incremental one.
 		keepParents(&plan)
 	}
+	// After the known-good check, which checks each kept name once: in
+	// the copy counted.
+	keepCopies(&plan, a, backups, first)
 	planWAL(&plan, walNames, p.SystemID)
 	// WAL is deleted only from this site's own store: the sites it moved
 	// from are read-only.
@@ -790,6 +798,37 @@ func (a *Archive) keepDamagedWAL(plan *RetentionPlan, damaged []*DamagedBackup) 
 func (p *RetentionPlan) keepWAL() {
 	p.KeptWAL += len(p.WAL)
 	p.WAL, p.WALHorizon, p.WALHorizonBackup = nil, "", ""
+}
+
+// keepCopies adds to plan.Keep, outside the policy, the backups of all
+// (ScanAllBackups' sound ones) that first (FirstCopies) leaves out: copies
+// of a backup an earlier site holds under the same name. They are stored by
+// a site a moved from, which retention never deletes from, and hold no WAL
+// of their own (ExtraReadOnly): the copy counted decides.
+func keepCopies(plan *RetentionPlan, a *Archive, all []*BackupInfo, first Backups) {
+	counted := map[string]*Archive{}
+	for _, b := range first.Sound {
+		counted[b.Name] = a.ArchiveOf(b)
+	}
+	for _, d := range first.Damaged {
+		counted[d.Name] = cmp.Or(d.Archive, a)
+	}
+	n := 0
+	for _, b := range all {
+		s := a.ArchiveOf(b)
+		if c, ok := counted[b.Name]; !ok || c == s {
+			continue
+		}
+		n++
+		plan.Keep = append(plan.Keep, BackupDecision{Backup: b, Site: s.Site, Extra: ExtraReadOnly,
+			Reason: fmt.Sprintf("kept, and not counted: a copy of backup %s of site %s (site %s, which %s moved from, is read-only to retention)",
+				b.Name, counted[b.Name].Site, s.Site, a.Site)})
+	}
+	if n > 0 {
+		sortDecisions(plan.Keep)
+		plan.Notes = append(plan.Notes, fmt.Sprintf("copies kept and not counted, in the sites %s moved from, of backups an earlier site holds "+
+			"under the same names (each name counts once toward the policy, as the copy restore takes): %d", a.Site, n))
+	}
 }
 
 // keepReadOnly moves the deletions of backups stored by a moved_from site

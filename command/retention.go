@@ -27,7 +27,9 @@ basebackup_count (keep at most N), basebackup_age_days_max with basebackup_count
 more than the minimum remain; as in PGHoard, only when basebackup_count_min is above 0),
 and preservation requests (a preserved backup and every newer one are kept). The newest
 backup is never deleted. Backups of the sites listed in moved_from count too, but those
-sites are read-only: nothing is ever deleted there.
+sites are read-only: nothing is ever deleted there. A backup held under the same name by
+the site and a moved_from site (archive-copy from the old site, both kept) counts once,
+as the copy restore takes (the site's own); the other copies are kept, not counted.
 
 Retention asks the site's node for its cluster's system identifier. Backups whose
 authenticated metadata names another system (another cluster's, copied into this site
