@@ -244,14 +244,7 @@ func (a *Archive) ScanAllBackups(ctx context.Context) (Backups, error) {
 // named) even where the old site's is sound: which copy is restored never
 // depends on the state of another. Unreadable backups are kept as they are.
 func (a *Archive) FirstCopies(bs Backups) Backups {
-	rank := func(s *Archive) int {
-		for i, x := range a.sites() {
-			if x == s {
-				return i
-			}
-		}
-		return 0
-	}
+	rank := a.SiteRank
 	first := map[string]int{}
 	hold := func(name string, s *Archive) {
 		if r, ok := first[name]; !ok || rank(s) < r {
@@ -277,6 +270,19 @@ func (a *Archive) FirstCopies(bs Backups) Backups {
 		}
 	}
 	return out
+}
+
+// SiteRank returns the place of s in the order a, a.MovedFrom, in which
+// restore takes the copy of a backup several of them hold (FirstCopies):
+// 0 for a itself (and nil, ArchiveOf's a), then 1, 2... for the sites it
+// moved from, and 0 for an archive that is none of them.
+func (a *Archive) SiteRank(s *Archive) int {
+	for i, x := range a.sites() {
+		if x == s {
+			return i
+		}
+	}
+	return 0
 }
 
 // ListBackups returns the site's sound basebackups, oldest first (see

@@ -45,7 +45,9 @@ as stored damaged, not missing, with what is there. The table shows per backup w
 The backups of the site's moved_from sites are checked too, as restore counts them: each
 is read from the site that holds it (its storage, prefix and keys), and the WAL and timeline
 histories of all those sites count as the site's own. The table then has a SITE column,
-each problem line names the backup's site, and --json gives each backup's site.
+each problem line names the backup's site, and --json gives each backup's site. A backup
+held by several of them under the same name (archive-copy, both kept) is reported once per
+site; an incremental one's parents are taken in its own site first, as restore takes them.
 
 With --restore: restores a backup into a scratch directory (without --basebackup the one
 hoard restore would choose, among the backups of the database system of the site's first

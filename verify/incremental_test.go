@@ -36,7 +36,7 @@ func TestCheckChains(t *testing.T) {
 	// is missing: inc3, which needs only its own WAL, still restores.
 	reps[1].Restorable, reps[1].objectsBroken = false, true
 	reps[4].Restorable = false
-	checkChains(backups, reps)
+	checkChains(&archive.Archive{}, backups, reps)
 	want := []bool{true, false, false, false, false, true}
 	for i, r := range reps {
 		if r.Restorable != want[i] {
@@ -163,11 +163,41 @@ func TestCheckChains_ParentFormat(t *testing.T) {
 	reps := []BackupReport{newBackupReport(full), newBackupReport(inc)}
 	reps[1].controlRead = true
 	reps[1].hoard = &archive.HoardManifest{SystemID: "1", Incremental: &archive.IncrementalParent{Parent: full.Name, StartLSN: "0/2000028", Timeline: 1}}
-	checkChains(backups, reps)
+	checkChains(&archive.Archive{}, backups, reps)
 	if reps[1].Restorable || !strings.Contains(strings.Join(reps[1].Problems, "; "), `is of format "", not pghoard-bb-v2`) {
 		t.Errorf("restorable %v, problems %q", reps[1].Restorable, reps[1].Problems)
 	}
 	if !reps[0].Restorable {
 		t.Errorf("the parent: problems %q", reps[0].Problems)
+	}
+}
+
+// TestCheckChains_MovedFromCopied: the site and the site it moved from
+// both hold the same chain under the same names (archive-copy, both
+// kept). The site's own incremental backup is checked against the site's
+// own parent, which restore takes (archive.Archive.FirstCopies): broken
+// there, the child is broken, though the old site's copy of the parent
+// is sound; the old site's copy of the child follows the old parent.
+func TestCheckChains_MovedFromCopied(t *testing.T) {
+	old := &archive.Archive{Site: "old"}
+	a := &archive.Archive{Site: "new", MovedFrom: []*archive.Archive{old}}
+	var backups []*archive.BackupInfo
+	for _, s := range []*archive.Archive{a, old} {
+		backups = append(backups, &archive.BackupInfo{Name: "2026-01-01_00-00_0", Archive: s})
+	}
+	for _, s := range []*archive.Archive{a, old} {
+		backups = append(backups, &archive.BackupInfo{Name: "2026-01-02_00-00_0", Parent: "2026-01-01_00-00_0", Archive: s})
+	}
+	reps := make([]BackupReport, len(backups))
+	for i, b := range backups {
+		reps[i] = newBackupReport(b)
+	}
+	reps[0].Restorable, reps[0].objectsBroken = false, true // the site's own parent
+	checkChains(a, backups, reps)
+	if reps[2].Restorable || !strings.Contains(strings.Join(reps[2].Problems, "; "), "2026-01-01_00-00_0, which it needs, is broken") {
+		t.Errorf("the site's own child: restorable %v, problems %q", reps[2].Restorable, reps[2].Problems)
+	}
+	if !reps[3].Restorable {
+		t.Errorf("the old site's child: problems %q", reps[3].Problems)
 	}
 }

@@ -419,7 +419,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.WALEnd = NewWALEnd(end, time.Now())
 		}
 	}
-	checkChains(backups, reps)
+	checkChains(a, backups, reps)
 	for i := range reps {
 		finish(&reps[i], backups, chains[i] != nil)
 		// Retention may delete a backup while it is checked (its main
