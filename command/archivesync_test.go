@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -331,7 +330,7 @@ func TestArchiveSync_ErrNodeUnreachable(t *testing.T) {
 // the standby's pg_wal are complete and stored.
 func TestArchiveSync_Standby(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{Debian: true, WALSegmentSizeMB: 1})
-	standby := startColdStandby(t, c)
+	standby := pgtest.StartColdStandby(t, c)
 	store := syncBackup(t, c)
 	cfg := syncSiteConfig(t, store, standby.DataDir, clusterNode(standby))
 	sw := c.SwitchWAL(t)
@@ -349,26 +348,6 @@ func TestArchiveSync_Standby(t *testing.T) {
 	if res.Continuous == nil || !*res.Continuous || res.NewBackup != "" || countBackups(t, store) != 1 {
 		t.Errorf("continuous %v, new backup %q; want continuous and none", res.Continuous, res.NewBackup)
 	}
-}
-
-// startColdStandby makes a streaming hot standby of primary from a copy
-// of its data directory taken while it is stopped, and starts both.
-func startColdStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
-	t.Helper()
-	primary.Stop(t)
-	data := filepath.Join(pgtest.TempDir(t), "standby")
-	if out, err := exec.Command("cp", "-a", primary.DataDir, data).CombinedOutput(); err != nil {
-		t.Fatalf("copy %s: %v\n%s", primary.DataDir, err, out)
-	}
-	primary.Start(t)
-	if err := os.WriteFile(filepath.Join(data, "standby.signal"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	standby := pgtest.StartDataDir(t, primary.Major, data, map[string]string{"primary_conninfo": primary.ConnString("postgres")})
-	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
-		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
-	}
-	return standby
 }
 
 // TestArchiveSync_CutCopyLeftOut: a node of the same database system that is

@@ -8,11 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/archivetest"
@@ -87,38 +84,25 @@ func oddBackupSite(t *testing.T, plant func(p string) error) (root, store string
 // writer. Before, the listing left such a backup out in silence: hoard
 // list showed two backups and exited 0, and so did verify.
 func TestList_OddBackupObject(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		make func(p string) error
-		want string // in the reason
-	}{
-		{"FIFO", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "is a FIFO"},
-		{"Directory", func(p string) error {
-			if err := os.Mkdir(p, 0o755); err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(p, "kept"), []byte("not hoard's"), 0o600)
-		}, "is a directory"},
-		{"Socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o600, 0) }, "is a socket"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			root, store, run := oddBackupSite(t, tc.make)
+	for _, tc := range testio.OddEntries {
+		t.Run(tc.Name, func(t *testing.T) {
+			root, store, run := oddBackupSite(t, tc.Make)
 			table, err := run("list")
-			if err == nil || ExitCode(err) != ExitFailure || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("hoard list: %v (exit %d), want exit 1 with an error saying %q", err, ExitCode(err), tc.want)
+			if err == nil || ExitCode(err) != ExitFailure || !strings.Contains(err.Error(), tc.What) {
+				t.Errorf("hoard list: %v (exit %d), want exit 1 with an error saying %q", err, ExitCode(err), tc.What)
 			}
-			for _, want := range []string{"2026-01-02_03-00_0", "2026-01-02_05-00_0", "2026-01-02_04-00_0  s     UNREADABLE: ", tc.want} {
+			for _, want := range []string{"2026-01-02_03-00_0", "2026-01-02_05-00_0", "2026-01-02_04-00_0  s     UNREADABLE: ", tc.What} {
 				if !strings.Contains(table, want) {
 					t.Errorf("hoard list:\n%s\nwant %q", table, want)
 				}
 			}
 			out, err := run("verify")
-			if err == nil || !strings.Contains(out+err.Error(), "2026-01-02_04-00_0") || !strings.Contains(out+err.Error(), tc.want) {
-				t.Errorf("hoard verify: %v\n%s\nwant an error naming the backup and saying %q", err, out, tc.want)
+			if err == nil || !strings.Contains(out+err.Error(), "2026-01-02_04-00_0") || !strings.Contains(out+err.Error(), tc.What) {
+				t.Errorf("hoard verify: %v\n%s\nwant an error naming the backup and saying %q", err, out, tc.What)
 			}
 			if _, err := run("restore", "--target-dir", filepath.Join(root, "restored")); err == nil ||
-				!strings.Contains(err.Error(), "2026-01-02_04-00_0") || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("hoard restore: %v, want an error naming the backup and saying %q", err, tc.want)
+				!strings.Contains(err.Error(), "2026-01-02_04-00_0") || !strings.Contains(err.Error(), tc.What) {
+				t.Errorf("hoard restore: %v, want an error naming the backup and saying %q", err, tc.What)
 			}
 			before := fileTree(t, store)
 			if _, err := run("retention"); err == nil || !strings.Contains(err.Error(), "2026-01-02_04-00_0") {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -34,27 +33,6 @@ func startStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
 		t.Fatalf("pg_basebackup: %v\n%s", err, out)
 	}
 	standby := pgtest.StartDataDir(t, primary.Major, data, nil)
-	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
-		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
-	}
-	return standby
-}
-
-// startColdStandby makes a streaming hot standby of primary of any major
-// (Debian's pg_basebackup is 15's) from a copy of its data directory
-// taken while it is stopped, and starts both.
-func startColdStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
-	t.Helper()
-	primary.Stop(t)
-	data := filepath.Join(pgtest.TempDir(t), "standby")
-	if out, err := exec.Command("cp", "-a", primary.DataDir, data).CombinedOutput(); err != nil {
-		t.Fatalf("copy %s: %v\n%s", primary.DataDir, err, out)
-	}
-	primary.Start(t)
-	if err := os.WriteFile(filepath.Join(data, "standby.signal"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	standby := pgtest.StartDataDir(t, primary.Major, data, map[string]string{"primary_conninfo": primary.ConnString("postgres")})
 	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
 		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
 	}
@@ -294,7 +272,7 @@ func TestStandby_BackupMajors(t *testing.T) {
 		t.Run(strconv.Itoa(major), func(t *testing.T) {
 			primary := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1, DataChecksums: true})
 			primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
-			standby := startColdStandby(t, primary)
+			standby := pgtest.StartColdStandby(t, primary)
 			s := standbySite(t, standby, 1)
 			s.startStreaming()
 			backupEachMode(t, s, primary, standby, 1)
@@ -319,7 +297,7 @@ func TestStandby_BackupIncremental(t *testing.T) {
 		Conf: map[string]string{"summarize_wal": "on"}})
 	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
 	primary.Exec(t, "insert into tl_rows select g, 'full' from generate_series(1, 1000) g")
-	standby := startColdStandby(t, primary)
+	standby := pgtest.StartColdStandby(t, primary)
 	s := standbySite(t, standby, 1)
 	s.setSiteKey("basebackup_mode", "basic")
 	s.startStreaming()

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -20,20 +18,19 @@ import (
 // damaged file system, or a mistake by hand) may leave under an object's
 // name, its sidecar kept: make replaces the object file at p, and the
 // error of a read, and the object's Damaged, says want.
-var oddEntries = []struct {
+var oddEntries = func() []oddEntry {
+	var out []oddEntry
+	for _, e := range testio.OddEntries {
+		out = append(out, oddEntry{e.Name, e.Make, e.What + ", not a regular file"})
+	}
+	return append(out, oddEntry{"EmptyDirectory", func(p string) error { return os.Mkdir(p, 0o755) }, "is a directory, not a regular file"})
+}()
+
+// oddEntry is one of oddEntries.
+type oddEntry struct {
 	name string
 	make func(p string) error
 	want string
-}{
-	{"FIFO", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "is a FIFO, not a regular file"},
-	{"Directory", func(p string) error {
-		if err := os.Mkdir(p, 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(p, "kept"), []byte("not hoard's"), 0o600)
-	}, "is a directory, not a regular file"},
-	{"EmptyDirectory", func(p string) error { return os.Mkdir(p, 0o755) }, "is a directory, not a regular file"},
-	{"Socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o600, 0) }, "is a socket, not a regular file"},
 }
 
 // plantOdd stores key in a new local store, replaces its file by make's

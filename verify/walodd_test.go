@@ -1,13 +1,9 @@
 package verify
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
@@ -26,20 +22,7 @@ import (
 // after its end (limited), quick and full; nothing waits for a FIFO's
 // writer.
 func TestRun_OddWALSegment(t *testing.T) {
-	for _, odd := range []struct {
-		name string
-		make func(p string) error
-		want string
-	}{
-		{"FIFO", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "is a FIFO"},
-		{"Directory", func(p string) error {
-			if err := os.Mkdir(p, 0o755); err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(p, "kept"), []byte("not hoard's"), 0o600)
-		}, "is a directory"},
-		{"Socket", func(p string) error { return unix.Mknod(p, unix.S_IFSOCK|0o600, 0) }, "is a socket"},
-	} {
+	for _, odd := range testio.OddEntries {
 		for _, tc := range []struct {
 			name   string
 			no     uint64
@@ -49,13 +32,13 @@ func TestRun_OddWALSegment(t *testing.T) {
 			{"InBackup", 3, StatusBroken, "between the backup's start and end"},
 			{"AfterEnd", 5, StatusLimited, "after the backup's end"},
 		} {
-			t.Run(odd.name+"/"+tc.name, func(t *testing.T) {
+			t.Run(odd.Name+"/"+tc.name, func(t *testing.T) {
 				dir := t.TempDir()
 				a := archivetest.Local(t, dir, "site", &archive.Codec{Compression: compress.Zstd})
 				a.Site = "site"
 				putBackup(t, a, "b1", 1, 2, 4, t0)
 				putSegments(t, a, 1, 2, 6)
-				testio.ReplaceFile(t, filepath.Join(dir, filepath.FromSlash(a.Layout.WALKey(seg(1, tc.no)))), odd.make)
+				testio.ReplaceFile(t, filepath.Join(dir, filepath.FromSlash(a.Layout.WALKey(seg(1, tc.no)))), odd.Make)
 				for _, full := range []bool{false, true} {
 					rep := run(t, a, full)
 					b := rep.Backups[0]
@@ -68,8 +51,8 @@ func TestRun_OddWALSegment(t *testing.T) {
 						t.Errorf("full=%v: the gap's line does not name %s as stored damaged %s:\n%s", full, seg(1, tc.no), tc.where, gap)
 					}
 					arch := strings.Join(rep.Problems, "\n")
-					if !strings.Contains(arch, "WAL segment "+a.Layout.WALKey(seg(1, tc.no))) || !strings.Contains(arch, odd.want) {
-						t.Errorf("full=%v: the archive's problems do not name %s saying %q:\n%s", full, seg(1, tc.no), odd.want, arch)
+					if !strings.Contains(arch, "WAL segment "+a.Layout.WALKey(seg(1, tc.no))) || !strings.Contains(arch, odd.What) {
+						t.Errorf("full=%v: the archive's problems do not name %s saying %q:\n%s", full, seg(1, tc.no), odd.What, arch)
 					}
 				}
 			})

@@ -490,3 +490,24 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// StartColdStandby makes a streaming hot standby of primary, of any major
+// (no pg_basebackup needed), from a copy of its data directory taken while
+// it is stopped, and starts both.
+func StartColdStandby(t testing.TB, primary *Cluster) *Cluster {
+	t.Helper()
+	primary.Stop(t)
+	data := filepath.Join(TempDir(t), "standby")
+	if out, err := exec.Command("cp", "-a", primary.DataDir, data).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s: %v\n%s", primary.DataDir, err, out)
+	}
+	primary.Start(t)
+	if err := os.WriteFile(filepath.Join(data, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	standby := StartDataDir(t, primary.Major, data, map[string]string{"primary_conninfo": primary.ConnString("postgres")})
+	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
+		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
+	}
+	return standby
+}
