@@ -59,6 +59,11 @@ names its backups: retention and the daemon count only those of the node's syste
 invalid or none; a damaged backup: name, key, site and "damaged", the reason; an
 unreadable one: name, key, site and "unreadable", the storage's error); the metadata has
 hoard-checksum-failures as recorded, whether it authenticates or not.
+A backup that the site and a moved_from site both hold under the same name (after
+hoard archive-copy, both kept) is listed once per site: the copies restore does not take (it takes the first site
+holding the name, the site itself, then its moved_from sites in order; retention counts
+that copy) have "(not used)" after their site, and in --json a not_used field saying
+which site's copy is taken; chain lines follow the copies taken.
 
 The table ends with where the stored WAL ends (a .partial copy included when it is the
 end of the archive) and how long ago that WAL was stored: what a restore reaches now.
@@ -114,6 +119,44 @@ type backupJSON struct {
 	// Unreadable is the storage's error for a backup whose main object it
 	// refused to read; only the name, key and site are set then.
 	Unreadable string `json:"unreadable,omitempty"`
+	// NotUsed is set on a copy that restore does not take: the same name
+	// is held by an earlier site (the site, then its moved_from sites in
+	// order), whose copy it takes and retention counts (copiesNotUsed).
+	NotUsed string `json:"not_used,omitempty"`
+}
+
+// copiesNotUsed maps each copy of bs (a *archive.BackupInfo or a
+// *archive.DamagedBackup) that restore does not take (nor retention
+// count, nor verify follow as a parent) to why: after archive-copy from the old site, with moved_from naming it,
+// both sites hold every backup under the same name, and they take the
+// copy of the first site holding it (archive.Archive.FirstCopies). A
+// listing without such copies gets an empty map. Unreadable backups are
+// not in it: they stop restore whichever site holds them.
+func copiesNotUsed(a *archive.Archive, bs archive.Backups) map[any]string {
+	first := a.FirstCopies(bs)
+	used := map[any]bool{}
+	taken := map[string]string{}
+	for _, b := range first.Sound {
+		used[b], taken[b.Name] = true, a.ArchiveOf(b).Site
+	}
+	for _, d := range first.Damaged {
+		used[d], taken[d.Name] = true, cmp.Or(d.Archive, a).Site
+	}
+	out := map[any]string{}
+	why := func(name, site string) string {
+		return fmt.Sprintf("copy of %s in site %s, not used: restore takes the copy in site %s, the one retention counts", name, site, taken[name])
+	}
+	for _, b := range bs.Sound {
+		if !used[b] {
+			out[b] = why(b.Name, a.ArchiveOf(b).Site)
+		}
+	}
+	for _, d := range bs.Damaged {
+		if !used[d] {
+			out[d] = why(d.Name, cmp.Or(d.Archive, a).Site)
+		}
+	}
+	return out
 }
 
 func runList(c *cli.Context) error {
@@ -143,8 +186,9 @@ func runList(c *cli.Context) error {
 	for _, d := range bs.Damaged {
 		env.log.Warn().Err(d.Err).Str("backup", d.Name).Str("key", d.Key).Msg("damaged backup: its metadata cannot be read")
 	}
+	notUsed := copiesNotUsed(env.archive, bs)
 	if c.Bool("json") {
-		if err := writeBackupsJSON(c.App.Writer, bs); err != nil {
+		if err := writeBackupsJSON(c.App.Writer, bs, notUsed); err != nil {
 			return err
 		}
 		return scanErr
@@ -153,7 +197,7 @@ func runList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := writeBackupsTable(c.App.Writer, bs, env.archive.Codec, signs, c.Bool("verbose")); err != nil {
+	if err := writeBackupsTable(c.App.Writer, bs, notUsed, env.archive.Codec, signs, c.Bool("verbose")); err != nil {
 		return err
 	}
 	end, err := restore.WALEnd(c.Context, env.archive, bs.Sound, archive.NewestSegmentSize(bs.Sound))
@@ -165,13 +209,17 @@ func runList(c *cli.Context) error {
 	return scanErr
 }
 
-func writeBackupsJSON(w io.Writer, bs archive.Backups) error {
+// writeBackupsJSON prints bs as hoard list --json, with notUsed
+// (copiesNotUsed) on the copies restore does not take.
+func writeBackupsJSON(w io.Writer, bs archive.Backups, notUsed map[any]string) error {
 	out := make([]backupJSON, 0, len(bs.Sound)+len(bs.Damaged))
 	for _, b := range bs.Sound {
-		out = append(out, newBackupJSON(b))
+		j := newBackupJSON(b)
+		j.NotUsed = notUsed[b]
+		out = append(out, j)
 	}
 	for _, d := range bs.Damaged {
-		out = append(out, backupJSON{Name: d.Name, Key: d.Key, Site: damagedSite(d), Damaged: d.Err.Error()})
+		out = append(out, backupJSON{Name: d.Name, Key: d.Key, Site: damagedSite(d), Damaged: d.Err.Error(), NotUsed: notUsed[d]})
 	}
 	for _, d := range bs.Unreadable {
 		out = append(out, backupJSON{Name: d.Name, Key: d.Key, Site: damagedSite(d), Unreadable: d.Err.Error()})
@@ -216,12 +264,26 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// writeBackupsTable prints the backups of all, then a line per
-// incremental backup's chain, per backup whose metadata does not
-// authenticate (signs: the site's signed-backups marker exists) and per
-// database system when there are more than one.
-func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, signs, verbose bool) error {
+// writeBackupsTable prints the backups of all, the copies restore does not
+// take (notUsed, copiesNotUsed) marked "(not used)" after their site, then
+// a line per incremental backup's chain (as restore follows it: through
+// the copies it takes), per backup whose metadata does not authenticate
+// (signs: the site's signed-backups marker exists) and per database system
+// when there are more than one.
+func writeBackupsTable(w io.Writer, all archive.Backups, notUsed map[any]string, codec *archive.Codec, signs, verbose bool) error {
 	bs := all.Sound
+	site := func(b any, s string) string {
+		if _, ok := notUsed[b]; ok {
+			return s + " (not used)"
+		}
+		return s
+	}
+	var used []*archive.BackupInfo
+	for _, b := range bs {
+		if _, ok := notUsed[b]; !ok {
+			used = append(used, b)
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	printf(tw, "Basebackup\tSite\tBackup size\tOrig size\tStart time\tEnd time\tStart LSN\tEnd LSN\tTLI\tIncremental of\tBad pages\n")
 	printf(tw, "----------\t----\t-----------\t---------\t----------\t--------\t---------\t-------\t---\t--------------\t---------\n")
@@ -248,7 +310,7 @@ func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, s
 				bad, unverified = bad+"?", true
 			}
 		}
-		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, holdingSite(b), humanBytes(size), humanBytes(b.TotalSizePlain),
+		printf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, site(b, holdingSite(b)), humanBytes(size), humanBytes(b.TotalSizePlain),
 			tableTime(b.StartTime), tableTime(b.EndTime), lsnOrDash(uint64(b.StartLSN)), lsnOrDash(uint64(b.EndLSN)), tli, parent, bad)
 		if verbose {
 			for _, k := range sortedKeys(b.Metadata) {
@@ -257,7 +319,7 @@ func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, s
 		}
 	}
 	for _, d := range all.Damaged {
-		printf(tw, "%s\t%s\tDAMAGED: %s\n", d.Name, damagedSite(d), oneLine(d.Err.Error()))
+		printf(tw, "%s\t%s\tDAMAGED: %s\n", d.Name, site(d, damagedSite(d)), oneLine(d.Err.Error()))
 	}
 	for _, d := range all.Unreadable {
 		printf(tw, "%s\t%s\tUNREADABLE: %s\n", d.Name, damagedSite(d), oneLine(d.Err.Error()))
@@ -265,10 +327,15 @@ func writeBackupsTable(w io.Writer, all archive.Backups, codec *archive.Codec, s
 	if len(bs) == 0 && len(all.Damaged) == 0 && len(all.Unreadable) == 0 {
 		printf(tw, "(no basebackups)\n")
 	}
-	for _, b := range bs {
+	for _, b := range used {
 		if b.Parent != "" {
-			printf(tw, "%s\n", chainLine(bs, b))
+			printf(tw, "%s\n", chainLine(used, b))
 		}
+	}
+	if len(notUsed) > 0 {
+		printf(tw, "(not used): a copy of a backup that an earlier site also holds under the same name (the site, then its "+
+			"moved_from sites in order, as after hoard archive-copy): restore takes that site's copy, retention counts "+
+			"it and keeps this one, and restore and verify follow incremental chains through it (hoard list --json: not_used)\n")
 	}
 	if damaged {
 		printf(tw, "Bad pages: data pages whose checksums failed when the backup was taken: damaged in the cluster, "+

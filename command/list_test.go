@@ -43,7 +43,7 @@ func testBackups(t *testing.T) []*archive.BackupInfo {
 
 func TestWriteBackupsTable(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: testBackups(t)}, nil, false, true); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: testBackups(t)}, nil, nil, false, true); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -64,7 +64,7 @@ func TestWriteBackups_HoldingSite(t *testing.T) {
 	bs[0].Archive = old // PGHoard's backup, no site in its metadata
 	bs[1].Site = "newsite"
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, false, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(b.String(), "\n")
@@ -73,7 +73,7 @@ func TestWriteBackups_HoldingSite(t *testing.T) {
 		t.Errorf("table does not name the sites:\n%s", b.String())
 	}
 	b.Reset()
-	if err := writeBackupsJSON(&b, archive.Backups{Sound: bs}); err != nil {
+	if err := writeBackupsJSON(&b, archive.Backups{Sound: bs}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var got []map[string]any
@@ -87,7 +87,7 @@ func TestWriteBackups_HoldingSite(t *testing.T) {
 
 func TestWriteBackupsJSON(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeBackupsJSON(&b, archive.Backups{Sound: testBackups(t)}); err != nil {
+	if err := writeBackupsJSON(&b, archive.Backups{Sound: testBackups(t)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var got []map[string]any
@@ -107,7 +107,7 @@ func TestWriteBackupsJSON(t *testing.T) {
 		t.Errorf("metadata: %v", got[0]["metadata"])
 	}
 	var empty bytes.Buffer
-	if err := writeBackupsJSON(&empty, archive.Backups{}); err != nil || strings.TrimSpace(empty.String()) != "[]" {
+	if err := writeBackupsJSON(&empty, archive.Backups{}, nil); err != nil || strings.TrimSpace(empty.String()) != "[]" {
 		t.Errorf("no backups: %q, %v", empty.String(), err)
 	}
 }
@@ -257,7 +257,7 @@ func TestWriteBackupsTable_Chain(t *testing.T) {
 	inc2 := mk("2026-01-03_00-00_0", inc1.Name, 1<<20)
 	orphan := mk("2026-01-04_00-00_0", "2025-12-31_00-00_0", 1<<20)
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: []*archive.BackupInfo{full, inc1, inc2, orphan}}, nil, false, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: []*archive.BackupInfo{full, inc1, inc2, orphan}}, nil, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -282,7 +282,7 @@ func TestWriteBackupsTable_Systems(t *testing.T) {
 		bs[i].Auth, bs[i].SystemID = archive.AuthOK, id
 	}
 	var b bytes.Buffer
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, false, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"database system 7000000000000000001: " + bs[0].Name,
@@ -293,7 +293,7 @@ func TestWriteBackupsTable_Systems(t *testing.T) {
 	}
 	bs[1].SystemID = bs[0].SystemID
 	b.Reset()
-	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, false, false); err != nil {
+	if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(b.String(), "database system") {
@@ -325,7 +325,7 @@ func TestWriteBackupsTable_Unsigned(t *testing.T) {
 	} {
 		bs[0].Auth, bs[1].Auth = c.auth[0], c.auth[1]
 		var b bytes.Buffer
-		if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, c.signs, false); err != nil {
+		if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, nil, c.signs, false); err != nil {
 			t.Fatal(err)
 		}
 		for _, want := range c.want {
@@ -360,7 +360,7 @@ func TestWriteBackupsTable_InvalidKeyMissing(t *testing.T) {
 		{"Altered", &archive.Codec{KeyID: "k", PublicKey: &k.PublicKey}, bs[1].Name + ": metadata does not authenticate (altered"},
 	} {
 		var b bytes.Buffer
-		if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, c.codec, false, false); err != nil {
+		if err := writeBackupsTable(&b, archive.Backups{Sound: bs}, nil, c.codec, false, false); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(b.String(), c.want) {
@@ -385,7 +385,7 @@ func TestWriteBackupsTable_StoredSize(t *testing.T) {
 		t.Fatalf("basebackup summary lacks %q:\n%s", want+" stored", sum.String())
 	}
 	var list bytes.Buffer
-	if err := writeBackupsTable(&list, archive.Backups{Sound: []*archive.BackupInfo{b}}, nil, false, false); err != nil {
+	if err := writeBackupsTable(&list, archive.Backups{Sound: []*archive.BackupInfo{b}}, nil, nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(list.String(), want) {
@@ -455,7 +455,7 @@ func TestWriteBackupsTable_ChecksumFailures(t *testing.T) {
 				t.Fatalf("metadata %q, want authenticated: the count is not one of the keys its HMAC binds", bs.Sound[0].Auth)
 			}
 			var b bytes.Buffer
-			if err := writeBackupsTable(&b, bs, a.Codec, a.Codec.PublicKey != nil, false); err != nil {
+			if err := writeBackupsTable(&b, bs, nil, a.Codec, a.Codec.PublicKey != nil, false); err != nil {
 				t.Fatal(err)
 			}
 			out := b.String()
