@@ -309,7 +309,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	upTo := max(t.LSN, t.nameLSN)
 	walEnd, gap, err := checkWALGap(w, tail, b, path, upTo)
 	if err != nil {
-		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+		// A segment stored damaged (a local store's FIFO, socket or
+		// directory under its name) is missing to recovery, but named.
+		return nil, fmt.Errorf("check WAL for backup %s: %w%s", b.Name, err, damagedNote(missingDamaged(stored.Damaged, b, path, walEnd)))
 	}
 	var sysEnd *archive.SystemEnd
 	if gap != nil {
@@ -324,9 +326,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if endTail != nil {
 			tail = endTail
 			if walEnd, gap, err = checkWALGap(w, tail, b, path, upTo); err != nil {
-				return nil, fmt.Errorf("check WAL for backup %s: %w (%s)", b.Name, err, sysEnd)
+				return nil, fmt.Errorf("check WAL for backup %s: %w (%s)%s", b.Name, err, sysEnd,
+					damagedNote(missingDamaged(stored.Damaged, b, path, walEnd)))
 			}
 		}
+	}
+	if gap != nil {
+		first, err := wal.ParseSegmentName(gap.First, b.SegmentSize())
+		if err != nil {
+			return nil, err
+		}
+		last, err := wal.ParseSegmentName(gap.Last, b.SegmentSize())
+		if err != nil {
+			return nil, err
+		}
+		gap.Damaged = storedDamaged(stored.Damaged, path, first.No, last.No, b.SegmentSize())
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
 	var accepted []AcceptedSegment

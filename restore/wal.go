@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pglogrepl"
 
@@ -428,6 +429,11 @@ type WALGap struct {
 	// it ends: the furthest point recovery reaches.
 	ReachSegment string
 	ReachLSN     pglogrepl.LSN
+	// Damaged are the gap's segments stored in a state no read returns
+	// (archive.WALListing.Damaged: a local store's FIFO, socket or
+	// directory under the name), by name: missing to recovery all the
+	// same, but named with what is there.
+	Damaged []archive.DamagedWAL
 }
 
 // String describes the gap for people.
@@ -436,8 +442,59 @@ func (g *WALGap) String() string {
 	if g.Last != g.First {
 		missing += " through " + g.Last
 	}
-	return fmt.Sprintf("%s missing, %s and later stored; recovery stops at LSN %s (end of %s)",
-		missing, g.Next, g.ReachLSN, g.ReachSegment)
+	return fmt.Sprintf("%s missing, %s and later stored; recovery stops at LSN %s (end of %s)%s",
+		missing, g.Next, g.ReachLSN, g.ReachSegment, damagedNote(g.Damaged))
+}
+
+// storedDamaged returns the entries of damaged (archive.WALListing.Damaged)
+// stored under the name of a segment numbered from to to (inclusive) on
+// one of path p's timelines, by name: segments a check found missing
+// that are stored damaged rather than absent.
+func storedDamaged(damaged map[string]archive.DamagedWAL, p wal.History, from, to, segSize uint64) []archive.DamagedWAL {
+	var out []archive.DamagedWAL
+	for name, d := range damaged {
+		seg, err := wal.ParseSegmentName(name, segSize)
+		if err != nil || seg.No < from || seg.No > to || !slices.Contains(p.Timelines(seg.No, segSize), seg.Timeline) {
+			continue
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b archive.DamagedWAL) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// damagedNote says, for an error or a gap, that the segments of ds are
+// stored damaged, with what is there and what to do (the store's words),
+// as hoard verify names them; "" when ds is empty.
+func damagedNote(ds []archive.DamagedWAL) string {
+	var b strings.Builder
+	for _, d := range ds {
+		fmt.Fprintf(&b, "; WAL segment %s is stored damaged, and no read returns it: %v", d.Key, d.Err)
+	}
+	return b.String()
+}
+
+// missingDamaged returns, for checkWALGap's error, the damaged entries
+// (archive.WALListing.Damaged) stored under the name of the segment it
+// found missing: the one after last on p (b's start segment when last is
+// empty). None when last is a .partial (the error is the tail's).
+func missingDamaged(damaged map[string]archive.DamagedWAL, b *archive.BackupInfo, p wal.History, last string) []archive.DamagedWAL {
+	if len(damaged) == 0 || wal.IsPartialName(last) {
+		return nil
+	}
+	segSize := b.SegmentSize()
+	name := b.StartWALSegment
+	if last != "" {
+		name = last
+	}
+	seg, err := wal.ParseSegmentName(name, segSize)
+	if err != nil {
+		return nil
+	}
+	if last != "" {
+		seg.No++
+	}
+	return storedDamaged(damaged, p, seg.No, seg.No, segSize)
 }
 
 // findGap returns the gap that starts at segment no of the path p, when a

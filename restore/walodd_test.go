@@ -1,0 +1,73 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// localFixture is newFixture with its objects in a local store at dir.
+func localFixture(t *testing.T, dir string) *fixture {
+	t.Helper()
+	f := newFixture(t, "basebackup", nil)
+	local := archivetest.Local(t, dir, f.a.Layout.Prefix, f.a.Codec)
+	var keys []string
+	if err := f.a.Store.List(context.Background(), "", func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	archivetest.CopyTo(t, f.a.Store, local.Store, keys...)
+	f.a.Store = local.Store
+	return f
+}
+
+// TestRun_OddWALSegment: in local storage, the file of a WAL segment the
+// restore needs is replaced, its .metadata sidecar kept, by something no
+// read returns (a FIFO, a directory, a socket). The WAL listing passes
+// it over, and restore's check before it writes anything called it "not
+// archived" (or a gap's segment "missing") without naming the file that
+// blocks it: it stops as before (the same error, the same gap), naming
+// the object as stored damaged with what is there, as verify does.
+func TestRun_OddWALSegment(t *testing.T) {
+	for _, odd := range testio.OddEntries {
+		for _, tc := range []struct {
+			name string
+			seg  string
+			want error
+		}{
+			{"InBackup", "000000010000000000000003", ErrMissingWAL},
+			{"Gap", "000000010000000000000004", ErrWALGap},
+		} {
+			t.Run(odd.Name+"/"+tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				f := localFixture(t, dir)
+				for _, seg := range []string{"000000010000000000000004", "000000010000000000000005"} {
+					f.put(t, f.a.Layout.WALKey(seg), waltest.Segment(t, seg, f.info.SegmentSize(), 1), nil)
+				}
+				key := f.a.Layout.WALKey(tc.seg)
+				testio.ReplaceFile(t, filepath.Join(dir, filepath.FromSlash(key)), odd.Make)
+				target := filepath.Join(t.TempDir(), "data")
+				_, err := Run(context.Background(), f.options(target))
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("Run = %v, want %v", err, tc.want)
+				}
+				if !strings.Contains(err.Error(), key+" is stored damaged") || !strings.Contains(err.Error(), odd.What) {
+					t.Errorf("Run = %v, want it to name %s as stored damaged, saying %q", err, key, odd.What)
+				}
+				if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("target touched before the WAL check failed: %v", err)
+				}
+			})
+		}
+	}
+}
