@@ -163,7 +163,7 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		holeUndecided: m.Gauge(MetricWALHoleCheckUndecided,
 			"1 while the last hole check at resume could not read a stored segment's first page, so whether WAL before the resume point is missing is not known (0: decided).", l),
 		walMissing: m.Gauge(MetricWALArchiveMissing,
-			"WAL segments the last check found missing from the archive between a kept basebackup's start and stored WAL after them (0: none); run hoard verify.", l),
+			"WAL segments the last check found missing from the archive between a kept basebackup's start and stored WAL after them, those stored damaged (no read returns them) included (0: none); run hoard verify.", l),
 		walCheckFailures: m.Counter(MetricWALArchiveCheckFailures,
 			"WAL archive checks not made (the storage failed, or the archive could not be read): the missing segment count stays as the last check left it.", l),
 

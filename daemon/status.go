@@ -141,6 +141,15 @@ type WALArchiveStatus struct {
 	// BackupsCut are the backups whose point-in-time recovery stops
 	// before a missing segment, oldest first.
 	BackupsCut []string `json:"backups_cut,omitempty"`
+	// DamagedSegments is how many of the missing segments are stored
+	// damaged rather than absent (in local storage, a FIFO, a socket or
+	// a directory under the segment's name, its .metadata sidecar kept:
+	// no read returns it), FirstDamaged the object of the first of them
+	// and FirstDamagedError the store's words for it: what is there and
+	// what to do. Counted in MissingSegments too.
+	DamagedSegments   int    `json:"damaged_segments,omitempty"`
+	FirstDamaged      string `json:"first_damaged_segment,omitempty"`
+	FirstDamagedError string `json:"first_damaged_error,omitempty"`
 	// LastError is why the last check was not made (the storage failed),
 	// at LastErrorAt; the fields above are the last check made. Cleared
 	// by the next check made.

@@ -30,7 +30,8 @@ import (
 // (verify.CheckContinuityOf: the timelines recovery follows, the end of
 // a system's WAL after a pg_upgrade into the site) and reports the
 // segments missing before a complete segment stored on the same
-// recovery path. No .partial is read (the segment being received would
+// recovery path, naming those stored damaged (a local store's FIFO,
+// socket or directory under the name, which no read returns) as such. No .partial is read (the segment being received would
 // be downloaded at every check). The listing alone cannot tell a
 // segment deleted after its upload, when it was the newest stored, from
 // one not stored yet: on a streaming site the receiver can
@@ -63,6 +64,11 @@ type walGaps struct {
 	// Backups are the names of the backups whose reach a missing
 	// segment cuts, oldest first.
 	Backups []string
+	// Damaged are those of Missing stored in a state no read returns
+	// (archive.WALListing.Damaged: a local store's FIFO, socket or
+	// directory under the name), in Missing's order: missing to
+	// recovery all the same, but named with what is there.
+	Damaged []archive.DamagedWAL
 }
 
 // walEnd is how far the daemon's WAL receiver knows the WAL it streams
@@ -130,14 +136,16 @@ func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.C
 			delete(cut, n)
 		}
 	}
+	var damaged map[string]archive.DamagedWAL
 	if len(cut) > 0 {
-		files, err := arch.ListWAL(ctx)
+		l, err := arch.ListStoredWAL(ctx)
 		if err != nil {
 			return walGaps{}, err
 		}
-		for n := range archive.SegmentIndex(files) {
+		for n := range l.Segments {
 			delete(cut, n)
 		}
+		damaged = l.Damaged
 	}
 	if len(cut) > 0 {
 		now, err := list(ctx)
@@ -170,6 +178,11 @@ func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.C
 		}
 		return strings.Compare(a[:8], b[:8])
 	})
+	for _, n := range g.Missing {
+		if d, ok := damaged[n]; ok {
+			g.Damaged = append(g.Damaged, d)
+		}
+	}
 	for _, b := range bs {
 		if cutBackups[b.Name] && !slices.Contains(g.Backups, b.Name) {
 			g.Backups = append(g.Backups, b.Name)
@@ -382,15 +395,29 @@ func (s *supervisor) checkWAL(ctx context.Context, arch *archive.Archive) {
 	if len(g.Missing) > 0 {
 		first = g.Missing[0]
 	}
+	var firstDamaged, damagedErr string
+	if len(g.Damaged) > 0 {
+		firstDamaged, damagedErr = g.Damaged[0].Key, g.Damaged[0].Err.Error()
+	}
 	var before WALArchiveStatus
 	s.update(func(st *SiteStatus) {
 		if st.WALArchive != nil {
 			before = *st.WALArchive
 		}
-		st.WALArchive = &WALArchiveStatus{CheckedAt: &now, MissingSegments: len(g.Missing), FirstMissing: first, BackupsCut: g.Backups}
+		st.WALArchive = &WALArchiveStatus{CheckedAt: &now, MissingSegments: len(g.Missing), FirstMissing: first, BackupsCut: g.Backups,
+			DamagedSegments: len(g.Damaged), FirstDamaged: firstDamaged, FirstDamagedError: damagedErr}
 	})
+	changed := first != before.FirstMissing || len(g.Missing) != before.MissingSegments || !slices.Equal(g.Backups, before.BackupsCut) ||
+		len(g.Damaged) != before.DamagedSegments || firstDamaged != before.FirstDamaged
 	switch {
-	case len(g.Missing) > 0 && (first != before.FirstMissing || len(g.Missing) != before.MissingSegments || !slices.Equal(g.Backups, before.BackupsCut)):
+	case len(g.Missing) > 0 && changed && len(g.Damaged) > 0:
+		// Not a deletion: someone has to move the entry away before
+		// anything can store the segment again.
+		s.log.Warn().Str(logSegment, first).Int("missing", len(g.Missing)).Strs("backups", g.Backups).
+			Int("stored_damaged", len(g.Damaged)).Str("damaged", firstDamaged).Str("damaged_error", damagedErr).
+			Msg("wal missing from the archive, some of it stored damaged (damaged: the first such object, damaged_error: what is there and what to do; no read returns it): " +
+				"point-in-time recovery of these backups stops before it; move it away, run hoard verify for the gaps, and take a basebackup so that new restores need none of it")
+	case len(g.Missing) > 0 && changed:
 		s.log.Warn().Str(logSegment, first).Int("missing", len(g.Missing)).Strs("backups", g.Backups).
 			Msg("wal missing from the archive: point-in-time recovery of these backups stops before it; run hoard verify for the gaps, and take a basebackup so that new restores need none of it")
 	case len(g.Missing) == 0 && before.MissingSegments > 0:

@@ -1,0 +1,61 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/testio"
+)
+
+// TestSupervisor_checkWALOddSegment: in local storage, the file of a
+// segment a kept backup's recovery needs is replaced, its .metadata
+// sidecar kept, by something no read returns (a FIFO, a directory, a
+// socket). The WAL listing passes it over, so the daemon's WAL archive
+// check reported it as missing, like a deleted one, and never named the
+// file someone has to move away: it still counts it (the metric and
+// missing_segments are unchanged), and names it as stored damaged, with
+// what is there, in the status and the warning, as verify does.
+func TestSupervisor_checkWALOddSegment(t *testing.T) {
+	for _, odd := range testio.OddEntries {
+		t.Run(odd.Name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			a := archivetest.Local(t, dir, "site", &archive.Codec{Compression: compress.Zstd})
+			a.Site = "site"
+			const sys = 7000000000000000009
+			pushSegments(t, a, 1, 1, 6, sys)
+			archivetest.PutBackupInfo(t, a, "b1", gapBackup("b1", 1, 2, 3, sys))
+			odd4 := gapSeg(1, 4)
+			key := a.Layout.WALKey(odd4)
+			testio.ReplaceFile(t, filepath.Join(dir, filepath.FromSlash(key)), odd.Make)
+
+			d := testDaemon(t)
+			var logged bytes.Buffer
+			d.log = zerolog.New(&logged)
+			sup := newSupervisor(d, Site{Name: "site", Active: true, WAL: WALArchiveCommand})
+			sup.checkWAL(ctx, a)
+			if got := sup.m.walMissing.Value(); got != 1 {
+				t.Errorf("%s = %v, want 1 (a segment stored damaged ends recovery as a missing one does)", MetricWALArchiveMissing, got)
+			}
+			w := sup.status().WALArchive
+			if w == nil || w.MissingSegments != 1 || w.FirstMissing != odd4 || w.LastError != "" {
+				t.Fatalf("status = %+v, want %s missing", w, odd4)
+			}
+			if w.DamagedSegments != 1 || w.FirstDamaged != key || !strings.Contains(w.FirstDamagedError, odd.What) {
+				t.Errorf("status = %+v, want %s named as stored damaged, saying %q", w, key, odd.What)
+			}
+			warn := strings.Join(linesWith(logged.String(), "wal missing from the archive"), "\n")
+			if !strings.Contains(warn, "stored damaged") || !strings.Contains(warn, key) || !strings.Contains(warn, odd.What) {
+				t.Errorf("warning %q does not name %s as stored damaged, saying %q\n%s", warn, key, odd.What, logged.String())
+			}
+		})
+	}
+}
