@@ -188,6 +188,9 @@ func (a *Archive) planDelta(ctx context.Context, plan *RetentionPlan, checked ch
 			continue
 		}
 		plan.Delta = append(plan.Delta, DeltaDeletion{Site: a.Site, Key: o.Key, Size: o.Size, Reason: reason})
+		if o.Damaged != nil {
+			plan.Notes = append(plan.Notes, leftNote("delta object "+o.Key, o.Damaged))
+		}
 	}
 	return nil
 }

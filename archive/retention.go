@@ -100,6 +100,11 @@ type OrphanDeletion struct {
 	Keys   []string // the objects in it
 	Size   int64    // their stored bytes
 	Reason string
+	// Damaged are the listing's words (storage.Object.Damaged) for
+	// those of Keys a local store lists as damaged (a FIFO, a socket or
+	// a directory under the name): no Delete removes them, and
+	// applying the plan leaves them (ApplyRetention).
+	Damaged []error
 }
 
 // RetentionPlan is what one retention run keeps and deletes.
@@ -697,6 +702,11 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		return RetentionPlan{}, err
 	}
 	plan.Orphans = orphans
+	for _, o := range orphans {
+		for _, err := range o.Damaged {
+			plan.Notes = append(plan.Notes, leftNote("orphaned chunk folder "+o.Folder, err))
+		}
+	}
 	if d := a.staleMarkers(stale); d != nil {
 		plan.Orphans = append(plan.Orphans, *d)
 	}
@@ -1065,6 +1075,9 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			}
 			f.Keys = append(f.Keys, o.Key)
 			f.Size += o.Size
+			if o.Damaged != nil {
+				f.Damaged = append(f.Damaged, o.Damaged)
+			}
 			// A backend that reports no time makes the folder look
 			// new: it is kept.
 			if at := storedAt(o); at.IsZero() {
@@ -1132,7 +1145,8 @@ type RetentionResult struct {
 // kept backup, chunk folders without a main object). It stops at the
 // first error and returns what it deleted so far, but for an entry of a
 // local store that no writer leaves (storage.ErrObjectDamaged: a FIFO, a
-// socket or a directory under a chunk's name): it deletes no such entry,
+// socket or a directory under a chunk's or a delta object's name; the
+// plan's notes name those it listed): it deletes no such entry,
 // goes on with the rest of the plan, and returns an error naming each
 // one left and saying to remove it by hand. One such entry would
 // otherwise stop every run at the same place, for good, and keep every
@@ -1149,14 +1163,22 @@ func (a *Archive) ApplyRetention(ctx context.Context, plan RetentionPlan, log ze
 // leftEntry reports whether err, a Delete's, is a local store's refusal
 // of an entry no writer leaves (storage.ErrObjectDamaged), and if so
 // appends to left an error naming it (what, the storage's words) and
-// what to do.
-func leftEntry(left *[]error, what string, err error) bool {
+// what to do; then says what the next run does once it is removed.
+func leftEntry(left *[]error, what, then string, err error) bool {
 	if !errors.Is(err, storage.ErrObjectDamaged) {
 		return false
 	}
 	*left = append(*left, fmt.Errorf("retention left %s: %w; retention never deletes such an entry itself: "+
-		"remove it and its .metadata sidecar by hand, and the next run deletes what is left of the folder", what, err))
+		"remove it and its .metadata sidecar by hand, and %s", what, err, then))
 	return true
+}
+
+// leftNote is the plan's note for an entry in where that a listing
+// showed damaged (storage.Object.Damaged, err): applying the plan will
+// leave it, as leftEntry says.
+func leftNote(where string, err error) string {
+	return fmt.Sprintf("%s holds an entry no Delete removes (%v): applying the plan leaves it and its .metadata sidecar "+
+		"and fails naming it; remove both by hand", where, err)
 }
 
 // applyRetention is ApplyRetention, which see; entries it cannot delete
@@ -1217,7 +1239,7 @@ func (a *Archive) applyRetention(ctx context.Context, plan RetentionPlan, log ze
 		kept := 0
 		for _, k := range o.Keys {
 			if err := s.Store.Delete(ctx, k); err != nil {
-				if leftEntry(left, "orphaned chunk "+k, err) {
+				if leftEntry(left, "orphaned chunk "+k, "the next run deletes what is left of the folder", err) {
 					kept++
 					continue
 				}
@@ -1285,6 +1307,9 @@ func (a *Archive) applyRetention(ctx context.Context, plan RetentionPlan, log ze
 		dctx, cancel := context.WithDeadline(ctx, marked.Add(DeltaDeleteWindow+deltaMarkerMargin/2))
 		err := a.Store.Delete(dctx, d.Key)
 		cancel()
+		if leftEntry(left, "delta object "+d.Key, "retention has nothing more to delete there", err) {
+			continue // the other delta objects go as planned
+		}
 		if err != nil {
 			return res, fmt.Errorf("delete delta object %s: %w", d.Key, err)
 		}
@@ -1390,7 +1415,7 @@ func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, now time.T
 	}
 	for _, o := range chunks {
 		if err := a.Store.Delete(ctx, o.Key); err != nil {
-			if leftEntry(left, fmt.Sprintf("chunk %s of deleted backup %s", o.Key, b.Name), err) {
+			if leftEntry(left, fmt.Sprintf("chunk %s of deleted backup %s", o.Key, b.Name), "the next run deletes what is left of the folder", err) {
 				continue
 			}
 			return fmt.Errorf("delete chunk %s of backup %s: %w", o.Key, b.Name, err)

@@ -75,9 +75,10 @@ backup is deleted, and deleted once a day old and older than the newest backup.
 Each backup is deleted main object first, then its chunks, and an incremental backup
 before its parent, so an interrupted run never leaves a listed backup with missing chunks
 or a missing parent; running again finishes the job. In local storage, a FIFO, a socket
-or a directory under a chunk's name (no writer leaves one) is not deleted: retention
-deletes the rest of the plan, then fails (exit 1) naming it; remove it and its .metadata
-sidecar by hand, and the next run deletes what is left of its folder.
+or a directory under a chunk's or a delta object's name (no writer leaves one) is not
+deleted: retention deletes the rest of the plan, then fails (exit 1) naming it; remove it
+and its .metadata sidecar by hand, and the next run deletes what is left of its folder.
+The plan's notes name those of orphaned folders and delta objects beforehand.
 --dry-run prints what would be deleted and why, and deletes nothing. An inactive site
 (active: false) is never changed.
 
