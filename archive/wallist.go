@@ -36,7 +36,8 @@ func (a *Archive) ListWAL(ctx context.Context) ([]WALFile, error) {
 	return files, err
 }
 
-// DamagedWAL is a file under xlog/ stored in a state no read returns: a
+// DamagedWAL is a file under xlog/ (or a history file under timeline/)
+// stored in a state no read returns: a
 // local store lists it with storage.Object.Damaged (a FIFO, a socket or a
 // directory under its name, its .metadata sidecar kept). It is not stored
 // WAL, and ListWAL passes it over, but it is not missing either: wal-fetch
@@ -100,11 +101,32 @@ func (a *Archive) ListSegments(ctx context.Context) ([]string, error) {
 // or a site it moved from, each with the copy wal-fetch reads: the first
 // site holding it, in the order a, a.MovedFrom.
 func (a *Archive) ListHistories(ctx context.Context) (map[uint32]WALFile, error) {
+	out, _, err := a.listHistories(ctx)
+	return out, err
+}
+
+// listHistories is ListHistories, and the history files stored damaged
+// (DamagedWAL: a local store's FIFO, socket or directory under the name)
+// that wal-fetch would read first for their name, by name: those no
+// site before the one holding it stores a readable copy of.
+func (a *Archive) listHistories(ctx context.Context) (map[uint32]WALFile, map[string]DamagedWAL, error) {
 	out := map[uint32]WALFile{}
+	var damaged map[string]DamagedWAL
 	for _, s := range a.sites() {
-		files, err := s.listDir(ctx, TimelineDir)
+		files, err := s.listDirDamaged(ctx, TimelineDir, func(d DamagedWAL) {
+			tli, err := wal.ParseHistoryFileName(d.Name)
+			if _, readable := out[tli]; err != nil || readable {
+				return // a site searched before holds a readable copy
+			}
+			if _, seen := damaged[d.Name]; !seen {
+				if damaged == nil {
+					damaged = map[string]DamagedWAL{}
+				}
+				damaged[d.Name] = d
+			}
+		})
 		if err != nil {
-			return nil, fmt.Errorf("list timeline histories of site %s: %w", s.Site, err)
+			return nil, nil, fmt.Errorf("list timeline histories of site %s: %w", s.Site, err)
 		}
 		for _, f := range files {
 			tli, err := wal.ParseHistoryFileName(f.Name)
@@ -113,7 +135,7 @@ func (a *Archive) ListHistories(ctx context.Context) (map[uint32]WALFile, error)
 			}
 		}
 	}
-	return out, nil
+	return out, damaged, nil
 }
 
 // SegmentIndex maps the complete segments among files (as ListWAL returns

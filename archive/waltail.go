@@ -43,10 +43,11 @@ type WALListing struct {
 	// BackupHistories are the backup history files
 	// (<segment>.<offset>.backup), in listing order.
 	BackupHistories []WALFile
-	// Damaged holds, by name, the files under xlog/ stored in a state no
-	// read returns that wal-fetch would read first for their name
-	// (DamagedWAL): not in Segments, Partials or BackupHistories, whose
-	// readers pass them over; verify names them. nil when none.
+	// Damaged holds, by name, the files under xlog/ and the timeline
+	// history files under timeline/ stored in a state no read returns
+	// that wal-fetch would read first for their name (DamagedWAL): not in
+	// Segments, Partials, Histories or BackupHistories, whose readers
+	// pass them over; verify names them. nil when none.
 	Damaged map[string]DamagedWAL
 	// StorageFailed, when not nil, says which errors of the reads
 	// SystemEndAt and OwnWALAfter make are the storage failing to answer
@@ -81,9 +82,15 @@ func (a *Archive) ListStoredWAL(ctx context.Context) (*WALListing, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := a.ListHistories(ctx)
+	h, damagedHistories, err := a.listHistories(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for name, d := range damagedHistories {
+		if damaged == nil {
+			damaged = map[string]DamagedWAL{}
+		}
+		damaged[name] = d
 	}
 	l := &WALListing{Segments: SegmentIndex(files), Partials: map[string]WALFile{}, Histories: h, Damaged: damaged}
 	for _, f := range files {

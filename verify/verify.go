@@ -276,6 +276,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.Notes = append(rep.Notes, archive.NewerBackupHistories(idx.BackupHistories, backups, segSize)...)
 	for _, tli := range idx.missingHistories() {
+		if d, ok := idx.Damaged[wal.HistoryFileName(tli)]; ok {
+			// Stored, but as nothing a read returns: named with the
+			// archive's problems (damaged, below).
+			rep.Problems = append(rep.Problems, fmt.Sprintf("timeline %d has WAL segments but %s is stored damaged (see the archive's problems): "+
+				"recovery cannot follow it; move it away, then store the file again: PostgreSQL keeps history files in pg_wal: "+
+				"hoard archive-sync on the database host stores it (or hoard wal-push of that file)", tli, d.Key))
+			continue
+		}
 		rep.Problems = append(rep.Problems, fmt.Sprintf("timeline %d has WAL segments but %s is not archived: recovery cannot follow it; "+
 			"PostgreSQL keeps history files in pg_wal: hoard archive-sync on the database host stores it (or hoard wal-push of that file)",
 			tli, wal.HistoryFileName(tli)))

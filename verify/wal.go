@@ -216,7 +216,7 @@ func listWAL(ctx context.Context, a *archive.Archive) (*walIndex, error) {
 	return &walIndex{WALListing: l}, nil
 }
 
-// damaged adds to rep's problems each file under xlog/ the listing found
+// damaged adds to rep's problems each file under xlog/ or timeline/ the listing found
 // stored in a state no read returns (archive.WALListing.Damaged), and
 // returns the names of the segments among them (nil: none), which end
 // recovery as missing ones do.
@@ -225,6 +225,9 @@ func (w *walIndex) damaged(rep *Report) map[string]bool {
 	for _, name := range slices.Sorted(maps.Keys(w.Damaged)) {
 		d := w.Damaged[name]
 		what := "WAL file"
+		if wal.IsHistoryFile(name) {
+			what = "timeline history file"
+		}
 		if wal.IsSegmentName(name) {
 			what = "WAL segment"
 			if out == nil {
