@@ -3,7 +3,6 @@ package restore
 import (
 	"bytes"
 	"context"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -38,15 +38,7 @@ func copyBackupTo(t *testing.T, a, dst *archive.Archive, name string) {
 		t.Fatalf("backup %s: objects %v, want its control object and chunks", name, keys)
 	}
 	for _, k := range keys {
-		rc, obj, err := a.Store.Open(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		data, obj := storetest.ReadAll(t, a.Store, k)
 		to := dst.Layout.Prefix + "/" + strings.TrimPrefix(k, a.Layout.Prefix+"/")
 		if err := dst.Store.Put(ctx, to, bytes.NewReader(data), obj.Metadata); err != nil {
 			t.Fatal(err)
@@ -120,15 +112,7 @@ func TestRun_IncrementalMovedFrom(t *testing.T) {
 
 	t.Run("OwnParentMetadataDamaged", func(t *testing.T) {
 		key := nw.Layout.BackupKey(full.Name)
-		rc, obj, err := nw.Store.Open(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		body, obj := storetest.ReadAll(t, nw.Store, key)
 		md := storage.Metadata{}
 		for k, v := range obj.Metadata {
 			md[k] = v
@@ -154,15 +138,7 @@ func TestRun_IncrementalMovedFrom(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		rc, obj, err := nw.Store.Open(ctx, chunk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		body, obj := storetest.ReadAll(t, nw.Store, chunk)
 		if err := nw.Store.Put(ctx, chunk, bytes.NewReader(body[:len(body)/2]), obj.Metadata); err != nil {
 			t.Fatal(err)
 		}
