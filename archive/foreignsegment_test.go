@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -121,15 +122,7 @@ func TestArchive_ForeignSegment_ReadFails(t *testing.T) {
 		})
 		t.Run("ErrTruncated", func(t *testing.T) {
 			a, fs := setup(t)
-			rc, o, err := a.Store.Open(ctx, fs.key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			b, o := storetest.Read(t, a.Store, fs.key)
 			if err := fs.Store.Put(ctx, fs.key, strings.NewReader(string(b[:20])), o.Metadata); err != nil {
 				t.Fatal(err)
 			}

@@ -38,7 +38,7 @@ func copyBackupTo(t *testing.T, a, dst *archive.Archive, name string) {
 		t.Fatalf("backup %s: objects %v, want its control object and chunks", name, keys)
 	}
 	for _, k := range keys {
-		data, obj := storetest.ReadAll(t, a.Store, k)
+		data, obj := storetest.Read(t, a.Store, k)
 		to := dst.Layout.Prefix + "/" + strings.TrimPrefix(k, a.Layout.Prefix+"/")
 		if err := dst.Store.Put(ctx, to, bytes.NewReader(data), obj.Metadata); err != nil {
 			t.Fatal(err)
@@ -112,7 +112,7 @@ func TestRun_IncrementalMovedFrom(t *testing.T) {
 
 	t.Run("OwnParentMetadataDamaged", func(t *testing.T) {
 		key := nw.Layout.BackupKey(full.Name)
-		body, obj := storetest.ReadAll(t, nw.Store, key)
+		body, obj := storetest.Read(t, nw.Store, key)
 		md := storage.Metadata{}
 		for k, v := range obj.Metadata {
 			md[k] = v
@@ -138,7 +138,7 @@ func TestRun_IncrementalMovedFrom(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		body, obj := storetest.ReadAll(t, nw.Store, chunk)
+		body, obj := storetest.Read(t, nw.Store, chunk)
 		if err := nw.Store.Put(ctx, chunk, bytes.NewReader(body[:len(body)/2]), obj.Metadata); err != nil {
 			t.Fatal(err)
 		}

@@ -103,15 +103,8 @@ func TestListWAL_FirstSiteWins(t *testing.T) {
 // the same keys, same bytes, as the operator's both sites hold them.
 func copiedSite(t *testing.T, f *fixture) *archive.Archive {
 	t.Helper()
-	var keys []string
-	if err := f.a.Store.List(context.Background(), "", func(o storage.Object) error {
-		keys = append(keys, o.Key)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
 	a := &archive.Archive{Store: storage.NewMem(), Codec: f.a.Codec, Layout: f.a.Layout, Site: "new", MovedFrom: []*archive.Archive{f.a}}
-	archivetest.CopyTo(t, f.a.Store, a.Store, keys...)
+	archivetest.CopyAll(t, f.a.Store, a.Store)
 	return a
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
-	"github.com/hoardbackup/hoard/storage"
 )
 
 // localFixture is newFixture with its objects in a local store at dir.
@@ -19,14 +18,7 @@ func localFixture(t *testing.T, dir string) *fixture {
 	t.Helper()
 	f := newFixture(t, "basebackup", nil)
 	local := archivetest.Local(t, dir, f.a.Layout.Prefix, f.a.Codec)
-	var keys []string
-	if err := f.a.Store.List(context.Background(), "", func(o storage.Object) error {
-		keys = append(keys, o.Key)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	archivetest.CopyTo(t, f.a.Store, local.Store, keys...)
+	archivetest.CopyAll(t, f.a.Store, local.Store)
 	f.a.Store = local.Store
 	return f
 }

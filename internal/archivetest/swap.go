@@ -110,3 +110,18 @@ func PGHoardShape(t testing.TB, st storage.Store, key string) {
 		}
 	})
 }
+
+// CopyAll copies every object of src, bytes and metadata, to the same
+// keys in dst: another bucket holding what src holds, as archive-copy
+// leaves it.
+func CopyAll(t testing.TB, src, dst storage.Store) {
+	t.Helper()
+	var keys []string
+	if err := src.List(context.Background(), "", func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	CopyTo(t, src, dst, keys...)
+}
