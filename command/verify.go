@@ -47,7 +47,9 @@ is read from the site that holds it (its storage, prefix and keys), and the WAL 
 histories of all those sites count as the site's own. The table then has a SITE column,
 each problem line names the backup's site, and --json gives each backup's site. A backup
 held by several of them under the same name (archive-copy, both kept) is reported once per
-site; an incremental one's parents are taken in its own site first, as restore takes them.
+site; an incremental one's parents are taken as restore takes them, whichever site holds it:
+each from the first site holding it (the site, then its moved_from sites), so a broken or
+damaged copy there breaks the child even where another site's copy is sound.
 
 With --restore: restores a backup into a scratch directory (without --basebackup the one
 hoard restore would choose, among the backups of the database system of the site's first

@@ -20,29 +20,48 @@ import (
 // parent's report is final before its children's are looked at.
 //
 // A backup that a (the site) and a site it moved from both hold under the
-// same name (archive-copy, both kept) is listed once per site: a parent
-// is taken in its child's site, else in the first site holding it (the
-// site, then its moved_from sites), so the site's own backups are checked
-// with the parents restore takes (archive.Archive.FirstCopies).
-func checkChains(a *archive.Archive, backups []*archive.BackupInfo, reps []BackupReport) {
-	copies := make(map[string][]int, len(backups))
+// same name (archive-copy, both kept) is listed once per site (backups,
+// and damaged, the copies whose metadata does not parse). Every chain
+// takes a parent as restore takes it, whichever site holds the child: the
+// copy of the first site holding that name, the site, then its moved_from
+// sites in order (archive.Archive.FirstCopies), sound or damaged. So an
+// old site's child whose parent the site holds too is judged on the
+// site's copy of the parent, the one restore reads, not on the old
+// site's, and a damaged first copy breaks the chain even where another
+// site's copy is sound, as restore refuses it.
+func checkChains(a *archive.Archive, backups []*archive.BackupInfo, damaged []*archive.DamagedBackup, reps []BackupReport) {
+	first := a.FirstCopies(archive.Backups{Sound: backups, Damaged: damaged})
+	taken := make(map[*archive.BackupInfo]bool, len(first.Sound))
+	for _, b := range first.Sound {
+		taken[b] = true
+	}
+	at := make(map[string]int, len(first.Sound))
 	for i, b := range backups {
-		copies[b.Name] = append(copies[b.Name], i)
+		if taken[b] {
+			at[b.Name] = i
+		}
+	}
+	firstDamaged := make(map[string]*archive.DamagedBackup, len(first.Damaged))
+	for _, d := range first.Damaged {
+		firstDamaged[d.Name] = d
 	}
 	// parentOf returns the index in backups of the copy of b's parent
-	// that b's chain takes, or -1.
-	parentOf := func(b *archive.BackupInfo) int {
-		best := -1
-		for _, j := range copies[b.Parent] {
-			s := a.ArchiveOf(backups[j])
-			if s == a.ArchiveOf(b) {
-				return j
+	// that restore takes, or an error when that copy is damaged or no
+	// site holds the parent.
+	parentOf := func(b *archive.BackupInfo) (int, error) {
+		if d, ok := firstDamaged[b.Parent]; ok {
+			of := ""
+			if len(a.MovedFrom) > 0 && d.Archive != nil {
+				of = " of site " + d.Archive.Site
 			}
-			if best < 0 || a.SiteRank(s) < a.SiteRank(a.ArchiveOf(backups[best])) {
-				best = j
-			}
+			return -1, fmt.Errorf("backup %s is an incremental of backup %s, whose object %s%s, the copy restore takes, is damaged (%v): %w",
+				b.Name, b.Parent, d.Key, of, d.Err, archive.ErrNoParent)
 		}
-		return best
+		if j, ok := at[b.Parent]; ok {
+			return j, nil
+		}
+		return -1, fmt.Errorf("backup %s is an incremental of backup %s, which is not stored or is damaged: %w",
+			b.Name, b.Parent, archive.ErrNoParent)
 	}
 	for i, b := range backups {
 		r := &reps[i]
@@ -86,12 +105,19 @@ func checkChains(a *archive.Archive, backups []*archive.BackupInfo, reps []Backu
 		}
 		for k := len(chain) - 1; k >= 1; k-- { // the full backup first
 			j := chain[k]
+			// Its copy in another site than the child's (moved_from):
+			// named, so that the old site's sound copy does not
+			// contradict the report.
+			of := ""
+			if reps[j].Site != r.Site {
+				of = fmt.Sprintf(" (its copy in site %s, the one restore takes)", reps[j].Site)
+			}
 			if reps[j].objectsBroken {
-				broken("backup %s, which it needs, is broken", backups[j].Name)
+				broken("backup %s, which it needs, is broken%s", backups[j].Name, of)
 				break
 			}
 			if err := reps[j].parentErr; err != nil {
-				broken("backup %s, which it needs, cannot be restored as a parent: %v", backups[j].Name, err)
+				broken("backup %s, which it needs, cannot be restored as a parent%s: %v", backups[j].Name, of, err)
 				break
 			}
 		}
@@ -100,16 +126,15 @@ func checkChains(a *archive.Archive, backups []*archive.BackupInfo, reps []Backu
 
 // chainOf returns the indexes in backups of b's chain, b first (-1: its
 // own index is not needed), then each parent as parentOf takes it;
-// as archive.Chain, a parent missing or a loop is an error wrapping
-// archive.ErrNoParent.
-func chainOf(b *archive.BackupInfo, backups []*archive.BackupInfo, parentOf func(*archive.BackupInfo) int) ([]int, error) {
+// as archive.Chain, a parent missing (parentOf's error) or a loop is an
+// error wrapping archive.ErrNoParent.
+func chainOf(b *archive.BackupInfo, backups []*archive.BackupInfo, parentOf func(*archive.BackupInfo) (int, error)) ([]int, error) {
 	chain := []int{-1}
 	seen := map[string]bool{b.Name: true}
 	for cur := b; cur.Parent != ""; {
-		j := parentOf(cur)
-		if j < 0 {
-			return nil, fmt.Errorf("backup %s is an incremental of backup %s, which is not stored or is damaged: %w",
-				cur.Name, cur.Parent, archive.ErrNoParent)
+		j, err := parentOf(cur)
+		if err != nil {
+			return nil, err
 		}
 		p := backups[j]
 		if seen[p.Name] {

@@ -427,7 +427,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.WALEnd = NewWALEnd(end, time.Now())
 		}
 	}
-	checkChains(a, backups, reps)
+	checkChains(a, backups, listed.Damaged, reps)
 	for i := range reps {
 		finish(&reps[i], backups, chains[i] != nil)
 		// Retention may delete a backup while it is checked (its main
