@@ -697,7 +697,7 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 		return RetentionPlan{}, err
 	}
 
-	orphans, running, err := a.planOrphans(ctx, listed[a.Site], newest, now)
+	orphans, running, folders, err := a.planOrphans(ctx, listed[a.Site], newest, now)
 	if err != nil {
 		return RetentionPlan{}, err
 	}
@@ -707,6 +707,7 @@ func (a *Archive) planRetention(ctx context.Context, p RetentionPolicy, now time
 			plan.Notes = append(plan.Notes, leftNote("orphaned chunk folder "+o.Folder, err))
 		}
 	}
+	a.noteDeletedFolders(&plan, folders)
 	if d := a.staleMarkers(stale); d != nil {
 		plan.Orphans = append(plan.Orphans, *d)
 	}
@@ -1049,12 +1050,61 @@ func sortDecisions(ds []BackupDecision) {
 	})
 }
 
+// listedFolder is what planOrphans' listing saw of the chunk folder of a
+// listed backup: the entries a local store lists as damaged
+// (storage.Object.Damaged), and whether an object in it was written in
+// the last OrphanMinAge or at a time the storage does not report, as
+// deleteBackup judges it.
+type listedFolder struct {
+	damaged []error
+	young   bool
+}
+
+// noteDeletedFolders adds to plan.Notes each damaged entry (a FIFO, a
+// socket or a directory under a chunk's name in local storage) that
+// planOrphans' listing saw in the chunk folder of a backup plan deletes
+// (folders, by folder key): applying the plan leaves it and fails naming
+// it (deleteBackup), so the plan says so beforehand, as for orphaned
+// folders. That listing is the one of the whole chunk directories that
+// orphaned folders need; no folder is listed again. A folder applying
+// leaves whole (young, of a backup whose metadata does not authenticate)
+// fails on nothing: not named, the orphan sweep names it later. Only the
+// site's own backups are deleted (its moved_from sites are read-only),
+// and only its store is listed.
+func (a *Archive) noteDeletedFolders(plan *RetentionPlan, folders map[string]*listedFolder) {
+	for _, d := range plan.Delete {
+		if d.Site != a.Site {
+			continue
+		}
+		b := d.Backup
+		folder := a.Layout.Dir(chunkDirOf(b)) + b.Name + "/"
+		f := folders[folder]
+		if f == nil || f.young && b.Auth != AuthOK {
+			continue
+		}
+		for _, err := range f.damaged {
+			plan.Notes = append(plan.Notes, leftNote("chunk folder "+folder+" of deleted backup "+b.Name, err))
+		}
+	}
+}
+
+// chunkDirOf returns the directory that holds b's chunk folder.
+func chunkDirOf(b *BackupInfo) string {
+	if b.Format == FormatDeltaV1 || b.Format == FormatDeltaV2 {
+		return basebackupDeltaChunkDir
+	}
+	return BasebackupChunkDir
+}
+
 // planOrphans returns the chunk folders of a's chunk directories whose
 // backup is not listed and which are old enough (OrphanMinAge), and the
-// others, whose backups may still be running.
-func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newest, now time.Time) ([]OrphanDeletion, []runningBackup, error) {
+// others, whose backups may still be running. From the same listing it
+// returns, by folder key, what it saw of the chunk folders of listed
+// backups (noteDeletedFolders).
+func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newest, now time.Time) ([]OrphanDeletion, []runningBackup, map[string]*listedFolder, error) {
 	var out []OrphanDeletion
 	var running []runningBackup
+	seen := map[string]*listedFolder{}
 	for _, d := range []string{BasebackupChunkDir, basebackupDeltaChunkDir} {
 		dir := a.Layout.Dir(d)
 		var folders []*OrphanDeletion
@@ -1064,7 +1114,21 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 		byFolder := map[string]*OrphanDeletion{}
 		err := a.Store.List(ctx, dir, func(o storage.Object) error {
 			folder, _, ok := strings.Cut(strings.TrimPrefix(o.Key, dir), "/")
-			if !ok || listed[folder] {
+			if !ok {
+				return nil
+			}
+			if listed[folder] {
+				f := seen[dir+folder+"/"]
+				if f == nil {
+					f = &listedFolder{}
+					seen[dir+folder+"/"] = f
+				}
+				if at := storedAt(o); at.IsZero() || now.Sub(at) <= OrphanMinAge {
+					f.young = true
+				}
+				if o.Damaged != nil {
+					f.damaged = append(f.damaged, o.Damaged)
+				}
 				return nil
 			}
 			f := byFolder[folder]
@@ -1093,7 +1157,7 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			return nil
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("list %s of site %s: %w", dir, a.Site, err)
+			return nil, nil, nil, fmt.Errorf("list %s of site %s: %w", dir, a.Site, err)
 		}
 		for _, f := range folders {
 			name := strings.TrimSuffix(strings.TrimPrefix(f.Folder, dir), "/")
@@ -1105,7 +1169,7 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			// parents and the delta objects it needs (retentionlist.go).
 			if d != basebackupDeltaChunkDir || name != deltaRetentionFolder {
 				if err := a.checkUnlisted(ctx, name); err != nil {
-					return nil, nil, err
+					return nil, nil, nil, err
 				}
 			}
 			at := last[name]
@@ -1120,7 +1184,7 @@ func (a *Archive) planOrphans(ctx context.Context, listed map[string]bool, newes
 			out = append(out, *f)
 		}
 	}
-	return out, running, nil
+	return out, running, seen, nil
 }
 
 // RetentionResult counts what ApplyRetention deleted.
@@ -1384,10 +1448,7 @@ func siteLogger(log zerolog.Logger, a, s *Archive) zerolog.Logger {
 // orphaned folder for a later run once that entry is removed by hand.
 func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, now time.Time, res *RetentionResult, log zerolog.Logger, left *[]error) error {
 	b := d.Backup
-	chunkDir := BasebackupChunkDir
-	if b.Format == FormatDeltaV1 || b.Format == FormatDeltaV2 {
-		chunkDir = basebackupDeltaChunkDir
-	}
+	chunkDir := chunkDirOf(b)
 	if err := a.Store.Delete(ctx, b.Key); err != nil {
 		return fmt.Errorf("delete backup %s: %w", b.Key, err)
 	}

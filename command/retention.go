@@ -78,7 +78,8 @@ or a missing parent; running again finishes the job. In local storage, a FIFO, a
 or a directory under a chunk's or a delta object's name (no writer leaves one) is not
 deleted: retention deletes the rest of the plan, then fails (exit 1) naming it; remove it
 and its .metadata sidecar by hand, and the next run deletes what is left of its folder.
-The plan's notes name those of orphaned folders and delta objects beforehand.
+The plan's notes name those beforehand (in the chunk folders of the backups it deletes,
+of orphaned folders and delta objects), from the listing it makes of the chunk directories.
 --dry-run prints what would be deleted and why, and deletes nothing. An inactive site
 (active: false) is never changed.
 
