@@ -105,6 +105,14 @@ func (a *Archive) ListHistories(ctx context.Context) (map[uint32]WALFile, error)
 	return out, err
 }
 
+// ListStoredHistories is ListHistories, and the history files stored
+// damaged that wal-fetch reads first for their name (listHistories), by
+// name: where a timeline is in both, a read of its history file meets
+// the damaged entry, and wal-fetch fails with the store's error.
+func (a *Archive) ListStoredHistories(ctx context.Context) (map[uint32]WALFile, map[string]DamagedWAL, error) {
+	return a.listHistories(ctx)
+}
+
 // listHistories is ListHistories, and the history files stored damaged
 // (DamagedWAL: a local store's FIFO, socket or directory under the name)
 // that wal-fetch would read first for their name, by name: those no

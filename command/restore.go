@@ -153,7 +153,11 @@ history file PostgreSQL asks for during recovery fails wal-fetch's checks (exit 
 which PostgreSQL stops with the directory written): with latest, each timeline's after the
 backup's up to the target's; with a number, those of the timelines recovery switches to;
 the target timeline's, the backup's own where recovery stays on a timeline after 1; and,
-where the server promotes, each timeline's after the target's (see docs/pitr.md).
+where the server promotes, each timeline's after the target's (see docs/pitr.md). A history
+file stored damaged (in local storage, a FIFO, a socket or a directory under its name) is
+not taken for an absent one: wal-fetch fails on it (exit 255), so restore refuses where
+PostgreSQL asks for it, the file that ends a probe included (with latest, the one after
+the target), naming it as stored damaged with what is there.
 
 wal-fetch refuses (exit 255) a complete segment that is an earlier, cut copy: its WAL stops
 before its end with zeros after it (see wal-fetch). A standby's last segment of an ended

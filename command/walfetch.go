@@ -175,7 +175,9 @@ EXIT STATUS:
         fsynced)
    1    the file is not in the archive; nothing is printed (PostgreSQL asks for files
         that may not exist: the next timeline's history, the segment after the last)
-   255  anything else: storage unreachable, a damaged or tampered object, a missing key,
+   255  anything else: storage unreachable, a damaged or tampered object (in local storage
+        also a FIFO, a socket or a directory under the file's name: never 1, which would
+        have PostgreSQL take a damaged timeline history file for an absent one), a missing key,
         a bad page header, an object that decodes to more than its segment size (or a
         history file to more than 16 MiB), another system's segment, a moved history file, a segment
         --archived-through says was archived and that is

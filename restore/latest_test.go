@@ -59,7 +59,7 @@ func testLatestFor(t *testing.T, keys bool) {
 	o := Options{WALFetch: &WALFetch{}}
 	latest := func(system uint64, wantTLI uint32, wantRefused bool) {
 		t.Helper()
-		h, err := listHistories(ctx, a)
+		h, _, err := listHistories(ctx, a)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,7 +31,7 @@ func (o *Options) checkPromotion(ctx context.Context, a *archive.Archive, b *arc
 	if o.RestoreCommand != "" || o.WALFetch == nil || !o.promotes() {
 		return nil
 	}
-	h, err := listHistories(ctx, a)
+	h, _, err := listHistories(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -80,6 +80,13 @@ func (o *Options) promotes() bool {
 //     says where that probe stops, and checkPromotion refuses another
 //     system's file it meets.
 //
+// A file stored damaged (damagedHistories: a local store's FIFO, socket
+// or directory under its name) refuses the restore wherever PostgreSQL
+// asks for it, including the file each probe ends on (with latest, the
+// one after the target; promoting, the one after where that probe
+// reaches), which it expects absent: wal-fetch fails on it (exit 255)
+// instead of answering "not archived", and PostgreSQL stops.
+//
 // A timeline whose file the archive does not hold is left out: wal-fetch
 // answers "not archived" (exit 1), which ends a probe, and RecoveryPath
 // already refused a path whose target history is missing (but for the
@@ -95,17 +102,18 @@ func (o *Options) promotes() bool {
 // own) or another copy of the WAL; the error says which case stops
 // PostgreSQL.
 func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, path wal.History, spec string, promotes bool, custom string) error {
-	h, err := listHistories(ctx, a)
+	h, dmg, err := listHistories(ctx, a)
 	if err != nil {
 		return err
 	}
 	system := BackupSystem(b)
 	start, target := b.StartTimeline, path.Timeline()
-	var need []uint32
+	var need, probeEnds []uint32
 	if spec == "" || spec == "latest" {
 		for tli := start + 1; tli <= target; tli++ {
 			need = append(need, tli)
 		}
+		probeEnds = append(probeEnds, target+1)
 	} else {
 		for _, e := range path {
 			if e.Timeline > start {
@@ -124,9 +132,25 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 		for tli := target + 1; tli <= top; tli++ {
 			need = append(need, tli)
 		}
+		probeEnds = append(probeEnds, top+1)
 	}
 	slices.Sort(need)
-	for _, tli := range slices.Compact(need) {
+	need = slices.Compact(need)
+	stops := "wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written"
+	if custom != "" {
+		stops = fmt.Sprintf("hoard wal-fetch refuses it (exit 255): where your restore_command (%s) reads this archive "+
+			"through hoard wal-fetch, PostgreSQL would stop with the data directory written; restore checks this archive's "+
+			"WAL whatever the command", custom)
+	}
+	asked := slices.Sorted(slices.Values(slices.Concat(need, probeEnds)))
+	for _, tli := range slices.Compact(asked) {
+		if d, ok := dmg[tli]; ok {
+			return fmt.Errorf("backup %s: %w", b.Name, damagedHistoryError(d, tli, fmt.Sprintf(
+				"PostgreSQL asks restore_command for it while it recovers this backup (recovery_target_timeline %s), and %s",
+				cmp.Or(spec, "latest"), stops)))
+		}
+	}
+	for _, tli := range need {
 		if h[tli] == nil {
 			continue
 		}
@@ -137,12 +161,6 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 			continue
 		}
 		if err != nil {
-			stops := "wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written"
-			if custom != "" {
-				stops = fmt.Sprintf("hoard wal-fetch refuses it (exit 255): where your restore_command (%s) reads this archive "+
-					"through hoard wal-fetch, PostgreSQL would stop with the data directory written; restore checks this archive's "+
-					"WAL whatever the command", custom)
-			}
 			return fmt.Errorf("backup %s: timeline history %s (%s): %w; PostgreSQL asks restore_command for it while it recovers "+
 				"this backup (recovery_target_timeline %s), and %s. "+
 				"Store a good copy in its place (a server on timeline %d or later holds one in pg_wal), or delete a planted one; "+

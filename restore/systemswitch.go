@@ -163,7 +163,7 @@ func checkSystemSwitch(ctx context.Context, log zerolog.Logger, a *archive.Archi
 		return nil
 	}
 	if refuse.Own != nil {
-		h, err := listHistories(ctx, a)
+		h, _, err := listHistories(ctx, a)
 		if err != nil {
 			return err
 		}

@@ -122,15 +122,48 @@ func holders[K comparable](files map[K]archive.WALFile) map[K]*archive.Archive {
 // archive holding it.
 type historyIndex map[uint32]*archive.Archive
 
+// damagedHistories maps the timelines whose history file wal-fetch
+// reads first is stored damaged (archive.DamagedWAL: a local store's
+// FIFO, socket or directory under its name) to that entry. wal-fetch
+// fails on it with the store's error (exit 255), never "not archived"
+// (exit 1): PostgreSQL stops where it asks for it, so to a restore it is
+// neither a history file nor an absent one.
+type damagedHistories map[uint32]archive.DamagedWAL
+
 // listHistories lists the timelines whose .history file is archived in a
-// or a site it moved from (Archive.ListHistories); the first of them
-// holding a file wins.
-func listHistories(ctx context.Context, a *archive.Archive) (historyIndex, error) {
-	h, err := a.ListHistories(ctx)
+// or a site it moved from (Archive.ListStoredHistories); the first of
+// them holding a file wins. A timeline whose file wal-fetch reads first
+// is stored damaged is in the second map only, even where a later site
+// holds a readable copy: wal-fetch never reaches it.
+func listHistories(ctx context.Context, a *archive.Archive) (historyIndex, damagedHistories, error) {
+	files, damaged, err := a.ListStoredHistories(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return holders(h), nil
+	h := holders(files)
+	var dmg damagedHistories
+	for name, d := range damaged {
+		tli, err := wal.ParseHistoryFileName(name)
+		if err != nil {
+			continue
+		}
+		delete(h, tli)
+		if dmg == nil {
+			dmg = damagedHistories{}
+		}
+		dmg[tli] = d
+	}
+	return h, dmg, nil
+}
+
+// damagedHistoryError says that d, the history file of timeline tli, is
+// stored damaged, with what is there and what to do (the store's words,
+// wrapped), as hoard verify names it, and where a good copy is; asks says
+// when PostgreSQL asks restore_command for it and what follows.
+func damagedHistoryError(d archive.DamagedWAL, tli uint32, asks string) error {
+	return fmt.Errorf("timeline history file %s is stored damaged, and no read returns it: %w; %s. "+
+		"A server on timeline %d or later holds a good copy of %s in pg_wal to store in its place",
+		d.Key, d.Err, asks, tli, d.Name)
 }
 
 // targetTimeline resolves recovery_target_timeline as PostgreSQL does:
@@ -156,7 +189,7 @@ func targetTimeline(spec string, start uint32, h historyIndex) uint32 {
 // it moved from, and returns the timelines recovery of b follows. It fails when the target timeline does
 // not descend from the backup's.
 func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, spec string) (wal.History, error) {
-	h, err := listHistories(ctx, a)
+	h, dmg, err := listHistories(ctx, a)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +203,7 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	if tli == b.StartTimeline {
 		return wal.History{{Timeline: tli}}, nil
 	}
-	p, err := readHistory(ctx, h, tli, BackupSystem(b))
+	p, err := readHistory(ctx, h, dmg, tli, BackupSystem(b))
 	if err != nil {
 		return nil, err
 	}
@@ -191,9 +224,15 @@ func BackupSystem(b *archive.BackupInfo) uint64 {
 
 // readHistory reads and parses the history of timeline tli, the archive
 // holding it found in h, for the cluster whose system identifier is
-// system (0: not checked). Timeline 1 has none: its path is itself.
-func readHistory(ctx context.Context, h historyIndex, tli uint32, system uint64) (wal.History, error) {
+// system (0: not checked). Timeline 1 has none: its path is itself. One
+// stored damaged (dmg) is named as such, not as not archived.
+func readHistory(ctx context.Context, h historyIndex, dmg damagedHistories, tli uint32, system uint64) (wal.History, error) {
 	name := wal.HistoryFileName(tli)
+	if d, ok := dmg[tli]; ok {
+		return nil, fmt.Errorf("timeline %d: %w", tli, damagedHistoryError(d, tli, fmt.Sprintf(
+			"PostgreSQL asks restore_command for it to recover along timeline %d, and wal-fetch refuses it (exit 255), "+
+				"so PostgreSQL would stop with the data directory written", tli)))
+	}
 	src := h[tli]
 	if src == nil {
 		if tli == 1 {
@@ -223,12 +262,12 @@ func TargetPath(ctx context.Context, a *archive.Archive, spec string) (wal.Histo
 	if tli == 0 {
 		return nil, nil
 	}
-	h, err := listHistories(ctx, a)
+	h, dmg, err := listHistories(ctx, a)
 	if err != nil {
 		return nil, err
 	}
 	// No backup is chosen yet: RecoveryPath checks the system.
-	return readHistory(ctx, h, tli, 0)
+	return readHistory(ctx, h, dmg, tli, 0)
 }
 
 // LatestPaths reads, for each start timeline of backups, the history of
@@ -239,7 +278,7 @@ func TargetPath(ctx context.Context, a *archive.Archive, spec string) (wal.Histo
 // WAL behind another system's history file is bounded by where its
 // backups' recovery starts (systemReplayStart).
 func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.BackupInfo, system uint64) (map[uint32]wal.History, error) {
-	h, err := listHistories(ctx, a)
+	h, dmg, err := listHistories(ctx, a)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +307,7 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 			// Not checked against b's system: one planted backup of
 			// another would fail the choice among all. RecoveryPath
 			// checks it for the backup chosen.
-			if p, err = readHistory(ctx, h, tli, 0); err != nil {
+			if p, err = readHistory(ctx, h, dmg, tli, 0); err != nil {
 				return nil, fmt.Errorf("timeline %d: %w", tli, err)
 			}
 			read[tli] = p
