@@ -21,6 +21,7 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
 	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 func restoreCommand() *cli.Command {
@@ -120,7 +121,8 @@ Without a target, recovery replays the archive to its end. When the archived WAL
 the backup has a gap with more WAL stored beyond it, PostgreSQL would stop at the gap and
 promote, dropping every transaction after it: restore refuses, naming the missing
 segments and the LSN recovery would reach. --stop-at-gap accepts that end; the summary
-then says where recovery stops. Where the gap starts at a segment stored only as a .partial
+then says where recovery stops, and names each of the gap's segments stored damaged (in
+local storage, a FIFO, a socket or a directory under its name) with what is there. Where the gap starts at a segment stored only as a .partial
 of the backup's database system and the WAL stored after it is another system's (after
 pg_upgrade into the same prefix), that .partial is the end of the system's WAL, no gap:
 restore replays it to its end and says so. WAL of the backup's system stored anywhere
@@ -507,13 +509,16 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 		mode = "a standby (standby.signal)"
 	}
 	printf(w, "Recovery is configured in postgresql.auto.conf as %s, to %s.\n", mode, describeTarget(o.Target))
-	if g := res.WALGap; g != nil {
+	if g := res.WALGap; g != nil && (o.Target.IsZero() || !o.Target.Immediate) {
 		if o.Target.IsZero() {
-			printf(w, "WAL GAP: recovery will stop at LSN %s, the end of %s, and promote: %s are missing,\n"+
-				"and the WAL stored from %s on is not replayed.\n", g.ReachLSN, g.ReachSegment, gapRange(g), g.Next)
-		} else if !o.Target.Immediate {
-			printf(w, "WAL GAP: %s are missing: recovery cannot go past LSN %s (the end of %s);\n"+
-				"a target after it is not reached and PostgreSQL stops with an error.\n", gapRange(g), g.ReachLSN, g.ReachSegment)
+			printf(w, "WAL GAP: recovery will stop at LSN %s, the end of %s, and promote: %s,\n"+
+				"and the WAL stored from %s on is not replayed.\n", g.ReachLSN, g.ReachSegment, gapSegments(g, b.SegmentSize()), g.Next)
+		} else {
+			printf(w, "WAL GAP: %s: recovery cannot go past LSN %s (the end of %s);\n"+
+				"a target after it is not reached and PostgreSQL stops with an error.\n", gapSegments(g, b.SegmentSize()), g.ReachLSN, g.ReachSegment)
+		}
+		for _, d := range g.Damaged {
+			printf(w, "STORED DAMAGED: WAL segment %s is stored damaged, and no read returns it: %v.\n", d.Key, d.Err)
 		}
 	}
 	settings, err := restore.ServerSettings(o.TargetDir)
@@ -708,12 +713,26 @@ func portFromCopy(dir string, settings map[string]string) bool {
 	return errors.Is(err, fs.ErrNotExist)
 }
 
-// gapRange names a gap's missing segments.
-func gapRange(g *restore.WALGap) string {
+// gapSegments names a gap's segments and says what they are: missing,
+// or stored damaged (WALGap.Damaged: no read returns them), as restore's
+// WAL check says; segSize is the backup's segment size.
+func gapSegments(g *restore.WALGap, segSize uint64) string {
 	if g.First == g.Last {
-		return g.First
+		if len(g.Damaged) > 0 {
+			return g.First + " is stored damaged"
+		}
+		return g.First + " is missing"
 	}
-	return g.First + " through " + g.Last
+	r := g.First + " through " + g.Last
+	first, ferr := wal.ParseSegmentName(g.First, segSize)
+	last, lerr := wal.ParseSegmentName(g.Last, segSize)
+	switch {
+	case len(g.Damaged) == 0:
+		return r + " are missing"
+	case ferr == nil && lerr == nil && uint64(len(g.Damaged)) == last.No-first.No+1:
+		return r + " are stored damaged"
+	}
+	return r + " are missing or stored damaged"
 }
 
 // describeTarget says in words where recovery stops.

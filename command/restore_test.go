@@ -15,6 +15,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // parseRestoreTarget runs restoreTarget on args given to hoard restore.
@@ -360,5 +361,63 @@ func TestPrintRestored_PassedOver(t *testing.T) {
 	}
 	if strings.Index(got, "PASSED OVER") > strings.Index(got, "Restored basebackup b1") {
 		t.Errorf("the summary names the backup passed over after the one restored:\n%s", got)
+	}
+}
+
+// TestPrintRestored_WALGapDamaged: a gap accepted with --stop-at-gap (or
+// warned of with a target) whose segments include some stored damaged
+// (restore.WALGap.Damaged: in local storage a FIFO, a socket or a
+// directory under the name). The summary called them all missing, which
+// sends the operator looking for segments that were never stored rather
+// than at the file that blocks them: it names each as stored damaged,
+// with what is there and what to do, as restore's own WAL check does,
+// and a gap of such segments only is not called missing.
+func TestPrintRestored_WALGapDamaged(t *testing.T) {
+	damaged := func(seg string) archive.DamagedWAL {
+		key := "site/xlog/" + seg
+		return archive.DamagedWAL{WALFile: archive.WALFile{Name: seg, Key: key},
+			Err: fmt.Errorf("/store/%s is a FIFO, not a regular file: move it away: %w", key, storage.ErrObjectDamaged)}
+	}
+	const s4, s5, s6 = "000000010000000000000004", "000000010000000000000005", "000000010000000000000006"
+	cases := []struct {
+		name    string
+		gap     restore.WALGap
+		target  restore.Target
+		want    []string
+		notWant []string
+	}{
+		{name: "OneOfThree", gap: restore.WALGap{First: s4, Last: s6, Damaged: []archive.DamagedWAL{damaged(s5)}},
+			want:    []string{s4 + " through " + s6 + " are missing or stored damaged", "site/xlog/" + s5 + " is stored damaged", "is a FIFO"},
+			notWant: []string{"are missing,"}},
+		{name: "All", gap: restore.WALGap{First: s5, Last: s5, Damaged: []archive.DamagedWAL{damaged(s5)}},
+			want:    []string{s5 + " is stored damaged", "site/xlog/" + s5 + " is stored damaged", "is a FIFO"},
+			notWant: []string{"missing"}},
+		{name: "AllTarget", gap: restore.WALGap{First: s5, Last: s5, Damaged: []archive.DamagedWAL{damaged(s5)}},
+			target:  restore.Target{Time: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)},
+			want:    []string{"WAL GAP: " + s5 + " is stored damaged", "site/xlog/" + s5 + " is stored damaged", "is a FIFO"},
+			notWant: []string{"missing"}},
+		{name: "NoneDamaged", gap: restore.WALGap{First: s4, Last: s6},
+			want: []string{s4 + " through " + s6 + " are missing"}, notWant: []string{"damaged"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := tc.gap
+			g.Next, g.ReachSegment, g.ReachLSN = "000000010000000000000007", "000000010000000000000003", 0x4000000
+			var buf bytes.Buffer
+			printRestored(&buf, restore.Options{TargetDir: t.TempDir(), Target: tc.target}, &restore.Result{
+				Backup: &archive.BackupInfo{Name: "b1", StartWALSegment: "000000010000000000000002"}, WALGap: &g,
+			}, nil)
+			got := buf.String()
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("the summary does not say %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(got, w) {
+					t.Errorf("the summary says %q:\n%s", w, got)
+				}
+			}
+		})
 	}
 }

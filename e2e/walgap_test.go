@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
@@ -65,5 +66,51 @@ func testRestoreWALGap(t *testing.T, major int) {
 	restored := pgtest.StartDataDir(t, major, dir, noArchiving)
 	if got := rows(restored); got != before {
 		t.Errorf("restored rows %q, want %q (the rows before the gap)", got, before)
+	}
+}
+
+// TestRestoreWALGapDamaged: as TestRestoreWALGap, but the gap's segment
+// is not deleted: in the site's local store a FIFO stands under its name,
+// its .metadata sidecar kept. The gap and the refusal are the same; the
+// refusal and the summary of the restore --stop-at-gap accepts name the
+// object as stored damaged with what is there, where the summary called
+// it missing.
+func TestRestoreWALGapDamaged(t *testing.T) {
+	s := newSite(t, siteOptions{})
+	src, _ := s.startBackedUp(t)
+	var segs []string
+	for i := 2; i <= 4; i++ {
+		src.Exec(t, "insert into t values ("+strconv.Itoa(i)+")")
+		segs = append(segs, switchAndWaitArchived(t, src))
+	}
+	src.Stop(t)
+	gap := segs[1]
+	key := s.name + "/xlog/" + gap
+	p := filepath.Join(s.storeDir, filepath.FromSlash(key))
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	_, errOut, err := s.hoard("restore", "--target-dir", dir)
+	if code := exitCode(err); code != 1 {
+		t.Fatalf("restore across a WAL gap: exit %d, want 1\n%s", code, errOut)
+	}
+	for _, want := range []string{key + " is stored damaged", "is a FIFO", "--stop-at-gap"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("restore error does not say %q:\n%s", want, errOut)
+		}
+	}
+	out := s.mustHoard("restore", "--target-dir", dir, "--stop-at-gap")
+	for _, want := range []string{"WAL GAP: recovery will stop at LSN", gap + " is stored damaged", "STORED DAMAGED: WAL segment " + key + " is stored damaged", "is a FIFO"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("restore --stop-at-gap summary does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "missing") {
+		t.Errorf("restore --stop-at-gap summary calls the stored damaged segment missing:\n%s", out)
 	}
 }

@@ -386,10 +386,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				"store the missing segments (hoard archive-sync from the primary's pg_wal, or another copy), "+
 				"or accept that end with --stop-at-gap: %w", b.Name, gap, ErrWALGap)
 		case t.IsZero():
-			log.Warn().Str("gap_first", gap.First).Str("gap_last", gap.Last).Str("next_stored", gap.Next).
+			gapDamaged(log.Warn(), gap).Str("gap_first", gap.First).Str("gap_last", gap.Last).Str("next_stored", gap.Next).
 				Str("lsn", gap.ReachLSN.String()).Msg("WAL gap accepted: recovery stops at the gap")
 		case !t.Immediate:
-			log.Warn().Str("gap_first", gap.First).Str("gap_last", gap.Last).Str("lsn", gap.ReachLSN.String()).
+			gapDamaged(log.Warn(), gap).Str("gap_first", gap.First).Str("gap_last", gap.Last).Str("lsn", gap.ReachLSN.String()).
 				Msg("archived WAL has a gap: a recovery target after it cannot be reached and PostgreSQL will stop with an error")
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/storage"
@@ -483,6 +484,17 @@ func (g *WALGap) String() string {
 	}
 	return fmt.Sprintf("%s missing, %s and later stored; recovery stops at LSN %s (end of %s)%s",
 		missing, g.Next, g.ReachLSN, g.ReachSegment, damagedNote(g.Damaged))
+}
+
+// gapDamaged adds to e, a log event about gap, the gap's segments stored
+// damaged (WALGap.Damaged), as the daemon's WAL archive check logs them:
+// how many, the first one's object and the store's words for it (what is
+// there, what to do). Nothing when there are none: the gap is missing WAL.
+func gapDamaged(e *zerolog.Event, gap *WALGap) *zerolog.Event {
+	if len(gap.Damaged) == 0 {
+		return e
+	}
+	return e.Int("stored_damaged", len(gap.Damaged)).Str("damaged", gap.Damaged[0].Key).Str("damaged_error", gap.Damaged[0].Err.Error())
 }
 
 // storedDamaged returns the entries of damaged (archive.WALListing.Damaged)

@@ -1,12 +1,15 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/testio"
@@ -61,5 +64,50 @@ func TestRun_OddWALSegment(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRun_OddWALSegmentStopAtGap: the gap after the backup's end is a
+// segment stored damaged in local storage (a FIFO, a directory, a
+// socket), and the restore accepts it (StopAtGap). What counts as the
+// gap is unchanged, and Result.WALGap.Damaged names the object; the
+// warning that the gap was accepted named only the gap's first and last
+// segment, which the summary then called missing: it names the object as
+// stored damaged, with what is there.
+func TestRun_OddWALSegmentStopAtGap(t *testing.T) {
+	for _, odd := range testio.OddEntries {
+		t.Run(odd.Name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := localFixture(t, dir)
+			for _, seg := range []string{"000000010000000000000004", "000000010000000000000005"} {
+				f.put(t, f.a.Layout.WALKey(seg), waltest.Segment(t, seg, f.info.SegmentSize(), 1), nil)
+			}
+			const gap = "000000010000000000000004"
+			key := f.a.Layout.WALKey(gap)
+			testio.ReplaceFile(t, filepath.Join(dir, filepath.FromSlash(key)), odd.Make)
+			var logged bytes.Buffer
+			o := f.options(filepath.Join(t.TempDir(), "data"))
+			o.StopAtGap, o.Logger = true, zerolog.New(&logged)
+			res, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatalf("Run with StopAtGap: %v", err)
+			}
+			g := res.WALGap
+			if g == nil || g.First != gap || g.Last != gap || g.Next != "000000010000000000000005" {
+				t.Fatalf("WALGap = %+v, want %s alone, then 000000010000000000000005", g, gap)
+			}
+			if len(g.Damaged) != 1 || g.Damaged[0].Key != key || !strings.Contains(g.Damaged[0].Err.Error(), odd.What) {
+				t.Errorf("WALGap.Damaged = %v, want %s, saying %q", g.Damaged, key, odd.What)
+			}
+			var accepted string
+			for _, line := range strings.Split(logged.String(), "\n") {
+				if strings.Contains(line, "WAL gap accepted") {
+					accepted = line
+				}
+			}
+			if !strings.Contains(accepted, key) || !strings.Contains(accepted, odd.What) {
+				t.Errorf("the gap's warning %q does not name %s as stored damaged, saying %q", accepted, key, odd.What)
+			}
+		})
 	}
 }
