@@ -41,6 +41,20 @@ func (a *Archive) sites() []*Archive {
 	return append([]*Archive{a}, a.MovedFrom...)
 }
 
+// InSite returns " of site S", S the site of src (a or one of the sites
+// it moved from, the archive holding an object), for a message that
+// names one of src's objects by its key, when a has moved_from sites:
+// their keys can be the same as a's (archive-copy into another storage
+// keeps them, and a site may keep its prefix), and only the site tells
+// which storage holds the copy to fix, as hoard verify names it. "" when
+// a has none, or a or src is nil.
+func (a *Archive) InSite(src *Archive) string {
+	if a == nil || src == nil || len(a.MovedFrom) == 0 {
+		return ""
+	}
+	return " of site " + src.Site
+}
+
 // DamagedBackup is a backup whose main object is stored but whose metadata
 // cannot be read: a local store's sidecar that is not JSON, or a field
 // ParseBackupInfo refuses (a start time that is no time, an LSN that is no

@@ -518,7 +518,7 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 				"a target after it is not reached and PostgreSQL stops with an error.\n", gapSegments(g, b.SegmentSize()), g.ReachLSN, g.ReachSegment)
 		}
 		for _, d := range g.Damaged {
-			printf(w, "STORED DAMAGED: WAL segment %s is stored damaged, and no read returns it: %v.\n", d.Key, d.Err)
+			printf(w, "STORED DAMAGED: WAL segment %s%s is stored damaged, and no read returns it: %v.\n", d.Key, o.Archive.InSite(d.Archive), d.Err)
 		}
 	}
 	settings, err := restore.ServerSettings(o.TargetDir)

@@ -379,10 +379,15 @@ func TestPrintRestored_WALGapDamaged(t *testing.T) {
 			Err: fmt.Errorf("/store/%s is a FIFO, not a regular file: move it away: %w", key, storage.ErrObjectDamaged)}
 	}
 	const s4, s5, s6 = "000000010000000000000004", "000000010000000000000005", "000000010000000000000006"
+	old := &archive.Archive{Site: "old"}
+	moved := &archive.Archive{Site: "new", MovedFrom: []*archive.Archive{old}}
+	oldDamaged := damaged(s5)
+	oldDamaged.Archive = old
 	cases := []struct {
 		name    string
 		gap     restore.WALGap
 		target  restore.Target
+		archive *archive.Archive
 		want    []string
 		notWant []string
 	}{
@@ -396,6 +401,10 @@ func TestPrintRestored_WALGapDamaged(t *testing.T) {
 			target:  restore.Target{Time: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)},
 			want:    []string{"WAL GAP: " + s5 + " is stored damaged", "site/xlog/" + s5 + " is stored damaged", "is a FIFO"},
 			notWant: []string{"missing"}},
+		// In a site with moved_from sites, which may hold the same key
+		// in another storage, the line names the site holding it.
+		{name: "MovedFrom", gap: restore.WALGap{First: s5, Last: s5, Damaged: []archive.DamagedWAL{oldDamaged}},
+			archive: moved, want: []string{"WAL segment site/xlog/" + s5 + " of site old is stored damaged"}},
 		{name: "NoneDamaged", gap: restore.WALGap{First: s4, Last: s6},
 			want: []string{s4 + " through " + s6 + " are missing"}, notWant: []string{"damaged"}},
 	}
@@ -404,7 +413,7 @@ func TestPrintRestored_WALGapDamaged(t *testing.T) {
 			g := tc.gap
 			g.Next, g.ReachSegment, g.ReachLSN = "000000010000000000000007", "000000010000000000000003", 0x4000000
 			var buf bytes.Buffer
-			printRestored(&buf, restore.Options{TargetDir: t.TempDir(), Target: tc.target}, &restore.Result{
+			printRestored(&buf, restore.Options{TargetDir: t.TempDir(), Target: tc.target, Archive: tc.archive}, &restore.Result{
 				Backup: &archive.BackupInfo{Name: "b1", StartWALSegment: "000000010000000000000002"}, WALGap: &g,
 			}, nil)
 			got := buf.String()

@@ -62,10 +62,10 @@ func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Ar
 			return n, nil
 		}
 		if ctx.Err() != nil || !retryable(err) || attempt >= o.Retries || made.overflow {
-			return 0, fmt.Errorf("chunk %s: %w", key, err)
+			return 0, fmt.Errorf("chunk %s%s: %w", key, o.Archive.InSite(src), err)
 		}
 		if rerr := ex.removeMade(&made); rerr != nil {
-			return 0, fmt.Errorf("chunk %s: %w (retrying after: %w)", key, rerr, err)
+			return 0, fmt.Errorf("chunk %s%s: %w (retrying after: %w)", key, o.Archive.InSite(src), rerr, err)
 		}
 		log.Warn().Err(err).Str("key", key).Int("attempt", attempt+1).Msg("retrying chunk")
 	}

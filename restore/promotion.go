@@ -145,7 +145,7 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 	asked := slices.Sorted(slices.Values(slices.Concat(need, probeEnds)))
 	for _, tli := range slices.Compact(asked) {
 		if d, ok := dmg[tli]; ok {
-			return fmt.Errorf("backup %s: %w", b.Name, damagedHistoryError(d, tli, fmt.Sprintf(
+			return fmt.Errorf("backup %s: %w", b.Name, damagedHistoryError(a, d, tli, fmt.Sprintf(
 				"PostgreSQL asks restore_command for it while it recovers this backup (recovery_target_timeline %s), and %s",
 				cmp.Or(spec, "latest"), stops)))
 		}
@@ -161,11 +161,11 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("backup %s: timeline history %s (%s): %w; PostgreSQL asks restore_command for it while it recovers "+
+			return fmt.Errorf("backup %s: timeline history %s (%s%s): %w; PostgreSQL asks restore_command for it while it recovers "+
 				"this backup (recovery_target_timeline %s), and %s. "+
 				"Store a good copy in its place (a server on timeline %d or later holds one in pg_wal), or delete a planted one; "+
 				"hoard verify names the history files that fail their checks",
-				b.Name, name, h[tli].Layout.WALKey(name), err, cmp.Or(spec, "latest"), stops, tli)
+				b.Name, name, h[tli].Layout.WALKey(name), a.InSite(h[tli]), err, cmp.Or(spec, "latest"), stops, tli)
 		}
 	}
 	return nil

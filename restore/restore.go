@@ -311,7 +311,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		// A segment stored damaged (a local store's FIFO, socket or
 		// directory under its name) is missing to recovery, but named.
-		return nil, fmt.Errorf("check WAL for backup %s: %w%s", b.Name, err, damagedNote(missingDamaged(stored.Damaged, b, path, walEnd)))
+		return nil, fmt.Errorf("check WAL for backup %s: %w%s", b.Name, err, damagedNote(a, missingDamaged(stored.Damaged, b, path, walEnd)))
 	}
 	var sysEnd *archive.SystemEnd
 	if gap != nil {
@@ -327,7 +327,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			tail = endTail
 			if walEnd, gap, err = checkWALGap(w, tail, b, path, upTo); err != nil {
 				return nil, fmt.Errorf("check WAL for backup %s: %w (%s)%s", b.Name, err, sysEnd,
-					damagedNote(missingDamaged(stored.Damaged, b, path, walEnd)))
+					damagedNote(a, missingDamaged(stored.Damaged, b, path, walEnd)))
 			}
 		}
 	}
@@ -340,7 +340,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		gap.Damaged = storedDamaged(stored.Damaged, path, first.No, last.No, b.SegmentSize())
+		gap.Damaged, gap.a = storedDamaged(stored.Damaged, path, first.No, last.No, b.SegmentSize()), a
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
 	var accepted []AcceptedSegment
@@ -529,7 +529,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, incomplete(err)
 		}
 		if err := extractControl(ctx, src, b.Key, ctrl, ex, spcDirs); err != nil {
-			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: control object %s: %w", b.Name, b.Key, err)))
+			return nil, incomplete(src.DeletedWhileRead(ctx, b, fmt.Errorf("backup %s: control object %s%s: %w", b.Name, b.Key, a.InSite(src), err)))
 		}
 		res.Bytes += ctrl.Size
 		if pgm != nil {
@@ -767,7 +767,7 @@ func (o *Options) check(ctx context.Context, log zerolog.Logger, a *archive.Arch
 	}}
 	var err error
 	if c.ctrl, err = readControl(ctx, src, b, pass); err != nil {
-		return nil, fmt.Errorf("backup %s: %w", b.Name, err)
+		return nil, fmt.Errorf("backup %s%s: %w", b.Name, a.InSite(src), err)
 	}
 	if chain(c.ctrl.Manifest) {
 		if c.chain, err = readChain(ctx, a, backups, damagedMD, b, c.ctrl, pass); err != nil {

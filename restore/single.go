@@ -227,7 +227,7 @@ func (o *Options) singleTar(ctx context.Context, log zerolog.Logger, src *archiv
 	}
 	stop(err == nil)
 	if err != nil {
-		return fmt.Errorf("object %s: %w", b.Key, err)
+		return fmt.Errorf("object %s%s: %w", b.Key, o.Archive.InSite(src), err)
 	}
 	if err := ex.linkTablespaces(m, dirs); err != nil {
 		return err

@@ -159,12 +159,13 @@ func listHistories(ctx context.Context, a *archive.Archive) (historyIndex, damag
 
 // damagedHistoryError says that d, the history file of timeline tli, is
 // stored damaged, with what is there and what to do (the store's words,
-// wrapped), as hoard verify names it, and where a good copy is; asks says
-// when PostgreSQL asks restore_command for it and what follows.
-func damagedHistoryError(d archive.DamagedWAL, tli uint32, asks string) error {
-	return fmt.Errorf("timeline history file %s is stored damaged, and no read returns it: %w; %s. "+
+// wrapped), as hoard verify names it, with its site where a, the archive
+// restored from, has moved_from sites, and where a good copy is; asks
+// says when PostgreSQL asks restore_command for it and what follows.
+func damagedHistoryError(a *archive.Archive, d archive.DamagedWAL, tli uint32, asks string) error {
+	return fmt.Errorf("timeline history file %s%s is stored damaged, and no read returns it: %w; %s. "+
 		"A server on timeline %d or later holds a good copy of %s in pg_wal to store in its place",
-		d.Key, d.Err, asks, tli, d.Name)
+		d.Key, a.InSite(d.Archive), d.Err, asks, tli, d.Name)
 }
 
 // targetTimeline resolves recovery_target_timeline as PostgreSQL does:
@@ -204,7 +205,7 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 	if tli == b.StartTimeline {
 		return wal.History{{Timeline: tli}}, nil
 	}
-	p, err := readHistory(ctx, h, dmg, tli, BackupSystem(b))
+	p, err := readHistory(ctx, a, h, dmg, tli, BackupSystem(b))
 	if err != nil {
 		return nil, err
 	}
@@ -226,11 +227,13 @@ func BackupSystem(b *archive.BackupInfo) uint64 {
 // readHistory reads and parses the history of timeline tli, the archive
 // holding it found in h, for the cluster whose system identifier is
 // system (0: not checked). Timeline 1 has none: its path is itself. One
-// stored damaged (dmg) is named as such, not as not archived.
-func readHistory(ctx context.Context, h historyIndex, dmg damagedHistories, tli uint32, system uint64) (wal.History, error) {
+// stored damaged (dmg) is named as such, not as not archived. a is the
+// archive restored from: an object is named with its site where a has
+// moved_from sites (Archive.InSite).
+func readHistory(ctx context.Context, a *archive.Archive, h historyIndex, dmg damagedHistories, tli uint32, system uint64) (wal.History, error) {
 	name := wal.HistoryFileName(tli)
 	if d, ok := dmg[tli]; ok {
-		return nil, fmt.Errorf("timeline %d: %w", tli, damagedHistoryError(d, tli, fmt.Sprintf(
+		return nil, fmt.Errorf("timeline %d: %w", tli, damagedHistoryError(a, d, tli, fmt.Sprintf(
 			"PostgreSQL asks restore_command for it to recover along timeline %d, and wal-fetch refuses it (exit 255), "+
 				"so PostgreSQL would stop with the data directory written", tli)))
 	}
@@ -248,10 +251,14 @@ func readHistory(ctx context.Context, h historyIndex, dmg damagedHistories, tli 
 	// The file is there and does not read: wal-fetch refuses it too, and
 	// the error says what can be done (a store that failed reads the same,
 	// hence the "if").
-	return nil, fmt.Errorf("%w; PostgreSQL asks restore_command for %s to recover along timeline %d, and wal-fetch delivers it only "+
+	where := ""
+	if in := a.InSite(src); in != "" {
+		where = fmt.Sprintf("timeline history file %s%s: ", src.Layout.WALKey(name), in)
+	}
+	return nil, fmt.Errorf("%s%w; PostgreSQL asks restore_command for %s to recover along timeline %d, and wal-fetch delivers it only "+
 		"when it reads and passes these checks: if it is damaged or planted, store a good copy in its place (a server on timeline %d "+
 		"or later holds one in pg_wal), or delete a planted one; hoard verify names the history files that fail their checks",
-		err, name, tli, tli)
+		where, err, name, tli, tli)
 }
 
 // TargetPath reads the path of timelines that leads to a numeric
@@ -268,7 +275,7 @@ func TargetPath(ctx context.Context, a *archive.Archive, spec string) (wal.Histo
 		return nil, err
 	}
 	// No backup is chosen yet: RecoveryPath checks the system.
-	return readHistory(ctx, h, dmg, tli, 0)
+	return readHistory(ctx, a, h, dmg, tli, 0)
 }
 
 // LatestPaths reads, for each start timeline of backups, the history of
@@ -308,7 +315,7 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 			// Not checked against b's system: one planted backup of
 			// another would fail the choice among all. RecoveryPath
 			// checks it for the backup chosen.
-			if p, err = readHistory(ctx, h, dmg, tli, 0); err != nil {
+			if p, err = readHistory(ctx, a, h, dmg, tli, 0); err != nil {
 				return nil, fmt.Errorf("timeline %d: %w", tli, err)
 			}
 			read[tli] = p
@@ -474,6 +481,9 @@ type WALGap struct {
 	// directory under the name), by name: missing to recovery all the
 	// same, but named with what is there.
 	Damaged []archive.DamagedWAL
+	// a is the archive restored from, whose Archive.InSite names the
+	// site holding each Damaged entry where it has moved_from sites.
+	a *archive.Archive
 }
 
 // String describes the gap for people.
@@ -483,7 +493,7 @@ func (g *WALGap) String() string {
 		missing += " through " + g.Last
 	}
 	return fmt.Sprintf("%s missing, %s and later stored; recovery stops at LSN %s (end of %s)%s",
-		missing, g.Next, g.ReachLSN, g.ReachSegment, damagedNote(g.Damaged))
+		missing, g.Next, g.ReachLSN, g.ReachSegment, damagedNote(g.a, g.Damaged))
 }
 
 // gapDamaged adds to e, a log event about gap, the gap's segments stored
@@ -516,11 +526,12 @@ func storedDamaged(damaged map[string]archive.DamagedWAL, p wal.History, from, t
 
 // damagedNote says, for an error or a gap, that the segments of ds are
 // stored damaged, with what is there and what to do (the store's words),
-// as hoard verify names them; "" when ds is empty.
-func damagedNote(ds []archive.DamagedWAL) string {
+// as hoard verify names them, each with its site where a, the archive
+// restored from, has moved_from sites; "" when ds is empty.
+func damagedNote(a *archive.Archive, ds []archive.DamagedWAL) string {
 	var b strings.Builder
 	for _, d := range ds {
-		fmt.Fprintf(&b, "; WAL segment %s is stored damaged, and no read returns it: %v", d.Key, d.Err)
+		fmt.Fprintf(&b, "; WAL segment %s%s is stored damaged, and no read returns it: %v", d.Key, a.InSite(d.Archive), d.Err)
 	}
 	return b.String()
 }

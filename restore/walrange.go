@@ -96,7 +96,7 @@ func (o *Options) startWALCheck(ctx context.Context, log zerolog.Logger, files [
 		defer close(c.done)
 		c.kept, c.err = o.Archive.CheckWAL(ctx, files, co)
 		if c.err != nil && ctx.Err() == nil {
-			c.err = damagedWAL(c.err, b, backups)
+			c.err = damagedWAL(o.Archive, c.err, b, backups)
 			cancel(c.err)
 		}
 		if c.err == nil {
@@ -137,10 +137,16 @@ func walRoom(space *restoreSpace, segSize uint64) int {
 // and what to do next. The same WAL serves every restore to a point after
 // it, from b or from an older backup: only a good copy of it helps there.
 // An older backup of backups that ends before the segment (the newest
-// such, named) can be restored to a point before it.
-func damagedWAL(err error, b *archive.BackupInfo, backups []*archive.BackupInfo) error {
+// such, named) can be restored to a point before it. Where a (the
+// archive restored from) has moved_from sites, the object is named with
+// the site that holds it (Archive.InSite).
+func damagedWAL(a *archive.Archive, err error, b *archive.BackupInfo, backups []*archive.BackupInfo) error {
 	older := "an older backup (hoard list shows them) with --basebackup NAME"
+	where := ""
 	if ce, ok := errors.AsType[*archive.WALCheckError](err); ok {
+		if in := a.InSite(ce.File.Archive); in != "" {
+			where = fmt.Sprintf(" (object %s%s)", ce.File.Key, in)
+		}
 		if seg, perr := wal.ParseSegmentName(ce.File.Name, b.SegmentSize()); perr == nil {
 			at := seg.StartLSN(b.SegmentSize())
 			older = "no older backup ends before it"
@@ -156,11 +162,11 @@ func damagedWAL(err error, b *archive.BackupInfo, backups []*archive.BackupInfo)
 	// (the codec wraps a cut read in its own errors): the advice covers
 	// both.
 	return fmt.Errorf("backup %s: a WAL segment PostgreSQL must replay before the restored cluster is consistent cannot be read "+
-		"or fails the checks wal-fetch makes before it delivers one: %w; recovery would stop there with the data directory written. "+
+		"or fails the checks wal-fetch makes before it delivers one%s: %w; recovery would stop there with the data directory written. "+
 		"If the storage did not answer, run again once it answers. If the segment is damaged: every restore to a later point "+
 		"replays it, from this backup or an older one; store a good copy of it (hoard archive-sync from the primary's pg_wal, "+
 		"or another copy) and run again; %s: %w",
-		b.Name, err, older, ErrDamagedWAL)
+		b.Name, where, err, older, ErrDamagedWAL)
 }
 
 // mkdirIn makes the directory name in dir, resolved in dir (no link
