@@ -44,14 +44,20 @@ Stores the local .history files the archive lacks. Then, unless --no-verify, che
 archive's WAL continues without a gap from the newest backup's start to the newest segment;
 with --create-new-backup-on-failure a gap before the segment left out as being written makes
 it take a new basebackup (a gap only at or after that segment closes at a later sync, which
-a new backup would not hasten: it exits 1 saying so, and takes none).
+a new backup would not hasten: it exits 1 saying so, and takes none). After a new backup it
+asks the server again and stores the new backup's WAL from pg_wal, then checks the new
+backup's WAL instead: a primary's backup ends with a WAL switch, so its WAL is all stored; a
+standby's ends in the segment its primary is writing, which a later run stores once the
+primary has finished it: it exits 1 saying so, without waiting for it.
 
 The WAL it stores records pg-version as wal-push does: the site's pg_version when set, else
 the server_version_num of the site's first node when that node is the cluster of
 pg_data_directory (from the same one short connection), else the major version.
 
-EXIT STATUS: 0 the archive is continuous (or a new basebackup was taken) and no hash differs;
-1 a gap remains, a hash differs, or storing failed; 2 bad flags or configuration; 130 interrupted.`,
+EXIT STATUS: 0 the archive is continuous (after a new basebackup, from that backup's start) and
+no hash differs; 1 a gap remains (a standby's new basebackup still needs the segment its
+primary is writing), a hash differs, or storing failed; 2 bad flags or configuration; 130
+interrupted.`,
 		Flags: []cli.Flag{
 			allowRootFlag,
 			&cli.IntFlag{Name: "max-hash-checks", Value: archive.DefaultMaxHashChecks, Usage: "compare the hashes of at most `N` archived segments (0: none)"},
@@ -94,20 +100,13 @@ func runArchiveSync(c *cli.Context) error {
 	} else {
 		systemID = strconv.FormatUint(sysID, 10)
 	}
-	// The server that writes pg_wal, asked once when the site's first node
-	// is the cluster whose pg_wal is read: how far its WAL is flushed,
-	// which says which local segments are complete (PGHoard's
-	// archive_sync asks the server for its position too), and its version.
-	srv, srvErr := replication.Server{}, idErr
-	if idErr == nil {
-		srv, srvErr = nodeServer(c.Context, env, sysID, env.site.PGDataDirectory)
-		if srvErr == nil && srv.Flushed == 0 {
-			srvErr = errors.New("the standby reports no WAL received or replayed")
-		}
-	}
-	if srvErr != nil {
-		env.log.Warn().Err(srvErr).Msg("the server's WAL flush position is not known: the newest segment in pg_wal is left out as the one being written, though after a WAL switch on an idle server it may be complete; to store it, make the site's first node the server of pg_data_directory, reachable from here")
-	}
+	// The server that writes pg_wal, asked before each sync when the
+	// site's first node is the cluster whose pg_wal is read: how far its
+	// WAL is flushed, which says which local segments are complete
+	// (PGHoard's archive_sync asks the server for its position too), and
+	// its version.
+	var srv replication.Server
+	var srvErr error
 	// As wal-push records it: the site's pg_version, else the node's
 	// version when the node is the cluster whose pg_wal is read.
 	pgVersion := func(ctx context.Context) int {
@@ -120,15 +119,28 @@ func runArchiveSync(c *cli.Context) error {
 		env.log.Warn().Err(srvErr).Msg("pg-version of the WAL stored records the major version only; set the site's pg_version to record the full one without asking the server")
 		return 0
 	}
-	res, err := env.archive.Sync(c.Context, archive.SyncOptions{
-		PGData:        env.site.PGDataDirectory,
-		MaxHashChecks: checks,
-		HashAlgorithm: env.cfg.HashAlgorithm,
-		SystemID:      systemID,
-		PGVersion:     pgVersion,
-		Flushed:       srv.Flushed,
-		Logger:        env.log,
-	})
+	sync := func(checks int) (*archive.SyncResult, error) {
+		srv, srvErr = replication.Server{}, idErr
+		if idErr == nil {
+			srv, srvErr = nodeServer(c.Context, env, sysID, env.site.PGDataDirectory)
+			if srvErr == nil && srv.Flushed == 0 {
+				srvErr = errors.New("the standby reports no WAL received or replayed")
+			}
+		}
+		if srvErr != nil {
+			env.log.Warn().Err(srvErr).Msg("the server's WAL flush position is not known: the newest segment in pg_wal is left out as the one being written, though after a WAL switch on an idle server it may be complete; to store it, make the site's first node the server of pg_data_directory, reachable from here")
+		}
+		return env.archive.Sync(c.Context, archive.SyncOptions{
+			PGData:        env.site.PGDataDirectory,
+			MaxHashChecks: checks,
+			HashAlgorithm: env.cfg.HashAlgorithm,
+			SystemID:      systemID,
+			PGVersion:     pgVersion,
+			Flushed:       srv.Flushed,
+			Logger:        env.log,
+		})
+	}
+	res, err := sync(checks)
 	if err != nil {
 		return err
 	}
@@ -161,11 +173,39 @@ func runArchiveSync(c *cli.Context) error {
 			}
 			o := basebackupOptions(c, env, time.Now(), basebackup.ReasonRequested)
 			o.Fast = true
+			// A standby's backup ends in the segment its primary is
+			// writing, which only a later sync stores: waiting for it
+			// here would wait for this command itself.
+			o.NoStandbyWait, o.OnStandby = true, noteStandbyBackup(c, env)
 			info, err := basebackup.Run(c.Context, o)
 			if err != nil {
 				return fmt.Errorf("archive not continuous (WAL missing: %s) and the new basebackup failed: %w", strings.Join(gaps, ", "), err)
 			}
 			newBackup = info.Name
+			// The new backup's WAL that pg_wal holds, asking the server
+			// again where its WAL is flushed: a primary's backup ends
+			// with a WAL switch, so its end segment is complete; a
+			// standby's ends in the segment its primary is writing,
+			// stored by a later sync. The hashes were compared by the
+			// first sync (and its differences reported above).
+			more, err := sync(-1)
+			if err != nil {
+				return fmt.Errorf("new basebackup %s stored; store its WAL: %w", info.Name, err)
+			}
+			more.Pushed = append(res.Pushed, more.Pushed...)
+			more.HashChecked, more.Mismatches = res.HashChecked, res.Mismatches
+			res = more
+			if chain, err = verify.CheckContinuity(c.Context, env.archive, info); err != nil {
+				return fmt.Errorf("new basebackup %s stored; check its WAL: %w", info.Name, err)
+			}
+			if !chain.Continuous() {
+				gaps := make([]string, len(chain.Gaps))
+				for i, g := range chain.Gaps {
+					gaps[i] = g.String()
+				}
+				failures = append(failures, "new basebackup "+info.Name+" does not restore until its WAL is archived: WAL missing: "+strings.Join(gaps, ", ")+
+					" ("+gapAdvice(chain.Gaps, res.InProgress, res.Flushed)+")")
+			}
 		} else {
 			failures = append(failures, "archive not continuous from the newest backup's start: WAL missing: "+strings.Join(gaps, ", ")+
 				" ("+gapAdvice(chain.Gaps, res.InProgress, res.Flushed)+")")

@@ -145,6 +145,12 @@ type syncOutput struct {
 // and returns its exit status, its output, its error message and its log.
 func runSync(t *testing.T, cfg string, args ...string) (int, syncOutput, string, string) {
 	t.Helper()
+	return runSyncContext(context.Background(), t, cfg, args...)
+}
+
+// runSyncContext is runSync under ctx.
+func runSyncContext(ctx context.Context, t *testing.T, cfg string, args ...string) (int, syncOutput, string, string) {
+	t.Helper()
 	app := App("test")
 	var out, errOut bytes.Buffer
 	app.Writer, app.ErrWriter = &out, &errOut
@@ -154,7 +160,7 @@ func runSync(t *testing.T, cfg string, args ...string) (int, syncOutput, string,
 		return err
 	}
 	full := append([]string{"hoard", "--config", cfg, "archive-sync", "--json", "--allow-root"}, args...)
-	err := app.RunContext(context.Background(), OrderArgs(app, full))
+	err := app.RunContext(ctx, OrderArgs(app, full))
 	var res syncOutput
 	if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil && out.Len() > 0 {
 		t.Fatalf("archive-sync --json: %v\n%s", jerr, out.String())
@@ -209,7 +215,13 @@ func syncBackup(t *testing.T, c *pgtest.Cluster) storage.Config {
 // the local store, from its metadata sidecar.
 func backupEnd(t *testing.T, store storage.Config) string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(store.Directory, "db", "basebackup", "*.metadata"))
+	return backupEndOf(t, store, "*")
+}
+
+// backupEndOf is backupEnd of backup name of several.
+func backupEndOf(t *testing.T, store storage.Config, name string) string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(store.Directory, "db", "basebackup", name+archive.ControlSuffix+".metadata"))
 	if err != nil || len(files) != 1 {
 		t.Fatalf("backup metadata: %v %v, want one file", files, err)
 	}
