@@ -6,8 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -37,6 +41,39 @@ func (s *site) archiveSync(args ...string) (int, archiveSyncJSON, string) {
 	return exitCode(err), res, errOut
 }
 
+// archiveOnlyStandby starts a PostgreSQL 15 primary (1 MiB segments)
+// archiving through hoard wal-push into a new site, holding tl_rows, takes
+// a basebackup, and restores it as a standby that replays only from the
+// archive (--standby, no primary_conninfo: restore_command = hoard
+// wal-fetch). The primary then writes rows into three segments, archived,
+// which the standby replays; it returns them.
+func archiveOnlyStandby(t *testing.T) (s *site, primary, standby *pgtest.Cluster, backup string, segs []string) {
+	t.Helper()
+	s = newSite(t, siteOptions{})
+	primary = pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, Conf: s.clusterConf()})
+	s.use(primary)
+	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
+	primary.Exec(t, "insert into tl_rows select g, 'before' from generate_series(1, 100) g")
+	s.mustHoard("basebackup", "--fast")
+	backup = s.listBackups()[0].Name
+
+	data := filepath.Join(pgtest.TempDir(t), "standby")
+	s.mustHoard("restore", "--target-dir", data, "--basebackup", backup, "--standby")
+	standby = pgtest.StartDataDir(t, pgtest.DebianMajor, data, map[string]string{"wal_retrieve_retry_interval": "200ms"})
+	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
+		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
+	}
+	for i := range 3 {
+		primary.Exec(t, "insert into tl_rows select g, 'archived' from generate_series($1::int, $1::int + 99) g", 1000*(i+1))
+		segs = append(segs, switchAndWaitArchived(t, primary))
+	}
+	standby.WaitTrue(t, time.Minute, "select pg_last_wal_replay_lsn() >= $1::pg_lsn", primary.QueryString(t, "select pg_current_wal_lsn()::text"))
+	if got := standby.QueryString(t, "select coalesce(pg_last_wal_receive_lsn()::text, 'none')"); got != "none" {
+		t.Fatalf("standby received %s by streaming, want none", got)
+	}
+	return s, primary, standby, backup, segs
+}
+
 // TestStandby_ArchiveOnlySync: hoard archive-sync on the host of a
 // standby that replays only from the archive (restore_command = hoard
 // wal-fetch, no primary_conninfo), its primary archiving through hoard
@@ -50,32 +87,7 @@ func (s *site) archiveSync(args ...string) (int, archiveSyncJSON, string) {
 // then runs on it as a primary, and the backup restores to the new
 // timeline's rows.
 func TestStandby_ArchiveOnlySync(t *testing.T) {
-	s := newSite(t, siteOptions{})
-	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1, Conf: s.clusterConf()})
-	s.use(primary)
-	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
-	primary.Exec(t, "insert into tl_rows select g, 'before' from generate_series(1, 100) g")
-	s.mustHoard("basebackup", "--fast")
-	backup := s.listBackups()[0].Name
-
-	// The standby: the backup restored with standby.signal and no
-	// primary_conninfo, WAL from the archive only.
-	data := filepath.Join(pgtest.TempDir(t), "standby")
-	s.mustHoard("restore", "--target-dir", data, "--basebackup", backup, "--standby")
-	standby := pgtest.StartDataDir(t, pgtest.DebianMajor, data, map[string]string{"wal_retrieve_retry_interval": "200ms"})
-	if got := standby.QueryString(t, "select pg_is_in_recovery()::text"); got != "true" {
-		t.Fatalf("standby pg_is_in_recovery() = %s, want true", got)
-	}
-	var segs []string
-	for i := range 3 {
-		primary.Exec(t, "insert into tl_rows select g, 'archived' from generate_series($1::int, $1::int + 99) g", 1000*(i+1))
-		segs = append(segs, switchAndWaitArchived(t, primary))
-	}
-	replayed := primary.QueryString(t, "select pg_current_wal_lsn()::text")
-	standby.WaitTrue(t, time.Minute, "select pg_last_wal_replay_lsn() >= $1::pg_lsn", replayed)
-	if got := standby.QueryString(t, "select coalesce(pg_last_wal_receive_lsn()::text, 'none')"); got != "none" {
-		t.Fatalf("standby received %s by streaming, want none", got)
-	}
+	s, primary, standby, backup, segs := archiveOnlyStandby(t)
 
 	// The standby host's configuration: the same site and store, the
 	// standby's data directory and node.
@@ -141,5 +153,55 @@ func TestStandby_ArchiveOnlySync(t *testing.T) {
 	restored := s.restoreAndStart(t, pgtest.DebianMajor, backup)
 	if got, want := rowsOf(t, restored), rowsOf(t, standby); got != want {
 		t.Errorf("restored rows %s, want the promoted standby's %s", got, want)
+	}
+}
+
+// TestStandby_ArchiveOnlyDaemon: hoard daemon streaming (walreceiver,
+// into a site of its own) from a standby that replays only from the
+// archive. The standby's WAL senders send what it has replayed: the
+// daemon stores each segment once the standby has replayed it, with the
+// primary's bytes, reports no flush position past the standby's replay
+// position, stores nothing of the segment the primary is writing (not
+// archived, so not on the standby), logs no error while it waits, and
+// stops cleanly.
+func TestStandby_ArchiveOnlyDaemon(t *testing.T) {
+	_, primary, standby, _, _ := archiveOnlyStandby(t)
+	b := standbySite(t, standby, 1)
+	d := b.startStreaming()
+
+	primary.Exec(t, "insert into tl_rows select g, 'streamed' from generate_series(9000, 9099) g")
+	seg := switchAndWaitArchived(t, primary)
+	d.waitFor("segment "+seg+" stored", time.Minute, func() bool { return b.stored(seg) })
+	fetched := filepath.Join(pgtest.TempDir(t), seg)
+	b.mustHoard("wal-fetch", seg, fetched)
+	if want := readFile(t, filepath.Join(primary.DataDir, "pg_wal", seg)); !bytes.Equal(readFile(t, fetched), want) {
+		t.Errorf("%s streamed from the standby differs from the primary's copy", seg)
+	}
+
+	writing := primary.QueryString(t, "select pg_walfile_name(pg_logical_emit_message(false, 'hoard-test', 'writing'))")
+	time.Sleep(3 * time.Second) // the partial upload interval, three times over
+	for _, name := range []string{writing, writing + ".partial"} {
+		if b.stored(name) {
+			t.Errorf("%s stored: the standby has none of it", name)
+		}
+	}
+	replayed, err := pglogrepl.ParseLSN(standby.QueryString(t, "select pg_last_wal_replay_lsn()::text"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := d.status(); !ok || st.Sites[b.name].WAL == nil {
+		t.Errorf("no WAL status")
+	} else if flushed, err := pglogrepl.ParseLSN(st.Sites[b.name].WAL.Flushed); err != nil || flushed > replayed {
+		t.Errorf("daemon flushed %s (%v), past the standby's replay position %s", st.Sites[b.name].WAL.Flushed, err, replayed)
+	}
+
+	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Errorf("hoard daemon exited %d after SIGTERM, want 0", code)
+	}
+	t.Logf("daemon log:\n%s", tailLines(d.out.String(), 40))
+	for _, line := range strings.Split(d.out.String(), "\n") {
+		if strings.Contains(line, " ERR ") || strings.Contains(line, " WRN ") {
+			t.Errorf("daemon logged: %s", line)
+		}
 	}
 }
