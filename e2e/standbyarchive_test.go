@@ -87,7 +87,7 @@ func archiveOnlyStandby(t *testing.T) (s *site, primary, standby *pgtest.Cluster
 // then runs on it as a primary, and the backup restores to the new
 // timeline's rows.
 func TestStandby_ArchiveOnlySync(t *testing.T) {
-	s, primary, standby, backup, segs := archiveOnlyStandby(t)
+	s, primary, standby, _, segs := archiveOnlyStandby(t)
 
 	// The standby host's configuration: the same site and store, the
 	// standby's data directory and node.
@@ -133,6 +133,33 @@ func TestStandby_ArchiveOnlySync(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.storeDir, s.name, "xlog", writing)); !os.IsNotExist(err) {
 		t.Errorf("%s, which the standby does not have, is stored (%v)", writing, err)
+	}
+
+	// The archive loses a segment the standby's pg_wal no longer holds
+	// (its restartpoint removed it): --create-new-backup-on-failure
+	// takes a backup of the standby, whose WAL the archive holds through
+	// its end (the standby has only what the archive gave it).
+	primary.Exec(t, "checkpoint")
+	switchAndWaitArchived(t, primary)
+	standby.WaitTrue(t, time.Minute, "select pg_last_wal_replay_lsn() >= $1::pg_lsn", primary.QueryString(t, "select pg_current_wal_lsn()::text"))
+	standby.Exec(t, "checkpoint")
+	gone := segs[0]
+	if _, err := os.Stat(filepath.Join(standby.DataDir, "pg_wal", gone)); !os.IsNotExist(err) {
+		t.Fatalf("%s still in the standby's pg_wal after its restartpoint (%v)", gone, err)
+	}
+	key = filepath.Join(s.storeDir, s.name, "xlog", gone)
+	for _, p := range []string{key, key + ".metadata"} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, res, _ = sb.archiveSync("--create-new-backup-on-failure")
+	if code != 0 || res.NewBackup == "" || res.Continuous == nil || !*res.Continuous {
+		t.Fatalf("archive-sync after the archive lost %s: exit %d, %+v; want 0, a new backup, its WAL continuous", gone, code, res)
+	}
+	backup := res.NewBackup
+	if code, res, _ = sb.archiveSync("--create-new-backup-on-failure"); code != 0 || res.NewBackup != "" || len(res.Pushed) != 0 {
+		t.Errorf("archive-sync again: exit %d, %+v; want 0, no other backup, nothing stored", code, res)
 	}
 
 	// Promoted, the standby archives its new timeline (archive_mode on,
