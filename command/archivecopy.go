@@ -48,8 +48,9 @@ metadata is never overwritten: it is reported as a conflict.
 
 A target that is the source (however the two files spell the storage: a directory with a
 trailing slash, a prefix moved between object_storage and the site, a file:// URL for a local
-directory, an s3:// URL for storage_type s3's endpoint and bucket, a host in capitals, a
-default port written or not), or whose keys lie inside the source site's or hold them in the
+directory, an s3:// URL for storage_type s3's endpoint and bucket, an azblob:// URL for
+storage_type azure's endpoint, account and container, a host in capitals, a default port
+written or not), or whose keys lie inside the source site's or hold them in the
 same storage, is refused (exit 2): a target inside one of the source's folders would be
 deleted by the source's retention, and a copy kept apart from its source is one a mistake in
 either configuration cannot reach through the other.
@@ -199,7 +200,8 @@ func refuseOverlap(from, to *config.Site, name string) error {
 
 // siteKeys returns where a site's objects are: the server of its storage
 // (storage.Config.Where: a local directory and a file:// URL, storage_type
-// s3 and an s3:// URL, spelled one way), and the key prefix there of
+// s3 and an s3:// URL, storage_type azure and an azblob:// URL, spelled
+// one way), and the key prefix there of
 // everything the site stores, the storage's prefix (with a local
 // directory's path in front) and the site prefix joined as the store and
 // archive.Copy join them, so that a prefix moved from one to the other is

@@ -69,19 +69,12 @@ var azureSuffixes = map[string]string{
 // account key, a SAS token, or the default Azure identity. host, port and
 // is_secure point it at Azurite, whose URLs carry the account in the path.
 func openAzure(ctx context.Context, c Config) (*Bucket, error) {
-	var serviceURL string
-	if c.Host != "" {
-		serviceURL = endpoint(c) + "/" + c.AccountName
-	} else {
-		suffix, ok := azureSuffixes[cmp.Or(c.AzureCloud, "public")]
-		if !ok {
-			return nil, fmt.Errorf("open azure storage: unknown azure_cloud %q (want %s)", c.AzureCloud, strings.Join(AzureClouds, ", "))
-		}
-		serviceURL = "https://" + c.AccountName + "." + suffix
+	serviceURL, err := azureServiceURL(c)
+	if err != nil {
+		return nil, err
 	}
 	containerURL := serviceURL + "/" + c.BucketName
 	var client *container.Client
-	var err error
 	switch {
 	case c.AccountKey != "":
 		var cred *azblob.SharedKeyCredential
@@ -115,6 +108,20 @@ func openAzure(ctx context.Context, c Config) (*Bucket, error) {
 	b.rawMetadata = azureRawMetadata
 	b.secrets = []string{c.AccountKey, strings.TrimPrefix(c.SASToken, "?")}
 	return b, nil
+}
+
+// azureServiceURL is the blob service URL of c's account: at host and
+// port the account in the path (Azurite's form), else
+// https://<account>.<azure_cloud's suffix>.
+func azureServiceURL(c Config) (string, error) {
+	if c.Host != "" {
+		return endpoint(c) + "/" + c.AccountName, nil
+	}
+	suffix, ok := azureSuffixes[cmp.Or(c.AzureCloud, "public")]
+	if !ok {
+		return "", fmt.Errorf("open azure storage: unknown azure_cloud %q (want %s)", c.AzureCloud, strings.Join(AzureClouds, ", "))
+	}
+	return "https://" + c.AccountName + "." + suffix, nil
 }
 
 // azureRawMetadata stores values unescaped, as PGHoard does, where they can

@@ -1,15 +1,19 @@
 package storage
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"gocloud.dev/blob/azureblob"
 )
 
 // Location names where c's objects are, without credentials: the storage
@@ -193,10 +197,17 @@ func (c Config) canonical() Config {
 //     written; a URL's endpoint with or without its trailing slash), or
 //     AWS's own endpoint, whatever the region (bucket names are AWS-wide),
 //     and the bucket;
-//   - storage_type google and a gs:// URL are the bucket.
+//   - storage_type google and a gs:// URL are the bucket;
+//   - storage_type azure and an azblob:// URL are the blob service's
+//     host in lower case and port (the scheme's default when none is
+//     written; Azure's own, https://<account>.<azure_cloud's suffix>,
+//     without host), the account and the container, both in lower case
+//     as Azure names them; an azblob:// URL's service as gocloud builds
+//     it, from its query over the environment's AZURE_STORAGE_* (or from
+//     the connection string, when that is its credential).
 //
-// Anything else is its Place without the prefix: another URL (azblob://,
-// mem://, an s3:// URL whose endpoint does not parse) matches only a URL
+// Anything else is its Place without the prefix: another URL (mem://, an
+// s3:// or azblob:// URL that gocloud would not open) matches only a URL
 // of the same place, never a storage_type. Two names of one server (an
 // IP address and a host name) are two servers.
 func (c Config) Where() (server, prefix string) {
@@ -226,6 +237,12 @@ func (c Config) Where() (server, prefix string) {
 			return s3Server(net.JoinHostPort(c.Host, strconv.Itoa(port)), c.BucketName), prefix
 		case TypeGoogle:
 			return fmt.Sprintf("gs bucket=%q", c.BucketName), prefix
+		case TypeAzure:
+			if svc, err := azureServiceURL(c); err == nil {
+				if s, ok := azureWhere(svc, c.AccountName, c.BucketName); ok {
+					return s, prefix
+				}
+			}
 		}
 	}
 	c.Prefix = ""
@@ -291,8 +308,103 @@ func urlWhere(raw string) (server, prefix string, ok bool) {
 		return s3Server(net.JoinHostPort(strings.ToLower(e.Hostname()), port), u.Host), "", true
 	case "gs":
 		return fmt.Sprintf("gs bucket=%q", u.Host), "", true
+	case "azblob":
+		s, ok := azblobWhere(u)
+		return s, "", ok
 	}
 	return "", "", false
+}
+
+// azureWhere is Where's server of container in account at the blob
+// service URL svc: the service's host in lower case and port (the
+// scheme's default when none is written), the account (the first
+// segment of svc's path where it has one, Azurite's form, else account)
+// and the container, both in lower case as Azure names them; ok false
+// when svc names no host or account.
+func azureWhere(svc, account, container string) (string, bool) {
+	u, err := url.Parse(svc)
+	if err != nil || u.Hostname() == "" {
+		return "", false
+	}
+	port := u.Port()
+	if port == "" {
+		switch strings.ToLower(u.Scheme) {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		default:
+			return "", false
+		}
+	}
+	if a, _, _ := strings.Cut(strings.Trim(u.Path, "/"), "/"); a != "" {
+		account = a
+	}
+	if account == "" {
+		return "", false
+	}
+	return fmt.Sprintf("azure endpoint=%s account=%q container=%q", net.JoinHostPort(strings.ToLower(u.Hostname()), port),
+		strings.ToLower(account), strings.ToLower(container)), true
+}
+
+// azblobWhere is Where's server of an azblob:// URL, opened as gocloud's
+// azureblob opens it: the service URL from the account, domain,
+// protocol, CDN and emulator settings of the environment
+// (AZURE_STORAGE_*) with the URL's query over them, or, when the
+// credential is a connection string (no account and key, no SAS token),
+// the connection string's endpoint. ok false for a URL gocloud refuses.
+func azblobWhere(u *url.URL) (string, bool) {
+	container := u.Host
+	account, key := os.Getenv("AZURE_STORAGE_ACCOUNT"), os.Getenv("AZURE_STORAGE_KEY")
+	conn := cmp.Or(os.Getenv("AZURE_STORAGE_CONNECTION_STRING"), os.Getenv("AZURE_STORAGEBLOB_CONNECTIONSTRING"))
+	if (account == "" || key == "") && os.Getenv("AZURE_STORAGE_SAS_TOKEN") == "" && conn != "" {
+		// gocloud's client comes from the connection string alone
+		// (container.NewClientFromConnectionString), parsed as the SDK
+		// parses it.
+		kv := map[string]string{}
+		for part := range strings.SplitSeq(strings.TrimRight(conn, ";"), ";") {
+			k, v, ok := strings.Cut(part, "=")
+			if !ok {
+				return "", false
+			}
+			kv[k] = v
+		}
+		svc := kv["BlobEndpoint"]
+		if svc == "" && kv["AccountName"] != "" {
+			svc = cmp.Or(kv["DefaultEndpointsProtocol"], "https") + "://" + kv["AccountName"] + ".blob." + cmp.Or(kv["EndpointSuffix"], "core.windows.net")
+		}
+		return azureWhere(svc, kv["AccountName"], container)
+	}
+	opts := azureblob.NewDefaultServiceURLOptions()
+	for k, vs := range u.Query() {
+		if len(vs) != 1 {
+			return "", false
+		}
+		v := vs[0]
+		var err error
+		switch k {
+		case "domain":
+			opts.StorageDomain = v
+		case "protocol":
+			opts.Protocol = v
+		case "cdn":
+			opts.IsCDN, err = strconv.ParseBool(v)
+		case "localemu":
+			opts.IsLocalEmulator, err = strconv.ParseBool(v)
+		case "storage_account":
+			opts.AccountName = v
+		default:
+			return "", false
+		}
+		if err != nil {
+			return "", false
+		}
+	}
+	svc, err := azureblob.NewServiceURL(opts)
+	if err != nil {
+		return "", false
+	}
+	return azureWhere(string(svc), opts.AccountName, container)
 }
 
 // joinKey joins two key prefixes without slashes at their ends, either

@@ -70,3 +70,20 @@ func TestMinIO_WhereURL(t *testing.T) {
 		t.Errorf("another port, one server %q", s)
 	}
 }
+
+// storage_type azure at Azurite and an azblob:// URL naming its endpoint
+// (the account and key from the environment, as gocloud takes them) have
+// one Where: they reach the same objects. Another port is another place.
+func TestAzurite_WhereURL(t *testing.T) {
+	c := storetest.Azurite(t)
+	t.Setenv("AZURE_STORAGE_ACCOUNT", c.AccountName)
+	t.Setenv("AZURE_STORAGE_KEY", c.AccountKey)
+	c.Prefix = "p"
+	u := storage.Config{URL: fmt.Sprintf("azblob://%s?protocol=http&domain=127.0.0.1:%d&localemu=true", c.BucketName, c.Port), Prefix: "p/"}
+	whereSame(t, c, u)
+	other := u
+	other.URL = fmt.Sprintf("azblob://%s?protocol=http&domain=127.0.0.1:%d&localemu=true", c.BucketName, c.Port+1)
+	if s, _ := other.Where(); s == func() string { s, _ := c.Where(); return s }() {
+		t.Errorf("another port, one server %q", s)
+	}
+}

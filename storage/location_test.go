@@ -236,6 +236,30 @@ func TestConfig_Where(t *testing.T) {
 			{URL: "mem://", Prefix: "p"},
 			{URL: "mem://", Prefix: "p/"},
 		},
+		{
+			// Azurite: the account in the path of the endpoint; an
+			// azblob:// URL with a local domain (localemu or 127.0.0.1).
+			{Type: TypeAzure, AccountName: "devstoreaccount1", BucketName: "c", Host: "127.0.0.1", Port: 10000, Prefix: "p", AccountKey: secret},
+			{Type: TypeAzure, AccountName: "DevStoreAccount1", BucketName: "C", Host: "127.0.0.1:10000", Prefix: "/p/"},
+			{URL: "azblob://c?protocol=http&domain=127.0.0.1:10000&storage_account=devstoreaccount1", Prefix: "p"},
+			{URL: "azblob://c?protocol=http&domain=127.0.0.1%3A10000&storage_account=devstoreaccount1&localemu=true", Prefix: "p/"},
+		},
+		{
+			{Type: TypeAzure, AccountName: "devstoreaccount1", BucketName: "c", Host: "azurite", IsSecure: true},
+			{Type: TypeAzure, AccountName: "devstoreaccount1", BucketName: "c", Host: "Azurite", Port: 443, IsSecure: true},
+			{URL: "azblob://c?domain=AZURITE:443&storage_account=devstoreaccount1&localemu=true"},
+		},
+		{
+			// Azure's own endpoint: https, whatever is_secure and port say.
+			{Type: TypeAzure, AccountName: "acct", BucketName: "c", IsSecure: true, Prefix: "p"},
+			{Type: TypeAzure, AccountName: "acct", BucketName: "c", AzureCloud: "public", Prefix: "p"},
+			{URL: "azblob://c?storage_account=acct", Prefix: "p"},
+			{URL: "azblob://C?storage_account=ACCT&domain=blob.core.windows.net&protocol=https", Prefix: "p"},
+		},
+		{
+			{Type: TypeAzure, AccountName: "acct", BucketName: "c", AzureCloud: "china"},
+			{URL: "azblob://c?storage_account=acct&domain=blob.core.chinacloudapi.cn"},
+		},
 	}
 	for i, group := range same {
 		var first where
@@ -264,6 +288,13 @@ func TestConfig_Where(t *testing.T) {
 		{Type: TypeGoogle, BucketName: "b", Prefix: "p"},
 		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p"},
 		{URL: "s3://b?endpoint=http://minio:9002", Prefix: "p"},
+		{Type: TypeAzure, AccountName: "acct2", BucketName: "b", Prefix: "p"},
+		{Type: TypeAzure, AccountName: "acct", BucketName: "c", Prefix: "p"},
+		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p", AzureCloud: "china"},
+		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p", Host: "127.0.0.1", Port: 10000},
+		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p", Host: "127.0.0.1", Port: 10001},
+		{Type: TypeAzure, AccountName: "other", BucketName: "b", Prefix: "p", Host: "127.0.0.1", Port: 10000},
+		{URL: "azblob://b?storage_account=acct&domain=127.0.0.1:10002&protocol=http", Prefix: "p"},
 	}
 	seen := map[where]int{}
 	for i, c := range other {
@@ -273,4 +304,39 @@ func TestConfig_Where(t *testing.T) {
 		}
 		seen[where{s, p}] = i
 	}
+}
+
+// TestConfig_WhereAzureEnv: an azblob:// URL takes its account, domain
+// and protocol from the environment where its query does not name them,
+// and its endpoint from a connection string when that is the credential
+// gocloud uses, as gocloud's azureblob opens it; Where follows.
+func TestConfig_WhereAzureEnv(t *testing.T) {
+	for _, k := range []string{"AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING",
+		"AZURE_STORAGEBLOB_CONNECTIONSTRING", "AZURE_STORAGE_DOMAIN", "AZURE_STORAGE_PROTOCOL", "AZURE_STORAGE_IS_CDN", "AZURE_STORAGE_IS_LOCAL_EMULATOR"} {
+		t.Setenv(k, "")
+	}
+	azurite := Config{Type: TypeAzure, AccountName: "devstoreaccount1", BucketName: "c", Host: "127.0.0.1", Port: 10000, Prefix: "p"}
+	same := func(t *testing.T, a, b Config) {
+		t.Helper()
+		sa, pa := a.Where()
+		sb, pb := b.Where()
+		if sa != sb || pa != pb {
+			t.Errorf("one place, two: %q %q and %q %q", sa, pa, sb, pb)
+		}
+	}
+	t.Run("Account", func(t *testing.T) {
+		t.Setenv("AZURE_STORAGE_ACCOUNT", "devstoreaccount1")
+		t.Setenv("AZURE_STORAGE_KEY", "k")
+		t.Setenv("AZURE_STORAGE_DOMAIN", "127.0.0.1:10000")
+		t.Setenv("AZURE_STORAGE_PROTOCOL", "http")
+		same(t, azurite, Config{URL: "azblob://c", Prefix: "p"})
+	})
+	t.Run("ConnectionString", func(t *testing.T) {
+		t.Setenv("AZURE_STORAGE_CONNECTION_STRING", "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=k;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;")
+		same(t, azurite, Config{URL: "azblob://c", Prefix: "p"})
+	})
+	t.Run("ConnectionStringPublic", func(t *testing.T) {
+		t.Setenv("AZURE_STORAGEBLOB_CONNECTIONSTRING", "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=k;EndpointSuffix=core.windows.net")
+		same(t, Config{Type: TypeAzure, AccountName: "acct", BucketName: "c"}, Config{URL: "azblob://c"})
+	})
 }
