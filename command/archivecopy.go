@@ -1,8 +1,10 @@
 package command
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/config"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 func archiveCopyCommand() *cli.Command {
@@ -50,10 +53,12 @@ A target that is the source (however the two files spell the storage: a director
 trailing slash, a prefix moved between object_storage and the site, a file:// URL for a local
 directory, an s3:// URL for storage_type s3's endpoint and bucket, an azblob:// URL for
 storage_type azure's endpoint, account and container, a host in capitals, a default port
-written or not), or whose keys lie inside the source site's or hold them in the
+written or not, a host name and its address, localhost and 127.0.0.1), or whose keys lie inside the source site's or hold them in the
 same storage, is refused (exit 2): a target inside one of the source's folders would be
 deleted by the source's retention, and a copy kept apart from its source is one a mistake in
-either configuration cannot reach through the other.
+either configuration cannot reach through the other. Where the two storages differ only in
+the server's host and a host name does not resolve, the target is refused too: whether it is
+the source cannot be told.
 
 Afterwards point the site's object_storage at the new storage, or keep both: a new site
 whose moved_from names the old one reads the old archive for restores.
@@ -159,7 +164,7 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 	if !ok {
 		return nil, usagef("pass --to-site NAME", "--to-config %s has no site %s", file, name)
 	}
-	if err := refuseOverlap(env.site, site, name); err != nil {
+	if err := refuseOverlap(c.Context, env.site, site, name); err != nil {
 		return nil, err
 	}
 	if err := refuseRootStore(c, os.Geteuid(), "archive-copy", site.ObjectStorage); err != nil {
@@ -180,29 +185,42 @@ func openTargetSite(c *cli.Context, env *siteEnv) (*archive.Archive, error) {
 // mixes its keys into the target site's. The source itself, reached by
 // another spelling, would be "copied" onto itself, every object skipped
 // as already there.
-func refuseOverlap(from, to *config.Site, name string) error {
-	fromPlace, fromRoot := siteKeys(from)
-	toPlace, toRoot := siteKeys(to)
-	if fromPlace != toPlace {
-		return nil
-	}
+//
+// Two names of one server (a host name and its address, localhost and
+// 127.0.0.1) are one server (storage.SameServer); when that cannot be
+// told, a host name not resolving, the target is refused too: copying a
+// site onto itself is what a wrong "another server" would allow.
+func refuseOverlap(ctx context.Context, from, to *config.Site, name string) error {
+	_, fromRoot := siteKeys(from)
+	_, toRoot := siteKeys(to)
 	const hint = "point --to-config at another storage, or at a site prefix neither inside the source's nor holding it"
+	var err error
 	switch {
 	case fromRoot == toRoot:
-		return usagef(hint, "the target is the source itself: site %s overlaps the source in the same storage (both at %s)", name, toRoot)
+		err = usagef(hint, "the target is the source itself: site %s overlaps the source in the same storage (both at %s)", name, toRoot)
 	case strings.HasPrefix(toRoot, fromRoot):
-		return usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) are inside the source's (%s)", name, toRoot, fromRoot)
+		err = usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) are inside the source's (%s)", name, toRoot, fromRoot)
 	case strings.HasPrefix(fromRoot, toRoot):
-		return usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) hold the source's (%s)", name, toRoot, fromRoot)
+		err = usagef(hint, "target site %s overlaps the source in the same storage: its keys (%s) hold the source's (%s)", name, toRoot, fromRoot)
+	default:
+		return nil
 	}
-	return nil
+	same, rerr := storage.SameServer(ctx, net.DefaultResolver, from.ObjectStorage.StorageConfig(), to.ObjectStorage.StorageConfig())
+	if rerr != nil {
+		return usagef("make the host names resolve here, or name the server the same way in --config and --to-config; a target on another server needs a prefix neither inside the source's nor holding it, or a name that resolves",
+			"target site %s may overlap the source: its keys (%s) and the source's (%s) are in the same storage but for the server's host, and %v", name, toRoot, fromRoot, rerr)
+	}
+	if !same {
+		return nil
+	}
+	return err
 }
 
 // siteKeys returns where a site's objects are: the server of its storage
 // (storage.Config.Where: a local directory and a file:// URL, storage_type
 // s3 and an s3:// URL, storage_type azure and an azblob:// URL, spelled
-// one way), and the key prefix there of
-// everything the site stores, the storage's prefix (with a local
+// one way; storage.SameServer tells whether two are one), and the key
+// prefix there of everything the site stores, the storage's prefix (with a local
 // directory's path in front) and the site prefix joined as the store and
 // archive.Copy join them, so that a prefix moved from one to the other is
 // the same place.

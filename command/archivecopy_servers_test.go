@@ -34,6 +34,14 @@ func TestArchiveCopy_RefusesOtherSpellingServers(t *testing.T) {
 			t.Errorf("archive-copy onto the source spelled another way: exit %d (%s), want %d, refused", code, msg, ExitUsage)
 		}
 	}
+	t.Run("MinIOHostName", func(t *testing.T) {
+		c := storetest.MinIO(t)
+		from := write("minio.json", storetest.ObjectStorage(c))
+		c.Host = "localhost"
+		to := write("localhost.json", storetest.ObjectStorage(c))
+		putObject(t, from)
+		refused(t, from, to)
+	})
 	t.Run("AzuriteURL", func(t *testing.T) {
 		c := storetest.Azurite(t)
 		t.Setenv("AZURE_STORAGE_ACCOUNT", c.AccountName)

@@ -135,6 +135,9 @@ func TestArchiveCopy_RefusesOtherSpelling(t *testing.T) {
 		{"S3URL", write(minio, "a"), write(`{"url": "s3://b?endpoint=http://MinIO:9000/&region=r", "prefix": "a"}`, "x"), "inside the source's"},
 		{"S3DefaultPort", write(`{"storage_type": "s3", "bucket_name": "b", "region": "r", "host": "s3.example.com", "is_secure": true}`, "a"),
 			write(`{"url": "s3://b?endpoint=https://s3.example.com:443"}`, "a"), "the target is the source itself"},
+		{"Loopback", write(strings.Replace(minio, `"minio"`, `"localhost"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"127.0.0.1"`, 1), "a"), "the target is the source itself"},
+		{"LoopbackInside", write(strings.Replace(minio, `"minio"`, `"localhost"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"[::1]"`, 1), "a/b"), "inside the source's"},
+		{"Unresolved", write(strings.Replace(minio, `"minio"`, `"nowhere.invalid"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"127.0.0.1"`, 1), "a"), "cannot tell whether"},
 		{"AzureURL", write(`{"storage_type": "azure", "account_name": "devstoreaccount1", "account_key": "a2V5", "bucket_name": "c", "host": "127.0.0.1", "port": 10000, "is_secure": false}`, "a"),
 			write(`{"url": "azblob://c?protocol=http&domain=127.0.0.1:10000&storage_account=devstoreaccount1"}`, "a/"), "the target is the source itself"},
 	} {

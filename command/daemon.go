@@ -219,7 +219,7 @@ func daemonSite(c *cli.Context, cfg *config.Config, name string) (daemon.Site, e
 	if len(site.Nodes) == 0 {
 		return s, usagef("add a node to the site's nodes", "site %s has no nodes", name)
 	}
-	if err := nestedSite(cfg, name); err != nil {
+	if err := nestedSite(c.Context, cfg, name); err != nil {
 		// The site's WAL and backups go on; its retention, which would
 		// delete the other site's objects, fails with err at each run.
 		// A reload that moves the other site restarts this one.

@@ -80,6 +80,46 @@ func TestRetention_RefusesNestedSite(t *testing.T) {
 	}
 }
 
+// hoard retention refuses a site whose folders hold another site's keys
+// on the same S3 server named another way (localhost and 127.0.0.1), and
+// one where whether the other site's host is the same server cannot be
+// told (its name does not resolve): a false "same server" only refuses,
+// a false "another server" lets the retention delete the other site's
+// objects.
+func TestRetention_RefusesNestedSiteOtherHost(t *testing.T) {
+	root := t.TempDir()
+	site := func(name, prefix, host string, port int) string {
+		return fmt.Sprintf(`%q: {"prefix": %q, "nodes": [{"host": "127.0.0.1", "port": %d}],
+			"object_storage": {"storage_type": "s3", "region": "r", "bucket_name": "b", "host": %q, "port": %d,
+			"aws_access_key_id": "key-id", "aws_secret_access_key": "secret-key"}}`, name, prefix, testio.FreePort(t), host, port)
+	}
+	for _, tc := range []struct {
+		name    string
+		sites   string
+		refused []string
+	}{
+		{"Loopback", site("s", "s", "localhost", 9) + "," + site("t", "s/basebackup_chunk/t", "127.0.0.1", 9), []string{"site t", "basebackup_chunk/"}},
+		{"Unresolved", site("s", "s", "127.0.0.1", 9) + "," + site("t", "s/basebackup_chunk/t", "nowhere.invalid", 9), []string{"site t", "nowhere.invalid", "cannot tell"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(root, tc.name+".json")
+			js := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {%s}}`, filepath.Join(root, "state"), tc.sites)
+			if err := os.WriteFile(p, []byte(js), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, msg := runErr(t, "retention", "--dry-run", "--config", p, "--site", "s")
+			if code != ExitUsage {
+				t.Fatalf("hoard retention: exit %d (%s), want %d", code, msg, ExitUsage)
+			}
+			for _, want := range tc.refused {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q does not say %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
 // The daemon runs a site whose retention would delete another site's
 // objects (nestedSite), archiving its WAL and taking its backups, but
 // with its retention refused (daemon.Site.RetentionRefused), naming both

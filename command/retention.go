@@ -88,7 +88,9 @@ and prefix, however spelled; an inactive one is a read-only view of the same arc
 of whose folders (xlog/, basebackup_chunk/, ...) holds
 another site's keys (site t with prefix s/basebackup_chunk/t beside site s), is refused
 (exit 2), naming both: its retention would delete the other site's objects as its own. A
-site below another outside its folders (s and s/t) is fine.`,
+site below another outside its folders (s and s/t) is fine. Two names of one server (a host
+name and its address, localhost and 127.0.0.1) are one; where a host name does not resolve
+and the two storages differ in nothing else, the site is refused too, saying so.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan, delete nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the plan (and what was deleted) as JSON"},
@@ -107,7 +109,7 @@ func runRetention(c *cli.Context) error {
 		return err
 	}
 	defer env.archive.Store.Close()
-	if err := nestedSite(env.cfg, env.name); err != nil {
+	if err := nestedSite(c.Context, env.cfg, env.name); err != nil {
 		return err
 	}
 	dry := c.Bool("dry-run")

@@ -209,8 +209,36 @@ func (c Config) canonical() Config {
 // Anything else is its Place without the prefix: another URL (mem://, an
 // s3:// or azblob:// URL that gocloud would not open) matches only a URL
 // of the same place, never a storage_type. Two names of one server (an
-// IP address and a host name) are two servers.
+// IP address and a host name) have two Wheres: SameServer tells whether
+// they are one.
 func (c Config) Where() (server, prefix string) {
+	w, prefix := c.where()
+	return w.String(), prefix
+}
+
+// at is a server as Where names it: its kind, the host name or address
+// of the server (in lower case, without brackets; "" where the
+// configuration names none: a local directory, AWS's or Google's own
+// endpoint), its port, and the rest that names the storage there (the
+// bucket, the account and container).
+type at struct {
+	kind, host, port, rest string
+}
+
+// String is Where's server.
+func (a at) String() string {
+	s := a.kind
+	if a.host != "" || a.port != "" {
+		s += " endpoint=" + net.JoinHostPort(a.host, a.port)
+	}
+	if a.rest != "" {
+		s += " " + a.rest
+	}
+	return s
+}
+
+// where is Where with the server's parts apart.
+func (c Config) where() (server at, prefix string) {
 	c = c.canonical()
 	prefix = strings.Trim(c.Prefix, "/")
 	if c.URL != "" {
@@ -221,11 +249,11 @@ func (c Config) Where() (server, prefix string) {
 		switch c.Type {
 		case TypeLocal:
 			if c.Directory != "" {
-				return "file", joinKey(strings.Trim(filepath.ToSlash(c.Directory), "/"), prefix)
+				return at{kind: "file"}, joinKey(strings.Trim(filepath.ToSlash(c.Directory), "/"), prefix)
 			}
 		case TypeS3:
 			if c.Host == "" {
-				return s3Server("", c.BucketName), prefix
+				return s3Server("", "", c.BucketName), prefix
 			}
 			port := c.Port
 			if port == 0 {
@@ -234,36 +262,52 @@ func (c Config) Where() (server, prefix string) {
 					port = 443
 				}
 			}
-			return s3Server(net.JoinHostPort(c.Host, strconv.Itoa(port)), c.BucketName), prefix
+			return s3Server(c.Host, strconv.Itoa(port), c.BucketName), prefix
 		case TypeGoogle:
-			return fmt.Sprintf("gs bucket=%q", c.BucketName), prefix
+			return at{kind: "gs", rest: fmt.Sprintf("bucket=%q", c.BucketName)}, prefix
 		case TypeAzure:
 			if svc, err := azureServiceURL(c); err == nil {
 				if s, ok := azureWhere(svc, c.AccountName, c.BucketName); ok {
 					return s, prefix
 				}
 			}
+		case TypeSFTP:
+			// openSFTP: port 22 when none is given.
+			host, port := hostName(c.Server), c.Port
+			if port == 0 {
+				port = 22
+			}
+			return at{kind: "sftp", host: host, port: strconv.Itoa(port), rest: fmt.Sprintf("directory=%q", c.Directory)}, prefix
 		}
 	}
 	c.Prefix = ""
-	return c.Location(), prefix
+	return at{kind: c.Location()}, prefix
 }
 
-// s3Server is Where's server of an S3 bucket at endpoint, host:port ("":
-// AWS's own).
-func s3Server(endpoint, bucket string) string {
-	if endpoint == "" {
-		endpoint = "aws"
+// hostName is host as a server is compared by: in lower case, without
+// the brackets of an IPv6 address or the dot that ends a fully
+// qualified name.
+func hostName(host string) string {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.TrimSuffix(strings.ToLower(host), ".")
+}
+
+// s3Server is Where's server of an S3 bucket at host and port ("": AWS's
+// own).
+func s3Server(host, port, bucket string) at {
+	rest := fmt.Sprintf("bucket=%q", bucket)
+	if host == "" {
+		return at{kind: "s3 aws", rest: rest}
 	}
-	return fmt.Sprintf("s3 endpoint=%s bucket=%q", endpoint, bucket)
+	return at{kind: "s3", host: hostName(host), port: port, rest: rest}
 }
 
-// urlWhere is Where for the gocloud URLs it knows: file://, s3:// and
-// gs://; ok false for others.
-func urlWhere(raw string) (server, prefix string, ok bool) {
+// urlWhere is Where for the gocloud URLs it knows: file://, s3://, gs://
+// and azblob://; ok false for others.
+func urlWhere(raw string) (server at, prefix string, ok bool) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", false
+		return at{}, "", false
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "file":
@@ -274,14 +318,14 @@ func urlWhere(raw string) (server, prefix string, ok bool) {
 			dir = strings.TrimPrefix(dir, "/")
 		}
 		if dir == "" {
-			return "", "", false
+			return at{}, "", false
 		}
-		return "file", strings.Trim(filepath.ToSlash(LocalDir(filepath.FromSlash(dir))), "/"), true
+		return at{kind: "file"}, strings.Trim(filepath.ToSlash(LocalDir(filepath.FromSlash(dir))), "/"), true
 	case "s3":
 		q := u.Query()
 		ep := q.Get("endpoint")
 		if ep == "" {
-			return s3Server("", u.Host), "", true
+			return s3Server("", "", u.Host), "", true
 		}
 		if !strings.Contains(ep, "://") {
 			scheme := "https"
@@ -292,7 +336,7 @@ func urlWhere(raw string) (server, prefix string, ok bool) {
 		}
 		e, err := url.Parse(ep)
 		if err != nil || e.Hostname() == "" || strings.Trim(e.Path, "/") != "" {
-			return "", "", false
+			return at{}, "", false
 		}
 		port := e.Port()
 		if port == "" {
@@ -302,17 +346,17 @@ func urlWhere(raw string) (server, prefix string, ok bool) {
 			case "https":
 				port = "443"
 			default:
-				return "", "", false
+				return at{}, "", false
 			}
 		}
-		return s3Server(net.JoinHostPort(strings.ToLower(e.Hostname()), port), u.Host), "", true
+		return s3Server(e.Hostname(), port, u.Host), "", true
 	case "gs":
-		return fmt.Sprintf("gs bucket=%q", u.Host), "", true
+		return at{kind: "gs", rest: fmt.Sprintf("bucket=%q", u.Host)}, "", true
 	case "azblob":
 		s, ok := azblobWhere(u)
 		return s, "", ok
 	}
-	return "", "", false
+	return at{}, "", false
 }
 
 // azureWhere is Where's server of container in account at the blob
@@ -321,10 +365,10 @@ func urlWhere(raw string) (server, prefix string, ok bool) {
 // segment of svc's path where it has one, Azurite's form, else account)
 // and the container, both in lower case as Azure names them; ok false
 // when svc names no host or account.
-func azureWhere(svc, account, container string) (string, bool) {
+func azureWhere(svc, account, container string) (at, bool) {
 	u, err := url.Parse(svc)
 	if err != nil || u.Hostname() == "" {
-		return "", false
+		return at{}, false
 	}
 	port := u.Port()
 	if port == "" {
@@ -334,17 +378,17 @@ func azureWhere(svc, account, container string) (string, bool) {
 		case "https":
 			port = "443"
 		default:
-			return "", false
+			return at{}, false
 		}
 	}
 	if a, _, _ := strings.Cut(strings.Trim(u.Path, "/"), "/"); a != "" {
 		account = a
 	}
 	if account == "" {
-		return "", false
+		return at{}, false
 	}
-	return fmt.Sprintf("azure endpoint=%s account=%q container=%q", net.JoinHostPort(strings.ToLower(u.Hostname()), port),
-		strings.ToLower(account), strings.ToLower(container)), true
+	return at{kind: "azure", host: hostName(u.Hostname()), port: port,
+		rest: fmt.Sprintf("account=%q container=%q", strings.ToLower(account), strings.ToLower(container))}, true
 }
 
 // azblobWhere is Where's server of an azblob:// URL, opened as gocloud's
@@ -353,7 +397,7 @@ func azureWhere(svc, account, container string) (string, bool) {
 // (AZURE_STORAGE_*) with the URL's query over them, or, when the
 // credential is a connection string (no account and key, no SAS token),
 // the connection string's endpoint. ok false for a URL gocloud refuses.
-func azblobWhere(u *url.URL) (string, bool) {
+func azblobWhere(u *url.URL) (at, bool) {
 	container := u.Host
 	account, key := os.Getenv("AZURE_STORAGE_ACCOUNT"), os.Getenv("AZURE_STORAGE_KEY")
 	conn := cmp.Or(os.Getenv("AZURE_STORAGE_CONNECTION_STRING"), os.Getenv("AZURE_STORAGEBLOB_CONNECTIONSTRING"))
@@ -365,7 +409,7 @@ func azblobWhere(u *url.URL) (string, bool) {
 		for part := range strings.SplitSeq(strings.TrimRight(conn, ";"), ";") {
 			k, v, ok := strings.Cut(part, "=")
 			if !ok {
-				return "", false
+				return at{}, false
 			}
 			kv[k] = v
 		}
@@ -378,7 +422,7 @@ func azblobWhere(u *url.URL) (string, bool) {
 	opts := azureblob.NewDefaultServiceURLOptions()
 	for k, vs := range u.Query() {
 		if len(vs) != 1 {
-			return "", false
+			return at{}, false
 		}
 		v := vs[0]
 		var err error
@@ -394,15 +438,15 @@ func azblobWhere(u *url.URL) (string, bool) {
 		case "storage_account":
 			opts.AccountName = v
 		default:
-			return "", false
+			return at{}, false
 		}
 		if err != nil {
-			return "", false
+			return at{}, false
 		}
 	}
 	svc, err := azureblob.NewServiceURL(opts)
 	if err != nil {
-		return "", false
+		return at{}, false
 	}
 	return azureWhere(string(svc), opts.AccountName, container)
 }
