@@ -135,6 +135,8 @@ func TestArchiveCopy_RefusesOtherSpelling(t *testing.T) {
 		{"S3URL", write(minio, "a"), write(`{"url": "s3://b?endpoint=http://MinIO:9000/&region=r", "prefix": "a"}`, "x"), "inside the source's"},
 		{"S3DefaultPort", write(`{"storage_type": "s3", "bucket_name": "b", "region": "r", "host": "s3.example.com", "is_secure": true}`, "a"),
 			write(`{"url": "s3://b?endpoint=https://s3.example.com:443"}`, "a"), "the target is the source itself"},
+		{"AWSEndpoint", write(`{"storage_type": "s3", "bucket_name": "b", "region": "eu-west-1"}`, "a"),
+			write(`{"storage_type": "s3", "bucket_name": "b", "region": "eu-west-1", "host": "s3.eu-west-1.amazonaws.com", "is_secure": true}`, "a"), "the target is the source itself"},
 		{"Loopback", write(strings.Replace(minio, `"minio"`, `"localhost"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"127.0.0.1"`, 1), "a"), "the target is the source itself"},
 		{"LoopbackInside", write(strings.Replace(minio, `"minio"`, `"localhost"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"[::1]"`, 1), "a/b"), "inside the source's"},
 		{"Unresolved", write(strings.Replace(minio, `"minio"`, `"nowhere.invalid"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"127.0.0.1"`, 1), "a"), "cannot tell whether"},

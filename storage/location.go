@@ -2,6 +2,7 @@ package storage
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob/azureblob"
 )
 
@@ -194,9 +198,11 @@ func (c Config) canonical() Config {
 //     spells it) joined with the prefix the prefix;
 //   - storage_type s3 and an s3:// URL are the endpoint's host in lower
 //     case and port (the scheme's default, 443 or 80, when none is
-//     written; a URL's endpoint with or without its trailing slash), or
-//     AWS's own endpoint, whatever the region (bucket names are AWS-wide),
-//     and the bucket;
+//     written; a URL's endpoint with or without its trailing slash;
+//     without one, the endpoint the AWS SDK takes from the environment,
+//     awsEndpoint), or AWS's own endpoint, whatever the region (bucket
+//     names are AWS-wide) and however written (awsS3Host), and the
+//     bucket, whatever the addressing style;
 //   - storage_type google and a gs:// URL are the bucket;
 //   - storage_type azure and an azblob:// URL are the blob service's
 //     host in lower case and port (the scheme's default when none is
@@ -253,6 +259,11 @@ func (c Config) where() (server at, prefix string) {
 			}
 		case TypeS3:
 			if c.Host == "" {
+				// openS3 gives the SDK no endpoint: it takes the
+				// environment's, else AWS's own.
+				if s, ok := s3Endpoint(awsEndpoint(""), c.BucketName, false); ok {
+					return s, prefix
+				}
 				return s3Server("", "", c.BucketName), prefix
 			}
 			port := c.Port
@@ -292,14 +303,93 @@ func hostName(host string) string {
 	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
 
-// s3Server is Where's server of an S3 bucket at host and port ("": AWS's
-// own).
+// s3Server is Where's server of an S3 bucket at host and port ("", or
+// one of AWS's S3 endpoints: AWS's own).
 func s3Server(host, port, bucket string) at {
 	rest := fmt.Sprintf("bucket=%q", bucket)
-	if host == "" {
+	host = hostName(host)
+	if host == "" || awsS3Host(host) {
 		return at{kind: "s3 aws", rest: rest}
 	}
-	return at{kind: "s3", host: hostName(host), port: port, rest: rest}
+	return at{kind: "s3", host: host, port: port, rest: rest}
+}
+
+// awsS3Host reports whether host is one of AWS's S3 endpoints, where
+// every bucket of the partition is: a name under amazonaws.com (or
+// amazonaws.com.cn) with a label s3 or s3-*, as s3.amazonaws.com,
+// s3.eu-west-1.amazonaws.com, s3-eu-west-1.amazonaws.com,
+// s3.dualstack.eu-west-1.amazonaws.com, s3-fips.us-east-1.amazonaws.com,
+// a bucket's virtual host or an interface endpoint
+// (bucket.vpce-....s3.us-east-1.vpce.amazonaws.com).
+func awsS3Host(host string) bool {
+	var rest string
+	switch {
+	case strings.HasSuffix(host, ".amazonaws.com"):
+		rest = strings.TrimSuffix(host, ".amazonaws.com")
+	case strings.HasSuffix(host, ".amazonaws.com.cn"):
+		rest = strings.TrimSuffix(host, ".amazonaws.com.cn")
+	default:
+		return false
+	}
+	for _, l := range strings.Split(rest, ".") {
+		if l == "s3" || strings.HasPrefix(l, "s3-") {
+			return true
+		}
+	}
+	return false
+}
+
+// awsEndpoint is the endpoint the AWS SDK takes when hoard gives it none
+// (storage_type s3 without host, an s3:// URL without endpoint):
+// AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the shared configuration's
+// endpoint_url of profile ("": the default one), unless
+// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true; "" for AWS's own, and
+// when the configuration cannot be loaded (the store cannot open
+// either). It asks the SDK itself, which reads no network.
+func awsEndpoint(profile string) string {
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion("us-east-1")}
+	if profile != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(profile))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), opts...)
+	if err != nil {
+		return ""
+	}
+	return aws.ToString(s3.NewFromConfig(cfg).Options().BaseEndpoint)
+}
+
+// s3Endpoint is Where's server of bucket at the endpoint ep, a URL or,
+// as gocloud's s3:// URLs take it, a host[:port] (https, or http with
+// disableHTTPS): its host in lower case and port (the scheme's default
+// when none is written); ok false for no endpoint, or one that does not
+// parse or has a path.
+func s3Endpoint(ep, bucket string, disableHTTPS bool) (at, bool) {
+	if ep == "" {
+		return at{}, false
+	}
+	if !strings.Contains(ep, "://") {
+		scheme := "https"
+		if disableHTTPS {
+			scheme = "http"
+		}
+		ep = scheme + "://" + ep
+	}
+	e, err := url.Parse(ep)
+	if err != nil || e.Hostname() == "" || strings.Trim(e.Path, "/") != "" {
+		return at{}, false
+	}
+	port := e.Port()
+	if port == "" {
+		switch strings.ToLower(e.Scheme) {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		default:
+			return at{}, false
+		}
+	}
+	return s3Server(e.Hostname(), port, bucket), true
 }
 
 // urlWhere is Where for the gocloud URLs it knows: file://, s3://, gs://
@@ -325,31 +415,16 @@ func urlWhere(raw string) (server at, prefix string, ok bool) {
 		q := u.Query()
 		ep := q.Get("endpoint")
 		if ep == "" {
+			// gocloud gives the SDK no endpoint: it takes the
+			// environment's (or the URL's profile's), else AWS's own.
+			if s, ok := s3Endpoint(awsEndpoint(q.Get("profile")), u.Host, false); ok {
+				return s, "", true
+			}
 			return s3Server("", "", u.Host), "", true
 		}
-		if !strings.Contains(ep, "://") {
-			scheme := "https"
-			if b, err := strconv.ParseBool(q.Get("disable_https")); err == nil && b {
-				scheme = "http"
-			}
-			ep = scheme + "://" + ep
-		}
-		e, err := url.Parse(ep)
-		if err != nil || e.Hostname() == "" || strings.Trim(e.Path, "/") != "" {
-			return at{}, "", false
-		}
-		port := e.Port()
-		if port == "" {
-			switch strings.ToLower(e.Scheme) {
-			case "http":
-				port = "80"
-			case "https":
-				port = "443"
-			default:
-				return at{}, "", false
-			}
-		}
-		return s3Server(e.Hostname(), port, u.Host), "", true
+		disable, _ := strconv.ParseBool(q.Get("disable_https"))
+		s, ok := s3Endpoint(ep, u.Host, disable)
+		return s, "", ok
 	case "gs":
 		return at{kind: "gs", rest: fmt.Sprintf("bucket=%q", u.Host)}, "", true
 	case "azblob":

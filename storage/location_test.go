@@ -183,6 +183,7 @@ func TestConfig_PlaceIsLocation(t *testing.T) {
 // are in one place under one key prefix, and configurations that reach
 // others are not. No credential is shown.
 func TestConfig_Where(t *testing.T) {
+	noAWSEnv(t)
 	cwd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +228,22 @@ func TestConfig_Where(t *testing.T) {
 			{Type: TypeS3, BucketName: "b", Region: "us-east-1", Prefix: "p"},
 			{URL: "s3://b?region=eu-west-1", Prefix: "p"},
 			{URL: "s3://b", Prefix: "p/"},
+			// AWS's endpoints written out: regional, legacy, dual-stack,
+			// FIPS, virtual-host style, an interface endpoint.
+			{Type: TypeS3, BucketName: "b", Region: "eu-west-1", Host: "s3.eu-west-1.amazonaws.com", IsSecure: true, Prefix: "p"},
+			{Type: TypeS3, BucketName: "b", Region: "us-east-1", Host: "S3.amazonaws.com", Port: 443, IsSecure: true, Prefix: "p", AddressingStyle: "virtual"},
+			{Type: TypeS3, BucketName: "b", Region: "us-east-1", Host: "bucket.vpce-1a2b3c4d-5e6f.s3.us-east-1.vpce.amazonaws.com", IsSecure: true, Prefix: "p"},
+			{URL: "s3://b?endpoint=https://s3.dualstack.eu-west-1.amazonaws.com&region=eu-west-1", Prefix: "p"},
+			{URL: "s3://b?endpoint=s3-eu-west-1.amazonaws.com", Prefix: "p"},
+			{URL: "s3://b?endpoint=https://s3-fips.us-east-1.amazonaws.com/&use_path_style=true", Prefix: "p"},
+		},
+		{
+			// Path or virtual-host style: one bucket at one endpoint.
+			{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio.example.com", Port: 9000, AddressingStyle: "path"},
+			{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio.example.com", Port: 9000, AddressingStyle: "virtual"},
+			{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio.example.com", Port: 9000, AddressingStyle: "auto"},
+			{URL: "s3://b?endpoint=http://minio.example.com:9000&use_path_style=false"},
+			{URL: "s3://b?endpoint=minio.example.com:9000&disable_https=true&s3ForcePathStyle=true"},
 		},
 		{
 			{Type: TypeGoogle, BucketName: "b", Prefix: "p"},
@@ -288,6 +305,8 @@ func TestConfig_Where(t *testing.T) {
 		{Type: TypeGoogle, BucketName: "b", Prefix: "p"},
 		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p"},
 		{URL: "s3://b?endpoint=http://minio:9002", Prefix: "p"},
+		{Type: TypeS3, BucketName: "b", Region: "r", Host: "s3.amazonaws.com.example.org", IsSecure: true, Prefix: "p"},
+		{Type: TypeS3, BucketName: "b", Region: "r", Host: "ec2.amazonaws.com", IsSecure: true, Prefix: "p"},
 		{Type: TypeAzure, AccountName: "acct2", BucketName: "b", Prefix: "p"},
 		{Type: TypeAzure, AccountName: "acct", BucketName: "c", Prefix: "p"},
 		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p", AzureCloud: "china"},
@@ -339,4 +358,51 @@ func TestConfig_WhereAzureEnv(t *testing.T) {
 		t.Setenv("AZURE_STORAGEBLOB_CONNECTIONSTRING", "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=k;EndpointSuffix=core.windows.net")
 		same(t, Config{Type: TypeAzure, AccountName: "acct", BucketName: "c"}, Config{URL: "azblob://c"})
 	})
+}
+
+// TestConfig_WhereAWSEnv: without a host (or an s3:// URL without an
+// endpoint), the AWS SDK takes its endpoint from AWS_ENDPOINT_URL_S3 or
+// AWS_ENDPOINT_URL, unless AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true;
+// Where follows, so such a configuration is the server it names.
+func TestConfig_WhereAWSEnv(t *testing.T) {
+	noAWSEnv(t)
+	minio := Config{Type: TypeS3, BucketName: "b", Region: "r", Host: "minio", Port: 9000, Prefix: "p"}
+	aws := Config{Type: TypeS3, BucketName: "b", Region: "r", Prefix: "p"}
+	url := Config{URL: "s3://b?region=r", Prefix: "p"}
+	check := func(t *testing.T, a, b Config, same bool) {
+		t.Helper()
+		sa, pa := a.Where()
+		sb, pb := b.Where()
+		if (sa == sb && pa == pb) != same {
+			t.Errorf("%q %q and %q %q: one place %v, want %v", sa, pa, sb, pb, !same, same)
+		}
+	}
+	t.Run("S3", func(t *testing.T) {
+		t.Setenv("AWS_ENDPOINT_URL_S3", "http://MinIO:9000/")
+		check(t, minio, aws, true)
+		check(t, minio, url, true)
+	})
+	t.Run("All", func(t *testing.T) {
+		t.Setenv("AWS_ENDPOINT_URL", "http://minio:9000")
+		check(t, minio, aws, true)
+		check(t, minio, url, true)
+	})
+	t.Run("Ignored", func(t *testing.T) {
+		t.Setenv("AWS_ENDPOINT_URL_S3", "http://minio:9000")
+		t.Setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+		check(t, minio, aws, false)
+		check(t, Config{Type: TypeS3, BucketName: "b", Region: "r", Host: "s3.amazonaws.com", IsSecure: true, Prefix: "p"}, aws, true)
+	})
+}
+
+// noAWSEnv keeps the AWS SDK's endpoint settings of the environment and
+// the shared configuration files out of a test.
+func noAWSEnv(t *testing.T) {
+	t.Helper()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_PROFILE"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
 }
