@@ -214,7 +214,10 @@ func (c Config) canonical() Config {
 //
 // Anything else is its Place without the prefix: another URL (mem://, an
 // s3:// or azblob:// URL that gocloud would not open) matches only a URL
-// of the same place, never a storage_type. Two names of one server (an
+// of the same place, never a storage_type. An SFTP server is its host in
+// lower case and port (22 when none is given), its key prefix the
+// directory joined with the prefix, as openSFTP joins them (a relative
+// directory as if the login directory were "/"). Two names of one server (an
 // IP address and a host name) have two Wheres: SameServer tells whether
 // they are one.
 func (c Config) Where() (server, prefix string) {
@@ -283,12 +286,17 @@ func (c Config) where() (server at, prefix string) {
 				}
 			}
 		case TypeSFTP:
-			// openSFTP: port 22 when none is given.
+			// openSFTP: port 22 when none is given, the files under the
+			// directory joined with the prefix. A relative one is under
+			// the login directory, which only the server knows: it is
+			// compared as if that were "/", so that it and the absolute
+			// path of its name are one place (a false "one place" only
+			// refuses).
 			host, port := hostName(c.Server), c.Port
 			if port == 0 {
 				port = 22
 			}
-			return at{kind: "sftp", host: host, port: strconv.Itoa(port), rest: fmt.Sprintf("directory=%q", c.Directory)}, prefix
+			return at{kind: "sftp", host: host, port: strconv.Itoa(port)}, strings.Trim(path.Join(c.Directory, prefix), "/")
 		}
 	}
 	c.Prefix = ""

@@ -254,6 +254,20 @@ func TestConfig_Where(t *testing.T) {
 			{URL: "mem://", Prefix: "p/"},
 		},
 		{
+			// SFTP: the directory joined with the prefix, as openSFTP
+			// joins them; the server in lower case, port 22 or none.
+			{Type: TypeSFTP, Server: "backup.example", Directory: "/srv/a", Prefix: "p", Password: secret},
+			{Type: TypeSFTP, Server: "Backup.Example", Port: 22, Directory: "/srv/a/p/"},
+			{Type: TypeSFTP, Server: "backup.example", Directory: "/", Prefix: "srv/a/p"},
+			{Type: TypeSFTP, Server: "backup.example", Directory: "/srv//x/../a", Prefix: "/p/"},
+			{Type: TypeSFTP, Server: "backup.example", Prefix: "/srv/a/p"},
+		},
+		{
+			{Type: TypeSFTP, Server: "backup.example", Directory: "d", Prefix: "p"},
+			{Type: TypeSFTP, Server: "backup.example", Prefix: "d/p"},
+			{Type: TypeSFTP, Server: "backup.example", Directory: "./d/p"},
+		},
+		{
 			// Azurite: the account in the path of the endpoint; an
 			// azblob:// URL with a local domain (localemu or 127.0.0.1).
 			{Type: TypeAzure, AccountName: "devstoreaccount1", BucketName: "c", Host: "127.0.0.1", Port: 10000, Prefix: "p", AccountKey: secret},
@@ -308,6 +322,10 @@ func TestConfig_Where(t *testing.T) {
 		{Type: TypeS3, BucketName: "b", Region: "r", Host: "s3.amazonaws.com.example.org", IsSecure: true, Prefix: "p"},
 		{Type: TypeS3, BucketName: "b", Region: "r", Host: "ec2.amazonaws.com", IsSecure: true, Prefix: "p"},
 		{Type: TypeAzure, AccountName: "acct2", BucketName: "b", Prefix: "p"},
+		{Type: TypeSFTP, Server: "backup.example", Directory: "/srv/a", Prefix: "p"},
+		{Type: TypeSFTP, Server: "backup.example", Directory: "/srv/a", Prefix: "q"},
+		{Type: TypeSFTP, Server: "backup.example", Port: 2222, Directory: "/srv/a", Prefix: "p"},
+		{Type: TypeSFTP, Server: "other.example", Directory: "/srv/a", Prefix: "p"},
 		{Type: TypeAzure, AccountName: "acct", BucketName: "c", Prefix: "p"},
 		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p", AzureCloud: "china"},
 		{Type: TypeAzure, AccountName: "acct", BucketName: "b", Prefix: "p", Host: "127.0.0.1", Port: 10000},

@@ -70,7 +70,7 @@ func TestSameServer(t *testing.T) {
 		{"Azure", azurite("127.0.0.1"), azurite("localhost"), true, "", 0},
 		{"AzureName", azurite("azurite.internal"), azurite("10.0.0.5"), true, "", 1},
 		{"SFTP", sftp("backup.example"), sftp("10.0.0.7"), true, "", 1},
-		{"SFTPOtherDirectory", sftp("backup.example"), Config{Type: TypeSFTP, Server: "10.0.0.7", Directory: "/e"}, false, "", 0},
+		{"SFTPOtherPort", sftp("backup.example"), Config{Type: TypeSFTP, Server: "10.0.0.7", Port: 2222, Directory: "/d"}, false, "", 0},
 		// The server, not the prefix: local directories are on one.
 		{"Local", Config{Type: TypeLocal, Directory: "/srv/a"}, Config{Type: TypeLocal, Directory: "/srv/b"}, true, "", 0},
 		{"LocalAndGCS", Config{Type: TypeLocal, Directory: "/srv/a"}, Config{Type: TypeGoogle, BucketName: "b"}, false, "", 0},
