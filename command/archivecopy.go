@@ -53,14 +53,14 @@ A target that is the source (however the two files spell the storage: a director
 trailing slash, a prefix moved between object_storage and the site, a file:// URL for a
 local directory, an SFTP directory joined with the prefix, an s3:// URL for storage_type
 s3's endpoint and bucket, AWS's endpoint written as host or left out (or taken from
-AWS_ENDPOINT_URL_S3), an azblob:// URL for storage_type azure's endpoint, account and
-container, a host in capitals, a default port written or not, a host name and its address,
-localhost and 127.0.0.1), or whose keys lie inside the source site's or hold them in the
-same storage, is refused (exit 2): a target inside one of the source's folders would be
-deleted by the source's retention, and a copy kept apart from its source is one a mistake in
-either configuration cannot reach through the other. Where the two storages differ only in
-the server's host and a host name does not resolve, the target is refused too: whether it is
-the source cannot be told.
+AWS_ENDPOINT_URL_S3), a Swift auth_url spelled another way, an azblob:// URL for
+storage_type azure's endpoint, account and container, a host in capitals, a default port
+written or not, a host name and its address, localhost and 127.0.0.1), or whose keys lie
+inside the source site's or hold them in the same storage, is refused (exit 2): a target
+inside one of the source's folders would be deleted by the source's retention, and a copy
+kept apart from its source is one a mistake in either configuration cannot reach through the
+other. Where the two storages differ only in the server's host and a host name does not
+resolve, the target is refused too: whether it is the source cannot be told.
 
 Afterwards point the site's object_storage at the new storage, or keep both: a new site
 whose moved_from names the old one reads the old archive for restores.

@@ -139,6 +139,8 @@ func TestArchiveCopy_RefusesOtherSpelling(t *testing.T) {
 			write(`{"storage_type": "s3", "bucket_name": "b", "region": "eu-west-1", "host": "s3.eu-west-1.amazonaws.com", "is_secure": true}`, "a"), "the target is the source itself"},
 		{"SFTPDirectoryJoined", write(`{"storage_type": "sftp", "server": "backup.example", "username": "u", "password": "pw", "insecure_ignore_host_key": true, "directory": "/srv", "prefix": "a"}`, "s"),
 			write(`{"storage_type": "sftp", "server": "Backup.Example", "port": 22, "username": "v", "password": "pw", "insecure_ignore_host_key": true, "directory": "/srv/a/"}`, "s"), "the target is the source itself"},
+		{"SwiftAuthURL", write(`{"storage_type": "swift", "user": "u", "key": "swift-key", "auth_url": "https://keystone.example:5000/v3", "auth_version": "3.0", "project_name": "db", "container_name": "pghoard"}`, "a"),
+			write(`{"storage_type": "swift", "user": "v", "key": "swift-key", "auth_url": "https://Keystone.Example:5000/v3/", "auth_version": "3.0", "tenant_name": "db", "region_name": "RegionOne", "container_name": "pghoard"}`, "a"), "the target is the source itself"},
 		{"Loopback", write(strings.Replace(minio, `"minio"`, `"localhost"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"127.0.0.1"`, 1), "a"), "the target is the source itself"},
 		{"LoopbackInside", write(strings.Replace(minio, `"minio"`, `"localhost"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"[::1]"`, 1), "a/b"), "inside the source's"},
 		{"Unresolved", write(strings.Replace(minio, `"minio"`, `"nowhere.invalid"`, 1), "a"), write(strings.Replace(minio, `"minio"`, `"127.0.0.1"`, 1), "a"), "cannot tell whether"},

@@ -214,7 +214,9 @@ func (c Config) canonical() Config {
 //
 // Anything else is its Place without the prefix: another URL (mem://, an
 // s3:// or azblob:// URL that gocloud would not open) matches only a URL
-// of the same place, never a storage_type. An SFTP server is its host in
+// of the same place, never a storage_type. A Swift storage is its
+// Keystone's host and port and the container, with the region and the
+// project (swiftWhere). An SFTP server is its host in
 // lower case and port (22 when none is given), its key prefix the
 // directory joined with the prefix, as openSFTP joins them (a relative
 // directory as if the login directory were "/"). Two names of one server (an
@@ -229,9 +231,12 @@ func (c Config) Where() (server, prefix string) {
 // of the server (in lower case, without brackets; "" where the
 // configuration names none: a local directory, AWS's or Google's own
 // endpoint), its port, and the rest that names the storage there (the
-// bucket, the account and container).
+// bucket, the account and container). A Swift storage's region and
+// project (by name, by id) are apart: a configuration may leave them to
+// Keystone (SameServer).
 type at struct {
-	kind, host, port, rest string
+	kind, host, port, rest         string
+	region, projectName, projectID string
 }
 
 // String is Where's server.
@@ -243,7 +248,33 @@ func (a at) String() string {
 	if a.rest != "" {
 		s += " " + a.rest
 	}
+	for _, kv := range [][2]string{{"region", a.region}, {"project", a.projectName}, {"project_id", a.projectID}} {
+		if kv[1] != "" {
+			s += fmt.Sprintf(" %s=%q", kv[0], kv[1])
+		}
+	}
 	return s
+}
+
+// sameButHost reports whether a and b are one server if their hosts are
+// one: the same kind, port and rest, and for Swift no region and no
+// project that tell them apart (one left out matches any; a project
+// named by name on one side and by id on the other cannot be told apart
+// without asking Keystone, so it matches too).
+func (a at) sameButHost(b at) bool {
+	if a.kind != b.kind || a.port != b.port || a.rest != b.rest {
+		return false
+	}
+	if a.region != b.region && a.region != "" && b.region != "" {
+		return false
+	}
+	switch {
+	case a.projectID != "" && a.projectID == b.projectID, a.projectName != "" && a.projectName == b.projectName:
+		return true
+	case a.projectID != "" && b.projectID != "", a.projectName != "" && b.projectName != "":
+		return false
+	}
+	return true
 }
 
 // where is Where with the server's parts apart.
@@ -285,6 +316,10 @@ func (c Config) where() (server at, prefix string) {
 					return s, prefix
 				}
 			}
+		case TypeSwift:
+			if s, ok := swiftWhere(c); ok {
+				return s, prefix
+			}
 		case TypeSFTP:
 			// openSFTP: port 22 when none is given, the files under the
 			// directory joined with the prefix. A relative one is under
@@ -301,6 +336,45 @@ func (c Config) where() (server at, prefix string) {
 	}
 	c.Prefix = ""
 	return at{kind: c.Location()}, prefix
+}
+
+// swiftWhere is Where's server of a Swift storage: its Keystone's (or
+// v1 auth endpoint's) host and port (the scheme's default when none is
+// written), whatever the auth path and version, and the container; the
+// region, and the project as openSwift names it to Keystone (v1: the
+// account of user account:user; v2: tenant_name, tenant_id; v3:
+// project_name or tenant_name, project_id or tenant_id), apart. The
+// endpoint type is left out: public, internal and admin URLs reach one
+// cluster. ok false when auth_url names no host.
+func swiftWhere(c Config) (at, bool) {
+	u, err := url.Parse(c.AuthURL)
+	if err != nil || u.Hostname() == "" {
+		return at{}, false
+	}
+	port := u.Port()
+	if port == "" {
+		switch strings.ToLower(u.Scheme) {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		default:
+			return at{}, false
+		}
+	}
+	s := at{kind: "swift", host: hostName(u.Hostname()), port: port, rest: fmt.Sprintf("container=%q", c.ContainerName), region: c.RegionName}
+	version, _ := swiftAuthVersion(c.AuthVersion)
+	switch version {
+	case 1:
+		if account, _, ok := strings.Cut(c.User, ":"); ok {
+			s.projectName = account
+		}
+	case 3:
+		s.projectName, s.projectID = cmp.Or(c.ProjectName, c.TenantName), cmp.Or(c.ProjectID, c.TenantID)
+	default:
+		s.projectName, s.projectID = c.TenantName, c.TenantID
+	}
+	return s, true
 }
 
 // hostName is host as a server is compared by: in lower case, without

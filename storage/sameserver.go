@@ -24,7 +24,9 @@ const ResolveTimeout = 5 * time.Second
 // of this machine (localhost and *.localhost, loopback addresses, the
 // unspecified 0.0.0.0 and ::, the addresses of its interfaces) as one
 // host. The rest of the server (its kind, port, bucket, account and
-// container) must be the same.
+// container) must be the same; a Swift region or project one of them
+// leaves to Keystone, or names by id where the other names it by name,
+// does not tell them apart.
 //
 // It is for safety checks (archive-copy's overlap check, retention's
 // nested sites), where a false "one server" only refuses an operation
@@ -39,15 +41,14 @@ const ResolveTimeout = 5 * time.Second
 func SameServer(ctx context.Context, r Resolver, a, b Config) (bool, error) {
 	sa, _ := a.where()
 	sb, _ := b.where()
-	if sa == sb {
-		return true, nil
-	}
-	ha, hb := sa.host, sb.host
-	if ha == "" || hb == "" {
+	if !sa.sameButHost(sb) {
 		return false, nil
 	}
-	sa.host, sb.host = "", ""
-	if sa != sb {
+	ha, hb := sa.host, sb.host
+	if ha == hb {
+		return true, nil
+	}
+	if ha == "" || hb == "" {
 		return false, nil
 	}
 	addrsA, err := hostAddrs(ctx, r, ha)

@@ -43,6 +43,14 @@ func TestSameServer(t *testing.T) {
 	sftp := func(server string) Config {
 		return Config{Type: TypeSFTP, Server: server, Directory: "/d"}
 	}
+	swiftAt := func(authURL, version, region string, edit func(*Config)) Config {
+		c := Config{Type: TypeSwift, User: "u", Key: "k", AuthURL: authURL, AuthVersion: version, RegionName: region, ContainerName: "pghoard"}
+		if edit != nil {
+			edit(&c)
+		}
+		return c
+	}
+	ks := "https://keystone.example:5000/v3"
 	for _, tc := range []struct {
 		name    string
 		a, b    Config
@@ -71,19 +79,41 @@ func TestSameServer(t *testing.T) {
 		{"AzureName", azurite("azurite.internal"), azurite("10.0.0.5"), true, "", 1},
 		{"SFTP", sftp("backup.example"), sftp("10.0.0.7"), true, "", 1},
 		{"SFTPOtherPort", sftp("backup.example"), Config{Type: TypeSFTP, Server: "10.0.0.7", Port: 2222, Directory: "/d"}, false, "", 0},
+		// Swift: the Keystone's host and port and the container; the
+		// auth path and version, the endpoint type, a region or project
+		// one side leaves out do not tell two clusters or accounts apart.
+		{"SwiftAuthURL", swiftAt(ks, "3.0", "", nil), swiftAt("https://KEYSTONE.example:5000/v3/", "3.0", "", nil), true, "", 0},
+		{"SwiftAuthVersion", swiftAt(ks, "3.0", "", nil), swiftAt("https://keystone.example:5000/v2.0", "", "", func(c *Config) { c.EndpointType = "internalURL" }), true, "", 0},
+		{"SwiftDefaultPort", swiftAt("https://keystone.example/v3", "3.0", "", nil), swiftAt("https://keystone.example:443/v3", "3.0", "", nil), true, "", 0},
+		{"SwiftOtherPort", swiftAt(ks, "3.0", "", nil), swiftAt("https://keystone.example:5001/v3", "3.0", "", nil), false, "", 0},
+		{"SwiftAddress", swiftAt("https://keystone.internal:5000/v3", "3.0", "", nil), swiftAt("https://10.0.0.8:5000/v3", "3.0", "", nil), true, "", 1},
+		{"SwiftRegionLeftOut", swiftAt(ks, "3.0", "", nil), swiftAt(ks, "3.0", "RegionOne", nil), true, "", 0},
+		{"SwiftOtherRegion", swiftAt(ks, "3.0", "RegionOne", nil), swiftAt(ks, "3.0", "RegionTwo", nil), false, "", 0},
+		{"SwiftOtherContainer", swiftAt(ks, "3.0", "", nil), swiftAt(ks, "3.0", "", func(c *Config) { c.ContainerName = "other" }), false, "", 0},
+		{"SwiftTenantIsProject", swiftAt(ks, "3.0", "", func(c *Config) { c.TenantName = "db" }), swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectName = "db" }), true, "", 0},
+		{"SwiftTenantV2", swiftAt("https://keystone.example:5000/v2.0", "2.0", "", func(c *Config) { c.TenantName = "db" }), swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectName = "db" }), true, "", 0},
+		{"SwiftOtherProject", swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectName = "db" }), swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectName = "other" }), false, "", 0},
+		{"SwiftProjectByID", swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectName = "db" }), swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectID = "0123abc" }), true, "", 0},
+		{"SwiftSameID", swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectName, c.ProjectID = "db", "0123abc" }), swiftAt(ks, "2.0", "", func(c *Config) { c.TenantName, c.TenantID = "renamed", "0123abc" }), true, "", 0},
+		{"SwiftOtherID", swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectID = "0123abc" }), swiftAt(ks, "3.0", "", func(c *Config) { c.ProjectID = "4567def" }), false, "", 0},
+		{"SwiftV1Account", swiftAt("http://swift.example:8080/auth/v1.0", "1.0", "", func(c *Config) { c.User = "acct:u" }),
+			swiftAt("http://swift.example:8080/auth/v1.0/", "1.0", "", func(c *Config) { c.User = "acct:other" }), true, "", 0},
+		{"SwiftV1OtherAccount", swiftAt("http://swift.example:8080/auth/v1.0", "1.0", "", func(c *Config) { c.User = "acct:u" }),
+			swiftAt("http://swift.example:8080/auth/v1.0", "1.0", "", func(c *Config) { c.User = "other:u" }), false, "", 0},
 		// The server, not the prefix: local directories are on one.
 		{"Local", Config{Type: TypeLocal, Directory: "/srv/a"}, Config{Type: TypeLocal, Directory: "/srv/b"}, true, "", 0},
 		{"LocalAndGCS", Config{Type: TypeLocal, Directory: "/srv/a"}, Config{Type: TypeGoogle, BucketName: "b"}, false, "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &fakeResolver{addrs: map[string][]string{
-				"minio.internal":   {"10.0.0.5"},
-				"azurite.internal": {"10.0.0.5"},
-				"minio.test":       {"127.0.0.1"},
-				"a.example":        {"10.0.0.5", "10.0.0.6"},
-				"b.example":        {"10.0.0.6"},
-				"c.example":        {"10.0.0.7"},
-				"backup.example":   {"10.0.0.7"},
+				"minio.internal":    {"10.0.0.5"},
+				"azurite.internal":  {"10.0.0.5"},
+				"minio.test":        {"127.0.0.1"},
+				"a.example":         {"10.0.0.5", "10.0.0.6"},
+				"b.example":         {"10.0.0.6"},
+				"c.example":         {"10.0.0.7"},
+				"backup.example":    {"10.0.0.7"},
+				"keystone.internal": {"10.0.0.8"},
 			}}
 			for _, ab := range [][2]Config{{tc.a, tc.b}, {tc.b, tc.a}} {
 				r.lookups = nil
