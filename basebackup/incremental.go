@@ -68,6 +68,12 @@ func (r *run) checkIncremental(ctx context.Context) error {
 // findParent chooses the parent of an incremental backup: the newest
 // stored backup of the server's system identifier and current timeline
 // that holds PostgreSQL's backup_manifest, of the same major version.
+// Only the site's own backups are candidates, and its chain is followed
+// in the site's own listing: restore takes the site's copy of a name
+// first (archive.Archive.FirstCopies), so none of them is shadowed by a
+// moved_from site's copy; a chain that continues into a moved_from site
+// is refused as broken (a full backup is taken), and so is one through
+// a name a damaged object shares (damagedName), as restore refuses it.
 // Its chain is checked (checkChain), and its backup_manifest kept from
 // the read of its control object that check makes.
 func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
@@ -88,6 +94,9 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("basebackup: newest backup of the system and timeline: %w; take a full backup: %w", err, ErrBrokenParent)
 		}
+		if err := damagedName(chain, backups.Damaged); err != nil {
+			return nil, err
+		}
 		pgm := &archive.ControlMember{Name: archive.ControlPGManifest, Max: archive.MaxPGManifest}
 		ctrl, err := checkChain(ctx, a, b, chain, pgm)
 		if err != nil {
@@ -105,6 +114,31 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 	}
 	return nil, fmt.Errorf("basebackup: no stored backup of system %s on timeline %d (PostgreSQL %d, with its backup_manifest) to take an incremental backup against; take a full backup first: %w",
 		r.srv.system.SystemID, tli, r.srv.version/10000, ErrNoParent)
+}
+
+// damagedName refuses chain, a parent's chain in the site's own listing,
+// when a backup of it shares its name with a damaged object of the site
+// (metadata that does not parse, under the other key of the name:
+// basebackup/NAME beside basebackup/NAME.00000000.pghoard). Restore
+// resolves a parent by name among the copies it takes
+// (archive.Archive.FirstCopies: the site's own first, sound or damaged)
+// and refuses a chain through a damaged one; so do verify and list. The
+// sound object alone would have the incremental backup taken on a chain
+// that restores nothing. Someone who can write the bucket but holds no
+// key can plant such an object; the error wraps ErrBrokenParent and
+// ErrNoParent, and the daemon takes a full backup instead.
+func damagedName(chain []*archive.BackupInfo, damaged []*archive.DamagedBackup) error {
+	for _, b := range chain {
+		for _, d := range damaged {
+			if d.Name != b.Name {
+				continue
+			}
+			return fmt.Errorf("basebackup: newest backup of the system and timeline: backup %s of its chain shares its name with the damaged object %s (%v), "+
+				"and restore refuses a chain through it: remove the object that is not the backup's (hoard list names it DAMAGED), "+
+				"or take a full backup: %w: %w", b.Name, d.Key, d.Err, ErrBrokenParent, ErrNoParent)
+		}
+	}
+	return nil
 }
 
 // checkChain checks, before p is taken as the parent, that every backup

@@ -100,9 +100,11 @@ the same place as the daemon's spelling of it. --local takes the backup in this 
 is always waited for.
 
 --incremental takes a PostgreSQL 17+ incremental backup over the replication protocol:
-hoard sends the backup_manifest of the newest stored backup of the same system and
-timeline (its parent; UPLOAD_MANIFEST) and the server sends only the blocks changed since
-(BASE_BACKUP INCREMENTAL). The server needs summarize_wal = on since before the parent
+hoard sends the backup_manifest of the newest backup the site itself stores of the same
+system and timeline (its parent; UPLOAD_MANIFEST; never a moved_from site's) and the server
+sends only the blocks changed since (BASE_BACKUP INCREMENTAL). A parent whose chain restore
+would refuse (a backup of it missing, broken, only in a moved_from site, or sharing its
+name with a damaged object) is not used: the command fails (exit 1) naming it. The server needs summarize_wal = on since before the parent
 began; a standby also needs a checkpoint of its primary, replayed, since the parent
 ended (a backup of a standby starts at the last one it replayed). Restore rebuilds the
 files from the chain of parents down to a full backup. An
