@@ -63,7 +63,10 @@ key or PostgreSQL setting to change), in four steps:
                  from its start through the newest stored segment, without a gap (from the
                  listing: nothing is downloaded but a .partial tail); a warning where it
                  ends in a .partial that another system's WAL follows (pg_upgrade into the
-                 same site: set a new prefix for the upgraded cluster); with --archive-switch,
+                 same site: set a new prefix for the upgraded cluster); FAILED where a
+                 timeline history file its recovery asks for is stored damaged (in local
+                 storage, a FIFO, a socket or a directory under its name: hoard restore
+                 refuses the backup); with --archive-switch,
                  pg_switch_wal() on the first node, then a wait until that segment is
                  archived (as pgbackrest check does; needs a superuser)
 

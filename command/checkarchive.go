@@ -79,6 +79,9 @@ func checkChain(r *checkReport, newest *archive.BackupInfo, chain *verify.Chain,
 	switch {
 	case err != nil:
 		r.fail(step, "WAL of backup %s: %v", newest.Name, err)
+	case chain.DamagedHistory != nil:
+		// Whatever its WAL: hoard restore refuses it.
+		r.fail(step, "backup %s is not restorable: %v", newest.Name, chain.DamagedHistory)
 	case !chain.Restorable && chain.Newest == "":
 		// No WAL on its path at all: most often nothing archives into
 		// this site (archive_command names another configuration, or

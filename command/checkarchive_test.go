@@ -134,3 +134,20 @@ func TestCheckChain_NoWAL(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckChain_DamagedHistory: the newest backup's WAL continues, but
+// a timeline history file PostgreSQL asks for while it recovers it is
+// stored damaged (verify.Chain.DamagedHistory): hoard restore refuses
+// the backup, so check fails naming the file, where it said the WAL
+// continues.
+func TestCheckChain_DamagedHistory(t *testing.T) {
+	b := &archive.BackupInfo{Name: "2024-05-01_0"}
+	chain := &verify.Chain{Start: "000000010000000000000002", Newest: "000000010000000000000005", Restorable: true,
+		DamagedHistory: errors.New("backup 2024-05-01_0: timeline history file site/timeline/00000002.history is stored damaged")}
+	var out bytes.Buffer
+	r := &checkReport{w: &out}
+	checkChain(r, b, chain, nil)
+	if r.failed != 1 || !strings.Contains(out.String(), "site/timeline/00000002.history is stored damaged") || strings.Contains(out.String(), "WAL continues") {
+		t.Errorf("check of a backup whose recovery meets a damaged history file: %d failed, want 1 naming the file\n%s", r.failed, out.String())
+	}
+}

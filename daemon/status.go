@@ -150,6 +150,16 @@ type WALArchiveStatus struct {
 	DamagedSegments   int    `json:"damaged_segments,omitempty"`
 	FirstDamaged      string `json:"first_damaged_segment,omitempty"`
 	FirstDamagedError string `json:"first_damaged_error,omitempty"`
+	// DamagedHistory, when not empty, says that a timeline history file
+	// PostgreSQL asks restore_command for while it recovers a kept
+	// backup (recovery_target_timeline latest) is stored damaged (in
+	// local storage, a FIFO, a socket or a directory under its name): the
+	// object, what is there and what to do. wal-fetch fails on it (exit
+	// 255), and hoard restore refuses to restore BackupsRefused, oldest
+	// first, whatever MissingSegments says: the check follows their WAL
+	// below it, as if the file were absent.
+	DamagedHistory string   `json:"damaged_history,omitempty"`
+	BackupsRefused []string `json:"backups_refused,omitempty"`
 	// LastError is why the last check was not made (the storage failed),
 	// at LastErrorAt; the fields above are the last check made. Cleared
 	// by the next check made.

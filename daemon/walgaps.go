@@ -69,6 +69,12 @@ type walGaps struct {
 	// directory under the name), in Missing's order: missing to
 	// recovery all the same, but named with what is there.
 	Damaged []archive.DamagedWAL
+	// DamagedHistory, when not nil, is the first of the kept backups'
+	// refusals by restore for a timeline history file stored damaged that
+	// PostgreSQL asks for while it recovers them (verify.Chain's
+	// DamagedHistory), and Refused the backups so refused, oldest first.
+	DamagedHistory error
+	Refused        []string
 }
 
 // walEnd is how far the daemon's WAL receiver knows the WAL it streams
@@ -114,6 +120,15 @@ func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.C
 	if err != nil {
 		return walGaps{}, err
 	}
+	var g walGaps
+	for i, ch := range chains {
+		if ch.DamagedHistory != nil {
+			if g.DamagedHistory == nil {
+				g.DamagedHistory = ch.DamagedHistory
+			}
+			g.Refused = append(g.Refused, bs[i].Name)
+		}
+	}
 	cut := map[string][]string{} // missing segment -> backups it cuts
 	for i, ch := range chains {
 		names, err := chainMissing(ch, bs[i], stored)
@@ -125,7 +140,7 @@ func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.C
 		}
 	}
 	if len(cut) == 0 {
-		return walGaps{}, nil
+		return g, nil
 	}
 	if unstored != nil {
 		spool, err := unstored()
@@ -164,7 +179,6 @@ func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.C
 			}
 		}
 	}
-	var g walGaps
 	cutBackups := map[string]bool{}
 	for n, names := range cut {
 		g.Missing = append(g.Missing, n)
@@ -399,14 +413,25 @@ func (s *supervisor) checkWAL(ctx context.Context, arch *archive.Archive) {
 	if len(g.Damaged) > 0 {
 		firstDamaged, damagedErr = g.Damaged[0].Key, g.Damaged[0].Err.Error()
 	}
+	var damagedHistory string
+	if g.DamagedHistory != nil {
+		damagedHistory = g.DamagedHistory.Error()
+	}
 	var before WALArchiveStatus
 	s.update(func(st *SiteStatus) {
 		if st.WALArchive != nil {
 			before = *st.WALArchive
 		}
 		st.WALArchive = &WALArchiveStatus{CheckedAt: &now, MissingSegments: len(g.Missing), FirstMissing: first, BackupsCut: g.Backups,
-			DamagedSegments: len(g.Damaged), FirstDamaged: firstDamaged, FirstDamagedError: damagedErr}
+			DamagedSegments: len(g.Damaged), FirstDamaged: firstDamaged, FirstDamagedError: damagedErr,
+			DamagedHistory: damagedHistory, BackupsRefused: g.Refused}
 	})
+	if damagedHistory != "" && (damagedHistory != before.DamagedHistory || !slices.Equal(g.Refused, before.BackupsRefused)) {
+		s.log.Warn().Strs("backups", g.Refused).Str("damaged_history", damagedHistory).
+			Msg("timeline history file stored damaged: postgresql asks restore_command for it while it recovers these backups, wal-fetch fails on it " +
+				"and hoard restore refuses them (damaged_history: the object, what is there and what to do); move it away and store a good copy " +
+				"(a server on that timeline or later holds one in pg_wal), then run hoard verify")
+	}
 	changed := first != before.FirstMissing || len(g.Missing) != before.MissingSegments || !slices.Equal(g.Backups, before.BackupsCut) ||
 		len(g.Damaged) != before.DamagedSegments || firstDamaged != before.FirstDamaged
 	switch {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,6 +56,49 @@ func TestSupervisor_checkWALOddSegment(t *testing.T) {
 			warn := strings.Join(linesWith(logged.String(), "wal missing from the archive"), "\n")
 			if !strings.Contains(warn, "stored damaged") || !strings.Contains(warn, key) || !strings.Contains(warn, odd.What) {
 				t.Errorf("warning %q does not name %s as stored damaged, saying %q\n%s", warn, key, odd.What, logged.String())
+			}
+		})
+	}
+}
+
+// TestSupervisor_checkWALOddHistory: in local storage, timeline 2's
+// history file is replaced, its .metadata sidecar kept, by something no
+// read returns (a FIFO, a directory, a socket); the kept backup's WAL on
+// timeline 1 is whole. The check followed it below the file, as if the
+// file were absent, and reported nothing, while hoard restore refuses
+// every restore of the backup (PostgreSQL's latest probe asks for the
+// file, wal-fetch fails on it). The check still counts no segment
+// missing, and names the file in the status and a warning.
+func TestSupervisor_checkWALOddHistory(t *testing.T) {
+	for _, odd := range testio.OddEntries {
+		t.Run(odd.Name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			a := archivetest.Local(t, dir, "site", &archive.Codec{Compression: compress.Zstd})
+			a.Site = "site"
+			const sys = 7000000000000000009
+			pushSegments(t, a, 1, 1, 6, sys)
+			archivetest.PutBackupInfo(t, a, "b1", gapBackup("b1", 1, 2, 3, sys))
+			archivetest.PushWAL(t, a, "00000002.history", []byte("1\t0/7000000\tno recovery target specified\n"), sys)
+			key := a.Layout.WALKey("00000002.history")
+			testio.ReplaceFile(t, filepath.Join(dir, filepath.FromSlash(key)), odd.Make)
+
+			d := testDaemon(t)
+			var logged bytes.Buffer
+			d.log = zerolog.New(&logged)
+			sup := newSupervisor(d, Site{Name: "site", Active: true, WAL: WALArchiveCommand})
+			sup.checkWAL(ctx, a)
+			w := sup.status().WALArchive
+			if w == nil || w.MissingSegments != 0 || w.LastError != "" {
+				t.Fatalf("status = %+v, want the check made, no segment missing", w)
+			}
+			if !strings.Contains(w.DamagedHistory, key+" is stored damaged") || !strings.Contains(w.DamagedHistory, odd.What) ||
+				!slices.Equal(w.BackupsRefused, []string{"b1"}) {
+				t.Errorf("status = %+v, want %s named as stored damaged, saying %q, refusing b1", w, key, odd.What)
+			}
+			warn := strings.Join(linesWith(logged.String(), "timeline history file stored damaged"), "\n")
+			if !strings.Contains(warn, key) || !strings.Contains(warn, odd.What) {
+				t.Errorf("warning %q does not name %s saying %q\n%s", warn, key, odd.What, logged.String())
 			}
 		})
 	}

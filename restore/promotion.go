@@ -106,9 +106,51 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 	if err != nil {
 		return err
 	}
+	system, start := BackupSystem(b), b.StartTimeline
+	need, probeEnds, err := askedHistories(ctx, a, h, b, path, spec, promotes)
+	if err != nil {
+		return err
+	}
+	slices.Sort(need)
+	need = slices.Compact(need)
+	stops := "wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written"
+	if custom != "" {
+		stops = fmt.Sprintf("hoard wal-fetch refuses it (exit 255): where your restore_command (%s) reads this archive "+
+			"through hoard wal-fetch, PostgreSQL would stop with the data directory written; restore checks this archive's "+
+			"WAL whatever the command", custom)
+	}
+	if err := damagedAsked(a, b, dmg, need, probeEnds, spec, stops); err != nil {
+		return err
+	}
+	for _, tli := range need {
+		if h[tli] == nil {
+			continue
+		}
+		name := wal.HistoryFileName(tli)
+		f := archive.WALFile{Name: name, Key: h[tli].Layout.WALKey(name), Archive: h[tli]}
+		err := f.CheckSystem(ctx, system)
+		if _, ok := errors.AsType[*archive.IgnoredHistoryError](archive.IgnoreUpgradedHistory(err, start)); ok {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("backup %s: timeline history %s (%s%s): %w; PostgreSQL asks restore_command for it while it recovers "+
+				"this backup (recovery_target_timeline %s), and %s. "+
+				"Store a good copy in its place (a server on timeline %d or later holds one in pg_wal), or delete a planted one; "+
+				"hoard verify names the history files that fail their checks",
+				b.Name, name, h[tli].Layout.WALKey(name), a.InSite(h[tli]), err, cmp.Or(spec, "latest"), stops, tli)
+		}
+	}
+	return nil
+}
+
+// askedHistories returns the timelines whose history file PostgreSQL
+// asks restore_command for while it recovers b along path (spec is
+// recovery_target_timeline; promotes: it promotes at the end) and
+// expects to read (need), and those where a probe ends, expecting none
+// (probeEnds), as checkRecoveryHistories says; h lists the histories.
+func askedHistories(ctx context.Context, a *archive.Archive, h historyIndex, b *archive.BackupInfo, path wal.History, spec string, promotes bool) (need, probeEnds []uint32, err error) {
 	system := BackupSystem(b)
 	start, target := b.StartTimeline, path.Timeline()
-	var need, probeEnds []uint32
 	if spec == "" || spec == "latest" {
 		for tli := start + 1; tli <= target; tli++ {
 			need = append(need, tli)
@@ -127,45 +169,49 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 	if promotes {
 		top, _, err := latestFor(ctx, a, h, target, system, b.ReplayStart())
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		for tli := target + 1; tli <= top; tli++ {
 			need = append(need, tli)
 		}
 		probeEnds = append(probeEnds, top+1)
 	}
-	slices.Sort(need)
-	need = slices.Compact(need)
-	stops := "wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written"
-	if custom != "" {
-		stops = fmt.Sprintf("hoard wal-fetch refuses it (exit 255): where your restore_command (%s) reads this archive "+
-			"through hoard wal-fetch, PostgreSQL would stop with the data directory written; restore checks this archive's "+
-			"WAL whatever the command", custom)
+	return need, probeEnds, nil
+}
+
+// DamagedHistory returns the error hoard restore refuses a restore of b
+// with when a timeline history file PostgreSQL asks restore_command for
+// while it recovers b along path (RecoveryPath with spec, the
+// recovery_target_timeline; promotes: the server promotes at the end of
+// recovery) is stored damaged (in local storage, a FIFO, a socket or a
+// directory under its name, which no read returns): wal-fetch fails on
+// it (exit 255) and PostgreSQL stops. The latest probe (RecoveryPath)
+// stops below such a file as if it were absent; PostgreSQL's asks for
+// it. nil when none is; the error wraps storage.ErrObjectDamaged.
+// For hoard verify, hoard check and the daemon, which judge whether b
+// restores as hoard restore does.
+func DamagedHistory(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, path wal.History, spec string, promotes bool) error {
+	h, dmg, err := listHistories(ctx, a)
+	if err != nil || len(dmg) == 0 {
+		return err
 	}
+	need, probeEnds, err := askedHistories(ctx, a, h, b, path, spec, promotes)
+	if err != nil {
+		return err
+	}
+	return damagedAsked(a, b, dmg, need, probeEnds, spec, "wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written, and hoard restore refuses the restore")
+}
+
+// damagedAsked returns the error for the first of need and probeEnds,
+// the timelines whose history file PostgreSQL asks for, stored damaged
+// (dmg); stops says what follows. nil when none is.
+func damagedAsked(a *archive.Archive, b *archive.BackupInfo, dmg damagedHistories, need, probeEnds []uint32, spec, stops string) error {
 	asked := slices.Sorted(slices.Values(slices.Concat(need, probeEnds)))
 	for _, tli := range slices.Compact(asked) {
 		if d, ok := dmg[tli]; ok {
 			return fmt.Errorf("backup %s: %w", b.Name, damagedHistoryError(a, d, tli, fmt.Sprintf(
 				"PostgreSQL asks restore_command for it while it recovers this backup (recovery_target_timeline %s), and %s",
 				cmp.Or(spec, "latest"), stops)))
-		}
-	}
-	for _, tli := range need {
-		if h[tli] == nil {
-			continue
-		}
-		name := wal.HistoryFileName(tli)
-		f := archive.WALFile{Name: name, Key: h[tli].Layout.WALKey(name), Archive: h[tli]}
-		err := f.CheckSystem(ctx, system)
-		if _, ok := errors.AsType[*archive.IgnoredHistoryError](archive.IgnoreUpgradedHistory(err, start)); ok {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("backup %s: timeline history %s (%s%s): %w; PostgreSQL asks restore_command for it while it recovers "+
-				"this backup (recovery_target_timeline %s), and %s. "+
-				"Store a good copy in its place (a server on timeline %d or later holds one in pg_wal), or delete a planted one; "+
-				"hoard verify names the history files that fail their checks",
-				b.Name, name, h[tli].Layout.WALKey(name), a.InSite(h[tli]), err, cmp.Or(spec, "latest"), stops, tli)
 		}
 	}
 	return nil

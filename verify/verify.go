@@ -487,13 +487,22 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf(format, args...))
 		return nil, nil, nil
 	}
-	path, err := restore.RecoveryPath(ctx, marking(a), b, "latest")
+	spec := "latest"
+	path, err := restore.RecoveryPath(ctx, marking(a), b, spec)
 	if errors.Is(err, restore.ErrBadTarget) {
 		// The newest timeline forked before this backup ended: a restore
 		// must ask for recovery_target_timeline current.
 		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf("%v; restore it with --target-timeline current", err))
 		r.forked = true
-		path, err = restore.RecoveryPath(ctx, marking(a), b, "current")
+		spec = "current"
+		path, err = restore.RecoveryPath(ctx, marking(a), b, spec)
+	}
+	if err == nil {
+		// The latest probe stops below a history file stored damaged as
+		// if it were absent; PostgreSQL asks for it, wal-fetch fails on
+		// it, and hoard restore refuses (a plain restore, which
+		// promotes).
+		err = restore.DamagedHistory(ctx, marking(a), b, path, spec, true)
 	}
 	if err != nil && storageFailed(err) {
 		return nil, nil, fmt.Errorf("verify: the WAL of backup %s could not be checked: the storage failed to send a timeline history file, "+

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/restore"
+	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -291,6 +292,16 @@ type Chain struct {
 	// Restorable is true when no gap lies between Start and End: recovery
 	// can reach a consistent state.
 	Restorable bool
+	// DamagedHistory, when not nil, says that a timeline history file
+	// PostgreSQL asks restore_command for while it recovers the backup
+	// along Path (recovery_target_timeline latest, or current where the
+	// newest timeline forked before the backup ended) and promotes is
+	// stored damaged (restore.DamagedHistory: in local storage, a FIFO,
+	// a socket or a directory under its name): wal-fetch fails on it
+	// (exit 255) and hoard restore refuses such a restore, whatever
+	// Restorable says of the WAL. The latest probe stops below it as if
+	// it were absent, so Path and the gaps are those below it.
+	DamagedHistory error
 }
 
 // holds reports whether the segment called name is one of g, a gap of
@@ -362,12 +373,21 @@ func (w *walIndex) continuity(ctx context.Context, a *archive.Archive, b *archiv
 			return nil, err
 		}
 	}
-	path, err := restore.RecoveryPath(ctx, a, b, "latest")
+	spec := "latest"
+	path, err := restore.RecoveryPath(ctx, a, b, spec)
 	if forked && errors.Is(err, restore.ErrBadTarget) {
-		path, err = restore.RecoveryPath(ctx, a, b, "current")
+		spec = "current"
+		path, err = restore.RecoveryPath(ctx, a, b, spec)
 	}
 	if err != nil {
 		return nil, err
+	}
+	// The latest probe stops below a history file stored damaged as if
+	// it were absent: the WAL is followed below it, and the chain says
+	// that restore refuses.
+	damagedHistory := restore.DamagedHistory(ctx, a, b, path, spec, true)
+	if damagedHistory != nil && !errors.Is(damagedHistory, storage.ErrObjectDamaged) {
+		return nil, damagedHistory
 	}
 	var t *restore.PartialTail
 	if tail {
@@ -385,6 +405,7 @@ func (w *walIndex) continuity(ctx context.Context, a *archive.Archive, b *archiv
 	if _, err := w.endSystem(ctx, b, restore.BackupSystem(b), ch, nil); err != nil {
 		return nil, err
 	}
+	ch.DamagedHistory = damagedHistory
 	return ch, nil
 }
 
