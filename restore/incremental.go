@@ -94,19 +94,19 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 		}
 		if inc == nil {
 			if cur.info.Parent != "" {
-				return nil, fmt.Errorf("backup %s: its metadata names parent %s but its control object %s records none: %w",
-					cur.info.Name, cur.info.Parent, cur.info.Key, ErrBrokenChain)
+				return nil, fmt.Errorf("backup %s: its metadata names parent %s but its control object %s%s records none: %w",
+					cur.info.Name, cur.info.Parent, cur.info.Key, a.InSite(cur.src), ErrBrokenChain)
 			}
 			break
 		}
 		if cur.info.Parent != inc.Parent {
-			return nil, fmt.Errorf("backup %s: its metadata names parent %s, its control object %s %s: %w",
-				cur.info.Name, archive.Quoted(cur.info.Parent), cur.info.Key, archive.Quoted(inc.Parent), ErrBrokenChain)
+			return nil, fmt.Errorf("backup %s: its metadata names parent %s, its control object %s%s %s: %w",
+				cur.info.Name, archive.Quoted(cur.info.Parent), cur.info.Key, a.InSite(cur.src), archive.Quoted(inc.Parent), ErrBrokenChain)
 		}
 		key := cur.src.Layout.BackupKey(inc.Parent)
 		if d, ok := broken[archive.BackupName(inc.Parent)]; ok {
-			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose object %s is damaged: %w: %w",
-				cur.info.Name, inc.Parent, d.Key, ErrBrokenChain, d.Err)
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose object %s%s is damaged: %w: %w",
+				cur.info.Name, inc.Parent, d.Key, a.InSite(d.Archive), ErrBrokenChain, d.Err)
 		}
 		p, ok := byName[inc.Parent]
 		if !ok {
@@ -131,21 +131,21 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 		})
 		switch {
 		case err != nil && (damaged(ctx, err) || errors.Is(err, storage.ErrNotFound)):
-			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object cannot be read: %w: %w", cur.info.Name, p.Name, ErrBrokenChain, err)
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object%s cannot be read: %w: %w", cur.info.Name, p.Name, a.InSite(psrc), ErrBrokenChain, err)
 		case err != nil:
 			// The store, the network, a key or the restore itself, not
 			// the parent: the chain is not broken, and the automatic
 			// choice must not pass it over for an older backup (see
 			// damaged).
-			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object cannot be read: %w", cur.info.Name, p.Name, err)
+			return nil, fmt.Errorf("backup %s is an incremental of backup %s, whose control object%s cannot be read: %w", cur.info.Name, p.Name, a.InSite(psrc), err)
 		}
 		// The system is compared with the one the child's control object
 		// records, not with the listing's metadata, which anyone who can
 		// write to the bucket can set to match another system's parent.
 		ph := pctrl.Manifest.Hoard
 		if ph == nil || ph.StartLSN != inc.StartLSN || ph.StartTimeline != inc.Timeline || ph.SystemID != cur.ctrl.Manifest.Hoard.SystemID {
-			return nil, fmt.Errorf("backup %s was taken against backup %s starting at %s on timeline %d, but the control object %s of the stored one records another start or system: %w",
-				cur.info.Name, p.Name, inc.StartLSN, inc.Timeline, p.Key, ErrBrokenChain)
+			return nil, fmt.Errorf("backup %s was taken against backup %s starting at %s on timeline %d, but the control object %s%s of the stored one records another start or system: %w",
+				cur.info.Name, p.Name, inc.StartLSN, inc.Timeline, p.Key, a.InSite(psrc), ErrBrokenChain)
 		}
 		lv := &chainLevel{info: p, src: psrc, ctrl: pctrl, pass: ppass}
 		levels = append(levels, lv)
