@@ -156,7 +156,7 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 			continue
 		}
 		if err != nil {
-			return noSpace(dir, err)
+			return noSpace(dir, a.objectInSite(err, key, arc))
 		}
 		if spooled {
 			if sp, err := openSpool(o.Spool, true); err == nil {
@@ -195,6 +195,21 @@ func (a *Archive) FetchWAL(ctx context.Context, name, dest string, o FetchOption
 	return fmt.Errorf("fetch %s: not in the archive (%s): %w", name, strings.Join(keys, ", "), storage.ErrNotFound)
 }
 
+// objectInSite adds to err, wal-fetch's refusal of object key of src (a
+// or a site it moved from), "(object KEY of site S)" when a has moved_from
+// sites (InSite): their keys can be a's, and a bucket's error names the
+// key alone (a local store's, the full path), so only the site tells
+// which storage holds the copy to fix. err is wrapped: the exit code
+// wal-fetch derives from it is unchanged. err as it is otherwise, or
+// when it is nil or ErrNotFound (no object was refused).
+func (a *Archive) objectInSite(err error, key string, src *Archive) error {
+	in := a.InSite(src)
+	if err == nil || in == "" || errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("%w (object %s%s)", err, key, in)
+}
+
 // fetchStandIn delivers the .partial that stands in for the missing
 // segment name to destName in dir, or returns an error wrapping
 // storage.ErrNotFound when none does.
@@ -223,7 +238,7 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 		p = end.Partial
 	}
 	if _, err := p.Archive.fetchKey(ctx, fetchChecks{hist: a, systemID: o.SystemID, asker: o.Asker}, p.Key, p.Name, dir, destName, fetchTempPrefix); err != nil {
-		return err
+		return a.objectInSite(err, p.Key, p.Archive)
 	}
 	switch {
 	case end != nil && o.SystemEnd != nil:

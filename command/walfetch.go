@@ -36,7 +36,9 @@ func walFetchCommand() *cli.Command {
 		Description: `Downloads, decrypts and decompresses the WAL file NAME (PostgreSQL's %f) to DEST (%p),
 checks it (a segment's page header must match its name; the recorded hash must match)
 and renames it into place, so DEST never exists half-written. Older sites named in the
-site's moved_from are searched too.
+site's moved_from are searched too; then an error about a copy that fails these checks or
+cannot be read ends "(object KEY of site S)", naming the site that holds it, since the
+sites' keys can be the same in different storages.
 
 A segment that is not archived is answered with its .partial copy (stored by the daemon
 with wal_partial_upload_interval, or at a timeline switch), padded with zeros to the
