@@ -113,7 +113,11 @@
 // its chunks stored), or the backup fails wrapping ErrNoParent and
 // ErrBrokenParent, naming the parent (checkChain); a check the storage
 // failed (unreachable, refusing) is no finding of damage and fails the
-// backup with the storage's error alone; stores a marker
+// backup with the storage's error alone. A chain that continues into a
+// moved_from site (after a partial archive-copy) and is sound there as
+// restore takes it is refused too, a full backup to be taken, but wraps
+// ErrParentMovedFrom and ErrNoParent, not ErrBrokenParent: nothing is
+// broken (movedChain). Once chosen, it stores a marker
 // naming it (archive.MarkIncrementalParent), from which on retention keeps
 // the chain; checks that the chain is still stored (a retention run may
 // have deleted it before the marker: the parent is chosen again, up to

@@ -38,6 +38,17 @@ var ErrNoParent = archive.ErrNoParent
 // fails the backup with the storage's error.
 var ErrBrokenParent = errors.New("parent backup's chain cannot be restored")
 
+// ErrParentMovedFrom is wrapped, beside ErrNoParent and never beside
+// ErrBrokenParent, when the site's newest backup of the system and
+// timeline is an incremental backup whose chain continues into a
+// moved_from site (a partial archive-copy into the site), and that chain
+// is sound as restore takes it (archive.Archive.FirstCopies): nothing is
+// damaged, but an incremental backup is not taken on it, so that every
+// chain the daemon builds stays inside the site whose retention and
+// incremental markers protect it; a full backup starts a new chain in
+// the site.
+var ErrParentMovedFrom = errors.New("parent backup's chain continues into a moved_from site")
+
 // parentBackup is the backup an incremental one is taken against.
 type parentBackup struct {
 	info     *archive.BackupInfo
@@ -72,8 +83,10 @@ func (r *run) checkIncremental(ctx context.Context) error {
 // in the site's own listing: restore takes the site's copy of a name
 // first (archive.Archive.FirstCopies), so none of them is shadowed by a
 // moved_from site's copy; a chain that continues into a moved_from site
-// is refused as broken (a full backup is taken), and so is one through
-// a name a damaged object shares (damagedName), as restore refuses it.
+// is refused (a full backup is taken): as moved (ErrParentMovedFrom, not
+// ErrBrokenParent) when it is sound there (movedChain), as broken
+// otherwise; one through a name a damaged object shares (damagedName) is
+// refused as broken, as restore refuses it.
 // Its chain is checked (checkChain), and its backup_manifest kept from
 // the read of its control object that check makes.
 func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
@@ -92,6 +105,9 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 		// An incremental backup on a broken chain restores nothing.
 		chain, err := archive.Chain(backups.Sound, b)
 		if err != nil {
+			if moved := movedChain(ctx, a, b); moved != nil {
+				return nil, moved
+			}
 			return nil, fmt.Errorf("basebackup: newest backup of the system and timeline: %w; take a full backup: %w", err, ErrBrokenParent)
 		}
 		if err := damagedName(chain, backups.Damaged); err != nil {
@@ -114,6 +130,79 @@ func (r *run) findParent(ctx context.Context) (*parentBackup, error) {
 	}
 	return nil, fmt.Errorf("basebackup: no stored backup of system %s on timeline %d (PostgreSQL %d, with its backup_manifest) to take an incremental backup against; take a full backup first: %w",
 		r.srv.system.SystemID, tli, r.srv.version/10000, ErrNoParent)
+}
+
+// movedChain is called when b's chain, followed in the site's own
+// listing, is broken. When the site has moved_from sites and b's chain
+// follows there as restore takes it (archive.Archive.FirstCopies over
+// every site, the site's own copy of a name first, damaged copies
+// included), each backup checked in the site that holds it as checkChain
+// checks one (archive.CheckBackup), it returns the refusal that says so:
+// the chain is sound, it continues into a moved_from site (after a
+// partial archive-copy into the site), and a full backup starts a new
+// chain in the site; it wraps ErrParentMovedFrom and ErrNoParent, never
+// ErrBrokenParent, so that the daemon counts no broken parent for a chain
+// restore and verify call restorable. A chain found damaged there (a
+// backup of it missing or damaged in every site, a chunk missing)
+// returns that refusal, wrapping ErrBrokenParent, naming the backup and
+// its site; one that could not be checked (the storage failed) returns
+// an error wrapping neither, as checkChain does. nil when there is no
+// moved_from site or the moved_from sites could not be listed: the chain
+// is then refused as broken in the site's own listing, as before.
+func movedChain(ctx context.Context, a *archive.Archive, b *archive.BackupInfo) error {
+	if len(a.MovedFrom) == 0 {
+		return nil
+	}
+	all, err := a.ScanAllBackups(ctx)
+	if err != nil {
+		return nil
+	}
+	first := a.FirstCopies(all)
+	var own *archive.BackupInfo
+	for _, x := range first.Sound {
+		if x.Name == b.Name && a.SiteRank(a.ArchiveOf(x)) == 0 {
+			own = x
+		}
+	}
+	if own == nil {
+		return nil
+	}
+	chain, err := archive.Chain(first.Sound, own)
+	if err != nil {
+		// Broken in every site: the site's own listing says why.
+		return nil
+	}
+	if err := damagedName(chain, first.Damaged); err != nil {
+		return err
+	}
+	var moved []string
+	for _, x := range chain {
+		src := a.ArchiveOf(x)
+		err := src.CheckBackup(ctx, x, false)
+		if err == nil {
+			if a.SiteRank(src) != 0 {
+				moved = append(moved, x.Name+" (moved_from site "+src.Site+")")
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("basebackup: check parent backup %s: %w", b.Name, ctx.Err())
+		}
+		if !archive.IsDamage(err) {
+			return fmt.Errorf("basebackup: parent backup %s: backup %s of its chain%s could not be checked: %w; "+
+				"the incremental backup is not taken, and is tried again", b.Name, x.Name, a.InSite(src), err)
+		}
+		return fmt.Errorf("basebackup: parent backup %s cannot be restored, backup %s of its chain%s is broken: %w; "+
+			"incremental backups on it would restore nothing: take a full backup (hoard verify names what else is broken): %w: %w",
+			b.Name, x.Name, a.InSite(src), err, ErrBrokenParent, ErrNoParent)
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	return fmt.Errorf("basebackup: newest backup of the system and timeline, %s, is an incremental backup whose chain continues into a moved_from site: %s; "+
+		"the chain is sound and restore takes it, but an incremental backup is taken only on a chain the site itself holds "+
+		"(its retention and incremental markers protect it): a new chain starts with a full backup in site %s: %w: %w",
+		b.Name, strings.Join(moved, ", "), a.Site, ErrParentMovedFrom, ErrNoParent)
 }
 
 // damagedName refuses chain, a parent's chain in the site's own listing,

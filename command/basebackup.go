@@ -103,8 +103,11 @@ is always waited for.
 hoard sends the backup_manifest of the newest backup the site itself stores of the same
 system and timeline (its parent; UPLOAD_MANIFEST; never a moved_from site's) and the server
 sends only the blocks changed since (BASE_BACKUP INCREMENTAL). A parent whose chain restore
-would refuse (a backup of it missing, broken, only in a moved_from site, or sharing its
-name with a damaged object) is not used: the command fails (exit 1) naming it. The server needs summarize_wal = on since before the parent
+would refuse (a backup of it missing, broken, or sharing its name with a damaged object)
+is not used: the command fails (exit 1) naming it. Nor is one whose chain continues into a
+moved_from site (a partial archive-copy): when that chain is sound, the command fails
+(exit 1) saying the parent lies in that moved_from site and a new chain starts with a full
+backup in this site; nothing is broken. The server needs summarize_wal = on since before the parent
 began; a standby also needs a checkpoint of its primary, replayed, since the parent
 ended (a backup of a standby starts at the last one it replayed). Restore rebuilds the
 files from the chain of parents down to a full backup. An

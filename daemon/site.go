@@ -612,8 +612,10 @@ func (s *supervisor) noteBackups(listed int, bs []*archive.BackupInfo) {
 // backup takes one basebackup and returns its name.
 //
 // An incremental backup (PostgreSQL 17+) that the server cannot take, or
-// that has no parent (none stored, or the newest one's chain cannot be
-// restored: ErrBrokenParent, counted apart), gives way to a full backup at
+// that has no parent (none stored, the newest one's chain continuing
+// into a moved_from site, sound there: basebackup.ErrParentMovedFrom,
+// counted as none, or the newest one's chain cannot be restored: ErrBrokenParent,
+// counted apart), gives way to a full backup at
 // once, with a warning, counted in MetricIncrementalFallbacks and the
 // site's status: a broken parent makes every scheduled incremental backup
 // a full one until it is fixed. One whose parent's chain could not be

@@ -42,7 +42,7 @@ type siteMetrics struct {
 
 // incrementalFallbacksHelp is MetricIncrementalFallbacks' help.
 const incrementalFallbacksHelp = "Scheduled incremental basebackups the daemon took as full ones, by reason: " +
-	"no_parent (none stored on the timeline: a first backup, a new timeline), " +
+	"no_parent (none stored on the timeline: a first backup, a new timeline; or a sound chain continuing into a moved_from site), " +
 	"broken_parent (the newest one's chain cannot be restored: hoard verify), unavailable (the server cannot take one)."
 
 // Metric names. Every series has a site label.
