@@ -92,6 +92,10 @@ type RestoreTest struct {
 type RestoreTestStatus struct {
 	Running bool       `json:"running"`
 	Next    *time.Time `json:"next,omitempty"`
+	// Waiting says why a test that was due did not start, when nothing
+	// in any site it restores from can be tested yet (no backup, none of
+	// the cluster's system): cleared when a test starts.
+	Waiting string `json:"waiting,omitempty"`
 
 	Started        *time.Time     `json:"started,omitempty"`
 	Finished       *time.Time     `json:"finished,omitempty"`
@@ -248,14 +252,22 @@ func (s *supervisor) restoreTests(ctx context.Context, arch *archive.Archive) er
 
 // restoreTestOnce runs one test under the daemon's slot and records it. It
 // returns skip when the test could not start: a basebackup began while the
-// slot was awaited, the site has no backup (of its cluster's system) yet,
+// slot was awaited, neither the site nor its moved_from sites hold a
+// backup (of its cluster's system) yet (said in the status's Waiting),
 // or the listing failed. A scratch directory that cannot be made is a
 // failed test.
 func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive) (*RestoreTestStatus, bool) {
 	if s.status().BackupRunning {
 		return nil, true
 	}
-	bs, err := arch.ListBackups(ctx)
+	// The backups hoard restore chooses among: the site's and those of
+	// the sites it moved from (moved_from), each name once, the site's
+	// own copy first (archive.Archive.FirstCopies), as restore.Run and
+	// verify.RestoreTest list them. A site that moved (archive-copy, or
+	// none copied) and has taken no backup of its own yet is restored
+	// from its old site, and that is what the test tests.
+	listed, err := arch.ScanAllBackups(ctx)
+	bs := arch.FirstCopies(listed).Sound
 	switch {
 	case ctx.Err() != nil:
 		return nil, true
@@ -263,7 +275,12 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 		s.log.Warn().Err(err).Msg("restore test: list basebackups")
 		return nil, true
 	case len(bs) == 0:
-		s.log.Info().Msg("restore test due but the site has no basebackup yet")
+		why := "no basebackup in the site yet"
+		if len(arch.MovedFrom) > 0 {
+			why = "no basebackup yet in the site or its moved_from sites"
+		}
+		s.log.Info().Str("why", why).Msg("restore test due but there is no basebackup to test")
+		s.setRestoreTest(func(r *RestoreTestStatus) { r.Waiting = why })
 		return nil, true
 	}
 	// The test restores what hoard restore would choose, among the backups
@@ -276,7 +293,9 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 	// stop at this site's WAL) nor passed over.
 	sysID := s.systemID(ctx)
 	if bs = archive.TrustedOfSystem(bs, sysID); len(bs) == 0 {
-		s.log.Info().Str("system_identifier", sysID).Msg("restore test due but the site has no basebackup of its cluster's system yet")
+		why := "no basebackup of the cluster's system (" + sysID + ") yet"
+		s.log.Info().Str("system_identifier", sysID).Str("why", why).Msg("restore test due but there is no basebackup to test")
+		s.setRestoreTest(func(r *RestoreTestStatus) { r.Waiting = why })
 		return nil, true
 	}
 	rt := s.site.RestoreTest
@@ -296,7 +315,7 @@ func (s *supervisor) restoreTestOnce(ctx context.Context, arch *archive.Archive)
 	if run == nil {
 		run = verify.RestoreTest
 	}
-	s.setRestoreTest(func(r *RestoreTestStatus) { r.Running, r.Next = true, nil })
+	s.setRestoreTest(func(r *RestoreTestStatus) { r.Running, r.Next, r.Waiting = true, nil, "" })
 	s.log.Info().Str(logBackup, bs[len(bs)-1].Name).Msg("restore test starting")
 	res, err := run(ctx, verify.RestoreTestOptions{
 		Archive:        arch,
