@@ -225,15 +225,19 @@ func (p *tcpProxy) serve(ln net.Listener) {
 
 // pipe forwards c, accepted in outage generation gen, to the target.
 func (p *tcpProxy) pipe(c net.Conn, gen int) {
-	u, err := net.Dial("tcp", p.target)
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	u, err := net.Dial("tcp", target)
 	if err != nil {
 		c.Close()
 		return
 	}
 	p.mu.Lock()
-	if p.gen != gen {
-		// down ran between Accept and here: it did not see this
-		// connection, which would go on working through the outage.
+	if p.gen != gen || p.target != target {
+		// down (or retarget) ran between Accept and here: it did not
+		// see this connection, which would go on working through the
+		// outage (or to the old target).
 		p.mu.Unlock()
 		c.Close()
 		u.Close()
@@ -281,6 +285,18 @@ func (p *tcpProxy) up() {
 		p.t.Fatalf("proxy: listen again on %s: %v", p.addr, err)
 	}
 	p.serve(ln)
+}
+
+// retarget moves the proxy to another target, as a virtual IP or a DNS
+// name moves to a promoted standby: it cuts every connection, and new
+// ones reach target.
+func (p *tcpProxy) retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
 }
 
 // waitFirstBackup waits until the daemon's status counts a backup of site

@@ -43,6 +43,10 @@ type session struct {
 	streaming bool
 	// progressed is set once WAL arrived, to reset the reconnect backoff.
 	progressed bool
+	// sentWAL is set once the server sent WAL since the last
+	// START_REPLICATION. Until then status updates report no position:
+	// see sendStatusReply.
+	sentWAL bool
 
 	nextStatus, nextPartial, nextDiskCheck time.Time
 	// statusInterval is the time between status updates on this
@@ -128,6 +132,7 @@ func (s *session) run(ctx context.Context) error {
 	r.log.Info().Str(logLSN, start.String()).Int32(logTLI, s.tli).
 		Str(logSegment, wal.SegmentOf(uint32(s.tli), start, s.segSize).Name(s.segSize)).Msg("streaming")
 	for {
+		s.sentWAL = false
 		err := s.conn.StartReplication(ctx, replication.StartOptions{Slot: r.opts.Slot, Start: s.pos, Timeline: s.tli})
 		if err == nil {
 			s.streaming = true
@@ -448,6 +453,12 @@ func (s *session) receive(ctx context.Context) error {
 		s.heard, s.pinged = time.Now(), false
 		switch msg.Kind {
 		case replication.MessageXLogData:
+			if !s.sentWAL {
+				// The server has the WAL: report the position at
+				// once, as the status updates sent before the first
+				// WAL did not (sendStatusReply).
+				s.sentWAL, s.nextStatus = true, time.Now()
+			}
 			if err := s.write(msg.XLogData); err != nil {
 				return err
 			}
@@ -526,6 +537,17 @@ func (s *session) sendStatusReply(ctx context.Context, reply bool) error {
 	}
 	flush := s.reportable()
 	st := replication.StandbyStatus{Write: s.pos, Flush: flush, Apply: flush, ReplyRequested: reply}
+	if !s.sentWAL {
+		// The server has not shown it still has the WAL streaming
+		// resumes at: a flush position moves the slot's restart_lsn
+		// (PhysicalConfirmReceivedLocation, even backwards), and a new
+		// slot past the spool's position (created on a promoted
+		// standby that recycled its WAL first) would be moved back to
+		// WAL the server no longer has, refusing every later start at
+		// the slot. An invalid position (0) moves nothing
+		// (ProcessStandbyReplyMessage in walsender.c).
+		st.Write, st.Flush, st.Apply = 0, 0, 0
+	}
 	sctx, cancel := context.WithTimeout(ctx, s.r.receiveTimeout())
 	defer cancel()
 	if err := s.conn.SendStandbyStatus(sctx, st); err != nil {
