@@ -57,7 +57,8 @@ func (d *daemonProc) walStatusOf(site string) (walStatus, bool) {
 // checkpoints meanwhile, recycling the WAL from its promotion on. When the
 // address reaches it, the daemon's new slot is past the spool's position:
 // WAL of timeline 2 is lost, and streaming cannot resume. The daemon must
-// exit 1 (docs/daemon.md); moving the spool's files away and a restart
+// exit 1 with an error that says what to do (move the spool's files
+// away, take a new basebackup); doing that (a restart after the move)
 // must resume at the slot with the hole in /status, and the next backup
 // must make the site restorable: the latest restore has every row of the
 // promoted server.
@@ -101,8 +102,11 @@ func TestDaemonFailoverRecycled(t *testing.T) {
 	if code := exitCode(d.err); code != 1 {
 		t.Errorf("hoard daemon exited %d, want 1", code)
 	}
-	if last := tailLines(d.out.String(), 2); !strings.Contains(last, "WAL needed to resume was removed from the server") {
-		t.Errorf("the daemon's last words do not say why:\n%s", last)
+	last := tailLines(d.out.String(), 2)
+	for _, want := range []string{"WAL needed to resume was removed from the server", "move the files out of " + spool, "hoard basebackup"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("the daemon's last words do not say %q:\n%s", want, last)
+		}
 	}
 
 	// The refused resume left the new slot where it was created: a
@@ -113,7 +117,7 @@ func TestDaemonFailoverRecycled(t *testing.T) {
 		where name = pg_walfile_name(restart_lsn))::text from pg_replication_slots where slot_name = 'hoard_e2e'`); !strings.HasSuffix(got, " true") {
 		t.Fatalf("after the refused resume the slot's restart_lsn and whether the server has its WAL: %s, want WAL the server has", got)
 	}
-	// What docs/daemon.md says to do.
+	// What the error says to do.
 	moved := filepath.Join(pgtest.TempDir(t), "spool-moved")
 	if err := os.Rename(spool, moved); err != nil {
 		t.Fatal(err)

@@ -565,11 +565,38 @@ func (r *Receiver) Run(ctx context.Context) error {
 	close(stop)
 	wg.Wait()
 	drain.Stop()
-	if n := r.queue.len(); n > 0 {
+	n := r.queue.len()
+	if n > 0 {
 		r.log.Info().Int("files", n).Msg("files left in the spool for the next run")
+	}
+	if keepsSpoolWAL(err) {
+		// Every restart ends the same way (after a failover, the new
+		// primary recycled WAL before its slot existed): the error
+		// says how the site gets going again.
+		err = &resumeError{err: err, spool: r.opts.SpoolDir, unstored: n}
 	}
 	return err
 }
+
+// resumeError is a fatal error after which streaming cannot resume from
+// the spool (keepsSpoolWAL): its message says what the operator does.
+type resumeError struct {
+	err      error
+	spool    string
+	unstored int // files still in the spool, not stored
+}
+
+func (e *resumeError) Error() string {
+	first := "the spool's WAL is stored, so"
+	if e.unstored > 0 {
+		first = fmt.Sprintf("the spool still holds %d files not stored: restart the daemon while the storage answers until the log says they are stored, then", e.unstored)
+	}
+	return fmt.Sprintf("%v\n  hint: streaming cannot resume from the spool, and the archive has a hole after it; %s "+
+		"move the files out of %s and start the daemon, which resumes at the replication slot's position and reports the hole, "+
+		"and take a new basebackup (hoard basebackup) to make the site restorable past it", e.err, first, e.spool)
+}
+
+func (e *resumeError) Unwrap() error { return e.err }
 
 // stream runs sessions, reconnecting with backoff, until ctx ends or an
 // error is fatal.
