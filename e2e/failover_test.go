@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // walStatus is the site's wal object of GET /status, with the fields
@@ -49,6 +50,155 @@ func (d *daemonProc) walStatusOf(site string) (walStatus, bool) {
 		return walStatus{}, false
 	}
 	return *st.Sites[site].WAL, true
+}
+
+// TestDaemonFailover is the weekly failover of a site under Patroni or
+// repmgr: hoard daemon streams from the primary through the address the
+// site names (a loopback proxy: the virtual IP), the primary goes down,
+// its streaming standby is promoted to timeline 2 and the address moves to
+// it. The promoted server has no slot of the daemon's. The daemon must
+// create its slot there, store 00000002.history and timeline 1's last
+// segment as its .partial, stream timeline 2 with no hole reported, and
+// take a backup on timeline 2 when asked. Then hoard verify exits 0, and
+// restores bring back the promoted server's rows: the latest (from the
+// backup taken after the failover) and a --target-time between two
+// batches committed on timeline 2 (from the backup taken before it,
+// crossing the switch).
+func TestDaemonFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: -short")
+	}
+	for _, major := range []int{15, 17} {
+		t.Run("PG"+strconv.Itoa(major), func(t *testing.T) { testDaemonFailover(t, major) })
+	}
+}
+
+func testDaemonFailover(t *testing.T, major int) {
+	const segSize = 1 << 20
+	primary := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
+	primary.Exec(t, "insert into tl_rows select g, 'before-backup' from generate_series(1, 100) g")
+	standby := pgtest.StartColdStandby(t, primary)
+
+	proxy := newTCPProxy(t, net.JoinHostPort(primary.Host, strconv.Itoa(primary.Port)))
+	s := newLocalStreamSite(t)
+	s.use(primary)
+	s.env = append(s.env, "PGPORT="+strconv.Itoa(proxy.port()))
+	d := s.startDaemon()
+	d.waitFirstBackup(s.name, 2*time.Minute, true)
+	d.waitFor("WAL streaming from the primary", time.Minute, func() bool {
+		st, ok := d.walStatusOf(s.name)
+		return ok && st.Connected
+	})
+	before := s.listBackups()
+
+	// Timeline 1: rows the daemon acknowledged to the primary, the last
+	// of them in the segment the primary is writing when it stops.
+	primary.Exec(t, "insert into tl_rows select g, 'timeline-1' from generate_series(101, 200) g")
+	s.switchAndWaitStored(d, primary, time.Minute)
+	primary.Exec(t, "insert into tl_rows select g, 'timeline-1-last' from generate_series(201, 250) g")
+	d.waitFlushed(s.name, lsnOf(t, primary.QueryString(t, "select pg_current_wal_lsn()::text")), time.Minute)
+	waitReplayed(t, primary, standby)
+
+	// The failover: the primary stops, the standby is promoted and the
+	// address moves to it.
+	primary.Stop(t)
+	standby.Promote(t)
+	standby.WaitRecoveryDone(t, time.Minute)
+	proxy.retarget(net.JoinHostPort(standby.Host, strconv.Itoa(standby.Port)))
+
+	d.waitFor("the daemon streaming timeline 2", time.Minute, func() bool {
+		st, ok := d.walStatusOf(s.name)
+		return ok && st.Connected && st.Timeline == 2
+	})
+	if got := standby.QueryString(t, "select count(*)::text from pg_replication_slots where slot_name = 'hoard_e2e' and slot_type = 'physical'"); got != "1" {
+		t.Errorf("the promoted server has %s physical slot hoard_e2e, want 1", got)
+	}
+	standby.Exec(t, "insert into tl_rows select g, 'timeline-2-a' from generate_series(251, 300) g")
+	time.Sleep(1100 * time.Millisecond)
+	between := standby.QueryString(t, "select clock_timestamp()::text")
+	time.Sleep(1100 * time.Millisecond)
+	standby.Exec(t, "insert into tl_rows select g, 'timeline-2-b' from generate_series(301, 400) g")
+	seg2 := s.switchAndWaitStored(d, standby, time.Minute)
+	if !strings.HasPrefix(seg2, "00000002") {
+		t.Fatalf("segment %s after the promotion, want timeline 2", seg2)
+	}
+
+	// What the archive holds of the switch.
+	d.waitFor("00000002.history stored", time.Minute, func() bool { return s.storedHistory("00000002.history") })
+	content, err := os.ReadFile(filepath.Join(standby.DataDir, "pg_wal", "00000002.history"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := wal.ParseHistory(2, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _, ok := h.Switch(1)
+	if !ok {
+		t.Fatalf("00000002.history %q: no switch from timeline 1", content)
+	}
+	last1 := wal.SegmentOf(1, end, segSize).Name(segSize)
+	d.waitFor("timeline 1's last segment "+last1+".partial stored", time.Minute, func() bool { return s.stored(last1 + ".partial") })
+	if s.stored(last1) {
+		t.Errorf("timeline 1's last segment %s is stored as complete; it ends at the switch %s", last1, end)
+	}
+	st, _ := d.walStatusOf(s.name)
+	if len(st.Holes) != 0 || st.LastError != "" {
+		t.Errorf("/status wal after the failover: holes %v, last_error %q; want none", st.Holes, st.LastError)
+	}
+
+	// A backup on timeline 2, asked of the running daemon.
+	s.mustHoard("basebackup", "--wait")
+	after := s.listBackups()
+	if len(after) != len(before)+1 || !strings.HasPrefix(after[len(after)-1].StartWALSegment, "00000002") {
+		t.Fatalf("backups after the failover %+v, want one more, starting on timeline 2", after)
+	}
+	seg2 = s.switchAndWaitStored(d, standby, time.Minute)
+	want := rowsOf(t, standby)
+	if !strings.HasPrefix(want, "400 rows: ") {
+		t.Fatalf("the promoted server has %.60s..., want 400 rows", want)
+	}
+	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
+	}
+	t.Logf("stored WAL: %v", s.storedWAL())
+
+	if out, errOut, err := s.hoard("verify"); err != nil {
+		t.Errorf("hoard verify after the failover: %v\n%s%s", err, out, errOut)
+	}
+	rep := s.verifyReach()
+	// The stop stores the segment in progress as .partial: the end is
+	// seg2 or that copy after it.
+	if rep.WALEnd == nil || !strings.HasPrefix(rep.WALEnd.File, "00000002") || rep.WALEnd.File[:24] < seg2 {
+		t.Errorf("verify --json wal_end %+v, want timeline 2's %s or after", rep.WALEnd, seg2)
+	}
+
+	// The latest: the backup taken on timeline 2 and its WAL.
+	target := filepath.Join(pgtest.TempDir(t), "latest")
+	s.mustHoard("restore", "--target-dir", target)
+	c := pgtest.StartDataDir(t, major, target, noArchiving)
+	c.WaitRecoveryDone(t, time.Minute)
+	if got := rowsOf(t, c); got != want {
+		t.Errorf("latest restore has\n%.100s\nthe promoted server has\n%.100s", got, want)
+	}
+	c.Stop(t)
+
+	// Between the two batches of timeline 2: the backup taken on timeline
+	// 1, recovery crossing the switch.
+	target = filepath.Join(pgtest.TempDir(t), "between")
+	out := s.mustHoard("restore", "--target-dir", target, "--target-time", between)
+	if !strings.Contains(out, before[len(before)-1].Name) {
+		t.Errorf("restore --target-time %s does not name the backup taken before the failover, %s:\n%s", between, before[len(before)-1].Name, out)
+	}
+	c = pgtest.StartDataDir(t, major, target, noArchiving)
+	c.WaitRecoveryDone(t, time.Minute)
+	if got := c.QueryString(t, "select count(*)::text || ' ' || max(id)::text from tl_rows"); got != "300 300" {
+		t.Errorf("restored to %s (between the timeline 2 batches): rows %q, want \"300 300\"", between, got)
+	}
+	if got := c.QueryString(t, "select count(*)::text from tl_rows where phase = 'timeline-1-last'"); got != "50" {
+		t.Errorf("restored to %s: %s rows of timeline 1's last segment, want 50", between, got)
+	}
 }
 
 // TestDaemonFailoverRecycled: the daemon cannot reach the address while
