@@ -104,6 +104,19 @@ func TestIncrementalStartError(t *testing.T) {
 	}
 }
 
+// streamBackup changes some rows of cl's pgbench_accounts, so that each
+// backup has changes to carry, then takes a streamed basebackup of cl
+// into a, incremental or full: fast checkpoint, 1 MiB chunks, not waiting
+// for its WAL to be archived.
+func streamBackup(ctx context.Context, t testing.TB, cl *pgtest.Cluster, a *archive.Archive, incremental bool) (*archive.BackupInfo, error) {
+	t.Helper()
+	cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
+	return Run(ctx, Options{
+		ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
+		Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
+	})
+}
+
 // TestRun_IncrementalBrokenParent: an incremental backup of a real
 // PostgreSQL 18 (summarize_wal on, local storage) is not taken on a
 // parent that cannot be restored. It fails wrapping ErrNoParent, naming
@@ -125,17 +138,9 @@ func TestRun_IncrementalBrokenParent(t *testing.T) {
 	cl := pgtest.Start(t, pgtest.Options{Major: 18, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, cl, "-i", "-s", "1")
 	ctx := testContext(t)
-	backup := func(t *testing.T, a *archive.Archive, incremental bool) (*archive.BackupInfo, error) {
-		t.Helper()
-		cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-		return Run(ctx, Options{
-			ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
-			Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-	}
 	full := func(t *testing.T, a *archive.Archive, incremental bool) *archive.BackupInfo {
 		t.Helper()
-		b, err := backup(t, a, incremental)
+		b, err := streamBackup(ctx, t, cl, a, incremental)
 		if err != nil {
 			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
 		}
@@ -167,7 +172,7 @@ func TestRun_IncrementalBrokenParent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		inc, err := backup(t, a, true)
+		inc, err := streamBackup(ctx, t, cl, a, true)
 		if err == nil {
 			t.Fatalf("incremental backup %s stored on parent %s (parent %q), which cannot be restored", inc.Name, p.Name, inc.Parent)
 		}
@@ -242,11 +247,7 @@ func TestRun_IncrementalParentControlReadOnce(t *testing.T) {
 	ctx := testContext(t)
 	backup := func(t *testing.T, a *archive.Archive, incremental bool) *archive.BackupInfo {
 		t.Helper()
-		cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-		b, err := Run(ctx, Options{
-			ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
-			Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
+		b, err := streamBackup(ctx, t, cl, a, incremental)
 		if err != nil {
 			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
 		}
@@ -408,21 +409,14 @@ func TestRun_IncrementalParentStorageError(t *testing.T) {
 	pgtest.Pgbench(t, cl, "-i", "-s", "1")
 	ctx := testContext(t)
 	a := localArchive(t)
-	backup := func(incremental bool) (*archive.BackupInfo, error) {
-		cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-		return Run(ctx, Options{
-			ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
-			Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-	}
-	p, err := backup(false)
+	p, err := streamBackup(ctx, t, cl, a, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := a.Store
 	unavailable := errors.New("https response error StatusCode: 503, SlowDown")
 	a.Store = statFails{Store: st, prefix: a.Layout.Dir(archive.BasebackupChunkDir) + p.Name + "/", err: unavailable}
-	inc, err := backup(true)
+	inc, err := streamBackup(ctx, t, cl, a, true)
 	if err == nil {
 		t.Fatalf("incremental backup %s stored while its parent's chunks could not be checked", inc.Name)
 	}
@@ -433,7 +427,7 @@ func TestRun_IncrementalParentStorageError(t *testing.T) {
 	if bs, err := a.ListBackups(ctx); err != nil || len(bs) != 1 {
 		t.Fatalf("listed %d backups (%v) after the failed one, want 1", len(bs), err)
 	}
-	inc, err = backup(true)
+	inc, err = streamBackup(ctx, t, cl, a, true)
 	if err != nil {
 		t.Fatalf("incremental backup once the storage answers: %v", err)
 	}

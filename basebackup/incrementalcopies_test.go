@@ -36,14 +36,6 @@ func TestRun_IncrementalParentDamagedTwin(t *testing.T) {
 	cl := pgtest.Start(t, pgtest.Options{Major: 17, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, cl, "-i", "-s", "1")
 	ctx := testContext(t)
-	backup := func(t *testing.T, a *archive.Archive, incremental bool) (*archive.BackupInfo, error) {
-		t.Helper()
-		cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-		return Run(ctx, Options{
-			ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
-			Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-	}
 	// plant stores a damaged object under the other key of b's name.
 	plant := func(t *testing.T, a *archive.Archive, b *archive.BackupInfo) string {
 		t.Helper()
@@ -68,7 +60,7 @@ func TestRun_IncrementalParentDamagedTwin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		inc, err := backup(t, a, true)
+		inc, err := streamBackup(ctx, t, cl, a, true)
 		if err == nil {
 			t.Fatalf("incremental backup %s stored on parent %s, whose chain restore refuses (%s is damaged)", inc.Name, inc.Parent, key)
 		}
@@ -85,7 +77,7 @@ func TestRun_IncrementalParentDamagedTwin(t *testing.T) {
 	}
 	t.Run("Parent", func(t *testing.T) {
 		a := localArchive(t)
-		p, err := backup(t, a, false)
+		p, err := streamBackup(ctx, t, cl, a, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,11 +85,11 @@ func TestRun_IncrementalParentDamagedTwin(t *testing.T) {
 	})
 	t.Run("ChainParent", func(t *testing.T) {
 		a := localArchive(t)
-		f, err := backup(t, a, false)
+		f, err := streamBackup(ctx, t, cl, a, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := backup(t, a, true)
+		p, err := streamBackup(ctx, t, cl, a, true)
 		if err != nil {
 			t.Fatal(err)
 		}

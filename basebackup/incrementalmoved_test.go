@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
-
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
@@ -36,14 +34,6 @@ func TestRun_IncrementalParentMovedFrom(t *testing.T) {
 	cl := pgtest.Start(t, pgtest.Options{Major: 17, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, cl, "-i", "-s", "1")
 	ctx := testContext(t)
-	backup := func(t *testing.T, a *archive.Archive, incremental bool) (*archive.BackupInfo, error) {
-		t.Helper()
-		cl.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-		return Run(ctx, Options{
-			ConnString: cl.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20,
-			Mode: ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-	}
 	// moved returns the old site holding F and I (on F), and a new site
 	// (moved_from: old) holding I alone.
 	moved := func(t *testing.T) (old, nw *archive.Archive, f, i *archive.BackupInfo) {
@@ -51,10 +41,10 @@ func TestRun_IncrementalParentMovedFrom(t *testing.T) {
 		old = localArchive(t)
 		old.Site = "old"
 		var err error
-		if f, err = backup(t, old, false); err != nil {
+		if f, err = streamBackup(ctx, t, cl, old, false); err != nil {
 			t.Fatal(err)
 		}
-		if i, err = backup(t, old, true); err != nil {
+		if i, err = streamBackup(ctx, t, cl, old, true); err != nil {
 			t.Fatal(err)
 		}
 		if i.Parent != f.Name {
@@ -80,7 +70,7 @@ func TestRun_IncrementalParentMovedFrom(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		inc, refusal := backup(t, a, true)
+		inc, refusal := streamBackup(ctx, t, cl, a, true)
 		if refusal == nil {
 			t.Fatalf("incremental backup %s stored on parent %s, in the new site whose chain continues into a moved_from site", inc.Name, inc.Parent)
 		}

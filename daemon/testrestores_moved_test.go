@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -39,24 +40,7 @@ func TestSupervisor_restoreTestOnceMovedFrom(t *testing.T) {
 	t.Run("Copied", func(t *testing.T) {
 		old := archiveWithBackup(t)
 		nw := moved(old)
-		var keys []string
-		if err := old.Store.List(context.Background(), "", func(o storage.Object) error {
-			keys = append(keys, o.Key)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range keys {
-			rc, md, err := old.Store.Open(context.Background(), k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = nw.Store.Put(context.Background(), k, rc, md.Metadata)
-			rc.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+		archivetest.CopyAll(t, old.Store, nw.Store)
 		sup := newSupervisor(testDaemon(t), restoreTestSite(t.TempDir(), time.Hour, &fakeRestoreTests{}))
 		r, skip := sup.restoreTestOnce(context.Background(), nw)
 		if skip || r == nil || !r.passed() {

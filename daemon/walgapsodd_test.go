@@ -16,6 +16,22 @@ import (
 	"github.com/hoardbackup/hoard/internal/testio"
 )
 
+// oddWALSystem is the system identifier of oddWALSite's archive.
+const oddWALSystem = 7000000000000000009
+
+// oddWALSite returns the archive of site "site" in local storage under
+// dir, the archive both tests below damage: segments 1 to 6 of timeline
+// 1 and backup b1 on segments 2 and 3, of system oddWALSystem.
+func oddWALSite(t *testing.T) (a *archive.Archive, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	a = archivetest.Local(t, dir, "site", &archive.Codec{Compression: compress.Zstd})
+	a.Site = "site"
+	pushSegments(t, a, 1, 1, 6, oddWALSystem)
+	archivetest.PutBackupInfo(t, a, "b1", gapBackup("b1", 1, 2, 3, oddWALSystem))
+	return a, dir
+}
+
 // TestSupervisor_checkWALOddSegment: in local storage, the file of a
 // segment a kept backup's recovery needs is replaced, its .metadata
 // sidecar kept, by something no read returns (a FIFO, a directory, a
@@ -28,12 +44,7 @@ func TestSupervisor_checkWALOddSegment(t *testing.T) {
 	for _, odd := range testio.OddEntries {
 		t.Run(odd.Name, func(t *testing.T) {
 			ctx := context.Background()
-			dir := t.TempDir()
-			a := archivetest.Local(t, dir, "site", &archive.Codec{Compression: compress.Zstd})
-			a.Site = "site"
-			const sys = 7000000000000000009
-			pushSegments(t, a, 1, 1, 6, sys)
-			archivetest.PutBackupInfo(t, a, "b1", gapBackup("b1", 1, 2, 3, sys))
+			a, dir := oddWALSite(t)
 			odd4 := gapSeg(1, 4)
 			key := a.Layout.WALKey(odd4)
 			testio.ReplaceFile(t, filepath.Join(dir, filepath.FromSlash(key)), odd.Make)
@@ -73,13 +84,8 @@ func TestSupervisor_checkWALOddHistory(t *testing.T) {
 	for _, odd := range testio.OddEntries {
 		t.Run(odd.Name, func(t *testing.T) {
 			ctx := context.Background()
-			dir := t.TempDir()
-			a := archivetest.Local(t, dir, "site", &archive.Codec{Compression: compress.Zstd})
-			a.Site = "site"
-			const sys = 7000000000000000009
-			pushSegments(t, a, 1, 1, 6, sys)
-			archivetest.PutBackupInfo(t, a, "b1", gapBackup("b1", 1, 2, 3, sys))
-			archivetest.PushWAL(t, a, "00000002.history", []byte("1\t0/7000000\tno recovery target specified\n"), sys)
+			a, dir := oddWALSite(t)
+			archivetest.PushWAL(t, a, "00000002.history", []byte("1\t0/7000000\tno recovery target specified\n"), oddWALSystem)
 			key := a.Layout.WALKey("00000002.history")
 			testio.ReplaceFile(t, filepath.Join(dir, filepath.FromSlash(key)), odd.Make)
 

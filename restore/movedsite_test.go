@@ -1,17 +1,17 @@
 package restore
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/internal/waltest"
+	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestRun_MovedFromSameLayoutNamesSite: site "new" moved from site "old"
@@ -36,18 +36,9 @@ func TestRun_MovedFromSameLayoutNamesSite(t *testing.T) {
 		{"ControlObject", func(t *testing.T, f *fixture, _ string) string {
 			// Cut short: its tar ends early.
 			key := f.a.Layout.BackupKey(testBackup)
-			rc, obj, err := f.a.Store.Open(context.Background(), key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := f.a.Store.Put(context.Background(), key, bytes.NewReader(data[:len(data)/2]), obj.Metadata); err != nil {
-				t.Fatal(err)
-			}
+			storetest.Rewrite(t, f.a.Store, key, func(data []byte, _ storage.Metadata) []byte {
+				return data[:len(data)/2]
+			})
 			return key
 		}},
 		{"WALChecked", func(t *testing.T, f *fixture, _ string) string {

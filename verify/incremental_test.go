@@ -75,26 +75,30 @@ func TestRun_IncrementalChainTampered(t *testing.T) {
 	}
 }
 
+// takeBackup takes a streamed basebackup of src into a, incremental or
+// full, with a fast checkpoint, not waiting for its WAL to be archived,
+// in chunks of chunkSize bytes (0: basebackup.DefaultChunkSize).
+func takeBackup(ctx context.Context, t testing.TB, src *pgtest.Cluster, a *archive.Archive, chunkSize int64, incremental bool) *archive.BackupInfo {
+	t.Helper()
+	b, err := basebackup.Run(ctx, basebackup.Options{
+		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: chunkSize,
+		Mode: basebackup.ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatalf("basebackup (incremental %v): %v", incremental, err)
+	}
+	return b
+}
+
 func testIncrementalChainTampered(t *testing.T, major int) {
 	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, Conf: map[string]string{"summarize_wal": "on"}})
 	pgtest.Pgbench(t, src, "-i", "-s", "1")
 	a := testArchive(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	take := func(incremental bool) *archive.BackupInfo {
-		t.Helper()
-		b, err := basebackup.Run(ctx, basebackup.Options{
-			ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true,
-			Mode: basebackup.ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-		if err != nil {
-			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
-		}
-		return b
-	}
-	full := take(false)
+	full := takeBackup(ctx, t, src, a, 0, false)
 	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-	inc := take(true)
+	inc := takeBackup(ctx, t, src, a, 0, true)
 	if inc.Parent != full.Name {
 		t.Fatalf("parent of %s: %q, want %s", inc.Name, inc.Parent, full.Name)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/restore"
@@ -38,20 +37,9 @@ func TestRun_IncrementalMovedFromParentCopy(t *testing.T) {
 	old.Site = "old"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	take := func(incremental bool) *archive.BackupInfo {
-		t.Helper()
-		b, err := basebackup.Run(ctx, basebackup.Options{
-			ConnString: src.ConnString("postgres"), Archive: old, Fast: true, NoWait: true,
-			Mode: basebackup.ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-		if err != nil {
-			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
-		}
-		return b
-	}
-	full := take(false)
+	full := takeBackup(ctx, t, src, old, 0, false)
 	src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-	inc := take(true)
+	inc := takeBackup(ctx, t, src, old, 0, true)
 	if inc.Parent != full.Name {
 		t.Fatalf("parent of %s: %q, want %s", inc.Name, inc.Parent, full.Name)
 	}

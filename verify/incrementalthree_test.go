@@ -11,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/basebackup"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/restore"
@@ -44,14 +43,7 @@ func TestRun_IncrementalThreeLevelsMovedFrom(t *testing.T) {
 	take := func(incremental bool) *archive.BackupInfo {
 		t.Helper()
 		src.Exec(t, "update pgbench_accounts set abalance = abalance + 1 where aid % 50 = 0")
-		b, err := basebackup.Run(ctx, basebackup.Options{
-			ConnString: src.ConnString("postgres"), Archive: old, Fast: true, NoWait: true, ChunkSize: 1 << 20,
-			Mode: basebackup.ModeStream, Incremental: incremental, Logger: zerolog.Nop(),
-		})
-		if err != nil {
-			t.Fatalf("basebackup (incremental %v): %v", incremental, err)
-		}
-		return b
+		return takeBackup(ctx, t, src, old, 1<<20, incremental)
 	}
 	f := take(false)
 	i1 := take(true)
