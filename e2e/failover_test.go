@@ -73,19 +73,28 @@ func TestDaemonFailover(t *testing.T) {
 	}
 }
 
-func testDaemonFailover(t *testing.T, major int) {
-	const segSize = 1 << 20
-	primary := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
+// startFailoverSite starts a primary of major with 1 MB segments and 100
+// rows in tl_rows, its streaming standby, and a local site whose daemon
+// streams from the primary through proxy (the virtual IP the failover
+// tests move), and waits for the daemon's first backup.
+func startFailoverSite(t *testing.T, major int) (primary, standby *pgtest.Cluster, proxy *tcpProxy, s *streamSite, d *daemonProc) {
+	t.Helper()
+	primary = pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
 	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
 	primary.Exec(t, "insert into tl_rows select g, 'before-backup' from generate_series(1, 100) g")
-	standby := pgtest.StartColdStandby(t, primary)
-
-	proxy := newTCPProxy(t, net.JoinHostPort(primary.Host, strconv.Itoa(primary.Port)))
-	s := newLocalStreamSite(t)
+	standby = pgtest.StartColdStandby(t, primary)
+	proxy = newTCPProxy(t, net.JoinHostPort(primary.Host, strconv.Itoa(primary.Port)))
+	s = newLocalStreamSite(t)
 	s.use(primary)
 	s.env = append(s.env, "PGPORT="+strconv.Itoa(proxy.port()))
-	d := s.startDaemon()
+	d = s.startDaemon()
 	d.waitFirstBackup(s.name, 2*time.Minute, true)
+	return primary, standby, proxy, s, d
+}
+
+func testDaemonFailover(t *testing.T, major int) {
+	const segSize = 1 << 20
+	primary, standby, proxy, s, d := startFailoverSite(t, major)
 	d.waitFor("WAL streaming from the primary", time.Minute, func() bool {
 		st, ok := d.walStatusOf(s.name)
 		return ok && st.Connected
@@ -217,16 +226,7 @@ func TestDaemonFailoverRecycled(t *testing.T) {
 		t.Skip("e2e: -short")
 	}
 	major := pgtest.DebianMajor
-	primary := pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
-	primary.Exec(t, "create table tl_rows (id int primary key, phase text not null)")
-	primary.Exec(t, "insert into tl_rows select g, 'before-backup' from generate_series(1, 100) g")
-	standby := pgtest.StartColdStandby(t, primary)
-	proxy := newTCPProxy(t, net.JoinHostPort(primary.Host, strconv.Itoa(primary.Port)))
-	s := newLocalStreamSite(t)
-	s.use(primary)
-	s.env = append(s.env, "PGPORT="+strconv.Itoa(proxy.port()))
-	d := s.startDaemon()
-	d.waitFirstBackup(s.name, 2*time.Minute, true)
+	primary, standby, proxy, s, d := startFailoverSite(t, major)
 	primary.Exec(t, "insert into tl_rows select g, 'timeline-1' from generate_series(101, 200) g")
 	d.waitFlushed(s.name, lsnOf(t, primary.QueryString(t, "select pg_current_wal_lsn()::text")), time.Minute)
 	waitReplayed(t, primary, standby)
