@@ -61,8 +61,11 @@
 //     site's WAL receiver stored (walstream.Status.Uploaded), less those
 //     in the spool, show
 //     in hoard_wal_archive_missing_segments and the status's wal_archive,
-//     with a warning naming the first and the backups cut. A check the
-//     storage kept from being made changes neither.
+//     with a warning naming the first and the backups cut; the kept
+//     backups restore refuses for a timeline history file stored damaged
+//     show in hoard_wal_archive_damaged_history_backups and the status's
+//     wal_archive.damaged_history. A check the storage kept from being
+//     made changes none of them.
 //
 // Inactive sites (active: false) get no supervisor: the daemon never
 // writes to or deletes from them.

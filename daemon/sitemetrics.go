@@ -23,6 +23,7 @@ type siteMetrics struct {
 	// walMissing and walCheckFailures are the WAL archive check's
 	// (walgaps.go).
 	walMissing            *metrics.Gauge
+	walDamagedHistory     *metrics.Gauge
 	walCheckFailures      *metrics.Counter
 	uploads, uploadErrors *metrics.Counter
 	lastUpload            *metrics.Gauge
@@ -65,6 +66,11 @@ const (
 	// MetricWALArchiveMissing is the segments of the kept backups' WAL
 	// the last WAL archive check found missing (walgaps.go).
 	MetricWALArchiveMissing = "hoard_wal_archive_missing_segments"
+	// MetricWALArchiveDamagedHistory is the kept backups hoard restore
+	// refuses, as the last WAL archive check found, because a timeline
+	// history file PostgreSQL asks for while it recovers them is stored
+	// damaged (walGaps.Refused).
+	MetricWALArchiveDamagedHistory = "hoard_wal_archive_damaged_history_backups"
 	// MetricWALArchiveCheckFailures counts the WAL archive checks not
 	// made: the storage failed, or the archive could not be read.
 	MetricWALArchiveCheckFailures = "hoard_wal_archive_check_failures_total"
@@ -124,8 +130,9 @@ var walStreamingMetrics = []string{
 // (newSupervisor registers the others again, at zero): a site that no
 // longer streams WAL loses its receiver's series, which kept their last
 // values (hoard_wal_connected 1 on a site no longer streamed), and an
-// inactive one its hoard_site_running and
-// hoard_wal_archive_missing_segments. The upload counters stay: what
+// inactive one its hoard_site_running,
+// hoard_wal_archive_missing_segments and
+// hoard_wal_archive_damaged_history_backups. The upload counters stay: what
 // they counted happened.
 func forgetSiteMetrics(m *metrics.Registry, prev, next Site) {
 	l := map[string]string{"site": next.Name}
@@ -137,8 +144,10 @@ func forgetSiteMetrics(m *metrics.Registry, prev, next Site) {
 	if !next.Active {
 		m.Remove(MetricSiteRunning, l)
 		// No WAL archive check runs for it any more: a last value
-		// above 0 would keep HoardWALArchiveGap firing for good.
+		// above 0 would keep HoardWALArchiveGap (or
+		// HoardTimelineHistoryDamaged) firing for good.
 		m.Remove(MetricWALArchiveMissing, l)
+		m.Remove(MetricWALArchiveDamagedHistory, l)
 	}
 }
 
@@ -164,6 +173,8 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 			"1 while the last hole check at resume could not read a stored segment's first page, so whether WAL before the resume point is missing is not known (0: decided).", l),
 		walMissing: m.Gauge(MetricWALArchiveMissing,
 			"WAL segments the last check found missing from the archive between a kept basebackup's start and stored WAL after them, those stored damaged (no read returns them) included (0: none); run hoard verify.", l),
+		walDamagedHistory: m.Gauge(MetricWALArchiveDamagedHistory,
+			"Kept basebackups hoard restore refuses, as the last check found, because a timeline history file PostgreSQL asks for while it recovers them is stored damaged (no read returns it; wal_archive.damaged_history in /status names it) (0: none); store a good copy.", l),
 		walCheckFailures: m.Counter(MetricWALArchiveCheckFailures,
 			"WAL archive checks not made (the storage failed, or the archive could not be read): the missing segment count stays as the last check left it.", l),
 

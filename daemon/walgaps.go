@@ -378,9 +378,10 @@ func (s *supervisor) walChecks(ctx context.Context, arch *archive.Archive) error
 
 // checkWAL checks once that the WAL of the site's kept backups is
 // stored (findWALGaps) and records the result: the missing segments in
-// MetricWALArchiveMissing and the status (wal_archive), with a warning
-// when they change. A check the storage (or anything else) kept from
-// being made leaves both as the last check left them: it is counted in
+// MetricWALArchiveMissing, the backups a timeline history file stored
+// damaged makes restore refuse in MetricWALArchiveDamagedHistory, and
+// both in the status (wal_archive), with a warning when they change. A check the storage (or anything else) kept from
+// being made leaves them as the last check left them: it is counted in
 // MetricWALArchiveCheckFailures, logged and shown as wal_archive.last_error.
 func (s *supervisor) checkWAL(ctx context.Context, arch *archive.Archive) {
 	// Read before the listing: what it says was stored before the
@@ -405,6 +406,7 @@ func (s *supervisor) checkWAL(ctx context.Context, arch *archive.Archive) {
 		return
 	}
 	s.m.walMissing.Set(float64(len(g.Missing)))
+	s.m.walDamagedHistory.Set(float64(len(g.Refused)))
 	var first string
 	if len(g.Missing) > 0 {
 		first = g.Missing[0]

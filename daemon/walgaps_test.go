@@ -521,30 +521,38 @@ func TestRun_WALArchiveGapMovedFrom(t *testing.T) {
 }
 
 // TestForgetSiteMetrics_WALArchiveMissing: a reload that makes a site
-// inactive takes away its hoard_wal_archive_missing_segments, as a
+// inactive takes away its hoard_wal_archive_missing_segments (and
+// hoard_wal_archive_damaged_history_backups), as a
 // daemon started so would not have it: no check runs for the site any
 // more, and a last value above 0 would keep HoardWALArchiveGap firing
 // for good. A site that stays active keeps it.
 func TestForgetSiteMetrics_WALArchiveMissing(t *testing.T) {
 	m := metrics.New(nil)
 	site := Site{Name: "s", Active: true, WAL: WALArchiveCommand}
-	newSiteMetrics(m, "s").walMissing.Set(3)
-	has := func() bool {
+	sm := newSiteMetrics(m, "s")
+	sm.walMissing.Set(3)
+	sm.walDamagedHistory.Set(1)
+	has := func(name string) bool {
 		var b strings.Builder
 		if err := m.WritePrometheus(&b); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(b.String(), MetricWALArchiveMissing+`{site="s"}`)
+		return strings.Contains(b.String(), name+`{site="s"}`)
 	}
+	names := []string{MetricWALArchiveMissing, MetricWALArchiveDamagedHistory}
 	forgetSiteMetrics(m, site, site)
-	if !has() {
-		t.Fatalf("%s gone after a reload that keeps the site active", MetricWALArchiveMissing)
+	for _, n := range names {
+		if !has(n) {
+			t.Fatalf("%s gone after a reload that keeps the site active", n)
+		}
 	}
 	inactive := site
 	inactive.Active = false
 	forgetSiteMetrics(m, site, inactive)
-	if has() {
-		t.Errorf("%s still exported after a reload that made the site inactive", MetricWALArchiveMissing)
+	for _, n := range names {
+		if has(n) {
+			t.Errorf("%s still exported after a reload that made the site inactive", n)
+		}
 	}
 }
 

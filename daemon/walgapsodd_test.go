@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/testio"
+	"github.com/hoardbackup/hoard/metrics"
 )
 
 // oddWALSystem is the system identifier of oddWALSite's archive.
@@ -108,4 +110,58 @@ func TestSupervisor_checkWALOddHistory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSupervisor_checkWALOddHistoryMetric: a timeline history file stored
+// damaged that makes hoard restore refuse kept backups was only in
+// /status and a warning: no metric, so no alert rule could page anyone.
+// The check sets MetricWALArchiveDamagedHistory to the backups refused,
+// and back to 0 once a good copy is stored.
+func TestSupervisor_checkWALOddHistoryMetric(t *testing.T) {
+	ctx := context.Background()
+	a, dir := oddWALSite(t)
+	archivetest.PushWAL(t, a, "00000002.history", []byte("1\t0/7000000\tno recovery target specified\n"), oddWALSystem)
+	p := filepath.Join(dir, filepath.FromSlash(a.Layout.WALKey("00000002.history")))
+	good, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testio.ReplaceFile(t, p, testio.OddEntries[0].Make)
+
+	d := testDaemon(t)
+	sup := newSupervisor(d, Site{Name: "site", Active: true, WAL: WALArchiveCommand})
+	sup.checkWAL(ctx, a)
+	if got, want := registryValue(t, d.metrics, MetricWALArchiveDamagedHistory, `site="site"`), "1"; got != want {
+		t.Errorf("%s = %q with timeline 2's history a %s refusing b1, want %s", MetricWALArchiveDamagedHistory, got, testio.OddEntries[0].Name, want)
+	}
+	if got := registryValue(t, d.metrics, MetricWALArchiveMissing, `site="site"`); got != "0" {
+		t.Errorf("%s = %q, want 0 (no segment is missing)", MetricWALArchiveMissing, got)
+	}
+
+	if err := os.RemoveAll(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sup.checkWAL(ctx, a)
+	if got, want := registryValue(t, d.metrics, MetricWALArchiveDamagedHistory, `site="site"`), "0"; got != want {
+		t.Errorf("%s = %q once a good copy is stored, want %s", MetricWALArchiveDamagedHistory, got, want)
+	}
+}
+
+// registryValue returns the value of the series name{labels} in m's
+// Prometheus text, "" when m has none.
+func registryValue(t *testing.T, m *metrics.Registry, name, labels string) string {
+	t.Helper()
+	var b strings.Builder
+	if err := m.WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, name+"{"+labels+"} "); ok {
+			return v
+		}
+	}
+	return ""
 }
