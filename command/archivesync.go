@@ -48,7 +48,12 @@ a new backup would not hasten: it exits 1 saying so, and takes none). After a ne
 asks the server again and stores the new backup's WAL from pg_wal, then checks the new
 backup's WAL instead: a primary's backup ends with a WAL switch, so its WAL is all stored; a
 standby's ends in the segment its primary is writing, which a later run stores once the
-primary has finished it: it exits 1 saying so, without waiting for it.
+primary has finished it: it exits 1 saying so, without waiting for it. A timeline history
+file stored damaged (in local storage, a FIFO, a socket or a directory under its name) that
+PostgreSQL asks for while it recovers the backup checked makes hoard restore refuse it,
+whatever its WAL: it exits 1 naming the file (damaged_history with --json), as hoard check
+does, and takes no new basebackup for it (the file would stop that backup's recovery too):
+move it away and store a good copy.
 
 The WAL it stores records pg-version as wal-push does: the site's pg_version when set, else
 the server_version_num of the site's first node when that node is the cluster of
@@ -56,7 +61,8 @@ pg_data_directory (from the same one short connection), else the major version.
 
 EXIT STATUS: 0 the archive is continuous (after a new basebackup, from that backup's start) and
 no hash differs; 1 a gap remains (a standby's new basebackup still needs the segment its
-primary is writing), a hash differs, or storing failed; 2 bad flags or configuration; 130
+primary is writing), a timeline history file the backup's recovery asks for is stored
+damaged, a hash differs, or storing failed; 2 bad flags or configuration; 130
 interrupted.`,
 		Flags: []cli.Flag{
 			allowRootFlag,
@@ -211,12 +217,27 @@ func runArchiveSync(c *cli.Context) error {
 				" ("+gapAdvice(chain.Gaps, res.InProgress, res.Flushed)+")")
 		}
 	}
+	// Whatever its WAL, hoard restore refuses the backup checked when
+	// PostgreSQL asks for a timeline history file stored damaged while
+	// it recovers it (hoard check fails on it too: checkChain). No new
+	// basebackup is taken for it: the file stays in the way of the
+	// new backup's recovery as well, until someone moves it away.
+	refused := ""
+	if chain != nil && chain.DamagedHistory != nil {
+		checked := newBackup
+		if checked == "" {
+			checked = res.Backup.Name
+		}
+		refused = fmt.Sprintf("backup %s is not restorable: %v", checked, chain.DamagedHistory)
+		failures = append(failures, refused)
+	}
 	if c.Bool("json") {
 		out := struct {
 			*archive.SyncResult
-			Gaps       []verify.Gap `json:"wal_gaps"`
-			Continuous *bool        `json:"continuous"`
-			NewBackup  string       `json:"new_basebackup,omitempty"`
+			Gaps           []verify.Gap `json:"wal_gaps"`
+			Continuous     *bool        `json:"continuous"`
+			DamagedHistory string       `json:"damaged_history,omitempty"`
+			NewBackup      string       `json:"new_basebackup,omitempty"`
 		}{SyncResult: res, Gaps: []verify.Gap{}, NewBackup: newBackup}
 		if chain != nil {
 			v := chain.Continuous()
@@ -224,12 +245,18 @@ func runArchiveSync(c *cli.Context) error {
 			if len(chain.Gaps) > 0 {
 				out.Gaps = chain.Gaps
 			}
+			if chain.DamagedHistory != nil {
+				out.DamagedHistory = chain.DamagedHistory.Error()
+			}
 		}
 		if err := writeJSON(c.App.Writer, out); err != nil {
 			return err
 		}
 	} else {
 		writeSyncResult(c.App.Writer, res, chain, newBackup)
+		if refused != "" {
+			printf(c.App.Writer, "%s\n", refused)
+		}
 	}
 	if len(failures) > 0 {
 		return &exitError{code: ExitFailure, err: fmt.Errorf("archive-sync: %s", strings.Join(failures, "; "))}

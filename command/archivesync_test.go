@@ -137,6 +137,9 @@ type syncOutput struct {
 	Flushed    string   `json:"server_flushed_lsn"`
 	Continuous *bool    `json:"continuous"`
 	NewBackup  string   `json:"new_basebackup"`
+	// DamagedHistory is the refusal for a timeline history file stored
+	// damaged, when there is one.
+	DamagedHistory string `json:"damaged_history"`
 	// Gaps is wal_gaps as printed.
 	Gaps json.RawMessage `json:"wal_gaps"`
 }
@@ -440,5 +443,28 @@ func TestGapAdvice_Flushed(t *testing.T) {
 	got = gapAdvice([]verify.Gap{{First: before, Last: cur, Count: 3}}, cur, "0/700100")
 	if !strings.Contains(got, "the server is writing") || !strings.Contains(got, "take a new basebackup") {
 		t.Errorf("advice for a gap from before the segment being written %q", got)
+	}
+}
+
+// archive-sync's check after the sync followed the WAL below a timeline
+// history file stored damaged (in local storage, a FIFO under
+// 00000002.history) as if it were absent, and exited 0, the archive
+// continuous, while hoard restore refuses every restore of the backup
+// (PostgreSQL's latest probe asks for the file, wal-fetch fails on it).
+// It exits 1 naming the file, as hoard check does.
+func TestArchiveSync_ErrDamagedHistory(t *testing.T) {
+	cfg := gapSiteConfig(t, 3, 4, 5)
+	a := archivetest.Local(t, filepath.Join(filepath.Dir(cfg), "store"), "s", &archive.Codec{})
+	archivetest.PushWAL(t, a, "00000002.history", []byte("1\t0/7000000\tno recovery target specified\n"), 7123456789012345678)
+	key := a.Layout.WALKey("00000002.history")
+	testio.ReplaceFile(t, filepath.Join(filepath.Dir(cfg), "store", filepath.FromSlash(key)), testio.OddEntries[0].Make)
+
+	code, msg := runErr(t, "archive-sync", "--allow-root", "--config", cfg)
+	if code != ExitFailure || !strings.Contains(msg, key+" is stored damaged") || !strings.Contains(msg, "not restorable") {
+		t.Errorf("archive-sync with %s a FIFO: exit %d, %q; want exit %d saying the backup is not restorable, naming %s as stored damaged", key, code, msg, ExitFailure, key)
+	}
+	code, res, msg, _ := runSync(t, cfg)
+	if code != ExitFailure || !strings.Contains(msg, key+" is stored damaged") || !strings.Contains(res.DamagedHistory, key+" is stored damaged") {
+		t.Errorf("archive-sync --json with %s a FIFO: exit %d, %q, damaged_history %q; want exit %d naming it", key, code, msg, res.DamagedHistory, ExitFailure)
 	}
 }
