@@ -160,16 +160,19 @@ func readChain(ctx context.Context, a *archive.Archive, sound []*archive.BackupI
 	// backup's is, a parent's breaks the chain. pgmPass, first, tells it
 	// from the store's errors.
 	last := len(levels) - 1
+	// Each names the site holding the level (Archive.InSite), whose
+	// key another storage's copy can share.
 	levelErr := func(i int, err error) error {
+		name, in := levels[i].info.Name, a.InSite(levels[i].src)
 		switch {
 		case i < last && damaged(ctx, err):
-			return fmt.Errorf("backup %s is in the chain of backup %s: %w: %w", levels[i].info.Name, b.Name, ErrBrokenChain, err)
+			return fmt.Errorf("backup %s%s is in the chain of backup %s: %w: %w", name, in, b.Name, ErrBrokenChain, err)
 		case i < last:
 			// The store or the network, not the parent: a retry may
 			// mend it (see damaged).
-			return fmt.Errorf("backup %s is in the chain of backup %s: %w", levels[i].info.Name, b.Name, err)
+			return fmt.Errorf("backup %s%s is in the chain of backup %s: %w", name, in, b.Name, err)
 		}
-		return fmt.Errorf("backup %s: %w", levels[i].info.Name, err)
+		return fmt.Errorf("backup %s%s: %w", name, in, err)
 	}
 	for i, lv := range levels {
 		pm, err := lv.pass.levelResult(lv.info, lv.ctrl, true)

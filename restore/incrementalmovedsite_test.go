@@ -19,7 +19,7 @@ import (
 // keeps the keys). The incremental backup is copied into the new site,
 // its parent is in the old site only, and the parent's control object
 // there is damaged: cut short, replaced by the child's (another start),
-// or its metadata does not parse. Restore of the child names the control object's key, which the
+// or its metadata does not parse, or it holds no backup_manifest. Restore of the child names the control object's key, which the
 // new site's storage could hold as well, without the site: the operator
 // cannot tell which copy to fix. The error must name site old.
 func TestRun_IncrementalParentMovedSiteNamed(t *testing.T) {
@@ -55,6 +55,11 @@ func TestRun_IncrementalParentMovedSiteNamed(t *testing.T) {
 			if err := old.Store.Put(context.Background(), pst.ControlKey, bytes.NewReader(body), md); err != nil {
 				t.Fatal(err)
 			}
+		}},
+		// The parent's backup_manifest checks (levelErr) named the
+		// parent's key alone.
+		{"NoPGManifest", func(t *testing.T, old *archive.Archive, pst, _ hostile.Stored) {
+			rewriteControl(t, old, pst.ControlKey, dropMember(archive.ControlPGManifest))
 		}},
 	}
 	for _, tc := range cases {
