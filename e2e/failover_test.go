@@ -93,7 +93,6 @@ func startFailoverSite(t *testing.T, major int) (primary, standby *pgtest.Cluste
 }
 
 func testDaemonFailover(t *testing.T, major int) {
-	const segSize = 1 << 20
 	primary, standby, proxy, s, d := startFailoverSite(t, major)
 	d.waitFor("WAL streaming from the primary", time.Minute, func() bool {
 		st, ok := d.walStatusOf(s.name)
@@ -133,29 +132,7 @@ func testDaemonFailover(t *testing.T, major int) {
 		t.Fatalf("segment %s after the promotion, want timeline 2", seg2)
 	}
 
-	// What the archive holds of the switch.
-	d.waitFor("00000002.history stored", time.Minute, func() bool { return s.storedHistory("00000002.history") })
-	content, err := os.ReadFile(filepath.Join(standby.DataDir, "pg_wal", "00000002.history"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := wal.ParseHistory(2, content)
-	if err != nil {
-		t.Fatal(err)
-	}
-	end, _, ok := h.Switch(1)
-	if !ok {
-		t.Fatalf("00000002.history %q: no switch from timeline 1", content)
-	}
-	last1 := wal.SegmentOf(1, end, segSize).Name(segSize)
-	d.waitFor("timeline 1's last segment "+last1+".partial stored", time.Minute, func() bool { return s.stored(last1 + ".partial") })
-	if s.stored(last1) {
-		t.Errorf("timeline 1's last segment %s is stored as complete; it ends at the switch %s", last1, end)
-	}
-	st, _ := d.walStatusOf(s.name)
-	if len(st.Holes) != 0 || st.LastError != "" {
-		t.Errorf("/status wal after the failover: holes %v, last_error %q; want none", st.Holes, st.LastError)
-	}
+	s.checkSwitchStored(d, standby)
 
 	// A backup on timeline 2, asked of the running daemon.
 	s.mustHoard("basebackup", "--wait")
@@ -306,5 +283,36 @@ func TestDaemonFailoverRecycled(t *testing.T) {
 	c.WaitRecoveryDone(t, time.Minute)
 	if got := rowsOf(t, c); got != want {
 		t.Errorf("latest restore has\n%.100s\nthe promoted server has\n%.100s", got, want)
+	}
+}
+
+// checkSwitchStored waits until the daemon stored what the archive must
+// hold of promoted's switch from timeline 1 to 2: 00000002.history and
+// timeline 1's last segment as .partial (not as complete), and checks that
+// /status reports no hole and no error.
+func (s *streamSite) checkSwitchStored(d *daemonProc, promoted *pgtest.Cluster) {
+	s.t.Helper()
+	const segSize = 1 << 20
+	d.waitFor("00000002.history stored", time.Minute, func() bool { return s.storedHistory("00000002.history") })
+	content, err := os.ReadFile(filepath.Join(promoted.DataDir, "pg_wal", "00000002.history"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	h, err := wal.ParseHistory(2, content)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	end, _, ok := h.Switch(1)
+	if !ok {
+		s.t.Fatalf("00000002.history %q: no switch from timeline 1", content)
+	}
+	last1 := wal.SegmentOf(1, end, segSize).Name(segSize)
+	d.waitFor("timeline 1's last segment "+last1+".partial stored", time.Minute, func() bool { return s.stored(last1 + ".partial") })
+	if s.stored(last1) {
+		s.t.Errorf("timeline 1's last segment %s is stored as complete; it ends at the switch %s", last1, end)
+	}
+	st, _ := d.walStatusOf(s.name)
+	if len(st.Holes) != 0 || st.LastError != "" {
+		s.t.Errorf("/status wal after the failover: holes %v, last_error %q; want none", st.Holes, st.LastError)
 	}
 }
