@@ -135,11 +135,7 @@ func testDaemonFailover(t *testing.T, major int) {
 	s.checkSwitchStored(d, standby)
 
 	// A backup on timeline 2, asked of the running daemon.
-	s.mustHoard("basebackup", "--wait")
-	after := s.listBackups()
-	if len(after) != len(before)+1 || !strings.HasPrefix(after[len(after)-1].StartWALSegment, "00000002") {
-		t.Fatalf("backups after the failover %+v, want one more, starting on timeline 2", after)
-	}
+	s.backupOnTimeline2(t, before, "failover")
 	seg2 = s.switchAndWaitStored(d, standby, time.Minute)
 	want := rowsOf(t, standby)
 	if !strings.HasPrefix(want, "400 rows: ") {
@@ -161,18 +157,12 @@ func testDaemonFailover(t *testing.T, major int) {
 	}
 
 	// The latest: the backup taken on timeline 2 and its WAL.
-	target := filepath.Join(pgtest.TempDir(t), "latest")
-	s.mustHoard("restore", "--target-dir", target)
-	c := pgtest.StartDataDir(t, major, target, noArchiving)
-	c.WaitRecoveryDone(t, time.Minute)
-	if got := rowsOf(t, c); got != want {
-		t.Errorf("latest restore has\n%.100s\nthe promoted server has\n%.100s", got, want)
-	}
+	_, c := s.restoreLatest(t, major, want, "the promoted server")
 	c.Stop(t)
 
 	// Between the two batches of timeline 2: the backup taken on timeline
 	// 1, recovery crossing the switch.
-	target = filepath.Join(pgtest.TempDir(t), "between")
+	target := filepath.Join(pgtest.TempDir(t), "between")
 	out := s.mustHoard("restore", "--target-dir", target, "--target-time", between)
 	if !strings.Contains(out, before[len(before)-1].Name) {
 		t.Errorf("restore --target-time %s does not name the backup taken before the failover, %s:\n%s", between, before[len(before)-1].Name, out)
@@ -277,13 +267,36 @@ func TestDaemonFailoverRecycled(t *testing.T) {
 		t.Errorf("hoard verify after the hole: exit %d, want 1 naming %s\n%s%s", code, hole, out, errOut)
 	}
 
+	s.restoreLatest(t, major, want, "the promoted server")
+}
+
+// backupOnTimeline2 asks the running daemon for a backup (hoard
+// basebackup --wait) after the switch to timeline 2 (what: the failover
+// or the switchover) and returns the backups then stored: one more than
+// before, the new one starting on timeline 2.
+func (s *streamSite) backupOnTimeline2(t *testing.T, before []backupJSON, what string) []backupJSON {
+	t.Helper()
+	s.mustHoard("basebackup", "--wait")
+	after := s.listBackups()
+	if len(after) != len(before)+1 || !strings.HasPrefix(after[len(after)-1].StartWALSegment, "00000002") {
+		t.Fatalf("backups after the %s %+v, want one more, starting on timeline 2", what, after)
+	}
+	return after
+}
+
+// restoreLatest restores the site's latest backup into a new directory,
+// starts it and checks it has want, the rows of the server called what;
+// it returns restore's output and the started cluster.
+func (s *streamSite) restoreLatest(t *testing.T, major int, want, what string) (string, *pgtest.Cluster) {
+	t.Helper()
 	target := filepath.Join(pgtest.TempDir(t), "latest")
-	s.mustHoard("restore", "--target-dir", target)
+	out := s.mustHoard("restore", "--target-dir", target)
 	c := pgtest.StartDataDir(t, major, target, noArchiving)
 	c.WaitRecoveryDone(t, time.Minute)
 	if got := rowsOf(t, c); got != want {
-		t.Errorf("latest restore has\n%.100s\nthe promoted server has\n%.100s", got, want)
+		t.Errorf("latest restore has\n%.100s\n%s has\n%.100s", got, what, want)
 	}
+	return out, c
 }
 
 // checkSwitchStored waits until the daemon stored what the archive must

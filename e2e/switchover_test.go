@@ -81,11 +81,7 @@ func testDaemonSwitchover(t *testing.T, major int) {
 	s.checkSwitchStored(d, b)
 
 	// A backup of A as a standby, asked of the running daemon.
-	s.mustHoard("basebackup", "--wait")
-	after := s.listBackups()
-	if len(after) != len(before)+1 || !strings.HasPrefix(after[len(after)-1].StartWALSegment, "00000002") {
-		t.Fatalf("backups after the switchover %+v, want one more, starting on timeline 2", after)
-	}
+	after := s.backupOnTimeline2(t, before, "switchover")
 
 	// The operator moves the address to B: the daemon's slot on A stays
 	// behind, a new one is created on B.
@@ -122,13 +118,7 @@ func testDaemonSwitchover(t *testing.T, major int) {
 	if rep := s.verifyReach(); rep.WALEnd == nil || rep.WALEnd.File[:24] < seg {
 		t.Errorf("verify --json wal_end %+v, want %s or after", rep.WALEnd, seg)
 	}
-	target := filepath.Join(pgtest.TempDir(t), "latest")
-	if out := s.mustHoard("restore", "--target-dir", target); !strings.Contains(out, after[len(after)-1].Name) {
+	if out, _ := s.restoreLatest(t, major, want, "B"); !strings.Contains(out, after[len(after)-1].Name) {
 		t.Errorf("the latest restore does not name the backup of A as a standby, %s:\n%s", after[len(after)-1].Name, out)
-	}
-	c := pgtest.StartDataDir(t, major, target, noArchiving)
-	c.WaitRecoveryDone(t, time.Minute)
-	if got := rowsOf(t, c); got != want {
-		t.Errorf("latest restore has\n%.100s\nB has\n%.100s", got, want)
 	}
 }
