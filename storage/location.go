@@ -347,20 +347,9 @@ func (c Config) where() (server at, prefix string) {
 // endpoint type is left out: public, internal and admin URLs reach one
 // cluster. ok false when auth_url names no host.
 func swiftWhere(c Config) (at, bool) {
-	u, err := url.Parse(c.AuthURL)
-	if err != nil || u.Hostname() == "" {
+	u, port, ok := serverURL(c.AuthURL)
+	if !ok {
 		return at{}, false
-	}
-	port := u.Port()
-	if port == "" {
-		switch strings.ToLower(u.Scheme) {
-		case "http":
-			port = "80"
-		case "https":
-			port = "443"
-		default:
-			return at{}, false
-		}
 	}
 	s := at{kind: "swift", host: hostName(u.Hostname()), port: port, rest: fmt.Sprintf("container=%q", c.ContainerName), region: c.RegionName}
 	version, _ := swiftAuthVersion(c.AuthVersion)
@@ -456,22 +445,33 @@ func s3Endpoint(ep, bucket string, disableHTTPS bool) (at, bool) {
 		}
 		ep = scheme + "://" + ep
 	}
-	e, err := url.Parse(ep)
-	if err != nil || e.Hostname() == "" || strings.Trim(e.Path, "/") != "" {
+	e, port, ok := serverURL(ep)
+	if !ok || strings.Trim(e.Path, "/") != "" {
 		return at{}, false
 	}
-	port := e.Port()
+	return s3Server(e.Hostname(), port, bucket), true
+}
+
+// serverURL parses raw, a server's http or https URL, and returns it with
+// its port (the scheme's default when none is written); ok false when
+// raw does not parse, names no host or has another scheme without a port.
+func serverURL(raw string) (*url.URL, string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return nil, "", false
+	}
+	port := u.Port()
 	if port == "" {
-		switch strings.ToLower(e.Scheme) {
+		switch strings.ToLower(u.Scheme) {
 		case "http":
 			port = "80"
 		case "https":
 			port = "443"
 		default:
-			return at{}, false
+			return nil, "", false
 		}
 	}
-	return s3Server(e.Hostname(), port, bucket), true
+	return u, port, true
 }
 
 // urlWhere is Where for the gocloud URLs it knows: file://, s3://, gs://
@@ -523,20 +523,9 @@ func urlWhere(raw string) (server at, prefix string, ok bool) {
 // and the container, both in lower case as Azure names them; ok false
 // when svc names no host or account.
 func azureWhere(svc, account, container string) (at, bool) {
-	u, err := url.Parse(svc)
-	if err != nil || u.Hostname() == "" {
+	u, port, ok := serverURL(svc)
+	if !ok {
 		return at{}, false
-	}
-	port := u.Port()
-	if port == "" {
-		switch strings.ToLower(u.Scheme) {
-		case "http":
-			port = "80"
-		case "https":
-			port = "443"
-		default:
-			return at{}, false
-		}
 	}
 	if a, _, _ := strings.Cut(strings.Trim(u.Path, "/"), "/"); a != "" {
 		account = a
