@@ -76,7 +76,8 @@ func TestDaemonFailover(t *testing.T) {
 // startFailoverSite starts a primary of major with 1 MB segments and 100
 // rows in tl_rows, its streaming standby, and a local site whose daemon
 // streams from the primary through proxy (the virtual IP the failover
-// tests move), and waits for the daemon's first backup.
+// tests move), and waits for the daemon's first backup and for its WAL
+// streaming.
 func startFailoverSite(t *testing.T, major int) (primary, standby *pgtest.Cluster, proxy *tcpProxy, s *streamSite, d *daemonProc) {
 	t.Helper()
 	primary = pgtest.Start(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
@@ -89,15 +90,15 @@ func startFailoverSite(t *testing.T, major int) (primary, standby *pgtest.Cluste
 	s.env = append(s.env, "PGPORT="+strconv.Itoa(proxy.port()))
 	d = s.startDaemon()
 	d.waitFirstBackup(s.name, 2*time.Minute, true)
+	d.waitFor("WAL streaming from the primary", time.Minute, func() bool {
+		st, ok := d.walStatusOf(s.name)
+		return ok && st.Connected
+	})
 	return primary, standby, proxy, s, d
 }
 
 func testDaemonFailover(t *testing.T, major int) {
 	primary, standby, proxy, s, d := startFailoverSite(t, major)
-	d.waitFor("WAL streaming from the primary", time.Minute, func() bool {
-		st, ok := d.walStatusOf(s.name)
-		return ok && st.Connected
-	})
 	before := s.listBackups()
 
 	// Timeline 1: rows the daemon acknowledged to the primary, the last
