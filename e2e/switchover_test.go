@@ -89,10 +89,9 @@ func testDaemonSwitchover(t *testing.T, major int) {
 			b.QueryString(t, "select count(*)::text from pg_replication_slots where slot_name = 'hoard_e2e' and active") == "1"
 	})
 	seg = s.switchAndWaitStored(d, b, time.Minute)
-	// The cut connection's error stays in last_error (kept after
-	// recovery, by design); a hole would show.
-	if st, _ := d.walStatusOf(s.name); len(st.Holes) != 0 {
-		t.Errorf("/status wal after the address moved to B: holes %v, want none", st.Holes)
+	// Streaming again: the cut connection's error no longer holds.
+	if st, _ := d.walStatusOf(s.name); len(st.Holes) != 0 || st.LastError != "" {
+		t.Errorf("/status wal after the address moved to B: holes %v, last_error %q; want none", st.Holes, st.LastError)
 	}
 	// The slot on A is left behind, inactive, holding A's WAL from its
 	// restart_lsn on until someone drops it.

@@ -35,7 +35,10 @@
 // errors that reconnecting cannot fix stop Run: the server is not the one
 // the spool came from (segment size, timeline history, a system
 // identifier whose WAL lies before the spool's), or it no longer has the
-// WAL the spool needs (ErrWALRemoved).
+// WAL the spool needs (ErrWALRemoved). Status.LastError shows an error
+// only while it holds: a connection or stream error until the server
+// accepts START_REPLICATION again, an upload error until an upload
+// succeeds; the log has every one.
 //
 // A server of another database system whose WAL lies beyond the spool's
 // is the node's cluster replaced in place, as pg_upgrade does

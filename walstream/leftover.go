@@ -88,7 +88,7 @@ func (r *Receiver) queueSpool(c spoolContents) {
 		if err := r.finishPartial(name); err != nil {
 			r.log.Error().Err(err).Str(logSegment, name).
 				Msg("cannot read the last segment of an ended timeline in the spool; it is stored once a session starts")
-			r.setError(err)
+			r.setError(errStream, err)
 		}
 	}
 }
@@ -214,7 +214,7 @@ func (r *Receiver) completeBelow(names []string) {
 		if err != nil {
 			r.log.Error().Err(err).Str(logSegment, name).
 				Msg("a full segment an earlier version left as .partial is not whole; it stays in the spool and is streamed again once the server answers")
-			r.setError(err)
+			r.setError(errStream, err)
 			continue
 		}
 		r.log.Warn().Str(logSegment, name[:24]).Msg("a full segment was left as .partial; completed it")
@@ -284,7 +284,7 @@ func (r *Receiver) storeLeftover(name string, cause error) {
 	case err != nil:
 		r.log.Error().Err(err).Str(logSegment, name).
 			Msg("cannot read the segment in progress an earlier run left; it is stored once the server streams it again")
-		r.setError(err)
+		r.setError(errStream, err)
 		return
 	case n == 0:
 		return

@@ -176,11 +176,15 @@ type Status struct {
 	// (the receiver held the slot) in this Run, and stays set.
 	Streamed bool
 	Paused   bool // receiving is paused: the spool is (nearly) full
-	// LastError is the last error seen (connection, stream or upload);
-	// it is kept after recovery, with its time. LastErr is the error
-	// itself, for errors.Is: a connection refused for its credentials
-	// wraps replication.ErrAuthentication, one refused by pg_hba.conf or
-	// for a role without REPLICATION replication.ErrNotPermitted.
+	// LastError is the newest error that still holds, at LastErrorAt:
+	// a connection or stream error (or a spool file an earlier run left
+	// that could not be read) until the server accepts START_REPLICATION
+	// again, an upload error until an upload succeeds; "" when none
+	// holds. Every error is also logged when it happens. LastErr is the
+	// error itself, for errors.Is: a connection refused for its
+	// credentials wraps replication.ErrAuthentication, one refused by
+	// pg_hba.conf or for a role without REPLICATION
+	// replication.ErrNotPermitted.
 	LastError   string
 	LastErr     error
 	LastErrorAt time.Time
@@ -215,6 +219,9 @@ type Receiver struct {
 
 	mu     sync.Mutex
 	status Status
+	// errs are the last errors of each source that still hold (zero
+	// when none); status.LastError is the newest of them.
+	errs [errSources]heldError
 	// arrivals records when the WAL after status.Stored arrived, oldest
 	// first, for Status.UnstoredSince.
 	arrivals []arrival
@@ -435,13 +442,63 @@ func (r *Receiver) update(fn func(*Status)) {
 	r.mu.Unlock()
 }
 
-// setError records err as the last error.
-func (r *Receiver) setError(err error) {
-	r.update(func(s *Status) {
-		s.LastError = err.Error()
-		s.LastErr = err
-		s.LastErrorAt = time.Now()
-	})
+// errSource is what an error in Status.LastError came from, and so what
+// clears it when it works again.
+type errSource int
+
+const (
+	// errStream is the connection, the stream, or a spool file an
+	// earlier run left: cleared when the server accepts
+	// START_REPLICATION.
+	errStream errSource = iota
+	// errUpload is an upload: cleared when an upload succeeds.
+	errUpload
+	errSources
+)
+
+// heldError is an error that still holds and when it happened.
+type heldError struct {
+	err error
+	at  time.Time
+}
+
+// setError records err from src as an error that holds until src works
+// again (clearError).
+func (r *Receiver) setError(src errSource, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.setErrorLocked(src, err)
+}
+
+// setErrorLocked is setError for a caller holding r.mu.
+func (r *Receiver) setErrorLocked(src errSource, err error) {
+	r.errs[src] = heldError{err: err, at: time.Now()}
+	r.showErrorLocked()
+}
+
+// clearError records that src works again: its error no longer holds.
+// Caller holds r.mu.
+func (r *Receiver) clearErrorLocked(src errSource) {
+	if r.errs[src].err == nil {
+		return
+	}
+	r.errs[src] = heldError{}
+	r.showErrorLocked()
+}
+
+// showErrorLocked sets the status's last error to the newest that holds.
+// Caller holds r.mu.
+func (r *Receiver) showErrorLocked() {
+	var newest heldError
+	for _, e := range r.errs {
+		if e.err != nil && !e.at.Before(newest.at) {
+			newest = e
+		}
+	}
+	r.status.LastErr, r.status.LastErrorAt, r.status.LastError = newest.err, newest.at, ""
+	if newest.err != nil {
+		r.status.LastError = newest.err.Error()
+	}
 }
 
 // fatalError marks an error that reconnecting cannot fix: the spool
@@ -604,7 +661,17 @@ func (r *Receiver) stream(ctx context.Context) error {
 	delay := r.retryMin
 	for {
 		progressed, err := r.session(ctx)
-		r.update(func(s *Status) { s.Connected = false })
+		// Disconnected and why, in one update: a reader that sees the
+		// receiver disconnected sees the error that ended it. The end
+		// of replication by a server shutting down (a restart, a
+		// failover) is no error.
+		held := err != nil && ctx.Err() == nil && !errors.Is(err, replication.ErrStreamEnded)
+		r.mu.Lock()
+		r.status.Connected = false
+		if held {
+			r.setErrorLocked(errStream, err)
+		}
+		r.mu.Unlock()
 		r.leftoverAfter(progressed, err, ctx.Err() != nil)
 		if ctx.Err() != nil {
 			var fe *fatalError
@@ -616,7 +683,6 @@ func (r *Receiver) stream(ctx context.Context) error {
 		var fe *fatalError
 		if errors.As(err, &fe) {
 			r.log.Error().Err(err).Msg("streaming stopped")
-			r.setError(err)
 			return err
 		}
 		if progressed {
@@ -628,7 +694,6 @@ func (r *Receiver) stream(ctx context.Context) error {
 			r.log.Info().Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("server ended replication")
 		} else {
 			r.log.Warn().Err(err).Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("streaming interrupted; reconnecting")
-			r.setError(err)
 		}
 		r.retryStreamEnd(time.Now())
 		select {

@@ -238,6 +238,10 @@ func TestReceiver_Run_UploadFailures(t *testing.T) {
 	checkOrder(t, s.uploads())
 	compareWithServer(t, c, s, names)
 	waitFor(t, "empty queue", func() bool { return rr.r.Status().QueueDepth == 0 })
+	// Uploads work again: their error no longer holds.
+	if st := rr.r.Status(); st.LastError != "" {
+		t.Errorf("uploads work again, last error %q, want none", st.LastError)
+	}
 	if st := rr.r.Status(); st.Uploaded != pglogrepl.LSN(0) && st.Uploaded < target-target%pglogrepl.LSN(segSize) {
 		t.Errorf("Uploaded %s, want at least the start of the segment of %s", st.Uploaded, target)
 	}

@@ -136,7 +136,10 @@ func (s *session) run(ctx context.Context) error {
 		err := s.conn.StartReplication(ctx, replication.StartOptions{Slot: r.opts.Slot, Start: s.pos, Timeline: s.tli})
 		if err == nil {
 			s.streaming = true
-			r.update(func(st *Status) { st.Connected, st.Streamed = true, true })
+			r.mu.Lock()
+			r.status.Connected, r.status.Streamed = true, true
+			r.clearErrorLocked(errStream)
+			r.mu.Unlock()
 			err = s.receive(ctx)
 		}
 		if errors.Is(err, replication.ErrStreamEnded) {

@@ -258,6 +258,14 @@ func (r *Receiver) wakeReceiver() {
 	r.woken = true
 }
 
+// uploadWorked records that an upload succeeded: an upload error no
+// longer holds.
+func (r *Receiver) uploadWorked() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clearErrorLocked(errUpload)
+}
+
 // runTask runs one task, retrying files forever with backoff. It returns
 // false when it gave up because of shutdown; the file then stays in the
 // spool for the next run.
@@ -271,7 +279,9 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 			// One line a failure, so one a backoff step.
 			r.log.Warn().Err(err).Str(logSegment, t.name).Int64("retry_in_ms", time.Until(r.snapshotRetryAt()).Round(time.Millisecond).Milliseconds()).
 				Msg("partial segment upload failed; retrying after the backoff (or at the next interval)")
-			r.setError(err)
+			r.setError(errUpload, err)
+		} else {
+			r.uploadWorked()
 		}
 		return ctx.Err() == nil
 	}
@@ -279,13 +289,14 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 	for attempt := 1; ; attempt++ {
 		err := r.uploadFile(ctx, t)
 		if err == nil {
+			r.uploadWorked()
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
 		r.log.Warn().Err(err).Str(logFile, t.name).Int("attempt", attempt).Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("upload failed; retrying")
-		r.setError(err)
+		r.setError(errUpload, err)
 		select {
 		case <-stop:
 			return false
