@@ -109,6 +109,23 @@ type WALStatus struct {
 	// nil when it decided, or a basebackup starting after that point
 	// made the question moot for new restores.
 	HoleCheckUndecided *HoleCheckUndecided `json:"hole_check_undecided,omitempty"`
+	// FormerSlot is set once the receiver created its slot on a server
+	// that lacked it, though WAL was streamed through the slot before
+	// (walstream.FormerSlot): the server streamed from before may still
+	// have the slot, keeping its WAL. Kept until the site's receiver
+	// restarts.
+	FormerSlot *FormerSlot `json:"former_slot,omitempty"`
+}
+
+// FormerSlot is walstream.FormerSlot with what to do.
+type FormerSlot struct {
+	Slot      string     `json:"slot"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	// Timeline is the server's timeline when the slot was created, and
+	// StreamedTimeline that of the WAL streamed before.
+	Timeline         int32  `json:"timeline"`
+	StreamedTimeline int32  `json:"streamed_timeline"`
+	Hint             string `json:"hint"`
 }
 
 // HoleCheckUndecided is a hole check at resume that could not read the
@@ -205,6 +222,10 @@ func walStatus(s walstream.Status, lag, storedLag time.Duration, holes []walstre
 		Stored: s.Stored.String(), StoredLagBytes: s.StoredBytesBehind, StoredLagSeconds: storedLag.Seconds(),
 		QueueDepth: s.QueueDepth, Connected: s.Connected, Paused: s.Paused,
 		LastError: s.LastError, LastErrorAt: timePtr(s.LastErrorAt), Holes: holes,
+	}
+	if f := s.FormerSlot; f != nil {
+		w.FormerSlot = &FormerSlot{Slot: f.Slot, CreatedAt: timePtr(f.At), Timeline: f.Timeline,
+			StreamedTimeline: f.StreamedTimeline, Hint: f.Hint()}
 	}
 	if undecided != nil {
 		w.HoleCheckUndecided = &HoleCheckUndecided{Segment: undecided.Segment, Unread: undecided.Unread,

@@ -25,7 +25,15 @@ type walStatus struct {
 	Timeline  int32  `json:"timeline"`
 	Flushed   string `json:"flushed_lsn"`
 	LastError string `json:"last_error"`
-	Holes     []struct {
+	// FormerSlot is set once the daemon created its slot on a server
+	// that lacked it after it had streamed through it elsewhere.
+	FormerSlot *struct {
+		Slot             string `json:"slot"`
+		Timeline         int32  `json:"timeline"`
+		StreamedTimeline int32  `json:"streamed_timeline"`
+		Hint             string `json:"hint"`
+	} `json:"former_slot"`
+	Holes []struct {
 		First string `json:"first"`
 		Last  string `json:"last"`
 	} `json:"holes"`
@@ -94,7 +102,37 @@ func startFailoverSite(t *testing.T, major int) (primary, standby *pgtest.Cluste
 		st, ok := d.walStatusOf(s.name)
 		return ok && st.Connected
 	})
+	// The first slot of a new site leaves nothing behind.
+	if st, _ := d.walStatusOf(s.name); st.FormerSlot != nil || strings.Contains(d.out.String(), formerSlotWarning) {
+		t.Errorf("a new site's first slot: /status wal.former_slot %+v, or the log warns of a slot left behind:\n%s", st.FormerSlot, tailLines(d.out.String(), 20))
+	}
 	return primary, standby, proxy, s, d
+}
+
+// formerSlotWarning is the warning the daemon logs when it created its
+// slot on a server that lacked it, after streaming through it elsewhere.
+const formerSlotWarning = "created the replication slot on a server that lacked it"
+
+// checkFormerSlot checks what the daemon tells of the slot it left on the
+// server it streamed from before the address moved: the warning, once,
+// naming the slot and how to drop it, and /status wal.former_slot with the
+// promoted server's timeline tli and the timeline streamed before it.
+func (s *streamSite) checkFormerSlot(d *daemonProc, tli, streamed int32) {
+	s.t.Helper()
+	drop := "pg_drop_replication_slot('hoard_e2e')"
+	log := d.out.String()
+	if n := strings.Count(log, formerSlotWarning); n != 1 {
+		s.t.Errorf("the log warns %d times %q, want once:\n%s", n, formerSlotWarning, tailLines(log, 30))
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, formerSlotWarning) && (!strings.Contains(line, "WRN") || !strings.Contains(line, drop)) {
+			s.t.Errorf("the warning is not at warn level or does not say %s:\n%s", drop, line)
+		}
+	}
+	st, _ := d.walStatusOf(s.name)
+	if f := st.FormerSlot; f == nil || f.Slot != "hoard_e2e" || f.Timeline != tli || f.StreamedTimeline != streamed || !strings.Contains(f.Hint, drop) {
+		s.t.Errorf("/status wal.former_slot %+v, want slot hoard_e2e, timeline %d, streamed_timeline %d and a hint saying %s", f, tli, streamed, drop)
+	}
 }
 
 func testDaemonFailover(t *testing.T, major int) {
@@ -123,6 +161,11 @@ func testDaemonFailover(t *testing.T, major int) {
 	if got := standby.QueryString(t, "select count(*)::text from pg_replication_slots where slot_name = 'hoard_e2e' and slot_type = 'physical'"); got != "1" {
 		t.Errorf("the promoted server has %s physical slot hoard_e2e, want 1", got)
 	}
+	// The former primary still has its slot: the advice is true.
+	if _, err := os.Stat(filepath.Join(primary.DataDir, "pg_replslot", "hoard_e2e", "state")); err != nil {
+		t.Errorf("the former primary's slot hoard_e2e: %v", err)
+	}
+	s.checkFormerSlot(d, 2, 1)
 	standby.Exec(t, "insert into tl_rows select g, 'timeline-2-a' from generate_series(251, 300) g")
 	time.Sleep(1100 * time.Millisecond)
 	between := standby.QueryString(t, "select clock_timestamp()::text")

@@ -75,6 +75,14 @@ func testDaemonSwitchover(t *testing.T, major int) {
 		t.Fatalf("segment %s after the switchover, want timeline 2", seg)
 	}
 	s.checkSwitchStored(d, b)
+	// A kept its slot through the switchover: the daemon streams through
+	// it, creates none and warns of none.
+	if got := a.QueryString(t, "select active::text from pg_replication_slots where slot_name = 'hoard_e2e'"); got != "true" {
+		t.Errorf("A's slot hoard_e2e active: %q, want true", got)
+	}
+	if st, _ := d.walStatusOf(s.name); st.FormerSlot != nil || strings.Contains(d.out.String(), formerSlotWarning) {
+		t.Errorf("streaming through A's own slot: /status wal.former_slot %+v, or the log warns of a slot left behind", st.FormerSlot)
+	}
 
 	// A backup of A as a standby, asked of the running daemon.
 	after := s.backupOnTimeline2(t, before, "switchover")
@@ -93,6 +101,7 @@ func testDaemonSwitchover(t *testing.T, major int) {
 	if st, _ := d.walStatusOf(s.name); len(st.Holes) != 0 || st.LastError != "" {
 		t.Errorf("/status wal after the address moved to B: holes %v, last_error %q; want none", st.Holes, st.LastError)
 	}
+	s.checkFormerSlot(d, 2, 2)
 	// The slot on A is left behind, inactive, holding A's WAL from its
 	// restart_lsn on until someone drops it.
 	if got := a.QueryString(t, "select count(*)::text from pg_replication_slots where slot_name = 'hoard_e2e' and not active and restart_lsn is not null"); got != "1" {

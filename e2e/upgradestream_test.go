@@ -66,6 +66,11 @@ func TestPgUpgrade_Streaming(t *testing.T) {
 	if n := strings.Count(logged, "streaming interrupted"); n > 20 {
 		t.Errorf("the daemon logged %d reconnections, want a backoff, not a loop", n)
 	}
+	// The upgraded cluster's new slot leaves nothing behind: the old
+	// cluster no longer runs.
+	if strings.Contains(logged, formerSlotWarning) {
+		t.Errorf("after pg_upgrade the daemon warns of a slot left behind:\n%s", tailLines(logged, 40))
+	}
 
 	// The docs' fix: a configuration file of the old prefix to restore
 	// the old cluster, a new prefix for the upgraded one, SIGHUP.

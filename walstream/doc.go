@@ -40,6 +40,14 @@
 // accepts START_REPLICATION again, an upload error until an upload
 // succeeds; the log has every one.
 //
+// Physical slots are not replicated: after a failover or switchover that
+// moves the address to the promoted server, the slot is missing there and
+// is created, while the former primary may keep the old one, and its WAL,
+// without bound. The Receiver cannot reach that server; when it creates
+// the slot after streaming through it before (this Run, or WAL in the
+// spool), it logs a warning with what to do and sets Status.FormerSlot
+// (formerslot.go).
+//
 // A server of another database system whose WAL lies beyond the spool's
 // is the node's cluster replaced in place, as pg_upgrade does
 // (changeSystem): the old system's WAL is stored first, its unfinished

@@ -188,6 +188,11 @@ type Status struct {
 	LastError   string
 	LastErr     error
 	LastErrorAt time.Time
+	// FormerSlot is set once this Run created the replication slot on
+	// a server that lacked it after WAL had been streamed through the
+	// slot before (formerslot.go): the server streamed from before may
+	// still have the slot, keeping its WAL. The newest such creation.
+	FormerSlot *FormerSlot
 	// Holes are the holes the hole checks of this Run found, oldest
 	// first: WAL before where streaming resumed that is neither in the
 	// archive nor in the spool (the spool was lost, or the slot moved on

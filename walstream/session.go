@@ -121,7 +121,7 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	slot, err := s.slot(ctx)
+	slot, err := s.slot(ctx, sys, changed)
 	if err != nil {
 		return err
 	}
@@ -162,17 +162,33 @@ func (s *session) run(ctx context.Context) error {
 	}
 }
 
-// slot reads the replication slot, creating it when missing.
-func (s *session) slot(ctx context.Context) (replication.Slot, error) {
+// slot reads the replication slot, creating it when missing. sys is the
+// server's IDENTIFY_SYSTEM; changed says the database system changed
+// (changeSystem). A slot created where WAL was streamed through it
+// before is noted (noteSlotCreated): the server streamed from before may
+// still have it.
+func (s *session) slot(ctx context.Context, sys replication.System, changed bool) (replication.Slot, error) {
 	name := s.r.opts.Slot
 	slot, err := s.conn.ReadSlot(ctx, name)
 	if !errors.Is(err, replication.ErrSlotNotFound) {
 		return slot, err
 	}
-	if err := s.conn.CreatePhysicalSlot(ctx, name); err != nil && !errors.Is(err, replication.ErrSlotExists) {
+	// What the spool held before the slot existed here: WAL streamed
+	// through the slot elsewhere, or before it was dropped.
+	c, err := readSpool(s.r.opts.SpoolDir)
+	if err != nil {
+		return slot, err
+	}
+	err = s.conn.CreatePhysicalSlot(ctx, name)
+	if errors.Is(err, replication.ErrSlotExists) {
+		// Created meanwhile by someone else: not ours to note.
+		return s.conn.ReadSlot(ctx, name)
+	}
+	if err != nil {
 		return slot, err
 	}
 	s.r.log.Info().Str("slot", name).Msg("created replication slot")
+	s.r.noteSlotCreated(sys.SystemID, sys.Timeline, c.newestTimeline(), changed)
 	return s.conn.ReadSlot(ctx, name)
 }
 
