@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,10 @@ type walIndex struct {
 	// ownFiles holds those .partial objects by name with the suffix,
 	// for file.
 	ownFiles map[string]archive.WALFile
+	// parsed holds Segments parsed at each segment size, by number, and
+	// paths the segments recovery reads along each path (onPath).
+	parsed map[uint64][]storedSegment
+	paths  map[pathKey]*pathSegments
 }
 
 // systemAt is a segment name and a database system.
@@ -473,7 +478,9 @@ func (w *walIndex) endSystem(ctx context.Context, b *archive.BackupInfo, system 
 	if i >= 0 {
 		ch.Segments = ch.Segments[:i]
 	}
-	ch.Segments = append(ch.Segments, name)
+	// Segments is a view of names other chains share (onPath): Clip
+	// makes the append copy them.
+	ch.Segments = append(slices.Clip(ch.Segments), name)
 	ch.LastContinuous, ch.Partial, ch.ReachLSN, ch.Newest = name, name, t.End, name
 	ch.Gaps, ch.SystemEnd = nil, e
 	ch.Restorable = true
@@ -484,6 +491,14 @@ func (w *walIndex) endSystem(ctx context.Context, b *archive.BackupInfo, system 
 // then tail, the .partial that ends the WAL b's recovery reads (nil:
 // none; walIndex.tailFor). Segments in bad (damaged objects) count as
 // missing.
+//
+// Which stored segment recovery reads for each number depends on the
+// path, not on b: the segments on a path are chosen once per path and
+// tail (walIndex.onPath) and each backup's chain walks them from its
+// start, its Segments a view of theirs. Chosen again for every backup,
+// a site of hundreds of backups and a long archive parsed, mapped and
+// sorted every segment name once per backup (docs/benchmarks.md, Large
+// archives), and held a copy of the names per backup.
 func followWAL(idx *walIndex, tail *restore.PartialTail, b *archive.BackupInfo, path wal.History, bad map[string]bool) (*Chain, error) {
 	segSize := b.SegmentSize()
 	start, err := b.StartSegment()
@@ -494,32 +509,9 @@ func followWAL(idx *walIndex, tail *restore.PartialTail, b *archive.BackupInfo, 
 	if err != nil {
 		return nil, err
 	}
-	// present maps a segment number to the stored segment recovery reads
-	// for it: the one on the newest timeline of the path that has it.
-	present := map[uint64]string{}
-	rank := map[uint64]int{}
-	for name := range idx.Segments {
-		if bad[name] {
-			continue
-		}
-		s, err := wal.ParseSegmentName(name, segSize)
-		if err != nil || s.No < start.No {
-			continue
-		}
-		tlis := path.Timelines(s.No, segSize)
-		i := slices.Index(tlis, s.Timeline)
-		if i < 0 {
-			continue
-		}
-		if prev, ok := rank[s.No]; !ok || i < prev {
-			present[s.No], rank[s.No] = name, i
-		}
-	}
-	nos := make([]uint64, 0, len(present))
-	for no := range present {
-		nos = append(nos, no)
-	}
-	slices.Sort(nos)
+	on := idx.onPath(path, segSize, tail, bad)
+	first, _ := slices.BinarySearch(on.nos, start.No)
+	nos := on.nos[first:]
 
 	c := &Chain{Path: path, SegmentSize: segSize, Start: start.Name(segSize), End: nameOn(path, start, endNo, segSize)}
 	missing := func(from, to uint64) {
@@ -532,25 +524,30 @@ func followWAL(idx *walIndex, tail *restore.PartialTail, b *archive.BackupInfo, 
 	next := start.No
 	lastCont := uint64(0)
 	continuous := true
-	for _, no := range nos {
+	for i, no := range nos {
 		if no > next {
 			missing(next, no-1)
 			continuous = false
 		}
 		if continuous {
-			c.LastContinuous = present[no]
+			c.LastContinuous = on.names[first+i]
 			lastCont = no
 		}
-		c.Segments = append(c.Segments, present[no])
 		next = no + 1
 	}
+	// A view of the names chosen, its capacity cut to its length: an
+	// append (endSystem's) copies rather than writing into the other
+	// chains' names.
+	n := len(on.nos)
+	c.Segments = on.names[first:n:n]
 	if c.LastContinuous != "" {
 		c.ReachLSN = wal.Segment{No: lastCont + 1}.StartLSN(segSize)
 	}
 	restorable := c.LastContinuous != "" && lastCont >= endNo
-	if t := tail; t != nil && !bad[t.Segment+wal.PartialSuffix] {
+	if t := tail; t != nil && on.tail {
+		// on.names[n] is the tail's name (onPath).
 		s, err := wal.ParseSegmentName(t.Segment, segSize)
-		if err == nil && s.No >= next && slices.Contains(path.Timelines(s.No, segSize), s.Timeline) {
+		if err == nil && s.No >= next {
 			name := t.Segment + wal.PartialSuffix
 			if s.No > next {
 				missing(next, s.No-1)
@@ -560,20 +557,99 @@ func followWAL(idx *walIndex, tail *restore.PartialTail, b *archive.BackupInfo, 
 				c.LastContinuous, c.Partial, c.ReachLSN = name, name, t.End
 				restorable = s.No > endNo || s.No == endNo && b.EndLSN != 0 && t.End >= b.EndLSN
 			}
-			c.Segments = append(c.Segments, name)
-			nos = append(nos, s.No)
-			present[s.No] = name
+			c.Segments = on.names[first : n+1 : n+1]
 			next = s.No + 1
 		}
 	}
 	if endNo >= next {
 		missing(next, endNo)
 	}
-	if len(nos) > 0 {
-		c.Newest = present[nos[len(nos)-1]]
+	if len(c.Segments) > 0 {
+		c.Newest = c.Segments[len(c.Segments)-1]
 	}
 	c.Restorable = restorable
 	return c, nil
+}
+
+// pathSegments are the stored segments recovery reads along a path,
+// each number once, in order: for each number the segment on the newest
+// timeline of the path that has it. names[len(nos)], when tail is set,
+// is the name of the .partial that may end the WAL (followWAL).
+type pathSegments struct {
+	nos   []uint64
+	names []string
+	tail  bool
+}
+
+// pathKey identifies the segments onPath chose: the path, the segment
+// size and the .partial tail.
+type pathKey struct {
+	path    string
+	segSize uint64
+	tail    *restore.PartialTail
+}
+
+// storedSegment is a stored segment's name parsed at a segment size.
+type storedSegment struct {
+	no   uint64
+	tli  uint32
+	name string
+}
+
+// onPath returns the stored segments recovery reads along path (of
+// segments of segSize bytes), those in bad (damaged objects) left out,
+// and tail's name after them where its timeline is on the path. The
+// listing is parsed once per segment size, and the choice made once per
+// path and tail; with bad, whose contents vary, it is made anew.
+func (w *walIndex) onPath(path wal.History, segSize uint64, tail *restore.PartialTail, bad map[string]bool) *pathSegments {
+	key := pathKey{fmt.Sprint(path), segSize, tail}
+	if p, ok := w.paths[key]; ok && len(bad) == 0 {
+		return p
+	}
+	parsed, ok := w.parsed[segSize]
+	if !ok {
+		for name := range w.Segments {
+			if s, err := wal.ParseSegmentName(name, segSize); err == nil {
+				parsed = append(parsed, storedSegment{s.No, s.Timeline, name})
+			}
+		}
+		slices.SortFunc(parsed, func(x, y storedSegment) int { return cmp.Compare(x.no, y.no) })
+		if w.parsed == nil {
+			w.parsed = map[uint64][]storedSegment{}
+		}
+		w.parsed[segSize] = parsed
+	}
+	p := &pathSegments{}
+	rank := -1
+	for _, s := range parsed {
+		if bad[s.name] {
+			continue
+		}
+		i := slices.Index(path.Timelines(s.no, segSize), s.tli)
+		if i < 0 {
+			continue
+		}
+		if n := len(p.nos); n > 0 && p.nos[n-1] == s.no {
+			if i < rank {
+				p.names[n-1], rank = s.name, i
+			}
+			continue
+		}
+		p.nos, p.names, rank = append(p.nos, s.no), append(p.names, s.name), i
+	}
+	if tail != nil && !bad[tail.Segment+wal.PartialSuffix] {
+		s, err := wal.ParseSegmentName(tail.Segment, segSize)
+		if err == nil && slices.Contains(path.Timelines(s.No, segSize), s.Timeline) {
+			p.names, p.tail = append(p.names, tail.Segment+wal.PartialSuffix), true
+		}
+	}
+	if len(bad) == 0 {
+		if w.paths == nil {
+			w.paths = map[pathKey]*pathSegments{}
+		}
+		w.paths[key] = p
+	}
+	return p
 }
 
 // nameOn names segment no on the timeline recovery reads it from: the
