@@ -191,9 +191,19 @@ func askedHistories(ctx context.Context, a *archive.Archive, h historyIndex, b *
 // For hoard verify, hoard check and the daemon, which judge whether b
 // restores as hoard restore does.
 func DamagedHistory(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, path wal.History, spec string, promotes bool) error {
-	h, dmg, err := listHistories(ctx, a)
-	if err != nil || len(dmg) == 0 {
+	hs, err := ListHistories(ctx, a)
+	if err != nil {
 		return err
+	}
+	return DamagedHistoryIn(ctx, a, hs, b, path, spec, promotes)
+}
+
+// DamagedHistoryIn is DamagedHistory with the history files listed in hs
+// (ListHistories of a), not listed again.
+func DamagedHistoryIn(ctx context.Context, a *archive.Archive, hs *Histories, b *archive.BackupInfo, path wal.History, spec string, promotes bool) error {
+	h, dmg := hs.h, hs.dmg
+	if len(dmg) == 0 {
+		return nil
 	}
 	need, probeEnds, err := askedHistories(ctx, a, h, b, path, spec, promotes)
 	if err != nil {

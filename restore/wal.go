@@ -191,13 +191,64 @@ func targetTimeline(spec string, start uint32, h historyIndex) uint32 {
 // it moved from, and returns the timelines recovery of b follows. It fails when the target timeline does
 // not descend from the backup's.
 func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, spec string) (wal.History, error) {
+	hs, err := ListHistories(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return RecoveryPathIn(ctx, a, hs, b, spec)
+}
+
+// Histories is a listing of the timeline history files of an archive and
+// of the sites it moved from, as recovery reads them (ListHistories),
+// for a caller that judges many backups against one listing
+// (RecoveryPathIn, DamagedHistoryIn): hoard verify and the daemon's
+// check of the kept backups' WAL, which would otherwise list timeline/
+// again for each backup, each listing a request to the storage.
+type Histories struct {
+	h   historyIndex
+	dmg damagedHistories
+}
+
+// ListHistories lists the timeline history files of a and the sites it
+// moved from: the first site holding one wins, and one stored damaged
+// that wal-fetch reads first is listed as damaged (listHistories). Their
+// reads go through the archives listed: pass a marking archive to have
+// them marked.
+func ListHistories(ctx context.Context, a *archive.Archive) (*Histories, error) {
 	h, dmg, err := listHistories(ctx, a)
 	if err != nil {
 		return nil, err
 	}
+	return &Histories{h, dmg}, nil
+}
+
+// HistoriesOf is ListHistories from l, a listing of the archive's WAL
+// (archive.Archive.ListStoredWAL), which lists its history files too:
+// its readable ones (Histories) and those stored damaged (in Damaged, by
+// name).
+func HistoriesOf(l *archive.WALListing) *Histories {
+	hs := &Histories{h: holders(l.Histories)}
+	for name, d := range l.Damaged {
+		tli, err := wal.ParseHistoryFileName(name)
+		if err != nil {
+			continue // a file under xlog/
+		}
+		delete(hs.h, tli)
+		if hs.dmg == nil {
+			hs.dmg = damagedHistories{}
+		}
+		hs.dmg[tli] = d
+	}
+	return hs
+}
+
+// RecoveryPathIn is RecoveryPath with the history files listed in hs
+// (ListHistories of a), not listed again.
+func RecoveryPathIn(ctx context.Context, a *archive.Archive, hs *Histories, b *archive.BackupInfo, spec string) (wal.History, error) {
+	h, dmg := hs.h, hs.dmg
 	tli := targetTimeline(spec, b.StartTimeline, h)
 	if spec == "" || spec == "latest" {
-		var refused error
+		var refused, err error
 		if tli, refused, err = latestFor(ctx, a, h, b.StartTimeline, BackupSystem(b), b.ReplayStart()); err != nil || refused != nil {
 			return nil, errors.Join(err, refused)
 		}

@@ -488,21 +488,24 @@ func backupChain(ctx context.Context, a *archive.Archive, idx *walIndex, b *arch
 		return nil, nil, nil
 	}
 	spec := "latest"
-	path, err := restore.RecoveryPath(ctx, marking(a), b, spec)
+	// The history files of the WAL listing, not a listing of timeline/
+	// for each backup.
+	hist := idx.histories(true)
+	path, err := restore.RecoveryPathIn(ctx, marking(a), hist, b, spec)
 	if errors.Is(err, restore.ErrBadTarget) {
 		// The newest timeline forked before this backup ended: a restore
 		// must ask for recovery_target_timeline current.
 		r.Problems = append(r.Problems, walProblemPrefix+fmt.Sprintf("%v; restore it with --target-timeline current", err))
 		r.forked = true
 		spec = "current"
-		path, err = restore.RecoveryPath(ctx, marking(a), b, spec)
+		path, err = restore.RecoveryPathIn(ctx, marking(a), hist, b, spec)
 	}
 	if err == nil {
 		// The latest probe stops below a history file stored damaged as
 		// if it were absent; PostgreSQL asks for it, wal-fetch fails on
 		// it, and hoard restore refuses (a plain restore, which
 		// promotes).
-		err = restore.DamagedHistory(ctx, marking(a), b, path, spec, true)
+		err = restore.DamagedHistoryIn(ctx, marking(a), hist, b, path, spec, true)
 	}
 	if err != nil && storageFailed(err) {
 		return nil, nil, fmt.Errorf("verify: the WAL of backup %s could not be checked: the storage failed to send a timeline history file, "+

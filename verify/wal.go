@@ -53,6 +53,26 @@ type walIndex struct {
 	// paths the segments recovery reads along each path (onPath).
 	parsed map[uint64][]storedSegment
 	paths  map[pathKey]*pathSegments
+	// hist and markedHist are the history files of WALListing, read
+	// through the archives listed, and through marking ones (histories):
+	// each backup's recovery path is found in them, not in a listing of
+	// timeline/ of its own.
+	hist, markedHist *restore.Histories
+}
+
+// histories returns the timeline history files the listing holds, their
+// reads marked (marking) when marked is set.
+func (w *walIndex) histories(marked bool) *restore.Histories {
+	if marked {
+		if w.markedHist == nil {
+			w.markedHist = restore.HistoriesOf(&archive.WALListing{Histories: markFiles(w.Histories, fileMarker()), Damaged: w.Damaged})
+		}
+		return w.markedHist
+	}
+	if w.hist == nil {
+		w.hist = restore.HistoriesOf(w.WALListing)
+	}
+	return w.hist
 }
 
 // systemAt is a segment name and a database system.
@@ -379,10 +399,11 @@ func (w *walIndex) continuity(ctx context.Context, a *archive.Archive, b *archiv
 		}
 	}
 	spec := "latest"
-	path, err := restore.RecoveryPath(ctx, a, b, spec)
+	hist := w.histories(false)
+	path, err := restore.RecoveryPathIn(ctx, a, hist, b, spec)
 	if forked && errors.Is(err, restore.ErrBadTarget) {
 		spec = "current"
-		path, err = restore.RecoveryPath(ctx, a, b, spec)
+		path, err = restore.RecoveryPathIn(ctx, a, hist, b, spec)
 	}
 	if err != nil {
 		return nil, err
@@ -390,7 +411,7 @@ func (w *walIndex) continuity(ctx context.Context, a *archive.Archive, b *archiv
 	// The latest probe stops below a history file stored damaged as if
 	// it were absent: the WAL is followed below it, and the chain says
 	// that restore refuses.
-	damagedHistory := restore.DamagedHistory(ctx, a, b, path, spec, true)
+	damagedHistory := restore.DamagedHistoryIn(ctx, a, hist, b, path, spec, true)
 	if damagedHistory != nil && !errors.Is(damagedHistory, storage.ErrObjectDamaged) {
 		return nil, damagedHistory
 	}

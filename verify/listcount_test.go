@@ -1,0 +1,81 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/compress"
+	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/storage"
+)
+
+// listCounter counts the listings of each prefix of its store.
+type listCounter struct {
+	storage.Store
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *listCounter) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	c.mu.Lock()
+	c.n[prefix]++
+	c.mu.Unlock()
+	return c.Store.List(ctx, prefix, fn)
+}
+
+// TestRun_ListsOncePerRun: hoard verify and the daemon's check of the
+// kept backups' WAL (CheckContinuityOf) list each folder of the site a
+// number of times that does not grow with its backups: each LIST of a
+// bucket is a request (and, on S3, a charge), and a site keeps hundreds
+// of backups. Before, both listed timeline/ again for each backup, twice
+// (the recovery path, then its damaged history files): 601 listings for
+// 300 backups, each a request to the storage.
+func TestRun_ListsOncePerRun(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		timeline bool
+	}{{"OneTimeline", false}, {"TwoTimelines", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &listCounter{Store: storage.NewMem()}
+			a := archivetest.New(t, st, &archive.Codec{Compression: compress.Zstd})
+			last := uint64(2 + 20*3)
+			for i := range 20 {
+				start := uint64(2 + i*3)
+				putBackup(t, a, fmt.Sprintf("b%02d", i), 1, start, start+1, t0.Add(time.Duration(i)*time.Hour))
+			}
+			putSegments(t, a, 1, 2, last)
+			if tc.timeline {
+				// Promoted in the segment after the last on timeline 1.
+				putHistory(t, a, 2, fmt.Sprintf("1\t0/%X\tno recovery target specified\n", (last+1)*segSize))
+				putSegments(t, a, 2, last+1, last+2)
+			}
+			st.n = map[string]int{}
+			rep := run(t, a, false)
+			if !rep.OK() {
+				t.Fatalf("verify: %s", problems(rep))
+			}
+			for prefix, n := range st.n {
+				if n > 2 {
+					t.Errorf("verify of 20 backups listed %s %d times, want at most 2", prefix, n)
+				}
+			}
+			bs, err := a.ListBackups(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.n = map[string]int{}
+			if _, err := CheckContinuityOf(context.Background(), a, bs); err != nil {
+				t.Fatal(err)
+			}
+			for prefix, n := range st.n {
+				if n > 2 {
+					t.Errorf("CheckContinuityOf of 20 backups listed %s %d times, want at most 2", prefix, n)
+				}
+			}
+		})
+	}
+}
