@@ -214,6 +214,9 @@ func (a *Archive) objectInSite(err error, key string, src *Archive) error {
 // segment name to destName in dir, or returns an error wrapping
 // storage.ErrNotFound when none does.
 func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, destName string, o FetchOptions) error {
+	if !a.partialStored(ctx, name) {
+		return storage.ErrNotFound
+	}
 	l, err := a.ListStoredWAL(ctx)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
@@ -247,6 +250,25 @@ func (a *Archive) fetchStandIn(ctx context.Context, name string, dir *os.Root, d
 		o.StandIn(p.Key)
 	}
 	return nil
+}
+
+// partialStored reports whether a or a site it moved from may hold the
+// .partial of segment name: false only when each site's storage answers
+// that no object has its key. Both ways a .partial answers for a missing
+// segment (WALListing.StandIn, SystemEndAt) take that object, so without
+// it fetchStandIn answers "not archived" without listing xlog/ and
+// timeline/ of every site: in a site kept for years, hundreds of
+// thousands of objects and as many listing requests, for the segment
+// after the archive's end that a standby in archive recovery asks for
+// every few seconds. Any other answer (the object, a damaged one, an
+// error) is left to the listing, as before.
+func (a *Archive) partialStored(ctx context.Context, name string) bool {
+	for _, s := range a.sites() {
+		if _, err := s.Store.Stat(ctx, s.Layout.WALKey(name+wal.PartialSuffix)); !errors.Is(err, storage.ErrNotFound) {
+			return true
+		}
+	}
+	return false
 }
 
 // fetchChecks is what fetchKey checks a file against beyond its object.
