@@ -294,14 +294,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := checkRecoveryHistories(ctx, a, b, path, t.Timeline, o.promotes(), o.RestoreCommand); err != nil {
 		return nil, err
 	}
-	w, err := listWAL(ctx, a)
-	if err != nil {
-		return nil, err
-	}
 	stored, err := a.ListStoredWAL(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
 	}
+	// The segments of the same listing (listWAL's, the copy wal-fetch
+	// reads of each): xlog/ is listed once, hundreds of requests in a
+	// site kept for years.
+	w := walIndex(holders(stored.Segments))
 	tail, err := recoveryTail(ctx, a, stored, b)
 	if err != nil {
 		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
