@@ -89,8 +89,9 @@ the command exits 1 naming the request and the last state it saw (the daemon may
 with it: see hoard list). A 401 (credentials) or another answer ends the wait at once.
 While a request already waits for the daemon, another is refused (409, "a basebackup
 request already waits") and the command fails (exit 1), with --wait or not. A site
-already stopping refuses the request (503, "the site is stopping"), and the command fails
-(exit 1). A daemon of another configuration answering there (another cluster's hoard on
+already stopping refuses the request (503, "the site is stopping"), and so does one stopped
+by an error while the daemon runs its other sites (503, "the site is stopped by an error"):
+the command fails (exit 1). A daemon of another configuration answering there (another cluster's hoard on
 the same host and port, its site of that name stored elsewhere) refuses the request (421,
 "this daemon stores the site elsewhere") rather than back up its own cluster, and the
 command fails (exit 1): give each configuration its own http_port. Places are compared,

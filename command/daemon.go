@@ -27,10 +27,10 @@ import (
 // daemonExitHelp documents hoard daemon's exit codes.
 const daemonExitHelp = "EXIT STATUS:\n" +
 	"   0    stopped by SIGTERM or SIGINT after draining uploads (within graceful_shutdown_upload_timeout)\n" +
-	"   1    a fatal error stopped the daemon: another daemon holds a site's spool or folder, a site's\n" +
-	"        storage could not be opened, the WAL receiver\n" +
-	"        cannot continue (another server, or WAL the archive needs was removed from the server),\n" +
-	"        the HTTP address cannot be bound. The log says which; systemd's Restart=on-failure retries.\n" +
+	"   1    a fatal error stopped the daemon: a site's error (another daemon holds its spool or folder,\n" +
+	"        its storage could not be opened, its WAL receiver cannot continue: another server, or WAL\n" +
+	"        the archive needs was removed from the server) left no active site running, or the HTTP\n" +
+	"        address cannot be bound. The log says which; systemd's Restart=on-failure retries.\n" +
 	"   2    bad flags or configuration, or run as root without --allow-root: nothing was started"
 
 func daemonCommand() *cli.Command {
@@ -41,10 +41,15 @@ func daemonCommand() *cli.Command {
 			"  - WAL: with active_backup_mode pg_receivexlog or walreceiver, streams WAL over a physical\n" +
 			"    replication slot (the node's slot, else the site's, else hoard_<site>; created when\n" +
 			"    missing) into <backup_location>/<site>/xlog_incoming and archives each complete segment;\n" +
-			"    one daemon per spool: a second one on it exits 1, naming the first's pid;\n" +
+			"    one daemon per spool: a second one on it refuses the site, naming the first's pid;\n" +
 			"    with archive_command, WAL comes from hoard wal-push; basic captures none.\n" +
 			"  - one daemon per site: each site holds a lock in <backup_location>/<site> while it runs, so\n" +
-			"    a second daemon of the site, spool or none, exits 1, naming the first's pid.\n" +
+			"    a second daemon of the site, spool or none, refuses it, naming the first's pid.\n" +
+			"  - a site whose run ends with an error (its WAL receiver cannot continue, its spool or folder\n" +
+			"    is another daemon's, its storage does not open) stops alone, loudly (log at error level,\n" +
+			"    /status, /healthz 503, the site_stopped_error alert file, hoard_site_failed), while the\n" +
+			"    other sites run on; it is started again after 1 minute, doubling up to 15, and at once on\n" +
+			"    SIGHUP. When no active site is left running, the daemon exits 1.\n" +
 			"  - basebackups on basebackup_interval_hours (anchored by basebackup_hour and\n" +
 			"    basebackup_minute), one at once when the site has none, and on request:\n" +
 			"    POST /<site>/basebackup, or hoard basebackup while the daemon runs.\n" +

@@ -29,6 +29,12 @@ const (
 	// wal_stored_lag_alert_seconds or wal_stored_lag_alert_bytes: losing
 	// the server and the daemon's disk now would lose more than that.
 	AlertWALStoredLag = "wal_stored_lag_warning"
+	// AlertSiteStopped is hoard's: a site stopped with an error that
+	// ends its run (its WAL receiver cannot continue, its spool or
+	// folder is another daemon's, its storage does not open) while the
+	// daemon runs its other sites on, until a run of it gets going
+	// again (daemon.go, siteFailure).
+	AlertSiteStopped = "site_stopped_error"
 )
 
 // knownAlerts are looked for by Active even when this process has not
@@ -36,7 +42,7 @@ const (
 var knownAlerts = []string{
 	AlertAuthentication, AlertConfiguration, AlertUploadRetries,
 	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest, AlertWALHole, AlertWALStoredLag,
-	AlertBackupDamaged,
+	AlertBackupDamaged, AlertSiteStopped,
 }
 
 // AlertBackupDamaged is raised while retention finds that a backup it

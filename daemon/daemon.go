@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,35 @@ import (
 // unhealthyAfter is how long a streaming site may be disconnected before
 // /healthz reports the daemon unhealthy (a server restart takes seconds).
 const unhealthyAfter = time.Minute
+
+// Restarts of a site stopped by an error (runSites): the first after
+// siteRetryMin, doubling up to siteRetryMax. Variables so that a test
+// can shorten them.
+var (
+	siteRetryMin = time.Minute
+	siteRetryMax = 15 * time.Minute
+)
+
+// siteProvenAfter is how long a restarted run of a site stopped by an
+// error must run, and a streaming site's receiver be connected, before
+// the failure counts as over (checkRestarted): a receiver whose start
+// position the server no longer has (walstream.ErrWALRemoved) is
+// connected for a moment before the server's error arrives. A variable
+// so that a test can shorten it.
+var siteProvenAfter = time.Minute
+
+// siteFailure is a site whose run ended with an error while the daemon
+// ran its other sites on. It lasts until a restarted run has proved
+// itself (checkRestarted), or a reload restarts or removes the site.
+type siteFailure struct {
+	sup *supervisor // the run that failed last
+	err error
+	at  time.Time
+	n   int // runs in a row that failed
+	// retryAt is when runSites starts the site again; zero while that
+	// run is under way.
+	retryAt time.Time
+}
 
 // daemon is the state Run shares between its parts.
 type daemon struct {
@@ -36,15 +66,21 @@ type daemon struct {
 	raisedBy map[string]map[string]bool
 	// down records since when a streaming site has been disconnected.
 	down map[string]time.Time
+	// failed holds the sites stopped by an error (siteFailure).
+	failed map[string]*siteFailure
 	// reqs holds the recent basebackup requests and what became of them.
 	reqs requestLog
 }
 
 // Run runs the daemon until ctx ends: one supervisor per active site (WAL
 // receiver, basebackups, retention), the state file, StatsD and the HTTP
-// server, under one errgroup. The first fatal error (a site whose archive
-// cannot be opened, a WAL receiver that cannot continue, an HTTP address
-// that cannot be bound) stops everything and is returned. After ctx ends,
+// server, under one errgroup. A site whose run ends with an error (its
+// spool or folder another daemon's, its archive not opening, a WAL
+// receiver that cannot continue) stops alone while other active sites
+// run: it raises site_stopped_error, turns /healthz unhealthy and is
+// started again on a backoff or at a reload (runSites). When no active
+// site is left running, its error stops everything and is returned, as
+// does an HTTP address that cannot be bound. After ctx ends,
 // Run waits for every part to stop: WAL receivers fsync, report their
 // flush position, store the segment in progress as a .partial and get
 // DrainTimeout for it and the uploads queued before it; a
@@ -62,6 +98,7 @@ func Run(ctx context.Context, o Options) error {
 		sups:     map[string]*supervisor{},
 		raisedBy: map[string]map[string]bool{},
 		down:     map[string]time.Time{},
+		failed:   map[string]*siteFailure{},
 	}
 	if o.AlertDir != "" {
 		d.alerts = NewAlerts(o.AlertDir)
@@ -114,12 +151,39 @@ type running struct {
 }
 
 // runSites starts a supervisor per active site and restarts them as
-// reloads say, until ctx ends or a supervisor fails.
+// reloads say, until ctx ends or no active site is left running.
+//
+// A site whose run ends with an error stops alone: the others run on
+// undisturbed (before, the daemon exited, and a service manager's
+// restart cut every other site's replication connection and abandoned
+// its basebackup in progress, again at each restart). It is kept in the
+// status with its error, raises site_stopped_error, sets
+// hoard_site_failed and turns /healthz unhealthy, and is started again
+// after siteRetryMin, doubling up to siteRetryMax, or at once by a
+// reload. A new run does what a start of the daemon did for the site:
+// what the failed run stored is not stored again (the WAL a receiver
+// stores before it gives up is stored under names that never take other
+// bytes, and a stored copy holding more of that WAL is never replaced).
+// When the error leaves no active site running, runSites returns it (a
+// daemon of one site exits 1 as before).
 func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 	exited := make(chan *running)
 	stopped := make(chan struct{})
 	defer close(stopped)
 	cur := map[string]*running{}
+	// No site of this run is stopped yet: a site_stopped_error file an
+	// earlier run left (killed while a site was stopped) goes.
+	d.setAlert(AlertSiteStopped, "", false)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	// arm sets retry to the next restart of a site stopped by an error.
+	arm := func() {
+		retry.Stop()
+		if next := d.nextRestart(); !next.IsZero() {
+			retry.Reset(max(time.Until(next), 0))
+		}
+	}
 
 	// start starts a site's supervisor; end is the stream end's copy
 	// the site's stopped run left unstored (a restart in place).
@@ -137,6 +201,12 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 		r := &running{sup: sup, cancel: cancel, done: make(chan struct{})}
 		cur[s.Name] = r
 		siteRunningMetric(d.metrics, s.Name).Set(1)
+		d.mu.Lock()
+		_, failed := d.failed[s.Name]
+		d.mu.Unlock()
+		if !failed {
+			siteFailedMetric(d.metrics, s.Name).Set(0)
+		}
 		go func() {
 			r.err = sup.run(sctx)
 			close(r.done)
@@ -159,6 +229,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 			d.mu.Lock()
 			delete(d.sups, name)
 			delete(d.down, name)
+			delete(d.failed, name)
 			d.mu.Unlock()
 			// A restarted site raises its alerts again if they still hold.
 			d.forgetAlerts(name)
@@ -190,7 +261,8 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 		case <-ctx.Done():
 			return nil
 		case r := <-exited:
-			if cur[r.sup.site.Name] != r {
+			name := r.sup.site.Name
+			if cur[name] != r {
 				continue // stopped on purpose by a reload
 			}
 			if r.err == nil && ctx.Err() != nil {
@@ -199,13 +271,28 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 			if r.err == nil {
 				r.err = fmt.Errorf("stopped unexpectedly")
 			}
-			return fmt.Errorf("site %s: %w", r.sup.site.Name, r.err)
+			delete(cur, name)
+			siteRunningMetric(d.metrics, name).Set(0)
+			if len(cur) == 0 || ctx.Err() != nil {
+				// No active site is left running (a daemon of one
+				// site, or all of them stopped): the daemon exits 1
+				// with the error, as it did before sites stopped
+				// alone. The last state file shows the site stopped.
+				d.siteFailed(r.sup, r.err, false)
+				return fmt.Errorf("site %s: %w", name, r.err)
+			}
+			d.siteFailed(r.sup, r.err, true)
+			arm()
+		case <-retry.C:
+			d.restartDue(start)
+			arm()
 		case next := <-d.opts.Reload:
 			if err := checkSites(next); err != nil {
 				d.log.Error().Err(err).Msg("reload refused; keeping the running configuration")
 				continue
 			}
 			d.reload(next, start, stop)
+			arm()
 		}
 	}
 }
@@ -264,6 +351,13 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 			}
 			forgetSiteMetrics(d.metrics, prev, s)
 			start(s, end)
+		case d.waitingRestart(s.Name):
+			// The operator may have fixed what stopped it (moved the
+			// spool's files away, stopped the other daemon): a reload
+			// starts it at once, as a fresh start would.
+			d.log.Info().Str(logSite, s.Name).Msg("reload: starting again a site stopped by an error")
+			stop(s.Name, true, nil)
+			start(s, walstream.StreamEnd{})
 		}
 		applied = append(applied, s)
 	}
@@ -306,6 +400,110 @@ func inPlace(prev, next Site) bool {
 		prev.SpoolDir == next.SpoolDir && prev.Destination != "" && prev.Destination == next.Destination
 }
 
+// siteFailed records that sup's run ended with err (siteFailure). With
+// restart, the other sites run on: the site raises site_stopped_error,
+// the error is logged with when the site is started again. Without, the
+// daemon is about to exit with err (it logs it): only the status and
+// metric record it, for the last state file.
+func (d *daemon) siteFailed(sup *supervisor, err error, restart bool) {
+	name := sup.site.Name
+	now := time.Now()
+	d.mu.Lock()
+	f := &siteFailure{sup: sup, err: err, at: now, n: 1}
+	if prev := d.failed[name]; prev != nil {
+		f.n = prev.n + 1
+	}
+	delay := siteRetryMin
+	for i := 1; i < f.n && delay < siteRetryMax; i++ {
+		delay *= 2
+	}
+	delay = min(delay, siteRetryMax)
+	if restart {
+		f.retryAt = now.Add(delay)
+	}
+	d.failed[name] = f
+	d.mu.Unlock()
+	siteFailedMetric(d.metrics, name).Set(1)
+	sup.setError(err)
+	if !restart {
+		return
+	}
+	d.setAlert(AlertSiteStopped, name, true)
+	d.log.Error().Err(err).Str(logSite, name).Int("failures_in_a_row", f.n).Time("restart_at", f.retryAt).
+		Msg("site stopped with an error: its wal receiver and backups are stopped, the other sites run on; it is started again at restart_at, or at once on SIGHUP (systemctl reload hoard)")
+}
+
+// nextRestart returns when the next site stopped by an error is due to
+// start again; zero when none is waiting.
+func (d *daemon) nextRestart() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var next time.Time
+	for _, f := range d.failed {
+		if !f.retryAt.IsZero() && (next.IsZero() || f.retryAt.Before(next)) {
+			next = f.retryAt
+		}
+	}
+	return next
+}
+
+// waitingRestart tells whether site is stopped by an error and waits
+// for its restart.
+func (d *daemon) waitingRestart(site string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f := d.failed[site]
+	return f != nil && !f.retryAt.IsZero()
+}
+
+// restartDue starts again the sites stopped by an error whose restart is
+// due, with their current configuration.
+func (d *daemon) restartDue(start func(Site, walstream.StreamEnd)) {
+	now := time.Now()
+	d.mu.Lock()
+	var due []Site
+	for _, s := range d.sites {
+		if f := d.failed[s.Name]; f != nil && !f.retryAt.IsZero() && !now.Before(f.retryAt) {
+			f.retryAt = time.Time{}
+			due = append(due, s)
+		}
+	}
+	d.mu.Unlock()
+	for _, s := range due {
+		d.log.Info().Str(logSite, s.Name).Msg("starting again a site stopped by an error")
+		start(s, walstream.StreamEnd{})
+	}
+}
+
+// checkRestarted ends the failure of site once its restarted run sup
+// has run for siteProvenAfter and, when it streams, is connected: the
+// alert file goes (unless another site holds it), hoard_site_failed is
+// 0 and the status and /healthz forget the error.
+func (d *daemon) checkRestarted(site string, sup *supervisor, now time.Time) {
+	d.mu.Lock()
+	f := d.failed[site]
+	waiting := f != nil && !f.retryAt.IsZero()
+	d.mu.Unlock()
+	if f == nil || f.sup == sup || waiting || now.Sub(sup.started) < siteProvenAfter {
+		return
+	}
+	st := sup.status()
+	if !st.Running || streamsWAL(sup.site) && (st.WAL == nil || !st.WAL.Connected) {
+		return
+	}
+	d.mu.Lock()
+	if d.failed[site] != f {
+		// It failed again meanwhile.
+		d.mu.Unlock()
+		return
+	}
+	delete(d.failed, site)
+	d.mu.Unlock()
+	siteFailedMetric(d.metrics, site).Set(0)
+	d.setAlert(AlertSiteStopped, site, false)
+	d.log.Info().Str(logSite, site).Int("failures_in_a_row", f.n).Msg("site running again after it stopped with an error")
+}
+
 func (d *daemon) setSites(sites []Site) {
 	s := append([]Site(nil), sites...)
 	sort.Slice(s, func(i, j int) bool { return s[i].Name < s[j].Name })
@@ -336,6 +534,9 @@ func (d *daemon) requestBackup(site string) (string, error) {
 	}
 	if !sup.site.Active {
 		return "", fmt.Errorf("site %s is inactive (active: false): %w", site, ErrUnknownSite)
+	}
+	if d.waitingRestart(site) {
+		return "", fmt.Errorf("site %s: %w", site, ErrSiteStopped)
 	}
 	if sup.maintenance() {
 		return "", fmt.Errorf("site %s: %w (remove %s to end it)", site, ErrMaintenance, d.opts.MaintenanceFile)
@@ -388,16 +589,42 @@ func (d *daemon) status() Status {
 		// The receiver's figures move with every message: read them now
 		// rather than show the monitor's last refresh.
 		sup.refresh(now)
-		st.Sites[name] = sup.status()
+		ss := sup.status()
+		d.mu.Lock()
+		if f := d.failed[name]; f != nil {
+			ss.Stopped = &SiteStopped{Error: f.err.Error(), At: f.at.UTC(), Failures: f.n, NextRestart: timePtr(f.retryAt)}
+		}
+		d.mu.Unlock()
+		st.Sites[name] = ss
 	}
 	return st
 }
 
-// healthy reports an error when a streaming site has been disconnected
-// for more than unhealthyAfter, or an active site's supervisor is not
-// running.
+// healthy reports an error when a site is stopped by an error (until a
+// restarted run has proved itself), a streaming site has been
+// disconnected for more than unhealthyAfter, or an active site's
+// supervisor is not running.
 func (d *daemon) healthy() error {
 	now := time.Now()
+	var (
+		failedSite string
+		f          siteFailure
+	)
+	d.mu.Lock()
+	if names := slices.Sorted(maps.Keys(d.failed)); len(names) > 0 {
+		failedSite, f = names[0], *d.failed[names[0]]
+	}
+	d.mu.Unlock()
+	if failedSite != "" {
+		next := "a restart of it runs"
+		if !f.retryAt.IsZero() {
+			next = "started again at " + f.retryAt.UTC().Format(time.RFC3339) + " or on SIGHUP"
+		}
+		// The first line: the hint that follows is in /status.
+		msg, _, _ := strings.Cut(f.err.Error(), "\n")
+		return fmt.Errorf("site %s stopped with an error at %s (%d in a row; %s): %s: %w",
+			failedSite, f.at.UTC().Format(time.RFC3339), f.n, next, msg, errUnhealthy)
+	}
 	for name, sup := range d.supervisors() {
 		st := sup.status()
 		if !st.Active {
@@ -426,6 +653,7 @@ func (d *daemon) monitor(ctx context.Context, sd *metrics.StatsD) {
 		now := time.Now()
 		for name, sup := range d.supervisors() {
 			sup.refresh(now)
+			d.checkRestarted(name, sup, now)
 			if sup.site.WAL != WALStream || !sup.site.Active {
 				continue
 			}

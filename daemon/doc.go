@@ -72,13 +72,20 @@
 //
 // # Failures
 //
-// The first fatal error stops every part and Run returns it: a site whose
-// spool another daemon holds (ErrSpoolInUse, spoollock.go), a site whose
-// folder (<backup_location>/<site>, Site.Dir) another daemon holds
-// (ErrSiteInUse, spoollock.go; every site, spool or none), a site whose
-// archive cannot be opened, a WAL receiver that cannot continue (the
-// server is not the one the spool came from, or it removed WAL the archive
-// needs), an HTTP address that cannot be bound. Everything else (server
+// An error that ends a site's run stops that site alone (runSites): a
+// site whose spool another daemon holds (ErrSpoolInUse, spoollock.go), a
+// site whose folder (<backup_location>/<site>, Site.Dir) another daemon
+// holds (ErrSiteInUse, spoollock.go; every site, spool or none), a site
+// whose archive cannot be opened, a WAL receiver that cannot continue
+// (the server is not the one the spool came from, or it removed WAL the
+// archive needs; the spool cannot be written). The other sites run on;
+// the stopped one shows in the status (SiteStatus.Stopped),
+// hoard_site_failed, /healthz and the site_stopped_error alert file, and
+// is started again after siteRetryMin, doubling up to siteRetryMax, or at
+// once by a reload; its failure is over once a restart has run for
+// siteProvenAfter (connected, when it streams). When such an error leaves
+// no active site running, every part stops and Run returns it, as it
+// does for an HTTP address that cannot be bound. Everything else (server
 // restarts, storage outages, failed backups) is retried: walstream
 // retries each upload forever with backoff, and a file leaves the spool
 // only once stored. Upload failures more than UploadRetriesWarningLimit in

@@ -38,6 +38,9 @@ var (
 	// is shutting down, or a reload is restarting the site): nothing
 	// would take the backup, so it is refused rather than queued (503).
 	ErrSiteStopping = errors.New("the site is stopping (shutdown or reload): no backup loop takes requests; request it again once the daemon runs it")
+	// ErrSiteStopped means the site is stopped by an error and waits to
+	// be started again (503): /status has the error.
+	ErrSiteStopped = errors.New("the site is stopped by an error (see its stopped in /status and the daemon's log): no backup loop takes requests; fix the error and reload the daemon (SIGHUP), then request it again")
 	// ErrUnknownRequest means the daemon knows no basebackup request of
 	// that id for the site: it was never made there, it is older than
 	// the last maxRequests, or the daemon restarted since (404).
@@ -267,7 +270,7 @@ func newHTTPHandler(o HTTPOptions, log zerolog.Logger) http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 		case errors.Is(err, ErrBackupPending):
 			http.Error(w, err.Error(), http.StatusConflict)
-		case errors.Is(err, ErrMaintenance), errors.Is(err, ErrSiteStopping):
+		case errors.Is(err, ErrMaintenance), errors.Is(err, ErrSiteStopping), errors.Is(err, ErrSiteStopped):
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		default:
 			log.Error().Err(err).Str(logSite, site).Msg("basebackup request")

@@ -26,6 +26,7 @@ func registeredMetrics(t *testing.T) map[string]metricFamily {
 	m := metrics.New(nil)
 	startedMetric(m)
 	siteRunningMetric(m, "s")
+	siteFailedMetric(m, "s")
 	newSiteMetrics(m, "s")
 	walConnectedMetric(m, "s")
 	rt := &supervisor{site: Site{Name: "s"}, d: &daemon{metrics: m}}

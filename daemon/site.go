@@ -50,6 +50,8 @@ type supervisor struct {
 	site Site
 	d    *daemon
 	log  zerolog.Logger
+	// started is when the supervisor was made, just before its run.
+	started time.Time
 	// requests holds the id of one pending backup request.
 	requests chan string
 	// relist holds one pending request to list the backups now
@@ -121,6 +123,7 @@ func newSupervisor(d *daemon, s Site) *supervisor {
 	sup := &supervisor{
 		site:     s,
 		d:        d,
+		started:  time.Now(),
 		log:      d.log.With().Str(logSite, s.Name).Logger(),
 		requests: make(chan string, 1),
 		relist:   make(chan struct{}, 1),

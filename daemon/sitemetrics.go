@@ -93,7 +93,10 @@ const (
 	MetricRetentionDeleted     = "hoard_retention_deleted_total"
 	MetricRetentionRuns        = "hoard_retention_runs_total"
 	MetricSiteRunning          = "hoard_site_running"
-	MetricDaemonStartedTime    = "hoard_start_timestamp_seconds"
+	// MetricSiteFailed is 1 while a site is stopped by an error and
+	// no run of it since has got going (daemon.go, siteFailure).
+	MetricSiteFailed        = "hoard_site_failed"
+	MetricDaemonStartedTime = "hoard_start_timestamp_seconds"
 )
 
 // startedMetric is the daemon's one series without a site.
@@ -104,6 +107,12 @@ func startedMetric(m *metrics.Registry) *metrics.Gauge {
 // siteRunningMetric is 1 while the site's supervisor runs.
 func siteRunningMetric(m *metrics.Registry, site string) *metrics.Gauge {
 	return m.Gauge(MetricSiteRunning, "1 while the site's supervisor runs.", map[string]string{"site": site})
+}
+
+// siteFailedMetric is 1 while the site is stopped by an error
+// (siteFailure), until a run of it gets going again.
+func siteFailedMetric(m *metrics.Registry, site string) *metrics.Gauge {
+	return m.Gauge(MetricSiteFailed, "1 while the site is stopped by an error (its WAL receiver or start failed for good; the other sites run on) and no run of it since has got going; see the site's stopped in /status.", map[string]string{"site": site})
 }
 
 // walConnectedMetric is 1 while the site's WAL receiver streams; only
@@ -143,6 +152,7 @@ func forgetSiteMetrics(m *metrics.Registry, prev, next Site) {
 	}
 	if !next.Active {
 		m.Remove(MetricSiteRunning, l)
+		m.Remove(MetricSiteFailed, l)
 		// No WAL archive check runs for it any more: a last value
 		// above 0 would keep HoardWALArchiveGap (or
 		// HoardTimelineHistoryDamaged) firing for good.

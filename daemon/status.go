@@ -34,6 +34,9 @@ type SiteStatus struct {
 	WALMode          string `json:"wal_mode"` // stream, archive_command or none
 	Running          bool   `json:"running"`  // the site's supervisor runs
 	Maintenance      bool   `json:"maintenance"`
+	// Stopped is set while the site is stopped by an error and no run
+	// of it since has got going again; nil otherwise.
+	Stopped *SiteStopped `json:"stopped,omitempty"`
 
 	// WAL is the receiver's progress; nil unless the site streams.
 	WAL *WALStatus `json:"wal,omitempty"`
@@ -67,6 +70,20 @@ type SiteStatus struct {
 	// RestoreTest is the scheduled test restores; nil when the site runs
 	// none.
 	RestoreTest *RestoreTestStatus `json:"restore_test,omitempty"`
+}
+
+// SiteStopped is a site whose run ended with an error while the daemon
+// ran its other sites on (daemon.go, siteFailure).
+type SiteStopped struct {
+	// Error is the error that ended the site's last run, with its hint.
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
+	// Failures counts the runs in a row that ended so.
+	Failures int `json:"failures_in_a_row"`
+	// NextRestart is when the daemon starts the site again; nil while
+	// that run is under way (running says so) and has not yet proved
+	// itself (siteProvenAfter).
+	NextRestart *time.Time `json:"next_restart_at,omitempty"`
 }
 
 // WALStatus is the WAL receiver's progress (walstream.Status) with LSNs
