@@ -35,6 +35,17 @@ const (
 	// daemon runs its other sites on, until a run of it gets going
 	// again (daemon.go, siteFailure).
 	AlertSiteStopped = "site_stopped_error"
+	// AlertWALArchiveGap is hoard's: the daemon's WAL archive check
+	// (walgaps.go) found segments of a kept backup's WAL missing from the
+	// archive (deleted from the bucket, or stored damaged): point-in-time
+	// recovery of that backup stops before them.
+	AlertWALArchiveGap = "wal_archive_gap_error"
+	// AlertTimelineHistoryDamaged is hoard's: the WAL archive check found
+	// a timeline history file stored damaged that PostgreSQL asks for
+	// while it recovers a kept backup, so hoard restore refuses it. It is
+	// not AlertWALArchiveGap: no segment is missing, and what fixes it
+	// differs (a good copy of the history file, not a basebackup).
+	AlertTimelineHistoryDamaged = "timeline_history_damaged"
 )
 
 // knownAlerts are looked for by Active even when this process has not
@@ -42,7 +53,7 @@ const (
 var knownAlerts = []string{
 	AlertAuthentication, AlertConfiguration, AlertUploadRetries,
 	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest, AlertWALHole, AlertWALStoredLag,
-	AlertBackupDamaged, AlertSiteStopped,
+	AlertBackupDamaged, AlertSiteStopped, AlertWALArchiveGap, AlertTimelineHistoryDamaged,
 }
 
 // AlertBackupDamaged is raised while retention finds that a backup it

@@ -64,8 +64,10 @@
 //     with a warning naming the first and the backups cut; the kept
 //     backups restore refuses for a timeline history file stored damaged
 //     show in hoard_wal_archive_damaged_history_backups and the status's
-//     wal_archive.damaged_history. A check the storage kept from being
-//     made changes none of them.
+//     wal_archive.damaged_history; each raises its alert file
+//     (wal_archive_gap_error, timeline_history_damaged) until a check
+//     finds it no more. A check the storage kept from being made changes
+//     none of them.
 //
 // Inactive sites (active: false) get no supervisor: the daemon never
 // writes to or deletes from them.

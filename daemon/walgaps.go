@@ -380,8 +380,10 @@ func (s *supervisor) walChecks(ctx context.Context, arch *archive.Archive) error
 // stored (findWALGaps) and records the result: the missing segments in
 // MetricWALArchiveMissing, the backups a timeline history file stored
 // damaged makes restore refuse in MetricWALArchiveDamagedHistory, and
-// both in the status (wal_archive), with a warning when they change. A check the storage (or anything else) kept from
-// being made leaves them as the last check left them: it is counted in
+// both in the status (wal_archive), with a warning when they change, and
+// as the alert files AlertWALArchiveGap and AlertTimelineHistoryDamaged. A
+// check the storage (or anything else) kept from being made leaves them
+// as the last check left them: it is counted in
 // MetricWALArchiveCheckFailures, logged and shown as wal_archive.last_error.
 func (s *supervisor) checkWAL(ctx context.Context, arch *archive.Archive) {
 	// Read before the listing: what it says was stored before the
@@ -407,6 +409,11 @@ func (s *supervisor) checkWAL(ctx context.Context, arch *archive.Archive) {
 	}
 	s.m.walMissing.Set(float64(len(g.Missing)))
 	s.m.walDamagedHistory.Set(float64(len(g.Refused)))
+	// The alert files follow the metrics: only a check made raises or
+	// clears them (one an earlier run left goes at the first check made
+	// that finds none, on any site).
+	s.d.setAlert(AlertWALArchiveGap, s.site.Name, len(g.Missing) > 0)
+	s.d.setAlert(AlertTimelineHistoryDamaged, s.site.Name, len(g.Refused) > 0)
 	var first string
 	if len(g.Missing) > 0 {
 		first = g.Missing[0]

@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -375,6 +377,88 @@ func TestSupervisor_checkWALStorageFailed(t *testing.T) {
 	}
 }
 
+// TestSupervisor_checkWALAlertFile: the wal_archive_gap_error alert file
+// follows the checks made, as the metric does. A file an earlier run
+// left is reported until a check is made; a check the storage kept from
+// being made neither clears it nor raises it; the first check made that
+// finds a segment missing raises it, and it stays while any site holds
+// it: a second site's whole archive does not clear it, nor does a check
+// the storage failed once the segment is back; the next check made does.
+func TestSupervisor_checkWALAlertFile(t *testing.T) {
+	ctx := context.Background()
+	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd})
+	st := &downStore{Store: a.Store}
+	a.Store = st
+	const sys = 7000000000000000009
+	pushSegments(t, a, 1, 1, 6, sys)
+	archivetest.PutBackupInfo(t, a, "b1", gapBackup("b1", 1, 2, 3, sys))
+	whole := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: compress.Zstd})
+	pushSegments(t, whole, 1, 1, 6, sys)
+	archivetest.PutBackupInfo(t, whole, "b1", gapBackup("b1", 1, 2, 3, sys))
+
+	d := testDaemon(t)
+	file := filepath.Join(d.opts.AlertDir, AlertWALArchiveGap)
+	raised := func() bool {
+		_, err := os.Stat(file)
+		return err == nil
+	}
+	// Left by an earlier run.
+	if err := d.alerts.Raise(AlertWALArchiveGap); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(d.alerts.Active(), AlertWALArchiveGap) {
+		t.Errorf("alerts %v do not list the file an earlier run left", d.alerts.Active())
+	}
+	sup := newSupervisor(d, Site{Name: "site", Active: true, WAL: WALArchiveCommand})
+	other := newSupervisor(d, Site{Name: "other", Active: true, WAL: WALArchiveCommand})
+	st.down.Store(true)
+	sup.checkWAL(ctx, a)
+	if !raised() {
+		t.Errorf("a check the storage failed cleared the file an earlier run left")
+	}
+	st.down.Store(false)
+	sup.checkWAL(ctx, a)
+	if raised() {
+		t.Errorf("the file an earlier run left stays after a check made found nothing missing")
+	}
+
+	// The file left is cleared, so a check the storage failed does not
+	// raise it either, whatever is missing.
+	deleteWAL(t, a, gapSeg(1, 4))
+	st.down.Store(true)
+	sup.checkWAL(ctx, a)
+	if raised() {
+		t.Errorf("a check the storage failed raised %s", AlertWALArchiveGap)
+	}
+	st.down.Store(false)
+	sup.checkWAL(ctx, a)
+	if !raised() {
+		t.Fatalf("no %s after a check found %s missing", AlertWALArchiveGap, gapSeg(1, 4))
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "alert" {
+		t.Errorf("alert file holds %q (%v), want \"alert\"", b, err)
+	}
+	if got := d.alerts.Active(); !slices.Equal(got, []string{AlertWALArchiveGap}) {
+		t.Errorf("alerts %v, want [%s]", got, AlertWALArchiveGap)
+	}
+	other.checkWAL(ctx, whole)
+	if !raised() {
+		t.Errorf("a check of another site, whole, cleared %s while site still misses %s", AlertWALArchiveGap, gapSeg(1, 4))
+	}
+
+	pushSegments(t, a, 1, 4, 4, sys)
+	st.down.Store(true)
+	sup.checkWAL(ctx, a)
+	if !raised() {
+		t.Errorf("a check the storage failed cleared %s", AlertWALArchiveGap)
+	}
+	st.down.Store(false)
+	sup.checkWAL(ctx, a)
+	if raised() {
+		t.Errorf("%s stays after a check made found nothing missing", AlertWALArchiveGap)
+	}
+}
+
 // TestRun_WALArchiveGap streams from a real cluster and takes a
 // basebackup; once the WAL after it is stored, a segment of it is
 // deleted from the storage (someone who can write to the bucket, a
@@ -461,6 +545,85 @@ func TestRun_WALArchiveGap(t *testing.T) {
 	} else if next := seg.Next().Name(1 << 20); stored(next) {
 		t.Fatalf("segment %s, after %s, is stored: the check did not need the receiver to see %s missing", next, newest, newest)
 	}
+}
+
+// TestRun_WALArchiveGapAlert streams from a real cluster into local
+// storage and takes a basebackup; a segment after it is deleted from the
+// storage: the daemon's WAL archive check raises the
+// wal_archive_gap_error alert file (it holds the word alert, and /status
+// lists it under alerts), and clears it once a later check finds the
+// segment stored again. Before, the check said so only in metrics, the
+// status and a warning: an operator watching alert files, as PGHoard's
+// monitoring does, never heard that point-in-time recovery of a kept
+// backup had become impossible.
+func TestRun_WALArchiveGapAlert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx := context.Background()
+	st := storage.NewLocal(t.TempDir())
+	c, site := backedUpCluster(t, st)
+	arch, _, err := site.OpenArchive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := runDaemon(t, Options{Sites: []Site{site}, DrainTimeout: time.Second, WALCheckInterval: 500 * time.Millisecond})
+	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
+	var switched []string
+	for range 2 {
+		c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'x')")
+		switched = append(switched, c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"))
+	}
+	key := arch.Layout.WALKey(switched[0])
+	rd.waitFor("the switched segments stored", func(Status) bool {
+		_, err := st.Stat(ctx, arch.Layout.WALKey(switched[1]))
+		return err == nil
+	})
+	rd.waitFor("a check after the segments were stored", func(st Status) bool {
+		w := st.Sites["test"].WALArchive
+		return w != nil && w.CheckedAt != nil && w.CheckedAt.After(time.Now().Add(-time.Second))
+	})
+	if rd.alertFile(AlertWALArchiveGap) {
+		t.Fatalf("%s raised before any segment was deleted", AlertWALArchiveGap)
+	}
+
+	// Keep the stored object to put back, then delete it.
+	r, obj, err := st.Open(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	got := rd.waitFor("the missing segment reported", func(st Status) bool {
+		w := st.Sites["test"].WALArchive
+		return w != nil && w.MissingSegments > 0
+	})
+	rd.waitFor("the alert raised", func(Status) bool { return rd.alertFile(AlertWALArchiveGap) })
+	if b, err := os.ReadFile(filepath.Join(rd.opts.AlertDir, AlertWALArchiveGap)); err != nil || string(b) != "alert" {
+		t.Errorf("alert file %s holds %q (%v), want \"alert\"", AlertWALArchiveGap, b, err)
+	}
+	got = rd.waitFor("the alert in the status", func(st Status) bool { return slices.Contains(st.Alerts, AlertWALArchiveGap) })
+	if w := got.Sites["test"].WALArchive; w.FirstMissing != switched[0] {
+		t.Errorf("wal_archive %+v, want %s missing", w, switched[0])
+	}
+	if slices.Contains(got.Alerts, AlertTimelineHistoryDamaged) {
+		t.Errorf("alerts %v: %s raised with no history file damaged", got.Alerts, AlertTimelineHistoryDamaged)
+	}
+
+	// The same object stored again: the next check finds nothing missing.
+	if err := st.Put(ctx, key, bytes.NewReader(stored), obj.Metadata); err != nil {
+		t.Fatal(err)
+	}
+	rd.waitFor("the alert cleared", func(st Status) bool {
+		w := st.Sites["test"].WALArchive
+		return w != nil && w.MissingSegments == 0 && !rd.alertFile(AlertWALArchiveGap) && !slices.Contains(st.Alerts, AlertWALArchiveGap)
+	})
 }
 
 // TestRun_WALArchiveGapMovedFrom streams from a real cluster into a site

@@ -116,7 +116,8 @@ func TestSupervisor_checkWALOddHistory(t *testing.T) {
 // damaged that makes hoard restore refuse kept backups was only in
 // /status and a warning: no metric, so no alert rule could page anyone.
 // The check sets MetricWALArchiveDamagedHistory to the backups refused,
-// and back to 0 once a good copy is stored.
+// and back to 0 once a good copy is stored; and, for those who watch
+// alert files, raises timeline_history_damaged, cleared then too.
 func TestSupervisor_checkWALOddHistoryMetric(t *testing.T) {
 	ctx := context.Background()
 	a, dir := oddWALSite(t)
@@ -129,8 +130,15 @@ func TestSupervisor_checkWALOddHistoryMetric(t *testing.T) {
 	testio.ReplaceFile(t, p, testio.OddEntries[0].Make)
 
 	d := testDaemon(t)
+	alert := filepath.Join(d.opts.AlertDir, AlertTimelineHistoryDamaged)
 	sup := newSupervisor(d, Site{Name: "site", Active: true, WAL: WALArchiveCommand})
 	sup.checkWAL(ctx, a)
+	if b, err := os.ReadFile(alert); err != nil || string(b) != "alert" {
+		t.Errorf("alert file %s holds %q (%v) with timeline 2's history damaged, want \"alert\"", AlertTimelineHistoryDamaged, b, err)
+	}
+	if got := d.alerts.Active(); !slices.Equal(got, []string{AlertTimelineHistoryDamaged}) {
+		t.Errorf("alerts %v, want [%s] (no segment is missing)", got, AlertTimelineHistoryDamaged)
+	}
 	if got, want := registryValue(t, d.metrics, MetricWALArchiveDamagedHistory, `site="site"`), "1"; got != want {
 		t.Errorf("%s = %q with timeline 2's history a %s refusing b1, want %s", MetricWALArchiveDamagedHistory, got, testio.OddEntries[0].Name, want)
 	}
@@ -147,6 +155,9 @@ func TestSupervisor_checkWALOddHistoryMetric(t *testing.T) {
 	sup.checkWAL(ctx, a)
 	if got, want := registryValue(t, d.metrics, MetricWALArchiveDamagedHistory, `site="site"`), "0"; got != want {
 		t.Errorf("%s = %q once a good copy is stored, want %s", MetricWALArchiveDamagedHistory, got, want)
+	}
+	if _, err := os.Stat(alert); !os.IsNotExist(err) {
+		t.Errorf("alert file %s stays once a good copy is stored (%v)", AlertTimelineHistoryDamaged, err)
 	}
 }
 
