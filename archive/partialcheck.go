@@ -21,12 +21,14 @@ import (
 // its bytes start with exactly that WAL (docs/security.md).
 
 // ErrUnverifiedPartial is wrapped by PutPartialWAL's error when the stored
-// .partial claims (in its metadata) more WAL than the file holds and this
+// .partial claims (in its metadata) more WAL than the file holds, or
+// claims nothing (hoard before 2026-12-02 recorded no claim) and the
+// caller does not vouch for the file (PushOptions.HoldsSpool), and this
 // process cannot read it to check (an encrypted site whose daemon holds
 // only the public key): the file is neither stored over it, which could
 // take back WAL an earlier run stored, nor reported stored. A later copy
 // holding at least as much as the claim is stored.
-var ErrUnverifiedPartial = errors.New("the stored .partial claims more WAL than this copy and cannot be read to check")
+var ErrUnverifiedPartial = errors.New("the stored .partial may hold more WAL than this copy and cannot be read to check")
 
 // readPartial decodes the stored .partial key, called name, writing its
 // decoded bytes to sink (when not nil) as they come: read to EOF (an
@@ -162,11 +164,12 @@ func sameWAL(path string, data int64, content []byte) (bool, error) {
 // The object's metadata is a hint only where following it cannot lose
 // WAL to anyone but a writer who could delete the object anyway: one
 // that claims less WAL than the file (and another hash) is stored over
-// without being read. Any other is read (readPartial): about
+// without being read. One that claims nothing and cannot be read is
+// stored over only when holdsSpool (PushOptions.HoldsSpool). Any other is read (readPartial): about
 // one segment downloaded for the first copy of a segment after a restart
 // or a failed copy. The caller's later copies compare with what cache
 // keeps (partialAhead) instead of reading it again.
-func (a *Archive) checkStored(ctx context.Context, obj storage.Object, path string, fileSize, data int64, cache *PartialCache, res *PushResult) (done bool, err error) {
+func (a *Archive) checkStored(ctx context.Context, obj storage.Object, path string, fileSize, data int64, holdsSpool bool, cache *PartialCache, res *PushResult) (done bool, err error) {
 	claim, claimed := int64(0), false
 	if v, ok := obj.Metadata[MetaPartialDataSize]; ok {
 		if n, err := parseDataSize(obj.Key, v); err == nil {
@@ -189,6 +192,15 @@ func (a *Archive) checkStored(ctx context.Context, obj storage.Object, path stri
 		if claimed && claim <= data {
 			// Storing the file loses nothing even if the claim is true.
 			return false, nil
+		}
+		if !claimed && holdsSpool {
+			// An earlier version's copy, of the spool file the caller's
+			// copy holds all the WAL of (PushOptions.HoldsSpool).
+			return false, nil
+		}
+		if !claimed {
+			return false, fmt.Errorf("%s: %w: it records no %s (stored by hoard before 2026-12-02, or by another writer) (%v)",
+				obj.Key, ErrUnverifiedPartial, MetaPartialDataSize, err)
 		}
 		return false, fmt.Errorf("%s: %w (%v)", obj.Key, ErrUnverifiedPartial, err)
 	case NotWAL(err):

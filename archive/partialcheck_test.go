@@ -172,6 +172,46 @@ func TestArchive_PutPartialWAL_ErrUnverifiedPartial(t *testing.T) {
 	checkPartialObject(t, full, key, seg[:700000])
 }
 
+// A copy hoard before f44d08a (2026-12-02) stored records no
+// partial-data-size and is padded to the segment size: a daemon with the
+// public key only cannot tell how much WAL it holds. A copy is stored
+// over it only when the caller vouches that the copy holds all the WAL
+// of the spool file that copy was made from (HoldsSpool: the receiver's
+// copy of the segment an earlier run left in progress); any other fails
+// with ErrUnverifiedPartial, naming the missing metadata, and leaves it.
+func TestArchive_PutPartialWAL_UnclaimedHoldsSpool(t *testing.T) {
+	ctx := context.Background()
+	name := "000000010000000000000005"
+	seg := partialSegment(t, name)
+	full := walTestArchive(t, true)
+	key := full.Layout.WALKey(name + ".partial")
+	old := make([]byte, len(seg))
+	copy(old, seg[:300000])
+	if _, err := full.Codec.Put(ctx, full.Store, key, bytes.NewReader(old), int64(len(old)),
+		storage.Metadata{MetaOriginalFileSize: strconv.Itoa(len(old))}); err != nil {
+		t.Fatal(err)
+	}
+	codec := *full.Codec
+	codec.PrivateKeys = map[string]*rsa.PrivateKey{}
+	a := &Archive{Store: full.Store, Codec: &codec, Layout: full.Layout, Site: full.Site}
+	dir := t.TempDir()
+	for _, n := range []int{100000, 400000} {
+		res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", seg[:n]), PushOptions{Partial: &PartialCache{}})
+		if !errors.Is(err, ErrUnverifiedPartial) || !strings.Contains(err.Error(), MetaPartialDataSize) || res.Stale || res.Uploaded {
+			t.Fatalf("copy of %d bytes, not vouched for: %+v, %v; want ErrUnverifiedPartial naming %s", n, res, err, MetaPartialDataSize)
+		}
+		got, _ := storedPlain(t, full, key)
+		if !bytes.Equal(got, old) {
+			t.Fatalf("copy of %d bytes, not vouched for: the older copy was replaced", n)
+		}
+	}
+	res, err := a.PutPartialWAL(ctx, writeWALFile(t, dir, name+".partial", seg[:400000]), PushOptions{Partial: &PartialCache{}, HoldsSpool: true})
+	if err != nil || !res.Uploaded || res.Stale {
+		t.Fatalf("copy vouched for: %+v, %v; want it stored", res, err)
+	}
+	checkPartialObject(t, full, key, seg[:400000])
+}
+
 // After a restart, the copy the store holds is read once: the later
 // copies still shorter than it compare with what the cache keeps, and
 // the steady state stores each copy with one request and no read.

@@ -162,7 +162,7 @@ func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptio
 	case err != nil:
 		return res, fmt.Errorf("put partial %s: stat %s: %w", path, res.Key, err)
 	default:
-		done, err := a.checkStored(ctx, obj, path, fileSize, size, cache, &res)
+		done, err := a.checkStored(ctx, obj, path, fileSize, size, o.HoldsSpool, cache, &res)
 		if err != nil {
 			return res, fmt.Errorf("put partial %s: %w", path, err)
 		}

@@ -57,6 +57,17 @@ type PushOptions struct {
 	// costs in proportion to the WAL added since the previous one. A
 	// StoredPartial of zero resets it.
 	Partial *PartialCache
+	// HoldsSpool is for PutPartialWAL only: the caller vouches that the
+	// file holds all the WAL the same spool's file of this segment held
+	// when an earlier process left it (the daemon's receiver after a
+	// restart: walstream's copy of the segment an earlier run left in
+	// progress, at least as long as that file's valid WAL). Every copy
+	// an earlier run on that spool stored was a prefix of that file, so
+	// a stored .partial that records no MetaPartialDataSize (stored by
+	// hoard before 2026-12-02, which padded its copies with zeros to the
+	// segment size) and that this process cannot read (only the public
+	// key) is stored over instead of failing with ErrUnverifiedPartial.
+	HoldsSpool bool
 }
 
 // PushResult describes a pushed WAL file.

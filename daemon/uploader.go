@@ -95,10 +95,14 @@ func (u *uploader) Upload(ctx context.Context, path string) error {
 // is the size of the copy the receiver stored last (0: unknown, the
 // storage is asked, and the encoding kept from earlier copies is
 // dropped: the first copy of a segment or a session, the copy after a
-// failed one, the final copy of an ended timeline).
-func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64) error {
+// failed one, the final copy of an ended timeline); holdsSpool is the
+// receiver's word that the copy holds all the WAL an earlier process
+// left in the spool's file of the segment (archive.PushOptions'
+// HoldsSpool).
+func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64, holdsSpool bool) error {
 	o := u.pushOptions(ctx)
 	o.StoredPartial = stored
+	o.HoldsSpool = holdsSpool
 	o.Partial = &u.partial
 	res, err := u.arch.PutPartialWAL(ctx, path, o)
 	if err == nil && res.Replaced != nil {

@@ -45,7 +45,7 @@ func TestUploader_UploadDeletesPartial(t *testing.T) {
 	u := &uploader{arch: arch, log: zerolog.Nop(), warn: func(bool) {}, failed: func() {}, uploaded: func() {}}
 	name := "000000010000000000000005"
 	dir := t.TempDir()
-	if err := u.UploadPartial(ctx, walSegment(t, dir, name+".partial"), 0); err != nil {
+	if err := u.UploadPartial(ctx, walSegment(t, dir, name+".partial"), 0, false); err != nil {
 		t.Fatal(err)
 	}
 	partialKey := arch.Layout.WALKey(name + ".partial")
@@ -83,7 +83,7 @@ func TestUploader_ServerVersion(t *testing.T) {
 				serverVersion: func(ctx context.Context) (int, error) { asked++; return tc.ask(ctx) }}
 			dir := t.TempDir()
 			name := "000000010000000000000005"
-			if err := u.UploadPartial(ctx, walSegment(t, dir, name+".partial"), 0); err != nil {
+			if err := u.UploadPartial(ctx, walSegment(t, dir, name+".partial"), 0, false); err != nil {
 				t.Fatal(err)
 			}
 			if err := u.Upload(ctx, walSegment(t, dir, name)); err != nil {

@@ -65,11 +65,11 @@ func (u *archiveUploader) Upload(ctx context.Context, path string) error {
 	return err
 }
 
-func (u *archiveUploader) UploadPartial(ctx context.Context, path string, stored int64) error {
+func (u *archiveUploader) UploadPartial(ctx context.Context, path string, stored int64, holdsSpool bool) error {
 	if u.failing.Load() {
 		return errStorageDown
 	}
-	_, err := u.a.PutPartialWAL(ctx, path, archive.PushOptions{StoredPartial: stored})
+	_, err := u.a.PutPartialWAL(ctx, path, archive.PushOptions{StoredPartial: stored, HoldsSpool: holdsSpool})
 	u.record(path, true, err)
 	return err
 }

@@ -49,7 +49,7 @@ func newSink(t *testing.T) *sink { return &sink{dir: t.TempDir()} }
 
 func (s *sink) Upload(ctx context.Context, path string) error { return s.put(ctx, path, false) }
 
-func (s *sink) UploadPartial(ctx context.Context, path string, _ int64) error {
+func (s *sink) UploadPartial(ctx context.Context, path string, _ int64, _ bool) error {
 	return s.put(ctx, path, true)
 }
 

@@ -145,6 +145,7 @@ func (r *Receiver) noteLeftover(c spoolContents) {
 	}
 	r.leftover = p
 	r.held = StreamEnd{Name: p}
+	r.earlier = StreamEnd{Name: p}
 	r.below = nil
 	for _, name := range c.partials[:i] {
 		if wal.SegmentTimeline(name) == wal.SegmentTimeline(p) {
@@ -290,7 +291,7 @@ func (r *Receiver) storeLeftover(name string, cause error) {
 		return
 	}
 	r.held = StreamEnd{Name: name, Length: n}
-	t := uploadTask{kind: taskSnapshot, name: name, length: n}
+	t := uploadTask{kind: taskSnapshot, name: name, length: n, holdsSpool: r.holdsSpool(name, n)}
 	r.snapshotMu.Lock()
 	if r.streamEnd.name != "" {
 		r.snapshotMu.Unlock()
@@ -350,4 +351,36 @@ func validWAL(path, name string) (uint64, error) {
 		}
 	}
 	return uint64(min(rec.End(), fi.Size())), nil
+}
+
+// holdsSpool tells whether a copy of the first length bytes of the
+// spool's file name holds all the WAL the file held when this Run found
+// it left by an earlier process (r.earlier): up to the end of its last
+// valid record, read once. Every copy that process stored of the
+// segment was a prefix of that file, fsynced before it was copied, so
+// such a copy holds all their WAL (PushOptions.HoldsSpool): hoard before
+// f44d08a (2026-12-02) stored its copies padded, without the
+// partial-data-size that says how much WAL they hold, and a daemon with
+// only the public key cannot read them to compare. Another file (the
+// segments after it, or a spool of its own on another host) says
+// nothing about what a copy stored elsewhere holds.
+func (r *Receiver) holdsSpool(name string, length uint64) bool {
+	if r.earlier.Name != name {
+		return false
+	}
+	if !r.earlierRead {
+		r.earlierRead = true
+		n, err := validWAL(filepath.Join(r.opts.SpoolDir, name), name)
+		switch {
+		case err == nil, errors.Is(err, wal.ErrBadPageHeader):
+			// A file whose first page is not the segment's holds no WAL.
+			r.earlier.Length = n
+		default:
+			r.log.Warn().Err(err).Str(logSegment, name).
+				Msg("cannot read the WAL an earlier run left in the segment; an older version's copy of it that cannot be read is not replaced")
+			r.earlier = StreamEnd{}
+			return false
+		}
+	}
+	return length >= r.earlier.Length
 }

@@ -271,6 +271,13 @@ type Receiver struct {
 	// the longer of it and what its session fsynced (spoolWAL). Only
 	// Run's goroutine uses it.
 	held StreamEnd
+	// earlier is the leftover as this Run found it (noteLeftover), with
+	// the length of its valid WAL once read (earlierRead): what an
+	// earlier process's copies of it can hold at most (holdsSpool). Unlike
+	// held, a session's own WAL never changes it. Only Run's goroutine
+	// uses it.
+	earlier     StreamEnd
+	earlierRead bool
 	// spoolFull is the error of a session that ended because a write or
 	// fsync into its segment file failed with ENOSPC (a copy-on-write
 	// file system's full disk), until a segment fits in the spool's

@@ -602,7 +602,7 @@ func (s *session) snapshot() error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	s.r.enqueue(uploadTask{kind: taskSnapshot, name: name, length: s.cur.synced})
+	s.r.enqueue(uploadTask{kind: taskSnapshot, name: name, length: s.cur.synced, holdsSpool: s.r.holdsSpool(name, s.cur.synced)})
 	return nil
 }
 

@@ -149,6 +149,7 @@ func (r *Receiver) storeStreamEnd(cur *segmentFile, err error, stopping bool) {
 	}
 	name := cur.name() + wal.PartialSuffix
 	t := uploadTask{kind: taskSnapshot, name: name, length: r.spoolWAL(name, cur.synced)}
+	t.holdsSpool = r.holdsSpool(name, t.length)
 	if t.length <= r.snapshotUploaded(t.name) {
 		return
 	}

@@ -766,7 +766,7 @@ type partialRecorder struct {
 
 func (p *partialRecorder) Upload(context.Context, string) error { return nil }
 
-func (p *partialRecorder) UploadPartial(_ context.Context, path string, stored int64) error {
+func (p *partialRecorder) UploadPartial(_ context.Context, path string, stored int64, _ bool) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -963,7 +963,7 @@ func (c *chainUploader) Upload(context.Context, string) error {
 	return nil
 }
 
-func (c *chainUploader) UploadPartial(context.Context, string, int64) error { return nil }
+func (c *chainUploader) UploadPartial(context.Context, string, int64, bool) error { return nil }
 
 // TestReceiver_QueuedSince: Status.QueuedSince is when the oldest file
 // waiting for upload was queued, not when the queue was last empty: on a

@@ -45,7 +45,13 @@ type Uploader interface {
 	// StoredPartial). It is zero for the first copy of a segment a
 	// session uploads, after a failed call, and for the final copy of an
 	// ended timeline, the storage is asked then.
-	UploadPartial(ctx context.Context, path string, stored int64) error
+	//
+	// holdsSpool tells that the file holds all the WAL the spool's file
+	// of this segment held when an earlier process left it in progress
+	// (archive.PushOptions' HoldsSpool): what that process stored of it
+	// was a prefix of that file, so an older hoard's copy that this
+	// process cannot read to compare may be replaced by this one.
+	UploadPartial(ctx context.Context, path string, stored int64, holdsSpool bool) error
 }
 
 // taskKind tells what an upload task does.
@@ -70,6 +76,9 @@ type uploadTask struct {
 	kind   taskKind
 	name   string // file name in the spool
 	length uint64 // taskSnapshot: the fsynced bytes to copy
+	// holdsSpool is set on a taskSnapshot whose length holds all the WAL
+	// an earlier process left in the file (Receiver.holdsSpool).
+	holdsSpool bool
 }
 
 // uploadQueue is the FIFO between the receive loop and the uploader. The
@@ -317,7 +326,8 @@ func (r *Receiver) uploadFile(ctx context.Context, t uploadTask) error {
 	}
 	var err error
 	if t.kind == taskPartial {
-		err = r.opts.Uploader.UploadPartial(ctx, p, 0)
+		// The whole file: all the WAL it holds.
+		err = r.opts.Uploader.UploadPartial(ctx, p, 0, true)
 	} else {
 		err = r.opts.Uploader.Upload(ctx, p)
 	}
@@ -402,7 +412,7 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 	}
 	r.snapshotKnown = false
 	r.snapshotMu.Unlock()
-	if err := r.opts.Uploader.UploadPartial(ctx, p, stored); err != nil {
+	if err := r.opts.Uploader.UploadPartial(ctx, p, stored, t.holdsSpool); err != nil {
 		return fmt.Errorf("upload %s: %w", t.name, err)
 	}
 	ok = true
