@@ -223,7 +223,18 @@ func TestDaemon_setAlert(t *testing.T) {
 // status code and body.
 func postBackup(t *testing.T, port int, site string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/%s/basebackup", port, site), "", nil)
+	return httpDo(t, http.MethodPost, port, "/"+site+"/basebackup")
+}
+
+// httpDo sends a request without a body to path on the daemon's HTTP
+// port and returns the status code and body.
+func httpDo(t *testing.T, method string, port int, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

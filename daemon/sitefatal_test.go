@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -101,13 +100,26 @@ func storeFiles(t *testing.T, dir string) map[string]string {
 // HTTP port.
 func httpGet(t *testing.T, port int, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
-	if err != nil {
-		t.Fatal(err)
+	return httpDo(t, http.MethodGet, port, path)
+}
+
+// siteRecovered waits until site, stopped by an error, streams again
+// and its failure is over, and checks that the alert file, /healthz and
+// hoard_site_failed say so.
+func (rd *runningDaemon) siteRecovered(t *testing.T, port int, site string) {
+	t.Helper()
+	rd.waitFor(site+" streaming again, its failure over", func(st Status) bool {
+		s := st.Sites[site]
+		return s.Running && s.Stopped == nil && s.WAL != nil && s.WAL.Connected
+	})
+	rd.waitFor("site_stopped_error cleared", func(Status) bool { return !rd.alertFile(AlertSiteStopped) })
+	if code, body := httpGet(t, port, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz once %s streams again: %d %q, want 200", site, code, body)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	want := fmt.Sprintf(`hoard_site_failed{site=%q} 0`, site)
+	if _, metrics := httpGet(t, port, "/metrics"); !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s once %s streams again", want, site)
+	}
 }
 
 // TestRun_SiteFatalOthersRun: a daemon of two sites, one of which (a)
@@ -209,17 +221,7 @@ func TestRun_SiteFatalOthersRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	reload <- []Site{a, b}
-	rd.waitFor("a streaming again after the reload", func(st Status) bool {
-		s := st.Sites["a"]
-		return s.Running && s.Stopped == nil && s.WAL != nil && s.WAL.Connected
-	})
-	rd.waitFor("site_stopped_error cleared", func(Status) bool { return !rd.alertFile(AlertSiteStopped) })
-	if code, body := httpGet(t, port, "/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz once a streams again: %d %q, want 200", code, body)
-	}
-	if _, metrics := httpGet(t, port, "/metrics"); !strings.Contains(metrics, `hoard_site_failed{site="a"} 0`) {
-		t.Errorf("/metrics lacks hoard_site_failed{site=\"a\"} 0 once a streams again")
-	}
+	rd.siteRecovered(t, port, "a")
 	if n := logLines(rd.logs.String(), `"site":"b"`, `"message":"streaming wal"`); n != 1 {
 		t.Errorf("b's receiver started %d times, want once: a's failures and the reload must leave it alone", n)
 	}
@@ -275,17 +277,7 @@ func TestRun_SiteFatalRestarted(t *testing.T) {
 	if err := os.Rename(a.SpoolDir, a.SpoolDir+".moved"); err != nil {
 		t.Fatal(err)
 	}
-	rd.waitFor("a restarted, streaming, its failure over", func(st Status) bool {
-		s := st.Sites["a"]
-		return s.Running && s.Stopped == nil && s.WAL != nil && s.WAL.Connected
-	})
-	rd.waitFor("site_stopped_error cleared", func(Status) bool { return !rd.alertFile(AlertSiteStopped) })
-	if code, body := httpGet(t, port, "/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz once a streams again: %d %q, want 200", code, body)
-	}
-	if _, metrics := httpGet(t, port, "/metrics"); !strings.Contains(metrics, `hoard_site_failed{site="a"} 0`) {
-		t.Errorf("/metrics lacks hoard_site_failed{site=\"a\"} 0 once a streams again")
-	}
+	rd.siteRecovered(t, port, "a")
 	if !logLine(rd.logs.String(), `"site":"a"`, `"message":"site running again after it stopped with an error"`) {
 		t.Errorf("no log that a runs again:\n%s", rd.logs.String())
 	}
