@@ -26,6 +26,19 @@ import (
 // Restore (its recovery path), verify, and a standby backup's wait for
 // its WAL (the WAL its recovery reads) ask it.
 func (a *Archive) LatestTimeline(ctx context.Context, has func(tli uint32) bool, start uint32, system uint64, from ReplayStart) (tli uint32, refused error, err error) {
+	return a.LatestTimelineWith(ctx, has, a.OtherSystemHistories, start, system, from)
+}
+
+// OtherHistories is Archive.OtherSystemHistories or an answer of it kept
+// (LatestTimelineWith).
+type OtherHistories func(ctx context.Context, system uint64, above uint32) ([]*OtherSystemHistoryError, error)
+
+// LatestTimelineWith is LatestTimeline with the other systems' history
+// files above start found by others, for a caller that judges many
+// backups against one listing of the history files and keeps its
+// answers, rather than list timeline/ and read each later history file's
+// metadata again for each backup.
+func (a *Archive) LatestTimelineWith(ctx context.Context, has func(tli uint32) bool, others OtherHistories, start uint32, system uint64, from ReplayStart) (tli uint32, refused error, err error) {
 	tli = start
 	for has(tli + 1) {
 		tli++
@@ -33,19 +46,19 @@ func (a *Archive) LatestTimeline(ctx context.Context, has func(tli uint32) bool,
 	if tli == start || system == 0 {
 		return tli, nil, nil
 	}
-	others, err := a.OtherSystemHistories(ctx, system, start)
+	found, err := others(ctx, system, start)
 	if err != nil {
 		return 0, nil, err
 	}
 	// The probe meets the first of them (by timeline) at or below tli,
 	// if any: absent, it stops below it; refused, PostgreSQL stops.
-	if len(others) == 0 || others[0].Timeline > tli {
+	if len(found) == 0 || found[0].Timeline > tli {
 		return tli, nil, nil
 	}
-	if ierr := a.IgnoreOtherHistory(ctx, others[0], start, from); !errors.Is(ierr, storage.ErrNotFound) {
+	if ierr := a.IgnoreOtherHistory(ctx, found[0], start, from); !errors.Is(ierr, storage.ErrNotFound) {
 		return tli, ierr, nil
 	}
-	return others[0].Timeline - 1, nil, nil
+	return found[0].Timeline - 1, nil, nil
 }
 
 // RecoveryListing returns what of l the recovery of the cluster of

@@ -63,7 +63,7 @@ func testLatestFor(t *testing.T, keys bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tli, refused, err := latestFor(ctx, a, h, 1, system, archive.ReplayStart{})
+		tli, refused, err := latestFor(ctx, a, &Histories{h: h}, 1, system, archive.ReplayStart{})
 		if err != nil || tli != wantTLI || (refused != nil) != wantRefused || (refused != nil && !errors.Is(refused, archive.ErrOtherSystem)) {
 			t.Errorf("latestFor(1, %d) = %d, %v, %v; want %d, refused %v", system, tli, refused, err, wantTLI, wantRefused)
 		}

@@ -35,7 +35,7 @@ func (o *Options) checkPromotion(ctx context.Context, a *archive.Archive, b *arc
 	if err != nil {
 		return err
 	}
-	_, refused, err := latestFor(ctx, a, h, tli, BackupSystem(b), b.ReplayStart())
+	_, refused, err := latestFor(ctx, a, &Histories{h: h}, tli, BackupSystem(b), b.ReplayStart())
 	if err != nil || refused == nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 		return err
 	}
 	system, start := BackupSystem(b), b.StartTimeline
-	need, probeEnds, err := askedHistories(ctx, a, h, b, path, spec, promotes)
+	need, probeEnds, err := askedHistories(ctx, a, &Histories{h: h, dmg: dmg}, b, path, spec, promotes)
 	if err != nil {
 		return err
 	}
@@ -147,8 +147,8 @@ func checkRecoveryHistories(ctx context.Context, a *archive.Archive, b *archive.
 // asks restore_command for while it recovers b along path (spec is
 // recovery_target_timeline; promotes: it promotes at the end) and
 // expects to read (need), and those where a probe ends, expecting none
-// (probeEnds), as checkRecoveryHistories says; h lists the histories.
-func askedHistories(ctx context.Context, a *archive.Archive, h historyIndex, b *archive.BackupInfo, path wal.History, spec string, promotes bool) (need, probeEnds []uint32, err error) {
+// (probeEnds), as checkRecoveryHistories says; hs lists the histories.
+func askedHistories(ctx context.Context, a *archive.Archive, hs *Histories, b *archive.BackupInfo, path wal.History, spec string, promotes bool) (need, probeEnds []uint32, err error) {
 	system := BackupSystem(b)
 	start, target := b.StartTimeline, path.Timeline()
 	if spec == "" || spec == "latest" {
@@ -167,7 +167,7 @@ func askedHistories(ctx context.Context, a *archive.Archive, h historyIndex, b *
 		need = append(need, target)
 	}
 	if promotes {
-		top, _, err := latestFor(ctx, a, h, target, system, b.ReplayStart())
+		top, _, err := latestFor(ctx, a, hs, target, system, b.ReplayStart())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -201,15 +201,14 @@ func DamagedHistory(ctx context.Context, a *archive.Archive, b *archive.BackupIn
 // DamagedHistoryIn is DamagedHistory with the history files listed in hs
 // (ListHistories of a), not listed again.
 func DamagedHistoryIn(ctx context.Context, a *archive.Archive, hs *Histories, b *archive.BackupInfo, path wal.History, spec string, promotes bool) error {
-	h, dmg := hs.h, hs.dmg
-	if len(dmg) == 0 {
+	if len(hs.dmg) == 0 {
 		return nil
 	}
-	need, probeEnds, err := askedHistories(ctx, a, h, b, path, spec, promotes)
+	need, probeEnds, err := askedHistories(ctx, a, hs, b, path, spec, promotes)
 	if err != nil {
 		return err
 	}
-	return damagedAsked(a, b, dmg, need, probeEnds, spec, "wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written, and hoard restore refuses the restore")
+	return damagedAsked(a, b, hs.dmg, need, probeEnds, spec, "wal-fetch refuses it (exit 255): PostgreSQL would stop with the data directory written, and hoard restore refuses the restore")
 }
 
 // damagedAsked returns the error for the first of need and probeEnds,

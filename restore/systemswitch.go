@@ -167,7 +167,7 @@ func checkSystemSwitch(ctx context.Context, log zerolog.Logger, a *archive.Archi
 		if err != nil {
 			return err
 		}
-		_, refused, err := latestFor(ctx, a, h, refuse.Own.StartTimeline, BackupSystem(refuse.Own), refuse.Own.ReplayStart())
+		_, refused, err := latestFor(ctx, a, &Histories{h: h}, refuse.Own.StartTimeline, BackupSystem(refuse.Own), refuse.Own.ReplayStart())
 		if err != nil {
 			return err
 		}

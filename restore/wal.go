@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
@@ -207,6 +208,11 @@ func RecoveryPath(ctx context.Context, a *archive.Archive, b *archive.BackupInfo
 type Histories struct {
 	h   historyIndex
 	dmg damagedHistories
+
+	mu sync.Mutex
+	// othersOf holds the answers of others, the other systems' history
+	// files above a timeline.
+	othersOf map[othersKey][]*archive.OtherSystemHistoryError
 }
 
 // ListHistories lists the timeline history files of a and the sites it
@@ -219,7 +225,7 @@ func ListHistories(ctx context.Context, a *archive.Archive) (*Histories, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Histories{h, dmg}, nil
+	return &Histories{h: h, dmg: dmg}, nil
 }
 
 // HistoriesOf is ListHistories from l, a listing of the archive's WAL
@@ -243,13 +249,15 @@ func HistoriesOf(l *archive.WALListing) *Histories {
 }
 
 // RecoveryPathIn is RecoveryPath with the history files listed in hs
-// (ListHistories of a), not listed again.
+// (ListHistories of a), not listed again; the other systems' history
+// files above b's timeline, for b's system, are found once in hs for all
+// the backups it judges (latestFor).
 func RecoveryPathIn(ctx context.Context, a *archive.Archive, hs *Histories, b *archive.BackupInfo, spec string) (wal.History, error) {
 	h, dmg := hs.h, hs.dmg
 	tli := targetTimeline(spec, b.StartTimeline, h)
 	if spec == "" || spec == "latest" {
 		var refused, err error
-		if tli, refused, err = latestFor(ctx, a, h, b.StartTimeline, BackupSystem(b), b.ReplayStart()); err != nil || refused != nil {
+		if tli, refused, err = latestFor(ctx, a, hs, b.StartTimeline, BackupSystem(b), b.ReplayStart()); err != nil || refused != nil {
 			return nil, errors.Join(err, refused)
 		}
 	}
@@ -341,6 +349,7 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 	if err != nil {
 		return nil, err
 	}
+	hs := &Histories{h: h, dmg: dmg}
 	read := map[uint32]wal.History{}
 	paths := map[uint32]wal.History{}
 	from := systemReplayStart(backups, system)
@@ -353,7 +362,7 @@ func LatestPaths(ctx context.Context, a *archive.Archive, backups []*archive.Bac
 		// timeline as before (RecoveryPath refuses the backup chosen).
 		// Shared by the backups of one start timeline, bounded by where
 		// the recovery of system's backups starts (from).
-		tli, _, err := latestFor(ctx, a, h, start, system, from)
+		tli, _, err := latestFor(ctx, a, hs, start, system, from)
 		if err != nil {
 			return nil, err
 		}

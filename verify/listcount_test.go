@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"path"
 	"sync"
 	"testing"
 	"time"
@@ -16,8 +17,18 @@ import (
 // listCounter counts the listings of each prefix of its store.
 type listCounter struct {
 	storage.Store
-	mu sync.Mutex
-	n  map[string]int
+	mu    sync.Mutex
+	n     map[string]int
+	stats map[string]int // Stats of history files, by their folder
+}
+
+func (c *listCounter) Stat(ctx context.Context, key string) (storage.Object, error) {
+	c.mu.Lock()
+	if c.stats != nil && path.Base(path.Dir(key)) == "timeline" {
+		c.stats[path.Dir(key)]++
+	}
+	c.mu.Unlock()
+	return c.Store.Stat(ctx, key)
 }
 
 func (c *listCounter) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
@@ -33,19 +44,24 @@ func (c *listCounter) List(ctx context.Context, prefix string, fn func(storage.O
 // bucket is a request (and, on S3, a charge), and a site keeps hundreds
 // of backups. Before, both listed timeline/ again for each backup, twice
 // (the recovery path, then its damaged history files): 601 listings for
-// 300 backups, each a request to the storage.
+// 300 backups, each a request to the storage. And where the backups'
+// timeline has a later one stored and their database system is known
+// (after a failover), both listed timeline/ and asked for each later
+// history file by key (Stat, its metadata checked for another system's)
+// again for each backup: 21 listings and 20 Stats for 20 backups.
 func TestRun_ListsOncePerRun(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		timeline bool
-	}{{"OneTimeline", false}, {"TwoTimelines", true}} {
+		system   string // of the backups: "" none recorded
+	}{{"OneTimeline", false, ""}, {"TwoTimelines", true, ""}, {"TwoTimelinesKnownSystem", true, "7"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := &listCounter{Store: storage.NewMem()}
 			a := archivetest.New(t, st, &archive.Codec{Compression: compress.Zstd})
 			last := uint64(2 + 20*3)
 			for i := range 20 {
 				start := uint64(2 + i*3)
-				putBackup(t, a, fmt.Sprintf("b%02d", i), 1, start, start+1, t0.Add(time.Duration(i)*time.Hour))
+				putBackupOf(t, a, fmt.Sprintf("b%02d", i), 1, start, start+1, t0.Add(time.Duration(i)*time.Hour), tc.system)
 			}
 			putSegments(t, a, 1, 2, last)
 			if tc.timeline {
@@ -53,7 +69,7 @@ func TestRun_ListsOncePerRun(t *testing.T) {
 				putHistory(t, a, 2, fmt.Sprintf("1\t0/%X\tno recovery target specified\n", (last+1)*segSize))
 				putSegments(t, a, 2, last+1, last+2)
 			}
-			st.n = map[string]int{}
+			st.n, st.stats = map[string]int{}, map[string]int{}
 			rep := run(t, a, false)
 			if !rep.OK() {
 				t.Fatalf("verify: %s", problems(rep))
@@ -63,17 +79,27 @@ func TestRun_ListsOncePerRun(t *testing.T) {
 					t.Errorf("verify of 20 backups listed %s %d times, want at most 2", prefix, n)
 				}
 			}
+			for dir, n := range st.stats {
+				if n > 2 {
+					t.Errorf("verify of 20 backups asked for %d objects of %s by key (Stat), want at most 2", n, dir)
+				}
+			}
 			bs, err := a.ListBackups(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			st.n = map[string]int{}
+			st.n, st.stats = map[string]int{}, map[string]int{}
 			if _, err := CheckContinuityOf(context.Background(), a, bs); err != nil {
 				t.Fatal(err)
 			}
 			for prefix, n := range st.n {
 				if n > 2 {
 					t.Errorf("CheckContinuityOf of 20 backups listed %s %d times, want at most 2", prefix, n)
+				}
+			}
+			for dir, n := range st.stats {
+				if n > 2 {
+					t.Errorf("CheckContinuityOf of 20 backups asked for %d objects of %s by key (Stat), want at most 2", n, dir)
 				}
 			}
 		})
