@@ -4,29 +4,12 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"sync"
 	"testing"
 
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
 	"github.com/hoardbackup/hoard/storage"
 )
-
-// listCounter counts its store's listings by prefix.
-type listCounter struct {
-	storage.Store
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *listCounter) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	c.mu.Lock()
-	if c.n == nil {
-		c.n = map[string]int{}
-	}
-	c.n[prefix]++
-	c.mu.Unlock()
-	return c.Store.List(ctx, prefix, fn)
-}
 
 // TestArchive_FetchWAL_MissingListsNoFolder: wal-fetch of a segment the
 // archive does not hold, with no .partial of its name in any site (what
@@ -42,25 +25,26 @@ func TestArchive_FetchWAL_MissingListsNoFolder(t *testing.T) {
 	ctx := context.Background()
 	old := walTestArchive(t, false)
 	old.Layout, old.Site = Layout{Prefix: "old"}, "old"
-	oldStore := &listCounter{Store: old.Store}
+	oldStore := &storetest.Counter{Store: old.Store}
 	old.Store = oldStore
 	a := walTestArchive(t, false)
-	store := &listCounter{Store: a.Store}
+	store := &storetest.Counter{Store: a.Store}
 	a.Store = store
 	a.MovedFrom = []*Archive{old}
 	pushSegments(t, old, 1, 2)
 	pushSegments(t, a, 3, 4)
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
-	store.n, oldStore.n = nil, nil
+	store.Reset()
+	oldStore.Reset()
 	if err := a.FetchWAL(ctx, segName(5), dest, FetchOptions{}); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("FetchWAL of a missing segment = %v, want ErrNotFound", err)
 	}
 	for _, c := range []struct {
-		st     *listCounter
+		st     *storetest.Counter
 		a      *Archive
 		folder string
 	}{{store, a, XLogDir}, {store, a, TimelineDir}, {oldStore, old, XLogDir}, {oldStore, old, TimelineDir}} {
-		if n := c.st.n[c.a.Layout.Dir(c.folder)]; n != 0 {
+		if n := c.st.Lists(c.a.Layout.Dir(c.folder)); n != 0 {
 			t.Errorf("FetchWAL of a missing segment listed %s %d times, want none", c.a.Layout.Dir(c.folder), n)
 		}
 	}

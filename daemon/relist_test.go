@@ -5,30 +5,16 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 )
-
-// listCounter counts the listings of the backups' folder.
-type listCounter struct {
-	storage.Store
-	prefix string
-	n      atomic.Int64
-}
-
-func (c *listCounter) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	if prefix == c.prefix {
-		c.n.Add(1)
-	}
-	return c.Store.List(ctx, prefix, fn)
-}
 
 // TestSupervisor_RelistFlood: whoever reaches the HTTP port can POST
 // /<site>/backup-stored as often as it likes; the backup loop lists the
@@ -44,17 +30,18 @@ func TestSupervisor_RelistFlood(t *testing.T) {
 	// No server answers on the port: the system identifier stays unknown.
 	conn := fmt.Sprintf("host=127.0.0.1 port=%d user=nobody dbname=nobody connect_timeout=2", testio.FreePort(t))
 	arch := &archive.Archive{Codec: &archive.Codec{}, Site: "main"}
-	store := &listCounter{Store: storage.NewMem(), prefix: arch.Layout.Dir(archive.BasebackupDir)}
+	store := &storetest.Counter{Store: storage.NewMem()}
+	listed := func() int { return store.Lists(arch.Layout.Dir(archive.BasebackupDir)) }
 	arch.Store = store
 	_, stop := archiveCommandLoop(t, d, conn, arch)
 	deadline := time.Now().Add(time.Minute)
-	for store.n.Load() == 0 {
+	for listed() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the backup loop did not list the backups within 1m")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	first := store.n.Load()
+	first := listed()
 	flood := time.Now().Add(3 * time.Second)
 	for time.Now().Before(flood) {
 		if err := d.backupStored("main"); err != nil {
@@ -63,7 +50,7 @@ func TestSupervisor_RelistFlood(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	told := strings.Count(logs.String(), "told of a stored backup")
-	if n := store.n.Load() - first; n > 1 || told > 1 {
+	if n := listed() - first; n > 1 || told > 1 {
 		t.Errorf("3 s of POST /main/backup-stored: the backups listed %d more times, %d lines \"told of a stored backup\"; want at most 1 of each (relistMinInterval %s)", n, told, relistMinInterval)
 	}
 	if err := stop(); err != nil {

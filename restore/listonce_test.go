@@ -4,32 +4,14 @@ import (
 	"context"
 	"maps"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/hostile"
-	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/internal/storetest"
 )
-
-// listCounter counts its store's listings by prefix.
-type listCounter struct {
-	storage.Store
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *listCounter) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	c.mu.Lock()
-	if c.n == nil {
-		c.n = map[string]int{}
-	}
-	c.n[prefix]++
-	c.mu.Unlock()
-	return c.Store.List(ctx, prefix, fn)
-}
 
 // TestRun_ListsWALOnce: a restore lists the site's xlog/ once, for its
 // check that the backup's WAL is stored, its .partial tail and the
@@ -43,14 +25,14 @@ func TestRun_ListsWALOnce(t *testing.T) {
 	maps.DeleteFunc(files, func(k string, _ string) bool { return strings.HasPrefix(k, "pg_tblspc/") })
 	a := hostileArchive(t)
 	hostile.Put(t, a, chainBackup(t, name, "", files, files, nil))
-	st := &listCounter{Store: a.Store}
+	st := &storetest.Counter{Store: a.Store}
 	a.Store = st
 	e := hostile.NewEnv(t)
 	if _, err := Run(context.Background(), Options{Archive: a, TargetDir: e.Target(), Backup: name,
 		RestoreCommand: "hoard wal-fetch %f %p", Logger: zerolog.Nop()}); err != nil {
 		t.Fatalf("restore of %s: %v", name, err)
 	}
-	if got, want := st.n[a.Layout.Dir(archive.XLogDir)], 1; got != want {
+	if got, want := st.Lists(a.Layout.Dir(archive.XLogDir)), 1; got != want {
 		t.Errorf("restore listed %s %d times, want %d", a.Layout.Dir(archive.XLogDir), got, want)
 	}
 }

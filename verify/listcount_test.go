@@ -4,39 +4,15 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/archivetest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
 )
-
-// listCounter counts the listings of each prefix of its store.
-type listCounter struct {
-	storage.Store
-	mu    sync.Mutex
-	n     map[string]int
-	stats map[string]int // Stats of history files, by their folder
-}
-
-func (c *listCounter) Stat(ctx context.Context, key string) (storage.Object, error) {
-	c.mu.Lock()
-	if c.stats != nil && path.Base(path.Dir(key)) == "timeline" {
-		c.stats[path.Dir(key)]++
-	}
-	c.mu.Unlock()
-	return c.Store.Stat(ctx, key)
-}
-
-func (c *listCounter) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	c.mu.Lock()
-	c.n[prefix]++
-	c.mu.Unlock()
-	return c.Store.List(ctx, prefix, fn)
-}
 
 // TestRun_ListsOncePerRun: hoard verify and the daemon's check of the
 // kept backups' WAL (CheckContinuityOf) list each folder of the site a
@@ -56,7 +32,7 @@ func TestRun_ListsOncePerRun(t *testing.T) {
 		system   string // of the backups: "" none recorded
 	}{{"OneTimeline", false, ""}, {"TwoTimelines", true, ""}, {"TwoTimelinesKnownSystem", true, "7"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := &listCounter{Store: storage.NewMem()}
+			st := &storetest.Counter{Store: storage.NewMem()}
 			a := archivetest.New(t, st, &archive.Codec{Compression: compress.Zstd})
 			last := uint64(2 + 20*3)
 			for i := range 20 {
@@ -69,18 +45,19 @@ func TestRun_ListsOncePerRun(t *testing.T) {
 				putHistory(t, a, 2, fmt.Sprintf("1\t0/%X\tno recovery target specified\n", (last+1)*segSize))
 				putSegments(t, a, 2, last+1, last+2)
 			}
-			st.n, st.stats = map[string]int{}, map[string]int{}
+			st.Reset()
 			rep := run(t, a, false)
 			if !rep.OK() {
 				t.Fatalf("verify: %s", problems(rep))
 			}
-			for prefix, n := range st.n {
+			lists, stats := st.Counts()
+			for prefix, n := range lists {
 				if n > 2 {
 					t.Errorf("verify of 20 backups listed %s %d times, want at most 2", prefix, n)
 				}
 			}
-			for dir, n := range st.stats {
-				if n > 2 {
+			for dir, n := range stats {
+				if path.Base(dir) == archive.TimelineDir && n > 2 {
 					t.Errorf("verify of 20 backups asked for %d objects of %s by key (Stat), want at most 2", n, dir)
 				}
 			}
@@ -88,17 +65,18 @@ func TestRun_ListsOncePerRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st.n, st.stats = map[string]int{}, map[string]int{}
+			st.Reset()
 			if _, err := CheckContinuityOf(context.Background(), a, bs); err != nil {
 				t.Fatal(err)
 			}
-			for prefix, n := range st.n {
+			lists, stats = st.Counts()
+			for prefix, n := range lists {
 				if n > 2 {
 					t.Errorf("CheckContinuityOf of 20 backups listed %s %d times, want at most 2", prefix, n)
 				}
 			}
-			for dir, n := range st.stats {
-				if n > 2 {
+			for dir, n := range stats {
+				if path.Base(dir) == archive.TimelineDir && n > 2 {
 					t.Errorf("CheckContinuityOf of 20 backups asked for %d objects of %s by key (Stat), want at most 2", n, dir)
 				}
 			}
