@@ -569,11 +569,7 @@ func TestRun_WALArchiveGapAlert(t *testing.T) {
 	}
 	rd := runDaemon(t, Options{Sites: []Site{site}, DrainTimeout: time.Second, WALCheckInterval: 500 * time.Millisecond})
 	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
-	var switched []string
-	for range 2 {
-		c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'x')")
-		switched = append(switched, c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"))
-	}
+	switched := []string{c.SwitchWAL(t), c.SwitchWAL(t)}
 	key := arch.Layout.WALKey(switched[0])
 	rd.waitFor("the switched segments stored", func(Status) bool {
 		_, err := st.Stat(ctx, arch.Layout.WALKey(switched[1]))
@@ -645,11 +641,7 @@ func TestRun_WALArchiveGapMovedFrom(t *testing.T) {
 	}
 	rd := runDaemon(t, Options{Sites: []Site{oldSite}, DrainTimeout: time.Second, WALCheckInterval: 500 * time.Millisecond})
 	oldBackup := rd.waitFor("the old site's basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 }).Sites["test"].LastBackup
-	var switched []string
-	for range 2 {
-		c.Exec(t, "select pg_logical_emit_message(false, 'hoard-test', 'x')")
-		switched = append(switched, c.QueryString(t, "select pg_walfile_name(pg_switch_wal())"))
-	}
+	switched := []string{c.SwitchWAL(t), c.SwitchWAL(t)}
 	stored := func(a *archive.Archive, name string) bool {
 		_, err := st.Stat(ctx, a.Layout.WALKey(name))
 		return err == nil
