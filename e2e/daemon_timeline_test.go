@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -111,9 +110,7 @@ func TestDaemonTimelineSwitch(t *testing.T) {
 		t.Fatalf("the promoted standby has %.60s..., want 400 rows", want)
 	}
 
-	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
-		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
-	}
+	d.stopClean()
 	t.Logf("stored WAL: %v", s.storedWAL())
 
 	bs := s.listBackups()

@@ -89,6 +89,15 @@ func (d *daemonProc) stop(sig syscall.Signal, timeout time.Duration) int {
 	return exitCode(d.err)
 }
 
+// stopClean stops the daemon with SIGTERM, as a service manager does,
+// and fails the test unless it exits 0 within a minute.
+func (d *daemonProc) stopClean() {
+	d.t.Helper()
+	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		d.t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
+	}
+}
+
 // daemonStatus is the part of GET /status the tests read.
 type daemonStatus struct {
 	Sites map[string]struct {

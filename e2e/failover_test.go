@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -185,9 +184,7 @@ func testDaemonFailover(t *testing.T, major int) {
 	if !strings.HasPrefix(want, "400 rows: ") {
 		t.Fatalf("the promoted server has %.60s..., want 400 rows", want)
 	}
-	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
-		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
-	}
+	d.stopClean()
 	t.Logf("stored WAL: %v", s.storedWAL())
 
 	if out, errOut, err := s.hoard("verify"); err != nil {
@@ -298,9 +295,7 @@ func TestDaemonFailoverRecycled(t *testing.T) {
 		t.Fatalf("stored %s, want timeline 2", seg)
 	}
 	want := rowsOf(t, standby)
-	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
-		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
-	}
+	d.stopClean()
 	// verify names the hole: the old backup cannot recover past it.
 	out, errOut, err := s.hoard("verify")
 	hole := st.Holes[0].First + ".." + st.Holes[0].Last

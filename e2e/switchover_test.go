@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,9 +111,7 @@ func testDaemonSwitchover(t *testing.T, major int) {
 	if !strings.HasPrefix(want, "400 rows: ") {
 		t.Fatalf("B has %.60s..., want 400 rows", want)
 	}
-	if code := d.stop(syscall.SIGTERM, time.Minute); code != 0 {
-		t.Fatalf("hoard daemon exited %d after SIGTERM, want 0\n%s", code, tailLines(d.out.String(), 30))
-	}
+	d.stopClean()
 	t.Logf("stored WAL: %v", s.storedWAL())
 	if out, errOut, err := s.hoard("verify"); err != nil {
 		t.Errorf("hoard verify after the switchover: %v\n%s%s", err, out, errOut)
