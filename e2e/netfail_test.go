@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/internal/storetest"
@@ -71,6 +72,7 @@ func TestNetFail_Restore(t *testing.T) {
 			t.Errorf("the restore did not say it retried a chunk:\n%s", errOut)
 		}
 		restored := pgtest.StartDataDir(t, 15, dst, noArchiving)
+		restored.WaitRecoveryDone(t, 3*time.Minute)
 		if got := rows(restored); got != want {
 			t.Errorf("restored rows %q, want %q", got, want)
 		}

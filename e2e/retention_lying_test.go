@@ -155,6 +155,7 @@ func TestRetention_StorageLies(t *testing.T) {
 	dir := pgtest.TempDir(t) + "/data"
 	s.restoreChoosing(t, dir, older, "--basebackup", older)
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	restored.WaitRecoveryDone(t, 3*time.Minute)
 	if got := tableRows(t, restored); got != want {
 		t.Errorf("older backup restored: rows %q, want %q", got, want)
 	}

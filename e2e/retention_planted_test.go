@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/archivetest"
@@ -83,6 +84,7 @@ func TestRetention_PlantedBackupPublicKeyOnly(t *testing.T) {
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.mustHoard("restore", "--target-dir", dir)
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	restored.WaitRecoveryDone(t, 3*time.Minute)
 	if got := tableRows(t, restored); got != want {
 		t.Errorf("restored: rows %q, want %q", got, want)
 	}

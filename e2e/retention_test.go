@@ -105,6 +105,7 @@ func TestRetentionSafety(t *testing.T) {
 		dir := filepath.Join(pgtest.TempDir(t), "data")
 		s.mustHoard("--site", "n", "restore", "--target-dir", dir)
 		restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+		restored.WaitRecoveryDone(t, 3*time.Minute)
 		if got := tableRows(t, restored); got != want {
 			t.Errorf("restored through site n: rows %q, want %q", got, want)
 		}
@@ -169,6 +170,7 @@ func TestRetentionSafety(t *testing.T) {
 		dir := filepath.Join(pgtest.TempDir(t), "data")
 		s.mustHoard("restore", "--target-dir", dir, "--basebackup", older)
 		restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+		restored.WaitRecoveryDone(t, 3*time.Minute)
 		if got := tableRows(t, restored); got != want {
 			t.Errorf("restored from the kept backup: rows %q, want %q", got, want)
 		}

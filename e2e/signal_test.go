@@ -241,6 +241,7 @@ func TestSignals(t *testing.T) {
 	dst := filepath.Join(pgtest.TempDir(t), "final")
 	s.mustHoard("restore", "--target-dir", dst)
 	restored := pgtest.StartDataDir(t, 15, dst, noArchiving)
+	restored.WaitRecoveryDone(t, 3*time.Minute)
 	rows := func(c *pgtest.Cluster) string {
 		return c.QueryString(t, "select count(*)::text || ': ' || string_agg(id::text || '=' || note, ',' order by id) from t")
 	}

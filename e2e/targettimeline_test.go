@@ -48,6 +48,7 @@ func TestRestoreTargetTimeline(t *testing.T) {
 	dir := filepath.Join(pgtest.TempDir(t), "data")
 	s.restoreChoosing(t, dir, b1, "--target-time", target, "--target-timeline", "1")
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	restored.WaitRecoveryDone(t, 3*time.Minute)
 	if got := tableRows(t, restored); got != want {
 		t.Errorf("restored rows %q, want %q (timeline 1 at %s)", got, want, target)
 	}

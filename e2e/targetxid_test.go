@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -57,6 +58,7 @@ func TestRestoreTargetXIDOpenAtBackupEnd(t *testing.T) {
 		t.Errorf("no warning about the xid:\n%s", errOut)
 	}
 	restored := pgtest.StartDataDir(t, 15, dir, noArchiving)
+	restored.WaitRecoveryDone(t, 3*time.Minute)
 	if got := tableRows(t, restored); got != want {
 		t.Errorf("restored rows %q, want %q (the source's at the commit of xid %s)", got, want, x)
 	}

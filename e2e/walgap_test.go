@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
 )
@@ -64,6 +65,7 @@ func testRestoreWALGap(t *testing.T, major int) {
 		t.Errorf("restore --stop-at-gap summary does not say where recovery stops:\n%s", out)
 	}
 	restored := pgtest.StartDataDir(t, major, dir, noArchiving)
+	restored.WaitRecoveryDone(t, 3*time.Minute)
 	if got := rows(restored); got != before {
 		t.Errorf("restored rows %q, want %q (the rows before the gap)", got, before)
 	}
