@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/urfave/cli/v2"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -197,7 +196,7 @@ failed; otherwise the directory is incomplete: run again with --overwrite);
 			&cli.StringFlag{Name: "target-time", Aliases: []string{"recovery-target-time"}, Usage: "recover to `TIME` (ISO 8601 with a zone)"},
 			&cli.StringFlag{Name: "target-xid", Aliases: []string{"recovery-target-xid"}, Usage: "recover to transaction `XID`"},
 			&cli.StringFlag{Name: "target-name", Aliases: []string{"recovery-target-name"}, Usage: "recover to the restore point `NAME` (pg_create_restore_point)"},
-			&cli.StringFlag{Name: "target-lsn", Usage: "recover to `LSN` (e.g. 0/3000060)"},
+			&cli.StringFlag{Name: "target-lsn", Usage: "recover to `LSN` as PostgreSQL prints it (e.g. 0/3000060)"},
 			&cli.BoolFlag{Name: "target-immediate", Usage: "stop as soon as the backup is consistent"},
 			&cli.BoolFlag{Name: "target-inclusive", Value: true, Usage: "stop just after the target (false: just before)"},
 			&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "recovery_target_timeline: latest, current or a `TLI` number"},
@@ -395,9 +394,13 @@ func restoreTarget(c *cli.Context) (restore.Target, error) {
 	}
 	t.Name = c.String("target-name")
 	if s := c.String("target-lsn"); s != "" {
-		l, err := pglogrepl.ParseLSN(s)
+		// As PostgreSQL reads recovery_target_lsn (wal.ParseLSN): hoard
+		// writes the LSN it read, so a form read otherwise would stop
+		// recovery where the operator did not ask.
+		l, err := wal.ParseLSN(strings.TrimSpace(s))
 		if err != nil || l == 0 {
-			return t, usagef("give an LSN such as 0/3000060 (from pg_current_wal_lsn())", "--target-lsn %q is not an LSN", s)
+			return t, usagef("give an LSN as PostgreSQL prints it, two hexadecimal numbers of 1 to 8 digits such as 0/3000060 (from pg_current_wal_lsn())",
+				"--target-lsn %q is not an LSN", s)
 		}
 		t.LSN = l
 	}
