@@ -9,6 +9,8 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/rs/zerolog"
 
@@ -65,6 +67,16 @@ type extractor struct {
 	// writeFile writes is compared with (size and CRC-32C, computed as
 	// the file is written).
 	pgm *pgManifest
+	// dirs holds the directories already created (dirKey), so that a
+	// file's parent is created once, not again for each of the tens of
+	// thousands of files a database directory may hold. Restore
+	// removes no directory while it runs: one made stays. (A member
+	// that replaced one by a file would make the next file in it fail
+	// to be created, as MkdirAll would have failed.)
+	dirs sync.Map
+	// mkdirs counts the directories created (os.Root.MkdirAll calls),
+	// for tests.
+	mkdirs atomic.Int64
 }
 
 // pathErr is quotedPath for an error of a file of tablespace spc ("": the
@@ -181,7 +193,7 @@ func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, 
 	mode := fs.FileMode(h.Mode) & fs.ModePerm
 	switch p.kind {
 	case memberDir:
-		if err := root.MkdirAll(p.rel, 0o700); err != nil {
+		if err := e.mkdirAll(p.spc, p.rel); err != nil {
 			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(h.Name), e.pathErr(p.spc, err))
 		}
 		if err := root.Chmod(p.rel, dirMode(mode)); err != nil {
@@ -200,7 +212,7 @@ func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, 
 func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.FileMode, buf []byte, made *madeFiles) error {
 	root := e.roots[p.spc]
 	if dir := path.Dir(p.rel); dir != "." {
-		if err := root.MkdirAll(dir, 0o700); err != nil {
+		if err := e.mkdirAll(p.spc, dir); err != nil {
 			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 		}
 	}
@@ -246,6 +258,27 @@ func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.
 	}
 	return nil
 }
+
+// mkdirAll creates directory dir of tablespace spc ("": the data
+// directory) and its parents, mode 0700, as os.Root.MkdirAll does.
+// A directory made once is not made again (e.dirs): a member asks for
+// its parent, which its directory's member or the previous file in it
+// made already.
+func (e *extractor) mkdirAll(spc, dir string) error {
+	k := dirKey{spc, dir}
+	if _, ok := e.dirs.Load(k); ok {
+		return nil
+	}
+	e.mkdirs.Add(1)
+	if err := e.roots[spc].MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	e.dirs.Store(k, struct{}{})
+	return nil
+}
+
+// dirKey is a directory of tablespace spc ("": the data directory).
+type dirKey struct{ spc, dir string }
 
 // writeNew creates the regular file rel of the data directory from data; it
 // must not exist.

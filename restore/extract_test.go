@@ -268,3 +268,30 @@ func TestLargestFirst(t *testing.T) {
 		t.Errorf("largestFirst = %v, want %v", got, want)
 	}
 }
+
+// TestExtractor_MkdirOncePerDirectory restores a chunk of 3 000 files in
+// three directories, as a database directory of a schema-per-tenant
+// cluster holds tens of thousands: the extractor creates each directory
+// once, not again (a mkdirat, a stat, an open and close of each parent)
+// for each of its files.
+func TestExtractor_MkdirOncePerDirectory(t *testing.T) {
+	root := t.TempDir()
+	ex := testExtractor(t, root)
+	members := []hostile.Member{{Name: "pgdata/base", Type: tar.TypeDir}, {Name: "pgdata/base/1", Type: tar.TypeDir}}
+	for _, dir := range []string{"pgdata/base/1", "pgdata/base/5", "tablespaces/ts1/PG_15_1/5"} {
+		for i := range 1000 {
+			members = append(members, hostile.Member{Name: fmt.Sprintf("%s/%d", dir, 16384+i), Body: "x"})
+		}
+	}
+	if err := extractAll(t, ex, hostile.Tar(t, members...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "spc", "PG_15_1/5/17383")); err != nil {
+		t.Fatal(err)
+	}
+	// base and base/1 from their members, base/5 and PG_15_1/5 for
+	// their first files.
+	if got, want := ex.mkdirs.Load(), int64(4); got > want {
+		t.Errorf("%d directory creations for 3 000 files in 3 directories, want at most %d", got, want)
+	}
+}
