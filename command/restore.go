@@ -185,6 +185,8 @@ of them under the same name (archive-copy from the old site, both kept) is resto
 the first that holds it, the site itself first, as are the parents of an incremental one.
 
 Times are ISO 8601 with a zone, seconds optional: 2026-01-02T03:04:05Z or 2026-01-02 05:04+02:00.
+PostgreSQL keeps microseconds: a time with more digits is written rounded down (up with
+--target-inclusive=false), so that recovery stops on the same side of every commit.
 
 EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks
 failed; otherwise the directory is incomplete: run again with --overwrite);

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hoardbackup/hoard/storage"
 )
@@ -290,7 +291,7 @@ func (t Target) setting() (name, value string) {
 	case t.Immediate:
 		return "recovery_target", "immediate"
 	case !t.Time.IsZero():
-		return "recovery_target_time", t.Time.UTC().Format("2006-01-02 15:04:05.999999") + "+00"
+		return "recovery_target_time", t.pgTime().Format("2006-01-02 15:04:05.999999") + "+00"
 	case t.XID != 0:
 		return "recovery_target_xid", strconv.FormatUint(t.XID, 10)
 	case t.Name != "":
@@ -299,6 +300,24 @@ func (t Target) setting() (name, value string) {
 		return "recovery_target_lsn", t.LSN.String()
 	}
 	return "", ""
+}
+
+// pgTime returns t.Time in UTC to the microsecond, the precision of
+// PostgreSQL's timestamps, rounded so that recovery stops where t.Time
+// says. Commit times are whole microseconds, and recoveryStopsBefore
+// (xlogrecovery.c) stops before the first commit later than the target
+// when inclusive, at or after it when not: a commit at or before t.Time
+// is one at or before t.Time rounded down, and one at or after t.Time is
+// one at or after it rounded up. Cut short either way, an exclusive
+// target of 12:00:00.0000005 would stop before a commit at
+// 12:00:00.000000, which the operator's time includes.
+func (t Target) pgTime() time.Time {
+	tm := t.Time.UTC()
+	down := tm.Truncate(time.Microsecond)
+	if t.Inclusive != nil && !*t.Inclusive && down.Before(tm) {
+		return down.Add(time.Microsecond)
+	}
+	return down
 }
 
 // quote makes v a PostgreSQL configuration string: single quotes, with

@@ -159,6 +159,34 @@ func TestQuote(t *testing.T) {
 	}
 }
 
+// TestTarget_PGTime: a time with more digits than PostgreSQL's
+// microseconds is rounded down for an inclusive target and up for an
+// exclusive one, so that recovery stops on the operator's side of every
+// commit (commit times are whole microseconds).
+func TestTarget_PGTime(t *testing.T) {
+	yes, no := true, false
+	at := func(ns int) time.Time { return time.Date(2026, 1, 2, 3, 4, 5, ns, time.FixedZone("", 19800)) }
+	for _, tt := range []struct {
+		name      string
+		tm        time.Time
+		inclusive *bool
+		want      string
+	}{
+		{"Whole", at(123456000), &no, "2026-01-01 21:34:05.123456+00"},
+		{"DefaultDown", at(123456500), nil, "2026-01-01 21:34:05.123456+00"},
+		{"InclusiveDown", at(123456999), &yes, "2026-01-01 21:34:05.123456+00"},
+		{"ExclusiveUp", at(123456001), &no, "2026-01-01 21:34:05.123457+00"},
+		{"ExclusiveCarry", at(999999500), &no, "2026-01-01 21:34:06+00"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			name, v := Target{Time: tt.tm, Inclusive: tt.inclusive}.setting()
+			if name != "recovery_target_time" || v != tt.want {
+				t.Errorf("setting() = %s %q, want recovery_target_time %q", name, v, tt.want)
+			}
+		})
+	}
+}
+
 // TestWriteRecoveryConfig_StaleTarget: recovery settings the restored
 // configuration already holds outside hoard's block (a cluster restored
 // once, whose markers ALTER SYSTEM dropped; a delayed standby's
