@@ -187,6 +187,8 @@ the first that holds it, the site itself first, as are the parents of an increme
 Times are ISO 8601 with a zone, seconds optional: 2026-01-02T03:04:05Z or 2026-01-02 05:04+02:00.
 PostgreSQL keeps microseconds: a time with more digits is written rounded down (up with
 --target-inclusive=false), so that recovery stops on the same side of every commit.
+A target, timeline or action flag given an empty value is refused (exit 2), not read as
+left out (which would restore to the end of the archive).
 
 EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks
 failed; otherwise the directory is incomplete: run again with --overwrite);
@@ -377,9 +379,35 @@ func targetTime(s string) (time.Time, error) {
 	return tm, nil
 }
 
+// targetFlags are the flags that say where recovery stops.
+var targetFlags = []string{"target-time", "target-xid", "target-name", "target-lsn", "target-timeline", "target-action"}
+
+// emptyTargetFlag refuses a target flag given with an empty value: a
+// script's --target-name "$POINT" with POINT unset would otherwise restore
+// to the end of the archive and promote there (or to the latest timeline,
+// or with the default action), as if the flag were left out.
+func emptyTargetFlag(c *cli.Context) error {
+	for _, f := range c.Command.Flags {
+		names := f.Names()
+		if !slices.Contains(targetFlags, names[0]) || !c.IsSet(names[0]) || c.String(names[0]) != "" {
+			continue
+		}
+		given := make([]string, len(names))
+		for i, n := range names {
+			given[i] = "--" + n
+		}
+		return usagef(fmt.Sprintf("give %s a value, or leave it out (see hoard restore --help)", given[0]),
+			"%s is empty: an empty value is refused rather than read as the flag left out", strings.Join(given, " / "))
+	}
+	return nil
+}
+
 // restoreTarget builds the recovery target from the flags.
 func restoreTarget(c *cli.Context) (restore.Target, error) {
 	var t restore.Target
+	if err := emptyTargetFlag(c); err != nil {
+		return t, err
+	}
 	if s := c.String("target-time"); s != "" {
 		tm, err := targetTime(s)
 		if err != nil {
