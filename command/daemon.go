@@ -49,7 +49,9 @@ func daemonCommand() *cli.Command {
 			"    is another daemon's, its storage does not open) stops alone, loudly (log at error level,\n" +
 			"    /status, /healthz 503, the site_stopped_error alert file, hoard_site_failed), while the\n" +
 			"    other sites run on; it is started again after 1 minute, doubling up to 15, and at once on\n" +
-			"    SIGHUP. When no active site is left running, the daemon exits 1.\n" +
+			"    SIGHUP. When no active site is left running, the daemon exits 1, its site_stopped_error\n" +
+			"    alert file left raised. A reload does not remove a stopped site whose spool holds WAL\n" +
+			"    no run stored: it logs the files and keeps the site until they are stored.\n" +
 			"  - basebackups on basebackup_interval_hours (anchored by basebackup_hour and\n" +
 			"    basebackup_minute), one at once when the site has none, and on request:\n" +
 			"    POST /<site>/basebackup, or hoard basebackup while the daemon runs.\n" +

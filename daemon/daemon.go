@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hoardbackup/hoard/metrics"
+	"github.com/hoardbackup/hoard/wal"
 	"github.com/hoardbackup/hoard/walstream"
 )
 
@@ -165,15 +169,13 @@ type running struct {
 // stores before it gives up is stored under names that never take other
 // bytes, and a stored copy holding more of that WAL is never replaced).
 // When the error leaves no active site running, runSites returns it (a
-// daemon of one site exits 1 as before).
+// daemon of one site exits 1 as before), the site's site_stopped_error
+// raised (siteFailed).
 func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 	exited := make(chan *running)
 	stopped := make(chan struct{})
 	defer close(stopped)
 	cur := map[string]*running{}
-	// No site of this run is stopped yet: a site_stopped_error file an
-	// earlier run left (killed while a site was stopped) goes.
-	d.setAlert(AlertSiteStopped, "", false)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
@@ -277,7 +279,9 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 				// No active site is left running (a daemon of one
 				// site, or all of them stopped): the daemon exits 1
 				// with the error, as it did before sites stopped
-				// alone. The last state file shows the site stopped.
+				// alone. The last state file shows the site stopped,
+				// and its alert file stays: it says why the daemon
+				// died to an operator who watches alert files.
 				d.siteFailed(r.sup, r.err, false)
 				return fmt.Errorf("site %s: %w", name, r.err)
 			}
@@ -332,8 +336,15 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 				end, _ = stop(s.Name, true, walstream.ErrRestartInPlace)
 			} else {
 				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (after storing its wal where it went)")
+				// Before stop forgets the failure of a stopped site.
+				files := d.stoppedUnstored(prev)
 				var unstored bool
 				end, unstored = stop(s.Name, true, nil)
+				if len(files) > 0 {
+					unstored = true
+					d.log.Error().Str(logSite, s.Name).Str("spool", prev.SpoolDir).Strs("files", files).
+						Msg("reload: site is stopped by an error, and its spool holds wal that no run stored")
+				}
 				switch {
 				case !unstored:
 					end = walstream.StreamEnd{}
@@ -366,7 +377,17 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 			continue
 		}
 		d.log.Info().Str(logSite, name).Msg("reload: site removed; stopping it")
+		// Before stop forgets the failure of a stopped site.
+		files := d.stoppedUnstored(old[name])
 		end, unstored := stop(name, true, nil)
+		if len(files) > 0 {
+			d.log.Error().Str(logSite, name).Str("spool", old[name].SpoolDir).Strs("files", files).
+				Str("hint", fmt.Sprintf("fix what stopped the site (its error in /status) and its restart stores them; or, with the configuration that has the site, store each complete segment and .history file with hoard wal-push --config FILE --site %s %s/<file> and move the spool's files away; then reload again", name, old[name].SpoolDir)).
+				Msg("reload: site removed while it is stopped by an error, but its spool holds wal that no run stored (the server was told it is flushed and may have recycled it); the site is kept with its previous settings and started again: reload again once its wal is stored")
+			start(old[name], end)
+			applied = append(applied, old[name])
+			continue
+		}
 		if !unstored {
 			// Its series would otherwise be exported with their last
 			// values for good: hoard_wal_connected, hoard_site_running
@@ -381,6 +402,43 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 	}
 	d.setSites(applied)
 	d.log.Info().Int("sites", len(applied)).Msg("configuration reloaded")
+}
+
+// stoppedUnstored returns the files in the spool of site that no run
+// stored, when the site is stopped by an error and waits for its restart
+// (a running site's stop drains it instead): complete segments and
+// .history files (the receiver removes each once stored), and the copy
+// of the segment in progress its failed run did not store. A spool that
+// cannot be read is named instead of its files: what it holds is not
+// known to be stored. Nil when there is nothing, or the site does not
+// stream.
+func (d *daemon) stoppedUnstored(site Site) []string {
+	d.mu.Lock()
+	f := d.failed[site.Name]
+	d.mu.Unlock()
+	if f == nil || f.retryAt.IsZero() || !streamsWAL(f.sup.site) {
+		return nil
+	}
+	dir := f.sup.site.SpoolDir
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("%s (cannot read it: %v)", dir, err)}
+	}
+	var files []string
+	for _, e := range entries {
+		if n := e.Name(); e.Type().IsRegular() && (wal.IsSegmentName(n) || wal.IsHistoryFile(n)) {
+			files = append(files, n)
+		}
+	}
+	if f.sup.unstoredWAL() {
+		if n := f.sup.pendingStreamEnd().Name; n != "" {
+			files = append(files, n)
+		}
+	}
+	return files
 }
 
 // keepsSpool tells whether next, started after prev stopped, stores
@@ -400,11 +458,13 @@ func inPlace(prev, next Site) bool {
 		prev.SpoolDir == next.SpoolDir && prev.Destination != "" && prev.Destination == next.Destination
 }
 
-// siteFailed records that sup's run ended with err (siteFailure). With
-// restart, the other sites run on: the site raises site_stopped_error,
-// the error is logged with when the site is started again. Without, the
-// daemon is about to exit with err (it logs it): only the status and
-// metric record it, for the last state file.
+// siteFailed records that sup's run ended with err (siteFailure), raises
+// site_stopped_error and logs the error. With restart, the other sites
+// run on: the log says when the site is started again. Without, the
+// daemon is about to exit with err: the status and metric record it for
+// the last state file, and the alert file stays after the exit (an
+// operator who watches alert files sees why the daemon died), until a
+// later run clears it (monitor).
 func (d *daemon) siteFailed(sup *supervisor, err error, restart bool) {
 	name := sup.site.Name
 	now := time.Now()
@@ -425,10 +485,12 @@ func (d *daemon) siteFailed(sup *supervisor, err error, restart bool) {
 	d.mu.Unlock()
 	siteFailedMetric(d.metrics, name).Set(1)
 	sup.setError(err)
+	d.setAlert(AlertSiteStopped, name, true)
 	if !restart {
+		d.log.Error().Err(err).Str(logSite, name).
+			Msg("site stopped with an error and no active site is left running: the daemon exits 1 with it; the site_stopped_error alert file stays until a later run of the daemon has had no site stopped for a minute")
 		return
 	}
-	d.setAlert(AlertSiteStopped, name, true)
 	d.log.Error().Err(err).Str(logSite, name).Int("failures_in_a_row", f.n).Time("restart_at", f.retryAt).
 		Msg("site stopped with an error: its wal receiver and backups are stopped, the other sites run on; it is started again at restart_at, or at once on SIGHUP (systemctl reload hoard)")
 }
@@ -649,8 +711,19 @@ func (d *daemon) monitor(ctx context.Context, sd *metrics.StatsD) {
 	t := time.NewTicker(d.opts.StateInterval)
 	defer t.Stop()
 	stateFailed := false
+	staleCleared := false
 	for {
 		now := time.Now()
+		if !staleCleared && now.Sub(d.started) >= siteProvenAfter {
+			// A site_stopped_error file an earlier run left (a daemon
+			// that exited because its last site stopped, or killed
+			// while a site was stopped) goes once this run has run
+			// for siteProvenAfter, unless a site of it holds it. Not
+			// at the start: in a service manager's restart loop the
+			// file would go at every start and come back seconds later.
+			staleCleared = true
+			d.setAlert(AlertSiteStopped, "", false)
+		}
 		for name, sup := range d.supervisors() {
 			sup.refresh(now)
 			d.checkRestarted(name, sup, now)

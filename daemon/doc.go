@@ -87,7 +87,11 @@
 // once by a reload; its failure is over once a restart has run for
 // siteProvenAfter (connected, when it streams). When such an error leaves
 // no active site running, every part stops and Run returns it, as it
-// does for an HTTP address that cannot be bound. Everything else (server
+// does for an HTTP address that cannot be bound; the site_stopped_error
+// file is raised first and stays after the exit, until a later run has
+// had no site stopped for siteProvenAfter. A reload that would remove
+// (or stop streaming) a stopped site whose spool holds WAL no run
+// stored keeps the site instead (daemon.stoppedUnstored). Everything else (server
 // restarts, storage outages, failed backups) is retried: walstream
 // retries each upload forever with backoff, and a file leaves the spool
 // only once stored. Upload failures more than UploadRetriesWarningLimit in
