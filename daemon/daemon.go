@@ -74,6 +74,10 @@ type daemon struct {
 	failed map[string]*siteFailure
 	// reqs holds the recent basebackup requests and what became of them.
 	reqs requestLog
+	// formerSlots holds, per site, the newest creation of its slot on a
+	// server that lacked it (walstream.FormerSlot) since the daemon
+	// started: a restarted receiver starts without it (formerSlot).
+	formerSlots map[string]*walstream.FormerSlot
 }
 
 // Run runs the daemon until ctx ends: one supervisor per active site (WAL
@@ -103,6 +107,8 @@ func Run(ctx context.Context, o Options) error {
 		raisedBy: map[string]map[string]bool{},
 		down:     map[string]time.Time{},
 		failed:   map[string]*siteFailure{},
+
+		formerSlots: map[string]*walstream.FormerSlot{},
 	}
 	if o.AlertDir != "" {
 		d.alerts = NewAlerts(o.AlertDir)
@@ -394,6 +400,9 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 			// 0 (HoardSiteDown), its newest basebackup ageing
 			// (HoardBackupTooOld).
 			d.metrics.RemoveLabeled("site", name)
+			d.mu.Lock()
+			delete(d.formerSlots, name)
+			d.mu.Unlock()
 			continue
 		}
 		d.log.Error().Str(logSite, name).Msg("reload: site removed, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); it keeps running with its previous settings: reload again once its storage takes uploads")
@@ -493,6 +502,23 @@ func (d *daemon) siteFailed(sup *supervisor, err error, restart bool) {
 	}
 	d.log.Error().Err(err).Str(logSite, name).Int("failures_in_a_row", f.n).Time("restart_at", f.retryAt).
 		Msg("site stopped with an error: its wal receiver and backups are stopped, the other sites run on; it is started again at restart_at, or at once on SIGHUP (systemctl reload hoard)")
+}
+
+// formerSlot records f, the receiver's Status.FormerSlot, for site and
+// returns the newest one noted since the daemon started: nil when none.
+// The receiver's own is lost when it restarts (a reload, a restart after
+// an error), while the former primary keeps the slot and its WAL until
+// someone drops it there: the daemon cannot see that server, so /status
+// and hoard_wal_former_slot keep it until the daemon restarts (the log
+// keeps the warning) or a reload removes the site.
+func (d *daemon) formerSlot(site string, f *walstream.FormerSlot) *walstream.FormerSlot {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if prev := d.formerSlots[site]; f == nil || prev != nil && !f.At.After(prev.At) {
+		return prev
+	}
+	d.formerSlots[site] = f
+	return f
 }
 
 // nextRestart returns when the next site stopped by an error is due to

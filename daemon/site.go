@@ -881,6 +881,8 @@ func (s *supervisor) refresh(now time.Time) {
 		return
 	}
 	rs := recv.Status()
+	// The newest of this receiver's and its site's earlier receivers'.
+	rs.FormerSlot = s.d.formerSlot(s.site.Name, rs.FormerSlot)
 	s.mu.Lock()
 	// The age of the oldest file waiting for upload, not how long the
 	// queue has not been empty: on a busy server whose uploads keep up
@@ -924,6 +926,7 @@ func (s *supervisor) refresh(now time.Time) {
 	}
 	s.m.holeSegments.Set(float64(missing))
 	s.m.holeUndecided.Set(boolFloat(undecided != nil))
+	s.m.formerSlot.Set(boolFloat(rs.FormerSlot != nil))
 	if len(holes) > 0 {
 		s.d.setAlert(AlertWALHole, s.site.Name, true)
 	}

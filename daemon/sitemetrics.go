@@ -20,6 +20,9 @@ type siteMetrics struct {
 	holeSegments      *metrics.Gauge
 	// holeUndecided is 1 while the last hole check could not decide.
 	holeUndecided *metrics.Gauge
+	// formerSlot is 1 while /status shows wal.former_slot
+	// (daemon.formerSlot).
+	formerSlot *metrics.Gauge
 	// walMissing and walCheckFailures are the WAL archive check's
 	// (walgaps.go).
 	walMissing            *metrics.Gauge
@@ -63,6 +66,10 @@ const (
 	// MetricWALHoleCheckUndecided is 1 while the receiver's last hole
 	// check could not decide (a stored segment's first page unread).
 	MetricWALHoleCheckUndecided = "hoard_wal_hole_check_undecided"
+	// MetricWALFormerSlot is 1 once the receiver created its slot on a
+	// server that lacked it though WAL was streamed through it before,
+	// for the rest of the daemon's life (daemon.formerSlot).
+	MetricWALFormerSlot = "hoard_wal_former_slot"
 	// MetricWALArchiveMissing is the segments of the kept backups' WAL
 	// the last WAL archive check found missing (walgaps.go).
 	MetricWALArchiveMissing = "hoard_wal_archive_missing_segments"
@@ -131,7 +138,7 @@ var walStreamingMetrics = []string{
 	MetricWALReceived, MetricWALFlushed, MetricWALUploaded, MetricWALQueue,
 	MetricWALLagBytes, MetricWALLagSeconds, MetricWALStored, MetricWALStoredLagBytes,
 	MetricWALStoredLagSecs, MetricWALConnected, MetricWALPaused, MetricWALHoleSegments,
-	MetricWALHoleCheckUndecided, MetricLastUpload,
+	MetricWALHoleCheckUndecided, MetricWALFormerSlot, MetricLastUpload,
 }
 
 // forgetSiteMetrics removes the series of a site a reload changed that
@@ -181,6 +188,8 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 			"WAL segments found missing before where streaming resumed, since the last basebackup (0: none).", l),
 		holeUndecided: m.Gauge(MetricWALHoleCheckUndecided,
 			"1 while the last hole check at resume could not read a stored segment's first page, so whether WAL before the resume point is missing is not known (0: decided).", l),
+		formerSlot: m.Gauge(MetricWALFormerSlot,
+			"1 once the WAL receiver created its replication slot on a server that lacked it though WAL was streamed through it before (after a failover or switchover that moved the address): the server streamed from before may still have the slot, keeping its WAL; drop it there (wal.former_slot in /status says how). Stays 1 until the daemon restarts (0: none since it started).", l),
 		walMissing: m.Gauge(MetricWALArchiveMissing,
 			"WAL segments the last check found missing from the archive between a kept basebackup's start and stored WAL after them, those stored damaged (no read returns them) included (0: none); run hoard verify.", l),
 		walDamagedHistory: m.Gauge(MetricWALArchiveDamagedHistory,

@@ -129,8 +129,9 @@ type WALStatus struct {
 	// FormerSlot is set once the receiver created its slot on a server
 	// that lacked it, though WAL was streamed through the slot before
 	// (walstream.FormerSlot): the server streamed from before may still
-	// have the slot, keeping its WAL. Kept until the site's receiver
-	// restarts.
+	// have the slot, keeping its WAL. The newest since the daemon
+	// started, also after the site's receiver restarted
+	// (daemon.formerSlot).
 	FormerSlot *FormerSlot `json:"former_slot,omitempty"`
 }
 

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,5 +161,85 @@ func TestRun_LastSiteStoppedAlert(t *testing.T) {
 		t.Errorf("%s cleared at once by the next start: a restart loop would hide it", AlertSiteStopped)
 	}
 	rd.waitFor("site_stopped_error cleared after siteProvenAfter", func(Status) bool { return !rd.alertFile(AlertSiteStopped) })
+	rd.stop()
+}
+
+// TestRun_FormerSlotKept: the daemon's receiver finds its slot gone (here
+// dropped on the server it streams from, as after a failover that moved
+// the address to a promoted standby) and creates it again: /status shows
+// wal.former_slot and hoard_wal_former_slot is 1. Before, a restart of
+// the receiver (a reload, a restart after an error) lost both, while the
+// server streamed from before still kept the slot and its WAL; now they
+// stay for the daemon's life.
+func TestRun_FormerSlotKept(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	a := streamingSite(t, c.ConnString("postgres"))
+	port := testio.FreePort(t)
+	reload := make(chan []Site)
+	rd := runDaemon(t, Options{Sites: []Site{a}, Reload: reload, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}})
+	rd.waitFor("test streaming", func(s Status) bool { w := s.Sites["test"].WAL; return w != nil && w.Connected })
+	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
+	c.Exec(t, "select pg_switch_wal()")
+	if got := metric(t, port, `hoard_wal_former_slot{site="test"}`); got != `hoard_wal_former_slot{site="test"} 0` {
+		t.Errorf("before any slot was created again: %q, want 0", got)
+	}
+	// Drop the slot under the walsender, which the receiver reconnects
+	// at once.
+	c.Exec(t, `DO $$
+BEGIN
+  LOOP
+    PERFORM pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'hoard_test' AND active;
+    BEGIN
+      PERFORM pg_drop_replication_slot('hoard_test');
+      EXIT;
+    EXCEPTION WHEN OTHERS THEN
+      PERFORM pg_sleep(0.05);
+    END;
+  END LOOP;
+END $$`)
+	formerSlot := func(s Status) bool {
+		w := s.Sites["test"].WAL
+		return w != nil && w.Connected && w.FormerSlot != nil && w.FormerSlot.Slot == "hoard_test"
+	}
+	st := rd.waitFor("wal.former_slot after the slot was created again", formerSlot)
+	created := st.Sites["test"].WAL.FormerSlot.CreatedAt
+
+	// A restart of the receiver: a reload that changes the site in place.
+	next := a
+	next.Fingerprint = "2"
+	reload <- []Site{next}
+	rd.waitLog(`"message":"configuration reloaded"`)
+	// /status, not the state file: one written before the restart
+	// would still show the stopped receiver's.
+	deadline := time.Now().Add(runTimeout)
+	for {
+		code, body := httpGet(t, port, "/status")
+		st = Status{}
+		if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
+			t.Fatalf("/status: %d %v %q", code, err, body)
+		}
+		if w := st.Sites["test"].WAL; w != nil && w.Connected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted receiver not streaming within %s: %+v", runTimeout, st.Sites["test"].WAL)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := logLines(rd.logs.String(), `"message":"streaming wal"`); n != 2 {
+		t.Fatalf("the receiver started %d times, want twice", n)
+	}
+	if !formerSlot(st) {
+		t.Fatalf("wal.former_slot lost when the receiver restarted: %+v", st.Sites["test"].WAL)
+	}
+	if got := st.Sites["test"].WAL.FormerSlot.CreatedAt; got == nil || created == nil || !got.Equal(*created) {
+		t.Errorf("former_slot created_at %v after the restart, want %v", got, created)
+	}
+	if got := metric(t, port, `hoard_wal_former_slot{site="test"}`); got != `hoard_wal_former_slot{site="test"} 1` {
+		t.Errorf("after the receiver restarted: %q, want 1", got)
+	}
 	rd.stop()
 }
