@@ -1206,8 +1206,13 @@ type RetentionResult struct {
 // written in the last day: see deleteBackup); then the WAL; then
 // orphaned chunk folders. Whatever an interrupted run leaves behind is
 // unlisted garbage that a later plan finds again (WAL before the oldest
-// kept backup, chunk folders without a main object). It stops at the
-// first error and returns what it deleted so far, but for an entry of a
+// kept backup, chunk folders without a main object). Within each of
+// those steps (one backup's chunks, the WAL, the orphaned folders, the
+// delta objects) RetentionDeletes deletes run at once, and a step starts
+// only once every delete of the step before it has returned
+// (deleteParallel). It stops at the first error (the deletes in flight
+// finish, none starts after them) and returns what it deleted so far,
+// but for an entry of a
 // local store that no writer leaves (storage.ErrObjectDamaged: a FIFO, a
 // socket or a directory under a chunk's or a delta object's name; the
 // plan's notes name those it listed): it deletes no such entry,
@@ -1275,49 +1280,83 @@ func (a *Archive) applyRetention(ctx context.Context, plan RetentionPlan, log ze
 			return res, err
 		}
 	}
-	for _, w := range plan.WAL {
+	// Every backup of the plan is gone (each deleteBackup returned):
+	// the WAL now goes, RetentionDeletes files at a time. None of it is
+	// needed by a kept backup, so the order among them does not matter:
+	// a run stopped here leaves some of it, before the oldest kept
+	// backup's start, for the next run.
+	walSites := make([]*Archive, len(plan.WAL))
+	walKeys := make([]string, len(plan.WAL))
+	for i, w := range plan.WAL {
 		s, err := a.site(w.Site)
 		if err != nil {
 			return res, err
 		}
-		key := w.Key
-		if key == "" {
-			key = s.Layout.WALKey(w.Name)
+		walSites[i], walKeys[i] = s, cmp.Or(w.Key, s.Layout.WALKey(w.Name))
+	}
+	errs, stopAt := deleteParallel(ctx, len(plan.WAL), nil, func(ctx context.Context, i int) error {
+		return walSites[i].Store.Delete(ctx, walKeys[i])
+	})
+	for i, w := range plan.WAL {
+		if errs[i] == nil {
+			res.WAL++
+			res.Bytes += w.Size
+			log.Debug().Str("key", walKeys[i]).Str("reason", w.Reason).Msg("deleted wal")
 		}
-		if err := s.Store.Delete(ctx, key); err != nil {
-			return res, fmt.Errorf("delete wal %s: %w", key, err)
-		}
-		res.WAL++
-		res.Bytes += w.Size
-		log.Debug().Str("key", key).Str("reason", w.Reason).Msg("deleted wal")
+	}
+	if stopAt >= 0 {
+		return res, fmt.Errorf("delete wal %s: %w", walKeys[stopAt], errs[stopAt])
 	}
 	if len(plan.WAL) > 0 {
 		log.Info().Int("files", len(plan.WAL)).Str("first", plan.WAL[0].Name).
 			Str("last", plan.WAL[len(plan.WAL)-1].Name).Msg("deleted wal before the oldest kept backup")
 	}
-	for _, o := range plan.Orphans {
+	// The objects of every orphaned folder together: nothing lists
+	// them, so their order does not matter.
+	type orphanKey struct {
+		folder int
+		s      *Archive
+		key    string
+	}
+	var orphans []orphanKey
+	for i, o := range plan.Orphans {
 		s, err := a.site(o.Site)
 		if err != nil {
 			return res, err
 		}
-		kept := 0
 		for _, k := range o.Keys {
-			if err := s.Store.Delete(ctx, k); err != nil {
-				if leftEntry(left, "orphaned chunk "+k, "the next run deletes what is left of the folder", err) {
-					kept++
-					continue
-				}
-				return res, fmt.Errorf("delete orphaned chunk %s: %w", k, err)
-			}
-			res.Orphans++
+			orphans = append(orphans, orphanKey{i, s, k})
 		}
-		if kept > 0 {
+	}
+	errs, stopAt = deleteParallel(ctx, len(orphans), isDamaged, func(ctx context.Context, i int) error {
+		return orphans[i].s.Store.Delete(ctx, orphans[i].key)
+	})
+	whole := make([]bool, len(plan.Orphans))
+	for i := range whole {
+		whole[i] = true
+	}
+	for i, k := range orphans {
+		switch {
+		case errs[i] == nil:
+			res.Orphans++
+			continue
+		case errors.Is(errs[i], errNotTried):
+		case leftEntry(left, "orphaned chunk "+k.key, "the next run deletes what is left of the folder", errs[i]):
+		}
+		whole[k.folder] = false
+	}
+	for i, o := range plan.Orphans {
+		if !whole[i] {
 			continue
 		}
 		res.Bytes += o.Size
+		s, _ := a.site(o.Site)
 		l := siteLogger(log, a, s)
 		l.Info().Str("key", o.Folder).Int("objects", len(o.Keys)).
 			Str("reason", o.Reason).Msg("deleted orphaned chunk folder")
+	}
+	if stopAt >= 0 {
+		return res, fmt.Errorf("delete orphaned chunk %s: %w", orphans[stopAt].key, errs[stopAt])
 	}
 	if len(plan.Delta) == 0 {
 		return res, nil
@@ -1360,26 +1399,33 @@ func (a *Archive) applyRetention(ctx context.Context, plan RetentionPlan, log ze
 			Msg("retention: no delta object deleted: a backup the plan did not see may reuse them")
 		return res, nil
 	}
-	for _, d := range plan.Delta {
+	errs, stopAt = deleteParallel(ctx, len(plan.Delta), isDamaged, func(ctx context.Context, i int) error {
+		// No delete starts past the window (one that does not start
+		// stops the others from starting too).
 		if time.Since(marked) > DeltaDeleteWindow {
-			log.Warn().Int("left", len(plan.Delta)-res.Delta).Int64("window_ms", DeltaDeleteWindow.Round(time.Millisecond).Milliseconds()).
-				Msg("retention: delta objects left for the next run: their deletion took longer than its window")
-			break
+			return errDeltaWindow
 		}
 		// A delete that hangs (a slow store, retries) must not land
 		// after a waiting backup took the window as closed.
 		dctx, cancel := context.WithDeadline(ctx, marked.Add(DeltaDeleteWindow+deltaMarkerMargin/2))
-		err := a.Store.Delete(dctx, d.Key)
-		cancel()
-		if leftEntry(left, "delta object "+d.Key, "retention has nothing more to delete there", err) {
-			continue // the other delta objects go as planned
+		defer cancel()
+		return a.Store.Delete(dctx, plan.Delta[i].Key)
+	})
+	for i, d := range plan.Delta {
+		if errs[i] == nil {
+			res.Delta++
+			res.Bytes += d.Size
+			log.Debug().Str("key", d.Key).Str("reason", d.Reason).Msg("deleted delta object")
+			continue
 		}
-		if err != nil {
-			return res, fmt.Errorf("delete delta object %s: %w", d.Key, err)
-		}
-		res.Delta++
-		res.Bytes += d.Size
-		log.Debug().Str("key", d.Key).Str("reason", d.Reason).Msg("deleted delta object")
+		// The other delta objects go as planned.
+		leftEntry(left, "delta object "+d.Key, "retention has nothing more to delete there", errs[i])
+	}
+	if stopAt >= 0 && errors.Is(errs[stopAt], errDeltaWindow) {
+		log.Warn().Int("left", len(plan.Delta)-res.Delta).Int64("window_ms", DeltaDeleteWindow.Round(time.Millisecond).Milliseconds()).
+			Msg("retention: delta objects left for the next run: their deletion took longer than its window")
+	} else if stopAt >= 0 {
+		return res, fmt.Errorf("delete delta object %s: %w", plan.Delta[stopAt].Key, errs[stopAt])
 	}
 	if res.Delta > 0 {
 		log.Info().Int("objects", res.Delta).Msg("deleted delta objects no kept backup refers to")
@@ -1474,15 +1520,22 @@ func (a *Archive) deleteBackup(ctx context.Context, d BackupDecision, now time.T
 			Msg("chunk folder left for the orphan sweep: the backup's metadata does not authenticate, and an object in it was written in the last day (a backup of its name may still be running)")
 		return nil
 	}
-	for _, o := range chunks {
-		if err := a.Store.Delete(ctx, o.Key); err != nil {
-			if leftEntry(left, fmt.Sprintf("chunk %s of deleted backup %s", o.Key, b.Name), "the next run deletes what is left of the folder", err) {
-				continue
-			}
-			return fmt.Errorf("delete chunk %s of backup %s: %w", o.Key, b.Name, err)
+	// The backup is no longer listed: its chunks go RetentionDeletes at
+	// a time, and all have been tried (or the run stops) before the
+	// next backup's main object goes.
+	errs, stopAt := deleteParallel(ctx, len(chunks), isDamaged, func(ctx context.Context, i int) error {
+		return a.Store.Delete(ctx, chunks[i].Key)
+	})
+	for i, o := range chunks {
+		if errs[i] == nil {
+			res.Chunks++
+			res.Bytes += o.Size
+			continue
 		}
-		res.Chunks++
-		res.Bytes += o.Size
+		leftEntry(left, fmt.Sprintf("chunk %s of deleted backup %s", o.Key, b.Name), "the next run deletes what is left of the folder", errs[i])
+	}
+	if stopAt >= 0 {
+		return fmt.Errorf("delete chunk %s of backup %s: %w", chunks[stopAt].Key, b.Name, errs[stopAt])
 	}
 	return nil
 }
