@@ -230,8 +230,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	backups := listed.Sound
 	t := o.Target
+	// The one listing of xlog/ of the run (hundreds of requests in a
+	// site kept for years): made here when the restore point's scan
+	// needs it, else for the check of the backup's WAL below.
+	var stored *archive.WALListing
 	if t.Name != "" && (o.Backup == "" || o.Backup == "latest") && len(backups) > 0 {
-		lsn, err := FindRestorePoint(ctx, a, t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments)
+		if err := checkRestorePointName(t.Name); err != nil {
+			return nil, err
+		}
+		if stored, err = a.ListStoredWAL(ctx); err != nil {
+			return nil, err
+		}
+		lsn, err := findRestorePointIn(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments)
 		if err != nil {
 			return nil, err
 		}
@@ -294,9 +304,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := checkRecoveryHistories(ctx, a, b, path, t.Timeline, o.promotes(), o.RestoreCommand); err != nil {
 		return nil, err
 	}
-	stored, err := a.ListStoredWAL(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+	if stored == nil {
+		if stored, err = a.ListStoredWAL(ctx); err != nil {
+			return nil, fmt.Errorf("check WAL for backup %s: %w", b.Name, err)
+		}
 	}
 	// The segments of the same listing (listWAL's, the copy wal-fetch
 	// reads of each): xlog/ is listed once, hundreds of requests in a

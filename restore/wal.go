@@ -671,14 +671,32 @@ const defaultScanSegments = 64
 // split across a WAL page boundary is not recognised: the segment then does
 // not match, and the caller falls back to asking for a backup name.
 func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segSize uint64, maxSegments int) (pglogrepl.LSN, error) {
-	if maxSegments <= 0 {
-		maxSegments = defaultScanSegments
-	}
-	if len(name) == 0 || len(name) > 63 {
-		return 0, fmt.Errorf("%w: restore point name must be 1 to 63 bytes", ErrBadTarget)
+	if err := checkRestorePointName(name); err != nil {
+		return 0, err
 	}
 	w, err := listWAL(ctx, a)
 	if err != nil {
+		return 0, err
+	}
+	return findRestorePointIn(ctx, w, name, segSize, maxSegments)
+}
+
+// checkRestorePointName checks a restore point's name as PostgreSQL
+// bounds it (MAXFNAMELEN - 1 bytes).
+func checkRestorePointName(name string) error {
+	if len(name) == 0 || len(name) > 63 {
+		return fmt.Errorf("%w: restore point name must be 1 to 63 bytes", ErrBadTarget)
+	}
+	return nil
+}
+
+// findRestorePointIn is FindRestorePoint over w, the segments of a
+// listing the caller made (restore.Run's one listing of xlog/).
+func findRestorePointIn(ctx context.Context, w walIndex, name string, segSize uint64, maxSegments int) (pglogrepl.LSN, error) {
+	if maxSegments <= 0 {
+		maxSegments = defaultScanSegments
+	}
+	if err := checkRestorePointName(name); err != nil {
 		return 0, err
 	}
 	names := make([]string, 0, len(w))
