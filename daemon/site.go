@@ -77,9 +77,11 @@ type supervisor struct {
 	st            SiteStatus
 	// streaming is whether the receiver was connected at the last refresh.
 	streaming bool
-	// holesResolved is how many of the receiver's holes (Status.Holes) a
-	// later basebackup made harmless for new restores.
-	holesResolved int
+	// holesBefore is the position (a segment name without its
+	// timeline) of the newest basebackup's start: the receiver's holes
+	// (Status.Holes) that end before it are harmless for new restores
+	// (resolveHoles); "" before the first backup of this run.
+	holesBefore string
 	// undecidedResolved is the receiver's undecided hole check
 	// (Status.HoleCheckUndecided) that a later basebackup made moot for
 	// new restores; nil when none.
@@ -727,17 +729,23 @@ func (s *supervisor) resolveHoles(start string) {
 		rs := s.recv.Status()
 		holes, undecided = rs.Holes, rs.HoleCheckUndecided
 	}
-	// Holes are found in stream order; compare positions, not timelines.
-	for s.holesResolved < len(holes) && len(start) == 24 && holes[s.holesResolved].Last[8:] < start[8:] {
-		s.holesResolved++
+	// Compare positions, not timelines. The receiver forgets them too,
+	// so that its list does not grow with every incident for the
+	// process's life.
+	if len(start) == 24 && start[8:] > s.holesBefore {
+		s.holesBefore = start[8:]
 	}
-	left := len(holes) - s.holesResolved
+	if s.recv != nil {
+		s.recv.ForgetHolesBefore(start)
+	}
+	holes = unresolvedHoles(holes, s.holesBefore)
+	left := len(holes)
 	undecidedLeft := undecided != nil && undecided != s.undecidedResolved
 	if undecidedLeft && len(start) == 24 && len(undecided.Segment) == 24 && undecided.Segment[8:] <= start[8:] {
 		s.undecidedResolved, undecidedLeft = undecided, false
 	}
 	if s.st.WAL != nil {
-		s.st.WAL.Holes = holes[s.holesResolved:]
+		s.st.WAL.Holes = holes
 		if !undecidedLeft {
 			s.st.WAL.HoleCheckUndecided = nil
 		}
@@ -750,6 +758,14 @@ func (s *supervisor) resolveHoles(start string) {
 		s.m.holeSegments.Set(0)
 		s.d.setAlert(AlertWALHole, s.site.Name, false)
 	}
+}
+
+// unresolvedHoles returns the holes of holes that do not end before
+// position before (a segment name without its timeline; "": all).
+func unresolvedHoles(holes []walstream.Hole, before string) []walstream.Hole {
+	return slices.DeleteFunc(slices.Clone(holes), func(h walstream.Hole) bool {
+		return before != "" && len(h.Last) == 24 && h.Last[8:] < before
+	})
 }
 
 // connectFailed raises PGHoard's alert for a connection error: a rejected
@@ -895,7 +911,9 @@ func (s *supervisor) refresh(now time.Time) {
 	if !rs.UnstoredSince.IsZero() {
 		storedLag = max(now.Sub(rs.UnstoredSince), 0)
 	}
-	holes := rs.Holes[min(s.holesResolved, len(rs.Holes)):]
+	// A snapshot taken before resolveHoles may still hold holes it
+	// resolved: filtered by the same position.
+	holes := unresolvedHoles(rs.Holes, s.holesBefore)
 	undecided := rs.HoleCheckUndecided
 	if undecided == s.undecidedResolved {
 		undecided = nil

@@ -224,8 +224,36 @@ func (r *Receiver) reportHole(c holeCheck, h Hole) {
 	r.log.Error().Str("first", h.First).Str("last", h.Last).Uint64("segments", h.Count).Str(logSegment, start).
 		Msg("wal hole: segments before the resume point are neither archived nor spooled; take a new basebackup")
 	r.update(func(st *Status) {
-		if !slices.Contains(st.Holes, h) {
+		if !slices.Contains(st.Holes, h) && !holeBefore(h, r.holesBefore) {
 			st.Holes = append(st.Holes, h)
 		}
 	})
+}
+
+// ForgetHolesBefore drops from Status.Holes the holes that end before
+// the position of segment start (a 24-hex segment name; positions, not
+// timelines, are compared), and keeps a later check that finds one of
+// them again from recording it: a basebackup that starts in start made
+// them harmless to new restores (the daemon calls it after each one).
+// Status.Holes then holds the holes since the last basebackup, not one
+// for each data-loss incident for the process's life. The hole found is
+// still logged at Error each time. A start below an earlier one's
+// position changes nothing.
+func (r *Receiver) ForgetHolesBefore(start string) {
+	if len(start) != 24 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if start[8:] <= r.holesBefore {
+		return
+	}
+	r.holesBefore = start[8:]
+	r.status.Holes = slices.DeleteFunc(r.status.Holes, func(h Hole) bool { return holeBefore(h, r.holesBefore) })
+}
+
+// holeBefore reports whether hole h ends before position before (a
+// segment name without its timeline; "" is no position).
+func holeBefore(h Hole, before string) bool {
+	return before != "" && len(h.Last) == 24 && h.Last[8:] < before
 }

@@ -224,6 +224,10 @@ type Receiver struct {
 
 	mu     sync.Mutex
 	status Status
+	// holesBefore is the position (a segment name without its
+	// timeline) before which holes are forgotten (ForgetHolesBefore);
+	// "" when none is.
+	holesBefore string
 	// errs are the last errors of each source that still hold (zero
 	// when none); status.LastError is the newest of them.
 	errs [errSources]heldError
