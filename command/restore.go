@@ -189,6 +189,8 @@ PostgreSQL keeps microseconds: a time with more digits is written rounded down (
 --target-inclusive=false), so that recovery stops on the same side of every commit.
 A target, timeline or action flag given an empty value is refused (exit 2), not read as
 left out (which would restore to the end of the archive).
+A restore point name made more than once after the chosen backup's start is refused (exit 2):
+PostgreSQL stops at the first one, not the newest; the error gives each one's LSN for --target-lsn.
 
 EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks
 failed; otherwise the directory is incomplete: run again with --overwrite);

@@ -17,6 +17,10 @@
 // refuses them or they claim no system, would lead it to the old
 // cluster's backups.
 //
+// For a restore point found in archived WAL, Run refuses (ErrBadTarget) a
+// backup from whose start recovery would replay another point of the same
+// name first (EarlierRestorePoint): PostgreSQL stops at the first one.
+//
 // Run checks before it writes: PostgreSQL must be able to promote at the
 // end of recovery (promotion.go), the target directory must be absent, empty
 // or hold only lost+found (with Overwrite, its postmaster.pid must not name

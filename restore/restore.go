@@ -241,7 +241,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if stored, err = a.ListStoredWAL(ctx); err != nil {
 			return nil, err
 		}
-		lsn, err := findRestorePointIn(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments)
+		lsn, err := findRestorePointIn(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments, 0, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -266,6 +266,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	b, ctrl, chain, pgm := c.b, c.ctrl, c.chain, c.pgm
+	if t.nameLSN != 0 {
+		// stored is set: the scan that found the point made it.
+		earlier, err := earlierRestorePointIn(ctx, holders(stored.Segments), t.Name, b.SegmentSize(), b.StartLSN, t.nameLSN, o.MaxScanSegments)
+		if err != nil {
+			return nil, err
+		}
+		if earlier != 0 {
+			// As pg_create_restore_point returned them: the end of the
+			// record, MAXALIGNed (XLogInsertRecord's EndPos).
+			earlier, newest := (earlier+7)&^7, (t.nameLSN+7)&^7
+			return nil, fmt.Errorf("%w: restore point %q was made more than once: recovery from backup %s would stop at the first one it replays, "+
+				"ending at %s, not at the newest, ending at %s; restore to the one you mean by the LSN pg_create_restore_point returned for it, "+
+				"with --target-inclusive=false (the newest: --target-lsn %s --target-inclusive=false)", ErrBadTarget, t.Name, b.Name, earlier, newest, newest)
+		}
+	}
 	log = log.With().Str("backup", b.Name).Logger()
 	src := a.ArchiveOf(b)
 	log.Info().Str("backup_site", src.Site).Time("end_time", b.EndTime).Str("end_lsn", b.EndLSN.String()).Msg("backup selected")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/compress"
 	"github.com/hoardbackup/hoard/internal/waltest"
@@ -101,4 +103,55 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestEarlierRestorePoint: a point of the same name before the one found
+// is reported when it lies in the found point's segment or an earlier
+// one from the backup's start on; one before the backup's start segment,
+// or after the found point, is not.
+func TestEarlierRestorePoint(t *testing.T) {
+	ctx := context.Background()
+	const segSize = 1 << 20
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	// put stores segment no with a restore point record at each offset.
+	put := func(no uint64, at ...int) {
+		name := wal.Segment{Timeline: 1, No: no}.Name(segSize)
+		seg := waltest.Segment(t, name, segSize, 3)
+		for _, o := range at {
+			copy(seg[o:], restorePointRecord("p", 0))
+		}
+		if _, err := a.Codec.Put(ctx, a.Store, a.Layout.WALKey(name), bytes.NewReader(seg), -1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lsn := func(no uint64, at int) pglogrepl.LSN {
+		return pglogrepl.LSN(no*segSize + uint64(at) + 34 + restorePointNameSize)
+	}
+	put(2, 4096)
+	put(3)
+	put(4, 8192, 16384)
+	put(5, 8192)
+	found, err := FindRestorePoint(ctx, a, "p", segSize, 0)
+	if err != nil || found != lsn(5, 8192) {
+		t.Fatalf("FindRestorePoint = %s, %v; want %s", found, err, lsn(5, 8192))
+	}
+	for _, tt := range []struct {
+		name         string
+		from, before pglogrepl.LSN
+		want         pglogrepl.LSN
+	}{
+		{"EarlierSegment", 3 * segSize, lsn(5, 8192), lsn(4, 16384)},
+		{"SameSegment", 4*segSize + 100, lsn(4, 16384), lsn(4, 8192)},
+		{"BeforeStartSegment", 3 * segSize, lsn(4, 8192), 0},
+		{"FirstInArchive", 2 * segSize, lsn(2, 4096), 0},
+		{"AfterStartInStartSegment", 4*segSize + 10000, lsn(5, 8192), lsn(4, 16384)},
+		{"BeforeStartInStartSegment", 4*segSize + 20000, lsn(5, 8192), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := EarlierRestorePoint(ctx, a, "p", segSize, tt.from, tt.before, 0)
+			if err != nil || got != tt.want {
+				t.Errorf("EarlierRestorePoint(%s, %s) = %s, %v; want %s", tt.from, tt.before, got, err, tt.want)
+			}
+		})
+	}
 }

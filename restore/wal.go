@@ -678,7 +678,33 @@ func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segS
 	if err != nil {
 		return 0, err
 	}
-	return findRestorePointIn(ctx, w, name, segSize, maxSegments)
+	return findRestorePointIn(ctx, w, name, segSize, maxSegments, 0, 0)
+}
+
+// EarlierRestorePoint looks for another restore point called name before
+// the one FindRestorePoint found, whose position is before, in the
+// archived segments from the one holding from (the chosen backup's start)
+// to the one holding that point, at most maxSegments of them (0: 64),
+// newest first, and returns its position as FindRestorePoint does, or 0.
+// Restore point names need not be unique, and PostgreSQL stops at the
+// first point of the name that recovery replays (recoveryStopsAfter,
+// xlogrecovery.c), not at the newest one: a script's point made again
+// each day with no backup in between would stop recovery a day early.
+func EarlierRestorePoint(ctx context.Context, a *archive.Archive, name string, segSize uint64, from, before pglogrepl.LSN, maxSegments int) (pglogrepl.LSN, error) {
+	w, err := listWAL(ctx, a)
+	if err != nil {
+		return 0, err
+	}
+	return earlierRestorePointIn(ctx, w, name, segSize, from, before, maxSegments)
+}
+
+// earlierRestorePointIn is EarlierRestorePoint over w, the segments of a
+// listing the caller made (restore.Run's one listing of xlog/).
+func earlierRestorePointIn(ctx context.Context, w walIndex, name string, segSize uint64, from, before pglogrepl.LSN, maxSegments int) (pglogrepl.LSN, error) {
+	if before < restorePointNameSize {
+		return 0, nil
+	}
+	return findRestorePointIn(ctx, w, name, segSize, maxSegments, from, before)
 }
 
 // checkRestorePointName checks a restore point's name as PostgreSQL
@@ -691,8 +717,11 @@ func checkRestorePointName(name string) error {
 }
 
 // findRestorePointIn is FindRestorePoint over w, the segments of a
-// listing the caller made (restore.Run's one listing of xlog/).
-func findRestorePointIn(ctx context.Context, w walIndex, name string, segSize uint64, maxSegments int) (pglogrepl.LSN, error) {
+// listing the caller made (restore.Run's one listing of xlog/), and with
+// before not 0 earlierRestorePointIn: only the segments from the one
+// holding from to the one holding the name of the point whose position
+// is before, the latter read only up to that name.
+func findRestorePointIn(ctx context.Context, w walIndex, name string, segSize uint64, maxSegments int, from, before pglogrepl.LSN) (pglogrepl.LSN, error) {
 	if maxSegments <= 0 {
 		maxSegments = defaultScanSegments
 	}
@@ -710,6 +739,18 @@ func findRestorePointIn(ctx context.Context, w walIndex, name string, segSize ui
 		}
 		return names[i] > names[j]
 	})
+	var first, last uint64 // the segment numbers EarlierRestorePoint scans
+	if before != 0 {
+		first = wal.SegmentOf(0, from, segSize).No
+		last = wal.SegmentOf(0, before-restorePointNameSize, segSize).No
+		kept := names[:0]
+		for _, n := range names {
+			if seg, err := wal.ParseSegmentName(n, segSize); err == nil && seg.No >= first && seg.No <= last {
+				kept = append(kept, n)
+			}
+		}
+		names = kept
+	}
 	pattern := append([]byte(name), 0)
 	buf := make([]byte, 0, segSize)
 	for i, n := range names {
@@ -733,10 +774,21 @@ func findRestorePointIn(ctx context.Context, w walIndex, name string, segSize ui
 		if err != nil {
 			return 0, fmt.Errorf("read WAL %s: %w", src.Layout.WALKey(n), err)
 		}
-		if at := findRestorePointRecord(b.Bytes(), pattern); at >= 0 {
-			seg, err := wal.ParseSegmentName(n, segSize)
-			if err != nil {
-				return 0, err
+		seg, err := wal.ParseSegmentName(n, segSize)
+		if err != nil {
+			return 0, err
+		}
+		data := b.Bytes()
+		if before != 0 && seg.No == last {
+			// Only the records before the point found: its name starts
+			// at before-restorePointNameSize.
+			data = data[:min(len(data), int(before-restorePointNameSize-seg.StartLSN(segSize)))]
+		}
+		if at := findRestorePointRecord(data, pattern); at >= 0 {
+			if before != 0 && seg.No == first && seg.StartLSN(segSize)+pglogrepl.LSN(at) < from {
+				// The last one here is before the backup's start,
+				// where recovery does not replay: so are the others.
+				continue
 			}
 			return seg.StartLSN(segSize) + pglogrepl.LSN(at+restorePointNameSize), nil
 		}
