@@ -101,12 +101,24 @@ func (r ReplayStart) below(name string) bool {
 // after from (ownWALFrom); otherwise as is, with what was found or could
 // not be read.
 func (a *Archive) IgnoreOtherHistory(ctx context.Context, err error, at uint32, from ReplayStart) error {
+	return a.IgnoreOtherHistoryWith(ctx, a.ListWAL, err, at, from)
+}
+
+// WALFiles is Archive.ListWAL, or a listing of it a caller keeps
+// (IgnoreOtherHistoryWith).
+type WALFiles func(ctx context.Context) ([]WALFile, error)
+
+// IgnoreOtherHistoryWith is IgnoreOtherHistory with the WAL searched for
+// the reader's own listed by files, for a caller that judges many
+// backups (each with its own from) and keeps one listing of xlog/ for
+// all of them, rather than list it again for each backup.
+func (a *Archive) IgnoreOtherHistoryWith(ctx context.Context, files WALFiles, err error, at uint32, from ReplayStart) error {
 	err = IgnoreUpgradedHistory(err, at)
 	o, ok := errors.AsType[*OtherSystemHistoryError](err)
 	if !ok || at == 0 {
 		return err
 	}
-	key, oerr := a.ownWALFrom(ctx, o.Want, o.Timeline, from)
+	key, oerr := ownWALFrom(ctx, files, o.Want, o.Timeline, from)
 	switch {
 	case oerr != nil:
 		return fmt.Errorf("%w (whether the archive holds WAL of database system %d on timeline %d or later, which would make "+
@@ -123,12 +135,13 @@ func (a *Archive) IgnoreOtherHistory(ctx context.Context, err error, at uint32, 
 // names database system system; "" when there is none. Only names are
 // listed; a first page is read only for a name on such a timeline not
 // below from's segment, the newest first.
-func (a *Archive) ownWALFrom(ctx context.Context, system uint64, tli uint32, from ReplayStart) (string, error) {
-	files, err := a.ListWAL(ctx)
+func ownWALFrom(ctx context.Context, list WALFiles, system uint64, tli uint32, from ReplayStart) (string, error) {
+	files, err := list(ctx)
 	if err != nil {
 		return "", err
 	}
-	files = slices.DeleteFunc(files, func(f WALFile) bool {
+	// A copy: the caller's listing may be kept for other backups.
+	files = slices.DeleteFunc(slices.Clone(files), func(f WALFile) bool {
 		segment, partial, _ := walKind(f.Name)
 		return !(segment || partial) || nameTimeline(f.Name) < tli || from.below(f.Name)
 	})

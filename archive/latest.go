@@ -26,7 +26,7 @@ import (
 // Restore (its recovery path), verify, and a standby backup's wait for
 // its WAL (the WAL its recovery reads) ask it.
 func (a *Archive) LatestTimeline(ctx context.Context, has func(tli uint32) bool, start uint32, system uint64, from ReplayStart) (tli uint32, refused error, err error) {
-	return a.LatestTimelineWith(ctx, has, a.OtherSystemHistories, start, system, from)
+	return a.LatestTimelineWith(ctx, has, a.OtherSystemHistories, a.ListWAL, start, system, from)
 }
 
 // OtherHistories is Archive.OtherSystemHistories or an answer of it kept
@@ -34,11 +34,13 @@ func (a *Archive) LatestTimeline(ctx context.Context, has func(tli uint32) bool,
 type OtherHistories func(ctx context.Context, system uint64, above uint32) ([]*OtherSystemHistoryError, error)
 
 // LatestTimelineWith is LatestTimeline with the other systems' history
-// files above start found by others, for a caller that judges many
-// backups against one listing of the history files and keeps its
-// answers, rather than list timeline/ and read each later history file's
-// metadata again for each backup.
-func (a *Archive) LatestTimelineWith(ctx context.Context, has func(tli uint32) bool, others OtherHistories, start uint32, system uint64, from ReplayStart) (tli uint32, refused error, err error) {
+// files above start found by others, and the WAL searched for the
+// system's own behind one of them listed by files
+// (IgnoreOtherHistoryWith), for a caller that judges many backups
+// against one listing of the history files and of the WAL and keeps
+// their answers, rather than list timeline/, read each later history
+// file's metadata and list xlog/ again for each backup.
+func (a *Archive) LatestTimelineWith(ctx context.Context, has func(tli uint32) bool, others OtherHistories, files WALFiles, start uint32, system uint64, from ReplayStart) (tli uint32, refused error, err error) {
 	tli = start
 	for has(tli + 1) {
 		tli++
@@ -55,7 +57,7 @@ func (a *Archive) LatestTimelineWith(ctx context.Context, has func(tli uint32) b
 	if len(found) == 0 || found[0].Timeline > tli {
 		return tli, nil, nil
 	}
-	if ierr := a.IgnoreOtherHistory(ctx, found[0], start, from); !errors.Is(ierr, storage.ErrNotFound) {
+	if ierr := a.IgnoreOtherHistoryWith(ctx, files, found[0], start, from); !errors.Is(ierr, storage.ErrNotFound) {
 		return tli, ierr, nil
 	}
 	return found[0].Timeline - 1, nil, nil

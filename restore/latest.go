@@ -16,7 +16,31 @@ func latestFor(ctx context.Context, a *archive.Archive, hs *Histories, start uin
 	others := func(ctx context.Context, system uint64, above uint32) ([]*archive.OtherSystemHistoryError, error) {
 		return hs.others(ctx, a, system, above)
 	}
-	return a.LatestTimelineWith(ctx, func(t uint32) bool { return hs.h[t] != nil }, others, start, system, from)
+	files := func(ctx context.Context) ([]archive.WALFile, error) { return hs.walFiles(ctx, a) }
+	return a.LatestTimelineWith(ctx, func(t uint32) bool { return hs.h[t] != nil }, others, files, start, system, from)
+}
+
+// walFiles returns a.ListWAL(ctx), listed once in hs: where another
+// system's history file stops the probe (after a pg_upgrade into the
+// same site), whether the archive holds the system's own WAL behind it
+// is looked for in that listing for each backup, which listed xlog/ again
+// for each backup otherwise. An error is not kept (the next backup asks
+// again).
+func (hs *Histories) walFiles(ctx context.Context, a *archive.Archive) ([]archive.WALFile, error) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.wal != nil {
+		return hs.wal, nil
+	}
+	files, err := a.ListWAL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hs.wal = files
+	if hs.wal == nil {
+		hs.wal = []archive.WALFile{}
+	}
+	return hs.wal, nil
 }
 
 // othersKey is an argument of archive.Archive.OtherSystemHistories.

@@ -213,6 +213,8 @@ type Histories struct {
 	// othersOf holds the answers of others, the other systems' history
 	// files above a timeline.
 	othersOf map[othersKey][]*archive.OtherSystemHistoryError
+	// wal is the listing of the WAL walFiles made; nil until then.
+	wal []archive.WALFile
 }
 
 // ListHistories lists the timeline history files of a and the sites it

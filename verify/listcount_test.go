@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/hoardbackup/hoard/internal/archivetest"
 	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // TestRun_ListsOncePerRun: hoard verify and the daemon's check of the
@@ -24,13 +26,19 @@ import (
 // timeline has a later one stored and their database system is known
 // (after a failover), both listed timeline/ and asked for each later
 // history file by key (Stat, its metadata checked for another system's)
-// again for each backup: 21 listings and 20 Stats for 20 backups.
+// again for each backup: 21 listings and 20 Stats for 20 backups. And
+// where a later timeline's history file is another system's (after a
+// pg_upgrade into the same site: OtherSystemAbove), both listed xlog/
+// again for each backup to look for the system's own WAL behind it
+// (Archive.IgnoreOtherHistory): 21 listings for 20 backups.
 func TestRun_ListsOncePerRun(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		timeline bool
 		system   string // of the backups: "" none recorded
-	}{{"OneTimeline", false, ""}, {"TwoTimelines", true, ""}, {"TwoTimelinesKnownSystem", true, "7"}} {
+		upgrade  bool   // timeline 2's history file is another system's (pg_upgrade into the site)
+	}{{"OneTimeline", false, "", false}, {"TwoTimelines", true, "", false}, {"TwoTimelinesKnownSystem", true, "7", false},
+		{"OtherSystemAbove", false, "7", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := &storetest.Counter{Store: storage.NewMem()}
 			a := archivetest.New(t, st, &archive.Codec{Compression: compress.Zstd})
@@ -40,6 +48,14 @@ func TestRun_ListsOncePerRun(t *testing.T) {
 				putBackupOf(t, a, fmt.Sprintf("b%02d", i), 1, start, start+1, t0.Add(time.Duration(i)*time.Hour), tc.system)
 			}
 			putSegments(t, a, 1, 2, last)
+			if tc.upgrade {
+				// The old cluster (system 8) had reached timeline 2;
+				// the upgraded one (7) has no WAL there.
+				h := "1\t0/1000000\tno recovery target specified\n"
+				if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.WALKey(wal.HistoryFileName(2)), strings.NewReader(h), int64(len(h)), storage.Metadata{archive.MetaSystemID: "8"}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if tc.timeline {
 				// Promoted in the segment after the last on timeline 1.
 				putHistory(t, a, 2, fmt.Sprintf("1\t0/%X\tno recovery target specified\n", (last+1)*segSize))
