@@ -2,7 +2,6 @@ package basebackup
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -147,7 +146,9 @@ type outcome struct {
 	spcSizes    spcSizes // the tablespaces' parts of the chunks
 
 	pgControl, backupLabel, tablespaceMap *member
-	pgManifest                            []byte
+	// pgManifest is PostgreSQL's backup_manifest, spooled (the caller
+	// closes it).
+	pgManifest *spool
 	// checksums is hoard's page checksum verification, or the server's
 	// failures in a BASE_BACKUP it ended with XX001 after sending all of
 	// it; nil when hoard did not verify, or the server found none.
@@ -247,7 +248,12 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 	if len(oc.tablespaces) > 0 {
 		m.Hoard.TablespaceSizes = oc.spcSizes
 	}
-	control, err := controlTar(m, oc)
+	control, err := writeControl(o.TempDir, m, oc)
+	if err != nil {
+		return nil, err
+	}
+	defer control.Close()
+	controlData, err := control.reader()
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +271,7 @@ func storeControl(ctx context.Context, o Options, log zerolog.Logger, oc *outcom
 		return nil, fmt.Errorf("basebackup: sign checksum failures of %s: %w", info.Key, err)
 	}
 	// The control object goes last: once it exists the backup is listed.
-	st, err := o.Archive.Codec.Put(ctx, o.Archive.Store, info.Key, bytes.NewReader(control), int64(len(control)), md)
+	st, err := o.Archive.Codec.Put(ctx, o.Archive.Store, info.Key, controlData, control.size(), md)
 	if err != nil {
 		// The storage may have stored it all the same: a PUT whose
 		// answer was lost (a connection reset, a storage stopped or ctx

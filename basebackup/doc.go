@@ -154,10 +154,17 @@
 // closed in the background while the next chunk fills. At most
 // Options.Parallel chunks are in flight, the one being written included;
 // the reader waits for a slot, which slows the server down through TCP
-// flow control. Only PostgreSQL's
-// backup_manifest and the chunks' file lists, which grow with the number of
-// files, are held until the end. After the stream, BASE_BACKUP returns the
-// end position and timeline.
+// flow control. Only the chunks' file lists, which grow with the number
+// of files, are held in memory until the end. PostgreSQL's
+// backup_manifest, which grows with them too, is spooled to an unlinked
+// temporary file in Options.TempDir as it is received (spool), and at the
+// end the manifest's JSON and the control tar are written a file name at
+// a time into spools of their own and the control tar streamed from its
+// spool through the codec to the store (writeControl): none of them is
+// held whole in memory. Each spool's CRC-32C is checked as it is read
+// back, so that a copy the local disk lost or changed fails the backup
+// instead of being stored. After the stream, BASE_BACKUP returns the end
+// position and timeline.
 //
 // With data checksums on, the server verifies each page it sends, names
 // each failure in a WARNING (five a file, then the file's total, then the

@@ -414,13 +414,11 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 		oc.tablespaceMap = file("tablespace_map", []byte(spcmap), now)
 	}
 	oc.pgControl = &member{h: newFileHeader(pgControlPath, ctlTime), data: pgControl}
-	var pgFiles []pgManifestFile
 	for _, r := range results {
 		oc.chunks = append(oc.chunks, archive.ManifestChunk{
 			ChunkFilename: r.filename, InputSize: r.input, ResultSize: r.stored.StoredSize, Files: r.files,
 			HMAC: hex.EncodeToString(r.stored.HMAC),
 		})
-		pgFiles = append(pgFiles, r.pgFiles...)
 	}
 	if dr != nil {
 		oc.format = archive.FormatDeltaV2
@@ -428,18 +426,41 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 			return nil, err
 		}
 		oc.deltaPlain, oc.deltaStored = dr.plain, dr.stored
-		pgFiles = append(pgFiles, dr.pgFiles...)
 	}
-	for _, m := range []*member{oc.backupLabel, oc.tablespaceMap, oc.pgControl} {
-		if m != nil {
-			pgFiles = append(pgFiles, pgManifestFile{path: m.h.Name, size: int64(len(m.data)), mtime: m.h.ModTime, crc32c: crc32c(m.data)})
+	// backup_manifest lists the chunks' files, the delta backup's, then
+	// those of the control tar, as they are (not copied into one list).
+	pgFiles := func(yield func(pgManifestFile) bool) {
+		for _, r := range results {
+			for _, f := range r.pgFiles {
+				if !yield(f) {
+					return
+				}
+			}
+		}
+		if dr != nil {
+			for _, f := range dr.pgFiles {
+				if !yield(f) {
+					return
+				}
+			}
+		}
+		for _, m := range []*member{oc.backupLabel, oc.tablespaceMap, oc.pgControl} {
+			if m != nil {
+				if !yield(pgManifestFile{path: m.h.Name, size: int64(len(m.data)), mtime: m.h.ModTime, crc32c: crc32c(m.data)}) {
+					return
+				}
+			}
 		}
 	}
 	ranges, err := l.walRanges(start, startTLI, end, endTLI)
 	if err != nil {
 		return nil, err
 	}
-	if oc.pgManifest, err = pgManifest(l.srv.version, l.srv.systemID, pgFiles, ranges); err != nil {
+	if oc.pgManifest, err = newSpool(o.TempDir, "backup_manifest"); err != nil {
+		return nil, err
+	}
+	defer oc.pgManifest.Close()
+	if err := pgManifest(oc.pgManifest, l.srv.version, l.srv.systemID, pgFiles, ranges); err != nil {
 		return nil, err
 	}
 	if dr != nil && o.beforeControl != nil {

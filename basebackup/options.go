@@ -113,10 +113,14 @@ type Options struct {
 	DeltaMinFileSize int64
 	DeltaChunkSize   int64
 	// TempDir is where ModeDelta stages each new delta object, compressed
-	// and encrypted, before storing it (created if missing; each file is
-	// unlinked as soon as it is created, so none outlives its upload or a
-	// crash); "" means os.TempDir(). It needs room for Parallel delta
-	// objects as stored, each at most one relation segment (1 GiB).
+	// and encrypted, before storing it, and where every backup spools the
+	// parts of its control object at its end (PostgreSQL's
+	// backup_manifest, the manifest's JSON, the control tar; writeControl)
+	// (created if missing; each file is unlinked as soon as it is created,
+	// so none outlives its upload or a crash); "" means os.TempDir(). It
+	// needs room for Parallel delta objects as stored, each at most one
+	// relation segment (1 GiB), and twice the control tar (about 400
+	// bytes a file of the cluster).
 	TempDir string
 	// DeltaHintFile, when set, is where ModeDelta keeps the sizes and
 	// modification times of the large files of its last backup, for the

@@ -66,6 +66,7 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 	g, gctx := errgroup.WithContext(runCtx)
 	r := &run{o: o, log: log, srv: srv, sql: sql}
 	defer func() {
+		r.pgManifest.Close()
 		for _, c := range r.opened {
 			c.Close(context.WithoutCancel(ctx))
 		}
@@ -205,7 +206,7 @@ type run struct {
 	ra *readAhead
 
 	pgControl, backupLabel, tablespaceMap *member
-	pgManifest                            []byte
+	pgManifest                            *spool   // closed by runStream
 	sizes                                 spcSizes // nil until the tablespaces are known
 }
 
@@ -507,8 +508,15 @@ func (r *run) stream(ctx context.Context, bb *replication.BaseBackup, spc []tabl
 			}
 		case replication.ArchiveManifest:
 			// The manifest grows with the number of files, not their
-			// size; it goes into the control tar.
-			if r.pgManifest, err = io.ReadAll(bb); err != nil {
+			// size; it goes into the control tar, spooled on the local
+			// disk until then.
+			if r.pgManifest != nil {
+				return fmt.Errorf("basebackup: server sent a second backup_manifest")
+			}
+			if r.pgManifest, err = newSpool(r.o.TempDir, "backup_manifest"); err != nil {
+				return err
+			}
+			if _, err := io.Copy(r.pgManifest, bb); err != nil {
 				return fmt.Errorf("basebackup: read backup_manifest: %w", err)
 			}
 		}

@@ -53,7 +53,8 @@ var localWriters = map[string]string{
 	"archive/fetchtemp.go createLockedTemp": "opens its own O_EXCL temp file again for writing only to flock it (NFSv4 grants no exclusive lock otherwise); never writes through it",
 	"archive/fetchtemp.go removeDeadTemp":   "opens a dead download's temp file for writing only to flock it (NFSv4), never writes through it, then removes it",
 	// Delta basebackups stage each object in an unlinked temp file.
-	"basebackup/delta.go stage": "unlinked at once: nothing stays after a crash",
+	"basebackup/delta.go stage":    "unlinked at once: nothing stays after a crash",
+	"basebackup/spool.go newSpool": "a control object part spooled at the end of a backup, unlinked at once: nothing stays after a crash",
 	// Restore: no file counts until pg_control, written last after syncfs
 	// of every target file system (restore/extract.go writePGControl).
 	"restore/extract.go writeFile":     "O_EXCL in an os.Root; synced by syncfs before pg_control",
