@@ -55,6 +55,7 @@ var localWriters = map[string]string{
 	// Delta basebackups stage each object in an unlinked temp file.
 	"basebackup/delta.go stage":    "unlinked at once: nothing stays after a crash",
 	"basebackup/spool.go newSpool": "a control object part spooled at the end of a backup, unlinked at once: nothing stays after a crash",
+	"restore/extract.go record":    "the list of a chunk's restored files past maxMadeFiles, for a retry; unlinked at once: nothing stays after a crash",
 	// Restore: no file counts until pg_control, written last after syncfs
 	// of every target file system (restore/extract.go writePGControl).
 	"restore/extract.go writeFile":     "O_EXCL in an os.Root; synced by syncfs before pg_control",

@@ -47,22 +47,26 @@ func retryable(err error) bool {
 
 // chunk restores one chunk of the backup held by src, re-downloading it
 // from the start after a transient error (the files the failed attempt
-// created are removed first; a chunk of more than maxMadeFiles files is
-// not retried), and returns its decoded size.
+// created are removed first: madeFiles lists them, on the local disk past
+// maxMadeFiles), and returns its decoded size.
 func (o *Options) chunk(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, c archive.ManifestChunk, buf []byte, p *progress) (int64, error) {
 	key := src.Layout.ChunkKey(c.ChunkFilename)
 	if ex.bundles {
 		key = src.Layout.DeltaChunkKey(c.ChunkFilename)
 	}
 	var made madeFiles
+	defer made.close()
 	for attempt := 0; ; attempt++ {
 		made.reset()
 		n, err := o.chunkOnce(ctx, src, ex, key, c, buf, &p.bytesDone, &made)
 		if err == nil {
 			return n, nil
 		}
-		if ctx.Err() != nil || !retryable(err) || attempt >= o.Retries || made.overflow {
+		if ctx.Err() != nil || !retryable(err) || attempt >= o.Retries {
 			return 0, fmt.Errorf("chunk %s%s: %w", key, o.Archive.InSite(src), err)
+		}
+		if made.overflow {
+			return 0, fmt.Errorf("chunk %s%s: %w (not retried: the list of its files on the local disk failed: %w)", key, o.Archive.InSite(src), err, made.spillErr)
 		}
 		if rerr := ex.removeMade(&made); rerr != nil {
 			return 0, fmt.Errorf("chunk %s%s: %w (retrying after: %w)", key, o.Archive.InSite(src), rerr, err)

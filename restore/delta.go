@@ -239,6 +239,7 @@ func (o *Options) restoreDelta(ctx context.Context, log zerolog.Logger, src *arc
 // from the start after a transient error (the file is removed first).
 func (o *Options) deltaObject(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, d deltaObject, buf []byte, p *progress) error {
 	var made madeFiles
+	defer made.close()
 	for attempt := 0; ; attempt++ {
 		made.reset()
 		err := o.deltaObjectOnce(ctx, src, ex, d, buf, &p.bytesDone, &made)

@@ -2,6 +2,8 @@ package restore
 
 import (
 	"archive/tar"
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -348,50 +350,186 @@ func (e *extractor) writePGControl(data []byte) error {
 // the files an incremental backup's parents left (see incrementalLevel):
 // those stay, since applying one again gives the same file, but the level
 // must forget them so that the retry applies them again instead of
-// refusing them as written twice. It keeps at most maxMadeFiles of them:
-// a chunk of more files is not retried, which bounds the memory that a
-// chunk of many tiny members can take.
+// refusing them as written twice. It keeps at most maxMadeFiles of them in
+// memory; past that, it appends them to an unlinked temporary file
+// (spill), so that a chunk of many tiny members is retried like any other
+// without costing memory per member. overflow is set only when that file
+// cannot be written: the chunk is then not retried.
 type madeFiles struct {
 	files    []memberPlan
 	applied  []memberPlan
 	overflow bool
+
+	spill    *os.File      // nil until the lists are full
+	spillW   *bufio.Writer // over spill
+	spillErr error         // why the spill failed, with overflow
 }
 
 // reset empties m for another attempt.
 func (m *madeFiles) reset() {
-	m.files, m.applied, m.overflow = m.files[:0], m.applied[:0], false
+	m.files, m.applied, m.overflow, m.spillErr = m.files[:0], m.applied[:0], false, nil
+	if m.spill != nil {
+		if err := m.spill.Truncate(0); err != nil {
+			m.fail(err)
+		} else if _, err := m.spill.Seek(0, io.SeekStart); err != nil {
+			m.fail(err)
+		}
+		m.spillW.Reset(m.spill)
+	}
+}
+
+// close removes the spill file, if any. Safe to call more than once.
+func (m *madeFiles) close() {
+	if m.spill != nil {
+		m.spill.Close()
+		m.spill, m.spillW = nil, nil
+	}
 }
 
 // maxMadeFiles is a variable for tests.
 var maxMadeFiles = 1 << 16
 
-func (m *madeFiles) add(p memberPlan) { m.record(&m.files, p) }
+func (m *madeFiles) add(p memberPlan) { m.record(&m.files, 0, p) }
 
 // addApplied records an incremental file applied to its parents' file.
-func (m *madeFiles) addApplied(p memberPlan) { m.record(&m.applied, p) }
+func (m *madeFiles) addApplied(p memberPlan) { m.record(&m.applied, 1, p) }
 
-func (m *madeFiles) record(list *[]memberPlan, p memberPlan) {
-	if len(m.files)+len(m.applied) >= maxMadeFiles {
-		m.overflow = true
+func (m *madeFiles) record(list *[]memberPlan, which byte, p memberPlan) {
+	if m.overflow {
 		return
 	}
-	*list = append(*list, p)
+	if len(m.files)+len(m.applied) < maxMadeFiles {
+		*list = append(*list, p)
+		return
+	}
+	if m.spill == nil {
+		f, err := os.CreateTemp("", ".hoard-restore-made-*")
+		if err != nil {
+			m.fail(err)
+			return
+		}
+		if err := os.Remove(f.Name()); err != nil {
+			f.Close()
+			m.fail(err)
+			return
+		}
+		m.spill, m.spillW = f, bufio.NewWriterSize(f, 64<<10)
+	}
+	// A record: which list, kind, then spc and rel, each after its length.
+	var rec [1 + 3*binary.MaxVarintLen64]byte
+	b := append(rec[:0], which)
+	b = binary.AppendUvarint(b, uint64(p.kind))
+	b = binary.AppendUvarint(b, uint64(len(p.spc)))
+	if _, err := m.spillW.Write(b); err != nil {
+		m.fail(err)
+		return
+	}
+	// bufio keeps its first error: the last write returns it.
+	_, _ = m.spillW.WriteString(p.spc)
+	_, _ = m.spillW.Write(binary.AppendUvarint(rec[:0], uint64(len(p.rel))))
+	if _, err := m.spillW.WriteString(p.rel); err != nil {
+		m.fail(err)
+	}
+}
+
+// fail gives up the spill: the chunk will not be retried.
+func (m *madeFiles) fail(err error) {
+	m.overflow, m.spillErr = true, err
+}
+
+// spilled calls fn with the recorded plans past the in-memory lists, in
+// batches of at most maxMadeFiles, each with its list (0 files, 1 applied).
+func (m *madeFiles) spilled(fn func(which byte, batch []memberPlan) error) error {
+	if m.spill == nil {
+		return nil
+	}
+	if err := m.spillW.Flush(); err != nil {
+		return fmt.Errorf("list of the files to remove before a retry: %w", err)
+	}
+	end, err := m.spill.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("list of the files to remove before a retry: %w", err)
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(m.spill, 0, end), 64<<10)
+	batches := [2][]memberPlan{}
+	flush := func(which byte) error {
+		if len(batches[which]) == 0 {
+			return nil
+		}
+		err := fn(which, batches[which])
+		batches[which] = batches[which][:0]
+		return err
+	}
+	str := func() (string, error) {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return "", err
+		}
+		if n > 1<<20 {
+			return "", fmt.Errorf("name of %d bytes", n)
+		}
+		b := make([]byte, n)
+		_, err = io.ReadFull(r, b)
+		return string(b), err
+	}
+	for {
+		which, err := r.ReadByte()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || which > 1 {
+			return fmt.Errorf("list of the files to remove before a retry: bad record (%v)", err)
+		}
+		kind, err := binary.ReadUvarint(r)
+		if err != nil {
+			return fmt.Errorf("list of the files to remove before a retry: %w", err)
+		}
+		spc, err := str()
+		if err != nil {
+			return fmt.Errorf("list of the files to remove before a retry: %w", err)
+		}
+		rel, err := str()
+		if err != nil {
+			return fmt.Errorf("list of the files to remove before a retry: %w", err)
+		}
+		batches[which] = append(batches[which], memberPlan{kind: memberKind(kind), spc: spc, rel: rel})
+		if len(batches[which]) >= max(maxMadeFiles, 1) {
+			if err := flush(which); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(0); err != nil {
+		return err
+	}
+	return flush(1)
 }
 
 // removeMade removes the files an attempt created, and makes an
 // incremental level forget them and the files it applied, before a
 // retry.
 func (e *extractor) removeMade(made *madeFiles) error {
-	if e.incr != nil {
-		e.incr.forget(made.files)
-		e.incr.forget(made.applied)
-	}
-	for _, p := range made.files {
-		if err := e.roots[p.spc].Remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove %s before a retry: %w", p.rel, err)
+	remove := func(which byte, plans []memberPlan) error {
+		if e.incr != nil {
+			e.incr.forget(plans)
 		}
+		if which != 0 {
+			return nil
+		}
+		for _, p := range plans {
+			if err := e.roots[p.spc].Remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove %s before a retry: %w", p.rel, err)
+			}
+		}
+		return nil
 	}
-	return nil
+	if err := remove(0, made.files); err != nil {
+		return err
+	}
+	if err := remove(1, made.applied); err != nil {
+		return err
+	}
+	return made.spilled(remove)
 }
 
 // dirMode keeps a directory usable by its owner whatever the tar says.

@@ -220,9 +220,9 @@ func (s *failingStore) Open(ctx context.Context, key string) (io.ReadCloser, sto
 }
 
 // TestChunk_MadeFilesBounded: the files an attempt at a chunk created are
-// remembered for a retry up to maxMadeFiles; a chunk of more members is
-// not retried, so a chunk of millions of tiny members costs no memory per
-// member. A chunk under the limit is retried.
+// remembered in memory for a retry up to maxMadeFiles, the rest on the
+// local disk, so a chunk of millions of tiny members costs no memory per
+// member: a chunk under the limit and one over it are both retried.
 func TestChunk_MadeFilesBounded(t *testing.T) {
 	old := maxMadeFiles
 	maxMadeFiles = 3
@@ -233,7 +233,7 @@ func TestChunk_MadeFilesBounded(t *testing.T) {
 		wantOpens int
 	}{
 		{"UnderLimit", 3, 1 + DefaultRetries},
-		{"OverLimit", 4, 1},
+		{"OverLimit", 4, 1 + DefaultRetries},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var entries []hostile.Member
@@ -293,5 +293,62 @@ func TestExtractor_MkdirOncePerDirectory(t *testing.T) {
 	// their first files.
 	if got, want := ex.mkdirs.Load(), int64(4); got > want {
 		t.Errorf("%d directory creations for 3 000 files in 3 directories, want at most %d", got, want)
+	}
+}
+
+// failOnceStore fails the first read of an object at its end, as one
+// dropped connection does, and serves it whole after.
+type failOnceStore struct {
+	storage.Store
+	opens int
+}
+
+func (s *failOnceStore) Open(ctx context.Context, key string) (io.ReadCloser, storage.Object, error) {
+	rc, obj, err := s.Store.Open(ctx, key)
+	if err != nil {
+		return nil, storage.Object{}, err
+	}
+	s.opens++
+	if s.opens > 1 {
+		return rc, obj, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(rc, iotest.ErrReader(errors.New("connection reset"))), rc}, obj, nil
+}
+
+// TestChunk_RetryManyFiles: a chunk of more members than the extractor
+// keeps in memory (maxMadeFiles) is retried after a dropped connection
+// all the same, its files listed on the local disk past the limit, and
+// restores whole.
+func TestChunk_RetryManyFiles(t *testing.T) {
+	old := maxMadeFiles
+	maxMadeFiles = 3
+	t.Cleanup(func() { maxMadeFiles = old })
+	var entries []hostile.Member
+	for i := range 1000 {
+		entries = append(entries, hostile.Member{Name: fmt.Sprintf("pgdata/base/1/f%d", i), Body: fmt.Sprint(i)})
+	}
+	data := hostile.Tar(t, entries...)
+	st := &failOnceStore{Store: storage.NewMem()}
+	a := archivetest.New(t, st, &archive.Codec{Compression: compress.None})
+	c := archive.ManifestChunk{ChunkFilename: testBackup + "/" + testBackup + ".00000001.pghoard", InputSize: int64(len(data))}
+	if _, err := a.Codec.Put(context.Background(), st.Store, a.Layout.ChunkKey(c.ChunkFilename), bytes.NewReader(data), -1, nil); err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	ex := testExtractor(t, target)
+	o := Options{Retries: DefaultRetries, StallTimeout: time.Minute}
+	if _, err := o.chunk(context.Background(), zerolog.Nop(), a, ex, c, make([]byte, 4096), &progress{}); err != nil {
+		t.Fatalf("chunk of 1 000 files after one dropped connection = %v, want it retried and restored", err)
+	}
+	if st.opens != 2 {
+		t.Errorf("chunk opened the object %d times, want 2", st.opens)
+	}
+	for i := range 1000 {
+		if b, err := os.ReadFile(filepath.Join(target, "pg/base/1", fmt.Sprintf("f%d", i))); err != nil || string(b) != fmt.Sprint(i) {
+			t.Fatalf("file %d = %q, %v", i, b, err)
+		}
 	}
 }

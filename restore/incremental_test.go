@@ -329,19 +329,29 @@ func TestRun_IncrementalChunkRetried(t *testing.T) {
 	want := digest(t, src)
 	archivetest.StoreArchivedWAL(t, src, walDir, a)
 
-	st := &cutOnceStore{Store: a.Store, prefix: a.Layout.ChunkKey(inc.Name + "/"), seen: map[string]bool{}}
-	ra := *a
-	ra.Store = st
-	dir := filepath.Join(pgtest.TempDir(t), "data")
-	if _, err := Run(ctx, Options{Archive: &ra, TargetDir: dir, Backup: inc.Name, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}); err != nil {
-		t.Fatalf("restore with each chunk of %s cut once: %v", inc.Name, err)
+	// With the default limit of the files an attempt's list keeps in
+	// memory, then with a limit of 2: the rest of the list, the files
+	// made and the INCREMENTAL files applied, goes to the local disk.
+	for _, limit := range []int{maxMadeFiles, 2} {
+		t.Run(fmt.Sprintf("InMemory%d", limit), func(t *testing.T) {
+			old := maxMadeFiles
+			maxMadeFiles = limit
+			t.Cleanup(func() { maxMadeFiles = old })
+			st := &cutOnceStore{Store: a.Store, prefix: a.Layout.ChunkKey(inc.Name + "/"), seen: map[string]bool{}}
+			ra := *a
+			ra.Store = st
+			dir := filepath.Join(pgtest.TempDir(t), "data")
+			if _, err := Run(ctx, Options{Archive: &ra, TargetDir: dir, Backup: inc.Name, RestoreCommand: "cp " + walDir + "/%f %p", Logger: zerolog.Nop()}); err != nil {
+				t.Fatalf("restore with each chunk of %s cut once: %v", inc.Name, err)
+			}
+			if len(st.seen) == 0 {
+				t.Fatalf("no read of a chunk under %s was cut", st.prefix)
+			}
+			c := pgtest.StartDataDir(t, 17, dir, nil)
+			c.WaitRecoveryDone(t, 3*time.Minute)
+			checkRestored(t, c, want)
+		})
 	}
-	if len(st.seen) == 0 {
-		t.Fatalf("no read of a chunk under %s was cut", st.prefix)
-	}
-	c := pgtest.StartDataDir(t, 17, dir, nil)
-	c.WaitRecoveryDone(t, 3*time.Minute)
-	checkRestored(t, c, want)
 }
 
 // cutOnceStore fails the first read of each object under prefix at its
