@@ -270,8 +270,11 @@ func TestRun_ReloadCyclesLeaveNothing(t *testing.T) {
 	arch, _, _ := site.OpenArchive(context.Background())
 	port := testio.FreePort(t)
 	reload := make(chan []Site)
+	// A removed site stores its spool within DrainTimeout or stays (the
+	// reload is refused): on 2 busy cores that can take more than a few
+	// seconds, and a drain returns once it is done.
 	rd := runDaemon(t, Options{Sites: []Site{site}, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port},
-		DrainTimeout: 5 * time.Second, Reload: reload})
+		DrainTimeout: time.Minute, Reload: reload})
 	streaming := func(name string) func(Status) bool {
 		return func(s Status) bool { w := s.Sites[name].WAL; return w != nil && w.Connected }
 	}

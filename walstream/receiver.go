@@ -565,7 +565,8 @@ func keepsSpoolWAL(err error) bool {
 // shutdown it fsyncs the partial segment, reports its true flush position
 // to the server, and stores the segment's fsynced part as a .partial,
 // with the uploads queued before it (finishStreamEnd); it waits up to
-// DrainTimeout for those, or for the upload in progress; everything not
+// DrainTimeout for those (for the queued uploads alone when the stream
+// ended at a segment boundary), or for the upload in progress; everything not
 // uploaded stays in the spool and is queued again by the next Run. A
 // ctx cancelled with the cause ErrRestartInPlace skips that wait
 // (PendingStreamEnd gives the copy not stored). Options.StreamEnd, a

@@ -201,10 +201,13 @@ func (r *Receiver) spoolWAL(name string, synced uint64) uint64 {
 	return synced
 }
 
-// finishStreamEnd, at Run's stop, waits until the stream end's copy is
-// stored, queueing it again after a failure (retryStreamEnd's backoff),
-// or until ctx ends (DrainTimeout). The upload loop goes on meanwhile,
-// so the files queued before the copy are stored first.
+// finishStreamEnd, at Run's stop, waits until the stream end's copy and
+// the files queued before it are stored, queueing the copy again after a
+// failure (retryStreamEnd's backoff), or until ctx ends (DrainTimeout).
+// The upload loop goes on meanwhile, so the files queued before the copy
+// are stored first. A stream that ended at a segment boundary (an idle
+// server after a switch) has no copy to store, but may still have the
+// segment it completed last queued: it is waited for all the same.
 func (r *Receiver) finishStreamEnd(ctx context.Context) {
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
@@ -213,13 +216,19 @@ func (r *Receiver) finishStreamEnd(ctx context.Context) {
 		r.snapshotMu.Lock()
 		t := r.streamEnd
 		r.snapshotMu.Unlock()
-		if t.name == "" {
+		n := r.queue.len()
+		if t.name == "" && n == 0 {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			r.log.Error().Str(logSegment, t.name).Uint64("bytes", t.length).
-				Msg("stopping: the segment in progress is not stored within the drain timeout; it stays in the spool for the next run")
+			if t.name != "" {
+				r.log.Error().Str(logSegment, t.name).Uint64("bytes", t.length).
+					Msg("stopping: the segment in progress is not stored within the drain timeout; it stays in the spool for the next run")
+			} else {
+				r.log.Error().Int("files", n).
+					Msg("stopping: wal queued for upload is not stored within the drain timeout; it stays in the spool for the next run")
+			}
 			return
 		case <-tick.C:
 		}

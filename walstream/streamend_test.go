@@ -204,3 +204,33 @@ func TestReceiver_adoptStreamEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestReceiver_StoreAtStopSegmentBoundary: the Receiver is stopped
+// right after a segment switch, with the stream at the start of the next
+// segment (an idle server after archive_timeout, or a daemon stopped
+// after pg_switch_wal), so there is no segment in progress to store, and
+// the complete segment's upload is failing. Run does not return before
+// that segment is stored: it retries it within DrainTimeout, as it
+// retries a stream end's copy, and the storage comes back meanwhile.
+func TestReceiver_StoreAtStopSegmentBoundary(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
+	s := newSink(t)
+	rr := start(t, c, t.TempDir(), s, Options{})
+	s.failing.Store(true)
+	seg := switchWAL(t, c)
+	waitFor(t, "a failed upload of "+seg, func() bool { return s.failures.Load() >= 1 })
+	rr.cancel()
+	failed := s.failures.Load()
+	waitFor(t, "another failed upload after the stop, or Run's return", func() bool {
+		return s.failures.Load() > failed || len(rr.done) > 0
+	})
+	if len(rr.done) > 0 {
+		t.Fatalf("Run returned at the stop with the complete segment %s not stored", seg)
+	}
+	s.failing.Store(false)
+	rr.stop(t)
+	// When Run returned, the complete segment is stored.
+	if _, err := os.Stat(filepath.Join(s.dir, seg)); err != nil {
+		t.Errorf("%s not stored when Run returned: %v", seg, err)
+	}
+}
