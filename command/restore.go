@@ -187,6 +187,8 @@ the first that holds it, the site itself first, as are the parents of an increme
 Times are ISO 8601 with a zone, seconds optional: 2026-01-02T03:04:05Z or 2026-01-02 05:04+02:00.
 PostgreSQL keeps microseconds: a time with more digits is written rounded down (up with
 --target-inclusive=false), so that recovery stops on the same side of every commit.
+A --target-xid is 32-bit or full (txid_current()); PostgreSQL reads its low 32 bits, and
+one whose low 32 bits are 0, 1 or 2 (no transaction's) is refused (exit 2).
 A target, timeline or action flag given an empty value is refused (exit 2), not read as
 left out (which would restore to the end of the archive).
 A restore point name made more than once after the chosen backup's start is refused (exit 2):
@@ -421,6 +423,11 @@ func restoreTarget(c *cli.Context) (restore.Target, error) {
 		x, err := strconv.ParseUint(s, 10, 64)
 		if err != nil || x == 0 {
 			return t, usagef("give a transaction id such as 1234 (from txid_current())", "--target-xid %q is not a transaction id", s)
+		}
+		if uint32(x) < restore.FirstNormalXID {
+			return t, usagef("give a transaction id such as 1234 (from txid_current())",
+				"--target-xid %d is no transaction's: PostgreSQL reads its low 32 bits, %d, where 0, 1 and 2 are reserved (transaction ids start at 3), "+
+					"so recovery would never reach it", x, uint32(x))
 		}
 		t.XID = x
 	}

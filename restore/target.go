@@ -15,6 +15,12 @@ import (
 // ErrBadTarget is returned (wrapped) for an invalid recovery target.
 var ErrBadTarget = errors.New("invalid recovery target")
 
+// FirstNormalXID is PostgreSQL's FirstNormalTransactionId (transam.h):
+// below it are the invalid, bootstrap and frozen xids, which no
+// transaction has. recovery_target_xid is read to its low 32 bits, so an
+// XID whose low 32 bits are below it is never reached.
+const FirstNormalXID = 3
+
 // Target is where recovery should stop. At most one of Time, XID, Name, LSN
 // and Immediate is set; the zero Target recovers to the end of the archived
 // WAL. They map to PostgreSQL's recovery_target_time, _xid, _name, _lsn and
@@ -75,6 +81,9 @@ func (t Target) Validate() error {
 	}
 	if t.Inclusive != nil && (t.Immediate || t.IsZero()) {
 		return fmt.Errorf("%w: inclusive needs a time, xid, name or lsn target", ErrBadTarget)
+	}
+	if t.XID != 0 && uint32(t.XID) < FirstNormalXID {
+		return fmt.Errorf("%w: xid %d is no transaction's (its low 32 bits, %d, are below %d)", ErrBadTarget, t.XID, uint32(t.XID), FirstNormalXID)
 	}
 	// PostgreSQL's MAXFNAMELEN: a restore point name is at most 63 bytes.
 	if len(t.Name) > 63 {

@@ -11,7 +11,8 @@ func TestTarget_Validate(t *testing.T) {
 	ok := []Target{
 		{},
 		{Time: time.Now()},
-		{XID: 1 << 40},
+		{XID: 1<<40 | 1234},
+		{XID: 3},
 		{Name: "before_upgrade"},
 		{LSN: 0x3000060, Inclusive: &yes},
 		{Immediate: true, Timeline: "current"},
@@ -25,6 +26,9 @@ func TestTarget_Validate(t *testing.T) {
 	}
 	bad := []Target{
 		{Time: time.Now(), XID: 3},
+		{XID: 2},
+		{XID: 1 << 40}, // low 32 bits 0: no transaction's, as PostgreSQL reads it
+		{XID: 1<<40 | 1},
 		{Name: "a", LSN: 5},
 		{Immediate: true, LSN: 5},
 		{Inclusive: &yes},
