@@ -192,9 +192,9 @@ func TestSpool_ChangedOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = io.Copy(io.Discard, r)
-	var ce *spoolChangedError
+	var ce *stagedChangedError
 	if !errors.As(err, &ce) || !errors.Is(err, storage.ErrPermanent) {
-		t.Fatalf("read of a changed spool: %v, want a spoolChangedError", err)
+		t.Fatalf("read of a changed spool: %v, want a stagedChangedError", err)
 	}
 	t.Log(err)
 	// Truncated.
@@ -203,6 +203,6 @@ func TestSpool_ChangedOnDisk(t *testing.T) {
 	}
 	r, _ = s.reader()
 	if _, err := io.Copy(io.Discard, r); !errors.As(err, &ce) {
-		t.Fatalf("read of a truncated spool: %v, want a spoolChangedError", err)
+		t.Fatalf("read of a truncated spool: %v, want a stagedChangedError", err)
 	}
 }

@@ -576,7 +576,8 @@ func (st *staged) upload(dir string) (io.Reader, error) {
 	if _, err := st.tmp.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("basebackup: staged delta object of %s: %w", st.r.e.path(), err)
 	}
-	return &stagedReader{f: st.tmp, want: st.sum, path: st.r.e.path(), dir: dir}, nil
+	return &stagedReader{f: st.tmp, want: st.sum, what: "the staged copy of " + st.r.e.path(), dir: dir,
+		lost: "nothing was stored under its digest"}, nil
 }
 
 // stage reads e up to its scanned size (padded with zeros if it shrank),

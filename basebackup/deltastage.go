@@ -27,7 +27,7 @@ func (s *stageSum) add(p []byte) {
 	s.n += int64(len(p))
 }
 
-// stagedReader reads a staging file back for upload, checking it against
+// stagedReader reads a staging or spool file back for upload, checking it against
 // the stageSum of what was written: at the end of the file, a length or
 // CRC-32C that differs is an error instead of io.EOF, so the store's
 // Put or Create aborts and stores nothing. It rewinds (a retried upload
@@ -36,8 +36,9 @@ type stagedReader struct {
 	f    *os.File
 	want stageSum
 	got  stageSum
-	path string // the file staged, for the error
+	what string // what the file holds, for the error ("the staged copy of PATH")
 	dir  string // Options.TempDir
+	lost string // what the change cost, for the error
 	bad  error
 }
 
@@ -48,8 +49,11 @@ func (r *stagedReader) Read(p []byte) (int, error) {
 	n, err := r.f.Read(p)
 	r.got.add(p[:n])
 	if r.got.n > r.want.n || errors.Is(err, io.EOF) && r.got != r.want {
-		r.bad = r.changed()
+		r.bad = &stagedChangedError{what: r.what, dir: r.dir, lost: r.lost, want: r.want, got: r.got}
 		return 0, r.bad
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("basebackup: read back %s in %s: %w", r.what, r.dir, err)
 	}
 	return n, err
 }
@@ -66,28 +70,25 @@ func (r *stagedReader) Seek(off int64, whence int) (int64, error) {
 	case 0:
 		r.got, r.bad = stageSum{}, nil
 	default:
-		r.bad = fmt.Errorf("basebackup: staged delta object of %s read from offset %d: cannot be checked", r.path, pos)
+		r.bad = fmt.Errorf("basebackup: %s read from offset %d: cannot be checked", r.what, pos)
 		return pos, r.bad
 	}
 	return pos, nil
 }
 
-func (r *stagedReader) changed() error {
-	return &stagedChangedError{path: r.path, dir: r.dir, want: r.want, got: r.got}
-}
-
-// stagedChangedError is a staging file that reads back other bytes than
-// were written to it: the local disk (or something else) changed it. It
-// is permanent: reading it again gives the same wrong bytes.
+// stagedChangedError is a file of the local disk (a staged delta object,
+// a spooled part of the control object) that reads back other bytes than
+// were written to it: the disk (or something else) changed it. It is
+// permanent: reading it again gives the same wrong bytes.
 type stagedChangedError struct {
-	path, dir string
-	want, got stageSum
+	what, dir, lost string
+	want, got       stageSum
 }
 
 func (e *stagedChangedError) Error() string {
-	return fmt.Sprintf("basebackup: the staged copy of %s changed on the local disk (staging directory %s) between staging and upload: "+
-		"wrote %d bytes with CRC-32C %08x, read back %d bytes with %08x; nothing was stored under its digest; check that disk (dmesg, SMART) and take the backup again",
-		e.path, e.dir, e.want.n, e.want.crc, e.got.n, e.got.crc)
+	return fmt.Sprintf("basebackup: %s changed on the local disk (directory %s) between writing and reading it back: "+
+		"wrote %d bytes with CRC-32C %08x, read back %d bytes with %08x; %s; check that disk (dmesg, SMART) and take the backup again",
+		e.what, e.dir, e.want.n, e.want.crc, e.got.n, e.got.crc, e.lost)
 }
 
 func (e *stagedChangedError) Is(target error) bool { return target == storage.ErrPermanent }

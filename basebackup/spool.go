@@ -2,12 +2,9 @@ package basebackup
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/hoardbackup/hoard/storage"
 )
 
 // spool is a temporary file in Options.TempDir that holds one part of a
@@ -81,7 +78,8 @@ func (s *spool) reader() (io.Reader, error) {
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("basebackup: spool of %s in %s: %w", s.what, s.dir, err)
 	}
-	return bufio.NewReaderSize(&spoolReader{s: s}, 64<<10), nil
+	return bufio.NewReaderSize(&stagedReader{f: s.f, want: s.sum, what: "the spooled " + s.what, dir: s.dir,
+		lost: "the control object was not stored"}, 64<<10), nil
 }
 
 // Close closes the file, which frees its space: it has no name. Safe on a
@@ -92,41 +90,3 @@ func (s *spool) Close() error {
 	}
 	return s.f.Close()
 }
-
-// spoolReader reads a spool back, checking its length and CRC-32C.
-type spoolReader struct {
-	s   *spool
-	got stageSum
-	bad error
-}
-
-func (r *spoolReader) Read(p []byte) (int, error) {
-	if r.bad != nil {
-		return 0, r.bad
-	}
-	n, err := r.s.f.Read(p)
-	r.got.add(p[:n])
-	if r.got.n > r.s.sum.n || errors.Is(err, io.EOF) && r.got != r.s.sum {
-		r.bad = &spoolChangedError{what: r.s.what, dir: r.s.dir, want: r.s.sum, got: r.got}
-		return 0, r.bad
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		err = fmt.Errorf("basebackup: spool of %s in %s: %w", r.s.what, r.s.dir, err)
-	}
-	return n, err
-}
-
-// spoolChangedError is a spool that did not read back as written: the
-// local disk lost or changed it.
-type spoolChangedError struct {
-	what, dir string
-	want, got stageSum
-}
-
-func (e *spoolChangedError) Error() string {
-	return fmt.Sprintf("basebackup: the spooled %s changed on the local disk (directory %s) between writing and reading it back: "+
-		"wrote %d bytes with CRC-32C %08x, read back %d bytes with %08x; the control object was not stored; check that disk (dmesg, SMART) and take the backup again",
-		e.what, e.dir, e.want.n, e.want.crc, e.got.n, e.got.crc)
-}
-
-func (e *spoolChangedError) Is(target error) bool { return target == storage.ErrPermanent }
