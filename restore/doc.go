@@ -19,7 +19,7 @@
 //
 // For a restore point found in archived WAL, Run refuses (ErrBadTarget) a
 // backup from whose start recovery would replay another point of the same
-// name first (EarlierRestorePoint): PostgreSQL stops at the first one.
+// name first (earlierRestorePoint): PostgreSQL stops at the first one.
 //
 // Run checks before it writes: PostgreSQL must be able to promote at the
 // end of recovery (promotion.go), the target directory must be absent, empty

@@ -23,7 +23,7 @@ import (
 // hundreds of thousands of segments: each listing is hundreds of
 // requests and seconds. Before, the check listed it twice: once for the
 // segments (listWAL) and once for the rest (ListStoredWAL); the scan
-// for a restore point once more (FindRestorePoint).
+// for a restore point once more (findRestorePoint).
 func TestRun_ListsWALOnce(t *testing.T) {
 	const name = "2026-01-02_03-00_0"
 	for _, tc := range []struct {

@@ -127,7 +127,7 @@ type Options struct {
 	StallTimeout time.Duration // abort a download that reads nothing this long; 0: DefaultStallTimeout
 
 	// MaxScanSegments bounds the WAL scanned for a restore point name
-	// (FindRestorePoint); 0: 64.
+	// (findRestorePoint); 0: 64.
 	MaxScanSegments int
 
 	// Progress, when set, is called every ProgressInterval (0: one second)
@@ -241,7 +241,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if stored, err = a.ListStoredWAL(ctx); err != nil {
 			return nil, err
 		}
-		lsn, err := findRestorePointIn(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments, 0, 0)
+		lsn, err := findRestorePoint(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments)
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +268,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	b, ctrl, chain, pgm := c.b, c.ctrl, c.chain, c.pgm
 	if t.nameLSN != 0 {
 		// stored is set: the scan that found the point made it.
-		earlier, err := earlierRestorePointIn(ctx, holders(stored.Segments), t.Name, b.SegmentSize(), b.StartLSN, t.nameLSN, o.MaxScanSegments)
+		earlier, err := earlierRestorePoint(ctx, holders(stored.Segments), t.Name, b.SegmentSize(), b.StartLSN, t.nameLSN, o.MaxScanSegments)
 		if err != nil {
 			return nil, err
 		}

@@ -80,7 +80,7 @@ func TestFindRestorePoint_ErrTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("OK", func(t *testing.T) {
-		lsn, err := FindRestorePoint(ctx, a, "after_step1", segSize, 0)
+		lsn, err := findRestorePoint(ctx, listed(t, a), "after_step1", segSize, 0)
 		if err != nil || lsn == 0 {
 			t.Fatalf("lsn, err = %s, %v; want the restore point", lsn, err)
 		}
@@ -90,7 +90,7 @@ func TestFindRestorePoint_ErrTooLarge(t *testing.T) {
 		if _, err := a.Codec.Put(ctx, a.Store, key, bomb, -1, nil); err != nil {
 			t.Fatal(err)
 		}
-		_, err := FindRestorePoint(ctx, a, "after_step1", segSize, 0)
+		_, err := findRestorePoint(ctx, listed(t, a), "after_step1", segSize, 0)
 		if !errors.Is(err, archive.ErrWALTooLarge) || !strings.Contains(err.Error(), key) {
 			t.Fatalf("err = %v, want ErrWALTooLarge naming %s", err, key)
 		}
@@ -131,9 +131,10 @@ func TestEarlierRestorePoint(t *testing.T) {
 	put(3)
 	put(4, 8192, 16384)
 	put(5, 8192)
-	found, err := FindRestorePoint(ctx, a, "p", segSize, 0)
+	w := listed(t, a)
+	found, err := findRestorePoint(ctx, w, "p", segSize, 0)
 	if err != nil || found != lsn(5, 8192) {
-		t.Fatalf("FindRestorePoint = %s, %v; want %s", found, err, lsn(5, 8192))
+		t.Fatalf("findRestorePoint = %s, %v; want %s", found, err, lsn(5, 8192))
 	}
 	for _, tt := range []struct {
 		name         string
@@ -148,10 +149,21 @@ func TestEarlierRestorePoint(t *testing.T) {
 		{"BeforeStartInStartSegment", 4*segSize + 20000, lsn(5, 8192), 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := EarlierRestorePoint(ctx, a, "p", segSize, tt.from, tt.before, 0)
+			got, err := earlierRestorePoint(ctx, w, "p", segSize, tt.from, tt.before, 0)
 			if err != nil || got != tt.want {
-				t.Errorf("EarlierRestorePoint(%s, %s) = %s, %v; want %s", tt.from, tt.before, got, err, tt.want)
+				t.Errorf("earlierRestorePoint(%s, %s) = %s, %v; want %s", tt.from, tt.before, got, err, tt.want)
 			}
 		})
 	}
+}
+
+// listed is a's WAL listed as restore.Run lists it for the restore point
+// scans.
+func listed(t *testing.T, a *archive.Archive) walIndex {
+	t.Helper()
+	w, err := listWAL(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -41,7 +41,7 @@ import (
 //     gives recovery the most WAL to find the commit in (Run logs a
 //     warning);
 //   - name: the newest backup that ended before the restore point, whose
-//     position Run finds by scanning archived WAL (see FindRestorePoint).
+//     position Run finds by scanning archived WAL (see findRestorePoint).
 //
 // When nothing qualifies the error wraps archive.ErrNoBackup and says why.
 func SelectBackup(backups []*archive.BackupInfo, name string, t Target) (*archive.BackupInfo, error) {

@@ -659,12 +659,14 @@ func findGap(w walIndex, tail *PartialTail, p wal.History, no, segSize uint64, s
 	return g
 }
 
-// Defaults for FindRestorePoint.
+// Defaults for findRestorePoint.
 const defaultScanSegments = 64
 
-// FindRestorePoint scans the newest archived WAL segments of a and the
-// sites it moved from, at most maxSegments of them (0: 64), newest first,
-// for an XLOG_RESTORE_POINT record called name and returns the LSN just past the record's body.
+// findRestorePoint scans the newest archived WAL segments of w (the
+// segments of a listing the caller made: restore.Run's one listing of
+// xlog/, with the sites a moved from), at most maxSegments of them (0:
+// 64), newest first, for an XLOG_RESTORE_POINT record called name and
+// returns the LSN just past the record's body.
 // The record body (xl_restore_point) is an 8-byte timestamp then a 64-byte
 // name field. PostgreSQL fills the field with strlcpy (XLogRestorePoint in
 // xlog.c), so only the name and its terminating NUL are defined: the rest
@@ -672,41 +674,24 @@ const defaultScanSegments = 64
 // the record header in front of it. A record
 // split across a WAL page boundary is not recognised: the segment then does
 // not match, and the caller falls back to asking for a backup name.
-func FindRestorePoint(ctx context.Context, a *archive.Archive, name string, segSize uint64, maxSegments int) (pglogrepl.LSN, error) {
-	if err := checkRestorePointName(name); err != nil {
-		return 0, err
-	}
-	w, err := listWAL(ctx, a)
-	if err != nil {
-		return 0, err
-	}
-	return findRestorePointIn(ctx, w, name, segSize, maxSegments, 0, 0)
+func findRestorePoint(ctx context.Context, w walIndex, name string, segSize uint64, maxSegments int) (pglogrepl.LSN, error) {
+	return scanRestorePoint(ctx, w, name, segSize, maxSegments, 0, 0)
 }
 
-// EarlierRestorePoint looks for another restore point called name before
-// the one FindRestorePoint found, whose position is before, in the
-// archived segments from the one holding from (the chosen backup's start)
+// earlierRestorePoint looks for another restore point called name before
+// the one findRestorePoint found, whose position is before, in the
+// segments of w from the one holding from (the chosen backup's start)
 // to the one holding that point, at most maxSegments of them (0: 64),
-// newest first, and returns its position as FindRestorePoint does, or 0.
+// newest first, and returns its position as findRestorePoint does, or 0.
 // Restore point names need not be unique, and PostgreSQL stops at the
 // first point of the name that recovery replays (recoveryStopsAfter,
 // xlogrecovery.c), not at the newest one: a script's point made again
 // each day with no backup in between would stop recovery a day early.
-func EarlierRestorePoint(ctx context.Context, a *archive.Archive, name string, segSize uint64, from, before pglogrepl.LSN, maxSegments int) (pglogrepl.LSN, error) {
-	w, err := listWAL(ctx, a)
-	if err != nil {
-		return 0, err
-	}
-	return earlierRestorePointIn(ctx, w, name, segSize, from, before, maxSegments)
-}
-
-// earlierRestorePointIn is EarlierRestorePoint over w, the segments of a
-// listing the caller made (restore.Run's one listing of xlog/).
-func earlierRestorePointIn(ctx context.Context, w walIndex, name string, segSize uint64, from, before pglogrepl.LSN, maxSegments int) (pglogrepl.LSN, error) {
+func earlierRestorePoint(ctx context.Context, w walIndex, name string, segSize uint64, from, before pglogrepl.LSN, maxSegments int) (pglogrepl.LSN, error) {
 	if before < restorePointNameSize {
 		return 0, nil
 	}
-	return findRestorePointIn(ctx, w, name, segSize, maxSegments, from, before)
+	return scanRestorePoint(ctx, w, name, segSize, maxSegments, from, before)
 }
 
 // checkRestorePointName checks a restore point's name as PostgreSQL
@@ -718,12 +703,11 @@ func checkRestorePointName(name string) error {
 	return nil
 }
 
-// findRestorePointIn is FindRestorePoint over w, the segments of a
-// listing the caller made (restore.Run's one listing of xlog/), and with
-// before not 0 earlierRestorePointIn: only the segments from the one
-// holding from to the one holding the name of the point whose position
-// is before, the latter read only up to that name.
-func findRestorePointIn(ctx context.Context, w walIndex, name string, segSize uint64, maxSegments int, from, before pglogrepl.LSN) (pglogrepl.LSN, error) {
+// scanRestorePoint is findRestorePoint, and with before not 0
+// earlierRestorePoint: only the segments from the one holding from to the
+// one holding the name of the point whose position is before, the latter
+// read only up to that name.
+func scanRestorePoint(ctx context.Context, w walIndex, name string, segSize uint64, maxSegments int, from, before pglogrepl.LSN) (pglogrepl.LSN, error) {
 	if maxSegments <= 0 {
 		maxSegments = defaultScanSegments
 	}
@@ -741,7 +725,7 @@ func findRestorePointIn(ctx context.Context, w walIndex, name string, segSize ui
 		}
 		return names[i] > names[j]
 	})
-	var first, last uint64 // the segment numbers EarlierRestorePoint scans
+	var first, last uint64 // the segment numbers earlierRestorePoint scans
 	if before != 0 {
 		first = wal.SegmentOf(0, from, segSize).No
 		last = wal.SegmentOf(0, before-restorePointNameSize, segSize).No
