@@ -763,9 +763,7 @@ func (s *supervisor) resolveHoles(start string) {
 // unresolvedHoles returns the holes of holes that do not end before
 // position before (a segment name without its timeline; "": all).
 func unresolvedHoles(holes []walstream.Hole, before string) []walstream.Hole {
-	return slices.DeleteFunc(slices.Clone(holes), func(h walstream.Hole) bool {
-		return before != "" && len(h.Last) == 24 && h.Last[8:] < before
-	})
+	return slices.DeleteFunc(slices.Clone(holes), func(h walstream.Hole) bool { return walstream.HoleBefore(h, before) })
 }
 
 // connectFailed raises PGHoard's alert for a connection error: a rejected

@@ -224,7 +224,7 @@ func (r *Receiver) reportHole(c holeCheck, h Hole) {
 	r.log.Error().Str("first", h.First).Str("last", h.Last).Uint64("segments", h.Count).Str(logSegment, start).
 		Msg("wal hole: segments before the resume point are neither archived nor spooled; take a new basebackup")
 	r.update(func(st *Status) {
-		if !slices.Contains(st.Holes, h) && !holeBefore(h, r.holesBefore) {
+		if !slices.Contains(st.Holes, h) && !HoleBefore(h, r.holesBefore) {
 			st.Holes = append(st.Holes, h)
 		}
 	})
@@ -249,11 +249,12 @@ func (r *Receiver) ForgetHolesBefore(start string) {
 		return
 	}
 	r.holesBefore = start[8:]
-	r.status.Holes = slices.DeleteFunc(r.status.Holes, func(h Hole) bool { return holeBefore(h, r.holesBefore) })
+	r.status.Holes = slices.DeleteFunc(r.status.Holes, func(h Hole) bool { return HoleBefore(h, r.holesBefore) })
 }
 
-// holeBefore reports whether hole h ends before position before (a
-// segment name without its timeline; "" is no position).
-func holeBefore(h Hole, before string) bool {
+// HoleBefore reports whether hole h ends before position before (a
+// segment name without its timeline; "" is no position): a basebackup
+// that starts at before made it harmless to new restores.
+func HoleBefore(h Hole, before string) bool {
 	return before != "" && len(h.Last) == 24 && h.Last[8:] < before
 }
