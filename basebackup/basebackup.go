@@ -141,7 +141,11 @@ type outcome struct {
 	endTime          time.Time
 	xmin, xmax       int64 // txid_current_snapshot() right after the end
 
-	chunks      []archive.ManifestChunk
+	chunks []archive.ManifestChunk
+	// chunkFiles, when set, holds the chunks' lists of member names,
+	// which chunks leave nil (the lists grow with the number of files:
+	// they are not kept in memory).
+	chunkFiles  fileLister
 	tablespaces []tablespace
 	spcSizes    spcSizes // the tablespaces' parts of the chunks
 

@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -53,6 +55,13 @@ type chunker struct {
 
 	chunks []*chunk
 	cur    *chunk
+	// names is the chunks' lists of member names, for the manifest: a
+	// spool in tempDir (made with the first chunk), each name as its
+	// length (a uvarint) and its bytes, chunk after chunk, so that they
+	// are not held in memory (they grow with the number of files).
+	names   *spool
+	nameBuf []byte
+	tempDir string
 	// dirs holds every directory header seen so far, by member name, so
 	// that a chunk can repeat the directories its members are in.
 	dirs map[string]*tar.Header
@@ -66,7 +75,7 @@ type chunker struct {
 type chunk struct {
 	filename string // relative to basebackup_chunk/, as the manifest records it
 	key      string
-	files    []string
+	nfiles   int             // member names in the names spool
 	written  map[string]bool // directory entries already in this chunk
 	maxSize  int64           // tar bytes the chunk holds at most, PAX records aside
 
@@ -81,19 +90,110 @@ type chunk struct {
 
 // newChunker returns a chunker that uploads chunks of the backup called
 // backup under g, whose context is gctx. limit is the chunk size and
-// parallel the number of chunks in flight.
-func newChunker(gctx context.Context, g *errgroup.Group, a *archive.Archive, backup string, limit int64, parallel, conc int) *chunker {
+// parallel the number of chunks in flight; the chunks' lists of names are
+// spooled in tempDir (Options.TempDir). The caller closes it.
+func newChunker(gctx context.Context, g *errgroup.Group, a *archive.Archive, backup string, limit int64, parallel, conc int, tempDir string) *chunker {
 	return &chunker{
-		a:      a,
-		backup: backup,
-		limit:  limit,
-		conc:   conc,
-		g:      g,
-		gctx:   gctx,
-		sem:    make(chan struct{}, parallel),
-		dirs:   map[string]*tar.Header{},
-		buf:    make([]byte, 128<<10),
+		a:       a,
+		backup:  backup,
+		limit:   limit,
+		conc:    conc,
+		g:       g,
+		gctx:    gctx,
+		sem:     make(chan struct{}, parallel),
+		dirs:    map[string]*tar.Header{},
+		buf:     make([]byte, 128<<10),
+		tempDir: tempDir,
 	}
+}
+
+// close frees the spool of names. Safe to call on a nil chunker.
+func (c *chunker) close() {
+	if c != nil {
+		c.names.Close()
+	}
+}
+
+// record appends name to the current chunk's list of names.
+func (c *chunker) record(name string) error {
+	c.nameBuf = binary.AppendUvarint(c.nameBuf[:0], uint64(len(name)))
+	c.nameBuf = append(c.nameBuf, name...)
+	if _, err := c.names.Write(c.nameBuf); err != nil {
+		return err
+	}
+	c.cur.nfiles++
+	return nil
+}
+
+// fileLister returns the chunks' lists of names, read back from their
+// spool for writeManifest, which asks for each chunk once, in order. The
+// spool's check (length and CRC-32C of what was written) runs at its end,
+// after the last chunk's names: a spool the disk changed fails the backup
+// before its control object is stored. Call it only after every upload
+// has returned.
+func (c *chunker) fileLister() fileLister {
+	var br *bufio.Reader
+	var buf []byte
+	next := 0
+	return func(i int, fn func(string) error) error {
+		if i != next || i >= len(c.chunks) {
+			return fmt.Errorf("basebackup: the names of chunk %d asked for after those of chunk %d", i+1, next)
+		}
+		next++
+		if br == nil {
+			r, err := c.names.reader()
+			if err != nil {
+				return err
+			}
+			br = bufio.NewReader(r)
+		}
+		for range c.chunks[i].nfiles {
+			n, err := binary.ReadUvarint(br)
+			if err == nil && n > uint64(c.names.size()) {
+				err = fmt.Errorf("a name of %d bytes in a spool of %d", n, c.names.size())
+			}
+			if err == nil {
+				buf = slices.Grow(buf[:0], int(n))[:n]
+				_, err = io.ReadFull(br, buf)
+			}
+			if err != nil {
+				return c.namesErr(br, err)
+			}
+			if err := fn(string(buf)); err != nil {
+				return err
+			}
+		}
+		if next == len(c.chunks) {
+			// The end of the spool, where it is checked.
+			if _, err := br.ReadByte(); err != io.EOF {
+				if err == nil {
+					err = fmt.Errorf("more bytes than the names written")
+				}
+				return c.namesErr(br, err)
+			}
+		}
+		return nil
+	}
+}
+
+// namesErr is err reading the spool of names back from br. A spool that
+// does not decode is read to its end first, where its check tells whether
+// the disk changed it (a stagedChangedError, which says all there is to
+// say).
+func (c *chunker) namesErr(br io.Reader, err error) error {
+	var changed *stagedChangedError
+	if !errors.As(err, &changed) {
+		if _, derr := io.Copy(io.Discard, br); errors.As(derr, &changed) {
+			err = derr
+		}
+	}
+	if errors.As(err, &changed) {
+		return err
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("basebackup: read back the spooled %s in %s: %w; the control object was not stored", c.names.what, c.names.dir, err)
 }
 
 // tarSize is the size a member takes in a tar: its header and its data
@@ -178,8 +278,7 @@ func (c *chunker) add(name string, h *tar.Header, r memberData) error {
 			return fmt.Errorf("read %s: %w", name, io.ErrUnexpectedEOF)
 		}
 	}
-	ch.files = append(ch.files, name)
-	return nil
+	return c.record(name)
 }
 
 // memberData hands out the data of the member a tar reader is at.
@@ -245,7 +344,9 @@ func (c *chunker) parents(name string) error {
 			return c.writeErr(d, err)
 		}
 		c.cur.written[d] = true
-		c.cur.files = append(c.cur.files, d)
+		if err := c.record(d); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -277,6 +378,12 @@ func isRoot(d string) bool {
 // maxSize bytes (the store sizes its upload buffers for it). It waits
 // while parallel chunks are in flight.
 func (c *chunker) open(maxSize int64) error {
+	if c.names == nil {
+		var err error
+		if c.names, err = newSpool(c.tempDir, "list of the chunks' members"); err != nil {
+			return err
+		}
+	}
 	select {
 	case c.sem <- struct{}{}:
 	case <-c.gctx.Done():
@@ -376,9 +483,9 @@ func (c *chunker) closeErr(ch *chunk, err error) error {
 	return fmt.Errorf("close chunk %s: %w", ch.filename, c.drop(ch, err))
 }
 
-// manifestChunks returns the chunks for the control tar's manifest and
-// checks that each one was stored with the bytes written. Call it only
-// after every upload has returned.
+// manifestChunks returns the chunks for the control tar's manifest, without
+// their lists of names (fileLister), and checks that each one was stored
+// with the bytes written. Call it only after every upload has returned.
 func (c *chunker) manifestChunks() ([]archive.ManifestChunk, error) {
 	out := make([]archive.ManifestChunk, 0, len(c.chunks))
 	for _, ch := range c.chunks {
@@ -389,7 +496,6 @@ func (c *chunker) manifestChunks() ([]archive.ManifestChunk, error) {
 			ChunkFilename: ch.filename,
 			InputSize:     ch.input,
 			ResultSize:    ch.stored.StoredSize,
-			Files:         ch.files,
 			HMAC:          hex.EncodeToString(ch.stored.HMAC),
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -132,6 +133,17 @@ func finishChunks(t testing.TB, r *run, g *errgroup.Group) []archive.ManifestChu
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The names, as writeManifest reads them from their spool.
+	list := r.ck.fileLister()
+	for i := range chunks {
+		err := list(i, func(name string) error {
+			chunks[i].Files = append(chunks[i].Files, name)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	return chunks
 }
 
@@ -140,7 +152,7 @@ func newTestRun(ctx context.Context, st storage.Store, codec *archive.Codec, lim
 	a := &archive.Archive{Store: st, Codec: codec, Layout: archive.Layout{Prefix: "site"}, Site: "site"}
 	g, gctx := errgroup.WithContext(ctx)
 	r := &run{o: Options{Archive: a}}
-	r.ck = newChunker(gctx, g, a, testBackup, limit, parallel, 1)
+	r.ck = newChunker(gctx, g, a, testBackup, limit, parallel, 1, "")
 	return r, g
 }
 
@@ -411,5 +423,63 @@ func TestChunker_MaxSize(t *testing.T) {
 		if c.InputSize > limit && len(c.Files) > 3 { // pgdata/base, pgdata/base/1, the file
 			t.Errorf("chunk %s of %d bytes holds %v", c.ChunkFilename, c.InputSize, c.Files)
 		}
+	}
+}
+
+// TestChunker_NamesSpoolChanged checks that the chunks' lists of names,
+// spooled on the local disk while the backup runs, fail the manifest, as
+// a permanent error naming the directory, when the disk changed them
+// (a byte of a name, a name's length, the end cut off) instead of
+// putting other names into the control object.
+func TestChunker_NamesSpoolChanged(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(t *testing.T, f *os.File, size int64)
+	}{
+		{"Byte", func(t *testing.T, f *os.File, size int64) {
+			if _, err := f.WriteAt([]byte{'#'}, size/2); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"Length", func(t *testing.T, f *os.File, size int64) {
+			if _, err := f.WriteAt([]byte{0xff, 0xff, 0xff, 0x7f}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"Truncated", func(t *testing.T, f *os.File, size int64) {
+			if err := f.Truncate(size - 3); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			r, g := newTestRun(ctx, storage.NewMem(), &archive.Codec{Compression: compress.Snappy}, 64<<10, 2)
+			r.ck.tempDir = t.TempDir()
+			defer r.ck.close()
+			if err := r.archive(bytes.NewReader(serverTar(t, mainEntries(40, 9000))), "base.tar", true, "pgdata/"); err != nil {
+				t.Fatal(err)
+			}
+			finishRun(t, r, g)
+			chunks, err := r.ck.manifestChunks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &archive.Manifest{Chunks: chunks}
+			// Unchanged, the names read back.
+			var js bytes.Buffer
+			if err := writeManifest(&js, m, r.ck.fileLister()); err != nil {
+				t.Fatal(err)
+			}
+			if n := bytes.Count(js.Bytes(), []byte(`"pgdata/base/`)); n < 40 {
+				t.Fatalf("manifest names %d members of pgdata/base, want over 40:\n%s", n, js.Bytes())
+			}
+			c.change(t, r.ck.names.f, r.ck.names.size())
+			err = writeManifest(io.Discard, m, r.ck.fileLister())
+			if !errors.Is(err, storage.ErrPermanent) || !strings.Contains(err.Error(), r.ck.tempDir) {
+				t.Fatalf("manifest of a changed spool of names: %v, want a permanent error naming %s", err, r.ck.tempDir)
+			}
+			t.Log(err)
+		})
 	}
 }

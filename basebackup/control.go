@@ -28,7 +28,7 @@ func writeControl(dir string, m *archive.Manifest, oc *outcome) (*spool, error) 
 		return nil, err
 	}
 	defer js.Close()
-	if err := writeManifest(js, m); err != nil {
+	if err := writeManifest(js, m, oc.chunkFiles); err != nil {
 		return nil, err
 	}
 	ctl, err := newSpool(dir, "control tar")
@@ -110,10 +110,19 @@ var chunksField = []byte(`"chunks":[]`)
 // filesField is the same for a ManifestChunk's empty list of files.
 var filesField = []byte(`"files":[]`)
 
+// fileLister hands fn the names of the members of chunk i (an index of
+// the manifest's chunks), in order, for a backup whose ManifestChunks do
+// not hold their Files: the names are read from where the backup kept
+// them (a spool, the scan's entries). writeManifest calls it once for
+// each chunk, in order.
+type fileLister func(i int, fn func(name string) error) error
+
 // writeManifest writes m as m.Marshal (json.Marshal) does, byte for byte,
 // without building it whole in memory: the chunks' lists of files, which
-// grow with the number of files, are written a name at a time.
-func writeManifest(w io.Writer, m *archive.Manifest) error {
+// grow with the number of files, are written a name at a time. With files
+// set, the names come from it, as if each chunk's Files held them (nil
+// for a chunk of none).
+func writeManifest(w io.Writer, m *archive.Manifest, files fileLister) error {
 	enc := newJSONWriter(w)
 	if m.Chunks == nil {
 		js, err := m.Marshal()
@@ -135,8 +144,8 @@ func writeManifest(w io.Writer, m *archive.Manifest) error {
 			enc.raw([]byte{','})
 		}
 		ch := m.Chunks[i]
-		files := ch.Files
-		if files == nil {
+		names := ch.Files
+		if files == nil && names == nil {
 			enc.value(&ch)
 			continue
 		}
@@ -145,12 +154,36 @@ func writeManifest(w io.Writer, m *archive.Manifest) error {
 		if err != nil {
 			return err
 		}
-		enc.raw(cb)
-		for j := range files {
-			if j > 0 {
+		if files == nil {
+			enc.raw(cb)
+			for j := range names {
+				if j > 0 {
+					enc.raw([]byte{','})
+				}
+				enc.value(&names[j])
+			}
+			enc.raw(ca)
+			continue
+		}
+		n := 0
+		err = files(i, func(name string) error {
+			if n == 0 {
+				enc.raw(cb)
+			} else {
 				enc.raw([]byte{','})
 			}
-			enc.value(&files[j])
+			n++
+			enc.value(&name)
+			return enc.err
+		})
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			// A chunk of no names had a nil list: json.Marshal's null.
+			ch.Files = nil
+			enc.value(&ch)
+			continue
 		}
 		enc.raw(ca)
 	}

@@ -134,11 +134,47 @@ func TestWriteManifest_AsMarshal(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got bytes.Buffer
-		if err := writeManifest(&got, m); err != nil {
+		if err := writeManifest(&got, m, nil); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if !bytes.Equal(got.Bytes(), want) {
 			t.Errorf("%s: writeManifest\n%s\nwant json.Marshal's\n%s", name, got.Bytes(), want)
+		}
+		// The names from a fileLister (chunks without Files), as a
+		// backup writes them: a chunk of no names has a nil list.
+		if m.Chunks == nil {
+			continue
+		}
+		bare := *m
+		bare.Chunks = slices.Clone(m.Chunks)
+		for i := range bare.Chunks {
+			bare.Chunks[i].Files = nil
+			if len(m.Chunks[i].Files) == 0 {
+				m.Chunks[i].Files = nil
+			}
+		}
+		if want, err = m.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+		got.Reset()
+		next := 0
+		lister := func(i int, fn func(string) error) error {
+			if i != next {
+				t.Fatalf("%s: lister asked for chunk %d, want %d", name, i, next)
+			}
+			next++
+			for _, f := range m.Chunks[i].Files {
+				if err := fn(f); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := writeManifest(&got, &bare, lister); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s: writeManifest with a fileLister\n%s\nwant json.Marshal's\n%s", name, got.Bytes(), want)
 		}
 	}
 }

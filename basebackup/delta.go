@@ -203,7 +203,7 @@ func (l *localBackup) copyDelta(ctx context.Context, began time.Time) (*deltaRes
 	// The manifest: every file as stored.
 	sent := map[string]bool{}
 	for _, b := range bundles {
-		for _, name := range b.files {
+		for name := range b.fileNames {
 			sent[name] = true
 		}
 	}

@@ -154,8 +154,14 @@
 // closed in the background while the next chunk fills. At most
 // Options.Parallel chunks are in flight, the one being written included;
 // the reader waits for a slot, which slows the server down through TCP
-// flow control. Only the chunks' file lists, which grow with the number
-// of files, are held in memory until the end. PostgreSQL's
+// flow control. Nothing that grows with the number of files is held in
+// memory: the chunks' lists of member names (the manifest's "files") are
+// spooled, a name at a time as each member is written, to an unlinked
+// temporary file in Options.TempDir (chunker.names), and read back from
+// it into the manifest's JSON (chunker.fileLister). A local-tar backup
+// keeps its scan's entries (one a member, about 100 bytes with its path)
+// and reads the chunks' names and backup_manifest entries off them at
+// the end (chunkResult.fileNames, manifestFiles). PostgreSQL's
 // backup_manifest, which grows with them too, is spooled to an unlinked
 // temporary file in Options.TempDir as it is received (spool), and at the
 // end the manifest's JSON and the control tar are written a file name at

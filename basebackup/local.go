@@ -416,9 +416,19 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	oc.pgControl = &member{h: newFileHeader(pgControlPath, ctlTime), data: pgControl}
 	for _, r := range results {
 		oc.chunks = append(oc.chunks, archive.ManifestChunk{
-			ChunkFilename: r.filename, InputSize: r.input, ResultSize: r.stored.StoredSize, Files: r.files,
+			ChunkFilename: r.filename, InputSize: r.input, ResultSize: r.stored.StoredSize,
 			HMAC: hex.EncodeToString(r.stored.HMAC),
 		})
+	}
+	// The chunks' names are read off the scan's entries.
+	oc.chunkFiles = func(i int, fn func(string) error) error {
+		var err error
+		for name := range results[i].fileNames {
+			if err = fn(name); err != nil {
+				break
+			}
+		}
+		return err
 	}
 	if dr != nil {
 		oc.format = archive.FormatDeltaV2
@@ -431,7 +441,7 @@ func (l *localBackup) run(ctx context.Context, fallback func(error) error) (*arc
 	// those of the control tar, as they are (not copied into one list).
 	pgFiles := func(yield func(pgManifestFile) bool) {
 		for _, r := range results {
-			for _, f := range r.pgFiles {
+			for f := range r.manifestFiles {
 				if !yield(f) {
 					return
 				}

@@ -53,8 +53,35 @@ type chunkResult struct {
 	key      string
 	input    int64          // tar bytes
 	stored   archive.Stored // set once stored
-	files    []string       // member names, for the manifest
-	pgFiles  []pgManifestFile
+	// entries and members are the scan's entries and the plan's
+	// indexes into them: the chunk's member names (fileNames) and
+	// backup_manifest entries (manifestFiles) are read off them when the
+	// control object is written, not copied into lists of their own.
+	entries []entry
+	members []int
+}
+
+// fileNames yields the names of the chunk's members, for the manifest's
+// "files": its directories and links, and the regular files it holds
+// (not those gone since the scan).
+func (r *chunkResult) fileNames(yield func(string) bool) {
+	for _, i := range r.members {
+		e := &r.entries[i]
+		if (e.typ != tar.TypeReg || e.sent) && !yield(e.name()) {
+			return
+		}
+	}
+}
+
+// manifestFiles yields the backup_manifest entries of the regular files
+// the chunk holds.
+func (r *chunkResult) manifestFiles(yield func(pgManifestFile) bool) {
+	for _, i := range r.members {
+		e := &r.entries[i]
+		if e.typ == tar.TypeReg && e.sent && !yield(pgManifestFile{path: e.manifestPath(), size: e.size, mtime: e.mtime, crc32c: e.crc}) {
+			return
+		}
+	}
 }
 
 // worker writes chunks, one at a time, with its own read buffer.
@@ -72,7 +99,7 @@ type worker struct {
 func (w *worker) writeChunk(ctx context.Context, plan chunkPlan) (*chunkResult, error) {
 	l := w.l
 	filename := archive.ChunkFilename(l.name, plan.n)
-	res := &chunkResult{filename: filename, key: l.o.Archive.Layout.ChunkKey(filename)}
+	res := &chunkResult{filename: filename, key: l.o.Archive.Layout.ChunkKey(filename), entries: l.entries, members: plan.entries}
 	if l.delta {
 		res.key = l.o.Archive.Layout.DeltaChunkKey(filename) // a bundle
 	}
@@ -119,15 +146,10 @@ func (w *worker) fill(ctx context.Context, up io.Writer, plan chunkPlan, res *ch
 			if err := tw.WriteHeader(e.header()); err != nil {
 				return fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
 			}
-			res.files = append(res.files, e.name())
 			continue
 		}
-		sent, err := w.file(tw, e, res)
-		if err != nil {
+		if err := w.file(tw, e, res); err != nil {
 			return err
-		}
-		if sent {
-			res.files = append(res.files, e.name())
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -141,20 +163,21 @@ func (w *worker) fill(ctx context.Context, up io.Writer, plan chunkPlan, res *ch
 }
 
 // file writes one regular file into the chunk: its scanned size, its
-// pages checked when e.check, its CRC-32C kept for backup_manifest. It
-// returns false for a file that no longer exists.
-func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) (bool, error) {
+// pages checked when e.check, its CRC-32C kept for backup_manifest (e.crc).
+// It sets e.sent once the file is in the chunk, and leaves a file that no
+// longer exists out.
+func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) error {
 	f, err := openListed(e)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			w.l.log.Debug().Str("file", e.path()).Msg("file removed during the backup: left out")
-			return false, nil
+			return nil
 		}
-		return false, fmt.Errorf("basebackup: %w", err)
+		return fmt.Errorf("basebackup: %w", err)
 	}
 	defer f.Close()
 	if err := tw.WriteHeader(e.header()); err != nil {
-		return false, fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
+		return fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
 	}
 	var fc *fileCheck
 	if e.check && w.l.check != nil {
@@ -166,17 +189,17 @@ func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) (bool, error) 
 		n := int(min(int64(len(w.buf)), e.size-off))
 		m, err := io.ReadFull(f, w.buf[:n])
 		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-			return false, fmt.Errorf("basebackup: read %s: %w", e.path(), err)
+			return fmt.Errorf("basebackup: read %s: %w", e.path(), err)
 		}
 		p := w.buf[:m]
 		if fc != nil {
 			if err := fc.pages(f, p, off); err != nil {
-				return false, err
+				return err
 			}
 		}
 		crc = crc32.Update(crc, castagnoli, p)
 		if _, err := tw.Write(p); err != nil {
-			return false, fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
+			return fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
 		}
 		off += int64(m)
 		w.l.read.Add(int64(m))
@@ -193,7 +216,7 @@ func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) (bool, error) 
 			p := w.buf[:min(int64(len(w.buf)), e.size-off)]
 			crc = crc32.Update(crc, castagnoli, p)
 			if _, err := tw.Write(p); err != nil {
-				return false, fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
+				return fmt.Errorf("basebackup: chunk %s: %s: %w", res.filename, e.name(), err)
 			}
 			off += int64(len(p))
 		}
@@ -201,8 +224,8 @@ func (w *worker) file(tw *tar.Writer, e *entry, res *chunkResult) (bool, error) 
 	if fc != nil {
 		fc.done()
 	}
-	res.pgFiles = append(res.pgFiles, pgManifestFile{path: e.manifestPath(), size: e.size, mtime: e.mtime, crc32c: crc})
-	return true, nil
+	e.crc, e.sent = crc, true
+	return nil
 }
 
 // openListed opens e, a regular file when the tree was listed, to read

@@ -78,7 +78,7 @@ var readers = []struct {
 	{"Chunk", func(w *worker, e *entry) ([]byte, error) {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
-		_, err := w.file(tw, e, &chunkResult{filename: "chunk"})
+		err := w.file(tw, e, &chunkResult{filename: "chunk"})
 		return buf.Bytes(), err
 	}},
 	{"Delta", func(w *worker, e *entry) ([]byte, error) {

@@ -114,8 +114,9 @@ type Options struct {
 	DeltaChunkSize   int64
 	// TempDir is where ModeDelta stages each new delta object, compressed
 	// and encrypted, before storing it, and where every backup spools the
-	// parts of its control object at its end (PostgreSQL's
-	// backup_manifest, the manifest's JSON, the control tar; writeControl)
+	// parts of its control object (the chunks' lists of member names
+	// while it runs; at its end PostgreSQL's backup_manifest, the
+	// manifest's JSON, the control tar; writeControl)
 	// (created if missing; each file is unlinked as soon as it is created,
 	// so none outlives its upload or a crash); "" means os.TempDir(). It
 	// needs room for Parallel delta objects as stored, each at most one

@@ -38,20 +38,29 @@ type root struct {
 }
 
 // entry is one member of a local backup, found by scan.
+//
+// A backup keeps one for each member until its control object is written, so
+// the fields are ordered to leave no padding between them.
 type entry struct {
 	root  *root
 	rel   string // path relative to the root; "" for the root itself
-	typ   byte   // tar.TypeDir, tar.TypeReg or tar.TypeSymlink
 	size  int64  // at scan time: the file is read up to this size
-	mode  fs.FileMode
 	mtime time.Time
-	uid   int
-	gid   int
 	link  string // a symbolic link's target
-	// check: verify the file's data page checksums; segno is the
-	// relation segment number the file's block numbers start after.
-	check bool
+	mode  fs.FileMode
+	uid   uint32
+	gid   uint32
+	// segno is the relation segment number the file's block numbers
+	// start after (check).
 	segno uint32
+	// crc is the CRC-32C of the data a chunk holds of a regular file
+	// (backup_manifest's), set with sent by the one worker that writes
+	// the file (each regular file is in one chunk's plan only).
+	crc  uint32
+	typ  byte // tar.TypeDir, tar.TypeReg or tar.TypeSymlink
+	sent bool // a regular file written into its chunk (not gone since the scan)
+	// check: verify the file's data page checksums.
+	check bool
 }
 
 // name returns the entry's member name in the chunks.
@@ -65,8 +74,8 @@ func (e *entry) header() *tar.Header {
 	h := &tar.Header{
 		Name:    e.name(),
 		Mode:    int64(e.mode.Perm()),
-		Uid:     e.uid,
-		Gid:     e.gid,
+		Uid:     int(e.uid),
+		Gid:     int(e.gid),
 		ModTime: e.mtime,
 	}
 	switch e.typ {
@@ -221,9 +230,9 @@ func (s *scanner) add(r *root, rel string, st fs.FileInfo, link string) {
 	e := entry{root: r, rel: rel, mode: st.Mode(), mtime: st.ModTime(), link: link}
 	switch sys := st.Sys().(type) {
 	case *syscall.Stat_t:
-		e.uid, e.gid = int(sys.Uid), int(sys.Gid)
+		e.uid, e.gid = sys.Uid, sys.Gid
 	case *unix.Stat_t:
-		e.uid, e.gid = int(sys.Uid), int(sys.Gid)
+		e.uid, e.gid = sys.Uid, sys.Gid
 	}
 	switch {
 	case st.IsDir():

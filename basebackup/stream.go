@@ -67,6 +67,7 @@ func runStream(ctx context.Context, o Options, log zerolog.Logger) (*archive.Bac
 	r := &run{o: o, log: log, srv: srv, sql: sql}
 	defer func() {
 		r.pgManifest.Close()
+		r.ck.close()
 		for _, c := range r.opened {
 			c.Close(context.WithoutCancel(ctx))
 		}
@@ -287,7 +288,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 			Int64("upload_buffer_bytes", upload).
 			Msg("fewer chunks in flight, so that they fit the backup's memory budget")
 	}
-	r.ck = newChunker(gctx, g, o.Archive, name, o.ChunkSize, parallel, conc)
+	r.ck = newChunker(gctx, g, o.Archive, name, o.ChunkSize, parallel, conc, o.TempDir)
 
 	stopProgress := r.reportProgress(bb, streamStart)
 	err = r.stream(gctx, bb, spc)
@@ -361,6 +362,7 @@ func (r *run) backup(ctx, gctx context.Context, g *errgroup.Group, repl *replica
 		xmin:          xmin,
 		xmax:          xmax,
 		chunks:        chunks,
+		chunkFiles:    r.ck.fileLister(),
 		tablespaces:   spc,
 		spcSizes:      r.sizes,
 		pgControl:     r.pgControl,

@@ -54,7 +54,7 @@ var localWriters = map[string]string{
 	"archive/fetchtemp.go removeDeadTemp":   "opens a dead download's temp file for writing only to flock it (NFSv4), never writes through it, then removes it",
 	// Delta basebackups stage each object in an unlinked temp file.
 	"basebackup/delta.go stage":    "unlinked at once: nothing stays after a crash",
-	"basebackup/spool.go newSpool": "a control object part spooled at the end of a backup, unlinked at once: nothing stays after a crash",
+	"basebackup/spool.go newSpool": "a control object part spooled during or at the end of a backup (the chunks' member names, backup_manifest, the manifest's JSON, the control tar), unlinked at once: nothing stays after a crash",
 	"restore/extract.go record":    "the list of a chunk's restored files past maxMadeFiles, for a retry; unlinked at once: nothing stays after a crash",
 	// Restore: no file counts until pg_control, written last after syncfs
 	// of every target file system (restore/extract.go writePGControl).
