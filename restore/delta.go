@@ -227,7 +227,7 @@ func (o *Options) restoreDelta(ctx context.Context, log zerolog.Logger, src *arc
 		res.StoredBytes += d.file.StoredFileSize
 	}
 	for _, e := range dp.embedded {
-		if err := ex.writeFile(e.p, e.name, bytes.NewReader(e.data), 0o600, nil, nil); err != nil {
+		if err := ex.writeFile(e.p, e.name, bytes.NewReader(e.data), 0o600, nil, nil, nil); err != nil {
 			return fmt.Errorf("delta manifest: embedded file: %w", err)
 		}
 		res.Bytes += int64(len(e.data))
@@ -287,7 +287,7 @@ func (o *Options) deltaObjectOnce(ctx context.Context, src *archive.Archive, ex 
 		}
 	}()
 	stop := watchStall(octx, cancel, pr, o.StallTimeout)
-	err = ex.writeFile(d.p, "pgdata/"+d.file.RelativePath, pr, 0o600, buf, made)
+	err = ex.writeFile(d.p, "pgdata/"+d.file.RelativePath, pr, 0o600, buf, made, nil)
 	if err == nil {
 		if _, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{stored}, buf); err != nil {
 			err = &sourceError{err}

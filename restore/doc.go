@@ -57,7 +57,9 @@
 // (ErrUnsafeMember) that names the backup, the object and the member. The
 // extractor then creates only directories and regular files (O_EXCL: a
 // member twice is refused), through an os.Root of each directory, so no
-// link is followed out of it. A member may not declare more bytes than its
+// link is followed out of it (a chunk's files are created through an
+// os.Root of their own directory, opened beneath that one once for a run
+// of files in it: dirHandle). A member may not declare more bytes than its
 // chunk has left of the manifest's input_size, and a chunk may not decode
 // to more than its input_size nor store more than its result_size: both
 // are stopped as they happen (ErrSizeMismatch). A chunk whose manifest

@@ -77,8 +77,47 @@ type extractor struct {
 	// to be created, as MkdirAll would have failed.)
 	dirs sync.Map
 	// mkdirs counts the directories created (os.Root.MkdirAll calls),
-	// for tests.
-	mkdirs atomic.Int64
+	// and dirOpens the directories a dirHandle opened, for tests.
+	mkdirs   atomic.Int64
+	dirOpens atomic.Int64
+}
+
+// dirHandle keeps open the directory of the last file one writer (a
+// chunk's extraction, one goroutine) created, an os.Root beneath its
+// tablespace's root, so that the next file of the same directory is
+// created with one openat(2) in it instead of a walk from the root (an
+// open and a close of each directory above the file: base/ and the
+// database's directory). A database directory's files come one after
+// the other in a chunk. The zero value is ready; close releases it.
+type dirHandle struct {
+	key  dirKey
+	root *os.Root
+}
+
+// open returns the directory dir of tablespace spc, opened beneath its
+// root (os.Root.OpenRoot follows no link out of it), reusing the one
+// opened last when it is the same.
+func (d *dirHandle) open(e *extractor, spc, dir string) (*os.Root, error) {
+	k := dirKey{spc, dir}
+	if d.root != nil && d.key == k {
+		return d.root, nil
+	}
+	d.close()
+	r, err := e.roots[spc].OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	e.dirOpens.Add(1)
+	d.key, d.root = k, r
+	return r, nil
+}
+
+// close closes the directory kept open, if any. Safe on a nil dirHandle.
+func (d *dirHandle) close() {
+	if d != nil && d.root != nil {
+		d.root.Close()
+		d.root = nil
+	}
 }
 
 // pathErr is quotedPath for an error of a file of tablespace spc ("": the
@@ -121,6 +160,8 @@ func (e *extractor) close() {
 // The files created are appended to made, so that a retry can remove them.
 func (e *extractor) extract(r io.Reader, left func() int64, names *archive.NameSet, buf []byte, made *madeFiles) error {
 	tr := tar.NewReader(r)
+	var dir dirHandle
+	defer dir.close()
 	for h, err := range Members(tr) {
 		if err != nil {
 			return err
@@ -141,7 +182,7 @@ func (e *extractor) extract(r io.Reader, left func() int64, names *archive.NameS
 			return fmt.Errorf("member %s declares %d bytes, more than the %d left of the chunk's input_size: %w",
 				archive.Quoted(h.Name), h.Size, left(), ErrUnsafeMember)
 		}
-		if err := e.write(p, tr, h, buf, made); err != nil {
+		if err := e.write(p, tr, h, buf, made, &dir); err != nil {
 			return err
 		}
 	}
@@ -183,11 +224,12 @@ func (e *extractor) member(r io.Reader, h *tar.Header, control bool, buf []byte,
 	if err != nil {
 		return err
 	}
-	return e.write(p, r, h, buf, made)
+	return e.write(p, r, h, buf, made, nil)
 }
 
-// write carries out plan p for member h, whose data r holds.
-func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, made *madeFiles) error {
+// write carries out plan p for member h, whose data r holds. A file is
+// created through dir when it is not nil (see writeFile).
+func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, made *madeFiles, dir *dirHandle) error {
 	if p.kind == memberSkip {
 		return nil
 	}
@@ -204,21 +246,40 @@ func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, 
 		return nil
 	default:
 		if e.incr != nil {
-			return e.incr.writeFile(e, p, h.Name, r, h.Size, mode, buf, made)
+			return e.incr.writeFile(e, p, h.Name, r, h.Size, mode, buf, made, dir)
 		}
-		return e.writeFile(p, h.Name, r, mode, buf, made)
+		return e.writeFile(p, h.Name, r, mode, buf, made, dir)
 	}
 }
 
 // writeFile creates the regular file p, which must not exist, from r.
-func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.FileMode, buf []byte, made *madeFiles) error {
+// With dir set, the file is created in its directory as dir keeps it
+// open (dirHandle); else from the tablespace's root.
+func (e *extractor) writeFile(p memberPlan, member string, r io.Reader, mode fs.FileMode, buf []byte, made *madeFiles, dir *dirHandle) error {
 	root := e.roots[p.spc]
-	if dir := path.Dir(p.rel); dir != "." {
-		if err := e.mkdirAll(p.spc, dir); err != nil {
+	parent, base := path.Split(p.rel)
+	parent = strings.TrimSuffix(parent, "/")
+	if parent != "" {
+		if err := e.mkdirAll(p.spc, parent); err != nil {
 			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(member), e.pathErr(p.spc, err))
 		}
 	}
-	f, err := root.OpenFile(p.rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode|0o600)
+	var f *os.File
+	var err error
+	if dir != nil && parent != "" {
+		var d *os.Root
+		if d, err = dir.open(e, p.spc, parent); err == nil {
+			f, err = d.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode|0o600)
+		}
+		// The error names the file from the tablespace's root, as
+		// root.OpenFile's would.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Path = p.rel
+		}
+	} else {
+		f, err = root.OpenFile(p.rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode|0o600)
+	}
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("member %s: %s is already restored (a member twice, or over a directory): %w", archive.Quoted(member), archive.Quoted(p.rel), ErrUnsafeMember)
 	}

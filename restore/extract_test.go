@@ -294,6 +294,11 @@ func TestExtractor_MkdirOncePerDirectory(t *testing.T) {
 	if got, want := ex.mkdirs.Load(), int64(4); got > want {
 		t.Errorf("%d directory creations for 3 000 files in 3 directories, want at most %d", got, want)
 	}
+	// Each directory's files are created in it as it was opened once
+	// for the first, not from the root again for each.
+	if got, want := ex.dirOpens.Load(), int64(3); got > want {
+		t.Errorf("%d directory opens for 3 000 files in 3 directories, want at most %d", got, want)
+	}
 }
 
 // failOnceStore fails the first read of an object at its end, as one

@@ -271,7 +271,7 @@ type incrementalLevel struct {
 }
 
 // writeFile writes member p of an incremental backup's chunk.
-func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, r io.Reader, size int64, mode fs.FileMode, buf []byte, made *madeFiles) error {
+func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, r io.Reader, size int64, mode fs.FileMode, buf []byte, made *madeFiles, dh *dirHandle) error {
 	stored := p.rel // as backup_manifest lists it
 	dir, base := path.Split(p.rel)
 	incr := strings.HasPrefix(base, incrementalPrefix)
@@ -291,7 +291,7 @@ func (l *incrementalLevel) writeFile(e *extractor, p memberPlan, member string, 
 		if err := root.Remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("member %s: replace %s: %w", archive.Quoted(member), archive.Quoted(p.rel), e.pathErr(p.spc, err))
 		}
-		return e.writeFile(p, member, r, mode, buf, made)
+		return e.writeFile(p, member, r, mode, buf, made, dh)
 	}
 	// Applying the same incremental file again gives the same result, so
 	// a retried chunk needs nothing removed; but the retry must be let

@@ -292,6 +292,8 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 	stopWatch := watchStall(octx, cancel, pr, o.StallTimeout)
 	err = func() error {
 		tr := tar.NewReader(pr)
+		var dir dirHandle
+		defer dir.close()
 		for h, err := range Members(tr) {
 			if err != nil {
 				return err
@@ -300,7 +302,7 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 				return fmt.Errorf("member %s declares %d bytes, more than the %d left of original-file-size: %w",
 					archive.Quoted(h.Name), h.Size, want-decoded.n, ErrUnsafeMember)
 			}
-			if pgControl, err = ex.singleMember(plan, tr, h, pgControl, buf, made); err != nil {
+			if pgControl, err = ex.singleMember(plan, tr, h, pgControl, buf, made, &dir); err != nil {
 				return err
 			}
 		}
@@ -335,13 +337,13 @@ func (o *Options) singleTarOnce(ctx context.Context, src *archive.Archive, b *ar
 // singleMember writes member h of a backup held in one tar, as t plans
 // it, or when it is pg_control returns it instead (pgControl is the one
 // read so far, nil when none).
-func (e *extractor) singleMember(t *oneTar, r io.Reader, h *tar.Header, pgControl []byte, buf []byte, made *madeFiles) ([]byte, error) {
+func (e *extractor) singleMember(t *oneTar, r io.Reader, h *tar.Header, pgControl []byte, buf []byte, made *madeFiles, dir *dirHandle) ([]byte, error) {
 	p, isControl, err := t.plan(h, r)
 	if err != nil {
 		return nil, err
 	}
 	if !isControl {
-		return pgControl, e.write(p, r, h, buf, made)
+		return pgControl, e.write(p, r, h, buf, made, dir)
 	}
 	if pgControl != nil {
 		return nil, fmt.Errorf("member %s twice: %w", archive.Quoted(h.Name), ErrUnsafeMember)

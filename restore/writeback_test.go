@@ -33,7 +33,7 @@ func TestExtractor_WriteFileStartsWriteBack(t *testing.T) {
 	data := make([]byte, 3*writebackEvery+12345)
 	rand.New(rand.NewSource(1)).Read(data)
 	p := memberPlan{kind: memberFile, rel: "base/5/16384"}
-	if err := ex.writeFile(p, "pgdata/base/5/16384", bytes.NewReader(data), 0o600, make([]byte, copyBufferSize), nil); err != nil {
+	if err := ex.writeFile(p, "pgdata/base/5/16384", bytes.NewReader(data), 0o600, make([]byte, copyBufferSize), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	name := filepath.Join(dir, "base", "5", "16384")
