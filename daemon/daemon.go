@@ -2,11 +2,8 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -17,7 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hoardbackup/hoard/metrics"
-	"github.com/hoardbackup/hoard/wal"
 	"github.com/hoardbackup/hoard/walstream"
 )
 
@@ -415,12 +411,15 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 
 // stoppedUnstored returns the files in the spool of site that no run
 // stored, when the site is stopped by an error and waits for its restart
-// (a running site's stop drains it instead): complete segments and
-// .history files (the receiver removes each once stored), and the copy
-// of the segment in progress its failed run did not store. A spool that
-// cannot be read is named instead of its files: what it holds is not
-// known to be stored. Nil when there is nothing, or the site does not
-// stream.
+// (a running site's stop drains it instead): complete segments, .history
+// files and the .partial files a run stores whole
+// (walstream.SpoolUnstored), and the copy of the segment in progress:
+// the one its failed run did not store, or, when no receiver of it ran
+// in this process (the site failed before, its storage did not open),
+// the one an earlier process left holding WAL (walstream's leftover),
+// which nothing here is known to have stored. A spool that cannot be
+// read is named instead of its files: what it holds is not known to be
+// stored. Nil when there is nothing, or the site does not stream.
 func (d *daemon) stoppedUnstored(site Site) []string {
 	d.mu.Lock()
 	f := d.failed[site.Name]
@@ -429,23 +428,19 @@ func (d *daemon) stoppedUnstored(site Site) []string {
 		return nil
 	}
 	dir := f.sup.site.SpoolDir
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	files, leftover, err := walstream.SpoolUnstored(dir)
 	if err != nil {
 		return []string{fmt.Sprintf("%s (cannot read it: %v)", dir, err)}
 	}
-	var files []string
-	for _, e := range entries {
-		if n := e.Name(); e.Type().IsRegular() && (wal.IsSegmentName(n) || wal.IsHistoryFile(n)) {
-			files = append(files, n)
+	switch {
+	case f.sup.ranReceiver():
+		if f.sup.unstoredWAL() {
+			if n := f.sup.pendingStreamEnd().Name; n != "" {
+				files = append(files, n)
+			}
 		}
-	}
-	if f.sup.unstoredWAL() {
-		if n := f.sup.pendingStreamEnd().Name; n != "" {
-			files = append(files, n)
-		}
+	case leftover != "":
+		files = append(files, leftover)
 	}
 	return files
 }

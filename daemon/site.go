@@ -348,6 +348,14 @@ func (s *supervisor) pendingStreamEnd() walstream.StreamEnd {
 	return recv.PendingStreamEnd()
 }
 
+// ranReceiver tells whether the site's run built its WAL receiver,
+// which then knows what of the spool it stored (unstoredWAL).
+func (s *supervisor) ranReceiver() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recv != nil
+}
+
 // unstoredWAL tells whether the site's stopped receiver left WAL in its
 // spool that it did not store (walstream.Receiver.Unstored).
 func (s *supervisor) unstoredWAL() bool {

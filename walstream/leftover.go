@@ -121,16 +121,33 @@ func (r *Receiver) queueSpool(c spoolContents) {
 // leftover's copy would be stored behind a hole that only the spool
 // could fill, and a restore would stop before it.
 func (r *Receiver) noteLeftover(c spoolContents) {
-	if r.PendingStreamEnd().Name != "" || len(c.partials) == 0 {
+	if r.PendingStreamEnd().Name != "" {
 		return
+	}
+	p, below := leftoverIn(r.opts.SpoolDir, c)
+	if p == "" {
+		return
+	}
+	r.leftover = p
+	r.held = StreamEnd{Name: p}
+	r.earlier = StreamEnd{Name: p}
+	r.below = below
+}
+
+// leftoverIn returns the .partial of the spool dir listing c that a run
+// was receiving when it ended (noteLeftover), "" when none, with the
+// .partial files below it on its timeline.
+func leftoverIn(dir string, c spoolContents) (p string, below []string) {
+	if len(c.partials) == 0 {
+		return "", nil
 	}
 	i := len(c.partials) - 1
-	p := c.partials[i]
+	p = c.partials[i]
 	if wal.SegmentTimeline(p) < c.newestTimeline() {
-		return
+		return "", nil
 	}
 	for ; i > 0 && wal.SegmentTimeline(c.partials[i-1]) == wal.SegmentTimeline(p); i-- {
-		empty, err := isEmptyPartial(filepath.Join(r.opts.SpoolDir, c.partials[i]))
+		empty, err := isEmptyPartial(filepath.Join(dir, c.partials[i]))
 		if err != nil || !empty {
 			// One that cannot be read is the leftover: storeLeftover
 			// reports why.
@@ -140,18 +157,15 @@ func (r *Receiver) noteLeftover(c spoolContents) {
 	p = c.partials[i]
 	for _, name := range c.uploads {
 		if wal.IsSegmentName(name) && name >= p[:24] {
-			return
+			return "", nil
 		}
 	}
-	r.leftover = p
-	r.held = StreamEnd{Name: p}
-	r.earlier = StreamEnd{Name: p}
-	r.below = nil
 	for _, name := range c.partials[:i] {
 		if wal.SegmentTimeline(name) == wal.SegmentTimeline(p) {
-			r.below = append(r.below, name)
+			below = append(below, name)
 		}
 	}
+	return p, below
 }
 
 // leftoverAfter deals with the leftover after a session that ended with
@@ -383,4 +397,65 @@ func (r *Receiver) holdsSpool(name string, length uint64) bool {
 		}
 	}
 	return length >= r.earlier.Length
+}
+
+// SpoolUnstored returns the files of the spool dir holding WAL that no
+// run is known to have stored, in the order a Run stores them: the
+// complete segments and .history files (a Run removes each once it is
+// stored), the .partial files of ended timelines (queueSpool), and the
+// full segments an earlier version left as .partial below the leftover
+// (completeBelow). leftover is the .partial of the segment in progress
+// when the last run ended, when it holds valid WAL (noteLeftover): its
+// copy was stored if that run stopped cleanly with its storage working,
+// not if it was killed or its storage failed, and the spool cannot tell
+// which. A file that cannot be read is named with why ("<name> (cannot
+// read it: ...)"): what it holds is not known to be stored. Nothing when
+// dir does not exist. SpoolUnstored only reads: it takes no lock (the
+// spool may be a running Receiver's) and changes nothing.
+func SpoolUnstored(dir string) (files []string, leftover string, err error) {
+	c, err := readSpool(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	files = slices.Clone(c.uploads)
+	// holds names name when it holds WAL: valid records (validWAL) or,
+	// with valid false, a first page header that is not zeros.
+	holds := func(name string, valid bool) string {
+		p := filepath.Join(dir, name)
+		var err error
+		if valid {
+			var n uint64
+			n, err = validWAL(p, name)
+			if errors.Is(err, wal.ErrBadPageHeader) || err == nil && n == 0 {
+				return ""
+			}
+		} else {
+			var empty bool
+			empty, err = isEmptyPartial(p)
+			if err == nil && empty {
+				return ""
+			}
+		}
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return ""
+		case err != nil:
+			return fmt.Sprintf("%s (cannot read it: %v)", name, err)
+		}
+		return name
+	}
+	p, below := leftoverIn(dir, c)
+	for _, name := range slices.Concat(c.endedPartials(), below) {
+		if n := holds(name, false); n != "" {
+			files = append(files, n)
+		}
+	}
+	slices.Sort(files)
+	if p != "" {
+		leftover = holds(p, true)
+	}
+	return files, leftover, nil
 }
