@@ -52,6 +52,10 @@ func daemonCommand() *cli.Command {
 			"    SIGHUP. When no active site is left running, the daemon exits 1, its site_stopped_error\n" +
 			"    alert file left raised. A reload does not remove a stopped site whose spool holds WAL\n" +
 			"    no run stored: it logs the files and keeps the site until they are stored.\n" +
+			"  - at start and on SIGHUP, the spools under backup_location of sites it does not run, no\n" +
+			"    daemon holding their lock, that hold WAL no run is known to have stored are logged at\n" +
+			"    error level with their files and what to do (/status orphan_spools, the\n" +
+			"    orphan_spool_error alert file, hoard_orphan_spool_files); their files are never touched.\n" +
 			"  - basebackups on basebackup_interval_hours (anchored by basebackup_hour and\n" +
 			"    basebackup_minute), one at once when the site has none, and on request:\n" +
 			"    POST /<site>/basebackup, or hoard basebackup while the daemon runs.\n" +

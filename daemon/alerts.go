@@ -46,6 +46,11 @@ const (
 	// not AlertWALArchiveGap: no segment is missing, and what fixes it
 	// differs (a good copy of the history file, not a basebackup).
 	AlertTimelineHistoryDamaged = "timeline_history_damaged"
+	// AlertOrphanSpool is hoard's: the spool of a site the daemon does
+	// not run (<backup_location>/<site>/xlog_incoming, no daemon holding
+	// its lock) holds WAL that no run is known to have stored, as the
+	// daemon's start or last reload found it (orphanspool.go).
+	AlertOrphanSpool = "orphan_spool_error"
 )
 
 // knownAlerts are looked for by Active even when this process has not
@@ -54,6 +59,7 @@ var knownAlerts = []string{
 	AlertAuthentication, AlertConfiguration, AlertUploadRetries,
 	AlertVersionMismatch, AlertVersionUnsupported, AlertRestoreTest, AlertWALHole, AlertWALStoredLag,
 	AlertBackupDamaged, AlertSiteStopped, AlertWALArchiveGap, AlertTimelineHistoryDamaged,
+	AlertOrphanSpool,
 }
 
 // AlertBackupDamaged is raised while retention finds that a backup it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -74,6 +75,14 @@ type daemon struct {
 	// server that lacked it (walstream.FormerSlot) since the daemon
 	// started: a restarted receiver starts without it (formerSlot).
 	formerSlots map[string]*walstream.FormerSlot
+	// orphans are the spools of sites the daemon does not run that
+	// hold WAL no run stored, as the last look found them
+	// (checkOrphanSpools).
+	orphans []OrphanSpool
+	// leftSpools are the spools of streaming sites a reload of this
+	// process let go with their WAL stored: the segment in progress
+	// left in each is stored (findOrphanSpools).
+	leftSpools map[string]bool
 }
 
 // Run runs the daemon until ctx ends: one supervisor per active site (WAL
@@ -105,6 +114,7 @@ func Run(ctx context.Context, o Options) error {
 		failed:   map[string]*siteFailure{},
 
 		formerSlots: map[string]*walstream.FormerSlot{},
+		leftSpools:  map[string]bool{},
 	}
 	if o.AlertDir != "" {
 		d.alerts = NewAlerts(o.AlertDir)
@@ -201,6 +211,12 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 			d.log.Info().Str(logSite, s.Name).Msg("site is inactive (active: false): no wal, no basebackups, no deletions")
 			return
 		}
+		if streamsWAL(s) {
+			// Its segment in progress changes from now on.
+			d.mu.Lock()
+			delete(d.leftSpools, filepath.Clean(s.SpoolDir))
+			d.mu.Unlock()
+		}
 		sctx, cancel := context.WithCancelCause(ctx)
 		r := &running{sup: sup, cancel: cancel, done: make(chan struct{})}
 		cur[s.Name] = r
@@ -260,6 +276,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 	for _, s := range sites {
 		start(s, walstream.StreamEnd{})
 	}
+	d.checkOrphanSpools()
 	for {
 		select {
 		case <-ctx.Done():
@@ -298,6 +315,7 @@ func (d *daemon) runSites(ctx context.Context, sites []Site) error {
 				continue
 			}
 			d.reload(next, start, stop)
+			d.checkOrphanSpools()
 			arm()
 		}
 	}
@@ -340,6 +358,7 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 				d.log.Info().Str(logSite, s.Name).Msg("reload: site configuration changed; restarting it (after storing its wal where it went)")
 				// Before stop forgets the failure of a stopped site.
 				files := d.stoppedUnstored(prev)
+				ran := d.receiverRan(s.Name)
 				var unstored bool
 				end, unstored = stop(s.Name, true, nil)
 				if len(files) > 0 {
@@ -350,6 +369,9 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 				switch {
 				case !unstored:
 					end = walstream.StreamEnd{}
+					if ran && !keepsSpool(prev, s) {
+						d.spoolLeft(prev)
+					}
 				case !keepsSpool(prev, s):
 					d.log.Error().Str(logSite, s.Name).Msg("reload: site changed so that it no longer stores its spool, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); it keeps running with its previous settings: reload again once its storage takes uploads")
 					s = prev
@@ -381,6 +403,7 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 		d.log.Info().Str(logSite, name).Msg("reload: site removed; stopping it")
 		// Before stop forgets the failure of a stopped site.
 		files := d.stoppedUnstored(old[name])
+		ran := d.receiverRan(name)
 		end, unstored := stop(name, true, nil)
 		if len(files) > 0 {
 			d.log.Error().Str(logSite, name).Str("spool", old[name].SpoolDir).Strs("files", files).
@@ -399,6 +422,9 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 			d.mu.Lock()
 			delete(d.formerSlots, name)
 			d.mu.Unlock()
+			if ran {
+				d.spoolLeft(old[name])
+			}
 			continue
 		}
 		d.log.Error().Str(logSite, name).Msg("reload: site removed, but its wal is not stored (the storage failed for graceful_shutdown_upload_timeout); it keeps running with its previous settings: reload again once its storage takes uploads")
@@ -407,6 +433,27 @@ func (d *daemon) reload(next []Site, start func(Site, walstream.StreamEnd), stop
 	}
 	d.setSites(applied)
 	d.log.Info().Int("sites", len(applied)).Msg("configuration reloaded")
+}
+
+// receiverRan tells whether site runs (not stopped by an error and
+// waiting for its restart) and its run built its WAL receiver, whose
+// stop stores the spool's segment in progress (spoolLeft).
+func (d *daemon) receiverRan(site string) bool {
+	sup := d.supervisors()[site]
+	return sup != nil && !d.waitingRestart(site) && sup.ranReceiver()
+}
+
+// spoolLeft records that a reload let the spool of site go, the site
+// stopped while it ran with all its WAL stored: the stop stored the
+// segment in progress it leaves in the spool (leftSpools). A site that
+// was stopped by an error has no stop that stored it.
+func (d *daemon) spoolLeft(site Site) {
+	if !streamsWAL(site) {
+		return
+	}
+	d.mu.Lock()
+	d.leftSpools[filepath.Clean(site.SpoolDir)] = true
+	d.mu.Unlock()
 }
 
 // stoppedUnstored returns the files in the spool of site that no run
@@ -667,6 +714,9 @@ func (d *daemon) status() Status {
 	if d.alerts != nil {
 		st.Alerts = d.alerts.Active()
 	}
+	d.mu.Lock()
+	st.OrphanSpools = slices.Clone(d.orphans)
+	d.mu.Unlock()
 	now := time.Now()
 	for name, sup := range d.supervisors() {
 		// The receiver's figures move with every message: read them now

@@ -91,7 +91,14 @@
 // file is raised first and stays after the exit, until a later run has
 // had no site stopped for siteProvenAfter. A reload that would remove
 // (or stop streaming) a stopped site whose spool holds WAL no run
-// stored keeps the site instead (daemon.stoppedUnstored). Everything else (server
+// stored keeps the site instead (daemon.stoppedUnstored). At its start
+// and each reload, the daemon looks at the spools under its sites'
+// backup_location of sites it does not run (a site removed from the file
+// and the daemon restarted), passing over those another daemon holds
+// locked: one holding WAL no run is known to have stored is logged at
+// error level and shown in Status.OrphanSpools, hoard_orphan_spool_files
+// and the orphan_spool_error alert file, its files never touched
+// (orphanspool.go). Everything else (server
 // restarts, storage outages, failed backups) is retried: walstream
 // retries each upload forever with backoff, and a file leaves the spool
 // only once stored. Upload failures more than UploadRetriesWarningLimit in

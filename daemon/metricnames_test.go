@@ -27,6 +27,7 @@ func registeredMetrics(t *testing.T) map[string]metricFamily {
 	startedMetric(m)
 	siteRunningMetric(m, "s")
 	siteFailedMetric(m, "s")
+	orphanSpoolMetric(m, "s")
 	newSiteMetrics(m, "s")
 	walConnectedMetric(m, "s")
 	rt := &supervisor{site: Site{Name: "s"}, d: &daemon{metrics: m}}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/testio"
 	"github.com/hoardbackup/hoard/storage"
 	"github.com/hoardbackup/hoard/walstream"
 )
@@ -94,6 +96,134 @@ func TestRun_ReloadRemovedStoppedSiteLeftover(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(a.SpoolDir, leftover)); err != nil {
 		t.Errorf("the segment in progress left the spool: %v", err)
+	}
+	rd.stop()
+}
+
+// TestRun_OrphanSpool: the daemon restarted with site test gone from its
+// configuration (the operator removed it and restarted the service),
+// while test's spool under the same backup_location holds a segment in
+// progress that no run stored. Before, the new daemon said nothing. Now
+// its start logs the spool at error level with its files and what to
+// do, shows it in /status orphan_spools and hoard_orphan_spool_files, and
+// raises orphan_spool_error; it never touches the files. A spool another
+// daemon holds locked (streams into now) is not reported; released, the
+// next reload reports it; once the files are moved away, a reload clears
+// all of it.
+func TestRun_OrphanSpool(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	a, _, _, root, leftover := leftoverSpool(t)
+	// A spool another daemon streams into: locked, a complete segment
+	// waiting for its upload.
+	other := filepath.Join(root, "eu", "other", "xlog_incoming")
+	release, err := lockSpool(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { release() }()
+	seg := leftover[:24]
+	if err := os.WriteFile(filepath.Join(other, seg), []byte("wal"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	b := pushSite(filepath.Join(root, "b"), filepath.Join(t.TempDir(), "store-b"), unreachableConn(t))
+	b.Name = "b"
+	port := testio.FreePort(t)
+	reload := make(chan []Site)
+	rd := runDaemon(t, Options{Sites: []Site{b}, Reload: reload, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port}})
+	orphan := func(site, spool string, files ...string) func(Status) bool {
+		return func(s Status) bool {
+			return slices.ContainsFunc(s.OrphanSpools, func(o OrphanSpool) bool {
+				return o.Site == site && o.Spool == spool && slices.Equal(o.Files, files)
+			})
+		}
+	}
+	st := rd.waitFor("test's spool in orphan_spools", orphan("test", a.SpoolDir, leftover))
+	if len(st.OrphanSpools) != 1 {
+		t.Errorf("orphan_spools %+v, want only test's: eu/other's spool is locked by a live daemon", st.OrphanSpools)
+	}
+	if !logLine(rd.logs.String(), `"level":"error"`, a.SpoolDir, leftover, "hoard wal-push", "does not run") {
+		t.Errorf("no error-level log naming the spool %s, %s and what to do:\n%s", a.SpoolDir, leftover, rd.logs.String())
+	}
+	if !rd.alertFile(AlertOrphanSpool) {
+		t.Errorf("no %s alert file", AlertOrphanSpool)
+	}
+	if got := metric(t, port, `hoard_orphan_spool_files{site="test"}`); got != `hoard_orphan_spool_files{site="test"} 1` {
+		t.Errorf("metric %q, want 1", got)
+	}
+	if got := metric(t, port, `hoard_orphan_spool_files{site="eu/other"}`); got != "" {
+		t.Errorf("metric %q for a locked spool, want none", got)
+	}
+	if _, err := os.Stat(filepath.Join(a.SpoolDir, leftover)); err != nil {
+		t.Errorf("the orphaned spool's file: %v", err)
+	}
+
+	// The other daemon stops: the next reload finds its spool too.
+	release()
+	release = func() {}
+	reload <- []Site{b}
+	rd.waitFor("eu/other's spool in orphan_spools once unlocked", orphan("eu/other", other, seg))
+	if got := metric(t, port, `hoard_orphan_spool_files{site="eu/other"}`); got != `hoard_orphan_spool_files{site="eu/other"} 1` {
+		t.Errorf("metric %q, want 1", got)
+	}
+
+	// Stored and moved away: a reload clears it all.
+	for _, dir := range []string{a.Dir, filepath.Join(root, "eu")} {
+		if err := os.Rename(dir, filepath.Join(t.TempDir(), "moved")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload <- []Site{b}
+	rd.waitFor("orphan_spools empty", func(s Status) bool { return len(s.OrphanSpools) == 0 })
+	if rd.alertFile(AlertOrphanSpool) {
+		t.Errorf("%s still raised", AlertOrphanSpool)
+	}
+	if got := metric(t, port, `hoard_orphan_spool_files{site="test"}`); got != "" {
+		t.Errorf("metric %q after the spool went, want none", got)
+	}
+	rd.stop()
+}
+
+// TestRun_OrphanSpoolRemovedByReload: a reload removes streaming site
+// test while it runs with its storage working: its stop stores the
+// segment in progress, which stays in the spool as .partial (as every
+// stop leaves it). The reload's look at the spools does not report that
+// spool: this process stored its WAL. A restart would (it cannot tell).
+func TestRun_OrphanSpoolRemovedByReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	root := t.TempDir()
+	st := storage.NewLocal(t.TempDir())
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	a := streamingSiteTo(t, c.ConnString("postgres"), st)
+	a.Dir = filepath.Join(root, "test")
+	a.SpoolDir = filepath.Join(a.Dir, "xlog_incoming")
+	b := pushSite(filepath.Join(root, "b"), filepath.Join(t.TempDir(), "store-b"), unreachableConn(t))
+	b.Name = "b"
+	reload := make(chan []Site)
+	rd := runDaemon(t, Options{Sites: []Site{a, b}, Reload: reload})
+	rd.waitFor("test streaming", func(s Status) bool { w := s.Sites["test"].WAL; return w != nil && w.Connected })
+	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
+	rd.waitFor("the segment in progress holding wal in the spool", func(Status) bool {
+		_, leftover, err := walstream.SpoolUnstored(a.SpoolDir)
+		return err == nil && leftover != ""
+	})
+	reload <- []Site{b}
+	rd.waitFor("test removed", func(s Status) bool { _, ok := s.Sites["test"]; return !ok })
+	rd.waitLog(`"message":"configuration reloaded"`)
+	time.Sleep(time.Second) // state files written since the reload (every 200 ms)
+	_, leftover, _ := walstream.SpoolUnstored(a.SpoolDir)
+	if leftover == "" {
+		t.Fatalf("no segment in progress left in the spool: the test shows nothing")
+	}
+	if _, err := st.Stat(context.Background(), archive.Layout{}.WALKey(leftover)); err != nil {
+		t.Fatalf("%s not stored by the stop: %v", leftover, err)
+	}
+	if s, _ := rd.status(); len(s.OrphanSpools) != 0 || rd.alertFile(AlertOrphanSpool) {
+		t.Errorf("the spool of a site the reload removed with its wal stored reported: %+v", s.OrphanSpools)
 	}
 	rd.stop()
 }

@@ -104,6 +104,10 @@ const (
 	// no run of it since has got going (daemon.go, siteFailure).
 	MetricSiteFailed        = "hoard_site_failed"
 	MetricDaemonStartedTime = "hoard_start_timestamp_seconds"
+	// MetricOrphanSpoolFiles is the files holding WAL no run stored in
+	// the spool of a site the daemon does not run (orphanspool.go); its
+	// site label is the spool's folder under backup_location.
+	MetricOrphanSpoolFiles = "hoard_orphan_spool_files"
 )
 
 // startedMetric is the daemon's one series without a site.

@@ -25,6 +25,10 @@ type Status struct {
 	// alert_file_dir, sorted; empty when there are none or alert files
 	// are off.
 	Alerts []string `json:"alerts"`
+	// OrphanSpools are the spools of sites the daemon does not run that
+	// hold WAL no run is known to have stored, as its start or last
+	// reload found them (orphanspool.go).
+	OrphanSpools []OrphanSpool `json:"orphan_spools,omitempty"`
 }
 
 // SiteStatus is one site's part of Status.
