@@ -191,8 +191,10 @@ A --target-xid is 32-bit or full (txid_current()); PostgreSQL reads its low 32 b
 one whose low 32 bits are 0, 1 or 2 (no transaction's) is refused (exit 2).
 A target, timeline or action flag given an empty value is refused (exit 2), not read as
 left out (which would restore to the end of the archive).
-A restore point name made more than once after the chosen backup's start is refused (exit 2):
-PostgreSQL stops at the first one, not the newest; the error gives each one's LSN for --target-lsn.
+A restore point name made more than once after the chosen backup's start (--basebackup too) is
+refused (exit 2): PostgreSQL stops at the first one, not the newest; the error gives each one's LSN
+for --target-lsn. To find the first, restore reads the WAL recovery replays from the backup's start
+up to it, once more, before it writes (see docs/pitr.md).
 
 EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks
 failed; otherwise the directory is incomplete: run again with --overwrite);

@@ -15,11 +15,12 @@ import (
 // hoard finds the newest point in the archived WAL and chooses the backup
 // that ended before it, but PostgreSQL stops at the first point of that
 // name it replays, the older one: the restore stopped a point early, with
-// exit 0. It is refused (exit 2), naming both points, and the restore its
+// exit 0. It is refused (exit 2), naming both points, with --basebackup
+// too (naming the backup does not choose the point), and the restore its
 // hint gives for the newest stops there.
 func TestRestoreTargetNameTwice(t *testing.T) {
 	s := newSite(t, siteOptions{})
-	src, _ := s.startBackedUp(t)
+	src, backup := s.startBackedUp(t)
 	src.Exec(t, "insert into t values (2)")
 	first := src.QueryString(t, "select pg_create_restore_point('before-deploy')::text")
 	src.Exec(t, "insert into t values (3)")
@@ -33,6 +34,12 @@ func TestRestoreTargetNameTwice(t *testing.T) {
 	_, errOut, err := s.hoard("restore", "--target-dir", dir, "--target-name", "before-deploy")
 	if exitCode(err) != 2 || !strings.Contains(errOut, "made more than once") || !strings.Contains(errOut, first) || !strings.Contains(errOut, newest) {
 		t.Fatalf("restore --target-name before-deploy, made at %s and %s: exit %d, want 2 naming both\n%s", first, newest, exitCode(err), errOut)
+	}
+	// Naming the backup chooses the backup, not the point: PostgreSQL
+	// stops at the first one all the same.
+	_, errOut, err = s.hoard("restore", "--target-dir", dir, "--target-name", "before-deploy", "--basebackup", backup)
+	if exitCode(err) != 2 || !strings.Contains(errOut, "made more than once") || !strings.Contains(errOut, first) || !strings.Contains(errOut, newest) {
+		t.Fatalf("restore --basebackup %s --target-name before-deploy, made at %s and %s: exit %d, want 2 naming both\n%s", backup, first, newest, exitCode(err), errOut)
 	}
 	m := regexp.MustCompile(`--target-lsn (\S+) --target-inclusive=false`).FindStringSubmatch(errOut)
 	if m == nil || m[1] != newest {

@@ -18,8 +18,10 @@
 // cluster's backups.
 //
 // For a restore point found in archived WAL, Run refuses (ErrBadTarget) a
-// backup from whose start recovery would replay another point of the same
-// name first (earlierRestorePoint): PostgreSQL stops at the first one.
+// backup, chosen or named, from whose start recovery would replay another
+// point of the same name first (earlierRestorePoint, reading forward from
+// the backup's start to the first point of the name, the WAL recovery
+// replays before it stops): PostgreSQL stops at the first one.
 //
 // Run checks before it writes: PostgreSQL must be able to promote at the
 // end of recovery (promotion.go), the target directory must be absent, empty

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -234,18 +235,26 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// site kept for years): made here when the restore point's scan
 	// needs it, else for the check of the backup's WAL below.
 	var stored *archive.WALListing
-	if t.Name != "" && (o.Backup == "" || o.Backup == "latest") && len(backups) > 0 {
+	// newestPoint is the newest restore point called t.Name in the
+	// archived WAL, found by the same scan with --basebackup too: the
+	// operator chose the backup then, not which point of the name
+	// recovery stops at.
+	var newestPoint pglogrepl.LSN
+	if t.Name != "" && len(backups) > 0 {
 		if err := checkRestorePointName(t.Name); err != nil {
 			return nil, err
 		}
 		if stored, err = a.ListStoredWAL(ctx); err != nil {
 			return nil, err
 		}
-		lsn, err := findRestorePoint(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments)
-		if err != nil {
+		if newestPoint, err = findRestorePoint(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments); err != nil {
 			return nil, err
 		}
-		t.nameLSN = lsn
+		if o.Backup == "" || o.Backup == "latest" {
+			// The automatic choice takes the newest backup that ended
+			// before it; a named backup is taken as before.
+			t.nameLSN = newestPoint
+		}
 	}
 	if t.path, err = TargetPath(ctx, a, t.Timeline); err != nil {
 		return nil, fmt.Errorf("target timeline %s: %w", t.Timeline, err)
@@ -266,16 +275,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	b, ctrl, chain, pgm := c.b, c.ctrl, c.chain, c.pgm
-	if t.nameLSN != 0 {
+	if newestPoint != 0 {
 		// stored is set: the scan that found the point made it.
-		earlier, err := earlierRestorePoint(ctx, holders(stored.Segments), t.Name, b.SegmentSize(), b.StartLSN, t.nameLSN, o.MaxScanSegments)
+		earlier, err := earlierRestorePoint(ctx, holders(stored.Segments), t.Name, b.SegmentSize(), b.StartLSN, newestPoint)
 		if err != nil {
 			return nil, err
 		}
 		if earlier != 0 {
 			// As pg_create_restore_point returned them: the end of the
 			// record, MAXALIGNed (XLogInsertRecord's EndPos).
-			earlier, newest := (earlier+7)&^7, (t.nameLSN+7)&^7
+			earlier, newest := (earlier+7)&^7, (newestPoint+7)&^7
 			return nil, fmt.Errorf("%w: restore point %q was made more than once: recovery from backup %s would stop at the first one it replays, "+
 				"ending at %s, not at the newest, ending at %s; restore to the one you mean by the LSN pg_create_restore_point returned for it, "+
 				"with --target-inclusive=false (the newest: --target-lsn %s --target-inclusive=false)", ErrBadTarget, t.Name, b.Name, earlier, newest, newest)

@@ -141,7 +141,7 @@ func TestEarlierRestorePoint(t *testing.T) {
 		from, before pglogrepl.LSN
 		want         pglogrepl.LSN
 	}{
-		{"EarlierSegment", 3 * segSize, lsn(5, 8192), lsn(4, 16384)},
+		{"EarlierSegment", 3 * segSize, lsn(5, 8192), lsn(4, 8192)}, // the first after the start, where recovery stops
 		{"SameSegment", 4*segSize + 100, lsn(4, 16384), lsn(4, 8192)},
 		{"BeforeStartSegment", 3 * segSize, lsn(4, 8192), 0},
 		{"FirstInArchive", 2 * segSize, lsn(2, 4096), 0},
@@ -149,7 +149,7 @@ func TestEarlierRestorePoint(t *testing.T) {
 		{"BeforeStartInStartSegment", 4*segSize + 20000, lsn(5, 8192), 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := earlierRestorePoint(ctx, w, "p", segSize, tt.from, tt.before, 0)
+			got, err := earlierRestorePoint(ctx, w, "p", segSize, tt.from, tt.before)
 			if err != nil || got != tt.want {
 				t.Errorf("earlierRestorePoint(%s, %s) = %s, %v; want %s", tt.from, tt.before, got, err, tt.want)
 			}
@@ -166,4 +166,43 @@ func listed(t *testing.T, a *archive.Archive) walIndex {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// TestEarlierRestorePoint_Far: a point made again more segments after the
+// first than the newest-first scan read (64 by default) is still found,
+// and the one found is the first after the backup's start, where
+// PostgreSQL stops: the scan reads forward from the backup's start, the
+// WAL recovery replays before it stops.
+func TestEarlierRestorePoint_Far(t *testing.T) {
+	ctx := context.Background()
+	const segSize = 1 << 20
+	a := &archive.Archive{Store: storage.NewMem(), Codec: &archive.Codec{Compression: compress.Zstd}, Layout: archive.Layout{Prefix: "s"}, Site: "s"}
+	const firstNo, lastNo = 10, 10 + defaultScanSegments + 6
+	for no := uint64(firstNo - 1); no <= lastNo; no++ {
+		name := wal.Segment{Timeline: 1, No: no}.Name(segSize)
+		seg := waltest.Segment(t, name, segSize, 3)
+		switch no {
+		case firstNo:
+			copy(seg[4096:], restorePointRecord("p", 0))
+			copy(seg[8192:], restorePointRecord("p", 0))
+		case lastNo:
+			copy(seg[8192:], restorePointRecord("p", 0))
+		}
+		if _, err := a.Codec.Put(ctx, a.Store, a.Layout.WALKey(name), bytes.NewReader(seg), -1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lsn := func(no uint64, at int) pglogrepl.LSN {
+		return pglogrepl.LSN(no*segSize + uint64(at) + 34 + restorePointNameSize)
+	}
+	w := listed(t, a)
+	newest, err := findRestorePoint(ctx, w, "p", segSize, 0)
+	if err != nil || newest != lsn(lastNo, 8192) {
+		t.Fatalf("findRestorePoint = %s, %v; want %s", newest, err, lsn(lastNo, 8192))
+	}
+	got, err := earlierRestorePoint(ctx, w, "p", segSize, (firstNo-1)*segSize, newest)
+	if err != nil || got != lsn(firstNo, 4096) {
+		t.Errorf("earlierRestorePoint from the backup's start %d segments before the newest point = %s, %v; want %s, the first one",
+			lastNo-firstNo+1, got, err, lsn(firstNo, 4096))
+	}
 }

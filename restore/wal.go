@@ -662,6 +662,82 @@ func findGap(w walIndex, tail *PartialTail, p wal.History, no, segSize uint64, s
 // Defaults for findRestorePoint.
 const defaultScanSegments = 64
 
+// earlierRestorePoint looks for another restore point called name before
+// the one findRestorePoint found, whose position is before, in the
+// segments of w from the one holding from (the chosen backup's start)
+// to the one holding that point, oldest first, and returns the position
+// of the first one at or after from, as findRestorePoint does, or 0.
+// Restore point names need not be unique, and PostgreSQL stops at the
+// first point of the name that recovery replays (recoveryStopsAfter,
+// xlogrecovery.c), not at the newest one: a script's point made again
+// each day with no backup in between would stop recovery a day early.
+// The scan stops at the first point it finds, so it reads no more WAL
+// than recovery replays from the backup's start before it stops; it has
+// no bound of its own, as a scan newest first would need to find a first
+// point far before the newest.
+func earlierRestorePoint(ctx context.Context, w walIndex, name string, segSize uint64, from, before pglogrepl.LSN) (pglogrepl.LSN, error) {
+	if err := checkRestorePointName(name); err != nil {
+		return 0, err
+	}
+	if before < from+restorePointNameSize {
+		return 0, nil
+	}
+	first := wal.SegmentOf(0, from, segSize).No
+	last := wal.SegmentOf(0, before-restorePointNameSize, segSize).No
+	type segment struct {
+		name string
+		seg  wal.Segment
+	}
+	var segs []segment
+	for n := range w {
+		if seg, err := wal.ParseSegmentName(n, segSize); err == nil && seg.No >= first && seg.No <= last {
+			segs = append(segs, segment{n, seg})
+		}
+	}
+	// By position, then timeline: every copy of a position is read
+	// before the next (the listing's other timelines included, as
+	// findRestorePoint reads them).
+	sort.Slice(segs, func(i, j int) bool {
+		if segs[i].seg.No != segs[j].seg.No {
+			return segs[i].seg.No < segs[j].seg.No
+		}
+		return segs[i].seg.Timeline < segs[j].seg.Timeline
+	})
+	pattern := append([]byte(name), 0)
+	buf := make([]byte, 0, segSize)
+	for _, s := range segs {
+		data, err := readScanSegment(ctx, w, s.name, segSize, buf)
+		if err != nil {
+			return 0, err
+		}
+		start := s.seg.StartLSN(segSize)
+		lo := 0
+		if s.seg.No == first {
+			// A name starting before from is in a record before the
+			// backup's start, where recovery does not replay.
+			lo = int(from - start)
+		}
+		if s.seg.No == last {
+			// Only the records before the point found: its name starts
+			// at before-restorePointNameSize.
+			data = data[:min(len(data), int(before-restorePointNameSize-start))]
+		}
+		if at := firstRestorePointRecord(data, pattern, lo); at >= 0 {
+			return start + pglogrepl.LSN(at+restorePointNameSize), nil
+		}
+	}
+	return 0, nil
+}
+
+// checkRestorePointName checks a restore point's name as PostgreSQL
+// bounds it (MAXFNAMELEN - 1 bytes).
+func checkRestorePointName(name string) error {
+	if len(name) == 0 || len(name) > 63 {
+		return fmt.Errorf("%w: restore point name must be 1 to 63 bytes", ErrBadTarget)
+	}
+	return nil
+}
+
 // findRestorePoint scans the newest archived WAL segments of w (the
 // segments of a listing the caller made: restore.Run's one listing of
 // xlog/, with the sites a moved from), at most maxSegments of them (0:
@@ -675,39 +751,6 @@ const defaultScanSegments = 64
 // split across a WAL page boundary is not recognised: the segment then does
 // not match, and the caller falls back to asking for a backup name.
 func findRestorePoint(ctx context.Context, w walIndex, name string, segSize uint64, maxSegments int) (pglogrepl.LSN, error) {
-	return scanRestorePoint(ctx, w, name, segSize, maxSegments, 0, 0)
-}
-
-// earlierRestorePoint looks for another restore point called name before
-// the one findRestorePoint found, whose position is before, in the
-// segments of w from the one holding from (the chosen backup's start)
-// to the one holding that point, at most maxSegments of them (0: 64),
-// newest first, and returns its position as findRestorePoint does, or 0.
-// Restore point names need not be unique, and PostgreSQL stops at the
-// first point of the name that recovery replays (recoveryStopsAfter,
-// xlogrecovery.c), not at the newest one: a script's point made again
-// each day with no backup in between would stop recovery a day early.
-func earlierRestorePoint(ctx context.Context, w walIndex, name string, segSize uint64, from, before pglogrepl.LSN, maxSegments int) (pglogrepl.LSN, error) {
-	if before < restorePointNameSize {
-		return 0, nil
-	}
-	return scanRestorePoint(ctx, w, name, segSize, maxSegments, from, before)
-}
-
-// checkRestorePointName checks a restore point's name as PostgreSQL
-// bounds it (MAXFNAMELEN - 1 bytes).
-func checkRestorePointName(name string) error {
-	if len(name) == 0 || len(name) > 63 {
-		return fmt.Errorf("%w: restore point name must be 1 to 63 bytes", ErrBadTarget)
-	}
-	return nil
-}
-
-// scanRestorePoint is findRestorePoint, and with before not 0
-// earlierRestorePoint: only the segments from the one holding from to the
-// one holding the name of the point whose position is before, the latter
-// read only up to that name.
-func scanRestorePoint(ctx context.Context, w walIndex, name string, segSize uint64, maxSegments int, from, before pglogrepl.LSN) (pglogrepl.LSN, error) {
 	if maxSegments <= 0 {
 		maxSegments = defaultScanSegments
 	}
@@ -725,61 +768,48 @@ func scanRestorePoint(ctx context.Context, w walIndex, name string, segSize uint
 		}
 		return names[i] > names[j]
 	})
-	var first, last uint64 // the segment numbers earlierRestorePoint scans
-	if before != 0 {
-		first = wal.SegmentOf(0, from, segSize).No
-		last = wal.SegmentOf(0, before-restorePointNameSize, segSize).No
-		kept := names[:0]
-		for _, n := range names {
-			if seg, err := wal.ParseSegmentName(n, segSize); err == nil && seg.No >= first && seg.No <= last {
-				kept = append(kept, n)
-			}
-		}
-		names = kept
-	}
 	pattern := append([]byte(name), 0)
 	buf := make([]byte, 0, segSize)
 	for i, n := range names {
 		if i >= maxSegments {
 			break
 		}
-		src := w[n]
-		rc, _, err := src.Codec.Open(ctx, src.Store, src.Layout.WALKey(n))
+		data, err := readScanSegment(ctx, w, n, segSize, buf)
 		if err != nil {
-			return 0, fmt.Errorf("open WAL %s: %w", n, err)
-		}
-		// At most one byte past the segment size is held: an object
-		// that decodes to more is no segment, whatever it would decode
-		// to (a compression bomb).
-		b := bytes.NewBuffer(buf[:0])
-		_, err = io.Copy(b, io.LimitReader(rc, int64(segSize)+1))
-		rc.Close()
-		if err == nil && uint64(b.Len()) > segSize {
-			err = fmt.Errorf("%w: more than the %d-byte segment size", archive.ErrWALTooLarge, segSize)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read WAL %s: %w", src.Layout.WALKey(n), err)
+			return 0, err
 		}
 		seg, err := wal.ParseSegmentName(n, segSize)
 		if err != nil {
 			return 0, err
 		}
-		data := b.Bytes()
-		if before != 0 && seg.No == last {
-			// Only the records before the point found: its name starts
-			// at before-restorePointNameSize.
-			data = data[:min(len(data), int(before-restorePointNameSize-seg.StartLSN(segSize)))]
-		}
 		if at := findRestorePointRecord(data, pattern); at >= 0 {
-			if before != 0 && seg.No == first && seg.StartLSN(segSize)+pglogrepl.LSN(at) < from {
-				// The last one here is before the backup's start,
-				// where recovery does not replay: so are the others.
-				continue
-			}
 			return seg.StartLSN(segSize) + pglogrepl.LSN(at+restorePointNameSize), nil
 		}
 	}
 	return 0, nil
+}
+
+// readScanSegment reads segment n of w into buf's space, for the restore
+// point scans.
+func readScanSegment(ctx context.Context, w walIndex, n string, segSize uint64, buf []byte) ([]byte, error) {
+	src := w[n]
+	rc, _, err := src.Codec.Open(ctx, src.Store, src.Layout.WALKey(n))
+	if err != nil {
+		return nil, fmt.Errorf("open WAL %s: %w", n, err)
+	}
+	// At most one byte past the segment size is held: an object
+	// that decodes to more is no segment, whatever it would decode
+	// to (a compression bomb).
+	b := bytes.NewBuffer(buf[:0])
+	_, err = io.Copy(b, io.LimitReader(rc, int64(segSize)+1))
+	rc.Close()
+	if err == nil && uint64(b.Len()) > segSize {
+		err = fmt.Errorf("%w: more than the %d-byte segment size", archive.ErrWALTooLarge, segSize)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read WAL %s: %w", src.Layout.WALKey(n), err)
+	}
+	return b.Bytes(), nil
 }
 
 // restorePointNameSize is MAXFNAMELEN, the size of xl_restore_point's name.
@@ -801,6 +831,24 @@ func findRestorePointRecord(data, pattern []byte) int {
 			return at
 		}
 		end = at + len(pattern) - 1
+	}
+	return -1
+}
+
+// firstRestorePointRecord is findRestorePointRecord's first match whose
+// name starts at or after lo, or -1.
+func firstRestorePointRecord(data, pattern []byte, lo int) int {
+	const hdr = 24 + 2 + 8
+	for lo = max(lo, 0); lo < len(data); {
+		i := bytes.Index(data[lo:], pattern)
+		if i < 0 {
+			return -1
+		}
+		at := lo + i
+		if h := at - hdr; h >= 0 && data[h+16]&0xF0 == 0x70 && data[h+17] == 0 && data[h+24] == 0xFF && data[h+25] == 72 {
+			return at
+		}
+		lo = at + 1
 	}
 	return -1
 }
