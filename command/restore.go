@@ -102,6 +102,14 @@ A --standby keeps these (and primary_conninfo, unless --primary-conninfo, and
 primary_slot_name), as rebuilding a standby from its own backup needs; the summary and
 the log name each one the restored configuration carries, with its value (a password
 masked), and how to override it. PostgreSQL 13 and later.
+A standby with a target is one only up to it: PostgreSQL applies --target-action in standby
+mode too, pausing there (the default; pg_wal_replay_resume() then promotes it) or promoting
+(then restore checks what promotion asks for, as for a primary); it streams nothing past the
+target. The summary says what happens at the target and, for a primary, when the archive
+ends first: PostgreSQL stops with "FATAL: recovery ended before configured recovery target
+was reached", promoting nothing (set the target to '' and start again to end there, or
+restore again with --overwrite). An xid is reached only by its commit or abort as a
+top-level transaction, never by a subtransaction's xid.
 
 --primary-conninfo may hold the replication password, which on the command line every
 local user reads (ps, /proc/PID/cmdline) while the restore runs, and the shell's history
@@ -553,6 +561,7 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 		mode = "a standby (standby.signal)"
 	}
 	printf(w, "Recovery is configured in postgresql.auto.conf as %s, to %s.\n", mode, describeTarget(o.Target))
+	printAtTarget(w, o)
 	if g := res.WALGap; g != nil && (o.Target.IsZero() || !o.Target.Immediate) {
 		if o.Target.IsZero() {
 			printf(w, "WAL GAP: recovery will stop at LSN %s, the end of %s, and promote: %s,\n"+
@@ -780,6 +789,56 @@ func gapSegments(g *restore.WALGap, segSize uint64) string {
 }
 
 // describeTarget says in words where recovery stops.
+// printAtTarget says what PostgreSQL does at the target and, where it
+// may not reach it, what it does then and what to do (seen on 13, 15 and
+// 18: e2e TestRestoreTargetEnd).
+func printAtTarget(w io.Writer, o restore.Options) {
+	t := o.Target
+	if t.IsZero() {
+		return
+	}
+	switch {
+	case o.TargetAction == restore.ActionShutdown:
+		printf(w, "At the target PostgreSQL shuts down (recovery_target_action = shutdown); started again, it replays no further.\n")
+	case o.TargetAction == restore.ActionPromote || (o.TargetAction == "" && !o.Standby):
+		if o.Standby {
+			printf(w, "At the target PostgreSQL promotes (recovery_target_action = promote), a standby too: it streams no further.\n")
+		} else {
+			printf(w, "At the target PostgreSQL promotes (recovery_target_action = promote).\n")
+		}
+	default:
+		printf(w, "At the target PostgreSQL pauses, in recovery (recovery_target_action = pause): it replays and streams\n"+
+			"nothing past it, a standby too; select pg_wal_replay_resume() or pg_ctl promote then promotes it.\n")
+	}
+	if t.Immediate {
+		return
+	}
+	if t.XID != 0 {
+		printf(w, "Recovery reaches transaction %d only at its commit or abort as a top-level transaction: a subtransaction's\n"+
+			"xid (a row's xmin written after a SAVEPOINT) or one that never ended is never reached.\n", t.XID)
+	}
+	if o.Standby {
+		printf(w, "Until it reaches the target, a standby waits for more WAL at the end of the archive.\n")
+		return
+	}
+	printf(w, "If the archived WAL ends before the target, PostgreSQL replays it all, then stops with \"FATAL: recovery ended\n"+
+		"before configured recovery target was reached\" and does not promote: restore again with --overwrite and another\n"+
+		"target, or, to keep the end of the archive, set %s = '' in hoard's block of postgresql.auto.conf and start it again.\n", targetSetting(t))
+}
+
+// targetSetting is the recovery_target_* setting hoard writes for t.
+func targetSetting(t restore.Target) string {
+	switch {
+	case !t.Time.IsZero():
+		return "recovery_target_time"
+	case t.XID != 0:
+		return "recovery_target_xid"
+	case t.Name != "":
+		return "recovery_target_name"
+	}
+	return "recovery_target_lsn"
+}
+
 func describeTarget(t restore.Target) string {
 	switch {
 	case t.Immediate:

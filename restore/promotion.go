@@ -24,9 +24,10 @@ import (
 // cluster's 00000002.history there, which is absent to it while the
 // upgraded cluster has no WAL on timeline 2 or later. Only where hoard
 // writes wal-fetch as restore_command and the restored server promotes
-// at the end of recovery (a primary, without a target or with promote):
-// a standby, or a server that pauses or shuts down at the target,
-// promotes later if ever, by someone who then sees PostgreSQL's error.
+// at the end of recovery (a primary, without a target or with promote; a
+// standby with a target and promote): a standby without one, or a server
+// that pauses or shuts down at the target, promotes later if ever, by
+// someone who then sees PostgreSQL's error.
 func (o *Options) checkPromotion(ctx context.Context, a *archive.Archive, b *archive.BackupInfo, tli uint32) error {
 	if o.RestoreCommand != "" || o.WALFetch == nil || !o.promotes() {
 		return nil
@@ -45,9 +46,23 @@ func (o *Options) checkPromotion(ctx context.Context, a *archive.Archive, b *arc
 }
 
 // promotes reports whether the restored server promotes at the end of
-// recovery: a primary, without a target or with promote.
+// recovery: a primary, without a target or with promote; a standby with
+// a target and promote. A standby that reaches its recovery target ends
+// recovery as a primary does (recovery_target_action applies in standby
+// mode too; seen on 13, 15 and 18): with promote it promotes there, with
+// pause (the default written for a standby) it waits, and promotes when
+// resumed.
 func (o *Options) promotes() bool {
-	return !o.Standby && (o.Target.IsZero() || o.TargetAction == "" || o.TargetAction == ActionPromote)
+	if o.Target.IsZero() {
+		return !o.Standby
+	}
+	switch o.TargetAction {
+	case "":
+		return !o.Standby
+	case ActionPromote:
+		return true
+	}
+	return false
 }
 
 // checkRecoveryHistories reads and checks, as wal-fetch does before it

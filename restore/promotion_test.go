@@ -18,6 +18,7 @@ func TestCheckPromotion_NotAsked(t *testing.T) {
 		{"RestoreCommand", Options{RestoreCommand: "cp /a/%f %p", WALFetch: fetch}},
 		{"NoWALFetch", Options{}},
 		{"Standby", Options{Standby: true, WALFetch: fetch}},
+		{"StandbyPause", Options{Standby: true, WALFetch: fetch, Target: Target{Immediate: true}}},
 		{"Pause", Options{WALFetch: fetch, Target: Target{Immediate: true}, TargetAction: "pause"}},
 		{"Shutdown", Options{WALFetch: fetch, Target: Target{Immediate: true}, TargetAction: "shutdown"}},
 	} {

@@ -66,6 +66,13 @@ func testRunRecoveryHistories(t *testing.T, keys bool) {
 		{name: "CurrentPromotion", o: Options{Target: Target{Timeline: "current"}}, damage: flip("00000002.history"), bad: "00000002.history"},
 		{name: "NumericShutdown", o: Options{Target: Target{Timeline: "2", Immediate: true}, TargetAction: ActionShutdown},
 			damage: flip("00000003.history")},
+		// A standby promotes at its target with promote (seen on 13, 15
+		// and 18: TestRestoreTargetNotReached), probing the timelines
+		// after the target's as a primary does; with pause it does not.
+		{name: "StandbyPromote", o: Options{Standby: true, Target: Target{Timeline: "2", Immediate: true}, TargetAction: ActionPromote},
+			damage: flip("00000003.history"), bad: "00000003.history"},
+		{name: "StandbyPause", o: Options{Standby: true, Target: Target{Timeline: "2", Immediate: true}},
+			damage: flip("00000003.history")},
 		{name: "Sound"},
 	}
 	for _, tc := range cases {

@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hoardbackup/hoard/internal/pgtest"
+)
+
+// TestRestoreTargetEnd: what PostgreSQL does at a recovery target, and
+// where it never reaches one, on each major under test (one source cluster
+// each), and that restore's summary says so.
+//
+//   - --target-xid of a subtransaction (a row's xmin after a SAVEPOINT):
+//     recovery matches only top-level commits and aborts, so it replays
+//     the whole archive and stops with "FATAL: recovery ended before
+//     configured recovery target was reached" without promoting (on 13
+//     pg_ctl -w may report the server started first). The summary's way
+//     out, the target set to the empty string and the server started again, promotes at
+//     the end of the archive.
+//   - --standby with a target: PostgreSQL applies recovery_target_action
+//     in standby mode too. With pause (hoard's default for a standby) it
+//     waits in recovery at the target and promotes once resumed; with
+//     promote it promotes there. So a standby with a target stops being a
+//     standby at it, and restore checks what promotion asks for.
+func TestRestoreTargetEnd(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
+		s := newSite(t, siteOptions{})
+		src := pgtest.Start(t, pgtest.Options{Major: major, Conf: s.clusterConf()})
+		s.use(src)
+		src.Exec(t, "create table t (id int primary key)")
+		src.Exec(t, "insert into t values (1)")
+		s.mustHoard("basebackup", "--fast")
+		src.Exec(t, "insert into t values (2)")
+		lsn := src.QueryString(t, "select pg_current_wal_insert_lsn()::text")
+		atLSN := tableRows(t, src)
+
+		ctx := context.Background()
+		conn := src.Connect(t, "postgres")
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sub uint64
+		for _, q := range []string{"insert into t values (3)", "savepoint a"} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.QueryRow(ctx, "insert into t values (4) returning xmin::text::bigint").Scan(&sub); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		src.Exec(t, "insert into t values (5)")
+		atEnd := tableRows(t, src)
+		switchAndWaitArchived(t, src)
+
+		restore := func(args ...string) (dir, out string) {
+			t.Helper()
+			dir = filepath.Join(pgtest.TempDir(t), "data")
+			out = s.mustHoard(append([]string{"restore", "--target-dir", dir}, args...)...)
+			return dir, out
+		}
+		t.Run("SubtransactionXID", func(t *testing.T) {
+			x := strconv.FormatUint(sub, 10)
+			dir, out := restore("--target-xid", x)
+			for _, w := range []string{"subtransaction's", "FATAL: recovery ended", "recovery_target_xid = ''"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("summary of restore --target-xid %s does not say %q:\n%s", x, w, out)
+				}
+			}
+			c, err := pgtest.TryStartDataDir(t, major, dir, noArchiving)
+			if c == nil {
+				t.Fatalf("start: %v", err)
+			}
+			deadline := time.Now().Add(2 * time.Minute)
+			for c.Running() && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			log := c.Log()
+			if c.Running() || !strings.Contains(log, "FATAL:  recovery ended before configured recovery target was reached") || strings.Contains(log, "selected new timeline ID") {
+				t.Fatalf("recovery to subtransaction xid %s: running %v, want stopped with FATAL and not promoted\n%s", x, c.Running(), tailLines(log, 30))
+			}
+			conf := filepath.Join(dir, "postgresql.auto.conf")
+			b, err := os.ReadFile(conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			re := regexp.MustCompile(`(?m)^recovery_target_xid = '` + x + `'$`)
+			if !re.Match(b) {
+				t.Fatalf("no recovery_target_xid = '%s' in %s:\n%s", x, conf, b)
+			}
+			if err := os.WriteFile(conf, re.ReplaceAll(b, []byte("recovery_target_xid = ''")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c.Start(t)
+			c.WaitRecoveryDone(t, 3*time.Minute)
+			if got := tableRows(t, c); got != atEnd {
+				t.Errorf("started again without the target: rows %q, want %q (the end of the archive)", got, atEnd)
+			}
+		})
+		t.Run("StandbyPause", func(t *testing.T) {
+			dir, out := restore("--standby", "--target-lsn", lsn)
+			if !strings.Contains(out, "pg_wal_replay_resume() or pg_ctl promote then promotes it") {
+				t.Errorf("summary of restore --standby --target-lsn does not say that resuming promotes:\n%s", out)
+			}
+			c := pgtest.StartDataDir(t, major, dir, noArchiving)
+			c.WaitTrue(t, 3*time.Minute, "select pg_is_wal_replay_paused()")
+			if got := tableRows(t, c); got != atLSN {
+				t.Errorf("paused at LSN %s: rows %q, want %q", lsn, got, atLSN)
+			}
+			c.Exec(t, "select pg_wal_replay_resume()")
+			c.WaitRecoveryDone(t, 3*time.Minute)
+			if got := tableRows(t, c); got != atLSN {
+				t.Errorf("resumed at LSN %s: rows %q, want %q", lsn, got, atLSN)
+			}
+		})
+		t.Run("StandbyPromote", func(t *testing.T) {
+			dir, out := restore("--standby", "--target-lsn", lsn, "--target-action", "promote")
+			if !strings.Contains(out, "a standby too") {
+				t.Errorf("summary of restore --standby --target-action promote does not say it promotes:\n%s", out)
+			}
+			c := pgtest.StartDataDir(t, major, dir, noArchiving)
+			c.WaitRecoveryDone(t, 3*time.Minute)
+			if got := tableRows(t, c); got != atLSN {
+				t.Errorf("promoted at LSN %s: rows %q, want %q", lsn, got, atLSN)
+			}
+		})
+	})
+}
