@@ -93,6 +93,7 @@ type partialMatch struct {
 	max     int64
 	off     int64 // stored bytes seen
 	differs bool  // a difference within the first data bytes
+	diffAt  int64 // where the first difference is, when differs
 	kept    []byte
 	dropped bool // more than max: nothing kept
 	buf     []byte
@@ -107,7 +108,12 @@ func (m *partialMatch) Write(p []byte) (int, error) {
 		if _, err := m.f.ReadAt(b, m.off); err != nil {
 			return 0, fmt.Errorf("read the copy: %w", err)
 		}
-		m.differs = !bytes.Equal(b, p[:n])
+		for i := range b {
+			if b[i] != p[i] {
+				m.differs, m.diffAt = true, m.off+int64(i)
+				break
+			}
+		}
 	}
 	m.off += int64(len(p))
 	if m.off > m.max {
@@ -159,7 +165,10 @@ func sameWAL(path string, data int64, content []byte) (bool, error) {
 // must not be: res.Stale when the stored copy holds this file's WAL and
 // more (a restarted receiver's first copies), or nothing to do when it
 // holds exactly this file. When the stored object is not this stream's
-// WAL, res.Replaced says why and the file is stored over it.
+// WAL, res.Replaced says why and the file is stored over it; with keep
+// (wal-push, PushWAL), it is stored over only when it is a shorter copy
+// of the file's WAL (its bytes up to its last non-zero one are the
+// file's), and any other is an error wrapping ErrWALConflict.
 //
 // The object's metadata is a hint only where following it cannot lose
 // WAL to anyone but a writer who could delete the object anyway: one
@@ -169,7 +178,7 @@ func sameWAL(path string, data int64, content []byte) (bool, error) {
 // one segment downloaded for the first copy of a segment after a restart
 // or a failed copy. The caller's later copies compare with what cache
 // keeps (partialAhead) instead of reading it again.
-func (a *Archive) checkStored(ctx context.Context, obj storage.Object, path string, fileSize, data int64, holdsSpool bool, cache *PartialCache, res *PushResult) (done bool, err error) {
+func (a *Archive) checkStored(ctx context.Context, obj storage.Object, path string, fileSize, data int64, holdsSpool, keep bool, cache *PartialCache, res *PushResult) (done bool, err error) {
 	claim, claimed := int64(0), false
 	if v, ok := obj.Metadata[MetaPartialDataSize]; ok {
 		if n, err := parseDataSize(obj.Key, v); err == nil {
@@ -203,6 +212,8 @@ func (a *Archive) checkStored(ctx context.Context, obj storage.Object, path stri
 				obj.Key, ErrUnverifiedPartial, MetaPartialDataSize, err)
 		}
 		return false, fmt.Errorf("%s: %w (%v)", obj.Key, ErrUnverifiedPartial, err)
+	case NotWAL(err) && keep:
+		return false, fmt.Errorf("%w: %s is not this segment's WAL as hoard stores it: %w", ErrWALConflict, obj.Key, err)
 	case NotWAL(err):
 		res.Replaced = err
 		return false, nil
@@ -210,6 +221,12 @@ func (a *Archive) checkStored(ctx context.Context, obj storage.Object, path stri
 		return false, fmt.Errorf("read the stored copy %s: %w", obj.Key, err)
 	}
 	switch {
+	case !m.same() && keep && m.differs && m.diffAt < stored:
+		return false, fmt.Errorf("%s holds other WAL than the local file from byte %d on, and is not a shorter copy of it: %w", obj.Key, m.diffAt, ErrWALConflict)
+	case !m.same() && keep:
+		// A shorter copy of the file's WAL: stored over, as a
+		// longer copy of a growing segment is.
+		return false, nil
 	case !m.same():
 		res.Replaced = fmt.Errorf("%s is not the WAL the server sent: it does not start with this copy's %d bytes of WAL", obj.Key, data)
 		return false, nil

@@ -68,14 +68,14 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 		return PushResult{}, fmt.Errorf("put partial %s: %q is not a <segment>.partial file name", path, name)
 	}
 	if o.Partial == nil {
-		return a.putPartial(ctx, path, name, o, nil)
+		return a.putPartial(ctx, path, name, o, nil, false)
 	}
 	o.Partial.mu.Lock()
 	defer o.Partial.mu.Unlock()
 	if o.StoredPartial == 0 {
 		o.Partial.drop()
 	}
-	res, err := a.putPartial(ctx, path, name, o, o.Partial)
+	res, err := a.putPartial(ctx, path, name, o, o.Partial, false)
 	if err != nil {
 		// What the failed copy left in the store is unknown; the next
 		// starts from scratch (it comes with StoredPartial zero too).
@@ -91,8 +91,9 @@ func (a *Archive) PutPartialWAL(ctx context.Context, path string, o PushOptions)
 
 // putPartial is PutPartialWAL, with the copy encoded through cache when
 // not nil (locked by the caller) and its codec has an appender, else from
-// the start.
-func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptions, cache *PartialCache) (PushResult, error) {
+// the start. With keep (PushWAL), a stored object that is not a shorter
+// copy of the file's WAL is not stored over (checkStored).
+func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptions, cache *PartialCache, keep bool) (PushResult, error) {
 	var (
 		res         PushResult
 		fileSize    int64
@@ -162,7 +163,7 @@ func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptio
 	case err != nil:
 		return res, fmt.Errorf("put partial %s: stat %s: %w", path, res.Key, err)
 	default:
-		done, err := a.checkStored(ctx, obj, path, fileSize, size, o.HoldsSpool, cache, &res)
+		done, err := a.checkStored(ctx, obj, path, fileSize, size, o.HoldsSpool, keep, cache, &res)
 		if err != nil {
 			return res, fmt.Errorf("put partial %s: %w", path, err)
 		}
@@ -172,6 +173,15 @@ func (a *Archive) putPartial(ctx context.Context, path, name string, o PushOptio
 	}
 
 	md := storage.Metadata{MetaPartialDataSize: strconv.FormatInt(size, 10)}
+	if keep {
+		// Stored as PushWAL stores any file, without the claim: the
+		// size counts every non-zero byte of PostgreSQL's file, also
+		// past its end of WAL, and a claim above what the daemon's
+		// receiver holds of the segment would have its final copy
+		// fail (ErrUnverifiedPartial) where it holds only the public
+		// key.
+		md = nil
+	}
 	if err := storeObject(md); err != nil {
 		return res, fmt.Errorf("put partial %s: %w", path, err)
 	}

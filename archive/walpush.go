@@ -77,8 +77,8 @@ type PushResult struct {
 	// Uploaded is false when an identical file was already archived and
 	// nothing was written.
 	Uploaded bool
-	// Stale is set by PutPartialWAL when the stored .partial holds more
-	// WAL than the file, which was not stored. The stored copy was
+	// Stale is set by PutPartialWAL, and PushWAL of a .partial, when the
+	// stored .partial holds more WAL than the file, which was not stored. The stored copy was
 	// read and starts with exactly the file's WAL (never decided from
 	// its metadata alone): the file's WAL is stored.
 	Stale bool
@@ -127,6 +127,8 @@ func walKind(name string) (segment, partial, ok bool) {
 // The object is created with storage.Store.Create, so of pushers racing on
 // one name exactly one stores its file; each other one compares its file
 // with the stored one and succeeds (same bytes) or returns ErrWALConflict.
+// A .partial file meeting other bytes follows pushPartial instead: the
+// site's streaming daemon stores its own copies under that name.
 func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (PushResult, error) {
 	name := filepath.Base(path)
 	segment, partial, ok := walKind(name)
@@ -150,6 +152,8 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 	same, err := a.sameAsArchived(ctx, res.Key, name, o.SystemID, src, res.Hash, alg)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
+	case partial && errors.Is(err, ErrWALConflict):
+		return a.pushPartial(ctx, path, name, o)
 	case err != nil:
 		return res, fmt.Errorf("push %s: %w", path, a.historyConflict(ctx, res.Key, name, o.SystemID, err))
 	case same:
@@ -177,6 +181,8 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 			return res, fmt.Errorf("push %s: %w", path, err)
 		}
 		return res, nil
+	case partial && errors.Is(cerr, ErrWALConflict):
+		return a.pushPartial(ctx, path, name, o)
 	case errors.Is(cerr, ErrWALConflict):
 		return res, fmt.Errorf("push %s: %w", path, a.historyConflict(ctx, res.Key, name, o.SystemID, cerr))
 	case errors.Is(cerr, ErrHistoryNotAuthentic), errors.Is(cerr, ErrOtherSystem):
@@ -185,6 +191,28 @@ func (a *Archive) PushWAL(ctx context.Context, path string, o PushOptions) (Push
 		return res, fmt.Errorf("push %s: %s exists but cannot be compared: %w", path, res.Key, cerr)
 	}
 	return res, fmt.Errorf("push %s: %w", path, err)
+}
+
+// pushPartial stores the .partial file at path, called name, over a
+// stored copy of other bytes under its name, the rules of PutPartialWAL
+// with one more: a stored copy is stored over only when it holds a
+// shorter copy of the file's WAL (checkStored's keep). The site's
+// streaming daemon stores copies of the segment it receives under that
+// name, and a promoted server archives the same segment's .partial,
+// holding more WAL than the daemon's last copy (the daemon was stopped or
+// behind) or less (the old primary sent the daemon WAL its standby never
+// received): a file holding more is stored over the copy, a copy that
+// holds the file's WAL and more counts as the file archived (Uploaded
+// false, Stale), and a copy of other WAL is a conflict, left alone.
+// Before, every such push failed as a conflict, and PostgreSQL's
+// archiver, which retries the oldest file first, archived nothing else.
+func (a *Archive) pushPartial(ctx context.Context, path, name string, o PushOptions) (PushResult, error) {
+	o.StoredPartial, o.Partial, o.HoldsSpool = 0, nil, false
+	res, err := a.putPartial(ctx, path, name, o, nil, true)
+	if err != nil {
+		return res, fmt.Errorf("push %s: another copy is archived under its name: %w", path, err)
+	}
+	return res, nil
 }
 
 // checkSameHistory checks that history file name, found under key with

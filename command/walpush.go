@@ -23,7 +23,10 @@ func walPushCommand() *cli.Command {
 data directory) to the site's xlog/ folder (.history files to timeline/). A segment's page
 header must match its name and size, so a recycled or misnamed file is refused. Pushing a
 file that is already archived with the same contents succeeds without uploading; a
-different file under the same name is refused and never overwritten. A .history file
+different file under the same name is refused and never overwritten, but for a .partial
+(the old timeline's last segment a promoted server archives): one stored by a streaming
+daemon of the site that holds a shorter copy of the file's WAL is stored over, and one that
+holds all of the file's WAL and more counts as archived. A .history file
 refused so because the stored one is bound to another database system (a site with keys),
 or claims one (a site without keys: the system its writer recorded, not authenticated), is
 most likely the old cluster's after a pg_upgrade into the same site: the message says
