@@ -29,7 +29,10 @@ key or PostgreSQL setting to change), in four steps:
 
   configuration  the file decodes and names the site; encryption_key_id has a key; a warning
                  when encryption is off (a key whose public and private halves are from
-                 different pairs, as a malformed key, is a configuration that does not load)
+                 different pairs, as a malformed key, is a configuration that does not load);
+                 FAILED where another active site of the file stores its objects under the
+                 site's keys or inside one of its folders in the same storage (a copied
+                 site left with the same prefix), whose retention hoard refuses
   storage        a scratch object <prefix>/hoard/check/<random> is written, read back,
                  compared and deleted (never a real object); a storage that refuses the
                  delete is a warning: retention needs it. Run as root, it writes nothing
@@ -107,6 +110,15 @@ func runCheck(c *cli.Context) error {
 		src = "the environment"
 	}
 	r.ok("configuration", "site %s from %s", env.name, src)
+	if err := nestedSite(c.Context, env.cfg, env.name); err != nil {
+		// Its retention is refused: hoard retention exits 2, and the
+		// daemon's fails at each run while its WAL and backups go on.
+		msg := err.Error()
+		if ue, ok := errors.AsType[*usageError](err); ok {
+			msg = ue.msg + "; hoard retention refuses the site: " + ue.hint
+		}
+		r.fail("configuration", "%s", msg)
+	}
 	root := checkEUID() == 0
 	if root {
 		r.warn("user", "hoard check runs as root, and checks what root can do, not PostgreSQL's user, which runs wal-push and the daemon: "+

@@ -160,3 +160,32 @@ func TestDaemonOptions_RetentionRefusedNested(t *testing.T) {
 		}
 	}
 }
+
+// hoard check fails the configuration step of a site whose keys another
+// active site of the configuration shares or lies in (nestedSite): its
+// retention is refused (hoard retention exits 2, the daemon's fails at
+// each run), which check said nothing of.
+func TestCheck_NestedSite(t *testing.T) {
+	root := t.TempDir()
+	store := filepath.Join(root, "store")
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	site := func(name, prefix string) string {
+		return fmt.Sprintf(`%q: {"prefix": %q, "active_backup_mode": "archive_command", "nodes": [{"host": "127.0.0.1", "port": %d}],
+			"object_storage": {"storage_type": "local", "directory": %q}}`, name, prefix, testio.FreePort(t), store)
+	}
+	p := filepath.Join(root, "hoard.json")
+	js := fmt.Sprintf(`{"backup_location": %q, "backup_sites": {%s, %s}}`, filepath.Join(root, "state"), site("a", "shared"), site("b", "shared"))
+	if err := os.WriteFile(p, []byte(js), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runOutput(t, "check", "--config", p, "--site", "a")
+	if code != ExitFailure {
+		t.Errorf("check: exit %d, want %d\n%s", code, ExitFailure, out)
+	}
+	wantLines(t, out, "FAILED   configuration: sites a and b store their objects under the same keys ("+store+"/shared/) in the same storage")
+	if !strings.Contains(out, "backup_sites.<site>.prefix") {
+		t.Errorf("the line does not say which key to change:\n%s", out)
+	}
+}
