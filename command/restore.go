@@ -109,7 +109,10 @@ target. The summary says what happens at the target and, for a primary, when the
 ends first: PostgreSQL stops with "FATAL: recovery ended before configured recovery target
 was reached", promoting nothing (set the target to '' and start again to end there, or
 restore again with --overwrite). An xid is reached only by its commit or abort as a
-top-level transaction, never by a subtransaction's xid.
+top-level transaction, never by a subtransaction's xid. A --target-time after this host's clock
+is restored (WAL committed after it may yet be archived), with a TARGET IN THE FUTURE line in
+the summary for a primary: check the time, its zone and the clock, or restore with --standby
+to stop there once it comes.
 
 --primary-conninfo may hold the replication password, which on the command line every
 local user reads (ps, /proc/PID/cmdline) while the restore runs, and the shell's history
@@ -797,6 +800,17 @@ func printAtTarget(w io.Writer, o restore.Options) {
 	if t.IsZero() {
 		return
 	}
+	if ahead := time.Until(t.Time); !t.Time.IsZero() && !o.Standby && ahead > 0 {
+		// Not refused: WAL committed after the time may yet be archived
+		// (an archive still growing), and this host's clock may be the
+		// one that is wrong. But most often the time or its zone is.
+		printf(w, "TARGET IN THE FUTURE: --target-time %s is %s after this host's clock (%s):\n"+
+			"no transaction archived so far committed after it, so recovery reaches it only if WAL committed after it is archived\n"+
+			"before recovery replays the archive's end; otherwise PostgreSQL stops as below. Check the time, its zone\n"+
+			"and this host's clock; for the end of the archive restore without a target; to stop at that time once\n"+
+			"it comes, restore with --standby, which waits for more WAL.\n",
+			t.Time.UTC().Format(time.RFC3339Nano), ahead.Round(time.Second), time.Now().UTC().Format(time.RFC3339))
+	}
 	switch {
 	case o.TargetAction == restore.ActionShutdown:
 		printf(w, "At the target PostgreSQL shuts down (recovery_target_action = shutdown); started again, it replays no further.\n")
@@ -807,8 +821,8 @@ func printAtTarget(w io.Writer, o restore.Options) {
 			printf(w, "At the target PostgreSQL promotes (recovery_target_action = promote).\n")
 		}
 	default:
-		printf(w, "At the target PostgreSQL pauses, in recovery (recovery_target_action = pause): it replays and streams\n"+
-			"nothing past it, a standby too; select pg_wal_replay_resume() or pg_ctl promote then promotes it.\n")
+		printf(w, "At the target PostgreSQL pauses, in recovery (recovery_target_action = pause): it replays nothing past it,\n"+
+			"a standby too (nor streams); select pg_wal_replay_resume() or pg_ctl promote then promotes it.\n")
 	}
 	if t.Immediate {
 		return
@@ -823,7 +837,8 @@ func printAtTarget(w io.Writer, o restore.Options) {
 	}
 	printf(w, "If the archived WAL ends before the target, PostgreSQL replays it all, then stops with \"FATAL: recovery ended\n"+
 		"before configured recovery target was reached\" and does not promote: restore again with --overwrite and another\n"+
-		"target, or, to keep the end of the archive, set %s = '' in hoard's block of postgresql.auto.conf and start it again.\n", targetSetting(t))
+		"target, or, to keep the end of the archive, set %s = '' in hoard's block of postgresql.auto.conf\n"+
+		"and start it again.\n", targetSetting(t))
 }
 
 // targetSetting is the recovery_target_* setting hoard writes for t.

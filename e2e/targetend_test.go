@@ -24,6 +24,8 @@ import (
 //     pg_ctl -w may report the server started first). The summary's way
 //     out, the target set to the empty string and the server started again, promotes at
 //     the end of the archive.
+//   - --target-time an hour ahead of the clock: restored (the archive may
+//     still grow), with a warning in the summary; not for a standby.
 //   - --standby with a target: PostgreSQL applies recovery_target_action
 //     in standby mode too. With pause (hoard's default for a standby) it
 //     waits in recovery at the target and promotes once resumed; with
@@ -105,6 +107,22 @@ func TestRestoreTargetEnd(t *testing.T) {
 			c.WaitRecoveryDone(t, 3*time.Minute)
 			if got := tableRows(t, c); got != atEnd {
 				t.Errorf("started again without the target: rows %q, want %q (the end of the archive)", got, atEnd)
+			}
+		})
+		t.Run("FutureTime", func(t *testing.T) {
+			// An operator's clock ahead, or a wrong zone: a legitimate
+			// target for an archive still growing, so not refused, but
+			// a primary's recovery ends at the end of the archive first.
+			future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+			_, out := restore("--target-time", future)
+			for _, w := range []string{"TARGET IN THE FUTURE", "after this host's clock", "--standby"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("summary of restore --target-time %s (an hour ahead) does not say %q:\n%s", future, w, out)
+				}
+			}
+			_, out = restore("--target-time", future, "--standby")
+			if strings.Contains(out, "TARGET IN THE FUTURE") {
+				t.Errorf("summary of restore --standby --target-time %s warns, though a standby waits for the time:\n%s", future, out)
 			}
 		})
 		t.Run("StandbyPause", func(t *testing.T) {
