@@ -105,7 +105,7 @@ masked), and how to override it. PostgreSQL 13 and later.
 A standby with a target is one only up to it: PostgreSQL applies --target-action in standby
 mode too, pausing there (the default; pg_wal_replay_resume() then promotes it) or promoting
 (then restore checks what promotion asks for, as for a primary); it streams nothing past the
-target. The summary says what happens at the target and, for a primary, when the archive
+target, and once promoted it archives with archive_mode on (the summary says so). The summary says what happens at the target and, for a primary, when the archive
 ends first: PostgreSQL stops with "FATAL: recovery ended before configured recovery target
 was reached", promoting nothing (set the target to '' and start again to end there, or
 restore again with --overwrite). An xid is reached only by its commit or abort as a
@@ -637,13 +637,15 @@ func printEnvOnly(w io.Writer, names []string) {
 // archive_command, so a copy beside the original sends it into the
 // original's site, whose restores to the end (target timeline latest)
 // follow that timeline from then on, silently. A standby archives only
-// with archive_mode always.
+// with archive_mode always, unless it has a target: at it PostgreSQL
+// promotes it, at once or when resumed (TestRestoreTargetEnd), and with
+// on it then archives as a primary does.
 func printArchiving(w io.Writer, o restore.Options, settings map[string]string) {
 	if o.ArchiveOff {
 		return
 	}
 	mode := archiveMode(settings)
-	if mode != "always" && (mode != "on" || o.Standby) {
+	if mode != "always" && (mode != "on" || o.Standby && o.Target.IsZero()) {
 		return
 	}
 	printf(w, "Archiving is on (archive_mode = %s, as in the backup): once promoted, this cluster archives its new timeline\n"+

@@ -146,6 +146,11 @@ func TestRestoreTargetEnd(t *testing.T) {
 			if !strings.Contains(out, "a standby too") {
 				t.Errorf("summary of restore --standby --target-action promote does not say it promotes:\n%s", out)
 			}
+			// Promoted with the source's archive_mode = on, it would
+			// archive its new timeline into the source's site.
+			if !strings.Contains(out, "Archiving is on (archive_mode = on") {
+				t.Errorf("summary of restore --standby --target-action promote does not say the promoted copy archives:\n%s", out)
+			}
 			c := pgtest.StartDataDir(t, major, dir, noArchiving)
 			c.WaitRecoveryDone(t, 3*time.Minute)
 			if got := tableRows(t, c); got != atLSN {
