@@ -16,8 +16,9 @@ import (
 // that ended before it, but PostgreSQL stops at the first point of that
 // name it replays, the older one: the restore stopped a point early, with
 // exit 0. It is refused (exit 2), naming both points, with --basebackup
-// too (naming the backup does not choose the point), and the restore its
-// hint gives for the newest stops there.
+// too (naming the backup does not choose the point); a named backup that
+// started after the newest point is refused (recovery would reach none);
+// and the restore the hint gives for the newest stops there.
 func TestRestoreTargetNameTwice(t *testing.T) {
 	s := newSite(t, siteOptions{})
 	src, backup := s.startBackedUp(t)
@@ -40,6 +41,19 @@ func TestRestoreTargetNameTwice(t *testing.T) {
 	_, errOut, err = s.hoard("restore", "--target-dir", dir, "--target-name", "before-deploy", "--basebackup", backup)
 	if exitCode(err) != 2 || !strings.Contains(errOut, "made more than once") || !strings.Contains(errOut, first) || !strings.Contains(errOut, newest) {
 		t.Fatalf("restore --basebackup %s --target-name before-deploy, made at %s and %s: exit %d, want 2 naming both\n%s", backup, first, newest, exitCode(err), errOut)
+	}
+	// A backup named with --basebackup that started after the newest
+	// point: recovery from it replays no point of the name.
+	s.mustHoard("basebackup", "--fast")
+	var later string
+	for _, b := range s.listBackups() {
+		if b.Name != backup {
+			later = b.Name
+		}
+	}
+	_, errOut2, err := s.hoard("restore", "--target-dir", dir, "--target-name", "before-deploy", "--basebackup", later)
+	if exitCode(err) != 2 || !strings.Contains(errOut2, "before backup "+later+" started") {
+		t.Fatalf("restore --basebackup %s (started after the newest point) --target-name before-deploy: exit %d, want 2 saying the point is before it\n%s", later, exitCode(err), errOut2)
 	}
 	m := regexp.MustCompile(`--target-lsn (\S+) --target-inclusive=false`).FindStringSubmatch(errOut)
 	if m == nil || m[1] != newest {

@@ -21,7 +21,9 @@
 // backup, chosen or named, from whose start recovery would replay another
 // point of the same name first (earlierRestorePoint, reading forward from
 // the backup's start to the first point of the name, the WAL recovery
-// replays before it stops): PostgreSQL stops at the first one.
+// replays before it stops): PostgreSQL stops at the first one. A named
+// backup that started after the newest point of the name is refused too:
+// recovery from it reaches none.
 //
 // Run checks before it writes: PostgreSQL must be able to promote at the
 // end of recovery (promotion.go), the target directory must be absent, empty

@@ -275,6 +275,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	b, ctrl, chain, pgm := c.b, c.ctrl, c.chain, c.pgm
+	if newestPoint != 0 && t.nameLSN == 0 {
+		// A named backup (the automatic choice took one that ended
+		// before the point). One that started after the newest point
+		// of the name replays none: PostgreSQL would replay the whole
+		// archive and stop with "recovery ended before configured
+		// recovery target was reached".
+		if b.StartLSN != 0 && newestPoint <= b.StartLSN {
+			return nil, fmt.Errorf("%w: the newest restore point %q in the archived WAL ends at %s, before backup %s started (at %s): "+
+				"recovery from it replays no point of that name, and PostgreSQL would stop with \"recovery ended before configured recovery "+
+				"target was reached\"; name an older backup, or leave out --basebackup to let restore choose", ErrBadTarget, t.Name, (newestPoint+7)&^7, b.Name, b.StartLSN)
+		}
+	}
 	if newestPoint != 0 {
 		// stored is set: the scan that found the point made it.
 		earlier, err := earlierRestorePoint(ctx, holders(stored.Segments), t.Name, b.SegmentSize(), b.StartLSN, newestPoint)
