@@ -816,7 +816,8 @@ func printAtTarget(w io.Writer, o restore.Options) {
 	}
 	switch {
 	case o.TargetAction == restore.ActionShutdown:
-		printf(w, "At the target PostgreSQL shuts down (recovery_target_action = shutdown); started again, it replays no further.\n")
+		printf(w, "At the target PostgreSQL shuts down (recovery_target_action = shutdown), a standby too; started again with\n"+
+			"these settings it shuts down there again: change the target or --target-action's setting first.\n")
 	case o.TargetAction == restore.ActionPromote || (o.TargetAction == "" && !o.Standby):
 		if o.Standby {
 			printf(w, "At the target PostgreSQL promotes (recovery_target_action = promote), a standby too: it streams no further.\n")

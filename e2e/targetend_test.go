@@ -30,7 +30,8 @@ import (
 //     in standby mode too. With pause (hoard's default for a standby) it
 //     waits in recovery at the target and promotes once resumed; with
 //     promote it promotes there. So a standby with a target stops being a
-//     standby at it, and restore checks what promotion asks for.
+//     standby at it, and restore checks what promotion asks for. With
+//     shutdown it shuts down there, and at each later start.
 func TestRestoreTargetEnd(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, major int) {
 		s := newSite(t, siteOptions{})
@@ -139,6 +140,26 @@ func TestRestoreTargetEnd(t *testing.T) {
 			c.WaitRecoveryDone(t, 3*time.Minute)
 			if got := tableRows(t, c); got != atLSN {
 				t.Errorf("resumed at LSN %s: rows %q, want %q", lsn, got, atLSN)
+			}
+		})
+		t.Run("StandbyShutdown", func(t *testing.T) {
+			dir, out := restore("--standby", "--target-lsn", lsn, "--target-action", "shutdown")
+			if !strings.Contains(out, "shuts down there again") {
+				t.Errorf("summary of restore --standby --target-action shutdown does not say a start shuts down again:\n%s", out)
+			}
+			for i := 1; i <= 2; i++ {
+				c, err := pgtest.TryStartDataDir(t, major, dir, noArchiving)
+				if c == nil {
+					t.Fatalf("start %d: %v", i, err)
+				}
+				deadline := time.Now().Add(2 * time.Minute)
+				for c.Running() && time.Now().Before(deadline) {
+					time.Sleep(100 * time.Millisecond)
+				}
+				// Each start logs to its own file.
+				if n := strings.Count(c.Log(), "shutdown at recovery target"); c.Running() || n != 1 {
+					t.Fatalf("start %d: running %v, %d shutdowns at the target in its log, want stopped and 1\n%s", i, c.Running(), n, tailLines(c.Log(), 20))
+				}
 			}
 		})
 		t.Run("StandbyPromote", func(t *testing.T) {
