@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -25,7 +26,9 @@ const (
 // overwrites), .partial files through Archive.PutPartialWAL (replaces the
 // previous copy). It counts failures in a row for the
 // upload_retries_warning alert: walstream retries one file at a time, so
-// failures in a row are the same upload failing again.
+// failures in a row are the same upload failing again; an ended
+// timeline's .partial refused for good, which walstream retries after the
+// files queued behind it, counts its refusals on its own (refused).
 type uploader struct {
 	arch *archive.Archive
 	push archive.PushOptions
@@ -57,7 +60,13 @@ type uploader struct {
 
 	mu     sync.Mutex
 	inARow int
-	warned bool
+	// refused counts, for each .partial the archive refuses for good
+	// (refusedForGood), its refusals in a row: walstream takes an ended
+	// timeline's such .partial off the head of its queue and stores the
+	// files after it, whose successes would end inARow, so a refused
+	// .partial counts its failures on its own, until it is stored.
+	refused map[string]int
+	warned  bool
 	// stored is set at the first successful upload, which clears the
 	// alert file an earlier run may have left (it stopped while uploads
 	// failed): this run never raised it, so no change of warned would.
@@ -111,8 +120,44 @@ func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64,
 		// the truth and is now stored; a person should find out why.
 		u.log.Error().Err(res.Replaced).Str(logKey, res.Key).Msg("stored .partial was not the streamed wal; replaced with the receiver's copy")
 	}
+	if ctx.Err() == nil {
+		name := filepath.Base(path)
+		u.mu.Lock()
+		switch {
+		case refusedForGood(err):
+			if u.refused == nil {
+				u.refused = make(map[string]int)
+			}
+			u.refused[name]++
+		case err == nil:
+			delete(u.refused, name)
+		}
+		u.mu.Unlock()
+	}
 	u.record(ctx, err)
 	return err
+}
+
+// refusedForGood reports whether err, from PutPartialWAL, is a refusal
+// that retrying cannot end: the stored .partial may not be replaced
+// (walstream's refusedForGood).
+func refusedForGood(err error) bool {
+	return errors.Is(err, archive.ErrUnverifiedPartial) || errors.Is(err, archive.ErrWALConflict)
+}
+
+// overLimitLocked tells whether uploads failed past the limit: in a row,
+// or a .partial refused for good that many times without being stored.
+// Caller holds u.mu.
+func (u *uploader) overLimitLocked() bool {
+	if u.inARow > u.limit {
+		return true
+	}
+	for _, n := range u.refused {
+		if n > u.limit {
+			return true
+		}
+	}
+	return false
 }
 
 // ArchivedSegments lists the complete segments in the archive, for the
@@ -166,16 +211,19 @@ func (u *uploader) record(ctx context.Context, err error) {
 	var change, warn, clearLeftover bool
 	if err != nil {
 		u.inARow++
-		if u.inARow > u.limit && !u.warned {
+		if u.overLimitLocked() && !u.warned {
 			u.warned, change, warn = true, true, true
 		}
 	} else {
 		u.inARow = 0
 		leftover := !u.stored
 		u.stored = true
-		if u.warned {
+		switch {
+		case u.overLimitLocked():
+			// A refused .partial still fails past the limit.
+		case u.warned:
 			u.warned, change = false, true
-		} else if leftover {
+		case leftover:
 			clearLeftover = true
 		}
 	}

@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"crypto/rsa"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/storage"
 )
 
@@ -100,5 +103,78 @@ func TestUploader_ServerVersion(t *testing.T) {
 				t.Errorf("server asked %d times for 2 uploads, want 1", asked)
 			}
 		})
+	}
+}
+
+// An ended timeline's .partial that the archive refuses for good (a copy
+// stored under its name claims more WAL, and this daemon holds only the
+// public key) is retried by walstream after the files queued behind it,
+// whose uploads succeed: the upload_retries_warning alert is raised all
+// the same once it was refused past the limit, stays raised while the
+// other files are stored, and clears once it is stored.
+func TestUploader_RefusedPartialKeepsAlert(t *testing.T) {
+	ctx := context.Background()
+	key, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := storage.NewMem()
+	t.Cleanup(func() { store.Close() })
+	withKey := &archive.Archive{Store: store, Layout: archive.Layout{Prefix: "test"}, Site: "test",
+		Codec: &archive.Codec{KeyID: "k1", PublicKey: &key.PublicKey, PrivateKeys: map[string]*rsa.PrivateKey{"k1": key}}}
+	name := "000000010000000000000005"
+	dir := t.TempDir()
+	// The copy stored first holds the whole segment's WAL.
+	if _, err := withKey.PutPartialWAL(ctx, walSegment(t, t.TempDir(), name+".partial"), archive.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// This daemon's final copy holds less, zero-padded.
+	p := walSegment(t, dir, name+".partial")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(b[100000:])
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	publicOnly := &archive.Archive{Store: store, Layout: withKey.Layout, Site: "test",
+		Codec: &archive.Codec{KeyID: "k1", PublicKey: &key.PublicKey, PublicKeys: map[string]*rsa.PublicKey{"k1": &key.PublicKey}}}
+	var alert []bool
+	u := &uploader{arch: publicOnly, limit: 3, log: zerolog.Nop(), warn: func(on bool) { alert = append(alert, on) }, failed: func() {}, uploaded: func() {}}
+	next := 6
+	for i := 0; i < 5; i++ {
+		if err := u.UploadPartial(ctx, p, 0, true); !errors.Is(err, archive.ErrUnverifiedPartial) {
+			t.Fatalf("refusal %d: %v, want ErrUnverifiedPartial", i+1, err)
+		}
+		// The next timeline's segment, stored meanwhile.
+		seg := fmt.Sprintf("%08X%08X%08X", 2, 0, next)
+		sp := walSegment(t, dir, seg)
+		b, err := os.ReadFile(sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		binary.LittleEndian.PutUint32(b[4:], 2)
+		binary.LittleEndian.PutUint64(b[8:], uint64(next)<<20)
+		if err := os.WriteFile(sp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		next++
+		if err := u.Upload(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first success clears a file an earlier run may have left.
+	if len(alert) != 2 || alert[0] || !alert[1] {
+		t.Fatalf("alert changes %v after 5 refusals of %s between stored segments, want [false true]", alert, name)
+	}
+	if err := store.Delete(ctx, withKey.Layout.WALKey(name+".partial")); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.UploadPartial(ctx, p, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(alert) != 3 || alert[2] {
+		t.Fatalf("alert changes %v once %s is stored, want [false true false]", alert, name)
 	}
 }

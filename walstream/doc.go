@@ -191,7 +191,19 @@
 // by one uploader goroutine, which retries each file forever with backoff
 // (logging a warning and recording the error in Status) and deletes it from
 // the spool only after the Uploader returned nil. Files left in the spool
-// are queued again at the next start. With PartialUploadInterval, the
+// are queued again at the next start. The one exception to the order is
+// an ended timeline's .partial that the storage refuses for good: another
+// copy is stored under its name that the Uploader may not replace, one
+// that may hold more WAL and that it cannot read to check
+// (archive.ErrUnverifiedPartial: a site whose daemon holds only the
+// public key) or one of other WAL (archive.ErrWALConflict). Retried at the
+// head of the queue, it would keep every file of the next timeline out of
+// the archive, forever, while the slot makes the server keep its WAL. It
+// leaves the head instead: logged at Error, naming the file and the
+// stored object, its error held in Status until it is stored, it stays
+// in the spool and is queued again after a backoff (1 s doubling to 30 s)
+// and at the next start, while the files behind it are stored. A failing
+// storage still holds the queue, so that files are stored in order. With PartialUploadInterval, the
 // growing .partial is fsynced and a copy of its fsynced part (that part
 // only, not padded to the segment size) is uploaded through
 // Uploader.UploadPartial when it grew; the copy is kept after a successful

@@ -45,6 +45,9 @@ type archiveUploader struct {
 	a *archive.Archive
 	// failing makes every call fail while set: the storage is down.
 	failing atomic.Bool
+	// system, when set, is the streamed cluster's system identifier,
+	// which a .history file's signature binds in a site with keys.
+	system uint64
 
 	mu    sync.Mutex
 	calls []upload
@@ -57,7 +60,7 @@ func (u *archiveUploader) Upload(ctx context.Context, path string) error {
 	if u.failing.Load() {
 		return errStorageDown
 	}
-	_, err := u.a.PushWAL(ctx, path, archive.PushOptions{})
+	_, err := u.a.PushWAL(ctx, path, archive.PushOptions{SystemID: u.system})
 	if name := filepath.Base(path); err == nil && wal.IsSegmentName(name) {
 		err = u.a.DeletePartialWAL(ctx, name)
 	}

@@ -231,6 +231,10 @@ type Receiver struct {
 	// errs are the last errors of each source that still hold (zero
 	// when none); status.LastError is the newest of them.
 	errs [errSources]heldError
+	// refused counts the refusals of each ended timeline's .partial that
+	// the storage refuses for good and that is not stored yet
+	// (refusePartial).
+	refused map[string]int
 	// arrivals records when the WAL after status.Stored arrived, oldest
 	// first, for Status.UnstoredSince.
 	arrivals []arrival
@@ -469,6 +473,10 @@ const (
 	errStream errSource = iota
 	// errUpload is an upload: cleared when an upload succeeds.
 	errUpload
+	// errRefused is an ended timeline's .partial that the storage
+	// refuses for good (refusePartial): cleared when no refused
+	// .partial is left unstored.
+	errRefused
 	errSources
 )
 

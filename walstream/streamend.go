@@ -102,12 +102,16 @@ func (r *Receiver) PendingStreamEnd() StreamEnd {
 }
 
 // Unstored tells whether Run left WAL in the spool that it did not store:
-// complete segments still queued, or the stream end's copy of the segment
+// complete segments still queued, an ended timeline's .partial the
+// storage refused (refusePartial), or the stream end's copy of the segment
 // in progress (PendingStreamEnd). Call it after Run returned. The server
 // was told that WAL is flushed, and may have recycled it: only a later
 // Run from the same spool stores it.
 func (r *Receiver) Unstored() bool {
-	return r.queue.len() > 0 || r.PendingStreamEnd().Name != ""
+	r.mu.Lock()
+	refused := len(r.refused)
+	r.mu.Unlock()
+	return r.queue.len() > 0 || refused > 0 || r.PendingStreamEnd().Name != ""
 }
 
 // adoptStreamEnd makes Options.StreamEnd, the copy the previous Run left

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/wal"
 )
 
@@ -63,7 +64,9 @@ const (
 	taskFile taskKind = iota + 1
 	// taskPartial uploads a .partial segment that will not grow any more
 	// (its timeline ended) with UploadPartial, retrying until it
-	// succeeds, then deletes it.
+	// succeeds, then deletes it; refused for good (refusedForGood), it
+	// leaves the head of the queue and is queued again later
+	// (refusePartial).
 	taskPartial
 	// taskSnapshot copies the first length bytes of the growing .partial
 	// and uploads the copy with UploadPartial, once: a failure waits for
@@ -277,7 +280,9 @@ func (r *Receiver) uploadWorked() {
 
 // runTask runs one task, retrying files forever with backoff. It returns
 // false when it gave up because of shutdown; the file then stays in the
-// spool for the next run.
+// spool for the next run. An ended timeline's .partial that the storage
+// refuses for good leaves the head of the queue (refusePartial): it
+// returns true, the file still in the spool.
 func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTask) bool {
 	if t.kind == taskSnapshot {
 		if err := r.uploadSnapshot(ctx, t); err != nil {
@@ -299,10 +304,17 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 		err := r.uploadFile(ctx, t)
 		if err == nil {
 			r.uploadWorked()
+			if t.kind == taskPartial {
+				r.partialStored(t.name)
+			}
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
+		}
+		if t.kind == taskPartial && refusedForGood(err) {
+			r.refusePartial(t, err, stop)
+			return true
 		}
 		r.log.Warn().Err(err).Str(logFile, t.name).Int("attempt", attempt).Int64("retry_in_ms", delay.Round(time.Millisecond).Milliseconds()).Msg("upload failed; retrying")
 		r.setError(errUpload, err)
@@ -312,6 +324,66 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, r.retryMax)
+	}
+}
+
+// refusedForGood reports whether err, from UploadPartial of an ended
+// timeline's .partial, is one that retrying cannot fix: the storage holds
+// another copy under that name that the Uploader may not replace, one
+// that may hold more WAL and that it cannot read to check
+// (archive.ErrUnverifiedPartial), or one of other WAL
+// (archive.ErrWALConflict). Errors of the storage itself are not: they
+// keep the file at the head of the queue, so that files are stored in
+// order.
+func refusedForGood(err error) bool {
+	return errors.Is(err, archive.ErrUnverifiedPartial) || errors.Is(err, archive.ErrWALConflict)
+}
+
+// refusePartial takes the ended timeline's .partial t, which the storage
+// refused for good (refusedForGood), off the head of the queue, so that
+// the files queued behind it, the next timeline's, are stored: retrying
+// it there would store nothing more, forever, while the slot makes the
+// server keep its WAL. The file stays in the spool, never deleted; the
+// error stays in Status until it is stored (partialStored); it is queued
+// again after a backoff (retryMin, doubling with each refusal up to
+// retryMax) unless the upload loop stopped by then, and at the next start
+// (queueSpool).
+func (r *Receiver) refusePartial(t uploadTask, err error, stop <-chan struct{}) {
+	r.mu.Lock()
+	if r.refused == nil {
+		r.refused = make(map[string]int)
+	}
+	r.refused[t.name]++
+	n := r.refused[t.name]
+	r.setErrorLocked(errRefused, err)
+	r.mu.Unlock()
+	delay := min(r.retryMin<<min(n-1, 16), r.retryMax)
+	r.log.Error().Err(err).Str(logFile, t.name).Int("attempt", n).Int64("retry_in_ms", delay.Milliseconds()).
+		Msg("the storage holds another copy of this ended timeline's .partial, which the daemon may not replace: the file stays in the spool " +
+			"and is retried after the backoff while the files queued after it are stored; check the stored object the error names " +
+			"with a configuration holding the private key, and move it away, keeping it, if it holds no more of this WAL than the file " +
+			"(docs/wal-archiving.md)")
+	time.AfterFunc(delay, func() {
+		select {
+		case <-stop:
+			// The next run queues it (queueSpool).
+		default:
+			r.enqueueWritten(t)
+		}
+	})
+}
+
+// partialStored records that the ended timeline's .partial name is
+// stored: a refusal of it no longer holds.
+func (r *Receiver) partialStored(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.refused[name]; !ok {
+		return
+	}
+	delete(r.refused, name)
+	if len(r.refused) == 0 {
+		r.clearErrorLocked(errRefused)
 	}
 }
 
