@@ -475,7 +475,9 @@ func (d *daemon) stoppedUnstored(site Site) []string {
 		return nil
 	}
 	dir := f.sup.site.SpoolDir
-	files, leftover, err := walstream.SpoolUnstored(dir)
+	files, leftover, err := walstream.SpoolUnstored(dir, func(err error) {
+		d.log.Warn().Err(err).Str(logSite, site.Name).Msg("cannot read the marker of the spool's stored segment in progress; its .partial counts as unstored")
+	})
 	if err != nil {
 		return []string{fmt.Sprintf("%s (cannot read it: %v)", dir, err)}
 	}

@@ -98,7 +98,10 @@
 // locked: one holding WAL no run is known to have stored is logged at
 // error level and shown in Status.OrphanSpools, hoard_orphan_spool_files
 // and the orphan_spool_error alert file, its files never touched
-// (orphanspool.go). Everything else (server
+// (orphanspool.go). The .partial a clean stop stored and left in the
+// spool is not counted while the spool's marker of the stored copy
+// (walstream.StoredMarkerName) matches its bytes: a site removed and the
+// daemon restarted after a clean stop is not reported. Everything else (server
 // restarts, storage outages, failed backups) is retried: walstream
 // retries each upload forever with backoff, and a file leaves the spool
 // only once stored. Upload failures more than UploadRetriesWarningLimit in

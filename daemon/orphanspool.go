@@ -34,7 +34,9 @@ import (
 // another host on a shared disk) holds its lock (lockSpool): it is not
 // orphaned and is passed over (isLocked). The segment in progress a site
 // of this process left when a reload removed it, its WAL all stored
-// (leftSpools), is not counted either: its stop stored the copy.
+// (leftSpools), is not counted either: its stop stored the copy. Nor is
+// one a stop of any process stored, when the spool's marker of that copy
+// matches the file (walstream.StoredMarkerName, SpoolUnstored).
 
 // orphanSpoolDir is the spool folder's name in a site's folder.
 const orphanSpoolDir = "xlog_incoming"
@@ -82,7 +84,9 @@ func spoolRoots(sites []Site) []string {
 // site of sites streams into, that no other process holds locked, and
 // that hold WAL no run is known to have stored. left holds the spools
 // whose segment in progress a stop of this process stored (leftSpools).
-func findOrphanSpools(sites []Site, left map[string]bool) []OrphanSpool {
+// warn is given a spool's marker of a stored segment in progress that
+// cannot be read (walstream.StoredMarkerName), which counts for nothing.
+func findOrphanSpools(sites []Site, left map[string]bool, warn func(error)) []OrphanSpool {
 	own := map[string]bool{}
 	for _, s := range sites {
 		if streamsWAL(s) {
@@ -114,7 +118,7 @@ func findOrphanSpools(sites []Site, left map[string]bool) []OrphanSpool {
 			if own[path] || isLocked(path) {
 				return filepath.SkipDir
 			}
-			files, leftover, err := walstream.SpoolUnstored(path)
+			files, leftover, err := walstream.SpoolUnstored(path, warn)
 			if err != nil {
 				files = []string{fmt.Sprintf("%s (cannot read it: %v)", path, err)}
 			}
@@ -163,7 +167,9 @@ func (d *daemon) checkOrphanSpools() {
 		left[k] = true
 	}
 	d.mu.Unlock()
-	found := findOrphanSpools(sites, left)
+	found := findOrphanSpools(sites, left, func(err error) {
+		d.log.Warn().Err(err).Msg("cannot read the marker of a spool's stored segment in progress; its .partial counts as unstored")
+	})
 	d.mu.Lock()
 	before := d.orphans
 	d.orphans = found
@@ -173,7 +179,7 @@ func (d *daemon) checkOrphanSpools() {
 		now[o.Spool] = true
 		d.log.Error().Str("spool", o.Spool).Strs("files", o.Files).
 			Str("hint", fmt.Sprintf("with the configuration that has site %[1]s (its object_storage and keys): add the site back and start or reload the daemon, whose run of it stores them, then remove it with a reload (which stores its wal before it lets it go); "+
-				"or store each complete segment and .history file with hoard wal-push --config FILE --site %[1]s %[2]s/<file>; a .partial is the segment in progress when its last run ended, stored if that run stopped cleanly with its storage working (its log says \"stored the segment in progress\"). "+
+				"or store each complete segment and .history file with hoard wal-push --config FILE --site %[1]s %[2]s/<file>; a .partial is the segment in progress when its last run ended, which no marker of a stored copy (.hoard-stored-partial) shows stored with these bytes: that run was killed, its storage failed at its stop, or it was a hoard older than the marker (its log says \"stored the segment in progress\" when it was stored). "+
 				"Then move the folder out of backup_location and reload (systemctl reload hoard). hoard never moves or deletes these files", o.Site, o.Spool)).
 			Msg("spool of a site this daemon does not run holds wal that no run is known to have stored (the server was told it is flushed and may have recycled it)")
 		orphanSpoolMetric(d.metrics, o.Site).Set(float64(len(o.Files)))

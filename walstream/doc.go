@@ -66,6 +66,10 @@
 //	<tli>.history       timeline history files waiting for upload
 //	partial-upload/     the copy of the growing .partial last uploaded,
 //	                    which the next copy extends; removed at start
+//	.hoard-stored-partial  the marker of the last stream end's copy of a
+//	                    .partial stored: its name, length and CRC-32C
+//	                    (StoredMarkerName, storedmarker.go); never removed,
+//	                    trusted only while the file's bytes match it
 //	*.tmp               temporary files, removed at start
 //
 // When a segment fills, it is fsynced, renamed to its final name and the

@@ -405,14 +405,18 @@ func (r *Receiver) holdsSpool(name string, length uint64) bool {
 // stored), the .partial files of ended timelines (queueSpool), and the
 // full segments an earlier version left as .partial below the leftover
 // (completeBelow). leftover is the .partial of the segment in progress
-// when the last run ended, when it holds valid WAL (noteLeftover): its
-// copy was stored if that run stopped cleanly with its storage working,
-// not if it was killed or its storage failed, and the spool cannot tell
-// which. A file that cannot be read is named with why ("<name> (cannot
-// read it: ...)"): what it holds is not known to be stored. Nothing when
-// dir does not exist. SpoolUnstored only reads: it takes no lock (the
-// spool may be a running Receiver's) and changes nothing.
-func SpoolUnstored(dir string) (files []string, leftover string, err error) {
+// when the last run ended, when it holds valid WAL (noteLeftover) and
+// the spool's marker (StoredMarkerName, storedmarker.go) does not say
+// that a stream end's copy holding all of it is stored: a clean stop
+// with its storage working writes that marker, a run killed or stopped
+// while its storage failed does not, and a marker that does not match
+// the file's bytes counts for nothing. A marker that cannot be read is
+// passed to warn (unless nil) and counts for nothing either. A file that
+// cannot be read is named with why ("<name> (cannot read it: ...)"):
+// what it holds is not known to be stored. Nothing when dir does not
+// exist. SpoolUnstored only reads: it takes no lock (the spool may be a
+// running Receiver's) and changes nothing.
+func SpoolUnstored(dir string, warn func(error)) (files []string, leftover string, err error) {
 	c, err := readSpool(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, "", nil
@@ -421,26 +425,12 @@ func SpoolUnstored(dir string) (files []string, leftover string, err error) {
 		return nil, "", err
 	}
 	files = slices.Clone(c.uploads)
-	// holds names name when it holds WAL: valid records (validWAL) or,
-	// with valid false, a first page header that is not zeros.
-	holds := func(name string, valid bool) string {
-		p := filepath.Join(dir, name)
-		var err error
-		if valid {
-			var n uint64
-			n, err = validWAL(p, name)
-			if errors.Is(err, wal.ErrBadPageHeader) || err == nil && n == 0 {
-				return ""
-			}
-		} else {
-			var empty bool
-			empty, err = isEmptyPartial(p)
-			if err == nil && empty {
-				return ""
-			}
-		}
+	// holds names name when it holds WAL: a first page header that is
+	// not zeros.
+	holds := func(name string) string {
+		empty, err := isEmptyPartial(filepath.Join(dir, name))
 		switch {
-		case errors.Is(err, os.ErrNotExist):
+		case errors.Is(err, os.ErrNotExist), err == nil && empty:
 			return ""
 		case err != nil:
 			return fmt.Sprintf("%s (cannot read it: %v)", name, err)
@@ -449,13 +439,34 @@ func SpoolUnstored(dir string) (files []string, leftover string, err error) {
 	}
 	p, below := leftoverIn(dir, c)
 	for _, name := range slices.Concat(c.endedPartials(), below) {
-		if n := holds(name, false); n != "" {
+		if n := holds(name); n != "" {
 			files = append(files, n)
 		}
 	}
 	slices.Sort(files)
 	if p != "" {
-		leftover = holds(p, true)
+		leftover = unstoredLeftover(dir, p, warn)
 	}
 	return files, leftover, nil
+}
+
+// unstoredLeftover names the leftover .partial name of the spool dir
+// when it holds valid WAL (validWAL) that the spool's marker does not
+// say is stored (storedByMarker); "" otherwise.
+func unstoredLeftover(dir, name string, warn func(error)) string {
+	n, err := validWAL(filepath.Join(dir, name), name)
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, wal.ErrBadPageHeader), err == nil && n == 0:
+		return ""
+	case err != nil:
+		return fmt.Sprintf("%s (cannot read it: %v)", name, err)
+	}
+	stored, err := storedByMarker(dir, name, n)
+	if err != nil && warn != nil {
+		warn(err)
+	}
+	if stored {
+		return ""
+	}
+	return name
 }

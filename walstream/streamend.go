@@ -154,7 +154,10 @@ func (r *Receiver) storeStreamEnd(cur *segmentFile, err error, stopping bool) {
 	name := cur.name() + wal.PartialSuffix
 	t := uploadTask{kind: taskSnapshot, name: name, length: r.spoolWAL(name, cur.synced)}
 	t.holdsSpool = r.holdsSpool(name, t.length)
-	if t.length <= r.snapshotUploaded(t.name) {
+	if stored := r.snapshotUploaded(t.name); t.length <= stored {
+		// A snapshot (PartialUploadInterval, synchronous mode) stored
+		// it all already: only the marker is missing.
+		r.markStored(name, filepath.Join(r.opts.SpoolDir, name), stored)
 		return
 	}
 	r.snapshotMu.Lock()
@@ -250,8 +253,10 @@ func (r *Receiver) retryStreamEnd(now time.Time) {
 	if t.name == "" || r.queue.hasSnapshot() || now.Before(r.snapshotRetryAt()) {
 		return
 	}
-	if r.snapshotUploaded(t.name) >= t.length {
+	if stored := r.snapshotUploaded(t.name); stored >= t.length {
+		// A snapshot stored it meanwhile: only the marker is missing.
 		r.clearStreamEnd(t)
+		r.markStored(t.name, filepath.Join(r.opts.SpoolDir, t.name), stored)
 		return
 	}
 	if _, err := os.Stat(filepath.Join(r.opts.SpoolDir, t.name)); errors.Is(err, os.ErrNotExist) {
@@ -261,15 +266,31 @@ func (r *Receiver) retryStreamEnd(now time.Time) {
 	r.enqueue(t)
 }
 
-// streamEndStored logs, once, that the snapshot upload t stored the
-// stream end's copy.
-func (r *Receiver) streamEndStored(t uploadTask) {
+// streamEndStored logs, once, that the snapshot upload t, made of the
+// copy at src, stored the stream end's copy, and writes the spool's
+// marker saying so (markStored).
+func (r *Receiver) streamEndStored(t uploadTask, src string) {
 	r.snapshotMu.Lock()
 	end := r.streamEnd
 	r.snapshotMu.Unlock()
 	if end.name == t.name && t.length >= end.length {
 		r.clearStreamEnd(end)
 		r.log.Info().Str(logSegment, t.name).Uint64("bytes", t.length).Msg("stored the segment in progress at the stream end as .partial")
+		r.markStored(t.name, src, t.length)
+	}
+}
+
+// markStored writes the spool's marker (StoredMarkerName) saying that
+// the first length bytes of the .partial name, read from src, are
+// stored, so that a look at the spool after this Run (SpoolUnstored:
+// the daemon's look at the spools of sites it does not run, a reload's
+// removal of a stopped site) does not count the file while it holds no
+// more WAL. A marker that is not written only leaves the file counted:
+// it is logged and Run goes on.
+func (r *Receiver) markStored(name, src string, length uint64) {
+	if err := writeStoredMarker(r.opts.SpoolDir, name, src, length); err != nil {
+		r.log.Warn().Err(err).Str(logSegment, name).
+			Msg("cannot write the marker saying the segment in progress is stored; a look at the spool after this run counts it as unstored")
 	}
 }
 

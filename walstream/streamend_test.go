@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -120,21 +121,46 @@ func checkStoredPartial(t *testing.T, s *sink, seg string, flushed pglogrepl.LSN
 // stores the fsynced part of the segment in progress as
 // <segment>.partial before Run returns, so the WAL received under the
 // Uploader of this Run is stored there, not by the next Run, which may
-// store into another prefix.
+// store into another prefix. The spool's marker then says the .partial
+// it leaves is stored (SpoolUnstored does not count it); so it does
+// when a snapshot (PartialUploadInterval) stored all of it before the
+// stop, and the stop had no copy of its own to store.
 func TestReceiver_StoreAtStop(t *testing.T) {
-	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
-	s := newSink(t)
-	rr := start(t, c, t.TempDir(), s, Options{})
-	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
-	lsn, err := pglogrepl.ParseLSN(c.QueryString(t, "select pg_current_wal_flush_lsn()::text"))
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"OK", Options{}},
+		{"OKStoredBySnapshot", Options{PartialUploadInterval: 100 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], WALSegmentSizeMB: 1})
+			s := newSink(t)
+			spool := t.TempDir()
+			rr := start(t, c, spool, s, tc.opts)
+			c.Exec(t, "create table t as select generate_series(1, 1000) as i")
+			lsn, err := pglogrepl.ParseLSN(c.QueryString(t, "select pg_current_wal_flush_lsn()::text"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the insert's WAL fsynced in the spool", func() bool { return rr.r.Status().Flushed >= lsn })
+			seg := rr.r.Status().Segment
+			if tc.opts.PartialUploadInterval != 0 {
+				waitFor(t, "a snapshot holding the insert's WAL stored", func() bool {
+					got, err := os.ReadFile(filepath.Join(s.dir, seg+wal.PartialSuffix))
+					return err == nil && len(got) >= int(uint64(lsn)%(1<<20))
+				})
+			}
+			rr.stop(t)
+			// When Run returned, the segment in progress is stored.
+			checkStoredPartial(t, s, seg, lsn)
+			var warned error
+			files, leftover, err := SpoolUnstored(spool, func(err error) { warned = err })
+			if err != nil || len(files) != 0 || leftover != "" || warned != nil {
+				t.Errorf("SpoolUnstored after the stop: %v %q %v (warned %v); want nothing: the marker shows %s.partial stored", files, leftover, err, warned, seg)
+			}
+		})
 	}
-	waitFor(t, "the insert's WAL fsynced in the spool", func() bool { return rr.r.Status().Flushed >= lsn })
-	seg := rr.r.Status().Segment
-	rr.stop(t)
-	// When Run returned, the segment in progress is stored.
-	checkStoredPartial(t, s, seg, lsn)
 }
 
 // TestReceiver_StoreAtStopRetry: the storage fails as the server shuts

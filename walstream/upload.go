@@ -500,7 +500,7 @@ func (r *Receiver) uploadSnapshot(ctx context.Context, t uploadTask) error {
 	r.snapshotKnown = true
 	r.snapshotFile = uploadTask{name: t.name, length: t.length}
 	r.snapshotMu.Unlock()
-	r.streamEndStored(t)
+	r.streamEndStored(t, p)
 	return nil
 }
 
