@@ -821,13 +821,12 @@ const restorePointNameSize = 64
 // (72), and the 24-byte XLogRecord header whose xl_info (offset 16) holds
 // XLOG_RESTORE_POINT (0x70) and whose xl_rmid (offset 17) is RM_XLOG_ID (0).
 func findRestorePointRecord(data, pattern []byte) int {
-	const hdr = 24 + 2 + 8
 	for end := len(data); end > 0; {
 		at := bytes.LastIndex(data[:end], pattern)
 		if at < 0 {
 			return -1
 		}
-		if h := at - hdr; h >= 0 && data[h+16]&0xF0 == 0x70 && data[h+17] == 0 && data[h+24] == 0xFF && data[h+25] == 72 {
+		if inRestorePointRecord(data, at) {
 			return at
 		}
 		end = at + len(pattern) - 1
@@ -838,17 +837,24 @@ func findRestorePointRecord(data, pattern []byte) int {
 // firstRestorePointRecord is findRestorePointRecord's first match whose
 // name starts at or after lo, or -1.
 func firstRestorePointRecord(data, pattern []byte, lo int) int {
-	const hdr = 24 + 2 + 8
 	for lo = max(lo, 0); lo < len(data); {
 		i := bytes.Index(data[lo:], pattern)
 		if i < 0 {
 			return -1
 		}
 		at := lo + i
-		if h := at - hdr; h >= 0 && data[h+16]&0xF0 == 0x70 && data[h+17] == 0 && data[h+24] == 0xFF && data[h+25] == 72 {
+		if inRestorePointRecord(data, at) {
 			return at
 		}
 		lo = at + 1
 	}
 	return -1
+}
+
+// inRestorePointRecord reports whether the name at offset at of data
+// sits in an XLOG_RESTORE_POINT record, as findRestorePointRecord says.
+func inRestorePointRecord(data []byte, at int) bool {
+	const hdr = 24 + 2 + 8
+	h := at - hdr
+	return h >= 0 && data[h+16]&0xF0 == 0x70 && data[h+17] == 0 && data[h+24] == 0xFF && data[h+25] == 72
 }
