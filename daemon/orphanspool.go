@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/metrics"
 	"github.com/hoardbackup/hoard/walstream"
 )
@@ -41,12 +42,18 @@ import (
 // orphanSpoolDir is the spool folder's name in a site's folder.
 const orphanSpoolDir = "xlog_incoming"
 
-// orphanSkip are the folders of a site's folder, and of the fallback local
-// storage at backup_location, that hold no spool: not walked.
-var orphanSkip = map[string]bool{
-	"restore-test": true, "basebackup_incoming": true,
-	"xlog": true, "timeline": true, "basebackup": true, "basebackup_chunk": true,
-}
+// orphanSkip are the folders of a site's folder that hold no spool, not
+// walked: the daemon's test restores and basebackup spool, and the
+// folders of a site's objects (archive.SiteDirs) in the local store that
+// falls back to backup_location (basebackup_delta alone holds an object
+// for each large file of every delta backup).
+var orphanSkip = func() map[string]bool {
+	m := map[string]bool{"restore-test": true, "basebackup_incoming": true}
+	for _, d := range archive.SiteDirs {
+		m[d] = true
+	}
+	return m
+}()
 
 // orphanMaxDepth bounds how deep a site's name may nest under a root
 // (eu/main is 2).

@@ -229,3 +229,28 @@ func TestRun_OrphanSpoolRemovedByReload(t *testing.T) {
 	}
 	rd.stop()
 }
+
+// TestFindOrphanSpools_SkipsStorageFolders: the local store that falls
+// back to backup_location keeps each site's objects beside its spool
+// (<root>/<site>/basebackup_delta/<hash>, one object for each large file
+// of every delta backup, and the other folders of archive.SiteDirs).
+// The look for orphaned spools walks none of them: before, it read every
+// folder but xlog, timeline, basebackup and basebackup_chunk, at each
+// start and reload, and took a folder called xlog_incoming inside one
+// for a site's spool.
+func TestFindOrphanSpools_SkipsStorageFolders(t *testing.T) {
+	root := t.TempDir()
+	own := Site{Name: "a", Dir: filepath.Join(root, "a"), SpoolDir: filepath.Join(root, "a", "xlog_incoming")}
+	for _, dir := range archive.SiteDirs {
+		spool := filepath.Join(root, "b", dir, "x", "xlog_incoming")
+		if err := os.MkdirAll(spool, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(spool, "000000010000000000000001"), make([]byte, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := findOrphanSpools([]Site{own}, nil, nil); len(got) != 0 {
+		t.Errorf("orphaned spools found inside a site's storage folders: %+v", got)
+	}
+}
