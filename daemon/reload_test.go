@@ -38,18 +38,7 @@ func reloadSetupDrain(t *testing.T, st *downStore, drain time.Duration) (*pgtest
 	// draining into a refusing storage would keep the test for an hour.
 	t.Cleanup(func() { st.down.Store(false) })
 	c.Exec(t, "create table t as select generate_series(1, 1000) as i")
-	lsn, err := pglogrepl.ParseLSN(c.QueryString(t, "select pg_current_wal_flush_lsn()::text"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd.waitFor("the rows' WAL fsynced in the spool", func(s Status) bool {
-		w := s.Sites["test"].WAL
-		if w == nil {
-			return false
-		}
-		got, err := pglogrepl.ParseLSN(w.Flushed)
-		return err == nil && got >= lsn
-	})
+	rd.waitFlushed(c, "the rows' WAL fsynced in the spool")
 	seg := c.QueryString(t, "select pg_walfile_name(pg_current_wal_flush_lsn())")
 	st.down.Store(true)
 	return c, site, reload, rd, seg

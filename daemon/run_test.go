@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -137,6 +138,25 @@ func (rd *runningDaemon) waitFor(what string, cond func(Status) bool) Status {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// waitFlushed waits until site test's receiver has fsynced into its
+// spool the WAL c flushed so far, and returns that position.
+func (rd *runningDaemon) waitFlushed(c *pgtest.Cluster, what string) pglogrepl.LSN {
+	rd.t.Helper()
+	lsn, err := pglogrepl.ParseLSN(c.QueryString(rd.t, "select pg_current_wal_flush_lsn()::text"))
+	if err != nil {
+		rd.t.Fatal(err)
+	}
+	rd.waitFor(what, func(s Status) bool {
+		w := s.Sites["test"].WAL
+		if w == nil {
+			return false
+		}
+		got, err := pglogrepl.ParseLSN(w.Flushed)
+		return err == nil && got >= lsn
+	})
+	return lsn
 }
 
 // alertFile reports whether the alert file name exists.

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
-
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/internal/pgtest"
 	"github.com/hoardbackup/hoard/storage"
@@ -44,18 +42,7 @@ func TestRun_OrphanSpoolStoppedCleanly(t *testing.T) {
 		rd := runDaemon(t, Options{Sites: []Site{a}, DrainTimeout: 2 * time.Second})
 		rd.waitFor("test streaming", func(s Status) bool { w := s.Sites["test"].WAL; return w != nil && w.Connected })
 		c.Exec(t, what)
-		lsn, err := pglogrepl.ParseLSN(c.QueryString(t, "select pg_current_wal_flush_lsn()::text"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd.waitFor("the wal written fsynced into the spool", func(s Status) bool {
-			w := s.Sites["test"].WAL
-			if w == nil {
-				return false
-			}
-			f, err := pglogrepl.ParseLSN(w.Flushed)
-			return err == nil && f >= lsn
-		})
+		rd.waitFlushed(c, "the wal written fsynced into the spool")
 		rd.stop()
 		partials, err := filepath.Glob(filepath.Join(a.SpoolDir, "*.partial"))
 		if err != nil || len(partials) != 1 {

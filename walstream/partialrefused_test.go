@@ -5,9 +5,8 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
-	"io"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,8 +15,8 @@ import (
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
 	"github.com/hoardbackup/hoard/internal/pgtest"
+	"github.com/hoardbackup/hoard/internal/storetest"
 	"github.com/hoardbackup/hoard/internal/waltest"
-	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestReceiver_Run_PartialRefusedDoesNotBlock streams from a standby
@@ -34,18 +33,7 @@ import (
 func TestReceiver_Run_PartialRefusedDoesNotBlock(t *testing.T) {
 	ctx := context.Background()
 	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1})
-	data := filepath.Join(pgtest.TempDir(t), "standby")
-	cmd := exec.Command(pgtest.Tool(t, "pg_basebackup"), "-h", primary.Host, "-p", strconv.Itoa(primary.Port),
-		"-U", "postgres", "-D", data, "-R", "-X", "stream", "-c", "fast")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("pg_basebackup: %v\n%s", err, out)
-	}
-	standby := pgtest.StartDataDir(t, pgtest.DebianMajor, data, nil)
+	standby := startStandby(t, primary)
 	segSize := segSizeOf(t, standby)
 	system, err := strconv.ParseUint(standby.QueryString(t, "select system_identifier::text from pg_control_system()"), 10, 64)
 	if err != nil {
@@ -81,19 +69,8 @@ func TestReceiver_Run_PartialRefusedDoesNotBlock(t *testing.T) {
 		t.Fatalf("receiving %s, want timeline 1", partial)
 	}
 	plantedKey := arch.Layout.WALKey(partial)
-	rc, obj, err := arch.Store.Open(ctx, arch.Layout.WALKey(last))
-	if err != nil {
-		t.Fatal(err)
-	}
-	planted, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := storage.Metadata{}
-	for k, v := range obj.Metadata {
-		md[k] = v
-	}
+	planted, obj := storetest.Read(t, arch.Store, arch.Layout.WALKey(last))
+	md := maps.Clone(obj.Metadata)
 	md[archive.MetaPartialDataSize] = strconv.FormatUint(segSize, 10)
 	if err := arch.Store.Put(ctx, plantedKey, bytes.NewReader(planted), md); err != nil {
 		t.Fatal(err)
@@ -116,14 +93,8 @@ func TestReceiver_Run_PartialRefusedDoesNotBlock(t *testing.T) {
 	if !errors.Is(st.LastErr, archive.ErrUnverifiedPartial) || !strings.Contains(st.LastError, partial) {
 		t.Errorf("Status().LastError = %q, want the refused %s's ErrUnverifiedPartial", st.LastError, partial)
 	}
-	rc, _, err = arch.Store.Open(ctx, plantedKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil || !bytes.Equal(got, planted) {
-		t.Fatalf("the planted %s was replaced (%v)", plantedKey, err)
+	if got, _ := storetest.Read(t, arch.Store, plantedKey); !bytes.Equal(got, planted) {
+		t.Fatalf("the planted %s was replaced", plantedKey)
 	}
 	for _, c := range u.uploads() {
 		if c.name == partial {

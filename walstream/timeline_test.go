@@ -19,21 +19,7 @@ import (
 // pg_basebackup builds the standby, so this runs on PostgreSQL 15 only.
 func TestReceiver_Run_TimelineSwitch(t *testing.T) {
 	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.DebianMajor, WALSegmentSizeMB: 1})
-	data := filepath.Join(pgtest.TempDir(t), "standby")
-	cmd := exec.Command(pgtest.Tool(t, "pg_basebackup"), "-h", primary.Host, "-p", strconv.Itoa(primary.Port),
-		"-U", "postgres", "-D", data, "-R", "-X", "stream", "-c", "fast")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("pg_basebackup: %v\n%s", err, out)
-	}
-	standby := pgtest.StartDataDir(t, pgtest.DebianMajor, data, nil)
-	if standby.QueryString(t, "select pg_is_in_recovery()::text") != "true" {
-		t.Fatal("standby is not in recovery")
-	}
+	standby := startStandby(t, primary)
 	segSize := segSizeOf(t, standby)
 
 	s := newSink(t)
@@ -101,4 +87,26 @@ func TestReceiver_Run_TimelineSwitch(t *testing.T) {
 	waitUploaded(t, s, names...)
 	checkStreamed(t, standby, s, names)
 	rr.stop(t)
+}
+
+// startStandby makes a streaming hot standby of primary (PostgreSQL 15:
+// Debian's pg_basebackup -R copies it) and starts it.
+func startStandby(t *testing.T, primary *pgtest.Cluster) *pgtest.Cluster {
+	t.Helper()
+	data := filepath.Join(pgtest.TempDir(t), "standby")
+	cmd := exec.Command(pgtest.Tool(t, "pg_basebackup"), "-h", primary.Host, "-p", strconv.Itoa(primary.Port),
+		"-U", "postgres", "-D", data, "-R", "-X", "stream", "-c", "fast")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	standby := pgtest.StartDataDir(t, primary.Major, data, nil)
+	if standby.QueryString(t, "select pg_is_in_recovery()::text") != "true" {
+		t.Fatal("standby is not in recovery")
+	}
+	return standby
 }
