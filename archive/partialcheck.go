@@ -30,6 +30,15 @@ import (
 // holding at least as much as the claim is stored.
 var ErrUnverifiedPartial = errors.New("the stored .partial may hold more WAL than this copy and cannot be read to check")
 
+// PartialRefused reports whether err, from PutPartialWAL, is a refusal
+// that retrying cannot end: the stored .partial may not be replaced by
+// the file, being a copy that may hold more WAL and cannot be read to
+// check (ErrUnverifiedPartial) or one of other WAL (ErrWALConflict). Only
+// moving the stored object away ends it.
+func PartialRefused(err error) bool {
+	return errors.Is(err, ErrUnverifiedPartial) || errors.Is(err, ErrWALConflict)
+}
+
 // readPartial decodes the stored .partial key, called name, writing its
 // decoded bytes to sink (when not nil) as they come: read to EOF (an
 // encrypted object's HMAC checked), its page header must be that of

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -61,7 +60,7 @@ type uploader struct {
 	mu     sync.Mutex
 	inARow int
 	// refused counts, for each .partial the archive refuses for good
-	// (refusedForGood), its refusals in a row: walstream takes an ended
+	// (archive.PartialRefused), its refusals in a row: walstream takes an ended
 	// timeline's such .partial off the head of its queue and stores the
 	// files after it, whose successes would end inARow, so a refused
 	// .partial counts its failures on its own, until it is stored.
@@ -124,7 +123,7 @@ func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64,
 		name := filepath.Base(path)
 		u.mu.Lock()
 		switch {
-		case refusedForGood(err):
+		case archive.PartialRefused(err):
 			if u.refused == nil {
 				u.refused = make(map[string]int)
 			}
@@ -136,13 +135,6 @@ func (u *uploader) UploadPartial(ctx context.Context, path string, stored int64,
 	}
 	u.record(ctx, err)
 	return err
-}
-
-// refusedForGood reports whether err, from PutPartialWAL, is a refusal
-// that retrying cannot end: the stored .partial may not be replaced
-// (walstream's refusedForGood).
-func refusedForGood(err error) bool {
-	return errors.Is(err, archive.ErrUnverifiedPartial) || errors.Is(err, archive.ErrWALConflict)
 }
 
 // overLimitLocked tells whether uploads failed past the limit: in a row,

@@ -64,9 +64,11 @@ const (
 	taskFile taskKind = iota + 1
 	// taskPartial uploads a .partial segment that will not grow any more
 	// (its timeline ended) with UploadPartial, retrying until it
-	// succeeds, then deletes it; refused for good (refusedForGood), it
-	// leaves the head of the queue and is queued again later
-	// (refusePartial).
+	// succeeds, then deletes it; refused for good (another copy stored
+	// that it may not replace: archive.PartialRefused), it leaves the
+	// head of the queue and is queued again later (refusePartial). A
+	// failing storage keeps it at the head, so that files are stored in
+	// order.
 	taskPartial
 	// taskSnapshot copies the first length bytes of the growing .partial
 	// and uploads the copy with UploadPartial, once: a failure waits for
@@ -312,7 +314,7 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 		if ctx.Err() != nil {
 			return false
 		}
-		if t.kind == taskPartial && refusedForGood(err) {
+		if t.kind == taskPartial && archive.PartialRefused(err) {
 			r.refusePartial(t, err, stop)
 			return true
 		}
@@ -327,21 +329,9 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 	}
 }
 
-// refusedForGood reports whether err, from UploadPartial of an ended
-// timeline's .partial, is one that retrying cannot fix: the storage holds
-// another copy under that name that the Uploader may not replace, one
-// that may hold more WAL and that it cannot read to check
-// (archive.ErrUnverifiedPartial), or one of other WAL
-// (archive.ErrWALConflict). Errors of the storage itself are not: they
-// keep the file at the head of the queue, so that files are stored in
-// order.
-func refusedForGood(err error) bool {
-	return errors.Is(err, archive.ErrUnverifiedPartial) || errors.Is(err, archive.ErrWALConflict)
-}
-
 // refusePartial takes the ended timeline's .partial t, which the storage
-// refused for good (refusedForGood), off the head of the queue, so that
-// the files queued behind it, the next timeline's, are stored: retrying
+// refused for good (archive.PartialRefused), off the head of the queue,
+// so that the files queued behind it, the next timeline's, are stored: retrying
 // it there would store nothing more, forever, while the slot makes the
 // server keep its WAL. The file stays in the spool, never deleted; the
 // error stays in Status until it is stored (partialStored); it is queued
