@@ -181,7 +181,7 @@ func newSiteMetrics(m *metrics.Registry, site string) siteMetrics {
 		uploaded:   m.Gauge(MetricWALUploaded, "End of the last complete WAL segment stored in the archive (LSN as a byte position).", l),
 		queue:      m.Gauge(MetricWALQueue, "WAL files waiting for upload, the one in progress included.", l),
 		lagBytes:   m.Gauge(MetricWALLagBytes, "WAL the server has that is not yet archived as complete segments, in bytes.", l),
-		lagSeconds: m.Gauge(MetricWALLagSeconds, "Age of the oldest WAL file waiting for upload (a complete segment, .history or an ended timeline's .partial), in seconds since it was queued (0 when none waits).", l),
+		lagSeconds: m.Gauge(MetricWALLagSeconds, "Age of the oldest WAL file waiting for upload (a complete segment, .history or an ended timeline's .partial, one the storage refuses for good included), in seconds since it was first queued (0 when none waits).", l),
 		stored:     m.Gauge(MetricWALStored, "End of the WAL stored in the archive, as complete segments or the .partial copy of the segment being received (LSN as a byte position).", l),
 		storedLagBytes: m.Gauge(MetricWALStoredLagBytes,
 			"WAL the server has that is not stored in the archive (as a segment or .partial), in bytes: the recovery point objective now.", l),

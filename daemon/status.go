@@ -105,8 +105,8 @@ type WALStatus struct {
 	LagBytes uint64 `json:"lag_bytes"`
 	// LagSeconds is the age of the oldest WAL file waiting to be
 	// archived (a complete segment, .history or an ended timeline's
-	// .partial, since it was queued; walstream.Status.QueuedSince), 0
-	// when none waits.
+	// .partial, a refused one included, since it was first queued;
+	// walstream.Status.QueuedSince), 0 when none waits.
 	LagSeconds float64 `json:"lag_seconds"`
 	// Stored is the end of the WAL stored in the archive, as complete
 	// segments or the .partial copy of the segment being received.
@@ -114,13 +114,19 @@ type WALStatus struct {
 	// StoredLagBytes and StoredLagSeconds are the recovery point
 	// objective now: the WAL the server has that is not stored, and the
 	// age of the oldest WAL received but not stored (0 when all is).
-	StoredLagBytes   uint64     `json:"stored_lag_bytes"`
-	StoredLagSeconds float64    `json:"stored_lag_seconds"`
-	QueueDepth       int        `json:"upload_queue"`
-	Connected        bool       `json:"connected"`
-	Paused           bool       `json:"paused_by_disk_guard"`
-	LastError        string     `json:"last_error,omitempty"`
-	LastErrorAt      *time.Time `json:"last_error_at,omitempty"`
+	StoredLagBytes   uint64  `json:"stored_lag_bytes"`
+	StoredLagSeconds float64 `json:"stored_lag_seconds"`
+	QueueDepth       int     `json:"upload_queue"`
+	// RefusedPartials are the ended timelines' .partial files the
+	// storage refuses for good (another copy is stored under the name,
+	// one the daemon may not replace: archive.PartialRefused), still in
+	// the spool and retried, by name: out of upload_queue between their
+	// retries, they count in LagSeconds from when they were first queued.
+	RefusedPartials []string   `json:"refused_partials,omitempty"`
+	Connected       bool       `json:"connected"`
+	Paused          bool       `json:"paused_by_disk_guard"`
+	LastError       string     `json:"last_error,omitempty"`
+	LastErrorAt     *time.Time `json:"last_error_at,omitempty"`
 	// Holes are the runs of WAL segments the receiver found missing from
 	// the archive before where it resumed streaming, since the last
 	// basebackup: backups before them cannot be restored past them.
@@ -242,7 +248,7 @@ func walStatus(s walstream.Status, lag, storedLag time.Duration, holes []walstre
 		Received: s.Received.String(), Flushed: s.Flushed.String(), Uploaded: s.Uploaded.String(),
 		ServerLSN: s.ServerLSN.String(), LagBytes: s.BytesBehind, LagSeconds: lag.Seconds(),
 		Stored: s.Stored.String(), StoredLagBytes: s.StoredBytesBehind, StoredLagSeconds: storedLag.Seconds(),
-		QueueDepth: s.QueueDepth, Connected: s.Connected, Paused: s.Paused,
+		QueueDepth: s.QueueDepth, RefusedPartials: s.RefusedPartials, Connected: s.Connected, Paused: s.Paused,
 		LastError: s.LastError, LastErrorAt: timePtr(s.LastErrorAt), Holes: holes,
 	}
 	if f := s.FormerSlot; f != nil {

@@ -206,7 +206,12 @@
 // leaves the head instead: logged at Error, naming the file and the
 // stored object, its error held in Status until it is stored, it stays
 // in the spool and is queued again after a backoff (1 s doubling to 30 s)
-// and at the next start, while the files behind it are stored. A failing
+// and at the next start, while the files behind it are stored. Out of the
+// queue between its tries, it still waits for upload: Status names it in
+// RefusedPartials and counts it in QueuedSince from when it was first
+// queued, Unstored and a stop's count of the files left in the spool
+// count it, and a pg_upgrade in place (changeSystem), which stores the
+// old system's WAL before it streams the new one, waits for it. A failing
 // storage still holds the queue, so that files are stored in order. With PartialUploadInterval, the
 // growing .partial is fsynced and a copy of its fsynced part (that part
 // only, not padded to the segment size) is uploaded through

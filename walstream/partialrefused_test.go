@@ -5,12 +5,16 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/crypto"
@@ -130,4 +134,113 @@ func waitStored(t *testing.T, u *archiveUploader, names ...string) {
 		}
 		return true
 	})
+}
+
+// refusingUploader refuses every .partial for good
+// (archive.ErrUnverifiedPartial) while refuse is set, and stores
+// (accepts) everything else.
+type refusingUploader struct {
+	refuse atomic.Bool
+	stored atomic.Int32 // .partial files accepted
+}
+
+func (u *refusingUploader) Upload(context.Context, string) error { return nil }
+
+func (u *refusingUploader) UploadPartial(context.Context, string, int64, bool) error {
+	if u.refuse.Load() {
+		return fmt.Errorf("test: %w", archive.ErrUnverifiedPartial)
+	}
+	u.stored.Add(1)
+	return nil
+}
+
+// TestReceiver_PartialRefusedCountsAsQueued: an ended timeline's .partial
+// that the storage refuses for good leaves the upload queue between its
+// retries (refusePartial), but it still waits for upload: Status counts
+// it in QueuedSince, and so hoard_wal_lag_seconds, from when it was
+// queued (the file's modification time, an hour ago here) and names it
+// in RefusedPartials, until it is stored. Left out, the lag read "nothing
+// waiting" while the WAL sat unstored in the spool, and a lag alert never
+// fired.
+func TestReceiver_PartialRefusedCountsAsQueued(t *testing.T) {
+	spool := t.TempDir()
+	const name = "000000010000000000000009.partial"
+	p := filepath.Join(spool, name)
+	if err := os.WriteFile(p, []byte("wal of an ended timeline"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(p, written, written); err != nil {
+		t.Fatal(err)
+	}
+	up := &refusingUploader{}
+	up.refuse.Store(true)
+	r, err := New(Options{Slot: "hoard", SpoolDir: spool, Uploader: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No retry while the refusal is looked at.
+	r.retryMin, r.retryMax = time.Hour, time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); r.uploadLoop(ctx, stop) }()
+	if err := r.finishPartial(name); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the .partial refused and out of the queue", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.refused) == 1 && r.queue.len() == 0
+	})
+	st := r.Status()
+	if !st.QueuedSince.Equal(written) {
+		t.Errorf("refused %s out of the queue: Status().QueuedSince = %v, want %v (when it was queued)", name, st.QueuedSince, written)
+	}
+	if !slices.Equal(st.RefusedPartials, []string{name}) {
+		t.Errorf("Status().RefusedPartials = %q, want [%s]", st.RefusedPartials, name)
+	}
+	if !r.Unstored() {
+		t.Error("Unstored() = false with the refused .partial in the spool")
+	}
+	// A pg_upgrade in place (changeSystem) waits for the old system's
+	// WAL to be stored before it streams the new one: the refused
+	// .partial is not.
+	waitCtx, waitCancel := context.WithTimeout(ctx, 3*drainPoll)
+	err = r.waitUploads(waitCtx)
+	waitCancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waitUploads = %v with the refused %s not stored, want it still waiting (context.DeadlineExceeded)", err, name)
+	}
+	// What a stop reports left in the spool (the log, resumeError).
+	if n := r.unstoredFiles(); n != 1 {
+		t.Errorf("unstoredFiles() = %d with the refused %s in the spool, want 1", n, name)
+	}
+	close(stop)
+	<-loopDone
+
+	// Stored at a retry: nothing waits any more.
+	up.refuse.Store(false)
+	r.retryMin, r.retryMax = 20*time.Millisecond, 200*time.Millisecond
+	stop = make(chan struct{})
+	loopDone = make(chan struct{})
+	go func() { defer close(loopDone); r.uploadLoop(ctx, stop) }()
+	r.enqueueWritten(uploadTask{kind: taskPartial, name: name})
+	waitFor(t, "the .partial stored", func() bool { return up.stored.Load() == 1 && r.queue.len() == 0 })
+	st = r.Status()
+	if !st.QueuedSince.IsZero() || len(st.RefusedPartials) != 0 || st.LastErr != nil {
+		t.Errorf("stored: QueuedSince %v, RefusedPartials %q, LastErr %v, want zero, none, nil", st.QueuedSince, st.RefusedPartials, st.LastErr)
+	}
+	if r.Unstored() {
+		t.Error("Unstored() = true once the .partial is stored")
+	}
+	if err := r.waitUploads(ctx); err != nil {
+		t.Errorf("waitUploads = %v once the .partial is stored", err)
+	}
+	if n := r.unstoredFiles(); n != 0 {
+		t.Errorf("unstoredFiles() = %d once the .partial is stored, want 0", n)
+	}
+	close(stop)
+	<-loopDone
 }

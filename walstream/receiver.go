@@ -161,7 +161,9 @@ type Status struct {
 	QueueDepth int
 	// QueuedSince is when the oldest file waiting for upload (a complete
 	// segment, a .history file or an ended timeline's .partial, the one
-	// being uploaded included) was queued: a segment is queued as soon
+	// being uploaded included, and a .partial the storage refuses for
+	// good between its retries, RefusedPartials) was first queued: a
+	// segment is queued as soon
 	// as it is complete and fsynced; a file an earlier run left in the
 	// spool counts from when it was last written (its modification
 	// time, not after now), not from when this Run queued it. Zero when
@@ -171,7 +173,14 @@ type Status struct {
 	// uploads keep up. The .partial copies of the segment being received
 	// do not count (UnstoredSince does).
 	QueuedSince time.Time
-	Connected   bool // streaming now
+	// RefusedPartials are the ended timelines' .partial files in the
+	// spool that the storage refuses for good (another copy stored under
+	// the name that may not be replaced: archive.PartialRefused), by
+	// name, until each is stored. Out of the upload queue between their
+	// retries (refusePartial), they still wait for upload: QueuedSince
+	// counts each from when it was first queued.
+	RefusedPartials []string
+	Connected       bool // streaming now
 	// Streamed is set once the server has accepted START_REPLICATION
 	// (the receiver held the slot) in this Run, and stays set.
 	Streamed bool
@@ -231,10 +240,9 @@ type Receiver struct {
 	// errs are the last errors of each source that still hold (zero
 	// when none); status.LastError is the newest of them.
 	errs [errSources]heldError
-	// refused counts the refusals of each ended timeline's .partial that
-	// the storage refuses for good and that is not stored yet
-	// (refusePartial).
-	refused map[string]int
+	// refused holds each ended timeline's .partial that the storage
+	// refuses for good and that is not stored yet (refusePartial).
+	refused map[string]refusal
 	// arrivals records when the WAL after status.Stored arrived, oldest
 	// first, for Status.UnstoredSince.
 	arrivals []arrival
@@ -389,6 +397,15 @@ func (r *Receiver) Status() Status {
 	if r.queue != nil {
 		s.QueuedSince = r.queue.queuedSince()
 	}
+	// A refused .partial out of the queue between its retries still
+	// waits for upload.
+	for name, f := range r.refused {
+		s.RefusedPartials = append(s.RefusedPartials, name)
+		if s.QueuedSince.IsZero() || f.since.Before(s.QueuedSince) {
+			s.QueuedSince = f.since
+		}
+	}
+	slices.Sort(s.RefusedPartials)
 	return s
 }
 
@@ -647,7 +664,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	close(stop)
 	wg.Wait()
 	drain.Stop()
-	n := r.queue.len()
+	n := r.unstoredFiles()
 	if n > 0 {
 		r.log.Info().Int("files", n).Msg("files left in the spool for the next run")
 	}

@@ -114,6 +114,21 @@ func (r *Receiver) Unstored() bool {
 	return r.queue.len() > 0 || refused > 0 || r.PendingStreamEnd().Name != ""
 }
 
+// unstoredFiles counts the files queued for upload (the one in progress
+// included) and the refused .partial files out of the queue between
+// their retries (refusePartial): what a stop leaves in the spool unstored.
+func (r *Receiver) unstoredFiles() int {
+	n := r.queue.len()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name := range r.refused {
+		if !r.queue.has(name) {
+			n++
+		}
+	}
+	return n
+}
+
 // adoptStreamEnd makes Options.StreamEnd, the copy the previous Run left
 // unstored, this Run's stream end's copy and queues it, after the
 // complete files of the spool: retryStreamEnd then tries it again while

@@ -30,7 +30,11 @@ const drainPoll = 200 * time.Millisecond
 // as .partial files, never as complete segments (the old server never
 // finished them; the last one holds the shutdown checkpoint its
 // walsender sent before it stopped), and the session waits until the
-// upload queue is empty, so the spool never holds two systems' WAL. A
+// upload queue is empty and every .partial is stored, so the spool never
+// holds two systems' WAL. A .partial the storage refuses for good
+// (refusePartial) holds it until the operator moves the stored object
+// away and its retry stores the file: the error and the refusals' log
+// say so, and Status.QueuedSince (the daemon's lag) counts it. A
 // crash meanwhile leaves the old system's files in the spool, and the
 // next Run does the same again. Then the receiver forgets the old
 // system's positions and streams the new one from its slot (created
@@ -90,11 +94,13 @@ func (s *session) changeSystem(ctx context.Context, sys replication.System) (boo
 	return true, nil
 }
 
-// waitUploads waits until the upload queue is empty or ctx ends.
+// waitUploads waits until the upload queue is empty and no .partial the
+// storage refused for good is left unstored (refusePartial: out of the
+// queue between its retries, it is not stored), or until ctx ends.
 func (r *Receiver) waitUploads(ctx context.Context) error {
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
-	for r.queue.len() > 0 {
+	for r.unstoredFiles() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -171,6 +171,31 @@ func (q *uploadQueue) queuedSince() time.Time {
 	return oldest
 }
 
+// since returns when the task t still queued was queued; false when it
+// is not queued.
+func (q *uploadQueue) since(t uploadTask) (time.Time, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, old := range q.tasks {
+		if old.name == t.name && old.kind == t.kind {
+			return q.queued[i], true
+		}
+	}
+	return time.Time{}, false
+}
+
+// has reports whether a file task for name is queued.
+func (q *uploadQueue) has(name string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, t := range q.tasks {
+		if t.name == name && t.kind != taskSnapshot {
+			return true
+		}
+	}
+	return false
+}
+
 // hasSnapshot reports whether a snapshot upload is queued.
 func (q *uploadQueue) hasSnapshot() bool {
 	q.mu.Lock()
@@ -334,17 +359,29 @@ func (r *Receiver) runTask(ctx context.Context, stop <-chan struct{}, t uploadTa
 // so that the files queued behind it, the next timeline's, are stored: retrying
 // it there would store nothing more, forever, while the slot makes the
 // server keep its WAL. The file stays in the spool, never deleted; the
-// error stays in Status until it is stored (partialStored); it is queued
+// error stays in Status until it is stored (partialStored), and so does
+// the file, in RefusedPartials and in QueuedSince from when it was first
+// queued (out of the queue, it still waits for upload); it is queued
 // again after a backoff (retryMin, doubling with each refusal up to
 // retryMax) unless the upload loop stopped by then, and at the next start
 // (queueSpool).
 func (r *Receiver) refusePartial(t uploadTask, err error, stop <-chan struct{}) {
+	// Still at the head of the queue: when it was queued.
+	at, ok := r.queue.since(t)
+	if !ok {
+		at = time.Now()
+	}
 	r.mu.Lock()
 	if r.refused == nil {
-		r.refused = make(map[string]int)
+		r.refused = make(map[string]refusal)
 	}
-	r.refused[t.name]++
-	n := r.refused[t.name]
+	f, seen := r.refused[t.name]
+	if !seen || at.Before(f.since) {
+		f.since = at
+	}
+	f.count++
+	r.refused[t.name] = f
+	n := f.count
 	r.setErrorLocked(errRefused, err)
 	r.mu.Unlock()
 	delay := min(r.retryMin<<min(n-1, 16), r.retryMax)
@@ -361,6 +398,17 @@ func (r *Receiver) refusePartial(t uploadTask, err error, stop <-chan struct{}) 
 			r.enqueueWritten(t)
 		}
 	})
+}
+
+// refusal is an ended timeline's .partial that the storage refuses for
+// good (refusePartial).
+type refusal struct {
+	// count is its refusals so far.
+	count int
+	// since is when it was first queued: out of the queue between its
+	// retries, it still waits for upload, and Status.QueuedSince counts
+	// it from then.
+	since time.Time
 }
 
 // partialStored records that the ended timeline's .partial name is
