@@ -67,7 +67,12 @@ func Configuration() []byte {
 	w("once, each with its JSON path or variable name, and exits with status 2.\n\n")
 	w("The PostgreSQL connection (`nodes`) also takes libpq's `PG*` variables (`PGHOST`, `PGPORT`,\n")
 	w("`PGUSER`, `PGPASSWORD`, `PGSSLMODE`, ...) and `~/.pgpass` for whatever the node does not set;\n")
-	w("a site with no `nodes` takes everything from them.\n\n")
+	w("a site with no `nodes` takes everything from them. In a `.pgpass` (or the file `passfile` or\n")
+	w("`PGPASSFILE` names), the replication connection's password is looked up under the database\n")
+	w("`replication`, as `pg_receivewal`, `pg_basebackup` and a standby look it up, and under the node's\n")
+	w("`dbname` when no such line matches; the ordinary connections hoard also opens (slots, `hoard\n")
+	w("check`, local-tar's `pg_backup_start`) under the node's `dbname`, as libpq does: a line with `*`\n")
+	w("as its database serves both.\n\n")
 
 	w("## Environment variables\n\n")
 	w("Site variables apply to the site named by `HOARD_SITE`, or to the only site. Variables marked\n")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -85,6 +86,9 @@ func connectWith(ctx context.Context, connString, appName string, english bool) 
 	sqlConfig := config.Copy()
 	delete(sqlConfig.RuntimeParams, "replication")
 	config.RuntimeParams["replication"] = "true"
+	if pw := replicationPassword(connString); pw != "" {
+		config.Password = pw
+	}
 	english = english && !setsMessages(config.RuntimeParams)
 	if english {
 		config.RuntimeParams["lc_messages"] = "C"
@@ -103,6 +107,49 @@ func connectWith(ctx context.Context, connString, appName string, english bool) 
 		return nil, connectError(err, true)
 	}
 	return c, nil
+}
+
+// replicationPassword returns the password for a physical replication
+// connection to connString's server when a passfile gives one under the
+// database "replication", as libpq's replication clients look it up:
+// pg_receivewal and pg_basebackup (GetConnection in streamutil.c) and a
+// standby's walreceiver (libpqrcv_connect: "specify replication for
+// .pgpass lookup") connect with dbname=replication, and PostgreSQL's
+// documentation tells a standby's ~/.pgpass to say so. pgconn looked the
+// password up under the connection's dbname, which an ordinary
+// connection uses (and the replication connection still does when no
+// line for "replication" matches). A password the connection string or
+// PGPASSWORD gives comes back as it is: the passfile is consulted only
+// without one. "" when nothing matches.
+func replicationPassword(connString string) string {
+	s, ok := withDatabase(connString, "replication")
+	if !ok {
+		return ""
+	}
+	c, err := pgconn.ParseConfig(s)
+	if err != nil || c.Database != "replication" {
+		return ""
+	}
+	return c.Password
+}
+
+// withDatabase returns connString with its dbname replaced by db: in a
+// URI's path and query, or appended to a keyword/value string (where
+// the last of a keyword counts).
+func withDatabase(connString, db string) (string, bool) {
+	if !IsURI(connString) {
+		return connString + " dbname=" + quoteConnValue(db), true
+	}
+	u, err := url.Parse(connString)
+	if err != nil {
+		return "", false
+	}
+	u.Path, u.RawPath = "/"+db, ""
+	if q := u.Query(); q.Has("dbname") {
+		q.Set("dbname", db)
+		u.RawQuery = q.Encode()
+	}
+	return u.String(), true
 }
 
 // setsMessages reports whether the connection's startup parameters set

@@ -209,8 +209,10 @@ func connectHint(err, kind error, replication bool) string {
 	switch {
 	case kind == ErrUnreachable:
 		return "check the node's host and port (nodes in the configuration, or PGHOST and PGPORT) and that PostgreSQL is running"
+	case kind == ErrAuthentication && replication:
+		return "check the node's password (nodes in the configuration, PGPASSWORD, or a ~/.pgpass line for database replication or *)"
 	case kind == ErrAuthentication:
-		return "check the node's password (nodes in the configuration, PGPASSWORD or ~/.pgpass)"
+		return "check the node's password (nodes in the configuration, PGPASSWORD, or a ~/.pgpass line for the node's dbname or *)"
 	case !replication && isPg && pgErr.Code == codeInvalidCatalogName:
 		// Only an ordinary connection opens a database; libpq's default
 		// dbname is the user's name, which a replication role seldom has.
