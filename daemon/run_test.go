@@ -210,6 +210,42 @@ func TestRun_ConnectAlerts(t *testing.T) {
 	}
 }
 
+// TestRun_TLSAlert streams from a cluster speaking TLS with a node that
+// verifies its certificate against another CA (what a man in the middle
+// looks like): the receiver retries, the site's wal.last_error says
+// what to check and configuration_error is raised; with the right CA it
+// streams and the alert goes.
+func TestRun_TLSAlert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	t.Setenv("HOME", t.TempDir()) // no ~/.postgresql of the machine
+	ca := pgtest.NewCA(t, "test")
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], Conf: ca.SSLConf(ca.Server(t, "localhost"))})
+	conn := func(root string) string {
+		return "host=localhost port=" + strconv.Itoa(c.Port) + " user=postgres dbname=postgres sslmode=verify-full sslrootcert=" + root
+	}
+	site := streamingSite(t, conn(pgtest.NewCA(t, "other").File))
+	rd := runDaemon(t, Options{Sites: []Site{site}})
+	st := rd.waitFor("configuration_error", func(st Status) bool {
+		return slices.Contains(st.Alerts, AlertConfiguration) && rd.alertFile(AlertConfiguration)
+	})
+	if w := st.Sites["test"].WAL; w == nil || !strings.Contains(w.LastError, "TLS connection refused") || !strings.Contains(w.LastError, "sslrootcert") {
+		t.Errorf("wal status %+v: want last_error to say the TLS connection was refused and what to check", w)
+	}
+	rd.stop()
+
+	site.ConnString = conn(ca.File)
+	rd = runDaemon(t, Options{Sites: []Site{site}, AlertDir: rd.opts.AlertDir})
+	rd.waitFor("the alert cleared after the receiver connected", func(st Status) bool {
+		w := st.Sites["test"].WAL
+		return w != nil && w.Connected && len(st.Alerts) == 0
+	})
+	if rd.alertFile(AlertConfiguration) {
+		t.Errorf("alert file %s still exists", AlertConfiguration)
+	}
+}
+
 // TestDaemon_setAlert checks that an alert file stays while any site holds
 // its condition, and that forgetting a site clears what it alone held.
 func TestDaemon_setAlert(t *testing.T) {

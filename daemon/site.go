@@ -777,14 +777,17 @@ func unresolvedHoles(holes []walstream.Hole, before string) []walstream.Hole {
 // connectFailed raises PGHoard's alert for a connection error: a rejected
 // password or authentication method (authentication_error), a refused
 // replication connection (configuration_error: pg_hba.conf, a role without
-// REPLICATION), or a slot another process streams from
-// (configuration_error: WAL capture waits for someone to stop it). Other
-// errors raise nothing.
+// REPLICATION, a client certificate), a TLS connection the node's sslmode
+// asks for that was not made (configuration_error: a server certificate
+// that does not verify, a server without TLS; someone in the middle
+// looks the same, and retrying does not change it), or a slot another
+// process streams from (configuration_error: WAL capture waits for
+// someone to stop it). Other errors raise nothing.
 func (s *supervisor) connectFailed(err error) {
 	switch {
 	case errors.Is(err, replication.ErrAuthentication):
 		s.d.setAlert(AlertAuthentication, s.site.Name, true)
-	case errors.Is(err, replication.ErrNotPermitted), errors.Is(err, replication.ErrSlotInUse):
+	case errors.Is(err, replication.ErrNotPermitted), errors.Is(err, replication.ErrTLS), errors.Is(err, replication.ErrSlotInUse):
 		s.d.setAlert(AlertConfiguration, s.site.Name, true)
 	}
 }

@@ -1,6 +1,8 @@
 package replication
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +26,15 @@ var (
 	// ErrUnreachable means no server answered: connection refused, timed
 	// out, unknown host.
 	ErrUnreachable = errors.New("server unreachable")
+	// ErrTLS means the TLS connection the node's sslmode asks for was
+	// not made: the server's certificate did not verify against
+	// sslrootcert (verify-ca, verify-full, or require with an
+	// sslrootcert, which libpq verifies too), did not name the host
+	// (verify-full), the server refused TLS (any sslmode but disable,
+	// allow and prefer), or it refused the client certificate. Someone
+	// in the middle looks the same. A certificate that fails
+	// verification ends the connection before hoard sends anything.
+	ErrTLS = errors.New("TLS connection refused")
 )
 
 // Slot errors.
@@ -134,6 +145,9 @@ func classifyConnectError(err error) error {
 		}
 		return nil
 	}
+	if isTLSError(err) {
+		return ErrTLS
+	}
 	var netErr net.Error
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
@@ -141,6 +155,33 @@ func classifyConnectError(err error) error {
 		return ErrUnreachable
 	}
 	return nil
+}
+
+// isTLSError reports whether err is a failure of the TLS connection the
+// sslmode asked for: a server certificate that failed verification
+// (crypto/x509's errors: pgconn's verify-ca check returns them bare,
+// crypto/tls wraps them for verify-full), an alert the server sent
+// (crypto/tls reports it as a *net.OpError "remote error", which would
+// otherwise read as an unreachable server), or a server that answered
+// the SSLRequest with N (pgconn's text, it has no sentinel for it).
+func isTLSError(err error) bool {
+	var (
+		verifyErr   *tls.CertificateVerificationError
+		authErr     x509.UnknownAuthorityError
+		hostErr     x509.HostnameError
+		invalidErr  x509.CertificateInvalidError
+		opErr       *net.OpError
+		alertErr    tls.AlertError
+		recordError tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &verifyErr), errors.As(err, &authErr), errors.As(err, &hostErr),
+		errors.As(err, &invalidErr), errors.As(err, &alertErr), errors.As(err, &recordError):
+		return true
+	case errors.As(err, &opErr) && opErr.Op == "remote error":
+		return true
+	}
+	return strings.Contains(err.Error(), "server refused TLS connection")
 }
 
 // connectError wraps the error of a failed connection attempt: with the
@@ -209,6 +250,12 @@ func connectHint(err, kind error, replication bool) string {
 	switch {
 	case kind == ErrUnreachable:
 		return "check the node's host and port (nodes in the configuration, or PGHOST and PGPORT) and that PostgreSQL is running"
+	case kind == ErrTLS:
+		return "the TLS connection the node's sslmode asks for failed: check sslrootcert (the CA that signed the server's certificate), " +
+			"that the node's host is a name in that certificate (sslmode=verify-full), sslcert and sslkey (a client certificate the server's ssl_ca_file trusts), " +
+			"and that the server has ssl = on; if all are right, something between hoard and the server presents another certificate"
+	case isPg && pgErr.Code == codeInvalidAuthorization && strings.Contains(pgErr.Message, "certificate"):
+		return "give the node sslcert and sslkey: a client certificate signed by a CA in the server's ssl_ca_file, whose common name is the node's user (or maps to it in pg_ident.conf)"
 	case kind == ErrAuthentication && replication:
 		return "check the node's password (nodes in the configuration, PGPASSWORD, or a ~/.pgpass line for database replication or *)"
 	case kind == ErrAuthentication:
