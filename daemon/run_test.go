@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
@@ -244,6 +245,35 @@ func TestRun_TLSAlert(t *testing.T) {
 	if rd.alertFile(AlertConfiguration) {
 		t.Errorf("alert file %s still exists", AlertConfiguration)
 	}
+}
+
+// TestRun_NoWALSenderAlert streams from a cluster whose only WAL sender
+// (max_wal_senders = 1) another replication connection holds: the
+// receiver retries, the site's wal.last_error says to raise
+// max_wal_senders and configuration_error is raised; once the sender is
+// free it streams and the alert goes.
+func TestRun_NoWALSenderAlert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], Conf: map[string]string{"max_wal_senders": "1"}})
+	held, err := pgconn.Connect(context.Background(), c.ConnString("postgres")+" replication=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(context.Background())
+	rd := runDaemon(t, Options{Sites: []Site{streamingSite(t, c.ConnString("postgres"))}})
+	st := rd.waitFor("configuration_error", func(st Status) bool {
+		return slices.Contains(st.Alerts, AlertConfiguration) && rd.alertFile(AlertConfiguration)
+	})
+	if w := st.Sites["test"].WAL; w == nil || !strings.Contains(w.LastError, "raise max_wal_senders") {
+		t.Errorf("wal status %+v: want last_error to say to raise max_wal_senders", w)
+	}
+	held.Close(context.Background())
+	rd.waitFor("the alert cleared after the receiver connected", func(st Status) bool {
+		w := st.Sites["test"].WAL
+		return w != nil && w.Connected && len(st.Alerts) == 0
+	})
 }
 
 // TestDaemon_setAlert checks that an alert file stays while any site holds

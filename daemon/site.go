@@ -777,7 +777,8 @@ func unresolvedHoles(holes []walstream.Hole, before string) []walstream.Hole {
 // connectFailed raises PGHoard's alert for a connection error: a rejected
 // password or authentication method (authentication_error), a refused
 // replication connection (configuration_error: pg_hba.conf, a role without
-// REPLICATION, a client certificate), a TLS connection the node's sslmode
+// REPLICATION, a client certificate; no WAL sender free: max_wal_senders
+// too low for what streams from the server), a TLS connection the node's sslmode
 // asks for that was not made (configuration_error: a server certificate
 // that does not verify, a server without TLS; someone in the middle
 // looks the same, and retrying does not change it), or a slot another
@@ -787,7 +788,8 @@ func (s *supervisor) connectFailed(err error) {
 	switch {
 	case errors.Is(err, replication.ErrAuthentication):
 		s.d.setAlert(AlertAuthentication, s.site.Name, true)
-	case errors.Is(err, replication.ErrNotPermitted), errors.Is(err, replication.ErrTLS), errors.Is(err, replication.ErrSlotInUse):
+	case errors.Is(err, replication.ErrNotPermitted), errors.Is(err, replication.ErrNoWALSender),
+		errors.Is(err, replication.ErrTLS), errors.Is(err, replication.ErrSlotInUse):
 		s.d.setAlert(AlertConfiguration, s.site.Name, true)
 	}
 }

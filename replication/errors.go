@@ -26,6 +26,10 @@ var (
 	// ErrUnreachable means no server answered: connection refused, timed
 	// out, unknown host.
 	ErrUnreachable = errors.New("server unreachable")
+	// ErrNoWALSender means the server had no WAL sender left for a
+	// replication connection: as many as max_wal_senders are in use
+	// (SQLSTATE 53300, InitWalSenderSlot in walsender.c).
+	ErrNoWALSender = errors.New("no WAL sender free")
 	// ErrTLS means the TLS connection the node's sslmode asks for was
 	// not made: the server's certificate did not verify against
 	// sslrootcert (verify-ca, verify-full, or require with an
@@ -142,6 +146,10 @@ func classifyConnectError(err error) error {
 			return ErrAuthentication
 		case codeInvalidAuthorization, codeInsufficientPriv:
 			return ErrNotPermitted
+		case codeTooManyConnections:
+			if strings.Contains(pgErr.Message, "max_wal_senders") {
+				return ErrNoWALSender
+			}
 		}
 		return nil
 	}
@@ -270,8 +278,9 @@ func connectHint(err, kind error, replication bool) string {
 		return `add a line for database "replication" (which "all" does not match) for this user and host to pg_hba.conf, then reload PostgreSQL`
 	case pgErr.Code == codeInsufficientPriv:
 		return "give the node's user the REPLICATION attribute (ALTER ROLE name REPLICATION) or connect as a superuser"
-	case pgErr.Code == codeTooManyConnections && strings.Contains(pgErr.Message, "max_wal_senders"):
-		return "raise max_wal_senders in postgresql.conf (above 0, which needs wal_level = replica or logical; hoard's WAL stream and each running basebackup take one) and restart PostgreSQL"
+	case kind == ErrNoWALSender:
+		return "raise max_wal_senders in postgresql.conf (above 0, which needs wal_level = replica or logical; hoard's WAL stream and each running basebackup take one) and restart PostgreSQL, " +
+			"or end a replication connection that holds one (pg_stat_replication lists them)"
 	}
 	return ""
 }

@@ -1,7 +1,9 @@
 package replication
 
 import (
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -22,7 +24,7 @@ func TestConnectError(t *testing.T) {
 	}{
 		{"NoSenders", &pgconn.PgError{Severity: "FATAL", Code: "53300",
 			Message: "number of requested standby connections exceeds max_wal_senders (currently 0)"},
-			true, nil, "raise max_wal_senders in postgresql.conf"},
+			true, ErrNoWALSender, "raise max_wal_senders in postgresql.conf"},
 		{"TooManyClients", &pgconn.PgError{Severity: "FATAL", Code: "53300",
 			Message: "sorry, too many clients already"}, true, nil, ""},
 		{"NoHBALine", &pgconn.PgError{Severity: "FATAL", Code: "28000",
@@ -38,6 +40,10 @@ func TestConnectError(t *testing.T) {
 			Message: `password authentication failed for user "alice"`},
 			true, ErrAuthentication, "check the node's password"},
 		{"Unreachable", refused, false, ErrUnreachable, "check the node's host and port"},
+		// crypto/tls reports the server's alert as a *net.OpError.
+		{"ClientCertRefused", &net.OpError{Op: "remote error", Err: errors.New("tls: expired certificate")},
+			true, ErrTLS, "check sslrootcert"},
+		{"ServerCertUnknown", fmt.Errorf("write failed: %w", x509.UnknownAuthorityError{}), false, ErrTLS, "check sslrootcert"},
 		// A replication role with no database of its name: the ordinary
 		// connection hoard also makes fails where libpq's default dbname
 		// (the user's name) is not a database.
