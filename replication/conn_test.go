@@ -85,10 +85,13 @@ func TestConnect_ErrUnreachableOneLine(t *testing.T) {
 func TestConnect_ErrNotPermitted(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], HBA: []string{
 		"local all all trust",
+		"host all carol 127.0.0.1/32 reject",
 		"host all all 127.0.0.1/32 trust",
 		"host replication alice 127.0.0.1/32 md5",
+		"host replication carol 127.0.0.1/32 trust",
 	}})
 	c.Exec(t, "create role alice login replication password 'right'")
+	c.Exec(t, "create role carol login replication")
 
 	// postgres has no replication line in pg_hba.conf.
 	_, err := Connect(testContext(t), c.ConnString("postgres"))
@@ -99,6 +102,27 @@ func TestConnect_ErrNotPermitted(t *testing.T) {
 		t.Errorf("Connect without a pg_hba entry: %v, want it to say %q", err, want)
 	}
 
+	// carol may replicate, but pg_hba.conf has no line for her ordinary
+	// connections: the error says which connection, and what to add.
+	t.Run("ErrNotPermittedSQL", func(t *testing.T) {
+		s := fmt.Sprintf("host=%s port=%d user=carol dbname=postgres sslmode=disable", c.Host, c.Port)
+		conn, err := Connect(testContext(t), s)
+		if err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+		conn.Close(context.Background())
+		_, err = QueryServer(testContext(t), s)
+		if !errors.Is(err, ErrNotPermitted) {
+			t.Fatalf("QueryServer: %v, want ErrNotPermitted", err)
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "replication connection not permitted") {
+			t.Errorf("%q: an ordinary connection's refusal named as a replication connection's", msg)
+		}
+		if want := "add a line for the node's dbname"; !strings.Contains(msg, want) {
+			t.Errorf("%q: want the hint %q", msg, want)
+		}
+	})
 	t.Run("ErrAuthentication", func(t *testing.T) {
 		_, err := Connect(testContext(t), fmt.Sprintf("host=%s port=%d user=alice password=wrong sslmode=disable", c.Host, c.Port))
 		if !errors.Is(err, ErrAuthentication) {

@@ -19,10 +19,13 @@ var (
 	// ErrAuthentication means the server rejected the credentials
 	// (SQLSTATE 28P01).
 	ErrAuthentication = errors.New("authentication failed")
-	// ErrNotPermitted means the server refused a replication connection
-	// for this user or host: no pg_hba.conf entry for "replication", or a
-	// role without the REPLICATION attribute (SQLSTATE 28000, 42501).
-	ErrNotPermitted = errors.New("replication connection not permitted")
+	// ErrNotPermitted means the server refused the connection for this
+	// user or host: no pg_hba.conf entry (for "replication", or for the
+	// dbname of an ordinary connection), a failed peer or certificate
+	// authentication, or a role without the REPLICATION attribute
+	// (SQLSTATE 28000, 42501). Its text names no kind of connection:
+	// ConnError wraps it for ordinary ones too.
+	ErrNotPermitted = errors.New("connection not permitted")
 	// ErrUnreachable means no server answered: connection refused, timed
 	// out, unknown host.
 	ErrUnreachable = errors.New("server unreachable")
@@ -272,6 +275,12 @@ func connectHint(err, kind error, replication bool) string {
 		// Only an ordinary connection opens a database; libpq's default
 		// dbname is the user's name, which a replication role seldom has.
 		return "hoard also opens an ordinary connection: set dbname in the node's connection string (or PGDATABASE) to a database that exists, such as postgres"
+	case isPg && pgErr.Code == codeInvalidAuthorization && strings.Contains(pgErr.Message, "Peer authentication failed"):
+		// A Unix-socket host meets pg_hba.conf's "local ... peer" lines.
+		return "pg_hba.conf's line for this Unix socket connection uses peer: run hoard as the operating-system user of the node's user, " +
+			"map it in pg_ident.conf, or connect over TCP (host=127.0.0.1) to a line with scram-sha-256 or cert"
+	case !replication && isPg && pgErr.Code == codeInvalidAuthorization && strings.Contains(pgErr.Message, "pg_hba.conf"):
+		return `hoard also opens an ordinary connection: add a line for the node's dbname (which a "replication" line does not cover) for this user and host to pg_hba.conf, then reload PostgreSQL`
 	case !replication || !isPg:
 		return ""
 	case pgErr.Code == codeInvalidAuthorization && strings.Contains(pgErr.Message, "pg_hba.conf"):
