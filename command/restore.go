@@ -205,8 +205,9 @@ left out (which would restore to the end of the archive).
 A restore point name made more than once after the chosen backup's start (--basebackup too) is
 refused (exit 2): PostgreSQL stops at the first one, not the newest; the error gives each one's LSN
 for --target-lsn. To find the first, restore reads the WAL recovery replays from the backup's start
-up to it, once more, before it writes (see docs/pitr.md). A --basebackup that started after the
-newest point of the name is refused (exit 2): recovery from it would never reach one.
+up to it, once more, before it writes (see docs/pitr.md). With --basebackup, the newest point is
+looked for in all the WAL archived since that backup started (no bound): when there is none, the
+restore is refused (exit 2), as recovery from it would never reach one.
 
 EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks
 failed; otherwise the directory is incomplete: run again with --overwrite);

@@ -21,9 +21,14 @@
 // backup, chosen or named, from whose start recovery would replay another
 // point of the same name first (earlierRestorePoint, reading forward from
 // the backup's start to the first point of the name, the WAL recovery
-// replays before it stops): PostgreSQL stops at the first one. A named
-// backup that started after the newest point of the name is refused too:
-// recovery from it reaches none.
+// replays before it stops, only the copies recovery along the target
+// timeline reads): PostgreSQL stops at the first one. For a named
+// backup, the newest point of the name is looked for in all the WAL from
+// its start on along that path (checkRestorePoints); a named backup
+// from whose start recovery replays no point of the name is refused too.
+// The scans decode whole records (wal.RecordReader): a record split
+// across a page or segment boundary counts, one whose CRC-32C does not
+// match does not.
 //
 // Run checks before it writes: PostgreSQL must be able to promote at the
 // end of recovery (promotion.go), the target directory must be absent, empty

@@ -41,8 +41,10 @@ func TestRun_ListsWALOnce(t *testing.T) {
 			if tc.o.Target.Name != "" {
 				// The restore point, in the segment after the backup's.
 				seg := wal.Segment{Timeline: 1, No: 4}.Name(hostile.SegmentSize)
-				data := append(waltest.Segment(t, seg, hostile.SegmentSize, 1)[:hostile.SegmentSize/2], restorePointRecord(tc.o.Target.Name, 0)...)
-				data = append(data, make([]byte, hostile.SegmentSize-len(data))...)
+				w := waltest.NewWriter(hostile.SegmentSize, 8192, 1, 4*hostile.SegmentSize)
+				w.Fill(4*hostile.SegmentSize + hostile.SegmentSize/2)
+				w.RestorePoint(tc.o.Target.Name)
+				data := w.Segments()[0]
 				if _, err := a.Codec.Put(context.Background(), a.Store, a.Layout.WALKey(seg), bytes.NewReader(data), int64(len(data)), nil); err != nil {
 					t.Fatal(err)
 				}

@@ -128,7 +128,8 @@ type Options struct {
 	StallTimeout time.Duration // abort a download that reads nothing this long; 0: DefaultStallTimeout
 
 	// MaxScanSegments bounds the WAL scanned for a restore point name
-	// (findRestorePoint); 0: 64.
+	// when Run chooses the backup (findRestorePoint); 0: 64. For a
+	// named backup the scan reads all the WAL from its start.
 	MaxScanSegments int
 
 	// Progress, when set, is called every ProgressInterval (0: one second)
@@ -236,10 +237,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// needs it, else for the check of the backup's WAL below.
 	var stored *archive.WALListing
 	// newestPoint is the newest restore point called t.Name in the
-	// archived WAL, found by the same scan with --basebackup too: the
-	// operator chose the backup then, not which point of the name
-	// recovery stops at.
+	// archived WAL. For the automatic choice it is found here, in the
+	// newest segments (o.MaxScanSegments), and the choice takes the
+	// newest backup that ended before it; a backup named with
+	// --basebackup is taken as it is, and the point is looked for once
+	// its recovery path is known (checkRestorePoints).
 	var newestPoint pglogrepl.LSN
+	named := o.Backup != "" && o.Backup != "latest"
 	if t.Name != "" && len(backups) > 0 {
 		if err := checkRestorePointName(t.Name); err != nil {
 			return nil, err
@@ -247,12 +251,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if stored, err = a.ListStoredWAL(ctx); err != nil {
 			return nil, err
 		}
-		if newestPoint, err = findRestorePoint(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), o.MaxScanSegments); err != nil {
-			return nil, err
-		}
-		if o.Backup == "" || o.Backup == "latest" {
-			// The automatic choice takes the newest backup that ended
-			// before it; a named backup is taken as before.
+		if !named {
+			scope := pointScope{max: o.MaxScanSegments}
+			if newestPoint, err = findRestorePoint(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), scope); err != nil {
+				return nil, err
+			}
 			t.nameLSN = newestPoint
 		}
 	}
@@ -275,33 +278,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	b, ctrl, chain, pgm := c.b, c.ctrl, c.chain, c.pgm
-	if newestPoint != 0 && t.nameLSN == 0 {
-		// A named backup (the automatic choice took one that ended
-		// before the point). One that started after the newest point
-		// of the name replays none: PostgreSQL would replay the whole
-		// archive and stop with "recovery ended before configured
-		// recovery target was reached".
-		if b.StartLSN != 0 && newestPoint <= b.StartLSN {
-			return nil, fmt.Errorf("%w: the newest restore point %q in the archived WAL ends at %s, before backup %s started (at %s): "+
-				"recovery from it replays no point of that name, and PostgreSQL would stop with \"recovery ended before configured recovery "+
-				"target was reached\"; name an older backup, or leave out --basebackup to let restore choose", ErrBadTarget, t.Name, (newestPoint+7)&^7, b.Name, b.StartLSN)
-		}
-	}
-	if newestPoint != 0 {
-		// stored is set: the scan that found the point made it.
-		earlier, err := earlierRestorePoint(ctx, holders(stored.Segments), t.Name, b.SegmentSize(), b.StartLSN, newestPoint)
-		if err != nil {
-			return nil, err
-		}
-		if earlier != 0 {
-			// As pg_create_restore_point returned them: the end of the
-			// record, MAXALIGNed (XLogInsertRecord's EndPos).
-			earlier, newest := (earlier+7)&^7, (newestPoint+7)&^7
-			return nil, fmt.Errorf("%w: restore point %q was made more than once: recovery from backup %s would stop at the first one it replays, "+
-				"ending at %s, not at the newest, ending at %s; restore to the one you mean by the LSN pg_create_restore_point returned for it, "+
-				"with --target-inclusive=false (the newest: --target-lsn %s --target-inclusive=false)", ErrBadTarget, t.Name, b.Name, earlier, newest, newest)
-		}
-	}
 	log = log.With().Str("backup", b.Name).Logger()
 	src := a.ArchiveOf(b)
 	log.Info().Str("backup_site", src.Site).Time("end_time", b.EndTime).Str("end_lsn", b.EndLSN.String()).Msg("backup selected")
@@ -339,6 +315,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if err := checkRecoveryHistories(ctx, a, b, path, t.Timeline, o.promotes(), o.RestoreCommand); err != nil {
 		return nil, err
+	}
+	if t.Name != "" {
+		// stored is set: the restore point's scan needed it.
+		if err := checkRestorePoints(ctx, holders(stored.Segments), b, path, t.Name, newestPoint); err != nil {
+			return nil, err
+		}
 	}
 	if stored == nil {
 		if stored, err = a.ListStoredWAL(ctx); err != nil {
