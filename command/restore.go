@@ -184,11 +184,25 @@ written: one that is not in the archive (a typo, another timeline) or that is st
 (wal-fetch delivers it without the flag) is a usage error naming it (exit 2). The summary
 lists each accepted segment and the LSN where its WAL, and so recovery, ends.
 
-A restore creates only directories and regular files, inside the target and tablespace
-directories, and follows no link out of them: a backup holding a symbolic or hard link,
-a device, a FIFO, a sparse file, a member twice, a name outside its directory, or a
+A restore creates only directories and regular files, inside the target, tablespace
+and WAL directories, and follows no link out of them: a backup holding a symbolic or hard
+link, a device, a FIFO, a sparse file, a member twice, a name outside its directory, or a
 chunk over the manifest's sizes is refused, naming the backup, object and member.
-The only links it makes are pg_tblspc/<oid>, to the tablespace directories.
+The only links it makes are pg_tblspc/<oid>, to the tablespace directories, and pg_wal
+with --wal-dir.
+
+pg_wal is restored as a directory in the target, whether or not the backed-up cluster's
+was a link (initdb --waldir). --wal-dir DIR (or --waldir) keeps the WAL elsewhere, on a
+disk of its own, as initdb --waldir and pg_basebackup --waldir do: pg_wal becomes a link
+to DIR, which must be an absolute path, neither the target nor inside or around it nor
+shared with a tablespace directory, and absent, empty or only lost+found, as the target
+(--overwrite empties it too; a bad DIR is a usage error, exit 2, before anything is
+written). restore writes there only pg_wal's directories (archive_status) and the WAL it
+keeps for wal-fetch (hoard-prefetch, as much as leaves half of DIR's free space), checks
+that it can write there, and that DIR's file system has a WAL segment free (its free
+space counts for no part of the backup); the restored cluster, a primary or a --standby, then
+writes its WAL there, and the summary names DIR. Run chown -R on DIR too: it does not
+follow the link.
 
 The backups, WAL and timeline histories of the site's moved_from sites count as the
 site's own: a backup is read from the site that holds it. A backup held by more than one
@@ -232,7 +246,8 @@ failed; otherwise the directory is incomplete: run again with --overwrite);
 				Usage: "read --primary-conninfo from `FILE` (one line; a trailing line break is dropped)"},
 			&cli.StringSliceFlag{Name: "tablespace-dir", Usage: "restore tablespace NAME into `NAME=DIR` (repeatable)"},
 			&cli.StringFlag{Name: "tablespace-base-dir", Usage: "restore other tablespaces into `DIR`/<oid>"},
-			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace) directory first; refused while its postmaster.pid names a running process"},
+			&cli.StringFlag{Name: "wal-dir", Aliases: []string{"waldir"}, Usage: "keep the restored cluster's WAL in `DIR` (absolute; absent, empty, or only lost+found), pg_wal a link to it, as initdb --waldir"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "empty a non-empty target (and named tablespace and WAL) directory first; refused while its postmaster.pid names a running process"},
 			&cli.BoolFlag{Name: "skip-space-check", Usage: "restore even when a file system of the target or the tablespaces has less free space than the backup needs there"},
 			&cli.BoolFlag{Name: "stop-at-gap", Usage: "without a target: accept a gap in the archived WAL and let recovery stop there (the WAL stored after the gap is not replayed)"},
 			&cli.IntFlag{Name: "parallel", Usage: "chunks to download at once", DefaultText: "restore_process_count"},
@@ -331,6 +346,7 @@ func runRestore(c *cli.Context) error {
 		Target:             target,
 		TablespaceDirs:     spcDirs,
 		TablespaceBaseDir:  c.String("tablespace-base-dir"),
+		WALDir:             c.String("wal-dir"),
 		Overwrite:          c.Bool("overwrite"),
 		StopAtGap:          c.Bool("stop-at-gap"),
 		SkipSpaceCheck:     c.Bool("skip-space-check"),
@@ -361,6 +377,8 @@ func restoreError(err error, site *config.Site) error {
 	switch {
 	case errors.Is(err, restore.ErrBadTarget):
 		return usagef("see hoard restore --help", "%v", err)
+	case errors.Is(err, restore.ErrBadWALDir):
+		return usagef("give --wal-dir an absolute path to a directory of its own, outside the target and the tablespace directories", "%v", err)
 	case errors.Is(err, restore.ErrTablespaceInPlace):
 		return usagef("restore the tablespace elsewhere with --tablespace-dir NAME=DIR or --tablespace-base-dir DIR, which --overwrite empties; "+
 			"or, if only a failed restore wrote there (never the running cluster's tablespace), empty that directory yourself", "%v", err)
@@ -539,13 +557,18 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 	for _, name := range sortedKeys(res.Tablespaces) {
 		printf(w, "Tablespace %s restored into %s.\n", name, res.Tablespaces[name])
 	}
+	pgWAL := "pg_wal"
+	if o.WALDir != "" {
+		printf(w, "pg_wal is a link to %s, where PostgreSQL writes its WAL.\n", o.WALDir)
+		pgWAL = o.WALDir
+	}
 	for _, n := range res.Unlisted {
 		printf(w, "NOTE: %s.\n", n)
 	}
 	printf(w, "WAL is archived from %s through %s.\n", b.StartWALSegment, res.WALArchivedThrough)
 	if res.WALChecked > 0 {
-		printf(w, "Checked %s this backup needs to become consistent, as wal-fetch checks them; %d kept in pg_wal/%s for wal-fetch.\n",
-			plural(res.WALChecked, "WAL segment", "WAL segments"), len(res.WALSpooled), archive.SpoolDirName)
+		printf(w, "Checked %s this backup needs to become consistent, as wal-fetch checks them; %d kept in %s/%s for wal-fetch.\n",
+			plural(res.WALChecked, "WAL segment", "WAL segments"), len(res.WALSpooled), pgWAL, archive.SpoolDirName)
 	}
 	switch p := res.WALPartial; {
 	case p != nil && res.WALSystemEnd != nil:
@@ -592,6 +615,10 @@ func printRestored(w io.Writer, o restore.Options, res *restore.Result, envOnly 
 	dirs := []string{o.TargetDir}
 	for _, name := range sortedKeys(res.Tablespaces) {
 		dirs = append(dirs, res.Tablespaces[name])
+	}
+	if o.WALDir != "" {
+		// chown -R does not follow the pg_wal link.
+		dirs = append(dirs, o.WALDir)
 	}
 	printEnvOnly(w, envOnly)
 	start, notes := startCommand(o.TargetDir, settings)

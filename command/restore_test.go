@@ -430,3 +430,35 @@ func TestPrintRestored_WALGapDamaged(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreError_BadWALDir: a bad --wal-dir is a usage error (exit 2)
+// whose hint says what --wal-dir must be.
+func TestRestoreError_BadWALDir(t *testing.T) {
+	err := restoreError(fmt.Errorf("WAL directory wal must be an absolute path: %w", restore.ErrBadWALDir), nil)
+	if msg := err.Error(); !strings.Contains(msg, "absolute") || !strings.Contains(msg, "hint: give --wal-dir") || ExitCode(err) != ExitUsage {
+		t.Errorf("restoreError = %q (exit %d), want a usage error with a hint for --wal-dir", msg, ExitCode(err))
+	}
+}
+
+// TestPrintRestored_WALDir: restored with --wal-dir, the summary says
+// that pg_wal links to it, for a primary and a standby, and that the
+// checked WAL is kept in its spool.
+func TestPrintRestored_WALDir(t *testing.T) {
+	for _, standby := range []bool{false, true} {
+		dir, walDir := t.TempDir(), t.TempDir()
+		for _, name := range []string{"postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf"} {
+			if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		o := restore.Options{TargetDir: dir, WALDir: walDir, Standby: standby}
+		printRestored(&buf, o, &restore.Result{Backup: &archive.BackupInfo{Name: "b1"}, WALChecked: 1, WALSpooled: []string{"000000010000000000000002"}}, nil)
+		got := buf.String()
+		for _, want := range []string{"pg_wal is a link to " + walDir + ", where PostgreSQL writes its WAL.", "1 kept in " + walDir + "/hoard-prefetch for wal-fetch"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("standby %v: summary without %q:\n%s", standby, want, got)
+			}
+		}
+	}
+}

@@ -190,7 +190,7 @@ type deltaJob struct {
 // workers.
 func (o *Options) restoreDelta(ctx context.Context, log zerolog.Logger, src *archive.Archive, ex *extractor, m *archive.Manifest, dp *deltaPlan, res *Result) error {
 	for _, d := range dp.dirs {
-		if err := ex.roots[d.spc].MkdirAll(d.rel, 0o700); err != nil {
+		if _, _, err := ex.mkdir(d.spc, d.rel); err != nil {
 			return fmt.Errorf("delta manifest: create directory %s: %w", d.rel, err)
 		}
 	}

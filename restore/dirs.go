@@ -49,7 +49,7 @@ func (d targetDir) pathErr(err error) error {
 
 // checkEmptyDir reports whether d is absent, or empty, or holds only
 // lost+found (a fresh file system's mount point). It changes nothing.
-func checkEmptyDir(d targetDir) error { return checkEmpty(d, false) }
+func checkEmptyDir(d targetDir) error { return checkEmpty(d, nil) }
 
 // checkEmptyTarget is checkEmptyDir for the target directory dir, which
 // may also hold what a restore killed before it wrote a file of the
@@ -58,9 +58,35 @@ func checkEmptyDir(d targetDir) error { return checkEmpty(d, false) }
 // segments from the start (startWALCheck). The same command then
 // restores as into an empty directory, without --overwrite; the next
 // check clears the spool before it keeps anything (archive.CheckWAL).
-func checkEmptyTarget(dir string) error { return checkEmpty(targetDir{path: dir}, true) }
+// With a WAL directory walDir (Options.WALDir), that pg_wal is instead
+// the link to walDir such a restore made (linkWAL).
+func checkEmptyTarget(dir, walDir string) error {
+	return checkEmpty(targetDir{path: dir}, func(e fs.DirEntry) bool {
+		if e.Name() != "pg_wal" {
+			return false
+		}
+		pgWAL := filepath.Join(dir, "pg_wal")
+		if walDir == "" {
+			return onlySpool(pgWAL)
+		}
+		link, err := os.Readlink(pgWAL)
+		return err == nil && link == walDir
+	})
+}
 
-func checkEmpty(d targetDir, spool bool) error {
+// checkEmptyWALDir is checkEmptyDir for the WAL directory dir
+// (Options.WALDir), which may also hold, as the target's own pg_wal may,
+// what a restore killed before it wrote a file of the backup leaves: the
+// prefetch spool's directory (not a link).
+func checkEmptyWALDir(dir string) error {
+	return checkEmpty(targetDir{path: dir}, func(e fs.DirEntry) bool {
+		return e.Name() == archive.SpoolDirName && e.IsDir()
+	})
+}
+
+// checkEmpty reports whether d is absent, or holds nothing but lost+found
+// and the entries left accepts (nil: none).
+func checkEmpty(d targetDir, left func(fs.DirEntry) bool) error {
 	ents, err := os.ReadDir(d.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -69,7 +95,7 @@ func checkEmpty(d targetDir, spool bool) error {
 		return fmt.Errorf("read directory %s: %w", d, d.pathErr(err))
 	}
 	for _, e := range ents {
-		if e.Name() == "lost+found" || spool && e.Name() == "pg_wal" && onlySpool(filepath.Join(d.path, "pg_wal")) {
+		if e.Name() == "lost+found" || left != nil && left(e) {
 			continue
 		}
 		// The caller's hint says what to do (hoard restore: --overwrite).

@@ -84,7 +84,7 @@ func TestCheckEmptyTarget_LeftoverSpool(t *testing.T) {
 		mk("mountspool", "lost+found/", spool+"lock"),
 		mk("walonly", "pg_wal/"),
 	} {
-		if err := checkEmptyTarget(d); err != nil {
+		if err := checkEmptyTarget(d, ""); err != nil {
 			t.Errorf("checkEmptyTarget(%s) = %v", d, err)
 		}
 	}
@@ -93,7 +93,7 @@ func TestCheckEmptyTarget_LeftoverSpool(t *testing.T) {
 		mk("waldir", spool, "pg_wal/archive_status/"),
 		mk("beside", spool, "PG_VERSION"),
 	} {
-		if err := checkEmptyTarget(d); !errors.Is(err, ErrTargetNotEmpty) {
+		if err := checkEmptyTarget(d, ""); !errors.Is(err, ErrTargetNotEmpty) {
 			t.Errorf("checkEmptyTarget(%s) = %v, want ErrTargetNotEmpty", d, err)
 		}
 	}
@@ -105,7 +105,7 @@ func TestCheckEmptyTarget_LeftoverSpool(t *testing.T) {
 	if err := os.Symlink(t.TempDir(), filepath.Join(link, "pg_wal", archive.SpoolDirName)); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkEmptyTarget(link); !errors.Is(err, ErrTargetNotEmpty) {
+	if err := checkEmptyTarget(link, ""); !errors.Is(err, ErrTargetNotEmpty) {
 		t.Errorf("checkEmptyTarget(%s) with the spool a link = %v, want ErrTargetNotEmpty", link, err)
 	}
 }

@@ -77,7 +77,15 @@
 // end (archive.ErrWrongObject); and a member its manifest entry's file
 // list does not name (a chunk moved there) is refused before it is
 // written, with the same error. The only links a restore
-// makes are pg_tblspc/<oid>, to the tablespace directories.
+// makes are pg_tblspc/<oid>, to the tablespace directories, and, with
+// Options.WALDir, pg_wal, to that directory (waldir.go): checked before
+// anything is written as the target is (absolute, apart from the target
+// and the tablespace directories, empty unless Overwrite, which empties
+// it), linked where a restore without it makes pg_wal for the spool, and
+// written (pg_wal's directories, the spool) through an os.Root of its
+// own, the target's refusing the link. Without it pg_wal is a directory,
+// whatever the backed-up cluster's was: backups carry pg_wal as an empty
+// directory even when it was a link (basebackup.c; basebackup/scan.go).
 //
 // While the chunks are written, Run downloads the WAL segments of the
 // backup's consistency range, its start to its end, and checks each as
@@ -87,9 +95,9 @@
 // restore with ErrDamagedWAL, naming it, before pg_control is written.
 // With wal-fetch as restore_command and its prefetch spool on
 // (WALFetch.Spool), the checked segments are kept in the spool of the
-// target's pg_wal, under this archive's identity, as many as leave the
-// target's file system at least as much free as they take once the backup
-// is written (walRoom): wal-fetch takes them without a second download.
+// target's pg_wal, under this archive's identity, as many as leave
+// pg_wal's file system (the target's, or WALDir's) at least as much free
+// as they take once the backup is written (walRoom): wal-fetch takes them without a second download.
 //
 // pg_control exists only in the control tar, which Run reads again and
 // writes after every chunk decoded and verified; it must decode to the
@@ -198,7 +206,9 @@
 // others, each file system's free space with the parts of the backup
 // restored there, as the manifest's tablespace_sizes split it (two
 // directories on one file system add up), or, for a backup without that
-// record (PGHoard's, older hoard's), all the file systems' together; it
+// record (PGHoard's, older hoard's), all the file systems' together (the
+// WALDir's counts with no part of the backup: pg_wal's contents are in
+// none); it
 // refuses with ErrNoSpace unless SkipSpaceCheck; a full file system during the restore (ENOSPC) is
 // reported with those figures. Then Run links
 // pg_tblspc/<oid> to each tablespace's directory, writes the recovery

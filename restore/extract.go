@@ -65,6 +65,10 @@ type extractor struct {
 	// backup's manifest, not one the operator chose: their errors quote
 	// it (see targetDir).
 	planted map[string]bool
+	// wal, when set, is the WAL directory (Options.WALDir), the target
+	// of the data directory's pg_wal link: pg_wal and the directories in
+	// it are made there (mkdir).
+	wal *os.Root
 	// pgm, when set, is the backup's backup_manifest, which every file
 	// writeFile writes is compared with (size and CRC-32C, computed as
 	// the file is written).
@@ -150,6 +154,9 @@ func (e *extractor) close() {
 	for _, r := range e.roots {
 		r.Close()
 	}
+	if e.wal != nil {
+		e.wal.Close()
+	}
 }
 
 // extract reads the chunk tar stream r to its end and writes its members.
@@ -233,14 +240,14 @@ func (e *extractor) write(p memberPlan, r io.Reader, h *tar.Header, buf []byte, 
 	if p.kind == memberSkip {
 		return nil
 	}
-	root := e.roots[p.spc]
 	mode := fs.FileMode(h.Mode) & fs.ModePerm
 	switch p.kind {
 	case memberDir:
-		if err := e.mkdirAll(p.spc, p.rel); err != nil {
+		root, rel, err := e.mkdir(p.spc, p.rel)
+		if err != nil {
 			return fmt.Errorf("member %s: create directory: %w", archive.Quoted(h.Name), e.pathErr(p.spc, err))
 		}
-		if err := root.Chmod(p.rel, dirMode(mode)); err != nil {
+		if err := root.Chmod(rel, dirMode(mode)); err != nil {
 			return fmt.Errorf("member %s: %w", archive.Quoted(h.Name), e.pathErr(p.spc, err))
 		}
 		return nil

@@ -86,8 +86,17 @@ type Options struct {
 	TablespaceDirs    map[string]string
 	TablespaceBaseDir string
 
-	// Overwrite allows non-empty target and tablespace directories and
-	// removes their contents (not the directories themselves).
+	// WALDir, when set, is where the restored cluster keeps its WAL, as
+	// initdb --waldir and pg_basebackup --waldir place it: an absolute
+	// path, absent or empty (or emptied by Overwrite), which the data
+	// directory's pg_wal links to. The restore writes there only pg_wal's
+	// directories (archive_status, summaries) and the prefetch spool; the
+	// space check counts its file system. "": pg_wal is a directory in
+	// the target, whatever the backed-up cluster's was.
+	WALDir string
+
+	// Overwrite allows non-empty target, tablespace and WAL directories
+	// and removes their contents (not the directories themselves).
 	Overwrite bool
 
 	// StopAtGap accepts a gap in the archived WAL after the backup's end,
@@ -303,7 +312,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := checkNotRunning(o.TargetDir); err != nil {
 			return nil, err
 		}
-	} else if err := checkEmptyTarget(o.TargetDir); err != nil {
+	} else if err := checkEmptyTarget(o.TargetDir, o.WALDir); err != nil {
 		return nil, err
 	}
 	path, err := RecoveryPath(ctx, a, b, t.Timeline)
@@ -441,6 +450,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
 	}
+	if err := o.checkWALDirShared(spcDirs, planted); err != nil {
+		return nil, fmt.Errorf("backup %s (manifest in %s): %w", b.Name, b.Key, err)
+	}
+	if o.WALDir != "" && !o.Overwrite {
+		if err := checkEmptyWALDir(o.WALDir); err != nil {
+			return nil, fmt.Errorf("WAL directory: %w", err)
+		}
+	}
 	for _, name := range mapKeys(spcDirs) {
 		if !wipe[name] {
 			if err := checkEmptyDir(targetDir{spcDirs[name], planted[name]}); err != nil {
@@ -460,7 +477,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	space, err := planSpace(b, m, chain, o.TargetDir, spcDirs)
+	if o.WALDir != "" {
+		if err := prepareDir(targetDir{path: o.WALDir}, o.Overwrite); err != nil {
+			return nil, err
+		}
+	}
+	space, err := planSpace(b, m, chain, o.TargetDir, spcDirs, o.WALDir)
 	if err != nil {
 		return nil, err
 	}
@@ -476,11 +498,23 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// caller saw it first when it happened before: the handles are opened
 	// before anything is written, so that every error of the restore's
 	// writes is reported at the end, whoever else calls syncfs.
-	syncs, err := openDirs(append([]string{o.TargetDir}, mapValues(spcDirs)...))
+	syncDirs := append([]string{o.TargetDir}, mapValues(spcDirs)...)
+	if o.WALDir != "" {
+		syncDirs = append(syncDirs, o.WALDir)
+	}
+	syncs, err := openDirs(syncDirs)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(syncs)
+	if o.WALDir != "" {
+		// Where today's restore makes pg_wal for the spool, before any
+		// file of the backup: a restore that fails from here on leaves
+		// the link, as it would leave that directory.
+		if err := o.linkWAL(); err != nil {
+			return nil, err
+		}
+	}
 	res := &Result{Backup: b, Manifest: m, Chunks: len(m.Chunks), Tablespaces: spcDirs, WALArchivedThrough: walEnd, WALPartial: tail, WALSystemEnd: sysEnd, WALGap: gap, Accepted: accepted,
 		PassedOver: c.passed, WALChecked: len(walFiles)}
 	if o.Backup == "" || o.Backup == "latest" {
@@ -523,6 +557,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	ex, err := newExtractor(o.TargetDir, spcDirs)
 	if err != nil {
 		return nil, failed(err)
+	}
+	if o.WALDir != "" {
+		if ex.wal, err = os.OpenRoot(o.WALDir); err != nil {
+			ex.close()
+			return nil, failed(fmt.Errorf("open %s: %w", o.WALDir, err))
+		}
 	}
 	ex.planted = planted
 	ex.pgm = pgm
@@ -880,6 +920,9 @@ func (o *Options) validate() error {
 		return fmt.Errorf("resolve target directory: %w", err)
 	}
 	o.TargetDir = abs
+	if err := o.validateWALDir(); err != nil {
+		return err
+	}
 	if err := o.Target.Validate(); err != nil {
 		return err
 	}

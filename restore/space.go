@@ -22,6 +22,9 @@ type fsSpace struct {
 	dirs []string
 	free int64
 	need int64
+	// data is set when the target or a tablespace directory is on it,
+	// not only the WAL directory, which takes no part of the backup.
+	data bool
 }
 
 // restoreSpace is what a restore needs and has: the backup's decoded size
@@ -32,15 +35,20 @@ type restoreSpace struct {
 	need  int64
 	split bool
 	fs    []*fsSpace
+	// wal is the file system of the restored cluster's pg_wal: the
+	// WAL directory's (Options.WALDir), else the target's. The prefetch
+	// spool is kept there (walRoom), and the restored cluster writes its
+	// WAL there.
+	wal *fsSpace
 }
 
 // planSpace measures the free space of the file systems of the target
-// directory and the tablespace directories dirs (by tablespace name),
-// which all exist, for backup b with manifest m (chain, when not nil, the
+// directory, the tablespace directories dirs (by tablespace name) and the
+// WAL directory walDir ("": none), which all exist, for backup b with manifest m (chain, when not nil, the
 // incremental chain it is rebuilt from, b last). When every backup read
 // records its tablespaces' sizes, each file system gets the parts of the
 // directories on it.
-func planSpace(b *archive.BackupInfo, m *archive.Manifest, chain []*chainLevel, target string, dirs map[string]string) (*restoreSpace, error) {
+func planSpace(b *archive.BackupInfo, m *archive.Manifest, chain []*chainLevel, target string, dirs map[string]string, walDir string) (*restoreSpace, error) {
 	sp := &restoreSpace{need: b.TotalSizePlain}
 	parts, split := splitSize(b.TotalSizePlain, m, dirs)
 	for _, l := range chain {
@@ -55,16 +63,16 @@ func planSpace(b *archive.BackupInfo, m *archive.Manifest, chain []*chainLevel, 
 	}
 	sp.split = split
 	byDev := map[uint64]*fsSpace{}
-	add := func(dir string, need int64) error {
+	add := func(dir string, need int64, data bool) (*fsSpace, error) {
 		var st unix.Stat_t
 		if err := unix.Stat(dir, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", dir, err)
+			return nil, fmt.Errorf("stat %s: %w", dir, err)
 		}
 		f := byDev[st.Dev]
 		if f == nil {
 			var fs unix.Statfs_t
 			if err := unix.Statfs(dir, &fs); err != nil {
-				return fmt.Errorf("free space of %s: %w", dir, err)
+				return nil, fmt.Errorf("free space of %s: %w", dir, err)
 			}
 			f = &fsSpace{free: int64(fs.Bavail) * fs.Bsize}
 			byDev[st.Dev] = f
@@ -73,13 +81,24 @@ func planSpace(b *archive.BackupInfo, m *archive.Manifest, chain []*chainLevel, 
 		f.dirs = append(f.dirs, dir)
 		// Two directories on one file system add up.
 		f.need += need
-		return nil
+		f.data = f.data || data
+		return f, nil
 	}
-	if err := add(target, parts[""]); err != nil {
+	var err error
+	if sp.wal, err = add(target, parts[""], true); err != nil {
 		return nil, err
 	}
 	for _, name := range mapKeys(dirs) {
-		if err := add(dirs[name], parts[name]); err != nil {
+		if _, err := add(dirs[name], parts[name], true); err != nil {
+			return nil, err
+		}
+	}
+	if walDir != "" {
+		// The backup puts no file there (pg_wal's contents are left out
+		// of every backup): only the spool, which walRoom sizes, and the
+		// WAL recovery writes, from its first segment fetched
+		// (RECOVERYXLOG) on, which must fit.
+		if sp.wal, err = add(walDir, int64(b.SegmentSize()), false); err != nil {
 			return nil, err
 		}
 	}
@@ -117,8 +136,14 @@ func splitSize(total int64, m *archive.Manifest, dirs map[string]string) (parts 
 // file system must hold the parts restored there. Otherwise the backup's
 // size must fit on its one file system, or on all its file systems
 // together: a file system of several that may be too small is then only
-// reported by warn.
+// reported by warn. A file system only the WAL directory is on takes no
+// part of the backup: its free space counts for none of it, and it must
+// hold its own need, a segment, either way.
 func (sp *restoreSpace) check(name string, warn func(*fsSpace)) error {
+	if w := sp.wal; w != nil && !w.data && w.need > w.free {
+		return fmt.Errorf("backup %s: the WAL directory %s needs at least %s, a WAL segment, and had %s free when the restore began; "+
+			"free space there or choose another --wal-dir: %w", name, strings.Join(w.dirs, " and "), mib(w.need), mib(w.free), ErrNoSpace)
+	}
 	if sp.split {
 		var short []string
 		for _, f := range sp.fs {
@@ -134,9 +159,15 @@ func (sp *restoreSpace) check(name string, warn func(*fsSpace)) error {
 			name, strings.Join(short, "; "), ErrNoSpace)
 	}
 	var free int64
+	var data []*fsSpace
 	for _, f := range sp.fs {
+		if f.data {
+			data = append(data, f)
+		}
+	}
+	for _, f := range data {
 		free += f.free
-		if len(sp.fs) > 1 && f.free < sp.need {
+		if len(data) > 1 && f.free < sp.need {
 			warn(f)
 		}
 	}

@@ -36,7 +36,7 @@ func TestRestoreSpace_Check(t *testing.T) {
 	}
 	check := func(t *testing.T, total int64, m *archive.Manifest, chain ...*chainLevel) ([]string, error) {
 		t.Helper()
-		sp, err := planSpace(&archive.BackupInfo{Name: testBackup, TotalSizePlain: total}, m, chain, target, dirs)
+		sp, err := planSpace(&archive.BackupInfo{Name: testBackup, TotalSizePlain: total}, m, chain, target, dirs, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -81,7 +81,13 @@ type walCheck struct {
 func (o *Options) startWALCheck(ctx context.Context, log zerolog.Logger, files []archive.WALFile, b *archive.BackupInfo, backups []*archive.BackupInfo, space *restoreSpace, cancel context.CancelCauseFunc) *walCheck {
 	c := &walCheck{done: make(chan struct{})}
 	co := archive.CheckWALOptions{SystemID: BackupSystem(b), Parallel: walCheckParallel}
-	if o.RestoreCommand == "" && o.WALFetch != nil && o.WALFetch.Spool {
+	switch {
+	case o.RestoreCommand != "" || o.WALFetch == nil || !o.WALFetch.Spool:
+	case o.WALDir != "":
+		// The target's pg_wal links to it (linkWAL), which exists.
+		co.Spool = filepath.Join(o.WALDir, archive.SpoolDirName)
+		co.Room = walRoom(space, b.SegmentSize())
+	default:
 		// pg_wal is made now, in the prepared target, for the spool;
 		// the extractor finds it and sets its mode. A failure only
 		// costs the second download.
@@ -118,12 +124,12 @@ func (c *walCheck) wait() error {
 // (archive's spool.room), so that the restore and the recovery that
 // follows keep room to write.
 func walRoom(space *restoreSpace, segSize uint64) int {
-	if space == nil || len(space.fs) == 0 || segSize == 0 {
+	if space == nil || space.wal == nil || segSize == 0 {
 		return 0
 	}
-	f := space.fs[0] // the target's
+	f := space.wal // pg_wal's: the target's, or the WAL directory's
 	need := f.need
-	if !space.split {
+	if !space.split && f.data {
 		need = space.need
 	}
 	spare := f.free - need
