@@ -33,7 +33,9 @@ import (
 //
 // A spool another daemon streams into right now (another configuration,
 // another host on a shared disk) holds its lock (lockSpool): it is not
-// orphaned and is passed over (isLocked). The segment in progress a site
+// orphaned and is passed over (isLocked); one whose lock file cannot be
+// opened or locked (a permission, EIO) is not known to be, and is
+// reported with that error (OrphanSpool.LockError). The segment in progress a site
 // of this process left when a reload removed it, its WAL all stored
 // (leftSpools), is not counted either: its stop stored the copy. Nor is
 // one a stop of any process stored, when the spool's marker of that copy
@@ -67,6 +69,10 @@ type OrphanSpool struct {
 	Site  string   `json:"site"`
 	Spool string   `json:"spool"`
 	Files []string `json:"files"`
+	// LockError is why the spool's lock file could not be opened or
+	// locked (isLocked): whether a daemon streams into it now is not
+	// known. "" when the lock says no daemon does.
+	LockError string `json:"lock_error,omitempty"`
 }
 
 // spoolRoots returns the backup_location folders of sites: a site's
@@ -122,7 +128,11 @@ func findOrphanSpools(sites []Site, left map[string]bool, warn func(error)) []Or
 			if name != orphanSpoolDir {
 				return nil
 			}
-			if own[path] || isLocked(path) {
+			if own[path] {
+				return filepath.SkipDir
+			}
+			locked, lockErr := isLocked(path)
+			if locked {
 				return filepath.SkipDir
 			}
 			files, leftover, err := walstream.SpoolUnstored(path, warn)
@@ -133,7 +143,11 @@ func findOrphanSpools(sites []Site, left map[string]bool, warn func(error)) []Or
 				files = append(files, leftover)
 			}
 			if site := filepath.Dir(rel); len(files) > 0 && site != "." {
-				out = append(out, OrphanSpool{Site: site, Spool: path, Files: files})
+				o := OrphanSpool{Site: site, Spool: path, Files: files}
+				if lockErr != nil {
+					o.LockError = lockErr.Error()
+				}
+				out = append(out, o)
 			}
 			return filepath.SkipDir
 		})
@@ -146,21 +160,27 @@ func findOrphanSpools(sites []Site, left map[string]bool, warn func(error)) []Or
 // an instant, never creating or writing the lock file: a daemon starting
 // on the spool in that instant is refused (ErrSpoolInUse) and tries again
 // on its backoff. A lock file that cannot be opened or locked for another
-// reason counts as held: the spool is not known to be orphaned.
-func isLocked(dir string) bool {
-	f, err := os.OpenFile(filepath.Join(dir, spoolLockName), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+// reason (a permission, EIO, a symbolic link lockSpool would refuse too)
+// tells nothing: not locked, with the error, so that the spool is
+// reported with it rather than passed over, its WAL hidden for good.
+func isLocked(dir string) (bool, error) {
+	path := filepath.Join(dir, spoolLockName)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false
+		return false, nil
 	}
 	if err != nil {
-		return true
+		return false, fmt.Errorf("open the spool's lock file: %w", err)
 	}
 	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return true
+	switch err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("lock the spool's lock file %s: %w", path, err)
 	}
 	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-	return false
+	return false, nil
 }
 
 // checkOrphanSpools looks for orphaned spools (findOrphanSpools) under
@@ -184,7 +204,11 @@ func (d *daemon) checkOrphanSpools() {
 	now := map[string]bool{}
 	for _, o := range found {
 		now[o.Spool] = true
-		d.log.Error().Str("spool", o.Spool).Strs("files", o.Files).
+		ev := d.log.Error()
+		if o.LockError != "" {
+			ev = ev.Str("lock_error", o.LockError+": whether a daemon streams into it now is not known; if one does, fix its lock file's access")
+		}
+		ev.Str("spool", o.Spool).Strs("files", o.Files).
 			Str("hint", fmt.Sprintf("with the configuration that has site %[1]s (its object_storage and keys): add the site back and start or reload the daemon, whose run of it stores them, then remove it with a reload (which stores its wal before it lets it go); "+
 				"or store each complete segment and .history file with hoard wal-push --config FILE --site %[1]s %[2]s/<file>; a .partial is the segment in progress when its last run ended, which no marker of a stored copy (.hoard-stored-partial) shows stored with these bytes: that run was killed, its storage failed at its stop, or it was a hoard older than the marker (its log says \"stored the segment in progress\" when it was stored). "+
 				"Then move the folder out of backup_location and reload (systemctl reload hoard). hoard never moves or deletes these files", o.Site, o.Spool)).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -253,4 +254,63 @@ func TestFindOrphanSpools_SkipsStorageFolders(t *testing.T) {
 	if got := findOrphanSpools([]Site{own}, nil, nil); len(got) != 0 {
 		t.Errorf("orphaned spools found inside a site's storage folders: %+v", got)
 	}
+}
+
+// TestFindOrphanSpools_LockUnopenable: a spool whose lock file cannot be
+// opened (here a symbolic link, which lockSpool never makes and its
+// O_NOFOLLOW refuses, as a disk's EIO or a permission would fail it) is
+// not known to be another daemon's: it is reported with its WAL and why,
+// not passed over as locked, which hid it and its unstored WAL for good.
+func TestFindOrphanSpools_LockUnopenable(t *testing.T) {
+	root := t.TempDir()
+	own := Site{Name: "a", Dir: filepath.Join(root, "a"), SpoolDir: filepath.Join(root, "a", "xlog_incoming")}
+	spool := filepath.Join(root, "b", "xlog_incoming")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const seg = "000000010000000000000001"
+	if err := os.WriteFile(filepath.Join(spool, seg), make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(t.TempDir(), "elsewhere"), filepath.Join(spool, spoolLockName)); err != nil {
+		t.Fatal(err)
+	}
+	got := findOrphanSpools([]Site{own}, nil, nil)
+	if len(got) != 1 || got[0].Site != "b" || got[0].Spool != spool || !slices.Equal(got[0].Files, []string{seg}) ||
+		!strings.Contains(got[0].LockError, spoolLockName) {
+		t.Fatalf("findOrphanSpools = %+v, want b's spool with %s and the lock file's error", got, seg)
+	}
+}
+
+// TestRun_OrphanSpoolLockUnopenable: the daemon reports a spool whose
+// lock file cannot be opened with the error, in /status (lock_error), in
+// the error-level log line and with the alert file, instead of passing
+// it over as another daemon's.
+func TestRun_OrphanSpoolLockUnopenable(t *testing.T) {
+	root := t.TempDir()
+	b := pushSite(filepath.Join(root, "b"), filepath.Join(t.TempDir(), "store-b"), unreachableConn(t))
+	b.Name = "b"
+	spool := filepath.Join(root, "c", "xlog_incoming")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const seg = "000000010000000000000001"
+	if err := os.WriteFile(filepath.Join(spool, seg), []byte("wal"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(t.TempDir(), "elsewhere"), filepath.Join(spool, spoolLockName)); err != nil {
+		t.Fatal(err)
+	}
+	rd := runDaemon(t, Options{Sites: []Site{b}})
+	st := rd.waitFor("c's spool in orphan_spools", func(s Status) bool { return len(s.OrphanSpools) > 0 })
+	if o := st.OrphanSpools; len(o) != 1 || o[0].Spool != spool || !slices.Equal(o[0].Files, []string{seg}) || !strings.Contains(o[0].LockError, spoolLockName) {
+		t.Errorf("orphan_spools %+v, want c's spool with %s and its lock file's error", o, seg)
+	}
+	if !logLine(rd.logs.String(), `"level":"error"`, spool, seg, `"lock_error":"open `, "not known") {
+		t.Errorf("no error-level log naming the spool %s, %s and the lock file's error:\n%s", spool, seg, rd.logs.String())
+	}
+	if !rd.alertFile(AlertOrphanSpool) {
+		t.Errorf("no %s alert file", AlertOrphanSpool)
+	}
+	rd.stop()
 }
