@@ -109,7 +109,10 @@ target, and once promoted it archives with archive_mode on (the summary says so)
 ends first: PostgreSQL stops with "FATAL: recovery ended before configured recovery target
 was reached", promoting nothing (set the target to '' and start again to end there, or
 restore again with --overwrite). An xid is reached only by its commit or abort as a
-top-level transaction, never by a subtransaction's xid. A --target-time after this host's clock
+top-level transaction, never by a subtransaction's xid: restore reads the archived WAL from the
+backup's start to the first commit or abort record naming it, and refuses (exit 2) a
+subtransaction's xid, naming the top-level one to give, and an xid no record in the archive ends
+(not for --standby, nor where the archive ends in a .partial). A --target-time after this host's clock
 is restored (WAL committed after it may yet be archived), with a TARGET IN THE FUTURE line in
 the summary for a primary: check the time, its zone and the clock, or restore with --standby
 to stop there once it comes.

@@ -18,14 +18,17 @@ import (
 // each), and that restore's summary says so.
 //
 //   - --target-xid of a subtransaction (a row's xmin after a SAVEPOINT):
-//     recovery matches only top-level commits and aborts, so it replays
-//     the whole archive and stops with "FATAL: recovery ended before
-//     configured recovery target was reached" without promoting (on 13
-//     pg_ctl -w may report the server started first). The summary's way
-//     out, the target set to the empty string and the server started again, promotes at
-//     the end of the archive.
+//     recovery matches only top-level commits and aborts, so it would
+//     replay the whole archive and stop with FATAL: restore refuses it
+//     (exit 2) before writing anything, naming the top-level xid, which
+//     restores.
 //   - --target-time an hour ahead of the clock: restored (the archive may
-//     still grow), with a warning in the summary; not for a standby.
+//     still grow), with a warning in the summary; not for a standby. The
+//     archive ends first: recovery stops with "FATAL: recovery ended
+//     before configured recovery target was reached" without promoting
+//     (on 13 pg_ctl -w may report the server started first); the
+//     summary's way out, the target set to the empty string and the
+//     server started again, promotes at the end of the archive.
 //   - --standby with a target: PostgreSQL applies recovery_target_action
 //     in standby mode too. With pause (hoard's default for a standby) it
 //     waits in recovery at the target and promotes once resumed; with
@@ -59,9 +62,14 @@ func TestRestoreTargetEnd(t *testing.T) {
 		if err := tx.QueryRow(ctx, "insert into t values (4) returning xmin::text::bigint").Scan(&sub); err != nil {
 			t.Fatal(err)
 		}
+		var top uint64
+		if err := tx.QueryRow(ctx, "select pg_current_xact_id()::text::bigint").Scan(&top); err != nil {
+			t.Fatal(err)
+		}
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
+		atTop := tableRows(t, src)
 		src.Exec(t, "insert into t values (5)")
 		atEnd := tableRows(t, src)
 		switchAndWaitArchived(t, src)
@@ -74,12 +82,40 @@ func TestRestoreTargetEnd(t *testing.T) {
 		}
 		t.Run("SubtransactionXID", func(t *testing.T) {
 			x := strconv.FormatUint(sub, 10)
-			dir, out := restore("--target-xid", x)
-			for _, w := range []string{"subtransaction's", "FATAL: recovery ended", "recovery_target_xid = ''"} {
+			dir := filepath.Join(pgtest.TempDir(t), "data")
+			_, errOut, err := s.hoard("restore", "--target-dir", dir, "--target-xid", x)
+			want := "--target-xid " + strconv.FormatUint(top, 10)
+			if exitCode(err) != 2 || !strings.Contains(errOut, "subtransaction of transaction") || !strings.Contains(errOut, want) {
+				t.Fatalf("restore --target-xid %s (a subtransaction of %d): exit %d, want 2 naming %q\n%s", x, top, exitCode(err), want, errOut)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("refused restore left %s (stat: %v)", dir, err)
+			}
+			dir, _ = restore("--target-xid", strconv.FormatUint(top, 10))
+			c := pgtest.StartDataDir(t, major, dir, noArchiving)
+			c.WaitRecoveryDone(t, 3*time.Minute)
+			if got := tableRows(t, c); got != atTop {
+				t.Errorf("restored to the top-level xid %d: rows %q, want %q", top, got, atTop)
+			}
+		})
+		t.Run("FutureTime", func(t *testing.T) {
+			// An operator's clock ahead, or a wrong zone: a legitimate
+			// target for an archive still growing, so not refused, but
+			// a primary's recovery ends at the end of the archive first.
+			future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+			dir, out := restore("--target-time", future)
+			for _, w := range []string{"TARGET IN THE FUTURE", "after this host's clock", "--standby"} {
 				if !strings.Contains(out, w) {
-					t.Errorf("summary of restore --target-xid %s does not say %q:\n%s", x, w, out)
+					t.Errorf("summary of restore --target-time %s (an hour ahead) does not say %q:\n%s", future, w, out)
 				}
 			}
+			for _, w := range []string{"FATAL: recovery ended", "recovery_target_time = ''"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("summary of restore --target-time %s does not say %q:\n%s", future, w, out)
+				}
+			}
+			// The archive ends first: PostgreSQL stops with FATAL, and
+			// the summary's way out promotes at the end of the archive.
 			c, err := pgtest.TryStartDataDir(t, major, dir, noArchiving)
 			if c == nil {
 				t.Fatalf("start: %v", err)
@@ -90,18 +126,18 @@ func TestRestoreTargetEnd(t *testing.T) {
 			}
 			log := c.Log()
 			if c.Running() || !strings.Contains(log, "FATAL:  recovery ended before configured recovery target was reached") || strings.Contains(log, "selected new timeline ID") {
-				t.Fatalf("recovery to subtransaction xid %s: running %v, want stopped with FATAL and not promoted\n%s", x, c.Running(), tailLines(log, 30))
+				t.Fatalf("recovery to time %s: running %v, want stopped with FATAL and not promoted\n%s", future, c.Running(), tailLines(log, 30))
 			}
 			conf := filepath.Join(dir, "postgresql.auto.conf")
 			b, err := os.ReadFile(conf)
 			if err != nil {
 				t.Fatal(err)
 			}
-			re := regexp.MustCompile(`(?m)^recovery_target_xid = '` + x + `'$`)
+			re := regexp.MustCompile(`(?m)^recovery_target_time = '[^']*'$`)
 			if !re.Match(b) {
-				t.Fatalf("no recovery_target_xid = '%s' in %s:\n%s", x, conf, b)
+				t.Fatalf("no recovery_target_time in %s:\n%s", conf, b)
 			}
-			if err := os.WriteFile(conf, re.ReplaceAll(b, []byte("recovery_target_xid = ''")), 0o600); err != nil {
+			if err := os.WriteFile(conf, re.ReplaceAll(b, []byte("recovery_target_time = ''")), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			c.Start(t)
@@ -109,18 +145,7 @@ func TestRestoreTargetEnd(t *testing.T) {
 			if got := tableRows(t, c); got != atEnd {
 				t.Errorf("started again without the target: rows %q, want %q (the end of the archive)", got, atEnd)
 			}
-		})
-		t.Run("FutureTime", func(t *testing.T) {
-			// An operator's clock ahead, or a wrong zone: a legitimate
-			// target for an archive still growing, so not refused, but
-			// a primary's recovery ends at the end of the archive first.
-			future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-			_, out := restore("--target-time", future)
-			for _, w := range []string{"TARGET IN THE FUTURE", "after this host's clock", "--standby"} {
-				if !strings.Contains(out, w) {
-					t.Errorf("summary of restore --target-time %s (an hour ahead) does not say %q:\n%s", future, w, out)
-				}
-			}
+			c.Stop(t)
 			_, out = restore("--target-time", future, "--standby")
 			if strings.Contains(out, "TARGET IN THE FUTURE") {
 				t.Errorf("summary of restore --standby --target-time %s warns, though a standby waits for the time:\n%s", future, out)

@@ -30,6 +30,13 @@
 // across a page or segment boundary counts, one whose CRC-32C does not
 // match does not.
 //
+// For an xid target, Run reads the same WAL forward from the backup's
+// start to the first commit or abort record naming the xid
+// (checkTargetXID, wal.ParseXactEnd) and refuses (ErrBadTarget) an xid
+// a record lists as a subtransaction, naming the top-level xid, and one
+// no record ends (not for a standby, nor where the archive ends in a
+// .partial): PostgreSQL would never stop there.
+//
 // Run checks before it writes: PostgreSQL must be able to promote at the
 // end of recovery (promotion.go), the target directory must be absent, empty
 // or hold only lost+found (with Overwrite, its postmaster.pid must not name

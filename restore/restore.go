@@ -381,6 +381,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		gap.Damaged, gap.a = storedDamaged(stored.Damaged, path, first.No, last.No, b.SegmentSize()), a
 	}
 	log.Info().Str("segment", walEnd).Msg("archived WAL checked")
+	if t.XID != 0 {
+		// An xid not found is not refused for a standby, which waits for
+		// more WAL, nor where the archive ends in a .partial, which the
+		// scan does not read.
+		if err := checkTargetXID(ctx, w, b, path, t.XID, o.Standby || tail != nil); err != nil {
+			return nil, err
+		}
+	}
 	var accepted []AcceptedSegment
 	if o.WALFetch != nil {
 		if accepted, err = checkAccepted(ctx, a, o.WALFetch.Accepted()); err != nil {

@@ -152,3 +152,31 @@ func FuzzRecordReader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseXactEnd feeds arbitrary main data, as a record in a planted
+// segment may carry it, to ParseXactEnd as each kind of transaction
+// record of each layout: it must never panic, and the subtransactions
+// it returns lie within the data.
+func FuzzParseXactEnd(f *testing.F) {
+	f.Add(uint8(0x80), []byte{0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0})
+	f.Add(uint8(0xB0), []byte{0, 0, 0, 0, 0, 0, 0, 0, 0x14, 1, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 7, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, info uint8, main []byte) {
+		if len(main) > 4000 {
+			return
+		}
+		w := waltest.NewWriter(1<<16, 8192, 1, 0)
+		w.Record(1, info, 5, main)
+		err := wal.NewRecordReader(1<<16).Segment(0, w.Segments()[0], func(rec wal.Record) error {
+			for _, major := range []int{13, 15, 18} {
+				x, ok, err := wal.ParseXactEnd(rec, major)
+				if ok && err == nil && 4*len(x.Subxacts) > len(main) {
+					t.Fatalf("%d subtransactions from %d bytes", len(x.Subxacts), len(main))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
