@@ -15,7 +15,7 @@ import (
 // so monitoring written for PGHoard keeps working.
 const (
 	AlertAuthentication     = "authentication_error"      // PostgreSQL refused the password or authentication method
-	AlertConfiguration      = "configuration_error"       // a refused replication connection (pg_hba.conf, REPLICATION, a client certificate, no WAL sender free), a TLS connection not made (sslrootcert, host, ssl = off), or a slot another process streams from
+	AlertConfiguration      = "configuration_error"       // a refused replication connection (pg_hba.conf, REPLICATION, a client certificate, no WAL sender free), a connection refused for want of a slot (max_connections), a TLS connection not made (sslrootcert, host, ssl = off), or a slot another process streams from
 	AlertUploadRetries      = "upload_retries_warning"    // an upload failed more than upload_retries_warning_limit times
 	AlertVersionMismatch    = "version_mismatch_error"    // PGHoard: client tool major version differs from the server's
 	AlertVersionUnsupported = "version_unsupported_error" // the server's version is not supported

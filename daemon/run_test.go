@@ -276,6 +276,52 @@ func TestRun_NoWALSenderAlert(t *testing.T) {
 	})
 }
 
+// TestRun_TooManyConnectionsAlert takes a basebackup from a cluster
+// whose connection slots (max_connections = 3) other sessions hold: the
+// WAL receiver streams (a WAL sender takes no such slot) but the
+// backup's ordinary connection is refused, the site's last_backup_error
+// says to raise max_connections and configuration_error is raised; once
+// a slot is free the backup, retried with backoff, is stored and the
+// alert goes.
+func TestRun_TooManyConnectionsAlert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1,
+		Conf: map[string]string{"max_connections": "3", "superuser_reserved_connections": "0"}})
+	ctx := context.Background()
+	var held []*pgconn.PgConn
+	for range 3 {
+		pg, err := pgconn.Connect(ctx, c.ConnString("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, pg)
+		defer pg.Close(ctx)
+	}
+	site := streamingSite(t, c.ConnString("postgres"))
+	site.Schedule.Interval = 24 * time.Hour
+	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	rd := runDaemon(t, Options{Sites: []Site{site}})
+	st := rd.waitFor("configuration_error", func(st Status) bool {
+		return slices.Contains(st.Alerts, AlertConfiguration) && rd.alertFile(AlertConfiguration)
+	})
+	if e := st.Sites["test"].LastBackupError; !strings.Contains(e, "too many connections") || !strings.Contains(e, "raise max_connections") {
+		t.Errorf("last_backup_error %q: want it to say too many connections and to raise max_connections", e)
+	}
+	held[0].Close(ctx)
+	rd.waitFor("the alert cleared after the backup was stored", func(st Status) bool {
+		s := st.Sites["test"]
+		return s.LastBackup != nil && s.LastBackupError == "" && s.BackupFailures == 0 && len(st.Alerts) == 0
+	})
+	if rd.alertFile(AlertConfiguration) {
+		t.Errorf("alert file %s still exists", AlertConfiguration)
+	}
+	if st, _ := rd.status(); st.Sites["test"].WAL == nil || !st.Sites["test"].WAL.Connected {
+		t.Errorf("wal status %+v: want the receiver connected", st.Sites["test"].WAL)
+	}
+}
+
 // TestDaemon_setAlert checks that an alert file stays while any site holds
 // its condition, and that forgetting a site clears what it alone held.
 func TestDaemon_setAlert(t *testing.T) {

@@ -778,7 +778,11 @@ func unresolvedHoles(holes []walstream.Hole, before string) []walstream.Hole {
 // password or authentication method (authentication_error), a refused
 // replication connection (configuration_error: pg_hba.conf, a role without
 // REPLICATION, a client certificate; no WAL sender free: max_wal_senders
-// too low for what streams from the server), a TLS connection the node's sslmode
+// too low for what streams from the server), an ordinary connection (a
+// basebackup's, slots before PostgreSQL 15) refused for want of a slot
+// (configuration_error: max_connections, superuser_reserved_connections
+// or reserved_connections; it lasts until a session ends, and the backup
+// is retried with backoff), a TLS connection the node's sslmode
 // asks for that was not made (configuration_error: a server certificate
 // that does not verify, a server without TLS; someone in the middle
 // looks the same, and retrying does not change it), or a slot another
@@ -789,7 +793,8 @@ func (s *supervisor) connectFailed(err error) {
 	case errors.Is(err, replication.ErrAuthentication):
 		s.d.setAlert(AlertAuthentication, s.site.Name, true)
 	case errors.Is(err, replication.ErrNotPermitted), errors.Is(err, replication.ErrNoWALSender),
-		errors.Is(err, replication.ErrTLS), errors.Is(err, replication.ErrSlotInUse):
+		errors.Is(err, replication.ErrTooManyConnections), errors.Is(err, replication.ErrTLS),
+		errors.Is(err, replication.ErrSlotInUse):
 		s.d.setAlert(AlertConfiguration, s.site.Name, true)
 	}
 }

@@ -33,6 +33,14 @@ var (
 	// replication connection: as many as max_wal_senders are in use
 	// (SQLSTATE 53300, InitWalSenderSlot in walsender.c).
 	ErrNoWALSender = errors.New("no WAL sender free")
+	// ErrTooManyConnections means the server had no connection slot
+	// left for this connection (SQLSTATE 53300): as many sessions as
+	// max_connections are open ("sorry, too many clients already"), or
+	// only the slots superuser_reserved_connections or (from
+	// PostgreSQL 16) reserved_connections keep for other roles are left
+	// ("remaining connection slots are reserved ..."). It lasts until a
+	// session ends or the setting changes.
+	ErrTooManyConnections = errors.New("too many connections")
 	// ErrTLS means the TLS connection the node's sslmode asks for was
 	// not made: the server's certificate did not verify against
 	// sslrootcert (verify-ca, verify-full, or require with an
@@ -153,6 +161,7 @@ func classifyConnectError(err error) error {
 			if strings.Contains(pgErr.Message, "max_wal_senders") {
 				return ErrNoWALSender
 			}
+			return ErrTooManyConnections
 		}
 		return nil
 	}
@@ -216,7 +225,8 @@ func connectError(err error, replication bool) error {
 // ConnError wraps the error of a failed ordinary (not replication)
 // connection to a node, opened with pgx or pgconn outside this package,
 // as Connect wraps its own: on one line, with ErrAuthentication,
-// ErrNotPermitted or ErrUnreachable when they apply, and what to change.
+// ErrNotPermitted, ErrTooManyConnections, ErrTLS or ErrUnreachable when
+// they apply, and what to change.
 func ConnError(err error) error { return connectError(err, false) }
 
 // lineError is an error whose text is put on one line; it wraps the
@@ -261,6 +271,8 @@ func connectHint(err, kind error, replication bool) string {
 	switch {
 	case kind == ErrUnreachable:
 		return "check the node's host and port (nodes in the configuration, or PGHOST and PGPORT) and that PostgreSQL is running"
+	case kind == ErrTooManyConnections:
+		return tooManyHint(pgErr.Message, replication)
 	case kind == ErrTLS:
 		return "the TLS connection the node's sslmode asks for failed: check sslrootcert (the CA that signed the server's certificate), " +
 			"that the node's host is a name in that certificate (sslmode=verify-full), sslcert and sslkey (a client certificate the server's ssl_ca_file trusts), " +
@@ -292,6 +304,31 @@ func connectHint(err, kind error, replication bool) string {
 			"or end a replication connection that holds one (pg_stat_replication lists them)"
 	}
 	return ""
+}
+
+// tooManyHint says what to change for a connection refused for want of
+// a slot (SQLSTATE 53300), by the server's message (InitProcess and
+// InitPostgres in PostgreSQL's postinit.c and proc.c): every slot taken,
+// or only slots reserved for other roles left. A message in another
+// language than English names none of them: the hint lists all three,
+// and for a replication connection max_wal_senders too.
+func tooManyHint(msg string, replication bool) string {
+	const end = "end idle sessions (pg_stat_activity lists them) or raise max_connections in postgresql.conf and restart PostgreSQL"
+	switch {
+	case strings.Contains(msg, "too many clients"):
+		return "every connection slot is taken (max_connections): " + end
+	case strings.Contains(msg, "pg_use_reserved_connections"):
+		return "only the slots reserved_connections keeps for roles with pg_use_reserved_connections are left: " +
+			"GRANT pg_use_reserved_connections to the node's user, lower reserved_connections, or " + end
+	case strings.Contains(msg, "SUPERUSER"), strings.Contains(msg, "superuser"):
+		return "only the slots superuser_reserved_connections keeps for superusers are left: " +
+			"lower superuser_reserved_connections, or " + end
+	}
+	hint := "no connection slot is left for the node's user (max_connections, less superuser_reserved_connections and reserved_connections for roles without them): " + end
+	if replication {
+		hint += "; for a replication connection, max_wal_senders may be the limit"
+	}
+	return hint
 }
 
 // isCode reports whether err is a server error with SQLSTATE code.
