@@ -83,6 +83,7 @@ const applicationName = "hoard basebackup"
 // connectSQL opens an ordinary (non-replication) connection for the
 // queries around the backup.
 func connectSQL(ctx context.Context, connString string) (*pgx.Conn, error) {
+	connString, note := replication.SecurePassfile(connString)
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: parse connection string: %w", replication.RedactParseError(err))
@@ -94,7 +95,7 @@ func connectSQL(ctx context.Context, connString string) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: %w", replication.ConnError(err))
+		return nil, fmt.Errorf("basebackup: %w", replication.PassfileNote(replication.ConnError(err), note))
 	}
 	return conn, nil
 }

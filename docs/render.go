@@ -72,7 +72,11 @@ func Configuration() []byte {
 	w("`replication`, as `pg_receivewal`, `pg_basebackup` and a standby look it up, and under the node's\n")
 	w("`dbname` when no such line matches; the ordinary connections hoard also opens (slots, `hoard\n")
 	w("check`, local-tar's `pg_backup_start`) under the node's `dbname`, as libpq does: a line with `*`\n")
-	w("as its database serves both.\n\n")
+	w("as its database serves both. A password file that is not a plain file, or that group or others\n")
+	w("may read or write, is ignored, as libpq ignores it (pgx, hoard's driver, would read it): a\n")
+	w("connection that then fails says `password file \"...\" has group or world access (0644) and was\n")
+	w("ignored, as libpq ignores it: permissions should be u=rw (0600) or less (chmod 0600 ...)`. A\n")
+	w("`passfile` a service file (`service`, `PGSERVICEFILE`) names is not checked.\n\n")
 
 	w("## Environment variables\n\n")
 	w("Site variables apply to the site named by `HOARD_SITE`, or to the only site. Variables marked\n")

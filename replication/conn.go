@@ -76,6 +76,7 @@ func (c *Conn) EnglishRefused() error { return c.englishRefused }
 // connectWith opens the replication connection for Connect, ConnectAs and
 // ConnectEnglish (english).
 func connectWith(ctx context.Context, connString, appName string, english bool) (*Conn, error) {
+	connString, note := SecurePassfile(connString)
 	config, err := pgconn.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("parse connection string: %w", RedactParseError(err))
@@ -104,7 +105,7 @@ func connectWith(ctx context.Context, connString, appName string, english bool) 
 		}
 	}
 	if err != nil {
-		return nil, connectError(err, true)
+		return nil, PassfileNote(connectError(err, true), note)
 	}
 	return c, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hoardbackup/hoard/internal/pgtest"
@@ -80,6 +81,48 @@ func TestConnect_PassfileReplication(t *testing.T) {
 		pf := passfile(t, hp+":postgres:bob:secret")
 		if err := replicate(t, kv(pf, "")); err != nil {
 			t.Errorf("replication connection with a passfile line for its dbname only: %v", err)
+		}
+	})
+	// A passfile that group or others can read is ignored, as libpq
+	// ignores it (PasswordFromFile in fe-connect.c), and the failure
+	// names the file and the fix; at 0600 it serves again. Each kind of
+	// connection, and each way of naming the file.
+	t.Run("GroupReadable", func(t *testing.T) {
+		pf := passfile(t, hp+":*:bob:secret")
+		home := t.TempDir()
+		if err := os.WriteFile(filepath.Join(home, ".pgpass"), []byte(hp+":*:bob:secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("HOME", home)
+		noFile := fmt.Sprintf("host=127.0.0.1 port=%d user=bob dbname=postgres sslmode=disable", c.Port)
+		for _, mode := range []os.FileMode{0o640, 0o604, 0o660} {
+			for _, f := range []string{pf, filepath.Join(home, ".pgpass")} {
+				if err := os.Chmod(f, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Setenv("PGPASSFILE", "")
+			cases := map[string]string{"keyword/value": kv(pf, ""), "URI": uri(pf), "~/.pgpass": noFile}
+			for name, s := range cases {
+				for kind, connect := range map[string]func(*testing.T, string) error{"replication": replicate, "ordinary": query} {
+					err := connect(t, s)
+					if err == nil || !strings.Contains(err.Error(), "has group or world access") || !strings.Contains(err.Error(), "chmod 0600") {
+						t.Errorf("%04o, %s, %s connection: %v: want it refused, naming the file's permissions and the fix", mode, name, kind, err)
+					}
+				}
+			}
+			t.Setenv("PGPASSFILE", pf)
+			if err := replicate(t, noFile); err == nil || !strings.Contains(err.Error(), pf) {
+				t.Errorf("%04o, PGPASSFILE: %v: want it refused, naming %s", mode, err, pf)
+			}
+		}
+		if err := os.Chmod(pf, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, connect := range []func(*testing.T, string) error{replicate, query} {
+			if err := connect(t, kv(pf, "")); err != nil {
+				t.Errorf("0600: %v", err)
+			}
 		}
 	})
 	t.Run("ExplicitWins", func(t *testing.T) {

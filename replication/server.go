@@ -81,6 +81,7 @@ func QueryServer(ctx context.Context, connString string) (Server, error) {
 // server connString names, whatever replication parameter it holds.
 // Errors are Connect's, with the same hints.
 func connectSQL(ctx context.Context, connString string) (*pgconn.PgConn, error) {
+	connString, note := SecurePassfile(connString)
 	config, err := pgconn.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("parse connection string: %w", RedactParseError(err))
@@ -88,7 +89,7 @@ func connectSQL(ctx context.Context, connString string) (*pgconn.PgConn, error) 
 	delete(config.RuntimeParams, "replication")
 	pg, err := pgconn.ConnectConfig(ctx, config)
 	if err != nil {
-		return nil, connectError(err, false)
+		return nil, PassfileNote(connectError(err, false), note)
 	}
 	return pg, nil
 }
