@@ -95,7 +95,7 @@ func connectSQL(ctx context.Context, connString string) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("basebackup: %w", replication.PassfileNote(replication.ConnError(err), note))
+		return nil, fmt.Errorf("basebackup: %w", replication.PassfileNote(replication.ConnErrorFor(err, &cfg.Config), note))
 	}
 	return conn, nil
 }

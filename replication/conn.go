@@ -105,7 +105,7 @@ func connectWith(ctx context.Context, connString, appName string, english bool) 
 		}
 	}
 	if err != nil {
-		return nil, PassfileNote(connectError(err, true), note)
+		return nil, PassfileNote(connectError(certReset(err, config), true), note)
 	}
 	return c, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,7 +47,10 @@ var (
 	// sslrootcert (verify-ca, verify-full, or require with an
 	// sslrootcert, which libpq verifies too), did not name the host
 	// (verify-full), the server refused TLS (any sslmode but disable,
-	// allow and prefer), or it refused the client certificate. Someone
+	// allow and prefer), or it refused the client certificate (with
+	// TLS 1.3 that refusal may arrive as a reset just after the
+	// handshake, which is read as one when a client certificate was
+	// offered: certReset). Someone
 	// in the middle looks the same. A certificate that fails
 	// verification ends the connection before hoard sends anything.
 	ErrTLS = errors.New("TLS connection refused")
@@ -165,7 +169,8 @@ func classifyConnectError(err error) error {
 		}
 		return nil
 	}
-	if isTLSError(err) {
+	var reset *certResetError
+	if isTLSError(err) || errors.As(err, &reset) {
 		return ErrTLS
 	}
 	var netErr net.Error
@@ -229,6 +234,51 @@ func connectError(err error, replication bool) error {
 // they apply, and what to change.
 func ConnError(err error) error { return connectError(err, false) }
 
+// ConnErrorFor is ConnError for a connection made with cfg, which tells
+// a reset that may be a refused client certificate (certReset).
+func ConnErrorFor(err error, cfg *pgconn.Config) error {
+	return connectError(certReset(err, cfg), false)
+}
+
+// certResetError is a connection reset by the server just after a TLS
+// handshake in which the client offered a certificate: in TLS 1.3 the
+// server checks the certificate after the client's side of the
+// handshake has ended, and its refusal (an alert, then a close) can
+// reach the client as a reset of the startup message it writes or of
+// the reply it reads, where TLS 1.2 fails the handshake itself. It
+// wraps the error, so errors.Is still sees ECONNRESET.
+type certResetError struct{ err error }
+
+func (e *certResetError) Error() string { return e.err.Error() }
+
+func (e *certResetError) Unwrap() error { return e.err }
+
+// certReset returns err as a *certResetError when it is a reset of the
+// startup message or of its reply and cfg (or a fallback of it, as
+// sslmode=prefer adds) offers a client certificate over TLS; err as it
+// is otherwise. A reset before TLS, or without a certificate, stays an
+// unreachable server.
+func certReset(err error, cfg *pgconn.Config) error {
+	if err == nil || cfg == nil || !errors.Is(err, syscall.ECONNRESET) {
+		return err
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "failed to write startup message") && !strings.Contains(msg, "failed to receive message") {
+		return err
+	}
+	offers := func(t *tls.Config) bool {
+		return t != nil && (len(t.Certificates) > 0 || t.GetClientCertificate != nil)
+	}
+	cert := offers(cfg.TLSConfig)
+	for _, f := range cfg.Fallbacks {
+		cert = cert || offers(f.TLSConfig)
+	}
+	if !cert {
+		return err
+	}
+	return &certResetError{err: err}
+}
+
 // lineError is an error whose text is put on one line; it wraps the
 // original, so errors.Is and errors.As see through it.
 type lineError struct {
@@ -273,6 +323,10 @@ func connectHint(err, kind error, replication bool) string {
 		return "check the node's host and port (nodes in the configuration, or PGHOST and PGPORT) and that PostgreSQL is running"
 	case kind == ErrTooManyConnections:
 		return tooManyHint(pgErr.Message, replication)
+	case kind == ErrTLS && errors.As(err, new(*certResetError)):
+		return "the server reset the connection just after the TLS handshake, with a client certificate configured: " +
+			"with TLS 1.3 that is how a server's refusal of the certificate can arrive (expired, not signed by a CA in its ssl_ca_file, " +
+			"or a common name that is not the node's user): check sslcert and sslkey and the server's log; a server restarting at that moment looks the same"
 	case kind == ErrTLS:
 		return "the TLS connection the node's sslmode asks for failed: check sslrootcert (the CA that signed the server's certificate), " +
 			"that the node's host is a name in that certificate (sslmode=verify-full), sslcert and sslkey (a client certificate the server's ssl_ca_file trusts), " +

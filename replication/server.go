@@ -89,7 +89,7 @@ func connectSQL(ctx context.Context, connString string) (*pgconn.PgConn, error) 
 	delete(config.RuntimeParams, "replication")
 	pg, err := pgconn.ConnectConfig(ctx, config)
 	if err != nil {
-		return nil, PassfileNote(connectError(err, false), note)
+		return nil, PassfileNote(connectError(certReset(err, config), false), note)
 	}
 	return pg, nil
 }

@@ -99,7 +99,7 @@ func (c *Conn) readSlotCommand(ctx context.Context, name string) (Slot, error) {
 func (c *Conn) readSlotSQL(ctx context.Context, name string) (Slot, error) {
 	pg, err := pgconn.ConnectConfig(ctx, c.config.Copy())
 	if err != nil {
-		return Slot{}, fmt.Errorf("read replication slot %s: %w", name, ConnError(err))
+		return Slot{}, fmt.Errorf("read replication slot %s: %w", name, ConnErrorFor(err, c.config))
 	}
 	defer pg.Close(context.WithoutCancel(ctx))
 	rr := pg.ExecParams(ctx, "select restart_lsn::text from pg_replication_slots where slot_name = $1 and slot_type = 'physical'",

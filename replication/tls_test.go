@@ -35,7 +35,8 @@ func startTLS(t *testing.T) *tlsCluster {
 	// In TLS 1.3 the server checks the client's certificate after the
 	// client's handshake ends: its alert races the startup message,
 	// whose write may fail first with a reset (as it does for libpq).
-	// TLS 1.2 checks it in the handshake, so that ErrTLS is certain.
+	// TLS 1.2 checks it in the handshake, so that the error is always
+	// the alert (TestConnect_TLS13ClientCertRefused covers the reset).
 	conf["ssl_max_protocol_version"] = "TLSv1.2"
 	c := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[0], Conf: conf, HBA: []string{
 		"local all all trust",
