@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -44,15 +43,7 @@ func TestConnect_TLS13ClientCertRefused(t *testing.T) {
 	resets := 0
 	for range 100 {
 		for _, sql := range []bool{false, true} {
-			var err error
-			if sql {
-				_, err = QueryServer(testContext(t), s)
-			} else {
-				var conn *Conn
-				if conn, err = Connect(testContext(t), s); err == nil {
-					conn.Close(context.Background())
-				}
-			}
+			err := tryConnect(t, s, sql)
 			if errors.Is(err, syscall.ECONNRESET) {
 				if resets++; resets == 1 {
 					t.Logf("a reset: %v", err)

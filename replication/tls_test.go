@@ -108,15 +108,7 @@ func TestConnect_TLS(t *testing.T) {
 			c.conn("localhost", "alice", fmt.Sprintf("sslmode=require sslcert=%s sslkey=%s", expired.Cert, expired.Key)),
 		} {
 			for _, sql := range []bool{false, true} {
-				var err error
-				if sql {
-					_, err = QueryServer(testContext(t), s)
-				} else {
-					var conn *Conn
-					if conn, err = Connect(testContext(t), s); err == nil {
-						conn.Close(context.Background())
-					}
-				}
+				err := tryConnect(t, s, sql)
 				if err == nil {
 					t.Errorf("%s (sql %v): connected, want a refusal", RedactConnString(s), sql)
 					continue
@@ -222,4 +214,18 @@ func TestConnect_TLSMITM(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tryConnect opens an ordinary connection to s (QueryServer) when sql,
+// else a replication connection, closes it, and returns the error.
+func tryConnect(t *testing.T, s string, sql bool) error {
+	if sql {
+		_, err := QueryServer(testContext(t), s)
+		return err
+	}
+	conn, err := Connect(testContext(t), s)
+	if err == nil {
+		conn.Close(context.Background())
+	}
+	return err
 }

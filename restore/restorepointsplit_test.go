@@ -90,9 +90,7 @@ func TestRun_RestorePointSplit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real clusters")
 	}
-	for _, major := range []int{13, 15, 18} {
-		t.Run(fmt.Sprint(major), func(t *testing.T) { restorePointSplit(t, major) })
-	}
+	pgtest.ForEachVersion(t, restorePointSplit)
 }
 
 func restorePointSplit(t *testing.T, major int) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -32,9 +31,7 @@ func TestRun_TargetXIDSubtransaction(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real clusters")
 	}
-	for _, major := range []int{13, 15, 18} {
-		t.Run(strconv.Itoa(major), func(t *testing.T) { targetXIDSubtransaction(t, major) })
-	}
+	pgtest.ForEachVersion(t, targetXIDSubtransaction)
 }
 
 func targetXIDSubtransaction(t *testing.T, major int) {
