@@ -56,7 +56,10 @@
 //   - the WAL archive check (walgaps.go): every WALCheckInterval, the
 //     WAL of the kept backups (with those of the moved_from sites
 //     whose WAL the last retention plan kept) followed in listings
-//     (verify.CheckContinuityOf); segments missing before a stored
+//     (verify.CheckContinuityWith: for the system the receiver streams,
+//     the timelines' history as the server gave it,
+//     walstream.Status.History, not the archive's copy, which a site
+//     holding only the public key cannot read); segments missing before a stored
 //     segment of a backup's recovery path, or before the end of what the
 //     site's WAL receiver stored (walstream.Status.Uploaded), less those
 //     in the spool, show

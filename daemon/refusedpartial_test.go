@@ -115,13 +115,16 @@ func TestRun_RefusedPartial(t *testing.T) {
 		t.Errorf("metric %q, want the refused .partial's age", line)
 	}
 	// Nothing missing for the WAL archive check. With only the public
-	// key it cannot read the new timeline's (encrypted) history file,
-	// so the check after the switch is not made (wal_archive.last_error):
-	// what it reported stands.
+	// key it cannot read the new timeline's (encrypted) history file: it
+	// follows timeline 2 with the history the server gave the receiver,
+	// and is made.
 	a := rd.waitFor("a WAL archive check after timeline 2 was stored", func(st Status) bool {
 		a := st.Sites["test"].WALArchive
 		return a != nil && (a.CheckedAt != nil && a.CheckedAt.After(storedAt) || a.LastErrorAt != nil && a.LastErrorAt.After(storedAt))
 	}).Sites["test"].WALArchive
+	if a.LastErrorAt != nil && a.LastErrorAt.After(storedAt) {
+		t.Errorf("the WAL archive check after timeline 2 was stored was not made: %s", a.LastError)
+	}
 	if a.MissingSegments != 0 {
 		t.Errorf("wal_archive %+v with the refused %s in the spool, want nothing missing", a, partial)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/hoardbackup/hoard/archive"
+	"github.com/hoardbackup/hoard/restore"
 	"github.com/hoardbackup/hoard/verify"
 	"github.com/hoardbackup/hoard/wal"
 )
@@ -27,7 +28,7 @@ import (
 // files: it follows the WAL of every kept backup (the site's own, and
 // those of its moved_from sites whose WAL retention keeps:
 // checkedBackups) as verify does
-// (verify.CheckContinuityOf: the timelines recovery follows, the end of
+// (verify.CheckContinuityWith: the timelines recovery follows, the end of
 // a system's WAL after a pg_upgrade into the site) and reports the
 // segments missing before a complete segment stored on the same
 // recovery path, naming those stored damaged (a local store's FIFO,
@@ -37,7 +38,12 @@ import (
 // one not stored yet: on a streaming site the receiver can
 // (receiverEnd: the end of the complete segments its uploader stored),
 // so the segments before that end, on the path of the timeline it
-// streams, count as stored WAL too for the backups of its system.
+// streams, count as stored WAL too for the backups of its system. The
+// path of that timeline is the server's (walEnd.History, from
+// TIMELINE_HISTORY), not the archived history file's: a daemon holding
+// only the public key, as it should, cannot read that file, so after a
+// failover no check could be made; and the server, not an object anyone
+// who writes the bucket can replace, is the authority on its history.
 //
 // What is not stored yet is no gap: WAL after both the newest stored
 // segment of a backup's path and the receiver's end (a backup whose end
@@ -87,6 +93,9 @@ type walEnd struct {
 	System   uint64
 	Timeline uint32
 	LSN      pglogrepl.LSN
+	// History is Timeline's history as the server gave it
+	// (walstream.Status.History); nil on timeline 1 or not known.
+	History wal.History
 }
 
 // findWALGaps follows the WAL of the site's backups (list: the site's
@@ -116,7 +125,11 @@ func findWALGaps(ctx context.Context, arch *archive.Archive, list func(context.C
 	if len(bs) == 0 {
 		return walGaps{}, nil
 	}
-	chains, err := verify.CheckContinuityOf(ctx, arch, bs)
+	var server restore.ServerHistory
+	if stored.System != 0 && len(stored.History) > 0 {
+		server = restore.ServerHistory{System: stored.System, Path: stored.History}
+	}
+	chains, err := verify.CheckContinuityWith(ctx, arch, bs, server)
 	if err != nil {
 		return walGaps{}, err
 	}
@@ -358,7 +371,11 @@ func (s *supervisor) receiverEnd() walEnd {
 	if sys == 0 || st.Timeline <= 0 {
 		return walEnd{}
 	}
-	return walEnd{System: sys, Timeline: uint32(st.Timeline), LSN: st.Uploaded}
+	var h wal.History
+	if st.History.Timeline() == uint32(st.Timeline) {
+		h = st.History
+	}
+	return walEnd{System: sys, Timeline: uint32(st.Timeline), LSN: st.Uploaded, History: h}
 }
 
 // walChecks checks the WAL of the site's kept backups every

@@ -206,6 +206,10 @@ type Histories struct {
 	h   historyIndex
 	dmg damagedHistories
 
+	// server is the history of the timeline the daemon streams, as the
+	// server gave it (SetServerHistory); zero: none.
+	server ServerHistory
+
 	mu sync.Mutex
 	// othersOf holds the answers of others, the other systems' history
 	// files above a timeline.
@@ -263,9 +267,12 @@ func RecoveryPathIn(ctx context.Context, a *archive.Archive, hs *Histories, b *a
 	if tli == b.StartTimeline {
 		return wal.History{{Timeline: tli}}, nil
 	}
-	p, err := readHistory(ctx, a, h, dmg, tli, BackupSystem(b))
-	if err != nil {
-		return nil, err
+	p := hs.server.pathOf(tli, BackupSystem(b))
+	if p == nil {
+		var err error
+		if p, err = readHistory(ctx, a, h, dmg, tli, BackupSystem(b)); err != nil {
+			return nil, err
+		}
 	}
 	if !p.Contains(b.StartTimeline, backupEndLSN(b)) {
 		return nil, fmt.Errorf("%w: timeline %d does not descend from backup %s (timeline %d at %s)",
@@ -273,6 +280,42 @@ func RecoveryPathIn(ctx context.Context, a *archive.Archive, hs *Histories, b *a
 	}
 	return p, nil
 }
+
+// ServerHistory is the history of timeline Path.Timeline() of database
+// system System as its server gave it over the replication protocol
+// (TIMELINE_HISTORY) to the daemon streaming it, which holds only the
+// public key of an encrypted site as it should and cannot read the
+// archived copy. For that system it is authoritative: the archived copy
+// is an object anyone who can write the bucket can replace, and its
+// metadata is not authenticated.
+type ServerHistory struct {
+	System uint64
+	Path   wal.History
+}
+
+// pathOf returns the history of timeline tli, one of the timelines of
+// h's path, for the recovery of a backup of database system system:
+// the path up to tli, as tli's own history file reads. nil when h does
+// not speak of tli or of system (a backup recording none: PGHoard's).
+func (h ServerHistory) pathOf(tli uint32, system uint64) wal.History {
+	if h.System == 0 || system != h.System {
+		return nil
+	}
+	for i, e := range h.Path {
+		if e.Timeline == tli {
+			return slices.Clone(h.Path[:i+1])
+		}
+	}
+	return nil
+}
+
+// SetServerHistory has RecoveryPathIn take the history of the timelines
+// of s's path for the backups of s's system from s, not from the
+// archive: the daemon's WAL archive check, with the history the server
+// it streams gave it. Which timeline recovery reaches is still found
+// from the archive's listing, as PostgreSQL's probe does; a timeline
+// that is not on s's path is read from the archive.
+func (hs *Histories) SetServerHistory(s ServerHistory) { hs.server = s }
 
 // BackupSystem returns the system identifier b's metadata records, 0 when
 // none (PGHoard's backups): the history files recovery of b follows must

@@ -58,6 +58,9 @@ type walIndex struct {
 	// each backup's recovery path is found in them, not in a listing of
 	// timeline/ of its own.
 	hist, markedHist *restore.Histories
+	// server is the history the daemon's server gave it
+	// (CheckContinuityWith), set on hist; zero: none.
+	server restore.ServerHistory
 }
 
 // histories returns the timeline history files the listing holds, their
@@ -71,6 +74,7 @@ func (w *walIndex) histories(marked bool) *restore.Histories {
 	}
 	if w.hist == nil {
 		w.hist = restore.HistoriesOf(w.WALListing)
+		w.hist.SetServerHistory(w.server)
 	}
 	return w.hist
 }
@@ -373,10 +377,22 @@ func CheckContinuity(ctx context.Context, a *archive.Archive, b *archive.BackupI
 // Run does, rather than failing the check of every backup. The error
 // names the backup whose WAL could not be followed.
 func CheckContinuityOf(ctx context.Context, a *archive.Archive, bs []*archive.BackupInfo) ([]*Chain, error) {
+	return CheckContinuityWith(ctx, a, bs, restore.ServerHistory{})
+}
+
+// CheckContinuityWith is CheckContinuityOf with the history of the
+// timeline the daemon streams as its server gave it (server; zero:
+// none): the recovery path of a backup of server's system onto a
+// timeline of server's path is taken from it, not read from the archive
+// (restore.Histories.SetServerHistory). A daemon holding only the public
+// key of an encrypted site cannot read the archived history files: with
+// them alone, no check after a failover or promotion could be made.
+func CheckContinuityWith(ctx context.Context, a *archive.Archive, bs []*archive.BackupInfo, server restore.ServerHistory) ([]*Chain, error) {
 	idx, err := listWAL(ctx, a)
 	if err != nil {
 		return nil, err
 	}
+	idx.server = server
 	chains := make([]*Chain, 0, len(bs))
 	for _, b := range bs {
 		ch, err := idx.continuity(ctx, a, b, true, false)

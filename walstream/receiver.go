@@ -15,6 +15,7 @@ import (
 
 	"github.com/hoardbackup/hoard/replication"
 	"github.com/hoardbackup/hoard/storage"
+	"github.com/hoardbackup/hoard/wal"
 )
 
 // Defaults of Options.
@@ -128,6 +129,12 @@ type Status struct {
 	SystemID string // the server's system identifier
 	Timeline int32  // the timeline being streamed
 	Segment  string // the segment being received
+	// History is the history of Timeline as the server gave it
+	// (TIMELINE_HISTORY, the file queued for upload), parsed: the
+	// timelines that lead to it, oldest first; nil on timeline 1 and
+	// until it is fetched. From the server, not the archive: a site
+	// holding only the public key cannot read the archived copy.
+	History wal.History
 	// Received is the end of the WAL received and written to the spool.
 	Received pglogrepl.LSN
 	// Flushed is the end of the WAL fsynced to the spool: what the server
@@ -224,6 +231,10 @@ type Receiver struct {
 	guard *diskGuard
 	// histories records the timelines whose history file was queued.
 	histories map[int32]bool
+	// serverHistories holds, by timeline, the histories the server gave
+	// (TIMELINE_HISTORY) of the system streamed, parsed: Status.History.
+	// Guarded by mu.
+	serverHistories map[int32]wal.History
 	// retryMin and retryMax bound the reconnection and upload backoff.
 	retryMin, retryMax time.Duration
 	started            atomic.Bool
@@ -385,6 +396,7 @@ func (r *Receiver) Status() Status {
 	defer r.mu.Unlock()
 	s := r.status
 	s.Holes = slices.Clone(s.Holes)
+	s.History = slices.Clone(r.serverHistories[s.Timeline])
 	if s.ServerLSN > s.Uploaded && s.Uploaded != 0 {
 		s.BytesBehind = uint64(s.ServerLSN - s.Uploaded)
 	}

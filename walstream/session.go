@@ -333,6 +333,17 @@ func (s *session) fetchHistory(ctx context.Context, tli int32) error {
 		return err
 	}
 	s.r.histories[tli] = true
+	// Kept for Status.History: one that does not parse is still stored
+	// as the server wrote it (restore and verify report it), but not
+	// kept.
+	if h, err := wal.ParseHistory(uint32(tli), content); err == nil {
+		s.r.mu.Lock()
+		if s.r.serverHistories == nil {
+			s.r.serverHistories = map[int32]wal.History{}
+		}
+		s.r.serverHistories[tli] = h
+		s.r.mu.Unlock()
+	}
 	s.r.enqueue(uploadTask{kind: taskFile, name: name})
 	return nil
 }

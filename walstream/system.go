@@ -89,6 +89,7 @@ func (s *session) changeSystem(ctx context.Context, sys replication.System) (boo
 	})
 	r.mu.Lock()
 	r.arrivals, r.storeWant = nil, 0
+	r.serverHistories = nil
 	r.mu.Unlock()
 	r.histories = make(map[int32]bool)
 	return true, nil
