@@ -41,19 +41,7 @@ func TestRun_RefusedPartial(t *testing.T) {
 		t.Skip("starts PostgreSQL")
 	}
 	ctx := context.Background()
-	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
-	standby := pgtest.StartColdStandby(t, primary)
-	key, err := crypto.GenerateKey(2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := storage.NewLocal(t.TempDir())
-	arch := &archive.Archive{Store: st, Site: "test", Codec: &archive.Codec{KeyID: "k1", PublicKey: &key.PublicKey,
-		PublicKeys: map[string]*rsa.PublicKey{"k1": &key.PublicKey}, RequireEncryption: true}}
-	site := streamingSiteTo(t, standby.ConnString("postgres"), st)
-	site.OpenArchive = func(context.Context) (*archive.Archive, func(), error) { return arch, func() {}, nil }
-	site.Schedule.Interval = 24 * time.Hour
-	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	primary, standby, st, arch, site := publicKeyStandbySite(t)
 	port := testio.FreePort(t)
 	opts := Options{Sites: []Site{site}, HTTP: &HTTPConfig{Address: "127.0.0.1", Port: port},
 		DrainTimeout: time.Second, WALCheckInterval: 500 * time.Millisecond}
@@ -165,4 +153,27 @@ func TestRun_RefusedPartial(t *testing.T) {
 	if _, err := os.Stat(spool); !os.IsNotExist(err) {
 		t.Errorf("the stored %s is still in the spool: %v", partial, err)
 	}
+}
+
+// publicKeyStandbySite starts a primary (the newest major under test, 1
+// MiB segments) and a cold standby of it, and returns them with a site
+// streaming the standby into an encrypted local archive whose daemon
+// holds only the public key (the recommended setup), on a daily schedule
+// of fast basebackups in 1 MiB chunks, and that archive and its store.
+func publicKeyStandbySite(t *testing.T) (primary, standby *pgtest.Cluster, st *storage.Local, arch *archive.Archive, site Site) {
+	t.Helper()
+	primary = pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
+	standby = pgtest.StartColdStandby(t, primary)
+	key, err := crypto.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = storage.NewLocal(t.TempDir())
+	arch = &archive.Archive{Store: st, Site: "test", Codec: &archive.Codec{KeyID: "k1", PublicKey: &key.PublicKey,
+		PublicKeys: map[string]*rsa.PublicKey{"k1": &key.PublicKey}, RequireEncryption: true}}
+	site = streamingSiteTo(t, standby.ConnString("postgres"), st)
+	site.OpenArchive = func(context.Context) (*archive.Archive, func(), error) { return arch, func() {}, nil }
+	site.Schedule.Interval = 24 * time.Hour
+	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	return primary, standby, st, arch, site
 }

@@ -2,16 +2,9 @@ package daemon
 
 import (
 	"context"
-	"crypto/rsa"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hoardbackup/hoard/archive"
-	"github.com/hoardbackup/hoard/basebackup"
-	"github.com/hoardbackup/hoard/crypto"
-	"github.com/hoardbackup/hoard/internal/pgtest"
-	"github.com/hoardbackup/hoard/storage"
 )
 
 // TestRun_WALGapAfterPromotionPublicKeyOnly streams a standby into an
@@ -27,19 +20,7 @@ func TestRun_WALGapAfterPromotionPublicKeyOnly(t *testing.T) {
 		t.Skip("starts PostgreSQL")
 	}
 	ctx := context.Background()
-	primary := pgtest.Start(t, pgtest.Options{Major: pgtest.Versions()[len(pgtest.Versions())-1], WALSegmentSizeMB: 1})
-	standby := pgtest.StartColdStandby(t, primary)
-	key, err := crypto.GenerateKey(2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := storage.NewLocal(t.TempDir())
-	arch := &archive.Archive{Store: st, Site: "test", Codec: &archive.Codec{KeyID: "k1", PublicKey: &key.PublicKey,
-		PublicKeys: map[string]*rsa.PublicKey{"k1": &key.PublicKey}, RequireEncryption: true}}
-	site := streamingSiteTo(t, standby.ConnString("postgres"), st)
-	site.OpenArchive = func(context.Context) (*archive.Archive, func(), error) { return arch, func() {}, nil }
-	site.Schedule.Interval = 24 * time.Hour
-	site.Backup = basebackup.Options{Fast: true, ChunkSize: 1 << 20}
+	primary, standby, st, arch, site := publicKeyStandbySite(t)
 	opts := Options{Sites: []Site{site}, DrainTimeout: time.Second, WALCheckInterval: 500 * time.Millisecond}
 	rd := runDaemon(t, opts)
 	rd.waitFor("the first basebackup", func(st Status) bool { return st.Sites["test"].Backups == 1 })
