@@ -225,6 +225,10 @@ for --target-lsn. To find the first, restore reads the WAL recovery replays from
 up to it, once more, before it writes (see docs/pitr.md). With --basebackup, the newest point is
 looked for in all the WAL archived since that backup started (no bound): when there is none, the
 restore is refused (exit 2), as recovery from it would never reach one.
+Without --basebackup, a newest point found on a timeline the target timeline's path never replays
+(an old primary's WAL after a failover) gives way to the newest point along the path from the
+chosen backup's start (read as for --basebackup, no bound); none there, or one before the backup's
+end, is refused (exit 2), naming the point's timeline for --target-timeline.
 
 EXIT STATUS: 0 restored; 1 the restore failed (nothing was written when the checks
 failed; otherwise the directory is incomplete: run again with --overwrite);

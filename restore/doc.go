@@ -26,6 +26,11 @@
 // backup, the newest point of the name is looked for in all the WAL from
 // its start on along that path (checkRestorePoints); a named backup
 // from whose start recovery replays no point of the name is refused too.
+// The automatic choice's newest point is found in every timeline's
+// copies; once the backup and its path are known, a point not in the
+// copy recovery reads gives way to the newest point of the name along
+// the path from the backup's start, and none there (or one before the
+// backup's end) is refused, naming the point's timeline (pointOnPath).
 // The scans decode whole records (wal.RecordReader): a record split
 // across a page or segment boundary counts, one whose CRC-32C does not
 // match does not.

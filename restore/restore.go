@@ -250,8 +250,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// newest segments (o.MaxScanSegments), and the choice takes the
 	// newest backup that ended before it; a backup named with
 	// --basebackup is taken as it is, and the point is looked for once
-	// its recovery path is known (checkRestorePoints).
+	// its recovery path is known (checkRestorePoints). The automatic
+	// choice's point may be on a timeline off that path: checked then
+	// too (pointOnPath).
 	var newestPoint pglogrepl.LSN
+	var newestSeg string // the segment copy it was found in
 	named := o.Backup != "" && o.Backup != "latest"
 	if t.Name != "" && len(backups) > 0 {
 		if err := checkRestorePointName(t.Name); err != nil {
@@ -262,7 +265,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		if !named {
 			scope := pointScope{max: o.MaxScanSegments}
-			if newestPoint, err = findRestorePoint(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), scope); err != nil {
+			if newestPoint, newestSeg, err = findRestorePointIn(ctx, holders(stored.Segments), t.Name, backups[len(backups)-1].SegmentSize(), scope); err != nil {
 				return nil, err
 			}
 			t.nameLSN = newestPoint
@@ -327,6 +330,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if t.Name != "" {
 		// stored is set: the restore point's scan needed it.
+		if newestPoint != 0 {
+			// Found on any timeline's copy: the one recovery along
+			// path replays may be another (pointOnPath).
+			if newestPoint, err = pointOnPath(ctx, log, holders(stored.Segments), b, path, t.Name, newestPoint, newestSeg); err != nil {
+				return nil, err
+			}
+			t.nameLSN = newestPoint
+		}
 		if err := checkRestorePoints(ctx, holders(stored.Segments), b, path, t.Name, newestPoint); err != nil {
 			return nil, err
 		}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/rs/zerolog"
 
 	"github.com/hoardbackup/hoard/archive"
 	"github.com/hoardbackup/hoard/wal"
@@ -126,12 +128,19 @@ type pointScope struct {
 // the next segment, is put together, and one whose CRC-32C does not
 // match is no record.
 func findRestorePoint(ctx context.Context, w walIndex, name string, segSize uint64, scope pointScope) (pglogrepl.LSN, error) {
+	end, _, err := findRestorePointIn(ctx, w, name, segSize, scope)
+	return end, err
+}
+
+// findRestorePointIn is findRestorePoint that also returns the name of
+// the segment copy the point's record starts in ("" when none is found).
+func findRestorePointIn(ctx context.Context, w walIndex, name string, segSize uint64, scope pointScope) (pglogrepl.LSN, string, error) {
 	limit := scope.max
 	if limit == 0 {
 		limit = defaultScanSegments
 	}
 	if err := checkRestorePointName(name); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	type segment struct {
 		name string
@@ -162,7 +171,7 @@ func findRestorePoint(ctx context.Context, w walIndex, name string, segSize uint
 		}
 		data, err := sr.read(ctx, s.name)
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		var found pglogrepl.LSN
 		match := func(rec wal.Record) error {
@@ -174,7 +183,7 @@ func findRestorePoint(ctx context.Context, w walIndex, name string, segSize uint
 		r := wal.NewRecordReader(segSize)
 		start := uint64(s.seg.StartLSN(segSize))
 		if err := r.Segment(start, data, match); err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		if r.Pending() {
 			// The segment's last record goes on in the next one: the
@@ -186,7 +195,7 @@ func findRestorePoint(ctx context.Context, w walIndex, name string, segSize uint
 			if next != "" && w[next] != nil {
 				data, err := sr.read(ctx, next)
 				if err != nil {
-					return 0, err
+					return 0, "", err
 				}
 				err = r.Segment(start+segSize, data, func(rec wal.Record) error {
 					if rec.LSN < start+segSize {
@@ -195,15 +204,15 @@ func findRestorePoint(ctx context.Context, w walIndex, name string, segSize uint
 					return errFound // only the record continued into it
 				})
 				if err != nil && !errors.Is(err, errFound) {
-					return 0, err
+					return 0, "", err
 				}
 			}
 		}
 		if found != 0 {
-			return found, nil
+			return found, s.name, nil
 		}
 	}
-	return 0, nil
+	return 0, "", nil
 }
 
 // earlierRestorePoint looks for another restore point called name before
@@ -338,4 +347,58 @@ func checkRestorePoints(ctx context.Context, w walIndex, b *archive.BackupInfo, 
 			"with --target-inclusive=false (the newest: --target-lsn %s --target-inclusive=false)", ErrBadTarget, name, b.Name, earlier, newest, newest)
 	}
 	return nil
+}
+
+// pointOnPath checks that the restore point called name the automatic
+// choice chose b by, ending at newest in segment copy seg (the newest in
+// the newest segments of every timeline: the target timeline depends on
+// the backup chosen), is on b's recovery path p: the copy of its segment
+// recovery along p reads (onPath). A point made on a timeline p does not
+// follow there (an old primary's history after a failover, a restore
+// thrown away) is never replayed. Then the newest point of the name along
+// p from b's start is the one meant, looked for as for --basebackup (up
+// to all the WAL from b's start on, newest first): it returns that one,
+// and refuses (ErrBadTarget) when there is none, where PostgreSQL would
+// replay the whole archive and stop with "recovery ended before
+// configured recovery target was reached", or when it ends before b did.
+func pointOnPath(ctx context.Context, log zerolog.Logger, w walIndex, b *archive.BackupInfo, p wal.History, name string, newest pglogrepl.LSN, seg string) (pglogrepl.LSN, error) {
+	segSize := b.SegmentSize()
+	s, err := wal.ParseSegmentName(seg, segSize)
+	if err != nil || onPath(w, p, s.No, segSize) == seg {
+		return newest, nil
+	}
+	scope := pointScope{max: -1, from: wal.SegmentOf(0, b.StartLSN, segSize).No, path: p}
+	found, err := findRestorePoint(ctx, w, name, segSize, scope)
+	if err != nil {
+		return 0, err
+	}
+	where := fmt.Sprintf("the newest restore point %q in the archived WAL, ending at %s, was found on timeline %d (segment %s), which recovery from backup %s along %s never replays",
+		name, (newest+7)&^7, s.Timeline, seg, b.Name, pathString(p))
+	if found == 0 {
+		return 0, fmt.Errorf("%w: %s, and there is no point of that name along that path from where backup %s started (at %s): PostgreSQL would replay the whole archive "+
+			"and stop with \"recovery ended before configured recovery target was reached\"; to restore to the point on timeline %d, add --target-timeline %d",
+			ErrBadTarget, where, b.Name, b.StartLSN, s.Timeline, s.Timeline)
+	}
+	if end := endLSN(b); found <= b.StartLSN || (end != 0 && found < end) {
+		return 0, fmt.Errorf("%w: %s; the newest point of that name along that path ends at %s, before backup %s ended (at %s), and recovery from it cannot stop there: "+
+			"name an older backup with --basebackup, or, to restore to the point on timeline %d, add --target-timeline %d",
+			ErrBadTarget, where, (found+7)&^7, b.Name, end, s.Timeline, s.Timeline)
+	}
+	log.Warn().Str("restore_point", name).Uint32("timeline", s.Timeline).Str("passed_over", ((newest+7)&^7).String()).
+		Str("restoring_to", ((found+7)&^7).String()).Str("path", pathString(p)).
+		Msg("the newest restore point of the name is on a timeline recovery does not replay; restoring to the newest along the recovery path")
+	return found, nil
+}
+
+// pathString describes recovery path p: "timeline 1, then 2 from 0/4186A0".
+func pathString(p wal.History) string {
+	var sb strings.Builder
+	for i, h := range p {
+		if i == 0 {
+			fmt.Fprintf(&sb, "timeline %d", h.Timeline)
+			continue
+		}
+		fmt.Fprintf(&sb, ", then %d from %s", h.Timeline, h.Begin)
+	}
+	return sb.String()
 }
