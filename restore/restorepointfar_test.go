@@ -33,12 +33,7 @@ func TestRun_RestorePointFarNamedBackup(t *testing.T) {
 	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
 	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: "zstd"})
 	src.Exec(t, "create table t (id int primary key)")
-	b, err := basebackup.Run(ctx, basebackup.Options{
-		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	first := src.QueryString(t, "select pg_create_restore_point('p')::text")
 	src.Exec(t, "select pg_switch_wal()")
 	src.Exec(t, "insert into t values (1)")
@@ -51,7 +46,7 @@ func TestRun_RestorePointFarNamedBackup(t *testing.T) {
 	restoreCmd := "cp " + decodeWAL(t, a) + "/%f %p"
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
-	_, err = Run(ctx, Options{Archive: a, Backup: b.Name, TargetDir: dir, Target: Target{Name: "p"}, RestoreCommand: restoreCmd, Logger: zerolog.Nop()})
+	_, err := Run(ctx, Options{Archive: a, Backup: b.Name, TargetDir: dir, Target: Target{Name: "p"}, RestoreCommand: restoreCmd, Logger: zerolog.Nop()})
 	if !errors.Is(err, ErrBadTarget) || !strings.Contains(err.Error(), "made more than once") ||
 		!strings.Contains(err.Error(), first) || !strings.Contains(err.Error(), newest) {
 		t.Errorf("restore --basebackup %s to p, made at %s and %s, %d segments before the newest: err = %v; want it refused naming both",

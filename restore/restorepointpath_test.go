@@ -111,12 +111,7 @@ func TestRun_RestorePointOtherTimelineReal(t *testing.T) {
 	src, walDir := pgtest.StartArchiving(t, pgtest.Options{Major: major, WALSegmentSizeMB: 1})
 	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: "zstd"})
 	src.Exec(t, "create table t (id int primary key)")
-	_, err := basebackup.Run(ctx, basebackup.Options{
-		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	src.Exec(t, "insert into t values (1)")
 	src.SwitchArchived(t, walDir)
 	standby := pgtest.StartColdStandby(t, src)
@@ -134,7 +129,7 @@ func TestRun_RestorePointOtherTimelineReal(t *testing.T) {
 	restoreCmd := "cp " + decodeWAL(t, a) + "/%f %p"
 
 	dir := filepath.Join(pgtest.TempDir(t), "data")
-	_, err = Run(ctx, Options{Archive: a, TargetDir: dir, Target: Target{Name: "p"}, RestoreCommand: restoreCmd, Logger: zerolog.Nop()})
+	_, err := Run(ctx, Options{Archive: a, TargetDir: dir, Target: Target{Name: "p"}, RestoreCommand: restoreCmd, Logger: zerolog.Nop()})
 	if !errors.Is(err, ErrBadTarget) || !strings.Contains(err.Error(), "found on timeline 1") {
 		t.Fatalf("restore to p, made at %s on timeline 1 after timeline 2 began: err = %v; want it refused naming timeline 1", point, err)
 	}

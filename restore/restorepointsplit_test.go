@@ -99,12 +99,7 @@ func restorePointSplit(t *testing.T, major int) {
 	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: "zstd"})
 	src.Exec(t, "create table t (id int primary key)")
 	src.Exec(t, "insert into t values (1)")
-	b, err := basebackup.Run(ctx, basebackup.Options{
-		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	src.Exec(t, "insert into t values (2)")
 	dup, dupStart, dupFirst := splitPoint(t, src, "dup", 40)
 	src.Exec(t, "insert into t values (3)")

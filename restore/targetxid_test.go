@@ -40,12 +40,7 @@ func targetXIDSubtransaction(t *testing.T, major int) {
 	a := archivetest.New(t, storage.NewMem(), &archive.Codec{Compression: "zstd"})
 	src.Exec(t, "create table t (id int primary key)")
 	src.Exec(t, "create table gone (id int)")
-	b, err := basebackup.Run(ctx, basebackup.Options{
-		ConnString: src.ConnString("postgres"), Archive: a, Fast: true, NoWait: true, ChunkSize: 1 << 20, Logger: zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := takeBackup(ctx, t, src, a, basebackup.ModeStream, false)
 	// xids runs stmts in one transaction, then ends it with end, and
 	// returns its xid and the subtransaction's: the xmin of the row
 	// the last of stmts returns.
