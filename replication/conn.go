@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -123,7 +122,7 @@ func connectWith(ctx context.Context, connString, appName string, english bool) 
 // PGPASSWORD gives comes back as it is: the passfile is consulted only
 // without one. "" when nothing matches.
 func replicationPassword(connString string) string {
-	s, ok := withDatabase(connString, "replication")
+	s, ok := withParam(connString, "dbname", "replication")
 	if !ok {
 		return ""
 	}
@@ -132,25 +131,6 @@ func replicationPassword(connString string) string {
 		return ""
 	}
 	return c.Password
-}
-
-// withDatabase returns connString with its dbname replaced by db: in a
-// URI's path and query, or appended to a keyword/value string (where
-// the last of a keyword counts).
-func withDatabase(connString, db string) (string, bool) {
-	if !IsURI(connString) {
-		return connString + " dbname=" + quoteConnValue(db), true
-	}
-	u, err := url.Parse(connString)
-	if err != nil {
-		return "", false
-	}
-	u.Path, u.RawPath = "/"+db, ""
-	if q := u.Query(); q.Has("dbname") {
-		q.Set("dbname", db)
-		u.RawQuery = q.Encode()
-	}
-	return u.String(), true
 }
 
 // setsMessages reports whether the connection's startup parameters set
